@@ -1,0 +1,121 @@
+import {
+  createRemoteJWKSet,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  type JWTVerifyOptions,
+} from 'jose';
+import { z } from 'zod';
+import type { AuthConfig } from '../config.ts';
+import { ErrorCode, TributaryError } from '../errors.ts';
+import { DEVELOPMENT_PRINCIPAL, type Principal } from './principal.ts';
+
+/** Turns the bearer value a client presents into a principal, or refuses it. */
+export interface TokenVerifier {
+  /** `development` accepts everyone as the development principal; `jwt` verifies signatures. */
+  readonly mode: AuthConfig['mode'];
+  /**
+   * @param authorization the `Authorization` value (`Bearer …`) or `undefined` when absent.
+   * @throws TributaryError UNAUTHENTICATED with a message that says why, never revealing keys.
+   */
+  verify(authorization: string | undefined): Promise<Principal>;
+}
+
+/** Algorithms are pinned per key type: a token cannot choose how it is checked. */
+const HMAC_ALGORITHMS = ['HS256'];
+const ASYMMETRIC_ALGORITHMS = ['RS256', 'ES256'];
+
+const claimsSchema = z.object({
+  sub: z.string({ message: "claim 'sub' must be a non-empty string" }).min(1, "claim 'sub' must be a non-empty string"),
+  app: z.string({ message: "claim 'app' must be a non-empty string" }).min(1, "claim 'app' must be a non-empty string"),
+  env: z.string({ message: "claim 'env' must be a non-empty string" }).min(1, "claim 'env' must be a non-empty string"),
+  tenant: z.string({ message: "claim 'tenant' must be a string" }).min(1, "claim 'tenant' must not be empty").optional(),
+  roles: z.array(z.string(), { message: "claim 'roles' must be an array of strings" }).max(100).optional(),
+  permissions: z.array(z.string(), { message: "claim 'permissions' must be an array of strings" }).max(1000).optional(),
+});
+
+export interface TokenVerifierOptions {
+  readonly auth: AuthConfig;
+  /** Allowed clock difference for `exp`/`nbf`, in seconds. @default 5 */
+  readonly clockToleranceSeconds?: number;
+}
+
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
+  const { auth } = options;
+  if (auth.mode === 'development') {
+    return { mode: 'development', verify: () => Promise.resolve(DEVELOPMENT_PRINCIPAL) };
+  }
+
+  const secret = auth.secret === undefined ? undefined : new TextEncoder().encode(auth.secret);
+  const remoteKeys = auth.jwksUrl === undefined ? undefined : createRemoteJWKSet(new URL(auth.jwksUrl));
+  const algorithms = [...(secret ? HMAC_ALGORITHMS : []), ...(remoteKeys ? ASYMMETRIC_ALGORITHMS : [])];
+
+  // The key is chosen by the algorithm the token names, and only among the pinned ones.
+  const getKey: JWTVerifyGetKey = async (header, token) => {
+    if (secret && HMAC_ALGORITHMS.includes(header.alg)) return secret;
+    if (remoteKeys && ASYMMETRIC_ALGORITHMS.includes(header.alg)) return remoteKeys(header, token);
+    throw new joseErrors.JOSEAlgNotAllowed(`algorithm "${header.alg}" is not accepted`);
+  };
+  const verifyOptions: JWTVerifyOptions = {
+    algorithms,
+    clockTolerance: options.clockToleranceSeconds ?? 5,
+    ...(auth.issuer !== undefined && { issuer: auth.issuer }),
+    ...(auth.audience !== undefined && { audience: auth.audience }),
+  };
+
+  return {
+    mode: 'jwt',
+    async verify(authorization) {
+      const token = bearerToken(authorization);
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, getKey, verifyOptions));
+      } catch (error) {
+        throw new TributaryError(ErrorCode.UNAUTHENTICATED, describeJoseError(error), { cause: error });
+      }
+      return toPrincipal(payload);
+    },
+  };
+}
+
+function bearerToken(authorization: string | undefined): string {
+  if (authorization === undefined || authorization.trim() === '') {
+    throw new TributaryError(ErrorCode.UNAUTHENTICATED, 'Authentication required: send "Authorization: Bearer <token>"');
+  }
+  const match = /^Bearer[ ]+([A-Za-z0-9_\-.]+)\s*$/i.exec(authorization);
+  if (!match?.[1]) {
+    throw new TributaryError(ErrorCode.UNAUTHENTICATED, 'Malformed authorization: expected "Bearer <token>"');
+  }
+  return match[1];
+}
+
+function toPrincipal(payload: JWTPayload): Principal {
+  const parsed = claimsSchema.safeParse(payload);
+  if (!parsed.success) {
+    throw new TributaryError(ErrorCode.UNAUTHENTICATED, `Invalid token: ${parsed.error.issues[0]?.message ?? 'bad claims'}`);
+  }
+  const claims = parsed.data;
+  return Object.freeze({
+    subject: claims.sub,
+    app: claims.app,
+    env: claims.env,
+    tenant: claims.tenant,
+    roles: Object.freeze([...(claims.roles ?? [])]),
+    permissions: Object.freeze([...(claims.permissions ?? [])]),
+    expiresAt: payload.exp === undefined ? undefined : payload.exp * 1000,
+  });
+}
+
+function describeJoseError(error: unknown): string {
+  if (error instanceof joseErrors.JWTExpired) return 'Token expired';
+  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    return error.claim === 'nbf' ? 'Token not yet valid' : `Invalid token: claim '${error.claim}' ${error.reason}`;
+  }
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'Invalid token: algorithm not accepted';
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'Invalid token: signature verification failed';
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return 'Invalid token: no matching key';
+  if (error instanceof joseErrors.JWSInvalid || error instanceof joseErrors.JWTInvalid) return 'Invalid token: malformed';
+  if (error instanceof joseErrors.JWKSTimeout) return 'Could not verify token: key set unavailable';
+  return 'Invalid token';
+}

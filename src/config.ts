@@ -1,0 +1,189 @@
+import { z } from 'zod';
+
+/**
+ * Configuration comes from environment variables only, is validated once at boot and then frozen.
+ * An invalid value stops the process with one line naming the variable and what it needs.
+ */
+
+export type NodeEnv = 'development' | 'test' | 'production';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export type AuthConfig =
+  /** No verification configured and not in production: every caller is the development principal. */
+  | { readonly mode: 'development' }
+  | {
+      readonly mode: 'jwt';
+      /** HS256 shared secret (at least 32 bytes). */
+      readonly secret?: string;
+      /** Remote JSON Web Key Set for RS256/ES256 tokens. */
+      readonly jwksUrl?: string;
+      readonly issuer?: string;
+      readonly audience?: string;
+    };
+
+export interface Limits {
+  /** Largest WebSocket message accepted, in bytes. @default 1 MiB */
+  readonly wsMaxPayloadBytes: number;
+  /** Time a new socket has to send `connection_init`, in ms. @default 3000 */
+  readonly connectionInitTimeoutMs: number;
+  /** Active subscriptions one socket may hold. @default 100 */
+  readonly maxSubscriptionsPerConnection: number;
+  /** Largest HTTP request body, in bytes. @default 1 MiB */
+  readonly httpMaxBodyBytes: number;
+  /** Deepest selection set nesting in an operation. @default 12 */
+  readonly maxDepth: number;
+  /** Aliases in one operation. @default 20 */
+  readonly maxAliases: number;
+  /** Lexical tokens in one operation document. @default 2000 */
+  readonly maxTokens: number;
+}
+
+export interface Config {
+  readonly nodeEnv: NodeEnv;
+  readonly port: number;
+  readonly host: string;
+  /** Folder of the embedded database, used when `databaseUrl` is not set. */
+  readonly dataDir: string;
+  readonly databaseUrl: string | undefined;
+  readonly redisUrl: string | undefined;
+  readonly auth: AuthConfig;
+  readonly logLevel: LogLevel;
+  readonly limits: Limits;
+  /** Time a graceful shutdown may take before the process exits anyway, in ms. @default 10000 */
+  readonly shutdownTimeoutMs: number;
+}
+
+/** A configuration problem, reported as one line. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const optionalString = z
+  .string()
+  .transform((value) => value.trim())
+  .transform((value) => (value === '' ? undefined : value))
+  .optional();
+
+const integer = (min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .trim()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined || value === '') return fallback;
+      const parsed = Number(value);
+      if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
+        ctx.addIssue({ code: 'custom', message: `must be an integer from ${min} to ${max} (got "${value}")` });
+        return z.NEVER;
+      }
+      return parsed;
+    });
+
+const urlWithProtocols = (protocols: readonly string[]) =>
+  optionalString.refine(
+    (value) => {
+      if (value === undefined) return true;
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
+  );
+
+const MIB = 1024 * 1024;
+
+const environmentSchema = z.object({
+  NODE_ENV: z
+    .enum(['development', 'test', 'production'], { message: 'must be development, test or production' })
+    .optional()
+    .default('development'),
+  PORT: integer(0, 65_535, 4000),
+  HOST: optionalString,
+  DATA_DIR: optionalString,
+  DATABASE_URL: urlWithProtocols(['postgres:', 'postgresql:']),
+  REDIS_URL: urlWithProtocols(['redis:', 'rediss:']),
+  JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
+    message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
+  }),
+  JWT_JWKS_URL: urlWithProtocols(['https:', 'http:']),
+  JWT_ISSUER: optionalString,
+  JWT_AUDIENCE: optionalString,
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      message: 'must be one of fatal, error, warn, info, debug, trace, silent',
+    })
+    .optional()
+    .default('info'),
+  WS_MAX_PAYLOAD_BYTES: integer(1024, 64 * MIB, MIB),
+  WS_CONNECTION_INIT_TIMEOUT_MS: integer(100, 60_000, 3000),
+  WS_MAX_SUBSCRIPTIONS: integer(1, 10_000, 100),
+  HTTP_MAX_BODY_BYTES: integer(1024, 64 * MIB, MIB),
+  GRAPHQL_MAX_DEPTH: integer(2, 100, 12),
+  GRAPHQL_MAX_ALIASES: integer(0, 1000, 20),
+  GRAPHQL_MAX_TOKENS: integer(50, 100_000, 2000),
+  SHUTDOWN_TIMEOUT_MS: integer(100, 60_000, 10_000),
+});
+
+/** Reads and validates the configuration; throws `ConfigError` with a one-line message. */
+export function loadConfig(environment: Readonly<Record<string, string | undefined>> = process.env): Config {
+  const parsed = environmentSchema.safeParse(environment);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = issue?.path.join('.') ?? 'environment';
+    throw new ConfigError(`Invalid configuration: ${variable} ${issue?.message ?? 'is invalid'}`);
+  }
+  const env = parsed.data;
+
+  const jwtConfigured = env.JWT_SECRET !== undefined || env.JWT_JWKS_URL !== undefined;
+  if (!jwtConfigured && env.NODE_ENV === 'production') {
+    throw new ConfigError(
+      'Invalid configuration: JWT_SECRET or JWT_JWKS_URL must be set when NODE_ENV=production (development mode would let anyone act as admin)',
+    );
+  }
+  if (!jwtConfigured && (env.JWT_ISSUER !== undefined || env.JWT_AUDIENCE !== undefined)) {
+    throw new ConfigError('Invalid configuration: JWT_ISSUER and JWT_AUDIENCE need JWT_SECRET or JWT_JWKS_URL');
+  }
+
+  const auth: AuthConfig = jwtConfigured
+    ? {
+        mode: 'jwt',
+        ...(env.JWT_SECRET !== undefined && { secret: env.JWT_SECRET }),
+        ...(env.JWT_JWKS_URL !== undefined && { jwksUrl: env.JWT_JWKS_URL }),
+        ...(env.JWT_ISSUER !== undefined && { issuer: env.JWT_ISSUER }),
+        ...(env.JWT_AUDIENCE !== undefined && { audience: env.JWT_AUDIENCE }),
+      }
+    : { mode: 'development' };
+
+  return deepFreeze({
+    nodeEnv: env.NODE_ENV,
+    port: env.PORT,
+    host: env.HOST ?? '0.0.0.0',
+    dataDir: env.DATA_DIR ?? '.data',
+    databaseUrl: env.DATABASE_URL,
+    redisUrl: env.REDIS_URL,
+    auth,
+    logLevel: env.LOG_LEVEL,
+    limits: {
+      wsMaxPayloadBytes: env.WS_MAX_PAYLOAD_BYTES,
+      connectionInitTimeoutMs: env.WS_CONNECTION_INIT_TIMEOUT_MS,
+      maxSubscriptionsPerConnection: env.WS_MAX_SUBSCRIPTIONS,
+      httpMaxBodyBytes: env.HTTP_MAX_BODY_BYTES,
+      maxDepth: env.GRAPHQL_MAX_DEPTH,
+      maxAliases: env.GRAPHQL_MAX_ALIASES,
+      maxTokens: env.GRAPHQL_MAX_TOKENS,
+    },
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+  });
+}
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const child of Object.values(value)) {
+    if (typeof child === 'object' && child !== null) deepFreeze(child);
+  }
+  return Object.freeze(value);
+}

@@ -1,0 +1,35 @@
+/**
+ * The one small database interface the platform uses, over `pg` (a real Postgres) or PGlite
+ * (embedded, file-backed). Both speak the same SQL; keep queries portable:
+ * - cast `bigint`/`numeric` results you need as numbers (`count(*)::int`): `pg` returns int8 as text;
+ * - `jsonb` arrives parsed, `timestamptz` as `Date`, on both drivers.
+ */
+
+export type Row = Record<string, unknown>;
+
+export interface QueryResult<R extends Row = Row> {
+  readonly rows: R[];
+  /** Rows inserted, updated or deleted by the statement. */
+  readonly rowCount: number;
+}
+
+export interface Queryable {
+  /** One statement with `$1…$n` parameters. */
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** Several statements without parameters (migrations, fixtures). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Database extends Queryable {
+  /** `postgres` over a connection pool, or `embedded` PGlite in this process. */
+  readonly kind: 'postgres' | 'embedded';
+  /**
+   * Runs `work` in one transaction: committed when it resolves, rolled back when it throws.
+   * Everything inside must use `tx`, not the database, or it runs outside the transaction.
+   */
+  transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Resolves when the database answers a trivial query; rejects otherwise. */
+  ping(): Promise<void>;
+  /** Idempotent. Waits for queries in flight. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,81 @@
+import pg from 'pg';
+import type { Logger } from '../logger.ts';
+import type { Database, QueryResult, Row } from './database.ts';
+
+export interface PostgresDatabaseOptions {
+  /** `postgres://user:password@host:port/database`. */
+  readonly url: string;
+  readonly logger: Logger;
+  /** Pool size. @default 10 */
+  readonly maxConnections?: number;
+  /** Time to wait for a pooled connection, in ms. @default 10000 */
+  readonly connectionTimeoutMs?: number;
+  /** `application_name` seen in `pg_stat_activity`. @default 'tributary' */
+  readonly applicationName?: string;
+}
+
+/** The platform database on a real Postgres, through a `pg` pool. */
+export function createPostgresDatabase(options: PostgresDatabaseOptions): Database {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.maxConnections ?? 10,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? 10_000,
+    application_name: options.applicationName ?? 'tributary',
+  });
+  // An idle client losing its connection (Postgres restarted) emits on the pool; without a
+  // listener that would crash the process. The pool replaces the client on next use.
+  pool.on('error', (error) => options.logger.warn({ err: error }, 'idle database connection lost'));
+
+  let closed: Promise<void> | undefined;
+
+  return {
+    kind: 'postgres',
+    query: (sql, params) => runQuery(pool, sql, params),
+    exec: async (sql) => {
+      await pool.query(sql);
+    },
+    async transaction(work) {
+      const client = await pool.connect();
+      let released = false;
+      try {
+        await client.query('BEGIN');
+        const result = await work({
+          query: (sql, params) => runQuery(client, sql, params),
+          exec: async (sql) => {
+            await client.query(sql);
+          },
+        });
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackError) {
+          // The connection is unusable (e.g. the server went away): drop it from the pool.
+          client.release(rollbackError instanceof Error ? rollbackError : true);
+          released = true;
+        }
+        throw error;
+      } finally {
+        if (!released) client.release();
+      }
+    },
+    async ping() {
+      await pool.query('SELECT 1');
+    },
+    close() {
+      closed ??= pool.end();
+      return closed;
+    },
+  };
+}
+
+async function runQuery<R extends Row>(
+  client: pg.Pool | pg.PoolClient,
+  sql: string,
+  params: readonly unknown[] | undefined,
+): Promise<QueryResult<R>> {
+  const result = await client.query<R>(sql, params as unknown[] | undefined);
+  return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+}
+

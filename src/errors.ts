@@ -1,0 +1,79 @@
+/**
+ * One list of error codes for the whole server.
+ *
+ * Three channels carry them (STYLE §5):
+ * - client-facing GraphQL errors, as `extensions.code` (mapped in `src/schema/errors.ts`);
+ * - masked internal errors, logged with their cause and shown to clients as INTERNAL_SERVER_ERROR;
+ * - WebSocket close codes (`src/server/ws/close-codes.ts`).
+ *
+ * Library code throws `TributaryError`; it carries no GraphQL types so the pipeline stays
+ * transport-agnostic.
+ */
+export const ErrorCode = {
+  /** No token, or a token that failed verification. HTTP 401; WebSocket close 4403. */
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  /** A verified principal that may not perform the operation (e.g. admin-only). */
+  FORBIDDEN: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+  /** A revision check failed (the seed's 409); `extensions.currentRevision` says where it is. */
+  CONFLICT: 'CONFLICT',
+  /** Input that fails validation at the edge: malformed filters, limits, unknown fields. */
+  BAD_USER_INPUT: 'BAD_USER_INPUT',
+  /** A cursor the log cannot resume from (unknown, expired, other epoch): refetch a snapshot. */
+  RESYNC_REQUIRED: 'RESYNC_REQUIRED',
+  /** A per-connection or per-principal quota is exhausted. */
+  RATE_LIMITED: 'RATE_LIMITED',
+  /** An operation exceeds a complexity limit (depth, aliases, tokens). */
+  QUERY_TOO_COMPLEX: 'QUERY_TOO_COMPLEX',
+  /** Something failed inside the server; details are logged, never sent. */
+  INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface TributaryErrorOptions {
+  /** Extra fields for the client, e.g. `{ currentRevision: 7 }`; must not contain secrets. */
+  readonly details?: Readonly<Record<string, unknown>>;
+  readonly cause?: unknown;
+}
+
+/** An error whose code and message are meant for the client. */
+export class TributaryError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: TributaryErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TributaryError';
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}
+
+export function isTributaryError(error: unknown): error is TributaryError {
+  return error instanceof TributaryError;
+}
+
+/** Postgres SQLSTATEs the code reacts to, by name (https://www.postgresql.org/docs/15/errcodes-appendix.html). */
+export const SqlState = {
+  UNIQUE_VIOLATION: '23505',
+  FOREIGN_KEY_VIOLATION: '23503',
+  SERIALIZATION_FAILURE: '40001',
+  DEADLOCK_DETECTED: '40P01',
+  UNDEFINED_TABLE: '42P01',
+  DUPLICATE_OBJECT: '42710',
+  INSUFFICIENT_PRIVILEGE: '42501',
+  OBJECT_IN_USE: '55006',
+  ADMIN_SHUTDOWN: '57P01',
+} as const;
+
+export type SqlState = (typeof SqlState)[keyof typeof SqlState];
+
+/** The SQLSTATE of an error thrown by `pg` or PGlite, when it has one. */
+export function sqlStateOf(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const code = error.code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}

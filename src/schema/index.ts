@@ -1,0 +1,20 @@
+import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
+import { builder } from './builder.ts';
+import './scalars.ts';
+import './types/viewer.ts';
+import './types/channel.ts';
+
+export type { GraphQLContext, Transport } from './context.ts';
+
+let built: GraphQLSchema | undefined;
+
+/** The executable schema (built once). */
+export function getSchema(): GraphQLSchema {
+  built ??= builder.toSchema({ sortSchema: true });
+  return built;
+}
+
+/** The SDL committed as `schema.graphql`. */
+export function printSchemaSdl(): string {
+  return `${printSchema(lexicographicSortSchema(getSchema()))}\n`;
+}

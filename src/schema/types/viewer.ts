@@ -1,0 +1,29 @@
+import type { Principal } from '../../auth/principal.ts';
+import * as resolvers from '../../resolvers/viewer.ts';
+import { builder } from '../builder.ts';
+
+const Viewer = builder.objectRef<Principal>('Viewer').implement({
+  description: 'The caller, as established by its verified token.',
+  fields: (t) => ({
+    subject: t.exposeString('subject', { description: "The token's `sub`." }),
+    app: t.exposeString('app'),
+    env: t.exposeString('env'),
+    tenant: t.exposeString('tenant', { nullable: true, description: 'Absent for application-wide principals.' }),
+    roles: t.exposeStringList('roles'),
+    permissions: t.exposeStringList('permissions', { description: 'e.g. `crm.contacts.read`' }),
+    expiresAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the token expires; a socket authenticated with it is closed then (4403).',
+      resolve: (principal) => (principal.expiresAt === undefined ? null : new Date(principal.expiresAt)),
+    }),
+  }),
+});
+
+builder.queryField('viewer', (t) =>
+  t.field({
+    type: Viewer,
+    description: "The caller's principal.",
+    resolve: (_root, _args, context) => resolvers.viewer(context),
+  }),
+);

@@ -1,0 +1,97 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from '../logger.ts';
+import type { GraphQLWebSocketServer } from './ws/websocket-server.ts';
+import { GRAPHQL_PATH, type TributaryYoga } from './yoga.ts';
+
+/** A dependency whose answer decides readiness (`GET /ready`). */
+export interface ReadinessCheck {
+  readonly name: string;
+  /** Resolves when the dependency answers; rejects (or exceeds the timeout) when it does not. */
+  check(): Promise<void>;
+}
+
+export interface HttpServerOptions {
+  readonly yoga: TributaryYoga;
+  readonly webSocket: GraphQLWebSocketServer;
+  readonly readiness: readonly ReadinessCheck[];
+  readonly logger: Logger;
+  /** Time each readiness check may take, in ms. @default 2000 */
+  readonly readinessTimeoutMs?: number;
+}
+
+/**
+ * Transport only: `/health` and `/ready` answer here, `/graphql` goes to yoga (HTTP) or the
+ * WebSocket server (upgrade), anything else is 404.
+ */
+export function createHttpServer(options: HttpServerOptions): Server {
+  const timeoutMs = options.readinessTimeoutMs ?? 2000;
+  const server = createServer((request, response) => {
+    const path = pathOf(request);
+    if (path === '/health' && isRead(request)) {
+      sendJson(response, 200, { status: 'ok' });
+    } else if (path === '/ready' && isRead(request)) {
+      readiness(options.readiness, timeoutMs).then(
+        (report) => sendJson(response, report.ready ? 200 : 503, report),
+        (error: unknown) => {
+          options.logger.error({ err: error }, 'readiness check failed unexpectedly');
+          sendJson(response, 503, { ready: false });
+        },
+      );
+    } else if (path === GRAPHQL_PATH) {
+      void options.yoga.requestListener(request, response);
+    } else {
+      sendJson(response, 404, { error: 'Not found' });
+    }
+  });
+
+  server.on('upgrade', (request: IncomingMessage, socket, head: Buffer) => {
+    if (pathOf(request) !== GRAPHQL_PATH) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    options.webSocket.handleUpgrade(request, socket, head);
+  });
+  server.on('clientError', (error, socket) => {
+    options.logger.debug({ err: error }, 'malformed HTTP request');
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
+  return server;
+}
+
+interface ReadinessReport {
+  readonly ready: boolean;
+  readonly checks: Record<string, 'ok' | 'failing'>;
+}
+
+async function readiness(checks: readonly ReadinessCheck[], timeoutMs: number): Promise<ReadinessReport> {
+  const outcomes = await Promise.all(
+    checks.map(async (check) => [check.name, (await withTimeout(check.check(), timeoutMs)) ? 'ok' : 'failing'] as const),
+  );
+  return { ready: outcomes.every(([, outcome]) => outcome === 'ok'), checks: Object.fromEntries(outcomes) };
+}
+
+async function withTimeout(work: Promise<void>, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+  try {
+    return await Promise.race([work.then(() => true, () => false), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function pathOf(request: IncomingMessage): string {
+  const url = request.url ?? '/';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+function isRead(request: IncomingMessage): boolean {
+  return request.method === 'GET' || request.method === 'HEAD';
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}

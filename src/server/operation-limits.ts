@@ -1,0 +1,54 @@
+import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
+import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
+import type { Plugin } from 'graphql-yoga';
+import { GraphQLError, parse, type ParseOptions, type Source, type ValidationContext, type ValidationRule } from 'graphql';
+import type { Limits } from '../config.ts';
+import { ErrorCode } from '../errors.ts';
+
+export type OperationLimits = Pick<Limits, 'maxDepth' | 'maxAliases' | 'maxTokens'>;
+
+/**
+ * Depth, alias and token limits as one envelop plugin. It runs wherever the envelope runs —
+ * yoga's HTTP handler and the WebSocket executor alike — so no transport bypasses it.
+ * A rejected operation gets `extensions.code = QUERY_TOO_COMPLEX`.
+ */
+export function useOperationLimits(limits: OperationLimits): Plugin {
+  // armor's rules throw by default, which yoga would mask as an internal error; report instead.
+  const reject = {
+    propagateOnRejection: false,
+    exposeLimits: true,
+    onReject: [
+      (context: ValidationContext | null, error: GraphQLError) =>
+        context?.reportError(
+          new GraphQLError(error.message.replace(/^Syntax Error: /, ''), {
+            nodes: error.nodes,
+            extensions: { code: ErrorCode.QUERY_TOO_COMPLEX },
+          }),
+        ),
+    ],
+  };
+  const rules: ValidationRule[] = [
+    maxDepthRule({ n: limits.maxDepth, ignoreIntrospection: true, flattenFragments: true, ...reject }),
+    maxAliasesRule({ n: limits.maxAliases, ...reject }),
+  ];
+  return {
+    onParse({ setParseFn }) {
+      // graphql-js counts tokens while lexing and stops at the limit: a huge document costs no more.
+      setParseFn((source: string | Source, options?: ParseOptions) => {
+        try {
+          return parse(source, { ...options, maxTokens: limits.maxTokens });
+        } catch (error) {
+          if (error instanceof GraphQLError && error.message.includes('tokens')) {
+            throw new GraphQLError(`Operation too large: more than ${limits.maxTokens} tokens`, {
+              extensions: { code: ErrorCode.QUERY_TOO_COMPLEX },
+            });
+          }
+          throw error;
+        }
+      });
+    },
+    onValidate({ addValidationRule }) {
+      for (const rule of rules) addValidationRule(rule);
+    },
+  };
+}

@@ -1,0 +1,32 @@
+import { CloseCode as ProtocolCloseCode } from 'graphql-ws';
+
+/**
+ * Every code a Tributary socket can be closed with. The 44xx/45xx codes are the
+ * graphql-transport-ws protocol's own (graphql-ws `CloseCode`); the rest are WebSocket standard
+ * codes or Tributary's.
+ */
+export const CloseCode = {
+  /** Server shutting down or restarting (RFC 6455 "going away"); reconnect elsewhere. */
+  GoingAway: 1001,
+  /** A message larger than `WS_MAX_PAYLOAD_BYTES` (RFC 6455 "message too big"). */
+  MessageTooBig: 1009,
+  /** The socket's outbound buffer outgrew its bound; reconnect and resume with the last cursor. */
+  SlowConsumer: 4008,
+  /** Malformed or unexpected message. */
+  BadRequest: ProtocolCloseCode.BadRequest,
+  /** `subscribe` before `connection_ack`. */
+  Unauthorized: ProtocolCloseCode.Unauthorized,
+  /** Token missing, invalid or expired. */
+  Forbidden: ProtocolCloseCode.Forbidden,
+  /** The client did not offer the `graphql-transport-ws` subprotocol. */
+  SubprotocolNotAcceptable: ProtocolCloseCode.SubprotocolNotAcceptable,
+  /** No `connection_init` within `WS_CONNECTION_INIT_TIMEOUT_MS`. */
+  ConnectionInitialisationTimeout: ProtocolCloseCode.ConnectionInitialisationTimeout,
+  /** A `subscribe` reused the id of an active operation. */
+  SubscriberAlreadyExists: ProtocolCloseCode.SubscriberAlreadyExists,
+  /** A second `connection_init`. */
+  TooManyInitialisationRequests: ProtocolCloseCode.TooManyInitialisationRequests,
+  InternalServerError: ProtocolCloseCode.InternalServerError,
+} as const;
+
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

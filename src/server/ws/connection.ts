@@ -1,0 +1,284 @@
+import type { IncomingMessage } from 'node:http';
+import type { ExecutionResult, GraphQLError } from 'graphql';
+import {
+  GRAPHQL_TRANSPORT_WS_PROTOCOL,
+  MessageType,
+  parseMessage,
+  type ID,
+  type Message,
+  type SubscribePayload,
+} from 'graphql-ws';
+import WebSocket from 'ws';
+import type { Principal } from '../../auth/principal.ts';
+import type { TokenVerifier } from '../../auth/token-verifier.ts';
+import { ErrorCode, isTributaryError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import { CloseCode } from './close-codes.ts';
+import type { OperationExecutor } from './executor.ts';
+
+export interface ConnectionOptions {
+  readonly verifier: TokenVerifier;
+  readonly execute: OperationExecutor;
+  /** @see Limits.connectionInitTimeoutMs */
+  readonly connectionInitTimeoutMs: number;
+  /** @see Limits.maxSubscriptionsPerConnection */
+  readonly maxOperations: number;
+  /** Bytes the socket may have queued for the client before it counts as a slow consumer. */
+  readonly maxBufferedBytes: number;
+  readonly logger: Logger;
+}
+
+/** An operation started by `subscribe` and not yet finished. */
+interface ActiveOperation {
+  /** Set when the client sent `complete` or the socket closed: nothing more is sent for it. */
+  cancelled: boolean;
+  results: AsyncIterableIterator<ExecutionResult> | undefined;
+}
+
+/** Longest close reason RFC 6455 allows (a control frame payload is 125 bytes, 2 are the code). */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/** setTimeout's largest delay; a later expiry is re-armed when this one fires. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * One graphql-transport-ws connection
+ * (https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md): the handshake with its
+ * timeout, authentication at `connection_init`, the operations the client started, and the
+ * closing rules. Owns its timers and operations; everything is released when the socket closes.
+ */
+export class GraphQLWsConnection {
+  readonly #socket: WebSocket;
+  readonly #options: ConnectionOptions;
+  readonly #logger: Logger;
+  readonly #operations = new Map<ID, ActiveOperation>();
+  #initReceived = false;
+  #principal: Principal | undefined;
+  #initTimer: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(socket: WebSocket, request: IncomingMessage, options: ConnectionOptions) {
+    this.#socket = socket;
+    this.#options = options;
+    this.#logger = options.logger.child({ remote: request.socket.remoteAddress });
+
+    socket.on('close', () => this.#release());
+    socket.on('error', (error) => this.#logger.debug({ err: error }, 'socket error'));
+
+    if (socket.protocol !== GRAPHQL_TRANSPORT_WS_PROTOCOL) {
+      this.close(CloseCode.SubprotocolNotAcceptable, 'Subprotocol not acceptable');
+      return;
+    }
+    socket.on('message', (data) => this.#onMessage(rawDataToText(data)));
+    this.#initTimer = setTimeout(
+      () => this.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout'),
+      options.connectionInitTimeoutMs,
+    );
+  }
+
+  /** Active operations, for metrics and the subscription cap. */
+  get operationCount(): number {
+    return this.#operations.size;
+  }
+
+  /** Closes with a code and a reason (truncated to what a close frame can carry). */
+  close(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#release();
+    this.#socket.close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
+  }
+
+  #onMessage(data: string): void {
+    if (this.#closed) return;
+    let message: Message;
+    try {
+      message = parseMessage(data);
+    } catch (error) {
+      this.close(CloseCode.BadRequest, error instanceof Error ? error.message : 'Invalid message received');
+      return;
+    }
+
+    switch (message.type) {
+      case MessageType.ConnectionInit:
+        this.#onConnectionInit(message.payload);
+        return;
+      case MessageType.Ping:
+        this.#send(message.payload ? { type: MessageType.Pong, payload: message.payload } : { type: MessageType.Pong });
+        return;
+      case MessageType.Pong:
+        return;
+      case MessageType.Subscribe:
+        this.#onSubscribe(message.id, message.payload);
+        return;
+      case MessageType.Complete: {
+        const operation = this.#operations.get(message.id);
+        if (operation) this.#cancel(message.id, operation);
+        return;
+      }
+      default:
+        this.close(CloseCode.BadRequest, `Unexpected message of type ${message.type} received`);
+    }
+  }
+
+  #onConnectionInit(payload: Record<string, unknown> | undefined): void {
+    if (this.#initReceived) {
+      this.close(CloseCode.TooManyInitialisationRequests, 'Too many initialisation requests');
+      return;
+    }
+    this.#initReceived = true;
+    clearTimeout(this.#initTimer);
+
+    const authorization = payload?.['authorization'];
+    if (authorization !== undefined && typeof authorization !== 'string') {
+      this.close(CloseCode.Forbidden, 'Forbidden: "authorization" must be a string "Bearer <token>"');
+      return;
+    }
+    this.#options.verifier.verify(authorization).then(
+      (principal) => {
+        if (this.#closed) return;
+        this.#principal = principal;
+        this.#armExpiry(principal);
+        this.#send({ type: MessageType.ConnectionAck });
+      },
+      (error: unknown) => {
+        const reason = isTributaryError(error) ? error.message : 'Forbidden';
+        if (!isTributaryError(error)) this.#logger.error({ err: error }, 'token verification failed unexpectedly');
+        this.close(CloseCode.Forbidden, `Forbidden: ${reason}`);
+      },
+    );
+  }
+
+  /** A live socket lives no longer than its token. */
+  #armExpiry(principal: Principal): void {
+    if (principal.expiresAt === undefined) return;
+    const remaining = principal.expiresAt - Date.now();
+    if (remaining <= 0) {
+      this.close(CloseCode.Forbidden, 'Forbidden: Token expired');
+      return;
+    }
+    this.#expiryTimer = setTimeout(() => {
+      if (Date.now() >= principal.expiresAt!) this.close(CloseCode.Forbidden, 'Forbidden: Token expired');
+      else this.#armExpiry(principal);
+    }, Math.min(remaining, MAX_TIMER_MS));
+  }
+
+  #onSubscribe(id: ID, payload: SubscribePayload): void {
+    const principal = this.#principal;
+    if (!principal) {
+      this.close(CloseCode.Unauthorized, 'Unauthorized');
+      return;
+    }
+    if (this.#operations.has(id)) {
+      this.close(CloseCode.SubscriberAlreadyExists, `Subscriber for ${id} already exists`);
+      return;
+    }
+    if (this.#operations.size >= this.#options.maxOperations) {
+      this.#send({
+        id,
+        type: MessageType.Error,
+        payload: [
+          {
+            message: `Too many active operations on this connection (limit ${this.#options.maxOperations})`,
+            extensions: { code: ErrorCode.RATE_LIMITED },
+          },
+        ],
+      });
+      return;
+    }
+    // Reserve the id before any await, so a duplicate arriving during setup is caught above.
+    const operation: ActiveOperation = { cancelled: false, results: undefined };
+    this.#operations.set(id, operation);
+    this.#run(id, operation, principal, payload).catch((error: unknown) => {
+      this.#logger.error({ err: error, operationId: id }, 'operation failed');
+      this.close(CloseCode.InternalServerError, 'Internal server error');
+    });
+  }
+
+  async #run(id: ID, operation: ActiveOperation, principal: Principal, payload: SubscribePayload): Promise<void> {
+    const outcome = await this.#options.execute(principal, payload);
+    if (outcome.kind === 'rejected') {
+      this.#finish(id, operation, { id, type: MessageType.Error, payload: outcome.errors.map((error) => error.toJSON()) });
+      return;
+    }
+    if (outcome.kind === 'single') {
+      if (!operation.cancelled) this.#send({ id, type: MessageType.Next, payload: outcome.result });
+      this.#finish(id, operation, { id, type: MessageType.Complete });
+      return;
+    }
+
+    operation.results = outcome.results;
+    if (operation.cancelled) {
+      // `complete` (or the socket's close) arrived while the subscription was being set up.
+      await outcome.results.return?.();
+      return;
+    }
+    try {
+      for await (const result of outcome.results) {
+        if (operation.cancelled) break;
+        this.#send({ id, type: MessageType.Next, payload: result });
+      }
+    } catch (error) {
+      // A source that fails (e.g. a subscriber that fell behind) ends this operation, not the socket.
+      const errors = isTributaryError(error)
+        ? [{ message: error.message, extensions: { ...error.details, code: error.code } }]
+        : [{ message: 'Unexpected error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }];
+      if (!isTributaryError(error)) this.#logger.error({ err: error, operationId: id }, 'subscription source failed');
+      this.#finish(id, operation, { id, type: MessageType.Error, payload: errors });
+      return;
+    }
+    this.#finish(id, operation, { id, type: MessageType.Complete });
+  }
+
+  /** Sends the operation's last message (unless the client already stopped it) and forgets it. */
+  #finish(id: ID, operation: ActiveOperation, last: OutgoingMessage): void {
+    if (this.#operations.get(id) === operation) this.#operations.delete(id);
+    if (!operation.cancelled) this.#send(last);
+  }
+
+  #cancel(id: ID, operation: ActiveOperation): void {
+    operation.cancelled = true;
+    this.#operations.delete(id);
+    operation.results?.return?.().catch((error: unknown) => this.#logger.warn({ err: error }, 'failed to stop a subscription'));
+  }
+
+  #send(message: OutgoingMessage): void {
+    if (this.#closed || this.#socket.readyState !== WebSocket.OPEN) return;
+    // Bounded outbound: a client that does not read is closed instead of growing our memory.
+    if (this.#socket.bufferedAmount > this.#options.maxBufferedBytes) {
+      this.close(CloseCode.SlowConsumer, 'Slow consumer: outbound buffer exceeded');
+      return;
+    }
+    this.#socket.send(JSON.stringify(message));
+  }
+
+  #release(): void {
+    this.#closed = true;
+    clearTimeout(this.#initTimer);
+    clearTimeout(this.#expiryTimer);
+    for (const [id, operation] of this.#operations) this.#cancel(id, operation);
+  }
+}
+
+type OutgoingMessage =
+  | { readonly type: typeof MessageType.ConnectionAck }
+  | { readonly type: typeof MessageType.Pong; readonly payload?: Record<string, unknown> }
+  | { readonly id: ID; readonly type: typeof MessageType.Next; readonly payload: ExecutionResult }
+  | { readonly id: ID; readonly type: typeof MessageType.Error; readonly payload: readonly (ReturnType<GraphQLError['toJSON']> | object)[] }
+  | { readonly id: ID; readonly type: typeof MessageType.Complete };
+
+function rawDataToText(data: WebSocket.RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+function truncateUtf8(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text);
+  if (bytes.length <= maxBytes) return text;
+  // Cut on a character boundary: decoding a cut multi-byte sequence would yield U+FFFD (3 bytes).
+  let end = maxBytes;
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
+  return bytes.subarray(0, end).toString('utf8');
+}

@@ -1,0 +1,84 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { GRAPHQL_TRANSPORT_WS_PROTOCOL } from 'graphql-ws';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { TokenVerifier } from '../../auth/token-verifier.ts';
+import type { Limits } from '../../config.ts';
+import type { Logger } from '../../logger.ts';
+import { GraphQLWsConnection } from './connection.ts';
+import type { OperationExecutor } from './executor.ts';
+
+export interface GraphQLWebSocketServerOptions {
+  readonly verifier: TokenVerifier;
+  readonly execute: OperationExecutor;
+  readonly limits: Pick<Limits, 'wsMaxPayloadBytes' | 'connectionInitTimeoutMs' | 'maxSubscriptionsPerConnection'>;
+  readonly logger: Logger;
+  /** Outbound bytes a socket may have queued before it is closed as a slow consumer. @default 8 MiB */
+  readonly maxBufferedBytes?: number;
+}
+
+export interface GraphQLWebSocketServer {
+  /** Takes over an HTTP upgrade request for the GraphQL path. */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
+  readonly connectionCount: number;
+  /** Closes every socket with `code` and waits (at most `timeoutMs`) until they are gone. */
+  close(code: number, reason: string, timeoutMs: number): Promise<void>;
+}
+
+/** The graphql-transport-ws endpoint: one `GraphQLWsConnection` per socket. */
+export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOptions): GraphQLWebSocketServer {
+  const logger = options.logger.child({ component: 'ws' });
+  const server = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.limits.wsMaxPayloadBytes,
+    perMessageDeflate: false,
+    // Accept the connection whatever the client offers; a missing subprotocol is then refused
+    // with the protocol's own close code (4406) rather than a failed handshake.
+    handleProtocols: (protocols) => (protocols.has(GRAPHQL_TRANSPORT_WS_PROTOCOL) ? GRAPHQL_TRANSPORT_WS_PROTOCOL : false),
+  });
+  const connections = new Map<WebSocket, GraphQLWsConnection>();
+  let closing = false;
+
+  server.on('connection', (socket: WebSocket, request: IncomingMessage) => {
+    const connection = new GraphQLWsConnection(socket, request, {
+      verifier: options.verifier,
+      execute: options.execute,
+      connectionInitTimeoutMs: options.limits.connectionInitTimeoutMs,
+      maxOperations: options.limits.maxSubscriptionsPerConnection,
+      maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
+      logger,
+    });
+    connections.set(socket, connection);
+    socket.once('close', () => connections.delete(socket));
+  });
+
+  return {
+    handleUpgrade(request, socket, head) {
+      if (closing) {
+        socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      server.handleUpgrade(request, socket, head, (ws) => server.emit('connection', ws, request));
+    },
+    get connectionCount() {
+      return connections.size;
+    },
+    async close(code, reason, timeoutMs) {
+      closing = true;
+      const sockets = [...connections.keys()];
+      const gone = Promise.all(
+        sockets.map((socket) => new Promise<void>((resolve) => (socket.readyState === socket.CLOSED ? resolve() : socket.once('close', () => resolve())))),
+      );
+      for (const [, connection] of connections) connection.close(code, reason);
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+      if ((await Promise.race([gone, timedOut])) === 'timeout') {
+        logger.warn({ remaining: connections.size }, 'sockets did not close in time; terminating');
+        for (const socket of connections.keys()) socket.terminate();
+      }
+      clearTimeout(timer);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+

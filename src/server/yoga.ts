@@ -1,0 +1,93 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { GraphQLError, type GraphQLSchema } from 'graphql';
+import { createYoga, type Plugin, type YogaInitialContext, type YogaServerInstance } from 'graphql-yoga';
+import type { Principal } from '../auth/principal.ts';
+import type { TokenVerifier } from '../auth/token-verifier.ts';
+import type { Limits } from '../config.ts';
+import { ErrorCode } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { Services } from '../resolvers/context.ts';
+import { createErrorMasker } from '../schema/errors.ts';
+import type { GraphQLContext } from '../schema/index.ts';
+import { useOperationLimits } from './operation-limits.ts';
+
+export const GRAPHQL_PATH = '/graphql';
+
+/** What the Node adapter hands yoga for an HTTP request. */
+export interface HttpServerContext {
+  readonly req?: IncomingMessage;
+  readonly res?: ServerResponse;
+  /** Set by the WebSocket executor: the principal verified at `connection_init`. */
+  readonly principal?: Principal;
+}
+
+export type TributaryYoga = YogaServerInstance<HttpServerContext, GraphQLContext>;
+
+export interface YogaOptions {
+  readonly schema: GraphQLSchema;
+  readonly verifier: TokenVerifier;
+  readonly services: Services;
+  readonly limits: Limits;
+  readonly logger: Logger;
+}
+
+/**
+ * The GraphQL engine for both transports: HTTP requests are served by yoga itself; the WebSocket
+ * server runs operations through `yoga.getEnveloped`, so every plugin (limits, error masking)
+ * applies to both.
+ */
+export function createYogaServer(options: YogaOptions): TributaryYoga {
+  const { verifier, services, logger } = options;
+  return createYoga<HttpServerContext, GraphQLContext>({
+    schema: options.schema,
+    graphqlEndpoint: GRAPHQL_PATH,
+    landingPage: false,
+    maxRequestBodySize: options.limits.httpMaxBodyBytes,
+    graphiql: { title: 'Tributary', subscriptionsProtocol: 'WS' },
+    renderGraphiQL,
+    logging: yogaLogger(logger.child({ component: 'yoga' })),
+    maskedErrors: { maskError: createErrorMasker(logger.child({ component: 'graphql' })) },
+    context: async (initial: YogaInitialContext & HttpServerContext): Promise<GraphQLContext> => {
+      if (initial.principal) return { principal: initial.principal, services, transport: 'ws' };
+      const principal = await verifier.verify(initial.request.headers.get('authorization') ?? undefined);
+      return { principal, services, transport: 'http' };
+    },
+    plugins: [useOperationLimits(options.limits), useSubscriptionsOverWebSocketOnly()],
+  });
+}
+
+/**
+ * Subscriptions are served over graphql-ws only: that is where per-connection caps, token
+ * expiry and (later) resumable delivery live. Over HTTP they get a clear error instead of SSE.
+ */
+function useSubscriptionsOverWebSocketOnly(): Plugin<GraphQLContext> {
+  return {
+    onSubscribe({ args, setResultAndStopExecution }) {
+      if (args.contextValue.transport === 'ws') return;
+      setResultAndStopExecution({
+        errors: [
+          new GraphQLError(`Subscriptions are served over WebSocket (graphql-transport-ws) at ${GRAPHQL_PATH}`, {
+            extensions: { code: ErrorCode.BAD_USER_INPUT },
+          }),
+        ],
+      });
+    },
+  };
+}
+
+/**
+ * yoga's log calls on pino. GraphQL errors it reports are the client's (coded) or already logged
+ * with their cause by the error masker, so they go to debug.
+ */
+function yogaLogger(logger: Logger) {
+  const at =
+    (level: 'debug' | 'info' | 'warn' | 'error') =>
+    (...args: unknown[]) => {
+      const [first, ...rest] = args;
+      if (first instanceof GraphQLError) logger.debug({ err: first }, first.message);
+      else if (first instanceof Error) logger[level]({ err: first }, first.message);
+      else logger[level]({ details: rest.length > 0 ? rest : undefined }, String(first));
+    };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
