@@ -23,6 +23,8 @@ export const ErrorCode = {
   RESYNC_REQUIRED: 'RESYNC_REQUIRED',
   /** A per-connection or per-principal quota is exhausted. */
   RATE_LIMITED: 'RATE_LIMITED',
+  /** The operation document is not valid GraphQL syntax. */
+  GRAPHQL_PARSE_FAILED: 'GRAPHQL_PARSE_FAILED',
   /** An operation exceeds a complexity limit (depth, aliases, tokens). */
   QUERY_TOO_COMPLEX: 'QUERY_TOO_COMPLEX',
   /** Something failed inside the server; details are logged, never sent. */

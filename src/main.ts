@@ -26,8 +26,17 @@ export interface Tributary {
   /** `http://host:port` the server listens on. */
   readonly url: string;
   readonly port: number;
+  /** Live counts, for metrics and for tests that wait on server state. */
+  stats(): TributaryStats;
   /** Graceful shutdown: stop accepting, close sockets with 1001, dispose everything. Idempotent. */
   dispose(): Promise<void>;
+}
+
+export interface TributaryStats {
+  /** Open graphql-ws sockets. */
+  readonly connections: number;
+  /** Channel memberships (one per active `channel` subscription). */
+  readonly channelMembers: number;
 }
 
 export interface StartOptions {
@@ -46,6 +55,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
     if (config.redisUrl !== undefined) {
       const redis = createRedisClient(config.redisUrl, logger.child({ component: 'redis' }));
       cleanup.push('redis', () => closeRedis(redis));
+      await redisConnected(redis, 5000, logger);
       readiness.push({ name: 'redis', check: async () => void (await redis.ping()) });
     }
 
@@ -56,6 +66,9 @@ export async function startTributary(config: Config, options: StartOptions = {})
 
     const services: Services = { channels: createChannelHub() };
     const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, logger });
+    cleanup.push('graphql engine', async () => {
+      await yoga.dispose();
+    });
     const webSocket = createGraphQLWebSocketServer({
       verifier,
       execute: createOperationExecutor(yoga),
@@ -78,7 +91,12 @@ export async function startTributary(config: Config, options: StartOptions = {})
     const url = `http://${host}:${port}`;
     logger.info({ url: `${url}${GRAPHQL_PATH}`, database: db.kind, redis: config.redisUrl !== undefined }, 'Tributary is listening');
 
-    return { url, port, dispose: () => cleanup.run() };
+    return {
+      url,
+      port,
+      stats: () => ({ connections: webSocket.connectionCount, channelMembers: services.channels.memberCount() }),
+      dispose: () => cleanup.run(),
+    };
   } catch (error) {
     await cleanup.run();
     throw error;
@@ -106,6 +124,20 @@ function createRedisClient(url: string, logger: Logger): Redis {
     reported = false;
   });
   return redis;
+}
+
+/** Gives Redis a moment to connect so the first readiness answer is meaningful; never fails. */
+async function redisConnected(redis: Redis, timeoutMs: number, logger: Logger): Promise<void> {
+  if (redis.status === 'ready') return;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  try {
+    await once(redis, 'ready', { signal: controller.signal });
+  } catch {
+    logger.warn({ timeoutMs }, 'redis not reachable yet; starting anyway and reporting not ready until it is');
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function closeRedis(redis: Redis): Promise<void> {

@@ -10,7 +10,8 @@ export type OperationLimits = Pick<Limits, 'maxDepth' | 'maxAliases' | 'maxToken
 /**
  * Depth, alias and token limits as one envelop plugin. It runs wherever the envelope runs —
  * yoga's HTTP handler and the WebSocket executor alike — so no transport bypasses it.
- * A rejected operation gets `extensions.code = QUERY_TOO_COMPLEX`.
+ * A rejected operation gets `extensions.code = QUERY_TOO_COMPLEX`; any other syntax error
+ * GRAPHQL_PARSE_FAILED.
  */
 export function useOperationLimits(limits: OperationLimits): Plugin {
   // armor's rules throw by default, which yoga would mask as an internal error; report instead.
@@ -34,16 +35,22 @@ export function useOperationLimits(limits: OperationLimits): Plugin {
   return {
     onParse({ setParseFn }) {
       // graphql-js counts tokens while lexing and stops at the limit: a huge document costs no more.
+      // Parse errors get their code and HTTP status here, before yoga caches the parse result
+      // by document text: the cached error is then right for whichever transport sees it next.
       setParseFn((source: string | Source, options?: ParseOptions) => {
         try {
           return parse(source, { ...options, maxTokens: limits.maxTokens });
         } catch (error) {
-          if (error instanceof GraphQLError && error.message.includes('tokens')) {
-            throw new GraphQLError(`Operation too large: more than ${limits.maxTokens} tokens`, {
-              extensions: { code: ErrorCode.QUERY_TOO_COMPLEX },
-            });
-          }
-          throw error;
+          if (!(error instanceof GraphQLError)) throw error;
+          // graphql-js 16 words it "Document contains more that N tokens" (sic).
+          const tooLarge = /Document contains more th\w+ \d+ tokens/.test(error.message);
+          throw new GraphQLError(tooLarge ? `Operation too large: more than ${limits.maxTokens} tokens` : error.message, {
+            ...(!tooLarge && { source: error.source, positions: error.positions }),
+            extensions: {
+              code: tooLarge ? ErrorCode.QUERY_TOO_COMPLEX : ErrorCode.GRAPHQL_PARSE_FAILED,
+              http: { status: 400 },
+            },
+          });
         }
       });
     },

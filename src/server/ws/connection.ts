@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { ExecutionResult, GraphQLError } from 'graphql';
+import type { ExecutionResult, GraphQLFormattedError } from 'graphql';
 import {
   GRAPHQL_TRANSPORT_WS_PROTOCOL,
   MessageType,
@@ -15,6 +15,7 @@ import { ErrorCode, isTributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { CloseCode } from './close-codes.ts';
 import type { OperationExecutor } from './executor.ts';
+import { formatError, formatResult } from './format.ts';
 
 export interface ConnectionOptions {
   readonly verifier: TokenVerifier;
@@ -130,7 +131,9 @@ export class GraphQLWsConnection {
     this.#initReceived = true;
     clearTimeout(this.#initTimer);
 
-    const authorization = payload?.['authorization'];
+    // GraphiQL and some clients send their HTTP-style headers here, capitalized or not.
+    const key = payload && Object.keys(payload).find((name) => name.toLowerCase() === 'authorization');
+    const authorization = key === undefined ? undefined : payload?.[key];
     if (authorization !== undefined && typeof authorization !== 'string') {
       this.close(CloseCode.Forbidden, 'Forbidden: "authorization" must be a string "Bearer <token>"');
       return;
@@ -199,11 +202,11 @@ export class GraphQLWsConnection {
   async #run(id: ID, operation: ActiveOperation, principal: Principal, payload: SubscribePayload): Promise<void> {
     const outcome = await this.#options.execute(principal, payload);
     if (outcome.kind === 'rejected') {
-      this.#finish(id, operation, { id, type: MessageType.Error, payload: outcome.errors.map((error) => error.toJSON()) });
+      this.#finish(id, operation, { id, type: MessageType.Error, payload: outcome.errors.map(formatError) });
       return;
     }
     if (outcome.kind === 'single') {
-      if (!operation.cancelled) this.#send({ id, type: MessageType.Next, payload: outcome.result });
+      if (!operation.cancelled) this.#send({ id, type: MessageType.Next, payload: formatResult(outcome.result) });
       this.#finish(id, operation, { id, type: MessageType.Complete });
       return;
     }
@@ -217,7 +220,7 @@ export class GraphQLWsConnection {
     try {
       for await (const result of outcome.results) {
         if (operation.cancelled) break;
-        this.#send({ id, type: MessageType.Next, payload: result });
+        this.#send({ id, type: MessageType.Next, payload: formatResult(result) });
       }
     } catch (error) {
       // A source that fails (e.g. a subscriber that fell behind) ends this operation, not the socket.
@@ -264,8 +267,8 @@ export class GraphQLWsConnection {
 type OutgoingMessage =
   | { readonly type: typeof MessageType.ConnectionAck }
   | { readonly type: typeof MessageType.Pong; readonly payload?: Record<string, unknown> }
-  | { readonly id: ID; readonly type: typeof MessageType.Next; readonly payload: ExecutionResult }
-  | { readonly id: ID; readonly type: typeof MessageType.Error; readonly payload: readonly (ReturnType<GraphQLError['toJSON']> | object)[] }
+  | { readonly id: ID; readonly type: typeof MessageType.Next; readonly payload: ReturnType<typeof formatResult> }
+  | { readonly id: ID; readonly type: typeof MessageType.Error; readonly payload: readonly GraphQLFormattedError[] }
   | { readonly id: ID; readonly type: typeof MessageType.Complete };
 
 function rawDataToText(data: WebSocket.RawData): string {

@@ -15,6 +15,11 @@ export interface GraphQLWebSocketServerOptions {
   readonly logger: Logger;
   /** Outbound bytes a socket may have queued before it is closed as a slow consumer. @default 8 MiB */
   readonly maxBufferedBytes?: number;
+  /**
+   * Interval of WebSocket-level pings, in ms; a socket that has not answered the previous ping
+   * is terminated, so vanished clients do not hold resources. `0` disables. @default 12000
+   */
+  readonly keepAliveMs?: number;
 }
 
 export interface GraphQLWebSocketServer {
@@ -37,7 +42,25 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
     handleProtocols: (protocols) => (protocols.has(GRAPHQL_TRANSPORT_WS_PROTOCOL) ? GRAPHQL_TRANSPORT_WS_PROTOCOL : false),
   });
   const connections = new Map<WebSocket, GraphQLWsConnection>();
+  const unanswered = new WeakSet<WebSocket>();
   let closing = false;
+
+  const keepAliveMs = options.keepAliveMs ?? 12_000;
+  const keepAlive =
+    keepAliveMs > 0
+      ? setInterval(() => {
+          for (const socket of connections.keys()) {
+            if (unanswered.has(socket)) {
+              logger.debug('socket did not answer ping; terminating');
+              socket.terminate();
+              continue;
+            }
+            unanswered.add(socket);
+            socket.ping();
+          }
+        }, keepAliveMs)
+      : undefined;
+  keepAlive?.unref();
 
   server.on('connection', (socket: WebSocket, request: IncomingMessage) => {
     const connection = new GraphQLWsConnection(socket, request, {
@@ -49,6 +72,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       logger,
     });
     connections.set(socket, connection);
+    socket.on('pong', () => unanswered.delete(socket));
     socket.once('close', () => connections.delete(socket));
   });
 
@@ -65,6 +89,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
     },
     async close(code, reason, timeoutMs) {
       closing = true;
+      clearInterval(keepAlive);
       const sockets = [...connections.keys()];
       const gone = Promise.all(
         sockets.map((socket) => new Promise<void>((resolve) => (socket.readyState === socket.CLOSED ? resolve() : socket.once('close', () => resolve())))),

@@ -1,0 +1,151 @@
+/**
+ * The reference stack: graphql-yoga + graphql-ws wired exactly as yoga's "Subscriptions with
+ * graphql-ws" recipe documents it — `useServer` from `graphql-ws/use/ws` on a `ws`
+ * WebSocketServer sharing yoga's HTTP server, and an `onSubscribe` that runs every operation
+ * through `yoga.getEnveloped(ctx)` (parse, validate, contextFactory, execute/subscribe).
+ * The envelop's `execute`/`subscribe` travel in `rootValue`, as the recipe does, because the
+ * plugins may wrap them per operation. Subscriptions use yoga's own `createPubSub()`.
+ * Defaults are left as yoga and graphql-ws ship them: this is the peer as users would run it.
+ */
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { DocumentNode, ExecutionArgs, GraphQLError, GraphQLSchema } from 'graphql';
+import { JSONResolver } from 'graphql-scalars';
+import type { OperationResult } from 'graphql-ws';
+import { useServer } from 'graphql-ws/use/ws';
+import { createPubSub, createSchema, createYoga } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import type { RunningPeer } from './peer.ts';
+
+/** The same shape and values as Tributary's development principal, so responses are byte-equal. */
+const PRINCIPAL = Object.freeze({
+  subject: 'development',
+  app: 'default',
+  env: 'default',
+  tenant: 'default',
+  roles: ['admin'],
+  permissions: [],
+  expiresAt: null,
+});
+
+interface ChannelMessage {
+  readonly channel: string;
+  readonly event: string;
+  readonly data: unknown;
+}
+
+/** The part of Tributary's schema the benchmarks use (see schema.graphql). */
+const typeDefs = /* GraphQL */ `
+  scalar JSON
+  type Viewer {
+    subject: String!
+    app: String!
+    env: String!
+    tenant: String
+    roles: [String!]!
+    permissions: [String!]!
+    expiresAt: String
+  }
+  type ChannelMessage {
+    channel: String!
+    event: String!
+    data: JSON
+  }
+  type Query {
+    viewer: Viewer!
+  }
+  type Mutation {
+    broadcast(channel: String!, event: String!, data: JSON): Boolean!
+  }
+  type Subscription {
+    channel(name: String!): ChannelMessage!
+  }
+`;
+
+/** What the recipe puts in `rootValue`: the envelop's own execute and subscribe. */
+interface EnvelopedRoot {
+  readonly execute: (args: ExecutionArgs) => OperationResult;
+  readonly subscribe: (args: ExecutionArgs) => OperationResult;
+}
+
+/** The typed face of what `getEnveloped` returns (envelop types it loosely). */
+interface Enveloped extends EnvelopedRoot {
+  readonly schema: GraphQLSchema;
+  readonly parse: (source: string) => DocumentNode;
+  readonly validate: (schema: GraphQLSchema, document: DocumentNode) => readonly GraphQLError[];
+  readonly contextFactory: () => unknown;
+}
+
+export async function startYogaGraphQLWsPeer(): Promise<RunningPeer> {
+  const pubSub = createPubSub<{ channel: [name: string, message: ChannelMessage] }>();
+  const yoga = createYoga({
+    schema: createSchema({
+      typeDefs,
+      resolvers: {
+        JSON: JSONResolver,
+        Query: { viewer: () => PRINCIPAL },
+        Mutation: {
+          broadcast: (_root: unknown, args: { channel: string; event: string; data?: unknown }) => {
+            pubSub.publish('channel', args.channel, { channel: args.channel, event: args.event, data: args.data ?? null });
+            return true;
+          },
+        },
+        Subscription: {
+          channel: {
+            subscribe: (_root: unknown, args: { name: string }) => pubSub.subscribe('channel', args.name),
+            resolve: (message: ChannelMessage) => message,
+          },
+        },
+      },
+    }),
+  });
+
+  // The recipe's `createServer(yoga)`; yoga answers its own errors, so the promise is not ours to handle.
+  const server = createServer((request, response) => void yoga.requestListener(request, response));
+  const wsServer = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
+  const graphqlWs = useServer(
+    {
+      execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
+      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args),
+      onSubscribe: async (ctx, _id, params) => {
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params,
+        }) as Enveloped;
+        const args: ExecutionArgs = {
+          schema,
+          operationName: params.operationName,
+          document: parse(params.query),
+          variableValues: params.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe } satisfies EnvelopedRoot,
+        };
+        const errors = validate(args.schema, args.document);
+        if (errors.length > 0) return errors;
+        return args;
+      },
+    },
+    wsServer,
+  );
+
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+
+  let disposed: Promise<void> | undefined;
+  return {
+    port,
+    path: yoga.graphqlEndpoint,
+    dispose: () =>
+      (disposed ??= (async () => {
+        // graphql-ws closes its sockets (1001) and the WebSocketServer; then the HTTP listener.
+        await graphqlWs.dispose();
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await closed;
+      })()),
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * `npm run bench [-- <workload>…] [--quick] [--rounds N]`: runs the workloads (all by default)
+ * against Tributary and its peers on loopback and prints, per workload, a table and the
+ * `ours/peer` ratios. Absolute numbers on a shared 2-core machine are noisy; the ratios taken
+ * within one run are what count. Every server and socket started is stopped at the end, also
+ * when a workload fails or the run is interrupted.
+ */
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { createCleanupStack } from './lib/cleanup.ts';
+import { startPeerProcess } from './lib/peer-process.ts';
+import { print } from './lib/report.ts';
+import { formatMillis } from './lib/stats.ts';
+import type { Workload, WorkloadContext } from './lib/workload.ts';
+import { roundtrip } from './workloads/roundtrip.ts';
+
+/** In run order. Next: fan-out to 1,000 subscribers, mutation → subscriber latency, CDC end to end. */
+const WORKLOADS: readonly Workload[] = [roundtrip];
+
+const USAGE = `usage: npm run bench [-- <workload>…] [--quick] [--rounds N]
+  workloads: ${WORKLOADS.map((workload) => workload.name).join(', ')} (default: all)
+  --quick     shortened run, to check that everything works
+  --rounds N  measurements per peer, alternating between peers (default 2)`;
+
+interface RunOptions {
+  readonly workloads: readonly Workload[];
+  readonly quick: boolean;
+  readonly rounds: number;
+}
+
+/** Parses the command line; returns a message instead when it cannot. */
+function parseOptions(argv: readonly string[]): RunOptions | string {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: { quick: { type: 'boolean', default: false }, rounds: { type: 'string', default: '2' }, help: { type: 'boolean', default: false } },
+    });
+  } catch (error) {
+    return `${error instanceof Error ? error.message : String(error)}\n${USAGE}`;
+  }
+  if (parsed.values.help) return USAGE;
+  const rounds = Number(parsed.values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) return `--rounds must be an integer from 1 to 20\n${USAGE}`;
+  const unknown = parsed.positionals.filter((name) => !WORKLOADS.some((workload) => workload.name === name));
+  if (unknown.length > 0) return `unknown workload: ${unknown.join(', ')}\n${USAGE}`;
+  const workloads = parsed.positionals.length === 0 ? WORKLOADS : WORKLOADS.filter((workload) => parsed.positionals.includes(workload.name));
+  return { workloads, quick: parsed.values.quick, rounds };
+}
+
+function printHeader(options: RunOptions): void {
+  const cpus = os.cpus();
+  print(`Tributary benchmarks — ${new Date().toISOString()}`);
+  print(`node ${process.version} (${process.platform} ${process.arch}), ${cpus[0]?.model.trim() ?? 'unknown CPU'} × ${cpus.length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`);
+  print(`load average ${os.loadavg().map((load) => load.toFixed(2)).join(' ')}; ${options.quick ? 'QUICK run (smoke test: numbers are not meaningful)' : 'full run'}, ${options.rounds} rounds`);
+  print('servers run in child processes on 127.0.0.1; ratios are ours/peer from this run (absolute times are noisy here)');
+}
+
+async function main(): Promise<number> {
+  const options = parseOptions(process.argv.slice(2));
+  if (typeof options === 'string') {
+    print(options);
+    return options === USAGE ? 0 : 2;
+  }
+  const started = performance.now();
+  const cleanup = createCleanupStack();
+  const interrupted = (signal: NodeJS.Signals) => {
+    console.error(`\n${signal}: stopping servers`);
+    void cleanup.run().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+
+  const context: WorkloadContext = {
+    quick: options.quick,
+    rounds: options.rounds,
+    async startPeer(name) {
+      const peer = await startPeerProcess(name);
+      cleanup.push(`peer ${name} (pid ${peer.pid})`, () => peer.stop());
+      return peer;
+    },
+    defer: (name, step) => cleanup.push(name, step),
+  };
+
+  printHeader(options);
+  let failed = false;
+  try {
+    for (const workload of options.workloads) {
+      const workloadStarted = performance.now();
+      print();
+      print(`== ${workload.name}: ${workload.description}`);
+      await workload.run(context);
+      print(`(${workload.name}: ${formatMillis(performance.now() - workloadStarted)})`);
+    }
+  } catch (error) {
+    failed = true;
+    console.error(`\nbenchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  } finally {
+    for (const failure of await cleanup.run()) {
+      failed = true;
+      console.error(failure.message);
+    }
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+  }
+  print();
+  print(`total wall time ${formatMillis(performance.now() - started)}`);
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+    // Everything was stopped, so the process should exit by itself; if something still holds
+    // it open, say what instead of hanging.
+    setTimeout(() => {
+      console.error(`still running 5 s after cleanup: ${process.getActiveResourcesInfo().join(', ')}`);
+      process.exit(code === 0 ? 1 : code);
+    }, 5000).unref();
+  },
+  (error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,44 @@
+/**
+ * `npm run migrate`: applies pending migrations to DATABASE_URL, or to the embedded database in
+ * DATA_DIR when it is unset, and prints what it applied.
+ */
+import { ConfigError, loadConfig } from '../config.ts';
+import type { Database } from '../db/database.ts';
+import { createEmbeddedDatabase } from '../db/embedded.ts';
+import { migrate } from '../db/migrations.ts';
+import { createPostgresDatabase } from '../db/postgres.ts';
+import { createLogger } from '../logger.ts';
+
+async function run(): Promise<number> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return 1;
+    }
+    throw error;
+  }
+  const logger = createLogger({ level: config.logLevel === 'info' ? 'warn' : config.logLevel });
+  const db: Database =
+    config.databaseUrl === undefined
+      ? await createEmbeddedDatabase({ dataDir: config.dataDir })
+      : createPostgresDatabase({ url: config.databaseUrl, logger });
+  try {
+    const { applied } = await migrate(db, { logger });
+    const target = config.databaseUrl === undefined ? `embedded database in ${config.dataDir}` : 'DATABASE_URL';
+    console.log(applied.length === 0 ? `${target}: up to date` : `${target}: applied ${applied.join(', ')}`);
+    return 0;
+  } finally {
+    await db.close();
+  }
+}
+
+run().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`Migration failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,78 @@
+/**
+ * Vitest globalSetup: one Postgres cluster and one Redis server for the whole test run, shared
+ * by every worker through `provide`/`inject`. `DATABASE_URL` / `REDIS_URL`, when set, are used
+ * instead (e.g. the docker-compose services); the harness then starts nothing for that service.
+ * The returned teardown stops what was started and deletes its directories, pass or fail.
+ */
+import type { TestProject } from 'vitest/node';
+import { startPostgres } from './postgres.ts';
+import { startRedis } from './redis.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /**
+     * Admin URL of the shared cluster (a superuser, or a role with CREATEDB and REPLICATION).
+     * Tests never write here: they call `createTestDatabase()`.
+     */
+    databaseUrl: string;
+    /** URL of the shared Redis. Tests namespace their keys with `uniquePrefix()`. */
+    redisUrl: string;
+  }
+}
+
+type Dispose = () => Promise<void>;
+
+export default async function setup(project: TestProject): Promise<Dispose> {
+  const disposers: Dispose[] = [];
+  const teardown = async () => {
+    const errors: unknown[] = [];
+    for (const dispose of disposers.reverse()) {
+      try {
+        await dispose();
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    if (errors.length > 0) throw new AggregateError(errors, 'test harness teardown failed');
+  };
+
+  const fromEnv = (name: string) => {
+    const value = process.env[name]?.trim();
+    return value ? value : undefined;
+  };
+
+  const [postgres, redis] = await Promise.allSettled([
+    (async () => {
+      const url = fromEnv('DATABASE_URL');
+      if (url) {
+        console.log('[test harness] Postgres: DATABASE_URL from the environment');
+        return url;
+      }
+      const instance = await startPostgres();
+      disposers.push(() => instance.dispose());
+      console.log(`[test harness] Postgres: private cluster on port ${instance.port} (${instance.dataDir})`);
+      return instance.url;
+    })(),
+    (async () => {
+      const url = fromEnv('REDIS_URL');
+      if (url) {
+        console.log('[test harness] Redis: REDIS_URL from the environment');
+        return url;
+      }
+      const instance = await startRedis();
+      disposers.push(() => instance.dispose());
+      console.log(`[test harness] Redis: private server on port ${instance.port}`);
+      return instance.url;
+    })(),
+  ]);
+
+  if (postgres.status === 'rejected' || redis.status === 'rejected') {
+    await teardown().catch(() => {});
+    const reasons = [postgres, redis].flatMap((result): unknown[] => (result.status === 'rejected' ? [result.reason] : []));
+    throw reasons.length === 1 ? reasons[0] : new AggregateError(reasons, 'test harness setup failed');
+  }
+
+  project.provide('databaseUrl', postgres.value);
+  project.provide('redisUrl', redis.value);
+  return teardown;
+}

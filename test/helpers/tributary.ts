@@ -1,0 +1,72 @@
+/**
+ * A real Tributary server for a test: the same `startTributary` that `npm start` runs, on a free
+ * port of 127.0.0.1. Its platform database is a fresh database in the run's shared Postgres
+ * (fast to create), or the embedded PGlite with `{ embedded: true }` (slower: ~2–4 s to boot).
+ * Teardown is registered with `onTestFinished` at creation unless `autoDispose: false`.
+ */
+import { onTestFinished } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/logger.ts';
+import { startTributary, type Tributary } from '../../src/main.ts';
+import { createTestDatabase } from './services.ts';
+
+export interface TestServer extends Tributary {
+  /** `http://127.0.0.1:port/graphql` */
+  readonly graphqlUrl: string;
+  /** `ws://127.0.0.1:port/graphql` */
+  readonly wsUrl: string;
+}
+
+export interface TestServerOptions {
+  /** Register `dispose()` with `onTestFinished`. @default true */
+  readonly autoDispose?: boolean;
+  /** Use the embedded database (in memory) instead of a fresh Postgres database. @default false */
+  readonly embedded?: boolean;
+}
+
+/** Starts a server with these environment variables on top of the test defaults. */
+export async function startTestServer(env: Record<string, string> = {}, options: TestServerOptions = {}): Promise<TestServer> {
+  const autoDispose = options.autoDispose !== false;
+  const database =
+    options.embedded === true || env['DATABASE_URL'] !== undefined ? undefined : await createTestDatabase({ autoDispose });
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    DATA_DIR: 'memory://',
+    LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
+    ...(database && { DATABASE_URL: database.url }),
+    ...env,
+  });
+  const tributary = await startTributary(config, { logger: createLogger({ level: config.logLevel }) });
+  // Registered after the database's teardown, so it runs first (onTestFinished runs in reverse).
+  if (autoDispose) onTestFinished(() => tributary.dispose());
+  return {
+    ...tributary,
+    async dispose() {
+      await tributary.dispose();
+      await database?.dispose();
+    },
+    graphqlUrl: `http://127.0.0.1:${tributary.port}/graphql`,
+    wsUrl: `ws://127.0.0.1:${tributary.port}/graphql`,
+  };
+}
+
+/** POSTs one GraphQL operation and returns the HTTP status and parsed body. */
+export async function postGraphQL(
+  url: string,
+  body: { query: string; variables?: Record<string, unknown>; operationName?: string },
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: GraphQLResponseBody }> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json', ...headers },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as GraphQLResponseBody };
+}
+
+export interface GraphQLResponseBody {
+  readonly data?: Record<string, unknown> | null;
+  readonly errors?: readonly { message: string; extensions?: Record<string, unknown> }[];
+}

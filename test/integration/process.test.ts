@@ -1,0 +1,106 @@
+/**
+ * The real entry point (`node src/main.ts`, what `npm start` runs) as a child process: it boots
+ * on the embedded default, serves, and shuts down gracefully on SIGTERM and SIGINT.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
+import { deferred } from '../helpers/wait-for.ts';
+
+const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+interface RunningProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  /** Every JSON log line so far. */
+  readonly logs: readonly Record<string, unknown>[];
+  readonly stderr: () => string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+async function startProcess(env: Record<string, string>): Promise<RunningProcess> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'tributary-main-'));
+  onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+  const child = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env['PATH'] ?? '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  onTestFinished(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const exited = once(child, 'exit').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }));
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+
+  const logs: Record<string, unknown>[] = [];
+  const listening = deferred<number>();
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const entry = JSON.parse(line) as Record<string, unknown>;
+    logs.push(entry);
+    if (entry['msg'] === 'Tributary is listening') listening.resolve(Number(new URL(String(entry['url'])).port));
+  });
+  void exited.then(({ code }) => listening.reject(new Error(`exited with ${code} before listening: ${stderr}`)));
+  return { child, port: await listening.promise, logs, stderr: () => stderr, exited };
+}
+
+describe('the tributary process', () => {
+  it('boots on the embedded default with no Postgres or Redis and serves GraphQL', async () => {
+    const running = await startProcess({});
+    const response = await fetch(`http://127.0.0.1:${running.port}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ viewer { subject roles } }' }),
+    });
+    expect(await response.json()).toEqual({ data: { viewer: { subject: 'development', roles: ['admin'] } } });
+    expect(running.logs.find((entry) => entry['msg'] === 'Tributary is listening')).toMatchObject({ database: 'embedded', redis: false });
+    expect(running.logs.some((entry) => entry['level'] === 40 && String(entry['msg']).includes('development mode'))).toBe(true);
+    running.child.kill('SIGTERM');
+    expect(await running.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it.each(['SIGTERM', 'SIGINT'] as const)('on %s closes sockets with 1001, stops listening and exits 0', async (signal) => {
+    const running = await startProcess({});
+    const client = await openAcknowledgedSocket(`ws://127.0.0.1:${running.port}/graphql`);
+    client.send({ id: '1', type: 'subscribe', payload: { query: 'subscription { channel(name: "x") { event } }' } });
+
+    running.child.kill(signal);
+    expect(await client.closed()).toEqual({ code: 1001, reason: 'Server shutting down' });
+    expect(await running.exited).toEqual({ code: 0, signal: null });
+    expect(running.logs.map((entry) => entry['msg'])).toContain('stopped');
+    await expect(fetch(`http://127.0.0.1:${running.port}/health`)).rejects.toThrow();
+  });
+
+  it('refuses to start in production without JWT configuration, with one clear line', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'tributary-main-'));
+    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    const child = spawn(process.execPath, [MAIN], {
+      env: { PATH: process.env['PATH'] ?? '', NODE_ENV: 'production', DATA_DIR: dataDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toEqual([
+      'Invalid configuration: JWT_SECRET or JWT_JWKS_URL must be set when NODE_ENV=production (development mode would let anyone act as admin)',
+    ]);
+  });
+
+  it('reports an invalid variable by name and exits 1', async () => {
+    const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env['PATH'] ?? '', PORT: 'eighty' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(1);
+    expect(stderr.trim()).toBe('Invalid configuration: PORT must be an integer from 0 to 65535 (got "eighty")');
+  });
+});

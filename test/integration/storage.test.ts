@@ -1,0 +1,165 @@
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import type { Database } from '../../src/db/database.ts';
+import { createEmbeddedDatabase } from '../../src/db/embedded.ts';
+import { migrate, MIGRATIONS_DIR } from '../../src/db/migrations.ts';
+import { createPostgresDatabase } from '../../src/db/postgres.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createTestDatabase } from '../helpers/services.ts';
+
+const logger = createLogger({ level: 'silent' });
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'tributary-storage-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const drivers: Record<string, () => Promise<Database>> = {
+  embedded: async () => {
+    const db = await createEmbeddedDatabase({ dataDir: await tempDir() });
+    onTestFinished(() => db.close());
+    return db;
+  },
+  postgres: async () => {
+    const { url } = await createTestDatabase();
+    const db = createPostgresDatabase({ url, logger });
+    onTestFinished(() => db.close());
+    return db;
+  },
+};
+
+describe.each(Object.keys(drivers))('%s storage', (driver) => {
+  const open = drivers[driver]!;
+
+  it('applies the whole migration set once, and nothing the second time', async () => {
+    const db = await open();
+    const files = (await readdir(MIGRATIONS_DIR)).filter((file) => file.endsWith('.sql')).sort();
+    expect(files.length).toBeGreaterThan(0);
+
+    expect((await migrate(db, { logger })).applied).toEqual(files);
+    expect((await migrate(db, { logger })).applied).toEqual([]);
+    const { rows } = await db.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name');
+    expect(rows.map((row) => row.name)).toEqual(files);
+  });
+
+  it('creates the same tables and columns on both drivers', async () => {
+    const db = await open();
+    await migrate(db, { logger });
+    const { rows } = await db.query<{ column_name: string; data_type: string }>(
+      `SELECT column_name, data_type FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name = 'sync_documents' ORDER BY ordinal_position`,
+    );
+    expect(rows).toEqual([
+      { column_name: 'app', data_type: 'text' },
+      { column_name: 'env', data_type: 'text' },
+      { column_name: 'tenant', data_type: 'text' },
+      { column_name: 'service', data_type: 'text' },
+      { column_name: 'id', data_type: 'text' },
+      { column_name: 'revision', data_type: 'integer' },
+      { column_name: 'data', data_type: 'jsonb' },
+      { column_name: 'deleted', data_type: 'boolean' },
+      { column_name: 'created_at', data_type: 'timestamp with time zone' },
+      { column_name: 'updated_at', data_type: 'timestamp with time zone' },
+    ]);
+  });
+
+  it('binds parameters, round-trips jsonb and reports affected rows', async () => {
+    const db = await open();
+    await db.exec('CREATE TABLE t (id int PRIMARY KEY, body jsonb NOT NULL); CREATE TABLE u (x int)');
+    const inserted = await db.query('INSERT INTO t (id, body) VALUES ($1, $2), ($3, $4)', [1, { a: [1, 'two'] }, 2, { b: null }]);
+    expect(inserted.rowCount).toBe(2);
+    const { rows } = await db.query<{ id: number; body: unknown }>('SELECT id, body FROM t WHERE id = $1', [1]);
+    expect(rows).toEqual([{ id: 1, body: { a: [1, 'two'] } }]);
+    const updated = await db.query('UPDATE t SET body = $1', [{ c: true }]);
+    expect(updated.rowCount).toBe(2);
+  });
+
+  it('commits a transaction that resolves and rolls back one that throws', async () => {
+    const db = await open();
+    await db.exec('CREATE TABLE t (id int PRIMARY KEY)');
+    expect(await db.transaction(async (tx) => {
+      await tx.query('INSERT INTO t VALUES (1)');
+      return 'done';
+    })).toBe('done');
+
+    const failure = new Error('abort');
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO t VALUES (2)');
+        throw failure;
+      }),
+    ).rejects.toBe(failure);
+    // A failed statement inside also rolls back, and the database stays usable afterwards.
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO t VALUES (3)');
+        await tx.query('INSERT INTO t VALUES (1)');
+      }),
+    ).rejects.toMatchObject({ code: '23505' });
+
+    const { rows } = await db.query<{ id: number }>('SELECT id FROM t ORDER BY id');
+    expect(rows).toEqual([{ id: 1 }]);
+  });
+
+  it('answers ping and closes idempotently', async () => {
+    const db = await open();
+    await expect(db.ping()).resolves.toBeUndefined();
+    await db.close();
+    await db.close();
+    await expect(db.ping()).rejects.toThrow();
+  });
+
+  it('refuses a migration file that is not named NNNN_lower_snake_case.sql', async () => {
+    const db = await open();
+    const dir = await tempDir();
+    await writeFile(join(dir, '0001_ok.sql'), 'CREATE TABLE ok (x int);');
+    await writeFile(join(dir, 'second.sql'), 'CREATE TABLE bad (x int);');
+    await expect(migrate(db, { logger, directory: dir })).rejects.toThrow('Migration file "second.sql" must be named NNNN_lower_snake_case.sql');
+  });
+
+  it('leaves nothing behind when a migration fails midway', async () => {
+    const db = await open();
+    const dir = await tempDir();
+    await writeFile(join(dir, '0001_first.sql'), 'CREATE TABLE first (x int);');
+    await writeFile(join(dir, '0002_broken.sql'), 'CREATE TABLE second (x int); SELECT * FROM missing_table;');
+    await expect(migrate(db, { logger, directory: dir })).rejects.toThrow(
+      /Migration 0002_broken\.sql \(up\) failed: .*relation "missing_table" does not exist/,
+    );
+    const { rows } = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name IN ('first', 'second', 'schema_migrations')",
+    );
+    expect(rows[0]?.n).toBe(0);
+  });
+});
+
+describe('embedded storage', () => {
+  it('keeps its data in DATA_DIR across a restart', async () => {
+    const dataDir = await tempDir();
+    const first = await createEmbeddedDatabase({ dataDir });
+    await migrate(first, { logger });
+    await first.query(`INSERT INTO sync_documents (app, env, service, id, revision, data) VALUES ('a', 'e', 's', 'd1', 1, $1)`, [{ v: 1 }]);
+    await first.close();
+
+    const second = await createEmbeddedDatabase({ dataDir });
+    onTestFinished(() => second.close());
+    expect((await migrate(second, { logger })).applied).toEqual([]);
+    const { rows } = await second.query('SELECT id, data FROM sync_documents');
+    expect(rows).toEqual([{ id: 'd1', data: { v: 1 } }]);
+  });
+});
+
+describe('postgres storage', () => {
+  it('applies migrations exactly once when several instances start at the same time', async () => {
+    const { url } = await createTestDatabase();
+    const instances = Array.from({ length: 4 }, () => createPostgresDatabase({ url, logger }));
+    onTestFinished(() => Promise.all(instances.map((db) => db.close())).then(() => undefined));
+
+    const results = await Promise.all(instances.map((db) => migrate(db, { logger })));
+    const applied = results.flatMap((result) => result.applied);
+    const files = (await readdir(MIGRATIONS_DIR)).filter((file) => file.endsWith('.sql')).sort();
+    expect(applied.sort()).toEqual(files);
+  });
+});

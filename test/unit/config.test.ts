@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+const SECRET = 'a-secret-of-at-least-thirty-two-bytes!!';
+
+function configError(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).message;
+  }
+  throw new Error('expected loadConfig to throw');
+}
+
+describe('configuration', () => {
+  it('defaults to port 4000, the embedded database and development auth', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      nodeEnv: 'development',
+      port: 4000,
+      host: '0.0.0.0',
+      dataDir: '.data',
+      databaseUrl: undefined,
+      redisUrl: undefined,
+      auth: { mode: 'development' },
+      logLevel: 'info',
+      shutdownTimeoutMs: 10_000,
+    });
+  });
+
+  it('is frozen, limits included', () => {
+    const config = loadConfig({});
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.limits)).toBe(true);
+  });
+
+  it('reads every variable it documents', () => {
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      PORT: '8080',
+      HOST: '127.0.0.1',
+      DATA_DIR: '/var/lib/tributary',
+      DATABASE_URL: 'postgres://u:p@db:5432/platform',
+      REDIS_URL: 'redis://cache:6379/0',
+      JWT_SECRET: SECRET,
+      JWT_JWKS_URL: 'https://issuer.example/.well-known/jwks.json',
+      JWT_ISSUER: 'https://issuer.example/',
+      JWT_AUDIENCE: 'tributary',
+      LOG_LEVEL: 'warn',
+      WS_MAX_PAYLOAD_BYTES: '4096',
+      WS_CONNECTION_INIT_TIMEOUT_MS: '500',
+      WS_MAX_SUBSCRIPTIONS: '7',
+      HTTP_MAX_BODY_BYTES: '2048',
+      GRAPHQL_MAX_DEPTH: '5',
+      GRAPHQL_MAX_ALIASES: '3',
+      GRAPHQL_MAX_TOKENS: '100',
+      SHUTDOWN_TIMEOUT_MS: '2000',
+    });
+    expect(config).toEqual({
+      nodeEnv: 'production',
+      port: 8080,
+      host: '127.0.0.1',
+      dataDir: '/var/lib/tributary',
+      databaseUrl: 'postgres://u:p@db:5432/platform',
+      redisUrl: 'redis://cache:6379/0',
+      auth: {
+        mode: 'jwt',
+        secret: SECRET,
+        jwksUrl: 'https://issuer.example/.well-known/jwks.json',
+        issuer: 'https://issuer.example/',
+        audience: 'tributary',
+      },
+      logLevel: 'warn',
+      limits: {
+        wsMaxPayloadBytes: 4096,
+        connectionInitTimeoutMs: 500,
+        maxSubscriptionsPerConnection: 7,
+        httpMaxBodyBytes: 2048,
+        maxDepth: 5,
+        maxAliases: 3,
+        maxTokens: 100,
+      },
+      shutdownTimeoutMs: 2000,
+    });
+  });
+
+  it.each([
+    [{ PORT: 'abc' }, 'PORT must be an integer from 0 to 65535 (got "abc")'],
+    [{ PORT: '70000' }, 'PORT must be an integer from 0 to 65535'],
+    [{ PORT: '12.5' }, 'PORT must be an integer'],
+    [{ DATABASE_URL: 'mysql://localhost/db' }, 'DATABASE_URL must be a URL starting with postgres:// or postgresql://'],
+    [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL must be a URL'],
+    [{ REDIS_URL: 'http://localhost' }, 'REDIS_URL must be a URL starting with redis:// or rediss://'],
+    [{ JWT_SECRET: 'short' }, 'JWT_SECRET must be at least 32 bytes long'],
+    [{ JWT_JWKS_URL: 'ftp://keys' }, 'JWT_JWKS_URL must be a URL starting with https:// or http://'],
+    [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent'],
+    [{ NODE_ENV: 'staging' }, 'NODE_ENV must be development, test or production'],
+    [{ WS_MAX_SUBSCRIPTIONS: '0' }, 'WS_MAX_SUBSCRIPTIONS must be an integer from 1 to 10000'],
+    [{ JWT_ISSUER: 'https://issuer.example/' }, 'JWT_ISSUER and JWT_AUDIENCE need JWT_SECRET or JWT_JWKS_URL'],
+  ])('refuses %o with one line naming the variable', (env, expected) => {
+    const message = configError(env);
+    expect(message).toContain(expected);
+    expect(message).not.toContain('\n');
+  });
+
+  it('refuses to run in production without JWT verification', () => {
+    expect(configError({ NODE_ENV: 'production' })).toContain('JWT_SECRET or JWT_JWKS_URL must be set when NODE_ENV=production');
+  });
+
+  it('treats empty variables as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '', REDIS_URL: '  ', PORT: '' })).toMatchObject({
+      databaseUrl: undefined,
+      redisUrl: undefined,
+      port: 4000,
+    });
+  });
+});

@@ -1,0 +1,21 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  resolve: {
+    // graphql ships CJS (index.js) and ESM (index.mjs) without an exports map: Node picks the CJS
+    // build for dependencies while Vite would pick the ESM one for our sources, and graphql
+    // refuses types from "another realm". Pin everyone to the build Node loads.
+    alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }],
+  },
+  test: {
+    include: ['test/**/*.test.ts'],
+    // One shared Postgres and Redis for the run (or DATABASE_URL / REDIS_URL); see test/helpers.
+    globalSetup: ['test/helpers/global-setup.ts'],
+    pool: 'forks',
+    // Integration tests start real servers; on a 2-core CI machine more workers only thrash.
+    maxWorkers: 2,
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    teardownTimeout: 60_000,
+  },
+});
