@@ -38,6 +38,15 @@ export interface Limits {
   readonly maxTokens: number;
 }
 
+export interface EventsConfig {
+  /** Events kept per topic log, at least. @default 10000 */
+  readonly logMaxEvents: number;
+  /** How long events stay resumable, in ms. @default 1 hour */
+  readonly logMaxAgeMs: number;
+  /** Largest payload `publish` accepts, in bytes of JSON. @default 64 KiB */
+  readonly maxPayloadBytes: number;
+}
+
 export interface Config {
   readonly nodeEnv: NodeEnv;
   readonly port: number;
@@ -46,7 +55,10 @@ export interface Config {
   readonly dataDir: string;
   readonly databaseUrl: string | undefined;
   readonly redisUrl: string | undefined;
+  /** Prefix of every Redis key and channel, so deployments can share a Redis. @default 'trib:' */
+  readonly redisKeyPrefix: string;
   readonly auth: AuthConfig;
+  readonly events: EventsConfig;
   readonly logLevel: LogLevel;
   readonly limits: Limits;
   /** Time a graceful shutdown may take before the process exits anyway, in ms. @default 10000 */
@@ -107,6 +119,12 @@ const environmentSchema = z.object({
   DATA_DIR: optionalString,
   DATABASE_URL: urlWithProtocols(['postgres:', 'postgresql:']),
   REDIS_URL: urlWithProtocols(['redis:', 'rediss:']),
+  REDIS_KEY_PREFIX: optionalString.refine((value) => value === undefined || /^[A-Za-z0-9_:.-]{1,64}$/.test(value), {
+    message: 'must be 1–64 characters of letters, digits and _ : . -',
+  }),
+  EVENT_LOG_MAX_EVENTS: integer(10, 10_000_000, 10_000),
+  EVENT_LOG_MAX_AGE_SECONDS: integer(1, 30 * 24 * 3600, 3600),
+  EVENT_MAX_PAYLOAD_BYTES: integer(64, 16 * MIB, 64 * 1024),
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
   }),
@@ -166,7 +184,13 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     dataDir: env.DATA_DIR ?? '.data',
     databaseUrl: env.DATABASE_URL,
     redisUrl: env.REDIS_URL,
+    redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'trib:',
     auth,
+    events: {
+      logMaxEvents: env.EVENT_LOG_MAX_EVENTS,
+      logMaxAgeMs: env.EVENT_LOG_MAX_AGE_SECONDS * 1000,
+      maxPayloadBytes: env.EVENT_MAX_PAYLOAD_BYTES,
+    },
     logLevel: env.LOG_LEVEL,
     limits: {
       wsMaxPayloadBytes: env.WS_MAX_PAYLOAD_BYTES,

@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { createTokenVerifier } from './auth/token-verifier.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import type { Database } from './db/database.ts';
@@ -13,8 +13,19 @@ import { createEmbeddedDatabase } from './db/embedded.ts';
 import { migrate } from './db/migrations.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { createChannelHub } from './pipeline/channels/channel-hub.ts';
+import { createMetrics } from './metrics.ts';
+import { createChannelHub, type ChannelHub } from './pipeline/channels/channel-hub.ts';
+import { createRedisChannelTransport } from './pipeline/channels/redis-channel-transport.ts';
+import { createDispatcher, type DispatcherStats } from './pipeline/dispatch/dispatcher.ts';
+import type { EventLog } from './pipeline/log/event-log.ts';
+import { createMemoryLog } from './pipeline/log/memory-log.ts';
+import { createRedisLog } from './pipeline/log/redis-log.ts';
+import type { EventBus } from './pipeline/pubsub/event-bus.ts';
+import { createMemoryBus } from './pipeline/pubsub/memory-bus.ts';
+import { createRedisBus } from './pipeline/pubsub/redis-bus.ts';
+import { createEventRouter } from './pipeline/router/event-router.ts';
 import type { Services } from './resolvers/context.ts';
+import { createErrorMasker } from './schema/errors.ts';
 import { getSchema } from './schema/index.ts';
 import { createHttpServer, type ReadinessCheck } from './server/http-server.ts';
 import { CloseCode } from './server/ws/close-codes.ts';
@@ -32,7 +43,7 @@ export interface Tributary {
   dispose(): Promise<void>;
 }
 
-export interface TributaryStats {
+export interface TributaryStats extends DispatcherStats {
   /** Open graphql-ws sockets. */
   readonly connections: number;
   /** Channel memberships (one per active `channel` subscription). */
@@ -52,10 +63,9 @@ export async function startTributary(config: Config, options: StartOptions = {})
     await migrate(db, { logger });
 
     const readiness: ReadinessCheck[] = [{ name: 'database', check: () => db.ping() }];
-    if (config.redisUrl !== undefined) {
-      const redis = createRedisClient(config.redisUrl, logger.child({ component: 'redis' }));
-      cleanup.push('redis', () => closeRedis(redis));
-      await redisConnected(redis, 5000, logger);
+    const pipeline = await startPipeline(config, logger, cleanup);
+    if (pipeline.redis) {
+      const redis = pipeline.redis;
       readiness.push({ name: 'redis', check: async () => void (await redis.ping()) });
     }
 
@@ -64,18 +74,38 @@ export async function startTributary(config: Config, options: StartOptions = {})
       logger.warn('no JWT_SECRET or JWT_JWKS_URL: development mode, every caller acts as an admin of app/env/tenant "default"');
     }
 
-    const services: Services = { channels: createChannelHub() };
+    const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger });
+    cleanup.push('dispatcher', () => dispatcher.close());
+    let connections = (): number => 0;
+    const metrics = createMetrics({
+      read: () => ({ connections: connections(), subscriptions: dispatcher.stats().subscribers }),
+    });
+    const router = createEventRouter({
+      log: pipeline.log,
+      logger,
+      onRouted: (event) => metrics.eventsRouted.inc({ source: event.source }),
+    });
+    const services: Services = {
+      channels: pipeline.channels,
+      router,
+      metrics,
+      logger,
+      limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },
+    };
     const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, logger });
     cleanup.push('graphql engine', async () => {
       await yoga.dispose();
     });
     const webSocket = createGraphQLWebSocketServer({
       verifier,
-      execute: createOperationExecutor(yoga),
+      execute: createOperationExecutor(yoga, { maskError: createErrorMasker(logger.child({ component: 'graphql' })) }),
+      dispatcher,
+      onSlowConsumer: () => metrics.slowConsumers.inc(),
       limits: config.limits,
       logger,
     });
-    const server = createHttpServer({ yoga, webSocket, readiness, logger });
+    connections = () => webSocket.connectionCount;
+    const server = createHttpServer({ yoga, webSocket, readiness, metrics: metrics.registry, logger });
     // Reverse order on the way out: sockets first, then the HTTP listener, then the clients.
     cleanup.push('http server', async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -94,13 +124,59 @@ export async function startTributary(config: Config, options: StartOptions = {})
     return {
       url,
       port,
-      stats: () => ({ connections: webSocket.connectionCount, channelMembers: services.channels.memberCount() }),
+      stats: () => ({
+        connections: webSocket.connectionCount,
+        channelMembers: services.channels.memberCount(),
+        ...dispatcher.stats(),
+      }),
       dispose: () => cleanup.run(),
     };
   } catch (error) {
     await cleanup.run();
     throw error;
   }
+}
+
+interface Pipeline {
+  readonly log: EventLog;
+  readonly bus: EventBus;
+  readonly channels: ChannelHub;
+  /** The command connection, when Redis is configured. */
+  readonly redis: Redis | undefined;
+}
+
+/**
+ * The event log, live bus and channels: Redis Streams and pub/sub when REDIS_URL is set (shared
+ * by every instance), an in-memory ring and bus otherwise (one process).
+ */
+async function startPipeline(config: Config, logger: Logger, cleanup: CleanupStack): Promise<Pipeline> {
+  const retention = { maxEvents: config.events.logMaxEvents, maxAgeMs: config.events.logMaxAgeMs };
+  if (config.redisUrl === undefined) {
+    const bus = createMemoryBus();
+    const log = createMemoryLog({ retention, publish: (stream, event) => bus.deliver(stream, event) });
+    cleanup.push('event log', () => log.close());
+    return { log, bus, channels: createChannelHub(), redis: undefined };
+  }
+  const redisLogger = logger.child({ component: 'redis' });
+  const redis = createRedisClient(config.redisUrl, 'tributary', redisLogger);
+  cleanup.push('redis', () => closeRedis(redis));
+  // A connection that SUBSCRIBEs can run nothing else. It queues (un)subscriptions made while
+  // Redis is away and ioredis replays them, with every earlier subscription, on reconnect.
+  const subscriber = createRedisClient(config.redisUrl, 'tributary-subscriber', redisLogger, {
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
+  });
+  cleanup.push('redis subscriber', () => closeRedis(subscriber));
+  await Promise.all([redisConnected(redis, 5000, logger), redisConnected(subscriber, 5000, logger)]);
+
+  const keyPrefix = config.redisKeyPrefix;
+  const bus = createRedisBus({ subscriber, publisher: redis, logger, keyPrefix });
+  const log = createRedisLog({ redis, retention, keyPrefix });
+  cleanup.push('event log', () => log.close());
+  const channels = createChannelHub({
+    transport: createRedisChannelTransport({ pubsub: bus.pubsub, publisher: redis, keyPrefix }),
+  });
+  return { log, bus, channels, redis };
 }
 
 async function openDatabase(config: Config, logger: Logger): Promise<Database> {
@@ -110,10 +186,10 @@ async function openDatabase(config: Config, logger: Logger): Promise<Database> {
   return createEmbeddedDatabase({ dataDir: config.dataDir });
 }
 
-function createRedisClient(url: string, logger: Logger): Redis {
+function createRedisClient(url: string, name: string, logger: Logger, overrides: RedisOptions = {}): Redis {
   // Commands fail fast while Redis is away instead of queueing without bound; ioredis keeps
   // reconnecting in the background.
-  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: 'tributary' });
+  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: name, ...overrides });
   let reported = false;
   redis.on('error', (error: Error) => {
     if (!reported) logger.warn({ err: error }, 'redis unavailable; reconnecting');
@@ -145,8 +221,13 @@ async function closeRedis(redis: Redis): Promise<void> {
   else redis.disconnect();
 }
 
+interface CleanupStack {
+  push(name: string, run: () => Promise<void>): void;
+  run(): Promise<void>;
+}
+
 /** Disposers run in reverse order; each runs even when an earlier one fails. Idempotent. */
-function createCleanupStack(logger: Logger) {
+function createCleanupStack(logger: Logger): CleanupStack {
   const steps: { name: string; run: () => Promise<void> }[] = [];
   let running: Promise<void> | undefined;
   return {

@@ -12,6 +12,8 @@ export interface BoundedQueue<T> extends AsyncIterableIterator<T> {
   push(item: T): boolean;
   /** Ends the iteration after the items already queued. */
   close(): void;
+  /** Stops the consumer now (what `for await … break` calls). */
+  return(): Promise<IteratorResult<T>>;
 }
 
 /**

@@ -10,14 +10,14 @@ export interface BroadcastInput {
 }
 
 /** Sends to the members of a channel in the caller's own scope; true once handed over. */
-export function broadcast(context: ResolverContext, input: BroadcastInput): boolean {
+export async function broadcast(context: ResolverContext, input: BroadcastInput): Promise<boolean> {
   const channel = assertName('channel', input.channel);
   const event = assertName('channel', input.event);
-  context.services.channels.broadcast(scopeOf(context.principal), { channel, event, data: input.data ?? null });
+  await context.services.channels.broadcast(scopeOf(context.principal), { channel, event, data: input.data ?? null });
   return true;
 }
 
 /** Joins a channel in the caller's own scope. */
-export function joinChannel(context: ResolverContext, name: string): AsyncIterableIterator<ChannelMessage> {
+export function joinChannel(context: ResolverContext, name: string): Promise<AsyncIterableIterator<ChannelMessage>> {
   return context.services.channels.join(scopeOf(context.principal), assertName('channel', name));
 }

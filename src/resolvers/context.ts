@@ -1,9 +1,19 @@
 import type { Principal } from '../auth/principal.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
 import type { ChannelHub } from '../pipeline/channels/channel-hub.ts';
+import type { EventRouter } from '../pipeline/router/event-router.ts';
 
 /** What the API's resolvers may use; built once in `main.ts`. */
 export interface Services {
   readonly channels: ChannelHub;
+  readonly router: EventRouter;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly limits: {
+    /** Largest event payload accepted by `publish`, in bytes of JSON. */
+    readonly maxEventPayloadBytes: number;
+  };
 }
 
 /** The per-operation context every resolver receives. */

@@ -1,11 +1,12 @@
 import SchemaBuilder from '@pothos/core';
 import type { GraphQLContext } from './context.ts';
+import type { JsonValue } from './json.ts';
 
 /** The one Pothos builder. Types live in `types/`, one file each, with their root fields. */
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
   Scalars: {
-    JSON: { Input: unknown; Output: unknown };
+    JSON: { Input: JsonValue; Output: unknown };
     DateTime: { Input: Date; Output: Date };
   };
   DefaultFieldNullability: false;

@@ -3,6 +3,7 @@ import { builder } from './builder.ts';
 import './scalars.ts';
 import './types/viewer.ts';
 import './types/channel.ts';
+import './types/event.ts';
 
 export type { GraphQLContext, Transport } from './context.ts';
 

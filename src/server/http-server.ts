@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../logger.ts';
 import type { GraphQLWebSocketServer } from './ws/websocket-server.ts';
 import { GRAPHQL_PATH, type TributaryYoga } from './yoga.ts';
@@ -14,13 +15,15 @@ export interface HttpServerOptions {
   readonly yoga: TributaryYoga;
   readonly webSocket: GraphQLWebSocketServer;
   readonly readiness: readonly ReadinessCheck[];
+  /** Served at `GET /metrics` in the Prometheus text format. */
+  readonly metrics: Registry;
   readonly logger: Logger;
   /** Time each readiness check may take, in ms. @default 2000 */
   readonly readinessTimeoutMs?: number;
 }
 
 /**
- * Transport only: `/health` and `/ready` answer here, `/graphql` goes to yoga (HTTP) or the
+ * Transport only: `/health`, `/ready` and `/metrics` answer here, `/graphql` goes to yoga (HTTP) or the
  * WebSocket server (upgrade), anything else is 404.
  */
 export function createHttpServer(options: HttpServerOptions): Server {
@@ -35,6 +38,17 @@ export function createHttpServer(options: HttpServerOptions): Server {
         (error: unknown) => {
           options.logger.error({ err: error }, 'readiness check failed unexpectedly');
           sendJson(response, 503, { ready: false });
+        },
+      );
+    } else if (path === '/metrics' && isRead(request)) {
+      options.metrics.metrics().then(
+        (text) => {
+          response.writeHead(200, { 'content-type': options.metrics.contentType });
+          response.end(text);
+        },
+        (error: unknown) => {
+          options.logger.error({ err: error }, 'metrics collection failed');
+          sendJson(response, 500, { error: 'metrics unavailable' });
         },
       );
     } else if (path === GRAPHQL_PATH) {

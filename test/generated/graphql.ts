@@ -27,10 +27,63 @@ export type ChannelMessage = {
   event: Scalars['String']['output'];
 };
 
+/** One event of a topic, in the normalized envelope every source produces. */
+export type Event = {
+  __typename?: 'Event';
+  /** Pass as `after` to resume right after this event. */
+  cursor: Scalars['String']['output'];
+  /** `evt_…`; stable across redeliveries: use it to de-duplicate. */
+  id: Scalars['ID']['output'];
+  metadata: EventMetadata;
+  payload: Scalars['JSON']['output'];
+  source: EventSource;
+  topic: Scalars['String']['output'];
+  type: Scalars['String']['output'];
+};
+
+export type EventMetadata = {
+  __typename?: 'EventMetadata';
+  /** Database events: insert, update or delete. */
+  operation: Maybe<Scalars['String']['output']>;
+  /** Sync events: the document revision after the change. */
+  revision: Maybe<Scalars['Int']['output']>;
+  /** Database events: the table. */
+  table: Maybe<Scalars['String']['output']>;
+  timestamp: Scalars['DateTime']['output'];
+};
+
+/** Where an event came from. */
+export type EventSource =
+  /** A row change read from the write-ahead log, or the outbox. */
+  | 'DATABASE'
+  /** Published by a client (`publish`). */
+  | 'SOCKET'
+  /** A sync document mutation. */
+  | 'SYNC';
+
+/** A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. */
+export type EventWhere = {
+  and?: InputMaybe<Array<EventWhere>>;
+  eq?: InputMaybe<Scalars['JSON']['input']>;
+  exists?: InputMaybe<Scalars['Boolean']['input']>;
+  field?: InputMaybe<Scalars['String']['input']>;
+  gt?: InputMaybe<Scalars['JSON']['input']>;
+  gte?: InputMaybe<Scalars['JSON']['input']>;
+  in?: InputMaybe<Array<Scalars['JSON']['input']>>;
+  lt?: InputMaybe<Scalars['JSON']['input']>;
+  lte?: InputMaybe<Scalars['JSON']['input']>;
+  ne?: InputMaybe<Scalars['JSON']['input']>;
+  nin?: InputMaybe<Array<Scalars['JSON']['input']>>;
+  not?: InputMaybe<EventWhere>;
+  or?: InputMaybe<Array<EventWhere>>;
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /** Sends `event` with `data` to the members of `channel` in the caller's scope. */
   broadcast: Scalars['Boolean']['output'];
+  /** Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin. */
+  publish: Event;
 };
 
 
@@ -40,21 +93,49 @@ export type MutationBroadcastArgs = {
   event: Scalars['String']['input'];
 };
 
+
+export type MutationPublishArgs = {
+  payload: Scalars['JSON']['input'];
+  topic: Scalars['String']['input'];
+  type: InputMaybe<Scalars['String']['input']>;
+};
+
 export type Query = {
   __typename?: 'Query';
   /** The caller's principal. */
   viewer: Viewer;
 };
 
+/** How much of a sync event to deliver (seed 000: `data` and `diff` are stripped per subscriber). Events from other sources are delivered whole. */
+export type ReturnMode =
+  /** Without `payload.diff`. */
+  | 'DATA'
+  /** Without `payload.data`. */
+  | 'DIFF'
+  /** Everything. */
+  | 'FULL'
+  /** Without `payload.data` and `payload.diff`. */
+  | 'MINIMAL';
+
 export type Subscription = {
   __typename?: 'Subscription';
   /** Joins a channel in the caller's scope. */
   channel: ChannelMessage;
+  /** The events of a topic in the caller's scope. Needs `<prefix>.read` for a prefix of the topic (or role admin); without it the subscription stays silent. With `after`, first replays what followed that cursor, then continues live, with no gap and no duplicate; a cursor that cannot be resumed (expired, unknown, another history) ends the subscription with RESYNC_REQUIRED. */
+  events: Event;
 };
 
 
 export type SubscriptionChannelArgs = {
   name: Scalars['String']['input'];
+};
+
+
+export type SubscriptionEventsArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  returnMode?: InputMaybe<ReturnMode>;
+  topic: Scalars['String']['input'];
+  where: InputMaybe<EventWhere>;
 };
 
 /** The caller, as established by its verified token. */

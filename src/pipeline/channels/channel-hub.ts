@@ -3,7 +3,7 @@ import { scopeKey, type Scope } from '../scope.ts';
 
 /**
  * Raw channel broadcast (seed 000, "Path 3: Socket Service"): delivered to the channel's current
- * members and not logged — the at-most-once path, unlike topics, which are resumable.
+ * members on every instance, not logged, not resumable — the at-most-once path, unlike topics.
  */
 export interface ChannelMessage {
   readonly channel: string;
@@ -12,57 +12,104 @@ export interface ChannelMessage {
 }
 
 export interface ChannelHub {
-  /** Delivers to every member of `message.channel` in `scope`; returns how many received it. */
-  broadcast(scope: Scope, message: ChannelMessage): number;
-  /** Joins a channel; leaving is `return()` on the iterator. */
-  join(scope: Scope, channel: string): AsyncIterableIterator<ChannelMessage>;
-  /** Members across all channels, for metrics. */
+  /** Sends to every member of `message.channel` in `scope`, on every instance. */
+  broadcast(scope: Scope, message: ChannelMessage): Promise<void>;
+  /** Joins a channel; resolves once messages sent from now on will arrive. Leave with `return()`. */
+  join(scope: Scope, channel: string): Promise<AsyncIterableIterator<ChannelMessage>>;
+  /** Members in this process across all channels. */
   memberCount(): number;
 }
 
+/** How messages travel between instances (Redis pub/sub), or within one (memory). */
+export interface ChannelTransport {
+  publish(key: string, message: ChannelMessage): Promise<void>;
+  /** Resolves once subscribed; returns the function that unsubscribes. */
+  subscribe(key: string, deliver: (message: ChannelMessage) => void): Promise<() => void>;
+}
+
 export interface ChannelHubOptions {
-  /** Messages a member may have undelivered before it is failed. @default 1000 */
+  /** @default an in-process transport */
+  readonly transport?: ChannelTransport;
+  /** Messages a member may have undelivered before it is failed with RATE_LIMITED. @default 1000 */
   readonly memberQueueCapacity?: number;
 }
 
-/** The in-process hub: channels keyed by scope, then by name. */
+interface Channel {
+  readonly members: Set<BoundedQueue<ChannelMessage>>;
+  /** Resolves to the transport's unsubscribe once this process listens on the channel. */
+  readonly subscribed: Promise<() => void>;
+}
+
 export function createChannelHub(options: ChannelHubOptions = {}): ChannelHub {
   const capacity = options.memberQueueCapacity ?? 1000;
-  const channels = new Map<string, Set<BoundedQueue<ChannelMessage>>>();
+  const transport = options.transport ?? createMemoryChannelTransport();
+  const channels = new Map<string, Channel>();
   let members = 0;
 
   return {
-    broadcast(scope, message) {
-      const queues = channels.get(channelKey(scope, message.channel));
-      if (!queues) return 0;
-      let delivered = 0;
-      for (const queue of queues) if (queue.push(message)) delivered += 1;
-      return delivered;
-    },
-    join(scope, channel) {
-      const key = channelKey(scope, channel);
-      let queues = channels.get(key);
-      if (!queues) {
-        queues = new Set();
-        channels.set(key, queues);
+    broadcast: (scope, message) => transport.publish(keyOf(scope, message.channel), message),
+    async join(scope, name) {
+      const key = keyOf(scope, name);
+      let channel = channels.get(key);
+      if (!channel) {
+        const created: Channel = {
+          members: new Set(),
+          subscribed: transport.subscribe(key, (message) => {
+            for (const queue of created.members) queue.push(message);
+          }),
+        };
+        channel = created;
+        channels.set(key, channel);
       }
-      const joined = queues;
+      const joined = channel;
       const queue = createBoundedQueue<ChannelMessage>({
         capacity,
         onClose: () => {
-          joined.delete(queue);
           members -= 1;
-          if (joined.size === 0 && channels.get(key) === joined) channels.delete(key);
+          joined.members.delete(queue);
+          if (joined.members.size > 0 || channels.get(key) !== joined) return;
+          channels.delete(key);
+          void joined.subscribed.then((unsubscribe) => unsubscribe(), () => undefined);
         },
       });
-      joined.add(queue);
+      joined.members.add(queue);
       members += 1;
+      try {
+        await joined.subscribed;
+      } catch (error) {
+        await queue.return();
+        throw error;
+      }
       return queue;
     },
     memberCount: () => members,
   };
 }
 
-function channelKey(scope: Scope, channel: string): string {
+/** Channels within one process. */
+export function createMemoryChannelTransport(): ChannelTransport {
+  const listeners = new Map<string, Set<(message: ChannelMessage) => void>>();
+  return {
+    publish(key, message) {
+      for (const deliver of listeners.get(key) ?? []) deliver(message);
+      return Promise.resolve();
+    },
+    subscribe(key, deliver) {
+      let set = listeners.get(key);
+      if (!set) {
+        set = new Set();
+        listeners.set(key, set);
+      }
+      const joined = set;
+      joined.add(deliver);
+      return Promise.resolve(() => {
+        joined.delete(deliver);
+        if (joined.size === 0) listeners.delete(key);
+      });
+    },
+  };
+}
+
+function keyOf(scope: Scope, channel: string): string {
   return `${scopeKey(scope)}|${channel}`;
 }

@@ -14,12 +14,17 @@ import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import { ErrorCode, isTributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { CloseCode } from './close-codes.ts';
-import type { OperationExecutor } from './executor.ts';
+import type { Dispatcher, DispatchSubscription } from '../../pipeline/dispatch/dispatcher.ts';
+import type { OperationExecutor, OperationOutcome } from './executor.ts';
 import { formatError, formatResult } from './format.ts';
+import { corkForThisTick } from './write-batcher.ts';
 
 export interface ConnectionOptions {
   readonly verifier: TokenVerifier;
   readonly execute: OperationExecutor;
+  readonly dispatcher: Dispatcher;
+  /** Called when the socket is closed for falling behind. */
+  readonly onSlowConsumer: () => void;
   /** @see Limits.connectionInitTimeoutMs */
   readonly connectionInitTimeoutMs: number;
   /** @see Limits.maxSubscriptionsPerConnection */
@@ -33,7 +38,10 @@ export interface ConnectionOptions {
 interface ActiveOperation {
   /** Set when the client sent `complete` or the socket closed: nothing more is sent for it. */
   cancelled: boolean;
+  /** A per-subscriber subscription's results, stopped with `return()`. */
   results: AsyncIterableIterator<ExecutionResult> | undefined;
+  /** A dispatched subscription, stopped with `dispose()`. */
+  dispatched: DispatchSubscription | undefined;
 }
 
 /** Longest close reason RFC 6455 allows (a control frame payload is 125 bytes, 2 are the code). */
@@ -191,7 +199,7 @@ export class GraphQLWsConnection {
       return;
     }
     // Reserve the id before any await, so a duplicate arriving during setup is caught above.
-    const operation: ActiveOperation = { cancelled: false, results: undefined };
+    const operation: ActiveOperation = { cancelled: false, results: undefined, dispatched: undefined };
     this.#operations.set(id, operation);
     this.#run(id, operation, principal, payload).catch((error: unknown) => {
       this.#logger.error({ err: error, operationId: id }, 'operation failed');
@@ -203,6 +211,10 @@ export class GraphQLWsConnection {
     const outcome = await this.#options.execute(principal, payload);
     if (outcome.kind === 'rejected') {
       this.#finish(id, operation, { id, type: MessageType.Error, payload: outcome.errors.map(formatError) });
+      return;
+    }
+    if (outcome.kind === 'dispatch') {
+      await this.#dispatch(id, operation, outcome);
       return;
     }
     if (outcome.kind === 'single') {
@@ -234,6 +246,36 @@ export class GraphQLWsConnection {
     this.#finish(id, operation, { id, type: MessageType.Complete });
   }
 
+  /**
+   * Hands a subscription to the dispatcher. Its `next` frames are built by concatenation: the
+   * payload JSON is shared by the whole cohort; only the id prefix is this subscriber's.
+   */
+  async #dispatch(id: ID, operation: ActiveOperation, outcome: Extract<OperationOutcome, { kind: 'dispatch' }>): Promise<void> {
+    // Denied: the operation stays open and silent, like a quiet stream (no enumeration).
+    if (outcome.ticket.denied) return;
+    const prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+    try {
+      const dispatched = await this.#options.dispatcher.subscribe({
+        stream: outcome.ticket.stream,
+        cohort: { ...outcome.cohort, filter: outcome.ticket.filter },
+        after: outcome.ticket.after,
+        sink: {
+          next: (payload) => {
+            if (!operation.cancelled) this.#write(`${prefix}${payload}}`);
+          },
+          fail: (error) => {
+            this.#finish(id, operation, { id, type: MessageType.Error, payload: [{ message: error.message, extensions: { ...error.details, code: error.code } }] });
+          },
+        },
+      });
+      if (operation.cancelled) dispatched.dispose();
+      else operation.dispatched = dispatched;
+    } catch (error) {
+      if (!isTributaryError(error)) throw error;
+      this.#finish(id, operation, { id, type: MessageType.Error, payload: [{ message: error.message, extensions: { ...error.details, code: error.code } }] });
+    }
+  }
+
   /** Sends the operation's last message (unless the client already stopped it) and forgets it. */
   #finish(id: ID, operation: ActiveOperation, last: OutgoingMessage): void {
     if (this.#operations.get(id) === operation) this.#operations.delete(id);
@@ -243,17 +285,26 @@ export class GraphQLWsConnection {
   #cancel(id: ID, operation: ActiveOperation): void {
     operation.cancelled = true;
     this.#operations.delete(id);
+    operation.dispatched?.dispose();
     operation.results?.return?.().catch((error: unknown) => this.#logger.warn({ err: error }, 'failed to stop a subscription'));
   }
 
   #send(message: OutgoingMessage): void {
+    this.#write(JSON.stringify(message));
+  }
+
+  /** Every frame leaves through here: bounded, and batched per tick. */
+  #write(frame: string): void {
     if (this.#closed || this.#socket.readyState !== WebSocket.OPEN) return;
-    // Bounded outbound: a client that does not read is closed instead of growing our memory.
+    // Bounded outbound: a client that does not read is closed instead of growing our memory;
+    // it reconnects and resumes after the last cursor it received.
     if (this.#socket.bufferedAmount > this.#options.maxBufferedBytes) {
+      this.#options.onSlowConsumer();
       this.close(CloseCode.SlowConsumer, 'Slow consumer: outbound buffer exceeded');
       return;
     }
-    this.#socket.send(JSON.stringify(message));
+    corkForThisTick(this.#socket);
+    this.#socket.send(frame);
   }
 
   #release(): void {

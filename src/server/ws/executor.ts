@@ -1,37 +1,53 @@
 import {
+  createSourceEventStream,
+  execute as executeSync,
   getOperationAST,
   GraphQLError,
+  Kind,
   OperationTypeNode,
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
   type GraphQLSchema,
+  type OperationDefinitionNode,
 } from 'graphql';
-import { isAsyncIterable } from 'graphql-yoga';
 import type { SubscribePayload } from 'graphql-ws';
+import { isAsyncIterable } from 'graphql-yoga';
 import type { Principal } from '../../auth/principal.ts';
 import { ErrorCode } from '../../errors.ts';
+import type { CohortSpec } from '../../pipeline/dispatch/dispatcher.ts';
+import { DispatchTicket } from '../../pipeline/dispatch/ticket.ts';
+import type { RealtimeEvent } from '../../pipeline/envelope.ts';
 import type { GraphQLContext } from '../../schema/index.ts';
 import type { TributaryYoga } from '../yoga.ts';
+import { formatResult } from './format.ts';
 
 /** What running one `subscribe` message produced. */
 export type OperationOutcome =
-  /** Refused before execution (syntax, validation, limits): sent as an `error` message. */
+  /** Refused before execution (syntax, validation, limits): an `error` message. */
   | { readonly kind: 'rejected'; readonly errors: readonly GraphQLError[] }
   /** A query or mutation: one `next`, then `complete`. */
   | { readonly kind: 'single'; readonly result: ExecutionResult }
-  /** A subscription: `next` per result until it ends or the client completes it. */
-  | { readonly kind: 'stream'; readonly results: AsyncIterableIterator<ExecutionResult> };
+  /** A subscription served per subscriber: `next` per result until it ends or is completed. */
+  | { readonly kind: 'stream'; readonly results: AsyncIterableIterator<ExecutionResult> }
+  /** A subscription served by the dispatcher, in a cohort with every identical one. */
+  | { readonly kind: 'dispatch'; readonly ticket: DispatchTicket; readonly cohort: Omit<CohortSpec, 'filter'> };
 
 export type OperationExecutor = (principal: Principal, payload: SubscribePayload) => Promise<OperationOutcome>;
 
+export interface OperationExecutorOptions {
+  /** Turns errors thrown while setting up a subscription into client-facing ones (yoga's masker). */
+  readonly maskError: (error: unknown, message: string) => Error;
+}
+
 /**
  * Runs graphql-ws operations through yoga's envelope: the same parser limits, validation rules,
- * context and error masking as HTTP.
+ * context and error masking as HTTP. Subscriptions whose field hands back a `DispatchTicket` go
+ * to the dispatcher with a render function executed once per cohort per event.
  */
-export function createOperationExecutor(yoga: TributaryYoga): OperationExecutor {
+export function createOperationExecutor(yoga: TributaryYoga, options: OperationExecutorOptions): OperationExecutor {
   return async (principal, payload) => {
-    const { parse, validate, contextFactory, execute, subscribe, schema } = yoga.getEnveloped({ principal }) as Enveloped;
+    const { parse, validate, contextFactory, execute, schema } = yoga.getEnveloped({ principal }) as unknown as Enveloped;
 
     let document: DocumentNode;
     try {
@@ -50,16 +66,89 @@ export function createOperationExecutor(yoga: TributaryYoga): OperationExecutor 
       };
     }
 
-    const args = {
+    const args: ExecutionArgs = {
       schema,
       document,
       operationName: payload.operationName ?? undefined,
       variableValues: payload.variables ?? undefined,
       contextValue: await contextFactory(),
     };
-    const result = await (operation.operation === OperationTypeNode.SUBSCRIPTION ? subscribe(args) : execute(args));
-    return isAsyncIterable(result) ? { kind: 'stream', results: result } : { kind: 'single', result };
+    if (operation.operation !== OperationTypeNode.SUBSCRIPTION) return { kind: 'single', result: await execute(args) };
+
+    const source = await createSourceEventStream(args);
+    if (source instanceof DispatchTicket) {
+      return { kind: 'dispatch', ticket: source, cohort: { key: cohortKey(source, operation, payload), render: renderer(args) } };
+    }
+    if (!isAsyncIterable(source)) {
+      // The subscribe resolver refused (bad arguments…): like graphql-ws's reference server, a
+      // `next` carrying the errors, then `complete`.
+      const masked = (source.errors ?? []).map((error) => asGraphQLError(options.maskError(error, 'Unexpected error.')));
+      return { kind: 'single', result: { errors: masked } };
+    }
+    // Each source event is executed like graphql-js's own subscribe does; yoga's `execute` would
+    // start a new subscription for a subscription document, so the plain one runs here, masked.
+    const mask = (error: GraphQLError) => asGraphQLError(options.maskError(error, 'Unexpected error.'));
+    return {
+      kind: 'stream',
+      results: mapSource(source, async (event) => {
+        const result = await executeSync({ ...args, rootValue: event });
+        return result.errors ? { ...result, errors: result.errors.map(mask) } : result;
+      }),
+    };
   };
+}
+
+/**
+ * Subscribers share a cohort when rendering an event gives them the same bytes: same stream,
+ * operation text and variables — except the variables that only feed `after`, which decides
+ * where a subscriber starts, not what it receives.
+ */
+function cohortKey(ticket: DispatchTicket, operation: OperationDefinitionNode, payload: SubscribePayload): string {
+  const resumeVariables = new Set<string>();
+  for (const selection of operation.selectionSet.selections) {
+    if (selection.kind !== Kind.FIELD) continue;
+    for (const argument of selection.arguments ?? []) {
+      if (argument.name.value === 'after' && argument.value.kind === Kind.VARIABLE) resumeVariables.add(argument.value.name.value);
+    }
+  }
+  const variables = payload.variables
+    ? Object.entries(payload.variables).filter(([name]) => !resumeVariables.has(name))
+    : [];
+  return `${ticket.stream.key}\u0000${payload.operationName ?? ''}\u0000${payload.query}\u0000${JSON.stringify(variables)}`;
+}
+
+/** Executes the subscription's selection for one event, synchronously, to the `next` payload JSON. */
+function renderer(args: ExecutionArgs): (event: RealtimeEvent) => string {
+  return (event) => {
+    const result = executeSync({ ...args, rootValue: event });
+    if ('then' in result) throw new Error('dispatched subscription fields must resolve synchronously');
+    return JSON.stringify(formatResult(result));
+  };
+}
+
+/**
+ * Maps source events to results. Not an async generator: a generator's `return()` waits for the
+ * pending `next()` (i.e. the next event), so a completed subscription would hold its source
+ * until something is published; here `return()` reaches the source at once.
+ */
+function mapSource(
+  source: AsyncIterable<unknown>,
+  run: (event: unknown) => Promise<ExecutionResult>,
+): AsyncIterableIterator<ExecutionResult> {
+  const iterator = source[Symbol.asyncIterator]();
+  const done = { value: undefined, done: true } as const;
+  const mapped: AsyncIterableIterator<ExecutionResult> = {
+    async next() {
+      const step = await iterator.next();
+      return step.done ? done : { value: await run(step.value), done: false };
+    },
+    async return() {
+      await iterator.return?.();
+      return done;
+    },
+    [Symbol.asyncIterator]: () => mapped,
+  };
+  return mapped;
 }
 
 /** The typed face of what `getEnveloped` returns (envelop types it loosely). */
@@ -69,9 +158,6 @@ interface Enveloped {
   readonly validate: (schema: GraphQLSchema, document: DocumentNode) => readonly GraphQLError[];
   readonly contextFactory: () => GraphQLContext | Promise<GraphQLContext>;
   readonly execute: (args: ExecutionArgs) => ExecutionResult | Promise<ExecutionResult>;
-  readonly subscribe: (
-    args: ExecutionArgs,
-  ) => ExecutionResult | AsyncIterableIterator<ExecutionResult> | Promise<ExecutionResult | AsyncIterableIterator<ExecutionResult>>;
 }
 
 function asGraphQLError(error: unknown): GraphQLError {

@@ -6,11 +6,15 @@ import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import type { Limits } from '../../config.ts';
 import type { Logger } from '../../logger.ts';
 import { GraphQLWsConnection } from './connection.ts';
+import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
 import type { OperationExecutor } from './executor.ts';
 
 export interface GraphQLWebSocketServerOptions {
   readonly verifier: TokenVerifier;
   readonly execute: OperationExecutor;
+  readonly dispatcher: Dispatcher;
+  /** Called when a socket is closed for falling behind (metrics). */
+  readonly onSlowConsumer?: () => void;
   readonly limits: Pick<Limits, 'wsMaxPayloadBytes' | 'connectionInitTimeoutMs' | 'maxSubscriptionsPerConnection'>;
   readonly logger: Logger;
   /** Outbound bytes a socket may have queued before it is closed as a slow consumer. @default 8 MiB */
@@ -66,6 +70,8 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
     const connection = new GraphQLWsConnection(socket, request, {
       verifier: options.verifier,
       execute: options.execute,
+      dispatcher: options.dispatcher,
+      onSlowConsumer: options.onSlowConsumer ?? (() => undefined),
       connectionInitTimeoutMs: options.limits.connectionInitTimeoutMs,
       maxOperations: options.limits.maxSubscriptionsPerConnection,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,

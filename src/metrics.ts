@@ -1,0 +1,65 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every metric the server exports, on one registry (scraped at `GET /metrics`). Modules receive
+ * the `Metrics` object by injection; collectors that read live state are wired in `main.ts`.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  /** Events accepted by the router, by source. */
+  readonly eventsRouted: Counter<'source'>;
+  /** Subscriptions refused silently for lack of permission (never told to the client). */
+  readonly subscriptionsDenied: Counter<'field'>;
+  /** Sockets closed for falling behind (outbound buffer over its bound). */
+  readonly slowConsumers: Counter;
+  readonly connections: Gauge;
+  readonly subscriptions: Gauge;
+}
+
+export interface MetricsOptions {
+  /** Live counts read at scrape time. */
+  readonly read: () => { connections: number; subscriptions: number };
+  /** Node's process metrics (CPU, memory, event loop lag). @default true */
+  readonly processMetrics?: boolean;
+}
+
+export function createMetrics(options: MetricsOptions): Metrics {
+  const registry = new Registry();
+  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'tributary_' });
+  return {
+    registry,
+    eventsRouted: new Counter({
+      name: 'tributary_events_routed_total',
+      help: 'Events accepted by the router',
+      labelNames: ['source'],
+      registers: [registry],
+    }),
+    subscriptionsDenied: new Counter({
+      name: 'tributary_subscriptions_denied_total',
+      help: 'Subscriptions dropped silently because the principal may not read them',
+      labelNames: ['field'],
+      registers: [registry],
+    }),
+    slowConsumers: new Counter({
+      name: 'tributary_slow_consumer_closes_total',
+      help: 'Sockets closed because their outbound buffer outgrew its bound',
+      registers: [registry],
+    }),
+    connections: new Gauge({
+      name: 'tributary_connections',
+      help: 'Open graphql-ws sockets',
+      registers: [registry],
+      collect() {
+        this.set(options.read().connections);
+      },
+    }),
+    subscriptions: new Gauge({
+      name: 'tributary_subscriptions',
+      help: 'Active subscriptions served by the dispatcher',
+      registers: [registry],
+      collect() {
+        this.set(options.read().subscriptions);
+      },
+    }),
+  };
+}

@@ -1,0 +1,34 @@
+import type { RedisPubSub } from 'graphql-redis-subscriptions';
+import type { Redis } from 'ioredis';
+import type { ChannelMessage, ChannelTransport } from './channel-hub.ts';
+
+export interface RedisChannelTransportOptions {
+  /** The engine the event bus subscribes with: one SUBSCRIBE connection for both. */
+  readonly pubsub: RedisPubSub;
+  readonly publisher: Redis;
+  /** @default 'trib:' */
+  readonly keyPrefix?: string;
+}
+
+/** Channels across instances over Redis pub/sub. Frames: `C<message JSON>`. */
+export function createRedisChannelTransport(options: RedisChannelTransportOptions): ChannelTransport {
+  const prefix = options.keyPrefix ?? 'trib:';
+  // The hash tag keeps a channel in one slot under sharded pub/sub, like the streams.
+  const channelName = (key: string) => `${prefix}{${key}}:channel`;
+  return {
+    async publish(key, message) {
+      await options.publisher.publish(channelName(key), `C${JSON.stringify(message)}`);
+    },
+    async subscribe(key, deliver) {
+      const id = await options.pubsub.subscribe<string>(channelName(key), (frame) => {
+        if (typeof frame !== 'string' || frame[0] !== 'C') return;
+        try {
+          deliver(JSON.parse(frame.slice(1)) as ChannelMessage);
+        } catch {
+          // Not ours or corrupted: channels are at-most-once, skip it.
+        }
+      });
+      return () => options.pubsub.unsubscribe(id);
+    },
+  };
+}

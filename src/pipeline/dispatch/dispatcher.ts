@@ -1,0 +1,310 @@
+import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import type { RealtimeEvent } from '../envelope.ts';
+import { comparePositions, decodeCursor, resyncRequired, type CursorParts } from '../log/cursor.ts';
+import type { EventLog } from '../log/event-log.ts';
+import type { EventBus } from '../pubsub/event-bus.ts';
+import type { StreamRef } from '../stream.ts';
+import type { EventPredicate } from './filter.ts';
+
+/**
+ * Topic → cohorts → subscribers (ARCHITECTURE §1).
+ *
+ * A cohort is the subscribers of one stream that share an operation, its variables and return
+ * mode: for each event the cohort filters once, renders (executes and serializes) once, and
+ * hands the same JSON to each subscriber's sink. A filter that does not match costs no
+ * rendering; a subscriber is a set entry, not an async iterator.
+ *
+ * Resume: a subscriber with `after` catches up from the log while live events for it are held
+ * back; when the log has nothing more, the held events newer than what the log gave are
+ * delivered and the subscriber turns live — no gap and no duplicate at the seam.
+ */
+export interface Dispatcher {
+  subscribe(request: DispatchRequest): Promise<DispatchSubscription>;
+  stats(): DispatcherStats;
+  close(): Promise<void>;
+}
+
+/** Where a subscriber's messages go; implemented by the transport. */
+export interface SubscriberSink {
+  /** One `next` message whose payload is this JSON (an execution result). */
+  next(payloadJson: string): void;
+  /** Ends the subscription with an error; the dispatcher has already forgotten the subscriber. */
+  fail(error: TributaryError): void;
+}
+
+export interface CohortSpec {
+  /** Subscribers of one stream with equal keys share filtering and rendering. */
+  readonly key: string;
+  readonly filter: EventPredicate | undefined;
+  /** The `next` payload for an event, as JSON. Called once per event per cohort. */
+  readonly render: (event: RealtimeEvent) => string;
+}
+
+export interface DispatchRequest {
+  readonly stream: StreamRef;
+  readonly cohort: CohortSpec;
+  /** Resume after this cursor; live from now when absent. */
+  readonly after: string | undefined;
+  readonly sink: SubscriberSink;
+}
+
+export interface DispatchSubscription {
+  /** Stops delivery; idempotent. */
+  dispose(): void;
+}
+
+export interface DispatcherStats {
+  readonly streams: number;
+  readonly cohorts: number;
+  readonly subscribers: number;
+}
+
+export interface DispatcherOptions {
+  readonly log: EventLog;
+  readonly bus: EventBus;
+  readonly logger: Logger;
+  /** Events read from the log per request while catching up. @default 500 */
+  readonly pageSize?: number;
+  /** Live events held back per catching-up subscriber before it re-reads the log instead. @default 1000 */
+  readonly holdBackLimit?: number;
+}
+
+interface Subscriber {
+  readonly sink: SubscriberSink;
+  readonly cohort: Cohort;
+  /** Live events that arrived while catching up; `undefined` once live. */
+  held: RealtimeEvent[] | undefined;
+  /** More live events arrived while catching up than could be held: read the log again. */
+  overflowed: boolean;
+  closed: boolean;
+}
+
+interface Cohort {
+  readonly spec: CohortSpec;
+  readonly stream: Stream;
+  readonly live: Set<Subscriber>;
+  readonly catchingUp: Set<Subscriber>;
+}
+
+interface Stream {
+  readonly ref: StreamRef;
+  readonly cohorts: Map<string, Cohort>;
+  subscribers: number;
+  /** Resolves once this process receives the stream's live events. */
+  joined: Promise<void>;
+  leave: (() => void) | undefined;
+  /** Position of the newest event handed to live subscribers: for de-duplication and recovery. */
+  last: CursorParts | undefined;
+  lastCursor: string | undefined;
+}
+
+export function createDispatcher(options: DispatcherOptions): Dispatcher {
+  const { log, bus } = options;
+  const logger = options.logger.child({ component: 'dispatcher' });
+  const pageSize = options.pageSize ?? 500;
+  const holdBackLimit = options.holdBackLimit ?? 1000;
+  const streams = new Map<string, Stream>();
+  let subscriberCount = 0;
+
+  const onLive = (stream: Stream, event: RealtimeEvent) => {
+    const placed = decodeCursor(event.cursor);
+    const last = stream.last;
+    // Recovery re-reads what live delivery may already have handed over.
+    if (last && last.epoch === placed.epoch && comparePositions(placed.position, last.position) <= 0) return;
+    stream.last = placed;
+    stream.lastCursor = event.cursor;
+    for (const cohort of stream.cohorts.values()) {
+      for (const subscriber of cohort.catchingUp) hold(subscriber, event);
+      if (cohort.live.size === 0) continue;
+      const payload = renderFor(cohort, event);
+      if (payload === undefined) continue;
+      for (const subscriber of cohort.live) subscriber.sink.next(payload);
+    }
+  };
+
+  /** Filters and renders an event for a cohort; undefined when it does not match or fails. */
+  const renderFor = (cohort: Cohort, event: RealtimeEvent): string | undefined => {
+    try {
+      if (cohort.spec.filter && !cohort.spec.filter(event)) return undefined;
+      return cohort.spec.render(event);
+    } catch (error) {
+      // A failing filter or render drops this event for this cohort; it never kills the stream.
+      logger.error({ err: error, topic: event.topic, eventId: event.id }, 'event could not be rendered; dropped for one cohort');
+      return undefined;
+    }
+  };
+
+  const hold = (subscriber: Subscriber, event: RealtimeEvent) => {
+    if (!subscriber.held || subscriber.overflowed) return;
+    if (subscriber.held.length >= holdBackLimit) {
+      subscriber.overflowed = true;
+      subscriber.held = [];
+      return;
+    }
+    subscriber.held.push(event);
+  };
+
+  const removeSubscriber = (subscriber: Subscriber) => {
+    if (subscriber.closed) return;
+    subscriber.closed = true;
+    subscriberCount -= 1;
+    const { cohort } = subscriber;
+    cohort.live.delete(subscriber);
+    cohort.catchingUp.delete(subscriber);
+    if (cohort.live.size === 0 && cohort.catchingUp.size === 0) cohort.stream.cohorts.delete(cohort.spec.key);
+    const stream = cohort.stream;
+    stream.subscribers -= 1;
+    if (stream.subscribers === 0) {
+      streams.delete(stream.ref.key);
+      // Leave once the join has settled, whichever way it went.
+      void stream.joined.then(
+        () => stream.leave?.(),
+        () => undefined,
+      );
+    }
+  };
+
+  const failSubscriber = (subscriber: Subscriber, error: unknown) => {
+    if (subscriber.closed) return;
+    removeSubscriber(subscriber);
+    subscriber.sink.fail(
+      isTributaryError(error)
+        ? error
+        : new TributaryError(ErrorCode.INTERNAL_SERVER_ERROR, 'The event stream failed', { cause: error }),
+    );
+  };
+
+  /** Replays the log after `after`, then merges the held live events and turns live. */
+  const catchUp = async (subscriber: Subscriber, after: string) => {
+    const { cohort } = subscriber;
+    let position = decodeCursor(after);
+    let cursor = after;
+    for (;;) {
+      const page = await log.readAfter(cohort.stream.ref, cursor, pageSize);
+      if (subscriber.closed) return;
+      for (const event of page) {
+        const payload = renderFor(cohort, event);
+        if (payload !== undefined) subscriber.sink.next(payload);
+        cursor = event.cursor;
+      }
+      if (page.length > 0) position = decodeCursor(cursor);
+      if (page.length === pageSize) continue;
+      if (subscriber.overflowed) {
+        subscriber.overflowed = false;
+        continue;
+      }
+      // The log has nothing after `position`; every later event is among the held ones.
+      for (const event of subscriber.held ?? []) {
+        const placed = decodeCursor(event.cursor);
+        if (placed.epoch !== position.epoch) throw resyncRequired('the stream has a new history');
+        if (comparePositions(placed.position, position.position) <= 0) continue;
+        const payload = renderFor(cohort, event);
+        if (payload !== undefined) subscriber.sink.next(payload);
+        position = placed;
+      }
+      subscriber.held = undefined;
+      cohort.catchingUp.delete(subscriber);
+      cohort.live.add(subscriber);
+      return;
+    }
+  };
+
+  const streamFor = (ref: StreamRef): Stream => {
+    const existing = streams.get(ref.key);
+    if (existing) return existing;
+    const stream: Stream = {
+      ref,
+      cohorts: new Map(),
+      subscribers: 0,
+      joined: Promise.resolve(),
+      leave: undefined,
+      last: undefined,
+      lastCursor: undefined,
+    };
+    stream.joined = (async () => {
+      stream.leave = await bus.join(ref, (event) => onLive(stream, event));
+      // Where live delivery starts: what recovery reads after if the bus is cut off before
+      // the first event arrives.
+      const head = await log.head(ref);
+      if (stream.lastCursor === undefined) {
+        stream.last = decodeCursor(head);
+        stream.lastCursor = head;
+      }
+    })();
+    streams.set(ref.key, stream);
+    return stream;
+  };
+
+  /** After a bus outage: hand live subscribers what was published while it was down. */
+  const recover = async (stream: Stream) => {
+    let cursor = stream.lastCursor;
+    while (cursor !== undefined && streams.get(stream.ref.key) === stream) {
+      const page = await log.readAfter(stream.ref, cursor, pageSize);
+      for (const event of page) onLive(stream, event);
+      if (page.length < pageSize) return;
+      cursor = page.at(-1)?.cursor;
+    }
+  };
+
+  const stopRecovery = bus.onRecovered(() => {
+    for (const stream of streams.values()) {
+      recover(stream).catch((error: unknown) => {
+        logger.warn({ err: error, topic: stream.ref.topic }, 'stream cannot be resumed after the outage; subscribers must resync');
+        for (const cohort of [...stream.cohorts.values()]) {
+          for (const subscriber of [...cohort.live, ...cohort.catchingUp]) failSubscriber(subscriber, error);
+        }
+      });
+    }
+  });
+
+  return {
+    async subscribe(request) {
+      if (request.after !== undefined) decodeCursor(request.after); // RESYNC_REQUIRED for garbage, before any work
+      const stream = streamFor(request.stream);
+      let cohort = stream.cohorts.get(request.cohort.key);
+      if (!cohort) {
+        cohort = { spec: request.cohort, stream, live: new Set(), catchingUp: new Set() };
+        stream.cohorts.set(request.cohort.key, cohort);
+      }
+      const subscriber: Subscriber = {
+        sink: request.sink,
+        cohort,
+        held: request.after === undefined ? undefined : [],
+        overflowed: false,
+        closed: false,
+      };
+      stream.subscribers += 1;
+      subscriberCount += 1;
+      // Held back from the start: events arriving while the join completes are kept for the seam.
+      if (request.after === undefined) cohort.live.add(subscriber);
+      else cohort.catchingUp.add(subscriber);
+
+      try {
+        await stream.joined;
+      } catch (error) {
+        streams.delete(stream.ref.key);
+        removeSubscriber(subscriber);
+        throw error;
+      }
+      if (request.after !== undefined) {
+        catchUp(subscriber, request.after).catch((error: unknown) => failSubscriber(subscriber, error));
+      }
+      return { dispose: () => removeSubscriber(subscriber) };
+    },
+    stats() {
+      let cohorts = 0;
+      for (const stream of streams.values()) cohorts += stream.cohorts.size;
+      return { streams: streams.size, cohorts, subscribers: subscriberCount };
+    },
+    async close() {
+      stopRecovery();
+      for (const stream of [...streams.values()]) {
+        for (const cohort of [...stream.cohorts.values()]) {
+          for (const subscriber of [...cohort.live, ...cohort.catchingUp]) removeSubscriber(subscriber);
+        }
+      }
+      await Promise.resolve();
+    },
+  };
+}

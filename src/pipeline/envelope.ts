@@ -1,0 +1,61 @@
+/**
+ * The event contract every source produces and every subscriber receives (seed 000, "Event
+ * Envelope Reference", extended for a lossless stream: scope, entity and cursor).
+ *
+ * Terminology:
+ * - topic: a named stream inside a scope (`sync.orders.updated`, `session.status`).
+ * - stream: one topic in one scope; it has a log, an epoch and a live channel.
+ * - cursor: an opaque position in a stream's log; a subscriber resumes after it.
+ * - epoch: the identity of a stream's log; it changes when the history is lost (Redis lost its
+ *   data, a replication slot was recreated), which turns every older cursor into RESYNC_REQUIRED.
+ * - entity: the key per-entity ordering is kept for (row primary key, document id).
+ */
+import type { Scope } from './scope.ts';
+
+export type EventSource = 'database' | 'sync' | 'socket';
+
+export type EventOperation = 'insert' | 'update' | 'delete';
+
+export interface EventMetadata {
+  /** When the router accepted the event, in ms since the epoch. */
+  readonly timestamp: number;
+  /** Database events only. */
+  readonly table?: string;
+  readonly operation?: EventOperation;
+  /** Sync events only: the document revision after the change. */
+  readonly revision?: number;
+  /** From the writer's token or the mapping, never from a subscriber. */
+  readonly scope: Scope;
+  readonly entity?: string;
+}
+
+export interface RealtimeEvent {
+  /** `evt_…`; deterministic when the source gives one (CDC), so a redelivery keeps its id. */
+  readonly id: string;
+  readonly topic: string;
+  readonly source: EventSource;
+  /** e.g. `database.update`, `sync.updated`, `message`. */
+  readonly type: string;
+  readonly payload: Readonly<Record<string, unknown>>;
+  readonly metadata: EventMetadata;
+  /** Where this event sits in its stream's log; the resume point after it. */
+  readonly cursor: string;
+}
+
+/** What a source hands the router (seed 000's RawEventInput, plus scope and entity). */
+export interface RawEventInput {
+  readonly topic: string;
+  readonly source: EventSource;
+  readonly type: string;
+  readonly payload: Readonly<Record<string, unknown>>;
+  readonly scope: Scope;
+  readonly entity?: string;
+  /** A stable id from the source (CDC: slot + LSN + index); generated when absent. */
+  readonly id?: string;
+  readonly table?: string;
+  readonly operation?: EventOperation;
+  readonly revision?: number;
+}
+
+/** An event before the log has placed it: everything but the cursor. */
+export type UnplacedEvent = Omit<RealtimeEvent, 'cursor'>;

@@ -1,0 +1,50 @@
+import { randomBytes } from 'node:crypto';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+
+/**
+ * Cursors are opaque to clients: base64url of `<epoch>:<position>`. The epoch is random per
+ * stream, so a cursor from another stream, tenant or history fails the epoch check rather than
+ * pointing somewhere plausible. Positions are `<n>` or `<ms>-<seq>` (Redis stream ids).
+ */
+export interface CursorParts {
+  readonly epoch: string;
+  readonly position: string;
+}
+
+const PARTS = /^([0-9a-f]{8,64}):(\d{1,20}(?:-\d{1,20})?)$/;
+const MAX_CURSOR_LENGTH = 200;
+
+export function newEpoch(): string {
+  return randomBytes(8).toString('hex');
+}
+
+export function encodeCursor(epoch: string, position: string): string {
+  return Buffer.from(`${epoch}:${position}`).toString('base64url');
+}
+
+/** @throws TributaryError RESYNC_REQUIRED for anything that is not a cursor this server made. */
+export function decodeCursor(cursor: string): CursorParts {
+  const match = cursor.length <= MAX_CURSOR_LENGTH ? PARTS.exec(Buffer.from(cursor, 'base64url').toString('latin1')) : null;
+  if (!match?.[1] || !match[2]) throw resyncRequired('unknown cursor');
+  return { epoch: match[1], position: match[2] };
+}
+
+/** Orders positions of one stream: `<ms>-<seq>` by both parts, `<n>` as `<n>-0`. */
+export function comparePositions(a: string, b: string): number {
+  const [aMajor, aMinor] = splitPosition(a);
+  const [bMajor, bMinor] = splitPosition(b);
+  return aMajor === bMajor ? Math.sign(aMinor - bMinor) : aMajor < bMajor ? -1 : 1;
+}
+
+function splitPosition(position: string): [bigint, number] {
+  const dash = position.indexOf('-');
+  return dash === -1 ? [BigInt(position), 0] : [BigInt(position.slice(0, dash)), Number(position.slice(dash + 1))];
+}
+
+export function resyncRequired(reason: string): TributaryError {
+  return new TributaryError(
+    ErrorCode.RESYNC_REQUIRED,
+    `Cannot resume from this cursor (${reason}): refetch the current state and subscribe again without "after"`,
+    { details: { reason } },
+  );
+}

@@ -1,0 +1,148 @@
+import type { Redis } from 'ioredis';
+import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
+import { streamKeys } from '../redis-keys.ts';
+import { comparePositions, decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
+import type { EventLog, LogRetention } from './event-log.ts';
+
+export interface RedisLogOptions {
+  /** A command connection (not the one used for SUBSCRIBE). */
+  readonly redis: Redis;
+  readonly retention: LogRetention;
+  /** Prefix of every key. @default 'trib:' */
+  readonly keyPrefix?: string;
+}
+
+/**
+ * Appends and publishes in one script: Redis runs scripts one at a time, so the order in which
+ * events enter a stream's log is the order in which every process receives them live, whichever
+ * instance appended them. The epoch is created on first use and expires with the stream, so a
+ * stream that Redis forgot (restart without persistence, eviction, idle past retention) comes
+ * back with a new epoch and old cursors get RESYNC_REQUIRED.
+ *
+ * Age trimming uses Redis's own clock (stream ids are Redis time), not the appender's.
+ *
+ * KEYS: log, epoch. ARGV: candidate epoch, max events, max age (ms), channel, event JSON.
+ * The live frame is `E<epoch>\n<id>\n<event JSON>`.
+ */
+const APPEND = `
+redis.call('SET', KEYS[2], ARGV[1], 'NX')
+local epoch = redis.call('GET', KEYS[2])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[5])
+local now = redis.call('TIME')
+local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
+if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', oldest)) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], 'E' .. epoch .. '\\n' .. id .. '\\n' .. ARGV[5])
+return {epoch, id}
+`;
+
+/**
+ * The head of a stream. Creates the epoch (with the stream's lifetime) only when there is none,
+ * and never extends an existing epoch alone: an epoch must not outlive its log, or a log
+ * recreated after expiry would continue an old epoch and hide the gap.
+ *
+ * KEYS: log, epoch. ARGV: candidate epoch, max age (ms). Returns {epoch, last id}.
+ */
+const HEAD = `
+redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2])
+local epoch = redis.call('GET', KEYS[2])
+local last = '0-0'
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = info[i + 1] end
+  end
+end
+return {epoch, last}
+`;
+
+type HeadCommand = (log: string, epochKey: string, epoch: string, maxAgeMs: number) => Promise<[string, string]>;
+
+type AppendCommand = (
+  log: string,
+  epochKey: string,
+  epoch: string,
+  maxEvents: number,
+  maxAgeMs: number,
+  channel: string,
+  json: string,
+) => Promise<[string, string]>;
+
+/** The log of the full mode: one Redis Stream per stream, trimmed by count and age. */
+export function createRedisLog(options: RedisLogOptions): EventLog {
+  const { redis, retention } = options;
+  const prefix = options.keyPrefix ?? 'trib:';
+  const append = defineCommand<AppendCommand>(redis, 'tributaryAppend', APPEND);
+  const head = defineCommand<HeadCommand>(redis, 'tributaryHead', HEAD);
+
+  return {
+    async append(stream, unplaced) {
+      const keys = streamKeys(prefix, stream);
+      const json = JSON.stringify(unplaced);
+      const [epoch, id] = await append(keys.log, keys.epoch, newEpoch(), retention.maxEvents, retention.maxAgeMs, keys.live, json);
+      return { ...unplaced, cursor: encodeCursor(epoch, id) };
+    },
+
+    async readAfter(stream, cursor, limit) {
+      const { epoch, position } = decodeCursor(cursor);
+      const keys = streamKeys(prefix, stream);
+      const replies = await redis
+        .multi()
+        .get(keys.epoch)
+        .xinfo('STREAM', keys.log)
+        .xrange(keys.log, `(${position}`, '+', 'COUNT', limit)
+        .exec();
+      const [epochReply, infoReply, rangeReply] = replies ?? [];
+      const currentEpoch = epochReply?.[1];
+      if (typeof currentEpoch !== 'string' || currentEpoch !== epoch) throw resyncRequired('the stream has a new history');
+      // An epoch without a log: the stream has had no event yet; only its start is a valid cursor.
+      if (infoReply?.[0]) {
+        if (comparePositions(position, '0-0') === 0) return [];
+        throw resyncRequired('the stream has a new history');
+      }
+      const info = fieldsOf(infoReply?.[1]);
+      if (comparePositions(position, stringField(info, 'last-generated-id')) > 0) throw resyncRequired('unknown cursor');
+      if (comparePositions(position, stringField(info, 'max-deleted-entry-id')) < 0) {
+        throw resyncRequired('events after it have expired');
+      }
+      if (rangeReply?.[0]) throw rangeReply[0];
+      const entries = (rangeReply?.[1] ?? []) as [string, string[]][];
+      return entries.map(([id, fields]) => toEvent(epoch, id, fields));
+    },
+
+    async head(stream) {
+      const keys = streamKeys(prefix, stream);
+      const [epoch, last] = await head(keys.log, keys.epoch, newEpoch(), retention.maxAgeMs);
+      return encodeCursor(epoch, last);
+    },
+
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Registers a Lua script as an ioredis command (EVALSHA with EVAL fallback) and binds it. */
+function defineCommand<Command extends (...args: never[]) => Promise<unknown>>(redis: Redis, name: string, lua: string): Command {
+  if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 2, lua });
+  const command = (redis as unknown as Record<string, Command>)[name]!;
+  return ((...args: Parameters<Command>) => command.apply(redis, args)) as Command;
+}
+
+function toEvent(epoch: string, id: string, fields: string[]): RealtimeEvent {
+  const json = fields[fields.indexOf('e') + 1];
+  if (json === undefined) throw new Error(`stream entry ${id} has no event`);
+  return { ...(JSON.parse(json) as UnplacedEvent), cursor: encodeCursor(epoch, id) };
+}
+
+function stringField(fields: Record<string, unknown>, name: string): string {
+  const value = fields[name];
+  return typeof value === 'string' ? value : '0-0';
+}
+
+/** XINFO's flat [name, value, …] reply as an object. */
+function fieldsOf(reply: unknown): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  if (!Array.isArray(reply)) return fields;
+  for (let i = 0; i + 1 < reply.length; i += 2) fields[String(reply[i])] = reply[i + 1];
+  return fields;
+}

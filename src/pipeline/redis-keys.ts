@@ -1,0 +1,11 @@
+import type { StreamRef } from './stream.ts';
+
+/**
+ * Redis names of a stream. The `{…}` hash tag puts a stream's log, epoch and channel in one
+ * cluster slot, so the append script may touch them together. Stream keys contain the scope
+ * (percent-encoded) and a validated topic, never raw client text.
+ */
+export function streamKeys(prefix: string, stream: StreamRef) {
+  const tag = `${prefix}{${stream.key}}`;
+  return { log: `${tag}:log`, epoch: `${tag}:epoch`, live: `${tag}:live` } as const;
+}

@@ -1,0 +1,71 @@
+import { canAccessTopic } from '../auth/permissions.ts';
+import { ErrorCode, TributaryError } from '../errors.ts';
+import type { RealtimeEvent } from '../pipeline/envelope.ts';
+import { compileEventWhere, type EventWhere } from '../pipeline/dispatch/filter.ts';
+import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
+import { assertName } from '../pipeline/names.ts';
+import { scopeOf } from '../pipeline/scope.ts';
+import { streamOf } from '../pipeline/stream.ts';
+import type { ResolverContext } from './context.ts';
+
+export interface PublishInput {
+  readonly topic: string;
+  readonly type?: string | null;
+  readonly payload?: unknown;
+}
+
+/** `publish`: a socket-sourced event, routed into the caller's scope and kept in the log. */
+export async function publish(context: ResolverContext, input: PublishInput): Promise<RealtimeEvent> {
+  const { principal, services } = context;
+  const topic = assertName('topic', input.topic);
+  const type = input.type == null ? 'message' : assertName('topic', input.type);
+  if (!canAccessTopic(principal, 'publish', topic)) {
+    throw new TributaryError(ErrorCode.FORBIDDEN, `Publishing to "${topic}" needs the permission "<prefix>.publish" for a prefix of the topic`);
+  }
+  if (typeof input.payload !== 'object' || input.payload === null || Array.isArray(input.payload)) {
+    throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'payload must be a JSON object', { details: { field: 'payload' } });
+  }
+  const size = Buffer.byteLength(JSON.stringify(input.payload));
+  if (size > services.limits.maxEventPayloadBytes) {
+    throw new TributaryError(
+      ErrorCode.BAD_USER_INPUT,
+      `payload is ${size} bytes of JSON; the limit is ${services.limits.maxEventPayloadBytes}`,
+      { details: { field: 'payload' } },
+    );
+  }
+  return services.router.route({
+    topic,
+    source: 'socket',
+    type,
+    payload: input.payload as Record<string, unknown>,
+    scope: scopeOf(principal),
+  });
+}
+
+export interface EventsInput {
+  readonly topic: string;
+  readonly where?: EventWhere | null;
+  readonly after?: string | null;
+}
+
+/**
+ * `events`: a ticket for the dispatcher. Inputs are validated here, at subscribe time; a topic
+ * the principal may not read yields a denied ticket — no error, nothing delivered — logged and
+ * counted.
+ */
+export function subscribeEvents(context: ResolverContext, input: EventsInput): DispatchTicket {
+  const { principal, services } = context;
+  const topic = assertName('topic', input.topic);
+  const filter = compileEventWhere(input.where);
+  const denied = !canAccessTopic(principal, 'read', topic);
+  if (denied) {
+    services.metrics.subscriptionsDenied.inc({ field: 'events' });
+    services.logger.info({ subject: principal.subject, tenant: principal.tenant, topic }, 'subscription denied silently');
+  }
+  return new DispatchTicket({
+    stream: streamOf(scopeOf(principal), topic),
+    filter,
+    after: input.after ?? undefined,
+    denied,
+  });
+}

@@ -1,0 +1,120 @@
+import type { EventSource as Source, RealtimeEvent } from '../../pipeline/envelope.ts';
+import { applyReturnMode } from '../../pipeline/dispatch/return-mode.ts';
+import * as resolvers from '../../resolvers/events.ts';
+import { builder } from '../builder.ts';
+import type { JsonValue } from '../json.ts';
+
+/*
+ * Event fields are rendered once per cohort, for every subscriber that shares the operation:
+ * they must depend on the event and the arguments only — never on the context or the principal —
+ * and they must resolve synchronously.
+ */
+
+const EventSource = builder.enumType('EventSource', {
+  description: 'Where an event came from.',
+  values: {
+    DATABASE: { value: 'database', description: 'A row change read from the write-ahead log, or the outbox.' },
+    SYNC: { value: 'sync', description: 'A sync document mutation.' },
+    SOCKET: { value: 'socket', description: 'Published by a client (`publish`).' },
+  } as const,
+});
+
+const ReturnMode = builder.enumType('ReturnMode', {
+  description:
+    'How much of a sync event to deliver (seed 000: `data` and `diff` are stripped per subscriber). Events from other sources are delivered whole.',
+  values: {
+    FULL: { value: 'FULL', description: 'Everything.' },
+    DATA: { value: 'DATA', description: 'Without `payload.diff`.' },
+    DIFF: { value: 'DIFF', description: 'Without `payload.data`.' },
+    MINIMAL: { value: 'MINIMAL', description: 'Without `payload.data` and `payload.diff`.' },
+  } as const,
+});
+
+const EventMetadata = builder.objectRef<RealtimeEvent['metadata']>('EventMetadata').implement({
+  fields: (t) => ({
+    timestamp: t.field({ type: 'DateTime', resolve: (metadata) => new Date(metadata.timestamp) }),
+    table: t.exposeString('table', { nullable: true, description: 'Database events: the table.' }),
+    operation: t.exposeString('operation', { nullable: true, description: 'Database events: insert, update or delete.' }),
+    revision: t.exposeInt('revision', { nullable: true, description: 'Sync events: the document revision after the change.' }),
+  }),
+});
+
+export const Event = builder.objectRef<RealtimeEvent>('Event').implement({
+  description: 'One event of a topic, in the normalized envelope every source produces.',
+  fields: (t) => ({
+    id: t.exposeID('id', { description: '`evt_…`; stable across redeliveries: use it to de-duplicate.' }),
+    topic: t.exposeString('topic'),
+    source: t.field({ type: EventSource, resolve: (event): Source => event.source }),
+    type: t.exposeString('type'),
+    payload: t.field({ type: 'JSON', resolve: (event) => event.payload }),
+    metadata: t.field({ type: EventMetadata, resolve: (event) => event.metadata }),
+    cursor: t.exposeString('cursor', { description: 'Pass as `after` to resume right after this event.' }),
+  }),
+});
+
+/** EventWhere as Pothos types it; structurally the pipeline's `EventWhere`. */
+interface EventWhereInput {
+  field?: string | null;
+  eq?: JsonValue;
+  ne?: JsonValue;
+  in?: JsonValue[] | null;
+  nin?: JsonValue[] | null;
+  gt?: JsonValue;
+  gte?: JsonValue;
+  lt?: JsonValue;
+  lte?: JsonValue;
+  exists?: boolean | null;
+  and?: EventWhereInput[] | null;
+  or?: EventWhereInput[] | null;
+  not?: EventWhereInput | null;
+}
+
+const EventWhere = builder.inputRef<EventWhereInput>('EventWhere').implement({
+  description:
+    'A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold.',
+  fields: (t) => ({
+    field: t.string(),
+    eq: t.field({ type: 'JSON' }),
+    ne: t.field({ type: 'JSON' }),
+    in: t.field({ type: ['JSON'] }),
+    nin: t.field({ type: ['JSON'] }),
+    gt: t.field({ type: 'JSON' }),
+    gte: t.field({ type: 'JSON' }),
+    lt: t.field({ type: 'JSON' }),
+    lte: t.field({ type: 'JSON' }),
+    exists: t.boolean(),
+    and: t.field({ type: [EventWhere] }),
+    or: t.field({ type: [EventWhere] }),
+    not: t.field({ type: EventWhere }),
+  }),
+});
+
+builder.mutationField('publish', (t) =>
+  t.field({
+    type: Event,
+    description:
+      "Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin.",
+    args: {
+      topic: t.arg.string({ required: true }),
+      type: t.arg.string({ description: '@default "message"' }),
+      payload: t.arg({ type: 'JSON', required: true }),
+    },
+    resolve: (_root, args, context) => resolvers.publish(context, args),
+  }),
+);
+
+builder.subscriptionField('events', (t) =>
+  t.field({
+    type: Event,
+    description:
+      "The events of a topic in the caller's scope. Needs `<prefix>.read` for a prefix of the topic (or role admin); without it the subscription stays silent. With `after`, first replays what followed that cursor, then continues live, with no gap and no duplicate; a cursor that cannot be resumed (expired, unknown, another history) ends the subscription with RESYNC_REQUIRED.",
+    args: {
+      topic: t.arg.string({ required: true }),
+      where: t.arg({ type: EventWhere }),
+      returnMode: t.arg({ type: ReturnMode, defaultValue: 'FULL' }),
+      after: t.arg.string(),
+    },
+    subscribe: (_root, args, context) => resolvers.subscribeEvents(context, args),
+    resolve: (event, args) => applyReturnMode(event, args.returnMode ?? 'FULL'),
+  }),
+);

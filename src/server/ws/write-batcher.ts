@@ -1,0 +1,28 @@
+import type { Socket } from 'node:net';
+import type WebSocket from 'ws';
+
+/**
+ * Batches socket writes per tick: the first write to a socket in a tick corks its TCP socket and
+ * one `setImmediate` uncorks every corked socket, so all frames a tick produced for a socket
+ * (a fan-out, a replay page) leave in one write instead of one syscall each.
+ */
+const corked = new Set<Socket>();
+let scheduled = false;
+
+function flush(): void {
+  scheduled = false;
+  for (const socket of corked) socket.uncork();
+  corked.clear();
+}
+
+export function corkForThisTick(socket: WebSocket): void {
+  // ws keeps its net.Socket private; without it, frames are simply written one by one.
+  const raw = (socket as unknown as { _socket?: Socket })._socket;
+  if (!raw || corked.has(raw)) return;
+  raw.cork();
+  corked.add(raw);
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(flush);
+  }
+}
