@@ -19,7 +19,10 @@ export interface RedisLogOptions {
  * stream that Redis forgot (restart without persistence, eviction, idle past retention) comes
  * back with a new epoch and old cursors get RESYNC_REQUIRED.
  *
- * Age trimming uses Redis's own clock (stream ids are Redis time), not the appender's.
+ * Retention deletes the oldest entries with XDEL rather than XTRIM: XDEL records the stream's
+ * `max-deleted-entry-id` (XTRIM does not, in Redis 7.0), which is how a reader tells a cursor
+ * whose successors are gone from one that lost nothing. Age uses Redis's own clock (stream ids
+ * are Redis time), not the appender's.
  *
  * KEYS: log, epoch. ARGV: candidate epoch, max events, max age (ms), channel, event JSON.
  * The live frame is `E<epoch>\n<id>\n<event JSON>`.
@@ -27,10 +30,22 @@ export interface RedisLogOptions {
 const APPEND = `
 redis.call('SET', KEYS[2], ARGV[1], 'NX')
 local epoch = redis.call('GET', KEYS[2])
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[5])
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[5])
+local doomed = {}
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
+if excess > 0 then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', math.min(excess, 1000))) do
+    doomed[#doomed + 1] = entry[1]
+  end
+end
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
-if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', oldest)) end
+if oldest > 0 then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '(' .. string.format('%d', oldest) .. '-0', 'COUNT', 1000)) do
+    doomed[#doomed + 1] = entry[1]
+  end
+end
+if #doomed > 0 then redis.call('XDEL', KEYS[1], unpack(doomed)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], 'E' .. epoch .. '\\n' .. id .. '\\n' .. ARGV[5])

@@ -1,0 +1,172 @@
+/**
+ * The contract both logs keep: positions in order, resume after a cursor, and RESYNC_REQUIRED
+ * (never a silent gap) for a cursor that cannot be resumed.
+ */
+import { Redis } from 'ioredis';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { decodeCursor, encodeCursor } from '../../src/pipeline/log/cursor.ts';
+import type { EventLog, LogRetention } from '../../src/pipeline/log/event-log.ts';
+import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
+import { createRedisLog } from '../../src/pipeline/log/redis-log.ts';
+import type { RealtimeEvent, UnplacedEvent } from '../../src/pipeline/envelope.ts';
+import { streamOf, type StreamRef } from '../../src/pipeline/stream.ts';
+import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+
+const scope = { app: 'shop', env: 'prod', tenant: 'a' };
+
+function unplaced(n: number, timestamp = Date.now()): UnplacedEvent {
+  return { id: `evt_${n}`, topic: 'orders', source: 'socket', type: 'message', payload: { n }, metadata: { timestamp, scope } };
+}
+
+interface Harness {
+  readonly log: EventLog;
+  readonly published: RealtimeEvent[];
+}
+
+const logs: Record<string, (retention: LogRetention) => Harness> = {
+  memory: (retention) => {
+    const published: RealtimeEvent[] = [];
+    const log = createMemoryLog({ retention, publish: (_stream, event) => published.push(event) });
+    onTestFinished(() => log.close());
+    return { log, published };
+  },
+  redis: (retention) => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => {
+      await redis.quit();
+    });
+    return { log: createRedisLog({ redis, retention, keyPrefix: uniquePrefix() }), published: [] };
+  },
+};
+
+const generous: LogRetention = { maxEvents: 10_000, maxAgeMs: 3_600_000 };
+
+async function appendAll(log: EventLog, stream: StreamRef, count: number): Promise<RealtimeEvent[]> {
+  const placed: RealtimeEvent[] = [];
+  for (let n = 1; n <= count; n += 1) placed.push(await log.append(stream, unplaced(n)));
+  return placed;
+}
+
+describe.each(Object.keys(logs))('%s event log', (kind) => {
+  const open = logs[kind]!;
+
+  it('places events in order and reads exactly those after a cursor', async () => {
+    const { log } = open(generous);
+    const stream = streamOf(scope, 'orders');
+    const placed = await appendAll(log, stream, 5);
+    expect(new Set(placed.map((event) => event.cursor)).size).toBe(5);
+    expect(await log.readAfter(stream, placed[1]!.cursor, 100)).toEqual(placed.slice(2));
+    expect(await log.readAfter(stream, placed[4]!.cursor, 100)).toEqual([]);
+    expect(await log.readAfter(stream, placed[0]!.cursor, 2)).toEqual(placed.slice(1, 3));
+  });
+
+  it('gives a head cursor that reads only later events, for an empty stream too', async () => {
+    const { log } = open(generous);
+    const stream = streamOf(scope, 'empty');
+    const start = await log.head(stream);
+    expect(await log.readAfter(stream, start, 10)).toEqual([]);
+    const placed = await appendAll(log, stream, 2);
+    expect(await log.readAfter(stream, start, 10)).toEqual(placed);
+    const head = await log.head(stream);
+    expect(head).toBe(placed[1]!.cursor);
+  });
+
+  it('keeps one epoch per stream and a different one for every other stream', async () => {
+    const { log } = open(generous);
+    const [a1, a2] = await appendAll(log, streamOf(scope, 'a'), 2);
+    const [b1] = await appendAll(log, streamOf(scope, 'b'), 1);
+    const [c1] = await appendAll(log, streamOf({ ...scope, tenant: 'b' }, 'a'), 1);
+    expect(decodeCursor(a1!.cursor).epoch).toBe(decodeCursor(a2!.cursor).epoch);
+    expect(decodeCursor(b1!.cursor).epoch).not.toBe(decodeCursor(a1!.cursor).epoch);
+    expect(decodeCursor(c1!.cursor).epoch).not.toBe(decodeCursor(a1!.cursor).epoch);
+  });
+
+  it.each([
+    ['garbage', () => 'not-a-cursor'],
+    ['a cursor of another stream', (other: string) => other],
+    ['a made-up epoch', (_other: string, own: string) => encodeCursor('00000000deadbeef', decodeCursor(own).position)],
+  ])('refuses %s with RESYNC_REQUIRED', async (_name, make) => {
+    const { log } = open(generous);
+    const [own] = await appendAll(log, streamOf(scope, 'mine'), 1);
+    const [other] = await appendAll(log, streamOf(scope, 'theirs'), 1);
+    await expect(log.readAfter(streamOf(scope, 'mine'), make(other!.cursor, own!.cursor), 10)).rejects.toMatchObject({
+      code: 'RESYNC_REQUIRED',
+    });
+  });
+
+  it('refuses a cursor from beyond the stream end with RESYNC_REQUIRED', async () => {
+    const { log } = open(generous);
+    const stream = streamOf(scope, 'orders');
+    const [first] = await appendAll(log, stream, 1);
+    const { epoch, position } = decodeCursor(first!.cursor);
+    const beyond = position.includes('-') ? `${position.split('-')[0]}-999` : String(Number(position) + 5);
+    await expect(log.readAfter(stream, encodeCursor(epoch, beyond), 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+  });
+
+  it('refuses a cursor whose successors were trimmed and resumes the last one that lost nothing', async () => {
+    const { log } = open({ maxEvents: 10, maxAgeMs: 3_600_000 });
+    const stream = streamOf(scope, 'orders');
+    const placed = await appendAll(log, stream, 40);
+    // Events 31…40 are kept: after event 30 nothing is missing, after event 29 event 30 is.
+    expect(await log.readAfter(stream, placed[29]!.cursor, 100)).toEqual(placed.slice(30));
+    await expect(log.readAfter(stream, placed[28]!.cursor, 100)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+    await expect(log.readAfter(stream, placed[0]!.cursor, 100)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+  });
+});
+
+describe('memory event log', () => {
+  it('publishes each appended event, in append order', async () => {
+    const { log, published } = logs['memory']!(generous);
+    const placed = await appendAll(log, streamOf(scope, 'orders'), 3);
+    expect(published).toEqual(placed);
+  });
+
+  it('forgets events older than the retention age', async () => {
+    const { log } = logs['memory']!({ maxEvents: 100, maxAgeMs: 60_000 });
+    const stream = streamOf(scope, 'orders');
+    const old = await log.append(stream, unplaced(1, Date.now() - 120_000));
+    await log.append(stream, unplaced(2, Date.now() - 90_000));
+    const fresh = await log.append(stream, unplaced(3));
+    await expect(log.readAfter(stream, old.cursor, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+    expect(await log.readAfter(stream, fresh.cursor, 10)).toEqual([]);
+  });
+});
+
+describe('redis event log', () => {
+  it('publishes each appended event on the stream channel with its position', async () => {
+    const redis = new Redis(testRedisUrl());
+    const subscriber = new Redis(testRedisUrl());
+    onTestFinished(async () => {
+      await Promise.all([redis.quit(), subscriber.quit()]);
+    });
+    const keyPrefix = uniquePrefix();
+    const log = createRedisLog({ redis, retention: generous, keyPrefix });
+    const stream = streamOf(scope, 'orders');
+    const frames: string[] = [];
+    await subscriber.subscribe(`${keyPrefix}{${stream.key}}:live`);
+    const received = new Promise<void>((resolve) =>
+      subscriber.on('message', (_channel: string, frame: string) => {
+        frames.push(frame);
+        if (frames.length === 2) resolve();
+      }),
+    );
+    const placed = await appendAll(log, stream, 2);
+    await received;
+    expect(frames.map((frame) => frame.split('\n')[1])).toEqual(placed.map((event) => decodeCursor(event.cursor).position));
+  });
+
+  it('starts a new epoch when Redis has forgotten the stream, so old cursors get RESYNC_REQUIRED', async () => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => {
+      await redis.quit();
+    });
+    const keyPrefix = uniquePrefix();
+    const log = createRedisLog({ redis, retention: generous, keyPrefix });
+    const stream = streamOf(scope, 'orders');
+    const [before] = await appendAll(log, stream, 1);
+    await redis.del(`${keyPrefix}{${stream.key}}:log`, `${keyPrefix}{${stream.key}}:epoch`);
+    const [after] = await appendAll(log, stream, 1);
+    expect(decodeCursor(after!.cursor).epoch).not.toBe(decodeCursor(before!.cursor).epoch);
+    await expect(log.readAfter(stream, before!.cursor, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+  });
+});
