@@ -88,6 +88,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
     const services: Services = {
       channels: pipeline.channels,
       router,
+      log: pipeline.log,
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },

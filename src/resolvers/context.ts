@@ -2,12 +2,14 @@ import type { Principal } from '../auth/principal.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ChannelHub } from '../pipeline/channels/channel-hub.ts';
+import type { EventLog } from '../pipeline/log/event-log.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 
 /** What the API's resolvers may use; built once in `main.ts`. */
 export interface Services {
   readonly channels: ChannelHub;
   readonly router: EventRouter;
+  readonly log: EventLog;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly limits: {

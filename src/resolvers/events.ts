@@ -3,6 +3,7 @@ import { ErrorCode, TributaryError } from '../errors.ts';
 import type { RealtimeEvent } from '../pipeline/envelope.ts';
 import { compileEventWhere, type EventWhere } from '../pipeline/dispatch/filter.ts';
 import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
+import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
 import { assertName } from '../pipeline/names.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
@@ -68,4 +69,17 @@ export function subscribeEvents(context: ResolverContext, input: EventsInput): D
     after: input.after ?? undefined,
     denied,
   });
+}
+
+/**
+ * `topicCursor`: where a topic stands now. Subscribing with `after` set to it receives every
+ * later event, even across a reconnect before the first one arrives. For a topic the principal
+ * may not read it returns a well-formed cursor of no stream (the subscription would be silent
+ * anyway), so the answer reveals nothing about the topic's activity.
+ */
+export async function topicCursor(context: ResolverContext, topic: string): Promise<string> {
+  const { principal, services } = context;
+  const name = assertName('topic', topic);
+  if (!canAccessTopic(principal, 'read', name)) return encodeCursor(newEpoch(), '0');
+  return services.log.head(streamOf(scopeOf(principal), name));
 }

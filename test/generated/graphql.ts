@@ -102,8 +102,15 @@ export type MutationPublishArgs = {
 
 export type Query = {
   __typename?: 'Query';
+  /** Where a topic stands now, as a cursor. Subscribe to `events` with `after` set to it to receive every later event — across reconnects too, even before the first event arrives. The pattern for a snapshot without a race: read `topicCursor`, read your state, subscribe with `after`. */
+  topicCursor: Scalars['String']['output'];
   /** The caller's principal. */
   viewer: Viewer;
+};
+
+
+export type QueryTopicCursorArgs = {
+  topic: Scalars['String']['input'];
 };
 
 /** How much of a sync event to deliver (seed 000: `data` and `diff` are stripped per subscriber). Events from other sources are delivered whole. */

@@ -89,6 +89,15 @@ const EventWhere = builder.inputRef<EventWhereInput>('EventWhere').implement({
   }),
 });
 
+builder.queryField('topicCursor', (t) =>
+  t.string({
+    description:
+      "Where a topic stands now, as a cursor. Subscribe to `events` with `after` set to it to receive every later event — across reconnects too, even before the first event arrives. The pattern for a snapshot without a race: read `topicCursor`, read your state, subscribe with `after`.",
+    args: { topic: t.arg.string({ required: true }) },
+    resolve: (_root, args, context) => resolvers.topicCursor(context, args.topic),
+  }),
+);
+
 builder.mutationField('publish', (t) =>
   t.field({
     type: Event,

@@ -59,7 +59,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class GraphQLWsConnection {
   readonly #socket: WebSocket;
   readonly #options: ConnectionOptions;
-  readonly #logger: Logger;
+  readonly #remote: string | undefined;
+  #childLogger: Logger | undefined;
   readonly #operations = new Map<ID, ActiveOperation>();
   #initReceived = false;
   #principal: Principal | undefined;
@@ -70,7 +71,7 @@ export class GraphQLWsConnection {
   constructor(socket: WebSocket, request: IncomingMessage, options: ConnectionOptions) {
     this.#socket = socket;
     this.#options = options;
-    this.#logger = options.logger.child({ remote: request.socket.remoteAddress });
+    this.#remote = request.socket.remoteAddress;
 
     socket.on('close', () => this.#release());
     socket.on('error', (error) => this.#logger.debug({ err: error }, 'socket error'));
@@ -84,6 +85,12 @@ export class GraphQLWsConnection {
       () => this.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout'),
       options.connectionInitTimeoutMs,
     );
+  }
+
+  /** Made on first use: most connections never log, and a child logger per socket costs memory. */
+  get #logger(): Logger {
+    this.#childLogger ??= this.#options.logger.child({ remote: this.#remote });
+    return this.#childLogger;
   }
 
   /** Active operations, for metrics and the subscription cap. */
