@@ -27,6 +27,8 @@ export const ErrorCode = {
   GRAPHQL_PARSE_FAILED: 'GRAPHQL_PARSE_FAILED',
   /** An operation exceeds a complexity limit (depth, aliases, tokens). */
   QUERY_TOO_COMPLEX: 'QUERY_TOO_COMPLEX',
+  /** A backing service (Redis, Postgres) is unreachable right now; retrying later may succeed. */
+  UNAVAILABLE: 'UNAVAILABLE',
   /** Something failed inside the server; details are logged, never sent. */
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;

@@ -5,7 +5,7 @@ import { postGraphQL, startTestServer } from '../helpers/tributary.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 
 describe.each(['memory', 'redis'])('topicCursor (%s)', (mode) => {
-  const env = () => (mode === 'redis' ? { REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() } : {});
+  const env = (): Record<string, string> => (mode === 'redis' ? { REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() } : {});
 
   it('gives a cursor after which a subscription receives every later event, published before it subscribed too', async () => {
     const server = await startTestServer(env());

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
 import { comparePositions, decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
@@ -95,19 +96,18 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
     async append(stream, unplaced) {
       const keys = streamKeys(prefix, stream);
       const json = JSON.stringify(unplaced);
-      const [epoch, id] = await append(keys.log, keys.epoch, newEpoch(), retention.maxEvents, retention.maxAgeMs, keys.live, json);
+      const [epoch, id] = await unavailableOnFailure(
+        append(keys.log, keys.epoch, newEpoch(), retention.maxEvents, retention.maxAgeMs, keys.live, json),
+      );
       return { ...unplaced, cursor: encodeCursor(epoch, id) };
     },
 
     async readAfter(stream, cursor, limit) {
       const { epoch, position } = decodeCursor(cursor);
       const keys = streamKeys(prefix, stream);
-      const replies = await redis
-        .multi()
-        .get(keys.epoch)
-        .xinfo('STREAM', keys.log)
-        .xrange(keys.log, `(${position}`, '+', 'COUNT', limit)
-        .exec();
+      const replies = await unavailableOnFailure(
+        redis.multi().get(keys.epoch).xinfo('STREAM', keys.log).xrange(keys.log, `(${position}`, '+', 'COUNT', limit).exec(),
+      );
       const [epochReply, infoReply, rangeReply] = replies ?? [];
       const currentEpoch = epochReply?.[1];
       if (typeof currentEpoch !== 'string' || currentEpoch !== epoch) throw resyncRequired('the stream has a new history');
@@ -128,7 +128,7 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
 
     async head(stream) {
       const keys = streamKeys(prefix, stream);
-      const [epoch, last] = await head(keys.log, keys.epoch, newEpoch(), retention.maxAgeMs);
+      const [epoch, last] = await unavailableOnFailure(head(keys.log, keys.epoch, newEpoch(), retention.maxAgeMs));
       return encodeCursor(epoch, last);
     },
 
@@ -147,6 +147,15 @@ function toEvent(epoch: string, id: string, fields: string[]): RealtimeEvent {
   const json = fields[fields.indexOf('e') + 1];
   if (json === undefined) throw new Error(`stream entry ${id} has no event`);
   return { ...(JSON.parse(json) as UnplacedEvent), cursor: encodeCursor(epoch, id) };
+}
+
+/** Redis unreachable or failing: the caller may retry; nothing was half-done (scripts are atomic). */
+async function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    throw new TributaryError(ErrorCode.UNAVAILABLE, 'The event log is unavailable right now; retry shortly', { cause: error });
+  }
 }
 
 function stringField(fields: Record<string, unknown>, name: string): string {
