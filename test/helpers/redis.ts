@@ -13,13 +13,18 @@ import { waitFor } from './wait-for.ts';
 export interface StartRedisOptions {
   /** Milliseconds to wait for the server to answer PING after spawning it. @default 10000 */
   readyTimeoutMs?: number;
+  /**
+   * Keep data across `stop()`/`start()` with an append-only file fsynced on every write, as a
+   * production Redis would be configured. @default false (data is lost on stop)
+   */
+  persistent?: boolean;
 }
 
 export interface RedisInstance {
   /** `redis://127.0.0.1:<port>` */
   readonly url: string;
   readonly port: number;
-  /** Kills the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. Its data is lost. */
+  /** Kills the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. Its data is lost unless `persistent`. */
   stop(): Promise<void>;
   /** Spawns the server again on the same port and waits until it answers PING. */
   start(): Promise<void>;
@@ -74,7 +79,11 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     output = '';
     const spawned = spawn(
       binary,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no'],
+      [
+        '--port', String(port), '--bind', '127.0.0.1', '--save', '',
+        ...(options.persistent === true ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+        '--dir', dir, '--daemonize', 'no',
+      ],
       { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child = spawned;

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { RealtimeEvent } from '../envelope.ts';
@@ -237,13 +238,30 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   };
 
   /** After a bus outage: hand live subscribers what was published while it was down. */
-  const recover = async (stream: Stream) => {
+  const catchUpStream = async (stream: Stream) => {
     let cursor = stream.lastCursor;
     while (cursor !== undefined && streams.get(stream.ref.key) === stream) {
       const page = await log.readAfter(stream.ref, cursor, pageSize);
       for (const event of page) onLive(stream, event);
       if (page.length < pageSize) return;
       cursor = page.at(-1)?.cursor;
+    }
+  };
+
+  /**
+   * Retries while the log is unreachable (the command connection may come back after the
+   * subscriber connection); only a lost history (RESYNC_REQUIRED) ends the subscriptions.
+   */
+  const recover = async (stream: Stream) => {
+    for (let attempt = 0; streams.get(stream.ref.key) === stream; attempt += 1) {
+      try {
+        await catchUpStream(stream);
+        return;
+      } catch (error) {
+        if (isTributaryError(error) && error.code === ErrorCode.RESYNC_REQUIRED) throw error;
+        logger.debug({ err: error, topic: stream.ref.topic, attempt }, 'catch-up after outage failed; retrying');
+        await delay(Math.min(50 * 2 ** attempt, 2000));
+      }
     }
   };
 
