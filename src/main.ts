@@ -5,15 +5,17 @@
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { createTokenVerifier } from './auth/token-verifier.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import type { Database } from './db/database.ts';
 import { createEmbeddedDatabase } from './db/embedded.ts';
 import { migrate } from './db/migrations.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
+import { createCleanupStack, type CleanupStack } from './cleanup-stack.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
+import { closeRedis, createRedisClient, redisConnected } from './redis-clients.ts';
 import { createChannelHub, type ChannelHub } from './pipeline/channels/channel-hub.ts';
 import { createRedisChannelTransport } from './pipeline/channels/redis-channel-transport.ts';
 import { createDispatcher, type DispatcherStats } from './pipeline/dispatch/dispatcher.ts';
@@ -185,69 +187,6 @@ async function openDatabase(config: Config, logger: Logger): Promise<Database> {
     return createPostgresDatabase({ url: config.databaseUrl, logger: logger.child({ component: 'db' }) });
   }
   return createEmbeddedDatabase({ dataDir: config.dataDir });
-}
-
-function createRedisClient(url: string, name: string, logger: Logger, overrides: RedisOptions = {}): Redis {
-  // Commands fail fast while Redis is away instead of queueing without bound; ioredis keeps
-  // reconnecting in the background.
-  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: name, ...overrides });
-  let reported = false;
-  redis.on('error', (error: Error) => {
-    if (!reported) logger.warn({ err: error }, 'redis unavailable; reconnecting');
-    reported = true;
-  });
-  redis.on('ready', () => {
-    if (reported) logger.info('redis reconnected');
-    reported = false;
-  });
-  return redis;
-}
-
-/** Gives Redis a moment to connect so the first readiness answer is meaningful; never fails. */
-async function redisConnected(redis: Redis, timeoutMs: number, logger: Logger): Promise<void> {
-  if (redis.status === 'ready') return;
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), timeoutMs);
-  try {
-    await once(redis, 'ready', { signal: controller.signal });
-  } catch {
-    logger.warn({ timeoutMs }, 'redis not reachable yet; starting anyway and reporting not ready until it is');
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function closeRedis(redis: Redis): Promise<void> {
-  if (redis.status === 'ready') await redis.quit();
-  else redis.disconnect();
-}
-
-interface CleanupStack {
-  push(name: string, run: () => Promise<void>): void;
-  run(): Promise<void>;
-}
-
-/** Disposers run in reverse order; each runs even when an earlier one fails. Idempotent. */
-function createCleanupStack(logger: Logger): CleanupStack {
-  const steps: { name: string; run: () => Promise<void> }[] = [];
-  let running: Promise<void> | undefined;
-  return {
-    push(name: string, run: () => Promise<void>) {
-      steps.push({ name, run });
-    },
-    run(): Promise<void> {
-      running ??= (async () => {
-        for (const step of steps.reverse()) {
-          try {
-            await step.run();
-          } catch (error) {
-            logger.error({ err: error, step: step.name }, 'shutdown step failed');
-          }
-        }
-      })();
-      return running;
-    },
-  };
 }
 
 async function main(): Promise<void> {
