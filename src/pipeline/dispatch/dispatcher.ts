@@ -98,6 +98,19 @@ interface Stream {
   /** Position of the newest event handed to live subscribers: for de-duplication and recovery. */
   last: CursorParts | undefined;
   lastCursor: string | undefined;
+  /** Set while the bus link is down or being caught up: live events are held, not delivered. */
+  recovering: Recovery | undefined;
+}
+
+/** A stream's state between losing the bus link and having caught up from the log. */
+interface Recovery {
+  /** Live events received since the link came back, delivered after the log's. */
+  held: RealtimeEvent[];
+  /** More live events arrived than could be held: the log is read again for them. */
+  overflowed: boolean;
+  /** Resolves when the stream delivers live again; catch-ups wait for it before turning live. */
+  readonly done: Promise<void>;
+  readonly resolve: () => void;
 }
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
@@ -109,6 +122,20 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   let subscriberCount = 0;
 
   const onLive = (stream: Stream, event: RealtimeEvent) => {
+    const recovery = stream.recovering;
+    if (!recovery) {
+      deliverLive(stream, event);
+    } else if (!recovery.overflowed) {
+      if (recovery.held.length < holdBackLimit) recovery.held.push(event);
+      else {
+        recovery.overflowed = true;
+        recovery.held = [];
+      }
+    }
+  };
+
+  /** Hands an event to the stream's live subscribers (and holds it for those catching up). */
+  const deliverLive = (stream: Stream, event: RealtimeEvent) => {
     const placed = decodeCursor(event.cursor);
     const last = stream.last;
     // Recovery re-reads what live delivery may already have handed over.
@@ -195,6 +222,14 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         subscriber.overflowed = false;
         continue;
       }
+      // While the stream's bus link is down, live events reach no one's held list: wait until
+      // the stream has caught up (it then hands its held events on), and read the log again.
+      const recovery = cohort.stream.recovering;
+      if (recovery) {
+        await recovery.done;
+        if (subscriber.closed) return;
+        continue;
+      }
       // The log has nothing after `position`; every later event is among the held ones.
       for (const event of subscriber.held ?? []) {
         const placed = decodeCursor(event.cursor);
@@ -222,6 +257,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       leave: undefined,
       last: undefined,
       lastCursor: undefined,
+      recovering: undefined,
     };
     stream.joined = (async () => {
       stream.leave = await bus.join(ref, (event) => onLive(stream, event));
@@ -237,43 +273,81 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return stream;
   };
 
-  /** After a bus outage: hand live subscribers what was published while it was down. */
-  const catchUpStream = async (stream: Stream) => {
-    let cursor = stream.lastCursor;
-    while (cursor !== undefined && streams.get(stream.ref.key) === stream) {
-      const page = await log.readAfter(stream.ref, cursor, pageSize);
-      for (const event of page) onLive(stream, event);
-      if (page.length < pageSize) return;
-      cursor = page.at(-1)?.cursor;
-    }
-  };
-
-  /**
-   * Retries while the log is unreachable (the command connection may come back after the
-   * subscriber connection); only a lost history (RESYNC_REQUIRED) ends the subscriptions.
+  /*
+   * Bus outages. From the moment the link is lost, live events are held per stream; once it is
+   * back, each stream reads the log after the last event it delivered, delivers that, then the
+   * held events (duplicates skipped by position). A link lost again while catching up restarts
+   * the catch-up at the next recovery; only a lost history (RESYNC_REQUIRED) ends subscriptions.
    */
-  const recover = async (stream: Stream) => {
-    for (let attempt = 0; streams.get(stream.ref.key) === stream; attempt += 1) {
+  let linkGeneration = 0;
+  let linkUp = true;
+
+  const recover = async (stream: Stream, generation: number) => {
+    for (let attempt = 0; ; attempt += 1) {
+      const recovery = stream.recovering;
+      if (!recovery || generation !== linkGeneration || !linkUp || streams.get(stream.ref.key) !== stream) return;
       try {
-        await catchUpStream(stream);
+        let cursor = stream.lastCursor;
+        let page: readonly RealtimeEvent[] = [];
+        do {
+          if (cursor === undefined) break;
+          page = await log.readAfter(stream.ref, cursor, pageSize);
+          for (const event of page) deliverLive(stream, event);
+          cursor = stream.lastCursor;
+        } while (page.length === pageSize);
+        if (generation !== linkGeneration || !linkUp || stream.recovering !== recovery) return;
+        if (recovery.overflowed) {
+          recovery.overflowed = false;
+          continue;
+        }
+        stream.recovering = undefined;
+        const epoch = stream.last?.epoch;
+        for (const event of recovery.held) {
+          if (epoch !== undefined && decodeCursor(event.cursor).epoch !== epoch) throw resyncRequired('the stream has a new history');
+          deliverLive(stream, event);
+        }
+        recovery.resolve();
         return;
       } catch (error) {
-        if (isTributaryError(error) && error.code === ErrorCode.RESYNC_REQUIRED) throw error;
+        if (isTributaryError(error) && error.code === ErrorCode.RESYNC_REQUIRED) {
+          stream.recovering = recovery;
+          throw error;
+        }
         logger.debug({ err: error, topic: stream.ref.topic, attempt }, 'catch-up after outage failed; retrying');
         await delay(Math.min(50 * 2 ** attempt, 2000));
       }
     }
   };
 
-  const stopRecovery = bus.onRecovered(() => {
-    for (const stream of streams.values()) {
-      recover(stream).catch((error: unknown) => {
-        logger.warn({ err: error, topic: stream.ref.topic }, 'stream cannot be resumed after the outage; subscribers must resync');
-        for (const cohort of [...stream.cohorts.values()]) {
-          for (const subscriber of [...cohort.live, ...cohort.catchingUp]) failSubscriber(subscriber, error);
-        }
-      });
+  const failStream = (stream: Stream, error: unknown) => {
+    logger.warn({ err: error, topic: stream.ref.topic }, 'stream cannot be resumed after the outage; subscribers must resync');
+    const recovery = stream.recovering;
+    stream.recovering = undefined;
+    for (const cohort of [...stream.cohorts.values()]) {
+      for (const subscriber of [...cohort.live, ...cohort.catchingUp]) failSubscriber(subscriber, error);
     }
+    recovery?.resolve();
+  };
+
+  const stopWatching = bus.watch({
+    lost() {
+      linkGeneration += 1;
+      linkUp = false;
+      for (const stream of streams.values()) {
+        if (stream.recovering) continue;
+        let resolve = () => undefined as void;
+        const done = new Promise<void>((settle) => (resolve = settle));
+        stream.recovering = { held: [], overflowed: false, done, resolve };
+      }
+    },
+    recovered() {
+      linkUp = true;
+      const generation = linkGeneration;
+      for (const stream of streams.values()) {
+        if (!stream.recovering) continue;
+        recover(stream, generation).catch((error: unknown) => failStream(stream, error));
+      }
+    },
   });
 
   return {
@@ -301,9 +375,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       try {
         await stream.joined;
       } catch (error) {
-        streams.delete(stream.ref.key);
+        if (streams.get(stream.ref.key) === stream) streams.delete(stream.ref.key);
         removeSubscriber(subscriber);
-        throw error;
+        if (isTributaryError(error)) throw error;
+        throw new TributaryError(ErrorCode.UNAVAILABLE, 'Live delivery is unavailable right now; retry shortly', { cause: error });
       }
       if (request.after !== undefined) {
         catchUp(subscriber, request.after).catch((error: unknown) => failSubscriber(subscriber, error));
@@ -316,7 +391,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       return { streams: streams.size, cohorts, subscribers: subscriberCount };
     },
     async close() {
-      stopRecovery();
+      stopWatching();
       for (const stream of [...streams.values()]) {
         for (const cohort of [...stream.cohorts.values()]) {
           for (const subscriber of [...cohort.live, ...cohort.catchingUp]) removeSubscriber(subscriber);

@@ -14,8 +14,14 @@ export interface EventBus {
    */
   join(stream: StreamRef, listener: EventListener): Promise<() => void>;
   /**
-   * Called after the bus was cut off and came back: events published meanwhile were missed and
-   * must be read from the log. Returns the function that stops listening.
+   * Reports the bus's link: `lost` as soon as it is cut off (live events may be missed from
+   * then on), `recovered` once it receives live events again (all subscriptions confirmed).
+   * What was published in between must be read from the log. Returns the function that stops.
    */
-  onRecovered(listener: () => void): () => void;
+  watch(listener: BusLinkListener): () => void;
+}
+
+export interface BusLinkListener {
+  lost(): void;
+  recovered(): void;
 }

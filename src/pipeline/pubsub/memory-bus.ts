@@ -29,6 +29,7 @@ export function createMemoryBus(): MemoryBus {
         if (set.size === 0 && listeners.get(stream.key) === set) listeners.delete(stream.key);
       });
     },
-    onRecovered: () => () => undefined,
+    // In one process the link cannot break.
+    watch: () => () => undefined,
   };
 }

@@ -4,7 +4,7 @@ import type { Logger } from '../../logger.ts';
 import { encodeCursor } from '../log/cursor.ts';
 import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
-import type { EventBus } from './event-bus.ts';
+import type { BusLinkListener, EventBus } from './event-bus.ts';
 
 export interface RedisBusOptions {
   /** A connection of its own: once it SUBSCRIBEs it can run nothing else. */
@@ -24,8 +24,8 @@ export interface RedisBus extends EventBus {
 /**
  * The live side across instances: one SUBSCRIBE per stream per process, however many
  * subscribers (graphql-redis-subscriptions counts references). Frames are published by the
- * log's append script; ioredis re-subscribes after a reconnect and `onRecovered` tells the
- * dispatcher to read what it missed from the log.
+ * log's append script; ioredis re-subscribes after a reconnect, and `watch` tells the dispatcher
+ * when to hold live events and when to read what it missed from the log.
  */
 export function createRedisBus(options: RedisBusOptions): RedisBus {
   const prefix = options.keyPrefix ?? 'trib:';
@@ -37,19 +37,25 @@ export function createRedisBus(options: RedisBusOptions): RedisBus {
     deserializer: (buffer) => buffer.toString('utf8'),
   });
 
-  const recoveredListeners = new Set<() => void>();
+  const watchers = new Set<BusLinkListener>();
   let lost = false;
-  options.subscriber.on('close', () => (lost = true));
+  options.subscriber.on('close', () => {
+    if (lost) return;
+    lost = true;
+    logger.warn('live channel connection lost; holding live events until the log is caught up');
+    for (const watcher of watchers) watcher.lost();
+  });
   options.subscriber.on('ready', () => {
     if (!lost) return;
-    lost = false;
     // ioredis emits 'ready' before it re-subscribes; a PING queued after the SUBSCRIBEs answers
     // only once they are confirmed, so the catch-up read cannot miss an event in between.
     setImmediate(() => {
       options.subscriber.ping().then(
         () => {
+          if (!lost || options.subscriber.status !== 'ready') return;
+          lost = false;
           logger.info('live channel connection recovered; catching up from the log');
-          for (const listener of recoveredListeners) listener();
+          for (const watcher of watchers) watcher.recovered();
         },
         (error: unknown) => logger.warn({ err: error }, 'live channel connection lost again before catching up'),
       );
@@ -67,9 +73,9 @@ export function createRedisBus(options: RedisBusOptions): RedisBus {
       });
       return () => pubsub.unsubscribe(id);
     },
-    onRecovered(listener) {
-      recoveredListeners.add(listener);
-      return () => recoveredListeners.delete(listener);
+    watch(watcher) {
+      watchers.add(watcher);
+      return () => watchers.delete(watcher);
     },
   };
 }
