@@ -11,7 +11,7 @@ import {
 import WebSocket from 'ws';
 import type { Principal } from '../../auth/principal.ts';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
-import { ErrorCode, isTributaryError } from '../../errors.ts';
+import { ErrorCode, isTributaryError, type TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { CloseCode } from './close-codes.ts';
 import type { Dispatcher, DispatchSubscription } from '../../pipeline/dispatch/dispatcher.ts';
@@ -244,7 +244,7 @@ export class GraphQLWsConnection {
     } catch (error) {
       // A source that fails (e.g. a subscriber that fell behind) ends this operation, not the socket.
       const errors = isTributaryError(error)
-        ? [{ message: error.message, extensions: { ...error.details, code: error.code } }]
+        ? codedErrors(error)
         : [{ message: 'Unexpected error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }];
       if (!isTributaryError(error)) this.#logger.error({ err: error, operationId: id }, 'subscription source failed');
       this.#finish(id, operation, { id, type: MessageType.Error, payload: errors });
@@ -271,7 +271,7 @@ export class GraphQLWsConnection {
             if (!operation.cancelled) this.#write(`${prefix}${payload}}`);
           },
           fail: (error) => {
-            this.#finish(id, operation, { id, type: MessageType.Error, payload: [{ message: error.message, extensions: { ...error.details, code: error.code } }] });
+            this.#finish(id, operation, { id, type: MessageType.Error, payload: codedErrors(error) });
           },
         },
       });
@@ -279,7 +279,7 @@ export class GraphQLWsConnection {
       else operation.dispatched = dispatched;
     } catch (error) {
       if (!isTributaryError(error)) throw error;
-      this.#finish(id, operation, { id, type: MessageType.Error, payload: [{ message: error.message, extensions: { ...error.details, code: error.code } }] });
+      this.#finish(id, operation, { id, type: MessageType.Error, payload: codedErrors(error) });
     }
   }
 
@@ -328,6 +328,11 @@ type OutgoingMessage =
   | { readonly id: ID; readonly type: typeof MessageType.Next; readonly payload: ReturnType<typeof formatResult> }
   | { readonly id: ID; readonly type: typeof MessageType.Error; readonly payload: readonly GraphQLFormattedError[] }
   | { readonly id: ID; readonly type: typeof MessageType.Complete };
+
+/** A coded error as the payload of an `error` message. */
+function codedErrors(error: TributaryError): GraphQLFormattedError[] {
+  return [{ message: error.message, extensions: { ...error.details, code: error.code } }];
+}
 
 function rawDataToText(data: WebSocket.RawData): string {
   if (Buffer.isBuffer(data)) return data.toString('utf8');
