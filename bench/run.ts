@@ -12,10 +12,11 @@ import { startPeerProcess } from './lib/peer-process.ts';
 import { print } from './lib/report.ts';
 import { formatMillis } from './lib/stats.ts';
 import type { Workload, WorkloadContext } from './lib/workload.ts';
+import { fanout } from './workloads/fanout.ts';
 import { roundtrip } from './workloads/roundtrip.ts';
 
-/** In run order. Next: fan-out to 1,000 subscribers, mutation → subscriber latency, CDC end to end. */
-const WORKLOADS: readonly Workload[] = [roundtrip];
+/** In run order. Next: mutation → subscriber latency, CDC end to end. */
+const WORKLOADS: readonly Workload[] = [roundtrip, fanout];
 
 const USAGE = `usage: npm run bench [-- <workload>…] [--quick] [--rounds N]
   workloads: ${WORKLOADS.map((workload) => workload.name).join(', ')} (default: all)
@@ -75,8 +76,8 @@ async function main(): Promise<number> {
   const context: WorkloadContext = {
     quick: options.quick,
     rounds: options.rounds,
-    async startPeer(name) {
-      const peer = await startPeerProcess(name);
+    async startPeer(name, peerOptions) {
+      const peer = await startPeerProcess(name, peerOptions);
       cleanup.push(`peer ${name} (pid ${peer.pid})`, () => peer.stop());
       return peer;
     },

@@ -1,11 +1,11 @@
 /**
  * A peer server in its own process (`bench/peers/serve.ts`), so the load client and the server
- * do not share a CPU and the server's CPU time can be read on its own.
+ * do not share a CPU and the server's CPU time and memory can be read on their own.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import type { CpuReply, ParentMessage, PeerName, ReadyLine } from '../peers/peer.ts';
+import type { ChildMessage, ParentMessage, PeerName, ReadyLine } from '../peers/peer.ts';
 
 export interface PeerProcess {
   readonly name: PeerName;
@@ -14,11 +14,26 @@ export interface PeerProcess {
   readonly pid: number;
   /** The server process's CPU time so far (user + system), in µs. */
   cpuMicros(): Promise<number>;
+  /** The server process's memory after a full garbage collection. */
+  memory(): Promise<PeerMemory>;
   /** Asks the server to dispose and exit; kills this one process if it has not exited in time. Idempotent. */
   stop(): Promise<void>;
 }
 
+export interface PeerMemory {
+  /** Resident set size, in bytes. */
+  readonly rss: number;
+  /** V8 heap in use, in bytes. */
+  readonly heapUsed: number;
+  /** `Buffer`s and other memory held by JS objects outside the heap, in bytes. */
+  readonly external: number;
+  /** False when the server could not collect garbage first: the numbers include garbage. */
+  readonly collected: boolean;
+}
+
 export interface PeerProcessOptions {
+  /** Extra environment variables for the server process (e.g. `REDIS_URL`). @default {} */
+  readonly env?: Readonly<Record<string, string>>;
   /** Time the server has to print its port, in ms. @default 30000 */
   readonly startTimeoutMs?: number;
   /** Time the server has to exit after `stop`, before it is killed, in ms. @default 10000 */
@@ -28,7 +43,12 @@ export interface PeerProcessOptions {
 const SERVE_SCRIPT = new URL('../peers/serve.ts', import.meta.url);
 
 export async function startPeerProcess(name: PeerName, options: PeerProcessOptions = {}): Promise<PeerProcess> {
-  const child = fork(SERVE_SCRIPT, [name], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const child = fork(SERVE_SCRIPT, [name], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    env: { ...process.env, ...options.env },
+    // So `memory` can collect garbage before sampling; it costs nothing until gc() is called.
+    execArgv: [...process.execArgv, '--expose-gc'],
+  });
   const exited = once(child, 'exit').then(() => undefined);
   let stopping: Promise<void> | undefined;
 
@@ -43,8 +63,23 @@ export async function startPeerProcess(name: PeerName, options: PeerProcessOptio
 
   try {
     const ready = await readReadyLine(child, name, options.startTimeoutMs ?? 30_000);
-    const cpu = createCpuReader(child);
-    return { name, url: `ws://127.0.0.1:${ready.port}${ready.path}`, pid: child.pid ?? -1, cpuMicros: cpu, stop };
+    const ask = createRequester(child);
+    return {
+      name,
+      url: `ws://127.0.0.1:${ready.port}${ready.path}`,
+      pid: child.pid ?? -1,
+      cpuMicros: async () => {
+        const reply = await ask('cpu');
+        if (reply.type !== 'cpu') throw new Error(`${name}: expected a cpu reply, got ${reply.type}`);
+        return reply.user + reply.system;
+      },
+      memory: async () => {
+        const reply = await ask('memory');
+        if (reply.type !== 'memory') throw new Error(`${name}: expected a memory reply, got ${reply.type}`);
+        return { rss: reply.rss, heapUsed: reply.heapUsed, external: reply.external, collected: reply.collected };
+      },
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
@@ -79,26 +114,26 @@ async function readReadyLine(child: ChildProcess, name: PeerName, timeoutMs: num
   });
 }
 
-function createCpuReader(child: ChildProcess): () => Promise<number> {
+/** Request/reply over the IPC channel, matched by `requestId`. */
+function createRequester(child: ChildProcess): (type: 'cpu' | 'memory') => Promise<ChildMessage> {
   let nextId = 0;
-  const waiting = new Map<number, { resolve: (micros: number) => void; reject: (error: Error) => void }>();
-  child.on('message', (message: CpuReply) => {
-    if (message.type !== 'cpu') return;
-    waiting.get(message.requestId)?.resolve(message.user + message.system);
+  const waiting = new Map<number, { resolve: (reply: ChildMessage) => void; reject: (error: Error) => void }>();
+  child.on('message', (message: ChildMessage) => {
+    waiting.get(message.requestId)?.resolve(message);
     waiting.delete(message.requestId);
   });
   child.once('exit', () => {
     for (const { reject } of waiting.values()) reject(new Error('peer process exited'));
     waiting.clear();
   });
-  return () =>
-    new Promise<number>((resolve, reject) => {
+  return (type) =>
+    new Promise<ChildMessage>((resolve, reject) => {
       if (!child.connected) {
         reject(new Error('peer process is gone'));
         return;
       }
       const requestId = nextId++;
       waiting.set(requestId, { resolve, reject });
-      child.send({ type: 'cpu', requestId } satisfies ParentMessage);
+      child.send({ type, requestId } satisfies ParentMessage);
     });
 }

@@ -4,7 +4,7 @@
  * happens; it prints its own tables through `report.ts`.
  */
 import type { PeerName } from '../peers/peer.ts';
-import type { PeerProcess } from './peer-process.ts';
+import type { PeerProcess, PeerProcessOptions } from './peer-process.ts';
 
 export interface WorkloadContext {
   /** `--quick`: a shortened run that only proves the workload works end to end. */
@@ -12,7 +12,7 @@ export interface WorkloadContext {
   /** Measurements per peer, taken alternately (ours, peer, ours, peer…). @default 2 */
   readonly rounds: number;
   /** Starts a peer server in its own process; the runner stops it at the end, even on failure. */
-  startPeer(name: PeerName): Promise<PeerProcess>;
+  startPeer(name: PeerName, options?: PeerProcessOptions): Promise<PeerProcess>;
   /** Registers a cleanup step the runner runs at the end, even on failure (reverse order). */
   defer(name: string, step: () => Promise<void> | void): void;
 }

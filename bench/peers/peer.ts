@@ -1,16 +1,24 @@
 /**
- * The servers a benchmark compares. Every peer serves the same operations (`viewer`, `channel`,
- * `broadcast`) over graphql-transport-ws at `path` on 127.0.0.1, so one load client drives them all.
- * This module has no server imports: the parent process reads the names without loading a server.
+ * The servers a benchmark compares. Every GraphQL peer serves the same operations (`viewer`,
+ * `channel`, `broadcast`, `events`, `publish`) over graphql-transport-ws at `path` on 127.0.0.1
+ * and over HTTP POST at the same path, so one load client drives them all; `raw-ws` is not a
+ * GraphQL server but the floor of the fan-out workload (see `raw-ws.ts`). This module has no
+ * server imports: the parent process reads the names without loading a server.
  */
 
-/** Tributary itself, then the reference stack it is measured against. */
-export const PEER_NAMES = ['tributary', 'yoga-graphql-ws'] as const;
+/** Tributary itself (in-memory and Redis mode), then what it is measured against. */
+export const PEER_NAMES = ['tributary', 'tributary-redis', 'yoga-graphql-ws', 'raw-ws'] as const;
 
 export type PeerName = (typeof PEER_NAMES)[number];
 
 /** The peer the ratios are taken against (`ours/peer`). */
 export const OURS: PeerName = 'tributary';
+
+/** The reference stack Tributary replaces: graphql-yoga + graphql-ws, as yoga documents it. */
+export const REFERENCE: PeerName = 'yoga-graphql-ws';
+
+/** The floor no GraphQL server can beat: plain `ws`, one frame per event, batched writes. */
+export const LIMIT: PeerName = 'raw-ws';
 
 export function isPeerName(value: string): value is PeerName {
   return (PEER_NAMES as readonly string[]).includes(value);
@@ -19,7 +27,7 @@ export function isPeerName(value: string): value is PeerName {
 /** A peer server running in this process. */
 export interface RunningPeer {
   readonly port: number;
-  /** WebSocket path of the GraphQL endpoint, e.g. `/graphql`. */
+  /** WebSocket path of the GraphQL endpoint, e.g. `/graphql`; HTTP POST is served at the same path. */
   readonly path: string;
   /** Closes every socket and the listener. Idempotent. */
   dispose(): Promise<void>;
@@ -32,9 +40,12 @@ export interface ReadyLine {
 }
 
 /** Parent → child over the IPC channel. */
-export type ParentMessage = { readonly type: 'cpu'; readonly requestId: number } | { readonly type: 'stop' };
+export type ParentMessage =
+  | { readonly type: 'cpu'; readonly requestId: number }
+  | { readonly type: 'memory'; readonly requestId: number }
+  | { readonly type: 'stop' };
 
-/** Child → parent over the IPC channel. */
+/** Child → parent: the answer to `cpu`. */
 export interface CpuReply {
   readonly type: 'cpu';
   readonly requestId: number;
@@ -42,3 +53,19 @@ export interface CpuReply {
   readonly user: number;
   readonly system: number;
 }
+
+/** Child → parent: the answer to `memory`, sampled after a full garbage collection. */
+export interface MemoryReply {
+  readonly type: 'memory';
+  readonly requestId: number;
+  /** Resident set size, in bytes. */
+  readonly rss: number;
+  /** V8 heap in use, in bytes. */
+  readonly heapUsed: number;
+  /** Memory of C++ objects bound to JS ones, `Buffer`s included, in bytes. */
+  readonly external: number;
+  /** False when the child could not collect garbage first (no `--expose-gc`): numbers include garbage. */
+  readonly collected: boolean;
+}
+
+export type ChildMessage = CpuReply | MemoryReply;

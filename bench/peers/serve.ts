@@ -2,25 +2,62 @@
  * Child-process entry: `node bench/peers/serve.ts <peer>`, forked by `peer-process.ts` with an
  * IPC channel. Runs one peer server so its CPU is separate from the load client's, prints
  * `{"port":…,"path":…}` as its first stdout line once listening, answers `cpu` requests with
- * `process.cpuUsage()`, and stops on `stop` — or when the parent goes away (IPC disconnect), so
- * a crashed benchmark never leaves a server behind.
+ * `process.cpuUsage()` and `memory` requests with `process.memoryUsage()` after a full GC (the
+ * parent forks it with `--expose-gc`), and stops on `stop` — or when the parent goes away (IPC
+ * disconnect), so a crashed benchmark never leaves a server behind.
+ *
+ * `tributary-redis` reads `REDIS_URL` from its environment (the parent starts the Redis).
  */
-import { isPeerName, type CpuReply, type ParentMessage, type PeerName, type ReadyLine, type RunningPeer } from './peer.ts';
+import {
+  isPeerName,
+  type CpuReply,
+  type MemoryReply,
+  type ParentMessage,
+  type PeerName,
+  type ReadyLine,
+  type RunningPeer,
+} from './peer.ts';
 
 async function startPeer(name: PeerName): Promise<RunningPeer> {
   // Imported lazily so each child loads only the server it runs.
   switch (name) {
     case 'tributary':
       return (await import('./tributary.ts')).startTributaryPeer();
+    case 'tributary-redis': {
+      const redisUrl = process.env['REDIS_URL'];
+      if (!redisUrl) throw new Error('tributary-redis needs REDIS_URL in its environment');
+      return (await import('./tributary.ts')).startTributaryPeer({ redisUrl });
+    }
     case 'yoga-graphql-ws':
       return (await import('./yoga-graphql-ws.ts')).startYogaGraphQLWsPeer();
+    case 'raw-ws':
+      return (await import('./raw-ws.ts')).startRawWsPeer();
   }
+}
+
+/** Memory after a full collection: what is live, not what happens to await the next GC. */
+function sampleMemory(requestId: number): MemoryReply {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  // Twice: the first pass can leave finalizer-reachable objects for the second.
+  gc?.();
+  gc?.();
+  const { rss, heapUsed, external } = process.memoryUsage();
+  return { type: 'memory', requestId, rss, heapUsed, external, collected: gc !== undefined };
 }
 
 async function main(): Promise<void> {
   const name = process.argv[2] ?? '';
   if (!isPeerName(name)) throw new Error(`unknown peer "${name}"`);
   if (!process.send) throw new Error('serve.ts must be started with an IPC channel (child_process.fork)');
+
+  // The parent can go away (or be interrupted) while the server boots: then nobody will ask it
+  // to stop, and its ready line has nowhere to go. Exit as soon as the boot is over.
+  let orphaned = false;
+  const orphan = () => (orphaned = true);
+  process.once('disconnect', orphan);
+  process.once('SIGINT', orphan);
+  process.once('SIGTERM', orphan);
+  process.stdout.on('error', orphan);
 
   const peer = await startPeer(name);
   let stopping = false;
@@ -44,14 +81,25 @@ async function main(): Promise<void> {
       const { user, system } = process.cpuUsage();
       const reply: CpuReply = { type: 'cpu', requestId: message.requestId, user, system };
       process.send?.(reply);
+    } else if (message.type === 'memory') {
+      process.send?.(sampleMemory(message.requestId));
     } else if (message.type === 'stop') {
       stop(0);
     }
   });
+  process.off('disconnect', orphan);
+  process.off('SIGINT', orphan);
+  process.off('SIGTERM', orphan);
+  process.stdout.off('error', orphan);
+  if (orphaned || !process.connected) {
+    stop(0);
+    return;
+  }
   process.once('disconnect', () => stop(0));
   // Ctrl-C reaches the whole process group: shut down cleanly rather than die mid-write.
   process.once('SIGINT', () => stop(0));
   process.once('SIGTERM', () => stop(0));
+  process.stdout.on('error', () => stop(0));
 
   const ready: ReadyLine = { port: peer.port, path: peer.path };
   process.stdout.write(`${JSON.stringify(ready)}\n`);

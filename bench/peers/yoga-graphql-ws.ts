@@ -4,7 +4,9 @@
  * WebSocketServer sharing yoga's HTTP server, and an `onSubscribe` that runs every operation
  * through `yoga.getEnveloped(ctx)` (parse, validate, contextFactory, execute/subscribe).
  * The envelop's `execute`/`subscribe` travel in `rootValue`, as the recipe does, because the
- * plugins may wrap them per operation. Subscriptions use yoga's own `createPubSub()`.
+ * plugins may wrap them per operation. Subscriptions use yoga's own `createPubSub()`: `channel`
+ * and `broadcast` as Tributary's channels, `events(topic)` and `publish` as its topic events
+ * without the log (ids and cursors are made to Tributary's shape and size, see `event-ids.ts`).
  * Defaults are left as yoga and graphql-ws ship them: this is the peer as users would run it.
  */
 import { once } from 'node:events';
@@ -16,6 +18,7 @@ import type { OperationResult } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createPubSub, createSchema, createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
+import { createEventIdentities } from './event-ids.ts';
 import type { RunningPeer } from './peer.ts';
 
 /** The same shape and values as Tributary's development principal, so responses are byte-equal. */
@@ -35,6 +38,15 @@ interface ChannelMessage {
   readonly data: unknown;
 }
 
+/** The fields of Tributary's `Event` the benchmarks select. */
+interface TopicEvent {
+  readonly id: string;
+  readonly topic: string;
+  readonly type: string;
+  readonly payload: unknown;
+  readonly cursor: string;
+}
+
 /** The part of Tributary's schema the benchmarks use (see schema.graphql). */
 const typeDefs = /* GraphQL */ `
   scalar JSON
@@ -52,14 +64,23 @@ const typeDefs = /* GraphQL */ `
     event: String!
     data: JSON
   }
+  type Event {
+    id: ID!
+    topic: String!
+    type: String!
+    payload: JSON!
+    cursor: String!
+  }
   type Query {
     viewer: Viewer!
   }
   type Mutation {
     broadcast(channel: String!, event: String!, data: JSON): Boolean!
+    publish(topic: String!, type: String, payload: JSON!): Event!
   }
   type Subscription {
     channel(name: String!): ChannelMessage!
+    events(topic: String!): Event!
   }
 `;
 
@@ -78,7 +99,8 @@ interface Enveloped extends EnvelopedRoot {
 }
 
 export async function startYogaGraphQLWsPeer(): Promise<RunningPeer> {
-  const pubSub = createPubSub<{ channel: [name: string, message: ChannelMessage] }>();
+  const pubSub = createPubSub<{ channel: [name: string, message: ChannelMessage]; events: [topic: string, event: TopicEvent] }>();
+  const identities = createEventIdentities();
   const yoga = createYoga({
     schema: createSchema({
       typeDefs,
@@ -90,11 +112,20 @@ export async function startYogaGraphQLWsPeer(): Promise<RunningPeer> {
             pubSub.publish('channel', args.channel, { channel: args.channel, event: args.event, data: args.data ?? null });
             return true;
           },
+          publish: (_root: unknown, args: { topic: string; type?: string | null; payload: unknown }) => {
+            const event: TopicEvent = { ...identities.next(), topic: args.topic, type: args.type ?? 'message', payload: args.payload };
+            pubSub.publish('events', args.topic, event);
+            return event;
+          },
         },
         Subscription: {
           channel: {
             subscribe: (_root: unknown, args: { name: string }) => pubSub.subscribe('channel', args.name),
             resolve: (message: ChannelMessage) => message,
+          },
+          events: {
+            subscribe: (_root: unknown, args: { topic: string }) => pubSub.subscribe('events', args.topic),
+            resolve: (event: TopicEvent) => event,
           },
         },
       },

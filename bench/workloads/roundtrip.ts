@@ -5,13 +5,16 @@
  * operation in flight (throughput under concurrency). Handshakes are outside the timed part.
  */
 import type { SubscribePayload } from 'graphql-ws';
-import { OURS, PEER_NAMES, type PeerName } from '../peers/peer.ts';
+import { OURS, REFERENCE, type PeerName } from '../peers/peer.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
 import { printRatioLine, printTable, print } from '../lib/report.ts';
 import { alternateRounds } from '../lib/rounds.ts';
 import { formatMicros, formatMillis, formatPercent, formatRate, median, relativeSpread, summarize, type Summary } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
 import { closeLoadSockets, openLoadSockets, type LoadSocket } from '../lib/ws-load-client.ts';
+
+/** Tributary against the stack it replaces (the fan-out floor `raw-ws` serves no queries). */
+const PEERS: readonly PeerName[] = [OURS, REFERENCE];
 
 const OPERATION: SubscribePayload = { query: '{ viewer { subject } }' };
 /** Both peers answer as the same principal, so every response is the same bytes. */
@@ -59,11 +62,11 @@ export const roundtrip: Workload = {
     try {
       print(
         `${settings.operations.toLocaleString('en-US')} timed operations per phase after ${settings.warmup} warm-up; ` +
-          `median of ${context.rounds} rounds, peers alternating (${PEER_NAMES.join(', ')}, …)`,
+          `median of ${context.rounds} rounds, peers alternating (${PEERS.join(', ')}, …)`,
       );
-      for (const peer of PEER_NAMES) await checkResponse(peerOf(peers, peer));
+      for (const peer of PEERS) await checkResponse(peerOf(peers, peer));
 
-      const results = await alternateRounds(PEER_NAMES, context.rounds, async (name) => {
+      const results = await alternateRounds(PEERS, context.rounds, async (name) => {
         const perPhase: PhaseResult[] = [];
         for (const phase of phases) perPhase.push(await measurePhase(peerOf(peers, name), phase, settings));
         return perPhase;
@@ -79,7 +82,7 @@ async function startPeers(context: WorkloadContext): Promise<Map<PeerName, PeerP
   const peers = new Map<PeerName, PeerProcess>();
   const boots: string[] = [];
   // One at a time: Tributary's boot (embedded database, migrations) would skew a parallel one.
-  for (const name of PEER_NAMES) {
+  for (const name of PEERS) {
     const started = performance.now();
     peers.set(name, await context.startPeer(name));
     boots.push(`${name} ${formatMillis(performance.now() - started)}`);

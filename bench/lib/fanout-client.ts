@@ -1,0 +1,166 @@
+/**
+ * Child-process entry: the subscriber side of the fan-out workload, forked by
+ * `fanout-client-process.ts`. Opens N graphql-transport-ws sockets (`lean-websocket.ts`) with
+ * one subscription each and books every frame in a `DeliveryLedger`: which events each socket
+ * received, exactly once or not, in which order, and the latency from `sentAt` to receipt. Per
+ * message that is an `indexOf`, two digit loops, a bitmap test and a histogram increment — cheap
+ * enough that the server, not this process, should be the limit; its CPU is reported with every
+ * step so the table can say when it was not.
+ *
+ * Runs until the parent sends `close` or goes away (IPC disconnect), whichever comes first.
+ */
+import type { SubscribePayload } from 'graphql-ws';
+import { createDeliveryLedger, type Account } from './fanout-ledger.ts';
+import type { ClientReply, ClientRequest } from './fanout-protocol.ts';
+import { connectLeanWebSocket, type LeanWebSocket } from './lean-websocket.ts';
+
+const PROTOCOL = 'graphql-transport-ws';
+const SUBSCRIPTION_ID = '0';
+/** Time a socket has to open and be acknowledged, in ms. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Time `close` waits for the closing handshakes before dropping the rest, in ms. */
+const CLOSE_TIMEOUT_MS = 2000;
+
+interface Subscriber {
+  readonly socket: LeanWebSocket;
+  readonly account: Account;
+}
+
+const ledger = createDeliveryLedger();
+const subscribers: Subscriber[] = [];
+/** Close code and reason → sockets the server closed. */
+const closes: Record<string, number> = {};
+/** Set by `close`: sockets closing now are ours, not the server's doing. */
+let onOwnClose: (() => void) | undefined;
+let stepCpuStart = process.cpuUsage();
+
+/** Anything but an event: rare, so parsed properly. */
+function onControlFrame(subscriber: Subscriber, frame: Buffer): void {
+  let message: { type?: unknown; id?: unknown; payload?: unknown };
+  try {
+    message = JSON.parse(frame.toString('utf8')) as typeof message;
+  } catch {
+    return;
+  }
+  if (message.type === 'ping') subscriber.socket.send('{"type":"pong"}');
+  else if ((message.type === 'error' || message.type === 'complete' || message.type === 'next') && message.id === SUBSCRIPTION_ID) {
+    // A `next` without an event is an execution error: as much a failure as `error`.
+    ledger.noteOperationEnd(`${String(message.type)}: ${JSON.stringify(message.payload ?? null).slice(0, 200)}`);
+  }
+}
+
+/** Opens one socket, waits for `connection_ack`, subscribes; rejects on failure or timeout. */
+async function openSubscriber(url: string, subscribe: SubscribePayload): Promise<Subscriber> {
+  let acknowledged: ((error?: Error) => void) | undefined;
+  /** Set once acknowledged and subscribed: from then on frames are events. */
+  const subscribed: { subscriber?: Subscriber } = {};
+  const socket = await connectLeanWebSocket(
+    { url, protocol: PROTOCOL, timeoutMs: HANDSHAKE_TIMEOUT_MS },
+    {
+      onMessage(frame) {
+        const subscriber = subscribed.subscriber;
+        if (subscriber) {
+          if (!ledger.record(subscriber.account, frame)) onControlFrame(subscriber, frame);
+        } else if (frame.includes('"connection_ack"')) acknowledged?.();
+        else acknowledged?.(new Error(`${url}: expected connection_ack, got ${frame.toString('utf8').slice(0, 200)}`));
+      },
+      onClose(code, reason) {
+        const subscriber = subscribed.subscriber;
+        if (!subscriber) {
+          acknowledged?.(new Error(`${url}: closed before connection_ack (${code} ${reason})`));
+          return;
+        }
+        ledger.close(subscriber.account);
+        if (onOwnClose) {
+          onOwnClose();
+          return;
+        }
+        const key = `${code}${reason.length > 0 ? ` ${reason}` : ''}`;
+        closes[key] = (closes[key] ?? 0) + 1;
+      },
+    },
+  );
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${url}: no connection_ack within ${HANDSHAKE_TIMEOUT_MS} ms`)), HANDSHAKE_TIMEOUT_MS);
+      acknowledged = (error) => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve();
+      };
+      socket.send('{"type":"connection_init","payload":{}}');
+    });
+  } catch (error) {
+    socket.terminate();
+    throw error;
+  }
+  const subscriber: Subscriber = { socket, account: ledger.open() };
+  subscribed.subscriber = subscriber;
+  socket.send(JSON.stringify({ id: SUBSCRIPTION_ID, type: 'subscribe', payload: subscribe }));
+  return subscriber;
+}
+
+async function open(url: string, count: number, parallel: number, subscribe: SubscribePayload): Promise<number> {
+  while (subscribers.length < count) {
+    const batch = Math.min(parallel, count - subscribers.length);
+    const opened = await Promise.allSettled(Array.from({ length: batch }, () => openSubscriber(url, subscribe)));
+    for (const result of opened) if (result.status === 'fulfilled') subscribers.push(result.value);
+    const failed = opened.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+  return subscribers.length;
+}
+
+async function closeAll(): Promise<void> {
+  let remaining = subscribers.filter((subscriber) => !subscriber.socket.closed).length;
+  if (remaining === 0) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+    onOwnClose = () => {
+      remaining -= 1;
+      if (remaining > 0) return;
+      clearTimeout(timer);
+      resolve();
+    };
+    for (const subscriber of subscribers) if (!subscriber.socket.closed) subscriber.socket.close(1000, 'done');
+  });
+  for (const subscriber of subscribers) subscriber.socket.terminate();
+}
+
+async function handle(request: ClientRequest): Promise<ClientReply> {
+  const { requestId } = request;
+  switch (request.type) {
+    case 'open':
+      return { type: 'opened', requestId, sockets: await open(request.url, request.sockets, request.parallel, request.subscribe) };
+    case 'expect':
+      ledger.expect(request.firstSeq);
+      stepCpuStart = process.cpuUsage();
+      return { type: 'expecting', requestId };
+    case 'collect': {
+      const timedOut = await ledger.collect(request.lastSeq, request.until, request.timeoutMs);
+      const cpu = process.cpuUsage(stepCpuStart);
+      return { type: 'collected', requestId, report: ledger.report({ closes: { ...closes }, clientCpuMicros: cpu.user + cpu.system, timedOut }) };
+    }
+    case 'close':
+      await closeAll();
+      return { type: 'closed', requestId };
+  }
+}
+
+if (!process.send) throw new Error('fanout-client.ts must be started with an IPC channel (child_process.fork)');
+process.on('message', (request: ClientRequest) => {
+  handle(request).then(
+    (reply) => {
+      process.send?.(reply);
+      if (reply.type === 'closed') process.disconnect();
+    },
+    (error: unknown) => {
+      process.send?.({ type: 'failed', requestId: request.requestId, message: error instanceof Error ? error.message : String(error) } satisfies ClientReply);
+    },
+  );
+});
+// The parent went away (it crashed, or it is done): drop every socket and exit.
+process.once('disconnect', () => {
+  for (const subscriber of subscribers) subscriber.socket.terminate();
+  process.exit(0);
+});

@@ -1,0 +1,215 @@
+/**
+ * The fan-out load client's bookkeeping, apart from its sockets: per subscriber and per step,
+ * which events arrived (a bitmap), how many twice, how many after a later one, a hash of the
+ * arrival order, and the latency of each. No I/O; the client feeds it frames.
+ *
+ * A step starts with `expect(firstSeq)`; `collect(lastSeq, until)` fixes its end and resolves once
+ * every account is done — `every`: it has every event of the step, `last`: it has `lastSeq` —
+ * or closed, or the timeout passed. Done-ness is counted as it changes, so a frame costs O(1).
+ */
+import { clockMillis, readDelivery, type Delivery } from './fanout-payload.ts';
+import type { StepReport } from './fanout-protocol.ts';
+import { createLatencyHistogram, type LatencyHistogram } from './histogram.ts';
+
+/** One subscriber's account; opaque outside this module. */
+export interface Account {
+  /** Bit i: event `firstSeq + i` of the step was received. Grows as needed. */
+  seen: Uint8Array;
+  /** Distinct events of the step. */
+  received: number;
+  duplicates: number;
+  /** Arrivals below the highest seq already received. */
+  outOfOrder: number;
+  highest: number;
+  /** A hash of the arrival order: equal for accounts that received the same events in the same order. */
+  order: number;
+  done: boolean;
+  closed: boolean;
+}
+
+export interface DeliveryLedger {
+  open(): Account;
+  /** Books one frame; false when it carries no event (the caller deals with it). */
+  record(account: Account, frame: Buffer): boolean;
+  /** The account's socket is gone: it counts as done from now on. */
+  close(account: Account): void;
+  /** Starts a step: events from `firstSeq` on are counted, earlier ones are stale. */
+  expect(firstSeq: number): void;
+  /** Ends the step at `lastSeq` and waits (at most `timeoutMs`) until every account is done; true if the wait timed out. */
+  collect(lastSeq: number, until: 'every' | 'last', timeoutMs: number): Promise<boolean>;
+  /** An `error`/`complete` (or an event-less `next`) for the subscription, kept (the first few) for the report. */
+  noteOperationEnd(text: string): void;
+  report(extra: Pick<StepReport, 'closes' | 'clientCpuMicros' | 'timedOut'>): StepReport;
+}
+
+/** Operation ends kept per step. */
+const MAX_OPERATION_ENDS = 5;
+
+interface Step {
+  readonly firstSeq: number;
+  /** Infinity until `collect`. */
+  lastSeq: number;
+  /** Events in the step; Infinity until `collect`. */
+  expected: number;
+  until: 'every' | 'last';
+  readonly latency: LatencyHistogram;
+  received: number;
+  stale: number;
+  done: number;
+  firstReceiptAt: number;
+  lastReceiptAt: number;
+  readonly operationEnds: string[];
+  /** Set while `collect` waits. */
+  onAllDone: (() => void) | undefined;
+}
+
+export function createDeliveryLedger(): DeliveryLedger {
+  const accounts: Account[] = [];
+  const delivery: Delivery = { seq: 0, sentAt: 0 };
+  let step = newStep(0);
+
+  const hasSeen = (account: Account, seq: number) => {
+    const offset = seq - step.firstSeq;
+    return offset >= 0 && ((account.seen[offset >> 3] ?? 0) & (1 << (offset & 7))) !== 0;
+  };
+  const isDone = (account: Account) =>
+    account.closed || (step.until === 'every' ? account.received >= step.expected : hasSeen(account, step.lastSeq));
+  const markDone = (account: Account) => {
+    if (account.done) return;
+    account.done = true;
+    step.done += 1;
+    if (step.done === accounts.length) step.onAllDone?.();
+  };
+
+  return {
+    open() {
+      const account: Account = { seen: new Uint8Array(64), received: 0, duplicates: 0, outOfOrder: 0, highest: -1, order: 0, done: false, closed: false };
+      accounts.push(account);
+      return account;
+    },
+    record(account, frame) {
+      if (!readDelivery(frame, delivery)) return false;
+      const now = clockMillis();
+      const { seq } = delivery;
+      const offset = seq - step.firstSeq;
+      if (offset < 0) {
+        step.stale += 1;
+        return true;
+      }
+      const byte = offset >> 3;
+      const bit = 1 << (offset & 7);
+      if (byte >= account.seen.length) account.seen = grow(account.seen, byte + 1);
+      if ((account.seen[byte]! & bit) !== 0) {
+        account.duplicates += 1;
+        return true;
+      }
+      account.seen[byte]! |= bit;
+      account.received += 1;
+      if (seq < account.highest) account.outOfOrder += 1;
+      else account.highest = seq;
+      account.order = (Math.imul(account.order, 31) + seq) | 0;
+      step.received += 1;
+      step.latency.record((now - delivery.sentAt) * 1000);
+      if (step.received === 1) step.firstReceiptAt = now;
+      step.lastReceiptAt = now;
+      if (!account.done && (step.until === 'every' ? account.received >= step.expected : seq === step.lastSeq)) markDone(account);
+      return true;
+    },
+    close(account) {
+      account.closed = true;
+      markDone(account);
+    },
+    expect(firstSeq) {
+      step = newStep(firstSeq);
+      for (const account of accounts) {
+        account.seen.fill(0);
+        account.received = 0;
+        account.duplicates = 0;
+        account.outOfOrder = 0;
+        account.highest = -1;
+        account.order = 0;
+        account.done = false;
+      }
+    },
+    async collect(lastSeq, until, timeoutMs) {
+      const current = step;
+      current.lastSeq = lastSeq;
+      current.expected = lastSeq - current.firstSeq + 1;
+      current.until = until;
+      current.done = 0;
+      for (const account of accounts) account.done = false;
+      for (const account of accounts) if (isDone(account)) markDone(account);
+      if (current.done === accounts.length) return false;
+      const timedOut = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(true), timeoutMs);
+        current.onAllDone = () => {
+          clearTimeout(timer);
+          resolve(false);
+        };
+      });
+      current.onAllDone = undefined;
+      return timedOut;
+    },
+    noteOperationEnd(text) {
+      if (step.operationEnds.length < MAX_OPERATION_ENDS) step.operationEnds.push(text);
+    },
+    report(extra) {
+      let complete = 0;
+      let sawLast = 0;
+      let missing = 0;
+      let duplicates = 0;
+      let outOfOrder = 0;
+      const orders = new Set<number>();
+      for (const account of accounts) {
+        missing += step.expected - account.received;
+        duplicates += account.duplicates;
+        outOfOrder += account.outOfOrder;
+        if (hasSeen(account, step.lastSeq)) sawLast += 1;
+        if (account.received === step.expected && account.duplicates === 0) {
+          complete += 1;
+          orders.add(account.order);
+        }
+      }
+      return {
+        sockets: accounts.length,
+        open: accounts.filter((account) => !account.closed).length,
+        sawLast,
+        complete,
+        received: step.received,
+        missing,
+        duplicates,
+        outOfOrder,
+        orders: orders.size,
+        stale: step.stale,
+        operationEnds: [...step.operationEnds],
+        firstReceiptAt: step.firstReceiptAt,
+        lastReceiptAt: step.lastReceiptAt,
+        latency: step.latency.summary(),
+        ...extra,
+      };
+    },
+  };
+}
+
+function newStep(firstSeq: number): Step {
+  return {
+    firstSeq,
+    lastSeq: Number.POSITIVE_INFINITY,
+    expected: Number.POSITIVE_INFINITY,
+    until: 'every',
+    latency: createLatencyHistogram(),
+    received: 0,
+    stale: 0,
+    done: 0,
+    firstReceiptAt: Number.NaN,
+    lastReceiptAt: Number.NaN,
+    operationEnds: [],
+    onAllDone: undefined,
+  };
+}
+
+function grow(bits: Uint8Array, atLeast: number): Uint8Array {
+  const grown = new Uint8Array(Math.max(atLeast, bits.length * 2));
+  grown.set(bits);
+  return grown;
+}

@@ -1,0 +1,82 @@
+/**
+ * What the fan-out workload sends and how the load client reads it back. The publisher posts the
+ * same `publish` mutation body to every peer; its payload is ~200 bytes of JSON carrying the
+ * event's sequence number and the time it was sent. The client finds both in the raw `next`
+ * frame with `indexOf` and a digit loop — no `JSON.parse`, no string copy per message — because at
+ * saturation it reads hundreds of thousands of frames a second on a core it shares.
+ */
+import type { SubscribePayload } from 'graphql-ws';
+
+/** The one topic every subscriber listens to. */
+export const FANOUT_TOPIC = 'bench.fanout';
+
+/** Bytes of the payload JSON (`{"seq":…,"sentAt":…,"pad":"xx…"}`), padded to this length. */
+export const PAYLOAD_BYTES = 200;
+
+/** Every subscriber sends this, so on Tributary they all share one cohort. */
+export const FANOUT_SUBSCRIPTION: SubscribePayload = {
+  query: 'subscription Fanout($topic: String!) { events(topic: $topic) { id payload cursor } }',
+  variables: { topic: FANOUT_TOPIC },
+};
+
+const PUBLISH_QUERY = 'mutation Publish($topic: String!, $payload: JSON!) { publish(topic: $topic, payload: $payload) { id } }';
+
+/**
+ * Wall-clock time in ms with µs resolution, comparable between processes on one machine (both
+ * read the same realtime clock at start; the monotonic clock carries it on).
+ */
+export function clockMillis(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** The HTTP body of `publish` for one event; `sentAt` is `clockMillis()` when it is sent. */
+export function publishBody(seq: number, sentAt: number): string {
+  const head = `{"seq":${seq},"sentAt":${sentAt.toFixed(3)},"pad":"`;
+  const pad = 'x'.repeat(Math.max(0, PAYLOAD_BYTES - head.length - 2));
+  const payload = `${head}${pad}"}`;
+  return `{"query":${JSON.stringify(PUBLISH_QUERY)},"variables":{"topic":${JSON.stringify(FANOUT_TOPIC)},"payload":${payload}}}`;
+}
+
+const SEQ_MARKER = Buffer.from('"seq":');
+const SENT_AT_MARKER = Buffer.from('"sentAt":');
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+const DOT = 0x2e;
+
+/** One delivered event as read from a `next` frame. */
+export interface Delivery {
+  seq: number;
+  sentAt: number;
+}
+
+/**
+ * Reads `seq` and `sentAt` from a frame into `into`; false when the frame carries no event
+ * (`connection_ack`, `error`, `complete`, `ping`…), which the caller then parses as JSON.
+ */
+export function readDelivery(frame: Buffer, into: Delivery): boolean {
+  const seqAt = frame.indexOf(SEQ_MARKER);
+  if (seqAt === -1) return false;
+  let index = seqAt + SEQ_MARKER.length;
+  let seq = 0;
+  for (let byte = frame[index]; byte !== undefined && byte >= DIGIT_0 && byte <= DIGIT_9; byte = frame[++index]) {
+    seq = seq * 10 + (byte - DIGIT_0);
+  }
+  const sentAtAt = frame.indexOf(SENT_AT_MARKER, index);
+  if (sentAtAt === -1) return false;
+  index = sentAtAt + SENT_AT_MARKER.length;
+  let whole = 0;
+  for (let byte = frame[index]; byte !== undefined && byte >= DIGIT_0 && byte <= DIGIT_9; byte = frame[++index]) {
+    whole = whole * 10 + (byte - DIGIT_0);
+  }
+  let fraction = 0;
+  let scale = 1;
+  if (frame[index] === DOT) {
+    for (let byte = frame[++index]; byte !== undefined && byte >= DIGIT_0 && byte <= DIGIT_9; byte = frame[++index]) {
+      fraction = fraction * 10 + (byte - DIGIT_0);
+      scale *= 10;
+    }
+  }
+  into.seq = seq;
+  into.sentAt = whole + fraction / scale;
+  return true;
+}

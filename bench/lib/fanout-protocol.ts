@@ -1,0 +1,82 @@
+/**
+ * The IPC contract between the fan-out workload (parent) and its subscriber load client
+ * (`fanout-client.ts`, a child process). Types only: both sides import it.
+ *
+ * A step: `expect` (events from `firstSeq` on count, earlier ones are stale) → the parent
+ * publishes `firstSeq…lastSeq` → `collect` (wait until every open socket has received every
+ * event of the step — or only `lastSeq`, to probe that subscriptions are live — or the timeout)
+ * → a `StepReport`.
+ */
+import type { SubscribePayload } from 'graphql-ws';
+import type { HistogramSummary } from './histogram.ts';
+
+export type ClientRequest =
+  | {
+      readonly type: 'open';
+      readonly requestId: number;
+      /** `ws://127.0.0.1:port/path` */
+      readonly url: string;
+      readonly sockets: number;
+      /** Handshakes in flight at once. */
+      readonly parallel: number;
+      /** Sent once per socket with id `"0"`, after `connection_ack`. */
+      readonly subscribe: SubscribePayload;
+    }
+  | { readonly type: 'expect'; readonly requestId: number; readonly firstSeq: number }
+  | {
+      readonly type: 'collect';
+      readonly requestId: number;
+      readonly lastSeq: number;
+      /** `every`: wait for every event of the step on every socket; `last`: for `lastSeq` only. */
+      readonly until: 'every' | 'last';
+      readonly timeoutMs: number;
+    }
+  | { readonly type: 'close'; readonly requestId: number };
+
+export type ClientReply =
+  | { readonly type: 'opened'; readonly requestId: number; readonly sockets: number }
+  | { readonly type: 'expecting'; readonly requestId: number }
+  | { readonly type: 'collected'; readonly requestId: number; readonly report: StepReport }
+  | { readonly type: 'closed'; readonly requestId: number }
+  | { readonly type: 'failed'; readonly requestId: number; readonly message: string };
+
+/** What the subscribers saw of the events `firstSeq…lastSeq`. */
+export interface StepReport {
+  /** Sockets opened and subscribed. */
+  readonly sockets: number;
+  /** Of those, still open. */
+  readonly open: number;
+  /** Sockets that have received `lastSeq`. */
+  readonly sawLast: number;
+  /** Sockets that received every event of the step exactly once (in whatever order). */
+  readonly complete: number;
+  /** Distinct events of the step received, all sockets together. */
+  readonly received: number;
+  /** Events of the step never received, all sockets together. */
+  readonly missing: number;
+  /** Events received more than once, all sockets together. */
+  readonly duplicates: number;
+  /** Events that arrived after one with a higher seq, all sockets together. */
+  readonly outOfOrder: number;
+  /**
+   * Distinct arrival orders among the complete sockets (1: every subscriber saw the events in
+   * the same order). With several publishes in flight, their order is the server's to choose,
+   * but it must be one order for the whole topic.
+   */
+  readonly orders: number;
+  /** Events from before the step (a backlog still draining). */
+  readonly stale: number;
+  /** Close code and reason → sockets the server closed, since they were opened. */
+  readonly closes: Readonly<Record<string, number>>;
+  /** `error` / `complete` messages for the subscription, the first few. */
+  readonly operationEnds: readonly string[];
+  /** `clockMillis()` of the first and the last event of the step received; NaN when none. */
+  readonly firstReceiptAt: number;
+  readonly lastReceiptAt: number;
+  /** Receipt time − `sentAt`, in µs; undefined when nothing was received. */
+  readonly latency: HistogramSummary | undefined;
+  /** This client's CPU (user + system) since `expect`, in µs. */
+  readonly clientCpuMicros: number;
+  /** The timeout passed before every open socket had seen `lastSeq`. */
+  readonly timedOut: boolean;
+}

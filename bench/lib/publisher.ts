@@ -1,0 +1,185 @@
+/**
+ * The fan-out workload's publisher: the same `publish` mutation body POSTed over HTTP to every
+ * peer, paced by a timer at a target rate, with a bounded number of requests in flight. It runs
+ * in the parent process, apart from the server and the subscribers. Every event carries its
+ * sequence number and the time it was actually sent (`fanout-payload.ts`), so a publisher that
+ * falls behind its schedule shows up as latency, and as a step that did not keep up.
+ */
+import { Agent, request } from 'node:http';
+import { clockMillis, publishBody } from './fanout-payload.ts';
+import { createLatencyHistogram, type HistogramSummary } from './histogram.ts';
+
+/** Idle time after which a kept-alive connection is closed by us, in ms. */
+const IDLE_CONNECTION_MS = 1000;
+
+export interface PublisherOptions {
+  /** `http://127.0.0.1:port/graphql` */
+  readonly url: string;
+  /** Connections kept alive, the most requests a run may have in flight. @default 32 */
+  readonly maxConnections?: number;
+  /** Time one request may take before it counts as failed, in ms. @default 10000 */
+  readonly requestTimeoutMs?: number;
+}
+
+export interface PublishRun {
+  /** Sequence number of the first event; the run publishes `firstSeq … firstSeq + count − 1`. */
+  readonly firstSeq: number;
+  readonly count: number;
+  /** Events per second. */
+  readonly rate: number;
+  /**
+   * Requests in flight at once; the schedule waits while they are all busy. With 1, each event
+   * is answered before the next is sent, so the order of the events is defined; with more,
+   * concurrent publishes have no order until the server picks one.
+   */
+  readonly maxInFlight: number;
+}
+
+export interface PublishReport {
+  /** Events sent (all of them, unless a request could not even be started). */
+  readonly sent: number;
+  /** `clockMillis()` when the first event was sent. */
+  readonly startedAt: number;
+  /** `clockMillis()` when the last event was sent. */
+  readonly lastSentAt: number;
+  /** How far the last event was sent behind its schedule, in ms. */
+  readonly lagMs: number;
+  /** Requests answered with something else than 200 and a result without `errors`. */
+  readonly failures: number;
+  /** The first of those, for the report. */
+  readonly firstFailure: string | undefined;
+  /** Request sent → answer received, in µs (a server that fans out before answering shows it here). */
+  readonly answered: HistogramSummary | undefined;
+}
+
+export interface Publisher {
+  /**
+   * Opens `connections` kept-alive connections now (concurrent `GET`s of the endpoint, whatever
+   * they answer), so a run does not start by connecting to a server it is about to saturate.
+   */
+  connect(connections: number): Promise<void>;
+  /** Publishes one event now and resolves once it is answered (rejects if it failed). */
+  publishOne(seq: number): Promise<void>;
+  /** Publishes `count` events at `rate` per second; resolves once every one is answered. */
+  run(run: PublishRun): Promise<PublishReport>;
+  /** Closes the kept-alive connections. */
+  close(): void;
+}
+
+export function createPublisher(options: PublisherOptions): Publisher {
+  const url = new URL(options.url);
+  const timeoutMs = options.requestTimeoutMs ?? 10_000;
+  // Idle connections are dropped after 1 s, well before a Node server's 5 s keep-alive timeout:
+  // reusing one the server is closing at that moment fails the request (ECONNRESET).
+  const agent = new Agent({ keepAlive: true, maxSockets: options.maxConnections ?? 32, timeout: IDLE_CONNECTION_MS });
+
+  /** Sends one event; resolves with undefined on success, with what went wrong otherwise. */
+  const send = (seq: number, attempt = 1): Promise<string | undefined> =>
+    new Promise((resolve) => {
+      const body = publishBody(seq, clockMillis());
+      const outgoing = request(
+        url,
+        { method: 'POST', agent, timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            if (response.statusCode !== 200 || text.includes('"errors"')) resolve(`HTTP ${response.statusCode}: ${text.slice(0, 300)}`);
+            else resolve(undefined);
+          });
+          response.on('error', (error) => resolve(error.message));
+        },
+      );
+      outgoing.on('timeout', () => outgoing.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      outgoing.on('error', (error: NodeJS.ErrnoException) => {
+        // A kept-alive connection the server closed just as it was reused: the request never
+        // reached it, so sending it again on a new connection is safe (Node's documented retry).
+        if (outgoing.reusedSocket && error.code === 'ECONNRESET' && attempt === 1) resolve(send(seq, 2));
+        else resolve(error.message);
+      });
+      outgoing.end(body);
+    });
+
+  const get = (): Promise<void> =>
+    new Promise((resolve) => {
+      const outgoing = request(url, { method: 'GET', agent, timeout: timeoutMs }, (response) => {
+        response.resume();
+        response.on('end', resolve);
+        response.on('error', () => resolve());
+      });
+      outgoing.on('timeout', () => outgoing.destroy());
+      outgoing.on('error', () => resolve());
+      outgoing.end();
+    });
+
+  return {
+    async connect(connections) {
+      await Promise.all(Array.from({ length: connections }, get));
+    },
+    async publishOne(seq) {
+      const failure = await send(seq);
+      if (failure !== undefined) throw new Error(`publish failed: ${failure}`);
+    },
+    run({ firstSeq, count, rate, maxInFlight }) {
+      return new Promise<PublishReport>((resolve) => {
+        const intervalMs = 1000 / rate;
+        const startedAt = clockMillis();
+        let sent = 0;
+        let answered = 0;
+        let inFlight = 0;
+        let failures = 0;
+        let firstFailure: string | undefined;
+        let lastSentAt = startedAt;
+        const answers = createLatencyHistogram();
+        /** Every request slot is busy with events due: the next answer resumes the schedule. */
+        let blocked = false;
+
+        const finish = () =>
+          resolve({
+            sent,
+            startedAt,
+            lastSentAt,
+            lagMs: lastSentAt - (startedAt + (count - 1) * intervalMs),
+            failures,
+            firstFailure,
+            answered: answers.summary(),
+          });
+
+        // Sends what is due by now (catching up after a late timer), then sleeps until the next one.
+        const tick = () => {
+          const due = Math.min(count, Math.floor((clockMillis() - startedAt) / intervalMs) + 1);
+          while (sent < due && inFlight < maxInFlight) {
+            const seq = firstSeq + sent;
+            sent += 1;
+            inFlight += 1;
+            lastSentAt = clockMillis();
+            const sentAt = lastSentAt;
+            void send(seq).then((failure) => {
+              answers.record((clockMillis() - sentAt) * 1000);
+              inFlight -= 1;
+              answered += 1;
+              if (failure !== undefined) {
+                failures += 1;
+                firstFailure ??= failure;
+              }
+              if (answered === count) finish();
+              else if (blocked) {
+                blocked = false;
+                tick();
+              }
+            });
+          }
+          if (sent === count) return;
+          if (sent < due) blocked = true;
+          else setTimeout(tick, Math.max(0, sent * intervalMs - (clockMillis() - startedAt)));
+        };
+        if (count === 0) finish();
+        else tick();
+      });
+    },
+    close() {
+      agent.destroy();
+    },
+  };
+}

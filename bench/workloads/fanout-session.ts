@@ -1,0 +1,254 @@
+/**
+ * One peer under fan-out load: its server process, a load client process holding the
+ * subscribers, the publisher, and the sequence numbers. A session measures steps (publish
+ * `count` events at `rate`, then see what every subscriber got) and never throws for what the
+ * server did: losses, errors and closed sockets are part of the result, and a session that can
+ * no longer be measured says why in `broken`.
+ */
+import type { PeerName } from '../peers/peer.ts';
+import type { PeerMemory, PeerProcess } from '../lib/peer-process.ts';
+import { startFanoutClient, type FanoutClient } from '../lib/fanout-client-process.ts';
+import { busyCores, sampleMachineCpu } from '../lib/machine-cpu.ts';
+import { clockMillis, FANOUT_SUBSCRIPTION } from '../lib/fanout-payload.ts';
+import type { StepReport } from '../lib/fanout-protocol.ts';
+import { createPublisher, type Publisher, type PublishReport } from '../lib/publisher.ts';
+import type { RedisServer } from '../lib/redis-server.ts';
+
+export interface StepTolerance {
+  /** The last event may arrive this long after it was due, at least, in ms. */
+  readonly minDrainMs: number;
+  /** …or this fraction of the step's duration, whichever is longer. */
+  readonly drainFraction: number;
+  /** How long to wait for stragglers before giving up on them, beyond the scheduled end, in ms. */
+  readonly collectTimeoutMs: number;
+}
+
+export interface StepOptions {
+  /** Events per second offered. */
+  readonly rate: number;
+  readonly count: number;
+  /**
+   * One publish in flight at a time: the events have one order, and every subscriber must
+   * receive them in it. Otherwise up to `concurrency` publishes overlap (an open-loop load that
+   * a slow server cannot slow down), and every subscriber must receive the same order.
+   */
+  readonly ordered: boolean;
+  readonly tolerance: StepTolerance;
+}
+
+/** Publishes in flight at once in an unordered step. */
+const CONCURRENCY = 32;
+
+/** What one step at one rate showed. */
+export interface StepResult {
+  /** Events per second offered. */
+  readonly rate: number;
+  readonly events: number;
+  readonly subscribers: number;
+  readonly publish: PublishReport;
+  readonly client: StepReport;
+  /** Messages received ÷ (first publish → last receipt + one publish interval). */
+  readonly deliveredPerSecond: number;
+  /** Server process CPU over the step ÷ messages received, in µs. */
+  readonly serverCpuPerMessage: number;
+  /** The same for redis-server, in µs; undefined without one. */
+  readonly redisCpuPerMessage: number | undefined;
+  /** Server CPU ÷ the step's wall time, in cores. */
+  readonly serverBusy: number;
+  /** Load client CPU ÷ the step's wall time, in cores: near 1, the client may be the limit. */
+  readonly clientBusy: number;
+  /** The whole machine's busy time ÷ the step's wall time, in cores (NaN without /proc/stat). */
+  readonly machineBusy: number;
+  /** What the machine spent on anything but the server, client, publisher and Redis, in cores: other tenants, kernel work. */
+  readonly othersBusy: number;
+  readonly ordered: boolean;
+  /** Every subscriber received every event exactly once. */
+  readonly lossless: boolean;
+  /** Ordered step: every subscriber received the events in publish order; otherwise all in the same order. */
+  readonly inOrder: boolean;
+  /** Lossless, in order, no failed publish, and the last event arrived within the drain allowance. */
+  readonly keptUp: boolean;
+  /** Why it did not keep up; undefined when it did. */
+  readonly problem: string | undefined;
+}
+
+export interface MemoryResult {
+  readonly before: PeerMemory;
+  readonly after: PeerMemory;
+  readonly connections: number;
+}
+
+export interface FanoutSession {
+  readonly name: PeerName;
+  readonly subscribers: number;
+  memory: MemoryResult | undefined;
+  /** Set once the session can no longer be measured (crash, closed sockets, an error). */
+  broken: string | undefined;
+  /** Publishes `count` events at `rate` and reports what the subscribers got. */
+  step(options: StepOptions): Promise<StepResult>;
+  /** Waits until the server has finished a backlog: its CPU stays idle for a moment (bounded). */
+  settle(maxMs: number): Promise<void>;
+  /** Closes the subscribers and the publisher's connections, then stops the server. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface SessionOptions {
+  readonly peer: PeerProcess;
+  readonly subscribers: number;
+  /** The Redis the peer uses, for its CPU; undefined when it uses none. */
+  readonly redis: RedisServer | undefined;
+  /** Probes published (one at a time) until every subscription has received one. @default 40 */
+  readonly maxProbes?: number;
+  /** Time each probe waits for the subscribers, in ms. @default 250 */
+  readonly probeWaitMs?: number;
+}
+
+/**
+ * Samples the server's memory, opens the subscribers, publishes probes until every subscription
+ * is live (the protocol does not acknowledge a `subscribe`), and samples the memory again. From
+ * then on the session owns the peer: `stop()` stops it. If opening fails, the peer is left to
+ * the caller.
+ */
+export async function openSession(options: SessionOptions): Promise<FanoutSession> {
+  const { peer, subscribers, redis } = options;
+  const client: FanoutClient = startFanoutClient();
+  const publisher: Publisher = createPublisher({ url: peer.url.replace(/^ws:/, 'http:') });
+  let nextSeq = 1;
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      publisher.close();
+      await client.stop();
+      await peer.stop();
+    })());
+
+  const session: FanoutSession = {
+    name: peer.name,
+    subscribers,
+    memory: undefined,
+    broken: undefined,
+    async step({ rate, count, ordered, tolerance }) {
+      const firstSeq = nextSeq;
+      const lastSeq = firstSeq + count - 1;
+      nextSeq = lastSeq + 1;
+      const inFlight = ordered ? 1 : CONCURRENCY;
+      await publisher.connect(inFlight);
+      await client.expect(firstSeq);
+      const [serverCpuBefore, redisCpuBefore] = await Promise.all([peer.cpuMicros(), redis?.cpuMicros()]);
+      const wallStart = clockMillis();
+      const machineBefore = sampleMachineCpu();
+      const publisherCpuBefore = process.cpuUsage();
+      const publish = await publisher.run({ firstSeq, count, rate, maxInFlight: inFlight });
+      const durationMs = (count / rate) * 1000;
+      const scheduledEnd = publish.startedAt + ((count - 1) / rate) * 1000;
+      const report = await client.collect(lastSeq, 'every', Math.max(0, scheduledEnd + tolerance.collectTimeoutMs - clockMillis()));
+      const machineAfter = sampleMachineCpu();
+      const publisherCpu = process.cpuUsage(publisherCpuBefore);
+      const wallMs = clockMillis() - wallStart;
+      const [serverCpuAfter, redisCpuAfter] = await Promise.all([peer.cpuMicros(), redis?.cpuMicros()]);
+      const cores = (micros: number) => micros / (wallMs * 1000);
+      const serverBusy = cores(serverCpuAfter - serverCpuBefore);
+      const clientBusy = cores(report.clientCpuMicros);
+      const redisBusy = redisCpuBefore === undefined || redisCpuAfter === undefined ? 0 : cores(redisCpuAfter - redisCpuBefore);
+      const machineBusy = busyCores(machineBefore, machineAfter);
+
+      const received = Math.max(1, report.received);
+      const spanMs = report.received === 0 ? Number.NaN : report.lastReceiptAt - publish.startedAt + 1000 / rate;
+      const lossless = report.complete === subscribers && report.sockets === subscribers;
+      const inOrder = ordered ? report.outOfOrder === 0 : report.orders <= 1;
+      const allowanceMs = Math.max(tolerance.minDrainMs, tolerance.drainFraction * durationMs);
+      const drainMs = report.lastReceiptAt - scheduledEnd;
+      const problem = describeProblem(report, publish, { subscribers, events: count, ordered, drainMs, allowanceMs });
+      if (report.open < subscribers) session.broken ??= `the server closed ${subscribers - report.open} sockets (${formatCloses(report.closes)})`;
+      return {
+        rate,
+        events: count,
+        subscribers,
+        publish,
+        client: report,
+        deliveredPerSecond: (report.received / spanMs) * 1000,
+        serverCpuPerMessage: (serverCpuAfter - serverCpuBefore) / received,
+        redisCpuPerMessage: redisCpuBefore === undefined || redisCpuAfter === undefined ? undefined : (redisCpuAfter - redisCpuBefore) / received,
+        serverBusy,
+        clientBusy,
+        machineBusy,
+        othersBusy: Math.max(0, machineBusy - serverBusy - clientBusy - redisBusy - cores(publisherCpu.user + publisherCpu.system)),
+        ordered,
+        lossless,
+        inOrder,
+        keptUp: problem === undefined,
+        problem,
+      };
+    },
+    async settle(maxMs) {
+      const deadline = clockMillis() + maxMs;
+      let before = await peer.cpuMicros();
+      while (clockMillis() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const now = await peer.cpuMicros();
+        if (now - before < 5000) return; // < 5% of a core over 100 ms
+        before = now;
+      }
+    },
+    stop,
+  };
+
+  try {
+    const before = await peer.memory();
+    const opened = await client.open(peer.url, subscribers, FANOUT_SUBSCRIPTION);
+    await client.expect(nextSeq);
+    for (let probe = 0; ; probe += 1) {
+      if (probe === (options.maxProbes ?? 40)) throw new Error(`${subscribers} subscriptions were not all live after ${probe} probe events`);
+      const seq = nextSeq++;
+      await publisher.publishOne(seq);
+      const report = await client.collect(seq, 'last', options.probeWaitMs ?? 250);
+      if (report.open < opened) throw new Error(`the server closed ${opened - report.open} sockets (${formatCloses(report.closes)})`);
+      if (report.operationEnds.length > 0) throw new Error(`subscription ended: ${report.operationEnds[0]}`);
+      if (report.sawLast === opened) break;
+    }
+    session.memory = { before, after: await peer.memory(), connections: opened };
+    return session;
+  } catch (error) {
+    publisher.close();
+    await client.stop();
+    throw error;
+  }
+}
+
+interface StepFacts {
+  readonly subscribers: number;
+  readonly events: number;
+  readonly ordered: boolean;
+  /** Last receipt − when the last event was due, in ms. */
+  readonly drainMs: number;
+  readonly allowanceMs: number;
+}
+
+/** The first reason a step did not keep up, or undefined when it did. */
+function describeProblem(report: StepReport, publish: PublishReport, facts: StepFacts): string | undefined {
+  const { subscribers, events } = facts;
+  if (publish.failures > 0) return `${publish.failures} of ${events} publishes failed: ${publish.firstFailure ?? '?'}`;
+  if (report.open < subscribers) return `server closed ${subscribers - report.open} sockets (${formatCloses(report.closes)})`;
+  if (report.operationEnds.length > 0) return `subscription ended: ${report.operationEnds[0]}`;
+  if (report.complete < subscribers) {
+    const what = [
+      report.missing > 0 && `${report.missing.toLocaleString('en-US')} messages missing${report.timedOut ? ' when the wait ended' : ''}`,
+      report.duplicates > 0 && `${report.duplicates.toLocaleString('en-US')} twice`,
+    ].filter(Boolean);
+    return `${(subscribers - report.complete).toLocaleString('en-US')} of ${subscribers.toLocaleString('en-US')} subscribers incomplete: ${what.join(', ')}`;
+  }
+  if (facts.ordered && report.outOfOrder > 0) return `${report.outOfOrder.toLocaleString('en-US')} messages out of publish order`;
+  if (!facts.ordered && report.orders > 1) return `subscribers saw ${report.orders} different orders of the same events`;
+  if (facts.drainMs > facts.allowanceMs) {
+    // The publisher waits when all its requests are unanswered: then the backlog is in the HTTP path.
+    const publisherLate = publish.lagMs > facts.allowanceMs ? `; publishing itself ended ${Math.round(publish.lagMs)} ms late` : '';
+    return `backlog: last message ${Math.round(facts.drainMs)} ms after the last was due (allowed ${Math.round(facts.allowanceMs)} ms)${publisherLate}`;
+  }
+  return undefined;
+}
+
+export function formatCloses(closes: Readonly<Record<string, number>>): string {
+  const entries = Object.entries(closes);
+  return entries.length === 0 ? 'none' : entries.map(([reason, count]) => `${count}× ${reason}`).join(', ');
+}
