@@ -26,10 +26,18 @@ export interface Dispatcher {
   close(): Promise<void>;
 }
 
+/** An event rendered for a cohort: one per event per cohort, handed to every member's sink. */
+export interface Rendered {
+  /** The `next` payload (an execution result) as JSON. */
+  readonly json: string;
+  /** The transport's encoding of `json`, made by the first sink that needs it and shared. */
+  utf8?: Buffer;
+}
+
 /** Where a subscriber's messages go; implemented by the transport. */
 export interface SubscriberSink {
-  /** One `next` message whose payload is this JSON (an execution result). */
-  next(payloadJson: string): void;
+  /** One `next` message with this payload. */
+  next(payload: Rendered): void;
   /** Ends the subscription with an error; the dispatcher has already forgotten the subscriber. */
   fail(error: TributaryError): void;
 }
@@ -152,10 +160,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   };
 
   /** Filters and renders an event for a cohort; undefined when it does not match or fails. */
-  const renderFor = (cohort: Cohort, event: RealtimeEvent): string | undefined => {
+  const renderFor = (cohort: Cohort, event: RealtimeEvent): Rendered | undefined => {
     try {
       if (cohort.spec.filter && !cohort.spec.filter(event)) return undefined;
-      return cohort.spec.render(event);
+      return { json: cohort.spec.render(event) };
     } catch (error) {
       // A failing filter or render drops this event for this cohort; it never kills the stream.
       logger.error({ err: error, topic: event.topic, eventId: event.id }, 'event could not be rendered; dropped for one cohort');

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { ExecutionResult, GraphQLFormattedError } from 'graphql';
 import {
   GRAPHQL_TRANSPORT_WS_PROTOCOL,
@@ -17,6 +18,7 @@ import { CloseCode } from './close-codes.ts';
 import type { Dispatcher, DispatchSubscription } from '../../pipeline/dispatch/dispatcher.ts';
 import type { OperationExecutor, OperationOutcome } from './executor.ts';
 import { formatError, formatResult } from './format.ts';
+import { rawSocketOf, textFrame } from './frames.ts';
 import { corkForThisTick } from './write-batcher.ts';
 
 export interface ConnectionOptions {
@@ -44,6 +46,8 @@ interface ActiveOperation {
   dispatched: DispatchSubscription | undefined;
 }
 
+const CLOSING_BRACE = Buffer.from('}');
+
 /** Longest close reason RFC 6455 allows (a control frame payload is 125 bytes, 2 are the code). */
 const MAX_CLOSE_REASON_BYTES = 123;
 
@@ -60,6 +64,8 @@ export class GraphQLWsConnection {
   readonly #socket: WebSocket;
   readonly #options: ConnectionOptions;
   readonly #remote: string | undefined;
+  /** The TCP socket under the WebSocket, for corking and prebuilt frames. */
+  readonly #raw: Socket | undefined;
   #childLogger: Logger | undefined;
   readonly #operations = new Map<ID, ActiveOperation>();
   #initReceived = false;
@@ -72,6 +78,7 @@ export class GraphQLWsConnection {
     this.#socket = socket;
     this.#options = options;
     this.#remote = request.socket.remoteAddress;
+    this.#raw = rawSocketOf(socket);
 
     socket.on('close', () => this.#release());
     socket.on('error', (error) => this.#logger.debug({ err: error }, 'socket error'));
@@ -260,15 +267,17 @@ export class GraphQLWsConnection {
   async #dispatch(id: ID, operation: ActiveOperation, outcome: Extract<OperationOutcome, { kind: 'dispatch' }>): Promise<void> {
     // Denied: the operation stays open and silent, like a quiet stream (no enumeration).
     if (outcome.ticket.denied) return;
-    const prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+    const head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
     try {
       const dispatched = await this.#options.dispatcher.subscribe({
         stream: outcome.ticket.stream,
         cohort: { ...outcome.cohort, filter: outcome.ticket.filter },
         after: outcome.ticket.after,
         sink: {
-          next: (payload) => {
-            if (!operation.cancelled) this.#write(`${prefix}${payload}}`);
+          next: (rendered) => {
+            if (operation.cancelled) return;
+            rendered.utf8 ??= Buffer.from(rendered.json);
+            this.#writeFrame(head, rendered.utf8);
           },
           fail: (error) => {
             this.#finish(id, operation, { id, type: MessageType.Error, payload: codedErrors(error) });
@@ -300,18 +309,37 @@ export class GraphQLWsConnection {
     this.#write(JSON.stringify(message));
   }
 
-  /** Every frame leaves through here: bounded, and batched per tick. */
-  #write(frame: string): void {
-    if (this.#closed || this.#socket.readyState !== WebSocket.OPEN) return;
-    // Bounded outbound: a client that does not read is closed instead of growing our memory;
-    // it reconnects and resumes after the last cursor it received.
+  /** Every message leaves through here or `#writeFrame`: bounded, and batched per tick. */
+  #write(message: string): void {
+    if (!this.#writable()) return;
+    if (this.#raw) corkForThisTick(this.#raw);
+    this.#socket.send(message);
+  }
+
+  /** A dispatched `next`: its frame built from this subscriber's prefix and the cohort's payload. */
+  #writeFrame(head: Buffer, payload: Buffer): void {
+    if (!this.#writable()) return;
+    const raw = this.#raw;
+    if (!raw) {
+      this.#socket.send(Buffer.concat([head, payload, CLOSING_BRACE]), { binary: false });
+      return;
+    }
+    corkForThisTick(raw);
+    raw.write(textFrame(head, payload, CLOSING_BRACE));
+  }
+
+  /**
+   * Bounded outbound: a client that does not read is closed instead of growing our memory; it
+   * reconnects and resumes after the last cursor it received.
+   */
+  #writable(): boolean {
+    if (this.#closed || this.#socket.readyState !== WebSocket.OPEN) return false;
     if (this.#socket.bufferedAmount > this.#options.maxBufferedBytes) {
       this.#options.onSlowConsumer();
       this.close(CloseCode.SlowConsumer, 'Slow consumer: outbound buffer exceeded');
-      return;
+      return false;
     }
-    corkForThisTick(this.#socket);
-    this.#socket.send(frame);
+    return true;
   }
 
   #release(): void {

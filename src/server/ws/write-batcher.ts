@@ -1,5 +1,4 @@
 import type { Socket } from 'node:net';
-import type WebSocket from 'ws';
 
 /**
  * Batches socket writes per tick: the first write to a socket in a tick corks its TCP socket and
@@ -15,10 +14,8 @@ function flush(): void {
   corked.clear();
 }
 
-export function corkForThisTick(socket: WebSocket): void {
-  // ws keeps its net.Socket private; without it, frames are simply written one by one.
-  const raw = (socket as unknown as { _socket?: Socket })._socket;
-  if (!raw || corked.has(raw)) return;
+export function corkForThisTick(raw: Socket): void {
+  if (corked.has(raw)) return;
   raw.cork();
   corked.add(raw);
   if (!scheduled) {

@@ -1,0 +1,39 @@
+import type { Socket } from 'node:net';
+import type WebSocket from 'ws';
+
+/**
+ * Server-to-client WebSocket text frames built in one buffer (RFC 6455 §5.2: FIN + opcode 1,
+ * unmasked, 7/16/64-bit length) from pieces that are already UTF-8: the subscriber's own prefix
+ * and the payload its whole cohort shares. It replaces, per subscriber and message, a string
+ * concatenation, a UTF-8 encoding of the whole frame, a header allocation and a second write.
+ */
+export function textFrame(head: Buffer, body: Buffer, tail: Buffer): Buffer {
+  const length = head.length + body.length + tail.length;
+  const headerLength = length < 126 ? 2 : length < 65_536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(headerLength + length);
+  frame[0] = 0x81;
+  if (headerLength === 2) {
+    frame[1] = length;
+  } else if (headerLength === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeBigUInt64BE(BigInt(length), 2);
+  }
+  let offset = headerLength;
+  offset += head.copy(frame, offset);
+  offset += body.copy(frame, offset);
+  tail.copy(frame, offset);
+  return frame;
+}
+
+/**
+ * The TCP socket under a `ws` WebSocket, for writing prebuilt frames. Safe with
+ * `perMessageDeflate: false` (the server's setting): ws then writes each message synchronously
+ * and whole, so frames written here and by ws interleave only at frame boundaries, and the
+ * bytes still count in `bufferedAmount`. `undefined` when ws does not expose it.
+ */
+export function rawSocketOf(socket: WebSocket): Socket | undefined {
+  return (socket as unknown as { _socket?: Socket })._socket;
+}
