@@ -26,6 +26,7 @@ import type { EventBus } from './pipeline/pubsub/event-bus.ts';
 import { createMemoryBus } from './pipeline/pubsub/memory-bus.ts';
 import { createRedisBus } from './pipeline/pubsub/redis-bus.ts';
 import { createEventRouter } from './pipeline/router/event-router.ts';
+import { createDocumentService } from './pipeline/sync/documents.ts';
 import type { Services } from './resolvers/context.ts';
 import { createErrorMasker } from './schema/errors.ts';
 import { getSchema } from './schema/index.ts';
@@ -91,6 +92,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
       channels: pipeline.channels,
       router,
       log: pipeline.log,
+      documents: createDocumentService({ db, router, logger }),
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },

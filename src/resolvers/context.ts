@@ -4,12 +4,14 @@ import type { Metrics } from '../metrics.ts';
 import type { ChannelHub } from '../pipeline/channels/channel-hub.ts';
 import type { EventLog } from '../pipeline/log/event-log.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
+import type { DocumentService } from '../pipeline/sync/documents.ts';
 
 /** What the API's resolvers may use; built once in `main.ts`. */
 export interface Services {
   readonly channels: ChannelHub;
   readonly router: EventRouter;
   readonly log: EventLog;
+  readonly documents: DocumentService;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly limits: {

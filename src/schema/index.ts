@@ -4,6 +4,7 @@ import './scalars.ts';
 import './types/viewer.ts';
 import './types/channel.ts';
 import './types/event.ts';
+import './types/document.ts';
 
 export type { GraphQLContext, Transport } from './context.ts';
 

@@ -27,6 +27,30 @@ export type ChannelMessage = {
   event: Scalars['String']['output'];
 };
 
+/** A revisioned JSON document of a sync service (seed 000, "Path 2: Sync Service"). */
+export type Document = {
+  __typename?: 'Document';
+  createdAt: Scalars['DateTime']['output'];
+  data: Scalars['JSON']['output'];
+  id: Scalars['ID']['output'];
+  /** Starts at 1; every change adds one. Pass it as `expectedRevision`. */
+  revision: Scalars['Int']['output'];
+  service: Scalars['String']['output'];
+  updatedAt: Scalars['DateTime']['output'];
+};
+
+export type DocumentConnection = {
+  __typename?: 'DocumentConnection';
+  edges: Array<DocumentEdge>;
+  pageInfo: PageInfo;
+};
+
+export type DocumentEdge = {
+  __typename?: 'DocumentEdge';
+  cursor: Scalars['String']['output'];
+  node: Document;
+};
+
 /** One event of a topic, in the normalized envelope every source produces. */
 export type Event = {
   __typename?: 'Event';
@@ -82,8 +106,16 @@ export type Mutation = {
   __typename?: 'Mutation';
   /** Sends `event` with `data` to the members of `channel` in the caller's scope. */
   broadcast: Scalars['Boolean']['output'];
+  /** Creates a document at revision 1 (an id is generated when none is given). CONFLICT when the id exists. Needs `sync.{service}.write`. */
+  createDocument: Document;
+  /** Deletes a document; returns it as it was, with the revision of the deletion. */
+  deleteDocument: Document;
+  /** Deep-merges a JSON Merge Patch (RFC 7386) into a document: `null` removes a key. */
+  mergeDocument: Document;
   /** Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin. */
   publish: Event;
+  /** Replaces the data of a document. */
+  replaceDocument: Document;
 };
 
 
@@ -94,18 +126,71 @@ export type MutationBroadcastArgs = {
 };
 
 
+export type MutationCreateDocumentArgs = {
+  data: Scalars['JSON']['input'];
+  id: InputMaybe<Scalars['ID']['input']>;
+  service: Scalars['String']['input'];
+};
+
+
+export type MutationDeleteDocumentArgs = {
+  expectedRevision: InputMaybe<Scalars['Int']['input']>;
+  id: Scalars['ID']['input'];
+  service: Scalars['String']['input'];
+};
+
+
+export type MutationMergeDocumentArgs = {
+  expectedRevision: InputMaybe<Scalars['Int']['input']>;
+  id: Scalars['ID']['input'];
+  patch: Scalars['JSON']['input'];
+  service: Scalars['String']['input'];
+};
+
+
 export type MutationPublishArgs = {
   payload: Scalars['JSON']['input'];
   topic: Scalars['String']['input'];
   type: InputMaybe<Scalars['String']['input']>;
 };
 
+
+export type MutationReplaceDocumentArgs = {
+  data: Scalars['JSON']['input'];
+  expectedRevision: InputMaybe<Scalars['Int']['input']>;
+  id: Scalars['ID']['input'];
+  service: Scalars['String']['input'];
+};
+
+export type PageInfo = {
+  __typename?: 'PageInfo';
+  endCursor: Maybe<Scalars['String']['output']>;
+  hasNextPage: Scalars['Boolean']['output'];
+};
+
 export type Query = {
   __typename?: 'Query';
+  /** A document, or null when there is none. Needs `sync.{service}.read`. */
+  document: Maybe<Document>;
+  /** A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). */
+  documents: DocumentConnection;
   /** Where a topic stands now, as a cursor. Subscribe to `events` with `after` set to it to receive every later event — across reconnects too, even before the first event arrives. The pattern for a snapshot without a race: read `topicCursor`, read your state, subscribe with `after`. */
   topicCursor: Scalars['String']['output'];
   /** The caller's principal. */
   viewer: Viewer;
+};
+
+
+export type QueryDocumentArgs = {
+  id: Scalars['ID']['input'];
+  service: Scalars['String']['input'];
+};
+
+
+export type QueryDocumentsArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  first: InputMaybe<Scalars['Int']['input']>;
+  service: Scalars['String']['input'];
 };
 
 

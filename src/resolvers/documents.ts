@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto';
+import { canAccessTopic, type TopicAction } from '../auth/permissions.ts';
+import { ErrorCode, TributaryError } from '../errors.ts';
+import type { DocumentKey, DocumentPage, JsonObject, SyncDocument } from '../pipeline/sync/documents.ts';
+import { scopeOf } from '../pipeline/scope.ts';
+import type { ResolverContext } from './context.ts';
+
+/** Service names become topic segments (`sync.{service}.updated`): lower case, digits, _ and -. */
+const SERVICE = /^[a-z][a-z0-9_-]{0,62}$/;
+const DOCUMENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 500;
+
+export interface DocumentArgs {
+  readonly service: string;
+  readonly id: string;
+}
+
+export interface WriteArgs extends DocumentArgs {
+  readonly expectedRevision?: number | null;
+}
+
+/** `document`: the document, or null when there is none (or it was deleted). */
+export async function getDocument(context: ResolverContext, args: DocumentArgs): Promise<SyncDocument | null> {
+  return (await context.services.documents.get(keyFor(context, 'read', args.service, args.id))) ?? null;
+}
+
+/** `documents`: a page of a service's documents, by id; `after` is the previous page's end cursor. */
+export async function listDocuments(
+  context: ResolverContext,
+  args: { service: string; first?: number | null; after?: string | null },
+): Promise<DocumentPage> {
+  const { scope, service } = keyFor(context, 'read', args.service, undefined);
+  const first = args.first ?? DEFAULT_PAGE;
+  if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) {
+    throw badInput('first', `first must be an integer from 1 to ${MAX_PAGE}`);
+  }
+  const after = args.after == null ? undefined : decodePageCursor(args.after);
+  return context.services.documents.list(scope, service, { first, after });
+}
+
+export async function createDocument(
+  context: ResolverContext,
+  args: { service: string; id?: string | null; data?: unknown },
+): Promise<SyncDocument> {
+  const id = args.id ?? `doc_${randomBytes(12).toString('base64url')}`;
+  return context.services.documents.create(keyFor(context, 'write', args.service, id), jsonObject('data', args.data));
+}
+
+export async function replaceDocument(context: ResolverContext, args: WriteArgs & { data?: unknown }): Promise<SyncDocument> {
+  return context.services.documents.replace(
+    keyFor(context, 'write', args.service, args.id),
+    jsonObject('data', args.data),
+    expectedRevision(args),
+  );
+}
+
+export async function mergeDocument(context: ResolverContext, args: WriteArgs & { patch?: unknown }): Promise<SyncDocument> {
+  return context.services.documents.merge(
+    keyFor(context, 'write', args.service, args.id),
+    jsonObject('patch', args.patch),
+    expectedRevision(args),
+  );
+}
+
+export async function deleteDocument(context: ResolverContext, args: WriteArgs): Promise<SyncDocument> {
+  return context.services.documents.delete(keyFor(context, 'write', args.service, args.id), expectedRevision(args));
+}
+
+export function pageCursorOf(document: SyncDocument): string {
+  return Buffer.from(document.id).toString('base64url');
+}
+
+function decodePageCursor(cursor: string): string {
+  const id = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!DOCUMENT_ID.test(id)) throw badInput('after', 'after is not a cursor of this list');
+  return id;
+}
+
+/** Validates the names and checks `sync.{service}.read` / `.write` for the caller. */
+function keyFor(context: ResolverContext, action: TopicAction, service: string, id: string): DocumentKey;
+function keyFor(context: ResolverContext, action: TopicAction, service: string, id: undefined): Omit<DocumentKey, 'id'>;
+function keyFor(context: ResolverContext, action: TopicAction, service: string, id: string | undefined) {
+  if (!SERVICE.test(service)) {
+    throw badInput('service', 'service must be 1–63 characters of lower-case letters, digits, _ and -, starting with a letter');
+  }
+  if (id !== undefined && !DOCUMENT_ID.test(id)) {
+    throw badInput('id', 'id must be 1–128 characters of letters, digits and _ . : -');
+  }
+  if (!canAccessTopic(context.principal, action, `sync.${service}`)) {
+    throw new TributaryError(ErrorCode.FORBIDDEN, `This needs the permission "sync.${service}.${action}"`);
+  }
+  return { scope: scopeOf(context.principal), service, ...(id !== undefined && { id }) };
+}
+
+function jsonObject(field: string, value: unknown): JsonObject {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badInput(field, `${field} must be a JSON object`);
+  return value as JsonObject;
+}
+
+function expectedRevision(args: WriteArgs): number | undefined {
+  const revision = args.expectedRevision ?? undefined;
+  if (revision !== undefined && (!Number.isInteger(revision) || revision < 1)) {
+    throw badInput('expectedRevision', 'expectedRevision must be a positive integer');
+  }
+  return revision;
+}
+
+function badInput(field: string, message: string): TributaryError {
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
+}

@@ -1,0 +1,102 @@
+import type { DocumentPage, SyncDocument } from '../../pipeline/sync/documents.ts';
+import * as resolvers from '../../resolvers/documents.ts';
+import { builder } from '../builder.ts';
+
+const Document = builder.objectRef<SyncDocument>('Document').implement({
+  description: 'A revisioned JSON document of a sync service (seed 000, "Path 2: Sync Service").',
+  fields: (t) => ({
+    service: t.exposeString('service'),
+    id: t.exposeID('id'),
+    revision: t.exposeInt('revision', { description: 'Starts at 1; every change adds one. Pass it as `expectedRevision`.' }),
+    data: t.field({ type: 'JSON', resolve: (document) => document.data }),
+    createdAt: t.field({ type: 'DateTime', resolve: (document) => document.createdAt }),
+    updatedAt: t.field({ type: 'DateTime', resolve: (document) => document.updatedAt }),
+  }),
+});
+
+const DocumentEdge = builder.objectRef<SyncDocument>('DocumentEdge').implement({
+  fields: (t) => ({
+    cursor: t.string({ resolve: (document) => resolvers.pageCursorOf(document) }),
+    node: t.field({ type: Document, resolve: (document) => document }),
+  }),
+});
+
+const PageInfo = builder.objectRef<DocumentPage>('PageInfo').implement({
+  fields: (t) => ({
+    hasNextPage: t.exposeBoolean('hasNextPage'),
+    endCursor: t.string({
+      nullable: true,
+      resolve: (page) => {
+        const last = page.documents.at(-1);
+        return last ? resolvers.pageCursorOf(last) : null;
+      },
+    }),
+  }),
+});
+
+const DocumentConnection = builder.objectRef<DocumentPage>('DocumentConnection').implement({
+  fields: (t) => ({
+    edges: t.field({ type: [DocumentEdge], resolve: (page) => page.documents }),
+    pageInfo: t.field({ type: PageInfo, resolve: (page) => page }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  document: t.field({
+    type: Document,
+    nullable: true,
+    description: 'A document, or null when there is none. Needs `sync.{service}.read`.',
+    args: { service: t.arg.string({ required: true }), id: t.arg.id({ required: true }) },
+    resolve: (_root, args, context) => resolvers.getDocument(context, { service: args.service, id: String(args.id) }),
+  }),
+  documents: t.field({
+    type: DocumentConnection,
+    description: "A page of a service's documents ordered by id (the snapshot a reconnecting client refetches).",
+    args: { service: t.arg.string({ required: true }), first: t.arg.int(), after: t.arg.string() },
+    resolve: (_root, args, context) => resolvers.listDocuments(context, args),
+  }),
+}));
+
+const expectedRevision = 'Fails with CONFLICT (and `extensions.currentRevision`) unless the document is at this revision.';
+
+builder.mutationFields((t) => ({
+  createDocument: t.field({
+    type: Document,
+    description: 'Creates a document at revision 1 (an id is generated when none is given). CONFLICT when the id exists. Needs `sync.{service}.write`.',
+    args: { service: t.arg.string({ required: true }), id: t.arg.id(), data: t.arg({ type: 'JSON', required: true }) },
+    resolve: (_root, args, context) =>
+      resolvers.createDocument(context, { service: args.service, id: args.id == null ? null : String(args.id), data: args.data }),
+  }),
+  replaceDocument: t.field({
+    type: Document,
+    description: 'Replaces the data of a document.',
+    args: {
+      service: t.arg.string({ required: true }),
+      id: t.arg.id({ required: true }),
+      data: t.arg({ type: 'JSON', required: true }),
+      expectedRevision: t.arg.int({ description: expectedRevision }),
+    },
+    resolve: (_root, args, context) => resolvers.replaceDocument(context, { ...args, id: String(args.id) }),
+  }),
+  mergeDocument: t.field({
+    type: Document,
+    description: 'Deep-merges a JSON Merge Patch (RFC 7386) into a document: `null` removes a key.',
+    args: {
+      service: t.arg.string({ required: true }),
+      id: t.arg.id({ required: true }),
+      patch: t.arg({ type: 'JSON', required: true }),
+      expectedRevision: t.arg.int({ description: expectedRevision }),
+    },
+    resolve: (_root, args, context) => resolvers.mergeDocument(context, { ...args, id: String(args.id) }),
+  }),
+  deleteDocument: t.field({
+    type: Document,
+    description: 'Deletes a document; returns it as it was, with the revision of the deletion.',
+    args: {
+      service: t.arg.string({ required: true }),
+      id: t.arg.id({ required: true }),
+      expectedRevision: t.arg.int({ description: expectedRevision }),
+    },
+    resolve: (_root, args, context) => resolvers.deleteDocument(context, { ...args, id: String(args.id) }),
+  }),
+}));
