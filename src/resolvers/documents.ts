@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { canAccessTopic, type TopicAction } from '../auth/permissions.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
-import type { DocumentKey, DocumentPage, JsonObject, SyncDocument } from '../pipeline/sync/documents.ts';
+import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
+import type { RealtimeEvent } from '../pipeline/envelope.ts';
 import { scopeOf } from '../pipeline/scope.ts';
+import { streamOf } from '../pipeline/stream.ts';
+import { documentTopic, type DocumentKey, type DocumentPage, type JsonObject, type SyncDocument } from '../pipeline/sync/documents.ts';
 import type { ResolverContext } from './context.ts';
 
 /** Service names become topic segments (`sync.{service}.updated`): lower case, digits, _ and -. */
@@ -108,4 +111,47 @@ function expectedRevision(args: WriteArgs): number | undefined {
 
 function badInput(field: string, message: string): TributaryError {
   return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
+}
+
+export interface DocumentSubscriptionArgs extends DocumentArgs {
+  readonly returnMode?: string | null;
+}
+
+/**
+ * `document` subscription: the snapshot at revision R first, then every change after R, with
+ * no gap and no duplicate. The stream's head is taken before the snapshot is read, so every
+ * change after the snapshot is in the stream after that head; changes the snapshot already
+ * holds (revision ≤ R) are skipped for this subscriber. Without read permission: silent.
+ */
+export async function subscribeDocument(context: ResolverContext, args: DocumentSubscriptionArgs): Promise<DispatchTicket> {
+  const { principal, services } = context;
+  if (!SERVICE.test(args.service)) throw badInput('service', 'service must be 1–63 characters of lower-case letters, digits, _ and -, starting with a letter');
+  if (!DOCUMENT_ID.test(args.id)) throw badInput('id', 'id must be 1–128 characters of letters, digits and _ . : -');
+  const scope = scopeOf(principal);
+  const stream = streamOf(scope, documentTopic(args.service, args.id));
+  if (!canAccessTopic(principal, 'read', `sync.${args.service}`)) {
+    services.metrics.subscriptionsDenied.inc({ field: 'document' });
+    services.logger.info({ subject: principal.subject, tenant: principal.tenant, service: args.service }, 'subscription denied silently');
+    return new DispatchTicket({ stream, filter: undefined, after: undefined, denied: true });
+  }
+  const head = await services.log.head(stream);
+  const snapshot = await services.documents.get({ scope, service: args.service, id: args.id });
+  const revision = snapshot?.revision ?? 0;
+  const initial: RealtimeEvent = {
+    id: `snapshot_${args.service}_${args.id}_${revision}`,
+    topic: stream.topic,
+    source: 'sync',
+    type: 'sync.snapshot',
+    payload: { service: args.service, documentId: args.id, revision, data: snapshot?.data ?? null },
+    metadata: { timestamp: Date.now(), scope, revision },
+    cursor: head,
+  };
+  return new DispatchTicket({
+    stream,
+    filter: undefined,
+    after: head,
+    denied: false,
+    initial,
+    skip: (event) => (event.metadata.revision ?? 0) <= revision,
+  });
 }

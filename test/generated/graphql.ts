@@ -39,6 +39,20 @@ export type Document = {
   updatedAt: Scalars['DateTime']['output'];
 };
 
+/** One message of a `document` subscription. Rendered once per cohort: fields depend on the event only. */
+export type DocumentChange = {
+  __typename?: 'DocumentChange';
+  /** A cursor of the document's stream, for `events(topic: "sync.{service}.doc.{id}", after: …)`. */
+  cursor: Scalars['String']['output'];
+  data: Maybe<Scalars['JSON']['output']>;
+  /** RFC 6902 JSON Patch from the previous revision (updates and deletes). */
+  diff: Maybe<Scalars['JSON']['output']>;
+  id: Scalars['ID']['output'];
+  operation: DocumentOperation;
+  revision: Scalars['Int']['output'];
+  service: Scalars['String']['output'];
+};
+
 export type DocumentConnection = {
   __typename?: 'DocumentConnection';
   edges: Array<DocumentEdge>;
@@ -50,6 +64,13 @@ export type DocumentEdge = {
   cursor: Scalars['String']['output'];
   node: Document;
 };
+
+export type DocumentOperation =
+  | 'CREATED'
+  | 'DELETED'
+  /** The first message: the document as it is (revision 0 and no data when it does not exist). */
+  | 'SNAPSHOT'
+  | 'UPDATED';
 
 /** One event of a topic, in the normalized envelope every source produces. */
 export type Event = {
@@ -213,6 +234,8 @@ export type Subscription = {
   __typename?: 'Subscription';
   /** Joins a channel in the caller's scope. */
   channel: ChannelMessage;
+  /** A live document: first its snapshot (revision R), then every change after R, in revision order, with nothing lost or repeated in between — even under concurrent writes. Needs `sync.{service}.read`; without it the subscription stays silent. */
+  document: DocumentChange;
   /** The events of a topic in the caller's scope. Needs `<prefix>.read` for a prefix of the topic (or role admin); without it the subscription stays silent. With `after`, first replays what followed that cursor, then continues live, with no gap and no duplicate; a cursor that cannot be resumed (expired, unknown, another history) ends the subscription with RESYNC_REQUIRED. */
   events: Event;
 };
@@ -220,6 +243,13 @@ export type Subscription = {
 
 export type SubscriptionChannelArgs = {
   name: Scalars['String']['input'];
+};
+
+
+export type SubscriptionDocumentArgs = {
+  id: Scalars['ID']['input'];
+  returnMode?: InputMaybe<ReturnMode>;
+  service: Scalars['String']['input'];
 };
 
 

@@ -56,6 +56,13 @@ export interface DispatchRequest {
   /** Resume after this cursor; live from now when absent. */
   readonly after: string | undefined;
   readonly sink: SubscriberSink;
+  /** Rendered and delivered before anything from the stream (a snapshot). */
+  readonly initial?: RealtimeEvent | undefined;
+  /**
+   * Events this subscriber skips until the first it does not: those a snapshot already holds.
+   * Checked per subscriber, so the cohort still renders once.
+   */
+  readonly skip?: ((event: RealtimeEvent) => boolean) | undefined;
 }
 
 export interface DispatchSubscription {
@@ -81,6 +88,8 @@ export interface DispatcherOptions {
 
 interface Subscriber {
   readonly sink: SubscriberSink;
+  /** Cleared at the first event it lets through: the events after it are all newer. */
+  skip: ((event: RealtimeEvent) => boolean) | undefined;
   readonly cohort: Cohort;
   /** Live events that arrived while catching up; `undefined` once live. */
   held: RealtimeEvent[] | undefined;
@@ -155,8 +164,16 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (cohort.live.size === 0) continue;
       const payload = renderFor(cohort, event);
       if (payload === undefined) continue;
-      for (const subscriber of cohort.live) subscriber.sink.next(payload);
+      for (const subscriber of cohort.live) deliverTo(subscriber, event, payload);
     }
+  };
+
+  const deliverTo = (subscriber: Subscriber, event: RealtimeEvent, payload: Rendered) => {
+    if (subscriber.skip) {
+      if (subscriber.skip(event)) return;
+      subscriber.skip = undefined;
+    }
+    subscriber.sink.next(payload);
   };
 
   /** Filters and renders an event for a cohort; undefined when it does not match or fails. */
@@ -221,7 +238,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (subscriber.closed) return;
       for (const event of page) {
         const payload = renderFor(cohort, event);
-        if (payload !== undefined) subscriber.sink.next(payload);
+        if (payload !== undefined) deliverTo(subscriber, event, payload);
         cursor = event.cursor;
       }
       if (page.length > 0) position = decodeCursor(cursor);
@@ -244,7 +261,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         if (placed.epoch !== position.epoch) throw resyncRequired('the stream has a new history');
         if (comparePositions(placed.position, position.position) <= 0) continue;
         const payload = renderFor(cohort, event);
-        if (payload !== undefined) subscriber.sink.next(payload);
+        if (payload !== undefined) deliverTo(subscriber, event, payload);
         position = placed;
       }
       subscriber.held = undefined;
@@ -369,6 +386,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       const subscriber: Subscriber = {
         sink: request.sink,
+        skip: request.skip,
         cohort,
         held: request.after === undefined ? undefined : [],
         overflowed: false,
@@ -376,6 +394,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       };
       stream.subscribers += 1;
       subscriberCount += 1;
+      // The initial message goes first, before anything the stream can deliver.
+      if (request.initial) {
+        const payload = renderFor(cohort, request.initial);
+        if (payload !== undefined) request.sink.next(payload);
+      }
       // Held back from the start: events arriving while the join completes are kept for the seam.
       if (request.after === undefined) cohort.live.add(subscriber);
       else cohort.catchingUp.add(subscriber);

@@ -1,3 +1,4 @@
+import type { RealtimeEvent } from '../envelope.ts';
 import type { StreamRef } from '../stream.ts';
 import type { EventPredicate } from './filter.ts';
 
@@ -16,12 +17,25 @@ export class DispatchTicket implements AsyncIterable<never> {
    * indistinguishable from a quiet stream (no enumeration of what exists).
    */
   readonly denied: boolean;
+  /** Delivered first, before anything from the stream (a snapshot). */
+  readonly initial: RealtimeEvent | undefined;
+  /** Events this subscriber skips until the first one it does not (already in its snapshot). */
+  readonly skip: ((event: RealtimeEvent) => boolean) | undefined;
 
-  constructor(init: { stream: StreamRef; filter: EventPredicate | undefined; after: string | undefined; denied: boolean }) {
+  constructor(init: {
+    stream: StreamRef;
+    filter: EventPredicate | undefined;
+    after: string | undefined;
+    denied: boolean;
+    initial?: RealtimeEvent;
+    skip?: (event: RealtimeEvent) => boolean;
+  }) {
     this.stream = init.stream;
     this.filter = init.filter;
     this.after = init.after;
     this.denied = init.denied;
+    this.initial = init.initial;
+    this.skip = init.skip;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<never> {

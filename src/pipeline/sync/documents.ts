@@ -3,7 +3,7 @@ import { createPatch, type Operation } from 'rfc6902';
 import type { Database, Queryable } from '../../db/database.ts';
 import { ErrorCode, SqlState, sqlStateOf, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
-import type { EventRouter } from '../router/event-router.ts';
+import { newEventId, type EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
 import { createSequencer } from './sequencer.ts';
 
@@ -114,23 +114,28 @@ export function createDocumentService(options: DocumentServiceOptions): Document
       throw error;
     }
     const { row, before, operation } = outcome;
-    await slot.current!.run(() =>
-      router.route({
-        topic: `sync.${key.service}.${operation}`,
-        source: 'sync',
-        type: `sync.${operation}`,
-        scope: key.scope,
-        entity: entityOf(key),
-        revision: row.revision,
-        payload: {
-          service: key.service,
-          documentId: key.id,
-          revision: row.revision,
-          data: operation === 'deleted' ? null : row.data,
-          ...(before && !before.deleted && { diff: diffOf(before.data, operation === 'deleted' ? null : row.data) }),
-        },
-      }),
-    ).catch((error: unknown) => {
+    const payload = {
+      service: key.service,
+      documentId: key.id,
+      revision: row.revision,
+      data: operation === 'deleted' ? null : row.data,
+      ...(before && !before.deleted && { diff: diffOf(before.data, operation === 'deleted' ? null : row.data) }),
+    };
+    const event = {
+      source: 'sync',
+      type: `sync.${operation}`,
+      scope: key.scope,
+      entity: entityOf(key),
+      revision: row.revision,
+      payload,
+    } as const;
+    // The service topic for everyone, the document's own stream for `document` subscriptions;
+    // one id, so a client that sees both can tell they are the same change.
+    const id = newEventId();
+    await slot.current!.run(async () => {
+      await router.route({ ...event, id, topic: `sync.${key.service}.${operation}` });
+      await router.route({ ...event, id, topic: documentTopic(key.service, key.id) });
+    }).catch((error: unknown) => {
       // The write is committed; its event could not be placed (the log is unavailable).
       logger.error({ err: error, service: key.service, documentId: key.id, revision: row.revision }, 'document event not published');
       throw new TributaryError(
@@ -226,6 +231,11 @@ export function createDocumentService(options: DocumentServiceOptions): Document
       return toDocument(key.service, { ...row, data: before?.data ?? row.data });
     },
   };
+}
+
+/** The stream of one document's changes, in revision order (what `document` subscriptions read). */
+export function documentTopic(service: string, id: string): string {
+  return `sync.${service}.doc.${id}`;
 }
 
 function keyParams(key: DocumentKey): unknown[] {

@@ -1,6 +1,9 @@
+import { applyReturnMode } from '../../pipeline/dispatch/return-mode.ts';
+import type { RealtimeEvent } from '../../pipeline/envelope.ts';
 import type { DocumentPage, SyncDocument } from '../../pipeline/sync/documents.ts';
 import * as resolvers from '../../resolvers/documents.ts';
 import { builder } from '../builder.ts';
+import { ReturnMode } from './event.ts';
 
 const Document = builder.objectRef<SyncDocument>('Document').implement({
   description: 'A revisioned JSON document of a sync service (seed 000, "Path 2: Sync Service").',
@@ -100,3 +103,47 @@ builder.mutationFields((t) => ({
     resolve: (_root, args, context) => resolvers.deleteDocument(context, { ...args, id: String(args.id) }),
   }),
 }));
+
+const DocumentOperation = builder.enumType('DocumentOperation', {
+  values: {
+    SNAPSHOT: { value: 'sync.snapshot', description: 'The first message: the document as it is (revision 0 and no data when it does not exist).' },
+    CREATED: { value: 'sync.created' },
+    UPDATED: { value: 'sync.updated' },
+    DELETED: { value: 'sync.deleted' },
+  } as const,
+});
+
+type ChangePayload = { documentId?: string; revision?: number; data?: unknown; diff?: unknown };
+
+const DocumentChange = builder.objectRef<RealtimeEvent>('DocumentChange').implement({
+  description: 'One message of a `document` subscription. Rendered once per cohort: fields depend on the event only.',
+  fields: (t) => ({
+    operation: t.field({ type: DocumentOperation, resolve: (event) => event.type as 'sync.snapshot' }),
+    service: t.string({ resolve: (event) => String((event.payload as { service?: string }).service) }),
+    id: t.id({ resolve: (event) => String((event.payload as ChangePayload).documentId) }),
+    revision: t.int({ resolve: (event) => (event.payload as ChangePayload).revision ?? 0 }),
+    data: t.field({ type: 'JSON', nullable: true, resolve: (event) => (event.payload as ChangePayload).data ?? null }),
+    diff: t.field({
+      type: 'JSON',
+      nullable: true,
+      description: 'RFC 6902 JSON Patch from the previous revision (updates and deletes).',
+      resolve: (event) => (event.payload as ChangePayload).diff ?? null,
+    }),
+    cursor: t.exposeString('cursor', { description: "A cursor of the document's stream, for `events(topic: \"sync.{service}.doc.{id}\", after: …)`." }),
+  }),
+});
+
+builder.subscriptionField('document', (t) =>
+  t.field({
+    type: DocumentChange,
+    description:
+      'A live document: first its snapshot (revision R), then every change after R, in revision order, with nothing lost or repeated in between — even under concurrent writes. Needs `sync.{service}.read`; without it the subscription stays silent.',
+    args: {
+      service: t.arg.string({ required: true }),
+      id: t.arg.id({ required: true }),
+      returnMode: t.arg({ type: ReturnMode, defaultValue: 'FULL' }),
+    },
+    subscribe: (_root, args, context) => resolvers.subscribeDocument(context, { service: args.service, id: String(args.id) }),
+    resolve: (event, args) => applyReturnMode(event, args.returnMode ?? 'FULL'),
+  }),
+);

@@ -19,7 +19,7 @@ const EventSource = builder.enumType('EventSource', {
   } as const,
 });
 
-const ReturnMode = builder.enumType('ReturnMode', {
+export const ReturnMode = builder.enumType('ReturnMode', {
   description:
     'How much of a sync event to deliver (seed 000: `data` and `diff` are stripped per subscriber). Events from other sources are delivered whole.',
   values: {

@@ -273,6 +273,8 @@ export class GraphQLWsConnection {
         stream: outcome.ticket.stream,
         cohort: { ...outcome.cohort, filter: outcome.ticket.filter },
         after: outcome.ticket.after,
+        initial: outcome.ticket.initial,
+        skip: outcome.ticket.skip,
         sink: {
           next: (rendered) => {
             if (operation.cancelled) return;

@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
+import { postGraphQL, startTestServer, type TestServer } from '../helpers/tributary.ts';
+import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts';
+
+interface Change {
+  operation: string;
+  revision: number;
+  data: Record<string, unknown> | null;
+  diff: unknown;
+}
+
+async function nextChange(client: RawSocket): Promise<Change> {
+  const message = await client.nextMessage();
+  expect(message, JSON.stringify(message)).toMatchObject({ type: 'next' });
+  return (message.payload as { data: { document: Change } }).data.document;
+}
+
+function subscribe(client: RawSocket, service: string, id: string, returnMode = 'FULL'): void {
+  client.send({
+    id: 'doc',
+    type: 'subscribe',
+    payload: {
+      query: `subscription($s: String!, $id: ID!, $m: ReturnMode) { document(service: $s, id: $id, returnMode: $m) { operation revision data diff } }`,
+      variables: { s: service, id, m: returnMode },
+    },
+  });
+}
+
+const merge = (server: TestServer, service: string, id: string, patch: unknown) =>
+  postGraphQL(server.graphqlUrl, {
+    query: 'mutation($s: String!, $id: ID!, $p: JSON!) { mergeDocument(service: $s, id: $id, patch: $p) { revision } }',
+    variables: { s: service, id, p: patch },
+  });
+
+describe.each(['memory', 'redis'])('live documents (%s)', (mode) => {
+  const env = (): Record<string, string> => (mode === 'redis' ? { REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() } : {});
+
+  it('sends the snapshot at revision R, then exactly the changes after R, in order, while writes keep coming', async () => {
+    const server = await startTestServer(env());
+    await postGraphQL(server.graphqlUrl, { query: 'mutation { createDocument(service: "board", id: "b1", data: { n: 0 }) { revision } }' });
+    const total = 60;
+    let subscribed: Promise<RawSocket> | undefined;
+    // Subscribe in the middle of a run of sequential writes: the seam falls between them.
+    for (let n = 1; n <= total; n += 1) {
+      expect((await merge(server, 'board', 'b1', { n })).body.errors).toBeUndefined();
+      if (n === 20) {
+        subscribed = openAcknowledgedSocket(server.wsUrl).then((client) => {
+          subscribe(client, 'board', 'b1');
+          return client;
+        });
+      }
+    }
+    const client = await subscribed!;
+    const snapshot = await nextChange(client);
+    expect(snapshot.operation).toBe('SNAPSHOT');
+    expect(snapshot.data).toEqual({ n: snapshot.revision - 1 });
+    const revisions: number[] = [];
+    for (let revision = snapshot.revision + 1; revision <= total + 1; revision += 1) {
+      const change = await nextChange(client);
+      expect(change).toMatchObject({ operation: 'UPDATED', data: { n: change.revision - 1 } });
+      revisions.push(change.revision);
+    }
+    expect(revisions).toEqual(Array.from({ length: total + 1 - snapshot.revision }, (_unused, index) => snapshot.revision + 1 + index));
+    expect(client.pending).toEqual([]);
+  });
+
+  it('starts a document that does not exist yet with an empty snapshot, then its creation', async () => {
+    const server = await startTestServer(env());
+    const client = await openAcknowledgedSocket(server.wsUrl);
+    subscribe(client, 'board', 'later');
+    expect(await nextChange(client)).toEqual({ operation: 'SNAPSHOT', revision: 0, data: null, diff: null });
+    await postGraphQL(server.graphqlUrl, { query: 'mutation { createDocument(service: "board", id: "later", data: { x: 1 }) { revision } }' });
+    expect(await nextChange(client)).toEqual({ operation: 'CREATED', revision: 1, data: { x: 1 }, diff: null });
+    await merge(server, 'board', 'later', { x: 2 });
+    expect(await nextChange(client)).toEqual({ operation: 'UPDATED', revision: 2, data: { x: 2 }, diff: [{ op: 'replace', path: '/x', value: 2 }] });
+  });
+
+  it('strips data and diff with returnMode MINIMAL', async () => {
+    const server = await startTestServer(env());
+    await postGraphQL(server.graphqlUrl, { query: 'mutation { createDocument(service: "board", id: "m", data: { x: 1 }) { revision } }' });
+    const client = await openAcknowledgedSocket(server.wsUrl);
+    subscribe(client, 'board', 'm', 'MINIMAL');
+    expect(await nextChange(client)).toEqual({ operation: 'SNAPSHOT', revision: 1, data: null, diff: null });
+    await merge(server, 'board', 'm', { x: 2 });
+    expect(await nextChange(client)).toEqual({ operation: 'UPDATED', revision: 2, data: null, diff: null });
+  });
+});
+
+describe('live document permissions', () => {
+  it('stays silent for a caller without sync.{service}.read', async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
+    const admin = await signHs256({ roles: ['admin'] });
+    const stranger = await signHs256({ permissions: ['sync.other.read'] });
+    await postGraphQL(server.graphqlUrl, { query: 'mutation { createDocument(service: "board", id: "s", data: {}) { revision } }' }, { authorization: `Bearer ${admin}` });
+    const client = await openAcknowledgedSocket(server.wsUrl, stranger);
+    subscribe(client, 'board', 's');
+    await postGraphQL(server.graphqlUrl, { query: 'mutation { mergeDocument(service: "board", id: "s", patch: { x: 1 }) { revision } }' }, { authorization: `Bearer ${admin}` });
+    // A watcher allowed to read sees the change; then a ping on the silent socket proves nothing reached it.
+    const watcher = await openAcknowledgedSocket(server.wsUrl, admin);
+    subscribe(watcher, 'board', 's');
+    expect((await nextChange(watcher)).revision).toBe(2);
+    client.send({ type: 'ping' });
+    expect(await client.nextMessage()).toEqual({ type: 'pong' });
+  });
+});
