@@ -175,7 +175,7 @@ export function createDocumentService(options: DocumentServiceOptions): Document
     async list(scope, service, { first, after }) {
       const { rows } = await db.query<Row>(
         `SELECT id, revision, data, deleted, created_at, updated_at FROM sync_documents
-          WHERE app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND NOT deleted AND id > $5
+          WHERE app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND NOT deleted AND id COLLATE "C" > $5
           ORDER BY id COLLATE "C" LIMIT $6`,
         [scope.app, scope.env, scope.tenant ?? '', service, after ?? '', first + 1],
       );
