@@ -12,11 +12,12 @@ import { startPeerProcess } from './lib/peer-process.ts';
 import { print } from './lib/report.ts';
 import { formatMillis } from './lib/stats.ts';
 import type { Workload, WorkloadContext } from './lib/workload.ts';
+import { docs } from './workloads/docs.ts';
 import { fanout } from './workloads/fanout.ts';
 import { roundtrip } from './workloads/roundtrip.ts';
 
-/** In run order. Next: mutation → subscriber latency, CDC end to end. */
-const WORKLOADS: readonly Workload[] = [roundtrip, fanout];
+/** In run order. Next: CDC end to end. */
+const WORKLOADS: readonly Workload[] = [roundtrip, fanout, docs];
 
 const USAGE = `usage: npm run bench [-- <workload>…] [--quick] [--rounds N]
   workloads: ${WORKLOADS.map((workload) => workload.name).join(', ')} (default: all)

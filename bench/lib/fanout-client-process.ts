@@ -9,8 +9,11 @@ import type { ClientReply, ClientRequest, StepReport } from './fanout-protocol.t
 
 export interface FanoutClient {
   readonly pid: number;
-  /** Opens `sockets` sockets to `url`, each with one `subscribe`; resolves with how many. */
-  open(url: string, sockets: number, subscribe: SubscribePayload): Promise<number>;
+  /**
+   * Opens `sockets` sockets to `url`, each with one `subscribe`; resolves with how many. Frames
+   * containing `ignore` are dropped unread.
+   */
+  open(url: string, sockets: number, subscribe: SubscribePayload, ignore?: string): Promise<number>;
   /** Starts a step: events from `firstSeq` on are counted, earlier ones are stale. */
   expect(firstSeq: number): Promise<void>;
   /**
@@ -43,8 +46,8 @@ export function startFanoutClient(options: FanoutClientOptions = {}): FanoutClie
 
   return {
     pid: child.pid ?? -1,
-    async open(url, sockets, subscribe) {
-      const reply = await ask({ type: 'open', url, sockets, parallel: options.parallel ?? 50, subscribe });
+    async open(url, sockets, subscribe, ignore) {
+      const reply = await ask({ type: 'open', url, sockets, parallel: options.parallel ?? 50, subscribe, ...(ignore !== undefined && { ignore }) });
       if (reply.type !== 'opened') throw new Error(`load client: expected opened, got ${reply.type}`);
       return reply.sockets;
     },

@@ -33,6 +33,8 @@ const closes: Record<string, number> = {};
 /** Set by `close`: sockets closing now are ours, not the server's doing. */
 let onOwnClose: (() => void) | undefined;
 let stepCpuStart = process.cpuUsage();
+/** Frames containing this are dropped unread (`open`'s `ignore`). */
+let ignored: Buffer | undefined;
 
 /** Anything but an event: rare, so parsed properly. */
 function onControlFrame(subscriber: Subscriber, frame: Buffer): void {
@@ -60,6 +62,7 @@ async function openSubscriber(url: string, subscribe: SubscribePayload): Promise
       onMessage(frame) {
         const subscriber = subscribed.subscriber;
         if (subscriber) {
+          if (ignored !== undefined && frame.includes(ignored)) return;
           if (!ledger.record(subscriber.account, frame)) onControlFrame(subscriber, frame);
         } else if (frame.includes('"connection_ack"')) acknowledged?.();
         else acknowledged?.(new Error(`${url}: expected connection_ack, got ${frame.toString('utf8').slice(0, 200)}`));
@@ -131,6 +134,7 @@ async function handle(request: ClientRequest): Promise<ClientReply> {
   const { requestId } = request;
   switch (request.type) {
     case 'open':
+      ignored = request.ignore === undefined ? undefined : Buffer.from(request.ignore);
       return { type: 'opened', requestId, sockets: await open(request.url, request.sockets, request.parallel, request.subscribe) };
     case 'expect':
       ledger.expect(request.firstSeq);

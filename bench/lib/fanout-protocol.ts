@@ -21,6 +21,11 @@ export type ClientRequest =
       readonly parallel: number;
       /** Sent once per socket with id `"0"`, after `connection_ack`. */
       readonly subscribe: SubscribePayload;
+      /**
+       * Frames containing this text are dropped unread (e.g. `"SNAPSHOT"`: a `document`
+       * subscription's first message, the state before any event). @default none
+       */
+      readonly ignore?: string;
     }
   | { readonly type: 'expect'; readonly requestId: number; readonly firstSeq: number }
   | {

@@ -19,6 +19,11 @@ export interface PublisherOptions {
   readonly maxConnections?: number;
   /** Time one request may take before it counts as failed, in ms. @default 10000 */
   readonly requestTimeoutMs?: number;
+  /**
+   * The HTTP body of the mutation for event `seq`, sent at `sentAt` (`clockMillis()`); its
+   * result must carry `"seq":` and `"sentAt":` to the subscribers. @default publishBody
+   */
+  readonly body?: (seq: number, sentAt: number) => string;
 }
 
 export interface PublishRun {
@@ -69,6 +74,7 @@ export interface Publisher {
 export function createPublisher(options: PublisherOptions): Publisher {
   const url = new URL(options.url);
   const timeoutMs = options.requestTimeoutMs ?? 10_000;
+  const bodyOf = options.body ?? publishBody;
   // Idle connections are dropped after 1 s, well before a Node server's 5 s keep-alive timeout:
   // reusing one the server is closing at that moment fails the request (ECONNRESET).
   const agent = new Agent({ keepAlive: true, maxSockets: options.maxConnections ?? 32, timeout: IDLE_CONNECTION_MS });
@@ -76,7 +82,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
   /** Sends one event; resolves with undefined on success, with what went wrong otherwise. */
   const send = (seq: number, attempt = 1): Promise<string | undefined> =>
     new Promise((resolve) => {
-      const body = publishBody(seq, clockMillis());
+      const body = bodyOf(seq, clockMillis());
       const outgoing = request(
         url,
         { method: 'POST', agent, timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },

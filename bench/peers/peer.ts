@@ -1,6 +1,6 @@
 /**
  * The servers a benchmark compares. Every GraphQL peer serves the same operations (`viewer`,
- * `channel`, `broadcast`, `events`, `publish`) over graphql-transport-ws at `path` on 127.0.0.1
+ * `channel`, `broadcast`, `events`, `publish`, `createDocument`, `mergeDocument`, `document`) over graphql-transport-ws at `path` on 127.0.0.1
  * and over HTTP POST at the same path, so one load client drives them all; `raw-ws` is not a
  * GraphQL server but the floor of the fan-out workload (see `raw-ws.ts`). This module has no
  * server imports: the parent process reads the names without loading a server.

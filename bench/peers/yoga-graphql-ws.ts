@@ -6,13 +6,16 @@
  * The envelop's `execute`/`subscribe` travel in `rootValue`, as the recipe does, because the
  * plugins may wrap them per operation. Subscriptions use yoga's own `createPubSub()`: `channel`
  * and `broadcast` as Tributary's channels, `events(topic)` and `publish` as its topic events
- * without the log (ids and cursors are made to Tributary's shape and size, see `event-ids.ts`).
+ * without the log (ids and cursors are made to Tributary's shape and size, see `event-ids.ts`),
+ * and sync documents as an in-memory map: `createDocument`, `mergeDocument` (a shallow merge
+ * that adds one to the revision and publishes the change) and `document(service, id)`, which
+ * yields every change from the moment it subscribes (no snapshot first, unlike Tributary).
  * Defaults are left as yoga and graphql-ws ship them: this is the peer as users would run it.
  */
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { DocumentNode, ExecutionArgs, GraphQLError, GraphQLSchema } from 'graphql';
+import { GraphQLError, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { JSONResolver } from 'graphql-scalars';
 import type { OperationResult } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
@@ -47,6 +50,23 @@ interface TopicEvent {
   readonly cursor: string;
 }
 
+/** A sync document of the in-memory map. */
+interface SyncDocument {
+  readonly service: string;
+  readonly id: string;
+  readonly revision: number;
+  readonly data: Record<string, unknown>;
+}
+
+/** One message of a `document` subscription (the fields of Tributary's `DocumentChange` the benchmarks select). */
+interface DocumentChange {
+  readonly operation: 'CREATED' | 'UPDATED';
+  readonly service: string;
+  readonly id: string;
+  readonly revision: number;
+  readonly data: Record<string, unknown>;
+}
+
 /** The part of Tributary's schema the benchmarks use (see schema.graphql). */
 const typeDefs = /* GraphQL */ `
   scalar JSON
@@ -71,16 +91,38 @@ const typeDefs = /* GraphQL */ `
     payload: JSON!
     cursor: String!
   }
+  type Document {
+    service: String!
+    id: ID!
+    revision: Int!
+    data: JSON!
+  }
+  enum DocumentOperation {
+    SNAPSHOT
+    CREATED
+    UPDATED
+    DELETED
+  }
+  type DocumentChange {
+    operation: DocumentOperation!
+    service: String!
+    id: ID!
+    revision: Int!
+    data: JSON
+  }
   type Query {
     viewer: Viewer!
   }
   type Mutation {
     broadcast(channel: String!, event: String!, data: JSON): Boolean!
     publish(topic: String!, type: String, payload: JSON!): Event!
+    createDocument(service: String!, id: ID!, data: JSON!): Document!
+    mergeDocument(service: String!, id: ID!, patch: JSON!, expectedRevision: Int): Document!
   }
   type Subscription {
     channel(name: String!): ChannelMessage!
     events(topic: String!): Event!
+    document(service: String!, id: ID!): DocumentChange!
   }
 `;
 
@@ -99,8 +141,20 @@ interface Enveloped extends EnvelopedRoot {
 }
 
 export async function startYogaGraphQLWsPeer(): Promise<RunningPeer> {
-  const pubSub = createPubSub<{ channel: [name: string, message: ChannelMessage]; events: [topic: string, event: TopicEvent] }>();
+  const pubSub = createPubSub<{
+    channel: [name: string, message: ChannelMessage];
+    events: [topic: string, event: TopicEvent];
+    document: [key: string, change: DocumentChange];
+  }>();
   const identities = createEventIdentities();
+  /** `service/id` → the document. */
+  const documents = new Map<string, SyncDocument>();
+  const write = (document: SyncDocument, operation: DocumentChange['operation']) => {
+    const key = `${document.service}/${document.id}`;
+    documents.set(key, document);
+    pubSub.publish('document', key, { operation, ...document });
+    return document;
+  };
   const yoga = createYoga({
     schema: createSchema({
       typeDefs,
@@ -117,6 +171,19 @@ export async function startYogaGraphQLWsPeer(): Promise<RunningPeer> {
             pubSub.publish('events', args.topic, event);
             return event;
           },
+          createDocument: (_root: unknown, args: { service: string; id: string; data: unknown }) => {
+            if (documents.has(`${args.service}/${args.id}`)) throw new GraphQLError('A document with this id already exists', { extensions: { code: 'CONFLICT' } });
+            return write({ service: args.service, id: args.id, revision: 1, data: jsonObject('data', args.data) }, 'CREATED');
+          },
+          mergeDocument: (_root: unknown, args: { service: string; id: string; patch: unknown; expectedRevision?: number | null }) => {
+            const current = documents.get(`${args.service}/${args.id}`);
+            if (!current) throw new GraphQLError(`No document "${args.id}" in service "${args.service}"`, { extensions: { code: 'NOT_FOUND' } });
+            if (args.expectedRevision != null && args.expectedRevision !== current.revision) {
+              throw new GraphQLError('The document is at another revision', { extensions: { code: 'CONFLICT', currentRevision: current.revision } });
+            }
+            const data = { ...current.data, ...jsonObject('patch', args.patch) };
+            return write({ ...current, revision: current.revision + 1, data }, 'UPDATED');
+          },
         },
         Subscription: {
           channel: {
@@ -126,6 +193,10 @@ export async function startYogaGraphQLWsPeer(): Promise<RunningPeer> {
           events: {
             subscribe: (_root: unknown, args: { topic: string }) => pubSub.subscribe('events', args.topic),
             resolve: (event: TopicEvent) => event,
+          },
+          document: {
+            subscribe: (_root: unknown, args: { service: string; id: string }) => pubSub.subscribe('document', `${args.service}/${args.id}`),
+            resolve: (change: DocumentChange) => change,
           },
         },
       },
@@ -179,4 +250,11 @@ export async function startYogaGraphQLWsPeer(): Promise<RunningPeer> {
         await closed;
       })()),
   };
+}
+
+function jsonObject(field: string, value: unknown): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new GraphQLError(`${field} must be a JSON object`, { extensions: { code: 'BAD_USER_INPUT' } });
+  }
+  return value as Record<string, unknown>;
 }

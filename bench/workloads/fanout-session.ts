@@ -5,6 +5,7 @@
  * server did: losses, errors and closed sockets are part of the result, and a session that can
  * no longer be measured says why in `broken`.
  */
+import type { SubscribePayload } from 'graphql-ws';
 import type { PeerName } from '../peers/peer.ts';
 import type { PeerMemory, PeerProcess } from '../lib/peer-process.ts';
 import { startFanoutClient, type FanoutClient } from '../lib/fanout-client-process.ts';
@@ -21,6 +22,12 @@ export interface StepTolerance {
   readonly drainFraction: number;
   /** How long to wait for stragglers before giving up on them, beyond the scheduled end, in ms. */
   readonly collectTimeoutMs: number;
+  /**
+   * What `collectTimeoutMs` counts from: the scheduled end, or when the last event was actually
+   * sent (for a writer whose requests may take longer than the interval: it falls behind the
+   * schedule by design, and its last events must still be waited for). @default 'schedule'
+   */
+  readonly waitFrom?: 'schedule' | 'lastSend';
 }
 
 export interface StepOptions {
@@ -49,6 +56,8 @@ export interface StepResult {
   readonly client: StepReport;
   /** Messages received ÷ (first publish → last receipt + one publish interval). */
   readonly deliveredPerSecond: number;
+  /** Server process CPU over the step, in µs. */
+  readonly serverCpuMicros: number;
   /** Server process CPU over the step ÷ messages received, in µs. */
   readonly serverCpuPerMessage: number;
   /** The same for redis-server, in µs; undefined without one. */
@@ -101,6 +110,12 @@ export interface SessionOptions {
   readonly maxProbes?: number;
   /** Time each probe waits for the subscribers, in ms. @default 250 */
   readonly probeWaitMs?: number;
+  /** What every subscriber subscribes to. @default FANOUT_SUBSCRIPTION */
+  readonly subscription?: SubscribePayload;
+  /** The mutation's HTTP body per event (see `PublisherOptions.body`). @default publishBody */
+  readonly body?: (seq: number, sentAt: number) => string;
+  /** Frames containing this are dropped unread by the subscribers (`FanoutClient.open`). @default none */
+  readonly ignore?: string;
 }
 
 /**
@@ -112,7 +127,7 @@ export interface SessionOptions {
 export async function openSession(options: SessionOptions): Promise<FanoutSession> {
   const { peer, subscribers, redis } = options;
   const client: FanoutClient = startFanoutClient();
-  const publisher: Publisher = createPublisher({ url: peer.url.replace(/^ws:/, 'http:') });
+  const publisher: Publisher = createPublisher({ url: peer.url.replace(/^ws:/, 'http:'), ...(options.body && { body: options.body }) });
   let nextSeq = 1;
 
   let stopping: Promise<void> | undefined;
@@ -142,7 +157,8 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
       const publish = await publisher.run({ firstSeq, count, rate, maxInFlight: inFlight });
       const durationMs = (count / rate) * 1000;
       const scheduledEnd = publish.startedAt + ((count - 1) / rate) * 1000;
-      const report = await client.collect(lastSeq, 'every', Math.max(0, scheduledEnd + tolerance.collectTimeoutMs - clockMillis()));
+      const waitFrom = tolerance.waitFrom === 'lastSend' ? Math.max(scheduledEnd, publish.lastSentAt) : scheduledEnd;
+      const report = await client.collect(lastSeq, 'every', Math.max(0, waitFrom + tolerance.collectTimeoutMs - clockMillis()));
       const machineAfter = sampleMachineCpu();
       const publisherCpu = process.cpuUsage(publisherCpuBefore);
       const wallMs = clockMillis() - wallStart;
@@ -168,6 +184,7 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
         publish,
         client: report,
         deliveredPerSecond: (report.received / spanMs) * 1000,
+        serverCpuMicros: serverCpuAfter - serverCpuBefore,
         serverCpuPerMessage: (serverCpuAfter - serverCpuBefore) / received,
         redisCpuPerMessage: redisCpuBefore === undefined || redisCpuAfter === undefined ? undefined : (redisCpuAfter - redisCpuBefore) / received,
         serverBusy,
@@ -196,7 +213,7 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
 
   try {
     const before = await peer.memory();
-    const opened = await client.open(peer.url, subscribers, FANOUT_SUBSCRIPTION);
+    const opened = await client.open(peer.url, subscribers, options.subscription ?? FANOUT_SUBSCRIPTION, options.ignore);
     await client.expect(nextSeq);
     for (let probe = 0; ; probe += 1) {
       if (probe === (options.maxProbes ?? 40)) throw new Error(`${subscribers} subscriptions were not all live after ${probe} probe events`);

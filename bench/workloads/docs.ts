@@ -1,0 +1,292 @@
+/**
+ * Workload "docs": mutation → subscriber latency of a sync document. N subscribers (one socket
+ * each) hold `document(service: "bench", id: "d1")`; a writer sends `mergeDocument` with the
+ * patch `{ seq, sentAt }` over HTTP POST at a fixed rate, one at a time; every subscriber's
+ * `next` carries the merged data, so the fan-out load client reads `seq` and `sentAt` from the
+ * raw frame as it does for `fanout` (Tributary's first `next` is a SNAPSHOT: dropped unread).
+ *
+ * Per N, every peer gets a fresh process (all started at once), its document is created, its
+ * subscribers connect and probe mutations are sent until every subscription delivers; then an
+ * untimed warm-up per peer, then the timed load, peers alternating over `--rounds`. The same
+ * load client (`lib/fanout-client.ts`) and writer (`lib/publisher.ts`) for every peer, each in a
+ * process of its own, through `fanout-session.ts`.
+ */
+import type { SubscribePayload } from 'graphql-ws';
+import { OURS, REFERENCE, type PeerName } from '../peers/peer.ts';
+import type { PeerProcess } from '../lib/peer-process.ts';
+import { printRatioLine, printTable, print } from '../lib/report.ts';
+import { formatMicros, formatMillis, median } from '../lib/stats.ts';
+import type { Workload, WorkloadContext } from '../lib/workload.ts';
+import { openSession, type FanoutSession, type StepResult, type StepTolerance } from './fanout-session.ts';
+
+/** Tributary against the stack it replaces (`raw-ws` has no documents). */
+const PEERS: readonly PeerName[] = [OURS, REFERENCE];
+
+const SERVICE = 'bench';
+const DOCUMENT_ID = 'd1';
+
+const SUBSCRIPTION: SubscribePayload = {
+  query: 'subscription Doc($service: String!, $id: ID!) { document(service: $service, id: $id) { operation revision data } }',
+  variables: { service: SERVICE, id: DOCUMENT_ID },
+};
+
+const MERGE_QUERY = 'mutation Merge($service: String!, $id: ID!, $patch: JSON!) { mergeDocument(service: $service, id: $id, patch: $patch) { revision } }';
+const CREATE_QUERY = 'mutation Create($service: String!, $id: ID!, $data: JSON!) { createDocument(service: $service, id: $id, data: $data) { revision } }';
+
+/** Tributary's first `next` of a `document` subscription: the state before any change, not an event. */
+const SNAPSHOT_MARKER = '"SNAPSHOT"';
+
+/** The writer's HTTP body for change `seq`: the patch `{ seq, sentAt }` (what the subscribers read back). */
+function mergeBody(seq: number, sentAt: number): string {
+  return `{"query":${JSON.stringify(MERGE_QUERY)},"variables":{"service":"${SERVICE}","id":"${DOCUMENT_ID}","patch":{"seq":${seq},"sentAt":${sentAt.toFixed(3)}}}}`;
+}
+
+export interface DocsSettings {
+  /** Subscribers of the one document, one table each. */
+  readonly sizes: readonly number[];
+  /** Mutations per second, one in flight at a time. */
+  readonly rate: number;
+  /** Untimed load before anything is measured, in s. */
+  readonly warmupSeconds: number;
+  /** Length of one timed measurement, in s. */
+  readonly seconds: number;
+  readonly tolerance: StepTolerance;
+}
+
+const FULL: DocsSettings = {
+  sizes: [100, 1000],
+  rate: 50,
+  warmupSeconds: 1,
+  seconds: 5,
+  tolerance: { minDrainMs: 100, drainFraction: 0.1, collectTimeoutMs: 5000, waitFrom: 'lastSend' },
+};
+
+const QUICK: DocsSettings = {
+  sizes: [100],
+  rate: 50,
+  warmupSeconds: 0.5,
+  seconds: 1.5,
+  tolerance: { minDrainMs: 100, drainFraction: 0.1, collectTimeoutMs: 2000, waitFrom: 'lastSend' },
+};
+
+/** One peer at one N. */
+interface DocsOutcome {
+  readonly name: PeerName;
+  readonly subscribers: number;
+  peer: PeerProcess | undefined;
+  session: FanoutSession | undefined;
+  failure: string | undefined;
+  readonly rounds: StepResult[];
+}
+
+export const docs: Workload = {
+  name: 'docs',
+  description: '`mergeDocument` over HTTP → N `document` subscribers: latency, mutation time, zero loss',
+  async run(context) {
+    const settings = context.quick ? QUICK : FULL;
+    const count = Math.round(settings.rate * settings.seconds);
+    print(
+      `one document, ${settings.sizes.map((size) => size.toLocaleString('en-US')).join(' and ')} subscribers; ` +
+        `mergeDocument { seq, sentAt } at ${settings.rate}/s, one in flight, ${count} timed × ${context.rounds} rounds ` +
+        `after ${settings.warmupSeconds} s warm-up; peers alternating (${PEERS.join(', ')}, …)`,
+    );
+    print('tributary writes every change to its database (embedded Postgres, PGlite) before publishing it; yoga-graphql-ws keeps documents in memory');
+    const outcomes = await startPeers(context, settings);
+    const failures: string[] = [];
+    for (const size of settings.sizes) {
+      const group = outcomes.filter((outcome) => outcome.subscribers === size);
+      try {
+        for (const outcome of group) await open(context, outcome);
+        const step = (seconds: number) => ({ rate: settings.rate, count: Math.max(5, Math.round(settings.rate * seconds)), ordered: true, tolerance: settings.tolerance });
+        for (const outcome of group) await measure(outcome, step(settings.warmupSeconds));
+        for (let round = 0; round < context.rounds; round += 1) {
+          for (const outcome of group) {
+            const result = await measure(outcome, step(settings.seconds));
+            if (result) outcome.rounds.push(result);
+          }
+        }
+      } finally {
+        // Frees this N's sockets and servers before the next N is measured.
+        await Promise.all(group.map(async (outcome) => (outcome.session ? outcome.session.stop() : outcome.peer?.stop())));
+      }
+      failures.push(...report(group, settings, context.rounds));
+    }
+    if (failures.length > 0) throw new Error(`docs: ${failures.join('; ')}`);
+  },
+};
+
+/** Starts a fresh server per peer and N, all at once (boot time is not measured: Tributary's embedded database takes seconds). */
+async function startPeers(context: WorkloadContext, settings: DocsSettings): Promise<DocsOutcome[]> {
+  const outcomes: DocsOutcome[] = settings.sizes.flatMap((subscribers) =>
+    PEERS.map((name) => ({ name, subscribers, peer: undefined, session: undefined, failure: undefined, rounds: [] })),
+  );
+  const started = performance.now();
+  const boots: string[] = [];
+  await Promise.all(
+    outcomes.map(async (outcome) => {
+      try {
+        outcome.peer = await context.startPeer(outcome.name);
+        boots.push(`${outcome.name} ${formatMillis(performance.now() - started)}`);
+      } catch (error) {
+        outcome.failure = `could not start: ${messageOf(error)}`;
+      }
+    }),
+  );
+  print(`servers ready (${outcomes.length}, one per peer and N, booted in parallel; boot time not measured): ${boots.join(', ')}`);
+  return outcomes;
+}
+
+/** Creates the document, opens the subscribers and probes until every subscription delivers. */
+async function open(context: WorkloadContext, outcome: DocsOutcome): Promise<void> {
+  const peer = outcome.peer;
+  if (!peer || outcome.failure !== undefined) return;
+  try {
+    await createDocument(peer);
+    const session = await openSession({
+      peer,
+      subscribers: outcome.subscribers,
+      redis: undefined,
+      subscription: SUBSCRIPTION,
+      body: mergeBody,
+      ignore: SNAPSHOT_MARKER,
+    });
+    context.defer(`load client and server of ${outcome.name} (N=${outcome.subscribers})`, () => session.stop());
+    outcome.session = session;
+  } catch (error) {
+    outcome.failure = `could not subscribe: ${messageOf(error)}`;
+    await peer.stop();
+  }
+}
+
+/** `createDocument(service: "bench", id: "d1", data: {})` over HTTP: `mergeDocument` needs the document to exist. */
+async function createDocument(peer: PeerProcess): Promise<void> {
+  const response = await fetch(peer.url.replace(/^ws:/, 'http:'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query: CREATE_QUERY, variables: { service: SERVICE, id: DOCUMENT_ID, data: {} } }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await response.text();
+  if (response.status !== 200 || text.includes('"errors"')) throw new Error(`createDocument: HTTP ${response.status}: ${text.slice(0, 300)}`);
+}
+
+/** Runs one step; an exception (crash, dead client) marks the peer failed instead of ending the run. */
+async function measure(outcome: DocsOutcome, step: Parameters<FanoutSession['step']>[0]): Promise<StepResult | undefined> {
+  const session = outcome.session;
+  if (!session || outcome.failure !== undefined) return undefined;
+  try {
+    const result = await session.step(step);
+    if (session.broken !== undefined) outcome.failure = session.broken;
+    return result;
+  } catch (error) {
+    outcome.failure = messageOf(error);
+    return undefined;
+  }
+}
+
+interface DocsSummary {
+  /** Mutations per second actually sent: below the offered rate when one takes longer than the interval. */
+  readonly achieved: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly mutationP50: number;
+  readonly mutationP99: number;
+  readonly cpuPerMutation: number;
+  readonly delivered: number;
+  readonly expected: number;
+  readonly zeroLoss: boolean;
+  /** The first loss, disorder or failed mutation of a round. */
+  readonly problem: string | undefined;
+}
+
+function summarizeOutcome(outcome: DocsOutcome): DocsSummary | undefined {
+  const { rounds } = outcome;
+  if (rounds.length === 0) return undefined;
+  const of = (pick: (result: StepResult) => number | undefined) => median(rounds.map((result) => pick(result) ?? Number.NaN));
+  let delivered = 0;
+  let expected = 0;
+  for (const result of rounds) {
+    delivered += result.client.received;
+    expected += result.events * result.subscribers;
+  }
+  return {
+    achieved: of((r) => r.events / ((r.publish.lastSentAt - r.publish.startedAt) / 1000 + 1 / r.rate)),
+    p50: of((r) => r.client.latency?.p50),
+    p99: of((r) => r.client.latency?.p99),
+    mutationP50: of((r) => r.publish.answered?.p50),
+    mutationP99: of((r) => r.publish.answered?.p99),
+    cpuPerMutation: of((r) => r.serverCpuMicros / r.events),
+    delivered,
+    expected,
+    zeroLoss: rounds.every((result) => result.lossless && result.inOrder && result.publish.failures === 0),
+    problem: rounds.find((result) => !result.lossless || !result.inOrder || result.publish.failures > 0)?.problem,
+  };
+}
+
+/** Prints one N's table and ratio line; returns what makes the run fail (a peer not measured, ours losing changes). */
+function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: number): string[] {
+  const failures: string[] = [];
+  const size = group[0]?.subscribers ?? 0;
+  const summaries = new Map(group.map((outcome) => [outcome.name, summarizeOutcome(outcome)]));
+  print();
+  printTable({
+    title:
+      `${size.toLocaleString('en-US')} subscribers of one document: mergeDocument at ${settings.rate}/s ` +
+      `(${(settings.rate * size).toLocaleString('en-US')} msgs/s) for ${settings.seconds} s; median of ${rounds} rounds`,
+    columns: [
+      { header: 'peer', align: 'left' },
+      { header: 'mutations/s' },
+      { header: 'mut→sub p50' },
+      { header: 'mut→sub p99' },
+      { header: 'mutation p50' },
+      { header: 'mutation p99' },
+      { header: 'delivered/expected' },
+      { header: 'server CPU/mutation' },
+      { header: 'zero loss', align: 'left' },
+    ],
+    rows: group.map((outcome) => {
+      const m = summaries.get(outcome.name);
+      if (!m) return [outcome.name, '—', '—', '—', '—', '—', '—', '—', `✗ ${outcome.failure ?? 'not measured'}`];
+      const verdict = m.zeroLoss ? '✓' : `✗ ${m.problem ?? '?'}`;
+      return [
+        outcome.name,
+        m.achieved.toFixed(1),
+        formatMicros(m.p50),
+        formatMicros(m.p99),
+        formatMicros(m.mutationP50),
+        formatMicros(m.mutationP99),
+        `${m.delivered.toLocaleString('en-US')}/${m.expected.toLocaleString('en-US')}`,
+        formatMicros(m.cpuPerMutation),
+        outcome.failure === undefined ? verdict : `${verdict}; then failed: ${outcome.failure}`,
+      ];
+    }),
+    notes: [
+      `mutations/s: sent, one in flight; below ${settings.rate} when the mutation takes longer than the interval (the writer waits for each answer)`,
+      'mut→sub: mutation sent → subscriber received its `next` (clocks of two processes on one machine); mutation: sent → HTTP response',
+      'delivered/expected: changes received by all subscribers over all rounds; zero loss: every subscriber got every change exactly once, in order',
+      'server CPU/mutation: server process CPU over the timed part ÷ mutations (the fan-out to every subscriber included)',
+    ],
+  });
+  for (const outcome of group) {
+    if (outcome.failure !== undefined) failures.push(`${outcome.name} (N=${size}): ${outcome.failure}`);
+    else if (outcome.name === OURS && summaries.get(outcome.name)?.zeroLoss === false) {
+      failures.push(`${outcome.name} (N=${size}) failed the zero-loss check: ${summaries.get(outcome.name)?.problem ?? '?'}`);
+    }
+  }
+  const ours = summaries.get(OURS);
+  const peer = summaries.get(REFERENCE);
+  if (ours && peer) {
+    printRatioLine(OURS, REFERENCE, [
+      { metric: 'mut→sub p50', value: ours.p50 / peer.p50 },
+      { metric: 'p99', value: ours.p99 / peer.p99 },
+      { metric: 'mutation p50', value: ours.mutationP50 / peer.mutationP50 },
+      { metric: 'p99', value: ours.mutationP99 / peer.mutationP99 },
+      { metric: 'server CPU/mutation', value: ours.cpuPerMutation / peer.cpuPerMutation },
+    ]);
+  }
+  return failures;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
