@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { canAccessTopic, type TopicAction } from '../auth/permissions.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
+import type { Admission } from '../pipeline/dispatch/dispatcher.ts';
 import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
 import type { RealtimeEvent } from '../pipeline/envelope.ts';
 import { scopeOf } from '../pipeline/scope.ts';
@@ -121,7 +122,10 @@ export interface DocumentSubscriptionArgs extends DocumentArgs {
  * `document` subscription: the snapshot at revision R first, then every change after R, with
  * no gap and no duplicate. The stream's head is taken before the snapshot is read, so every
  * change after the snapshot is in the stream after that head; changes the snapshot already
- * holds (revision ≤ R) are skipped for this subscriber. Without read permission: silent.
+ * holds (revision ≤ R) are skipped for this subscriber. Revisions must then follow one by one:
+ * a missing one (a change whose event could not be published, or events of two instances out of
+ * order) ends the subscription with RESYNC_REQUIRED instead of a silent gap. Without read
+ * permission: silent.
  */
 export async function subscribeDocument(context: ResolverContext, args: DocumentSubscriptionArgs): Promise<DispatchTicket> {
   const { principal, services } = context;
@@ -152,6 +156,18 @@ export async function subscribeDocument(context: ResolverContext, args: Document
     after: head,
     denied: false,
     initial,
-    skip: (event) => (event.metadata.revision ?? 0) <= revision,
+    admit: revisionGate(revision),
   });
+}
+
+/** Admits a document's events in revision order after `start`: older ones skipped, a gap refused. */
+function revisionGate(start: number): Admission {
+  let last = start;
+  return (event) => {
+    const revision = event.metadata.revision ?? 0;
+    if (revision <= last) return 'skip';
+    if (revision !== last + 1) return 'resync';
+    last = revision;
+    return 'deliver';
+  };
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { startPrivateRedis, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { postGraphQL, startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts';
@@ -103,5 +104,26 @@ describe('live document permissions', () => {
     expect((await nextChange(watcher)).revision).toBe(2);
     client.send({ type: 'ping' });
     expect(await client.nextMessage()).toEqual({ type: 'pong' });
+  });
+});
+
+describe('live documents with a gap', () => {
+  it('ends the subscription with RESYNC_REQUIRED when a change could not be published, never a silent gap', async () => {
+    const redis = await startPrivateRedis();
+    const server = await startTestServer({ REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix() });
+    await postGraphQL(server.graphqlUrl, { query: 'mutation { createDocument(service: "board", id: "g", data: { n: 0 }) { revision } }' });
+    const client = await openAcknowledgedSocket(server.wsUrl);
+    subscribe(client, 'board', 'g');
+    expect((await nextChange(client)).revision).toBe(1);
+
+    await redis.stop();
+    // Saved in the database, but its event cannot be placed: the caller is told so.
+    const unpublished = await merge(server, 'board', 'g', { n: 1 });
+    expect(unpublished.body.errors?.[0]?.extensions).toMatchObject({ code: 'UNAVAILABLE', revision: 2 });
+
+    await redis.start();
+    await waitFor(async () => !(await merge(server, 'board', 'g', { n: 2 })).body.errors, { timeoutMs: 15_000, message: 'a write published again' });
+    const message = await client.nextMessage();
+    expect(message).toMatchObject({ id: 'doc', type: 'error', payload: [{ extensions: { code: 'RESYNC_REQUIRED' } }] });
   });
 });

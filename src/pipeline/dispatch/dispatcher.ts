@@ -59,11 +59,13 @@ export interface DispatchRequest {
   /** Rendered and delivered before anything from the stream (a snapshot). */
   readonly initial?: RealtimeEvent | undefined;
   /**
-   * Events this subscriber skips until the first it does not: those a snapshot already holds.
-   * Checked per subscriber, so the cohort still renders once.
+   * A per-subscriber check of each event, after the cohort rendered it once: deliver it, skip it
+   * (a snapshot already holds it) or end the subscription with RESYNC_REQUIRED (it reveals a gap).
    */
-  readonly skip?: ((event: RealtimeEvent) => boolean) | undefined;
+  readonly admit?: Admission | undefined;
 }
+
+export type Admission = (event: RealtimeEvent) => 'deliver' | 'skip' | 'resync';
 
 export interface DispatchSubscription {
   /** Stops delivery; idempotent. */
@@ -88,8 +90,7 @@ export interface DispatcherOptions {
 
 interface Subscriber {
   readonly sink: SubscriberSink;
-  /** Cleared at the first event it lets through: the events after it are all newer. */
-  skip: ((event: RealtimeEvent) => boolean) | undefined;
+  readonly admit: Admission | undefined;
   readonly cohort: Cohort;
   /** Live events that arrived while catching up; `undefined` once live. */
   held: RealtimeEvent[] | undefined;
@@ -169,11 +170,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   };
 
   const deliverTo = (subscriber: Subscriber, event: RealtimeEvent, payload: Rendered) => {
-    if (subscriber.skip) {
-      if (subscriber.skip(event)) return;
-      subscriber.skip = undefined;
-    }
-    subscriber.sink.next(payload);
+    if (subscriber.closed) return;
+    const admission = subscriber.admit ? subscriber.admit(event) : 'deliver';
+    if (admission === 'deliver') subscriber.sink.next(payload);
+    else if (admission === 'resync') failSubscriber(subscriber, resyncRequired('a change is missing from the stream'));
   };
 
   /** Filters and renders an event for a cohort; undefined when it does not match or fails. */
@@ -386,7 +386,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       const subscriber: Subscriber = {
         sink: request.sink,
-        skip: request.skip,
+        admit: request.admit,
         cohort,
         held: request.after === undefined ? undefined : [],
         overflowed: false,

@@ -1,4 +1,5 @@
 import type { RealtimeEvent } from '../envelope.ts';
+import type { Admission } from './dispatcher.ts';
 import type { StreamRef } from '../stream.ts';
 import type { EventPredicate } from './filter.ts';
 
@@ -19,8 +20,8 @@ export class DispatchTicket implements AsyncIterable<never> {
   readonly denied: boolean;
   /** Delivered first, before anything from the stream (a snapshot). */
   readonly initial: RealtimeEvent | undefined;
-  /** Events this subscriber skips until the first one it does not (already in its snapshot). */
-  readonly skip: ((event: RealtimeEvent) => boolean) | undefined;
+  /** Per-subscriber admission of each event (see `DispatchRequest.admit`). */
+  readonly admit: Admission | undefined;
 
   constructor(init: {
     stream: StreamRef;
@@ -28,14 +29,14 @@ export class DispatchTicket implements AsyncIterable<never> {
     after: string | undefined;
     denied: boolean;
     initial?: RealtimeEvent;
-    skip?: (event: RealtimeEvent) => boolean;
+    admit?: Admission;
   }) {
     this.stream = init.stream;
     this.filter = init.filter;
     this.after = init.after;
     this.denied = init.denied;
     this.initial = init.initial;
-    this.skip = init.skip;
+    this.admit = init.admit;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<never> {

@@ -274,7 +274,7 @@ export class GraphQLWsConnection {
         cohort: { ...outcome.cohort, filter: outcome.ticket.filter },
         after: outcome.ticket.after,
         initial: outcome.ticket.initial,
-        skip: outcome.ticket.skip,
+        admit: outcome.ticket.admit,
         sink: {
           next: (rendered) => {
             if (operation.cancelled) return;
