@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { postGraphQL, startTestServer, type GraphQLResponseBody, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -213,5 +214,21 @@ describe('sync documents in embedded mode', () => {
     await call('mutation { createDocument(service: "cart", id: "c1", data: { items: 1 }) { revision } }');
     const merged = await call('mutation { mergeDocument(service: "cart", id: "c1", patch: { items: 2 }, expectedRevision: 1) { revision data } }');
     expect(merged.body.data).toEqual({ mergeDocument: { revision: 2, data: { items: 2 } } });
+  });
+});
+
+describe('sync documents across a restart', () => {
+  it('keeps every document and its revision when the server restarts on the same database', async () => {
+    const database = await createTestDatabase();
+    const first = await startTestServer({ DATABASE_URL: database.url });
+    await postGraphQL(first.graphqlUrl, { query: 'mutation { createDocument(service: "keep", id: "k", data: { v: 1 }) { revision } }' });
+    await postGraphQL(first.graphqlUrl, { query: 'mutation { mergeDocument(service: "keep", id: "k", patch: { v: 2 }) { revision } }' });
+    await first.dispose();
+
+    const second = await startTestServer({ DATABASE_URL: database.url });
+    const read = await postGraphQL(second.graphqlUrl, { query: '{ document(service: "keep", id: "k") { revision data } }' });
+    expect(read.body.data).toEqual({ document: { revision: 2, data: { v: 2 } } });
+    const next = await postGraphQL(second.graphqlUrl, { query: 'mutation { mergeDocument(service: "keep", id: "k", patch: { v: 3 }, expectedRevision: 2) { revision } }' });
+    expect(next.body.data).toEqual({ mergeDocument: { revision: 3 } });
   });
 });
