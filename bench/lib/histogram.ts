@@ -4,6 +4,7 @@
  * percentile read from it is within 1% of the nearest-rank one `stats.ts` computes from raw
  * samples. Count, mean and max are exact. Pure, no I/O.
  */
+import type { Summary } from './stats.ts';
 
 /** Bucket i holds values in (GROWTH^(i-1), GROWTH^i] µs; bucket 0 everything ≤ 1 µs (and clock skew below 0). */
 const GROWTH = 1.01;
@@ -18,14 +19,8 @@ export interface LatencyHistogram {
   summary(): HistogramSummary | undefined;
 }
 
-export interface HistogramSummary {
-  readonly count: number;
-  readonly mean: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-  readonly max: number;
-}
+/** The same summary the sample-based statistics give, so reports take either. */
+export type HistogramSummary = Summary;
 
 export function createLatencyHistogram(): LatencyHistogram {
   const buckets = new Uint32Array(BUCKETS);
