@@ -10,7 +10,8 @@ export const MAX_NAME_LENGTH = 200;
  */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/-]*$/;
 
-export function assertName(kind: 'topic' | 'channel', name: string): string {
+/** `kind` names the argument in the error: topic, channel, or an event type or name. */
+export function assertName(kind: 'topic' | 'channel' | 'type' | 'event', name: string): string {
   if (name.length === 0 || name.length > MAX_NAME_LENGTH || !NAME.test(name)) {
     throw new TributaryError(
       ErrorCode.BAD_USER_INPUT,

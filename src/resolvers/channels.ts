@@ -12,7 +12,7 @@ export interface BroadcastInput {
 /** Sends to the members of a channel in the caller's own scope; true once handed over. */
 export async function broadcast(context: ResolverContext, input: BroadcastInput): Promise<boolean> {
   const channel = assertName('channel', input.channel);
-  const event = assertName('channel', input.event);
+  const event = assertName('event', input.event);
   await context.services.channels.broadcast(scopeOf(context.principal), { channel, event, data: input.data ?? null });
   return true;
 }

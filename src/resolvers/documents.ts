@@ -114,10 +114,6 @@ function badInput(field: string, message: string): TributaryError {
   return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
 }
 
-export interface DocumentSubscriptionArgs extends DocumentArgs {
-  readonly returnMode?: string | null;
-}
-
 /**
  * `document` subscription: the snapshot at revision R first, then every change after R, with
  * no gap and no duplicate. The stream's head is taken before the snapshot is read, so every
@@ -127,7 +123,7 @@ export interface DocumentSubscriptionArgs extends DocumentArgs {
  * order) ends the subscription with RESYNC_REQUIRED instead of a silent gap. Without read
  * permission: silent.
  */
-export async function subscribeDocument(context: ResolverContext, args: DocumentSubscriptionArgs): Promise<DispatchTicket> {
+export async function subscribeDocument(context: ResolverContext, args: DocumentArgs): Promise<DispatchTicket> {
   const { principal, services } = context;
   if (!SERVICE.test(args.service)) throw badInput('service', 'service must be 1–63 characters of lower-case letters, digits, _ and -, starting with a letter');
   if (!DOCUMENT_ID.test(args.id)) throw badInput('id', 'id must be 1–128 characters of letters, digits and _ . : -');

@@ -19,7 +19,7 @@ export interface PublishInput {
 export async function publish(context: ResolverContext, input: PublishInput): Promise<RealtimeEvent> {
   const { principal, services } = context;
   const topic = assertName('topic', input.topic);
-  const type = input.type == null ? 'message' : assertName('topic', input.type);
+  const type = input.type == null ? 'message' : assertName('type', input.type);
   if (!canAccessTopic(principal, 'publish', topic)) {
     throw new TributaryError(ErrorCode.FORBIDDEN, `Publishing to "${topic}" needs the permission "<prefix>.publish" for a prefix of the topic`);
   }

@@ -58,6 +58,15 @@ describe('HTTP edge', () => {
     expect(result.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   });
 
+  it('names the argument that is wrong: an event type or a channel event is not called a topic', async () => {
+    const badType = await post(JSON.stringify({ query: 'mutation { publish(topic: "t", type: "has space", payload: {}) { id } }' }));
+    expect(badType.body.errors?.[0]?.message).toMatch(/^Invalid type name/);
+    expect(badType.body.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'type' });
+    const badEvent = await post(JSON.stringify({ query: 'mutation { broadcast(channel: "c", event: "has space") }' }));
+    expect(badEvent.body.errors?.[0]?.message).toMatch(/^Invalid event name/);
+    expect(badEvent.body.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'event' });
+  });
+
   it('refuses subscriptions over HTTP and points to the WebSocket', async () => {
     const result = await post(JSON.stringify({ query: 'subscription { channel(name: "a") { event } }' }));
     expect(result.body.errors?.[0]).toMatchObject({

@@ -5,7 +5,7 @@ import { ErrorCode, SqlState, sqlStateOf, TributaryError } from '../../errors.ts
 import type { Logger } from '../../logger.ts';
 import { newEventId, type EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
-import { createSequencer } from './sequencer.ts';
+import { createSequencer, type Slot } from './sequencer.ts';
 
 /**
  * The sync service (seed 000, "Path 2: Sync Service"): revisioned JSON documents with optimistic
@@ -95,7 +95,8 @@ export function createDocumentService(options: DocumentServiceOptions): Document
     key: DocumentKey,
     decide: (tx: Queryable, current: Row | undefined) => Promise<{ row: Row; before: Row | undefined; operation: WriteOperation }>,
   ): Promise<{ row: Row; before: Row | undefined; operation: WriteOperation }> => {
-    const slot = { current: undefined as ReturnType<typeof sequencer.reserve> | undefined };
+    // Declared with its full type: assigned inside the transaction callback.
+    let slot = undefined as Slot | undefined;
     let outcome: Awaited<ReturnType<typeof decide>>;
     try {
       outcome = await db.transaction(async (tx) => {
@@ -105,11 +106,11 @@ export function createDocumentService(options: DocumentServiceOptions): Document
           keyParams(key),
         );
         const result = await decide(tx, rows[0]);
-        slot.current = sequencer.reserve(entityOf(key));
+        slot = sequencer.reserve(entityOf(key));
         return result;
       });
     } catch (error) {
-      slot.current?.cancel();
+      slot?.cancel();
       if (sqlStateOf(error) === SqlState.UNIQUE_VIOLATION) throw conflict(undefined, 'A document with this id already exists');
       throw error;
     }
@@ -132,7 +133,7 @@ export function createDocumentService(options: DocumentServiceOptions): Document
     // The service topic for everyone, the document's own stream for `document` subscriptions;
     // one id, so a client that sees both can tell they are the same change.
     const id = newEventId();
-    await slot.current!.run(async () => {
+    await slot!.run(async () => {
       await router.route({ ...event, id, topic: `sync.${key.service}.${operation}` });
       await router.route({ ...event, id, topic: documentTopic(key.service, key.id) });
     }).catch((error: unknown) => {
