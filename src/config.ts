@@ -59,10 +59,24 @@ export interface Config {
   readonly redisKeyPrefix: string;
   readonly auth: AuthConfig;
   readonly events: EventsConfig;
+  readonly sync: SyncConfig;
   readonly logLevel: LogLevel;
   readonly limits: Limits;
   /** Time a graceful shutdown may take before the process exits anyway, in ms. @default 10000 */
   readonly shutdownTimeoutMs: number;
+}
+
+/** Sync documents; the cache settings apply when Redis is configured. */
+export interface SyncConfig {
+  /**
+   * `sync` (default): a document write returns after Postgres committed it. `async`: after Redis
+   * holds it, Postgres following right after (the seed's behaviour; see the README's loss window).
+   */
+  readonly durability: 'async' | 'sync';
+  /** Lifetime of a clean cached document, in seconds. @default 600 */
+  readonly docTtlSeconds: number;
+  /** Period of the sweep that flushes dirty documents whose flush failed, in ms. @default 5000 */
+  readonly sweepIntervalMs: number;
 }
 
 /** A configuration problem, reported as one line. */
@@ -125,6 +139,9 @@ const environmentSchema = z.object({
   EVENT_LOG_MAX_EVENTS: integer(10, 10_000_000, 10_000),
   EVENT_LOG_MAX_AGE_SECONDS: integer(1, 30 * 24 * 3600, 3600),
   EVENT_MAX_PAYLOAD_BYTES: integer(64, 16 * MIB, 64 * 1024),
+  SYNC_DURABILITY: z.enum(['async', 'sync'], { message: 'must be async or sync' }).optional().default('sync'),
+  SYNC_DOC_TTL_SECONDS: integer(1, 30 * 24 * 3600, 600),
+  SYNC_SWEEP_INTERVAL_MS: integer(100, 3_600_000, 5000),
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
   }),
@@ -190,6 +207,11 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       logMaxEvents: env.EVENT_LOG_MAX_EVENTS,
       logMaxAgeMs: env.EVENT_LOG_MAX_AGE_SECONDS * 1000,
       maxPayloadBytes: env.EVENT_MAX_PAYLOAD_BYTES,
+    },
+    sync: {
+      durability: env.SYNC_DURABILITY,
+      docTtlSeconds: env.SYNC_DOC_TTL_SECONDS,
+      sweepIntervalMs: env.SYNC_SWEEP_INTERVAL_MS,
     },
     logLevel: env.LOG_LEVEL,
     limits: {

@@ -25,8 +25,10 @@ import { createRedisLog } from './pipeline/log/redis-log.ts';
 import type { EventBus } from './pipeline/pubsub/event-bus.ts';
 import { createMemoryBus } from './pipeline/pubsub/memory-bus.ts';
 import { createRedisBus } from './pipeline/pubsub/redis-bus.ts';
-import { createEventRouter } from './pipeline/router/event-router.ts';
-import { createDocumentService } from './pipeline/sync/documents.ts';
+import { createEventRouter, type EventRouter } from './pipeline/router/event-router.ts';
+import { createCachedDocumentService } from './pipeline/sync/cached-documents.ts';
+import type { DocumentService } from './pipeline/sync/documents.ts';
+import { createPostgresDocumentService } from './pipeline/sync/postgres-documents.ts';
 import type { Services } from './resolvers/context.ts';
 import { createErrorMasker } from './schema/errors.ts';
 import { getSchema } from './schema/index.ts';
@@ -88,11 +90,13 @@ export async function startTributary(config: Config, options: StartOptions = {})
       logger,
       onRouted: (event) => metrics.eventsRouted.inc({ source: event.source }),
     });
+    const documents = createDocuments(config, { db, redis: pipeline.redis, router, logger });
+    cleanup.push('documents', () => documents.close());
     const services: Services = {
       channels: pipeline.channels,
       router,
       log: pipeline.log,
-      documents: createDocumentService({ db, router, logger }),
+      documents,
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },
@@ -182,6 +186,25 @@ async function startPipeline(config: Config, logger: Logger, cleanup: CleanupSta
     transport: createRedisChannelTransport({ pubsub: bus.pubsub, publisher: redis, keyPrefix }),
   });
   return { log, bus, channels, redis };
+}
+
+/** Sync documents: the Redis hot cache in front of the database when Redis is configured. */
+function createDocuments(
+  config: Config,
+  parts: { db: Database; redis: Redis | undefined; router: EventRouter; logger: Logger },
+): DocumentService {
+  const { db, redis, router, logger } = parts;
+  if (redis === undefined) return createPostgresDocumentService({ db, router, logger });
+  return createCachedDocumentService({
+    db,
+    redis,
+    keyPrefix: config.redisKeyPrefix,
+    router,
+    logger,
+    durability: config.sync.durability,
+    ttlSeconds: config.sync.docTtlSeconds,
+    sweepIntervalMs: config.sync.sweepIntervalMs,
+  });
 }
 
 async function openDatabase(config: Config, logger: Logger): Promise<Database> {

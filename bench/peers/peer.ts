@@ -6,8 +6,15 @@
  * server imports: the parent process reads the names without loading a server.
  */
 
-/** Tributary itself (in-memory and Redis mode), then what it is measured against. */
-export const PEER_NAMES = ['tributary', 'tributary-redis', 'yoga-graphql-ws', 'raw-ws'] as const;
+/**
+ * Tributary itself (in-memory mode; Redis mode, whose documents are written through to the
+ * database before a mutation answers; Redis mode with async document durability), then what it
+ * is measured against.
+ */
+export const PEER_NAMES = ['tributary', 'tributary-redis', 'tributary-redis-async', 'yoga-graphql-ws', 'raw-ws'] as const;
+
+/** The peers that need `REDIS_URL`. */
+export const REDIS_PEERS: readonly PeerName[] = ['tributary-redis', 'tributary-redis-async'];
 
 export type PeerName = (typeof PEER_NAMES)[number];
 

@@ -6,7 +6,8 @@
  * parent forks it with `--expose-gc`), and stops on `stop` — or when the parent goes away (IPC
  * disconnect), so a crashed benchmark never leaves a server behind.
  *
- * `tributary-redis` reads `REDIS_URL` from its environment (the parent starts the Redis).
+ * `tributary-redis` and `tributary-redis-async` read `REDIS_URL` from their environment (the parent
+ * starts the Redis).
  */
 import {
   isPeerName,
@@ -23,10 +24,13 @@ async function startPeer(name: PeerName): Promise<RunningPeer> {
   switch (name) {
     case 'tributary':
       return (await import('./tributary.ts')).startTributaryPeer();
-    case 'tributary-redis': {
+    case 'tributary-redis':
+    case 'tributary-redis-async': {
       const redisUrl = process.env['REDIS_URL'];
-      if (!redisUrl) throw new Error('tributary-redis needs REDIS_URL in its environment');
-      return (await import('./tributary.ts')).startTributaryPeer({ redisUrl });
+      if (!redisUrl) throw new Error(`${name} needs REDIS_URL in its environment`);
+      // Its own key prefix: peers may share the benchmark's Redis.
+      const redis = { url: redisUrl, keyPrefix: `${name}-${process.pid}:` };
+      return (await import('./tributary.ts')).startTributaryPeer({ redis, durability: name === 'tributary-redis' ? 'sync' : 'async' });
     }
     case 'yoga-graphql-ws':
       return (await import('./yoga-graphql-ws.ts')).startYogaGraphQLWsPeer();

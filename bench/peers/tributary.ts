@@ -1,8 +1,9 @@
 /**
  * Tributary as `npm start` runs it, in development mode (every caller is the development
  * principal, so no token is needed) with the embedded in-memory database and logging off.
- * Without `redisUrl` the event log and bus are in memory (one process); with it they are Redis
- * Streams and pub/sub, as a multi-instance deployment runs them.
+ * Without `redis` the event log and bus are in memory (one process); with it they are Redis
+ * Streams and pub/sub, as a multi-instance deployment runs them, and documents have the Redis hot
+ * cache in front of the database.
  */
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -11,8 +12,10 @@ import { GRAPHQL_PATH } from '../../src/server/yoga.ts';
 import type { RunningPeer } from './peer.ts';
 
 export interface TributaryPeerOptions {
-  /** `redis://127.0.0.1:port`: Redis mode. @default undefined (in-memory mode) */
-  readonly redisUrl?: string;
+  /** Redis mode. @default undefined (in-memory mode) */
+  readonly redis?: { readonly url: string; readonly keyPrefix: string };
+  /** When the document service answers a write (Redis mode). @default 'sync' */
+  readonly durability?: 'async' | 'sync';
 }
 
 export async function startTributaryPeer(options: TributaryPeerOptions = {}): Promise<RunningPeer> {
@@ -22,7 +25,8 @@ export async function startTributaryPeer(options: TributaryPeerOptions = {}): Pr
     DATA_DIR: 'memory://',
     LOG_LEVEL: 'silent',
     NODE_ENV: 'test',
-    ...(options.redisUrl !== undefined && { REDIS_URL: options.redisUrl }),
+    ...(options.redis !== undefined && { REDIS_URL: options.redis.url, REDIS_KEY_PREFIX: options.redis.keyPrefix }),
+    ...(options.durability !== undefined && { SYNC_DURABILITY: options.durability }),
   });
   const tributary = await startTributary(config, { logger: createLogger({ level: 'silent' }) });
   return { port: tributary.port, path: GRAPHQL_PATH, dispose: () => tributary.dispose() };

@@ -12,15 +12,17 @@
  * process of its own, through `fanout-session.ts`.
  */
 import type { SubscribePayload } from 'graphql-ws';
-import { OURS, REFERENCE, type PeerName } from '../peers/peer.ts';
+import { OURS, REDIS_PEERS, REFERENCE, type PeerName } from '../peers/peer.ts';
+import { startRedisServer } from '../lib/redis-server.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
 import { printRatioLine, printTable, print } from '../lib/report.ts';
 import { formatMicros, formatMillis, median } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
 import { openSession, type FanoutSession, type StepResult, type StepTolerance } from './fanout-session.ts';
 
-/** Tributary against the stack it replaces (`raw-ws` has no documents). */
-const PEERS: readonly PeerName[] = [OURS, REFERENCE];
+/** Tributary's three document paths, against the stack it replaces (`raw-ws` has no documents). */
+const OURS_PEERS: readonly PeerName[] = [OURS, 'tributary-redis', 'tributary-redis-async'];
+const PEERS: readonly PeerName[] = [...OURS_PEERS, REFERENCE];
 
 const SERVICE = 'bench';
 const DOCUMENT_ID = 'd1';
@@ -90,11 +92,16 @@ export const docs: Workload = {
         `mergeDocument { seq, sentAt } at ${settings.rate}/s, one in flight, ${count} timed × ${context.rounds} rounds ` +
         `after ${settings.warmupSeconds} s warm-up; peers alternating (${PEERS.join(', ')}, …)`,
     );
-    print('tributary writes every change to its database (embedded Postgres, PGlite) before publishing it; yoga-graphql-ws keeps documents in memory');
-    const outcomes = await startPeers(context, settings);
+    print(
+      'tributary: documents in its database (embedded Postgres, PGlite), written before publishing; ' +
+        'tributary-redis: Redis hot cache, answers after the database has the change (SYNC_DURABILITY=sync); ' +
+        'tributary-redis-async: answers once Redis has it, the database follows (async); yoga-graphql-ws keeps documents in memory',
+    );
+    const redis = await startRedisServer();
+    context.defer(`redis-server (pid ${redis.pid})`, () => redis.stop());
     const failures: string[] = [];
     for (const size of settings.sizes) {
-      const group = outcomes.filter((outcome) => outcome.subscribers === size);
+      const group = await startPeers(context, size, redis.url);
       try {
         for (const outcome of group) await open(context, outcome);
         const step = (seconds: number) => ({ rate: settings.rate, count: Math.max(5, Math.round(settings.rate * seconds)), ordered: true, tolerance: settings.tolerance });
@@ -115,24 +122,28 @@ export const docs: Workload = {
   },
 };
 
-/** Starts a fresh server per peer and N, all at once (boot time is not measured: Tributary's embedded database takes seconds). */
-async function startPeers(context: WorkloadContext, settings: DocsSettings): Promise<DocsOutcome[]> {
-  const outcomes: DocsOutcome[] = settings.sizes.flatMap((subscribers) =>
-    PEERS.map((name) => ({ name, subscribers, peer: undefined, session: undefined, failure: undefined, rounds: [] })),
-  );
+/**
+ * Starts a fresh server per peer for one N, all at once (boot time is not measured: Tributary's
+ * embedded database takes seconds, more when four boot together on two cores).
+ */
+async function startPeers(context: WorkloadContext, subscribers: number, redisUrl: string): Promise<DocsOutcome[]> {
+  const outcomes: DocsOutcome[] = PEERS.map((name) => ({ name, subscribers, peer: undefined, session: undefined, failure: undefined, rounds: [] }));
   const started = performance.now();
   const boots: string[] = [];
   await Promise.all(
     outcomes.map(async (outcome) => {
       try {
-        outcome.peer = await context.startPeer(outcome.name);
+        outcome.peer = await context.startPeer(outcome.name, {
+          startTimeoutMs: 120_000,
+          ...(REDIS_PEERS.includes(outcome.name) && { env: { REDIS_URL: redisUrl } }),
+        });
         boots.push(`${outcome.name} ${formatMillis(performance.now() - started)}`);
       } catch (error) {
         outcome.failure = `could not start: ${messageOf(error)}`;
       }
     }),
   );
-  print(`servers ready (${outcomes.length}, one per peer and N, booted in parallel; boot time not measured): ${boots.join(', ')}`);
+  print(`servers ready (one per peer, booted in parallel; boot time not measured): ${boots.join(', ')}`);
   return outcomes;
 }
 
@@ -269,14 +280,15 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
   });
   for (const outcome of group) {
     if (outcome.failure !== undefined) failures.push(`${outcome.name} (N=${size}): ${outcome.failure}`);
-    else if (outcome.name === OURS && summaries.get(outcome.name)?.zeroLoss === false) {
+    else if (OURS_PEERS.includes(outcome.name) && summaries.get(outcome.name)?.zeroLoss === false) {
       failures.push(`${outcome.name} (N=${size}) failed the zero-loss check: ${summaries.get(outcome.name)?.problem ?? '?'}`);
     }
   }
-  const ours = summaries.get(OURS);
   const peer = summaries.get(REFERENCE);
-  if (ours && peer) {
-    printRatioLine(OURS, REFERENCE, [
+  for (const name of OURS_PEERS) {
+    const ours = summaries.get(name);
+    if (!ours || !peer) continue;
+    printRatioLine(name, REFERENCE, [
       { metric: 'mut→sub p50', value: ours.p50 / peer.p50 },
       { metric: 'p99', value: ours.p99 / peer.p99 },
       { metric: 'mutation p50', value: ours.mutationP50 / peer.mutationP50 },

@@ -24,8 +24,11 @@ export interface RedisInstance {
   /** `redis://127.0.0.1:<port>` */
   readonly url: string;
   readonly port: number;
-  /** Kills the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. Its data is lost unless `persistent`. */
-  stop(): Promise<void>;
+  /**
+   * Stops the server (SIGTERM, then SIGKILL after 5 s; `crash`: SIGKILL at once) and waits for it
+   * to exit. Its data is lost unless `persistent`.
+   */
+  stop(mode?: 'graceful' | 'crash'): Promise<void>;
   /** Spawns the server again on the same port and waits until it answers PING. */
   start(): Promise<void>;
   /** Stops the server and deletes its directory. Idempotent. */
@@ -120,10 +123,10 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     }
   };
 
-  const stop = async () => {
+  const stop = async (mode: 'graceful' | 'crash' = 'graceful') => {
     const current = child;
     if (!current) return;
-    current.kill('SIGTERM');
+    current.kill(mode === 'crash' ? 'SIGKILL' : 'SIGTERM');
     const escalate = setTimeout(() => current.kill('SIGKILL'), KILL_AFTER_MS);
     try {
       await exited;

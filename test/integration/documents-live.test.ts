@@ -1,6 +1,7 @@
-import { describe, expect, it } from 'vitest';
-import { startPrivateRedis, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
-import { waitFor } from '../helpers/wait-for.ts';
+import { Redis } from 'ioredis';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { createDocumentCache } from '../../src/pipeline/sync/document-cache.ts';
+import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { postGraphQL, startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts';
@@ -35,8 +36,11 @@ const merge = (server: TestServer, service: string, id: string, patch: unknown) 
     variables: { s: service, id, p: patch },
   });
 
-describe.each(['memory', 'redis'])('live documents (%s)', (mode) => {
-  const env = (): Record<string, string> => (mode === 'redis' ? { REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() } : {});
+describe.each(['memory', 'redis', 'redis async'])('live documents (%s)', (mode) => {
+  const env = (): Record<string, string> =>
+    mode === 'memory'
+      ? {}
+      : { REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: mode === 'redis' ? 'sync' : 'async' };
 
   it('sends the snapshot at revision R, then exactly the changes after R, in order, while writes keep coming', async () => {
     const server = await startTestServer(env());
@@ -108,21 +112,26 @@ describe('live document permissions', () => {
 });
 
 describe('live documents with a gap', () => {
-  it('ends the subscription with RESYNC_REQUIRED when a change could not be published, never a silent gap', async () => {
-    const redis = await startPrivateRedis();
-    const server = await startTestServer({ REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix() });
+  it('ends the subscription with RESYNC_REQUIRED when a revision was never published, never a silent gap', async () => {
+    const keyPrefix = uniquePrefix();
+    const server = await startTestServer({ REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: keyPrefix });
     await postGraphQL(server.graphqlUrl, { query: 'mutation { createDocument(service: "board", id: "g", data: { n: 0 }) { revision } }' });
     const client = await openAcknowledgedSocket(server.wsUrl);
     subscribe(client, 'board', 'g');
     expect((await nextChange(client)).revision).toBe(1);
 
-    await redis.stop();
-    // Saved in the database, but its event cannot be placed: the caller is told so.
-    const unpublished = await merge(server, 'board', 'g', { n: 1 });
-    expect(unpublished.body.errors?.[0]?.extensions).toMatchObject({ code: 'UNAVAILABLE', revision: 2 });
+    // Another instance saved revision 2 in the shared cache and died before publishing it.
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => void (await redis.quit()));
+    const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
+    const entryKey = cache.entryKey({ scope: { app: 'default', env: 'default', tenant: 'default' }, service: 'board', id: 'g' });
+    const read = await cache.read(entryKey);
+    if (read.status !== 'hit') throw new Error(`expected the document in the cache, got ${read.status}`);
+    const { state, epoch } = read.entry;
+    expect(await cache.write(entryKey, epoch, 1, { ...state, revision: 2, data: { n: 1 } })).toBe('ok');
 
-    await redis.start();
-    await waitFor(async () => !(await merge(server, 'board', 'g', { n: 2 })).body.errors, { timeoutMs: 15_000, message: 'a write published again' });
+    // This instance continues from revision 2 and publishes revision 3.
+    expect((await merge(server, 'board', 'g', { n: 2 })).body.data).toEqual({ mergeDocument: { revision: 3 } });
     const message = await client.nextMessage();
     expect(message).toMatchObject({ id: 'doc', type: 'error', payload: [{ extensions: { code: 'RESYNC_REQUIRED' } }] });
   });

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase } from '../helpers/services.ts';
+import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { postGraphQL, startTestServer, type GraphQLResponseBody, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -7,11 +7,18 @@ import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts'
 
 const FIELDS = 'service id revision data createdAt updatedAt';
 
-describe('sync documents', () => {
+/** The database alone, and the Redis hot cache in front of it in both durability modes. */
+const MODES: Record<string, () => Record<string, string>> = {
+  database: () => ({}),
+  'redis cache, sync': () => ({ REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: 'sync' }),
+  'redis cache, async': () => ({ REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: 'async' }),
+};
+
+describe.each(Object.keys(MODES))('sync documents (%s)', (mode) => {
   let server: TestServer;
   let services = 0;
   beforeAll(async () => {
-    server = await startTestServer({}, { autoDispose: false });
+    server = await startTestServer(MODES[mode]!(), { autoDispose: false });
     return () => server.dispose();
   });
   /** A service of its own per test: tests share the server. */

@@ -47,6 +47,9 @@ describe('configuration', () => {
       EVENT_LOG_MAX_EVENTS: '500',
       EVENT_LOG_MAX_AGE_SECONDS: '60',
       EVENT_MAX_PAYLOAD_BYTES: '1024',
+      SYNC_DURABILITY: 'async',
+      SYNC_DOC_TTL_SECONDS: '30',
+      SYNC_SWEEP_INTERVAL_MS: '250',
       JWT_SECRET: SECRET,
       JWT_JWKS_URL: 'https://issuer.example/.well-known/jwks.json',
       JWT_ISSUER: 'https://issuer.example/',
@@ -70,6 +73,7 @@ describe('configuration', () => {
       redisUrl: 'redis://cache:6379/0',
       redisKeyPrefix: 'shop-prod:',
       events: { logMaxEvents: 500, logMaxAgeMs: 60_000, maxPayloadBytes: 1024 },
+      sync: { durability: 'async', docTtlSeconds: 30, sweepIntervalMs: 250 },
       auth: {
         mode: 'jwt',
         secret: SECRET,
@@ -104,6 +108,7 @@ describe('configuration', () => {
     [{ JWT_JWKS_URL: 'ftp://keys' }, 'JWT_JWKS_URL must be a URL starting with https:// or http://'],
     [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent'],
     [{ NODE_ENV: 'staging' }, 'NODE_ENV must be development, test or production'],
+    [{ SYNC_DURABILITY: 'eventually' }, 'SYNC_DURABILITY must be async or sync'],
     [{ WS_MAX_SUBSCRIPTIONS: '0' }, 'WS_MAX_SUBSCRIPTIONS must be an integer from 1 to 10000'],
     [{ JWT_ISSUER: 'https://issuer.example/' }, 'JWT_ISSUER and JWT_AUDIENCE need JWT_SECRET or JWT_JWKS_URL'],
   ])('refuses %o with one line naming the variable', (env, expected) => {

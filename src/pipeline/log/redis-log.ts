@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
+import { defineScript } from '../redis-script.ts';
 import { comparePositions, decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
 import type { EventLog, LogRetention } from './event-log.ts';
 
@@ -89,8 +90,8 @@ type AppendCommand = (
 export function createRedisLog(options: RedisLogOptions): EventLog {
   const { redis, retention } = options;
   const prefix = options.keyPrefix ?? 'trib:';
-  const append = defineCommand<AppendCommand>(redis, 'tributaryAppend', APPEND);
-  const head = defineCommand<HeadCommand>(redis, 'tributaryHead', HEAD);
+  const append = defineScript<AppendCommand>(redis, 'tributaryAppend', 2, APPEND);
+  const head = defineScript<HeadCommand>(redis, 'tributaryHead', 2, HEAD);
 
   return {
     async append(stream, unplaced) {
@@ -134,13 +135,6 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
 
     close: () => Promise.resolve(),
   };
-}
-
-/** Registers a Lua script as an ioredis command (EVALSHA with EVAL fallback) and binds it. */
-function defineCommand<Command extends (...args: never[]) => Promise<unknown>>(redis: Redis, name: string, lua: string): Command {
-  if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 2, lua });
-  const command = (redis as unknown as Record<string, Command>)[name]!;
-  return ((...args: Parameters<Command>) => command.apply(redis, args)) as Command;
 }
 
 function toEvent(epoch: string, id: string, fields: string[]): RealtimeEvent {

@@ -1,0 +1,151 @@
+import type { Database } from '../../db/database.ts';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import type { DocumentCache } from './document-cache.ts';
+
+/**
+ * Writes dirty cache entries to Postgres: right after each write (coalesced per document, so a
+ * burst of writes costs one flush in flight and one after it), and in a sweep every few seconds
+ * for entries whose flush failed or whose instance died before flushing. Flushes are idempotent
+ * and only move a row forward (`WHERE revision < new revision`), so instances may flush the same
+ * document concurrently.
+ */
+export interface DocumentFlusher {
+  /** Resolves once a flush of the entry that started after this call has finished. */
+  flush(entryKey: string): Promise<void>;
+  /** Flushes in the background; a failure is logged and left to the sweep. */
+  schedule(entryKey: string): void;
+  /** Flushes every dirty entry older than `olderThanMs`; returns how many were flushed. */
+  sweep(olderThanMs: number): Promise<number>;
+  /** Stops the sweep timer, then flushes what is dirty (best effort). Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface DocumentFlusherOptions {
+  readonly db: Database;
+  readonly cache: DocumentCache;
+  readonly logger: Logger;
+  /** How far a flush raises a document's revision ceiling past the flushed revision. */
+  readonly ceilingHeadroom: number;
+  /** @default 5000 */
+  readonly sweepIntervalMs?: number;
+}
+
+/** Entries flushed by one pass of the sweep, at most (it loops while passes are full). */
+const SWEEP_BATCH = 200;
+
+export function createDocumentFlusher(options: DocumentFlusherOptions): DocumentFlusher {
+  const { db, cache, ceilingHeadroom } = options;
+  const logger = options.logger.child({ component: 'sync-flush' });
+  /** Per entry: the flush running now, and the one queued behind it for callers that came later. */
+  const running = new Map<string, Promise<void>>();
+  const queued = new Map<string, Promise<void>>();
+  let sweeping: Promise<number> | undefined;
+  let closed: Promise<void> | undefined;
+
+  const flushOnce = async (entryKey: string): Promise<void> => {
+    const found = await cache.dirtyEntry(entryKey);
+    if (!found) {
+      // Gone (expired clean, or Redis lost it): nothing left to write; drop it from the dirty set.
+      await cache.markFlushed(entryKey, '', 0, 0);
+      return;
+    }
+    const { key, entry } = found;
+    if (entry.flushed >= entry.state.revision) return cache.markFlushed(entryKey, entry.epoch, entry.flushed, 0);
+    const { state } = entry;
+    let rows;
+    try {
+      ({ rows } = await db.query<{ ceiling: number }>(
+        `INSERT INTO sync_documents (app, env, tenant, service, id, revision, data, deleted, created_at, updated_at, ceiling, cache_epoch)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (app, env, tenant, service, id) DO UPDATE SET revision = excluded.revision, data = excluded.data,
+           deleted = excluded.deleted, created_at = excluded.created_at, updated_at = excluded.updated_at,
+           ceiling = GREATEST(sync_documents.ceiling, excluded.ceiling), cache_epoch = excluded.cache_epoch
+         WHERE sync_documents.revision < excluded.revision
+         RETURNING ceiling`,
+        [
+          key.app,
+          key.env,
+          key.tenant,
+          key.service,
+          key.id,
+          state.revision,
+          JSON.stringify(state.data),
+          state.deleted,
+          state.createdAt,
+          state.updatedAt,
+          state.revision + ceilingHeadroom,
+          entry.epoch,
+        ],
+      ));
+    } catch (error) {
+      throw new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; the change is kept in the cache', {
+        cause: error,
+      });
+    }
+    // No row returned: Postgres already had this revision or a later one (another flush won).
+    await cache.markFlushed(entryKey, entry.epoch, state.revision, rows[0]?.ceiling ?? 0);
+  };
+
+  const flush = (entryKey: string): Promise<void> => {
+    const waiting = queued.get(entryKey);
+    if (waiting) return waiting;
+    const current = running.get(entryKey);
+    const start = (): Promise<void> => {
+      const run = flushOnce(entryKey).finally(() => {
+        if (running.get(entryKey) === run) running.delete(entryKey);
+      });
+      running.set(entryKey, run);
+      return run;
+    };
+    if (!current) return start();
+    const next = current
+      .catch(() => undefined)
+      .then(() => {
+        queued.delete(entryKey);
+        return start();
+      });
+    queued.set(entryKey, next);
+    return next;
+  };
+
+  const sweepOnce = async (olderThanMs: number): Promise<number> => {
+    let flushed = 0;
+    for (;;) {
+      const batch = await cache.dirtySince(olderThanMs, SWEEP_BATCH);
+      for (const entryKey of batch) {
+        await flush(entryKey);
+        flushed += 1;
+      }
+      if (batch.length < SWEEP_BATCH) return flushed;
+    }
+  };
+
+  const sweep = (olderThanMs: number): Promise<number> => {
+    sweeping ??= sweepOnce(olderThanMs).finally(() => (sweeping = undefined));
+    return sweeping;
+  };
+
+  const interval = options.sweepIntervalMs ?? 5000;
+  // Entries dirty for less than a second are most likely being flushed right now.
+  const timer = setInterval(() => {
+    sweep(1000).catch((error: unknown) => logger.warn({ err: error }, 'dirty document sweep failed; retrying at the next one'));
+  }, interval);
+  timer.unref();
+
+  return {
+    flush,
+    schedule(entryKey) {
+      flush(entryKey).catch((error: unknown) => logger.warn({ err: error, entryKey }, 'document flush failed; the sweep retries it'));
+    },
+    sweep,
+    close() {
+      closed ??= (async () => {
+        clearInterval(timer);
+        await Promise.allSettled([...running.values(), ...queued.values(), sweeping]);
+        await sweep(0).catch((error: unknown) => logger.warn({ err: error }, 'dirty documents left in the cache at shutdown'));
+      })();
+      return closed;
+    },
+  };
+}

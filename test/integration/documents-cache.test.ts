@@ -1,0 +1,244 @@
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { UNFLUSHED_REVISIONS_LIMIT } from '../../src/pipeline/sync/cached-documents.ts';
+import { createTestDatabase, startPrivatePostgres, startPrivateRedis, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { postGraphQL, startTestServer, type GraphQLResponseBody, type TestServer } from '../helpers/tributary.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+
+/*
+ * The Redis hot cache in front of Postgres: misses, expiry of dirty documents, Redis crashes in
+ * both durability modes, restarts. Every server here runs in development mode, so documents live
+ * in app/env/tenant "default".
+ */
+
+interface Doc {
+  revision: number;
+  data: Record<string, unknown>;
+}
+
+async function gql(server: TestServer, query: string, variables: Record<string, unknown> = {}): Promise<GraphQLResponseBody> {
+  return (await postGraphQL(server.graphqlUrl, { query, variables })).body;
+}
+
+async function read(server: TestServer, service: string, id: string): Promise<Doc | null> {
+  const body = await gql(server, 'query($s: String!, $id: ID!) { document(service: $s, id: $id) { revision data } }', { s: service, id });
+  if (body.errors) throw new Error(JSON.stringify(body.errors));
+  return body.data?.['document'] as Doc | null;
+}
+
+async function write(server: TestServer, mutation: 'create' | 'merge', service: string, id: string, data: unknown, expectedRevision?: number): Promise<Doc> {
+  const body =
+    mutation === 'create'
+      ? await gql(server, 'mutation($s: String!, $id: ID, $d: JSON!) { createDocument(service: $s, id: $id, data: $d) { revision data } }', { s: service, id, d: data })
+      : await gql(server, 'mutation($s: String!, $id: ID!, $p: JSON!, $r: Int) { mergeDocument(service: $s, id: $id, patch: $p, expectedRevision: $r) { revision data } }', {
+          s: service,
+          id,
+          p: data,
+          r: expectedRevision,
+        });
+  if (body.errors) throw new Error(JSON.stringify(body.errors));
+  return Object.values(body.data ?? {})[0] as Doc;
+}
+
+function openPool(url: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  pool.on('error', () => {});
+  onTestFinished(() => pool.end());
+  return pool;
+}
+
+function openRedis(url: string): Redis {
+  const redis = new Redis(url);
+  onTestFinished(async () => void (await redis.quit()));
+  return redis;
+}
+
+async function stored(pool: pg.Pool, service: string, id: string): Promise<(Doc & { deleted: boolean }) | undefined> {
+  const { rows } = await pool.query<Doc & { deleted: boolean }>(
+    'SELECT revision, data, deleted FROM sync_documents WHERE tenant = $1 AND service = $2 AND id = $3',
+    ['default', service, id],
+  );
+  return rows[0];
+}
+
+const entryKey = (prefix: string, service: string, id: string) => `${prefix}doc:default:default:default:${service}:${id}`;
+
+describe('document cache', () => {
+  it('loads a missing document from Postgres at its stored revision, and continues from it', async () => {
+    const database = await createTestDatabase();
+    const prefix = uniquePrefix();
+    const server = await startTestServer({ DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: prefix, SYNC_DURABILITY: 'async' });
+    const pool = openPool(database.url);
+    const redis = openRedis(testRedisUrl());
+
+    await write(server, 'create', 'miss', 'a', { v: 1 });
+    await write(server, 'merge', 'miss', 'a', { v: 2 });
+    await waitFor(async () => (await stored(pool, 'miss', 'a'))?.revision === 2, { message: 'revision 2 flushed to Postgres' });
+    // What the TTL would do to a clean entry.
+    expect(await redis.del(entryKey(prefix, 'miss', 'a'))).toBe(1);
+    // A document Postgres has and this cache has never seen.
+    await pool.query(`INSERT INTO sync_documents (app, env, tenant, service, id, revision, data) VALUES ('default', 'default', 'default', 'miss', 'b', 7, '{"w": 7}')`);
+
+    expect(await read(server, 'miss', 'a')).toEqual({ revision: 2, data: { v: 2 } });
+    expect(await read(server, 'miss', 'b')).toEqual({ revision: 7, data: { w: 7 } });
+    expect(await write(server, 'merge', 'miss', 'a', { v: 3 }, 2)).toEqual({ revision: 3, data: { v: 3 } });
+    expect(await write(server, 'merge', 'miss', 'b', { w: 8 }, 7)).toEqual({ revision: 8, data: { w: 8 } });
+    expect(await read(server, 'miss', 'nothing')).toBeNull();
+    expect(await redis.exists(entryKey(prefix, 'miss', 'nothing'))).toBe(0);
+  });
+
+  it('keeps dirty documents past their TTL until Postgres has them, then lets them expire; nothing is lost', async () => {
+    const postgres = await startPrivatePostgres();
+    const prefix = uniquePrefix();
+    const server = await startTestServer({
+      DATABASE_URL: postgres.url,
+      REDIS_URL: testRedisUrl(),
+      REDIS_KEY_PREFIX: prefix,
+      SYNC_DURABILITY: 'async',
+      SYNC_DOC_TTL_SECONDS: '1',
+      SYNC_SWEEP_INTERVAL_MS: '200',
+    });
+    const redis = openRedis(testRedisUrl());
+    await write(server, 'create', 'ttl', 'clean', { v: 1 });
+    await write(server, 'create', 'ttl', 'dirty', { v: 1 });
+    await waitFor(async () => (await redis.zcard(`${prefix}doc:dirty`)) === 0, { message: 'both creations flushed' });
+
+    await postgres.stop();
+    // Acknowledged by the cache while Postgres is down (async durability).
+    expect(await write(server, 'merge', 'ttl', 'dirty', { v: 2 })).toEqual({ revision: 2, data: { v: 2 } });
+    expect(await write(server, 'merge', 'ttl', 'dirty', { v: 3 })).toEqual({ revision: 3, data: { v: 3 } });
+    // The clean entry expires after its TTL; the dirty one is still there without a TTL.
+    await waitFor(async () => (await redis.exists(entryKey(prefix, 'ttl', 'clean'))) === 0, { message: 'the clean entry expired' });
+    expect(await redis.pttl(entryKey(prefix, 'ttl', 'dirty'))).toBe(-1);
+    expect(await redis.zcard(`${prefix}doc:dirty`)).toBe(1);
+
+    await postgres.start();
+    const pool = openPool(postgres.url);
+    await waitFor(async () => (await redis.zcard(`${prefix}doc:dirty`)) === 0, { timeoutMs: 20_000, message: 'the sweep flushed the dirty document' });
+    expect(await stored(pool, 'ttl', 'dirty')).toEqual({ revision: 3, data: { v: 3 }, deleted: false });
+    await waitFor(async () => (await redis.exists(entryKey(prefix, 'ttl', 'dirty'))) === 0, { message: 'the flushed entry expired' });
+    expect(await read(server, 'ttl', 'dirty')).toEqual({ revision: 3, data: { v: 3 } });
+    expect(await read(server, 'ttl', 'clean')).toEqual({ revision: 1, data: { v: 1 } });
+  });
+
+  it('answers UNAVAILABLE for a creation while Postgres is down, and keeps at most the stated number of unflushed revisions', async () => {
+    const postgres = await startPrivatePostgres();
+    const server = await startTestServer({ DATABASE_URL: postgres.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: 'async' });
+    await write(server, 'create', 'bound', 'd', { n: 0 });
+    const pool = openPool(postgres.url);
+    await waitFor(async () => (await stored(pool, 'bound', 'd'))?.revision === 1, { message: 'creation flushed' });
+    await postgres.stop();
+
+    const created = await gql(server, 'mutation { createDocument(service: "bound", id: "new", data: {}) { revision } }');
+    expect(created.errors?.[0]?.extensions).toMatchObject({ code: 'UNAVAILABLE' });
+    // Revision 1 is flushed with a ceiling of 1 + limit: that many more are accepted, then none.
+    let accepted = 0;
+    for (let n = 1; n <= UNFLUSHED_REVISIONS_LIMIT + 5; n += 1) {
+      const body = await gql(server, 'mutation($p: JSON!) { mergeDocument(service: "bound", id: "d", patch: $p) { revision } }', { p: { n } });
+      if (body.errors) {
+        expect(body.errors[0]?.extensions).toMatchObject({ code: 'UNAVAILABLE' });
+        break;
+      }
+      accepted += 1;
+    }
+    expect(accepted).toBe(UNFLUSHED_REVISIONS_LIMIT);
+    expect(await read(server, 'bound', 'd')).toEqual({ revision: 1 + UNFLUSHED_REVISIONS_LIMIT, data: { n: UNFLUSHED_REVISIONS_LIMIT } });
+  });
+});
+
+describe.each(['sync', 'async'] as const)('a Redis crash after acknowledged writes (%s durability)', (durability) => {
+  it(durability === 'sync' ? 'loses nothing, and revisions never go backwards' : 'loses at most the stated window, and revisions never go backwards', async () => {
+    const redis = await startPrivateRedis();
+    const database = await createTestDatabase();
+    const server = await startTestServer({ DATABASE_URL: database.url, REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: durability });
+    const pool = openPool(database.url);
+
+    const documents = ['d0', 'd1', 'd2', 'd3', 'd4'];
+    const writes = 30;
+    const acknowledged = new Map<string, Doc>();
+    await Promise.all(
+      documents.map(async (id) => {
+        acknowledged.set(id, await write(server, 'create', 'crash', id, { n: 0 }));
+        for (let n = 1; n < writes; n += 1) acknowledged.set(id, await write(server, 'merge', 'crash', id, { n }));
+      }),
+    );
+    await redis.stop('crash');
+    await redis.start();
+    await waitFor(
+      async () => {
+        const body = await gql(server, '{ document(service: "crash", id: "d0") { revision } }');
+        return body.errors === undefined;
+      },
+      { timeoutMs: 20_000, message: 'the server reads documents again' },
+    );
+
+    for (const id of documents) {
+      const before = acknowledged.get(id)!;
+      expect(before).toEqual({ revision: writes, data: { n: writes - 1 } });
+      const after = (await read(server, 'crash', id))!;
+      // Never backwards, and never the same revision for other data.
+      expect(after.revision).toBeGreaterThan(before.revision);
+      const n = after.data['n'] as number;
+      if (durability === 'sync') {
+        expect(after.data).toEqual(before.data);
+        expect(await stored(pool, 'crash', id)).toMatchObject({ data: before.data });
+      } else {
+        expect(n).toBeLessThanOrEqual(writes - 1);
+        expect(writes - 1 - n).toBeLessThanOrEqual(UNFLUSHED_REVISIONS_LIMIT);
+      }
+      // Writing continues above it.
+      expect(await write(server, 'merge', 'crash', id, { n: 100 }, after.revision)).toEqual({ revision: after.revision + 1, data: { n: 100 } });
+    }
+  });
+});
+
+describe('documents across server restarts with the cache', () => {
+  it('keeps every document when the server restarts, and continues above the old revisions with a new, empty Redis', async () => {
+    const database = await createTestDatabase();
+    const prefix = uniquePrefix();
+    const env = { DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), SYNC_DURABILITY: 'async' };
+    const first = await startTestServer({ ...env, REDIS_KEY_PREFIX: prefix });
+    for (const id of ['a', 'b']) {
+      await write(first, 'create', 'restart', id, { v: 0 });
+      for (let v = 1; v <= 5; v += 1) await write(first, 'merge', 'restart', id, { v });
+    }
+    await first.dispose();
+    // Shutdown flushed what was dirty.
+    const pool = openPool(database.url);
+    expect(await stored(pool, 'restart', 'a')).toEqual({ revision: 6, data: { v: 5 }, deleted: false });
+
+    const second = await startTestServer({ ...env, REDIS_KEY_PREFIX: prefix });
+    expect(await read(second, 'restart', 'a')).toEqual({ revision: 6, data: { v: 5 } });
+    expect(await write(second, 'merge', 'restart', 'a', { v: 6 }, 6)).toEqual({ revision: 7, data: { v: 6 } });
+    await second.dispose();
+
+    // Another Redis cannot know what the first one acknowledged: the document resumes above every
+    // revision the old cache could have given, with the data Postgres kept.
+    const third = await startTestServer({ ...env, REDIS_KEY_PREFIX: uniquePrefix() });
+    const resumed = (await read(third, 'restart', 'b'))!;
+    expect(resumed.data).toEqual({ v: 5 });
+    expect(resumed.revision).toBeGreaterThan(6);
+    expect(await write(third, 'merge', 'restart', 'b', { v: 6 }, resumed.revision)).toEqual({ revision: resumed.revision + 1, data: { v: 6 } });
+  });
+});
+
+describe('documents across a restart of a persistent Redis', () => {
+  it('keeps every acknowledged write and never moves a revision backwards', async () => {
+    const redis = await startPrivateRedis({ persistent: true });
+    const database = await createTestDatabase();
+    const server = await startTestServer({ DATABASE_URL: database.url, REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: 'async' });
+    let last = await write(server, 'create', 'persist', 'p', { n: 0 });
+    for (let n = 1; n <= 10; n += 1) last = await write(server, 'merge', 'persist', 'p', { n });
+    await redis.stop();
+    await redis.start();
+    await waitFor(async () => (await gql(server, '{ document(service: "persist", id: "p") { revision } }')).errors === undefined, {
+      timeoutMs: 20_000,
+      message: 'the server reads documents again',
+    });
+    const after = (await read(server, 'persist', 'p'))!;
+    expect(after.data).toEqual({ n: 10 });
+    expect(after.revision).toBeGreaterThanOrEqual(last.revision);
+    expect(await write(server, 'merge', 'persist', 'p', { n: 11 }, after.revision)).toEqual({ revision: after.revision + 1, data: { n: 11 } });
+  });
+});
