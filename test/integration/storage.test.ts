@@ -63,6 +63,8 @@ describe.each(Object.keys(drivers))('%s storage', (driver) => {
       { column_name: 'deleted', data_type: 'boolean' },
       { column_name: 'created_at', data_type: 'timestamp with time zone' },
       { column_name: 'updated_at', data_type: 'timestamp with time zone' },
+      { column_name: 'ceiling', data_type: 'integer' },
+      { column_name: 'cache_epoch', data_type: 'text' },
     ]);
   });
 
