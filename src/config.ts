@@ -60,6 +60,7 @@ export interface Config {
   readonly auth: AuthConfig;
   readonly events: EventsConfig;
   readonly sync: SyncConfig;
+  readonly cdc: CdcConfig;
   readonly logLevel: LogLevel;
   readonly limits: Limits;
   /** Time a graceful shutdown may take before the process exits anyway, in ms. @default 10000 */
@@ -77,6 +78,18 @@ export interface SyncConfig {
   readonly docTtlSeconds: number;
   /** Period of the sweep that flushes dirty documents whose flush failed, in ms. @default 5000 */
   readonly sweepIntervalMs: number;
+}
+
+/** Database CDC: what every reader uses on its source database. */
+export interface CdcConfig {
+  /** Replication slot on each source database. @default 'realtime_cdc_slot' */
+  readonly slotName: string;
+  /** Publication on each source database (created FOR ALL TABLES when missing). @default 'realtime_cdc_pub' */
+  readonly publicationName: string;
+  /** How often sources and mappings are checked for changes, in ms. @default 1000 */
+  readonly reloadIntervalMs: number;
+  /** How long raw changes stay in `cdc_events`, in ms. @default 1 day */
+  readonly rawRetentionMs: number;
 }
 
 /** A configuration problem, reported as one line. */
@@ -142,6 +155,14 @@ const environmentSchema = z.object({
   SYNC_DURABILITY: z.enum(['async', 'sync'], { message: 'must be async or sync' }).optional().default('sync'),
   SYNC_DOC_TTL_SECONDS: integer(1, 30 * 24 * 3600, 600),
   SYNC_SWEEP_INTERVAL_MS: integer(100, 3_600_000, 5000),
+  CDC_SLOT_NAME: optionalString.refine((value) => value === undefined || /^[a-z0-9_]{1,63}$/.test(value), {
+    message: 'must be 1–63 characters of lower-case letters, digits and _',
+  }),
+  CDC_PUBLICATION_NAME: optionalString.refine((value) => value === undefined || /^[a-z_][a-z0-9_]{0,62}$/.test(value), {
+    message: 'must be a lower-case identifier of 1–63 characters',
+  }),
+  CDC_RELOAD_INTERVAL_MS: integer(100, 600_000, 1000),
+  CDC_EVENTS_RETENTION_SECONDS: integer(60, 90 * 24 * 3600, 24 * 3600),
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
   }),
@@ -212,6 +233,12 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       durability: env.SYNC_DURABILITY,
       docTtlSeconds: env.SYNC_DOC_TTL_SECONDS,
       sweepIntervalMs: env.SYNC_SWEEP_INTERVAL_MS,
+    },
+    cdc: {
+      slotName: env.CDC_SLOT_NAME ?? 'realtime_cdc_slot',
+      publicationName: env.CDC_PUBLICATION_NAME ?? 'realtime_cdc_pub',
+      reloadIntervalMs: env.CDC_RELOAD_INTERVAL_MS,
+      rawRetentionMs: env.CDC_EVENTS_RETENTION_SECONDS * 1000,
     },
     logLevel: env.LOG_LEVEL,
     limits: {

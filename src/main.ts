@@ -26,6 +26,8 @@ import type { EventBus } from './pipeline/pubsub/event-bus.ts';
 import { createMemoryBus } from './pipeline/pubsub/memory-bus.ts';
 import { createRedisBus } from './pipeline/pubsub/redis-bus.ts';
 import { createEventRouter, type EventRouter } from './pipeline/router/event-router.ts';
+import { createCdcService } from './pipeline/cdc/cdc-service.ts';
+import { createCdcStore } from './pipeline/cdc/cdc-store.ts';
 import { createCachedDocumentService } from './pipeline/sync/cached-documents.ts';
 import type { DocumentService } from './pipeline/sync/documents.ts';
 import { createPostgresDocumentService } from './pipeline/sync/postgres-documents.ts';
@@ -92,11 +94,26 @@ export async function startTributary(config: Config, options: StartOptions = {})
     });
     const documents = createDocuments(config, { db, redis: pipeline.redis, router, logger });
     cleanup.push('documents', () => documents.close());
+    const cdcStore = createCdcStore(db);
+    const cdc = createCdcService({
+      store: cdcStore,
+      router,
+      log: pipeline.log,
+      logger,
+      redis: pipeline.redis,
+      keyPrefix: config.redisKeyPrefix,
+      ...config.cdc,
+      onUnroutable: () => metrics.cdcUnroutable.inc(),
+    });
+    cleanup.push('cdc', () => cdc.close());
+    await cdc.start();
     const services: Services = {
       channels: pipeline.channels,
       router,
       log: pipeline.log,
       documents,
+      cdc,
+      cdcStore,
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },

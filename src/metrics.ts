@@ -12,6 +12,8 @@ export interface Metrics {
   readonly subscriptionsDenied: Counter<'field'>;
   /** Sockets closed for falling behind (outbound buffer over its bound). */
   readonly slowConsumers: Counter;
+  /** CDC rows that matched a mapping but could not be routed safely (no tenant, bad topic value). */
+  readonly cdcUnroutable: Counter;
   readonly connections: Gauge;
   readonly subscriptions: Gauge;
 }
@@ -38,6 +40,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
       name: 'tributary_subscriptions_denied_total',
       help: 'Subscriptions dropped silently because the principal may not read them',
       labelNames: ['field'],
+      registers: [registry],
+    }),
+    cdcUnroutable: new Counter({
+      name: 'tributary_cdc_unroutable_rows_total',
+      help: 'Row changes that matched a mapping but could not be routed safely (logged)',
       registers: [registry],
     }),
     slowConsumers: new Counter({

@@ -23,3 +23,19 @@ export function scopeOf(principal: Principal): Scope {
 export function scopeKey(scope: Scope): string {
   return `${encodeURIComponent(scope.app)}:${encodeURIComponent(scope.env)}:${scope.tenant === undefined ? '' : `t=${encodeURIComponent(scope.tenant)}`}`;
 }
+
+/** The inverse of `scopeKey`; undefined for text that is not one. */
+export function parseScopeKey(key: string): Scope | undefined {
+  const [app, env, tenant, extra] = key.split(':');
+  if (app === undefined || env === undefined || tenant === undefined || extra !== undefined) return undefined;
+  if (tenant !== '' && !tenant.startsWith('t=')) return undefined;
+  try {
+    return {
+      app: decodeURIComponent(app),
+      env: decodeURIComponent(env),
+      tenant: tenant === '' ? undefined : decodeURIComponent(tenant.slice(2)),
+    };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,6 +1,8 @@
 import type { Principal } from '../auth/principal.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import type { CdcService } from '../pipeline/cdc/cdc-service.ts';
+import type { CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import type { ChannelHub } from '../pipeline/channels/channel-hub.ts';
 import type { EventLog } from '../pipeline/log/event-log.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
@@ -12,6 +14,8 @@ export interface Services {
   readonly router: EventRouter;
   readonly log: EventLog;
   readonly documents: DocumentService;
+  readonly cdc: CdcService;
+  readonly cdcStore: CdcStore;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly limits: {

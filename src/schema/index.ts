@@ -5,6 +5,7 @@ import './types/viewer.ts';
 import './types/channel.ts';
 import './types/event.ts';
 import './types/document.ts';
+import './types/cdc.ts';
 
 export type { GraphQLContext, Transport } from './context.ts';
 

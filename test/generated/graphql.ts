@@ -19,6 +19,50 @@ export type Scalars = {
   JSON: { input: unknown; output: unknown; }
 };
 
+/** A domain mapping: which row changes of a table become which events (see the README). */
+export type CdcMapping = {
+  __typename?: 'CdcMapping';
+  /** The mapping as saved (normalized). */
+  definition: Scalars['JSON']['output'];
+  model: Scalars['String']['output'];
+  module: Scalars['String']['output'];
+  name: Scalars['String']['output'];
+  table: Scalars['String']['output'];
+  topic: Scalars['String']['output'];
+  updatedAt: Scalars['DateTime']['output'];
+};
+
+/** The WAL reader of a source database, as the instance that leads it last reported. */
+export type CdcReaderStatus = {
+  __typename?: 'CdcReaderStatus';
+  /** WAL written after the confirmed position, in bytes. */
+  lagBytes: Maybe<Scalars['Float']['output']>;
+  /** Position confirmed to Postgres: everything before it is in the log. */
+  lastAcknowledgedLsn: Maybe<Scalars['String']['output']>;
+  lastError: Maybe<Scalars['String']['output']>;
+  /** This instance reads the slot. */
+  leading: Scalars['Boolean']['output'];
+  /** WAL the slot keeps on the source server, in bytes. */
+  retainedWalBytes: Maybe<Scalars['Float']['output']>;
+  /** starting, streaming, reconnecting, stopped or failed. */
+  state: Scalars['String']['output'];
+};
+
+/** An environment's CDC source database (its password is never returned). */
+export type CdcSource = {
+  __typename?: 'CdcSource';
+  database: Scalars['String']['output'];
+  host: Scalars['String']['output'];
+  status: Maybe<CdcReaderStatus>;
+  updatedAt: Scalars['DateTime']['output'];
+  user: Scalars['String']['output'];
+};
+
+export type ChangeOperation =
+  | 'CREATED'
+  | 'DELETED'
+  | 'UPDATED';
+
 /** A raw broadcast on a channel: delivered to current members, not logged, not resumable. */
 export type ChannelMessage = {
   __typename?: 'ChannelMessage';
@@ -123,20 +167,42 @@ export type EventWhere = {
   or?: InputMaybe<Array<EventWhere>>;
 };
 
+/** One change of a model (seed 004): the full record after it; for a delete, what the table sends (its key at least). */
+export type ModelChange = {
+  __typename?: 'ModelChange';
+  /** Pass as `after` to resume after this change. */
+  cursor: Scalars['String']['output'];
+  /** The entity key. */
+  id: Scalars['ID']['output'];
+  /** Commit time of the change in the source database. */
+  lastUpdatedAt: Scalars['DateTime']['output'];
+  model: Scalars['String']['output'];
+  operation: ChangeOperation;
+  record: Maybe<Scalars['JSON']['output']>;
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /** Sends `event` with `data` to the members of `channel` in the caller's scope. */
   broadcast: Scalars['Boolean']['output'];
   /** Creates a document at revision 1 (an id is generated when none is given). CONFLICT when the id exists. Needs `sync.{service}.write`. */
   createDocument: Document;
+  /** Admin: removes a mapping; false when there was none. */
+  deleteCdcMapping: Scalars['Boolean']['output'];
   /** Deletes a document; returns it as it was, with the revision of the deletion. */
   deleteDocument: Document;
   /** Deep-merges a JSON Merge Patch (RFC 7386) into a document: `null` removes a key. */
   mergeDocument: Document;
   /** Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin. */
   publish: Event;
+  /** Admin: stops reading the caller's environment's source (its mappings stay). */
+  removeCdcSource: Scalars['Boolean']['output'];
   /** Replaces the data of a document. */
   replaceDocument: Document;
+  /** Admin: creates or replaces a mapping (by name), checked against its table; applies without a restart. */
+  saveCdcMapping: CdcMapping;
+  /** Admin: points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION. */
+  setCdcSource: CdcSource;
 };
 
 
@@ -151,6 +217,11 @@ export type MutationCreateDocumentArgs = {
   data: Scalars['JSON']['input'];
   id: InputMaybe<Scalars['ID']['input']>;
   service: Scalars['String']['input'];
+};
+
+
+export type MutationDeleteCdcMappingArgs = {
+  name: Scalars['String']['input'];
 };
 
 
@@ -183,6 +254,16 @@ export type MutationReplaceDocumentArgs = {
   service: Scalars['String']['input'];
 };
 
+
+export type MutationSaveCdcMappingArgs = {
+  mapping: Scalars['JSON']['input'];
+};
+
+
+export type MutationSetCdcSourceArgs = {
+  databaseUrl: Scalars['String']['input'];
+};
+
 export type PageInfo = {
   __typename?: 'PageInfo';
   endCursor: Maybe<Scalars['String']['output']>;
@@ -191,6 +272,10 @@ export type PageInfo = {
 
 export type Query = {
   __typename?: 'Query';
+  /** Admin: the caller's environment's mappings, by name. */
+  cdcMappings: Array<CdcMapping>;
+  /** Admin: the caller's environment's CDC source, or null. */
+  cdcSource: Maybe<CdcSource>;
   /** A document, or null when there is none. Needs `sync.{service}.read`. */
   document: Maybe<Document>;
   /** A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). */
@@ -232,12 +317,21 @@ export type ReturnMode =
 
 export type Subscription = {
   __typename?: 'Subscription';
+  /** Every change of a model in the caller's tenant, optionally filtered (`{ "status": "eq.active" }`: eq, neq, gt, gte, lt, lte, in.(a,b), is.null, is.notnull, all combined with AND). Needs `{module}.{model}.read`; without it the subscription stays silent. Resumable with `after`. */
+  changes: ModelChange;
   /** Joins a channel in the caller's scope. */
   channel: ChannelMessage;
   /** A live document: first its snapshot (revision R), then every change after R, in revision order, with nothing lost or repeated in between — even under concurrent writes. Needs `sync.{service}.read`; without it the subscription stays silent. */
   document: DocumentChange;
   /** The events of a topic in the caller's scope. Needs `<prefix>.read` for a prefix of the topic (or role admin); without it the subscription stays silent. With `after`, first replays what followed that cursor, then continues live, with no gap and no duplicate; a cursor that cannot be resumed (expired, unknown, another history) ends the subscription with RESYNC_REQUIRED. */
   events: Event;
+};
+
+
+export type SubscriptionChangesArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  filter: InputMaybe<Scalars['JSON']['input']>;
+  model: Scalars['String']['input'];
 };
 
 

@@ -1,4 +1,5 @@
 import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
+import type { Scope } from '../scope.ts';
 import type { StreamRef } from '../stream.ts';
 
 /**
@@ -20,6 +21,13 @@ export interface EventLog {
    * stream's epoch if it has none. Reading after it returns only later events.
    */
   head(stream: StreamRef): Promise<string>;
+  /**
+   * Forgets the history of every stream `match` selects and gives it a new epoch, so every cursor
+   * into it gets RESYNC_REQUIRED and live subscribers resync at its next event. For a source
+   * that lost events before they reached the log (a replication slot recreated). Returns how many
+   * streams were renewed.
+   */
+  renewEpochs(match: (scope: Scope, topic: string) => boolean): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -26,7 +26,7 @@ interface MemoryStream {
  */
 export function createMemoryLog(options: MemoryLogOptions): EventLog {
   const { maxEvents, maxAgeMs } = options.retention;
-  const streams = new Map<string, MemoryStream>();
+  const streams = new Map<string, MemoryStream & { readonly ref: StreamRef }>();
 
   const trim = (stream: MemoryStream, now: number) => {
     const oldest = now - maxAgeMs;
@@ -47,7 +47,7 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
   const streamFor = (ref: StreamRef): MemoryStream => {
     let stream = streams.get(ref.key);
     if (!stream) {
-      stream = { epoch: newEpoch(), events: [], start: 0, firstSeq: 1, nextSeq: 1 };
+      stream = { ref, epoch: newEpoch(), events: [], start: 0, firstSeq: 1, nextSeq: 1 };
       streams.set(ref.key, stream);
     }
     return stream;
@@ -91,6 +91,15 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
     head(ref) {
       const stream = streamFor(ref);
       return Promise.resolve(encodeCursor(stream.epoch, String(stream.nextSeq - 1)));
+    },
+    renewEpochs(match) {
+      let renewed = 0;
+      for (const [key, stream] of streams) {
+        if (!match(stream.ref.scope, stream.ref.topic)) continue;
+        streams.delete(key);
+        renewed += 1;
+      }
+      return Promise.resolve(renewed);
     },
     close() {
       clearInterval(sweep);

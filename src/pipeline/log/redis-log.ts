@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
+import { parseStreamKey, streamOf } from '../stream.ts';
 import { defineScript } from '../redis-script.ts';
 import { comparePositions, decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
 import type { EventLog, LogRetention } from './event-log.ts';
@@ -131,6 +132,23 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       const keys = streamKeys(prefix, stream);
       const [epoch, last] = await unavailableOnFailure(head(keys.log, keys.epoch, newEpoch(), retention.maxAgeMs));
       return encodeCursor(epoch, last);
+    },
+
+    async renewEpochs(match) {
+      let renewed = 0;
+      let cursor = '0';
+      do {
+        const [next, keys] = await unavailableOnFailure(redis.scan(cursor, 'MATCH', `${prefix}{*}:epoch`, 'COUNT', 1000));
+        cursor = next;
+        for (const epochKey of keys) {
+          const stream = parseStreamKey(epochKey.slice(prefix.length + 1, -'}:epoch'.length));
+          if (!stream || !match(stream.scope, stream.topic)) continue;
+          const keysOfStream = streamKeys(prefix, streamOf(stream.scope, stream.topic));
+          await unavailableOnFailure(redis.del(keysOfStream.epoch, keysOfStream.log));
+          renewed += 1;
+        }
+      } while (cursor !== '0');
+      return renewed;
     },
 
     close: () => Promise.resolve(),

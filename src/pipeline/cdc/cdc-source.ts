@@ -1,0 +1,295 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../../logger.ts';
+import type { RawEventInput } from '../envelope.ts';
+import type { EventLog } from '../log/event-log.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import type { Scope } from '../scope.ts';
+import type { CdcStore, RawChangeRow } from './cdc-store.ts';
+import { createLeaderElection, type LeaderElection } from './leader-election.ts';
+import type { TableShape } from './mapping-check.ts';
+import { evaluateMapping, UnroutableRowError } from './mapping-evaluate.ts';
+import type { DomainMapping } from './mapping.ts';
+import type { RowChange, TransactionChunk } from './row-change.ts';
+import { withConnection } from './replication-setup.ts';
+import { createWalReader, type WalReader, type WalReaderStatus } from './wal-reader.ts';
+
+/**
+ * One source database: its WAL is read once (by the elected instance when Redis coordinates
+ * several) and every change is turned, by the mappings of each environment that points at this
+ * database, into domain events:
+ * - on the mapping's topic, with the mapping's payload, for `events(topic: …)`;
+ * - on the model stream `{module}.{model}`, as a model change (operation, id, full record,
+ *   commit time), for `changes(model: …)`.
+ * Both carry the same id, derived from the source, the change's LSN and the mapping, so a change
+ * received again after a crash is published again with the same id (delivery is at least once).
+ * The slot position is confirmed only after the events are in the log (see `wal-reader.ts`).
+ */
+export interface CdcBinding {
+  readonly scope: { readonly app: string; readonly env: string };
+  readonly mappings: readonly DomainMapping[];
+  /** Catalog entries of the mapped tables, by `schema.table`. */
+  readonly tables: ReadonlyMap<string, TableShape>;
+}
+
+export interface CdcSourceStatus extends WalReaderStatus {
+  readonly source: string;
+  /** This instance reads the slot. */
+  readonly leading: boolean;
+}
+
+export interface CdcSource {
+  readonly id: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Replaces the mappings in effect (they apply from the next transaction). */
+  setBindings(bindings: readonly CdcBinding[]): void;
+  status(): CdcSourceStatus;
+  /** Reader status with the slot's lag and retained WAL read now (leader only). */
+  inspect(): Promise<CdcSourceStatus>;
+}
+
+export interface CdcSourceOptions {
+  readonly databaseUrl: string;
+  readonly bindings: readonly CdcBinding[];
+  readonly router: EventRouter;
+  readonly log: EventLog;
+  readonly store: CdcStore;
+  readonly logger: Logger;
+  readonly slotName: string;
+  readonly publicationName: string;
+  /** Coordinates instances (leader election); absent: this instance always reads. */
+  readonly redis: Redis | undefined;
+  readonly keyPrefix: string;
+  /** Counts rows that matched a mapping but could not be routed safely. */
+  readonly onUnroutable?: (mapping: string) => void;
+}
+
+/** A source's id: a hash of its URL (never the URL itself, which holds a password). */
+export function sourceIdOf(databaseUrl: string): string {
+  return createHash('sha256').update(databaseUrl).digest('base64url').slice(0, 16);
+}
+
+/** The model stream a mapping's changes also go to (what `changes(model:)` reads). */
+export function modelTopic(mapping: Pick<DomainMapping, 'module' | 'model'>): string {
+  return `${mapping.module}.${mapping.model}`;
+}
+
+export function createCdcSource(options: CdcSourceOptions): CdcSource {
+  const id = sourceIdOf(options.databaseUrl);
+  const logger = options.logger.child({ component: 'cdc', source: id });
+  const { router, store } = options;
+  let bindings = options.bindings;
+  let reader: WalReader | undefined;
+  let election: LeaderElection | undefined;
+
+  const eventId = (change: RowChange, mapping: DomainMapping) =>
+    `evt_${createHash('sha256').update(`${id}|${change.lsn}|${mapping.name}`).digest('base64url').slice(0, 22)}`;
+
+  const handle = async (chunk: TransactionChunk): Promise<void> => {
+    const routed: Promise<unknown>[] = [];
+    const raw: RawChangeRow[] = [];
+    const lastUpdatedAt = chunk.commitTime.toISOString();
+    for (const change of chunk.changes) {
+      raw.push({ source: id, commitLsn: chunk.commitLsn, xid: chunk.xid, change });
+      const table = `${change.table.schema}.${change.table.name}`;
+      for (const binding of bindings) {
+        for (const mapping of binding.mappings) {
+          let mapped;
+          try {
+            mapped = evaluateMapping(mapping, change, { primaryKey: binding.tables.get(table)?.primaryKey ?? change.keyColumns });
+          } catch (error) {
+            if (!(error instanceof UnroutableRowError)) throw error;
+            logger.warn({ mapping: mapping.name, reason: error.reason, err: error }, 'row change not routed');
+            options.onUnroutable?.(mapping.name);
+            continue;
+          }
+          if (!mapped) continue;
+          const scope: Scope = { app: binding.scope.app, env: binding.scope.env, tenant: mapped.tenant };
+          const common: Omit<RawEventInput, 'topic' | 'type' | 'payload'> = {
+            id: eventId(change, mapping),
+            source: 'database',
+            scope,
+            entity: `${table}/${mapped.entityKey}`,
+            table,
+            operation: change.operation,
+          };
+          routed.push(
+            router.route({
+              ...common,
+              topic: modelTopic(mapping),
+              type: mapped.type,
+              payload: { operation: mapped.operation, model: mapping.model, id: mapped.entityKey, record: mapped.record, lastUpdatedAt },
+            }),
+            router.route({ ...common, topic: mapped.topic, type: mapped.type, payload: mapped.payload }),
+          );
+        }
+      }
+    }
+    await Promise.all(routed);
+    // Kept for audit; the events are already in the log, so a failure here is logged, not retried.
+    await store.appendRawChanges(raw).catch((error: unknown) => logger.warn({ err: error }, 'raw changes not stored'));
+  };
+
+  /** Streams whose history a lost slot made incomplete: every topic of every mapping of this source. */
+  const renewEpochs = async () => {
+    const matchers = bindings.map((binding) => ({
+      scope: binding.scope,
+      topics: binding.mappings.flatMap((mapping) => [topicPattern(modelTopic(mapping)), topicPattern(mapping.topic)]),
+    }));
+    const renewed = await options.log.renewEpochs((scope, topic) =>
+      matchers.some((m) => m.scope.app === scope.app && m.scope.env === scope.env && m.topics.some((pattern) => pattern.test(topic))),
+    );
+    logger.warn({ renewed }, 'replication slot was recreated: changes may be missing; streams get a new epoch (clients resync)');
+  };
+
+  /**
+   * Starts the reader, retrying with a capped backoff until it streams or `signal` aborts (this
+   * instance stopped leading, or stopped). A walsender left on the slot by a previous leader is
+   * terminated first: that leader's lease has expired, and the slot serves one reader at a time.
+   */
+  const runReader = async (leader: string | null, signal: AbortSignal) => {
+    for (let attempt = 0; !signal.aborted; attempt += 1) {
+      try {
+        const previous = await store.getStatus(id);
+        await withConnection(options.databaseUrl, (client) =>
+          client.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active', [options.slotName]),
+        );
+        if (signal.aborted) return;
+        const next = createWalReader({
+          connectionString: options.databaseUrl,
+          slotName: options.slotName,
+          publicationName: options.publicationName,
+          expectExistingSlot: previous?.lastLsn != null,
+          logger,
+          handle,
+          onSlotCreated: async ({ recreated }) => {
+            if (recreated) await renewEpochs();
+          },
+        });
+        reader = next;
+        await next.start();
+        await store.saveStatus({ ...statusRecord(next.status()), leader });
+        return;
+      } catch (error) {
+        const failed = reader;
+        reader = undefined;
+        await failed?.stop();
+        lastStartError = error instanceof Error ? error.message : String(error);
+        logger.error({ err: error, attempt }, 'CDC reader could not start; retrying');
+        await store.saveStatus({ ...statusRecord(idleStatus()), state: 'failed', lastError: lastStartError, leader }).catch(() => undefined);
+        await delay(Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempt), signal);
+      }
+    }
+  };
+
+  let running: { controller: AbortController; done: Promise<void> } | undefined;
+  let lastStartError: string | null = null;
+
+  const startReader = (leader: string | null, signal?: AbortSignal) => {
+    const controller = new AbortController();
+    signal?.addEventListener('abort', () => controller.abort(), { once: true });
+    running = { controller, done: runReader(leader, controller.signal) };
+  };
+
+  const stopReader = async () => {
+    const current = running;
+    running = undefined;
+    current?.controller.abort();
+    await current?.done;
+    const stopped = reader;
+    reader = undefined;
+    await stopped?.stop();
+  };
+
+  const statusRecord = (status: WalReaderStatus) => ({
+    source: id,
+    state: status.state,
+    leader: null,
+    lastLsn: status.lastAcknowledgedLsn,
+    lagBytes: status.lagBytes,
+    retainedWalBytes: status.retainedWalBytes,
+    lastError: status.lastError,
+  });
+
+  const idleStatus = (): CdcSourceStatus => ({
+    source: id,
+    leading: false,
+    state: 'stopped',
+    lastReceivedLsn: null,
+    lastAcknowledgedLsn: null,
+    lagBytes: null,
+    retainedWalBytes: null,
+    lastError: lastStartError,
+  });
+
+  return {
+    id,
+    async start() {
+      if (!options.redis) {
+        startReader(null);
+        return;
+      }
+      election = createLeaderElection({
+        redis: options.redis,
+        key: `${options.keyPrefix}cdc:leader:${id}`,
+        logger,
+        onElected: (lease) => {
+          logger.info({ fencingToken: lease.fencingToken }, 'leading the CDC reader');
+          startReader(lease.holderId, lease.signal);
+        },
+        onDemoted: async (_lease, reason) => {
+          logger.info({ reason }, 'no longer leading the CDC reader');
+          await stopReader();
+        },
+      });
+      await election.start();
+    },
+
+    async stop() {
+      await election?.stop();
+      await stopReader();
+    },
+
+    setBindings(next) {
+      bindings = next;
+    },
+
+    status() {
+      return reader ? { ...reader.status(), source: id, leading: true } : idleStatus();
+    },
+
+    async inspect() {
+      if (!reader) return idleStatus();
+      const status = await reader.inspect();
+      await store.saveStatus({ ...statusRecord(status), leader: election?.holderId ?? null }).catch(() => undefined);
+      return { ...status, source: id, leading: true };
+    },
+  };
+}
+
+const RETRY_FIRST_MS = 200;
+const RETRY_MAX_MS = 5000;
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** A topic template as a pattern: `{…}` placeholders match one segment. */
+function topicPattern(template: string): RegExp {
+  const source = template
+    .split(/(\{[^}]*\})/)
+    .map((part) => (part.startsWith('{') ? '[^.]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^${source}$`);
+}

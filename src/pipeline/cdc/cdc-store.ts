@@ -1,0 +1,193 @@
+import type { Database } from '../../db/database.ts';
+import { parseMapping, type DomainMapping } from './mapping.ts';
+import type { RowChange } from './row-change.ts';
+
+/**
+ * What CDC keeps in the platform database (migration 0003): each environment's source database,
+ * its mappings, the readers' status and the raw changes (bounded retention).
+ */
+export interface CdcSourceRecord {
+  readonly app: string;
+  readonly env: string;
+  readonly databaseUrl: string;
+  readonly updatedAt: Date;
+}
+
+export interface StoredMapping {
+  readonly app: string;
+  readonly env: string;
+  readonly mapping: DomainMapping;
+  readonly updatedAt: Date;
+}
+
+export interface ReaderStatusRecord {
+  readonly source: string;
+  readonly state: string;
+  readonly leader: string | null;
+  readonly lastLsn: string | null;
+  readonly lagBytes: number | null;
+  readonly retainedWalBytes: number | null;
+  readonly lastError: string | null;
+  readonly updatedAt: Date;
+}
+
+export interface RawChangeRow {
+  readonly source: string;
+  readonly commitLsn: string;
+  readonly xid: number;
+  readonly change: RowChange;
+}
+
+export interface CdcStore {
+  listSources(): Promise<CdcSourceRecord[]>;
+  getSource(app: string, env: string): Promise<CdcSourceRecord | undefined>;
+  setSource(app: string, env: string, databaseUrl: string): Promise<CdcSourceRecord>;
+  removeSource(app: string, env: string): Promise<boolean>;
+  /** Mappings of one environment, or of all when omitted, by name. */
+  listMappings(scope?: { app: string; env: string }): Promise<StoredMapping[]>;
+  saveMapping(app: string, env: string, mapping: DomainMapping): Promise<StoredMapping>;
+  deleteMapping(app: string, env: string, name: string): Promise<boolean>;
+  /** Changes whenever a source or mapping is saved or removed: what readers poll to reload. */
+  version(): Promise<string>;
+  saveStatus(status: Omit<ReaderStatusRecord, 'updatedAt'>): Promise<void>;
+  getStatus(source: string): Promise<ReaderStatusRecord | undefined>;
+  appendRawChanges(rows: readonly RawChangeRow[]): Promise<void>;
+  /** Deletes raw changes received before `before`, at most `limit`; returns how many. */
+  pruneRawChanges(before: Date, limit: number): Promise<number>;
+}
+
+type SourceRow = { app: string; env: string; database_url: string; updated_at: Date };
+type MappingRow = { app: string; env: string; definition: unknown; updated_at: Date };
+type StatusRow = {
+  source: string;
+  state: string;
+  leader: string | null;
+  last_lsn: string | null;
+  lag_bytes: string | null;
+  retained_wal_bytes: string | null;
+  last_error: string | null;
+  updated_at: Date;
+};
+
+export function createCdcStore(db: Database): CdcStore {
+  const toSource = (row: SourceRow): CdcSourceRecord => ({ app: row.app, env: row.env, databaseUrl: row.database_url, updatedAt: row.updated_at });
+  // Stored definitions were validated on save; parsing again gives the normalized, typed form.
+  const toMapping = (row: MappingRow): StoredMapping => ({ app: row.app, env: row.env, mapping: parseMapping(row.definition), updatedAt: row.updated_at });
+
+  return {
+    async listSources() {
+      const { rows } = await db.query<SourceRow>('SELECT app, env, database_url, updated_at FROM cdc_sources ORDER BY app, env');
+      return rows.map(toSource);
+    },
+
+    async getSource(app, env) {
+      const { rows } = await db.query<SourceRow>('SELECT app, env, database_url, updated_at FROM cdc_sources WHERE app = $1 AND env = $2', [app, env]);
+      return rows[0] && toSource(rows[0]);
+    },
+
+    async setSource(app, env, databaseUrl) {
+      const { rows } = await db.query<SourceRow>(
+        `INSERT INTO cdc_sources (app, env, database_url) VALUES ($1, $2, $3)
+         ON CONFLICT (app, env) DO UPDATE SET database_url = excluded.database_url, updated_at = now()
+         RETURNING app, env, database_url, updated_at`,
+        [app, env, databaseUrl],
+      );
+      return toSource(rows[0]!);
+    },
+
+    async removeSource(app, env) {
+      return (await db.query('DELETE FROM cdc_sources WHERE app = $1 AND env = $2', [app, env])).rowCount > 0;
+    },
+
+    async listMappings(scope) {
+      const { rows } = scope
+        ? await db.query<MappingRow>('SELECT app, env, definition, updated_at FROM cdc_mappings WHERE app = $1 AND env = $2 ORDER BY name', [scope.app, scope.env])
+        : await db.query<MappingRow>('SELECT app, env, definition, updated_at FROM cdc_mappings ORDER BY app, env, name');
+      return rows.map(toMapping);
+    },
+
+    async saveMapping(app, env, mapping) {
+      const { rows } = await db.query<MappingRow>(
+        `INSERT INTO cdc_mappings (app, env, name, definition) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (app, env, name) DO UPDATE SET definition = excluded.definition, updated_at = now()
+         RETURNING app, env, definition, updated_at`,
+        [app, env, mapping.name, JSON.stringify(mapping)],
+      );
+      return toMapping(rows[0]!);
+    },
+
+    async deleteMapping(app, env, name) {
+      return (await db.query('DELETE FROM cdc_mappings WHERE app = $1 AND env = $2 AND name = $3', [app, env, name])).rowCount > 0;
+    },
+
+    async version() {
+      const { rows } = await db.query<{ version: string }>(
+        `SELECT (SELECT count(*) || '@' || coalesce(max(updated_at)::text, '') FROM cdc_sources) || '/' ||
+                (SELECT count(*) || '@' || coalesce(max(updated_at)::text, '') FROM cdc_mappings) AS version`,
+      );
+      return rows[0]!.version;
+    },
+
+    async saveStatus(status) {
+      await db.query(
+        `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, last_error, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+         ON CONFLICT (source) DO UPDATE SET state = excluded.state, leader = excluded.leader,
+           last_lsn = coalesce(excluded.last_lsn, cdc_reader_status.last_lsn), lag_bytes = excluded.lag_bytes,
+           retained_wal_bytes = excluded.retained_wal_bytes, last_error = excluded.last_error, updated_at = now()`,
+        [status.source, status.state, status.leader, status.lastLsn, status.lagBytes, status.retainedWalBytes, status.lastError],
+      );
+    },
+
+    async getStatus(source) {
+      const { rows } = await db.query<StatusRow>(
+        'SELECT source, state, leader, last_lsn, lag_bytes::text, retained_wal_bytes::text, last_error, updated_at FROM cdc_reader_status WHERE source = $1',
+        [source],
+      );
+      const row = rows[0];
+      return (
+        row && {
+          source: row.source,
+          state: row.state,
+          leader: row.leader,
+          lastLsn: row.last_lsn,
+          lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes),
+          retainedWalBytes: row.retained_wal_bytes === null ? null : Number(row.retained_wal_bytes),
+          lastError: row.last_error,
+          updatedAt: row.updated_at,
+        }
+      );
+    },
+
+    async appendRawChanges(rows) {
+      if (rows.length === 0) return;
+      // One statement per batch: arrays unnested into rows.
+      await db.query(
+        `INSERT INTO cdc_events (source, lsn, commit_lsn, xid, table_name, operation, new_row, old_row)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[], $8::jsonb[])`,
+        [
+          rows.map((row) => row.source),
+          rows.map((row) => row.change.lsn),
+          rows.map((row) => row.commitLsn),
+          rows.map((row) => row.xid),
+          rows.map((row) => `${row.change.table.schema}.${row.change.table.name}`),
+          rows.map((row) => row.change.operation),
+          rows.map((row) => (row.change.new === undefined ? null : JSON.stringify(row.change.new, jsonSafe))),
+          rows.map((row) => (row.change.old === undefined ? null : JSON.stringify(row.change.old, jsonSafe))),
+        ],
+      );
+    },
+
+    async pruneRawChanges(before, limit) {
+      const { rowCount } = await db.query('DELETE FROM cdc_events WHERE id IN (SELECT id FROM cdc_events WHERE received_at < $1 LIMIT $2)', [before, limit]);
+      return rowCount;
+    },
+  };
+}
+
+/** Column values as JSON: bigints as text, byte arrays as hex. */
+export function jsonSafe(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof Uint8Array) return `\\x${Buffer.from(value).toString('hex')}`;
+  return value;
+}

@@ -1,0 +1,186 @@
+/**
+ * Domain mappings: the declarative rules that turn one decoded row change into one domain event
+ * (seed 000 "Mapping Evaluator", issue 5 §3). Pure: parse (here), check against a table
+ * (`mapping-check.ts`), evaluate (`mapping-evaluate.ts`); `mapping-compile.ts` holds the compiler
+ * the three share and the size limits.
+ *
+ * A mapping, as JSON (`parseMapping` validates it and reports the path of the first bad field):
+ *
+ *   { "name": "contacts-by-status", "table": "crm.contacts",        // "table" alone means public.table
+ *     "events": ["insert", "update", "delete"],
+ *     "when": { "or": [{ "changed": "status" }, { "eq": ["$row.vip", true] }] },   // optional
+ *     "topic": "crm.contacts.{$row.status}",                            // plain or templated
+ *     "payload": { "id": "$row.id", "before": { "status": "$old.status" }, "source": "crm" }, // optional
+ *     "module": "crm", "model": "contacts",          // permission `crm.contacts.read` (`mappingPermission`)
+ *     "tenantColumn": "tenant_id",                   // optional: the column holding the tenant id
+ *     "key": ["id"],                                 // optional: the entity key (default: see `key` below)
+ *     "type": "contact.changed" }                    // optional: default `{model}.created|updated|deleted`
+ *
+ * Names are matched as the catalog stores them (case-sensitive): identifiers of 1–63 letters,
+ * digits, `_` or `$`, not starting with a digit.
+ *
+ * References. `$row.col` is the row after the change (for a delete: the row as it was);
+ * `$old.col` the row before it (null on insert; the same as `$row` on delete). A string value
+ * starting with `$` must be a reference; write `$$` for a literal leading `$` (`"$$5"` is "$5").
+ *
+ * Conditions (`when`), one operator per object:
+ *
+ *   Condition := { "changed": Column }            the column's value changed
+ *              | { "eq": [Operand, Operand] }     equal (JSON equality; numbers, bigints and
+ *                                                 decimal strings compare by value)
+ *              | { "in": [Operand, [Literal, …]] } equal to one of 1–100 literals (taken verbatim)
+ *              | { "and": [Condition, …] } | { "or": [Condition, …] }   1–64 children
+ *              | { "not": Condition }
+ *   Operand   := "$row.col" | "$old.col" | Literal
+ *   Literal   := string | number | boolean | null
+ *
+ * At most `MAX_CONDITION_DEPTH` levels and `MAX_CONDITION_NODES` operators (`mapping-compile.ts`).
+ * How values Postgres does not send are treated, and how templated topics are encoded, is
+ * described in `mapping-evaluate.ts`.
+ */
+import { z } from 'zod';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+import {
+  compileCondition,
+  compiled,
+  compilePayloadRoot,
+  compileTopic,
+  contextOf,
+  formatPath,
+  IDENTIFIER,
+  IDENTIFIER_TEXT,
+  isValidName,
+  type Literal,
+} from './mapping-compile.ts';
+import type { RowOperation, TableRef } from './row-change.ts';
+
+/** A reference (`$row.col`, `$old.col`), an escaped literal (`$$…`) or a literal. */
+export type Operand = Literal;
+
+export type Condition =
+  | { readonly changed: string }
+  | { readonly eq: readonly [Operand, Operand] }
+  | { readonly in: readonly [Operand, readonly Literal[]] }
+  | { readonly and: readonly Condition[] }
+  | { readonly or: readonly Condition[] }
+  | { readonly not: Condition };
+
+/** Payload values: references, literals, lists and nested objects. */
+export type PayloadValue = Operand | readonly PayloadValue[] | { readonly [key: string]: PayloadValue };
+export type PayloadTemplate = { readonly [key: string]: PayloadValue };
+
+export interface DomainMapping {
+  /** Unique name of the mapping, for logs and admin. */
+  readonly name: string;
+  /** Always qualified after parsing: `schema.table`. */
+  readonly table: string;
+  /** Distinct, in the given order. */
+  readonly events: readonly RowOperation[];
+  readonly when?: Condition;
+  /** A topic name, or a template with `{$row.col}` / `{$old.col}` placeholders. */
+  readonly topic: string;
+  /** Absent: the payload is the full record. */
+  readonly payload?: PayloadTemplate;
+  readonly module: string;
+  readonly model: string;
+  readonly tenantColumn?: string;
+  /**
+   * The columns whose values identify the entity (its events are ordered per entity). Absent: the
+   * table's primary key (which the caller passes to `evaluateMapping`), else the change's key
+   * columns (the table's replica identity).
+   */
+  readonly key?: readonly string[];
+  /** Absent: `{model}.created`, `{model}.updated` or `{model}.deleted`. */
+  readonly type?: string;
+}
+
+const TABLE = /^(?:([A-Za-z_][A-Za-z0-9_$]{0,62})\.)?([A-Za-z_][A-Za-z0-9_$]{0,62})$/;
+const MAPPING_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+const PART_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/;
+const PART_NAME_TEXT = 'use 1–63 letters, digits, _ or -, starting with a letter';
+
+const MappingSchema = z.strictObject({
+  name: z.string().regex(MAPPING_NAME, { error: 'use 1–100 letters, digits, _ . -, starting with a letter or digit' }),
+  table: z.string().transform((text, ctx) => {
+    const match = TABLE.exec(text);
+    if (match === null) {
+      ctx.addIssue({ code: 'custom', message: `use "schema.table" or "table", each ${IDENTIFIER_TEXT}` });
+      return z.NEVER;
+    }
+    return `${match[1] ?? 'public'}.${match[2] ?? ''}`;
+  }),
+  events: z
+    .array(z.enum(['insert', 'update', 'delete']))
+    .min(1, { error: 'list at least one of insert, update, delete' })
+    .max(3)
+    .transform((events) => [...new Set(events)]),
+  when: z
+    .unknown()
+    .optional()
+    .superRefine((when, ctx) => {
+      if (when !== undefined) compileCondition(when, ['when'], contextOf(ctx), 1);
+    }),
+  topic: z.string().superRefine((topic, ctx) => void compileTopic(topic, contextOf(ctx))),
+  payload: z
+    .unknown()
+    .optional()
+    .superRefine((payload, ctx) => {
+      if (payload !== undefined) compilePayloadRoot(payload, contextOf(ctx));
+    }),
+  module: z.string().regex(PART_NAME, { error: PART_NAME_TEXT }),
+  model: z.string().regex(PART_NAME, { error: PART_NAME_TEXT }),
+  tenantColumn: z.string().regex(IDENTIFIER, { error: `expected ${IDENTIFIER_TEXT}` }).optional(),
+  key: z
+    .array(z.string().regex(IDENTIFIER, { error: `expected ${IDENTIFIER_TEXT}` }))
+    .min(1)
+    .max(32)
+    .refine((columns) => new Set(columns).size === columns.length, { error: 'key columns must be distinct' })
+    .optional(),
+  type: z
+    .string()
+    .refine((type) => isValidName('type', type), {
+      error: 'use 1–200 letters, digits and _ . : / -, starting with a letter or digit',
+    })
+    .optional(),
+});
+
+/**
+ * Validates a mapping (e.g. an admin mutation's JSON) and returns it normalized: qualified table,
+ * distinct events, private copies of `when` and `payload`. Throws BAD_USER_INPUT whose message
+ * lists the problems and whose `details.path` is the first bad field (`when.and[1].eq[0]`).
+ */
+export function parseMapping(input: unknown): DomainMapping {
+  const result = MappingSchema.safeParse(input);
+  if (!result.success) {
+    const issues = result.error.issues.slice(0, 10).map((issue) => ({
+      path: formatPath(issue.path),
+      message: issue.message,
+    }));
+    const text = issues.map(({ path, message }) => (path === '' ? message : `${path}: ${message}`)).join('; ');
+    throw new TributaryError(ErrorCode.BAD_USER_INPUT, `Invalid mapping: ${text}`, {
+      details: { field: 'mapping', path: issues[0]?.path ?? '', issues },
+    });
+  }
+  const { when, payload, tenantColumn, key, type, ...rest } = result.data;
+  const mapping: DomainMapping = {
+    ...rest,
+    ...(when === undefined ? {} : { when: structuredClone(when) as Condition }),
+    ...(payload === undefined ? {} : { payload: structuredClone(payload) as PayloadTemplate }),
+    ...(tenantColumn === undefined ? {} : { tenantColumn }),
+    ...(key === undefined ? {} : { key }),
+    ...(type === undefined ? {} : { type }),
+  };
+  compiled(mapping);
+  return mapping;
+}
+
+/** The permission a model subscription to this mapping's model needs (seed 004). */
+export function mappingPermission(mapping: Pick<DomainMapping, 'module' | 'model'>): string {
+  return `${mapping.module}.${mapping.model}.read`;
+}
+
+export function mappingTable(mapping: Pick<DomainMapping, 'table'>): TableRef {
+  const dot = mapping.table.indexOf('.');
+  if (dot < 0) return { schema: 'public', name: mapping.table };
+  return { schema: mapping.table.slice(0, dot), name: mapping.table.slice(dot + 1) };
+}

@@ -1,0 +1,259 @@
+/**
+ * Model-subscription filters (seed 004 "Subscription with filter", issue 5 §4):
+ * `changes(model: "contacts", filter: { "status": "eq.active", "age": "gte.18" })`. Parsed once at
+ * subscribe time; matching a record then allocates nothing.
+ *
+ * Grammar (PostgREST's operators), every clause AND-combined:
+ *
+ *   Filter := { Column: Clause | [Clause, …] }   at most 20 clauses in all; a list puts several
+ *                                                clauses on one column ("age": ["gte.18", "lt.65"])
+ *   Clause := ("eq" | "neq" | "gt" | "gte" | "lt" | "lte") "." Value
+ *           | "in.(" Item ("," Item)* ")"        1–100 items
+ *           | "is.null" | "is.notnull"
+ *   Item   := text without , ( ) "  (surrounding spaces trimmed)
+ *           | '"' text '"'                        (\" and \\ escape; may hold , ( ) and spaces)
+ *   Column := 1–63 letters, digits, _ or $, not starting with a digit
+ *   Value  := any text (`eq.` is the empty string); a clause has at most 500 characters
+ *
+ * `null` or an absent filter matches every record; `{}` too.
+ *
+ * Matching a record value against a clause's text:
+ * - a missing column (or one holding `undefined`) matches nothing, not even `neq` or `is.null`;
+ * - `null` matches only `is.null` (SQL: NULL is neither equal nor unequal to anything);
+ * - numbers and bigints compare numerically with a numeric text (`-12`, `3.5`, `1e3`), and never
+ *   match a non-numeric one (only `neq` holds);
+ * - strings compare numerically when both sides are decimal numbers without leading zeros (an
+ *   int8 or numeric column decoded as "10" is >= "9"; a zip code "01234" stays text), otherwise
+ *   by code units, like the event filters (`dispatch/filter.ts`);
+ * - booleans equal `true` / `false` (false < true); dates compare by instant with an ISO date;
+ * - anything else (objects, lists, bytes) only satisfies `neq`.
+ */
+import { ErrorCode, TributaryError } from '../../errors.ts';
+
+export type ModelFilterOperator = 'eq' | 'neq' | 'gt' | 'gte' | 'lt' | 'lte' | 'in' | 'is.null' | 'is.notnull';
+
+/** A clause's value, pre-parsed in every form a record value might be compared in. */
+export interface ModelFilterOperand {
+  readonly text: string;
+  /** NaN when the text is not a finite number. */
+  readonly number: number;
+  /** Set when the text is an integer, for exact bigint comparisons. */
+  readonly integer: bigint | undefined;
+  readonly boolean: boolean | undefined;
+  /** Milliseconds since the epoch when the text is an ISO date or timestamp; NaN otherwise. */
+  readonly time: number;
+}
+
+export interface ModelFilterClause {
+  readonly column: string;
+  readonly operator: ModelFilterOperator;
+  /** One operand; `in`: the list's items; `is.*`: none. */
+  readonly operands: readonly ModelFilterOperand[];
+}
+
+export interface ModelFilter {
+  /** A record matches when it matches every clause; no clauses match everything. */
+  readonly clauses: readonly ModelFilterClause[];
+}
+
+export const MAX_FILTER_CLAUSES = 20;
+export const MAX_FILTER_CLAUSE_LENGTH = 500;
+export const MAX_FILTER_IN_ITEMS = 100;
+
+const COLUMN = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
+const NUMBER = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?$/;
+const INTEGER = /^-?(?:0|[1-9][0-9]*)$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
+const OPERATORS_TEXT = 'eq, neq, gt, gte, lt, lte, in, is';
+
+const MATCH_ALL: ModelFilter = Object.freeze({ clauses: Object.freeze([]) });
+
+/** Validates a client's filter; throws BAD_USER_INPUT (`field: 'filter'`) naming the bad column. */
+export function parseModelFilter(input: unknown): ModelFilter {
+  if (input === null || input === undefined) return MATCH_ALL;
+  if (!isPlainObject(input)) throw invalid(undefined, 'expected an object such as { "status": "eq.active" }');
+  const columns = Object.keys(input);
+  if (columns.length > MAX_FILTER_CLAUSES) {
+    throw invalid(undefined, `at most ${MAX_FILTER_CLAUSES} clauses (got ${columns.length} columns)`);
+  }
+  const clauses: ModelFilterClause[] = [];
+  for (const column of columns) {
+    if (column === '') throw invalid(column, 'an empty column name');
+    if (!COLUMN.test(column)) {
+      throw invalid(column, 'a column name is 1–63 letters, digits, _ or $, not starting with a digit');
+    }
+    const spec = input[column];
+    const specs: readonly unknown[] = Array.isArray(spec) ? spec : [spec];
+    if (specs.length === 0) throw invalid(column, 'an empty list of clauses');
+    if (clauses.length + specs.length > MAX_FILTER_CLAUSES) {
+      throw invalid(column, `a filter has at most ${MAX_FILTER_CLAUSES} clauses`);
+    }
+    for (const one of specs) clauses.push(parseClause(column, one));
+  }
+  return Object.freeze({ clauses: Object.freeze(clauses) });
+}
+
+/** True when the record matches every clause. Allocation-free (bar >15-digit integer strings). */
+export function matchesModelFilter(filter: ModelFilter, record: Readonly<Record<string, unknown>>): boolean {
+  const clauses = filter.clauses;
+  for (let i = 0; i < clauses.length; i++) {
+    if (!matchesClause(clauses[i] as ModelFilterClause, record)) return false;
+  }
+  return true;
+}
+
+function invalid(column: string | undefined, message: string): TributaryError {
+  const where = column === undefined ? '' : ` on ${JSON.stringify(column.slice(0, 64))}`;
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, `Invalid filter${where}: ${message}`, {
+    details: { field: 'filter' },
+  });
+}
+
+function isPlainObject(value: unknown): value is Readonly<Record<string, unknown>> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+function parseClause(column: string, spec: unknown): ModelFilterClause {
+  if (typeof spec !== 'string') throw invalid(column, 'expected "operator.value", e.g. "eq.active" or "gte.18"');
+  if (spec.length > MAX_FILTER_CLAUSE_LENGTH) {
+    throw invalid(column, `a clause has at most ${MAX_FILTER_CLAUSE_LENGTH} characters`);
+  }
+  const dot = spec.indexOf('.');
+  const operator = dot < 0 ? spec : spec.slice(0, dot);
+  const rest = dot < 0 ? undefined : spec.slice(dot + 1);
+  switch (operator) {
+    case 'eq':
+    case 'neq':
+    case 'gt':
+    case 'gte':
+    case 'lt':
+    case 'lte':
+      if (rest === undefined) throw invalid(column, `expected "${operator}.<value>"`);
+      return freeze(column, operator, [rest]);
+    case 'in':
+      if (rest === undefined) throw invalid(column, 'expected "in.(a,b,…)"');
+      return freeze(column, operator, parseList(column, rest));
+    case 'is':
+      if (rest === 'null') return freeze(column, 'is.null', []);
+      if (rest === 'notnull') return freeze(column, 'is.notnull', []);
+      throw invalid(column, 'use "is.null" or "is.notnull"');
+    default:
+      throw invalid(column, `unknown operator ${JSON.stringify(operator.slice(0, 20))}; use one of ${OPERATORS_TEXT}`);
+  }
+}
+
+function freeze(column: string, operator: ModelFilterOperator, texts: readonly string[]): ModelFilterClause {
+  return Object.freeze({ column, operator, operands: Object.freeze(texts.map(operandOf)) });
+}
+
+/** `(a, b, "c,d")` → items; quoted items keep their spaces and may hold `, ( )`. */
+function parseList(column: string, text: string): string[] {
+  if (!text.startsWith('(') || !text.endsWith(')') || text.length < 2) throw invalid(column, 'expected "in.(a,b,…)"');
+  const body = text.slice(1, -1);
+  if (body.trim() === '') throw invalid(column, 'an in-list needs at least one value');
+  const items: string[] = [];
+  let i = 0;
+  for (;;) {
+    while (body[i] === ' ') i++;
+    if (body[i] === '"') {
+      let item = '';
+      for (i++; i < body.length && body[i] !== '"'; i++) {
+        if (body[i] === '\\') i++;
+        item += body[i] ?? '';
+      }
+      if (i >= body.length) throw invalid(column, 'an in-list value is missing its closing quote');
+      for (i++; body[i] === ' '; ) i++;
+      items.push(item);
+    } else {
+      let end = body.indexOf(',', i);
+      if (end < 0) end = body.length;
+      const item = body.slice(i, end).trim();
+      if (item === '') throw invalid(column, 'an empty in-list value; write "" for the empty string');
+      if (/[()"]/.test(item)) throw invalid(column, 'quote in-list values that contain ( ) or "');
+      items.push(item);
+      i = end;
+    }
+    if (items.length > MAX_FILTER_IN_ITEMS) throw invalid(column, `an in-list has at most ${MAX_FILTER_IN_ITEMS} values`);
+    if (i >= body.length) return items;
+    if (body[i] !== ',') throw invalid(column, 'expected "," between in-list values');
+    i++;
+  }
+}
+
+function operandOf(text: string): ModelFilterOperand {
+  const number = NUMBER.test(text) ? Number(text) : NaN;
+  return Object.freeze({
+    text,
+    number: Number.isFinite(number) ? number : NaN,
+    integer: INTEGER.test(text) ? BigInt(text) : undefined,
+    boolean: text === 'true' ? true : text === 'false' ? false : undefined,
+    time: ISO_TIME.test(text) ? Date.parse(text) : NaN,
+  });
+}
+
+function matchesClause(clause: ModelFilterClause, record: Readonly<Record<string, unknown>>): boolean {
+  if (!Object.hasOwn(record, clause.column)) return false;
+  const value = record[clause.column];
+  if (value === undefined) return false;
+  switch (clause.operator) {
+    case 'is.null':
+      return value === null;
+    case 'is.notnull':
+      return value !== null;
+  }
+  if (value === null) return false;
+  const operands = clause.operands;
+  const operand = operands[0] as ModelFilterOperand;
+  switch (clause.operator) {
+    case 'eq':
+      return compare(value, operand) === 0;
+    case 'neq':
+      // Incomparable (NaN) counts as unequal.
+      return compare(value, operand) !== 0;
+    case 'gt':
+      return compare(value, operand) > 0;
+    case 'gte':
+      return compare(value, operand) >= 0;
+    case 'lt':
+      return compare(value, operand) < 0;
+    case 'lte':
+      return compare(value, operand) <= 0;
+    case 'in':
+      for (let i = 0; i < operands.length; i++) if (compare(value, operands[i] as ModelFilterOperand) === 0) return true;
+      return false;
+  }
+}
+
+/** -1, 0 or 1 as the value sorts before, with or after the operand; NaN when incomparable. */
+function compare(value: unknown, operand: ModelFilterOperand): number {
+  switch (typeof value) {
+    case 'string':
+      if (!Number.isNaN(operand.number) && NUMBER.test(value)) {
+        // Past 15 digits a double rounds; compare such integers exactly (the one allocation).
+        if (operand.integer !== undefined && value.length > 15 && INTEGER.test(value)) {
+          return sign(BigInt(value), operand.integer);
+        }
+        return sign(Number(value), operand.number);
+      }
+      return value < operand.text ? -1 : value > operand.text ? 1 : 0;
+    case 'number':
+      return Number.isNaN(operand.number) ? NaN : sign(value, operand.number);
+    case 'bigint':
+      if (operand.integer !== undefined) return sign(value, operand.integer);
+      return Number.isNaN(operand.number) ? NaN : sign(value, operand.number);
+    case 'boolean':
+      return operand.boolean === undefined ? NaN : Number(value) - Number(operand.boolean);
+  }
+  if (value instanceof Date) return Number.isNaN(operand.time) ? NaN : sign(value.getTime(), operand.time);
+  return NaN;
+}
+
+/**
+ * `<`, `>` and `==` compare numbers, bigints and mixed pairs exactly, without conversion (`==` is
+ * the one operator that compares 5n with 5); NaN on either side compares as nothing.
+ */
+function sign(a: number | bigint, b: number | bigint): number {
+  return a < b ? -1 : a > b ? 1 : a == b ? 0 : NaN;
+}

@@ -1,0 +1,205 @@
+/**
+ * What a database needs before the WAL reader can stream from it, checked and created over a
+ * normal (non-replication) connection: `wal_level = logical`, a role allowed to replicate, the
+ * publication and the `pgoutput` slot. One function per statement; the reader composes them.
+ */
+import pg from 'pg';
+import { ErrorCode, SqlState, TributaryError, sqlStateOf } from '../../errors.ts';
+import { normalizeLsn } from './lsn.ts';
+
+/** Postgres' own rule for slot names. */
+const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
+/**
+ * Lower-case plain identifiers only: pgoutput's `publication_names` option is parsed like SQL
+ * identifiers (unquoted names are folded to lower case), and the library passes it unquoted.
+ */
+const PUBLICATION_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export function assertSlotName(name: string): void {
+  if (!SLOT_NAME.test(name)) {
+    throw new TributaryError(
+      ErrorCode.BAD_USER_INPUT,
+      `replication slot name "${name}" is invalid: use 1–63 lower-case letters, digits and underscores`,
+    );
+  }
+}
+
+export function assertPublicationName(name: string): void {
+  if (!PUBLICATION_NAME.test(name)) {
+    throw new TributaryError(
+      ErrorCode.BAD_USER_INPUT,
+      `publication name "${name}" is invalid: use a lower-case identifier (letters, digits, underscores; not starting with a digit)`,
+    );
+  }
+}
+
+/** A server that does not answer at all must not hold up a reconnect or stop() for minutes, in ms. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Runs `use` on a short-lived connection that is always closed. */
+export async function withConnection<T>(connectionString: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString, application_name: 'tributary-cdc-setup', connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  // An error on an idle client (server restart) must not crash the process; the query rejects.
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Fails with what to change when the server or the role cannot do logical replication. */
+export async function assertLogicalReplicationAllowed(client: pg.Client): Promise<void> {
+  const { rows } = await client.query<{ wal_level: string; db: string; role: string; can_replicate: boolean }>(
+    `SELECT current_setting('wal_level') AS wal_level, current_database() AS db, current_user AS role,
+            (rolreplication OR rolsuper) AS can_replicate
+       FROM pg_roles WHERE rolname = current_user`,
+  );
+  const row = rows[0];
+  if (!row) throw new TributaryError(ErrorCode.INTERNAL_SERVER_ERROR, 'could not read the current role from pg_roles');
+  if (row.wal_level !== 'logical') {
+    throw new TributaryError(
+      ErrorCode.UNAVAILABLE,
+      `CDC needs wal_level = logical, but the server of database "${row.db}" has wal_level = ${row.wal_level}: ` +
+        `run ALTER SYSTEM SET wal_level = logical; as a superuser and restart Postgres`,
+      { details: { reason: 'WAL_LEVEL_NOT_LOGICAL', walLevel: row.wal_level } },
+    );
+  }
+  if (!row.can_replicate) {
+    throw new TributaryError(
+      ErrorCode.FORBIDDEN,
+      `CDC needs a role with the REPLICATION attribute, but role "${row.role}" lacks it: ` +
+        `run ALTER ROLE ${pg.escapeIdentifier(row.role)} REPLICATION; as a superuser`,
+      { details: { reason: 'ROLE_CANNOT_REPLICATE', role: row.role } },
+    );
+  }
+}
+
+/**
+ * Creates the publication when missing: FOR ALL TABLES, or for `tables` (`name` or
+ * `schema.name`, case-sensitive). An existing publication is used as it is.
+ */
+export async function ensurePublication(
+  client: pg.Client,
+  name: string,
+  tables: readonly string[] | undefined,
+): Promise<{ created: boolean }> {
+  const existing = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [name]);
+  if (existing.rowCount) return { created: false };
+  const target = tables === undefined ? 'ALL TABLES' : `TABLE ${tables.map(quoteTableName).join(', ')}`;
+  try {
+    await client.query(`CREATE PUBLICATION ${pg.escapeIdentifier(name)} FOR ${target}`);
+    return { created: true };
+  } catch (error) {
+    // Another reader created it between our check and our CREATE.
+    if (sqlStateOf(error) === SqlState.DUPLICATE_OBJECT) return { created: false };
+    const message = error instanceof Error ? error.message : String(error);
+    throw new TributaryError(
+      ErrorCode.FORBIDDEN,
+      `could not create publication "${name}" (${message}); create it as a superuser or the tables' owner: ` +
+        `CREATE PUBLICATION ${name} FOR ${target};`,
+      { cause: error },
+    );
+  }
+}
+
+function quoteTableName(table: string): string {
+  const dot = table.indexOf('.');
+  if (dot < 0) return pg.escapeIdentifier(table);
+  return `${pg.escapeIdentifier(table.slice(0, dot))}.${pg.escapeIdentifier(table.slice(dot + 1))}`;
+}
+
+export interface SlotInfo {
+  /** Where streaming may start: the slot's confirmed_flush_lsn (or consistent point when new). */
+  readonly startLsn: string;
+  readonly created: boolean;
+  /** Created although the caller expected the slot to exist: changes in between are lost. */
+  readonly recreated: boolean;
+}
+
+interface SlotRow {
+  plugin: string | null;
+  slot_type: string;
+  database: string | null;
+  confirmed_flush_lsn: string | null;
+  wal_status: string | null;
+  current_db: string;
+}
+
+/**
+ * Creates the `pgoutput` slot when it is missing or lost (its WAL was removed, e.g. by
+ * `max_slot_wal_keep_size`). A slot of the same name for another plugin or database is an error.
+ */
+export async function ensureSlot(client: pg.Client, name: string, expectExisting: boolean): Promise<SlotInfo> {
+  const { rows } = await client.query<SlotRow>(
+    `SELECT plugin, slot_type, database, confirmed_flush_lsn::text, wal_status, current_database() AS current_db
+       FROM pg_replication_slots WHERE slot_name = $1`,
+    [name],
+  );
+  const slot = rows[0];
+  if (slot) {
+    if (slot.slot_type !== 'logical' || slot.plugin !== 'pgoutput' || slot.database !== slot.current_db) {
+      throw new TributaryError(
+        ErrorCode.BAD_USER_INPUT,
+        `replication slot "${name}" exists but is not a pgoutput slot of database "${slot.current_db}" ` +
+          `(type ${slot.slot_type}, plugin ${slot.plugin ?? 'none'}, database ${slot.database ?? 'none'}): choose another slot name`,
+      );
+    }
+    if (slot.wal_status !== 'lost' && slot.confirmed_flush_lsn !== null) {
+      return { startLsn: normalizeLsn(slot.confirmed_flush_lsn), created: false, recreated: false };
+    }
+    await dropSlot(client, name);
+    return { startLsn: await createSlot(client, name), created: true, recreated: true };
+  }
+  return { startLsn: await createSlot(client, name), created: true, recreated: expectExisting };
+}
+
+async function createSlot(client: pg.Client, name: string): Promise<string> {
+  try {
+    const { rows } = await client.query<{ lsn: string }>(
+      `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`,
+      [name],
+    );
+    return normalizeLsn(rows[0]!.lsn);
+  } catch (error) {
+    if (sqlStateOf(error) === SqlState.DUPLICATE_OBJECT) {
+      throw new TributaryError(ErrorCode.UNAVAILABLE, `replication slot "${name}" was created by someone else meanwhile`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}
+
+export async function dropSlot(client: pg.Client, name: string): Promise<void> {
+  await client.query('SELECT pg_drop_replication_slot($1)', [name]);
+}
+
+export interface SlotUsage {
+  /** WAL written since the last acknowledged position (`pg_current_wal_lsn() - confirmed_flush_lsn`), in bytes. */
+  readonly lagBytes: number;
+  /** WAL the slot keeps from being removed (`pg_current_wal_lsn() - restart_lsn`), in bytes. */
+  readonly retainedWalBytes: number;
+  readonly confirmedFlushLsn: string;
+  readonly restartLsn: string;
+}
+
+/** The slot's lag and retained WAL, or undefined when it does not exist. */
+export async function readSlotUsage(client: pg.Client, name: string): Promise<SlotUsage | undefined> {
+  const { rows } = await client.query<{ lag: string; retained: string; confirmed: string; restart: string }>(
+    `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag,
+            pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained,
+            confirmed_flush_lsn::text AS confirmed, restart_lsn::text AS restart
+       FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL`,
+    [name],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  return {
+    lagBytes: Number(row.lag),
+    retainedWalBytes: Number(row.retained),
+    confirmedFlushLsn: normalizeLsn(row.confirmed),
+    restartLsn: normalizeLsn(row.restart),
+  };
+}

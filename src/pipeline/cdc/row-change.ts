@@ -1,0 +1,48 @@
+/**
+ * One row change as the WAL reader decodes it from `pgoutput`, before any mapping.
+ * The shape the reader produces and the mapping evaluator consumes.
+ */
+
+/** A column value as decoded (text-format values parsed by column type; `null` for SQL NULL). */
+export type ColumnValue = unknown;
+
+export type RowImage = Readonly<Record<string, ColumnValue>>;
+
+export type RowOperation = 'insert' | 'update' | 'delete';
+
+export interface TableRef {
+  readonly schema: string;
+  readonly name: string;
+}
+
+export interface RowChange {
+  readonly operation: RowOperation;
+  readonly table: TableRef;
+  /** Names of the table's replica-identity (key) columns, in table order. */
+  readonly keyColumns: readonly string[];
+  /**
+   * The row after the change (insert, update); undefined for delete. Columns whose TOASTed value
+   * did not change and was not sent are absent here and listed in `unchangedToastColumns`.
+   */
+  readonly new: RowImage | undefined;
+  /**
+   * The row before the change: the full row with `REPLICA IDENTITY FULL`, otherwise only the key
+   * columns (delete, or an update that changed the key), or undefined when Postgres sent none.
+   */
+  readonly old: RowImage | undefined;
+  /** Columns of `new` that Postgres did not send because their TOASTed value is unchanged. */
+  readonly unchangedToastColumns: readonly string[];
+  /** The LSN of this change's record, as `XXXXXXXX/XXXXXXXX`. */
+  readonly lsn: string;
+}
+
+/** All changes of one committed transaction, in commit order (a large one arrives in chunks). */
+export interface TransactionChunk {
+  readonly xid: number;
+  /** LSN of the transaction's commit record: what is acknowledged once the whole transaction is handled. */
+  readonly commitLsn: string;
+  readonly commitTime: Date;
+  readonly changes: readonly RowChange[];
+  /** True on the transaction's last chunk. */
+  readonly final: boolean;
+}

@@ -1,0 +1,28 @@
+import type pg from 'pg';
+import type { TableShape } from './mapping-check.ts';
+import type { TableRef } from './row-change.ts';
+
+/**
+ * What a source database's catalog says about a table: its columns, primary key and replica
+ * identity (what Postgres sends for updates and deletes). Undefined when there is no such table.
+ */
+export async function describeTable(client: pg.Client, table: TableRef): Promise<TableShape | undefined> {
+  const { rows } = await client.query<{ identity: string; columns: string[]; primary_key: string[]; identity_index: string[] }>(
+    `SELECT c.relreplident AS identity,
+            array(SELECT a.attname::text FROM pg_attribute a
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns,
+            array(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                   WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY a.attnum) AS primary_key,
+            array(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                   WHERE i.indrelid = c.oid AND i.indisreplident ORDER BY a.attnum) AS identity_index
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+    [table.schema, table.name],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  const replicaIdentity = ({ d: 'default', f: 'full', n: 'nothing', i: 'index' } as const)[row.identity as 'd' | 'f' | 'n' | 'i'];
+  const keyColumns =
+    replicaIdentity === 'default' ? row.primary_key : replicaIdentity === 'index' ? row.identity_index : replicaIdentity === 'full' ? row.columns : [];
+  return { replicaIdentity, keyColumns, primaryKey: row.primary_key, columns: row.columns };
+}

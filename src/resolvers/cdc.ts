@@ -1,0 +1,143 @@
+import { canAccessTopic } from '../auth/permissions.ts';
+import { isAdmin, type Principal } from '../auth/principal.ts';
+import { ErrorCode, TributaryError } from '../errors.ts';
+import { modelTopic, type CdcSourceStatus } from '../pipeline/cdc/cdc-source.ts';
+import type { CdcSourceRecord, StoredMapping } from '../pipeline/cdc/cdc-store.ts';
+import { parseMapping } from '../pipeline/cdc/mapping.ts';
+import { matchesModelFilter, parseModelFilter } from '../pipeline/cdc/model-filter.ts';
+import { assertLogicalReplicationAllowed, withConnection } from '../pipeline/cdc/replication-setup.ts';
+import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
+import { scopeOf } from '../pipeline/scope.ts';
+import { streamOf } from '../pipeline/stream.ts';
+import type { ResolverContext } from './context.ts';
+
+/** A source as the API shows it: where it points, never its password. */
+export interface CdcSourceView {
+  readonly host: string;
+  readonly database: string;
+  readonly user: string;
+  readonly updatedAt: Date;
+  readonly status: CdcSourceStatus | undefined;
+}
+
+const MODEL = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/;
+
+/** `setCdcSource` (admin): points the caller's environment at a database, after checking it can replicate. */
+export async function setCdcSource(context: ResolverContext, databaseUrl: string): Promise<CdcSourceView> {
+  const { principal, services } = context;
+  requireAdmin(principal);
+  let url: URL;
+  try {
+    url = new URL(databaseUrl);
+  } catch {
+    throw badInput('databaseUrl', 'databaseUrl must be a postgres:// URL');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw badInput('databaseUrl', 'databaseUrl must be a postgres:// URL');
+  try {
+    await withConnection(databaseUrl, (client) => assertLogicalReplicationAllowed(client));
+  } catch (error) {
+    if (error instanceof TributaryError) throw new TributaryError(ErrorCode.BAD_USER_INPUT, error.message, { cause: error, details: { field: 'databaseUrl' } });
+    throw new TributaryError(ErrorCode.BAD_USER_INPUT, `Cannot connect to the database: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+      details: { field: 'databaseUrl' },
+    });
+  }
+  const scope = scopeOf(principal);
+  const saved = await services.cdcStore.setSource(scope.app, scope.env, databaseUrl);
+  await services.cdc.reload();
+  return viewOf(saved, await services.cdc.status(scope));
+}
+
+export async function removeCdcSource(context: ResolverContext): Promise<boolean> {
+  requireAdmin(context.principal);
+  const scope = scopeOf(context.principal);
+  const removed = await context.services.cdcStore.removeSource(scope.app, scope.env);
+  await context.services.cdc.reload();
+  return removed;
+}
+
+export async function getCdcSource(context: ResolverContext): Promise<CdcSourceView | null> {
+  requireAdmin(context.principal);
+  const scope = scopeOf(context.principal);
+  const source = await context.services.cdcStore.getSource(scope.app, scope.env);
+  return source ? viewOf(source, await context.services.cdc.status(scope)) : null;
+}
+
+/** `saveCdcMapping` (admin): validated as JSON, then against the table in the source database. */
+export async function saveCdcMapping(context: ResolverContext, input: unknown): Promise<StoredMapping> {
+  requireAdmin(context.principal);
+  const scope = scopeOf(context.principal);
+  const mapping = parseMapping(input);
+  await context.services.cdc.checkMapping(scope, mapping);
+  const saved = await context.services.cdcStore.saveMapping(scope.app, scope.env, mapping);
+  await context.services.cdc.reload();
+  return saved;
+}
+
+export async function deleteCdcMapping(context: ResolverContext, name: string): Promise<boolean> {
+  requireAdmin(context.principal);
+  const scope = scopeOf(context.principal);
+  const deleted = await context.services.cdcStore.deleteMapping(scope.app, scope.env, name);
+  await context.services.cdc.reload();
+  return deleted;
+}
+
+export async function listCdcMappings(context: ResolverContext): Promise<StoredMapping[]> {
+  requireAdmin(context.principal);
+  return context.services.cdcStore.listMappings(scopeOf(context.principal));
+}
+
+export interface ChangesInput {
+  readonly model: string;
+  readonly filter?: unknown;
+  readonly after?: string | null;
+}
+
+/**
+ * `changes(model)`: the model stream of the caller's tenant, filtered on the full record. Needs
+ * `{module}.{model}.read`; without it — or for a model no mapping defines — the subscription is
+ * silent, the same as a model without changes, and the refusal is logged and counted.
+ */
+export function subscribeChanges(context: ResolverContext, input: ChangesInput): DispatchTicket {
+  const { principal, services } = context;
+  if (!MODEL.test(input.model)) throw badInput('model', 'model must be 1–63 letters, digits, _ or -, starting with a letter');
+  const filter = parseModelFilter(input.filter ?? null);
+  const scope = scopeOf(principal);
+  const mapping = services.cdc.modelMapping(scope, input.model);
+  const topic = mapping ? modelTopic(mapping) : `model.${input.model}`;
+  const denied = !mapping || !canAccessTopic(principal, 'read', topic);
+  if (denied) {
+    services.metrics.subscriptionsDenied.inc({ field: 'changes' });
+    services.logger.info({ subject: principal.subject, tenant: principal.tenant, model: input.model }, 'subscription denied silently');
+  }
+  return new DispatchTicket({
+    stream: streamOf(scope, topic),
+    filter: filter.clauses.length === 0 ? undefined : (event) => matchesModelFilter(filter, recordOf(event.payload)),
+    after: input.after ?? undefined,
+    denied,
+  });
+}
+
+function recordOf(payload: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
+  const record = payload['record'];
+  return typeof record === 'object' && record !== null ? (record as Record<string, unknown>) : {};
+}
+
+function viewOf(source: CdcSourceRecord, status: CdcSourceStatus | undefined): CdcSourceView {
+  const url = new URL(source.databaseUrl);
+  return {
+    host: url.port ? `${url.hostname}:${url.port}` : url.hostname,
+    database: decodeURIComponent(url.pathname.replace(/^\//, '')),
+    user: decodeURIComponent(url.username),
+    updatedAt: source.updatedAt,
+    status,
+  };
+}
+
+function requireAdmin(principal: Principal): void {
+  if (!isAdmin(principal)) throw new TributaryError(ErrorCode.FORBIDDEN, 'This operation needs the admin role');
+}
+
+function badInput(field: string, message: string): TributaryError {
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
+}

@@ -1,0 +1,114 @@
+import type { CdcSourceStatus } from '../../pipeline/cdc/cdc-source.ts';
+import type { StoredMapping } from '../../pipeline/cdc/cdc-store.ts';
+import type { RealtimeEvent } from '../../pipeline/envelope.ts';
+import * as resolvers from '../../resolvers/cdc.ts';
+import type { CdcSourceView } from '../../resolvers/cdc.ts';
+import { builder } from '../builder.ts';
+
+const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').implement({
+  description: "The WAL reader of a source database, as the instance that leads it last reported.",
+  fields: (t) => ({
+    state: t.exposeString('state', { description: 'starting, streaming, reconnecting, stopped or failed.' }),
+    leading: t.exposeBoolean('leading', { description: 'This instance reads the slot.' }),
+    lastAcknowledgedLsn: t.exposeString('lastAcknowledgedLsn', { nullable: true, description: 'Position confirmed to Postgres: everything before it is in the log.' }),
+    lagBytes: t.float({ nullable: true, description: 'WAL written after the confirmed position, in bytes.', resolve: (status) => status.lagBytes }),
+    retainedWalBytes: t.float({ nullable: true, description: 'WAL the slot keeps on the source server, in bytes.', resolve: (status) => status.retainedWalBytes }),
+    lastError: t.exposeString('lastError', { nullable: true }),
+  }),
+});
+
+const CdcSource = builder.objectRef<CdcSourceView>('CdcSource').implement({
+  description: "An environment's CDC source database (its password is never returned).",
+  fields: (t) => ({
+    host: t.exposeString('host'),
+    database: t.exposeString('database'),
+    user: t.exposeString('user'),
+    updatedAt: t.field({ type: 'DateTime', resolve: (source) => source.updatedAt }),
+    status: t.field({ type: CdcReaderStatus, nullable: true, resolve: (source) => source.status ?? null }),
+  }),
+});
+
+const CdcMapping = builder.objectRef<StoredMapping>('CdcMapping').implement({
+  description: 'A domain mapping: which row changes of a table become which events (see the README).',
+  fields: (t) => ({
+    name: t.string({ resolve: (stored) => stored.mapping.name }),
+    table: t.string({ resolve: (stored) => stored.mapping.table }),
+    module: t.string({ resolve: (stored) => stored.mapping.module }),
+    model: t.string({ resolve: (stored) => stored.mapping.model }),
+    topic: t.string({ resolve: (stored) => stored.mapping.topic }),
+    definition: t.field({ type: 'JSON', description: 'The mapping as saved (normalized).', resolve: (stored) => stored.mapping }),
+    updatedAt: t.field({ type: 'DateTime', resolve: (stored) => stored.updatedAt }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  cdcSource: t.field({
+    type: CdcSource,
+    nullable: true,
+    description: "Admin: the caller's environment's CDC source, or null.",
+    resolve: (_root, _args, context) => resolvers.getCdcSource(context),
+  }),
+  cdcMappings: t.field({
+    type: [CdcMapping],
+    description: "Admin: the caller's environment's mappings, by name.",
+    resolve: (_root, _args, context) => resolvers.listCdcMappings(context),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  setCdcSource: t.field({
+    type: CdcSource,
+    description:
+      "Admin: points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION.",
+    args: { databaseUrl: t.arg.string({ required: true }) },
+    resolve: (_root, args, context) => resolvers.setCdcSource(context, args.databaseUrl),
+  }),
+  removeCdcSource: t.boolean({
+    description: "Admin: stops reading the caller's environment's source (its mappings stay).",
+    resolve: (_root, _args, context) => resolvers.removeCdcSource(context),
+  }),
+  saveCdcMapping: t.field({
+    type: CdcMapping,
+    description: 'Admin: creates or replaces a mapping (by name), checked against its table; applies without a restart.',
+    args: { mapping: t.arg({ type: 'JSON', required: true }) },
+    resolve: (_root, args, context) => resolvers.saveCdcMapping(context, args.mapping),
+  }),
+  deleteCdcMapping: t.boolean({
+    description: 'Admin: removes a mapping; false when there was none.',
+    args: { name: t.arg.string({ required: true }) },
+    resolve: (_root, args, context) => resolvers.deleteCdcMapping(context, args.name),
+  }),
+}));
+
+const ChangeOperation = builder.enumType('ChangeOperation', {
+  values: { CREATED: { value: 'CREATED' }, UPDATED: { value: 'UPDATED' }, DELETED: { value: 'DELETED' } } as const,
+});
+
+type ModelPayload = { operation?: 'CREATED' | 'UPDATED' | 'DELETED'; model?: string; id?: string; record?: unknown; lastUpdatedAt?: string };
+
+const ModelChange = builder.objectRef<RealtimeEvent>('ModelChange').implement({
+  description: 'One change of a model (seed 004): the full record after it; for a delete, what the table sends (its key at least).',
+  fields: (t) => ({
+    operation: t.field({ type: ChangeOperation, resolve: (event) => (event.payload as ModelPayload).operation ?? 'UPDATED' }),
+    model: t.string({ resolve: (event) => String((event.payload as ModelPayload).model) }),
+    id: t.id({ description: 'The entity key.', resolve: (event) => String((event.payload as ModelPayload).id) }),
+    record: t.field({ type: 'JSON', nullable: true, resolve: (event) => (event.payload as ModelPayload).record ?? null }),
+    cursor: t.exposeString('cursor', { description: 'Pass as `after` to resume after this change.' }),
+    lastUpdatedAt: t.field({
+      type: 'DateTime',
+      description: 'Commit time of the change in the source database.',
+      resolve: (event) => new Date((event.payload as ModelPayload).lastUpdatedAt ?? event.metadata.timestamp),
+    }),
+  }),
+});
+
+builder.subscriptionField('changes', (t) =>
+  t.field({
+    type: ModelChange,
+    description:
+      "Every change of a model in the caller's tenant, optionally filtered (`{ \"status\": \"eq.active\" }`: eq, neq, gt, gte, lt, lte, in.(a,b), is.null, is.notnull, all combined with AND). Needs `{module}.{model}.read`; without it the subscription stays silent. Resumable with `after`.",
+    args: { model: t.arg.string({ required: true }), filter: t.arg({ type: 'JSON' }), after: t.arg.string() },
+    subscribe: (_root, args, context) => resolvers.subscribeChanges(context, args),
+    resolve: (event) => event,
+  }),
+);
