@@ -39,6 +39,13 @@ module.exports = {
       to: { path: '^src/(schema|resolvers|server)/' },
     },
     {
+      name: 'client-stands-alone',
+      comment: 'The server-to-server client uses the public GraphQL API only, so it can ship on its own.',
+      severity: 'error',
+      from: { path: '^src/client/' },
+      to: { path: '^src/(?!client/)' },
+    },
+    {
       name: 'only-main-wires',
       comment: 'main.ts is the composition root; nothing imports it.',
       severity: 'error',

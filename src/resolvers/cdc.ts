@@ -112,7 +112,11 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
   }
   return new DispatchTicket({
     stream: streamOf(scope, topic),
-    filter: filter.clauses.length === 0 ? undefined : (event) => matchesModelFilter(filter, recordOf(event.payload)),
+    // Only the reader's events: a socket `publish` to the same topic never poses as a row change.
+    filter:
+      filter.clauses.length === 0
+        ? (event) => event.source === 'database'
+        : (event) => event.source === 'database' && matchesModelFilter(filter, recordOf(event.payload)),
     after: input.after ?? undefined,
     denied,
   });

@@ -3,12 +3,37 @@ import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { createCdcSource, modelTopic, sourceIdOf, type CdcBinding, type CdcSource, type CdcSourceStatus } from './cdc-source.ts';
+import { createCdcSource, modelTopic, sourceIdOf, topicPattern, type CdcBinding, type CdcSource, type CdcSourceStatus } from './cdc-source.ts';
 import type { CdcStore, StoredMapping } from './cdc-store.ts';
 import { checkMappingAgainstTable, type TableShape } from './mapping-check.ts';
 import { mappingTable, type DomainMapping } from './mapping.ts';
 import { withConnection } from './replication-setup.ts';
 import { describeTable } from './table-catalog.ts';
+
+/**
+ * What would let one mapping's events land in a model stream that is not its own: its topic is
+ * (or its template can produce) a model stream `{module}.{model}`, or its model stream is a topic
+ * another mapping can produce, or its model already belongs to another module.
+ */
+export function streamConflicts(mapping: DomainMapping, others: readonly DomainMapping[]): string[] {
+  const problems: string[] = [];
+  const ownStream = modelTopic(mapping);
+  if (topicPattern(mapping.topic).test(ownStream)) {
+    problems.push(`topic "${mapping.topic}" is the model stream of ${ownStream} (read it with changes(model:)); choose another topic`);
+  }
+  for (const other of others) {
+    if (other.model === mapping.model && other.module !== mapping.module) {
+      problems.push(`model "${mapping.model}" already belongs to module "${other.module}" (mapping "${other.name}")`);
+    }
+    if (topicPattern(mapping.topic).test(modelTopic(other))) {
+      problems.push(`topic "${mapping.topic}" would publish into the model stream ${modelTopic(other)} of mapping "${other.name}"`);
+    }
+    if (topicPattern(other.topic).test(ownStream)) {
+      problems.push(`the model stream ${ownStream} is a topic of mapping "${other.name}" ("${other.topic}"); choose another module or model`);
+    }
+  }
+  return problems;
+}
 
 /**
  * CDC as a whole: one reader per distinct source database (`cdc-source.ts`), with the mappings
@@ -113,9 +138,19 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     return tables;
   };
 
+  /** Runs a load that starts after this call (one queued behind a running one serves every caller meanwhile). */
+  let queued: Promise<void> | undefined;
   const reload = (): Promise<void> => {
-    reloading ??= load().finally(() => (reloading = undefined));
-    return reloading;
+    if (queued) return queued;
+    const start = () => (reloading = load().finally(() => (reloading = undefined)));
+    if (!reloading) return start();
+    queued = reloading
+      .catch(() => undefined)
+      .then(() => {
+        queued = undefined;
+        return start();
+      });
+    return queued;
   };
 
   const housekeeping = async () => {
@@ -148,11 +183,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
           details: { field: 'mapping' },
         });
       }
-      const other = environments.get(envKey(scope))?.mappings.find((m) => m.model === mapping.model && m.module !== mapping.module);
-      const problems: string[] = other ? [`model "${mapping.model}" already belongs to module "${other.module}" (mapping "${other.name}")`] : [];
-      if (mapping.topic === modelTopic(mapping)) {
-        problems.push(`topic "${mapping.topic}" is the model stream of ${mapping.module}.${mapping.model} (read it with changes(model:)); choose another topic`);
-      }
+      const others = (await store.listMappings(scope)).map((stored) => stored.mapping).filter((m) => m.name !== mapping.name);
+      const problems = streamConflicts(mapping, others);
       let shape: TableShape | undefined;
       try {
         shape = await withConnection(source.databaseUrl, (client) => describeTable(client, mappingTable(mapping)));

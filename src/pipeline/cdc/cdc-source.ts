@@ -286,7 +286,7 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** A topic template as a pattern: `{…}` placeholders match one segment. */
-function topicPattern(template: string): RegExp {
+export function topicPattern(template: string): RegExp {
   const source = template
     .split(/(\{[^}]*\})/)
     .map((part) => (part.startsWith('{') ? '[^.]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))

@@ -1,0 +1,162 @@
+/**
+ * Server-to-server model subscriptions (seed 004's `kernel.Data().Subscribe(ctx, "contacts", …)`)
+ * for Node services, on top of the public GraphQL API — nothing here reaches into the server.
+ *
+ *   const subscription = subscribeModel({
+ *     url: 'ws://tributary:4000/graphql',
+ *     token: () => tokens.current(),            // read again at every (re)connect
+ *     model: 'contacts',
+ *     filter: { status: 'eq.active' },
+ *     async onChange(change) {                  // awaited: one change at a time, in order
+ *       if (change.operation === 'DELETED') await cache.delete(change.id);
+ *       else await cache.put(change.id, change.record);
+ *     },
+ *     async onResync() { await cache.reload(); } // history lost (slot recreated, log expired)
+ *   });
+ *   …
+ *   subscription.close();
+ *
+ * Delivery is at least once: after a dropped connection it resubscribes with `after` = the cursor
+ * of the last change `onChange` finished, so nothing is skipped; a change may arrive twice
+ * (same `cursor`) when the server itself redelivers after a crash. When the server answers
+ * RESYNC_REQUIRED, `onResync` runs and the stream continues from the current position.
+ */
+import { createClient, type Client } from 'graphql-ws';
+
+export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';
+
+export interface ModelChangeEvent {
+  readonly operation: ModelOperation;
+  readonly model: string;
+  /** The entity key. */
+  readonly id: string;
+  readonly record: Readonly<Record<string, unknown>> | null;
+  /** Resume point after this change. */
+  readonly cursor: string;
+  /** Commit time in the source database (ISO 8601). */
+  readonly lastUpdatedAt: string;
+}
+
+export interface SubscribeModelOptions {
+  /** `ws://…/graphql` or `wss://…/graphql`. */
+  readonly url: string;
+  /** A bearer token, or a function giving the current one (called at every connection). */
+  readonly token: string | (() => string | Promise<string>);
+  readonly model: string;
+  /** The server-side filter, e.g. `{ status: 'eq.active', age: ['gte.18', 'lt.65'] }`. */
+  readonly filter?: Readonly<Record<string, string | readonly string[]>>;
+  /** Start after this cursor (a change's `cursor` kept from an earlier run). @default now */
+  readonly after?: string;
+  /** Receives each change; the next one waits until the promise settles. A rejection is reported to `onError` and the change is not retried. */
+  readonly onChange: (change: ModelChangeEvent) => void | Promise<void>;
+  /** History was lost: refetch what you hold. The stream then continues from now. */
+  readonly onResync?: () => void | Promise<void>;
+  /** Connection problems and handler failures; the subscription keeps going. */
+  readonly onError?: (error: unknown) => void;
+  /** Longest wait between reconnection attempts, in ms. @default 30000 */
+  readonly maxRetryDelayMs?: number;
+}
+
+export interface ModelSubscription {
+  /** The cursor of the last change handled, to persist for a later `after`. */
+  cursor(): string | undefined;
+  /** Stops for good. Idempotent. */
+  close(): void;
+  /** Settles once closed. */
+  readonly closed: Promise<void>;
+}
+
+const QUERY = `subscription TributaryModelChanges($model: String!, $filter: JSON, $after: String) {
+  changes(model: $model, filter: $filter, after: $after) { operation model id record cursor lastUpdatedAt }
+}`;
+
+export function subscribeModel(options: SubscribeModelOptions): ModelSubscription {
+  const controller = new AbortController();
+  let cursor = options.after;
+  const maxDelay = options.maxRetryDelayMs ?? 30_000;
+  const report = (error: unknown) => options.onError?.(error);
+
+  /** One connection and one subscription; resolves when either ends. */
+  const runOnce = async (): Promise<'resync' | 'ended'> => {
+    const client: Client = createClient({
+      url: options.url,
+      retryAttempts: 0,
+      lazy: true,
+      connectionParams: async () => ({
+        authorization: `Bearer ${typeof options.token === 'string' ? options.token : await options.token()}`,
+      }),
+    });
+    const stop = () => void client.dispose();
+    controller.signal.addEventListener('abort', stop, { once: true });
+    try {
+      const results = client.iterate<{ changes: ModelChangeEvent }>({
+        query: QUERY,
+        variables: { model: options.model, filter: options.filter ?? null, after: cursor ?? null },
+      });
+      for await (const result of results) {
+        if (result.errors?.length) {
+          if (result.errors.some((error) => error.extensions?.['code'] === 'RESYNC_REQUIRED')) return 'resync';
+          throw new Error(result.errors.map((error) => error.message).join('; '));
+        }
+        const change = result.data?.changes;
+        if (!change) continue;
+        try {
+          await options.onChange(change);
+        } catch (error) {
+          report(error);
+        }
+        cursor = change.cursor;
+      }
+      return 'ended';
+    } catch (error) {
+      // graphql-ws reports operation errors as an array of GraphQL errors.
+      if (Array.isArray(error) && error.some((item: { extensions?: Record<string, unknown> }) => item.extensions?.['code'] === 'RESYNC_REQUIRED')) {
+        return 'resync';
+      }
+      throw error;
+    } finally {
+      controller.signal.removeEventListener('abort', stop);
+      await client.dispose();
+    }
+  };
+
+  const closed = (async () => {
+    for (let failures = 0; !controller.signal.aborted; ) {
+      try {
+        const outcome = await runOnce();
+        failures = 0;
+        if (outcome === 'resync') {
+          cursor = undefined;
+          await options.onResync?.();
+        } else {
+          // The server ended the subscription (it is shutting down, say): come back shortly.
+          await pause(250, controller.signal);
+        }
+      } catch (error) {
+        if (controller.signal.aborted) break;
+        report(error);
+        failures += 1;
+      }
+      // After a failure, a pause growing with each one, with jitter.
+      if (failures > 0) await pause(Math.min(maxDelay, 250 * 2 ** Math.min(failures, 10)) * (0.75 + Math.random() / 2), controller.signal);
+    }
+  })();
+
+  return {
+    cursor: () => cursor,
+    close: () => controller.abort(),
+    closed,
+  };
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(finish, ms);
+    signal.addEventListener('abort', finish, { once: true });
+    function finish() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', finish);
+      resolve();
+    }
+  });
+}
