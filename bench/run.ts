@@ -12,13 +12,14 @@ import { startPeerProcess } from './lib/peer-process.ts';
 import { print } from './lib/report.ts';
 import { formatMillis } from './lib/stats.ts';
 import type { Workload, WorkloadContext } from './lib/workload.ts';
+import { cdc } from './workloads/cdc.ts';
 import { docs } from './workloads/docs.ts';
 import { durability } from './workloads/durability.ts';
 import { fanout } from './workloads/fanout.ts';
 import { roundtrip } from './workloads/roundtrip.ts';
 
-/** In run order. Next: CDC end to end. */
-const WORKLOADS: readonly Workload[] = [roundtrip, fanout, docs, durability];
+/** In run order. */
+const WORKLOADS: readonly Workload[] = [roundtrip, fanout, docs, durability, cdc];
 
 const USAGE = `usage: npm run bench [-- <workload>…] [--quick] [--rounds N]
   workloads: ${WORKLOADS.map((workload) => workload.name).join(', ')} (default: all)

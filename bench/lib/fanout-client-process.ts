@@ -11,9 +11,10 @@ export interface FanoutClient {
   readonly pid: number;
   /**
    * Opens `sockets` sockets to `url`, each with one `subscribe`; resolves with how many. Frames
-   * containing `ignore` are dropped unread.
+   * containing `ignore` are dropped unread; `spread` puts the sockets on several topics, each
+   * with its own `connection_init` payload (see `fanout-protocol.ts`).
    */
-  open(url: string, sockets: number, subscribe: SubscribePayload, ignore?: string): Promise<number>;
+  open(url: string, sockets: number, subscribe: SubscribePayload, ignore?: string, spread?: SocketSpread): Promise<number>;
   /** Starts a step: events from `firstSeq` on are counted, earlier ones are stale. */
   expect(firstSeq: number): Promise<void>;
   /**
@@ -23,6 +24,14 @@ export interface FanoutClient {
   collect(lastSeq: number, until: 'every' | 'last', timeoutMs: number): Promise<StepReport>;
   /** Closes the sockets and ends the process; kills it if it does not exit in time. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** How sockets are spread over topics: socket i is on topic `i mod topics` and sends `connectionPayloads[i mod length]`. */
+export interface SocketSpread {
+  /** @default 1 */
+  readonly topics?: number;
+  /** @default [{}] */
+  readonly connectionPayloads?: readonly Readonly<Record<string, unknown>>[];
 }
 
 export interface FanoutClientOptions {
@@ -46,8 +55,17 @@ export function startFanoutClient(options: FanoutClientOptions = {}): FanoutClie
 
   return {
     pid: child.pid ?? -1,
-    async open(url, sockets, subscribe, ignore) {
-      const reply = await ask({ type: 'open', url, sockets, parallel: options.parallel ?? 50, subscribe, ...(ignore !== undefined && { ignore }) });
+    async open(url, sockets, subscribe, ignore, spread) {
+      const reply = await ask({
+        type: 'open',
+        url,
+        sockets,
+        parallel: options.parallel ?? 50,
+        subscribe,
+        ...(ignore !== undefined && { ignore }),
+        ...(spread?.topics !== undefined && { topics: spread.topics }),
+        ...(spread?.connectionPayloads !== undefined && { connectionPayloads: spread.connectionPayloads }),
+      });
       if (reply.type !== 'opened') throw new Error(`load client: expected opened, got ${reply.type}`);
       return reply.sockets;
     },

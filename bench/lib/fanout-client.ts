@@ -51,8 +51,15 @@ function onControlFrame(subscriber: Subscriber, frame: Buffer): void {
   }
 }
 
+/** Where socket i subscribes: its topic (for the ledger) and its `connection_init` payload. */
+interface SocketPlan {
+  readonly topics: number;
+  readonly topic: number;
+  readonly init: string;
+}
+
 /** Opens one socket, waits for `connection_ack`, subscribes; rejects on failure or timeout. */
-async function openSubscriber(url: string, subscribe: SubscribePayload): Promise<Subscriber> {
+async function openSubscriber(url: string, subscribe: SubscribePayload, plan: SocketPlan): Promise<Subscriber> {
   let acknowledged: ((error?: Error) => void) | undefined;
   /** Set once acknowledged and subscribed: from then on frames are events. */
   const subscribed: { subscriber?: Subscriber } = {};
@@ -91,22 +98,32 @@ async function openSubscriber(url: string, subscribe: SubscribePayload): Promise
         if (error) reject(error);
         else resolve();
       };
-      socket.send('{"type":"connection_init","payload":{}}');
+      socket.send(plan.init);
     });
   } catch (error) {
     socket.terminate();
     throw error;
   }
-  const subscriber: Subscriber = { socket, account: ledger.open() };
+  const subscriber: Subscriber = { socket, account: ledger.open(plan.topics, plan.topic) };
   subscribed.subscriber = subscriber;
   socket.send(JSON.stringify({ id: SUBSCRIPTION_ID, type: 'subscribe', payload: subscribe }));
   return subscriber;
 }
 
-async function open(url: string, count: number, parallel: number, subscribe: SubscribePayload): Promise<number> {
+async function open(request: Extract<ClientRequest, { type: 'open' }>): Promise<number> {
+  const { url, sockets: count, parallel, subscribe } = request;
+  const topics = request.topics ?? 1;
+  const inits = (request.connectionPayloads ?? [{}]).map((payload) => JSON.stringify({ type: 'connection_init', payload }));
+  if (inits.length === 0) throw new Error('open: connectionPayloads is empty');
   while (subscribers.length < count) {
     const batch = Math.min(parallel, count - subscribers.length);
-    const opened = await Promise.allSettled(Array.from({ length: batch }, () => openSubscriber(url, subscribe)));
+    const first = subscribers.length;
+    const opened = await Promise.allSettled(
+      Array.from({ length: batch }, (_, offset) => {
+        const index = first + offset;
+        return openSubscriber(url, subscribe, { topics, topic: index % topics, init: inits[index % inits.length]! });
+      }),
+    );
     for (const result of opened) if (result.status === 'fulfilled') subscribers.push(result.value);
     const failed = opened.find((result) => result.status === 'rejected');
     if (failed) throw failed.reason;
@@ -135,7 +152,7 @@ async function handle(request: ClientRequest): Promise<ClientReply> {
   switch (request.type) {
     case 'open':
       ignored = request.ignore === undefined ? undefined : Buffer.from(request.ignore);
-      return { type: 'opened', requestId, sockets: await open(request.url, request.sockets, request.parallel, request.subscribe) };
+      return { type: 'opened', requestId, sockets: await open(request) };
     case 'expect':
       ledger.expect(request.firstSeq);
       stepCpuStart = process.cpuUsage();

@@ -6,6 +6,10 @@
  * A step starts with `expect(firstSeq)`; `collect(lastSeq, until)` fixes its end and resolves once
  * every account is done — `every`: it has every event of the step, `last`: it has `lastSeq` —
  * or closed, or the timeout passed. Done-ness is counted as it changes, so a frame costs O(1).
+ *
+ * Events may be spread over topics (the `cdc` workload: one topic per tenant): with `topics`
+ * T, event `seq` is on topic `seq mod T`, and an account opened for topic k expects only the
+ * events of its topic — "every event" and "the last event" of a step are then its topic's.
  */
 import { clockMillis, readDelivery, type Delivery } from './fanout-payload.ts';
 import type { StepReport } from './fanout-protocol.ts';
@@ -13,6 +17,14 @@ import { createLatencyHistogram, type LatencyHistogram } from './histogram.ts';
 
 /** One subscriber's account; opaque outside this module. */
 export interface Account {
+  /** Topics the events are spread over (1: every event is for every account). */
+  readonly topics: number;
+  /** This account's topic: it receives the events whose `seq mod topics` is this. */
+  readonly topic: number;
+  /** Events of the step on this account's topic; Infinity until `collect`. */
+  expected: number;
+  /** The step's last event on this account's topic; Infinity until `collect`. */
+  lastSeq: number;
   /** Bit i: event `firstSeq + i` of the step was received. Grows as needed. */
   seen: Uint8Array;
   /** Distinct events of the step. */
@@ -28,7 +40,8 @@ export interface Account {
 }
 
 export interface DeliveryLedger {
-  open(): Account;
+  /** An account for topic `topic` of `topics` (default: the one topic every event is on). */
+  open(topics?: number, topic?: number): Account;
   /** Books one frame; false when it carries no event (the caller deals with it). */
   record(account: Account, frame: Buffer): boolean;
   /** The account's socket is gone: it counts as done from now on. */
@@ -49,12 +62,11 @@ interface Step {
   readonly firstSeq: number;
   /** Infinity until `collect`. */
   lastSeq: number;
-  /** Events in the step; Infinity until `collect`. */
-  expected: number;
   until: 'every' | 'last';
   readonly latency: LatencyHistogram;
   received: number;
   stale: number;
+  misrouted: number;
   done: number;
   firstReceiptAt: number;
   lastReceiptAt: number;
@@ -73,7 +85,7 @@ export function createDeliveryLedger(): DeliveryLedger {
     return offset >= 0 && ((account.seen[offset >> 3] ?? 0) & (1 << (offset & 7))) !== 0;
   };
   const isDone = (account: Account) =>
-    account.closed || (step.until === 'every' ? account.received >= step.expected : hasSeen(account, step.lastSeq));
+    account.closed || (step.until === 'every' ? account.received >= account.expected : hasSeen(account, account.lastSeq));
   const markDone = (account: Account) => {
     if (account.done) return;
     account.done = true;
@@ -82,8 +94,16 @@ export function createDeliveryLedger(): DeliveryLedger {
   };
 
   return {
-    open() {
-      const account: Account = { seen: new Uint8Array(64), received: 0, duplicates: 0, outOfOrder: 0, highest: -1, order: 0, done: false, closed: false };
+    open(topics = 1, topic = 0) {
+      if (!Number.isInteger(topics) || topics < 1 || !Number.isInteger(topic) || topic < 0 || topic >= topics) {
+        throw new Error(`ledger: topic ${topic} of ${topics} is not a topic`);
+      }
+      const account: Account = {
+        topics,
+        topic,
+        expected: Number.POSITIVE_INFINITY,
+        lastSeq: Number.POSITIVE_INFINITY,
+        seen: new Uint8Array(64), received: 0, duplicates: 0, outOfOrder: 0, highest: -1, order: 0, done: false, closed: false };
       accounts.push(account);
       return account;
     },
@@ -94,6 +114,11 @@ export function createDeliveryLedger(): DeliveryLedger {
       const offset = seq - step.firstSeq;
       if (offset < 0) {
         step.stale += 1;
+        return true;
+      }
+      if (account.topics > 1 && (seq - account.topic) % account.topics !== 0) {
+        // Another topic's event (another tenant's row, in `cdc`): never delivered here.
+        step.misrouted += 1;
         return true;
       }
       const byte = offset >> 3;
@@ -112,7 +137,7 @@ export function createDeliveryLedger(): DeliveryLedger {
       step.latency.record((now - delivery.sentAt) * 1000);
       if (step.received === 1) step.firstReceiptAt = now;
       step.lastReceiptAt = now;
-      if (!account.done && (step.until === 'every' ? account.received >= step.expected : seq === step.lastSeq)) markDone(account);
+      if (!account.done && (step.until === 'every' ? account.received >= account.expected : seq === account.lastSeq)) markDone(account);
       return true;
     },
     close(account) {
@@ -129,15 +154,20 @@ export function createDeliveryLedger(): DeliveryLedger {
         account.highest = -1;
         account.order = 0;
         account.done = false;
+        account.expected = Number.POSITIVE_INFINITY;
+        account.lastSeq = Number.POSITIVE_INFINITY;
       }
     },
     async collect(lastSeq, until, timeoutMs) {
       const current = step;
       current.lastSeq = lastSeq;
-      current.expected = lastSeq - current.firstSeq + 1;
       current.until = until;
       current.done = 0;
-      for (const account of accounts) account.done = false;
+      for (const account of accounts) {
+        account.done = false;
+        account.lastSeq = lastOnTopic(lastSeq, account);
+        account.expected = account.lastSeq < current.firstSeq ? 0 : Math.floor((account.lastSeq - current.firstSeq) / account.topics) + 1;
+      }
       for (const account of accounts) if (isDone(account)) markDone(account);
       if (current.done === accounts.length) return false;
       const timedOut = await new Promise<boolean>((resolve) => {
@@ -161,11 +191,11 @@ export function createDeliveryLedger(): DeliveryLedger {
       let outOfOrder = 0;
       const orders = new Set<number>();
       for (const account of accounts) {
-        missing += step.expected - account.received;
+        missing += account.expected - account.received;
         duplicates += account.duplicates;
         outOfOrder += account.outOfOrder;
-        if (hasSeen(account, step.lastSeq)) sawLast += 1;
-        if (account.received === step.expected && account.duplicates === 0) {
+        if (hasSeen(account, account.lastSeq)) sawLast += 1;
+        if (account.received === account.expected && account.duplicates === 0) {
           complete += 1;
           orders.add(account.order);
         }
@@ -181,6 +211,7 @@ export function createDeliveryLedger(): DeliveryLedger {
         outOfOrder,
         orders: orders.size,
         stale: step.stale,
+        misrouted: step.misrouted,
         operationEnds: [...step.operationEnds],
         firstReceiptAt: step.firstReceiptAt,
         lastReceiptAt: step.lastReceiptAt,
@@ -195,17 +226,22 @@ function newStep(firstSeq: number): Step {
   return {
     firstSeq,
     lastSeq: Number.POSITIVE_INFINITY,
-    expected: Number.POSITIVE_INFINITY,
     until: 'every',
     latency: createLatencyHistogram(),
     received: 0,
     stale: 0,
+    misrouted: 0,
     done: 0,
     firstReceiptAt: Number.NaN,
     lastReceiptAt: Number.NaN,
     operationEnds: [],
     onAllDone: undefined,
   };
+}
+
+/** The highest seq ≤ `lastSeq` on the account's topic. */
+function lastOnTopic(lastSeq: number, account: Pick<Account, 'topics' | 'topic'>): number {
+  return lastSeq - ((((lastSeq - account.topic) % account.topics) + account.topics) % account.topics);
 }
 
 function grow(bits: Uint8Array, atLeast: number): Uint8Array {

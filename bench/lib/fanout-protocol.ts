@@ -26,6 +26,16 @@ export type ClientRequest =
        * subscription's first message, the state before any event). @default none
        */
       readonly ignore?: string;
+      /**
+       * Topics the events are spread over: socket i subscribes to topic `i mod topics` and
+       * expects the events whose `seq mod topics` is that (see `fanout-ledger.ts`). @default 1
+       */
+      readonly topics?: number;
+      /**
+       * `connection_init` payloads, socket i sending `connectionPayloads[i mod length]` (e.g. a
+       * token per topic's tenant). @default [{}]
+       */
+      readonly connectionPayloads?: readonly Readonly<Record<string, unknown>>[];
     }
   | { readonly type: 'expect'; readonly requestId: number; readonly firstSeq: number }
   | {
@@ -71,6 +81,8 @@ export interface StepReport {
   readonly orders: number;
   /** Events from before the step (a backlog still draining). */
   readonly stale: number;
+  /** Events of the step received by a socket whose topic they are not on (see `open`'s `topics`): a leak. */
+  readonly misrouted: number;
   /** Close code and reason → sockets the server closed, since they were opened. */
   readonly closes: Readonly<Record<string, number>>;
   /** `error` / `complete` messages for the subscription, the first few. */

@@ -127,65 +127,74 @@ export function createPublisher(options: PublisherOptions): Publisher {
       const failure = await send(seq);
       if (failure !== undefined) throw new Error(`publish failed: ${failure}`);
     },
-    run({ firstSeq, count, rate, maxInFlight }) {
-      return new Promise<PublishReport>((resolve) => {
-        const intervalMs = 1000 / rate;
-        const startedAt = clockMillis();
-        let sent = 0;
-        let answered = 0;
-        let inFlight = 0;
-        let failures = 0;
-        let firstFailure: string | undefined;
-        let lastSentAt = startedAt;
-        const answers = createLatencyHistogram();
-        /** Every request slot is busy with events due: the next answer resumes the schedule. */
-        let blocked = false;
-
-        const finish = () =>
-          resolve({
-            sent,
-            startedAt,
-            lastSentAt,
-            lagMs: lastSentAt - (startedAt + (count - 1) * intervalMs),
-            failures,
-            firstFailure,
-            answered: answers.summary(),
-          });
-
-        // Sends what is due by now (catching up after a late timer), then sleeps until the next one.
-        const tick = () => {
-          const due = Math.min(count, Math.floor((clockMillis() - startedAt) / intervalMs) + 1);
-          while (sent < due && inFlight < maxInFlight) {
-            const seq = firstSeq + sent;
-            sent += 1;
-            inFlight += 1;
-            lastSentAt = clockMillis();
-            const sentAt = lastSentAt;
-            void send(seq).then((failure) => {
-              answers.record((clockMillis() - sentAt) * 1000);
-              inFlight -= 1;
-              answered += 1;
-              if (failure !== undefined) {
-                failures += 1;
-                firstFailure ??= failure;
-              }
-              if (answered === count) finish();
-              else if (blocked) {
-                blocked = false;
-                tick();
-              }
-            });
-          }
-          if (sent === count) return;
-          if (sent < due) blocked = true;
-          else setTimeout(tick, Math.max(0, sent * intervalMs - (clockMillis() - startedAt)));
-        };
-        if (count === 0) finish();
-        else tick();
-      });
-    },
+    run: (run) => runPaced(run, send),
     close() {
       agent.destroy();
     },
   };
+}
+
+/**
+ * Sends `count` events at `rate` per second through `send` (which resolves with undefined on
+ * success, with what went wrong otherwise) with at most `maxInFlight` unanswered; resolves once
+ * every one is answered. A timer paces it; when it falls behind it catches up at once, as far as
+ * `maxInFlight` allows. Shared by every writer that must keep the publisher's schedule (the HTTP
+ * publisher here, the row writer of `cdc`).
+ */
+export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, send: (seq: number) => Promise<string | undefined>): Promise<PublishReport> {
+  return new Promise<PublishReport>((resolve) => {
+    const intervalMs = 1000 / rate;
+    const startedAt = clockMillis();
+    let sent = 0;
+    let answered = 0;
+    let inFlight = 0;
+    let failures = 0;
+    let firstFailure: string | undefined;
+    let lastSentAt = startedAt;
+    const answers = createLatencyHistogram();
+    /** Every request slot is busy with events due: the next answer resumes the schedule. */
+    let blocked = false;
+
+    const finish = () =>
+      resolve({
+        sent,
+        startedAt,
+        lastSentAt,
+        lagMs: lastSentAt - (startedAt + (count - 1) * intervalMs),
+        failures,
+        firstFailure,
+        answered: answers.summary(),
+      });
+
+    // Sends what is due by now (catching up after a late timer), then sleeps until the next one.
+    const tick = () => {
+      const due = Math.min(count, Math.floor((clockMillis() - startedAt) / intervalMs) + 1);
+      while (sent < due && inFlight < maxInFlight) {
+        const seq = firstSeq + sent;
+        sent += 1;
+        inFlight += 1;
+        lastSentAt = clockMillis();
+        const sentAt = lastSentAt;
+        void send(seq).then((failure) => {
+          answers.record((clockMillis() - sentAt) * 1000);
+          inFlight -= 1;
+          answered += 1;
+          if (failure !== undefined) {
+            failures += 1;
+            firstFailure ??= failure;
+          }
+          if (answered === count) finish();
+          else if (blocked) {
+            blocked = false;
+            tick();
+          }
+        });
+      }
+      if (sent === count) return;
+      if (sent < due) blocked = true;
+      else setTimeout(tick, Math.max(0, sent * intervalMs - (clockMillis() - startedAt)));
+    };
+    if (count === 0) finish();
+    else tick();
+  });
 }

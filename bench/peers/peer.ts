@@ -2,8 +2,10 @@
  * The servers a benchmark compares. Every GraphQL peer serves the same operations (`viewer`,
  * `channel`, `broadcast`, `events`, `publish`, `createDocument`, `mergeDocument`, `document`) over graphql-transport-ws at `path` on 127.0.0.1
  * and over HTTP POST at the same path, so one load client drives them all; `raw-ws` is not a
- * GraphQL server but the floor of the fan-out workload (see `raw-ws.ts`). This module has no
- * server imports: the parent process reads the names without loading a server.
+ * GraphQL server but the floor of the fan-out workload (see `raw-ws.ts`), and
+ * `pg-redis-graphql-ws` serves only `changes(model:)`, from a database's WAL (the `cdc`
+ * workload, see `pg-redis-graphql-ws.ts`). This module has no server imports: the parent
+ * process reads the names without loading a server.
  */
 
 /**
@@ -11,10 +13,13 @@
  * database before a mutation answers; Redis mode with async document durability), then what it
  * is measured against.
  */
-export const PEER_NAMES = ['tributary', 'tributary-redis', 'tributary-redis-async', 'yoga-graphql-ws', 'raw-ws'] as const;
+export const PEER_NAMES = ['tributary', 'tributary-redis', 'tributary-redis-async', 'yoga-graphql-ws', 'raw-ws', 'pg-redis-graphql-ws'] as const;
 
 /** The peers that need `REDIS_URL`. */
-export const REDIS_PEERS: readonly PeerName[] = ['tributary-redis', 'tributary-redis-async'];
+export const REDIS_PEERS: readonly PeerName[] = ['tributary-redis', 'tributary-redis-async', 'pg-redis-graphql-ws'];
+
+/** The reference CDC stack: pg-logical-replication → graphql-redis-subscriptions → graphql-ws. */
+export const CDC_REFERENCE: PeerName = 'pg-redis-graphql-ws';
 
 export type PeerName = (typeof PEER_NAMES)[number];
 

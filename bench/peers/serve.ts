@@ -7,7 +7,9 @@
  * disconnect), so a crashed benchmark never leaves a server behind.
  *
  * `tributary-redis` and `tributary-redis-async` read `REDIS_URL` from their environment (the parent
- * starts the Redis).
+ * starts the Redis). Every Tributary peer also takes `JWT_SECRET` and the `CDC_*` settings from it
+ * (the `cdc` workload: tokens instead of the development principal, a slot of its own);
+ * `pg-redis-graphql-ws` is configured by its environment only (see `pg-redis-graphql-ws.ts`).
  */
 import {
   isPeerName,
@@ -19,19 +21,50 @@ import {
   type RunningPeer,
 } from './peer.ts';
 
+/** Tributary settings a workload may pass through the environment. */
+const TRIBUTARY_SETTINGS = ['JWT_SECRET', 'DATABASE_URL', 'CDC_SLOT_NAME', 'CDC_PUBLICATION_NAME', 'CDC_RELOAD_INTERVAL_MS'] as const;
+
+function tributarySettings(): Record<string, string> {
+  const settings: Record<string, string> = {};
+  for (const name of TRIBUTARY_SETTINGS) {
+    const value = process.env[name];
+    if (value !== undefined) settings[name] = value;
+  }
+  return settings;
+}
+
+function requiredEnv(peer: PeerName, name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${peer} needs ${name} in its environment`);
+  return value;
+}
+
 async function startPeer(name: PeerName): Promise<RunningPeer> {
   // Imported lazily so each child loads only the server it runs.
   switch (name) {
     case 'tributary':
-      return (await import('./tributary.ts')).startTributaryPeer();
+      return (await import('./tributary.ts')).startTributaryPeer({ settings: tributarySettings() });
     case 'tributary-redis':
     case 'tributary-redis-async': {
-      const redisUrl = process.env['REDIS_URL'];
-      if (!redisUrl) throw new Error(`${name} needs REDIS_URL in its environment`);
       // Its own key prefix: peers may share the benchmark's Redis.
-      const redis = { url: redisUrl, keyPrefix: `${name}-${process.pid}:` };
-      return (await import('./tributary.ts')).startTributaryPeer({ redis, durability: name === 'tributary-redis' ? 'sync' : 'async' });
+      const redis = { url: requiredEnv(name, 'REDIS_URL'), keyPrefix: `${name}-${process.pid}:` };
+      return (await import('./tributary.ts')).startTributaryPeer({
+        redis,
+        durability: name === 'tributary-redis' ? 'sync' : 'async',
+        settings: tributarySettings(),
+      });
     }
+    case 'pg-redis-graphql-ws':
+      return (await import('./pg-redis-graphql-ws.ts')).startPgRedisGraphQLWsPeer({
+        databaseUrl: requiredEnv(name, 'CDC_DATABASE_URL'),
+        table: requiredEnv(name, 'CDC_TABLE'),
+        model: requiredEnv(name, 'CDC_MODEL'),
+        module: requiredEnv(name, 'CDC_MODULE'),
+        slotName: requiredEnv(name, 'CDC_SLOT_NAME'),
+        publicationName: requiredEnv(name, 'CDC_PUBLICATION_NAME'),
+        redisUrl: requiredEnv(name, 'REDIS_URL'),
+        jwtSecret: requiredEnv(name, 'JWT_SECRET'),
+      });
     case 'yoga-graphql-ws':
       return (await import('./yoga-graphql-ws.ts')).startYogaGraphQLWsPeer();
     case 'raw-ws':

@@ -1,6 +1,7 @@
 /**
  * Tributary as `npm start` runs it, in development mode (every caller is the development
- * principal, so no token is needed) with the embedded in-memory database and logging off.
+ * principal, so no token is needed; unless `settings` has `JWT_SECRET`) with the embedded
+ * in-memory database and logging off.
  * Without `redis` the event log and bus are in memory (one process); with it they are Redis
  * Streams and pub/sub, as a multi-instance deployment runs them, and documents have the Redis hot
  * cache in front of the database.
@@ -16,6 +17,11 @@ export interface TributaryPeerOptions {
   readonly redis?: { readonly url: string; readonly keyPrefix: string };
   /** When the document service answers a write (Redis mode). @default 'sync' */
   readonly durability?: 'async' | 'sync';
+  /**
+   * Further configuration variables (`JWT_SECRET`, `CDC_SLOT_NAME`…); with `JWT_SECRET` callers
+   * need tokens instead of being the development principal. @default {}
+   */
+  readonly settings?: Readonly<Record<string, string>>;
 }
 
 export async function startTributaryPeer(options: TributaryPeerOptions = {}): Promise<RunningPeer> {
@@ -27,6 +33,7 @@ export async function startTributaryPeer(options: TributaryPeerOptions = {}): Pr
     NODE_ENV: 'test',
     ...(options.redis !== undefined && { REDIS_URL: options.redis.url, REDIS_KEY_PREFIX: options.redis.keyPrefix }),
     ...(options.durability !== undefined && { SYNC_DURABILITY: options.durability }),
+    ...options.settings,
   });
   const tributary = await startTributary(config, { logger: createLogger({ level: 'silent' }) });
   return { port: tributary.port, path: GRAPHQL_PATH, dispose: () => tributary.dispose() };

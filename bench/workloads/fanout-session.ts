@@ -8,7 +8,7 @@
 import type { SubscribePayload } from 'graphql-ws';
 import type { PeerName } from '../peers/peer.ts';
 import type { PeerMemory, PeerProcess } from '../lib/peer-process.ts';
-import { startFanoutClient, type FanoutClient } from '../lib/fanout-client-process.ts';
+import { startFanoutClient, type FanoutClient, type SocketSpread } from '../lib/fanout-client-process.ts';
 import { busyCores, sampleMachineCpu } from '../lib/machine-cpu.ts';
 import { clockMillis, FANOUT_SUBSCRIPTION } from '../lib/fanout-payload.ts';
 import type { StepReport } from '../lib/fanout-protocol.ts';
@@ -62,6 +62,8 @@ export interface StepResult {
   readonly serverCpuPerMessage: number;
   /** The same for redis-server, in µs; undefined without one. */
   readonly redisCpuPerMessage: number | undefined;
+  /** redis-server's CPU over the step, in µs; undefined without one. */
+  readonly redisCpuMicros: number | undefined;
   /** Server CPU ÷ the step's wall time, in cores. */
   readonly serverBusy: number;
   /** Load client CPU ÷ the step's wall time, in cores: near 1, the client may be the limit. */
@@ -87,6 +89,17 @@ export interface MemoryResult {
   readonly connections: number;
 }
 
+/** What a burst showed (see `FanoutSession.burst`). */
+export interface BurstResult<T> {
+  /** What `send` resolved with. */
+  readonly sent: T;
+  readonly client: StepReport;
+  /** Server process CPU from just before `send` until every subscriber had every event (or the wait ended), in µs. */
+  readonly serverCpuMicros: number;
+  /** The same for redis-server; undefined without one. */
+  readonly redisCpuMicros: number | undefined;
+}
+
 export interface FanoutSession {
   readonly name: PeerName;
   readonly subscribers: number;
@@ -95,6 +108,11 @@ export interface FanoutSession {
   broken: string | undefined;
   /** Publishes `count` events at `rate` and reports what the subscribers got. */
   step(options: StepOptions): Promise<StepResult>;
+  /**
+   * Sends `count` events however `send` likes — e.g. all in one transaction — numbered from the
+   * `firstSeq` it is given, then waits at most `timeoutMs` for every subscriber to have every one.
+   */
+  burst<T>(count: number, send: (firstSeq: number) => Promise<T>, timeoutMs: number): Promise<BurstResult<T>>;
   /** Waits until the server has finished a backlog: its CPU stays idle for a moment (bounded). */
   settle(maxMs: number): Promise<void>;
   /** Closes the subscribers and the publisher's connections, then stops the server. Idempotent. */
@@ -116,6 +134,17 @@ export interface SessionOptions {
   readonly body?: (seq: number, sentAt: number) => string;
   /** Frames containing this are dropped unread by the subscribers (`FanoutClient.open`). @default none */
   readonly ignore?: string;
+  /**
+   * What sends the events, instead of the HTTP publisher: e.g. `cdc`'s row writer, which
+   * commits rows to the source database. The session closes it. @default createPublisher(peer url, body)
+   */
+  readonly publisher?: Publisher;
+  /**
+   * The subscribers spread over topics (socket i on topic `i mod topics`, event `seq` on topic
+   * `seq mod topics`), each socket with its topic's `connection_init` payload: every probe round
+   * then sends one event per topic. @default one topic, `{}`
+   */
+  readonly spread?: SocketSpread;
 }
 
 /**
@@ -127,7 +156,8 @@ export interface SessionOptions {
 export async function openSession(options: SessionOptions): Promise<FanoutSession> {
   const { peer, subscribers, redis } = options;
   const client: FanoutClient = startFanoutClient();
-  const publisher: Publisher = createPublisher({ url: peer.url.replace(/^ws:/, 'http:'), ...(options.body && { body: options.body }) });
+  const publisher: Publisher = options.publisher ?? createPublisher({ url: peer.url.replace(/^ws:/, 'http:'), ...(options.body && { body: options.body }) });
+  const topics = options.spread?.topics ?? 1;
   let nextSeq = 1;
 
   let stopping: Promise<void> | undefined;
@@ -187,6 +217,7 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
         serverCpuMicros: serverCpuAfter - serverCpuBefore,
         serverCpuPerMessage: (serverCpuAfter - serverCpuBefore) / received,
         redisCpuPerMessage: redisCpuBefore === undefined || redisCpuAfter === undefined ? undefined : (redisCpuAfter - redisCpuBefore) / received,
+        redisCpuMicros: redisCpuBefore === undefined || redisCpuAfter === undefined ? undefined : redisCpuAfter - redisCpuBefore,
         serverBusy,
         clientBusy,
         machineBusy,
@@ -196,6 +227,22 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
         inOrder,
         keptUp: problem === undefined,
         problem,
+      };
+    },
+    async burst(count, send, timeoutMs) {
+      const firstSeq = nextSeq;
+      nextSeq += count;
+      await client.expect(firstSeq);
+      const [serverCpuBefore, redisCpuBefore] = await Promise.all([peer.cpuMicros(), redis?.cpuMicros()]);
+      const sent = await send(firstSeq);
+      const report = await client.collect(firstSeq + count - 1, 'every', timeoutMs);
+      const [serverCpuAfter, redisCpuAfter] = await Promise.all([peer.cpuMicros(), redis?.cpuMicros()]);
+      if (report.open < subscribers) session.broken ??= `the server closed ${subscribers - report.open} sockets (${formatCloses(report.closes)})`;
+      return {
+        sent,
+        client: report,
+        serverCpuMicros: serverCpuAfter - serverCpuBefore,
+        redisCpuMicros: redisCpuBefore === undefined || redisCpuAfter === undefined ? undefined : redisCpuAfter - redisCpuBefore,
       };
     },
     async settle(maxMs) {
@@ -213,12 +260,13 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
 
   try {
     const before = await peer.memory();
-    const opened = await client.open(peer.url, subscribers, options.subscription ?? FANOUT_SUBSCRIPTION, options.ignore);
+    const opened = await client.open(peer.url, subscribers, options.subscription ?? FANOUT_SUBSCRIPTION, options.ignore, options.spread);
     await client.expect(nextSeq);
     for (let probe = 0; ; probe += 1) {
-      if (probe === (options.maxProbes ?? 40)) throw new Error(`${subscribers} subscriptions were not all live after ${probe} probe events`);
-      const seq = nextSeq++;
-      await publisher.publishOne(seq);
+      if (probe === (options.maxProbes ?? 40)) throw new Error(`${subscribers} subscriptions were not all live after ${probe} probe rounds`);
+      // One probe per topic: every subscription waits for its own topic's.
+      for (let topic = 0; topic < topics; topic += 1) await publisher.publishOne(nextSeq++);
+      const seq = nextSeq - 1;
       const report = await client.collect(seq, 'last', options.probeWaitMs ?? 250);
       if (report.open < opened) throw new Error(`the server closed ${opened - report.open} sockets (${formatCloses(report.closes)})`);
       if (report.operationEnds.length > 0) throw new Error(`subscription ended: ${report.operationEnds[0]}`);
@@ -248,6 +296,7 @@ function describeProblem(report: StepReport, publish: PublishReport, facts: Step
   if (publish.failures > 0) return `${publish.failures} of ${events} publishes failed: ${publish.firstFailure ?? '?'}`;
   if (report.open < subscribers) return `server closed ${subscribers - report.open} sockets (${formatCloses(report.closes)})`;
   if (report.operationEnds.length > 0) return `subscription ended: ${report.operationEnds[0]}`;
+  if (report.misrouted > 0) return `${report.misrouted.toLocaleString('en-US')} messages reached a subscriber of another topic`;
   if (report.complete < subscribers) {
     const what = [
       report.missing > 0 && `${report.missing.toLocaleString('en-US')} messages missing${report.timedOut ? ' when the wait ended' : ''}`,

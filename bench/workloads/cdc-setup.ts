@@ -1,0 +1,202 @@
+/**
+ * What the `cdc` workload sets up around the servers: the source database (a private Postgres
+ * with logical WAL), one table and publication per peer (so a commit for one peer is decoded
+ * but filtered out by the others' walsenders, and each peer's subscribers see only its own
+ * rows), a slot per peer and group, the subscribers' tokens, and Tributary's source and mapping,
+ * saved over GraphQL as an administrator would.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { SignJWT } from 'jose';
+import pg from 'pg';
+import { startPostgres } from '../../test/helpers/postgres.ts';
+import type { PeerName } from '../peers/peer.ts';
+import { clockMillis } from '../lib/fanout-payload.ts';
+import type { PeerProcess } from '../lib/peer-process.ts';
+import { contactsTableSql, tenantOf } from '../lib/row-writer.ts';
+import type { WorkloadContext } from '../lib/workload.ts';
+
+/** Every subscriber's module and model: the permission is `crm.contacts.read`. */
+export const MODULE = 'crm';
+export const MODEL = 'contacts';
+
+export interface SourceDatabase {
+  /** `postgres://…` (trust auth, superuser). */
+  readonly url: string;
+  /** HS256 secret of every token of the run. */
+  readonly secret: string;
+  /** Creates the peer's table and publication (once per peer). */
+  preparePeer(name: PeerName): Promise<void>;
+  /**
+   * Resolves with `clockMillis()` once the slot has confirmed `walLsn` (or has no lag at all),
+   * polling every 10 ms; NaN after `timeoutMs`.
+   */
+  waitForSlot(slot: string, walLsn: string, timeoutMs: number): Promise<number>;
+  /** Creates an empty database on the same server; resolves with its URL. */
+  createDatabase(name: string): Promise<string>;
+  /**
+   * CPU time so far of the server processes (backends) connected to `database`, in µs, from
+   * /proc: what Tributary's platform database costs Postgres. Backends that ended are not
+   * counted, so read it around a step, whose connections stay open; NaN without /proc.
+   */
+  databaseCpuMicros(database: string): Promise<number>;
+  /** Drops the slot, ending the walsender that still holds it. Missing slots are fine. */
+  dropSlot(slot: string): Promise<void>;
+}
+
+/** The peer's table, publication and slot names (lower-case identifiers). */
+export function namesOf(name: PeerName, group: string): { table: string; publication: string; slot: string } {
+  const key = name.replaceAll('-', '_');
+  return { table: `${key}_contacts`, publication: `${key}_pub`, slot: `${key}_${group}` };
+}
+
+/** A private Postgres (stopped by the runner at the end) and a monitoring connection to it. */
+export async function startSourceDatabase(context: WorkloadContext): Promise<SourceDatabase> {
+  const postgres = await startPostgres({
+    settings: {
+      // The harness turns it off to make tests fast, but then a commit reaches the walsenders
+      // only when the WAL writer flushes (up to wal_writer_delay, 200 ms, later): every CDC
+      // latency would be that. fsync stays off, so a commit is still cheap.
+      synchronous_commit: true,
+      // Nothing but the workload writes WAL, so a slot's lag is the workload's.
+      autovacuum: false,
+    },
+  });
+  context.defer(`postgres (${postgres.dataDir})`, () => postgres.dispose());
+  const monitor = new pg.Client({ connectionString: postgres.url, application_name: 'bench-monitor' });
+  monitor.on('error', () => {});
+  await monitor.connect();
+  context.defer('postgres monitoring connection', () => monitor.end());
+  const prepared = new Set<PeerName>();
+
+  return {
+    url: postgres.url,
+    secret: randomBytes(32).toString('base64url'),
+    async preparePeer(name) {
+      if (prepared.has(name)) return;
+      prepared.add(name);
+      const { table, publication } = namesOf(name, '');
+      for (const statement of contactsTableSql(table)) await monitor.query(statement);
+      await monitor.query(`CREATE PUBLICATION ${pg.escapeIdentifier(publication)} FOR TABLE ${pg.escapeIdentifier(table)}`);
+    },
+    async waitForSlot(slot, walLsn, timeoutMs) {
+      const deadline = clockMillis() + timeoutMs;
+      while (clockMillis() < deadline) {
+        const { rows } = await monitor.query<{ done: boolean }>(
+          `SELECT confirmed_flush_lsn >= $2::pg_lsn OR pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) <= 0 AS done
+             FROM pg_replication_slots WHERE slot_name = $1`,
+          [slot, walLsn],
+        );
+        if (rows[0]?.done === true) return clockMillis();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      return Number.NaN;
+    },
+    async createDatabase(name) {
+      await monitor.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+      const url = new URL(postgres.url);
+      url.pathname = `/${name}`;
+      return url.toString();
+    },
+    async databaseCpuMicros(database) {
+      const { rows } = await monitor.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [database]);
+      let total = 0;
+      for (const { pid } of rows) total += await processCpuMicros(pid);
+      return total;
+    },
+    async dropSlot(slot) {
+      for (let attempt = 0; attempt < 50; attempt += 1) {
+        const { rows } = await monitor.query<{ active_pid: number | null }>('SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+        const row = rows[0];
+        if (!row) return;
+        if (row.active_pid === null) {
+          await monitor.query('SELECT pg_drop_replication_slot($1)', [slot]).catch(() => undefined);
+        } else {
+          await monitor.query('SELECT pg_terminate_backend($1)', [row.active_pid]);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    },
+  };
+}
+
+/** CPU time (user + system) of a process, in µs; 0 once it is gone, NaN without /proc. */
+async function processCpuMicros(pid: number): Promise<number> {
+  let stat: string;
+  try {
+    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/self/stat') ? 0 : Number.NaN;
+  }
+  // After "(comm)": utime and stime are the 12th and 13th fields, in clock ticks (100 per second on Linux).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS) * 1_000_000;
+}
+
+const CLOCK_TICKS = 100;
+
+/** The server's environment: its slot for this group, its publication, the token secret. */
+export function peerEnvironment(name: PeerName, group: string, source: SourceDatabase, redisUrl: string, platformUrl?: string): Record<string, string> {
+  const { table, publication, slot } = namesOf(name, group);
+  const common = { JWT_SECRET: source.secret, CDC_SLOT_NAME: slot, CDC_PUBLICATION_NAME: publication, REDIS_URL: redisUrl };
+  if (name !== 'pg-redis-graphql-ws') return { ...common, ...(platformUrl !== undefined && { DATABASE_URL: platformUrl }) };
+  return { ...common, CDC_DATABASE_URL: source.url, CDC_TABLE: table, CDC_MODEL: MODEL, CDC_MODULE: MODULE };
+}
+
+/** `connection_init` payloads, one per topic: topic k is tenant `tenantOf(k)`, allowed to read the model. */
+export async function subscriberPayloads(secret: string, topics: number): Promise<Record<string, unknown>[]> {
+  const payloads: Record<string, unknown>[] = [];
+  for (let topic = 0; topic < topics; topic += 1) {
+    const tenant = tenantOf(topic, topics);
+    const token = await sign(secret, { sub: `bench-${tenant}`, tenant, roles: [], permissions: [`${MODULE}.${MODEL}.read`] });
+    payloads.push({ authorization: `Bearer ${token}` });
+  }
+  return payloads;
+}
+
+/**
+ * Points Tributary at the source database and saves the mapping (admin token, app and env
+ * "default"), then waits until its reader streams. The mapping routes by `tenant_id`, so a row
+ * of tenant `t3` reaches the subscribers whose token says tenant `t3`.
+ */
+export async function configureTributary(peer: PeerProcess, source: SourceDatabase): Promise<void> {
+  const admin = await sign(source.secret, { sub: 'bench-admin', roles: ['admin'], permissions: [] });
+  const url = peer.url.replace(/^ws:/, 'http:');
+  const { table } = namesOf(peer.name, '');
+  await graphql(url, admin, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: source.url });
+  await graphql(url, admin, 'mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', {
+    m: { name: MODEL, table, events: ['insert', 'update', 'delete'], topic: `${MODULE}.contact-events`, module: MODULE, model: MODEL, tenantColumn: 'tenant_id' },
+  });
+  const deadline = clockMillis() + 60_000;
+  for (;;) {
+    const data = await graphql(url, admin, '{ cdcSource { status { state lastError } } }', {});
+    const status = (data['cdcSource'] as { status: { state: string; lastError: string | null } | null } | null)?.status;
+    if (status?.state === 'streaming') return;
+    if (clockMillis() > deadline) throw new Error(`${peer.name}: the CDC reader is not streaming after 60 s (${JSON.stringify(status)})`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function graphql(url: string, token: string, query: string, variables: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  const body = (await response.json()) as { data?: Record<string, unknown> | null; errors?: unknown };
+  if (response.status !== 200 || body.errors !== undefined || !body.data) {
+    throw new Error(`${query.slice(0, 40)}…: HTTP ${response.status}: ${JSON.stringify(body).slice(0, 300)}`);
+  }
+  return body.data;
+}
+
+/** An HS256 token for app and env "default", valid for two hours. */
+async function sign(secret: string, claims: Record<string, unknown>): Promise<string> {
+  return new SignJWT({ app: 'default', env: 'default', ...claims })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .sign(new TextEncoder().encode(secret));
+}
