@@ -88,6 +88,8 @@ export interface CdcConfig {
   readonly publicationName: string;
   /** How often sources and mappings are checked for changes, in ms. @default 1000 */
   readonly reloadIntervalMs: number;
+  /** Leader election of the readers (with Redis): lease, heartbeat and follower poll, in ms. @default lease 4000 */
+  readonly election: { readonly ttlMs: number; readonly heartbeatMs: number; readonly pollMs: number };
   /** How long raw changes stay in `cdc_events`, in ms. @default 1 day */
   readonly rawRetentionMs: number;
 }
@@ -162,6 +164,7 @@ const environmentSchema = z.object({
     message: 'must be a lower-case identifier of 1–63 characters',
   }),
   CDC_RELOAD_INTERVAL_MS: integer(100, 600_000, 1000),
+  CDC_LEADER_TTL_MS: integer(500, 120_000, 4000),
   CDC_EVENTS_RETENTION_SECONDS: integer(60, 90 * 24 * 3600, 24 * 3600),
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
@@ -238,6 +241,13 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       slotName: env.CDC_SLOT_NAME ?? 'realtime_cdc_slot',
       publicationName: env.CDC_PUBLICATION_NAME ?? 'realtime_cdc_pub',
       reloadIntervalMs: env.CDC_RELOAD_INTERVAL_MS,
+      // Heartbeat and follower poll at a quarter of the lease: a dead leader is replaced within
+      // about 1.25 × the TTL; a leader that stops cleanly at once (release signal).
+      election: {
+        ttlMs: env.CDC_LEADER_TTL_MS,
+        heartbeatMs: Math.floor(env.CDC_LEADER_TTL_MS / 4),
+        pollMs: Math.floor(env.CDC_LEADER_TTL_MS / 4),
+      },
       rawRetentionMs: env.CDC_EVENTS_RETENTION_SECONDS * 1000,
     },
     logLevel: env.LOG_LEVEL,

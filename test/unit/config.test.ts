@@ -53,6 +53,7 @@ describe('configuration', () => {
       CDC_SLOT_NAME: 'my_slot',
       CDC_PUBLICATION_NAME: 'my_pub',
       CDC_RELOAD_INTERVAL_MS: '500',
+      CDC_LEADER_TTL_MS: '2000',
       CDC_EVENTS_RETENTION_SECONDS: '3600',
       JWT_SECRET: SECRET,
       JWT_JWKS_URL: 'https://issuer.example/.well-known/jwks.json',
@@ -78,7 +79,13 @@ describe('configuration', () => {
       redisKeyPrefix: 'shop-prod:',
       events: { logMaxEvents: 500, logMaxAgeMs: 60_000, maxPayloadBytes: 1024 },
       sync: { durability: 'async', docTtlSeconds: 30, sweepIntervalMs: 250 },
-      cdc: { slotName: 'my_slot', publicationName: 'my_pub', reloadIntervalMs: 500, rawRetentionMs: 3_600_000 },
+      cdc: {
+        slotName: 'my_slot',
+        publicationName: 'my_pub',
+        reloadIntervalMs: 500,
+        election: { ttlMs: 2000, heartbeatMs: 500, pollMs: 500 },
+        rawRetentionMs: 3_600_000,
+      },
       auth: {
         mode: 'jwt',
         secret: SECRET,

@@ -3,7 +3,7 @@ import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { createCdcSource, modelTopic, sourceIdOf, topicPattern, type CdcBinding, type CdcSource, type CdcSourceStatus } from './cdc-source.ts';
+import { createCdcSource, modelTopic, sourceIdOf, topicPattern, type CdcBinding, type CdcSource, type CdcSourceOptions, type CdcSourceStatus } from './cdc-source.ts';
 import type { CdcStore, StoredMapping } from './cdc-store.ts';
 import { checkMappingAgainstTable, type TableShape } from './mapping-check.ts';
 import { mappingTable, type DomainMapping } from './mapping.ts';
@@ -64,6 +64,8 @@ export interface CdcServiceOptions {
   readonly keyPrefix: string;
   readonly slotName: string;
   readonly publicationName: string;
+  /** Leader election timings of every source's reader. @default the election's defaults */
+  readonly election?: CdcSourceOptions['election'];
   /** How often sources and mappings are checked for changes, in ms. */
   readonly reloadIntervalMs: number;
   /** How long raw changes are kept, in ms. */

@@ -6,7 +6,7 @@ import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
 import type { CdcStore, RawChangeRow } from './cdc-store.ts';
-import { createLeaderElection, type LeaderElection } from './leader-election.ts';
+import { createLeaderElection, type LeaderElection, type LeaderElectionOptions } from './leader-election.ts';
 import type { TableShape } from './mapping-check.ts';
 import { evaluateMapping, UnroutableRowError } from './mapping-evaluate.ts';
 import type { DomainMapping } from './mapping.ts';
@@ -61,6 +61,8 @@ export interface CdcSourceOptions {
   /** Coordinates instances (leader election); absent: this instance always reads. */
   readonly redis: Redis | undefined;
   readonly keyPrefix: string;
+  /** Election timings, in ms (see `leader-election.ts`). @default its defaults: TTL 10 s, heartbeat 3 s, poll 5 s */
+  readonly election?: Pick<LeaderElectionOptions, 'ttlMs' | 'heartbeatMs' | 'pollMs'>;
   /** Counts rows that matched a mapping but could not be routed safely. */
   readonly onUnroutable?: (mapping: string) => void;
 }
@@ -231,6 +233,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
         return;
       }
       election = createLeaderElection({
+        ...options.election,
         redis: options.redis,
         key: `${options.keyPrefix}cdc:leader:${id}`,
         logger,

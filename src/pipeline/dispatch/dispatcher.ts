@@ -160,6 +160,12 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     if (last && last.epoch === placed.epoch && comparePositions(placed.position, last.position) <= 0) return;
     stream.last = placed;
     stream.lastCursor = event.cursor;
+    if (last && last.epoch !== placed.epoch) {
+      // A new history (a recreated replication slot, a Redis that lost its data): what is missing
+      // between the two cannot be known, so every subscriber resyncs rather than skip it silently.
+      failStream(stream, resyncRequired('the stream has a new history'));
+      return;
+    }
     for (const cohort of stream.cohorts.values()) {
       for (const subscriber of cohort.catchingUp) hold(subscriber, event);
       if (cohort.live.size === 0) continue;
@@ -345,7 +351,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   };
 
   const failStream = (stream: Stream, error: unknown) => {
-    logger.warn({ err: error, topic: stream.ref.topic }, 'stream cannot be resumed after the outage; subscribers must resync');
+    logger.warn({ err: error, topic: stream.ref.topic }, 'stream cannot be continued; subscribers must resync');
     const recovery = stream.recovering;
     stream.recovering = undefined;
     for (const cohort of [...stream.cohorts.values()]) {
