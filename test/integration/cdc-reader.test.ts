@@ -259,6 +259,32 @@ describe('WAL reader', () => {
     expect(reader.status().state).toBe('streaming');
   });
 
+  it('hands later transactions over while one is still handled, but confirms only up to the oldest unfinished one', async () => {
+    const db = await createTestDatabase();
+    const sql = await connect(db.url);
+    await sql.query('CREATE TABLE items (id int PRIMARY KEY)');
+    const release = deferred();
+    const commitLsns = new Map<number, string>();
+    const { reader, slotName } = openReader(db.url, {
+      handle: async (chunk) => {
+        const [id] = idsOf([chunk]);
+        commitLsns.set(id!, chunk.commitLsn);
+        if (id === 5) await release.promise;
+      },
+    });
+    await reader.start();
+    await insertEach(sql, 'items', 1, 10);
+    await waitFor(() => commitLsns.has(10), { message: 'transactions after the slow one are handed over' });
+    // 6…10 are handled, 5 is not: nothing from 5 on is confirmed, to Postgres either.
+    await waitFor(() => reader.status().lastAcknowledgedLsn !== null && compareLsn(reader.status().lastAcknowledgedLsn!, commitLsns.get(4)!) > 0, {
+      message: 'transactions before the slow one confirmed',
+    });
+    expect(compareLsn(reader.status().lastAcknowledgedLsn!, commitLsns.get(5)!)).toBeLessThanOrEqual(0);
+    expect(compareLsn((await slotRow(sql, slotName))!.confirmed_flush_lsn, commitLsns.get(5)!)).toBeLessThanOrEqual(0);
+    release.resolve();
+    await waitFor(() => compareLsn(reader.status().lastAcknowledgedLsn!, commitLsns.get(10)!) > 0, { message: 'all confirmed once the slow one is done' });
+  });
+
   it('loses nothing and keeps the order when the walsender is terminated mid-stream', async () => {
     const db = await createTestDatabase();
     const sql = await connect(db.url);
@@ -267,13 +293,14 @@ describe('WAL reader', () => {
     const release = deferred();
     const ids: number[] = [];
     const { reader, slotName } = openReader(db.url, {
+      // Recorded when handed over (later transactions may be handed over while this one waits).
       handle: async (chunk) => {
         const [id] = idsOf([chunk]);
+        ids.push(id!);
         if (id === 10 && !blocked.settled) {
           blocked.resolve();
           await release.promise;
         }
-        ids.push(id!);
       },
     });
     await reader.start();
@@ -289,6 +316,8 @@ describe('WAL reader', () => {
     const all = Array.from({ length: 40 }, (_, i) => i + 1);
     await waitFor(() => ids.includes(40), { timeoutMs: 15_000, message: 'every row after the walsender was terminated' });
     expect(firstSeen(ids)).toEqual(all);
+    // The transaction whose handler was still running when the stream broke was never confirmed: received again.
+    expect(ids.filter((id) => id === 10).length).toBeGreaterThanOrEqual(2);
     await waitFor(async () => {
       const pid = (await slotRow(sql, slotName))?.active_pid;
       return typeof pid === 'number' && pid !== before;
@@ -304,13 +333,14 @@ describe('WAL reader', () => {
     const release = deferred();
     const ids: number[] = [];
     const { reader } = openReader(server.url, {
+      // Recorded when handed over (later transactions may be handed over while this one waits).
       handle: async (chunk) => {
         const [id] = idsOf([chunk]);
+        ids.push(id!);
         if (id === 15 && !blocked.settled) {
           blocked.resolve();
           await release.promise;
         }
-        ids.push(id!);
       },
     });
     await reader.start();
@@ -334,6 +364,7 @@ describe('WAL reader', () => {
     const { rows } = await sql.query<{ id: number }>('SELECT id FROM items ORDER BY id');
     expect(rows.map((row) => row.id)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     expect(firstSeen(ids)).toEqual(rows.map((row) => row.id));
+    expect(ids.filter((id) => id === 15).length).toBeGreaterThanOrEqual(2);
     expect(reader.status().state).toBe('streaming');
   });
 

@@ -11,6 +11,7 @@ import type { TableShape } from './mapping-check.ts';
 import { evaluateMapping, UnroutableRowError } from './mapping-evaluate.ts';
 import type { DomainMapping } from './mapping.ts';
 import type { RowChange, TransactionChunk } from './row-change.ts';
+import { createRawChangeWriter } from './raw-change-writer.ts';
 import { withConnection } from './replication-setup.ts';
 import { createWalReader, type WalReader, type WalReaderStatus } from './wal-reader.ts';
 
@@ -84,6 +85,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   let bindings = options.bindings;
   let reader: WalReader | undefined;
   let election: LeaderElection | undefined;
+  const rawChanges = createRawChangeWriter({ store, logger });
 
   const eventId = (change: RowChange, mapping: DomainMapping) =>
     `evt_${createHash('sha256').update(`${id}|${change.lsn}|${mapping.name}`).digest('base64url').slice(0, 22)}`;
@@ -129,8 +131,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
       }
     }
     await Promise.all(routed);
-    // Kept for audit; the events are already in the log, so a failure here is logged, not retried.
-    await store.appendRawChanges(raw).catch((error: unknown) => logger.warn({ err: error }, 'raw changes not stored'));
+    await rawChanges.add(raw);
   };
 
   /** Streams whose history a lost slot made incomplete: every topic of every mapping of this source. */
@@ -252,6 +253,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     async stop() {
       await election?.stop();
       await stopReader();
+      await rawChanges.close();
     },
 
     setBindings(next) {

@@ -1,13 +1,16 @@
 /**
  * The WAL reader: streams committed transactions of one database from a `pgoutput` logical
- * replication slot and hands them to `handle` as `TransactionChunk`s, one at a time, in commit order.
+ * replication slot and hands them to `handle` as `TransactionChunk`s, in commit order. `handle` is
+ * called for the next transaction while earlier ones may still be in it (up to
+ * `maxPendingTransactions`), so its calls must start their work in call order; the chunks of one
+ * large transaction wait for each other.
  *
  * The acknowledgement rule (ARCHITECTURE §6): Postgres may discard WAL and will never resend a
  * transaction once its position is confirmed, so a position is confirmed only when everything
  * before it has been handled:
  * - a transaction is confirmed (its commit record's end) only after `handle` resolved for its
- *   final chunk — the library's automatic and periodic acknowledgements are off, because they
- *   confirm what was *received*;
+ *   final chunk and for every earlier transaction — the library's automatic and periodic
+ *   acknowledgements are off, because they confirm what was *received*;
  * - keepalives are answered with that handled position; when nothing received is left unhandled
  *   and no transaction is open, the keepalive's WAL end is confirmed too, so changes to tables
  *   outside the publication do not make the slot retain WAL forever;
@@ -53,13 +56,19 @@ export interface WalReaderOptions {
   readonly expectExistingSlot?: boolean;
   readonly logger: Logger;
   /**
-   * Receives the chunks, one at a time, in commit order. The transaction is confirmed after the
-   * promise of its final chunk resolves; a rejection drops the connection and the transaction is
-   * received again after the reconnect delay.
+   * Receives the chunks in commit order (see `maxPendingTransactions`). A transaction is confirmed
+   * after the promise of its final chunk, and of every earlier transaction, resolves; a rejection
+   * drops the connection and everything not confirmed is received again after the reconnect delay.
    */
   readonly handle: (chunk: TransactionChunk) => Promise<void>;
   /** Most changes in one chunk; a larger transaction arrives in several. @default 1000 */
   readonly maxChunkChanges?: number;
+  /**
+   * Committed transactions whose `handle` may still be running while later ones are handed over
+   * (in order). Positions are confirmed in commit order, each once it and everything before it
+   * are handled. 1 hands over one transaction at a time. @default 256
+   */
+  readonly maxPendingTransactions?: number;
   /** First reconnect delay, in ms; doubles per failed attempt. @default 100 */
   readonly reconnectInitialDelayMs?: number;
   /** Longest reconnect delay, in ms. @default 5000 */
@@ -147,9 +156,19 @@ interface Session {
   transaction: OpenTransaction | undefined;
   /** The message being decoded/handled; never rejects. */
   inFlight: Promise<void> | undefined;
+  /** Committed transactions handed to `handle` and not yet confirmed, oldest first. */
+  pending: PendingTransaction[];
   closed: boolean;
   error: unknown;
   statusTimer: NodeJS.Timeout | undefined;
+}
+
+interface PendingTransaction {
+  /** Where the transaction's commit record ends: what is confirmed once it and all before it are handled. */
+  readonly endLsn: bigint;
+  /** Settles (never rejects) when its `handle` settled. */
+  readonly settled: Promise<void>;
+  handled: boolean;
 }
 
 class PostgresWalReader implements WalReader {
@@ -157,6 +176,7 @@ class PostgresWalReader implements WalReader {
   readonly #slotName: string;
   readonly #publicationName: string;
   readonly #maxChunkChanges: number;
+  readonly #maxPendingTransactions: number;
   readonly #logger: Logger;
   #state: WalReaderState = 'stopped';
   #started = false;
@@ -179,8 +199,12 @@ class PostgresWalReader implements WalReader {
     this.#slotName = options.slotName ?? 'realtime_cdc_slot';
     this.#publicationName = options.publicationName ?? 'realtime_cdc_pub';
     this.#maxChunkChanges = options.maxChunkChanges ?? 1000;
+    this.#maxPendingTransactions = options.maxPendingTransactions ?? 256;
     assertSlotName(this.#slotName);
     assertPublicationName(this.#publicationName);
+    if (!Number.isInteger(this.#maxPendingTransactions) || this.#maxPendingTransactions < 1) {
+      throw new TributaryError(ErrorCode.BAD_USER_INPUT, `maxPendingTransactions must be a positive integer, got ${this.#maxPendingTransactions}`);
+    }
     if (!Number.isInteger(this.#maxChunkChanges) || this.#maxChunkChanges < 1) {
       throw new TributaryError(
         ErrorCode.BAD_USER_INPUT,
@@ -252,8 +276,8 @@ class PostgresWalReader implements WalReader {
         this.#recordError(error);
         this.#state = 'reconnecting';
         this.#logger.warn({ err: error }, 'replication stream ended; reconnecting');
-        // One chunk at a time, across connections too: the old `handle` must settle first.
-        await Promise.race([session.inFlight, this.#stopRequested.promise]);
+        // In order across connections too: the old session's handlers must settle first.
+        await Promise.race([Promise.all([session.inFlight, ...session.pending.map((entry) => entry.settled)]), this.#stopRequested.promise]);
       }
       if (this.#stopping) return;
       await this.#backoff();
@@ -329,6 +353,7 @@ class PostgresWalReader implements WalReader {
       processed: 0,
       transaction: undefined,
       inFlight: undefined,
+      pending: [],
       closed: false,
       error: undefined,
       statusTimer: undefined,
@@ -430,9 +455,12 @@ class PostgresWalReader implements WalReader {
         const transaction = session.transaction;
         if (!transaction) throw protocolError('COMMIT outside a transaction');
         if (message.commitEndLsn === null) throw protocolError('COMMIT without an end LSN');
-        if (transaction.changes.length > 0) await this.#deliver(session, transaction, true);
+        const handled = transaction.changes.length > 0 ? this.#deliver(session, transaction, true) : Promise.resolve();
         session.transaction = undefined;
-        this.#confirm(session, parseLsn(message.commitEndLsn));
+        this.#track(session, parseLsn(message.commitEndLsn), handled);
+        // Backpressure: at most so many transactions in the handler at once.
+        const oldest = session.pending[0];
+        if (session.pending.length >= this.#maxPendingTransactions && oldest) await oldest.settled;
         return;
       }
       default:
@@ -448,13 +476,31 @@ class PostgresWalReader implements WalReader {
     await this.#options.handle({ xid, commitLsn, commitTime, changes, final });
   }
 
+  /** Confirms a transaction's end once it and every earlier one are handled; a failure ends the session. */
+  #track(session: Session, endLsn: bigint, handled: Promise<void>): void {
+    const entry: PendingTransaction = {
+      endLsn,
+      handled: false,
+      settled: handled.then(
+        () => {
+          entry.handled = true;
+          let confirmable: bigint | undefined;
+          while (session.pending[0]?.handled) confirmable = session.pending.shift()!.endLsn;
+          if (confirmable !== undefined) this.#confirm(session, confirmable);
+        },
+        (error: unknown) => this.#failSession(session, error),
+      ),
+    };
+    session.pending.push(entry);
+  }
+
   #onKeepalive(session: Session, lsn: string, shouldRespond: boolean): void {
     if (session.closed) return;
     const walEnd = parseLsn(lsn);
     this.#noteReceived(walEnd);
     // Everything the server sent before this keepalive has been handled: the WAL up to its end
     // holds nothing more for us (only unpublished tables or other databases).
-    const idle = session.plugin.received === session.processed && session.transaction === undefined;
+    const idle = session.plugin.received === session.processed && session.transaction === undefined && session.pending.length === 0;
     if (idle && walEnd > this.#confirmed) this.#confirm(session, walEnd);
     else if (shouldRespond) this.#sendStatus(session, false);
   }
