@@ -323,8 +323,19 @@ describe('CDC resilience', () => {
       },
       { intervalMs: 5, message: 'the slot is dropped' },
     );
-    // The reader creates a new slot (and starts new epochs) before it streams from it.
-    await waitFor(async () => (await slotRow(pool, slotName))?.active_pid != null, { timeoutMs: 10_000, message: 'a new slot streams' });
+    // The reader creates a new slot (and starts new epochs) before it streams from it. While the
+    // slot is being created, the creating backend holds it: wait for a walsender.
+    await waitFor(
+      async () => {
+        const { rows } = await pool.query<{ streaming: boolean }>(
+          `SELECT a.backend_type = 'walsender' AS streaming FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+            WHERE s.slot_name = $1`,
+          [slotName],
+        );
+        return rows[0]?.streaming === true;
+      },
+      { timeoutMs: 10_000, message: 'a new slot streams' },
+    );
 
     const statsBefore = server.stats();
     const resuming = await subscribeItems(server, { eventsAfter: oldEvents, changesAfter: oldChanges });

@@ -134,8 +134,13 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     await rawChanges.add(raw);
   };
 
-  /** Streams whose history a lost slot made incomplete: every topic of every mapping of this source. */
-  const renewEpochs = async () => {
+  /**
+   * Whenever a slot is created, the streams of this source start a new history (epoch): a slot
+   * created now holds nothing of what happened before it, and whether an earlier slot existed
+   * cannot be told reliably in every case (a lost status, a new leader), so it is always assumed.
+   * The cost when nothing was lost: subscribers of these topics resync once.
+   */
+  const renewEpochs = async (recreated: boolean) => {
     const matchers = bindings.map((binding) => ({
       scope: binding.scope,
       topics: binding.mappings.flatMap((mapping) => [topicPattern(modelTopic(mapping)), topicPattern(mapping.topic)]),
@@ -143,7 +148,8 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     const renewed = await options.log.renewEpochs((scope, topic) =>
       matchers.some((m) => m.scope.app === scope.app && m.scope.env === scope.env && m.topics.some((pattern) => pattern.test(topic))),
     );
-    logger.warn({ renewed }, 'replication slot was recreated: changes may be missing; streams get a new epoch (clients resync)');
+    if (recreated) logger.warn({ renewed }, 'replication slot was recreated: changes may be missing; streams get a new epoch (clients resync)');
+    else logger.info({ renewed }, 'replication slot created; streams of this source start a new epoch');
   };
 
   /**
@@ -166,9 +172,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
           expectExistingSlot: previous?.lastLsn != null,
           logger,
           handle,
-          onSlotCreated: async ({ recreated }) => {
-            if (recreated) await renewEpochs();
-          },
+          onSlotCreated: ({ recreated }) => renewEpochs(recreated),
         });
         reader = next;
         await next.start();
