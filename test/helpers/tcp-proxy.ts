@@ -13,8 +13,14 @@ export interface TcpProxy {
   refuse(refusing: boolean): void;
 }
 
+export interface TcpProxyOptions {
+  /** Holds every chunk from the target back this long before passing it on (a slow link). @default 0 */
+  readonly replyDelayMs?: number;
+}
+
 /** Starts a proxy, closed when the test finishes. */
-export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+export async function startTcpProxy(targetPort: number, options: TcpProxyOptions = {}): Promise<TcpProxy> {
+  const delay = options.replyDelayMs ?? 0;
   const pairs = new Set<[Socket, Socket]>();
   let refusing = false;
   const server = createServer((client) => {
@@ -33,7 +39,8 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (delay === 0) upstream.pipe(client);
+    else upstream.on('data', (chunk: Buffer) => void setTimeout(() => client.writable && client.write(chunk), delay));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   onTestFinished(

@@ -5,6 +5,8 @@ import { UNFLUSHED_REVISIONS_LIMIT } from '../../src/pipeline/sync/cached-docume
 import { createTestDatabase, startPrivatePostgres, startPrivateRedis, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { postGraphQL, startTestServer, type GraphQLResponseBody, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
+import { startTcpProxy } from '../helpers/tcp-proxy.ts';
+import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 
 /*
  * The Redis hot cache in front of Postgres: misses, expiry of dirty documents, Redis crashes in
@@ -240,5 +242,51 @@ describe('documents across a restart of a persistent Redis', () => {
     expect(after.data).toEqual({ n: 10 });
     expect(after.revision).toBeGreaterThanOrEqual(last.revision);
     expect(await write(server, 'merge', 'persist', 'p', { n: 11 }, after.revision)).toEqual({ revision: after.revision + 1, data: { n: 11 } });
+  });
+});
+
+describe('a document written through several instances', () => {
+  it('publishes its changes in revision order whichever instance writes them: subscribers of both see every revision once, in order', async () => {
+    const database = await createTestDatabase();
+    const env = { DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: 'async' };
+    // The second instance reaches Redis over a slow link: between its revision check and its
+    // publish, the first instance has time to write and publish the next revision — unless the
+    // instances take turns.
+    const slowLink = await startTcpProxy(Number(new URL(testRedisUrl()).port), { replyDelayMs: 2 });
+    const servers = [await startTestServer(env), await startTestServer({ ...env, REDIS_URL: `redis://127.0.0.1:${slowLink.port}` })];
+    await write(servers[0]!, 'create', 'shared', 'board', { n: 0 });
+    const subscribers = await Promise.all(
+      servers.map(async (server) => {
+        const client = await openAcknowledgedSocket(server.wsUrl);
+        client.send({
+          id: 'doc',
+          type: 'subscribe',
+          payload: { query: 'subscription { document(service: "shared", id: "board") { operation revision } }' },
+        });
+        const snapshot = await client.nextMessage();
+        expect(snapshot).toMatchObject({ type: 'next', payload: { data: { document: { operation: 'SNAPSHOT', revision: 1 } } } });
+        return client;
+      }),
+    );
+
+    // Six writers, three per instance, merging at the same time without expectedRevision.
+    const perWriter = 20;
+    await Promise.all(
+      [0, 1, 2, 3, 4, 5].map(async (writer) => {
+        for (let i = 0; i < perWriter; i += 1) await write(servers[writer % 2]!, 'merge', 'shared', 'board', { [`w${writer}`]: i });
+      }),
+    );
+    const total = 6 * perWriter;
+    const expected = Array.from({ length: total }, (_unused, index) => index + 2);
+    for (const client of subscribers) {
+      const revisions: number[] = [];
+      while (revisions.length < total) {
+        const message = await client.nextMessage();
+        expect(message, JSON.stringify(message)).toMatchObject({ type: 'next' });
+        revisions.push((message.payload as { data: { document: { revision: number } } }).data.document.revision);
+      }
+      expect(revisions).toEqual(expected);
+    }
+    expect(await read(servers[1]!, 'shared', 'board')).toMatchObject({ revision: total + 1, data: { w0: perWriter - 1, w3: perWriter - 1 } });
   });
 });

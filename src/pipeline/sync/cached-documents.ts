@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, TributaryError } from '../../errors.ts';
@@ -43,6 +45,10 @@ export interface CachedDocumentServiceOptions {
 
 /** Conditional writes refused by a concurrent writer (another instance) before giving up. */
 const MAX_WRITE_ATTEMPTS = 16;
+/** Lifetime of a document's write lock: how long a dead holder blocks the document. */
+const LOCK_TTL_MS = 3000;
+/** Longest wait for a document's write lock before answering UNAVAILABLE. */
+const LOCK_WAIT_MS = 5000;
 
 /** With the cache's columns (migration 0002). */
 type Row = DocumentRow & { ceiling: number; cache_epoch: string | null };
@@ -59,10 +65,11 @@ const COLUMNS = 'id, revision, data, deleted, created_at, updated_at, ceiling, c
  * ceiling in Postgres, and a document loaded into a cache of a newer epoch (Redis lost its data
  * or restarted) resumes above that ceiling. See `document-cache.ts` and migration 0002.
  *
- * Within one instance, a document's writes take turns (read → conditional write → publishing
- * slot), so its events leave in revision order; across instances the conditional write keeps the
- * revisions exact, and a `document` subscription that sees two instances' events out of order
- * asks its client to resync rather than skip one.
+ * A document's writers take turns — in this instance, then across instances with a lock in Redis
+ * — from reading it to publishing the change, so its events are published in revision order
+ * whichever instance writes. The conditional write keeps revisions exact even without the lock
+ * (a holder that outlived it); a `document` subscription that then sees a gap or disorder asks its
+ * client to resync rather than skip a change.
  */
 export function createCachedDocumentService(options: CachedDocumentServiceOptions): DocumentService {
   const { db, durability } = options;
@@ -78,7 +85,6 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   });
   const events = createDocumentEventPublisher(options.router, options.logger);
   const writeTurns = createSequencer();
-  const publishTurns = createSequencer();
 
   // A restarted Redis may hold an older snapshot than what was acknowledged: new epoch. Until the
   // check for the current connection is done, document commands wait for it.
@@ -138,40 +144,64 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     await cache.raiseCeiling(entryKey, epoch, rows[0]!.ceiling);
   };
 
-  const write = async (key: DocumentKey, command: WriteCommand): Promise<SyncDocument> => {
-    const { change, entryKey, slot } = await writeTurns.reserve(documentEntity(key)).run(async () => {
-      for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt += 1) {
-        const { entryKey, entry } = await current(key, 'write');
-        const change: DocumentChange = decideWrite(key, entry.state, command, maxBytes, new Date());
-        const result = await cache.write(entryKey, entry.epoch, entry.state.revision, change.after);
-        // The publishing turn is taken while this document's writes still wait for us.
-        if (result === 'ok') return { change, entryKey, slot: publishTurns.reserve(documentEntity(key)) };
-        if (result === 'ceiling') await raiseCeiling(key, entryKey, entry.epoch, change.after.revision);
-        // 'miss', 'stale', 'race': the entry changed under us (expiry, new epoch, another instance); read again.
-      }
-      throw contention();
-    });
+  /**
+   * Takes the document's lock in Redis, so that writers on every instance take turns from the
+   * revision check to the published event: a document's events are published in revision order
+   * whichever instances write it. A holder that dies loses the lock after LOCK_TTL_MS.
+   */
+  const withDocumentLock = async <T>(entryKey: string, work: () => Promise<T>): Promise<T> => {
+    const token = randomUUID();
+    const deadline = performance.now() + LOCK_WAIT_MS;
+    for (let wait = 1; !(await cache.tryLock(entryKey, token, LOCK_TTL_MS)); wait = Math.min(wait * 2, 50)) {
+      if (performance.now() > deadline) throw contention();
+      await setTimeout(wait);
+    }
+    try {
+      return await work();
+    } finally {
+      await cache.unlock(entryKey, token).catch((error: unknown) => logger.warn({ err: error }, 'document lock not released; it expires'));
+    }
+  };
 
-    if (durability === 'async') {
-      flusher.schedule(entryKey);
-      await events.publish(key, change, slot);
-      return documentOf(key, change);
-    }
-    // sync: answered only once Postgres has it. A failed flush leaves the change in the cache (it
-    // is visible there and will be flushed later), so its event still goes out.
-    const flushed = await flusher.flush(entryKey).then(
-      () => undefined,
-      (error: unknown) => error,
+  const write = (key: DocumentKey, command: WriteCommand): Promise<SyncDocument> =>
+    // One writer per document in this instance at a time, then across instances.
+    writeTurns.reserve(documentEntity(key)).run(() =>
+      withDocumentLock(cache.entryKey(key), async () => {
+        const { change, entryKey } = await decideAndWrite(key, command);
+        if (durability === 'async') {
+          flusher.schedule(entryKey);
+          await events.publish(key, change);
+          return documentOf(key, change);
+        }
+        // sync: answered only once Postgres has it. A failed flush leaves the change in the cache
+        // (it is visible there and will be flushed later), so its event still goes out.
+        const flushed = await flusher.flush(entryKey).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        await events.publish(key, change);
+        if (flushed !== undefined) {
+          throw new TributaryError(
+            ErrorCode.UNAVAILABLE,
+            `The change was saved as revision ${change.after.revision} in the cache but not yet in the database; it will be written when the database is back`,
+            { cause: flushed, details: { revision: change.after.revision } },
+          );
+        }
+        return documentOf(key, change);
+      }),
     );
-    await events.publish(key, change, slot);
-    if (flushed !== undefined) {
-      throw new TributaryError(
-        ErrorCode.UNAVAILABLE,
-        `The change was saved as revision ${change.after.revision} in the cache but not yet in the database; it will be written when the database is back`,
-        { cause: flushed, details: { revision: change.after.revision } },
-      );
+
+  /** Reads the document, decides the change and writes it if the revision is still the one read. */
+  const decideAndWrite = async (key: DocumentKey, command: WriteCommand): Promise<{ change: DocumentChange; entryKey: string }> => {
+    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt += 1) {
+      const { entryKey, entry } = await current(key, 'write');
+      const change: DocumentChange = decideWrite(key, entry.state, command, maxBytes, new Date());
+      const result = await cache.write(entryKey, entry.epoch, entry.state.revision, change.after);
+      if (result === 'ok') return { change, entryKey };
+      if (result === 'ceiling') await raiseCeiling(key, entryKey, entry.epoch, change.after.revision);
+      // 'miss', 'stale', 'race': the entry changed under us (expiry, new epoch, a writer without the lock); read again.
     }
-    return documentOf(key, change);
+    throw contention();
   };
 
   return {

@@ -63,6 +63,12 @@ export interface DocumentCache {
   /** Dirty entries marked before `olderThanMs` ago (by Redis's clock), at most `limit`. */
   dirtySince(olderThanMs: number, limit: number): Promise<string[]>;
   dirtyCount(): Promise<number>;
+  /**
+   * Takes the document's write lock for `ttlMs` (across instances), or answers false when another
+   * writer holds it. `release` gives it back only if it is still this holder's.
+   */
+  tryLock(entryKey: string, token: string, ttlMs: number): Promise<boolean>;
+  unlock(entryKey: string, token: string): Promise<void>;
 }
 
 /** The document key as stored in an entry, for the flusher. */
@@ -147,6 +153,12 @@ end
 return 1
 `;
 
+/** KEYS: lock. ARGV: token. Deletes the lock only if it is still the token's. */
+const UNLOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
 /** KEYS: epoch, run id. ARGV: run id ('' to only ensure), candidate epoch. Returns the epoch. */
 const EPOCH = `
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
@@ -165,6 +177,7 @@ type WriteCommand = (entry: string, epochKey: string, dirty: string, ...argv: (s
 type RaiseCommand = (entry: string, epoch: string, ceiling: number) => Promise<number>;
 type FlushedCommand = (entry: string, dirty: string, epoch: string, revision: number, ceiling: number, ttlMs: number) => Promise<number>;
 type EpochCommand = (epochKey: string, runKey: string, runId: string, candidate: string) => Promise<string>;
+type UnlockCommand = (lock: string, token: string) => Promise<number>;
 
 export function createDocumentCache(options: DocumentCacheOptions): DocumentCache {
   const { redis, ttlMs } = options;
@@ -178,6 +191,7 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
   const raiseScript = defineScript<RaiseCommand>(redis, 'tributaryDocRaise', 1, RAISE);
   const flushedScript = defineScript<FlushedCommand>(redis, 'tributaryDocFlushed', 2, FLUSHED);
   const epochScript = defineScript<EpochCommand>(redis, 'tributaryDocEpoch', 2, EPOCH);
+  const unlockScript = defineScript<UnlockCommand>(redis, 'tributaryDocUnlock', 1, UNLOCK);
   const entryKey = (key: DocumentKey) => `${prefix}${keyParts(key).map(encodeURIComponent).join(':')}`;
 
   return {
@@ -252,6 +266,14 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
     },
 
     dirtyCount: () => unavailableOnFailure(redis.zcard(dirtyKey)),
+
+    async tryLock(entryKey, token, ttlMs) {
+      return (await unavailableOnFailure(redis.set(`${entryKey}:lock`, token, 'PX', ttlMs, 'NX'))) === 'OK';
+    },
+
+    async unlock(entryKey, token) {
+      await unavailableOnFailure(unlockScript(`${entryKey}:lock`, token));
+    },
   };
 }
 

@@ -8,10 +8,10 @@ import type { Slot } from './sequencer.ts';
 
 export interface DocumentEventPublisher {
   /**
-   * Publishes a saved change once the slot's turn comes (earlier revisions first).
+   * Publishes a saved change, once the slot's turn comes when one is given (earlier revisions first).
    * @throws UNAVAILABLE naming the saved revision when the event could not be placed.
    */
-  publish(key: DocumentKey, change: DocumentChange, slot: Slot): Promise<void>;
+  publish(key: DocumentKey, change: DocumentChange, slot?: Slot): Promise<void>;
 }
 
 /**
@@ -41,19 +41,18 @@ export function createDocumentEventPublisher(router: EventRouter, parentLogger: 
           ...(before && { diff: createPatch(before.data, data) }),
         },
       } as const;
-      await slot
-        .run(async () => {
-          await router.route({ ...event, topic: `sync.${key.service}.${operation}` });
-          await router.route({ ...event, topic: documentTopic(key.service, key.id) });
-        })
-        .catch((error: unknown) => {
-          logger.error({ err: error, service: key.service, documentId: key.id, revision: after.revision }, 'document event not published');
-          throw new TributaryError(
-            ErrorCode.UNAVAILABLE,
-            `The change was saved as revision ${after.revision}, but its event could not be published; subscribers should refetch`,
-            { cause: error, details: { revision: after.revision } },
-          );
-        });
+      const route = async () => {
+        await router.route({ ...event, topic: `sync.${key.service}.${operation}` });
+        await router.route({ ...event, topic: documentTopic(key.service, key.id) });
+      };
+      await (slot ? slot.run(route) : route()).catch((error: unknown) => {
+        logger.error({ err: error, service: key.service, documentId: key.id, revision: after.revision }, 'document event not published');
+        throw new TributaryError(
+          ErrorCode.UNAVAILABLE,
+          `The change was saved as revision ${after.revision}, but its event could not be published; subscribers should refetch`,
+          { cause: error, details: { revision: after.revision } },
+        );
+      });
     },
   };
 }

@@ -72,7 +72,7 @@ export function createPostgresDocumentService(options: PostgresDocumentServiceOp
       if (sqlStateOf(error) === SqlState.UNIQUE_VIOLATION) throw alreadyExists(undefined);
       throw error;
     }
-    await events.publish(key, change, slot!);
+    await events.publish(key, change, slot);
     return documentOf(key, change);
   };
 
