@@ -14,7 +14,7 @@ import { migrate } from './db/migrations.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
 import { createCleanupStack, type CleanupStack } from './cleanup-stack.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, type CdcReaderSample } from './metrics.ts';
 import { closeRedis, createRedisClient, redisConnected } from './redis-clients.ts';
 import { createChannelHub, type ChannelHub } from './pipeline/channels/channel-hub.ts';
 import { createRedisChannelTransport } from './pipeline/channels/redis-channel-transport.ts';
@@ -84,8 +84,9 @@ export async function startTributary(config: Config, options: StartOptions = {})
     const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger });
     cleanup.push('dispatcher', () => dispatcher.close());
     let connections = (): number => 0;
+    let cdcReaders = (): readonly CdcReaderSample[] => [];
     const metrics = createMetrics({
-      read: () => ({ connections: connections(), subscriptions: dispatcher.stats().subscribers }),
+      read: () => ({ connections: connections(), subscriptions: dispatcher.stats().subscribers, cdcReaders: cdcReaders() }),
     });
     const router = createEventRouter({
       log: pipeline.log,
@@ -106,6 +107,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
       onUnroutable: () => metrics.cdcUnroutable.inc(),
     });
     cleanup.push('cdc', () => cdc.close());
+    cdcReaders = () => cdc.leading();
     await cdc.start();
     const services: Services = {
       channels: pipeline.channels,

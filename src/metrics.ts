@@ -16,11 +16,21 @@ export interface Metrics {
   readonly cdcUnroutable: Counter;
   readonly connections: Gauge;
   readonly subscriptions: Gauge;
+  /** CDC readers this instance leads: WAL after the confirmed position, and WAL the slot retains. */
+  readonly cdcLagBytes: Gauge<'source'>;
+  readonly cdcRetainedWalBytes: Gauge<'source'>;
+}
+
+/** A CDC reader as the metrics report it (`source` is the hash of its URL, never the URL). */
+export interface CdcReaderSample {
+  readonly source: string;
+  readonly lagBytes: number | null;
+  readonly retainedWalBytes: number | null;
 }
 
 export interface MetricsOptions {
   /** Live counts read at scrape time. */
-  readonly read: () => { connections: number; subscriptions: number };
+  readonly read: () => { connections: number; subscriptions: number; cdcReaders: readonly CdcReaderSample[] };
   /** Node's process metrics (CPU, memory, event loop lag). @default true */
   readonly processMetrics?: boolean;
 }
@@ -66,6 +76,28 @@ export function createMetrics(options: MetricsOptions): Metrics {
       registers: [registry],
       collect() {
         this.set(options.read().subscriptions);
+      },
+    }),
+    cdcLagBytes: new Gauge({
+      name: 'tributary_cdc_lag_bytes',
+      help: 'WAL written after the position a CDC reader confirmed (readers this instance leads; read every 5 s)',
+      labelNames: ['source'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const reader of options.read().cdcReaders) if (reader.lagBytes !== null) this.set({ source: reader.source }, reader.lagBytes);
+      },
+    }),
+    cdcRetainedWalBytes: new Gauge({
+      name: 'tributary_cdc_retained_wal_bytes',
+      help: "WAL a CDC reader's slot keeps on its source server (readers this instance leads; read every 5 s)",
+      labelNames: ['source'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const reader of options.read().cdcReaders) {
+          if (reader.retainedWalBytes !== null) this.set({ source: reader.source }, reader.retainedWalBytes);
+        }
       },
     }),
   };

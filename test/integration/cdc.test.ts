@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { CONTACTS_MAPPING, nextChange, saveMapping, setUpCdc, subscribeChanges } from '../helpers/cdc.ts';
+import { createTestDatabase } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 /*
@@ -43,3 +45,39 @@ describe('database CDC', () => {
     expect(refused.errors?.[0]?.message).toContain('REPLICA IDENTITY FULL');
   });
 });
+
+describe('CDC housekeeping', () => {
+  it('keeps raw changes in cdc_events for the retention period, and exports the reader lag and retained WAL', async () => {
+    const platform = await createTestDatabase();
+    const setup = await setUpCdc({ env: { DATABASE_URL: platform.url } });
+    expect((await saveMapping(setup, CONTACTS_MAPPING)).errors).toBeUndefined();
+    const pool = new pg.Pool({ connectionString: platform.url, max: 1 });
+    onTestFinished(() => pool.end());
+    // A raw change from two days ago: past the default retention of one day.
+    await pool.query(
+      `INSERT INTO cdc_events (source, lsn, commit_lsn, xid, table_name, operation, new_row, received_at)
+       VALUES ('old', '0/1', '0/1', 1, 'public.contacts', 'insert', '{}', now() - interval '2 days')`,
+    );
+    await setup.source.query(`INSERT INTO contacts (tenant_id, status, name) VALUES ('a', 'lead', 'Raw')`);
+
+    const rawRows = async () => (await pool.query<{ source: string; new_row: unknown }>('SELECT source, new_row FROM cdc_events ORDER BY id')).rows;
+    await waitFor(async () => (await rawRows()).some((row) => (row.new_row as { name?: string } | null)?.name === 'Raw'), {
+      message: 'the raw change is stored',
+    });
+    await waitFor(async () => !(await rawRows()).some((row) => row.source === 'old'), { timeoutMs: 15_000, message: 'the expired raw change is pruned' });
+
+    // Lag and retained WAL are read every 5 s by the leading instance, and exported.
+    await waitFor(async () => (await metricLines(setup.server.url)).some((line) => line.startsWith('tributary_cdc_retained_wal_bytes{source=')), {
+      timeoutMs: 15_000,
+      message: 'retained WAL exported',
+    });
+    const lines = await metricLines(setup.server.url);
+    expect(lines.some((line) => /^tributary_cdc_lag_bytes\{source="[^"]+"\} \d+$/.test(line))).toBe(true);
+    // The source is named by a hash, never by its URL.
+    expect(lines.join('\n')).not.toContain(new URL(setup.sourceUrl).pathname.slice(1));
+  });
+});
+
+async function metricLines(baseUrl: string): Promise<string[]> {
+  return (await (await fetch(`${baseUrl}/metrics`)).text()).split('\n');
+}

@@ -52,6 +52,8 @@ export interface CdcService {
   checkMapping(scope: { app: string; env: string }, mapping: DomainMapping): Promise<void>;
   /** The reader of an environment's source, as this instance knows it. */
   status(scope: { app: string; env: string }): Promise<CdcSourceStatus | undefined>;
+  /** The readers this instance leads, as last inspected (for metrics). */
+  leading(): CdcSourceStatus[];
   close(): Promise<void>;
 }
 
@@ -220,6 +222,10 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         retainedWalBytes: stored?.retainedWalBytes ?? null,
         lastError: stored?.lastError ?? local?.lastError ?? null,
       };
+    },
+
+    leading() {
+      return [...sources.values()].map(({ source }) => source.status()).filter((status) => status.leading);
     },
 
     async close() {
