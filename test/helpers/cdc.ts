@@ -40,6 +40,8 @@ export interface CdcSetupOptions {
    * 127.0.0.1, so any password connects): lets a test check it is never returned.
    */
   readonly password?: string;
+  /** Run the server on the embedded platform database (PGlite) instead of a Postgres one. @default false */
+  readonly embedded?: boolean;
 }
 
 /**
@@ -60,7 +62,7 @@ export async function setUpCdc(options: CdcSetupOptions = {}): Promise<CdcSetup>
     CDC_PUBLICATION_NAME: uniqueName('pub'),
     CDC_RELOAD_INTERVAL_MS: '200',
     ...options.env,
-  });
+  }, { embedded: options.embedded === true });
   const admin = await signHs256({ roles: ['admin'], permissions: [], tenant: undefined });
   const url = new URL(database.url);
   if (options.password !== undefined) url.password = options.password;

@@ -46,6 +46,18 @@ describe('database CDC', () => {
   });
 });
 
+describe('CDC on the embedded platform database', () => {
+  it('reads a Postgres source while Tributary itself runs on PGlite (the npm start default)', async () => {
+    const setup = await setUpCdc({ embedded: true });
+    expect((await saveMapping(setup, CONTACTS_MAPPING)).errors).toBeUndefined();
+    const subscribers = setup.server.stats().subscribers;
+    const client = await subscribeChanges(setup, { tenant: 'a', permissions: ['crm.contacts.read'] }, { m: 'contacts' });
+    await waitFor(() => setup.server.stats().subscribers === subscribers + 1);
+    await setup.source.query(`INSERT INTO contacts (tenant_id, status, name) VALUES ('a', 'lead', 'Embedded')`);
+    expect(await nextChange(client)).toMatchObject({ operation: 'CREATED', record: { name: 'Embedded' } });
+  });
+});
+
 describe('CDC housekeeping', () => {
   it('keeps raw changes in cdc_events for the retention period, and exports the reader lag and retained WAL', async () => {
     const platform = await createTestDatabase();
