@@ -60,6 +60,19 @@ describe.each(Object.keys(logs))('%s event log', (kind) => {
     expect(await log.readAfter(stream, placed[0]!.cursor, 2)).toEqual(placed.slice(1, 3));
   });
 
+  it('appends a batch in order, after what was there, and trims it like single appends', async () => {
+    const { log } = open({ maxEvents: 10, maxAgeMs: 3_600_000 });
+    const stream = streamOf(scope, 'orders');
+    const first = await appendAll(log, stream, 2);
+    const batch = await log.appendMany(stream, Array.from({ length: 12 }, (_unused, index) => unplaced(index + 3)));
+    expect(batch.map((event) => (event.payload as { n: number }).n)).toEqual(Array.from({ length: 12 }, (_unused, index) => index + 3));
+    expect(new Set(batch.map((event) => event.cursor)).size).toBe(12);
+    // 14 appended, 10 kept: the batch's last ten, readable after the event before them.
+    expect(await log.readAfter(stream, batch[1]!.cursor, 100)).toEqual(batch.slice(2));
+    await expect(log.readAfter(stream, first[0]!.cursor, 100)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+    expect(await log.appendMany(stream, [])).toEqual([]);
+  });
+
   it('gives a head cursor that reads only later events, for an empty stream too', async () => {
     const { log } = open(generous);
     const stream = streamOf(scope, 'empty');

@@ -91,7 +91,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     `evt_${createHash('sha256').update(`${id}|${change.lsn}|${mapping.name}`).digest('base64url').slice(0, 22)}`;
 
   const handle = async (chunk: TransactionChunk): Promise<void> => {
-    const routed: Promise<unknown>[] = [];
+    const routed: RawEventInput[] = [];
     const raw: RawChangeRow[] = [];
     const lastUpdatedAt = chunk.commitTime.toISOString();
     for (const change of chunk.changes) {
@@ -119,18 +119,19 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
             operation: change.operation,
           };
           routed.push(
-            router.route({
+            {
               ...common,
               topic: modelTopic(mapping),
               type: mapped.type,
               payload: { operation: mapped.operation, model: mapping.model, id: mapped.entityKey, record: mapped.record, lastUpdatedAt },
-            }),
-            router.route({ ...common, topic: mapped.topic, type: mapped.type, payload: mapped.payload }),
+            },
+            { ...common, topic: mapped.topic, type: mapped.type, payload: mapped.payload },
           );
         }
       }
     }
-    await Promise.all(routed);
+    // The whole chunk in one step: one log append per stream, in commit order.
+    await router.routeMany(routed);
     await rawChanges.add(raw);
   };
 

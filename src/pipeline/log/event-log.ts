@@ -10,6 +10,8 @@ import type { StreamRef } from '../stream.ts';
  */
 export interface EventLog {
   append(stream: StreamRef, event: UnplacedEvent): Promise<RealtimeEvent>;
+  /** Appends several events to one stream in one step, in order (as `append` each, one round trip). */
+  appendMany(stream: StreamRef, events: readonly UnplacedEvent[]): Promise<RealtimeEvent[]>;
   /**
    * Events after `cursor`, oldest first, at most `limit`.
    * @throws TributaryError RESYNC_REQUIRED when the cursor is unknown, from another epoch, or

@@ -1,4 +1,4 @@
-import type { RealtimeEvent } from '../envelope.ts';
+import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
 import type { StreamRef } from '../stream.ts';
 import { decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
 import type { EventLog, LogRetention } from './event-log.ts';
@@ -62,16 +62,19 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
   }, options.sweepIntervalMs ?? 60_000);
   sweep.unref();
 
+  const place = (ref: StreamRef, unplaced: UnplacedEvent): RealtimeEvent => {
+    const stream = streamFor(ref);
+    const event: RealtimeEvent = { ...unplaced, cursor: encodeCursor(stream.epoch, String(stream.nextSeq)) };
+    stream.events.push(event);
+    stream.nextSeq += 1;
+    trim(stream, unplaced.metadata.timestamp);
+    options.publish(ref, event);
+    return event;
+  };
+
   return {
-    append(ref, unplaced) {
-      const stream = streamFor(ref);
-      const event: RealtimeEvent = { ...unplaced, cursor: encodeCursor(stream.epoch, String(stream.nextSeq)) };
-      stream.events.push(event);
-      stream.nextSeq += 1;
-      trim(stream, unplaced.metadata.timestamp);
-      options.publish(ref, event);
-      return Promise.resolve(event);
-    },
+    append: (ref, unplaced) => Promise.resolve(place(ref, unplaced)),
+    appendMany: (ref, events) => Promise.resolve(events.map((unplaced) => place(ref, unplaced))),
     readAfter(ref, cursor, limit) {
       try {
         const { epoch, position } = decodeCursor(cursor);

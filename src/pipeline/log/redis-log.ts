@@ -15,6 +15,27 @@ export interface RedisLogOptions {
   readonly keyPrefix?: string;
 }
 
+/** Retention by count and age (ARGV[2], ARGV[3]) and the stream's lifetime; shared by the append scripts. */
+const TRIM = `
+local doomed = {}
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
+if excess > 0 then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', math.min(excess, 1000))) do
+    doomed[#doomed + 1] = entry[1]
+  end
+end
+local now = redis.call('TIME')
+local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
+if oldest > 0 then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '(' .. string.format('%d', oldest) .. '-0', 'COUNT', 1000)) do
+    doomed[#doomed + 1] = entry[1]
+  end
+end
+if #doomed > 0 then redis.call('XDEL', KEYS[1], unpack(doomed)) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+`;
+
 /**
  * Appends and publishes in one script: Redis runs scripts one at a time, so the order in which
  * events enter a stream's log is the order in which every process receives them live, whichever
@@ -34,25 +55,27 @@ const APPEND = `
 redis.call('SET', KEYS[2], ARGV[1], 'NX')
 local epoch = redis.call('GET', KEYS[2])
 local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[5])
-local doomed = {}
-local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
-if excess > 0 then
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', math.min(excess, 1000))) do
-    doomed[#doomed + 1] = entry[1]
-  end
-end
-local now = redis.call('TIME')
-local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
-if oldest > 0 then
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '(' .. string.format('%d', oldest) .. '-0', 'COUNT', 1000)) do
-    doomed[#doomed + 1] = entry[1]
-  end
-end
-if #doomed > 0 then redis.call('XDEL', KEYS[1], unpack(doomed)) end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+${TRIM}
 redis.call('PUBLISH', ARGV[4], 'E' .. epoch .. '\\n' .. id .. '\\n' .. ARGV[5])
 return {epoch, id}
+`;
+
+/**
+ * APPEND for several events of one stream: each is added and published in order, then the stream
+ * is trimmed once. KEYS: log, epoch. ARGV: candidate epoch, max events, max age (ms), channel,
+ * event JSON… Returns {epoch, id…}.
+ */
+const APPEND_MANY = `
+redis.call('SET', KEYS[2], ARGV[1], 'NX')
+local epoch = redis.call('GET', KEYS[2])
+local result = {epoch}
+for i = 5, #ARGV do
+  local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+  redis.call('PUBLISH', ARGV[4], 'E' .. epoch .. '\\n' .. id .. '\\n' .. ARGV[i])
+  result[#result + 1] = id
+end
+${TRIM}
+return result
 `;
 
 /**
@@ -75,6 +98,16 @@ end
 return {epoch, last}
 `;
 
+type AppendManyCommand = (
+  log: string,
+  epochKey: string,
+  epoch: string,
+  maxEvents: number,
+  maxAgeMs: number,
+  channel: string,
+  ...json: string[]
+) => Promise<string[]>;
+
 type HeadCommand = (log: string, epochKey: string, epoch: string, maxAgeMs: number) => Promise<[string, string]>;
 
 type AppendCommand = (
@@ -93,6 +126,7 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
   const prefix = options.keyPrefix ?? 'trib:';
   const append = defineScript<AppendCommand>(redis, 'tributaryAppend', 2, APPEND);
   const head = defineScript<HeadCommand>(redis, 'tributaryHead', 2, HEAD);
+  const appendMany = defineScript<AppendManyCommand>(redis, 'tributaryAppendMany', 2, APPEND_MANY);
 
   return {
     async append(stream, unplaced) {
@@ -102,6 +136,15 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
         append(keys.log, keys.epoch, newEpoch(), retention.maxEvents, retention.maxAgeMs, keys.live, json),
       );
       return { ...unplaced, cursor: encodeCursor(epoch, id) };
+    },
+
+    async appendMany(stream, events) {
+      if (events.length === 0) return [];
+      const keys = streamKeys(prefix, stream);
+      const [epoch, ...ids] = await unavailableOnFailure(
+        appendMany(keys.log, keys.epoch, newEpoch(), retention.maxEvents, retention.maxAgeMs, keys.live, ...events.map((event) => JSON.stringify(event))),
+      );
+      return events.map((unplaced, index) => ({ ...unplaced, cursor: encodeCursor(epoch!, ids[index]!) }));
     },
 
     async readAfter(stream, cursor, limit) {

@@ -4,12 +4,17 @@ import type { RawEventInput, RealtimeEvent, UnplacedEvent } from '../envelope.ts
 import type { EventLog } from '../log/event-log.ts';
 import { assertName } from '../names.ts';
 import { scopeKey } from '../scope.ts';
-import { streamOf } from '../stream.ts';
+import { streamOf, type StreamRef } from '../stream.ts';
 
 /** Where every source's events converge (seed 000, "EVENT ROUTER"). */
 export interface EventRouter {
   /** Normalizes, appends to the stream's log (which publishes it) and returns the placed event. */
   route(input: RawEventInput): Promise<RealtimeEvent>;
+  /**
+   * Routes several events, in order, with one log append per stream (a source's batch: a
+   * transaction's rows). Per-entity order holds with `route` and earlier batches.
+   */
+  routeMany(inputs: readonly RawEventInput[]): Promise<RealtimeEvent[]>;
 }
 
 export interface EventRouterOptions {
@@ -32,21 +37,54 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     return event;
   };
 
-  return {
-    route(input) {
-      if (input.entity === undefined) return place(input);
-      const key = `${scopeKey(input.scope)}|${input.entity}`;
-      const previous = entityTails.get(key) ?? Promise.resolve();
-      const placed = previous.then(
-        () => place(input),
-        () => place(input),
-      );
-      const tail = placed.catch(() => undefined);
+  /** One append per stream, the streams at once; results in input order. */
+  const placeMany = async (inputs: readonly RawEventInput[]): Promise<RealtimeEvent[]> => {
+    const groups = new Map<string, { stream: StreamRef; events: UnplacedEvent[]; positions: number[] }>();
+    inputs.forEach((input, position) => {
+      const unplaced = normalize(input);
+      const stream = streamOf(input.scope, unplaced.topic);
+      let group = groups.get(stream.key);
+      if (!group) groups.set(stream.key, (group = { stream, events: [], positions: [] }));
+      group.events.push(unplaced);
+      group.positions.push(position);
+    });
+    const placed = new Array<RealtimeEvent>(inputs.length);
+    await Promise.all(
+      [...groups.values()].map(async (group) => {
+        const events = await log.appendMany(group.stream, group.events);
+        events.forEach((event, index) => {
+          placed[group.positions[index]!] = event;
+          options.onRouted?.(event);
+        });
+      }),
+    );
+    return placed;
+  };
+
+  /** Runs `work` after the earlier events of these entities are placed, and makes it their new tail. */
+  const afterEntities = <T>(keys: readonly string[], work: () => Promise<T>): Promise<T> => {
+    const previous = keys.map((key) => entityTails.get(key)).filter((tail) => tail !== undefined);
+    const placed = Promise.all(previous).then(work);
+    const tail = placed.catch(() => undefined);
+    for (const key of keys) {
       entityTails.set(key, tail);
       void tail.then(() => {
         if (entityTails.get(key) === tail) entityTails.delete(key);
       });
-      return placed;
+    }
+    return placed;
+  };
+
+  return {
+    routeMany(inputs) {
+      const keys = new Set<string>();
+      for (const input of inputs) if (input.entity !== undefined) keys.add(`${scopeKey(input.scope)}|${input.entity}`);
+      return afterEntities([...keys], () => placeMany(inputs));
+    },
+
+    route(input) {
+      if (input.entity === undefined) return place(input);
+      return afterEntities([`${scopeKey(input.scope)}|${input.entity}`], () => place(input));
     },
   };
 }
