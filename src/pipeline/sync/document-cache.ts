@@ -45,8 +45,6 @@ export interface DocumentCache {
   rotateEpochOnRestart(): Promise<void>;
   /** Reads an entry; a clean, current one gets its TTL back. */
   read(entryKey: string): Promise<ReadResult>;
-  /** Reads entries without touching their TTL (listing). */
-  peek(entryKeys: readonly string[]): Promise<(CachedEntry | undefined)[]>;
   /**
    * Puts a state loaded from Postgres in place of what was there (`replacing`: the stale entry's
    * epoch, or undefined for none). Refused when the epoch or the entry changed meanwhile.
@@ -58,11 +56,13 @@ export interface DocumentCache {
   raiseCeiling(entryKey: string, epoch: string, ceiling: number): Promise<void>;
   /** What a flush needs: the entry with the document key it belongs to. */
   dirtyEntry(entryKey: string): Promise<{ key: StoredKey; entry: CachedEntry } | undefined>;
-  /** Records that Postgres holds `revision`; a clean entry leaves the dirty set and gets its TTL. */
-  markFlushed(entryKey: string, epoch: string, revision: number, ceiling: number): Promise<void>;
+  /**
+   * Records that Postgres holds `revision`; a clean entry leaves the dirty set and gets its TTL.
+   * Answers false when the entry is gone although it was still listed as dirty.
+   */
+  markFlushed(entryKey: string, epoch: string, revision: number, ceiling: number): Promise<boolean>;
   /** Dirty entries marked before `olderThanMs` ago (by Redis's clock), at most `limit`. */
   dirtySince(olderThanMs: number, limit: number): Promise<string[]>;
-  dirtyCount(): Promise<number>;
   /**
    * Takes the document's write lock for `ttlMs` (across instances), or answers false when another
    * writer holds it. `release` gives it back only if it is still this holder's.
@@ -139,10 +139,13 @@ if f[1] == ARGV[1] and tonumber(f[2]) < tonumber(ARGV[2]) then redis.call('HSET'
 return 0
 `;
 
-/** KEYS: entry, dirty. ARGV: epoch, flushed revision, ceiling, ttl ms. */
+/**
+ * KEYS: entry, dirty. ARGV: epoch, flushed revision, ceiling, ttl ms. Returns -1 when the entry is
+ * gone but was still listed as dirty (its unflushed changes are lost), 0 or 1 otherwise.
+ */
 const FLUSHED = `
 local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'f', 'ceil')
-if not f[1] then redis.call('ZREM', KEYS[2], KEYS[1]) return 0 end
+if not f[1] then return -redis.call('ZREM', KEYS[2], KEYS[1]) end
 if f[1] ~= ARGV[1] then return 0 end
 local flushed = math.max(tonumber(f[3]), tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], 'f', flushed, 'ceil', math.max(tonumber(f[4]), tonumber(ARGV[3])))
@@ -212,18 +215,6 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
       return { status, entry: entryOf(fields) };
     },
 
-    async peek(entryKeys) {
-      if (entryKeys.length === 0) return [];
-      const pipeline = redis.pipeline();
-      for (const key of entryKeys) pipeline.hmget(key, ...FIELDS);
-      const replies = (await unavailableOnFailure(pipeline.exec())) ?? [];
-      return replies.map(([error, fields]) => {
-        if (error) throw unavailable(error);
-        const values = fields as (string | null)[];
-        return values[0] === null ? undefined : entryOf(values as Fields);
-      });
-    },
-
     install: (key, epoch, replacing, entry) =>
       unavailableOnFailure(
         installScript(
@@ -256,7 +247,7 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
     },
 
     async markFlushed(entryKey, epoch, revision, ceiling) {
-      await unavailableOnFailure(flushedScript(entryKey, dirtyKey, epoch, revision, ceiling, ttlMs));
+      return (await unavailableOnFailure(flushedScript(entryKey, dirtyKey, epoch, revision, ceiling, ttlMs))) !== -1;
     },
 
     async dirtySince(olderThanMs, limit) {
@@ -264,8 +255,6 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
       const before = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - olderThanMs;
       return unavailableOnFailure(redis.zrangebyscore(dirtyKey, '-inf', before, 'LIMIT', 0, limit));
     },
-
-    dirtyCount: () => unavailableOnFailure(redis.zcard(dirtyKey)),
 
     async tryLock(entryKey, token, ttlMs) {
       return (await unavailableOnFailure(redis.set(`${entryKey}:lock`, token, 'PX', ttlMs, 'NX'))) === 'OK';
@@ -304,15 +293,11 @@ function newCacheEpoch(): string {
   return randomBytes(9).toString('base64url');
 }
 
-function unavailable(cause: unknown): TributaryError {
-  return new TributaryError(ErrorCode.UNAVAILABLE, 'The document cache is unavailable right now; retry shortly', { cause });
-}
-
 async function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (error) {
     if (error instanceof TributaryError) throw error;
-    throw unavailable(error);
+    throw new TributaryError(ErrorCode.UNAVAILABLE, 'The document cache is unavailable right now; retry shortly', { cause: error });
   }
 }

@@ -46,12 +46,19 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
   const flushOnce = async (entryKey: string): Promise<void> => {
     const found = await cache.dirtyEntry(entryKey);
     if (!found) {
-      // Gone (expired clean, or Redis lost it): nothing left to write; drop it from the dirty set.
-      await cache.markFlushed(entryKey, '', 0, 0);
+      // Gone (expired once clean): drop it from the dirty set. Dirty entries never expire, so one
+      // still listed as dirty was removed by something else (an eviction policy that ignores TTLs,
+      // a manual DEL): its unflushed changes are lost — say so.
+      if (!(await cache.markFlushed(entryKey, '', 0, 0))) {
+        logger.error({ entryKey }, 'a dirty document vanished from the cache before it was written to the database');
+      }
       return;
     }
     const { key, entry } = found;
-    if (entry.flushed >= entry.state.revision) return cache.markFlushed(entryKey, entry.epoch, entry.flushed, 0);
+    if (entry.flushed >= entry.state.revision) {
+      await cache.markFlushed(entryKey, entry.epoch, entry.flushed, 0);
+      return;
+    }
     const { state } = entry;
     let rows;
     try {
