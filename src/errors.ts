@@ -29,6 +29,11 @@ export const ErrorCode = {
   QUERY_TOO_COMPLEX: 'QUERY_TOO_COMPLEX',
   /** A backing service (Redis, Postgres) is unreachable right now; retrying later may succeed. */
   UNAVAILABLE: 'UNAVAILABLE',
+  /**
+   * The operator's setup is wrong (a source database without `wal_level=logical`, a role without
+   * replication rights, an invalid option): said at boot or in the admin answer, never retried.
+   */
+  MISCONFIGURED: 'MISCONFIGURED',
   /** Something failed inside the server; details are logged, never sent. */
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;
@@ -56,6 +61,26 @@ export class TributaryError extends Error {
 
 export function isTributaryError(error: unknown): error is TributaryError {
   return error instanceof TributaryError;
+}
+
+/**
+ * A fault inside the server — a broken invariant, unexpected data from a peer (pgoutput, Redis):
+ * never the caller's mistake. It is logged with its cause and `fault`, and masked for clients as
+ * INTERNAL_SERVER_ERROR. `fault` is a stable name for logs and alerts, e.g. `WAL_PROTOCOL`.
+ */
+export class InternalError extends Error {
+  readonly fault: string;
+
+  constructor(fault: string, message: string, options: { readonly cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'InternalError';
+    this.fault = fault;
+  }
+}
+
+/** Whether a client may see this error's message and code (a TributaryError that is not internal). */
+export function isClientFacing(error: unknown): error is TributaryError {
+  return isTributaryError(error) && error.code !== ErrorCode.INTERNAL_SERVER_ERROR;
 }
 
 /** Postgres SQLSTATEs the code reacts to, by name (https://www.postgresql.org/docs/15/errcodes-appendix.html). */

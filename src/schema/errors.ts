@@ -1,5 +1,5 @@
 import { GraphQLError } from 'graphql';
-import { ErrorCode, isTributaryError, type TributaryError } from '../errors.ts';
+import { ErrorCode, isClientFacing, type TributaryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
 /** HTTP status for the codes that have one when they stop a request before execution. */
@@ -28,7 +28,7 @@ export function createErrorMasker(logger: Logger) {
   return (error: unknown, message: string): Error => {
     const located = error instanceof GraphQLError ? error : undefined;
     const original = located?.originalError ?? error;
-    if (isTributaryError(original)) return toGraphQLError(original, located);
+    if (isClientFacing(original)) return toGraphQLError(original, located);
     if (original instanceof GraphQLError && original.extensions['code'] !== undefined) return original;
     logger.error({ err: original, path: located?.path }, 'internal error');
     return new GraphQLError(message, {
