@@ -6,6 +6,11 @@ import { z } from 'zod';
  */
 
 export type NodeEnv = 'development' | 'test' | 'production';
+/**
+ * What a process runs: `server` answers GraphQL over HTTP and WebSocket (and leads CDC readers),
+ * `workers` runs background work (outbox pollers, webhook delivery), `all` both in one process.
+ */
+export type Role = 'all' | 'server' | 'workers';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export type AuthConfig =
@@ -49,6 +54,8 @@ export interface EventsConfig {
 
 export interface Config {
   readonly nodeEnv: NodeEnv;
+  /** `TRIBUTARY_ROLE`. @default 'all' */
+  readonly role: Role;
   readonly port: number;
   readonly host: string;
   /** Folder of the embedded database, used when `databaseUrl` is not set. */
@@ -143,6 +150,7 @@ const environmentSchema = z.object({
     .enum(['development', 'test', 'production'], { message: 'must be development, test or production' })
     .optional()
     .default('development'),
+  TRIBUTARY_ROLE: z.enum(['all', 'server', 'workers'], { message: 'must be all, server or workers' }).optional().default('all'),
   PORT: integer(0, 65_535, 4000),
   HOST: optionalString,
   DATA_DIR: optionalString,
@@ -208,6 +216,14 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     throw new ConfigError('Invalid configuration: JWT_ISSUER and JWT_AUDIENCE need JWT_SECRET or JWT_JWKS_URL');
   }
 
+  // A role of its own shares its work with other processes through the platform database and Redis;
+  // on the embedded default there is nothing to share (and one data folder admits one process).
+  if (env.TRIBUTARY_ROLE !== 'all' && (env.DATABASE_URL === undefined || env.REDIS_URL === undefined)) {
+    throw new ConfigError(
+      `Invalid configuration: TRIBUTARY_ROLE=${env.TRIBUTARY_ROLE} needs DATABASE_URL and REDIS_URL (shared with the other processes); without them run everything in one process (TRIBUTARY_ROLE=all, npm start)`,
+    );
+  }
+
   const auth: AuthConfig = jwtConfigured
     ? {
         mode: 'jwt',
@@ -220,6 +236,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
 
   return deepFreeze({
     nodeEnv: env.NODE_ENV,
+    role: env.TRIBUTARY_ROLE,
     port: env.PORT,
     host: env.HOST ?? '0.0.0.0',
     dataDir: env.DATA_DIR ?? '.data',

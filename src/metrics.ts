@@ -1,11 +1,17 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
- * Every metric the server exports, on one registry (scraped at `GET /metrics`). Modules receive
- * the `Metrics` object by injection; collectors that read live state are wired in `main.ts`.
+ * Every metric the server exports, on one registry (scraped at `GET /metrics`). Created once in
+ * `main.ts` and injected: components increment the counters they are given, and each subsystem
+ * registers the live state it owns with `sample()` when it starts — nothing is bound late.
  */
 export interface Metrics {
   readonly registry: Registry;
+  /**
+   * Registers live state read at scrape time. Counts from several samplers add up; readers are
+   * listed from all of them. Returns the function that removes the sampler (on dispose).
+   */
+  sample(sampler: LiveSampler): () => void;
   /** Events accepted by the router, by source. */
   readonly eventsRouted: Counter<'source'>;
   /** Subscriptions refused silently for lack of permission (never told to the client). */
@@ -28,18 +34,34 @@ export interface CdcReaderSample {
   readonly retainedWalBytes: number | null;
 }
 
+/** Live state a subsystem owns, read at scrape time; each field is optional. */
+export interface LiveSampler {
+  readonly connections?: () => number;
+  readonly subscriptions?: () => number;
+  readonly cdcReaders?: () => readonly CdcReaderSample[];
+}
+
 export interface MetricsOptions {
-  /** Live counts read at scrape time. */
-  readonly read: () => { connections: number; subscriptions: number; cdcReaders: readonly CdcReaderSample[] };
   /** Node's process metrics (CPU, memory, event loop lag). @default true */
   readonly processMetrics?: boolean;
 }
 
-export function createMetrics(options: MetricsOptions): Metrics {
+export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'tributary_' });
+  const samplers = new Set<LiveSampler>();
+  const total = (field: 'connections' | 'subscriptions'): number => {
+    let sum = 0;
+    for (const sampler of samplers) sum += sampler[field]?.() ?? 0;
+    return sum;
+  };
+  const cdcReaders = (): CdcReaderSample[] => [...samplers].flatMap((sampler) => sampler.cdcReaders?.() ?? []);
   return {
     registry,
+    sample(sampler) {
+      samplers.add(sampler);
+      return () => void samplers.delete(sampler);
+    },
     eventsRouted: new Counter({
       name: 'tributary_events_routed_total',
       help: 'Events accepted by the router',
@@ -67,7 +89,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       help: 'Open graphql-ws sockets',
       registers: [registry],
       collect() {
-        this.set(options.read().connections);
+        this.set(total('connections'));
       },
     }),
     subscriptions: new Gauge({
@@ -75,7 +97,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       help: 'Active subscriptions served by the dispatcher',
       registers: [registry],
       collect() {
-        this.set(options.read().subscriptions);
+        this.set(total('subscriptions'));
       },
     }),
     cdcLagBytes: new Gauge({
@@ -85,7 +107,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       registers: [registry],
       collect() {
         this.reset();
-        for (const reader of options.read().cdcReaders) if (reader.lagBytes !== null) this.set({ source: reader.source }, reader.lagBytes);
+        for (const reader of cdcReaders()) if (reader.lagBytes !== null) this.set({ source: reader.source }, reader.lagBytes);
       },
     }),
     cdcRetainedWalBytes: new Gauge({
@@ -95,7 +117,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       registers: [registry],
       collect() {
         this.reset();
-        for (const reader of options.read().cdcReaders) {
+        for (const reader of cdcReaders()) {
           if (reader.retainedWalBytes !== null) this.set({ source: reader.source }, reader.retainedWalBytes);
         }
       },

@@ -3,10 +3,8 @@
  * DATA_DIR when it is unset, and prints what it applied.
  */
 import { ConfigError, loadConfig } from '../config.ts';
-import type { Database } from '../db/database.ts';
-import { createEmbeddedDatabase } from '../db/embedded.ts';
 import { migrate } from '../db/migrations.ts';
-import { createPostgresDatabase } from '../db/postgres.ts';
+import { openDatabase } from '../db/open.ts';
 import { createLogger } from '../logger.ts';
 
 async function run(): Promise<number> {
@@ -21,10 +19,7 @@ async function run(): Promise<number> {
     throw error;
   }
   const logger = createLogger({ level: config.logLevel === 'info' ? 'warn' : config.logLevel });
-  const db: Database =
-    config.databaseUrl === undefined
-      ? await createEmbeddedDatabase({ dataDir: config.dataDir })
-      : createPostgresDatabase({ url: config.databaseUrl, logger });
+  const db = await openDatabase(config, logger);
   try {
     const { applied } = await migrate(db, { logger });
     const target = config.databaseUrl === undefined ? `embedded database in ${config.dataDir}` : 'DATABASE_URL';

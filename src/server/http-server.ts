@@ -11,9 +11,15 @@ export interface ReadinessCheck {
   check(): Promise<void>;
 }
 
-export interface HttpServerOptions {
+/** GraphQL over HTTP (yoga) and over WebSocket (the upgrade), both at `GRAPHQL_PATH`. */
+export interface GraphQLEndpoints {
   readonly yoga: TributaryYoga;
   readonly webSocket: GraphQLWebSocketServer;
+}
+
+export interface HttpServerOptions {
+  /** Absent for a process that serves no GraphQL (the workers role): `/graphql` is then 404. */
+  readonly graphql?: GraphQLEndpoints | undefined;
   readonly readiness: readonly ReadinessCheck[];
   /** Served at `GET /metrics` in the Prometheus text format. */
   readonly metrics: Registry;
@@ -24,7 +30,7 @@ export interface HttpServerOptions {
 
 /**
  * Transport only: `/health`, `/ready` and `/metrics` answer here, `/graphql` goes to yoga (HTTP) or the
- * WebSocket server (upgrade), anything else is 404.
+ * WebSocket server (upgrade) when the process serves GraphQL, anything else is 404.
  */
 export function createHttpServer(options: HttpServerOptions): Server {
   const timeoutMs = options.readinessTimeoutMs ?? 2000;
@@ -51,19 +57,19 @@ export function createHttpServer(options: HttpServerOptions): Server {
           sendJson(response, 500, { error: 'metrics unavailable' });
         },
       );
-    } else if (path === GRAPHQL_PATH) {
-      void options.yoga.requestListener(request, response);
+    } else if (path === GRAPHQL_PATH && options.graphql) {
+      void options.graphql.yoga.requestListener(request, response);
     } else {
       sendJson(response, 404, { error: 'Not found' });
     }
   });
 
   server.on('upgrade', (request: IncomingMessage, socket, head: Buffer) => {
-    if (pathOf(request) !== GRAPHQL_PATH) {
+    if (pathOf(request) !== GRAPHQL_PATH || !options.graphql) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    options.webSocket.handleUpgrade(request, socket, head);
+    options.graphql.webSocket.handleUpgrade(request, socket, head);
   });
   server.on('clientError', (error, socket) => {
     options.logger.debug({ err: error }, 'malformed HTTP request');

@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
+import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { deferred } from '../helpers/wait-for.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -102,5 +103,66 @@ describe('the tributary process', () => {
     const [code] = (await once(child, 'exit')) as [number | null];
     expect(code).toBe(1);
     expect(stderr.trim()).toBe('Invalid configuration: PORT must be an integer from 0 to 65535 (got "eighty")');
+  });
+
+  it('in the workers role (npm run workers) reports ready, serves no GraphQL and stops cleanly on SIGTERM', async () => {
+    const database = await createTestDatabase();
+    const running = await startProcess({
+      TRIBUTARY_ROLE: 'workers',
+      DATABASE_URL: database.url,
+      REDIS_URL: testRedisUrl(),
+      REDIS_KEY_PREFIX: uniquePrefix(),
+    });
+    expect(running.logs.find((entry) => entry['msg'] === 'Tributary is listening')).toMatchObject({ role: 'workers', database: 'postgres', redis: true });
+    expect(running.logs.map((entry) => entry['msg'])).toContain('workers ready');
+    const ready = await fetch(`http://127.0.0.1:${running.port}/ready`);
+    expect({ status: ready.status, body: (await ready.json()) as unknown }).toEqual({
+      status: 200,
+      body: { ready: true, checks: { database: 'ok', redis: 'ok' } },
+    });
+    expect((await fetch(`http://127.0.0.1:${running.port}/metrics`)).status).toBe(200);
+    const graphql = await fetch(`http://127.0.0.1:${running.port}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ viewer { subject } }' }),
+    });
+    expect(graphql.status).toBe(404);
+    running.child.kill('SIGTERM');
+    expect(await running.exited).toEqual({ code: 0, signal: null });
+    expect(running.logs.map((entry) => entry['msg'])).toContain('stopped');
+  });
+
+  it('in the server role serves GraphQL and starts no workers', async () => {
+    const database = await createTestDatabase();
+    const running = await startProcess({
+      TRIBUTARY_ROLE: 'server',
+      DATABASE_URL: database.url,
+      REDIS_URL: testRedisUrl(),
+      REDIS_KEY_PREFIX: uniquePrefix(),
+    });
+    const response = await fetch(`http://127.0.0.1:${running.port}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ viewer { subject } }' }),
+    });
+    expect(await response.json()).toEqual({ data: { viewer: { subject: 'development' } } });
+    running.child.kill('SIGTERM');
+    expect(await running.exited).toEqual({ code: 0, signal: null });
+    expect(running.logs.map((entry) => entry['msg'])).not.toContain('workers ready');
+  });
+
+  it.each([
+    [{ TRIBUTARY_ROLE: 'scheduler' }, 'Invalid configuration: TRIBUTARY_ROLE must be all, server or workers'],
+    [
+      { TRIBUTARY_ROLE: 'workers' },
+      'Invalid configuration: TRIBUTARY_ROLE=workers needs DATABASE_URL and REDIS_URL (shared with the other processes); without them run everything in one process (TRIBUTARY_ROLE=all, npm start)',
+    ],
+  ])('refuses the role settings %o with one clear line', async (env, line) => {
+    const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(1);
+    expect(stderr.trim()).toBe(line);
   });
 });

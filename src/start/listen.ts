@@ -1,0 +1,49 @@
+/**
+ * The process's HTTP listener: `/health`, `/ready` and `/metrics` in every role, GraphQL (HTTP and
+ * the WebSocket upgrade) when the role serves it.
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { createHttpServer, type GraphQLEndpoints, type ReadinessCheck } from '../server/http-server.ts';
+import type { Clients } from './clients.ts';
+import type { Disposable, StartContext } from './subsystem.ts';
+
+export interface Listening {
+  /** `http://host:port` the process listens on. */
+  readonly url: string;
+  readonly port: number;
+}
+
+export interface ListenParts {
+  /** Absent in the workers role: only the operational endpoints are served. */
+  readonly graphql?: GraphQLEndpoints;
+  readonly readiness: readonly ReadinessCheck[];
+}
+
+export async function listen({ config, metrics, logger }: StartContext, parts: ListenParts): Promise<Listening & Disposable> {
+  const server = createHttpServer({ ...parts, metrics: metrics.registry, logger });
+  server.listen(config.port, config.host);
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    dispose() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+/** What `/ready` asks: the platform database and, when configured, Redis. */
+export function readinessChecks(clients: Clients): ReadinessCheck[] {
+  const checks: ReadinessCheck[] = [{ name: 'database', check: () => clients.db.ping() }];
+  const redis = clients.redis?.command;
+  if (redis) checks.push({ name: 'redis', check: async () => void (await redis.ping()) });
+  return checks;
+}

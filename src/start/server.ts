@@ -1,0 +1,90 @@
+/**
+ * The GraphQL server: token verification, the dispatcher that delivers events to subscribers,
+ * GraphQL over HTTP (yoga) and WebSocket (graphql-transport-ws) on one port, with `/health`,
+ * `/ready` and `/metrics` beside them.
+ */
+import { createTokenVerifier } from '../auth/token-verifier.ts';
+import { createCleanupStack } from '../cleanup-stack.ts';
+import { createDispatcher, type DispatcherStats } from '../pipeline/dispatch/dispatcher.ts';
+import type { Services } from '../resolvers/context.ts';
+import { createErrorMasker } from '../schema/errors.ts';
+import { getSchema } from '../schema/index.ts';
+import { CloseCode } from '../server/ws/close-codes.ts';
+import { createOperationExecutor } from '../server/ws/executor.ts';
+import { createGraphQLWebSocketServer } from '../server/ws/websocket-server.ts';
+import { createYogaServer } from '../server/yoga.ts';
+import type { Cdc } from './cdc.ts';
+import { listen, readinessChecks, type Listening } from './listen.ts';
+import type { Pipeline } from './pipeline.ts';
+import type { Disposable, StartContext } from './subsystem.ts';
+import type { Sync } from './sync.ts';
+
+export interface ServerStats extends DispatcherStats {
+  /** Open graphql-ws sockets. */
+  readonly connections: number;
+  /** Channel memberships (one per active `channel` subscription). */
+  readonly channelMembers: number;
+}
+
+export interface GraphQLServer extends Listening, Disposable {
+  /** Live counts, for tests that wait on server state. */
+  stats(): ServerStats;
+}
+
+export interface ServerParts {
+  readonly pipeline: Pipeline;
+  readonly sync: Sync;
+  readonly cdc: Cdc;
+}
+
+export async function startServer(context: StartContext, parts: ServerParts): Promise<GraphQLServer> {
+  const { config, metrics, logger } = context;
+  const { pipeline } = parts;
+  const cleanup = createCleanupStack(logger);
+  try {
+    const verifier = createTokenVerifier({ auth: config.auth });
+    if (verifier.mode === 'development') {
+      logger.warn('no JWT_SECRET or JWT_JWKS_URL: development mode, every caller acts as an admin of app/env/tenant "default"');
+    }
+    const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger });
+    cleanup.push('dispatcher', () => dispatcher.close());
+    const services: Services = {
+      channels: pipeline.channels,
+      router: pipeline.router,
+      log: pipeline.log,
+      documents: parts.sync.documents,
+      cdc: parts.cdc.cdc,
+      cdcStore: parts.cdc.cdcStore,
+      metrics,
+      logger,
+      limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },
+    };
+    const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, logger });
+    cleanup.push('graphql engine', async () => {
+      await yoga.dispose();
+    });
+    const webSocket = createGraphQLWebSocketServer({
+      verifier,
+      execute: createOperationExecutor(yoga, { maskError: createErrorMasker(logger.child({ component: 'graphql' })) }),
+      dispatcher,
+      onSlowConsumer: () => metrics.slowConsumers.inc(),
+      limits: config.limits,
+      logger,
+    });
+    const stopSampling = metrics.sample({ connections: () => webSocket.connectionCount, subscriptions: () => dispatcher.stats().subscribers });
+    cleanup.push('metrics sampler', () => Promise.resolve(stopSampling()));
+    const http = await listen(context, { graphql: { yoga, webSocket }, readiness: readinessChecks(context.clients) });
+    // Reverse order on the way out: sockets first, then the HTTP listener, then the engine.
+    cleanup.push('http server', () => http.dispose());
+    cleanup.push('websocket server', () => webSocket.close(CloseCode.GoingAway, 'Server shutting down', config.shutdownTimeoutMs / 2));
+    return {
+      url: http.url,
+      port: http.port,
+      stats: () => ({ connections: webSocket.connectionCount, channelMembers: pipeline.channels.memberCount(), ...dispatcher.stats() }),
+      dispose: () => cleanup.run(),
+    };
+  } catch (error) {
+    await cleanup.run();
+    throw error;
+  }
+}
