@@ -3,7 +3,7 @@ import { canAccessTopic, type TopicAction } from '../auth/permissions.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import type { Admission } from '../pipeline/dispatch/dispatcher.ts';
 import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
-import type { RealtimeEvent } from '../pipeline/envelope.ts';
+import { documentSnapshot } from '../pipeline/events/document-change.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import { documentTopic, type DocumentKey, type DocumentPage, type JsonObject, type SyncDocument } from '../pipeline/sync/documents.ts';
@@ -137,15 +137,12 @@ export async function subscribeDocument(context: ResolverContext, args: Document
   const head = await services.log.head(stream);
   const snapshot = await services.documents.get({ scope, service: args.service, id: args.id });
   const revision = snapshot?.revision ?? 0;
-  const initial: RealtimeEvent = {
-    id: `snapshot_${args.service}_${args.id}_${revision}`,
+  const initial = documentSnapshot({
+    scope,
     topic: stream.topic,
-    source: 'sync',
-    type: 'sync.snapshot',
-    payload: { service: args.service, documentId: args.id, revision, data: snapshot?.data ?? null },
-    metadata: { timestamp: Date.now(), scope, revision },
     cursor: head,
-  };
+    payload: { service: args.service, documentId: args.id, revision, data: snapshot?.data ?? null },
+  });
   return new DispatchTicket({
     stream,
     filter: undefined,

@@ -1,6 +1,8 @@
 import { canAccessTopic } from '../auth/permissions.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import type { RealtimeEvent } from '../pipeline/envelope.ts';
+import { isJsonObject } from '../pipeline/events/json.ts';
+import { publishedMessage } from '../pipeline/events/message.ts';
 import { compileEventWhere, type EventWhere } from '../pipeline/dispatch/filter.ts';
 import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
 import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
@@ -23,7 +25,7 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
   if (!canAccessTopic(principal, 'publish', topic)) {
     throw new TributaryError(ErrorCode.FORBIDDEN, `Publishing to "${topic}" needs the permission "<prefix>.publish" for a prefix of the topic`);
   }
-  if (typeof input.payload !== 'object' || input.payload === null || Array.isArray(input.payload)) {
+  if (!isJsonObject(input.payload)) {
     throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'payload must be a JSON object', { details: { field: 'payload' } });
   }
   const size = Buffer.byteLength(JSON.stringify(input.payload));
@@ -34,13 +36,7 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
       { details: { field: 'payload' } },
     );
   }
-  return services.router.route({
-    topic,
-    source: 'socket',
-    type,
-    payload: input.payload as Record<string, unknown>,
-    scope: scopeOf(principal),
-  });
+  return services.router.route(publishedMessage({ topic, type, payload: input.payload, scope: scopeOf(principal) }));
 }
 
 export interface EventsInput {

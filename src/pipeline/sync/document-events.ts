@@ -1,6 +1,7 @@
 import { createPatch } from 'rfc6902';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
+import { documentChange } from '../events/document-change.ts';
 import { newEventId, type EventRouter } from '../router/event-router.ts';
 import type { DocumentChange } from './document-writes.ts';
 import { documentEntity, documentTopic, type DocumentKey } from './documents.ts';
@@ -26,13 +27,11 @@ export function createDocumentEventPublisher(router: EventRouter, parentLogger: 
     async publish(key, change, slot) {
       const { operation, before, after } = change;
       const data = operation === 'deleted' ? null : after.data;
-      const event = {
+      const event = documentChange({
         id: newEventId(),
-        source: 'sync',
-        type: `sync.${operation}`,
         scope: key.scope,
         entity: documentEntity(key),
-        revision: after.revision,
+        operation,
         payload: {
           service: key.service,
           documentId: key.id,
@@ -40,7 +39,7 @@ export function createDocumentEventPublisher(router: EventRouter, parentLogger: 
           data,
           ...(before && { diff: createPatch(before.data, data) }),
         },
-      } as const;
+      });
       const route = async () => {
         await router.route({ ...event, topic: `sync.${key.service}.${operation}` });
         await router.route({ ...event, topic: documentTopic(key.service, key.id) });

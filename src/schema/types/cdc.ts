@@ -1,6 +1,7 @@
 import type { CdcSourceStatus } from '../../pipeline/cdc/cdc-source.ts';
 import type { StoredMapping } from '../../pipeline/cdc/cdc-store.ts';
 import type { RealtimeEvent } from '../../pipeline/envelope.ts';
+import { readModelChange } from '../../pipeline/events/model-change.ts';
 import * as resolvers from '../../resolvers/cdc.ts';
 import type { CdcSourceView } from '../../resolvers/cdc.ts';
 import { builder } from '../builder.ts';
@@ -84,20 +85,18 @@ const ChangeOperation = builder.enumType('ChangeOperation', {
   values: { CREATED: { value: 'CREATED' }, UPDATED: { value: 'UPDATED' }, DELETED: { value: 'DELETED' } } as const,
 });
 
-type ModelPayload = { operation?: 'CREATED' | 'UPDATED' | 'DELETED'; model?: string; id?: string; record?: unknown; lastUpdatedAt?: string };
-
 const ModelChange = builder.objectRef<RealtimeEvent>('ModelChange').implement({
   description: 'One change of a model (seed 004): the full record after it; for a delete, what the table sends (its key at least).',
   fields: (t) => ({
-    operation: t.field({ type: ChangeOperation, resolve: (event) => (event.payload as ModelPayload).operation ?? 'UPDATED' }),
-    model: t.string({ resolve: (event) => String((event.payload as ModelPayload).model) }),
-    id: t.id({ description: 'The entity key.', resolve: (event) => String((event.payload as ModelPayload).id) }),
-    record: t.field({ type: 'JSON', nullable: true, resolve: (event) => (event.payload as ModelPayload).record ?? null }),
+    operation: t.field({ type: ChangeOperation, resolve: (event) => readModelChange(event).operation }),
+    model: t.string({ resolve: (event) => readModelChange(event).model }),
+    id: t.id({ description: 'The entity key.', resolve: (event) => readModelChange(event).id }),
+    record: t.field({ type: 'JSON', nullable: true, resolve: (event) => readModelChange(event).record }),
     cursor: t.exposeString('cursor', { description: 'Pass as `after` to resume after this change.' }),
     lastUpdatedAt: t.field({
       type: 'DateTime',
       description: 'Commit time of the change in the source database.',
-      resolve: (event) => new Date((event.payload as ModelPayload).lastUpdatedAt ?? event.metadata.timestamp),
+      resolve: (event) => new Date(readModelChange(event).lastUpdatedAt),
     }),
   }),
 });

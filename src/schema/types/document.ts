@@ -1,5 +1,6 @@
 import { applyReturnMode } from '../../pipeline/dispatch/return-mode.ts';
 import type { RealtimeEvent } from '../../pipeline/envelope.ts';
+import { readDocumentChange } from '../../pipeline/events/document-change.ts';
 import type { DocumentPage, SyncDocument } from '../../pipeline/sync/documents.ts';
 import * as resolvers from '../../resolvers/documents.ts';
 import { builder } from '../builder.ts';
@@ -113,21 +114,19 @@ const DocumentOperation = builder.enumType('DocumentOperation', {
   } as const,
 });
 
-type ChangePayload = { documentId?: string; revision?: number; data?: unknown; diff?: unknown };
-
 const DocumentChange = builder.objectRef<RealtimeEvent>('DocumentChange').implement({
   description: 'One message of a `document` subscription. Rendered once per cohort: fields depend on the event only.',
   fields: (t) => ({
-    operation: t.field({ type: DocumentOperation, resolve: (event) => event.type as 'sync.snapshot' }),
-    service: t.string({ resolve: (event) => String((event.payload as { service?: string }).service) }),
-    id: t.id({ resolve: (event) => String((event.payload as ChangePayload).documentId) }),
-    revision: t.int({ resolve: (event) => (event.payload as ChangePayload).revision ?? 0 }),
-    data: t.field({ type: 'JSON', nullable: true, resolve: (event) => (event.payload as ChangePayload).data ?? null }),
+    operation: t.field({ type: DocumentOperation, resolve: (event) => readDocumentChange(event).type }),
+    service: t.string({ resolve: (event) => readDocumentChange(event).payload.service }),
+    id: t.id({ resolve: (event) => readDocumentChange(event).payload.documentId }),
+    revision: t.int({ resolve: (event) => readDocumentChange(event).payload.revision }),
+    data: t.field({ type: 'JSON', nullable: true, resolve: (event) => readDocumentChange(event).payload.data ?? null }),
     diff: t.field({
       type: 'JSON',
       nullable: true,
       description: 'RFC 6902 JSON Patch from the previous revision (updates and deletes).',
-      resolve: (event) => (event.payload as ChangePayload).diff ?? null,
+      resolve: (event) => readDocumentChange(event).payload.diff ?? null,
     }),
     cursor: t.exposeString('cursor', { description: "A cursor of the document's stream, for `events(topic: \"sync.{service}.doc.{id}\", after: …)`." }),
   }),

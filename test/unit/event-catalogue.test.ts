@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { InternalError } from '../../src/errors.ts';
+import type { RealtimeEvent } from '../../src/pipeline/envelope.ts';
+import { documentChange, documentSnapshot, readDocumentChange } from '../../src/pipeline/events/document-change.ts';
+import { publishedMessage } from '../../src/pipeline/events/message.ts';
+import { modelChange, readModelChange } from '../../src/pipeline/events/model-change.ts';
+
+const scope = { app: 'shop', env: 'prod', tenant: 't1' };
+
+function placed(input: Omit<RealtimeEvent, 'metadata' | 'cursor' | 'id'> & { id?: string }): RealtimeEvent {
+  return { id: 'evt_1', cursor: 'c', metadata: { timestamp: 1, scope }, ...input };
+}
+
+describe('the event catalogue', () => {
+  it('builds a document change with its type, revision and entity, and reads it back typed', () => {
+    const input = documentChange({
+      id: 'evt_doc',
+      scope,
+      entity: 'boards/b1',
+      operation: 'updated',
+      payload: { service: 'boards', documentId: 'b1', revision: 2, data: { a: 2 }, diff: [{ op: 'replace', path: '/a', value: 2 }] },
+    });
+    expect(input).toMatchObject({ id: 'evt_doc', source: 'sync', type: 'sync.updated', revision: 2, entity: 'boards/b1', scope });
+    const read = readDocumentChange(placed({ ...input, topic: 'sync.boards.updated' }));
+    expect(read).toEqual({ type: 'sync.updated', payload: input.payload });
+  });
+
+  it('builds the snapshot a document subscription starts with, at the revision it was read', () => {
+    const snapshot = documentSnapshot({ scope, topic: 'sync.boards.doc.b1', cursor: 'head', payload: { service: 'boards', documentId: 'b1', revision: 0, data: null } });
+    expect(snapshot).toMatchObject({ id: 'snapshot_boards_b1_0', type: 'sync.snapshot', source: 'sync', cursor: 'head', metadata: { revision: 0, scope } });
+    expect(readDocumentChange(snapshot).payload).toEqual({ service: 'boards', documentId: 'b1', revision: 0, data: null });
+  });
+
+  it('builds a model change as a database event and reads it back typed', () => {
+    const input = modelChange({
+      id: 'evt_row',
+      topic: 'crm.contacts',
+      type: 'database.update',
+      scope,
+      entity: 'public.contacts/7',
+      table: 'public.contacts',
+      operation: 'update',
+      payload: { operation: 'UPDATED', model: 'contacts', id: '7', record: { id: 7 }, lastUpdatedAt: '2026-12-02T00:00:00.000Z' },
+    });
+    expect(input).toMatchObject({ source: 'database', table: 'public.contacts', operation: 'update' });
+    expect(readModelChange(placed(input))).toEqual(input.payload);
+  });
+
+  it('builds a published message in the publisher scope with nothing of the other sources', () => {
+    expect(publishedMessage({ scope, topic: 'chat.room', type: 'message', payload: { text: 'hi' } })).toEqual({
+      source: 'socket',
+      topic: 'chat.room',
+      type: 'message',
+      scope,
+      payload: { text: 'hi' },
+    });
+  });
+
+  it.each([
+    ['a socket event', { source: 'socket', type: 'message', payload: { operation: 'UPDATED' } }],
+    ['an unknown operation', { source: 'database', type: 'x', payload: { operation: 'MOVED', model: 'm', id: '1', record: null, lastUpdatedAt: '2026-01-01T00:00:00Z' } }],
+    ['a numeric id', { source: 'database', type: 'x', payload: { operation: 'CREATED', model: 'm', id: 1, record: null, lastUpdatedAt: '2026-01-01T00:00:00Z' } }],
+    ['a missing commit time', { source: 'database', type: 'x', payload: { operation: 'CREATED', model: 'm', id: '1', record: null } }],
+  ] as const)('refuses to read %s as a model change, with an internal EVENT_SHAPE fault', (_name, shape) => {
+    const event = placed({ topic: 'crm.contacts', ...shape });
+    expect(() => readModelChange(event)).toThrow(InternalError);
+    expect(() => readModelChange(event)).toThrow(expect.objectContaining({ fault: 'EVENT_SHAPE' }));
+  });
+
+  it.each([
+    ['a database event', { source: 'database', type: 'sync.updated', payload: { service: 's', documentId: 'd', revision: 1 } }],
+    ['an unknown type', { source: 'sync', type: 'sync.moved', payload: { service: 's', documentId: 'd', revision: 1 } }],
+    ['a fractional revision', { source: 'sync', type: 'sync.updated', payload: { service: 's', documentId: 'd', revision: 1.5 } }],
+    ['a diff that is not a patch', { source: 'sync', type: 'sync.updated', payload: { service: 's', documentId: 'd', revision: 1, diff: {} } }],
+  ] as const)('refuses to read %s as a document change', (_name, shape) => {
+    expect(() => readDocumentChange(placed({ topic: 'sync.s.doc.d', ...shape }))).toThrow(expect.objectContaining({ fault: 'EVENT_SHAPE' }));
+  });
+});
