@@ -43,7 +43,7 @@ describe('keyed serial execution', () => {
     const first = serial.reserve(['a']);
     const second = serial.reserve(['a']);
     const gate = deferred();
-    const secondDone = second.run(async () => void order.push('second'));
+    const secondDone = second.run(() => Promise.resolve(void order.push('second')));
     const firstDone = first.run(async () => {
       await gate.promise;
       order.push('first');
@@ -63,8 +63,8 @@ describe('keyed serial execution', () => {
       order.push('a1');
       throw new Error('boom');
     });
-    await serial.run(['b'], async () => void order.push('b1'));
-    const both = serial.run(['a', 'b'], async () => void order.push('ab'));
+    await serial.run(['b'], () => Promise.resolve(void order.push('b1')));
+    const both = serial.run(['a', 'b'], () => Promise.resolve(void order.push('ab')));
     gate.resolve();
     await expect(blockedA).rejects.toThrow('boom');
     await both;
@@ -74,10 +74,10 @@ describe('keyed serial execution', () => {
   it('a cancelled slot releases the ones behind it', async () => {
     const serial = createKeyedSerial();
     const slot = serial.reserve(['a']);
-    const after = serial.run(['a'], async () => 'ran');
+    const after = serial.run(['a'], () => Promise.resolve('ran'));
     slot.cancel();
     await expect(after).resolves.toBe('ran');
-    await expect(slot.run(async () => 1)).rejects.toThrow('slot already used');
+    await expect(slot.run(() => Promise.resolve(1))).rejects.toThrow('slot already used');
   });
 });
 
