@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
+import { createBackoff, pause } from '../coordination/backoff.ts';
+import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { createDocumentCache, type CachedEntry } from './document-cache.ts';
 import { createDocumentEventPublisher } from './document-events.ts';
@@ -11,7 +12,6 @@ import { createDocumentFlusher } from './document-flusher.ts';
 import { decideWrite, documentOf, type DocumentChange, type DocumentState, type WriteCommand } from './document-writes.ts';
 import { DEFAULT_MAX_DOCUMENT_BYTES, documentEntity, type DocumentKey, type DocumentService, type SyncDocument } from './documents.ts';
 import { KEY_MATCH, keyParams, stateOf, type DocumentRow } from './postgres-documents.ts';
-import { createSequencer } from './sequencer.ts';
 
 /**
  * `async`: a write returns once Redis holds it; Postgres follows right after (and the sweep
@@ -49,6 +49,8 @@ const MAX_WRITE_ATTEMPTS = 16;
 const LOCK_TTL_MS = 3000;
 /** Longest wait for a document's write lock before answering UNAVAILABLE. */
 const LOCK_WAIT_MS = 5000;
+/** Retries of a taken lock: soon at first (a write holds it for milliseconds), then every 50 ms. */
+const LOCK_RETRY = { initialMs: 1, maxMs: 50 };
 
 /** With the cache's columns (migration 0002). */
 type Row = DocumentRow & { ceiling: number; cache_epoch: string | null };
@@ -84,7 +86,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     ...(options.sweepIntervalMs !== undefined && { sweepIntervalMs: options.sweepIntervalMs }),
   });
   const events = createDocumentEventPublisher(options.router, options.logger);
-  const writeTurns = createSequencer();
+  const writeTurns = createKeyedSerial();
 
   // A restarted Redis may hold an older snapshot than what was acknowledged: new epoch. Until the
   // check for the current connection is done, document commands wait for it.
@@ -152,9 +154,10 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   const withDocumentLock = async <T>(entryKey: string, work: () => Promise<T>): Promise<T> => {
     const token = randomUUID();
     const deadline = performance.now() + LOCK_WAIT_MS;
-    for (let wait = 1; !(await cache.tryLock(entryKey, token, LOCK_TTL_MS)); wait = Math.min(wait * 2, 50)) {
+    const backoff = createBackoff(LOCK_RETRY);
+    while (!(await cache.tryLock(entryKey, token, LOCK_TTL_MS))) {
       if (performance.now() > deadline) throw contention();
-      await setTimeout(wait);
+      await pause(backoff.next());
     }
     try {
       return await work();
@@ -165,7 +168,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
 
   const write = (key: DocumentKey, command: WriteCommand): Promise<SyncDocument> =>
     // One writer per document in this instance at a time, then across instances.
-    writeTurns.reserve(documentEntity(key)).run(() =>
+    writeTurns.run([documentEntity(key)], () =>
       withDocumentLock(cache.entryKey(key), async () => {
         const { change, entryKey } = await decideAndWrite(key, command);
         if (durability === 'async') {

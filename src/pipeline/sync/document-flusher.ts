@@ -1,6 +1,7 @@
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
+import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
 import type { DocumentCache } from './document-cache.ts';
 
 /**
@@ -37,9 +38,10 @@ const SWEEP_BATCH = 200;
 export function createDocumentFlusher(options: DocumentFlusherOptions): DocumentFlusher {
   const { db, cache, ceilingHeadroom } = options;
   const logger = options.logger.child({ component: 'sync-flush' });
-  /** Per entry: the flush running now, and the one queued behind it for callers that came later. */
-  const running = new Map<string, Promise<void>>();
-  const queued = new Map<string, Promise<void>>();
+  /** Per entry: the flush running now, and one queued behind it for callers that came later. */
+  const flushes = createKeyedCoalescer();
+  /** What `close` waits for. */
+  const inFlight = new Set<Promise<void>>();
   let sweeping: Promise<number> | undefined;
   let closed: Promise<void> | undefined;
 
@@ -95,25 +97,13 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
   };
 
   const flush = (entryKey: string): Promise<void> => {
-    const waiting = queued.get(entryKey);
-    if (waiting) return waiting;
-    const current = running.get(entryKey);
-    const start = (): Promise<void> => {
-      const run = flushOnce(entryKey).finally(() => {
-        if (running.get(entryKey) === run) running.delete(entryKey);
-      });
-      running.set(entryKey, run);
-      return run;
-    };
-    if (!current) return start();
-    const next = current
-      .catch(() => undefined)
-      .then(() => {
-        queued.delete(entryKey);
-        return start();
-      });
-    queued.set(entryKey, next);
-    return next;
+    const flushed = flushes.request(entryKey, () => flushOnce(entryKey));
+    inFlight.add(flushed);
+    void flushed.then(
+      () => inFlight.delete(flushed),
+      () => inFlight.delete(flushed),
+    );
+    return flushed;
   };
 
   const sweepOnce = async (olderThanMs: number): Promise<number> => {
@@ -149,7 +139,7 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
     close() {
       closed ??= (async () => {
         clearInterval(timer);
-        await Promise.allSettled([...running.values(), ...queued.values(), sweeping]);
+        await Promise.allSettled([...inFlight, sweeping]);
         await sweep(0).catch((error: unknown) => logger.warn({ err: error }, 'dirty documents left in the cache at shutdown'));
       })();
       return closed;

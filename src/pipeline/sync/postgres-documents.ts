@@ -14,7 +14,7 @@ import {
   type JsonObject,
   type SyncDocument,
 } from './documents.ts';
-import { createSequencer, type Slot } from './sequencer.ts';
+import { createKeyedSerial, type Slot } from '../coordination/keyed-serial.ts';
 
 export interface PostgresDocumentServiceOptions {
   readonly db: Database;
@@ -44,7 +44,7 @@ const COLUMNS = 'id, revision, data, deleted, created_at, updated_at';
 export function createPostgresDocumentService(options: PostgresDocumentServiceOptions): DocumentService {
   const { db } = options;
   const maxBytes = options.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES;
-  const sequencer = createSequencer();
+  const publishTurns = createKeyedSerial();
   const events = createDocumentEventPublisher(options.router, options.logger);
 
   const write = async (key: DocumentKey, command: WriteCommand): Promise<SyncDocument> => {
@@ -63,7 +63,7 @@ export function createPostgresDocumentService(options: PostgresDocumentServiceOp
              deleted = excluded.deleted, created_at = excluded.created_at, updated_at = excluded.updated_at`,
           [...keyParams(key), after.revision, JSON.stringify(after.data), after.deleted, after.createdAt, after.updatedAt],
         );
-        slot = sequencer.reserve(documentEntity(key));
+        slot = publishTurns.reserve([documentEntity(key)]);
         return decided;
       });
     } catch (error) {
