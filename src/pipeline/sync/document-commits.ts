@@ -1,0 +1,131 @@
+import type { Database } from '../../db/database.ts';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import { createBackoff, pause } from '../coordination/backoff.ts';
+import { createKeyedSerial, type Slot } from '../coordination/keyed-serial.ts';
+import type { DocumentCache } from './document-cache.ts';
+import type { DocumentEventPublisher } from './document-events.ts';
+import type { DocumentFlusher } from './document-flusher.ts';
+import { selectDocument } from './document-store.ts';
+import type { DocumentChange } from './document-writes.ts';
+import { documentEntity, type DocumentKey } from './documents.ts';
+
+/**
+ * The end of a write in sync durability: the change is answered and published only once Postgres
+ * has committed it, so no client or subscriber ever sees a revision Postgres lacks, and a Redis
+ * that loses its data costs nothing acknowledged (the document keeps its revision).
+ *
+ * When Postgres is down, the change stays in the cache (dirty) and the writer gets UNAVAILABLE;
+ * its event goes out once a flush has committed it, still in revision order (its publishing turn
+ * was taken under the document's lock). The document's next write first flushes it.
+ */
+export interface DocumentCommits {
+  /** @throws UNAVAILABLE naming the revision when Postgres did not take the change. */
+  commitAndPublish(key: DocumentKey, entryKey: string, change: DocumentChange): Promise<void>;
+  /** Flushes a change answered UNAVAILABLE earlier. @throws UNAVAILABLE while Postgres is down. */
+  flushPending(entryKey: string): Promise<void>;
+  /** Stops waiting for Postgres: changes not committed by then are not published. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface DocumentCommitsOptions {
+  readonly db: Database;
+  readonly cache: DocumentCache;
+  readonly flusher: DocumentFlusher;
+  readonly events: DocumentEventPublisher;
+  readonly logger: Logger;
+}
+
+/** Retries of the flush of a change answered UNAVAILABLE, in ms. */
+const RETRY = { initialMs: 100, maxMs: 2000, jitterMs: 50 };
+
+export function createDocumentCommits(options: DocumentCommitsOptions): DocumentCommits {
+  const { db, cache, flusher, events } = options;
+  const logger = options.logger.child({ component: 'sync-commit' });
+  const publishTurns = createKeyedSerial();
+  const closing = new AbortController();
+  const waiting = new Set<Promise<void>>();
+
+  /** Whether Postgres has the entry at `revision` or later, after a flush. */
+  const committed = async (entryKey: string, revision: number): Promise<boolean> => {
+    await flusher.flush(entryKey);
+    const read = await cache.read(entryKey);
+    return read.status === 'hit' && read.entry.flushed >= revision;
+  };
+
+  /**
+   * Flushes until Postgres has the change, then publishes it (in the slot's turn). Gives up when
+   * the cache lost the change, or a later revision superseded it before this one was seen in
+   * Postgres: subscribers then see a gap and resync.
+   */
+  const publishOnceCommitted = async (key: DocumentKey, entryKey: string, change: DocumentChange): Promise<void> => {
+    const backoff = createBackoff(RETRY);
+    while (await pause(backoff.next(), closing.signal)) {
+      let outcome: 'committed' | 'superseded' | 'lost' | 'pending';
+      try {
+        outcome = await pendingOutcome(key, entryKey, change);
+      } catch (error) {
+        logger.debug({ err: error, entryKey }, 'database still unavailable for a pending document change');
+        continue;
+      }
+      if (outcome === 'pending') continue;
+      const revision = change.after.revision;
+      if (outcome === 'committed') await events.publish(key, change).catch(() => undefined); // logged by the publisher
+      else if (outcome === 'superseded') logger.warn({ entryKey, revision }, 'a change saved while the database was down was superseded before its event went out');
+      else logger.error({ entryKey, revision }, 'a change answered UNAVAILABLE was lost from the cache before the database had it');
+      return;
+    }
+    logger.warn({ entryKey, revision: change.after.revision }, 'shutting down before the database had a document change; its event is not published');
+  };
+
+  const pendingOutcome = async (key: DocumentKey, entryKey: string, { after }: DocumentChange) => {
+    await flusher.flush(entryKey);
+    const row = await selectDocument(db, key);
+    if (row && row.revision >= after.revision) {
+      return row.revision === after.revision && row.updated_at.getTime() === after.updatedAt.getTime() ? 'committed' : 'superseded';
+    }
+    const read = await cache.read(entryKey);
+    return read.status !== 'hit' || read.entry.state.revision < after.revision ? 'lost' : 'pending';
+  };
+
+  const wait = (key: DocumentKey, entryKey: string, change: DocumentChange, slot: Slot) => {
+    const done = slot.run(() => publishOnceCommitted(key, entryKey, change)).catch(() => undefined);
+    waiting.add(done);
+    void done.then(() => waiting.delete(done));
+  };
+
+  return {
+    async commitAndPublish(key, entryKey, change) {
+      // Taken under the document's lock: events leave in revision order even when one waits.
+      const slot = publishTurns.reserve([documentEntity(key)]);
+      const { revision } = change.after;
+      let saved = false;
+      let cause: unknown;
+      try {
+        saved = await committed(entryKey, revision);
+      } catch (error) {
+        cause = error;
+      }
+      if (saved) return events.publish(key, change, slot);
+      wait(key, entryKey, change, slot);
+      throw new TributaryError(
+        ErrorCode.UNAVAILABLE,
+        `The change was saved as revision ${revision} in the cache but not yet in the database; it will be written, and published, when the database is back`,
+        { cause, details: { revision } },
+      );
+    },
+
+    async flushPending(entryKey) {
+      try {
+        await flusher.flush(entryKey);
+      } catch (error) {
+        throw new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause: error });
+      }
+    },
+
+    async close() {
+      closing.abort();
+      await Promise.allSettled(waiting);
+    },
+  };
+}
