@@ -144,19 +144,19 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     // One writer per document in this instance at a time, then across instances.
     writeTurns.run([documentEntity(key)], () =>
       withDocumentLock(cache.entryKey(key), async () => {
-        const { change, entryKey } = await decideAndWrite(key, command);
+        const { change, entryKey, epoch } = await decideAndWrite(key, command);
         if (acknowledgedFirst) {
           flusher.schedule(entryKey);
           await events.publish(key, change);
         } else {
-          await commits.commitAndPublish(key, entryKey, change);
+          await commits.commitAndPublish(key, entryKey, epoch, change);
         }
         return documentOf(key, change);
       }),
     );
 
   /** Reads the document, decides the change and writes it if the revision is still the one read. */
-  const decideAndWrite = async (key: DocumentKey, command: WriteCommand): Promise<{ change: DocumentChange; entryKey: string }> => {
+  const decideAndWrite = async (key: DocumentKey, command: WriteCommand): Promise<{ change: DocumentChange; entryKey: string; epoch: string }> => {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt += 1) {
       const { entryKey, entry } = await current(key, 'write');
       if (!acknowledgedFirst && entry.flushed < entry.state.revision) {
@@ -166,7 +166,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
       }
       const change: DocumentChange = decideWrite(key, entry.state, command, maxBytes, new Date());
       const result = await cache.write(entryKey, entry.epoch, entry.state.revision, change.after, acknowledgedFirst);
-      if (result === 'ok') return { change, entryKey };
+      if (result === 'ok') return { change, entryKey, epoch: entry.epoch };
       if (result === 'ceiling') {
         const lease = await cache.lease();
         if (lease.epoch === entry.epoch) {

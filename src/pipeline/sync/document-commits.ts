@@ -20,8 +20,11 @@ import { documentEntity, type DocumentKey } from './documents.ts';
  * was taken under the document's lock). The document's next write first flushes it.
  */
 export interface DocumentCommits {
-  /** @throws UNAVAILABLE naming the revision when Postgres did not take the change. */
-  commitAndPublish(key: DocumentKey, entryKey: string, change: DocumentChange): Promise<void>;
+  /**
+   * Flushes a change written to the cache (entry `entryKey` of `epoch`), then publishes it.
+   * @throws UNAVAILABLE naming the revision when Postgres did not take the change.
+   */
+  commitAndPublish(key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange): Promise<void>;
   /** Flushes a change answered UNAVAILABLE earlier. @throws UNAVAILABLE while Postgres is down. */
   flushPending(entryKey: string): Promise<void>;
   /** Stops waiting for Postgres: changes not committed by then are not published. Idempotent. */
@@ -36,6 +39,8 @@ export interface DocumentCommitsOptions {
   readonly logger: Logger;
 }
 
+type Outcome = 'committed' | 'pending' | 'unconfirmed';
+
 /** Retries of the flush of a change answered UNAVAILABLE, in ms. */
 const RETRY = { initialMs: 100, maxMs: 2000, jitterMs: 50 };
 
@@ -46,68 +51,64 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
   const closing = new AbortController();
   const waiting = new Set<Promise<void>>();
 
-  /** Whether Postgres has the entry at `revision` or later, after a flush. */
-  const committed = async (entryKey: string, revision: number): Promise<boolean> => {
+  /**
+   * Flushes the entry, then tells whether Postgres has the change. While the entry lives on in the
+   * epoch it was written in, its flushed mark says (the document's next write waits for this
+   * change to be flushed, so a flush that reached its revision wrote exactly it); once the cache
+   * lost it, only Postgres's row can confirm it.
+   */
+  const outcome = async (key: DocumentKey, entryKey: string, epoch: string, { after }: DocumentChange): Promise<Outcome> => {
     await flusher.flush(entryKey);
     const read = await cache.read(entryKey);
-    return read.status === 'hit' && read.entry.flushed >= revision;
+    if (read.status === 'hit' && read.entry.epoch === epoch) return read.entry.flushed >= after.revision ? 'committed' : 'pending';
+    const row = await selectDocument(db, key);
+    return row?.revision === after.revision && row.updated_at.getTime() === after.updatedAt.getTime() ? 'committed' : 'unconfirmed';
   };
 
   /**
    * Flushes until Postgres has the change, then publishes it (in the slot's turn). Gives up when
-   * the cache lost the change, or a later revision superseded it before this one was seen in
-   * Postgres: subscribers then see a gap and resync.
+   * the cache lost it before Postgres could be seen to have it: subscribers then see a gap at the
+   * next change and resync.
    */
-  const publishOnceCommitted = async (key: DocumentKey, entryKey: string, change: DocumentChange): Promise<void> => {
+  const publishOnceCommitted = async (key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange): Promise<void> => {
     const backoff = createBackoff(RETRY);
+    const revision = change.after.revision;
     while (await pause(backoff.next(), closing.signal)) {
-      let outcome: 'committed' | 'superseded' | 'lost' | 'pending';
+      let found: Outcome;
       try {
-        outcome = await pendingOutcome(key, entryKey, change);
+        found = await outcome(key, entryKey, epoch, change);
       } catch (error) {
         logger.debug({ err: error, entryKey }, 'database still unavailable for a pending document change');
         continue;
       }
-      if (outcome === 'pending') continue;
-      const revision = change.after.revision;
-      if (outcome === 'committed') await events.publish(key, change).catch(() => undefined); // logged by the publisher
-      else if (outcome === 'superseded') logger.warn({ entryKey, revision }, 'a change saved while the database was down was superseded before its event went out');
-      else logger.error({ entryKey, revision }, 'a change answered UNAVAILABLE was lost from the cache before the database had it');
+      if (found === 'pending') continue;
+      if (found === 'committed') await events.publish(key, change).catch(() => undefined); // logged by the publisher
+      else logger.error({ entryKey, revision }, 'a change answered UNAVAILABLE left the cache before the database was seen to have it; its event is not published');
       return;
     }
-    logger.warn({ entryKey, revision: change.after.revision }, 'shutting down before the database had a document change; its event is not published');
+    logger.warn({ entryKey, revision }, 'shutting down before the database had a document change; its event is not published');
   };
 
-  const pendingOutcome = async (key: DocumentKey, entryKey: string, { after }: DocumentChange) => {
-    await flusher.flush(entryKey);
-    const row = await selectDocument(db, key);
-    if (row && row.revision >= after.revision) {
-      return row.revision === after.revision && row.updated_at.getTime() === after.updatedAt.getTime() ? 'committed' : 'superseded';
-    }
-    const read = await cache.read(entryKey);
-    return read.status !== 'hit' || read.entry.state.revision < after.revision ? 'lost' : 'pending';
-  };
-
-  const wait = (key: DocumentKey, entryKey: string, change: DocumentChange, slot: Slot) => {
-    const done = slot.run(() => publishOnceCommitted(key, entryKey, change)).catch(() => undefined);
+  const wait = (key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange, slot: Slot) => {
+    const done = slot.run(() => publishOnceCommitted(key, entryKey, epoch, change)).catch(() => undefined);
     waiting.add(done);
     void done.then(() => waiting.delete(done));
   };
 
   return {
-    async commitAndPublish(key, entryKey, change) {
+    async commitAndPublish(key, entryKey, epoch, change) {
       // Taken under the document's lock: events leave in revision order even when one waits.
       const slot = publishTurns.reserve([documentEntity(key)]);
       const { revision } = change.after;
-      let saved = false;
+      let found: Outcome = 'pending';
       let cause: unknown;
       try {
-        saved = await committed(entryKey, revision);
+        found = await outcome(key, entryKey, epoch, change);
       } catch (error) {
         cause = error;
       }
-      if (saved) return events.publish(key, change, slot);
-      wait(key, entryKey, change, slot);
+      if (found === 'committed') return events.publish(key, change, slot);
+      wait(key, entryKey, epoch, change, slot);
       throw new TributaryError(
         ErrorCode.UNAVAILABLE,
         `The change was saved as revision ${revision} in the cache but not yet in the database; it will be written, and published, when the database is back`,
