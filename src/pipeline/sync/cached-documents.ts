@@ -13,7 +13,7 @@ import { createDocumentFlusher } from './document-flusher.ts';
 import { extendCeiling, reconcile, releaseLeases } from './document-leases.ts';
 import { listDocumentIds, selectDocument, type DocumentRow } from './document-store.ts';
 import { decideWrite, documentOf, type DocumentChange, type DocumentState, type WriteCommand } from './document-writes.ts';
-import { DEFAULT_MAX_DOCUMENT_BYTES, documentEntity, type DocumentKey, type DocumentService, type SyncDocument } from './documents.ts';
+import { DEFAULT_MAX_DOCUMENT_BYTES, documentEntity, unavailableOnFailure, type DocumentKey, type DocumentService, type SyncDocument } from './documents.ts';
 
 /**
  * `async`: a write returns once Redis holds it; Postgres follows right after (and the sweep
@@ -229,11 +229,6 @@ function contention(): TributaryError {
   return new TributaryError(ErrorCode.UNAVAILABLE, 'The document is being written by many writers at once; retry shortly');
 }
 
-async function unavailableWithoutDatabase<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (error) {
-    if (error instanceof TributaryError) throw error;
-    throw new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause: error });
-  }
+function unavailableWithoutDatabase<T>(work: Promise<T>): Promise<T> {
+  return unavailableOnFailure(work, 'The database is unavailable right now; retry shortly');
 }

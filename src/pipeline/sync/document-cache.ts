@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { ErrorCode, TributaryError } from '../../errors.ts';
 import { defineScript } from '../redis-script.ts';
 import { EPOCH, FLUSHED, INSTALL, RAISE, READ, RENEW_LEASE, UNLOCK, WRITE } from './document-cache-scripts.ts';
 import type { StoredKey } from './document-store.ts';
 import type { DocumentState } from './document-writes.ts';
-import type { DocumentKey, JsonObject } from './documents.ts';
+import { unavailableOnFailure as unavailable, type DocumentKey, type JsonObject } from './documents.ts';
 
 /**
  * The Redis side of the document hot cache: one hash per document, a set of dirty documents, the
@@ -250,11 +249,6 @@ function newRandomId(): string {
   return randomBytes(9).toString('base64url');
 }
 
-async function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (error) {
-    if (error instanceof TributaryError) throw error;
-    throw new TributaryError(ErrorCode.UNAVAILABLE, 'The document cache is unavailable right now; retry shortly', { cause: error });
-  }
+function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
+  return unavailable(work, 'The document cache is unavailable right now; retry shortly');
 }

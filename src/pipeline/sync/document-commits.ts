@@ -32,8 +32,10 @@ export interface DocumentCommits {
 }
 
 export interface DocumentCommitsOptions {
+  /** Where a change is confirmed once the cache lost it. */
   readonly db: Database;
   readonly cache: DocumentCache;
+  /** Writes the changes to Postgres (shared with the write path and the sweep). */
   readonly flusher: DocumentFlusher;
   readonly events: DocumentEventPublisher;
   readonly logger: Logger;
@@ -117,11 +119,10 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
     },
 
     async flushPending(entryKey) {
-      try {
-        await flusher.flush(entryKey);
-      } catch (error) {
+      // The flusher's own error says the change is kept in the cache; this write was not made.
+      await flusher.flush(entryKey).catch((error: unknown) => {
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause: error });
-      }
+      });
     },
 
     async close() {

@@ -1,9 +1,9 @@
 import type { Database } from '../../db/database.ts';
-import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
 import { leaseId, type DocumentCache } from './document-cache.ts';
 import { writeDocument } from './document-store.ts';
+import { unavailableOnFailure } from './documents.ts';
 
 /**
  * Writes dirty cache entries to Postgres: right after each write (coalesced per document, so a
@@ -70,14 +70,10 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
     // A stale entry's grant belongs to its own epoch: no current entry may use it.
     const generation = current.epoch === entry.epoch ? current.generation : '';
     const lease = leaseId({ epoch: entry.epoch, generation });
-    let ceiling;
-    try {
-      ceiling = await writeDocument(db, key, state, { ceiling: state.revision + ceilingHeadroom, lease });
-    } catch (error) {
-      throw new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; the change is kept in the cache', {
-        cause: error,
-      });
-    }
+    const ceiling = await unavailableOnFailure(
+      writeDocument(db, key, state, { ceiling: state.revision + ceilingHeadroom, lease }),
+      'The database is unavailable right now; the change is kept in the cache',
+    );
     // Nothing written: Postgres already had this revision or a later one (another flush won).
     await cache.markFlushed(entryKey, entry.epoch, state.revision, ceiling === undefined ? undefined : { ceiling, generation });
   };
