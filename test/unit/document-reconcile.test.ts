@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { CacheLease, CachedEntry } from '../../src/pipeline/sync/document-cache.ts';
+import { leaseId, parseLeaseId, type CacheLease, type CachedEntry } from '../../src/pipeline/sync/document-cache.ts';
 import { reconcile } from '../../src/pipeline/sync/document-leases.ts';
 
 const at = new Date('2026-01-01T00:00:00Z');
@@ -59,5 +59,13 @@ describe('reconcile: the entry a document gets when it is loaded into the cache'
 
   it('starts a document Postgres has never seen as a tombstone at revision 0 with no ceiling', () => {
     expect(reconcile(undefined, undefined, now)).toMatchObject({ state: { revision: 0, deleted: true }, ceiling: 0, flushed: 0 });
+  });
+});
+
+describe('lease ids: how a ceiling records the cache lease it was granted under', () => {
+  it('round-trips epoch and generation, and reads a row written before generations as the epoch alone', () => {
+    expect(parseLeaseId(leaseId({ epoch: 'Ab-_9', generation: 'x_Y-2' }))).toEqual({ epoch: 'Ab-_9', generation: 'x_Y-2' });
+    expect(parseLeaseId('Ab-_9')).toEqual({ epoch: 'Ab-_9', generation: '' });
+    expect(parseLeaseId('Ab-_9.')).toEqual({ epoch: 'Ab-_9', generation: '' });
   });
 });
