@@ -150,7 +150,7 @@ describe('document cache', () => {
 });
 
 describe.each(['sync', 'async'] as const)('a Redis crash after acknowledged writes (%s durability)', (durability) => {
-  it(durability === 'sync' ? 'loses nothing, and revisions never go backwards' : 'loses at most the stated window, and revisions never go backwards', async () => {
+  it(durability === 'sync' ? 'loses nothing and keeps every revision as acknowledged' : 'loses at most the stated window, and revisions never go backwards', async () => {
     const redis = await startPrivateRedis();
     const database = await createTestDatabase();
     const server = await startTestServer({ DATABASE_URL: database.url, REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: durability });
@@ -179,13 +179,16 @@ describe.each(['sync', 'async'] as const)('a Redis crash after acknowledged writ
       const before = acknowledged.get(id)!;
       expect(before).toEqual({ revision: writes, data: { n: writes - 1 } });
       const after = (await read(server, 'crash', id))!;
-      // Never backwards, and never the same revision for other data.
-      expect(after.revision).toBeGreaterThan(before.revision);
       const n = after.data['n'] as number;
       if (durability === 'sync') {
+        // Postgres has every acknowledged revision: the document is exactly as acknowledged.
+        expect(after.revision).toBe(before.revision);
         expect(after.data).toEqual(before.data);
         expect(await stored(pool, 'crash', id)).toMatchObject({ data: before.data });
       } else {
+        // Never backwards, and never the same revision for other data: the lost cache may have
+        // acknowledged revisions Postgres lacks.
+        expect(after.revision).toBeGreaterThan(before.revision);
         expect(n).toBeLessThanOrEqual(writes - 1);
         expect(writes - 1 - n).toBeLessThanOrEqual(UNFLUSHED_REVISIONS_LIMIT);
       }
@@ -196,7 +199,7 @@ describe.each(['sync', 'async'] as const)('a Redis crash after acknowledged writ
 });
 
 describe('documents across server restarts with the cache', () => {
-  it('keeps every document when the server restarts, and continues above the old revisions with a new, empty Redis', async () => {
+  it('keeps every document and its revision when the server restarts, on the same Redis or on a new, empty one', async () => {
     const database = await createTestDatabase();
     const prefix = uniquePrefix();
     const env = { DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), SYNC_DURABILITY: 'async' };
@@ -215,13 +218,90 @@ describe('documents across server restarts with the cache', () => {
     expect(await write(second, 'merge', 'restart', 'a', { v: 6 }, 6)).toEqual({ revision: 7, data: { v: 6 } });
     await second.dispose();
 
-    // Another Redis cannot know what the first one acknowledged: the document resumes above every
-    // revision the old cache could have given, with the data Postgres kept.
+    // Another, empty Redis: both shutdowns were graceful, so Postgres has every revision the old
+    // cache acknowledged, and the documents carry on from there.
     const third = await startTestServer({ ...env, REDIS_KEY_PREFIX: uniquePrefix() });
-    const resumed = (await read(third, 'restart', 'b'))!;
-    expect(resumed.data).toEqual({ v: 5 });
-    expect(resumed.revision).toBeGreaterThan(6);
-    expect(await write(third, 'merge', 'restart', 'b', { v: 6 }, resumed.revision)).toEqual({ revision: resumed.revision + 1, data: { v: 6 } });
+    expect(await read(third, 'restart', 'b')).toEqual({ revision: 6, data: { v: 5 } });
+    expect(await read(third, 'restart', 'a')).toEqual({ revision: 7, data: { v: 6 } });
+    expect(await write(third, 'merge', 'restart', 'b', { v: 6 }, 6)).toEqual({ revision: 7, data: { v: 6 } });
+  });
+});
+
+describe.each(['sync', 'async'] as const)('a document after a graceful restart on an emptied Redis (%s durability)', (durability) => {
+  it('answers the revision it was acknowledged at, and takes a write that expects it', async () => {
+    const redis = await startPrivateRedis();
+    const database = await createTestDatabase();
+    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: durability };
+    const first = await startTestServer(env);
+    await write(first, 'create', 'empty', 'd', { v: 1 });
+    expect(await write(first, 'merge', 'empty', 'd', { v: 2 })).toEqual({ revision: 2, data: { v: 2 } });
+    await first.dispose();
+    // Without persistence, the restarted Redis is empty.
+    await redis.stop();
+    await redis.start();
+
+    const second = await startTestServer(env);
+    expect(await read(second, 'empty', 'd')).toEqual({ revision: 2, data: { v: 2 } });
+    expect(await write(second, 'merge', 'empty', 'd', { v: 3 }, 2)).toEqual({ revision: 3, data: { v: 3 } });
+  });
+});
+
+describe('a Redis crash in async durability after a graceful restart', () => {
+  it('moves up only the documents written since: one that was only read keeps its revision', async () => {
+    const redis = await startPrivateRedis();
+    const database = await createTestDatabase();
+    const pool = openPool(database.url);
+    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: 'async' };
+    const first = await startTestServer(env);
+    await write(first, 'create', 'since', 'idle', { v: 1 });
+    await write(first, 'create', 'since', 'busy', { v: 1 });
+    await first.dispose();
+
+    const second = await startTestServer(env);
+    expect(await read(second, 'since', 'idle')).toEqual({ revision: 1, data: { v: 1 } });
+    expect(await write(second, 'merge', 'since', 'busy', { v: 2 }, 1)).toEqual({ revision: 2, data: { v: 2 } });
+    await waitFor(async () => (await stored(pool, 'since', 'busy'))?.revision === 2, { message: 'revision 2 flushed' });
+    await redis.stop('crash');
+    await redis.start();
+    await waitFor(async () => (await gql(second, '{ document(service: "since", id: "idle") { revision } }')).errors === undefined, {
+      timeoutMs: 20_000,
+      message: 'the server reads documents again',
+    });
+
+    expect(await read(second, 'since', 'idle')).toEqual({ revision: 1, data: { v: 1 } });
+    // Postgres cannot tell whether the lost cache acknowledged more of it: above anything it could have.
+    const busy = (await read(second, 'since', 'busy'))!;
+    expect(busy.data).toEqual({ v: 2 });
+    expect(busy.revision).toBeGreaterThan(2);
+  });
+});
+
+describe('a change answered UNAVAILABLE in sync durability', () => {
+  it('is published only once Postgres has committed it', async () => {
+    const postgres = await startPrivatePostgres();
+    const pool = openPool(postgres.url);
+    // No sweep during the test: only the write path may flush.
+    const server = await startTestServer({
+      DATABASE_URL: postgres.url,
+      REDIS_URL: testRedisUrl(),
+      REDIS_KEY_PREFIX: uniquePrefix(),
+      SYNC_DURABILITY: 'sync',
+      SYNC_SWEEP_INTERVAL_MS: '600000',
+    });
+    await write(server, 'create', 'commit', 'd', { v: 1 });
+    const client = await openAcknowledgedSocket(server.wsUrl);
+    client.send({ id: 'doc', type: 'subscribe', payload: { query: 'subscription { document(service: "commit", id: "d") { revision data } }' } });
+    expect(await client.nextMessage()).toMatchObject({ type: 'next', payload: { data: { document: { revision: 1 } } } });
+
+    await postgres.stop();
+    const failed = await gql(server, 'mutation { mergeDocument(service: "commit", id: "d", patch: { v: 2 }) { revision } }');
+    expect(failed.errors?.[0]?.extensions).toMatchObject({ code: 'UNAVAILABLE', revision: 2 });
+    const event = client.nextMessage();
+    await postgres.start();
+
+    expect(await event).toMatchObject({ type: 'next', payload: { data: { document: { revision: 2, data: { v: 2 } } } } });
+    // When a subscriber sees revision 2, Postgres has it.
+    expect(await stored(pool, 'commit', 'd')).toEqual({ revision: 2, data: { v: 2 }, deleted: false });
   });
 });
 

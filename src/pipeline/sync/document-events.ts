@@ -5,7 +5,7 @@ import { documentChange } from '../events/document-change.ts';
 import { newEventId, type EventRouter } from '../router/event-router.ts';
 import type { DocumentChange } from './document-writes.ts';
 import { documentEntity, documentTopic, type DocumentKey } from './documents.ts';
-import type { Slot } from './sequencer.ts';
+import type { Slot } from '../coordination/keyed-serial.ts';
 
 export interface DocumentEventPublisher {
   /**

@@ -1,7 +1,9 @@
 import type { Database } from '../../db/database.ts';
-import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
-import type { DocumentCache } from './document-cache.ts';
+import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
+import { leaseId, type DocumentCache } from './document-cache.ts';
+import { writeDocument } from './document-store.ts';
+import { unavailableOnFailure } from './documents.ts';
 
 /**
  * Writes dirty cache entries to Postgres: right after each write (coalesced per document, so a
@@ -25,7 +27,10 @@ export interface DocumentFlusherOptions {
   readonly db: Database;
   readonly cache: DocumentCache;
   readonly logger: Logger;
-  /** How far a flush raises a document's revision ceiling past the flushed revision. */
+  /**
+   * How far a flush raises a document's revision ceiling past the flushed revision: how many
+   * revisions the cache may then acknowledge before Postgres has them (0 in sync durability).
+   */
   readonly ceilingHeadroom: number;
   /** @default 5000 */
   readonly sweepIntervalMs?: number;
@@ -37,9 +42,10 @@ const SWEEP_BATCH = 200;
 export function createDocumentFlusher(options: DocumentFlusherOptions): DocumentFlusher {
   const { db, cache, ceilingHeadroom } = options;
   const logger = options.logger.child({ component: 'sync-flush' });
-  /** Per entry: the flush running now, and the one queued behind it for callers that came later. */
-  const running = new Map<string, Promise<void>>();
-  const queued = new Map<string, Promise<void>>();
+  /** Per entry: the flush running now, and one queued behind it for callers that came later. */
+  const flushes = createKeyedCoalescer();
+  /** What `close` waits for. */
+  const inFlight = new Set<Promise<void>>();
   let sweeping: Promise<number> | undefined;
   let closed: Promise<void> | undefined;
 
@@ -49,71 +55,37 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
       // Gone (expired once clean): drop it from the dirty set. Dirty entries never expire, so one
       // still listed as dirty was removed by something else (an eviction policy that ignores TTLs,
       // a manual DEL): its unflushed changes are lost — say so.
-      if (!(await cache.markFlushed(entryKey, '', 0, 0))) {
+      if (!(await cache.markFlushed(entryKey, '', 0, undefined))) {
         logger.error({ entryKey }, 'a dirty document vanished from the cache before it was written to the database');
       }
       return;
     }
     const { key, entry } = found;
     if (entry.flushed >= entry.state.revision) {
-      await cache.markFlushed(entryKey, entry.epoch, entry.flushed, 0);
+      await cache.markFlushed(entryKey, entry.epoch, entry.flushed, undefined);
       return;
     }
     const { state } = entry;
-    let rows;
-    try {
-      ({ rows } = await db.query<{ ceiling: number }>(
-        `INSERT INTO sync_documents (app, env, tenant, service, id, revision, data, deleted, created_at, updated_at, ceiling, cache_epoch)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (app, env, tenant, service, id) DO UPDATE SET revision = excluded.revision, data = excluded.data,
-           deleted = excluded.deleted, created_at = excluded.created_at, updated_at = excluded.updated_at,
-           ceiling = GREATEST(sync_documents.ceiling, excluded.ceiling), cache_epoch = excluded.cache_epoch
-         WHERE sync_documents.revision < excluded.revision
-         RETURNING ceiling`,
-        [
-          key.app,
-          key.env,
-          key.tenant,
-          key.service,
-          key.id,
-          state.revision,
-          JSON.stringify(state.data),
-          state.deleted,
-          state.createdAt,
-          state.updatedAt,
-          state.revision + ceilingHeadroom,
-          entry.epoch,
-        ],
-      ));
-    } catch (error) {
-      throw new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; the change is kept in the cache', {
-        cause: error,
-      });
-    }
-    // No row returned: Postgres already had this revision or a later one (another flush won).
-    await cache.markFlushed(entryKey, entry.epoch, state.revision, rows[0]?.ceiling ?? 0);
+    const current = await cache.lease();
+    // A stale entry's grant belongs to its own epoch: no current entry may use it.
+    const generation = current.epoch === entry.epoch ? current.generation : '';
+    const lease = leaseId({ epoch: entry.epoch, generation });
+    const ceiling = await unavailableOnFailure(
+      writeDocument(db, key, state, { ceiling: state.revision + ceilingHeadroom, lease }),
+      'The database is unavailable right now; the change is kept in the cache',
+    );
+    // Nothing written: Postgres already had this revision or a later one (another flush won).
+    await cache.markFlushed(entryKey, entry.epoch, state.revision, ceiling === undefined ? undefined : { ceiling, generation });
   };
 
   const flush = (entryKey: string): Promise<void> => {
-    const waiting = queued.get(entryKey);
-    if (waiting) return waiting;
-    const current = running.get(entryKey);
-    const start = (): Promise<void> => {
-      const run = flushOnce(entryKey).finally(() => {
-        if (running.get(entryKey) === run) running.delete(entryKey);
-      });
-      running.set(entryKey, run);
-      return run;
-    };
-    if (!current) return start();
-    const next = current
-      .catch(() => undefined)
-      .then(() => {
-        queued.delete(entryKey);
-        return start();
-      });
-    queued.set(entryKey, next);
-    return next;
+    const flushed = flushes.request(entryKey, () => flushOnce(entryKey));
+    inFlight.add(flushed);
+    void flushed.then(
+      () => inFlight.delete(flushed),
+      () => inFlight.delete(flushed),
+    );
+    return flushed;
   };
 
   const sweepOnce = async (olderThanMs: number): Promise<number> => {
@@ -149,7 +121,7 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
     close() {
       closed ??= (async () => {
         clearInterval(timer);
-        await Promise.allSettled([...running.values(), ...queued.values(), sweeping]);
+        await Promise.allSettled([...inFlight, sweeping]);
         await sweep(0).catch((error: unknown) => logger.warn({ err: error }, 'dirty documents left in the cache at shutdown'));
       })();
       return closed;

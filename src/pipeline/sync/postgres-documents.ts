@@ -1,20 +1,13 @@
 import type { Database } from '../../db/database.ts';
 import { SqlState, sqlStateOf } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
+import { createKeyedSerial, type Slot } from '../coordination/keyed-serial.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
 import { createDocumentEventPublisher } from './document-events.ts';
-import { decideWrite, documentOf, type DocumentState, type WriteCommand } from './document-writes.ts';
-import {
-  alreadyExists,
-  DEFAULT_MAX_DOCUMENT_BYTES,
-  documentEntity,
-  type DocumentKey,
-  type DocumentService,
-  type JsonObject,
-  type SyncDocument,
-} from './documents.ts';
-import { createSequencer, type Slot } from './sequencer.ts';
+import { listLiveDocuments, lockDocument, selectDocument, stateOf, writeDocument, type DocumentRow } from './document-store.ts';
+import { decideWrite, documentOf, type WriteCommand } from './document-writes.ts';
+import { alreadyExists, DEFAULT_MAX_DOCUMENT_BYTES, documentEntity, type DocumentKey, type DocumentService, type SyncDocument } from './documents.ts';
 
 export interface PostgresDocumentServiceOptions {
   readonly db: Database;
@@ -24,18 +17,6 @@ export interface PostgresDocumentServiceOptions {
   readonly maxDocumentBytes?: number;
 }
 
-/** A `sync_documents` row as selected (a type alias: the database interface wants an index signature). */
-export type DocumentRow = {
-  id: string;
-  revision: number;
-  data: JsonObject;
-  deleted: boolean;
-  created_at: Date;
-  updated_at: Date;
-};
-
-const COLUMNS = 'id, revision, data, deleted, created_at, updated_at';
-
 /**
  * Documents in the platform database alone (no Redis): each write is one transaction under the
  * row's lock, and the publishing slot is reserved under it too, so a document's events leave in
@@ -44,7 +25,7 @@ const COLUMNS = 'id, revision, data, deleted, created_at, updated_at';
 export function createPostgresDocumentService(options: PostgresDocumentServiceOptions): DocumentService {
   const { db } = options;
   const maxBytes = options.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES;
-  const sequencer = createSequencer();
+  const publishTurns = createKeyedSerial();
   const events = createDocumentEventPublisher(options.router, options.logger);
 
   const write = async (key: DocumentKey, command: WriteCommand): Promise<SyncDocument> => {
@@ -53,17 +34,11 @@ export function createPostgresDocumentService(options: PostgresDocumentServiceOp
     let change;
     try {
       change = await db.transaction(async (tx) => {
-        const { rows } = await tx.query<DocumentRow>(`SELECT ${COLUMNS} FROM sync_documents WHERE ${KEY_MATCH} FOR UPDATE`, keyParams(key));
-        const decided = decideWrite(key, rows[0] && stateOf(rows[0]), command, maxBytes, new Date());
-        const { after } = decided;
-        await tx.query(
-          `INSERT INTO sync_documents (app, env, tenant, service, id, revision, data, deleted, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           ON CONFLICT (app, env, tenant, service, id) DO UPDATE SET revision = excluded.revision, data = excluded.data,
-             deleted = excluded.deleted, created_at = excluded.created_at, updated_at = excluded.updated_at`,
-          [...keyParams(key), after.revision, JSON.stringify(after.data), after.deleted, after.createdAt, after.updatedAt],
-        );
-        slot = sequencer.reserve(documentEntity(key));
+        const row = await lockDocument(tx, key);
+        const decided = decideWrite(key, row && stateOf(row), command, maxBytes, new Date());
+        // Nothing written: there was no row to lock, and a concurrent creation inserted it first.
+        if ((await writeDocument(tx, key, decided.after, undefined)) === undefined) throw alreadyExists(undefined);
+        slot = publishTurns.reserve([documentEntity(key)]);
         return decided;
       });
     } catch (error) {
@@ -78,8 +53,8 @@ export function createPostgresDocumentService(options: PostgresDocumentServiceOp
 
   return {
     async get(key) {
-      const { rows } = await db.query<DocumentRow>(`SELECT ${COLUMNS} FROM sync_documents WHERE ${KEY_MATCH} AND NOT deleted`, keyParams(key));
-      return rows[0] && toDocument(key.service, rows[0]);
+      const row = await selectDocument(db, key);
+      return row && !row.deleted ? toDocument(key.service, row) : undefined;
     },
 
     list: (scope, service, page) => listDocuments(db, scope, service, page),
@@ -93,29 +68,14 @@ export function createPostgresDocumentService(options: PostgresDocumentServiceOp
 }
 
 /** Live documents of a service in the database, by id (byte order), after `after`. */
-export async function listDocuments(
+async function listDocuments(
   db: Database,
   scope: Scope,
   service: string,
   { first, after }: { first: number; after: string | undefined },
 ): Promise<{ documents: SyncDocument[]; hasNextPage: boolean }> {
-  const { rows } = await db.query<DocumentRow>(
-    `SELECT ${COLUMNS} FROM sync_documents
-      WHERE app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND NOT deleted AND id COLLATE "C" > $5
-      ORDER BY id COLLATE "C" LIMIT $6`,
-    [scope.app, scope.env, scope.tenant ?? '', service, after ?? '', first + 1],
-  );
+  const rows = await listLiveDocuments(db, scope, service, after ?? '', first + 1);
   return { documents: rows.slice(0, first).map((row) => toDocument(service, row)), hasNextPage: rows.length > first };
-}
-
-export const KEY_MATCH = 'app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND id = $5';
-
-export function keyParams(key: DocumentKey): unknown[] {
-  return [key.scope.app, key.scope.env, key.scope.tenant ?? '', key.service, key.id];
-}
-
-export function stateOf(row: DocumentRow): DocumentState {
-  return { revision: row.revision, data: row.data, deleted: row.deleted, createdAt: row.created_at, updatedAt: row.updated_at };
 }
 
 function toDocument(service: string, row: DocumentRow): SyncDocument {

@@ -1,0 +1,125 @@
+/**
+ * The Lua scripts of the document cache (`document-cache.ts`): every decision that must be atomic
+ * in Redis. Entry fields: `ep` epoch, `r` revision, `d` data, `x` deleted, `c`/`u` created/updated
+ * (ms), `ceil` ceiling, `f` revision known to be in Postgres, `lg` the lease generation its ceiling
+ * was granted under, `k` the document key (JSON).
+ */
+
+/** KEYS: entry, epoch. ARGV: ttl ms. Returns {status, ep, r, d, x, c, u, ceil, f, lg} or false. */
+export const READ = `
+local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'd', 'x', 'c', 'u', 'ceil', 'f', 'lg')
+if not f[1] then return false end
+local status = 'hit'
+if f[1] ~= redis.call('GET', KEYS[2]) then status = 'stale'
+elseif tonumber(f[8]) >= tonumber(f[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {status, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9] or ''}
+`;
+
+/** Marks KEYS[1] dirty in KEYS[3] by Redis time, and keeps it from expiring. */
+const MARK_DIRTY = `
+local function mark_dirty()
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[3], 'NX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), KEYS[1])
+  redis.call('PERSIST', KEYS[1])
+end
+`;
+
+/**
+ * KEYS: entry, epoch, dirty. ARGV: epoch, replaced epoch ('' for none), r, d, x, c, u, ceil, f,
+ * key, ttl ms, lease generation of the ceiling ('' for none).
+ */
+export const INSTALL = `${MARK_DIRTY}
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'race' end
+if (redis.call('HGET', KEYS[1], 'ep') or '') ~= ARGV[2] then return 'race' end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'ep', ARGV[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7], 'ceil', ARGV[8], 'f', ARGV[9], 'k', ARGV[10], 'lg', ARGV[12])
+if tonumber(ARGV[9]) < tonumber(ARGV[3]) then mark_dirty() else redis.call('PEXPIRE', KEYS[1], ARGV[11]) end
+return 'ok'
+`;
+
+/**
+ * KEYS: entry, epoch, dirty, lease. ARGV: epoch, base revision, r, d, x, c, u, '1' when the
+ * write is acknowledged before Postgres has it (it needs the ceiling of the current lease).
+ */
+export const WRITE = `${MARK_DIRTY}
+local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'ceil', 'lg')
+if not f[1] then return 'miss' end
+if f[1] ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'stale' end
+if f[2] ~= ARGV[2] then return 'race' end
+if ARGV[8] == '1' then
+  local lease = redis.call('GET', KEYS[4])
+  if not lease or f[4] ~= lease or tonumber(ARGV[3]) > tonumber(f[3]) then return 'ceiling' end
+end
+redis.call('HSET', KEYS[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7])
+mark_dirty()
+return 'ok'
+`;
+
+/**
+ * Takes a ceiling Postgres granted under lease generation `g` (the ceiling already granted under
+ * the same generation may be higher; one of an older generation is void). Nothing when the entry
+ * is of another epoch or `g` is no longer the current generation.
+ */
+const TAKE_CEILING = `
+local function take_ceiling(epoch, ceiling, g, fields)
+  if fields[1] ~= epoch or g == '' or redis.call('GET', KEYS[#KEYS]) ~= g then return end
+  local ceil = tonumber(ceiling)
+  if fields[3] == g then ceil = math.max(ceil, tonumber(fields[2])) end
+  redis.call('HSET', KEYS[1], 'ceil', ceil, 'lg', g)
+end
+`;
+
+/** KEYS: entry, lease. ARGV: epoch, ceiling, lease generation. */
+export const RAISE = `${TAKE_CEILING}
+take_ceiling(ARGV[1], ARGV[2], ARGV[3], redis.call('HMGET', KEYS[1], 'ep', 'ceil', 'lg'))
+return 0
+`;
+
+/**
+ * KEYS: entry, dirty, lease. ARGV: epoch, flushed revision, ceiling, its lease generation ('' when
+ * Postgres granted none), ttl ms. Returns -1 when the entry is gone but was still listed as dirty
+ * (its unflushed changes are lost), 0 or 1 otherwise.
+ */
+export const FLUSHED = `${TAKE_CEILING}
+local f = redis.call('HMGET', KEYS[1], 'ep', 'ceil', 'lg', 'r', 'f')
+if not f[1] then return -redis.call('ZREM', KEYS[2], KEYS[1]) end
+if f[1] ~= ARGV[1] then return 0 end
+local flushed = math.max(tonumber(f[5]), tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'f', flushed)
+take_ceiling(ARGV[1], ARGV[3], ARGV[4], f)
+if tonumber(f[4]) <= flushed then
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+return 1
+`;
+
+/** KEYS: lock. ARGV: token. Deletes the lock only if it is still the token's. */
+export const UNLOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/**
+ * KEYS: epoch, run id, lease. ARGV: run id ('' to only ensure), candidate epoch, candidate lease
+ * generation. Returns {epoch, lease generation}.
+ */
+export const EPOCH = `
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'NX')
+end
+redis.call('SET', KEYS[3], ARGV[3], 'NX')
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3])}
+`;
+
+/** KEYS: epoch, lease. ARGV: new lease generation. Returns {epoch, the generation it replaced} or false. */
+export const RENEW_LEASE = `
+local epoch = redis.call('GET', KEYS[1])
+local old = redis.call('GET', KEYS[2])
+if not epoch or not old then return false end
+redis.call('SET', KEYS[2], ARGV[1])
+return {epoch, old}
+`;

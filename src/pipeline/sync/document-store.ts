@@ -1,0 +1,155 @@
+import type { Queryable } from '../../db/database.ts';
+import type { Scope } from '../scope.ts';
+import type { DocumentState } from './document-writes.ts';
+import type { DocumentKey, JsonObject } from './documents.ts';
+
+/**
+ * Every SQL statement on `sync_documents` (migrations 0001 and 0002), one function each, taking
+ * the database or a transaction: the Postgres-only service, the cache's loader and its flusher
+ * share them, so a column is added in one place.
+ */
+
+/** A `sync_documents` row as selected (a type alias: the database interface wants an index signature). */
+export type DocumentRow = {
+  id: string;
+  revision: number;
+  data: JsonObject;
+  deleted: boolean;
+  created_at: Date;
+  updated_at: Date;
+  /** The highest revision a cache may acknowledge before Postgres has it (0 without a cache). */
+  ceiling: number;
+  /** The cache lease the ceiling was granted under (`leaseId`); null when written without a cache. */
+  cache_epoch: string | null;
+};
+
+/** A document key as the flusher reads it back from the cache: flat, tenant '' for none. */
+export interface StoredKey {
+  readonly app: string;
+  readonly env: string;
+  readonly tenant: string;
+  readonly service: string;
+  readonly id: string;
+}
+
+const COLUMNS = 'id, revision, data, deleted, created_at, updated_at, ceiling, cache_epoch';
+const KEY_MATCH = 'app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND id = $5';
+const KEY_COLUMNS = 'app, env, tenant, service, id';
+
+export function storedKey(key: DocumentKey): StoredKey {
+  return { app: key.scope.app, env: key.scope.env, tenant: key.scope.tenant ?? '', service: key.service, id: key.id };
+}
+
+function keyParams(key: DocumentKey | StoredKey): string[] {
+  const { app, env, tenant, service, id } = 'scope' in key ? storedKey(key) : key;
+  return [app, env, tenant, service, id];
+}
+
+/** The document's row, tombstones and placeholders included. */
+export async function selectDocument(db: Queryable, key: DocumentKey): Promise<DocumentRow | undefined> {
+  const { rows } = await db.query<DocumentRow>(`SELECT ${COLUMNS} FROM sync_documents WHERE ${KEY_MATCH}`, keyParams(key));
+  return rows[0];
+}
+
+/** The document's row, locked until the transaction `tx` ends. */
+export async function lockDocument(tx: Queryable, key: DocumentKey): Promise<DocumentRow | undefined> {
+  const { rows } = await tx.query<DocumentRow>(`SELECT ${COLUMNS} FROM sync_documents WHERE ${KEY_MATCH} FOR UPDATE`, keyParams(key));
+  return rows[0];
+}
+
+/** Live documents of a service, by id in byte order, after `after`: up to `limit` rows. */
+export async function listLiveDocuments(db: Queryable, scope: Scope, service: string, after: string, limit: number): Promise<DocumentRow[]> {
+  const { rows } = await db.query<DocumentRow>(
+    `SELECT ${COLUMNS} FROM sync_documents
+      WHERE app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND NOT deleted AND id COLLATE "C" > $5
+      ORDER BY id COLLATE "C" LIMIT $6`,
+    [scope.app, scope.env, scope.tenant ?? '', service, after, limit],
+  );
+  return rows;
+}
+
+/** Ids of every row of a service (tombstones and placeholders too), in byte order, after `after`. */
+export async function listDocumentIds(db: Queryable, scope: Scope, service: string, after: string, limit: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM sync_documents WHERE app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND id COLLATE "C" > $5
+      ORDER BY id COLLATE "C" LIMIT $6`,
+    [scope.app, scope.env, scope.tenant ?? '', service, after, limit],
+  );
+  return rows.map((row) => row.id);
+}
+
+/** What a cache asks of Postgres with a document: a ceiling, under its lease (`leaseId`). */
+export interface CeilingGrant {
+  readonly ceiling: number;
+  readonly lease: string;
+}
+
+/**
+ * Stores `state` unless the row already has this revision or a later one (flushes of several
+ * instances may race; the row only moves forward). The ceiling only goes up; without a grant it is
+ * at least the revision. Answers the row's ceiling, or undefined when nothing was written.
+ */
+export async function writeDocument(
+  db: Queryable,
+  key: DocumentKey | StoredKey,
+  state: DocumentState,
+  grant: CeilingGrant | undefined,
+): Promise<number | undefined> {
+  const { rows } = await db.query<{ ceiling: number }>(
+    `INSERT INTO sync_documents (${KEY_COLUMNS}, revision, data, deleted, created_at, updated_at, ceiling, cache_epoch)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+     ON CONFLICT (${KEY_COLUMNS}) DO UPDATE SET revision = excluded.revision, data = excluded.data,
+       deleted = excluded.deleted, created_at = excluded.created_at, updated_at = excluded.updated_at,
+       ceiling = GREATEST(sync_documents.ceiling, excluded.ceiling),
+       cache_epoch = COALESCE(excluded.cache_epoch, sync_documents.cache_epoch)
+     WHERE sync_documents.revision < excluded.revision
+     RETURNING ceiling`,
+    [
+      ...keyParams(key),
+      state.revision,
+      JSON.stringify(state.data),
+      state.deleted,
+      state.createdAt,
+      state.updatedAt,
+      grant?.ceiling ?? state.revision,
+      grant?.lease ?? null,
+    ],
+  );
+  return rows[0]?.ceiling;
+}
+
+/**
+ * Raises the document's ceiling (creating a placeholder row, revision 0 and deleted, for a
+ * document only the cache has) and records the lease; answers the ceiling now stored.
+ */
+export async function raiseCeiling(db: Queryable, key: DocumentKey, grant: CeilingGrant): Promise<number> {
+  const { rows } = await db.query<{ ceiling: number }>(
+    `INSERT INTO sync_documents (${KEY_COLUMNS}, revision, data, deleted, ceiling, cache_epoch)
+     VALUES ($1, $2, $3, $4, $5, 0, '{}', true, $6, $7)
+     ON CONFLICT (${KEY_COLUMNS}) DO UPDATE
+       SET ceiling = GREATEST(sync_documents.ceiling, excluded.ceiling), cache_epoch = excluded.cache_epoch
+     RETURNING ceiling`,
+    [...keyParams(key), grant.ceiling, grant.lease],
+  );
+  return rows[0]!.ceiling;
+}
+
+/**
+ * Gives back the ceilings granted under `lease`, except for the documents in `keep` (their
+ * cache entries still hold changes Postgres lacks): the rows' ceilings come down to their
+ * revisions. Answers how many rows changed.
+ */
+export async function releaseCeilings(db: Queryable, lease: string, keep: readonly StoredKey[]): Promise<number> {
+  const column = (name: keyof StoredKey) => keep.map((key) => key[name]);
+  const { rowCount } = await db.query(
+    `UPDATE sync_documents SET ceiling = revision
+      WHERE cache_epoch = $1 AND ceiling > revision
+        AND (${KEY_COLUMNS}) NOT IN (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]))`,
+    [lease, column('app'), column('env'), column('tenant'), column('service'), column('id')],
+  );
+  return rowCount;
+}
+
+export function stateOf(row: DocumentRow): DocumentState {
+  return { revision: row.revision, data: row.data, deleted: row.deleted, createdAt: row.created_at, updatedAt: row.updated_at };
+}
