@@ -13,7 +13,8 @@ import type { Scope } from '../scope.ts';
  * A deleted document keeps a tombstone in both, so its revisions never go backwards when it is
  * created again.
  */
-export type JsonObject = Record<string, unknown>;
+export type { JsonObject } from '../events/json.ts';
+import type { JsonObject } from '../events/json.ts';
 
 export interface DocumentKey {
   readonly scope: Scope;
