@@ -1,4 +1,5 @@
 import { ErrorCode, TributaryError } from '../../errors.ts';
+import type { JsonObject } from '../events/json.ts';
 import type { Scope } from '../scope.ts';
 
 /**
@@ -14,7 +15,6 @@ import type { Scope } from '../scope.ts';
  * created again.
  */
 export type { JsonObject } from '../events/json.ts';
-import type { JsonObject } from '../events/json.ts';
 
 export interface DocumentKey {
   readonly scope: Scope;
