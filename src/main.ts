@@ -14,7 +14,7 @@ import { migrate } from './db/migrations.ts';
 import { createPostgresDatabase } from './db/postgres.ts';
 import { createCleanupStack, type CleanupStack } from './cleanup-stack.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { createMetrics, type CdcReaderSample } from './metrics.ts';
+import { createMetrics, type CdcReaderSample, type Metrics } from './metrics.ts';
 import { closeRedis, createRedisClient, redisConnected } from './redis-clients.ts';
 import { createChannelHub, type ChannelHub } from './pipeline/channels/channel-hub.ts';
 import { createRedisChannelTransport } from './pipeline/channels/redis-channel-transport.ts';
@@ -70,7 +70,12 @@ export async function startTributary(config: Config, options: StartOptions = {})
     await migrate(db, { logger });
 
     const readiness: ReadinessCheck[] = [{ name: 'database', check: () => db.ping() }];
-    const pipeline = await startPipeline(config, logger, cleanup);
+    let connections = (): number => 0;
+    let cdcReaders = (): readonly CdcReaderSample[] => [];
+    const metrics = createMetrics({
+      read: () => ({ connections: connections(), subscriptions: dispatcher.stats().subscribers, cdcReaders: cdcReaders() }),
+    });
+    const pipeline = await startPipeline(config, logger, cleanup, metrics);
     if (pipeline.redis) {
       const redis = pipeline.redis;
       readiness.push({ name: 'redis', check: async () => void (await redis.ping()) });
@@ -81,13 +86,8 @@ export async function startTributary(config: Config, options: StartOptions = {})
       logger.warn('no JWT_SECRET or JWT_JWKS_URL: development mode, every caller acts as an admin of app/env/tenant "default"');
     }
 
-    const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger });
+    const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger, metrics });
     cleanup.push('dispatcher', () => dispatcher.close());
-    let connections = (): number => 0;
-    let cdcReaders = (): readonly CdcReaderSample[] => [];
-    const metrics = createMetrics({
-      read: () => ({ connections: connections(), subscriptions: dispatcher.stats().subscribers, cdcReaders: cdcReaders() }),
-    });
     const router = createEventRouter({
       log: pipeline.log,
       logger,
@@ -177,13 +177,13 @@ interface Pipeline {
  * The event log, live bus and channels: Redis Streams and pub/sub when REDIS_URL is set (shared
  * by every instance), an in-memory ring and bus otherwise (one process).
  */
-async function startPipeline(config: Config, logger: Logger, cleanup: CleanupStack): Promise<Pipeline> {
+async function startPipeline(config: Config, logger: Logger, cleanup: CleanupStack, metrics: Metrics): Promise<Pipeline> {
   const retention = { maxEvents: config.events.logMaxEvents, maxAgeMs: config.events.logMaxAgeMs };
   if (config.redisUrl === undefined) {
     const bus = createMemoryBus();
     const log = createMemoryLog({ retention, publish: (stream, event) => bus.deliver(stream, event) });
     cleanup.push('event log', () => log.close());
-    return { log, bus, channels: createChannelHub(), redis: undefined };
+    return { log, bus, channels: createChannelHub({ metrics }), redis: undefined };
   }
   const redisLogger = logger.child({ component: 'redis' });
   const redis = createRedisClient(config.redisUrl, 'tributary', redisLogger);
@@ -202,6 +202,7 @@ async function startPipeline(config: Config, logger: Logger, cleanup: CleanupSta
   const log = createRedisLog({ redis, retention, keyPrefix });
   cleanup.push('event log', () => log.close());
   const channels = createChannelHub({
+    metrics,
     transport: createRedisChannelTransport({ pubsub: bus.pubsub, publisher: redis, keyPrefix }),
   });
   return { log, bus, channels, redis };

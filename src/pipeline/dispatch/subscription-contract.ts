@@ -1,17 +1,47 @@
+/**
+ * The subscription contract: how a dispatched subscription travels from its GraphQL field to a
+ * socket. Every part of it is defined here, once:
+ *
+ * 1. **Ticket.** A dispatched field's `subscribe` resolver returns a `DispatchTicket` (the stream,
+ *    its filter, the resume point, an optional snapshot and admission) instead of an iterator.
+ * 2. **Dispatcher.** The transport hands the ticket to the dispatcher with a `CohortSpec`:
+ *    subscribers of one stream with equal cohort keys share filtering and rendering.
+ * 3. **Render.** Once per event per cohort, `CohortSpec.render` turns the event into the `next`
+ *    payload. The transport builds it with `cohortRenderer`, which enforces THE RULE below.
+ * 4. **Sink.** The same `Rendered` payload goes to each member's `SubscriberSink`.
+ *
+ * THE RULE. Fields selected under a dispatched subscription are rendered once for a whole cohort:
+ * they must depend on the event and the field arguments only — never on the context (it would be
+ * one subscriber's principal, shown to all) — and they must resolve synchronously (the fan-out
+ * renders inline, not per subscriber). Schema types delivered this way refer here instead of
+ * restating it; `cohortRenderer` is the one place it is checked, at run time, for every render.
+ */
+import { InternalError, type TributaryError } from '../../errors.ts';
 import type { RealtimeEvent } from '../envelope.ts';
-import type { Admission } from './dispatcher.ts';
 import type { StreamRef } from '../stream.ts';
 import type { EventPredicate } from './filter.ts';
 
 /**
- * What a dispatched subscription field returns instead of an async iterator: the stream, filter
- * and resume point, for the transport to hand to the dispatcher with its cohort. It is an
- * AsyncIterable only to satisfy graphql-js's check on subscription fields; iterating it is a
- * programming error (only the WebSocket transport serves subscriptions).
+ * A per-subscriber check of each event, after the cohort rendered it once: deliver it, skip it
+ * (a snapshot already holds it) or end the subscription with RESYNC_REQUIRED (it reveals a gap).
  */
-export class DispatchTicket implements AsyncIterable<never> {
+export type Admission = (event: RealtimeEvent) => 'deliver' | 'skip' | 'resync';
+
+const TICKET: unique symbol = Symbol('tributary.dispatchTicket');
+
+/**
+ * What a dispatched subscription field returns: the stream, filter and resume point, for the
+ * transport to hand to the dispatcher with its cohort. Recognised with `isDispatchTicket`.
+ *
+ * It carries `Symbol.asyncIterator` only because graphql-js refuses a subscription field whose
+ * source is not async-iterable; iterating it is a fault (only the WebSocket transport serves
+ * dispatched subscriptions, and it never iterates).
+ */
+export interface DispatchTicket extends AsyncIterable<never> {
+  readonly [TICKET]: true;
   readonly stream: StreamRef;
   readonly filter: EventPredicate | undefined;
+  /** Resume after this cursor; live from now when absent. */
   readonly after: string | undefined;
   /**
    * The principal may not read this stream: the subscription stays open and receives nothing,
@@ -20,26 +50,106 @@ export class DispatchTicket implements AsyncIterable<never> {
   readonly denied: boolean;
   /** Delivered first, before anything from the stream (a snapshot). */
   readonly initial: RealtimeEvent | undefined;
-  /** Per-subscriber admission of each event (see `DispatchRequest.admit`). */
+  /** Per-subscriber admission of each event. */
   readonly admit: Admission | undefined;
+}
 
-  constructor(init: {
-    stream: StreamRef;
-    filter: EventPredicate | undefined;
-    after: string | undefined;
-    denied: boolean;
-    initial?: RealtimeEvent;
-    admit?: Admission;
-  }) {
-    this.stream = init.stream;
-    this.filter = init.filter;
-    this.after = init.after;
-    this.denied = init.denied;
-    this.initial = init.initial;
-    this.admit = init.admit;
-  }
+export interface DispatchTicketInit {
+  readonly stream: StreamRef;
+  readonly filter: EventPredicate | undefined;
+  readonly after: string | undefined;
+  readonly denied: boolean;
+  readonly initial?: RealtimeEvent | undefined;
+  readonly admit?: Admission | undefined;
+}
 
-  [Symbol.asyncIterator](): AsyncIterator<never> {
-    throw new Error('A dispatched subscription is served by the dispatcher, not iterated');
-  }
+export function dispatchTicket(init: DispatchTicketInit): DispatchTicket {
+  return Object.freeze({
+    [TICKET]: true as const,
+    stream: init.stream,
+    filter: init.filter,
+    after: init.after,
+    denied: init.denied,
+    initial: init.initial,
+    admit: init.admit,
+    [Symbol.asyncIterator](): AsyncIterator<never> {
+      throw new InternalError('DISPATCH_TICKET_ITERATED', 'A dispatched subscription is served by the dispatcher, not iterated');
+    },
+  });
+}
+
+export function isDispatchTicket(value: unknown): value is DispatchTicket {
+  return typeof value === 'object' && value !== null && (value as Partial<DispatchTicket>)[TICKET] === true;
+}
+
+/** An event rendered for a cohort: one per event per cohort, handed to every member's sink. */
+export interface Rendered {
+  /** The `next` payload (an execution result) as JSON. */
+  readonly json: string;
+  /** The transport's encoding of `json`, made by the first sink that needs it and shared. */
+  utf8?: Buffer;
+}
+
+/** Where a subscriber's messages go; implemented by the transport. */
+export interface SubscriberSink {
+  /** One `next` message with this payload. */
+  next(payload: Rendered): void;
+  /** Ends the subscription with an error; the dispatcher has already forgotten the subscriber. */
+  fail(error: TributaryError): void;
+}
+
+/** Renders one event to the `next` payload JSON, under THE RULE. */
+export type CohortRender = (event: RealtimeEvent) => string;
+
+export interface CohortSpec {
+  /** Subscribers of one stream with equal keys share filtering and rendering. */
+  readonly key: string;
+  readonly filter: EventPredicate | undefined;
+  /** Called once per event per cohort; made with `cohortRenderer`. */
+  readonly render: CohortRender;
+}
+
+/**
+ * Builds a cohort's render from the transport's execution of the selection: `execute` receives
+ * the event and a context that must not be read, and must answer synchronously. A render that
+ * breaks THE RULE throws an InternalError (the dispatcher logs it and drops the event for that
+ * cohort) instead of sending one subscriber's view to all, or a pending promise to none.
+ */
+export function cohortRenderer<R>(
+  execute: (event: RealtimeEvent, context: object) => R | PromiseLike<R>,
+  serialize: (result: R) => string,
+): CohortRender {
+  return (event) => {
+    const guard = forbiddenContext();
+    const result = execute(event, guard.context);
+    if (guard.read() !== undefined) {
+      throw new InternalError('SUBSCRIPTION_CONTRACT', `a dispatched subscription field read the context (${guard.read()})`);
+    }
+    if (isThenable(result)) {
+      // Nobody awaits it: its outcome must not surface as an unhandled rejection.
+      Promise.resolve(result).catch(() => undefined);
+      throw new InternalError('SUBSCRIPTION_CONTRACT', 'a dispatched subscription field resolved asynchronously');
+    }
+    return serialize(result);
+  };
+}
+
+/** A context whose every use is recorded (and fails the resolver that tried it). */
+function forbiddenContext(): { context: object; read: () => string | undefined } {
+  let first: string | undefined;
+  const refuse = (what: string): never => {
+    first ??= what;
+    throw new Error(`the context is not available to dispatched subscription fields (${what})`);
+  };
+  const context = new Proxy(Object.create(null) as object, {
+    get: (_target, key) => refuse(`read ${String(key)}`),
+    has: (_target, key) => refuse(`checked ${String(key)}`),
+    ownKeys: () => refuse('listed its keys'),
+    set: (_target, key) => refuse(`wrote ${String(key)}`),
+  });
+  return { context, read: () => first };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

@@ -86,6 +86,7 @@ const ChangeOperation = builder.enumType('ChangeOperation', {
 
 type ModelPayload = { operation?: 'CREATED' | 'UPDATED' | 'DELETED'; model?: string; id?: string; record?: unknown; lastUpdatedAt?: string };
 
+// Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
 const ModelChange = builder.objectRef<RealtimeEvent>('ModelChange').implement({
   description: 'One change of a model (seed 004): the full record after it; for a delete, what the table sends (its key at least).',
   fields: (t) => ({

@@ -115,8 +115,9 @@ const DocumentOperation = builder.enumType('DocumentOperation', {
 
 type ChangePayload = { documentId?: string; revision?: number; data?: unknown; diff?: unknown };
 
+// Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
 const DocumentChange = builder.objectRef<RealtimeEvent>('DocumentChange').implement({
-  description: 'One message of a `document` subscription. Rendered once per cohort: fields depend on the event only.',
+  description: 'One message of a `document` subscription.',
   fields: (t) => ({
     operation: t.field({ type: DocumentOperation, resolve: (event) => event.type as 'sync.snapshot' }),
     service: t.string({ resolve: (event) => String((event.payload as { service?: string }).service) }),
