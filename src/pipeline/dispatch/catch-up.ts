@@ -1,6 +1,5 @@
 import { ErrorCode, isTributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
-import type { RealtimeEvent } from '../envelope.ts';
 import { comparePositions, decodeCursor, encodeCursor, resyncRequired } from '../log/cursor.ts';
 import type { EventLog } from '../log/event-log.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
@@ -83,14 +82,13 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
 
   /** Delivers what the log holds after the stream's last delivered event. */
   const replayAfterLast = async (stream: Stream) => {
-    let cursor = stream.lastCursor;
-    let page: readonly RealtimeEvent[] = [];
-    do {
+    for (;;) {
+      const cursor = stream.lastCursor;
       if (cursor === undefined) return;
-      page = await log.readAfter(stream.ref, cursor, pageSize);
+      const page = await log.readAfter(stream.ref, cursor, pageSize);
       for (const event of page) fanOut.deliverLive(stream, event);
-      cursor = stream.lastCursor;
-    } while (page.length === pageSize);
+      if (page.length < pageSize) return;
+    }
   };
 
   const finish = (stream: Stream, recovery: Recovery) => {
