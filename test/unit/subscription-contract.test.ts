@@ -43,6 +43,8 @@ describe('subscription contract', () => {
   it('refuses a render that reads the context: one subscriber’s view is never sent to a cohort', () => {
     expect(() => renderOf('{ fromEvent fromContext }')(EVENT)).toThrow(InternalError);
     expect(() => renderOf('{ fromContext }')(EVENT)).toThrow(/read the context \(read principal\)/);
+    // The check belongs to each render: a refused one leaves nothing behind for the next.
+    expect(renderOf('{ fromEvent }')(EVENT)).toBe('{"data":{"fromEvent":"evt_1"}}');
   });
 
   it('refuses a render that resolves asynchronously', () => {

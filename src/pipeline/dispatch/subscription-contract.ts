@@ -120,10 +120,11 @@ export function cohortRenderer<R>(
   serialize: (result: R) => string,
 ): CohortRender {
   return (event) => {
-    const guard = forbiddenContext();
-    const result = execute(event, guard.context);
-    if (guard.read() !== undefined) {
-      throw new InternalError('SUBSCRIPTION_CONTRACT', `a dispatched subscription field read the context (${guard.read()})`);
+    contextUse = undefined;
+    const result = execute(event, FORBIDDEN_CONTEXT);
+    const used = contextUse as string | undefined; // set by `refuse` during `execute`
+    if (used !== undefined) {
+      throw new InternalError('SUBSCRIPTION_CONTRACT', `a dispatched subscription field read the context (${used})`);
     }
     if (isThenable(result)) {
       // Nobody awaits it: its outcome must not surface as an unhandled rejection.
@@ -134,20 +135,22 @@ export function cohortRenderer<R>(
   };
 }
 
-/** A context whose every use is recorded (and fails the resolver that tried it). */
-function forbiddenContext(): { context: object; read: () => string | undefined } {
-  let first: string | undefined;
-  const refuse = (what: string): never => {
-    first ??= what;
-    throw new Error(`the context is not available to dispatched subscription fields (${what})`);
-  };
-  const context = new Proxy(Object.create(null) as object, {
-    get: (_target, key) => refuse(`read ${String(key)}`),
-    has: (_target, key) => refuse(`checked ${String(key)}`),
-    ownKeys: () => refuse('listed its keys'),
-    set: (_target, key) => refuse(`wrote ${String(key)}`),
-  });
-  return { context, read: () => first };
+/**
+ * The context every render gets: any use of it is recorded in `contextUse` and fails the resolver
+ * that tried. One object for all renders (the hot path allocates nothing for the check): a render
+ * is synchronous, so the first use recorded since it started is its own.
+ */
+let contextUse: string | undefined;
+const FORBIDDEN_CONTEXT: object = new Proxy(Object.create(null) as object, {
+  get: (_target, key) => refuse(`read ${String(key)}`),
+  has: (_target, key) => refuse(`checked ${String(key)}`),
+  ownKeys: () => refuse('listed its keys'),
+  set: (_target, key) => refuse(`wrote ${String(key)}`),
+});
+
+function refuse(what: string): never {
+  contextUse ??= what;
+  throw new Error(`the context is not available to dispatched subscription fields (${what})`);
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
