@@ -20,6 +20,14 @@ export interface Metrics {
   readonly slowConsumers: Counter;
   /** CDC rows that matched a mapping but could not be routed safely (no tenant, bad topic value). */
   readonly cdcUnroutable: Counter;
+  /**
+   * Live events held back for longer than `holdBackLimit` allows, so the log is read again
+   * instead: by a subscriber resuming after a cursor (`phase="resume"`) or by a stream catching up
+   * after a bus outage (`phase="outage"`).
+   */
+  readonly holdBackOverflows: Counter<'phase'>;
+  /** Channel members failed with RATE_LIMITED for falling behind (member queue over its bound). */
+  readonly channelMemberOverflows: Counter;
   readonly connections: Gauge;
   readonly subscriptions: Gauge;
   /** CDC readers this instance leads: WAL after the confirmed position, and WAL the slot retains. */
@@ -77,6 +85,17 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     cdcUnroutable: new Counter({
       name: 'tributary_cdc_unroutable_rows_total',
       help: 'Row changes that matched a mapping but could not be routed safely (logged)',
+      registers: [registry],
+    }),
+    holdBackOverflows: new Counter({
+      name: 'tributary_hold_back_overflows_total',
+      help: 'Live events outgrew the hold-back bound while catching up; the log was read again instead',
+      labelNames: ['phase'],
+      registers: [registry],
+    }),
+    channelMemberOverflows: new Counter({
+      name: 'tributary_channel_member_overflows_total',
+      help: 'Channel members failed with RATE_LIMITED because their queue outgrew its bound',
       registers: [registry],
     }),
     slowConsumers: new Counter({

@@ -7,9 +7,15 @@ export interface BoundedQueueOptions {
   readonly onClose?: () => void;
 }
 
+/**
+ * What `push` did: `accepted` (queued or handed over), `overflowed` (this item crossed the bound:
+ * the consumer is failed — reported once), `closed` (the queue no longer takes items).
+ */
+export type PushResult = 'accepted' | 'overflowed' | 'closed';
+
 export interface BoundedQueue<T> extends AsyncIterableIterator<T> {
-  /** Hands an item to the consumer; returns false when the queue is closed or overflowed. */
-  push(item: T): boolean;
+  /** Hands an item to the consumer. */
+  push(item: T): PushResult;
   /** Ends the iteration after the items already queued. */
   close(): void;
   /** Stops the consumer now (what `for await … break` calls). */
@@ -36,12 +42,12 @@ export function createBoundedQueue<T>(options: BoundedQueueOptions): BoundedQueu
 
   const queue: BoundedQueue<T> = {
     push(item) {
-      if (state !== 'open') return false;
+      if (state !== 'open') return 'closed';
       if (waiting) {
         const resolve = waiting;
         waiting = failWaiting = undefined;
         resolve({ value: item, done: false });
-        return true;
+        return 'accepted';
       }
       if (items.length >= options.capacity) {
         failure = new TributaryError(
@@ -49,10 +55,10 @@ export function createBoundedQueue<T>(options: BoundedQueueOptions): BoundedQueu
           `Subscriber fell behind: more than ${options.capacity} undelivered messages`,
         );
         state = 'closing';
-        return false;
+        return 'overflowed';
       }
       items.push(item);
-      return true;
+      return 'accepted';
     },
     close() {
       if (state !== 'open') return;

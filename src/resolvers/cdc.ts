@@ -6,7 +6,7 @@ import type { CdcSourceRecord, StoredMapping } from '../pipeline/cdc/cdc-store.t
 import { parseMapping } from '../pipeline/cdc/mapping.ts';
 import { matchesModelFilter, parseModelFilter } from '../pipeline/cdc/model-filter.ts';
 import { assertLogicalReplicationAllowed, withConnection } from '../pipeline/cdc/replication-setup.ts';
-import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
+import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
@@ -110,7 +110,7 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
     services.metrics.subscriptionsDenied.inc({ field: 'changes' });
     services.logger.info({ subject: principal.subject, tenant: principal.tenant, model: input.model }, 'subscription denied silently');
   }
-  return new DispatchTicket({
+  return dispatchTicket({
     stream: streamOf(scope, topic),
     // Only the reader's events: a socket `publish` to the same topic never poses as a row change.
     filter:

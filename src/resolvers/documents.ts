@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { canAccessTopic, type TopicAction } from '../auth/permissions.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
-import type { Admission } from '../pipeline/dispatch/dispatcher.ts';
-import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
+import { dispatchTicket, type Admission, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { documentSnapshot } from '../pipeline/events/document-change.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
@@ -132,7 +131,7 @@ export async function subscribeDocument(context: ResolverContext, args: Document
   if (!canAccessTopic(principal, 'read', `sync.${args.service}`)) {
     services.metrics.subscriptionsDenied.inc({ field: 'document' });
     services.logger.info({ subject: principal.subject, tenant: principal.tenant, service: args.service }, 'subscription denied silently');
-    return new DispatchTicket({ stream, filter: undefined, after: undefined, denied: true });
+    return dispatchTicket({ stream, filter: undefined, after: undefined, denied: true });
   }
   const head = await services.log.head(stream);
   const snapshot = await services.documents.get({ scope, service: args.service, id: args.id });
@@ -143,7 +142,7 @@ export async function subscribeDocument(context: ResolverContext, args: Document
     cursor: head,
     payload: { service: args.service, documentId: args.id, revision, data: snapshot?.data ?? null },
   });
-  return new DispatchTicket({
+  return dispatchTicket({
     stream,
     filter: undefined,
     after: head,

@@ -4,7 +4,7 @@ import type { RealtimeEvent } from '../pipeline/envelope.ts';
 import { isJsonObject } from '../pipeline/events/json.ts';
 import { publishedMessage } from '../pipeline/events/message.ts';
 import { compileEventWhere, type EventWhere } from '../pipeline/dispatch/filter.ts';
-import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
+import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
 import { assertName } from '../pipeline/names.ts';
 import { scopeOf } from '../pipeline/scope.ts';
@@ -59,7 +59,7 @@ export function subscribeEvents(context: ResolverContext, input: EventsInput): D
     services.metrics.subscriptionsDenied.inc({ field: 'events' });
     services.logger.info({ subject: principal.subject, tenant: principal.tenant, topic }, 'subscription denied silently');
   }
-  return new DispatchTicket({
+  return dispatchTicket({
     stream: streamOf(scopeOf(principal), topic),
     filter,
     after: input.after ?? undefined,

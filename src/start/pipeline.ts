@@ -31,13 +31,16 @@ export function startPipeline({ config, clients, metrics, logger }: StartContext
     const memoryBus = createMemoryBus();
     log = createMemoryLog({ retention, publish: (stream, event) => memoryBus.deliver(stream, event) });
     bus = memoryBus;
-    channels = createChannelHub();
+    channels = createChannelHub({ metrics });
   } else {
     const { command, subscriber } = clients.redis;
     const redisBus = createRedisBus({ subscriber, publisher: command, logger, keyPrefix });
     log = createRedisLog({ redis: command, retention, keyPrefix });
     bus = redisBus;
-    channels = createChannelHub({ transport: createRedisChannelTransport({ pubsub: redisBus.pubsub, publisher: command, keyPrefix }) });
+    channels = createChannelHub({
+      transport: createRedisChannelTransport({ pubsub: redisBus.pubsub, publisher: command, keyPrefix }),
+      metrics,
+    });
   }
   const router = createEventRouter({ log, logger, onRouted: (event) => metrics.eventsRouted.inc({ source: event.source }) });
   return { log, bus, channels, router, dispose: () => log.close() };

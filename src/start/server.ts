@@ -46,7 +46,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     if (verifier.mode === 'development') {
       logger.warn('no JWT_SECRET or JWT_JWKS_URL: development mode, every caller acts as an admin of app/env/tenant "default"');
     }
-    const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger });
+    const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger, metrics });
     cleanup.push('dispatcher', () => dispatcher.close());
     const services: Services = {
       channels: pipeline.channels,

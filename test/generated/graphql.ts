@@ -83,7 +83,7 @@ export type Document = {
   updatedAt: Scalars['DateTime']['output'];
 };
 
-/** One message of a `document` subscription. Rendered once per cohort: fields depend on the event only. */
+/** One message of a `document` subscription. */
 export type DocumentChange = {
   __typename?: 'DocumentChange';
   /** A cursor of the document's stream, for `events(topic: "sync.{service}.doc.{id}", after: …)`. */

@@ -380,3 +380,35 @@ export async function startChildServer(env: Record<string, string>): Promise<Chi
     signal: (name) => child.kill(name),
   };
 }
+
+/**
+ * Recreates the source's replication slot the way an operator's `pg_drop_replication_slot` does:
+ * ends its walsender, drops it before the reader reconnects, and waits until the reader streams
+ * from the new slot it created (which starts new epochs for the source's streams).
+ */
+export async function dropSlotUntilRecreated(pool: pg.Pool, slotName: string): Promise<void> {
+  await waitFor(
+    async () => {
+      const slot = await slotRow(pool, slotName);
+      if (slot?.active_pid != null) {
+        await pool.query('SELECT pg_terminate_backend($1)', [slot.active_pid]);
+        return false;
+      }
+      await pool.query('SELECT pg_drop_replication_slot($1)', [slotName]);
+      return true;
+    },
+    { intervalMs: 5, message: 'the slot is dropped' },
+  );
+  // While the slot is being created, the creating backend holds it: wait for a walsender.
+  await waitFor(
+    async () => {
+      const { rows } = await pool.query<{ streaming: boolean }>(
+        `SELECT a.backend_type = 'walsender' AS streaming FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+          WHERE s.slot_name = $1`,
+        [slotName],
+      );
+      return rows[0]?.streaming === true;
+    },
+    { timeoutMs: 10_000, message: 'a new slot streams' },
+  );
+}

@@ -12,6 +12,7 @@ import {
   configureSource,
   createItemsTable,
   currentWalLsn,
+  dropSlotUntilRecreated,
   expectCompleteHistory,
   gql,
   ids,
@@ -310,32 +311,9 @@ describe('CDC resilience', () => {
     const oldEvents = live.events.at(-1)!.cursor;
     const oldChanges = live.changes.at(-1)!.cursor;
 
-    // The slot goes: its walsender is ended, and it is dropped before the reader reconnects.
-    await waitFor(
-      async () => {
-        const slot = await slotRow(pool, slotName);
-        if (slot?.active_pid != null) {
-          await pool.query('SELECT pg_terminate_backend($1)', [slot.active_pid]);
-          return false;
-        }
-        await pool.query('SELECT pg_drop_replication_slot($1)', [slotName]);
-        return true;
-      },
-      { intervalMs: 5, message: 'the slot is dropped' },
-    );
-    // The reader creates a new slot (and starts new epochs) before it streams from it. While the
-    // slot is being created, the creating backend holds it: wait for a walsender.
-    await waitFor(
-      async () => {
-        const { rows } = await pool.query<{ streaming: boolean }>(
-          `SELECT a.backend_type = 'walsender' AS streaming FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
-            WHERE s.slot_name = $1`,
-          [slotName],
-        );
-        return rows[0]?.streaming === true;
-      },
-      { timeoutMs: 10_000, message: 'a new slot streams' },
-    );
+    // The slot goes: its walsender is ended, and it is dropped before the reader reconnects. The
+    // reader creates a new slot (and starts new epochs) before it streams from it.
+    await dropSlotUntilRecreated(pool, slotName);
 
     const statsBefore = server.stats();
     const resuming = await subscribeItems(server, { eventsAfter: oldEvents, changesAfter: oldChanges });

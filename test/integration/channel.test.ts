@@ -26,5 +26,17 @@ describe('channels', () => {
     const received = await memberB.nextMessage();
     expect(received).toEqual({ id: 'b', type: 'next', payload: { data: { channel: { channel: 'room:1', event: 'hello', data: { n: 1 } } } } });
     expect(memberA.pending).toEqual([]);
+
+    // Barrier: a marker broadcast in each member's own scope after the message. A late leak of
+    // tenant B's message to A, or a duplicate to B, would arrive before it.
+    for (const [token, member, id] of [[tenantA, memberA, 'a'], [tenantB, memberB, 'b']] as const) {
+      const marked = await postGraphQL(
+        server.graphqlUrl,
+        { query: 'mutation { broadcast(channel: "room:1", event: "marker") }' },
+        { authorization: `Bearer ${token}` },
+      );
+      expect(marked.body).toEqual({ data: { broadcast: true } });
+      expect(await member.nextMessage()).toEqual({ id, type: 'next', payload: { data: { channel: { channel: 'room:1', event: 'marker', data: null } } } });
+    }
   });
 });

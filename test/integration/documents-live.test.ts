@@ -69,6 +69,10 @@ describe.each(['memory', 'redis', 'redis async'])('live documents (%s)', (mode) 
     }
     expect(revisions).toEqual(Array.from({ length: total + 1 - snapshot.revision }, (_unused, index) => snapshot.revision + 1 + index));
     expect(client.pending).toEqual([]);
+    // Barrier: one more write, whose change must be the very next message — a late duplicate or
+    // stray change would arrive before it.
+    expect((await merge(server, 'board', 'b1', { n: total + 1 })).body.errors).toBeUndefined();
+    expect(await nextChange(client)).toMatchObject({ operation: 'UPDATED', revision: total + 2, data: { n: total + 1 } });
   });
 
   it('starts a document that does not exist yet with an empty snapshot, then its creation', async () => {
@@ -108,6 +112,19 @@ describe('live document permissions', () => {
     expect((await nextChange(watcher)).revision).toBe(2);
     client.send({ type: 'ping' });
     expect(await client.nextMessage()).toEqual({ type: 'pong' });
+
+    // Barrier: on the same socket, a document the caller may read. Its change, written after
+    // another change of the forbidden one, must be the next message: nothing may come before it.
+    client.send({
+      id: 'mark',
+      type: 'subscribe',
+      payload: { query: 'subscription { document(service: "other", id: "m") { operation revision } }' },
+    });
+    expect(await client.nextMessage()).toEqual({ id: 'mark', type: 'next', payload: { data: { document: { operation: 'SNAPSHOT', revision: 0 } } } });
+    await postGraphQL(server.graphqlUrl, { query: 'mutation { mergeDocument(service: "board", id: "s", patch: { x: 2 }) { revision } }' }, { authorization: `Bearer ${admin}` });
+    expect((await nextChange(watcher)).revision).toBe(3);
+    await postGraphQL(server.graphqlUrl, { query: 'mutation { createDocument(service: "other", id: "m", data: {}) { revision } }' }, { authorization: `Bearer ${admin}` });
+    expect(await client.nextMessage()).toEqual({ id: 'mark', type: 'next', payload: { data: { document: { operation: 'CREATED', revision: 1 } } } });
   });
 });
 

@@ -1,3 +1,4 @@
+import type { Metrics } from '../../metrics.ts';
 import { createBoundedQueue, type BoundedQueue } from '../bounded-queue.ts';
 import { scopeKey, type Scope } from '../scope.ts';
 
@@ -30,8 +31,14 @@ export interface ChannelTransport {
 export interface ChannelHubOptions {
   /** @default an in-process transport */
   readonly transport?: ChannelTransport;
-  /** Messages a member may have undelivered before it is failed with RATE_LIMITED. @default 1000 */
+  /**
+   * Messages a member may have undelivered before it is failed with RATE_LIMITED (overflow
+   * policy: the member leaves with an error it can act on — rejoin — never a silent drop); each
+   * such failure is counted in `channelMemberOverflows`. @default 1000
+   */
   readonly memberQueueCapacity?: number;
+  /** @default no metrics */
+  readonly metrics?: Pick<Metrics, 'channelMemberOverflows'>;
 }
 
 interface Channel {
@@ -55,7 +62,9 @@ export function createChannelHub(options: ChannelHubOptions = {}): ChannelHub {
         const created: Channel = {
           members: new Set(),
           subscribed: transport.subscribe(key, (message) => {
-            for (const queue of created.members) queue.push(message);
+            for (const queue of created.members) {
+              if (queue.push(message) === 'overflowed') options.metrics?.channelMemberOverflows.inc();
+            }
           }),
         };
         channel = created;

@@ -1,53 +1,29 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
 import type { RealtimeEvent } from '../envelope.ts';
-import { comparePositions, decodeCursor, resyncRequired, type CursorParts } from '../log/cursor.ts';
+import { decodeCursor } from '../log/cursor.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventBus } from '../pubsub/event-bus.ts';
 import type { StreamRef } from '../stream.ts';
-import type { EventPredicate } from './filter.ts';
+import { createCatchUp } from './catch-up.ts';
+import { createFanOut, type Stream, type Subscriber } from './fan-out.ts';
+import type { Admission, CohortSpec, SubscriberSink } from './subscription-contract.ts';
 
 /**
- * Topic → cohorts → subscribers (ARCHITECTURE §1).
+ * Topic → cohorts → subscribers (ARCHITECTURE §1), the dispatcher's part of the subscription
+ * contract (`subscription-contract.ts`).
  *
  * A cohort is the subscribers of one stream that share an operation, its variables and return
  * mode: for each event the cohort filters once, renders (executes and serializes) once, and
- * hands the same JSON to each subscriber's sink. A filter that does not match costs no
- * rendering; a subscriber is a set entry, not an async iterator.
- *
- * Resume: a subscriber with `after` catches up from the log while live events for it are held
- * back; when the log has nothing more, the held events newer than what the log gave are
- * delivered and the subscriber turns live — no gap and no duplicate at the seam.
+ * hands the same JSON to each subscriber's sink (`fan-out.ts`). Resume after a cursor and
+ * recovery after a bus outage read the log up to the live flow with no gap and no duplicate at
+ * the seam (`catch-up.ts`). This module joins streams on the bus and watches its link.
  */
 export interface Dispatcher {
   subscribe(request: DispatchRequest): Promise<DispatchSubscription>;
   stats(): DispatcherStats;
   close(): Promise<void>;
-}
-
-/** An event rendered for a cohort: one per event per cohort, handed to every member's sink. */
-export interface Rendered {
-  /** The `next` payload (an execution result) as JSON. */
-  readonly json: string;
-  /** The transport's encoding of `json`, made by the first sink that needs it and shared. */
-  utf8?: Buffer;
-}
-
-/** Where a subscriber's messages go; implemented by the transport. */
-export interface SubscriberSink {
-  /** One `next` message with this payload. */
-  next(payload: Rendered): void;
-  /** Ends the subscription with an error; the dispatcher has already forgotten the subscriber. */
-  fail(error: TributaryError): void;
-}
-
-export interface CohortSpec {
-  /** Subscribers of one stream with equal keys share filtering and rendering. */
-  readonly key: string;
-  readonly filter: EventPredicate | undefined;
-  /** The `next` payload for an event, as JSON. Called once per event per cohort. */
-  readonly render: (event: RealtimeEvent) => string;
 }
 
 export interface DispatchRequest {
@@ -58,14 +34,9 @@ export interface DispatchRequest {
   readonly sink: SubscriberSink;
   /** Rendered and delivered before anything from the stream (a snapshot). */
   readonly initial?: RealtimeEvent | undefined;
-  /**
-   * A per-subscriber check of each event, after the cohort rendered it once: deliver it, skip it
-   * (a snapshot already holds it) or end the subscription with RESYNC_REQUIRED (it reveals a gap).
-   */
+  /** Per-subscriber admission of each event, after the cohort rendered it once. */
   readonly admit?: Admission | undefined;
 }
-
-export type Admission = (event: RealtimeEvent) => 'deliver' | 'skip' | 'resync';
 
 export interface DispatchSubscription {
   /** Stops delivery; idempotent. */
@@ -84,197 +55,26 @@ export interface DispatcherOptions {
   readonly logger: Logger;
   /** Events read from the log per request while catching up. @default 500 */
   readonly pageSize?: number;
-  /** Live events held back per catching-up subscriber before it re-reads the log instead. @default 1000 */
+  /**
+   * Live events held back per catching-up subscriber (and per stream during a bus outage) before
+   * it re-reads the log instead; each overflow is counted in `holdBackOverflows`. @default 1000
+   */
   readonly holdBackLimit?: number;
-}
-
-interface Subscriber {
-  readonly sink: SubscriberSink;
-  readonly admit: Admission | undefined;
-  readonly cohort: Cohort;
-  /** Live events that arrived while catching up; `undefined` once live. */
-  held: RealtimeEvent[] | undefined;
-  /** More live events arrived while catching up than could be held: read the log again. */
-  overflowed: boolean;
-  closed: boolean;
-}
-
-interface Cohort {
-  readonly spec: CohortSpec;
-  readonly stream: Stream;
-  readonly live: Set<Subscriber>;
-  readonly catchingUp: Set<Subscriber>;
-}
-
-interface Stream {
-  readonly ref: StreamRef;
-  readonly cohorts: Map<string, Cohort>;
-  subscribers: number;
-  /** Resolves once this process receives the stream's live events. */
-  joined: Promise<void>;
-  leave: (() => void) | undefined;
-  /** Position of the newest event handed to live subscribers: for de-duplication and recovery. */
-  last: CursorParts | undefined;
-  lastCursor: string | undefined;
-  /** Set while the bus link is down or being caught up: live events are held, not delivered. */
-  recovering: Recovery | undefined;
-}
-
-/** A stream's state between losing the bus link and having caught up from the log. */
-interface Recovery {
-  /** Live events received since the link came back, delivered after the log's. */
-  held: RealtimeEvent[];
-  /** More live events arrived than could be held: the log is read again for them. */
-  overflowed: boolean;
-  /** Resolves when the stream delivers live again; catch-ups wait for it before turning live. */
-  readonly done: Promise<void>;
-  readonly resolve: () => void;
+  /** @default no metrics */
+  readonly metrics?: Pick<Metrics, 'holdBackOverflows'>;
 }
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { log, bus } = options;
   const logger = options.logger.child({ component: 'dispatcher' });
-  const pageSize = options.pageSize ?? 500;
-  const holdBackLimit = options.holdBackLimit ?? 1000;
-  const streams = new Map<string, Stream>();
-  let subscriberCount = 0;
+  const fanOut = createFanOut({ logger, holdBackLimit: options.holdBackLimit ?? 1000, metrics: options.metrics });
+  const closing = new AbortController();
+  const catchUp = createCatchUp({ log, fanOut, logger, pageSize: options.pageSize ?? 500, signal: closing.signal });
+  const { streams } = fanOut;
 
   const onLive = (stream: Stream, event: RealtimeEvent) => {
-    const recovery = stream.recovering;
-    if (!recovery) {
-      deliverLive(stream, event);
-    } else if (!recovery.overflowed) {
-      if (recovery.held.length < holdBackLimit) recovery.held.push(event);
-      else {
-        recovery.overflowed = true;
-        recovery.held = [];
-      }
-    }
-  };
-
-  /** Hands an event to the stream's live subscribers (and holds it for those catching up). */
-  const deliverLive = (stream: Stream, event: RealtimeEvent) => {
-    const placed = decodeCursor(event.cursor);
-    const last = stream.last;
-    // Recovery re-reads what live delivery may already have handed over.
-    if (last && last.epoch === placed.epoch && comparePositions(placed.position, last.position) <= 0) return;
-    stream.last = placed;
-    stream.lastCursor = event.cursor;
-    if (last && last.epoch !== placed.epoch) {
-      // A new history (a recreated replication slot, a Redis that lost its data): what is missing
-      // between the two cannot be known, so every subscriber resyncs rather than skip it silently.
-      failStream(stream, resyncRequired('the stream has a new history'));
-      return;
-    }
-    for (const cohort of stream.cohorts.values()) {
-      for (const subscriber of cohort.catchingUp) hold(subscriber, event);
-      if (cohort.live.size === 0) continue;
-      const payload = renderFor(cohort, event);
-      if (payload === undefined) continue;
-      for (const subscriber of cohort.live) deliverTo(subscriber, event, payload);
-    }
-  };
-
-  const deliverTo = (subscriber: Subscriber, event: RealtimeEvent, payload: Rendered) => {
-    if (subscriber.closed) return;
-    const admission = subscriber.admit ? subscriber.admit(event) : 'deliver';
-    if (admission === 'deliver') subscriber.sink.next(payload);
-    else if (admission === 'resync') failSubscriber(subscriber, resyncRequired('a change is missing from the stream'));
-  };
-
-  /** Filters and renders an event for a cohort; undefined when it does not match or fails. */
-  const renderFor = (cohort: Cohort, event: RealtimeEvent): Rendered | undefined => {
-    try {
-      if (cohort.spec.filter && !cohort.spec.filter(event)) return undefined;
-      return { json: cohort.spec.render(event) };
-    } catch (error) {
-      // A failing filter or render drops this event for this cohort; it never kills the stream.
-      logger.error({ err: error, topic: event.topic, eventId: event.id }, 'event could not be rendered; dropped for one cohort');
-      return undefined;
-    }
-  };
-
-  const hold = (subscriber: Subscriber, event: RealtimeEvent) => {
-    if (!subscriber.held || subscriber.overflowed) return;
-    if (subscriber.held.length >= holdBackLimit) {
-      subscriber.overflowed = true;
-      subscriber.held = [];
-      return;
-    }
-    subscriber.held.push(event);
-  };
-
-  const removeSubscriber = (subscriber: Subscriber) => {
-    if (subscriber.closed) return;
-    subscriber.closed = true;
-    subscriberCount -= 1;
-    const { cohort } = subscriber;
-    cohort.live.delete(subscriber);
-    cohort.catchingUp.delete(subscriber);
-    if (cohort.live.size === 0 && cohort.catchingUp.size === 0) cohort.stream.cohorts.delete(cohort.spec.key);
-    const stream = cohort.stream;
-    stream.subscribers -= 1;
-    if (stream.subscribers === 0) {
-      streams.delete(stream.ref.key);
-      // Leave once the join has settled, whichever way it went.
-      void stream.joined.then(
-        () => stream.leave?.(),
-        () => undefined,
-      );
-    }
-  };
-
-  const failSubscriber = (subscriber: Subscriber, error: unknown) => {
-    if (subscriber.closed) return;
-    removeSubscriber(subscriber);
-    subscriber.sink.fail(
-      isTributaryError(error)
-        ? error
-        : new TributaryError(ErrorCode.INTERNAL_SERVER_ERROR, 'The event stream failed', { cause: error }),
-    );
-  };
-
-  /** Replays the log after `after`, then merges the held live events and turns live. */
-  const catchUp = async (subscriber: Subscriber, after: string) => {
-    const { cohort } = subscriber;
-    let position = decodeCursor(after);
-    let cursor = after;
-    for (;;) {
-      const page = await log.readAfter(cohort.stream.ref, cursor, pageSize);
-      if (subscriber.closed) return;
-      for (const event of page) {
-        const payload = renderFor(cohort, event);
-        if (payload !== undefined) deliverTo(subscriber, event, payload);
-        cursor = event.cursor;
-      }
-      if (page.length > 0) position = decodeCursor(cursor);
-      if (page.length === pageSize) continue;
-      if (subscriber.overflowed) {
-        subscriber.overflowed = false;
-        continue;
-      }
-      // While the stream's bus link is down, live events reach no one's held list: wait until
-      // the stream has caught up (it then hands its held events on), and read the log again.
-      const recovery = cohort.stream.recovering;
-      if (recovery) {
-        await recovery.done;
-        if (subscriber.closed) return;
-        continue;
-      }
-      // The log has nothing after `position`; every later event is among the held ones.
-      for (const event of subscriber.held ?? []) {
-        const placed = decodeCursor(event.cursor);
-        if (placed.epoch !== position.epoch) throw resyncRequired('the stream has a new history');
-        if (comparePositions(placed.position, position.position) <= 0) continue;
-        const payload = renderFor(cohort, event);
-        if (payload !== undefined) deliverTo(subscriber, event, payload);
-        position = placed;
-      }
-      subscriber.held = undefined;
-      cohort.catchingUp.delete(subscriber);
-      cohort.live.add(subscriber);
-      return;
-    }
+    if (stream.recovering) fanOut.holdForRecovery(stream.recovering, event);
+    else fanOut.deliverLive(stream, event);
   };
 
   const streamFor = (ref: StreamRef): Stream => {
@@ -304,62 +104,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return stream;
   };
 
-  /*
-   * Bus outages. From the moment the link is lost, live events are held per stream; once it is
-   * back, each stream reads the log after the last event it delivered, delivers that, then the
-   * held events (duplicates skipped by position). A link lost again while catching up restarts
-   * the catch-up at the next recovery; only a lost history (RESYNC_REQUIRED) ends subscriptions.
-   */
+  // A recovery belongs to one link generation: a link lost again makes it stop, and the next
+  // `recovered` starts another.
   let linkGeneration = 0;
   let linkUp = true;
-
-  const recover = async (stream: Stream, generation: number) => {
-    for (let attempt = 0; ; attempt += 1) {
-      const recovery = stream.recovering;
-      if (!recovery || generation !== linkGeneration || !linkUp || streams.get(stream.ref.key) !== stream) return;
-      try {
-        let cursor = stream.lastCursor;
-        let page: readonly RealtimeEvent[] = [];
-        do {
-          if (cursor === undefined) break;
-          page = await log.readAfter(stream.ref, cursor, pageSize);
-          for (const event of page) deliverLive(stream, event);
-          cursor = stream.lastCursor;
-        } while (page.length === pageSize);
-        if (generation !== linkGeneration || !linkUp || stream.recovering !== recovery) return;
-        if (recovery.overflowed) {
-          recovery.overflowed = false;
-          continue;
-        }
-        stream.recovering = undefined;
-        const epoch = stream.last?.epoch;
-        for (const event of recovery.held) {
-          if (epoch !== undefined && decodeCursor(event.cursor).epoch !== epoch) throw resyncRequired('the stream has a new history');
-          deliverLive(stream, event);
-        }
-        recovery.resolve();
-        return;
-      } catch (error) {
-        if (isTributaryError(error) && error.code === ErrorCode.RESYNC_REQUIRED) {
-          stream.recovering = recovery;
-          throw error;
-        }
-        logger.debug({ err: error, topic: stream.ref.topic, attempt }, 'catch-up after outage failed; retrying');
-        await delay(Math.min(50 * 2 ** attempt, 2000));
-      }
-    }
-  };
-
-  const failStream = (stream: Stream, error: unknown) => {
-    logger.warn({ err: error, topic: stream.ref.topic }, 'stream cannot be continued; subscribers must resync');
-    const recovery = stream.recovering;
-    stream.recovering = undefined;
-    for (const cohort of [...stream.cohorts.values()]) {
-      for (const subscriber of [...cohort.live, ...cohort.catchingUp]) failSubscriber(subscriber, error);
-    }
-    recovery?.resolve();
-  };
-
   const stopWatching = bus.watch({
     lost() {
       linkGeneration += 1;
@@ -368,22 +116,28 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         if (stream.recovering) continue;
         let resolve = () => undefined as void;
         const done = new Promise<void>((settle) => (resolve = settle));
-        stream.recovering = { held: [], overflowed: false, done, resolve };
+        stream.recovering = { held: [], overflowed: false, historyLost: false, done, resolve };
       }
     },
     recovered() {
       linkUp = true;
       const generation = linkGeneration;
+      const current = () => generation === linkGeneration && linkUp;
       for (const stream of streams.values()) {
         if (!stream.recovering) continue;
-        recover(stream, generation).catch((error: unknown) => failStream(stream, error));
+        catchUp.recover(stream, current).catch((error: unknown) => {
+          const recovery = stream.recovering;
+          stream.recovering = undefined;
+          fanOut.failAll(stream, error);
+          recovery?.resolve();
+        });
       }
     },
   });
 
   return {
     async subscribe(request) {
-      if (request.after !== undefined) decodeCursor(request.after); // RESYNC_REQUIRED for garbage, before any work
+      const position = request.after === undefined ? undefined : decodeCursor(request.after); // RESYNC_REQUIRED for garbage, before any work
       const stream = streamFor(request.stream);
       let cohort = stream.cohorts.get(request.cohort.key);
       if (!cohort) {
@@ -394,44 +148,43 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         sink: request.sink,
         admit: request.admit,
         cohort,
-        held: request.after === undefined ? undefined : [],
+        // Held back from the start: events arriving while the join completes are kept for the seam.
+        held: position === undefined ? undefined : [],
         overflowed: false,
+        epoch: position?.epoch,
         closed: false,
       };
-      stream.subscribers += 1;
-      subscriberCount += 1;
       // The initial message goes first, before anything the stream can deliver.
       if (request.initial) {
-        const payload = renderFor(cohort, request.initial);
+        const payload = fanOut.renderFor(cohort, request.initial);
         if (payload !== undefined) request.sink.next(payload);
       }
-      // Held back from the start: events arriving while the join completes are kept for the seam.
-      if (request.after === undefined) cohort.live.add(subscriber);
-      else cohort.catchingUp.add(subscriber);
+      fanOut.add(cohort, subscriber);
 
       try {
         await stream.joined;
       } catch (error) {
         if (streams.get(stream.ref.key) === stream) streams.delete(stream.ref.key);
-        removeSubscriber(subscriber);
+        fanOut.removeSubscriber(subscriber);
         if (isTributaryError(error)) throw error;
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'Live delivery is unavailable right now; retry shortly', { cause: error });
       }
       if (request.after !== undefined) {
-        catchUp(subscriber, request.after).catch((error: unknown) => failSubscriber(subscriber, error));
+        catchUp.resume(subscriber, request.after).catch((error: unknown) => fanOut.failSubscriber(subscriber, error));
       }
-      return { dispose: () => removeSubscriber(subscriber) };
+      return { dispose: () => fanOut.removeSubscriber(subscriber) };
     },
     stats() {
       let cohorts = 0;
       for (const stream of streams.values()) cohorts += stream.cohorts.size;
-      return { streams: streams.size, cohorts, subscribers: subscriberCount };
+      return { streams: streams.size, cohorts, subscribers: fanOut.subscriberCount() };
     },
     async close() {
       stopWatching();
+      closing.abort();
       for (const stream of [...streams.values()]) {
         for (const cohort of [...stream.cohorts.values()]) {
-          for (const subscriber of [...cohort.live, ...cohort.catchingUp]) removeSubscriber(subscriber);
+          for (const subscriber of [...cohort.live, ...cohort.catchingUp]) fanOut.removeSubscriber(subscriber);
         }
       }
       await Promise.resolve();

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../logger.ts';
 import type { RawEventInput, RealtimeEvent, UnplacedEvent } from '../envelope.ts';
+import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventLog } from '../log/event-log.ts';
 import { assertName } from '../names.ts';
 import { scopeKey } from '../scope.ts';
@@ -28,7 +29,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   const { log } = options;
   // Per-entity order: an event waits for the previous event of the same entity to be placed,
   // so concurrent routes for one entity cannot overtake each other on the way to the log.
-  const entityTails = new Map<string, Promise<unknown>>();
+  const entities = createKeyedSerial();
 
   const place = async (input: RawEventInput): Promise<RealtimeEvent> => {
     const unplaced = normalize(input);
@@ -61,30 +62,16 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     return placed;
   };
 
-  /** Runs `work` after the earlier events of these entities are placed, and makes it their new tail. */
-  const afterEntities = <T>(keys: readonly string[], work: () => Promise<T>): Promise<T> => {
-    const previous = keys.map((key) => entityTails.get(key)).filter((tail) => tail !== undefined);
-    const placed = Promise.all(previous).then(work);
-    const tail = placed.catch(() => undefined);
-    for (const key of keys) {
-      entityTails.set(key, tail);
-      void tail.then(() => {
-        if (entityTails.get(key) === tail) entityTails.delete(key);
-      });
-    }
-    return placed;
-  };
-
   return {
     routeMany(inputs) {
       const keys = new Set<string>();
       for (const input of inputs) if (input.entity !== undefined) keys.add(`${scopeKey(input.scope)}|${input.entity}`);
-      return afterEntities([...keys], () => placeMany(inputs));
+      return entities.run([...keys], () => placeMany(inputs));
     },
 
     route(input) {
       if (input.entity === undefined) return place(input);
-      return afterEntities([`${scopeKey(input.scope)}|${input.entity}`], () => place(input));
+      return entities.run([`${scopeKey(input.scope)}|${input.entity}`], () => place(input));
     },
   };
 }

@@ -85,6 +85,7 @@ const ChangeOperation = builder.enumType('ChangeOperation', {
   values: { CREATED: { value: 'CREATED' }, UPDATED: { value: 'UPDATED' }, DELETED: { value: 'DELETED' } } as const,
 });
 
+// Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
 const ModelChange = builder.objectRef<RealtimeEvent>('ModelChange').implement({
   description: 'One change of a model (seed 004): the full record after it; for a delete, what the table sends (its key at least).',
   fields: (t) => ({

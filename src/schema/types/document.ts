@@ -114,8 +114,9 @@ const DocumentOperation = builder.enumType('DocumentOperation', {
   } as const,
 });
 
+// Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
 const DocumentChange = builder.objectRef<RealtimeEvent>('DocumentChange').implement({
-  description: 'One message of a `document` subscription. Rendered once per cohort: fields depend on the event only.',
+  description: 'One message of a `document` subscription.',
   fields: (t) => ({
     operation: t.field({ type: DocumentOperation, resolve: (event) => readDocumentChange(event).type }),
     service: t.string({ resolve: (event) => readDocumentChange(event).payload.service }),

@@ -4,11 +4,8 @@ import * as resolvers from '../../resolvers/events.ts';
 import { builder } from '../builder.ts';
 import type { JsonValue } from '../json.ts';
 
-/*
- * Event fields are rendered once per cohort, for every subscriber that shares the operation:
- * they must depend on the event and the arguments only — never on the context or the principal —
- * and they must resolve synchronously.
- */
+// Event, EventMetadata: delivered by the dispatcher, so their fields follow the rule of
+// `pipeline/dispatch/subscription-contract.ts` (enforced there, for every render).
 
 const EventSource = builder.enumType('EventSource', {
   description: 'Where an event came from.',

@@ -15,9 +15,13 @@ import type { SubscribePayload } from 'graphql-ws';
 import { isAsyncIterable } from 'graphql-yoga';
 import type { Principal } from '../../auth/principal.ts';
 import { ErrorCode } from '../../errors.ts';
-import type { CohortSpec } from '../../pipeline/dispatch/dispatcher.ts';
-import { DispatchTicket } from '../../pipeline/dispatch/ticket.ts';
-import type { RealtimeEvent } from '../../pipeline/envelope.ts';
+import {
+  cohortRenderer,
+  isDispatchTicket,
+  type CohortRender,
+  type CohortSpec,
+  type DispatchTicket,
+} from '../../pipeline/dispatch/subscription-contract.ts';
 import type { GraphQLContext } from '../../schema/index.ts';
 import type { TributaryYoga } from '../yoga.ts';
 import { formatResult } from './format.ts';
@@ -43,7 +47,8 @@ export interface OperationExecutorOptions {
 /**
  * Runs graphql-ws operations through yoga's envelope: the same parser limits, validation rules,
  * context and error masking as HTTP. Subscriptions whose field hands back a `DispatchTicket` go
- * to the dispatcher with a render function executed once per cohort per event.
+ * to the dispatcher with a render executed once per cohort per event, under the subscription
+ * contract (`pipeline/dispatch/subscription-contract.ts`).
  */
 export function createOperationExecutor(yoga: TributaryYoga, options: OperationExecutorOptions): OperationExecutor {
   return async (principal, payload) => {
@@ -76,7 +81,7 @@ export function createOperationExecutor(yoga: TributaryYoga, options: OperationE
     if (operation.operation !== OperationTypeNode.SUBSCRIPTION) return { kind: 'single', result: await execute(args) };
 
     const source = await createSourceEventStream(args);
-    if (source instanceof DispatchTicket) {
+    if (isDispatchTicket(source)) {
       return { kind: 'dispatch', ticket: source, cohort: { key: cohortKey(source, operation, payload), render: renderer(args) } };
     }
     if (!isAsyncIterable(source)) {
@@ -117,13 +122,15 @@ function cohortKey(ticket: DispatchTicket, operation: OperationDefinitionNode, p
   return `${ticket.stream.key}\u0000${payload.operationName ?? ''}\u0000${payload.query}\u0000${JSON.stringify(variables)}`;
 }
 
-/** Executes the subscription's selection for one event, synchronously, to the `next` payload JSON. */
-function renderer(args: ExecutionArgs): (event: RealtimeEvent) => string {
-  return (event) => {
-    const result = executeSync({ ...args, rootValue: event });
-    if ('then' in result) throw new Error('dispatched subscription fields must resolve synchronously');
-    return JSON.stringify(formatResult(result));
-  };
+/**
+ * Executes the subscription's selection for one event to the `next` payload JSON. The cohort's
+ * members share it, so it runs with the contract's guarded context, not this subscriber's.
+ */
+function renderer(args: ExecutionArgs): CohortRender {
+  return cohortRenderer(
+    (event, contextValue) => executeSync({ ...args, contextValue, rootValue: event }),
+    (result) => JSON.stringify(formatResult(result)),
+  );
 }
 
 /**

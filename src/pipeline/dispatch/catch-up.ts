@@ -1,0 +1,150 @@
+import { ErrorCode, isTributaryError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import { comparePositions, decodeCursor, encodeCursor, resyncRequired } from '../log/cursor.ts';
+import type { EventLog } from '../log/event-log.ts';
+import { createBackoff, pause } from '../coordination/backoff.ts';
+import type { FanOut, Recovery, Stream, Subscriber } from './fan-out.ts';
+
+/**
+ * Reading the log to join the live flow without a gap or a duplicate at the seam, in the two
+ * places it is needed:
+ *
+ * - Resume: a subscriber with `after` replays the log while live events for it are held back;
+ *   when the log has nothing more, the held events newer than what the log gave are delivered
+ *   and the subscriber turns live.
+ * - Outage: from the moment the bus link is lost, live events are held per stream; once it is
+ *   back, the stream reads the log after the last event it delivered, delivers that, then the
+ *   held events (duplicates skipped by position). A link lost again meanwhile restarts the
+ *   catch-up at the next recovery. If the log no longer has the stream's history, only the
+ *   subscribers that hold a position in it resync; the others get the new history from its start.
+ */
+export interface CatchUp {
+  /** Replays the log after `after` to a catching-up subscriber, then turns it live. */
+  resume(subscriber: Subscriber, after: string): Promise<void>;
+  /** Catches a recovering stream up from the log while `current()` holds, retrying failures. */
+  recover(stream: Stream, current: () => boolean): Promise<void>;
+}
+
+export interface CatchUpOptions {
+  readonly log: EventLog;
+  readonly fanOut: FanOut;
+  readonly logger: Logger;
+  /** Events read from the log per request. */
+  readonly pageSize: number;
+  /** Aborted when the dispatcher closes: retries stop waiting. */
+  readonly signal: AbortSignal;
+}
+
+export function createCatchUp(options: CatchUpOptions): CatchUp {
+  const { log, fanOut, logger, pageSize, signal } = options;
+
+  const resume = async (subscriber: Subscriber, after: string) => {
+    const { cohort } = subscriber;
+    let position = decodeCursor(after);
+    let cursor = after;
+    for (;;) {
+      const page = await log.readAfter(cohort.stream.ref, cursor, pageSize);
+      if (subscriber.closed) return;
+      for (const event of page) {
+        const payload = fanOut.renderFor(cohort, event);
+        if (payload !== undefined) fanOut.deliverTo(subscriber, position.epoch, event, payload);
+        cursor = event.cursor;
+      }
+      if (page.length > 0) position = decodeCursor(cursor);
+      if (page.length === pageSize) continue;
+      if (subscriber.overflowed) {
+        subscriber.overflowed = false;
+        continue;
+      }
+      // While the stream's bus link is down, live events reach no one's held list: wait until
+      // the stream has caught up (it then hands its held events on), and read the log again.
+      const recovery = cohort.stream.recovering;
+      if (recovery) {
+        await recovery.done;
+        if (subscriber.closed) return;
+        continue;
+      }
+      // The log has nothing after `position`; every later event is among the held ones.
+      for (const event of subscriber.held ?? []) {
+        const placed = decodeCursor(event.cursor);
+        if (placed.epoch !== position.epoch) throw resyncRequired('the stream has a new history');
+        if (comparePositions(placed.position, position.position) <= 0) continue;
+        const payload = fanOut.renderFor(cohort, event);
+        if (payload !== undefined) fanOut.deliverTo(subscriber, placed.epoch, event, payload);
+        position = placed;
+      }
+      subscriber.held = undefined;
+      cohort.catchingUp.delete(subscriber);
+      cohort.live.add(subscriber);
+      return;
+    }
+  };
+
+  /** Delivers what the log holds after the stream's last delivered event. */
+  const replayAfterLast = async (stream: Stream) => {
+    for (;;) {
+      const cursor = stream.lastCursor;
+      if (cursor === undefined) return;
+      const page = await log.readAfter(stream.ref, cursor, pageSize);
+      for (const event of page) fanOut.deliverLive(stream, event);
+      if (page.length < pageSize) return;
+    }
+  };
+
+  const finish = (stream: Stream, recovery: Recovery) => {
+    stream.recovering = undefined;
+    for (const event of recovery.held) fanOut.deliverLive(stream, event);
+    recovery.resolve();
+  };
+
+  /**
+   * Points the stream at the start of the history that replaced the lost one: the subscribers
+   * still there hold no position, so they get that history from its start rather than a gap.
+   */
+  const startNewHistory = async (stream: Stream) => {
+    const { epoch } = decodeCursor(await log.head(stream.ref));
+    // Every log's positions in a history order after `0` (cursor.ts: `<n>` or `<ms>-<seq>`).
+    stream.last = { epoch, position: '0' };
+    stream.lastCursor = encodeCursor(epoch, '0');
+  };
+
+  const recover = async (stream: Stream, current: () => boolean) => {
+    const backoff = createBackoff({ initialMs: 50, maxMs: 2000 });
+    for (;;) {
+      const recovery = stream.recovering;
+      if (!recovery || !current() || fanOut.streams.get(stream.ref.key) !== stream) return;
+      try {
+        if (recovery.historyLost && stream.lastCursor === undefined) await startNewHistory(stream);
+        await replayAfterLast(stream);
+        if (!current() || stream.recovering !== recovery) return;
+        if (recovery.overflowed) {
+          recovery.overflowed = false;
+          continue;
+        }
+        finish(stream, recovery);
+        return;
+      } catch (error) {
+        if (!(isTributaryError(error) && error.code === ErrorCode.RESYNC_REQUIRED)) {
+          logger.debug({ err: error, topic: stream.ref.topic, attempt: backoff.failures }, 'catch-up after outage failed; retrying');
+          if (!(await pause(backoff.next(), signal))) return;
+          continue;
+        }
+        if (stream.recovering !== recovery) return;
+        // The log no longer has the history the stream was delivering (Redis lost its data, the
+        // stream expired during the outage): whoever holds a position in it resyncs. The others
+        // continue with the new history — unless that one is unreadable too, which no one may
+        // miss silently.
+        fanOut.failHolders(stream, undefined, recovery.historyLost);
+        if (recovery.historyLost) {
+          finish(stream, recovery);
+          return;
+        }
+        recovery.historyLost = true;
+        stream.last = undefined;
+        stream.lastCursor = undefined;
+      }
+    }
+  };
+
+  return { resume, recover };
+}

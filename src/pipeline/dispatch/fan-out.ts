@@ -1,0 +1,227 @@
+import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import type { RealtimeEvent } from '../envelope.ts';
+import { comparePositions, decodeCursor, resyncRequired, type CursorParts } from '../log/cursor.ts';
+import type { StreamRef } from '../stream.ts';
+import type { Admission, CohortSpec, Rendered, SubscriberSink } from './subscription-contract.ts';
+
+/**
+ * Cohort management: the streams this process serves, their cohorts and subscribers, and the
+ * hot path that hands a live event to them — filtered and rendered once per cohort, the same
+ * JSON to each member's sink. A subscriber is a set entry, not an async iterator.
+ */
+
+export interface Subscriber {
+  readonly sink: SubscriberSink;
+  readonly admit: Admission | undefined;
+  readonly cohort: Cohort;
+  /** Live events that arrived while catching up; `undefined` once live. */
+  held: RealtimeEvent[] | undefined;
+  /** More live events arrived while catching up than could be held: read the log again. */
+  overflowed: boolean;
+  /**
+   * The epoch of the position this subscriber holds — its `after`, or the last event handed to
+   * it — and undefined while it holds none. When a stream's history is replaced, only the
+   * subscribers holding a position in the old one must resync: a subscriber without one has
+   * missed nothing it was promised.
+   */
+  epoch: string | undefined;
+  closed: boolean;
+}
+
+export interface Cohort {
+  readonly spec: CohortSpec;
+  readonly stream: Stream;
+  readonly live: Set<Subscriber>;
+  readonly catchingUp: Set<Subscriber>;
+}
+
+export interface Stream {
+  readonly ref: StreamRef;
+  readonly cohorts: Map<string, Cohort>;
+  subscribers: number;
+  /** Resolves once this process receives the stream's live events. */
+  joined: Promise<void>;
+  leave: (() => void) | undefined;
+  /** Position of the newest event handed to live subscribers: for de-duplication and recovery. */
+  last: CursorParts | undefined;
+  lastCursor: string | undefined;
+  /** Set while the bus link is down or being caught up: live events are held, not delivered. */
+  recovering: Recovery | undefined;
+}
+
+/** A stream's state between losing the bus link and having caught up from the log. */
+export interface Recovery {
+  /** Live events received since the link was lost, delivered after the log's. */
+  held: RealtimeEvent[];
+  /** More live events arrived than could be held: the log is read again for them. */
+  overflowed: boolean;
+  /** The log lost the history the stream was delivering; the stream continues in the new one. */
+  historyLost: boolean;
+  /** Resolves when the stream delivers live again; catch-ups wait for it before turning live. */
+  readonly done: Promise<void>;
+  readonly resolve: () => void;
+}
+
+export interface FanOutOptions {
+  readonly logger: Logger;
+  /** Live events held per catching-up subscriber or recovering stream. */
+  readonly holdBackLimit: number;
+  readonly metrics: Pick<Metrics, 'holdBackOverflows'> | undefined;
+}
+
+export interface FanOut {
+  readonly streams: Map<string, Stream>;
+  readonly subscriberCount: () => number;
+  /** Adds a subscriber, live or catching up (events are then held for it). */
+  add(cohort: Cohort, subscriber: Subscriber): void;
+  /** Hands a live event to the stream's subscribers; duplicates of delivered events are dropped. */
+  deliverLive(stream: Stream, event: RealtimeEvent): void;
+  /** Holds a live event on a recovering stream (counted and dropped for a re-read on overflow). */
+  holdForRecovery(recovery: Recovery, event: RealtimeEvent): void;
+  /** Delivers a (logged) event to one subscriber in `epoch`, subject to its admission. */
+  deliverTo(subscriber: Subscriber, epoch: string, event: RealtimeEvent, payload: Rendered): void;
+  /** Filters and renders an event for a cohort; undefined when it does not match or fails. */
+  renderFor(cohort: Cohort, event: RealtimeEvent): Rendered | undefined;
+  /**
+   * The stream's history was replaced: ends with RESYNC_REQUIRED the subscribers holding a
+   * position outside `survivingEpoch` (all that hold one when it is undefined), or every
+   * subscriber when `everyone` (what they missed cannot be delivered).
+   */
+  failHolders(stream: Stream, survivingEpoch: string | undefined, everyone?: boolean): void;
+  /** Ends every subscriber of the stream with this error. */
+  failAll(stream: Stream, error: unknown): void;
+  failSubscriber(subscriber: Subscriber, error: unknown): void;
+  removeSubscriber(subscriber: Subscriber): void;
+}
+
+export function createFanOut(options: FanOutOptions): FanOut {
+  const { logger, holdBackLimit, metrics } = options;
+  const streams = new Map<string, Stream>();
+  let subscriberCount = 0;
+
+  const renderFor = (cohort: Cohort, event: RealtimeEvent): Rendered | undefined => {
+    try {
+      if (cohort.spec.filter && !cohort.spec.filter(event)) return undefined;
+      return { json: cohort.spec.render(event) };
+    } catch (error) {
+      // A failing filter or render drops this event for this cohort; it never kills the stream.
+      logger.error({ err: error, topic: event.topic, eventId: event.id }, 'event could not be rendered; dropped for one cohort');
+      return undefined;
+    }
+  };
+
+  const deliverTo = (subscriber: Subscriber, epoch: string, event: RealtimeEvent, payload: Rendered) => {
+    if (subscriber.closed) return;
+    const admission = subscriber.admit ? subscriber.admit(event) : 'deliver';
+    if (admission === 'deliver') {
+      subscriber.epoch ??= epoch;
+      subscriber.sink.next(payload);
+    } else if (admission === 'resync') {
+      failSubscriber(subscriber, resyncRequired('a change is missing from the stream'));
+    }
+  };
+
+  const hold = (subscriber: Subscriber, event: RealtimeEvent) => {
+    if (!subscriber.held || subscriber.overflowed) return;
+    if (subscriber.held.length >= holdBackLimit) {
+      subscriber.overflowed = true;
+      subscriber.held = [];
+      metrics?.holdBackOverflows.inc({ phase: 'resume' });
+      return;
+    }
+    subscriber.held.push(event);
+  };
+
+  const removeSubscriber = (subscriber: Subscriber) => {
+    if (subscriber.closed) return;
+    subscriber.closed = true;
+    subscriberCount -= 1;
+    const { cohort } = subscriber;
+    cohort.live.delete(subscriber);
+    cohort.catchingUp.delete(subscriber);
+    if (cohort.live.size === 0 && cohort.catchingUp.size === 0) cohort.stream.cohorts.delete(cohort.spec.key);
+    const stream = cohort.stream;
+    stream.subscribers -= 1;
+    if (stream.subscribers === 0) {
+      if (streams.get(stream.ref.key) === stream) streams.delete(stream.ref.key);
+      // Leave once the join has settled, whichever way it went.
+      void stream.joined.then(
+        () => stream.leave?.(),
+        () => undefined,
+      );
+    }
+  };
+
+  const failSubscriber = (subscriber: Subscriber, error: unknown) => {
+    if (subscriber.closed) return;
+    removeSubscriber(subscriber);
+    subscriber.sink.fail(
+      isTributaryError(error)
+        ? error
+        : new TributaryError(ErrorCode.INTERNAL_SERVER_ERROR, 'The event stream failed', { cause: error }),
+    );
+  };
+
+  const subscribersOf = (stream: Stream): Subscriber[] =>
+    [...stream.cohorts.values()].flatMap((cohort) => [...cohort.live, ...cohort.catchingUp]);
+
+  const failHolders = (stream: Stream, survivingEpoch: string | undefined, everyone = false) => {
+    const failing = subscribersOf(stream).filter(
+      (subscriber) => everyone || (subscriber.epoch !== undefined && subscriber.epoch !== survivingEpoch),
+    );
+    if (failing.length === 0) return;
+    // What is missing between two histories cannot be known: a subscriber that holds a position
+    // in the old one resyncs rather than skip it silently.
+    logger.warn({ topic: stream.ref.topic, subscribers: failing.length }, 'stream has a new history; subscribers holding a position in the old one must resync');
+    const error = resyncRequired('the stream has a new history');
+    for (const subscriber of failing) failSubscriber(subscriber, error);
+  };
+
+  return {
+    streams,
+    subscriberCount: () => subscriberCount,
+    add(cohort, subscriber) {
+      cohort.stream.subscribers += 1;
+      subscriberCount += 1;
+      if (subscriber.held === undefined) cohort.live.add(subscriber);
+      else cohort.catchingUp.add(subscriber);
+    },
+    deliverLive(stream, event) {
+      const placed = decodeCursor(event.cursor);
+      const last = stream.last;
+      // Recovery re-reads what live delivery may already have handed over.
+      if (last && last.epoch === placed.epoch && comparePositions(placed.position, last.position) <= 0) return;
+      stream.last = placed;
+      stream.lastCursor = event.cursor;
+      if (last && last.epoch !== placed.epoch) failHolders(stream, placed.epoch);
+      for (const cohort of stream.cohorts.values()) {
+        for (const subscriber of cohort.catchingUp) hold(subscriber, event);
+        if (cohort.live.size === 0) continue;
+        const payload = renderFor(cohort, event);
+        if (payload === undefined) continue;
+        for (const subscriber of cohort.live) deliverTo(subscriber, placed.epoch, event, payload);
+      }
+    },
+    holdForRecovery(recovery, event) {
+      if (recovery.overflowed) return;
+      if (recovery.held.length < holdBackLimit) {
+        recovery.held.push(event);
+        return;
+      }
+      recovery.overflowed = true;
+      recovery.held = [];
+      metrics?.holdBackOverflows.inc({ phase: 'outage' });
+    },
+    deliverTo,
+    renderFor,
+    failHolders,
+    failAll(stream, error) {
+      logger.warn({ err: error, topic: stream.ref.topic }, 'stream cannot be continued; subscribers must resync');
+      for (const subscriber of subscribersOf(stream)) failSubscriber(subscriber, error);
+    },
+    failSubscriber,
+    removeSubscriber,
+  };
+}

@@ -1,0 +1,337 @@
+/**
+ * The dispatcher's seams, as a unit: the real in-memory log, and an in-memory bus whose link the
+ * test cuts and restores (the bus is at-most-once: what it carries while cut is lost, as with
+ * Redis pub/sub). Reads of the log can be held at a gate to interleave live events with a
+ * catch-up exactly where the seam is.
+ */
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode, type TributaryError } from '../../src/errors.ts';
+import { createMetrics, type Metrics } from '../../src/metrics.ts';
+import { createDispatcher, type Dispatcher, type DispatcherOptions } from '../../src/pipeline/dispatch/dispatcher.ts';
+import type { CohortSpec, SubscriberSink } from '../../src/pipeline/dispatch/subscription-contract.ts';
+import type { RealtimeEvent } from '../../src/pipeline/envelope.ts';
+import type { EventLog } from '../../src/pipeline/log/event-log.ts';
+import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
+import type { BusLinkListener, EventBus, EventListener } from '../../src/pipeline/pubsub/event-bus.ts';
+import { streamOf, type StreamRef } from '../../src/pipeline/stream.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+
+const STREAM = streamOf({ app: 'shop', env: 'prod', tenant: 't1' }, 'orders');
+const COHORT: CohortSpec = { key: 'seq', filter: undefined, render: (event) => String(event.payload['seq']) };
+
+/** A bus in memory whose link can be cut: events published while cut reach no one. */
+function createLinkedBus() {
+  const listeners = new Map<string, Set<EventListener>>();
+  const watchers = new Set<BusLinkListener>();
+  let linked = true;
+  const bus: EventBus = {
+    join(stream, listener) {
+      const joined = listeners.get(stream.key) ?? new Set();
+      listeners.set(stream.key, joined);
+      joined.add(listener);
+      return Promise.resolve(() => void joined.delete(listener));
+    },
+    watch(listener) {
+      watchers.add(listener);
+      return () => void watchers.delete(listener);
+    },
+  };
+  return {
+    bus,
+    deliver(stream: StreamRef, event: RealtimeEvent) {
+      if (linked) for (const listener of listeners.get(stream.key) ?? []) listener(event);
+    },
+    cut() {
+      linked = false;
+      for (const watcher of watchers) watcher.lost();
+    },
+    restore() {
+      linked = true;
+      for (const watcher of watchers) watcher.recovered();
+    },
+  };
+}
+
+/**
+ * The log's `readAfter` behind a gate: while closed, a read takes its page (before or after
+ * waiting, as `snapshot` says) and waits; `entered` resolves when a read reaches the gate.
+ */
+function gateReads(log: EventLog) {
+  let gate: { opened: Promise<void>; open: () => void; entered: () => void } | undefined;
+  let snapshot: 'before-waiting' | 'after-waiting' = 'before-waiting';
+  const gated: EventLog = {
+    ...log,
+    async readAfter(stream, cursor, limit) {
+      const current = gate;
+      if (!current) return log.readAfter(stream, cursor, limit);
+      if (snapshot === 'after-waiting') {
+        current.entered();
+        await current.opened;
+        return log.readAfter(stream, cursor, limit);
+      }
+      const page = await log.readAfter(stream, cursor, limit);
+      current.entered();
+      await current.opened;
+      return page;
+    },
+  };
+  return {
+    log: gated,
+    /** Closes the gate for the next reads; resolves `entered` when the first one arrives. */
+    close(mode: typeof snapshot) {
+      snapshot = mode;
+      let open!: () => void;
+      let entered!: () => void;
+      const opened = new Promise<void>((resolve) => (open = resolve));
+      const reached = new Promise<void>((resolve) => (entered = resolve));
+      gate = { opened, open, entered };
+      return {
+        entered: reached,
+        open: () => {
+          gate = undefined;
+          open();
+        },
+      };
+    },
+  };
+}
+
+interface Received {
+  readonly seqs: number[];
+  readonly errors: TributaryError[];
+  readonly sink: SubscriberSink;
+}
+
+function receiver(): Received {
+  const seqs: number[] = [];
+  const errors: TributaryError[] = [];
+  return { seqs, errors, sink: { next: (payload) => seqs.push(Number(payload.json)), fail: (error) => errors.push(error) } };
+}
+
+const running: Dispatcher[] = [];
+afterEach(async () => {
+  for (const dispatcher of running.splice(0)) await dispatcher.close();
+});
+
+function setUp(options: Partial<Pick<DispatcherOptions, 'pageSize' | 'holdBackLimit'>> = {}) {
+  const link = createLinkedBus();
+  const log = createMemoryLog({ retention: { maxEvents: 10_000, maxAgeMs: 3_600_000 }, publish: (stream, event) => link.deliver(stream, event) });
+  const gated = gateReads(log);
+  const metrics = createMetrics({ processMetrics: false });
+  const dispatcher = createDispatcher({ log: gated.log, bus: link.bus, logger: pino({ level: 'silent' }), metrics, ...options });
+  running.push(dispatcher);
+  let seq = 0;
+  const publish = async (count = 1): Promise<RealtimeEvent[]> => {
+    const placed: RealtimeEvent[] = [];
+    for (let i = 0; i < count; i += 1) {
+      seq += 1;
+      placed.push(
+        await log.append(STREAM, {
+          id: `evt_${seq}`,
+          topic: STREAM.topic,
+          source: 'socket',
+          type: 'message',
+          payload: { seq },
+          metadata: { timestamp: Date.now(), scope: STREAM.scope },
+        }),
+      );
+    }
+    return placed;
+  };
+  const subscribe = async (after?: string): Promise<Received> => {
+    const received = receiver();
+    await dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after, sink: received.sink });
+    return received;
+  };
+  return { dispatcher, log, gated, link, metrics, publish, subscribe };
+}
+
+async function overflows(metrics: Metrics, phase: 'resume' | 'outage'): Promise<number> {
+  const { values } = await metrics.holdBackOverflows.get();
+  return values.find((value) => value.labels['phase'] === phase)?.value ?? 0;
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+describe('dispatcher: resume seam', () => {
+  it.each(['before-waiting', 'after-waiting'] as const)(
+    'replays the log after the cursor, then live, with no gap and no duplicate when live events arrive during the replay (page taken %s)',
+    async (snapshot) => {
+      const { gated, publish, subscribe, dispatcher } = setUp();
+      const [first] = await publish(3);
+      const gate = gated.close(snapshot);
+      const resuming = subscribe(first!.cursor);
+      await gate.entered;
+      // Live while the replay is in flight: held for the subscriber (and, when the page is taken
+      // afterwards, also in the page — the seam must drop the copy).
+      await publish(2);
+      gate.open();
+      const received = await resuming;
+      await waitFor(() => received.seqs.length >= 4);
+      await publish(1);
+      await waitFor(() => received.seqs.length >= 5);
+      expect(received.seqs).toEqual([2, 3, 4, 5, 6]);
+      expect(received.errors).toEqual([]);
+      expect(dispatcher.stats()).toEqual({ streams: 1, cohorts: 1, subscribers: 1 });
+    },
+  );
+
+  it('reads the log page by page up to the seam', async () => {
+    const { publish, subscribe } = setUp({ pageSize: 2 });
+    const [first] = await publish(7);
+    const received = await subscribe(first!.cursor);
+    await waitFor(() => received.seqs.length >= 6);
+    await publish(1);
+    await waitFor(() => received.seqs.length >= 7);
+    expect(received.seqs).toEqual(range(2, 8));
+  });
+
+  it('shares rendering with a live member of its cohort without handing it the replay', async () => {
+    const { publish, subscribe } = setUp();
+    const live = await subscribe();
+    const [first] = await publish(3);
+    const resuming = await subscribe(first!.cursor);
+    await waitFor(() => resuming.seqs.length >= 2);
+    await publish(1);
+    await waitFor(() => resuming.seqs.length >= 3 && live.seqs.length >= 4);
+    expect(live.seqs).toEqual([1, 2, 3, 4]);
+    expect(resuming.seqs).toEqual([2, 3, 4]);
+  });
+});
+
+describe('dispatcher: hold-back overflow', () => {
+  it('re-reads the log when more live events arrive during a replay than it may hold, and counts the overflow', async () => {
+    const { gated, publish, subscribe, metrics } = setUp({ holdBackLimit: 2 });
+    const [first] = await publish(2);
+    const gate = gated.close('before-waiting');
+    const resuming = subscribe(first!.cursor);
+    await gate.entered;
+    await publish(5); // 3 to 7: more than 2 held, so none are kept
+    gate.open();
+    const received = await resuming;
+    await waitFor(() => received.seqs.length >= 6);
+    await publish(1);
+    await waitFor(() => received.seqs.length >= 7);
+    expect(received.seqs).toEqual(range(2, 8));
+    expect(await overflows(metrics, 'resume')).toBe(1);
+    expect(await overflows(metrics, 'outage')).toBe(0);
+  });
+
+  it('counts nothing when the held events fit', async () => {
+    const { gated, publish, subscribe, metrics } = setUp({ holdBackLimit: 2 });
+    const [first] = await publish(2);
+    const gate = gated.close('before-waiting');
+    const resuming = subscribe(first!.cursor);
+    await gate.entered;
+    await publish(2);
+    gate.open();
+    const received = await resuming;
+    await waitFor(() => received.seqs.length >= 3);
+    expect(received.seqs).toEqual([2, 3, 4]);
+    expect(await overflows(metrics, 'resume')).toBe(0);
+  });
+});
+
+describe('dispatcher: bus outage', () => {
+  it('delivers from the log what was published while the link was cut, then what arrived live during the catch-up, each once and in order', async () => {
+    const { gated, link, publish, subscribe } = setUp();
+    const live = await subscribe();
+    await publish(2);
+    await waitFor(() => live.seqs.length >= 2);
+
+    link.cut();
+    await publish(3); // 3 to 5: lost by the bus
+    const gate = gated.close('before-waiting');
+    link.restore();
+    await gate.entered;
+    await publish(2); // 6, 7: live again, held until the log's are delivered
+    gate.open();
+    await waitFor(() => live.seqs.length >= 7);
+    await publish(1);
+    await waitFor(() => live.seqs.length >= 8);
+    expect(live.seqs).toEqual(range(1, 8));
+    expect(live.errors).toEqual([]);
+  });
+
+  it('re-reads the log when more live events arrive during the catch-up than the stream may hold, and counts the overflow', async () => {
+    const { gated, link, publish, subscribe, metrics } = setUp({ holdBackLimit: 2 });
+    const live = await subscribe();
+    await publish(1);
+    await waitFor(() => live.seqs.length >= 1);
+
+    link.cut();
+    await publish(2);
+    const gate = gated.close('before-waiting');
+    link.restore();
+    await gate.entered;
+    await publish(4); // more than 2: dropped, to be read from the log again
+    gate.open();
+    await waitFor(() => live.seqs.length >= 7);
+    await publish(1);
+    await waitFor(() => live.seqs.length >= 8);
+    expect(live.seqs).toEqual(range(1, 8));
+    expect(await overflows(metrics, 'outage')).toBe(1);
+  });
+
+  it('lets a resuming subscriber wait for the stream to recover before it turns live', async () => {
+    const { link, publish, subscribe } = setUp();
+    const [first] = await publish(2);
+    const anchor = await subscribe(); // joins the stream
+    link.cut();
+    const resuming = await subscribe(first!.cursor);
+    await publish(2); // 3, 4: lost by the bus, in the log
+    link.restore();
+    await waitFor(() => resuming.seqs.length >= 3 && anchor.seqs.length >= 2);
+    await publish(1);
+    await waitFor(() => resuming.seqs.length >= 4);
+    expect(resuming.seqs).toEqual([2, 3, 4, 5]);
+    expect(anchor.seqs).toEqual([3, 4, 5]);
+  });
+});
+
+describe('dispatcher: a replaced history', () => {
+  const isResync = (error: TributaryError) => error.code === ErrorCode.RESYNC_REQUIRED;
+
+  it('resyncs only the subscribers holding a position in the old history when a new one arrives live', async () => {
+    const { log, publish, subscribe } = setUp();
+    const positioned = await subscribe();
+    const [first] = await publish(1);
+    await waitFor(() => positioned.seqs.length === 1);
+    const resumedInOld = await subscribe(first!.cursor);
+    const idle = await subscribe(); // no event yet: holds no position
+    await log.renewEpochs(() => true); // what a recreated replication slot does
+    const fresh = await subscribe();
+
+    await publish(1);
+    await waitFor(() => fresh.seqs.length === 1);
+    expect(positioned.errors.map(isResync)).toEqual([true]);
+    expect(resumedInOld.errors.map(isResync)).toEqual([true]);
+    expect(positioned.seqs).toEqual([1]);
+    expect(idle.seqs).toEqual([2]);
+    expect(fresh.seqs).toEqual([2]);
+    expect([...idle.errors, ...fresh.errors]).toEqual([]);
+  });
+
+  it('after an outage in which the log lost the history, resyncs the holders and hands the others the new history from its start', async () => {
+    const { log, link, publish, subscribe } = setUp();
+    const positioned = await subscribe();
+    await publish(1);
+    await waitFor(() => positioned.seqs.length === 1);
+
+    link.cut();
+    await log.renewEpochs(() => true); // what Redis restarting without its data does
+    const fresh = await subscribe();
+    await publish(2); // the new history's first events, lost by the bus
+    link.restore();
+    await waitFor(() => fresh.seqs.length >= 2 && positioned.errors.length === 1);
+    await publish(1);
+    await waitFor(() => fresh.seqs.length >= 3);
+    expect(positioned.errors.map(isResync)).toEqual([true]);
+    expect(positioned.seqs).toEqual([1]);
+    expect(fresh.seqs).toEqual([2, 3, 4]);
+    expect(fresh.errors).toEqual([]);
+  });
+});
