@@ -13,7 +13,8 @@
  */
 import { clockMillis, readDelivery, type Delivery } from './fanout-payload.ts';
 import type { StepReport } from './fanout-protocol.ts';
-import { createLatencyHistogram, type LatencyHistogram } from './histogram.ts';
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { recordMillis, summarize } from './stats.ts';
 
 /** One subscriber's account; opaque outside this module. */
 export interface Account {
@@ -63,7 +64,7 @@ interface Step {
   /** Infinity until `collect`. */
   lastSeq: number;
   until: 'every' | 'last';
-  readonly latency: LatencyHistogram;
+  readonly latency: RecordableHistogram;
   received: number;
   stale: number;
   misrouted: number;
@@ -134,7 +135,7 @@ export function createDeliveryLedger(): DeliveryLedger {
       else account.highest = seq;
       account.order = (Math.imul(account.order, 31) + seq) | 0;
       step.received += 1;
-      step.latency.record((now - delivery.sentAt) * 1000);
+      recordMillis(step.latency, now - delivery.sentAt);
       if (step.received === 1) step.firstReceiptAt = now;
       step.lastReceiptAt = now;
       if (!account.done && (step.until === 'every' ? account.received >= account.expected : seq === account.lastSeq)) markDone(account);
@@ -215,7 +216,7 @@ export function createDeliveryLedger(): DeliveryLedger {
         operationEnds: [...step.operationEnds],
         firstReceiptAt: step.firstReceiptAt,
         lastReceiptAt: step.lastReceiptAt,
-        latency: step.latency.summary(),
+        latency: summarize(step.latency),
         ...extra,
       };
     },
@@ -227,7 +228,7 @@ function newStep(firstSeq: number): Step {
     firstSeq,
     lastSeq: Number.POSITIVE_INFINITY,
     until: 'every',
-    latency: createLatencyHistogram(),
+    latency: createHistogram(),
     received: 0,
     stale: 0,
     misrouted: 0,

@@ -8,7 +8,7 @@
  * → a `StepReport`.
  */
 import type { SubscribePayload } from 'graphql-ws';
-import type { HistogramSummary } from './histogram.ts';
+import type { Summary } from './stats.ts';
 
 export type ClientRequest =
   | {
@@ -91,7 +91,7 @@ export interface StepReport {
   readonly firstReceiptAt: number;
   readonly lastReceiptAt: number;
   /** Receipt time − `sentAt`, in µs; undefined when nothing was received. */
-  readonly latency: HistogramSummary | undefined;
+  readonly latency: Summary | undefined;
   /** This client's CPU (user + system) since `expect`, in µs. */
   readonly clientCpuMicros: number;
   /** The timeout passed before every open socket had seen `lastSeq`. */

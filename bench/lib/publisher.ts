@@ -7,7 +7,8 @@
  */
 import { Agent, request } from 'node:http';
 import { clockMillis, publishBody } from './fanout-payload.ts';
-import { createLatencyHistogram, type HistogramSummary } from './histogram.ts';
+import { createHistogram } from 'node:perf_hooks';
+import { recordMillis, summarize, type Summary } from './stats.ts';
 
 /** Idle time after which a kept-alive connection is closed by us, in ms. */
 const IDLE_CONNECTION_MS = 1000;
@@ -54,7 +55,7 @@ export interface PublishReport {
   /** The first of those, for the report. */
   readonly firstFailure: string | undefined;
   /** Request sent → answer received, in µs (a server that fans out before answering shows it here). */
-  readonly answered: HistogramSummary | undefined;
+  readonly answered: Summary | undefined;
 }
 
 export interface Publisher {
@@ -151,7 +152,7 @@ export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, sen
     let failures = 0;
     let firstFailure: string | undefined;
     let lastSentAt = startedAt;
-    const answers = createLatencyHistogram();
+    const answers = createHistogram();
     /** Every request slot is busy with events due: the next answer resumes the schedule. */
     let blocked = false;
 
@@ -163,7 +164,7 @@ export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, sen
         lagMs: lastSentAt - (startedAt + (count - 1) * intervalMs),
         failures,
         firstFailure,
-        answered: answers.summary(),
+        answered: summarize(answers),
       });
 
     // Sends what is due by now (catching up after a late timer), then sleeps until the next one.
@@ -176,7 +177,7 @@ export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, sen
         lastSentAt = clockMillis();
         const sentAt = lastSentAt;
         void send(seq).then((failure) => {
-          answers.record((clockMillis() - sentAt) * 1000);
+          recordMillis(answers, clockMillis() - sentAt);
           inFlight -= 1;
           answered += 1;
           if (failure !== undefined) {

@@ -24,6 +24,11 @@ export function print(line = ''): void {
   console.log(line);
 }
 
+/** The message of anything thrown, for a table cell or a failure line. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** Renders a table with a rule under the header; cells are padded to the widest in each column. */
 export function formatTable(table: Table): string {
   const widths = table.columns.map((column, index) =>

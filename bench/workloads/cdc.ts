@@ -21,9 +21,9 @@
  *   not measured at higher rates of the group.
  */
 import type { SubscribePayload } from 'graphql-ws';
+import { startRedis, type RedisInstance } from '../../test/helpers/redis.ts';
 import { CDC_REFERENCE, type PeerName } from '../peers/peer.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
-import { startRedisServer, type RedisServer } from '../lib/redis-server.ts';
 import { print } from '../lib/report.ts';
 import { createRowWriter, type BulkCommit, type RowWriter } from '../lib/row-writer.ts';
 import { formatMillis } from '../lib/stats.ts';
@@ -111,7 +111,7 @@ interface Shared {
   readonly context: WorkloadContext;
   readonly settings: CdcSettings;
   readonly source: SourceDatabase;
-  readonly redis: RedisServer;
+  readonly redis: RedisInstance;
 }
 
 export const cdc: Workload = {
@@ -124,8 +124,8 @@ export const cdc: Workload = {
         'each peer its own table, publication and slot; subscribers hold changes(model: "contacts") with a token of their tenant',
     );
     const started = performance.now();
-    const [source, redis] = await Promise.all([startSourceDatabase(context), startRedisServer()]);
-    context.defer(`redis-server (pid ${redis.pid})`, () => redis.stop());
+    const [source, redis] = await Promise.all([startSourceDatabase(context), startRedis()]);
+    context.defer(`redis-server :${redis.port}`, () => redis.dispose());
     for (const name of PEERS) await source.preparePeer(name);
     print(`postgres and redis-server ready in ${formatMillis(performance.now() - started)}`);
     const shared: Shared = { context, settings, source, redis };

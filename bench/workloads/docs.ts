@@ -12,8 +12,9 @@
  * process of its own, through `fanout-session.ts`.
  */
 import type { SubscribePayload } from 'graphql-ws';
+import { startRedis } from '../../test/helpers/redis.ts';
 import { OURS, REDIS_PEERS, REFERENCE, type PeerName } from '../peers/peer.ts';
-import { startRedisServer } from '../lib/redis-server.ts';
+import { graphqlData } from '../lib/graphql-http.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
 import { printRatioLine, printTable, print } from '../lib/report.ts';
 import { formatMicros, formatMillis, median } from '../lib/stats.ts';
@@ -97,8 +98,8 @@ export const docs: Workload = {
         'tributary-redis: Redis hot cache, answers after the database has the change (SYNC_DURABILITY=sync); ' +
         'tributary-redis-async: answers once Redis has it, the database follows (async); yoga-graphql-ws keeps documents in memory',
     );
-    const redis = await startRedisServer();
-    context.defer(`redis-server (pid ${redis.pid})`, () => redis.stop());
+    const redis = await startRedis();
+    context.defer(`redis-server :${redis.port}`, () => redis.dispose());
     const failures: string[] = [];
     for (const size of settings.sizes) {
       const group = await startPeers(context, size, redis.url);
@@ -171,14 +172,7 @@ async function open(context: WorkloadContext, outcome: DocsOutcome): Promise<voi
 
 /** `createDocument(service: "bench", id: "d1", data: {})` over HTTP: `mergeDocument` needs the document to exist. */
 async function createDocument(peer: PeerProcess): Promise<void> {
-  const response = await fetch(peer.url.replace(/^ws:/, 'http:'), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query: CREATE_QUERY, variables: { service: SERVICE, id: DOCUMENT_ID, data: {} } }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await response.text();
-  if (response.status !== 200 || text.includes('"errors"')) throw new Error(`createDocument: HTTP ${response.status}: ${text.slice(0, 300)}`);
+  await graphqlData(peer.httpUrl, CREATE_QUERY, { service: SERVICE, id: DOCUMENT_ID, data: {} }, { timeoutMs: 10_000 });
 }
 
 /** Runs one step; an exception (crash, dead client) marks the peer failed instead of ending the run. */

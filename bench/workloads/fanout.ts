@@ -9,9 +9,9 @@
  * not. One load client implementation (`lib/fanout-client.ts`) and one publisher
  * (`lib/publisher.ts`) for every peer, each in a process of its own.
  */
+import { startRedis, type RedisInstance } from '../../test/helpers/redis.ts';
 import type { PeerName } from '../peers/peer.ts';
 import { print } from '../lib/report.ts';
-import { startRedisServer, type RedisServer } from '../lib/redis-server.ts';
 import { formatMillis } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
 import { bestStep, firstFailedAbove, reportFanout, type PeerOutcome } from './fanout-report.ts';
@@ -106,7 +106,7 @@ export const fanout: Workload = {
     } finally {
       // Each session stops its load client, then its server; Redis goes last.
       await Promise.all(outcomes.map(async (outcome) => outcome.session?.stop()));
-      await redis?.stop();
+      await redis?.dispose();
     }
     const failures = reportFanout(outcomes, settings, context.rounds);
     if (failures.length > 0) throw new Error(`fanout: ${failures.join('; ')}`);
@@ -120,13 +120,13 @@ export const fanout: Workload = {
 async function startSessions(
   context: WorkloadContext,
   settings: FanoutSettings,
-): Promise<{ outcomes: PeerOutcome[]; redis: RedisServer | undefined }> {
+): Promise<{ outcomes: PeerOutcome[]; redis: RedisInstance | undefined }> {
   const outcomes: PeerOutcome[] = PEERS.map((name) => ({ name, session: undefined, failure: undefined, skipped: undefined, fixed: [], steps: [] }));
-  let redis: RedisServer | undefined;
+  let redis: RedisInstance | undefined;
   if (PEERS.includes('tributary-redis')) {
     try {
-      const server = await startRedisServer();
-      context.defer(`redis-server (pid ${server.pid})`, () => server.stop());
+      const server = await startRedis();
+      context.defer(`redis-server :${server.port}`, () => server.dispose());
       redis = server;
     } catch (error) {
       for (const outcome of outcomes) if (outcome.name === 'tributary-redis') outcome.skipped = `no private redis-server: ${messageOf(error)}`;
