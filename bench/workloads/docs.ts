@@ -16,8 +16,9 @@ import { startRedis } from '../../test/helpers/redis.ts';
 import { OURS, REDIS_PEERS, REFERENCE, type PeerName } from '../peers/peer.ts';
 import { graphqlData } from '../lib/graphql-http.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
-import { printRatioLine, printTable, print } from '../lib/report.ts';
-import { formatMicros, formatMillis, median } from '../lib/stats.ts';
+import { bootPeers } from '../lib/boot-peers.ts';
+import { messageOf, printRatioLine, printTable, print } from '../lib/report.ts';
+import { formatMicros, median } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
 import { openSession, type FanoutSession, type StepResult, type StepTolerance } from './fanout-session.ts';
 
@@ -123,29 +124,13 @@ export const docs: Workload = {
   },
 };
 
-/**
- * Starts a fresh server per peer for one N, all at once (boot time is not measured: Tributary's
- * embedded database takes seconds, more when four boot together on two cores).
- */
+/** Starts a fresh server per peer for one N. */
 async function startPeers(context: WorkloadContext, subscribers: number, redisUrl: string): Promise<DocsOutcome[]> {
-  const outcomes: DocsOutcome[] = PEERS.map((name) => ({ name, subscribers, peer: undefined, session: undefined, failure: undefined, rounds: [] }));
-  const started = performance.now();
-  const boots: string[] = [];
-  await Promise.all(
-    outcomes.map(async (outcome) => {
-      try {
-        outcome.peer = await context.startPeer(outcome.name, {
-          startTimeoutMs: 120_000,
-          ...(REDIS_PEERS.includes(outcome.name) && { env: { REDIS_URL: redisUrl } }),
-        });
-        boots.push(`${outcome.name} ${formatMillis(performance.now() - started)}`);
-      } catch (error) {
-        outcome.failure = `could not start: ${messageOf(error)}`;
-      }
-    }),
-  );
-  print(`servers ready (one per peer, booted in parallel; boot time not measured): ${boots.join(', ')}`);
-  return outcomes;
+  const booted = await bootPeers(context, PEERS, { optionsOf: (name) => (REDIS_PEERS.includes(name) ? { env: { REDIS_URL: redisUrl } } : {}) });
+  return PEERS.map((name, index) => {
+    const peer = booted[index];
+    return { name, subscribers, peer: typeof peer === 'object' ? peer : undefined, session: undefined, failure: typeof peer === 'string' ? peer : undefined, rounds: [] };
+  });
 }
 
 /** Creates the document, opens the subscribers and probes until every subscription delivers. */
@@ -293,6 +278,3 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
   return failures;
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

@@ -6,11 +6,12 @@
  */
 import type { SubscribePayload } from 'graphql-ws';
 import { OURS, REFERENCE, type PeerName } from '../peers/peer.ts';
+import { bootPeers } from '../lib/boot-peers.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
 import { printRatioLine, printTable, print } from '../lib/report.ts';
 import { alternateRounds } from '../lib/rounds.ts';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
-import { formatMicros, formatMillis, formatPercent, formatRate, median, recordMillis, relativeSpread, summarize, type Summary } from '../lib/stats.ts';
+import { formatMicros, formatPercent, formatRate, median, recordMillis, relativeSpread, summarize, type Summary } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
 import { closeLoadSockets, openLoadSockets, type LoadSocket } from '../lib/ws-load-client.ts';
 
@@ -80,15 +81,13 @@ export const roundtrip: Workload = {
 };
 
 async function startPeers(context: WorkloadContext): Promise<Map<PeerName, PeerProcess>> {
+  const booted = await bootPeers(context, PEERS);
   const peers = new Map<PeerName, PeerProcess>();
-  const boots: string[] = [];
-  // One at a time: Tributary's boot (embedded database, migrations) would skew a parallel one.
-  for (const name of PEERS) {
-    const started = performance.now();
-    peers.set(name, await context.startPeer(name));
-    boots.push(`${name} ${formatMillis(performance.now() - started)}`);
+  for (const [index, name] of PEERS.entries()) {
+    const peer = booted[index];
+    if (typeof peer === 'string') throw new Error(`${name}: ${peer}`);
+    if (peer) peers.set(name, peer);
   }
-  print(`servers ready (boot time, not measured): ${boots.join(', ')}`);
   return peers;
 }
 
@@ -100,7 +99,7 @@ function peerOf(peers: ReadonlyMap<PeerName, PeerProcess>, name: PeerName): Peer
 
 /** Fails early if a peer answers something else than the others: the comparison would be void. */
 async function checkResponse(peer: PeerProcess): Promise<void> {
-  const sockets = await openLoadSockets({ url: peer.url }, 1);
+  const sockets = await openLoadSockets(peer.url, 1);
   try {
     for (const socket of sockets) {
       const result = await socket.execute(OPERATION);
@@ -113,7 +112,7 @@ async function checkResponse(peer: PeerProcess): Promise<void> {
 }
 
 async function measurePhase(peer: PeerProcess, phase: Phase, settings: RoundtripSettings): Promise<PhaseResult> {
-  const sockets = await openLoadSockets({ url: peer.url }, phase.sockets);
+  const sockets = await openLoadSockets(peer.url, phase.sockets);
   try {
     await withDeadline(drive(sockets, Math.max(settings.warmup, phase.sockets)), settings.phaseTimeoutMs, `${peer.name} warm-up`);
     const latency = createHistogram();
