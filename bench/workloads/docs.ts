@@ -18,8 +18,9 @@ import { graphqlData } from '../lib/graphql-http.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
 import { bootPeers } from '../lib/boot-peers.ts';
 import { messageOf, printRatioLine, printTable, print } from '../lib/report.ts';
-import { formatMicros, median } from '../lib/stats.ts';
+import { formatMicros } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
+import { summarizeRounds } from './rounds-summary.ts';
 import { openSession, type FanoutSession, type StepResult, type StepTolerance } from './fanout-session.ts';
 
 /** Tributary's three document paths, against the stack it replaces (`raw-ws` has no documents). */
@@ -174,50 +175,11 @@ async function measure(outcome: DocsOutcome, step: Parameters<FanoutSession['ste
   }
 }
 
-interface DocsSummary {
-  /** Mutations per second actually sent: below the offered rate when one takes longer than the interval. */
-  readonly achieved: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly mutationP50: number;
-  readonly mutationP99: number;
-  readonly cpuPerMutation: number;
-  readonly delivered: number;
-  readonly expected: number;
-  readonly zeroLoss: boolean;
-  /** The first loss, disorder or failed mutation of a round. */
-  readonly problem: string | undefined;
-}
-
-function summarizeOutcome(outcome: DocsOutcome): DocsSummary | undefined {
-  const { rounds } = outcome;
-  if (rounds.length === 0) return undefined;
-  const of = (pick: (result: StepResult) => number | undefined) => median(rounds.map((result) => pick(result) ?? Number.NaN));
-  let delivered = 0;
-  let expected = 0;
-  for (const result of rounds) {
-    delivered += result.client.received;
-    expected += result.events * result.subscribers;
-  }
-  return {
-    achieved: of((r) => r.events / ((r.publish.lastSentAt - r.publish.startedAt) / 1000 + 1 / r.rate)),
-    p50: of((r) => r.client.latency?.p50),
-    p99: of((r) => r.client.latency?.p99),
-    mutationP50: of((r) => r.publish.answered?.p50),
-    mutationP99: of((r) => r.publish.answered?.p99),
-    cpuPerMutation: of((r) => r.serverCpuMicros / r.events),
-    delivered,
-    expected,
-    zeroLoss: rounds.every((result) => result.lossless && result.inOrder && result.publish.failures === 0),
-    problem: rounds.find((result) => !result.lossless || !result.inOrder || result.publish.failures > 0)?.problem,
-  };
-}
-
 /** Prints one N's table and ratio line; returns what makes the run fail (a peer not measured, ours losing changes). */
 function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: number): string[] {
   const failures: string[] = [];
   const size = group[0]?.subscribers ?? 0;
-  const summaries = new Map(group.map((outcome) => [outcome.name, summarizeOutcome(outcome)]));
+  const summaries = new Map(group.map((outcome) => [outcome.name, summarizeRounds(outcome.rounds)]));
   print();
   printTable({
     title:
@@ -243,10 +205,10 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
         m.achieved.toFixed(1),
         formatMicros(m.p50),
         formatMicros(m.p99),
-        formatMicros(m.mutationP50),
-        formatMicros(m.mutationP99),
+        formatMicros(m.answeredP50),
+        formatMicros(m.answeredP99),
         `${m.delivered.toLocaleString('en-US')}/${m.expected.toLocaleString('en-US')}`,
-        formatMicros(m.cpuPerMutation),
+        formatMicros(m.cpuPerEvent),
         outcome.failure === undefined ? verdict : `${verdict}; then failed: ${outcome.failure}`,
       ];
     }),
@@ -270,9 +232,9 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
     printRatioLine(name, REFERENCE, [
       { metric: 'mut→sub p50', value: ours.p50 / peer.p50 },
       { metric: 'p99', value: ours.p99 / peer.p99 },
-      { metric: 'mutation p50', value: ours.mutationP50 / peer.mutationP50 },
-      { metric: 'p99', value: ours.mutationP99 / peer.mutationP99 },
-      { metric: 'server CPU/mutation', value: ours.cpuPerMutation / peer.cpuPerMutation },
+      { metric: 'mutation p50', value: ours.answeredP50 / peer.answeredP50 },
+      { metric: 'p99', value: ours.answeredP99 / peer.answeredP99 },
+      { metric: 'server CPU/mutation', value: ours.cpuPerEvent / peer.cpuPerEvent },
     ]);
   }
   return failures;
