@@ -8,7 +8,6 @@ import { childStopper, createIpcRequester } from './child-ipc.ts';
 import type { ClientReply, ClientRequest, StepReport } from './fanout-protocol.ts';
 
 export interface FanoutClient {
-  readonly pid: number;
   /**
    * Opens `sockets` sockets to `url`, each with one `subscribe`; resolves with how many. Frames
    * containing `ignore` are dropped unread; `spread` puts the sockets on several topics, each
@@ -48,7 +47,6 @@ export function startFanoutClient(options: FanoutClientOptions = {}): FanoutClie
   const ask = createIpcRequester<ClientRequest, ClientReply>(child, 'load client', (reply) => (reply.type === 'failed' ? reply.message : undefined));
 
   return {
-    pid: child.pid ?? -1,
     async open(url, sockets, subscribe, ignore, spread) {
       const reply = await ask({
         type: 'open',

@@ -66,7 +66,6 @@ interface Step {
   until: 'every' | 'last';
   readonly latency: RecordableHistogram;
   received: number;
-  stale: number;
   misrouted: number;
   done: number;
   firstReceiptAt: number;
@@ -113,10 +112,7 @@ export function createDeliveryLedger(): DeliveryLedger {
       const now = clockMillis();
       const { seq } = delivery;
       const offset = seq - step.firstSeq;
-      if (offset < 0) {
-        step.stale += 1;
-        return true;
-      }
+      if (offset < 0) return true; // a backlog from before the step, still draining
       if (account.topics > 1 && (seq - account.topic) % account.topics !== 0) {
         // Another topic's event (another tenant's row, in `cdc`): never delivered here.
         step.misrouted += 1;
@@ -211,7 +207,6 @@ export function createDeliveryLedger(): DeliveryLedger {
         duplicates,
         outOfOrder,
         orders: orders.size,
-        stale: step.stale,
         misrouted: step.misrouted,
         operationEnds: [...step.operationEnds],
         firstReceiptAt: step.firstReceiptAt,
@@ -230,7 +225,6 @@ function newStep(firstSeq: number): Step {
     until: 'every',
     latency: createHistogram(),
     received: 0,
-    stale: 0,
     misrouted: 0,
     done: 0,
     firstReceiptAt: Number.NaN,

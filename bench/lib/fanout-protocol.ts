@@ -79,8 +79,6 @@ export interface StepReport {
    * but it must be one order for the whole topic.
    */
   readonly orders: number;
-  /** Events from before the step (a backlog still draining). */
-  readonly stale: number;
   /** Events of the step received by a socket whose topic they are not on (see `open`'s `topics`): a leak. */
   readonly misrouted: number;
   /** Close code and reason → sockets the server closed, since they were opened. */

@@ -12,14 +12,14 @@ import { recordMillis, summarize, type Summary } from './stats.ts';
 
 /** Idle time after which a kept-alive connection is closed by us, in ms. */
 const IDLE_CONNECTION_MS = 1000;
+/** Connections kept alive: the most requests a run may have in flight. */
+const MAX_CONNECTIONS = 32;
+/** Time one request may take before it counts as failed, in ms. */
+const REQUEST_TIMEOUT_MS = 10_000;
 
 export interface PublisherOptions {
   /** `http://127.0.0.1:port/graphql` */
   readonly url: string;
-  /** Connections kept alive, the most requests a run may have in flight. @default 32 */
-  readonly maxConnections?: number;
-  /** Time one request may take before it counts as failed, in ms. @default 10000 */
-  readonly requestTimeoutMs?: number;
   /**
    * The HTTP body of the mutation for event `seq`, sent at `sentAt` (`clockMillis()`); its
    * result must carry `"seq":` and `"sentAt":` to the subscribers. @default publishBody
@@ -42,8 +42,6 @@ export interface PublishRun {
 }
 
 export interface PublishReport {
-  /** Events sent (all of them, unless a request could not even be started). */
-  readonly sent: number;
   /** `clockMillis()` when the first event was sent. */
   readonly startedAt: number;
   /** `clockMillis()` when the last event was sent. */
@@ -74,11 +72,11 @@ export interface Publisher {
 
 export function createPublisher(options: PublisherOptions): Publisher {
   const url = new URL(options.url);
-  const timeoutMs = options.requestTimeoutMs ?? 10_000;
+  const timeoutMs = REQUEST_TIMEOUT_MS;
   const bodyOf = options.body ?? publishBody;
   // Idle connections are dropped after 1 s, well before a Node server's 5 s keep-alive timeout:
   // reusing one the server is closing at that moment fails the request (ECONNRESET).
-  const agent = new Agent({ keepAlive: true, maxSockets: options.maxConnections ?? 32, timeout: IDLE_CONNECTION_MS });
+  const agent = new Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS, timeout: IDLE_CONNECTION_MS });
 
   /** Sends one event; resolves with undefined on success, with what went wrong otherwise. */
   const send = (seq: number, attempt = 1): Promise<string | undefined> =>
@@ -158,7 +156,6 @@ export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, sen
 
     const finish = () =>
       resolve({
-        sent,
         startedAt,
         lastSentAt,
         lagMs: lastSentAt - (startedAt + (count - 1) * intervalMs),

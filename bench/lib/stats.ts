@@ -6,10 +6,8 @@
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
 
-/** Count, mean, percentiles and max of one histogram, in µs. */
+/** Percentiles and max of one histogram, in µs. */
 export interface Summary {
-  readonly count: number;
-  readonly mean: number;
   readonly p50: number;
   readonly p90: number;
   readonly p99: number;
@@ -26,8 +24,6 @@ export function summarize(histogram: RecordableHistogram): Summary | undefined {
   if (histogram.count === 0) return undefined;
   const micros = (nanos: number) => nanos / 1000;
   return {
-    count: histogram.count,
-    mean: micros(histogram.mean),
     p50: micros(histogram.percentile(50)),
     p90: micros(histogram.percentile(90)),
     p99: micros(histogram.percentile(99)),

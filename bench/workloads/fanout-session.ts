@@ -46,6 +46,8 @@ export interface StepOptions {
 
 /** Publishes in flight at once in an unordered step. */
 const CONCURRENCY = 32;
+/** Probe rounds published (one at a time) until every subscription has received one. */
+const MAX_PROBES = 40;
 
 /** What one step at one rate showed. */
 export interface StepResult {
@@ -125,8 +127,6 @@ export interface SessionOptions {
   readonly subscribers: number;
   /** The Redis the peer uses, for its CPU; undefined when it uses none. */
   readonly redis: RedisInstance | undefined;
-  /** Probes published (one at a time) until every subscription has received one. @default 40 */
-  readonly maxProbes?: number;
   /** Time each probe waits for the subscribers, in ms. @default 250 */
   readonly probeWaitMs?: number;
   /** What every subscriber subscribes to. @default FANOUT_SUBSCRIPTION */
@@ -270,7 +270,7 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
     const opened = await client.open(peer.url, subscribers, options.subscription ?? FANOUT_SUBSCRIPTION, options.ignore, options.spread);
     await client.expect(nextSeq);
     for (let probe = 0; ; probe += 1) {
-      if (probe === (options.maxProbes ?? 40)) throw new Error(`${subscribers} subscriptions were not all live after ${probe} probe rounds`);
+      if (probe === MAX_PROBES) throw new Error(`${subscribers} subscriptions were not all live after ${probe} probe rounds`);
       // One probe per topic: every subscription waits for its own topic's.
       for (let topic = 0; topic < topics; topic += 1) await publisher.publishOne(nextSeq++);
       const seq = nextSeq - 1;
