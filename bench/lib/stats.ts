@@ -14,9 +14,14 @@ export interface Summary {
   readonly max: number;
 }
 
-/** Records one latency given in ms; values below 1 ns (clock skew between processes) count as 1 ns. */
+/**
+ * Records one latency given in ms. The histogram refuses values outside 1 … 2^53 − 1 ns (it
+ * throws), so below 1 ns (clock skew between processes) counts as 1 ns and a nonsense value (a
+ * frame whose `sentAt` could not be read) as the largest; NaN as the largest too.
+ */
 export function recordMillis(histogram: RecordableHistogram, millis: number): void {
-  histogram.record(Math.max(1, Math.round(millis * 1e6)));
+  const nanos = Math.round(millis * 1e6);
+  histogram.record(nanos >= 1 ? Math.min(nanos, Number.MAX_SAFE_INTEGER) : Number.isNaN(nanos) ? Number.MAX_SAFE_INTEGER : 1);
 }
 
 /** The histogram's summary in µs; undefined when nothing was recorded. */
