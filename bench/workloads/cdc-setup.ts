@@ -20,7 +20,7 @@ import { contactsTableSql, tenantOf } from '../lib/row-writer.ts';
 import type { WorkloadContext } from '../lib/workload.ts';
 
 /** Every subscriber's module and model: the permission is `crm.contacts.read`. */
-export const MODULE = 'crm';
+const MODULE = 'crm';
 export const MODEL = 'contacts';
 
 export interface SourceDatabase {

@@ -39,7 +39,7 @@ import { openSession, type FanoutSession, type StepOptions, type StepTolerance }
  * deployment keeps its platform database in Postgres, not embedded: here a database of its own
  * on the source's server (`DATABASE_URL`), whose backends' CPU is reported with the server's.
  */
-export const CDC_OURS: readonly PeerName[] = ['tributary-redis'];
+const CDC_OURS: readonly PeerName[] = ['tributary-redis'];
 const PEERS: readonly PeerName[] = [...CDC_OURS, CDC_REFERENCE];
 
 const SUBSCRIPTION: SubscribePayload = {

@@ -321,7 +321,7 @@ function describeProblem(report: StepReport, publish: PublishReport, facts: Step
   return undefined;
 }
 
-export function formatCloses(closes: Readonly<Record<string, number>>): string {
+function formatCloses(closes: Readonly<Record<string, number>>): string {
   const entries = Object.entries(closes);
   return entries.length === 0 ? 'none' : entries.map(([reason, count]) => `${count}× ${reason}`).join(', ');
 }
