@@ -7,7 +7,8 @@
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { createCleanupStack } from './lib/cleanup.ts';
+import { createCleanupStack } from '../src/cleanup-stack.ts';
+import { createLogger } from '../src/logger.ts';
 import { startPeerProcess } from './lib/peer-process.ts';
 import { print } from './lib/report.ts';
 import { formatMillis } from './lib/stats.ts';
@@ -68,7 +69,20 @@ async function main(): Promise<number> {
     return options === USAGE ? 0 : 2;
   }
   const started = performance.now();
-  const cleanup = createCleanupStack();
+  // The shared stack logs a failed step (as a JSON line on stderr) and goes on with the others;
+  // a failed step also fails the run.
+  let cleanupFailures = 0;
+  const cleanup = createCleanupStack(
+    createLogger({
+      level: 'error',
+      destination: {
+        write(line: string) {
+          cleanupFailures += 1;
+          process.stderr.write(line);
+        },
+      },
+    }),
+  );
   const interrupted = (signal: NodeJS.Signals) => {
     console.error(`\n${signal}: stopping servers`);
     void cleanup.run().finally(() => process.exit(130));
@@ -101,10 +115,8 @@ async function main(): Promise<number> {
     failed = true;
     console.error(`\nbenchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   } finally {
-    for (const failure of await cleanup.run()) {
-      failed = true;
-      console.error(failure.message);
-    }
+    await cleanup.run();
+    if (cleanupFailures > 0) failed = true;
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
   }

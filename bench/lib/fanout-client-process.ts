@@ -2,13 +2,12 @@
  * The parent's handle on a fan-out load client (`fanout-client.ts`) in its own process, so the
  * subscribers' CPU is neither the server's nor the publisher's, and can be reported on its own.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { fork } from 'node:child_process';
 import type { SubscribePayload } from 'graphql-ws';
+import { childStopper, createIpcRequester } from './child-ipc.ts';
 import type { ClientReply, ClientRequest, StepReport } from './fanout-protocol.ts';
 
 export interface FanoutClient {
-  readonly pid: number;
   /**
    * Opens `sockets` sockets to `url`, each with one `subscribe`; resolves with how many. Frames
    * containing `ignore` are dropped unread; `spread` puts the sockets on several topics, each
@@ -43,18 +42,11 @@ export interface FanoutClientOptions {
 
 const CLIENT_SCRIPT = new URL('./fanout-client.ts', import.meta.url);
 
-/** A request before the requester numbers it. */
-type RequestBody = DistributiveOmit<ClientRequest, 'requestId'>;
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
 export function startFanoutClient(options: FanoutClientOptions = {}): FanoutClient {
   const child = fork(CLIENT_SCRIPT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const exited = once(child, 'exit').then(() => undefined);
-  const ask = createRequester(child);
-  let stopping: Promise<void> | undefined;
+  const ask = createIpcRequester<ClientRequest, ClientReply>(child, 'load client', (reply) => (reply.type === 'failed' ? reply.message : undefined));
 
   return {
-    pid: child.pid ?? -1,
     async open(url, sockets, subscribe, ignore, spread) {
       const reply = await ask({
         type: 'open',
@@ -77,39 +69,6 @@ export function startFanoutClient(options: FanoutClientOptions = {}): FanoutClie
       if (reply.type !== 'collected') throw new Error(`load client: expected collected, got ${reply.type}`);
       return reply.report;
     },
-    stop: () =>
-      (stopping ??= (async () => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const timer = setTimeout(() => child.kill('SIGKILL'), options.stopTimeoutMs ?? 10_000);
-        if (child.connected) await ask({ type: 'close' }).catch(() => undefined);
-        await exited;
-        clearTimeout(timer);
-      })()),
+    stop: childStopper(child, () => ask({ type: 'close' }), options.stopTimeoutMs ?? 10_000),
   };
-}
-
-/** Request/reply over the IPC channel, matched by `requestId`; a `failed` reply rejects. */
-function createRequester(child: ChildProcess): (request: RequestBody) => Promise<ClientReply> {
-  let nextId = 0;
-  const waiting = new Map<number, { resolve: (reply: ClientReply) => void; reject: (error: Error) => void }>();
-  child.on('message', (reply: ClientReply) => {
-    const waiter = waiting.get(reply.requestId);
-    waiting.delete(reply.requestId);
-    if (reply.type === 'failed') waiter?.reject(new Error(`load client: ${reply.message}`));
-    else waiter?.resolve(reply);
-  });
-  child.once('exit', (code, signal) => {
-    for (const { reject } of waiting.values()) reject(new Error(`load client exited (${signal ?? code})`));
-    waiting.clear();
-  });
-  return (request) =>
-    new Promise<ClientReply>((resolve, reject) => {
-      if (!child.connected) {
-        reject(new Error('load client process is gone'));
-        return;
-      }
-      const requestId = nextId++;
-      waiting.set(requestId, { resolve, reject });
-      child.send({ ...request, requestId });
-    });
 }

@@ -13,6 +13,7 @@ import type { SubscribePayload } from 'graphql-ws';
 import { createDeliveryLedger, type Account } from './fanout-ledger.ts';
 import type { ClientReply, ClientRequest } from './fanout-protocol.ts';
 import { connectLeanWebSocket, type LeanWebSocket } from './lean-websocket.ts';
+import { openInBatches } from './open-in-batches.ts';
 
 const PROTOCOL = 'graphql-transport-ws';
 const SUBSCRIPTION_ID = '0';
@@ -115,19 +116,12 @@ async function open(request: Extract<ClientRequest, { type: 'open' }>): Promise<
   const topics = request.topics ?? 1;
   const inits = (request.connectionPayloads ?? [{}]).map((payload) => JSON.stringify({ type: 'connection_init', payload }));
   if (inits.length === 0) throw new Error('open: connectionPayloads is empty');
-  while (subscribers.length < count) {
-    const batch = Math.min(parallel, count - subscribers.length);
-    const first = subscribers.length;
-    const opened = await Promise.allSettled(
-      Array.from({ length: batch }, (_, offset) => {
-        const index = first + offset;
-        return openSubscriber(url, subscribe, { topics, topic: index % topics, init: inits[index % inits.length]! });
-      }),
-    );
-    for (const result of opened) if (result.status === 'fulfilled') subscribers.push(result.value);
-    const failed = opened.find((result) => result.status === 'rejected');
-    if (failed) throw failed.reason;
-  }
+  await openInBatches(
+    count,
+    parallel,
+    (index) => openSubscriber(url, subscribe, { topics, topic: index % topics, init: inits[index % inits.length]! }),
+    (subscriber) => subscribers.push(subscriber),
+  );
   return subscribers.length;
 }
 

@@ -13,7 +13,8 @@
  */
 import { clockMillis, readDelivery, type Delivery } from './fanout-payload.ts';
 import type { StepReport } from './fanout-protocol.ts';
-import { createLatencyHistogram, type LatencyHistogram } from './histogram.ts';
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { recordMillis, summarize } from './stats.ts';
 
 /** One subscriber's account; opaque outside this module. */
 export interface Account {
@@ -63,9 +64,8 @@ interface Step {
   /** Infinity until `collect`. */
   lastSeq: number;
   until: 'every' | 'last';
-  readonly latency: LatencyHistogram;
+  readonly latency: RecordableHistogram;
   received: number;
-  stale: number;
   misrouted: number;
   done: number;
   firstReceiptAt: number;
@@ -112,10 +112,7 @@ export function createDeliveryLedger(): DeliveryLedger {
       const now = clockMillis();
       const { seq } = delivery;
       const offset = seq - step.firstSeq;
-      if (offset < 0) {
-        step.stale += 1;
-        return true;
-      }
+      if (offset < 0) return true; // a backlog from before the step, still draining
       if (account.topics > 1 && (seq - account.topic) % account.topics !== 0) {
         // Another topic's event (another tenant's row, in `cdc`): never delivered here.
         step.misrouted += 1;
@@ -134,7 +131,7 @@ export function createDeliveryLedger(): DeliveryLedger {
       else account.highest = seq;
       account.order = (Math.imul(account.order, 31) + seq) | 0;
       step.received += 1;
-      step.latency.record((now - delivery.sentAt) * 1000);
+      recordMillis(step.latency, now - delivery.sentAt);
       if (step.received === 1) step.firstReceiptAt = now;
       step.lastReceiptAt = now;
       if (!account.done && (step.until === 'every' ? account.received >= account.expected : seq === account.lastSeq)) markDone(account);
@@ -210,12 +207,11 @@ export function createDeliveryLedger(): DeliveryLedger {
         duplicates,
         outOfOrder,
         orders: orders.size,
-        stale: step.stale,
         misrouted: step.misrouted,
         operationEnds: [...step.operationEnds],
         firstReceiptAt: step.firstReceiptAt,
         lastReceiptAt: step.lastReceiptAt,
-        latency: step.latency.summary(),
+        latency: summarize(step.latency),
         ...extra,
       };
     },
@@ -227,9 +223,8 @@ function newStep(firstSeq: number): Step {
     firstSeq,
     lastSeq: Number.POSITIVE_INFINITY,
     until: 'every',
-    latency: createLatencyHistogram(),
+    latency: createHistogram(),
     received: 0,
-    stale: 0,
     misrouted: 0,
     done: 0,
     firstReceiptAt: Number.NaN,

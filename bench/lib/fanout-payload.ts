@@ -8,10 +8,10 @@
 import type { SubscribePayload } from 'graphql-ws';
 
 /** The one topic every subscriber listens to. */
-export const FANOUT_TOPIC = 'bench.fanout';
+const FANOUT_TOPIC = 'bench.fanout';
 
 /** Bytes of the payload JSON (`{"seq":…,"sentAt":…,"pad":"xx…"}`), padded to this length. */
-export const PAYLOAD_BYTES = 200;
+const PAYLOAD_BYTES = 200;
 
 /** Every subscriber sends this, so on Tributary they all share one cohort. */
 export const FANOUT_SUBSCRIPTION: SubscribePayload = {

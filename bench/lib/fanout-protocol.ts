@@ -8,7 +8,7 @@
  * → a `StepReport`.
  */
 import type { SubscribePayload } from 'graphql-ws';
-import type { HistogramSummary } from './histogram.ts';
+import type { Summary } from './stats.ts';
 
 export type ClientRequest =
   | {
@@ -79,8 +79,6 @@ export interface StepReport {
    * but it must be one order for the whole topic.
    */
   readonly orders: number;
-  /** Events from before the step (a backlog still draining). */
-  readonly stale: number;
   /** Events of the step received by a socket whose topic they are not on (see `open`'s `topics`): a leak. */
   readonly misrouted: number;
   /** Close code and reason → sockets the server closed, since they were opened. */
@@ -91,7 +89,7 @@ export interface StepReport {
   readonly firstReceiptAt: number;
   readonly lastReceiptAt: number;
   /** Receipt time − `sentAt`, in µs; undefined when nothing was received. */
-  readonly latency: HistogramSummary | undefined;
+  readonly latency: Summary | undefined;
   /** This client's CPU (user + system) since `expect`, in µs. */
   readonly clientCpuMicros: number;
   /** The timeout passed before every open socket had seen `lastSeq`. */

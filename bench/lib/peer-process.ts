@@ -3,14 +3,16 @@
  * do not share a CPU and the server's CPU time and memory can be read on their own.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { ChildMessage, ParentMessage, PeerName, ReadyLine } from '../peers/peer.ts';
+import { childStopper, createIpcRequester } from './child-ipc.ts';
 
 export interface PeerProcess {
   readonly name: PeerName;
   /** `ws://127.0.0.1:port/path` */
   readonly url: string;
+  /** `http://127.0.0.1:port/path`: the same endpoint for HTTP POST. */
+  readonly httpUrl: string;
   readonly pid: number;
   /** The server process's CPU time so far (user + system), in µs. */
   cpuMicros(): Promise<number>;
@@ -49,32 +51,23 @@ export async function startPeerProcess(name: PeerName, options: PeerProcessOptio
     // So `memory` can collect garbage before sampling; it costs nothing until gc() is called.
     execArgv: [...process.execArgv, '--expose-gc'],
   });
-  const exited = once(child, 'exit').then(() => undefined);
-  let stopping: Promise<void> | undefined;
-
-  const stop = (): Promise<void> =>
-    (stopping ??= (async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      if (child.connected) child.send({ type: 'stop' } satisfies ParentMessage);
-      const timer = setTimeout(() => child.kill('SIGKILL'), options.stopTimeoutMs ?? 10_000);
-      await exited;
-      clearTimeout(timer);
-    })());
+  const stop = childStopper(child, () => void child.send({ type: 'stop' } satisfies ParentMessage), options.stopTimeoutMs ?? 10_000);
 
   try {
     const ready = await readReadyLine(child, name, options.startTimeoutMs ?? 30_000);
-    const ask = createRequester(child);
+    const ask = createIpcRequester<Extract<ParentMessage, { requestId: number }>, ChildMessage>(child, `peer ${name}`);
     return {
       name,
       url: `ws://127.0.0.1:${ready.port}${ready.path}`,
+      httpUrl: `http://127.0.0.1:${ready.port}${ready.path}`,
       pid: child.pid ?? -1,
       cpuMicros: async () => {
-        const reply = await ask('cpu');
+        const reply = await ask({ type: 'cpu' });
         if (reply.type !== 'cpu') throw new Error(`${name}: expected a cpu reply, got ${reply.type}`);
         return reply.user + reply.system;
       },
       memory: async () => {
-        const reply = await ask('memory');
+        const reply = await ask({ type: 'memory' });
         if (reply.type !== 'memory') throw new Error(`${name}: expected a memory reply, got ${reply.type}`);
         return { rss: reply.rss, heapUsed: reply.heapUsed, external: reply.external, collected: reply.collected };
       },
@@ -112,28 +105,4 @@ async function readReadyLine(child: ChildProcess, name: PeerName, timeoutMs: num
       }
     });
   });
-}
-
-/** Request/reply over the IPC channel, matched by `requestId`. */
-function createRequester(child: ChildProcess): (type: 'cpu' | 'memory') => Promise<ChildMessage> {
-  let nextId = 0;
-  const waiting = new Map<number, { resolve: (reply: ChildMessage) => void; reject: (error: Error) => void }>();
-  child.on('message', (message: ChildMessage) => {
-    waiting.get(message.requestId)?.resolve(message);
-    waiting.delete(message.requestId);
-  });
-  child.once('exit', () => {
-    for (const { reject } of waiting.values()) reject(new Error('peer process exited'));
-    waiting.clear();
-  });
-  return (type) =>
-    new Promise<ChildMessage>((resolve, reject) => {
-      if (!child.connected) {
-        reject(new Error('peer process is gone'));
-        return;
-      }
-      const requestId = nextId++;
-      waiting.set(requestId, { resolve, reject });
-      child.send({ type, requestId } satisfies ParentMessage);
-    });
 }

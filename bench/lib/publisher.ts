@@ -7,18 +7,19 @@
  */
 import { Agent, request } from 'node:http';
 import { clockMillis, publishBody } from './fanout-payload.ts';
-import { createLatencyHistogram, type HistogramSummary } from './histogram.ts';
+import { createHistogram } from 'node:perf_hooks';
+import { recordMillis, summarize, type Summary } from './stats.ts';
 
 /** Idle time after which a kept-alive connection is closed by us, in ms. */
 const IDLE_CONNECTION_MS = 1000;
+/** Connections kept alive: the most requests a run may have in flight. */
+const MAX_CONNECTIONS = 32;
+/** Time one request may take before it counts as failed, in ms. */
+const REQUEST_TIMEOUT_MS = 10_000;
 
 export interface PublisherOptions {
   /** `http://127.0.0.1:port/graphql` */
   readonly url: string;
-  /** Connections kept alive, the most requests a run may have in flight. @default 32 */
-  readonly maxConnections?: number;
-  /** Time one request may take before it counts as failed, in ms. @default 10000 */
-  readonly requestTimeoutMs?: number;
   /**
    * The HTTP body of the mutation for event `seq`, sent at `sentAt` (`clockMillis()`); its
    * result must carry `"seq":` and `"sentAt":` to the subscribers. @default publishBody
@@ -41,8 +42,6 @@ export interface PublishRun {
 }
 
 export interface PublishReport {
-  /** Events sent (all of them, unless a request could not even be started). */
-  readonly sent: number;
   /** `clockMillis()` when the first event was sent. */
   readonly startedAt: number;
   /** `clockMillis()` when the last event was sent. */
@@ -54,7 +53,7 @@ export interface PublishReport {
   /** The first of those, for the report. */
   readonly firstFailure: string | undefined;
   /** Request sent → answer received, in µs (a server that fans out before answering shows it here). */
-  readonly answered: HistogramSummary | undefined;
+  readonly answered: Summary | undefined;
 }
 
 export interface Publisher {
@@ -73,11 +72,11 @@ export interface Publisher {
 
 export function createPublisher(options: PublisherOptions): Publisher {
   const url = new URL(options.url);
-  const timeoutMs = options.requestTimeoutMs ?? 10_000;
+  const timeoutMs = REQUEST_TIMEOUT_MS;
   const bodyOf = options.body ?? publishBody;
   // Idle connections are dropped after 1 s, well before a Node server's 5 s keep-alive timeout:
   // reusing one the server is closing at that moment fails the request (ECONNRESET).
-  const agent = new Agent({ keepAlive: true, maxSockets: options.maxConnections ?? 32, timeout: IDLE_CONNECTION_MS });
+  const agent = new Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS, timeout: IDLE_CONNECTION_MS });
 
   /** Sends one event; resolves with undefined on success, with what went wrong otherwise. */
   const send = (seq: number, attempt = 1): Promise<string | undefined> =>
@@ -151,19 +150,18 @@ export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, sen
     let failures = 0;
     let firstFailure: string | undefined;
     let lastSentAt = startedAt;
-    const answers = createLatencyHistogram();
+    const answers = createHistogram();
     /** Every request slot is busy with events due: the next answer resumes the schedule. */
     let blocked = false;
 
     const finish = () =>
       resolve({
-        sent,
         startedAt,
         lastSentAt,
         lagMs: lastSentAt - (startedAt + (count - 1) * intervalMs),
         failures,
         firstFailure,
-        answered: answers.summary(),
+        answered: summarize(answers),
       });
 
     // Sends what is due by now (catching up after a late timer), then sleeps until the next one.
@@ -176,7 +174,7 @@ export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, sen
         lastSentAt = clockMillis();
         const sentAt = lastSentAt;
         void send(seq).then((failure) => {
-          answers.record((clockMillis() - sentAt) * 1000);
+          recordMillis(answers, clockMillis() - sentAt);
           inFlight -= 1;
           answered += 1;
           if (failure !== undefined) {

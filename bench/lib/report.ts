@@ -24,8 +24,13 @@ export function print(line = ''): void {
   console.log(line);
 }
 
-/** Renders a table with a rule under the header; cells are padded to the widest in each column. */
-export function formatTable(table: Table): string {
+/** The message of anything thrown, for a table cell or a failure line. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Prints a table with a rule under the header; cells are padded to the widest in each column. */
+export function printTable(table: Table): void {
   const widths = table.columns.map((column, index) =>
     Math.max(column.header.length, ...table.rows.map((row) => (row[index] ?? '').length)),
   );
@@ -45,11 +50,7 @@ export function formatTable(table: Table): string {
     ...table.rows.map(renderRow),
     ...(table.notes ?? []).map((note) => `  ${note}`),
   ];
-  return lines.join('\n');
-}
-
-export function printTable(table: Table): void {
-  print(formatTable(table));
+  print(lines.join('\n'));
 }
 
 export interface Ratio {
@@ -60,10 +61,6 @@ export interface Ratio {
 }
 
 /** `  tributary/yoga-graphql-ws  ops/s 1.12×  p50 0.62×  p99 0.80×` */
-export function formatRatioLine(ours: string, peer: string, ratios: readonly Ratio[], indent = '  '): string {
-  return `${indent}${ours}/${peer}  ${ratios.map((ratio) => `${ratio.metric} ${formatRatio(ratio.value)}`).join('  ')}`;
-}
-
 export function printRatioLine(ours: string, peer: string, ratios: readonly Ratio[]): void {
-  print(formatRatioLine(ours, peer, ratios));
+  print(`  ${ours}/${peer}  ${ratios.map((ratio) => `${ratio.metric} ${formatRatio(ratio.value)}`).join('  ')}`);
 }

@@ -1,40 +1,39 @@
 /**
- * Summaries of latency samples and the formatting every report uses. Pure functions, no I/O.
- * Percentiles use the nearest-rank method: p99 of 5,000 samples is the 4,950th smallest, an
- * observed value (no interpolation that would invent a latency nobody saw).
+ * Latency summaries and the formatting every report uses. Latencies go into Node's HDR histogram
+ * (`perf_hooks.createHistogram()`), recorded in nanoseconds so that sub-millisecond times keep their
+ * precision: a percentile read from it is within 0.1% of the recorded value (3 significant
+ * figures), however many millions of samples a saturation step delivers.
  */
+import type { RecordableHistogram } from 'node:perf_hooks';
 
+/** Percentiles and max of one histogram, in µs. */
 export interface Summary {
-  readonly count: number;
-  readonly mean: number;
   readonly p50: number;
   readonly p90: number;
   readonly p99: number;
   readonly max: number;
 }
 
-/** Summarizes samples (any unit; the summary is in the same unit). Throws on no samples. */
-export function summarize(samples: ArrayLike<number>): Summary {
-  const count = samples.length;
-  if (count === 0) throw new Error('summarize: no samples');
-  const sorted = Float64Array.from(samples).sort();
-  let total = 0;
-  for (const value of sorted) total += value;
-  return {
-    count,
-    mean: total / count,
-    p50: percentileOfSorted(sorted, 50),
-    p90: percentileOfSorted(sorted, 90),
-    p99: percentileOfSorted(sorted, 99),
-    max: sorted[count - 1] ?? Number.NaN,
-  };
+/**
+ * Records one latency given in ms. The histogram refuses values outside 1 … 2^53 − 1 ns (it
+ * throws), so below 1 ns (clock skew between processes) counts as 1 ns and a nonsense value (a
+ * frame whose `sentAt` could not be read) as the largest; NaN as the largest too.
+ */
+export function recordMillis(histogram: RecordableHistogram, millis: number): void {
+  const nanos = Math.round(millis * 1e6);
+  histogram.record(nanos >= 1 ? Math.min(nanos, Number.MAX_SAFE_INTEGER) : Number.isNaN(nanos) ? Number.MAX_SAFE_INTEGER : 1);
 }
 
-/** Nearest-rank percentile (0 < p ≤ 100) of ascending samples. */
-export function percentileOfSorted(sorted: ArrayLike<number>, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
-  return sorted[rank - 1] ?? Number.NaN;
+/** The histogram's summary in µs; undefined when nothing was recorded. */
+export function summarize(histogram: RecordableHistogram): Summary | undefined {
+  if (histogram.count === 0) return undefined;
+  const micros = (nanos: number) => nanos / 1000;
+  return {
+    p50: micros(histogram.percentile(50)),
+    p90: micros(histogram.percentile(90)),
+    p99: micros(histogram.percentile(99)),
+    max: micros(histogram.max),
+  };
 }
 
 /** Median of a few values (e.g. one metric across rounds); the mean of the middle two when even. */

@@ -14,7 +14,7 @@ export interface WorkloadContext {
   /** Starts a peer server in its own process; the runner stops it at the end, even on failure. */
   startPeer(name: PeerName, options?: PeerProcessOptions): Promise<PeerProcess>;
   /** Registers a cleanup step the runner runs at the end, even on failure (reverse order). */
-  defer(name: string, step: () => Promise<void> | void): void;
+  defer(name: string, step: () => Promise<void>): void;
 }
 
 export interface Workload {

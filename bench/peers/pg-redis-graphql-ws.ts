@@ -19,9 +19,7 @@
  * `CDC_MODULE`, `CDC_SLOT_NAME`, `CDC_PUBLICATION_NAME`, `REDIS_URL`, `JWT_SECRET`.
  * It serves `changes` over graphql-transport-ws only (no HTTP operations).
  */
-import { once } from 'node:events';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   GraphQLBoolean,
   GraphQLEnumType,
@@ -40,6 +38,7 @@ import { jwtVerify } from 'jose';
 import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { WebSocketServer } from 'ws';
+import { closeListener, listenOnLoopback } from './http-listener.ts';
 import type { RunningPeer } from './peer.ts';
 
 export interface PgRedisPeerOptions {
@@ -171,9 +170,7 @@ export async function startPgRedisGraphQLWsPeer(options: PgRedisPeerOptions): Pr
   streaming.catch(report('replication stream'));
   await Promise.race([started, streaming.then(() => Promise.reject(new Error('the replication stream ended before it started')))]);
 
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
 
   let disposed: Promise<void> | undefined;
   return {
@@ -183,9 +180,7 @@ export async function startPgRedisGraphQLWsPeer(options: PgRedisPeerOptions): Pr
       (disposed ??= (async () => {
         await replication.destroy();
         await graphqlWs.dispose();
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeAllConnections();
-        await closed;
+        await closeListener(server);
         await pubSub.close();
       })()),
   };

@@ -8,11 +8,11 @@
  * every socket of that id with the writes of one tick corked together. No validation, no
  * execution, no log, no bounds: no GraphQL server can do less per delivered message.
  */
-import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { Socket } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { createEventIdentities } from './event-ids.ts';
+import { closeListener, listenOnLoopback } from './http-listener.ts';
 import type { RunningPeer } from './peer.ts';
 
 const PATH = '/graphql';
@@ -63,9 +63,7 @@ export async function startRawWsPeer(): Promise<RunningPeer> {
   });
   wsServer.on('connection', (socket) => serveSocket(socket, subscriptions));
 
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
 
   let disposed: Promise<void> | undefined;
   return {
@@ -75,9 +73,7 @@ export async function startRawWsPeer(): Promise<RunningPeer> {
       (disposed ??= (async () => {
         for (const socket of wsServer.clients) socket.terminate();
         await new Promise<void>((resolve) => wsServer.close(() => resolve()));
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeAllConnections();
-        await closed;
+        await closeListener(server);
       })()),
   };
 }
@@ -88,7 +84,8 @@ function serveSocket(socket: WebSocket, subscriptions: Subscriptions): void {
   socket.on('message', (data) => {
     let message: ClientMessage;
     try {
-      message = JSON.parse(rawDataToText(data)) as ClientMessage;
+      // ws's default binaryType ('nodebuffer') hands every message over as one Buffer.
+      message = JSON.parse((data as Buffer).toString('utf8')) as ClientMessage;
     } catch {
       socket.close(4400, 'Invalid message received');
       return;
@@ -190,10 +187,4 @@ function createCorkBatcher(): { cork(socket: WebSocket): void } {
       }
     },
   };
-}
-
-function rawDataToText(data: RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
 }

@@ -12,9 +12,7 @@
  * yields every change from the moment it subscribes (no snapshot first, unlike Tributary).
  * Defaults are left as yoga and graphql-ws ship them: this is the peer as users would run it.
  */
-import { once } from 'node:events';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { GraphQLError, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { JSONResolver } from 'graphql-scalars';
 import type { OperationResult } from 'graphql-ws';
@@ -22,6 +20,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createPubSub, createSchema, createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { createEventIdentities } from './event-ids.ts';
+import { closeListener, listenOnLoopback } from './http-listener.ts';
 import type { RunningPeer } from './peer.ts';
 
 /** The same shape and values as Tributary's development principal, so responses are byte-equal. */
@@ -233,9 +232,7 @@ export async function startYogaGraphQLWsPeer(): Promise<RunningPeer> {
     wsServer,
   );
 
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
 
   let disposed: Promise<void> | undefined;
   return {
@@ -245,9 +242,7 @@ export async function startYogaGraphQLWsPeer(): Promise<RunningPeer> {
       (disposed ??= (async () => {
         // graphql-ws closes its sockets (1001) and the WebSocketServer; then the HTTP listener.
         await graphqlWs.dispose();
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeAllConnections();
-        await closed;
+        await closeListener(server);
       })()),
   };
 }

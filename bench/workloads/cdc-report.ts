@@ -9,6 +9,7 @@ import type { BulkCommit } from '../lib/row-writer.ts';
 import { print, printRatioLine, printTable } from '../lib/report.ts';
 import { formatMicros, formatMillis, formatRate, median } from '../lib/stats.ts';
 import type { BurstResult, StepResult } from './fanout-session.ts';
+import { summarizeRounds, type RoundsSummary } from './rounds-summary.ts';
 
 /** One measured step, with what the peer's platform database cost Postgres meanwhile. */
 export interface CommitRound {
@@ -35,58 +36,14 @@ export interface CommitTable {
   readonly rounds: number;
 }
 
-interface CommitSummary {
-  /** Commits per second actually made (below the rate when a commit takes longer than the interval). */
-  readonly achieved: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly commitP50: number;
-  readonly delivered: number;
-  readonly expected: number;
-  readonly cpuPerCommit: number;
-  readonly redisPerCommit: number;
-  /** NaN without a platform database. */
+interface CommitSummary extends RoundsSummary {
+  /** CPU of Tributary's platform database per commit, in µs; NaN without one. */
   readonly platformPerCommit: number;
-  readonly zeroLoss: boolean;
-  readonly problem: string | undefined;
-  /** A row twice, out of commit order, or at another tenant's subscriber: a bug, not a load limit. */
-  readonly wrong: string | undefined;
-}
-
-function wrongDelivery(result: StepResult): string | undefined {
-  const { client } = result;
-  if (client.misrouted > 0) return `${client.misrouted} rows reached another tenant's subscriber`;
-  if (client.duplicates > 0) return `${client.duplicates} rows delivered twice`;
-  if (client.outOfOrder > 0) return `${client.outOfOrder} rows out of commit order`;
-  return undefined;
 }
 
 function summarizeCommits(measured: readonly CommitRound[]): CommitSummary | undefined {
-  if (measured.length === 0) return undefined;
-  const rounds = measured.map((round) => round.step);
-  const of = (pick: (result: StepResult) => number | undefined) => median(rounds.map((result) => pick(result) ?? Number.NaN));
-  let delivered = 0;
-  let expected = 0;
-  for (const result of rounds) {
-    delivered += result.client.received;
-    expected += result.client.received + result.client.missing;
-  }
-  const wrong = rounds.map(wrongDelivery).find((text) => text !== undefined);
-  const bad = rounds.find((result) => !result.lossless || !result.inOrder || result.publish.failures > 0 || wrongDelivery(result) !== undefined);
-  return {
-    achieved: of((r) => r.events / ((r.publish.lastSentAt - r.publish.startedAt) / 1000 + 1 / r.rate)),
-    p50: of((r) => r.client.latency?.p50),
-    p99: of((r) => r.client.latency?.p99),
-    commitP50: of((r) => r.publish.answered?.p50),
-    delivered,
-    expected,
-    cpuPerCommit: of((r) => r.serverCpuMicros / r.events),
-    redisPerCommit: of((r) => (r.redisCpuMicros ?? Number.NaN) / r.events),
-    platformPerCommit: median(measured.map((round) => round.platformCpuMicros / round.step.events)),
-    zeroLoss: bad === undefined,
-    problem: bad === undefined ? undefined : (wrongDelivery(bad) ?? bad.problem),
-    wrong,
-  };
+  const summary = summarizeRounds(measured.map((round) => round.step));
+  return summary && { ...summary, platformPerCommit: median(measured.map((round) => round.platformCpuMicros / round.step.events)) };
 }
 
 /** Prints one rate's table and ratio lines; returns what makes the run fail. */
@@ -119,10 +76,10 @@ export function reportCommits(outcomes: readonly CommitOutcome[], table: CommitT
         m.achieved.toFixed(1),
         formatMicros(m.p50),
         formatMicros(m.p99),
-        formatMicros(m.commitP50),
+        formatMicros(m.answeredP50),
         `${m.delivered.toLocaleString('en-US')}/${m.expected.toLocaleString('en-US')}`,
-        formatMicros(m.cpuPerCommit),
-        formatMicros(m.redisPerCommit),
+        formatMicros(m.cpuPerEvent),
+        formatMicros(m.redisCpuPerEvent),
         formatMicros(m.platformPerCommit),
         m.zeroLoss ? '✓' : `✗ ${m.problem ?? '?'}`,
       ];
@@ -147,7 +104,7 @@ export function reportCommits(outcomes: readonly CommitOutcome[], table: CommitT
     printRatioLine(name, reference, [
       { metric: 'commit→sub p50', value: m.p50 / peer.p50 },
       { metric: 'p99', value: m.p99 / peer.p99 },
-      { metric: 'server CPU/commit', value: m.cpuPerCommit / peer.cpuPerCommit },
+      { metric: 'server CPU/commit', value: m.cpuPerEvent / peer.cpuPerEvent },
       { metric: 'all CPU/commit (server+Redis+platform DB)', value: allCpu(m) / allCpu(peer) },
     ]);
   }
@@ -157,7 +114,7 @@ export function reportCommits(outcomes: readonly CommitOutcome[], table: CommitT
 
 /** Server, Redis and platform database CPU per commit, in µs. */
 function allCpu(summary: CommitSummary): number {
-  return summary.cpuPerCommit + summary.redisPerCommit + (Number.isFinite(summary.platformPerCommit) ? summary.platformPerCommit : 0);
+  return summary.cpuPerEvent + summary.redisCpuPerEvent + (Number.isFinite(summary.platformPerCommit) ? summary.platformPerCommit : 0);
 }
 
 /** One peer's big transaction. */

@@ -6,19 +6,21 @@
  * saved over GraphQL as an administrator would.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SignJWT } from 'jose';
 import pg from 'pg';
 import { startPostgres } from '../../test/helpers/postgres.ts';
+import { waitFor } from '../../test/helpers/wait-for.ts';
 import type { PeerName } from '../peers/peer.ts';
+import { processCpuMicros } from '../lib/cpu.ts';
 import { clockMillis } from '../lib/fanout-payload.ts';
+import { graphqlData } from '../lib/graphql-http.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
 import { contactsTableSql, tenantOf } from '../lib/row-writer.ts';
 import type { WorkloadContext } from '../lib/workload.ts';
 
 /** Every subscriber's module and model: the permission is `crm.contacts.read`. */
-export const MODULE = 'crm';
+const MODULE = 'crm';
 export const MODEL = 'contacts';
 
 export interface SourceDatabase {
@@ -30,7 +32,7 @@ export interface SourceDatabase {
   preparePeer(name: PeerName): Promise<void>;
   /**
    * Resolves with `clockMillis()` once the slot has confirmed `walLsn` (or has no lag at all),
-   * polling every 10 ms; NaN after `timeoutMs`.
+   * polling every 10 ms; rejects after `timeoutMs`.
    */
   waitForSlot(slot: string, walLsn: string, timeoutMs: number): Promise<number>;
   /** Creates an empty database on the same server; resolves with its URL. */
@@ -80,18 +82,18 @@ export async function startSourceDatabase(context: WorkloadContext): Promise<Sou
       for (const statement of contactsTableSql(table)) await monitor.query(statement);
       await monitor.query(`CREATE PUBLICATION ${pg.escapeIdentifier(publication)} FOR TABLE ${pg.escapeIdentifier(table)}`);
     },
-    async waitForSlot(slot, walLsn, timeoutMs) {
-      const deadline = clockMillis() + timeoutMs;
-      while (clockMillis() < deadline) {
-        const { rows } = await monitor.query<{ done: boolean }>(
-          `SELECT confirmed_flush_lsn >= $2::pg_lsn OR pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) <= 0 AS done
-             FROM pg_replication_slots WHERE slot_name = $1`,
-          [slot, walLsn],
-        );
-        if (rows[0]?.done === true) return clockMillis();
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-      return Number.NaN;
+    waitForSlot(slot, walLsn, timeoutMs) {
+      return waitFor(
+        async () => {
+          const { rows } = await monitor.query<{ done: boolean }>(
+            `SELECT confirmed_flush_lsn >= $2::pg_lsn OR pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) <= 0 AS done
+               FROM pg_replication_slots WHERE slot_name = $1`,
+            [slot, walLsn],
+          );
+          return rows[0]?.done === true ? clockMillis() : 0;
+        },
+        { timeoutMs, intervalMs: 10, message: `slot ${slot} did not confirm ${walLsn}` },
+      );
     },
     async createDatabase(name) {
       await monitor.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
@@ -115,26 +117,11 @@ export async function startSourceDatabase(context: WorkloadContext): Promise<Sou
         } else {
           await monitor.query('SELECT pg_terminate_backend($1)', [row.active_pid]);
         }
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
       }
     },
   };
 }
-
-/** CPU time (user + system) of a process, in µs; 0 once it is gone, NaN without /proc. */
-async function processCpuMicros(pid: number): Promise<number> {
-  let stat: string;
-  try {
-    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/self/stat') ? 0 : Number.NaN;
-  }
-  // After "(comm)": utime and stime are the 12th and 13th fields, in clock ticks (100 per second on Linux).
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS) * 1_000_000;
-}
-
-const CLOCK_TICKS = 100;
 
 /** The server's environment: its slot for this group, its publication, the token secret. */
 export function peerEnvironment(name: PeerName, group: string, source: SourceDatabase, redisUrl: string, platformUrl?: string): Record<string, string> {
@@ -161,35 +148,22 @@ export async function subscriberPayloads(secret: string, topics: number): Promis
  * of tenant `t3` reaches the subscribers whose token says tenant `t3`.
  */
 export async function configureTributary(peer: PeerProcess, source: SourceDatabase): Promise<void> {
-  const admin = await sign(source.secret, { sub: 'bench-admin', roles: ['admin'], permissions: [] });
-  const url = peer.url.replace(/^ws:/, 'http:');
+  const options = { token: await sign(source.secret, { sub: 'bench-admin', roles: ['admin'], permissions: [] }) };
   const { table } = namesOf(peer.name, '');
-  await graphql(url, admin, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: source.url });
-  await graphql(url, admin, 'mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', {
+  await graphqlData(peer.httpUrl, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: source.url }, options);
+  await graphqlData(peer.httpUrl, 'mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', {
     m: { name: MODEL, table, events: ['insert', 'update', 'delete'], topic: `${MODULE}.contact-events`, module: MODULE, model: MODEL, tenantColumn: 'tenant_id' },
-  });
-  const deadline = clockMillis() + 60_000;
-  for (;;) {
-    const data = await graphql(url, admin, '{ cdcSource { status { state lastError } } }', {});
-    const status = (data['cdcSource'] as { status: { state: string; lastError: string | null } | null } | null)?.status;
-    if (status?.state === 'streaming') return;
-    if (clockMillis() > deadline) throw new Error(`${peer.name}: the CDC reader is not streaming after 60 s (${JSON.stringify(status)})`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-async function graphql(url: string, token: string, query: string, variables: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query, variables }),
-    signal: AbortSignal.timeout(30_000),
-  });
-  const body = (await response.json()) as { data?: Record<string, unknown> | null; errors?: unknown };
-  if (response.status !== 200 || body.errors !== undefined || !body.data) {
-    throw new Error(`${query.slice(0, 40)}…: HTTP ${response.status}: ${JSON.stringify(body).slice(0, 300)}`);
-  }
-  return body.data;
+  }, options);
+  await waitFor(
+    async () => {
+      const data = await graphqlData(peer.httpUrl, '{ cdcSource { status { state lastError } } }', {}, options);
+      const status = (data['cdcSource'] as { status: { state: string; lastError: string | null } | null } | null)?.status;
+      // Thrown, so a timeout names the last status seen.
+      if (status?.state !== 'streaming') throw new Error(`status ${JSON.stringify(status)}`);
+      return true;
+    },
+    { timeoutMs: 60_000, intervalMs: 100, message: `${peer.name}: the CDC reader is not streaming` },
+  );
 }
 
 /** An HS256 token for app and env "default", valid for two hours. */

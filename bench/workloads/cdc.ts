@@ -21,10 +21,10 @@
  *   not measured at higher rates of the group.
  */
 import type { SubscribePayload } from 'graphql-ws';
+import { startRedis, type RedisInstance } from '../../test/helpers/redis.ts';
 import { CDC_REFERENCE, type PeerName } from '../peers/peer.ts';
-import type { PeerProcess } from '../lib/peer-process.ts';
-import { startRedisServer, type RedisServer } from '../lib/redis-server.ts';
-import { print } from '../lib/report.ts';
+import { bootPeers } from '../lib/boot-peers.ts';
+import { messageOf, print } from '../lib/report.ts';
 import { createRowWriter, type BulkCommit, type RowWriter } from '../lib/row-writer.ts';
 import { formatMillis } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
@@ -39,7 +39,7 @@ import { openSession, type FanoutSession, type StepOptions, type StepTolerance }
  * deployment keeps its platform database in Postgres, not embedded: here a database of its own
  * on the source's server (`DATABASE_URL`), whose backends' CPU is reported with the server's.
  */
-export const CDC_OURS: readonly PeerName[] = ['tributary-redis'];
+const CDC_OURS: readonly PeerName[] = ['tributary-redis'];
 const PEERS: readonly PeerName[] = [...CDC_OURS, CDC_REFERENCE];
 
 const SUBSCRIPTION: SubscribePayload = {
@@ -111,7 +111,7 @@ interface Shared {
   readonly context: WorkloadContext;
   readonly settings: CdcSettings;
   readonly source: SourceDatabase;
-  readonly redis: RedisServer;
+  readonly redis: RedisInstance;
 }
 
 export const cdc: Workload = {
@@ -124,8 +124,8 @@ export const cdc: Workload = {
         'each peer its own table, publication and slot; subscribers hold changes(model: "contacts") with a token of their tenant',
     );
     const started = performance.now();
-    const [source, redis] = await Promise.all([startSourceDatabase(context), startRedisServer()]);
-    context.defer(`redis-server (pid ${redis.pid})`, () => redis.stop());
+    const [source, redis] = await Promise.all([startSourceDatabase(context), startRedis()]);
+    context.defer(`redis-server :${redis.port}`, () => redis.dispose());
     for (const name of PEERS) await source.preparePeer(name);
     print(`postgres and redis-server ready in ${formatMillis(performance.now() - started)}`);
     const shared: Shared = { context, settings, source, redis };
@@ -246,7 +246,7 @@ async function measure(shared: Shared, member: Member, options: StepOptions, wha
   }
 }
 
-/** Boots every peer (at once), configures Tributary, then opens each peer's subscribers and probes them live. */
+/** Boots every peer, configures Tributary, then opens each peer's subscribers and probes them live. */
 async function startGroup(shared: Shared, group: string, subscribers: number, topics: number): Promise<Member[]> {
   const { context, source, redis } = shared;
   const members: Member[] = PEERS.map((name) => {
@@ -255,30 +255,21 @@ async function startGroup(shared: Shared, group: string, subscribers: number, to
     const platformDatabase = name === CDC_REFERENCE ? undefined : `${slot}_platform`;
     return { name, slot, platformDatabase, writer: undefined, session: undefined, failure: undefined, dropped: undefined };
   });
-  const started = performance.now();
-  const boots: string[] = [];
-  const peers = await Promise.all(
-    members.map(async (member) => {
-      let peer: PeerProcess | undefined;
-      try {
-        const platformUrl = member.platformDatabase === undefined ? undefined : await source.createDatabase(member.platformDatabase);
-        peer = await context.startPeer(member.name, { startTimeoutMs: 120_000, env: peerEnvironment(member.name, group, source, redis.url, platformUrl) });
-        if (member.name !== CDC_REFERENCE) await configureTributary(peer, source);
-        boots.push(`${member.name} ${formatMillis(performance.now() - started)}`);
-        return peer;
-      } catch (error) {
-        member.failure = `could not start: ${messageOf(error)}`;
-        await peer?.stop();
-        return undefined;
-      }
-    }),
-  );
   print();
-  print(`${group}: servers ready and streaming (booted in parallel; not measured): ${boots.join(', ')}`);
+  const peers = await bootPeers(context, PEERS, {
+    optionsOf: async (name) => {
+      const platformDatabase = members.find((member) => member.name === name)?.platformDatabase;
+      const platformUrl = platformDatabase === undefined ? undefined : await source.createDatabase(platformDatabase);
+      return { env: peerEnvironment(name, group, source, redis.url, platformUrl) };
+    },
+    ready: (peer) => (peer.name === CDC_REFERENCE ? Promise.resolve() : configureTributary(peer, source)),
+    label: `${group}: servers ready and streaming`,
+  });
   const payloads = await subscriberPayloads(source.secret, topics);
   for (const [index, member] of members.entries()) {
     const peer = peers[index];
-    if (!peer) continue;
+    if (typeof peer === 'string') member.failure = peer;
+    if (typeof peer !== 'object') continue;
     const writer = createRowWriter({ databaseUrl: source.url, table: namesOf(member.name, group).table, topics });
     try {
       const session = await openSession({
@@ -314,6 +305,3 @@ function platformCpuOf(shared: Shared, member: Member): () => Promise<number> {
   return database === undefined ? () => Promise.resolve(Number.NaN) : () => shared.source.databaseCpuMicros(database);
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

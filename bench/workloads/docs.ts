@@ -12,12 +12,15 @@
  * process of its own, through `fanout-session.ts`.
  */
 import type { SubscribePayload } from 'graphql-ws';
+import { startRedis } from '../../test/helpers/redis.ts';
 import { OURS, REDIS_PEERS, REFERENCE, type PeerName } from '../peers/peer.ts';
-import { startRedisServer } from '../lib/redis-server.ts';
+import { graphqlData } from '../lib/graphql-http.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
-import { printRatioLine, printTable, print } from '../lib/report.ts';
-import { formatMicros, formatMillis, median } from '../lib/stats.ts';
+import { bootPeers } from '../lib/boot-peers.ts';
+import { messageOf, printRatioLine, printTable, print } from '../lib/report.ts';
+import { formatMicros } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
+import { summarizeRounds } from './rounds-summary.ts';
 import { openSession, type FanoutSession, type StepResult, type StepTolerance } from './fanout-session.ts';
 
 /** Tributary's three document paths, against the stack it replaces (`raw-ws` has no documents). */
@@ -97,8 +100,8 @@ export const docs: Workload = {
         'tributary-redis: Redis hot cache, answers after the database has the change (SYNC_DURABILITY=sync); ' +
         'tributary-redis-async: answers once Redis has it, the database follows (async); yoga-graphql-ws keeps documents in memory',
     );
-    const redis = await startRedisServer();
-    context.defer(`redis-server (pid ${redis.pid})`, () => redis.stop());
+    const redis = await startRedis();
+    context.defer(`redis-server :${redis.port}`, () => redis.dispose());
     const failures: string[] = [];
     for (const size of settings.sizes) {
       const group = await startPeers(context, size, redis.url);
@@ -122,29 +125,13 @@ export const docs: Workload = {
   },
 };
 
-/**
- * Starts a fresh server per peer for one N, all at once (boot time is not measured: Tributary's
- * embedded database takes seconds, more when four boot together on two cores).
- */
+/** Starts a fresh server per peer for one N. */
 async function startPeers(context: WorkloadContext, subscribers: number, redisUrl: string): Promise<DocsOutcome[]> {
-  const outcomes: DocsOutcome[] = PEERS.map((name) => ({ name, subscribers, peer: undefined, session: undefined, failure: undefined, rounds: [] }));
-  const started = performance.now();
-  const boots: string[] = [];
-  await Promise.all(
-    outcomes.map(async (outcome) => {
-      try {
-        outcome.peer = await context.startPeer(outcome.name, {
-          startTimeoutMs: 120_000,
-          ...(REDIS_PEERS.includes(outcome.name) && { env: { REDIS_URL: redisUrl } }),
-        });
-        boots.push(`${outcome.name} ${formatMillis(performance.now() - started)}`);
-      } catch (error) {
-        outcome.failure = `could not start: ${messageOf(error)}`;
-      }
-    }),
-  );
-  print(`servers ready (one per peer, booted in parallel; boot time not measured): ${boots.join(', ')}`);
-  return outcomes;
+  const booted = await bootPeers(context, PEERS, { optionsOf: (name) => (REDIS_PEERS.includes(name) ? { env: { REDIS_URL: redisUrl } } : {}) });
+  return PEERS.map((name, index) => {
+    const peer = booted[index];
+    return { name, subscribers, peer: typeof peer === 'object' ? peer : undefined, session: undefined, failure: typeof peer === 'string' ? peer : undefined, rounds: [] };
+  });
 }
 
 /** Creates the document, opens the subscribers and probes until every subscription delivers. */
@@ -171,14 +158,7 @@ async function open(context: WorkloadContext, outcome: DocsOutcome): Promise<voi
 
 /** `createDocument(service: "bench", id: "d1", data: {})` over HTTP: `mergeDocument` needs the document to exist. */
 async function createDocument(peer: PeerProcess): Promise<void> {
-  const response = await fetch(peer.url.replace(/^ws:/, 'http:'), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query: CREATE_QUERY, variables: { service: SERVICE, id: DOCUMENT_ID, data: {} } }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await response.text();
-  if (response.status !== 200 || text.includes('"errors"')) throw new Error(`createDocument: HTTP ${response.status}: ${text.slice(0, 300)}`);
+  await graphqlData(peer.httpUrl, CREATE_QUERY, { service: SERVICE, id: DOCUMENT_ID, data: {} }, { timeoutMs: 10_000 });
 }
 
 /** Runs one step; an exception (crash, dead client) marks the peer failed instead of ending the run. */
@@ -195,50 +175,11 @@ async function measure(outcome: DocsOutcome, step: Parameters<FanoutSession['ste
   }
 }
 
-interface DocsSummary {
-  /** Mutations per second actually sent: below the offered rate when one takes longer than the interval. */
-  readonly achieved: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly mutationP50: number;
-  readonly mutationP99: number;
-  readonly cpuPerMutation: number;
-  readonly delivered: number;
-  readonly expected: number;
-  readonly zeroLoss: boolean;
-  /** The first loss, disorder or failed mutation of a round. */
-  readonly problem: string | undefined;
-}
-
-function summarizeOutcome(outcome: DocsOutcome): DocsSummary | undefined {
-  const { rounds } = outcome;
-  if (rounds.length === 0) return undefined;
-  const of = (pick: (result: StepResult) => number | undefined) => median(rounds.map((result) => pick(result) ?? Number.NaN));
-  let delivered = 0;
-  let expected = 0;
-  for (const result of rounds) {
-    delivered += result.client.received;
-    expected += result.events * result.subscribers;
-  }
-  return {
-    achieved: of((r) => r.events / ((r.publish.lastSentAt - r.publish.startedAt) / 1000 + 1 / r.rate)),
-    p50: of((r) => r.client.latency?.p50),
-    p99: of((r) => r.client.latency?.p99),
-    mutationP50: of((r) => r.publish.answered?.p50),
-    mutationP99: of((r) => r.publish.answered?.p99),
-    cpuPerMutation: of((r) => r.serverCpuMicros / r.events),
-    delivered,
-    expected,
-    zeroLoss: rounds.every((result) => result.lossless && result.inOrder && result.publish.failures === 0),
-    problem: rounds.find((result) => !result.lossless || !result.inOrder || result.publish.failures > 0)?.problem,
-  };
-}
-
 /** Prints one N's table and ratio line; returns what makes the run fail (a peer not measured, ours losing changes). */
 function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: number): string[] {
   const failures: string[] = [];
   const size = group[0]?.subscribers ?? 0;
-  const summaries = new Map(group.map((outcome) => [outcome.name, summarizeOutcome(outcome)]));
+  const summaries = new Map(group.map((outcome) => [outcome.name, summarizeRounds(outcome.rounds)]));
   print();
   printTable({
     title:
@@ -264,10 +205,10 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
         m.achieved.toFixed(1),
         formatMicros(m.p50),
         formatMicros(m.p99),
-        formatMicros(m.mutationP50),
-        formatMicros(m.mutationP99),
+        formatMicros(m.answeredP50),
+        formatMicros(m.answeredP99),
         `${m.delivered.toLocaleString('en-US')}/${m.expected.toLocaleString('en-US')}`,
-        formatMicros(m.cpuPerMutation),
+        formatMicros(m.cpuPerEvent),
         outcome.failure === undefined ? verdict : `${verdict}; then failed: ${outcome.failure}`,
       ];
     }),
@@ -291,14 +232,11 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
     printRatioLine(name, REFERENCE, [
       { metric: 'mut→sub p50', value: ours.p50 / peer.p50 },
       { metric: 'p99', value: ours.p99 / peer.p99 },
-      { metric: 'mutation p50', value: ours.mutationP50 / peer.mutationP50 },
-      { metric: 'p99', value: ours.mutationP99 / peer.mutationP99 },
-      { metric: 'server CPU/mutation', value: ours.cpuPerMutation / peer.cpuPerMutation },
+      { metric: 'mutation p50', value: ours.answeredP50 / peer.answeredP50 },
+      { metric: 'p99', value: ours.answeredP99 / peer.answeredP99 },
+      { metric: 'server CPU/mutation', value: ours.cpuPerEvent / peer.cpuPerEvent },
     ]);
   }
   return failures;
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

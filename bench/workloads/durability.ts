@@ -9,7 +9,10 @@
  *   (must be 0 in both modes).
  * Tributary runs in this process on its embedded database (Postgres in-process, PGlite).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startRedis, type RedisInstance } from '../../test/helpers/redis.ts';
+import { waitFor } from '../../test/helpers/wait-for.ts';
+import { graphqlData, postGraphQL } from '../lib/graphql-http.ts';
 import { printTable, print } from '../lib/report.ts';
 import { formatMillis } from '../lib/stats.ts';
 import type { Workload } from '../lib/workload.ts';
@@ -87,7 +90,7 @@ async function runTrial(mode: Mode, crashAfterMs: number, defer: (name: string, 
   try {
     const url = `http://127.0.0.1:${server.port}/graphql`;
     const ids = Array.from({ length: WRITERS }, (_unused, index) => `d${index}`);
-    for (const id of ids) await graphql(url, 'mutation($id: ID!) { createDocument(service: "durability", id: $id, data: { n: 0 }) { revision } }', { id });
+    for (const id of ids) await graphqlData(url, 'mutation($id: ID!) { createDocument(service: "durability", id: $id, data: { n: 0 }) { revision } }', { id });
 
     /** Per document: acknowledgement time of each `n`, and the last acknowledged revision. */
     const acknowledgedAt = new Map(ids.map((id) => [id, [performance.now()]]));
@@ -96,14 +99,14 @@ async function runTrial(mode: Mode, crashAfterMs: number, defer: (name: string, 
     const started = performance.now();
     const writers = ids.map(async (id) => {
       for (let n = 1; !crashed; n += 1) {
-        const body = await graphql(url, 'mutation($id: ID!, $p: JSON!) { mergeDocument(service: "durability", id: $id, patch: $p) { revision } }', { id, p: { n } });
+        const { body } = await postGraphQL(url, 'mutation($id: ID!, $p: JSON!) { mergeDocument(service: "durability", id: $id, patch: $p) { revision } }', { id, p: { n } }, { timeoutMs: 10_000 });
         // Answered after the crash began: not counted either way (it may or may not be acknowledged).
         if (crashed || body.errors) return;
         acknowledgedAt.get(id)!.push(performance.now());
         lastRevision.set(id, (body.data as { mergeDocument: { revision: number } }).mergeDocument.revision);
       }
     });
-    await new Promise((resolve) => setTimeout(resolve, crashAfterMs));
+    await sleep(crashAfterMs);
     crashed = true;
     const crashAt = performance.now();
     await redis.stop('crash');
@@ -135,23 +138,15 @@ async function runTrial(mode: Mode, crashAfterMs: number, defer: (name: string, 
   }
 }
 
+/** The document once Tributary answers for it again (its Redis came back empty). */
 async function readWhenBack(url: string, id: string): Promise<{ revision: number; data: { n: number } }> {
-  const deadline = performance.now() + 20_000;
-  for (;;) {
-    const body = await graphql(url, 'query($id: ID!) { document(service: "durability", id: $id) { revision data } }', { id });
-    const document = (body.data as { document?: { revision: number; data: { n: number } } } | undefined)?.document;
-    if (!body.errors && document) return document;
-    if (performance.now() > deadline) throw new Error(`document ${id} unreadable after the Redis restart: ${JSON.stringify(body.errors)}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-async function graphql(url: string, query: string, variables: Record<string, unknown>): Promise<{ data?: unknown; errors?: unknown }> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query, variables }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  return (await response.json()) as { data?: unknown; errors?: unknown };
+  return waitFor(
+    async () => {
+      const data = await graphqlData(url, 'query($id: ID!) { document(service: "durability", id: $id) { revision data } }', { id }, { timeoutMs: 10_000 });
+      const document = data['document'] as { revision: number; data: { n: number } } | null;
+      if (!document) throw new Error('no document');
+      return document;
+    },
+    { timeoutMs: 20_000, intervalMs: 50, message: `document ${id} unreadable after the Redis restart` },
+  );
 }

@@ -5,15 +5,16 @@
  * server did: losses, errors and closed sockets are part of the result, and a session that can
  * no longer be measured says why in `broken`.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SubscribePayload } from 'graphql-ws';
 import type { PeerName } from '../peers/peer.ts';
 import type { PeerMemory, PeerProcess } from '../lib/peer-process.ts';
 import { startFanoutClient, type FanoutClient, type SocketSpread } from '../lib/fanout-client-process.ts';
-import { busyCores, sampleMachineCpu } from '../lib/machine-cpu.ts';
+import type { RedisInstance } from '../../test/helpers/redis.ts';
+import { busyCores, processCpuMicros, sampleMachineCpu } from '../lib/cpu.ts';
 import { clockMillis, FANOUT_SUBSCRIPTION } from '../lib/fanout-payload.ts';
 import type { StepReport } from '../lib/fanout-protocol.ts';
 import { createPublisher, type Publisher, type PublishReport } from '../lib/publisher.ts';
-import type { RedisServer } from '../lib/redis-server.ts';
 
 export interface StepTolerance {
   /** The last event may arrive this long after it was due, at least, in ms. */
@@ -45,6 +46,8 @@ export interface StepOptions {
 
 /** Publishes in flight at once in an unordered step. */
 const CONCURRENCY = 32;
+/** Probe rounds published (one at a time) until every subscription has received one. */
+const MAX_PROBES = 40;
 
 /** What one step at one rate showed. */
 export interface StepResult {
@@ -123,9 +126,7 @@ export interface SessionOptions {
   readonly peer: PeerProcess;
   readonly subscribers: number;
   /** The Redis the peer uses, for its CPU; undefined when it uses none. */
-  readonly redis: RedisServer | undefined;
-  /** Probes published (one at a time) until every subscription has received one. @default 40 */
-  readonly maxProbes?: number;
+  readonly redis: RedisInstance | undefined;
   /** Time each probe waits for the subscribers, in ms. @default 250 */
   readonly probeWaitMs?: number;
   /** What every subscriber subscribes to. @default FANOUT_SUBSCRIPTION */
@@ -156,9 +157,15 @@ export interface SessionOptions {
 export async function openSession(options: SessionOptions): Promise<FanoutSession> {
   const { peer, subscribers, redis } = options;
   const client: FanoutClient = startFanoutClient();
-  const publisher: Publisher = options.publisher ?? createPublisher({ url: peer.url.replace(/^ws:/, 'http:'), ...(options.body && { body: options.body }) });
+  const publisher: Publisher = options.publisher ?? createPublisher({ url: peer.httpUrl, ...(options.body && { body: options.body }) });
   const topics = options.spread?.topics ?? 1;
   let nextSeq = 1;
+  /** CPU so far of the server and of redis-server (undefined without one), in µs. */
+  const sampleCpu = () => Promise.all([peer.cpuMicros(), redis ? processCpuMicros(redis.pid) : undefined]);
+  const spent = (before: Awaited<ReturnType<typeof sampleCpu>>, after: Awaited<ReturnType<typeof sampleCpu>>) => ({
+    server: after[0] - before[0],
+    redis: before[1] === undefined || after[1] === undefined ? undefined : after[1] - before[1],
+  });
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -180,7 +187,7 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
       const inFlight = ordered ? 1 : CONCURRENCY;
       await publisher.connect(inFlight);
       await client.expect(firstSeq);
-      const [serverCpuBefore, redisCpuBefore] = await Promise.all([peer.cpuMicros(), redis?.cpuMicros()]);
+      const cpuBefore = await sampleCpu();
       const wallStart = clockMillis();
       const machineBefore = sampleMachineCpu();
       const publisherCpuBefore = process.cpuUsage();
@@ -192,11 +199,11 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
       const machineAfter = sampleMachineCpu();
       const publisherCpu = process.cpuUsage(publisherCpuBefore);
       const wallMs = clockMillis() - wallStart;
-      const [serverCpuAfter, redisCpuAfter] = await Promise.all([peer.cpuMicros(), redis?.cpuMicros()]);
+      const cpu = spent(cpuBefore, await sampleCpu());
       const cores = (micros: number) => micros / (wallMs * 1000);
-      const serverBusy = cores(serverCpuAfter - serverCpuBefore);
+      const serverBusy = cores(cpu.server);
       const clientBusy = cores(report.clientCpuMicros);
-      const redisBusy = redisCpuBefore === undefined || redisCpuAfter === undefined ? 0 : cores(redisCpuAfter - redisCpuBefore);
+      const redisBusy = cpu.redis === undefined ? 0 : cores(cpu.redis);
       const machineBusy = busyCores(machineBefore, machineAfter);
 
       const received = Math.max(1, report.received);
@@ -214,10 +221,10 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
         publish,
         client: report,
         deliveredPerSecond: (report.received / spanMs) * 1000,
-        serverCpuMicros: serverCpuAfter - serverCpuBefore,
-        serverCpuPerMessage: (serverCpuAfter - serverCpuBefore) / received,
-        redisCpuPerMessage: redisCpuBefore === undefined || redisCpuAfter === undefined ? undefined : (redisCpuAfter - redisCpuBefore) / received,
-        redisCpuMicros: redisCpuBefore === undefined || redisCpuAfter === undefined ? undefined : redisCpuAfter - redisCpuBefore,
+        serverCpuMicros: cpu.server,
+        serverCpuPerMessage: cpu.server / received,
+        redisCpuPerMessage: cpu.redis === undefined ? undefined : cpu.redis / received,
+        redisCpuMicros: cpu.redis,
         serverBusy,
         clientBusy,
         machineBusy,
@@ -233,23 +240,23 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
       const firstSeq = nextSeq;
       nextSeq += count;
       await client.expect(firstSeq);
-      const [serverCpuBefore, redisCpuBefore] = await Promise.all([peer.cpuMicros(), redis?.cpuMicros()]);
+      const cpuBefore = await sampleCpu();
       const sent = await send(firstSeq);
       const report = await client.collect(firstSeq + count - 1, 'every', timeoutMs);
-      const [serverCpuAfter, redisCpuAfter] = await Promise.all([peer.cpuMicros(), redis?.cpuMicros()]);
+      const cpu = spent(cpuBefore, await sampleCpu());
       if (report.open < subscribers) session.broken ??= `the server closed ${subscribers - report.open} sockets (${formatCloses(report.closes)})`;
       return {
         sent,
         client: report,
-        serverCpuMicros: serverCpuAfter - serverCpuBefore,
-        redisCpuMicros: redisCpuBefore === undefined || redisCpuAfter === undefined ? undefined : redisCpuAfter - redisCpuBefore,
+        serverCpuMicros: cpu.server,
+        redisCpuMicros: cpu.redis,
       };
     },
     async settle(maxMs) {
       const deadline = clockMillis() + maxMs;
       let before = await peer.cpuMicros();
       while (clockMillis() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
         const now = await peer.cpuMicros();
         if (now - before < 5000) return; // < 5% of a core over 100 ms
         before = now;
@@ -263,7 +270,7 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
     const opened = await client.open(peer.url, subscribers, options.subscription ?? FANOUT_SUBSCRIPTION, options.ignore, options.spread);
     await client.expect(nextSeq);
     for (let probe = 0; ; probe += 1) {
-      if (probe === (options.maxProbes ?? 40)) throw new Error(`${subscribers} subscriptions were not all live after ${probe} probe rounds`);
+      if (probe === MAX_PROBES) throw new Error(`${subscribers} subscriptions were not all live after ${probe} probe rounds`);
       // One probe per topic: every subscription waits for its own topic's.
       for (let topic = 0; topic < topics; topic += 1) await publisher.publishOne(nextSeq++);
       const seq = nextSeq - 1;
@@ -314,7 +321,7 @@ function describeProblem(report: StepReport, publish: PublishReport, facts: Step
   return undefined;
 }
 
-export function formatCloses(closes: Readonly<Record<string, number>>): string {
+function formatCloses(closes: Readonly<Record<string, number>>): string {
   const entries = Object.entries(closes);
   return entries.length === 0 ? 'none' : entries.map(([reason, count]) => `${count}× ${reason}`).join(', ');
 }

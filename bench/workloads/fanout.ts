@@ -9,9 +9,10 @@
  * not. One load client implementation (`lib/fanout-client.ts`) and one publisher
  * (`lib/publisher.ts`) for every peer, each in a process of its own.
  */
+import { startRedis, type RedisInstance } from '../../test/helpers/redis.ts';
 import type { PeerName } from '../peers/peer.ts';
-import { print } from '../lib/report.ts';
-import { startRedisServer, type RedisServer } from '../lib/redis-server.ts';
+import { bootPeers } from '../lib/boot-peers.ts';
+import { messageOf, print } from '../lib/report.ts';
 import { formatMillis } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
 import { bestStep, firstFailedAbove, reportFanout, type PeerOutcome } from './fanout-report.ts';
@@ -106,51 +107,39 @@ export const fanout: Workload = {
     } finally {
       // Each session stops its load client, then its server; Redis goes last.
       await Promise.all(outcomes.map(async (outcome) => outcome.session?.stop()));
-      await redis?.stop();
+      await redis?.dispose();
     }
     const failures = reportFanout(outcomes, settings, context.rounds);
     if (failures.length > 0) throw new Error(`fanout: ${failures.join('; ')}`);
   },
 };
 
-/**
- * Starts every peer at once (boot time is not measured, and Tributary's embedded database takes
- * seconds), then opens the subscribers of one peer at a time, each between two memory samples.
- */
+/** Starts every peer, then opens the subscribers of one peer at a time, each between two memory samples. */
 async function startSessions(
   context: WorkloadContext,
   settings: FanoutSettings,
-): Promise<{ outcomes: PeerOutcome[]; redis: RedisServer | undefined }> {
+): Promise<{ outcomes: PeerOutcome[]; redis: RedisInstance | undefined }> {
   const outcomes: PeerOutcome[] = PEERS.map((name) => ({ name, session: undefined, failure: undefined, skipped: undefined, fixed: [], steps: [] }));
-  let redis: RedisServer | undefined;
+  let redis: RedisInstance | undefined;
   if (PEERS.includes('tributary-redis')) {
     try {
-      const server = await startRedisServer();
-      context.defer(`redis-server (pid ${server.pid})`, () => server.stop());
+      const server = await startRedis();
+      context.defer(`redis-server :${server.port}`, () => server.dispose());
       redis = server;
     } catch (error) {
       for (const outcome of outcomes) if (outcome.name === 'tributary-redis') outcome.skipped = `no private redis-server: ${messageOf(error)}`;
     }
   }
-  const started = performance.now();
-  const boots: string[] = [];
-  const peers = await Promise.all(
-    outcomes.map(async (outcome) => {
-      if (outcome.skipped !== undefined) return undefined;
-      try {
-        const peer = await context.startPeer(outcome.name, outcome.name === 'tributary-redis' && redis ? { env: { REDIS_URL: redis.url } } : {});
-        boots.push(`${outcome.name} ${formatMillis(performance.now() - started)}`);
-        return peer;
-      } catch (error) {
-        outcome.failure = `could not start: ${messageOf(error)}`;
-        return undefined;
-      }
-    }),
+  const runnable = outcomes.filter((outcome) => outcome.skipped === undefined);
+  const booted = await bootPeers(
+    context,
+    runnable.map((outcome) => outcome.name),
+    { optionsOf: (name) => (name === 'tributary-redis' && redis ? { env: { REDIS_URL: redis.url } } : {}) },
   );
-  print(`servers ready (booted in parallel; boot time not measured): ${boots.join(', ')}`);
-  for (const [index, outcome] of outcomes.entries()) {
-    const peer = peers[index];
-    if (!peer) continue;
+  for (const [index, outcome] of runnable.entries()) {
+    const peer = booted[index];
+    if (typeof peer === 'string') outcome.failure = peer;
+    if (typeof peer !== 'object') continue;
     try {
       const session = await openSession({ peer, subscribers: settings.subscribers, redis: outcome.name === 'tributary-redis' ? redis : undefined });
       context.defer(`load client and server of ${outcome.name}`, () => session.stop());
@@ -221,6 +210,3 @@ function count(rate: number, seconds: number): number {
   return Math.max(5, Math.round(rate * seconds));
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

@@ -6,10 +6,12 @@
  */
 import type { SubscribePayload } from 'graphql-ws';
 import { OURS, REFERENCE, type PeerName } from '../peers/peer.ts';
+import { bootPeers } from '../lib/boot-peers.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
 import { printRatioLine, printTable, print } from '../lib/report.ts';
 import { alternateRounds } from '../lib/rounds.ts';
-import { formatMicros, formatMillis, formatPercent, formatRate, median, relativeSpread, summarize, type Summary } from '../lib/stats.ts';
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { formatMicros, formatPercent, formatRate, median, recordMillis, relativeSpread, summarize, type Summary } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
 import { closeLoadSockets, openLoadSockets, type LoadSocket } from '../lib/ws-load-client.ts';
 
@@ -79,15 +81,13 @@ export const roundtrip: Workload = {
 };
 
 async function startPeers(context: WorkloadContext): Promise<Map<PeerName, PeerProcess>> {
+  const booted = await bootPeers(context, PEERS);
   const peers = new Map<PeerName, PeerProcess>();
-  const boots: string[] = [];
-  // One at a time: Tributary's boot (embedded database, migrations) would skew a parallel one.
-  for (const name of PEERS) {
-    const started = performance.now();
-    peers.set(name, await context.startPeer(name));
-    boots.push(`${name} ${formatMillis(performance.now() - started)}`);
+  for (const [index, name] of PEERS.entries()) {
+    const peer = booted[index];
+    if (typeof peer === 'string') throw new Error(`${name}: ${peer}`);
+    if (peer) peers.set(name, peer);
   }
-  print(`servers ready (boot time, not measured): ${boots.join(', ')}`);
   return peers;
 }
 
@@ -99,7 +99,7 @@ function peerOf(peers: ReadonlyMap<PeerName, PeerProcess>, name: PeerName): Peer
 
 /** Fails early if a peer answers something else than the others: the comparison would be void. */
 async function checkResponse(peer: PeerProcess): Promise<void> {
-  const sockets = await openLoadSockets({ url: peer.url }, 1);
+  const sockets = await openLoadSockets(peer.url, 1);
   try {
     for (const socket of sockets) {
       const result = await socket.execute(OPERATION);
@@ -112,20 +112,20 @@ async function checkResponse(peer: PeerProcess): Promise<void> {
 }
 
 async function measurePhase(peer: PeerProcess, phase: Phase, settings: RoundtripSettings): Promise<PhaseResult> {
-  const sockets = await openLoadSockets({ url: peer.url }, phase.sockets);
+  const sockets = await openLoadSockets(peer.url, phase.sockets);
   try {
     await withDeadline(drive(sockets, Math.max(settings.warmup, phase.sockets)), settings.phaseTimeoutMs, `${peer.name} warm-up`);
-    const samples = new Float64Array(settings.operations);
+    const latency = createHistogram();
     const serverCpuBefore = await peer.cpuMicros();
     const clientCpuBefore = process.cpuUsage();
     const start = performance.now();
-    await withDeadline(drive(sockets, settings.operations, samples), settings.phaseTimeoutMs, `${peer.name} ${phase.name}`);
+    await withDeadline(drive(sockets, settings.operations, latency), settings.phaseTimeoutMs, `${peer.name} ${phase.name}`);
     const elapsedMs = performance.now() - start;
     const client = process.cpuUsage(clientCpuBefore);
     const serverCpu = (await peer.cpuMicros()) - serverCpuBefore;
     return {
       opsPerSecond: (settings.operations / elapsedMs) * 1000,
-      latency: summarize(samples),
+      latency: summarize(latency)!, // operations ≥ 1, all recorded
       serverCpuPerOp: serverCpu / settings.operations,
       clientCpuPerOp: (client.user + client.system) / settings.operations,
     };
@@ -135,17 +135,16 @@ async function measurePhase(peer: PeerProcess, phase: Phase, settings: Roundtrip
 }
 
 /** Runs `operations` spread evenly over the sockets, each socket strictly one at a time. */
-async function drive(sockets: readonly LoadSocket[], operations: number, samples?: Float64Array): Promise<void> {
-  let recorded = 0;
+async function drive(sockets: readonly LoadSocket[], operations: number, latency?: RecordableHistogram): Promise<void> {
   await Promise.all(
     sockets.map(async (socket, index) => {
       const share = Math.floor(operations / sockets.length) + (index < operations % sockets.length ? 1 : 0);
       for (let i = 0; i < share; i += 1) {
         const start = performance.now();
         const result = await socket.execute(OPERATION);
-        const micros = (performance.now() - start) * 1000;
+        const millis = performance.now() - start;
         if (result.errors) throw new Error(`operation failed: ${JSON.stringify(result.errors)}`);
-        if (samples) samples[recorded++] = micros;
+        if (latency) recordMillis(latency, millis);
       }
     }),
   );

@@ -24,6 +24,8 @@ export interface RedisInstance {
   /** `redis://127.0.0.1:<port>` */
   readonly url: string;
   readonly port: number;
+  /** The running server's process id (e.g. to read its CPU time); undefined while it is stopped. */
+  readonly pid: number | undefined;
   /**
    * Stops the server (SIGTERM, then SIGKILL after 5 s; `crash`: SIGKILL at once) and waits for it
    * to exit. Its data is lost unless `persistent`.
@@ -153,5 +155,14 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     throw error;
   }
 
-  return { url: `redis://127.0.0.1:${port}`, port, stop, start, dispose };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    get pid() {
+      return child?.pid;
+    },
+    stop,
+    start,
+    dispose,
+  };
 }

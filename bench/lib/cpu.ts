@@ -1,10 +1,29 @@
 /**
- * How busy the whole machine was over an interval, from /proc/stat (Linux): on a shared 2-core
- * machine a step can be limited by other tenants or by the machine itself rather than by the
- * server under test, and the report should say so.
+ * CPU time from /proc (Linux): of one process (a redis-server, a Postgres backend), and of the
+ * whole machine over an interval — on a shared 2-core machine a step can be limited by other
+ * tenants or by the machine itself rather than by the server under test, and the report should
+ * say so.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
+
+/** /proc counts in USER_HZ clock ticks, 100 per second on every Linux ABI. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** CPU time (user + system) of a process so far, in µs; 0 once it is gone, NaN without /proc or pid. */
+export async function processCpuMicros(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return Number.NaN;
+  let stat: string;
+  try {
+    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/self/stat') ? 0 : Number.NaN;
+  }
+  // After "(comm)": utime and stime are the 12th and 13th fields, in clock ticks.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND) * 1_000_000;
+}
 
 export interface MachineCpuSample {
   /** Jiffies spent not idle (user, nice, system, irq, softirq, steal), all cores together. */
