@@ -18,6 +18,7 @@ describe('configuration', () => {
     const config = loadConfig({});
     expect(config).toMatchObject({
       nodeEnv: 'development',
+      role: 'all',
       port: 4000,
       host: '0.0.0.0',
       dataDir: '.data',
@@ -38,6 +39,7 @@ describe('configuration', () => {
   it('reads every variable it documents', () => {
     const config = loadConfig({
       NODE_ENV: 'production',
+      TRIBUTARY_ROLE: 'workers',
       PORT: '8080',
       HOST: '127.0.0.1',
       DATA_DIR: '/var/lib/tributary',
@@ -71,6 +73,7 @@ describe('configuration', () => {
     });
     expect(config).toEqual({
       nodeEnv: 'production',
+      role: 'workers',
       port: 8080,
       host: '127.0.0.1',
       dataDir: '/var/lib/tributary',
@@ -109,6 +112,8 @@ describe('configuration', () => {
 
   it.each([
     [{ PORT: 'abc' }, 'PORT must be an integer from 0 to 65535 (got "abc")'],
+    [{ TRIBUTARY_ROLE: 'scheduler' }, 'TRIBUTARY_ROLE must be all, server or workers'],
+    [{ TRIBUTARY_ROLE: 'server', DATABASE_URL: 'postgres://db/platform' }, 'TRIBUTARY_ROLE=server needs DATABASE_URL and REDIS_URL'],
     [{ PORT: '70000' }, 'PORT must be an integer from 0 to 65535'],
     [{ PORT: '12.5' }, 'PORT must be an integer'],
     [{ DATABASE_URL: 'mysql://localhost/db' }, 'DATABASE_URL must be a URL starting with postgres:// or postgresql://'],
