@@ -42,6 +42,6 @@ export function startPipeline({ config, clients, metrics, logger }: StartContext
       metrics,
     });
   }
-  const router = createEventRouter({ log, logger, onRouted: (event) => metrics.eventsRouted.inc({ source: event.source }) });
+  const router = createEventRouter({ log, logger, metrics });
   return { log, bus, channels, router, dispose: () => log.close() };
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
 import type { RawEventInput, RealtimeEvent, UnplacedEvent } from '../envelope.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventLog } from '../log/event-log.ts';
@@ -21,8 +22,8 @@ export interface EventRouter {
 export interface EventRouterOptions {
   readonly log: EventLog;
   readonly logger: Logger;
-  /** Called with every routed event (metrics, hot topics). */
-  readonly onRouted?: (event: RealtimeEvent) => void;
+  /** Counts every routed event by source. @default no metrics */
+  readonly metrics?: Pick<Metrics, 'eventsRouted'>;
 }
 
 export function createEventRouter(options: EventRouterOptions): EventRouter {
@@ -34,7 +35,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   const place = async (input: RawEventInput): Promise<RealtimeEvent> => {
     const unplaced = normalize(input);
     const event = await log.append(streamOf(input.scope, unplaced.topic), unplaced);
-    options.onRouted?.(event);
+    options.metrics?.eventsRouted.inc({ source: event.source });
     return event;
   };
 
@@ -55,7 +56,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
         const events = await log.appendMany(group.stream, group.events);
         events.forEach((event, index) => {
           placed[group.positions[index]!] = event;
-          options.onRouted?.(event);
+          options.metrics?.eventsRouted.inc({ source: event.source });
         });
       }),
     );
