@@ -83,6 +83,12 @@ export function isClientFacing(error: unknown): error is TributaryError {
   return isTributaryError(error) && error.code !== ErrorCode.INTERNAL_SERVER_ERROR;
 }
 
+/** The stable name to log an error under: an InternalError's `fault`, a TributaryError's code. */
+export function faultOf(error: unknown): string | undefined {
+  if (error instanceof InternalError) return error.fault;
+  return isTributaryError(error) ? error.code : undefined;
+}
+
 /** Postgres SQLSTATEs the code reacts to, by name (https://www.postgresql.org/docs/15/errcodes-appendix.html). */
 export const SqlState = {
   UNIQUE_VIOLATION: '23505',
