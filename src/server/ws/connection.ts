@@ -34,6 +34,8 @@ export interface ConnectionOptions {
   readonly maxOperations: number;
   /** Bytes the socket may have queued for the client before it counts as a slow consumer. */
   readonly maxBufferedBytes: number;
+  /** @see GraphQLWebSocketServerOptions.rawFrames */
+  readonly rawFrames: boolean;
   readonly logger: Logger;
 }
 
@@ -79,7 +81,7 @@ export class GraphQLWsConnection {
     this.#socket = socket;
     this.#options = options;
     this.#remote = request.socket.remoteAddress;
-    this.#raw = rawSocketOf(socket);
+    this.#raw = options.rawFrames ? rawSocketOf(socket) : undefined;
 
     socket.on('close', () => this.#release());
     socket.on('error', (error) => this.#logger.debug({ err: error }, 'socket error'));
