@@ -120,7 +120,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },
     };
-    const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, logger });
+    const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, cors: config.cors, logger });
     cleanup.push('graphql engine', async () => {
       await yoga.dispose();
     });
