@@ -99,7 +99,19 @@ export const SqlState = {
   DUPLICATE_OBJECT: '42710',
   INSUFFICIENT_PRIVILEGE: '42501',
   OBJECT_IN_USE: '55006',
+  /** The server is shutting down (`pg_ctl stop -m fast`, a terminated backend). */
   ADMIN_SHUTDOWN: '57P01',
+  /** The server crashed and is restarting. */
+  CRASH_SHUTDOWN: '57P02',
+  /** The server is starting up or in recovery. */
+  CANNOT_CONNECT_NOW: '57P03',
+  TOO_MANY_CONNECTIONS: '53300',
+} as const;
+
+/** SQLSTATE classes (the first two characters) the code reacts to. */
+export const SqlStateClass = {
+  /** `08xxx`: the connection failed, was refused or was lost. */
+  CONNECTION_EXCEPTION: '08',
 } as const;
 
 export type SqlState = (typeof SqlState)[keyof typeof SqlState];
