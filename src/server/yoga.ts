@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError, type GraphQLSchema } from 'graphql';
 import { createYoga, type CORSOptions, type Plugin, type YogaInitialContext, type YogaServerInstance } from 'graphql-yoga';
 import type { Principal } from '../auth/principal.ts';
@@ -10,6 +9,7 @@ import type { Logger } from '../logger.ts';
 import type { Services } from '../resolvers/context.ts';
 import { createErrorMasker } from '../schema/errors.ts';
 import type { GraphQLContext } from '../schema/index.ts';
+import { GRAPHIQL_EXAMPLE, renderTributaryGraphiQL } from './graphiql.ts';
 import { useOperationLimits } from './operation-limits.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -47,8 +47,8 @@ export function createYogaServer(options: YogaOptions): TributaryYoga {
     landingPage: false,
     maxRequestBodySize: options.limits.httpMaxBodyBytes,
     cors: corsPolicy(options.cors),
-    graphiql: { title: 'Tributary', subscriptionsProtocol: 'WS' },
-    renderGraphiQL,
+    graphiql: { title: 'Tributary', subscriptionsProtocol: 'WS', defaultQuery: GRAPHIQL_EXAMPLE },
+    renderGraphiQL: renderTributaryGraphiQL,
     logging: yogaLogger(logger.child({ component: 'yoga' })),
     maskedErrors: { maskError: createErrorMasker(logger.child({ component: 'graphql' })) },
     context: async (initial: YogaInitialContext & HttpServerContext): Promise<GraphQLContext> => {
