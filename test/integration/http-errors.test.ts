@@ -8,6 +8,11 @@ import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 const DEBUG = 20;
 const ERROR = 50;
 
+/** The `next` message of operation `id` that carries only a BAD_USER_INPUT error with `message`. */
+function badInputOn(id: string, message: string) {
+  return { id, type: 'next', payload: { errors: [expect.objectContaining({ message, extensions: { code: 'BAD_USER_INPUT' } })] } };
+}
+
 describe("a caller's mistake in variables is BAD_USER_INPUT, not an internal error", () => {
   let server: TestServer;
   let logs: ReturnType<typeof captureLogs>;
@@ -52,18 +57,7 @@ describe("a caller's mistake in variables is BAD_USER_INPUT, not an internal err
     const client = await openAcknowledgedSocket(server.wsUrl);
     client.send({ id: 'q', type: 'subscribe', payload: { query, variables: { t: 5 } } });
     const queried = await client.waitForMessage((message) => message.id === 'q');
-    expect(queried).toEqual({
-      id: 'q',
-      type: 'next',
-      payload: {
-        errors: [
-          expect.objectContaining({
-            message: 'Variable "$t" got invalid value 5; String cannot represent a non string value: 5',
-            extensions: { code: 'BAD_USER_INPUT' },
-          }),
-        ],
-      },
-    });
+    expect(queried).toEqual(badInputOn('q', 'Variable "$t" got invalid value 5; String cannot represent a non string value: 5'));
 
     client.send({
       id: 's',
@@ -71,15 +65,7 @@ describe("a caller's mistake in variables is BAD_USER_INPUT, not an internal err
       payload: { query: 'subscription Watch($t: String!) { events(topic: $t) { id } }', variables: {} },
     });
     const subscribed = await client.waitForMessage((message) => message.id === 's');
-    expect(subscribed).toEqual({
-      id: 's',
-      type: 'next',
-      payload: {
-        errors: [
-          expect.objectContaining({ message: 'Variable "$t" of required type "String!" was not provided.', extensions: { code: 'BAD_USER_INPUT' } }),
-        ],
-      },
-    });
+    expect(subscribed).toEqual(badInputOn('s', 'Variable "$t" of required type "String!" was not provided.'));
     expect(errorLinesMentioning('$t')).toEqual([]);
   });
 });
