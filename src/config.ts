@@ -70,8 +70,21 @@ export interface Config {
   readonly cdc: CdcConfig;
   readonly logLevel: LogLevel;
   readonly limits: Limits;
+  readonly cors: CorsConfig;
   /** Time a graceful shutdown may take before the process exits anyway, in ms. @default 10000 */
   readonly shutdownTimeoutMs: number;
+}
+
+/**
+ * Which browser origins may call the HTTP API from another origin (`CORS_ORIGINS`). Tokens travel
+ * in the `Authorization` header, never in cookies, so credentialed requests are never allowed.
+ */
+export interface CorsConfig {
+  /**
+   * `'*'`: any origin (the default outside production); a list: exactly these origins
+   * (`scheme://host[:port]`); empty: none (the default in production).
+   */
+  readonly origins: '*' | readonly string[];
 }
 
 /** Sync documents; the cache settings apply when Redis is configured. */
@@ -194,7 +207,29 @@ const environmentSchema = z.object({
   GRAPHQL_MAX_ALIASES: integer(0, 1000, 20),
   GRAPHQL_MAX_TOKENS: integer(50, 100_000, 2000),
   SHUTDOWN_TIMEOUT_MS: integer(100, 60_000, 10_000),
+  CORS_ORIGINS: optionalString.transform((value, ctx) => {
+    if (value === undefined) return undefined;
+    const entries = value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+    if (entries.includes('*')) return entries.length === 1 ? ('*' as const) : invalidOrigins(ctx, 'must be * alone or a list of origins');
+    const wrong = entries.find((entry) => !isOrigin(entry));
+    return wrong === undefined ? entries : invalidOrigins(ctx, `must be * or comma-separated origins like https://app.example.com (got "${wrong}")`);
+  }),
 });
+
+function invalidOrigins(ctx: z.RefinementCtx, message: string): never {
+  ctx.addIssue({ code: 'custom', message });
+  return z.NEVER;
+}
+
+/** `scheme://host[:port]` exactly as a browser sends it in `Origin` (no path, no trailing slash). */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && url.origin === value;
+  } catch {
+    return false;
+  }
+}
 
 /** Reads and validates the configuration; throws `ConfigError` with a one-line message. */
 export function loadConfig(environment: Readonly<Record<string, string | undefined>> = process.env): Config {
@@ -277,6 +312,8 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       maxAliases: env.GRAPHQL_MAX_ALIASES,
       maxTokens: env.GRAPHQL_MAX_TOKENS,
     },
+    // Unset: any origin while developing; nothing cross-origin in production unless listed.
+    cors: { origins: env.CORS_ORIGINS ?? (env.NODE_ENV === 'production' ? [] : '*') },
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
   });
 }

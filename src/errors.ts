@@ -83,6 +83,12 @@ export function isClientFacing(error: unknown): error is TributaryError {
   return isTributaryError(error) && error.code !== ErrorCode.INTERNAL_SERVER_ERROR;
 }
 
+/** The stable name to log an error under: an InternalError's `fault`, a TributaryError's code. */
+export function faultOf(error: unknown): string | undefined {
+  if (error instanceof InternalError) return error.fault;
+  return isTributaryError(error) ? error.code : undefined;
+}
+
 /** Postgres SQLSTATEs the code reacts to, by name (https://www.postgresql.org/docs/15/errcodes-appendix.html). */
 export const SqlState = {
   UNIQUE_VIOLATION: '23505',
@@ -93,7 +99,19 @@ export const SqlState = {
   DUPLICATE_OBJECT: '42710',
   INSUFFICIENT_PRIVILEGE: '42501',
   OBJECT_IN_USE: '55006',
+  /** The server is shutting down (`pg_ctl stop -m fast`, a terminated backend). */
   ADMIN_SHUTDOWN: '57P01',
+  /** The server crashed and is restarting. */
+  CRASH_SHUTDOWN: '57P02',
+  /** The server is starting up or in recovery. */
+  CANNOT_CONNECT_NOW: '57P03',
+  TOO_MANY_CONNECTIONS: '53300',
+} as const;
+
+/** SQLSTATE classes (the first two characters) the code reacts to. */
+export const SqlStateClass = {
+  /** `08xxx`: the connection failed, was refused or was lost. */
+  CONNECTION_EXCEPTION: '08',
 } as const;
 
 export type SqlState = (typeof SqlState)[keyof typeof SqlState];

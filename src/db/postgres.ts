@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
+import { unavailableIfDisconnected } from './connection-failure.ts';
 import type { Database, QueryResult, Row } from './database.ts';
 
 export interface PostgresDatabaseOptions {
@@ -14,7 +15,12 @@ export interface PostgresDatabaseOptions {
   readonly applicationName?: string;
 }
 
-/** The platform database on a real Postgres, through a `pg` pool. */
+/**
+ * The platform database on a real Postgres, through a `pg` pool. Every operation that fails
+ * because the server is unreachable (refused, reset, timed out, shutting down, starting up)
+ * rejects with a TributaryError UNAVAILABLE whose cause is the driver's error, so callers and
+ * clients see "retry" rather than an internal error.
+ */
 export function createPostgresDatabase(options: PostgresDatabaseOptions): Database {
   const pool = new pg.Pool({
     connectionString: options.url,
@@ -31,19 +37,15 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): Databa
   return {
     kind: 'postgres',
     query: (sql, params) => runQuery(pool, sql, params),
-    exec: async (sql) => {
-      await pool.query(sql);
-    },
+    exec: (sql) => runExec(pool, sql),
     async transaction(work) {
-      const client = await pool.connect();
+      const client = await pool.connect().catch(rethrow);
       let released = false;
       try {
         await client.query('BEGIN');
         const result = await work({
           query: (sql, params) => runQuery(client, sql, params),
-          exec: async (sql) => {
-            await client.query(sql);
-          },
+          exec: (sql) => runExec(client, sql),
         });
         await client.query('COMMIT');
         return result;
@@ -55,13 +57,13 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): Databa
           client.release(rollbackError instanceof Error ? rollbackError : true);
           released = true;
         }
-        throw error;
+        throw unavailableIfDisconnected(error);
       } finally {
         if (!released) client.release();
       }
     },
     async ping() {
-      await pool.query('SELECT 1');
+      await runExec(pool, 'SELECT 1');
     },
     close() {
       closed ??= pool.end();
@@ -75,7 +77,15 @@ async function runQuery<R extends Row>(
   sql: string,
   params: readonly unknown[] | undefined,
 ): Promise<QueryResult<R>> {
-  const result = await client.query<R>(sql, params as unknown[] | undefined);
+  const result = await client.query<R>(sql, params as unknown[] | undefined).catch(rethrow);
   return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+}
+
+async function runExec(client: pg.Pool | pg.PoolClient, sql: string): Promise<void> {
+  await client.query(sql).catch(rethrow);
+}
+
+function rethrow(error: unknown): never {
+  throw unavailableIfDisconnected(error);
 }
 

@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
+import { ErrorCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { GraphQLWebSocketServer } from './ws/websocket-server.ts';
 import { GRAPHQL_PATH, type TributaryYoga } from './yoga.ts';
@@ -71,11 +73,30 @@ export function createHttpServer(options: HttpServerOptions): Server {
     }
     options.graphql.webSocket.handleUpgrade(request, socket, head);
   });
-  server.on('clientError', (error, socket) => {
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     options.logger.debug({ err: error }, 'malformed HTTP request');
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    // A reset or timed-out socket has nobody to answer; anything else gets a short JSON error.
+    if (!socket.writable || error.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    socket.end(clientErrorResponse(error.code));
   });
   return server;
+}
+
+/**
+ * The raw response to a request Node's parser refused (before yoga sees it): headers over
+ * `--max-http-header-size` (e.g. a huge bearer token) are 431, anything else malformed 400.
+ */
+function clientErrorResponse(parserCode: string | undefined): string {
+  const [status, message] =
+    parserCode === 'HPE_HEADER_OVERFLOW' ? ['431 Request Header Fields Too Large', 'Request headers are too large'] : ['400 Bad Request', 'Malformed HTTP request'];
+  const body = JSON.stringify({ errors: [{ message, extensions: { code: ErrorCode.BAD_USER_INPUT } }] });
+  return (
+    `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
 }
 
 interface ReadinessReport {

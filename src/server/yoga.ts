@@ -1,15 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError, type GraphQLSchema } from 'graphql';
-import { createYoga, type Plugin, type YogaInitialContext, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type CORSOptions, type Plugin, type YogaInitialContext, type YogaServerInstance } from 'graphql-yoga';
 import type { Principal } from '../auth/principal.ts';
 import type { TokenVerifier } from '../auth/token-verifier.ts';
-import type { Limits } from '../config.ts';
+import type { CorsConfig, Limits } from '../config.ts';
 import { ErrorCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Services } from '../resolvers/context.ts';
 import { createErrorMasker } from '../schema/errors.ts';
 import type { GraphQLContext } from '../schema/index.ts';
+import { GRAPHIQL_EXAMPLE, renderTributaryGraphiQL } from './graphiql.ts';
 import { useOperationLimits } from './operation-limits.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -29,6 +29,8 @@ export interface YogaOptions {
   readonly verifier: TokenVerifier;
   readonly services: Services;
   readonly limits: Limits;
+  /** Origins allowed cross-origin (`CORS_ORIGINS`). */
+  readonly cors: CorsConfig;
   readonly logger: Logger;
 }
 
@@ -44,8 +46,9 @@ export function createYogaServer(options: YogaOptions): TributaryYoga {
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
     maxRequestBodySize: options.limits.httpMaxBodyBytes,
-    graphiql: { title: 'Tributary', subscriptionsProtocol: 'WS' },
-    renderGraphiQL,
+    cors: corsPolicy(options.cors),
+    graphiql: { title: 'Tributary', subscriptionsProtocol: 'WS', defaultQuery: GRAPHIQL_EXAMPLE },
+    renderGraphiQL: renderTributaryGraphiQL,
     logging: yogaLogger(logger.child({ component: 'yoga' })),
     maskedErrors: { maskError: createErrorMasker(logger.child({ component: 'graphql' })) },
     context: async (initial: YogaInitialContext & HttpServerContext): Promise<GraphQLContext> => {
@@ -55,6 +58,20 @@ export function createYogaServer(options: YogaOptions): TributaryYoga {
     },
     plugins: [useOperationLimits(options.limits), useSubscriptionsOverWebSocketOnly()],
   });
+}
+
+/**
+ * CORS headers only for an allowed `Origin` (no headers at all otherwise, so the browser refuses
+ * the response). Never credentialed: tokens travel in `Authorization`, not in cookies.
+ */
+function corsPolicy(cors: CorsConfig): (request: Request) => CORSOptions {
+  const allowed = cors.origins === '*' ? undefined : new Set(cors.origins);
+  return (request) => {
+    const origin = request.headers.get('origin');
+    if (origin === null || (allowed !== undefined && !allowed.has(origin))) return false;
+    // '*' makes yoga reflect the (already checked) origin and add `Vary: Origin` for caches.
+    return { origin: '*', credentials: false, methods: ['GET', 'POST'], maxAge: 600 };
+  };
 }
 
 /**

@@ -59,7 +59,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },
     };
-    const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, logger });
+    const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, cors: config.cors, logger });
     cleanup.push('graphql engine', async () => {
       await yoga.dispose();
     });

@@ -4,6 +4,7 @@
  * (fast to create), or the embedded PGlite with `{ embedded: true }` (slower: ~2–4 s to boot).
  * Teardown is registered with `onTestFinished` at creation unless `autoDispose: false`.
  */
+import type { DestinationStream } from 'pino';
 import { onTestFinished } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -22,6 +23,8 @@ export interface TestServerOptions {
   readonly autoDispose?: boolean;
   /** Use the embedded database (in memory) instead of a fresh Postgres database. @default false */
   readonly embedded?: boolean;
+  /** Where the server's JSON log lines go (with `LOG_LEVEL` in `env`), e.g. a `captureLogs()` sink. @default standard output */
+  readonly logDestination?: DestinationStream;
 }
 
 /** Starts a server with these environment variables on top of the test defaults. */
@@ -38,7 +41,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     ...(database && { DATABASE_URL: database.url }),
     ...env,
   });
-  const tributary = await startTributary(config, { logger: createLogger({ level: config.logLevel }) });
+  const tributary = await startTributary(config, { logger: createLogger({ level: config.logLevel, ...(options.logDestination && { destination: options.logDestination }) }) });
   // Registered after the database's teardown, so it runs first (onTestFinished runs in reverse).
   if (autoDispose) onTestFinished(() => tributary.dispose());
   return {
@@ -50,6 +53,20 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     graphqlUrl: `http://127.0.0.1:${tributary.port}/graphql`,
     wsUrl: `ws://127.0.0.1:${tributary.port}/graphql`,
   };
+}
+
+/** A log sink that keeps every JSON line the server writes, parsed, for assertions on levels and messages. */
+export function captureLogs(): DestinationStream & { readonly lines: readonly LogLine[] } {
+  const lines: LogLine[] = [];
+  return { lines, write: (line: string) => void lines.push(JSON.parse(line) as LogLine) };
+}
+
+/** One pino line: `level` is numeric (20 debug, 30 info, 40 warn, 50 error). */
+export interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly err?: { readonly message?: string; readonly stack?: string };
+  readonly [field: string]: unknown;
 }
 
 /** POSTs one GraphQL operation and returns the HTTP status and parsed body. */

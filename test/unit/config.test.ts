@@ -70,6 +70,7 @@ describe('configuration', () => {
       GRAPHQL_MAX_ALIASES: '3',
       GRAPHQL_MAX_TOKENS: '100',
       SHUTDOWN_TIMEOUT_MS: '2000',
+      CORS_ORIGINS: 'https://app.example',
     });
     expect(config).toEqual({
       nodeEnv: 'production',
@@ -106,6 +107,7 @@ describe('configuration', () => {
         maxAliases: 3,
         maxTokens: 100,
       },
+      cors: { origins: ['https://app.example'] },
       shutdownTimeoutMs: 2000,
     });
   });

@@ -12,8 +12,9 @@ import {
 import WebSocket from 'ws';
 import type { Principal } from '../../auth/principal.ts';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
-import { ErrorCode, isTributaryError, type TributaryError } from '../../errors.ts';
+import { ErrorCode, faultOf, isClientFacing, isTributaryError, type TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
+import { MASKED_MESSAGE } from '../../schema/errors.ts';
 import { CloseCode } from './close-codes.ts';
 import type { Dispatcher, DispatchSubscription } from '../../pipeline/dispatch/dispatcher.ts';
 import type { OperationExecutor, OperationOutcome } from './executor.ts';
@@ -33,6 +34,8 @@ export interface ConnectionOptions {
   readonly maxOperations: number;
   /** Bytes the socket may have queued for the client before it counts as a slow consumer. */
   readonly maxBufferedBytes: number;
+  /** @see GraphQLWebSocketServerOptions.rawFrames */
+  readonly rawFrames: boolean;
   readonly logger: Logger;
 }
 
@@ -78,7 +81,7 @@ export class GraphQLWsConnection {
     this.#socket = socket;
     this.#options = options;
     this.#remote = request.socket.remoteAddress;
-    this.#raw = rawSocketOf(socket);
+    this.#raw = options.rawFrames ? rawSocketOf(socket) : undefined;
 
     socket.on('close', () => this.#release());
     socket.on('error', (error) => this.#logger.debug({ err: error }, 'socket error'));
@@ -168,8 +171,8 @@ export class GraphQLWsConnection {
         this.#send({ type: MessageType.ConnectionAck });
       },
       (error: unknown) => {
-        const reason = isTributaryError(error) ? error.message : 'Forbidden';
-        if (!isTributaryError(error)) this.#logger.error({ err: error }, 'token verification failed unexpectedly');
+        const reason = isClientFacing(error) ? error.message : 'Forbidden';
+        if (!isClientFacing(error)) this.#logger.error({ err: error, fault: faultOf(error) }, 'token verification failed unexpectedly');
         this.close(CloseCode.Forbidden, `Forbidden: ${reason}`);
       },
     );
@@ -250,11 +253,7 @@ export class GraphQLWsConnection {
       }
     } catch (error) {
       // A source that fails (e.g. a subscriber that fell behind) ends this operation, not the socket.
-      const errors = isTributaryError(error)
-        ? codedErrors(error)
-        : [{ message: 'Unexpected error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }];
-      if (!isTributaryError(error)) this.#logger.error({ err: error, operationId: id }, 'subscription source failed');
-      this.#finish(id, operation, { id, type: MessageType.Error, payload: errors });
+      this.#finish(id, operation, { id, type: MessageType.Error, payload: this.#clientErrors(error, id, 'subscription source failed') });
       return;
     }
     this.#finish(id, operation, { id, type: MessageType.Complete });
@@ -282,7 +281,7 @@ export class GraphQLWsConnection {
             this.#writeFrame(head, rendered.utf8);
           },
           fail: (error) => {
-            this.#finish(id, operation, { id, type: MessageType.Error, payload: codedErrors(error) });
+            this.#finish(id, operation, { id, type: MessageType.Error, payload: this.#clientErrors(error, id, 'dispatched subscription failed') });
           },
         },
       });
@@ -290,8 +289,19 @@ export class GraphQLWsConnection {
       else operation.dispatched = dispatched;
     } catch (error) {
       if (!isTributaryError(error)) throw error;
-      this.#finish(id, operation, { id, type: MessageType.Error, payload: codedErrors(error) });
+      this.#finish(id, operation, { id, type: MessageType.Error, payload: this.#clientErrors(error, id, 'dispatched subscription failed') });
     }
+  }
+
+  /**
+   * What the client may see of an error that ended an operation: a client-facing error as it
+   * is; an internal fault (an InternalError, a TributaryError coded INTERNAL_SERVER_ERROR,
+   * anything else) is logged with its cause and masked.
+   */
+  #clientErrors(error: unknown, id: ID, what: string): GraphQLFormattedError[] {
+    if (isClientFacing(error)) return codedErrors(error);
+    this.#logger.error({ err: error, fault: faultOf(error), operationId: id }, what);
+    return [{ message: MASKED_MESSAGE, extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }];
   }
 
   /** Sends the operation's last message (unless the client already stopped it) and forgets it. */

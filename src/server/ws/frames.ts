@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type WebSocket from 'ws';
 
 /**
@@ -32,8 +32,11 @@ export function textFrame(head: Buffer, body: Buffer, tail: Buffer): Buffer {
  * The TCP socket under a `ws` WebSocket, for writing prebuilt frames. Safe with
  * `perMessageDeflate: false` (the server's setting): ws then writes each message synchronously
  * and whole, so frames written here and by ws interleave only at frame boundaries, and the
- * bytes still count in `bufferedAmount`. `undefined` when ws does not expose it.
+ * bytes still count in `bufferedAmount`. It reads ws's private `_socket` (package.json pins ws
+ * to its minor version for that); `undefined` when it is not a TCP socket, and the caller then
+ * sends through ws's public `send`.
  */
 export function rawSocketOf(socket: WebSocket): Socket | undefined {
-  return (socket as unknown as { _socket?: Socket })._socket;
+  const raw = (socket as unknown as { _socket?: unknown })._socket;
+  return raw instanceof Socket ? raw : undefined;
 }

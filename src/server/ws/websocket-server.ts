@@ -20,6 +20,12 @@ export interface GraphQLWebSocketServerOptions {
   /** Outbound bytes a socket may have queued before it is closed as a slow consumer. @default 8 MiB */
   readonly maxBufferedBytes?: number;
   /**
+   * Write dispatched `next` frames, prebuilt, straight to the TCP socket under ws (one copy, one
+   * write per tick); `false` sends them through ws's public `send`, e.g. if a ws upgrade stops
+   * exposing the socket. @default true
+   */
+  readonly rawFrames?: boolean;
+  /**
    * Interval of WebSocket-level pings, in ms; a socket that has not answered the previous ping
    * is terminated, so vanished clients do not hold resources. `0` disables. @default 12000
    */
@@ -75,6 +81,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       connectionInitTimeoutMs: options.limits.connectionInitTimeoutMs,
       maxOperations: options.limits.maxSubscriptionsPerConnection,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
+      rawFrames: options.rawFrames ?? true,
       logger,
     });
     connections.set(socket, connection);

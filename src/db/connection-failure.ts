@@ -1,0 +1,47 @@
+import { ErrorCode, SqlState, SqlStateClass, sqlStateOf, TributaryError } from '../errors.ts';
+
+/** Socket errors that mean the database could not be reached or the connection was lost. */
+const NETWORK_ERRORS: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'EAI_AGAIN',
+]);
+
+/** SQLSTATEs of a server that is going away, coming back or full: retrying later may succeed. */
+const TRANSIENT_STATES: ReadonlySet<string> = new Set([
+  SqlState.ADMIN_SHUTDOWN,
+  SqlState.CRASH_SHUTDOWN,
+  SqlState.CANNOT_CONNECT_NOW,
+  SqlState.TOO_MANY_CONNECTIONS,
+]);
+
+/**
+ * What `pg` throws without a code when the connection dies or never comes: "Connection
+ * terminated unexpectedly", "Connection terminated due to connection timeout", "timeout exceeded
+ * when trying to connect", "Client has encountered a connection error and is not queryable".
+ */
+const PG_CONNECTION_MESSAGE = /^Connection terminated|^timeout exceeded when trying to connect|connection error and is not queryable/;
+
+/** Whether `error` says the database is unreachable right now (not that the statement is wrong). */
+export function isConnectionFailure(error: unknown): boolean {
+  if (error instanceof AggregateError && error.errors.some(isConnectionFailure)) return true;
+  const state = sqlStateOf(error);
+  if (state !== undefined && (NETWORK_ERRORS.has(state) || TRANSIENT_STATES.has(state))) return true;
+  if (state !== undefined && state.length === 5 && state.startsWith(SqlStateClass.CONNECTION_EXCEPTION)) return true;
+  return error instanceof Error && state === undefined && PG_CONNECTION_MESSAGE.test(error.message);
+}
+
+/**
+ * A connection failure as the client-facing UNAVAILABLE ("retry shortly"), with the driver's
+ * error as its cause for the logs; any other error is returned as it is.
+ */
+export function unavailableIfDisconnected(error: unknown): unknown {
+  if (!isConnectionFailure(error)) return error;
+  return new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause: error });
+}
