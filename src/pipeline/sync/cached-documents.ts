@@ -13,7 +13,7 @@ import { createDocumentFlusher } from './document-flusher.ts';
 import { extendCeiling, reconcile, releaseLeases } from './document-leases.ts';
 import { listDocumentIds, selectDocument, type DocumentRow } from './document-store.ts';
 import { decideWrite, documentOf, type DocumentChange, type DocumentState, type WriteCommand } from './document-writes.ts';
-import { DEFAULT_MAX_DOCUMENT_BYTES, documentEntity, unavailableOnFailure, type DocumentKey, type DocumentService, type SyncDocument } from './documents.ts';
+import { DEFAULT_MAX_DOCUMENT_BYTES, documentEntity, type DocumentKey, type DocumentService, type SyncDocument } from './documents.ts';
 
 /**
  * `async`: a write returns once Redis holds it; Postgres follows right after (and the sweep
@@ -118,7 +118,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     throw contention();
   };
 
-  const loadRow = (key: DocumentKey): Promise<DocumentRow | undefined> => unavailableWithoutDatabase(selectDocument(db, key));
+  const loadRow = (key: DocumentKey): Promise<DocumentRow | undefined> => selectDocument(db, key);
 
   /**
    * Takes the document's lock in Redis, so that writers on every instance take turns from the
@@ -170,7 +170,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
       if (result === 'ceiling') {
         const lease = await cache.lease();
         if (lease.epoch === entry.epoch) {
-          await unavailableWithoutDatabase(extendCeiling(db, cache, key, lease, change.after.revision, UNFLUSHED_REVISIONS_LIMIT));
+          await extendCeiling(db, cache, key, lease, change.after.revision, UNFLUSHED_REVISIONS_LIMIT);
         }
       }
       // 'miss', 'stale', 'race': the entry changed under us (expiry, new epoch, a writer without the lock); read again.
@@ -190,7 +190,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
       const documents: SyncDocument[] = [];
       let cursor = after ?? '';
       for (;;) {
-        const ids = await unavailableWithoutDatabase(listDocumentIds(db, scope, service, cursor, first + 1));
+        const ids = await listDocumentIds(db, scope, service, cursor, first + 1);
         for (const id of ids) {
           const key = { scope, service, id };
           const { entry } = await current(key, 'read');
@@ -227,8 +227,4 @@ function documentAt(key: DocumentKey, state: DocumentState): SyncDocument {
 
 function contention(): TributaryError {
   return new TributaryError(ErrorCode.UNAVAILABLE, 'The document is being written by many writers at once; retry shortly');
-}
-
-function unavailableWithoutDatabase<T>(work: Promise<T>): Promise<T> {
-  return unavailableOnFailure(work, 'The database is unavailable right now; retry shortly');
 }

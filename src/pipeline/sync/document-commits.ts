@@ -119,8 +119,10 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
     },
 
     async flushPending(entryKey) {
-      // The flusher's own error says the change is kept in the cache; this write was not made.
+      // An outage (UNAVAILABLE from src/db) refuses this write: it was not made. Any other fault
+      // is internal and goes on to be logged and masked.
       await flusher.flush(entryKey).catch((error: unknown) => {
+        if (!(error instanceof TributaryError) || error.code !== ErrorCode.UNAVAILABLE) throw error;
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause: error });
       });
     },

@@ -3,7 +3,6 @@ import type { Logger } from '../../logger.ts';
 import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
 import { leaseId, type DocumentCache } from './document-cache.ts';
 import { writeDocument } from './document-store.ts';
-import { unavailableOnFailure } from './documents.ts';
 
 /**
  * Writes dirty cache entries to Postgres: right after each write (coalesced per document, so a
@@ -70,10 +69,8 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
     // A stale entry's grant belongs to its own epoch: no current entry may use it.
     const generation = current.epoch === entry.epoch ? current.generation : '';
     const lease = leaseId({ epoch: entry.epoch, generation });
-    const ceiling = await unavailableOnFailure(
-      writeDocument(db, key, state, { ceiling: state.revision + ceilingHeadroom, lease }),
-      'The database is unavailable right now; the change is kept in the cache',
-    );
+    // A database outage rejects with UNAVAILABLE (src/db); the change stays dirty in the cache.
+    const ceiling = await writeDocument(db, key, state, { ceiling: state.revision + ceilingHeadroom, lease });
     // Nothing written: Postgres already had this revision or a later one (another flush won).
     await cache.markFlushed(entryKey, entry.epoch, state.revision, ceiling === undefined ? undefined : { ceiling, generation });
   };
