@@ -67,7 +67,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       verifier,
       execute: createOperationExecutor(yoga, { maskError: createErrorMasker(logger.child({ component: 'graphql' })) }),
       dispatcher,
-      onSlowConsumer: () => metrics.slowConsumers.inc(),
+      metrics,
       limits: config.limits,
       logger,
     });

@@ -14,6 +14,7 @@ import type { Principal } from '../../auth/principal.ts';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import { ErrorCode, faultOf, isClientFacing, isTributaryError, type TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
 import { MASKED_MESSAGE } from '../../schema/errors.ts';
 import { CloseCode } from './close-codes.ts';
 import type { Dispatcher, DispatchSubscription } from '../../pipeline/dispatch/dispatcher.ts';
@@ -26,8 +27,8 @@ export interface ConnectionOptions {
   readonly verifier: TokenVerifier;
   readonly execute: OperationExecutor;
   readonly dispatcher: Dispatcher;
-  /** Called when the socket is closed for falling behind. */
-  readonly onSlowConsumer: () => void;
+  /** Counts sockets closed for falling behind. */
+  readonly metrics: Pick<Metrics, 'slowConsumers'> | undefined;
   /** @see Limits.connectionInitTimeoutMs */
   readonly connectionInitTimeoutMs: number;
   /** @see Limits.maxSubscriptionsPerConnection */
@@ -347,7 +348,7 @@ export class GraphQLWsConnection {
   #writable(): boolean {
     if (this.#closed || this.#socket.readyState !== WebSocket.OPEN) return false;
     if (this.#socket.bufferedAmount > this.#options.maxBufferedBytes) {
-      this.#options.onSlowConsumer();
+      this.#options.metrics?.slowConsumers.inc();
       this.close(CloseCode.SlowConsumer, 'Slow consumer: outbound buffer exceeded');
       return false;
     }

@@ -5,6 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import type { Limits } from '../../config.ts';
 import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
 import { GraphQLWsConnection } from './connection.ts';
 import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
 import type { OperationExecutor } from './executor.ts';
@@ -13,8 +14,8 @@ export interface GraphQLWebSocketServerOptions {
   readonly verifier: TokenVerifier;
   readonly execute: OperationExecutor;
   readonly dispatcher: Dispatcher;
-  /** Called when a socket is closed for falling behind (metrics). */
-  readonly onSlowConsumer?: () => void;
+  /** Counts sockets closed for falling behind. @default no metrics */
+  readonly metrics?: Pick<Metrics, 'slowConsumers'>;
   readonly limits: Pick<Limits, 'wsMaxPayloadBytes' | 'connectionInitTimeoutMs' | 'maxSubscriptionsPerConnection'>;
   readonly logger: Logger;
   /** Outbound bytes a socket may have queued before it is closed as a slow consumer. @default 8 MiB */
@@ -77,7 +78,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       verifier: options.verifier,
       execute: options.execute,
       dispatcher: options.dispatcher,
-      onSlowConsumer: options.onSlowConsumer ?? (() => undefined),
+      metrics: options.metrics,
       connectionInitTimeoutMs: options.limits.connectionInitTimeoutMs,
       maxOperations: options.limits.maxSubscriptionsPerConnection,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
