@@ -1,7 +1,7 @@
 import { canAccessTopic } from '../auth/permissions.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import type { RealtimeEvent } from '../pipeline/envelope.ts';
-import { compileEventWhere, type EventWhere } from '../pipeline/dispatch/filter.ts';
+import { compileEventWhere, type EventWhere } from '../pipeline/filters/event-filter.ts';
 import { DispatchTicket } from '../pipeline/dispatch/ticket.ts';
 import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
 import { assertName } from '../pipeline/names.ts';

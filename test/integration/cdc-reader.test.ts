@@ -7,10 +7,10 @@ import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { isTributaryError } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
-import { compareLsn } from '../../src/pipeline/cdc/lsn.ts';
+import { compareLsn } from '../../src/pipeline/cdc/wal/lsn.ts';
 import type { RowChange, TransactionChunk } from '../../src/pipeline/cdc/row-change.ts';
-import { createWalReader } from '../../src/pipeline/cdc/wal-reader.ts';
-import type { WalReader, WalReaderOptions } from '../../src/pipeline/cdc/wal-reader.ts';
+import { createWalReader } from '../../src/pipeline/cdc/wal/wal-reader.ts';
+import type { WalReader, WalReaderOptions } from '../../src/pipeline/cdc/wal/wal-reader.ts';
 import { createTestDatabase, startPrivatePostgres, uniqueName } from '../helpers/services.ts';
 import { deferred, waitFor } from '../helpers/wait-for.ts';
 

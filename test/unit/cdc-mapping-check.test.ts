@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { TableShape } from '../../src/pipeline/cdc/mapping-check.ts';
-import { checkMappingAgainstTable } from '../../src/pipeline/cdc/mapping-check.ts';
+import type { TableShape } from '../../src/pipeline/cdc/mapping/mapping-check.ts';
+import { checkMappingAgainstTable } from '../../src/pipeline/cdc/mapping/mapping-check.ts';
 import { mapping } from '../helpers/cdc-mappings.ts';
 
 

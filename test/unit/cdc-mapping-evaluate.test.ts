@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { TributaryError } from '../../src/errors.ts';
 import { assertName } from '../../src/pipeline/names.ts';
 import type { RowChange, RowImage } from '../../src/pipeline/cdc/row-change.ts';
-import type { DomainMapping } from '../../src/pipeline/cdc/mapping.ts';
-import { UnroutableRowError, encodeTopicSegment, evaluateMapping } from '../../src/pipeline/cdc/mapping-evaluate.ts';
+import type { DomainMapping } from '../../src/pipeline/cdc/mapping/mapping.ts';
+import { UnroutableRowError, encodeTopicSegment, evaluateMapping } from '../../src/pipeline/cdc/mapping/mapping-evaluate.ts';
 import { mapping } from '../helpers/cdc-mappings.ts';
 
 

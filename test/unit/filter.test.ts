@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { RealtimeEvent } from '../../src/pipeline/envelope.ts';
 import { ErrorCode, TributaryError } from '../../src/errors.ts';
-import type { EventPredicate, EventWhere } from '../../src/pipeline/dispatch/filter.ts';
-import { compileEventWhere } from '../../src/pipeline/dispatch/filter.ts';
+import type { EventPredicate, EventWhere } from '../../src/pipeline/filters/event-filter.ts';
+import { compileEventWhere } from '../../src/pipeline/filters/event-filter.ts';
 
 function event(overrides: Partial<RealtimeEvent> = {}): RealtimeEvent {
   return {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.ts';
-import { compareLsn, formatLsn, lsnBytesBetween, normalizeLsn, parseLsn } from '../../src/pipeline/cdc/lsn.ts';
+import { compareLsn, formatLsn, lsnBytesBetween, normalizeLsn, parseLsn } from '../../src/pipeline/cdc/wal/lsn.ts';
 
 describe('LSN helpers', () => {
   it('parses both halves as hex into one 64-bit position', () => {

@@ -5,10 +5,10 @@ import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { createCdcSource, modelTopic, sourceIdOf, topicPattern, type CdcBinding, type CdcSource, type CdcSourceOptions, type CdcSourceStatus } from './cdc-source.ts';
 import type { CdcStore, StoredMapping } from './cdc-store.ts';
-import { checkMappingAgainstTable, type TableShape } from './mapping-check.ts';
-import { mappingTable, type DomainMapping } from './mapping.ts';
-import { withConnection } from './replication-setup.ts';
-import { describeTable } from './table-catalog.ts';
+import { checkMappingAgainstTable, type TableShape } from './mapping/mapping-check.ts';
+import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
+import { withConnection } from './wal/replication-setup.ts';
+import { describeTable } from './mapping/table-catalog.ts';
 
 /**
  * What would let one mapping's events land in a model stream that is not its own: its topic is

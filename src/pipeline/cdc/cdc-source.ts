@@ -6,14 +6,14 @@ import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
 import type { CdcStore, RawChangeRow } from './cdc-store.ts';
-import { createLeaderElection, type LeaderElection, type LeaderElectionOptions } from './leader-election.ts';
-import type { TableShape } from './mapping-check.ts';
-import { evaluateMapping, UnroutableRowError } from './mapping-evaluate.ts';
-import type { DomainMapping } from './mapping.ts';
+import { createLeaderElection, type LeaderElection, type LeaderElectionOptions } from '../coordination/leader-election.ts';
+import type { TableShape } from './mapping/mapping-check.ts';
+import { evaluateMapping, UnroutableRowError } from './mapping/mapping-evaluate.ts';
+import type { DomainMapping } from './mapping/mapping.ts';
 import type { RowChange, TransactionChunk } from './row-change.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
-import { withConnection } from './replication-setup.ts';
-import { createWalReader, type WalReader, type WalReaderStatus } from './wal-reader.ts';
+import { withConnection } from './wal/replication-setup.ts';
+import { createWalReader, type WalReader, type WalReaderStatus } from './wal/wal-reader.ts';
 
 /**
  * One source database: its WAL is read once (by the elected instance when Redis coordinates

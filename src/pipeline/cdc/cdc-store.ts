@@ -1,5 +1,5 @@
 import type { Database } from '../../db/database.ts';
-import { parseMapping, type DomainMapping } from './mapping.ts';
+import { parseMapping, type DomainMapping } from './mapping/mapping.ts';
 import type { RowChange } from './row-change.ts';
 
 /**

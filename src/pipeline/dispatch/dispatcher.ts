@@ -6,7 +6,7 @@ import { comparePositions, decodeCursor, resyncRequired, type CursorParts } from
 import type { EventLog } from '../log/event-log.ts';
 import type { EventBus } from '../pubsub/event-bus.ts';
 import type { StreamRef } from '../stream.ts';
-import type { EventPredicate } from './filter.ts';
+import type { EventPredicate } from '../filters/event-filter.ts';
 
 /**
  * Topic → cohorts → subscribers (ARCHITECTURE §1).

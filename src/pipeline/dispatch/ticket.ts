@@ -1,7 +1,7 @@
 import type { RealtimeEvent } from '../envelope.ts';
 import type { Admission } from './dispatcher.ts';
 import type { StreamRef } from '../stream.ts';
-import type { EventPredicate } from './filter.ts';
+import type { EventPredicate } from '../filters/event-filter.ts';
 
 /**
  * What a dispatched subscription field returns instead of an async iterator: the stream, filter

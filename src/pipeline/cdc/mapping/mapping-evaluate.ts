@@ -34,7 +34,7 @@ import {
   isValidName,
 } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
-import type { RowChange, RowOperation } from './row-change.ts';
+import type { RowChange, RowOperation } from '../row-change.ts';
 
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';
 

@@ -39,7 +39,7 @@
  * described in `mapping-evaluate.ts`.
  */
 import { z } from 'zod';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { ErrorCode, TributaryError } from '../../../errors.ts';
 import {
   compileCondition,
   compiled,
@@ -52,7 +52,7 @@ import {
   isValidName,
   type Literal,
 } from './mapping-compile.ts';
-import type { RowOperation, TableRef } from './row-change.ts';
+import type { RowOperation, TableRef } from '../row-change.ts';
 
 /** A reference (`$row.col`, `$old.col`), an escaped literal (`$$…`) or a literal. */
 export type Operand = Literal;

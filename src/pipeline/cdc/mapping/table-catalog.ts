@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { TableShape } from './mapping-check.ts';
-import type { TableRef } from './row-change.ts';
+import type { TableRef } from '../row-change.ts';
 
 /**
  * What a source database's catalog says about a table: its columns, primary key and replica

@@ -3,7 +3,7 @@
  * halves). Arithmetic is done on `bigint`; text is always the padded `XXXXXXXX/XXXXXXXX` form so
  * that two LSN strings compare in the same order as the positions (Postgres accepts both forms).
  */
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { ErrorCode, TributaryError } from '../../../errors.ts';
 
 const LSN_PATTERN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
 const MAX_LSN = (1n << 64n) - 1n;

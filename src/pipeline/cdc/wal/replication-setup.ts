@@ -4,7 +4,7 @@
  * publication and the `pgoutput` slot. One function per statement; the reader composes them.
  */
 import pg from 'pg';
-import { ErrorCode, SqlState, TributaryError, sqlStateOf } from '../../errors.ts';
+import { ErrorCode, SqlState, TributaryError, sqlStateOf } from '../../../errors.ts';
 import { normalizeLsn } from './lsn.ts';
 
 /** Postgres' own rule for slot names. */

@@ -23,8 +23,8 @@
  */
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
-import { ErrorCode, TributaryError } from '../../errors.ts';
-import type { Logger } from '../../logger.ts';
+import { ErrorCode, TributaryError } from '../../../errors.ts';
+import type { Logger } from '../../../logger.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
 import {
   assertLogicalReplicationAllowed,
@@ -37,7 +37,7 @@ import {
   readSlotUsage,
   withConnection,
 } from './replication-setup.ts';
-import type { RowChange, RowImage, TransactionChunk } from './row-change.ts';
+import type { RowChange, RowImage, TransactionChunk } from '../row-change.ts';
 
 export interface WalReaderOptions {
   /** URL of the database to read; its role needs the REPLICATION attribute (or superuser). */
