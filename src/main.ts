@@ -28,6 +28,7 @@ import { createRedisBus } from './pipeline/pubsub/redis-bus.ts';
 import { createEventRouter, type EventRouter } from './pipeline/router/event-router.ts';
 import { createCdcService } from './pipeline/cdc/cdc-service.ts';
 import { createCdcStore } from './pipeline/cdc/cdc-store.ts';
+import { createSourceConnections } from './pipeline/cdc/wal/source-connections.ts';
 import { createCachedDocumentService } from './pipeline/sync/cached-documents.ts';
 import type { DocumentService } from './pipeline/sync/documents.ts';
 import { createPostgresDocumentService } from './pipeline/sync/postgres-documents.ts';
@@ -101,7 +102,9 @@ export async function startTributary(config: Config, options: StartOptions = {})
       router,
       log: pipeline.log,
       logger,
+      connect: (url) => createSourceConnections(url),
       redis: pipeline.redis,
+      subscriber: pipeline.subscriber,
       keyPrefix: config.redisKeyPrefix,
       ...config.cdc,
       onUnroutable: () => metrics.cdcUnroutable.inc(),
@@ -171,6 +174,8 @@ interface Pipeline {
   readonly channels: ChannelHub;
   /** The command connection, when Redis is configured. */
   readonly redis: Redis | undefined;
+  /** The SUBSCRIBE connection, when Redis is configured. */
+  readonly subscriber: Redis | undefined;
 }
 
 /**
@@ -183,7 +188,7 @@ async function startPipeline(config: Config, logger: Logger, cleanup: CleanupSta
     const bus = createMemoryBus();
     const log = createMemoryLog({ retention, publish: (stream, event) => bus.deliver(stream, event) });
     cleanup.push('event log', () => log.close());
-    return { log, bus, channels: createChannelHub(), redis: undefined };
+    return { log, bus, channels: createChannelHub(), redis: undefined, subscriber: undefined };
   }
   const redisLogger = logger.child({ component: 'redis' });
   const redis = createRedisClient(config.redisUrl, 'tributary', redisLogger);
@@ -204,7 +209,7 @@ async function startPipeline(config: Config, logger: Logger, cleanup: CleanupSta
   const channels = createChannelHub({
     transport: createRedisChannelTransport({ pubsub: bus.pubsub, publisher: redis, keyPrefix }),
   });
-  return { log, bus, channels, redis };
+  return { log, bus, channels, redis, subscriber };
 }
 
 /** Sync documents: the Redis hot cache in front of the database when Redis is configured. */
