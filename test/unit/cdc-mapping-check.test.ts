@@ -125,4 +125,18 @@ describe('checkMappingAgainstTable', () => {
     const [problem] = checkMappingAgainstTable(mapping({ table: 'user', tenantColumn: 'tenant_id' }), table());
     expect(problem).toContain('ALTER TABLE "public"."user" REPLICA IDENTITY FULL;');
   });
+
+  it('checks softDeleteColumn: it must exist, and updates must carry the old row (REPLICA IDENTITY FULL) to tell a soft delete', () => {
+    const soft = mapping({ tenantColumn: 'tenant_id', softDeleteColumn: 'deleted_at' });
+    const withColumn = [...columns, 'deleted_at'];
+    expect(checkMappingAgainstTable(soft, table({ replicaIdentity: 'full', columns: withColumn }))).toEqual([]);
+    expect(checkMappingAgainstTable(soft, table({ replicaIdentity: 'full' }))).toEqual([
+      'column "deleted_at" does not exist in crm.contacts (used at softDeleteColumn)',
+    ]);
+    const keyed = mapping({ events: ['insert', 'update'], softDeleteColumn: 'deleted_at' });
+    const problems = checkMappingAgainstTable(keyed, table({ columns: withColumn }));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain('softDeleteColumn: updates on crm.contacts carry no old row without REPLICA IDENTITY FULL');
+    expect(problems[0]).toContain(FIX);
+  });
 });

@@ -123,7 +123,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
             scope,
             entity: `${table}/${mapped.entityKey}`,
             table,
-            operation: change.operation,
+            operation: mapped.action,
           };
           routed.push(
             {

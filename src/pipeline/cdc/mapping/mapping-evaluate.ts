@@ -48,6 +48,8 @@ export interface MappedEvent {
   /** The row after the change (a delete: the old image), without unavailable columns. */
   readonly record: Readonly<Record<string, unknown>>;
   readonly operation: ModelOperation;
+  /** What the event announces: the row's operation, or "delete"/"insert" for a soft delete/restore. */
+  readonly action: RowOperation;
 }
 
 export interface EvaluateMappingOptions {
@@ -104,21 +106,54 @@ export function evaluateMapping(
   options: EvaluateMappingOptions = {},
 ): MappedEvent | undefined {
   const plan = compiled(mapping);
-  if (!mapping.events.includes(change.operation)) return undefined;
   const table = mappingTable(mapping);
   if (change.table.schema !== table.schema || change.table.name !== table.name) return undefined;
+  const action = actionOf(mapping, change);
+  if (action === undefined || !mapping.events.includes(action)) return undefined;
   if (plan.when !== undefined && test(plan.when, change) !== true) return undefined;
   const tenant = tenantOf(mapping, change);
   const record = recordOf(change);
   return {
     topic: topicOf(plan, mapping.name, change),
-    type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX[change.operation]}`,
+    type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX[action]}`,
     entityKey: entityKeyOf(mapping, change, options.primaryKey),
     tenant,
     payload: plan.payload === undefined ? record : (build(plan.payload, change) as Record<string, unknown>),
     record,
-    operation: OPERATION[change.operation],
+    operation: OPERATION[action],
+    action,
   };
+}
+
+/**
+ * What the change announces under the mapping's soft-delete rule (`mapping.ts`): its own
+ * operation, a delete or an insert for a transition, or undefined for a change of a row that is
+ * (and stays) soft-deleted. Without an old value the transition is unknown and the change keeps
+ * its own operation (`checkMappingAgainstTable` refuses such a mapping anyway).
+ */
+function actionOf(mapping: DomainMapping, change: RowChange): RowOperation | undefined {
+  const column = mapping.softDeleteColumn;
+  if (column === undefined) return change.operation;
+  const after = change.operation === 'delete' ? UNAVAILABLE : rowValue(change, column);
+  const before = change.operation === 'insert' ? null : oldValue(change, column);
+  switch (change.operation) {
+    case 'insert':
+      return isSoftDeleted(after) ? undefined : 'insert';
+    case 'delete':
+      return isSoftDeleted(before) ? undefined : 'delete';
+    case 'update': {
+      if (before === UNAVAILABLE || after === UNAVAILABLE) return 'update';
+      const was = isSoftDeleted(before);
+      const is = isSoftDeleted(after);
+      if (was && is) return undefined;
+      return was ? 'insert' : is ? 'delete' : 'update';
+    }
+  }
+}
+
+/** Soft-deleted: anything but NULL or false (an unavailable value is not known to be set). */
+function isSoftDeleted(value: unknown): boolean {
+  return value !== UNAVAILABLE && value !== null && value !== false;
 }
 
 /**
