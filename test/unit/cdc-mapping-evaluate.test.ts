@@ -395,7 +395,14 @@ describe('evaluateMapping: soft deletes (seed 004)', () => {
   });
 
   it('is validated as a column name', () => {
-    expect(() => mapping({ softDeleteColumn: 'deleted at' })).toThrow(expect.objectContaining({ details: expect.objectContaining({ path: 'softDeleteColumn' }) }));
+    let refused: unknown;
+    try {
+      mapping({ softDeleteColumn: 'deleted at' });
+    } catch (error) {
+      refused = error;
+    }
+    expect(refused).toBeInstanceOf(TributaryError);
+    expect((refused as TributaryError).details).toMatchObject({ path: 'softDeleteColumn' });
     expect(soft().softDeleteColumn).toBe('deleted_at');
   });
 });
