@@ -4,7 +4,7 @@
  */
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { CONTACTS_MAPPING, deniedChanges, gql, nextChange, sendChanges } from '../helpers/cdc.ts';
+import { CONTACTS_MAPPING, deniedChanges, gql, nextChange, saveMappingOk, sendChanges, setUpCdc } from '../helpers/cdc.ts';
 import { createTestDatabase, uniqueName } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
@@ -133,5 +133,29 @@ describe('several CDC sources on one Postgres server', () => {
     await expectNothingElse(shopFeed);
     await expectNothingElse(crmFeed);
     await expectNothingElse(crossed);
+  });
+});
+
+describe('source connections', () => {
+  it("reuses the source's pooled connection for the reader's periodic inspection instead of connecting each time", { timeout: 60_000 }, async () => {
+    const setup = await setUpCdc();
+    await saveMappingOk(setup, CONTACTS_MAPPING);
+    const inspection = async () => {
+      const { rows } = await setup.source.query<{ pid: number; query_start: Date }>(
+        `SELECT pid, query_start FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'tributary-cdc-setup' AND query LIKE '%pg_wal_lsn_diff%'`,
+      );
+      return rows;
+    };
+    // The slot's lag is read every 5 s; its connection stays open in the pool afterwards.
+    const first = (await waitFor(async () => (await inspection())[0], {
+      timeoutMs: 20_000,
+      message: 'an inspection ran on a connection that stays open',
+    }))!;
+    const later = await waitFor(
+      async () => (await inspection()).find((row) => row.pid === first.pid && row.query_start.getTime() > first.query_start.getTime()),
+      { timeoutMs: 20_000, message: 'the next inspection ran on the same connection' },
+    );
+    expect(later?.pid).toBe(first.pid);
   });
 });
