@@ -13,6 +13,7 @@ import { streamConflicts } from './mapping/mapping-topics.ts';
 import { describeTable } from './mapping/table-catalog.ts';
 import { defaultReplicationNames, identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import { assertLogicalReplicationAllowed, isValidPublicationName, isValidSlotName } from './wal/replication-setup.ts';
+import { createSourceEndpoints } from './source-endpoints.ts';
 import type { SourceConnectionFactory, SourceConnections } from './wal/source-connections.ts';
 
 /**
@@ -81,11 +82,6 @@ export interface CdcServiceOptions {
 
 const HOUSEKEEPING_MS = 5000;
 
-interface Endpoint {
-  readonly connections: SourceConnections;
-  identity: DatabaseIdentity | undefined;
-}
-
 interface RunningSource {
   readonly url: string;
   readonly names: ReplicationNames;
@@ -96,7 +92,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const { store } = options;
   const logger = options.logger.child({ component: 'cdc' });
   const signals = options.subscriber && createReleaseSignals(options.subscriber, logger);
-  const endpoints = new Map<string, Endpoint>();
+  const endpoints = createSourceEndpoints(options.connect);
   /** By the database's identity key. */
   const sources = new Map<string, RunningSource>();
   /** By `app/env`: the environment's mappings. */
@@ -107,25 +103,9 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const coalescer = createKeyedCoalescer();
 
   const envKey = (scope: EnvScope) => `${scope.app}/${scope.env}`;
-  const endpointOf = (url: string): Endpoint => {
-    let endpoint = endpoints.get(url);
-    if (!endpoint) endpoints.set(url, (endpoint = { connections: options.connect(url), identity: undefined }));
-    return endpoint;
-  };
-  const identityOf = async (url: string): Promise<DatabaseIdentity> => {
-    const endpoint = endpointOf(url);
-    endpoint.identity ??= await endpoint.connections.withClient(identifyDatabase);
-    return endpoint.identity;
-  };
+  const identityOf = (url: string) => endpoints.identityOf(url);
   /** Disposes the connections of URLs no environment or reader uses. */
-  const releaseEndpoints = async (inUse: Iterable<string>) => {
-    const used = new Set([...inUse, ...[...sources.values()].map((entry) => entry.url)]);
-    for (const [url, endpoint] of endpoints) {
-      if (used.has(url)) continue;
-      endpoints.delete(url);
-      await endpoint.connections.dispose();
-    }
-  };
+  const releaseEndpoints = (inUse: Iterable<string>) => endpoints.release([...inUse, ...[...sources.values()].map((entry) => entry.url)]);
 
   const load = async (): Promise<void> => {
     const current = await store.version();
@@ -159,7 +139,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       const bindings: CdcBinding[] = [];
       for (const row of rows) {
         const mappings = nextEnvironments.get(envKey(row))!;
-        const tables = await describeTables(endpointOf(url), mappings).catch((error: unknown) => {
+        const tables = await describeTables(endpoints.connectionsOf(url), mappings).catch((error: unknown) => {
           complete = false;
           logger.warn({ err: error, source: sourceIdOf(identity) }, 'could not read the source catalog');
           return new Map<string, TableShape>();
@@ -176,7 +156,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         ...options,
         ...(signals && { signals }),
         id: sourceIdOf(identity),
-        connections: endpointOf(url).connections,
+        connections: endpoints.connectionsOf(url),
         names,
         logger,
         bindings,
@@ -190,10 +170,10 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   };
 
   /** Catalog entries of the mapped tables. */
-  const describeTables = async (endpoint: Endpoint, mappings: readonly DomainMapping[]): Promise<Map<string, TableShape>> => {
+  const describeTables = async (connections: SourceConnections, mappings: readonly DomainMapping[]): Promise<Map<string, TableShape>> => {
     const tables = new Map<string, TableShape>();
     if (mappings.length === 0) return tables;
-    await endpoint.connections.withClient(async (client) => {
+    await connections.withClient(async (client) => {
       for (const mapping of mappings) {
         const shape = await describeTable(client, mappingTable(mapping));
         if (shape) tables.set(mapping.table, shape);
@@ -234,10 +214,11 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       }
       let identity: DatabaseIdentity;
       try {
-        identity = await endpointOf(databaseUrl).connections.withClient(async (client) => {
+        identity = await endpoints.connectionsOf(databaseUrl).withClient(async (client) => {
           await assertLogicalReplicationAllowed(client);
           return identifyDatabase(client);
         });
+        endpoints.noteIdentity(databaseUrl, identity);
       } catch (error) {
         await releaseEndpoints([...(await store.listSources()).map((row) => row.databaseUrl)]);
         if (isTributaryError(error)) throw new TributaryError(error.code, error.message, { cause: error, details: { ...error.details, field: 'databaseUrl' } });
@@ -282,7 +263,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       const problems = streamConflicts(mapping, others);
       let shape: TableShape | undefined;
       try {
-        shape = await endpointOf(source.databaseUrl).connections.withClient((client) => describeTable(client, mappingTable(mapping)));
+        shape = await endpoints.connectionsOf(source.databaseUrl).withClient((client) => describeTable(client, mappingTable(mapping)));
       } catch (error) {
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'The CDC source database cannot be reached to check the mapping; retry shortly', { cause: error });
       }
@@ -331,8 +312,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       await lastReload.catch(() => undefined);
       await Promise.all([...sources.values()].map(({ source }) => source.stop()));
       sources.clear();
-      await Promise.all([...endpoints.values()].map((endpoint) => endpoint.connections.dispose()));
-      endpoints.clear();
+      await endpoints.dispose();
     },
   };
 }
