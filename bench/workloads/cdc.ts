@@ -263,7 +263,7 @@ async function startGroup(shared: Shared, group: string, subscribers: number, to
       try {
         const platformUrl = member.platformDatabase === undefined ? undefined : await source.createDatabase(member.platformDatabase);
         peer = await context.startPeer(member.name, { startTimeoutMs: 120_000, env: peerEnvironment(member.name, group, source, redis.url, platformUrl) });
-        if (member.name !== CDC_REFERENCE) await configureTributary(peer, source);
+        if (member.name !== CDC_REFERENCE) await configureTributary(peer, source, group);
         boots.push(`${member.name} ${formatMillis(performance.now() - started)}`);
         return peer;
       } catch (error) {
