@@ -100,12 +100,11 @@ export interface SyncConfig {
   readonly sweepIntervalMs: number;
 }
 
-/** Database CDC: what every reader uses on its source database. */
+/**
+ * Database CDC: what every reader uses on its source database. Slot and publication names are
+ * per database (derived from its identity, or set per source with `setCdcSource`), not settings.
+ */
 export interface CdcConfig {
-  /** Replication slot on each source database. @default 'realtime_cdc_slot' */
-  readonly slotName: string;
-  /** Publication on each source database (created FOR ALL TABLES when missing). @default 'realtime_cdc_pub' */
-  readonly publicationName: string;
   /** How often sources and mappings are checked for changes, in ms. @default 1000 */
   readonly reloadIntervalMs: number;
   /** Leader election of the readers (with Redis): lease, heartbeat and follower poll, in ms. @default lease 4000 */
@@ -143,6 +142,10 @@ const integer = (min: number, max: number, fallback: number) =>
       return parsed;
     });
 
+/** A setting that no longer exists: refused with what to do instead. */
+const removedSetting = (instead: string) =>
+  optionalString.refine((value) => value === undefined, { message: `is no longer supported: ${instead}` });
+
 const urlWithProtocols = (protocols: readonly string[]) =>
   optionalString.refine(
     (value) => {
@@ -178,12 +181,11 @@ const environmentSchema = z.object({
   SYNC_DURABILITY: z.enum(['async', 'sync'], { message: 'must be async or sync' }).optional().default('sync'),
   SYNC_DOC_TTL_SECONDS: integer(1, 30 * 24 * 3600, 600),
   SYNC_SWEEP_INTERVAL_MS: integer(100, 3_600_000, 5000),
-  CDC_SLOT_NAME: optionalString.refine((value) => value === undefined || /^[a-z0-9_]{1,63}$/.test(value), {
-    message: 'must be 1–63 characters of lower-case letters, digits and _',
-  }),
-  CDC_PUBLICATION_NAME: optionalString.refine((value) => value === undefined || /^[a-z_][a-z0-9_]{0,62}$/.test(value), {
-    message: 'must be a lower-case identifier of 1–63 characters',
-  }),
+  // Global names made every source on one Postgres server fight over one slot (issue 9, defect b):
+  // refused with the way forward rather than ignored, which would silently leave the old slot
+  // retaining WAL.
+  CDC_SLOT_NAME: removedSetting('slots are named per source database now; give a source its own with setCdcSource(slotName:, publicationName:)'),
+  CDC_PUBLICATION_NAME: removedSetting('publications are named per source database now; give a source its own with setCdcSource(publicationName:)'),
   CDC_RELOAD_INTERVAL_MS: integer(100, 600_000, 1000),
   CDC_LEADER_TTL_MS: integer(500, 120_000, 4000),
   CDC_EVENTS_RETENTION_SECONDS: integer(60, 90 * 24 * 3600, 24 * 3600),
@@ -290,8 +292,6 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       sweepIntervalMs: env.SYNC_SWEEP_INTERVAL_MS,
     },
     cdc: {
-      slotName: env.CDC_SLOT_NAME ?? 'realtime_cdc_slot',
-      publicationName: env.CDC_PUBLICATION_NAME ?? 'realtime_cdc_pub',
       reloadIntervalMs: env.CDC_RELOAD_INTERVAL_MS,
       // Heartbeat and follower poll at a quarter of the lease: a dead leader is replaced within
       // about 1.25 × the TTL; a leader that stops cleanly at once (release signal).

@@ -22,7 +22,7 @@ import {
 } from './peer.ts';
 
 /** Tributary settings a workload may pass through the environment. */
-const TRIBUTARY_SETTINGS = ['JWT_SECRET', 'DATABASE_URL', 'CDC_SLOT_NAME', 'CDC_PUBLICATION_NAME', 'CDC_RELOAD_INTERVAL_MS'] as const;
+const TRIBUTARY_SETTINGS = ['JWT_SECRET', 'DATABASE_URL', 'CDC_RELOAD_INTERVAL_MS'] as const;
 
 function tributarySettings(): Record<string, string> {
   const settings: Record<string, string> = {};

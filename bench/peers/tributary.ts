@@ -18,7 +18,7 @@ export interface TributaryPeerOptions {
   /** When the document service answers a write (Redis mode). @default 'sync' */
   readonly durability?: 'async' | 'sync';
   /**
-   * Further configuration variables (`JWT_SECRET`, `CDC_SLOT_NAME`…); with `JWT_SECRET` callers
+   * Further configuration variables (`JWT_SECRET`, `CDC_RELOAD_INTERVAL_MS`…); with `JWT_SECRET` callers
    * need tokens instead of being the development principal. @default {}
    */
   readonly settings?: Readonly<Record<string, string>>;

@@ -126,9 +126,10 @@ export async function startSourceDatabase(context: WorkloadContext): Promise<Sou
 /** The server's environment: its slot for this group, its publication, the token secret. */
 export function peerEnvironment(name: PeerName, group: string, source: SourceDatabase, redisUrl: string, platformUrl?: string): Record<string, string> {
   const { table, publication, slot } = namesOf(name, group);
-  const common = { JWT_SECRET: source.secret, CDC_SLOT_NAME: slot, CDC_PUBLICATION_NAME: publication, REDIS_URL: redisUrl };
+  const common = { JWT_SECRET: source.secret, REDIS_URL: redisUrl };
+  // Tributary names its slot per source (configureTributary); the reference peer reads its own settings.
   if (name !== 'pg-redis-graphql-ws') return { ...common, ...(platformUrl !== undefined && { DATABASE_URL: platformUrl }) };
-  return { ...common, CDC_DATABASE_URL: source.url, CDC_TABLE: table, CDC_MODEL: MODEL, CDC_MODULE: MODULE };
+  return { ...common, CDC_SLOT_NAME: slot, CDC_PUBLICATION_NAME: publication, CDC_DATABASE_URL: source.url, CDC_TABLE: table, CDC_MODEL: MODEL, CDC_MODULE: MODULE };
 }
 
 /** `connection_init` payloads, one per topic: topic k is tenant `tenantOf(k)`, allowed to read the model. */
@@ -147,10 +148,17 @@ export async function subscriberPayloads(secret: string, topics: number): Promis
  * "default"), then waits until its reader streams. The mapping routes by `tenant_id`, so a row
  * of tenant `t3` reaches the subscribers whose token says tenant `t3`.
  */
-export async function configureTributary(peer: PeerProcess, source: SourceDatabase): Promise<void> {
+export async function configureTributary(peer: PeerProcess, source: SourceDatabase, group: string): Promise<void> {
   const options = { token: await sign(source.secret, { sub: 'bench-admin', roles: ['admin'], permissions: [] }) };
   const { table } = namesOf(peer.name, '');
-  await graphqlData(peer.httpUrl, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: source.url }, options);
+  // Every peer and group reads the one source database on a slot of its own: named per source.
+  const { slot, publication } = namesOf(peer.name, group);
+  await graphqlData(
+    peer.httpUrl,
+    'mutation($url: String!, $slot: String, $pub: String) { setCdcSource(databaseUrl: $url, slotName: $slot, publicationName: $pub) { host } }',
+    { url: source.url, slot, pub: publication },
+    options,
+  );
   await graphqlData(peer.httpUrl, 'mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', {
     m: { name: MODEL, table, events: ['insert', 'update', 'delete'], topic: `${MODULE}.contact-events`, module: MODULE, model: MODEL, tenantColumn: 'tenant_id' },
   }, options);

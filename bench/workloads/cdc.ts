@@ -262,7 +262,7 @@ async function startGroup(shared: Shared, group: string, subscribers: number, to
       const platformUrl = platformDatabase === undefined ? undefined : await source.createDatabase(platformDatabase);
       return { env: peerEnvironment(name, group, source, redis.url, platformUrl) };
     },
-    ready: (peer) => (peer.name === CDC_REFERENCE ? Promise.resolve() : configureTributary(peer, source)),
+    ready: (peer) => (peer.name === CDC_REFERENCE ? Promise.resolve() : configureTributary(peer, source, group)),
     label: `${group}: servers ready and streaming`,
   });
   const payloads = await subscriberPayloads(source.secret, topics);

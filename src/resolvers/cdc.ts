@@ -1,11 +1,11 @@
 import { canAccessTopic } from '../auth/permissions.ts';
 import { isAdmin, type Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
-import { modelTopic, type CdcSourceStatus } from '../pipeline/cdc/cdc-source.ts';
+import type { CdcSourceStatus } from '../pipeline/cdc/cdc-source.ts';
 import type { CdcSourceRecord, StoredMapping } from '../pipeline/cdc/cdc-store.ts';
-import { parseMapping } from '../pipeline/cdc/mapping.ts';
-import { matchesModelFilter, parseModelFilter } from '../pipeline/cdc/model-filter.ts';
-import { assertLogicalReplicationAllowed, withConnection } from '../pipeline/cdc/replication-setup.ts';
+import { modelTopic } from '../pipeline/cdc/mapping/mapping-topics.ts';
+import { parseMapping } from '../pipeline/cdc/mapping/mapping.ts';
+import { matchesModelFilter, parseModelFilter } from '../pipeline/filters/model-filter.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
@@ -22,8 +22,17 @@ export interface CdcSourceView {
 
 const MODEL = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/;
 
+export interface SetCdcSourceInput {
+  readonly databaseUrl: string;
+  /** The source's own slot name; absent or null: derived from the database's identity. */
+  readonly slotName?: string | null;
+  /** The source's own publication name; absent or null: derived like the slot's. */
+  readonly publicationName?: string | null;
+}
+
 /** `setCdcSource` (admin): points the caller's environment at a database, after checking it can replicate. */
-export async function setCdcSource(context: ResolverContext, databaseUrl: string): Promise<CdcSourceView> {
+export async function setCdcSource(context: ResolverContext, input: SetCdcSourceInput): Promise<CdcSourceView> {
+  const { databaseUrl } = input;
   const { principal, services } = context;
   requireAdmin(principal);
   let url: URL;
@@ -33,27 +42,15 @@ export async function setCdcSource(context: ResolverContext, databaseUrl: string
     throw badInput('databaseUrl', 'databaseUrl must be a postgres:// URL');
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw badInput('databaseUrl', 'databaseUrl must be a postgres:// URL');
-  try {
-    await withConnection(databaseUrl, (client) => assertLogicalReplicationAllowed(client));
-  } catch (error) {
-    if (error instanceof TributaryError) throw new TributaryError(ErrorCode.BAD_USER_INPUT, error.message, { cause: error, details: { field: 'databaseUrl' } });
-    throw new TributaryError(ErrorCode.BAD_USER_INPUT, `Cannot connect to the database: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-      details: { field: 'databaseUrl' },
-    });
-  }
   const scope = scopeOf(principal);
-  const saved = await services.cdcStore.setSource(scope.app, scope.env, databaseUrl);
-  await services.cdc.reload();
+  const saved = await services.cdc.setSource(scope, databaseUrl, { slotName: input.slotName ?? null, publicationName: input.publicationName ?? null });
   return viewOf(saved, await services.cdc.status(scope));
 }
 
 export async function removeCdcSource(context: ResolverContext): Promise<boolean> {
   requireAdmin(context.principal);
   const scope = scopeOf(context.principal);
-  const removed = await context.services.cdcStore.removeSource(scope.app, scope.env);
-  await context.services.cdc.reload();
-  return removed;
+  return context.services.cdc.removeSource(scope);
 }
 
 export async function getCdcSource(context: ResolverContext): Promise<CdcSourceView | null> {

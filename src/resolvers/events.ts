@@ -3,7 +3,7 @@ import { ErrorCode, TributaryError } from '../errors.ts';
 import type { RealtimeEvent } from '../pipeline/envelope.ts';
 import { isJsonObject } from '../pipeline/events/json.ts';
 import { publishedMessage } from '../pipeline/events/message.ts';
-import { compileEventWhere, type EventWhere } from '../pipeline/dispatch/filter.ts';
+import { compileEventWhere, type EventWhere } from '../pipeline/filters/event-filter.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
 import { assertName } from '../pipeline/names.ts';

@@ -4,6 +4,7 @@
  */
 import { createCdcService, type CdcService } from '../pipeline/cdc/cdc-service.ts';
 import { createCdcStore, type CdcStore } from '../pipeline/cdc/cdc-store.ts';
+import { createSourceConnections } from '../pipeline/cdc/wal/source-connections.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
@@ -19,10 +20,12 @@ export async function startCdc({ config, clients, metrics, logger }: StartContex
     router,
     log,
     logger,
+    connect: (url) => createSourceConnections(url),
     redis: clients.redis?.command,
+    subscriber: clients.redis?.subscriber,
     keyPrefix: config.redisKeyPrefix,
     ...config.cdc,
-    onUnroutable: () => metrics.cdcUnroutable.inc(),
+    metrics,
   });
   const stopSampling = metrics.sample({ cdcReaders: () => cdc.leading() });
   try {

@@ -42,8 +42,12 @@ export type CdcReaderStatus = {
   lastError: Maybe<Scalars['String']['output']>;
   /** This instance reads the slot. */
   leading: Scalars['Boolean']['output'];
+  /** The publication on the source database, named like the slot. */
+  publicationName: Maybe<Scalars['String']['output']>;
   /** WAL the slot keeps on the source server, in bytes. */
   retainedWalBytes: Maybe<Scalars['Float']['output']>;
+  /** The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity. Null while the database cannot be reached. */
+  slotName: Maybe<Scalars['String']['output']>;
   /** starting, streaming, reconnecting, stopped or failed. */
   state: Scalars['String']['output'];
 };
@@ -262,6 +266,8 @@ export type MutationSaveCdcMappingArgs = {
 
 export type MutationSetCdcSourceArgs = {
   databaseUrl: Scalars['String']['input'];
+  publicationName: InputMaybe<Scalars['String']['input']>;
+  slotName: InputMaybe<Scalars['String']['input']>;
 };
 
 export type PageInfo = {

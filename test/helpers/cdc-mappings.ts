@@ -1,5 +1,5 @@
-import type { DomainMapping } from '../../src/pipeline/cdc/mapping.ts';
-import { parseMapping } from '../../src/pipeline/cdc/mapping.ts';
+import type { DomainMapping } from '../../src/pipeline/cdc/mapping/mapping.ts';
+import { parseMapping } from '../../src/pipeline/cdc/mapping/mapping.ts';
 
 /** A valid mapping of `crm.contacts` (model `contacts` of module `crm`), for unit tests. */
 export const BASE_MAPPING = {

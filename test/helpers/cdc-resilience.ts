@@ -12,9 +12,9 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { expect, onTestFinished } from 'vitest';
+import { defaultReplicationNames, identifyDatabase, type ReplicationNames } from '../../src/pipeline/cdc/wal/replication-names.ts';
 import { streamKeys } from '../../src/pipeline/redis-keys.ts';
 import { streamOf } from '../../src/pipeline/stream.ts';
-import { uniqueName } from './services.ts';
 import { signHs256, TEST_SECRET } from './tokens.ts';
 import { postGraphQL, type GraphQLResponseBody } from './tributary.ts';
 import { waitFor } from './wait-for.ts';
@@ -44,15 +44,23 @@ export interface ServerAddress {
   readonly wsUrl: string;
 }
 
-/** Variables every CDC server of a test shares: its own slot and publication (slots are per cluster). */
+/** Variables every CDC server of a test shares (slots are named per database, so each test's database has its own). */
 export function cdcEnv(extra: Record<string, string> = {}): Record<string, string> {
   return {
     JWT_SECRET: TEST_SECRET,
-    CDC_SLOT_NAME: uniqueName('slot'),
-    CDC_PUBLICATION_NAME: uniqueName('pub'),
     CDC_RELOAD_INTERVAL_MS: '200',
     ...extra,
   };
+}
+
+/** The slot and publication a server uses for this database when its source sets no names (derived from its identity). */
+export async function replicationNamesOf(pool: pg.Pool): Promise<ReplicationNames> {
+  const client = await pool.connect();
+  try {
+    return defaultReplicationNames(await identifyDatabase(client));
+  } finally {
+    client.release();
+  }
 }
 
 /** A pool on the source database, closed when the test ends; survives server restarts under it. */

@@ -1,12 +1,12 @@
 /**
  * Helpers for the database CDC integration suites: a source database of the test's own (logical
- * WAL on the shared cluster), a server with its own slot and publication pointed at it, mappings
+ * WAL on the shared cluster), a server pointed at it (slots are named per database, so each test has its own), mappings
  * saved over GraphQL, and `changes` / `events` subscriptions over raw graphql-transport-ws sockets.
  * Every wait is on a message, a response or server state, never on time.
  */
 import pg from 'pg';
 import { expect, onTestFinished } from 'vitest';
-import { createTestDatabase, uniqueName } from './services.ts';
+import { createTestDatabase } from './services.ts';
 import { signHs256, TEST_SECRET, type TokenClaims } from './tokens.ts';
 import { postGraphQL, startTestServer, type GraphQLResponseBody, type TestServer } from './tributary.ts';
 import { waitFor } from './wait-for.ts';
@@ -58,8 +58,6 @@ export async function setUpCdc(options: CdcSetupOptions = {}): Promise<CdcSetup>
   await source.query('ALTER TABLE contacts REPLICA IDENTITY FULL');
   const server = await startTestServer({
     JWT_SECRET: TEST_SECRET,
-    CDC_SLOT_NAME: uniqueName('slot'),
-    CDC_PUBLICATION_NAME: uniqueName('pub'),
     CDC_RELOAD_INTERVAL_MS: '200',
     ...options.env,
   }, { embedded: options.embedded === true });

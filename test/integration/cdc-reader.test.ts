@@ -5,12 +5,13 @@
  */
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { isTributaryError } from '../../src/errors.ts';
+import { ErrorCode, isTributaryError } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
-import { compareLsn } from '../../src/pipeline/cdc/lsn.ts';
+import { compareLsn } from '../../src/pipeline/cdc/wal/lsn.ts';
 import type { RowChange, TransactionChunk } from '../../src/pipeline/cdc/row-change.ts';
-import { createWalReader } from '../../src/pipeline/cdc/wal-reader.ts';
-import type { WalReader, WalReaderOptions } from '../../src/pipeline/cdc/wal-reader.ts';
+import { createWalReader } from '../../src/pipeline/cdc/wal/wal-reader.ts';
+import type { WalReader, WalReaderOptions } from '../../src/pipeline/cdc/wal/wal-reader.ts';
+import { createSourceConnections } from '../../src/pipeline/cdc/wal/source-connections.ts';
 import { createTestDatabase, startPrivatePostgres, uniqueName } from '../helpers/services.ts';
 import { deferred, waitFor } from '../helpers/wait-for.ts';
 
@@ -36,8 +37,9 @@ interface TestReader {
 function openReader(url: string, options: Partial<WalReaderOptions> = {}): TestReader {
   const chunks: TransactionChunk[] = [];
   const slotName = options.slotName ?? uniqueName('slot');
+  const connections = createSourceConnections(url);
   const reader = createWalReader({
-    connectionString: url,
+    connections,
     logger,
     reconnectMaxDelayMs: 1000,
     statusIntervalMs: 100,
@@ -47,8 +49,12 @@ function openReader(url: string, options: Partial<WalReaderOptions> = {}): TestR
     },
     ...options,
     slotName,
+    publicationName: options.publicationName ?? 'tributary_test_pub',
   });
-  onTestFinished(() => reader.stop());
+  onTestFinished(async () => {
+    await reader.stop();
+    await connections.dispose();
+  });
   return { reader, chunks, slotName };
 }
 
@@ -455,6 +461,8 @@ describe('WAL reader', () => {
       (failure: unknown) => failure,
     );
     expect(isTributaryError(error)).toBe(true);
+    // The operator's setup, not a caller's input nor an outage: said once, never retried as if transient.
+    expect(error).toMatchObject({ code: ErrorCode.MISCONFIGURED, details: { reason: 'WAL_LEVEL_NOT_LOGICAL' } });
     expect((error as Error).message).toMatch(/wal_level = replica/);
     expect((error as Error).message).toMatch(/ALTER SYSTEM SET wal_level = logical; .*restart Postgres/);
     expect(reader.status()).toMatchObject({ state: 'failed', lastError: (error as Error).message });
@@ -471,7 +479,13 @@ describe('WAL reader', () => {
     url.username = role;
     const { reader } = openReader(url.toString());
 
-    await expect(reader.start()).rejects.toThrow(new RegExp(`role "${role}" lacks it: run ALTER ROLE "${role}" REPLICATION`));
+    const error = await reader.start().then(
+      () => undefined,
+      (failure: unknown) => failure,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toMatch(new RegExp(`role "${role}" lacks it: run ALTER ROLE "${role}" REPLICATION`));
+    expect(error).toMatchObject({ code: ErrorCode.MISCONFIGURED, details: { reason: 'ROLE_CANNOT_REPLICATE' } });
     expect(reader.status().state).toBe('failed');
   });
 });

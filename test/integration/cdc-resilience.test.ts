@@ -21,6 +21,7 @@ import {
   lsnDiff,
   openPool,
   readerStatus,
+  replicationNamesOf,
   slotRow,
   startChildServer,
   subscribeItems,
@@ -179,7 +180,7 @@ describe('CDC resilience', () => {
     // soon as its first events arrive, so the rest of it is received again from its beginning.
     await pool.query(`INSERT INTO items SELECT g, 't1', 0, repeat('x', 500) FROM generate_series(1001, 4000) g`);
     await waitFor(() => feed.events.some((event) => event.entity > 1000), { message: 'the big transaction starts to arrive' });
-    await terminateWalsender(pool, env['CDC_SLOT_NAME']!);
+    await terminateWalsender(pool, (await replicationNamesOf(pool)).slotName);
     await waitUntilDelivered(pool, [feed.events, feed.changes], 30_000);
 
     // Rows committed one by one while Postgres crashes and comes back; a write that fails waits
@@ -300,7 +301,7 @@ describe('CDC resilience', () => {
     const pool = openPool(source.url);
     await createItemsTable(pool);
     const env = cdcEnv({ REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
-    const slotName = env['CDC_SLOT_NAME']!;
+    const { slotName } = await replicationNamesOf(pool);
     const server = await startTestServer(env);
     await configureSource(server, source.url);
     await waitUntilLeading(server);
@@ -358,9 +359,9 @@ describe('CDC resilience', () => {
     await createItemsTable(pool);
     await pool.query('CREATE TABLE other (id serial PRIMARY KEY, pad text)');
     const env = cdcEnv({ REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
-    const slotName = env['CDC_SLOT_NAME']!;
+    const { slotName, publicationName } = await replicationNamesOf(pool);
     // A publication of the mapped table only, made beforehand: the reader uses it as it is.
-    await pool.query(`CREATE PUBLICATION ${env['CDC_PUBLICATION_NAME']} FOR TABLE items`);
+    await pool.query(`CREATE PUBLICATION ${publicationName} FOR TABLE items`);
     const server = await startTestServer(env);
     await configureSource(server, source.url);
     await waitUntilLeading(server);
@@ -395,7 +396,7 @@ describe('CDC resilience', () => {
 
     for (let i = 0; i < 20; i += 1) await pool.query(`INSERT INTO other (pad) SELECT repeat('x', 1000) FROM generate_series(1, 100)`);
     const written = await currentWalLsn(pool);
-    await waitFor(async () => (await lsnDiff(pool, (await slotRow(pool, env['CDC_SLOT_NAME']!))!.confirmed_flush_lsn!, written)) >= 0, {
+    await waitFor(async () => (await lsnDiff(pool, (await slotRow(pool, (await replicationNamesOf(pool)).slotName))!.confirmed_flush_lsn!, written)) >= 0, {
       timeoutMs: 15_000,
       message: 'the slot confirms past the unmapped writes',
     });

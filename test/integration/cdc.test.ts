@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { CONTACTS_MAPPING, nextChange, saveMapping, setUpCdc, subscribeChanges } from '../helpers/cdc.ts';
+import { CONTACTS_MAPPING, nextChange, saveMapping, setUpCdc, socketFor, subscribeChanges, takeMessages } from '../helpers/cdc.ts';
 import { createTestDatabase } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -35,6 +35,43 @@ describe('database CDC', () => {
     // Nothing of tenant b reached tenant a.
     tenantA.send({ type: 'ping' });
     expect(await tenantA.nextMessage()).toEqual({ type: 'pong' });
+  });
+
+  it('delivers a soft delete (the soft-delete column set) as DELETED and its clearing as CREATED, with operation delete on the topic (seed 004)', async () => {
+    const setup = await setUpCdc();
+    await setup.source.query('ALTER TABLE contacts ADD COLUMN deleted_at timestamptz');
+    expect((await saveMapping(setup, { ...CONTACTS_MAPPING, softDeleteColumn: 'deleted_at' })).errors).toBeUndefined();
+    const subscribers = setup.server.stats().subscribers;
+    const model = await subscribeChanges(setup, { tenant: 'a', permissions: ['crm.contacts.read'] }, { m: 'contacts' });
+    const topic = await socketFor(setup, { tenant: 'a', permissions: ['crm.read'] });
+    topic.send({
+      id: 'e',
+      type: 'subscribe',
+      payload: { query: 'subscription { events(topic: "crm.contact-events") { type metadata { operation } } }' },
+    });
+    await waitFor(() => setup.server.stats().subscribers === subscribers + 2);
+
+    await setup.source.query(`INSERT INTO contacts (tenant_id, status, name) VALUES ('a', 'lead', 'Ann')`);
+    await setup.source.query(`UPDATE contacts SET deleted_at = now() WHERE name = 'Ann'`);
+    await setup.source.query(`UPDATE contacts SET status = 'gone' WHERE name = 'Ann'`); // still soft-deleted: not announced
+    await setup.source.query(`UPDATE contacts SET deleted_at = NULL WHERE name = 'Ann'`);
+    await setup.source.query(`UPDATE contacts SET name = 'Anna' WHERE name = 'Ann'`);
+
+    const created = await nextChange(model);
+    expect(created).toMatchObject({ operation: 'CREATED', record: { name: 'Ann', deleted_at: null } });
+    const softDeleted = await nextChange(model);
+    expect(softDeleted).toMatchObject({ operation: 'DELETED', id: created.id, record: { name: 'Ann', status: 'lead' } });
+    expect(softDeleted.record?.['deleted_at']).not.toBeNull();
+    expect(await nextChange(model)).toMatchObject({ operation: 'CREATED', id: created.id, record: { status: 'gone', deleted_at: null } });
+    expect(await nextChange(model)).toMatchObject({ operation: 'UPDATED', id: created.id, record: { name: 'Anna' } });
+
+    const onTopic = await takeMessages(topic, 4);
+    expect(onTopic.map((message) => (message.payload as { data: { events: unknown } }).data.events)).toEqual([
+      { type: 'contacts.created', metadata: { operation: 'insert' } },
+      { type: 'contacts.deleted', metadata: { operation: 'delete' } },
+      { type: 'contacts.created', metadata: { operation: 'insert' } },
+      { type: 'contacts.updated', metadata: { operation: 'update' } },
+    ]);
   });
 
   it('refuses a tenant-routed delete mapping on a table without REPLICA IDENTITY FULL, saying how to fix it', async () => {

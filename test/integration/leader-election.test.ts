@@ -9,14 +9,14 @@ import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
-import { createLeaderElection } from '../../src/pipeline/cdc/leader-election.ts';
-import type { DemotionReason, LeaderElection, LeaderElectionOptions, LeaderLease } from '../../src/pipeline/cdc/leader-election.ts';
+import { createLeaderElection } from '../../src/pipeline/coordination/leader-election.ts';
+import type { DemotionReason, LeaderElection, LeaderElectionOptions, LeaderLease } from '../../src/pipeline/coordination/leader-election.ts';
 import { closeRedis, createRedisClient } from '../../src/redis-clients.ts';
 import { startPrivateRedis, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
-const MODULE_URL = pathToFileURL(new URL('../../src/pipeline/cdc/leader-election.ts', import.meta.url).pathname).href;
+const MODULE_URL = pathToFileURL(new URL('../../src/pipeline/coordination/leader-election.ts', import.meta.url).pathname).href;
 const FAST = { ttlMs: 300, heartbeatMs: 100, pollMs: 200 } as const;
 const NO_POLL = { ttlMs: 5_000, heartbeatMs: 500, pollMs: 60_000 } as const;
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { TableShape } from '../../src/pipeline/cdc/mapping-check.ts';
-import { checkMappingAgainstTable } from '../../src/pipeline/cdc/mapping-check.ts';
+import type { TableShape } from '../../src/pipeline/cdc/mapping/mapping-check.ts';
+import { checkMappingAgainstTable } from '../../src/pipeline/cdc/mapping/mapping-check.ts';
 import { mapping } from '../helpers/cdc-mappings.ts';
 
 
@@ -124,5 +124,19 @@ describe('checkMappingAgainstTable', () => {
   it('quotes table names in the fix, so reserved words work', () => {
     const [problem] = checkMappingAgainstTable(mapping({ table: 'user', tenantColumn: 'tenant_id' }), table());
     expect(problem).toContain('ALTER TABLE "public"."user" REPLICA IDENTITY FULL;');
+  });
+
+  it('checks softDeleteColumn: it must exist, and updates must carry the old row (REPLICA IDENTITY FULL) to tell a soft delete', () => {
+    const soft = mapping({ tenantColumn: 'tenant_id', softDeleteColumn: 'deleted_at' });
+    const withColumn = [...columns, 'deleted_at'];
+    expect(checkMappingAgainstTable(soft, table({ replicaIdentity: 'full', columns: withColumn }))).toEqual([]);
+    expect(checkMappingAgainstTable(soft, table({ replicaIdentity: 'full' }))).toEqual([
+      'column "deleted_at" does not exist in crm.contacts (used at softDeleteColumn)',
+    ]);
+    const keyed = mapping({ events: ['insert', 'update'], softDeleteColumn: 'deleted_at' });
+    const problems = checkMappingAgainstTable(keyed, table({ columns: withColumn }));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain('softDeleteColumn: updates on crm.contacts carry no old row without REPLICA IDENTITY FULL');
+    expect(problems[0]).toContain(FIX);
   });
 });

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { TributaryError } from '../../src/errors.ts';
 import { assertName } from '../../src/pipeline/names.ts';
 import type { RowChange, RowImage } from '../../src/pipeline/cdc/row-change.ts';
-import type { DomainMapping } from '../../src/pipeline/cdc/mapping.ts';
-import { UnroutableRowError, encodeTopicSegment, evaluateMapping } from '../../src/pipeline/cdc/mapping-evaluate.ts';
+import type { DomainMapping } from '../../src/pipeline/cdc/mapping/mapping.ts';
+import { UnroutableRowError, encodeTopicSegment, evaluateMapping } from '../../src/pipeline/cdc/mapping/mapping-evaluate.ts';
 import { mapping } from '../helpers/cdc-mappings.ts';
 
 
@@ -51,6 +51,7 @@ describe('evaluateMapping: events', () => {
       payload: ROW,
       record: ROW,
       operation: 'CREATED',
+      action: 'insert',
     });
   });
 
@@ -338,5 +339,70 @@ describe('evaluateMapping: templated topics', () => {
 
   it('refuses a topic that grows past the name length limit', () => {
     expect(unroutable(() => topicFor('x'.repeat(190))).reason).toBe('topic-invalid');
+  });
+});
+
+describe('evaluateMapping: soft deletes (seed 004)', () => {
+  const soft = (overrides: Record<string, unknown> = {}) => mapping({ tenantColumn: 'tenant_id', softDeleteColumn: 'deleted_at', ...overrides });
+  const LIVE = { ...ROW, deleted_at: null };
+  const GONE = { ...ROW, deleted_at: '2026-01-02T03:04:05Z' };
+
+  it('announces an update that sets the column as a delete, with the full record and the deleted type', () => {
+    expect(evaluateMapping(soft(), update(GONE, LIVE))).toEqual({
+      topic: 'crm.contacts',
+      type: 'contacts.deleted',
+      entityKey: '7',
+      tenant: 't1',
+      payload: GONE,
+      record: GONE,
+      operation: 'DELETED',
+      action: 'delete',
+    });
+  });
+
+  it('announces an update that clears the column as a create', () => {
+    expect(evaluateMapping(soft(), update(LIVE, GONE))).toMatchObject({ type: 'contacts.created', operation: 'CREATED', action: 'insert', record: LIVE });
+  });
+
+  it('treats a boolean flag the same way: false → true deletes, true → false restores', () => {
+    const flag = soft({ softDeleteColumn: 'is_deleted' });
+    expect(evaluateMapping(flag, update({ ...ROW, is_deleted: true }, { ...ROW, is_deleted: false }))?.operation).toBe('DELETED');
+    expect(evaluateMapping(flag, update({ ...ROW, is_deleted: false }, { ...ROW, is_deleted: true }))?.operation).toBe('CREATED');
+    expect(evaluateMapping(flag, update({ ...ROW, name: 'B', is_deleted: false }, { ...ROW, is_deleted: false }))?.operation).toBe('UPDATED');
+  });
+
+  it('announces nothing for a soft-deleted row that is updated, inserted already deleted, or then deleted for good', () => {
+    const later = { ...GONE, deleted_at: '2026-02-02T00:00:00Z', name: 'Changed' };
+    expect(evaluateMapping(soft(), update(later, GONE))).toBeUndefined();
+    expect(evaluateMapping(soft(), insert(GONE))).toBeUndefined();
+    expect(evaluateMapping(soft(), remove(GONE))).toBeUndefined();
+  });
+
+  it('keeps ordinary inserts, updates and hard deletes of live rows as they are', () => {
+    expect(evaluateMapping(soft(), insert(LIVE))?.operation).toBe('CREATED');
+    expect(evaluateMapping(soft(), update({ ...LIVE, name: 'B' }, LIVE))).toMatchObject({ operation: 'UPDATED', action: 'update' });
+    expect(evaluateMapping(soft(), remove(LIVE))).toMatchObject({ operation: 'DELETED', action: 'delete' });
+  });
+
+  it('checks the announced operation against events: a soft delete needs "delete", a restore "insert"', () => {
+    expect(evaluateMapping(soft({ events: ['update'] }), update(GONE, LIVE))).toBeUndefined();
+    expect(evaluateMapping(soft({ events: ['update', 'delete'] }), update(GONE, LIVE))?.operation).toBe('DELETED');
+    expect(evaluateMapping(soft({ events: ['update', 'delete'] }), update(LIVE, GONE))).toBeUndefined();
+  });
+
+  it('without the old value keeps the update an update rather than guess', () => {
+    expect(evaluateMapping(soft(), update(GONE))).toMatchObject({ operation: 'UPDATED', action: 'update' });
+  });
+
+  it('is validated as a column name', () => {
+    let refused: unknown;
+    try {
+      mapping({ softDeleteColumn: 'deleted at' });
+    } catch (error) {
+      refused = error;
+    }
+    expect(refused).toBeInstanceOf(TributaryError);
+    expect((refused as TributaryError).details).toMatchObject({ path: 'softDeleteColumn' });
+    expect(soft().softDeleteColumn).toBe('deleted_at');
   });
 });

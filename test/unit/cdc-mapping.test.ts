@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, TributaryError } from '../../src/errors.ts';
-import { MAX_CONDITION_DEPTH, MAX_CONDITION_NODES, MAX_TOPIC_PLACEHOLDERS } from '../../src/pipeline/cdc/mapping-compile.ts';
-import { mappingPermission, mappingTable, parseMapping } from '../../src/pipeline/cdc/mapping.ts';
+import { MAX_CONDITION_DEPTH, MAX_CONDITION_NODES, MAX_TOPIC_PLACEHOLDERS } from '../../src/pipeline/cdc/mapping/mapping-compile.ts';
+import { mappingPermission, mappingTable, parseMapping } from '../../src/pipeline/cdc/mapping/mapping.ts';
 import { BASE_MAPPING as BASE, mapping } from '../helpers/cdc-mappings.ts';
 
 

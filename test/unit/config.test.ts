@@ -52,8 +52,6 @@ describe('configuration', () => {
       SYNC_DURABILITY: 'async',
       SYNC_DOC_TTL_SECONDS: '30',
       SYNC_SWEEP_INTERVAL_MS: '250',
-      CDC_SLOT_NAME: 'my_slot',
-      CDC_PUBLICATION_NAME: 'my_pub',
       CDC_RELOAD_INTERVAL_MS: '500',
       CDC_LEADER_TTL_MS: '2000',
       CDC_EVENTS_RETENTION_SECONDS: '3600',
@@ -84,8 +82,6 @@ describe('configuration', () => {
       events: { logMaxEvents: 500, logMaxAgeMs: 60_000, maxPayloadBytes: 1024 },
       sync: { durability: 'async', docTtlSeconds: 30, sweepIntervalMs: 250 },
       cdc: {
-        slotName: 'my_slot',
-        publicationName: 'my_pub',
         reloadIntervalMs: 500,
         election: { ttlMs: 2000, heartbeatMs: 500, pollMs: 500 },
         rawRetentionMs: 3_600_000,
@@ -128,7 +124,8 @@ describe('configuration', () => {
     [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent'],
     [{ NODE_ENV: 'staging' }, 'NODE_ENV must be development, test or production'],
     [{ SYNC_DURABILITY: 'eventually' }, 'SYNC_DURABILITY must be async or sync'],
-    [{ CDC_SLOT_NAME: 'Has-Caps' }, 'CDC_SLOT_NAME must be 1–63 characters of lower-case letters, digits and _'],
+    [{ CDC_SLOT_NAME: 'my_slot' }, 'CDC_SLOT_NAME is no longer supported: slots are named per source database now'],
+    [{ CDC_PUBLICATION_NAME: 'my_pub' }, 'CDC_PUBLICATION_NAME is no longer supported: publications are named per source database now'],
     [{ WS_MAX_SUBSCRIPTIONS: '0' }, 'WS_MAX_SUBSCRIPTIONS must be an integer from 1 to 10000'],
     [{ JWT_ISSUER: 'https://issuer.example/' }, 'JWT_ISSUER and JWT_AUDIENCE need JWT_SECRET or JWT_JWKS_URL'],
   ])('refuses %o with one line naming the variable', (env, expected) => {

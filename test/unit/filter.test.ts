@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { RealtimeEvent } from '../../src/pipeline/envelope.ts';
 import { ErrorCode, TributaryError } from '../../src/errors.ts';
-import type { EventPredicate, EventWhere } from '../../src/pipeline/dispatch/filter.ts';
-import { compileEventWhere } from '../../src/pipeline/dispatch/filter.ts';
+import type { EventPredicate, EventWhere } from '../../src/pipeline/filters/event-filter.ts';
+import { compileEventWhere } from '../../src/pipeline/filters/event-filter.ts';
+import { compareNumbers, compareScalars, jsonEqual } from '../../src/pipeline/filters/json-compare.ts';
 
 function event(overrides: Partial<RealtimeEvent> = {}): RealtimeEvent {
   return {
@@ -521,5 +522,32 @@ describe('compileEventWhere: robustness', () => {
     // Not a tautology: some filters match some events and not others.
     expect(matched).toBeGreaterThan(0);
     expect(matched).toBeLessThan(2000 * predicates.length);
+  });
+});
+
+describe('json-compare: the one comparison core of event filters, model filters and mapping conditions', () => {
+  it('compares JSON strictly by default, and numbers written as text by value when asked', () => {
+    expect(jsonEqual({ a: [1, { b: 'x' }], c: undefined }, { a: [1, { b: 'x' }] })).toBe(true);
+    expect(jsonEqual({ a: 1 }, { a: 1, b: 2 })).toBe(false);
+    expect(jsonEqual(5, '5')).toBe(false);
+    expect(jsonEqual(5, '5', { numbers: 'by-value' })).toBe(true);
+    expect(jsonEqual('10', '10.0', { numbers: 'by-value' })).toBe(false);
+    expect(jsonEqual(2n ** 53n + 1n, 2 ** 53)).toBe(false);
+    expect(jsonEqual(5n, 5)).toBe(true);
+    expect(jsonEqual(new Date(1000), new Date(1000))).toBe(true);
+    expect(jsonEqual(Uint8Array.of(1, 2), Uint8Array.of(1, 2))).toBe(true);
+    // Never an inherited property.
+    expect(jsonEqual(JSON.parse('{"__proto__": 1}'), {})).toBe(false);
+  });
+
+  it('orders numbers with numbers, strings with strings, booleans and dates, and nothing across types', () => {
+    expect(compareScalars(9, 10)).toBe(-1);
+    expect(compareScalars(10n, 9)).toBe(1);
+    expect(compareScalars('b', 'a')).toBe(1);
+    expect(compareScalars(true, false)).toBe(1);
+    expect(compareScalars(new Date(1), new Date(1))).toBe(0);
+    expect(compareScalars('10', 9)).toBeNaN();
+    expect(compareScalars(null, null)).toBeNaN();
+    expect(compareNumbers(Number.NaN, 1)).toBeNaN();
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCode } from '../../src/errors.ts';
-import { compareLsn, formatLsn, lsnBytesBetween, normalizeLsn, parseLsn } from '../../src/pipeline/cdc/lsn.ts';
+import { InternalError } from '../../src/errors.ts';
+import { compareLsn, formatLsn, lsnBytesBetween, normalizeLsn, parseLsn } from '../../src/pipeline/cdc/wal/lsn.ts';
 
 describe('LSN helpers', () => {
   it('parses both halves as hex into one 64-bit position', () => {
@@ -27,9 +27,11 @@ describe('LSN helpers', () => {
 
   it('rejects text that is not an LSN, and positions outside 64 bits', () => {
     for (const text of ['', '0', '0/', '/0', 'x/0', '0/1/2', '123456789/0', ' 0/0']) {
-      expect(() => parseLsn(text), text).toThrow(expect.objectContaining({ code: ErrorCode.BAD_USER_INPUT }));
+      // Every LSN comes from Postgres, never from a caller: a bad one is an internal fault, masked for clients.
+      expect(() => parseLsn(text), text).toThrow(expect.objectContaining({ name: 'InternalError', fault: 'WAL_LSN' }));
+      expect(() => parseLsn(text), text).toThrow(InternalError);
     }
     expect(() => formatLsn(-1n)).toThrow(/outside/);
-    expect(() => formatLsn(1n << 64n)).toThrow(/outside/);
+    expect(() => formatLsn(1n << 64n)).toThrow(expect.objectContaining({ fault: 'WAL_LSN' }));
   });
 });

@@ -5,7 +5,7 @@ import {
   matchesModelFilter,
   parseModelFilter,
   type ModelFilter,
-} from '../../src/pipeline/cdc/model-filter.ts';
+} from '../../src/pipeline/filters/model-filter.ts';
 
 function filterError(input: unknown): TributaryError {
   try {

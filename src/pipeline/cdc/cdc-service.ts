@@ -1,60 +1,63 @@
 import type { Redis } from 'ioredis';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
+import { createReleaseSignals } from '../coordination/release-signals.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { createCdcSource, modelTopic, sourceIdOf, topicPattern, type CdcBinding, type CdcSource, type CdcSourceOptions, type CdcSourceStatus } from './cdc-source.ts';
-import type { CdcStore, StoredMapping } from './cdc-store.ts';
-import { checkMappingAgainstTable, type TableShape } from './mapping-check.ts';
-import { mappingTable, type DomainMapping } from './mapping.ts';
-import { withConnection } from './replication-setup.ts';
-import { describeTable } from './table-catalog.ts';
+import { createCdcSource, sourceIdOf, type CdcBinding, type CdcSource, type CdcSourceOptions, type CdcSourceStatus } from './cdc-source.ts';
+import type { CdcSourceRecord, CdcStore, StoredMapping } from './cdc-store.ts';
+import { checkMappingAgainstTable, type TableShape } from './mapping/mapping-check.ts';
+import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
+import { streamConflicts } from './mapping/mapping-topics.ts';
+import { describeTable } from './mapping/table-catalog.ts';
+import { defaultReplicationNames, identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
+import { assertLogicalReplicationAllowed, isValidPublicationName, isValidSlotName } from './wal/replication-setup.ts';
+import { createSourceEndpoints } from './source-endpoints.ts';
+import type { SourceConnectionFactory, SourceConnections } from './wal/source-connections.ts';
 
 /**
- * What would let one mapping's events land in a model stream that is not its own: its topic is
- * (or its template can produce) a model stream `{module}.{model}`, or its model stream is a topic
- * another mapping can produce, or its model already belongs to another module.
- */
-export function streamConflicts(mapping: DomainMapping, others: readonly DomainMapping[]): string[] {
-  const problems: string[] = [];
-  const ownStream = modelTopic(mapping);
-  if (topicPattern(mapping.topic).test(ownStream)) {
-    problems.push(`topic "${mapping.topic}" is the model stream of ${ownStream} (read it with changes(model:)); choose another topic`);
-  }
-  for (const other of others) {
-    if (other.model === mapping.model && other.module !== mapping.module) {
-      problems.push(`model "${mapping.model}" already belongs to module "${other.module}" (mapping "${other.name}")`);
-    }
-    if (topicPattern(mapping.topic).test(modelTopic(other))) {
-      problems.push(`topic "${mapping.topic}" would publish into the model stream ${modelTopic(other)} of mapping "${other.name}"`);
-    }
-    if (topicPattern(other.topic).test(ownStream)) {
-      problems.push(`the model stream ${ownStream} is a topic of mapping "${other.name}" ("${other.topic}"); choose another module or model`);
-    }
-  }
-  return problems;
-}
-
-/**
- * CDC as a whole: one reader per distinct source database (`cdc-source.ts`), with the mappings
- * of every environment that points at it. Sources and mappings are kept in the platform database
- * and polled for changes, so a mapping saved on any instance applies on the reading one without a
- * restart. Also answers what the API needs: which module a model belongs to, checking a mapping
- * against its table before it is saved, and reader status.
+ * CDC as a whole: one reader per source *database* (`cdc-source.ts`), keyed by the database's
+ * identity (`wal/replication-names.ts`), with the mappings of every environment that points at it
+ * under whatever URL. Sources and mappings are kept in the platform database and polled for
+ * changes, so a mapping saved on any instance applies on the reading one without a restart. Also
+ * answers what the API needs: setting a source (checked first), which module a model belongs to,
+ * checking a mapping against its table before it is saved, and reader status.
+ *
+ * Connections: one `SourceConnections` per source URL, made by the injected factory and disposed
+ * once no environment and no reader uses it (idle pooled connections close on their own).
  */
 export interface CdcService {
   start(): Promise<void>;
   /** Reloads sources and mappings now (after an admin change on this instance). */
   reload(): Promise<void>;
+  /**
+   * Points an environment at a database after checking it can replicate; `names` are its own
+   * slot and publication (null: derived). Throws BAD_USER_INPUT (unreachable, bad or conflicting
+   * names) or MISCONFIGURED (wal_level, role), with `details.field`.
+   */
+  setSource(scope: EnvScope, databaseUrl: string, names?: SourceNames): Promise<CdcSourceRecord>;
+  removeSource(scope: EnvScope): Promise<boolean>;
   /** The mapping that defines `model` in an environment (its module gives the permission). */
-  modelMapping(scope: { app: string; env: string }, model: string): DomainMapping | undefined;
+  modelMapping(scope: EnvScope, model: string): DomainMapping | undefined;
   /** @throws BAD_USER_INPUT naming what to fix when the mapping does not fit its table. */
-  checkMapping(scope: { app: string; env: string }, mapping: DomainMapping): Promise<void>;
+  checkMapping(scope: EnvScope, mapping: DomainMapping): Promise<void>;
   /** The reader of an environment's source, as this instance knows it. */
-  status(scope: { app: string; env: string }): Promise<CdcSourceStatus | undefined>;
+  status(scope: EnvScope): Promise<CdcSourceStatus | undefined>;
   /** The readers this instance leads, as last inspected (for metrics). */
   leading(): CdcSourceStatus[];
   close(): Promise<void>;
+}
+
+export interface EnvScope {
+  readonly app: string;
+  readonly env: string;
+}
+
+export interface SourceNames {
+  readonly slotName?: string | null;
+  readonly publicationName?: string | null;
 }
 
 export interface CdcServiceOptions {
@@ -62,32 +65,49 @@ export interface CdcServiceOptions {
   readonly router: EventRouter;
   readonly log: EventLog;
   readonly logger: Logger;
+  /** Makes the connections of a source URL (e.g. `createSourceConnections`); the service disposes them. */
+  readonly connect: SourceConnectionFactory;
+  /** Command connection for the readers' leader election; absent: this instance reads every source. */
   readonly redis: Redis | undefined;
+  /** The process's SUBSCRIBE connection, shared by the elections' release signals. @default each election opens its own */
+  readonly subscriber?: Redis | undefined;
   readonly keyPrefix: string;
-  readonly slotName: string;
-  readonly publicationName: string;
   /** Leader election timings of every source's reader. @default the election's defaults */
   readonly election?: CdcSourceOptions['election'];
   /** How often sources and mappings are checked for changes, in ms. */
   readonly reloadIntervalMs: number;
   /** How long raw changes are kept, in ms. */
   readonly rawRetentionMs: number;
-  readonly onUnroutable?: (mapping: string) => void;
+  /** Counts rows that matched a mapping but could not be routed safely. @default no metrics */
+  readonly metrics?: Pick<Metrics, 'cdcUnroutable'>;
 }
 
 const HOUSEKEEPING_MS = 5000;
 
+interface RunningSource {
+  readonly url: string;
+  readonly names: ReplicationNames;
+  readonly source: CdcSource;
+}
+
 export function createCdcService(options: CdcServiceOptions): CdcService {
   const { store } = options;
   const logger = options.logger.child({ component: 'cdc' });
-  const sources = new Map<string, { databaseUrl: string; source: CdcSource }>();
-  /** By `app/env`: the environment's mappings and the source it reads. */
-  let environments = new Map<string, { databaseUrl: string; mappings: readonly DomainMapping[] }>();
+  const signals = options.subscriber && createReleaseSignals(options.subscriber, logger);
+  const endpoints = createSourceEndpoints(options.connect);
+  /** By the database's identity key. */
+  const sources = new Map<string, RunningSource>();
+  /** By `app/env`: the environment's mappings. */
+  let environments = new Map<string, readonly DomainMapping[]>();
   let version: string | undefined;
-  let reloading: Promise<void> | undefined;
+  let lastReload: Promise<void> = Promise.resolve();
   let closed = false;
+  const coalescer = createKeyedCoalescer();
 
-  const envKey = (scope: { app: string; env: string }) => `${scope.app}/${scope.env}`;
+  const envKey = (scope: EnvScope) => `${scope.app}/${scope.env}`;
+  const identityOf = (url: string) => endpoints.identityOf(url);
+  /** Disposes the connections of URLs no environment or reader uses. */
+  const releaseEndpoints = (inUse: Iterable<string>) => endpoints.release([...inUse, ...[...sources.values()].map((entry) => entry.url)]);
 
   const load = async (): Promise<void> => {
     const current = await store.version();
@@ -95,67 +115,77 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     const [sourceRows, mappingRows] = await Promise.all([store.listSources(), store.listMappings()]);
     const byEnv = new Map<string, StoredMapping[]>();
     for (const row of mappingRows) byEnv.set(envKey(row), [...(byEnv.get(envKey(row)) ?? []), row]);
-    const nextEnvironments = new Map(
-      sourceRows.map((row) => [envKey(row), { databaseUrl: row.databaseUrl, mappings: (byEnv.get(envKey(row)) ?? []).map((m) => m.mapping) }]),
-    );
-    // Bindings per database, with the catalog entries of the mapped tables.
-    const bindingsByUrl = new Map<string, CdcBinding[]>();
+    const nextEnvironments = new Map(sourceRows.map((row) => [envKey(row), (byEnv.get(envKey(row)) ?? []).map((m) => m.mapping)]));
+    // Environments per database; an unreachable one is retried at the next reload.
+    let complete = true;
+    const groups = new Map<string, { identity: DatabaseIdentity; rows: CdcSourceRecord[] }>();
     for (const row of sourceRows) {
-      const mappings = nextEnvironments.get(envKey(row))!.mappings;
-      const tables = await describeTables(row.databaseUrl, mappings);
-      bindingsByUrl.set(row.databaseUrl, [...(bindingsByUrl.get(row.databaseUrl) ?? []), { scope: row, mappings, tables }]);
+      try {
+        const identity = await identityOf(row.databaseUrl);
+        const group = groups.get(identityKey(identity)) ?? { identity, rows: [] };
+        group.rows.push(row);
+        groups.set(identityKey(identity), group);
+      } catch (error) {
+        complete = false;
+        logger.warn({ err: error, app: row.app, env: row.env }, 'could not reach a CDC source database');
+      }
     }
-    for (const [id, entry] of sources) {
-      if (bindingsByUrl.has(entry.databaseUrl)) continue;
-      sources.delete(id);
+    for (const [key, entry] of sources) {
+      const group = groups.get(key);
+      if (group && sameNames(entry.names, namesOf(group.identity, group.rows))) continue;
+      sources.delete(key);
       await entry.source.stop();
     }
-    for (const [databaseUrl, bindings] of bindingsByUrl) {
-      const id = sourceIdOf(databaseUrl);
-      const existing = sources.get(id);
+    for (const [key, { identity, rows }] of groups) {
+      const url = sources.get(key)?.url ?? rows[0]!.databaseUrl;
+      const bindings: CdcBinding[] = [];
+      for (const row of rows) {
+        const mappings = nextEnvironments.get(envKey(row))!;
+        const tables = await describeTables(endpoints.connectionsOf(url), mappings).catch((error: unknown) => {
+          complete = false;
+          logger.warn({ err: error, source: sourceIdOf(identity) }, 'could not read the source catalog');
+          return new Map<string, TableShape>();
+        });
+        bindings.push({ scope: row, mappings, tables });
+      }
+      const existing = sources.get(key);
       if (existing) {
         existing.source.setBindings(bindings);
         continue;
       }
-      const source = createCdcSource({ ...options, databaseUrl, bindings });
-      sources.set(id, { databaseUrl, source });
+      const names = namesOf(identity, rows);
+      const source = createCdcSource({
+        ...options,
+        ...(signals && { signals }),
+        id: sourceIdOf(identity),
+        connections: endpoints.connectionsOf(url),
+        names,
+        logger,
+        bindings,
+      });
+      sources.set(key, { url, names, source });
       await source.start();
     }
     environments = nextEnvironments;
-    version = current;
+    await releaseEndpoints(sourceRows.map((row) => row.databaseUrl));
+    if (complete) version = current;
   };
 
-  /** Catalog entries of the mapped tables; a source that cannot be reached now gets none (retried at the next reload). */
-  const describeTables = async (databaseUrl: string, mappings: readonly DomainMapping[]): Promise<Map<string, TableShape>> => {
+  /** Catalog entries of the mapped tables. */
+  const describeTables = async (connections: SourceConnections, mappings: readonly DomainMapping[]): Promise<Map<string, TableShape>> => {
     const tables = new Map<string, TableShape>();
     if (mappings.length === 0) return tables;
-    try {
-      await withConnection(databaseUrl, async (client) => {
-        for (const mapping of mappings) {
-          const shape = await describeTable(client, mappingTable(mapping));
-          if (shape) tables.set(mapping.table, shape);
-        }
-      });
-    } catch (error) {
-      logger.warn({ err: error, source: sourceIdOf(databaseUrl) }, 'could not read the source catalog');
-    }
+    await connections.withClient(async (client) => {
+      for (const mapping of mappings) {
+        const shape = await describeTable(client, mappingTable(mapping));
+        if (shape) tables.set(mapping.table, shape);
+      }
+    });
     return tables;
   };
 
   /** Runs a load that starts after this call (one queued behind a running one serves every caller meanwhile). */
-  let queued: Promise<void> | undefined;
-  const reload = (): Promise<void> => {
-    if (queued) return queued;
-    const start = () => (reloading = load().finally(() => (reloading = undefined)));
-    if (!reloading) return start();
-    queued = reloading
-      .catch(() => undefined)
-      .then(() => {
-        queued = undefined;
-        return start();
-      });
-    return queued;
-  };
+  const reload = (): Promise<void> => (lastReload = coalescer.request('load', load));
 
   const housekeeping = async () => {
     await reload();
@@ -176,8 +206,52 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     start: reload,
     reload,
 
+    async setSource(scope, databaseUrl, names = {}) {
+      const wanted = { slotName: names.slotName ?? null, publicationName: names.publicationName ?? null };
+      if (wanted.slotName !== null && !isValidSlotName(wanted.slotName)) {
+        throw badInput('slotName', 'slotName must be 1–63 lower-case letters, digits and underscores');
+      }
+      if (wanted.publicationName !== null && !isValidPublicationName(wanted.publicationName)) {
+        throw badInput('publicationName', 'publicationName must be a lower-case identifier (letters, digits, underscores; not starting with a digit)');
+      }
+      let identity: DatabaseIdentity;
+      try {
+        identity = await endpoints.connectionsOf(databaseUrl).withClient(async (client) => {
+          await assertLogicalReplicationAllowed(client);
+          return identifyDatabase(client);
+        });
+        endpoints.noteIdentity(databaseUrl, identity);
+      } catch (error) {
+        await releaseEndpoints([...(await store.listSources()).map((row) => row.databaseUrl)]);
+        if (isTributaryError(error)) throw new TributaryError(error.code, error.message, { cause: error, details: { ...error.details, field: 'databaseUrl' } });
+        const message = error instanceof Error ? error.message : String(error);
+        throw new TributaryError(ErrorCode.BAD_USER_INPUT, `Cannot connect to the database: ${message}`, { cause: error, details: { field: 'databaseUrl' } });
+      }
+      // One reader per database: every environment on it must agree on its own names.
+      for (const other of await store.listSources()) {
+        if (envKey(other) === envKey(scope) || (other.slotName === wanted.slotName && other.publicationName === wanted.publicationName)) continue;
+        const otherIdentity = await identityOf(other.databaseUrl).catch(() => undefined);
+        if (otherIdentity === undefined || identityKey(otherIdentity) !== identityKey(identity)) continue;
+        const effective = namesOf(identity, [other]);
+        throw badInput(
+          other.slotName === wanted.slotName ? 'publicationName' : 'slotName',
+          `Another environment already reads this database with slot "${effective.slotName}" and publication ` +
+            `"${effective.publicationName}"; set the same slotName and publicationName${other.slotName === null && other.publicationName === null ? ' (none)' : ''}`,
+        );
+      }
+      const saved = await store.setSource(scope.app, scope.env, databaseUrl, wanted);
+      await reload();
+      return saved;
+    },
+
+    async removeSource(scope) {
+      const removed = await store.removeSource(scope.app, scope.env);
+      await reload();
+      return removed;
+    },
+
     modelMapping(scope, model) {
-      return environments.get(envKey(scope))?.mappings.find((mapping) => mapping.model === model);
+      return environments.get(envKey(scope))?.find((mapping) => mapping.model === model);
     },
 
     async checkMapping(scope, mapping) {
@@ -191,7 +265,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       const problems = streamConflicts(mapping, others);
       let shape: TableShape | undefined;
       try {
-        shape = await withConnection(source.databaseUrl, (client) => describeTable(client, mappingTable(mapping)));
+        shape = await endpoints.connectionsOf(source.databaseUrl).withClient((client) => describeTable(client, mappingTable(mapping)));
       } catch (error) {
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'The CDC source database cannot be reached to check the mapping; retry shortly', { cause: error });
       }
@@ -207,20 +281,25 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     async status(scope) {
       const source = await store.getSource(scope.app, scope.env);
       if (!source) return undefined;
-      const id = sourceIdOf(source.databaseUrl);
-      const local = sources.get(id)?.source.status();
-      if (local?.leading) return local;
+      let identity: DatabaseIdentity;
+      try {
+        identity = await identityOf(source.databaseUrl);
+      } catch (error) {
+        return { ...idleStatus('', { slotName: source.slotName, publicationName: source.publicationName }), state: 'failed', lastError: `the source database cannot be reached: ${error instanceof Error ? error.message : String(error)}` };
+      }
+      const local = sources.get(identityKey(identity));
+      const localStatus = local?.source.status();
+      if (localStatus?.leading) return localStatus;
       // Another instance leads: what it last wrote.
+      const id = sourceIdOf(identity);
       const stored = await store.getStatus(id);
       return {
-        source: id,
-        leading: false,
+        ...idleStatus(id, local?.names ?? namesOf(identity, [source])),
         state: stored?.state === undefined ? 'starting' : (stored.state as CdcSourceStatus['state']),
-        lastReceivedLsn: null,
         lastAcknowledgedLsn: stored?.lastLsn ?? null,
         lagBytes: stored?.lagBytes ?? null,
         retainedWalBytes: stored?.retainedWalBytes ?? null,
-        lastError: stored?.lastError ?? local?.lastError ?? null,
+        lastError: stored?.lastError ?? localStatus?.lastError ?? null,
       };
     },
 
@@ -232,9 +311,42 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       closed = true;
       clearInterval(reloadTimer);
       clearInterval(housekeepingTimer);
-      await reloading?.catch(() => undefined);
+      await lastReload.catch(() => undefined);
       await Promise.all([...sources.values()].map(({ source }) => source.stop()));
       sources.clear();
+      await endpoints.dispose();
     },
   };
+}
+
+/** A database's names: those its environments set (they agree, `setSource` sees to it), else derived. */
+function namesOf(identity: DatabaseIdentity, rows: readonly CdcSourceRecord[]): ReplicationNames {
+  const derived = defaultReplicationNames(identity);
+  return {
+    slotName: rows.find((row) => row.slotName !== null)?.slotName ?? derived.slotName,
+    publicationName: rows.find((row) => row.publicationName !== null)?.publicationName ?? derived.publicationName,
+  };
+}
+
+function sameNames(a: ReplicationNames, b: ReplicationNames): boolean {
+  return a.slotName === b.slotName && a.publicationName === b.publicationName;
+}
+
+function idleStatus(source: string, names: { slotName: string | null; publicationName: string | null }): CdcSourceStatus {
+  return {
+    source,
+    slotName: names.slotName,
+    publicationName: names.publicationName,
+    leading: false,
+    state: 'starting',
+    lastReceivedLsn: null,
+    lastAcknowledgedLsn: null,
+    lagBytes: null,
+    retainedWalBytes: null,
+    lastError: null,
+  };
+}
+
+function badInput(field: string, message: string): TributaryError {
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
 }

@@ -1,19 +1,25 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import { createBackoff, pause } from '../coordination/backoff.ts';
+import { createLeaderElection, type LeaderElection, type LeaderElectionOptions } from '../coordination/leader-election.ts';
+import type { ReleaseSignals } from '../coordination/release-signals.ts';
 import type { RawEventInput } from '../envelope.ts';
 import type { EventLog } from '../log/event-log.ts';
+import { modelChange } from '../events/model-change.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
 import type { CdcStore, RawChangeRow } from './cdc-store.ts';
-import { createLeaderElection, type LeaderElection, type LeaderElectionOptions } from './leader-election.ts';
-import type { TableShape } from './mapping-check.ts';
-import { evaluateMapping, UnroutableRowError } from './mapping-evaluate.ts';
-import type { DomainMapping } from './mapping.ts';
+import type { TableShape } from './mapping/mapping-check.ts';
+import { evaluateMapping, UnroutableRowError } from './mapping/mapping-evaluate.ts';
+import type { DomainMapping } from './mapping/mapping.ts';
+import { modelTopic, topicPattern } from './mapping/mapping-topics.ts';
 import type { RowChange, TransactionChunk } from './row-change.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
-import { withConnection } from './replication-setup.ts';
-import { createWalReader, type WalReader, type WalReaderStatus } from './wal-reader.ts';
+import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
+import type { SourceConnections } from './wal/source-connections.ts';
+import { createWalReader, type WalReader, type WalReaderStatus } from './wal/wal-reader.ts';
 
 /**
  * One source database: its WAL is read once (by the elected instance when Redis coordinates
@@ -35,6 +41,10 @@ export interface CdcBinding {
 
 export interface CdcSourceStatus extends WalReaderStatus {
   readonly source: string;
+  /** The replication slot on the source database; null while the database cannot be reached (names are derived from it). */
+  readonly slotName: string | null;
+  /** The publication on the source database; null like `slotName`. */
+  readonly publicationName: string | null;
   /** This instance reads the slot. */
   readonly leading: boolean;
 }
@@ -51,35 +61,34 @@ export interface CdcSource {
 }
 
 export interface CdcSourceOptions {
-  readonly databaseUrl: string;
+  /** The database's id (`sourceIdOf` its identity): names its status, leader key and events. */
+  readonly id: string;
+  /** The database's connections; the caller owns (and disposes) them. */
+  readonly connections: SourceConnections;
+  readonly names: ReplicationNames;
   readonly bindings: readonly CdcBinding[];
   readonly router: EventRouter;
   readonly log: EventLog;
   readonly store: CdcStore;
   readonly logger: Logger;
-  readonly slotName: string;
-  readonly publicationName: string;
   /** Coordinates instances (leader election); absent: this instance always reads. */
   readonly redis: Redis | undefined;
+  /** Release signals shared by the process's elections. @default a connection of the election's own */
+  readonly signals?: ReleaseSignals;
   readonly keyPrefix: string;
   /** Election timings, in ms (see `leader-election.ts`). @default its defaults: TTL 10 s, heartbeat 3 s, poll 5 s */
   readonly election?: Pick<LeaderElectionOptions, 'ttlMs' | 'heartbeatMs' | 'pollMs'>;
-  /** Counts rows that matched a mapping but could not be routed safely. */
-  readonly onUnroutable?: (mapping: string) => void;
+  /** Counts rows that matched a mapping but could not be routed safely. @default no metrics */
+  readonly metrics?: Pick<Metrics, 'cdcUnroutable'>;
 }
 
-/** A source's id: a hash of its URL (never the URL itself, which holds a password). */
-export function sourceIdOf(databaseUrl: string): string {
-  return createHash('sha256').update(databaseUrl).digest('base64url').slice(0, 16);
-}
-
-/** The model stream a mapping's changes also go to (what `changes(model:)` reads). */
-export function modelTopic(mapping: Pick<DomainMapping, 'module' | 'model'>): string {
-  return `${mapping.module}.${mapping.model}`;
+/** A source's id: a hash of its database's identity (the same for every URL that reaches it; never a URL, which holds a password). */
+export function sourceIdOf(identity: DatabaseIdentity): string {
+  return createHash('sha256').update(identityKey(identity)).digest('base64url').slice(0, 16);
 }
 
 export function createCdcSource(options: CdcSourceOptions): CdcSource {
-  const id = sourceIdOf(options.databaseUrl);
+  const { id, names } = options;
   const logger = options.logger.child({ component: 'cdc', source: id });
   const { router, store } = options;
   let bindings = options.bindings;
@@ -105,27 +114,20 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
           } catch (error) {
             if (!(error instanceof UnroutableRowError)) throw error;
             logger.warn({ mapping: mapping.name, reason: error.reason, err: error }, 'row change not routed');
-            options.onUnroutable?.(mapping.name);
+            options.metrics?.cdcUnroutable.inc();
             continue;
           }
           if (!mapped) continue;
           const scope: Scope = { app: binding.scope.app, env: binding.scope.env, tenant: mapped.tenant };
-          const common: Omit<RawEventInput, 'topic' | 'type' | 'payload'> = {
-            id: eventId(change, mapping),
-            source: 'database',
-            scope,
-            entity: `${table}/${mapped.entityKey}`,
-            table,
-            operation: change.operation,
-          };
+          const common = { id: eventId(change, mapping), scope, entity: `${table}/${mapped.entityKey}`, table, operation: mapped.action };
           routed.push(
-            {
+            modelChange({
               ...common,
               topic: modelTopic(mapping),
               type: mapped.type,
               payload: { operation: mapped.operation, model: mapping.model, id: mapped.entityKey, record: mapped.record, lastUpdatedAt },
-            },
-            { ...common, topic: mapped.topic, type: mapped.type, payload: mapped.payload },
+            }),
+            { ...common, source: 'database', topic: mapped.topic, type: mapped.type, payload: mapped.payload },
           );
         }
       }
@@ -159,17 +161,18 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
    * terminated first: that leader's lease has expired, and the slot serves one reader at a time.
    */
   const runReader = async (leader: string | null, signal: AbortSignal) => {
-    for (let attempt = 0; !signal.aborted; attempt += 1) {
+    const backoff = createBackoff({ initialMs: RETRY_FIRST_MS, maxMs: RETRY_MAX_MS });
+    while (!signal.aborted) {
       try {
         const previous = await store.getStatus(id);
-        await withConnection(options.databaseUrl, (client) =>
-          client.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active', [options.slotName]),
+        await options.connections.withClient((client) =>
+          client.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active', [names.slotName]),
         );
         if (signal.aborted) return;
         const next = createWalReader({
-          connectionString: options.databaseUrl,
-          slotName: options.slotName,
-          publicationName: options.publicationName,
+          connections: options.connections,
+          slotName: names.slotName,
+          publicationName: names.publicationName,
           expectExistingSlot: previous?.lastLsn != null,
           logger,
           handle,
@@ -184,9 +187,9 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
         reader = undefined;
         await failed?.stop();
         lastStartError = error instanceof Error ? error.message : String(error);
-        logger.error({ err: error, attempt }, 'CDC reader could not start; retrying');
+        logger.error({ err: error, attempt: backoff.failures }, 'CDC reader could not start; retrying');
         await store.saveStatus({ ...statusRecord(idleStatus()), state: 'failed', lastError: lastStartError, leader }).catch(() => undefined);
-        await delay(Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempt), signal);
+        await pause(backoff.next(), signal);
       }
     }
   };
@@ -222,6 +225,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
 
   const idleStatus = (): CdcSourceStatus => ({
     source: id,
+    ...names,
     leading: false,
     state: 'stopped',
     lastReceivedLsn: null,
@@ -241,6 +245,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
       election = createLeaderElection({
         ...options.election,
         redis: options.redis,
+        ...(options.signals && { signals: options.signals }),
         key: `${options.keyPrefix}cdc:leader:${id}`,
         logger,
         onElected: (lease) => {
@@ -266,40 +271,17 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     },
 
     status() {
-      return reader ? { ...reader.status(), source: id, leading: true } : idleStatus();
+      return reader ? { ...reader.status(), source: id, ...names, leading: true } : idleStatus();
     },
 
     async inspect() {
       if (!reader) return idleStatus();
       const status = await reader.inspect();
       await store.saveStatus({ ...statusRecord(status), leader: election?.holderId ?? null }).catch(() => undefined);
-      return { ...status, source: id, leading: true };
+      return { ...status, source: id, ...names, leading: true };
     },
   };
 }
 
 const RETRY_FIRST_MS = 200;
 const RETRY_MAX_MS = 5000;
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-/** A topic template as a pattern: `{…}` placeholders match one segment. */
-export function topicPattern(template: string): RegExp {
-  const source = template
-    .split(/(\{[^}]*\})/)
-    .map((part) => (part.startsWith('{') ? '[^.]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
-    .join('');
-  return new RegExp(`^${source}$`);
-}

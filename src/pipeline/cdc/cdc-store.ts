@@ -1,5 +1,5 @@
 import type { Database } from '../../db/database.ts';
-import { parseMapping, type DomainMapping } from './mapping.ts';
+import { parseMapping, type DomainMapping } from './mapping/mapping.ts';
 import type { RowChange } from './row-change.ts';
 
 /**
@@ -10,6 +10,10 @@ export interface CdcSourceRecord {
   readonly app: string;
   readonly env: string;
   readonly databaseUrl: string;
+  /** The source's own slot name; null: derived from the database's identity (`replication-names.ts`). */
+  readonly slotName: string | null;
+  /** The source's own publication name; null: derived like the slot's. */
+  readonly publicationName: string | null;
   readonly updatedAt: Date;
 }
 
@@ -41,7 +45,7 @@ export interface RawChangeRow {
 export interface CdcStore {
   listSources(): Promise<CdcSourceRecord[]>;
   getSource(app: string, env: string): Promise<CdcSourceRecord | undefined>;
-  setSource(app: string, env: string, databaseUrl: string): Promise<CdcSourceRecord>;
+  setSource(app: string, env: string, databaseUrl: string, names?: { slotName: string | null; publicationName: string | null }): Promise<CdcSourceRecord>;
   removeSource(app: string, env: string): Promise<boolean>;
   /** Mappings of one environment, or of all when omitted, by name. */
   listMappings(scope?: { app: string; env: string }): Promise<StoredMapping[]>;
@@ -56,7 +60,8 @@ export interface CdcStore {
   pruneRawChanges(before: Date, limit: number): Promise<number>;
 }
 
-type SourceRow = { app: string; env: string; database_url: string; updated_at: Date };
+type SourceRow = { app: string; env: string; database_url: string; slot_name: string | null; publication_name: string | null; updated_at: Date };
+const SOURCE_COLUMNS = 'app, env, database_url, slot_name, publication_name, updated_at';
 type MappingRow = { app: string; env: string; definition: unknown; updated_at: Date };
 type StatusRow = {
   source: string;
@@ -70,27 +75,35 @@ type StatusRow = {
 };
 
 export function createCdcStore(db: Database): CdcStore {
-  const toSource = (row: SourceRow): CdcSourceRecord => ({ app: row.app, env: row.env, databaseUrl: row.database_url, updatedAt: row.updated_at });
+  const toSource = (row: SourceRow): CdcSourceRecord => ({
+    app: row.app,
+    env: row.env,
+    databaseUrl: row.database_url,
+    slotName: row.slot_name,
+    publicationName: row.publication_name,
+    updatedAt: row.updated_at,
+  });
   // Stored definitions were validated on save; parsing again gives the normalized, typed form.
   const toMapping = (row: MappingRow): StoredMapping => ({ app: row.app, env: row.env, mapping: parseMapping(row.definition), updatedAt: row.updated_at });
 
   return {
     async listSources() {
-      const { rows } = await db.query<SourceRow>('SELECT app, env, database_url, updated_at FROM cdc_sources ORDER BY app, env');
+      const { rows } = await db.query<SourceRow>(`SELECT ${SOURCE_COLUMNS} FROM cdc_sources ORDER BY app, env`);
       return rows.map(toSource);
     },
 
     async getSource(app, env) {
-      const { rows } = await db.query<SourceRow>('SELECT app, env, database_url, updated_at FROM cdc_sources WHERE app = $1 AND env = $2', [app, env]);
+      const { rows } = await db.query<SourceRow>(`SELECT ${SOURCE_COLUMNS} FROM cdc_sources WHERE app = $1 AND env = $2`, [app, env]);
       return rows[0] && toSource(rows[0]);
     },
 
-    async setSource(app, env, databaseUrl) {
+    async setSource(app, env, databaseUrl, names) {
       const { rows } = await db.query<SourceRow>(
-        `INSERT INTO cdc_sources (app, env, database_url) VALUES ($1, $2, $3)
-         ON CONFLICT (app, env) DO UPDATE SET database_url = excluded.database_url, updated_at = now()
-         RETURNING app, env, database_url, updated_at`,
-        [app, env, databaseUrl],
+        `INSERT INTO cdc_sources (app, env, database_url, slot_name, publication_name) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (app, env) DO UPDATE SET database_url = excluded.database_url, slot_name = excluded.slot_name,
+           publication_name = excluded.publication_name, updated_at = now()
+         RETURNING ${SOURCE_COLUMNS}`,
+        [app, env, databaseUrl, names?.slotName ?? null, names?.publicationName ?? null],
       );
       return toSource(rows[0]!);
     },

@@ -19,7 +19,7 @@
 import { InternalError, type TributaryError } from '../../errors.ts';
 import type { RealtimeEvent } from '../envelope.ts';
 import type { StreamRef } from '../stream.ts';
-import type { EventPredicate } from './filter.ts';
+import type { EventPredicate } from '../filters/event-filter.ts';
 
 /**
  * A per-subscriber check of each event, after the cohort rendered it once: deliver it, skip it

@@ -11,6 +11,11 @@ const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').im
   fields: (t) => ({
     state: t.exposeString('state', { description: 'starting, streaming, reconnecting, stopped or failed.' }),
     leading: t.exposeBoolean('leading', { description: 'This instance reads the slot.' }),
+    slotName: t.exposeString('slotName', {
+      nullable: true,
+      description: "The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity. Null while the database cannot be reached.",
+    }),
+    publicationName: t.exposeString('publicationName', { nullable: true, description: 'The publication on the source database, named like the slot.' }),
     lastAcknowledgedLsn: t.exposeString('lastAcknowledgedLsn', { nullable: true, description: 'Position confirmed to Postgres: everything before it is in the log.' }),
     lagBytes: t.float({ nullable: true, description: 'WAL written after the confirmed position, in bytes.', resolve: (status) => status.lagBytes }),
     retainedWalBytes: t.float({ nullable: true, description: 'WAL the slot keeps on the source server, in bytes.', resolve: (status) => status.retainedWalBytes }),
@@ -61,8 +66,15 @@ builder.mutationFields((t) => ({
     type: CdcSource,
     description:
       "Admin: points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION.",
-    args: { databaseUrl: t.arg.string({ required: true }) },
-    resolve: (_root, args, context) => resolvers.setCdcSource(context, args.databaseUrl),
+    args: {
+      databaseUrl: t.arg.string({ required: true }),
+      slotName: t.arg.string({
+        description:
+          "The source's own replication slot (1–63 lower-case letters, digits, _). Default: `tributary_` + a hash of the database's identity, one slot per database however many environments point at it.",
+      }),
+      publicationName: t.arg.string({ description: "The source's own publication (a lower-case identifier). Default: named like the slot." }),
+    },
+    resolve: (_root, args, context) => resolvers.setCdcSource(context, args),
   }),
   removeCdcSource: t.boolean({
     description: "Admin: stops reading the caller's environment's source (its mappings stay).",

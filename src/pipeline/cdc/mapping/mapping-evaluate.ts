@@ -25,6 +25,7 @@
  * bad topic value) makes `evaluateMapping` throw {@link UnroutableRowError}: the caller logs,
  * counts and skips it. It is never published without a tenant or under a guessed topic.
  */
+import { jsonEqual } from '../../filters/json-compare.ts';
 import {
   type CompiledCondition,
   compiled,
@@ -34,7 +35,7 @@ import {
   isValidName,
 } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
-import type { RowChange, RowOperation } from './row-change.ts';
+import type { RowChange, RowOperation } from '../row-change.ts';
 
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';
 
@@ -48,6 +49,8 @@ export interface MappedEvent {
   /** The row after the change (a delete: the old image), without unavailable columns. */
   readonly record: Readonly<Record<string, unknown>>;
   readonly operation: ModelOperation;
+  /** What the event announces: the row's operation, or "delete"/"insert" for a soft delete/restore. */
+  readonly action: RowOperation;
 }
 
 export interface EvaluateMappingOptions {
@@ -87,8 +90,12 @@ const OPERATION: Readonly<Record<RowOperation, ModelOperation>> = {
   delete: 'DELETED',
 };
 const TYPE_SUFFIX: Readonly<Record<RowOperation, string>> = { insert: 'created', update: 'updated', delete: 'deleted' };
-const DECIMAL = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?$/;
-const INTEGER = /^-?(?:0|[1-9][0-9]*)$/;
+/**
+ * Conditions see columns as decoded, where an int8 or numeric arrives as text: numbers, bigints and
+ * decimal strings compare by value when at least one side is a number (`eq: ["$row.amount", 10]`
+ * holds for "10"); two strings compare as strings; dates by instant; lists and objects by content.
+ */
+const BY_VALUE = { numbers: 'by-value' } as const;
 
 /** A value Postgres did not send (see the module comment); never confused with SQL NULL. */
 const UNAVAILABLE: unique symbol = Symbol('unavailable');
@@ -104,21 +111,54 @@ export function evaluateMapping(
   options: EvaluateMappingOptions = {},
 ): MappedEvent | undefined {
   const plan = compiled(mapping);
-  if (!mapping.events.includes(change.operation)) return undefined;
   const table = mappingTable(mapping);
   if (change.table.schema !== table.schema || change.table.name !== table.name) return undefined;
+  const action = actionOf(mapping, change);
+  if (action === undefined || !mapping.events.includes(action)) return undefined;
   if (plan.when !== undefined && test(plan.when, change) !== true) return undefined;
   const tenant = tenantOf(mapping, change);
   const record = recordOf(change);
   return {
     topic: topicOf(plan, mapping.name, change),
-    type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX[change.operation]}`,
+    type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX[action]}`,
     entityKey: entityKeyOf(mapping, change, options.primaryKey),
     tenant,
     payload: plan.payload === undefined ? record : (build(plan.payload, change) as Record<string, unknown>),
     record,
-    operation: OPERATION[change.operation],
+    operation: OPERATION[action],
+    action,
   };
+}
+
+/**
+ * What the change announces under the mapping's soft-delete rule (`mapping.ts`): its own
+ * operation, a delete or an insert for a transition, or undefined for a change of a row that is
+ * (and stays) soft-deleted. Without an old value the transition is unknown and the change keeps
+ * its own operation (`checkMappingAgainstTable` refuses such a mapping anyway).
+ */
+function actionOf(mapping: DomainMapping, change: RowChange): RowOperation | undefined {
+  const column = mapping.softDeleteColumn;
+  if (column === undefined) return change.operation;
+  const after = change.operation === 'delete' ? UNAVAILABLE : rowValue(change, column);
+  const before = change.operation === 'insert' ? null : oldValue(change, column);
+  switch (change.operation) {
+    case 'insert':
+      return isSoftDeleted(after) ? undefined : 'insert';
+    case 'delete':
+      return isSoftDeleted(before) ? undefined : 'delete';
+    case 'update': {
+      if (before === UNAVAILABLE || after === UNAVAILABLE) return 'update';
+      const was = isSoftDeleted(before);
+      const is = isSoftDeleted(after);
+      if (was && is) return undefined;
+      return was ? 'insert' : is ? 'delete' : 'update';
+    }
+  }
+}
+
+/** Soft-deleted: anything but NULL or false (an unavailable value is not known to be set). */
+function isSoftDeleted(value: unknown): boolean {
+  return value !== UNAVAILABLE && value !== null && value !== false;
 }
 
 /**
@@ -166,7 +206,7 @@ function changed(change: RowChange, column: string): boolean {
   if (now === undefined || !Object.hasOwn(now, column)) return false;
   const before = oldValue(change, column);
   // Without the old value the column may have changed: over-emit rather than lose a change.
-  return before === UNAVAILABLE || !sameValue(before, now[column], 0);
+  return before === UNAVAILABLE || !jsonEqual(before, now[column], BY_VALUE);
 }
 
 /** Three-valued: true, false, or undefined for unknown (a comparison read an unavailable value). */
@@ -177,12 +217,12 @@ function test(condition: CompiledCondition, change: RowChange): boolean | undefi
     case 'eq': {
       const left = resolve(condition.left, change);
       const right = resolve(condition.right, change);
-      return left === UNAVAILABLE || right === UNAVAILABLE ? undefined : sameValue(left, right, 0);
+      return left === UNAVAILABLE || right === UNAVAILABLE ? undefined : jsonEqual(left, right, BY_VALUE);
     }
     case 'in': {
       const value = resolve(condition.operand, change);
       if (value === UNAVAILABLE) return undefined;
-      for (const candidate of condition.values) if (sameValue(value, candidate, 0)) return true;
+      for (const candidate of condition.values) if (jsonEqual(value, candidate, BY_VALUE)) return true;
       return false;
     }
     case 'and':
@@ -202,54 +242,6 @@ function test(condition: CompiledCondition, change: RowChange): boolean | undefi
       return result === undefined ? undefined : !result;
     }
   }
-}
-
-/**
- * JSON equality over decoded values: numbers, bigints and decimal strings compare by value when
- * at least one side is a number or bigint (`eq: ["$row.amount", 10]` holds for an int8 decoded
- * as "10"); two strings compare as strings; dates by instant; bytes, lists and objects by content.
- */
-function sameValue(a: unknown, b: unknown, depth: number): boolean {
-  if (a === b) return true;
-  if (a === null || b === null || a === undefined || b === undefined) return false;
-  if (isNumeric(a) && isNumeric(b) && (typeof a !== 'string' || typeof b !== 'string')) return numericEqual(a, b);
-  if (typeof a !== 'object' || typeof b !== 'object') return false;
-  // Deeper than any sane JSON column: call it different, which only ever makes `changed` true.
-  if (depth > 64) return false;
-  if (a instanceof Date || b instanceof Date) {
-    return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
-  }
-  if (a instanceof Uint8Array || b instanceof Uint8Array) {
-    return a instanceof Uint8Array && b instanceof Uint8Array && Buffer.compare(a, b) === 0;
-  }
-  if (Array.isArray(a) || Array.isArray(b)) {
-    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (!sameValue(a[i], b[i], depth + 1)) return false;
-    return true;
-  }
-  const left = a as Record<string, unknown>;
-  const right = b as Record<string, unknown>;
-  const keys = Object.keys(left);
-  if (keys.length !== Object.keys(right).length) return false;
-  for (const key of keys) if (!Object.hasOwn(right, key) || !sameValue(left[key], right[key], depth + 1)) return false;
-  return true;
-}
-
-function isNumeric(value: unknown): value is number | bigint | string {
-  return typeof value === 'number' || typeof value === 'bigint' || (typeof value === 'string' && DECIMAL.test(value));
-}
-
-function numericEqual(a: number | bigint | string, b: number | bigint | string): boolean {
-  const x = integerOf(a);
-  const y = integerOf(b);
-  if (x !== undefined && y !== undefined) return x === y;
-  return Number(a) === Number(b);
-}
-
-function integerOf(value: number | bigint | string): bigint | undefined {
-  if (typeof value === 'bigint') return value;
-  if (typeof value === 'number') return Number.isInteger(value) ? BigInt(value) : undefined;
-  return INTEGER.test(value) ? BigInt(value) : undefined;
 }
 
 function tenantOf(mapping: DomainMapping, change: RowChange): string | undefined {

@@ -9,8 +9,8 @@
  * them and `mapping.ts` imports the compiler (the dependency rule forbids import cycles).
  */
 import type { z } from 'zod';
-import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
-import { assertName } from '../names.ts';
+import { ErrorCode, isTributaryError, TributaryError } from '../../../errors.ts';
+import { assertName } from '../../names.ts';
 
 export type Literal = string | number | boolean | null;
 

@@ -24,11 +24,12 @@
  *   match a non-numeric one (only `neq` holds);
  * - strings compare numerically when both sides are decimal numbers without leading zeros (an
  *   int8 or numeric column decoded as "10" is >= "9"; a zip code "01234" stays text), otherwise
- *   by code units, like the event filters (`dispatch/filter.ts`);
+ *   by code units, like the event filters (`event-filter.ts`; both compare with `json-compare.ts`);
  * - booleans equal `true` / `false` (false < true); dates compare by instant with an ISO date;
  * - anything else (objects, lists, bytes) only satisfies `neq`.
  */
 import { ErrorCode, TributaryError } from '../../errors.ts';
+import { compareNumbers, compareScalars, INTEGER_TEXT } from './json-compare.ts';
 
 export type ModelFilterOperator = 'eq' | 'neq' | 'gt' | 'gte' | 'lt' | 'lte' | 'in' | 'is.null' | 'is.notnull';
 
@@ -62,7 +63,6 @@ export const MAX_FILTER_IN_ITEMS = 100;
 
 const COLUMN = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 const NUMBER = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?$/;
-const INTEGER = /^-?(?:0|[1-9][0-9]*)$/;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
 const OPERATORS_TEXT = 'eq, neq, gt, gte, lt, lte, in, is';
 
@@ -187,7 +187,7 @@ function operandOf(text: string): ModelFilterOperand {
   return Object.freeze({
     text,
     number: Number.isFinite(number) ? number : NaN,
-    integer: INTEGER.test(text) ? BigInt(text) : undefined,
+    integer: INTEGER_TEXT.test(text) ? BigInt(text) : undefined,
     boolean: text === 'true' ? true : text === 'false' ? false : undefined,
     time: ISO_TIME.test(text) ? Date.parse(text) : NaN,
   });
@@ -232,28 +232,20 @@ function compare(value: unknown, operand: ModelFilterOperand): number {
     case 'string':
       if (!Number.isNaN(operand.number) && NUMBER.test(value)) {
         // Past 15 digits a double rounds; compare such integers exactly (the one allocation).
-        if (operand.integer !== undefined && value.length > 15 && INTEGER.test(value)) {
-          return sign(BigInt(value), operand.integer);
+        if (operand.integer !== undefined && value.length > 15 && INTEGER_TEXT.test(value)) {
+          return compareNumbers(BigInt(value), operand.integer);
         }
-        return sign(Number(value), operand.number);
+        return compareNumbers(Number(value), operand.number);
       }
-      return value < operand.text ? -1 : value > operand.text ? 1 : 0;
+      return compareScalars(value, operand.text);
     case 'number':
-      return Number.isNaN(operand.number) ? NaN : sign(value, operand.number);
+      return Number.isNaN(operand.number) ? NaN : compareNumbers(value, operand.number);
     case 'bigint':
-      if (operand.integer !== undefined) return sign(value, operand.integer);
-      return Number.isNaN(operand.number) ? NaN : sign(value, operand.number);
+      if (operand.integer !== undefined) return compareNumbers(value, operand.integer);
+      return Number.isNaN(operand.number) ? NaN : compareNumbers(value, operand.number);
     case 'boolean':
-      return operand.boolean === undefined ? NaN : Number(value) - Number(operand.boolean);
+      return compareScalars(value, operand.boolean);
   }
-  if (value instanceof Date) return Number.isNaN(operand.time) ? NaN : sign(value.getTime(), operand.time);
+  if (value instanceof Date) return Number.isNaN(operand.time) ? NaN : compareNumbers(value.getTime(), operand.time);
   return NaN;
-}
-
-/**
- * `<`, `>` and `==` compare numbers, bigints and mixed pairs exactly, without conversion (`==` is
- * the one operator that compares 5n with 5); NaN on either side compares as nothing.
- */
-function sign(a: number | bigint, b: number | bigint): number {
-  return a < b ? -1 : a > b ? 1 : a == b ? 0 : NaN;
 }

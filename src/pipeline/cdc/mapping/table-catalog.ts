@@ -1,12 +1,12 @@
 import type pg from 'pg';
 import type { TableShape } from './mapping-check.ts';
-import type { TableRef } from './row-change.ts';
+import type { TableRef } from '../row-change.ts';
 
 /**
  * What a source database's catalog says about a table: its columns, primary key and replica
  * identity (what Postgres sends for updates and deletes). Undefined when there is no such table.
  */
-export async function describeTable(client: pg.Client, table: TableRef): Promise<TableShape | undefined> {
+export async function describeTable(client: pg.ClientBase, table: TableRef): Promise<TableShape | undefined> {
   const { rows } = await client.query<{ identity: string; columns: string[]; primary_key: string[]; identity_index: string[] }>(
     `SELECT c.relreplident AS identity,
             array(SELECT a.attname::text FROM pg_attribute a

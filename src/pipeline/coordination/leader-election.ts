@@ -1,7 +1,7 @@
 /**
- * Leader election for the CDC WAL reader: decides which instance *tries* to read a source's
- * replication slot (issue 5 item 5; seed 000: "Leader election (Redis SET NX) ensures only one
- * backend instance holds the replication slot").
+ * Leader election on Redis: decides which instance *tries* to run a singleton job — a CDC source's
+ * WAL reader (seed 000: "Leader election (Redis SET NX) ensures only one backend instance holds
+ * the replication slot"), an outbox poller, a webhook scheduler. One election per key.
  *
  * The lock, on one key K:
  * - acquire: a script that, when K is absent, INCRs the fencing counter `K:fencing` and sets
@@ -33,11 +33,13 @@
  *
  * Redis Cluster: K, `K:fencing` must share a slot, so give K a hash tag (`{cdc:source}:leader`).
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../logger.ts';
 import { closeRedis } from '../../redis-clients.ts';
+import { defineScript } from '../redis-script.ts';
+import { createReleaseSignals, type ReleaseSignals } from './release-signals.ts';
 
 /** Why a lease ended: the key is gone or held by another (`lost`), the local deadline passed without an extension (`expired`), or `stop()`. */
 export type DemotionReason = 'lost' | 'expired' | 'stopped';
@@ -57,10 +59,11 @@ export interface LeaderElectionOptions {
   /** Command connection; it should fail fast while Redis is away (`enableOfflineQueue: false`). */
   readonly redis: Redis;
   /**
-   * Makes the connection that SUBSCRIBEs to release signals; it is closed by `stop()`.
-   * @default () => redis.duplicate({ autoResubscribe: false })
+   * Where release signals arrive: share one per process (`createReleaseSignals(subscriber)`) so
+   * that elections add no connections. Not closed by `stop()`.
+   * @default release signals on a connection of the election's own (`redis.duplicate()`), closed by `stop()`
    */
-  readonly createSubscriber?: () => Redis;
+  readonly signals?: ReleaseSignals;
   /** The lock's key, e.g. `${prefix}cdc:leader:${sourceId}`; `${key}:fencing` and `${key}:released` are derived. */
   readonly key: string;
   /** Unique per instance. @default a random UUID */
@@ -96,7 +99,7 @@ export interface LeaderElection {
 }
 
 // Returns the new fencing token, or nil when the key is held.
-const ACQUIRE = script(`
+const ACQUIRE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   local now = redis.call('TIME')
@@ -105,15 +108,15 @@ end
 local token = redis.call('INCR', KEYS[2])
 -- The counter's own text: Lua would print a number this large as 1.79e+15.
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. redis.call('GET', KEYS[2]), 'PX', ARGV[2])
-return token`);
-const EXTEND = script(`
+return token`;
+const EXTEND = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0`);
-const RELEASE = script(`
+return 0`;
+const RELEASE = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[2], ARGV[1])
-return 1`);
+return 1`;
 
 interface Term {
   readonly lease: LeaderLease;
@@ -140,8 +143,13 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   const log = options.logger.child({ component: 'leader-election', key, holderId });
   const now = () => performance.now();
 
+  const acquireScript = defineScript<(key: string, fencing: string, holder: string, ttl: number) => Promise<unknown>>(redis, 'leaderAcquire', 2, ACQUIRE);
+  const extendScript = defineScript<(key: string, value: string, ttl: number) => Promise<unknown>>(redis, 'leaderExtend', 1, EXTEND);
+  const releaseScript = defineScript<(key: string, value: string, channel: string) => Promise<unknown>>(redis, 'leaderRelease', 1, RELEASE);
+
   let term: Term | undefined;
-  let subscriber: Redis | undefined;
+  let ownConnection: Redis | undefined;
+  let stopListening: (() => Promise<void>) | undefined;
   let started: Promise<void> | undefined;
   let stopped: Promise<void> | undefined;
   let looping: Promise<void> = Promise.resolve();
@@ -151,8 +159,6 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   // The loop's current pause, and whether a wake-up arrived while it was not pausing.
   let interruptNap: (() => void) | undefined;
   let wakeEarly = false;
-
-  const call = (s: Script, keys: string[], args: (string | number)[]) => withTimeout(evalScript(redis, s, keys, args), ttlMs);
 
   function reportFailure(error: unknown) {
     if (!failing) log.warn({ err: error }, 'leader election cannot reach redis; retrying');
@@ -214,7 +220,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
 
   async function release(value: string): Promise<void> {
     try {
-      await call(RELEASE, [key], [value, releaseChannel]);
+      await withTimeout(releaseScript(key, value, releaseChannel), ttlMs);
     } catch (error) {
       log.warn({ err: error }, 'could not release the leader lock; it expires on its own');
     }
@@ -224,7 +230,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     const sentAt = now();
     let token: unknown;
     try {
-      token = await call(ACQUIRE, [key, fencingKey], [holderId, ttlMs]);
+      token = await withTimeout(acquireScript(key, fencingKey, holderId, ttlMs), ttlMs);
       reportSuccess();
     } catch (error) {
       reportFailure(error);
@@ -254,7 +260,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     const sentAt = now();
     let extended: unknown;
     try {
-      extended = await call(EXTEND, [key], [current.value, ttlMs]);
+      extended = await withTimeout(extendScript(key, current.value, ttlMs), ttlMs);
       reportSuccess();
     } catch (error) {
       // The expiry timer ends the term if no extension succeeds in time.
@@ -284,35 +290,14 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   }
 
   async function listen(): Promise<void> {
-    const connection = (options.createSubscriber ?? (() => redis.duplicate({ autoResubscribe: false })))();
-    subscriber = connection;
-    const firstTry = Promise.withResolvers<void>();
-    let subscribedBefore = false;
-    connection.on('message', (channel: string) => {
-      if (channel === releaseChannel) wake();
-    });
-    connection.on('error', (error: Error) => {
-      reportFailure(error);
-      firstTry.resolve();
-    });
-    const subscribe = () => {
-      connection.subscribe(releaseChannel).then(
-        () => {
-          // A release published while this connection was away was missed: look now.
-          if (subscribedBefore) wake();
-          subscribedBefore = true;
-          firstTry.resolve();
-        },
-        (error: unknown) => {
-          reportFailure(error);
-          firstTry.resolve();
-        },
-      );
-    };
-    connection.on('ready', subscribe);
-    if (connection.status === 'ready') subscribe();
-    else if (connection.status === 'wait') connection.connect().catch(() => {}); // errors arrive as 'error' events
-    await firstTry.promise;
+    let signals = options.signals;
+    if (!signals) {
+      ownConnection = redis.duplicate();
+      // Errors are retried by ioredis and reported by the command connection's failures.
+      ownConnection.on('error', () => {});
+      signals = createReleaseSignals(ownConnection, log);
+    }
+    stopListening = await signals.listen(releaseChannel, wake);
   }
 
   return {
@@ -322,7 +307,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     start() {
       started ??= (async () => {
         if (stopping) throw new Error('leader election: start() after stop()');
-        await listen();
+        await Promise.all([listen(), connected(redis, ttlMs)]);
         if (stopping) return;
         await acquire();
         looping = loop();
@@ -341,13 +326,9 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
           await release(current.value);
         }
         clearTimeout(expiryTimer);
-        if (subscriber) {
-          subscriber.removeAllListeners('message');
-          subscriber.removeAllListeners('ready');
-          await closeRedis(subscriber).catch((error: unknown) => log.warn({ err: error }, 'closing the signal connection failed'));
-          // ioredis reports a closed connection's late errors; nobody listens any more.
-          subscriber.removeAllListeners('error');
-          subscriber.on('error', () => {});
+        await stopListening?.();
+        if (ownConnection) {
+          await closeRedis(ownConnection).catch((error: unknown) => log.warn({ err: error }, 'closing the signal connection failed'));
         }
       })();
       return stopped;
@@ -355,23 +336,20 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   };
 }
 
-interface Script {
-  readonly lua: string;
-  readonly sha: string;
-}
-
-function script(lua: string): Script {
-  return { lua, sha: createHash('sha1').update(lua).digest('hex') };
-}
-
-/** EVALSHA, falling back to EVAL when Redis does not know the script (first use, restart). */
-async function evalScript(redis: Redis, s: Script, keys: string[], args: (string | number)[]): Promise<unknown> {
-  try {
-    return await redis.evalsha(s.sha, keys.length, ...keys, ...args);
-  } catch (error) {
-    if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) throw error;
-    return redis.eval(s.lua, keys.length, ...keys, ...args);
-  }
+/** Settles when the command connection is ready, fails, or after `ms`: a first attempt on a connection still connecting would fail for nothing. */
+function connected(redis: Redis, ms: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      redis.off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    redis.once('ready', done);
+    redis.once('error', done);
+  });
 }
 
 /**

@@ -43,6 +43,7 @@ export function checkMappingAgainstTable(mapping: DomainMapping, table: TableSha
   };
   for (const use of plan.uses) note(use.column, use.path);
   if (mapping.tenantColumn !== undefined) note(mapping.tenantColumn, 'tenantColumn');
+  if (mapping.softDeleteColumn !== undefined) note(mapping.softDeleteColumn, 'softDeleteColumn');
   mapping.key?.forEach((column, i) => note(column, `key[${i}]`));
   for (const [column, paths] of missing) {
     problems.push(`column "${column}" does not exist in ${name} (used at ${paths.join(', ')})`);
@@ -80,6 +81,13 @@ export function checkMappingAgainstTable(mapping: DomainMapping, table: TableSha
   }
 
   const known = new Set(identity);
+  const softDelete = mapping.softDeleteColumn;
+  if (softDelete !== undefined && !known.has(softDelete)) {
+    problems.push(
+      `softDeleteColumn: updates on ${name} carry no old row without REPLICA IDENTITY FULL, so setting or clearing ` +
+        `"${softDelete}" cannot be told from another update (no DELETED or CREATED would be announced). Fix: ${fullFix}`,
+    );
+  }
   const deletes = `without REPLICA IDENTITY FULL, deletes on ${name} carry only the key (${identity.join(', ')})`;
   if (handlesDelete) {
     const tenant = mapping.tenantColumn;

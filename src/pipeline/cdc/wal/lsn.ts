@@ -3,22 +3,25 @@
  * halves). Arithmetic is done on `bigint`; text is always the padded `XXXXXXXX/XXXXXXXX` form so
  * that two LSN strings compare in the same order as the positions (Postgres accepts both forms).
  */
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { InternalError } from '../../../errors.ts';
 
 const LSN_PATTERN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
 const MAX_LSN = (1n << 64n) - 1n;
 
-/** The position of `X/Y`; throws on anything else. */
+/**
+ * The position of `X/Y`; throws on anything else. Every LSN parsed here comes from Postgres (the
+ * stream, the slot's catalog row), so a malformed one is a fault (`WAL_LSN`), not a caller's input.
+ */
 export function parseLsn(text: string): bigint {
   const match = LSN_PATTERN.exec(text);
-  if (!match) throw new TributaryError(ErrorCode.BAD_USER_INPUT, `"${text}" is not an LSN (expected X/Y in hex)`);
+  if (!match) throw new InternalError('WAL_LSN', `"${text}" is not an LSN (expected X/Y in hex)`);
   return (BigInt(`0x${match[1]}`) << 32n) | BigInt(`0x${match[2]}`);
 }
 
 /** `XXXXXXXX/XXXXXXXX`, upper case. */
 export function formatLsn(position: bigint): string {
   if (position < 0n || position > MAX_LSN) {
-    throw new TributaryError(ErrorCode.INTERNAL_SERVER_ERROR, `LSN position ${position} is outside 0 … 2^64-1`);
+    throw new InternalError('WAL_LSN', `LSN position ${position} is outside 0 … 2^64-1`);
   }
   const high = (position >> 32n).toString(16).toUpperCase().padStart(8, '0');
   const low = (position & 0xffff_ffffn).toString(16).toUpperCase().padStart(8, '0');

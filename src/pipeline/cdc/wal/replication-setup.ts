@@ -4,7 +4,7 @@
  * publication and the `pgoutput` slot. One function per statement; the reader composes them.
  */
 import pg from 'pg';
-import { ErrorCode, SqlState, TributaryError, sqlStateOf } from '../../errors.ts';
+import { ErrorCode, InternalError, SqlState, TributaryError, sqlStateOf } from '../../../errors.ts';
 import { normalizeLsn } from './lsn.ts';
 
 /** Postgres' own rule for slot names. */
@@ -15,10 +15,19 @@ const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
  */
 const PUBLICATION_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
+export function isValidSlotName(name: string): boolean {
+  return SLOT_NAME.test(name);
+}
+
+export function isValidPublicationName(name: string): boolean {
+  return PUBLICATION_NAME.test(name);
+}
+
+/** A name the operator configured: a wrong one is MISCONFIGURED (an admin's input is checked before it gets here). */
 export function assertSlotName(name: string): void {
   if (!SLOT_NAME.test(name)) {
     throw new TributaryError(
-      ErrorCode.BAD_USER_INPUT,
+      ErrorCode.MISCONFIGURED,
       `replication slot name "${name}" is invalid: use 1–63 lower-case letters, digits and underscores`,
     );
   }
@@ -27,40 +36,24 @@ export function assertSlotName(name: string): void {
 export function assertPublicationName(name: string): void {
   if (!PUBLICATION_NAME.test(name)) {
     throw new TributaryError(
-      ErrorCode.BAD_USER_INPUT,
+      ErrorCode.MISCONFIGURED,
       `publication name "${name}" is invalid: use a lower-case identifier (letters, digits, underscores; not starting with a digit)`,
     );
   }
 }
 
-/** A server that does not answer at all must not hold up a reconnect or stop() for minutes, in ms. */
-export const CONNECT_TIMEOUT_MS = 10_000;
-
-/** Runs `use` on a short-lived connection that is always closed. */
-export async function withConnection<T>(connectionString: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString, application_name: 'tributary-cdc-setup', connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
-  // An error on an idle client (server restart) must not crash the process; the query rejects.
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    return await use(client);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
 /** Fails with what to change when the server or the role cannot do logical replication. */
-export async function assertLogicalReplicationAllowed(client: pg.Client): Promise<void> {
+export async function assertLogicalReplicationAllowed(client: pg.ClientBase): Promise<void> {
   const { rows } = await client.query<{ wal_level: string; db: string; role: string; can_replicate: boolean }>(
     `SELECT current_setting('wal_level') AS wal_level, current_database() AS db, current_user AS role,
             (rolreplication OR rolsuper) AS can_replicate
        FROM pg_roles WHERE rolname = current_user`,
   );
   const row = rows[0];
-  if (!row) throw new TributaryError(ErrorCode.INTERNAL_SERVER_ERROR, 'could not read the current role from pg_roles');
+  if (!row) throw new InternalError('CDC_SETUP', 'could not read the current role from pg_roles');
   if (row.wal_level !== 'logical') {
     throw new TributaryError(
-      ErrorCode.UNAVAILABLE,
+      ErrorCode.MISCONFIGURED,
       `CDC needs wal_level = logical, but the server of database "${row.db}" has wal_level = ${row.wal_level}: ` +
         `run ALTER SYSTEM SET wal_level = logical; as a superuser and restart Postgres`,
       { details: { reason: 'WAL_LEVEL_NOT_LOGICAL', walLevel: row.wal_level } },
@@ -68,7 +61,7 @@ export async function assertLogicalReplicationAllowed(client: pg.Client): Promis
   }
   if (!row.can_replicate) {
     throw new TributaryError(
-      ErrorCode.FORBIDDEN,
+      ErrorCode.MISCONFIGURED,
       `CDC needs a role with the REPLICATION attribute, but role "${row.role}" lacks it: ` +
         `run ALTER ROLE ${pg.escapeIdentifier(row.role)} REPLICATION; as a superuser`,
       { details: { reason: 'ROLE_CANNOT_REPLICATE', role: row.role } },
@@ -81,7 +74,7 @@ export async function assertLogicalReplicationAllowed(client: pg.Client): Promis
  * `schema.name`, case-sensitive). An existing publication is used as it is.
  */
 export async function ensurePublication(
-  client: pg.Client,
+  client: pg.ClientBase,
   name: string,
   tables: readonly string[] | undefined,
 ): Promise<{ created: boolean }> {
@@ -96,7 +89,7 @@ export async function ensurePublication(
     if (sqlStateOf(error) === SqlState.DUPLICATE_OBJECT) return { created: false };
     const message = error instanceof Error ? error.message : String(error);
     throw new TributaryError(
-      ErrorCode.FORBIDDEN,
+      ErrorCode.MISCONFIGURED,
       `could not create publication "${name}" (${message}); create it as a superuser or the tables' owner: ` +
         `CREATE PUBLICATION ${name} FOR ${target};`,
       { cause: error },
@@ -131,7 +124,7 @@ interface SlotRow {
  * Creates the `pgoutput` slot when it is missing or lost (its WAL was removed, e.g. by
  * `max_slot_wal_keep_size`). A slot of the same name for another plugin or database is an error.
  */
-export async function ensureSlot(client: pg.Client, name: string, expectExisting: boolean): Promise<SlotInfo> {
+export async function ensureSlot(client: pg.ClientBase, name: string, expectExisting: boolean): Promise<SlotInfo> {
   const { rows } = await client.query<SlotRow>(
     `SELECT plugin, slot_type, database, confirmed_flush_lsn::text, wal_status, current_database() AS current_db
        FROM pg_replication_slots WHERE slot_name = $1`,
@@ -141,7 +134,7 @@ export async function ensureSlot(client: pg.Client, name: string, expectExisting
   if (slot) {
     if (slot.slot_type !== 'logical' || slot.plugin !== 'pgoutput' || slot.database !== slot.current_db) {
       throw new TributaryError(
-        ErrorCode.BAD_USER_INPUT,
+        ErrorCode.MISCONFIGURED,
         `replication slot "${name}" exists but is not a pgoutput slot of database "${slot.current_db}" ` +
           `(type ${slot.slot_type}, plugin ${slot.plugin ?? 'none'}, database ${slot.database ?? 'none'}): choose another slot name`,
       );
@@ -155,7 +148,7 @@ export async function ensureSlot(client: pg.Client, name: string, expectExisting
   return { startLsn: await createSlot(client, name), created: true, recreated: expectExisting };
 }
 
-async function createSlot(client: pg.Client, name: string): Promise<string> {
+async function createSlot(client: pg.ClientBase, name: string): Promise<string> {
   try {
     const { rows } = await client.query<{ lsn: string }>(
       `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`,
@@ -172,7 +165,7 @@ async function createSlot(client: pg.Client, name: string): Promise<string> {
   }
 }
 
-export async function dropSlot(client: pg.Client, name: string): Promise<void> {
+export async function dropSlot(client: pg.ClientBase, name: string): Promise<void> {
   await client.query('SELECT pg_drop_replication_slot($1)', [name]);
 }
 
@@ -186,7 +179,7 @@ export interface SlotUsage {
 }
 
 /** The slot's lag and retained WAL, or undefined when it does not exist. */
-export async function readSlotUsage(client: pg.Client, name: string): Promise<SlotUsage | undefined> {
+export async function readSlotUsage(client: pg.ClientBase, name: string): Promise<SlotUsage | undefined> {
   const { rows } = await client.query<{ lag: string; retained: string; confirmed: string; restart: string }>(
     `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag,
             pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained,

@@ -14,6 +14,7 @@
  *     "module": "crm", "model": "contacts",          // permission `crm.contacts.read` (`mappingPermission`)
  *     "tenantColumn": "tenant_id",                   // optional: the column holding the tenant id
  *     "key": ["id"],                                 // optional: the entity key (default: see `key` below)
+ *     "softDeleteColumn": "deleted_at",              // optional: see "Soft deletes" below
  *     "type": "contact.changed" }                    // optional: default `{model}.created|updated|deleted`
  *
  * Names are matched as the catalog stores them (case-sensitive): identifiers of 1–63 letters,
@@ -34,12 +35,22 @@
  *   Operand   := "$row.col" | "$old.col" | Literal
  *   Literal   := string | number | boolean | null
  *
+ * Soft deletes (seed 004 "Soft-deleted contact"). With `softDeleteColumn`, a row counts as deleted
+ * while that column holds anything but NULL or false (a `deleted_at` timestamp, an `is_deleted`
+ * flag). An UPDATE that sets it is announced as a delete (`DELETED`, type `{model}.deleted`,
+ * `metadata.operation` "delete"), one that clears it as an insert (`CREATED`); updates while it
+ * stays set, a row inserted already deleted, and the hard DELETE of a soft-deleted row are not
+ * announced: subscribers were told the row is gone and are not told about it again until it comes
+ * back. `events` lists the announced operations (a soft delete needs "delete", a restore
+ * "insert"). The transition needs the old value, so the table needs REPLICA IDENTITY FULL
+ * (checked on save).
+ *
  * At most `MAX_CONDITION_DEPTH` levels and `MAX_CONDITION_NODES` operators (`mapping-compile.ts`).
  * How values Postgres does not send are treated, and how templated topics are encoded, is
  * described in `mapping-evaluate.ts`.
  */
 import { z } from 'zod';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { ErrorCode, TributaryError } from '../../../errors.ts';
 import {
   compileCondition,
   compiled,
@@ -52,7 +63,7 @@ import {
   isValidName,
   type Literal,
 } from './mapping-compile.ts';
-import type { RowOperation, TableRef } from './row-change.ts';
+import type { RowOperation, TableRef } from '../row-change.ts';
 
 /** A reference (`$row.col`, `$old.col`), an escaped literal (`$$…`) or a literal. */
 export type Operand = Literal;
@@ -84,6 +95,8 @@ export interface DomainMapping {
   readonly module: string;
   readonly model: string;
   readonly tenantColumn?: string;
+  /** The column that marks a row soft-deleted (not NULL and not false); see "Soft deletes" above. */
+  readonly softDeleteColumn?: string;
   /**
    * The columns whose values identify the entity (its events are ordered per entity). Absent: the
    * table's primary key (which the caller passes to `evaluateMapping`), else the change's key
@@ -130,6 +143,7 @@ const MappingSchema = z.strictObject({
   module: z.string().regex(PART_NAME, { error: PART_NAME_TEXT }),
   model: z.string().regex(PART_NAME, { error: PART_NAME_TEXT }),
   tenantColumn: z.string().regex(IDENTIFIER, { error: `expected ${IDENTIFIER_TEXT}` }).optional(),
+  softDeleteColumn: z.string().regex(IDENTIFIER, { error: `expected ${IDENTIFIER_TEXT}` }).optional(),
   key: z
     .array(z.string().regex(IDENTIFIER, { error: `expected ${IDENTIFIER_TEXT}` }))
     .min(1)
@@ -161,12 +175,13 @@ export function parseMapping(input: unknown): DomainMapping {
       details: { field: 'mapping', path: issues[0]?.path ?? '', issues },
     });
   }
-  const { when, payload, tenantColumn, key, type, ...rest } = result.data;
+  const { when, payload, tenantColumn, softDeleteColumn, key, type, ...rest } = result.data;
   const mapping: DomainMapping = {
     ...rest,
     ...(when === undefined ? {} : { when: structuredClone(when) as Condition }),
     ...(payload === undefined ? {} : { payload: structuredClone(payload) as PayloadTemplate }),
     ...(tenantColumn === undefined ? {} : { tenantColumn }),
+    ...(softDeleteColumn === undefined ? {} : { softDeleteColumn }),
     ...(key === undefined ? {} : { key }),
     ...(type === undefined ? {} : { type }),
   };

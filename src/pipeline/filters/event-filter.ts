@@ -15,6 +15,7 @@
  */
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { RealtimeEvent } from '../envelope.ts';
+import { compareScalars, jsonEqual } from './json-compare.ts';
 
 /** The GraphQL input `EventWhere`, as graphql-js hands it over (absent or null when not given). */
 export interface EventWhere {
@@ -172,9 +173,9 @@ function compileComparisons(where: EventWhere, path: string, at: string): EventP
   const normalize = path === 'source' ? lowerStrings : (value: unknown) => value;
   const checks: Matcher[] = [];
 
-  if (given(where, 'eq')) checks.push(compileEquals(normalize(where.eq), `${at}.eq`, 1));
+  if (given(where, 'eq')) checks.push(compileEquals(normalize(where.eq), `${at}.eq`));
   if (given(where, 'ne')) {
-    const equals = compileEquals(normalize(where.ne), `${at}.ne`, 1);
+    const equals = compileEquals(normalize(where.ne), `${at}.ne`);
     checks.push((value) => !equals(value));
   }
   if (given(where, 'in')) checks.push(compileIn(where.in, normalize, `${at}.in`));
@@ -252,45 +253,30 @@ function child(value: unknown, key: string): unknown {
 }
 
 /**
- * A matcher for deep JSON equality with `operand`: scalars by `===`, arrays item by item, objects
- * by key set and values (key order ignored; keys holding `undefined` do not count).
+ * A matcher for deep JSON equality with `operand` (`json-compare.ts`, strict: `5` is not `"5"`;
+ * key order ignored; keys holding `undefined` do not count). The operand is checked here, once.
  */
-function compileEquals(operand: unknown, at: string, depth: number): Matcher {
+function compileEquals(operand: unknown, at: string): Matcher {
+  assertJsonOperand(operand, at, 1);
+  return (value) => jsonEqual(value, operand);
+}
+
+function assertJsonOperand(operand: unknown, at: string, depth: number): void {
   if (depth > MAX_OPERAND_DEPTH) throw invalid(`${at}: a value may nest at most ${MAX_OPERAND_DEPTH} levels deep`);
-  if (operand === null || typeof operand === 'string' || typeof operand === 'boolean') {
-    return (value) => value === operand;
-  }
+  if (operand === null || typeof operand === 'string' || typeof operand === 'boolean') return;
   if (typeof operand === 'number') {
     if (!Number.isFinite(operand)) throw invalid(`${at}: numbers must be finite`);
-    return (value) => value === operand;
+    return;
   }
   if (Array.isArray(operand)) {
-    const items = operand.map((item: unknown, i) => compileEquals(item, `${at}[${i}]`, depth + 1));
-    return (value) => {
-      if (!Array.isArray(value) || value.length !== items.length) return false;
-      for (let i = 0; i < items.length; i++) if (!(items[i] as Matcher)(value[i])) return false;
-      return true;
-    };
+    operand.forEach((item: unknown, i) => assertJsonOperand(item, `${at}[${i}]`, depth + 1));
+    return;
   }
   if (isRecord(operand)) {
-    const keys: string[] = [];
-    const matchers: Matcher[] = [];
     for (const key of Object.keys(operand)) {
-      if (operand[key] === undefined) continue;
-      keys.push(key);
-      matchers.push(compileEquals(operand[key], `${at}.${key}`, depth + 1));
+      if (operand[key] !== undefined) assertJsonOperand(operand[key], `${at}.${key}`, depth + 1);
     }
-    return (value) => {
-      if (!isRecord(value)) return false;
-      for (let i = 0; i < keys.length; i++) {
-        const key = keys[i] as string;
-        if (!Object.hasOwn(value, key) || !(matchers[i] as Matcher)(value[key])) return false;
-      }
-      // Every operand key is present with a defined value, so equal counts mean equal key sets.
-      let count = 0;
-      for (const key in value) if (Object.hasOwn(value, key) && value[key] !== undefined) count++;
-      return count === keys.length;
-    };
+    return;
   }
   throw invalid(`${at}: expected a JSON value`);
 }
@@ -303,7 +289,7 @@ function compileIn(list: unknown, normalize: (value: unknown) => unknown, at: st
   const compound: Matcher[] = [];
   for (let i = 0; i < list.length; i++) {
     const item = normalize(list[i]);
-    const equals = compileEquals(item, `${at}[${i}]`, 1);
+    const equals = compileEquals(item, `${at}[${i}]`);
     if (typeof item === 'object' && item !== null) compound.push(equals);
     else scalars.add(item);
   }
@@ -323,18 +309,15 @@ function compileOrder(op: 'gt' | 'gte' | 'lt' | 'lte', operand: unknown, at: str
     const got = operand === null ? 'null' : Array.isArray(operand) ? 'a list' : typeof operand;
     throw invalid(`${at}: expected a number or a string, got ${got}`);
   }
-  const kind = typeof operand;
-  // Mixed types never compare: the `typeof` check comes first, so "10" > 9 is false, not coerced.
-  // Both sides then share a type, so the relational operators need no coercion.
-  const bound = operand as number;
+  // Mixed types never compare (`json-compare.ts`): "10" > 9 is false, not coerced.
   switch (op) {
     case 'gt':
-      return (value) => typeof value === kind && (value as number) > bound;
+      return (value) => compareScalars(value, operand) > 0;
     case 'gte':
-      return (value) => typeof value === kind && (value as number) >= bound;
+      return (value) => compareScalars(value, operand) >= 0;
     case 'lt':
-      return (value) => typeof value === kind && (value as number) < bound;
+      return (value) => compareScalars(value, operand) < 0;
     case 'lte':
-      return (value) => typeof value === kind && (value as number) <= bound;
+      return (value) => compareScalars(value, operand) <= 0;
   }
 }

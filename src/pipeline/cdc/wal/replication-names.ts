@@ -1,0 +1,48 @@
+/**
+ * Which database a source URL reaches, and what its slot and publication are called.
+ *
+ * Identity. Two URLs reach the same database when its cluster's system identifier (set by initdb,
+ * the same on every host alias, user or query string) and its name are the same. Readers are
+ * keyed by this identity, not by the URL text: one reader and one slot per database, however many
+ * environments point at it and however they spell its URL.
+ *
+ * Names. A slot name is unique per Postgres server and a publication name per database, so a
+ * fixed name would make two sources on one server fight over one slot. The default names are
+ * derived from the identity: `tributary_` + the first 20 hex digits of
+ * SHA-256(`{system identifier}/{database name}`), e.g. `tributary_3f9c0a51d2e87b4460aa`, for both
+ * the slot and the publication (30 characters, valid for both). A source may set its own names
+ * (`setCdcSource(slotName:, publicationName:)`), e.g. to keep a slot made by an earlier version.
+ */
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+
+export interface DatabaseIdentity {
+  /** `pg_control_system().system_identifier`, as text (it exceeds 2^53). */
+  readonly systemIdentifier: string;
+  readonly database: string;
+}
+
+export interface ReplicationNames {
+  readonly slotName: string;
+  readonly publicationName: string;
+}
+
+/** A stable text key of the identity: `{system identifier}/{database name}`. */
+export function identityKey(identity: DatabaseIdentity): string {
+  return `${identity.systemIdentifier}/${identity.database}`;
+}
+
+/** The identity of the database the client is connected to. */
+export async function identifyDatabase(client: pg.ClientBase): Promise<DatabaseIdentity> {
+  const { rows } = await client.query<{ system_identifier: string; database: string }>(
+    'SELECT system_identifier::text AS system_identifier, current_database() AS database FROM pg_control_system()',
+  );
+  const row = rows[0]!;
+  return { systemIdentifier: row.system_identifier, database: row.database };
+}
+
+/** The slot and publication of a database whose source sets no names of its own. */
+export function defaultReplicationNames(identity: DatabaseIdentity): ReplicationNames {
+  const name = `tributary_${createHash('sha256').update(identityKey(identity)).digest('hex').slice(0, 20)}`;
+  return { slotName: name, publicationName: name };
+}

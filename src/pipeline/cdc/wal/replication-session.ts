@@ -1,0 +1,239 @@
+/**
+ * One replication connection of the WAL reader (`wal-reader.ts` owns the rules; this file keeps
+ * them for one connection): it assembles transactions from the decoded messages, hands them to
+ * `handle` in commit order, and confirms each transaction's end once it and every earlier one are
+ * handled. After the session is closed nothing of it may call `handle` or confirm.
+ */
+import { LogicalReplicationService } from 'pg-logical-replication';
+import type { Pgoutput } from 'pg-logical-replication';
+import { ErrorCode, TributaryError } from '../../../errors.ts';
+import type { Logger } from '../../../logger.ts';
+import type { TransactionChunk } from '../row-change.ts';
+import { formatLsn, parseLsn } from './lsn.ts';
+import { ObservedPgoutputPlugin, openTransaction, protocolError, toRowChange, type OpenTransaction } from './pgoutput-decode.ts';
+import type { SourceConnections } from './source-connections.ts';
+
+/** The reader's positions, shared by its successive sessions. */
+export interface ReaderPositions {
+  /** Everything before this position is handled (and confirmed); 0 until the slot is known. */
+  confirmed: bigint;
+  /** Highest position received (change, commit or keepalive). */
+  received: bigint;
+}
+
+export interface SessionSettings {
+  readonly connections: SourceConnections;
+  readonly slotName: string;
+  readonly publicationName: string;
+  readonly handle: (chunk: TransactionChunk) => Promise<void>;
+  readonly maxChunkChanges: number;
+  readonly maxPendingTransactions: number;
+  /** In ms. */
+  readonly statusIntervalMs: number;
+  readonly logger: Logger;
+  readonly positions: ReaderPositions;
+  /** A position was confirmed: the connection works (the reader resets its backoff). */
+  readonly onConfirmed: () => void;
+}
+
+interface PendingTransaction {
+  /** Where the transaction's commit record ends: what is confirmed once it and all before it are handled. */
+  readonly endLsn: bigint;
+  /** Settles (never rejects) when its `handle` settled. */
+  readonly settled: Promise<void>;
+  handled: boolean;
+}
+
+export class ReplicationSession {
+  readonly #settings: SessionSettings;
+  readonly #service: LogicalReplicationService;
+  readonly #plugin: ObservedPgoutputPlugin;
+  /** Resolves (never rejects) when the stream ends, with the error that ended it if any. */
+  ended: Promise<Error | undefined> = Promise.resolve(undefined);
+  /** What ended the session from our side (a failed `handle`, a decoding fault), if anything. */
+  error: unknown;
+  closed = false;
+  #processed = 0;
+  #transaction: OpenTransaction | undefined;
+  /** The message being decoded/handled; never rejects. */
+  #inFlight: Promise<void> | undefined;
+  /** Committed transactions handed to `handle` and not yet confirmed, oldest first. */
+  #pending: PendingTransaction[] = [];
+  #statusTimer: NodeJS.Timeout | undefined;
+
+  constructor(settings: SessionSettings) {
+    this.#settings = settings;
+    this.#service = new LogicalReplicationService(
+      settings.connections.replicationConfig(),
+      // See wal-reader.ts: never acknowledge what was only received.
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
+    );
+    this.#plugin = new ObservedPgoutputPlugin({ protoVersion: 1, publicationNames: [settings.publicationName] }, (error) => this.fail(error));
+  }
+
+  /** Opens the stream from the confirmed position; resolves once it streams, rejects (closed) if it cannot. */
+  async open(): Promise<void> {
+    const { logger, positions } = this.#settings;
+    const service = this.#service;
+    service.on('error', (error) => logger.debug({ err: error }, 'replication connection error'));
+    service.on('heartbeat', (lsn, _timestamp, shouldRespond) => this.#onKeepalive(lsn, shouldRespond));
+    service.on('data', (lsn: string, message: Pgoutput.Message) => this.#onData(lsn, message));
+    const started = new Promise<void>((resolve) => service.on('start', () => resolve()));
+    const from = formatLsn(positions.confirmed);
+    this.ended = service.subscribe(this.#plugin, this.#settings.slotName, from).then(
+      () => undefined,
+      (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+    );
+    const endedEarly = this.ended.then((error) => {
+      throw error ?? new Error('the replication stream ended before it started');
+    });
+    try {
+      await Promise.race([started, endedEarly]);
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+    endedEarly.catch(() => {});
+    this.#statusTimer = setInterval(() => this.#sendStatus(true), this.#settings.statusIntervalMs);
+    this.#statusTimer.unref();
+    logger.info({ from }, 'streaming');
+  }
+
+  /** Settles when every handler this session started has settled. */
+  drained(): Promise<unknown> {
+    return Promise.all([this.#inFlight, ...this.#pending.map((entry) => entry.settled)]);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.#statusTimer);
+    await this.#service.stop().catch((error: unknown) => this.#settings.logger.debug({ err: error }, 'closing the replication connection failed'));
+  }
+
+  /** Ends the session after an error; the reader reconnects from the confirmed position. */
+  fail(error: unknown): void {
+    if (this.closed) return;
+    this.error = error;
+    this.closed = true;
+    clearInterval(this.#statusTimer);
+    void this.#service.stop().catch(() => {});
+  }
+
+  async #onData(lsn: string, message: Pgoutput.Message): Promise<void> {
+    if (this.closed) return;
+    const work = this.#decode(parseLsn(lsn), message);
+    this.#inFlight = work.then(
+      () => {},
+      () => {},
+    );
+    try {
+      await work;
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      this.#processed += 1;
+      this.#inFlight = undefined;
+    }
+  }
+
+  async #decode(lsn: bigint, message: Pgoutput.Message): Promise<void> {
+    this.#noteReceived(lsn);
+    switch (message.tag) {
+      case 'begin':
+        if (this.#transaction) throw protocolError('BEGIN inside a transaction');
+        this.#transaction = openTransaction(message);
+        return;
+      case 'insert':
+      case 'update':
+      case 'delete': {
+        const transaction = this.#transaction;
+        if (!transaction) throw protocolError(`${message.tag} outside a transaction`);
+        // Hand on a full chunk only when another change follows, so the final chunk is never empty.
+        if (transaction.changes.length >= this.#settings.maxChunkChanges) await this.#deliver(transaction, false);
+        transaction.changes.push(toRowChange(message, formatLsn(lsn)));
+        return;
+      }
+      case 'truncate':
+        this.#settings.logger.info(
+          { tables: message.relations.map((relation) => `${relation.schema}.${relation.name}`) },
+          'TRUNCATE is not a row change: skipped',
+        );
+        return;
+      case 'commit': {
+        const transaction = this.#transaction;
+        if (!transaction) throw protocolError('COMMIT outside a transaction');
+        if (message.commitEndLsn === null) throw protocolError('COMMIT without an end LSN');
+        const handled = transaction.changes.length > 0 ? this.#deliver(transaction, true) : Promise.resolve();
+        this.#transaction = undefined;
+        this.#track(parseLsn(message.commitEndLsn), handled);
+        // Backpressure: at most so many transactions in the handler at once.
+        const oldest = this.#pending[0];
+        if (this.#pending.length >= this.#settings.maxPendingTransactions && oldest) await oldest.settled;
+        return;
+      }
+      default:
+        // relation (the library keeps the columns, including ones added mid-stream), type, origin.
+        return;
+    }
+  }
+
+  async #deliver(transaction: OpenTransaction, final: boolean): Promise<void> {
+    if (this.closed) throw new TributaryError(ErrorCode.UNAVAILABLE, 'the replication stream was closed');
+    const { xid, commitLsn, commitTime, changes } = transaction;
+    transaction.changes = [];
+    await this.#settings.handle({ xid, commitLsn, commitTime, changes, final });
+  }
+
+  /** Confirms a transaction's end once it and every earlier one are handled; a failure ends the session. */
+  #track(endLsn: bigint, handled: Promise<void>): void {
+    const entry: PendingTransaction = {
+      endLsn,
+      handled: false,
+      settled: handled.then(
+        () => {
+          entry.handled = true;
+          let confirmable: bigint | undefined;
+          while (this.#pending[0]?.handled) confirmable = this.#pending.shift()!.endLsn;
+          if (confirmable !== undefined) this.#confirm(confirmable);
+        },
+        (error: unknown) => this.fail(error),
+      ),
+    };
+    this.#pending.push(entry);
+  }
+
+  #onKeepalive(lsn: string, shouldRespond: boolean): void {
+    if (this.closed) return;
+    const walEnd = parseLsn(lsn);
+    this.#noteReceived(walEnd);
+    // Everything the server sent before this keepalive has been handled: the WAL up to its end
+    // holds nothing more for us (only unpublished tables or other databases).
+    const idle = this.#plugin.received === this.#processed && this.#transaction === undefined && this.#pending.length === 0;
+    if (idle && walEnd > this.#settings.positions.confirmed) this.#confirm(walEnd);
+    else if (shouldRespond) this.#sendStatus(false);
+  }
+
+  #confirm(position: bigint): void {
+    if (this.closed) return;
+    const { positions } = this.#settings;
+    if (position > positions.confirmed) {
+      positions.confirmed = position;
+      this.#settings.onConfirmed();
+    }
+    this.#sendStatus(false);
+  }
+
+  /** A standby status update with the confirmed position; `ping` asks the server for a keepalive. */
+  #sendStatus(ping: boolean): void {
+    const confirmed = this.#settings.positions.confirmed;
+    if (this.closed || confirmed === 0n) return;
+    // The library reports the LSN it is given plus one, as the first byte not yet confirmed.
+    this.#service
+      .acknowledge(formatLsn(confirmed - 1n), ping)
+      .catch((error: unknown) => this.#settings.logger.debug({ err: error }, 'sending the standby status failed'));
+  }
+
+  #noteReceived(lsn: bigint): void {
+    if (lsn > this.#settings.positions.received) this.#settings.positions.received = lsn;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The connections of one source database, made in one place: a small pool for what the reader and
+ * the service ask over a normal connection (checks, slot set-up, catalog reads, the slot's lag),
+ * and the settings of the replication connection, which the replication library opens itself.
+ * The composition root passes {@link createSourceConnections} (or another factory) to the CDC
+ * service; each source disposes its own.
+ */
+import pg from 'pg';
+
+/** A server that does not answer at all must not hold up a reconnect or stop() for minutes, in ms. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+export interface SourceConnections {
+  /** Runs `use` on a pooled connection, released afterwards (destroyed when `use` failed). */
+  withClient<T>(use: (client: pg.ClientBase) => Promise<T>): Promise<T>;
+  /** Settings of a replication connection to the same database (`application_name` included). */
+  replicationConfig(): pg.ClientConfig;
+  /** Closes the pool. Idempotent. */
+  dispose(): Promise<void>;
+}
+
+export type SourceConnectionFactory = (databaseUrl: string) => SourceConnections;
+
+export interface SourceConnectionOptions {
+  /** Pooled connections at most. @default 2 */
+  readonly max?: number;
+  /** An idle pooled connection is closed after this, in ms (a source polled every 5 s keeps one). @default 30000 */
+  readonly idleTimeoutMs?: number;
+}
+
+export function createSourceConnections(databaseUrl: string, options: SourceConnectionOptions = {}): SourceConnections {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    application_name: 'tributary-cdc-setup',
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    max: options.max ?? 2,
+    idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
+  });
+  // An error on an idle client (server restart) must not crash the process; the next query fails instead.
+  pool.on('error', () => {});
+  // The same for a checked-out one: the statement in progress rejects.
+  pool.on('connect', (client) => client.on('error', () => {}));
+  let disposed: Promise<void> | undefined;
+  return {
+    async withClient(use) {
+      const client = await pool.connect();
+      let failed = false;
+      try {
+        return await use(client);
+      } catch (error) {
+        failed = true;
+        throw error;
+      } finally {
+        // A failed statement may have left the session in an unknown state (or the server gone).
+        client.release(failed);
+      }
+    },
+    replicationConfig: () => ({ connectionString: databaseUrl, application_name: 'tributary-cdc', connectionTimeoutMillis: CONNECT_TIMEOUT_MS }),
+    dispose() {
+      disposed ??= pool.end().catch(() => undefined);
+      return disposed;
+    },
+  };
+}

@@ -1,0 +1,292 @@
+/**
+ * The WAL reader: streams committed transactions of one database from a `pgoutput` logical
+ * replication slot and hands them to `handle` as `TransactionChunk`s, in commit order. `handle` is
+ * called for the next transaction while earlier ones may still be in it (up to
+ * `maxPendingTransactions`), so its calls must start their work in call order; the chunks of one
+ * large transaction wait for each other.
+ *
+ * The acknowledgement rule (ARCHITECTURE §6): Postgres may discard WAL and will never resend a
+ * transaction once its position is confirmed, so a position is confirmed only when everything
+ * before it has been handled:
+ * - a transaction is confirmed (its commit record's end) only after `handle` resolved for its
+ *   final chunk and for every earlier transaction — the library's automatic and periodic
+ *   acknowledgements are off, because they confirm what was *received*;
+ * - keepalives are answered with that handled position; when nothing received is left unhandled
+ *   and no transaction is open, the keepalive's WAL end is confirmed too, so changes to tables
+ *   outside the publication do not make the slot retain WAL forever;
+ * - every (re)connection starts from the confirmed position explicitly, so whatever was received
+ *   but not confirmed (a failed `handle`, a dropped connection, a crash) is received again:
+ *   delivery is at least once, a redelivered transaction starting again from its first chunk.
+ *
+ * TRUNCATE is not a row change: it is logged and skipped. A rolled-back transaction is never
+ * decoded by Postgres, so it produces nothing.
+ */
+import { ErrorCode, InternalError, TributaryError } from '../../../errors.ts';
+import type { Logger } from '../../../logger.ts';
+import { createBackoff, pause } from '../../coordination/backoff.ts';
+import type { TransactionChunk } from '../row-change.ts';
+import { formatLsn, parseLsn } from './lsn.ts';
+import { ReplicationSession, type ReaderPositions } from './replication-session.ts';
+import {
+  assertLogicalReplicationAllowed,
+  assertPublicationName,
+  assertSlotName,
+  dropSlot,
+  ensurePublication,
+  ensureSlot,
+  readSlotUsage,
+} from './replication-setup.ts';
+import type { SourceConnections } from './source-connections.ts';
+
+export interface WalReaderOptions {
+  /** The database to read (one pool and the replication settings); its role needs REPLICATION (or superuser). Not disposed by the reader. */
+  readonly connections: SourceConnections;
+  /** 1–63 lower-case letters, digits and `_` (see `replication-names.ts` for how sources name it). */
+  readonly slotName: string;
+  /** A lower-case identifier. */
+  readonly publicationName: string;
+  /** Tables of a publication the reader creates (`name` or `schema.name`). @default all tables */
+  readonly tables?: readonly string[];
+  /**
+   * The caller already had a position on this slot (e.g. it stored events from it): a missing
+   * slot then means it was lost, and `onSlotCreated` says `recreated: true`.
+   * @default false
+   */
+  readonly expectExistingSlot?: boolean;
+  readonly logger: Logger;
+  /**
+   * Receives the chunks in commit order (see `maxPendingTransactions`). A transaction is confirmed
+   * after the promise of its final chunk, and of every earlier transaction, resolves; a rejection
+   * drops the connection and everything not confirmed is received again after the reconnect delay.
+   */
+  readonly handle: (chunk: TransactionChunk) => Promise<void>;
+  /** Most changes in one chunk; a larger transaction arrives in several. @default 1000 */
+  readonly maxChunkChanges?: number;
+  /**
+   * Committed transactions whose `handle` may still be running while later ones are handed over
+   * (in order). Positions are confirmed in commit order, each once it and everything before it
+   * are handled. 1 hands over one transaction at a time. @default 256
+   */
+  readonly maxPendingTransactions?: number;
+  /** First reconnect delay, in ms; doubles per failed attempt. @default 100 */
+  readonly reconnectInitialDelayMs?: number;
+  /** Longest reconnect delay, in ms. @default 5000 */
+  readonly reconnectMaxDelayMs?: number;
+  /**
+   * How often the reader reports its confirmed position and asks Postgres for a keepalive, in
+   * ms; keeps the connection alive while `handle` is slow and lets idle WAL be confirmed.
+   * @default 10000
+   */
+  readonly statusIntervalMs?: number;
+  /**
+   * Called after the reader created the slot, before any chunk from it. `recreated: true` when
+   * the slot existed before (lost, dropped, or `expectExistingSlot`): changes were missed, start
+   * a new epoch. If it throws, the new slot is dropped again so the next attempt reports it again.
+   */
+  readonly onSlotCreated?: (info: { recreated: boolean }) => void | Promise<void>;
+}
+
+export type WalReaderState = 'starting' | 'streaming' | 'reconnecting' | 'stopped' | 'failed';
+
+export interface WalReaderStatus {
+  readonly state: WalReaderState;
+  /** Highest WAL position received from the server (change, commit or keepalive), or null. */
+  readonly lastReceivedLsn: string | null;
+  /** Position confirmed to Postgres (the slot's confirmed_flush_lsn once it has arrived), or null. */
+  readonly lastAcknowledgedLsn: string | null;
+  /** `pg_current_wal_lsn() - confirmed_flush_lsn` at the last `inspect()`, in bytes; null before. */
+  readonly lagBytes: number | null;
+  /** `pg_current_wal_lsn() - restart_lsn` at the last `inspect()`, in bytes; null before. */
+  readonly retainedWalBytes: number | null;
+  readonly lastError: string | null;
+}
+
+export interface WalReader {
+  /** Checks and creates what is missing, then resolves once streaming. Rejects (state `failed`) if that fails. */
+  start(): Promise<void>;
+  /** Closes the connection and timers; does not wait for a `handle` in progress. Idempotent. */
+  stop(): Promise<void>;
+  status(): WalReaderStatus;
+  /** Queries the slot's lag and retained WAL over a normal connection, then returns `status()`. */
+  inspect(): Promise<WalReaderStatus>;
+}
+
+export function createWalReader(options: WalReaderOptions): WalReader {
+  return new PostgresWalReader(options);
+}
+
+class PostgresWalReader implements WalReader {
+  readonly #options: WalReaderOptions;
+  readonly #slotName: string;
+  readonly #publicationName: string;
+  readonly #maxChunkChanges: number;
+  readonly #maxPendingTransactions: number;
+  readonly #logger: Logger;
+  readonly #backoff;
+  readonly #positions: ReaderPositions = { confirmed: 0n, received: 0n };
+  #state: WalReaderState = 'stopped';
+  #started = false;
+  #stopping = false;
+  readonly #stopController = new AbortController();
+  readonly #stopRequested = Promise.withResolvers<void>();
+  #stopped: Promise<void> | undefined;
+  #session: ReplicationSession | undefined;
+  #supervisor: Promise<void> | undefined;
+  #slotSeen = false;
+  #usage: { lagBytes: number; retainedWalBytes: number } | undefined;
+  #lastError: string | null = null;
+
+  constructor(options: WalReaderOptions) {
+    this.#options = options;
+    this.#slotName = options.slotName;
+    this.#publicationName = options.publicationName;
+    this.#maxChunkChanges = options.maxChunkChanges ?? 1000;
+    this.#maxPendingTransactions = options.maxPendingTransactions ?? 256;
+    assertSlotName(this.#slotName);
+    assertPublicationName(this.#publicationName);
+    assertPositiveInteger('maxPendingTransactions', this.#maxPendingTransactions);
+    assertPositiveInteger('maxChunkChanges', this.#maxChunkChanges);
+    this.#backoff = createBackoff({ initialMs: options.reconnectInitialDelayMs ?? 100, maxMs: options.reconnectMaxDelayMs ?? 5000 });
+    this.#logger = options.logger.child({ component: 'wal-reader', slot: this.#slotName });
+  }
+
+  async start(): Promise<void> {
+    if (this.#started) throw new InternalError('WAL_READER_STATE', 'a WAL reader starts only once');
+    this.#started = true;
+    this.#state = 'starting';
+    let session: ReplicationSession;
+    try {
+      session = await this.#connect();
+    } catch (error) {
+      const stoppedByCaller = this.#stopping;
+      await this.stop();
+      if (stoppedByCaller) return;
+      this.#recordError(error);
+      this.#state = 'failed';
+      throw error;
+    }
+    if (this.#stopping) return;
+    this.#state = 'streaming';
+    this.#supervisor = this.#supervise(session);
+  }
+
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      this.#stopping = true;
+      this.#stopController.abort();
+      this.#stopRequested.resolve();
+      if (this.#session) await this.#closeSession(this.#session);
+      await this.#supervisor;
+      this.#state = 'stopped';
+      this.#logger.info('WAL reader stopped');
+    })();
+    return this.#stopped;
+  }
+
+  status(): WalReaderStatus {
+    const { confirmed, received } = this.#positions;
+    return {
+      state: this.#state,
+      lastReceivedLsn: received === 0n ? null : formatLsn(received),
+      lastAcknowledgedLsn: confirmed === 0n ? null : formatLsn(confirmed),
+      lagBytes: this.#usage?.lagBytes ?? null,
+      retainedWalBytes: this.#usage?.retainedWalBytes ?? null,
+      lastError: this.#lastError,
+    };
+  }
+
+  async inspect(): Promise<WalReaderStatus> {
+    const usage = await this.#options.connections.withClient((client) => readSlotUsage(client, this.#slotName));
+    this.#usage = usage && { lagBytes: usage.lagBytes, retainedWalBytes: usage.retainedWalBytes };
+    return this.status();
+  }
+
+  /** Waits for the stream to end, then reconnects with capped exponential backoff, until stopped. */
+  async #supervise(first: ReplicationSession): Promise<void> {
+    const stopSignal = this.#stopController.signal;
+    let session: ReplicationSession | undefined = first;
+    while (!this.#stopping) {
+      if (session) {
+        const endError = await session.ended;
+        await this.#closeSession(session);
+        if (this.#stopping) return;
+        const error = session.error ?? endError ?? new Error('the replication stream ended');
+        this.#recordError(error);
+        this.#state = 'reconnecting';
+        this.#logger.warn({ err: error }, 'replication stream ended; reconnecting');
+        // In order across connections too: the old session's handlers must settle first.
+        await Promise.race([session.drained(), this.#stopRequested.promise]);
+      }
+      if (this.#stopping) return;
+      if (!(await pause(this.#backoff.next(), stopSignal))) return;
+      try {
+        session = await this.#connect();
+        this.#state = 'streaming';
+      } catch (error) {
+        session = undefined;
+        if (this.#stopping) return;
+        this.#recordError(error);
+        this.#logger.warn({ err: error }, 'reconnecting the WAL reader failed');
+      }
+    }
+  }
+
+  /** Checks the server, creates what is missing, and opens a stream from the confirmed position. */
+  async #connect(): Promise<ReplicationSession> {
+    await this.#options.connections.withClient(async (client) => {
+      await assertLogicalReplicationAllowed(client);
+      const publication = await ensurePublication(client, this.#publicationName, this.#options.tables);
+      if (publication.created) this.#logger.info({ publication: this.#publicationName }, 'publication created');
+      const slot = await ensureSlot(client, this.#slotName, this.#options.expectExistingSlot === true || this.#slotSeen);
+      if (slot.created) {
+        this.#logger[slot.recreated ? 'warn' : 'info']({ recreated: slot.recreated }, 'replication slot created');
+        try {
+          await this.#options.onSlotCreated?.({ recreated: slot.recreated });
+        } catch (error) {
+          await dropSlot(client, this.#slotName).catch(() => {});
+          throw error;
+        }
+        this.#positions.confirmed = parseLsn(slot.startLsn);
+      } else if (!this.#slotSeen) {
+        this.#positions.confirmed = parseLsn(slot.startLsn);
+      }
+      this.#slotSeen = true;
+    });
+    if (this.#stopping) throw new TributaryError(ErrorCode.UNAVAILABLE, 'the WAL reader was stopped while connecting');
+    const session = new ReplicationSession({
+      connections: this.#options.connections,
+      slotName: this.#slotName,
+      publicationName: this.#publicationName,
+      handle: this.#options.handle,
+      maxChunkChanges: this.#maxChunkChanges,
+      maxPendingTransactions: this.#maxPendingTransactions,
+      statusIntervalMs: this.#options.statusIntervalMs ?? 10_000,
+      logger: this.#logger,
+      positions: this.#positions,
+      onConfirmed: () => this.#backoff.reset(),
+    });
+    this.#session = session;
+    try {
+      await session.open();
+    } finally {
+      if (session.closed && this.#session === session) this.#session = undefined;
+    }
+    return session;
+  }
+
+  async #closeSession(session: ReplicationSession): Promise<void> {
+    await session.close();
+    if (this.#session === session) this.#session = undefined;
+  }
+
+  #recordError(error: unknown): void {
+    this.#lastError = error instanceof Error ? error.message : String(error);
+  }
+}
+
+/** An option the operator set: a wrong value is a misconfiguration, said at start. */
+function assertPositiveInteger(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new TributaryError(ErrorCode.MISCONFIGURED, `${name} must be a positive integer, got ${value}`);
+  }
+}
