@@ -1,6 +1,6 @@
 import { canAccessTopic } from '../auth/permissions.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
-import type { RealtimeEvent } from '../pipeline/envelope.ts';
+import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { isJsonObject } from '../pipeline/events/json.ts';
 import { publishedMessage } from '../pipeline/events/message.ts';
 import { compileEventWhere, type EventWhere } from '../pipeline/filters/event-filter.ts';

@@ -8,7 +8,7 @@ import { decodeCursor, encodeCursor } from '../../src/pipeline/log/cursor.ts';
 import type { EventLog, LogRetention } from '../../src/pipeline/log/event-log.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import { createRedisLog } from '../../src/pipeline/log/redis-log.ts';
-import type { RealtimeEvent, UnplacedEvent } from '../../src/pipeline/envelope.ts';
+import type { RealtimeEvent, UnplacedEvent } from '../../src/pipeline/events/envelope.ts';
 import { streamOf, type StreamRef } from '../../src/pipeline/stream.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 

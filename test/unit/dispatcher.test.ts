@@ -10,7 +10,7 @@ import { ErrorCode, type TributaryError } from '../../src/errors.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { createDispatcher, type Dispatcher, type DispatcherOptions } from '../../src/pipeline/dispatch/dispatcher.ts';
 import type { CohortSpec, SubscriberSink } from '../../src/pipeline/dispatch/subscription-contract.ts';
-import type { RealtimeEvent } from '../../src/pipeline/envelope.ts';
+import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import type { EventLog } from '../../src/pipeline/log/event-log.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import type { BusLinkListener, EventBus, EventListener } from '../../src/pipeline/pubsub/event-bus.ts';

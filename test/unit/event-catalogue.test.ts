@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InternalError } from '../../src/errors.ts';
-import type { RealtimeEvent } from '../../src/pipeline/envelope.ts';
+import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { documentChange, documentSnapshot, readDocumentChange } from '../../src/pipeline/events/document-change.ts';
 import { publishedMessage } from '../../src/pipeline/events/message.ts';
 import { modelChange, readModelChange } from '../../src/pipeline/events/model-change.ts';

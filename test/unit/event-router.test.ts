@@ -4,7 +4,7 @@
  */
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { RawEventInput, RealtimeEvent, UnplacedEvent } from '../../src/pipeline/envelope.ts';
+import type { RawEventInput, RealtimeEvent, UnplacedEvent } from '../../src/pipeline/events/envelope.ts';
 import type { EventLog } from '../../src/pipeline/log/event-log.ts';
 import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
 import type { StreamRef } from '../../src/pipeline/stream.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RealtimeEvent } from '../../src/pipeline/envelope.ts';
+import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { ErrorCode, TributaryError } from '../../src/errors.ts';
 import type { EventPredicate, EventWhere } from '../../src/pipeline/filters/event-filter.ts';
 import { compileEventWhere } from '../../src/pipeline/filters/event-filter.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RealtimeEvent } from '../../src/pipeline/envelope.ts';
+import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { applyReturnMode } from '../../src/pipeline/dispatch/return-mode.ts';
 
 function syncEvent(payload: Record<string, unknown>): RealtimeEvent {

@@ -2,7 +2,7 @@ import { execute, GraphQLObjectType, GraphQLSchema, GraphQLString, parse, type E
 import { describe, expect, it } from 'vitest';
 import { InternalError } from '../../src/errors.ts';
 import { cohortRenderer, dispatchTicket, isDispatchTicket } from '../../src/pipeline/dispatch/subscription-contract.ts';
-import type { RealtimeEvent } from '../../src/pipeline/envelope.ts';
+import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { streamOf } from '../../src/pipeline/stream.ts';
 
 const EVENT: RealtimeEvent = {

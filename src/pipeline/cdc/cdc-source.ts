@@ -5,7 +5,7 @@ import type { Metrics } from '../../metrics.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createLeaderElection, type LeaderElection, type LeaderElectionOptions } from '../coordination/leader-election.ts';
 import type { ReleaseSignals } from '../coordination/release-signals.ts';
-import type { RawEventInput } from '../envelope.ts';
+import type { RawEventInput } from '../events/envelope.ts';
 import type { EventLog } from '../log/event-log.ts';
 import { modelChange } from '../events/model-change.ts';
 import type { EventRouter } from '../router/event-router.ts';

@@ -1,7 +1,7 @@
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
-import type { RealtimeEvent } from '../envelope.ts';
+import type { RealtimeEvent } from '../events/envelope.ts';
 import { decodeCursor } from '../log/cursor.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventBus } from '../pubsub/event-bus.ts';

@@ -1,7 +1,7 @@
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
-import type { RealtimeEvent } from '../envelope.ts';
+import type { RealtimeEvent } from '../events/envelope.ts';
 import { comparePositions, decodeCursor, resyncRequired, type CursorParts } from '../log/cursor.ts';
 import type { StreamRef } from '../stream.ts';
 import type { Admission, CohortSpec, Rendered, SubscriberSink } from './subscription-contract.ts';

@@ -10,7 +10,7 @@
  * The dispatcher calls this once per cohort on the hot path, so the common case (FULL, or a
  * payload with nothing to strip) returns the event itself without allocating.
  */
-import type { RealtimeEvent } from '../envelope.ts';
+import type { RealtimeEvent } from '../events/envelope.ts';
 
 /**
  * - FULL: the payload as published.

@@ -17,7 +17,7 @@
  * restating it; `cohortRenderer` is the one place it is checked, at run time, for every render.
  */
 import { InternalError, type TributaryError } from '../../errors.ts';
-import type { RealtimeEvent } from '../envelope.ts';
+import type { RealtimeEvent } from '../events/envelope.ts';
 import type { StreamRef } from '../stream.ts';
 import type { EventPredicate } from '../filters/event-filter.ts';
 

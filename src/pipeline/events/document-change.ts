@@ -9,7 +9,7 @@
  * previous revision (updates and deletes). `events(returnMode:)` may strip `data` or `diff`.
  */
 import type { Operation as JsonPatchOperation } from 'rfc6902';
-import type { RawEventInput, RealtimeEvent } from '../envelope.ts';
+import type { RawEventInput, RealtimeEvent } from './envelope.ts';
 import type { Scope } from '../scope.ts';
 import { eventShapeError } from './event-shape-error.ts';
 import type { JsonObject } from './json.ts';

@@ -1,5 +1,5 @@
 import { InternalError } from '../../errors.ts';
-import type { RealtimeEvent } from '../envelope.ts';
+import type { RealtimeEvent } from './envelope.ts';
 
 /**
  * An event whose payload is not what its kind promises. Events are built by the catalogue's

@@ -4,7 +4,7 @@
  * EVENT_MAX_PAYLOAD_BYTES). No `table`, `operation` or `revision` in the metadata; the scope is the
  * publisher's, from its token.
  */
-import type { RawEventInput } from '../envelope.ts';
+import type { RawEventInput } from './envelope.ts';
 import type { Scope } from '../scope.ts';
 import type { JsonObject } from './json.ts';
 

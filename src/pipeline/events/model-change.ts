@@ -10,7 +10,7 @@
  * the row was updated), `record` the full row after the change (for a delete, what the table
  * sends: its key at least), `lastUpdatedAt` the commit time in the source database (ISO 8601).
  */
-import type { RawEventInput, RealtimeEvent } from '../envelope.ts';
+import type { RawEventInput, RealtimeEvent } from './envelope.ts';
 import { eventShapeError } from './event-shape-error.ts';
 import { isJsonObject, type JsonObject } from './json.ts';
 

@@ -14,7 +14,7 @@
  * channel key, see `scope.ts`), and letting clients probe it would turn it into a filter.
  */
 import { ErrorCode, TributaryError } from '../../errors.ts';
-import type { RealtimeEvent } from '../envelope.ts';
+import type { RealtimeEvent } from '../events/envelope.ts';
 import { compareScalars, jsonEqual } from './json-compare.ts';
 
 /** The GraphQL input `EventWhere`, as graphql-js hands it over (absent or null when not given). */

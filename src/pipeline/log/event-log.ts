@@ -1,4 +1,4 @@
-import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
+import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import type { Scope } from '../scope.ts';
 import type { StreamRef } from '../stream.ts';
 

@@ -1,4 +1,4 @@
-import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
+import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import type { StreamRef } from '../stream.ts';
 import { decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
 import type { EventLog, LogRetention } from './event-log.ts';

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { ErrorCode, TributaryError } from '../../errors.ts';
-import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
+import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
 import { parseStreamKey, streamOf } from '../stream.ts';
 import { defineScript } from '../redis-script.ts';

@@ -1,4 +1,4 @@
-import type { RealtimeEvent } from '../envelope.ts';
+import type { RealtimeEvent } from '../events/envelope.ts';
 import type { StreamRef } from '../stream.ts';
 import type { EventBus, EventListener } from './event-bus.ts';
 

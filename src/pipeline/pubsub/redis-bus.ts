@@ -2,7 +2,7 @@ import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../logger.ts';
 import { encodeCursor } from '../log/cursor.ts';
-import type { RealtimeEvent, UnplacedEvent } from '../envelope.ts';
+import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
 import type { BusLinkListener, EventBus } from './event-bus.ts';
 

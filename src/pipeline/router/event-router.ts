@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
-import type { RawEventInput, RealtimeEvent, UnplacedEvent } from '../envelope.ts';
+import type { RawEventInput, RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventLog } from '../log/event-log.ts';
 import { assertName } from '../names.ts';

@@ -1,6 +1,6 @@
 import type { CdcSourceStatus } from '../../pipeline/cdc/cdc-source.ts';
 import type { StoredMapping } from '../../pipeline/cdc/cdc-store.ts';
-import type { RealtimeEvent } from '../../pipeline/envelope.ts';
+import type { RealtimeEvent } from '../../pipeline/events/envelope.ts';
 import { readModelChange } from '../../pipeline/events/model-change.ts';
 import * as resolvers from '../../resolvers/cdc.ts';
 import type { CdcSourceView } from '../../resolvers/cdc.ts';

@@ -1,5 +1,5 @@
 import { applyReturnMode } from '../../pipeline/dispatch/return-mode.ts';
-import type { RealtimeEvent } from '../../pipeline/envelope.ts';
+import type { RealtimeEvent } from '../../pipeline/events/envelope.ts';
 import { readDocumentChange } from '../../pipeline/events/document-change.ts';
 import type { DocumentPage, SyncDocument } from '../../pipeline/sync/documents.ts';
 import * as resolvers from '../../resolvers/documents.ts';

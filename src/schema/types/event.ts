@@ -1,4 +1,4 @@
-import type { EventSource as Source, RealtimeEvent } from '../../pipeline/envelope.ts';
+import type { EventSource as Source, RealtimeEvent } from '../../pipeline/events/envelope.ts';
 import { applyReturnMode } from '../../pipeline/dispatch/return-mode.ts';
 import * as resolvers from '../../resolvers/events.ts';
 import { builder } from '../builder.ts';

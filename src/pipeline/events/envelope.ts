@@ -10,7 +10,7 @@
  *   data, a replication slot was recreated), which turns every older cursor into RESYNC_REQUIRED.
  * - entity: the key per-entity ordering is kept for (row primary key, document id).
  */
-import type { Scope } from './scope.ts';
+import type { Scope } from '../scope.ts';
 
 export type EventSource = 'database' | 'sync' | 'socket';
 
