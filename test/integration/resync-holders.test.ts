@@ -14,6 +14,7 @@ import {
   dropSlotUntilRecreated,
   insertItems,
   openPool,
+  replicationNamesOf,
   subscribeItems,
   waitUntilDelivered,
   waitUntilLeading,
@@ -60,7 +61,7 @@ describe('a stream whose history is replaced', () => {
     await insertItems(pool, [1]);
     await waitUntilDelivered(pool, [old.events, old.changes]);
 
-    await dropSlotUntilRecreated(pool, env['CDC_SLOT_NAME']!);
+    await dropSlotUntilRecreated(pool, (await replicationNamesOf(pool)).slotName);
     // Same instance, same operations and variables as the old subscriber: the same cohorts.
     const fresh = await subscribeOn(server);
     await bumpItems(pool, [1]);
