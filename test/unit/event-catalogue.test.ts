@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { InternalError } from '../../src/errors.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { documentChange, documentSnapshot, readDocumentChange } from '../../src/pipeline/events/document-change.ts';
+import { stableEventId } from '../../src/pipeline/events/event-id.ts';
+import { gatewayEvent } from '../../src/pipeline/events/gateway-event.ts';
 import { publishedMessage } from '../../src/pipeline/events/message.ts';
+import { outboxEvent } from '../../src/pipeline/events/outbox-event.ts';
 import { modelChange, readModelChange } from '../../src/pipeline/events/model-change.ts';
 
 const scope = { app: 'shop', env: 'prod', tenant: 't1' };
@@ -53,6 +56,53 @@ describe('the event catalogue', () => {
       type: 'message',
       scope,
       payload: { text: 'hi' },
+    });
+  });
+
+  it('builds an outbox row as a database event whose id is the same each time the row is routed', () => {
+    const row = {
+      outbox: 'db1/public.event_outbox',
+      rowId: '42',
+      topic: 'orders.created',
+      type: 'order.created',
+      payload: { orderId: 7 },
+      scope,
+      entity: 'order/7',
+      table: 'orders',
+      operation: 'insert',
+    } as const;
+    const event = outboxEvent(row);
+    expect(event).toEqual({
+      id: stableEventId('outbox', 'db1/public.event_outbox', '42'),
+      source: 'database',
+      topic: 'orders.created',
+      type: 'order.created',
+      payload: { orderId: 7 },
+      scope,
+      entity: 'order/7',
+      table: 'orders',
+      operation: 'insert',
+    });
+    expect(outboxEvent(row).id).toBe(event.id);
+    expect(outboxEvent({ ...row, rowId: '43' }).id).not.toBe(event.id);
+    expect(outboxEvent({ ...row, outbox: 'db2/public.event_outbox' }).id).not.toBe(event.id);
+    expect(outboxEvent({ ...row, entity: undefined, table: undefined, operation: undefined })).not.toHaveProperty('table');
+  });
+
+  it('builds gateway lifecycle events on the topic of their type, keyed by the connection', () => {
+    expect(gatewayEvent({ scope, connectionId: 'c1', subject: 'u1', event: { type: 'gateway.disconnected', code: 4403 } })).toEqual({
+      source: 'socket',
+      topic: 'gateway.disconnected',
+      type: 'gateway.disconnected',
+      scope,
+      entity: 'c1',
+      payload: { connectionId: 'c1', subject: 'u1', code: 4403 },
+    });
+    expect(gatewayEvent({ scope, connectionId: 'c1', subject: 'u1', event: { type: 'gateway.broadcast', channel: 'room', event: 'typing' } }).payload).toEqual({
+      connectionId: 'c1',
+      subject: 'u1',
+      channel: 'room',
+      event: 'typing',
     });
   });
 

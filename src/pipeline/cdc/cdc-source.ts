@@ -7,6 +7,7 @@ import { createLeaderElection, type LeaderElection, type LeaderElectionOptions }
 import type { ReleaseSignals } from '../coordination/release-signals.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventLog } from '../log/event-log.ts';
+import { stableEventId } from '../events/event-id.ts';
 import { modelChange } from '../events/model-change.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
@@ -96,8 +97,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   let election: LeaderElection | undefined;
   const rawChanges = createRawChangeWriter({ store, logger });
 
-  const eventId = (change: RowChange, mapping: DomainMapping) =>
-    `evt_${createHash('sha256').update(`${id}|${change.lsn}|${mapping.name}`).digest('base64url').slice(0, 22)}`;
+  const eventId = (change: RowChange, mapping: DomainMapping) => stableEventId(id, change.lsn, mapping.name);
 
   const handle = async (chunk: TransactionChunk): Promise<void> => {
     const routed: RawEventInput[] = [];

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { RawEventInput, RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
+import { newEventId } from '../events/event-id.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventLog } from '../log/event-log.ts';
 import { assertName } from '../names.ts';
@@ -75,10 +75,6 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       return entities.run([`${scopeKey(input.scope)}|${input.entity}`], () => place(input));
     },
   };
-}
-
-export function newEventId(): string {
-  return `evt_${randomBytes(12).toString('base64url')}`;
 }
 
 function normalize(input: RawEventInput): UnplacedEvent {
