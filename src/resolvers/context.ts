@@ -16,7 +16,8 @@ export interface Services {
   readonly documents: DocumentService;
   readonly cdc: CdcService;
   readonly cdcStore: CdcStore;
-  readonly metrics: Metrics;
+  /** Counts subscriptions refused silently (the resolvers' only metric). */
+  readonly metrics: Pick<Metrics, 'subscriptionsDenied'>;
   readonly logger: Logger;
   readonly limits: {
     /** Largest event payload accepted by `publish`, in bytes of JSON. */
