@@ -8,8 +8,35 @@ import { LIMIT, OURS, REFERENCE, type PeerName } from '../peers/peer.ts';
 import type { PeerMemory } from '../lib/peer-process.ts';
 import { print, printRatioLine, printTable, type Ratio } from '../lib/report.ts';
 import { formatMicros, formatPercent, formatRate, median } from '../lib/stats.ts';
-import type { FanoutSettings } from './fanout.ts';
-import type { FanoutSession, StepResult } from './fanout-session.ts';
+import type { FanoutSession, StepResult, StepTolerance } from './fanout-session.ts';
+
+export interface FanoutSettings {
+  readonly subscribers: number;
+  /** Events per second of the fixed load (× subscribers = messages per second). */
+  readonly fixedRate: number;
+  /** Untimed load at the fixed rate before anything is measured, in s. */
+  readonly warmupSeconds: number;
+  /** Length of one fixed-load measurement, in s. */
+  readonly fixedSeconds: number;
+  /** First rate of the saturation search, in events/s; halved instead when a peer cannot keep up with it. */
+  readonly startRate: number;
+  /** The search stops doubling here, in events/s. */
+  readonly maxRate: number;
+  /** …and stops halving here. */
+  readonly minRate: number;
+  /** Length of one saturation step, in s. */
+  readonly stepSeconds: number;
+  /** Bisections between the last rate kept up with and the first not. */
+  readonly refinements: number;
+  /**
+   * Further tries of a rate a peer did not keep up with before it counts as beyond it: other
+   * tenants of a shared machine can steal a step's CPU; a real limit fails every time.
+   */
+  readonly retries: number;
+  readonly tolerance: StepTolerance;
+  /** Longest wait for a server to finish a backlog after a step it did not keep up with, in ms. */
+  readonly settleMs: number;
+}
 
 /** Everything measured for one peer. */
 export interface PeerOutcome {

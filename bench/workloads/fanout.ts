@@ -15,39 +15,12 @@ import { bootPeers } from '../lib/boot-peers.ts';
 import { messageOf, print } from '../lib/report.ts';
 import { formatMillis } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
-import { bestStep, firstFailedAbove, reportFanout, type PeerOutcome } from './fanout-report.ts';
-import { openSession, type StepResult, type StepTolerance } from './fanout-session.ts';
+import { bestStep, firstFailedAbove, reportFanout, type FanoutSettings, type PeerOutcome } from './fanout-report.ts';
+import { openSession, type StepResult } from './fanout-session.ts';
 
 /** Ours first (in-memory, then Redis mode), then the stack it replaces, then the floor. */
 const PEERS: readonly PeerName[] = ['tributary', 'tributary-redis', 'yoga-graphql-ws', 'raw-ws'];
 
-export interface FanoutSettings {
-  readonly subscribers: number;
-  /** Events per second of the fixed load (× subscribers = messages per second). */
-  readonly fixedRate: number;
-  /** Untimed load at the fixed rate before anything is measured, in s. */
-  readonly warmupSeconds: number;
-  /** Length of one fixed-load measurement, in s. */
-  readonly fixedSeconds: number;
-  /** First rate of the saturation search, in events/s; halved instead when a peer cannot keep up with it. */
-  readonly startRate: number;
-  /** The search stops doubling here, in events/s. */
-  readonly maxRate: number;
-  /** …and stops halving here. */
-  readonly minRate: number;
-  /** Length of one saturation step, in s. */
-  readonly stepSeconds: number;
-  /** Bisections between the last rate kept up with and the first not. */
-  readonly refinements: number;
-  /**
-   * Further tries of a rate a peer did not keep up with before it counts as beyond it: other
-   * tenants of a shared machine can steal a step's CPU; a real limit fails every time.
-   */
-  readonly retries: number;
-  readonly tolerance: StepTolerance;
-  /** Longest wait for a server to finish a backlog after a step it did not keep up with, in ms. */
-  readonly settleMs: number;
-}
 
 const FULL: FanoutSettings = {
   subscribers: 1000,
