@@ -1,0 +1,77 @@
+/**
+ * Writing to the outbox from a Node service: one parameterized INSERT on the caller's own client
+ * or transaction, so the event commits (or rolls back) with the business write.
+ *
+ *   await client.query('BEGIN');
+ *   await client.query('INSERT INTO orders (id, total) VALUES ($1, $2)', [id, total]);
+ *   await enqueueOutboxEvent(client, { topic: 'orders', type: 'order.created', payload: { id, total }, entity: `order:${id}` });
+ *   await client.query('COMMIT');
+ *
+ * The same INSERT without the helper:
+ *   INSERT INTO event_outbox (topic, event_type, payload, tenant, entity, table_name, operation)
+ *   VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7)
+ *
+ * Nothing here imports the server (the client ships on its own), so the table name's check is
+ * repeated from `pipeline/outbox/outbox-sql.ts`.
+ */
+
+/** Anything with pg's `query(text, values)`: a Client, a PoolClient, a Pool (no transaction then). */
+export interface OutboxQueryable {
+  query(text: string, values: unknown[]): Promise<unknown>;
+}
+
+export interface OutboxEventInput {
+  /** The topic subscribers subscribe to. */
+  readonly topic: string;
+  /** The event's `type` (the row's `event_type`). */
+  readonly type: string;
+  /** A JSON object: the event's payload as subscribers receive it. */
+  readonly payload: Readonly<Record<string, unknown>>;
+  /** The tenant the event belongs to; omitted: application-wide. */
+  readonly tenant?: string;
+  /** The key whose events keep their insert order, e.g. `order:42`. */
+  readonly entity?: string;
+  /** The business table the event is about (`metadata.table`). */
+  readonly table?: string;
+  readonly operation?: 'insert' | 'update' | 'delete';
+}
+
+export interface EnqueueOptions {
+  /** The outbox table, `name` or `schema.name`. @default 'event_outbox' */
+  readonly table?: string;
+}
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
+function quotedTable(name: string): string {
+  const parts = name.split('.');
+  if (parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
+    throw new TypeError(`Invalid outbox table "${name}": use name or schema.name in lower-case letters, digits and _`);
+  }
+  return parts.map((part) => `"${part}"`).join('.');
+}
+
+/** Inserts one outbox row on `client` (inside the caller's transaction) and returns its id. */
+export async function enqueueOutboxEvent(
+  client: OutboxQueryable,
+  event: OutboxEventInput,
+  options: EnqueueOptions = {},
+): Promise<string> {
+  const table = quotedTable(options.table ?? 'event_outbox');
+  const result = (await client.query(
+    `INSERT INTO ${table} (topic, event_type, payload, tenant, entity, table_name, operation)
+     VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7) RETURNING id::text AS id`,
+    [
+      event.topic,
+      event.type,
+      JSON.stringify(event.payload),
+      event.tenant ?? null,
+      event.entity ?? null,
+      event.table ?? null,
+      event.operation ?? null,
+    ],
+  )) as { rows?: readonly { id?: unknown }[] };
+  const id = result.rows?.[0]?.id;
+  if (typeof id !== 'string') throw new Error('The outbox INSERT returned no id');
+  return id;
+}

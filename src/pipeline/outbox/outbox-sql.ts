@@ -1,0 +1,165 @@
+/**
+ * The outbox table's contract: one function per SQL statement (graphile-worker style), so every
+ * statement the platform runs against an application's outbox is in this file and nowhere else.
+ *
+ * The table lives in the application's database and belongs to its operator; the name is theirs to
+ * choose (`name` or `schema.name`). It is validated once with a strict pattern and always quoted,
+ * so a table name can never become SQL.
+ */
+import type pg from 'pg';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+
+/** What the statements run on: a pool or a checked-out client (inside a transaction). */
+export type Queryable = Pick<pg.ClientBase, 'query'>;
+
+/** A validated, quoted table reference (`"schema"."name"` or `"name"`). */
+export interface OutboxTable {
+  /** As the operator wrote it, e.g. `app.event_outbox`. */
+  readonly name: string;
+  /** Quoted for SQL, e.g. `"app"."event_outbox"`. */
+  readonly sql: string;
+  /** The quoted bare name, for deriving index names. */
+  readonly bare: string;
+}
+
+export const DEFAULT_OUTBOX_TABLE = 'event_outbox';
+
+/** Lower-case identifiers only: what an unquoted name means in Postgres, so `psql` users see the same table. */
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export function outboxTable(name: string): OutboxTable {
+  const parts = name.split('.');
+  if (parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
+    throw new TributaryError(
+      ErrorCode.BAD_USER_INPUT,
+      'Invalid table: use name or schema.name, each 1–63 characters of lower-case letters, digits and _, not starting with a digit',
+      { details: { field: 'table' } },
+    );
+  }
+  const bare = parts.at(-1)!;
+  return { name, sql: parts.map((part) => `"${part}"`).join('.'), bare };
+}
+
+/** The DDL an operator runs (or `createTable` runs) to create the outbox; idempotent. */
+export function outboxTableDdl(table: OutboxTable): string {
+  // Index names are per schema, so the bare table name is enough to keep two outboxes apart.
+  const index = (suffix: string) => `"${table.bare}_${suffix}"`;
+  return `CREATE TABLE IF NOT EXISTS ${table.sql} (
+  id bigserial PRIMARY KEY,
+  topic text NOT NULL,
+  event_type text NOT NULL,
+  payload jsonb NOT NULL,
+  tenant text,
+  entity text,
+  table_name text,
+  operation text CHECK (operation IS NULL OR operation IN ('insert', 'update', 'delete')),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  processed_at timestamptz,
+  dead_reason text
+);
+-- The pollers' scan: only pending rows, in id order.
+CREATE INDEX IF NOT EXISTS ${index('pending_idx')} ON ${table.sql} (id) WHERE processed_at IS NULL;
+-- The retention sweep: processed rows by age.
+CREATE INDEX IF NOT EXISTS ${index('processed_idx')} ON ${table.sql} (processed_at);
+`;
+}
+
+/** A row as the poller reads it; everything it validates is read untyped. */
+export interface OutboxRow {
+  readonly id: string;
+  readonly topic: string;
+  readonly event_type: string;
+  readonly payload: unknown;
+  readonly payload_bytes: number;
+  readonly tenant: string | null;
+  readonly entity: string | null;
+  readonly table_name: string | null;
+  readonly operation: string | null;
+}
+
+/** The partition a row belongs to: one entity is always in one partition (rows without one spread by id). */
+// The cast comes before abs(): abs() of int4's minimum overflows.
+const partitionOf = `mod(abs(hashtext(coalesce(entity, id::text))::bigint), $2::int)`;
+
+/**
+ * Takes the partition's transaction-scoped advisory lock without waiting: false when another
+ * poller holds it. Run inside the transaction that claims the batch; COMMIT releases it.
+ */
+export async function tryLockPartition(db: Queryable, outboxKey: number, partition: number): Promise<boolean> {
+  const result = await db.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1::int, $2::int) AS locked', [
+    outboxKey,
+    partition,
+  ]);
+  return result.rows[0]?.locked === true;
+}
+
+/**
+ * The partition's oldest pending rows, locked (FOR UPDATE, no SKIP LOCKED: the advisory lock
+ * already makes this poller the partition's only reader, and skipping would reorder an entity).
+ */
+export async function claimBatch(
+  db: Queryable,
+  table: OutboxTable,
+  partition: { readonly index: number; readonly count: number },
+  limit: number,
+): Promise<OutboxRow[]> {
+  const result = await db.query<OutboxRow>(
+    `SELECT id::text AS id, topic, event_type, payload, octet_length(payload::text) AS payload_bytes,
+            tenant, entity, table_name, operation
+       FROM ${table.sql}
+      WHERE processed_at IS NULL AND ${partitionOf} = $1::int
+      ORDER BY id
+      LIMIT $3::int
+      FOR UPDATE`,
+    [partition.index, partition.count, limit],
+  );
+  return result.rows;
+}
+
+export async function markRouted(db: Queryable, table: OutboxTable, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(`UPDATE ${table.sql} SET processed_at = now() WHERE id = ANY($1::bigint[])`, [ids]);
+}
+
+export async function markDead(db: Queryable, table: OutboxTable, id: string, reason: string): Promise<void> {
+  await db.query(`UPDATE ${table.sql} SET processed_at = now(), dead_reason = $2 WHERE id = $1::bigint`, [id, reason]);
+}
+
+/**
+ * Deletes rows processed (routed or set aside as dead) before `olderThanMs` ago, `batchSize` at a
+ * time so no sweep holds many row locks or one long transaction. Dead rows stay readable for the
+ * same retention period, then go too, so the table cannot grow without bound. Returns how many
+ * rows were deleted; pending rows (processed_at null) are never touched.
+ */
+export async function deleteProcessed(db: Queryable, table: OutboxTable, olderThanMs: number, batchSize: number): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const result = await db.query(
+      `DELETE FROM ${table.sql} WHERE id IN (
+         SELECT id FROM ${table.sql}
+          WHERE processed_at < now() - $1::double precision * interval '1 millisecond'
+          LIMIT $2::int)`,
+      [olderThanMs, batchSize],
+    );
+    const deleted = result.rowCount ?? 0;
+    total += deleted;
+    if (deleted < batchSize) return total;
+  }
+}
+
+export interface OutboxCounts {
+  readonly pending: number;
+  /** Age of the oldest pending row, in seconds; null when none is pending. */
+  readonly oldestPendingSeconds: number | null;
+  readonly dead: number;
+}
+
+export async function outboxCounts(db: Queryable, table: OutboxTable): Promise<OutboxCounts> {
+  const result = await db.query<{ pending: string; oldest: number | null; dead: string }>(
+    `SELECT (SELECT count(*) FROM ${table.sql} WHERE processed_at IS NULL) AS pending,
+            (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM ${table.sql} WHERE processed_at IS NULL) AS oldest,
+            (SELECT count(*) FROM ${table.sql} WHERE dead_reason IS NOT NULL) AS dead`,
+  );
+  const row = result.rows[0]!;
+  return { pending: Number(row.pending), oldestPendingSeconds: row.oldest === null ? null : Number(row.oldest), dead: Number(row.dead) };
+}
