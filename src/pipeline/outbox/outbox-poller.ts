@@ -1,0 +1,276 @@
+/**
+ * The polling reader of an application's outbox (issue 10, "Polling"): the seed's algorithm made
+ * safe for any number of pollers without reordering one entity's events.
+ *
+ * Rows are split into partitions by a hash of their entity. A poller takes a partition's
+ * transaction-scoped advisory lock without waiting (another poller holding it means that partition
+ * is being handled: skip it), reads its oldest pending rows FOR UPDATE, routes the valid ones with
+ * one `routeMany` in id order, marks them and the poison ones in the same transaction and commits,
+ * which releases the lock. SKIP LOCKED alone would let two pollers hand one entity's rows to the
+ * router in either order; a partition lock cannot. A crash between routing and COMMIT leaves the
+ * rows pending, so they are routed again with the same ids (derived from the outbox and row id).
+ */
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import { createBackoff, pause } from '../coordination/backoff.ts';
+import type { EventOperation, RawEventInput } from '../events/envelope.ts';
+import { isJsonObject } from '../events/json.ts';
+import { outboxEvent } from '../events/outbox-event.ts';
+import { assertName } from '../names.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import {
+  claimBatch,
+  deleteProcessed,
+  markDead,
+  markRouted,
+  outboxCounts,
+  outboxTable,
+  tryLockPartition,
+  type OutboxCounts,
+  type OutboxRow,
+  type OutboxTable,
+} from './outbox-sql.ts';
+
+/** The counters the poller increments; the composition root wires them to Prometheus. */
+export interface OutboxCounters {
+  routed(count: number): void;
+  dead(reason: string): void;
+}
+
+export interface OutboxPollerOptions {
+  /** The application's database (the outbox's), owned by the caller; the poller opens no connection of its own. */
+  readonly pool: pg.Pool;
+  /** The outbox table, `name` or `schema.name`. @default 'event_outbox' */
+  readonly table?: string;
+  /** The outbox's stable identity (the same for every poller of it): event ids and the lock key derive from it. */
+  readonly outboxId: string;
+  /** The source's application and environment; the tenant comes from each row. */
+  readonly scope: { readonly app: string; readonly env: string };
+  readonly router: EventRouter;
+  readonly logger: Logger;
+  /** Rows claimed per partition per pass. @default 100 */
+  readonly batchSize?: number;
+  /** Wait between passes that found no full batch, in ms. @default 1000 */
+  readonly intervalMs?: number;
+  /** Partitions the rows are split into by entity hash; every poller of one outbox must use the same number. @default 16 */
+  readonly partitions?: number;
+  /** Largest payload routed, in bytes of its JSON text; larger rows are set aside as dead. @default 65536 */
+  readonly maxPayloadBytes?: number;
+  /** Rows without a tenant are set aside as dead. @default false */
+  readonly requireTenant?: boolean;
+  /** Processed rows are deleted once processed this long ago, in ms (swept at most every 30 s). @default 7 days */
+  readonly retentionMs?: number;
+  /** @default no counters */
+  readonly metrics?: OutboxCounters;
+}
+
+export interface OutboxPollerStatus extends OutboxCounts {
+  /** The last failure of the loop (cleared by the next successful pass); null when none. */
+  readonly lastError: string | null;
+}
+
+export interface OutboxPoller {
+  start(): void;
+  /** Stops the loop: the batch in flight is committed or left unmarked. Idempotent. */
+  stop(): Promise<void>;
+  /** One pass over every partition; returns the rows handled (routed or set aside). */
+  pollOnce(): Promise<number>;
+  /** Deletes rows processed longer than `retentionMs` ago; returns how many. */
+  sweepRetention(): Promise<number>;
+  /** @throws TributaryError UNAVAILABLE when the outbox's database cannot be read */
+  status(): Promise<OutboxPollerStatus>;
+}
+
+const RETENTION_SWEEP_EVERY_MS = 30_000;
+const MAX_EVENT_TYPE_LENGTH = 200;
+const OPERATIONS: ReadonlySet<string> = new Set<EventOperation>(['insert', 'update', 'delete']);
+
+export function createOutboxPoller(options: OutboxPollerOptions): OutboxPoller {
+  return new PartitionedOutboxPoller(options);
+}
+
+class PartitionedOutboxPoller implements OutboxPoller {
+  readonly #options: OutboxPollerOptions;
+  readonly #table: OutboxTable;
+  readonly #lockKey: number;
+  readonly #batchSize: number;
+  readonly #partitions: number;
+  readonly #maxPayloadBytes: number;
+  readonly #retentionMs: number;
+  #abort: AbortController | undefined;
+  #loop: Promise<void> | undefined;
+  #lastError: string | null = null;
+  #lastSweep = 0;
+  /** Rotates the first partition of a pass, so pollers started together do not all queue on partition 0. */
+  #offset = 0;
+
+  constructor(options: OutboxPollerOptions) {
+    this.#options = options;
+    this.#table = outboxTable(options.table ?? 'event_outbox');
+    this.#lockKey = lockKeyOf(options.outboxId);
+    this.#batchSize = options.batchSize ?? 100;
+    this.#partitions = options.partitions ?? 16;
+    this.#maxPayloadBytes = options.maxPayloadBytes ?? 65_536;
+    this.#retentionMs = options.retentionMs ?? 7 * 24 * 3_600_000;
+  }
+
+  start(): void {
+    if (this.#loop) return;
+    const abort = new AbortController();
+    this.#abort = abort;
+    this.#lastSweep = Date.now();
+    this.#loop = this.#run(abort.signal);
+  }
+
+  async stop(): Promise<void> {
+    this.#abort?.abort();
+    await this.#loop;
+  }
+
+  async pollOnce(): Promise<number> {
+    return (await this.#pass()).handled;
+  }
+
+  sweepRetention(): Promise<number> {
+    return deleteProcessed(this.#options.pool, this.#table, this.#retentionMs, 1_000);
+  }
+
+  async status(): Promise<OutboxPollerStatus> {
+    try {
+      return { ...(await outboxCounts(this.#options.pool, this.#table)), lastError: this.#lastError };
+    } catch (error) {
+      throw new TributaryError(ErrorCode.UNAVAILABLE, `The outbox ${this.#table.name} cannot be read: ${messageOf(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  async #run(signal: AbortSignal): Promise<void> {
+    const backoff = createBackoff({ initialMs: 200, maxMs: 5_000, jitterMs: 50 });
+    while (!signal.aborted) {
+      let full: boolean;
+      try {
+        full = (await this.#pass(signal)).full;
+        if (Date.now() - this.#lastSweep >= RETENTION_SWEEP_EVERY_MS) {
+          this.#lastSweep = Date.now();
+          const deleted = await this.sweepRetention();
+          if (deleted > 0) this.#options.logger.debug({ table: this.#table.name, deleted }, 'outbox: retention sweep');
+        }
+        this.#lastError = null;
+        backoff.reset();
+      } catch (error) {
+        // A database that is down or restarting: say so in the status and try again later; never crash.
+        this.#lastError = messageOf(error);
+        this.#options.logger.warn({ err: error, table: this.#table.name }, 'outbox: poll failed; retrying');
+        await pause(backoff.next(), signal);
+        continue;
+      }
+      // A full batch means more is waiting: poll again at once (the seed's tight loop).
+      if (!full) await pause(this.#options.intervalMs ?? 1_000, signal);
+    }
+  }
+
+  async #pass(signal?: AbortSignal): Promise<{ handled: number; full: boolean }> {
+    let handled = 0;
+    let full = false;
+    const start = this.#offset;
+    this.#offset = (this.#offset + 1) % this.#partitions;
+    for (let step = 0; step < this.#partitions; step += 1) {
+      // Stopping between partitions: the batch in flight has been committed, the rest stays pending.
+      if (signal?.aborted) break;
+      const count = await this.#pollPartition((start + step) % this.#partitions);
+      handled += count;
+      if (count >= this.#batchSize) full = true;
+    }
+    return { handled, full };
+  }
+
+  async #pollPartition(partition: number): Promise<number> {
+    const client = await this.#options.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      try {
+        const count = await this.#handlePartition(client, partition);
+        await client.query('COMMIT');
+        return count;
+      } catch (error) {
+        // Nothing is marked: the rows stay pending and come again with the same ids.
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    } catch (error) {
+      broken = error instanceof Error ? error : new Error(String(error));
+      throw error;
+    } finally {
+      // A failed connection (terminated, server restarted) is destroyed rather than reused.
+      client.release(broken);
+    }
+  }
+
+  async #handlePartition(client: pg.PoolClient, partition: number): Promise<number> {
+    if (!(await tryLockPartition(client, this.#lockKey, partition))) return 0;
+    const rows = await claimBatch(client, this.#table, { index: partition, count: this.#partitions }, this.#batchSize);
+    if (rows.length === 0) return 0;
+    const routable: { row: OutboxRow; event: RawEventInput }[] = [];
+    const dead: { row: OutboxRow; reason: string }[] = [];
+    for (const row of rows) {
+      const reason = this.#poisonReason(row);
+      if (reason === undefined) routable.push({ row, event: this.#eventOf(row) });
+      else dead.push({ row, reason });
+    }
+    if (routable.length > 0) await this.#options.router.routeMany(routable.map((entry) => entry.event));
+    await markRouted(client, this.#table, routable.map((entry) => entry.row.id));
+    for (const { row, reason } of dead) {
+      await markDead(client, this.#table, row.id, reason);
+      this.#options.logger.warn({ table: this.#table.name, id: row.id, reason }, 'outbox: row set aside as dead');
+    }
+    // Counted before COMMIT: a commit that then fails re-routes the rows, which counts them again (at least once).
+    if (routable.length > 0) this.#options.metrics?.routed(routable.length);
+    for (const { reason } of dead) this.#options.metrics?.dead(reason);
+    return rows.length;
+  }
+
+  /** Why a row can never be delivered (a stable, short reason), or undefined for a valid row. */
+  #poisonReason(row: OutboxRow): string | undefined {
+    if (!isJsonObject(row.payload)) return 'payload is not a JSON object';
+    if (row.payload_bytes > this.#maxPayloadBytes) return `payload over ${this.#maxPayloadBytes} bytes`;
+    try {
+      assertName('topic', row.topic);
+    } catch {
+      return 'invalid topic name';
+    }
+    if (row.event_type.length === 0 || row.event_type.length > MAX_EVENT_TYPE_LENGTH) return 'invalid event_type';
+    if (row.tenant === '') return 'tenant is empty';
+    if (row.tenant === null && this.#options.requireTenant === true) return 'tenant missing';
+    if (row.operation !== null && !OPERATIONS.has(row.operation)) return 'invalid operation';
+    return undefined;
+  }
+
+  #eventOf(row: OutboxRow): RawEventInput {
+    const { app, env } = this.#options.scope;
+    return outboxEvent({
+      outbox: this.#options.outboxId,
+      rowId: row.id,
+      topic: row.topic,
+      type: row.event_type,
+      payload: row.payload as Record<string, unknown>,
+      // No tenant: application-wide, as a principal without a tenant is scoped (a back-end token sees it).
+      scope: { app, env, tenant: row.tenant ?? undefined },
+      entity: row.entity ?? undefined,
+      table: row.table_name ?? undefined,
+      operation: (row.operation ?? undefined) as EventOperation | undefined,
+    });
+  }
+}
+
+/** The outbox's advisory lock key (int4): the same in every process for one outbox id. */
+function lockKeyOf(outboxId: string): number {
+  return createHash('sha256').update(`tributary-outbox:${outboxId}`).digest().readInt32BE(0);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
