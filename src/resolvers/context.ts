@@ -5,6 +5,7 @@ import type { CdcService } from '../pipeline/cdc/cdc-service.ts';
 import type { CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import type { ChannelHub } from '../pipeline/channels/channel-hub.ts';
 import type { EventLog } from '../pipeline/log/event-log.ts';
+import type { OutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 import type { DocumentService } from '../pipeline/sync/documents.ts';
 
@@ -16,6 +17,7 @@ export interface Services {
   readonly documents: DocumentService;
   readonly cdc: CdcService;
   readonly cdcStore: CdcStore;
+  readonly outbox: OutboxAdmin;
   /** Counts subscriptions refused silently (the resolvers' only metric). */
   readonly metrics: Pick<Metrics, 'subscriptionsDenied'>;
   readonly logger: Logger;

@@ -6,6 +6,8 @@
 import { createTokenVerifier } from '../auth/token-verifier.ts';
 import { createCleanupStack } from '../cleanup-stack.ts';
 import { createDispatcher, type DispatcherStats } from '../pipeline/dispatch/dispatcher.ts';
+import { createOutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
+import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
 import type { Services } from '../resolvers/context.ts';
 import { createErrorMasker } from '../schema/errors.ts';
 import { getSchema } from '../schema/index.ts';
@@ -55,6 +57,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       documents: parts.sync.documents,
       cdc: parts.cdc.cdc,
       cdcStore: parts.cdc.cdcStore,
+      outbox: createOutboxAdmin({ db: context.clients.db, connect: (url) => createOutboxPool(url, logger) }),
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },

@@ -201,12 +201,16 @@ export type Mutation = {
   publish: Event;
   /** Admin: stops reading the caller's environment's source (its mappings stay). */
   removeCdcSource: Scalars['Boolean']['output'];
+  /** Admin: stops reading the environment's outbox (the table is left as it is); false when there was none. */
+  removeOutboxSource: Scalars['Boolean']['output'];
   /** Replaces the data of a document. */
   replaceDocument: Document;
   /** Admin: creates or replaces a mapping (by name), checked against its table; applies without a restart. */
   saveCdcMapping: CdcMapping;
   /** Admin: points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION. */
   setCdcSource: CdcSource;
+  /** Admin: the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. */
+  setOutboxSource: OutboxStatus;
 };
 
 
@@ -270,6 +274,42 @@ export type MutationSetCdcSourceArgs = {
   slotName: InputMaybe<Scalars['String']['input']>;
 };
 
+
+export type MutationSetOutboxSourceArgs = {
+  createTable: InputMaybe<Scalars['Boolean']['input']>;
+  databaseUrl: Scalars['String']['input'];
+  mode: InputMaybe<OutboxMode>;
+  table: InputMaybe<Scalars['String']['input']>;
+};
+
+/** How the outbox is read. */
+export type OutboxMode =
+  /** The best way the database allows (today: polling). */
+  | 'AUTO'
+  /** Polled by the workers in batches, in order per entity. */
+  | 'POLL';
+
+/** An environment's outbox table (its password is never returned) and what the workers polling it last reported. */
+export type OutboxStatus = {
+  __typename?: 'OutboxStatus';
+  database: Scalars['String']['output'];
+  /** Rows set aside (dead_reason) because they can never be routed. */
+  dead: Maybe<Scalars['Int']['output']>;
+  host: Scalars['String']['output'];
+  lastError: Maybe<Scalars['String']['output']>;
+  /** The mode in effect; null until a worker polled the outbox. */
+  mode: Maybe<OutboxMode>;
+  /** Age of the oldest pending row, in s. */
+  oldestPendingSeconds: Maybe<Scalars['Float']['output']>;
+  /** Rows not routed yet. */
+  pending: Maybe<Scalars['Int']['output']>;
+  reportedAt: Maybe<Scalars['DateTime']['output']>;
+  requestedMode: OutboxMode;
+  /** Rows routed per second over the last report period. */
+  routedPerSecond: Maybe<Scalars['Float']['output']>;
+  table: Scalars['String']['output'];
+};
+
 export type PageInfo = {
   __typename?: 'PageInfo';
   endCursor: Maybe<Scalars['String']['output']>;
@@ -286,6 +326,8 @@ export type Query = {
   document: Maybe<Document>;
   /** A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). */
   documents: DocumentConnection;
+  /** Admin: the caller's environment's outbox, or null. */
+  outboxStatus: Maybe<OutboxStatus>;
   /** Where a topic stands now, as a cursor. Subscribe to `events` with `after` set to it to receive every later event — across reconnects too, even before the first event arrives. The pattern for a snapshot without a race: read `topicCursor`, read your state, subscribe with `after`. */
   topicCursor: Scalars['String']['output'];
   /** The caller's principal. */

@@ -1,0 +1,16 @@
+import pg from 'pg';
+import type { Logger } from '../../logger.ts';
+
+/** A server that does not answer must not hold a poll or an admin call for minutes, in ms. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * A small pool on an application's database, for an outbox's pollers or a one-off admin check.
+ * Its idle-client errors (the database restarting) are logged, never thrown: the next query
+ * reconnects.
+ */
+export function createOutboxPool(databaseUrl: string, logger: Logger): pg.Pool {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, idleTimeoutMillis: 30_000 });
+  pool.on('error', (error) => logger.warn({ err: error }, 'outbox database connection lost'));
+  return pool;
+}

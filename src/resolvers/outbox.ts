@@ -1,0 +1,64 @@
+import { isAdmin, type Principal } from '../auth/principal.ts';
+import { ErrorCode, TributaryError } from '../errors.ts';
+import type { OutboxRequestedMode, OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
+import { scopeOf } from '../pipeline/scope.ts';
+import type { ResolverContext } from './context.ts';
+
+/** An outbox as the API shows it: where it points (never the password) and what the workers report. */
+export interface OutboxSourceAnswer {
+  readonly host: string;
+  readonly database: string;
+  readonly table: string;
+  readonly requestedMode: OutboxRequestedMode;
+  readonly source: OutboxSourceView;
+}
+
+export interface SetOutboxSourceArgs {
+  readonly databaseUrl: string;
+  readonly table?: string | null;
+  readonly mode?: OutboxRequestedMode | null;
+  readonly createTable?: boolean | null;
+}
+
+/** `setOutboxSource` (admin): the caller's environment's outbox, checked (or created) in its database. */
+export async function setOutboxSource(context: ResolverContext, args: SetOutboxSourceArgs): Promise<OutboxSourceAnswer> {
+  requireAdmin(context.principal);
+  const url = postgresUrl(args.databaseUrl);
+  const saved = await context.services.outbox.setSource(scopeOf(context.principal), {
+    databaseUrl: args.databaseUrl,
+    table: args.table ?? undefined,
+    mode: args.mode ?? undefined,
+    createTable: args.createTable ?? undefined,
+  });
+  return answerOf(url, saved);
+}
+
+export async function removeOutboxSource(context: ResolverContext): Promise<boolean> {
+  requireAdmin(context.principal);
+  return context.services.outbox.removeSource(scopeOf(context.principal));
+}
+
+/** `outboxStatus` (admin): null when the environment has no outbox. */
+export async function outboxStatus(context: ResolverContext): Promise<OutboxSourceAnswer | null> {
+  requireAdmin(context.principal);
+  const source = await context.services.outbox.getSource(scopeOf(context.principal));
+  return source ? answerOf(new URL(source.databaseUrl), source) : null;
+}
+
+function answerOf(url: URL, source: OutboxSourceView): OutboxSourceAnswer {
+  return { host: url.hostname, database: decodeURIComponent(url.pathname.slice(1)), table: source.table, requestedMode: source.requestedMode, source };
+}
+
+function postgresUrl(text: string): URL {
+  try {
+    const url = new URL(text);
+    if (url.protocol === 'postgres:' || url.protocol === 'postgresql:') return url;
+  } catch {
+    // reported below
+  }
+  throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'databaseUrl must be a postgres:// URL', { details: { field: 'databaseUrl' } });
+}
+
+function requireAdmin(principal: Principal): void {
+  if (!isAdmin(principal)) throw new TributaryError(ErrorCode.FORBIDDEN, 'This operation needs the admin role');
+}

@@ -1,0 +1,57 @@
+import * as resolvers from '../../resolvers/outbox.ts';
+import type { OutboxSourceAnswer } from '../../resolvers/outbox.ts';
+import { builder } from '../builder.ts';
+
+const OutboxMode = builder.enumType('OutboxMode', {
+  description: 'How the outbox is read.',
+  values: {
+    AUTO: { value: 'AUTO', description: 'The best way the database allows (today: polling).' },
+    POLL: { value: 'POLL', description: 'Polled by the workers in batches, in order per entity.' },
+  } as const,
+});
+
+const OutboxStatus = builder.objectRef<OutboxSourceAnswer>('OutboxStatus').implement({
+  description: "An environment's outbox table (its password is never returned) and what the workers polling it last reported.",
+  fields: (t) => ({
+    host: t.exposeString('host'),
+    database: t.exposeString('database'),
+    table: t.exposeString('table'),
+    requestedMode: t.field({ type: OutboxMode, resolve: (answer) => answer.requestedMode }),
+    mode: t.field({ type: OutboxMode, nullable: true, description: 'The mode in effect; null until a worker polled the outbox.', resolve: (answer) => answer.source.report?.mode ?? null }),
+    pending: t.int({ nullable: true, description: 'Rows not routed yet.', resolve: (answer) => answer.source.report?.pending ?? null }),
+    oldestPendingSeconds: t.float({ nullable: true, description: 'Age of the oldest pending row, in s.', resolve: (answer) => answer.source.report?.oldestPendingSeconds ?? null }),
+    routedPerSecond: t.float({ nullable: true, description: 'Rows routed per second over the last report period.', resolve: (answer) => answer.source.report?.routedPerSecond ?? null }),
+    dead: t.int({ nullable: true, description: 'Rows set aside (dead_reason) because they can never be routed.', resolve: (answer) => answer.source.report?.dead ?? null }),
+    lastError: t.string({ nullable: true, resolve: (answer) => answer.source.report?.lastError ?? null }),
+    reportedAt: t.field({ type: 'DateTime', nullable: true, resolve: (answer) => answer.source.report?.reportedAt ?? null }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  outboxStatus: t.field({
+    type: OutboxStatus,
+    nullable: true,
+    description: "Admin: the caller's environment's outbox, or null.",
+    resolve: (_root, _args, context) => resolvers.outboxStatus(context),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  setOutboxSource: t.field({
+    type: OutboxStatus,
+    description:
+      "Admin: the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing.",
+    args: {
+      databaseUrl: t.arg.string({ required: true }),
+      table: t.arg.string({ description: '`name` or `schema.name`; default `event_outbox`.' }),
+      mode: t.arg({ type: OutboxMode, description: 'Default AUTO.' }),
+      createTable: t.arg.boolean(),
+    },
+    resolve: (_root, args, context) => resolvers.setOutboxSource(context, args),
+  }),
+  removeOutboxSource: t.field({
+    type: 'Boolean',
+    description: "Admin: stops reading the environment's outbox (the table is left as it is); false when there was none.",
+    resolve: (_root, _args, context) => resolvers.removeOutboxSource(context),
+  }),
+}));
