@@ -68,6 +68,7 @@ export interface Config {
   readonly events: EventsConfig;
   readonly sync: SyncConfig;
   readonly cdc: CdcConfig;
+  readonly outbox: OutboxConfig;
   readonly logLevel: LogLevel;
   readonly limits: Limits;
   readonly cors: CorsConfig;
@@ -111,6 +112,14 @@ export interface CdcConfig {
   readonly election: { readonly ttlMs: number; readonly heartbeatMs: number; readonly pollMs: number };
   /** How long raw changes stay in `cdc_events`, in ms. @default 1 day */
   readonly rawRetentionMs: number;
+}
+
+/** The outbox pollers (workers role). */
+export interface OutboxConfig {
+  /** Wait between polls when the last one found less than a full batch, in ms. @default 1000 */
+  readonly pollIntervalMs: number;
+  /** Processed rows are deleted this long after they were routed, in ms. @default 7 days */
+  readonly retentionMs: number;
 }
 
 /** A configuration problem, reported as one line. */
@@ -189,6 +198,8 @@ const environmentSchema = z.object({
   CDC_RELOAD_INTERVAL_MS: integer(100, 600_000, 1000),
   CDC_LEADER_TTL_MS: integer(500, 120_000, 4000),
   CDC_EVENTS_RETENTION_SECONDS: integer(60, 90 * 24 * 3600, 24 * 3600),
+  OUTBOX_POLL_INTERVAL_MS: integer(10, 600_000, 1000),
+  OUTBOX_RETENTION_SECONDS: integer(1, 90 * 24 * 3600, 7 * 24 * 3600),
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
   }),
@@ -302,6 +313,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       },
       rawRetentionMs: env.CDC_EVENTS_RETENTION_SECONDS * 1000,
     },
+    outbox: { pollIntervalMs: env.OUTBOX_POLL_INTERVAL_MS, retentionMs: env.OUTBOX_RETENTION_SECONDS * 1000 },
     logLevel: env.LOG_LEVEL,
     limits: {
       wsMaxPayloadBytes: env.WS_MAX_PAYLOAD_BYTES,

@@ -57,7 +57,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
       listening = server;
     }
     if (config.role !== 'server') {
-      const workers = startWorkers(context, { pipeline });
+      const workers = await startWorkers(context, { pipeline });
       cleanup.push('workers', () => workers.dispose());
     }
 

@@ -33,6 +33,13 @@ export interface Metrics {
   /** CDC readers this instance leads: WAL after the confirmed position, and WAL the slot retains. */
   readonly cdcLagBytes: Gauge<'source'>;
   readonly cdcRetainedWalBytes: Gauge<'source'>;
+  /** Outbox rows routed by this process's pollers, by outbox (`app/env`). */
+  readonly outboxRouted: Counter<'outbox'>;
+  /** Outbox rows set aside because they can never be routed, by outbox and reason. */
+  readonly outboxDead: Counter<'outbox' | 'reason'>;
+  /** Outboxes this process polls: rows not routed yet, and the age of the oldest, in s. */
+  readonly outboxPending: Gauge<'outbox'>;
+  readonly outboxOldestPendingSeconds: Gauge<'outbox'>;
 }
 
 /** A CDC reader as the metrics report it (`source` is the hash of its URL, never the URL). */
@@ -47,6 +54,14 @@ export interface LiveSampler {
   readonly connections?: () => number;
   readonly subscriptions?: () => number;
   readonly cdcReaders?: () => readonly CdcReaderSample[];
+  readonly outboxes?: () => readonly OutboxSample[];
+}
+
+/** An outbox as its poller last measured it (`outbox` is `app/env`). */
+export interface OutboxSample {
+  readonly outbox: string;
+  readonly pending: number;
+  readonly oldestPendingSeconds: number | null;
 }
 
 export interface MetricsOptions {
@@ -64,6 +79,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     return sum;
   };
   const cdcReaders = (): CdcReaderSample[] => [...samplers].flatMap((sampler) => sampler.cdcReaders?.() ?? []);
+  const outboxes = (): OutboxSample[] => [...samplers].flatMap((sampler) => sampler.outboxes?.() ?? []);
   return {
     registry,
     sample(sampler) {
@@ -139,6 +155,38 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         for (const reader of cdcReaders()) {
           if (reader.retainedWalBytes !== null) this.set({ source: reader.source }, reader.retainedWalBytes);
         }
+      },
+    }),
+    outboxRouted: new Counter({
+      name: 'tributary_outbox_routed_total',
+      help: 'Outbox rows routed by this process',
+      labelNames: ['outbox'],
+      registers: [registry],
+    }),
+    outboxDead: new Counter({
+      name: 'tributary_outbox_dead_total',
+      help: 'Outbox rows set aside because they can never be routed (dead_reason in the table)',
+      labelNames: ['outbox', 'reason'],
+      registers: [registry],
+    }),
+    outboxPending: new Gauge({
+      name: 'tributary_outbox_pending',
+      help: 'Outbox rows not routed yet (outboxes this process polls; measured every few seconds)',
+      labelNames: ['outbox'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const outbox of outboxes()) this.set({ outbox: outbox.outbox }, outbox.pending);
+      },
+    }),
+    outboxOldestPendingSeconds: new Gauge({
+      name: 'tributary_outbox_oldest_pending_seconds',
+      help: 'Age of the oldest outbox row not routed yet, in s (outboxes this process polls)',
+      labelNames: ['outbox'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const outbox of outboxes()) if (outbox.oldestPendingSeconds !== null) this.set({ outbox: outbox.outbox }, outbox.oldestPendingSeconds);
       },
     }),
   };

@@ -1,8 +1,10 @@
 /**
- * The workers role: background work that needs no socket — the outbox pollers and webhook delivery
- * join here. It runs in its own processes (`npm run workers`, any number of them) next to servers,
- * or inside the one process of `npm start` (role `all`).
+ * The workers role: background work that needs no socket — the outbox pollers now, webhook
+ * delivery next. It runs in its own processes (`npm run workers`, any number of them) next to
+ * servers, or inside the one process of `npm start` (role `all`).
  */
+import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
+import { createOutboxPollers } from '../workers/outbox-pollers.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
@@ -11,8 +13,20 @@ export interface Workers extends Disposable {
   readonly running: readonly string[];
 }
 
-export function startWorkers({ logger }: StartContext, _parts: { readonly pipeline: Pipeline }): Workers {
-  const running: string[] = [];
+export async function startWorkers({ config, clients, metrics, logger }: StartContext, { pipeline }: { readonly pipeline: Pipeline }): Promise<Workers> {
+  const outbox = createOutboxPollers({
+    db: clients.db,
+    connect: (url) => createOutboxPool(url, logger),
+    router: pipeline.router,
+    logger,
+    metrics,
+    pollIntervalMs: config.outbox.pollIntervalMs,
+    retentionMs: config.outbox.retentionMs,
+    maxPayloadBytes: config.events.maxPayloadBytes,
+  });
+  // A source that cannot be reached is reported in its status; it never stops the process.
+  await outbox.refresh().catch((error: unknown) => logger.error({ err: error }, 'outbox sources could not be loaded'));
+  const running = ['outbox'];
   logger.info({ workers: running }, 'workers ready');
-  return { running, dispose: () => Promise.resolve() };
+  return { running, dispose: () => outbox.close() };
 }

@@ -55,6 +55,8 @@ describe('configuration', () => {
       CDC_RELOAD_INTERVAL_MS: '500',
       CDC_LEADER_TTL_MS: '2000',
       CDC_EVENTS_RETENTION_SECONDS: '3600',
+      OUTBOX_POLL_INTERVAL_MS: '250',
+      OUTBOX_RETENTION_SECONDS: '86400',
       JWT_SECRET: SECRET,
       JWT_JWKS_URL: 'https://issuer.example/.well-known/jwks.json',
       JWT_ISSUER: 'https://issuer.example/',
@@ -86,6 +88,7 @@ describe('configuration', () => {
         election: { ttlMs: 2000, heartbeatMs: 500, pollMs: 500 },
         rawRetentionMs: 3_600_000,
       },
+      outbox: { pollIntervalMs: 250, retentionMs: 86_400_000 },
       auth: {
         mode: 'jwt',
         secret: SECRET,
@@ -127,6 +130,7 @@ describe('configuration', () => {
     [{ CDC_SLOT_NAME: 'my_slot' }, 'CDC_SLOT_NAME is no longer supported: slots are named per source database now'],
     [{ CDC_PUBLICATION_NAME: 'my_pub' }, 'CDC_PUBLICATION_NAME is no longer supported: publications are named per source database now'],
     [{ WS_MAX_SUBSCRIPTIONS: '0' }, 'WS_MAX_SUBSCRIPTIONS must be an integer from 1 to 10000'],
+    [{ OUTBOX_POLL_INTERVAL_MS: '5' }, 'OUTBOX_POLL_INTERVAL_MS must be an integer from 10 to 600000'],
     [{ JWT_ISSUER: 'https://issuer.example/' }, 'JWT_ISSUER and JWT_AUDIENCE need JWT_SECRET or JWT_JWKS_URL'],
   ])('refuses %o with one line naming the variable', (env, expected) => {
     const message = configError(env);

@@ -1,0 +1,142 @@
+/**
+ * The outbox pollers of a worker process: one poller per environment's outbox (`outbox_sources`),
+ * started, replaced or stopped as the sources change, each on a small pool of its own on the
+ * application's database. Any number of worker processes run this side by side: the pollers'
+ * partition locks keep each entity's rows in order and routed once. Every few seconds each poller's
+ * figures are written back for `outboxStatus` (read on any instance) and kept for `/metrics`.
+ */
+import type pg from 'pg';
+import type { Database } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics, OutboxSample } from '../metrics.ts';
+import { createOutboxPoller, type OutboxPoller } from '../pipeline/outbox/outbox-poller.ts';
+import { listOutboxSources, saveOutboxReport, type OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
+import type { EventRouter } from '../pipeline/router/event-router.ts';
+
+export interface OutboxPollersOptions {
+  /** The platform database (where the sources are kept). */
+  readonly db: Database;
+  /** Opens the pool of an application's database; the pollers end it when they stop. */
+  readonly connect: (databaseUrl: string) => pg.Pool;
+  readonly router: EventRouter;
+  readonly logger: Logger;
+  readonly metrics: Pick<Metrics, 'outboxRouted' | 'outboxDead' | 'sample'>;
+  /** Wait between polls that found less than a full batch, in ms. */
+  readonly pollIntervalMs: number;
+  /** Processed rows are deleted after this, in ms. */
+  readonly retentionMs: number;
+  /** How often sources are reloaded and figures reported, in ms. @default 5000 */
+  readonly reportIntervalMs?: number;
+  /** Largest payload routed, in bytes of JSON. */
+  readonly maxPayloadBytes: number;
+}
+
+export interface OutboxPollers {
+  /** Loads the sources and reports once (also what the timer runs). */
+  refresh(): Promise<void>;
+  /** Stops every poller (the batch in flight is committed or left unmarked) and ends their pools. Idempotent. */
+  close(): Promise<void>;
+}
+
+interface Running {
+  readonly source: OutboxSourceView;
+  readonly pool: pg.Pool;
+  readonly poller: OutboxPoller;
+  /** Rows routed since the last report. */
+  readonly counts: { routed: number };
+  sample: OutboxSample;
+}
+
+export function createOutboxPollers(options: OutboxPollersOptions): OutboxPollers {
+  const logger = options.logger.child({ component: 'outbox' });
+  const running = new Map<string, Running>();
+  const stopSampling = options.metrics.sample({ outboxes: () => [...running.values()].map((entry) => entry.sample) });
+  let lastReport = Date.now();
+
+  const start = (source: OutboxSourceView): Running => {
+    const name = `${source.app}/${source.env}`;
+    const pool = options.connect(source.databaseUrl);
+    const counts = { routed: 0 };
+    const poller = createOutboxPoller({
+      pool,
+      table: source.table,
+      outboxId: source.outboxId,
+      scope: { app: source.app, env: source.env },
+      router: options.router,
+      logger: logger.child({ outbox: name }),
+      intervalMs: options.pollIntervalMs,
+      retentionMs: options.retentionMs,
+      maxPayloadBytes: options.maxPayloadBytes,
+      metrics: {
+        routed(count) {
+          counts.routed += count;
+          options.metrics.outboxRouted.inc({ outbox: name }, count);
+        },
+        dead(reason) {
+          options.metrics.outboxDead.inc({ outbox: name, reason });
+        },
+      },
+    });
+    poller.start();
+    logger.info({ outbox: name, table: source.table }, 'outbox poller started');
+    return { source, pool, poller, counts, sample: { outbox: name, pending: 0, oldestPendingSeconds: null } };
+  };
+
+  const stop = async (entry: Running): Promise<void> => {
+    await entry.poller.stop();
+    await entry.pool.end().catch(() => undefined);
+  };
+
+  const report = async (entry: Running, seconds: number): Promise<void> => {
+    const routedPerSecond = seconds > 0 ? entry.counts.routed / seconds : 0;
+    entry.counts.routed = 0;
+    let figures;
+    try {
+      figures = await entry.poller.status();
+    } catch (error) {
+      const lastError = error instanceof Error ? error.message : String(error);
+      await saveOutboxReport(options.db, entry.source, { mode: 'POLL', pending: 0, oldestPendingSeconds: null, dead: 0, routedPerSecond, lastError });
+      return;
+    }
+    entry.sample = { outbox: entry.sample.outbox, pending: figures.pending, oldestPendingSeconds: figures.oldestPendingSeconds };
+    await saveOutboxReport(options.db, entry.source, { mode: 'POLL', ...figures, routedPerSecond });
+  };
+
+  const refresh = async (): Promise<void> => {
+    const sources = await listOutboxSources(options.db);
+    const wanted = new Map(sources.map((source) => [`${source.app}/${source.env}`, source]));
+    for (const [key, entry] of running) {
+      const source = wanted.get(key);
+      if (source?.outboxId === entry.source.outboxId) continue;
+      running.delete(key);
+      await stop(entry);
+    }
+    for (const [key, source] of wanted) if (!running.has(key)) running.set(key, start(source));
+    const now = Date.now();
+    const seconds = (now - lastReport) / 1000;
+    lastReport = now;
+    await Promise.all([...running.values()].map((entry) => report(entry, seconds)));
+  };
+
+  let closed: Promise<void> | undefined;
+  let refreshing: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    refreshing = refresh().catch((error: unknown) => logger.error({ err: error }, 'outbox sources could not be refreshed'));
+  }, options.reportIntervalMs ?? 5000);
+  timer.unref();
+
+  return {
+    refresh,
+    close() {
+      closed ??= (async () => {
+        clearInterval(timer);
+        stopSampling();
+        await refreshing;
+        const entries = [...running.values()];
+        running.clear();
+        await Promise.all(entries.map(stop));
+      })();
+      return closed;
+    },
+  };
+}

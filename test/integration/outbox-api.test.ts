@@ -1,0 +1,89 @@
+import pg from 'pg';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
+import { gql } from '../helpers/cdc.ts';
+import { createTestDatabase } from '../helpers/services.ts';
+import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
+import { startTestServer } from '../helpers/tributary.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts';
+
+/*
+ * The outbox end to end, as an application uses it: the admin points the environment at its
+ * database (creating the table), a service INSERTs events in its own transactions, subscribers of
+ * the topic receive them, and outboxStatus shows what the workers report.
+ */
+
+const STATUS = '{ outboxStatus { table requestedMode mode pending dead lastError reportedAt } }';
+
+async function nextEvent(client: RawSocket): Promise<Record<string, unknown>> {
+  const message = await client.nextMessage();
+  const event = (message.payload as { data?: { events?: Record<string, unknown> } } | undefined)?.data?.events;
+  if (!event) throw new Error(`expected an event, got ${JSON.stringify(message)}`);
+  return event;
+}
+
+describe('the outbox API', () => {
+  it('creates the table, routes committed rows to the tenant subscriber, sets a poison row aside and reports it', async () => {
+    const appDb = await createTestDatabase();
+    const app = new pg.Pool({ connectionString: appDb.url, max: 2 });
+    onTestFinished(() => app.end());
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50' });
+    const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+
+    const set = await gql(server, admin, 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true) { host table requestedMode } }', { url: appDb.url });
+    expect(set.errors).toBeUndefined();
+    expect(set.data?.['setOutboxSource']).toMatchObject({ table: 'event_outbox', requestedMode: 'AUTO' });
+
+    const client = await openAcknowledgedSocket(server.wsUrl, await signHs256({ tenant: 'a', permissions: ['orders.read'] }));
+    client.send({ id: 'e', type: 'subscribe', payload: { query: 'subscription { events(topic: "orders.created") { id type payload metadata { table operation } } }' } });
+    await waitFor(() => server.stats().subscribers === 1, { message: 'subscription dispatched' });
+
+    // A rolled-back transaction leaves nothing; a committed one is routed, in the row's tenant only.
+    const rolledBack = await app.connect();
+    await rolledBack.query('BEGIN');
+    await enqueueOutboxEvent(rolledBack, { topic: 'orders.created', type: 'order.created', payload: { n: 0 }, tenant: 'a', entity: 'order:0' });
+    await rolledBack.query('ROLLBACK');
+    rolledBack.release();
+    await enqueueOutboxEvent(app, { topic: 'orders.created', type: 'order.created', payload: { n: 1 }, tenant: 'b', entity: 'order:1' });
+    await app.query(`INSERT INTO event_outbox (topic, event_type, payload, tenant, entity) VALUES ('orders.created', 'order.created', '[1, 2]', 'a', 'order:2')`);
+    await enqueueOutboxEvent(app, { topic: 'orders.created', type: 'order.created', payload: { n: 2 }, tenant: 'a', entity: 'order:2', table: 'orders', operation: 'insert' });
+
+    // Tenant b's row and the poison row never reach tenant a; the row after the poison one does.
+    expect(await nextEvent(client)).toMatchObject({ type: 'order.created', payload: { n: 2 }, metadata: { table: 'orders', operation: 'insert' } });
+
+    await waitFor(
+      async () => {
+        const status = (await gql(server, admin, STATUS)).data?.['outboxStatus'] as Record<string, unknown> | null;
+        return status?.['reportedAt'] != null && status['pending'] === 0 && status['dead'] === 1 ? status : undefined;
+      },
+      { timeoutMs: 20_000, message: 'the workers report the outbox drained with one dead row' },
+    );
+    const status = (await gql(server, admin, STATUS)).data?.['outboxStatus'];
+    expect(status).toMatchObject({ table: 'event_outbox', mode: 'POLL', pending: 0, dead: 1, lastError: null });
+    const { rows } = await app.query<{ dead_reason: string | null }>('SELECT dead_reason FROM event_outbox WHERE dead_reason IS NOT NULL');
+    expect(rows).toEqual([{ dead_reason: expect.stringContaining('JSON object') as unknown }]);
+
+    // Nothing else arrived for tenant a: a marker of tenant a is the next event.
+    await enqueueOutboxEvent(app, { topic: 'orders.created', type: 'marker', payload: { n: 3 }, tenant: 'a' });
+    expect(await nextEvent(client)).toMatchObject({ type: 'marker' });
+
+    expect((await gql(server, admin, 'mutation { removeOutboxSource }')).data).toEqual({ removeOutboxSource: true });
+    expect((await gql(server, admin, STATUS)).data).toEqual({ outboxStatus: null });
+  });
+
+  it('refuses a missing table without createTable, a bad table name and a non-admin caller, with stable codes', async () => {
+    const appDb = await createTestDatabase();
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
+    const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+    const setSource = (token: string, table: string) =>
+      gql(server, token, 'mutation($url: String!, $t: String) { setOutboxSource(databaseUrl: $url, table: $t) { table } }', { url: appDb.url, t: table });
+
+    const missing = await setSource(admin, 'event_outbox');
+    expect(missing.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'table' } });
+    expect(missing.errors?.[0]?.message).toContain('createTable');
+    expect((await setSource(admin, 'Robert"; DROP TABLE x')).errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'table' } });
+    expect((await setSource(await signHs256({}), 'event_outbox')).errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
+    expect((await gql(server, admin, STATUS)).data).toEqual({ outboxStatus: null });
+  });
+});
