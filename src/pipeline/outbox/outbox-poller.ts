@@ -189,6 +189,10 @@ class PartitionedOutboxPoller implements OutboxPoller {
 
   async #pollPartition(partition: number): Promise<number> {
     const client = await this.#options.pool.connect();
+    // A connection that dies while checked out (terminated, server restarted) emits 'error'; without
+    // a listener that would crash the process. The statement in progress rejects instead.
+    const ignore = () => {};
+    client.on('error', ignore);
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');
@@ -205,6 +209,7 @@ class PartitionedOutboxPoller implements OutboxPoller {
       broken = error instanceof Error ? error : new Error(String(error));
       throw error;
     } finally {
+      client.off('error', ignore);
       // A failed connection (terminated, server restarted) is destroyed rather than reused.
       client.release(broken);
     }

@@ -79,7 +79,7 @@ export interface OutboxRow {
 
 /** The partition a row belongs to: one entity is always in one partition (rows without one spread by id). */
 // The cast comes before abs(): abs() of int4's minimum overflows.
-const partitionOf = `mod(abs(hashtext(coalesce(entity, id::text))::bigint), $2::int)`;
+const partitionOf = `mod(abs(hashtext(coalesce(o.entity, o.id::text))::bigint), $2::int)`;
 
 /**
  * Takes the partition's transaction-scoped advisory lock without waiting: false when another
@@ -104,11 +104,12 @@ export async function claimBatch(
   limit: number,
 ): Promise<OutboxRow[]> {
   const result = await db.query<OutboxRow>(
-    `SELECT id::text AS id, topic, event_type, payload, octet_length(payload::text) AS payload_bytes,
-            tenant, entity, table_name, operation
-       FROM ${table.sql}
-      WHERE processed_at IS NULL AND ${partitionOf} = $1::int
-      ORDER BY id
+    // ORDER BY the column, qualified: a bare `id` would name the output `id::text` and sort as text ('10' < '9').
+    `SELECT o.id::text AS id, o.topic, o.event_type, o.payload, octet_length(o.payload::text) AS payload_bytes,
+            o.tenant, o.entity, o.table_name, o.operation
+       FROM ${table.sql} AS o
+      WHERE o.processed_at IS NULL AND ${partitionOf} = $1::int
+      ORDER BY o.id
       LIMIT $3::int
       FOR UPDATE`,
     [partition.index, partition.count, limit],

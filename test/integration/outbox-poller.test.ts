@@ -1,0 +1,274 @@
+/**
+ * The outbox poller against a real Postgres, with the real router and in-memory log: the
+ * same-transaction guarantee, several pollers on one outbox (nothing lost or doubled, per-entity
+ * order held), poison rows, a crash between routing and marking, tenants, retention and status.
+ */
+import pg from 'pg';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { enqueueOutboxEvent, type OutboxEventInput } from '../../src/client/outbox.ts';
+import { ErrorCode } from '../../src/errors.ts';
+import { createLogger } from '../../src/logger.ts';
+import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
+import { stableEventId } from '../../src/pipeline/events/event-id.ts';
+import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
+import { createOutboxPoller, type OutboxPoller, type OutboxPollerOptions } from '../../src/pipeline/outbox/outbox-poller.ts';
+import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
+import { createEventRouter, type EventRouter } from '../../src/pipeline/router/event-router.ts';
+import { streamOf } from '../../src/pipeline/stream.ts';
+import { createTestDatabase } from '../helpers/services.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+
+const logger = createLogger({ level: 'silent' });
+const scope = { app: 'shop', env: 'prod' };
+const OUTBOX_ID = 'outbox-test';
+const eventIdOf = (rowId: string) => stableEventId('outbox', OUTBOX_ID, rowId);
+
+function openPool(url: string, applicationName = 'outbox-test', max = 4): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max, application_name: applicationName });
+  pool.on('error', () => {}); // a test terminates backends under it
+  onTestFinished(() => pool.end());
+  return pool;
+}
+
+async function setUp() {
+  const db = await createTestDatabase();
+  const admin = openPool(db.url, 'outbox-admin');
+  await admin.query(outboxTableDdl(outboxTable('event_outbox')));
+  await admin.query('CREATE TABLE orders (id int PRIMARY KEY, total int NOT NULL)');
+  const appended: RealtimeEvent[] = [];
+  const log = createMemoryLog({
+    retention: { maxEvents: 100_000, maxAgeMs: 3_600_000 },
+    publish: (_stream, event) => appended.push(event),
+  });
+  onTestFinished(() => log.close());
+  const router = createEventRouter({ log, logger });
+  const counted = { routed: 0, dead: [] as string[] };
+  const poller = (pool: pg.Pool, options: Partial<OutboxPollerOptions> = {}): OutboxPoller => {
+    const created = createOutboxPoller({
+      pool,
+      outboxId: OUTBOX_ID,
+      scope,
+      router,
+      logger,
+      metrics: { routed: (count) => (counted.routed += count), dead: (reason) => counted.dead.push(reason) },
+      ...options,
+    });
+    onTestFinished(() => created.stop());
+    return created;
+  };
+  const enqueue = (event: Partial<OutboxEventInput> = {}) =>
+    enqueueOutboxEvent(admin, { topic: 'orders', type: 'order.created', payload: {}, ...event });
+  return { db, admin, log, router, appended, counted, poller, enqueue };
+}
+
+describe('the outbox poller', () => {
+  it('routes a committed write once and nothing from a rolled-back one', async () => {
+    const { admin, appended, poller } = await setUp();
+    const client = await admin.connect();
+    let committed: string;
+    try {
+      await client.query('BEGIN');
+      await client.query('INSERT INTO orders VALUES (1, 10)');
+      committed = await enqueueOutboxEvent(client, {
+        topic: 'orders',
+        type: 'order.created',
+        payload: { id: 1, total: 10 },
+        entity: 'order:1',
+        table: 'orders',
+        operation: 'insert',
+      });
+      await client.query('COMMIT');
+      await client.query('BEGIN');
+      await client.query('INSERT INTO orders VALUES (2, 20)');
+      await enqueueOutboxEvent(client, { topic: 'orders', type: 'order.created', payload: { id: 2 }, entity: 'order:2' });
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    const outbox = poller(admin);
+    expect(await outbox.pollOnce()).toBe(1);
+    expect(await outbox.pollOnce()).toBe(0);
+    expect(appended).toHaveLength(1);
+    expect(appended[0]).toMatchObject({
+      id: eventIdOf(committed),
+      topic: 'orders',
+      source: 'database',
+      type: 'order.created',
+      payload: { id: 1, total: 10 },
+      metadata: { table: 'orders', operation: 'insert', entity: 'order:1', scope: { ...scope, tenant: undefined } },
+    });
+    expect((await admin.query('SELECT id FROM orders')).rows).toEqual([{ id: 1 }]);
+    expect(await outbox.status()).toMatchObject({ pending: 0, dead: 0, lastError: null });
+  });
+
+  it('3 pollers on one outbox route 5,000 events of 200 entities exactly once, each entity in insert order', { timeout: 120_000 }, async () => {
+    const { db, appended, counted, poller } = await setUp();
+    const pollers = [0, 1, 2].map((index) => poller(openPool(db.url, `outbox-poller-${index}`, 2), { intervalMs: 20 }));
+    for (const each of pollers) each.start();
+
+    // Each writer owns its entities and commits one transaction at a time, as an application
+    // that locks its business row does: one entity's rows commit in id order.
+    const WRITERS = 5;
+    const ENTITIES = 200;
+    const TOTAL = 5_000;
+    const rowIdsOf = new Map<string, string[]>();
+    await Promise.all(
+      Array.from({ length: WRITERS }, async (_, writer) => {
+        const pool = openPool(db.url, `outbox-writer-${writer}`, 1);
+        const client = await pool.connect();
+        try {
+          for (let tx = 0; tx < TOTAL / WRITERS / 10; tx += 1) {
+            await client.query('BEGIN');
+            for (let row = 0; row < 10; row += 1) {
+              const entity = `e${writer + WRITERS * ((tx * 10 + row) % (ENTITIES / WRITERS))}`;
+              const id = await enqueueOutboxEvent(client, { topic: 'orders', type: 'order.updated', payload: { tx, row }, entity });
+              rowIdsOf.set(entity, [...(rowIdsOf.get(entity) ?? []), id]);
+            }
+            await client.query('COMMIT');
+          }
+        } finally {
+          client.release();
+        }
+      }),
+    );
+
+    await waitFor(() => appended.length >= TOTAL, { timeoutMs: 60_000, message: `routed ${appended.length} of ${TOTAL}` });
+    await Promise.all(pollers.map((each) => each.stop()));
+    // Nothing left behind, nothing routed a second time.
+    expect(await Promise.all(pollers.map((each) => each.pollOnce()))).toEqual([0, 0, 0]);
+    expect(appended).toHaveLength(TOTAL);
+    expect(new Set(appended.map((event) => event.id)).size).toBe(TOTAL);
+    expect(counted.routed).toBe(TOTAL);
+    expect(rowIdsOf.size).toBe(ENTITIES);
+    for (const [entity, rowIds] of rowIdsOf) {
+      const ordered = [...rowIds].sort((a, b) => Number(a) - Number(b));
+      const routed = appended.filter((event) => event.metadata.entity === entity).map((event) => event.id);
+      expect(routed, entity).toEqual(ordered.map(eventIdOf));
+    }
+  });
+
+  it('sets poison rows aside with their reason and routes the same entity’s later rows', async () => {
+    const { admin, appended, counted, poller, enqueue } = await setUp();
+    // The table's own check would refuse the bad operation; an operator's table may not have it.
+    await admin.query('ALTER TABLE event_outbox DROP CONSTRAINT event_outbox_operation_check');
+    const raw = async (topic: string, type: string, payload: string, tenant: string | null, operation: string | null = null) => {
+      const result = await admin.query<{ id: string }>(
+        `INSERT INTO event_outbox (topic, event_type, payload, tenant, entity, operation)
+         VALUES ($1, $2, $3::jsonb, $4, 'order:1', $5) RETURNING id::text AS id`,
+        [topic, type, payload, tenant, operation],
+      );
+      return result.rows[0]!.id;
+    };
+    const first = await enqueue({ payload: { n: 1 }, tenant: 'a', entity: 'order:1' });
+    const poison = {
+      [await raw('orders', 'order.updated', '[1, 2]', 'a')]: 'payload is not a JSON object',
+      [await raw('bad topic', 'order.updated', '{}', 'a')]: 'invalid topic name',
+      [await raw('orders', '', '{}', 'a')]: 'invalid event_type',
+      [await raw('orders', 'x'.repeat(201), '{}', 'a')]: 'invalid event_type',
+      [await raw('orders', 'order.updated', '{}', null)]: 'tenant missing',
+      [await raw('orders', 'order.updated', JSON.stringify({ big: 'x'.repeat(200) }), 'a')]: 'payload over 100 bytes',
+      [await raw('orders', 'order.updated', '{}', 'a', 'upsert')]: 'invalid operation',
+    };
+    const last = await enqueue({ payload: { n: 2 }, tenant: 'a', entity: 'order:1' });
+
+    const outbox = poller(admin, { requireTenant: true, maxPayloadBytes: 100 });
+    expect(await outbox.pollOnce()).toBe(9);
+    expect(appended.map((event) => event.id)).toEqual([eventIdOf(first), eventIdOf(last)]);
+    const dead = await admin.query<{ id: string; dead_reason: string }>(
+      'SELECT id::text AS id, dead_reason FROM event_outbox WHERE dead_reason IS NOT NULL ORDER BY id',
+    );
+    expect(Object.fromEntries(dead.rows.map((row) => [row.id, row.dead_reason]))).toEqual(poison);
+    expect(await outbox.status()).toMatchObject({ pending: 0, oldestPendingSeconds: null, dead: 7 });
+    expect(counted.dead.sort()).toEqual(Object.values(poison).sort());
+  });
+
+  it('routes the rows again with the same ids after a crash between routing and marking', async () => {
+    const { db, admin, router, appended, poller, enqueue } = await setUp();
+    const rowIds = [await enqueue({ entity: 'order:1' }), await enqueue({ entity: 'order:1' }), await enqueue({ entity: 'order:2' })];
+    // The poller's connection dies after the router placed the events, before the rows are marked.
+    let crashes = 1;
+    const crashing: EventRouter = {
+      route: (input) => router.route(input),
+      async routeMany(inputs) {
+        const placed = await router.routeMany(inputs);
+        if (crashes > 0) {
+          crashes -= 1;
+          await admin.query(
+            `SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
+              WHERE application_name = 'outbox-crash' AND datname = current_database()`,
+          );
+        }
+        return placed;
+      },
+    };
+    const outbox = poller(openPool(db.url, 'outbox-crash', 1), { router: crashing, partitions: 1 });
+    await expect(outbox.pollOnce()).rejects.toThrow();
+    expect(appended.map((event) => event.id)).toEqual(rowIds.map(eventIdOf));
+    expect(await outbox.status()).toMatchObject({ pending: 3 });
+
+    expect(await outbox.pollOnce()).toBe(3);
+    expect(appended.map((event) => event.id)).toEqual([...rowIds, ...rowIds].map(eventIdOf));
+    expect(await outbox.status()).toMatchObject({ pending: 0, dead: 0 });
+  });
+
+  it('keeps tenants apart: each row lands in its own tenant’s stream, no tenant in the application-wide one', async () => {
+    const { admin, log, appended, poller, enqueue } = await setUp();
+    const streams = {
+      a: streamOf({ ...scope, tenant: 'a' }, 'orders'),
+      b: streamOf({ ...scope, tenant: 'b' }, 'orders'),
+      none: streamOf({ ...scope, tenant: undefined }, 'orders'),
+    };
+    const heads = { a: await log.head(streams.a), b: await log.head(streams.b), none: await log.head(streams.none) };
+    const ids = {
+      a: await enqueue({ tenant: 'a', payload: { secret: 'a' } }),
+      b: await enqueue({ tenant: 'b', payload: { secret: 'b' } }),
+      none: await enqueue({ payload: { everyone: true } }),
+    };
+    const outbox = poller(admin, { intervalMs: 20 });
+    outbox.start();
+    await waitFor(() => appended.length === 3);
+    for (const key of ['a', 'b', 'none'] as const) {
+      const read = await log.readAfter(streams[key], heads[key], 100);
+      expect(read.map((event) => event.id), key).toEqual([eventIdOf(ids[key])]);
+    }
+  });
+
+  it('deletes processed rows older than the retention, never pending ones', async () => {
+    const { admin, poller, enqueue } = await setUp();
+    const [old1, old2, recent] = [await enqueue(), await enqueue(), await enqueue()];
+    const outbox = poller(admin, { retentionMs: 3_600_000 });
+    expect(await outbox.pollOnce()).toBe(3);
+    const pending = await enqueue();
+    await admin.query(`UPDATE event_outbox SET processed_at = now() - interval '2 hours' WHERE id = ANY($1::bigint[])`, [[old1, old2]]);
+    await admin.query(`UPDATE event_outbox SET created_at = now() - interval '2 days' WHERE id = $1`, [pending]);
+    expect(await outbox.sweepRetention()).toBe(2);
+    const left = await admin.query<{ id: string }>('SELECT id::text AS id FROM event_outbox ORDER BY id');
+    expect(left.rows.map((row) => row.id)).toEqual([recent, pending]);
+  });
+
+  it('reports pending rows, the oldest pending age and dead rows', async () => {
+    const { admin, poller, enqueue } = await setUp();
+    const outbox = poller(admin);
+    expect(await outbox.status()).toEqual({ pending: 0, oldestPendingSeconds: null, dead: 0, lastError: null });
+    const old = await enqueue();
+    await enqueue({ topic: 'not a topic' });
+    await enqueue();
+    await admin.query(`UPDATE event_outbox SET created_at = now() - interval '1 hour' WHERE id = $1`, [old]);
+    const before = await outbox.status();
+    expect(before).toMatchObject({ pending: 3, dead: 0 });
+    expect(before.oldestPendingSeconds).toBeGreaterThanOrEqual(3_600);
+    expect(await outbox.pollOnce()).toBe(3);
+    expect(await outbox.status()).toEqual({ pending: 0, oldestPendingSeconds: null, dead: 1, lastError: null });
+  });
+
+  it('says UNAVAILABLE when the outbox’s database cannot be reached; its loop neither crashes nor holds up stop()', async () => {
+    const { db, poller } = await setUp();
+    const url = new URL(db.url);
+    url.pathname = '/no_such_database';
+    const outbox = poller(openPool(url.toString()), { intervalMs: 20 });
+    outbox.start();
+    await expect(outbox.status()).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+    await expect(outbox.pollOnce()).rejects.toThrow(/no_such_database/);
+    await outbox.stop();
+  });
+});
