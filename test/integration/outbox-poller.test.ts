@@ -261,6 +261,19 @@ describe('the outbox poller', () => {
     expect(await outbox.status()).toEqual({ pending: 0, oldestPendingSeconds: null, dead: 1, lastError: null });
   });
 
+  it('stops idempotently; rows written after stop() stay pending', async () => {
+    const { admin, appended, poller, enqueue } = await setUp();
+    const outbox = poller(admin, { intervalMs: 20 });
+    await enqueue({ entity: 'order:1' });
+    outbox.start();
+    await waitFor(() => appended.length === 1);
+    await Promise.all([outbox.stop(), outbox.stop()]);
+    await outbox.stop();
+    await enqueue({ entity: 'order:1' });
+    expect(await outbox.status()).toMatchObject({ pending: 1 });
+    expect(appended).toHaveLength(1);
+  });
+
   it('says UNAVAILABLE when the outbox’s database cannot be reached; its loop neither crashes nor holds up stop()', async () => {
     const { db, poller } = await setUp();
     const url = new URL(db.url);

@@ -9,6 +9,10 @@
  * which releases the lock. SKIP LOCKED alone would let two pollers hand one entity's rows to the
  * router in either order; a partition lock cannot. A crash between routing and COMMIT leaves the
  * rows pending, so they are routed again with the same ids (derived from the outbox and row id).
+ *
+ * "Insert order" is id order, which is commit order for one entity as long as the application
+ * writes an entity in one transaction at a time (as it does when it locks the business row). Two
+ * transactions writing one entity at once have no order to keep: the later id may commit first.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
