@@ -15,7 +15,7 @@ import { createOutboxPoller, type OutboxPoller, type OutboxPollerOptions } from 
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { createEventRouter, type EventRouter } from '../../src/pipeline/router/event-router.ts';
 import { streamOf } from '../../src/pipeline/stream.ts';
-import { createTestDatabase } from '../helpers/services.ts';
+import { createTestDatabase, startPrivatePostgres } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -30,8 +30,9 @@ function openPool(url: string, applicationName = 'outbox-test', max = 4): pg.Poo
   return pool;
 }
 
-async function setUp() {
-  const db = await createTestDatabase();
+/** An outbox table in a fresh test database, or in the database at `url` (a private cluster). */
+async function setUp(url?: string) {
+  const db = url === undefined ? await createTestDatabase() : { url };
   const admin = openPool(db.url, 'outbox-admin');
   await admin.query(outboxTableDdl(outboxTable('event_outbox')));
   await admin.query('CREATE TABLE orders (id int PRIMARY KEY, total int NOT NULL)');
@@ -259,6 +260,37 @@ describe('the outbox poller', () => {
     expect(before.oldestPendingSeconds).toBeGreaterThanOrEqual(3_600);
     expect(await outbox.pollOnce()).toBe(3);
     expect(await outbox.status()).toEqual({ pending: 0, oldestPendingSeconds: null, dead: 1, lastError: null });
+  });
+
+  it('stops idempotently; rows written after stop() stay pending', async () => {
+    const { admin, appended, poller, enqueue } = await setUp();
+    const outbox = poller(admin, { intervalMs: 20 });
+    await enqueue({ entity: 'order:1' });
+    outbox.start();
+    await waitFor(() => appended.length === 1);
+    await Promise.all([outbox.stop(), outbox.stop()]);
+    await outbox.stop();
+    await enqueue({ entity: 'order:1' });
+    expect(await outbox.status()).toMatchObject({ pending: 1 });
+    expect(appended).toHaveLength(1);
+  });
+
+  it('reconnects after Postgres restarts and loses nothing', { timeout: 90_000 }, async () => {
+    const postgres = await startPrivatePostgres();
+    const { appended, poller, enqueue } = await setUp(postgres.url);
+    const outbox = poller(openPool(postgres.url, 'outbox-restart', 2), { intervalMs: 20 });
+    outbox.start();
+    const before = await enqueue({ entity: 'order:1' });
+    await waitFor(() => appended.length === 1);
+
+    await postgres.stop();
+    await expect(outbox.status()).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+    await postgres.start();
+
+    const after = await enqueue({ entity: 'order:1' });
+    await waitFor(() => appended.length === 2, { timeoutMs: 30_000, message: 'the row written after the restart was not routed' });
+    expect(appended.map((event) => event.id)).toEqual([before, after].map(eventIdOf));
+    await waitFor(async () => (await outbox.status()).lastError === null);
   });
 
   it('says UNAVAILABLE when the outbox’s database cannot be reached; its loop neither crashes nor holds up stop()', async () => {

@@ -9,6 +9,10 @@
  * which releases the lock. SKIP LOCKED alone would let two pollers hand one entity's rows to the
  * router in either order; a partition lock cannot. A crash between routing and COMMIT leaves the
  * rows pending, so they are routed again with the same ids (derived from the outbox and row id).
+ *
+ * "Insert order" is id order, which is commit order for one entity as long as the application
+ * writes an entity in one transaction at a time (as it does when it locks the business row). Two
+ * transactions writing one entity at once have no order to keep: the later id may commit first.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -222,9 +226,9 @@ class PartitionedOutboxPoller implements OutboxPoller {
     const routable: { row: OutboxRow; event: RawEventInput }[] = [];
     const dead: { row: OutboxRow; reason: string }[] = [];
     for (const row of rows) {
-      const reason = this.#poisonReason(row);
-      if (reason === undefined) routable.push({ row, event: this.#eventOf(row) });
-      else dead.push({ row, reason });
+      const event = this.#eventOf(row);
+      if (typeof event === 'string') dead.push({ row, reason: event });
+      else routable.push({ row, event });
     }
     if (routable.length > 0) await this.#options.router.routeMany(routable.map((entry) => entry.event));
     await markRouted(client, this.#table, routable.map((entry) => entry.row.id));
@@ -238,9 +242,13 @@ class PartitionedOutboxPoller implements OutboxPoller {
     return rows.length;
   }
 
-  /** Why a row can never be delivered (a stable, short reason), or undefined for a valid row. */
-  #poisonReason(row: OutboxRow): string | undefined {
-    if (!isJsonObject(row.payload)) return 'payload is not a JSON object';
+  /**
+   * The row's event, or why the row can never be delivered (a stable, short reason: it goes into
+   * `dead_reason` and the metric's label).
+   */
+  #eventOf(row: OutboxRow): RawEventInput | string {
+    const { payload, operation } = row;
+    if (!isJsonObject(payload)) return 'payload is not a JSON object';
     if (row.payload_bytes > this.#maxPayloadBytes) return `payload over ${this.#maxPayloadBytes} bytes`;
     try {
       assertName('topic', row.topic);
@@ -250,25 +258,25 @@ class PartitionedOutboxPoller implements OutboxPoller {
     if (row.event_type.length === 0 || row.event_type.length > MAX_EVENT_TYPE_LENGTH) return 'invalid event_type';
     if (row.tenant === '') return 'tenant is empty';
     if (row.tenant === null && this.#options.requireTenant === true) return 'tenant missing';
-    if (row.operation !== null && !OPERATIONS.has(row.operation)) return 'invalid operation';
-    return undefined;
-  }
-
-  #eventOf(row: OutboxRow): RawEventInput {
+    if (operation !== null && !isOperation(operation)) return 'invalid operation';
     const { app, env } = this.#options.scope;
     return outboxEvent({
       outbox: this.#options.outboxId,
       rowId: row.id,
       topic: row.topic,
       type: row.event_type,
-      payload: row.payload as Record<string, unknown>,
+      payload,
       // No tenant: application-wide, as a principal without a tenant is scoped (a back-end token sees it).
       scope: { app, env, tenant: row.tenant ?? undefined },
       entity: row.entity ?? undefined,
       table: row.table_name ?? undefined,
-      operation: (row.operation ?? undefined) as EventOperation | undefined,
+      operation: operation ?? undefined,
     });
   }
+}
+
+function isOperation(value: string): value is EventOperation {
+  return OPERATIONS.has(value);
 }
 
 /** The outbox's advisory lock key (int4): the same in every process for one outbox id. */
