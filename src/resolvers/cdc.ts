@@ -1,5 +1,4 @@
 import { canAccessTopic } from '../auth/permissions.ts';
-import { isAdmin, type Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import type { CdcSourceStatus } from '../pipeline/cdc/cdc-source.ts';
 import type { CdcSourceRecord, StoredMapping } from '../pipeline/cdc/cdc-store.ts';
@@ -10,6 +9,7 @@ import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscr
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
+import { requireAdmin } from './require-admin.ts';
 
 /** A source as the API shows it: where it points, never its password. */
 export interface CdcSourceView {
@@ -135,9 +135,6 @@ function viewOf(source: CdcSourceRecord, status: CdcSourceStatus | undefined): C
   };
 }
 
-function requireAdmin(principal: Principal): void {
-  if (!isAdmin(principal)) throw new TributaryError(ErrorCode.FORBIDDEN, 'This operation needs the admin role');
-}
 
 function badInput(field: string, message: string): TributaryError {
   return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });

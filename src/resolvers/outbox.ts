@@ -1,8 +1,8 @@
-import { isAdmin, type Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import type { OutboxRequestedMode, OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import type { ResolverContext } from './context.ts';
+import { requireAdmin } from './require-admin.ts';
 
 /** An outbox as the API shows it: where it points (never the password) and what the workers report. */
 export interface OutboxSourceAnswer {
@@ -59,6 +59,3 @@ function postgresUrl(text: string): URL {
   throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'databaseUrl must be a postgres:// URL', { details: { field: 'databaseUrl' } });
 }
 
-function requireAdmin(principal: Principal): void {
-  if (!isAdmin(principal)) throw new TributaryError(ErrorCode.FORBIDDEN, 'This operation needs the admin role');
-}
