@@ -1,7 +1,7 @@
 import type { CdcSourceStatus } from '../../pipeline/cdc/cdc-source.ts';
 import type { StoredMapping } from '../../pipeline/cdc/cdc-store.ts';
 import type { RealtimeEvent } from '../../pipeline/events/envelope.ts';
-import { readModelChange } from '../../pipeline/events/model-change.ts';
+import { readModelChange, type ModelChangePayload } from '../../pipeline/events/model-change.ts';
 import * as resolvers from '../../resolvers/cdc.ts';
 import type { CdcSourceView } from '../../resolvers/cdc.ts';
 import { builder } from '../builder.ts';
@@ -97,19 +97,22 @@ const ChangeOperation = builder.enumType('ChangeOperation', {
   values: { CREATED: { value: 'CREATED' }, UPDATED: { value: 'UPDATED' }, DELETED: { value: 'DELETED' } } as const,
 });
 
+/** A model change as its fields read it: the payload, read (and checked) once per render, and the cursor. */
+type ModelChangeView = ModelChangePayload & { readonly cursor: string };
+
 // Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
-const ModelChange = builder.objectRef<RealtimeEvent>('ModelChange').implement({
+const ModelChange = builder.objectRef<ModelChangeView>('ModelChange').implement({
   description: 'One change of a model (seed 004): the full record after it; for a delete, what the table sends (its key at least).',
   fields: (t) => ({
-    operation: t.field({ type: ChangeOperation, resolve: (event) => readModelChange(event).operation }),
-    model: t.string({ resolve: (event) => readModelChange(event).model }),
-    id: t.id({ description: 'The entity key.', resolve: (event) => readModelChange(event).id }),
-    record: t.field({ type: 'JSON', nullable: true, resolve: (event) => readModelChange(event).record }),
+    operation: t.field({ type: ChangeOperation, resolve: (change) => change.operation }),
+    model: t.exposeString('model'),
+    id: t.exposeID('id', { description: 'The entity key.' }),
+    record: t.field({ type: 'JSON', nullable: true, resolve: (change) => change.record }),
     cursor: t.exposeString('cursor', { description: 'Pass as `after` to resume after this change.' }),
     lastUpdatedAt: t.field({
       type: 'DateTime',
       description: 'Commit time of the change in the source database.',
-      resolve: (event) => new Date(readModelChange(event).lastUpdatedAt),
+      resolve: (change) => new Date(change.lastUpdatedAt),
     }),
   }),
 });
@@ -121,6 +124,6 @@ builder.subscriptionField('changes', (t) =>
       "Every change of a model in the caller's tenant, optionally filtered (`{ \"status\": \"eq.active\" }`: eq, neq, gt, gte, lt, lte, in.(a,b), is.null, is.notnull, all combined with AND). Needs `{module}.{model}.read`; without it the subscription stays silent. Resumable with `after`.",
     args: { model: t.arg.string({ required: true }), filter: t.arg({ type: 'JSON' }), after: t.arg.string() },
     subscribe: (_root, args, context) => resolvers.subscribeChanges(context, args),
-    resolve: (event) => event,
+    resolve: (event: RealtimeEvent): ModelChangeView => ({ ...readModelChange(event), cursor: event.cursor }),
   }),
 );

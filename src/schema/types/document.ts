@@ -114,20 +114,23 @@ const DocumentOperation = builder.enumType('DocumentOperation', {
   } as const,
 });
 
+/** A document event as its fields read it: type and payload, read (and checked) once per render, and the cursor. */
+type DocumentChangeView = ReturnType<typeof readDocumentChange> & { readonly cursor: string };
+
 // Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
-const DocumentChange = builder.objectRef<RealtimeEvent>('DocumentChange').implement({
+const DocumentChange = builder.objectRef<DocumentChangeView>('DocumentChange').implement({
   description: 'One message of a `document` subscription.',
   fields: (t) => ({
-    operation: t.field({ type: DocumentOperation, resolve: (event) => readDocumentChange(event).type }),
-    service: t.string({ resolve: (event) => readDocumentChange(event).payload.service }),
-    id: t.id({ resolve: (event) => readDocumentChange(event).payload.documentId }),
-    revision: t.int({ resolve: (event) => readDocumentChange(event).payload.revision }),
-    data: t.field({ type: 'JSON', nullable: true, resolve: (event) => readDocumentChange(event).payload.data ?? null }),
+    operation: t.field({ type: DocumentOperation, resolve: (change) => change.type }),
+    service: t.string({ resolve: (change) => change.payload.service }),
+    id: t.id({ resolve: (change) => change.payload.documentId }),
+    revision: t.int({ resolve: (change) => change.payload.revision }),
+    data: t.field({ type: 'JSON', nullable: true, resolve: (change) => change.payload.data ?? null }),
     diff: t.field({
       type: 'JSON',
       nullable: true,
       description: 'RFC 6902 JSON Patch from the previous revision (updates and deletes).',
-      resolve: (event) => readDocumentChange(event).payload.diff ?? null,
+      resolve: (change) => change.payload.diff ?? null,
     }),
     cursor: t.exposeString('cursor', { description: "A cursor of the document's stream, for `events(topic: \"sync.{service}.doc.{id}\", after: …)`." }),
   }),
@@ -144,6 +147,9 @@ builder.subscriptionField('document', (t) =>
       returnMode: t.arg({ type: ReturnMode, defaultValue: 'FULL' }),
     },
     subscribe: (_root, args, context) => resolvers.subscribeDocument(context, { service: args.service, id: String(args.id) }),
-    resolve: (event, args) => applyReturnMode(event, args.returnMode ?? 'FULL'),
+    resolve: (event: RealtimeEvent, args): DocumentChangeView => {
+      const delivered = applyReturnMode(event, args.returnMode ?? 'FULL');
+      return { ...readDocumentChange(delivered), cursor: delivered.cursor };
+    },
   }),
 );
