@@ -44,13 +44,19 @@ interface Running {
   readonly poller: OutboxPoller;
   /** Rows routed since the last report. */
   readonly counts: { routed: number };
-  sample: OutboxSample;
+  /** What the outbox's database last answered; kept while it cannot be reached. */
+  last: { readonly pending: number; readonly oldestPendingSeconds: number | null; readonly dead: number } | undefined;
+  /** `app/env`, the metrics' label. */
+  readonly name: string;
 }
 
 export function createOutboxPollers(options: OutboxPollersOptions): OutboxPollers {
   const logger = options.logger.child({ component: 'outbox' });
   const running = new Map<string, Running>();
-  const stopSampling = options.metrics.sample({ outboxes: () => [...running.values()].map((entry) => entry.sample) });
+  const stopSampling = options.metrics.sample({
+    outboxes: (): OutboxSample[] =>
+      [...running.values()].flatMap(({ name, last }) => (last ? [{ outbox: name, pending: last.pending, oldestPendingSeconds: last.oldestPendingSeconds }] : [])),
+  });
   let lastReport = Date.now();
 
   const start = (source: OutboxSourceView): Running => {
@@ -79,7 +85,7 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
     });
     poller.start();
     logger.info({ outbox: name, table: source.table }, 'outbox poller started');
-    return { source, pool, poller, counts, sample: { outbox: name, pending: 0, oldestPendingSeconds: null } };
+    return { source, pool, poller, counts, last: undefined, name };
   };
 
   const stop = async (entry: Running): Promise<void> => {
@@ -90,16 +96,16 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
   const report = async (entry: Running, seconds: number): Promise<void> => {
     const routedPerSecond = seconds > 0 ? entry.counts.routed / seconds : 0;
     entry.counts.routed = 0;
-    let figures;
+    let lastError: string | null;
     try {
-      figures = await entry.poller.status();
+      const { pending, oldestPendingSeconds, dead, lastError: pollError } = await entry.poller.status();
+      entry.last = { pending, oldestPendingSeconds, dead };
+      lastError = pollError;
     } catch (error) {
-      const lastError = error instanceof Error ? error.message : String(error);
-      await saveOutboxReport(options.db, entry.source, { mode: 'POLL', pending: 0, oldestPendingSeconds: null, dead: 0, routedPerSecond, lastError });
-      return;
+      lastError = error instanceof Error ? error.message : String(error);
     }
-    entry.sample = { outbox: entry.sample.outbox, pending: figures.pending, oldestPendingSeconds: figures.oldestPendingSeconds };
-    await saveOutboxReport(options.db, entry.source, { mode: 'POLL', ...figures, routedPerSecond });
+    const { pending = null, oldestPendingSeconds = null, dead = null } = entry.last ?? {};
+    await saveOutboxReport(options.db, entry.source, { mode: 'POLL', pending, oldestPendingSeconds, dead, routedPerSecond, lastError });
   };
 
   const refresh = async (): Promise<void> => {

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
 import { gql } from '../helpers/cdc.ts';
-import { createTestDatabase } from '../helpers/services.ts';
+import { createTestDatabase, startPrivatePostgres } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -85,5 +85,30 @@ describe('the outbox API', () => {
     expect((await setSource(admin, 'Robert"; DROP TABLE x')).errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'table' } });
     expect((await setSource(await signHs256({}), 'event_outbox')).errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
     expect((await gql(server, admin, STATUS)).data).toEqual({ outboxStatus: null });
+  });
+
+  it('keeps reporting the last figures with the error while the outbox database is down, and recovers', { timeout: 90_000 }, async () => {
+    const postgres = await startPrivatePostgres();
+    const app = new pg.Pool({ connectionString: postgres.url, max: 1 });
+    app.on('error', () => {}); // the test stops the server under it
+    onTestFinished(() => app.end());
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50' });
+    const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+    expect((await gql(server, admin, 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true) { table } }', { url: postgres.url })).errors).toBeUndefined();
+    await app.query(`INSERT INTO event_outbox (topic, event_type, payload) VALUES ('orders.created', 'order.created', 'null')`);
+    const status = async () => (await gql(server, admin, STATUS)).data?.['outboxStatus'] as Record<string, unknown>;
+    await waitFor(async () => (await status())['dead'] === 1, { timeoutMs: 20_000, message: 'the dead row is reported' });
+
+    await postgres.stop();
+    await waitFor(async () => (await status())['lastError'] !== null, { timeoutMs: 30_000, message: 'the outage is reported' });
+    // The figures last measured stay (not zeros that would claim a drained outbox).
+    expect(await status()).toMatchObject({ pending: 0, dead: 1, mode: 'POLL' });
+
+    await postgres.start();
+    await app.query(`INSERT INTO event_outbox (topic, event_type, payload) VALUES ('bad topic', 'x', '{}')`);
+    await waitFor(async () => {
+      const now = await status();
+      return now['lastError'] === null && now['dead'] === 2;
+    }, { timeoutMs: 30_000, message: 'the workers poll again after the restart' });
   });
 });

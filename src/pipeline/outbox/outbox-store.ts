@@ -22,9 +22,10 @@ export interface OutboxSourceRecord {
 export interface OutboxReport {
   /** The mode in effect. */
   readonly mode: 'POLL';
-  readonly pending: number;
+  /** Null until the outbox's database answered once. */
+  readonly pending: number | null;
   readonly oldestPendingSeconds: number | null;
-  readonly dead: number;
+  readonly dead: number | null;
   readonly routedPerSecond: number;
   readonly lastError: string | null;
 }
@@ -69,9 +70,9 @@ function viewOf(row: Row): OutboxSourceView {
         ? undefined
         : {
             mode: row.mode ?? 'POLL',
-            pending: row.pending ?? 0,
+            pending: row.pending,
             oldestPendingSeconds: row.oldest_pending_seconds,
-            dead: row.dead ?? 0,
+            dead: row.dead,
             routedPerSecond: row.routed_per_second ?? 0,
             lastError: row.last_error,
             reportedAt,
