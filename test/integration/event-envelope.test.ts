@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CONTACTS_MAPPING, gql, saveMappingOk, setUpCdc, socketFor } from '../helpers/cdc.ts';
-import { publishEvent } from '../helpers/events.ts';
+import { eventOf, publishEvent } from '../helpers/events.ts';
 import { signHs256 } from '../helpers/tokens.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import type { RawSocket } from '../helpers/ws-client.ts';
@@ -20,12 +20,6 @@ async function subscribe(client: RawSocket, id: string, topic: string): Promise<
   expect(await client.nextMessage()).toEqual({ type: 'pong' });
 }
 
-async function nextEnvelope(client: RawSocket): Promise<Record<string, unknown>> {
-  const message = await client.nextMessage();
-  const event = (message.payload as { data?: { events?: Record<string, unknown> } } | undefined)?.data?.events;
-  if (!event) throw new Error(`expected an event, got ${JSON.stringify(message)}`);
-  return event;
-}
 
 describe('the event envelope per source', () => {
   it('fills table and operation for database events, the revision for sync events, neither for socket events', async () => {
@@ -40,7 +34,7 @@ describe('the event envelope per source', () => {
     await waitFor(() => setup.server.stats().subscribers === subscribers + 3, { message: 'three subscriptions dispatched' });
 
     await setup.source.query(`INSERT INTO contacts (tenant_id, status, name) VALUES ('a', 'lead', 'Ann')`);
-    expect(await nextEnvelope(client)).toMatchObject({
+    expect(eventOf(await client.nextMessage())).toMatchObject({
       topic: CONTACTS_MAPPING.topic,
       source: 'DATABASE',
       metadata: { table: 'public.contacts', operation: 'insert', revision: null },
@@ -48,7 +42,7 @@ describe('the event envelope per source', () => {
 
     const token = await signHs256({ app: 'shop', env: 'prod', ...claims });
     expect((await gql(setup.server, token, 'mutation { createDocument(service: "notes", id: "n1", data: { t: 1 }) { revision } }')).errors).toBeUndefined();
-    expect(await nextEnvelope(client)).toMatchObject({
+    expect(eventOf(await client.nextMessage())).toMatchObject({
       source: 'SYNC',
       type: 'sync.created',
       payload: { service: 'notes', documentId: 'n1', revision: 1, data: { t: 1 } },
@@ -56,7 +50,7 @@ describe('the event envelope per source', () => {
     });
 
     await publishEvent(setup.server, { topic: 'chat.room', payload: { text: 'hi' } }, token);
-    expect(await nextEnvelope(client)).toMatchObject({
+    expect(eventOf(await client.nextMessage())).toMatchObject({
       source: 'SOCKET',
       type: 'message',
       payload: { text: 'hi' },

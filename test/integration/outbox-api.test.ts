@@ -2,11 +2,12 @@ import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
 import { gql } from '../helpers/cdc.ts';
+import { eventOf } from '../helpers/events.ts';
 import { createTestDatabase, startPrivatePostgres } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
-import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts';
+import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 
 /*
  * The outbox end to end, as an application uses it: the admin points the environment at its
@@ -16,12 +17,6 @@ import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts'
 
 const STATUS = '{ outboxStatus { table requestedMode mode pending dead lastError reportedAt } }';
 
-async function nextEvent(client: RawSocket): Promise<Record<string, unknown>> {
-  const message = await client.nextMessage();
-  const event = (message.payload as { data?: { events?: Record<string, unknown> } } | undefined)?.data?.events;
-  if (!event) throw new Error(`expected an event, got ${JSON.stringify(message)}`);
-  return event;
-}
 
 describe('the outbox API', () => {
   it('creates the table, routes committed rows to the tenant subscriber, sets a poison row aside and reports it', async () => {
@@ -50,7 +45,7 @@ describe('the outbox API', () => {
     await enqueueOutboxEvent(app, { topic: 'orders.created', type: 'order.created', payload: { n: 2 }, tenant: 'a', entity: 'order:2', table: 'orders', operation: 'insert' });
 
     // Tenant b's row and the poison row never reach tenant a; the row after the poison one does.
-    expect(await nextEvent(client)).toMatchObject({ type: 'order.created', payload: { n: 2 }, metadata: { table: 'orders', operation: 'insert' } });
+    expect(eventOf(await client.nextMessage())).toMatchObject({ type: 'order.created', payload: { n: 2 }, metadata: { table: 'orders', operation: 'insert' } });
 
     await waitFor(
       async () => {
@@ -66,7 +61,7 @@ describe('the outbox API', () => {
 
     // Nothing else arrived for tenant a: a marker of tenant a is the next event.
     await enqueueOutboxEvent(app, { topic: 'orders.created', type: 'marker', payload: { n: 3 }, tenant: 'a' });
-    expect(await nextEvent(client)).toMatchObject({ type: 'marker' });
+    expect(eventOf(await client.nextMessage())).toMatchObject({ type: 'marker' });
 
     expect((await gql(server, admin, 'mutation { removeOutboxSource }')).data).toEqual({ removeOutboxSource: true });
     expect((await gql(server, admin, STATUS)).data).toEqual({ outboxStatus: null });
