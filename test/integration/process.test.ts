@@ -53,6 +53,12 @@ async function startProcess(env: Record<string, string>): Promise<RunningProcess
   return { child, port: await listening.promise, logs, stderr: () => stderr, exited };
 }
 
+/** A process of one role on a fresh platform database and the run's Redis (a split role needs both). */
+async function startRoleProcess(role: 'server' | 'workers'): Promise<RunningProcess> {
+  const database = await createTestDatabase();
+  return startProcess({ TRIBUTARY_ROLE: role, DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
+}
+
 describe('the tributary process', () => {
   it('boots on the embedded default with no Postgres or Redis and serves GraphQL', async () => {
     const running = await startProcess({});
@@ -106,13 +112,7 @@ describe('the tributary process', () => {
   });
 
   it('in the workers role (npm run workers) reports ready, serves no GraphQL and stops cleanly on SIGTERM', async () => {
-    const database = await createTestDatabase();
-    const running = await startProcess({
-      TRIBUTARY_ROLE: 'workers',
-      DATABASE_URL: database.url,
-      REDIS_URL: testRedisUrl(),
-      REDIS_KEY_PREFIX: uniquePrefix(),
-    });
+    const running = await startRoleProcess('workers');
     expect(running.logs.find((entry) => entry['msg'] === 'Tributary is listening')).toMatchObject({ role: 'workers', database: 'postgres', redis: true });
     expect(running.logs.map((entry) => entry['msg'])).toContain('workers ready');
     const ready = await fetch(`http://127.0.0.1:${running.port}/ready`);
@@ -133,13 +133,7 @@ describe('the tributary process', () => {
   });
 
   it('in the server role serves GraphQL and starts no workers', async () => {
-    const database = await createTestDatabase();
-    const running = await startProcess({
-      TRIBUTARY_ROLE: 'server',
-      DATABASE_URL: database.url,
-      REDIS_URL: testRedisUrl(),
-      REDIS_KEY_PREFIX: uniquePrefix(),
-    });
+    const running = await startRoleProcess('server');
     const response = await fetch(`http://127.0.0.1:${running.port}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
