@@ -125,7 +125,9 @@ describe('CDC resilience', () => {
     const rows = await waitUntilDelivered(pool, [() => [...feed.events, ...resumed.events], () => [...feed.changes, ...resumed.changes]]);
     const events = expectCompleteHistory([...feed.events, ...resumed.events], rows);
     const changes = expectCompleteHistory([...feed.changes, ...resumed.changes], rows);
-    // The restarted server published the whole transaction again, under the same ids.
+    // The restarted server published the whole transaction again, under the same ids (the first
+    // server's copies may complete the history before the second's arrive).
+    await waitFor(() => resumed.events.length >= idsBeforeCrash.size, { message: 'the restarted server publishes the transaction again' });
     const redelivered = new Map(resumed.events.map((event) => [`${event.entity}:${event.value}`, event.eventId]));
     expect(redelivered).toEqual(idsBeforeCrash);
     // And the change that could not be published before the restart is delivered after it.

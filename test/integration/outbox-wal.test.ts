@@ -185,13 +185,14 @@ describe('the outbox in WAL mode', () => {
     const pollClient = await subscribeOrders(polling);
     await insertRows();
     const polled = await take(pollClient, 3);
+    // Switched before the next server starts, so its workers never poll this outbox.
+    expect((await setOutbox(polling, appDb.url, 'WAL')).data).toEqual({ setOutboxSource: { mode: 'WAL' } });
     pollClient.socket.close();
     await polling.dispose();
 
     // The same rows again (same ids), now read from the WAL: the outbox keeps its id across the mode change.
     await app.query('DELETE FROM event_outbox');
     const reading = await startTestServer(env);
-    expect((await setOutbox(reading, appDb.url, 'WAL')).data).toEqual({ setOutboxSource: { mode: 'WAL' } });
     const walClient = await subscribeOrders(reading);
     await enqueueOutboxEvent(app, { topic: 'orders', type: 'marker', payload: {} });
     expect((await take(walClient, 1))[0]).toMatchObject({ type: 'marker' });
