@@ -1,0 +1,355 @@
+/**
+ * Webhook deliveries and their attempts in the platform database (migration 0007): the durable
+ * record of what must reach which endpoint, in every mode. One function per statement.
+ *
+ * A delivery belongs to a lane — its endpoint and its event's entity. Only a lane's head (its
+ * oldest pending delivery) may be attempted, so an entity's events reach an endpoint in order: a
+ * later one waits until the earlier one was delivered or dead-lettered. A worker attempting a
+ * delivery holds a lease on it; a worker that dies mid-attempt loses it when the lease runs out.
+ */
+import type { Queryable } from '../../db/database.ts';
+
+export type DeliveryTrigger = 'initial' | 'replay' | 'manual' | 'test';
+export type DeliveryState = 'pending' | 'delivered' | 'dead';
+export type AttemptOutcome = 'delivered' | 'failed' | 'gone' | 'throttled' | 'refused';
+
+export interface NewDelivery {
+  readonly endpointId: string;
+  readonly eventId: string;
+  readonly eventType: string;
+  readonly topic: string;
+  readonly lane: string;
+  readonly body: string;
+  readonly trigger: DeliveryTrigger;
+  readonly eventTime: Date;
+}
+
+export interface Delivery extends NewDelivery {
+  readonly id: string;
+  readonly state: DeliveryState;
+  readonly attempts: number;
+  readonly firstAttemptAt: Date | null;
+  readonly nextAttemptAt: Date;
+  readonly lastStatus: number | null;
+  readonly lastError: string | null;
+  readonly createdAt: Date;
+  readonly finishedAt: Date | null;
+}
+
+export interface AttemptRecord {
+  readonly id: string;
+  readonly deliveryId: string;
+  readonly endpointId: string;
+  readonly eventId: string;
+  readonly eventType: string;
+  readonly attempt: number;
+  readonly trigger: DeliveryTrigger;
+  readonly outcome: AttemptOutcome | 'dead';
+  readonly status: number | null;
+  readonly durationMs: number;
+  readonly error: string | null;
+  readonly responseExcerpt: string | null;
+  readonly nextAttemptAt: Date | null;
+  readonly createdAt: Date;
+}
+
+type DeliveryRow = {
+  id: string;
+  endpoint_id: string;
+  event_id: string;
+  event_type: string;
+  topic: string;
+  lane: string;
+  body: string;
+  trigger: DeliveryTrigger;
+  state: DeliveryState;
+  attempts: number;
+  first_attempt_at: Date | null;
+  next_attempt_at: Date;
+  last_status: number | null;
+  last_error: string | null;
+  event_time: Date;
+  created_at: Date;
+  finished_at: Date | null;
+};
+
+const DELIVERY_COLUMNS = `d.id::text AS id, d.endpoint_id, d.event_id, d.event_type, d.topic, d.lane, d.body, d.trigger, d.state, d.attempts,
+  d.first_attempt_at, d.next_attempt_at, d.last_status, d.last_error, d.event_time, d.created_at, d.finished_at`;
+
+/** No earlier delivery of the same lane is still pending: `d` is its lane's head. */
+const IS_LANE_HEAD = `NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+  WHERE e.endpoint_id = d.endpoint_id AND e.lane = d.lane AND e.state = 'pending' AND e.id < d.id)`;
+
+function deliveryOf(row: DeliveryRow): Delivery {
+  return {
+    id: row.id,
+    endpointId: row.endpoint_id,
+    eventId: row.event_id,
+    eventType: row.event_type,
+    topic: row.topic,
+    lane: row.lane,
+    body: row.body,
+    trigger: row.trigger,
+    state: row.state,
+    attempts: row.attempts,
+    firstAttemptAt: row.first_attempt_at,
+    nextAttemptAt: row.next_attempt_at,
+    lastStatus: row.last_status,
+    lastError: row.last_error,
+    eventTime: row.event_time,
+    createdAt: row.created_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+/**
+ * Inserts deliveries in order (one statement); an initial delivery of an event the endpoint
+ * already has is skipped. Returns the ids of those inserted that are their lane's head now.
+ */
+export async function insertDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<string[]> {
+  if (deliveries.length === 0) return [];
+  const column = <K extends keyof NewDelivery>(key: K) => deliveries.map((delivery) => delivery[key]);
+  const { rows } = await db.query<{ id: string }>(
+    `WITH inserted AS (
+       INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) WITH ORDINALITY
+         AS t(endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, n)
+       ORDER BY n
+       ON CONFLICT (endpoint_id, event_id) WHERE trigger = 'initial' DO NOTHING
+       RETURNING id, endpoint_id, lane)
+     SELECT i.id::text AS id FROM inserted i
+      WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                         WHERE e.endpoint_id = i.endpoint_id AND e.lane = i.lane AND e.state = 'pending' AND e.id < i.id)
+      ORDER BY i.id`,
+    [
+      column('endpointId'),
+      column('eventId'),
+      column('eventType'),
+      column('topic'),
+      column('lane'),
+      column('body'),
+      column('trigger'),
+      column('eventTime'),
+    ],
+  );
+  return rows.map((row) => row.id);
+}
+
+/** Leases one delivery when it is pending, due, not leased and its lane's head; undefined otherwise. */
+export async function claimDelivery(db: Queryable, id: string, leaseMs: number): Promise<Delivery | undefined> {
+  const { rows } = await db.query<DeliveryRow>(
+    `UPDATE webhook_deliveries d SET leased_until = now() + $2::double precision * interval '1 millisecond'
+      WHERE d.id = $1::bigint AND d.state = 'pending' AND (d.leased_until IS NULL OR d.leased_until < now()) AND ${IS_LANE_HEAD}
+      RETURNING ${DELIVERY_COLUMNS}`,
+    [id, leaseMs],
+  );
+  return rows[0] && deliveryOf(rows[0]);
+}
+
+/** Leases up to `limit` due lane heads, oldest due first, skipping endpoints in `skipEndpoints` (the embedded loop). */
+export async function claimDue(db: Queryable, limit: number, leaseMs: number, skipEndpoints: readonly string[]): Promise<Delivery[]> {
+  const { rows } = await db.query<DeliveryRow>(
+    `UPDATE webhook_deliveries d SET leased_until = now() + $2::double precision * interval '1 millisecond'
+      WHERE d.id IN (
+        SELECT d.id FROM webhook_deliveries d
+         WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND (d.leased_until IS NULL OR d.leased_until < now())
+           AND NOT (d.endpoint_id = ANY($3::text[])) AND ${IS_LANE_HEAD}
+         ORDER BY d.next_attempt_at, d.id
+         LIMIT $1::int
+         FOR UPDATE SKIP LOCKED)
+      RETURNING ${DELIVERY_COLUMNS}`,
+    [limit, leaseMs, skipEndpoints],
+  );
+  return rows.map(deliveryOf);
+}
+
+/** Lane heads that are due (by `graceMs` at least) and not leased: what the queue should hold (the reconciler). */
+export async function dueHeads(db: Queryable, graceMs: number, limit: number): Promise<{ id: string; nextAttemptAt: Date }[]> {
+  const { rows } = await db.query<{ id: string; next_attempt_at: Date }>(
+    `SELECT d.id::text AS id, d.next_attempt_at FROM webhook_deliveries d
+      WHERE d.state = 'pending' AND d.next_attempt_at <= now() - $1::double precision * interval '1 millisecond'
+        AND (d.leased_until IS NULL OR d.leased_until < now()) AND ${IS_LANE_HEAD}
+      ORDER BY d.next_attempt_at LIMIT $2::int`,
+    [graceMs, limit],
+  );
+  return rows.map((row) => ({ id: row.id, nextAttemptAt: row.next_attempt_at }));
+}
+
+/** When the next attempt of a pending delivery is due (to schedule its job); undefined when not pending. */
+export async function pendingDueAt(db: Queryable, id: string): Promise<Date | undefined> {
+  const { rows } = await db.query<{ next_attempt_at: Date }>(`SELECT next_attempt_at FROM webhook_deliveries WHERE id = $1::bigint AND state = 'pending'`, [id]);
+  return rows[0]?.next_attempt_at;
+}
+
+export interface AttemptInput {
+  readonly delivery: Delivery;
+  readonly outcome: AttemptOutcome;
+  readonly status: number | null;
+  readonly durationMs: number;
+  readonly error: string | null;
+  readonly responseExcerpt: string | null;
+  /** The next attempt; null: the delivery is finished (delivered, or dead when the outcome is not `delivered`). */
+  readonly nextAttemptAt: Date | null;
+}
+
+/**
+ * Records an attempt and moves its delivery on (delivered, dead, or pending until `nextAttemptAt`),
+ * releasing the lease. Returns the lane's new head when the delivery finished (to attempt next).
+ */
+export async function recordAttempt(db: Queryable, input: AttemptInput): Promise<{ nextInLane: string | undefined }> {
+  const { delivery } = input;
+  const state: DeliveryState = input.nextAttemptAt !== null ? 'pending' : input.outcome === 'delivered' ? 'delivered' : 'dead';
+  await db.query(
+    `UPDATE webhook_deliveries SET state = $2, attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
+       next_attempt_at = coalesce($3, next_attempt_at), leased_until = NULL, last_status = $4, last_error = $5,
+       finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
+     WHERE id = $1::bigint`,
+    [delivery.id, state, input.nextAttemptAt, input.status, input.error],
+  );
+  await db.query(
+    `INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, event_type, attempt, trigger, outcome, status, duration_ms, error, response_excerpt, next_attempt_at)
+     VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+    [
+      delivery.id,
+      delivery.endpointId,
+      delivery.eventId,
+      delivery.eventType,
+      delivery.attempts + 1,
+      delivery.trigger,
+      state === 'dead' ? 'dead' : input.outcome,
+      input.status,
+      Math.round(input.durationMs),
+      input.error,
+      input.responseExcerpt,
+      input.nextAttemptAt,
+    ],
+  );
+  if (state === 'pending') return { nextInLane: undefined };
+  return { nextInLane: await laneHead(db, delivery.endpointId, delivery.lane) };
+}
+
+/** Releases a lease without an attempt, the delivery due again at `dueAt` (rate limit, concurrency, disabled endpoint). */
+export async function postponeDelivery(db: Queryable, id: string, dueAt: Date): Promise<void> {
+  await db.query(`UPDATE webhook_deliveries SET leased_until = NULL, next_attempt_at = greatest(next_attempt_at, $2) WHERE id = $1::bigint`, [id, dueAt]);
+}
+
+async function laneHead(db: Queryable, endpointId: string, lane: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id::text AS id FROM webhook_deliveries WHERE endpoint_id = $1 AND lane = $2 AND state = 'pending' ORDER BY id LIMIT 1`,
+    [endpointId, lane],
+  );
+  return rows[0]?.id;
+}
+
+export async function getDelivery(db: Queryable, id: string): Promise<Delivery | undefined> {
+  const { rows } = await db.query<DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.id = $1::bigint`, [id]);
+  return rows[0] && deliveryOf(rows[0]);
+}
+
+export interface DeliveryFilter {
+  readonly endpointIds: readonly string[];
+  readonly state?: DeliveryState | undefined;
+  readonly eventType?: string | undefined;
+  readonly since?: Date | undefined;
+  readonly until?: Date | undefined;
+  /** Keyset pagination: deliveries with a smaller id (newest first). */
+  readonly before?: string | undefined;
+  readonly limit: number;
+}
+
+/** Newest first. */
+export async function listDeliveries(db: Queryable, filter: DeliveryFilter): Promise<Delivery[]> {
+  const { rows } = await db.query<DeliveryRow>(
+    `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d
+      WHERE d.endpoint_id = ANY($1::text[]) AND ($2::text IS NULL OR d.state = $2) AND ($3::text IS NULL OR d.event_type = $3)
+        AND ($4::timestamptz IS NULL OR d.event_time >= $4) AND ($5::timestamptz IS NULL OR d.event_time < $5)
+        AND ($6::bigint IS NULL OR d.id < $6::bigint)
+      ORDER BY d.id DESC LIMIT $7::int`,
+    [filter.endpointIds, filter.state ?? null, filter.eventType ?? null, filter.since ?? null, filter.until ?? null, filter.before ?? null, filter.limit],
+  );
+  return rows.map(deliveryOf);
+}
+
+export interface AttemptFilter {
+  readonly endpointIds: readonly string[];
+  readonly deliveryId?: string | undefined;
+  readonly outcome?: string | undefined;
+  readonly eventType?: string | undefined;
+  readonly since?: Date | undefined;
+  readonly until?: Date | undefined;
+  readonly before?: string | undefined;
+  readonly limit: number;
+}
+
+type AttemptRow = {
+  id: string;
+  delivery_id: string;
+  endpoint_id: string;
+  event_id: string;
+  event_type: string;
+  attempt: number;
+  trigger: DeliveryTrigger;
+  outcome: AttemptRecord['outcome'];
+  status: number | null;
+  duration_ms: number;
+  error: string | null;
+  response_excerpt: string | null;
+  next_attempt_at: Date | null;
+  created_at: Date;
+};
+
+/** Newest first. */
+export async function listAttempts(db: Queryable, filter: AttemptFilter): Promise<AttemptRecord[]> {
+  const { rows } = await db.query<AttemptRow>(
+    `SELECT a.id::text AS id, a.delivery_id::text AS delivery_id, a.endpoint_id, a.event_id, a.event_type, a.attempt, a.trigger, a.outcome,
+            a.status, a.duration_ms, a.error, a.response_excerpt, a.next_attempt_at, a.created_at
+       FROM webhook_attempts a
+      WHERE a.endpoint_id = ANY($1::text[]) AND ($2::bigint IS NULL OR a.delivery_id = $2::bigint) AND ($3::text IS NULL OR a.outcome = $3)
+        AND ($4::text IS NULL OR a.event_type = $4) AND ($5::timestamptz IS NULL OR a.created_at >= $5)
+        AND ($6::timestamptz IS NULL OR a.created_at < $6) AND ($7::bigint IS NULL OR a.id < $7::bigint)
+      ORDER BY a.id DESC LIMIT $8::int`,
+    [filter.endpointIds, filter.deliveryId ?? null, filter.outcome ?? null, filter.eventType ?? null, filter.since ?? null, filter.until ?? null, filter.before ?? null, filter.limit],
+  );
+  return rows.map((row) => ({
+    id: row.id,
+    deliveryId: row.delivery_id,
+    endpointId: row.endpoint_id,
+    eventId: row.event_id,
+    eventType: row.event_type,
+    attempt: row.attempt,
+    trigger: row.trigger,
+    outcome: row.outcome,
+    status: row.status,
+    durationMs: row.duration_ms,
+    error: row.error,
+    responseExcerpt: row.response_excerpt,
+    nextAttemptAt: row.next_attempt_at,
+    createdAt: row.created_at,
+  }));
+}
+
+/** Figures of one endpoint's queue: pending deliveries, the oldest one's age, dead letters. */
+export async function endpointBacklog(db: Queryable): Promise<{ endpointId: string; pending: number; oldestPendingSeconds: number | null; dead: number }[]> {
+  const { rows } = await db.query<{ endpoint_id: string; pending: number; oldest: number | null; dead: number }>(
+    `SELECT endpoint_id, count(*) FILTER (WHERE state = 'pending')::int AS pending,
+            extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending'))::float8 AS oldest,
+            count(*) FILTER (WHERE state = 'dead')::int AS dead
+       FROM webhook_deliveries GROUP BY endpoint_id`,
+  );
+  return rows.map((row) => ({ endpointId: row.endpoint_id, pending: row.pending, oldestPendingSeconds: row.oldest, dead: row.dead }));
+}
+
+/** Deletes finished deliveries and attempts older than the retention, a batch at a time; returns how many deliveries went. */
+export async function pruneWebhookLog(db: Queryable, olderThanMs: number, batchSize: number): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM webhook_deliveries WHERE id IN (
+       SELECT id FROM webhook_deliveries WHERE state <> 'pending' AND finished_at < now() - $1::double precision * interval '1 millisecond' LIMIT $2::int)`,
+    [olderThanMs, batchSize],
+  );
+  await db.query(
+    `DELETE FROM webhook_attempts WHERE id IN (
+       SELECT id FROM webhook_attempts WHERE created_at < now() - $1::double precision * interval '1 millisecond' LIMIT $2::int)`,
+    [olderThanMs, batchSize],
+  );
+  return rowCount;
+}

@@ -1,0 +1,201 @@
+/**
+ * Webhook endpoints in the platform database (migration 0007). One function per statement.
+ * Secrets are returned to the caller only by `createEndpoint` and `rotateSecret` (the API shows
+ * them once); every other read leaves them out of what reaches the API layer.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Queryable } from '../../db/database.ts';
+
+export interface WebhookEndpoint {
+  readonly id: string;
+  readonly app: string;
+  readonly env: string;
+  /** Null: every tenant of the environment. */
+  readonly tenant: string | null;
+  readonly url: string;
+  readonly description: string;
+  /** Event types and topic patterns it selects. */
+  readonly events: readonly string[];
+  readonly enabled: boolean;
+  readonly disabledReason: string | null;
+  /** Deliveries started per second at most; null: no limit. */
+  readonly rateLimitPerSecond: number | null;
+  /** Attempts in flight at once at most. */
+  readonly maxConcurrency: number;
+  readonly failingSince: Date | null;
+  readonly lastSuccessAt: Date | null;
+  /** When the previous secret stops signing; null when none is left. */
+  readonly previousSecretExpiresAt: Date | null;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** The secrets that sign an endpoint's deliveries now (the current one first). */
+export interface SigningEndpoint extends WebhookEndpoint {
+  readonly secrets: readonly string[];
+}
+
+export interface NewEndpoint {
+  readonly app: string;
+  readonly env: string;
+  readonly tenant: string | null;
+  readonly url: string;
+  readonly description: string;
+  readonly events: readonly string[];
+  readonly rateLimitPerSecond: number | null;
+  readonly maxConcurrency: number;
+  readonly secret: string;
+}
+
+export type EndpointChanges = Partial<Pick<WebhookEndpoint, 'url' | 'description' | 'events' | 'rateLimitPerSecond' | 'maxConcurrency'>>;
+
+type Row = {
+  id: string;
+  app: string;
+  env: string;
+  tenant: string | null;
+  url: string;
+  description: string;
+  events: string[];
+  enabled: boolean;
+  disabled_reason: string | null;
+  rate_limit_per_second: number | null;
+  max_concurrency: number;
+  failing_since: Date | null;
+  last_success_at: Date | null;
+  previous_secret_expires_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  secret: string;
+  previous_secret: string | null;
+  previous_valid: boolean;
+};
+
+const COLUMNS = `id, app, env, tenant, url, description, events, enabled, disabled_reason, rate_limit_per_second, max_concurrency,
+  failing_since, last_success_at, previous_secret_expires_at, created_at, updated_at, secret, previous_secret,
+  (previous_secret IS NOT NULL AND previous_secret_expires_at > now()) AS previous_valid`;
+
+function endpointOf(row: Row): SigningEndpoint {
+  return {
+    id: row.id,
+    app: row.app,
+    env: row.env,
+    tenant: row.tenant,
+    url: row.url,
+    description: row.description,
+    events: row.events,
+    enabled: row.enabled,
+    disabledReason: row.disabled_reason,
+    rateLimitPerSecond: row.rate_limit_per_second,
+    maxConcurrency: row.max_concurrency,
+    failingSince: row.failing_since,
+    lastSuccessAt: row.last_success_at,
+    previousSecretExpiresAt: row.previous_valid ? row.previous_secret_expires_at : null,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    secrets: row.previous_valid && row.previous_secret !== null ? [row.secret, row.previous_secret] : [row.secret],
+  };
+}
+
+export function newEndpointId(): string {
+  return `ep_${randomBytes(12).toString('base64url')}`;
+}
+
+export async function insertEndpoint(db: Queryable, endpoint: NewEndpoint): Promise<SigningEndpoint> {
+  const { rows } = await db.query<Row>(
+    `INSERT INTO webhook_endpoints (id, app, env, tenant, url, description, events, rate_limit_per_second, max_concurrency, secret)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${COLUMNS}`,
+    [
+      newEndpointId(),
+      endpoint.app,
+      endpoint.env,
+      endpoint.tenant,
+      endpoint.url,
+      endpoint.description,
+      endpoint.events,
+      endpoint.rateLimitPerSecond,
+      endpoint.maxConcurrency,
+      endpoint.secret,
+    ],
+  );
+  return endpointOf(rows[0]!);
+}
+
+/** Every endpoint of every environment (what the routing tap and the workers cache). */
+export async function listAllEndpoints(db: Queryable): Promise<SigningEndpoint[]> {
+  const { rows } = await db.query<Row>(`SELECT ${COLUMNS} FROM webhook_endpoints ORDER BY id`);
+  return rows.map(endpointOf);
+}
+
+export async function listEndpoints(db: Queryable, app: string, env: string): Promise<SigningEndpoint[]> {
+  const { rows } = await db.query<Row>(`SELECT ${COLUMNS} FROM webhook_endpoints WHERE app = $1 AND env = $2 ORDER BY created_at, id`, [app, env]);
+  return rows.map(endpointOf);
+}
+
+export async function getEndpoint(db: Queryable, id: string): Promise<SigningEndpoint | undefined> {
+  const { rows } = await db.query<Row>(`SELECT ${COLUMNS} FROM webhook_endpoints WHERE id = $1`, [id]);
+  return rows[0] && endpointOf(rows[0]);
+}
+
+/** A change of `updated_at` anywhere (or a deletion) changes this: caches reload when it does. */
+export async function endpointsVersion(db: Queryable): Promise<string> {
+  const { rows } = await db.query<{ version: string }>(`SELECT count(*)::text || '/' || coalesce(max(updated_at)::text, '') AS version FROM webhook_endpoints`);
+  return rows[0]!.version;
+}
+
+export async function updateEndpoint(db: Queryable, id: string, changes: EndpointChanges): Promise<SigningEndpoint | undefined> {
+  const { rows } = await db.query<Row>(
+    `UPDATE webhook_endpoints SET
+       url = coalesce($2, url), description = coalesce($3, description), events = coalesce($4, events),
+       rate_limit_per_second = CASE WHEN $5::boolean THEN $6 ELSE rate_limit_per_second END,
+       max_concurrency = coalesce($7, max_concurrency), updated_at = clock_timestamp()
+     WHERE id = $1 RETURNING ${COLUMNS}`,
+    [
+      id,
+      changes.url ?? null,
+      changes.description ?? null,
+      changes.events ?? null,
+      changes.rateLimitPerSecond !== undefined,
+      changes.rateLimitPerSecond ?? null,
+      changes.maxConcurrency ?? null,
+    ],
+  );
+  return rows[0] && endpointOf(rows[0]);
+}
+
+/** Enables (clearing the failure streak) or disables with a reason. */
+export async function setEndpointEnabled(db: Queryable, id: string, enabled: boolean, reason: string | null): Promise<SigningEndpoint | undefined> {
+  const { rows } = await db.query<Row>(
+    `UPDATE webhook_endpoints SET enabled = $2, disabled_reason = $3, updated_at = clock_timestamp(),
+       failing_since = CASE WHEN $2 THEN NULL ELSE failing_since END
+     WHERE id = $1 RETURNING ${COLUMNS}`,
+    [id, enabled, enabled ? null : reason],
+  );
+  return rows[0] && endpointOf(rows[0]);
+}
+
+/** A new secret; the old one keeps signing for `overlapSeconds`. */
+export async function rotateEndpointSecret(db: Queryable, id: string, secret: string, overlapSeconds: number): Promise<SigningEndpoint | undefined> {
+  const { rows } = await db.query<Row>(
+    `UPDATE webhook_endpoints SET previous_secret = secret, secret = $2,
+       previous_secret_expires_at = clock_timestamp() + $3::double precision * interval '1 second', updated_at = clock_timestamp()
+     WHERE id = $1 RETURNING ${COLUMNS}`,
+    [id, secret, overlapSeconds],
+  );
+  return rows[0] && endpointOf(rows[0]);
+}
+
+export async function deleteEndpoint(db: Queryable, id: string): Promise<boolean> {
+  const { rowCount } = await db.query('DELETE FROM webhook_endpoints WHERE id = $1', [id]);
+  return rowCount > 0;
+}
+
+/** After an attempt: a success ends the failure streak, a failure starts it (if not started). */
+export async function recordEndpointOutcome(db: Queryable, id: string, success: boolean): Promise<void> {
+  await db.query(
+    success
+      ? `UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = now() WHERE id = $1 AND (failing_since IS NOT NULL OR last_success_at IS NULL OR last_success_at < now() - interval '1 second')`
+      : `UPDATE webhook_endpoints SET failing_since = now() WHERE id = $1 AND failing_since IS NULL`,
+    [id],
+  );
+}
