@@ -18,6 +18,7 @@ export interface SetOutboxSourceArgs {
   readonly table?: string | null;
   readonly mode?: OutboxRequestedMode | null;
   readonly createTable?: boolean | null;
+  readonly requireTenant?: boolean | null;
 }
 
 /** `setOutboxSource` (admin): the caller's environment's outbox, checked (or created) in its database. */
@@ -29,6 +30,7 @@ export async function setOutboxSource(context: ResolverContext, args: SetOutboxS
     table: args.table ?? undefined,
     mode: args.mode ?? undefined,
     createTable: args.createTable ?? undefined,
+    requireTenant: args.requireTenant ?? undefined,
   });
   return answerOf(url, saved);
 }

@@ -2,9 +2,11 @@
  * Database CDC: source databases and their mappings (kept in the platform database), and the WAL
  * readers this instance leads (one per source database across all instances, by leader election).
  */
-import { createCdcService, type CdcService } from '../pipeline/cdc/cdc-service.ts';
+import { randomUUID } from 'node:crypto';
+import { createCdcService, type CdcService, type WalOutboxCatalog } from '../pipeline/cdc/cdc-service.ts';
 import { createCdcStore, type CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import { createSourceConnections } from '../pipeline/cdc/wal/source-connections.ts';
+import { listOutboxSources, saveOutboxRate, saveOutboxReport } from '../pipeline/outbox/outbox-store.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
@@ -15,6 +17,29 @@ export interface Cdc extends Disposable {
 
 export async function startCdc({ config, clients, metrics, logger }: StartContext, { router, log }: Pick<Pipeline, 'router' | 'log'>): Promise<Cdc> {
   const cdcStore = createCdcStore(clients.db);
+  const reporter = randomUUID();
+  // WAL-mode outboxes are read by the CDC reader of their database; their figures go where the pollers' go.
+  const outboxes: WalOutboxCatalog = {
+    async list() {
+      const sources = await listOutboxSources(clients.db);
+      return sources
+        .filter((source) => source.readMode === 'WAL')
+        .map((source) => ({
+          databaseUrl: source.databaseUrl,
+          table: source.table,
+          outboxId: source.outboxId,
+          scope: { app: source.app, env: source.env },
+          requireTenant: source.requireTenant,
+          maxPayloadBytes: config.events.maxPayloadBytes,
+        }));
+    },
+    async report({ binding, pending = null, oldestPendingSeconds = null, dead = null, routed, lastError }, seconds) {
+      const source = { ...binding.scope, outboxId: binding.outboxId };
+      await saveOutboxReport(clients.db, source, { pending, oldestPendingSeconds, dead, lastError });
+      await saveOutboxRate(clients.db, binding.outboxId, reporter, seconds > 0 ? routed / seconds : 0);
+    },
+    retentionMs: config.outbox.retentionMs,
+  };
   const cdc = createCdcService({
     store: cdcStore,
     router,
@@ -26,8 +51,15 @@ export async function startCdc({ config, clients, metrics, logger }: StartContex
     keyPrefix: config.redisKeyPrefix,
     ...config.cdc,
     metrics,
+    outboxes,
   });
-  const stopSampling = metrics.sample({ cdcReaders: () => cdc.leading() });
+  const stopSampling = metrics.sample({
+    cdcReaders: () => cdc.leading(),
+    outboxes: () =>
+      cdc.leadingOutboxes().flatMap(({ binding, pending, oldestPendingSeconds = null }) =>
+        pending === undefined ? [] : [{ outbox: `${binding.scope.app}/${binding.scope.env}`, pending, oldestPendingSeconds }],
+      ),
+  });
   try {
     await cdc.start();
   } catch (error) {

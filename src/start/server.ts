@@ -5,6 +5,7 @@
  */
 import { createTokenVerifier } from '../auth/token-verifier.ts';
 import { createCleanupStack } from '../cleanup-stack.ts';
+import { assertLogicalReplicationAllowed } from '../pipeline/cdc/wal/replication-setup.ts';
 import { createDispatcher, type DispatcherStats } from '../pipeline/dispatch/dispatcher.ts';
 import { createOutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
@@ -57,7 +58,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       documents: parts.sync.documents,
       cdc: parts.cdc.cdc,
       cdcStore: parts.cdc.cdcStore,
-      outbox: createOutboxAdmin({ db: context.clients.db, connect: (url) => createOutboxPool(url, logger) }),
+      outbox: createOutboxAdmin({ db: context.clients.db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed }),
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },

@@ -1,16 +1,17 @@
 /**
- * The outbox pollers of a worker process: one poller per environment's outbox (`outbox_sources`),
+ * The outbox pollers of a worker process: one poller per environment's outbox read in POLL mode (`outbox_sources`; WAL-mode ones are the CDC reader's),
  * started, replaced or stopped as the sources change, each on a small pool of its own on the
  * application's database. Any number of worker processes run this side by side: the pollers'
  * partition locks keep each entity's rows in order and routed once. Every few seconds each poller's
  * figures are written back for `outboxStatus` (read on any instance) and kept for `/metrics`.
  */
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Database } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics, OutboxSample } from '../metrics.ts';
 import { createOutboxPoller, type OutboxPoller } from '../pipeline/outbox/outbox-poller.ts';
-import { listOutboxSources, saveOutboxReport, type OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
+import { listOutboxSources, saveOutboxRate, saveOutboxReport, type OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 
 export interface OutboxPollersOptions {
@@ -58,6 +59,8 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
       [...running.values()].flatMap(({ name, last }) => (last ? [{ outbox: name, pending: last.pending, oldestPendingSeconds: last.oldestPendingSeconds }] : [])),
   });
   let lastReport = Date.now();
+  /** This process, in the rates table: each worker's rate counts once in the outbox's total. */
+  const reporter = randomUUID();
 
   const start = (source: OutboxSourceView): Running => {
     const name = `${source.app}/${source.env}`;
@@ -73,6 +76,7 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
       intervalMs: options.pollIntervalMs,
       retentionMs: options.retentionMs,
       maxPayloadBytes: options.maxPayloadBytes,
+      requireTenant: source.requireTenant,
       metrics: {
         routed(count) {
           counts.routed += count;
@@ -105,15 +109,16 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
       lastError = error instanceof Error ? error.message : String(error);
     }
     const { pending = null, oldestPendingSeconds = null, dead = null } = entry.last ?? {};
-    await saveOutboxReport(options.db, entry.source, { mode: 'POLL', pending, oldestPendingSeconds, dead, routedPerSecond, lastError });
+    await saveOutboxReport(options.db, entry.source, { pending, oldestPendingSeconds, dead, lastError });
+    await saveOutboxRate(options.db, entry.source.outboxId, reporter, routedPerSecond);
   };
 
   const refresh = async (): Promise<void> => {
-    const sources = await listOutboxSources(options.db);
+    const sources = (await listOutboxSources(options.db)).filter((source) => source.readMode === 'POLL');
     const wanted = new Map(sources.map((source) => [`${source.app}/${source.env}`, source]));
     for (const [key, entry] of running) {
       const source = wanted.get(key);
-      if (source?.outboxId === entry.source.outboxId) continue;
+      if (source?.outboxId === entry.source.outboxId && source.requireTenant === entry.source.requireTenant) continue;
       running.delete(key);
       await stop(entry);
     }

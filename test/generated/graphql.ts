@@ -279,17 +279,20 @@ export type MutationSetOutboxSourceArgs = {
   createTable: InputMaybe<Scalars['Boolean']['input']>;
   databaseUrl: Scalars['String']['input'];
   mode: InputMaybe<OutboxMode>;
+  requireTenant: InputMaybe<Scalars['Boolean']['input']>;
   table: InputMaybe<Scalars['String']['input']>;
 };
 
 /** How the outbox is read. */
 export type OutboxMode =
-  /** The best way the database allows (today: polling). */
+  /** WAL when the database lets the role replicate (wal_level = logical, REPLICATION), POLL otherwise; settled when the outbox is set. */
   | 'AUTO'
   /** Polled by the workers in batches, in order per entity. */
-  | 'POLL';
+  | 'POLL'
+  /** Read from the database's WAL by the CDC reader (same slot as the database's CDC source): commit order, no polling. */
+  | 'WAL';
 
-/** An environment's outbox table (its password is never returned) and what the workers polling it last reported. */
+/** An environment's outbox table (its password is never returned), how it is read, and what its reader last reported. */
 export type OutboxStatus = {
   __typename?: 'OutboxStatus';
   database: Scalars['String']['output'];
@@ -297,15 +300,17 @@ export type OutboxStatus = {
   dead: Maybe<Scalars['Int']['output']>;
   host: Scalars['String']['output'];
   lastError: Maybe<Scalars['String']['output']>;
-  /** The mode in effect; null until a worker polled the outbox. */
-  mode: Maybe<OutboxMode>;
+  /** The mode in effect (WAL or POLL; AUTO is settled when the outbox is set). */
+  mode: OutboxMode;
   /** Age of the oldest pending row, in s. */
   oldestPendingSeconds: Maybe<Scalars['Float']['output']>;
   /** Rows not routed yet. */
   pending: Maybe<Scalars['Int']['output']>;
   reportedAt: Maybe<Scalars['DateTime']['output']>;
   requestedMode: OutboxMode;
-  /** Rows routed per second over the last report period. */
+  /** Rows without a tenant are set aside as dead. */
+  requireTenant: Scalars['Boolean']['output'];
+  /** Rows routed per second over the last report period, summed over the processes reading the outbox. */
   routedPerSecond: Maybe<Scalars['Float']['output']>;
   table: Scalars['String']['output'];
 };

@@ -19,16 +19,21 @@ const STATUS = '{ outboxStatus { table requestedMode mode pending dead lastError
 
 
 describe('the outbox API', () => {
-  it('creates the table, routes committed rows to the tenant subscriber, sets a poison row aside and reports it', async () => {
+  it.each(['POLL', 'WAL'])('creates the table, routes committed rows to the tenant subscriber, sets a poison row aside and reports it (%s mode)', async (mode) => {
     const appDb = await createTestDatabase();
     const app = new pg.Pool({ connectionString: appDb.url, max: 2 });
     onTestFinished(() => app.end());
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50' });
     const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
 
-    const set = await gql(server, admin, 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true) { host table requestedMode } }', { url: appDb.url });
+    const set = await gql(
+      server,
+      admin,
+      'mutation($url: String!, $mode: OutboxMode) { setOutboxSource(databaseUrl: $url, createTable: true, mode: $mode) { host table requestedMode mode } }',
+      { url: appDb.url, mode },
+    );
     expect(set.errors).toBeUndefined();
-    expect(set.data?.['setOutboxSource']).toMatchObject({ table: 'event_outbox', requestedMode: 'AUTO' });
+    expect(set.data?.['setOutboxSource']).toMatchObject({ table: 'event_outbox', requestedMode: mode, mode });
 
     const client = await openAcknowledgedSocket(server.wsUrl, await signHs256({ tenant: 'a', permissions: ['orders.read'] }));
     client.send({ id: 'e', type: 'subscribe', payload: { query: 'subscription { events(topic: "orders.created") { id type payload metadata { table operation } } }' } });
@@ -52,10 +57,10 @@ describe('the outbox API', () => {
         const status = (await gql(server, admin, STATUS)).data?.['outboxStatus'] as Record<string, unknown> | null;
         return status?.['reportedAt'] != null && status['pending'] === 0 && status['dead'] === 1 ? status : undefined;
       },
-      { timeoutMs: 20_000, message: 'the workers report the outbox drained with one dead row' },
+      { timeoutMs: 20_000, message: 'the reader reports the outbox drained with one dead row' },
     );
     const status = (await gql(server, admin, STATUS)).data?.['outboxStatus'];
-    expect(status).toMatchObject({ table: 'event_outbox', mode: 'POLL', pending: 0, dead: 1, lastError: null });
+    expect(status).toMatchObject({ table: 'event_outbox', mode, pending: 0, dead: 1, lastError: null });
     const { rows } = await app.query<{ dead_reason: string | null }>('SELECT dead_reason FROM event_outbox WHERE dead_reason IS NOT NULL');
     expect(rows).toEqual([{ dead_reason: expect.stringContaining('JSON object') as unknown }]);
 
@@ -89,7 +94,8 @@ describe('the outbox API', () => {
     onTestFinished(() => app.end());
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50' });
     const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
-    expect((await gql(server, admin, 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true) { table } }', { url: postgres.url })).errors).toBeUndefined();
+    const set = 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { table } }';
+    expect((await gql(server, admin, set, { url: postgres.url })).errors).toBeUndefined();
     await app.query(`INSERT INTO event_outbox (topic, event_type, payload) VALUES ('orders.created', 'order.created', 'null')`);
     const status = async () => (await gql(server, admin, STATUS)).data?.['outboxStatus'] as Record<string, unknown>;
     await waitFor(async () => (await status())['dead'] === 1, { timeoutMs: 20_000, message: 'the dead row is reported' });

@@ -16,6 +16,7 @@ import { defaultReplicationNames, identifyDatabase, identityKey, type DatabaseId
 import { assertLogicalReplicationAllowed, isValidPublicationName, isValidSlotName } from './wal/replication-setup.ts';
 import { createSourceEndpoints } from './source-endpoints.ts';
 import type { SourceConnectionFactory, SourceConnections } from './wal/source-connections.ts';
+import type { WalOutboxBinding, WalOutboxFigures } from './wal-outboxes.ts';
 
 /**
  * CDC as a whole: one reader per source *database* (`cdc-source.ts`), keyed by the database's
@@ -24,6 +25,9 @@ import type { SourceConnectionFactory, SourceConnections } from './wal/source-co
  * changes, so a mapping saved on any instance applies on the reading one without a restart. Also
  * answers what the API needs: setting a source (checked first), which module a model belongs to,
  * checking a mapping against its table before it is saved, and reader status.
+ *
+ * Outboxes read in WAL mode join the reader of their database (a reader of its own when the
+ * database is no CDC source): same slot, same publication (the table is added when it is not in it).
  *
  * Connections: one `SourceConnections` per source URL, made by the injected factory and disposed
  * once no environment and no reader uses it (idle pooled connections close on their own).
@@ -47,6 +51,8 @@ export interface CdcService {
   status(scope: EnvScope): Promise<CdcSourceStatus | undefined>;
   /** The readers this instance leads, as last inspected (for metrics). */
   leading(): CdcSourceStatus[];
+  /** The WAL-mode outboxes this instance reads, as last inspected (for metrics). */
+  leadingOutboxes(): WalOutboxFigures[];
   close(): Promise<void>;
 }
 
@@ -58,6 +64,20 @@ export interface EnvScope {
 export interface SourceNames {
   readonly slotName?: string | null;
   readonly publicationName?: string | null;
+}
+
+/** An outbox read in WAL mode, and the database it is in. */
+export interface WalOutboxSource extends WalOutboxBinding {
+  readonly databaseUrl: string;
+}
+
+/** Where the WAL-mode outboxes are listed and their figures kept (the platform database's outbox sources). */
+export interface WalOutboxCatalog {
+  list(): Promise<readonly WalOutboxSource[]>;
+  /** What the reader measured; `seconds` is the period its `routed` count covers. */
+  report(figures: WalOutboxFigures, seconds: number): Promise<void>;
+  /** Dead rows are deleted this long after they were set aside, in ms. */
+  readonly retentionMs: number;
 }
 
 export interface CdcServiceOptions {
@@ -79,7 +99,9 @@ export interface CdcServiceOptions {
   /** How long raw changes are kept, in ms. */
   readonly rawRetentionMs: number;
   /** Counts rows that matched a mapping but could not be routed safely. @default no metrics */
-  readonly metrics?: Pick<Metrics, 'cdcUnroutable'>;
+  readonly metrics?: Pick<Metrics, 'cdcUnroutable' | 'outboxRouted' | 'outboxDead'>;
+  /** The outboxes read in WAL mode. @default none */
+  readonly outboxes?: WalOutboxCatalog;
 }
 
 const HOUSEKEEPING_MS = 5000;
@@ -100,6 +122,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   /** By `app/env`: the environment's mappings. */
   let environments = new Map<string, readonly DomainMapping[]>();
   let version: string | undefined;
+  let outboxFigures: WalOutboxFigures[] = [];
+  let lastOutboxReport = Date.now();
   let lastReload: Promise<void> = Promise.resolve();
   let closed = false;
   const coalescer = createKeyedCoalescer();
@@ -110,7 +134,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const releaseEndpoints = (inUse: Iterable<string>) => endpoints.release([...inUse, ...[...sources.values()].map((entry) => entry.url)]);
 
   const load = async (): Promise<void> => {
-    const current = await store.version();
+    const outboxRows = (await options.outboxes?.list()) ?? [];
+    const current = `${await store.version()} ${JSON.stringify(outboxRows)}`;
     if (current === version) return;
     const [sourceRows, mappingRows] = await Promise.all([store.listSources(), store.listMappings()]);
     const byEnv = new Map<string, StoredMapping[]>();
@@ -118,26 +143,29 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     const nextEnvironments = new Map(sourceRows.map((row) => [envKey(row), (byEnv.get(envKey(row)) ?? []).map((m) => m.mapping)]));
     // Environments per database; an unreachable one is retried at the next reload.
     let complete = true;
-    const groups = new Map<string, { identity: DatabaseIdentity; rows: CdcSourceRecord[] }>();
-    for (const row of sourceRows) {
+    const groups = new Map<string, { identity: DatabaseIdentity; rows: CdcSourceRecord[]; outboxes: WalOutboxSource[] }>();
+    const groupOf = async (row: { app: string; env: string; databaseUrl: string }) => {
       try {
         const identity = await identityOf(row.databaseUrl);
-        const group = groups.get(identityKey(identity)) ?? { identity, rows: [] };
-        group.rows.push(row);
+        const group = groups.get(identityKey(identity)) ?? { identity, rows: [], outboxes: [] };
         groups.set(identityKey(identity), group);
+        return group;
       } catch (error) {
         complete = false;
         logger.warn({ err: error, app: row.app, env: row.env }, 'could not reach a CDC source database');
+        return undefined;
       }
-    }
+    };
+    for (const row of sourceRows) (await groupOf(row))?.rows.push(row);
+    for (const outbox of outboxRows) (await groupOf({ ...outbox.scope, databaseUrl: outbox.databaseUrl }))?.outboxes.push(outbox);
     for (const [key, entry] of sources) {
       const group = groups.get(key);
       if (group && sameNames(entry.names, namesOf(group.identity, group.rows))) continue;
       sources.delete(key);
       await entry.source.stop();
     }
-    for (const [key, { identity, rows }] of groups) {
-      const url = sources.get(key)?.url ?? rows[0]!.databaseUrl;
+    for (const [key, { identity, rows, outboxes }] of groups) {
+      const url = sources.get(key)?.url ?? rows[0]?.databaseUrl ?? outboxes[0]!.databaseUrl;
       const bindings: CdcBinding[] = [];
       for (const row of rows) {
         const mappings = nextEnvironments.get(envKey(row))!;
@@ -150,7 +178,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       }
       const existing = sources.get(key);
       if (existing) {
-        existing.source.setBindings(bindings);
+        existing.source.setBindings(bindings, outboxes);
         continue;
       }
       const names = namesOf(identity, rows);
@@ -162,12 +190,14 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         names,
         logger,
         bindings,
+        outboxes,
+        ...(options.outboxes && { outboxRetentionMs: options.outboxes.retentionMs }),
       });
       sources.set(key, { url, names, source });
       await source.start();
     }
     environments = nextEnvironments;
-    await releaseEndpoints(sourceRows.map((row) => row.databaseUrl));
+    await releaseEndpoints([...sourceRows, ...outboxRows].map((row) => row.databaseUrl));
     if (complete) version = current;
   };
 
@@ -184,12 +214,26 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     return tables;
   };
 
+  /** Measures the WAL-mode outboxes this instance reads and saves their figures for `outboxStatus`. */
+  const reportOutboxes = async () => {
+    const now = Date.now();
+    const seconds = (now - lastOutboxReport) / 1000;
+    lastOutboxReport = now;
+    const figures: WalOutboxFigures[] = [];
+    for (const { source } of sources.values()) figures.push(...(await source.inspectOutboxes()));
+    outboxFigures = figures;
+    for (const entry of figures) {
+      await options.outboxes?.report(entry, seconds).catch((error: unknown) => logger.warn({ err: error }, 'outbox figures could not be saved'));
+    }
+  };
+
   /** Runs a load that starts after this call (one queued behind a running one serves every caller meanwhile). */
   const reload = (): Promise<void> => (lastReload = coalescer.request('load', load));
 
   const housekeeping = async () => {
     await reload();
     for (const { source } of sources.values()) await source.inspect().catch(() => undefined);
+    await reportOutboxes();
     await store.pruneRawChanges(new Date(Date.now() - options.rawRetentionMs), 10_000);
   };
 
@@ -306,6 +350,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     leading() {
       return [...sources.values()].map(({ source }) => source.status()).filter((status) => status.leading);
     },
+
+    leadingOutboxes: () => outboxFigures,
 
     async close() {
       closed = true;

@@ -18,6 +18,7 @@ import type { DomainMapping } from './mapping/mapping.ts';
 import { modelTopic, topicPattern } from './mapping/mapping-topics.ts';
 import type { RowChange, TransactionChunk } from './row-change.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
+import { createWalOutboxes, type WalOutboxBinding, type WalOutboxFigures } from './wal-outboxes.ts';
 import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import type { SourceConnections } from './wal/source-connections.ts';
 import { createWalReader, type WalReader, type WalReaderStatus } from './wal/wal-reader.ts';
@@ -32,6 +33,7 @@ import { createWalReader, type WalReader, type WalReaderStatus } from './wal/wal
  * Both carry the same id, derived from the source, the change's LSN and the mapping, so a change
  * received again after a crash is published again with the same id (delivery is at least once).
  * The slot position is confirmed only after the events are in the log (see `wal-reader.ts`).
+ * The inserts into the outbox tables read in WAL mode are routed with them (`wal-outboxes.ts`).
  */
 export interface CdcBinding {
   readonly scope: { readonly app: string; readonly env: string };
@@ -54,11 +56,13 @@ export interface CdcSource {
   readonly id: string;
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** Replaces the mappings in effect (they apply from the next transaction). */
-  setBindings(bindings: readonly CdcBinding[]): void;
+  /** Replaces the mappings (they apply from the next transaction) and the outboxes read in WAL mode. */
+  setBindings(bindings: readonly CdcBinding[], outboxes: readonly WalOutboxBinding[]): void;
   status(): CdcSourceStatus;
   /** Reader status with the slot's lag and retained WAL read now (leader only). */
   inspect(): Promise<CdcSourceStatus>;
+  /** The WAL-mode outboxes' figures, measured now; empty unless this instance reads the slot. */
+  inspectOutboxes(): Promise<WalOutboxFigures[]>;
 }
 
 export interface CdcSourceOptions {
@@ -68,6 +72,10 @@ export interface CdcSourceOptions {
   readonly connections: SourceConnections;
   readonly names: ReplicationNames;
   readonly bindings: readonly CdcBinding[];
+  /** Outboxes in this database read in WAL mode. @default none */
+  readonly outboxes?: readonly WalOutboxBinding[];
+  /** Dead outbox rows are deleted this long after they were set aside, in ms. @default 7 days */
+  readonly outboxRetentionMs?: number;
   readonly router: EventRouter;
   readonly log: EventLog;
   readonly store: CdcStore;
@@ -80,7 +88,7 @@ export interface CdcSourceOptions {
   /** Election timings, in ms (see `leader-election.ts`). @default its defaults: TTL 10 s, heartbeat 3 s, poll 5 s */
   readonly election?: Pick<LeaderElectionOptions, 'ttlMs' | 'heartbeatMs' | 'pollMs'>;
   /** Counts rows that matched a mapping but could not be routed safely. @default no metrics */
-  readonly metrics?: Pick<Metrics, 'cdcUnroutable'>;
+  readonly metrics?: Pick<Metrics, 'cdcUnroutable' | 'outboxRouted' | 'outboxDead'>;
 }
 
 /** A source's id: a hash of its database's identity (the same for every URL that reaches it; never a URL, which holds a password). */
@@ -96,10 +104,22 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   let reader: WalReader | undefined;
   let election: LeaderElection | undefined;
   const rawChanges = createRawChangeWriter({ store, logger });
+  const outboxes = createWalOutboxes({
+    connections: options.connections,
+    publicationName: names.publicationName,
+    router,
+    logger,
+    retentionMs: options.outboxRetentionMs ?? 7 * 24 * 3_600_000,
+    ...(options.metrics && { metrics: options.metrics }),
+  });
+  outboxes.set(options.outboxes ?? []);
 
   const eventId = (change: RowChange, mapping: DomainMapping) => stableEventId(id, change.lsn, mapping.name);
 
   const handle = async (chunk: TransactionChunk): Promise<void> => {
+    // An outbox being caught up from its table: its rows in this chunk come after the catch-up's.
+    const catchingUp = outboxes.catchingUp;
+    if (catchingUp) await catchingUp;
     const routed: RawEventInput[] = [];
     const raw: RawChangeRow[] = [];
     const lastUpdatedAt = chunk.commitTime.toISOString();
@@ -132,8 +152,11 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
         }
       }
     }
+    const outboxPart = outboxes.take(chunk);
+    routed.push(...outboxPart.events);
     // The whole chunk in one step: one log append per stream, in commit order.
     await router.routeMany(routed);
+    outboxPart.routed();
     await rawChanges.add(raw);
   };
 
@@ -177,6 +200,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
           logger,
           handle,
           onSlotCreated: ({ recreated }) => renewEpochs(recreated),
+          onReady: () => outboxes.onReady(),
         });
         reader = next;
         await next.start();
@@ -211,6 +235,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     const stopped = reader;
     reader = undefined;
     await stopped?.stop();
+    await outboxes.suspend();
   };
 
   const statusRecord = (status: WalReaderStatus) => ({
@@ -263,11 +288,13 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     async stop() {
       await election?.stop();
       await stopReader();
+      await outboxes.stop();
       await rawChanges.close();
     },
 
-    setBindings(next) {
+    setBindings(next, nextOutboxes) {
       bindings = next;
+      outboxes.set(nextOutboxes);
     },
 
     status() {
@@ -279,6 +306,10 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
       const status = await reader.inspect();
       await store.saveStatus({ ...statusRecord(status), leader: election?.holderId ?? null }).catch(() => undefined);
       return { ...status, source: id, ...names, leading: true };
+    },
+
+    async inspectOutboxes() {
+      return reader ? outboxes.inspect() : [];
     },
   };
 }

@@ -1,17 +1,21 @@
 /**
  * The outbox as its environment's admin sets it up (any instance, server role): where the outbox
- * table is, whether to create it, and what the workers polling it last reported. The workers read
- * the same rows (`outbox_sources`) and start or stop their pollers.
+ * table is, whether to create it, how it is read, and what its reader last reported. The mode is
+ * settled here, once, so every instance agrees on who reads the outbox: WAL mode (the CDC leader
+ * reads its inserts from the WAL) or POLL mode (the workers poll it).
  */
 import type pg from 'pg';
 import type { Database } from '../../db/database.ts';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Scope } from '../scope.ts';
 import { DEFAULT_OUTBOX_TABLE, outboxTable, outboxTableDdl } from './outbox-sql.ts';
-import { getOutboxSource, removeOutboxSource, saveOutboxSource, type OutboxRequestedMode, type OutboxSourceView } from './outbox-store.ts';
+import { getOutboxSource, removeOutboxSource, saveOutboxSource, type OutboxReadMode, type OutboxRequestedMode, type OutboxSourceView } from './outbox-store.ts';
 
 /** Opens a pool on an application's database; the caller ends it. */
 export type OutboxPoolFactory = (databaseUrl: string) => pg.Pool;
+
+/** Rejects (a TributaryError saying what to change) when the database does not let this role read its WAL. */
+export type ReplicationCheck = (client: pg.ClientBase) => Promise<void>;
 
 export interface SetOutboxSourceInput {
   readonly databaseUrl: string;
@@ -21,21 +25,32 @@ export interface SetOutboxSourceInput {
   readonly mode?: OutboxRequestedMode | undefined;
   /** Create the table when it is missing. @default false */
   readonly createTable?: boolean | undefined;
+  /** Rows without a tenant are set aside as dead. @default false */
+  readonly requireTenant?: boolean | undefined;
 }
 
 export interface OutboxAdmin {
-  /** Checks (or creates) the table in the application's database, then saves the source. */
+  /** Checks (or creates) the table in the application's database, settles the mode, then saves the source. */
   setSource(scope: Scope, input: SetOutboxSourceInput): Promise<OutboxSourceView>;
   removeSource(scope: Scope): Promise<boolean>;
   getSource(scope: Scope): Promise<OutboxSourceView | undefined>;
 }
 
-export function createOutboxAdmin(options: { readonly db: Database; readonly connect: OutboxPoolFactory }): OutboxAdmin {
+export interface OutboxAdminOptions {
+  readonly db: Database;
+  readonly connect: OutboxPoolFactory;
+  /** Whether WAL mode is possible (the CDC reader's own check). */
+  readonly checkReplication: ReplicationCheck;
+}
+
+export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
   const { db } = options;
   return {
     async setSource(scope, input) {
       const table = outboxTable(input.table ?? DEFAULT_OUTBOX_TABLE);
+      const requestedMode = input.mode ?? 'AUTO';
       const pool = options.connect(input.databaseUrl);
+      let readMode: OutboxReadMode;
       try {
         if (input.createTable === true) await pool.query(outboxTableDdl(table));
         const { rows } = await pool.query<{ found: string | null }>('SELECT to_regclass($1)::text AS found', [table.sql]);
@@ -44,8 +59,9 @@ export function createOutboxAdmin(options: { readonly db: Database; readonly con
             details: { field: 'table' },
           });
         }
+        readMode = await resolveMode(pool, requestedMode, options.checkReplication);
       } catch (error) {
-        if (error instanceof TributaryError) throw error;
+        if (isTributaryError(error)) throw error;
         throw new TributaryError(ErrorCode.BAD_USER_INPUT, `The outbox database could not be used: ${error instanceof Error ? error.message : String(error)}`, {
           cause: error,
           details: { field: 'databaseUrl' },
@@ -53,9 +69,36 @@ export function createOutboxAdmin(options: { readonly db: Database; readonly con
       } finally {
         await pool.end().catch(() => undefined);
       }
-      return saveOutboxSource(db, { app: scope.app, env: scope.env, databaseUrl: input.databaseUrl, table: table.name, requestedMode: input.mode ?? 'AUTO' });
+      return saveOutboxSource(db, {
+        app: scope.app,
+        env: scope.env,
+        databaseUrl: input.databaseUrl,
+        table: table.name,
+        requestedMode,
+        readMode,
+        requireTenant: input.requireTenant ?? false,
+      });
     },
     removeSource: (scope) => removeOutboxSource(db, scope.app, scope.env),
     getSource: (scope) => getOutboxSource(db, scope.app, scope.env),
   };
+}
+
+/** AUTO is WAL when the database lets this role replicate, POLL otherwise; WAL asked for and impossible says why. */
+async function resolveMode(pool: pg.Pool, requested: OutboxRequestedMode, check: ReplicationCheck): Promise<OutboxReadMode> {
+  if (requested === 'POLL') return 'POLL';
+  const client = await pool.connect();
+  try {
+    await check(client);
+    return 'WAL';
+  } catch (error) {
+    if (!isTributaryError(error)) throw error;
+    if (requested === 'AUTO') return 'POLL';
+    throw new TributaryError(error.code, `WAL mode is not possible on this database: ${error.message}; or use mode POLL`, {
+      cause: error,
+      details: { ...error.details, field: 'mode' },
+    });
+  } finally {
+    client.release();
+  }
 }

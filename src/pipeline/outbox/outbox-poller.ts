@@ -19,11 +19,9 @@ import type pg from 'pg';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
-import type { EventOperation, RawEventInput } from '../events/envelope.ts';
-import { isJsonObject } from '../events/json.ts';
-import { outboxEvent } from '../events/outbox-event.ts';
-import { assertName } from '../names.ts';
+import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
+import { outboxRowEvent, type OutboxRow, type OutboxRules } from './outbox-row.ts';
 import {
   claimBatch,
   deleteProcessed,
@@ -33,7 +31,6 @@ import {
   outboxTable,
   tryLockPartition,
   type OutboxCounts,
-  type OutboxRow,
   type OutboxTable,
 } from './outbox-sql.ts';
 
@@ -88,8 +85,6 @@ export interface OutboxPoller {
 }
 
 const RETENTION_SWEEP_EVERY_MS = 30_000;
-const MAX_EVENT_TYPE_LENGTH = 200;
-const OPERATIONS: ReadonlySet<string> = new Set<EventOperation>(['insert', 'update', 'delete']);
 
 export function createOutboxPoller(options: OutboxPollerOptions): OutboxPoller {
   return new PartitionedOutboxPoller(options);
@@ -101,7 +96,7 @@ class PartitionedOutboxPoller implements OutboxPoller {
   readonly #lockKey: number;
   readonly #batchSize: number;
   readonly #partitions: number;
-  readonly #maxPayloadBytes: number;
+  readonly #rules: OutboxRules;
   readonly #retentionMs: number;
   #abort: AbortController | undefined;
   #loop: Promise<void> | undefined;
@@ -116,7 +111,12 @@ class PartitionedOutboxPoller implements OutboxPoller {
     this.#lockKey = lockKeyOf(options.outboxId);
     this.#batchSize = options.batchSize ?? 100;
     this.#partitions = options.partitions ?? 16;
-    this.#maxPayloadBytes = options.maxPayloadBytes ?? 65_536;
+    this.#rules = {
+      outboxId: options.outboxId,
+      scope: options.scope,
+      maxPayloadBytes: options.maxPayloadBytes ?? 65_536,
+      requireTenant: options.requireTenant ?? false,
+    };
     this.#retentionMs = options.retentionMs ?? 7 * 24 * 3_600_000;
   }
 
@@ -226,7 +226,7 @@ class PartitionedOutboxPoller implements OutboxPoller {
     const routable: { row: OutboxRow; event: RawEventInput }[] = [];
     const dead: { row: OutboxRow; reason: string }[] = [];
     for (const row of rows) {
-      const event = this.#eventOf(row);
+      const event = outboxRowEvent(row, this.#rules);
       if (typeof event === 'string') dead.push({ row, reason: event });
       else routable.push({ row, event });
     }
@@ -241,42 +241,6 @@ class PartitionedOutboxPoller implements OutboxPoller {
     for (const { reason } of dead) this.#options.metrics?.dead(reason);
     return rows.length;
   }
-
-  /**
-   * The row's event, or why the row can never be delivered (a stable, short reason: it goes into
-   * `dead_reason` and the metric's label).
-   */
-  #eventOf(row: OutboxRow): RawEventInput | string {
-    const { payload, operation } = row;
-    if (!isJsonObject(payload)) return 'payload is not a JSON object';
-    if (row.payload_bytes > this.#maxPayloadBytes) return `payload over ${this.#maxPayloadBytes} bytes`;
-    try {
-      assertName('topic', row.topic);
-    } catch {
-      return 'invalid topic name';
-    }
-    if (row.event_type.length === 0 || row.event_type.length > MAX_EVENT_TYPE_LENGTH) return 'invalid event_type';
-    if (row.tenant === '') return 'tenant is empty';
-    if (row.tenant === null && this.#options.requireTenant === true) return 'tenant missing';
-    if (operation !== null && !isOperation(operation)) return 'invalid operation';
-    const { app, env } = this.#options.scope;
-    return outboxEvent({
-      outbox: this.#options.outboxId,
-      rowId: row.id,
-      topic: row.topic,
-      type: row.event_type,
-      payload,
-      // No tenant: application-wide, as a principal without a tenant is scoped (a back-end token sees it).
-      scope: { app, env, tenant: row.tenant ?? undefined },
-      entity: row.entity ?? undefined,
-      table: row.table_name ?? undefined,
-      operation: operation ?? undefined,
-    });
-  }
-}
-
-function isOperation(value: string): value is EventOperation {
-  return OPERATIONS.has(value);
 }
 
 /** The outbox's advisory lock key (int4): the same in every process for one outbox id. */

@@ -8,6 +8,7 @@
  */
 import type pg from 'pg';
 import { ErrorCode, TributaryError } from '../../errors.ts';
+import type { OutboxRow } from './outbox-row.ts';
 
 /** What the statements run on: a pool or a checked-out client (inside a transaction). */
 export type Queryable = Pick<pg.ClientBase, 'query'>;
@@ -64,19 +65,6 @@ CREATE INDEX IF NOT EXISTS ${index('processed_idx')} ON ${table.sql} (processed_
 `;
 }
 
-/** A row as the poller reads it; everything it validates is read untyped. */
-export interface OutboxRow {
-  readonly id: string;
-  readonly topic: string;
-  readonly event_type: string;
-  readonly payload: unknown;
-  readonly payload_bytes: number;
-  readonly tenant: string | null;
-  readonly entity: string | null;
-  readonly table_name: string | null;
-  readonly operation: string | null;
-}
-
 /** The partition a row belongs to: one entity is always in one partition (rows without one spread by id). */
 // The cast comes before abs(): abs() of int4's minimum overflows.
 const partitionOf = `mod(abs(hashtext(coalesce(o.entity, o.id::text))::bigint), $2::int)`;
@@ -105,7 +93,7 @@ export async function claimBatch(
 ): Promise<OutboxRow[]> {
   const result = await db.query<OutboxRow>(
     // ORDER BY the column, qualified: a bare `id` would name the output `id::text` and sort as text ('10' < '9').
-    `SELECT o.id::text AS id, o.topic, o.event_type, o.payload, octet_length(o.payload::text) AS payload_bytes,
+    `SELECT o.id::text AS id, o.topic, o.event_type, o.payload,
             o.tenant, o.entity, o.table_name, o.operation
        FROM ${table.sql} AS o
       WHERE o.processed_at IS NULL AND ${partitionOf} = $1::int
@@ -163,4 +151,47 @@ export async function outboxCounts(db: Queryable, table: OutboxTable): Promise<O
   );
   const row = result.rows[0]!;
   return { pending: Number(row.pending), oldestPendingSeconds: row.oldest === null ? null : Number(row.oldest), dead: Number(row.dead) };
+}
+
+// ——— WAL mode: the reader routes inserts from the WAL; these statements catch up and clean up. ———
+
+/** The table's schema and name as Postgres resolves them (what the WAL names it by); undefined when it does not exist. */
+export async function resolveTable(db: Queryable, table: OutboxTable): Promise<{ schema: string; name: string } | undefined> {
+  const result = await db.query<{ schema: string; name: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)`,
+    [table.sql],
+  );
+  return result.rows[0];
+}
+
+/**
+ * Opens the catch-up transaction: REPEATABLE READ, so every read sees the one snapshot returned
+ * here, with the WAL insert position read after it was taken (every transaction the snapshot sees
+ * committed before that position).
+ */
+export async function beginCatchUp(db: Queryable): Promise<{ snapshot: string; lsn: string }> {
+  await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+  const result = await db.query<{ snapshot: string; lsn: string }>(
+    'SELECT pg_current_snapshot()::text AS snapshot, pg_current_wal_insert_lsn()::text AS lsn',
+  );
+  return result.rows[0]!;
+}
+
+/** Pending rows after `afterId`, in id order (keyset pages). */
+export async function pendingAfter(db: Queryable, table: OutboxTable, afterId: string, limit: number): Promise<OutboxRow[]> {
+  const result = await db.query<OutboxRow>(
+    `SELECT o.id::text AS id, o.topic, o.event_type, o.payload, o.tenant, o.entity, o.table_name, o.operation
+       FROM ${table.sql} AS o
+      WHERE o.processed_at IS NULL AND o.id > $1::bigint
+      ORDER BY o.id
+      LIMIT $2::int`,
+    [afterId, limit],
+  );
+  return result.rows;
+}
+
+/** Deletes rows by id (WAL mode: a routed row's insert stays in the WAL; the table need not keep it). */
+export async function deleteRows(db: Queryable, table: OutboxTable, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(`DELETE FROM ${table.sql} WHERE id = ANY($1::bigint[])`, [ids]);
 }

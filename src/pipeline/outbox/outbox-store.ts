@@ -2,38 +2,44 @@ import { randomBytes } from 'node:crypto';
 import type { Database } from '../../db/database.ts';
 
 /**
- * What the platform database keeps of the outboxes (migration 0005): each environment's outbox
- * (its database and table) and the figures the workers polling it last reported. One function
- * per statement.
+ * What the platform database keeps of the outboxes (migrations 0005, 0006): each environment's
+ * outbox (its database, table and mode), the figures its reader last reported, and the routing
+ * rate of every process reading it. One function per statement.
  */
-export type OutboxRequestedMode = 'AUTO' | 'POLL';
+export type OutboxRequestedMode = 'AUTO' | 'POLL' | 'WAL';
+
+/** How an outbox is read: chosen when it is set (AUTO resolves to one of these). */
+export type OutboxReadMode = 'POLL' | 'WAL';
 
 export interface OutboxSourceRecord {
   readonly app: string;
   readonly env: string;
-  /** Stable while database and table stay the same: event ids derive from it and the row id. */
+  /** Stable while database and table stay the same (a mode change keeps it): event ids derive from it and the row id. */
   readonly outboxId: string;
   readonly databaseUrl: string;
   readonly table: string;
   readonly requestedMode: OutboxRequestedMode;
+  readonly readMode: OutboxReadMode;
+  /** Rows without a tenant are set aside as dead. */
+  readonly requireTenant: boolean;
   readonly updatedAt: Date;
 }
 
 export interface OutboxReport {
-  /** The mode in effect. */
-  readonly mode: 'POLL';
   /** Null until the outbox's database answered once. */
   readonly pending: number | null;
   readonly oldestPendingSeconds: number | null;
   readonly dead: number | null;
-  readonly routedPerSecond: number;
   readonly lastError: string | null;
 }
 
 export interface OutboxSourceView extends OutboxSourceRecord {
-  /** Absent until a worker polled the outbox once. */
-  readonly report: (OutboxReport & { readonly reportedAt: Date }) | undefined;
+  /** Absent until a reader reported once. */
+  readonly report: (OutboxReport & { readonly reportedAt: Date; readonly routedPerSecond: number }) | undefined;
 }
+
+/** A rate older than this no longer counts (its process stopped or lost the outbox), in seconds. */
+const RATE_FRESH_SECONDS = 15;
 
 type Row = {
   app: string;
@@ -42,18 +48,21 @@ type Row = {
   database_url: string;
   table_name: string;
   requested_mode: OutboxRequestedMode;
+  read_mode: OutboxReadMode;
+  require_tenant: boolean;
   updated_at: Date;
-  mode: 'POLL' | null;
   pending: number | null;
   oldest_pending_seconds: number | null;
   dead: number | null;
-  routed_per_second: number | null;
   last_error: string | null;
   reported_at: Date | null;
+  routed_per_second: number | null;
 };
 
-const COLUMNS =
-  'app, env, outbox_id, database_url, table_name, requested_mode, updated_at, mode, pending, oldest_pending_seconds, dead, routed_per_second, last_error, reported_at';
+const COLUMNS = `s.app, s.env, s.outbox_id, s.database_url, s.table_name, s.requested_mode, s.read_mode, s.require_tenant, s.updated_at,
+  s.pending, s.oldest_pending_seconds, s.dead, s.last_error, s.reported_at,
+  (SELECT sum(r.routed_per_second) FROM outbox_rates r
+    WHERE r.outbox_id = s.outbox_id AND r.reported_at > now() - interval '${RATE_FRESH_SECONDS} seconds')::float8 AS routed_per_second`;
 
 function viewOf(row: Row): OutboxSourceView {
   const { reported_at: reportedAt } = row;
@@ -64,12 +73,13 @@ function viewOf(row: Row): OutboxSourceView {
     databaseUrl: row.database_url,
     table: row.table_name,
     requestedMode: row.requested_mode,
+    readMode: row.read_mode,
+    requireTenant: row.require_tenant,
     updatedAt: row.updated_at,
     report:
       reportedAt === null
         ? undefined
         : {
-            mode: row.mode ?? 'POLL',
             pending: row.pending,
             oldestPendingSeconds: row.oldest_pending_seconds,
             dead: row.dead,
@@ -81,29 +91,38 @@ function viewOf(row: Row): OutboxSourceView {
 }
 
 export async function listOutboxSources(db: Database): Promise<OutboxSourceView[]> {
-  const { rows } = await db.query<Row>(`SELECT ${COLUMNS} FROM outbox_sources ORDER BY app, env`);
+  const { rows } = await db.query<Row>(`SELECT ${COLUMNS} FROM outbox_sources s ORDER BY s.app, s.env`);
   return rows.map(viewOf);
 }
 
 export async function getOutboxSource(db: Database, app: string, env: string): Promise<OutboxSourceView | undefined> {
-  const { rows } = await db.query<Row>(`SELECT ${COLUMNS} FROM outbox_sources WHERE app = $1 AND env = $2`, [app, env]);
+  const { rows } = await db.query<Row>(`SELECT ${COLUMNS} FROM outbox_sources s WHERE s.app = $1 AND s.env = $2`, [app, env]);
   return rows[0] && viewOf(rows[0]);
 }
 
-/** Saves the environment's outbox; a changed database or table starts without a report. */
+/** Saves the environment's outbox; a changed database or table gets a new outbox id, and any change starts without a report. */
 export async function saveOutboxSource(db: Database, source: Omit<OutboxSourceRecord, 'updatedAt' | 'outboxId'>): Promise<OutboxSourceView> {
-  const { rows } = await db.query<Row>(
-    `INSERT INTO outbox_sources (app, env, outbox_id, database_url, table_name, requested_mode) VALUES ($1, $2, $6, $3, $4, $5)
+  await db.query(
+    `INSERT INTO outbox_sources (app, env, outbox_id, database_url, table_name, requested_mode, read_mode, require_tenant)
+     VALUES ($1, $2, $6, $3, $4, $5, $7, $8)
      ON CONFLICT (app, env) DO UPDATE SET
        outbox_id = CASE WHEN outbox_sources.database_url = excluded.database_url AND outbox_sources.table_name = excluded.table_name
                         THEN outbox_sources.outbox_id ELSE excluded.outbox_id END,
-       database_url = excluded.database_url, table_name = excluded.table_name,
-       requested_mode = excluded.requested_mode, updated_at = now(), mode = NULL, pending = NULL,
-       oldest_pending_seconds = NULL, dead = NULL, routed_per_second = NULL, last_error = NULL, reported_at = NULL
-     RETURNING ${COLUMNS}`,
-    [source.app, source.env, source.databaseUrl, source.table, source.requestedMode, `obx_${randomBytes(12).toString('base64url')}`],
+       database_url = excluded.database_url, table_name = excluded.table_name, requested_mode = excluded.requested_mode,
+       read_mode = excluded.read_mode, require_tenant = excluded.require_tenant, updated_at = now(),
+       pending = NULL, oldest_pending_seconds = NULL, dead = NULL, last_error = NULL, reported_at = NULL`,
+    [
+      source.app,
+      source.env,
+      source.databaseUrl,
+      source.table,
+      source.requestedMode,
+      `obx_${randomBytes(12).toString('base64url')}`,
+      source.readMode,
+      source.requireTenant,
+    ],
   );
-  return viewOf(rows[0]!);
+  return (await getOutboxSource(db, source.app, source.env))!;
 }
 
 export async function removeOutboxSource(db: Database, app: string, env: string): Promise<boolean> {
@@ -111,12 +130,21 @@ export async function removeOutboxSource(db: Database, app: string, env: string)
   return rowCount > 0;
 }
 
-/** A worker's figures for the outbox it polls (kept only while the source still points where it polled). */
+/** The reader's figures for the outbox it reads (kept only while the source still points where it read). */
 export async function saveOutboxReport(db: Database, source: Pick<OutboxSourceRecord, 'app' | 'env' | 'outboxId'>, report: OutboxReport): Promise<void> {
   await db.query(
-    `UPDATE outbox_sources SET mode = $4, pending = $5, oldest_pending_seconds = $6, dead = $7, routed_per_second = $8,
-       last_error = $9, reported_at = now()
+    `UPDATE outbox_sources SET pending = $4, oldest_pending_seconds = $5, dead = $6, last_error = $7, reported_at = now()
      WHERE app = $1 AND env = $2 AND outbox_id = $3`,
-    [source.app, source.env, source.outboxId, report.mode, report.pending, report.oldestPendingSeconds, report.dead, report.routedPerSecond, report.lastError],
+    [source.app, source.env, source.outboxId, report.pending, report.oldestPendingSeconds, report.dead, report.lastError],
   );
+}
+
+/** One process's routing rate for an outbox; the status sums the fresh ones. Stale rates of any outbox are removed on the way. */
+export async function saveOutboxRate(db: Database, outboxId: string, reporter: string, routedPerSecond: number): Promise<void> {
+  await db.query(
+    `INSERT INTO outbox_rates (outbox_id, reporter, routed_per_second) VALUES ($1, $2, $3)
+     ON CONFLICT (outbox_id, reporter) DO UPDATE SET routed_per_second = excluded.routed_per_second, reported_at = now()`,
+    [outboxId, reporter, routedPerSecond],
+  );
+  await db.query(`DELETE FROM outbox_rates WHERE reported_at < now() - interval '${RATE_FRESH_SECONDS * 4} seconds'`);
 }

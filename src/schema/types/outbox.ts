@@ -5,22 +5,24 @@ import { builder } from '../builder.ts';
 const OutboxMode = builder.enumType('OutboxMode', {
   description: 'How the outbox is read.',
   values: {
-    AUTO: { value: 'AUTO', description: 'The best way the database allows (today: polling).' },
+    AUTO: { value: 'AUTO', description: 'WAL when the database lets the role replicate (wal_level = logical, REPLICATION), POLL otherwise; settled when the outbox is set.' },
     POLL: { value: 'POLL', description: 'Polled by the workers in batches, in order per entity.' },
+    WAL: { value: 'WAL', description: "Read from the database's WAL by the CDC reader (same slot as the database's CDC source): commit order, no polling." },
   } as const,
 });
 
 const OutboxStatus = builder.objectRef<OutboxSourceAnswer>('OutboxStatus').implement({
-  description: "An environment's outbox table (its password is never returned) and what the workers polling it last reported.",
+  description: "An environment's outbox table (its password is never returned), how it is read, and what its reader last reported.",
   fields: (t) => ({
     host: t.exposeString('host'),
     database: t.exposeString('database'),
     table: t.exposeString('table'),
     requestedMode: t.field({ type: OutboxMode, resolve: (answer) => answer.requestedMode }),
-    mode: t.field({ type: OutboxMode, nullable: true, description: 'The mode in effect; null until a worker polled the outbox.', resolve: (answer) => answer.source.report?.mode ?? null }),
+    mode: t.field({ type: OutboxMode, description: 'The mode in effect (WAL or POLL; AUTO is settled when the outbox is set).', resolve: (answer) => answer.source.readMode }),
+    requireTenant: t.boolean({ description: 'Rows without a tenant are set aside as dead.', resolve: (answer) => answer.source.requireTenant }),
     pending: t.int({ nullable: true, description: 'Rows not routed yet.', resolve: (answer) => answer.source.report?.pending ?? null }),
     oldestPendingSeconds: t.float({ nullable: true, description: 'Age of the oldest pending row, in s.', resolve: (answer) => answer.source.report?.oldestPendingSeconds ?? null }),
-    routedPerSecond: t.float({ nullable: true, description: 'Rows routed per second over the last report period.', resolve: (answer) => answer.source.report?.routedPerSecond ?? null }),
+    routedPerSecond: t.float({ nullable: true, description: 'Rows routed per second over the last report period, summed over the processes reading the outbox.', resolve: (answer) => answer.source.report?.routedPerSecond ?? null }),
     dead: t.int({ nullable: true, description: 'Rows set aside (dead_reason) because they can never be routed.', resolve: (answer) => answer.source.report?.dead ?? null }),
     lastError: t.string({ nullable: true, resolve: (answer) => answer.source.report?.lastError ?? null }),
     reportedAt: t.field({ type: 'DateTime', nullable: true, resolve: (answer) => answer.source.report?.reportedAt ?? null }),
@@ -46,6 +48,7 @@ builder.mutationFields((t) => ({
       table: t.arg.string({ description: '`name` or `schema.name`; default `event_outbox`.' }),
       mode: t.arg({ type: OutboxMode, description: 'Default AUTO.' }),
       createTable: t.arg.boolean(),
+      requireTenant: t.arg.boolean({ description: 'Set rows without a tenant aside as dead (default false: such rows are application-wide).' }),
     },
     resolve: (_root, args, context) => resolvers.setOutboxSource(context, args),
   }),

@@ -97,6 +97,34 @@ export async function ensurePublication(
   }
 }
 
+/**
+ * Adds `schema.table` to an existing publication that does not publish it yet (a publication FOR
+ * ALL TABLES already does). Changes committed after this are streamed for the table.
+ */
+export async function ensurePublicationIncludes(client: pg.ClientBase, name: string, table: { schema: string; name: string }): Promise<{ added: boolean }> {
+  const { rows } = await client.query<{ all_tables: boolean; included: boolean }>(
+    `SELECT p.puballtables AS all_tables,
+            EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = p.pubname AND t.schemaname = $2 AND t.tablename = $3) AS included
+       FROM pg_publication p WHERE p.pubname = $1`,
+    [name, table.schema, table.name],
+  );
+  const row = rows[0];
+  if (!row) throw new InternalError('CDC_SETUP', `publication "${name}" does not exist`);
+  if (row.all_tables || row.included) return { added: false };
+  const target = `${pg.escapeIdentifier(table.schema)}.${pg.escapeIdentifier(table.name)}`;
+  try {
+    await client.query(`ALTER PUBLICATION ${pg.escapeIdentifier(name)} ADD TABLE ${target}`);
+    return { added: true };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new TributaryError(
+      ErrorCode.MISCONFIGURED,
+      `could not add ${table.schema}.${table.name} to publication "${name}" (${message}); as its owner run: ALTER PUBLICATION ${name} ADD TABLE ${target};`,
+      { cause: error },
+    );
+  }
+}
+
 function quoteTableName(table: string): string {
   const dot = table.indexOf('.');
   if (dot < 0) return pg.escapeIdentifier(table);

@@ -84,6 +84,12 @@ export interface WalReaderOptions {
    * a new epoch. If it throws, the new slot is dropped again so the next attempt reports it again.
    */
   readonly onSlotCreated?: (info: { recreated: boolean }) => void | Promise<void>;
+  /**
+   * Called on every (re)connect once the publication and slot exist, before the stream opens, with
+   * no `handle` running (an earlier session's have settled). A rejection fails the connect, which
+   * is retried like any other.
+   */
+  readonly onReady?: () => Promise<void>;
 }
 
 export type WalReaderState = 'starting' | 'streaming' | 'reconnecting' | 'stopped' | 'failed';
@@ -252,6 +258,7 @@ class PostgresWalReader implements WalReader {
       }
       this.#slotSeen = true;
     });
+    await this.#options.onReady?.();
     if (this.#stopping) throw new TributaryError(ErrorCode.UNAVAILABLE, 'the WAL reader was stopped while connecting');
     const session = new ReplicationSession({
       connections: this.#options.connections,

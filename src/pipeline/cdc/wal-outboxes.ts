@@ -1,0 +1,392 @@
+/**
+ * The outboxes read from one source database's WAL (the outbox's WAL mode): the inserts into
+ * each outbox table arrive with the CDC source's other changes, on the same slot, in commit order,
+ * and are routed in the same `routeMany` as the chunk's CDC events, so the slot position is
+ * confirmed only after they are in the log — CDC's at-least-once rule. No polling.
+ *
+ * - **Catch-up.** The WAL holds only what was committed after the slot's position, and an outbox
+ *   joins a running reader at some point of its stream; rows committed before are in the table
+ *   only. So before an outbox's rows are taken from the WAL — when the reader (re)connects, or an
+ *   outbox is added to a running one — its pending rows are routed from the table in id order, in
+ *   one REPEATABLE READ transaction, and deleted. The WAL then still delivers some of those rows
+ *   again: those whose transaction the catch-up's snapshot saw. They are recognised by the chunk's
+ *   xid against that snapshot (until the stream passes the WAL position read after it) and
+ *   skipped, so the catch-up routes nothing twice and an entity's rows keep their order.
+ * - **Clean-up.** A row routed from the WAL is deleted from the table in batches shortly after
+ *   (its insert stays in the WAL until the slot is confirmed; a row routed but not yet deleted
+ *   when the process dies is routed again, with its id, at the next catch-up). Poison rows are
+ *   marked dead in place, like the poller does, and the retention sweep removes them later.
+ * - Rows become events exactly as the poller makes them (`outbox/outbox-row.ts`): same ids, scope,
+ *   entity, dead reasons.
+ */
+import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import type { RawEventInput } from '../events/envelope.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import { outboxRowEvent, type OutboxRow, type OutboxRules } from '../outbox/outbox-row.ts';
+import {
+  beginCatchUp,
+  deleteProcessed,
+  deleteRows,
+  markDead,
+  outboxCounts,
+  outboxTable,
+  pendingAfter,
+  resolveTable,
+  type OutboxCounts,
+  type OutboxTable,
+} from '../outbox/outbox-sql.ts';
+import type { TransactionChunk } from './row-change.ts';
+import { parseLsn } from './wal/lsn.ts';
+import { ensurePublicationIncludes } from './wal/replication-setup.ts';
+import type { SourceConnections } from './wal/source-connections.ts';
+
+export interface WalOutboxBinding extends OutboxRules {
+  /** The outbox table, `name` or `schema.name`. */
+  readonly table: string;
+}
+
+/** What an outbox's reader last measured, for `outboxStatus` and `/metrics`. */
+export interface WalOutboxFigures extends Partial<OutboxCounts> {
+  readonly binding: WalOutboxBinding;
+  /** Rows routed since the previous `inspect()`. */
+  readonly routed: number;
+  readonly lastError: string | null;
+}
+
+export interface WalOutboxes {
+  /** Replaces the outboxes read; one that is new is caught up before its rows are taken from the WAL. */
+  set(bindings: readonly WalOutboxBinding[]): void;
+  /** The reader's `onReady`: cleans up what was routed, then catches every outbox up. */
+  onReady(): Promise<void>;
+  /** The reader stopped: every outbox is caught up again when one is ready. */
+  suspend(): Promise<void>;
+  /** Set while a catch-up runs: a chunk waits for it before `take`, so its rows follow the catch-up's. */
+  readonly catchingUp: Promise<void> | undefined;
+  /** The outbox events of a chunk (synchronous, in order), and what to note once they are routed. */
+  take(chunk: TransactionChunk): { readonly events: readonly RawEventInput[]; routed(): void };
+  /** Measures every outbox, sweeps retention, retries a failed catch-up (the leader's housekeeping). */
+  inspect(): Promise<WalOutboxFigures[]>;
+  /** Cleans up what was routed and stops the clean-up timer. */
+  stop(): Promise<void>;
+}
+
+export interface WalOutboxesOptions {
+  readonly connections: SourceConnections;
+  /** The source's publication: an outbox table it does not publish yet is added to it. */
+  readonly publicationName: string;
+  readonly router: EventRouter;
+  readonly logger: Logger;
+  /** Dead rows are deleted this long after they were set aside, in ms. */
+  readonly retentionMs: number;
+  readonly metrics?: Pick<Metrics, 'outboxRouted' | 'outboxDead'>;
+}
+
+/** What the catch-up's snapshot saw, in the terms of the WAL's 32-bit xids. */
+interface CatchUpWindow {
+  readonly xmax: number;
+  readonly inProgress: ReadonlySet<number>;
+  /** The WAL insert position read after the snapshot: every transaction it saw committed before. */
+  readonly endLsn: bigint;
+}
+
+const CATCH_UP_PAGE = 1_000;
+const CLEAN_UP_EVERY_MS = 1_000;
+const CLEAN_UP_BATCH = 1_000;
+/** Routed ids waiting to be deleted, per outbox; beyond it the oldest are dropped (they stay pending and are routed again, with their ids, at the next catch-up). */
+const MAX_CLEAN_UP_QUEUE = 100_000;
+const RETENTION_SWEEP_EVERY_MS = 30_000;
+
+class WalOutbox {
+  readonly binding: WalOutboxBinding;
+  readonly table: OutboxTable;
+  readonly name: string;
+  /** Schema and name as the WAL names the table; set by the first catch-up. */
+  resolved: { schema: string; name: string } | undefined;
+  active = false;
+  window: CatchUpWindow | undefined;
+  toDelete: string[] = [];
+  toMarkDead: { id: string; reason: string }[] = [];
+  routed = 0;
+  /** What the table last answered; kept while it cannot be read (not zeros that would claim it drained). */
+  counts: OutboxCounts | undefined;
+  lastError: string | null = null;
+  lastSweep = 0;
+
+  constructor(binding: WalOutboxBinding) {
+    this.binding = binding;
+    this.table = outboxTable(binding.table);
+    this.name = `${binding.scope.app}/${binding.scope.env}`;
+  }
+
+  /** Whether an insert of this chunk is one the catch-up's snapshot saw (and therefore routed or found processed). */
+  seenByCatchUp(chunk: TransactionChunk): boolean {
+    const window = this.window;
+    if (!window) return false;
+    if (parseLsn(chunk.commitLsn) >= window.endLsn) {
+      this.window = undefined;
+      return false;
+    }
+    return committedBefore(window, chunk.xid);
+  }
+}
+
+export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
+  const { connections, router } = options;
+  const logger = options.logger.child({ component: 'outbox', mode: 'WAL' });
+  let outboxes = new Map<string, WalOutbox>();
+  let ready = false;
+  let catchingUp: Promise<void> | undefined;
+  let cleaning: Promise<void> = Promise.resolve();
+
+  /** Runs `work` after any catch-up in progress; chunks wait for the chain while it is set. */
+  const gate = (work: () => Promise<void>): Promise<void> => {
+    const run = (catchingUp ?? Promise.resolve()).then(work);
+    const settled = run.catch(() => undefined);
+    catchingUp = settled;
+    void settled.then(() => {
+      if (catchingUp === settled) catchingUp = undefined;
+    });
+    return run;
+  };
+
+  const catchUp = async (outbox: WalOutbox): Promise<void> => {
+    if (outboxes.get(outbox.binding.outboxId) !== outbox) return;
+    outbox.active = false;
+    try {
+      await cleanUp(outbox);
+      await connections.withClient(async (client) => {
+        const resolved = await resolveTable(client, outbox.table);
+        if (!resolved) throw new Error(`the table ${outbox.table.name} does not exist`);
+        if ((await ensurePublicationIncludes(client, options.publicationName, resolved)).added) {
+          logger.info({ outbox: outbox.name, publication: options.publicationName }, 'outbox table added to the publication');
+        }
+        const { snapshot, lsn } = await beginCatchUp(client);
+        let total = 0;
+        try {
+          for (let after = '0'; ; ) {
+            const rows = await pendingAfter(client, outbox.table, after, CATCH_UP_PAGE);
+            if (rows.length === 0) break;
+            after = rows.at(-1)!.id;
+            const { events, routedIds, dead } = eventsOf(outbox, rows);
+            if (events.length > 0) await router.routeMany(events);
+            await deleteRows(client, outbox.table, routedIds);
+            for (const { id, reason } of dead) await markDead(client, outbox.table, id, reason);
+            count(outbox, routedIds.length, dead);
+            total += rows.length;
+            if (rows.length < CATCH_UP_PAGE) break;
+          }
+          await client.query('COMMIT');
+        } catch (error) {
+          // Nothing deleted: what was routed is routed again, with its ids, by the next catch-up.
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
+        outbox.resolved = resolved;
+        outbox.window = windowOf(snapshot, lsn);
+        if (total > 0) logger.info({ outbox: outbox.name, rows: total }, 'outbox caught up from its table');
+      });
+      outbox.active = true;
+      outbox.lastError = null;
+    } catch (error) {
+      outbox.lastError = `catching up failed: ${error instanceof Error ? error.message : String(error)}`;
+      logger.warn({ err: error, outbox: outbox.name }, 'outbox could not be caught up; retrying at the next inspection');
+    }
+  };
+
+  const eventsOf = (outbox: WalOutbox, rows: readonly OutboxRow[]) => {
+    const events: RawEventInput[] = [];
+    const routedIds: string[] = [];
+    const dead: { id: string; reason: string }[] = [];
+    for (const row of rows) {
+      const event = outboxRowEvent(row, outbox.binding);
+      if (typeof event === 'string') dead.push({ id: row.id, reason: event });
+      else {
+        events.push(event);
+        routedIds.push(row.id);
+      }
+    }
+    return { events, routedIds, dead };
+  };
+
+  const count = (outbox: WalOutbox, routed: number, dead: readonly { id: string; reason: string }[]) => {
+    outbox.routed += routed;
+    if (routed > 0) options.metrics?.outboxRouted.inc({ outbox: outbox.name }, routed);
+    for (const { id, reason } of dead) {
+      options.metrics?.outboxDead.inc({ outbox: outbox.name, reason });
+      logger.warn({ outbox: outbox.name, id, reason }, 'outbox: row set aside as dead');
+    }
+  };
+
+  /** Deletes routed rows and marks dead ones, a batch at a time; on failure they wait for the next round. */
+  const cleanUp = (outbox: WalOutbox): Promise<void> =>
+    (cleaning = cleaning.then(async () => {
+      while (outbox.toDelete.length > 0 || outbox.toMarkDead.length > 0) {
+        const ids = outbox.toDelete.slice(0, CLEAN_UP_BATCH);
+        const dead = outbox.toMarkDead.slice(0, CLEAN_UP_BATCH);
+        await connections.withClient(async (client) => {
+          await deleteRows(client, outbox.table, ids);
+          for (const { id, reason } of dead) await markDead(client, outbox.table, id, reason);
+        });
+        outbox.toDelete.splice(0, ids.length);
+        outbox.toMarkDead.splice(0, dead.length);
+      }
+    }));
+
+  const cleanUpAll = async (): Promise<void> => {
+    for (const outbox of outboxes.values()) {
+      await cleanUp(outbox).catch((error: unknown) => {
+        outbox.lastError = `cleaning up routed rows failed: ${error instanceof Error ? error.message : String(error)}`;
+        logger.warn({ err: error, outbox: outbox.name }, 'outbox clean-up failed; retrying');
+      });
+    }
+  };
+
+  const timer = setInterval(() => void cleanUpAll(), CLEAN_UP_EVERY_MS);
+  timer.unref();
+
+  return {
+    get catchingUp() {
+      return catchingUp;
+    },
+
+    set(bindings) {
+      const next = new Map<string, WalOutbox>();
+      for (const binding of bindings) {
+        const existing = outboxes.get(binding.outboxId);
+        if (existing && sameBinding(existing.binding, binding)) {
+          next.set(binding.outboxId, existing);
+          continue;
+        }
+        const outbox = new WalOutbox(binding);
+        // New rules for the same table: what was routed under the old ones is still to be cleaned up.
+        if (existing?.binding.table === binding.table) {
+          outbox.toDelete = existing.toDelete;
+          outbox.toMarkDead = existing.toMarkDead;
+        }
+        next.set(binding.outboxId, outbox);
+      }
+      const added = [...next.values()].filter((outbox) => outboxes.get(outbox.binding.outboxId) !== outbox);
+      outboxes = next;
+      // catchUp never rejects: a failure is kept in the outbox's lastError and retried by inspect().
+      if (ready) for (const outbox of added) void gate(() => catchUp(outbox));
+    },
+
+    async onReady() {
+      ready = true;
+      await gate(async () => {
+        for (const outbox of outboxes.values()) await catchUp(outbox);
+      });
+    },
+
+    async suspend() {
+      ready = false;
+      await catchingUp;
+      for (const outbox of outboxes.values()) outbox.active = false;
+    },
+
+    take(chunk) {
+      const events: RawEventInput[] = [];
+      const notes: { outbox: WalOutbox; routedIds: string[]; dead: { id: string; reason: string }[] }[] = [];
+      for (const outbox of outboxes.values()) {
+        const { resolved } = outbox;
+        if (!outbox.active || !resolved || outbox.seenByCatchUp(chunk)) continue;
+        const rows: OutboxRow[] = [];
+        for (const change of chunk.changes) {
+          if (change.operation !== 'insert' || change.table.name !== resolved.name || change.table.schema !== resolved.schema || !change.new) continue;
+          rows.push(rowOf(change.new));
+        }
+        if (rows.length === 0) continue;
+        const part = eventsOf(outbox, rows);
+        events.push(...part.events);
+        notes.push({ outbox, routedIds: part.routedIds, dead: part.dead });
+      }
+      return {
+        events,
+        routed() {
+          for (const { outbox, routedIds, dead } of notes) {
+            count(outbox, routedIds.length, dead);
+            outbox.toDelete.push(...routedIds);
+            outbox.toMarkDead.push(...dead);
+            const over = outbox.toDelete.length - MAX_CLEAN_UP_QUEUE;
+            if (over > 0) {
+              outbox.toDelete.splice(0, over);
+              logger.warn({ outbox: outbox.name, dropped: over }, 'outbox clean-up is behind: routed rows stay in the table until the next catch-up');
+            }
+          }
+        },
+      };
+    },
+
+    async inspect() {
+      const figures: WalOutboxFigures[] = [];
+      for (const outbox of outboxes.values()) {
+        if (ready && !outbox.active) void gate(() => catchUp(outbox));
+        try {
+          outbox.counts = await connections.withClient(async (client) => {
+            if (Date.now() - outbox.lastSweep >= RETENTION_SWEEP_EVERY_MS) {
+              outbox.lastSweep = Date.now();
+              await deleteProcessed(client, outbox.table, options.retentionMs, CLEAN_UP_BATCH);
+            }
+            return outboxCounts(client, outbox.table);
+          });
+          if (outbox.active) outbox.lastError = null;
+        } catch (error) {
+          outbox.lastError = `the outbox cannot be read: ${error instanceof Error ? error.message : String(error)}`;
+        }
+        figures.push({ binding: outbox.binding, ...outbox.counts, routed: outbox.routed, lastError: outbox.lastError });
+        outbox.routed = 0;
+      }
+      return figures;
+    },
+
+    async stop() {
+      clearInterval(timer);
+      ready = false;
+      await catchingUp;
+      await cleanUpAll();
+    },
+  };
+}
+
+/** An insert's new row as the poller's row: the id as text, everything validated is left as decoded. */
+function rowOf(image: Readonly<Record<string, unknown>>): OutboxRow {
+  const value = (column: string) => image[column] ?? null;
+  return {
+    id: String(image['id']),
+    topic: value('topic'),
+    event_type: value('event_type'),
+    payload: value('payload'),
+    tenant: value('tenant'),
+    entity: value('entity'),
+    table_name: value('table_name'),
+    operation: value('operation'),
+  };
+}
+
+function sameBinding(a: WalOutboxBinding, b: WalOutboxBinding): boolean {
+  return (
+    a.table === b.table &&
+    a.scope.app === b.scope.app &&
+    a.scope.env === b.scope.env &&
+    a.requireTenant === b.requireTenant &&
+    a.maxPayloadBytes === b.maxPayloadBytes
+  );
+}
+
+/** `pg_current_snapshot()` text (`xmin:xmax:xip,…`, 64-bit xids) as the WAL's 32-bit xids see it. */
+function windowOf(snapshot: string, lsn: string): CatchUpWindow {
+  const [, xmax = '0', xip = ''] = snapshot.split(':');
+  const low32 = (xid: string) => Number(BigInt(xid) & 0xffff_ffffn);
+  return {
+    xmax: low32(xmax),
+    inProgress: new Set(xip === '' ? [] : xip.split(',').map(low32)),
+    endLsn: parseLsn(lsn),
+  };
+}
+
+/** The snapshot saw `xid` committed: it precedes `xmax` (modulo 2^32, as Postgres compares xids) and was not in progress. */
+function committedBefore(window: CatchUpWindow, xid: number): boolean {
+  const distance = (window.xmax - xid) >>> 0;
+  return distance > 0 && distance < 0x8000_0000 && !window.inProgress.has(xid);
+}

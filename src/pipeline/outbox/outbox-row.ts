@@ -1,0 +1,76 @@
+/**
+ * One outbox row → its event, or the reason it can never be one. The poller and the WAL reader
+ * both go through here, so the two modes turn the same row into the same event (same id, scope,
+ * entity) and set the same rows aside for the same reasons.
+ */
+import type { EventOperation, RawEventInput } from '../events/envelope.ts';
+import { isJsonObject } from '../events/json.ts';
+import { outboxEvent } from '../events/outbox-event.ts';
+import { assertName } from '../names.ts';
+
+/** A row as read from the table or decoded from the WAL; everything that is validated is untyped. */
+export interface OutboxRow {
+  /** The bigserial id, as text. */
+  readonly id: string;
+  readonly topic: unknown;
+  readonly event_type: unknown;
+  readonly payload: unknown;
+  readonly tenant: unknown;
+  readonly entity: unknown;
+  readonly table_name: unknown;
+  readonly operation: unknown;
+}
+
+/** What the rows of one outbox are checked against and scoped to. */
+export interface OutboxRules {
+  /** The outbox's stable identity: event ids derive from it and the row id. */
+  readonly outboxId: string;
+  /** The source's application and environment; the tenant comes from each row. */
+  readonly scope: { readonly app: string; readonly env: string };
+  /** Largest payload routed, in bytes of its JSON text. */
+  readonly maxPayloadBytes: number;
+  /** Rows without a tenant are set aside. */
+  readonly requireTenant: boolean;
+}
+
+const MAX_EVENT_TYPE_LENGTH = 200;
+const OPERATIONS: ReadonlySet<string> = new Set<EventOperation>(['insert', 'update', 'delete']);
+
+/**
+ * The row's event, or why the row can never be delivered: a stable, short reason (it goes into
+ * `dead_reason` and the dead-row metric's label).
+ */
+export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInput | string {
+  const { payload, operation, tenant, entity, table_name: table } = row;
+  if (!isJsonObject(payload)) return 'payload is not a JSON object';
+  if (Buffer.byteLength(JSON.stringify(payload)) > rules.maxPayloadBytes) return `payload over ${rules.maxPayloadBytes} bytes`;
+  if (typeof row.topic !== 'string' || !isValidName(row.topic)) return 'invalid topic name';
+  const type = row.event_type;
+  if (typeof type !== 'string' || type.length === 0 || type.length > MAX_EVENT_TYPE_LENGTH) return 'invalid event_type';
+  if (tenant !== null && typeof tenant !== 'string') return 'invalid tenant';
+  if (tenant === '') return 'tenant is empty';
+  if (tenant === null && rules.requireTenant) return 'tenant missing';
+  if (operation !== null && (typeof operation !== 'string' || !OPERATIONS.has(operation))) return 'invalid operation';
+  if ((entity !== null && typeof entity !== 'string') || (table !== null && typeof table !== 'string')) return 'invalid entity or table_name';
+  return outboxEvent({
+    outbox: rules.outboxId,
+    rowId: row.id,
+    topic: row.topic,
+    type,
+    payload,
+    // No tenant: application-wide, as a principal without a tenant is scoped (a back-end token sees it).
+    scope: { ...rules.scope, tenant: tenant ?? undefined },
+    entity: entity ?? undefined,
+    table: table ?? undefined,
+    operation: (operation as EventOperation | null) ?? undefined,
+  });
+}
+
+function isValidName(topic: string): boolean {
+  try {
+    assertName('topic', topic);
+    return true;
+  } catch {
+    return false;
+  }
+}
