@@ -94,8 +94,8 @@ export function reportLatency(outcomes: readonly ArmOutcome[], table: LatencyTab
       ];
     }),
     notes: [
-      `commits/s: made, one transaction (BEGIN, INSERT, COMMIT) in flight; below ${rate} when one takes longer than the interval`,
-      "commit→sub: BEGIN sent → the subscriber's `next` (clocks of two processes on one machine); commit: BEGIN sent → COMMIT answered",
+      `commits/s: made, one INSERT (its own transaction) in flight; below ${rate} when one takes longer than the interval`,
+      "commit→sub: INSERT sent → the subscriber's `next` (clocks of two processes on one machine); commit: INSERT sent → committed (answered)",
       `outbox-poll polls every ${pollIntervalMs} ms (OUTBOX_POLL_INTERVAL_MS, the default) when a pass found no full batch: its latency is about half that on average, by design`,
       'zero loss: every subscriber got every row of its tenant exactly once, in commit order (a tenant\'s outbox rows are one entity), and none of another tenant\'s',
       'server CPU/commit: the Tributary process over the step ÷ commits (reading the source, routing, delivering); Postgres not counted',

@@ -4,16 +4,16 @@
  * 1. Latency, commit → subscriber: three arms, each a Tributary of its own (in-memory log, its
  *    platform database on the private Postgres) reading one table of the application's database —
  *    `outbox-poll` (`setOutboxSource(…, mode: POLL)`), `outbox-wal` (`mode: WAL`) and `cdc` (a row
- *    mapping on an ordinary table, the baseline). Every commit is a transaction of the application
- *    (BEGIN, one INSERT — `enqueueOutboxEvent` for the outbox arms — COMMIT) carrying `seq` and the
- *    time it began; one subscriber per tenant holds `events(topic: "bench.commits")` with a token
+ *    mapping on an ordinary table, the baseline). Every commit is a transaction of the application:
+ *    one INSERT (`enqueueOutboxEvent` for the outbox arms) carrying `seq` and the time it was
+ *    sent; one subscriber per tenant holds `events(topic: "bench.commits")` with a token
  *    of its tenant, and the fan-out load client reads both from the raw frame. Rates 100 and
  *    1,000/s (`--quick`: 100/s), arms alternating over `--rounds` after a warm-up; an arm that did
  *    not deliver a step completely is stopped there. A server without WAL mode reports the WAL arm
  *    as unavailable instead of failing the run.
  * 2. Drain: a backlog of 100,000 rows (`--quick`: 10,000) routed by the seed's naive poller and by
- *    1, 2 and 4 instances of the real one (`outbox-drain.ts`), once the arms are stopped and their
- *    slots dropped, so no reader decodes the drain's WAL.
+ *    1, 2 and 4 instances of the real one (`outbox-drain.ts`, after an untimed warm-up), once the
+ *    arms are stopped and their slots dropped, so no reader decodes the drain's WAL.
  */
 import pg from 'pg';
 import { loadConfig } from '../../src/config.ts';
