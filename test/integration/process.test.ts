@@ -2,66 +2,25 @@
  * The real entry point (`node src/main.ts`, what `npm start` runs) as a child process: it boots
  * on the embedded default, serves, and shuts down gracefully on SIGTERM and SIGINT.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { MAIN_SCRIPT, startMainProcess, type MainProcess } from '../helpers/main-process.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
-import { deferred } from '../helpers/wait-for.ts';
-
-const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
-
-interface RunningProcess {
-  readonly child: ChildProcess;
-  readonly port: number;
-  /** Every JSON log line so far. */
-  readonly logs: readonly Record<string, unknown>[];
-  readonly stderr: () => string;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-async function startProcess(env: Record<string, string>): Promise<RunningProcess> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'tributary-main-'));
-  onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
-  const child = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env['PATH'] ?? '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  onTestFinished(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const exited = once(child, 'exit').then(([code, signal]) => ({
-    code: code as number | null,
-    signal: signal as NodeJS.Signals | null,
-  }));
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-
-  const logs: Record<string, unknown>[] = [];
-  const listening = deferred<number>();
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    const entry = JSON.parse(line) as Record<string, unknown>;
-    logs.push(entry);
-    if (entry['msg'] === 'Tributary is listening') listening.resolve(Number(new URL(String(entry['url'])).port));
-  });
-  void exited.then(({ code }) => listening.reject(new Error(`exited with ${code} before listening: ${stderr}`)));
-  return { child, port: await listening.promise, logs, stderr: () => stderr, exited };
-}
 
 /** A process of one role on a fresh platform database and the run's Redis (a split role needs both). */
-async function startRoleProcess(role: 'server' | 'workers'): Promise<RunningProcess> {
+async function startRoleProcess(role: 'server' | 'workers'): Promise<MainProcess> {
   const database = await createTestDatabase();
-  return startProcess({ TRIBUTARY_ROLE: role, DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
+  return startMainProcess({ TRIBUTARY_ROLE: role, DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
 }
 
 describe('the tributary process', () => {
   it('boots on the embedded default with no Postgres or Redis and serves GraphQL', async () => {
-    const running = await startProcess({});
+    const running = await startMainProcess({});
     const response = await fetch(`http://127.0.0.1:${running.port}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -75,7 +34,7 @@ describe('the tributary process', () => {
   });
 
   it.each(['SIGTERM', 'SIGINT'] as const)('on %s closes sockets with 1001, stops listening and exits 0', async (signal) => {
-    const running = await startProcess({});
+    const running = await startMainProcess({});
     const client = await openAcknowledgedSocket(`ws://127.0.0.1:${running.port}/graphql`);
     client.send({ id: '1', type: 'subscribe', payload: { query: 'subscription { channel(name: "x") { event } }' } });
 
@@ -89,7 +48,7 @@ describe('the tributary process', () => {
   it('refuses to start in production without JWT configuration, with one clear line', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'tributary-main-'));
     onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
-    const child = spawn(process.execPath, [MAIN], {
+    const child = spawn(process.execPath, [MAIN_SCRIPT], {
       env: { PATH: process.env['PATH'] ?? '', NODE_ENV: 'production', DATA_DIR: dataDir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -103,7 +62,7 @@ describe('the tributary process', () => {
   });
 
   it('reports an invalid variable by name and exits 1', async () => {
-    const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env['PATH'] ?? '', PORT: 'eighty' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN_SCRIPT], { env: { PATH: process.env['PATH'] ?? '', PORT: 'eighty' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const [code] = (await once(child, 'exit')) as [number | null];
@@ -152,7 +111,7 @@ describe('the tributary process', () => {
       'Invalid configuration: TRIBUTARY_ROLE=workers needs DATABASE_URL and REDIS_URL (shared with the other processes); without them run everything in one process (TRIBUTARY_ROLE=all, npm start)',
     ],
   ])('refuses the role settings %o with one clear line', async (env, line) => {
-    const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN_SCRIPT], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const [code] = (await once(child, 'exit')) as [number | null];

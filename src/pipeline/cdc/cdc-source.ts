@@ -309,7 +309,9 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     },
 
     async inspectOutboxes() {
-      return reader ? outboxes.inspect() : [];
+      if (reader) return outboxes.inspect();
+      // Leading, but the reader keeps failing to start (the database is down, the role lost REPLICATION…).
+      return running && lastStartError !== null ? outboxes.failed(lastStartError) : [];
     },
   };
 }

@@ -67,6 +67,8 @@ export interface WalOutboxes {
   take(chunk: TransactionChunk): { readonly events: readonly RawEventInput[]; routed(): void };
   /** Measures every outbox, sweeps retention, retries a failed catch-up (the leader's housekeeping). */
   inspect(): Promise<WalOutboxFigures[]>;
+  /** The figures last measured, with `reason` as every outbox's error: the reader cannot start. */
+  failed(reason: string): WalOutboxFigures[];
   /** Cleans up what was routed and stops the clean-up timer. */
   stop(): Promise<void>;
 }
@@ -338,6 +340,14 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
         outbox.routed = 0;
       }
       return figures;
+    },
+
+    failed(reason) {
+      return [...outboxes.values()].map((outbox) => {
+        const figures = { binding: outbox.binding, ...outbox.counts, routed: outbox.routed, lastError: `the WAL reader cannot start: ${reason}` };
+        outbox.routed = 0;
+        return figures;
+      });
     },
 
     async stop() {

@@ -1,0 +1,266 @@
+/**
+ * The outbox in WAL mode, end to end: the CDC reader of the outbox's database routes its inserts
+ * from the WAL. Commit order per entity with concurrent writers, nothing from a rolled-back
+ * transaction, routed rows cleaned up; rows written before the outbox is set (or while no reader
+ * runs) caught up from the table, each once; the same event as POLL mode for the same row; one
+ * slot shared with the database's CDC source (its custom publication gets the table); AUTO
+ * settling on POLL for a role that cannot replicate.
+ */
+import pg from 'pg';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
+import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
+import { gql } from '../helpers/cdc.ts';
+import { eventOf, type DeliveredEvent } from '../helpers/events.ts';
+import { createTestDatabase, uniqueName } from '../helpers/services.ts';
+import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
+import { startTestServer, type TestServer } from '../helpers/tributary.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts';
+
+const SERVER_ENV = { JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200', OUTBOX_POLL_INTERVAL_MS: '50' };
+const FIELDS = 'id topic source type payload metadata { table operation }';
+const SET_OUTBOX = `mutation($url: String!, $mode: OutboxMode, $requireTenant: Boolean) {
+  setOutboxSource(databaseUrl: $url, createTable: true, mode: $mode, requireTenant: $requireTenant) { mode }
+}`;
+
+type OutboxEvent = Omit<DeliveredEvent, 'cursor' | 'metadata'> & { readonly metadata: { readonly table: string | null; readonly operation: string | null } };
+
+function openPool(url: string, max = 4): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max });
+  onTestFinished(() => pool.end());
+  return pool;
+}
+
+async function admin(): Promise<string> {
+  return signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+}
+
+async function setOutbox(server: TestServer, url: string, mode: 'AUTO' | 'POLL' | 'WAL', requireTenant = false) {
+  return gql(server, await admin(), SET_OUTBOX, { url, mode, requireTenant });
+}
+
+/** A subscriber of `orders`: of tenant `tenant`'s rows, or of the rows without one. */
+async function subscribeOrders(server: TestServer, tenant?: string): Promise<RawSocket> {
+  const client = await openAcknowledgedSocket(server.wsUrl, await signHs256({ tenant, permissions: ['orders.read'] }));
+  const before = server.stats().subscribers;
+  client.send({ id: 'o', type: 'subscribe', payload: { query: `subscription { events(topic: "orders") { ${FIELDS} } }` } });
+  await waitFor(() => server.stats().subscribers === before + 1, { message: 'subscription dispatched' });
+  return client;
+}
+
+async function take(client: RawSocket, count: number): Promise<OutboxEvent[]> {
+  const events: OutboxEvent[] = [];
+  while (events.length < count) events.push(eventOf(await client.nextMessage()) as unknown as OutboxEvent);
+  return events;
+}
+
+/** Each event once (by id), and per entity the `seq` of its payloads strictly increasing. */
+function expectOnceInOrder(events: readonly OutboxEvent[], expected: number): void {
+  expect(new Set(events.map((event) => event.id)).size).toBe(events.length);
+  expect(events).toHaveLength(expected);
+  const last = new Map<string, number>();
+  for (const { payload } of events) {
+    const entity = String(payload['entity']);
+    const seq = Number(payload['seq']);
+    expect(seq, `entity ${entity}`).toBeGreaterThan(last.get(entity) ?? -1);
+    last.set(entity, seq);
+  }
+}
+
+/**
+ * `rows` rows per entity `e0…e{entities-1}` (seq `from`…), each entity written by one of `writers`
+ * concurrent writers, one transaction per row; of tenant `tenant`, or none.
+ */
+async function writeConcurrently(pool: pg.Pool, entities: number, rows: number, writers: number, from = 0, tenant?: string): Promise<void> {
+  await Promise.all(
+    Array.from({ length: writers }, async (_, writer) => {
+      for (let seq = from; seq < from + rows; seq += 1) {
+        for (let entity = writer; entity < entities; entity += writers) {
+          await enqueueOutboxEvent(pool, { topic: 'orders', type: 'order.updated', payload: { entity: `e${entity}`, seq }, entity: `order:e${entity}`, tenant });
+        }
+      }
+    }),
+  );
+}
+
+async function pendingRows(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ count: string }>('SELECT count(*) FROM event_outbox WHERE processed_at IS NULL');
+  return Number(rows[0]!.count);
+}
+
+describe('the outbox in WAL mode', () => {
+  it('routes concurrent writers’ rows once each, in commit order per entity, nothing rolled back; routed rows are deleted, dead ones kept', { timeout: 120_000 }, async () => {
+    const appDb = await createTestDatabase();
+    const app = openPool(appDb.url, 6);
+    const server = await startTestServer(SERVER_ENV);
+    const set = await setOutbox(server, appDb.url, 'WAL', true);
+    expect(set.errors).toBeUndefined();
+    expect(set.data).toEqual({ setOutboxSource: { mode: 'WAL' } });
+    const client = await subscribeOrders(server, 'a');
+
+    const rolledBack = await app.connect();
+    await rolledBack.query('BEGIN');
+    await enqueueOutboxEvent(rolledBack, { topic: 'orders', type: 'order.updated', payload: { entity: 'e0', seq: -1 }, entity: 'order:e0', tenant: 'a' });
+    await rolledBack.query('ROLLBACK');
+    rolledBack.release();
+    // A tenant-less row of a source that requires a tenant is set aside, and the rows after it flow.
+    await app.query(`INSERT INTO event_outbox (topic, event_type, payload, tenant, entity) VALUES ('orders', 'x', '{}', 'tenant-z', 'order:e0')`);
+    const tenantless = await app.query<{ id: string }>(`INSERT INTO event_outbox (topic, event_type, payload) VALUES ('orders', 'x', '{}') RETURNING id::text AS id`);
+
+    await writeConcurrently(app, 40, 25, 4, 0, 'a');
+    const events = await take(client, 1000);
+    expectOnceInOrder(events, 1000);
+    expect(events[0]).toMatchObject({ topic: 'orders', source: 'DATABASE', type: 'order.updated' });
+
+    // Routed rows leave the table; the dead one stays, with its reason, until the retention.
+    await waitFor(async () => (await app.query('SELECT 1 FROM event_outbox WHERE dead_reason IS NULL')).rowCount === 0, {
+      timeoutMs: 20_000,
+      message: 'routed rows deleted',
+    });
+    const { rows } = await app.query<{ id: string; dead_reason: string }>('SELECT id::text AS id, dead_reason FROM event_outbox');
+    expect(rows).toEqual([{ id: tenantless.rows[0]!.id, dead_reason: 'tenant missing' }]);
+  });
+
+  it('catches up rows written before the outbox is set and while its reader starts, each once and in order', { timeout: 120_000 }, async () => {
+    const appDb = await createTestDatabase();
+    const app = openPool(appDb.url, 6);
+    const server = await startTestServer(SERVER_ENV);
+    // The table exists and holds a backlog before the outbox is set.
+    await app.query(outboxTableDdl(outboxTable('event_outbox')));
+    await writeConcurrently(app, 20, 10, 2);
+    const client = await subscribeOrders(server);
+
+    // More rows are written while the WAL reader starts: some reach both the catch-up and the WAL.
+    const writing = writeConcurrently(app, 20, 15, 4, 10);
+    expect((await setOutbox(server, appDb.url, 'WAL')).errors).toBeUndefined();
+    await writing;
+    const events = await take(client, 500);
+    expectOnceInOrder(events, 500);
+    await waitFor(async () => (await pendingRows(app)) === 0, { timeoutMs: 20_000, message: 'every row cleaned up' });
+
+    // Nothing more is on its way: a marker is the next event.
+    await enqueueOutboxEvent(app, { topic: 'orders', type: 'marker', payload: {} });
+    expect((await take(client, 1))[0]).toMatchObject({ type: 'marker' });
+  });
+
+  it('routes rows written while no reader runs when one comes back, each once', { timeout: 120_000 }, async () => {
+    const platform = await createTestDatabase();
+    const appDb = await createTestDatabase();
+    const app = openPool(appDb.url, 6);
+    const env = { ...SERVER_ENV, DATABASE_URL: platform.url };
+    const first = await startTestServer(env, { autoDispose: false });
+    expect((await setOutbox(first, appDb.url, 'WAL')).errors).toBeUndefined();
+    const firstClient = await subscribeOrders(first);
+    await writeConcurrently(app, 10, 5, 2);
+    expectOnceInOrder(await take(firstClient, 50), 50);
+    firstClient.socket.close();
+    await first.dispose();
+
+    // Written while down: in the WAL after the slot's position, and pending in the table.
+    await writeConcurrently(app, 10, 5, 2, 5);
+    const second = await startTestServer(env);
+    const client = await subscribeOrders(second);
+    await writeConcurrently(app, 10, 5, 2, 10);
+    const events = await take(client, 100);
+    expectOnceInOrder(events, 100);
+    expect(Math.min(...events.map((event) => Number(event.payload['seq'])))).toBe(5);
+    await enqueueOutboxEvent(app, { topic: 'orders', type: 'marker', payload: {} });
+    expect((await take(client, 1))[0]).toMatchObject({ type: 'marker' });
+  });
+
+  it('turns a row into the same event as POLL mode does: same id, payload, scope and metadata', { timeout: 120_000 }, async () => {
+    const platform = await createTestDatabase();
+    const appDb = await createTestDatabase();
+    const app = openPool(appDb.url);
+    const env = { ...SERVER_ENV, DATABASE_URL: platform.url };
+    const insertRows = () =>
+      app.query(`INSERT INTO event_outbox (id, topic, event_type, payload, entity, table_name, operation) VALUES
+        (101, 'orders', 'order.created', '{"total": 10, "lines": [{"sku": "a", "qty": 2}], "note": null}', 'order:1', 'orders', 'insert'),
+        (102, 'orders', 'order.updated', '{"total": 12.5}', 'order:1', 'orders', 'update'),
+        (103, 'orders', 'order.deleted', '{}', NULL, NULL, NULL)`);
+
+    const polling = await startTestServer(env, { autoDispose: false });
+    expect((await setOutbox(polling, appDb.url, 'POLL')).data).toEqual({ setOutboxSource: { mode: 'POLL' } });
+    const pollClient = await subscribeOrders(polling);
+    await insertRows();
+    const polled = await take(pollClient, 3);
+    pollClient.socket.close();
+    await polling.dispose();
+
+    // The same rows again (same ids), now read from the WAL: the outbox keeps its id across the mode change.
+    await app.query('DELETE FROM event_outbox');
+    const reading = await startTestServer(env);
+    expect((await setOutbox(reading, appDb.url, 'WAL')).data).toEqual({ setOutboxSource: { mode: 'WAL' } });
+    const walClient = await subscribeOrders(reading);
+    await enqueueOutboxEvent(app, { topic: 'orders', type: 'marker', payload: {} });
+    expect((await take(walClient, 1))[0]).toMatchObject({ type: 'marker' });
+    await insertRows();
+    // Order is kept per entity only (POLL mode routes the entity-less row from another partition).
+    const byType = (events: readonly OutboxEvent[]) => [...events].sort((a, b) => a.type.localeCompare(b.type));
+    const [created, deleted, updated] = byType(polled);
+    expect(byType(await take(walClient, 3))).toEqual([created, deleted, updated]);
+    expect([created, deleted, updated].map((event) => event?.type)).toEqual(['order.created', 'order.deleted', 'order.updated']);
+    expect(created).toMatchObject({ payload: { total: 10, lines: [{ sku: 'a', qty: 2 }], note: null }, metadata: { table: 'orders', operation: 'insert' } });
+  });
+
+  it('shares the slot of the database’s CDC source and adds the table to its custom publication', { timeout: 120_000 }, async () => {
+    const appDb = await createTestDatabase();
+    const app = openPool(appDb.url);
+    await app.query('CREATE TABLE contacts (id int PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL)');
+    const publication = uniqueName();
+    await app.query(`CREATE PUBLICATION ${publication} FOR TABLE contacts`);
+    const server = await startTestServer(SERVER_ENV);
+    const token = await admin();
+    expect((await gql(server, token, 'mutation($url: String!, $p: String) { setCdcSource(databaseUrl: $url, publicationName: $p) { database } }', { url: appDb.url, p: publication })).errors).toBeUndefined();
+    const mapping = { name: 'contacts', table: 'contacts', events: ['insert'], topic: 'crm.contact-events', module: 'crm', model: 'contacts' };
+    expect((await gql(server, token, 'mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', { m: mapping })).errors).toBeUndefined();
+    expect((await setOutbox(server, appDb.url, 'WAL')).errors).toBeUndefined();
+
+    const client = await openAcknowledgedSocket(server.wsUrl, await signHs256({ tenant: undefined, permissions: ['orders.read', 'crm.read'] }));
+    client.send({ id: 'o', type: 'subscribe', payload: { query: `subscription { events(topic: "orders") { ${FIELDS} } }` } });
+    client.send({ id: 'c', type: 'subscribe', payload: { query: `subscription { events(topic: "crm.contact-events") { ${FIELDS} } }` } });
+    await waitFor(() => server.stats().subscribers === 2, { message: 'subscriptions dispatched' });
+    await waitFor(async () => (await app.query(`SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND tablename = 'event_outbox'`, [publication])).rowCount === 1, {
+      timeoutMs: 20_000,
+      message: 'the outbox table joins the publication',
+    });
+
+    // One transaction: a business row and its outbox event; both arrive.
+    const tx = await app.connect();
+    await tx.query('BEGIN');
+    await tx.query(`INSERT INTO contacts VALUES (1, 't', 'Ada')`);
+    await enqueueOutboxEvent(tx, { topic: 'orders', type: 'contact.welcomed', payload: { contact: 1 } });
+    await tx.query('COMMIT');
+    tx.release();
+    const received = [eventOf(await client.nextMessage()), eventOf(await client.nextMessage())].map((event) => event.topic).sort();
+    expect(received).toEqual(['crm.contact-events', 'orders']);
+    const { rows } = await app.query<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots WHERE database = current_database()');
+    expect(rows).toHaveLength(1);
+  });
+
+  it('settles AUTO on POLL for a role that cannot replicate, and refuses WAL for it with MISCONFIGURED', { timeout: 60_000 }, async () => {
+    const appDb = await createTestDatabase();
+    const app = openPool(appDb.url);
+    const role = uniqueName();
+    await app.query(`CREATE ROLE ${role} LOGIN PASSWORD 'pw' NOREPLICATION`);
+    onTestFinished(async () => {
+      await app.query(`DROP OWNED BY ${role}`);
+      await app.query(`DROP ROLE ${role}`);
+    });
+    await app.query(`GRANT CREATE ON SCHEMA public TO ${role}`);
+    const url = new URL(appDb.url);
+    url.username = role;
+    url.password = 'pw';
+    const server = await startTestServer(SERVER_ENV);
+
+    const wal = await setOutbox(server, url.toString(), 'WAL');
+    expect(wal.errors?.[0]).toMatchObject({ extensions: { code: 'MISCONFIGURED', field: 'mode' } });
+    expect(wal.errors?.[0]?.message).toContain('REPLICATION');
+    const auto = await setOutbox(server, url.toString(), 'AUTO');
+    expect(auto.errors).toBeUndefined();
+    expect(auto.data).toEqual({ setOutboxSource: { mode: 'POLL' } });
+    // And as the superuser of the test cluster, AUTO is WAL.
+    expect((await setOutbox(server, appDb.url, 'AUTO')).data).toEqual({ setOutboxSource: { mode: 'WAL' } });
+  });
+});
