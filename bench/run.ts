@@ -17,10 +17,11 @@ import { cdc } from './workloads/cdc.ts';
 import { docs } from './workloads/docs.ts';
 import { durability } from './workloads/durability.ts';
 import { fanout } from './workloads/fanout.ts';
+import { outbox } from './workloads/outbox.ts';
 import { roundtrip } from './workloads/roundtrip.ts';
 
 /** In run order. */
-const WORKLOADS: readonly Workload[] = [roundtrip, fanout, docs, durability, cdc];
+const WORKLOADS: readonly Workload[] = [roundtrip, fanout, docs, durability, cdc, outbox];
 
 const USAGE = `usage: npm run bench [-- <workload>…] [--quick] [--rounds N]
   workloads: ${WORKLOADS.map((workload) => workload.name).join(', ')} (default: all)

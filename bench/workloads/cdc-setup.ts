@@ -175,7 +175,7 @@ export async function configureTributary(peer: PeerProcess, source: SourceDataba
 }
 
 /** An HS256 token for app and env "default", valid for two hours. */
-async function sign(secret: string, claims: Record<string, unknown>): Promise<string> {
+export async function sign(secret: string, claims: Record<string, unknown>): Promise<string> {
   return new SignJWT({ app: 'default', env: 'default', ...claims })
     .setProtectedHeader({ alg: 'HS256' })
     .setIssuedAt()
