@@ -155,6 +155,7 @@ class PartitionedOutboxPoller implements OutboxPoller {
     const backoff = createBackoff({ initialMs: 200, maxMs: 5_000, jitterMs: 50 });
     while (!signal.aborted) {
       let full: boolean;
+      const started = Date.now();
       try {
         full = (await this.#pass(signal)).full;
         if (Date.now() - this.#lastSweep >= RETENTION_SWEEP_EVERY_MS) {
@@ -171,8 +172,10 @@ class PartitionedOutboxPoller implements OutboxPoller {
         await pause(backoff.next(), signal);
         continue;
       }
-      // A full batch means more is waiting: poll again at once (the seed's tight loop).
-      if (!full) await pause(this.#options.intervalMs ?? 1_000, signal);
+      // A full batch means more is waiting: poll again at once (the seed's tight loop). Otherwise
+      // passes start every interval (not an interval after the pass ended), so a row waits
+      // interval/2 on average, however long a pass over the partitions takes.
+      if (!full) await pause(Math.max(0, (this.#options.intervalMs ?? 1_000) - (Date.now() - started)), signal);
     }
   }
 
