@@ -10,7 +10,7 @@ module.exports = {
       comment: 'The pipeline is transport- and GraphQL-agnostic.',
       severity: 'error',
       from: { path: '^src/pipeline/' },
-      to: { path: '^src/(schema|resolvers|server|workers)/' },
+      to: { path: '^src/(schema|resolvers|server|workers|start)/' },
     },
     {
       name: 'resolvers-are-plain-functions',
@@ -36,7 +36,7 @@ module.exports = {
       name: 'workers-use-pipeline-and-db-only',
       severity: 'error',
       from: { path: '^src/workers/' },
-      to: { path: '^src/(schema|resolvers|server)/' },
+      to: { path: '^src/(schema|resolvers|server|start)/' },
     },
     {
       name: 'client-stands-alone',

@@ -69,6 +69,7 @@ export interface Config {
   readonly sync: SyncConfig;
   readonly cdc: CdcConfig;
   readonly outbox: OutboxConfig;
+  readonly webhooks: WebhooksConfig;
   readonly logLevel: LogLevel;
   readonly limits: Limits;
   readonly cors: CorsConfig;
@@ -120,6 +121,22 @@ export interface OutboxConfig {
   readonly pollIntervalMs: number;
   /** Processed rows are deleted this long after they were routed, in ms. @default 7 days */
   readonly retentionMs: number;
+}
+
+/** Webhook delivery (the workers role delivers; every role stores deliveries). */
+export interface WebhooksConfig {
+  /** Targets on loopback, private, link-local or metadata addresses are allowed (tests, development). @default false */
+  readonly allowPrivateTargets: boolean;
+  /** One attempt's limit, in ms. @default 10000 */
+  readonly timeoutMs: number;
+  /** How long a delivery is retried before it is dead-lettered, in ms. @default 3 days */
+  readonly retryWindowMs: number;
+  /** An endpoint failing without a success this long is disabled, in ms. @default 5 days */
+  readonly disableAfterMs: number;
+  /** Attempts in flight at once per worker process. @default 50 */
+  readonly concurrency: number;
+  /** Finished deliveries and attempts are kept this long, in ms. @default 30 days */
+  readonly logRetentionMs: number;
 }
 
 /** A configuration problem, reported as one line. */
@@ -200,6 +217,12 @@ const environmentSchema = z.object({
   CDC_EVENTS_RETENTION_SECONDS: integer(60, 90 * 24 * 3600, 24 * 3600),
   OUTBOX_POLL_INTERVAL_MS: integer(10, 600_000, 1000),
   OUTBOX_RETENTION_SECONDS: integer(1, 90 * 24 * 3600, 7 * 24 * 3600),
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: z.enum(['true', 'false'], { message: 'must be true or false' }).optional(),
+  WEBHOOK_TIMEOUT_MS: integer(100, 120_000, 10_000),
+  WEBHOOK_RETRY_WINDOW_SECONDS: integer(1, 30 * 24 * 3600, 3 * 24 * 3600),
+  WEBHOOK_DISABLE_AFTER_SECONDS: integer(1, 90 * 24 * 3600, 5 * 24 * 3600),
+  WEBHOOK_CONCURRENCY: integer(1, 1000, 50),
+  WEBHOOK_LOG_RETENTION_SECONDS: integer(60, 365 * 24 * 3600, 30 * 24 * 3600),
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
   }),
@@ -314,6 +337,14 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       rawRetentionMs: env.CDC_EVENTS_RETENTION_SECONDS * 1000,
     },
     outbox: { pollIntervalMs: env.OUTBOX_POLL_INTERVAL_MS, retentionMs: env.OUTBOX_RETENTION_SECONDS * 1000 },
+    webhooks: {
+      allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS === 'true',
+      timeoutMs: env.WEBHOOK_TIMEOUT_MS,
+      retryWindowMs: env.WEBHOOK_RETRY_WINDOW_SECONDS * 1000,
+      disableAfterMs: env.WEBHOOK_DISABLE_AFTER_SECONDS * 1000,
+      concurrency: env.WEBHOOK_CONCURRENCY,
+      logRetentionMs: env.WEBHOOK_LOG_RETENTION_SECONDS * 1000,
+    },
     logLevel: env.LOG_LEVEL,
     limits: {
       wsMaxPayloadBytes: env.WS_MAX_PAYLOAD_BYTES,

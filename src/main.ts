@@ -39,7 +39,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
     cleanup.push('clients', () => clients.dispose());
     const context: StartContext = { config, clients, metrics: createMetrics(), logger };
 
-    const pipeline = startPipeline(context);
+    const pipeline = await startPipeline(context);
     cleanup.push('pipeline', () => pipeline.dispose());
 
     let listening: Listening & { stats(): ServerStats };

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * Every metric the server exports, on one registry (scraped at `GET /metrics`). Created once in
@@ -40,6 +40,15 @@ export interface Metrics {
   /** Outboxes this process polls: rows not routed yet, and the age of the oldest, in s. */
   readonly outboxPending: Gauge<'outbox'>;
   readonly outboxOldestPendingSeconds: Gauge<'outbox'>;
+  /** Webhook attempts made by this process, by outcome (delivered, failed, gone, throttled, dead). */
+  readonly webhookAttempts: Counter<'outcome'>;
+  /** How long a webhook attempt took, receiver's answer included, in s. */
+  readonly webhookAttemptSeconds: Histogram;
+  /** Webhook deliveries dead-lettered (window over, or 410 Gone) by this process. */
+  readonly webhookDeadLetters: Counter;
+  /** Webhook deliveries not finished yet, and the age of the oldest, by endpoint id (measured every few seconds). */
+  readonly webhookPending: Gauge<'endpoint'>;
+  readonly webhookOldestPendingSeconds: Gauge<'endpoint'>;
 }
 
 /** A CDC reader as the metrics report it (`source` is the hash of its URL, never the URL). */
@@ -55,6 +64,14 @@ export interface LiveSampler {
   readonly subscriptions?: () => number;
   readonly cdcReaders?: () => readonly CdcReaderSample[];
   readonly outboxes?: () => readonly OutboxSample[];
+  readonly webhookBacklogs?: () => readonly WebhookBacklogSample[];
+}
+
+/** An endpoint's queue as last measured. */
+export interface WebhookBacklogSample {
+  readonly endpoint: string;
+  readonly pending: number;
+  readonly oldestPendingSeconds: number | null;
 }
 
 /** An outbox as its poller last measured it (`outbox` is `app/env`). */
@@ -80,6 +97,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   };
   const cdcReaders = (): CdcReaderSample[] => [...samplers].flatMap((sampler) => sampler.cdcReaders?.() ?? []);
   const outboxes = (): OutboxSample[] => [...samplers].flatMap((sampler) => sampler.outboxes?.() ?? []);
+  const webhookBacklogs = (): WebhookBacklogSample[] => [...samplers].flatMap((sampler) => sampler.webhookBacklogs?.() ?? []);
   return {
     registry,
     sample(sampler) {
@@ -187,6 +205,43 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       collect() {
         this.reset();
         for (const outbox of outboxes()) if (outbox.oldestPendingSeconds !== null) this.set({ outbox: outbox.outbox }, outbox.oldestPendingSeconds);
+      },
+    }),
+    webhookAttempts: new Counter({
+      name: 'tributary_webhook_attempts_total',
+      help: 'Webhook delivery attempts made by this process, by outcome',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    webhookAttemptSeconds: new Histogram({
+      name: 'tributary_webhook_attempt_seconds',
+      help: "Duration of a webhook attempt, the receiver's answer included, in s",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    webhookDeadLetters: new Counter({
+      name: 'tributary_webhook_dead_letters_total',
+      help: 'Webhook deliveries dead-lettered by this process (retry window over, or 410 Gone)',
+      registers: [registry],
+    }),
+    webhookPending: new Gauge({
+      name: 'tributary_webhook_pending',
+      help: 'Webhook deliveries not finished yet, by endpoint (measured every few seconds by the workers)',
+      labelNames: ['endpoint'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const backlog of webhookBacklogs()) this.set({ endpoint: backlog.endpoint }, backlog.pending);
+      },
+    }),
+    webhookOldestPendingSeconds: new Gauge({
+      name: 'tributary_webhook_oldest_pending_seconds',
+      help: 'Age of the oldest unfinished webhook delivery, by endpoint, in s',
+      labelNames: ['endpoint'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const backlog of webhookBacklogs()) if (backlog.oldestPendingSeconds !== null) this.set({ endpoint: backlog.endpoint }, backlog.oldestPendingSeconds);
       },
     }),
   };

@@ -8,6 +8,7 @@ import type { EventLog } from '../pipeline/log/event-log.ts';
 import type { OutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 import type { DocumentService } from '../pipeline/sync/documents.ts';
+import type { WebhookAdmin } from '../pipeline/webhooks/webhook-admin.ts';
 
 /** What the API's resolvers may use; built once in `main.ts`. */
 export interface Services {
@@ -18,6 +19,7 @@ export interface Services {
   readonly cdc: CdcService;
   readonly cdcStore: CdcStore;
   readonly outbox: OutboxAdmin;
+  readonly webhooks: WebhookAdmin;
   /** Counts subscriptions refused silently (the resolvers' only metric). */
   readonly metrics: Pick<Metrics, 'subscriptionsDenied'>;
   readonly logger: Logger;

@@ -7,6 +7,7 @@ import './types/event.ts';
 import './types/document.ts';
 import './types/cdc.ts';
 import './types/outbox.ts';
+import './types/webhooks.ts';
 
 export type { GraphQLContext, Transport } from './context.ts';
 

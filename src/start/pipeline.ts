@@ -2,6 +2,8 @@
  * The pipeline every role shares: the event log (the resumable history of every stream), the live
  * bus and channels, and the router every source hands its events to. Redis Streams and pub/sub
  * when REDIS_URL is set (shared by every instance); an in-memory ring and bus otherwise (one process).
+ * The router's webhook tap stores each routed event's deliveries and schedules them: BullMQ jobs
+ * with Redis, a wake-up of the in-process delivery loop otherwise (the workers deliver).
  */
 import { createChannelHub, type ChannelHub } from '../pipeline/channels/channel-hub.ts';
 import { createRedisChannelTransport } from '../pipeline/channels/redis-channel-transport.ts';
@@ -12,6 +14,11 @@ import type { EventBus } from '../pipeline/pubsub/event-bus.ts';
 import { createMemoryBus } from '../pipeline/pubsub/memory-bus.ts';
 import { createRedisBus } from '../pipeline/pubsub/redis-bus.ts';
 import { createEventRouter, type EventRouter } from '../pipeline/router/event-router.ts';
+import { createBullmqScheduler } from '../pipeline/webhooks/bullmq-delivery.ts';
+import { createLocalWake } from '../pipeline/webhooks/delivery-scheduler.ts';
+import { createEndpointCache } from '../pipeline/webhooks/endpoint-cache.ts';
+import { deliveryScheduler, type WebhookFanIn } from '../pipeline/webhooks/webhook-fan-in.ts';
+import { createWebhookTap } from '../pipeline/webhooks/webhook-tap.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
 export interface Pipeline extends Disposable {
@@ -19,9 +26,13 @@ export interface Pipeline extends Disposable {
   readonly bus: EventBus;
   readonly channels: ChannelHub;
   readonly router: EventRouter;
+  readonly webhooks: WebhookFanIn;
 }
 
-export function startPipeline({ config, clients, metrics, logger }: StartContext): Pipeline {
+/** How often every instance checks webhook endpoints for changes, in ms. */
+const ENDPOINT_REFRESH_MS = 2_000;
+
+export async function startPipeline({ config, clients, metrics, logger }: StartContext): Promise<Pipeline> {
   const retention = { maxEvents: config.events.logMaxEvents, maxAgeMs: config.events.logMaxAgeMs };
   const keyPrefix = config.redisKeyPrefix;
   let log: EventLog;
@@ -42,6 +53,24 @@ export function startPipeline({ config, clients, metrics, logger }: StartContext
       metrics,
     });
   }
-  const router = createEventRouter({ log, logger, metrics });
-  return { log, bus, channels, router, dispose: () => log.close() };
+  const endpoints = await createEndpointCache({ db: clients.db, refreshMs: ENDPOINT_REFRESH_MS, logger });
+  const scheduler: WebhookFanIn['scheduler'] =
+    config.redisUrl === undefined
+      ? { kind: 'embedded', wake: createLocalWake() }
+      : { kind: 'bullmq', queue: createBullmqScheduler({ redisUrl: config.redisUrl, prefix: `${keyPrefix}bull`, logger }) };
+  const fanIn: WebhookFanIn = { endpoints, scheduler };
+  const tap = createWebhookTap({ db: clients.db, endpoints, scheduler: deliveryScheduler(fanIn), logger });
+  const router = createEventRouter({ log, logger, metrics, afterPlaced: (events) => tap.deliver(events) });
+  return {
+    log,
+    bus,
+    channels,
+    router,
+    webhooks: fanIn,
+    async dispose() {
+      endpoints.close();
+      await deliveryScheduler(fanIn).close();
+      await log.close();
+    },
+  };
 }

@@ -9,6 +9,8 @@ import { assertLogicalReplicationAllowed } from '../pipeline/cdc/wal/replication
 import { createDispatcher, type DispatcherStats } from '../pipeline/dispatch/dispatcher.ts';
 import { createOutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
+import { createWebhookAdmin } from '../pipeline/webhooks/webhook-admin.ts';
+import { deliveryScheduler } from '../pipeline/webhooks/webhook-fan-in.ts';
 import type { Services } from '../resolvers/context.ts';
 import { createErrorMasker } from '../schema/errors.ts';
 import { getSchema } from '../schema/index.ts';
@@ -59,6 +61,12 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       cdc: parts.cdc.cdc,
       cdcStore: parts.cdc.cdcStore,
       outbox: createOutboxAdmin({ db: context.clients.db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed }),
+      webhooks: createWebhookAdmin({
+        db: context.clients.db,
+        endpoints: pipeline.webhooks.endpoints,
+        scheduler: deliveryScheduler(pipeline.webhooks),
+        allowPrivateTargets: config.webhooks.allowPrivateTargets,
+      }),
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },

@@ -1,10 +1,11 @@
 /**
- * The workers role: background work that needs no socket — the outbox pollers now, webhook
- * delivery next. It runs in its own processes (`npm run workers`, any number of them) next to
+ * The workers role: background work that needs no socket — the outbox pollers and webhook
+ * delivery. It runs in its own processes (`npm run workers`, any number of them) next to
  * servers, or inside the one process of `npm start` (role `all`).
  */
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
 import { createOutboxPollers } from '../workers/outbox-pollers.ts';
+import { startWebhookDelivery } from '../workers/webhook-delivery.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
@@ -26,7 +27,22 @@ export async function startWorkers({ config, clients, metrics, logger }: StartCo
   });
   // A source that cannot be reached is reported in its status; it never stops the process.
   await outbox.refresh().catch((error: unknown) => logger.error({ err: error }, 'outbox sources could not be loaded'));
-  const running = ['outbox'];
+  const webhooks = startWebhookDelivery({
+    config,
+    db: clients.db,
+    redis: clients.redis?.command,
+    router: pipeline.router,
+    webhooks: pipeline.webhooks,
+    logger,
+    metrics,
+  });
+  const running = ['outbox', 'webhooks'];
   logger.info({ workers: running }, 'workers ready');
-  return { running, dispose: () => outbox.close() };
+  return {
+    running,
+    async dispose() {
+      await webhooks.close();
+      await outbox.close();
+    },
+  };
 }

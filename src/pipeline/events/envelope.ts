@@ -12,7 +12,7 @@
  */
 import type { Scope } from '../scope.ts';
 
-export type EventSource = 'database' | 'sync' | 'socket';
+export type EventSource = 'database' | 'sync' | 'socket' | 'system';
 
 export type EventOperation = 'insert' | 'update' | 'delete';
 

@@ -24,6 +24,12 @@ export interface EventRouterOptions {
   readonly logger: Logger;
   /** Counts every routed event by source. @default no metrics */
   readonly metrics?: Pick<Metrics, 'eventsRouted'>;
+  /**
+   * Runs on every batch once it is in the log, in each entity's order, before the caller is
+   * answered (the webhook tap stores deliveries here); a rejection fails the routing, so the
+   * source retries. @default nothing
+   */
+  readonly afterPlaced?: (events: readonly RealtimeEvent[]) => Promise<void>;
 }
 
 export function createEventRouter(options: EventRouterOptions): EventRouter {
@@ -36,6 +42,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     const unplaced = normalize(input);
     const event = await log.append(streamOf(input.scope, unplaced.topic), unplaced);
     options.metrics?.eventsRouted.inc({ source: event.source });
+    await options.afterPlaced?.([event]);
     return event;
   };
 
@@ -60,6 +67,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
         });
       }),
     );
+    await options.afterPlaced?.(placed);
     return placed;
   };
 

@@ -104,12 +104,12 @@ function deliveryOf(row: DeliveryRow): Delivery {
 
 /**
  * Inserts deliveries in order (one statement); an initial delivery of an event the endpoint
- * already has is skipped. Returns the ids of those inserted that are their lane's head now.
+ * already has is skipped. Returns the ids inserted, and those that are their lane's head now.
  */
-export async function insertDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<string[]> {
-  if (deliveries.length === 0) return [];
+export async function insertDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<{ inserted: string[]; heads: string[] }> {
+  if (deliveries.length === 0) return { inserted: [], heads: [] };
   const column = <K extends keyof NewDelivery>(key: K) => deliveries.map((delivery) => delivery[key]);
-  const { rows } = await db.query<{ id: string }>(
+  const { rows } = await db.query<{ id: string; head: boolean }>(
     `WITH inserted AS (
        INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) WITH ORDINALITY
@@ -117,9 +117,9 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
        ORDER BY n
        ON CONFLICT (endpoint_id, event_id) WHERE trigger = 'initial' DO NOTHING
        RETURNING id, endpoint_id, lane)
-     SELECT i.id::text AS id FROM inserted i
-      WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries e
-                         WHERE e.endpoint_id = i.endpoint_id AND e.lane = i.lane AND e.state = 'pending' AND e.id < i.id)
+     SELECT i.id::text AS id, NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                         WHERE e.endpoint_id = i.endpoint_id AND e.lane = i.lane AND e.state = 'pending' AND e.id < i.id) AS head
+       FROM inserted i
       ORDER BY i.id`,
     [
       column('endpointId'),
@@ -132,7 +132,7 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
       column('eventTime'),
     ],
   );
-  return rows.map((row) => row.id);
+  return { inserted: rows.map((row) => row.id), heads: rows.filter((row) => row.head).map((row) => row.id) };
 }
 
 /** Leases one delivery when it is pending, due, not leased and its lane's head; undefined otherwise. */

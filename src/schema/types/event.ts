@@ -13,6 +13,7 @@ const EventSource = builder.enumType('EventSource', {
     DATABASE: { value: 'database', description: 'A row change read from the write-ahead log, or the outbox.' },
     SYNC: { value: 'sync', description: 'A sync document mutation.' },
     SOCKET: { value: 'socket', description: 'Published by a client (`publish`).' },
+    SYSTEM: { value: 'system', description: 'Told by Tributary itself, e.g. a webhook endpoint disabled (`webhooks.endpoints`).' },
   } as const,
 });
 

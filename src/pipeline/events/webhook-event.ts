@@ -1,0 +1,35 @@
+/**
+ * Events Tributary tells about its webhooks (source `system`, topic `webhooks.endpoints`): an
+ * endpoint disabled — by a `410 Gone`, or after failing without a success for too long — so an
+ * alert rule or another endpoint can forward it. Scoped to the endpoint's app/env (and tenant).
+ * Never delivered to the endpoint it is about.
+ */
+import type { RawEventInput } from './envelope.ts';
+import type { Scope } from '../scope.ts';
+
+export const WEBHOOK_SYSTEM_TOPIC = 'webhooks.endpoints';
+
+export interface EndpointDisabledInput {
+  readonly scope: Scope;
+  readonly endpointId: string;
+  readonly url: string;
+  readonly reason: string;
+}
+
+export function endpointDisabledEvent(input: EndpointDisabledInput): RawEventInput {
+  return {
+    source: 'system',
+    topic: WEBHOOK_SYSTEM_TOPIC,
+    type: 'endpoint.disabled',
+    scope: input.scope,
+    entity: `endpoint:${input.endpointId}`,
+    payload: { endpointId: input.endpointId, url: input.url, reason: input.reason },
+  };
+}
+
+/** The endpoint a system webhook event is about (it must not be delivered there), if any. */
+export function aboutEndpoint(event: { readonly topic: string; readonly payload: Readonly<Record<string, unknown>> }): string | undefined {
+  if (event.topic !== WEBHOOK_SYSTEM_TOPIC) return undefined;
+  const id = event.payload['endpointId'];
+  return typeof id === 'string' ? id : undefined;
+}

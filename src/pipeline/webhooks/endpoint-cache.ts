@@ -1,0 +1,45 @@
+/**
+ * The endpoints as every instance holds them: reloaded when any changes (checked every
+ * `refreshMs`, or at once after a change made on this instance), so the routing tap selects
+ * without a query per event.
+ */
+import type { Queryable } from '../../db/database.ts';
+import type { Logger } from '../../logger.ts';
+import { endpointsVersion, getEndpoint, listAllEndpoints, type SigningEndpoint } from './endpoint-store.ts';
+
+export interface EndpointCache {
+  /** Every endpoint, as last loaded. */
+  current(): readonly SigningEndpoint[];
+  /** One endpoint, loaded now (a delivery must sign with the secrets in effect). */
+  fresh(id: string): Promise<SigningEndpoint | undefined>;
+  /** Reloads now when anything changed. */
+  refresh(): Promise<void>;
+  close(): void;
+}
+
+export async function createEndpointCache(options: { readonly db: Queryable; readonly refreshMs: number; readonly logger: Logger }): Promise<EndpointCache> {
+  const { db } = options;
+  let endpoints: readonly SigningEndpoint[] = [];
+  let version: string | undefined;
+  let running: Promise<void> | undefined;
+
+  const load = async () => {
+    const next = await endpointsVersion(db);
+    if (next === version) return;
+    endpoints = await listAllEndpoints(db);
+    version = next;
+  };
+  const refresh = () => (running ??= load().finally(() => (running = undefined)));
+  await refresh();
+  const timer = setInterval(() => {
+    refresh().catch((error: unknown) => options.logger.warn({ err: error }, 'webhook endpoints could not be reloaded'));
+  }, options.refreshMs);
+  timer.unref();
+
+  return {
+    current: () => endpoints,
+    fresh: (id) => getEndpoint(db, id),
+    refresh,
+    close: () => clearInterval(timer),
+  };
+}

@@ -1,0 +1,79 @@
+/**
+ * Which endpoints an event goes to, and what they receive. An endpoint selects events by its
+ * `events` list — event types and topic patterns (`orders.created`, `orders.*`, `*`) — within its
+ * app/env and, when it has one, its tenant only (an endpoint of tenant A never sees tenant B's).
+ */
+import type { RealtimeEvent } from '../events/envelope.ts';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+
+export interface SelectingEndpoint {
+  readonly id: string;
+  readonly app: string;
+  readonly env: string;
+  readonly tenant: string | null;
+  readonly events: readonly string[];
+  readonly enabled: boolean;
+}
+
+const ENTRY = /^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$/;
+const MAX_ENTRIES = 100;
+
+/** Checks an endpoint's `events` list; throws BAD_USER_INPUT naming the wrong entry. */
+export function assertEventSelection(events: readonly string[]): void {
+  if (events.length === 0 || events.length > MAX_ENTRIES) {
+    throw new TributaryError(ErrorCode.BAD_USER_INPUT, `events must list 1–${MAX_ENTRIES} event types or topic patterns (\`orders.*\`, \`*\` for all)`, {
+      details: { field: 'events' },
+    });
+  }
+  const wrong = events.find((entry) => entry.length > 200 || !ENTRY.test(entry));
+  if (wrong !== undefined) {
+    throw new TributaryError(ErrorCode.BAD_USER_INPUT, `events entry "${wrong}" is not an event type or topic pattern (e.g. order.created, orders.*, *)`, {
+      details: { field: 'events' },
+    });
+  }
+}
+
+/** `*`, a prefix pattern `a.b.*` (the topic `a.b` and everything below it), or an exact name. */
+function matches(entry: string, name: string): boolean {
+  if (entry === '*') return true;
+  if (entry.endsWith('.*')) {
+    const prefix = entry.slice(0, -2);
+    return name === prefix || name.startsWith(`${prefix}.`);
+  }
+  return entry === name;
+}
+
+/** Whether `endpoint` receives `event` (enabled or not: a disabled endpoint's deliveries wait for it). */
+export function selects(endpoint: SelectingEndpoint, event: Pick<RealtimeEvent, 'topic' | 'type' | 'metadata'>): boolean {
+  const { scope } = event.metadata;
+  if (endpoint.app !== scope.app || endpoint.env !== scope.env) return false;
+  if (endpoint.tenant !== null && endpoint.tenant !== scope.tenant) return false;
+  return endpoint.events.some((entry) => matches(entry, event.topic) || matches(entry, event.type));
+}
+
+/** The lane of an event: its entity within its tenant (its own id when it has no entity). */
+export function laneOf(event: Pick<RealtimeEvent, 'id' | 'metadata'>): string {
+  const { entity, scope } = event.metadata;
+  return entity === undefined ? `event:${event.id}` : `${scope.tenant ?? ''}|${entity}`;
+}
+
+/**
+ * The body an endpoint receives (JSON, signed byte for byte): the event as subscribers see it,
+ * `data` its payload.
+ */
+export function webhookBody(event: RealtimeEvent): string {
+  const { metadata } = event;
+  return JSON.stringify({
+    id: event.id,
+    type: event.type,
+    topic: event.topic,
+    source: event.source,
+    timestamp: new Date(metadata.timestamp).toISOString(),
+    tenant: metadata.scope.tenant ?? null,
+    entity: metadata.entity ?? null,
+    data: event.payload,
+    ...((metadata.table !== undefined || metadata.operation !== undefined || metadata.revision !== undefined) && {
+      metadata: { table: metadata.table, operation: metadata.operation, revision: metadata.revision },
+    }),
+  });
+}

@@ -1,0 +1,262 @@
+/**
+ * Webhooks as an environment's admin manages them: endpoints (scoped to the caller's app/env and,
+ * for a caller with a tenant, that tenant), their delivery log, redelivery, replay and a test
+ * event. Every operation checks the endpoint belongs to the caller's scope; an endpoint of another
+ * scope is NOT_FOUND, like one that does not exist.
+ */
+import type { Database } from '../../db/database.ts';
+import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
+import { newEventId } from '../events/event-id.ts';
+import type { Scope } from '../scope.ts';
+import type { DeliveryScheduler } from './delivery-scheduler.ts';
+import {
+  getDelivery,
+  insertDeliveries,
+  listAttempts,
+  listDeliveries,
+  type AttemptFilter,
+  type AttemptRecord,
+  type Delivery,
+  type DeliveryFilter,
+} from './delivery-store.ts';
+import type { EndpointCache } from './endpoint-cache.ts';
+import { assertEventSelection } from './endpoint-selection.ts';
+import {
+  deleteEndpoint,
+  getEndpoint,
+  insertEndpoint,
+  listEndpoints,
+  rotateEndpointSecret,
+  setEndpointEnabled,
+  updateEndpoint,
+  type SigningEndpoint,
+  type WebhookEndpoint,
+} from './endpoint-store.ts';
+import { assertWebhookUrl } from './target-guard.ts';
+import { newWebhookSecret } from './webhook-signature.ts';
+
+export interface EndpointInput {
+  readonly url: string;
+  readonly description?: string | undefined;
+  readonly events: readonly string[];
+  readonly tenant?: string | undefined;
+  readonly rateLimitPerSecond?: number | null | undefined;
+  readonly maxConcurrency?: number | undefined;
+}
+
+export type EndpointUpdate = Partial<Omit<EndpointInput, 'tenant'>>;
+
+/** An endpoint with its secret: only the answers of create and rotate carry one. */
+export interface EndpointWithSecret {
+  readonly endpoint: WebhookEndpoint;
+  readonly secret: string;
+}
+
+export interface WebhookAdmin {
+  createEndpoint(scope: Scope, input: EndpointInput): Promise<EndpointWithSecret>;
+  updateEndpoint(scope: Scope, id: string, input: EndpointUpdate): Promise<WebhookEndpoint>;
+  deleteEndpoint(scope: Scope, id: string): Promise<boolean>;
+  setEnabled(scope: Scope, id: string, enabled: boolean): Promise<WebhookEndpoint>;
+  rotateSecret(scope: Scope, id: string, overlapSeconds: number): Promise<EndpointWithSecret>;
+  endpoints(scope: Scope): Promise<WebhookEndpoint[]>;
+  deliveries(scope: Scope, filter: Omit<DeliveryFilter, 'endpointIds'> & { readonly endpointId?: string | undefined }): Promise<Delivery[]>;
+  attempts(scope: Scope, filter: Omit<AttemptFilter, 'endpointIds'> & { readonly endpointId?: string | undefined }): Promise<AttemptRecord[]>;
+  /** A new delivery of a delivery's event (its own `webhook-id`), after the lane's pending ones. */
+  redeliver(scope: Scope, deliveryId: string): Promise<Delivery>;
+  /** New deliveries of the endpoint's deliveries of events in the range (only dead ones with `onlyFailed`); returns how many. */
+  replay(scope: Scope, endpointId: string, range: { since: Date; until?: Date | undefined; onlyFailed: boolean }): Promise<number>;
+  /** A `webhook.test` event to the endpoint (sent even when it is disabled). */
+  sendTest(scope: Scope, endpointId: string): Promise<Delivery>;
+}
+
+export interface WebhookAdminOptions {
+  readonly db: Database;
+  readonly endpoints: EndpointCache;
+  readonly scheduler: DeliveryScheduler;
+  readonly allowPrivateTargets: boolean;
+}
+
+const DEFAULT_CONCURRENCY = 10;
+const MAX_CONCURRENCY = 100;
+const MAX_RATE = 10_000;
+const MAX_OVERLAP_SECONDS = 7 * 24 * 3600;
+const MAX_REPLAY = 10_000;
+
+export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
+  const { db } = options;
+
+  /** The endpoint, when it is in the caller's scope. */
+  const owned = async (scope: Scope, id: string): Promise<SigningEndpoint> => {
+    const endpoint = await getEndpoint(db, id);
+    if (!endpoint || endpoint.app !== scope.app || endpoint.env !== scope.env || (scope.tenant !== undefined && endpoint.tenant !== scope.tenant)) {
+      throw new TributaryError(ErrorCode.NOT_FOUND, `No webhook endpoint ${id} in this environment`, { details: { field: 'id' } });
+    }
+    return endpoint;
+  };
+
+  const changed = async <T>(value: T): Promise<T> => {
+    await options.endpoints.refresh();
+    return value;
+  };
+
+  const checkLimits = (input: Pick<EndpointInput, 'rateLimitPerSecond' | 'maxConcurrency'>) => {
+    const { rateLimitPerSecond: rate, maxConcurrency: concurrency } = input;
+    if (rate !== undefined && rate !== null && (!Number.isInteger(rate) || rate < 1 || rate > MAX_RATE)) {
+      throw badInput('rateLimitPerSecond', `rateLimitPerSecond must be an integer from 1 to ${MAX_RATE}, or null for none`);
+    }
+    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY)) {
+      throw badInput('maxConcurrency', `maxConcurrency must be an integer from 1 to ${MAX_CONCURRENCY}`);
+    }
+  };
+
+  /** Inserts and schedules; returns the ids inserted. */
+  const schedule = async (deliveries: Parameters<typeof insertDeliveries>[1]): Promise<string[]> => {
+    const { inserted, heads } = await insertDeliveries(db, deliveries);
+    await options.scheduler.schedule(heads);
+    return inserted;
+  };
+
+  const inserted = async (ids: readonly string[]): Promise<Delivery> => {
+    const delivery = ids[0] === undefined ? undefined : await getDelivery(db, ids[0]);
+    if (!delivery) throw new InternalError('WEBHOOK_DELIVERY', 'a delivery just inserted could not be read');
+    return delivery;
+  };
+
+  const copyOf = (delivery: Delivery, trigger: 'replay' | 'manual') => ({
+    endpointId: delivery.endpointId,
+    eventId: delivery.eventId,
+    eventType: delivery.eventType,
+    topic: delivery.topic,
+    lane: delivery.lane,
+    body: delivery.body,
+    trigger,
+    eventTime: delivery.eventTime,
+  });
+
+  return {
+    async createEndpoint(scope, input) {
+      const url = assertWebhookUrl(input.url, { allowPrivateTargets: options.allowPrivateTargets }).toString();
+      assertEventSelection(input.events);
+      checkLimits(input);
+      if (scope.tenant !== undefined && input.tenant !== undefined && input.tenant !== scope.tenant) {
+        throw badInput('tenant', 'A caller with a tenant creates endpoints of that tenant only');
+      }
+      const secret = newWebhookSecret();
+      const endpoint = await insertEndpoint(db, {
+        app: scope.app,
+        env: scope.env,
+        tenant: scope.tenant ?? input.tenant ?? null,
+        url,
+        description: input.description ?? '',
+        events: input.events,
+        rateLimitPerSecond: input.rateLimitPerSecond ?? null,
+        maxConcurrency: input.maxConcurrency ?? DEFAULT_CONCURRENCY,
+        secret,
+      });
+      return changed({ endpoint, secret });
+    },
+
+    async updateEndpoint(scope, id, input) {
+      await owned(scope, id);
+      if (input.events !== undefined) assertEventSelection(input.events);
+      checkLimits(input);
+      const url = input.url === undefined ? undefined : assertWebhookUrl(input.url, { allowPrivateTargets: options.allowPrivateTargets }).toString();
+      const updated = await updateEndpoint(db, id, {
+        ...(url !== undefined && { url }),
+        ...(input.description !== undefined && { description: input.description }),
+        ...(input.events !== undefined && { events: input.events }),
+        ...(input.rateLimitPerSecond !== undefined && { rateLimitPerSecond: input.rateLimitPerSecond }),
+        ...(input.maxConcurrency !== undefined && { maxConcurrency: input.maxConcurrency }),
+      });
+      return changed(updated!);
+    },
+
+    async deleteEndpoint(scope, id) {
+      await owned(scope, id);
+      return changed(await deleteEndpoint(db, id));
+    },
+
+    async setEnabled(scope, id, enabled) {
+      await owned(scope, id);
+      const updated = await setEndpointEnabled(db, id, enabled, enabled ? null : 'disabled by an admin');
+      return changed(updated!);
+    },
+
+    async rotateSecret(scope, id, overlapSeconds) {
+      await owned(scope, id);
+      if (!Number.isInteger(overlapSeconds) || overlapSeconds < 0 || overlapSeconds > MAX_OVERLAP_SECONDS) {
+        throw badInput('overlapSeconds', `overlapSeconds must be an integer from 0 to ${MAX_OVERLAP_SECONDS}`);
+      }
+      const secret = newWebhookSecret();
+      const endpoint = await rotateEndpointSecret(db, id, secret, overlapSeconds);
+      return changed({ endpoint: endpoint!, secret });
+    },
+
+    endpoints: async (scope) => (await listEndpoints(db, scope.app, scope.env)).filter((endpoint) => scope.tenant === undefined || endpoint.tenant === scope.tenant),
+
+    async deliveries(scope, filter) {
+      const endpointIds = filter.endpointId !== undefined ? [(await owned(scope, filter.endpointId)).id] : (await this.endpoints(scope)).map((endpoint) => endpoint.id);
+      return listDeliveries(db, { ...filter, endpointIds });
+    },
+
+    async attempts(scope, filter) {
+      const endpointIds = filter.endpointId !== undefined ? [(await owned(scope, filter.endpointId)).id] : (await this.endpoints(scope)).map((endpoint) => endpoint.id);
+      return listAttempts(db, { ...filter, endpointIds });
+    },
+
+    async redeliver(scope, deliveryId) {
+      const delivery = /^\d{1,18}$/.test(deliveryId) ? await getDelivery(db, deliveryId) : undefined;
+      if (!delivery) throw new TributaryError(ErrorCode.NOT_FOUND, `No webhook delivery ${deliveryId}`, { details: { field: 'deliveryId' } });
+      await owned(scope, delivery.endpointId);
+      return inserted(await schedule([copyOf(delivery, 'manual')]));
+    },
+
+    async replay(scope, endpointId, range) {
+      await owned(scope, endpointId);
+      const found: Delivery[] = [];
+      let before: string | undefined;
+      // Newest first from the log, then replayed oldest first, each event once.
+      while (found.length < MAX_REPLAY) {
+        const page = await listDeliveries(db, {
+          endpointIds: [endpointId],
+          state: range.onlyFailed ? 'dead' : undefined,
+          since: range.since,
+          until: range.until,
+          before,
+          limit: 500,
+        });
+        found.push(...page);
+        if (page.length < 500) break;
+        before = page.at(-1)!.id;
+      }
+      const seen = new Set<string>();
+      const copies = found
+        .reverse()
+        .filter((delivery) => delivery.trigger !== 'test' && !seen.has(delivery.eventId) && seen.add(delivery.eventId))
+        .map((delivery) => copyOf(delivery, 'replay'));
+      if (copies.length > 0) await schedule(copies);
+      return copies.length;
+    },
+
+    async sendTest(scope, endpointId) {
+      const endpoint = await owned(scope, endpointId);
+      const id = newEventId();
+      const now = new Date();
+      const body = JSON.stringify({
+        id,
+        type: 'webhook.test',
+        topic: 'webhooks.test',
+        source: 'system',
+        timestamp: now.toISOString(),
+        tenant: endpoint.tenant,
+        entity: null,
+        data: { endpointId, message: 'A test event from Tributary' },
+      });
+      return inserted(await schedule([{ endpointId, eventId: id, eventType: 'webhook.test', topic: 'webhooks.test', lane: `event:${id}`, body, trigger: 'test', eventTime: now }]));
+    },
+  };
+}
+
+function badInput(field: string, message: string): TributaryError {
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
+}

@@ -1,0 +1,129 @@
+/**
+ * One attempt of one delivery, the same in every mode (BullMQ job or embedded loop): the
+ * endpoint's gate (concurrency, rate), the signed POST, the attempt recorded, and what comes next —
+ * a retry on the seed's curve then a slower tail within the retry window, a dead letter after it,
+ * or the lane's next delivery. A `410 Gone` disables the endpoint, as does failing without a
+ * success for `disableAfterMs`; either is told as an `endpoint.disabled` event.
+ */
+import type { Database } from '../../db/database.ts';
+import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import { endpointDisabledEvent } from '../events/webhook-event.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import { postponeDelivery, recordAttempt, type Delivery } from './delivery-store.ts';
+import type { EndpointCache } from './endpoint-cache.ts';
+import type { EndpointGate } from './endpoint-gate.ts';
+import { recordEndpointOutcome, setEndpointEnabled, type SigningEndpoint } from './endpoint-store.ts';
+import { nextAttemptAt, type RetryPolicy } from './retry-schedule.ts';
+import type { WebhookHttpClient } from './webhook-http.ts';
+import { signWebhook } from './webhook-signature.ts';
+
+/** What the caller (queue or loop) does next. */
+export interface DeliveryOutcome {
+  /** Attempt again at this time: the delivery stays pending (and its lane waits). */
+  readonly retryAt?: Date;
+  /** The delivery is finished; this is its lane's next delivery, due now. */
+  readonly nextInLane?: string;
+}
+
+export interface WebhookDeliverer {
+  /** Attempts a leased delivery now (or postpones it) and records what happened. */
+  deliver(delivery: Delivery): Promise<DeliveryOutcome>;
+}
+
+export interface WebhookDelivererOptions {
+  readonly db: Database;
+  readonly endpoints: EndpointCache;
+  readonly http: WebhookHttpClient;
+  readonly gate: EndpointGate;
+  /** Routes `endpoint.disabled` events. */
+  readonly router: EventRouter;
+  readonly policy: RetryPolicy;
+  /** One attempt's limit, in ms. */
+  readonly timeoutMs: number;
+  /** An endpoint failing without a success this long is disabled, in ms. */
+  readonly disableAfterMs: number;
+  readonly logger: Logger;
+  readonly metrics?: Pick<Metrics, 'webhookAttempts' | 'webhookAttemptSeconds' | 'webhookDeadLetters'>;
+}
+
+/** A disabled endpoint's deliveries wait; they are looked at again this often, in ms. */
+const DISABLED_RECHECK_MS = 60_000;
+
+export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
+  const { db, logger } = options;
+
+  const postpone = async (delivery: Delivery, at: Date): Promise<DeliveryOutcome> => {
+    await postponeDelivery(db, delivery.id, at);
+    return { retryAt: at };
+  };
+
+  const disable = async (endpoint: SigningEndpoint, reason: string) => {
+    const disabled = await setEndpointEnabled(db, endpoint.id, false, reason);
+    if (!disabled) return;
+    logger.warn({ endpoint: endpoint.id, reason }, 'webhook endpoint disabled');
+    await options.endpoints.refresh().catch(() => undefined);
+    await options.router.route(
+      endpointDisabledEvent({ scope: { app: endpoint.app, env: endpoint.env, tenant: endpoint.tenant ?? undefined }, endpointId: endpoint.id, url: endpoint.url, reason }),
+    );
+  };
+
+  return {
+    async deliver(delivery) {
+      const endpoint = await options.endpoints.fresh(delivery.endpointId);
+      // Deleted: its deliveries went with it.
+      if (!endpoint) return {};
+      const now = new Date();
+      if (delivery.nextAttemptAt > now) return postpone(delivery, delivery.nextAttemptAt);
+      // A disabled endpoint's deliveries wait for it to be enabled again (a test is sent anyway).
+      if (!endpoint.enabled && delivery.trigger !== 'test') return postpone(delivery, new Date(now.getTime() + DISABLED_RECHECK_MS));
+      const slot = await options.gate.acquire(endpoint);
+      if (!slot.ok) return postpone(delivery, new Date(now.getTime() + slot.retryInMs));
+
+      let result;
+      try {
+        const secrets = endpoint.previousSecretExpiresAt !== null && endpoint.previousSecretExpiresAt > now ? endpoint.secrets : endpoint.secrets.slice(0, 1);
+        const headers = signWebhook({ id: delivery.eventId, timestampSeconds: Math.floor(now.getTime() / 1000), body: delivery.body, secrets });
+        result = await options.http.send({ url: endpoint.url, headers, body: delivery.body, timeoutMs: options.timeoutMs });
+      } finally {
+        await slot.release();
+      }
+
+      const delivered = result.outcome === 'delivered';
+      const next =
+        delivered || result.outcome === 'gone'
+          ? null
+          : nextAttemptAt({
+              firstAttemptAt: delivery.firstAttemptAt ?? now,
+              attemptsMade: delivery.attempts + 1,
+              now: new Date(),
+              retryAfterMs: result.retryAfterMs,
+              policy: options.policy,
+            });
+      const { nextInLane } = await db.transaction((tx) =>
+        recordAttempt(tx, {
+          delivery,
+          outcome: result.outcome,
+          status: result.status,
+          durationMs: result.durationMs,
+          error: result.error,
+          responseExcerpt: result.responseExcerpt,
+          nextAttemptAt: next,
+        }),
+      );
+      await recordEndpointOutcome(db, endpoint.id, delivered);
+      options.metrics?.webhookAttempts.inc({ outcome: !delivered && next === null ? 'dead' : result.outcome });
+      options.metrics?.webhookAttemptSeconds.observe(result.durationMs / 1000);
+      if (!delivered && next === null) {
+        options.metrics?.webhookDeadLetters.inc();
+        logger.warn({ endpoint: endpoint.id, delivery: delivery.id, event: delivery.eventId, status: result.status, error: result.error }, 'webhook delivery dead-lettered');
+      }
+
+      if (result.outcome === 'gone') await disable(endpoint, 'the endpoint answered 410 Gone');
+      else if (!delivered && endpoint.enabled && endpoint.failingSince !== null && now.getTime() - endpoint.failingSince.getTime() >= options.disableAfterMs) {
+        await disable(endpoint, `no successful delivery for ${Math.round(options.disableAfterMs / 1000)} s`);
+      }
+      return next === null ? (nextInLane === undefined ? {} : { nextInLane }) : { retryAt: next };
+    },
+  };
+}

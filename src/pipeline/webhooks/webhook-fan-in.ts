@@ -1,0 +1,18 @@
+import type { BullmqScheduler } from './bullmq-delivery.ts';
+import type { DeliveryScheduler, LocalWake } from './delivery-scheduler.ts';
+import type { EndpointCache } from './endpoint-cache.ts';
+
+/**
+ * What every role holds of webhooks (built with the pipeline, whose router stores deliveries):
+ * the endpoints, and how deliveries are scheduled — BullMQ with Redis, the in-process loop's
+ * wake-up otherwise. Delivery (workers) and the admin API build on it.
+ */
+export interface WebhookFanIn {
+  readonly endpoints: EndpointCache;
+  readonly scheduler: { readonly kind: 'bullmq'; readonly queue: BullmqScheduler } | { readonly kind: 'embedded'; readonly wake: LocalWake };
+}
+
+/** The scheduler deliveries are handed to, whichever kind. */
+export function deliveryScheduler(fanIn: WebhookFanIn): DeliveryScheduler {
+  return fanIn.scheduler.kind === 'bullmq' ? fanIn.scheduler.queue : fanIn.scheduler.wake;
+}

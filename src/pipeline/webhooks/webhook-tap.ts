@@ -1,0 +1,64 @@
+/**
+ * Where routed events become webhook deliveries: after the router placed a batch in the log, the
+ * deliveries of every endpoint that selects one of its events are written (one statement) and the
+ * lane heads among them handed to the scheduler — before the router's caller is answered, so an
+ * event whose source was acknowledged has its deliveries (a source that routes it again after a
+ * crash creates none twice: an initial delivery is unique per endpoint and event id). A failure to
+ * store them fails the routing, so the source tries again (at least once, never silently lost).
+ */
+import type { Queryable } from '../../db/database.ts';
+import type { Logger } from '../../logger.ts';
+import type { RealtimeEvent } from '../events/envelope.ts';
+import { aboutEndpoint } from '../events/webhook-event.ts';
+import type { DeliveryScheduler } from './delivery-scheduler.ts';
+import { insertDeliveries, type NewDelivery } from './delivery-store.ts';
+import type { EndpointCache } from './endpoint-cache.ts';
+import { laneOf, selects, webhookBody } from './endpoint-selection.ts';
+
+export interface WebhookTap {
+  /** Writes and schedules the deliveries of `events` (placed, in order). */
+  deliver(events: readonly RealtimeEvent[]): Promise<void>;
+}
+
+export interface WebhookTapOptions {
+  readonly db: Queryable;
+  readonly endpoints: EndpointCache;
+  readonly scheduler: DeliveryScheduler;
+  readonly logger: Logger;
+}
+
+export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
+  return {
+    async deliver(events) {
+      const endpoints = options.endpoints.current();
+      if (endpoints.length === 0) return;
+      const deliveries: NewDelivery[] = [];
+      for (const event of events) {
+        let body: string | undefined;
+        const about = aboutEndpoint(event);
+        for (const endpoint of endpoints) {
+          // An endpoint is never told about itself (a disabled endpoint's notice must not loop back to it).
+          if (endpoint.id === about || !selects(endpoint, event)) continue;
+          body ??= webhookBody(event);
+          deliveries.push({
+            endpointId: endpoint.id,
+            eventId: event.id,
+            eventType: event.type,
+            topic: event.topic,
+            lane: laneOf(event),
+            body,
+            trigger: 'initial',
+            eventTime: new Date(event.metadata.timestamp),
+          });
+        }
+      }
+      if (deliveries.length === 0) return;
+      const { heads } = await insertDeliveries(options.db, deliveries);
+      // The deliveries are stored: a scheduler that cannot take them now (Redis away) loses
+      // nothing, the workers' reconciler finds due lane heads without a job.
+      if (heads.length > 0) {
+        await options.scheduler.schedule(heads).catch((error: unknown) => options.logger.warn({ err: error }, 'webhook deliveries stored but not queued; the reconciler queues them'));
+      }
+    },
+  };
+}

@@ -1,0 +1,118 @@
+import type { AttemptRecord, Delivery, DeliveryState } from '../pipeline/webhooks/delivery-store.ts';
+import type { EndpointInput, EndpointUpdate, EndpointWithSecret } from '../pipeline/webhooks/webhook-admin.ts';
+import type { WebhookEndpoint } from '../pipeline/webhooks/endpoint-store.ts';
+import { ErrorCode, TributaryError } from '../errors.ts';
+import { scopeOf } from '../pipeline/scope.ts';
+import type { ResolverContext } from './context.ts';
+import { requireAdmin } from './require-admin.ts';
+
+/** A page of the delivery log, newest first; `endCursor` goes into `after` for the next page. */
+export interface LogPage<T> {
+  readonly nodes: readonly T[];
+  readonly endCursor: string | null;
+  readonly hasNextPage: boolean;
+}
+
+export interface LogFilterArgs {
+  readonly endpointId?: string | null;
+  readonly eventType?: string | null;
+  readonly since?: Date | null;
+  readonly until?: Date | null;
+  readonly first?: number | null;
+  readonly after?: string | null;
+}
+
+const MAX_PAGE = 200;
+
+function admin(context: ResolverContext) {
+  requireAdmin(context.principal);
+  return { scope: scopeOf(context.principal), webhooks: context.services.webhooks };
+}
+
+function pageArgs(args: LogFilterArgs) {
+  const first = args.first ?? 50;
+  if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) {
+    throw new TributaryError(ErrorCode.BAD_USER_INPUT, `first must be from 1 to ${MAX_PAGE}`, { details: { field: 'first' } });
+  }
+  const after = args.after ?? undefined;
+  if (after !== undefined && !/^\d{1,18}$/.test(after)) throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'after must be an endCursor of this log', { details: { field: 'after' } });
+  return {
+    endpointId: args.endpointId ?? undefined,
+    eventType: args.eventType ?? undefined,
+    since: args.since ?? undefined,
+    until: args.until ?? undefined,
+    before: after,
+    // One more than asked tells whether there is a next page.
+    limit: first + 1,
+    first,
+  };
+}
+
+function pageOf<T extends { readonly id: string }>(rows: readonly T[], first: number): LogPage<T> {
+  const nodes = rows.slice(0, first);
+  return { nodes, endCursor: nodes.at(-1)?.id ?? null, hasNextPage: rows.length > first };
+}
+
+export function createWebhookEndpoint(context: ResolverContext, input: EndpointInput): Promise<EndpointWithSecret> {
+  const { scope, webhooks } = admin(context);
+  return webhooks.createEndpoint(scope, input);
+}
+
+export function updateWebhookEndpoint(context: ResolverContext, id: string, input: EndpointUpdate): Promise<WebhookEndpoint> {
+  const { scope, webhooks } = admin(context);
+  return webhooks.updateEndpoint(scope, id, input);
+}
+
+export function deleteWebhookEndpoint(context: ResolverContext, id: string): Promise<boolean> {
+  const { scope, webhooks } = admin(context);
+  return webhooks.deleteEndpoint(scope, id);
+}
+
+export function setWebhookEndpointEnabled(context: ResolverContext, id: string, enabled: boolean): Promise<WebhookEndpoint> {
+  const { scope, webhooks } = admin(context);
+  return webhooks.setEnabled(scope, id, enabled);
+}
+
+export function rotateWebhookSecret(context: ResolverContext, id: string, overlapSeconds: number): Promise<EndpointWithSecret> {
+  const { scope, webhooks } = admin(context);
+  return webhooks.rotateSecret(scope, id, overlapSeconds);
+}
+
+export function webhookEndpoints(context: ResolverContext): Promise<WebhookEndpoint[]> {
+  const { scope, webhooks } = admin(context);
+  return webhooks.endpoints(scope);
+}
+
+export async function webhookDeliveries(context: ResolverContext, args: LogFilterArgs & { readonly state?: DeliveryState | null }): Promise<LogPage<Delivery>> {
+  const { scope, webhooks } = admin(context);
+  const { first, ...filter } = pageArgs(args);
+  return pageOf(await webhooks.deliveries(scope, { ...filter, state: args.state ?? undefined }), first);
+}
+
+export async function webhookAttempts(
+  context: ResolverContext,
+  args: LogFilterArgs & { readonly deliveryId?: string | null; readonly outcome?: string | null },
+): Promise<LogPage<AttemptRecord>> {
+  const { scope, webhooks } = admin(context);
+  const { first, ...filter } = pageArgs(args);
+  if (args.deliveryId != null && !/^\d{1,18}$/.test(args.deliveryId)) {
+    throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'deliveryId is not a delivery id', { details: { field: 'deliveryId' } });
+  }
+  return pageOf(await webhooks.attempts(scope, { ...filter, deliveryId: args.deliveryId ?? undefined, outcome: args.outcome ?? undefined }), first);
+}
+
+export function redeliverWebhook(context: ResolverContext, deliveryId: string): Promise<Delivery> {
+  const { scope, webhooks } = admin(context);
+  return webhooks.redeliver(scope, deliveryId);
+}
+
+export function replayWebhooks(context: ResolverContext, args: { endpointId: string; since: Date; until?: Date | null; onlyFailed?: boolean | null }): Promise<number> {
+  const { scope, webhooks } = admin(context);
+  if (args.until != null && args.until <= args.since) throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'until must be after since', { details: { field: 'until' } });
+  return webhooks.replay(scope, args.endpointId, { since: args.since, until: args.until ?? undefined, onlyFailed: args.onlyFailed ?? false });
+}
+
+export function sendTestWebhook(context: ResolverContext, endpointId: string): Promise<Delivery> {
+  const { scope, webhooks } = admin(context);
+  return webhooks.sendTest(scope, endpointId);
+}

@@ -1,0 +1,236 @@
+import type { AttemptRecord, Delivery } from '../../pipeline/webhooks/delivery-store.ts';
+import type { EndpointWithSecret } from '../../pipeline/webhooks/webhook-admin.ts';
+import type { WebhookEndpoint as Endpoint } from '../../pipeline/webhooks/endpoint-store.ts';
+import * as resolvers from '../../resolvers/webhooks.ts';
+import type { LogPage } from '../../resolvers/webhooks.ts';
+import { builder } from '../builder.ts';
+
+const WebhookEndpoint = builder.objectRef<Endpoint>('WebhookEndpoint').implement({
+  description: 'Where events are POSTed, signed (Standard Webhooks headers and X-Tributary-Signature). Its secret is shown once, by create and rotate.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    url: t.exposeString('url'),
+    description: t.exposeString('description'),
+    events: t.exposeStringList('events', { description: 'Event types and topic patterns it receives (`orders.*`, `*`).' }),
+    tenant: t.exposeString('tenant', { nullable: true, description: 'Null: every tenant of the environment.' }),
+    enabled: t.exposeBoolean('enabled'),
+    disabledReason: t.exposeString('disabledReason', { nullable: true }),
+    rateLimitPerSecond: t.exposeInt('rateLimitPerSecond', { nullable: true }),
+    maxConcurrency: t.exposeInt('maxConcurrency'),
+    failingSince: t.expose('failingSince', { type: 'DateTime', nullable: true, description: 'Since when every attempt failed; null after a success.' }),
+    lastSuccessAt: t.expose('lastSuccessAt', { type: 'DateTime', nullable: true }),
+    previousSecretExpiresAt: t.expose('previousSecretExpiresAt', { type: 'DateTime', nullable: true, description: 'Until then the secret replaced by the last rotation signs too.' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+  }),
+});
+
+const WebhookEndpointWithSecret = builder.objectRef<EndpointWithSecret>('WebhookEndpointWithSecret').implement({
+  fields: (t) => ({
+    endpoint: t.field({ type: WebhookEndpoint, resolve: (answer) => answer.endpoint }),
+    secret: t.exposeString('secret', { description: '`whsec_…`: shown this once. Receivers verify signatures with it.' }),
+  }),
+});
+
+const WebhookDeliveryState = builder.enumType('WebhookDeliveryState', {
+  values: {
+    PENDING: { value: 'pending', description: 'Not delivered yet: waiting for its turn in its entity lane, or for a retry.' },
+    DELIVERED: { value: 'delivered', description: 'The endpoint answered 2xx.' },
+    DEAD: { value: 'dead', description: 'Dead-lettered: the retry window ended, or the endpoint answered 410 Gone. Replayable.' },
+  } as const,
+});
+
+const WebhookTrigger = builder.enumType('WebhookTrigger', {
+  values: {
+    INITIAL: { value: 'initial', description: 'The event was routed.' },
+    REPLAY: { value: 'replay', description: '`replayWebhooks`.' },
+    MANUAL: { value: 'manual', description: '`redeliverWebhook`.' },
+    TEST: { value: 'test', description: '`sendTestWebhook`.' },
+  } as const,
+});
+
+const WebhookDelivery = builder.objectRef<Delivery>('WebhookDelivery').implement({
+  description: "One event for one endpoint. Every attempt of it carries the event's id as `webhook-id`.",
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    endpointId: t.exposeID('endpointId'),
+    eventId: t.exposeString('eventId'),
+    eventType: t.exposeString('eventType'),
+    topic: t.exposeString('topic'),
+    trigger: t.field({ type: WebhookTrigger, resolve: (delivery) => delivery.trigger }),
+    state: t.field({ type: WebhookDeliveryState, resolve: (delivery) => delivery.state }),
+    attempts: t.exposeInt('attempts'),
+    firstAttemptAt: t.expose('firstAttemptAt', { type: 'DateTime', nullable: true }),
+    nextAttemptAt: t.field({ type: 'DateTime', nullable: true, resolve: (delivery) => (delivery.state === 'pending' ? delivery.nextAttemptAt : null) }),
+    lastStatus: t.exposeInt('lastStatus', { nullable: true }),
+    lastError: t.exposeString('lastError', { nullable: true }),
+    eventTime: t.expose('eventTime', { type: 'DateTime' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+  }),
+});
+
+const WebhookAttempt = builder.objectRef<AttemptRecord>('WebhookAttempt').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    deliveryId: t.exposeID('deliveryId'),
+    endpointId: t.exposeID('endpointId'),
+    eventId: t.exposeString('eventId'),
+    eventType: t.exposeString('eventType'),
+    attempt: t.exposeInt('attempt'),
+    trigger: t.field({ type: WebhookTrigger, resolve: (attempt) => attempt.trigger }),
+    outcome: t.exposeString('outcome', { description: 'delivered, failed, gone, throttled, or dead (the last attempt of a dead-lettered delivery).' }),
+    status: t.exposeInt('status', { nullable: true, description: "The receiver's HTTP status; null when it did not answer." }),
+    durationMs: t.exposeInt('durationMs'),
+    error: t.exposeString('error', { nullable: true }),
+    responseExcerpt: t.exposeString('responseExcerpt', { nullable: true, description: "The start of the receiver's answer (1 KiB at most)." }),
+    nextAttemptAt: t.expose('nextAttemptAt', { type: 'DateTime', nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+  }),
+});
+
+const WebhookDeliveryPage = builder.objectRef<LogPage<Delivery>>('WebhookDeliveryPage').implement({
+  fields: (t) => ({
+    nodes: t.field({ type: [WebhookDelivery], resolve: (page) => page.nodes }),
+    endCursor: t.exposeString('endCursor', { nullable: true, description: 'Pass as `after` for the next (older) page.' }),
+    hasNextPage: t.exposeBoolean('hasNextPage'),
+  }),
+});
+
+const WebhookAttemptPage = builder.objectRef<LogPage<AttemptRecord>>('WebhookAttemptPage').implement({
+  fields: (t) => ({
+    nodes: t.field({ type: [WebhookAttempt], resolve: (page) => page.nodes }),
+    endCursor: t.exposeString('endCursor', { nullable: true, description: 'Pass as `after` for the next (older) page.' }),
+    hasNextPage: t.exposeBoolean('hasNextPage'),
+  }),
+});
+
+const WebhookEndpointInput = builder.inputType('WebhookEndpointInput', {
+  fields: (t) => ({
+    url: t.string({ required: true, description: 'http(s); loopback, private and link-local targets are refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS=true.' }),
+    description: t.string(),
+    events: t.stringList({ required: true, description: 'Event types and topic patterns: `order.created`, `orders.*`, `*` for all.' }),
+    tenant: t.string({ description: "Only this tenant's events (a caller with a tenant gets its own)." }),
+    rateLimitPerSecond: t.int({ description: 'Attempts started per second at most (default: no limit).' }),
+    maxConcurrency: t.int({ description: 'Attempts in flight at once at most (default 10).' }),
+  }),
+});
+
+const WebhookEndpointUpdate = builder.inputType('WebhookEndpointUpdate', {
+  fields: (t) => ({
+    url: t.string(),
+    description: t.string(),
+    events: t.stringList(),
+    rateLimitPerSecond: t.int({ description: 'null removes the limit.' }),
+    maxConcurrency: t.int(),
+  }),
+});
+
+builder.queryFields((t) => ({
+  webhookEndpoints: t.field({
+    type: [WebhookEndpoint],
+    description: "Admin: the environment's webhook endpoints (a caller with a tenant: its tenant's).",
+    resolve: (_root, _args, context) => resolvers.webhookEndpoints(context),
+  }),
+  webhookDeliveries: t.field({
+    type: WebhookDeliveryPage,
+    description: 'Admin: deliveries, newest first, filtered (`state: DEAD` lists the dead letters).',
+    args: {
+      endpointId: t.arg.id(),
+      state: t.arg({ type: WebhookDeliveryState }),
+      eventType: t.arg.string(),
+      since: t.arg({ type: 'DateTime', description: 'Events at or after this time.' }),
+      until: t.arg({ type: 'DateTime', description: 'Events before this time.' }),
+      first: t.arg.int({ description: 'Default 50, at most 200.' }),
+      after: t.arg.string(),
+    },
+    resolve: (_root, args, context) => resolvers.webhookDeliveries(context, { ...args, endpointId: args.endpointId?.toString() ?? null }),
+  }),
+  webhookAttempts: t.field({
+    type: WebhookAttemptPage,
+    description: 'Admin: every attempt, newest first, filtered.',
+    args: {
+      endpointId: t.arg.id(),
+      deliveryId: t.arg.id(),
+      outcome: t.arg.string(),
+      eventType: t.arg.string(),
+      since: t.arg({ type: 'DateTime', description: 'Attempts at or after this time.' }),
+      until: t.arg({ type: 'DateTime', description: 'Attempts before this time.' }),
+      first: t.arg.int({ description: 'Default 50, at most 200.' }),
+      after: t.arg.string(),
+    },
+    resolve: (_root, args, context) =>
+      resolvers.webhookAttempts(context, { ...args, endpointId: args.endpointId?.toString() ?? null, deliveryId: args.deliveryId?.toString() ?? null }),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  createWebhookEndpoint: t.field({
+    type: WebhookEndpointWithSecret,
+    description: "Admin: a new endpoint of the caller's environment; the answer carries its secret, shown this once.",
+    args: { input: t.arg({ type: WebhookEndpointInput, required: true }) },
+    resolve: (_root, { input }, context) =>
+      resolvers.createWebhookEndpoint(context, {
+        url: input.url,
+        description: input.description ?? undefined,
+        events: input.events,
+        tenant: input.tenant ?? undefined,
+        rateLimitPerSecond: input.rateLimitPerSecond ?? null,
+        maxConcurrency: input.maxConcurrency ?? undefined,
+      }),
+  }),
+  updateWebhookEndpoint: t.field({
+    type: WebhookEndpoint,
+    args: { id: t.arg.id({ required: true }), input: t.arg({ type: WebhookEndpointUpdate, required: true }) },
+    resolve: (_root, { id, input }, context) =>
+      resolvers.updateWebhookEndpoint(context, id.toString(), {
+        url: input.url ?? undefined,
+        description: input.description ?? undefined,
+        events: input.events ?? undefined,
+        // Given as null: no limit; absent: unchanged.
+        ...('rateLimitPerSecond' in input && { rateLimitPerSecond: input.rateLimitPerSecond ?? null }),
+        maxConcurrency: input.maxConcurrency ?? undefined,
+      }),
+  }),
+  deleteWebhookEndpoint: t.field({
+    type: 'Boolean',
+    description: 'Admin: deletes the endpoint and its pending deliveries.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, context) => resolvers.deleteWebhookEndpoint(context, id.toString()),
+  }),
+  setWebhookEndpointEnabled: t.field({
+    type: WebhookEndpoint,
+    description: "Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak).",
+    args: { id: t.arg.id({ required: true }), enabled: t.arg.boolean({ required: true }) },
+    resolve: (_root, { id, enabled }, context) => resolvers.setWebhookEndpointEnabled(context, id.toString(), enabled),
+  }),
+  rotateWebhookSecret: t.field({
+    type: WebhookEndpointWithSecret,
+    description: 'Admin: a new secret, shown this once; the old one keeps signing (a second signature) for `overlapSeconds` (default 1 day).',
+    args: { id: t.arg.id({ required: true }), overlapSeconds: t.arg.int() },
+    resolve: (_root, { id, overlapSeconds }, context) => resolvers.rotateWebhookSecret(context, id.toString(), overlapSeconds ?? 86_400),
+  }),
+  redeliverWebhook: t.field({
+    type: WebhookDelivery,
+    description: "Admin: the delivery's event again, with its own `webhook-id` (receivers de-duplicate it like a retry).",
+    args: { deliveryId: t.arg.id({ required: true }) },
+    resolve: (_root, { deliveryId }, context) => resolvers.redeliverWebhook(context, deliveryId.toString()),
+  }),
+  replayWebhooks: t.field({
+    type: 'Int',
+    description: "Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its own `webhook-id`; returns how many.",
+    args: {
+      endpointId: t.arg.id({ required: true }),
+      since: t.arg({ type: 'DateTime', required: true }),
+      until: t.arg({ type: 'DateTime' }),
+      onlyFailed: t.arg.boolean(),
+    },
+    resolve: (_root, args, context) => resolvers.replayWebhooks(context, { ...args, endpointId: args.endpointId.toString() }),
+  }),
+  sendTestWebhook: t.field({
+    type: WebhookDelivery,
+    description: 'Admin: a `webhook.test` event to the endpoint, even when it is disabled.',
+    args: { endpointId: t.arg.id({ required: true }) },
+    resolve: (_root, { endpointId }, context) => resolvers.sendTestWebhook(context, endpointId.toString()),
+  }),
+}));

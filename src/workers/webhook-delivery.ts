@@ -1,0 +1,90 @@
+/**
+ * Webhook delivery in a worker process: the BullMQ worker of the `webhook-delivery` queue (with
+ * Redis; any number of processes) or the embedded loop (without), both attempting deliveries
+ * through one deliverer — signed, gated per endpoint, retried, dead-lettered. Also measures each
+ * endpoint's backlog for `/metrics` and prunes the delivery log past its retention.
+ */
+import type { Redis } from 'ioredis';
+import type { Config } from '../config.ts';
+import type { Database } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics, WebhookBacklogSample } from '../metrics.ts';
+import type { EventRouter } from '../pipeline/router/event-router.ts';
+import { startBullmqDelivery } from '../pipeline/webhooks/bullmq-delivery.ts';
+import { endpointBacklog, pruneWebhookLog } from '../pipeline/webhooks/delivery-store.ts';
+import { startEmbeddedDelivery, type DeliveryWorker } from '../pipeline/webhooks/embedded-delivery.ts';
+import { createMemoryGate, createRedisGate } from '../pipeline/webhooks/endpoint-gate.ts';
+import { DEFAULT_RETRY_POLICY } from '../pipeline/webhooks/retry-schedule.ts';
+import { createWebhookDeliverer } from '../pipeline/webhooks/webhook-deliverer.ts';
+import type { WebhookFanIn } from '../pipeline/webhooks/webhook-fan-in.ts';
+import { createWebhookHttpClient } from '../pipeline/webhooks/webhook-http.ts';
+
+export interface WebhookDeliveryOptions {
+  readonly config: Config;
+  readonly db: Database;
+  /** The process's command connection (per-endpoint limits), when Redis is configured. */
+  readonly redis: Redis | undefined;
+  readonly router: EventRouter;
+  readonly webhooks: WebhookFanIn;
+  readonly logger: Logger;
+  readonly metrics: Pick<Metrics, 'webhookAttempts' | 'webhookAttemptSeconds' | 'webhookDeadLetters' | 'sample'>;
+}
+
+/** Backlog figures and log pruning run this often, in ms. */
+const HOUSEKEEPING_MS = 5_000;
+
+export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryWorker {
+  const { config, db, webhooks } = options;
+  const settings = config.webhooks;
+  const logger = options.logger.child({ component: 'webhooks' });
+  // A lease outlives the longest attempt, with room for recording it.
+  const leaseMs = settings.timeoutMs * 2 + 5_000;
+  const http = createWebhookHttpClient({ allowPrivateTargets: settings.allowPrivateTargets });
+  const deliverer = createWebhookDeliverer({
+    db,
+    endpoints: webhooks.endpoints,
+    http,
+    gate: options.redis ? createRedisGate({ redis: options.redis, keyPrefix: config.redisKeyPrefix, leaseMs }) : createMemoryGate(),
+    router: options.router,
+    policy: { ...DEFAULT_RETRY_POLICY, windowMs: settings.retryWindowMs },
+    timeoutMs: settings.timeoutMs,
+    disableAfterMs: settings.disableAfterMs,
+    logger,
+    metrics: options.metrics,
+  });
+  const { scheduler } = webhooks;
+  const worker =
+    scheduler.kind === 'bullmq'
+      ? startBullmqDelivery({
+          redisUrl: config.redisUrl!,
+          prefix: `${config.redisKeyPrefix}bull`,
+          db,
+          deliverer,
+          scheduler: scheduler.queue,
+          concurrency: settings.concurrency,
+          leaseMs,
+          logger,
+        })
+      : startEmbeddedDelivery({ db, deliverer, wake: scheduler.wake, concurrency: settings.concurrency, leaseMs, logger });
+
+  let backlogs: WebhookBacklogSample[] = [];
+  const stopSampling = options.metrics.sample({ webhookBacklogs: () => backlogs });
+  const housekeeping = async () => {
+    backlogs = (await endpointBacklog(db)).map(({ endpointId, pending, oldestPendingSeconds }) => ({ endpoint: endpointId, pending, oldestPendingSeconds }));
+    await pruneWebhookLog(db, settings.logRetentionMs, 1_000);
+  };
+  const timer = setInterval(() => {
+    housekeeping().catch((error: unknown) => logger.warn({ err: error }, 'webhook housekeeping failed'));
+  }, HOUSEKEEPING_MS);
+  timer.unref();
+  logger.info({ mode: scheduler.kind }, 'webhook delivery started');
+
+  return {
+    async close() {
+      clearInterval(timer);
+      stopSampling();
+      await worker.close();
+      await http.close();
+    },
+  };
+}
