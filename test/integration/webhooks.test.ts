@@ -1,0 +1,218 @@
+/**
+ * Webhooks end to end, as an environment's admin and a receiver see them, in both delivery modes
+ * (embedded: the in-process loop over the platform database; redis: BullMQ): signed deliveries
+ * in order per entity, tenant isolation, retries, Retry-After, timeouts, 410 Gone disabling the
+ * endpoint (and telling another one), dead letters and their redelivery, replay, secret rotation,
+ * SSRF refusal.
+ */
+import { Webhook } from 'standardwebhooks';
+import { describe, expect, it } from 'vitest';
+import { verifyWebhook } from '../../src/client/webhooks.ts';
+import { gql } from '../helpers/cdc.ts';
+import { MODES, modeEnv, type PipelineMode } from '../helpers/events.ts';
+import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
+import { startTestServer, type TestServer } from '../helpers/tributary.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+import { startWebhookReceiver, type ReceivedWebhook } from '../helpers/webhook-receiver.ts';
+
+const BASE_ENV = { JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' };
+
+const CREATE = `mutation($input: WebhookEndpointInput!) {
+  createWebhookEndpoint(input: $input) { secret endpoint { id url events tenant enabled } }
+}`;
+const PUBLISH = 'mutation($topic: String!, $type: String!, $payload: JSON!) { publish(topic: $topic, type: $type, payload: $payload) { id } }';
+
+async function admin(tenant?: string): Promise<string> {
+  return signHs256({ roles: ['admin'], tenant, permissions: [] });
+}
+
+async function createEndpoint(server: TestServer, input: Record<string, unknown>, token?: string): Promise<{ id: string; secret: string }> {
+  const body = await gql(server, token ?? (await admin()), CREATE, { input });
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  const created = body.data?.['createWebhookEndpoint'] as { secret: string; endpoint: { id: string } };
+  return { id: created.endpoint.id, secret: created.secret };
+}
+
+/** Publishes as a service of `tenant` (an `entity` in the payload orders per entity). */
+async function publish(server: TestServer, tenant: string, topic: string, payload: Record<string, unknown>, type = 'order.updated'): Promise<string> {
+  const token = await signHs256({ tenant, permissions: [`${topic}.publish`] });
+  const body = await gql(server, token, PUBLISH, { topic, type, payload });
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  return (body.data?.['publish'] as { id: string }).id;
+}
+
+function startServer(mode: PipelineMode, env: Record<string, string> = {}): Promise<TestServer> {
+  return startTestServer({ ...BASE_ENV, ...modeEnv(mode), ...env });
+}
+
+async function deliveries(server: TestServer, endpointId: string, state?: string): Promise<{ id: string; eventId: string; state: string; attempts: number }[]> {
+  const body = await gql(server, await admin(), 'query($e: ID, $s: WebhookDeliveryState) { webhookDeliveries(endpointId: $e, state: $s) { nodes { id eventId state attempts } } }', {
+    e: endpointId,
+    s: state,
+  });
+  expect(body.errors).toBeUndefined();
+  return (body.data?.['webhookDeliveries'] as { nodes: { id: string; eventId: string; state: string; attempts: number }[] }).nodes;
+}
+
+async function attempts(server: TestServer, endpointId: string): Promise<{ attempt: number; outcome: string; status: number | null; error: string | null; nextAttemptAt: string | null; createdAt: string }[]> {
+  const body = await gql(server, await admin(), 'query($e: ID) { webhookAttempts(endpointId: $e) { nodes { attempt outcome status error nextAttemptAt createdAt } } }', { e: endpointId });
+  expect(body.errors).toBeUndefined();
+  return (body.data?.['webhookAttempts'] as { nodes: never[] }).nodes;
+}
+
+describe.each(MODES)('webhooks (%s delivery)', (mode) => {
+  it('delivers selected events signed, in order per entity, each tenant’s only to its endpoints', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode);
+    const all = await startWebhookReceiver();
+    const tenantA = await startWebhookReceiver();
+    const allEndpoint = await createEndpoint(server, { url: all.url, events: ['orders.*'], description: 'every tenant' });
+    expect(allEndpoint.secret).toMatch(/^whsec_/);
+    await createEndpoint(server, { url: tenantA.url, events: ['order.updated'], tenant: 'a' });
+
+    const ids: string[] = [];
+    for (let seq = 0; seq < 10; seq += 1) ids.push(await publish(server, seq % 2 === 0 ? 'a' : 'b', 'orders.changes', { seq, entity: `order-${seq % 3}` }));
+    await publish(server, 'a', 'invoices', { seq: 99 });
+
+    const received = await all.waitForCount(10);
+    expect(new Set(received.map((request) => request.json.id))).toEqual(new Set(ids));
+    // Per entity (within its tenant), in publish order.
+    const byLane = new Map<string, number[]>();
+    for (const { json } of received) byLane.set(`${json.tenant}|${json.entity}`, [...(byLane.get(`${json.tenant}|${json.entity}`) ?? []), Number(json.data['seq'])]);
+    for (const seqs of byLane.values()) expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+
+    // Signed: by our verifier, by the reference Standard Webhooks library, webhook-id = event id.
+    const first = received[0]!;
+    expect(first.headers['webhook-id']).toBe(first.json.id);
+    expect(verifyWebhook(first.body, first.headers as Record<string, string>, allEndpoint.secret).id).toBe(first.json.id);
+    expect(new Webhook(allEndpoint.secret).verify(first.body, first.headers as Record<string, string>)).toMatchObject({ id: first.json.id });
+    expect(first.headers['x-tributary-signature']).toMatch(/^t=\d+,v1=[0-9a-f]{64}/);
+
+    // Tenant a's endpoint got tenant a's order events only (and no invoice).
+    const aReceived = await tenantA.waitForCount(5);
+    expect(aReceived.map((request) => request.json.tenant)).toEqual(['a', 'a', 'a', 'a', 'a']);
+    expect(all.received).toHaveLength(10);
+
+    // The secret is shown once: the endpoint list has none.
+    const listed = await gql(server, await admin(), '{ webhookEndpoints { id url events tenant enabled } }');
+    expect(JSON.stringify(listed.data)).not.toContain('whsec_');
+  });
+
+  it('retries a failing receiver with the same webhook-id, honours Retry-After, and logs every attempt', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode);
+    const receiver = await startWebhookReceiver();
+    receiver.respond = (_request, index) => (index === 0 ? 500 : index === 1 ? { status: 429, headers: { 'retry-after': '2' } } : index === 2 ? 'drop' : 200);
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['*'] });
+    const eventId = await publish(server, 'a', 'orders', { n: 1 });
+
+    const received = await receiver.waitForCount(4);
+    expect(received.map((request) => request.headers['webhook-id'])).toEqual([eventId, eventId, eventId, eventId]);
+    await waitFor(async () => (await deliveries(server, endpoint.id))[0]?.state === 'delivered', { timeoutMs: 10_000, message: 'delivered' });
+    const log = (await attempts(server, endpoint.id)).reverse();
+    expect(log.map(({ attempt, outcome, status }) => ({ attempt, outcome, status }))).toEqual([
+      { attempt: 1, outcome: 'failed', status: 500 },
+      { attempt: 2, outcome: 'throttled', status: 429 },
+      { attempt: 3, outcome: 'failed', status: null },
+      { attempt: 4, outcome: 'delivered', status: 200 },
+    ]);
+    // The 429's Retry-After (2 s) set the next attempt at least that far out.
+    const throttled = log[1]!;
+    expect(Date.parse(throttled.nextAttemptAt!) - Date.parse(throttled.createdAt)).toBeGreaterThanOrEqual(1_900);
+    expect(log[2]!.error).not.toBeNull();
+  });
+
+  it('gives up on a receiver that does not answer within the timeout, and dead-letters after the window; a redelivery carries the same webhook-id', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode, { WEBHOOK_TIMEOUT_MS: '300', WEBHOOK_RETRY_WINDOW_SECONDS: '2' });
+    const receiver = await startWebhookReceiver();
+    receiver.respond = () => 'hang';
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    const eventId = await publish(server, 'a', 'orders', { n: 1 });
+
+    await waitFor(async () => (await deliveries(server, endpoint.id, 'DEAD')).length === 1, { timeoutMs: 20_000, message: 'dead-lettered' });
+    const log = await attempts(server, endpoint.id);
+    expect(log[0]).toMatchObject({ outcome: 'dead', status: null });
+    expect(log.every((entry) => entry.error !== null)).toBe(true);
+
+    receiver.respond = () => 200;
+    const [dead] = await deliveries(server, endpoint.id, 'DEAD');
+    const redelivered = await gql(server, await admin(), 'mutation($d: ID!) { redeliverWebhook(deliveryId: $d) { id eventId state } }', { d: dead!.id });
+    expect(redelivered.data?.['redeliverWebhook']).toMatchObject({ eventId, state: 'PENDING' });
+    await waitFor(() => receiver.received.some((request, index) => index > 0 && request.headers['webhook-id'] === eventId && request.json.id === eventId), {
+      timeoutMs: 10_000,
+      message: 'redelivered',
+    });
+    await waitFor(async () => (await deliveries(server, endpoint.id, 'DELIVERED')).length === 1, { timeoutMs: 10_000, message: 'the redelivery is delivered' });
+  });
+
+  it('disables an endpoint that answers 410 Gone and tells an endpoint that listens to webhooks.*', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode);
+    const gone = await startWebhookReceiver();
+    gone.respond = () => 410;
+    const watcher = await startWebhookReceiver();
+    const goneEndpoint = await createEndpoint(server, { url: gone.url, events: ['orders'] });
+    await createEndpoint(server, { url: watcher.url, events: ['webhooks.*'] });
+    await publish(server, 'a', 'orders', { n: 1 });
+
+    const [notice] = await watcher.waitForCount(1);
+    expect(notice!.json).toMatchObject({ type: 'endpoint.disabled', topic: 'webhooks.endpoints', data: { endpointId: goneEndpoint.id, reason: expect.stringContaining('410') as unknown } });
+    const listed = await gql(server, await admin(), '{ webhookEndpoints { id enabled disabledReason } }');
+    expect((listed.data?.['webhookEndpoints'] as { id: string; enabled: boolean }[]).find((endpoint) => endpoint.id === goneEndpoint.id)).toMatchObject({ enabled: false });
+    expect(gone.received).toHaveLength(1);
+    expect((await deliveries(server, goneEndpoint.id))[0]).toMatchObject({ state: 'DEAD' });
+  });
+
+  it('replays a time range, oldest first, each event with its own webhook-id', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode);
+    const receiver = await startWebhookReceiver();
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    const since = new Date(Date.now() - 1_000).toISOString();
+    const ids = [await publish(server, 'a', 'orders', { n: 1, entity: 'x' }), await publish(server, 'a', 'orders', { n: 2, entity: 'x' })];
+    await receiver.waitForCount(2);
+    const replayed = await gql(server, await admin(), 'mutation($e: ID!, $s: DateTime!) { replayWebhooks(endpointId: $e, since: $s) }', { e: endpoint.id, s: since });
+    expect(replayed.data).toEqual({ replayWebhooks: 2 });
+    const received = await receiver.waitForCount(4);
+    expect(received.slice(2).map((request: ReceivedWebhook) => request.headers['webhook-id'])).toEqual(ids);
+  });
+
+  it('signs with both secrets during a rotation’s overlap, then with the new one only', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode);
+    const receiver = await startWebhookReceiver();
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    const rotated = await gql(server, await admin(), 'mutation($id: ID!) { rotateWebhookSecret(id: $id, overlapSeconds: 2) { secret endpoint { previousSecretExpiresAt } } }', { id: endpoint.id });
+    const { secret: newSecret, endpoint: after } = rotated.data?.['rotateWebhookSecret'] as { secret: string; endpoint: { previousSecretExpiresAt: string } };
+    expect(newSecret).not.toBe(endpoint.secret);
+
+    await publish(server, 'a', 'orders', { n: 1 });
+    const [during] = await receiver.waitForCount(1);
+    expect(String(during!.headers['webhook-signature']).split(' ')).toHaveLength(2);
+    for (const secret of [endpoint.secret, newSecret]) expect(verifyWebhook(during!.body, during!.headers as Record<string, string>, secret).id).toBe(during!.json.id);
+
+    await waitFor(() => Date.now() > Date.parse(after.previousSecretExpiresAt), { timeoutMs: 5_000, message: 'the overlap ends' });
+    await publish(server, 'a', 'orders', { n: 2 });
+    const received = await receiver.waitForCount(2);
+    const late = received[1]!;
+    expect(String(late.headers['webhook-signature']).split(' ')).toHaveLength(1);
+    expect(verifyWebhook(late.body, late.headers as Record<string, string>, newSecret).id).toBe(late.json.id);
+    expect(() => verifyWebhook(late.body, late.headers as Record<string, string>, endpoint.secret)).toThrow();
+  });
+});
+
+describe('webhook endpoints', () => {
+  it('refuses loopback, private and metadata targets unless allowed, bad selections and non-admins, with stable codes', async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
+    const token = await admin();
+    for (const url of ['http://127.0.0.1:9/hook', 'http://localhost/hook', 'http://10.0.0.8/hook', 'http://169.254.169.254/latest/meta-data', 'http://[::1]/hook', 'ftp://example.com/x']) {
+      const body = await gql(server, token, CREATE, { input: { url, events: ['*'] } });
+      expect(body.errors?.[0], url).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'url' } });
+    }
+    const badEvents = await gql(server, token, CREATE, { input: { url: 'https://example.com/hook', events: ['orders..x'] } });
+    expect(badEvents.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'events' } });
+    const notAdmin = await gql(server, await signHs256({}), CREATE, { input: { url: 'https://example.com/hook', events: ['*'] } });
+    expect(notAdmin.errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
+    // Another tenant's admin cannot see or change an endpoint.
+    const { id } = await createEndpoint(server, { url: 'https://example.com/hook', events: ['*'], tenant: 'a' });
+    const other = await gql(server, await admin('b'), 'mutation($id: ID!) { deleteWebhookEndpoint(id: $id) }', { id });
+    expect(other.errors?.[0]).toMatchObject({ extensions: { code: 'NOT_FOUND' } });
+    const listed = await gql(server, await admin('b'), '{ webhookEndpoints { id } }');
+    expect(listed.data).toEqual({ webhookEndpoints: [] });
+  });
+});
