@@ -1,0 +1,183 @@
+/**
+ * Verifying Tributary's webhooks in a Node receiver.
+ *
+ *   const { id, payload } = verifyWebhook(rawBody, request.headers, process.env.WEBHOOK_SECRET);
+ *   if (await alreadyHandled(id)) return; // `id` is the event id: the same on every retry and replay
+ *
+ * The raw-body pitfall: the signature covers the exact bytes Tributary sent. Pass the body as it
+ * came off the wire (a string or a Buffer), never `JSON.stringify(req.body)` after a framework
+ * parsed it — re-serialising changes spacing, key order and number formats, and the signature no
+ * longer matches. Express: `express.raw({ type: 'application/json' })`; Fastify: a content-type
+ * parser with `parseAs: 'buffer'`; Next.js route handlers: `await request.text()`.
+ *
+ * Two schemes are accepted, keyed with the same secret:
+ * - Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`), checked first;
+ *   any Standard Webhooks library verifies the same headers;
+ * - `x-tributary-signature: t=…,v1=…` (Stripe's layout), used only when `webhook-signature` is
+ *   absent. It does not sign the id: the returned `id` is then the `webhook-id` header as sent
+ *   (or '' without it), so de-duplicate on it only if you trust the path the request took.
+ *
+ * This module imports nothing from the server, so it can ship on its own.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+export type WebhookVerificationErrorCode =
+  | 'MISSING_HEADERS'
+  | 'BAD_TIMESTAMP'
+  | 'TIMESTAMP_OUT_OF_TOLERANCE'
+  | 'BAD_SIGNATURE'
+  | 'BAD_PAYLOAD';
+
+/** Why a webhook was refused; `code` is stable, the message is for people. Answer it with a 4xx. */
+export class WebhookVerificationError extends Error {
+  readonly code: WebhookVerificationErrorCode;
+
+  constructor(code: WebhookVerificationErrorCode, message: string) {
+    super(message);
+    this.name = 'WebhookVerificationError';
+    this.code = code;
+  }
+}
+
+/** Node's `req.headers`, a fetch `Headers`, or any object of header names to values. */
+export type WebhookHeaders = Headers | Readonly<Record<string, string | readonly string[] | undefined>>;
+
+export interface VerifyWebhookOptions {
+  /**
+   * How far the signed timestamp may be from now, either way, in seconds: a captured request
+   * cannot be replayed later than this. @default 300
+   */
+  readonly toleranceSeconds?: number;
+  /** The clock, in ms since the Unix epoch. @default Date.now */
+  readonly now?: () => number;
+}
+
+export interface VerifiedWebhook {
+  /** The event id; the same on every attempt, replay and redelivery: de-duplicate on it. */
+  readonly id: string;
+  /** When this attempt was signed. */
+  readonly timestamp: Date;
+  /** The parsed JSON body. */
+  readonly payload: unknown;
+}
+
+const SECRET_PREFIX = 'whsec_';
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const UNIX_SECONDS = /^\d{1,15}$/;
+
+/**
+ * Checks a webhook's signature and timestamp and returns its id, time and payload; throws a
+ * `WebhookVerificationError` otherwise. `secret` is the endpoint's `whsec_…` secret, or several
+ * (during a rotation, the old and the new one): a signature by any of them is accepted.
+ */
+export function verifyWebhook(
+  rawBody: string | Uint8Array,
+  headers: WebhookHeaders,
+  secret: string | readonly string[],
+  options: VerifyWebhookOptions = {},
+): VerifiedWebhook {
+  const keys = (typeof secret === 'string' ? [secret] : secret).map(secretKey);
+  if (keys.length === 0) throw new TypeError('verifyWebhook needs at least one secret');
+  const toleranceSeconds = options.toleranceSeconds ?? 300;
+  const nowSeconds = Math.floor((options.now ?? Date.now)() / 1000);
+  const body = typeof rawBody === 'string' ? Buffer.from(rawBody, 'utf8') : Buffer.from(rawBody.buffer, rawBody.byteOffset, rawBody.byteLength);
+  const header = headerReader(headers);
+
+  const id = header('webhook-id');
+  const standardSignature = header('webhook-signature');
+  let timestampSeconds: number;
+  if (standardSignature !== undefined) {
+    const timestamp = header('webhook-timestamp');
+    if (id === undefined || timestamp === undefined) {
+      throw new WebhookVerificationError('MISSING_HEADERS', 'webhook-signature needs webhook-id and webhook-timestamp');
+    }
+    timestampSeconds = checkedTimestamp(timestamp, nowSeconds, toleranceSeconds);
+    const signed = (key: Buffer) => hmac(key, `${id}.${timestampSeconds}.`, body).toString('base64');
+    const offered = standardSignature
+      .split(/\s+/)
+      // A header sent twice arrives joined with ", " (fetch's Headers): drop that comma.
+      .map((entry) => entry.replace(/,$/, ''))
+      .filter((entry) => entry.startsWith('v1,'))
+      .map((entry) => entry.slice('v1,'.length));
+    if (!anyMatches(keys.map(signed), offered)) {
+      throw new WebhookVerificationError('BAD_SIGNATURE', 'No webhook-signature matches the secret');
+    }
+  } else {
+    const tributarySignature = header('x-tributary-signature');
+    if (tributarySignature === undefined) {
+      throw new WebhookVerificationError('MISSING_HEADERS', 'Neither webhook-signature nor x-tributary-signature is present');
+    }
+    const fields = tributarySignature.split(',').map((field) => field.trim());
+    const timestamps = fields.filter((field) => field.startsWith('t=')).map((field) => field.slice(2));
+    if (timestamps.length !== 1 || timestamps[0] === undefined) {
+      throw new WebhookVerificationError('BAD_TIMESTAMP', 'x-tributary-signature needs exactly one t=');
+    }
+    timestampSeconds = checkedTimestamp(timestamps[0], nowSeconds, toleranceSeconds);
+    const signed = (key: Buffer) => hmac(key, `${timestampSeconds}.`, body).toString('hex');
+    const offered = fields.filter((field) => field.startsWith('v1=')).map((field) => field.slice(3).toLowerCase());
+    if (!anyMatches(keys.map(signed), offered)) {
+      throw new WebhookVerificationError('BAD_SIGNATURE', 'No x-tributary-signature v1 matches the secret');
+    }
+  }
+
+  let payload: unknown;
+  try {
+    payload = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new WebhookVerificationError('BAD_PAYLOAD', 'The signed body is not JSON');
+  }
+  return { id: id ?? '', timestamp: new Date(timestampSeconds * 1000), payload };
+}
+
+function secretKey(secret: string): Buffer {
+  // Standard Webhooks libraries accept the bare base64 too; so do we.
+  const encoded = secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret;
+  if (encoded.length === 0 || !BASE64.test(encoded)) {
+    throw new TypeError('A webhook secret is "whsec_" followed by base64, as Tributary showed it at creation');
+  }
+  return Buffer.from(encoded, 'base64');
+}
+
+/** Case-insensitive lookup; a header sent twice counts as its values joined, as Node joins them. */
+function headerReader(headers: WebhookHeaders): (name: string) => string | undefined {
+  if (isFetchHeaders(headers)) return (name) => headers.get(name) ?? undefined;
+  const lowered = new Map<string, string>();
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    const joined = typeof value === 'string' ? value : value.join(name.toLowerCase() === 'webhook-signature' ? ' ' : ', ');
+    lowered.set(name.toLowerCase(), joined);
+  }
+  return (name) => lowered.get(name);
+}
+
+function isFetchHeaders(headers: WebhookHeaders): headers is Headers {
+  return typeof (headers as { get?: unknown }).get === 'function';
+}
+
+function checkedTimestamp(text: string, nowSeconds: number, toleranceSeconds: number): number {
+  if (!UNIX_SECONDS.test(text.trim())) {
+    throw new WebhookVerificationError('BAD_TIMESTAMP', 'The webhook timestamp is not whole seconds since the Unix epoch');
+  }
+  const seconds = Number(text.trim());
+  if (Math.abs(nowSeconds - seconds) > toleranceSeconds) {
+    throw new WebhookVerificationError('TIMESTAMP_OUT_OF_TOLERANCE', `The webhook timestamp is more than ${toleranceSeconds} s from now`);
+  }
+  return seconds;
+}
+
+function hmac(key: Buffer, prefix: string, body: Buffer): Buffer {
+  return createHmac('sha256', key).update(prefix, 'utf8').update(body).digest();
+}
+
+/** Constant-time per comparison; every pair is compared, so the time says nothing about which. */
+function anyMatches(expected: readonly string[], offered: readonly string[]): boolean {
+  let matched = false;
+  for (const want of expected) {
+    const wanted = Buffer.from(want, 'utf8');
+    for (const candidate of offered) {
+      const given = Buffer.from(candidate, 'utf8');
+      if (given.length === wanted.length && timingSafeEqual(given, wanted)) matched = true;
+    }
+  }
+  return matched;
+}
