@@ -152,7 +152,9 @@ export type EventSource =
   /** Published by a client (`publish`). */
   | 'SOCKET'
   /** A sync document mutation. */
-  | 'SYNC';
+  | 'SYNC'
+  /** Told by Tributary itself, e.g. a webhook endpoint disabled (`webhooks.endpoints`). */
+  | 'SYSTEM';
 
 /** A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. */
 export type EventWhere = {
@@ -191,26 +193,41 @@ export type Mutation = {
   broadcast: Scalars['Boolean']['output'];
   /** Creates a document at revision 1 (an id is generated when none is given). CONFLICT when the id exists. Needs `sync.{service}.write`. */
   createDocument: Document;
+  /** Admin: a new endpoint of the caller's environment; the answer carries its secret, shown this once. */
+  createWebhookEndpoint: WebhookEndpointWithSecret;
   /** Admin: removes a mapping; false when there was none. */
   deleteCdcMapping: Scalars['Boolean']['output'];
   /** Deletes a document; returns it as it was, with the revision of the deletion. */
   deleteDocument: Document;
+  /** Admin: deletes the endpoint and its pending deliveries. */
+  deleteWebhookEndpoint: Scalars['Boolean']['output'];
   /** Deep-merges a JSON Merge Patch (RFC 7386) into a document: `null` removes a key. */
   mergeDocument: Document;
   /** Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin. */
   publish: Event;
+  /** Admin: the delivery's event again, with its own `webhook-id` (receivers de-duplicate it like a retry). */
+  redeliverWebhook: WebhookDelivery;
   /** Admin: stops reading the caller's environment's source (its mappings stay). */
   removeCdcSource: Scalars['Boolean']['output'];
   /** Admin: stops reading the environment's outbox (the table is left as it is); false when there was none. */
   removeOutboxSource: Scalars['Boolean']['output'];
   /** Replaces the data of a document. */
   replaceDocument: Document;
+  /** Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its own `webhook-id`; returns how many. */
+  replayWebhooks: Scalars['Int']['output'];
+  /** Admin: a new secret, shown this once; the old one keeps signing (a second signature) for `overlapSeconds` (default 1 day). */
+  rotateWebhookSecret: WebhookEndpointWithSecret;
   /** Admin: creates or replaces a mapping (by name), checked against its table; applies without a restart. */
   saveCdcMapping: CdcMapping;
+  /** Admin: a `webhook.test` event to the endpoint, even when it is disabled. */
+  sendTestWebhook: WebhookDelivery;
   /** Admin: points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION. */
   setCdcSource: CdcSource;
   /** Admin: the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. */
   setOutboxSource: OutboxStatus;
+  /** Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak). */
+  setWebhookEndpointEnabled: WebhookEndpoint;
+  updateWebhookEndpoint: WebhookEndpoint;
 };
 
 
@@ -228,6 +245,11 @@ export type MutationCreateDocumentArgs = {
 };
 
 
+export type MutationCreateWebhookEndpointArgs = {
+  input: WebhookEndpointInput;
+};
+
+
 export type MutationDeleteCdcMappingArgs = {
   name: Scalars['String']['input'];
 };
@@ -237,6 +259,11 @@ export type MutationDeleteDocumentArgs = {
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
   id: Scalars['ID']['input'];
   service: Scalars['String']['input'];
+};
+
+
+export type MutationDeleteWebhookEndpointArgs = {
+  id: Scalars['ID']['input'];
 };
 
 
@@ -255,6 +282,11 @@ export type MutationPublishArgs = {
 };
 
 
+export type MutationRedeliverWebhookArgs = {
+  deliveryId: Scalars['ID']['input'];
+};
+
+
 export type MutationReplaceDocumentArgs = {
   data: Scalars['JSON']['input'];
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
@@ -263,8 +295,27 @@ export type MutationReplaceDocumentArgs = {
 };
 
 
+export type MutationReplayWebhooksArgs = {
+  endpointId: Scalars['ID']['input'];
+  onlyFailed: InputMaybe<Scalars['Boolean']['input']>;
+  since: Scalars['DateTime']['input'];
+  until: InputMaybe<Scalars['DateTime']['input']>;
+};
+
+
+export type MutationRotateWebhookSecretArgs = {
+  id: Scalars['ID']['input'];
+  overlapSeconds: InputMaybe<Scalars['Int']['input']>;
+};
+
+
 export type MutationSaveCdcMappingArgs = {
   mapping: Scalars['JSON']['input'];
+};
+
+
+export type MutationSendTestWebhookArgs = {
+  endpointId: Scalars['ID']['input'];
 };
 
 
@@ -281,6 +332,18 @@ export type MutationSetOutboxSourceArgs = {
   mode: InputMaybe<OutboxMode>;
   requireTenant: InputMaybe<Scalars['Boolean']['input']>;
   table: InputMaybe<Scalars['String']['input']>;
+};
+
+
+export type MutationSetWebhookEndpointEnabledArgs = {
+  enabled: Scalars['Boolean']['input'];
+  id: Scalars['ID']['input'];
+};
+
+
+export type MutationUpdateWebhookEndpointArgs = {
+  id: Scalars['ID']['input'];
+  input: WebhookEndpointUpdate;
 };
 
 /** How the outbox is read. */
@@ -337,6 +400,12 @@ export type Query = {
   topicCursor: Scalars['String']['output'];
   /** The caller's principal. */
   viewer: Viewer;
+  /** Admin: every attempt, newest first, filtered. */
+  webhookAttempts: WebhookAttemptPage;
+  /** Admin: deliveries, newest first, filtered (`state: DEAD` lists the dead letters). */
+  webhookDeliveries: WebhookDeliveryPage;
+  /** Admin: the environment's webhook endpoints (a caller with a tenant: its tenant's). */
+  webhookEndpoints: Array<WebhookEndpoint>;
 };
 
 
@@ -355,6 +424,29 @@ export type QueryDocumentsArgs = {
 
 export type QueryTopicCursorArgs = {
   topic: Scalars['String']['input'];
+};
+
+
+export type QueryWebhookAttemptsArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  deliveryId: InputMaybe<Scalars['ID']['input']>;
+  endpointId: InputMaybe<Scalars['ID']['input']>;
+  eventType: InputMaybe<Scalars['String']['input']>;
+  first: InputMaybe<Scalars['Int']['input']>;
+  outcome: InputMaybe<Scalars['String']['input']>;
+  since: InputMaybe<Scalars['DateTime']['input']>;
+  until: InputMaybe<Scalars['DateTime']['input']>;
+};
+
+
+export type QueryWebhookDeliveriesArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  endpointId: InputMaybe<Scalars['ID']['input']>;
+  eventType: InputMaybe<Scalars['String']['input']>;
+  first: InputMaybe<Scalars['Int']['input']>;
+  since: InputMaybe<Scalars['DateTime']['input']>;
+  state: InputMaybe<WebhookDeliveryState>;
+  until: InputMaybe<Scalars['DateTime']['input']>;
 };
 
 /** How much of a sync event to deliver (seed 000: `data` and `diff` are stripped per subscriber). Events from other sources are delivered whole. */
@@ -422,6 +514,134 @@ export type Viewer = {
   /** Absent for application-wide principals. */
   tenant: Maybe<Scalars['String']['output']>;
 };
+
+export type WebhookAttempt = {
+  __typename?: 'WebhookAttempt';
+  attempt: Scalars['Int']['output'];
+  createdAt: Scalars['DateTime']['output'];
+  deliveryId: Scalars['ID']['output'];
+  durationMs: Scalars['Int']['output'];
+  endpointId: Scalars['ID']['output'];
+  error: Maybe<Scalars['String']['output']>;
+  eventId: Scalars['String']['output'];
+  eventType: Scalars['String']['output'];
+  id: Scalars['ID']['output'];
+  nextAttemptAt: Maybe<Scalars['DateTime']['output']>;
+  /** delivered, failed, gone, throttled, or dead (the last attempt of a dead-lettered delivery). */
+  outcome: Scalars['String']['output'];
+  /** The start of the receiver's answer (1 KiB at most). */
+  responseExcerpt: Maybe<Scalars['String']['output']>;
+  /** The receiver's HTTP status; null when it did not answer. */
+  status: Maybe<Scalars['Int']['output']>;
+  trigger: WebhookTrigger;
+};
+
+export type WebhookAttemptPage = {
+  __typename?: 'WebhookAttemptPage';
+  /** Pass as `after` for the next (older) page. */
+  endCursor: Maybe<Scalars['String']['output']>;
+  hasNextPage: Scalars['Boolean']['output'];
+  nodes: Array<WebhookAttempt>;
+};
+
+/** One event for one endpoint. Every attempt of it carries the event's id as `webhook-id`. */
+export type WebhookDelivery = {
+  __typename?: 'WebhookDelivery';
+  attempts: Scalars['Int']['output'];
+  createdAt: Scalars['DateTime']['output'];
+  endpointId: Scalars['ID']['output'];
+  eventId: Scalars['String']['output'];
+  eventTime: Scalars['DateTime']['output'];
+  eventType: Scalars['String']['output'];
+  finishedAt: Maybe<Scalars['DateTime']['output']>;
+  firstAttemptAt: Maybe<Scalars['DateTime']['output']>;
+  id: Scalars['ID']['output'];
+  lastError: Maybe<Scalars['String']['output']>;
+  lastStatus: Maybe<Scalars['Int']['output']>;
+  nextAttemptAt: Maybe<Scalars['DateTime']['output']>;
+  state: WebhookDeliveryState;
+  topic: Scalars['String']['output'];
+  trigger: WebhookTrigger;
+};
+
+export type WebhookDeliveryPage = {
+  __typename?: 'WebhookDeliveryPage';
+  /** Pass as `after` for the next (older) page. */
+  endCursor: Maybe<Scalars['String']['output']>;
+  hasNextPage: Scalars['Boolean']['output'];
+  nodes: Array<WebhookDelivery>;
+};
+
+export type WebhookDeliveryState =
+  /** Dead-lettered: the retry window ended, or the endpoint answered 410 Gone. Replayable. */
+  | 'DEAD'
+  /** The endpoint answered 2xx. */
+  | 'DELIVERED'
+  /** Not delivered yet: waiting for its turn in its entity lane, or for a retry. */
+  | 'PENDING';
+
+/** Where events are POSTed, signed (Standard Webhooks headers and X-Tributary-Signature). Its secret is shown once, by create and rotate. */
+export type WebhookEndpoint = {
+  __typename?: 'WebhookEndpoint';
+  createdAt: Scalars['DateTime']['output'];
+  description: Scalars['String']['output'];
+  disabledReason: Maybe<Scalars['String']['output']>;
+  enabled: Scalars['Boolean']['output'];
+  /** Event types and topic patterns it receives (`orders.*`, `*`). */
+  events: Array<Scalars['String']['output']>;
+  /** Since when every attempt failed; null after a success. */
+  failingSince: Maybe<Scalars['DateTime']['output']>;
+  id: Scalars['ID']['output'];
+  lastSuccessAt: Maybe<Scalars['DateTime']['output']>;
+  maxConcurrency: Scalars['Int']['output'];
+  /** Until then the secret replaced by the last rotation signs too. */
+  previousSecretExpiresAt: Maybe<Scalars['DateTime']['output']>;
+  rateLimitPerSecond: Maybe<Scalars['Int']['output']>;
+  /** Null: every tenant of the environment. */
+  tenant: Maybe<Scalars['String']['output']>;
+  updatedAt: Scalars['DateTime']['output'];
+  url: Scalars['String']['output'];
+};
+
+export type WebhookEndpointInput = {
+  description?: InputMaybe<Scalars['String']['input']>;
+  /** Event types and topic patterns: `order.created`, `orders.*`, `*` for all. */
+  events: Array<Scalars['String']['input']>;
+  /** Attempts in flight at once at most (default 10). */
+  maxConcurrency?: InputMaybe<Scalars['Int']['input']>;
+  /** Attempts started per second at most (default: no limit). */
+  rateLimitPerSecond?: InputMaybe<Scalars['Int']['input']>;
+  /** Only this tenant's events (a caller with a tenant gets its own). */
+  tenant?: InputMaybe<Scalars['String']['input']>;
+  /** http(s); loopback, private and link-local targets are refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS=true. */
+  url: Scalars['String']['input'];
+};
+
+export type WebhookEndpointUpdate = {
+  description?: InputMaybe<Scalars['String']['input']>;
+  events?: InputMaybe<Array<Scalars['String']['input']>>;
+  maxConcurrency?: InputMaybe<Scalars['Int']['input']>;
+  /** null removes the limit. */
+  rateLimitPerSecond?: InputMaybe<Scalars['Int']['input']>;
+  url?: InputMaybe<Scalars['String']['input']>;
+};
+
+export type WebhookEndpointWithSecret = {
+  __typename?: 'WebhookEndpointWithSecret';
+  endpoint: WebhookEndpoint;
+  /** `whsec_…`: shown this once. Receivers verify signatures with it. */
+  secret: Scalars['String']['output'];
+};
+
+export type WebhookTrigger =
+  /** The event was routed. */
+  | 'INITIAL'
+  /** `redeliverWebhook`. */
+  | 'MANUAL'
+  /** `replayWebhooks`. */
+  | 'REPLAY'
+  /** `sendTestWebhook`. */
+  | 'TEST';
 
 export type BroadcastMutationVariables = Exact<{
   channel: string;

@@ -27,8 +27,9 @@ export function createLocalWake(): LocalWake {
     for (const resolve of current) resolve();
   };
   return {
-    async schedule(ids) {
+    schedule(ids) {
       if (ids.length > 0) wakeAll();
+      return Promise.resolve();
     },
     wait(ms, signal) {
       if (woken) {
@@ -47,8 +48,9 @@ export function createLocalWake(): LocalWake {
         waiters.push(done);
       });
     },
-    async close() {
+    close() {
       wakeAll();
+      return Promise.resolve();
     },
   };
 }

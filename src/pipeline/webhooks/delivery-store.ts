@@ -112,7 +112,8 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
   const { rows } = await db.query<{ id: string; head: boolean }>(
     `WITH inserted AS (
        INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) WITH ORDINALITY
+       SELECT endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) WITH ORDINALITY
          AS t(endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, n)
        ORDER BY n
        ON CONFLICT (endpoint_id, event_id) WHERE trigger = 'initial' DO NOTHING

@@ -59,12 +59,14 @@ export function createMemoryGate(): EndpointGate {
       let released = false;
       return {
         ok: true,
-        async release() {
-          if (released) return;
-          released = true;
-          const left = (inFlight.get(endpoint.id) ?? 1) - 1;
-          if (left <= 0) inFlight.delete(endpoint.id);
-          else inFlight.set(endpoint.id, left);
+        release() {
+          if (!released) {
+            released = true;
+            const left = (inFlight.get(endpoint.id) ?? 1) - 1;
+            if (left <= 0) inFlight.delete(endpoint.id);
+            else inFlight.set(endpoint.id, left);
+          }
+          return Promise.resolve();
         },
       };
     },
