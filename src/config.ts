@@ -137,6 +137,8 @@ export interface WebhooksConfig {
   readonly concurrency: number;
   /** Finished deliveries and attempts are kept this long, in ms. @default 30 days */
   readonly logRetentionMs: number;
+  /** Largest body POSTed, in bytes; a larger event is sent without its data. @default 256 KiB */
+  readonly maxBodyBytes: number;
 }
 
 /** A configuration problem, reported as one line. */
@@ -223,6 +225,7 @@ const environmentSchema = z.object({
   WEBHOOK_DISABLE_AFTER_SECONDS: integer(1, 90 * 24 * 3600, 5 * 24 * 3600),
   WEBHOOK_CONCURRENCY: integer(1, 1000, 50),
   WEBHOOK_LOG_RETENTION_SECONDS: integer(60, 365 * 24 * 3600, 30 * 24 * 3600),
+  WEBHOOK_MAX_BODY_BYTES: integer(1024, 16 * MIB, 256 * 1024),
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
   }),
@@ -344,6 +347,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       disableAfterMs: env.WEBHOOK_DISABLE_AFTER_SECONDS * 1000,
       concurrency: env.WEBHOOK_CONCURRENCY,
       logRetentionMs: env.WEBHOOK_LOG_RETENTION_SECONDS * 1000,
+      maxBodyBytes: env.WEBHOOK_MAX_BODY_BYTES,
     },
     logLevel: env.LOG_LEVEL,
     limits: {

@@ -59,7 +59,7 @@ export async function startPipeline({ config, clients, metrics, logger }: StartC
       ? { kind: 'embedded', wake: createLocalWake() }
       : { kind: 'bullmq', queue: createBullmqScheduler({ redisUrl: config.redisUrl, prefix: `${keyPrefix}bull`, logger }) };
   const fanIn: WebhookFanIn = { endpoints, scheduler };
-  const tap = createWebhookTap({ db: clients.db, endpoints, scheduler: deliveryScheduler(fanIn), logger });
+  const tap = createWebhookTap({ db: clients.db, endpoints, scheduler: deliveryScheduler(fanIn), logger, maxBodyBytes: config.webhooks.maxBodyBytes });
   const router = createEventRouter({ log, logger, metrics, afterPlaced: (events) => tap.deliver(events) });
   return {
     log,

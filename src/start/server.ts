@@ -63,9 +63,11 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       outbox: createOutboxAdmin({ db: context.clients.db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed }),
       webhooks: createWebhookAdmin({
         db: context.clients.db,
+        log: pipeline.log,
         endpoints: pipeline.webhooks.endpoints,
         scheduler: deliveryScheduler(pipeline.webhooks),
         allowPrivateTargets: config.webhooks.allowPrivateTargets,
+        maxBodyBytes: config.webhooks.maxBodyBytes,
       }),
       metrics,
       logger,

@@ -207,6 +207,57 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect(received.slice(2).map((request) => request.body).sort()).toEqual(received.slice(0, 2).map((request) => request.body).sort());
   });
 
+  it('replays from the event log to an endpoint created after the events, and replays only the dead letters with onlyFailed', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode, { WEBHOOK_RETRY_WINDOW_SECONDS: '1' });
+    const since = new Date(Date.now() - 1_000).toISOString();
+    const before = [await publish(server, 'a', 'orders', { n: 1 }), await publish(server, 'b', 'orders', { n: 2 })];
+    await publish(server, 'a', 'invoices', { n: 3 });
+    const receiver = await startWebhookReceiver();
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'], tenant: 'a' });
+    const replayed = await gql(server, await admin(), 'mutation($e: ID!, $s: DateTime!) { replayWebhooks(endpointId: $e, since: $s) }', { e: endpoint.id, s: since });
+    // Tenant a's order event only: never attempted before, found in the log.
+    expect(replayed.data).toEqual({ replayWebhooks: 1 });
+    const [first] = await receiver.waitForCount(1);
+    expect(first!.headers['webhook-id']).toBe(before[0]);
+
+    // A dead letter, and a replay of the dead ones only.
+    receiver.respond = () => 500;
+    const failing = await publish(server, 'a', 'orders', { n: 4 });
+    await waitFor(async () => (await deliveries(server, endpoint.id, 'DEAD')).length === 1, { timeoutMs: 20_000, message: 'dead-lettered' });
+    receiver.respond = () => 200;
+    const onlyFailed = await gql(server, await admin(), 'mutation($e: ID!, $s: DateTime!) { replayWebhooks(endpointId: $e, since: $s, onlyFailed: true) }', { e: endpoint.id, s: since });
+    expect(onlyFailed.data).toEqual({ replayWebhooks: 1 });
+    await waitFor(() => receiver.received.at(-1)?.headers['webhook-id'] === failing && receiver.received.length >= 3, { timeoutMs: 10_000, message: 'the dead letter replayed' });
+  });
+
+  it('disables an endpoint that fails without a success for WEBHOOK_DISABLE_AFTER_SECONDS', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode, { WEBHOOK_DISABLE_AFTER_SECONDS: '1' });
+    const receiver = await startWebhookReceiver();
+    receiver.respond = () => 503;
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    await publish(server, 'a', 'orders', { n: 1 });
+    await waitFor(
+      async () => {
+        const listed = await gql(server, await admin(), '{ webhookEndpoints { id enabled disabledReason } }');
+        return (listed.data?.['webhookEndpoints'] as { enabled: boolean; disabledReason: string | null }[])[0]?.enabled === false;
+      },
+      { timeoutMs: 20_000, message: 'the endpoint is disabled' },
+    );
+    const listed = await gql(server, await admin(), '{ webhookEndpoints { disabledReason } }');
+    expect(JSON.stringify(listed.data)).toContain('no successful delivery');
+    // Its delivery waits (pending) rather than being retried against a disabled endpoint.
+    expect((await deliveries(server, endpoint.id))[0]).toMatchObject({ state: 'PENDING' });
+  });
+
+  it('sends an event too large for WEBHOOK_MAX_BODY_BYTES without its data, saying so', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode, { WEBHOOK_MAX_BODY_BYTES: '2048' });
+    const receiver = await startWebhookReceiver();
+    await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    const id = await publish(server, 'a', 'orders', { blob: 'x'.repeat(4_000) });
+    const [request] = await receiver.waitForCount(1);
+    expect(request!.json).toMatchObject({ id, data: null, dataOmitted: expect.stringContaining('2048') as unknown });
+  });
+
   it('signs with both secrets during a rotation’s overlap, then with the new one only', { timeout: 60_000 }, async () => {
     const server = await startServer(mode);
     const receiver = await startWebhookReceiver();

@@ -38,6 +38,7 @@ function createHeldLog() {
     readAfter: () => Promise.resolve([]),
     head: () => Promise.resolve('0'),
     renewEpochs: () => Promise.resolve(0),
+    eventsBetween: () => Promise.resolve([]),
     close: () => Promise.resolve(),
   };
   /** Lets the microtasks run, so every append that can start has started. */

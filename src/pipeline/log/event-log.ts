@@ -30,6 +30,11 @@ export interface EventLog {
    * streams were renewed.
    */
   renewEpochs(match: (scope: Scope, topic: string) => boolean): Promise<number>;
+  /**
+   * Events still retained in the streams `match` selects whose time is in `[since, until)` (ms),
+   * stream after stream, each stream's in its order, at most `limit` in all. For replays (webhooks).
+   */
+  eventsBetween(match: (scope: Scope, topic: string) => boolean, since: number, until: number, limit: number): Promise<RealtimeEvent[]>;
   close(): Promise<void>;
 }
 

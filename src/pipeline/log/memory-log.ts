@@ -95,6 +95,17 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
       const stream = streamFor(ref);
       return Promise.resolve(encodeCursor(stream.epoch, String(stream.nextSeq - 1)));
     },
+    eventsBetween(match, since, until, limit) {
+      const found: RealtimeEvent[] = [];
+      for (const stream of streams.values()) {
+        if (!match(stream.ref.scope, stream.ref.topic)) continue;
+        for (let index = stream.start; index < stream.events.length && found.length < limit; index += 1) {
+          const event = stream.events[index]!;
+          if (event.metadata.timestamp >= since && event.metadata.timestamp < until) found.push(event);
+        }
+      }
+      return Promise.resolve(found);
+    },
     renewEpochs(match) {
       let renewed = 0;
       for (const [key, stream] of streams) {

@@ -120,6 +120,9 @@ type AppendCommand = (
   json: string,
 ) => Promise<[string, string]>;
 
+/** How far the Redis server's clock (entry ids) may be from the instances' (event times), in ms. */
+const CLOCK_SLACK_MS = 60_000;
+
 /** The log of the full mode: one Redis Stream per stream, trimmed by count and age. */
 export function createRedisLog(options: RedisLogOptions): EventLog {
   const { redis, retention } = options;
@@ -175,6 +178,31 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       const keys = streamKeys(prefix, stream);
       const [epoch, last] = await unavailableOnFailure(head(keys.log, keys.epoch, newEpoch(), retention.maxAgeMs));
       return encodeCursor(epoch, last);
+    },
+
+    async eventsBetween(match, since, until, limit) {
+      const found: RealtimeEvent[] = [];
+      let cursor = '0';
+      do {
+        const [next, keys] = await unavailableOnFailure(redis.scan(cursor, 'MATCH', `${prefix}{*}:epoch`, 'COUNT', 1000));
+        cursor = next;
+        for (const epochKey of keys) {
+          const stream = parseStreamKey(epochKey.slice(prefix.length + 1, -'}:epoch'.length));
+          if (!stream || !match(stream.scope, stream.topic) || found.length >= limit) continue;
+          const keysOfStream = streamKeys(prefix, streamOf(stream.scope, stream.topic));
+          const epoch = await unavailableOnFailure(redis.get(keysOfStream.epoch));
+          if (epoch === null) continue;
+          // Entry ids are the Redis server's milliseconds: the range by id, then by the event's own time.
+          const entries = (await unavailableOnFailure(
+            redis.xrange(keysOfStream.log, String(Math.max(0, since - CLOCK_SLACK_MS)), String(until + CLOCK_SLACK_MS), 'COUNT', limit - found.length),
+          )) as [string, string[]][];
+          for (const [id, fields] of entries) {
+            const event = toEvent(epoch, id, fields);
+            if (event.metadata.timestamp >= since && event.metadata.timestamp < until) found.push(event);
+          }
+        }
+      } while (cursor !== '0' && found.length < limit);
+      return found;
     },
 
     async renewEpochs(match) {

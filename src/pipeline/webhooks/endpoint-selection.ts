@@ -59,9 +59,16 @@ export function laneOf(event: Pick<RealtimeEvent, 'id' | 'metadata'>): string {
 
 /**
  * The body an endpoint receives (JSON, signed byte for byte): the event as subscribers see it,
- * `data` its payload.
+ * `data` its payload. A body over `maxBytes` goes without its data (`data: null` and
+ * `dataOmitted` saying why): the receiver still learns of the event, and reads it from the topic.
  */
-export function webhookBody(event: RealtimeEvent): string {
+export function webhookBody(event: RealtimeEvent, maxBytes = Number.POSITIVE_INFINITY): string {
+  const body = fullBody(event);
+  if (Buffer.byteLength(body) <= maxBytes) return body;
+  return JSON.stringify({ ...(JSON.parse(body) as Record<string, unknown>), data: null, dataOmitted: `the body would exceed ${maxBytes} bytes` });
+}
+
+function fullBody(event: RealtimeEvent): string {
   const { metadata } = event;
   return JSON.stringify({
     id: event.id,

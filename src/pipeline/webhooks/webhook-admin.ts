@@ -6,7 +6,10 @@
  */
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
+import type { RealtimeEvent } from '../events/envelope.ts';
 import { newEventId } from '../events/event-id.ts';
+import { aboutEndpoint } from '../events/webhook-event.ts';
+import type { EventLog } from '../log/event-log.ts';
 import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import {
@@ -20,7 +23,7 @@ import {
   type DeliveryFilter,
 } from './delivery-store.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
-import { assertEventSelection } from './endpoint-selection.ts';
+import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
 import {
   deleteEndpoint,
   getEndpoint,
@@ -63,7 +66,12 @@ export interface WebhookAdmin {
   attempts(scope: Scope, filter: Omit<AttemptFilter, 'endpointIds'> & { readonly endpointId?: string | undefined }): Promise<AttemptRecord[]>;
   /** A new delivery of a delivery's event (its own `webhook-id`), after the lane's pending ones. */
   redeliver(scope: Scope, deliveryId: string): Promise<Delivery>;
-  /** New deliveries of the endpoint's deliveries of events in the range (only dead ones with `onlyFailed`); returns how many. */
+  /**
+   * New deliveries of the events of a time range the endpoint selects, oldest first: from the event
+   * log (so events never attempted — the endpoint is newer, or was disabled — are reached too, within
+   * the log's retention) and, for older events, from the endpoint's own deliveries. With
+   * `onlyFailed`, the dead-lettered deliveries only. Returns how many.
+   */
   replay(scope: Scope, endpointId: string, range: { since: Date; until?: Date | undefined; onlyFailed: boolean }): Promise<number>;
   /** A `webhook.test` event to the endpoint (sent even when it is disabled). */
   sendTest(scope: Scope, endpointId: string): Promise<Delivery>;
@@ -71,9 +79,13 @@ export interface WebhookAdmin {
 
 export interface WebhookAdminOptions {
   readonly db: Database;
+  /** Where replays find events never delivered. */
+  readonly log: EventLog;
   readonly endpoints: EndpointCache;
   readonly scheduler: DeliveryScheduler;
   readonly allowPrivateTargets: boolean;
+  /** Largest body sent; a larger event goes without its data. */
+  readonly maxBodyBytes: number;
 }
 
 const DEFAULT_CONCURRENCY = 10;
@@ -107,6 +119,19 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY)) {
       throw badInput('maxConcurrency', `maxConcurrency must be an integer from 1 to ${MAX_CONCURRENCY}`);
     }
+  };
+
+  /** The endpoint's deliveries of events in the range (dead ones only with `onlyFailed`), oldest first, test events left out. */
+  const storedDeliveries = async (endpointId: string, range: { since: Date; until: Date; onlyFailed: boolean }): Promise<Delivery[]> => {
+    const found: Delivery[] = [];
+    let before: string | undefined;
+    while (found.length < MAX_REPLAY) {
+      const page = await listDeliveries(db, { endpointIds: [endpointId], state: range.onlyFailed ? 'dead' : undefined, since: range.since, until: range.until, before, limit: 500 });
+      found.push(...page.filter((delivery) => delivery.trigger !== 'test'));
+      if (page.length < 500) break;
+      before = page.at(-1)!.id;
+    }
+    return found.reverse();
   };
 
   /** Inserts and schedules; returns the ids inserted. */
@@ -212,28 +237,32 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     },
 
     async replay(scope, endpointId, range) {
-      await owned(scope, endpointId);
-      const found: Delivery[] = [];
-      let before: string | undefined;
-      // Newest first from the log, then replayed oldest first, each event once.
-      while (found.length < MAX_REPLAY) {
-        const page = await listDeliveries(db, {
-          endpointIds: [endpointId],
-          state: range.onlyFailed ? 'dead' : undefined,
-          since: range.since,
-          until: range.until,
-          before,
-          limit: 500,
-        });
-        found.push(...page);
-        if (page.length < 500) break;
-        before = page.at(-1)!.id;
+      const endpoint = await owned(scope, endpointId);
+      const until = range.until ?? new Date();
+      const stored = await storedDeliveries(endpointId, { since: range.since, until, onlyFailed: range.onlyFailed });
+      let events: RealtimeEvent[] = [];
+      if (!range.onlyFailed) {
+        const inScope = (eventScope: Scope) => eventScope.app === endpoint.app && eventScope.env === endpoint.env && (endpoint.tenant === null || eventScope.tenant === endpoint.tenant);
+        events = (await options.log.eventsBetween(inScope, range.since.getTime(), until.getTime(), MAX_REPLAY)).filter(
+          (event) => selects(endpoint, event) && aboutEndpoint(event) !== endpoint.id,
+        );
       }
+      const inLog = new Set(events.map((event) => event.id));
       const seen = new Set<string>();
-      const copies = found
-        .reverse()
-        .filter((delivery) => delivery.trigger !== 'test' && !seen.has(delivery.eventId) && seen.add(delivery.eventId))
-        .map((delivery) => copyOf(delivery, 'replay'));
+      const copies = [
+        // Older than what the log still holds (or dead letters only): the endpoint's own deliveries.
+        ...stored.filter((delivery) => !inLog.has(delivery.eventId) && !seen.has(delivery.eventId) && seen.add(delivery.eventId)).map((delivery) => copyOf(delivery, 'replay')),
+        ...events.map((event) => ({
+          endpointId,
+          eventId: event.id,
+          eventType: event.type,
+          topic: event.topic,
+          lane: laneOf(event),
+          body: webhookBody(event, options.maxBodyBytes),
+          trigger: 'replay' as const,
+          eventTime: new Date(event.metadata.timestamp),
+        })),
+      ].slice(0, MAX_REPLAY);
       if (copies.length > 0) await schedule(copies);
       return copies.length;
     },

@@ -25,6 +25,8 @@ export interface WebhookTapOptions {
   readonly endpoints: EndpointCache;
   readonly scheduler: DeliveryScheduler;
   readonly logger: Logger;
+  /** Largest body sent; a larger event goes without its data. */
+  readonly maxBodyBytes: number;
 }
 
 export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
@@ -39,7 +41,7 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
         for (const endpoint of endpoints) {
           // An endpoint is never told about itself (a disabled endpoint's notice must not loop back to it).
           if (endpoint.id === about || !selects(endpoint, event)) continue;
-          body ??= webhookBody(event);
+          body ??= webhookBody(event, options.maxBodyBytes);
           deliveries.push({
             endpointId: endpoint.id,
             eventId: event.id,
