@@ -22,8 +22,8 @@ export type Reply = number | { readonly status: number; readonly headers?: Recor
 export interface WebhookReceiver {
   readonly url: string;
   readonly received: readonly ReceivedWebhook[];
-  /** Decides each reply from the request and how many came before it. @default () => 204 */
-  respond: (request: ReceivedWebhook, index: number) => Reply;
+  /** Decides each reply from the request and how many came before it (later, when it returns a promise). @default () => 204 */
+  respond: (request: ReceivedWebhook, index: number) => Reply | Promise<Reply>;
   /** Resolves once `count` requests in all have arrived. */
   waitForCount(count: number): Promise<readonly ReceivedWebhook[]>;
   close(): Promise<void>;
@@ -68,7 +68,10 @@ export async function startWebhookReceiver(path = '/hook'): Promise<WebhookRecei
           waiter.resolve();
         }
       }
-      const reply = receiver.respond(entry, index);
+      void Promise.resolve(receiver.respond(entry, index)).then((reply) => answer(reply, request, response));
+    });
+  });
+  const answer = (reply: Reply, request: IncomingMessage, response: ServerResponse) => {
       if (reply === 'hang') {
         hanging.add(response);
         return;
@@ -79,8 +82,7 @@ export async function startWebhookReceiver(path = '/hook'): Promise<WebhookRecei
       }
       const { status, headers = {} } = typeof reply === 'number' ? { status: reply } : reply;
       response.writeHead(status, headers).end();
-    });
-  });
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   url = `http://127.0.0.1:${port}${path}`;

@@ -129,6 +129,36 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect(accepted.filter((ok) => !ok).length).toBeGreaterThan(0);
   });
 
+  it('holds an endpoint to its maxConcurrency, and a hanging endpoint never holds up another', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode, { WEBHOOK_CONCURRENCY: '4', WEBHOOK_TIMEOUT_MS: '60000' });
+    const hanging = await startWebhookReceiver();
+    hanging.respond = () => 'hang';
+    const healthy = await startWebhookReceiver();
+    let open = 0;
+    let mostOpen = 0;
+    const capped = await startWebhookReceiver();
+    // Counts requests in flight; each takes the receiver 20 ms of "work".
+    capped.respond = async () => {
+      open += 1;
+      mostOpen = Math.max(mostOpen, open);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      open -= 1;
+      return 200;
+    };
+    await createEndpoint(server, { url: hanging.url, events: ['orders'], maxConcurrency: 2 });
+    await createEndpoint(server, { url: healthy.url, events: ['orders'] });
+    await createEndpoint(server, { url: capped.url, events: ['orders'], maxConcurrency: 1 });
+    // Events without an entity: separate lanes, free to go out in parallel.
+    for (let n = 0; n < 10; n += 1) await publish(server, 'a', 'orders', { n });
+
+    // The hanging endpoint holds two requests open (its maximum); the others still get everything.
+    await healthy.waitForCount(10);
+    await capped.waitForCount(10);
+    await hanging.waitForCount(2);
+    expect(hanging.received).toHaveLength(2);
+    expect(mostOpen).toBe(1);
+  });
+
   it('retries a failing receiver with the same webhook-id, honours Retry-After, and logs every attempt', { timeout: 60_000 }, async () => {
     const server = await startServer(mode);
     const receiver = await startWebhookReceiver();
