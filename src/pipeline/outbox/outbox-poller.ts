@@ -9,6 +9,8 @@
  * which releases the lock. SKIP LOCKED alone would let two pollers hand one entity's rows to the
  * router in either order; a partition lock cannot. A crash between routing and COMMIT leaves the
  * rows pending, so they are routed again with the same ids (derived from the outbox and row id).
+ * While idle a pass locks every partition it can in one transaction (few round trips: low
+ * latency); behind a backlog it takes one partition per transaction, so pollers share the work.
  *
  * "Insert order" is id order, which is commit order for one entity as long as the application
  * writes an entity in one transaction at a time (as it does when it locks the business row). Two
@@ -29,7 +31,7 @@ import {
   markRouted,
   outboxCounts,
   outboxTable,
-  tryLockPartition,
+  tryLockPartitions,
   type OutboxCounts,
   type OutboxTable,
 } from './outbox-sql.ts';
@@ -104,6 +106,9 @@ class PartitionedOutboxPoller implements OutboxPoller {
   #lastSweep = 0;
   /** Rotates the first partition of a pass, so pollers started together do not all queue on partition 0. */
   #offset = 0;
+  /** The last pass found a full batch: poll partition by partition (see `#pass`). */
+  #behind = false;
+  readonly #allPartitions: readonly number[];
 
   constructor(options: OutboxPollerOptions) {
     this.#options = options;
@@ -111,6 +116,7 @@ class PartitionedOutboxPoller implements OutboxPoller {
     this.#lockKey = lockKeyOf(options.outboxId);
     this.#batchSize = options.batchSize ?? 100;
     this.#partitions = options.partitions ?? 16;
+    this.#allPartitions = Array.from({ length: this.#partitions }, (_, index) => index);
     this.#rules = {
       outboxId: options.outboxId,
       scope: options.scope,
@@ -179,7 +185,17 @@ class PartitionedOutboxPoller implements OutboxPoller {
     }
   }
 
+  /**
+   * One pass. Idle (the last pass found no full batch): every partition it can lock, one
+   * transaction — a few round trips, so a row waits little more than the interval's half. Behind
+   * (a backlog): one partition per transaction, in turn, so several pollers drain in parallel.
+   */
   async #pass(signal?: AbortSignal): Promise<{ handled: number; full: boolean }> {
+    if (!this.#behind) {
+      const handled = await this.#inTransaction((client) => this.#handlePartitions(client, this.#allPartitions));
+      this.#behind = handled >= this.#batchSize;
+      return { handled, full: this.#behind };
+    }
     let handled = 0;
     let full = false;
     const start = this.#offset;
@@ -187,14 +203,15 @@ class PartitionedOutboxPoller implements OutboxPoller {
     for (let step = 0; step < this.#partitions; step += 1) {
       // Stopping between partitions: the batch in flight has been committed, the rest stays pending.
       if (signal?.aborted) break;
-      const count = await this.#pollPartition((start + step) % this.#partitions);
+      const count = await this.#inTransaction((client) => this.#handlePartitions(client, [(start + step) % this.#partitions]));
       handled += count;
       if (count >= this.#batchSize) full = true;
     }
+    this.#behind = full;
     return { handled, full };
   }
 
-  async #pollPartition(partition: number): Promise<number> {
+  async #inTransaction(work: (client: pg.PoolClient) => Promise<number>): Promise<number> {
     const client = await this.#options.pool.connect();
     // A connection that dies while checked out (terminated, server restarted) emits 'error'; without
     // a listener that would crash the process. The statement in progress rejects instead.
@@ -204,7 +221,7 @@ class PartitionedOutboxPoller implements OutboxPoller {
     try {
       await client.query('BEGIN');
       try {
-        const count = await this.#handlePartition(client, partition);
+        const count = await work(client);
         await client.query('COMMIT');
         return count;
       } catch (error) {
@@ -222,9 +239,10 @@ class PartitionedOutboxPoller implements OutboxPoller {
     }
   }
 
-  async #handlePartition(client: pg.PoolClient, partition: number): Promise<number> {
-    if (!(await tryLockPartition(client, this.#lockKey, partition))) return 0;
-    const rows = await claimBatch(client, this.#table, { index: partition, count: this.#partitions }, this.#batchSize);
+  async #handlePartitions(client: pg.PoolClient, partitions: readonly number[]): Promise<number> {
+    const locked = await tryLockPartitions(client, this.#lockKey, partitions);
+    if (locked.length === 0) return 0;
+    const rows = await claimBatch(client, this.#table, { indexes: locked, count: this.#partitions }, this.#batchSize);
     if (rows.length === 0) return 0;
     const routable: { row: OutboxRow; event: RawEventInput }[] = [];
     const dead: { row: OutboxRow; reason: string }[] = [];

@@ -70,37 +70,38 @@ CREATE INDEX IF NOT EXISTS ${index('processed_idx')} ON ${table.sql} (processed_
 const partitionOf = `mod(abs(hashtext(coalesce(o.entity, o.id::text))::bigint), $2::int)`;
 
 /**
- * Takes the partition's transaction-scoped advisory lock without waiting: false when another
- * poller holds it. Run inside the transaction that claims the batch; COMMIT releases it.
+ * Takes the transaction-scoped advisory locks of the `partitions` it can without waiting, and
+ * returns those (another poller holding one means it is being handled: skipped). Run inside the
+ * transaction that claims the batch; COMMIT releases them.
  */
-export async function tryLockPartition(db: Queryable, outboxKey: number, partition: number): Promise<boolean> {
-  const result = await db.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1::int, $2::int) AS locked', [
-    outboxKey,
-    partition,
-  ]);
-  return result.rows[0]?.locked === true;
+export async function tryLockPartitions(db: Queryable, outboxKey: number, partitions: readonly number[]): Promise<number[]> {
+  const result = await db.query<{ partition: number }>(
+    'SELECT p AS partition FROM unnest($2::int[]) AS p WHERE pg_try_advisory_xact_lock($1::int, p)',
+    [outboxKey, partitions],
+  );
+  return result.rows.map((row) => row.partition);
 }
 
 /**
- * The partition's oldest pending rows, locked (FOR UPDATE, no SKIP LOCKED: the advisory lock
- * already makes this poller the partition's only reader, and skipping would reorder an entity).
+ * The oldest pending rows of the given partitions (of `count`), locked (FOR UPDATE, no SKIP
+ * LOCKED: the advisory locks already make this poller their only reader, and skipping would
+ * reorder an entity).
  */
 export async function claimBatch(
   db: Queryable,
   table: OutboxTable,
-  partition: { readonly index: number; readonly count: number },
+  partitions: { readonly indexes: readonly number[]; readonly count: number },
   limit: number,
 ): Promise<OutboxRow[]> {
   const result = await db.query<OutboxRow>(
     // ORDER BY the column, qualified: a bare `id` would name the output `id::text` and sort as text ('10' < '9').
-    `SELECT o.id::text AS id, o.topic, o.event_type, o.payload,
-            o.tenant, o.entity, o.table_name, o.operation
+    `SELECT o.id::text AS id, o.topic, o.event_type, o.payload, o.tenant, o.entity, o.table_name, o.operation
        FROM ${table.sql} AS o
-      WHERE o.processed_at IS NULL AND ${partitionOf} = $1::int
+      WHERE o.processed_at IS NULL AND ${partitionOf} = ANY($1::int[])
       ORDER BY o.id
       LIMIT $3::int
       FOR UPDATE`,
-    [partition.index, partition.count, limit],
+    [partitions.indexes, partitions.count, limit],
   );
   return result.rows;
 }
