@@ -288,6 +288,44 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect(request!.json).toMatchObject({ id, data: null, dataOmitted: expect.stringContaining('2048') as unknown });
   });
 
+  it('updates, disables (deliveries wait) and enables an endpoint, sends a test event, and pages through the attempt log', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode);
+    const receiver = await startWebhookReceiver();
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    const token = await admin();
+
+    const updated = await gql(server, token, 'mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: { events: ["orders", "invoices"], description: "billing" }) { events description } }', { id: endpoint.id });
+    expect(updated.data).toEqual({ updateWebhookEndpoint: { events: ['orders', 'invoices'], description: 'billing' } });
+    const disabled = await gql(server, token, 'mutation($id: ID!) { setWebhookEndpointEnabled(id: $id, enabled: false) { enabled disabledReason } }', { id: endpoint.id });
+    expect(disabled.data).toEqual({ setWebhookEndpointEnabled: { enabled: false, disabledReason: 'disabled by an admin' } });
+
+    // A test event goes out even while disabled; routed events wait.
+    const test = await gql(server, token, 'mutation($id: ID!) { sendTestWebhook(endpointId: $id) { eventType trigger } }', { id: endpoint.id });
+    expect(test.data).toEqual({ sendTestWebhook: { eventType: 'webhook.test', trigger: 'TEST' } });
+    const waiting = [await publish(server, 'a', 'invoices', { n: 1 }), await publish(server, 'a', 'orders', { n: 2 })];
+    const [first] = await receiver.waitForCount(1);
+    expect(first!.json.type).toBe('webhook.test');
+    expect((await deliveries(server, endpoint.id, 'PENDING')).map((delivery) => delivery.eventId).sort()).toEqual([...waiting].sort());
+
+    await gql(server, token, 'mutation($id: ID!) { setWebhookEndpointEnabled(id: $id, enabled: true) { enabled } }', { id: endpoint.id });
+    const received = await receiver.waitForCount(3);
+    expect(new Set(received.slice(1).map((request) => request.json.id))).toEqual(new Set(waiting));
+
+    // Three attempts, one page of two and the next of one, newest first.
+    const page = async (after?: string) =>
+      (await gql(server, token, 'query($e: ID, $a: String) { webhookAttempts(endpointId: $e, first: 2, after: $a) { nodes { eventType outcome } endCursor hasNextPage } }', { e: endpoint.id, a: after }))
+        .data?.['webhookAttempts'] as { nodes: { eventType: string; outcome: string }[]; endCursor: string; hasNextPage: boolean };
+    await waitFor(async () => (await attempts(server, endpoint.id)).length === 3, { timeoutMs: 10_000, message: 'three attempts logged' });
+    const one = await page();
+    expect(one.nodes).toHaveLength(2);
+    expect(one.hasNextPage).toBe(true);
+    const two = await page(one.endCursor);
+    expect(two).toMatchObject({ nodes: [{ eventType: 'webhook.test', outcome: 'delivered' }], hasNextPage: false });
+    const bad = await gql(server, token, '{ webhookAttempts(first: 1000) { hasNextPage } }');
+    expect(bad.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'first' } });
+  });
+
+
   it('signs with both secrets during a rotation’s overlap, then with the new one only', { timeout: 60_000 }, async () => {
     const server = await startServer(mode);
     const receiver = await startWebhookReceiver();

@@ -55,6 +55,14 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
   return {
     scheduleAt,
     schedule: (ids) => scheduleAt(ids.map((id) => ({ id }))),
+    async scheduleNow(ids) {
+      // A job waiting for a later attempt is moved up; adding it again would be a no-op.
+      for (const id of ids) {
+        const job = await queue.getJob(jobIdOf(id));
+        if (job && (await job.isDelayed())) await job.promote();
+      }
+      await scheduleAt(ids.map((id) => ({ id })));
+    },
     async close() {
       await queue.close();
       connection.disconnect();

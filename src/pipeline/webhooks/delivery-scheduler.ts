@@ -8,6 +8,8 @@
 export interface DeliveryScheduler {
   /** These deliveries (lane heads) are to be attempted when due. */
   schedule(deliveryIds: readonly string[]): Promise<void>;
+  /** These deliveries are due now, even if they were waiting for a later attempt (an endpoint enabled again). */
+  scheduleNow(deliveryIds: readonly string[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -28,6 +30,10 @@ export function createLocalWake(): LocalWake {
   };
   return {
     schedule(ids) {
+      if (ids.length > 0) wakeAll();
+      return Promise.resolve();
+    },
+    scheduleNow(ids) {
       if (ids.length > 0) wakeAll();
       return Promise.resolve();
     },

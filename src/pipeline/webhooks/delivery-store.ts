@@ -234,6 +234,16 @@ export async function postponeDelivery(db: Queryable, id: string, dueAt: Date): 
   await db.query(`UPDATE webhook_deliveries SET leased_until = NULL, next_attempt_at = greatest(next_attempt_at, $2) WHERE id = $1::bigint`, [id, dueAt]);
 }
 
+/** An endpoint enabled again: its pending deliveries are due now; returns its lane heads (to schedule). */
+export async function resumeEndpointDeliveries(db: Queryable, endpointId: string): Promise<string[]> {
+  await db.query(`UPDATE webhook_deliveries SET next_attempt_at = now() WHERE endpoint_id = $1 AND state = 'pending' AND next_attempt_at > now()`, [endpointId]);
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT d.id::text AS id FROM webhook_deliveries d WHERE d.endpoint_id = $1 AND d.state = 'pending' AND ${IS_LANE_HEAD} ORDER BY d.id`,
+    [endpointId],
+  );
+  return rows.map((row) => row.id);
+}
+
 async function laneHead(db: Queryable, endpointId: string, lane: string): Promise<string | undefined> {
   const { rows } = await db.query<{ id: string }>(
     `SELECT id::text AS id FROM webhook_deliveries WHERE endpoint_id = $1 AND lane = $2 AND state = 'pending' ORDER BY id LIMIT 1`,

@@ -17,6 +17,7 @@ import {
   insertDeliveries,
   listAttempts,
   listDeliveries,
+  resumeEndpointDeliveries,
   type AttemptFilter,
   type AttemptRecord,
   type Delivery,
@@ -204,7 +205,10 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     async setEnabled(scope, id, enabled) {
       await owned(scope, id);
       const updated = await setEndpointEnabled(db, id, enabled, enabled ? null : 'disabled by an admin');
-      return changed(updated!);
+      await options.endpoints.refresh();
+      // What waited for the endpoint goes now, not at its next recheck.
+      if (enabled) await options.scheduler.scheduleNow(await resumeEndpointDeliveries(db, id));
+      return updated!;
     },
 
     async rotateSecret(scope, id, overlapSeconds) {
