@@ -31,8 +31,8 @@ afterEach(async () => {
   for (const log of logs.splice(0)) await log.close();
 });
 
-/** An emitter over a real router; `hold` (when set) keeps each route in `afterPlaced` until released. */
-function setup(endpoints: readonly SelectingEndpoint[], options: { maxInFlight?: number; afterPlaced?: () => Promise<void> } = {}) {
+/** An emitter over a real router; `afterPlaced` (when set) runs in each route, where a test can hold or fail it. */
+function setup(endpoints: readonly SelectingEndpoint[], options: { maxInFlight?: number; closeTimeoutMs?: number; afterPlaced?: () => Promise<void> } = {}) {
   const placed: RealtimeEvent[] = [];
   const lines: { level: number; msg: string; [field: string]: unknown }[] = [];
   const metrics = createMetrics({ processMetrics: false });
@@ -52,6 +52,7 @@ function setup(endpoints: readonly SelectingEndpoint[], options: { maxInFlight?:
     logger: createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) } }),
     metrics,
     ...(options.maxInFlight !== undefined && { maxInFlight: options.maxInFlight }),
+    ...(options.closeTimeoutMs !== undefined && { closeTimeoutMs: options.closeTimeoutMs }),
   });
   const lost = async (reason: string) => (await metrics.gatewayEventsLost.get()).values.find((value) => value.labels['reason'] === reason)?.value ?? 0;
   return { emitter, placed, lines, lost };
@@ -119,6 +120,15 @@ describe('gateway emitter', () => {
     expect(placed).toEqual([]);
     expect(await lost('failed')).toBe(1);
     expect(lines.find((line) => line.msg === 'gateway event could not be routed')).toMatchObject({ level: 40, type: 'gateway.connected' });
+  });
+
+  it('stops waiting at close for a route that is stuck, and says so', async () => {
+    const stuck = deferred();
+    const { emitter, lines } = setup([endpoint(['gateway.*'])], { closeTimeoutMs: 20, afterPlaced: () => stuck.promise });
+    emitter.emit(connected('c1'));
+    await emitter.close();
+    expect(lines.find((line) => line.msg.includes('still routing at shutdown'))).toMatchObject({ level: 40, abandoned: 1 });
+    stuck.resolve();
   });
 
   it('routes nothing once closed', async () => {

@@ -17,7 +17,10 @@ import { selects, type SelectingEndpoint } from './endpoint-selection.ts';
 export interface GatewayEmitter {
   /** Routes the event if an endpoint selects it; returns at once, whatever happens to it. */
   emit(input: GatewayEventInput): void;
-  /** Stops routing new events and waits for those in flight (settled, routed or not). Idempotent. */
+  /**
+   * Stops routing new events and waits for those in flight, at most `closeTimeoutMs` (a route
+   * stuck on an unreachable log or database must not hold up shutdown). Idempotent; never throws.
+   */
   close(): Promise<void>;
 }
 
@@ -30,6 +33,8 @@ export interface GatewayEmitterOptions {
   readonly metrics?: Pick<Metrics, 'gatewayEventsLost'>;
   /** Routes in flight at once at most; more are dropped. @default 1000 */
   readonly maxInFlight?: number;
+  /** Longest wait of `close()` for the routes in flight, in ms. @default 2000 */
+  readonly closeTimeoutMs?: number;
 }
 
 export function createGatewayEmitter(options: GatewayEmitterOptions): GatewayEmitter {
@@ -74,7 +79,13 @@ export function createGatewayEmitter(options: GatewayEmitterOptions): GatewayEmi
     },
     async close() {
       closed = true;
-      await Promise.all(inFlight);
+      if (inFlight.size === 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), options.closeTimeoutMs ?? 2000)));
+      if ((await Promise.race([Promise.all(inFlight), timedOut])) === 'timeout') {
+        logger.warn({ abandoned: inFlight.size }, 'gateway events still routing at shutdown; not waiting for them');
+      }
+      clearTimeout(timer);
     },
   };
 }
