@@ -28,6 +28,8 @@ export interface Metrics {
   readonly holdBackOverflows: Counter<'phase'>;
   /** Channel members failed with RATE_LIMITED for falling behind (member queue over its bound). */
   readonly channelMemberOverflows: Counter;
+  /** Gateway events (best-effort) not routed: dropped over the in-flight bound (`overflow`) or failed (`failed`). */
+  readonly gatewayEventsLost: Counter<'reason'>;
   readonly connections: Gauge;
   readonly subscriptions: Gauge;
   /** CDC readers this instance leads: WAL after the confirmed position, and WAL the slot retains. */
@@ -130,6 +132,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     channelMemberOverflows: new Counter({
       name: 'tributary_channel_member_overflows_total',
       help: 'Channel members failed with RATE_LIMITED because their queue outgrew its bound',
+      registers: [registry],
+    }),
+    gatewayEventsLost: new Counter({
+      name: 'tributary_gateway_events_lost_total',
+      help: 'Gateway events an endpoint selected but that were not routed: too many in flight (overflow) or routing failed (failed)',
+      labelNames: ['reason'],
       registers: [registry],
     }),
     slowConsumers: new Counter({

@@ -9,11 +9,21 @@ export interface BroadcastInput {
   readonly data?: unknown;
 }
 
-/** Sends to the members of a channel in the caller's own scope; true once handed over. */
+/**
+ * Sends to the members of a channel in the caller's own scope; true once handed over. Then a
+ * `gateway.broadcast` event names the channel and event (never the data) for webhooks.
+ */
 export async function broadcast(context: ResolverContext, input: BroadcastInput): Promise<boolean> {
   const channel = assertName('channel', input.channel);
   const event = assertName('event', input.event);
-  await context.services.channels.broadcast(scopeOf(context.principal), { channel, event, data: input.data ?? null });
+  const scope = scopeOf(context.principal);
+  await context.services.channels.broadcast(scope, { channel, event, data: input.data ?? null });
+  context.services.gateway.emit({
+    scope,
+    connectionId: context.connectionId,
+    subject: context.principal.subject,
+    event: { type: 'gateway.broadcast', channel, event },
+  });
   return true;
 }
 

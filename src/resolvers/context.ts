@@ -8,6 +8,7 @@ import type { EventLog } from '../pipeline/log/event-log.ts';
 import type { OutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 import type { DocumentService } from '../pipeline/sync/documents.ts';
+import type { GatewayEmitter } from '../pipeline/webhooks/gateway-emitter.ts';
 import type { WebhookAdmin } from '../pipeline/webhooks/webhook-admin.ts';
 
 /** What the API's resolvers may use; built once in `main.ts`. */
@@ -20,6 +21,8 @@ export interface Services {
   readonly cdcStore: CdcStore;
   readonly outbox: OutboxAdmin;
   readonly webhooks: WebhookAdmin;
+  /** Gateway lifecycle events (here: `gateway.broadcast`), routed only when an endpoint selects them. */
+  readonly gateway: GatewayEmitter;
   /** Counts subscriptions refused silently (the resolvers' only metric). */
   readonly metrics: Pick<Metrics, 'subscriptionsDenied'>;
   readonly logger: Logger;
@@ -34,4 +37,6 @@ export interface ResolverContext {
   /** From a verified token (or the development principal); never from client input. */
   readonly principal: Principal;
   readonly services: Services;
+  /** The WebSocket connection the operation arrived on; undefined over HTTP. */
+  readonly connectionId: string | undefined;
 }

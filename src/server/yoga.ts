@@ -20,6 +20,8 @@ export interface HttpServerContext {
   readonly res?: ServerResponse;
   /** Set by the WebSocket executor: the principal verified at `connection_init`. */
   readonly principal?: Principal;
+  /** Set by the WebSocket executor: the connection the operation arrived on. */
+  readonly connectionId?: string;
 }
 
 export type TributaryYoga = YogaServerInstance<HttpServerContext, GraphQLContext>;
@@ -52,9 +54,9 @@ export function createYogaServer(options: YogaOptions): TributaryYoga {
     logging: yogaLogger(logger.child({ component: 'yoga' })),
     maskedErrors: { maskError: createErrorMasker(logger.child({ component: 'graphql' })) },
     context: async (initial: YogaInitialContext & HttpServerContext): Promise<GraphQLContext> => {
-      if (initial.principal) return { principal: initial.principal, services, transport: 'ws' };
+      if (initial.principal) return { principal: initial.principal, services, transport: 'ws', connectionId: initial.connectionId };
       const principal = await verifier.verify(initial.request.headers.get('authorization') ?? undefined);
-      return { principal, services, transport: 'http' };
+      return { principal, services, transport: 'http', connectionId: undefined };
     },
     plugins: [useOperationLimits(options.limits), useSubscriptionsOverWebSocketOnly()],
   });

@@ -3,7 +3,8 @@
  * bus and channels, and the router every source hands its events to. Redis Streams and pub/sub
  * when REDIS_URL is set (shared by every instance); an in-memory ring and bus otherwise (one process).
  * The router's webhook tap stores each routed event's deliveries and schedules them: BullMQ jobs
- * with Redis, a wake-up of the in-process delivery loop otherwise (the workers deliver).
+ * with Redis, a wake-up of the in-process delivery loop otherwise (the workers deliver). The
+ * gateway emitter routes the sockets' lifecycle events, only those an endpoint selects.
  */
 import { createChannelHub, type ChannelHub } from '../pipeline/channels/channel-hub.ts';
 import { createRedisChannelTransport } from '../pipeline/channels/redis-channel-transport.ts';
@@ -17,6 +18,7 @@ import { createEventRouter, type EventRouter } from '../pipeline/router/event-ro
 import { createBullmqScheduler } from '../pipeline/webhooks/bullmq-delivery.ts';
 import { createLocalWake } from '../pipeline/webhooks/delivery-scheduler.ts';
 import { createEndpointCache } from '../pipeline/webhooks/endpoint-cache.ts';
+import { createGatewayEmitter, type GatewayEmitter } from '../pipeline/webhooks/gateway-emitter.ts';
 import { deliveryScheduler, type WebhookFanIn } from '../pipeline/webhooks/webhook-fan-in.ts';
 import { createWebhookTap } from '../pipeline/webhooks/webhook-tap.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
@@ -27,6 +29,8 @@ export interface Pipeline extends Disposable {
   readonly channels: ChannelHub;
   readonly router: EventRouter;
   readonly webhooks: WebhookFanIn;
+  /** Gateway lifecycle events (connected, disconnected, subscribed, broadcast), for webhooks. */
+  readonly gateway: GatewayEmitter;
 }
 
 /** How often every instance checks webhook endpoints for changes, in ms. */
@@ -61,13 +65,17 @@ export async function startPipeline({ config, clients, metrics, logger }: StartC
   const fanIn: WebhookFanIn = { endpoints, scheduler };
   const tap = createWebhookTap({ db: clients.db, endpoints, scheduler: deliveryScheduler(fanIn), logger, maxBodyBytes: config.webhooks.maxBodyBytes });
   const router = createEventRouter({ log, logger, metrics, afterPlaced: (events) => tap.deliver(events) });
+  const gateway = createGatewayEmitter({ router, endpoints, logger, metrics });
   return {
     log,
     bus,
     channels,
     router,
     webhooks: fanIn,
+    gateway,
     async dispose() {
+      // The sockets are closed by now (the server stops first); their last events finish routing.
+      await gateway.close();
       endpoints.close();
       await deliveryScheduler(fanIn).close();
       await log.close();

@@ -56,6 +56,7 @@ async function startEndpoint(scripted: Scripted, logs = captureLogs()): Promise<
 const dispatchEverything: OperationExecutor = () =>
   Promise.resolve<OperationOutcome>({
     kind: 'dispatch',
+    field: 'events',
     ticket: dispatchTicket({ stream: streamOf({ app: 'a', env: 'e', tenant: 'default' }, 't'), filter: undefined, after: undefined, denied: false }),
     cohort: { key: 'k', render: () => '{}' },
   });
@@ -133,7 +134,7 @@ describe('a subscription that fails inside the server', () => {
       return: () => Promise.resolve({ value: undefined, done: true }),
       [Symbol.asyncIterator]: () => failing,
     };
-    const { message, logged } = await failedWith({ execute: () => Promise.resolve({ kind: 'stream', results: failing }) });
+    const { message, logged } = await failedWith({ execute: () => Promise.resolve({ kind: 'stream', field: 'channel', results: failing }) });
     expect(message).toEqual({ id: '1', type: 'error', payload: [masked] });
     expect(logged).toContain('secret_internal_table');
     expect(logged).toContain('TEST_FAULT');

@@ -95,6 +95,16 @@ describe('the event catalogue', () => {
       channel: 'room',
       event: 'typing',
     });
+    // A broadcast over HTTP has no connection: no connectionId, no entity (its own webhook lane).
+    const overHttp = gatewayEvent({ scope, connectionId: undefined, subject: 'u1', event: { type: 'gateway.broadcast', channel: 'room', event: 'typing' } });
+    expect(overHttp.payload).toEqual({ subject: 'u1', channel: 'room', event: 'typing' });
+    expect(overHttp).not.toHaveProperty('entity');
+    // A subscription without a topic (a channel) carries no `topic` key at all.
+    expect(gatewayEvent({ scope, connectionId: 'c1', subject: 'u1', event: { type: 'gateway.subscribed', field: 'channel', topic: undefined } }).payload).toStrictEqual({
+      connectionId: 'c1',
+      subject: 'u1',
+      field: 'channel',
+    });
   });
 
   it.each([

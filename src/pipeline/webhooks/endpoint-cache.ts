@@ -5,6 +5,7 @@
  */
 import type { Queryable } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
+import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
 import { endpointsVersion, getEndpoint, listAllEndpoints, type SigningEndpoint } from './endpoint-store.ts';
 
 export interface EndpointCache {
@@ -12,7 +13,7 @@ export interface EndpointCache {
   current(): readonly SigningEndpoint[];
   /** One endpoint, loaded now (a delivery must sign with the secrets in effect). */
   fresh(id: string): Promise<SigningEndpoint | undefined>;
-  /** Reloads now when anything changed. */
+  /** Reloads when anything changed, reading after this call (what a change just committed is seen). */
   refresh(): Promise<void>;
   close(): void;
 }
@@ -21,7 +22,8 @@ export async function createEndpointCache(options: { readonly db: Queryable; rea
   const { db } = options;
   let endpoints: readonly SigningEndpoint[] = [];
   let version: string | undefined;
-  let running: Promise<void> | undefined;
+  // A refresh after a change must read after it: a load already running may have read before.
+  const coalescer = createKeyedCoalescer();
 
   const load = async () => {
     const next = await endpointsVersion(db);
@@ -29,7 +31,7 @@ export async function createEndpointCache(options: { readonly db: Queryable; rea
     endpoints = await listAllEndpoints(db);
     version = next;
   };
-  const refresh = () => (running ??= load().finally(() => (running = undefined)));
+  const refresh = () => coalescer.request('endpoints', load);
   await refresh();
   const timer = setInterval(() => {
     refresh().catch((error: unknown) => options.logger.warn({ err: error }, 'webhook endpoints could not be reloaded'));

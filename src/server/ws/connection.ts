@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ExecutionResult, GraphQLFormattedError } from 'graphql';
@@ -18,6 +19,9 @@ import type { Metrics } from '../../metrics.ts';
 import { MASKED_MESSAGE } from '../../schema/errors.ts';
 import { CloseCode } from './close-codes.ts';
 import type { Dispatcher, DispatchSubscription } from '../../pipeline/dispatch/dispatcher.ts';
+import type { GatewayEvent } from '../../pipeline/events/gateway-event.ts';
+import { scopeOf } from '../../pipeline/scope.ts';
+import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
 import type { OperationExecutor, OperationOutcome } from './executor.ts';
 import { formatError, formatResult } from './format.ts';
 import { rawSocketOf, textFrame } from './frames.ts';
@@ -27,6 +31,8 @@ export interface ConnectionOptions {
   readonly verifier: TokenVerifier;
   readonly execute: OperationExecutor;
   readonly dispatcher: Dispatcher;
+  /** Told when the socket is acknowledged, starts a subscription and closes (webhooks). */
+  readonly gateway: Pick<GatewayEmitter, 'emit'> | undefined;
   /** Counts sockets closed for falling behind. */
   readonly metrics: Pick<Metrics, 'slowConsumers'> | undefined;
   /** @see Limits.connectionInitTimeoutMs */
@@ -74,6 +80,11 @@ export class GraphQLWsConnection {
   readonly #operations = new Map<ID, ActiveOperation>();
   #initReceived = false;
   #principal: Principal | undefined;
+  /** `connection_ack` went out: from here to the close, the socket's gateway events are told. */
+  #acknowledged = false;
+  #id: string | undefined;
+  /** The code this side closed with (the close event may report the peer's echo, or 1006). */
+  #closeCode: number | undefined;
   #initTimer: NodeJS.Timeout | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -84,7 +95,10 @@ export class GraphQLWsConnection {
     this.#remote = request.socket.remoteAddress;
     this.#raw = options.rawFrames ? rawSocketOf(socket) : undefined;
 
-    socket.on('close', () => this.#release());
+    socket.on('close', (code) => {
+      this.#release();
+      if (this.#acknowledged) this.#tell({ type: 'gateway.disconnected', code: this.#closeCode ?? code });
+    });
     socket.on('error', (error) => this.#logger.debug({ err: error }, 'socket error'));
 
     if (socket.protocol !== GRAPHQL_TRANSPORT_WS_PROTOCOL) {
@@ -104,6 +118,12 @@ export class GraphQLWsConnection {
     return this.#childLogger;
   }
 
+  /** Made on first use, like the logger: a socket that runs nothing never needs one. */
+  get #connectionId(): string {
+    this.#id ??= randomUUID();
+    return this.#id;
+  }
+
   /** Active operations, for metrics and the subscription cap. */
   get operationCount(): number {
     return this.#operations.size;
@@ -113,6 +133,7 @@ export class GraphQLWsConnection {
   close(code: number, reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closeCode = code;
     this.#release();
     this.#socket.close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
   }
@@ -170,6 +191,9 @@ export class GraphQLWsConnection {
         this.#principal = principal;
         this.#armExpiry(principal);
         this.#send({ type: MessageType.ConnectionAck });
+        if (this.#closed) return; // the token expired on arrival
+        this.#acknowledged = true;
+        this.#tell({ type: 'gateway.connected' });
       },
       (error: unknown) => {
         const reason = isClientFacing(error) ? error.message : 'Forbidden';
@@ -226,7 +250,7 @@ export class GraphQLWsConnection {
   }
 
   async #run(id: ID, operation: ActiveOperation, principal: Principal, payload: SubscribePayload): Promise<void> {
-    const outcome = await this.#options.execute(principal, payload);
+    const outcome = await this.#options.execute(principal, payload, this.#connectionId);
     if (outcome.kind === 'rejected') {
       this.#finish(id, operation, { id, type: MessageType.Error, payload: outcome.errors.map(formatError) });
       return;
@@ -247,6 +271,7 @@ export class GraphQLWsConnection {
       await outcome.results.return?.();
       return;
     }
+    this.#tell({ type: 'gateway.subscribed', field: outcome.field, topic: undefined });
     try {
       for await (const result of outcome.results) {
         if (operation.cancelled) break;
@@ -286,8 +311,12 @@ export class GraphQLWsConnection {
           },
         },
       });
-      if (operation.cancelled) dispatched.dispose();
-      else operation.dispatched = dispatched;
+      if (operation.cancelled) {
+        dispatched.dispose();
+        return;
+      }
+      operation.dispatched = dispatched;
+      this.#tell({ type: 'gateway.subscribed', field: outcome.field, topic: outcome.ticket.stream.topic });
     } catch (error) {
       if (!isTributaryError(error)) throw error;
       this.#finish(id, operation, { id, type: MessageType.Error, payload: this.#clientErrors(error, id, 'dispatched subscription failed') });
@@ -316,6 +345,16 @@ export class GraphQLWsConnection {
     this.#operations.delete(id);
     operation.dispatched?.dispose();
     operation.results?.return?.().catch((error: unknown) => this.#logger.warn({ err: error }, 'failed to stop a subscription'));
+  }
+
+  /**
+   * A gateway event about this socket, in its principal's scope. Best-effort and fire-and-forget:
+   * the emitter never delays or fails the socket.
+   */
+  #tell(event: GatewayEvent): void {
+    const principal = this.#principal;
+    if (!this.#options.gateway || !principal) return;
+    this.#options.gateway.emit({ scope: scopeOf(principal), connectionId: this.#connectionId, subject: principal.subject, event });
   }
 
   #send(message: OutgoingMessage): void {

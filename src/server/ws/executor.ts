@@ -33,11 +33,12 @@ export type OperationOutcome =
   /** A query or mutation: one `next`, then `complete`. */
   | { readonly kind: 'single'; readonly result: ExecutionResult }
   /** A subscription served per subscriber: `next` per result until it ends or is completed. */
-  | { readonly kind: 'stream'; readonly results: AsyncIterableIterator<ExecutionResult> }
+  | { readonly kind: 'stream'; readonly field: string; readonly results: AsyncIterableIterator<ExecutionResult> }
   /** A subscription served by the dispatcher, in a cohort with every identical one. */
-  | { readonly kind: 'dispatch'; readonly ticket: DispatchTicket; readonly cohort: Omit<CohortSpec, 'filter'> };
+  | { readonly kind: 'dispatch'; readonly field: string; readonly ticket: DispatchTicket; readonly cohort: Omit<CohortSpec, 'filter'> };
 
-export type OperationExecutor = (principal: Principal, payload: SubscribePayload) => Promise<OperationOutcome>;
+/** Runs one `subscribe` message for the principal of connection `connectionId`. */
+export type OperationExecutor = (principal: Principal, payload: SubscribePayload, connectionId: string) => Promise<OperationOutcome>;
 
 export interface OperationExecutorOptions {
   /** Turns errors thrown while setting up a subscription into client-facing ones (yoga's masker). */
@@ -51,8 +52,8 @@ export interface OperationExecutorOptions {
  * contract (`pipeline/dispatch/subscription-contract.ts`).
  */
 export function createOperationExecutor(yoga: TributaryYoga, options: OperationExecutorOptions): OperationExecutor {
-  return async (principal, payload) => {
-    const { parse, validate, contextFactory, execute, schema } = yoga.getEnveloped({ principal }) as unknown as Enveloped;
+  return async (principal, payload, connectionId) => {
+    const { parse, validate, contextFactory, execute, schema } = yoga.getEnveloped({ principal, connectionId }) as unknown as Enveloped;
 
     let document: DocumentNode;
     try {
@@ -81,8 +82,9 @@ export function createOperationExecutor(yoga: TributaryYoga, options: OperationE
     if (operation.operation !== OperationTypeNode.SUBSCRIPTION) return { kind: 'single', result: await execute(args) };
 
     const source = await createSourceEventStream(args);
+    const field = rootFieldName(operation, document);
     if (isDispatchTicket(source)) {
-      return { kind: 'dispatch', ticket: source, cohort: { key: cohortKey(source, operation, payload), render: renderer(args) } };
+      return { kind: 'dispatch', field, ticket: source, cohort: { key: cohortKey(source, operation, payload), render: renderer(args) } };
     }
     if (!isAsyncIterable(source)) {
       // The subscribe resolver refused (bad arguments…): like graphql-ws's reference server, a
@@ -95,6 +97,7 @@ export function createOperationExecutor(yoga: TributaryYoga, options: OperationE
     const mask = (error: GraphQLError) => asGraphQLError(options.maskError(error, 'Unexpected error.'));
     return {
       kind: 'stream',
+      field,
       results: mapSource(source, async (event) => {
         const result = await executeSync({ ...args, rootValue: event });
         return result.errors ? { ...result, errors: result.errors.map(mask) } : result;
@@ -131,6 +134,30 @@ function renderer(args: ExecutionArgs): CohortRender {
     (event, contextValue) => executeSync({ ...args, contextValue, rootValue: event }),
     (result) => JSON.stringify(formatResult(result)),
   );
+}
+
+/**
+ * The subscription's root field (validation allows exactly one), looked up through fragments:
+ * `subscription { ...F }` is valid too.
+ */
+function rootFieldName(operation: OperationDefinitionNode, document: DocumentNode): string {
+  let selections = operation.selectionSet.selections;
+  // Bounded: each step descends one fragment level; a fragment cycle fails validation first.
+  for (let depth = 0; depth < 100; depth += 1) {
+    const selection = selections[0];
+    if (selection === undefined) break;
+    if (selection.kind === Kind.FIELD) return selection.name.value;
+    if (selection.kind === Kind.INLINE_FRAGMENT) {
+      selections = selection.selectionSet.selections;
+      continue;
+    }
+    const fragment = document.definitions.find(
+      (definition) => definition.kind === Kind.FRAGMENT_DEFINITION && definition.name.value === selection.name.value,
+    );
+    if (fragment?.kind !== Kind.FRAGMENT_DEFINITION) break;
+    selections = fragment.selectionSet.selections;
+  }
+  return 'unknown';
 }
 
 /**

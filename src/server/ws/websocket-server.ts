@@ -8,12 +8,15 @@ import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { GraphQLWsConnection } from './connection.ts';
 import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
+import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
 import type { OperationExecutor } from './executor.ts';
 
 export interface GraphQLWebSocketServerOptions {
   readonly verifier: TokenVerifier;
   readonly execute: OperationExecutor;
   readonly dispatcher: Dispatcher;
+  /** Told when a socket is acknowledged, starts a subscription and closes. @default no gateway events */
+  readonly gateway?: Pick<GatewayEmitter, 'emit'>;
   /** Counts sockets closed for falling behind. @default no metrics */
   readonly metrics?: Pick<Metrics, 'slowConsumers'>;
   readonly limits: Pick<Limits, 'wsMaxPayloadBytes' | 'connectionInitTimeoutMs' | 'maxSubscriptionsPerConnection'>;
@@ -78,6 +81,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       verifier: options.verifier,
       execute: options.execute,
       dispatcher: options.dispatcher,
+      gateway: options.gateway,
       metrics: options.metrics,
       connectionInitTimeoutMs: options.limits.connectionInitTimeoutMs,
       maxOperations: options.limits.maxSubscriptionsPerConnection,
