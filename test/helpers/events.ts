@@ -216,8 +216,8 @@ export async function waitForSubscribers(server: TestServer, count: number): Pro
   await waitFor(() => server.stats().subscribers === count, { message: `expected ${count} dispatched subscribers` });
 }
 
-/** Which of a Tributary process's two Redis connections a proxied connection is. */
-export type RedisConnectionKind = 'command' | 'subscriber';
+/** Which of a Tributary process's Redis connections a proxied connection is (`other`: any other name, e.g. BullMQ's). */
+export type RedisConnectionKind = 'command' | 'subscriber' | 'other';
 
 export interface RedisProxy {
   /** `redis://127.0.0.1:<proxy port>` */
@@ -293,8 +293,9 @@ export async function startRedisProxy(target: { readonly port: number }): Promis
       if (!unnamed) return forward(connection, chunk);
       unnamed.push(chunk);
       const text = Buffer.concat(unnamed).toString('latin1');
-      const kind = text.includes('tributary-subscriber') ? 'subscriber' : text.includes('\r\ntributary\r\n') ? 'command' : undefined;
-      if (kind === undefined) return;
+      const name = /setname\r\n\$\d+\r\n([^\r]*)\r\n/i.exec(text)?.[1];
+      if (name === undefined) return;
+      const kind = name === 'tributary-subscriber' ? 'subscriber' : name === 'tributary' ? 'command' : 'other';
       if (blocked.has(kind)) return connection.drop();
       connection.kind = kind;
       const named = Buffer.concat(unnamed);

@@ -31,9 +31,24 @@ export interface BullmqScheduler extends DeliveryScheduler {
   scheduleAt(deliveries: readonly { id: string; dueAt?: Date }[]): Promise<void>;
 }
 
-/** BullMQ's own connections: a command one that fails fast for the producer, blocking ones for workers. */
+/** BullMQ's own connections (named, for CLIENT LIST): a command one that fails fast for the producer, a blocking one for the worker. */
 function connect(redisUrl: string, blocking: boolean): Redis {
-  return new Redis(redisUrl, blocking ? { maxRetriesPerRequest: null } : { maxRetriesPerRequest: 2, enableOfflineQueue: false });
+  return new Redis(
+    redisUrl,
+    blocking
+      ? { maxRetriesPerRequest: null, connectionName: 'tributary-bullmq-worker' }
+      : { maxRetriesPerRequest: 2, enableOfflineQueue: false, connectionName: 'tributary-bullmq' },
+  );
+}
+
+/** Closing must not hang on a Redis that does not answer: after this, connections are cut, in ms. */
+const CLOSE_TIMEOUT_MS = 5_000;
+
+async function closeWithin(close: Promise<void>, connection: Redis): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([close.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
+  clearTimeout(timer);
+  connection.disconnect();
 }
 
 export function createBullmqScheduler(options: { readonly redisUrl: string; readonly prefix: string; readonly logger: Logger }): BullmqScheduler {
@@ -63,10 +78,7 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
       }
       await scheduleAt(ids.map((id) => ({ id })));
     },
-    async close() {
-      await queue.close();
-      connection.disconnect();
-    },
+    close: () => closeWithin(queue.close(), connection),
   };
 }
 
@@ -124,8 +136,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   return {
     async close() {
       clearInterval(timer);
-      await worker.close();
-      connection.disconnect();
+      await closeWithin(worker.close(), connection);
     },
   };
 }
