@@ -96,7 +96,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect(JSON.stringify(listed.data)).not.toContain('whsec_');
   });
 
-  it('keeps each entity’s order per endpoint: a later event waits until the earlier one was delivered', { timeout: 90_000 }, async () => {
+  it('keeps each entity’s order per endpoint: a later event waits until the earlier one was delivered', { timeout: 180_000 }, async () => {
     const appDb = await createTestDatabase();
     const app = new pg.Pool({ connectionString: appDb.url, max: 4 });
     onTestFinished(() => app.end());
@@ -116,7 +116,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     for (let seq = 0; seq < 8; seq += 1) {
       for (const entity of ['e1', 'e2', 'e3']) await enqueueOutboxEvent(app, { topic: 'orders', type: 'order.updated', payload: { entity, seq }, tenant: 'a', entity });
     }
-    await waitFor(() => accepted.filter(Boolean).length === 24, { timeoutMs: 60_000, message: 'every event delivered' });
+    await waitFor(() => accepted.filter(Boolean).length === 24, { timeoutMs: 150_000, message: 'every event delivered' });
     // Per entity, in arrival order: each event until it is accepted, and only then the next one.
     const next = new Map<string, number>();
     receiver.received.forEach((request, index) => {
