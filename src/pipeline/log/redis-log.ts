@@ -3,6 +3,7 @@ import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
 import { parseStreamKey, streamOf } from '../stream.ts';
+import type { Scope } from '../scope.ts';
 import { defineScript } from '../redis-script.ts';
 import { comparePositions, decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
 import type { EventLog, LogRetention } from './event-log.ts';
@@ -131,6 +132,19 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
   const head = defineScript<HeadCommand>(redis, 'tributaryHead', 2, HEAD);
   const appendMany = defineScript<AppendManyCommand>(redis, 'tributaryAppendMany', 2, APPEND_MANY);
 
+  /** The keys of every stream `match` selects (SCAN over their epoch keys). */
+  async function* matchingStreams(match: (scope: Scope, topic: string) => boolean): AsyncGenerator<ReturnType<typeof streamKeys>> {
+    let cursor = '0';
+    do {
+      const [next, keys] = await unavailableOnFailure(redis.scan(cursor, 'MATCH', `${prefix}{*}:epoch`, 'COUNT', 1000));
+      cursor = next;
+      for (const epochKey of keys) {
+        const stream = parseStreamKey(epochKey.slice(prefix.length + 1, -'}:epoch'.length));
+        if (stream && match(stream.scope, stream.topic)) yield streamKeys(prefix, streamOf(stream.scope, stream.topic));
+      }
+    } while (cursor !== '0');
+  }
+
   return {
     async append(stream, unplaced) {
       const keys = streamKeys(prefix, stream);
@@ -182,43 +196,28 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
 
     async eventsBetween(match, since, until, limit) {
       const found: RealtimeEvent[] = [];
-      let cursor = '0';
-      do {
-        const [next, keys] = await unavailableOnFailure(redis.scan(cursor, 'MATCH', `${prefix}{*}:epoch`, 'COUNT', 1000));
-        cursor = next;
-        for (const epochKey of keys) {
-          const stream = parseStreamKey(epochKey.slice(prefix.length + 1, -'}:epoch'.length));
-          if (!stream || !match(stream.scope, stream.topic) || found.length >= limit) continue;
-          const keysOfStream = streamKeys(prefix, streamOf(stream.scope, stream.topic));
-          const epoch = await unavailableOnFailure(redis.get(keysOfStream.epoch));
-          if (epoch === null) continue;
-          // Entry ids are the Redis server's milliseconds: the range by id, then by the event's own time.
-          const entries = (await unavailableOnFailure(
-            redis.xrange(keysOfStream.log, String(Math.max(0, since - CLOCK_SLACK_MS)), String(until + CLOCK_SLACK_MS), 'COUNT', limit - found.length),
-          )) as [string, string[]][];
-          for (const [id, fields] of entries) {
-            const event = toEvent(epoch, id, fields);
-            if (event.metadata.timestamp >= since && event.metadata.timestamp < until) found.push(event);
-          }
+      for await (const keys of matchingStreams(match)) {
+        if (found.length >= limit) break;
+        const epoch = await unavailableOnFailure(redis.get(keys.epoch));
+        if (epoch === null) continue;
+        // Entry ids are the Redis server's milliseconds: the range by id, then by the event's own time.
+        const entries = (await unavailableOnFailure(
+          redis.xrange(keys.log, String(Math.max(0, since - CLOCK_SLACK_MS)), String(until + CLOCK_SLACK_MS), 'COUNT', limit - found.length),
+        )) as [string, string[]][];
+        for (const [id, fields] of entries) {
+          const event = toEvent(epoch, id, fields);
+          if (event.metadata.timestamp >= since && event.metadata.timestamp < until) found.push(event);
         }
-      } while (cursor !== '0' && found.length < limit);
+      }
       return found;
     },
 
     async renewEpochs(match) {
       let renewed = 0;
-      let cursor = '0';
-      do {
-        const [next, keys] = await unavailableOnFailure(redis.scan(cursor, 'MATCH', `${prefix}{*}:epoch`, 'COUNT', 1000));
-        cursor = next;
-        for (const epochKey of keys) {
-          const stream = parseStreamKey(epochKey.slice(prefix.length + 1, -'}:epoch'.length));
-          if (!stream || !match(stream.scope, stream.topic)) continue;
-          const keysOfStream = streamKeys(prefix, streamOf(stream.scope, stream.topic));
-          await unavailableOnFailure(redis.del(keysOfStream.epoch, keysOfStream.log));
-          renewed += 1;
-        }
-      } while (cursor !== '0');
+      for await (const keys of matchingStreams(match)) {
+        await unavailableOnFailure(redis.del(keys.epoch, keys.log));
+        renewed += 1;
+      }
       return renewed;
     },
 
