@@ -1,0 +1,56 @@
+/**
+ * Each webhook endpoint's own limits, in memory (embedded) and shared through a real Redis by
+ * several processes' gates: attempts in flight up to maxConcurrency, attempts started per second up
+ * to rateLimitPerSecond, a slot given back on release, and a refusal that says how long to wait.
+ */
+import { Redis } from 'ioredis';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { createMemoryGate, createRedisGate, type EndpointGate, type GateAnswer } from '../../src/pipeline/webhooks/endpoint-gate.ts';
+import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+
+function redisGates(count: number): EndpointGate[] {
+  const prefix = uniquePrefix();
+  return Array.from({ length: count }, () => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => void (await redis.quit()));
+    return createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
+  });
+}
+
+const kinds: [string, () => EndpointGate[]][] = [
+  ['memory', () => [createMemoryGate()]],
+  ['redis, two processes', () => redisGates(2)],
+];
+
+function granted(answer: GateAnswer): answer is Extract<GateAnswer, { ok: true }> {
+  return answer.ok;
+}
+
+describe.each(kinds)('the endpoint gate (%s)', (_kind, make) => {
+  it('lets maxConcurrency attempts in at once, and one more once a slot is given back', async () => {
+    const gates = make();
+    const endpoint = { id: 'ep_concurrency', maxConcurrency: 3, rateLimitPerSecond: null };
+    const answers = [];
+    for (let n = 0; n < 4; n += 1) answers.push(await gates[n % gates.length]!.acquire(endpoint));
+    expect(answers.map((answer) => answer.ok)).toEqual([true, true, true, false]);
+    const refused = answers[3]!;
+    expect(refused.ok === false && refused.retryInMs > 0).toBe(true);
+    // Another endpoint is not held up by this one.
+    expect((await gates[0]!.acquire({ ...endpoint, id: 'ep_other' })).ok).toBe(true);
+
+    const first = answers[0]!;
+    if (!granted(first)) throw new Error('the first attempt was refused');
+    await first.release();
+    expect((await gates.at(-1)!.acquire(endpoint)).ok).toBe(true);
+  });
+
+  it('starts at most rateLimitPerSecond attempts in a second, and says how long to wait', async () => {
+    const gates = make();
+    const endpoint = { id: 'ep_rate', maxConcurrency: 100, rateLimitPerSecond: 2 };
+    const answers = [];
+    for (let n = 0; n < 3; n += 1) answers.push(await gates[n % gates.length]!.acquire(endpoint));
+    expect(answers.map((answer) => answer.ok)).toEqual([true, true, false]);
+    const refused = answers[2]!;
+    expect(refused.ok === false && refused.retryInMs > 0 && refused.retryInMs <= 1_000).toBe(true);
+  });
+});
