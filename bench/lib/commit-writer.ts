@@ -28,7 +28,12 @@ export interface CommitWriterOptions {
   readonly applicationName?: string;
 }
 
-export function createCommitWriter(options: CommitWriterOptions): Publisher {
+export interface CommitWriter extends Publisher {
+  /** Runs `use` on the writer's connection once it is connected (e.g. a bulk transaction). */
+  withClient<T>(use: (client: pg.Client) => Promise<T>): Promise<T>;
+}
+
+export function createCommitWriter(options: CommitWriterOptions): CommitWriter {
   const client = new pg.Client({ connectionString: options.databaseUrl, application_name: options.applicationName ?? 'bench-commit-writer' });
   // A server gone away fails the next transaction, which is reported; it must not crash the runner.
   client.on('error', () => {});
@@ -57,6 +62,10 @@ export function createCommitWriter(options: CommitWriterOptions): Publisher {
     async run(run) {
       await ready();
       return runPaced(run, send);
+    },
+    async withClient(use) {
+      await ready();
+      return use(client);
     },
     close() {
       client.end().catch(() => undefined);

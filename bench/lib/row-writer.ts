@@ -11,8 +11,9 @@
  * to consecutive tenants, which is what the load client expects (`fanout-ledger.ts`).
  */
 import pg from 'pg';
+import { createCommitWriter } from './commit-writer.ts';
 import { clockMillis } from './fanout-payload.ts';
-import { runPaced, type Publisher } from './publisher.ts';
+import type { Publisher } from './publisher.ts';
 
 export interface RowWriterOptions {
   /** `postgres://…` of the source database. */
@@ -56,61 +57,41 @@ export function contactsTableSql(table: string): string[] {
 export function createRowWriter(options: RowWriterOptions): RowWriter {
   const topics = options.topics ?? 1;
   const table = pg.escapeIdentifier(options.table);
-  const client = new pg.Client({ connectionString: options.databaseUrl, application_name: 'bench-row-writer' });
-  // A server gone away fails the next query, which is reported; it must not crash the runner.
-  client.on('error', () => {});
-  let connecting: Promise<void> | undefined;
-  const ready = () => (connecting ??= client.connect().then(() => undefined));
   // Prepared once per connection by name: each insert is then one Bind/Execute round trip.
   const insert = {
     name: `bench_insert_${options.table}`,
     text: `INSERT INTO ${table} (tenant_id, seq, "sentAt", name, email, status) VALUES ($1, $2, $3, $4, $5, 'active')`,
   };
-
-  const send = async (seq: number): Promise<string | undefined> => {
-    try {
-      await client.query({ ...insert, values: [tenantOf(seq, topics), seq, clockMillis(), `Contact ${seq}`, `contact${seq}@example.com`] });
-      return undefined;
-    } catch (error) {
-      return error instanceof Error ? error.message : String(error);
-    }
-  };
+  const writer = createCommitWriter({
+    databaseUrl: options.databaseUrl,
+    applicationName: 'bench-row-writer',
+    insert: (client, seq, sentAt) => client.query({ ...insert, values: [tenantOf(seq, topics), seq, sentAt, `Contact ${seq}`, `contact${seq}@example.com`] }),
+  });
 
   return {
-    async connect() {
-      await ready();
-    },
-    async publishOne(seq) {
-      await ready();
-      const failure = await send(seq);
-      if (failure !== undefined) throw new Error(`insert failed: ${failure}`);
-    },
-    async run(run) {
-      await ready();
-      return runPaced(run, send);
-    },
-    async bulk(firstSeq, count) {
-      await ready();
-      const startedAt = clockMillis();
-      await client.query('BEGIN');
-      try {
-        await client.query(
-          `INSERT INTO ${table} (tenant_id, seq, "sentAt", name, email, status)
-             SELECT 't' || (s % $1::int), s, $2, 'Contact ' || s, 'contact' || s || '@example.com', 'active'
-               FROM generate_series($3::int, $4::int) AS s`,
-          [topics, startedAt, firstSeq, firstSeq + count - 1],
-        );
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      }
-      const committedAt = clockMillis();
-      const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-      return { rows: count, startedAt, committedAt, walLsn: rows[0]?.lsn ?? '0/0' };
-    },
-    close() {
-      client.end().catch(() => undefined);
-    },
+    connect: (connections) => writer.connect(connections),
+    publishOne: (seq) => writer.publishOne(seq),
+    run: (run) => writer.run(run),
+    close: () => writer.close(),
+    bulk: (firstSeq, count) =>
+      writer.withClient(async (client) => {
+        const startedAt = clockMillis();
+        await client.query('BEGIN');
+        try {
+          await client.query(
+            `INSERT INTO ${table} (tenant_id, seq, "sentAt", name, email, status)
+               SELECT 't' || (s % $1::int), s, $2, 'Contact ' || s, 'contact' || s || '@example.com', 'active'
+                 FROM generate_series($3::int, $4::int) AS s`,
+            [topics, startedAt, firstSeq, firstSeq + count - 1],
+          );
+          await client.query('COMMIT');
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
+        const committedAt = clockMillis();
+        const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+        return { rows: count, startedAt, committedAt, walLsn: rows[0]?.lsn ?? '0/0' };
+      }),
   };
 }
