@@ -1,7 +1,8 @@
 /**
  * A webhook receiver on a loopback port for the webhook suites: records every request (raw body,
  * headers) and answers as the test says — by default 204; `respond` can fail, delay, hang, answer
- * 410 or 429, or destroy the socket. Awaiting a request is by event, never by time.
+ * 410 or 429, or destroy the socket, and may answer later (a promise: the receiver's own work, during
+ * which the request is in flight). Awaiting a request is by event, never by time.
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -22,7 +23,7 @@ export type Reply = number | { readonly status: number; readonly headers?: Recor
 export interface WebhookReceiver {
   readonly url: string;
   readonly received: readonly ReceivedWebhook[];
-  /** Decides each reply from the request and how many came before it (later, when it returns a promise). @default () => 204 */
+  /** Decides each reply from the request and how many came before it; answered when a promise settles. @default () => 204 */
   respond: (request: ReceivedWebhook, index: number) => Reply | Promise<Reply>;
   /** Resolves once `count` requests in all have arrived. */
   waitForCount(count: number): Promise<readonly ReceivedWebhook[]>;
@@ -68,21 +69,23 @@ export async function startWebhookReceiver(path = '/hook'): Promise<WebhookRecei
           waiter.resolve();
         }
       }
-      void Promise.resolve(receiver.respond(entry, index)).then((reply) => answer(reply, request, response));
+      const answer = (reply: Reply) => {
+        if (reply === 'hang') {
+          hanging.add(response);
+          return;
+        }
+        if (reply === 'drop') {
+          request.socket.destroy();
+          return;
+        }
+        const { status, headers = {} } = typeof reply === 'number' ? { status: reply } : reply;
+        response.writeHead(status, headers).end();
+      };
+      const reply = receiver.respond(entry, index);
+      if (reply instanceof Promise) void reply.then(answer, () => answer(500));
+      else answer(reply);
     });
   });
-  const answer = (reply: Reply, request: IncomingMessage, response: ServerResponse) => {
-      if (reply === 'hang') {
-        hanging.add(response);
-        return;
-      }
-      if (reply === 'drop') {
-        request.socket.destroy();
-        return;
-      }
-      const { status, headers = {} } = typeof reply === 'number' ? { status: reply } : reply;
-      response.writeHead(status, headers).end();
-  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   url = `http://127.0.0.1:${port}${path}`;

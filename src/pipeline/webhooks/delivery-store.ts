@@ -118,8 +118,12 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
        ORDER BY n
        ON CONFLICT (endpoint_id, event_id) WHERE trigger = 'initial' DO NOTHING
        RETURNING id, endpoint_id, lane)
-     SELECT i.id::text AS id, NOT EXISTS (SELECT 1 FROM webhook_deliveries e
-                         WHERE e.endpoint_id = i.endpoint_id AND e.lane = i.lane AND e.state = 'pending' AND e.id < i.id) AS head
+     -- A head: no pending delivery of its lane from before, and the first of its lane in this statement
+     -- (the statement's own rows are not visible to its subqueries on the table).
+     SELECT i.id::text AS id,
+            NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                         WHERE e.endpoint_id = i.endpoint_id AND e.lane = i.lane AND e.state = 'pending' AND e.id < i.id)
+            AND i.id = (SELECT min(j.id) FROM inserted j WHERE j.endpoint_id = i.endpoint_id AND j.lane = i.lane) AS head
        FROM inserted i
       ORDER BY i.id`,
     [
@@ -246,7 +250,8 @@ export async function resumeEndpointDeliveries(db: Queryable, endpointId: string
 
 async function laneHead(db: Queryable, endpointId: string, lane: string): Promise<string | undefined> {
   const { rows } = await db.query<{ id: string }>(
-    `SELECT id::text AS id FROM webhook_deliveries WHERE endpoint_id = $1 AND lane = $2 AND state = 'pending' ORDER BY id LIMIT 1`,
+    // Ordered by the column, qualified: `ORDER BY id` would sort the text output ('10' < '2').
+    `SELECT d.id::text AS id FROM webhook_deliveries d WHERE d.endpoint_id = $1 AND d.lane = $2 AND d.state = 'pending' ORDER BY d.id LIMIT 1`,
     [endpointId, lane],
   );
   return rows[0]?.id;
