@@ -19,9 +19,10 @@ import { durability } from './workloads/durability.ts';
 import { fanout } from './workloads/fanout.ts';
 import { outbox } from './workloads/outbox.ts';
 import { roundtrip } from './workloads/roundtrip.ts';
+import { webhooks } from './workloads/webhooks.ts';
 
 /** In run order. */
-const WORKLOADS: readonly Workload[] = [roundtrip, fanout, docs, durability, cdc, outbox];
+const WORKLOADS: readonly Workload[] = [roundtrip, fanout, docs, durability, cdc, outbox, webhooks];
 
 const USAGE = `usage: npm run bench [-- <workload>…] [--quick] [--rounds N]
   workloads: ${WORKLOADS.map((workload) => workload.name).join(', ')} (default: all)

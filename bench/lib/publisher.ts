@@ -39,9 +39,17 @@ export interface PublishRun {
    * concurrent publishes have no order until the server picks one.
    */
   readonly maxInFlight: number;
+  /**
+   * `clockMillis()` after which no further event is sent, even with events left: a step against
+   * a server slower than the rate then ends on time instead of when the last event got through.
+   * `sent` in the report says how many were. @default none (every event is sent)
+   */
+  readonly until?: number;
 }
 
 export interface PublishReport {
+  /** Events sent: `count`, unless `until` cut the run short (then `firstSeq … firstSeq + sent − 1`). */
+  readonly sent: number;
   /** `clockMillis()` when the first event was sent. */
   readonly startedAt: number;
   /** `clockMillis()` when the last event was sent. */
@@ -140,7 +148,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
  * `maxInFlight` allows. Shared by every writer that must keep the publisher's schedule (the HTTP
  * publisher here, the row writer of `cdc`).
  */
-export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, send: (seq: number) => Promise<string | undefined>): Promise<PublishReport> {
+export function runPaced({ firstSeq, count, rate, maxInFlight, until }: PublishRun, send: (seq: number) => Promise<string | undefined>): Promise<PublishReport> {
   return new Promise<PublishReport>((resolve) => {
     const intervalMs = 1000 / rate;
     const startedAt = clockMillis();
@@ -153,12 +161,15 @@ export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, sen
     const answers = createHistogram();
     /** Every request slot is busy with events due: the next answer resumes the schedule. */
     let blocked = false;
+    /** Events to send: `count`, or fewer once `until` has passed. */
+    let limit = count;
 
     const finish = () =>
       resolve({
+        sent,
         startedAt,
         lastSentAt,
-        lagMs: lastSentAt - (startedAt + (count - 1) * intervalMs),
+        lagMs: lastSentAt - (startedAt + (sent - 1) * intervalMs),
         failures,
         firstFailure,
         answered: summarize(answers),
@@ -166,7 +177,14 @@ export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, sen
 
     // Sends what is due by now (catching up after a late timer), then sleeps until the next one.
     const tick = () => {
-      const due = Math.min(count, Math.floor((clockMillis() - startedAt) / intervalMs) + 1);
+      if (until !== undefined && clockMillis() >= until && limit > sent) {
+        limit = sent;
+        if (answered === limit) {
+          finish();
+          return;
+        }
+      }
+      const due = Math.min(limit, Math.floor((clockMillis() - startedAt) / intervalMs) + 1);
       while (sent < due && inFlight < maxInFlight) {
         const seq = firstSeq + sent;
         sent += 1;
@@ -181,14 +199,14 @@ export function runPaced({ firstSeq, count, rate, maxInFlight }: PublishRun, sen
             failures += 1;
             firstFailure ??= failure;
           }
-          if (answered === count) finish();
+          if (answered === limit) finish();
           else if (blocked) {
             blocked = false;
             tick();
           }
         });
       }
-      if (sent === count) return;
+      if (sent === limit) return;
       if (sent < due) blocked = true;
       else setTimeout(tick, Math.max(0, sent * intervalMs - (clockMillis() - startedAt)));
     };

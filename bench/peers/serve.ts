@@ -6,8 +6,8 @@
  * parent forks it with `--expose-gc`), and stops on `stop` — or when the parent goes away (IPC
  * disconnect), so a crashed benchmark never leaves a server behind.
  *
- * `tributary-redis` and `tributary-redis-async` read `REDIS_URL` from their environment (the parent
- * starts the Redis). Every Tributary peer also takes `JWT_SECRET` and the `CDC_*` settings from it
+ * `tributary-redis` and `tributary-redis-async` read `REDIS_URL` (and, when set, `REDIS_KEY_PREFIX`)
+ * from their environment (the parent starts the Redis). Every Tributary peer also takes `JWT_SECRET` and the `CDC_*` settings from it
  * (the `cdc` workload: tokens instead of the development principal, a slot of its own);
  * `pg-redis-graphql-ws` is configured by its environment only (see `pg-redis-graphql-ws.ts`).
  */
@@ -22,7 +22,14 @@ import {
 } from './peer.ts';
 
 /** Tributary settings a workload may pass through the environment. */
-const TRIBUTARY_SETTINGS = ['JWT_SECRET', 'DATABASE_URL', 'CDC_RELOAD_INTERVAL_MS'] as const;
+const TRIBUTARY_SETTINGS = [
+  'JWT_SECRET',
+  'DATABASE_URL',
+  'CDC_RELOAD_INTERVAL_MS',
+  // The `webhooks` workload: receivers on loopback, and the delivery concurrency.
+  'WEBHOOK_ALLOW_PRIVATE_TARGETS',
+  'WEBHOOK_CONCURRENCY',
+] as const;
 
 function tributarySettings(): Record<string, string> {
   const settings: Record<string, string> = {};
@@ -46,8 +53,9 @@ async function startPeer(name: PeerName): Promise<RunningPeer> {
       return (await import('./tributary.ts')).startTributaryPeer({ settings: tributarySettings() });
     case 'tributary-redis':
     case 'tributary-redis-async': {
-      // Its own key prefix: peers may share the benchmark's Redis.
-      const redis = { url: requiredEnv(name, 'REDIS_URL'), keyPrefix: `${name}-${process.pid}:` };
+      // Its own key prefix: peers may share the benchmark's Redis. A workload that hands one
+      // prefix from process to process (a queue filled by one, worked by the next) sets it.
+      const redis = { url: requiredEnv(name, 'REDIS_URL'), keyPrefix: process.env['REDIS_KEY_PREFIX'] ?? `${name}-${process.pid}:` };
       return (await import('./tributary.ts')).startTributaryPeer({
         redis,
         durability: name === 'tributary-redis' ? 'sync' : 'async',

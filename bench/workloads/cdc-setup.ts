@@ -53,8 +53,16 @@ export function namesOf(name: PeerName, group: string): { table: string; publica
   return { table: `${key}_contacts`, publication: `${key}_pub`, slot: `${key}_${group}` };
 }
 
+export interface SourceDatabaseOptions {
+  /**
+   * postgresql.conf settings over this module's (e.g. autovacuum back on, for a workload that
+   * updates rows at a high rate as production does; an extension to preload). @default {}
+   */
+  readonly settings?: Readonly<Record<string, string | number | boolean>>;
+}
+
 /** A private Postgres (stopped by the runner at the end) and a monitoring connection to it. */
-export async function startSourceDatabase(context: WorkloadContext): Promise<SourceDatabase> {
+export async function startSourceDatabase(context: WorkloadContext, options: SourceDatabaseOptions = {}): Promise<SourceDatabase> {
   const postgres = await startPostgres({
     settings: {
       // The harness turns it off to make tests fast, but then a commit reaches the walsenders
@@ -63,6 +71,7 @@ export async function startSourceDatabase(context: WorkloadContext): Promise<Sou
       synchronous_commit: true,
       // Nothing but the workload writes WAL, so a slot's lag is the workload's.
       autovacuum: false,
+      ...options.settings,
     },
   });
   context.defer(`postgres (${postgres.dataDir})`, () => postgres.dispose());

@@ -1,0 +1,56 @@
+/**
+ * The IPC contract between the `webhooks` workload (parent) and its receivers
+ * (`webhook-receivers.ts`, a child process holding N HTTP servers on loopback). Types only: both
+ * sides import it.
+ *
+ * A step: `expect` (receivers 0…k−1 are to get every event `firstSeq … firstSeq + count − 1`) →
+ * the parent makes the events happen (published to Tributary, a queue drained, a POST loop) →
+ * `collect` (wait until every expecting receiver has every event of the step, or the timeout) → a
+ * `ReceiverReport`.
+ */
+import type { Summary } from './stats.ts';
+
+export type ReceiverRequest =
+  | { readonly type: 'listen'; readonly requestId: number; readonly receivers: number }
+  | { readonly type: 'expect'; readonly requestId: number; readonly firstSeq: number; readonly count: number; readonly receivers: number }
+  | { readonly type: 'progress'; readonly requestId: number }
+  | {
+      readonly type: 'collect';
+      readonly requestId: number;
+      readonly timeoutMs: number;
+      /** Only the first `sent` events of the step were sent after all (a step cut short): expect those. @default all */
+      readonly sent?: number;
+    }
+  | { readonly type: 'close'; readonly requestId: number };
+
+export interface ReceiverReport {
+  /** Receivers that expected the step's events. */
+  readonly receivers: number;
+  /** Events of the step received, counted once per receiver (at most `count × receivers`). */
+  readonly received: number;
+  /** Events of the step some expecting receiver did not get (by the time of the report). */
+  readonly missing: number;
+  /** Requests carrying an event of the step a receiver had already got. */
+  readonly duplicates: number;
+  /** Requests carrying no event of the step (late from an earlier one, or unreadable). */
+  readonly stray: number;
+  /** `sentAt` (in the payload) → the request's body fully read, in µs; events of the step only, first receipt. */
+  readonly latency: Summary | undefined;
+  /** `clockMillis()` of the step's first and last receipt (NaN without any). */
+  readonly firstAt: number;
+  readonly lastAt: number;
+  /** Mean body size of the step's requests, in bytes. */
+  readonly meanBodyBytes: number;
+  /** The receivers' process CPU since `expect`, in µs. */
+  readonly cpuMicros: number;
+  /** Every expecting receiver got every event of the step. */
+  readonly complete: boolean;
+}
+
+export type ReceiverReply =
+  | { readonly type: 'listening'; readonly requestId: number; readonly urls: readonly string[] }
+  | { readonly type: 'expecting'; readonly requestId: number }
+  | { readonly type: 'progress'; readonly requestId: number; readonly received: number; readonly expected: number }
+  | { readonly type: 'collected'; readonly requestId: number; readonly report: ReceiverReport }
+  | { readonly type: 'closed'; readonly requestId: number }
+  | { readonly type: 'failed'; readonly requestId: number; readonly message: string };

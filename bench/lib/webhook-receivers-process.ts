@@ -1,0 +1,52 @@
+/**
+ * The parent's handle on the webhook receivers (`webhook-receivers.ts`) in their own process, so
+ * what receiving costs is neither the sender's CPU nor the runner's, and can be reported on its own.
+ */
+import { fork } from 'node:child_process';
+import { childStopper, createIpcRequester } from './child-ipc.ts';
+import type { ReceiverReply, ReceiverReport, ReceiverRequest } from './webhook-receiver-protocol.ts';
+
+export interface WebhookReceivers {
+  readonly pid: number;
+  /** Starts receivers until there are `count`; resolves with every receiver's URL, in order. */
+  listen(count: number): Promise<readonly string[]>;
+  /** Starts a step: receivers 0…`receivers`−1 are each to get every event `firstSeq … firstSeq + count − 1`. */
+  expect(firstSeq: number, count: number, receivers: number): Promise<void>;
+  /** Events of the step received so far (once per receiver), and how many are expected. */
+  progress(): Promise<{ received: number; expected: number }>;
+  /**
+   * Waits (at most `timeoutMs`) until the step is complete, then reports it; with `sent`, only
+   * the step's first `sent` events are expected (the sender stopped there).
+   */
+  collect(timeoutMs: number, sent?: number): Promise<ReceiverReport>;
+  /** Closes the receivers and ends the process; kills it if it does not exit in time. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const RECEIVERS_SCRIPT = new URL('./webhook-receivers.ts', import.meta.url);
+
+export function startWebhookReceivers(options: { readonly stopTimeoutMs?: number } = {}): WebhookReceivers {
+  const child = fork(RECEIVERS_SCRIPT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const ask = createIpcRequester<ReceiverRequest, ReceiverReply>(child, 'webhook receivers', (reply) => (reply.type === 'failed' ? reply.message : undefined));
+  const expectReply = <T extends ReceiverReply['type']>(reply: ReceiverReply, type: T): Extract<ReceiverReply, { type: T }> => {
+    if (reply.type !== type) throw new Error(`webhook receivers: expected ${type}, got ${reply.type}`);
+    return reply as Extract<ReceiverReply, { type: T }>;
+  };
+  return {
+    pid: child.pid ?? -1,
+    async listen(count) {
+      return expectReply(await ask({ type: 'listen', receivers: count }), 'listening').urls;
+    },
+    async expect(firstSeq, count, receivers) {
+      expectReply(await ask({ type: 'expect', firstSeq, count, receivers }), 'expecting');
+    },
+    async progress() {
+      const { received, expected } = expectReply(await ask({ type: 'progress' }), 'progress');
+      return { received, expected };
+    },
+    async collect(timeoutMs, sent) {
+      return expectReply(await ask({ type: 'collect', timeoutMs, ...(sent !== undefined && { sent }) }), 'collected').report;
+    },
+    stop: childStopper(child, () => ask({ type: 'close' }), options.stopTimeoutMs ?? 10_000),
+  };
+}

@@ -1,0 +1,180 @@
+/**
+ * Child-process entry: the receiving side of the `webhooks` workload, forked by
+ * `webhook-receivers-process.ts`. Listens with N plain `node:http` servers on 127.0.0.1 (one per
+ * endpoint), answers every POST with 204 once its body is read, and books it: which event it
+ * carried (`seq`, read from the raw body as the fan-out client reads frames), how long after its
+ * `sentAt` it arrived, whether that receiver had it already. The same receivers serve every arm —
+ * Tributary, the naive BullMQ worker, the plain POST loop — so what a request costs here is the
+ * same whoever sends it; this process's CPU is reported with every step so the table can say when
+ * the receivers, not the sender, were the limit.
+ *
+ * Runs until the parent sends `close` or goes away (IPC disconnect), whichever comes first.
+ */
+import { createServer, type Server } from 'node:http';
+import { createHistogram } from 'node:perf_hooks';
+import { closeListener, listenOnLoopback } from '../peers/http-listener.ts';
+import { clockMillis, readDelivery, type Delivery } from './fanout-payload.ts';
+import { recordMillis, summarize } from './stats.ts';
+import type { ReceiverReply, ReceiverReport, ReceiverRequest } from './webhook-receiver-protocol.ts';
+
+/** Idle keep-alive connections are kept longer than any sender here keeps them (undici: 4 s). */
+const KEEP_ALIVE_MS = 10_000;
+
+interface Step {
+  readonly firstSeq: number;
+  /** Events expected per receiver: what `expect` said, or fewer when `collect` says fewer were sent. */
+  count: number;
+  readonly receivers: number;
+  /** Per receiver, per event of the step: 1 once received. */
+  readonly seen: Uint8Array[];
+  readonly latency: ReturnType<typeof createHistogram>;
+  received: number;
+  duplicates: number;
+  stray: number;
+  firstAt: number;
+  lastAt: number;
+  bodyBytes: number;
+  requests: number;
+  readonly cpuStart: NodeJS.CpuUsage;
+  /** Resolves a pending `collect` once the step is complete. */
+  onComplete: (() => void) | undefined;
+}
+
+const servers: Server[] = [];
+let step: Step | undefined;
+const scratch: Delivery = { seq: 0, sentAt: 0 };
+
+function book(receiver: number, body: Buffer): void {
+  const at = clockMillis();
+  const current = step;
+  if (!current) return;
+  current.requests += 1;
+  current.bodyBytes += body.length;
+  if (receiver >= current.receivers || !readDelivery(body, scratch)) {
+    current.stray += 1;
+    return;
+  }
+  const index = scratch.seq - current.firstSeq;
+  const seen = current.seen[receiver];
+  if (!seen || index < 0 || index >= current.count) {
+    current.stray += 1;
+    return;
+  }
+  if (seen[index] === 1) {
+    current.duplicates += 1;
+    return;
+  }
+  seen[index] = 1;
+  current.received += 1;
+  if (Number.isNaN(current.firstAt)) current.firstAt = at;
+  current.lastAt = at;
+  recordMillis(current.latency, at - scratch.sentAt);
+  if (current.received === current.count * current.receivers) current.onComplete?.();
+}
+
+const urls: string[] = [];
+
+async function listen(count: number): Promise<string[]> {
+  for (let receiver = servers.length; receiver < count; receiver += 1) {
+    const server = createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        book(receiver, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+        response.writeHead(204).end();
+      });
+    });
+    server.keepAliveTimeout = KEEP_ALIVE_MS;
+    servers.push(server);
+    urls.push(`http://127.0.0.1:${await listenOnLoopback(server)}/hooks/${receiver}`);
+  }
+  return urls.slice(0, count);
+}
+
+function report(current: Step): ReceiverReport {
+  let missing = 0;
+  for (const seen of current.seen) for (let index = 0; index < current.count; index += 1) if (seen[index] === 0) missing += 1;
+  const cpu = process.cpuUsage(current.cpuStart);
+  return {
+    receivers: current.receivers,
+    received: current.received,
+    missing,
+    duplicates: current.duplicates,
+    stray: current.stray,
+    latency: summarize(current.latency),
+    firstAt: current.firstAt,
+    lastAt: current.lastAt,
+    meanBodyBytes: current.requests === 0 ? Number.NaN : current.bodyBytes / current.requests,
+    cpuMicros: cpu.user + cpu.system,
+    complete: missing === 0,
+  };
+}
+
+async function collect(timeoutMs: number, sent: number | undefined): Promise<ReceiverReport> {
+  const current = step;
+  if (!current) throw new Error('collect before expect');
+  // Events are sent in seq order: those never sent are the last ones of the range.
+  if (sent !== undefined && sent < current.count) current.count = sent;
+  if (current.received < current.count * current.receivers) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      current.onComplete = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    current.onComplete = undefined;
+  }
+  return report(current);
+}
+
+async function handle(request: ReceiverRequest): Promise<ReceiverReply> {
+  const { requestId } = request;
+  switch (request.type) {
+    case 'listen':
+      return { type: 'listening', requestId, urls: await listen(request.receivers) };
+    case 'expect':
+      step = {
+        firstSeq: request.firstSeq,
+        count: request.count,
+        receivers: Math.min(request.receivers, servers.length),
+        seen: Array.from({ length: Math.min(request.receivers, servers.length) }, () => new Uint8Array(request.count)),
+        latency: createHistogram(),
+        received: 0,
+        duplicates: 0,
+        stray: 0,
+        firstAt: Number.NaN,
+        lastAt: Number.NaN,
+        bodyBytes: 0,
+        requests: 0,
+        cpuStart: process.cpuUsage(),
+        onComplete: undefined,
+      };
+      return { type: 'expecting', requestId };
+    case 'progress':
+      return { type: 'progress', requestId, received: step?.received ?? 0, expected: step ? step.count * step.receivers : 0 };
+    case 'collect':
+      return { type: 'collected', requestId, report: await collect(request.timeoutMs, request.sent) };
+    case 'close':
+      await close();
+      return { type: 'closed', requestId };
+  }
+}
+
+async function close(): Promise<void> {
+  await Promise.all(servers.splice(0).map(closeListener));
+}
+
+process.on('message', (request: ReceiverRequest) => {
+  handle(request).then(
+    (reply) => {
+      process.send?.(reply);
+      if (reply.type === 'closed') process.disconnect();
+    },
+    (error: unknown) => process.send?.({ type: 'failed', requestId: request.requestId, message: error instanceof Error ? error.message : String(error) } satisfies ReceiverReply),
+  );
+});
+// The parent went away (or closed us): nobody will read another report.
+process.once('disconnect', () => {
+  void close().finally(() => process.exit(0));
+});

@@ -1,0 +1,290 @@
+/**
+ * The `webhooks` workload's tables, ratio lines and aims, and what makes the run fail: a Tributary
+ * mode that could not be measured (crash, error, warm-up not delivered) or that delivered an event
+ * twice to one receiver in a healthy run. A mode that cannot keep up, or a drain slower than its
+ * aim, is a result.
+ */
+import { print, printRatioLine, printTable } from '../lib/report.ts';
+import { formatMicros, formatMillis, formatRate, formatRatio, median } from '../lib/stats.ts';
+import type { DrainOutcome } from './webhooks-drain.ts';
+import type { LatencyOutcome, LatencyStep } from './webhooks-latency.ts';
+
+/** At this rate (events/s), p99 event → receiver should be at most `LATENCY_AIM_P99_MS`. */
+export const LATENCY_AIM_RATE = 1000;
+export const LATENCY_AIM_P99_MS = 50;
+/** A drain should reach at least this fraction of the plain POST loop's rate. */
+export const DRAIN_AIM_RATIO = 0.5;
+
+export interface LatencyTable {
+  readonly endpoints: number;
+  readonly rate: number;
+  readonly seconds: number;
+  readonly rounds: number;
+  /** WEBHOOK_CONCURRENCY and the endpoints' maxConcurrency, as the servers ran. */
+  readonly concurrency: string;
+  /** The publisher's requests in flight at most. */
+  readonly publishesInFlight: number;
+}
+
+interface LatencySummary {
+  readonly achieved: number;
+  readonly deliveredPerSecond: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly publishP50: number;
+  readonly delivered: number;
+  readonly expected: number;
+  readonly duplicates: number;
+  readonly complete: boolean;
+  readonly serverCpuPerDelivery: number;
+  readonly postgresCpuPerDelivery: number;
+  readonly redisCpuPerDelivery: number;
+  readonly machineBusy: number;
+}
+
+function summarizeSteps(steps: readonly LatencyStep[]): LatencySummary | undefined {
+  if (steps.length === 0) return undefined;
+  const of = (pick: (step: LatencyStep) => number | undefined) => median(steps.map((step) => pick(step) ?? Number.NaN));
+  let delivered = 0;
+  let expected = 0;
+  let duplicates = 0;
+  for (const step of steps) {
+    delivered += step.receivers.received;
+    expected += step.receivers.received + step.receivers.missing;
+    duplicates += step.receivers.duplicates;
+  }
+  return {
+    achieved: of((s) => s.events / ((s.publish.lastSentAt - s.publish.startedAt) / 1000 + 1 / s.rate)),
+    deliveredPerSecond: of((s) => s.receivers.received / (s.wallMs / 1000)),
+    p50: of((s) => s.receivers.latency?.p50),
+    p90: of((s) => s.receivers.latency?.p90),
+    p99: of((s) => s.receivers.latency?.p99),
+    max: of((s) => s.receivers.latency?.max),
+    publishP50: of((s) => s.publish.answered?.p50),
+    delivered,
+    expected,
+    duplicates,
+    complete: steps.every((step) => step.receivers.complete),
+    serverCpuPerDelivery: of((s) => s.serverCpuMicros / s.receivers.received),
+    postgresCpuPerDelivery: of((s) => s.postgresCpuMicros / s.receivers.received),
+    redisCpuPerDelivery: of((s) => s.redisCpuMicros / s.receivers.received),
+    machineBusy: of((s) => s.machineBusy),
+  };
+}
+
+/** Prints one rate's table, the aim and the ratio line between the modes; returns what makes the run fail. */
+export function reportLatency(outcomes: readonly LatencyOutcome[], table: LatencyTable): string[] {
+  const { rate } = table;
+  const summaries = new Map(outcomes.map((outcome) => [outcome.mode, summarizeSteps(outcome.steps.get(rate) ?? [])]));
+  const aimOf = (m: LatencySummary): string => {
+    if (rate !== LATENCY_AIM_RATE) return '—';
+    const met = m.complete && m.p99 <= LATENCY_AIM_P99_MS * 1000;
+    return `p99 ≤ ${LATENCY_AIM_P99_MS} ms ${met ? '✓' : '✗'}`;
+  };
+  print();
+  printTable({
+    title:
+      `${table.endpoints} endpoints (a receiver each), each event delivered to all: publish over HTTP at ${rate.toLocaleString('en-US')} events/s ` +
+      `(${(rate * table.endpoints).toLocaleString('en-US')} deliveries/s) for ${table.seconds} s; median of the rounds measured (of ${table.rounds})`,
+    columns: [
+      { header: 'mode', align: 'left' },
+      { header: 'events/s' },
+      { header: 'deliveries/s' },
+      { header: 'event→receiver p50' },
+      { header: 'p90' },
+      { header: 'p99' },
+      { header: 'max' },
+      { header: 'publish p50' },
+      { header: 'delivered/expected' },
+      { header: 'twice' },
+      { header: 'server CPU/delivery' },
+      { header: 'Postgres' },
+      { header: 'Redis' },
+      { header: 'machine' },
+      { header: 'aim', align: 'left' },
+    ],
+    rows: outcomes.map((outcome) => {
+      const m = summaries.get(outcome.mode);
+      if (!m) return [outcome.mode, '—', '—', '—', '—', '—', '—', '—', '—', '—', '—', '—', '—', '—', `✗ not measured: ${outcome.failure ?? '?'}`];
+      // An incomplete step's percentiles are of what arrived: the missing deliveries are the slowest.
+      const bound = m.complete ? '' : '≥ ';
+      return [
+        outcome.mode,
+        m.achieved.toFixed(1),
+        formatRate(m.deliveredPerSecond),
+        `${bound}${formatMicros(m.p50)}`,
+        `${bound}${formatMicros(m.p90)}`,
+        `${bound}${formatMicros(m.p99)}`,
+        `${bound}${formatMicros(m.max)}`,
+        formatMicros(m.publishP50),
+        `${m.delivered.toLocaleString('en-US')}/${m.expected.toLocaleString('en-US')}`,
+        String(m.duplicates),
+        formatMicros(m.serverCpuPerDelivery),
+        formatMicros(m.postgresCpuPerDelivery),
+        formatMicros(m.redisCpuPerDelivery),
+        Number.isFinite(m.machineBusy) ? m.machineBusy.toFixed(2) : '—',
+        aimOf(m),
+      ];
+    }),
+    notes: [
+      `tributary-bullmq: Redis, BullMQ queue and Redis Streams log; tributary-embedded: no Redis, the in-process delivery loop; both role all (one process publishes and delivers), platform database on the private Postgres, ${table.concurrency}`,
+      "event→receiver: publish sent (the payload's sentAt) → the receiver has read the request body (clocks of two processes on one machine); publish: sent → answered (the deliveries are stored by then)",
+      `events/s: published, ${table.publishesInFlight} publishes in flight at most; the publisher stops at the end of the step, so it is below the rate when the server answers more slowly`,
+      'deliveries/s: delivered ÷ (first publish → last delivery); delivered/expected: over all rounds, once per receiver, of the events published; twice: an event a receiver got again',
+      'server CPU/delivery: the Tributary process over the step ÷ deliveries (publish, routing, storing, delivering); Postgres: the backends of its database; Redis: redis-server; machine: cores busy over the step',
+      ...(outcomes.some((outcome) => !(summaries.get(outcome.mode)?.complete ?? true))
+        ? [
+            '≥: not every delivery arrived within the collect timeout after the last publish; the percentiles are of those that did (the missing ones would be the slowest); ' +
+              'the mode\'s server was stopped there (further rounds at this rate skipped) and the next rate started on a fresh one',
+          ]
+        : []),
+    ],
+  });
+  const failures: string[] = [];
+  for (const outcome of outcomes) {
+    if (outcome.failure !== undefined) failures.push(`${outcome.mode} (${rate}/s): ${outcome.failure}`);
+    const m = summaries.get(outcome.mode);
+    if (m && m.duplicates > 0 && m.complete) failures.push(`${outcome.mode} (${rate}/s): ${m.duplicates} deliveries arrived twice`);
+  }
+  const [bullmq, embedded] = outcomes.map((outcome) => summaries.get(outcome.mode));
+  if (bullmq && embedded) {
+    printRatioLine('tributary-embedded', 'tributary-bullmq', [
+      { metric: 'p50', value: embedded.p50 / bullmq.p50 },
+      { metric: 'p99', value: embedded.p99 / bullmq.p99 },
+      { metric: 'server CPU/delivery', value: embedded.serverCpuPerDelivery / bullmq.serverCpuPerDelivery },
+    ]);
+  }
+  if (rate === LATENCY_AIM_RATE) {
+    for (const outcome of outcomes) {
+      const m = summaries.get(outcome.mode);
+      if (!m) continue;
+      const met = m.complete && m.p99 <= LATENCY_AIM_P99_MS * 1000;
+      print(`  aim ${outcome.mode}: p99 ≤ ${LATENCY_AIM_P99_MS} ms at ${LATENCY_AIM_RATE.toLocaleString('en-US')} events/s: ${m.complete ? '' : '≥ '}${formatMicros(m.p99)} ${met ? '✓' : '✗'}`);
+    }
+  }
+  return failures;
+}
+
+const rateOf = (outcome: DrainOutcome) => (outcome.receiver ? outcome.receiver.received / (outcome.elapsedMs / 1000) : Number.NaN);
+
+/** Prints the drain table, the ratios to the plain loop and the naive worker, and the aim; returns what makes the run fail. */
+export function reportDrain(outcomes: readonly DrainOutcome[], drain: { readonly deliveries: number; readonly concurrency: number; readonly timeoutMs: number }): string[] {
+  const limit = outcomes.find((outcome) => outcome.kind === 'limit');
+  const naive = outcomes.find((outcome) => outcome.kind === 'naive');
+  const failures: string[] = [];
+  print();
+  printTable({
+    title: `drain of a backlog of ${drain.deliveries.toLocaleString('en-US')} deliveries to one receiver, ${drain.concurrency} in flight for every sender, one after another`,
+    columns: [
+      { header: 'sender', align: 'left' },
+      { header: 'deliveries/s' },
+      { header: 'drained in' },
+      { header: '÷ plain loop' },
+      { header: '÷ naive' },
+      { header: 'sender CPU/delivery' },
+      { header: 'Postgres' },
+      { header: 'Redis' },
+      { header: 'Redis cmds/delivery' },
+      { header: 'receiver busy' },
+      { header: 'exactly once', align: 'left' },
+    ],
+    rows: outcomes.map((outcome) => {
+      const { receiver } = outcome;
+      if (outcome.kind === 'tributary') {
+        if (outcome.failure !== undefined) failures.push(`${outcome.name} (drain): ${outcome.failure}`);
+        if (receiver && receiver.duplicates > 0) failures.push(`${outcome.name} (drain): ${receiver.duplicates} deliveries arrived twice`);
+      } else if (outcome.failure !== undefined && !receiver) {
+        failures.push(`${outcome.name} (drain): ${outcome.failure}`);
+      }
+      if (!receiver) return [outcome.name, '—', '—', '—', '—', '—', '—', '—', '—', '—', `✗ ${outcome.failure ?? '?'}`];
+      const check =
+        receiver.duplicates > 0
+          ? `✗ ${receiver.duplicates} twice`
+          : !receiver.complete
+            ? `✗ ${receiver.missing.toLocaleString('en-US')} not delivered within ${formatMillis(drain.timeoutMs)}`
+            : outcome.failure !== undefined
+              ? `✗ ${outcome.failure}`
+              : '✓';
+      const rate = rateOf(outcome);
+      return [
+        outcome.name,
+        formatRate(rate),
+        `${receiver.complete ? '' : '> '}${formatMillis(outcome.elapsedMs)}`,
+        limit && outcome !== limit ? formatRatio(rate / rateOf(limit)) : '—',
+        naive && outcome.kind === 'tributary' ? formatRatio(rate / rateOf(naive)) : '—',
+        formatMicros(outcome.senderCpuMicros / receiver.received),
+        formatMicros(outcome.postgresCpuMicros / receiver.received),
+        formatMicros(outcome.redisCpuMicros / receiver.received),
+        Number.isFinite(outcome.redisCommands) ? (outcome.redisCommands / receiver.received).toFixed(1) : '—',
+        `${(receiver.cpuMicros / 1000 / outcome.elapsedMs).toFixed(2)} cores`,
+        check,
+      ];
+    }),
+    notes: [
+      'tributary-*: the endpoint and the backlog written with the engine\'s functions as a server and its routing tap write them — insertDeliveries, with BullMQ a job per lane head — (' +
+        outcomes
+          .filter((o) => o.kind === 'tributary')
+          .map((o) => `${o.name}: ${o.seeded ?? '—'}`)
+          .join('; ') +
+        '), then drained by a server of the mode (role all, WEBHOOK_CONCURRENCY and maxConcurrency = the concurrency) started on that database and queue',
+      `naive-bullmq-fetch: one BullMQ job per delivery (addBulk), a Worker of concurrency ${drain.concurrency} doing await fetch(url, { method: 'POST', body }) (peers/naive-bullmq-webhooks.ts; ${naive?.seeded ?? '—'})`,
+      `plain-post-loop: ${drain.concurrency} keep-alive undici connections POSTing the same body back to back — the physical limit (peers/plain-post-loop.ts)`,
+      'drained in: first → last delivery at the receiver; deliveries/s: deliveries ÷ that. Every sender posts a body of the same shape and size (~' +
+        `${Math.round(outcomes.find((o) => o.receiver)?.receiver?.meanBodyBytes ?? Number.NaN)} bytes); Tributary adds its signature headers`,
+      "sender CPU/delivery: the sending process ÷ deliveries (Tributary's drain process from its ready line; the runner for the naive worker and the loop); Postgres: its database's backends; Redis: redis-server, and the commands it ran (those inside Lua scripts included); receiver busy: the receivers' process ÷ the drain time",
+    ],
+  });
+  if (limit) {
+    for (const outcome of outcomes) {
+      if (outcome === limit || !outcome.receiver) continue;
+      const ratios = [{ metric: 'deliveries/s', value: rateOf(outcome) / rateOf(limit) }];
+      printRatioLine(outcome.name, limit.name, ratios);
+    }
+  }
+  if (naive) {
+    for (const outcome of outcomes) {
+      if (outcome.kind !== 'tributary' || !outcome.receiver || !naive.receiver) continue;
+      printRatioLine(outcome.name, naive.name, [
+        { metric: 'deliveries/s', value: rateOf(outcome) / rateOf(naive) },
+        { metric: 'sender CPU/delivery', value: outcome.senderCpuMicros / outcome.receiver.received / (naive.senderCpuMicros / naive.receiver.received) },
+      ]);
+    }
+  }
+  if (limit?.receiver) {
+    for (const outcome of outcomes) {
+      if (outcome.kind !== 'tributary' || !outcome.receiver) continue;
+      const ratio = rateOf(outcome) / rateOf(limit);
+      print(`  aim ${outcome.name}: ≥ ${formatRatio(DRAIN_AIM_RATIO)} the plain POST loop: ${formatRatio(ratio)} ${ratio >= DRAIN_AIM_RATIO && outcome.receiver.complete ? '✓' : '✗'}`);
+    }
+  }
+  return failures;
+}
+
+/** Statements shown per mode: the most frequent, which are what a delivery costs. */
+const TOP_STATEMENTS = 10;
+const STATEMENT_TEXT = 110;
+
+/** Prints what each Tributary mode asked of Postgres per delivery during its drain. */
+export function reportStatements(outcomes: readonly DrainOutcome[]): void {
+  const measured = outcomes.filter((outcome) => outcome.kind === 'tributary' && outcome.receiver && outcome.statements.length > 0);
+  if (measured.length === 0) return;
+  const rows: string[][] = [];
+  for (const outcome of measured) {
+    const delivered = outcome.receiver?.received ?? Number.NaN;
+    const total = outcome.statements.reduce((sum, statement) => sum + statement.calls, 0);
+    rows.push([outcome.name, 'every statement', (total / delivered).toFixed(2), '—']);
+    for (const statement of outcome.statements.slice(0, TOP_STATEMENTS)) {
+      const text = statement.query.length > STATEMENT_TEXT ? `${statement.query.slice(0, STATEMENT_TEXT - 1)}…` : statement.query;
+      rows.push(['', text, (statement.calls / delivered).toFixed(2), formatMicros(statement.meanMs * 1000)]);
+    }
+  }
+  print();
+  printTable({
+    title: 'what a delivery asks of Postgres during the drain (pg_stat_statements of the mode\'s database; each statement is a round trip from the server)',
+    columns: [{ header: 'mode', align: 'left' }, { header: 'statement', align: 'left' }, { header: 'per delivery' }, { header: 'mean in Postgres' }],
+    rows,
+    notes: ['counted from the drain server\'s start (its boot and housekeeping included, a few dozen statements); BEGIN and COMMIT are statements too'],
+  });
+}

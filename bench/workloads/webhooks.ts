@@ -1,0 +1,98 @@
+/**
+ * Workload "webhooks": events leaving Tributary as signed HTTP POSTs to endpoints, in both
+ * delivery modes (BullMQ with Redis; the in-process loop without), against the issue's targets.
+ *
+ * 1. Latency, event → receiver (`webhooks-latency.ts`): 10 endpoints, each its own receiver on
+ *    loopback selecting the topic; `publish` over HTTP at 10, 100 and 1,000 events/s for 5 s
+ *    (`--quick`: 10 and 1,000 for 1 s) — 10 deliveries per event — modes alternating over
+ *    `--rounds`. The issue asks for 100 and 1,000; 10/s shows the latency of a server that is
+ *    not overloaded.
+ *    Aim: p99 ≤ 50 ms at 1,000 events/s.
+ * 2. Saturation (`webhooks-drain.ts`): a backlog of 10,000 deliveries (`--quick`: 1,500) to one
+ *    receiver drained by each mode, by a naive BullMQ job-per-delivery + `fetch` worker and by a
+ *    plain keep-alive POST loop (the physical limit), all with 100 in flight.
+ *    Aim: ≥ 0.5× the plain loop.
+ *
+ * One private Postgres (platform databases, one per mode and part) and one private redis-server
+ * for the whole workload; the receivers run in a process of their own. Everything is stopped at
+ * the end, also on failure.
+ */
+import { startRedis } from '../../test/helpers/redis.ts';
+import { print } from '../lib/report.ts';
+import { createStatementStats } from '../lib/statement-stats.ts';
+import { formatMillis } from '../lib/stats.ts';
+import { startWebhookReceivers } from '../lib/webhook-receivers-process.ts';
+import type { Workload } from '../lib/workload.ts';
+import { startSourceDatabase } from './cdc-setup.ts';
+import { printDrainProgress, runDrain, type DrainSettings } from './webhooks-drain.ts';
+import { PUBLISHES_IN_FLIGHT, runLatency, type LatencySettings } from './webhooks-latency.ts';
+import { reportDrain, reportLatency, reportStatements } from './webhooks-report.ts';
+
+interface WebhooksSettings {
+  readonly latency: LatencySettings;
+  readonly drain: DrainSettings;
+}
+
+const FULL: WebhooksSettings = {
+  latency: { endpoints: 10, rates: [10, 100, 1000], warmupRate: 10, warmupSeconds: 1, seconds: 5, collectTimeoutMs: 10_000 },
+  drain: { deliveries: 10_000, concurrency: 100, timeoutMs: 60_000 },
+};
+
+const QUICK: WebhooksSettings = {
+  latency: { endpoints: 10, rates: [10, 1000], warmupRate: 10, warmupSeconds: 0.5, seconds: 1, collectTimeoutMs: 3_000 },
+  drain: { deliveries: 1_500, concurrency: 100, timeoutMs: 15_000 },
+};
+
+/**
+ * Over the CDC workload's Postgres settings: autovacuum on — deliveries are updated twice and
+ * their attempts inserted, at hundreds a second, and production vacuums that — and
+ * pg_stat_statements, to count what a delivery asks of Postgres.
+ */
+const POSTGRES_SETTINGS = { autovacuum: true, shared_preload_libraries: 'pg_stat_statements' };
+
+/** The latency servers' limits, left at their defaults: attempts in flight per process, and per endpoint. */
+const LATENCY_LIMITS = 'WEBHOOK_CONCURRENCY 50 and maxConcurrency 10 per endpoint (the defaults)';
+
+export const webhooks: Workload = {
+  name: 'webhooks',
+  description: 'event → webhook receiver latency at 10, 100 and 1,000 events/s to 10 endpoints; drain rate of a backlog against a naive BullMQ worker and a plain POST loop',
+  async run(context) {
+    const settings = context.quick ? QUICK : FULL;
+    print(
+      'modes: tributary-bullmq (REDIS_URL: BullMQ queue) and tributary-embedded (no Redis: the in-process loop), each role all with its platform database on one private Postgres ' +
+        '(synchronous_commit=on, fsync=off, autovacuum on); receivers: plain node:http servers on 127.0.0.1 in a process of their own, answering 204',
+    );
+    const started = performance.now();
+    const [source, redis] = await Promise.all([startSourceDatabase(context, { settings: POSTGRES_SETTINGS }), startRedis()]);
+    context.defer(`redis-server :${redis.port}`, () => redis.dispose());
+    const statements = await createStatementStats(source.url);
+    context.defer('pg_stat_statements connection', () => statements.close());
+    const receivers = startWebhookReceivers();
+    context.defer('webhook receivers', () => receivers.stop());
+    print(`postgres, redis-server and receivers ready in ${formatMillis(performance.now() - started)}`);
+
+    let nextSeq = 1;
+    const takeSeq = (count: number) => {
+      const first = nextSeq;
+      nextSeq += count;
+      return first;
+    };
+    const shared = { context, source, redis, receivers, statements, takeSeq };
+
+    const failures: string[] = [];
+    print();
+    const latency = await runLatency(shared, settings.latency);
+    for (const rate of settings.latency.rates) {
+      failures.push(
+        ...reportLatency(latency, { endpoints: settings.latency.endpoints, rate, seconds: settings.latency.seconds, rounds: context.rounds, concurrency: LATENCY_LIMITS, publishesInFlight: PUBLISHES_IN_FLIGHT }),
+      );
+    }
+
+    print();
+    print(`drain: ${settings.drain.deliveries.toLocaleString('en-US')} deliveries per sender, ${settings.drain.concurrency} in flight, one sender at a time`);
+    const drains = await runDrain(shared, settings.drain, printDrainProgress);
+    failures.push(...reportDrain(drains, settings.drain));
+    reportStatements(drains);
+    if (failures.length > 0) throw new Error(`webhooks: ${failures.join('; ')}`);
+  },
+};
