@@ -199,38 +199,44 @@ export interface AttemptInput {
 
 /**
  * Records an attempt and moves its delivery on (delivered, dead, or pending until `nextAttemptAt`),
- * releasing the lease. Returns the lane's new head when the delivery finished (to attempt next).
+ * releasing the lease — one statement, so one round trip and atomic. Returns the lane's new head
+ * when the delivery finished (to attempt next).
  */
 export async function recordAttempt(db: Queryable, input: AttemptInput): Promise<{ nextInLane: string | undefined }> {
   const { delivery } = input;
   const state: DeliveryState = input.nextAttemptAt !== null ? 'pending' : input.outcome === 'delivered' ? 'delivered' : 'dead';
-  await db.query(
-    `UPDATE webhook_deliveries SET state = $2, attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
-       next_attempt_at = coalesce($3, next_attempt_at), leased_until = NULL, last_status = $4, last_error = $5,
-       finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
-     WHERE id = $1::bigint`,
-    [delivery.id, state, input.nextAttemptAt, input.status, input.error],
-  );
-  await db.query(
-    `INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, event_type, attempt, trigger, outcome, status, duration_ms, error, response_excerpt, next_attempt_at)
-     VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+  const { rows } = await db.query<{ next: string | null }>(
+    `WITH moved AS (
+       UPDATE webhook_deliveries SET state = $2, attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
+         next_attempt_at = coalesce($3, next_attempt_at), leased_until = NULL, last_status = $4, last_error = $5,
+         finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
+       WHERE id = $1::bigint),
+     logged AS (
+       INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, event_type, attempt, trigger, outcome, status, duration_ms, error, response_excerpt, next_attempt_at)
+       VALUES ($1::bigint, $6, $7, $8, $9, $10, $11, $4, $12, $5, $13, $3))
+     -- The statement sees the table as it was before its own update: the finished delivery is left out by id.
+     SELECT CASE WHEN $2 = 'pending' THEN NULL ELSE (
+       SELECT d.id::text FROM webhook_deliveries d
+        WHERE d.endpoint_id = $6 AND d.lane = $14 AND d.state = 'pending' AND d.id <> $1::bigint
+        ORDER BY d.id LIMIT 1) END AS next`,
     [
       delivery.id,
+      state,
+      input.nextAttemptAt,
+      input.status,
+      input.error,
       delivery.endpointId,
       delivery.eventId,
       delivery.eventType,
       delivery.attempts + 1,
       delivery.trigger,
       state === 'dead' ? 'dead' : input.outcome,
-      input.status,
       Math.round(input.durationMs),
-      input.error,
       input.responseExcerpt,
-      input.nextAttemptAt,
+      delivery.lane,
     ],
   );
-  if (state === 'pending') return { nextInLane: undefined };
-  return { nextInLane: await laneHead(db, delivery.endpointId, delivery.lane) };
+  return { nextInLane: rows[0]?.next ?? undefined };
 }
 
 /** Releases a lease without an attempt, the delivery due again at `dueAt` (rate limit, concurrency, disabled endpoint). */
@@ -248,14 +254,6 @@ export async function resumeEndpointDeliveries(db: Queryable, endpointId: string
   return rows.map((row) => row.id);
 }
 
-async function laneHead(db: Queryable, endpointId: string, lane: string): Promise<string | undefined> {
-  const { rows } = await db.query<{ id: string }>(
-    // Ordered by the column, qualified: `ORDER BY id` would sort the text output ('10' < '2').
-    `SELECT d.id::text AS id FROM webhook_deliveries d WHERE d.endpoint_id = $1 AND d.lane = $2 AND d.state = 'pending' ORDER BY d.id LIMIT 1`,
-    [endpointId, lane],
-  );
-  return rows[0]?.id;
-}
 
 export async function getDelivery(db: Queryable, id: string): Promise<Delivery | undefined> {
   const { rows } = await db.query<DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.id = $1::bigint`, [id]);

@@ -11,6 +11,8 @@ import { endpointsVersion, getEndpoint, listAllEndpoints, type SigningEndpoint }
 export interface EndpointCache {
   /** Every endpoint, as last loaded. */
   current(): readonly SigningEndpoint[];
+  /** One endpoint as last loaded (changes reach every instance within the refresh period). */
+  byId(id: string): SigningEndpoint | undefined;
   /** One endpoint, loaded now (a delivery must sign with the secrets in effect). */
   fresh(id: string): Promise<SigningEndpoint | undefined>;
   /** Reloads when anything changed, reading after this call (what a change just committed is seen). */
@@ -21,6 +23,7 @@ export interface EndpointCache {
 export async function createEndpointCache(options: { readonly db: Queryable; readonly refreshMs: number; readonly logger: Logger }): Promise<EndpointCache> {
   const { db } = options;
   let endpoints: readonly SigningEndpoint[] = [];
+  let byId = new Map<string, SigningEndpoint>();
   let version: string | undefined;
   // A refresh after a change must read after it: a load already running may have read before.
   const coalescer = createKeyedCoalescer();
@@ -29,6 +32,7 @@ export async function createEndpointCache(options: { readonly db: Queryable; rea
     const next = await endpointsVersion(db);
     if (next === version) return;
     endpoints = await listAllEndpoints(db);
+    byId = new Map(endpoints.map((endpoint) => [endpoint.id, endpoint]));
     version = next;
   };
   const refresh = () => coalescer.request('endpoints', load);
@@ -40,6 +44,7 @@ export async function createEndpointCache(options: { readonly db: Queryable; rea
 
   return {
     current: () => endpoints,
+    byId: (id) => byId.get(id),
     fresh: (id) => getEndpoint(db, id),
     refresh,
     close: () => clearInterval(timer),

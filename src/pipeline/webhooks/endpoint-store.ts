@@ -190,12 +190,16 @@ export async function deleteEndpoint(db: Queryable, id: string): Promise<boolean
   return rowCount > 0;
 }
 
-/** After an attempt: a success ends the failure streak, a failure starts it (if not started). */
-export async function recordEndpointOutcome(db: Queryable, id: string, success: boolean): Promise<void> {
-  await db.query(
+/**
+ * After an attempt: a success ends the failure streak, a failure starts it (when not started).
+ * Returns the streak's start as it stands (null: not failing).
+ */
+export async function recordEndpointOutcome(db: Queryable, id: string, success: boolean): Promise<{ failingSince: Date | null } | undefined> {
+  const { rows } = await db.query<{ failing_since: Date | null }>(
     success
-      ? `UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = now() WHERE id = $1 AND (failing_since IS NOT NULL OR last_success_at IS NULL OR last_success_at < now() - interval '1 second')`
-      : `UPDATE webhook_endpoints SET failing_since = now() WHERE id = $1 AND failing_since IS NULL`,
+      ? `UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = now() WHERE id = $1 RETURNING failing_since`
+      : `UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, now()) WHERE id = $1 RETURNING failing_since`,
     [id],
   );
+  return rows[0] && { failingSince: rows[0].failing_since };
 }

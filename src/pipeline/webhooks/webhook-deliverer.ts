@@ -47,11 +47,32 @@ export interface WebhookDelivererOptions {
   readonly metrics?: Pick<Metrics, 'webhookAttempts' | 'webhookAttemptSeconds' | 'webhookDeadLetters'>;
 }
 
+/** A success is written to the endpoint row at most this often while nothing fails, in ms. */
+const SUCCESS_NOTE_EVERY_MS = 10_000;
+
 /** A disabled endpoint's deliveries wait; they are looked at again this often, in ms. */
 const DISABLED_RECHECK_MS = 60_000;
 
 export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
   const { db, logger } = options;
+  /**
+   * Each endpoint's failure streak as this process last wrote or read it: the endpoint row is
+   * written only when the streak starts or ends (or a success was last noted a while ago), not
+   * after every attempt.
+   */
+  const streaks = new Map<string, { failingSince: Date | null; notedAt: number }>();
+
+  /** Notes an attempt's outcome; returns since when the endpoint has been failing (null: it is not). */
+  const noteOutcome = async (endpointId: string, success: boolean): Promise<Date | null> => {
+    const known = streaks.get(endpointId);
+    const now = Date.now();
+    const unchanged = known !== undefined && (success ? known.failingSince === null && now - known.notedAt < SUCCESS_NOTE_EVERY_MS : known.failingSince !== null);
+    if (unchanged) return known.failingSince;
+    const written = await recordEndpointOutcome(db, endpointId, success);
+    const failingSince = written?.failingSince ?? null;
+    streaks.set(endpointId, { failingSince, notedAt: now });
+    return failingSince;
+  };
 
   const postpone = async (delivery: Delivery, at: Date): Promise<DeliveryOutcome> => {
     await postponeDelivery(db, delivery.id, at);
@@ -70,7 +91,9 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
 
   return {
     async deliver(delivery) {
-      const endpoint = await options.endpoints.fresh(delivery.endpointId);
+      // The cached endpoint (a change reaches every instance within the cache's refresh); one missing
+      // from the cache may be brand new, so it is read.
+      const endpoint = options.endpoints.byId(delivery.endpointId) ?? (await options.endpoints.fresh(delivery.endpointId));
       // Deleted: its deliveries went with it.
       if (!endpoint) return {};
       const now = new Date();
@@ -100,18 +123,16 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
               retryAfterMs: result.retryAfterMs,
               policy: options.policy,
             });
-      const { nextInLane } = await db.transaction((tx) =>
-        recordAttempt(tx, {
-          delivery,
-          outcome: result.outcome,
-          status: result.status,
-          durationMs: result.durationMs,
-          error: result.error,
-          responseExcerpt: result.responseExcerpt,
-          nextAttemptAt: next,
-        }),
-      );
-      await recordEndpointOutcome(db, endpoint.id, delivered);
+      const { nextInLane } = await recordAttempt(db, {
+        delivery,
+        outcome: result.outcome,
+        status: result.status,
+        durationMs: result.durationMs,
+        error: result.error,
+        responseExcerpt: result.responseExcerpt,
+        nextAttemptAt: next,
+      });
+      const failingSince = await noteOutcome(endpoint.id, delivered);
       options.metrics?.webhookAttempts.inc({ outcome: !delivered && next === null ? 'dead' : result.outcome });
       options.metrics?.webhookAttemptSeconds.observe(result.durationMs / 1000);
       if (!delivered && next === null) {
@@ -120,8 +141,12 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       }
 
       if (result.outcome === 'gone') await disable(endpoint, 'the endpoint answered 410 Gone');
-      else if (!delivered && endpoint.enabled && endpoint.failingSince !== null && now.getTime() - endpoint.failingSince.getTime() >= options.disableAfterMs) {
-        await disable(endpoint, `no successful delivery for ${Math.round(options.disableAfterMs / 1000)} s`);
+      else if (!delivered && endpoint.enabled && failingSince !== null && now.getTime() - failingSince.getTime() >= options.disableAfterMs) {
+        // Another process may have had a success meanwhile: the row decides.
+        const current = await options.endpoints.fresh(endpoint.id);
+        if (current?.enabled && current.failingSince !== null && now.getTime() - current.failingSince.getTime() >= options.disableAfterMs) {
+          await disable(current, `no successful delivery for ${Math.round(options.disableAfterMs / 1000)} s`);
+        } else streaks.delete(endpoint.id);
       }
       return next === null ? (nextInLane === undefined ? {} : { nextInLane }) : { retryAt: next };
     },
