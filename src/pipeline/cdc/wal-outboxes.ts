@@ -38,6 +38,7 @@ import {
 } from '../outbox/outbox-sql.ts';
 import type { TransactionChunk } from './row-change.ts';
 import { parseLsn } from './wal/lsn.ts';
+import { sawCommitted, snapshotWindow, type SnapshotWindow } from './wal/snapshot-window.ts';
 import { ensurePublicationIncludes } from './wal/replication-setup.ts';
 import type { SourceConnections } from './wal/source-connections.ts';
 
@@ -84,14 +85,6 @@ export interface WalOutboxesOptions {
   readonly metrics?: Pick<Metrics, 'outboxRouted' | 'outboxDead'>;
 }
 
-/** What the catch-up's snapshot saw, in the terms of the WAL's 32-bit xids. */
-interface CatchUpWindow {
-  readonly xmax: number;
-  readonly inProgress: ReadonlySet<number>;
-  /** The WAL insert position read after the snapshot: every transaction it saw committed before. */
-  readonly endLsn: bigint;
-}
-
 const CATCH_UP_PAGE = 1_000;
 const CLEAN_UP_EVERY_MS = 1_000;
 const CLEAN_UP_BATCH = 1_000;
@@ -106,7 +99,8 @@ class WalOutbox {
   /** Schema and name as the WAL names the table; set by the first catch-up. */
   resolved: { schema: string; name: string } | undefined;
   active = false;
-  window: CatchUpWindow | undefined;
+  /** What the catch-up's snapshot saw (until the stream passes it). */
+  window: SnapshotWindow | undefined;
   toDelete: string[] = [];
   toMarkDead: { id: string; reason: string }[] = [];
   routed = 0;
@@ -129,7 +123,7 @@ class WalOutbox {
       this.window = undefined;
       return false;
     }
-    return committedBefore(window, chunk.xid);
+    return sawCommitted(window, chunk.xid);
   }
 }
 
@@ -185,7 +179,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
           throw error;
         }
         outbox.resolved = resolved;
-        outbox.window = windowOf(snapshot, lsn);
+        outbox.window = snapshotWindow(snapshot, lsn);
         if (total > 0) logger.info({ outbox: outbox.name, rows: total }, 'outbox caught up from its table');
       });
       outbox.active = true;
@@ -382,21 +376,4 @@ function sameBinding(a: WalOutboxBinding, b: WalOutboxBinding): boolean {
     a.requireTenant === b.requireTenant &&
     a.maxPayloadBytes === b.maxPayloadBytes
   );
-}
-
-/** `pg_current_snapshot()` text (`xmin:xmax:xip,…`, 64-bit xids) as the WAL's 32-bit xids see it. */
-function windowOf(snapshot: string, lsn: string): CatchUpWindow {
-  const [, xmax = '0', xip = ''] = snapshot.split(':');
-  const low32 = (xid: string) => Number(BigInt(xid) & 0xffff_ffffn);
-  return {
-    xmax: low32(xmax),
-    inProgress: new Set(xip === '' ? [] : xip.split(',').map(low32)),
-    endLsn: parseLsn(lsn),
-  };
-}
-
-/** The snapshot saw `xid` committed: it precedes `xmax` (modulo 2^32, as Postgres compares xids) and was not in progress. */
-function committedBefore(window: CatchUpWindow, xid: number): boolean {
-  const distance = (window.xmax - xid) >>> 0;
-  return distance > 0 && distance < 0x8000_0000 && !window.inProgress.has(xid);
 }
