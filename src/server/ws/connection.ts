@@ -13,7 +13,7 @@ import {
 import WebSocket from 'ws';
 import type { Principal } from '../../auth/principal.ts';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
-import { ErrorCode, faultOf, isClientFacing, isTributaryError, type TributaryError } from '../../errors.ts';
+import { ErrorCode, faultOf, isClientFacing, isTributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { MASKED_MESSAGE } from '../../schema/errors.ts';
@@ -23,8 +23,8 @@ import type { GatewayEvent } from '../../pipeline/events/gateway-event.ts';
 import { scopeOf } from '../../pipeline/scope.ts';
 import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
 import type { OperationExecutor, OperationOutcome } from './executor.ts';
-import { formatError, formatResult } from './format.ts';
-import { rawSocketOf, textFrame } from './frames.ts';
+import { codedErrors, formatError, formatResult, type OutgoingMessage } from './format.ts';
+import { rawDataToText, rawSocketOf, textFrame, truncateUtf8 } from './frames.ts';
 import { corkForThisTick } from './write-batcher.ts';
 
 export interface ConnectionOptions {
@@ -347,10 +347,7 @@ export class GraphQLWsConnection {
     operation.results?.return?.().catch((error: unknown) => this.#logger.warn({ err: error }, 'failed to stop a subscription'));
   }
 
-  /**
-   * A gateway event about this socket, in its principal's scope. Best-effort and fire-and-forget:
-   * the emitter never delays or fails the socket.
-   */
+  /** A gateway event about this socket, in its principal's scope (fire-and-forget: never delays or fails the socket). */
   #tell(event: GatewayEvent): void {
     const principal = this.#principal;
     if (!this.#options.gateway || !principal) return;
@@ -400,31 +397,4 @@ export class GraphQLWsConnection {
     clearTimeout(this.#expiryTimer);
     for (const [id, operation] of this.#operations) this.#cancel(id, operation);
   }
-}
-
-type OutgoingMessage =
-  | { readonly type: typeof MessageType.ConnectionAck }
-  | { readonly type: typeof MessageType.Pong; readonly payload?: Record<string, unknown> }
-  | { readonly id: ID; readonly type: typeof MessageType.Next; readonly payload: ReturnType<typeof formatResult> }
-  | { readonly id: ID; readonly type: typeof MessageType.Error; readonly payload: readonly GraphQLFormattedError[] }
-  | { readonly id: ID; readonly type: typeof MessageType.Complete };
-
-/** A coded error as the payload of an `error` message. */
-function codedErrors(error: TributaryError): GraphQLFormattedError[] {
-  return [{ message: error.message, extensions: { ...error.details, code: error.code } }];
-}
-
-function rawDataToText(data: WebSocket.RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
-}
-
-function truncateUtf8(text: string, maxBytes: number): string {
-  const bytes = Buffer.from(text);
-  if (bytes.length <= maxBytes) return text;
-  // Cut on a character boundary: decoding a cut multi-byte sequence would yield U+FFFD (3 bytes).
-  let end = maxBytes;
-  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
-  return bytes.subarray(0, end).toString('utf8');
 }

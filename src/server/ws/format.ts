@@ -1,4 +1,6 @@
 import type { ExecutionResult, GraphQLError, GraphQLFormattedError } from 'graphql';
+import type { MessageType, ID } from 'graphql-ws';
+import type { TributaryError } from '../../errors.ts';
 
 /**
  * Errors as the socket sends them: their JSON form without `extensions.http`, which only means
@@ -16,3 +18,16 @@ export function formatResult(result: ExecutionResult): ExecutionResult | (Omit<E
   if (!result.errors || result.errors.length === 0) return result;
   return { ...result, errors: result.errors.map(formatError) };
 }
+
+/** A coded error as the payload of an `error` message. */
+export function codedErrors(error: TributaryError): GraphQLFormattedError[] {
+  return [{ message: error.message, extensions: { ...error.details, code: error.code } }];
+}
+
+/** Every message the server sends on a socket. */
+export type OutgoingMessage =
+  | { readonly type: typeof MessageType.ConnectionAck }
+  | { readonly type: typeof MessageType.Pong; readonly payload?: Record<string, unknown> }
+  | { readonly id: ID; readonly type: typeof MessageType.Next; readonly payload: ReturnType<typeof formatResult> }
+  | { readonly id: ID; readonly type: typeof MessageType.Error; readonly payload: readonly GraphQLFormattedError[] }
+  | { readonly id: ID; readonly type: typeof MessageType.Complete };

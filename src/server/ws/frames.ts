@@ -40,3 +40,20 @@ export function rawSocketOf(socket: WebSocket): Socket | undefined {
   const raw = (socket as unknown as { _socket?: unknown })._socket;
   return raw instanceof Socket ? raw : undefined;
 }
+
+/** A received message's text, whatever shape `ws` handed it over in. */
+export function rawDataToText(data: WebSocket.RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+/** `text` cut to at most `maxBytes` of UTF-8 (a close reason's limit). */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text);
+  if (bytes.length <= maxBytes) return text;
+  // Cut on a character boundary: decoding a cut multi-byte sequence would yield U+FFFD (3 bytes).
+  let end = maxBytes;
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
+  return bytes.subarray(0, end).toString('utf8');
+}
