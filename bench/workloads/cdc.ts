@@ -31,6 +31,7 @@ import type { Workload, WorkloadContext } from '../lib/workload.ts';
 import { reportBulk, reportCommits, type BulkOutcome, type CommitOutcome, type CommitRound } from './cdc-report.ts';
 import { configureTributary, MODEL, namesOf, peerEnvironment, startSourceDatabase, subscriberPayloads, type SourceDatabase } from './cdc-setup.ts';
 import { openSession, type FanoutSession, type StepOptions, type StepTolerance } from './fanout-session.ts';
+import { roundsPerRate, type RateRounds } from '../lib/rounds.ts';
 
 /**
  * Tributary in Redis mode: the reference publishes through Redis pub/sub so that the WAL reader
@@ -188,28 +189,15 @@ async function runBulk(shared: Shared): Promise<string[]> {
 async function runCommits(shared: Shared, topics: number): Promise<string[]> {
   const { context, settings } = shared;
   const members = await startGroup(shared, `t${topics}`, settings.subscribers, topics);
-  /** By rate, then by peer: the rounds measured. */
-  const results = new Map<number, Map<PeerName, CommitRound[]>>(settings.rates.map((rate) => [rate, new Map(PEERS.map((name) => [name, []]))]));
-  /** By rate: why a peer was not measured there. */
-  const skipped = new Map<number, Map<PeerName, string>>(settings.rates.map((rate) => [rate, new Map()]));
   const step = (rate: number, seconds: number): StepOptions => ({ rate, count: Math.max(5, Math.round(rate * seconds)), ordered: true, tolerance: settings.tolerance });
+  let measured: RateRounds<PeerName, CommitRound>;
   try {
     for (const member of members) await measure(shared, member, step(settings.warmupRate, settings.warmupSeconds), 'the warm-up');
-    for (const rate of settings.rates) {
-      for (let round = 0; round < context.rounds; round += 1) {
-        for (const member of members) {
-          if (member.failure !== undefined || member.dropped !== undefined) {
-            skipped.get(rate)?.set(member.name, member.failure ?? member.dropped ?? '?');
-            continue;
-          }
-          const result = await measure(shared, member, step(rate, settings.seconds), `${rate}/s`);
-          if (result) results.get(rate)?.get(member.name)?.push(result);
-        }
-      }
-    }
+    measured = await roundsPerRate(members, settings.rates, context.rounds, (member, rate) => measure(shared, member, step(rate, settings.seconds), `${rate}/s`));
   } finally {
     await endGroup(shared, members);
   }
+  const { results, skipped } = measured;
   const failures: string[] = [];
   for (const rate of settings.rates) {
     const outcomes: CommitOutcome[] = PEERS.map((name) => ({

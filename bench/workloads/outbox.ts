@@ -39,6 +39,7 @@ import {
   WalModeUnavailable,
   type ArmName,
 } from './outbox-setup.ts';
+import { roundsPerRate, type RateRounds } from '../lib/rounds.ts';
 
 export interface OutboxSettings {
   /** Tenants, one subscriber each; row `seq` belongs to tenant `seq mod tenants`. */
@@ -137,29 +138,16 @@ export const outbox: Workload = {
 async function runLatency(shared: Shared): Promise<string[]> {
   const { context, settings } = shared;
   const members = await startArms(shared);
-  /** By rate, then by arm: the rounds measured. */
-  const results = new Map<number, Map<ArmName, StepResult[]>>(settings.rates.map((rate) => [rate, new Map(ARMS.map((name) => [name, []]))]));
-  /** By rate: why an arm was not measured there. */
-  const skipped = new Map<number, Map<ArmName, string>>(settings.rates.map((rate) => [rate, new Map()]));
   const step = (rate: number, seconds: number): StepOptions => ({ rate, count: Math.max(5, Math.round(rate * seconds)), ordered: true, tolerance: settings.tolerance });
+  let measured: RateRounds<ArmName, StepResult>;
   try {
     for (const member of members) await measure(shared, member, step(settings.warmupRate, settings.warmupSeconds), 'the warm-up');
-    for (const rate of settings.rates) {
-      for (let round = 0; round < context.rounds; round += 1) {
-        for (const member of members) {
-          if (member.unavailable !== undefined) continue;
-          if (member.failure !== undefined || member.dropped !== undefined) {
-            skipped.get(rate)?.set(member.name, member.failure ?? member.dropped ?? '?');
-            continue;
-          }
-          const result = await measure(shared, member, step(rate, settings.seconds), `${rate}/s`);
-          if (result) results.get(rate)?.get(member.name)?.push(result);
-        }
-      }
-    }
+    const available = members.filter((member) => member.unavailable === undefined);
+    measured = await roundsPerRate(available, settings.rates, context.rounds, (member, rate) => measure(shared, member, step(rate, settings.seconds), `${rate}/s`));
   } finally {
     await Promise.all(members.map((member) => member.session?.stop() ?? Promise.resolve()));
   }
+  const { results, skipped } = measured;
   const failures: string[] = [];
   for (const rate of settings.rates) {
     const outcomes: ArmOutcome[] = members.map((member) => ({

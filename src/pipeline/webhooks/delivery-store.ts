@@ -254,21 +254,24 @@ export async function resumeEndpointDeliveries(db: Queryable, endpointId: string
   return rows.map((row) => row.id);
 }
 
-
 export async function getDelivery(db: Queryable, id: string): Promise<Delivery | undefined> {
   const { rows } = await db.query<DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.id = $1::bigint`, [id]);
   return rows[0] && deliveryOf(rows[0]);
 }
 
-export interface DeliveryFilter {
+/** What both logs (deliveries, attempts) are filtered and paged by, newest first. */
+interface LogFilter {
   readonly endpointIds: readonly string[];
-  readonly state?: DeliveryState | undefined;
   readonly eventType?: string | undefined;
   readonly since?: Date | undefined;
   readonly until?: Date | undefined;
-  /** Keyset pagination: deliveries with a smaller id (newest first). */
+  /** Keyset pagination: entries with a smaller id. */
   readonly before?: string | undefined;
   readonly limit: number;
+}
+
+export interface DeliveryFilter extends LogFilter {
+  readonly state?: DeliveryState | undefined;
 }
 
 /** Newest first. */
@@ -284,15 +287,9 @@ export async function listDeliveries(db: Queryable, filter: DeliveryFilter): Pro
   return rows.map(deliveryOf);
 }
 
-export interface AttemptFilter {
-  readonly endpointIds: readonly string[];
+export interface AttemptFilter extends LogFilter {
   readonly deliveryId?: string | undefined;
   readonly outcome?: string | undefined;
-  readonly eventType?: string | undefined;
-  readonly since?: Date | undefined;
-  readonly until?: Date | undefined;
-  readonly before?: string | undefined;
-  readonly limit: number;
 }
 
 type AttemptRow = {
