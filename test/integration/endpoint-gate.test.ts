@@ -44,6 +44,13 @@ describe.each(kinds)('the endpoint gate (%s)', (_kind, make) => {
     expect((await gates.at(-1)!.acquire(endpoint)).ok).toBe(true);
   });
 
+  it('grants no more than maxConcurrency to acquires made at the same moment', async () => {
+    const gates = make();
+    const endpoint = { id: 'ep_race', maxConcurrency: 3, rateLimitPerSecond: null };
+    const answers = await Promise.all(Array.from({ length: 8 }, (_, n) => gates[n % gates.length]!.acquire(endpoint)));
+    expect(answers.filter((answer) => answer.ok)).toHaveLength(3);
+  });
+
   it('starts at most rateLimitPerSecond attempts in a second, and says how long to wait', async () => {
     const gates = make();
     const endpoint = { id: 'ep_rate', maxConcurrency: 100, rateLimitPerSecond: 2 };

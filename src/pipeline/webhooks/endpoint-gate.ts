@@ -51,10 +51,12 @@ export function createMemoryGate(): EndpointGate {
   const limiterOf = limiters((points) => new RateLimiterMemory({ points, duration: 1 }));
   return {
     async acquire(endpoint) {
-      const busy = inFlight.get(endpoint.id) ?? 0;
-      if (busy >= endpoint.maxConcurrency) return { ok: false, retryInMs: BUSY_RETRY_MS };
+      if ((inFlight.get(endpoint.id) ?? 0) >= endpoint.maxConcurrency) return { ok: false, retryInMs: BUSY_RETRY_MS };
       const wait = await withinRate(endpoint.rateLimitPerSecond === null ? undefined : limiterOf(endpoint.rateLimitPerSecond), endpoint.id);
       if (wait > 0) return { ok: false, retryInMs: wait };
+      // Checked again with no await before taking the slot: another acquire may have taken it meanwhile.
+      const busy = inFlight.get(endpoint.id) ?? 0;
+      if (busy >= endpoint.maxConcurrency) return { ok: false, retryInMs: BUSY_RETRY_MS };
       inFlight.set(endpoint.id, busy + 1);
       let released = false;
       return {
