@@ -20,6 +20,9 @@ import type { DeliveryWorker } from './embedded-delivery.ts';
 
 export const WEBHOOK_QUEUE = 'webhook-delivery';
 
+/** How long a lane head may be due and unheld before the reconciler queues it (again), in ms. */
+const RECONCILE_GRACE_MS = 2_000;
+
 interface DeliveryJob {
   readonly deliveryId: string;
 }
@@ -92,7 +95,7 @@ export interface BullmqDeliveryOptions {
   readonly concurrency: number;
   /** How long a leased delivery is held, in ms. */
   readonly leaseMs: number;
-  /** How often due lane heads without a job are looked for, in ms. @default 15000 */
+  /** How often due lane heads without a job are looked for, in ms. @default 5000 */
   readonly reconcileMs?: number;
   readonly logger: Logger;
 }
@@ -125,12 +128,16 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   worker.on('failed', (job, error) => logger.warn({ err: error, delivery: job?.data.deliveryId }, 'webhook job failed; the reconciler schedules it again'));
 
   const reconcile = async () => {
-    const heads = await dueHeads(db, options.leaseMs, 1_000);
+    // Due a little while, and nobody holds it: re-adding a job that exists is a no-op, so the grace is
+    // short. It also catches a head left without a job by a race no statement can see: its delivery
+    // inserted (not a head: the one before was pending) while the one before finished (its
+    // statement's snapshot predating the insert, so it found no next in lane).
+    const heads = await dueHeads(db, RECONCILE_GRACE_MS, 1_000);
     if (heads.length > 0) await scheduler.schedule(heads.map((head) => head.id));
   };
   const timer = setInterval(() => {
     reconcile().catch((error: unknown) => logger.warn({ err: error }, 'webhook reconciler failed'));
-  }, options.reconcileMs ?? 15_000);
+  }, options.reconcileMs ?? 5_000);
   timer.unref();
 
   return {
