@@ -13,9 +13,18 @@ export interface QueryResult<R extends Row = Row> {
   readonly rowCount: number;
 }
 
+export interface QueryOptions {
+  /**
+   * A statement run very often (per delivery, per batch): prepared once per connection under this
+   * name, so Postgres skips parsing it — and, once its plan settles, planning it — afterwards. The
+   * name must be unique to the text. Ignored by the embedded database (nothing to save there).
+   */
+  readonly prepareAs?: string;
+}
+
 export interface Queryable {
   /** One statement with `$1…$n` parameters. */
-  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>;
   /** Several statements without parameters (migrations, fixtures). */
   exec(sql: string): Promise<void>;
 }

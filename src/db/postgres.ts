@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
 import { unavailableIfDisconnected } from './connection-failure.ts';
-import type { Database, QueryResult, Row } from './database.ts';
+import type { Database, QueryOptions, QueryResult, Row } from './database.ts';
 
 export interface PostgresDatabaseOptions {
   /** `postgres://user:password@host:port/database`. */
@@ -36,7 +36,7 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): Databa
 
   return {
     kind: 'postgres',
-    query: (sql, params) => runQuery(pool, sql, params),
+    query: (sql, params, queryOptions) => runQuery(pool, sql, params, queryOptions),
     exec: (sql) => runExec(pool, sql),
     async transaction(work) {
       const client = await pool.connect().catch(rethrow);
@@ -44,7 +44,7 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): Databa
       try {
         await client.query('BEGIN');
         const result = await work({
-          query: (sql, params) => runQuery(client, sql, params),
+          query: (sql, params, queryOptions) => runQuery(client, sql, params, queryOptions),
           exec: (sql) => runExec(client, sql),
         });
         await client.query('COMMIT');
@@ -76,8 +76,10 @@ async function runQuery<R extends Row>(
   client: pg.Pool | pg.PoolClient,
   sql: string,
   params: readonly unknown[] | undefined,
+  options: QueryOptions | undefined,
 ): Promise<QueryResult<R>> {
-  const result = await client.query<R>(sql, params as unknown[] | undefined).catch(rethrow);
+  const values = params as unknown[] | undefined;
+  const result = await (options?.prepareAs === undefined ? client.query<R>(sql, values) : client.query<R>({ name: options.prepareAs, text: sql, values })).catch(rethrow);
   return { rows: result.rows, rowCount: result.rowCount ?? 0 };
 }
 

@@ -39,7 +39,9 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
   const logger = options.logger.child({ component: 'webhooks' });
   // A lease outlives the longest attempt, with room for recording it.
   const leaseMs = settings.timeoutMs * 2 + 5_000;
-  const http = createWebhookHttpClient({ allowPrivateTargets: settings.allowPrivateTargets });
+  // As many connections to one receiver as attempts this process makes at once (each endpoint's gate
+  // bounds its own share): a queue inside the HTTP client would only add latency.
+  const http = createWebhookHttpClient({ allowPrivateTargets: settings.allowPrivateTargets, connectionsPerOrigin: settings.concurrency });
   const deliverer = createWebhookDeliverer({
     db,
     endpoints: webhooks.endpoints,

@@ -14,7 +14,8 @@ import { Redis } from 'ioredis';
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
-import { claimDelivery, dueHeads } from './delivery-store.ts';
+import { createGroupCommit } from '../coordination/group-commit.ts';
+import { claimDeliveries, dueHeads, type Delivery } from './delivery-store.ts';
 import type { WebhookDeliverer } from './webhook-deliverer.ts';
 import type { DeliveryWorker } from './embedded-delivery.ts';
 
@@ -105,8 +106,22 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   const connection = connect(options.redisUrl, true);
   connection.on('error', (error) => logger.debug({ err: error }, 'webhook worker connection error'));
 
+  // Jobs taken together are claimed together: one statement for the deliveries of many jobs.
+  const claims = createGroupCommit<string, Delivery | undefined>({
+    async write(ids) {
+      const leased = new Map((await claimDeliveries(db, ids, options.leaseMs)).map((delivery) => [delivery.id, delivery]));
+      // Two jobs for one delivery in a batch: only the first attempts it.
+      return ids.map((id) => {
+        const delivery = leased.get(id);
+        leased.delete(id);
+        return delivery;
+      });
+    },
+    maxBatch: Math.max(1, options.concurrency),
+  });
+
   const work = async (job: Job<DeliveryJob>, token?: string) => {
-    const delivery = await claimDelivery(db, job.data.deliveryId, options.leaseMs);
+    const delivery = await claims.submit(job.data.deliveryId);
     // Finished already, held by another worker, or not its lane's head yet: nothing to do here.
     if (!delivery) return;
     const outcome = await deliverer.deliver(delivery);

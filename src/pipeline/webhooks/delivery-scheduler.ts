@@ -13,13 +13,29 @@ export interface DeliveryScheduler {
   close(): Promise<void>;
 }
 
-/** The embedded scheduler: wakes the in-process loop, which finds due lane heads in the table. */
+/**
+ * The embedded scheduler: the lane heads this process stored or finished, for the in-process loop
+ * to claim by id (a primary-key lookup each) instead of looking for them in the table. Bounded: ids
+ * past the bound are dropped, and the loop's periodic look at the table finds them — as it finds
+ * retries coming due and deliveries stored by other processes.
+ */
 export interface LocalWake extends DeliveryScheduler {
-  /** Resolves at the next `schedule`, or after `ms`. */
+  /** Up to `max` scheduled ids, oldest first, taken off the queue. */
+  take(max: number): string[];
+  /** Ids were dropped over the bound since the last call (the table must be looked at). */
+  takeOverflowed(): boolean;
+  /** Wakes the loop without an id (an attempt finished: a slot is free). */
+  poke(): void;
+  /** Resolves at the next `schedule` or `poke`, or after `ms`. */
   wait(ms: number, signal: AbortSignal): Promise<void>;
 }
 
+/** Scheduled ids held at most. */
+const MAX_QUEUED_IDS = 10_000;
+
 export function createLocalWake(): LocalWake {
+  const queued = new Set<string>();
+  let overflowed = false;
   let waiters: (() => void)[] = [];
   let woken = false;
   const wakeAll = () => {
@@ -28,15 +44,32 @@ export function createLocalWake(): LocalWake {
     waiters = [];
     for (const resolve of current) resolve();
   };
+  const add = (ids: readonly string[]) => {
+    for (const id of ids) {
+      if (queued.size < MAX_QUEUED_IDS) queued.add(id);
+      else overflowed = true;
+    }
+    if (ids.length > 0) wakeAll();
+    return Promise.resolve();
+  };
   return {
-    schedule(ids) {
-      if (ids.length > 0) wakeAll();
-      return Promise.resolve();
+    schedule: add,
+    scheduleNow: add,
+    take(max) {
+      const taken: string[] = [];
+      for (const id of queued) {
+        if (taken.length >= max) break;
+        taken.push(id);
+        queued.delete(id);
+      }
+      return taken;
     },
-    scheduleNow(ids) {
-      if (ids.length > 0) wakeAll();
-      return Promise.resolve();
+    takeOverflowed() {
+      const was = overflowed;
+      overflowed = false;
+      return was;
     },
+    poke: wakeAll,
     wait(ms, signal) {
       if (woken) {
         woken = false;
@@ -55,6 +88,7 @@ export function createLocalWake(): LocalWake {
       });
     },
     close() {
+      queued.clear();
       wakeAll();
       return Promise.resolve();
     },

@@ -76,9 +76,14 @@ type DeliveryRow = {
 const DELIVERY_COLUMNS = `d.id::text AS id, d.endpoint_id, d.event_id, d.event_type, d.topic, d.lane, d.body, d.trigger, d.state, d.attempts,
   d.first_attempt_at, d.next_attempt_at, d.last_status, d.last_error, d.event_time, d.created_at, d.finished_at`;
 
-/** No earlier delivery of the same lane is still pending: `d` is its lane's head. */
-const IS_LANE_HEAD = `NOT EXISTS (SELECT 1 FROM webhook_deliveries e
-  WHERE e.endpoint_id = d.endpoint_id AND e.lane = d.lane AND e.state = 'pending' AND e.id < d.id)`;
+/**
+ * `d` (pending) is its lane's head: the oldest pending delivery of its lane. A scalar subquery, not
+ * `NOT EXISTS`: the planner turns that into an anti join over every pending delivery (a hash of
+ * the whole backlog per claim), where this is one probe of the lane index per row looked at — and
+ * a claim looks at a few rows in due order, stopping at its limit.
+ */
+const IS_LANE_HEAD = `d.id = (SELECT min(e.id) FROM webhook_deliveries e
+  WHERE e.endpoint_id = d.endpoint_id AND e.lane = d.lane AND e.state = 'pending')`;
 
 function deliveryOf(row: DeliveryRow): Delivery {
   return {
@@ -136,19 +141,30 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
       column('trigger'),
       column('eventTime'),
     ],
+    { prepareAs: 'tributary_webhook_insert_deliveries' },
   );
   return { inserted: rows.map((row) => row.id), heads: rows.filter((row) => row.head).map((row) => row.id) };
 }
 
-/** Leases one delivery when it is pending, due, not leased and its lane's head; undefined otherwise. */
-export async function claimDelivery(db: Queryable, id: string, leaseMs: number): Promise<Delivery | undefined> {
+/**
+ * Leases those of `ids` that are pending, not leased and their lane's head (one statement; rows
+ * locked in id order, and rows another statement holds skipped — it is leasing or finishing them).
+ * Returns the leased deliveries; an id left out is finished, held, or not its lane's head yet.
+ */
+export async function claimDeliveries(db: Queryable, ids: readonly string[], leaseMs: number): Promise<Delivery[]> {
+  if (ids.length === 0) return [];
   const { rows } = await db.query<DeliveryRow>(
     `UPDATE webhook_deliveries d SET leased_until = now() + $2::double precision * interval '1 millisecond'
-      WHERE d.id = $1::bigint AND d.state = 'pending' AND (d.leased_until IS NULL OR d.leased_until < now()) AND ${IS_LANE_HEAD}
+      WHERE d.id IN (
+        SELECT d.id FROM webhook_deliveries d
+         WHERE d.id = ANY($1::bigint[]) AND d.state = 'pending' AND (d.leased_until IS NULL OR d.leased_until < now()) AND ${IS_LANE_HEAD}
+         ORDER BY d.id
+         FOR UPDATE SKIP LOCKED)
       RETURNING ${DELIVERY_COLUMNS}`,
-    [id, leaseMs],
+    [ids, leaseMs],
+    { prepareAs: 'tributary_webhook_claim_ids' },
   );
-  return rows[0] && deliveryOf(rows[0]);
+  return rows.map(deliveryOf);
 }
 
 /** Leases up to `limit` due lane heads, oldest due first, skipping endpoints in `skipEndpoints` (the embedded loop). */
@@ -159,11 +175,13 @@ export async function claimDue(db: Queryable, limit: number, leaseMs: number, sk
         SELECT d.id FROM webhook_deliveries d
          WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND (d.leased_until IS NULL OR d.leased_until < now())
            AND NOT (d.endpoint_id = ANY($3::text[])) AND ${IS_LANE_HEAD}
-         ORDER BY d.next_attempt_at, d.id
+         -- The due index's order (ties: the order rows were stored in), so the scan stops at the limit.
+         ORDER BY d.next_attempt_at
          LIMIT $1::int
          FOR UPDATE SKIP LOCKED)
       RETURNING ${DELIVERY_COLUMNS}`,
     [limit, leaseMs, skipEndpoints],
+    { prepareAs: 'tributary_webhook_claim_due' },
   );
   return rows.map(deliveryOf);
 }
@@ -198,45 +216,53 @@ export interface AttemptInput {
 }
 
 /**
- * Records an attempt and moves its delivery on (delivered, dead, or pending until `nextAttemptAt`),
- * releasing the lease — one statement, so one round trip and atomic. Returns the lane's new head
- * when the delivery finished (to attempt next).
+ * Records attempts and moves their deliveries on (delivered, dead, or pending until
+ * `nextAttemptAt`), releasing the leases — one statement for the batch, so one round trip and
+ * atomic. Returns, per input in order, the lane's new head when the delivery finished (to attempt
+ * next).
  */
-export async function recordAttempt(db: Queryable, input: AttemptInput): Promise<{ nextInLane: string | undefined }> {
-  const { delivery } = input;
-  const state: DeliveryState = input.nextAttemptAt !== null ? 'pending' : input.outcome === 'delivered' ? 'delivered' : 'dead';
-  const { rows } = await db.query<{ next: string | null }>(
-    `WITH moved AS (
-       UPDATE webhook_deliveries SET state = $2, attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
-         next_attempt_at = coalesce($3, next_attempt_at), leased_until = NULL, last_status = $4, last_error = $5,
-         finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
-       WHERE id = $1::bigint),
+export async function recordAttempts(db: Queryable, inputs: readonly AttemptInput[]): Promise<{ nextInLane: string | undefined }[]> {
+  if (inputs.length === 0) return [];
+  const states = inputs.map((input): DeliveryState => (input.nextAttemptAt !== null ? 'pending' : input.outcome === 'delivered' ? 'delivered' : 'dead'));
+  const column = <T>(of: (input: AttemptInput, index: number) => T) => inputs.map(of);
+  const { rows } = await db.query<{ n: string; next: string | null }>(
+    `WITH input AS (
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[],
+                            $10::text[], $11::text[], $12::int[], $13::text[], $14::text[]) WITH ORDINALITY
+         AS t(id, state, next_at, status, error, endpoint_id, event_id, event_type, attempt, trigger, outcome, duration_ms, excerpt, lane, n)),
+     moved AS (
+       UPDATE webhook_deliveries d SET state = i.state, attempts = d.attempts + 1, first_attempt_at = coalesce(d.first_attempt_at, now()),
+         next_attempt_at = coalesce(i.next_at, d.next_attempt_at), leased_until = NULL, last_status = i.status, last_error = i.error,
+         finished_at = CASE WHEN i.state = 'pending' THEN NULL ELSE now() END
+       FROM input i WHERE d.id = i.id),
      logged AS (
        INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, event_type, attempt, trigger, outcome, status, duration_ms, error, response_excerpt, next_attempt_at)
-       VALUES ($1::bigint, $6, $7, $8, $9, $10, $11, $4, $12, $5, $13, $3))
-     -- The statement sees the table as it was before its own update: the finished delivery is left out by id.
-     SELECT CASE WHEN $2 = 'pending' THEN NULL ELSE (
+       SELECT id, endpoint_id, event_id, event_type, attempt, trigger, outcome, status, duration_ms, error, excerpt, next_at FROM input ORDER BY n)
+     -- The statement sees the table as it was before its own update: the deliveries it finishes are left out by id.
+     SELECT i.n::text AS n, CASE WHEN i.state = 'pending' THEN NULL ELSE (
        SELECT d.id::text FROM webhook_deliveries d
-        WHERE d.endpoint_id = $6 AND d.lane = $14 AND d.state = 'pending' AND d.id <> $1::bigint
-        ORDER BY d.id LIMIT 1) END AS next`,
+        WHERE d.endpoint_id = i.endpoint_id AND d.lane = i.lane AND d.state = 'pending' AND d.id <> ALL($1::bigint[])
+        ORDER BY d.id LIMIT 1) END AS next
+       FROM input i ORDER BY i.n`,
     [
-      delivery.id,
-      state,
-      input.nextAttemptAt,
-      input.status,
-      input.error,
-      delivery.endpointId,
-      delivery.eventId,
-      delivery.eventType,
-      delivery.attempts + 1,
-      delivery.trigger,
-      state === 'dead' ? 'dead' : input.outcome,
-      Math.round(input.durationMs),
-      input.responseExcerpt,
-      delivery.lane,
+      column((input) => input.delivery.id),
+      states,
+      column((input) => input.nextAttemptAt),
+      column((input) => input.status),
+      column((input) => input.error),
+      column((input) => input.delivery.endpointId),
+      column((input) => input.delivery.eventId),
+      column((input) => input.delivery.eventType),
+      column((input) => input.delivery.attempts + 1),
+      column((input) => input.delivery.trigger),
+      column((input, index) => (states[index] === 'dead' ? 'dead' : input.outcome)),
+      column((input) => Math.round(input.durationMs)),
+      column((input) => input.responseExcerpt),
+      column((input) => input.delivery.lane),
     ],
+    { prepareAs: 'tributary_webhook_record_attempts' },
   );
-  return { nextInLane: rows[0]?.next ?? undefined };
+  return rows.map((row) => ({ nextInLane: row.next ?? undefined }));
 }
 
 /** Releases a lease without an attempt, the delivery due again at `dueAt` (rate limit, concurrency, disabled endpoint). */

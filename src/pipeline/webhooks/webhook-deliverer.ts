@@ -10,7 +10,8 @@ import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { endpointDisabledEvent } from '../events/webhook-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { postponeDelivery, recordAttempt, type Delivery } from './delivery-store.ts';
+import { createGroupCommit } from '../coordination/group-commit.ts';
+import { postponeDelivery, recordAttempts, type AttemptInput, type Delivery } from './delivery-store.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
 import { recordEndpointOutcome, setEndpointEnabled, type SigningEndpoint } from './endpoint-store.ts';
@@ -50,6 +51,9 @@ export interface WebhookDelivererOptions {
 /** A success is written to the endpoint row at most this often while nothing fails, in ms. */
 const SUCCESS_NOTE_EVERY_MS = 10_000;
 
+/** Attempts recorded in one statement at most (the rest go with the next). */
+const RECORD_BATCH = 200;
+
 /** A disabled endpoint's deliveries wait; they are looked at again this often, in ms. */
 const DISABLED_RECHECK_MS = 60_000;
 
@@ -60,6 +64,12 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
    * written only when the streak starts or ends (or a success was last noted a while ago), not
    * after every attempt.
    */
+  // Attempts finishing together are recorded together: one statement and one commit for a batch.
+  const attempts = createGroupCommit<AttemptInput, { nextInLane: string | undefined }>({
+    write: (inputs) => recordAttempts(db, inputs),
+    maxBatch: RECORD_BATCH,
+    concurrency: 2,
+  });
   const streaks = new Map<string, { failingSince: Date | null; notedAt: number }>();
 
   /** Notes an attempt's outcome; returns since when the endpoint has been failing (null: it is not). */
@@ -123,7 +133,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
               retryAfterMs: result.retryAfterMs,
               policy: options.policy,
             });
-      const { nextInLane } = await recordAttempt(db, {
+      const { nextInLane } = await attempts.submit({
         delivery,
         outcome: result.outcome,
         status: result.status,

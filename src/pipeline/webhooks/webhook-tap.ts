@@ -7,6 +7,7 @@
  * store them fails the routing, so the source tries again (at least once, never silently lost).
  */
 import type { Queryable } from '../../db/database.ts';
+import { createGroupCommit } from '../coordination/group-commit.ts';
 import type { Logger } from '../../logger.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import { aboutEndpoint } from '../events/webhook-event.ts';
@@ -29,7 +30,25 @@ export interface WebhookTapOptions {
   readonly maxBodyBytes: number;
 }
 
+/** Routes whose deliveries are stored in one statement at most (the others go with the next). */
+const ROUTES_PER_STATEMENT = 200;
+
 export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
+  // Routes placed together store their deliveries together: one statement and one scheduling for
+  // all of them. Their order is the order they were submitted in, which keeps each entity's order
+  // (the router submits an entity's next batch only after this one is stored).
+  const store = createGroupCommit<readonly NewDelivery[], void>({
+    async write(batches) {
+      const { heads } = await insertDeliveries(options.db, batches.flat());
+      // The deliveries are stored: a scheduler that cannot take them now (Redis away) loses
+      // nothing, the workers' reconciler finds due lane heads without a job.
+      if (heads.length > 0) {
+        await options.scheduler.schedule(heads).catch((error: unknown) => options.logger.warn({ err: error }, 'webhook deliveries stored but not queued; the reconciler queues them'));
+      }
+      return batches.map(() => undefined);
+    },
+    maxBatch: ROUTES_PER_STATEMENT,
+  });
   return {
     async deliver(events) {
       const endpoints = options.endpoints.current();
@@ -54,13 +73,7 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
           });
         }
       }
-      if (deliveries.length === 0) return;
-      const { heads } = await insertDeliveries(options.db, deliveries);
-      // The deliveries are stored: a scheduler that cannot take them now (Redis away) loses
-      // nothing, the workers' reconciler finds due lane heads without a job.
-      if (heads.length > 0) {
-        await options.scheduler.schedule(heads).catch((error: unknown) => options.logger.warn({ err: error }, 'webhook deliveries stored but not queued; the reconciler queues them'));
-      }
+      if (deliveries.length > 0) await store.submit(deliveries);
     },
   };
 }
