@@ -8,7 +8,7 @@ import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createBullmqScheduler } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
-import { insertDeliveries, type NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { storeDeliveries, type NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { insertEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';
 import { clockMillis } from '../lib/fanout-payload.ts';
@@ -38,7 +38,7 @@ const SEED_CHUNK = 1000;
  * a server would: the migrations, one endpoint (the development principal's scope, selecting the
  * topic, `maxConcurrency` = the drain's concurrency — what `createWebhookEndpoint` stores), then
  * the deliveries as the routing tap writes them (src/pipeline/webhooks/webhook-tap.ts):
- * `insertDeliveries`, and with Redis the lane heads handed to the BullMQ scheduler — a job each,
+ * `storeDeliveries`, and with Redis the lane heads handed to the BullMQ scheduler — a job each,
  * in the queue the server's workers take from (its key prefix + `bull`, as start/pipeline.ts
  * names it). Every event is its own lane, as a published event without an entity is. No server
  * runs meanwhile, so nothing is delivered before the drain. Resolves with a note for the table.
@@ -69,7 +69,7 @@ export async function seedBacklog(options: BacklogOptions): Promise<string> {
         const body = deliveredBody(options.firstSeq + index, clockMillis(), eventId);
         deliveries.push({ endpointId: endpoint.id, eventId, eventType: 'message', topic: WEBHOOK_TOPIC, lane: `event:${eventId}`, body, trigger: 'initial', eventTime: new Date() });
       }
-      const { heads } = await insertDeliveries(db, deliveries);
+      const { heads } = await storeDeliveries(db, deliveries);
       if (scheduler) {
         await scheduler.schedule(heads);
         queued += heads.length;

@@ -223,7 +223,7 @@ export function reportDrain(outcomes: readonly DrainOutcome[], drain: { readonly
       ];
     }),
     notes: [
-      'tributary-*: the endpoint and the backlog written with the engine\'s functions as a server and its routing tap write them — insertDeliveries, with BullMQ a job per lane head — (' +
+      'tributary-*: the endpoint and the backlog written with the engine\'s functions as a server and its routing tap write them — storeDeliveries, with BullMQ a job per lane head — (' +
         outcomes
           .filter((o) => o.kind === 'tributary')
           .map((o) => `${o.name}: ${o.seeded ?? '—'}`)

@@ -144,9 +144,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
 
   const reconcile = async () => {
     // Due a little while, and nobody holds it: re-adding a job that exists is a no-op, so the grace is
-    // short. It also catches a head left without a job by a race no statement can see: its delivery
-    // inserted (not a head: the one before was pending) while the one before finished (its
-    // statement's snapshot predating the insert, so it found no next in lane).
+    // short (a job lost with Redis's data, or never added while Redis was away, waits seconds).
     const heads = await dueHeads(db, RECONCILE_GRACE_MS, 1_000);
     if (heads.length > 0) await scheduler.schedule(heads.map((head) => head.id));
   };

@@ -1,6 +1,7 @@
 /**
  * Webhook deliveries and their attempts in the platform database (migration 0007): the durable
- * record of what must reach which endpoint, in every mode. One function per statement.
+ * record of what must reach which endpoint, in every mode. One function per statement (but
+ * `storeDeliveries`, two in a row).
  *
  * A delivery belongs to a lane — its endpoint and its event's entity. Only a lane's head (its
  * oldest pending delivery) may be attempted, so an entity's events reach an endpoint in order: a
@@ -144,6 +145,34 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
     { prepareAs: 'tributary_webhook_insert_deliveries' },
   );
   return { inserted: rows.map((row) => row.id), heads: rows.filter((row) => row.head).map((row) => row.id) };
+}
+
+/** Those of `ids` that are pending and their lane's head now. */
+export async function headsAmong(db: Queryable, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT d.id::text AS id FROM webhook_deliveries d WHERE d.id = ANY($1::bigint[]) AND d.state = 'pending' AND ${IS_LANE_HEAD} ORDER BY d.id`,
+    [ids],
+  );
+  return rows.map((row) => row.id);
+}
+
+/**
+ * Stores deliveries (`insertDeliveries`) and returns those that are their lane's head — also the
+ * ones whose predecessor finished while they were being inserted: that finish could not see them
+ * (not committed yet) and named no next in lane, and the insert saw the predecessor still pending.
+ * Looking again once the insert is committed closes the gap (a finish from then on sees them).
+ * Must not run inside a transaction: the second look needs the first statement committed.
+ */
+export async function storeDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<{ inserted: string[]; heads: string[] }> {
+  const { inserted, heads } = await insertDeliveries(db, deliveries);
+  if (heads.length === inserted.length) return { inserted, heads };
+  const known = new Set(heads);
+  const promoted = await headsAmong(
+    db,
+    inserted.filter((id) => !known.has(id)),
+  );
+  return { inserted, heads: [...heads, ...promoted] };
 }
 
 /**

@@ -14,7 +14,7 @@ import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import {
   getDelivery,
-  insertDeliveries,
+  storeDeliveries,
   listAttempts,
   listDeliveries,
   resumeEndpointDeliveries,
@@ -136,8 +136,8 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
   };
 
   /** Inserts and schedules; returns the ids inserted. */
-  const schedule = async (deliveries: Parameters<typeof insertDeliveries>[1]): Promise<string[]> => {
-    const { inserted, heads } = await insertDeliveries(db, deliveries);
+  const schedule = async (deliveries: Parameters<typeof storeDeliveries>[1]): Promise<string[]> => {
+    const { inserted, heads } = await storeDeliveries(db, deliveries);
     await options.scheduler.schedule(heads);
     return inserted;
   };

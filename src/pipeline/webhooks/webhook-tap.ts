@@ -12,7 +12,7 @@ import type { Logger } from '../../logger.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import { aboutEndpoint } from '../events/webhook-event.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
-import { insertDeliveries, type NewDelivery } from './delivery-store.ts';
+import { storeDeliveries, type NewDelivery } from './delivery-store.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import { laneOf, selects, webhookBody } from './endpoint-selection.ts';
 
@@ -39,7 +39,7 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
   // (the router submits an entity's next batch only after this one is stored).
   const store = createGroupCommit<readonly NewDelivery[], void>({
     async write(batches) {
-      const { heads } = await insertDeliveries(options.db, batches.flat());
+      const { heads } = await storeDeliveries(options.db, batches.flat());
       // The deliveries are stored: a scheduler that cannot take them now (Redis away) loses
       // nothing, the workers' reconciler finds due lane heads without a job.
       if (heads.length > 0) {
