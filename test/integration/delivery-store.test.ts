@@ -4,7 +4,7 @@
  * which neither statement can see — is found as a head once the insert is committed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../src/db/database.ts';
+import type { Database, Queryable } from '../../src/db/database.ts';
 import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -12,6 +12,7 @@ import { claimDeliveries, claimDue, headsAmong, insertDeliveries, recordAttempts
 import { insertEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/services.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
 const LEASE_MS = 30_000;
@@ -84,30 +85,58 @@ describe('webhook delivery store', () => {
   });
 
   it('finds a delivery inserted while its predecessor finished as a head once the insert committed', async () => {
-    const { inserted: [firstId] } = await storeDeliveries(db, [delivery('lane-d')]);
+    const {
+      inserted: [firstId],
+    } = await storeDeliveries(db, [delivery('lane-d')]);
     const [first] = await claimDeliveries(db, [firstId!], LEASE_MS);
 
     // The insert's transaction sees the first pending: the new delivery is not a head.
-    let secondId: string | undefined;
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let insertedInside!: () => void;
-    const insertDone = new Promise<void>((resolve) => (insertedInside = resolve));
-    const transaction = db.transaction(async (tx) => {
-      const { inserted, heads } = await insertDeliveries(tx, [delivery('lane-d')]);
-      secondId = inserted[0];
-      expect(heads).toEqual([]);
-      insertedInside();
-      await held;
-    });
-    await insertDone;
+    const inTransaction = await holdOpen((tx) => insertDeliveries(tx, [delivery('lane-d')]));
+    const secondId = inTransaction.result.inserted[0]!;
+    expect(inTransaction.result.heads).toEqual([]);
     // The first finishes meanwhile: the uncommitted second is invisible to it.
     const [finished] = await recordAttempts(db, [{ ...delivered, delivery: first! }]);
     expect(finished).toEqual({ nextInLane: undefined });
-    release();
-    await transaction;
+    await inTransaction.commit();
 
     // Nobody named it; looking again after the commit does.
-    expect(await headsAmong(db, [secondId!])).toEqual([secondId]);
+    expect(await headsAmong(db, [secondId])).toEqual([secondId]);
+  });
+
+  it('waits for a predecessor’s finish still in progress before saying whether a delivery is a head', async () => {
+    const { inserted } = await storeDeliveries(db, [delivery('lane-e'), delivery('lane-e')]);
+    const [first] = await claimDeliveries(db, [inserted[0]!], LEASE_MS);
+    // The first's finish is written but not committed when the second is looked at.
+    const finishing = await holdOpen((tx) => recordAttempts(tx, [{ ...delivered, delivery: first! }]));
+    const looked = headsAmong(db, [inserted[1]!]);
+    // It waits on the row lock of the first's finish (the commit comes only once it does).
+    await waitFor(async () => {
+      // A row lock's waiter waits on the holder's transaction id (a lock of no database).
+      const { rows } = await db.query<{ waiting: number }>(`SELECT count(*)::int AS waiting FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'
+           AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())`);
+      return rows[0]!.waiting > 0;
+    });
+    await finishing.commit();
+    expect(await looked).toEqual([inserted[1]]);
   });
 });
+
+/** Runs `work` in a transaction left open until `commit` is called. */
+async function holdOpen<T>(work: (tx: Queryable) => Promise<T>): Promise<{ result: T; commit(): Promise<void> }> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let done!: (result: T) => void;
+  const ran = new Promise<T>((resolve) => (done = resolve));
+  const transaction = db.transaction(async (tx) => {
+    done(await work(tx));
+    await released;
+  });
+  const result = await Promise.race([ran, transaction.then(() => Promise.reject(new Error('the transaction ended before its work')))]);
+  return {
+    result,
+    async commit() {
+      release();
+      await transaction;
+    },
+  };
+}

@@ -1,7 +1,7 @@
 /**
  * Webhook deliveries and their attempts in the platform database (migration 0007): the durable
  * record of what must reach which endpoint, in every mode. One function per statement (but
- * `storeDeliveries`, two in a row).
+ * `headsAmong` and `storeDeliveries`, which need their statements in a row).
  *
  * A delivery belongs to a lane — its endpoint and its event's entity. Only a lane's head (its
  * oldest pending delivery) may be attempted, so an entity's events reach an endpoint in order: a
@@ -147,9 +147,18 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
   return { inserted: rows.map((row) => row.id), heads: rows.filter((row) => row.head).map((row) => row.id) };
 }
 
-/** Those of `ids` that are pending and their lane's head now. */
+/**
+ * Those of `ids` that are pending and their lane's head, once every statement finishing one of
+ * their predecessors has committed: their pending predecessors are locked first (a share lock
+ * waits for such a statement), then the heads are read in a snapshot taken after it.
+ */
 export async function headsAmong(db: Queryable, ids: readonly string[]): Promise<string[]> {
   if (ids.length === 0) return [];
+  await db.query(
+    `SELECT 1 FROM webhook_deliveries e JOIN webhook_deliveries n ON n.endpoint_id = e.endpoint_id AND n.lane = e.lane AND e.id < n.id
+      WHERE n.id = ANY($1::bigint[]) AND e.state = 'pending' FOR SHARE OF e`,
+    [ids],
+  );
   const { rows } = await db.query<{ id: string }>(
     `SELECT d.id::text AS id FROM webhook_deliveries d WHERE d.id = ANY($1::bigint[]) AND d.state = 'pending' AND ${IS_LANE_HEAD} ORDER BY d.id`,
     [ids],
@@ -161,7 +170,8 @@ export async function headsAmong(db: Queryable, ids: readonly string[]): Promise
  * Stores deliveries (`insertDeliveries`) and returns those that are their lane's head — also the
  * ones whose predecessor finished while they were being inserted: that finish could not see them
  * (not committed yet) and named no next in lane, and the insert saw the predecessor still pending.
- * Looking again once the insert is committed closes the gap (a finish from then on sees them).
+ * Looking again once the insert is committed (`headsAmong`) closes the gap: a finish that started
+ * later sees them, one that started earlier is waited for.
  * Must not run inside a transaction: the second look needs the first statement committed.
  */
 export async function storeDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<{ inserted: string[]; heads: string[] }> {
