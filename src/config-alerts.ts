@@ -3,7 +3,7 @@
  * window and minimum sample of rates, the hysteresis, and each rule's thresholds. Validated with
  * the rest in `config.ts`.
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import { integer, optionalString } from './config-fields.ts';
 
 export interface AlertsConfig {

@@ -170,8 +170,8 @@ export interface AlertFilter {
   readonly tenant: string | undefined;
   readonly states: readonly AlertState[] | undefined;
   readonly severities: readonly Severity[] | undefined;
-  /** Strictly after this position in the listing (newest fired first). */
-  readonly after: { readonly lastFiredAt: Date; readonly id: string } | undefined;
+  /** Strictly after this alert's position in the listing (newest fired first). */
+  readonly after: string | undefined;
   readonly limit: number;
 }
 
@@ -181,9 +181,9 @@ export async function listAlerts(db: Queryable, filter: AlertFilter): Promise<Al
     `SELECT ${ALERT_COLUMNS} FROM alerts
      WHERE app = $1 AND env = $2 AND ($3::text IS NULL OR tenant = $3)
        AND ($4::text[] IS NULL OR state = ANY($4)) AND ($5::text[] IS NULL OR severity = ANY($5))
-       AND ($6::timestamptz IS NULL OR (last_fired_at, id) < ($6, $7))
-     ORDER BY last_fired_at DESC, id DESC LIMIT $8`,
-    [filter.app, filter.env, filter.tenant ?? null, filter.states ?? null, filter.severities ?? null, filter.after?.lastFiredAt ?? null, filter.after?.id ?? '', filter.limit],
+       AND ($6::text IS NULL OR (last_fired_at, id) < (SELECT a.last_fired_at, a.id FROM alerts a WHERE a.id = $6))
+     ORDER BY last_fired_at DESC, id DESC LIMIT $7`,
+    [filter.app, filter.env, filter.tenant ?? null, filter.states ?? null, filter.severities ?? null, filter.after ?? null, filter.limit],
   );
   return rows.map(toAlert);
 }

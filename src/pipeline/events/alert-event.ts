@@ -9,8 +9,9 @@
  * to that endpoint (`aboutEndpoint`): a failing endpoint is not told about itself, so it cannot
  * feed its own failure rate.
  */
-import type { RawEventInput } from './envelope.ts';
+import type { RawEventInput, RealtimeEvent } from './envelope.ts';
 import { stableEventId } from './event-id.ts';
+import { eventShapeError } from './event-shape-error.ts';
 
 export const ALERT_TOPIC = 'system.alerts';
 
@@ -55,5 +56,34 @@ export function alertEvent(input: AlertEventInput): RawEventInput {
     entity: `alert:${payload.alertId}`,
     id: stableEventId('alert', payload.alertId, String(payload.count), input.kind, payload.severity),
     payload: { ...payload },
+  };
+}
+
+/** Reads an alert event's payload; throws the internal EVENT_SHAPE fault when it is not one. */
+export function readAlertEvent(event: RealtimeEvent): AlertEventPayload {
+  const p = event.payload;
+  const text = (key: string): string => {
+    const value = p[key];
+    if (typeof value !== 'string') throw eventShapeError('alert', event, `payload.${key} is not a string`);
+    return value;
+  };
+  const optionalText = (key: string): string | null => (typeof p[key] === 'string' ? p[key] : null);
+  const endpointId = optionalText('endpointId');
+  return {
+    alertId: text('alertId'),
+    rule: text('rule'),
+    subject: text('subject'),
+    ...(endpointId !== null && { endpointId }),
+    tenant: optionalText('tenant'),
+    severity: text('severity'),
+    state: text('state'),
+    count: typeof p['count'] === 'number' ? p['count'] : 0,
+    value: typeof p['value'] === 'number' ? p['value'] : null,
+    message: text('message'),
+    firstFiredAt: text('firstFiredAt'),
+    lastFiredAt: text('lastFiredAt'),
+    acknowledgedAt: optionalText('acknowledgedAt'),
+    acknowledgedBy: optionalText('acknowledgedBy'),
+    resolvedAt: optionalText('resolvedAt'),
   };
 }
