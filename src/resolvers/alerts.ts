@@ -99,7 +99,10 @@ export function subscribeAlertUpdates(context: ResolverContext): DispatchTicket 
   const tenant = principal.tenant;
   return dispatchTicket({
     stream: streamOf({ app: principal.app, env: principal.env, tenant: undefined }, ALERT_TOPIC),
-    filter: (event) => event.source === 'system' && (tenant === undefined || event.payload['tenant'] === tenant),
+    filter: (event) => event.source === 'system',
+    // Per subscriber, not in the filter: subscribers with the same operation share one cohort
+    // (and its filter) whatever their tenant.
+    admit: tenant === undefined ? undefined : (event) => (event.payload['tenant'] === tenant ? 'deliver' : 'skip'),
     after: undefined,
     denied: false,
   });
