@@ -88,7 +88,7 @@ async function found<T>(probe: () => Promise<T | undefined>, options: WaitForOpt
   return (await waitFor(probe, options)) as T;
 }
 
-async function platformPool(url: string): Promise<pg.Pool> {
+function platformPool(url: string): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   onTestFinished(() => pool.end());
   return pool;
@@ -100,7 +100,7 @@ describe('alerts', () => {
     { timeout: 120_000 },
     async () => {
       const database = await createTestDatabase();
-      const pool = await platformPool(database.url);
+      const pool = platformPool(database.url);
       let server = await startTestServer({ ...ENV, DATABASE_URL: database.url }, { autoDispose: false });
       onTestFinished(() => server.dispose());
       const failing = await startWebhookReceiver();
@@ -189,7 +189,7 @@ describe('alerts', () => {
 
     const update = await socket.waitForMessage((message) => message.type === 'next');
     expect(update.payload).toEqual({ data: { alertUpdates: { type: 'alert.fired', alert: { id: expect.any(String) as unknown, rule: 'webhook.failure_rate', status: 'FIRING', count: 1 } } } });
-    const pool = await platformPool(database.url);
+    const pool = platformPool(database.url);
     await evaluations(pool, 3);
     const rows = await pool.query<{ subject: string; count: number }>('SELECT subject, count FROM alerts');
     expect(rows.rows).toEqual([{ subject: `endpoint:${failingId}`, count: 1 }]);
