@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { alertsConfigOf, alertsEnvironment, type AlertsConfig } from './config-alerts.ts';
+import { integer, optionalString } from './config-fields.ts';
 
 /**
  * Configuration comes from environment variables only, is validated once at boot and then frozen.
@@ -70,6 +72,7 @@ export interface Config {
   readonly cdc: CdcConfig;
   readonly outbox: OutboxConfig;
   readonly webhooks: WebhooksConfig;
+  readonly alerts: AlertsConfig;
   readonly logLevel: LogLevel;
   readonly limits: Limits;
   readonly cors: CorsConfig;
@@ -149,27 +152,6 @@ export class ConfigError extends Error {
   }
 }
 
-const optionalString = z
-  .string()
-  .transform((value) => value.trim())
-  .transform((value) => (value === '' ? undefined : value))
-  .optional();
-
-const integer = (min: number, max: number, fallback: number) =>
-  z
-    .string()
-    .trim()
-    .optional()
-    .transform((value, ctx) => {
-      if (value === undefined || value === '') return fallback;
-      const parsed = Number(value);
-      if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
-        ctx.addIssue({ code: 'custom', message: `must be an integer from ${min} to ${max} (got "${value}")` });
-        return z.NEVER;
-      }
-      return parsed;
-    });
-
 /** A setting that no longer exists: refused with what to do instead. */
 const removedSetting = (instead: string) =>
   optionalString.refine((value) => value === undefined, { message: `is no longer supported: ${instead}` });
@@ -226,6 +208,7 @@ const environmentSchema = z.object({
   WEBHOOK_CONCURRENCY: integer(1, 1000, 50),
   WEBHOOK_LOG_RETENTION_SECONDS: integer(60, 365 * 24 * 3600, 30 * 24 * 3600),
   WEBHOOK_MAX_BODY_BYTES: integer(1024, 16 * MIB, 256 * 1024),
+  ...alertsEnvironment,
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
   }),
@@ -298,6 +281,10 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     );
   }
 
+  if (env.ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT >= env.ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT) {
+    throw new ConfigError('Invalid configuration: ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT must be below ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT');
+  }
+
   const auth: AuthConfig = jwtConfigured
     ? {
         mode: 'jwt',
@@ -349,6 +336,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       logRetentionMs: env.WEBHOOK_LOG_RETENTION_SECONDS * 1000,
       maxBodyBytes: env.WEBHOOK_MAX_BODY_BYTES,
     },
+    alerts: alertsConfigOf(env),
     logLevel: env.LOG_LEVEL,
     limits: {
       wsMaxPayloadBytes: env.WS_MAX_PAYLOAD_BYTES,

@@ -51,6 +51,8 @@ export interface Metrics {
   /** Webhook deliveries not finished yet, and the age of the oldest, by endpoint id (measured every few seconds). */
   readonly webhookPending: Gauge<'endpoint'>;
   readonly webhookOldestPendingSeconds: Gauge<'endpoint'>;
+  /** Alerts firing (not acknowledged, not resolved) cluster-wide, by rule and severity: no subject label, so bounded. */
+  readonly alertsFiring: Gauge<'rule' | 'severity'>;
 }
 
 /** A CDC reader as the metrics report it (`source` is the hash of its URL, never the URL). */
@@ -67,6 +69,14 @@ export interface LiveSampler {
   readonly cdcReaders?: () => readonly CdcReaderSample[];
   readonly outboxes?: () => readonly OutboxSample[];
   readonly webhookBacklogs?: () => readonly WebhookBacklogSample[];
+  readonly alertsFiring?: () => readonly AlertsFiringSample[];
+}
+
+/** Firing alerts of one rule and severity, cluster-wide (read from the platform database). */
+export interface AlertsFiringSample {
+  readonly rule: string;
+  readonly severity: string;
+  readonly count: number;
 }
 
 /** An endpoint's queue as last measured. */
@@ -100,6 +110,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const cdcReaders = (): CdcReaderSample[] => [...samplers].flatMap((sampler) => sampler.cdcReaders?.() ?? []);
   const outboxes = (): OutboxSample[] => [...samplers].flatMap((sampler) => sampler.outboxes?.() ?? []);
   const webhookBacklogs = (): WebhookBacklogSample[] => [...samplers].flatMap((sampler) => sampler.webhookBacklogs?.() ?? []);
+  const alertsFiring = (): AlertsFiringSample[] => [...samplers].flatMap((sampler) => sampler.alertsFiring?.() ?? []);
   return {
     registry,
     sample(sampler) {
@@ -250,6 +261,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       collect() {
         this.reset();
         for (const backlog of webhookBacklogs()) if (backlog.oldestPendingSeconds !== null) this.set({ endpoint: backlog.endpoint }, backlog.oldestPendingSeconds);
+      },
+    }),
+    alertsFiring: new Gauge({
+      name: 'tributary_alerts_firing',
+      help: 'Alerts firing (not acknowledged, not resolved) across the cluster, by rule and severity; every workers process reports the same figure (aggregate with max)',
+      labelNames: ['rule', 'severity'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const sample of alertsFiring()) this.set({ rule: sample.rule, severity: sample.severity }, sample.count);
       },
     }),
   };

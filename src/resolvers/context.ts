@@ -1,6 +1,7 @@
 import type { Principal } from '../auth/principal.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import type { AlertAdmin } from '../pipeline/alerts/alert-admin.ts';
 import type { CdcService } from '../pipeline/cdc/cdc-service.ts';
 import type { CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import type { ChannelHub } from '../pipeline/channels/channel-hub.ts';
@@ -21,6 +22,8 @@ export interface Services {
   readonly cdcStore: CdcStore;
   readonly outbox: OutboxAdmin;
   readonly webhooks: WebhookAdmin;
+  /** Alerts of the caller's environment: listing and acknowledgement. */
+  readonly alerts: AlertAdmin;
   /** Gateway lifecycle events (here: `gateway.broadcast`), routed only when an endpoint selects them. */
   readonly gateway: GatewayEmitter;
   /** Counts subscriptions refused silently (the resolvers' only metric). */

@@ -19,9 +19,18 @@ export interface GraphQLEndpoints {
   readonly webSocket: GraphQLWebSocketServer;
 }
 
+/** A small REST route (`GET` only): the admin REST endpoints beside GraphQL. */
+export interface RestRoute {
+  readonly path: string;
+  /** Answers with a status and a JSON body; a rejection is logged and answered 500. */
+  handle(request: IncomingMessage): Promise<{ readonly status: number; readonly body: unknown }>;
+}
+
 export interface HttpServerOptions {
   /** Absent for a process that serves no GraphQL (the workers role): `/graphql` is then 404. */
   readonly graphql?: GraphQLEndpoints | undefined;
+  /** REST routes, by exact path. @default none */
+  readonly routes?: readonly RestRoute[];
   readonly readiness: readonly ReadinessCheck[];
   /** Served at `GET /metrics` in the Prometheus text format. */
   readonly metrics: Registry;
@@ -31,13 +40,16 @@ export interface HttpServerOptions {
 }
 
 /**
- * Transport only: `/health`, `/ready` and `/metrics` answer here, `/graphql` goes to yoga (HTTP) or the
- * WebSocket server (upgrade) when the process serves GraphQL, anything else is 404.
+ * Transport only: `/health`, `/ready` and `/metrics` answer here, the REST routes (`/api/…`) go to
+ * their handlers, `/graphql` goes to yoga (HTTP) or the WebSocket server (upgrade) when the process
+ * serves GraphQL, anything else is 404.
  */
 export function createHttpServer(options: HttpServerOptions): Server {
   const timeoutMs = options.readinessTimeoutMs ?? 2000;
+  const routes = new Map((options.routes ?? []).map((route) => [route.path, route]));
   const server = createServer((request, response) => {
     const path = pathOf(request);
+    const route = routes.get(path);
     if (path === '/health' && isRead(request)) {
       sendJson(response, 200, { status: 'ok' });
     } else if (path === '/ready' && isRead(request)) {
@@ -57,6 +69,14 @@ export function createHttpServer(options: HttpServerOptions): Server {
         (error: unknown) => {
           options.logger.error({ err: error }, 'metrics collection failed');
           sendJson(response, 500, { error: 'metrics unavailable' });
+        },
+      );
+    } else if (route && isRead(request)) {
+      route.handle(request).then(
+        ({ status, body }) => sendJson(response, status, body),
+        (error: unknown) => {
+          options.logger.error({ err: error, path }, 'REST route failed');
+          sendJson(response, 500, { error: { code: ErrorCode.INTERNAL_SERVER_ERROR, message: 'Unexpected error.' } });
         },
       );
     } else if (path === GRAPHQL_PATH && options.graphql) {

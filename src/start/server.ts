@@ -1,11 +1,12 @@
 /**
  * The GraphQL server: token verification, the dispatcher that delivers events to subscribers,
  * GraphQL over HTTP (yoga) and WebSocket (graphql-transport-ws) on one port, with `/health`,
- * `/ready` and `/metrics` beside them.
+ * `/ready`, `/metrics` and the admin REST endpoints (`/api/alerts`) beside them.
  */
 import { createTokenVerifier } from '../auth/token-verifier.ts';
 import { createCleanupStack } from '../cleanup-stack.ts';
 import { assertLogicalReplicationAllowed } from '../pipeline/cdc/wal/replication-setup.ts';
+import { createAlertAdmin } from '../pipeline/alerts/alert-admin.ts';
 import { createDispatcher, type DispatcherStats } from '../pipeline/dispatch/dispatcher.ts';
 import { createOutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
@@ -13,6 +14,7 @@ import { createWebhookAdmin } from '../pipeline/webhooks/webhook-admin.ts';
 import { deliveryScheduler } from '../pipeline/webhooks/webhook-fan-in.ts';
 import type { Services } from '../resolvers/context.ts';
 import { createErrorMasker } from '../schema/errors.ts';
+import { alertsRoute } from '../server/rest/alerts-route.ts';
 import { getSchema } from '../schema/index.ts';
 import { CloseCode } from '../server/ws/close-codes.ts';
 import { createOperationExecutor } from '../server/ws/executor.ts';
@@ -69,6 +71,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
         allowPrivateTargets: config.webhooks.allowPrivateTargets,
         maxBodyBytes: config.webhooks.maxBodyBytes,
       }),
+      alerts: createAlertAdmin({ db: context.clients.db, router: pipeline.router, logger }),
       gateway: pipeline.gateway,
       metrics,
       logger,
@@ -89,7 +92,9 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     });
     const stopSampling = metrics.sample({ connections: () => webSocket.connectionCount, subscriptions: () => dispatcher.stats().subscribers });
     cleanup.push('metrics sampler', () => Promise.resolve(stopSampling()));
-    const http = await listen(context, { graphql: { yoga, webSocket }, readiness: readinessChecks(context.clients) });
+    const http = await listen(context, { graphql: { yoga, webSocket }, readiness: readinessChecks(context.clients),
+      routes: [alertsRoute({ verifier, services })],
+    });
     // Reverse order on the way out: sockets first, then the HTTP listener, then the engine.
     cleanup.push('http server', () => http.dispose());
     cleanup.push('websocket server', () => webSocket.close(CloseCode.GoingAway, 'Server shutting down', config.shutdownTimeoutMs / 2));

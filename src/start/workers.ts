@@ -1,9 +1,10 @@
 /**
- * The workers role: background work that needs no socket — the outbox pollers and webhook
- * delivery. It runs in its own processes (`npm run workers`, any number of them) next to
+ * The workers role: background work that needs no socket — the outbox pollers, webhook
+ * delivery and alert evaluation. It runs in its own processes (`npm run workers`, any number of them) next to
  * servers, or inside the one process of `npm start` (role `all`).
  */
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
+import { startAlertEvaluation } from '../workers/alerts.ts';
 import { createOutboxPollers } from '../workers/outbox-pollers.ts';
 import { startWebhookDelivery } from '../workers/webhook-delivery.ts';
 import type { Pipeline } from './pipeline.ts';
@@ -36,11 +37,13 @@ export async function startWorkers({ config, clients, metrics, logger }: StartCo
     logger,
     metrics,
   });
-  const running = ['outbox', 'webhooks'];
+  const alerts = startAlertEvaluation({ config: config.alerts, db: clients.db, router: pipeline.router, logger, metrics });
+  const running = ['outbox', 'webhooks', 'alerts'];
   logger.info({ workers: running }, 'workers ready');
   return {
     running,
     async dispose() {
+      await alerts.close();
       await webhooks.close();
       await outbox.close();
     },

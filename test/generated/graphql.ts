@@ -19,6 +19,58 @@ export type Scalars = {
   JSON: { input: unknown; output: unknown; }
 };
 
+/** One rule about one subject in an environment: a flapping subject stays one alert whose `count` grows. */
+export type Alert = {
+  __typename?: 'Alert';
+  acknowledgedAt: Maybe<Scalars['DateTime']['output']>;
+  /** The acknowledging token's subject. */
+  acknowledgedBy: Maybe<Scalars['String']['output']>;
+  /** Times it fired, re-openings included. */
+  count: Scalars['Int']['output'];
+  firstFiredAt: Scalars['DateTime']['output'];
+  id: Scalars['ID']['output'];
+  lastFiredAt: Scalars['DateTime']['output'];
+  message: Scalars['String']['output'];
+  resolvedAt: Maybe<Scalars['DateTime']['output']>;
+  /** e.g. `webhook.failure_rate`, `webhook.dead_letters`, `outbox.backlog_age`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`. */
+  rule: Scalars['String']['output'];
+  severity: AlertSeverity;
+  status: AlertStatus;
+  /** What it is about: `endpoint:<id>`, `outbox:<app>/<env>`, `cdc:<source>`, `cluster`. */
+  subject: Scalars['String']['output'];
+  tenant: Maybe<Scalars['String']['output']>;
+  /** The figure at its last change: a failure ratio (0–1), a count, seconds or bytes. */
+  value: Maybe<Scalars['Float']['output']>;
+};
+
+export type AlertPage = {
+  __typename?: 'AlertPage';
+  /** Pass as `after` for the next page. */
+  endCursor: Maybe<Scalars['String']['output']>;
+  hasNextPage: Scalars['Boolean']['output'];
+  nodes: Array<Alert>;
+};
+
+export type AlertSeverity =
+  | 'CRITICAL'
+  | 'WARNING';
+
+/** Where an alert is in its lifecycle: firing → acknowledged → resolved (a resolved alert that fires again is firing again, count + 1). */
+export type AlertStatus =
+  /** Someone is on it; it stays so until its rule is good for long enough. */
+  | 'ACKNOWLEDGED'
+  /** Its rule has been bad for long enough; nobody acknowledged it yet. */
+  | 'FIRING'
+  /** Its rule has been good for long enough. */
+  | 'RESOLVED';
+
+export type AlertUpdate = {
+  __typename?: 'AlertUpdate';
+  alert: Alert;
+  /** `alert.fired`, `alert.escalated`, `alert.acknowledged` or `alert.resolved`. */
+  type: Scalars['String']['output'];
+};
+
 /** A domain mapping: which row changes of a table become which events (see the README). */
 export type CdcMapping = {
   __typename?: 'CdcMapping';
@@ -189,6 +241,8 @@ export type ModelChange = {
 
 export type Mutation = {
   __typename?: 'Mutation';
+  /** Says someone is on a firing alert (admin). NOT_FOUND for an unknown id; CONFLICT (`extensions.state = "RESOLVED"`) for a resolved one. */
+  acknowledgeAlert: Alert;
   /** Sends `event` with `data` to the members of `channel` in the caller's scope. */
   broadcast: Scalars['Boolean']['output'];
   /** Creates a document at revision 1 (an id is generated when none is given). CONFLICT when the id exists. Needs `sync.{service}.write`. */
@@ -228,6 +282,11 @@ export type Mutation = {
   /** Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak). */
   setWebhookEndpointEnabled: WebhookEndpoint;
   updateWebhookEndpoint: WebhookEndpoint;
+};
+
+
+export type MutationAcknowledgeAlertArgs = {
+  id: Scalars['ID']['input'];
 };
 
 
@@ -386,6 +445,8 @@ export type PageInfo = {
 
 export type Query = {
   __typename?: 'Query';
+  /** The environment's alerts, most recently fired first (admin; a token with a tenant sees that tenant's only). */
+  alerts: AlertPage;
   /** Admin: the caller's environment's mappings, by name. */
   cdcMappings: Array<CdcMapping>;
   /** Admin: the caller's environment's CDC source, or null. */
@@ -406,6 +467,14 @@ export type Query = {
   webhookDeliveries: WebhookDeliveryPage;
   /** Admin: the environment's webhook endpoints (a caller with a tenant: its tenant's). */
   webhookEndpoints: Array<WebhookEndpoint>;
+};
+
+
+export type QueryAlertsArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  first: InputMaybe<Scalars['Int']['input']>;
+  severity: InputMaybe<Array<AlertSeverity>>;
+  status: InputMaybe<Array<AlertStatus>>;
 };
 
 
@@ -462,6 +531,8 @@ export type ReturnMode =
 
 export type Subscription = {
   __typename?: 'Subscription';
+  /** Every alert change of the environment as it happens: fired, escalated, acknowledged, resolved (admin). The same events reach webhook endpoints selecting `system.alerts`. */
+  alertUpdates: AlertUpdate;
   /** Every change of a model in the caller's tenant, optionally filtered (`{ "status": "eq.active" }`: eq, neq, gt, gte, lt, lte, in.(a,b), is.null, is.notnull, all combined with AND). Needs `{module}.{model}.read`; without it the subscription stays silent. Resumable with `after`. */
   changes: ModelChange;
   /** Joins a channel in the caller's scope. */

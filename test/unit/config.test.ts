@@ -30,6 +30,20 @@ describe('configuration', () => {
     });
   });
 
+  it("defaults alerts to the seed's rules: a 5 s tick, 20 attempts in 5 minutes, 50 % critical, 20 % warning, 10,000 connections", () => {
+    expect(loadConfig({}).alerts).toMatchObject({
+      evaluateMs: 5000,
+      windowMs: 300_000,
+      minSamples: 20,
+      fireAfter: 2,
+      resolveAfter: 3,
+      webhookFailureCriticalRatio: 0.5,
+      webhookFailureWarningRatio: 0.2,
+      maxConnections: 10_000,
+      operatorScope: undefined,
+    });
+  });
+
   it('is frozen, limits included', () => {
     const config = loadConfig({});
     expect(Object.isFrozen(config)).toBe(true);
@@ -64,6 +78,20 @@ describe('configuration', () => {
       WEBHOOK_CONCURRENCY: '8',
       WEBHOOK_LOG_RETENTION_SECONDS: '600',
       WEBHOOK_MAX_BODY_BYTES: '4096',
+      ALERTS_EVALUATE_SECONDS: '1',
+      ALERTS_WINDOW_SECONDS: '60',
+      ALERTS_MIN_SAMPLES: '4',
+      ALERTS_FIRE_AFTER: '3',
+      ALERTS_RESOLVE_AFTER: '4',
+      ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT: '80',
+      ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT: '10',
+      ALERTS_DEAD_LETTERS_ALLOWED: '2',
+      ALERTS_OUTBOX_MAX_AGE_SECONDS: '30',
+      ALERTS_CDC_MAX_LAG_BYTES: '1000',
+      ALERTS_CDC_MAX_RETAINED_WAL_BYTES: '2000',
+      ALERTS_MAX_CONNECTIONS: '500',
+      ALERTS_MAX_RESYNCS: '50',
+      ALERTS_OPERATOR_SCOPE: 'ops/prod',
       JWT_SECRET: SECRET,
       JWT_JWKS_URL: 'https://issuer.example/.well-known/jwks.json',
       JWT_ISSUER: 'https://issuer.example/',
@@ -105,6 +133,22 @@ describe('configuration', () => {
         logRetentionMs: 600_000,
         maxBodyBytes: 4096,
       },
+      alerts: {
+        evaluateMs: 1000,
+        windowMs: 60_000,
+        minSamples: 4,
+        fireAfter: 3,
+        resolveAfter: 4,
+        webhookFailureCriticalRatio: 0.8,
+        webhookFailureWarningRatio: 0.1,
+        deadLettersAllowed: 2,
+        outboxMaxAgeSeconds: 30,
+        cdcMaxLagBytes: 1000,
+        cdcMaxRetainedWalBytes: 2000,
+        maxConnections: 500,
+        maxResyncs: 50,
+        operatorScope: { app: 'ops', env: 'prod' },
+      },
       auth: {
         mode: 'jwt',
         secret: SECRET,
@@ -138,6 +182,9 @@ describe('configuration', () => {
     [{ REDIS_URL: 'http://localhost' }, 'REDIS_URL must be a URL starting with redis:// or rediss://'],
     [{ REDIS_KEY_PREFIX: 'has space' }, 'REDIS_KEY_PREFIX must be 1–64 characters'],
     [{ EVENT_LOG_MAX_EVENTS: '5' }, 'EVENT_LOG_MAX_EVENTS must be an integer from 10 to 10000000'],
+    [{ ALERTS_EVALUATE_SECONDS: '0' }, 'ALERTS_EVALUATE_SECONDS must be an integer from 1 to 3600'],
+    [{ ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT: '50' }, 'ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT must be below ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT'],
+    [{ ALERTS_OPERATOR_SCOPE: 'ops' }, 'ALERTS_OPERATOR_SCOPE must be app/env'],
     [{ JWT_SECRET: 'short' }, 'JWT_SECRET must be at least 32 bytes long'],
     [{ JWT_JWKS_URL: 'ftp://keys' }, 'JWT_JWKS_URL must be a URL starting with https:// or http://'],
     [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent'],

@@ -101,6 +101,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   const logger = options.logger.child({ component: 'cdc', source: id });
   const { router, store } = options;
   let bindings = options.bindings;
+  let outboxBindings = options.outboxes ?? [];
   let reader: WalReader | undefined;
   let election: LeaderElection | undefined;
   const rawChanges = createRawChangeWriter({ store, logger });
@@ -174,7 +175,10 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     const renewed = await options.log.renewEpochs((scope, topic) =>
       matchers.some((m) => m.scope.app === scope.app && m.scope.env === scope.env && m.topics.some((pattern) => pattern.test(topic))),
     );
-    if (recreated) logger.warn({ renewed }, 'replication slot was recreated: changes may be missing; streams get a new epoch (clients resync)');
+    if (recreated) {
+      logger.warn({ renewed }, 'replication slot was recreated: changes may be missing; streams get a new epoch (clients resync)');
+      await store.noteSlotLost(id).catch((error: unknown) => logger.warn({ err: error }, 'the lost slot could not be noted for the alerts'));
+    }
     else logger.info({ renewed }, 'replication slot created; streams of this source start a new epoch');
   };
 
@@ -246,7 +250,15 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     lagBytes: status.lagBytes,
     retainedWalBytes: status.retainedWalBytes,
     lastError: status.lastError,
+    environments: environments(),
   });
+
+  /** Every environment reading this database (mappings and WAL-mode outboxes), once each. */
+  const environments = () => {
+    const seen = new Map<string, { app: string; env: string }>();
+    for (const { scope } of [...bindings, ...outboxBindings]) seen.set(`${scope.app}\u0000${scope.env}`, { app: scope.app, env: scope.env });
+    return [...seen.values()];
+  };
 
   const idleStatus = (): CdcSourceStatus => ({
     source: id,
@@ -294,6 +306,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
 
     setBindings(next, nextOutboxes) {
       bindings = next;
+      outboxBindings = nextOutboxes;
       outboxes.set(nextOutboxes);
     },
 

@@ -32,6 +32,8 @@ export interface ReaderStatusRecord {
   readonly lagBytes: number | null;
   readonly retainedWalBytes: number | null;
   readonly lastError: string | null;
+  /** The environments reading this source (for the alert rules: its status is per database). @default unchanged */
+  readonly environments?: readonly { readonly app: string; readonly env: string }[];
   readonly updatedAt: Date;
 }
 
@@ -55,6 +57,8 @@ export interface CdcStore {
   version(): Promise<string>;
   saveStatus(status: Omit<ReaderStatusRecord, 'updatedAt'>): Promise<void>;
   getStatus(source: string): Promise<ReaderStatusRecord | undefined>;
+  /** Notes that the source's slot was found lost and recreated (the `cdc.slot_lost` alert). */
+  noteSlotLost(source: string): Promise<void>;
   appendRawChanges(rows: readonly RawChangeRow[]): Promise<void>;
   /** Deletes raw changes received before `before`, at most `limit`; returns how many. */
   pruneRawChanges(before: Date, limit: number): Promise<number>;
@@ -143,12 +147,22 @@ export function createCdcStore(db: Database): CdcStore {
 
     async saveStatus(status) {
       await db.query(
-        `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, last_error, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+        `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, last_error, environments, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, now())
          ON CONFLICT (source) DO UPDATE SET state = excluded.state, leader = excluded.leader,
            last_lsn = coalesce(excluded.last_lsn, cdc_reader_status.last_lsn), lag_bytes = excluded.lag_bytes,
-           retained_wal_bytes = excluded.retained_wal_bytes, last_error = excluded.last_error, updated_at = now()`,
-        [status.source, status.state, status.leader, status.lastLsn, status.lagBytes, status.retainedWalBytes, status.lastError],
+           retained_wal_bytes = excluded.retained_wal_bytes, last_error = excluded.last_error,
+           environments = coalesce(excluded.environments, cdc_reader_status.environments), updated_at = now()`,
+        [
+          status.source,
+          status.state,
+          status.leader,
+          status.lastLsn,
+          status.lagBytes,
+          status.retainedWalBytes,
+          status.lastError,
+          status.environments === undefined ? null : JSON.stringify(status.environments),
+        ],
       );
     },
 
@@ -169,6 +183,14 @@ export function createCdcStore(db: Database): CdcStore {
           lastError: row.last_error,
           updatedAt: row.updated_at,
         }
+      );
+    },
+
+    async noteSlotLost(source) {
+      await db.query(
+        `INSERT INTO cdc_reader_status (source, state, slot_lost_at) VALUES ($1, 'starting', now())
+         ON CONFLICT (source) DO UPDATE SET slot_lost_at = now()`,
+        [source],
       );
     },
 

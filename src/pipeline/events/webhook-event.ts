@@ -6,6 +6,7 @@
  */
 import type { RawEventInput } from './envelope.ts';
 import type { Scope } from '../scope.ts';
+import { ALERT_TOPIC } from './alert-event.ts';
 
 export const WEBHOOK_SYSTEM_TOPIC = 'webhooks.endpoints';
 
@@ -27,9 +28,15 @@ export function endpointDisabledEvent(input: EndpointDisabledInput): RawEventInp
   };
 }
 
-/** The endpoint a system webhook event is about (it must not be delivered there), if any. */
+/** System topics whose events may be about an endpoint (`payload.endpointId`). */
+const ABOUT_ENDPOINT_TOPICS: ReadonlySet<string> = new Set([WEBHOOK_SYSTEM_TOPIC, ALERT_TOPIC]);
+
+/**
+ * The endpoint a system event is about (it must not be delivered there), if any: an endpoint's
+ * notice (`webhooks.endpoints`) or an alert about it (`system.alerts`).
+ */
 export function aboutEndpoint(event: { readonly topic: string; readonly payload: Readonly<Record<string, unknown>> }): string | undefined {
-  if (event.topic !== WEBHOOK_SYSTEM_TOPIC) return undefined;
+  if (!ABOUT_ENDPOINT_TOPICS.has(event.topic)) return undefined;
   const id = event.payload['endpointId'];
   return typeof id === 'string' ? id : undefined;
 }

@@ -1,0 +1,81 @@
+/**
+ * The alerts section of the configuration (`ALERTS_*`): how often the rules are evaluated, the
+ * window and minimum sample of rates, the hysteresis, and each rule's thresholds. Validated with
+ * the rest in `config.ts`.
+ */
+import type { z } from 'zod';
+import { integer, optionalString } from './config-fields.ts';
+
+export interface AlertsConfig {
+  /** How often the rules are evaluated (by one workers process of the cluster), in ms. @default 5 s (the seed's tick) */
+  readonly evaluateMs: number;
+  /** The window rates and counts are taken over, in ms. @default 5 minutes */
+  readonly windowMs: number;
+  /** Webhook attempts an endpoint needs in the window before its failure rate is judged. @default 20 */
+  readonly minSamples: number;
+  /** Bad evaluations in a row before an alert fires. @default 2 */
+  readonly fireAfter: number;
+  /** Good evaluations in a row before an open alert resolves. @default 3 */
+  readonly resolveAfter: number;
+  /** An endpoint's failed share of attempts above this is critical (0–1). @default 0.5 */
+  readonly webhookFailureCriticalRatio: number;
+  /** … above this a warning (0–1, below the critical one). @default 0.2 */
+  readonly webhookFailureWarningRatio: number;
+  /** Dead letters one endpoint may get in the window before it is a warning. @default 0 */
+  readonly deadLettersAllowed: number;
+  /** Age of an outbox's oldest waiting row beyond which it is a warning, in s. @default 300 */
+  readonly outboxMaxAgeSeconds: number;
+  /** CDC replication lag beyond which it is a warning, in bytes. @default 100 MiB */
+  readonly cdcMaxLagBytes: number;
+  /** WAL a slot retains beyond which it is critical, in bytes. @default 1 GiB */
+  readonly cdcMaxRetainedWalBytes: number;
+  /** Open sockets across the cluster beyond which it is a warning. @default 10000 (the seed's) */
+  readonly maxConnections: number;
+  /** RESYNC_REQUIRED answers across the cluster in the window beyond which it is a storm (warning). @default 1000 */
+  readonly maxResyncs: number;
+  /** The environment cluster-wide alerts belong to (`app/env`); unset: cluster rules are not evaluated. */
+  readonly operatorScope: { readonly app: string; readonly env: string } | undefined;
+}
+
+const MIB = 1024 * 1024;
+
+export const alertsEnvironment = {
+  ALERTS_EVALUATE_SECONDS: integer(1, 3600, 5),
+  ALERTS_WINDOW_SECONDS: integer(1, 24 * 3600, 300),
+  ALERTS_MIN_SAMPLES: integer(1, 1_000_000, 20),
+  ALERTS_FIRE_AFTER: integer(1, 1000, 2),
+  ALERTS_RESOLVE_AFTER: integer(1, 1000, 3),
+  ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT: integer(1, 100, 50),
+  ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT: integer(0, 99, 20),
+  ALERTS_DEAD_LETTERS_ALLOWED: integer(0, 1_000_000, 0),
+  ALERTS_OUTBOX_MAX_AGE_SECONDS: integer(1, 30 * 24 * 3600, 300),
+  ALERTS_CDC_MAX_LAG_BYTES: integer(1, 1024 * 1024 * MIB, 100 * MIB),
+  ALERTS_CDC_MAX_RETAINED_WAL_BYTES: integer(1, 1024 * 1024 * MIB, 1024 * MIB),
+  ALERTS_MAX_CONNECTIONS: integer(1, 100_000_000, 10_000),
+  ALERTS_MAX_RESYNCS: integer(1, 100_000_000, 1000),
+  ALERTS_OPERATOR_SCOPE: optionalString.refine((value) => value === undefined || /^[^/\s]+\/[^/\s]+$/.test(value), {
+    message: 'must be app/env (the environment cluster-wide alerts belong to)',
+  }),
+};
+
+type AlertsEnvironment = z.output<z.ZodObject<typeof alertsEnvironment>>;
+
+export function alertsConfigOf(env: AlertsEnvironment): AlertsConfig {
+  const [app, envName] = env.ALERTS_OPERATOR_SCOPE?.split('/') ?? [];
+  return {
+    evaluateMs: env.ALERTS_EVALUATE_SECONDS * 1000,
+    windowMs: env.ALERTS_WINDOW_SECONDS * 1000,
+    minSamples: env.ALERTS_MIN_SAMPLES,
+    fireAfter: env.ALERTS_FIRE_AFTER,
+    resolveAfter: env.ALERTS_RESOLVE_AFTER,
+    webhookFailureCriticalRatio: env.ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT / 100,
+    webhookFailureWarningRatio: env.ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT / 100,
+    deadLettersAllowed: env.ALERTS_DEAD_LETTERS_ALLOWED,
+    outboxMaxAgeSeconds: env.ALERTS_OUTBOX_MAX_AGE_SECONDS,
+    cdcMaxLagBytes: env.ALERTS_CDC_MAX_LAG_BYTES,
+    cdcMaxRetainedWalBytes: env.ALERTS_CDC_MAX_RETAINED_WAL_BYTES,
+    maxConnections: env.ALERTS_MAX_CONNECTIONS,
+    maxResyncs: env.ALERTS_MAX_RESYNCS,
+    operatorScope: app !== undefined && envName !== undefined ? { app, env: envName } : undefined,
+  };
+}

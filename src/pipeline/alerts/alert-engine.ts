@@ -1,0 +1,81 @@
+/**
+ * The pure part of alerting: given what a subject's streaks were, its open alert (if any) and this
+ * evaluation's verdict, the next streaks and the state change to make. No I/O: the evaluator
+ * (`alert-evaluator.ts`) loads the inputs and persists the outcome.
+ *
+ * The rules of the lifecycle:
+ * - fire after `fireAfter` bad verdicts in a row; the severity is critical when the last
+ *   `fireAfter` were all critical, warning otherwise;
+ * - an open alert (firing or acknowledged) escalates from warning to critical after `fireAfter`
+ *   critical verdicts in a row; it is never lowered while open (an operator was told "critical");
+ * - an open alert resolves after `resolveAfter` good verdicts in a row, acknowledged or not;
+ * - unknown changes nothing (neither streak moves), so one failure out of one attempt can neither
+ *   fire nor reset a bad streak.
+ */
+import type { AlertState, Severity, Verdict } from './alert-rule.ts';
+
+export interface Streaks {
+  /** Bad verdicts in a row (any severity). */
+  readonly bad: number;
+  /** Critical verdicts in a row. */
+  readonly critical: number;
+  /** Good verdicts in a row. */
+  readonly good: number;
+}
+
+export const NO_STREAKS: Streaks = Object.freeze({ bad: 0, critical: 0, good: 0 });
+
+export interface HysteresisPolicy {
+  /** Bad evaluations in a row before an alert fires. @default 2 */
+  readonly fireAfter: number;
+  /** Good evaluations in a row before an open alert resolves. @default 3 */
+  readonly resolveAfter: number;
+}
+
+/** What the engine needs of a subject's alert: only an open one matters. */
+export interface OpenAlert {
+  readonly state: Exclude<AlertState, 'resolved'>;
+  readonly severity: Severity;
+}
+
+export type Transition =
+  | { readonly kind: 'fired'; readonly severity: Severity; readonly value: number; readonly message: string }
+  | { readonly kind: 'escalated'; readonly severity: 'critical'; readonly value: number; readonly message: string }
+  | { readonly kind: 'resolved'; readonly value: number };
+
+export interface Step {
+  readonly streaks: Streaks;
+  readonly transition: Transition | undefined;
+}
+
+export function step(streaks: Streaks, open: OpenAlert | undefined, verdict: Verdict, policy: HysteresisPolicy): Step {
+  switch (verdict.kind) {
+    case 'unknown':
+      return { streaks, transition: undefined };
+    case 'good': {
+      const next = { bad: 0, critical: 0, good: streaks.good + 1 };
+      const resolves = open !== undefined && next.good >= policy.resolveAfter;
+      return { streaks: next, transition: resolves ? { kind: 'resolved', value: verdict.value } : undefined };
+    }
+    case 'bad': {
+      const next = { bad: streaks.bad + 1, critical: verdict.severity === 'critical' ? streaks.critical + 1 : 0, good: 0 };
+      const sustainedCritical = next.critical >= policy.fireAfter;
+      if (open === undefined) {
+        if (next.bad < policy.fireAfter) return { streaks: next, transition: undefined };
+        return { streaks: next, transition: { kind: 'fired', severity: sustainedCritical ? 'critical' : 'warning', value: verdict.value, message: verdict.message } };
+      }
+      if (open.severity === 'warning' && sustainedCritical) {
+        return { streaks: next, transition: { kind: 'escalated', severity: 'critical', value: verdict.value, message: verdict.message } };
+      }
+      return { streaks: next, transition: undefined };
+    }
+  }
+}
+
+/**
+ * Whether a subject's streaks are worth keeping: a bad streak may still fire, a good streak may
+ * still resolve an open alert; anything else is the same as no record at all.
+ */
+export function worthKeeping(streaks: Streaks, open: boolean): boolean {
+  return streaks.bad > 0 || (open && streaks.good > 0);
+}

@@ -1,0 +1,152 @@
+/**
+ * One evaluation of every rule, by exactly one process of the cluster at a time: the holder of the
+ * evaluator's lease (`alert_evaluator`, taken when free or expired, renewed each evaluation). It
+ * reads each rule's figures, steps each subject's streaks (`alert-engine.ts`), and writes the new
+ * streaks and alert changes in one transaction that first checks the lease is still its own — a
+ * process that stalled past its lease writes nothing. The changes are then announced as events.
+ *
+ * Streaks live in `alert_trackers`, so a restarted or new evaluator continues them.
+ */
+import type { Database, Queryable } from '../../db/database.ts';
+import type { Logger } from '../../logger.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import { announcePending } from './alert-announcer.ts';
+import { NO_STREAKS, step, worthKeeping, type HysteresisPolicy, type OpenAlert, type Streaks, type Transition } from './alert-engine.ts';
+import type { AlertRule, Verdict } from './alert-rule.ts';
+import {
+  alertIdOf,
+  escalateAlert,
+  fireAlert,
+  holdsEvaluatorLease,
+  listOpenAlerts,
+  listTrackers,
+  resolveAlert,
+  saveTrackers,
+  takeEvaluatorLease,
+  type AlertKey,
+  type AlertRecord,
+  type TrackerRecord,
+} from './alert-store.ts';
+
+export interface AlertEvaluatorOptions {
+  readonly db: Database;
+  readonly router: Pick<EventRouter, 'route'>;
+  readonly rules: readonly AlertRule[];
+  readonly policy: HysteresisPolicy;
+  /** The window rates and counts are taken over, in ms. @default 5 minutes (set by the caller) */
+  readonly windowMs: number;
+  /** This process, as the lease names it (random per start). */
+  readonly holder: string;
+  /** How long the lease outlives an evaluation, in ms: another process takes over after it. */
+  readonly leaseMs: number;
+  readonly logger: Logger;
+}
+
+export interface Evaluation {
+  /** False when another process holds the lease (or took it meanwhile): nothing was written. */
+  readonly evaluated: boolean;
+  /** Alert changes written by this evaluation. */
+  readonly changes: number;
+}
+
+export interface AlertEvaluator {
+  evaluate(): Promise<Evaluation>;
+}
+
+/** Most streaks and open alerts loaded per evaluation: a bound on memory. */
+const MAX_TRACKED = 50_000;
+
+interface Subject {
+  readonly key: AlertKey;
+  /** Its streaks as stored; undefined when none are. */
+  stored: Streaks | undefined;
+  open: OpenAlert | undefined;
+  verdict: Verdict;
+}
+
+const keyOf = (from: AlertKey): AlertKey => ({ rule: from.rule, subject: from.subject, scope: from.scope });
+
+function openAlertOf(alert: AlertRecord): OpenAlert | undefined {
+  return alert.state === 'resolved' ? undefined : { state: alert.state, severity: alert.severity };
+}
+
+export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvaluator {
+  const { db, policy } = options;
+  const logger = options.logger.child({ component: 'alerts' });
+
+  /** Every subject of the rules that could be read, with its verdict (unknown when not read this time). */
+  const gather = async (): Promise<Map<string, Subject>> => {
+    const subjects = new Map<string, Subject>();
+    const readRules = new Set<string>();
+    for (const rule of options.rules) {
+      try {
+        for (const reading of await rule.read({ windowMs: options.windowMs })) {
+          const key = { rule: rule.name, subject: reading.subject, scope: reading.scope };
+          subjects.set(alertIdOf(key), { key, stored: undefined, open: undefined, verdict: reading.verdict });
+        }
+        readRules.add(rule.name);
+      } catch (error) {
+        // Its subjects are left as they are (no streak moves) until it can be read again.
+        logger.warn({ err: error, rule: rule.name }, 'alert rule could not be read');
+      }
+    }
+    const unknown: Verdict = { kind: 'unknown', reason: 'no figure this time' };
+    for (const tracker of await listTrackers(db, MAX_TRACKED)) {
+      if (!readRules.has(tracker.rule)) continue;
+      const subject = subjects.get(tracker.id) ?? { key: keyOf(tracker), stored: undefined, open: undefined, verdict: unknown };
+      subject.stored = tracker.streaks;
+      subjects.set(tracker.id, subject);
+    }
+    for (const alert of await listOpenAlerts(db, MAX_TRACKED)) {
+      if (!readRules.has(alert.rule)) continue;
+      const subject = subjects.get(alert.id) ?? { key: keyOf(alert), stored: undefined, open: undefined, verdict: unknown };
+      subject.open = openAlertOf(alert);
+      subjects.set(alert.id, subject);
+    }
+    return subjects;
+  };
+
+  const apply = async (tx: Queryable, subject: Subject, transition: Transition): Promise<boolean> => {
+    const id = alertIdOf(subject.key);
+    switch (transition.kind) {
+      case 'fired':
+        return (await fireAlert(tx, { ...subject.key, severity: transition.severity, value: transition.value, message: transition.message })) !== undefined;
+      case 'escalated':
+        return (await escalateAlert(tx, id, transition.severity, transition.value, transition.message)) !== undefined;
+      case 'resolved':
+        return (await resolveAlert(tx, id, transition.value)) !== undefined;
+    }
+  };
+
+  return {
+    async evaluate() {
+      if (!(await takeEvaluatorLease(db, options.holder, options.leaseMs))) return { evaluated: false, changes: 0 };
+      const subjects = await gather();
+      const keep: TrackerRecord[] = [];
+      const drop: string[] = [];
+      const transitions: { subject: Subject; transition: Transition }[] = [];
+      for (const [id, subject] of subjects) {
+        const next = step(subject.stored ?? NO_STREAKS, subject.open, subject.verdict, policy);
+        const kind = next.transition?.kind;
+        const open = kind === 'resolved' ? false : kind !== undefined || subject.open !== undefined;
+        if (worthKeeping(next.streaks, open)) keep.push({ id, ...subject.key, streaks: next.streaks });
+        else if (subject.stored !== undefined) drop.push(id);
+        if (next.transition) transitions.push({ subject, transition: next.transition });
+      }
+      const changes = await db.transaction(async (tx) => {
+        if (!(await holdsEvaluatorLease(tx, options.holder))) return undefined;
+        let written = 0;
+        for (const { subject, transition } of transitions) if (await apply(tx, subject, transition)) written += 1;
+        await saveTrackers(tx, keep, drop);
+        return written;
+      });
+      if (changes === undefined) {
+        logger.info('alert evaluator lease lost mid-evaluation; nothing written');
+        return { evaluated: false, changes: 0 };
+      }
+      if (changes > 0) logger.info({ changes }, 'alerts changed');
+      await announcePending(db, options.router);
+      return { evaluated: true, changes };
+    },
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * What an alert rule is (issue 12, part 4; seed 000, "Alert Pipeline").
+ *
+ * Terminology:
+ * - rule: a named check (`webhook.failure_rate`) that reads one figure per subject over a window
+ *   and judges it: bad (with a severity), good, or unknown.
+ * - subject: what an alert is about — `endpoint:<id>`, `outbox:<app>/<env>`, `cdc:<source>`,
+ *   `cluster` — inside a scope (app, env and maybe tenant). An alert is keyed by rule, subject
+ *   and scope: a flapping endpoint is one alert whose `count` grows, never a flood.
+ * - unknown: too little to judge (fewer samples than the minimum, a figure not reported lately):
+ *   it neither fires nor resolves, and leaves the streaks where they are.
+ * - streaks (hysteresis): an alert fires after `fireAfter` bad evaluations in a row and resolves
+ *   after `resolveAfter` good ones in a row (`alert-engine.ts`).
+ */
+import type { Scope } from '../scope.ts';
+
+export type Severity = 'warning' | 'critical';
+
+export type AlertState = 'firing' | 'acknowledged' | 'resolved';
+
+/** A rule's judgement of one subject's figure. */
+export type Verdict =
+  | { readonly kind: 'unknown'; readonly reason: string }
+  | { readonly kind: 'good'; readonly value: number }
+  | { readonly kind: 'bad'; readonly severity: Severity; readonly value: number; readonly message: string };
+
+/** One subject as a rule saw it in one evaluation. */
+export interface Reading {
+  readonly subject: string;
+  readonly scope: Scope;
+  readonly verdict: Verdict;
+}
+
+export interface RuleContext {
+  /** The window rates and counts are taken over, in ms. */
+  readonly windowMs: number;
+}
+
+export interface AlertRule {
+  /** Stable, dotted, lower case: stored with every alert and used as a metric label. */
+  readonly name: string;
+  /** One line for operators (README and logs). */
+  readonly description: string;
+  /**
+   * Reads every subject it has a figure for and judges each. A subject it says nothing about is
+   * unknown this time. Bounded: a rule returns at most a few thousand readings.
+   */
+  read(context: RuleContext): Promise<readonly Reading[]>;
+}
+
+/** Most readings taken from one rule in one evaluation: a bound on each query and on memory. */
+export const MAX_READINGS_PER_RULE = 5_000;
+
+/** `endpoint:<id>` → `<id>`: the webhook endpoint an alert is about, if any. */
+export function endpointOfSubject(subject: string): string | undefined {
+  return subject.startsWith('endpoint:') ? subject.slice('endpoint:'.length) : undefined;
+}

@@ -1,0 +1,272 @@
+/**
+ * What alerting keeps in the platform database (migration 0009): the alerts, the hysteresis
+ * streaks behind them and the evaluator's lease. One function per SQL statement.
+ */
+import { createHash } from 'node:crypto';
+import type { Queryable } from '../../db/database.ts';
+import { scopeKey, type Scope } from '../scope.ts';
+import type { Streaks } from './alert-engine.ts';
+import type { AlertState, Severity } from './alert-rule.ts';
+
+export interface AlertRecord {
+  /** `alrt_…`, derived from rule, subject and scope: the same alert on every instance, for ever. */
+  readonly id: string;
+  readonly rule: string;
+  readonly subject: string;
+  readonly scope: Scope;
+  readonly severity: Severity;
+  readonly state: AlertState;
+  /** Times it fired, re-openings included. */
+  readonly count: number;
+  readonly firstFiredAt: Date;
+  readonly lastFiredAt: Date;
+  readonly acknowledgedAt: Date | null;
+  readonly acknowledgedBy: string | null;
+  readonly resolvedAt: Date | null;
+  readonly lastValue: number | null;
+  readonly message: string;
+  /** The last change, whose event is routed once it is written. */
+  readonly lastChange: AlertChange;
+  /** Bumped by every change. */
+  readonly version: number;
+  readonly updatedAt: Date;
+}
+
+export type AlertChange = 'fired' | 'escalated' | 'acknowledged' | 'resolved';
+
+/** The key every alert and its streaks share. */
+export interface AlertKey {
+  readonly rule: string;
+  readonly subject: string;
+  readonly scope: Scope;
+}
+
+export interface TrackerRecord extends AlertKey {
+  readonly id: string;
+  readonly streaks: Streaks;
+}
+
+export function alertIdOf(key: AlertKey): string {
+  return `alrt_${createHash('sha256').update(`${key.rule}|${key.subject}|${scopeKey(key.scope)}`).digest('base64url').slice(0, 22)}`;
+}
+
+type AlertRow = {
+  id: string;
+  rule: string;
+  subject: string;
+  app: string;
+  env: string;
+  tenant: string | null;
+  severity: Severity;
+  state: AlertState;
+  count: number;
+  first_fired_at: Date;
+  last_fired_at: Date;
+  acknowledged_at: Date | null;
+  acknowledged_by: string | null;
+  resolved_at: Date | null;
+  last_value: number | null;
+  message: string;
+  last_change: AlertChange;
+  version: number;
+  updated_at: Date;
+};
+
+const ALERT_COLUMNS =
+  'id, rule, subject, app, env, tenant, severity, state, count, first_fired_at, last_fired_at, acknowledged_at, acknowledged_by, resolved_at, last_value, message, last_change, version, updated_at';
+
+function toAlert(row: AlertRow): AlertRecord {
+  return {
+    id: row.id,
+    rule: row.rule,
+    subject: row.subject,
+    scope: { app: row.app, env: row.env, tenant: row.tenant ?? undefined },
+    severity: row.severity,
+    state: row.state,
+    count: row.count,
+    firstFiredAt: row.first_fired_at,
+    lastFiredAt: row.last_fired_at,
+    acknowledgedAt: row.acknowledged_at,
+    acknowledgedBy: row.acknowledged_by,
+    resolvedAt: row.resolved_at,
+    lastValue: row.last_value,
+    message: row.message,
+    lastChange: row.last_change,
+    version: row.version,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** Every open (firing or acknowledged) alert, at most `limit`. */
+export async function listOpenAlerts(db: Queryable, limit: number): Promise<AlertRecord[]> {
+  const { rows } = await db.query<AlertRow>(`SELECT ${ALERT_COLUMNS} FROM alerts WHERE state <> 'resolved' ORDER BY id LIMIT $1`, [limit]);
+  return rows.map(toAlert);
+}
+
+export async function getAlert(db: Queryable, id: string): Promise<AlertRecord | undefined> {
+  const { rows } = await db.query<AlertRow>(`SELECT ${ALERT_COLUMNS} FROM alerts WHERE id = $1`, [id]);
+  return rows[0] && toAlert(rows[0]);
+}
+
+export interface FireInput extends AlertKey {
+  readonly severity: Severity;
+  readonly value: number;
+  readonly message: string;
+}
+
+/**
+ * Opens the alert: inserts it, or re-opens its resolved row as firing with `count` + 1 (one row
+ * per key: a flapping subject is one alert). Undefined when it is open already (nothing changes).
+ */
+export async function fireAlert(db: Queryable, input: FireInput): Promise<AlertRecord | undefined> {
+  const { rows } = await db.query<AlertRow>(
+    `INSERT INTO alerts (id, rule, subject, app, env, tenant, severity, state, last_value, message)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'firing', $8, $9)
+     ON CONFLICT (id) DO UPDATE SET state = 'firing', severity = excluded.severity, count = alerts.count + 1,
+       last_fired_at = now(), acknowledged_at = NULL, acknowledged_by = NULL, resolved_at = NULL,
+       last_value = excluded.last_value, message = excluded.message, last_change = 'fired', announced = false, version = alerts.version + 1, updated_at = now()
+     WHERE alerts.state = 'resolved'
+     RETURNING ${ALERT_COLUMNS}`,
+    [alertIdOf(input), input.rule, input.subject, input.scope.app, input.scope.env, input.scope.tenant ?? null, input.severity, input.value, input.message],
+  );
+  return rows[0] && toAlert(rows[0]);
+}
+
+/** Raises an open alert's severity; undefined when it is not open. */
+export async function escalateAlert(db: Queryable, id: string, severity: Severity, value: number, message: string): Promise<AlertRecord | undefined> {
+  const { rows } = await db.query<AlertRow>(
+    `UPDATE alerts SET severity = $2, last_value = $3, message = $4, last_change = 'escalated', announced = false, version = alerts.version + 1, updated_at = now()
+     WHERE id = $1 AND state <> 'resolved' RETURNING ${ALERT_COLUMNS}`,
+    [id, severity, value, message],
+  );
+  return rows[0] && toAlert(rows[0]);
+}
+
+/** Resolves an open alert; undefined when it is not open. */
+export async function resolveAlert(db: Queryable, id: string, value: number): Promise<AlertRecord | undefined> {
+  const { rows } = await db.query<AlertRow>(
+    `UPDATE alerts SET state = 'resolved', resolved_at = now(), last_value = $2, last_change = 'resolved', announced = false, version = alerts.version + 1, updated_at = now()
+     WHERE id = $1 AND state <> 'resolved' RETURNING ${ALERT_COLUMNS}`,
+    [id, value],
+  );
+  return rows[0] && toAlert(rows[0]);
+}
+
+/** Acknowledges a firing alert; undefined when it is not firing (unknown, acknowledged or resolved). */
+export async function acknowledgeAlert(db: Queryable, id: string, by: string): Promise<AlertRecord | undefined> {
+  const { rows } = await db.query<AlertRow>(
+    `UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2, last_change = 'acknowledged', announced = false,
+       version = version + 1, updated_at = now()
+     WHERE id = $1 AND state = 'firing' RETURNING ${ALERT_COLUMNS}`,
+    [id, by],
+  );
+  return rows[0] && toAlert(rows[0]);
+}
+
+export interface AlertFilter {
+  readonly app: string;
+  readonly env: string;
+  /** Only this tenant's alerts; undefined: every alert of the environment. */
+  readonly tenant: string | undefined;
+  readonly states: readonly AlertState[] | undefined;
+  readonly severities: readonly Severity[] | undefined;
+  /** Strictly after this alert's position in the listing (newest fired first). */
+  readonly after: string | undefined;
+  readonly limit: number;
+}
+
+/** An environment's alerts, the most recently fired first. */
+export async function listAlerts(db: Queryable, filter: AlertFilter): Promise<AlertRecord[]> {
+  const { rows } = await db.query<AlertRow>(
+    `SELECT ${ALERT_COLUMNS} FROM alerts
+     WHERE app = $1 AND env = $2 AND ($3::text IS NULL OR tenant = $3)
+       AND ($4::text[] IS NULL OR state = ANY($4)) AND ($5::text[] IS NULL OR severity = ANY($5))
+       AND ($6::text IS NULL OR (last_fired_at, id) < (SELECT a.last_fired_at, a.id FROM alerts a WHERE a.id = $6))
+     ORDER BY last_fired_at DESC, id DESC LIMIT $7`,
+    [filter.app, filter.env, filter.tenant ?? null, filter.states ?? null, filter.severities ?? null, filter.after ?? null, filter.limit],
+  );
+  return rows.map(toAlert);
+}
+
+/** Changes whose event has not been routed yet, oldest first. */
+export async function listUnannounced(db: Queryable, limit: number): Promise<AlertRecord[]> {
+  const { rows } = await db.query<AlertRow>(`SELECT ${ALERT_COLUMNS} FROM alerts WHERE NOT announced ORDER BY updated_at LIMIT $1`, [limit]);
+  return rows.map(toAlert);
+}
+
+/** Marks a change announced, unless the alert changed again since (that change is announced next). */
+export async function markAnnounced(db: Queryable, alert: Pick<AlertRecord, 'id' | 'version'>): Promise<void> {
+  await db.query('UPDATE alerts SET announced = true WHERE id = $1 AND version = $2', [alert.id, alert.version]);
+}
+
+/** Firing alerts (not acknowledged, not resolved) by rule and severity, cluster-wide: `tributary_alerts_firing`. */
+export async function firingCounts(db: Queryable): Promise<{ rule: string; severity: Severity; count: number }[]> {
+  const { rows } = await db.query<{ rule: string; severity: Severity; count: number }>(
+    `SELECT rule, severity, count(*)::int AS count FROM alerts WHERE state = 'firing' GROUP BY rule, severity ORDER BY rule, severity`,
+  );
+  return rows;
+}
+
+type TrackerRow = { id: string; rule: string; subject: string; app: string; env: string; tenant: string | null; bad_streak: number; critical_streak: number; good_streak: number };
+
+/** Every kept streak, at most `limit`. */
+export async function listTrackers(db: Queryable, limit: number): Promise<TrackerRecord[]> {
+  const { rows } = await db.query<TrackerRow>(
+    'SELECT id, rule, subject, app, env, tenant, bad_streak, critical_streak, good_streak FROM alert_trackers ORDER BY id LIMIT $1',
+    [limit],
+  );
+  return rows.map((row) => ({
+    id: row.id,
+    rule: row.rule,
+    subject: row.subject,
+    scope: { app: row.app, env: row.env, tenant: row.tenant ?? undefined },
+    streaks: { bad: row.bad_streak, critical: row.critical_streak, good: row.good_streak },
+  }));
+}
+
+/** Writes `keep` and deletes the trackers `drop` names: one statement. */
+export async function saveTrackers(db: Queryable, keep: readonly TrackerRecord[], drop: readonly string[]): Promise<void> {
+  if (keep.length === 0 && drop.length === 0) return;
+  await db.query(
+    `WITH dropped AS (DELETE FROM alert_trackers WHERE id = ANY($10::text[]))
+     INSERT INTO alert_trackers (id, rule, subject, app, env, tenant, bad_streak, critical_streak, good_streak)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[], $9::int[])
+     ON CONFLICT (id) DO UPDATE SET bad_streak = excluded.bad_streak, critical_streak = excluded.critical_streak,
+       good_streak = excluded.good_streak, updated_at = now()`,
+    [
+      keep.map((t) => t.id),
+      keep.map((t) => t.rule),
+      keep.map((t) => t.subject),
+      keep.map((t) => t.scope.app),
+      keep.map((t) => t.scope.env),
+      keep.map((t) => t.scope.tenant ?? null),
+      keep.map((t) => t.streaks.bad),
+      keep.map((t) => t.streaks.critical),
+      keep.map((t) => t.streaks.good),
+      drop,
+    ],
+  );
+}
+
+/** Takes the evaluator's lease when it is free, expired or already `holder`'s; true when held. */
+export async function takeEvaluatorLease(db: Queryable, holder: string, ttlMs: number): Promise<boolean> {
+  const { rows } = await db.query<{ holder: string }>(
+    `INSERT INTO alert_evaluator (id, holder, expires_at) VALUES (1, $1, now() + make_interval(secs => $2))
+     ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+     WHERE alert_evaluator.holder = excluded.holder OR alert_evaluator.expires_at < now()
+     RETURNING holder`,
+    [holder, ttlMs / 1000],
+  );
+  return rows.length > 0;
+}
+
+/** Whether `holder` still holds the lease (checked inside the transaction that writes an evaluation). */
+export async function holdsEvaluatorLease(db: Queryable, holder: string): Promise<boolean> {
+  const { rows } = await db.query('SELECT 1 FROM alert_evaluator WHERE id = 1 AND holder = $1 AND expires_at > now() FOR UPDATE', [holder]);
+  return rows.length > 0;
+}
+
+/** Gives the lease up (on shutdown), so another process takes over at its next tick. */
+export async function releaseEvaluatorLease(db: Queryable, holder: string): Promise<void> {
+  await db.query('UPDATE alert_evaluator SET expires_at = now() WHERE id = 1 AND holder = $1', [holder]);
+}

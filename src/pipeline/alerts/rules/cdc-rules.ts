@@ -1,0 +1,105 @@
+/**
+ * CDC rules, from what each source's leader writes to `cdc_reader_status` every few seconds (a
+ * status older than the window is unknown: no leader is reporting). A source is one database read
+ * by every environment pointing at it, so its alerts are raised in each of those environments.
+ * - `cdc.lag`: WAL written after the position the reader confirmed, over a threshold (warning);
+ * - `cdc.retained_wal`: WAL the slot keeps on the source server, over a threshold (critical: the
+ *   server's disk fills up, or `max_slot_wal_keep_size` drops the slot);
+ * - `cdc.slot_lost`: the slot was found lost and recreated within the window (critical: changes
+ *   were missed; subscribers resynced). It resolves once the loss is older than the window.
+ */
+import type { Queryable } from '../../../db/database.ts';
+import { MAX_READINGS_PER_RULE, type AlertRule, type Reading, type Verdict } from '../alert-rule.ts';
+
+type StatusRow = {
+  source: string;
+  environments: unknown;
+  lag_bytes: string | null;
+  retained_wal_bytes: string | null;
+  slot_lost_recently: boolean;
+  fresh: boolean;
+};
+
+interface SourceFigures {
+  readonly source: string;
+  readonly environments: readonly { readonly app: string; readonly env: string }[];
+  readonly lagBytes: number | null;
+  readonly retainedWalBytes: number | null;
+  readonly slotLostRecently: boolean;
+  readonly fresh: boolean;
+}
+
+/** Judges a byte figure against a threshold: pure. */
+export function judgeBytes(bytes: number | null, max: number, severity: 'warning' | 'critical', what: string): Verdict {
+  if (bytes === null) return { kind: 'unknown', reason: `${what} not measured yet` };
+  if (bytes > max) return { kind: 'bad', severity, value: bytes, message: `${what} is ${formatBytes(bytes)} (limit ${formatBytes(max)})` };
+  return { kind: 'good', value: bytes };
+}
+
+function formatBytes(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${Math.round(bytes / 1024 / 1024)} MiB` : `${bytes} B`;
+}
+
+function environmentsOf(value: unknown): { app: string; env: string }[] {
+  if (!Array.isArray(value)) return [];
+  return value.flatMap((entry: unknown) => {
+    if (typeof entry !== 'object' || entry === null) return [];
+    const { app, env } = entry as Record<string, unknown>;
+    return typeof app === 'string' && typeof env === 'string' ? [{ app, env }] : [];
+  });
+}
+
+async function readSources(db: Queryable, windowMs: number): Promise<SourceFigures[]> {
+  const { rows } = await db.query<StatusRow>(
+    `SELECT source, environments, lag_bytes::text, retained_wal_bytes::text,
+            coalesce(slot_lost_at > now() - make_interval(secs => $1), false) AS slot_lost_recently,
+            updated_at > now() - make_interval(secs => $1) AS fresh
+     FROM cdc_reader_status ORDER BY source LIMIT $2`,
+    [windowMs / 1000, MAX_READINGS_PER_RULE],
+  );
+  return rows.map((row) => ({
+    source: row.source,
+    environments: environmentsOf(row.environments),
+    lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes),
+    retainedWalBytes: row.retained_wal_bytes === null ? null : Number(row.retained_wal_bytes),
+    slotLostRecently: row.slot_lost_recently,
+    fresh: row.fresh,
+  }));
+}
+
+function cdcRule(db: Queryable, name: string, description: string, judge: (figures: SourceFigures) => Verdict): AlertRule {
+  return {
+    name,
+    description,
+    async read({ windowMs }) {
+      const sources = await readSources(db, windowMs);
+      return sources.flatMap((figures) => {
+        const verdict: Verdict = figures.fresh ? judge(figures) : { kind: 'unknown', reason: 'no recent status from the reader' };
+        return figures.environments.map((environment): Reading => ({ subject: `cdc:${figures.source}`, scope: { ...environment, tenant: undefined }, verdict }));
+      });
+    },
+  };
+}
+
+export interface CdcThresholds {
+  /** @default 100 MiB */
+  readonly maxLagBytes: number;
+  /** @default 1 GiB */
+  readonly maxRetainedWalBytes: number;
+}
+
+export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] {
+  return [
+    cdcRule(db, 'cdc.lag', 'WAL written after the position a CDC reader confirmed, per source', (figures) =>
+      judgeBytes(figures.lagBytes, thresholds.maxLagBytes, 'warning', 'replication lag'),
+    ),
+    cdcRule(db, 'cdc.retained_wal', "WAL a CDC reader's slot keeps on its source server, per source", (figures) =>
+      judgeBytes(figures.retainedWalBytes, thresholds.maxRetainedWalBytes, 'critical', 'retained WAL'),
+    ),
+    cdcRule(db, 'cdc.slot_lost', 'A replication slot found lost and recreated (changes missed), per source', (figures) =>
+      figures.slotLostRecently
+        ? { kind: 'bad', severity: 'critical', value: 1, message: 'the replication slot was lost and recreated: changes were missed, subscribers resynced' }
+        : { kind: 'good', value: 0 },
+    ),
+  ];
+}

@@ -1,0 +1,58 @@
+/**
+ * Rules over figures of the whole cluster — active connections (the seed's > 10,000 warning) and
+ * resync storms — which need every instance's counts. No instance reports them to a shared place
+ * yet (the cluster dashboard will, through Redis or Postgres): until then the provider has none
+ * and these rules read unknown, which neither fires nor resolves. Their alerts live in the
+ * operators' environment (`ALERTS_OPERATOR_SCOPE`); without one they are not evaluated.
+ */
+import type { Scope } from '../../scope.ts';
+import type { AlertRule, Verdict } from '../alert-rule.ts';
+
+/** What the cluster's instances reported, summed over all of them. */
+export interface ClusterFigures {
+  /** Open graphql-ws sockets now. */
+  readonly connections: number;
+  /** RESYNC_REQUIRED answers given in the window. */
+  readonly resyncs: number;
+}
+
+/** Where cluster figures come from; undefined when no instance reports any (yet). */
+export interface ClusterFiguresProvider {
+  read(windowMs: number): Promise<ClusterFigures | undefined>;
+}
+
+/** The provider until the dashboard's instance reports exist. */
+export const NO_CLUSTER_FIGURES: ClusterFiguresProvider = { read: () => Promise.resolve(undefined) };
+
+export interface ClusterThresholds {
+  /** @default 10000 */
+  readonly maxConnections: number;
+  /** Resyncs in the window above this are a storm. @default 1000 */
+  readonly maxResyncs: number;
+}
+
+/** Judges a count against a limit (warning above it): pure. */
+export function judgeCount(count: number, max: number, what: string): Verdict {
+  if (count > max) return { kind: 'bad', severity: 'warning', value: count, message: `${count} ${what} (limit ${max})` };
+  return { kind: 'good', value: count };
+}
+
+function clusterRule(name: string, description: string, provider: ClusterFiguresProvider, scope: Scope, judge: (figures: ClusterFigures) => Verdict): AlertRule {
+  return {
+    name,
+    description,
+    async read({ windowMs }) {
+      const figures = await provider.read(windowMs);
+      return figures === undefined ? [] : [{ subject: 'cluster', scope, verdict: judge(figures) }];
+    },
+  };
+}
+
+export function clusterRules(provider: ClusterFiguresProvider, scope: Scope, thresholds: ClusterThresholds): AlertRule[] {
+  return [
+    clusterRule('cluster.connections', 'Open sockets across the cluster', provider, scope, (f) => judgeCount(f.connections, thresholds.maxConnections, 'open connections')),
+    clusterRule('cluster.resync_storm', 'RESYNC_REQUIRED answers across the cluster over the window', provider, scope, (f) =>
+      judgeCount(f.resyncs, thresholds.maxResyncs, 'resyncs in the window'),
+    ),
+  ];
+}

@@ -1,0 +1,82 @@
+/**
+ * Webhook rules, computed cluster-wide from the platform database (every worker's attempts land
+ * in `webhook_attempts`, so the figure is the same whoever evaluates):
+ * - `webhook.failure_rate`: an endpoint's failed attempts over its attempts in the window —
+ *   above the critical ratio critical, above the warning ratio warning (the seed's 50 % / 20 %),
+ *   unknown below the minimum number of attempts;
+ * - `webhook.dead_letters`: more deliveries dead-lettered in the window than allowed (warning).
+ */
+import type { Queryable } from '../../../db/database.ts';
+import { MAX_READINGS_PER_RULE, type AlertRule, type Reading, type Verdict } from '../alert-rule.ts';
+
+export interface FailureRateThresholds {
+  /** Attempts needed in the window before a ratio means anything. @default 20 */
+  readonly minSamples: number;
+  /** Failed/attempted above this is critical (0–1). @default 0.5 */
+  readonly criticalRatio: number;
+  /** Failed/attempted above this is a warning (0–1). @default 0.2 */
+  readonly warningRatio: number;
+}
+
+/** Judges one endpoint's attempts: pure. */
+export function judgeFailureRate(figures: { readonly attempts: number; readonly failures: number }, thresholds: FailureRateThresholds): Verdict {
+  const { attempts, failures } = figures;
+  if (attempts < thresholds.minSamples) return { kind: 'unknown', reason: `${attempts} attempts in the window; ${thresholds.minSamples} needed` };
+  const ratio = failures / attempts;
+  const percent = `${Math.round(ratio * 1000) / 10} %`;
+  if (ratio > thresholds.criticalRatio) return { kind: 'bad', severity: 'critical', value: ratio, message: `${percent} of ${attempts} webhook attempts failed` };
+  if (ratio > thresholds.warningRatio) return { kind: 'bad', severity: 'warning', value: ratio, message: `${percent} of ${attempts} webhook attempts failed` };
+  return { kind: 'good', value: ratio };
+}
+
+type EndpointRow = { endpoint_id: string; app: string; env: string; tenant: string | null };
+
+function scopeOfRow(row: EndpointRow) {
+  return { app: row.app, env: row.env, tenant: row.tenant ?? undefined };
+}
+
+export function webhookFailureRateRule(db: Queryable, thresholds: FailureRateThresholds): AlertRule {
+  return {
+    name: 'webhook.failure_rate',
+    description: 'Share of failed webhook attempts per endpoint over the window',
+    async read({ windowMs }) {
+      // Every outcome but `delivered` failed (an error, a timeout, 4xx/5xx, 410, 429).
+      const { rows } = await db.query<EndpointRow & { attempts: number; failures: number }>(
+        `SELECT a.endpoint_id, e.app, e.env, e.tenant, count(*)::int AS attempts,
+                (count(*) FILTER (WHERE a.outcome <> 'delivered'))::int AS failures
+         FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
+         WHERE a.created_at > now() - make_interval(secs => $1)
+         GROUP BY a.endpoint_id, e.app, e.env, e.tenant
+         ORDER BY a.endpoint_id LIMIT $2`,
+        [windowMs / 1000, MAX_READINGS_PER_RULE],
+      );
+      return rows.map((row): Reading => ({ subject: `endpoint:${row.endpoint_id}`, scope: scopeOfRow(row), verdict: judgeFailureRate(row, thresholds) }));
+    },
+  };
+}
+
+/** Judges an endpoint's new dead letters: pure. More than `allowed` is a warning. */
+export function judgeDeadLetters(dead: number, allowed: number): Verdict {
+  if (dead > allowed) return { kind: 'bad', severity: 'warning', value: dead, message: `${dead} webhook deliveries dead-lettered in the window` };
+  return { kind: 'good', value: dead };
+}
+
+export function webhookDeadLettersRule(db: Queryable, options: { readonly allowed: number }): AlertRule {
+  return {
+    name: 'webhook.dead_letters',
+    description: 'Webhook deliveries dead-lettered per endpoint over the window',
+    async read({ windowMs }) {
+      // Every endpoint, so one whose dead letters stopped reads good (0) and can resolve.
+      const { rows } = await db.query<EndpointRow & { dead: number }>(
+        `SELECT e.id AS endpoint_id, e.app, e.env, e.tenant, coalesce(d.dead, 0)::int AS dead
+         FROM webhook_endpoints e LEFT JOIN (
+           SELECT endpoint_id, count(*) AS dead FROM webhook_deliveries
+           WHERE state = 'dead' AND finished_at > now() - make_interval(secs => $1) GROUP BY endpoint_id
+         ) d ON d.endpoint_id = e.id
+         ORDER BY e.id LIMIT $2`,
+        [windowMs / 1000, MAX_READINGS_PER_RULE],
+      );
+      return rows.map((row): Reading => ({ subject: `endpoint:${row.endpoint_id}`, scope: scopeOfRow(row), verdict: judgeDeadLetters(row.dead, options.allowed) }));
+    },
+  };
+}

@@ -1,0 +1,89 @@
+import * as resolvers from '../../resolvers/alerts.ts';
+import type { AlertUpdate as Update, AlertView, AlertViewPage } from '../../resolvers/alerts.ts';
+import { builder } from '../builder.ts';
+
+// AlertUpdate and Alert are also delivered by the dispatcher (`alertUpdates`), so their fields
+// follow the rule of `pipeline/dispatch/subscription-contract.ts`: synchronous, no context.
+
+const AlertStatus = builder.enumType('AlertStatus', {
+  description: 'Where an alert is in its lifecycle: firing → acknowledged → resolved (a resolved alert that fires again is firing again, count + 1).',
+  values: {
+    FIRING: { value: 'firing', description: 'Its rule has been bad for long enough; nobody acknowledged it yet.' },
+    ACKNOWLEDGED: { value: 'acknowledged', description: 'Someone is on it; it stays so until its rule is good for long enough.' },
+    RESOLVED: { value: 'resolved', description: 'Its rule has been good for long enough.' },
+  } as const,
+});
+
+const AlertSeverity = builder.enumType('AlertSeverity', {
+  values: {
+    WARNING: { value: 'warning' },
+    CRITICAL: { value: 'critical' },
+  } as const,
+});
+
+const Alert = builder.objectRef<AlertView>('Alert').implement({
+  description: 'One rule about one subject in an environment: a flapping subject stays one alert whose `count` grows.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    rule: t.exposeString('rule', { description: 'e.g. `webhook.failure_rate`, `webhook.dead_letters`, `outbox.backlog_age`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`.' }),
+    subject: t.exposeString('subject', { description: 'What it is about: `endpoint:<id>`, `outbox:<app>/<env>`, `cdc:<source>`, `cluster`.' }),
+    tenant: t.exposeString('tenant', { nullable: true }),
+    severity: t.field({ type: AlertSeverity, resolve: (alert) => alert.severity }),
+    status: t.field({ type: AlertStatus, resolve: (alert) => alert.state }),
+    count: t.exposeInt('count', { description: 'Times it fired, re-openings included.' }),
+    value: t.exposeFloat('value', { nullable: true, description: 'The figure at its last change: a failure ratio (0–1), a count, seconds or bytes.' }),
+    message: t.exposeString('message'),
+    firstFiredAt: t.expose('firstFiredAt', { type: 'DateTime' }),
+    lastFiredAt: t.expose('lastFiredAt', { type: 'DateTime' }),
+    acknowledgedAt: t.expose('acknowledgedAt', { type: 'DateTime', nullable: true }),
+    acknowledgedBy: t.exposeString('acknowledgedBy', { nullable: true, description: "The acknowledging token's subject." }),
+    resolvedAt: t.expose('resolvedAt', { type: 'DateTime', nullable: true }),
+  }),
+});
+
+const AlertPage = builder.objectRef<AlertViewPage>('AlertPage').implement({
+  fields: (t) => ({
+    nodes: t.field({ type: [Alert], resolve: (page) => page.nodes }),
+    endCursor: t.exposeString('endCursor', { nullable: true, description: 'Pass as `after` for the next page.' }),
+    hasNextPage: t.exposeBoolean('hasNextPage'),
+  }),
+});
+
+const AlertUpdate = builder.objectRef<Update>('AlertUpdate').implement({
+  fields: (t) => ({
+    type: t.exposeString('type', { description: '`alert.fired`, `alert.escalated`, `alert.acknowledged` or `alert.resolved`.' }),
+    alert: t.field({ type: Alert, resolve: (update) => update.alert }),
+  }),
+});
+
+builder.queryField('alerts', (t) =>
+  t.field({
+    type: AlertPage,
+    description: "The environment's alerts, most recently fired first (admin; a token with a tenant sees that tenant's only).",
+    args: {
+      status: t.arg({ type: [AlertStatus], description: 'Any of these (default: all).' }),
+      severity: t.arg({ type: [AlertSeverity], description: 'Any of these (default: all).' }),
+      first: t.arg.int({ description: '1–200, default 50.' }),
+      after: t.arg.string(),
+    },
+    resolve: (_root, args, context) => resolvers.alerts(context, args),
+  }),
+);
+
+builder.mutationField('acknowledgeAlert', (t) =>
+  t.field({
+    type: Alert,
+    description: 'Says someone is on a firing alert (admin). NOT_FOUND for an unknown id; CONFLICT (`extensions.state = "RESOLVED"`) for a resolved one.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, args, context) => resolvers.acknowledgeAlert(context, String(args.id)),
+  }),
+);
+
+builder.subscriptionField('alertUpdates', (t) =>
+  t.field({
+    type: AlertUpdate,
+    description: "Every alert change of the environment as it happens: fired, escalated, acknowledged, resolved (admin). The same events reach webhook endpoints selecting `system.alerts`.",
+    subscribe: (_root, _args, context) => resolvers.subscribeAlertUpdates(context),
+    resolve: (event) => resolvers.alertUpdateOf(event),
+  }),
+);

@@ -1,0 +1,100 @@
+/**
+ * Alert evaluation in the workers role: every `ALERTS_EVALUATE_SECONDS` (the seed's 5 s tick) the
+ * rules are evaluated by whichever workers process holds the evaluator's lease — one at a time
+ * cluster-wide, another taking over when it stops or stalls (`pipeline/alerts/alert-evaluator.ts`).
+ * Every workers process reads the firing counts for `tributary_alerts_firing`.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AlertsConfig } from '../config-alerts.ts';
+import type { Database } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import type { AlertsFiringSample, Metrics } from '../metrics.ts';
+import { createAlertEvaluator, type Evaluation } from '../pipeline/alerts/alert-evaluator.ts';
+import type { AlertRule } from '../pipeline/alerts/alert-rule.ts';
+import { firingCounts, releaseEvaluatorLease } from '../pipeline/alerts/alert-store.ts';
+import { cdcRules } from '../pipeline/alerts/rules/cdc-rules.ts';
+import { clusterRules, NO_CLUSTER_FIGURES, type ClusterFiguresProvider } from '../pipeline/alerts/rules/cluster-rules.ts';
+import { outboxBacklogRule } from '../pipeline/alerts/rules/outbox-rules.ts';
+import { webhookDeadLettersRule, webhookFailureRateRule } from '../pipeline/alerts/rules/webhook-rules.ts';
+import type { EventRouter } from '../pipeline/router/event-router.ts';
+
+export interface AlertEvaluationOptions {
+  readonly config: AlertsConfig;
+  readonly db: Database;
+  readonly router: Pick<EventRouter, 'route'>;
+  readonly logger: Logger;
+  readonly metrics: Pick<Metrics, 'sample'>;
+  /** Cluster-wide instance figures (connections, resyncs). @default none yet: the cluster rules read unknown */
+  readonly cluster?: ClusterFiguresProvider;
+}
+
+export interface AlertEvaluation {
+  /** Runs one evaluation now (tests, and the timer). */
+  evaluate(): Promise<Evaluation>;
+  close(): Promise<void>;
+}
+
+/** Every rule, with the thresholds of the configuration. */
+export function alertRules(config: AlertsConfig, db: Database, cluster: ClusterFiguresProvider): AlertRule[] {
+  return [
+    webhookFailureRateRule(db, { minSamples: config.minSamples, criticalRatio: config.webhookFailureCriticalRatio, warningRatio: config.webhookFailureWarningRatio }),
+    webhookDeadLettersRule(db, { allowed: config.deadLettersAllowed }),
+    outboxBacklogRule(db, { maxAgeSeconds: config.outboxMaxAgeSeconds }),
+    ...cdcRules(db, { maxLagBytes: config.cdcMaxLagBytes, maxRetainedWalBytes: config.cdcMaxRetainedWalBytes }),
+    ...(config.operatorScope === undefined
+      ? []
+      : clusterRules(cluster, { ...config.operatorScope, tenant: undefined }, { maxConnections: config.maxConnections, maxResyncs: config.maxResyncs })),
+  ];
+}
+
+export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEvaluation {
+  const { config, db } = options;
+  const logger = options.logger.child({ component: 'alerts' });
+  const holder = randomUUID();
+  const evaluator = createAlertEvaluator({
+    db,
+    router: options.router,
+    rules: alertRules(config, db, options.cluster ?? NO_CLUSTER_FIGURES),
+    policy: { fireAfter: config.fireAfter, resolveAfter: config.resolveAfter },
+    windowMs: config.windowMs,
+    holder,
+    // Outlives a few missed ticks, so a busy evaluator keeps it; a dead one is replaced after it.
+    leaseMs: config.evaluateMs * 3 + 2000,
+    logger,
+  });
+  let firing: AlertsFiringSample[] = [];
+  const stopSampling = options.metrics.sample({ alertsFiring: () => firing });
+
+  let running: Promise<unknown> | undefined;
+  const tick = async () => {
+    try {
+      await evaluator.evaluate();
+    } finally {
+      firing = await firingCounts(db);
+    }
+  };
+  const timer = setInterval(() => {
+    // A slow evaluation is not overlapped by the next tick: that tick is skipped.
+    if (running) return;
+    running = tick()
+      .catch((error: unknown) => logger.warn({ err: error }, 'alert evaluation failed'))
+      .finally(() => (running = undefined));
+  }, config.evaluateMs);
+  timer.unref();
+  logger.info({ everyMs: config.evaluateMs, windowMs: config.windowMs }, 'alert evaluation started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    evaluate: () => evaluator.evaluate(),
+    close() {
+      closing ??= (async () => {
+        clearInterval(timer);
+        stopSampling();
+        await running;
+        // Handing over at once: another process evaluates at its next tick, not after the lease.
+        await releaseEvaluatorLease(db, holder).catch((error: unknown) => logger.warn({ err: error }, 'alert evaluator lease not released'));
+      })();
+      return closing;
+    },
+  };
+}

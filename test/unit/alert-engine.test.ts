@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import { NO_STREAKS, step, worthKeeping, type OpenAlert, type Streaks, type Transition } from '../../src/pipeline/alerts/alert-engine.ts';
+import type { Verdict } from '../../src/pipeline/alerts/alert-rule.ts';
+import { judgeCount } from '../../src/pipeline/alerts/rules/cluster-rules.ts';
+import { judgeBytes } from '../../src/pipeline/alerts/rules/cdc-rules.ts';
+import { judgeBacklogAge } from '../../src/pipeline/alerts/rules/outbox-rules.ts';
+import { judgeDeadLetters, judgeFailureRate } from '../../src/pipeline/alerts/rules/webhook-rules.ts';
+
+const POLICY = { fireAfter: 2, resolveAfter: 3 };
+const warning: Verdict = { kind: 'bad', severity: 'warning', value: 0.3, message: 'warning' };
+const critical: Verdict = { kind: 'bad', severity: 'critical', value: 0.9, message: 'critical' };
+const good: Verdict = { kind: 'good', value: 0 };
+const unknown: Verdict = { kind: 'unknown', reason: 'too few samples' };
+
+/** Runs verdicts through the engine like the evaluator does, keeping the open alert; returns the transitions. */
+function run(verdicts: readonly Verdict[], start: { streaks?: Streaks; open?: OpenAlert } = {}): { transitions: (Transition | undefined)[]; open: OpenAlert | undefined; streaks: Streaks } {
+  let streaks = start.streaks ?? NO_STREAKS;
+  let open = start.open;
+  const transitions: (Transition | undefined)[] = [];
+  for (const verdict of verdicts) {
+    const next = step(streaks, open, verdict, POLICY);
+    streaks = next.streaks;
+    transitions.push(next.transition);
+    if (next.transition?.kind === 'fired') open = { state: 'firing', severity: next.transition.severity };
+    if (next.transition?.kind === 'escalated') open = { state: open!.state, severity: 'critical' };
+    if (next.transition?.kind === 'resolved') open = undefined;
+  }
+  return { transitions, open, streaks };
+}
+
+const kinds = (transitions: readonly (Transition | undefined)[]) => transitions.map((t) => t?.kind ?? '-');
+
+describe('alert engine (hysteresis)', () => {
+  it('fires only after fireAfter bad evaluations in a row', () => {
+    expect(kinds(run([warning]).transitions)).toEqual(['-']);
+    expect(kinds(run([warning, good, warning]).transitions)).toEqual(['-', '-', '-']);
+    const fired = run([warning, warning]);
+    expect(kinds(fired.transitions)).toEqual(['-', 'fired']);
+    expect(fired.transitions[1]).toMatchObject({ severity: 'warning', value: 0.3, message: 'warning' });
+  });
+
+  it('fires critical when the whole bad streak was critical, warning when it was mixed', () => {
+    expect(run([critical, critical]).transitions[1]).toMatchObject({ kind: 'fired', severity: 'critical' });
+    expect(run([warning, critical]).transitions[1]).toMatchObject({ kind: 'fired', severity: 'warning' });
+  });
+
+  it('escalates an open warning after fireAfter critical evaluations, and never lowers it while open', () => {
+    const escalated = run([warning, warning, critical, critical, warning, warning]);
+    expect(kinds(escalated.transitions)).toEqual(['-', 'fired', '-', 'escalated', '-', '-']);
+    expect(escalated.open).toEqual({ state: 'firing', severity: 'critical' });
+  });
+
+  it('resolves after resolveAfter good evaluations in a row, acknowledged or not', () => {
+    expect(kinds(run([good, good, good], { open: { state: 'firing', severity: 'warning' } }).transitions)).toEqual(['-', '-', 'resolved']);
+    expect(kinds(run([good, good, warning, good, good, good], { open: { state: 'acknowledged', severity: 'critical' } }).transitions)).toEqual([
+      '-',
+      '-',
+      '-',
+      '-',
+      '-',
+      'resolved',
+    ]);
+  });
+
+  it('treats unknown as no information: it neither fires, resolves nor breaks a streak', () => {
+    expect(kinds(run([unknown, unknown, unknown]).transitions)).toEqual(['-', '-', '-']);
+    expect(kinds(run([warning, unknown, warning]).transitions)).toEqual(['-', '-', 'fired']);
+    const open = { state: 'firing', severity: 'warning' } as const;
+    expect(kinds(run([good, good, unknown, unknown, good], { open }).transitions)).toEqual(['-', '-', '-', '-', 'resolved']);
+    expect(run([unknown, unknown, unknown, unknown], { open }).open).toEqual(open);
+  });
+
+  it('fires again after a resolve (the evaluator re-opens the same alert, count + 1)', () => {
+    const flapping = run([warning, warning, good, good, good, warning, warning]);
+    expect(kinds(flapping.transitions)).toEqual(['-', 'fired', '-', '-', 'resolved', '-', 'fired']);
+  });
+
+  it('keeps streaks only while they can still fire or resolve something', () => {
+    expect(worthKeeping({ bad: 1, critical: 0, good: 0 }, false)).toBe(true);
+    expect(worthKeeping({ bad: 0, critical: 0, good: 2 }, true)).toBe(true);
+    expect(worthKeeping({ bad: 0, critical: 0, good: 2 }, false)).toBe(false);
+    expect(worthKeeping(NO_STREAKS, true)).toBe(false);
+  });
+});
+
+describe('alert rules (judgements)', () => {
+  const thresholds = { minSamples: 20, criticalRatio: 0.5, warningRatio: 0.2 };
+
+  it('judges a webhook failure rate only over the minimum sample: one failure of one attempt is unknown', () => {
+    expect(judgeFailureRate({ attempts: 1, failures: 1 }, thresholds).kind).toBe('unknown');
+    expect(judgeFailureRate({ attempts: 19, failures: 19 }, thresholds).kind).toBe('unknown');
+    expect(judgeFailureRate({ attempts: 20, failures: 11 }, thresholds)).toMatchObject({ kind: 'bad', severity: 'critical', value: 0.55 });
+    expect(judgeFailureRate({ attempts: 20, failures: 10 }, thresholds)).toMatchObject({ kind: 'bad', severity: 'warning', value: 0.5 });
+    expect(judgeFailureRate({ attempts: 20, failures: 5 }, thresholds)).toMatchObject({ kind: 'bad', severity: 'warning' });
+    expect(judgeFailureRate({ attempts: 20, failures: 4 }, thresholds)).toEqual({ kind: 'good', value: 0.2 });
+  });
+
+  it('judges dead letters, outbox age, CDC bytes and cluster counts against their limits', () => {
+    expect(judgeDeadLetters(0, 0)).toEqual({ kind: 'good', value: 0 });
+    expect(judgeDeadLetters(1, 0)).toMatchObject({ kind: 'bad', severity: 'warning', value: 1 });
+    expect(judgeBacklogAge(null, 60)).toEqual({ kind: 'good', value: 0 });
+    expect(judgeBacklogAge(61, 60)).toMatchObject({ kind: 'bad', severity: 'warning', value: 61 });
+    expect(judgeBytes(null, 100, 'critical', 'retained WAL').kind).toBe('unknown');
+    expect(judgeBytes(101, 100, 'critical', 'retained WAL')).toMatchObject({ kind: 'bad', severity: 'critical' });
+    expect(judgeBytes(100, 100, 'warning', 'lag')).toEqual({ kind: 'good', value: 100 });
+    expect(judgeCount(10_001, 10_000, 'open connections')).toMatchObject({ kind: 'bad', severity: 'warning', message: '10001 open connections (limit 10000)' });
+    expect(judgeCount(10_000, 10_000, 'open connections').kind).toBe('good');
+  });
+});
