@@ -70,6 +70,7 @@ export interface Config {
   readonly cdc: CdcConfig;
   readonly outbox: OutboxConfig;
   readonly webhooks: WebhooksConfig;
+  readonly analytics: AnalyticsConfig;
   readonly logLevel: LogLevel;
   readonly limits: Limits;
   readonly cors: CorsConfig;
@@ -139,6 +140,20 @@ export interface WebhooksConfig {
   readonly logRetentionMs: number;
   /** Largest body POSTed, in bytes; a larger event is sent without its data. @default 256 KiB */
   readonly maxBodyBytes: number;
+}
+
+/** Per-topic analytics: every role counts and pushes; the workers flush to Postgres. */
+export interface AnalyticsConfig {
+  /** Count at all (`false`: nothing is counted; for measuring the overhead). @default true */
+  readonly enabled: boolean;
+  /** How often the workers write closed minutes to Postgres, in s. @default 60 */
+  readonly flushSeconds: number;
+  /** How often every instance pushes its counts to the cluster (what a dying instance loses), in ms: min(5 s, flush interval). */
+  readonly pushIntervalMs: number;
+  /** Minute rows are kept this long (hours and days stay), in ms. @default 14 days */
+  readonly retentionMs: number;
+  /** Distinct topics an instance counts per minute before the rest goes to one overflow topic. @default 10000 */
+  readonly maxTopicsPerMinute: number;
 }
 
 /** A configuration problem, reported as one line. */
@@ -226,6 +241,10 @@ const environmentSchema = z.object({
   WEBHOOK_CONCURRENCY: integer(1, 1000, 50),
   WEBHOOK_LOG_RETENTION_SECONDS: integer(60, 365 * 24 * 3600, 30 * 24 * 3600),
   WEBHOOK_MAX_BODY_BYTES: integer(1024, 16 * MIB, 256 * 1024),
+  ANALYTICS_ENABLED: z.enum(['true', 'false'], { message: 'must be true or false' }).optional(),
+  ANALYTICS_FLUSH_SECONDS: integer(1, 3600, 60),
+  ANALYTICS_RETENTION_DAYS: integer(1, 3650, 14),
+  ANALYTICS_MAX_TOPICS: integer(10, 1_000_000, 10_000),
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
   }),
@@ -348,6 +367,13 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       concurrency: env.WEBHOOK_CONCURRENCY,
       logRetentionMs: env.WEBHOOK_LOG_RETENTION_SECONDS * 1000,
       maxBodyBytes: env.WEBHOOK_MAX_BODY_BYTES,
+    },
+    analytics: {
+      enabled: env.ANALYTICS_ENABLED !== 'false',
+      flushSeconds: env.ANALYTICS_FLUSH_SECONDS,
+      pushIntervalMs: Math.min(5_000, env.ANALYTICS_FLUSH_SECONDS * 1000),
+      retentionMs: env.ANALYTICS_RETENTION_DAYS * 24 * 3600 * 1000,
+      maxTopicsPerMinute: env.ANALYTICS_MAX_TOPICS,
     },
     logLevel: env.LOG_LEVEL,
     limits: {
