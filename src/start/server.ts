@@ -6,6 +6,7 @@
 import { createTokenVerifier } from '../auth/token-verifier.ts';
 import { createCleanupStack } from '../cleanup-stack.ts';
 import { assertLogicalReplicationAllowed } from '../pipeline/cdc/wal/replication-setup.ts';
+import { createAnalyticsReader } from '../pipeline/analytics/analytics-reader.ts';
 import { createDispatcher, type DispatcherStats } from '../pipeline/dispatch/dispatcher.ts';
 import { createOutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
@@ -51,7 +52,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     if (verifier.mode === 'development') {
       logger.warn('no JWT_SECRET or JWT_JWKS_URL: development mode, every caller acts as an admin of app/env/tenant "default"');
     }
-    const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger, metrics });
+    const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger, metrics, analytics: pipeline.analytics.recorder });
     cleanup.push('dispatcher', () => dispatcher.close());
     const services: Services = {
       channels: pipeline.channels,
@@ -70,6 +71,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
         maxBodyBytes: config.webhooks.maxBodyBytes,
       }),
       gateway: pipeline.gateway,
+      analytics: createAnalyticsReader({ db: context.clients.db, store: pipeline.analytics.store, now: context.now }),
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },

@@ -4,6 +4,7 @@
  * servers, or inside the one process of `npm start` (role `all`).
  */
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
+import { startAnalyticsFlush } from '../workers/analytics-flush.ts';
 import { createOutboxPollers } from '../workers/outbox-pollers.ts';
 import { startWebhookDelivery } from '../workers/webhook-delivery.ts';
 import type { Pipeline } from './pipeline.ts';
@@ -14,7 +15,7 @@ export interface Workers extends Disposable {
   readonly running: readonly string[];
 }
 
-export async function startWorkers({ config, clients, metrics, logger }: StartContext, { pipeline }: { readonly pipeline: Pipeline }): Promise<Workers> {
+export async function startWorkers({ config, clients, metrics, logger, now }: StartContext, { pipeline }: { readonly pipeline: Pipeline }): Promise<Workers> {
   const outbox = createOutboxPollers({
     db: clients.db,
     connect: (url) => createOutboxPool(url, logger),
@@ -35,12 +36,25 @@ export async function startWorkers({ config, clients, metrics, logger }: StartCo
     webhooks: pipeline.webhooks,
     logger,
     metrics,
+    analytics: pipeline.analytics.recorder,
   });
-  const running = ['outbox', 'webhooks'];
+  // Pushes arrive every push interval: a minute is closed once the last of them is surely in.
+  const analytics = startAnalyticsFlush({
+    db: clients.db,
+    store: pipeline.analytics.store,
+    router: pipeline.router,
+    logger,
+    intervalMs: config.analytics.flushSeconds * 1000,
+    graceMs: config.analytics.pushIntervalMs + 2_000,
+    retentionMs: config.analytics.retentionMs,
+    now,
+  });
+  const running = ['outbox', 'webhooks', 'analytics'];
   logger.info({ workers: running }, 'workers ready');
   return {
     running,
     async dispose() {
+      await analytics.close();
       await webhooks.close();
       await outbox.close();
     },

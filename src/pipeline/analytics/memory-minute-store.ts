@@ -12,7 +12,7 @@ export function createMemoryMinuteStore(): MinuteStore {
     push(batch) {
       let topics = minutes.get(batch.minute);
       if (!topics) {
-        minutes.set(batch.minute, (topics = new Map()));
+        minutes.set(batch.minute, (topics = new Map<string, TopicCounts>()));
         if (minutes.size > MAX_MINUTES) minutes.delete(Math.min(...minutes.keys()));
       }
       mergeTopics(topics, batch.topics);

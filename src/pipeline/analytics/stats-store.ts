@@ -149,22 +149,23 @@ export async function topicWindows(db: Queryable, query: TopicWindowQuery): Prom
   return rows.map((row) => ({ start: row.start_time, counts: countsOf(row) }));
 }
 
-export interface RecentTopicsQuery {
+export interface MinutesTopicsQuery {
   readonly app: string;
   readonly env: string;
   readonly tenant: string | undefined;
-  /** Minutes starting at or after this. */
-  readonly from: Date;
+  /** The minutes to sum. */
+  readonly minutes: readonly Date[];
 }
 
-/** Every topic of an environment (per tenant) summed over the minutes from `from` on. */
-export async function recentTopics(db: Queryable, query: RecentTopicsQuery): Promise<StatsRow[]> {
+/** Every topic of an environment (per tenant) summed over some minutes. */
+export async function topicsOfMinutes(db: Queryable, query: MinutesTopicsQuery): Promise<StatsRow[]> {
+  if (query.minutes.length === 0) return [];
   const { rows } = await db.query<AggregateRow & { tenant: string; topic: string }>(
     aggregate(
-      `SELECT * FROM ${TABLE.minute} WHERE app = $1 AND env = $2 AND ($3::text IS NULL OR tenant = $3) AND start_time >= $4`,
+      `SELECT * FROM ${TABLE.minute} WHERE app = $1 AND env = $2 AND ($3::text IS NULL OR tenant = $3) AND start_time = ANY($4::timestamptz[])`,
       ['tenant', 'topic'],
     ),
-    [query.app, query.env, query.tenant ?? null, query.from],
+    [query.app, query.env, query.tenant ?? null, query.minutes],
   );
   return rows.map((row) => ({ app: query.app, env: query.env, tenant: row.tenant, topic: row.topic, counts: countsOf(row) }));
 }
