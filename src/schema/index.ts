@@ -8,6 +8,7 @@ import './types/document.ts';
 import './types/cdc.ts';
 import './types/outbox.ts';
 import './types/webhooks.ts';
+import './types/analytics.ts';
 
 export type { GraphQLContext, Transport } from './context.ts';
 

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { ErrorCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { API_PREFIX, type AdminApi } from './rest/admin-api.ts';
 import type { GraphQLWebSocketServer } from './ws/websocket-server.ts';
 import { GRAPHQL_PATH, type TributaryYoga } from './yoga.ts';
 
@@ -22,6 +23,8 @@ export interface GraphQLEndpoints {
 export interface HttpServerOptions {
   /** Absent for a process that serves no GraphQL (the workers role): `/graphql` is then 404. */
   readonly graphql?: GraphQLEndpoints | undefined;
+  /** The REST routes under `/api/` (with GraphQL); absent: `/api/…` is 404. */
+  readonly api?: AdminApi | undefined;
   readonly readiness: readonly ReadinessCheck[];
   /** Served at `GET /metrics` in the Prometheus text format. */
   readonly metrics: Registry;
@@ -32,7 +35,8 @@ export interface HttpServerOptions {
 
 /**
  * Transport only: `/health`, `/ready` and `/metrics` answer here, `/graphql` goes to yoga (HTTP) or the
- * WebSocket server (upgrade) when the process serves GraphQL, anything else is 404.
+ * WebSocket server (upgrade) when the process serves GraphQL, `/api/…` to the REST routes beside it,
+ * anything else is 404.
  */
 export function createHttpServer(options: HttpServerOptions): Server {
   const timeoutMs = options.readinessTimeoutMs ?? 2000;
@@ -59,6 +63,8 @@ export function createHttpServer(options: HttpServerOptions): Server {
           sendJson(response, 500, { error: 'metrics unavailable' });
         },
       );
+    } else if (path.startsWith(API_PREFIX) && options.api) {
+      options.api.handle(request, response);
     } else if (path === GRAPHQL_PATH && options.graphql) {
       void options.graphql.yoga.requestListener(request, response);
     } else {

@@ -5,6 +5,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createHttpServer, type GraphQLEndpoints, type ReadinessCheck } from '../server/http-server.ts';
+import type { AdminApi } from '../server/rest/admin-api.ts';
 import type { Clients } from './clients.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
@@ -17,6 +18,8 @@ export interface Listening {
 export interface ListenParts {
   /** Absent in the workers role: only the operational endpoints are served. */
   readonly graphql?: GraphQLEndpoints;
+  /** The REST routes beside GraphQL. */
+  readonly api?: AdminApi;
   readonly readiness: readonly ReadinessCheck[];
 }
 

@@ -26,8 +26,9 @@ export interface HotTopic {
   /** null: application-wide events. */
   readonly tenant: string | null;
   readonly counts: TopicCounts;
-  /** The span the counts cover (whole minutes up to now), in s. */
-  readonly seconds: number;
+  /** The span the counts cover: from the start of the window's first minute to now. */
+  readonly start: Date;
+  readonly end: Date;
 }
 
 export interface TopicStatsQuery {
@@ -99,8 +100,7 @@ export function createAnalyticsReader(options: AnalyticsReaderOptions): Analytic
           if (parsed) add(parsed.topic, parsed.scope.tenant ?? null, counts);
         }
       }
-      const seconds = Math.max(1, (time - from) / 1000);
-      return rank([...topics.values()], query.by, query.limit).map((entry) => ({ ...entry, seconds }));
+      return rank([...topics.values()], query.by, query.limit).map((entry) => ({ ...entry, start: new Date(from), end: new Date(time) }));
     },
   };
 }
