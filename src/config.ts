@@ -73,6 +73,7 @@ export interface Config {
   readonly outbox: OutboxConfig;
   readonly webhooks: WebhooksConfig;
   readonly alerts: AlertsConfig;
+  readonly analytics: AnalyticsConfig;
   readonly logLevel: LogLevel;
   readonly limits: Limits;
   readonly cors: CorsConfig;
@@ -144,6 +145,20 @@ export interface WebhooksConfig {
   readonly maxBodyBytes: number;
 }
 
+/** Per-topic analytics: every role counts and pushes; the workers flush to Postgres. */
+export interface AnalyticsConfig {
+  /** Count at all (`false`: nothing is counted; for measuring the overhead). @default true */
+  readonly enabled: boolean;
+  /** How often the workers write closed minutes to Postgres, in s. @default 60 */
+  readonly flushSeconds: number;
+  /** How often every instance pushes its counts to the cluster (what a dying instance loses), in ms: min(5 s, flush interval). */
+  readonly pushIntervalMs: number;
+  /** Minute rows are kept this long (hours and days stay), in ms. @default 14 days */
+  readonly retentionMs: number;
+  /** Distinct topics an instance counts per minute before the rest goes to one overflow topic. @default 10000 */
+  readonly maxTopicsPerMinute: number;
+}
+
 /** A configuration problem, reported as one line. */
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -209,6 +224,10 @@ const environmentSchema = z.object({
   WEBHOOK_LOG_RETENTION_SECONDS: integer(60, 365 * 24 * 3600, 30 * 24 * 3600),
   WEBHOOK_MAX_BODY_BYTES: integer(1024, 16 * MIB, 256 * 1024),
   ...alertsEnvironment,
+  ANALYTICS_ENABLED: z.enum(['true', 'false'], { message: 'must be true or false' }).optional(),
+  ANALYTICS_FLUSH_SECONDS: integer(1, 3600, 60),
+  ANALYTICS_RETENTION_DAYS: integer(1, 3650, 14),
+  ANALYTICS_MAX_TOPICS: integer(10, 1_000_000, 10_000),
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
   }),
@@ -337,6 +356,13 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       maxBodyBytes: env.WEBHOOK_MAX_BODY_BYTES,
     },
     alerts: alertsConfigOf(env),
+    analytics: {
+      enabled: env.ANALYTICS_ENABLED !== 'false',
+      flushSeconds: env.ANALYTICS_FLUSH_SECONDS,
+      pushIntervalMs: Math.min(5_000, env.ANALYTICS_FLUSH_SECONDS * 1000),
+      retentionMs: env.ANALYTICS_RETENTION_DAYS * 24 * 3600 * 1000,
+      maxTopicsPerMinute: env.ANALYTICS_MAX_TOPICS,
+    },
     logLevel: env.LOG_LEVEL,
     limits: {
       wsMaxPayloadBytes: env.WS_MAX_PAYLOAD_BYTES,

@@ -27,6 +27,8 @@ export interface Tributary extends Listening {
 
 export interface StartOptions {
   readonly logger?: Logger;
+  /** The clock of time windows (analytics minutes). @default Date.now */
+  readonly now?: () => number;
 }
 
 const NO_SERVER: ServerStats = { connections: 0, channelMembers: 0, streams: 0, cohorts: 0, subscribers: 0 };
@@ -37,7 +39,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
   try {
     const clients = await createClients(config, logger);
     cleanup.push('clients', () => clients.dispose());
-    const context: StartContext = { config, clients, metrics: createMetrics(), logger };
+    const context: StartContext = { config, clients, metrics: createMetrics(), logger, now: options.now ?? Date.now };
 
     const pipeline = await startPipeline(context);
     cleanup.push('pipeline', () => pipeline.dispose());

@@ -53,7 +53,30 @@ export interface Metrics {
   readonly webhookOldestPendingSeconds: Gauge<'endpoint'>;
   /** Alerts firing (not acknowledged, not resolved) cluster-wide, by rule and severity: no subject label, so bounded. */
   readonly alertsFiring: Gauge<'rule' | 'severity'>;
+  /** Analytics totals of this instance (read at scrape time from its figures; no topic label). */
+  readonly deliveries: Counter;
+  readonly deliveredBytes: Counter;
+  readonly resyncs: Counter;
+  readonly analyticsTopicsOverflowed: Counter;
+  /** Publish → socket latency of this instance's live deliveries, p50 and p99, in s. */
+  readonly publishToSocketSeconds: Gauge<'quantile'>;
+  /** The only per-topic series: this instance's top topics by events routed over the last full minute (at most 20). */
+  readonly hotTopicEventsPerSecond: Gauge<'app' | 'env' | 'tenant' | 'topic'>;
 }
+
+/** What analytics reports at scrape time (the shape of its instance figures, plus its top topics). */
+export interface AnalyticsSample {
+  readonly deliveries: number;
+  readonly bytes: number;
+  readonly resyncs: number;
+  readonly topicsOverflowed: number;
+  readonly latency: { readonly p50Ms: number | null; readonly p99Ms: number | null };
+  /** At most `HOT_TOPICS_IN_METRICS` entries. */
+  readonly hotTopics: readonly { readonly app: string; readonly env: string; readonly tenant: string; readonly topic: string; readonly eventsPerSecond: number }[];
+}
+
+/** Topics in the hot-topic gauge: the one bounded exception to "no per-topic labels". */
+export const HOT_TOPICS_IN_METRICS = 10;
 
 /** A CDC reader as the metrics report it (`source` is the hash of its URL, never the URL). */
 export interface CdcReaderSample {
@@ -70,6 +93,7 @@ export interface LiveSampler {
   readonly outboxes?: () => readonly OutboxSample[];
   readonly webhookBacklogs?: () => readonly WebhookBacklogSample[];
   readonly alertsFiring?: () => readonly AlertsFiringSample[];
+  readonly analytics?: () => AnalyticsSample;
 }
 
 /** Firing alerts of one rule and severity, cluster-wide (read from the platform database). */
@@ -111,6 +135,18 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const outboxes = (): OutboxSample[] => [...samplers].flatMap((sampler) => sampler.outboxes?.() ?? []);
   const webhookBacklogs = (): WebhookBacklogSample[] => [...samplers].flatMap((sampler) => sampler.webhookBacklogs?.() ?? []);
   const alertsFiring = (): AlertsFiringSample[] => [...samplers].flatMap((sampler) => sampler.alertsFiring?.() ?? []);
+  const analytics = (): AnalyticsSample[] => [...samplers].flatMap((sampler) => (sampler.analytics ? [sampler.analytics()] : []));
+  /** A counter whose value is read from analytics at scrape time. */
+  const analyticsCounter = (name: string, help: string, read: (sample: AnalyticsSample) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(analytics().reduce((sum, sample) => sum + read(sample), 0));
+      },
+    });
   return {
     registry,
     sample(sampler) {
@@ -271,6 +307,38 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       collect() {
         this.reset();
         for (const sample of alertsFiring()) this.set({ rule: sample.rule, severity: sample.severity }, sample.count);
+      },
+    }),
+    deliveries: analyticsCounter('tributary_deliveries_total', 'Frames written to subscribers by this instance (one event to N subscribers counts N)', (sample) => sample.deliveries),
+    deliveredBytes: analyticsCounter('tributary_delivered_bytes_total', 'Payload bytes of the frames written to subscribers by this instance', (sample) => sample.bytes),
+    resyncs: analyticsCounter('tributary_resyncs_total', 'Subscribers this instance ended with RESYNC_REQUIRED', (sample) => sample.resyncs),
+    analyticsTopicsOverflowed: analyticsCounter(
+      'tributary_analytics_topics_overflowed_total',
+      'Per-topic countings that went to the overflow topic because a minute already held ANALYTICS_MAX_TOPICS topics',
+      (sample) => sample.topicsOverflowed,
+    ),
+    publishToSocketSeconds: new Gauge({
+      name: 'tributary_publish_to_socket_seconds',
+      help: "Publish → socket latency of this instance's live deliveries since it started (bucket upper bound, ≤ 25 % above the true value), in s",
+      labelNames: ['quantile'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const sample of analytics()) {
+          if (sample.latency.p50Ms !== null) this.set({ quantile: '0.5' }, sample.latency.p50Ms / 1000);
+          if (sample.latency.p99Ms !== null) this.set({ quantile: '0.99' }, sample.latency.p99Ms / 1000);
+        }
+      },
+    }),
+    hotTopicEventsPerSecond: new Gauge({
+      name: 'tributary_hot_topic_events_per_second',
+      help: `This instance's top ${HOT_TOPICS_IN_METRICS} topics by events routed over the last full minute (the only per-topic series)`,
+      labelNames: ['app', 'env', 'tenant', 'topic'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const hot = analytics().flatMap((sample) => sample.hotTopics).sort((a, b) => b.eventsPerSecond - a.eventsPerSecond).slice(0, HOT_TOPICS_IN_METRICS);
+        for (const { app, env, tenant, topic, eventsPerSecond } of hot) this.set({ app, env, tenant, topic }, eventsPerSecond);
       },
     }),
   };

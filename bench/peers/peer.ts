@@ -9,11 +9,11 @@
  */
 
 /**
- * Tributary itself (in-memory mode; Redis mode, whose documents are written through to the
+ * Tributary itself (in-memory mode, and the same with analytics off to measure what counting costs; Redis mode, whose documents are written through to the
  * database before a mutation answers; Redis mode with async document durability), then what it
  * is measured against.
  */
-export const PEER_NAMES = ['tributary', 'tributary-redis', 'tributary-redis-async', 'yoga-graphql-ws', 'raw-ws', 'pg-redis-graphql-ws'] as const;
+export const PEER_NAMES = ['tributary', 'tributary-no-analytics', 'tributary-redis', 'tributary-redis-async', 'yoga-graphql-ws', 'raw-ws', 'pg-redis-graphql-ws'] as const;
 
 /** The peers that need `REDIS_URL`. */
 export const REDIS_PEERS: readonly PeerName[] = ['tributary-redis', 'tributary-redis-async', 'pg-redis-graphql-ws'];

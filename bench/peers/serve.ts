@@ -51,6 +51,9 @@ async function startPeer(name: PeerName): Promise<RunningPeer> {
   switch (name) {
     case 'tributary':
       return (await import('./tributary.ts')).startTributaryPeer({ settings: tributarySettings() });
+    case 'tributary-no-analytics':
+      // The same server with per-topic analytics off: what counting on the hot path costs.
+      return (await import('./tributary.ts')).startTributaryPeer({ settings: { ...tributarySettings(), ANALYTICS_ENABLED: 'false' } });
     case 'tributary-redis':
     case 'tributary-redis-async': {
       // Its own key prefix: peers may share the benchmark's Redis. A workload that hands one

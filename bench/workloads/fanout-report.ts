@@ -170,7 +170,35 @@ export function reportFanout(outcomes: readonly PeerOutcome[], settings: FanoutS
   reportSaturation(measured, settings);
   reportMemory(measured, settings);
   reportRatios(measured, fixed);
+  reportAnalyticsOverhead(measured, fixed);
   return failures;
+}
+
+/**
+ * What per-topic analytics costs on the hot path: `tributary` against the same server with
+ * analytics off, measured in the same run, peers alternating. Saturation moves in the search's
+ * steps (coarse); server CPU per message at the fixed load is the finer measure — its inverse is
+ * throughput per core.
+ */
+function reportAnalyticsOverhead(outcomes: readonly PeerOutcome[], fixed: ReadonlyMap<PeerName, FixedSummary | undefined>): void {
+  const on = outcomes.find((outcome) => outcome.name === OURS);
+  const off = outcomes.find((outcome) => outcome.name === 'tributary-no-analytics');
+  if (!on || !off) return;
+  const saturation = (bestStep(on)?.deliveredPerSecond ?? Number.NaN) / (bestStep(off)?.deliveredPerSecond ?? Number.NaN);
+  const cpuAtSaturation = (bestStep(off)?.serverCpuPerMessage ?? Number.NaN) / (bestStep(on)?.serverCpuPerMessage ?? Number.NaN);
+  const cpuFixed = (fixed.get('tributary-no-analytics')?.serverCpu ?? Number.NaN) / (fixed.get(OURS)?.serverCpu ?? Number.NaN);
+  const lost = (ratio: number) => (Number.isFinite(ratio) ? `${((1 - ratio) * 100).toFixed(1)} %` : '—');
+  print();
+  print(
+    `analytics overhead (${OURS}/tributary-no-analytics, throughput ratios, above 1× means no loss): ` +
+      `saturation msgs/s ${formatFineRatio(saturation)} (lost ${lost(saturation)}); ` +
+      `per core at saturation ${formatFineRatio(cpuAtSaturation)} (lost ${lost(cpuAtSaturation)}); ` +
+      `per core at the fixed load ${formatFineRatio(cpuFixed)} (lost ${lost(cpuFixed)}); aim: ≤ 3 % lost`,
+  );
+}
+
+function formatFineRatio(ratio: number): string {
+  return Number.isFinite(ratio) ? `${ratio.toFixed(3)}×` : '—';
 }
 
 function reportSaturation(outcomes: readonly PeerOutcome[], settings: FanoutSettings): void {

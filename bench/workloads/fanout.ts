@@ -18,8 +18,11 @@ import type { Workload, WorkloadContext } from '../lib/workload.ts';
 import { bestStep, firstFailedAbove, reportFanout, type FanoutSettings, type PeerOutcome } from './fanout-report.ts';
 import { openSession, type StepResult } from './fanout-session.ts';
 
-/** Ours first (in-memory, then Redis mode), then the stack it replaces, then the floor. */
-const PEERS: readonly PeerName[] = ['tributary', 'tributary-redis', 'yoga-graphql-ws', 'raw-ws'];
+/**
+ * Ours first (in-memory, the same with analytics off — the overhead line compares the two —, then
+ * Redis mode), then the stack it replaces, then the floor.
+ */
+const PEERS: readonly PeerName[] = ['tributary', 'tributary-no-analytics', 'tributary-redis', 'yoga-graphql-ws', 'raw-ws'];
 
 
 const FULL: FanoutSettings = {

@@ -2,6 +2,7 @@ import type { Principal } from '../auth/principal.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { AlertAdmin } from '../pipeline/alerts/alert-admin.ts';
+import type { AnalyticsReader } from '../pipeline/analytics/analytics-reader.ts';
 import type { CdcService } from '../pipeline/cdc/cdc-service.ts';
 import type { CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import type { ChannelHub } from '../pipeline/channels/channel-hub.ts';
@@ -26,6 +27,8 @@ export interface Services {
   readonly alerts: AlertAdmin;
   /** Gateway lifecycle events (here: `gateway.broadcast`), routed only when an endpoint selects them. */
   readonly gateway: GatewayEmitter;
+  /** Per-topic analytics and hot topics (admin). */
+  readonly analytics: AnalyticsReader;
   /** Counts subscriptions refused silently (the resolvers' only metric). */
   readonly metrics: Pick<Metrics, 'subscriptionsDenied'>;
   readonly logger: Logger;

@@ -9,6 +9,7 @@ import './types/cdc.ts';
 import './types/outbox.ts';
 import './types/webhooks.ts';
 import './types/alerts.ts';
+import './types/analytics.ts';
 
 export type { GraphQLContext, Transport } from './context.ts';
 

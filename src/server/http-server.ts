@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { ErrorCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { API_PREFIX, type AdminApi } from './rest/admin-api.ts';
 import type { GraphQLWebSocketServer } from './ws/websocket-server.ts';
 import { GRAPHQL_PATH, type TributaryYoga } from './yoga.ts';
 
@@ -19,18 +20,11 @@ export interface GraphQLEndpoints {
   readonly webSocket: GraphQLWebSocketServer;
 }
 
-/** A small REST route (`GET` only): the admin REST endpoints beside GraphQL. */
-export interface RestRoute {
-  readonly path: string;
-  /** Answers with a status and a JSON body; a rejection is logged and answered 500. */
-  handle(request: IncomingMessage): Promise<{ readonly status: number; readonly body: unknown }>;
-}
-
 export interface HttpServerOptions {
   /** Absent for a process that serves no GraphQL (the workers role): `/graphql` is then 404. */
   readonly graphql?: GraphQLEndpoints | undefined;
-  /** REST routes, by exact path. @default none */
-  readonly routes?: readonly RestRoute[];
+  /** The REST routes under `/api/` (with GraphQL); absent: `/api/…` is 404. */
+  readonly api?: AdminApi | undefined;
   readonly readiness: readonly ReadinessCheck[];
   /** Served at `GET /metrics` in the Prometheus text format. */
   readonly metrics: Registry;
@@ -40,16 +34,14 @@ export interface HttpServerOptions {
 }
 
 /**
- * Transport only: `/health`, `/ready` and `/metrics` answer here, the REST routes (`/api/…`) go to
- * their handlers, `/graphql` goes to yoga (HTTP) or the WebSocket server (upgrade) when the process
- * serves GraphQL, anything else is 404.
+ * Transport only: `/health`, `/ready` and `/metrics` answer here, `/graphql` goes to yoga (HTTP) or the
+ * WebSocket server (upgrade) when the process serves GraphQL, `/api/…` to the REST routes beside it,
+ * anything else is 404.
  */
 export function createHttpServer(options: HttpServerOptions): Server {
   const timeoutMs = options.readinessTimeoutMs ?? 2000;
-  const routes = new Map((options.routes ?? []).map((route) => [route.path, route]));
   const server = createServer((request, response) => {
     const path = pathOf(request);
-    const route = routes.get(path);
     if (path === '/health' && isRead(request)) {
       sendJson(response, 200, { status: 'ok' });
     } else if (path === '/ready' && isRead(request)) {
@@ -71,14 +63,8 @@ export function createHttpServer(options: HttpServerOptions): Server {
           sendJson(response, 500, { error: 'metrics unavailable' });
         },
       );
-    } else if (route && isRead(request)) {
-      route.handle(request).then(
-        ({ status, body }) => sendJson(response, status, body),
-        (error: unknown) => {
-          options.logger.error({ err: error, path }, 'REST route failed');
-          sendJson(response, 500, { error: { code: ErrorCode.INTERNAL_SERVER_ERROR, message: 'Unexpected error.' } });
-        },
-      );
+    } else if (path.startsWith(API_PREFIX) && options.api) {
+      options.api.handle(request, response);
     } else if (path === GRAPHQL_PATH && options.graphql) {
       void options.graphql.yoga.requestListener(request, response);
     } else {

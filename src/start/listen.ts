@@ -4,7 +4,8 @@
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { createHttpServer, type GraphQLEndpoints, type ReadinessCheck, type RestRoute } from '../server/http-server.ts';
+import { createHttpServer, type GraphQLEndpoints, type ReadinessCheck } from '../server/http-server.ts';
+import type { AdminApi } from '../server/rest/admin-api.ts';
 import type { Clients } from './clients.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
@@ -17,9 +18,9 @@ export interface Listening {
 export interface ListenParts {
   /** Absent in the workers role: only the operational endpoints are served. */
   readonly graphql?: GraphQLEndpoints;
+  /** The admin REST routes beside GraphQL (`/api/…`; server roles). */
+  readonly api?: AdminApi;
   readonly readiness: readonly ReadinessCheck[];
-  /** The admin REST endpoints (server roles). */
-  readonly routes?: readonly RestRoute[];
 }
 
 export async function listen({ config, metrics, logger }: StartContext, parts: ListenParts): Promise<Listening & Disposable> {

@@ -21,6 +21,7 @@ import { createEndpointCache } from '../pipeline/webhooks/endpoint-cache.ts';
 import { createGatewayEmitter, type GatewayEmitter } from '../pipeline/webhooks/gateway-emitter.ts';
 import { deliveryScheduler, type WebhookFanIn } from '../pipeline/webhooks/webhook-fan-in.ts';
 import { createWebhookTap } from '../pipeline/webhooks/webhook-tap.ts';
+import { startAnalytics, type Analytics } from './analytics.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
 export interface Pipeline extends Disposable {
@@ -31,12 +32,15 @@ export interface Pipeline extends Disposable {
   readonly webhooks: WebhookFanIn;
   /** Gateway lifecycle events (connected, disconnected, subscribed, broadcast), for webhooks. */
   readonly gateway: GatewayEmitter;
+  /** Per-topic analytics: the recorder (undefined when off), instance figures, the minute store. */
+  readonly analytics: Analytics;
 }
 
 /** How often every instance checks webhook endpoints for changes, in ms. */
 const ENDPOINT_REFRESH_MS = 2_000;
 
-export async function startPipeline({ config, clients, metrics, logger }: StartContext): Promise<Pipeline> {
+export async function startPipeline(context: StartContext): Promise<Pipeline> {
+  const { config, clients, metrics, logger } = context;
   const retention = { maxEvents: config.events.logMaxEvents, maxAgeMs: config.events.logMaxAgeMs };
   const keyPrefix = config.redisKeyPrefix;
   let log: EventLog;
@@ -58,13 +62,14 @@ export async function startPipeline({ config, clients, metrics, logger }: StartC
     });
   }
   const endpoints = await createEndpointCache({ db: clients.db, refreshMs: ENDPOINT_REFRESH_MS, logger });
+  const analytics = startAnalytics(context);
   const scheduler: WebhookFanIn['scheduler'] =
     config.redisUrl === undefined
       ? { kind: 'embedded', wake: createLocalWake() }
       : { kind: 'bullmq', queue: createBullmqScheduler({ redisUrl: config.redisUrl, prefix: `${keyPrefix}bull`, logger }) };
   const fanIn: WebhookFanIn = { endpoints, scheduler };
   const tap = createWebhookTap({ db: clients.db, endpoints, scheduler: deliveryScheduler(fanIn), logger, maxBodyBytes: config.webhooks.maxBodyBytes });
-  const router = createEventRouter({ log, logger, metrics, afterPlaced: (events) => tap.deliver(events) });
+  const router = createEventRouter({ log, logger, metrics, analytics: analytics.recorder, afterPlaced: (events) => tap.deliver(events) });
   const gateway = createGatewayEmitter({ router, endpoints, logger, metrics });
   return {
     log,
@@ -73,9 +78,12 @@ export async function startPipeline({ config, clients, metrics, logger }: StartC
     router,
     webhooks: fanIn,
     gateway,
+    analytics,
     async dispose() {
       // The sockets are closed by now (the server stops first); their last events finish routing.
       await gateway.close();
+      // Then the last counts leave for the cluster's store.
+      await analytics.dispose();
       endpoints.close();
       await deliveryScheduler(fanIn).close();
       await log.close();

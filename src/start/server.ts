@@ -7,6 +7,7 @@ import { createTokenVerifier } from '../auth/token-verifier.ts';
 import { createCleanupStack } from '../cleanup-stack.ts';
 import { assertLogicalReplicationAllowed } from '../pipeline/cdc/wal/replication-setup.ts';
 import { createAlertAdmin } from '../pipeline/alerts/alert-admin.ts';
+import { createAnalyticsReader } from '../pipeline/analytics/analytics-reader.ts';
 import { createDispatcher, type DispatcherStats } from '../pipeline/dispatch/dispatcher.ts';
 import { createOutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
@@ -14,8 +15,8 @@ import { createWebhookAdmin } from '../pipeline/webhooks/webhook-admin.ts';
 import { deliveryScheduler } from '../pipeline/webhooks/webhook-fan-in.ts';
 import type { Services } from '../resolvers/context.ts';
 import { createErrorMasker } from '../schema/errors.ts';
-import { alertsRoute } from '../server/rest/alerts-route.ts';
 import { getSchema } from '../schema/index.ts';
+import { createAdminApi } from '../server/rest/admin-api.ts';
 import { CloseCode } from '../server/ws/close-codes.ts';
 import { createOperationExecutor } from '../server/ws/executor.ts';
 import { createGraphQLWebSocketServer } from '../server/ws/websocket-server.ts';
@@ -53,7 +54,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     if (verifier.mode === 'development') {
       logger.warn('no JWT_SECRET or JWT_JWKS_URL: development mode, every caller acts as an admin of app/env/tenant "default"');
     }
-    const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger, metrics });
+    const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger, metrics, analytics: pipeline.analytics.recorder });
     cleanup.push('dispatcher', () => dispatcher.close());
     const services: Services = {
       channels: pipeline.channels,
@@ -73,6 +74,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       }),
       alerts: createAlertAdmin({ db: context.clients.db, router: pipeline.router, logger }),
       gateway: pipeline.gateway,
+      analytics: createAnalyticsReader({ db: context.clients.db, store: pipeline.analytics.store, now: context.now }),
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },
@@ -92,9 +94,8 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     });
     const stopSampling = metrics.sample({ connections: () => webSocket.connectionCount, subscriptions: () => dispatcher.stats().subscribers });
     cleanup.push('metrics sampler', () => Promise.resolve(stopSampling()));
-    const http = await listen(context, { graphql: { yoga, webSocket }, readiness: readinessChecks(context.clients),
-      routes: [alertsRoute({ verifier, services })],
-    });
+    const api = createAdminApi({ verifier, services, logger });
+    const http = await listen(context, { graphql: { yoga, webSocket }, api, readiness: readinessChecks(context.clients) });
     // Reverse order on the way out: sockets first, then the HTTP listener, then the engine.
     cleanup.push('http server', () => http.dispose());
     cleanup.push('websocket server', () => webSocket.close(CloseCode.GoingAway, 'Server shutting down', config.shutdownTimeoutMs / 2));

@@ -14,6 +14,11 @@ export interface StartContext {
   readonly clients: Clients;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /**
+   * The clock of time windows (analytics minutes), in ms since the epoch: `Date.now` unless a
+   * test moves time forward instead of waiting for a minute to end.
+   */
+  readonly now: () => number;
 }
 
 export interface Disposable {

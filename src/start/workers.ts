@@ -1,10 +1,11 @@
 /**
  * The workers role: background work that needs no socket — the outbox pollers, webhook
- * delivery and alert evaluation. It runs in its own processes (`npm run workers`, any number of them) next to
- * servers, or inside the one process of `npm start` (role `all`).
+ * delivery, alert evaluation and the analytics flush. It runs in its own processes (`npm run
+ * workers`, any number of them) next to servers, or inside the one process of `npm start` (role `all`).
  */
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
 import { startAlertEvaluation } from '../workers/alerts.ts';
+import { startAnalyticsFlush } from '../workers/analytics-flush.ts';
 import { createOutboxPollers } from '../workers/outbox-pollers.ts';
 import { startWebhookDelivery } from '../workers/webhook-delivery.ts';
 import type { Pipeline } from './pipeline.ts';
@@ -15,7 +16,7 @@ export interface Workers extends Disposable {
   readonly running: readonly string[];
 }
 
-export async function startWorkers({ config, clients, metrics, logger }: StartContext, { pipeline }: { readonly pipeline: Pipeline }): Promise<Workers> {
+export async function startWorkers({ config, clients, metrics, logger, now }: StartContext, { pipeline }: { readonly pipeline: Pipeline }): Promise<Workers> {
   const outbox = createOutboxPollers({
     db: clients.db,
     connect: (url) => createOutboxPool(url, logger),
@@ -36,14 +37,27 @@ export async function startWorkers({ config, clients, metrics, logger }: StartCo
     webhooks: pipeline.webhooks,
     logger,
     metrics,
+    analytics: pipeline.analytics.recorder,
   });
   const alerts = startAlertEvaluation({ config: config.alerts, db: clients.db, router: pipeline.router, logger, metrics });
-  const running = ['outbox', 'webhooks', 'alerts'];
+  // Pushes arrive every push interval: a minute is closed once the last of them is surely in.
+  const analytics = startAnalyticsFlush({
+    db: clients.db,
+    store: pipeline.analytics.store,
+    router: pipeline.router,
+    logger,
+    intervalMs: config.analytics.flushSeconds * 1000,
+    graceMs: config.analytics.pushIntervalMs + 2_000,
+    retentionMs: config.analytics.retentionMs,
+    now,
+  });
+  const running = ['outbox', 'webhooks', 'alerts', 'analytics'];
   logger.info({ workers: running }, 'workers ready');
   return {
     running,
     async dispose() {
       await alerts.close();
+      await analytics.close();
       await webhooks.close();
       await outbox.close();
     },

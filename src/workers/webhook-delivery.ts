@@ -9,6 +9,7 @@ import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics, WebhookBacklogSample } from '../metrics.ts';
+import type { AnalyticsRecorder } from '../pipeline/analytics/recorder.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 import { startBullmqDelivery } from '../pipeline/webhooks/bullmq-delivery.ts';
 import { endpointBacklog, pruneWebhookLog } from '../pipeline/webhooks/delivery-store.ts';
@@ -28,6 +29,8 @@ export interface WebhookDeliveryOptions {
   readonly webhooks: WebhookFanIn;
   readonly logger: Logger;
   readonly metrics: Pick<Metrics, 'webhookAttempts' | 'webhookAttemptSeconds' | 'webhookDeadLetters' | 'sample'>;
+  /** Counts each attempt's outcome per topic. @default no analytics */
+  readonly analytics?: Pick<AnalyticsRecorder, 'webhookAttempt'> | undefined;
 }
 
 /** Backlog figures and log pruning run this often, in ms. */
@@ -53,6 +56,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
     disableAfterMs: settings.disableAfterMs,
     logger,
     metrics: options.metrics,
+    analytics: options.analytics,
   });
   const { scheduler } = webhooks;
   const worker =

@@ -208,6 +208,13 @@ export type EventSource =
   /** Told by Tributary itself, e.g. a webhook endpoint disabled (`webhooks.endpoints`). */
   | 'SYSTEM';
 
+export type EventSourceCount = {
+  __typename?: 'EventSourceCount';
+  count: Scalars['Float']['output'];
+  /** database, sync, socket or system. */
+  source: Scalars['String']['output'];
+};
+
 /** A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. */
 export type EventWhere = {
   and?: InputMaybe<Array<EventWhere>>;
@@ -224,6 +231,51 @@ export type EventWhere = {
   not?: InputMaybe<EventWhere>;
   or?: InputMaybe<Array<EventWhere>>;
 };
+
+/** A topic over the hot-topics window: from the start of its first minute to now. */
+export type HotTopic = TopicCounts & {
+  __typename?: 'HotTopic';
+  bySource: Array<EventSourceCount>;
+  /** Payload bytes of those frames. */
+  bytes: Scalars['Float']['output'];
+  bytesPerSecond: Scalars['Float']['output'];
+  /** Events routed, every source (a whole number; Float because a day may exceed 32 bits). */
+  count: Scalars['Float']['output'];
+  /** Frames written to subscribers (one event to N subscribers counts N). */
+  deliveries: Scalars['Float']['output'];
+  deliveriesPerSecond: Scalars['Float']['output'];
+  endTime: Scalars['DateTime']['output'];
+  eventsPerSecond: Scalars['Float']['output'];
+  /** Publish → socket latency, p50, in ms: the upper bound of its histogram bucket (at most ~25 % above). Null without live deliveries. */
+  latencyP50Ms: Maybe<Scalars['Float']['output']>;
+  /** As latencyP50Ms, p99. */
+  latencyP99Ms: Maybe<Scalars['Float']['output']>;
+  /** Subscribers ended with RESYNC_REQUIRED. */
+  resyncs: Scalars['Float']['output'];
+  startTime: Scalars['DateTime']['output'];
+  /** Null: application-wide events. */
+  tenant: Maybe<Scalars['String']['output']>;
+  topic: Scalars['String']['output'];
+  /** Webhook attempts delivered (2xx). */
+  webhookDeliveries: Scalars['Float']['output'];
+  /** Webhook attempts not delivered (failed, gone, throttled, refused). */
+  webhookFailures: Scalars['Float']['output'];
+};
+
+export type HotTopicsOrder =
+  /** Bytes delivered. */
+  | 'BYTES'
+  /** Events routed. */
+  | 'EVENTS'
+  /** Deliveries to subscribers. */
+  | 'FANOUT'
+  /** Publish → socket p99 (topics with live deliveries only). */
+  | 'LATENCY_P99';
+
+export type HotTopicsWindow =
+  | 'FIFTEEN_MINUTES'
+  | 'ONE_HOUR'
+  | 'ONE_MINUTE';
 
 /** One change of a model (seed 004): the full record after it; for a delete, what the table sends (its key at least). */
 export type ModelChange = {
@@ -455,10 +507,14 @@ export type Query = {
   document: Maybe<Document>;
   /** A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). */
   documents: DocumentConnection;
+  /** Admin: the environment's top topics over the window, cluster-wide (minutes not flushed yet included). Also GET /api/metrics/hot-topics. */
+  hotTopics: Array<HotTopic>;
   /** Admin: the caller's environment's outbox, or null. */
   outboxStatus: Maybe<OutboxStatus>;
   /** Where a topic stands now, as a cursor. Subscribe to `events` with `after` set to it to receive every later event — across reconnects too, even before the first event arrives. The pattern for a snapshot without a race: read `topicCursor`, read your state, subscribe with `after`. */
   topicCursor: Scalars['String']['output'];
+  /** Admin: a topic's windows starting in [from, to), oldest first, in the caller's app/env (tenants summed unless `tenant` is given; a caller with a tenant sees its own). Windows without activity are left out. At most 1,440 windows. */
+  topicStats: Array<TopicStatsBucket>;
   /** The caller's principal. */
   viewer: Viewer;
   /** Admin: every attempt, newest first, filtered. */
@@ -491,7 +547,24 @@ export type QueryDocumentsArgs = {
 };
 
 
+export type QueryHotTopicsArgs = {
+  by: HotTopicsOrder;
+  limit?: InputMaybe<Scalars['Int']['input']>;
+  tenant: InputMaybe<Scalars['String']['input']>;
+  window: HotTopicsWindow;
+};
+
+
 export type QueryTopicCursorArgs = {
+  topic: Scalars['String']['input'];
+};
+
+
+export type QueryTopicStatsArgs = {
+  from: Scalars['DateTime']['input'];
+  granularity: StatsGranularity;
+  tenant: InputMaybe<Scalars['String']['input']>;
+  to: Scalars['DateTime']['input'];
   topic: Scalars['String']['input'];
 };
 
@@ -529,6 +602,14 @@ export type ReturnMode =
   /** Without `payload.data` and `payload.diff`. */
   | 'MINIMAL';
 
+export type StatsGranularity =
+  /** Days (UTC), rolled up from the hours. */
+  | 'DAY'
+  /** Hours, rolled up from the minutes. */
+  | 'HOUR'
+  /** One-minute windows (kept ANALYTICS_RETENTION_DAYS, default 14). */
+  | 'MINUTE';
+
 export type Subscription = {
   __typename?: 'Subscription';
   /** Every alert change of the environment as it happens: fired, escalated, acknowledged, resolved (admin). The same events reach webhook endpoints selecting `system.alerts`. */
@@ -541,6 +622,8 @@ export type Subscription = {
   document: DocumentChange;
   /** The events of a topic in the caller's scope. Needs `<prefix>.read` for a prefix of the topic (or role admin); without it the subscription stays silent. With `after`, first replays what followed that cursor, then continues live, with no gap and no duplicate; a cursor that cannot be resumed (expired, unknown, another history) ends the subscription with RESYNC_REQUIRED. */
   events: Event;
+  /** Admin: each minute of a topic as the workers flush it (every ANALYTICS_FLUSH_SECONDS, once the minute is over). A caller whose token names a tenant passes it as `tenant`. */
+  statsUpdates: TopicStatsBucket;
 };
 
 
@@ -568,6 +651,63 @@ export type SubscriptionEventsArgs = {
   returnMode?: InputMaybe<ReturnMode>;
   topic: Scalars['String']['input'];
   where: InputMaybe<EventWhere>;
+};
+
+
+export type SubscriptionStatsUpdatesArgs = {
+  tenant: InputMaybe<Scalars['String']['input']>;
+  topic: Scalars['String']['input'];
+};
+
+/** A topic's counts over a span of time, cluster-wide (every instance's counts summed). */
+export type TopicCounts = {
+  bySource: Array<EventSourceCount>;
+  /** Payload bytes of those frames. */
+  bytes: Scalars['Float']['output'];
+  /** Events routed, every source (a whole number; Float because a day may exceed 32 bits). */
+  count: Scalars['Float']['output'];
+  /** Frames written to subscribers (one event to N subscribers counts N). */
+  deliveries: Scalars['Float']['output'];
+  endTime: Scalars['DateTime']['output'];
+  /** Publish → socket latency, p50, in ms: the upper bound of its histogram bucket (at most ~25 % above). Null without live deliveries. */
+  latencyP50Ms: Maybe<Scalars['Float']['output']>;
+  /** As latencyP50Ms, p99. */
+  latencyP99Ms: Maybe<Scalars['Float']['output']>;
+  /** Subscribers ended with RESYNC_REQUIRED. */
+  resyncs: Scalars['Float']['output'];
+  startTime: Scalars['DateTime']['output'];
+  topic: Scalars['String']['output'];
+  /** Webhook attempts delivered (2xx). */
+  webhookDeliveries: Scalars['Float']['output'];
+  /** Webhook attempts not delivered (failed, gone, throttled, refused). */
+  webhookFailures: Scalars['Float']['output'];
+};
+
+/** One topic's counts over one window (the seed's `{ topic, window, count, startTime, endTime }`). */
+export type TopicStatsBucket = TopicCounts & {
+  __typename?: 'TopicStatsBucket';
+  bySource: Array<EventSourceCount>;
+  /** Payload bytes of those frames. */
+  bytes: Scalars['Float']['output'];
+  /** Events routed, every source (a whole number; Float because a day may exceed 32 bits). */
+  count: Scalars['Float']['output'];
+  /** Frames written to subscribers (one event to N subscribers counts N). */
+  deliveries: Scalars['Float']['output'];
+  endTime: Scalars['DateTime']['output'];
+  /** Publish → socket latency, p50, in ms: the upper bound of its histogram bucket (at most ~25 % above). Null without live deliveries. */
+  latencyP50Ms: Maybe<Scalars['Float']['output']>;
+  /** As latencyP50Ms, p99. */
+  latencyP99Ms: Maybe<Scalars['Float']['output']>;
+  /** Subscribers ended with RESYNC_REQUIRED. */
+  resyncs: Scalars['Float']['output'];
+  startTime: Scalars['DateTime']['output'];
+  topic: Scalars['String']['output'];
+  /** Webhook attempts delivered (2xx). */
+  webhookDeliveries: Scalars['Float']['output'];
+  /** Webhook attempts not delivered (failed, gone, throttled, refused). */
+  webhookFailures: Scalars['Float']['output'];
+  /** 1m, 1h or 1d. */
+  window: Scalars['String']['output'];
 };
 
 /** The caller, as established by its verified token. */

@@ -25,6 +25,8 @@ export interface TestServerOptions {
   readonly embedded?: boolean;
   /** Where the server's JSON log lines go (with `LOG_LEVEL` in `env`), e.g. a `captureLogs()` sink. @default standard output */
   readonly logDestination?: DestinationStream;
+  /** The clock of time windows (analytics minutes), e.g. one a test moves forward. @default Date.now */
+  readonly now?: () => number;
 }
 
 /** Starts a server with these environment variables on top of the test defaults. */
@@ -41,7 +43,10 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     ...(database && { DATABASE_URL: database.url }),
     ...env,
   });
-  const tributary = await startTributary(config, { logger: createLogger({ level: config.logLevel, ...(options.logDestination && { destination: options.logDestination }) }) });
+  const tributary = await startTributary(config, {
+    logger: createLogger({ level: config.logLevel, ...(options.logDestination && { destination: options.logDestination }) }),
+    ...(options.now && { now: options.now }),
+  });
   // Registered after the database's teardown, so it runs first (onTestFinished runs in reverse).
   if (autoDispose) onTestFinished(() => tributary.dispose());
   return {

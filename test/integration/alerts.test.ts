@@ -211,15 +211,15 @@ describe('alerts', () => {
 
     const anonymous = await fetch(`${server.url}/api/alerts`);
     expect(anonymous.status).toBe(401);
-    expect(await anonymous.json()).toMatchObject({ error: { code: 'UNAUTHENTICATED' } });
+    expect(await anonymous.json()).toMatchObject({ errors: [{ extensions: { code: 'UNAUTHENTICATED' } }] });
     const forged = await fetch(`${server.url}/api/alerts`, { headers: { authorization: 'Bearer not-a-token' } });
     expect(forged.status).toBe(401);
     const forbidden = await fetch(`${server.url}/api/alerts`, { headers: { authorization: `Bearer ${user}` } });
     expect(forbidden.status).toBe(403);
-    expect(await forbidden.json()).toMatchObject({ error: { code: 'FORBIDDEN' } });
+    expect(await forbidden.json()).toMatchObject({ errors: [{ extensions: { code: 'FORBIDDEN' } }] });
     const badStatus = await fetch(`${server.url}/api/alerts?status=burning`, { headers: { authorization: `Bearer ${await admin()}` } });
     expect(badStatus.status).toBe(400);
-    expect(await badStatus.json()).toMatchObject({ error: { code: 'BAD_USER_INPUT', field: 'status' } });
+    expect(await badStatus.json()).toMatchObject({ errors: [{ extensions: { code: 'BAD_USER_INPUT', field: 'status' } }] });
     const empty = await fetch(`${server.url}/api/alerts?status=firing,acknowledged`, { headers: { authorization: `Bearer ${await admin()}` } });
     expect(empty.status).toBe(200);
     expect(await empty.json()).toEqual({ alerts: [], endCursor: null, hasNextPage: false });

@@ -44,6 +44,11 @@ describe('configuration', () => {
     });
   });
 
+  it('counts analytics by default: flushed every 60 s, pushed every 5 s, minutes kept 14 days, 10,000 topics a minute', () => {
+    expect(loadConfig({}).analytics).toEqual({ enabled: true, flushSeconds: 60, pushIntervalMs: 5000, retentionMs: 14 * 86_400_000, maxTopicsPerMinute: 10_000 });
+    expect(loadConfig({ ANALYTICS_FLUSH_SECONDS: '1' }).analytics).toMatchObject({ flushSeconds: 1, pushIntervalMs: 1000 });
+  });
+
   it('is frozen, limits included', () => {
     const config = loadConfig({});
     expect(Object.isFrozen(config)).toBe(true);
@@ -92,6 +97,10 @@ describe('configuration', () => {
       ALERTS_MAX_CONNECTIONS: '500',
       ALERTS_MAX_RESYNCS: '50',
       ALERTS_OPERATOR_SCOPE: 'ops/prod',
+      ANALYTICS_ENABLED: 'false',
+      ANALYTICS_FLUSH_SECONDS: '2',
+      ANALYTICS_RETENTION_DAYS: '3',
+      ANALYTICS_MAX_TOPICS: '500',
       JWT_SECRET: SECRET,
       JWT_JWKS_URL: 'https://issuer.example/.well-known/jwks.json',
       JWT_ISSUER: 'https://issuer.example/',
@@ -149,6 +158,7 @@ describe('configuration', () => {
         maxResyncs: 50,
         operatorScope: { app: 'ops', env: 'prod' },
       },
+      analytics: { enabled: false, flushSeconds: 2, pushIntervalMs: 2000, retentionMs: 3 * 86_400_000, maxTopicsPerMinute: 500 },
       auth: {
         mode: 'jwt',
         secret: SECRET,
@@ -196,6 +206,8 @@ describe('configuration', () => {
     [{ CDC_PUBLICATION_NAME: 'my_pub' }, 'CDC_PUBLICATION_NAME is no longer supported: publications are named per source database now'],
     [{ WS_MAX_SUBSCRIPTIONS: '0' }, 'WS_MAX_SUBSCRIPTIONS must be an integer from 1 to 10000'],
     [{ OUTBOX_POLL_INTERVAL_MS: '5' }, 'OUTBOX_POLL_INTERVAL_MS must be an integer from 10 to 600000'],
+    [{ ANALYTICS_FLUSH_SECONDS: '0' }, 'ANALYTICS_FLUSH_SECONDS must be an integer from 1 to 3600'],
+    [{ ANALYTICS_ENABLED: 'off' }, 'ANALYTICS_ENABLED must be true or false'],
     [{ JWT_ISSUER: 'https://issuer.example/' }, 'JWT_ISSUER and JWT_AUDIENCE need JWT_SECRET or JWT_JWKS_URL'],
   ])('refuses %o with one line naming the variable', (env, expected) => {
     const message = configError(env);

@@ -47,7 +47,7 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
       if (subscriber.closed) return;
       for (const event of page) {
         const payload = fanOut.renderFor(cohort, event);
-        if (payload !== undefined) fanOut.deliverTo(subscriber, position.epoch, event, payload);
+        if (payload !== undefined) fanOut.replayTo(subscriber, position.epoch, event, payload);
         cursor = event.cursor;
       }
       if (page.length > 0) position = decodeCursor(cursor);
@@ -70,7 +70,7 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
         if (placed.epoch !== position.epoch) throw resyncRequired('the stream has a new history');
         if (comparePositions(placed.position, position.position) <= 0) continue;
         const payload = fanOut.renderFor(cohort, event);
-        if (payload !== undefined) fanOut.deliverTo(subscriber, placed.epoch, event, payload);
+        if (payload !== undefined) fanOut.replayTo(subscriber, placed.epoch, event, payload);
         position = placed;
       }
       subscriber.held = undefined;

@@ -1,6 +1,7 @@
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import { decodeCursor } from '../log/cursor.ts';
 import type { EventLog } from '../log/event-log.ts';
@@ -62,12 +63,14 @@ export interface DispatcherOptions {
   readonly holdBackLimit?: number;
   /** @default no metrics */
   readonly metrics?: Pick<Metrics, 'holdBackOverflows'>;
+  /** Counts deliveries, bytes, publish → socket latency and resyncs per topic. @default no analytics */
+  readonly analytics?: Pick<AnalyticsRecorder, 'delivered' | 'resync'> | undefined;
 }
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { log, bus } = options;
   const logger = options.logger.child({ component: 'dispatcher' });
-  const fanOut = createFanOut({ logger, holdBackLimit: options.holdBackLimit ?? 1000, metrics: options.metrics });
+  const fanOut = createFanOut({ logger, holdBackLimit: options.holdBackLimit ?? 1000, metrics: options.metrics, analytics: options.analytics });
   const closing = new AbortController();
   const catchUp = createCatchUp({ log, fanOut, logger, pageSize: options.pageSize ?? 500, signal: closing.signal });
   const { streams } = fanOut;

@@ -1,6 +1,7 @@
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import { comparePositions, decodeCursor, resyncRequired, type CursorParts } from '../log/cursor.ts';
 import type { StreamRef } from '../stream.ts';
@@ -69,6 +70,8 @@ export interface FanOutOptions {
   /** Live events held per catching-up subscriber or recovering stream. */
   readonly holdBackLimit: number;
   readonly metrics: Pick<Metrics, 'holdBackOverflows'> | undefined;
+  /** Counts deliveries, bytes, publish → socket latency and resyncs per topic. */
+  readonly analytics: Pick<AnalyticsRecorder, 'delivered' | 'resync'> | undefined;
 }
 
 export interface FanOut {
@@ -80,8 +83,10 @@ export interface FanOut {
   deliverLive(stream: Stream, event: RealtimeEvent): void;
   /** Holds a live event on a recovering stream (counted and dropped for a re-read on overflow). */
   holdForRecovery(recovery: Recovery, event: RealtimeEvent): void;
-  /** Delivers a (logged) event to one subscriber in `epoch`, subject to its admission. */
-  deliverTo(subscriber: Subscriber, epoch: string, event: RealtimeEvent, payload: Rendered): void;
+  /** Delivers a (logged) event to one subscriber in `epoch`, subject to its admission; true when handed to its sink. */
+  deliverTo(subscriber: Subscriber, epoch: string, event: RealtimeEvent, payload: Rendered): boolean;
+  /** `deliverTo` for an event read from the log for one resuming subscriber: counted as a delivery without latency. */
+  replayTo(subscriber: Subscriber, epoch: string, event: RealtimeEvent, payload: Rendered): void;
   /** Filters and renders an event for a cohort; undefined when it does not match or fails. */
   renderFor(cohort: Cohort, event: RealtimeEvent): Rendered | undefined;
   /**
@@ -97,7 +102,7 @@ export interface FanOut {
 }
 
 export function createFanOut(options: FanOutOptions): FanOut {
-  const { logger, holdBackLimit, metrics } = options;
+  const { logger, holdBackLimit, metrics, analytics } = options;
   const streams = new Map<string, Stream>();
   let subscriberCount = 0;
 
@@ -112,15 +117,16 @@ export function createFanOut(options: FanOutOptions): FanOut {
     }
   };
 
-  const deliverTo = (subscriber: Subscriber, epoch: string, event: RealtimeEvent, payload: Rendered) => {
-    if (subscriber.closed) return;
+  const deliverTo = (subscriber: Subscriber, epoch: string, event: RealtimeEvent, payload: Rendered): boolean => {
+    if (subscriber.closed) return false;
     const admission = subscriber.admit ? subscriber.admit(event) : 'deliver';
     if (admission === 'deliver') {
       subscriber.epoch ??= epoch;
       subscriber.sink.next(payload);
-    } else if (admission === 'resync') {
-      failSubscriber(subscriber, resyncRequired('a change is missing from the stream'));
+      return true;
     }
+    if (admission === 'resync') failSubscriber(subscriber, resyncRequired('a change is missing from the stream'));
+    return false;
   };
 
   const hold = (subscriber: Subscriber, event: RealtimeEvent) => {
@@ -157,6 +163,7 @@ export function createFanOut(options: FanOutOptions): FanOut {
   const failSubscriber = (subscriber: Subscriber, error: unknown) => {
     if (subscriber.closed) return;
     removeSubscriber(subscriber);
+    if (analytics && isTributaryError(error) && error.code === ErrorCode.RESYNC_REQUIRED) analytics.resync(subscriber.cohort.stream.ref.key);
     subscriber.sink.fail(
       isTributaryError(error)
         ? error
@@ -201,7 +208,12 @@ export function createFanOut(options: FanOutOptions): FanOut {
         if (cohort.live.size === 0) continue;
         const payload = renderFor(cohort, event);
         if (payload === undefined) continue;
-        for (const subscriber of cohort.live) deliverTo(subscriber, placed.epoch, event, payload);
+        let delivered = 0;
+        for (const subscriber of cohort.live) if (deliverTo(subscriber, placed.epoch, event, payload)) delivered += 1;
+        // One count per cohort, after its frames are written (the sinks write synchronously).
+        if (analytics && delivered > 0) {
+          analytics.delivered(stream.ref.key, delivered, payload.utf8?.length ?? payload.json.length, Date.now() - event.metadata.timestamp);
+        }
       }
     },
     holdForRecovery(recovery, event) {
@@ -215,6 +227,9 @@ export function createFanOut(options: FanOutOptions): FanOut {
       metrics?.holdBackOverflows.inc({ phase: 'outage' });
     },
     deliverTo,
+    replayTo(subscriber, epoch, event, payload) {
+      if (deliverTo(subscriber, epoch, event, payload)) analytics?.delivered(subscriber.cohort.stream.ref.key, 1, payload.utf8?.length ?? payload.json.length, undefined);
+    },
     renderFor,
     failHolders,
     failAll(stream, error) {

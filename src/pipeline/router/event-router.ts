@@ -1,5 +1,6 @@
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import type { RawEventInput, RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import { newEventId } from '../events/event-id.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
@@ -24,6 +25,8 @@ export interface EventRouterOptions {
   readonly logger: Logger;
   /** Counts every routed event by source. @default no metrics */
   readonly metrics?: Pick<Metrics, 'eventsRouted'>;
+  /** Counts every routed event per topic and source. @default no analytics */
+  readonly analytics?: Pick<AnalyticsRecorder, 'routed'> | undefined;
   /**
    * Runs on every batch once it is in the log, in each entity's order, before the caller is
    * answered (the webhook tap stores deliveries here); a rejection fails the routing, so the
@@ -33,15 +36,17 @@ export interface EventRouterOptions {
 }
 
 export function createEventRouter(options: EventRouterOptions): EventRouter {
-  const { log } = options;
+  const { log, analytics } = options;
   // Per-entity order: an event waits for the previous event of the same entity to be placed,
   // so concurrent routes for one entity cannot overtake each other on the way to the log.
   const entities = createKeyedSerial();
 
   const place = async (input: RawEventInput): Promise<RealtimeEvent> => {
     const unplaced = normalize(input);
-    const event = await log.append(streamOf(input.scope, unplaced.topic), unplaced);
+    const stream = streamOf(input.scope, unplaced.topic);
+    const event = await log.append(stream, unplaced);
     options.metrics?.eventsRouted.inc({ source: event.source });
+    analytics?.routed(stream.key, event.source);
     await options.afterPlaced?.([event]);
     return event;
   };
@@ -64,6 +69,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
         events.forEach((event, index) => {
           placed[group.positions[index]!] = event;
           options.metrics?.eventsRouted.inc({ source: event.source });
+          analytics?.routed(group.stream.key, event.source);
         });
       }),
     );

@@ -8,10 +8,12 @@
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import { endpointDisabledEvent } from '../events/webhook-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import { postponeDelivery, recordAttempts, type AttemptInput, type Delivery } from './delivery-store.ts';
+import { streamOf } from '../stream.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
 import { recordEndpointOutcome, setEndpointEnabled, type SigningEndpoint } from './endpoint-store.ts';
@@ -46,6 +48,11 @@ export interface WebhookDelivererOptions {
   readonly disableAfterMs: number;
   readonly logger: Logger;
   readonly metrics?: Pick<Metrics, 'webhookAttempts' | 'webhookAttemptSeconds' | 'webhookDeadLetters'>;
+  /**
+   * Counts each attempt's outcome for the event's topic, in the endpoint's scope (an
+   * application-wide endpoint's attempts count as application-wide). @default no analytics
+   */
+  readonly analytics?: Pick<AnalyticsRecorder, 'webhookAttempt'> | undefined;
 }
 
 /** A success is written to the endpoint row at most this often while nothing fails, in ms. */
@@ -143,7 +150,9 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
         nextAttemptAt: next,
       });
       const failingSince = await noteOutcome(endpoint.id, delivered);
-      options.metrics?.webhookAttempts.inc({ outcome: !delivered && next === null ? 'dead' : result.outcome });
+      const outcome = !delivered && next === null ? 'dead' : result.outcome;
+      options.metrics?.webhookAttempts.inc({ outcome });
+      options.analytics?.webhookAttempt(streamOf({ app: endpoint.app, env: endpoint.env, tenant: endpoint.tenant ?? undefined }, delivery.topic).key, outcome);
       options.metrics?.webhookAttemptSeconds.observe(result.durationMs / 1000);
       if (!delivered && next === null) {
         options.metrics?.webhookDeadLetters.inc();

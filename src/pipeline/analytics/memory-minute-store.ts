@@ -1,0 +1,39 @@
+/** The minute store of the embedded mode: the one process's memory. */
+import type { MinuteStore } from './minute-store.ts';
+import { emptyCounts, mergeCounts, mergeTopics, type TopicCounts } from './topic-counts.ts';
+
+/** Minutes kept at most; older ones (no worker flushed them) are dropped first. */
+const MAX_MINUTES = 120;
+
+export function createMemoryMinuteStore(): MinuteStore {
+  const minutes = new Map<number, Map<string, TopicCounts>>();
+  return {
+    kind: 'memory',
+    push(batch) {
+      let topics = minutes.get(batch.minute);
+      if (!topics) {
+        minutes.set(batch.minute, (topics = new Map<string, TopicCounts>()));
+        if (minutes.size > MAX_MINUTES) minutes.delete(Math.min(...minutes.keys()));
+      }
+      mergeTopics(topics, batch.topics);
+      return Promise.resolve();
+    },
+    minutes() {
+      return Promise.resolve([...minutes.keys()].sort((a, b) => a - b));
+    },
+    read(minute, accept) {
+      const copy = new Map<string, TopicCounts>();
+      for (const [key, counts] of minutes.get(minute) ?? []) {
+        if (accept && !accept(key)) continue;
+        const into = emptyCounts();
+        mergeCounts(into, counts);
+        copy.set(key, into);
+      }
+      return Promise.resolve(copy);
+    },
+    remove(minute) {
+      minutes.delete(minute);
+      return Promise.resolve();
+    },
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * Writes closed minutes from the minute store to Postgres, exactly once however many workers run:
+ * under a transaction-scoped advisory lock, a minute is marked flushed (`topic_stats_flushed`)
+ * in the same transaction that inserts its rows and recomputes its hour and day, and only then
+ * removed from the store. A worker that dies between commit and removal leaves data the next
+ * worker finds already marked: removed, not written twice. A minute is closed once its end plus a
+ * grace (the push interval and some slack) has passed, so every instance's last push is in.
+ * After writing, the minute is routed on `analytics.minutes` for live screens.
+ */
+import type { Database } from '../../db/database.ts';
+import type { Logger } from '../../logger.ts';
+import { topicMinutesEvent, type TopicMinute } from '../events/analytics-event.ts';
+import type { RawEventInput } from '../events/envelope.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import type { MinuteStore } from './minute-store.ts';
+import { insertMinuteRows, markMinuteFlushed, pruneMinutes, rollUp, statsRowOf, type StatsRow } from './stats-store.ts';
+import { MINUTE_MS, OTHER_TOPIC_KEY } from './topic-counts.ts';
+
+export interface MinuteFlusher {
+  /** Flushes every closed minute, then prunes; resolves with the minutes this call wrote. */
+  flush(): Promise<number[]>;
+}
+
+export interface MinuteFlusherOptions {
+  readonly db: Database;
+  readonly store: MinuteStore;
+  readonly router: Pick<EventRouter, 'routeMany'>;
+  readonly logger: Logger;
+  /** After a minute's end, how long pushes for it may still arrive, in ms. */
+  readonly graceMs: number;
+  /** Minute rows older than this are deleted, in ms. */
+  readonly retentionMs: number;
+  /** @default Date.now */
+  readonly now?: () => number;
+}
+
+/** Serializes flushes across workers (any fixed bigint, distinct from the other advisory locks). */
+const FLUSH_LOCK_KEY = 7_231_845_012;
+
+/** Topic rows per routed `analytics.minute` event (a topic's tenants are never split). */
+const TOPICS_PER_EVENT = 200;
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+export function createMinuteFlusher(options: MinuteFlusherOptions): MinuteFlusher {
+  const { db, store } = options;
+  const now = options.now ?? Date.now;
+  const logger = options.logger.child({ component: 'analytics' });
+
+  const flushMinute = async (minute: number): Promise<'written' | 'already' | 'busy'> => {
+    const topics = await store.read(minute);
+    const rows: StatsRow[] = [];
+    for (const [key, counts] of topics) {
+      const row = statsRowOf(key, counts);
+      if (row) rows.push(row);
+    }
+    const start = new Date(minute);
+    const outcome = await db.transaction(async (tx) => {
+      const { rows: locked } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [FLUSH_LOCK_KEY]);
+      if (locked[0]?.locked !== true) return 'busy' as const;
+      if (!(await markMinuteFlushed(tx, start))) return 'already' as const;
+      await insertMinuteRows(tx, start, rows);
+      const hour = minute - (minute % HOUR_MS);
+      await rollUp(tx, 'hour', new Date(hour), new Date(hour + HOUR_MS));
+      const day = minute - (minute % DAY_MS);
+      await rollUp(tx, 'day', new Date(day), new Date(day + DAY_MS));
+      return 'written' as const;
+    });
+    if (outcome === 'busy') return outcome;
+    await store.remove(minute);
+    if (outcome === 'already' && rows.length > 0) {
+      logger.warn({ minute: start.toISOString(), topics: rows.length }, 'analytics counts arrived after their minute was flushed; dropped');
+    }
+    if (outcome === 'written') await announce(start, rows);
+    return outcome;
+  };
+
+  /** Routes the minute per app/env; best-effort (the rows are written whatever happens here). */
+  const announce = async (minute: Date, rows: readonly StatsRow[]) => {
+    const byEnvironment = new Map<string, StatsRow[]>();
+    for (const row of rows) {
+      if (row.topic === OTHER_TOPIC_KEY && row.app === '') continue;
+      const key = JSON.stringify([row.app, row.env]);
+      let list = byEnvironment.get(key);
+      if (!list) byEnvironment.set(key, (list = []));
+      list.push(row);
+    }
+    const events: RawEventInput[] = [];
+    for (const list of byEnvironment.values()) {
+      list.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
+      let chunk: TopicMinute[] = [];
+      list.forEach((row, index) => {
+        chunk.push(topicMinuteOf(row));
+        const next = list[index + 1];
+        if (next === undefined || (chunk.length >= TOPICS_PER_EVENT && next.topic !== row.topic)) {
+          events.push(topicMinutesEvent({ app: row.app, env: row.env, minute, topics: chunk }));
+          chunk = [];
+        }
+      });
+    }
+    if (events.length === 0) return;
+    try {
+      await options.router.routeMany(events);
+    } catch (error) {
+      logger.warn({ err: error, minute: minute.toISOString() }, 'flushed analytics minute could not be routed for live screens');
+    }
+  };
+
+  return {
+    async flush() {
+      const time = now();
+      const closed = (await store.minutes()).filter((minute) => minute + MINUTE_MS + options.graceMs <= time);
+      const written: number[] = [];
+      for (const minute of closed) {
+        const outcome = await flushMinute(minute);
+        // Another worker is flushing: it takes the rest too.
+        if (outcome === 'busy') break;
+        if (outcome === 'written') written.push(minute);
+      }
+      const pruned = await pruneMinutes(db, new Date(time - options.retentionMs));
+      if (pruned > 0) logger.debug({ rows: pruned }, 'old analytics minutes pruned');
+      return written;
+    },
+  };
+}
+
+function topicMinuteOf(row: StatsRow): TopicMinute {
+  const { counts } = row;
+  return {
+    topic: row.topic,
+    tenant: row.tenant === '' ? null : row.tenant,
+    eventsDatabase: counts.eventsDatabase,
+    eventsSync: counts.eventsSync,
+    eventsSocket: counts.eventsSocket,
+    eventsSystem: counts.eventsSystem,
+    deliveries: counts.deliveries,
+    bytes: counts.bytes,
+    webhookDelivered: counts.webhookDelivered,
+    webhookFailed: counts.webhookFailed,
+    resyncs: counts.resyncs,
+    latency: counts.latency ?? [],
+  };
+}

@@ -1,0 +1,187 @@
+/**
+ * The hot-path half of analytics: counts per topic into the current minute, in memory. No I/O,
+ * no timer; a map lookup per call, and an allocation only the first time a topic is seen between
+ * two drains. The pusher (`pusher.ts`) drains it every few seconds into the cluster's minute
+ * store; the instance's cumulative totals (`instance-figures.ts`) are kept alongside.
+ *
+ * Bounded: a minute admits at most `maxTopicsPerMinute` topics; the rest of that minute is counted
+ * under `OTHER_TOPIC_KEY` (and in `topicsOverflowed`), so a flood of distinct topics cannot grow
+ * memory, Redis or Postgres beyond the bound.
+ */
+import type { EventSource } from '../events/envelope.ts';
+import { InstanceTotals, type InstanceFigures, type WebhookOutcome } from './instance-figures.ts';
+import { latencyBucket, emptyHistogram } from './latency-histogram.ts';
+import { emptyCounts, eventsCounter, MINUTE_MS, OTHER_TOPIC_KEY, totalEvents, type TopicCounts } from './topic-counts.ts';
+
+/** What the places where things happen call. `topicKey` is the stream key (`StreamRef.key`). */
+export interface AnalyticsRecorder {
+  /** An event placed in its stream's log by the router. */
+  routed(topicKey: string, source: EventSource): void;
+  /**
+   * One event's frames written to `subscribers` sockets, `bytes` each; `latencyMs` from the
+   * event's `metadata.timestamp` to the write, or undefined for a replay (it is not live).
+   */
+  delivered(topicKey: string, subscribers: number, bytes: number, latencyMs: number | undefined): void;
+  /** A subscriber ended with RESYNC_REQUIRED. */
+  resync(topicKey: string): void;
+  /** A webhook attempt's outcome, for the event's topic. */
+  webhookAttempt(topicKey: string, outcome: WebhookOutcome): void;
+}
+
+/** One minute's counts taken by `drain`. */
+export interface MinuteCounts {
+  /** Start of the minute, in ms since the epoch. */
+  readonly minute: number;
+  readonly topics: ReadonlyMap<string, TopicCounts>;
+}
+
+export interface AnalyticsCollector extends AnalyticsRecorder {
+  readonly figures: InstanceFigures;
+  /** Everything counted since the last drain, by minute (oldest first); empty minutes are left out. */
+  drain(): MinuteCounts[];
+  /**
+   * The `limit` topics with the most events routed here in the last full minute (this instance's
+   * view, for the Prometheus gauge), as events per second.
+   */
+  topTopics(limit: number): { readonly topicKey: string; readonly eventsPerSecond: number }[];
+  /** Topic keys held in memory now (for tests of the bound). */
+  heldTopics(): number;
+}
+
+export interface AnalyticsRecorderOptions {
+  /** Topics a minute admits before counting the rest as one overflow topic. @default 10000 */
+  readonly maxTopicsPerMinute?: number;
+  /** The clock that decides the minute, in ms since the epoch. @default Date.now */
+  readonly now?: () => number;
+}
+
+/** The topics stream keys end with that analytics never counts: its own stats events. */
+const UNCOUNTED_SUFFIX = '|analytics.minutes';
+
+/** Closed minutes kept for a drain that does not come (no pusher); older ones are dropped. */
+const MAX_CLOSED_MINUTES = 3;
+
+interface MinuteTable {
+  readonly start: number;
+  readonly end: number;
+  /** Topics admitted this minute, with their events folded in at each drain (top-K). */
+  readonly admitted: Map<string, number>;
+  /** Counts since the last drain. */
+  topics: Map<string, TopicCounts>;
+}
+
+export function createAnalyticsRecorder(options: AnalyticsRecorderOptions = {}): AnalyticsCollector {
+  const maxTopics = options.maxTopicsPerMinute ?? 10_000;
+  const now = options.now ?? Date.now;
+  const totals = new InstanceTotals(true, now);
+  const tableAt = (time: number): MinuteTable => {
+    const start = time - (time % MINUTE_MS);
+    return { start, end: start + MINUTE_MS, admitted: new Map(), topics: new Map() };
+  };
+  let current = tableAt(now());
+  const closed: MinuteTable[] = [];
+  let lastFull: MinuteTable | undefined;
+
+  const countsFor = (topicKey: string): TopicCounts | undefined => {
+    if (topicKey.endsWith(UNCOUNTED_SUFFIX)) return undefined;
+    const time = now();
+    if (time >= current.end) {
+      closed.push(current);
+      if (closed.length > MAX_CLOSED_MINUTES) closed.shift();
+      current = tableAt(time);
+    }
+    const topics = current.topics;
+    let counts = topics.get(topicKey);
+    if (counts) return counts;
+    let key = topicKey;
+    if (!current.admitted.has(topicKey)) {
+      if (current.admitted.size >= maxTopics) {
+        key = OTHER_TOPIC_KEY;
+        totals.overflowed += 1;
+        counts = topics.get(key);
+        if (counts) return counts;
+      } else current.admitted.set(topicKey, 0);
+    }
+    topics.set(key, (counts = emptyCounts()));
+    return counts;
+  };
+
+  const fold = (table: MinuteTable): MinuteCounts | undefined => {
+    const topics = table.topics;
+    if (topics.size === 0) return undefined;
+    table.topics = new Map();
+    for (const [key, counts] of topics) {
+      const events = totalEvents(counts);
+      if (events > 0 && key !== OTHER_TOPIC_KEY) table.admitted.set(key, (table.admitted.get(key) ?? 0) + events);
+    }
+    return { minute: table.start, topics };
+  };
+
+  return {
+    figures: totals,
+    routed(topicKey, source) {
+      totals.events[source] += 1;
+      const counts = countsFor(topicKey);
+      if (counts) counts[eventsCounter(source)] += 1;
+    },
+    delivered(topicKey, subscribers, bytes, latencyMs) {
+      if (subscribers === 0) return;
+      const total = subscribers * bytes;
+      totals.deliveries += subscribers;
+      totals.bytes += total;
+      const counts = countsFor(topicKey);
+      if (counts) {
+        counts.deliveries += subscribers;
+        counts.bytes += total;
+      }
+      if (latencyMs === undefined) return;
+      const bucket = latencyBucket(latencyMs);
+      totals.latency[bucket]! += subscribers;
+      if (counts) (counts.latency ??= emptyHistogram())[bucket]! += subscribers;
+    },
+    resync(topicKey) {
+      totals.resyncs += 1;
+      const counts = countsFor(topicKey);
+      if (counts) counts.resyncs += 1;
+    },
+    webhookAttempt(topicKey, outcome) {
+      totals.webhooks[outcome] += 1;
+      const counts = countsFor(topicKey);
+      if (!counts) return;
+      if (outcome === 'delivered') counts.webhookDelivered += 1;
+      else counts.webhookFailed += 1;
+    },
+    drain() {
+      // A minute that ended with no call since is closed here, so its counts leave on time.
+      if (now() >= current.end) {
+        closed.push(current);
+        current = tableAt(now());
+      }
+      const drained: MinuteCounts[] = [];
+      for (const table of closed) {
+        const minute = fold(table);
+        if (minute) drained.push(minute);
+        lastFull = table;
+      }
+      closed.length = 0;
+      const open = fold(current);
+      if (open) drained.push(open);
+      return drained;
+    },
+    topTopics(limit) {
+      if (!lastFull || limit <= 0) return [];
+      const top = [...lastFull.admitted].filter(([, events]) => events > 0).sort((a, b) => b[1] - a[1]).slice(0, limit);
+      return top.map(([topicKey, events]) => ({ topicKey, eventsPerSecond: events / (MINUTE_MS / 1000) }));
+    },
+    heldTopics() {
+      let held = current.admitted.size + current.topics.size + (lastFull?.admitted.size ?? 0);
+      for (const table of closed) held += table.admitted.size + table.topics.size;
+      return held;
+    },
+  };
+}
+
+/** The figures of an instance with analytics off: every figure 0, `enabled: false`. */
+export function disabledFigures(now: () => number = Date.now): InstanceFigures {
+  return new InstanceTotals(false, now);
+}

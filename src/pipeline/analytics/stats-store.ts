@@ -1,0 +1,179 @@
+/**
+ * The analytics tables (`migrations/0008_topic_stats.sql`): one function per SQL statement.
+ * Counts travel as float8 (exact for whole numbers below 2^53; `pg` returns int8 as text) and
+ * latency histograms as arrays summed element by element in SQL, so no statement moves more
+ * rows to the process than it answers with.
+ */
+import type { Queryable } from '../../db/database.ts';
+import { parseStreamKey } from '../stream.ts';
+import { COUNTERS, emptyCounts, OTHER_TOPIC_KEY, type Counter, type TopicCounts } from './topic-counts.ts';
+
+export type Granularity = 'minute' | 'hour' | 'day';
+
+/** One topic's counts in one window, where it lives. */
+export interface StatsRow {
+  readonly app: string;
+  readonly env: string;
+  /** '' for application-wide events. */
+  readonly tenant: string;
+  readonly topic: string;
+  readonly counts: TopicCounts;
+}
+
+const COLUMN: Readonly<Record<Counter, string>> = {
+  eventsDatabase: 'events_database',
+  eventsSync: 'events_sync',
+  eventsSocket: 'events_socket',
+  eventsSystem: 'events_system',
+  deliveries: 'deliveries',
+  bytes: 'bytes',
+  webhookDelivered: 'webhook_delivered',
+  webhookFailed: 'webhook_failed',
+  resyncs: 'resyncs',
+};
+const COLUMNS = COUNTERS.map((counter) => COLUMN[counter]);
+
+const TABLE: Readonly<Record<Granularity, string>> = { minute: 'topic_stats_minute', hour: 'topic_stats_hour', day: 'topic_stats_day' };
+
+/** Rows inserted per statement. */
+const INSERT_CHUNK = 2_000;
+
+/**
+ * Sums the counters and latency histograms of `source` (a query with the counter columns,
+ * `latency` and the `keys`) per `keys`; answers with the keys, the counters and `latency`.
+ */
+function aggregate(source: string, keys: readonly string[]): string {
+  const list = keys.join(', ');
+  return `WITH source AS (${source}),
+    sums AS (SELECT ${list}, ${COLUMNS.map((column) => `sum(${column})::float8 AS ${column}`).join(', ')} FROM source GROUP BY ${list}),
+    latency AS (
+      SELECT ${list}, array_agg(count ORDER BY position) AS latency FROM (
+        SELECT ${keys.map((key) => `source.${key}`).join(', ')}, u.position, sum(u.count)::float8 AS count
+          FROM source, unnest(source.latency) WITH ORDINALITY AS u(count, position)
+         GROUP BY ${keys.map((key) => `source.${key}`).join(', ')}, u.position) per_position
+      GROUP BY ${list})
+    SELECT sums.*, coalesce(latency.latency, '{}') AS latency FROM sums LEFT JOIN latency USING (${list})`;
+}
+
+type AggregateRow = Record<string, unknown> & { latency: number[] };
+
+function countsOf(row: AggregateRow): TopicCounts {
+  const counts = emptyCounts();
+  for (const counter of COUNTERS) counts[counter] = Number(row[COLUMN[counter]]);
+  counts.latency = row.latency.length > 0 ? row.latency.map(Number) : undefined;
+  return counts;
+}
+
+/** Marks a minute flushed; false when it already was (another worker, or an earlier try). */
+export async function markMinuteFlushed(tx: Queryable, minute: Date): Promise<boolean> {
+  const { rowCount } = await tx.query('INSERT INTO topic_stats_flushed (start_time) VALUES ($1) ON CONFLICT DO NOTHING', [minute]);
+  return rowCount === 1;
+}
+
+/** Inserts a minute's rows; a row already there is kept (never added to twice). */
+export async function insertMinuteRows(tx: Queryable, minute: Date, rows: readonly StatsRow[]): Promise<void> {
+  for (let start = 0; start < rows.length; start += INSERT_CHUNK) {
+    const chunk = rows.slice(start, start + INSERT_CHUNK);
+    const counterParams = COLUMNS.map((_, index) => `$${index + 6}::float8[]`).join(', ');
+    await tx.query(
+      `INSERT INTO topic_stats_minute (app, env, tenant, topic, start_time, ${COLUMNS.join(', ')}, latency)
+       SELECT app, env, tenant, topic, $1, ${COLUMNS.join(', ')}, latency::bigint[]
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], ${counterParams}, $${COLUMNS.length + 6}::text[])
+           AS t(app, env, tenant, topic, ${COLUMNS.join(', ')}, latency)
+       ON CONFLICT DO NOTHING`,
+      [
+        minute,
+        chunk.map((row) => row.app),
+        chunk.map((row) => row.env),
+        chunk.map((row) => row.tenant),
+        chunk.map((row) => row.topic),
+        ...COUNTERS.map((counter) => chunk.map((row) => row.counts[counter])),
+        chunk.map((row) => `{${row.counts.latency?.join(',') ?? ''}}`),
+      ],
+    );
+  }
+}
+
+/**
+ * Recomputes the hours (from minutes) or days (from hours) that start in [from, to): the same
+ * answer however often it runs.
+ */
+export async function rollUp(tx: Queryable, into: 'hour' | 'day', from: Date, to: Date): Promise<void> {
+  const source = into === 'hour' ? TABLE.minute : TABLE.hour;
+  const target = TABLE[into];
+  const keys = ['app', 'env', 'tenant', 'topic', 'bucket'];
+  await tx.query(
+    `INSERT INTO ${target} (app, env, tenant, topic, start_time, ${COLUMNS.join(', ')}, latency)
+     SELECT app, env, tenant, topic, bucket, ${COLUMNS.join(', ')}, latency::bigint[]
+       FROM (${aggregate(`SELECT *, date_trunc('${into}', start_time, 'UTC') AS bucket FROM ${source} WHERE start_time >= $1 AND start_time < $2`, keys)}) rolled
+     ON CONFLICT (app, env, topic, tenant, start_time) DO UPDATE
+       SET ${[...COLUMNS, 'latency'].map((column) => `${column} = excluded.${column}`).join(', ')}`,
+    [from, to],
+  );
+}
+
+/** Deletes minute rows (and flush marks) that start before `before`. */
+export async function pruneMinutes(db: Queryable, before: Date): Promise<number> {
+  const { rowCount } = await db.query('DELETE FROM topic_stats_minute WHERE start_time < $1', [before]);
+  await db.query('DELETE FROM topic_stats_flushed WHERE start_time < $1', [before]);
+  return rowCount;
+}
+
+/** The flushed minutes from `from` on, in ms since the epoch. */
+export async function flushedMinutes(db: Queryable, from: Date): Promise<Set<number>> {
+  const { rows } = await db.query<{ start_time: Date }>('SELECT start_time FROM topic_stats_flushed WHERE start_time >= $1', [from]);
+  return new Set(rows.map((row) => row.start_time.getTime()));
+}
+
+export interface TopicWindowQuery {
+  readonly granularity: Granularity;
+  readonly app: string;
+  readonly env: string;
+  /** Only this tenant ('' for application-wide events); every tenant when undefined. */
+  readonly tenant: string | undefined;
+  readonly topic: string;
+  readonly from: Date;
+  readonly to: Date;
+}
+
+/** A topic's windows starting in [from, to), tenants summed unless one is asked for. */
+export async function topicWindows(db: Queryable, query: TopicWindowQuery): Promise<{ start: Date; counts: TopicCounts }[]> {
+  const { rows } = await db.query<AggregateRow & { start_time: Date }>(
+    `${aggregate(
+      `SELECT * FROM ${TABLE[query.granularity]}
+        WHERE app = $1 AND env = $2 AND topic = $3 AND ($4::text IS NULL OR tenant = $4) AND start_time >= $5 AND start_time < $6`,
+      ['start_time'],
+    )} ORDER BY start_time`,
+    [query.app, query.env, query.topic, query.tenant ?? null, query.from, query.to],
+  );
+  return rows.map((row) => ({ start: row.start_time, counts: countsOf(row) }));
+}
+
+export interface MinutesTopicsQuery {
+  readonly app: string;
+  readonly env: string;
+  readonly tenant: string | undefined;
+  /** The minutes to sum. */
+  readonly minutes: readonly Date[];
+}
+
+/** Every topic of an environment (per tenant) summed over some minutes. */
+export async function topicsOfMinutes(db: Queryable, query: MinutesTopicsQuery): Promise<StatsRow[]> {
+  if (query.minutes.length === 0) return [];
+  const { rows } = await db.query<AggregateRow & { tenant: string; topic: string }>(
+    aggregate(
+      `SELECT * FROM ${TABLE.minute} WHERE app = $1 AND env = $2 AND ($3::text IS NULL OR tenant = $3) AND start_time = ANY($4::timestamptz[])`,
+      ['tenant', 'topic'],
+    ),
+    [query.app, query.env, query.tenant ?? null, query.minutes],
+  );
+  return rows.map((row) => ({ app: query.app, env: query.env, tenant: row.tenant, topic: row.topic, counts: countsOf(row) }));
+}
+
+/** A topic key's row (`OTHER_TOPIC_KEY`: app and env '', topic `~other`); undefined for a key that is not one. */
+export function statsRowOf(topicKey: string, counts: TopicCounts): StatsRow | undefined {
+  if (topicKey === OTHER_TOPIC_KEY) return { app: '', env: '', tenant: '', topic: OTHER_TOPIC_KEY, counts };
+  const parsed = parseStreamKey(topicKey);
+  if (!parsed) return undefined;
+  return { app: parsed.scope.app, env: parsed.scope.env, tenant: parsed.scope.tenant ?? '', topic: parsed.topic, counts };
+}

@@ -1,0 +1,151 @@
+/**
+ * What is counted per topic per minute, and its flat encoding (Redis hash fields).
+ *
+ * Terminology:
+ * - topic key: a stream key (`streamOf(scope, topic).key`: app, env, tenant and topic), or
+ *   `OTHER_TOPIC_KEY` for whatever came in after a minute already held its maximum of topics.
+ * - minute: the start of a one-minute window, in ms since the epoch (a multiple of 60,000).
+ */
+import type { EventSource } from '../events/envelope.ts';
+import { emptyHistogram, LATENCY_BUCKETS, mergeHistogram } from './latency-histogram.ts';
+
+export const MINUTE_MS = 60_000;
+
+/** Where a minute's counts go for topics beyond its bound; stored as app/env '' and topic `~other`. */
+export const OTHER_TOPIC_KEY = '~other';
+
+/** The counters of one topic in one minute (all whole numbers). */
+export interface TopicCounts {
+  eventsDatabase: number;
+  eventsSync: number;
+  eventsSocket: number;
+  eventsSystem: number;
+  /** Frames handed to subscribers' sockets (one event to N subscribers counts N). */
+  deliveries: number;
+  /** Payload bytes of those frames. */
+  bytes: number;
+  /** Webhook attempts that were delivered, and that were not (failed, gone, throttled, refused). */
+  webhookDelivered: number;
+  webhookFailed: number;
+  /** Subscribers ended with RESYNC_REQUIRED. */
+  resyncs: number;
+  /** Publish → socket latency counts (`latency-histogram.ts` layout); undefined until a sample. */
+  latency: number[] | undefined;
+}
+
+/** The scalar counters, in one order shared by the Redis encoding and the SQL columns. */
+export const COUNTERS = [
+  'eventsDatabase',
+  'eventsSync',
+  'eventsSocket',
+  'eventsSystem',
+  'deliveries',
+  'bytes',
+  'webhookDelivered',
+  'webhookFailed',
+  'resyncs',
+] as const;
+
+export type Counter = (typeof COUNTERS)[number];
+
+/** The counter of events routed from a source. */
+export function eventsCounter(source: EventSource): Counter {
+  switch (source) {
+    case 'database':
+      return 'eventsDatabase';
+    case 'sync':
+      return 'eventsSync';
+    case 'socket':
+      return 'eventsSocket';
+    case 'system':
+      return 'eventsSystem';
+  }
+}
+
+export function emptyCounts(): TopicCounts {
+  return {
+    eventsDatabase: 0,
+    eventsSync: 0,
+    eventsSocket: 0,
+    eventsSystem: 0,
+    deliveries: 0,
+    bytes: 0,
+    webhookDelivered: 0,
+    webhookFailed: 0,
+    resyncs: 0,
+    latency: undefined,
+  };
+}
+
+export function totalEvents(counts: TopicCounts): number {
+  return counts.eventsDatabase + counts.eventsSync + counts.eventsSocket + counts.eventsSystem;
+}
+
+/** Adds `source` into `target`. */
+export function mergeCounts(target: TopicCounts, source: TopicCounts): void {
+  for (const counter of COUNTERS) target[counter] += source[counter];
+  if (source.latency) mergeHistogram((target.latency ??= emptyHistogram()), source.latency);
+}
+
+/** Adds every topic of `source` into `target`. */
+export function mergeTopics(target: Map<string, TopicCounts>, source: ReadonlyMap<string, TopicCounts>): void {
+  for (const [key, counts] of source) {
+    let into = target.get(key);
+    if (!into) target.set(key, (into = emptyCounts()));
+    mergeCounts(into, counts);
+  }
+}
+
+/** Short field names in Redis (a minute's hash can hold 100,000 fields). */
+const FIELD_CODES: Readonly<Record<Counter, string>> = {
+  eventsDatabase: 'ed',
+  eventsSync: 'ey',
+  eventsSocket: 'es',
+  eventsSystem: 'ex',
+  deliveries: 'd',
+  bytes: 'b',
+  webhookDelivered: 'wd',
+  webhookFailed: 'wf',
+  resyncs: 'r',
+};
+const COUNTER_OF_CODE = new Map<string, Counter>(COUNTERS.map((counter) => [FIELD_CODES[counter], counter]));
+
+/**
+ * The non-zero counters of a topic as `[field, increment]` pairs, fields `code|topicKey` (a
+ * topic key never contains a newline; the code never contains `|`). Latency bucket `i` is `l<i>`.
+ */
+export function encodeCounts(topicKey: string, counts: TopicCounts, into: (string | number)[]): void {
+  for (const counter of COUNTERS) {
+    const value = counts[counter];
+    if (value !== 0) into.push(`${FIELD_CODES[counter]}|${topicKey}`, value);
+  }
+  const latency = counts.latency;
+  if (!latency) return;
+  for (let index = 0; index < latency.length; index += 1) {
+    if (latency[index] !== 0) into.push(`l${index}|${topicKey}`, latency[index]!);
+  }
+}
+
+/**
+ * Adds one encoded field into `topics` (the inverse of `encodeCounts`); `accept` filters by topic
+ * key before anything is allocated. Unknown fields are ignored (written by a newer version).
+ */
+export function decodeField(topics: Map<string, TopicCounts>, field: string, value: number, accept?: (topicKey: string) => boolean): void {
+  const bar = field.indexOf('|');
+  if (bar < 1) return;
+  const topicKey = field.slice(bar + 1);
+  if (accept && !accept(topicKey)) return;
+  const code = field.slice(0, bar);
+  let counts = topics.get(topicKey);
+  const counter = COUNTER_OF_CODE.get(code);
+  if (counter !== undefined) {
+    if (!counts) topics.set(topicKey, (counts = emptyCounts()));
+    counts[counter] += value;
+    return;
+  }
+  if (code[0] !== 'l') return;
+  const index = Number(code.slice(1));
+  if (!Number.isInteger(index) || index < 0 || index >= LATENCY_BUCKETS) return;
+  if (!counts) topics.set(topicKey, (counts = emptyCounts()));
+  (counts.latency ??= emptyHistogram())[index]! += value;
+}

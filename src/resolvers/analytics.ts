@@ -1,0 +1,191 @@
+/**
+ * Per-topic analytics for admins (role `admin`), in the caller's app/env: a topic's windows
+ * (`topicStats`), its flushed minutes live (`statsUpdates`), and the hot topics (`hotTopics`, also
+ * `GET /api/metrics/hot-topics`). A caller whose token names a tenant sees that tenant only.
+ */
+import type { Principal } from '../auth/principal.ts';
+import { ErrorCode, TributaryError } from '../errors.ts';
+import type { HotTopicsOrder } from '../pipeline/analytics/analytics-reader.ts';
+import { histogramQuantile } from '../pipeline/analytics/latency-histogram.ts';
+import type { Granularity } from '../pipeline/analytics/stats-store.ts';
+import { emptyCounts, mergeCounts, totalEvents, type TopicCounts } from '../pipeline/analytics/topic-counts.ts';
+import { ANALYTICS_SYSTEM_TOPIC, readTopicMinutes, type TopicMinute } from '../pipeline/events/analytics-event.ts';
+import type { EventSource, RealtimeEvent } from '../pipeline/events/envelope.ts';
+import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
+import { assertName } from '../pipeline/names.ts';
+import { streamOf } from '../pipeline/stream.ts';
+import type { ResolverContext } from './context.ts';
+import { requireAdmin } from './require-admin.ts';
+
+export type StatsWindow = '1m' | '1h' | '1d';
+
+/** One topic's counts over one window, as the API shows them (the seed's `{ topic, window, count, startTime, endTime }` and more). */
+export interface TopicStatsBucket {
+  readonly topic: string;
+  readonly window: StatsWindow;
+  readonly startTime: Date;
+  readonly endTime: Date;
+  /** Events routed (every source). */
+  readonly count: number;
+  readonly bySource: readonly { readonly source: EventSource; readonly count: number }[];
+  readonly deliveries: number;
+  readonly bytes: number;
+  readonly webhookDeliveries: number;
+  readonly webhookFailures: number;
+  readonly resyncs: number;
+  readonly latencyP50Ms: number | null;
+  readonly latencyP99Ms: number | null;
+}
+
+export interface HotTopicView extends Omit<TopicStatsBucket, 'window'> {
+  readonly tenant: string | null;
+  readonly eventsPerSecond: number;
+  readonly deliveriesPerSecond: number;
+  readonly bytesPerSecond: number;
+}
+
+export type HotTopicsWindow = 'oneMinute' | 'fifteenMinutes' | 'oneHour';
+
+const WINDOW_MS: Readonly<Record<HotTopicsWindow, number>> = { oneMinute: 60_000, fifteenMinutes: 900_000, oneHour: 3_600_000 };
+const GRANULARITY_WINDOW: Readonly<Record<Granularity, StatsWindow>> = { minute: '1m', hour: '1h', day: '1d' };
+const GRANULARITY_MS: Readonly<Record<Granularity, number>> = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
+
+/** Windows one `topicStats` answer may hold. */
+export const MAX_STATS_WINDOWS = 1_440;
+/** Topics one `hotTopics` answer may hold. */
+export const MAX_HOT_TOPICS = 100;
+
+export interface TopicStatsArgs {
+  readonly topic: string;
+  readonly granularity: Granularity;
+  readonly from: Date;
+  readonly to: Date;
+  readonly tenant?: string | null;
+}
+
+export async function topicStats(context: ResolverContext, args: TopicStatsArgs): Promise<TopicStatsBucket[]> {
+  requireAdmin(context.principal);
+  const topic = assertName('topic', args.topic);
+  const tenant = tenantOf(context.principal, args.tenant);
+  if (!(args.from.getTime() < args.to.getTime())) throw badInput('to', 'to must be later than from');
+  if ((args.to.getTime() - args.from.getTime()) / GRANULARITY_MS[args.granularity] > MAX_STATS_WINDOWS) {
+    throw badInput('from', `at most ${MAX_STATS_WINDOWS} windows per request: narrow from/to or use a coarser granularity`);
+  }
+  const windows = await context.services.analytics.topicStats({
+    scope: context.principal,
+    tenant,
+    topic,
+    granularity: args.granularity,
+    from: args.from,
+    to: args.to,
+  });
+  return windows.map((window) => bucketOf(topic, GRANULARITY_WINDOW[args.granularity], window.start, window.end, window.counts));
+}
+
+export interface HotTopicsArgs {
+  readonly window: HotTopicsWindow;
+  readonly by: HotTopicsOrder;
+  readonly limit?: number | null;
+  readonly tenant?: string | null;
+}
+
+export async function hotTopics(context: ResolverContext, args: HotTopicsArgs): Promise<HotTopicView[]> {
+  requireAdmin(context.principal);
+  const limit = args.limit ?? 10;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_HOT_TOPICS) throw badInput('limit', `limit must be from 1 to ${MAX_HOT_TOPICS}`);
+  const hot = await context.services.analytics.hotTopics({
+    scope: context.principal,
+    tenant: tenantOf(context.principal, args.tenant),
+    windowMs: WINDOW_MS[args.window],
+    by: args.by,
+    limit,
+  });
+  return hot.map(({ topic, tenant, counts, start, end }) => {
+    const seconds = Math.max(1, (end.getTime() - start.getTime()) / 1000);
+    const { window: _window, ...bucket } = bucketOf(topic, '1m', start, end, counts);
+    return {
+      ...bucket,
+      tenant,
+      eventsPerSecond: bucket.count / seconds,
+      deliveriesPerSecond: bucket.deliveries / seconds,
+      bytesPerSecond: bucket.bytes / seconds,
+    };
+  });
+}
+
+export interface StatsUpdatesArgs {
+  readonly topic: string;
+  readonly tenant?: string | null;
+}
+
+/**
+ * Each flushed minute of a topic, live. Rendered once per cohort (the subscription contract), so
+ * the tenant is an argument, never taken from the context: a caller whose token names a tenant
+ * must pass it.
+ */
+export function subscribeStatsUpdates(context: ResolverContext, args: StatsUpdatesArgs): DispatchTicket {
+  requireAdmin(context.principal);
+  const topic = assertName('topic', args.topic);
+  const tenant = tenantOf(context.principal, args.tenant);
+  if (context.principal.tenant !== undefined && args.tenant == null) {
+    throw new TributaryError(ErrorCode.FORBIDDEN, `This token is limited to one tenant: pass tenant: "${context.principal.tenant}"`, { details: { field: 'tenant' } });
+  }
+  return dispatchTicket({
+    stream: streamOf({ app: context.principal.app, env: context.principal.env, tenant: undefined }, ANALYTICS_SYSTEM_TOPIC),
+    filter: (event) => event.source === 'system' && readTopicMinutes(event).topics.some((row) => matches(row, topic, tenant)),
+    after: undefined,
+    denied: false,
+  });
+}
+
+/** The bucket a flushed-minute event holds for the subscription's topic (and tenant). */
+export function statsUpdateOf(event: RealtimeEvent, args: StatsUpdatesArgs): TopicStatsBucket {
+  const { startTime, topics } = readTopicMinutes(event);
+  const counts = emptyCounts();
+  for (const row of topics) if (matches(row, args.topic, args.tenant ?? undefined)) mergeCounts(counts, countsOfMinute(row));
+  const start = new Date(startTime);
+  return bucketOf(args.topic, '1m', start, new Date(start.getTime() + 60_000), counts);
+}
+
+function matches(row: TopicMinute, topic: string, tenant: string | undefined): boolean {
+  return row.topic === topic && (tenant === undefined || row.tenant === tenant);
+}
+
+function countsOfMinute(row: TopicMinute): TopicCounts {
+  const { topic: _topic, tenant: _tenant, latency, ...counters } = row;
+  return { ...counters, latency: latency.length > 0 ? [...latency] : undefined };
+}
+
+function bucketOf(topic: string, window: StatsWindow, startTime: Date, endTime: Date, counts: TopicCounts): TopicStatsBucket {
+  return {
+    topic,
+    window,
+    startTime,
+    endTime,
+    count: totalEvents(counts),
+    bySource: [
+      { source: 'database', count: counts.eventsDatabase },
+      { source: 'sync', count: counts.eventsSync },
+      { source: 'socket', count: counts.eventsSocket },
+      { source: 'system', count: counts.eventsSystem },
+    ],
+    deliveries: counts.deliveries,
+    bytes: counts.bytes,
+    webhookDeliveries: counts.webhookDelivered,
+    webhookFailures: counts.webhookFailed,
+    resyncs: counts.resyncs,
+    latencyP50Ms: counts.latency ? histogramQuantile(counts.latency, 0.5) : null,
+    latencyP99Ms: counts.latency ? histogramQuantile(counts.latency, 0.99) : null,
+  };
+}
+
+/** The tenant a caller may see: its token's, or the one it asks for when its token has none. */
+function tenantOf(principal: Principal, asked: string | null | undefined): string | undefined {
+  if (principal.tenant === undefined) return asked ?? undefined;
+  if (asked != null && asked !== principal.tenant) throw new TributaryError(ErrorCode.FORBIDDEN, 'This token is limited to another tenant');
+  return principal.tenant;
+}
+
+function badInput(field: string, message: string): TributaryError {
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
+}

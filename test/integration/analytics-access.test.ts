@@ -1,0 +1,87 @@
+/**
+ * Analytics is for admins: GraphQL (queries and the subscription) and REST refuse anyone else
+ * with stable codes, and an admin whose token names a tenant sees that tenant only.
+ */
+import { describe, expect, it } from 'vitest';
+import { hotTopics, hotTopicsRaw, publishToTopics, testClock, topicStatsRaw, type HotTopicEntry } from '../helpers/analytics.ts';
+import { expectRefusedSubscription } from '../helpers/events.ts';
+import { waitFor } from '../helpers/index.ts';
+import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
+import { startTestServer } from '../helpers/tributary.ts';
+import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
+
+function codesOf(body: { errors?: readonly { extensions?: Record<string, unknown> }[] }): unknown[] {
+  return body.errors?.map((error) => error.extensions?.['code']) ?? [];
+}
+
+describe('analytics access', () => {
+  it('refuses non-admins over GraphQL and REST with stable codes, and answers admins', { timeout: 60_000 }, async () => {
+    const clock = testClock();
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, ANALYTICS_FLUSH_SECONDS: '1' }, { now: clock.now });
+    const member = await signHs256({ roles: [] });
+    const admin = await signHs256({ roles: ['admin'] });
+    const range = { topic: 'orders', granularity: 'HOUR' as const, from: new Date(Date.now() - 3_600_000), to: new Date(Date.now() + 3_600_000) };
+
+    expect(codesOf((await topicStatsRaw(server, range, member)).body)).toEqual(['FORBIDDEN']);
+    expect(codesOf((await hotTopicsRaw(server, { window: 'ONE_HOUR', by: 'EVENTS' }, member)).body)).toEqual(['FORBIDDEN']);
+    expect(codesOf((await topicStatsRaw(server, range)).body)).toEqual(['UNAUTHENTICATED']);
+    expect((await topicStatsRaw(server, range, admin)).body).toEqual({ data: { topicStats: [] } });
+    expect(codesOf((await topicStatsRaw(server, { ...range, granularity: 'MINUTE', to: new Date(Date.now() + 30 * 86_400_000) }, admin)).body)).toEqual(['BAD_USER_INPUT']);
+    expect(codesOf((await hotTopicsRaw(server, { window: 'ONE_HOUR', by: 'EVENTS', limit: 0 }, admin)).body)).toEqual(['BAD_USER_INPUT']);
+
+    const socket = await openAcknowledgedSocket(server.wsUrl, member);
+    socket.send({ id: 's', type: 'subscribe', payload: { query: 'subscription { statsUpdates(topic: "orders", tenant: "tenant-a") { count } }' } });
+    await expectRefusedSubscription(socket, 's', 'FORBIDDEN');
+
+    const rest = (path: string, token?: string) =>
+      fetch(`${server.url}${path}`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` } }).then(async (response) => ({
+        status: response.status,
+        body: (await response.json()) as { errors?: { message: string; extensions: { code: string } }[]; topics?: unknown[] },
+      }));
+    const anonymous = await rest('/api/metrics/hot-topics');
+    expect(anonymous.status).toBe(401);
+    expect(codesOf(anonymous.body)).toEqual(['UNAUTHENTICATED']);
+    const forged = await rest('/api/metrics/hot-topics', await signHs256({ roles: ['admin'] }, { secret: 'another-secret-that-is-32-bytes-long!!' }));
+    expect(forged.status).toBe(401);
+    const refused = await rest('/api/metrics/hot-topics?window=1h', member);
+    expect(refused.status).toBe(403);
+    expect(codesOf(refused.body)).toEqual(['FORBIDDEN']);
+    const wrong = await rest('/api/metrics/hot-topics?window=2d', admin);
+    expect(wrong.status).toBe(400);
+    expect(codesOf(wrong.body)).toEqual(['BAD_USER_INPUT']);
+    expect((await rest('/api/metrics/nothing', admin)).status).toBe(404);
+    const answered = await rest('/api/metrics/hot-topics?window=1h&by=bytes&limit=3', admin);
+    expect(answered).toEqual({ status: 200, body: { window: '1h', by: 'bytes', topics: [] } });
+  });
+
+  it('shows an admin whose token names a tenant only that tenant; an application-wide admin sees every tenant', { timeout: 60_000 }, async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, ANALYTICS_FLUSH_SECONDS: '1' });
+    const adminA = await signHs256({ roles: ['admin'], tenant: 'tenant-a' });
+    const adminB = await signHs256({ roles: ['admin'], tenant: 'tenant-b' });
+    const appAdmin = await signHs256({ roles: ['admin'], tenant: undefined });
+    await publishToTopics(server, ['orders', 'orders'], 20, adminA);
+    await publishToTopics(server, ['orders'], 20, adminB);
+
+    const all = (await waitFor(async () => {
+      const hot = await hotTopics(server, { window: 'ONE_MINUTE', by: 'EVENTS' }, appAdmin);
+      return hot.length === 2 && hot;
+    })) as HotTopicEntry[];
+    expect(all.map((entry) => [entry.tenant, entry.topic, entry.count])).toEqual([
+      ['tenant-a', 'orders', 2],
+      ['tenant-b', 'orders', 1],
+    ]);
+    const own = await hotTopics(server, { window: 'ONE_MINUTE', by: 'EVENTS' }, adminB);
+    expect(own.map((entry) => [entry.tenant, entry.count])).toEqual([['tenant-b', 1]]);
+    const other = await postHot(server, adminB, 'tenant-a');
+    expect(codesOf(other)).toEqual(['FORBIDDEN']);
+  });
+});
+
+async function postHot(server: Awaited<ReturnType<typeof startTestServer>>, token: string, tenant: string) {
+  const response = await fetch(server.graphqlUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query: `{ hotTopics(window: ONE_HOUR, by: EVENTS, tenant: ${JSON.stringify(tenant)}) { topic } }` }),
+  });
+  return (await response.json()) as { errors?: { extensions?: Record<string, unknown> }[] };
+}

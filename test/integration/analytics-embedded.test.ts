@@ -1,0 +1,41 @@
+/**
+ * Analytics without Redis (the embedded default: PGlite, in-memory store, workers in-process):
+ * counts flushed to the embedded database and pushed live to `statsUpdates` subscribers.
+ */
+import { describe, expect, it } from 'vitest';
+import { BUCKET_FIELDS, hotTopics, sourceCount, testClock, topicStats, type StatsBucket } from '../helpers/analytics.ts';
+import { publishMany, seqPayloads, subscribeEvents, takeEvents, waitForSubscribers } from '../helpers/events.ts';
+import { waitFor } from '../helpers/index.ts';
+import { startTestServer } from '../helpers/tributary.ts';
+import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
+
+describe('analytics in the embedded mode', () => {
+  it('flushes a minute to the embedded database and pushes it to statsUpdates', { timeout: 90_000 }, async () => {
+    const clock = testClock();
+    const server = await startTestServer({ ANALYTICS_FLUSH_SECONDS: '1' }, { embedded: true, now: clock.now });
+    const from = new Date(clock.now() - 60_000);
+    // The development principal is an admin of tenant "default": it passes its tenant.
+    const screen = await openAcknowledgedSocket(server.wsUrl);
+    screen.send({ id: 'stats', type: 'subscribe', payload: { query: `subscription { statsUpdates(topic: "orders", tenant: "default") { ${BUCKET_FIELDS} } }` } });
+    const watcher = await openAcknowledgedSocket(server.wsUrl);
+    subscribeEvents(watcher, 'e', { topic: 'orders' });
+    await waitForSubscribers(server, 2);
+
+    await publishMany(server, 'orders', seqPayloads(1, 3));
+    await takeEvents(watcher, 'e', 3);
+    await waitFor(async () => (await hotTopics(server, { window: 'ONE_MINUTE', by: 'EVENTS' }))[0]?.count === 3, { timeoutMs: 10_000 });
+    clock.nextMinutes();
+
+    const update = await screen.nextMessage();
+    expect(update).toMatchObject({ id: 'stats', type: 'next' });
+    const bucket = (update.payload as { data: { statsUpdates: StatsBucket } }).data.statsUpdates;
+    expect(bucket).toMatchObject({ topic: 'orders', window: '1m', count: 3, deliveries: 3, resyncs: 0 });
+    expect(sourceCount(bucket, 'socket')).toBe(3);
+    expect(bucket.latencyP99Ms).not.toBeNull();
+
+    const stored = await topicStats(server, { topic: 'orders', granularity: 'MINUTE', from, to: new Date(clock.now()) });
+    expect(stored).toEqual([bucket]);
+    const days = await topicStats(server, { topic: 'orders', granularity: 'DAY', from: new Date(from.getTime() - 86_400_000), to: new Date(clock.now() + 86_400_000) });
+    expect(days.map((day) => [day.window, day.count, day.deliveries])).toEqual([['1d', 3, 3]]);
+  });
+});
