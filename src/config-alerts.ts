@@ -4,7 +4,7 @@
  * the rest in `config.ts`.
  */
 import type { z } from 'zod';
-import { integer, optionalString } from './config-fields.ts';
+import { integer } from './config-fields.ts';
 
 export interface AlertsConfig {
   /** How often the rules are evaluated (by one workers process of the cluster), in ms. @default 5 s (the seed's tick) */
@@ -33,8 +33,6 @@ export interface AlertsConfig {
   readonly maxConnections: number;
   /** RESYNC_REQUIRED answers across the cluster in the window beyond which it is a storm (warning). @default 1000 */
   readonly maxResyncs: number;
-  /** The environment cluster-wide alerts belong to (`app/env`); unset: cluster rules are not evaluated. */
-  readonly operatorScope: { readonly app: string; readonly env: string } | undefined;
 }
 
 const MIB = 1024 * 1024;
@@ -53,15 +51,11 @@ export const alertsEnvironment = {
   ALERTS_CDC_MAX_RETAINED_WAL_BYTES: integer(1, 1024 * 1024 * MIB, 1024 * MIB),
   ALERTS_MAX_CONNECTIONS: integer(1, 100_000_000, 10_000),
   ALERTS_MAX_RESYNCS: integer(1, 100_000_000, 1000),
-  ALERTS_OPERATOR_SCOPE: optionalString.refine((value) => value === undefined || /^[^/\s]+\/[^/\s]+$/.test(value), {
-    message: 'must be app/env (the environment cluster-wide alerts belong to)',
-  }),
 };
 
 type AlertsEnvironment = z.output<z.ZodObject<typeof alertsEnvironment>>;
 
 export function alertsConfigOf(env: AlertsEnvironment): AlertsConfig {
-  const [app, envName] = env.ALERTS_OPERATOR_SCOPE?.split('/') ?? [];
   return {
     evaluateMs: env.ALERTS_EVALUATE_SECONDS * 1000,
     windowMs: env.ALERTS_WINDOW_SECONDS * 1000,
@@ -76,6 +70,5 @@ export function alertsConfigOf(env: AlertsEnvironment): AlertsConfig {
     cdcMaxRetainedWalBytes: env.ALERTS_CDC_MAX_RETAINED_WAL_BYTES,
     maxConnections: env.ALERTS_MAX_CONNECTIONS,
     maxResyncs: env.ALERTS_MAX_RESYNCS,
-    operatorScope: app !== undefined && envName !== undefined ? { app, env: envName } : undefined,
   };
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { alertsConfigOf, alertsEnvironment, type AlertsConfig } from './config-alerts.ts';
+import { analyticsConfigOf, analyticsEnvironment, type AnalyticsConfig } from './config-analytics.ts';
 import { integer, optionalString } from './config-fields.ts';
 
 /**
@@ -73,6 +74,14 @@ export interface Config {
   readonly outbox: OutboxConfig;
   readonly webhooks: WebhooksConfig;
   readonly alerts: AlertsConfig;
+  /**
+   * The operators' environment (`OPERATOR_SCOPE`, app/env): its admins see the whole cluster (the
+   * dashboard), and cluster-wide alerts belong to it. @default default/default (the development
+   * principal's, and a single-application setup's)
+   */
+  readonly operatorScope: { readonly app: string; readonly env: string };
+  /** How often every instance reports to the cluster dashboard, in ms. @default 5 s (the seed's MetricsUpdater tick) */
+  readonly dashboardTickMs: number;
   readonly analytics: AnalyticsConfig;
   readonly logLevel: LogLevel;
   readonly limits: Limits;
@@ -145,20 +154,6 @@ export interface WebhooksConfig {
   readonly maxBodyBytes: number;
 }
 
-/** Per-topic analytics: every role counts and pushes; the workers flush to Postgres. */
-export interface AnalyticsConfig {
-  /** Count at all (`false`: nothing is counted; for measuring the overhead). @default true */
-  readonly enabled: boolean;
-  /** How often the workers write closed minutes to Postgres, in s. @default 60 */
-  readonly flushSeconds: number;
-  /** How often every instance pushes its counts to the cluster (what a dying instance loses), in ms: min(5 s, flush interval). */
-  readonly pushIntervalMs: number;
-  /** Minute rows are kept this long (hours and days stay), in ms. @default 14 days */
-  readonly retentionMs: number;
-  /** Distinct topics an instance counts per minute before the rest goes to one overflow topic. @default 10000 */
-  readonly maxTopicsPerMinute: number;
-}
-
 /** A configuration problem, reported as one line. */
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -224,10 +219,11 @@ const environmentSchema = z.object({
   WEBHOOK_LOG_RETENTION_SECONDS: integer(60, 365 * 24 * 3600, 30 * 24 * 3600),
   WEBHOOK_MAX_BODY_BYTES: integer(1024, 16 * MIB, 256 * 1024),
   ...alertsEnvironment,
-  ANALYTICS_ENABLED: z.enum(['true', 'false'], { message: 'must be true or false' }).optional(),
-  ANALYTICS_FLUSH_SECONDS: integer(1, 3600, 60),
-  ANALYTICS_RETENTION_DAYS: integer(1, 3650, 14),
-  ANALYTICS_MAX_TOPICS: integer(10, 1_000_000, 10_000),
+  OPERATOR_SCOPE: optionalString.refine((value) => value === undefined || /^[^/\s]+\/[^/\s]+$/.test(value), {
+    message: 'must be app/env (the environment whose admins operate the cluster)',
+  }),
+  ...analyticsEnvironment,
+  DASHBOARD_TICK_SECONDS: integer(1, 60, 5),
   JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
     message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
   }),
@@ -356,13 +352,9 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       maxBodyBytes: env.WEBHOOK_MAX_BODY_BYTES,
     },
     alerts: alertsConfigOf(env),
-    analytics: {
-      enabled: env.ANALYTICS_ENABLED !== 'false',
-      flushSeconds: env.ANALYTICS_FLUSH_SECONDS,
-      pushIntervalMs: Math.min(5_000, env.ANALYTICS_FLUSH_SECONDS * 1000),
-      retentionMs: env.ANALYTICS_RETENTION_DAYS * 24 * 3600 * 1000,
-      maxTopicsPerMinute: env.ANALYTICS_MAX_TOPICS,
-    },
+    operatorScope: operatorScopeOf(env.OPERATOR_SCOPE),
+    dashboardTickMs: env.DASHBOARD_TICK_SECONDS * 1000,
+    analytics: analyticsConfigOf(env),
     logLevel: env.LOG_LEVEL,
     limits: {
       wsMaxPayloadBytes: env.WS_MAX_PAYLOAD_BYTES,
@@ -384,4 +376,9 @@ function deepFreeze<T extends object>(value: T): T {
     if (typeof child === 'object' && child !== null) deepFreeze(child);
   }
   return Object.freeze(value);
+}
+
+function operatorScopeOf(value: string | undefined): Config['operatorScope'] {
+  const [app = 'default', env = 'default'] = value?.split('/') ?? [];
+  return { app, env };
 }

@@ -10,6 +10,7 @@ import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startCdc } from './start/cdc.ts';
 import { createClients } from './start/clients.ts';
+import { startDashboard } from './start/dashboard.ts';
 import { listen, readinessChecks, type Listening } from './start/listen.ts';
 import { startPipeline } from './start/pipeline.ts';
 import { startServer, type ServerStats } from './start/server.ts';
@@ -43,6 +44,8 @@ export async function startTributary(config: Config, options: StartOptions = {})
 
     const pipeline = await startPipeline(context);
     cleanup.push('pipeline', () => pipeline.dispose());
+    const dashboard = startDashboard(context, pipeline);
+    cleanup.push('dashboard', () => dashboard.dispose());
 
     let listening: Listening & { stats(): ServerStats };
     if (config.role === 'workers') {
@@ -54,12 +57,12 @@ export async function startTributary(config: Config, options: StartOptions = {})
       cleanup.push('sync', () => sync.dispose());
       const cdc = await startCdc(context, pipeline);
       cleanup.push('cdc', () => cdc.dispose());
-      const server = await startServer(context, { pipeline, sync, cdc });
+      const server = await startServer(context, { pipeline, dashboard, sync, cdc });
       cleanup.push('server', () => server.dispose());
       listening = server;
     }
     if (config.role !== 'server') {
-      const workers = await startWorkers(context, { pipeline });
+      const workers = await startWorkers(context, { pipeline, dashboard });
       cleanup.push('workers', () => workers.dispose());
     }
 

@@ -12,6 +12,8 @@ export interface Metrics {
    * listed from all of them. Returns the function that removes the sampler (on dispose).
    */
   sample(sampler: LiveSampler): () => void;
+  /** The live state every sampler reports now (what `/metrics` would show), for the dashboard. */
+  live(): LiveFigures;
   /** Events accepted by the router, by source. */
   readonly eventsRouted: Counter<'source'>;
   /** Subscriptions refused silently for lack of permission (never told to the client). */
@@ -96,6 +98,15 @@ export interface LiveSampler {
   readonly analytics?: () => AnalyticsSample;
 }
 
+/** The samplers' live state, summed (counts) or listed (readers, outboxes, endpoints). */
+export interface LiveFigures {
+  readonly connections: number;
+  readonly subscriptions: number;
+  readonly cdcReaders: readonly CdcReaderSample[];
+  readonly outboxes: readonly OutboxSample[];
+  readonly webhookBacklogs: readonly WebhookBacklogSample[];
+}
+
 /** Firing alerts of one rule and severity, cluster-wide (read from the platform database). */
 export interface AlertsFiringSample {
   readonly rule: string;
@@ -153,6 +164,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       samplers.add(sampler);
       return () => void samplers.delete(sampler);
     },
+    live: () => ({
+      connections: total('connections'),
+      subscriptions: total('subscriptions'),
+      cdcReaders: cdcReaders(),
+      outboxes: outboxes(),
+      webhookBacklogs: webhookBacklogs(),
+    }),
     eventsRouted: new Counter({
       name: 'tributary_events_routed_total',
       help: 'Events accepted by the router',

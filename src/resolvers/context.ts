@@ -3,6 +3,7 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { AlertAdmin } from '../pipeline/alerts/alert-admin.ts';
 import type { AnalyticsReader } from '../pipeline/analytics/analytics-reader.ts';
+import type { Dashboard } from '../pipeline/dashboard/cluster-dashboard.ts';
 import type { CdcService } from '../pipeline/cdc/cdc-service.ts';
 import type { CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import type { ChannelHub } from '../pipeline/channels/channel-hub.ts';
@@ -29,6 +30,8 @@ export interface Services {
   readonly gateway: GatewayEmitter;
   /** Per-topic analytics and hot topics (admin). */
   readonly analytics: AnalyticsReader;
+  /** The cluster dashboard (the operators' admins). */
+  readonly dashboard: { read(): Promise<Dashboard>; readonly operatorScope: { readonly app: string; readonly env: string } };
   /** Counts subscriptions refused silently (the resolvers' only metric). */
   readonly metrics: Pick<Metrics, 'subscriptionsDenied'>;
   readonly logger: Logger;

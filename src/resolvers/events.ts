@@ -3,6 +3,7 @@ import { ErrorCode, TributaryError } from '../errors.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { isJsonObject } from '../pipeline/events/json.ts';
 import { publishedMessage } from '../pipeline/events/message.ts';
+import { isSystemTopic } from '../pipeline/events/system-topics.ts';
 import { compileEventWhere, type EventWhere } from '../pipeline/filters/event-filter.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
@@ -22,6 +23,9 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
   const { principal, services } = context;
   const topic = assertName('topic', input.topic);
   const type = input.type == null ? 'message' : assertName('type', input.type);
+  if (isSystemTopic(topic)) {
+    throw new TributaryError(ErrorCode.FORBIDDEN, `"${topic}" is one of Tributary's own topics: its events come from Tributary only`, { details: { field: 'topic' } });
+  }
   if (!canAccessTopic(principal, 'publish', topic)) {
     throw new TributaryError(ErrorCode.FORBIDDEN, `Publishing to "${topic}" needs the permission "<prefix>.publish" for a prefix of the topic`);
   }

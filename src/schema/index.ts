@@ -10,6 +10,7 @@ import './types/outbox.ts';
 import './types/webhooks.ts';
 import './types/alerts.ts';
 import './types/analytics.ts';
+import './types/dashboard.ts';
 
 export type { GraphQLContext, Transport } from './context.ts';
 

@@ -23,6 +23,7 @@ import { createGraphQLWebSocketServer } from '../server/ws/websocket-server.ts';
 import { createYogaServer } from '../server/yoga.ts';
 import type { Cdc } from './cdc.ts';
 import { listen, readinessChecks, type Listening } from './listen.ts';
+import type { ClusterDashboard } from './dashboard.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 import type { Sync } from './sync.ts';
@@ -41,6 +42,7 @@ export interface GraphQLServer extends Listening, Disposable {
 
 export interface ServerParts {
   readonly pipeline: Pipeline;
+  readonly dashboard: ClusterDashboard;
   readonly sync: Sync;
   readonly cdc: Cdc;
 }
@@ -75,6 +77,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       alerts: createAlertAdmin({ db: context.clients.db, router: pipeline.router, logger }),
       gateway: pipeline.gateway,
       analytics: createAnalyticsReader({ db: context.clients.db, store: pipeline.analytics.store, now: context.now }),
+      dashboard: { read: () => parts.dashboard.read(), operatorScope: config.operatorScope },
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },

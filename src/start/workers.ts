@@ -8,6 +8,7 @@ import { startAlertEvaluation } from '../workers/alerts.ts';
 import { startAnalyticsFlush } from '../workers/analytics-flush.ts';
 import { createOutboxPollers } from '../workers/outbox-pollers.ts';
 import { startWebhookDelivery } from '../workers/webhook-delivery.ts';
+import type { ClusterDashboard } from './dashboard.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
@@ -16,7 +17,12 @@ export interface Workers extends Disposable {
   readonly running: readonly string[];
 }
 
-export async function startWorkers({ config, clients, metrics, logger, now }: StartContext, { pipeline }: { readonly pipeline: Pipeline }): Promise<Workers> {
+export interface WorkerParts {
+  readonly pipeline: Pipeline;
+  readonly dashboard: ClusterDashboard;
+}
+
+export async function startWorkers({ config, clients, metrics, logger, now }: StartContext, { pipeline, dashboard }: WorkerParts): Promise<Workers> {
   const outbox = createOutboxPollers({
     db: clients.db,
     connect: (url) => createOutboxPool(url, logger),
@@ -39,7 +45,15 @@ export async function startWorkers({ config, clients, metrics, logger, now }: St
     metrics,
     analytics: pipeline.analytics.recorder,
   });
-  const alerts = startAlertEvaluation({ config: config.alerts, db: clients.db, router: pipeline.router, logger, metrics });
+  const alerts = startAlertEvaluation({
+    config: config.alerts,
+    operatorScope: config.operatorScope,
+    db: clients.db,
+    router: pipeline.router,
+    logger,
+    metrics,
+    cluster: dashboard.figures,
+  });
   // Pushes arrive every push interval: a minute is closed once the last of them is surely in.
   const analytics = startAnalyticsFlush({
     db: clients.db,

@@ -20,11 +20,13 @@ import type { EventRouter } from '../pipeline/router/event-router.ts';
 
 export interface AlertEvaluationOptions {
   readonly config: AlertsConfig;
+  /** Where cluster-wide alerts live (`OPERATOR_SCOPE`). */
+  readonly operatorScope: { readonly app: string; readonly env: string };
   readonly db: Database;
   readonly router: Pick<EventRouter, 'route'>;
   readonly logger: Logger;
   readonly metrics: Pick<Metrics, 'sample'>;
-  /** Cluster-wide instance figures (connections, resyncs). @default none yet: the cluster rules read unknown */
+  /** Cluster-wide instance figures (connections, resyncs): the dashboard's instance reports. @default none: the cluster rules read unknown */
   readonly cluster?: ClusterFiguresProvider;
 }
 
@@ -35,15 +37,13 @@ export interface AlertEvaluation {
 }
 
 /** Every rule, with the thresholds of the configuration. */
-export function alertRules(config: AlertsConfig, db: Database, cluster: ClusterFiguresProvider): AlertRule[] {
+export function alertRules(config: AlertsConfig, operatorScope: AlertEvaluationOptions['operatorScope'], db: Database, cluster: ClusterFiguresProvider): AlertRule[] {
   return [
     webhookFailureRateRule(db, { minSamples: config.minSamples, criticalRatio: config.webhookFailureCriticalRatio, warningRatio: config.webhookFailureWarningRatio }),
     webhookDeadLettersRule(db, { allowed: config.deadLettersAllowed }),
     outboxBacklogRule(db, { maxAgeSeconds: config.outboxMaxAgeSeconds }),
     ...cdcRules(db, { maxLagBytes: config.cdcMaxLagBytes, maxRetainedWalBytes: config.cdcMaxRetainedWalBytes }),
-    ...(config.operatorScope === undefined
-      ? []
-      : clusterRules(cluster, { ...config.operatorScope, tenant: undefined }, { maxConnections: config.maxConnections, maxResyncs: config.maxResyncs })),
+    ...clusterRules(cluster, { ...operatorScope, tenant: undefined }, { maxConnections: config.maxConnections, maxResyncs: config.maxResyncs }),
   ];
 }
 
@@ -54,7 +54,7 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
   const evaluator = createAlertEvaluator({
     db,
     router: options.router,
-    rules: alertRules(config, db, options.cluster ?? NO_CLUSTER_FIGURES),
+    rules: alertRules(config, options.operatorScope, db, options.cluster ?? NO_CLUSTER_FIGURES),
     policy: { fireAfter: config.fireAfter, resolveAfter: config.resolveAfter },
     windowMs: config.windowMs,
     holder,

@@ -127,6 +127,80 @@ export type ChannelMessage = {
   event: Scalars['String']['output'];
 };
 
+/** The cluster as its instances last reported it (each every tick; one silent for three ticks drops out). */
+export type Dashboard = {
+  __typename?: 'Dashboard';
+  at: Scalars['DateTime']['output'];
+  /** Every instance together. */
+  cluster: DashboardFigures;
+  /** Most recently reported first. */
+  instances: Array<DashboardInstance>;
+};
+
+export type DashboardCdcSource = {
+  __typename?: 'DashboardCdcSource';
+  lagBytes: Maybe<Scalars['Float']['output']>;
+  retainedWalBytes: Maybe<Scalars['Float']['output']>;
+  /** The source database, as `/metrics` names it (a hash of its URL). */
+  source: Scalars['String']['output'];
+};
+
+/** What flows through the cluster or one instance: live state now, rates over the last tick (`DASHBOARD_TICK_SECONDS`). */
+export type DashboardFigures = {
+  __typename?: 'DashboardFigures';
+  bytesPerSecond: Scalars['Float']['output'];
+  /** Each CDC source database, as its leader reports it. */
+  cdc: Array<DashboardCdcSource>;
+  /** Open graphql-ws sockets. */
+  connections: Scalars['Int']['output'];
+  /** Frames written to subscribers (one event to N subscribers counts N). */
+  deliveriesPerSecond: Scalars['Float']['output'];
+  /** Events routed, every source. */
+  eventsPerSecond: Scalars['Float']['output'];
+  eventsPerSecondBySource: Array<SourceRate>;
+  /** Publish → socket over the last tick (a bucket bound: ≤ 25 % above the true value); null without deliveries. */
+  latencyP50Ms: Maybe<Scalars['Float']['output']>;
+  latencyP99Ms: Maybe<Scalars['Float']['output']>;
+  outboxes: Array<DashboardOutbox>;
+  /** Subscribers ended with RESYNC_REQUIRED. */
+  resyncsPerSecond: Scalars['Float']['output'];
+  /** Sockets closed for falling behind. */
+  slowConsumerClosesPerSecond: Scalars['Float']['output'];
+  subscriptions: Scalars['Int']['output'];
+  webhooks: DashboardWebhooks;
+};
+
+export type DashboardInstance = {
+  __typename?: 'DashboardInstance';
+  figures: DashboardFigures;
+  /** host:pid:random — one per process. */
+  instance: Scalars['String']['output'];
+  reportedAt: Scalars['DateTime']['output'];
+  /** `all`, `server` or `workers`. */
+  role: Scalars['String']['output'];
+  startedAt: Scalars['DateTime']['output'];
+};
+
+export type DashboardOutbox = {
+  __typename?: 'DashboardOutbox';
+  oldestPendingSeconds: Maybe<Scalars['Float']['output']>;
+  /** `app/env`. */
+  outbox: Scalars['String']['output'];
+  pending: Scalars['Int']['output'];
+};
+
+export type DashboardWebhooks = {
+  __typename?: 'DashboardWebhooks';
+  deliveredPerSecond: Scalars['Float']['output'];
+  /** Attempts that did not deliver (failed, throttled, gone, refused, dead). */
+  failedPerSecond: Scalars['Float']['output'];
+  /** Failed ÷ attempts over the last tick, 0–1; null without attempts. */
+  failureRate: Maybe<Scalars['Float']['output']>;
+  oldestPendingSeconds: Maybe<Scalars['Float']['output']>;
+  /** Deliveries not finished yet, every endpoint. */
+  pending: Scalars['Int']['output'];
+};
+
 /** A revisioned JSON document of a sync service (seed 000, "Path 2: Sync Service"). */
 export type Document = {
   __typename?: 'Document';
@@ -503,6 +577,8 @@ export type Query = {
   cdcMappings: Array<CdcMapping>;
   /** Admin: the caller's environment's CDC source, or null. */
   cdcSource: Maybe<CdcSource>;
+  /** The cluster dashboard (admins of the operators' environment, `OPERATOR_SCOPE`): connections, traffic, latency, webhooks, CDC, outboxes, per instance and together. */
+  dashboard: Dashboard;
   /** A document, or null when there is none. Needs `sync.{service}.read`. */
   document: Maybe<Document>;
   /** A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). */
@@ -602,6 +678,13 @@ export type ReturnMode =
   /** Without `payload.data` and `payload.diff`. */
   | 'MINIMAL';
 
+export type SourceRate = {
+  __typename?: 'SourceRate';
+  perSecond: Scalars['Float']['output'];
+  /** `database`, `sync`, `socket` or `system`. */
+  source: Scalars['String']['output'];
+};
+
 export type StatsGranularity =
   /** Days (UTC), rolled up from the hours. */
   | 'DAY'
@@ -618,6 +701,8 @@ export type Subscription = {
   changes: ModelChange;
   /** Joins a channel in the caller's scope. */
   channel: ChannelMessage;
+  /** The cluster dashboard every tick, for live screens (admins of the operators' environment). */
+  dashboardUpdates: Dashboard;
   /** A live document: first its snapshot (revision R), then every change after R, in revision order, with nothing lost or repeated in between — even under concurrent writes. Needs `sync.{service}.read`; without it the subscription stays silent. */
   document: DocumentChange;
   /** The events of a topic in the caller's scope. Needs `<prefix>.read` for a prefix of the topic (or role admin); without it the subscription stays silent. With `after`, first replays what followed that cursor, then continues live, with no gap and no duplicate; a cursor that cannot be resumed (expired, unknown, another history) ends the subscription with RESYNC_REQUIRED. */

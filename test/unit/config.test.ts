@@ -40,8 +40,9 @@ describe('configuration', () => {
       webhookFailureCriticalRatio: 0.5,
       webhookFailureWarningRatio: 0.2,
       maxConnections: 10_000,
-      operatorScope: undefined,
     });
+    expect(loadConfig({}).operatorScope).toEqual({ app: 'default', env: 'default' });
+    expect(loadConfig({}).dashboardTickMs).toBe(5000);
   });
 
   it('counts analytics by default: flushed every 60 s, pushed every 5 s, minutes kept 14 days, 10,000 topics a minute', () => {
@@ -96,7 +97,8 @@ describe('configuration', () => {
       ALERTS_CDC_MAX_RETAINED_WAL_BYTES: '2000',
       ALERTS_MAX_CONNECTIONS: '500',
       ALERTS_MAX_RESYNCS: '50',
-      ALERTS_OPERATOR_SCOPE: 'ops/prod',
+      OPERATOR_SCOPE: 'ops/prod',
+      DASHBOARD_TICK_SECONDS: '2',
       ANALYTICS_ENABLED: 'false',
       ANALYTICS_FLUSH_SECONDS: '2',
       ANALYTICS_RETENTION_DAYS: '3',
@@ -156,8 +158,9 @@ describe('configuration', () => {
         cdcMaxRetainedWalBytes: 2000,
         maxConnections: 500,
         maxResyncs: 50,
-        operatorScope: { app: 'ops', env: 'prod' },
       },
+      operatorScope: { app: 'ops', env: 'prod' },
+      dashboardTickMs: 2000,
       analytics: { enabled: false, flushSeconds: 2, pushIntervalMs: 2000, retentionMs: 3 * 86_400_000, maxTopicsPerMinute: 500 },
       auth: {
         mode: 'jwt',
@@ -194,7 +197,7 @@ describe('configuration', () => {
     [{ EVENT_LOG_MAX_EVENTS: '5' }, 'EVENT_LOG_MAX_EVENTS must be an integer from 10 to 10000000'],
     [{ ALERTS_EVALUATE_SECONDS: '0' }, 'ALERTS_EVALUATE_SECONDS must be an integer from 1 to 3600'],
     [{ ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT: '50' }, 'ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT must be below ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT'],
-    [{ ALERTS_OPERATOR_SCOPE: 'ops' }, 'ALERTS_OPERATOR_SCOPE must be app/env'],
+    [{ OPERATOR_SCOPE: 'ops' }, 'OPERATOR_SCOPE must be app/env'],
     [{ JWT_SECRET: 'short' }, 'JWT_SECRET must be at least 32 bytes long'],
     [{ JWT_JWKS_URL: 'ftp://keys' }, 'JWT_JWKS_URL must be a URL starting with https:// or http://'],
     [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent'],

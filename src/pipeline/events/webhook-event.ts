@@ -4,7 +4,7 @@
  * alert rule or another endpoint can forward it. Scoped to the endpoint's app/env (and tenant).
  * Never delivered to the endpoint it is about.
  */
-import type { RawEventInput } from './envelope.ts';
+import type { RawEventInput, RealtimeEvent } from './envelope.ts';
 import type { Scope } from '../scope.ts';
 import { ALERT_TOPIC } from './alert-event.ts';
 
@@ -35,8 +35,8 @@ const ABOUT_ENDPOINT_TOPICS: ReadonlySet<string> = new Set([WEBHOOK_SYSTEM_TOPIC
  * The endpoint a system event is about (it must not be delivered there), if any: an endpoint's
  * notice (`webhooks.endpoints`) or an alert about it (`system.alerts`).
  */
-export function aboutEndpoint(event: { readonly topic: string; readonly payload: Readonly<Record<string, unknown>> }): string | undefined {
-  if (!ABOUT_ENDPOINT_TOPICS.has(event.topic)) return undefined;
+export function aboutEndpoint(event: Pick<RealtimeEvent, 'topic' | 'source' | 'payload'>): string | undefined {
+  if (event.source !== 'system' || !ABOUT_ENDPOINT_TOPICS.has(event.topic)) return undefined;
   const id = event.payload['endpointId'];
   return typeof id === 'string' ? id : undefined;
 }

@@ -10,6 +10,7 @@ import type { Queryable } from '../../db/database.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import type { Logger } from '../../logger.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
+import { isDashboardEvent } from '../events/dashboard-event.ts';
 import { aboutEndpoint } from '../events/webhook-event.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { storeDeliveries, type NewDelivery } from './delivery-store.ts';
@@ -55,6 +56,8 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
       if (endpoints.length === 0) return;
       const deliveries: NewDelivery[] = [];
       for (const event of events) {
+        // Live screens' figures, every few seconds: not an event to deliver.
+        if (isDashboardEvent(event)) continue;
         let body: string | undefined;
         const about = aboutEndpoint(event);
         for (const endpoint of endpoints) {

@@ -1,6 +1,6 @@
 /**
  * The REST routes the seed names, beside GraphQL, for what is conventionally polled over HTTP
- * (`GET /api/alerts`, `GET /api/metrics/hot-topics`, …). Same bearer token and verification as
+ * (`GET /api/alerts`, `GET /api/metrics/dashboard`, `GET /api/metrics/hot-topics`). Same bearer token and verification as
  * GraphQL, the same resolvers and so the same admin check; `GET` only. Errors as GraphQL writes
  * them — `{ errors: [{ message, extensions: { code, …details } }] }` — with the stable codes and
  * their HTTP statuses (401 UNAUTHENTICATED, 403 FORBIDDEN, 400 BAD_USER_INPUT, 404 NOT_FOUND).
@@ -12,6 +12,7 @@ import type { Logger } from '../../logger.ts';
 import type { Services } from '../../resolvers/context.ts';
 import { MASKED_MESSAGE } from '../../schema/errors.ts';
 import { alertsRoute } from './alerts-route.ts';
+import { dashboardRoute } from './dashboard-route.ts';
 import { hotTopicsRoute } from './hot-topics-route.ts';
 import type { RestRoute } from './rest-route.ts';
 
@@ -32,6 +33,7 @@ export interface AdminApiOptions {
 
 const ROUTES: Readonly<Record<string, RestRoute>> = {
   '/api/alerts': alertsRoute,
+  '/api/metrics/dashboard': dashboardRoute,
   '/api/metrics/hot-topics': hotTopicsRoute,
 };
 

@@ -1,9 +1,9 @@
 /**
  * Rules over figures of the whole cluster — active connections (the seed's > 10,000 warning) and
- * resync storms — which need every instance's counts. No instance reports them to a shared place
- * yet (the cluster dashboard will, through Redis or Postgres): until then the provider has none
- * and these rules read unknown, which neither fires nor resolves. Their alerts live in the
- * operators' environment (`ALERTS_OPERATOR_SCOPE`); without one they are not evaluated.
+ * resync storms — which need every instance's counts: the dashboard's instance reports provide
+ * them (`pipeline/dashboard/cluster-figures.ts`). With no report yet the provider has none and
+ * these rules read unknown, which neither fires nor resolves. Their alerts live in the operators'
+ * environment (`OPERATOR_SCOPE`).
  */
 import type { Scope } from '../../scope.ts';
 import type { AlertRule, Verdict } from '../alert-rule.ts';
@@ -21,7 +21,7 @@ export interface ClusterFiguresProvider {
   read(windowMs: number): Promise<ClusterFigures | undefined>;
 }
 
-/** The provider until the dashboard's instance reports exist. */
+/** No figures: the cluster rules read unknown (tests of the other rules). */
 export const NO_CLUSTER_FIGURES: ClusterFiguresProvider = { read: () => Promise.resolve(undefined) };
 
 export interface ClusterThresholds {

@@ -1,0 +1,136 @@
+/**
+ * The dashboard: every instance's latest report, and the cluster they make together. Counts
+ * (events, deliveries, webhook outcomes…) are summed over instances, as are sockets and
+ * subscriptions; latency percentiles come from the instances' histograms added together;
+ * figures several processes measure of one shared thing — a webhook endpoint's backlog (each
+ * workers process reads the same table), an outbox, a CDC source (its leader reports it) — are
+ * taken once, from the latest report naming them. Pure.
+ */
+import type { EventSource } from '../events/envelope.ts';
+import { histogramCount, histogramQuantile } from '../analytics/latency-histogram.ts';
+import { addCounts, zeroCounts, type InstanceReport, type ReportCounts } from './instance-report.ts';
+
+export interface SourceRate {
+  readonly source: EventSource;
+  readonly perSecond: number;
+}
+
+export interface DashboardFigures {
+  readonly connections: number;
+  readonly subscriptions: number;
+  readonly eventsPerSecond: number;
+  readonly eventsPerSecondBySource: readonly SourceRate[];
+  /** Frames written to subscribers (one event to N subscribers counts N). */
+  readonly deliveriesPerSecond: number;
+  readonly bytesPerSecond: number;
+  /** Publish → socket over the last interval; null without deliveries. */
+  readonly latencyP50Ms: number | null;
+  readonly latencyP99Ms: number | null;
+  readonly webhooks: {
+    readonly deliveredPerSecond: number;
+    readonly failedPerSecond: number;
+    /** Failed attempts ÷ attempts over the last interval; null without attempts. */
+    readonly failureRate: number | null;
+    readonly pending: number;
+    readonly oldestPendingSeconds: number | null;
+  };
+  readonly cdc: readonly { readonly source: string; readonly lagBytes: number | null; readonly retainedWalBytes: number | null }[];
+  readonly outboxes: readonly { readonly outbox: string; readonly pending: number; readonly oldestPendingSeconds: number | null }[];
+  readonly resyncsPerSecond: number;
+  readonly slowConsumerClosesPerSecond: number;
+}
+
+export interface InstanceDashboard {
+  readonly instance: string;
+  readonly role: string;
+  readonly startedAt: number;
+  /** When it last reported, in ms since the epoch. */
+  readonly at: number;
+  readonly figures: DashboardFigures;
+}
+
+export interface Dashboard {
+  /** When it was put together, in ms since the epoch. */
+  readonly at: number;
+  readonly cluster: DashboardFigures;
+  /** Newest report first. */
+  readonly instances: readonly InstanceDashboard[];
+}
+
+const SOURCES: readonly EventSource[] = ['database', 'sync', 'socket', 'system'];
+
+/** Rates over `intervalMs`: counts per second (0 for a first report, which covers no interval). */
+function figuresOf(counts: ReportCounts, intervalMs: number, reports: readonly InstanceReport[]): DashboardFigures {
+  const perSecond = (count: number) => (intervalMs > 0 ? (count * 1000) / intervalMs : 0);
+  const attempts = Object.values(counts.webhookAttempts).reduce((sum, count) => sum + count, 0);
+  const failed = attempts - counts.webhookAttempts.delivered;
+  const latencyCount = histogramCount(counts.latencyBuckets);
+  const latest = [...reports].sort((a, b) => b.at - a.at);
+  const once = <T, K>(items: (report: InstanceReport) => readonly T[], key: (item: T) => K): T[] => {
+    const seen = new Map<K, T>();
+    for (const report of latest) for (const item of items(report)) if (!seen.has(key(item))) seen.set(key(item), item);
+    return [...seen.values()];
+  };
+  const backlogs = once((report) => report.webhookBacklogs, (backlog) => backlog.endpoint);
+  const oldest = backlogs.reduce<number | null>((max, backlog) => (backlog.oldestPendingSeconds === null ? max : Math.max(max ?? 0, backlog.oldestPendingSeconds)), null);
+  return {
+    connections: reports.reduce((sum, report) => sum + report.connections, 0),
+    subscriptions: reports.reduce((sum, report) => sum + report.subscriptions, 0),
+    eventsPerSecond: perSecond(SOURCES.reduce((sum, source) => sum + counts.eventsBySource[source], 0)),
+    eventsPerSecondBySource: SOURCES.map((source) => ({ source, perSecond: perSecond(counts.eventsBySource[source]) })),
+    deliveriesPerSecond: perSecond(counts.deliveries),
+    bytesPerSecond: perSecond(counts.bytes),
+    latencyP50Ms: latencyCount === 0 ? null : histogramQuantile(counts.latencyBuckets, 0.5),
+    latencyP99Ms: latencyCount === 0 ? null : histogramQuantile(counts.latencyBuckets, 0.99),
+    webhooks: {
+      deliveredPerSecond: perSecond(counts.webhookAttempts.delivered),
+      failedPerSecond: perSecond(failed),
+      failureRate: attempts === 0 ? null : failed / attempts,
+      pending: backlogs.reduce((sum, backlog) => sum + backlog.pending, 0),
+      oldestPendingSeconds: oldest,
+    },
+    cdc: once((report) => report.cdcReaders, (reader) => reader.source).sort((a, b) => a.source.localeCompare(b.source)),
+    outboxes: once((report) => report.outboxes, (outbox) => outbox.outbox).sort((a, b) => a.outbox.localeCompare(b.outbox)),
+    resyncsPerSecond: perSecond(counts.resyncs),
+    slowConsumerClosesPerSecond: perSecond(counts.slowConsumerCloses),
+  };
+}
+
+export function clusterDashboard(reports: readonly InstanceReport[], at: number): Dashboard {
+  const instances = [...reports].sort((a, b) => b.at - a.at || a.instance.localeCompare(b.instance));
+  // The cluster's rate: each instance's interval counts over its own interval, added up.
+  const rates = instances.filter((report) => report.intervalMs > 0);
+  const perMs = rates.reduce((sum, report) => addCounts(sum, scale(report.interval, 1 / report.intervalMs)), zeroCounts());
+  return {
+    at,
+    cluster: { ...figuresOf(perMs, 1, instances), latencyP50Ms: latencyOf(rates, 0.5), latencyP99Ms: latencyOf(rates, 0.99) },
+    instances: instances.map((report) => ({
+      instance: report.instance,
+      role: report.role,
+      startedAt: report.startedAt,
+      at: report.at,
+      figures: figuresOf(report.interval, report.intervalMs, [report]),
+    })),
+  };
+}
+
+/** Counts multiplied by `factor` (a rate per ms); the histogram is left as it is (percentiles come from `latencyOf`). */
+function scale(counts: ReportCounts, factor: number): ReportCounts {
+  const record = <K extends string>(values: Readonly<Record<K, number>>) =>
+    Object.fromEntries(Object.entries(values).map(([key, value]) => [key, (value as number) * factor])) as Record<K, number>;
+  return {
+    eventsBySource: record(counts.eventsBySource),
+    deliveries: counts.deliveries * factor,
+    bytes: counts.bytes * factor,
+    resyncs: counts.resyncs * factor,
+    slowConsumerCloses: counts.slowConsumerCloses * factor,
+    webhookAttempts: record(counts.webhookAttempts),
+    latencyBuckets: counts.latencyBuckets,
+  };
+}
+
+/** A percentile of every instance's last-interval latencies together. */
+function latencyOf(reports: readonly InstanceReport[], q: number): number | null {
+  const merged = reports.reduce((sum, report) => addCounts(sum, report.interval), zeroCounts()).latencyBuckets;
+  return histogramCount(merged) === 0 ? null : histogramQuantile(merged, q);
+}

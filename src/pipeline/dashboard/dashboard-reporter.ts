@@ -1,0 +1,89 @@
+/**
+ * Every instance, every `tickMs` (the seed's MetricsUpdater: 5 s), reports to the cluster: its
+ * figures since the last report and its live state go to the report store. One instance per tick
+ * (the first to claim it) then puts the cluster's dashboard together and routes it on
+ * `system.dashboard` in the operators' environment, for `dashboardUpdates`.
+ */
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../../logger.ts';
+import type { InstanceFigures } from '../analytics/instance-figures.ts';
+import { dashboardEvent } from '../events/dashboard-event.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import { clusterDashboard } from './cluster-dashboard.ts';
+import { buildReport, type InstanceLiveState, type InstanceReport } from './instance-report.ts';
+import type { ReportStore } from './report-store.ts';
+
+export interface DashboardReporterOptions {
+  readonly role: string;
+  readonly figures: InstanceFigures;
+  /** This instance's live state now. */
+  readonly live: () => Promise<InstanceLiveState>;
+  readonly store: ReportStore;
+  readonly router: Pick<EventRouter, 'route'>;
+  readonly operatorScope: { readonly app: string; readonly env: string };
+  readonly tickMs: number;
+  readonly now: () => number;
+  readonly logger: Logger;
+}
+
+export interface DashboardReporter {
+  readonly instance: string;
+  /** Reports now (and publishes when this instance claims the tick); the timer does it every tick. */
+  report(): Promise<void>;
+  /** Stops reporting and takes this instance's report out of the cluster view. */
+  close(): Promise<void>;
+}
+
+export function startDashboardReporter(options: DashboardReporterOptions): DashboardReporter {
+  const { store, logger } = options;
+  const instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const startedAt = options.now();
+  let previous: InstanceReport | undefined;
+  let failing = false;
+
+  const report = async () => {
+    const made = buildReport({
+      instance,
+      role: options.role,
+      startedAt,
+      figures: options.figures.snapshot(),
+      live: await options.live(),
+      previous: previous && { totals: previous.totals, at: previous.at },
+    });
+    await store.put(made);
+    previous = made;
+    if (await store.claimTick(Math.floor(made.at / options.tickMs))) {
+      const dashboard = clusterDashboard(await store.all(), options.now());
+      await options.router.route(dashboardEvent(options.operatorScope, dashboard));
+    }
+  };
+
+  let running: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    // A slow report (Redis away) is not overlapped: that tick is skipped.
+    if (running) return;
+    running = report()
+      .then(() => {
+        if (failing) logger.info('dashboard reports resumed');
+        failing = false;
+      })
+      .catch((error: unknown) => {
+        // Once per outage, not every tick.
+        if (!failing) logger.warn({ err: error }, 'dashboard report failed; retrying every tick');
+        failing = true;
+      })
+      .finally(() => (running = undefined));
+  }, options.tickMs);
+  timer.unref();
+
+  return {
+    instance,
+    report,
+    async close() {
+      clearInterval(timer);
+      await running;
+      await store.remove(instance).catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * The cluster dashboard (issue 12 §3): every instance's latest report and the cluster they make,
+ * for the operators — admins of the operators' environment (`OPERATOR_SCOPE`), since it shows
+ * every application's traffic on the cluster. Read on demand (`dashboard`, `GET
+ * /api/metrics/dashboard`) or pushed every tick (`dashboardUpdates`).
+ */
+import { ErrorCode, TributaryError } from '../errors.ts';
+import type { Dashboard } from '../pipeline/dashboard/cluster-dashboard.ts';
+import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
+import { DASHBOARD_TOPIC, isDashboardEvent } from '../pipeline/events/dashboard-event.ts';
+import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
+import { streamOf } from '../pipeline/stream.ts';
+import type { ResolverContext } from './context.ts';
+import { requireAdmin } from './require-admin.ts';
+
+function requireOperator(context: ResolverContext): void {
+  requireAdmin(context.principal);
+  const { app, env } = context.services.dashboard.operatorScope;
+  if (context.principal.app !== app || context.principal.env !== env) {
+    throw new TributaryError(ErrorCode.FORBIDDEN, `The cluster dashboard is for the admins of the operators' environment (${app}/${env}, OPERATOR_SCOPE)`);
+  }
+}
+
+export async function dashboard(context: ResolverContext): Promise<Dashboard> {
+  requireOperator(context);
+  return context.services.dashboard.read();
+}
+
+/** `dashboardUpdates`: the operators' `system.dashboard` stream, one dashboard per tick. */
+export function subscribeDashboardUpdates(context: ResolverContext): DispatchTicket {
+  requireOperator(context);
+  const { app, env } = context.services.dashboard.operatorScope;
+  return dispatchTicket({
+    stream: streamOf({ app, env, tenant: undefined }, DASHBOARD_TOPIC),
+    // Only what Tributary routed (a publish on the topic is refused, but be sure).
+    filter: (event) => isDashboardEvent(event),
+    after: undefined,
+    denied: false,
+  });
+}
+
+/** The dashboard an event carries (rendered once per cohort: synchronous, no context). */
+export function dashboardOf(event: RealtimeEvent): Dashboard {
+  return event.payload as unknown as Dashboard;
+}

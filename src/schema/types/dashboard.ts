@@ -1,0 +1,96 @@
+import * as resolvers from '../../resolvers/dashboard.ts';
+import type { Dashboard as DashboardView, DashboardFigures as Figures, InstanceDashboard, SourceRate as Rate } from '../../pipeline/dashboard/cluster-dashboard.ts';
+import { builder } from '../builder.ts';
+
+// Dashboard is also delivered by the dispatcher (`dashboardUpdates`), so its fields follow the
+// rule of `pipeline/dispatch/subscription-contract.ts`: synchronous, no context.
+
+const epoch = (ms: number) => new Date(ms);
+
+const SourceRate = builder.objectRef<Rate>('SourceRate').implement({
+  fields: (t) => ({
+    source: t.exposeString('source', { description: '`database`, `sync`, `socket` or `system`.' }),
+    perSecond: t.exposeFloat('perSecond'),
+  }),
+});
+
+const DashboardWebhooks = builder.objectRef<Figures['webhooks']>('DashboardWebhooks').implement({
+  fields: (t) => ({
+    deliveredPerSecond: t.exposeFloat('deliveredPerSecond'),
+    failedPerSecond: t.exposeFloat('failedPerSecond', { description: 'Attempts that did not deliver (failed, throttled, gone, refused, dead).' }),
+    failureRate: t.exposeFloat('failureRate', { nullable: true, description: 'Failed ÷ attempts over the last tick, 0–1; null without attempts.' }),
+    pending: t.exposeInt('pending', { description: 'Deliveries not finished yet, every endpoint.' }),
+    oldestPendingSeconds: t.exposeFloat('oldestPendingSeconds', { nullable: true }),
+  }),
+});
+
+const DashboardCdcSource = builder.objectRef<Figures['cdc'][number]>('DashboardCdcSource').implement({
+  fields: (t) => ({
+    source: t.exposeString('source', { description: 'The source database, as `/metrics` names it (a hash of its URL).' }),
+    lagBytes: t.exposeFloat('lagBytes', { nullable: true }),
+    retainedWalBytes: t.exposeFloat('retainedWalBytes', { nullable: true }),
+  }),
+});
+
+const DashboardOutbox = builder.objectRef<Figures['outboxes'][number]>('DashboardOutbox').implement({
+  fields: (t) => ({
+    outbox: t.exposeString('outbox', { description: '`app/env`.' }),
+    pending: t.exposeInt('pending'),
+    oldestPendingSeconds: t.exposeFloat('oldestPendingSeconds', { nullable: true }),
+  }),
+});
+
+const DashboardFigures = builder.objectRef<Figures>('DashboardFigures').implement({
+  description: 'What flows through the cluster or one instance: live state now, rates over the last tick (`DASHBOARD_TICK_SECONDS`).',
+  fields: (t) => ({
+    connections: t.exposeInt('connections', { description: 'Open graphql-ws sockets.' }),
+    subscriptions: t.exposeInt('subscriptions'),
+    eventsPerSecond: t.exposeFloat('eventsPerSecond', { description: 'Events routed, every source.' }),
+    eventsPerSecondBySource: t.field({ type: [SourceRate], resolve: (figures) => [...figures.eventsPerSecondBySource] }),
+    deliveriesPerSecond: t.exposeFloat('deliveriesPerSecond', { description: 'Frames written to subscribers (one event to N subscribers counts N).' }),
+    bytesPerSecond: t.exposeFloat('bytesPerSecond'),
+    latencyP50Ms: t.exposeFloat('latencyP50Ms', { nullable: true, description: 'Publish → socket over the last tick (a bucket bound: ≤ 25 % above the true value); null without deliveries.' }),
+    latencyP99Ms: t.exposeFloat('latencyP99Ms', { nullable: true }),
+    webhooks: t.field({ type: DashboardWebhooks, resolve: (figures) => figures.webhooks }),
+    cdc: t.field({ type: [DashboardCdcSource], description: 'Each CDC source database, as its leader reports it.', resolve: (figures) => [...figures.cdc] }),
+    outboxes: t.field({ type: [DashboardOutbox], resolve: (figures) => [...figures.outboxes] }),
+    resyncsPerSecond: t.exposeFloat('resyncsPerSecond', { description: 'Subscribers ended with RESYNC_REQUIRED.' }),
+    slowConsumerClosesPerSecond: t.exposeFloat('slowConsumerClosesPerSecond', { description: 'Sockets closed for falling behind.' }),
+  }),
+});
+
+const DashboardInstance = builder.objectRef<InstanceDashboard>('DashboardInstance').implement({
+  fields: (t) => ({
+    instance: t.exposeString('instance', { description: 'host:pid:random — one per process.' }),
+    role: t.exposeString('role', { description: '`all`, `server` or `workers`.' }),
+    startedAt: t.field({ type: 'DateTime', resolve: (instance) => epoch(instance.startedAt) }),
+    reportedAt: t.field({ type: 'DateTime', resolve: (instance) => epoch(instance.at) }),
+    figures: t.field({ type: DashboardFigures, resolve: (instance) => instance.figures }),
+  }),
+});
+
+const Dashboard = builder.objectRef<DashboardView>('Dashboard').implement({
+  description: 'The cluster as its instances last reported it (each every tick; one silent for three ticks drops out).',
+  fields: (t) => ({
+    at: t.field({ type: 'DateTime', resolve: (view) => epoch(view.at) }),
+    cluster: t.field({ type: DashboardFigures, description: 'Every instance together.', resolve: (view) => view.cluster }),
+    instances: t.field({ type: [DashboardInstance], description: 'Most recently reported first.', resolve: (view) => [...view.instances] }),
+  }),
+});
+
+builder.queryField('dashboard', (t) =>
+  t.field({
+    type: Dashboard,
+    description: "The cluster dashboard (admins of the operators' environment, `OPERATOR_SCOPE`): connections, traffic, latency, webhooks, CDC, outboxes, per instance and together.",
+    resolve: (_root, _args, context) => resolvers.dashboard(context),
+  }),
+);
+
+builder.subscriptionField('dashboardUpdates', (t) =>
+  t.field({
+    type: Dashboard,
+    description: "The cluster dashboard every tick, for live screens (admins of the operators' environment).",
+    subscribe: (_root, _args, context) => resolvers.subscribeDashboardUpdates(context),
+    resolve: (event) => resolvers.dashboardOf(event),
+  }),
+);
