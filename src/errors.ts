@@ -106,12 +106,16 @@ export const SqlState = {
   /** The server is starting up or in recovery. */
   CANNOT_CONNECT_NOW: '57P03',
   TOO_MANY_CONNECTIONS: '53300',
+  /** A statement cancelled, e.g. by `statement_timeout`. */
+  QUERY_CANCELED: '57014',
 } as const;
 
 /** SQLSTATE classes (the first two characters) the code reacts to. */
 export const SqlStateClass = {
   /** `08xxx`: the connection failed, was refused or was lost. */
   CONNECTION_EXCEPTION: '08',
+  /** `22xxx`: a value that does not fit its type (a text that is no uuid, a number out of range). */
+  DATA_EXCEPTION: '22',
 } as const;
 
 export type SqlState = (typeof SqlState)[keyof typeof SqlState];

@@ -29,6 +29,8 @@ export interface Services {
   readonly limits: {
     /** Largest event payload accepted by `publish`, in bytes of JSON. */
     readonly maxEventPayloadBytes: number;
+    /** `statement_timeout` of a `records` page read, in ms. */
+    readonly recordsStatementTimeoutMs: number;
   };
 }
 

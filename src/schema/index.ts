@@ -6,6 +6,7 @@ import './types/channel.ts';
 import './types/event.ts';
 import './types/document.ts';
 import './types/cdc.ts';
+import './types/records.ts';
 import './types/outbox.ts';
 import './types/webhooks.ts';
 

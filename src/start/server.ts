@@ -72,7 +72,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       gateway: pipeline.gateway,
       metrics,
       logger,
-      limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },
+      limits: { maxEventPayloadBytes: config.events.maxPayloadBytes, recordsStatementTimeoutMs: config.cdc.recordsStatementTimeoutMs },
     };
     const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, cors: config.cors, logger });
     cleanup.push('graphql engine', async () => {

@@ -187,6 +187,33 @@ export type ModelChange = {
   record: Maybe<Scalars['JSON']['output']>;
 };
 
+/** One row of a model as it is now, in the shape of a `ModelChange`'s record. */
+export type ModelRecord = {
+  __typename?: 'ModelRecord';
+  /** The entity key, as `ModelChange.id` carries it. */
+  id: Scalars['ID']['output'];
+  model: Scalars['String']['output'];
+  /** The full row. */
+  record: Scalars['JSON']['output'];
+};
+
+/** A page of a model's rows, and where its stream continues. */
+export type ModelRecords = {
+  __typename?: 'ModelRecords';
+  /** Pass as `changes(after:)` to receive every change this listing does not contain, and none it already reflects. The same on every page of one listing (pages after the first leave out rows changed since the first: the stream brings them). */
+  cursor: Scalars['String']['output'];
+  nodes: Array<ModelRecord>;
+  pageInfo: ModelRecordsPageInfo;
+};
+
+export type ModelRecordsPageInfo = {
+  __typename?: 'ModelRecordsPageInfo';
+  /** Pass as `after` for the next page; null when this page read no row. */
+  endCursor: Maybe<Scalars['String']['output']>;
+  /** More rows may follow. A page reads a bounded number of rows, so with a selective filter it may hold fewer than `first` nodes (even none) and still have a next page. */
+  hasNextPage: Scalars['Boolean']['output'];
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /** Sends `event` with `data` to the members of `channel` in the caller's scope. */
@@ -396,6 +423,8 @@ export type Query = {
   documents: DocumentConnection;
   /** Admin: the caller's environment's outbox, or null. */
   outboxStatus: Maybe<OutboxStatus>;
+  /** A model's current rows in the caller's tenant (soft-deleted rows left out), ordered by primary key, filtered like `changes` (`{ "status": "eq.active" }`). `first`: 1–1000, default 100. Needs `{module}.{model}.read`; without it the model is empty. Then subscribe to `changes(model, filter, after: cursor)`. */
+  records: ModelRecords;
   /** Where a topic stands now, as a cursor. Subscribe to `events` with `after` set to it to receive every later event — across reconnects too, even before the first event arrives. The pattern for a snapshot without a race: read `topicCursor`, read your state, subscribe with `after`. */
   topicCursor: Scalars['String']['output'];
   /** The caller's principal. */
@@ -419,6 +448,14 @@ export type QueryDocumentsArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   first: InputMaybe<Scalars['Int']['input']>;
   service: Scalars['String']['input'];
+};
+
+
+export type QueryRecordsArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  filter: InputMaybe<Scalars['JSON']['input']>;
+  first: InputMaybe<Scalars['Int']['input']>;
+  model: Scalars['String']['input'];
 };
 
 
