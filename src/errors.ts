@@ -34,6 +34,8 @@ export const ErrorCode = {
    * replication rights, an invalid option): said at boot or in the admin answer, never retried.
    */
   MISCONFIGURED: 'MISCONFIGURED',
+  /** An operation that acts on the WebSocket it arrives on (`refreshAuth`) was sent over HTTP. */
+  WEBSOCKET_ONLY: 'WEBSOCKET_ONLY',
   /** Something failed inside the server; details are logged, never sent. */
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;

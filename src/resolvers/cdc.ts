@@ -121,6 +121,7 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
     after: snapshot?.after ?? input.after ?? undefined,
     denied,
     admit: snapshot && snapshotAdmission(snapshot),
+    readableBy: (next) => canAccessTopic(next, 'read', topic),
   });
 }
 

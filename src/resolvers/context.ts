@@ -11,6 +11,24 @@ import type { DocumentService } from '../pipeline/sync/documents.ts';
 import type { GatewayEmitter } from '../pipeline/webhooks/gateway-emitter.ts';
 import type { WebhookAdmin } from '../pipeline/webhooks/webhook-admin.ts';
 
+/** What `refreshAuth` did to its socket. */
+export interface AuthRefresh {
+  /** The socket's new expiry (the token's `exp`); null for a token without one. */
+  readonly expiresAt: Date | null;
+  /** Subscriptions the new token may no longer read, ended with FORBIDDEN (`reason: PERMISSION_REVOKED`). */
+  readonly stoppedSubscriptions: number;
+}
+
+/** The live sockets of this process, for operations that act on the socket they arrive on. */
+export interface SocketSessions {
+  /**
+   * Hands socket `connectionId` a new token. @throws TributaryError UNAUTHENTICATED (the token
+   * fails verification; the socket keeps its old one) or FORBIDDEN (another subject or tenant:
+   * the socket is closed).
+   */
+  refreshAuth(connectionId: string, token: string): Promise<AuthRefresh>;
+}
+
 /** What the API's resolvers may use; built once in `main.ts`. */
 export interface Services {
   readonly channels: ChannelHub;
@@ -23,6 +41,8 @@ export interface Services {
   readonly webhooks: WebhookAdmin;
   /** Gateway lifecycle events (here: `gateway.broadcast`), routed only when an endpoint selects them. */
   readonly gateway: GatewayEmitter;
+  /** This process's sockets (`refreshAuth`). */
+  readonly sockets: SocketSessions;
   /** Counts subscriptions refused silently (the resolvers' only metric). */
   readonly metrics: Pick<Metrics, 'subscriptionsDenied'>;
   readonly logger: Logger;

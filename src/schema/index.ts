@@ -2,6 +2,7 @@ import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphq
 import { builder } from './builder.ts';
 import './scalars.ts';
 import './types/viewer.ts';
+import './types/auth.ts';
 import './types/channel.ts';
 import './types/event.ts';
 import './types/document.ts';

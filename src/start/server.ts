@@ -20,6 +20,7 @@ import { createGraphQLWebSocketServer } from '../server/ws/websocket-server.ts';
 import { createYogaServer } from '../server/yoga.ts';
 import type { Cdc } from './cdc.ts';
 import { listen, readinessChecks, type Listening } from './listen.ts';
+import { createSocketSessions } from '../server/ws/socket-sessions.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 import type { Sync } from './sync.ts';
@@ -53,6 +54,8 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     }
     const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger, metrics });
     cleanup.push('dispatcher', () => dispatcher.close());
+    // Filled by the WebSocket server as sockets are acknowledged; the resolvers reach them here (refreshAuth).
+    const sockets = createSocketSessions();
     const services: Services = {
       channels: pipeline.channels,
       router: pipeline.router,
@@ -70,6 +73,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
         maxBodyBytes: config.webhooks.maxBodyBytes,
       }),
       gateway: pipeline.gateway,
+      sockets,
       metrics,
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes, recordsStatementTimeoutMs: config.cdc.recordsStatementTimeoutMs },
@@ -83,6 +87,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       execute: createOperationExecutor(yoga, { maskError: createErrorMasker(logger.child({ component: 'graphql' })) }),
       dispatcher,
       gateway: pipeline.gateway,
+      sessions: sockets,
       metrics,
       limits: config.limits,
       logger,

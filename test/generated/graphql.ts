@@ -19,6 +19,15 @@ export type Scalars = {
   JSON: { input: unknown; output: unknown; }
 };
 
+/** What `refreshAuth` did to the socket it was sent on. */
+export type AuthRefresh = {
+  __typename?: 'AuthRefresh';
+  /** The socket's new expiry (the token's `exp`). */
+  expiresAt: Maybe<Scalars['DateTime']['output']>;
+  /** Subscriptions the new token may no longer read: each ended with an `error` (FORBIDDEN, `reason: PERMISSION_REVOKED`). */
+  stoppedSubscriptions: Scalars['Int']['output'];
+};
+
 /** A domain mapping: which row changes of a table become which events (see the README). */
 export type CdcMapping = {
   __typename?: 'CdcMapping';
@@ -234,6 +243,8 @@ export type Mutation = {
   publish: Event;
   /** Admin: the delivery's event again, with its own `webhook-id` (receivers de-duplicate it like a retry). */
   redeliverWebhook: WebhookDelivery;
+  /** WebSocket only: hands the socket this mutation is sent on a new token (`Bearer` optional) of the same subject, tenant, app and env. Its expiry moves, and every subscription is checked against the new permissions (those no longer readable end with FORBIDDEN, `reason: PERMISSION_REVOKED`; the others go on untouched). A token that fails verification is UNAUTHENTICATED (the socket keeps its old token); another subject or tenant closes the socket with 4412. Over HTTP: WEBSOCKET_ONLY. */
+  refreshAuth: AuthRefresh;
   /** Admin: stops reading the caller's environment's source (its mappings stay). */
   removeCdcSource: Scalars['Boolean']['output'];
   /** Admin: stops reading the environment's outbox (the table is left as it is); false when there was none. */
@@ -311,6 +322,11 @@ export type MutationPublishArgs = {
 
 export type MutationRedeliverWebhookArgs = {
   deliveryId: Scalars['ID']['input'];
+};
+
+
+export type MutationRefreshAuthArgs = {
+  token: Scalars['String']['input'];
 };
 
 
@@ -541,7 +557,7 @@ export type Viewer = {
   __typename?: 'Viewer';
   app: Scalars['String']['output'];
   env: Scalars['String']['output'];
-  /** When the token expires; a socket authenticated with it is closed then (4403). */
+  /** When the token expires; a socket authenticated with it is closed then (4419), unless it is handed a new token with `refreshAuth`. */
   expiresAt: Maybe<Scalars['DateTime']['output']>;
   /** e.g. `crm.contacts.read` */
   permissions: Array<Scalars['String']['output']>;
