@@ -34,6 +34,8 @@ export const ErrorCode = {
    * replication rights, an invalid option): said at boot or in the admin answer, never retried.
    */
   MISCONFIGURED: 'MISCONFIGURED',
+  /** An automatic persisted query's hash the server does not know: send the query with it (Apollo's APQ). */
+  PERSISTED_QUERY_NOT_FOUND: 'PERSISTED_QUERY_NOT_FOUND',
   /** An operation that acts on the WebSocket it arrives on (`refreshAuth`) was sent over HTTP. */
   WEBSOCKET_ONLY: 'WEBSOCKET_ONLY',
   /** Something failed inside the server; details are logged, never sent. */

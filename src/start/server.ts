@@ -20,6 +20,7 @@ import { createGraphQLWebSocketServer } from '../server/ws/websocket-server.ts';
 import { createYogaServer } from '../server/yoga.ts';
 import type { Cdc } from './cdc.ts';
 import { listen, readinessChecks, type Listening } from './listen.ts';
+import { createPersistedQueries } from '../server/persisted-queries.ts';
 import { createSocketSessions } from '../server/ws/socket-sessions.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
@@ -78,13 +79,14 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       logger,
       limits: { maxEventPayloadBytes: config.events.maxPayloadBytes, recordsStatementTimeoutMs: config.cdc.recordsStatementTimeoutMs },
     };
-    const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, cors: config.cors, logger });
+    const persistedQueries = createPersistedQueries({ maxEntries: config.limits.persistedQueriesMax });
+    const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, cors: config.cors, persistedQueries, logger });
     cleanup.push('graphql engine', async () => {
       await yoga.dispose();
     });
     const webSocket = createGraphQLWebSocketServer({
       verifier,
-      execute: createOperationExecutor(yoga, { maskError: createErrorMasker(logger.child({ component: 'graphql' })) }),
+      execute: createOperationExecutor(yoga, { maskError: createErrorMasker(logger.child({ component: 'graphql' })), persistedQueries }),
       dispatcher,
       gateway: pipeline.gateway,
       sessions: sockets,
