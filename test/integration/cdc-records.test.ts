@@ -11,6 +11,7 @@ import {
   type CdcSetup,
   type ModelChange,
 } from '../helpers/cdc.ts';
+import { MODES, modeEnv } from '../helpers/events.ts';
 import { signHs256, type TokenClaims } from '../helpers/tokens.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import type { RawSocket } from '../helpers/ws-client.ts';
@@ -102,8 +103,8 @@ describe('records: a model snapshot', () => {
     expect(badFilter.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'filter' });
   });
 
-  it('joins changes at its cursor while writers race the snapshot: no change lost, no row going back to an older version', async () => {
-    const setup = await setUpCdc();
+  it.each(MODES)('joins changes at its cursor while writers race the snapshot (%s log): no change lost, no row going back to an older version', async (mode) => {
+    const setup = await setUpCdc({ env: modeEnv(mode) });
     await setup.source.query('ALTER TABLE contacts ADD COLUMN version int NOT NULL DEFAULT 0');
     await saveMappingOk(setup, CONTACTS_MAPPING);
     await setup.source.query(`INSERT INTO contacts (tenant_id, status, name) SELECT 'a', 'lead', 'c' || i FROM generate_series(1, 120) AS i`);

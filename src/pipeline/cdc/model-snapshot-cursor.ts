@@ -8,8 +8,8 @@
  *   snapshot misses committed after that log position was read, so it is in the log after it.
  *   Changes between that position and the snapshot that it already reflects are recognised by
  *   their transaction (`metadata.transaction`: xid and commit LSN) and skipped, so a client
- *   never sees a row go back to an older state. Once the stream passes the window's WAL
- *   position, every later change is delivered without a look.
+ *   never sees a row go back to an older state. A change committed at or after the window's WAL
+ *   position is delivered without looking at its xid (so xid wraparound cannot confuse it).
  * - **Page cursor** (`pageInfo.endCursor`, `p1.…`): the last key read and the first page's
  *   snapshot cursor, so every page of one listing answers the same `cursor` and is read as the
  *   first page's snapshot would (see `model-records.ts`).
@@ -102,19 +102,23 @@ export function snapshotSawVersion(window: SnapshotWindow, xmin: number): boolea
 
 /**
  * The per-subscriber admission of `changes(after: <snapshot cursor>)`: skips a change the
- * snapshot already reflects, delivers everything else. Events come in commit order, so once one
- * commits at or after the window's WAL position, every later one does too.
+ * snapshot already reflects, delivers everything else. Each event is judged on its own: a stream
+ * keeps commit order per entity only (the Redis log may place two entities' events in either
+ * order), so no event's position says anything about the next one's.
  */
 export function snapshotAdmission(snapshot: ModelSnapshot): Admission {
-  let passed = false;
+  // Consecutive events often share a transaction: parse its LSN once.
+  let lastLsnText = '';
+  let lastLsn = 0n;
   return (event: RealtimeEvent) => {
-    if (passed) return 'deliver';
     const transaction = event.metadata.transaction;
     if (!transaction || transaction.source !== snapshot.source) return 'deliver';
-    if (parseLsn(transaction.commitLsn) >= snapshot.window.endLsn) {
-      passed = true;
-      return 'deliver';
+    if (transaction.commitLsn !== lastLsnText) {
+      lastLsn = parseLsn(transaction.commitLsn);
+      lastLsnText = transaction.commitLsn;
     }
+    // Committed after the window's WAL position: later than anything the snapshot saw.
+    if (lastLsn >= snapshot.window.endLsn) return 'deliver';
     return sawCommitted(snapshot.window, transaction.xid) ? 'skip' : 'deliver';
   };
 }
