@@ -44,6 +44,12 @@ export interface Limits {
   readonly maxAliases: number;
   /** Lexical tokens in one operation document. @default 2000 */
   readonly maxTokens: number;
+  /** A socket whose token expired stays open this long for a `refreshAuth`, in ms. @default 0 */
+  readonly tokenExpiryGraceMs: number;
+  /** A socket is told this long before its token expires (a `ping` with `{ tokenExpiresAt }`), in ms; 0: never. @default 60000 */
+  readonly tokenExpiryNoticeMs: number;
+  /** Automatic persisted queries kept (LRU), per process; 0 turns APQ off. @default 1000 */
+  readonly persistedQueriesMax: number;
 }
 
 export interface EventsConfig {
@@ -126,6 +132,8 @@ export interface CdcConfig {
   readonly election: { readonly ttlMs: number; readonly heartbeatMs: number; readonly pollMs: number };
   /** How long raw changes stay in `cdc_events`, in ms. @default 1 day */
   readonly rawRetentionMs: number;
+  /** `statement_timeout` of a `records` page read on a source database, in ms. @default 5000 */
+  readonly recordsStatementTimeoutMs: number;
 }
 
 /** The outbox pollers (workers role). */
@@ -209,6 +217,7 @@ const environmentSchema = z.object({
   CDC_RELOAD_INTERVAL_MS: integer(100, 600_000, 1000),
   CDC_LEADER_TTL_MS: integer(500, 120_000, 4000),
   CDC_EVENTS_RETENTION_SECONDS: integer(60, 90 * 24 * 3600, 24 * 3600),
+  CDC_RECORDS_STATEMENT_TIMEOUT_MS: integer(100, 600_000, 5000),
   OUTBOX_POLL_INTERVAL_MS: integer(10, 600_000, 1000),
   OUTBOX_RETENTION_SECONDS: integer(1, 90 * 24 * 3600, 7 * 24 * 3600),
   WEBHOOK_ALLOW_PRIVATE_TARGETS: z.enum(['true', 'false'], { message: 'must be true or false' }).optional(),
@@ -239,6 +248,9 @@ const environmentSchema = z.object({
   WS_MAX_PAYLOAD_BYTES: integer(1024, 64 * MIB, MIB),
   WS_CONNECTION_INIT_TIMEOUT_MS: integer(100, 60_000, 3000),
   WS_MAX_SUBSCRIPTIONS: integer(1, 10_000, 100),
+  WS_TOKEN_EXPIRY_GRACE_MS: integer(0, 3_600_000, 0),
+  WS_TOKEN_EXPIRY_NOTICE_MS: integer(0, 3_600_000, 60_000),
+  APQ_MAX_ENTRIES: integer(0, 1_000_000, 1000),
   HTTP_MAX_BODY_BYTES: integer(1024, 64 * MIB, MIB),
   GRAPHQL_MAX_DEPTH: integer(2, 100, 12),
   GRAPHQL_MAX_ALIASES: integer(0, 1000, 20),
@@ -340,6 +352,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
         pollMs: Math.floor(env.CDC_LEADER_TTL_MS / 4),
       },
       rawRetentionMs: env.CDC_EVENTS_RETENTION_SECONDS * 1000,
+      recordsStatementTimeoutMs: env.CDC_RECORDS_STATEMENT_TIMEOUT_MS,
     },
     outbox: { pollIntervalMs: env.OUTBOX_POLL_INTERVAL_MS, retentionMs: env.OUTBOX_RETENTION_SECONDS * 1000 },
     webhooks: {
@@ -364,6 +377,9 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       maxDepth: env.GRAPHQL_MAX_DEPTH,
       maxAliases: env.GRAPHQL_MAX_ALIASES,
       maxTokens: env.GRAPHQL_MAX_TOKENS,
+      tokenExpiryGraceMs: env.WS_TOKEN_EXPIRY_GRACE_MS,
+      tokenExpiryNoticeMs: env.WS_TOKEN_EXPIRY_NOTICE_MS,
+      persistedQueriesMax: env.APQ_MAX_ENTRIES,
     },
     // Unset: any origin while developing; nothing cross-origin in production unless listed.
     cors: { origins: env.CORS_ORIGINS ?? (env.NODE_ENV === 'production' ? [] : '*') },

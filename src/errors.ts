@@ -34,6 +34,10 @@ export const ErrorCode = {
    * replication rights, an invalid option): said at boot or in the admin answer, never retried.
    */
   MISCONFIGURED: 'MISCONFIGURED',
+  /** An automatic persisted query's hash the server does not know: send the query with it (Apollo's APQ). */
+  PERSISTED_QUERY_NOT_FOUND: 'PERSISTED_QUERY_NOT_FOUND',
+  /** An operation that acts on the WebSocket it arrives on (`refreshAuth`) was sent over HTTP. */
+  WEBSOCKET_ONLY: 'WEBSOCKET_ONLY',
   /** Something failed inside the server; details are logged, never sent. */
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;
@@ -106,12 +110,16 @@ export const SqlState = {
   /** The server is starting up or in recovery. */
   CANNOT_CONNECT_NOW: '57P03',
   TOO_MANY_CONNECTIONS: '53300',
+  /** A statement cancelled, e.g. by `statement_timeout`. */
+  QUERY_CANCELED: '57014',
 } as const;
 
 /** SQLSTATE classes (the first two characters) the code reacts to. */
 export const SqlStateClass = {
   /** `08xxx`: the connection failed, was refused or was lost. */
   CONNECTION_EXCEPTION: '08',
+  /** `22xxx`: a value that does not fit its type (a text that is no uuid, a number out of range). */
+  DATA_EXCEPTION: '22',
 } as const;
 
 export type SqlState = (typeof SqlState)[keyof typeof SqlState];

@@ -4,11 +4,13 @@ import type { CdcSourceStatus } from '../pipeline/cdc/cdc-source.ts';
 import type { CdcSourceRecord, StoredMapping } from '../pipeline/cdc/cdc-store.ts';
 import { modelTopic } from '../pipeline/cdc/mapping/mapping-topics.ts';
 import { parseMapping } from '../pipeline/cdc/mapping/mapping.ts';
+import { decodeSnapshotCursor, isSnapshotCursor, snapshotAdmission, type ModelSnapshot } from '../pipeline/cdc/model-snapshot-cursor.ts';
 import { matchesModelFilter, parseModelFilter } from '../pipeline/filters/model-filter.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
+import { MODEL_NAME } from './model-name.ts';
 import { requireAdmin } from './require-admin.ts';
 
 /** A source as the API shows it: where it points, never its password. */
@@ -20,7 +22,6 @@ export interface CdcSourceView {
   readonly status: CdcSourceStatus | undefined;
 }
 
-const MODEL = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/;
 
 export interface SetCdcSourceInput {
   readonly databaseUrl: string;
@@ -93,11 +94,13 @@ export interface ChangesInput {
 /**
  * `changes(model)`: the model stream of the caller's tenant, filtered on the full record. Needs
  * `{module}.{model}.read`; without it — or for a model no mapping defines — the subscription is
- * silent, the same as a model without changes, and the refusal is logged and counted.
+ * silent, the same as a model without changes, and the refusal is logged and counted. `after`
+ * takes an event's cursor, or the `cursor` of `records`: then the changes its snapshot already
+ * reflects are skipped (`pipeline/cdc/model-snapshot-cursor.ts`).
  */
 export function subscribeChanges(context: ResolverContext, input: ChangesInput): DispatchTicket {
   const { principal, services } = context;
-  if (!MODEL.test(input.model)) throw badInput('model', 'model must be 1–63 letters, digits, _ or -, starting with a letter');
+  if (!MODEL_NAME.test(input.model)) throw badInput('model', 'model must be 1–63 letters, digits, _ or -, starting with a letter');
   const filter = parseModelFilter(input.filter ?? null);
   const scope = scopeOf(principal);
   const mapping = services.cdc.modelMapping(scope, input.model);
@@ -107,6 +110,7 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
     services.metrics.subscriptionsDenied.inc({ field: 'changes' });
     services.logger.info({ subject: principal.subject, tenant: principal.tenant, model: input.model }, 'subscription denied silently');
   }
+  const snapshot = denied ? undefined : snapshotOf(input.after);
   return dispatchTicket({
     stream: streamOf(scope, topic),
     // Only the reader's events: a socket `publish` to the same topic never poses as a row change.
@@ -114,9 +118,21 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
       filter.clauses.length === 0
         ? (event) => event.source === 'database'
         : (event) => event.source === 'database' && matchesModelFilter(filter, recordOf(event.payload)),
-    after: input.after ?? undefined,
+    after: snapshot?.after ?? input.after ?? undefined,
     denied,
+    admit: snapshot && snapshotAdmission(snapshot),
+    readableBy: (next) => canAccessTopic(next, 'read', topic),
   });
+}
+
+/** A snapshot cursor's parts; undefined for an event cursor, or for garbage (the dispatcher then refuses it as it refuses any bad cursor). */
+function snapshotOf(after: string | null | undefined): ModelSnapshot | undefined {
+  if (typeof after !== 'string' || !isSnapshotCursor(after)) return undefined;
+  try {
+    return decodeSnapshotCursor(after);
+  } catch {
+    return undefined;
+  }
 }
 
 function recordOf(payload: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {

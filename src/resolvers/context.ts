@@ -14,6 +14,24 @@ import type { DocumentService } from '../pipeline/sync/documents.ts';
 import type { GatewayEmitter } from '../pipeline/webhooks/gateway-emitter.ts';
 import type { WebhookAdmin } from '../pipeline/webhooks/webhook-admin.ts';
 
+/** What `refreshAuth` did to its socket. */
+export interface AuthRefresh {
+  /** The socket's new expiry (the token's `exp`); null for a token without one. */
+  readonly expiresAt: Date | null;
+  /** Subscriptions the new token may no longer read, ended with FORBIDDEN (`reason: PERMISSION_REVOKED`). */
+  readonly stoppedSubscriptions: number;
+}
+
+/** The live sockets of this process, for operations that act on the socket they arrive on. */
+export interface SocketSessions {
+  /**
+   * Hands socket `connectionId` a new token. @throws TributaryError UNAUTHENTICATED (the token
+   * fails verification; the socket keeps its old one) or FORBIDDEN (another subject or tenant:
+   * the socket is closed).
+   */
+  refreshAuth(connectionId: string, token: string): Promise<AuthRefresh>;
+}
+
 /** What the API's resolvers may use; built once in `main.ts`. */
 export interface Services {
   readonly channels: ChannelHub;
@@ -32,12 +50,16 @@ export interface Services {
   readonly analytics: AnalyticsReader;
   /** The cluster dashboard (the operators' admins). */
   readonly dashboard: { read(): Promise<Dashboard>; readonly operatorScope: { readonly app: string; readonly env: string } };
+  /** This process's sockets (`refreshAuth`). */
+  readonly sockets: SocketSessions;
   /** Counts subscriptions refused silently (the resolvers' only metric). */
   readonly metrics: Pick<Metrics, 'subscriptionsDenied'>;
   readonly logger: Logger;
   readonly limits: {
     /** Largest event payload accepted by `publish`, in bytes of JSON. */
     readonly maxEventPayloadBytes: number;
+    /** `statement_timeout` of a `records` page read, in ms. */
+    readonly recordsStatementTimeoutMs: number;
   };
 }
 

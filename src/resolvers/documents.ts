@@ -149,6 +149,7 @@ export async function subscribeDocument(context: ResolverContext, args: Document
     denied: false,
     initial,
     admit: revisionGate(revision),
+    readableBy: (next) => canAccessTopic(next, 'read', `sync.${args.service}`),
   });
 }
 

@@ -68,6 +68,7 @@ export function subscribeEvents(context: ResolverContext, input: EventsInput): D
     filter,
     after: input.after ?? undefined,
     denied,
+    readableBy: (next) => canAccessTopic(next, 'read', topic),
   });
 }
 

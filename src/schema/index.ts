@@ -2,10 +2,12 @@ import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphq
 import { builder } from './builder.ts';
 import './scalars.ts';
 import './types/viewer.ts';
+import './types/auth.ts';
 import './types/channel.ts';
 import './types/event.ts';
 import './types/document.ts';
 import './types/cdc.ts';
+import './types/records.ts';
 import './types/outbox.ts';
 import './types/webhooks.ts';
 import './types/alerts.ts';

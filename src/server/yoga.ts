@@ -11,6 +11,7 @@ import { createErrorMasker } from '../schema/errors.ts';
 import type { GraphQLContext } from '../schema/index.ts';
 import { GRAPHIQL_EXAMPLE, renderTributaryGraphiQL } from './graphiql.ts';
 import { useOperationLimits } from './operation-limits.ts';
+import { usePersistedQueries, type PersistedQueries } from './persisted-queries.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -33,6 +34,8 @@ export interface YogaOptions {
   readonly limits: Limits;
   /** Origins allowed cross-origin (`CORS_ORIGINS`). */
   readonly cors: CorsConfig;
+  /** Automatic persisted queries, shared with the WebSocket executor. */
+  readonly persistedQueries: PersistedQueries;
   readonly logger: Logger;
 }
 
@@ -58,7 +61,7 @@ export function createYogaServer(options: YogaOptions): TributaryYoga {
       const principal = await verifier.verify(initial.request.headers.get('authorization') ?? undefined);
       return { principal, services, transport: 'http', connectionId: undefined };
     },
-    plugins: [useOperationLimits(options.limits), useSubscriptionsOverWebSocketOnly()],
+    plugins: [usePersistedQueries(options.persistedQueries), useOperationLimits(options.limits), useSubscriptionsOverWebSocketOnly()],
   });
 }
 

@@ -18,7 +18,9 @@ import { createErrorMasker } from '../schema/errors.ts';
 import { getSchema } from '../schema/index.ts';
 import { createAdminApi } from '../server/rest/admin-api.ts';
 import { CloseCode } from '../server/ws/close-codes.ts';
+import { createPersistedQueries } from '../server/persisted-queries.ts';
 import { createOperationExecutor } from '../server/ws/executor.ts';
+import { createSocketSessions } from '../server/ws/socket-sessions.ts';
 import { createGraphQLWebSocketServer } from '../server/ws/websocket-server.ts';
 import { createYogaServer } from '../server/yoga.ts';
 import type { Cdc } from './cdc.ts';
@@ -58,6 +60,8 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     }
     const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger, metrics, analytics: pipeline.analytics.recorder });
     cleanup.push('dispatcher', () => dispatcher.close());
+    // Filled by the WebSocket server as sockets are acknowledged; the resolvers reach them here (refreshAuth).
+    const sockets = createSocketSessions();
     const services: Services = {
       channels: pipeline.channels,
       router: pipeline.router,
@@ -78,19 +82,22 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       gateway: pipeline.gateway,
       analytics: createAnalyticsReader({ db: context.clients.db, store: pipeline.analytics.store, now: context.now }),
       dashboard: { read: () => parts.dashboard.read(), operatorScope: config.operatorScope },
+      sockets,
       metrics,
       logger,
-      limits: { maxEventPayloadBytes: config.events.maxPayloadBytes },
+      limits: { maxEventPayloadBytes: config.events.maxPayloadBytes, recordsStatementTimeoutMs: config.cdc.recordsStatementTimeoutMs },
     };
-    const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, cors: config.cors, logger });
+    const persistedQueries = createPersistedQueries({ maxEntries: config.limits.persistedQueriesMax });
+    const yoga = createYogaServer({ schema: getSchema(), verifier, services, limits: config.limits, cors: config.cors, persistedQueries, logger });
     cleanup.push('graphql engine', async () => {
       await yoga.dispose();
     });
     const webSocket = createGraphQLWebSocketServer({
       verifier,
-      execute: createOperationExecutor(yoga, { maskError: createErrorMasker(logger.child({ component: 'graphql' })) }),
+      execute: createOperationExecutor(yoga, { maskError: createErrorMasker(logger.child({ component: 'graphql' })), persistedQueries }),
       dispatcher,
       gateway: pipeline.gateway,
+      sessions: sockets,
       metrics,
       limits: config.limits,
       logger,

@@ -71,6 +71,15 @@ export type AlertUpdate = {
   type: Scalars['String']['output'];
 };
 
+/** What `refreshAuth` did to the socket it was sent on. */
+export type AuthRefresh = {
+  __typename?: 'AuthRefresh';
+  /** The socket's new expiry (the token's `exp`). */
+  expiresAt: Maybe<Scalars['DateTime']['output']>;
+  /** Subscriptions the new token may no longer read: each ended with an `error` (FORBIDDEN, `reason: PERMISSION_REVOKED`). */
+  stoppedSubscriptions: Scalars['Int']['output'];
+};
+
 /** A domain mapping: which row changes of a table become which events (see the README). */
 export type CdcMapping = {
   __typename?: 'CdcMapping';
@@ -365,6 +374,33 @@ export type ModelChange = {
   record: Maybe<Scalars['JSON']['output']>;
 };
 
+/** One row of a model as it is now, in the shape of a `ModelChange`'s record. */
+export type ModelRecord = {
+  __typename?: 'ModelRecord';
+  /** The entity key, as `ModelChange.id` carries it. */
+  id: Scalars['ID']['output'];
+  model: Scalars['String']['output'];
+  /** The full row. */
+  record: Scalars['JSON']['output'];
+};
+
+/** A page of a model's rows, and where its stream continues. */
+export type ModelRecords = {
+  __typename?: 'ModelRecords';
+  /** Pass as `changes(after:)` to receive every change this listing does not contain, and none it already reflects. The same on every page of one listing (pages after the first leave out rows changed since the first: the stream brings them). */
+  cursor: Scalars['String']['output'];
+  nodes: Array<ModelRecord>;
+  pageInfo: ModelRecordsPageInfo;
+};
+
+export type ModelRecordsPageInfo = {
+  __typename?: 'ModelRecordsPageInfo';
+  /** Pass as `after` for the next page; null when this page read no row. */
+  endCursor: Maybe<Scalars['String']['output']>;
+  /** More rows may follow. A page reads a bounded number of rows, so with a selective filter it may hold fewer than `first` nodes (even none) and still have a next page. */
+  hasNextPage: Scalars['Boolean']['output'];
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /** Says someone is on a firing alert (admin). NOT_FOUND for an unknown id; CONFLICT (`extensions.state = "RESOLVED"`) for a resolved one. */
@@ -387,6 +423,8 @@ export type Mutation = {
   publish: Event;
   /** Admin: the delivery's event again, with its own `webhook-id` (receivers de-duplicate it like a retry). */
   redeliverWebhook: WebhookDelivery;
+  /** WebSocket only: hands the socket this mutation is sent on a new token (`Bearer` optional) of the same subject, tenant, app and env. Its expiry moves, and every subscription is checked against the new permissions (those no longer readable end with FORBIDDEN, `reason: PERMISSION_REVOKED`; the others go on untouched). A token that fails verification is UNAUTHENTICATED (the socket keeps its old token); another subject or tenant closes the socket with 4412. Over HTTP: WEBSOCKET_ONLY. */
+  refreshAuth: AuthRefresh;
   /** Admin: stops reading the caller's environment's source (its mappings stay). */
   removeCdcSource: Scalars['Boolean']['output'];
   /** Admin: stops reading the environment's outbox (the table is left as it is); false when there was none. */
@@ -469,6 +507,11 @@ export type MutationPublishArgs = {
 
 export type MutationRedeliverWebhookArgs = {
   deliveryId: Scalars['ID']['input'];
+};
+
+
+export type MutationRefreshAuthArgs = {
+  token: Scalars['String']['input'];
 };
 
 
@@ -587,6 +630,8 @@ export type Query = {
   hotTopics: Array<HotTopic>;
   /** Admin: the caller's environment's outbox, or null. */
   outboxStatus: Maybe<OutboxStatus>;
+  /** A model's current rows in the caller's tenant (soft-deleted rows left out), ordered by primary key, filtered like `changes` (`{ "status": "eq.active" }`). `first`: 1–1000, default 100. Needs `{module}.{model}.read`; without it the model is empty. Then subscribe to `changes(model, filter, after: cursor)`. */
+  records: ModelRecords;
   /** Where a topic stands now, as a cursor. Subscribe to `events` with `after` set to it to receive every later event — across reconnects too, even before the first event arrives. The pattern for a snapshot without a race: read `topicCursor`, read your state, subscribe with `after`. */
   topicCursor: Scalars['String']['output'];
   /** Admin: a topic's windows starting in [from, to), oldest first, in the caller's app/env (tenants summed unless `tenant` is given; a caller with a tenant sees its own). Windows without activity are left out. At most 1,440 windows. */
@@ -628,6 +673,14 @@ export type QueryHotTopicsArgs = {
   limit?: InputMaybe<Scalars['Int']['input']>;
   tenant: InputMaybe<Scalars['String']['input']>;
   window: HotTopicsWindow;
+};
+
+
+export type QueryRecordsArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  filter: InputMaybe<Scalars['JSON']['input']>;
+  first: InputMaybe<Scalars['Int']['input']>;
+  model: Scalars['String']['input'];
 };
 
 
@@ -800,7 +853,7 @@ export type Viewer = {
   __typename?: 'Viewer';
   app: Scalars['String']['output'];
   env: Scalars['String']['output'];
-  /** When the token expires; a socket authenticated with it is closed then (4403). */
+  /** When the token expires; a socket authenticated with it is closed then (4419), unless it is handed a new token with `refreshAuth`. */
   expiresAt: Maybe<Scalars['DateTime']['output']>;
   /** e.g. `crm.contacts.read` */
   permissions: Array<Scalars['String']['output']>;

@@ -72,7 +72,7 @@ describe('WebSocket authentication with JWT_SECRET', () => {
     expect(closed).toEqual({ code: FORBIDDEN, reason: 'Forbidden: Token expired' });
   });
 
-  it('closes the socket with 4403 when the token expires', async () => {
+  it('tells the socket its token expires soon, then closes it with the retryable 4419 when it does', async () => {
     // exp is whole seconds: now + 2 s rounds down to 1–2 s from now, and the socket is closed at exp.
     const token = await signHs256({}, { expiresInSeconds: 2 });
     const client = await openAcknowledgedSocket(server.wsUrl, token);
@@ -81,10 +81,11 @@ describe('WebSocket authentication with JWT_SECRET', () => {
 
     const closed = await client.closed();
 
-    expect(closed.code).toBe(FORBIDDEN);
+    expect(closed.code).toBe(4419);
     expect(closed.reason).toMatch(/expired/i);
-    // The subscription got neither a result nor a `complete`: the close is the end.
-    expect(client.pending).toEqual([]);
+    // A notice (the token lives less than WS_TOKEN_EXPIRY_NOTICE_MS: at once), and the subscription
+    // got neither a result nor a `complete`: the close is the end.
+    expect(client.pending).toEqual([{ type: 'ping', payload: { reason: 'TOKEN_EXPIRING', tokenExpiresAt: expect.any(String) as unknown } }]);
     await waitFor(() => server.stats().channelMembers === 0, { message: 'subscription released after the close' });
   });
 

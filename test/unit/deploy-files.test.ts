@@ -9,7 +9,7 @@ import { createMetrics } from '../../src/metrics.ts';
 const exported = new Set(
   createMetrics({ processMetrics: false })
     .registry.getMetricsAsArray()
-    .flatMap((metric) => (metric.type === 'histogram' ? [`${metric.name}_bucket`, `${metric.name}_sum`, `${metric.name}_count`] : [metric.name])),
+    .flatMap((metric) => (String(metric.type) === 'histogram' ? [`${metric.name}_bucket`, `${metric.name}_sum`, `${metric.name}_count`] : [metric.name])),
 );
 
 function metricsNamedIn(path: string): string[] {

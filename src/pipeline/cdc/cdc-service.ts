@@ -12,7 +12,8 @@ import { checkMappingAgainstTable, type TableShape } from './mapping/mapping-che
 import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
 import { streamConflicts } from './mapping/mapping-topics.ts';
 import { describeTable } from './mapping/table-catalog.ts';
-import { defaultReplicationNames, identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
+import { idleStatus, namesOf, sameNames } from './source-names.ts';
+import { identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import { assertLogicalReplicationAllowed, isValidPublicationName, isValidSlotName } from './wal/replication-setup.ts';
 import { createSourceEndpoints } from './source-endpoints.ts';
 import type { SourceConnectionFactory, SourceConnections } from './wal/source-connections.ts';
@@ -45,6 +46,8 @@ export interface CdcService {
   removeSource(scope: EnvScope): Promise<boolean>;
   /** The mapping that defines `model` in an environment (its module gives the permission). */
   modelMapping(scope: EnvScope, model: string): DomainMapping | undefined;
+  /** Where `model`'s rows are read from (`records`): its mapping and its environment's source database. */
+  modelSource(scope: EnvScope, model: string): Promise<ModelSource | undefined>;
   /** @throws BAD_USER_INPUT naming what to fix when the mapping does not fit its table. */
   checkMapping(scope: EnvScope, mapping: DomainMapping): Promise<void>;
   /** The reader of an environment's source, as this instance knows it. */
@@ -59,6 +62,14 @@ export interface CdcService {
 export interface EnvScope {
   readonly app: string;
   readonly env: string;
+}
+
+/** A model's table and the database it lives in. */
+export interface ModelSource {
+  readonly mapping: DomainMapping;
+  readonly connections: SourceConnections;
+  /** The database's id, as WAL events carry it (`WalTransaction.source`). */
+  readonly sourceId: string;
 }
 
 export interface SourceNames {
@@ -121,6 +132,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const sources = new Map<string, RunningSource>();
   /** By `app/env`: the environment's mappings. */
   let environments = new Map<string, readonly DomainMapping[]>();
+  /** By `app/env`: the environment's source URL. */
+  let sourceUrls = new Map<string, string>();
   let version: string | undefined;
   let outboxFigures: WalOutboxFigures[] = [];
   let lastOutboxReport = Date.now();
@@ -197,6 +210,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       await source.start();
     }
     environments = nextEnvironments;
+    sourceUrls = new Map(sourceRows.map((row) => [envKey(row), row.databaseUrl]));
     await releaseEndpoints([...sourceRows, ...outboxRows].map((row) => row.databaseUrl));
     if (complete) version = current;
   };
@@ -298,6 +312,14 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       return environments.get(envKey(scope))?.find((mapping) => mapping.model === model);
     },
 
+    async modelSource(scope, model) {
+      const mapping = environments.get(envKey(scope))?.find((candidate) => candidate.model === model);
+      const url = sourceUrls.get(envKey(scope));
+      if (!mapping || url === undefined) return undefined;
+      const sourceId = sourceIdOf(await identityOf(url));
+      return { mapping, connections: endpoints.connectionsOf(url), sourceId };
+    },
+
     async checkMapping(scope, mapping) {
       const source = await store.getSource(scope.app, scope.env);
       if (!source) {
@@ -362,34 +384,6 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       sources.clear();
       await endpoints.dispose();
     },
-  };
-}
-
-/** A database's names: those its environments set (they agree, `setSource` sees to it), else derived. */
-function namesOf(identity: DatabaseIdentity, rows: readonly CdcSourceRecord[]): ReplicationNames {
-  const derived = defaultReplicationNames(identity);
-  return {
-    slotName: rows.find((row) => row.slotName !== null)?.slotName ?? derived.slotName,
-    publicationName: rows.find((row) => row.publicationName !== null)?.publicationName ?? derived.publicationName,
-  };
-}
-
-function sameNames(a: ReplicationNames, b: ReplicationNames): boolean {
-  return a.slotName === b.slotName && a.publicationName === b.publicationName;
-}
-
-function idleStatus(source: string, names: { slotName: string | null; publicationName: string | null }): CdcSourceStatus {
-  return {
-    source,
-    slotName: names.slotName,
-    publicationName: names.publicationName,
-    leading: false,
-    state: 'starting',
-    lastReceivedLsn: null,
-    lastAcknowledgedLsn: null,
-    lagBytes: null,
-    retainedWalBytes: null,
-    lastError: null,
   };
 }
 

@@ -124,6 +124,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     const routed: RawEventInput[] = [];
     const raw: RawChangeRow[] = [];
     const lastUpdatedAt = chunk.commitTime.toISOString();
+    const transaction = { source: id, xid: chunk.xid, commitLsn: chunk.commitLsn };
     for (const change of chunk.changes) {
       raw.push({ source: id, commitLsn: chunk.commitLsn, xid: chunk.xid, change });
       const table = `${change.table.schema}.${change.table.name}`;
@@ -140,7 +141,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
           }
           if (!mapped) continue;
           const scope: Scope = { app: binding.scope.app, env: binding.scope.env, tenant: mapped.tenant };
-          const common = { id: eventId(change, mapping), scope, entity: `${table}/${mapped.entityKey}`, table, operation: mapped.action };
+          const common = { id: eventId(change, mapping), scope, entity: `${table}/${mapped.entityKey}`, table, operation: mapped.action, transaction };
           routed.push(
             modelChange({
               ...common,

@@ -16,6 +16,7 @@
  * renders inline, not per subscriber). Schema types delivered this way refer here instead of
  * restating it; `cohortRenderer` is the one place it is checked, at run time, for every render.
  */
+import type { Principal } from '../../auth/principal.ts';
 import { InternalError, type TributaryError } from '../../errors.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import type { StreamRef } from '../stream.ts';
@@ -52,6 +53,11 @@ export interface DispatchTicket extends AsyncIterable<never> {
   readonly initial: RealtimeEvent | undefined;
   /** Per-subscriber admission of each event. */
   readonly admit: Admission | undefined;
+  /**
+   * Whether a principal may go on reading this stream: asked again when the socket's token is
+   * refreshed (`refreshAuth`); a subscription it refuses is ended. Undefined: nothing to re-check.
+   */
+  readonly readableBy: ((principal: Principal) => boolean) | undefined;
 }
 
 export interface DispatchTicketInit {
@@ -61,6 +67,7 @@ export interface DispatchTicketInit {
   readonly denied: boolean;
   readonly initial?: RealtimeEvent | undefined;
   readonly admit?: Admission | undefined;
+  readonly readableBy?: ((principal: Principal) => boolean) | undefined;
 }
 
 export function dispatchTicket(init: DispatchTicketInit): DispatchTicket {
@@ -72,6 +79,7 @@ export function dispatchTicket(init: DispatchTicketInit): DispatchTicket {
     denied: init.denied,
     initial: init.initial,
     admit: init.admit,
+    readableBy: init.readableBy,
     [Symbol.asyncIterator](): AsyncIterator<never> {
       throw new InternalError('DISPATCH_TICKET_ITERATED', 'A dispatched subscription is served by the dispatcher, not iterated');
     },

@@ -27,6 +27,22 @@ export interface EventMetadata {
   /** From the writer's token or the mapping, never from a subscriber. */
   readonly scope: Scope;
   readonly entity?: string;
+  /** Database events read from the WAL: the transaction that made them (see `WalTransaction`). */
+  readonly transaction?: WalTransaction;
+}
+
+/**
+ * The source transaction of a WAL event, in the terms a REPEATABLE READ snapshot of the same
+ * database can be compared with (`cdc/wal/snapshot-window.ts`): a model snapshot (`records`) uses
+ * it to recognise the changes it already reflects.
+ */
+export interface WalTransaction {
+  /** The source database's id (a hash of its identity): xids compare only within one database cluster. */
+  readonly source: string;
+  /** The top-level transaction id (32 bits, as pgoutput sends it). */
+  readonly xid: number;
+  /** The LSN of the commit record, `XXXXXXXX/XXXXXXXX`. */
+  readonly commitLsn: string;
 }
 
 export interface RealtimeEvent {
@@ -55,6 +71,7 @@ export interface RawEventInput {
   readonly table?: string;
   readonly operation?: EventOperation;
   readonly revision?: number;
+  readonly transaction?: WalTransaction;
 }
 
 /** An event before the log has placed it: everything but the cursor. */

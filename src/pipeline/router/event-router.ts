@@ -105,6 +105,7 @@ function normalize(input: RawEventInput): UnplacedEvent {
       ...(input.operation !== undefined && { operation: input.operation }),
       ...(input.revision !== undefined && { revision: input.revision }),
       ...(input.entity !== undefined && { entity: input.entity }),
+      ...(input.transaction !== undefined && { transaction: input.transaction }),
     },
   };
 }

@@ -14,7 +14,7 @@ const Viewer = builder.objectRef<Principal>('Viewer').implement({
     expiresAt: t.field({
       type: 'DateTime',
       nullable: true,
-      description: 'When the token expires; a socket authenticated with it is closed then (4403).',
+      description: 'When the token expires; a socket authenticated with it is closed then (4419), unless it is handed a new token with `refreshAuth`.',
       resolve: (principal) => (principal.expiresAt === undefined ? null : new Date(principal.expiresAt)),
     }),
   }),

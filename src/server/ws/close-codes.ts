@@ -16,8 +16,16 @@ export const CloseCode = {
   BadRequest: ProtocolCloseCode.BadRequest,
   /** `subscribe` before `connection_ack`. */
   Unauthorized: ProtocolCloseCode.Unauthorized,
-  /** Token missing, invalid or expired. */
+  /** Token missing, invalid or already expired at `connection_init`. */
   Forbidden: ProtocolCloseCode.Forbidden,
+  /**
+   * The socket's token expired (plus `WS_TOKEN_EXPIRY_GRACE_MS`) without a `refreshAuth`. Not one
+   * of the codes stock graphql-ws clients treat as fatal (4400, 4401, 4406, 4409, 4429, 4500): they
+   * reconnect, calling `connectionParams` again for a fresh token.
+   */
+  TokenExpired: 4419,
+  /** `refreshAuth` with a token of another subject, tenant, app or env; retried like 4419 (with that token). */
+  PrincipalChanged: 4412,
   /** The client did not offer the `graphql-transport-ws` subprotocol. */
   SubprotocolNotAcceptable: ProtocolCloseCode.SubprotocolNotAcceptable,
   /** No `connection_init` within `WS_CONNECTION_INIT_TIMEOUT_MS`. */

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
 import type { ExecutionResult, GraphQLFormattedError } from 'graphql';
 import {
   GRAPHQL_TRANSPORT_WS_PROTOCOL,
@@ -10,12 +9,13 @@ import {
   type Message,
   type SubscribePayload,
 } from 'graphql-ws';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import type { Principal } from '../../auth/principal.ts';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
-import { ErrorCode, faultOf, isClientFacing, isTributaryError } from '../../errors.ts';
+import { ErrorCode, faultOf, isClientFacing, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import type { AuthRefresh } from '../../resolvers/context.ts';
 import { MASKED_MESSAGE } from '../../schema/errors.ts';
 import { CloseCode } from './close-codes.ts';
 import type { Dispatcher, DispatchSubscription } from '../../pipeline/dispatch/dispatcher.ts';
@@ -23,9 +23,11 @@ import type { GatewayEvent } from '../../pipeline/events/gateway-event.ts';
 import { scopeOf } from '../../pipeline/scope.ts';
 import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
 import type { OperationExecutor, OperationOutcome } from './executor.ts';
-import { codedErrors, formatError, formatResult, type OutgoingMessage } from './format.ts';
-import { rawDataToText, rawSocketOf, textFrame, truncateUtf8 } from './frames.ts';
-import { corkForThisTick } from './write-batcher.ts';
+import { codedErrors, formatError, formatResult, PERMISSION_REVOKED, type OutgoingMessage } from './format.ts';
+import { rawDataToText, rawSocketOf, truncateUtf8 } from './frames.ts';
+import { SocketAuth } from './socket-auth.ts';
+import { SocketWriter } from './socket-writer.ts';
+import type { SocketSessionRegistry } from './socket-sessions.ts';
 
 export interface ConnectionOptions {
   readonly verifier: TokenVerifier;
@@ -35,8 +37,14 @@ export interface ConnectionOptions {
   readonly gateway: Pick<GatewayEmitter, 'emit'> | undefined;
   /** Counts sockets closed for falling behind. */
   readonly metrics: Pick<Metrics, 'slowConsumers'> | undefined;
+  /** Where `refreshAuth` finds this socket. */
+  readonly sessions: Pick<SocketSessionRegistry, 'add'> | undefined;
   /** @see Limits.connectionInitTimeoutMs */
   readonly connectionInitTimeoutMs: number;
+  /** @see Limits.tokenExpiryGraceMs */
+  readonly tokenExpiryGraceMs: number;
+  /** @see Limits.tokenExpiryNoticeMs */
+  readonly tokenExpiryNoticeMs: number;
   /** @see Limits.maxSubscriptionsPerConnection */
   readonly maxOperations: number;
   /** Bytes the socket may have queued for the client before it counts as a slow consumer. */
@@ -54,15 +62,12 @@ interface ActiveOperation {
   results: AsyncIterableIterator<ExecutionResult> | undefined;
   /** A dispatched subscription, stopped with `dispose()`. */
   dispatched: DispatchSubscription | undefined;
+  /** Whether a refreshed principal may go on reading it (the ticket's `readableBy`). */
+  readableBy: ((principal: Principal) => boolean) | undefined;
 }
-
-const CLOSING_BRACE = Buffer.from('}');
 
 /** Longest close reason RFC 6455 allows (a control frame payload is 125 bytes, 2 are the code). */
 const MAX_CLOSE_REASON_BYTES = 123;
-
-/** setTimeout's largest delay; a later expiry is re-armed when this one fires. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * One graphql-transport-ws connection
@@ -74,26 +79,35 @@ export class GraphQLWsConnection {
   readonly #socket: WebSocket;
   readonly #options: ConnectionOptions;
   readonly #remote: string | undefined;
-  /** The TCP socket under the WebSocket, for corking and prebuilt frames. */
-  readonly #raw: Socket | undefined;
+  readonly #out: SocketWriter;
   #childLogger: Logger | undefined;
   readonly #operations = new Map<ID, ActiveOperation>();
   #initReceived = false;
-  #principal: Principal | undefined;
+  readonly #auth: SocketAuth;
+  #unregister: (() => void) | undefined;
   /** `connection_ack` went out: from here to the close, the socket's gateway events are told. */
   #acknowledged = false;
   #id: string | undefined;
   /** The code this side closed with (the close event may report the peer's echo, or 1006). */
   #closeCode: number | undefined;
   #initTimer: NodeJS.Timeout | undefined;
-  #expiryTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(socket: WebSocket, request: IncomingMessage, options: ConnectionOptions) {
     this.#socket = socket;
     this.#options = options;
     this.#remote = request.socket.remoteAddress;
-    this.#raw = options.rawFrames ? rawSocketOf(socket) : undefined;
+    this.#out = new SocketWriter(socket, options.rawFrames ? rawSocketOf(socket) : undefined, options.maxBufferedBytes, () => {
+      options.metrics?.slowConsumers.inc();
+      this.close(CloseCode.SlowConsumer, 'Slow consumer: outbound buffer exceeded');
+    });
+    this.#auth = new SocketAuth({
+      verifier: options.verifier,
+      graceMs: options.tokenExpiryGraceMs,
+      noticeMs: options.tokenExpiryNoticeMs,
+      notify: (payload) => this.#send({ type: MessageType.Ping, payload }),
+      expired: () => this.close(CloseCode.TokenExpired, 'Token expired: reconnect with a new token'),
+    });
 
     socket.on('close', (code) => {
       this.#release();
@@ -153,7 +167,9 @@ export class GraphQLWsConnection {
         this.#onConnectionInit(message.payload);
         return;
       case MessageType.Ping:
-        this.#send(message.payload ? { type: MessageType.Pong, payload: message.payload } : { type: MessageType.Pong });
+        // A ping carrying `{ token }` is a refresh (the in-band fast path); its pong says how it went.
+        if (typeof message.payload?.['token'] === 'string') this.#pingRefresh(message.payload['token']);
+        else this.#send(message.payload ? { type: MessageType.Pong, payload: message.payload } : { type: MessageType.Pong });
         return;
       case MessageType.Pong:
         return;
@@ -177,22 +193,16 @@ export class GraphQLWsConnection {
     }
     this.#initReceived = true;
     clearTimeout(this.#initTimer);
-
-    // GraphiQL and some clients send their HTTP-style headers here, capitalized or not.
-    const key = payload && Object.keys(payload).find((name) => name.toLowerCase() === 'authorization');
-    const authorization = key === undefined ? undefined : payload?.[key];
-    if (authorization !== undefined && typeof authorization !== 'string') {
-      this.close(CloseCode.Forbidden, 'Forbidden: "authorization" must be a string "Bearer <token>"');
-      return;
-    }
-    this.#options.verifier.verify(authorization).then(
+    this.#auth.verifyInit(payload).then(
       (principal) => {
         if (this.#closed) return;
-        this.#principal = principal;
-        this.#armExpiry(principal);
+        if (!this.#auth.start(principal)) {
+          this.close(CloseCode.Forbidden, 'Forbidden: Token expired');
+          return;
+        }
         this.#send({ type: MessageType.ConnectionAck });
-        if (this.#closed) return; // the token expired on arrival
         this.#acknowledged = true;
+        this.#unregister = this.#options.sessions?.add(this.#connectionId, (token) => this.#refreshAuth(token));
         this.#tell({ type: 'gateway.connected' });
       },
       (error: unknown) => {
@@ -203,22 +213,41 @@ export class GraphQLWsConnection {
     );
   }
 
-  /** A live socket lives no longer than its token. */
-  #armExpiry(principal: Principal): void {
-    if (principal.expiresAt === undefined) return;
-    const remaining = principal.expiresAt - Date.now();
-    if (remaining <= 0) {
-      this.close(CloseCode.Forbidden, 'Forbidden: Token expired');
-      return;
+  /**
+   * A new token for this socket (`refreshAuth`, or a ping with `{ token }`): the same subject and
+   * tenant, or the socket closes (4412). Subscriptions the new principal may not read end with
+   * FORBIDDEN at once; the others are not touched, so they lose and repeat nothing.
+   */
+  async #refreshAuth(token: string): Promise<AuthRefresh> {
+    const result = await this.#auth.refresh(token);
+    if (result.kind === 'principal-changed') {
+      this.close(CloseCode.PrincipalChanged, 'Principal changed: reconnect with the new token');
+      throw new TributaryError(ErrorCode.FORBIDDEN, 'A refreshed token must have the same subject, tenant, app and env');
     }
-    this.#expiryTimer = setTimeout(() => {
-      if (Date.now() >= principal.expiresAt!) this.close(CloseCode.Forbidden, 'Forbidden: Token expired');
-      else this.#armExpiry(principal);
-    }, Math.min(remaining, MAX_TIMER_MS));
+    let stopped = 0;
+    for (const [id, operation] of this.#operations) if (this.#revokeIfUnreadable(id, operation)) stopped += 1;
+    const { expiresAt } = result.principal;
+    return { expiresAt: expiresAt === undefined ? null : new Date(expiresAt), stoppedSubscriptions: stopped };
+  }
+
+  #pingRefresh(token: string): void {
+    this.#refreshAuth(token).then(
+      (refreshed) => this.#send({ type: MessageType.Pong, payload: { tokenExpiresAt: refreshed.expiresAt?.toISOString() ?? null, stoppedSubscriptions: refreshed.stoppedSubscriptions } }),
+      (error: unknown) => this.#send({ type: MessageType.Pong, payload: { error: isTributaryError(error) ? error.code : ErrorCode.INTERNAL_SERVER_ERROR } }),
+    );
+  }
+
+  /** Ends an operation the current principal may no longer read; true when it did. */
+  #revokeIfUnreadable(id: ID, operation: ActiveOperation): boolean {
+    const principal = this.#auth.principal;
+    if (!operation.readableBy || !principal || operation.readableBy(principal)) return false;
+    this.#cancel(id, operation);
+    this.#send({ id, type: MessageType.Error, payload: PERMISSION_REVOKED });
+    return true;
   }
 
   #onSubscribe(id: ID, payload: SubscribePayload): void {
-    const principal = this.#principal;
+    const principal = this.#auth.principal;
     if (!principal) {
       this.close(CloseCode.Unauthorized, 'Unauthorized');
       return;
@@ -241,7 +270,7 @@ export class GraphQLWsConnection {
       return;
     }
     // Reserve the id before any await, so a duplicate arriving during setup is caught above.
-    const operation: ActiveOperation = { cancelled: false, results: undefined, dispatched: undefined };
+    const operation: ActiveOperation = { cancelled: false, results: undefined, dispatched: undefined, readableBy: undefined };
     this.#operations.set(id, operation);
     this.#run(id, operation, principal, payload).catch((error: unknown) => {
       this.#logger.error({ err: error, operationId: id }, 'operation failed');
@@ -304,7 +333,7 @@ export class GraphQLWsConnection {
           next: (rendered) => {
             if (operation.cancelled) return;
             rendered.utf8 ??= Buffer.from(rendered.json);
-            this.#writeFrame(head, rendered.utf8);
+            if (!this.#closed) this.#out.sendFrame(head, rendered.utf8);
           },
           fail: (error) => {
             this.#finish(id, operation, { id, type: MessageType.Error, payload: this.#clientErrors(error, id, 'dispatched subscription failed') });
@@ -316,6 +345,9 @@ export class GraphQLWsConnection {
         return;
       }
       operation.dispatched = dispatched;
+      operation.readableBy = outcome.ticket.readableBy;
+      // A refresh while this subscription was being set up checked it against nothing: check now.
+      if (this.#revokeIfUnreadable(id, operation)) return;
       this.#tell({ type: 'gateway.subscribed', field: outcome.field, topic: outcome.ticket.stream.topic });
     } catch (error) {
       if (!isTributaryError(error)) throw error;
@@ -349,52 +381,20 @@ export class GraphQLWsConnection {
 
   /** A gateway event about this socket, in its principal's scope (fire-and-forget: never delays or fails the socket). */
   #tell(event: GatewayEvent): void {
-    const principal = this.#principal;
+    const principal = this.#auth.principal;
     if (!this.#options.gateway || !principal) return;
     this.#options.gateway.emit({ scope: scopeOf(principal), connectionId: this.#connectionId, subject: principal.subject, event });
   }
 
   #send(message: OutgoingMessage): void {
-    this.#write(JSON.stringify(message));
-  }
-
-  /** Every message leaves through here or `#writeFrame`: bounded, and batched per tick. */
-  #write(message: string): void {
-    if (!this.#writable()) return;
-    if (this.#raw) corkForThisTick(this.#raw);
-    this.#socket.send(message);
-  }
-
-  /** A dispatched `next`: its frame built from this subscriber's prefix and the cohort's payload. */
-  #writeFrame(head: Buffer, payload: Buffer): void {
-    if (!this.#writable()) return;
-    const raw = this.#raw;
-    if (!raw) {
-      this.#socket.send(Buffer.concat([head, payload, CLOSING_BRACE]), { binary: false });
-      return;
-    }
-    corkForThisTick(raw);
-    raw.write(textFrame(head, payload, CLOSING_BRACE));
-  }
-
-  /**
-   * Bounded outbound: a client that does not read is closed instead of growing our memory; it
-   * reconnects and resumes after the last cursor it received.
-   */
-  #writable(): boolean {
-    if (this.#closed || this.#socket.readyState !== WebSocket.OPEN) return false;
-    if (this.#socket.bufferedAmount > this.#options.maxBufferedBytes) {
-      this.#options.metrics?.slowConsumers.inc();
-      this.close(CloseCode.SlowConsumer, 'Slow consumer: outbound buffer exceeded');
-      return false;
-    }
-    return true;
+    if (!this.#closed) this.#out.send(JSON.stringify(message));
   }
 
   #release(): void {
     this.#closed = true;
     clearTimeout(this.#initTimer);
-    clearTimeout(this.#expiryTimer);
+    this.#auth.dispose();
+    this.#unregister?.();
     for (const [id, operation] of this.#operations) this.#cancel(id, operation);
   }
 }

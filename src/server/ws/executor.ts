@@ -24,6 +24,7 @@ import {
 } from '../../pipeline/dispatch/subscription-contract.ts';
 import type { GraphQLContext } from '../../schema/index.ts';
 import type { TributaryYoga } from '../yoga.ts';
+import type { PersistedQueries } from '../persisted-queries.ts';
 import { formatResult } from './format.ts';
 
 /** What running one `subscribe` message produced. */
@@ -43,6 +44,8 @@ export type OperationExecutor = (principal: Principal, payload: SubscribePayload
 export interface OperationExecutorOptions {
   /** Turns errors thrown while setting up a subscription into client-facing ones (yoga's masker). */
   readonly maskError: (error: unknown, message: string) => Error;
+  /** Automatic persisted queries (`query: ""` with `extensions.persistedQuery`). @default none */
+  readonly persistedQueries?: PersistedQueries;
 }
 
 /**
@@ -52,11 +55,13 @@ export interface OperationExecutorOptions {
  * contract (`pipeline/dispatch/subscription-contract.ts`).
  */
 export function createOperationExecutor(yoga: TributaryYoga, options: OperationExecutorOptions): OperationExecutor {
-  return async (principal, payload, connectionId) => {
+  return async (principal, received, connectionId) => {
     const { parse, validate, contextFactory, execute, schema } = yoga.getEnveloped({ principal, connectionId }) as unknown as Enveloped;
 
+    let payload: SubscribePayload;
     let document: DocumentNode;
     try {
+      payload = { ...received, query: options.persistedQueries?.resolve(received.query, received.extensions) ?? received.query };
       document = parse(payload.query);
     } catch (error) {
       return { kind: 'rejected', errors: [asGraphQLError(error)] };

@@ -27,7 +27,13 @@ export function codedErrors(error: TributaryError): GraphQLFormattedError[] {
 /** Every message the server sends on a socket. */
 export type OutgoingMessage =
   | { readonly type: typeof MessageType.ConnectionAck }
-  | { readonly type: typeof MessageType.Pong; readonly payload?: Record<string, unknown> }
+  | { readonly type: typeof MessageType.Pong; readonly payload?: Readonly<Record<string, unknown>> }
+  | { readonly type: typeof MessageType.Ping; readonly payload?: Readonly<Record<string, unknown>> }
   | { readonly id: ID; readonly type: typeof MessageType.Next; readonly payload: ReturnType<typeof formatResult> }
   | { readonly id: ID; readonly type: typeof MessageType.Error; readonly payload: readonly GraphQLFormattedError[] }
   | { readonly id: ID; readonly type: typeof MessageType.Complete };
+
+/** The `error` that ends a subscription whose read permission a refreshed token no longer grants. */
+export const PERMISSION_REVOKED: readonly GraphQLFormattedError[] = [
+  { message: 'The refreshed token may no longer read this subscription', extensions: { code: 'FORBIDDEN', reason: 'PERMISSION_REVOKED' } },
+];

@@ -10,6 +10,7 @@ import { GraphQLWsConnection } from './connection.ts';
 import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
 import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
 import type { OperationExecutor } from './executor.ts';
+import type { SocketSessionRegistry } from './socket-sessions.ts';
 
 export interface GraphQLWebSocketServerOptions {
   readonly verifier: TokenVerifier;
@@ -19,7 +20,9 @@ export interface GraphQLWebSocketServerOptions {
   readonly gateway?: Pick<GatewayEmitter, 'emit'>;
   /** Counts sockets closed for falling behind. @default no metrics */
   readonly metrics?: Pick<Metrics, 'slowConsumers'>;
-  readonly limits: Pick<Limits, 'wsMaxPayloadBytes' | 'connectionInitTimeoutMs' | 'maxSubscriptionsPerConnection'>;
+  readonly limits: Pick<Limits, 'wsMaxPayloadBytes' | 'connectionInitTimeoutMs' | 'maxSubscriptionsPerConnection' | 'tokenExpiryGraceMs' | 'tokenExpiryNoticeMs'>;
+  /** Where `refreshAuth` finds the sockets. @default sockets cannot be refreshed (refreshAuth answers UNAUTHENTICATED) */
+  readonly sessions?: Pick<SocketSessionRegistry, 'add'>;
   readonly logger: Logger;
   /** Outbound bytes a socket may have queued before it is closed as a slow consumer. @default 8 MiB */
   readonly maxBufferedBytes?: number;
@@ -83,7 +86,10 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       dispatcher: options.dispatcher,
       gateway: options.gateway,
       metrics: options.metrics,
+      sessions: options.sessions,
       connectionInitTimeoutMs: options.limits.connectionInitTimeoutMs,
+      tokenExpiryGraceMs: options.limits.tokenExpiryGraceMs,
+      tokenExpiryNoticeMs: options.limits.tokenExpiryNoticeMs,
       maxOperations: options.limits.maxSubscriptionsPerConnection,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
       rawFrames: options.rawFrames ?? true,

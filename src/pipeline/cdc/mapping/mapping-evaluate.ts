@@ -35,7 +35,7 @@ import {
   isValidName,
 } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
-import type { RowChange, RowOperation } from '../row-change.ts';
+import type { RowChange, RowOperation, TableRef } from '../row-change.ts';
 
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';
 
@@ -272,6 +272,15 @@ function recordOf(change: RowChange): Record<string, unknown> {
     }
   }
   return record;
+}
+
+/**
+ * The entity key of a row read from its table (a model snapshot): what a change of that row
+ * carries as its `id`. @throws UnroutableRowError when a key column is null (no change of it is routed either).
+ */
+export function entityKeyOfRow(mapping: DomainMapping, table: TableRef, row: Readonly<Record<string, unknown>>, primaryKey: readonly string[]): string {
+  const change: RowChange = { operation: 'insert', table, keyColumns: [], new: row, old: undefined, unchangedToastColumns: [], lsn: '0/0' };
+  return entityKeyOf(mapping, change, primaryKey);
 }
 
 /** The entity key: the mapping's `key`, else the primary key, else the change's key columns. */

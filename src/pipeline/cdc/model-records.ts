@@ -1,0 +1,269 @@
+/**
+ * Model snapshots (`records`, issue 13 §1): a page of a model's current rows, read from its CDC
+ * source database, in the record shape of `changes`, with a stream position to join `changes`
+ * from without a race (`model-snapshot-cursor.ts` says how the two fit).
+ *
+ * - **Snapshot.** The first page reads the model stream's log head, then opens a REPEATABLE READ,
+ *   READ ONLY transaction (with `statement_timeout`) and records its snapshot
+ *   (`pg_current_snapshot()`) and the WAL insert position after it. A transaction the snapshot
+ *   lists as in progress but that is already committed in the commit log may have been decoded
+ *   and logged before the head was read while still invisible to the snapshot (its backend had
+ *   not yet left the process array): the page is read again with a new head and snapshot, a few
+ *   times at most, then answered UNAVAILABLE.
+ * - **Later pages** are read in a transaction of their own and keep the first page's `cursor`. A
+ *   row version the first snapshot did not see (its `xmin` committed later) is left out: the
+ *   stream delivers that row's changes after the cursor, in order, so the client's list never
+ *   shows a version older than one it had (rows changed during paging arrive from the stream).
+ * - **Keyset pagination** on the primary key (else the mapping's `key`), `first` rows at most.
+ *   Filters are evaluated in the process with `changes`' own evaluator (`filters/model-filter.ts`),
+ *   so both agree exactly (SQL comparisons differ: collations, numeric text); a page reads at most
+ *   `scanLimit` rows, so a selective filter can answer a short (even empty) page with
+ *   `hasNextPage`: follow `endCursor`.
+ * - **Scope.** Only the caller's tenant (`tenantColumn = tenant`, from the token) and rows not
+ *   soft-deleted (`softDeleteColumn` NULL or false), in SQL and checked again on each row as the
+ *   mapping evaluator would see it. A principal whose tenancy does not fit the mapping (a tenant
+ *   on a mapping without `tenantColumn`, or none on one with it) sees no rows, as with `changes`.
+ */
+import type pg from 'pg';
+import { ErrorCode, SqlState, SqlStateClass, sqlStateOf, TributaryError } from '../../errors.ts';
+import { matchesModelFilter, type ModelFilter } from '../filters/model-filter.ts';
+import type { ModelSource } from './cdc-service.ts';
+import { entityKeyOfRow, UnroutableRowError } from './mapping/mapping-evaluate.ts';
+import { mappingTable } from './mapping/mapping.ts';
+import { describeTable } from './mapping/table-catalog.ts';
+import {
+  decodeSnapshotCursor,
+  encodePageCursor,
+  encodeSnapshotCursor,
+  MAX_SNAPSHOT_IN_PROGRESS,
+  snapshotSawVersion,
+  type ModelSnapshot,
+  type PageCursor,
+} from './model-snapshot-cursor.ts';
+import { snapshotWindow } from './wal/snapshot-window.ts';
+
+export interface ModelRecordsQuery {
+  readonly source: ModelSource;
+  /** From the token; undefined for an application-wide principal. */
+  readonly tenant: string | undefined;
+  readonly filter: ModelFilter;
+  /** Rows per page, 1 … MAX_RECORDS_PAGE. */
+  readonly first: number;
+  readonly after: PageCursor | undefined;
+  /** Reads the model stream's log head (a cursor); called before the first page's snapshot. */
+  readonly streamHead: () => Promise<string>;
+}
+
+export interface ModelRecordsOptions {
+  /** Longest statement of a page read, in ms. */
+  readonly statementTimeoutMs: number;
+  /** Rows a page reads at most (filtered rows count). @default 10 × first, at least 1,000, at most 10,000 */
+  readonly scanLimit?: number;
+}
+
+/** One row as `changes` would carry it: the model, the entity key and the full record. */
+export interface ModelRecord {
+  readonly model: string;
+  readonly id: string;
+  readonly record: Readonly<Record<string, unknown>>;
+}
+
+export interface ModelRecordsPage {
+  readonly nodes: readonly ModelRecord[];
+  /** Pass as `after` for the next page; null when the page read no row. */
+  readonly endCursor: string | null;
+  readonly hasNextPage: boolean;
+  /** The snapshot cursor: `changes(after:)` joins the stream here (the same on every page of a listing). */
+  readonly cursor: string;
+}
+
+export const DEFAULT_RECORDS_PAGE = 100;
+export const MAX_RECORDS_PAGE = 1000;
+const MAX_SCAN_ROWS = 10_000;
+const CHUNK_ROWS = 1000;
+const SNAPSHOT_ATTEMPTS = 5;
+/** Helper columns read beside the row's own; their names cannot collide with a sane column. */
+const KEY_COLUMN = '__tributary_key';
+const XMIN_COLUMN = '__tributary_xmin';
+
+export async function readModelRecords(query: ModelRecordsQuery, options: ModelRecordsOptions): Promise<ModelRecordsPage> {
+  return query.source.connections.withClient(async (client) => {
+    for (let attempt = 1; ; attempt += 1) {
+      const page = await readPage(client, query, options);
+      if (page !== 'retry') return page;
+      if (attempt >= SNAPSHOT_ATTEMPTS) {
+        throw new TributaryError(ErrorCode.UNAVAILABLE, 'The model snapshot could not be taken consistently (transactions were committing); retry', {
+          details: { reason: 'snapshot-unsettled' },
+        });
+      }
+    }
+  });
+}
+
+async function readPage(client: pg.ClientBase, query: ModelRecordsQuery, options: ModelRecordsOptions): Promise<ModelRecordsPage | 'retry'> {
+  // Read before the snapshot: every change the snapshot misses is logged after this position.
+  const head = query.after === undefined ? await query.streamHead() : undefined;
+  let cursor: string | undefined;
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.trunc(options.statementTimeoutMs))}`);
+    let snapshot: ModelSnapshot;
+    if (query.after === undefined) {
+      const taken = await takeSnapshot(client);
+      if (taken.unsettled) {
+        await client.query('ROLLBACK');
+        return 'retry';
+      }
+      snapshot = { after: head!, source: query.source.sourceId, window: snapshotWindow(taken.snapshot, taken.lsn) };
+      if (snapshot.window.inProgress.size > MAX_SNAPSHOT_IN_PROGRESS) {
+        throw new TributaryError(ErrorCode.UNAVAILABLE, 'Too many transactions in progress to take a model snapshot; retry', { details: { reason: 'snapshot-too-large' } });
+      }
+      cursor = encodeSnapshotCursor(snapshot);
+    } else {
+      cursor = query.after.snapshot;
+      snapshot = decodeSnapshotCursor(cursor);
+    }
+    const page = await scan(client, query, options, snapshot, cursor);
+    await client.query('COMMIT');
+    return { ...page, cursor };
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    // A tenant or key the column's type cannot hold (a tenant id that is no uuid) matches no row.
+    const state = sqlStateOf(error);
+    if (cursor !== undefined && state?.startsWith(SqlStateClass.DATA_EXCEPTION)) return { nodes: [], endCursor: null, hasNextPage: false, cursor };
+    if (state === SqlState.QUERY_CANCELED) {
+      throw new TributaryError(ErrorCode.UNAVAILABLE, 'Reading the model took too long; retry', { cause: error, details: { reason: 'statement-timeout' } });
+    }
+    throw error;
+  }
+}
+
+/**
+ * The snapshot, the WAL position after it, and whether a transaction it lists as in progress is
+ * already committed (all in the one statement that takes the snapshot, so the look is immediate).
+ */
+async function takeSnapshot(client: pg.ClientBase): Promise<{ snapshot: string; lsn: string; unsettled: boolean }> {
+  const { rows } = await client.query<{ snapshot: string; lsn: string; unsettled: boolean }>(
+    `SELECT pg_current_snapshot()::text AS snapshot, pg_current_wal_insert_lsn()::text AS lsn,
+            EXISTS (SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE pg_xact_status(x) = 'committed') AS unsettled`,
+  );
+  return rows[0]!;
+}
+
+async function scan(
+  client: pg.ClientBase,
+  query: ModelRecordsQuery,
+  options: ModelRecordsOptions,
+  snapshot: ModelSnapshot,
+  cursor: string,
+): Promise<Omit<ModelRecordsPage, 'cursor'>> {
+  const { mapping } = query.source;
+  const table = mappingTable(mapping);
+  const shape = await describeTable(client, table);
+  if (!shape) throw new TributaryError(ErrorCode.MISCONFIGURED, `The table ${mapping.table} of model "${mapping.model}" does not exist in its source database`);
+  const order = shape.primaryKey.length > 0 ? shape.primaryKey : (mapping.key ?? []);
+  if (order.length === 0) {
+    throw new TributaryError(ErrorCode.MISCONFIGURED, `The table ${mapping.table} of model "${mapping.model}" needs a primary key (or the mapping a "key") to be listed`);
+  }
+  const visible = (mapping.tenantColumn === undefined) === (query.tenant === undefined);
+  const budget = options.scanLimit ?? Math.min(MAX_SCAN_ROWS, Math.max(query.first * 10, CHUNK_ROWS));
+  const laterPage = query.after !== undefined;
+  const nodes: ModelRecord[] = [];
+  let lastKey = query.after?.key;
+  let scanned = 0;
+  let more = visible;
+  while (more && nodes.length < query.first && scanned < budget) {
+    const limit = Math.min(CHUNK_ROWS, budget - scanned);
+    const { text, values } = pageStatement(mapping, order, query.tenant, lastKey, limit);
+    const { rows } = await client.query<Record<string, unknown>>(text, values);
+    more = rows.length === limit;
+    for (let i = 0; i < rows.length; i += 1) {
+      const row = rows[i]!;
+      scanned += 1;
+      lastKey = row[KEY_COLUMN] as string[];
+      const node = nodeOf(query, snapshot, row, shape.primaryKey, laterPage);
+      if (node) nodes.push(node);
+      if (nodes.length === query.first) {
+        more ||= i < rows.length - 1;
+        break;
+      }
+    }
+  }
+  return { nodes, hasNextPage: more, endCursor: lastKey === undefined || lastKey === query.after?.key ? null : encodePageCursor({ key: lastKey, snapshot: cursor }) };
+}
+
+/** A row as a node, or undefined when the caller may not see it (again checked as the mapping evaluator sees rows). */
+function nodeOf(
+  query: ModelRecordsQuery,
+  snapshot: ModelSnapshot,
+  row: Record<string, unknown>,
+  primaryKey: readonly string[],
+  laterPage: boolean,
+): ModelRecord | undefined {
+  const { mapping } = query.source;
+  if (laterPage && !snapshotSawVersion(snapshot.window, Number(row[XMIN_COLUMN]))) return undefined;
+  const record = { ...row };
+  delete record[KEY_COLUMN];
+  delete record[XMIN_COLUMN];
+  if (mapping.tenantColumn !== undefined && tenantText(record[mapping.tenantColumn]) !== query.tenant) return undefined;
+  if (mapping.softDeleteColumn !== undefined && isSoftDeleted(record[mapping.softDeleteColumn])) return undefined;
+  if (!matchesModelFilter(query.filter, record)) return undefined;
+  try {
+    return { model: mapping.model, id: entityKeyOfRow(mapping, mappingTable(mapping), record, primaryKey), record };
+  } catch (error) {
+    // A row whose key is null is never routed as a change either.
+    if (error instanceof UnroutableRowError) return undefined;
+    throw error;
+  }
+}
+
+/** One chunk: the caller's tenant, not soft-deleted, after the last key, in key order. */
+function pageStatement(
+  mapping: ModelSource['mapping'],
+  order: readonly string[],
+  tenant: string | undefined,
+  after: readonly string[] | undefined,
+  limit: number,
+): { text: string; values: unknown[] } {
+  const table = mappingTable(mapping);
+  const values: unknown[] = [];
+  const where: string[] = [];
+  const columns = order.map((column) => `t.${quoteIdent(column)}`);
+  if (mapping.tenantColumn !== undefined) {
+    values.push(tenant);
+    where.push(`t.${quoteIdent(mapping.tenantColumn)} = $${values.length}`);
+  }
+  if (mapping.softDeleteColumn !== undefined) {
+    const column = `t.${quoteIdent(mapping.softDeleteColumn)}`;
+    // The evaluator's rule: deleted while neither NULL nor false, whatever the column's type.
+    where.push(`(${column} IS NULL OR to_jsonb(${column}) = 'false'::jsonb)`);
+  }
+  if (after !== undefined) {
+    const placeholders = after.map((part) => {
+      values.push(part);
+      return `$${values.length}`;
+    });
+    where.push(`(${columns.join(', ')}) > (${placeholders.join(', ')})`);
+  }
+  values.push(limit);
+  const text =
+    `SELECT t.*, t.xmin::text AS "${XMIN_COLUMN}", ARRAY[${columns.map((column) => `${column}::text`).join(', ')}] AS "${KEY_COLUMN}"` +
+    ` FROM ${quoteIdent(table.schema)}.${quoteIdent(table.name)} AS t` +
+    (where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '') +
+    ` ORDER BY ${columns.join(', ')} LIMIT $${values.length}`;
+  return { text, values };
+}
+
+/** The tenant as the mapping evaluator reads it from a row (a non-empty string or a number). */
+function tenantText(value: unknown): string | undefined {
+  if ((typeof value === 'string' && value !== '') || typeof value === 'number' || typeof value === 'bigint') return String(value);
+  return undefined;
+}
+
+function isSoftDeleted(value: unknown): boolean {
+  return value !== null && value !== false;
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}

@@ -1,0 +1,68 @@
+import { canAccessTopic } from '../auth/permissions.ts';
+import { ErrorCode, TributaryError } from '../errors.ts';
+import { modelTopic } from '../pipeline/cdc/mapping/mapping-topics.ts';
+import {
+  DEFAULT_RECORDS_PAGE,
+  MAX_RECORDS_PAGE,
+  readModelRecords,
+  type ModelRecordsPage,
+} from '../pipeline/cdc/model-records.ts';
+import { decodePageCursor, encodeSnapshotCursor } from '../pipeline/cdc/model-snapshot-cursor.ts';
+import { parseModelFilter } from '../pipeline/filters/model-filter.ts';
+import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
+import { scopeOf } from '../pipeline/scope.ts';
+import { streamOf } from '../pipeline/stream.ts';
+import type { ResolverContext } from './context.ts';
+import { MODEL_NAME } from './model-name.ts';
+
+export interface RecordsInput {
+  readonly model: string;
+  readonly filter?: unknown;
+  readonly first?: number | null;
+  readonly after?: string | null;
+}
+
+/**
+ * `records(model)`: a page of the model's current rows in the caller's tenant, and the cursor to
+ * join `changes` from (see `pipeline/cdc/model-records.ts`). Needs `{module}.{model}.read`, like
+ * `changes`; without it — or for a model no mapping defines — the answer is an empty model
+ * (no error, no enumeration), logged and counted like a silent subscription.
+ */
+export async function listRecords(context: ResolverContext, input: RecordsInput): Promise<ModelRecordsPage> {
+  const { principal, services } = context;
+  if (!MODEL_NAME.test(input.model)) throw badInput('model', 'model must be 1–63 letters, digits, _ or -, starting with a letter');
+  const first = input.first ?? DEFAULT_RECORDS_PAGE;
+  if (!Number.isInteger(first) || first < 1 || first > MAX_RECORDS_PAGE) throw badInput('first', `first must be from 1 to ${MAX_RECORDS_PAGE}`);
+  const filter = parseModelFilter(input.filter ?? null);
+  const after = input.after === undefined || input.after === null ? undefined : decodePageCursor(input.after);
+  const scope = scopeOf(principal);
+  const mapping = services.cdc.modelMapping(scope, input.model);
+  if (!mapping || !canAccessTopic(principal, 'read', modelTopic(mapping))) {
+    services.metrics.subscriptionsDenied.inc({ field: 'records' });
+    services.logger.info({ subject: principal.subject, tenant: principal.tenant, model: input.model }, 'records denied silently');
+    return emptyModel();
+  }
+  const source = await services.cdc.modelSource(scope, input.model).catch((error: unknown) => {
+    throw new TributaryError(ErrorCode.UNAVAILABLE, 'The model\'s source database cannot be reached right now; retry shortly', { cause: error });
+  });
+  if (!source) return emptyModel();
+  const stream = streamOf(scope, modelTopic(source.mapping));
+  return readModelRecords(
+    { source, tenant: principal.tenant, filter, first, after, streamHead: () => services.log.head(stream) },
+    { statementTimeoutMs: services.limits.recordsStatementTimeoutMs },
+  );
+}
+
+/**
+ * What a caller who may not read the model gets: no rows, and a cursor of the same form that
+ * resumes nowhere (a stream position of a history that does not exist: RESYNC_REQUIRED if it is
+ * ever used where the model becomes readable).
+ */
+function emptyModel(): ModelRecordsPage {
+  const cursor = encodeSnapshotCursor({ after: encodeCursor(newEpoch(), '0'), source: '', window: { xmax: 0, inProgress: new Set(), endLsn: 0n } });
+  return { nodes: [], endCursor: null, hasNextPage: false, cursor };
+}
+
+function badInput(field: string, message: string): TributaryError {
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
+}

@@ -1,0 +1,43 @@
+import type { ModelRecord as ModelRecordValue, ModelRecordsPage } from '../../pipeline/cdc/model-records.ts';
+import * as resolvers from '../../resolvers/records.ts';
+import { builder } from '../builder.ts';
+
+const ModelRecord = builder.objectRef<ModelRecordValue>('ModelRecord').implement({
+  description: "One row of a model as it is now, in the shape of a `ModelChange`'s record.",
+  fields: (t) => ({
+    model: t.exposeString('model'),
+    id: t.exposeID('id', { description: 'The entity key, as `ModelChange.id` carries it.' }),
+    record: t.field({ type: 'JSON', description: 'The full row.', resolve: (node) => node.record }),
+  }),
+});
+
+const ModelRecordsPageInfo = builder.objectRef<ModelRecordsPage>('ModelRecordsPageInfo').implement({
+  fields: (t) => ({
+    endCursor: t.exposeString('endCursor', { nullable: true, description: 'Pass as `after` for the next page; null when this page read no row.' }),
+    hasNextPage: t.exposeBoolean('hasNextPage', {
+      description: 'More rows may follow. A page reads a bounded number of rows, so with a selective filter it may hold fewer than `first` nodes (even none) and still have a next page.',
+    }),
+  }),
+});
+
+const ModelRecords = builder.objectRef<ModelRecordsPage>('ModelRecords').implement({
+  description: "A page of a model's rows, and where its stream continues.",
+  fields: (t) => ({
+    nodes: t.field({ type: [ModelRecord], resolve: (page) => page.nodes }),
+    pageInfo: t.field({ type: ModelRecordsPageInfo, resolve: (page) => page }),
+    cursor: t.exposeString('cursor', {
+      description:
+        'Pass as `changes(after:)` to receive every change this listing does not contain, and none it already reflects. The same on every page of one listing (pages after the first leave out rows changed since the first: the stream brings them).',
+    }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  records: t.field({
+    type: ModelRecords,
+    description:
+      "A model's current rows in the caller's tenant (soft-deleted rows left out), ordered by primary key, filtered like `changes` (`{ \"status\": \"eq.active\" }`). `first`: 1–1000, default 100. Needs `{module}.{model}.read`; without it the model is empty. Then subscribe to `changes(model, filter, after: cursor)`.",
+    args: { model: t.arg.string({ required: true }), filter: t.arg({ type: 'JSON' }), first: t.arg.int(), after: t.arg.string() },
+    resolve: (_root, args, context) => resolvers.listRecords(context, args),
+  }),
+}));

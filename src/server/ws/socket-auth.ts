@@ -1,0 +1,113 @@
+import type { Principal } from '../../auth/principal.ts';
+import type { TokenVerifier } from '../../auth/token-verifier.ts';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+
+export interface SocketAuthOptions {
+  readonly verifier: TokenVerifier;
+  /** @see Limits.tokenExpiryGraceMs */
+  readonly graceMs: number;
+  /** @see Limits.tokenExpiryNoticeMs */
+  readonly noticeMs: number;
+  /** Tells the client its token expires soon: the payload of a `ping`. */
+  readonly notify: (payload: Readonly<Record<string, unknown>>) => void;
+  /** The token expired (and its grace period passed) without a refresh. */
+  readonly expired: () => void;
+}
+
+/** What a refresh did: the socket's new expiry. */
+export type RefreshResult = { readonly kind: 'refreshed'; readonly principal: Principal } | { readonly kind: 'principal-changed' };
+
+/** setTimeout's largest delay; a later moment is re-armed when this one fires. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The principal of one socket over its life (issue 13 §2): verified at `connection_init`,
+ * replaced by a refreshed token of the same subject, tenant, app and env, and the two timers its
+ * expiry sets — a notice `noticeMs` before it (a `ping` whose payload says
+ * `{ reason: "TOKEN_EXPIRING", tokenExpiresAt }`), and the close `graceMs` after it.
+ */
+export class SocketAuth {
+  readonly #options: SocketAuthOptions;
+  #principal: Principal | undefined;
+  #noticeTimer: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #disposed = false;
+
+  constructor(options: SocketAuthOptions) {
+    this.#options = options;
+  }
+
+  /** Set once `connection_init` was verified. */
+  get principal(): Principal | undefined {
+    return this.#principal;
+  }
+
+  /**
+   * Verifies the `connection_init` payload's authorization (GraphiQL and some clients send it
+   * capitalized). @throws TributaryError UNAUTHENTICATED
+   */
+  async verifyInit(payload: Readonly<Record<string, unknown>> | undefined): Promise<Principal> {
+    const key = payload && Object.keys(payload).find((name) => name.toLowerCase() === 'authorization');
+    const authorization = key === undefined ? undefined : payload?.[key];
+    if (authorization !== undefined && typeof authorization !== 'string') {
+      throw new TributaryError(ErrorCode.UNAUTHENTICATED, '"authorization" must be a string "Bearer <token>"');
+    }
+    return this.#options.verifier.verify(authorization);
+  }
+
+  /** Adopts the socket's principal and arms its timers; false when its token has already expired. */
+  start(principal: Principal): boolean {
+    this.#principal = principal;
+    this.#arm(principal);
+    return principal.expiresAt === undefined || principal.expiresAt + this.#options.graceMs > Date.now();
+  }
+
+  /**
+   * Verifies a new token (`Bearer` optional). Another subject, tenant, app or env is
+   * `principal-changed` (the caller closes the socket); otherwise it becomes the socket's principal
+   * and the expiry moves. @throws TributaryError UNAUTHENTICATED for a token that fails verification.
+   */
+  async refresh(token: string): Promise<RefreshResult> {
+    const next = await this.#options.verifier.verify(/^bearer /i.test(token) ? token : `Bearer ${token}`);
+    const current = this.#principal;
+    if (this.#disposed || !current) throw new TributaryError(ErrorCode.UNAUTHENTICATED, 'The socket is closing');
+    if (next.subject !== current.subject || next.tenant !== current.tenant || next.app !== current.app || next.env !== current.env) {
+      return { kind: 'principal-changed' };
+    }
+    this.#principal = next;
+    this.#arm(next);
+    return { kind: 'refreshed', principal: next };
+  }
+
+  dispose(): void {
+    this.#disposed = true;
+    clearTimeout(this.#noticeTimer);
+    clearTimeout(this.#expiryTimer);
+  }
+
+  #arm(principal: Principal): void {
+    clearTimeout(this.#noticeTimer);
+    clearTimeout(this.#expiryTimer);
+    const { expiresAt } = principal;
+    if (this.#disposed || expiresAt === undefined) return;
+    const { noticeMs, graceMs } = this.#options;
+    if (noticeMs > 0 && expiresAt > Date.now()) {
+      this.#noticeTimer = this.#at(expiresAt - noticeMs, () => {
+        this.#options.notify({ reason: 'TOKEN_EXPIRING', tokenExpiresAt: new Date(expiresAt).toISOString() });
+      });
+    }
+    this.#expiryTimer = this.#at(expiresAt + graceMs, () => this.#options.expired());
+  }
+
+  /** Runs `run` at `when` (ms since the epoch), at once when it has passed. */
+  #at(when: number, run: () => void): NodeJS.Timeout {
+    const remaining = when - Date.now();
+    const timer = setTimeout(() => {
+      if (Date.now() >= when) run();
+      else if (this.#noticeTimer === timer) this.#noticeTimer = this.#at(when, run);
+      else this.#expiryTimer = this.#at(when, run);
+    }, Math.max(0, Math.min(remaining, MAX_TIMER_MS)));
+    timer.unref();
+    return timer;
+  }
+}
