@@ -1,4 +1,5 @@
-import type { AttemptRecord, Delivery, DeliveryState } from '../pipeline/webhooks/delivery-store.ts';
+import type { AttemptRecord } from '../pipeline/webhooks/delivery-log.ts';
+import type { Delivery, DeliveryState } from '../pipeline/webhooks/delivery-store.ts';
 import type { EndpointInput, EndpointUpdate, EndpointWithSecret } from '../pipeline/webhooks/webhook-admin.ts';
 import type { WebhookEndpoint } from '../pipeline/webhooks/endpoint-store.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';

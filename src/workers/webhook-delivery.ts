@@ -12,7 +12,7 @@ import type { Metrics, WebhookBacklogSample } from '../metrics.ts';
 import type { AnalyticsRecorder } from '../pipeline/analytics/recorder.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 import { startBullmqDelivery } from '../pipeline/webhooks/bullmq-delivery.ts';
-import { endpointBacklog, pruneWebhookLog } from '../pipeline/webhooks/delivery-store.ts';
+import { endpointBacklog, pruneWebhookLog } from '../pipeline/webhooks/delivery-log.ts';
 import { startEmbeddedDelivery, type DeliveryWorker } from '../pipeline/webhooks/embedded-delivery.ts';
 import { createMemoryGate, createRedisGate } from '../pipeline/webhooks/endpoint-gate.ts';
 import { DEFAULT_RETRY_POLICY } from '../pipeline/webhooks/retry-schedule.ts';

@@ -12,17 +12,8 @@ import { aboutEndpoint } from '../events/webhook-event.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
-import {
-  getDelivery,
-  storeDeliveries,
-  listAttempts,
-  listDeliveries,
-  resumeEndpointDeliveries,
-  type AttemptFilter,
-  type AttemptRecord,
-  type Delivery,
-  type DeliveryFilter,
-} from './delivery-store.ts';
+import { listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
+import { getDelivery, resumeEndpointDeliveries, storeDeliveries, type Delivery } from './delivery-store.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
 import {

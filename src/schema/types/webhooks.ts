@@ -1,4 +1,5 @@
-import type { AttemptRecord, Delivery } from '../../pipeline/webhooks/delivery-store.ts';
+import type { AttemptRecord } from '../../pipeline/webhooks/delivery-log.ts';
+import type { Delivery } from '../../pipeline/webhooks/delivery-store.ts';
 import type { EndpointWithSecret } from '../../pipeline/webhooks/webhook-admin.ts';
 import type { WebhookEndpoint as Endpoint } from '../../pipeline/webhooks/endpoint-store.ts';
 import * as resolvers from '../../resolvers/webhooks.ts';
