@@ -46,6 +46,13 @@ module.exports = {
       to: { path: '^src/(?!client/)' },
     },
     {
+      name: 'packages-use-the-public-api',
+      comment: 'Workspace packages (packages/*) ship on their own: they talk to the server over GraphQL only, never import its code.',
+      severity: 'error',
+      from: { path: '^packages/' },
+      to: { path: '^src/' },
+    },
+    {
       name: 'only-main-wires',
       comment: 'main.ts is the composition root; nothing imports it.',
       severity: 'error',

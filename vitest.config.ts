@@ -8,7 +8,8 @@ export default defineConfig({
     alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }],
   },
   test: {
-    include: ['test/**/*.test.ts'],
+    // The server's suites and every workspace package's (packages/*/test).
+    include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
     // One shared Postgres and Redis for the run (or DATABASE_URL / REDIS_URL); see test/helpers.
     globalSetup: ['test/helpers/global-setup.ts'],
     pool: 'forks',

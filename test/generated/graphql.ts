@@ -365,6 +365,8 @@ export type ModelChange = {
   __typename?: 'ModelChange';
   /** Pass as `after` to resume after this change. */
   cursor: Scalars['String']['output'];
+  /** The change's event id (`evt_…`): the same when the change is delivered again (after a crash), unlike its cursor. De-duplicate on it. */
+  eventId: Scalars['ID']['output'];
   /** The entity key. */
   id: Scalars['ID']['output'];
   /** Commit time of the change in the source database. */

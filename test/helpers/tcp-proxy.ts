@@ -11,6 +11,12 @@ export interface TcpProxy {
   dropAll(): void;
   /** While refusing, new connections are closed at once. */
   refuse(refusing: boolean): void;
+  /**
+   * While on, every byte of the open connections is swallowed in both directions and the sockets
+   * stay open — a peer that stopped answering (a sleeping laptop, a dead NAT entry). New
+   * connections pass.
+   */
+  blackhole(on: boolean): void;
 }
 
 export interface TcpProxyOptions {
@@ -22,6 +28,7 @@ export interface TcpProxyOptions {
 export async function startTcpProxy(targetPort: number, options: TcpProxyOptions = {}): Promise<TcpProxy> {
   const delay = options.replyDelayMs ?? 0;
   const pairs = new Set<[Socket, Socket]>();
+  const holed = new WeakSet<Socket>();
   let refusing = false;
   const server = createServer((client) => {
     if (refusing) {
@@ -38,9 +45,14 @@ export async function startTcpProxy(targetPort: number, options: TcpProxyOptions
     };
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
-    client.pipe(upstream);
-    if (delay === 0) upstream.pipe(client);
-    else upstream.on('data', (chunk: Buffer) => void setTimeout(() => client.writable && client.write(chunk), delay));
+    client.on('data', (chunk: Buffer) => {
+      if (!holed.has(client)) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (holed.has(client)) return;
+      if (delay === 0) client.write(chunk);
+      else setTimeout(() => client.writable && client.write(chunk), delay);
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   onTestFinished(
@@ -60,6 +72,12 @@ export async function startTcpProxy(targetPort: number, options: TcpProxyOptions
     },
     refuse(value) {
       refusing = value;
+    },
+    blackhole(on) {
+      for (const [client] of pairs) {
+        if (on) holed.add(client);
+        else holed.delete(client);
+      }
     },
     dropAll() {
       for (const [client, upstream] of [...pairs]) {

@@ -1,5 +1,5 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { subscribeModel, type ModelChangeEvent } from '../../src/client/subscribe-model.ts';
+import { subscribeModel, type ModelChangeEvent } from '@tributary/client';
 import { CONTACTS_MAPPING, nextChange, saveMappingOk, setUpCdc, subscribeChanges } from '../helpers/cdc.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 import { signHs256 } from '../helpers/tokens.ts';

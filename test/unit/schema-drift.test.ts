@@ -12,4 +12,9 @@ describe('codegen', () => {
     const generated = await generate();
     expect(await readFile(OUTPUTS.typedDocuments, 'utf8')).toBe(generated.typedDocuments);
   });
+
+  it('the typed documents of the client package match the schema and its operations (run `npm run codegen`)', async () => {
+    const generated = await generate();
+    expect(await readFile(OUTPUTS.clientDocuments, 'utf8')).toBe(generated.clientDocuments);
+  });
 });

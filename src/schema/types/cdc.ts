@@ -97,8 +97,8 @@ const ChangeOperation = builder.enumType('ChangeOperation', {
   values: { CREATED: { value: 'CREATED' }, UPDATED: { value: 'UPDATED' }, DELETED: { value: 'DELETED' } } as const,
 });
 
-/** A model change as its fields read it: the payload, read (and checked) once per render, and the cursor. */
-type ModelChangeView = ModelChangePayload & { readonly cursor: string };
+/** A model change as its fields read it: the payload, read (and checked) once per render, the event's id and cursor. */
+type ModelChangeView = ModelChangePayload & { readonly eventId: string; readonly cursor: string };
 
 // Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
 const ModelChange = builder.objectRef<ModelChangeView>('ModelChange').implement({
@@ -109,6 +109,9 @@ const ModelChange = builder.objectRef<ModelChangeView>('ModelChange').implement(
     id: t.exposeID('id', { description: 'The entity key.' }),
     record: t.field({ type: 'JSON', nullable: true, resolve: (change) => change.record }),
     cursor: t.exposeString('cursor', { description: 'Pass as `after` to resume after this change.' }),
+    eventId: t.exposeID('eventId', {
+      description: "The change's event id (`evt_…`): the same when the change is delivered again (after a crash), unlike its cursor. De-duplicate on it.",
+    }),
     lastUpdatedAt: t.field({
       type: 'DateTime',
       description: 'Commit time of the change in the source database.',
@@ -124,6 +127,6 @@ builder.subscriptionField('changes', (t) =>
       "Every change of a model in the caller's tenant, optionally filtered (`{ \"status\": \"eq.active\" }`: eq, neq, gt, gte, lt, lte, in.(a,b), is.null, is.notnull, all combined with AND). Needs `{module}.{model}.read`; without it the subscription stays silent. Resumable with `after`.",
     args: { model: t.arg.string({ required: true }), filter: t.arg({ type: 'JSON' }), after: t.arg.string() },
     subscribe: (_root, args, context) => resolvers.subscribeChanges(context, args),
-    resolve: (event: RealtimeEvent): ModelChangeView => ({ ...readModelChange(event), cursor: event.cursor }),
+    resolve: (event: RealtimeEvent): ModelChangeView => ({ ...readModelChange(event), eventId: event.id, cursor: event.cursor }),
   }),
 );

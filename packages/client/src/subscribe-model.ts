@@ -1,7 +1,10 @@
 /**
  * Server-to-server model subscriptions (seed 004's `kernel.Data().Subscribe(ctx, "contacts", …)`)
  * for Node services, on top of the public GraphQL API — nothing here reaches into the server.
+ * Unlike `liveModel` it holds no records: each change is handed to an awaited handler, one at a
+ * time, and the stream resumes from the last change the handler finished.
  *
+ *   import { subscribeModel } from '@tributary/client';
  *   const subscription = subscribeModel({
  *     url: 'ws://tributary:4000/graphql',
  *     token: () => tokens.current(),            // read again at every (re)connect
@@ -17,15 +20,22 @@
  *   subscription.close();
  *
  * Delivery is at least once: after a dropped connection it resubscribes with `after` = the cursor
- * of the last change `onChange` finished, so nothing is skipped; a change may arrive twice
- * (same `cursor`) when the server itself redelivers after a crash. When the server answers
- * RESYNC_REQUIRED, `onResync` runs and the stream continues from the current position.
+ * of the last change `onChange` finished, so nothing is skipped; a change the server delivers again
+ * (after a crash: same `eventId`, another cursor) is dropped if it is among the last 10,000. When
+ * the server answers RESYNC_REQUIRED, `onResync` runs and the stream continues from the current
+ * position. Reconnects wait with the client's backoff (full jitter, 1 s to 30 s).
  */
+import { print } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
+import { backoffDelay } from './backoff.ts';
+import { TributaryChangesDocument } from './generated.ts';
+import { createRecentIds } from './recent-ids.ts';
 
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';
 
 export interface ModelChangeEvent {
+  /** Stable across redeliveries. */
+  readonly eventId: string;
   readonly operation: ModelOperation;
   readonly model: string;
   /** The entity key. */
@@ -55,6 +65,8 @@ export interface SubscribeModelOptions {
   readonly onError?: (error: unknown) => void;
   /** Longest wait between reconnection attempts, in ms. @default 30000 */
   readonly maxRetryDelayMs?: number;
+  /** A WebSocket class where there is no global one. @default globalThis.WebSocket */
+  readonly webSocketImpl?: unknown;
 }
 
 export interface ModelSubscription {
@@ -66,20 +78,20 @@ export interface ModelSubscription {
   readonly closed: Promise<void>;
 }
 
-const QUERY = `subscription TributaryModelChanges($model: String!, $filter: JSON, $after: String) {
-  changes(model: $model, filter: $filter, after: $after) { operation model id record cursor lastUpdatedAt }
-}`;
+const QUERY = print(TributaryChangesDocument);
 
 export function subscribeModel(options: SubscribeModelOptions): ModelSubscription {
   const controller = new AbortController();
   let cursor = options.after;
   const maxDelay = options.maxRetryDelayMs ?? 30_000;
+  const seen = createRecentIds();
   const report = (error: unknown) => options.onError?.(error);
 
   /** One connection and one subscription; resolves when either ends. */
   const runOnce = async (): Promise<'resync' | 'ended'> => {
     const client: Client = createClient({
       url: options.url,
+      ...(options.webSocketImpl !== undefined && { webSocketImpl: options.webSocketImpl }),
       retryAttempts: 0,
       lazy: true,
       connectionParams: async () => ({
@@ -100,6 +112,10 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
         }
         const change = result.data?.changes;
         if (!change) continue;
+        if (!seen.add(change.eventId)) {
+          cursor = change.cursor;
+          continue;
+        }
         try {
           await options.onChange(change);
         } catch (error) {
@@ -137,8 +153,8 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
         report(error);
         failures += 1;
       }
-      // After a failure, a pause growing with each one, with jitter.
-      if (failures > 0) await pause(Math.min(maxDelay, 250 * 2 ** Math.min(failures, 10)) * (0.75 + Math.random() / 2), controller.signal);
+      // After a failure, a pause growing with each one (full jitter).
+      if (failures > 0) await pause(backoffDelay(failures - 1, { maxMs: maxDelay }), controller.signal);
     }
   })();
 

@@ -1,0 +1,124 @@
+/**
+ * `createClient({ url, getToken })`: one socket to Tributary, kept alive and resumed, and the
+ * helpers that run on it. See the package README for the states and guarantees.
+ */
+import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
+import type { BackoffOptions } from './backoff.ts';
+import { Connection } from './connection.ts';
+import type { ConnectionState } from './connection-state.ts';
+import { subscribeDocument, type DocumentSubscription, type SubscribeDocumentOptions } from './document.ts';
+import { SessionEndedError } from './errors.ts';
+import { subscribeEvents, type EventsSubscription, type SubscribeEventsOptions } from './events.ts';
+import type { ModelRecord } from './live-model-store.ts';
+import { LiveModels, type LiveModel, type LiveModelOptions } from './live-model.ts';
+import type { Variables } from './session.ts';
+import type { GetToken } from './token-refresh.ts';
+
+export interface ClientOptions {
+  /** `ws://…/graphql` or `wss://…/graphql`. */
+  readonly url: string;
+  /**
+   * The current access token (no `Bearer ` prefix), or null/undefined for none. Called for every
+   * new socket and before the token expires (then handed to the live socket with `refreshAuth`
+   * when it changed). Return your auth library's current token; refresh it there.
+   */
+  readonly getToken?: GetToken;
+  /** A WebSocket class where there is no global one (Node < 22: `import WebSocket from 'ws'`). @default globalThis.WebSocket */
+  readonly webSocketImpl?: unknown;
+  /** Reconnection schedule: full jitter over [0, min(maxMs, initialMs × 2ⁿ)). @default { initialMs: 1000, maxMs: 30000 } */
+  readonly backoff?: BackoffOptions;
+  /** A ping this long after the last pong, in ms. @default 10000 */
+  readonly pingIntervalMs?: number;
+  /** A ping unanswered this long marks the socket dead: it is dropped and replaced, in ms. @default 5000 */
+  readonly pongTimeoutMs?: number;
+  /** A socket not acknowledged this long after it was opened is dropped and retried, in ms. @default 10000 */
+  readonly connectTimeoutMs?: number;
+  /** Ask `getToken` for a new token this long before the socket's expires, in ms (at most half its life). @default 60000 */
+  readonly refreshBeforeExpiryMs?: number;
+  /** Rows per `records` page when a live model reads its snapshot. @default 500 */
+  readonly pageSize?: number;
+  /** Most records one live model holds. @default 100000 */
+  readonly maxRecords?: number;
+  /** Problems the client recovers from by itself (a failing `getToken`, a refused refresh), for logging. */
+  readonly onError?: (error: unknown) => void;
+}
+
+export interface TributaryClient {
+  /** @see ConnectionState */
+  readonly state: ConnectionState;
+  /** Called with every new state; returns the unsubscription. */
+  onStateChange(listener: (state: ConnectionState) => void): () => void;
+  /** A topic's events, resumed across sockets, de-duplicated by id. */
+  subscribeEvents(topic: string, options: SubscribeEventsOptions): EventsSubscription;
+  /** A live sync document: its snapshot, then every change. */
+  subscribeDocument(service: string, id: string, options: SubscribeDocumentOptions): DocumentSubscription;
+  /** A model's records, kept current: snapshot, then changes; shared per model and filter. */
+  liveModel<R extends ModelRecord = ModelRecord>(model: string, options?: LiveModelOptions<R>): LiveModel<R>;
+  /**
+   * A query or mutation over the socket (waits for an acknowledged one). @throws
+   * TributaryRequestError with the server's errors; SessionEndedError when the socket went before
+   * the answer (it may or may not have run: retry only what is safe to repeat).
+   */
+  request<TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables): Promise<TData>;
+  /** Hands the socket a fresh token from `getToken` now (`refreshAuth`), if it changed. */
+  refreshToken(): Promise<void>;
+  /** A new socket now — also out of `unauthorized` (after a new login). Subscriptions resume on it. */
+  reconnect(): void;
+  /** Stops everything: the socket, timers, every subscription. Idempotent. */
+  close(): void;
+}
+
+export function createClient(options: ClientOptions): TributaryClient {
+  const connection = new Connection({
+    url: options.url,
+    getToken: options.getToken,
+    webSocketImpl: options.webSocketImpl,
+    backoff: options.backoff ?? {},
+    pingIntervalMs: options.pingIntervalMs ?? 10_000,
+    pongTimeoutMs: options.pongTimeoutMs ?? 5_000,
+    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 60_000,
+    onError: options.onError ?? (() => {}),
+  });
+  const models = new LiveModels(connection, { pageSize: options.pageSize ?? 500, maxRecords: options.maxRecords ?? 100_000 });
+  const closed = new AbortController();
+
+  return {
+    get state() {
+      return connection.state;
+    },
+    onStateChange: (listener) => connection.onStateChange(listener),
+    subscribeEvents: (topic, eventOptions) => subscribeEvents(connection, topic, eventOptions),
+    subscribeDocument: (service, id, documentOptions) => subscribeDocument(connection, service, id, documentOptions),
+    liveModel: (model, modelOptions) => models.open(model, modelOptions),
+    request: (document, variables) =>
+      new Promise((resolve, reject) => {
+        if (closed.signal.aborted) return reject(new SessionEndedError());
+        let started = false;
+        // Filled in when `use` returns: `attach` may run before (on the current socket).
+        const use: { stop?: () => void } = {};
+        const onClose = () => {
+          use.stop?.();
+          reject(new SessionEndedError());
+        };
+        // Runs on the first acknowledged socket (the current one, if any), once.
+        use.stop = connection.use({
+          attach: (session) => {
+            if (started) return;
+            started = true;
+            use.stop?.();
+            session.execute(document, variables, closed.signal).then(resolve, reject).finally(() => closed.signal.removeEventListener('abort', onClose));
+          },
+        });
+        if (started) use.stop();
+        closed.signal.addEventListener('abort', onClose, { once: true });
+      }),
+    refreshToken: () => connection.refreshToken(),
+    reconnect: () => connection.reconnect(),
+    close() {
+      closed.abort();
+      models.closeAll();
+      connection.close();
+    },
+  };
+}

@@ -1,0 +1,258 @@
+/**
+ * The socket's life: connect, keep it (ping with a pong timeout), replace it when it dies (backoff
+ * with full jitter), keep its token fresh, and tell the subscriptions when a new one is ready.
+ *
+ * Each socket is its own graphql-ws client with `retryAttempts: 0`: graphql-ws would resubscribe
+ * with each subscription's ORIGINAL variables after a reconnect, skipping the events of the gap,
+ * so the reconnect loop is ours and every subscription resumes from its own cursor on the new
+ * socket (a `Session`).
+ */
+import { createClient as createGraphQLWsClient, type Client } from 'graphql-ws';
+import { backoffDelay, type BackoffOptions } from './backoff.ts';
+import { closeDisposition, INITIAL_STATUS, nextStatus, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
+import { Session } from './session.ts';
+import { TokenRefresh, unref, type GetToken } from './token-refresh.ts';
+import { installWakeTriggers, isOnline } from './wake-triggers.ts';
+
+export interface ConnectionOptions {
+  readonly url: string;
+  readonly getToken: GetToken | undefined;
+  readonly webSocketImpl: unknown;
+  readonly backoff: BackoffOptions;
+  readonly pingIntervalMs: number;
+  readonly pongTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly refreshBeforeExpiryMs: number;
+  readonly onError: (error: unknown) => void;
+}
+
+/** Something that runs on every acknowledged socket: a subscription, the token refresh. */
+export interface SessionUser {
+  attach(session: Session): void;
+}
+
+/** One socket attempt: its graphql-ws client and timers. */
+interface Attempt {
+  readonly client: Client;
+  readonly controller: AbortController;
+  session: Session | undefined;
+  /** The token sent in its `connection_init`. */
+  token: string | undefined;
+  connectTimer: ReturnType<typeof setTimeout> | undefined;
+  pongTimer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** graphql-ws's code for a socket it terminated (we do so when a pong never came). */
+const TERMINATED = 4499;
+
+export class Connection {
+  readonly #options: ConnectionOptions;
+  readonly #listeners = new Set<(state: ConnectionState) => void>();
+  readonly #users = new Set<SessionUser>();
+  readonly #tokens: TokenRefresh | undefined;
+  readonly #removeWakeTriggers: () => void;
+  #status: ConnectionStatus = INITIAL_STATUS;
+  #attempt: Attempt | undefined;
+  /** Failed attempts since the last acknowledged socket: the backoff's exponent. */
+  #failures = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(options: ConnectionOptions) {
+    this.#options = options;
+    this.#tokens = options.getToken && new TokenRefresh({ getToken: options.getToken, leadMs: options.refreshBeforeExpiryMs, onError: options.onError });
+    this.#removeWakeTriggers = installWakeTriggers({
+      wake: () => this.#wake(),
+      offline: () => {
+        if (this.#attempt?.session === undefined) this.#dispatch({ type: 'offline' });
+      },
+    });
+    this.#connect();
+  }
+
+  get state(): ConnectionState {
+    return this.#status.state;
+  }
+
+  /** The acknowledged socket now, if any. */
+  get session(): Session | undefined {
+    return this.#attempt?.session;
+  }
+
+  onStateChange(listener: (state: ConnectionState) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Runs `user.attach` on the current socket (if acknowledged) and on every later one. */
+  use(user: SessionUser): () => void {
+    this.#users.add(user);
+    const session = this.session;
+    if (session) user.attach(session);
+    return () => this.#users.delete(user);
+  }
+
+  /** A subscription is refetching its snapshot: the state says `resyncing` until the returned function is called. */
+  beginResync(): () => void {
+    this.#dispatch({ type: 'resync-started' });
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#dispatch({ type: 'resync-finished' });
+    };
+  }
+
+  /** Drops the socket and connects again now — also out of `unauthorized` (after a new login, say). */
+  reconnect(): void {
+    if (this.#status.state === 'closed') return;
+    this.#dropAttempt(true);
+    this.#failures = 0;
+    this.#dispatch({ type: 'reconnect' });
+    this.#connect();
+  }
+
+  /** Hands the socket a fresh token from `getToken` now (otherwise done before it expires). */
+  refreshToken(): Promise<void> {
+    return this.#tokens?.refresh() ?? Promise.resolve();
+  }
+
+  close(): void {
+    if (this.#status.state === 'closed') return;
+    this.#dispatch({ type: 'close' });
+    this.#removeWakeTriggers();
+    this.#dropAttempt(true);
+    this.#users.clear();
+    this.#listeners.clear();
+  }
+
+  #connect(): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    const { state } = this.#status;
+    if (state === 'closed' || state === 'unauthorized' || this.#attempt) return;
+    if (!isOnline()) {
+      this.#dispatch({ type: 'offline' });
+      return;
+    }
+    const options = this.#options;
+    const controller = new AbortController();
+    // Filled in below: the graphql-ws callbacks only run once the socket is being opened.
+    const attempt = { controller, session: undefined, token: undefined, connectTimer: undefined, pongTimer: undefined } as Omit<Attempt, 'client'> & { client: Client };
+    attempt.client = createGraphQLWsClient({
+      url: options.url,
+      ...(options.webSocketImpl !== undefined && { webSocketImpl: options.webSocketImpl }),
+      lazy: false,
+      retryAttempts: 0,
+      keepAlive: options.pingIntervalMs,
+      onNonLazyError: () => {},
+      connectionParams: async () => {
+        const token = (await options.getToken?.()) ?? undefined;
+        attempt.token = token;
+        return token === undefined ? {} : { authorization: `Bearer ${token}` };
+      },
+      on: {
+        connected: () => this.#acknowledged(attempt),
+        ping: (received, payload) => {
+          if (!received) {
+            // Our keepalive ping: a socket that does not answer within the timeout is dead (a
+            // sleeping laptop, a NAT that forgot us) — TCP alone may not notice for minutes.
+            clearTimeout(attempt.pongTimer);
+            attempt.pongTimer = setTimeout(() => attempt.client.terminate(), options.pongTimeoutMs);
+            unref(attempt.pongTimer);
+          } else if (isExpiryNotice(payload)) {
+            void this.#tokens?.refresh();
+          }
+        },
+        pong: (received) => {
+          if (received) clearTimeout(attempt.pongTimer);
+        },
+        error: (error) => {
+          // A socket error is followed by its close; only a failing getToken is worth reporting.
+          if (error instanceof Error) options.onError(error);
+        },
+        closed: (event) => this.#closed(attempt, closeCodeOf(event)),
+      },
+    });
+    this.#attempt = attempt;
+    // An acknowledgement that never comes (a server that accepts TCP but never answers) counts as a failure.
+    attempt.connectTimer = setTimeout(() => attempt.client.terminate(), options.connectTimeoutMs);
+    unref(attempt.connectTimer);
+  }
+
+  #acknowledged(attempt: Attempt): void {
+    if (attempt !== this.#attempt) return;
+    clearTimeout(attempt.connectTimer);
+    this.#failures = 0;
+    const session = new Session(attempt.client, attempt.controller.signal);
+    attempt.session = session;
+    this.#dispatch({ type: 'acknowledged' });
+    this.#tokens?.start(session, attempt.token);
+    for (const user of [...this.#users]) {
+      if (session.signal.aborted) break;
+      user.attach(session);
+    }
+  }
+
+  #closed(attempt: Attempt, code: number): void {
+    if (attempt !== this.#attempt) return;
+    this.#dropAttempt(false);
+    if (this.#status.state === 'closed') return;
+    this.#dispatch({ type: 'lost', code });
+    const disposition = closeDisposition(code);
+    if (disposition === 'unauthorized') return;
+    if (disposition === 'new-token') {
+      // The token expired without a refresh: a new socket at once, with a token from getToken.
+      this.#scheduleRetry(0);
+      return;
+    }
+    this.#scheduleRetry(backoffDelay(this.#failures, this.#options.backoff));
+    this.#failures += 1;
+  }
+
+  #scheduleRetry(delay: number): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.#connect(), delay);
+  }
+
+  /** The network is back or the page is visible: retry now instead of at the end of the backoff. */
+  #wake(): void {
+    if (this.#status.state === 'offline') this.#dispatch({ type: 'online' });
+    if (this.#attempt === undefined && (this.#status.state === 'reconnecting' || this.#status.state === 'connecting')) this.#connect();
+  }
+
+  /**
+   * Ends the current attempt: its session's signal aborts. `terminate` (ours to end: reconnect,
+   * close) also closes its socket at once, without waiting for a close handshake a dead peer would
+   * never answer; graphql-ws's `closed` event that follows is ignored (no longer the current attempt).
+   */
+  #dropAttempt(terminate: boolean): void {
+    const attempt = this.#attempt;
+    if (!attempt) return;
+    this.#attempt = undefined;
+    clearTimeout(attempt.connectTimer);
+    clearTimeout(attempt.pongTimer);
+    clearTimeout(this.#retryTimer);
+    attempt.controller.abort();
+    this.#tokens?.stop(attempt.session);
+    // Disposed, graphql-ws never reconnects by itself (it would after a 1000 close). Its promise
+    // waits for a connection that may never come: nothing to wait for.
+    void Promise.resolve(attempt.client.dispose()).catch(() => {});
+    if (terminate) attempt.client.terminate();
+  }
+
+  #dispatch(event: ConnectionEvent): void {
+    const before = this.#status.state;
+    this.#status = nextStatus(this.#status, event);
+    if (this.#status.state === before) return;
+    for (const listener of [...this.#listeners]) listener(this.#status.state);
+  }
+}
+
+function closeCodeOf(event: unknown): number {
+  const code = typeof event === 'object' && event !== null ? (event as { code?: unknown }).code : undefined;
+  return typeof code === 'number' ? code : TERMINATED;
+}
+
+function isExpiryNotice(payload: unknown): boolean {
+  return typeof payload === 'object' && payload !== null && (payload as { reason?: unknown }).reason === 'TOKEN_EXPIRING';
+}

@@ -1,0 +1,72 @@
+/**
+ * `subscribeDocument(service, id, { onDocument })`: a live sync document. The server sends the
+ * document as it is (revision R), then every change after R; on every new socket the
+ * subscription starts again with a fresh snapshot — the refill — so nothing of the gap is missed.
+ * A revision never goes back: a message older than the one held is dropped (after a deletion any
+ * revision is taken: a recreated document starts over).
+ */
+import type { Connection } from './connection.ts';
+import { TributaryDocumentDocument, type DocumentOperation } from './generated.ts';
+import { runResumable } from './resumable.ts';
+
+export interface LiveDocument {
+  readonly service: string;
+  readonly id: string;
+  /** 0 while the document does not exist. */
+  readonly revision: number;
+  /** Null while the document does not exist (or after its deletion). */
+  readonly data: unknown;
+  /** What the last message was: SNAPSHOT, CREATED, UPDATED or DELETED. */
+  readonly operation: DocumentOperation;
+}
+
+export interface SubscribeDocumentOptions {
+  /** The document after each change (and its snapshot on every new socket, when newer). */
+  readonly onDocument: (document: LiveDocument) => void;
+  /** The subscription stopped for good (FORBIDDEN…). */
+  readonly onError?: (error: unknown) => void;
+}
+
+export interface DocumentSubscription {
+  /** The document as last delivered; undefined before the first message. */
+  readonly current: LiveDocument | undefined;
+  close(): void;
+}
+
+export function subscribeDocument(connection: Connection, service: string, id: string, options: SubscribeDocumentOptions): DocumentSubscription {
+  const controller = new AbortController();
+  let current: LiveDocument | undefined;
+
+  const take = (next: LiveDocument) => {
+    const gone = current === undefined || current.operation === 'DELETED' || current.revision === 0;
+    if (!gone && next.revision <= (current?.revision ?? 0)) return;
+    current = next;
+    options.onDocument(next);
+  };
+
+  const stop = connection.use({
+    attach: (session) =>
+      void runResumable(connection, session, controller.signal, {
+        run: (current, signal) =>
+          current.stream(TributaryDocumentDocument, { service, id }, ({ document }) => {
+            take({ service, id, revision: document.revision, operation: document.operation, data: document.operation === 'DELETED' ? null : document.data });
+          }, signal),
+        // The next subscription starts with a snapshot: that is the refill.
+        resync: () => Promise.resolve(),
+        fail: (error) => {
+          stop();
+          options.onError?.(error);
+        },
+      }),
+  });
+
+  return {
+    get current() {
+      return current;
+    },
+    close() {
+      stop();
+      controller.abort();
+    },
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * Errors the client reports. A GraphQL error keeps the server's `extensions.code` (the server's
+ * stable codes: RESYNC_REQUIRED, FORBIDDEN, BAD_USER_INPUT, UNAUTHENTICATED…).
+ */
+
+export interface GraphQLErrorLike {
+  readonly message: string;
+  readonly extensions?: Readonly<Record<string, unknown>>;
+}
+
+/** The server answered an operation with errors. `code` is the first error's `extensions.code`. */
+export class TributaryRequestError extends Error {
+  readonly code: string | undefined;
+  readonly errors: readonly GraphQLErrorLike[];
+
+  constructor(errors: readonly GraphQLErrorLike[]) {
+    super(errors.map((error) => error.message).join('; ') || 'GraphQL error');
+    this.name = 'TributaryRequestError';
+    this.errors = errors;
+    const code = errors[0]?.extensions?.['code'];
+    this.code = typeof code === 'string' ? code : undefined;
+  }
+
+  /** Whether any of the errors has this `extensions.code`. */
+  hasCode(code: string): boolean {
+    return this.errors.some((error) => error.extensions?.['code'] === code);
+  }
+}
+
+/** The socket an operation ran on went away (it resumes on the next one), or the client closed. */
+export class SessionEndedError extends Error {
+  constructor() {
+    super('The connection ended');
+    this.name = 'SessionEndedError';
+  }
+}
+
+/** Whether `value` looks like a list of GraphQL errors (what graphql-ws hands an `error` sink). */
+export function isGraphQLErrorList(value: unknown): value is GraphQLErrorLike[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'object' && item !== null && typeof (item as { message?: unknown }).message === 'string');
+}
+
+export function isResyncRequired(error: unknown): boolean {
+  return error instanceof TributaryRequestError && error.hasCode('RESYNC_REQUIRED');
+}

@@ -1,0 +1,80 @@
+/**
+ * `subscribeEvents(topic, { where, after, onEvent })`: a topic's events, resumed from the last
+ * one delivered on every new socket, de-duplicated by event id.
+ *
+ * Without `after`, the subscription first reads `topicCursor(topic)` and subscribes after it, so it
+ * holds a position from the start: a socket lost before the first event arrives loses nothing.
+ * When the server answers RESYNC_REQUIRED (the cursor is older than the retained history, or the
+ * history was lost), the subscription reads the topic's cursor anew, awaits `onResync` — refetch
+ * whatever you derived from the events there — and continues after that cursor.
+ */
+import type { Connection } from './connection.ts';
+import { TributaryEventsDocument, TributaryTopicCursorDocument, type EventWhere, type TributaryEventsSubscription } from './generated.ts';
+import { createRecentIds } from './recent-ids.ts';
+import { runResumable } from './resumable.ts';
+import type { Session } from './session.ts';
+
+export type TopicEvent = TributaryEventsSubscription['events'];
+
+export interface SubscribeEventsOptions {
+  /** The server-side filter (`{ field: 'payload.status', eq: 'paid' }`…). */
+  readonly where?: EventWhere;
+  /** Start after this cursor (an event's `cursor` kept from an earlier run). @default the topic's position now */
+  readonly after?: string;
+  /** Each event once (by id), in the topic's order. */
+  readonly onEvent: (event: TopicEvent) => void;
+  /** The history could not be resumed: refetch your state. The stream continues from the topic's position read just before. */
+  readonly onResync?: () => void | Promise<void>;
+  /** The subscription stopped for good (FORBIDDEN, BAD_USER_INPUT…). */
+  readonly onError?: (error: unknown) => void;
+  /** Event ids remembered for de-duplication. @default 10000 */
+  readonly dedupeWindow?: number;
+}
+
+export interface EventsSubscription {
+  /** The cursor of the last event delivered (persist it to resume a later run with `after`). */
+  readonly cursor: string | undefined;
+  close(): void;
+}
+
+export function subscribeEvents(connection: Connection, topic: string, options: SubscribeEventsOptions): EventsSubscription {
+  const controller = new AbortController();
+  const seen = createRecentIds(options.dedupeWindow);
+  let cursor = options.after;
+
+  const readHead = async (session: Session, signal: AbortSignal) => {
+    cursor = (await session.execute(TributaryTopicCursorDocument, { topic }, signal)).topicCursor;
+  };
+
+  const stop = connection.use({
+    attach: (session) =>
+      void runResumable(connection, session, controller.signal, {
+        run: async (current, signal) => {
+          if (cursor === undefined) await readHead(current, signal);
+          await current.stream(TributaryEventsDocument, { topic, where: options.where ?? null, after: cursor ?? null }, ({ events: event }) => {
+            cursor = event.cursor;
+            if (seen.add(event.id)) options.onEvent(event);
+          }, signal);
+        },
+        resync: async (current, signal) => {
+          // Position first, state second: every event after the refetch's state is after the cursor.
+          await readHead(current, signal);
+          await options.onResync?.();
+        },
+        fail: (error) => {
+          stop();
+          options.onError?.(error);
+        },
+      }),
+  });
+
+  return {
+    get cursor() {
+      return cursor;
+    },
+    close() {
+      stop();
+      controller.abort();
+    },
+  };
+}

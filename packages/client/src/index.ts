@@ -1,0 +1,22 @@
+/**
+ * @tributary/client — a typed client for Tributary over graphql-ws (see README.md):
+ * `createClient({ url, getToken })`, connection states, resume from the last cursor, token refresh
+ * on the live socket, `subscribeEvents`, `subscribeDocument`, `liveModel`, and the server-to-server
+ * `subscribeModel`.
+ */
+export { createClient } from './client.ts';
+export type { ClientOptions, TributaryClient } from './client.ts';
+export type { ConnectionState } from './connection-state.ts';
+export { backoffDelay, backoffWindow, DEFAULT_BACKOFF } from './backoff.ts';
+export type { BackoffOptions } from './backoff.ts';
+export { SessionEndedError, TributaryRequestError } from './errors.ts';
+export type { GraphQLErrorLike } from './errors.ts';
+export type { EventsSubscription, SubscribeEventsOptions, TopicEvent } from './events.ts';
+export type { DocumentSubscription, LiveDocument, SubscribeDocumentOptions } from './document.ts';
+export { LiveModelStore } from './live-model-store.ts';
+export type { ChangeListener, LiveModelSnapshot, LiveModelStatus, ModelChange, ModelRecord } from './live-model-store.ts';
+export type { LiveModel, LiveModelOptions, ModelFilter } from './live-model.ts';
+export { subscribeModel } from './subscribe-model.ts';
+export type { ModelChangeEvent, ModelOperation, ModelSubscription, SubscribeModelOptions } from './subscribe-model.ts';
+export type { GetToken } from './token-refresh.ts';
+export * as documents from './generated.ts';

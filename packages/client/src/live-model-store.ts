@@ -1,0 +1,138 @@
+/**
+ * A live model's records as an external store (React's `useSyncExternalStore` contract):
+ * `getSnapshot()` returns the same object until something changed — records, status, error — and
+ * a new, frozen one after; `subscribe(listener)` is told after every change. Pure: no I/O, no
+ * timers; `live-model.ts` feeds it from the server.
+ *
+ * Changes are de-duplicated by event id (delivery is at least once): each is applied, and its
+ * change listeners told, at most once — so a redelivered older change can never move a row back.
+ */
+import type { ChangeOperation } from './generated.ts';
+import { createRecentIds, type RecentIds } from './recent-ids.ts';
+
+/** A model's rows are JSON objects; the type parameter is the caller's promise about their shape (not checked). */
+export type ModelRecord = Readonly<Record<string, unknown>>;
+
+/**
+ * - `loading`: the first snapshot is being read;
+ * - `live`: the snapshot is loaded and the change stream subscribed on the current socket;
+ * - `reconnecting`: the socket is gone; the records are kept and the stream resumes from its cursor;
+ * - `resyncing`: the server could not resume the stream (RESYNC_REQUIRED): the snapshot is read again;
+ * - `error`: stopped for good (`error` says why);
+ * - `closed`: released.
+ */
+export type LiveModelStatus = 'loading' | 'live' | 'reconnecting' | 'resyncing' | 'error' | 'closed';
+
+export interface LiveModelSnapshot<R extends ModelRecord = ModelRecord> {
+  /** The records, in snapshot order (primary key), records created later after them. */
+  readonly records: readonly R[];
+  /** The same records by entity key (`ModelChange.id`). */
+  readonly byId: ReadonlyMap<string, R>;
+  readonly status: LiveModelStatus;
+  /** `status === 'live'`: the change stream is subscribed (seed 004's `isConnected`). */
+  readonly isLive: boolean;
+  /**
+   * How fresh the records are (seed 004's staleness disclosure): the commit time of the last change
+   * applied, or the moment the last snapshot was read, whichever is later (ISO 8601); null before the first.
+   */
+  readonly lastUpdatedAt: string | null;
+  /** Why the model stopped (status `error`). */
+  readonly error: Error | null;
+}
+
+/** One change as the stream delivers it. */
+export interface ModelChange<R extends ModelRecord = ModelRecord> {
+  /** Stable across redeliveries. */
+  readonly eventId: string;
+  readonly operation: ChangeOperation;
+  /** The entity key. */
+  readonly id: string;
+  /** The full record after the change; for a delete, what the table sends (its key at least). */
+  readonly record: R | null;
+  readonly cursor: string;
+  readonly lastUpdatedAt: string;
+}
+
+/** A change applied, with the record held before it (undefined when there was none). */
+export type ChangeListener<R extends ModelRecord> = (change: ModelChange<R>, previous: R | undefined) => void;
+
+export class LiveModelStore<R extends ModelRecord = ModelRecord> {
+  readonly #records = new Map<string, R>();
+  readonly #listeners = new Set<() => void>();
+  readonly #changeListeners = new Set<ChangeListener<R>>();
+  readonly #seen: RecentIds;
+  #status: LiveModelStatus = 'loading';
+  #lastUpdatedAt: string | null = null;
+  #error: Error | null = null;
+  #snapshot: LiveModelSnapshot<R> | undefined;
+
+  /** @param dedupeWindow event ids remembered. @default 10000 */
+  constructor(dedupeWindow?: number) {
+    this.#seen = createRecentIds(dedupeWindow);
+  }
+
+  /** The current state; the same object until something changes. */
+  getSnapshot(): LiveModelSnapshot<R> {
+    this.#snapshot ??= Object.freeze({
+      records: Object.freeze([...this.#records.values()]),
+      byId: new Map(this.#records),
+      status: this.#status,
+      isLive: this.#status === 'live',
+      lastUpdatedAt: this.#lastUpdatedAt,
+      error: this.#error,
+    });
+    return this.#snapshot;
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Told once per applied change (never for a duplicate, nor for what a snapshot brings). */
+  onChange(listener: ChangeListener<R>): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  /** Replaces every record with a snapshot's (`readAt`: when it was read, ISO 8601). */
+  load(nodes: readonly { readonly id: string; readonly record: R }[], readAt: string): void {
+    this.#records.clear();
+    for (const node of nodes) this.#records.set(node.id, node.record);
+    this.#lastUpdatedAt = later(this.#lastUpdatedAt, readAt);
+    this.#changed();
+  }
+
+  /** Applies a change; false for a duplicate (already applied: nothing happens). */
+  apply(change: ModelChange<R>): boolean {
+    if (!this.#seen.add(change.eventId)) return false;
+    const previous = this.#records.get(change.id);
+    if (change.operation === 'DELETED' || change.record === null) this.#records.delete(change.id);
+    else this.#records.set(change.id, change.record);
+    this.#lastUpdatedAt = later(this.#lastUpdatedAt, change.lastUpdatedAt);
+    this.#changed();
+    for (const listener of [...this.#changeListeners]) listener(change, previous);
+    return true;
+  }
+
+  setStatus(status: LiveModelStatus, error: Error | null = null): void {
+    if (status === this.#status && error === this.#error) return;
+    this.#status = status;
+    this.#error = error;
+    this.#changed();
+  }
+
+  get status(): LiveModelStatus {
+    return this.#status;
+  }
+
+  #changed(): void {
+    this.#snapshot = undefined;
+    for (const listener of [...this.#listeners]) listener();
+  }
+}
+
+/** The later of two ISO 8601 times. */
+function later(a: string | null, b: string): string {
+  return a === null || Date.parse(b) > Date.parse(a) ? b : a;
+}

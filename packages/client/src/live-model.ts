@@ -1,0 +1,234 @@
+/**
+ * `liveModel(model, { filter })`: a model's records kept current — the snapshot (`records`, every
+ * page), then `changes(model, filter, after: <the snapshot's cursor>)`, which delivers every change
+ * the snapshot does not hold and none it already reflects (the server's race-free join). On a new
+ * socket the stream resumes from the last change's cursor; on RESYNC_REQUIRED the snapshot is read
+ * again and the stream joined at its cursor.
+ *
+ * Shared and reference-counted: every `liveModel` of one client with the same model and filter
+ * uses one store and one server subscription; `close()` releases a handle, and the last release
+ * stops the subscription after the current task — so a component mounted, unmounted and mounted
+ * again in one go (React StrictMode) keeps the same one.
+ */
+import type { Connection } from './connection.ts';
+import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
+import { LiveModelStore, type LiveModelSnapshot, type LiveModelStatus, type ModelChange, type ModelRecord } from './live-model-store.ts';
+import { runResumable } from './resumable.ts';
+import type { Session } from './session.ts';
+
+/** The seed's filter: `{ status: 'eq.active', age: ['gte.18', 'lt.65'] }` (see the server's README). */
+export type ModelFilter = Readonly<Record<string, string | readonly string[]>>;
+
+export interface LiveModelOptions<R extends ModelRecord = ModelRecord> {
+  /** Evaluated on the server, for the snapshot and the changes alike. */
+  readonly filter?: ModelFilter;
+  /** A record created (each change once, by event id; not for what a snapshot brings). */
+  readonly onCreated?: (record: R, change: ModelChange<R>) => void;
+  readonly onUpdated?: (record: R, change: ModelChange<R>) => void;
+  /** A record deleted (or soft-deleted): the record as last held, or what the delete carried. */
+  readonly onDeleted?: (record: R, change: ModelChange<R>) => void;
+}
+
+export interface LiveModel<R extends ModelRecord = ModelRecord> {
+  /** The current state, the same object until something changed (for `useSyncExternalStore`). */
+  readonly getSnapshot: () => LiveModelSnapshot<R>;
+  /** Called after every change of the snapshot; returns the unsubscription. */
+  readonly subscribe: (listener: () => void) => () => void;
+  readonly records: readonly R[];
+  readonly status: LiveModelStatus;
+  readonly isLive: boolean;
+  readonly lastUpdatedAt: string | null;
+  readonly error: Error | null;
+  /** Releases this handle (idempotent); the subscription stops with the last one. */
+  close(): void;
+}
+
+export interface LiveModelLimits {
+  /** Rows per `records` page. @default 500 */
+  readonly pageSize: number;
+  /** Most records a live model holds; a larger snapshot stops it with an error. @default 100000 */
+  readonly maxRecords: number;
+}
+
+/** The live models of one client, by model and filter. */
+export class LiveModels {
+  readonly #connection: Connection;
+  readonly #limits: LiveModelLimits;
+  readonly #shared = new Map<string, SharedModel>();
+
+  constructor(connection: Connection, limits: LiveModelLimits) {
+    this.#connection = connection;
+    this.#limits = limits;
+  }
+
+  open<R extends ModelRecord>(model: string, options: LiveModelOptions<R> = {}): LiveModel<R> {
+    const key = `${model}\u0000${stableJson(options.filter ?? null)}`;
+    let shared = this.#shared.get(key);
+    if (!shared) {
+      const created: SharedModel = new SharedModel(this.#connection, model, options.filter, this.#limits, () => {
+        if (this.#shared.get(key) === created) this.#shared.delete(key);
+      });
+      shared = created;
+      this.#shared.set(key, shared);
+    }
+    return shared.acquire(options as LiveModelOptions) as unknown as LiveModel<R>;
+  }
+
+  /** Server subscriptions now (one per model and filter in use). */
+  get size(): number {
+    return this.#shared.size;
+  }
+
+  closeAll(): void {
+    for (const shared of [...this.#shared.values()]) shared.stop();
+  }
+}
+
+class SharedModel {
+  readonly store = new LiveModelStore();
+  readonly #controller = new AbortController();
+  readonly #connection: Connection;
+  readonly #model: string;
+  readonly #filter: ModelFilter | null;
+  readonly #limits: LiveModelLimits;
+  readonly #forget: () => void;
+  readonly #stopUsing: () => void;
+  #references = 0;
+  /** Where the stream continues; undefined until a snapshot was read (and again for a resync). */
+  #cursor: string | undefined;
+
+  constructor(connection: Connection, model: string, filter: ModelFilter | undefined, limits: LiveModelLimits, forget: () => void) {
+    this.#connection = connection;
+    this.#model = model;
+    this.#filter = filter ?? null;
+    this.#limits = limits;
+    this.#forget = forget;
+    this.#stopUsing = connection.use({ attach: (session) => this.#attach(session) });
+  }
+
+  acquire(options: LiveModelOptions): LiveModel {
+    this.#references += 1;
+    const store = this.store;
+    const stopListening = store.onChange((change, previous) => {
+      if (change.operation === 'DELETED') options.onDeleted?.(previous ?? change.record ?? { id: change.id }, change);
+      else if (change.record === null) return;
+      else if (change.operation === 'CREATED') options.onCreated?.(change.record, change);
+      else options.onUpdated?.(change.record, change);
+    });
+    let released = false;
+    return {
+      getSnapshot: () => store.getSnapshot(),
+      subscribe: (listener) => store.subscribe(listener),
+      get records() {
+        return store.getSnapshot().records;
+      },
+      get status() {
+        return store.getSnapshot().status;
+      },
+      get isLive() {
+        return store.getSnapshot().isLive;
+      },
+      get lastUpdatedAt() {
+        return store.getSnapshot().lastUpdatedAt;
+      },
+      get error() {
+        return store.getSnapshot().error;
+      },
+      close: () => {
+        if (released) return;
+        released = true;
+        stopListening();
+        this.#release();
+      },
+    };
+  }
+
+  stop(): void {
+    if (this.#controller.signal.aborted) return;
+    this.#controller.abort();
+    this.#stopUsing();
+    this.#forget();
+    this.store.setStatus('closed');
+  }
+
+  #release(): void {
+    this.#references -= 1;
+    // After the current task: a handle acquired again right away (StrictMode) keeps the subscription.
+    if (this.#references === 0) setTimeout(() => this.#references === 0 && this.stop(), 0);
+  }
+
+  #attach(session: Session): void {
+    session.signal.addEventListener(
+      'abort',
+      () => {
+        const { status } = this.store;
+        if (status === 'live' || status === 'resyncing') this.store.setStatus('reconnecting');
+      },
+      { once: true },
+    );
+    void runResumable(this.#connection, session, this.#controller.signal, {
+      run: async (current, signal) => {
+        if (this.#cursor === undefined) await this.#loadSnapshot(current, signal);
+        // The subscribe message leaves now, on an acknowledged socket: from here on the stream is live.
+        const streaming = current.stream(
+          TributaryChangesDocument,
+          { model: this.#model, filter: this.#filter, after: this.#cursor ?? null },
+          ({ changes }) => {
+            this.#cursor = changes.cursor;
+            this.store.apply(changes as ModelChange);
+          },
+          signal,
+        );
+        this.store.setStatus('live');
+        await streaming;
+      },
+      resync: async (current, signal) => {
+        this.store.setStatus('resyncing');
+        this.#cursor = undefined;
+        await this.#loadSnapshot(current, signal);
+      },
+      fail: (error) => {
+        // Stopped for good; a later liveModel() of this model and filter starts afresh.
+        this.#stopUsing();
+        this.#forget();
+        this.store.setStatus('error', error instanceof Error ? error : new Error(String(error)));
+      },
+    });
+  }
+
+  /** Every page of `records`, then the store replaced at once; the cursor is the first page's. */
+  async #loadSnapshot(session: Session, signal: AbortSignal): Promise<void> {
+    const nodes: { id: string; record: ModelRecord }[] = [];
+    let cursor: string | undefined;
+    for (let after: string | null = null; ; ) {
+      const { records }: { records: RecordsPage } = await session.execute(
+        TributaryRecordsDocument,
+        { model: this.#model, filter: this.#filter, first: this.#limits.pageSize, after },
+        signal,
+      );
+      cursor ??= records.cursor;
+      for (const node of records.nodes) nodes.push({ id: node.id, record: node.record as ModelRecord });
+      if (nodes.length > this.#limits.maxRecords) throw new Error(`liveModel(${this.#model}): more than ${this.#limits.maxRecords} records (maxRecords)`);
+      if (!records.pageInfo.hasNextPage || records.pageInfo.endCursor === null) break;
+      after = records.pageInfo.endCursor;
+    }
+    this.store.load(nodes, new Date().toISOString());
+    this.#cursor = cursor;
+  }
+}
+
+interface RecordsPage {
+  readonly cursor: string;
+  readonly nodes: readonly { readonly id: string; readonly record: unknown }[];
+  readonly pageInfo: { readonly endCursor: string | null; readonly hasNextPage: boolean };
+}
+
+/** JSON with object keys sorted, so equal filters make equal keys whatever their key order. */
+export function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${stableJson(item)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}

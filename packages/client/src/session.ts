@@ -1,0 +1,95 @@
+/**
+ * One acknowledged socket: the operations run on it, and the signal that says it is gone. A new
+ * socket is a new session; every subscription resumes on it from its own cursor (graphql-ws's own
+ * resubscription would re-send the original variables — the events of the gap would be skipped —
+ * so the client never lets graphql-ws retry).
+ */
+import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
+import { print } from 'graphql';
+import type { Client, ExecutionResult } from 'graphql-ws';
+import { isGraphQLErrorList, SessionEndedError, TributaryRequestError } from './errors.ts';
+
+const printed = new WeakMap<object, string>();
+
+/** The query text of a document (printed once per document). */
+function queryOf(document: TypedDocumentNode<unknown, never>): string {
+  let query = printed.get(document);
+  if (query === undefined) {
+    query = print(document);
+    printed.set(document, query);
+  }
+  return query;
+}
+
+export type Variables = Record<string, unknown>;
+
+export class Session {
+  readonly #client: Client;
+  /** Aborted when the socket is gone. */
+  readonly signal: AbortSignal;
+
+  constructor(client: Client, signal: AbortSignal) {
+    this.#client = client;
+    this.signal = signal;
+  }
+
+  /** A query or mutation on this socket. @throws TributaryRequestError, SessionEndedError */
+  async execute<TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables, signal?: AbortSignal): Promise<TData> {
+    let result: TData | undefined;
+    await this.stream(document, variables, (data) => void (result = data), signal);
+    if (result === undefined) throw new TributaryRequestError([{ message: 'The server sent no result' }]);
+    return result;
+  }
+
+  /**
+   * A subscription on this socket: `onData` for every result, in order; settles when the server
+   * completes it. Rejects with TributaryRequestError when the server answers with errors (an
+   * `error` message, or a result carrying errors), and with SessionEndedError when the socket goes
+   * away or `signal` aborts — then nothing more reaches `onData`.
+   */
+  stream<TData, TVariables extends Variables>(
+    document: TypedDocumentNode<TData, TVariables>,
+    variables: TVariables,
+    onData: (data: TData) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const signals = signal ? [this.signal, signal] : [this.signal];
+      let settled = false;
+      const finish = (outcome: () => void) => {
+        if (settled) return;
+        settled = true;
+        for (const each of signals) each.removeEventListener('abort', onAbort);
+        outcome();
+      };
+      const onAbort = () => {
+        unsubscribe();
+        finish(() => reject(new SessionEndedError()));
+      };
+      if (signals.some((each) => each.aborted)) {
+        reject(new SessionEndedError());
+        return;
+      }
+      const unsubscribe = this.#client.subscribe<TData>(
+        { query: queryOf(document), variables },
+        {
+          next: (result: ExecutionResult<TData>) => {
+            if (settled) return;
+            if (result.errors?.length) {
+              unsubscribe();
+              finish(() => reject(new TributaryRequestError(result.errors ?? [])));
+              return;
+            }
+            if (result.data !== undefined && result.data !== null) onData(result.data);
+          },
+          error: (error: unknown) => {
+            // A list of GraphQL errors is the server's answer; anything else (a close event) means the socket went.
+            finish(() => reject(isGraphQLErrorList(error) ? new TributaryRequestError(error) : new SessionEndedError()));
+          },
+          complete: () => finish(() => (this.signal.aborted ? reject(new SessionEndedError()) : resolve())),
+        },
+      );
+      for (const each of signals) each.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Tokens on a live socket: refreshed in-band before they expire (subscriptions go on, nothing
+ * lost), an expiry without a refresh (4419 → a new socket with a token from getToken), a refresh
+ * to another tenant (4412 → unauthorized), a refused token (4403 → unauthorized until reconnect()).
+ */
+import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
+import { parse } from 'graphql';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { createClient, documents, type ClientOptions, type ConnectionState, type TopicEvent, type TributaryClient } from '@tributary/client';
+import { publishMany, seqPayloads } from '../../../../test/helpers/events.ts';
+import { signHs256, TEST_SECRET, type TokenClaims } from '../../../../test/helpers/tokens.ts';
+import { startTestServer, type TestServer } from '../../../../test/helpers/tributary.ts';
+import { waitFor } from '../../../../test/helpers/wait-for.ts';
+
+const READER: TokenClaims = { sub: 'reader', tenant: 'tenant-a', permissions: ['orders.read'] };
+const VIEWER: TypedDocumentNode<{ viewer: { subject: string; expiresAt: string | null } }, Record<string, never>> = parse('{ viewer { subject expiresAt } }');
+
+let server: TestServer;
+let publisher: string;
+
+beforeAll(async () => {
+  server = await startTestServer({ JWT_SECRET: TEST_SECRET, WS_TOKEN_EXPIRY_GRACE_MS: '0' }, { autoDispose: false });
+  publisher = await signHs256({ sub: 'publisher', tenant: 'tenant-a', permissions: ['orders.publish'] });
+});
+afterAll(() => server.dispose());
+
+function connect(getToken: ClientOptions['getToken'], options: Partial<ClientOptions> = {}): { client: TributaryClient; states: ConnectionState[] } {
+  const states: ConnectionState[] = [];
+  const client = createClient({ url: server.wsUrl, getToken, backoff: { initialMs: 50, maxMs: 200 }, ...options });
+  client.onStateChange((state) => states.push(state));
+  onTestFinished(() => client.close());
+  return { client, states };
+}
+
+describe('tokens on a live socket', () => {
+  it('hands a new token to the socket before the old one expires: the same socket, every subscription goes on, no event lost', async () => {
+    let calls = 0;
+    // A short-lived first token: the server's notice (sent at once: it lives less than the notice
+    // period) makes the client ask getToken again, which gives a long-lived one.
+    const { client, states } = connect(async () => signHs256(READER, { expiresInSeconds: (calls += 1) === 1 ? 4 : 3600 }));
+    const topics = ['orders.a', 'orders.b', 'orders.c'];
+    const received = new Map<string, TopicEvent[]>(topics.map((topic) => [topic, []]));
+    const subscriptions = topics.map((topic) => client.subscribeEvents(topic, { onEvent: (event) => void received.get(topic)!.push(event) }));
+    // Each holds a position (the topic's cursor) from here: later events reach it.
+    await waitFor(() => subscriptions.every((subscription) => subscription.cursor !== undefined), { message: 'positioned' });
+    await Promise.all(topics.map((topic) => publishMany(server, topic, seqPayloads(1, 5), publisher)));
+    await waitFor(() => calls === 2, { message: 'getToken asked again' });
+    const viewer = await waitFor(async () => {
+      const { viewer } = await client.request(VIEWER, {});
+      return viewer.expiresAt !== null && Date.parse(viewer.expiresAt) > Date.now() + 3_000_000 ? viewer : undefined;
+    }, { message: 'the socket took the new token' });
+    expect(viewer?.subject).toBe('reader');
+    await Promise.all(topics.map((topic) => publishMany(server, topic, seqPayloads(6, 10), publisher)));
+    await waitFor(() => topics.every((topic) => received.get(topic)!.length === 10), { message: 'every event' });
+    for (const topic of topics) expect(received.get(topic)!.map((event) => (event.payload as { seq: number }).seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    // One socket all along: never reconnected.
+    expect(states).toEqual(['connected']);
+  });
+
+  it('reconnects with a token from getToken when the socket’s expired without a refresh (4419), and resumes its subscriptions', async () => {
+    // getToken keeps answering the short-lived token (so no refresh happens) until the socket is lost.
+    let token = await signHs256(READER, { expiresInSeconds: 2 });
+    let calls = 0;
+    const { client, states } = connect(() => {
+      calls += 1;
+      return token;
+    });
+    const longLived = await signHs256(READER, { expiresInSeconds: 3600 });
+    client.onStateChange((state) => {
+      if (state === 'reconnecting') token = longLived;
+    });
+    const received: TopicEvent[] = [];
+    const subscription = client.subscribeEvents('orders.expiry', { onEvent: (event) => void received.push(event) });
+    await waitFor(() => subscription.cursor !== undefined, { message: 'positioned' });
+    await publishMany(server, 'orders.expiry', seqPayloads(1, 2), publisher);
+    await waitFor(() => states.includes('reconnecting') && client.state === 'connected', { timeoutMs: 10_000, message: 'closed at expiry and reconnected' });
+    await publishMany(server, 'orders.expiry', seqPayloads(3, 4), publisher);
+    await waitFor(() => received.length === 4, { message: 'every event' });
+    expect(received.map((event) => (event.payload as { seq: number }).seq)).toEqual([1, 2, 3, 4]);
+    expect(states).toEqual(['connected', 'reconnecting', 'connected']);
+    expect(calls).toBeGreaterThanOrEqual(2);
+    const { viewer } = await client.request(VIEWER, {});
+    expect(Date.parse(viewer.expiresAt ?? '')).toBeGreaterThan(Date.now() + 3_000_000);
+  });
+
+  it('is unauthorized when a refresh hands over another tenant’s token (the server closes 4412), and stays so', async () => {
+    let tenant = 'tenant-a';
+    const { client, states } = connect(() => signHs256({ ...READER, tenant }));
+    await waitFor(() => client.state === 'connected', { message: 'connected' });
+    tenant = 'tenant-b';
+    await client.refreshToken();
+    await waitFor(() => client.state === 'unauthorized', { message: 'unauthorized' });
+    expect(states).toEqual(['connected', 'unauthorized']);
+    // No retry on its own: a request waits for a socket that does not come until reconnect().
+    const pending = client.request(VIEWER, {});
+    client.reconnect();
+    expect((await pending).viewer.subject).toBe('reader');
+    expect(states).toEqual(['connected', 'unauthorized', 'connecting', 'connected']);
+  });
+
+  it('is unauthorized when the server refuses the token at connect (4403), until reconnect() with a good one', async () => {
+    let good = false;
+    const { client, states } = connect(() => (good ? signHs256(READER) : signHs256(READER, { secret: 'another-secret-that-is-at-least-32-bytes' })));
+    await waitFor(() => client.state === 'unauthorized', { message: 'unauthorized' });
+    good = true;
+    client.reconnect();
+    await waitFor(() => client.state === 'connected', { message: 'connected' });
+    expect(states).toEqual(['unauthorized', 'connecting', 'connected']);
+  });
+
+  it('types the documents it sends (codegen)', () => {
+    expect(documents.TributaryRefreshAuthDocument.definitions[0]).toMatchObject({ kind: 'OperationDefinition', operation: 'mutation' });
+  });
+});

@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { LiveModelStore, type ModelChange } from '../../src/live-model-store.ts';
+import { createRecentIds } from '../../src/recent-ids.ts';
+
+type Contact = { readonly id: number; readonly name: string };
+
+function change(eventId: string, operation: ModelChange['operation'], id: number, name: string | null, at = '2026-01-01T00:00:01.000Z'): ModelChange<Contact> {
+  return { eventId, operation, id: String(id), record: name === null ? null : { id, name }, cursor: `c-${eventId}`, lastUpdatedAt: at };
+}
+
+describe('live model store', () => {
+  it('returns the same snapshot until something changes, and a new frozen one after', () => {
+    const store = new LiveModelStore<Contact>();
+    const first = store.getSnapshot();
+    expect(store.getSnapshot()).toBe(first);
+    expect(first).toMatchObject({ records: [], status: 'loading', isLive: false, lastUpdatedAt: null, error: null });
+
+    store.load([{ id: '1', record: { id: 1, name: 'Ann' } }], '2026-01-01T00:00:00.000Z');
+    const loaded = store.getSnapshot();
+    expect(loaded).not.toBe(first);
+    expect(store.getSnapshot()).toBe(loaded);
+    expect(Object.isFrozen(loaded) && Object.isFrozen(loaded.records)).toBe(true);
+
+    store.setStatus('live');
+    const live = store.getSnapshot();
+    expect(live).not.toBe(loaded);
+    expect(live).toMatchObject({ status: 'live', isLive: true, records: [{ id: 1, name: 'Ann' }] });
+    store.setStatus('live');
+    expect(store.getSnapshot()).toBe(live);
+  });
+
+  it('applies creates, updates and deletes by key, and tells listeners after each', () => {
+    const store = new LiveModelStore<Contact>();
+    let notified = 0;
+    store.subscribe(() => void (notified += 1));
+    store.load([{ id: '1', record: { id: 1, name: 'Ann' } }, { id: '2', record: { id: 2, name: 'Bo' } }], '2026-01-01T00:00:00.000Z');
+    store.apply(change('e1', 'CREATED', 3, 'Cy'));
+    store.apply(change('e2', 'UPDATED', 1, 'Anne', '2026-01-01T00:00:02.000Z'));
+    store.apply(change('e3', 'DELETED', 2, 'Bo'));
+    const snapshot = store.getSnapshot();
+    expect(snapshot.records).toEqual([{ id: 1, name: 'Anne' }, { id: 3, name: 'Cy' }]);
+    expect(snapshot.byId.get('3')).toEqual({ id: 3, name: 'Cy' });
+    expect(snapshot.lastUpdatedAt).toBe('2026-01-01T00:00:02.000Z');
+    expect(notified).toBe(4);
+  });
+
+  it('applies each event id once: a redelivered older change neither moves a row back nor fires twice', () => {
+    const store = new LiveModelStore<Contact>();
+    const seen: string[] = [];
+    store.onChange((applied, previous) => seen.push(`${applied.operation} ${applied.id} ${previous?.name ?? '-'}→${applied.record?.name ?? '-'}`));
+    store.load([], '2026-01-01T00:00:00.000Z');
+    const v1 = change('e1', 'CREATED', 1, 'v1');
+    const v2 = change('e2', 'UPDATED', 1, 'v2');
+    expect(store.apply(v1)).toBe(true);
+    expect(store.apply(v2)).toBe(true);
+    const before = store.getSnapshot();
+    // The server replays from its last confirmed position after a crash: same ids, new cursors.
+    expect(store.apply({ ...v1, cursor: 'again-1' })).toBe(false);
+    expect(store.apply({ ...v2, cursor: 'again-2' })).toBe(false);
+    expect(store.getSnapshot()).toBe(before);
+    expect(before.records).toEqual([{ id: 1, name: 'v2' }]);
+    expect(seen).toEqual(['CREATED 1 -→v1', 'UPDATED 1 v1→v2']);
+  });
+
+  it('replaces every record with a new snapshot (a resync) without telling change listeners', () => {
+    const store = new LiveModelStore<Contact>();
+    let changes = 0;
+    store.onChange(() => void (changes += 1));
+    store.load([{ id: '1', record: { id: 1, name: 'Ann' } }], '2026-01-01T00:00:00.000Z');
+    store.load([{ id: '2', record: { id: 2, name: 'Bo' } }], '2026-01-01T00:00:05.000Z');
+    expect(store.getSnapshot().records).toEqual([{ id: 2, name: 'Bo' }]);
+    expect(store.getSnapshot().lastUpdatedAt).toBe('2026-01-01T00:00:05.000Z');
+    expect(changes).toBe(0);
+  });
+});
+
+describe('recent ids', () => {
+  it('says false for an id it holds, and forgets the oldest past its capacity', () => {
+    const ids = createRecentIds(3);
+    expect(['a', 'b', 'a', 'c'].map((id) => ids.add(id))).toEqual([true, true, false, true]);
+    expect(ids.add('d')).toBe(true);
+    expect(ids.size).toBe(3);
+    // 'a' was the oldest: forgotten, so it counts as new again; 'c' is still held.
+    expect(ids.add('a')).toBe(true);
+    expect(ids.add('c')).toBe(false);
+  });
+});

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { refreshDelay, tokenExpiresAt } from '../../src/token.ts';
+
+function jwt(payload: object): string {
+  const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${encode({ alg: 'HS256' })}.${encode(payload)}.signature`;
+}
+
+describe('token expiry', () => {
+  it('reads exp (seconds) from the payload without verifying, in ms', () => {
+    expect(tokenExpiresAt(jwt({ sub: 'u', exp: 1_900_000_000, name: 'Zoë ✓' }))).toBe(1_900_000_000_000);
+  });
+
+  it('gives undefined for a token without exp or one it cannot read', () => {
+    expect(tokenExpiresAt(jwt({ sub: 'u' }))).toBeUndefined();
+    expect(tokenExpiresAt('opaque-token')).toBeUndefined();
+    expect(tokenExpiresAt('a.!!!.c')).toBeUndefined();
+    expect(tokenExpiresAt(jwt({ exp: 'soon' }))).toBeUndefined();
+  });
+
+  it('refreshes the lead time before expiry, halfway through a short-lived token, at once when expired', () => {
+    const now = 1_000_000;
+    expect(refreshDelay(now + 3_600_000, now, 60_000)).toBe(3_540_000);
+    expect(refreshDelay(now + 30_000, now, 60_000)).toBe(15_000);
+    expect(refreshDelay(now - 1, now, 60_000)).toBe(0);
+    expect(refreshDelay(undefined, now, 60_000)).toBeUndefined();
+  });
+});
