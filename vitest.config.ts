@@ -9,7 +9,7 @@ export default defineConfig({
   },
   test: {
     // The server's suites and every workspace package's (packages/*/test).
-    include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.{ts,tsx}'],
     // One shared Postgres and Redis for the run (or DATABASE_URL / REDIS_URL); see test/helpers.
     globalSetup: ['test/helpers/global-setup.ts'],
     pool: 'forks',

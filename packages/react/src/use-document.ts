@@ -1,0 +1,67 @@
+/**
+ * `useDocument(service, id)`: a live sync document — its snapshot, then the document after every
+ * change (revisions never go back; on a new socket the client reads a fresh snapshot). Shared per
+ * client, service and id like `useRealtime`: one server subscription however many components show it.
+ */
+import { useCallback, useSyncExternalStore } from 'react';
+import type { LiveDocument, TributaryClient } from '@tributary/client';
+import { ExternalStore } from './external-store.ts';
+import { useTributaryClient } from './provider.ts';
+import { registryFor, type Shared, type SharedRegistry } from './shared-registry.ts';
+
+export interface UseDocumentOptions {
+  /** False: no subscription; `status` is `idle`. @default true */
+  readonly enabled?: boolean;
+}
+
+export interface UseDocumentResult {
+  /** The document as last delivered; undefined before the first message. */
+  readonly document: LiveDocument | undefined;
+  /** Its data; null while it does not exist (or after its deletion), undefined before the first message. */
+  readonly data: unknown;
+  /** 0 while the document does not exist; undefined before the first message. */
+  readonly revision: number | undefined;
+  /** `loading` until the first message, `ready` after, `error` when the subscription stopped (FORBIDDEN…). */
+  readonly status: 'idle' | 'loading' | 'ready' | 'error';
+  readonly error: Error | null;
+}
+
+const registries = new WeakMap<TributaryClient, SharedRegistry<ExternalStore<UseDocumentResult>>>();
+
+const LOADING: UseDocumentResult = Object.freeze({ document: undefined, data: undefined, revision: undefined, status: 'loading', error: null });
+const IDLE: UseDocumentResult = Object.freeze({ ...LOADING, status: 'idle' });
+
+function openShared(client: TributaryClient, service: string, id: string): Shared<ExternalStore<UseDocumentResult>> {
+  const store = new ExternalStore<UseDocumentResult>(LOADING);
+  const subscription = client.subscribeDocument(service, id, {
+    onDocument: (document) => store.set({ document, data: document.data, revision: document.revision, status: 'ready', error: null }),
+    onError: (error) => store.update((current) => ({ ...current, status: 'error', error: error instanceof Error ? error : new Error(String(error)) })),
+  });
+  return { value: store, dispose: () => subscription.close() };
+}
+
+export function useDocument(service: string, id: string, options: UseDocumentOptions = {}): UseDocumentResult {
+  const client = useTributaryClient();
+  const enabled = options.enabled ?? true;
+  const key = JSON.stringify([service, id]);
+
+  const subscribe = useCallback(
+    (listener: () => void) => {
+      if (!enabled) return () => {};
+      const lease = registryFor(registries, client).acquire(key, () => openShared(client, service, id));
+      const unsubscribe = lease.value.subscribe(listener);
+      return () => {
+        unsubscribe();
+        lease.release();
+      };
+    },
+    // service and id are in the key.
+    [client, key, enabled],
+  );
+  const getSnapshot = useCallback(
+    () => (enabled ? (registryFor(registries, client).peek(key)?.getSnapshot() ?? LOADING) : IDLE),
+    [client, key, enabled],
+  );
+  const getServerSnapshot = useCallback(() => (enabled ? LOADING : IDLE), [enabled]);
+  return useSyncExternalStore(subscribe, getSnapshot, getServerSnapshot);
+}

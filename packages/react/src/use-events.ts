@@ -1,0 +1,102 @@
+/**
+ * `useEvents(topic, { where, onEvent })`: a topic's events as they arrive — the last `keep` of
+ * them, and `onEvent` for each once (by event id), resumed across sockets by the client. Shared per
+ * client, topic, filter, start and `keep`: one server subscription however many components listen.
+ */
+import { useCallback, useInsertionEffect, useRef, useSyncExternalStore } from 'react';
+import type { SubscribeEventsOptions, TopicEvent, TributaryClient } from '@tributary/client';
+
+// Not exported by name from @tributary/client.
+type EventWhere = NonNullable<SubscribeEventsOptions['where']>;
+import { ExternalStore } from './external-store.ts';
+import { useTributaryClient } from './provider.ts';
+import { registryFor, stableKey, type Shared, type SharedRegistry } from './shared-registry.ts';
+
+export interface UseEventsOptions {
+  /** The server-side filter (`{ field: 'payload.status', eq: 'paid' }`…). Compared by value. */
+  readonly where?: EventWhere;
+  /** Start after this cursor (an event's `cursor`). @default the topic's position when subscribing */
+  readonly after?: string;
+  /** Each event once, in the topic's order; the latest function is called (no resubscription). */
+  readonly onEvent?: (event: TopicEvent) => void;
+  /** The history could not be resumed: refetch what you derived from the events. */
+  readonly onResync?: () => void;
+  /** Events kept in `events` (the newest). @default 100 */
+  readonly keep?: number;
+  /** False: no subscription; `status` is `idle`. @default true */
+  readonly enabled?: boolean;
+}
+
+export interface UseEventsResult {
+  /** The last `keep` events, oldest first; the same array until one arrives. */
+  readonly events: readonly TopicEvent[];
+  readonly lastEvent: TopicEvent | undefined;
+  /** `listening` while subscribed (before the first event too), `error` when it stopped for good. */
+  readonly status: 'idle' | 'listening' | 'error';
+  readonly error: Error | null;
+}
+
+type Callbacks = Pick<UseEventsOptions, 'onEvent' | 'onResync'>;
+
+interface SharedEvents {
+  readonly store: ExternalStore<UseEventsResult>;
+  readonly callbacks: Set<{ readonly current: Callbacks }>;
+}
+
+const registries = new WeakMap<TributaryClient, SharedRegistry<SharedEvents>>();
+
+const EMPTY: readonly TopicEvent[] = Object.freeze([]);
+const LISTENING: UseEventsResult = Object.freeze({ events: EMPTY, lastEvent: undefined, status: 'listening', error: null });
+const IDLE: UseEventsResult = Object.freeze({ ...LISTENING, status: 'idle' });
+
+function openShared(client: TributaryClient, topic: string, options: UseEventsOptions, keep: number): Shared<SharedEvents> {
+  const store = new ExternalStore<UseEventsResult>(LISTENING);
+  const callbacks = new Set<{ readonly current: Callbacks }>();
+  const subscription = client.subscribeEvents(topic, {
+    ...(options.where === undefined ? {} : { where: options.where }),
+    ...(options.after === undefined ? {} : { after: options.after }),
+    onEvent: (event) => {
+      store.update((current) => ({ ...current, events: Object.freeze([...current.events.slice(1 - keep), event]), lastEvent: event }));
+      for (const ref of [...callbacks]) ref.current.onEvent?.(event);
+    },
+    onResync: () => {
+      for (const ref of [...callbacks]) ref.current.onResync?.();
+    },
+    onError: (error) => store.update((current) => ({ ...current, status: 'error', error: error instanceof Error ? error : new Error(String(error)) })),
+  });
+  return { value: { store, callbacks }, dispose: () => subscription.close() };
+}
+
+export function useEvents(topic: string, options: UseEventsOptions = {}): UseEventsResult {
+  const client = useTributaryClient();
+  const enabled = options.enabled ?? true;
+  const keep = Math.max(1, Math.floor(options.keep ?? 100));
+  const key = stableKey([topic, options.where ?? null, options.after ?? null, keep]);
+
+  const callbacks = useRef<Callbacks>(options);
+  useInsertionEffect(() => {
+    callbacks.current = options;
+  });
+
+  const subscribe = useCallback(
+    (listener: () => void) => {
+      if (!enabled) return () => {};
+      const lease = registryFor(registries, client).acquire(key, () => openShared(client, topic, options, keep));
+      lease.value.callbacks.add(callbacks);
+      const unsubscribe = lease.value.store.subscribe(listener);
+      return () => {
+        unsubscribe();
+        lease.value.callbacks.delete(callbacks);
+        lease.release();
+      };
+    },
+    // topic, where, after and keep are in the key.
+    [client, key, enabled],
+  );
+  const getSnapshot = useCallback(
+    () => (enabled ? (registryFor(registries, client).peek(key)?.store.getSnapshot() ?? LISTENING) : IDLE),
+    [client, key, enabled],
+  );
+  const getServerSnapshot = useCallback(() => (enabled ? LISTENING : IDLE), [enabled]);
+  return useSyncExternalStore(subscribe, getSnapshot, getServerSnapshot);
+}

@@ -1,0 +1,98 @@
+// @vitest-environment happy-dom
+import { act, StrictMode } from 'react';
+import { createRoot, type Root } from 'react-dom/client';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { TopicEvent } from '@tributary/client';
+import { TributaryProvider, useDocument, useEvents, type UseDocumentResult, type UseEventsResult } from '../../src/index.ts';
+import { createFakeClient, nextTask, type FakeClient } from '../fake-client.ts';
+
+beforeAll(() => {
+  (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+});
+
+let root: Root | undefined;
+afterEach(() => {
+  act(() => root?.unmount());
+  root = undefined;
+});
+
+function render(fake: FakeClient, element: React.ReactNode): void {
+  root = createRoot(document.createElement('div'));
+  root.render(
+    <StrictMode>
+      <TributaryProvider client={fake.client}>{element}</TributaryProvider>
+    </StrictMode>,
+  );
+}
+
+function event(id: string, type: string): TopicEvent {
+  return { id, type, cursor: `c-${id}` } as unknown as TopicEvent;
+}
+
+describe('useDocument', () => {
+  it('shares one subscription per document, shows each delivered revision, and the error that stopped it', async () => {
+    const fake = createFakeClient();
+    const seen: UseDocumentResult[] = [];
+    function Doc({ id }: { readonly id: string }) {
+      seen.push(useDocument('boards', id));
+      return null;
+    }
+    act(() =>
+      render(
+        fake,
+        <>
+          <Doc id="b1" />
+          <Doc id="b1" />
+          <Doc id="b2" />
+        </>,
+      ),
+    );
+    expect(fake.documents.map((document) => document.key)).toEqual(['boards/b1', 'boards/b2']);
+    expect(seen.at(-1)).toMatchObject({ status: 'loading', document: undefined });
+
+    const [b1] = fake.documents;
+    act(() => b1!.options.onDocument({ service: 'boards', id: 'b1', revision: 3, operation: 'SNAPSHOT', data: { title: 'Plan' } }));
+    expect(seen.at(-1)).toMatchObject({ status: 'ready', revision: 3, data: { title: 'Plan' } });
+    act(() => b1!.options.onError?.(new Error('FORBIDDEN')));
+    expect(seen.at(-1)).toMatchObject({ status: 'error', error: new Error('FORBIDDEN'), revision: 3 });
+
+    act(() => root?.unmount());
+    root = undefined;
+    await nextTask();
+    expect(fake.open()).toBe(0);
+  });
+});
+
+describe('useEvents', () => {
+  it('shares one subscription, keeps the newest events, and calls each mounted onEvent once per event', () => {
+    const fake = createFakeClient();
+    const seen: UseEventsResult[] = [];
+    const calls: string[] = [];
+    function Feed({ label }: { readonly label: string }) {
+      seen.push(useEvents('orders', { where: { field: 'type', eq: 'paid' }, keep: 2, onEvent: (e) => calls.push(`${label} ${e.id}`) }));
+      return null;
+    }
+    act(() =>
+      render(
+        fake,
+        <>
+          <Feed label="a" />
+          <Feed label="b" />
+        </>,
+      ),
+    );
+    expect(fake.events).toHaveLength(1);
+    expect(fake.events[0]).toMatchObject({ key: 'orders', options: { where: { field: 'type', eq: 'paid' } } });
+    expect(seen.at(-1)).toMatchObject({ status: 'listening', events: [] });
+
+    const { onEvent } = fake.events[0]!.options;
+    act(() => {
+      onEvent(event('1', 'paid'));
+      onEvent(event('2', 'paid'));
+      onEvent(event('3', 'paid'));
+    });
+    expect(seen.at(-1)?.events.map((e) => e.id)).toEqual(['2', '3']);
+    expect(seen.at(-1)?.lastEvent?.id).toBe('3');
+    expect(calls).toEqual(['a 1', 'b 1', 'a 2', 'b 2', 'a 3', 'b 3']);
+  });
+});

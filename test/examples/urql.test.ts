@@ -1,0 +1,39 @@
+/**
+ * examples/urql against a real server with Postgres CDC: urql sends the `records` query over HTTP
+ * (fetchExchange) and the `changes` subscription over graphql-ws (subscriptionExchange).
+ */
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { createUrqlClient, watchContacts, type ContactChange } from '../../examples/urql/contacts.ts';
+import { CONTACTS_MAPPING, insertContact, saveMappingOk, setUpCdc } from '../helpers/cdc.ts';
+import { signHs256 } from '../helpers/tokens.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+
+describe('urql example', () => {
+  it('reads the contacts over HTTP, then receives the changes after them over graphql-ws', async () => {
+    const setup = await setUpCdc();
+    await saveMappingOk(setup, CONTACTS_MAPPING);
+    await insertContact(setup, 'a', 'Ann', 'active');
+    await insertContact(setup, 'a', 'Lead', 'lead');
+    await insertContact(setup, 'b', 'Other tenant', 'active');
+    const token = await signHs256({ tenant: 'a', permissions: ['crm.contacts.read'] });
+    const urql = createUrqlClient({ httpUrl: setup.server.graphqlUrl, wsUrl: setup.server.wsUrl, token });
+    onTestFinished(() => urql.close());
+    const subscribers = setup.server.stats().subscribers;
+
+    const changes: ContactChange[] = [];
+    const watch = await watchContacts(urql.client, { status: 'eq.active' }, (change) => void changes.push(change));
+    onTestFinished(() => watch.stop());
+    expect([...watch.contacts.values()].map((contact) => contact.name)).toEqual(['Ann']);
+    await waitFor(() => setup.server.stats().subscribers === subscribers + 1, { message: 'urql subscribed over the socket' });
+
+    await insertContact(setup, 'a', 'Bob', 'active');
+    await insertContact(setup, 'a', 'Another lead', 'lead');
+    await setup.source.query(`UPDATE contacts SET name = 'Ann B.' WHERE name = 'Ann'`);
+    await waitFor(() => changes.length === 2, { timeoutMs: 15_000, message: 'two changes' });
+    expect(changes.map((change) => [change.operation, change.record?.name])).toEqual([
+      ['CREATED', 'Bob'],
+      ['UPDATED', 'Ann B.'],
+    ]);
+    expect([...watch.contacts.values()].map((contact) => contact.name)).toEqual(['Ann B.', 'Bob']);
+  });
+});
