@@ -4,8 +4,8 @@
  * one at a time, in order, resumed from the last change handled after a dropped connection.
  *
  * Here the handler keeps a mirror of the tenant's contacts (think: a search index, a cache); a real
- * service would write to its own store. (No filter: with one, a row updated so that it no longer
- * matches is simply not delivered, and a mirror would keep its old state.) Run it against a server:
+ * service would write to its own store. (With a filter, a row updated so that it no longer matches
+ * arrives as LEFT: the mirror drops it like a delete.) Run it against a server:
  *
  *   TRIBUTARY_WS_URL=ws://127.0.0.1:4000/graphql TRIBUTARY_TOKEN=<JWT with crm.contacts.read> \
  *     node examples/node-service/contacts-mirror.ts

@@ -5,7 +5,9 @@ import type { CdcSourceRecord, StoredMapping } from '../pipeline/cdc/cdc-store.t
 import { modelTopic } from '../pipeline/cdc/mapping/mapping-topics.ts';
 import { parseMapping } from '../pipeline/cdc/mapping/mapping.ts';
 import { decodeSnapshotCursor, isSnapshotCursor, snapshotAdmission, type ModelSnapshot } from '../pipeline/cdc/model-snapshot-cursor.ts';
-import { matchesModelFilter, parseModelFilter } from '../pipeline/filters/model-filter.ts';
+import { matchesModelFilter, parseModelFilter, type ModelFilter } from '../pipeline/filters/model-filter.ts';
+import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
+import { readModelChange, type ModelChangePayload } from '../pipeline/events/model-change.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
@@ -114,15 +116,46 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
   return dispatchTicket({
     stream: streamOf(scope, topic),
     // Only the reader's events: a socket `publish` to the same topic never poses as a row change.
-    filter:
-      filter.clauses.length === 0
-        ? (event) => event.source === 'database'
-        : (event) => event.source === 'database' && matchesModelFilter(filter, recordOf(event.payload)),
+    filter: filter.clauses.length === 0 ? (event) => event.source === 'database' : (event) => event.source === 'database' && concerns(filter, event),
     after: snapshot?.after ?? input.after ?? undefined,
     denied,
     admit: snapshot && snapshotAdmission(snapshot),
     readableBy: (next) => canAccessTopic(next, 'read', topic),
   });
+}
+
+/**
+ * Whether a change concerns a filtered subscriber, who may hold the row: an insert that matches;
+ * every update (one that does not match may have left the filter: rendered LEFT by `changeFor`);
+ * a delete whose old row matched — or that carries too little of it to tell (its key only,
+ * without REPLICA IDENTITY FULL).
+ */
+function concerns(filter: ModelFilter, event: RealtimeEvent): boolean {
+  const operation = event.payload['operation'];
+  if (operation === 'UPDATED') return true;
+  const record = recordOf(event.payload);
+  if (operation === 'DELETED' && filter.clauses.some((clause) => !(clause.column in record))) return true;
+  return matchesModelFilter(filter, record);
+}
+
+/** A model change as one `changes` subscription sees it. */
+export type ChangeView = Omit<ModelChangePayload, 'operation'> & { readonly operation: ModelChangePayload['operation'] | 'LEFT' };
+
+/** Filters parsed once per filter argument (subscribers of one operation share one). */
+const parsedFilters = new WeakMap<object, ModelFilter>();
+
+/**
+ * The change as a `changes(filter)` subscription sees it (rendered once per cohort: synchronous,
+ * the event and the field's arguments only): an update whose row does not match the filter is
+ * LEFT, without its record — a row that left the filter must leave the subscriber's list.
+ */
+export function changeFor(event: RealtimeEvent, filterArgument: unknown): ChangeView {
+  const change = readModelChange(event);
+  if (change.operation !== 'UPDATED' || typeof filterArgument !== 'object' || filterArgument === null) return change;
+  let filter = parsedFilters.get(filterArgument);
+  if (filter === undefined) parsedFilters.set(filterArgument, (filter = parseModelFilter(filterArgument)));
+  if (filter.clauses.length === 0 || matchesModelFilter(filter, recordOf(event.payload))) return change;
+  return { ...change, operation: 'LEFT', record: null };
 }
 
 /** A snapshot cursor's parts; undefined for an event cursor, or for garbage (the dispatcher then refuses it as it refuses any bad cursor). */

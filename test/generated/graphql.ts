@@ -126,6 +126,8 @@ export type CdcSource = {
 export type ChangeOperation =
   | 'CREATED'
   | 'DELETED'
+  /** With a `filter` only: the row changed and does not match the filter (any more): drop it if you hold it. `record` is null. */
+  | 'LEFT'
   | 'UPDATED';
 
 /** A raw broadcast on a channel: delivered to current members, not logged, not resumable. */

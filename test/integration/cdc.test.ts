@@ -37,6 +37,29 @@ describe('database CDC', () => {
     expect(await tenantA.nextMessage()).toEqual({ type: 'pong' });
   });
 
+  it('tells a filtered subscription when a row leaves its filter (LEFT, without the record), not of rows outside it', async () => {
+    const setup = await setUpCdc();
+    expect((await saveMapping(setup, CONTACTS_MAPPING)).errors).toBeUndefined();
+    const subscribers = setup.server.stats().subscribers;
+    const active = await subscribeChanges(setup, { tenant: 'a', permissions: ['crm.contacts.read'] }, { m: 'contacts', f: { status: 'eq.active' } });
+    await waitFor(() => setup.server.stats().subscribers === subscribers + 1);
+
+    await setup.source.query(`INSERT INTO contacts (tenant_id, status, name) VALUES ('a', 'lead', 'Lee')`); // outside: not told
+    await setup.source.query(`INSERT INTO contacts (tenant_id, status, name) VALUES ('a', 'active', 'Ann')`);
+    await setup.source.query(`UPDATE contacts SET status = 'archived' WHERE name = 'Ann'`); // leaves the filter
+    await setup.source.query(`UPDATE contacts SET status = 'active' WHERE name = 'Ann'`); // comes back
+    await setup.source.query(`DELETE FROM contacts WHERE name = 'Lee'`); // its old row never matched: not told
+    await setup.source.query(`DELETE FROM contacts WHERE name = 'Ann'`);
+
+    const created = await nextChange(active);
+    expect(created).toMatchObject({ operation: 'CREATED', record: { name: 'Ann', status: 'active' } });
+    expect(await nextChange(active)).toMatchObject({ operation: 'LEFT', id: created.id, record: null });
+    expect(await nextChange(active)).toMatchObject({ operation: 'UPDATED', id: created.id, record: { name: 'Ann', status: 'active' } });
+    expect(await nextChange(active)).toMatchObject({ operation: 'DELETED', id: created.id });
+    active.send({ type: 'ping' });
+    expect(await active.nextMessage()).toEqual({ type: 'pong' });
+  });
+
   it('delivers a soft delete (the soft-delete column set) as DELETED and its clearing as CREATED, with operation delete on the topic (seed 004)', async () => {
     const setup = await setUpCdc();
     await setup.source.query('ALTER TABLE contacts ADD COLUMN deleted_at timestamptz');

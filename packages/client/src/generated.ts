@@ -7,6 +7,8 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
 export type ChangeOperation =
   | 'CREATED'
   | 'DELETED'
+  /** With a `filter` only: the row changed and does not match the filter (any more): drop it if you hold it. `record` is null. */
+  | 'LEFT'
   | 'UPDATED';
 
 export type DocumentOperation =

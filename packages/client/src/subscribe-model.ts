@@ -11,7 +11,7 @@
  *     model: 'contacts',
  *     filter: { status: 'eq.active' },
  *     async onChange(change) {                  // awaited: one change at a time, in order
- *       if (change.operation === 'DELETED') await cache.delete(change.id);
+ *       if (change.operation === 'DELETED' || change.operation === 'LEFT') await cache.delete(change.id);
  *       else await cache.put(change.id, change.record);
  *     },
  *     async onResync() { await cache.reload(); } // history lost (slot recreated, log expired)
@@ -31,7 +31,8 @@ import { backoffDelay } from './backoff.ts';
 import { TributaryChangesDocument } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
 
-export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';
+/** `LEFT` (with a filter only): the row no longer matches the filter; its record is null. */
+export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED' | 'LEFT';
 
 export interface ModelChangeEvent {
   /** Stable across redeliveries. */

@@ -1,9 +1,8 @@
 import type { CdcSourceStatus } from '../../pipeline/cdc/cdc-source.ts';
 import type { StoredMapping } from '../../pipeline/cdc/cdc-store.ts';
 import type { RealtimeEvent } from '../../pipeline/events/envelope.ts';
-import { readModelChange, type ModelChangePayload } from '../../pipeline/events/model-change.ts';
 import * as resolvers from '../../resolvers/cdc.ts';
-import type { CdcSourceView } from '../../resolvers/cdc.ts';
+import type { CdcSourceView, ChangeView } from '../../resolvers/cdc.ts';
 import { builder } from '../builder.ts';
 
 const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').implement({
@@ -94,11 +93,19 @@ builder.mutationFields((t) => ({
 }));
 
 const ChangeOperation = builder.enumType('ChangeOperation', {
-  values: { CREATED: { value: 'CREATED' }, UPDATED: { value: 'UPDATED' }, DELETED: { value: 'DELETED' } } as const,
+  values: {
+    CREATED: { value: 'CREATED' },
+    UPDATED: { value: 'UPDATED' },
+    DELETED: { value: 'DELETED' },
+    LEFT: {
+      value: 'LEFT',
+      description: 'With a `filter` only: the row changed and does not match the filter (any more): drop it if you hold it. `record` is null.',
+    },
+  } as const,
 });
 
 /** A model change as its fields read it: the payload, read (and checked) once per render, the event's id and cursor. */
-type ModelChangeView = ModelChangePayload & { readonly eventId: string; readonly cursor: string };
+type ModelChangeView = ChangeView & { readonly eventId: string; readonly cursor: string };
 
 // Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
 const ModelChange = builder.objectRef<ModelChangeView>('ModelChange').implement({
@@ -127,6 +134,6 @@ builder.subscriptionField('changes', (t) =>
       "Every change of a model in the caller's tenant, optionally filtered (`{ \"status\": \"eq.active\" }`: eq, neq, gt, gte, lt, lte, in.(a,b), is.null, is.notnull, all combined with AND). Needs `{module}.{model}.read`; without it the subscription stays silent. Resumable with `after`.",
     args: { model: t.arg.string({ required: true }), filter: t.arg({ type: 'JSON' }), after: t.arg.string() },
     subscribe: (_root, args, context) => resolvers.subscribeChanges(context, args),
-    resolve: (event: RealtimeEvent): ModelChangeView => ({ ...readModelChange(event), eventId: event.id, cursor: event.cursor }),
+    resolve: (event: RealtimeEvent, args): ModelChangeView => ({ ...resolvers.changeFor(event, args.filter), eventId: event.id, cursor: event.cursor }),
   }),
 );
