@@ -126,16 +126,18 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
 
 /**
  * Whether a change concerns a filtered subscriber, who may hold the row: an insert that matches;
- * every update (one that does not match may have left the filter: rendered LEFT by `changeFor`);
- * a delete whose old row matched — or that carries too little of it to tell (its key only,
- * without REPLICA IDENTITY FULL).
+ * an update that matches, or that definitely does not (every filtered column present: the row may
+ * have left the filter — rendered LEFT by `changeFor`); a delete whose old row matched, or that
+ * carries too little of it to tell (its key only, without REPLICA IDENTITY FULL). An update that
+ * lacks a filtered column (an unchanged TOASTed value Postgres did not send, a column added
+ * later) cannot be judged and is not delivered, as before.
  */
 function concerns(filter: ModelFilter, event: RealtimeEvent): boolean {
-  const operation = event.payload['operation'];
-  if (operation === 'UPDATED') return true;
   const record = recordOf(event.payload);
-  if (operation === 'DELETED' && filter.clauses.some((clause) => !(clause.column in record))) return true;
-  return matchesModelFilter(filter, record);
+  if (matchesModelFilter(filter, record)) return true;
+  const operation = event.payload['operation'];
+  const judged = filter.clauses.every((clause) => clause.column in record);
+  return (operation === 'UPDATED' && judged) || (operation === 'DELETED' && !judged);
 }
 
 /** A model change as one `changes` subscription sees it. */
@@ -154,7 +156,9 @@ export function changeFor(event: RealtimeEvent, filterArgument: unknown): Change
   if (change.operation !== 'UPDATED' || typeof filterArgument !== 'object' || filterArgument === null) return change;
   let filter = parsedFilters.get(filterArgument);
   if (filter === undefined) parsedFilters.set(filterArgument, (filter = parseModelFilter(filterArgument)));
-  if (filter.clauses.length === 0 || matchesModelFilter(filter, recordOf(event.payload))) return change;
+  const record = recordOf(event.payload);
+  // Delivered without matching only when every filtered column is there (`concerns`): it left.
+  if (filter.clauses.length === 0 || matchesModelFilter(filter, record) || !filter.clauses.every((clause) => clause.column in record)) return change;
   return { ...change, operation: 'LEFT', record: null };
 }
 

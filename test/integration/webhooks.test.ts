@@ -197,7 +197,10 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     receiver.respond = () => 200;
     const [dead] = await deliveries(server, endpoint.id, 'DEAD');
     const redelivered = await gql(server, await admin(), 'mutation($d: ID!) { redeliverWebhook(deliveryId: $d) { id eventId state } }', { d: dead!.id });
-    expect(redelivered.data?.['redeliverWebhook']).toMatchObject({ eventId, state: 'PENDING' });
+    const copy = redelivered.data?.['redeliverWebhook'] as { eventId: string; state: string };
+    expect(copy.eventId).toBe(eventId);
+    // Scheduled at once: the embedded loop may have delivered it before the answer is read back.
+    expect(['PENDING', 'DELIVERED']).toContain(copy.state);
     await waitFor(() => receiver.received.some((request, index) => index > 0 && request.headers['webhook-id'] === eventId && request.json.id === eventId), {
       timeoutMs: 10_000,
       message: 'redelivered',
