@@ -18,11 +18,12 @@ import { docs } from './workloads/docs.ts';
 import { durability } from './workloads/durability.ts';
 import { fanout } from './workloads/fanout.ts';
 import { outbox } from './workloads/outbox.ts';
+import { reconnect } from './workloads/reconnect.ts';
 import { roundtrip } from './workloads/roundtrip.ts';
 import { webhooks } from './workloads/webhooks.ts';
 
 /** In run order. */
-const WORKLOADS: readonly Workload[] = [roundtrip, fanout, docs, durability, cdc, outbox, webhooks];
+const WORKLOADS: readonly Workload[] = [roundtrip, fanout, docs, durability, cdc, outbox, webhooks, reconnect];
 
 const USAGE = `usage: npm run bench [-- <workload>…] [--quick] [--rounds N]
   workloads: ${WORKLOADS.map((workload) => workload.name).join(', ')} (default: all)

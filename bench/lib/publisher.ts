@@ -25,6 +25,8 @@ export interface PublisherOptions {
    * result must carry `"seq":` and `"sentAt":` to the subscribers. @default publishBody
    */
   readonly body?: (seq: number, sentAt: number) => string;
+  /** Extra request headers (`authorization` for a server with `JWT_SECRET`). @default {} */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface PublishRun {
@@ -92,7 +94,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
       const body = bodyOf(seq, clockMillis());
       const outgoing = request(
         url,
-        { method: 'POST', agent, timeout: timeoutMs, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        { method: 'POST', agent, timeout: timeoutMs, headers: { ...options.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
         (response) => {
           const chunks: Buffer[] = [];
           response.on('data', (chunk: Buffer) => chunks.push(chunk));

@@ -24,6 +24,8 @@ import {
 /** Tributary settings a workload may pass through the environment. */
 const TRIBUTARY_SETTINGS = [
   'JWT_SECRET',
+  // The `reconnect` workload: a server restarted on the port it had.
+  'PORT',
   'DATABASE_URL',
   'CDC_RELOAD_INTERVAL_MS',
   // The `webhooks` workload: receivers on loopback, and the delivery concurrency.
