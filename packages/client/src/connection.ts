@@ -9,6 +9,7 @@
  */
 import { createClient as createGraphQLWsClient, type Client } from 'graphql-ws';
 import { backoffDelay, type BackoffOptions } from './backoff.ts';
+import { guardedWebSocket } from './guarded-websocket.ts';
 import { closeDisposition, INITIAL_STATUS, nextStatus, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
 import { TokenRefresh, unref, type GetToken } from './token-refresh.ts';
@@ -140,7 +141,7 @@ export class Connection {
     const attempt = { controller, session: undefined, token: undefined, connectTimer: undefined, pongTimer: undefined } as Omit<Attempt, 'client'> & { client: Client };
     attempt.client = createGraphQLWsClient({
       url: options.url,
-      ...(options.webSocketImpl !== undefined && { webSocketImpl: options.webSocketImpl }),
+      webSocketImpl: guardedWebSocket(options.webSocketImpl),
       lazy: false,
       retryAttempts: 0,
       keepAlive: options.pingIntervalMs,
