@@ -34,14 +34,10 @@ let outage:
   | undefined;
 
 /**
- * Constructs ws's WebSocket and stamps each attempt while an outage is being recorded.
- *
- * The no-op 'error' listener is a workaround, not decoration: when a socket is still CONNECTING
- * at the SDK's connect timeout (a server flooded with reconnections answers SYNs late),
- * graphql-ws's `terminate()` closes it and clears `onerror` at once, and ws then emits "WebSocket
- * was closed before the connection was established" with no listener left — an uncaught 'error'
- * that kills the process. Browsers' WebSocket never throws there. The close still reaches
- * graphql-ws (`onclose`), so the SDK retries as it should.
+ * Constructs ws's WebSocket and stamps each attempt while an outage is being recorded; its
+ * 'error' listener records how an attempt failed. (The SDK keeps an error listener on every
+ * socket itself since this workload found that a socket terminated while CONNECTING made ws emit a
+ * listener-less 'error' that killed the process: `packages/client/src/guarded-websocket.ts`.)
  */
 class CountingWebSocket extends WebSocket {
   constructor(address: string | URL, protocols?: string | string[]) {
