@@ -55,7 +55,8 @@ export interface ContactsData {
 
 export interface ContactChange {
   readonly eventId: string;
-  readonly operation: 'CREATED' | 'UPDATED' | 'DELETED';
+  /** LEFT (with a filter): the row no longer matches; its record is null. */
+  readonly operation: 'CREATED' | 'UPDATED' | 'DELETED' | 'LEFT';
   readonly id: string;
   readonly record: Contact | null;
   readonly cursor: string;

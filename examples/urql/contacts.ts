@@ -22,7 +22,8 @@ export type Contact = { readonly id: number; readonly name: string; readonly sta
 
 export interface ContactChange {
   readonly eventId: string;
-  readonly operation: 'CREATED' | 'UPDATED' | 'DELETED';
+  /** LEFT (with a filter): the row no longer matches; its record is null. */
+  readonly operation: 'CREATED' | 'UPDATED' | 'DELETED' | 'LEFT';
   readonly id: string;
   readonly record: Contact | null;
   readonly cursor: string;

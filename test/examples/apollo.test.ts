@@ -35,5 +35,11 @@ describe('Apollo Client example', () => {
       ['UPDATED', 'Ann B.'],
     ]);
     expect([...watch.contacts.values()].map((contact) => contact.name)).toEqual(['Ann B.', 'Bob']);
+
+    // Bob leaves the filter: the server says LEFT, and the list drops him.
+    await setup.source.query(`UPDATE contacts SET status = 'lead' WHERE name = 'Bob'`);
+    await waitFor(() => changes.length === 3, { timeoutMs: 15_000, message: 'the row left the filter' });
+    expect(changes[2]).toMatchObject({ operation: 'LEFT', record: null });
+    expect([...watch.contacts.values()].map((contact) => contact.name)).toEqual(['Ann B.']);
   });
 });
