@@ -4,7 +4,7 @@
  * again; when the server completes it, subscribe again after a backoff pause; when the socket
  * goes, stop — the next socket starts the loop again from the cursor kept.
  */
-import { backoffDelay } from './backoff.ts';
+import { backoffDelay, pause } from './backoff.ts';
 import type { Connection } from './connection.ts';
 import { isResyncRequired, SessionEndedError } from './errors.ts';
 import type { Session } from './session.ts';
@@ -44,17 +44,4 @@ export async function runResumable(connection: Connection, session: Session, sig
       }
     }
   }
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(finish, ms);
-    signal.addEventListener('abort', finish, { once: true });
-    function finish() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', finish);
-      resolve();
-    }
-  });
 }

@@ -27,7 +27,7 @@
  */
 import { print } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
-import { backoffDelay } from './backoff.ts';
+import { backoffDelay, pause } from './backoff.ts';
 import { TributaryChangesDocument } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
 
@@ -164,16 +164,4 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
     close: () => controller.abort(),
     closed,
   };
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(finish, ms);
-    signal.addEventListener('abort', finish, { once: true });
-    function finish() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', finish);
-      resolve();
-    }
-  });
 }
