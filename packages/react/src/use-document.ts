@@ -3,11 +3,11 @@
  * change (revisions never go back; on a new socket the client reads a fresh snapshot). Shared per
  * client, service and id like `useRealtime`: one server subscription however many components show it.
  */
-import { useCallback, useSyncExternalStore } from 'react';
 import type { LiveDocument, TributaryClient } from '@tributary/client';
 import { ExternalStore } from './external-store.ts';
 import { useTributaryClient } from './provider.ts';
-import { registryFor, type Shared, type SharedRegistry } from './shared-registry.ts';
+import type { Shared, SharedRegistry } from './shared-registry.ts';
+import { useSharedStore } from './use-shared-store.ts';
 
 export interface UseDocumentOptions {
   /** False: no subscription; `status` is `idle`. @default true */
@@ -45,23 +45,14 @@ export function useDocument(service: string, id: string, options: UseDocumentOpt
   const enabled = options.enabled ?? true;
   const key = JSON.stringify([service, id]);
 
-  const subscribe = useCallback(
-    (listener: () => void) => {
-      if (!enabled) return () => {};
-      const lease = registryFor(registries, client).acquire(key, () => openShared(client, service, id));
-      const unsubscribe = lease.value.subscribe(listener);
-      return () => {
-        unsubscribe();
-        lease.release();
-      };
-    },
-    // service and id are in the key.
-    [client, key, enabled],
-  );
-  const getSnapshot = useCallback(
-    () => (enabled ? (registryFor(registries, client).peek(key)?.getSnapshot() ?? LOADING) : IDLE),
-    [client, key, enabled],
-  );
-  const getServerSnapshot = useCallback(() => (enabled ? LOADING : IDLE), [enabled]);
-  return useSyncExternalStore(subscribe, getSnapshot, getServerSnapshot);
+  return useSharedStore({
+    registries,
+    client,
+    key,
+    enabled,
+    open: () => openShared(client, service, id),
+    source: (store) => store,
+    pending: LOADING,
+    idle: IDLE,
+  });
 }

@@ -3,14 +3,15 @@
  * them, and `onEvent` for each once (by event id), resumed across sockets by the client. Shared per
  * client, topic, filter, start and `keep`: one server subscription however many components listen.
  */
-import { useCallback, useInsertionEffect, useRef, useSyncExternalStore } from 'react';
+import { useInsertionEffect, useRef } from 'react';
 import type { SubscribeEventsOptions, TopicEvent, TributaryClient } from '@tributary/client';
 
 // Not exported by name from @tributary/client.
 type EventWhere = NonNullable<SubscribeEventsOptions['where']>;
 import { ExternalStore } from './external-store.ts';
 import { useTributaryClient } from './provider.ts';
-import { registryFor, stableKey, type Shared, type SharedRegistry } from './shared-registry.ts';
+import { stableKey, type Shared, type SharedRegistry } from './shared-registry.ts';
+import { useSharedStore } from './use-shared-store.ts';
 
 export interface UseEventsOptions {
   /** The server-side filter (`{ field: 'payload.status', eq: 'paid' }`…). Compared by value. */
@@ -78,25 +79,18 @@ export function useEvents(topic: string, options: UseEventsOptions = {}): UseEve
     callbacks.current = options;
   });
 
-  const subscribe = useCallback(
-    (listener: () => void) => {
-      if (!enabled) return () => {};
-      const lease = registryFor(registries, client).acquire(key, () => openShared(client, topic, options, keep));
-      lease.value.callbacks.add(callbacks);
-      const unsubscribe = lease.value.store.subscribe(listener);
-      return () => {
-        unsubscribe();
-        lease.value.callbacks.delete(callbacks);
-        lease.release();
-      };
+  return useSharedStore({
+    registries,
+    client,
+    key,
+    enabled,
+    open: () => openShared(client, topic, options, keep),
+    source: (shared) => shared.store,
+    attach: (shared) => {
+      shared.callbacks.add(callbacks);
+      return () => shared.callbacks.delete(callbacks);
     },
-    // topic, where, after and keep are in the key.
-    [client, key, enabled],
-  );
-  const getSnapshot = useCallback(
-    () => (enabled ? (registryFor(registries, client).peek(key)?.store.getSnapshot() ?? LISTENING) : IDLE),
-    [client, key, enabled],
-  );
-  const getServerSnapshot = useCallback(() => (enabled ? LISTENING : IDLE), [enabled]);
-  return useSyncExternalStore(subscribe, getSnapshot, getServerSnapshot);
+    pending: LISTENING,
+    idle: IDLE,
+  });
 }

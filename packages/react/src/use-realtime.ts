@@ -16,10 +16,11 @@
  * and the latest one is called. Each is called at most once per event id (the store applies a
  * change once), and never for the rows a snapshot brings.
  */
-import { useCallback, useInsertionEffect, useMemo, useRef, useSyncExternalStore } from 'react';
+import { useInsertionEffect, useMemo, useRef } from 'react';
 import type { LiveModel, LiveModelSnapshot, LiveModelStatus, ModelChange, ModelFilter, ModelRecord, TributaryClient } from '@tributary/client';
 import { useTributaryClient } from './provider.ts';
-import { registryFor, stableKey, type Shared, type SharedRegistry } from './shared-registry.ts';
+import { stableKey, type Shared, type SharedRegistry } from './shared-registry.ts';
+import { useSharedStore } from './use-shared-store.ts';
 
 export interface UseRealtimeOptions<R extends ModelRecord = ModelRecord> {
   /** Evaluated by the server (seed 004's syntax: `{ status: 'eq.active' }`). Compared by value, not identity. */
@@ -93,27 +94,20 @@ export function useRealtime<R extends ModelRecord = ModelRecord>(model: string, 
   });
 
   // The key stands for model and filter: a new filter object with the same content keeps the subscription.
-  const subscribe = useCallback(
-    (listener: () => void) => {
-      if (!enabled) return () => {};
-      const lease = registryFor(registries, client).acquire(key, () => openShared(client, model, filter));
-      lease.value.callbacks.add(callbacks);
-      const unsubscribe = lease.value.model.subscribe(listener);
-      return () => {
-        unsubscribe();
-        lease.value.callbacks.delete(callbacks);
-        lease.release();
-      };
+  const snapshot = useSharedStore<SharedModel, LiveModelSnapshot | null>({
+    registries,
+    client,
+    key,
+    enabled,
+    open: () => openShared(client, model, filter),
+    source: (shared) => shared.model,
+    attach: (shared) => {
+      shared.callbacks.add(callbacks);
+      return () => shared.callbacks.delete(callbacks);
     },
-    [client, key, enabled],
-  );
-  // Before the first subscription (a render) the shared model may already exist: show its state.
-  const getSnapshot = useCallback(
-    () => (enabled ? (registryFor(registries, client).peek(key)?.model.getSnapshot() ?? LOADING) : null),
-    [client, key, enabled],
-  );
-  const getServerSnapshot = useCallback(() => (enabled ? LOADING : null), [enabled]);
-  const snapshot = useSyncExternalStore(subscribe, getSnapshot, getServerSnapshot);
+    pending: LOADING,
+    idle: null,
+  });
 
   return useMemo(() => (snapshot === null ? IDLE_RESULT : toResult(snapshot)), [snapshot]) as UseRealtimeResult<R>;
 }
