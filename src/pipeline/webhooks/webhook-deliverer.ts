@@ -66,18 +66,20 @@ const DISABLED_RECHECK_MS = 60_000;
 
 export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
   const { db, logger } = options;
-  /**
-   * Each endpoint's failure streak as this process last wrote or read it: the endpoint row is
-   * written only when the streak starts or ends (or a success was last noted a while ago), not
-   * after every attempt.
-   */
   // Attempts finishing together are recorded together: one statement and one commit for a batch.
   const attempts = createGroupCommit<AttemptInput, { nextInLane: string | undefined }>({
     write: (inputs) => recordAttempts(db, inputs),
     maxBatch: RECORD_BATCH,
     concurrency: 2,
   });
+  /**
+   * Each endpoint's failure streak as this process last wrote or read it: the endpoint row is
+   * written only when the streak starts or ends (or a success was last noted a while ago), not
+   * after every attempt.
+   */
   const streaks = new Map<string, { failingSince: Date | null; notedAt: number }>();
+  /** The endpoint-row writes under way, by endpoint and outcome. */
+  const noting = new Map<string, Promise<Date | null>>();
 
   /** Notes an attempt's outcome; returns since when the endpoint has been failing (null: it is not). */
   const noteOutcome = async (endpointId: string, success: boolean): Promise<Date | null> => {
@@ -85,10 +87,20 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     const now = Date.now();
     const unchanged = known !== undefined && (success ? known.failingSince === null && now - known.notedAt < SUCCESS_NOTE_EVERY_MS : known.failingSince !== null);
     if (unchanged) return known.failingSince;
-    const written = await recordEndpointOutcome(db, endpointId, success);
-    const failingSince = written?.failingSince ?? null;
-    streaks.set(endpointId, { failingSince, notedAt: now });
-    return failingSince;
+    // Attempts finishing together with the same news wait for one write instead of each writing it.
+    const key = `${endpointId}:${success}`;
+    let writing = noting.get(key);
+    if (!writing) {
+      writing = recordEndpointOutcome(db, endpointId, success)
+        .then((written) => {
+          const failingSince = written?.failingSince ?? null;
+          streaks.set(endpointId, { failingSince, notedAt: now });
+          return failingSince;
+        })
+        .finally(() => noting.delete(key));
+      noting.set(key, writing);
+    }
+    return writing;
   };
 
   const postpone = async (delivery: Delivery, at: Date): Promise<DeliveryOutcome> => {
