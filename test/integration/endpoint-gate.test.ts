@@ -51,6 +51,20 @@ describe.each(kinds)('the endpoint gate (%s)', (_kind, make) => {
     expect(answers.filter((answer) => answer.ok)).toHaveLength(3);
   });
 
+  it('holds each endpoint to its own maximum when acquires for several arrive together, and frees slots given back together', async () => {
+    const gates = make();
+    const small = { id: 'ep_small', maxConcurrency: 2, rateLimitPerSecond: null };
+    const large = { id: 'ep_large', maxConcurrency: 5, rateLimitPerSecond: null };
+    const asks = Array.from({ length: 12 }, (_, n) => ({ gate: gates[n % gates.length]!, endpoint: n % 2 === 0 ? small : large }));
+    const answers = await Promise.all(asks.map(({ gate, endpoint }) => gate.acquire(endpoint)));
+    const grantedTo = (endpoint: { id: string }) => answers.filter((answer, n) => answer.ok && asks[n]!.endpoint === endpoint);
+    expect(grantedTo(small)).toHaveLength(2);
+    expect(grantedTo(large)).toHaveLength(5);
+    await Promise.all([...grantedTo(small), ...grantedTo(large)].map((answer) => (answer.ok ? answer.release() : undefined)));
+    const again = await Promise.all(Array.from({ length: 5 }, (_, n) => gates[n % gates.length]!.acquire(large)));
+    expect(again.filter((answer) => answer.ok)).toHaveLength(5);
+  });
+
   it('starts at most rateLimitPerSecond attempts in a second, and says how long to wait', async () => {
     const gates = make();
     const endpoint = { id: 'ep_rate', maxConcurrency: 100, rateLimitPerSecond: 2 };

@@ -1,16 +1,22 @@
 /**
- * Webhook delivery through BullMQ (with Redis): a job in the `webhook-delivery` queue per lane
- * head, keyed by the delivery's id (adding it twice is a no-op), delayed until the delivery is
- * due. Any number of worker processes work the queue; a `server` process only adds jobs.
+ * Webhook delivery through BullMQ (with Redis): jobs in the `webhook-delivery` queue name lane
+ * heads to attempt — a job for the heads stored or moved up together (up to `MAX_IDS_PER_JOB`), a
+ * delayed job of its own for a delivery's retry. Any number of worker processes work the queue; a
+ * `server` process only adds jobs.
+ *
+ * A job is done once its deliveries are leased in Postgres: from there the lease, not the job,
+ * keeps them — the attempts go on in the worker (at most `concurrency` at once), and the job's
+ * BullMQ bookkeeping (a few dozen Redis commands) is shared by every delivery in it.
  *
  * The deliveries stay in Postgres, the record BullMQ cannot lose: a job lost with Redis's data, or
  * not added because Redis was away, is added again by the reconciler, which looks for due lane
- * heads no one holds. A worker killed mid-attempt leaves its job stalled (BullMQ hands it out again)
- * and its lease on the delivery running out: the delivery is attempted again, with the same
- * `webhook-id`.
+ * heads no one holds. A worker killed before leasing leaves its job stalled (BullMQ hands it out
+ * again); killed mid-attempt, its lease on the delivery runs out and the reconciler queues it: the
+ * delivery is attempted again, with the same `webhook-id`.
  */
-import { DelayedError, Queue, Worker, type Job } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import pLimit from 'p-limit';
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
@@ -21,18 +27,34 @@ import type { DeliveryWorker } from './embedded-delivery.ts';
 
 export const WEBHOOK_QUEUE = 'webhook-delivery';
 
-/** How long a lane head may be due and unheld before the reconciler queues it (again), in ms. */
+/** Lane heads named by one job at most. */
+const MAX_IDS_PER_JOB = 100;
+
+/**
+ * How long a lane head may be due and unheld before the reconciler queues it (again), in ms: short
+ * while the queue is empty (a job lost with Redis's data waits seconds); longer while jobs wait, as
+ * the head is then most likely in one of them.
+ */
 const RECONCILE_GRACE_MS = 2_000;
+const RECONCILE_GRACE_BACKLOG_MS = 30_000;
 
 interface DeliveryJob {
-  readonly deliveryId: string;
+  /** Lane heads to attempt. */
+  readonly deliveryIds?: readonly string[];
+  /** One delivery (the jobs of earlier versions). */
+  readonly deliveryId?: string;
 }
 
-const jobIdOf = (deliveryId: string) => `delivery-${deliveryId}`;
+const idsOf = (job: Job<DeliveryJob>): readonly string[] => job.data.deliveryIds ?? (job.data.deliveryId === undefined ? [] : [job.data.deliveryId]);
 
 export interface BullmqScheduler extends DeliveryScheduler {
-  /** Adds the jobs of these deliveries, each delayed until `dueAt` (now when absent). */
-  scheduleAt(deliveries: readonly { id: string; dueAt?: Date }[]): Promise<void>;
+  /**
+   * Adds a job of its own for each delivery, delayed until `dueAt`; keyed by delivery and time, so
+   * the same one twice (a postponed delivery, a reconciler pass) is added once.
+   */
+  scheduleAt(deliveries: readonly { id: string; dueAt: Date }[]): Promise<void>;
+  /** Jobs waiting to be worked (not delayed). */
+  waiting(): Promise<number>;
 }
 
 /** BullMQ's own connections (named, for CLIENT LIST): a command one that fails fast for the producer, a blocking one for the worker. */
@@ -60,28 +82,31 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
   connection.on('error', (error) => options.logger.debug({ err: error }, 'webhook queue connection error'));
   const queue = new Queue<DeliveryJob>(WEBHOOK_QUEUE, { connection, prefix: options.prefix });
   queue.on('error', (error) => options.logger.warn({ err: error }, 'webhook queue error'));
-  const scheduleAt: BullmqScheduler['scheduleAt'] = async (deliveries) => {
-    if (deliveries.length === 0) return;
-    const now = Date.now();
-    await queue.addBulk(
-      deliveries.map(({ id, dueAt }) => ({
-        name: 'deliver',
-        data: { deliveryId: id },
-        opts: { jobId: jobIdOf(id), delay: dueAt === undefined ? 0 : Math.max(0, dueAt.getTime() - now), removeOnComplete: true, removeOnFail: true },
-      })),
-    );
+  const done = { removeOnComplete: true, removeOnFail: true };
+  const schedule: BullmqScheduler['schedule'] = async (ids) => {
+    if (ids.length === 0) return;
+    const jobs = [];
+    for (let offset = 0; offset < ids.length; offset += MAX_IDS_PER_JOB) {
+      jobs.push({ name: 'deliver', data: { deliveryIds: ids.slice(offset, offset + MAX_IDS_PER_JOB) }, opts: done });
+    }
+    await queue.addBulk(jobs);
   };
   return {
-    scheduleAt,
-    schedule: (ids) => scheduleAt(ids.map((id) => ({ id }))),
-    async scheduleNow(ids) {
-      // A job waiting for a later attempt is moved up; adding it again would be a no-op.
-      for (const id of ids) {
-        const job = await queue.getJob(jobIdOf(id));
-        if (job && (await job.isDelayed())) await job.promote();
-      }
-      await scheduleAt(ids.map((id) => ({ id })));
+    schedule,
+    // Due now: a new job (a delayed one left for a later time finds the delivery handled, or not due).
+    scheduleNow: schedule,
+    async scheduleAt(deliveries) {
+      if (deliveries.length === 0) return;
+      const now = Date.now();
+      await queue.addBulk(
+        deliveries.map(({ id, dueAt }) => ({
+          name: 'deliver',
+          data: { deliveryIds: [id] },
+          opts: { ...done, jobId: `delivery-${id}-${dueAt.getTime()}`, delay: Math.max(0, dueAt.getTime() - now) },
+        })),
+      );
     },
+    waiting: () => queue.getWaitingCount(),
     close: () => closeWithin(queue.close(), connection),
   };
 }
@@ -106,11 +131,11 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   const connection = connect(options.redisUrl, true);
   connection.on('error', (error) => logger.debug({ err: error }, 'webhook worker connection error'));
 
-  // Jobs taken together are claimed together: one statement for the deliveries of many jobs.
+  // Deliveries about to be attempted are leased together: one statement for many jobs' deliveries.
   const claims = createGroupCommit<string, Delivery | undefined>({
     async write(ids) {
       const leased = new Map((await claimDeliveries(db, ids, options.leaseMs)).map((delivery) => [delivery.id, delivery]));
-      // Two jobs for one delivery in a batch: only the first attempts it.
+      // One delivery named twice in a batch (two jobs): only the first attempts it.
       return ids.map((id) => {
         const delivery = leased.get(id);
         leased.delete(id);
@@ -119,34 +144,79 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     },
     maxBatch: Math.max(1, options.concurrency),
   });
+  // What comes after attempts, queued together: the lanes' next heads in one job, retries each in its own.
+  const nextHeads = createGroupCommit<string, void>({
+    write: async (ids) => (await scheduler.schedule(ids), ids.map(() => undefined)),
+    maxBatch: MAX_IDS_PER_JOB,
+  });
+  const retries = createGroupCommit<{ id: string; dueAt: Date }, void>({
+    write: async (deliveries) => (await scheduler.scheduleAt(deliveries), deliveries.map(() => undefined)),
+    maxBatch: MAX_IDS_PER_JOB,
+  });
 
-  const work = async (job: Job<DeliveryJob>, token?: string) => {
-    const delivery = await claims.submit(job.data.deliveryId);
-    // Finished already, held by another worker, or not its lane's head yet: nothing to do here.
-    if (!delivery) return;
-    const outcome = await deliverer.deliver(delivery);
-    if (outcome.nextInLane !== undefined) await scheduler.schedule([outcome.nextInLane]);
-    if (outcome.retryAt !== undefined) {
-      await job.moveToDelayed(outcome.retryAt.getTime(), token);
-      throw new DelayedError();
-    }
+  /**
+   * Attempts in flight: a slot each, taken before the delivery is leased and given back when its
+   * HTTP part is over — recording it goes on in the background, up to as many again.
+   */
+  const concurrency = Math.max(1, options.concurrency);
+  const slots = pLimit(concurrency);
+  const inFlight = new Set<Promise<void>>();
+  const attempt = async (delivery: Delivery, onSent: () => void) => {
+    const outcome = await deliverer.deliver(delivery, onSent);
+    // Not queued (Redis away): the delivery is in Postgres, due; the reconciler queues it.
+    if (outcome.nextInLane !== undefined) await nextHeads.submit(outcome.nextInLane);
+    if (outcome.retryAt !== undefined) await retries.submit({ id: delivery.id, dueAt: outcome.retryAt });
+  };
+  /** Leases `id` when a slot is free and starts its attempt; resolves once leased (or found not to be attemptable). */
+  const lease = (id: string) =>
+    new Promise<void>((leased, failed) => {
+      void slots(
+        () =>
+          new Promise<void>((freeSlot) => {
+            claims.submit(id).then(
+              (delivery) => {
+                leased();
+                // Finished already, held by another worker, or not its lane's head yet: nothing to do here.
+                if (!delivery) return freeSlot();
+                const task = attempt(delivery, () => {
+                  if (inFlight.size <= 2 * concurrency) freeSlot();
+                })
+                  .catch((error: unknown) => logger.error({ err: error, delivery: id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
+                  .finally(() => {
+                    inFlight.delete(task);
+                    freeSlot();
+                  });
+                inFlight.add(task);
+              },
+              (error: unknown) => {
+                failed(error instanceof Error ? error : new Error(String(error)));
+                freeSlot();
+              },
+            );
+          }),
+      );
+    });
+
+  const work = async (job: Job<DeliveryJob>) => {
+    await Promise.all(idsOf(job).map(lease));
   };
   const worker = new Worker<DeliveryJob>(WEBHOOK_QUEUE, work, {
     connection,
     prefix: options.prefix,
-    concurrency: options.concurrency,
-    // A job whose worker died is handed out again after this (its delivery's lease decides whether it is attempted).
+    // Jobs waiting for slots at once; each is done when its deliveries are leased.
+    concurrency,
+    // A job whose worker died before leasing is handed out again after this.
     lockDuration: Math.min(options.leaseMs, 30_000),
     stalledInterval: Math.min(options.leaseMs, 30_000),
   });
   worker.on('error', (error) => logger.warn({ err: error }, 'webhook worker error'));
-  worker.on('failed', (job, error) => logger.warn({ err: error, delivery: job?.data.deliveryId }, 'webhook job failed; the reconciler schedules it again'));
+  worker.on('failed', (job, error) => logger.warn({ err: error, deliveries: job && idsOf(job) }, 'webhook job failed; the reconciler schedules its deliveries again'));
 
   const reconcile = async () => {
-    // Due a little while, and nobody holds it: re-adding a job that exists is a no-op, so the grace is
-    // short (a job lost with Redis's data, or never added while Redis was away, waits seconds).
-    const heads = await dueHeads(db, RECONCILE_GRACE_MS, 1_000);
-    if (heads.length > 0) await scheduler.schedule(heads.map((head) => head.id));
+    const grace = (await scheduler.waiting()) > 0 ? RECONCILE_GRACE_BACKLOG_MS : RECONCILE_GRACE_MS;
+    const heads = await dueHeads(db, grace, 1_000);
+    // Keyed by delivery and due time: a head still unheld at the next pass is not added twice.
+    await scheduler.scheduleAt(heads.map((head) => ({ id: head.id, dueAt: head.nextAttemptAt })));
   };
   const timer = setInterval(() => {
     reconcile().catch((error: unknown) => logger.warn({ err: error }, 'webhook reconciler failed'));
@@ -157,6 +227,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     async close() {
       clearInterval(timer);
       await closeWithin(worker.close(), connection);
+      await Promise.all([...inFlight]);
     },
   };
 }

@@ -282,6 +282,12 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
   return rows.map((row) => ({ nextInLane: row.next ?? undefined }));
 }
 
+/** Releases leases taken but not used (a worker stopping): the deliveries are due again as they were. */
+export async function releaseDeliveries(db: Queryable, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(`UPDATE webhook_deliveries SET leased_until = NULL WHERE id = ANY($1::bigint[]) AND state = 'pending'`, [ids]);
+}
+
 /** Releases a lease without an attempt, the delivery due again at `dueAt` (rate limit, concurrency, disabled endpoint). */
 export async function postponeDelivery(db: Queryable, id: string, dueAt: Date): Promise<void> {
   await db.query(`UPDATE webhook_deliveries SET leased_until = NULL, next_attempt_at = greatest(next_attempt_at, $2) WHERE id = $1::bigint`, [id, dueAt]);

@@ -3,6 +3,8 @@
  * heads from the platform database and attempts up to `concurrency` at once. Deliveries are rows,
  * so a restart loses none: a lease left by a process that died runs out and the row is due again.
  *
+ * Attempts in flight are bounded by `concurrency` while they wait for their receiver; recording
+ * one goes on in the background (one statement for many), so its slot already serves the next.
  * The heads this process stored (its routing tap) or moved up (a lane's next after a finished
  * delivery) are claimed by id; the table is looked at for due heads — retries coming due,
  * deliveries stored by other processes or before a restart — at least every `idleMs`, and
@@ -12,7 +14,7 @@ import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import type { LocalWake } from './delivery-scheduler.ts';
-import { claimDeliveries, claimDue, type Delivery } from './delivery-store.ts';
+import { claimDeliveries, claimDue, releaseDeliveries, type Delivery } from './delivery-store.ts';
 import type { WebhookDeliverer } from './webhook-deliverer.ts';
 
 export interface EmbeddedDeliveryOptions {
@@ -34,37 +36,58 @@ export interface DeliveryWorker {
 }
 
 export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): DeliveryWorker {
-  const { db, deliverer, wake, logger } = options;
+  const { db, deliverer, wake, logger, concurrency } = options;
   const abort = new AbortController();
+  /**
+   * Leased deliveries waiting for a slot, oldest first (at most `concurrency`): claimed while the
+   * attempts before them are under way, so a slot that frees up starts the next at once instead of
+   * waiting for a claim. None waits longer than an attempt in flight takes, within its lease.
+   */
+  const ready: Delivery[] = [];
+  /** Attempts whose HTTP part is not over: what `concurrency` bounds. */
+  let sending = 0;
+  /** Attempts until recorded: sent ones are recorded in the background, up to as many again. */
   const inFlight = new Set<Promise<void>>();
 
   const attempt = (delivery: Delivery) => {
+    sending += 1;
+    let sent = false;
+    const onSent = () => {
+      if (sent) return;
+      sent = true;
+      sending -= 1;
+      wake.poke();
+    };
     const task: Promise<void> = deliverer
-      .deliver(delivery)
+      .deliver(delivery, onSent)
       .then(({ nextInLane }) => {
         if (nextInLane !== undefined) void wake.schedule([nextInLane]);
       })
       // The lease runs out and the delivery is due again: nothing is lost.
       .catch((error: unknown) => logger.error({ err: error, delivery: delivery.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
       .finally(() => {
+        onSent();
         inFlight.delete(task);
         wake.poke();
       });
     inFlight.add(task);
   };
+  const startReady = () => {
+    while (ready.length > 0 && sending < concurrency && inFlight.size < 2 * concurrency) attempt(ready.shift()!);
+  };
 
   const idleMs = options.idleMs ?? 1_000;
   let lastLook = 0;
   let backlog = true;
-  /** Leases up to `free` due heads: the scheduled ones by id, then — when it is time — from the table. */
-  const claim = async (free: number): Promise<Delivery[]> => {
-    const ids = wake.take(free);
+  /** Leases up to `wanted` due heads: the scheduled ones by id, then — when it is time — from the table. */
+  const claim = async (wanted: number): Promise<Delivery[]> => {
+    const ids = wake.take(wanted);
     const due = ids.length > 0 ? await claimDeliveries(db, ids, options.leaseMs) : [];
-    const wanted = free - due.length;
-    if (wanted > 0 && (backlog || wake.takeOverflowed() || performance.now() - lastLook >= idleMs)) {
+    const more = wanted - due.length;
+    if (more > 0 && (backlog || wake.takeOverflowed() || performance.now() - lastLook >= idleMs)) {
       lastLook = performance.now();
-      const found = await claimDue(db, wanted, options.leaseMs, []);
-      backlog = found.length === wanted;
+      const found = await claimDue(db, more, options.leaseMs, []);
+      backlog = found.length === more;
       due.push(...found);
     }
     return due;
@@ -73,13 +96,14 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
   const run = async () => {
     const backoff = createBackoff({ initialMs: 200, maxMs: 5_000 });
     while (!abort.signal.aborted) {
-      const free = options.concurrency - inFlight.size;
+      startReady();
+      const wanted = concurrency - ready.length;
       let claimed = 0;
-      if (free > 0) {
+      if (wanted > 0) {
         try {
-          const due = await claim(free);
+          const due = await claim(wanted);
           claimed = due.length;
-          for (const delivery of due) attempt(delivery);
+          ready.push(...due);
           backoff.reset();
         } catch (error) {
           logger.warn({ err: error }, 'webhook deliveries could not be read; retrying');
@@ -87,7 +111,8 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
           continue;
         }
       }
-      if (claimed === 0 || claimed < free) await wake.wait(idleMs, abort.signal);
+      // Nothing more to claim for now, or no room for it: until an id is scheduled, a slot frees up, or it is time to look.
+      if (claimed < wanted || wanted === 0) await wake.wait(idleMs, abort.signal);
     }
   };
   const loop = run();
@@ -96,7 +121,9 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     async close() {
       abort.abort();
       await loop;
-      await Promise.all([...inFlight]);
+      // Leased but not started: free for the next process at once rather than when the leases run out.
+      const unstarted = ready.splice(0).map((delivery) => delivery.id);
+      await Promise.all([...inFlight, releaseDeliveries(db, unstarted).catch((error: unknown) => logger.warn({ err: error }, 'webhook leases not released; they run out'))]);
     },
   };
 }

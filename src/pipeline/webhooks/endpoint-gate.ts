@@ -1,12 +1,13 @@
 /**
  * Each endpoint's own limits — attempts in flight and attempts started per second — so a slow or
  * failing endpoint occupies at most its share of the workers and never delays another. Shared
- * through Redis by every worker process (a sorted set of leases, rate-limiter-flexible's Redis
- * limiter), or kept in memory in the embedded mode.
+ * through Redis by every worker process (a sorted set of leases per endpoint, taken and given back
+ * in batches; rate-limiter-flexible's Redis limiter), or kept in memory in the embedded mode.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { createGroupCommit } from '../coordination/group-commit.ts';
 import { defineScript } from '../redis-script.ts';
 
 export interface GatedEndpoint {
@@ -75,36 +76,77 @@ export function createMemoryGate(): EndpointGate {
   };
 }
 
-type LeaseScript = (key: string, now: number, leaseMs: number, max: number, token: string) => Promise<number>;
+type LeaseScript = (key: string, now: number, leaseMs: number, max: number, ...tokens: string[]) => Promise<number>;
 
-/** Expired leases (a worker died mid-attempt) drop out; a lease is taken only below the endpoint's maximum. */
-const TAKE_LEASE = `
+/**
+ * Leases for the tokens in ARGV[4…], as many as the endpoint's maximum leaves room for, in order;
+ * expired leases (a worker died mid-attempt) drop out first. Returns how many were taken.
+ */
+const TAKE_LEASES = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1`;
+local room = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
+local taken = 0
+for i = 4, #ARGV do
+  if taken >= room then break end
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[i])
+  taken = taken + 1
+end
+if taken > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return taken`;
+
+/** Leases asked for or given back in one batch at most. */
+const GATE_BATCH = 500;
+
+/** `items` grouped by `keyOf`, each group in the items' order, with each item's index. */
+function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string, { item: T; index: number }[]> {
+  const groups = new Map<string, { item: T; index: number }[]>();
+  items.forEach((item, index) => {
+    const key = keyOf(item);
+    let group = groups.get(key);
+    if (!group) groups.set(key, (group = []));
+    group.push({ item, index });
+  });
+  return groups;
+}
 
 export function createRedisGate(options: { readonly redis: Redis; readonly keyPrefix: string; readonly leaseMs: number }): EndpointGate {
   const { redis, keyPrefix, leaseMs } = options;
-  const takeLease = defineScript<LeaseScript>(redis, 'tributaryWebhookLease', 1, TAKE_LEASE);
+  const takeLeases = defineScript<LeaseScript>(redis, 'tributaryWebhookLeases', 1, TAKE_LEASES);
   const limiterOf = limiters((points) => new RateLimiterRedis({ storeClient: redis, keyPrefix: `${keyPrefix}webhook:rate:${points}`, points, duration: 1 }));
+  const keyOf = (endpointId: string) => `${keyPrefix}webhook:inflight:${endpointId}`;
+  // Attempts starting or ending together ask Redis together: one script call (or ZREM) per endpoint for all of them.
+  const leases = createGroupCommit<{ endpoint: GatedEndpoint; token: string }, boolean>({
+    async write(requests) {
+      const granted = requests.map(() => false);
+      const now = Date.now();
+      await Promise.all(
+        [...groupBy(requests, (request) => request.endpoint.id)].map(async ([endpointId, group]) => {
+          const taken = await takeLeases(keyOf(endpointId), now, leaseMs, group[0]!.item.endpoint.maxConcurrency, ...group.map(({ item }) => item.token));
+          for (const { index } of group.slice(0, taken)) granted[index] = true;
+        }),
+      );
+      return granted;
+    },
+    maxBatch: GATE_BATCH,
+  });
+  const releases = createGroupCommit<{ endpointId: string; token: string }, void>({
+    async write(returned) {
+      await Promise.all([...groupBy(returned, (lease) => lease.endpointId)].map(([endpointId, group]) => redis.zrem(keyOf(endpointId), ...group.map(({ item }) => item.token))));
+      return returned.map(() => undefined);
+    },
+    maxBatch: GATE_BATCH,
+  });
   return {
     async acquire(endpoint) {
-      const key = `${keyPrefix}webhook:inflight:${endpoint.id}`;
       const token = randomUUID();
-      if ((await takeLease(key, Date.now(), leaseMs, endpoint.maxConcurrency, token)) !== 1) return { ok: false, retryInMs: BUSY_RETRY_MS };
+      if (!(await leases.submit({ endpoint, token }))) return { ok: false, retryInMs: BUSY_RETRY_MS };
+      const release = () => releases.submit({ endpointId: endpoint.id, token });
       const wait = await withinRate(endpoint.rateLimitPerSecond === null ? undefined : limiterOf(endpoint.rateLimitPerSecond), endpoint.id);
       if (wait > 0) {
-        await redis.zrem(key, token);
+        await release();
         return { ok: false, retryInMs: wait };
       }
-      return {
-        ok: true,
-        async release() {
-          await redis.zrem(key, token);
-        },
-      };
+      return { ok: true, release };
     },
   };
 }
