@@ -73,7 +73,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     inFlight.add(task);
   };
   const startReady = () => {
-    while (ready.length > 0 && sending < concurrency && inFlight.size < 2 * concurrency) attempt(ready.shift()!);
+    while (!abort.signal.aborted && ready.length > 0 && sending < concurrency && inFlight.size < 2 * concurrency) attempt(ready.shift()!);
   };
 
   const idleMs = options.idleMs ?? 1_000;
@@ -104,6 +104,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
           const due = await claim(wanted);
           claimed = due.length;
           ready.push(...due);
+          startReady();
           backoff.reset();
         } catch (error) {
           logger.warn({ err: error }, 'webhook deliveries could not be read; retrying');

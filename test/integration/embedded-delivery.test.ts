@@ -1,0 +1,165 @@
+/**
+ * The embedded delivery loop against a real Postgres, with a deliverer that only records what it is
+ * handed (a pure fake: the HTTP side is tested in webhooks.test.ts). The loop's periodic look at the
+ * table is set far beyond the test's timeout, so every delivery here must start from a wake-up:
+ * a scheduled lane head, or a slot freed by an attempt whose HTTP part is over.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../src/db/database.ts';
+import { migrate } from '../../src/db/migrations.ts';
+import { createPostgresDatabase } from '../../src/db/postgres.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createLocalWake, type LocalWake } from '../../src/pipeline/webhooks/delivery-scheduler.ts';
+import { getDelivery, recordAttempts, storeDeliveries, type Delivery, type NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { startEmbeddedDelivery } from '../../src/pipeline/webhooks/embedded-delivery.ts';
+import { insertEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
+import type { DeliveryOutcome, WebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
+import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/services.ts';
+
+const logger = createLogger({ level: 'silent' });
+/** Longer than any test here may take: no delivery may wait for the loop's periodic look. */
+const NEVER_MS = 600_000;
+
+let database: TestDatabase;
+let db: Database;
+let endpointId: string;
+let nextEvent = 0;
+
+function newDelivery(lane: string): NewDelivery {
+  nextEvent += 1;
+  return { endpointId, eventId: `ev-${nextEvent}`, eventType: 'test.event', topic: 'orders', lane, body: '{}', trigger: 'initial', eventTime: new Date() };
+}
+
+/** Hands each delivery to the test; the test says when its POST is over and when it is recorded (`finish`, once). */
+function recordingDeliverer() {
+  const handed: { delivery: Delivery; send: () => void; finish: () => Promise<void> }[] = [];
+  let notify: () => void = () => {};
+  const deliverer: WebhookDeliverer = {
+    deliver(delivery, onSent) {
+      return new Promise<DeliveryOutcome>((resolve) => {
+        let finished = false;
+        const finish = async () => {
+          if (finished) return;
+          finished = true;
+          onSent?.();
+          const [recorded] = await recordAttempts(db, [
+            { delivery, outcome: 'delivered', status: 204, durationMs: 1, error: null, responseExcerpt: null, nextAttemptAt: null },
+          ]);
+          const nextInLane = recorded?.nextInLane;
+          resolve(nextInLane === undefined ? {} : { nextInLane });
+        };
+        handed.push({ delivery, send: () => onSent?.(), finish });
+        notify();
+      });
+    },
+  };
+  /** Resolves once `count` deliveries have been handed over in all. */
+  const handedOver = (count: number) =>
+    new Promise<void>((resolve) => {
+      const check = () => {
+        if (handed.length >= count) resolve();
+      };
+      notify = check;
+      check();
+    });
+  return { deliverer, handed, handedOver };
+}
+
+/** The loop's wake, telling the test when the loop starts waiting. */
+function watchedWake() {
+  const wake = createLocalWake();
+  let onWait: () => void = () => {};
+  const watched: LocalWake = {
+    ...wake,
+    wait(ms, signal) {
+      onWait();
+      return wake.wait(ms, signal);
+    },
+  };
+  /** Resolves at the loop's next wait. */
+  const waiting = () => new Promise<void>((resolve) => (onWait = resolve));
+  return { wake: watched, waiting };
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase({ autoDispose: false });
+  db = createPostgresDatabase({ url: database.url, logger });
+  await migrate(db, { logger });
+  const endpoint = await insertEndpoint(db, {
+    app: 'app',
+    env: 'env',
+    tenant: null,
+    url: 'https://receiver.example/hook',
+    description: '',
+    events: ['*'],
+    rateLimitPerSecond: null,
+    maxConcurrency: 10,
+    secret: newWebhookSecret(),
+  });
+  endpointId = endpoint.id;
+});
+
+afterAll(async () => {
+  await db?.close();
+  await database?.dispose();
+});
+
+describe('embedded delivery loop', () => {
+  it('attempts a scheduled lane head at once, and the lane’s next when the first is recorded', async () => {
+    const { wake, waiting } = watchedWake();
+    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 4, leaseMs: 30_000, idleMs: NEVER_MS, logger });
+    // Stored and scheduled once the loop has looked at the (empty) table and waits: the wake-up is
+    // all it gets, so the head it claims must start without another.
+    await waiting();
+    const { inserted, heads } = await storeDeliveries(db, [newDelivery('lane-a'), newDelivery('lane-a')]);
+    try {
+      await wake.schedule(heads);
+      await handedOver(1);
+      expect(handed.map((entry) => entry.delivery.id)).toEqual([inserted[0]]);
+      await handed[0]!.finish();
+      await handedOver(2);
+      expect(handed.map((entry) => entry.delivery.id)).toEqual(inserted);
+    } finally {
+      await Promise.all(handed.map((entry) => entry.finish()));
+      await worker.close();
+    }
+    expect((await getDelivery(db, inserted[1]!))?.state).toBe('delivered');
+  });
+
+  it('gives a slot to the next delivery when an attempt’s POST is over, before it is recorded', async () => {
+    const wake = createLocalWake();
+    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { heads } = await storeDeliveries(db, [newDelivery('lane-b'), newDelivery('lane-c'), newDelivery('lane-d')]);
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 2, leaseMs: 30_000, idleMs: NEVER_MS, logger });
+    try {
+      await wake.schedule(heads);
+      await handedOver(2);
+      expect(handed).toHaveLength(2);
+      handed[0]!.send();
+      await handedOver(3);
+      expect(handed.map((entry) => entry.delivery.id).sort()).toEqual([...heads].sort());
+    } finally {
+      await Promise.all(handed.map((entry) => entry.finish()));
+      await worker.close();
+    }
+  });
+
+  it('releases the leases of deliveries claimed but not started when it closes', async () => {
+    const wake = createLocalWake();
+    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { heads } = await storeDeliveries(db, [newDelivery('lane-e'), newDelivery('lane-f'), newDelivery('lane-g')]);
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 1, leaseMs: 30_000, idleMs: NEVER_MS, logger });
+    await wake.schedule(heads);
+    await handedOver(1);
+    const closed = worker.close();
+    await handed[0]!.finish();
+    await closed;
+    const { rows } = await db.query<{ id: string; leased: boolean }>(
+      `SELECT id::text AS id, leased_until IS NOT NULL AS leased FROM webhook_deliveries WHERE id = ANY($1::bigint[]) AND state = 'pending' ORDER BY id`,
+      [heads],
+    );
+    expect(rows).toEqual(heads.slice(1).map((id) => ({ id, leased: false })));
+  });
+});
