@@ -60,7 +60,7 @@ describe.each(kinds)('the endpoint gate (%s)', (_kind, make) => {
     const grantedTo = (endpoint: { id: string }) => answers.filter((answer, n) => answer.ok && asks[n]!.endpoint === endpoint);
     expect(grantedTo(small)).toHaveLength(2);
     expect(grantedTo(large)).toHaveLength(5);
-    await Promise.all([...grantedTo(small), ...grantedTo(large)].map((answer) => (answer.ok ? answer.release() : undefined)));
+    await Promise.all([...grantedTo(small), ...grantedTo(large)].map((answer) => (answer.ok ? answer.release() : Promise.resolve())));
     const again = await Promise.all(Array.from({ length: 5 }, (_, n) => gates[n % gates.length]!.acquire(large)));
     expect(again.filter((answer) => answer.ok)).toHaveLength(5);
   });
