@@ -5,51 +5,25 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, Queryable } from '../../src/db/database.ts';
-import { migrate } from '../../src/db/migrations.ts';
-import { createPostgresDatabase } from '../../src/db/postgres.ts';
-import { createLogger } from '../../src/logger.ts';
-import { claimDeliveries, claimDue, headsAmong, insertDeliveries, recordAttempts, storeDeliveries, type NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
-import { insertEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
-import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/services.ts';
+import { claimDeliveries, claimDue, headsAmong, insertDeliveries, recordAttempts, storeDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
-const logger = createLogger({ level: 'silent' });
 const LEASE_MS = 30_000;
 
-let database: TestDatabase;
+let fixture: DeliveryFixture;
 let db: Database;
-let endpointId: string;
-let nextEvent = 0;
-
-function delivery(lane: string): NewDelivery {
-  nextEvent += 1;
-  return { endpointId, eventId: `ev-${nextEvent}`, eventType: 'test.event', topic: 'orders', lane, body: '{}', trigger: 'initial', eventTime: new Date() };
-}
+const delivery = (lane: string) => fixture.delivery(lane);
 
 const delivered = { outcome: 'delivered' as const, status: 204, durationMs: 3, error: null, responseExcerpt: null, nextAttemptAt: null };
 
 beforeAll(async () => {
-  database = await createTestDatabase({ autoDispose: false });
-  db = createPostgresDatabase({ url: database.url, logger });
-  await migrate(db, { logger });
-  const endpoint = await insertEndpoint(db, {
-    app: 'app',
-    env: 'env',
-    tenant: null,
-    url: 'https://receiver.example/hook',
-    description: '',
-    events: ['*'],
-    rateLimitPerSecond: null,
-    maxConcurrency: 10,
-    secret: newWebhookSecret(),
-  });
-  endpointId = endpoint.id;
+  fixture = await createDeliveryFixture();
+  db = fixture.db;
 });
 
 afterAll(async () => {
-  await db?.close();
-  await database?.dispose();
+  await fixture?.dispose();
 });
 
 describe('webhook delivery store', () => {

@@ -6,30 +6,20 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
-import { migrate } from '../../src/db/migrations.ts';
-import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createLocalWake, type LocalWake } from '../../src/pipeline/webhooks/delivery-scheduler.ts';
-import { getDelivery, recordAttempts, storeDeliveries, type Delivery, type NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { getDelivery, recordAttempts, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { startEmbeddedDelivery } from '../../src/pipeline/webhooks/embedded-delivery.ts';
-import { insertEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import type { DeliveryOutcome, WebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
-import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/services.ts';
+import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 
 const logger = createLogger({ level: 'silent' });
 /** Longer than any test here may take: no delivery may wait for the loop's periodic look. */
 const NEVER_MS = 600_000;
 
-let database: TestDatabase;
+let fixture: DeliveryFixture;
 let db: Database;
-let endpointId: string;
-let nextEvent = 0;
-
-function newDelivery(lane: string): NewDelivery {
-  nextEvent += 1;
-  return { endpointId, eventId: `ev-${nextEvent}`, eventType: 'test.event', topic: 'orders', lane, body: '{}', trigger: 'initial', eventTime: new Date() };
-}
+const newDelivery = (lane: string) => fixture.delivery(lane);
 
 /** Hands each delivery to the test; the test says when its POST is over and when it is recorded (`finish`, once). */
 function recordingDeliverer() {
@@ -83,26 +73,12 @@ function watchedWake() {
 }
 
 beforeAll(async () => {
-  database = await createTestDatabase({ autoDispose: false });
-  db = createPostgresDatabase({ url: database.url, logger });
-  await migrate(db, { logger });
-  const endpoint = await insertEndpoint(db, {
-    app: 'app',
-    env: 'env',
-    tenant: null,
-    url: 'https://receiver.example/hook',
-    description: '',
-    events: ['*'],
-    rateLimitPerSecond: null,
-    maxConcurrency: 10,
-    secret: newWebhookSecret(),
-  });
-  endpointId = endpoint.id;
+  fixture = await createDeliveryFixture();
+  db = fixture.db;
 });
 
 afterAll(async () => {
-  await db?.close();
-  await database?.dispose();
+  await fixture?.dispose();
 });
 
 describe('embedded delivery loop', () => {

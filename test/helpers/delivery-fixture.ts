@@ -1,0 +1,52 @@
+/**
+ * A platform database with one webhook endpoint, for the suites that work the delivery store
+ * directly (no server): migrated, its endpoint selecting everything, and fresh deliveries to it.
+ * Create it in `beforeAll` and dispose it in `afterAll`.
+ */
+import type { Database } from '../../src/db/database.ts';
+import { migrate } from '../../src/db/migrations.ts';
+import { createPostgresDatabase } from '../../src/db/postgres.ts';
+import { createLogger } from '../../src/logger.ts';
+import type { NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { insertEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
+import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';
+import { createTestDatabase } from './services.ts';
+
+export interface DeliveryFixture {
+  readonly db: Database;
+  readonly endpointId: string;
+  /** A new initial delivery to the endpoint in `lane` (an event id of its own). */
+  delivery(lane: string): NewDelivery;
+  dispose(): Promise<void>;
+}
+
+export async function createDeliveryFixture(): Promise<DeliveryFixture> {
+  const logger = createLogger({ level: 'silent' });
+  const database = await createTestDatabase({ autoDispose: false });
+  const db = createPostgresDatabase({ url: database.url, logger });
+  await migrate(db, { logger });
+  const endpoint = await insertEndpoint(db, {
+    app: 'app',
+    env: 'env',
+    tenant: null,
+    url: 'https://receiver.example/hook',
+    description: '',
+    events: ['*'],
+    rateLimitPerSecond: null,
+    maxConcurrency: 10,
+    secret: newWebhookSecret(),
+  });
+  let nextEvent = 0;
+  return {
+    db,
+    endpointId: endpoint.id,
+    delivery(lane) {
+      nextEvent += 1;
+      return { endpointId: endpoint.id, eventId: `ev-${nextEvent}`, eventType: 'test.event', topic: 'orders', lane, body: '{}', trigger: 'initial', eventTime: new Date() };
+    },
+    async dispose() {
+      await db.close();
+      await database.dispose();
+    },
+  };
+}
