@@ -1,14 +1,23 @@
 /**
  * What the `webhooks` workload sends: the `publish` mutation that makes Tributary deliver (its
- * payload carries the event's `seq` and the time it was sent, like the fan-out payload), and — for
+ * payload carries the event's `seq` and the time it was sent, like the fan-out payload; on the one
+ * topic every endpoint selects, or — spread — on the topic of one endpoint), and — for
  * the arms that POST without Tributary (the naive BullMQ worker, the plain POST loop) — a body of
  * the shape and size Tributary delivers for such an event (`webhookBody` in
  * src/pipeline/webhooks/endpoint-selection.ts), so every arm hands the receiver the same bytes.
  */
 import { randomBytes } from 'node:crypto';
 
-/** The topic every endpoint of the workload selects. */
+/** The topic every endpoint selects in the all-endpoints steps (and the drain). */
 export const WEBHOOK_TOPIC = 'bench.webhooks';
+
+/**
+ * The topic endpoint `index` alone selects in the spread steps. An endpoint selecting
+ * `bench.webhooks` does not get these: an entry without `.*` matches its topic exactly.
+ */
+export function spreadTopic(index: number): string {
+  return `${WEBHOOK_TOPIC}.${index}`;
+}
 
 /** Bytes of the payload JSON (`{"seq":…,"sentAt":…,"pad":"xx…"}`), padded to this length. */
 const PAYLOAD_BYTES = 200;
@@ -20,9 +29,14 @@ function payloadOf(seq: number, sentAt: number): string {
   return `${head}${'x'.repeat(Math.max(0, PAYLOAD_BYTES - head.length - 2))}"}`;
 }
 
-/** The HTTP body of `publish` for event `seq`, sent at `sentAt` (`clockMillis()`). */
-export function webhookPublishBody(seq: number, sentAt: number): string {
-  return `{"query":${JSON.stringify(PUBLISH_QUERY)},"variables":{"topic":${JSON.stringify(WEBHOOK_TOPIC)},"payload":${payloadOf(seq, sentAt)}}}`;
+/** The HTTP body of `publish` for event `seq`, sent at `sentAt` (`clockMillis()`), on `topic`. */
+export function webhookPublishBody(seq: number, sentAt: number, topic = WEBHOOK_TOPIC): string {
+  return `{"query":${JSON.stringify(PUBLISH_QUERY)},"variables":{"topic":${JSON.stringify(topic)},"payload":${payloadOf(seq, sentAt)}}}`;
+}
+
+/** The body builder of a spread step over `endpoints`: event `seq` on the topic of endpoint `seq % endpoints`. */
+export function spreadPublishBody(endpoints: number): (seq: number, sentAt: number) => string {
+  return (seq, sentAt) => webhookPublishBody(seq, sentAt, spreadTopic(seq % endpoints));
 }
 
 /** An event id of the shape and length of Tributary's random ones (`evt_` + 16 characters). */

@@ -3,16 +3,24 @@
  * (`webhook-receivers.ts`, a child process holding N HTTP servers on loopback). Types only: both
  * sides import it.
  *
- * A step: `expect` (receivers 0…k−1 are to get every event `firstSeq … firstSeq + count − 1`) →
- * the parent makes the events happen (published to Tributary, a queue drained, a POST loop) →
- * `collect` (wait until every expecting receiver has every event of the step, or the timeout) → a
- * `ReceiverReport`.
+ * A step: `expect` (receivers 0…k−1 are to get every event `firstSeq … firstSeq + count − 1`;
+ * with `spread`, event `seq` is for receiver `seq % k` only) → the parent makes the events happen
+ * (published to Tributary, a queue drained, a POST loop) → `collect` (wait until every expecting
+ * receiver has every event of the step meant for it, or the timeout) → a `ReceiverReport`.
  */
 import type { Summary } from './stats.ts';
 
 export type ReceiverRequest =
   | { readonly type: 'listen'; readonly requestId: number; readonly receivers: number }
-  | { readonly type: 'expect'; readonly requestId: number; readonly firstSeq: number; readonly count: number; readonly receivers: number }
+  | {
+      readonly type: 'expect';
+      readonly requestId: number;
+      readonly firstSeq: number;
+      readonly count: number;
+      readonly receivers: number;
+      /** Event `seq` is for receiver `seq % receivers` only (each event one delivery). @default false: every receiver gets every event */
+      readonly spread?: boolean;
+    }
   | { readonly type: 'progress'; readonly requestId: number }
   | {
       readonly type: 'collect';
@@ -26,12 +34,14 @@ export type ReceiverRequest =
 export interface ReceiverReport {
   /** Receivers that expected the step's events. */
   readonly receivers: number;
-  /** Events of the step received, counted once per receiver (at most `count × receivers`). */
+  /** Events of the step received, counted once per receiver (at most `count × receivers`; `count` when spread). */
   readonly received: number;
-  /** Events of the step some expecting receiver did not get (by the time of the report). */
+  /** Deliveries of the step not received: (event, receiver meant for it) pairs still missing by the time of the report. */
   readonly missing: number;
   /** Requests carrying an event of the step a receiver had already got. */
   readonly duplicates: number;
+  /** Spread steps: requests carrying an event of the step meant for another receiver (neither received nor missing). */
+  readonly misrouted: number;
   /** Requests carrying no event of the step (late from an earlier one, or unreadable). */
   readonly stray: number;
   /** `sentAt` (in the payload) → the request's body fully read, in µs; events of the step only, first receipt. */
@@ -43,7 +53,7 @@ export interface ReceiverReport {
   readonly meanBodyBytes: number;
   /** The receivers' process CPU since `expect`, in µs. */
   readonly cpuMicros: number;
-  /** Every expecting receiver got every event of the step. */
+  /** Every expecting receiver got every event of the step meant for it. */
   readonly complete: boolean;
 }
 

@@ -10,9 +10,12 @@ export interface WebhookReceivers {
   readonly pid: number;
   /** Starts receivers until there are `count`; resolves with every receiver's URL, in order. */
   listen(count: number): Promise<readonly string[]>;
-  /** Starts a step: receivers 0…`receivers`−1 are each to get every event `firstSeq … firstSeq + count − 1`. */
-  expect(firstSeq: number, count: number, receivers: number): Promise<void>;
-  /** Events of the step received so far (once per receiver), and how many are expected. */
+  /**
+   * Starts a step: receivers 0…`receivers`−1 are each to get every event `firstSeq … firstSeq +
+   * count − 1`; with `spread`, event `seq` goes to receiver `seq % receivers` only.
+   */
+  expect(firstSeq: number, count: number, receivers: number, options?: { readonly spread?: boolean }): Promise<void>;
+  /** Deliveries of the step received so far (an event once per receiver), and how many are expected. */
   progress(): Promise<{ received: number; expected: number }>;
   /**
    * Waits (at most `timeoutMs`) until the step is complete, then reports it; with `sent`, only
@@ -37,8 +40,8 @@ export function startWebhookReceivers(options: { readonly stopTimeoutMs?: number
     async listen(count) {
       return expectReply(await ask({ type: 'listen', receivers: count }), 'listening').urls;
     },
-    async expect(firstSeq, count, receivers) {
-      expectReply(await ask({ type: 'expect', firstSeq, count, receivers }), 'expecting');
+    async expect(firstSeq, count, receivers, options = {}) {
+      expectReply(await ask({ type: 'expect', firstSeq, count, receivers, ...(options.spread === true && { spread: true }) }), 'expecting');
     },
     async progress() {
       const { received, expected } = expectReply(await ask({ type: 'progress' }), 'progress');

@@ -3,10 +3,11 @@
  * `webhook-receivers-process.ts`. Listens with N plain `node:http` servers on 127.0.0.1 (one per
  * endpoint), answers every POST with 204 once its body is read, and books it: which event it
  * carried (`seq`, read from the raw body as the fan-out client reads frames), how long after its
- * `sentAt` it arrived, whether that receiver had it already. The same receivers serve every arm —
- * Tributary, the naive BullMQ worker, the plain POST loop — so what a request costs here is the
- * same whoever sends it; this process's CPU is reported with every step so the table can say when
- * the receivers, not the sender, were the limit.
+ * `sentAt` it arrived, whether that receiver had it already, and — in a spread step, where event
+ * `seq` is meant for receiver `seq % receivers` only — whether it was meant for it. The same
+ * receivers serve every arm — Tributary, the naive BullMQ worker, the plain POST loop — so what a
+ * request costs here is the same whoever sends it; this process's CPU is reported with every step
+ * so the table can say when the receivers, not the sender, were the limit.
  *
  * Runs until the parent sends `close` or goes away (IPC disconnect), whichever comes first.
  */
@@ -25,11 +26,14 @@ interface Step {
   /** Events expected per receiver: what `expect` said, or fewer when `collect` says fewer were sent. */
   count: number;
   readonly receivers: number;
+  /** Event `seq` is for receiver `seq % receivers` only; otherwise every receiver gets every event. */
+  readonly spread: boolean;
   /** Per receiver, per event of the step: 1 once received. */
   readonly seen: Uint8Array[];
   readonly latency: ReturnType<typeof createHistogram>;
   received: number;
   duplicates: number;
+  misrouted: number;
   stray: number;
   firstAt: number;
   lastAt: number;
@@ -43,6 +47,12 @@ interface Step {
 const servers: Server[] = [];
 let step: Step | undefined;
 const scratch: Delivery = { seq: 0, sentAt: 0 };
+
+/** The receiver event `seq` is meant for in a spread step. */
+const receiverOf = (current: Step, seq: number): number => seq % current.receivers;
+
+/** Deliveries the step is complete with: one per event when spread, one per event and receiver otherwise. */
+const expectedOf = (current: Step): number => (current.spread ? current.count : current.count * current.receivers);
 
 function book(receiver: number, body: Buffer): void {
   const at = clockMillis();
@@ -60,6 +70,11 @@ function book(receiver: number, body: Buffer): void {
     current.stray += 1;
     return;
   }
+  if (current.spread && receiverOf(current, scratch.seq) !== receiver) {
+    // An endpoint got an event whose topic it does not select: not this receiver's delivery.
+    current.misrouted += 1;
+    return;
+  }
   if (seen[index] === 1) {
     current.duplicates += 1;
     return;
@@ -69,7 +84,7 @@ function book(receiver: number, body: Buffer): void {
   if (Number.isNaN(current.firstAt)) current.firstAt = at;
   current.lastAt = at;
   recordMillis(current.latency, at - scratch.sentAt);
-  if (current.received === current.count * current.receivers) current.onComplete?.();
+  if (current.received === expectedOf(current)) current.onComplete?.();
 }
 
 const urls: string[] = [];
@@ -93,13 +108,18 @@ async function listen(count: number): Promise<string[]> {
 
 function report(current: Step): ReceiverReport {
   let missing = 0;
-  for (const seen of current.seen) for (let index = 0; index < current.count; index += 1) if (seen[index] === 0) missing += 1;
+  if (current.spread) {
+    for (let index = 0; index < current.count; index += 1) if (current.seen[receiverOf(current, current.firstSeq + index)]?.[index] === 0) missing += 1;
+  } else {
+    for (const seen of current.seen) for (let index = 0; index < current.count; index += 1) if (seen[index] === 0) missing += 1;
+  }
   const cpu = process.cpuUsage(current.cpuStart);
   return {
     receivers: current.receivers,
     received: current.received,
     missing,
     duplicates: current.duplicates,
+    misrouted: current.misrouted,
     stray: current.stray,
     latency: summarize(current.latency),
     firstAt: current.firstAt,
@@ -115,7 +135,7 @@ async function collect(timeoutMs: number, sent: number | undefined): Promise<Rec
   if (!current) throw new Error('collect before expect');
   // Events are sent in seq order: those never sent are the last ones of the range.
   if (sent !== undefined && sent < current.count) current.count = sent;
-  if (current.received < current.count * current.receivers) {
+  if (current.received < expectedOf(current)) {
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
       current.onComplete = () => {
@@ -133,15 +153,20 @@ async function handle(request: ReceiverRequest): Promise<ReceiverReply> {
   switch (request.type) {
     case 'listen':
       return { type: 'listening', requestId, urls: await listen(request.receivers) };
-    case 'expect':
+    case 'expect': {
+      const receivers = Math.min(request.receivers, servers.length);
+      // Spread: each event is meant for one receiver, so they must all be there to get it.
+      if (request.spread === true && receivers < request.receivers) throw new Error(`a spread step over ${request.receivers} receivers with ${servers.length} listening`);
       step = {
         firstSeq: request.firstSeq,
         count: request.count,
-        receivers: Math.min(request.receivers, servers.length),
-        seen: Array.from({ length: Math.min(request.receivers, servers.length) }, () => new Uint8Array(request.count)),
+        receivers,
+        spread: request.spread ?? false,
+        seen: Array.from({ length: receivers }, () => new Uint8Array(request.count)),
         latency: createHistogram(),
         received: 0,
         duplicates: 0,
+        misrouted: 0,
         stray: 0,
         firstAt: Number.NaN,
         lastAt: Number.NaN,
@@ -151,8 +176,9 @@ async function handle(request: ReceiverRequest): Promise<ReceiverReply> {
         onComplete: undefined,
       };
       return { type: 'expecting', requestId };
+    }
     case 'progress':
-      return { type: 'progress', requestId, received: step?.received ?? 0, expected: step ? step.count * step.receivers : 0 };
+      return { type: 'progress', requestId, received: step?.received ?? 0, expected: step ? expectedOf(step) : 0 };
     case 'collect':
       return { type: 'collected', requestId, report: await collect(request.timeoutMs, request.sent) };
     case 'close':

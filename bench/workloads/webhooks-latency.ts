@@ -1,10 +1,15 @@
 /**
  * The `webhooks` workload's latency part: event → receiver. Each mode is a Tributary of its own
  * (role `all`: one process stores and delivers), its platform database a database of its own on
- * the private Postgres, with one endpoint per receiver, each selecting the workload's topic. Events
- * are `publish` mutations POSTed over HTTP (`lib/publisher.ts`, in the runner's process) whose
- * payload carries `seq` and the time they were sent; the receivers (another process) book every
- * arrival. Every event becomes one delivery per endpoint.
+ * the private Postgres, with one endpoint per receiver. Events are `publish` mutations POSTed over
+ * HTTP (`lib/publisher.ts`, in the runner's process) whose payload carries `seq` and the time they
+ * were sent; the receivers (another process) book every arrival. Two fan-outs, each a run of its
+ * own (`runLatency` called once per fan-out, on servers and databases of its own):
+ *
+ * - all endpoints: every endpoint selects the workload's topic, so every event becomes one
+ *   delivery per endpoint;
+ * - spread: endpoint i selects topic `bench.webhooks.i` only and event `seq` is published on
+ *   `bench.webhooks.${seq % endpoints}`, so every event is one delivery, to receiver `seq % endpoints`.
  *
  * Steps at each rate, modes alternating over the rounds, after an untimed warm-up that also
  * proves every endpoint delivers. A step not delivered completely within the collect timeout
@@ -19,7 +24,7 @@ import type { PeerProcess } from '../lib/peer-process.ts';
 import { createPublisher, type Publisher, type PublishReport } from '../lib/publisher.ts';
 import { messageOf, print } from '../lib/report.ts';
 import { formatMillis } from '../lib/stats.ts';
-import { webhookPublishBody } from '../lib/webhook-payload.ts';
+import { spreadPublishBody, webhookPublishBody } from '../lib/webhook-payload.ts';
 import type { ReceiverReport } from '../lib/webhook-receiver-protocol.ts';
 import type { WebhookReceivers } from '../lib/webhook-receivers-process.ts';
 import type { WorkloadContext } from '../lib/workload.ts';
@@ -27,8 +32,10 @@ import type { SourceDatabase } from './cdc-setup.ts';
 import { MODES, createEndpoints, environmentOf, type Mode, type ModeName } from './webhooks-setup.ts';
 
 export interface LatencySettings {
-  /** Receivers, one endpoint each: every event is this many deliveries. */
+  /** Receivers, one endpoint each: every event is this many deliveries (one when `spread`). */
   readonly endpoints: number;
+  /** Each event to one endpoint (topic per endpoint) instead of all of them. @default false */
+  readonly spread?: boolean;
   /** Events per second, in run order. */
   readonly rates: readonly number[];
   readonly warmupRate: number;
@@ -144,30 +151,38 @@ async function stopMember(member: Member): Promise<void> {
  */
 async function startServers(shared: LatencyShared, settings: LatencySettings, members: readonly Member[], urls: readonly string[]): Promise<void> {
   const { context, source, redis } = shared;
+  const spread = settings.spread === true;
+  // Names of their own: the other fan-out's servers ran on databases and Redis prefixes of the same generations.
+  const part = spread ? 'spread' : 'latency';
+  // Spread, the warm-up must be long enough for an event to every endpoint.
+  const warmupSeconds = spread ? Math.max(settings.warmupSeconds, settings.endpoints / settings.warmupRate) : settings.warmupSeconds;
   const boots: string[] = [];
   for (const member of members) {
     if (member.peer || member.failure !== undefined) continue;
     const { mode } = member;
     member.generation += 1;
-    member.database = `webhooks_latency_${mode.name.replace('tributary-', '')}_${member.generation}`;
+    member.database = `webhooks_${part}_${mode.name.replace('tributary-', '')}_${member.generation}`;
     const started = performance.now();
     try {
       const databaseUrl = await source.createDatabase(member.database);
-      const env = environmentOf({ databaseUrl, ...(mode.redis && { redisUrl: redis.url, redisKeyPrefix: `bench-webhooks-latency-${member.generation}:` }) });
+      const env = environmentOf({ databaseUrl, ...(mode.redis && { redisUrl: redis.url, redisKeyPrefix: `bench-webhooks-${part}-${member.generation}:` }) });
       member.peer = await context.startPeer(mode.peer, { startTimeoutMs: 120_000, env });
-      await createEndpoints(member.peer, urls);
-      member.publisher = createPublisher({ url: member.peer.httpUrl, body: webhookPublishBody });
+      await createEndpoints(member.peer, urls, { spread });
+      member.publisher = createPublisher({ url: member.peer.httpUrl, body: spread ? spreadPublishBody(urls.length) : webhookPublishBody });
       boots.push(`${mode.name} ${formatMillis(performance.now() - started)}`);
     } catch (error) {
       member.failure = `could not start: ${messageOf(error)}`;
       await stopMember(member);
       continue;
     }
-    const warm = await measure(shared, settings, member, settings.warmupRate, settings.warmupSeconds);
+    const warm = await measure(shared, settings, member, settings.warmupRate, warmupSeconds);
     if (warm && !warm.receivers.complete) member.failure = `the warm-up was not delivered in time: ${describeShortfall(warm.receivers)}`;
     if (member.failure !== undefined) await stopMember(member);
   }
-  if (boots.length > 0) print(`servers ready, ${urls.length} endpoints each, warmed up (one at a time; boot not measured): ${boots.join(', ')}`);
+  if (boots.length > 0) {
+    const endpoints = spread ? `${urls.length} endpoints each, a topic each` : `${urls.length} endpoints each`;
+    print(`servers ready, ${endpoints}, warmed up (one at a time; boot not measured): ${boots.join(', ')}`);
+  }
 }
 
 /** One step: `rate × seconds` events published, then every delivery waited for (at most the collect timeout). */
@@ -178,7 +193,7 @@ async function measure(shared: LatencyShared, settings: LatencySettings, member:
   const firstSeq = shared.takeSeq(count);
   try {
     await publisher.connect(PUBLISHES_IN_FLIGHT);
-    await shared.receivers.expect(firstSeq, count, settings.endpoints);
+    await shared.receivers.expect(firstSeq, count, settings.endpoints, { spread: settings.spread === true });
     const [serverBefore, postgresBefore, redisBefore] = await Promise.all([peer.cpuMicros(), shared.source.databaseCpuMicros(member.database), processCpuMicros(shared.redis.pid)]);
     const machineBefore = sampleMachineCpu();
     // Open loop, bounded: what the server could not take by the end of the step is not sent.

@@ -8,7 +8,7 @@
 import type { PeerName } from '../peers/peer.ts';
 import { graphqlData } from '../lib/graphql-http.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
-import { WEBHOOK_TOPIC } from '../lib/webhook-payload.ts';
+import { spreadTopic, WEBHOOK_TOPIC } from '../lib/webhook-payload.ts';
 
 /** Tributary's two ways to deliver: BullMQ jobs (with Redis) or the in-process loop (without). */
 export interface Mode {
@@ -53,11 +53,15 @@ const CREATE_ENDPOINT = `mutation($input: WebhookEndpointInput!) {
   createWebhookEndpoint(input: $input) { endpoint { id } }
 }`;
 
-/** Creates one endpoint per URL, each selecting the workload's topic (limits left at their defaults); resolves with their ids. */
-export async function createEndpoints(peer: PeerProcess, urls: readonly string[]): Promise<string[]> {
+/**
+ * Creates one endpoint per URL (limits left at their defaults), each selecting the workload's
+ * topic — with `spread`, endpoint i selecting `bench.webhooks.i` only; resolves with their ids.
+ */
+export async function createEndpoints(peer: PeerProcess, urls: readonly string[], options: { readonly spread?: boolean } = {}): Promise<string[]> {
   const ids: string[] = [];
   for (const [index, url] of urls.entries()) {
-    const data = await graphqlData(peer.httpUrl, CREATE_ENDPOINT, { input: { url, events: [WEBHOOK_TOPIC], description: `bench receiver ${index}` } });
+    const events = [options.spread === true ? spreadTopic(index) : WEBHOOK_TOPIC];
+    const data = await graphqlData(peer.httpUrl, CREATE_ENDPOINT, { input: { url, events, description: `bench receiver ${index}` } });
     ids.push((data['createWebhookEndpoint'] as { endpoint: { id: string } }).endpoint.id);
   }
   return ids;

@@ -8,7 +8,12 @@
  *    `--rounds`. The issue asks for 100 and 1,000; 10/s shows the latency of a server that is
  *    not overloaded.
  *    Aim: p99 ≤ 50 ms at 1,000 events/s.
- * 2. Saturation (`webhooks-drain.ts`): a backlog of 10,000 deliveries (`--quick`: 1,500) to one
+ * 2. Latency, spread (`webhooks-latency.ts` again, on servers of its own): the other reading of the
+ *    issue's "1,000 events/s to 10 local endpoints" — endpoint i selects only topic
+ *    `bench.webhooks.i`, event `seq` is published on `bench.webhooks.${seq % 10}`, so each event is
+ *    one delivery, to receiver `seq % 10`; 100 and 1,000 events/s (`--quick`: 1,000), otherwise as 1.
+ *    Aim: p99 ≤ 50 ms at 1,000 events/s (= 1,000 deliveries/s).
+ * 3. Saturation (`webhooks-drain.ts`): a backlog of 10,000 deliveries (`--quick`: 1,500) to one
  *    receiver drained by each mode, by a naive BullMQ job-per-delivery + `fetch` worker and by a
  *    plain keep-alive POST loop (the physical limit), all with 100 in flight.
  *    Aim: ≥ 0.5× the plain loop.
@@ -30,16 +35,23 @@ import { reportDrain, reportLatency, reportStatements } from './webhooks-report.
 
 interface WebhooksSettings {
   readonly latency: LatencySettings;
+  /** The spread steps: `latency`'s settings but for the rates and `spread`. */
+  readonly spread: LatencySettings;
   readonly drain: DrainSettings;
 }
 
+const FULL_LATENCY: LatencySettings = { endpoints: 10, rates: [10, 100, 1000], warmupRate: 10, warmupSeconds: 1, seconds: 5, collectTimeoutMs: 10_000 };
+const QUICK_LATENCY: LatencySettings = { endpoints: 10, rates: [10, 1000], warmupRate: 10, warmupSeconds: 0.5, seconds: 1, collectTimeoutMs: 3_000 };
+
 const FULL: WebhooksSettings = {
-  latency: { endpoints: 10, rates: [10, 100, 1000], warmupRate: 10, warmupSeconds: 1, seconds: 5, collectTimeoutMs: 10_000 },
+  latency: FULL_LATENCY,
+  spread: { ...FULL_LATENCY, rates: [100, 1000], spread: true },
   drain: { deliveries: 10_000, concurrency: 100, timeoutMs: 60_000 },
 };
 
 const QUICK: WebhooksSettings = {
-  latency: { endpoints: 10, rates: [10, 1000], warmupRate: 10, warmupSeconds: 0.5, seconds: 1, collectTimeoutMs: 3_000 },
+  latency: QUICK_LATENCY,
+  spread: { ...QUICK_LATENCY, rates: [1000], spread: true },
   drain: { deliveries: 1_500, concurrency: 100, timeoutMs: 15_000 },
 };
 
@@ -55,7 +67,8 @@ const LATENCY_LIMITS = 'WEBHOOK_CONCURRENCY 50 and maxConcurrency 10 per endpoin
 
 export const webhooks: Workload = {
   name: 'webhooks',
-  description: 'event → webhook receiver latency at 10, 100 and 1,000 events/s to 10 endpoints; drain rate of a backlog against a naive BullMQ worker and a plain POST loop',
+  description:
+    'event → webhook receiver latency at 10, 100 and 1,000 events/s to all of 10 endpoints, and at 100 and 1,000 events/s spread over them (a topic each); drain rate of a backlog against a naive BullMQ worker and a plain POST loop',
   async run(context) {
     const settings = context.quick ? QUICK : FULL;
     print(
@@ -85,6 +98,23 @@ export const webhooks: Workload = {
     for (const rate of settings.latency.rates) {
       failures.push(
         ...reportLatency(latency, { endpoints: settings.latency.endpoints, rate, seconds: settings.latency.seconds, rounds: context.rounds, concurrency: LATENCY_LIMITS, publishesInFlight: PUBLISHES_IN_FLIGHT }),
+      );
+    }
+
+    print();
+    print(`spread: each event to one of ${settings.spread.endpoints} endpoints, endpoint i selecting topic bench.webhooks.i only; servers of their own`);
+    const spread = await runLatency(shared, settings.spread);
+    for (const rate of settings.spread.rates) {
+      failures.push(
+        ...reportLatency(spread, {
+          endpoints: settings.spread.endpoints,
+          rate,
+          seconds: settings.spread.seconds,
+          rounds: context.rounds,
+          concurrency: LATENCY_LIMITS,
+          publishesInFlight: PUBLISHES_IN_FLIGHT,
+          spread: true,
+        }),
       );
     }
 
