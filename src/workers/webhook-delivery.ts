@@ -59,6 +59,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
     analytics: options.analytics,
   });
   const { scheduler } = webhooks;
+  const maxConcurrencyOf = (endpointId: string) => webhooks.endpoints.byId(endpointId)?.maxConcurrency;
   const worker =
     scheduler.kind === 'bullmq'
       ? startBullmqDelivery({
@@ -69,9 +70,10 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
           scheduler: scheduler.queue,
           concurrency: settings.concurrency,
           leaseMs,
+          maxConcurrencyOf,
           logger,
         })
-      : startEmbeddedDelivery({ db, deliverer, wake: scheduler.wake, concurrency: settings.concurrency, leaseMs, logger });
+      : startEmbeddedDelivery({ db, deliverer, wake: scheduler.wake, concurrency: settings.concurrency, leaseMs, maxConcurrencyOf, logger });
 
   let backlogs: WebhookBacklogSample[] = [];
   const stopSampling = options.metrics.sample({ webhookBacklogs: () => backlogs });

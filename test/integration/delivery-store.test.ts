@@ -29,7 +29,7 @@ afterAll(async () => {
 describe('webhook delivery store', () => {
   it('claims lane heads only, and a finished delivery names its lane’s next', async () => {
     const { inserted, heads } = await storeDeliveries(db, [delivery('lane-a'), delivery('lane-a'), delivery('lane-b')]);
-    expect(heads).toEqual([inserted[0], inserted[2]]);
+    expect(heads).toEqual([inserted[0], inserted[2]].map((id) => ({ id, endpointId: fixture.endpointId })));
 
     // The second of lane-a is not claimable while the first is pending.
     expect(await claimDeliveries(db, [inserted[1]!], LEASE_MS)).toEqual([]);
@@ -53,7 +53,7 @@ describe('webhook delivery store', () => {
     const retryAt = new Date(Date.now() + 60_000);
     const [result] = await recordAttempts(db, [{ ...delivered, delivery: first!, outcome: 'failed', status: 500, nextAttemptAt: retryAt }]);
     expect(result).toEqual({ nextInLane: undefined });
-    expect(await headsAmong(db, inserted)).toEqual([inserted[0]]);
+    expect(idsOf(await headsAmong(db, inserted))).toEqual([inserted[0]]);
     const { rows } = await db.query<{ attempts: number; state: string }>(`SELECT attempts, state FROM webhook_deliveries WHERE id = $1::bigint`, [inserted[0]]);
     expect(rows[0]).toEqual({ attempts: 1, state: 'pending' });
   });
@@ -74,7 +74,7 @@ describe('webhook delivery store', () => {
     await inTransaction.commit();
 
     // Nobody named it; looking again after the commit does.
-    expect(await headsAmong(db, [secondId])).toEqual([secondId]);
+    expect(idsOf(await headsAmong(db, [secondId]))).toEqual([secondId]);
   });
 
   it('waits for a predecessor’s finish still in progress before saying whether a delivery is a head', async () => {
@@ -91,9 +91,11 @@ describe('webhook delivery store', () => {
       return rows[0]!.waiting > 0;
     });
     await finishing.commit();
-    expect(await looked).toEqual([inserted[1]]);
+    expect(idsOf(await looked)).toEqual([inserted[1]]);
   });
 });
+
+const idsOf = (heads: readonly { id: string }[]) => heads.map((head) => head.id);
 
 /** Runs `work` in a transaction left open until `commit` is called. */
 async function holdOpen<T>(work: (tx: Queryable) => Promise<T>): Promise<{ result: T; commit(): Promise<void> }> {

@@ -85,7 +85,7 @@ describe('embedded delivery loop', () => {
   it('attempts a scheduled lane head at once, and the lane’s next when the first is recorded', async () => {
     const { wake, waiting } = watchedWake();
     const { deliverer, handed, handedOver } = recordingDeliverer();
-    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 4, leaseMs: 30_000, idleMs: NEVER_MS, logger });
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 4, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 10, logger });
     // Stored and scheduled once the loop has looked at the (empty) table and waits: the wake-up is
     // all it gets, so the head it claims must start without another.
     await waiting();
@@ -108,14 +108,14 @@ describe('embedded delivery loop', () => {
     const wake = createLocalWake();
     const { deliverer, handed, handedOver } = recordingDeliverer();
     const { heads } = await storeDeliveries(db, [newDelivery('lane-b'), newDelivery('lane-c'), newDelivery('lane-d')]);
-    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 2, leaseMs: 30_000, idleMs: NEVER_MS, logger });
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 2, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 10, logger });
     try {
       await wake.schedule(heads);
       await handedOver(2);
       expect(handed).toHaveLength(2);
       handed[0]!.send();
       await handedOver(3);
-      expect(handed.map((entry) => entry.delivery.id).sort()).toEqual([...heads].sort());
+      expect(handed.map((entry) => entry.delivery.id).sort()).toEqual(heads.map((head) => head.id).sort());
     } finally {
       await Promise.all(handed.map((entry) => entry.finish()));
       await worker.close();
@@ -126,7 +126,7 @@ describe('embedded delivery loop', () => {
     const wake = createLocalWake();
     const { deliverer, handed, handedOver } = recordingDeliverer();
     const { heads } = await storeDeliveries(db, [newDelivery('lane-e'), newDelivery('lane-f'), newDelivery('lane-g')]);
-    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 1, leaseMs: 30_000, idleMs: NEVER_MS, logger });
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 1, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 10, logger });
     await wake.schedule(heads);
     await handedOver(1);
     const closed = worker.close();
@@ -134,8 +134,8 @@ describe('embedded delivery loop', () => {
     await closed;
     const { rows } = await db.query<{ id: string; leased: boolean }>(
       `SELECT id::text AS id, leased_until IS NOT NULL AS leased FROM webhook_deliveries WHERE id = ANY($1::bigint[]) AND state = 'pending' ORDER BY id`,
-      [heads],
+      [heads.map((head) => head.id)],
     );
-    expect(rows).toEqual(heads.slice(1).map((id) => ({ id, leased: false })));
+    expect(rows).toEqual(heads.slice(1).map(({ id }) => ({ id, leased: false })));
   });
 });

@@ -21,7 +21,8 @@ import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
-import { claimDeliveries, dueHeads, type Delivery } from './delivery-store.ts';
+import { claimDeliveries, dueHeads, releaseDeliveries, type Delivery, type LaneHead } from './delivery-store.ts';
+import { createEndpointRoom } from './endpoint-room.ts';
 import type { WebhookDeliverer } from './webhook-deliverer.ts';
 import type { DeliveryWorker } from './embedded-delivery.ts';
 
@@ -41,18 +42,26 @@ const RECONCILE_GRACE_BACKLOG_MS = 30_000;
 interface DeliveryJob {
   /** Lane heads to attempt. */
   readonly deliveryIds?: readonly string[];
+  /** Their endpoints, in the same order (absent in jobs of earlier versions). */
+  readonly endpointIds?: readonly string[];
   /** One delivery (the jobs of earlier versions). */
   readonly deliveryId?: string;
 }
 
-const idsOf = (job: Job<DeliveryJob>): readonly string[] => job.data.deliveryIds ?? (job.data.deliveryId === undefined ? [] : [job.data.deliveryId]);
+/** A job's lane heads; the endpoint unknown (undefined) in the jobs of earlier versions. */
+const headsOf = (job: Job<DeliveryJob>): readonly { id: string; endpointId: string | undefined }[] => {
+  const ids = job.data.deliveryIds ?? (job.data.deliveryId === undefined ? [] : [job.data.deliveryId]);
+  return ids.map((id, index) => ({ id, endpointId: job.data.endpointIds?.[index] }));
+};
+
+const jobOf = (heads: readonly LaneHead[]): DeliveryJob => ({ deliveryIds: heads.map((head) => head.id), endpointIds: heads.map((head) => head.endpointId) });
 
 export interface BullmqScheduler extends DeliveryScheduler {
   /**
    * Adds a job of its own for each delivery, delayed until `dueAt`; keyed by delivery and time, so
    * the same one twice (a postponed delivery, a reconciler pass) is added once.
    */
-  scheduleAt(deliveries: readonly { id: string; dueAt: Date }[]): Promise<void>;
+  scheduleAt(deliveries: readonly (LaneHead & { dueAt: Date })[]): Promise<void>;
   /** Jobs waiting to be worked (not delayed). */
   waiting(): Promise<number>;
 }
@@ -83,11 +92,11 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
   const queue = new Queue<DeliveryJob>(WEBHOOK_QUEUE, { connection, prefix: options.prefix });
   queue.on('error', (error) => options.logger.warn({ err: error }, 'webhook queue error'));
   const done = { removeOnComplete: true, removeOnFail: true };
-  const schedule: BullmqScheduler['schedule'] = async (ids) => {
-    if (ids.length === 0) return;
+  const schedule: BullmqScheduler['schedule'] = async (heads) => {
+    if (heads.length === 0) return;
     const jobs = [];
-    for (let offset = 0; offset < ids.length; offset += MAX_IDS_PER_JOB) {
-      jobs.push({ name: 'deliver', data: { deliveryIds: ids.slice(offset, offset + MAX_IDS_PER_JOB) }, opts: done });
+    for (let offset = 0; offset < heads.length; offset += MAX_IDS_PER_JOB) {
+      jobs.push({ name: 'deliver', data: jobOf(heads.slice(offset, offset + MAX_IDS_PER_JOB)), opts: done });
     }
     await queue.addBulk(jobs);
   };
@@ -99,9 +108,9 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
       if (deliveries.length === 0) return;
       const now = Date.now();
       await queue.addBulk(
-        deliveries.map(({ id, dueAt }) => ({
+        deliveries.map(({ id, endpointId, dueAt }) => ({
           name: 'deliver',
-          data: { deliveryIds: [id] },
+          data: jobOf([{ id, endpointId }]),
           opts: { ...done, jobId: `delivery-${id}-${dueAt.getTime()}`, delay: Math.max(0, dueAt.getTime() - now) },
         })),
       );
@@ -121,6 +130,8 @@ export interface BullmqDeliveryOptions {
   readonly concurrency: number;
   /** How long a leased delivery is held, in ms. */
   readonly leaseMs: number;
+  /** An endpoint's `maxConcurrency` (undefined: not known yet). */
+  readonly maxConcurrencyOf: (endpointId: string) => number | undefined;
   /** How often due lane heads without a job are looked for, in ms. @default 5000 */
   readonly reconcileMs?: number;
   readonly logger: Logger;
@@ -145,11 +156,11 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     maxBatch: Math.max(1, options.concurrency),
   });
   // What comes after attempts, queued together: the lanes' next heads in one job, retries each in its own.
-  const nextHeads = createGroupCommit<string, void>({
-    write: async (ids) => (await scheduler.schedule(ids), ids.map(() => undefined)),
+  const nextHeads = createGroupCommit<LaneHead, void>({
+    write: async (heads) => (await scheduler.schedule(heads), heads.map(() => undefined)),
     maxBatch: MAX_IDS_PER_JOB,
   });
-  const retries = createGroupCommit<{ id: string; dueAt: Date }, void>({
+  const retries = createGroupCommit<LaneHead & { dueAt: Date }, void>({
     write: async (deliveries) => (await scheduler.scheduleAt(deliveries), deliveries.map(() => undefined)),
     maxBatch: MAX_IDS_PER_JOB,
   });
@@ -161,34 +172,68 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   const concurrency = Math.max(1, options.concurrency);
   const slots = pLimit(concurrency);
   const inFlight = new Set<Promise<void>>();
+  /**
+   * What each endpoint has admitted here (waiting for a slot or being sent), within its
+   * maxConcurrency; a head beyond it is parked, unleased, until one of the endpoint's ends.
+   */
+  const room = createEndpointRoom(options.maxConcurrencyOf);
+  const releases = createGroupCommit<string, void>({
+    write: async (ids) => (await releaseDeliveries(db, ids), ids.map(() => undefined)),
+    maxBatch: Math.max(1, options.concurrency),
+  });
   const attempt = async (delivery: Delivery, onSent: () => void) => {
     const outcome = await deliverer.deliver(delivery, onSent);
     // Not queued (Redis away): the delivery is in Postgres, due; the reconciler queues it.
-    if (outcome.nextInLane !== undefined) await nextHeads.submit(outcome.nextInLane);
-    if (outcome.retryAt !== undefined) await retries.submit({ id: delivery.id, dueAt: outcome.retryAt });
+    if (outcome.nextInLane !== undefined) await nextHeads.submit({ id: outcome.nextInLane, endpointId: delivery.endpointId });
+    if (outcome.retryAt !== undefined) await retries.submit({ id: delivery.id, endpointId: delivery.endpointId, dueAt: outcome.retryAt });
   };
-  /** Leases `id` when a slot is free and starts its attempt; resolves once leased (or found not to be attemptable). */
-  const lease = (id: string) =>
-    new Promise<void>((leased, failed) => {
+  /** A place of the endpoint given back: its parked heads are tried again. */
+  const leave = (endpointId: string) => {
+    for (const id of room.leave(endpointId)) void lease({ id, endpointId }).catch(() => undefined);
+  };
+  /**
+   * Takes a place for the head's endpoint, then a slot, leases it and starts its attempt; resolves
+   * once leased, found not attemptable (finished, held by another worker, not its lane's head yet)
+   * or parked. A job's endpoints are known, but for jobs of earlier versions: those are claimed first.
+   */
+  const lease = (head: { id: string; endpointId: string | undefined }): Promise<void> => {
+    if (head.endpointId !== undefined && !room.admit(head.endpointId, head.id)) return Promise.resolve();
+    const placed = head.endpointId;
+    return new Promise<void>((leased, failed) => {
       void slots(
         () =>
           new Promise<void>((freeSlot) => {
-            claims.submit(id).then(
+            claims.submit(head.id).then(
               (delivery) => {
                 leased();
-                // Finished already, held by another worker, or not its lane's head yet: nothing to do here.
-                if (!delivery) return freeSlot();
+                if (!delivery) {
+                  if (placed !== undefined) leave(placed);
+                  return freeSlot();
+                }
+                if (placed === undefined && !room.admit(delivery.endpointId, delivery.id)) {
+                  releases.submit(delivery.id).catch((error: unknown) => logger.warn({ err: error }, 'webhook lease not given back; it runs out'));
+                  return freeSlot();
+                }
+                let left = false;
+                const leaveOnce = () => {
+                  if (left) return;
+                  left = true;
+                  leave(delivery.endpointId);
+                };
                 const task = attempt(delivery, () => {
+                  leaveOnce();
                   if (inFlight.size <= 2 * concurrency) freeSlot();
                 })
-                  .catch((error: unknown) => logger.error({ err: error, delivery: id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
+                  .catch((error: unknown) => logger.error({ err: error, delivery: head.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
                   .finally(() => {
+                    leaveOnce();
                     inFlight.delete(task);
                     freeSlot();
                   });
                 inFlight.add(task);
               },
               (error: unknown) => {
+                if (placed !== undefined) leave(placed);
                 failed(error instanceof Error ? error : new Error(String(error)));
                 freeSlot();
               },
@@ -196,9 +241,10 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
           }),
       );
     });
+  };
 
   const work = async (job: Job<DeliveryJob>) => {
-    await Promise.all(idsOf(job).map(lease));
+    await Promise.all(headsOf(job).map(lease));
   };
   const worker = new Worker<DeliveryJob>(WEBHOOK_QUEUE, work, {
     connection,
@@ -210,13 +256,13 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     stalledInterval: Math.min(options.leaseMs, 30_000),
   });
   worker.on('error', (error) => logger.warn({ err: error }, 'webhook worker error'));
-  worker.on('failed', (job, error) => logger.warn({ err: error, deliveries: job && idsOf(job) }, 'webhook job failed; the reconciler schedules its deliveries again'));
+  worker.on('failed', (job, error) => logger.warn({ err: error, deliveries: job && headsOf(job).map((head) => head.id) }, 'webhook job failed; the reconciler schedules its deliveries again'));
 
   const reconcile = async () => {
     const grace = (await scheduler.waiting()) > 0 ? RECONCILE_GRACE_BACKLOG_MS : RECONCILE_GRACE_MS;
     const heads = await dueHeads(db, grace, 1_000);
     // Keyed by delivery and due time: a head still unheld at the next pass is not added twice.
-    await scheduler.scheduleAt(heads.map((head) => ({ id: head.id, dueAt: head.nextAttemptAt })));
+    await scheduler.scheduleAt(heads.map((head) => ({ id: head.id, endpointId: head.endpointId, dueAt: head.nextAttemptAt })));
   };
   const timer = setInterval(() => {
     reconcile().catch((error: unknown) => logger.warn({ err: error }, 'webhook reconciler failed'));

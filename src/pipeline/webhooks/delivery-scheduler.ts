@@ -1,15 +1,17 @@
 /**
  * When deliveries are attempted. The deliveries themselves are in Postgres; a scheduler only
  * makes sure a due lane head gets attempted:
- * - with Redis, a BullMQ job per lane head in the `webhook-delivery` queue (`bullmq-delivery.ts`),
+ * - with Redis, BullMQ jobs naming lane heads in the `webhook-delivery` queue (`bullmq-delivery.ts`),
  *   worked by any number of worker processes;
  * - embedded, an in-process wake-up of the delivery loop (`embedded-delivery.ts`).
  */
+import type { LaneHead } from './delivery-store.ts';
+
 export interface DeliveryScheduler {
-  /** These deliveries (lane heads) are to be attempted when due. */
-  schedule(deliveryIds: readonly string[]): Promise<void>;
-  /** These deliveries are due now, even if they were waiting for a later attempt (an endpoint enabled again). */
-  scheduleNow(deliveryIds: readonly string[]): Promise<void>;
+  /** These lane heads are to be attempted when due. */
+  schedule(heads: readonly LaneHead[]): Promise<void>;
+  /** These lane heads are due now, even if they were waiting for a later attempt (an endpoint enabled again). */
+  scheduleNow(heads: readonly LaneHead[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -20,8 +22,11 @@ export interface DeliveryScheduler {
  * retries coming due and deliveries stored by other processes.
  */
 export interface LocalWake extends DeliveryScheduler {
-  /** Up to `max` scheduled ids, oldest first, taken off the queue. */
-  take(max: number): string[];
+  /**
+   * Up to `max` scheduled heads, oldest first, taken off the queue — at most `roomOf(endpoint)` of
+   * each endpoint's; the others stay queued.
+   */
+  take(max: number, roomOf: (endpointId: string) => number): LaneHead[];
   /** Ids were dropped over the bound since the last call (the table must be looked at). */
   takeOverflowed(): boolean;
   /** Wakes the loop without an id (an attempt finished: a slot is free). */
@@ -34,7 +39,8 @@ export interface LocalWake extends DeliveryScheduler {
 const MAX_QUEUED_IDS = 10_000;
 
 export function createLocalWake(): LocalWake {
-  const queued = new Set<string>();
+  /** Scheduled heads by id (a Map keeps insertion order: oldest first). */
+  const queued = new Map<string, string>();
   let overflowed = false;
   let waiters: (() => void)[] = [];
   let woken = false;
@@ -44,22 +50,26 @@ export function createLocalWake(): LocalWake {
     waiters = [];
     for (const resolve of current) resolve();
   };
-  const add = (ids: readonly string[]) => {
-    for (const id of ids) {
-      if (queued.size < MAX_QUEUED_IDS) queued.add(id);
+  const add = (heads: readonly LaneHead[]) => {
+    for (const { id, endpointId } of heads) {
+      if (queued.size < MAX_QUEUED_IDS) queued.set(id, endpointId);
       else overflowed = true;
     }
-    if (ids.length > 0) wakeAll();
+    if (heads.length > 0) wakeAll();
     return Promise.resolve();
   };
   return {
     schedule: add,
     scheduleNow: add,
-    take(max) {
-      const taken: string[] = [];
-      for (const id of queued) {
+    take(max, roomOf) {
+      const taken: LaneHead[] = [];
+      const room = new Map<string, number>();
+      for (const [id, endpointId] of queued) {
         if (taken.length >= max) break;
-        taken.push(id);
+        const left = room.get(endpointId) ?? roomOf(endpointId);
+        if (left <= 0) continue;
+        room.set(endpointId, left - 1);
+        taken.push({ id, endpointId });
         queued.delete(id);
       }
       return taken;

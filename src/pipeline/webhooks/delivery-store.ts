@@ -25,6 +25,12 @@ export interface NewDelivery {
   readonly eventTime: Date;
 }
 
+/** A delivery that is its lane's head (attemptable when due), and whose endpoint it goes to. */
+export interface LaneHead {
+  readonly id: string;
+  readonly endpointId: string;
+}
+
 export interface Delivery extends NewDelivery {
   readonly id: string;
   readonly state: DeliveryState;
@@ -96,10 +102,10 @@ export function deliveryOf(row: DeliveryRow): Delivery {
  * Inserts deliveries in order (one statement); an initial delivery of an event the endpoint
  * already has is skipped. Returns the ids inserted, and those that are their lane's head now.
  */
-export async function insertDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<{ inserted: string[]; heads: string[] }> {
+export async function insertDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<{ inserted: string[]; heads: LaneHead[] }> {
   if (deliveries.length === 0) return { inserted: [], heads: [] };
   const column = <K extends keyof NewDelivery>(key: K) => deliveries.map((delivery) => delivery[key]);
-  const { rows } = await db.query<{ id: string; head: boolean }>(
+  const { rows } = await db.query<{ id: string; endpoint_id: string; head: boolean }>(
     `WITH inserted AS (
        INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time)
        SELECT endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time
@@ -110,7 +116,7 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
        RETURNING id, endpoint_id, lane)
      -- A head: no pending delivery of its lane from before, and the first of its lane in this statement
      -- (the statement's own rows are not visible to its subqueries on the table).
-     SELECT i.id::text AS id,
+     SELECT i.id::text AS id, i.endpoint_id,
             NOT EXISTS (SELECT 1 FROM webhook_deliveries e
                          WHERE e.endpoint_id = i.endpoint_id AND e.lane = i.lane AND e.state = 'pending' AND e.id < i.id)
             AND i.id = (SELECT min(j.id) FROM inserted j WHERE j.endpoint_id = i.endpoint_id AND j.lane = i.lane) AS head
@@ -128,7 +134,7 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
     ],
     { prepareAs: 'tributary_webhook_insert_deliveries' },
   );
-  return { inserted: rows.map((row) => row.id), heads: rows.filter((row) => row.head).map((row) => row.id) };
+  return { inserted: rows.map((row) => row.id), heads: rows.filter((row) => row.head).map(laneHeadOf) };
 }
 
 /**
@@ -136,18 +142,22 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
  * their predecessors has committed: their pending predecessors are locked first (a share lock
  * waits for such a statement), then the heads are read in a snapshot taken after it.
  */
-export async function headsAmong(db: Queryable, ids: readonly string[]): Promise<string[]> {
+export async function headsAmong(db: Queryable, ids: readonly string[]): Promise<LaneHead[]> {
   if (ids.length === 0) return [];
   await db.query(
     `SELECT 1 FROM webhook_deliveries e JOIN webhook_deliveries n ON n.endpoint_id = e.endpoint_id AND n.lane = e.lane AND e.id < n.id
       WHERE n.id = ANY($1::bigint[]) AND e.state = 'pending' FOR SHARE OF e`,
     [ids],
   );
-  const { rows } = await db.query<{ id: string }>(
-    `SELECT d.id::text AS id FROM webhook_deliveries d WHERE d.id = ANY($1::bigint[]) AND d.state = 'pending' AND ${IS_LANE_HEAD} ORDER BY d.id`,
+  const { rows } = await db.query<{ id: string; endpoint_id: string }>(
+    `SELECT d.id::text AS id, d.endpoint_id FROM webhook_deliveries d WHERE d.id = ANY($1::bigint[]) AND d.state = 'pending' AND ${IS_LANE_HEAD} ORDER BY d.id`,
     [ids],
   );
-  return rows.map((row) => row.id);
+  return rows.map(laneHeadOf);
+}
+
+function laneHeadOf(row: { id: string; endpoint_id: string }): LaneHead {
+  return { id: row.id, endpointId: row.endpoint_id };
 }
 
 /**
@@ -158,10 +168,10 @@ export async function headsAmong(db: Queryable, ids: readonly string[]): Promise
  * later sees them, one that started earlier is waited for.
  * Must not run inside a transaction: the second look needs the first statement committed.
  */
-export async function storeDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<{ inserted: string[]; heads: string[] }> {
+export async function storeDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<{ inserted: string[]; heads: LaneHead[] }> {
   const { inserted, heads } = await insertDeliveries(db, deliveries);
   if (heads.length === inserted.length) return { inserted, heads };
-  const known = new Set(heads);
+  const known = new Set(heads.map((head) => head.id));
   const promoted = await headsAmong(
     db,
     inserted.filter((id) => !known.has(id)),
@@ -210,15 +220,15 @@ export async function claimDue(db: Queryable, limit: number, leaseMs: number, sk
 }
 
 /** Lane heads that are due (by `graceMs` at least) and not leased: what the queue should hold (the reconciler). */
-export async function dueHeads(db: Queryable, graceMs: number, limit: number): Promise<{ id: string; nextAttemptAt: Date }[]> {
-  const { rows } = await db.query<{ id: string; next_attempt_at: Date }>(
-    `SELECT d.id::text AS id, d.next_attempt_at FROM webhook_deliveries d
+export async function dueHeads(db: Queryable, graceMs: number, limit: number): Promise<(LaneHead & { nextAttemptAt: Date })[]> {
+  const { rows } = await db.query<{ id: string; endpoint_id: string; next_attempt_at: Date }>(
+    `SELECT d.id::text AS id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
       WHERE d.state = 'pending' AND d.next_attempt_at <= now() - $1::double precision * interval '1 millisecond'
         AND (d.leased_until IS NULL OR d.leased_until < now()) AND ${IS_LANE_HEAD}
       ORDER BY d.next_attempt_at LIMIT $2::int`,
     [graceMs, limit],
   );
-  return rows.map((row) => ({ id: row.id, nextAttemptAt: row.next_attempt_at }));
+  return rows.map((row) => ({ ...laneHeadOf(row), nextAttemptAt: row.next_attempt_at }));
 }
 
 export interface AttemptInput {
@@ -294,13 +304,13 @@ export async function postponeDelivery(db: Queryable, id: string, dueAt: Date): 
 }
 
 /** An endpoint enabled again: its pending deliveries are due now; returns its lane heads (to schedule). */
-export async function resumeEndpointDeliveries(db: Queryable, endpointId: string): Promise<string[]> {
+export async function resumeEndpointDeliveries(db: Queryable, endpointId: string): Promise<LaneHead[]> {
   await db.query(`UPDATE webhook_deliveries SET next_attempt_at = now() WHERE endpoint_id = $1 AND state = 'pending' AND next_attempt_at > now()`, [endpointId]);
   const { rows } = await db.query<{ id: string }>(
     `SELECT d.id::text AS id FROM webhook_deliveries d WHERE d.endpoint_id = $1 AND d.state = 'pending' AND ${IS_LANE_HEAD} ORDER BY d.id`,
     [endpointId],
   );
-  return rows.map((row) => row.id);
+  return rows.map((row) => ({ id: row.id, endpointId }));
 }
 
 export async function getDelivery(db: Queryable, id: string): Promise<Delivery | undefined> {

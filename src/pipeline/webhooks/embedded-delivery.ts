@@ -15,6 +15,7 @@ import type { Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import type { LocalWake } from './delivery-scheduler.ts';
 import { claimDeliveries, claimDue, releaseDeliveries, type Delivery } from './delivery-store.ts';
+import { createEndpointRoom } from './endpoint-room.ts';
 import type { WebhookDeliverer } from './webhook-deliverer.ts';
 
 export interface EmbeddedDeliveryOptions {
@@ -27,6 +28,8 @@ export interface EmbeddedDeliveryOptions {
   readonly leaseMs: number;
   /** Longest wait between looks for due deliveries (retries come due by time), in ms. @default 1000 */
   readonly idleMs?: number;
+  /** An endpoint's `maxConcurrency` (undefined: not known yet). */
+  readonly maxConcurrencyOf: (endpointId: string) => number | undefined;
   readonly logger: Logger;
 }
 
@@ -48,6 +51,10 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
   let sending = 0;
   /** Attempts until recorded: sent ones are recorded in the background, up to as many again. */
   const inFlight = new Set<Promise<void>>();
+  /** What each endpoint has admitted (being claimed, ready or sending), within its maxConcurrency. */
+  const room = createEndpointRoom(options.maxConcurrencyOf);
+  /** A place of the endpoint given back: its parked heads are scheduled again. */
+  const leave = (endpointId: string) => void wake.schedule(room.leave(endpointId).map((id) => ({ id, endpointId })));
 
   const attempt = (delivery: Delivery) => {
     sending += 1;
@@ -56,12 +63,13 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       if (sent) return;
       sent = true;
       sending -= 1;
+      leave(delivery.endpointId);
       wake.poke();
     };
     const task: Promise<void> = deliverer
       .deliver(delivery, onSent)
       .then(({ nextInLane }) => {
-        if (nextInLane !== undefined) void wake.schedule([nextInLane]);
+        if (nextInLane !== undefined) void wake.schedule([{ id: nextInLane, endpointId: delivery.endpointId }]);
       })
       // The lease runs out and the delivery is due again: nothing is lost.
       .catch((error: unknown) => logger.error({ err: error, delivery: delivery.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
@@ -79,16 +87,36 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
   const idleMs = options.idleMs ?? 1_000;
   let lastLook = 0;
   let backlog = true;
-  /** Leases up to `wanted` due heads: the scheduled ones by id, then — when it is time — from the table. */
+  /**
+   * Leases up to `wanted` due heads: the scheduled ones by id (only of endpoints with room here, a
+   * place taken for each before the claim), then — when it is time — from the table.
+   */
   const claim = async (wanted: number): Promise<Delivery[]> => {
-    const ids = wake.take(wanted);
-    const due = ids.length > 0 ? await claimDeliveries(db, ids, options.leaseMs) : [];
+    const heads = wake.take(wanted, (endpointId) => room.roomOf(endpointId));
+    for (const head of heads) room.admit(head.endpointId, head.id);
+    let due: Delivery[];
+    try {
+      due = heads.length > 0 ? await claimDeliveries(db, heads.map((head) => head.id), options.leaseMs) : [];
+    } catch (error) {
+      // Still due: queued again, their places given back.
+      for (const head of heads) leave(head.endpointId);
+      void wake.schedule(heads);
+      throw error;
+    }
+    // Finished, held elsewhere or not their lane's head yet: their places go back.
+    const leased = new Set(due.map((delivery) => delivery.id));
+    for (const head of heads) if (!leased.has(head.id)) leave(head.endpointId);
+
     const more = wanted - due.length;
     if (more > 0 && (backlog || wake.takeOverflowed() || performance.now() - lastLook >= idleMs)) {
       lastLook = performance.now();
-      const found = await claimDue(db, more, options.leaseMs, []);
+      const found = await claimDue(db, more, options.leaseMs, room.full());
       backlog = found.length === more;
-      due.push(...found);
+      // Beyond its endpoint's share here: the lease goes back (the delivery stays due) and its id is parked.
+      const parked = found.filter((delivery) => !room.admit(delivery.endpointId, delivery.id)).map((delivery) => delivery.id);
+      if (parked.length > 0) await releaseDeliveries(db, parked).catch((error: unknown) => logger.warn({ err: error }, 'webhook leases not given back; they run out'));
+      const kept = new Set(parked);
+      due.push(...found.filter((delivery) => !kept.has(delivery.id)));
     }
     return due;
   };

@@ -1,0 +1,68 @@
+/**
+ * Each endpoint's share of one worker process: the deliveries it has admitted for an endpoint
+ * (leased and waiting for a slot, or being sent) stay within the endpoint's `maxConcurrency`. A
+ * delivery leased beyond it is not attempted — the endpoint's gate would only refuse it, and a
+ * refusal is a postponement written to the database and a retry a moment later, over and over
+ * while a busy endpoint's backlog lasts. Its lease is given back instead and its id parked here
+ * until an admitted delivery of the endpoint ends; a slow endpoint then holds at most its own
+ * share of the process's slots and never fills them with deliveries it cannot take.
+ *
+ * The endpoint's gate still decides across processes (BullMQ workers share it through Redis).
+ */
+
+export interface EndpointRoom {
+  /** Places the endpoint has left in this process. */
+  roomOf(endpointId: string): number;
+  /** Admits a delivery of `endpointId` (one place taken) when the endpoint has room in this process; otherwise parks its id and answers false. */
+  admit(endpointId: string, deliveryId: string): boolean;
+  /** An admitted delivery ended (its HTTP part is over, or it was not attempted after all): parked ids of the endpoint to claim again, as many as it has room for. */
+  leave(endpointId: string): string[];
+  /** Endpoints with no room in this process, or parked ids waiting (a look at the table skips them). */
+  full(): string[];
+}
+
+/** Parked ids held at most over every endpoint; one past it is dropped — it is unleased and due, so a look at the table finds it. */
+const MAX_PARKED = 10_000;
+
+/** `maxOf`: an endpoint's `maxConcurrency`, undefined when unknown (not loaded yet: admitted, its gate decides). */
+export function createEndpointRoom(maxOf: (endpointId: string) => number | undefined): EndpointRoom {
+  const admitted = new Map<string, number>();
+  const parked = new Map<string, string[]>();
+  let parkedCount = 0;
+  const roomOf = (endpointId: string) => (maxOf(endpointId) ?? Number.POSITIVE_INFINITY) - (admitted.get(endpointId) ?? 0);
+  const hasRoom = (endpointId: string) => roomOf(endpointId) > 0;
+
+  return {
+    roomOf,
+    admit(endpointId, deliveryId) {
+      if (hasRoom(endpointId)) {
+        admitted.set(endpointId, (admitted.get(endpointId) ?? 0) + 1);
+        return true;
+      }
+      if (parkedCount < MAX_PARKED) {
+        let ids = parked.get(endpointId);
+        if (!ids) parked.set(endpointId, (ids = []));
+        ids.push(deliveryId);
+        parkedCount += 1;
+      }
+      return false;
+    },
+    leave(endpointId) {
+      const left = (admitted.get(endpointId) ?? 1) - 1;
+      if (left > 0) admitted.set(endpointId, left);
+      else admitted.delete(endpointId);
+      const ids = parked.get(endpointId);
+      if (!ids) return [];
+      const room = Math.max(0, (maxOf(endpointId) ?? ids.length) - left);
+      const again = ids.splice(0, room);
+      parkedCount -= again.length;
+      if (ids.length === 0) parked.delete(endpointId);
+      return again;
+    },
+    full() {
+      const ids = new Set(parked.keys());
+      for (const endpointId of admitted.keys()) if (!hasRoom(endpointId)) ids.add(endpointId);
+      return [...ids];
+    },
+  };
+}

@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { createEndpointRoom } from '../../src/pipeline/webhooks/endpoint-room.ts';
+
+describe('endpoint room', () => {
+  it('admits up to an endpoint’s maximum, parks the rest, and hands parked ids back as places free up', () => {
+    const room = createEndpointRoom((endpointId) => (endpointId === 'slow' ? 2 : 5));
+    expect(['d1', 'd2', 'd3', 'd4'].map((id) => room.admit('slow', id))).toEqual([true, true, false, false]);
+    expect(room.roomOf('slow')).toBe(0);
+    expect(room.full()).toEqual(['slow']);
+    // Another endpoint is not held up by the full one.
+    expect(room.admit('fast', 'f1')).toBe(true);
+    expect(room.roomOf('fast')).toBe(4);
+    // One place freed: one parked id comes back, oldest first; it is admitted again by its claim.
+    expect(room.leave('slow')).toEqual(['d3']);
+    expect(room.admit('slow', 'd3')).toBe(true);
+    expect(room.leave('slow')).toEqual(['d4']);
+    expect(room.leave('slow')).toEqual([]);
+    expect(room.full()).toEqual([]);
+  });
+
+  it('admits an endpoint whose maximum is not known yet (its gate decides)', () => {
+    const room = createEndpointRoom(() => undefined);
+    expect(Array.from({ length: 50 }, (_, n) => room.admit('new', `d${n}`)).every(Boolean)).toBe(true);
+    expect(room.full()).toEqual([]);
+  });
+});
