@@ -23,7 +23,7 @@ const newDelivery = (lane: string) => fixture.delivery(lane);
 
 /** Hands each delivery to the test; the test says when its POST is over and when it is recorded (`finish`, once). */
 function recordingDeliverer() {
-  const handed: { delivery: Delivery; send: () => void; finish: () => Promise<void> }[] = [];
+  const handed: { delivery: Delivery; send: () => void; finish: () => Promise<void>; finished: () => boolean }[] = [];
   let notify: () => void = () => {};
   const deliverer: WebhookDeliverer = {
     deliver(delivery, onSent) {
@@ -39,7 +39,7 @@ function recordingDeliverer() {
           const nextInLane = recorded?.nextInLane;
           resolve(nextInLane === undefined ? {} : { nextInLane });
         };
-        handed.push({ delivery, send: () => onSent?.(), finish });
+        handed.push({ delivery, send: () => onSent?.(), finish, finished: () => finished });
         notify();
       });
     },
@@ -120,6 +120,27 @@ describe('embedded delivery loop', () => {
       await Promise.all(handed.map((entry) => entry.finish()));
       await worker.close();
     }
+  });
+
+  it('holds each endpoint to its maxConcurrency, and still finds every due delivery of a busy endpoint without the periodic look', async () => {
+    const { wake } = watchedWake();
+    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const lanes = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6'];
+    const { heads } = await storeDeliveries(db, lanes.map((lane) => newDelivery(lane)));
+    // Stored before the start: only the loop's first look at the table finds them, four at most at once.
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 4, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 1, logger });
+    try {
+      for (let count = 1; count <= lanes.length; count += 1) {
+        await handedOver(count);
+        // One at a time: the endpoint's maximum, though the loop has four slots.
+        expect(handed.filter((entry) => !entry.finished())).toHaveLength(1);
+        await handed[count - 1]!.finish();
+      }
+    } finally {
+      await Promise.all(handed.map((entry) => entry.finish()));
+      await worker.close();
+    }
+    expect(handed.map((entry) => entry.delivery.id).sort()).toEqual(heads.map((head) => head.id).sort());
   });
 
   it('releases the leases of deliveries claimed but not started when it closes', async () => {

@@ -7,6 +7,7 @@ describe('endpoint room', () => {
     expect(['d1', 'd2', 'd3', 'd4'].map((id) => room.admit('slow', id))).toEqual([true, true, false, false]);
     expect(room.roomOf('slow')).toBe(0);
     expect(room.full()).toEqual(['slow']);
+    expect(room.parking('slow')).toBe(true);
     // Another endpoint is not held up by the full one.
     expect(room.admit('fast', 'f1')).toBe(true);
     expect(room.roomOf('fast')).toBe(4);
@@ -15,6 +16,7 @@ describe('endpoint room', () => {
     expect(room.admit('slow', 'd3')).toBe(true);
     expect(room.leave('slow')).toEqual(['d4']);
     expect(room.leave('slow')).toEqual([]);
+    expect(room.parking('slow')).toBe(false);
     expect(room.full()).toEqual([]);
   });
 

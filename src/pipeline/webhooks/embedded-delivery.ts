@@ -51,18 +51,42 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
   let sending = 0;
   /** Attempts until recorded: sent ones are recorded in the background, up to as many again. */
   const inFlight = new Set<Promise<void>>();
-  /** What each endpoint has admitted (being claimed, ready or sending), within its maxConcurrency. */
-  const room = createEndpointRoom(options.maxConcurrencyOf);
-  /** A place of the endpoint given back: its parked heads are scheduled again. */
-  const leave = (endpointId: string) => void wake.schedule(room.leave(endpointId).map((id) => ({ id, endpointId })));
+  /**
+   * What each endpoint has admitted (being claimed, ready or sending): twice its maxConcurrency —
+   * as many ready as sending — so its next deliveries are leased while the ones before are sent.
+   */
+  const room = createEndpointRoom((endpointId) => {
+    const max = options.maxConcurrencyOf(endpointId);
+    return max === undefined ? undefined : 2 * max;
+  });
+  /** The last look at the table came back full (or may have left due deliveries behind): look again at the next claim. */
+  let backlog = true;
+  /** Attempts being sent, by endpoint: a ready delivery starts only while its endpoint is below its maxConcurrency. */
+  const sendingTo = new Map<string, number>();
+  const canSend = (endpointId: string) => (sendingTo.get(endpointId) ?? 0) < (options.maxConcurrencyOf(endpointId) ?? Number.POSITIVE_INFINITY);
+  /**
+   * A place of the endpoint given back: its parked heads are scheduled again. Once none is left, the
+   * table is looked at again: looks skipped the endpoint while it parked, and may have left some of
+   * its due deliveries behind.
+   */
+  const leave = (endpointId: string) => {
+    const again = room.leave(endpointId);
+    if (again.length === 0) return;
+    void wake.schedule(again.map((id) => ({ id, endpointId })));
+    if (!room.parking(endpointId)) backlog = true;
+  };
 
   const attempt = (delivery: Delivery) => {
     sending += 1;
+    sendingTo.set(delivery.endpointId, (sendingTo.get(delivery.endpointId) ?? 0) + 1);
     let sent = false;
     const onSent = () => {
       if (sent) return;
       sent = true;
       sending -= 1;
+      const left = (sendingTo.get(delivery.endpointId) ?? 1) - 1;
+      if (left > 0) sendingTo.set(delivery.endpointId, left);
+      else sendingTo.delete(delivery.endpointId);
       leave(delivery.endpointId);
       wake.poke();
     };
@@ -80,13 +104,20 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       });
     inFlight.add(task);
   };
+  /** Starts ready deliveries, oldest first, while slots are free; one whose endpoint sends its maximum keeps its place. */
   const startReady = () => {
-    while (!abort.signal.aborted && ready.length > 0 && sending < concurrency && inFlight.size < 2 * concurrency) attempt(ready.shift()!);
+    for (let index = 0; index < ready.length; ) {
+      if (abort.signal.aborted || sending >= concurrency || inFlight.size >= 2 * concurrency) return;
+      const delivery = ready[index]!;
+      if (canSend(delivery.endpointId)) {
+        ready.splice(index, 1);
+        attempt(delivery);
+      } else index += 1;
+    }
   };
 
   const idleMs = options.idleMs ?? 1_000;
   let lastLook = 0;
-  let backlog = true;
   /**
    * Leases up to `wanted` due heads: the scheduled ones by id (only of endpoints with room here, a
    * place taken for each before the claim), then — when it is time — from the table.

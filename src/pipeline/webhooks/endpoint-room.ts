@@ -19,6 +19,8 @@ export interface EndpointRoom {
   leave(endpointId: string): string[];
   /** Endpoints with no room in this process, or parked ids waiting (a look at the table skips them). */
   full(): string[];
+  /** The endpoint has parked ids. */
+  parking(endpointId: string): boolean;
 }
 
 /** Parked ids held at most over every endpoint; one past it is dropped — it is unleased and due, so a look at the table finds it. */
@@ -59,6 +61,7 @@ export function createEndpointRoom(maxOf: (endpointId: string) => number | undef
       if (ids.length === 0) parked.delete(endpointId);
       return again;
     },
+    parking: (endpointId) => parked.has(endpointId),
     full() {
       const ids = new Set(parked.keys());
       for (const endpointId of admitted.keys()) if (!hasRoom(endpointId)) ids.add(endpointId);
