@@ -259,7 +259,8 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   worker.on('failed', (job, error) => logger.warn({ err: error, deliveries: job && headsOf(job).map((head) => head.id) }, 'webhook job failed; the reconciler schedules its deliveries again'));
 
   const reconcile = async () => {
-    const grace = (await scheduler.waiting()) > 0 ? RECONCILE_GRACE_BACKLOG_MS : RECONCILE_GRACE_MS;
+    // Heads dropped here over the room's bound are in no job any more: the short grace brings them back.
+    const grace = room.takeDropped() || (await scheduler.waiting()) === 0 ? RECONCILE_GRACE_MS : RECONCILE_GRACE_BACKLOG_MS;
     const heads = await dueHeads(db, grace, 1_000);
     // Keyed by delivery and due time: a head still unheld at the next pass is not added twice.
     await scheduler.scheduleAt(heads.map((head) => ({ id: head.id, endpointId: head.endpointId, dueAt: head.nextAttemptAt })));

@@ -21,16 +21,19 @@ export interface EndpointRoom {
   full(): string[];
   /** The endpoint has parked ids. */
   parking(endpointId: string): boolean;
+  /** Ids were dropped over the bound since the last call (due and unleased: a look at the table finds them). */
+  takeDropped(): boolean;
 }
 
 /** Parked ids held at most over every endpoint; one past it is dropped — it is unleased and due, so a look at the table finds it. */
-const MAX_PARKED = 10_000;
+const MAX_PARKED = 50_000;
 
 /** `maxOf`: an endpoint's `maxConcurrency`, undefined when unknown (not loaded yet: admitted, its gate decides). */
 export function createEndpointRoom(maxOf: (endpointId: string) => number | undefined): EndpointRoom {
   const admitted = new Map<string, number>();
   const parked = new Map<string, string[]>();
   let parkedCount = 0;
+  let dropped = false;
   const roomOf = (endpointId: string) => (maxOf(endpointId) ?? Number.POSITIVE_INFINITY) - (admitted.get(endpointId) ?? 0);
   const hasRoom = (endpointId: string) => roomOf(endpointId) > 0;
 
@@ -46,7 +49,7 @@ export function createEndpointRoom(maxOf: (endpointId: string) => number | undef
         if (!ids) parked.set(endpointId, (ids = []));
         ids.push(deliveryId);
         parkedCount += 1;
-      }
+      } else dropped = true;
       return false;
     },
     leave(endpointId) {
@@ -62,6 +65,11 @@ export function createEndpointRoom(maxOf: (endpointId: string) => number | undef
       return again;
     },
     parking: (endpointId) => parked.has(endpointId),
+    takeDropped() {
+      const was = dropped;
+      dropped = false;
+      return was;
+    },
     full() {
       const ids = new Set(parked.keys());
       for (const endpointId of admitted.keys()) if (!hasRoom(endpointId)) ids.add(endpointId);
