@@ -191,55 +191,60 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   const leave = (endpointId: string) => {
     for (const id of room.leave(endpointId)) void lease({ id, endpointId }).catch(() => undefined);
   };
+  /** Runs `task` holding a slot, given back when `task` calls `free` or ends. */
+  const inSlot = (task: (free: () => void) => Promise<void>) =>
+    slots(
+      () =>
+        new Promise<void>((free) => {
+          void task(free).finally(free);
+        }),
+    );
   /**
    * Takes a place for the head's endpoint, then a slot, leases it and starts its attempt; resolves
    * once leased, found not attemptable (finished, held by another worker, not its lane's head yet)
    * or parked. A job's endpoints are known, but for jobs of earlier versions: those are claimed first.
    */
   const lease = (head: { id: string; endpointId: string | undefined }): Promise<void> => {
-    if (head.endpointId !== undefined && !room.admit(head.endpointId, head.id)) return Promise.resolve();
     const placed = head.endpointId;
+    if (placed !== undefined && !room.admit(placed, head.id)) return Promise.resolve();
     return new Promise<void>((leased, failed) => {
-      void slots(
-        () =>
-          new Promise<void>((freeSlot) => {
-            claims.submit(head.id).then(
-              (delivery) => {
-                leased();
-                if (!delivery) {
-                  if (placed !== undefined) leave(placed);
-                  return freeSlot();
-                }
-                if (placed === undefined && !room.admit(delivery.endpointId, delivery.id)) {
-                  releases.submit(delivery.id).catch((error: unknown) => logger.warn({ err: error }, 'webhook lease not given back; it runs out'));
-                  return freeSlot();
-                }
-                let left = false;
-                const leaveOnce = () => {
-                  if (left) return;
-                  left = true;
-                  leave(delivery.endpointId);
-                };
-                const task = attempt(delivery, () => {
-                  leaveOnce();
-                  if (inFlight.size <= 2 * concurrency) freeSlot();
-                })
-                  .catch((error: unknown) => logger.error({ err: error, delivery: head.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
-                  .finally(() => {
-                    leaveOnce();
-                    inFlight.delete(task);
-                    freeSlot();
-                  });
-                inFlight.add(task);
-              },
-              (error: unknown) => {
-                if (placed !== undefined) leave(placed);
-                failed(error instanceof Error ? error : new Error(String(error)));
-                freeSlot();
-              },
-            );
-          }),
-      );
+      void inSlot(async (free) => {
+        let delivery: Delivery | undefined;
+        try {
+          delivery = await claims.submit(head.id);
+        } catch (error) {
+          if (placed !== undefined) leave(placed);
+          failed(error instanceof Error ? error : new Error(String(error)));
+          return;
+        }
+        leased();
+        if (!delivery) {
+          if (placed !== undefined) leave(placed);
+          return;
+        }
+        if (placed === undefined && !room.admit(delivery.endpointId, delivery.id)) {
+          releases.submit(delivery.id).catch((error: unknown) => logger.warn({ err: error }, 'webhook lease not given back; it runs out'));
+          return;
+        }
+        const { endpointId } = delivery;
+        let left = false;
+        const leaveOnce = () => {
+          if (left) return;
+          left = true;
+          leave(endpointId);
+        };
+        const task = attempt(delivery, () => {
+          leaveOnce();
+          if (inFlight.size <= 2 * concurrency) free();
+        })
+          .catch((error: unknown) => logger.error({ err: error, delivery: head.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
+          .finally(() => {
+            leaveOnce();
+            inFlight.delete(task);
+          });
+        inFlight.add(task);
+        await task;
+      });
     });
   };
 
