@@ -49,9 +49,31 @@ async function subscribeOrders(server: TestServer, tenant?: string): Promise<Raw
   return client;
 }
 
-async function take(client: RawSocket, count: number): Promise<OutboxEvent[]> {
+/**
+ * The next `count` events. Not all of them within `timeoutMs` (below the test's own timeout) fails
+ * with what did arrive, per entity — a lost row and a slow restart look different there.
+ */
+async function take(client: RawSocket, count: number, timeoutMs = 90_000): Promise<OutboxEvent[]> {
   const events: OutboxEvent[] = [];
-  while (events.length < count) events.push(eventOf(await client.nextMessage()) as unknown as OutboxEvent);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const seqs = new Map<string, number[]>();
+      for (const { payload } of events) seqs.set(String(payload['entity']), [...(seqs.get(String(payload['entity'])) ?? []), Number(payload['seq'])]);
+      const arrived = [...seqs].map(([entity, list]) => `${entity}: ${list.join(',')}`).join('; ');
+      reject(new Error(`${events.length} of ${count} events within ${timeoutMs} ms — arrived ${arrived || 'none'}`));
+    }, timeoutMs);
+  });
+  const reading = (async () => {
+    while (events.length < count) events.push(eventOf(await client.nextMessage()) as unknown as OutboxEvent);
+  })();
+  // Left reading when late: the socket's close at the end of the test ends it.
+  reading.catch(() => undefined);
+  try {
+    await Promise.race([reading, late]);
+  } finally {
+    clearTimeout(timer);
+  }
   return events;
 }
 
