@@ -122,6 +122,11 @@ async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>
 
 async function dropDatabase(adminUrl: string, name: string): Promise<void> {
   await withClient(adminUrl, async (client) => {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (rowCount === 0) return;
+    // No new connection from here on: a server still running (its teardown comes later) cannot
+    // create its slot again between the slots' drop and the database's.
+    await client.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
     // DROP DATABASE refuses while a replication slot belongs to the database, and an active slot
     // cannot be dropped: end its walsender first, then drop it once Postgres marks it inactive.
     await waitFor(

@@ -59,21 +59,26 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     const max = options.maxConcurrencyOf(endpointId);
     return max === undefined ? undefined : 2 * max;
   });
-  /** The last look at the table came back full (or may have left due deliveries behind): look again at the next claim. */
+  /** The last look at the table came back full: look again at the next claim. */
   let backlog = true;
   /** Attempts being sent, by endpoint: a ready delivery starts only while its endpoint is below its maxConcurrency. */
   const sendingTo = new Map<string, number>();
   const canSend = (endpointId: string) => (sendingTo.get(endpointId) ?? 0) < (options.maxConcurrencyOf(endpointId) ?? Number.POSITIVE_INFINITY);
+  /** Endpoints a look at the table skipped (no room here): their due deliveries may still be in it. */
+  const skippedByLook = new Set<string>();
+  /** Such an endpoint has room again: the next claim looks at the table (also when a look is under way now). */
+  let lookAgain = false;
   /**
-   * A place of the endpoint given back: its parked heads are scheduled again. Once none is left, the
-   * table is looked at again: looks skipped the endpoint while it parked, and may have left some of
-   * its due deliveries behind.
+   * A place of the endpoint given back: its parked heads are scheduled again. Once it has room and
+   * nothing parked, an endpoint a look skipped has the table looked at again.
    */
   const leave = (endpointId: string) => {
     const again = room.leave(endpointId);
-    if (again.length === 0) return;
-    void wake.schedule(again.map((id) => ({ id, endpointId })));
-    if (!room.parking(endpointId)) backlog = true;
+    if (again.length > 0) void wake.schedule(again.map((id) => ({ id, endpointId })));
+    if (skippedByLook.has(endpointId) && !room.parking(endpointId) && room.roomOf(endpointId) > 0) {
+      skippedByLook.delete(endpointId);
+      lookAgain = true;
+    }
   };
 
   const attempt = (delivery: Delivery) => {
@@ -139,9 +144,12 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     for (const head of heads) if (!leased.has(head.id)) leave(head.endpointId);
 
     const more = wanted - due.length;
-    if (more > 0 && (backlog || wake.takeOverflowed() || performance.now() - lastLook >= idleMs)) {
+    if (more > 0 && (backlog || lookAgain || wake.takeOverflowed() || performance.now() - lastLook >= idleMs)) {
       lastLook = performance.now();
-      const found = await claimDue(db, more, options.leaseMs, room.full());
+      lookAgain = false;
+      const skip = room.full();
+      for (const endpointId of skip) skippedByLook.add(endpointId);
+      const found = await claimDue(db, more, options.leaseMs, skip);
       backlog = found.length === more;
       // Beyond its endpoint's share here: the lease goes back (the delivery stays due) and its id is parked.
       const parked = found.filter((delivery) => !room.admit(delivery.endpointId, delivery.id)).map((delivery) => delivery.id);
