@@ -16,6 +16,8 @@ export interface Metrics {
   live(): LiveFigures;
   /** Events accepted by the router, by source. */
   readonly eventsRouted: Counter<'source'>;
+  /** GraphQL requests over HTTP served without yoga's Fetch layer (plain JSON POSTs of queries and mutations). */
+  readonly graphqlDirectPosts: Counter;
   /** Subscriptions refused silently for lack of permission (never told to the client). */
   readonly subscriptionsDenied: Counter<'field'>;
   /** Sockets closed for falling behind (outbound buffer over its bound). */
@@ -170,6 +172,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       cdcReaders: cdcReaders(),
       outboxes: outboxes(),
       webhookBacklogs: webhookBacklogs(),
+    }),
+    graphqlDirectPosts: new Counter({
+      name: 'tributary_graphql_direct_posts_total',
+      help: 'GraphQL requests over HTTP served on the direct path (a plain JSON POST of a query or mutation); the others go through yoga',
+      registers: [registry],
     }),
     eventsRouted: new Counter({
       name: 'tributary_events_routed_total',

@@ -3,6 +3,8 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { ErrorCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { GraphQLPostHandler } from './graphql-post.ts';
+import { readDeclaredBody, type RequestWithBody } from './request-body.ts';
 import { API_PREFIX, type AdminApi } from './rest/admin-api.ts';
 import type { GraphQLWebSocketServer } from './ws/websocket-server.ts';
 import { GRAPHQL_PATH, type TributaryYoga } from './yoga.ts';
@@ -18,6 +20,10 @@ export interface ReadinessCheck {
 export interface GraphQLEndpoints {
   readonly yoga: TributaryYoga;
   readonly webSocket: GraphQLWebSocketServer;
+  /** The largest request body yoga takes (`HTTP_MAX_BODY_BYTES`). */
+  readonly maxBodyBytes: number;
+  /** Plain JSON POSTs of queries and mutations, run without yoga's Fetch layer (`graphql-post.ts`). */
+  readonly post: GraphQLPostHandler;
 }
 
 export interface HttpServerOptions {
@@ -66,7 +72,7 @@ export function createHttpServer(options: HttpServerOptions): Server {
     } else if (path.startsWith(API_PREFIX) && options.api) {
       options.api.handle(request, response);
     } else if (path === GRAPHQL_PATH && options.graphql) {
-      void options.graphql.yoga.requestListener(request, response);
+      serveGraphQL(options.graphql, request, response, options.logger);
     } else {
       sendJson(response, 404, { error: 'Not found' });
     }
@@ -89,6 +95,32 @@ export function createHttpServer(options: HttpServerOptions): Server {
     socket.end(clientErrorResponse(error.code));
   });
   return server;
+}
+
+/**
+ * A POST's body is read ahead when its length allows (`request-body.ts`); a plain query or
+ * mutation is then served by the POST path, anything else by yoga.
+ */
+function serveGraphQL(graphql: GraphQLEndpoints, request: RequestWithBody, response: ServerResponse, logger: Logger): void {
+  const reading = request.method === 'POST' ? readDeclaredBody(request, graphql.maxBodyBytes) : undefined;
+  if (!reading) {
+    void graphql.yoga.requestListener(request, response);
+    return;
+  }
+  void reading.then(async (body) => {
+    // Undefined: the client went away mid-body; nobody is left to answer.
+    if (body === undefined) return;
+    try {
+      if (await graphql.post(request, response, body)) return;
+    } catch (error) {
+      // It failed while executing (a refusal would have left the request to yoga): as yoga answers an unexpected error.
+      logger.error({ err: error }, 'graphql request failed');
+      if (!response.headersSent) sendJson(response, 500, { errors: [{ message: 'Unexpected error.', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }] });
+      return;
+    }
+    request.body = body;
+    void graphql.yoga.requestListener(request, response);
+  });
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GraphQLError, type GraphQLSchema } from 'graphql';
+import { GraphQLError, type DocumentNode, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { createYoga, type CORSOptions, type Plugin, type YogaInitialContext, type YogaServerInstance } from 'graphql-yoga';
 import type { Principal } from '../auth/principal.ts';
 import type { TokenVerifier } from '../auth/token-verifier.ts';
@@ -19,8 +19,10 @@ export const GRAPHQL_PATH = '/graphql';
 export interface HttpServerContext {
   readonly req?: IncomingMessage;
   readonly res?: ServerResponse;
-  /** Set by the WebSocket executor: the principal verified at `connection_init`. */
+  /** Set by the WebSocket executor (verified at `connection_init`) and the plain-POST path: the caller. */
   readonly principal?: Principal;
+  /** Set with `principal`: the transport the operation came over. @default 'ws' */
+  readonly transport?: 'http' | 'ws';
   /** Set by the WebSocket executor: the connection the operation arrived on. */
   readonly connectionId?: string;
 }
@@ -57,12 +59,26 @@ export function createYogaServer(options: YogaOptions): TributaryYoga {
     logging: yogaLogger(logger.child({ component: 'yoga' })),
     maskedErrors: { maskError: createErrorMasker(logger.child({ component: 'graphql' })) },
     context: async (initial: YogaInitialContext & HttpServerContext): Promise<GraphQLContext> => {
-      if (initial.principal) return { principal: initial.principal, services, transport: 'ws', connectionId: initial.connectionId };
+      if (initial.principal) return { principal: initial.principal, services, transport: initial.transport ?? 'ws', connectionId: initial.connectionId };
       const principal = await verifier.verify(initial.request.headers.get('authorization') ?? undefined);
       return { principal, services, transport: 'http', connectionId: undefined };
     },
     plugins: [usePersistedQueries(options.persistedQueries), useOperationLimits(options.limits), useSubscriptionsOverWebSocketOnly()],
   });
+}
+
+/** What `yoga.getEnveloped` hands a transport that runs operations itself (envelop types it loosely). */
+export interface EnvelopedOperation {
+  readonly schema: GraphQLSchema;
+  readonly parse: (source: string) => DocumentNode;
+  readonly validate: (schema: GraphQLSchema, document: DocumentNode) => readonly GraphQLError[];
+  readonly contextFactory: () => GraphQLContext | Promise<GraphQLContext>;
+  readonly execute: (args: ExecutionArgs) => ExecutionResult | Promise<ExecutionResult>;
+}
+
+/** The envelope for one operation of a caller verified outside yoga's own request handling. */
+export function envelopedFor(yoga: TributaryYoga, initial: Pick<HttpServerContext, 'principal' | 'transport' | 'connectionId'>): EnvelopedOperation {
+  return yoga.getEnveloped(initial);
 }
 
 /**

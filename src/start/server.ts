@@ -16,6 +16,7 @@ import { deliveryScheduler } from '../pipeline/webhooks/webhook-fan-in.ts';
 import type { Services } from '../resolvers/context.ts';
 import { createErrorMasker } from '../schema/errors.ts';
 import { getSchema } from '../schema/index.ts';
+import { createGraphQLPostHandler } from '../server/graphql-post.ts';
 import { createAdminApi } from '../server/rest/admin-api.ts';
 import { CloseCode } from '../server/ws/close-codes.ts';
 import { createPersistedQueries } from '../server/persisted-queries.ts';
@@ -105,7 +106,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     const stopSampling = metrics.sample({ connections: () => webSocket.connectionCount, subscriptions: () => dispatcher.stats().subscribers });
     cleanup.push('metrics sampler', () => Promise.resolve(stopSampling()));
     const api = createAdminApi({ verifier, services, logger });
-    const http = await listen(context, { graphql: { yoga, webSocket }, api, readiness: readinessChecks(context.clients) });
+    const http = await listen(context, { graphql: { yoga, webSocket, maxBodyBytes: config.limits.httpMaxBodyBytes, post: createGraphQLPostHandler(yoga, verifier, metrics) }, api, readiness: readinessChecks(context.clients) });
     // Reverse order on the way out: sockets first, then the HTTP listener, then the engine.
     cleanup.push('http server', () => http.dispose());
     cleanup.push('websocket server', () => webSocket.close(CloseCode.GoingAway, 'Server shutting down', config.shutdownTimeoutMs / 2));

@@ -8,7 +8,6 @@ import {
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
-  type GraphQLSchema,
   type OperationDefinitionNode,
 } from 'graphql';
 import type { SubscribePayload } from 'graphql-ws';
@@ -22,8 +21,7 @@ import {
   type CohortSpec,
   type DispatchTicket,
 } from '../../pipeline/dispatch/subscription-contract.ts';
-import type { GraphQLContext } from '../../schema/index.ts';
-import type { TributaryYoga } from '../yoga.ts';
+import { envelopedFor, type TributaryYoga } from '../yoga.ts';
 import type { PersistedQueries } from '../persisted-queries.ts';
 import { formatResult } from './format.ts';
 
@@ -56,7 +54,7 @@ export interface OperationExecutorOptions {
  */
 export function createOperationExecutor(yoga: TributaryYoga, options: OperationExecutorOptions): OperationExecutor {
   return async (principal, received, connectionId) => {
-    const { parse, validate, contextFactory, execute, schema } = yoga.getEnveloped({ principal, connectionId }) as unknown as Enveloped;
+    const { parse, validate, contextFactory, execute, schema } = envelopedFor(yoga, { principal, connectionId });
 
     let payload: SubscribePayload;
     let document: DocumentNode;
@@ -188,15 +186,6 @@ function mapSource(
     [Symbol.asyncIterator]: () => mapped,
   };
   return mapped;
-}
-
-/** The typed face of what `getEnveloped` returns (envelop types it loosely). */
-interface Enveloped {
-  readonly schema: GraphQLSchema;
-  readonly parse: (source: string) => DocumentNode;
-  readonly validate: (schema: GraphQLSchema, document: DocumentNode) => readonly GraphQLError[];
-  readonly contextFactory: () => GraphQLContext | Promise<GraphQLContext>;
-  readonly execute: (args: ExecutionArgs) => ExecutionResult | Promise<ExecutionResult>;
 }
 
 function asGraphQLError(error: unknown): GraphQLError {
