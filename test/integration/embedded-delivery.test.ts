@@ -72,6 +72,11 @@ function watchedWake() {
   return { wake: watched, waiting };
 }
 
+/** Earlier tests leave deliveries pending (released, not sent): dead-lettered, so a new loop's first look finds none. */
+async function settleEarlierDeliveries(): Promise<void> {
+  await db.query(`UPDATE webhook_deliveries SET state = 'dead', finished_at = now(), leased_until = NULL WHERE state = 'pending'`);
+}
+
 beforeAll(async () => {
   fixture = await createDeliveryFixture();
   db = fixture.db;
@@ -158,5 +163,66 @@ describe('embedded delivery loop', () => {
       [heads.map((head) => head.id)],
     );
     expect(rows).toEqual(heads.slice(1).map(({ id }) => ({ id, leased: false })));
+  });
+
+  it('takes new deliveries straight from the routing tap, leased by their insert, within its slots and each endpoint’s share', async () => {
+    await settleEarlierDeliveries();
+    const { wake, waiting } = watchedWake();
+    const { deliverer, handed, handedOver } = recordingDeliverer();
+    // maxConcurrency 1: the endpoint's share here is 2 (one sending, one ready).
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 4, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 1, logger });
+    await waiting();
+    const intake = wake.intake();
+    expect(intake?.leaseMs).toBe(30_000);
+    expect(intake!.reserve(fixture.endpointId, 3)).toBe(2);
+    const deliveries = [newDelivery('event:own-1'), newDelivery('event:own-2'), newDelivery('event:own-3')];
+    const stored = await storeDeliveries(db, deliveries, { lease: [true, true, false], leaseMs: intake!.leaseMs });
+    try {
+      expect(stored.leased.map((delivery) => delivery.eventId)).toEqual(deliveries.slice(0, 2).map((delivery) => delivery.eventId));
+      expect(stored.heads.map((head) => head.id)).toEqual([stored.inserted[2]]);
+      const { rows } = await db.query<{ leased: boolean }>(`SELECT leased_until IS NOT NULL AS leased FROM webhook_deliveries WHERE id = ANY($1::bigint[]) ORDER BY id`, [stored.inserted]);
+      expect(rows.map((row) => row.leased)).toEqual([true, true, false]);
+
+      // Handed over: the first starts at once, with no claim and no wake-up; the second waits for the endpoint.
+      intake!.start(stored.leased);
+      expect(handed.map((entry) => entry.delivery.id)).toEqual([stored.inserted[0]]);
+      await wake.schedule(stored.heads);
+      await handed[0]!.finish();
+      await handedOver(2);
+      expect(handed[1]!.delivery.id).toBe(stored.inserted[1]);
+      // The third took no place at the insert: it is claimed once the endpoint has room again.
+      await handed[1]!.finish();
+      await handedOver(3);
+      expect(handed[2]!.delivery.id).toBe(stored.inserted[2]);
+    } finally {
+      await Promise.all(handed.map((entry) => entry.finish()));
+      await worker.close();
+    }
+    expect(wake.intake()).toBeUndefined();
+    expect(await Promise.all(stored.inserted.map(async (id) => (await getDelivery(db, id))?.state))).toEqual(['delivered', 'delivered', 'delivered']);
+  });
+
+  it('stores a delivery unleased when its lane has one pending before it, and gives back places it did not use', async () => {
+    await settleEarlierDeliveries();
+    const { wake, waiting } = watchedWake();
+    const { deliverer, handed } = recordingDeliverer();
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 1, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 10, logger });
+    await waiting();
+    // A redelivery of the event, pending in its own lane.
+    const first = newDelivery('event:own-4');
+    await storeDeliveries(db, [{ ...first, trigger: 'replay' }]);
+    const intake = wake.intake()!;
+    expect(intake.reserve(fixture.endpointId, 1)).toBe(1);
+    // The loop's one slot is reserved: a second reservation gets none.
+    expect(intake.reserve(fixture.endpointId, 1)).toBe(0);
+    const stored = await storeDeliveries(db, [first], { lease: [true], leaseMs: intake.leaseMs });
+    expect(stored).toMatchObject({ leased: [], heads: [] });
+    expect(stored.inserted).toHaveLength(1);
+    intake.release(fixture.endpointId, 1);
+    expect(intake.reserve(fixture.endpointId, 1)).toBe(1);
+    intake.release(fixture.endpointId, 1);
+    await worker.close();
+    expect(intake.reserve(fixture.endpointId, 1)).toBe(0);
+    expect(handed).toEqual([]);
   });
 });

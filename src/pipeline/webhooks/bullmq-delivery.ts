@@ -104,6 +104,8 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
     schedule,
     // Due now: a new job (a delayed one left for a later time finds the delivery handled, or not due).
     scheduleNow: schedule,
+    // Any worker process may take a delivery: each is claimed from the table.
+    intake: () => undefined,
     async scheduleAt(deliveries) {
       if (deliveries.length === 0) return;
       const now = Date.now();

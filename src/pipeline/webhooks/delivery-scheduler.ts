@@ -5,14 +5,36 @@
  *   worked by any number of worker processes;
  * - embedded, an in-process wake-up of the delivery loop (`embedded-delivery.ts`).
  */
-import type { LaneHead } from './delivery-store.ts';
+import type { Delivery, LaneHead } from './delivery-store.ts';
 
 export interface DeliveryScheduler {
   /** These lane heads are to be attempted when due. */
   schedule(heads: readonly LaneHead[]): Promise<void>;
   /** These lane heads are due now, even if they were waiting for a later attempt (an endpoint enabled again). */
   scheduleNow(heads: readonly LaneHead[]): Promise<void>;
+  /**
+   * Where new deliveries can start as they are stored — leased by the insert itself, so no claim
+   * comes between storing and sending: the delivery loop of this process, while it runs (the
+   * embedded mode). Undefined otherwise (BullMQ: any worker process may take them).
+   */
+  intake(): DeliveryIntake | undefined;
   close(): Promise<void>;
+}
+
+/**
+ * A delivery loop taking new deliveries straight from the routing tap: places are reserved before
+ * the insert (within the loop's slots and each endpoint's share), the deliveries the insert leased
+ * are handed over, and every reserved place not used is given back.
+ */
+export interface DeliveryIntake {
+  /** How long the insert leases a delivery for, in ms (the loop's lease). */
+  readonly leaseMs: number;
+  /** Reserves up to `wanted` places for new deliveries of the endpoint; returns how many it got. */
+  reserve(endpointId: string, wanted: number): number;
+  /** Stored and leased, each on a place reserved before: attempt them, oldest first. */
+  start(deliveries: readonly Delivery[]): void;
+  /** Reserved places the endpoint's deliveries did not take (not stored, not leased, or the insert failed). */
+  release(endpointId: string, places: number): void;
 }
 
 /**
@@ -33,6 +55,8 @@ export interface LocalWake extends DeliveryScheduler {
   poke(): void;
   /** Resolves at the next `schedule` or `poke`, or after `ms`. */
   wait(ms: number, signal: AbortSignal): Promise<void>;
+  /** The delivery loop takes new deliveries through `intake` until the returned function is called. */
+  attach(intake: DeliveryIntake): () => void;
 }
 
 /** Scheduled ids held at most. */
@@ -42,6 +66,7 @@ export function createLocalWake(): LocalWake {
   /** Scheduled heads by id (a Map keeps insertion order: oldest first). */
   const queued = new Map<string, string>();
   let overflowed = false;
+  let attached: DeliveryIntake | undefined;
   let waiters: (() => void)[] = [];
   let woken = false;
   const wakeAll = () => {
@@ -80,6 +105,13 @@ export function createLocalWake(): LocalWake {
       return was;
     },
     poke: wakeAll,
+    intake: () => attached,
+    attach(intake) {
+      attached = intake;
+      return () => {
+        if (attached === intake) attached = undefined;
+      };
+    },
     wait(ms, signal) {
       if (woken) {
         woken = false;

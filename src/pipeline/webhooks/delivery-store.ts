@@ -98,25 +98,43 @@ export function deliveryOf(row: DeliveryRow): Delivery {
   };
 }
 
+/** What inserting deliveries gave: the ids stored, the lane heads among them (not leased), and those the insert leased. */
+export interface StoredDeliveries {
+  readonly inserted: string[];
+  readonly heads: LaneHead[];
+  /** Leased by the insert (`lease` asked it): heads to attempt now, by whoever asked. */
+  readonly leased: Delivery[];
+}
+
 /**
  * Inserts deliveries in order (one statement); an initial delivery of an event the endpoint
- * already has is skipped. Returns the ids inserted, and those that are their lane's head now.
+ * already has is skipped. `lease[i]` asks for delivery i to be leased for `leaseMs` as it is
+ * stored — only for an initial delivery on its event's own lane (`laneOf` without an entity),
+ * which nothing precedes but a redelivery of the same event; with one of those pending it is
+ * stored unleased, a head to schedule like any other.
  */
-export async function insertDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<{ inserted: string[]; heads: LaneHead[] }> {
-  if (deliveries.length === 0) return { inserted: [], heads: [] };
+export async function insertDeliveries(
+  db: Queryable,
+  deliveries: readonly NewDelivery[],
+  leases: { readonly lease: readonly boolean[]; readonly leaseMs: number } = { lease: [], leaseMs: 0 },
+): Promise<StoredDeliveries> {
+  if (deliveries.length === 0) return { inserted: [], heads: [], leased: [] };
   const column = <K extends keyof NewDelivery>(key: K) => deliveries.map((delivery) => delivery[key]);
-  const { rows } = await db.query<{ id: string; endpoint_id: string; head: boolean }>(
+  const { rows } = await db.query<{ id: string; endpoint_id: string; event_id: string; head: boolean; leased: boolean; next_attempt_at: Date; created_at: Date }>(
     `WITH inserted AS (
-       INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time)
-       SELECT endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) WITH ORDINALITY
-         AS t(endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, n)
+       INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, leased_until)
+       SELECT endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time,
+              CASE WHEN t.lease THEN CASE WHEN NOT EXISTS (
+                SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = t.endpoint_id AND e.lane = t.lane AND e.state = 'pending')
+              THEN now() + $10::double precision * interval '1 millisecond' END END
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::boolean[]) WITH ORDINALITY
+         AS t(endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, lease, n)
        ORDER BY n
        ON CONFLICT (endpoint_id, event_id) WHERE trigger = 'initial' DO NOTHING
-       RETURNING id, endpoint_id, lane)
+       RETURNING id, endpoint_id, event_id, lane, leased_until IS NOT NULL AS leased, next_attempt_at, created_at)
      -- A head: no pending delivery of its lane from before, and the first of its lane in this statement
      -- (the statement's own rows are not visible to its subqueries on the table).
-     SELECT i.id::text AS id, i.endpoint_id,
+     SELECT i.id::text AS id, i.endpoint_id, i.event_id, i.leased, i.next_attempt_at, i.created_at,
             NOT EXISTS (SELECT 1 FROM webhook_deliveries e
                          WHERE e.endpoint_id = i.endpoint_id AND e.lane = i.lane AND e.state = 'pending' AND e.id < i.id)
             AND i.id = (SELECT min(j.id) FROM inserted j WHERE j.endpoint_id = i.endpoint_id AND j.lane = i.lane) AS head
@@ -131,10 +149,26 @@ export async function insertDeliveries(db: Queryable, deliveries: readonly NewDe
       column('body'),
       column('trigger'),
       column('eventTime'),
+      deliveries.map((_, index) => leases.lease[index] === true),
+      leases.leaseMs,
     ],
     { prepareAs: 'tributary_webhook_insert_deliveries' },
   );
-  return { inserted: rows.map((row) => row.id), heads: rows.filter((row) => row.head).map(laneHeadOf) };
+  const leasedRows = rows.filter((row) => row.leased);
+  // A leased delivery is an initial one: (endpoint, event) names its input.
+  const inputs = leasedRows.length === 0 ? undefined : new Map(deliveries.filter((delivery) => delivery.trigger === 'initial').map((delivery) => [`${delivery.endpointId} ${delivery.eventId}`, delivery]));
+  const leased = leasedRows.flatMap((row): Delivery[] => {
+    const input = inputs?.get(`${row.endpoint_id} ${row.event_id}`);
+    if (!input) return [];
+    return [
+      { ...input, id: row.id, state: 'pending', attempts: 0, firstAttemptAt: null, nextAttemptAt: row.next_attempt_at, lastStatus: null, lastError: null, createdAt: row.created_at, finishedAt: null },
+    ];
+  });
+  return {
+    inserted: rows.map((row) => row.id),
+    heads: rows.filter((row) => row.head && !row.leased).map(laneHeadOf),
+    leased,
+  };
 }
 
 /**
@@ -161,22 +195,28 @@ function laneHeadOf(row: { id: string; endpoint_id: string }): LaneHead {
 }
 
 /**
- * Stores deliveries (`insertDeliveries`) and returns those that are their lane's head — also the
- * ones whose predecessor finished while they were being inserted: that finish could not see them
- * (not committed yet) and named no next in lane, and the insert saw the predecessor still pending.
- * Looking again once the insert is committed (`headsAmong`) closes the gap: a finish that started
- * later sees them, one that started earlier is waited for.
+ * Stores deliveries (`insertDeliveries`, leasing those `leases` asks for) and returns those that
+ * are their lane's head — also the ones whose predecessor finished while they were being
+ * inserted: that finish could not see them (not committed yet) and named no next in lane, and the
+ * insert saw the predecessor still pending. Looking again once the insert is committed
+ * (`headsAmong`) closes the gap: a finish that started later sees them, one that started earlier
+ * is waited for.
  * Must not run inside a transaction: the second look needs the first statement committed.
  */
-export async function storeDeliveries(db: Queryable, deliveries: readonly NewDelivery[]): Promise<{ inserted: string[]; heads: LaneHead[] }> {
-  const { inserted, heads } = await insertDeliveries(db, deliveries);
-  if (heads.length === inserted.length) return { inserted, heads };
-  const known = new Set(heads.map((head) => head.id));
+export async function storeDeliveries(
+  db: Queryable,
+  deliveries: readonly NewDelivery[],
+  leases?: { readonly lease: readonly boolean[]; readonly leaseMs: number },
+): Promise<StoredDeliveries> {
+  const stored = await insertDeliveries(db, deliveries, leases);
+  const { inserted, heads, leased } = stored;
+  if (heads.length + leased.length === inserted.length) return stored;
+  const known = new Set([...heads, ...leased].map((head) => head.id));
   const promoted = await headsAmong(
     db,
     inserted.filter((id) => !known.has(id)),
   );
-  return { inserted, heads: [...heads, ...promoted] };
+  return { inserted, heads: [...heads, ...promoted], leased };
 }
 
 /**

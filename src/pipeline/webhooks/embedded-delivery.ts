@@ -59,6 +59,8 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     const max = options.maxConcurrencyOf(endpointId);
     return max === undefined ? undefined : 2 * max;
   });
+  /** Places the routing tap reserved for deliveries it is storing (`intake`): they will join `ready`. */
+  let reserved = 0;
   /** The last look at the table came back full: look again at the next claim. */
   let backlog = true;
   /** Attempts being sent, by endpoint: a ready delivery starts only while its endpoint is below its maxConcurrency. */
@@ -121,6 +123,38 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     }
   };
 
+  /**
+   * New deliveries straight from the routing tap, leased by their insert: within the slots not
+   * taken by ready or reserved ones, and the endpoint's share here. Once closing, none is taken,
+   * and one stored on a place reserved before has its lease given back.
+   */
+  const detach = wake.attach({
+    leaseMs: options.leaseMs,
+    reserve(endpointId, wanted) {
+      if (abort.signal.aborted) return 0;
+      const places = room.reserve(endpointId, Math.min(wanted, concurrency - ready.length - reserved));
+      reserved += places;
+      return places;
+    },
+    start(deliveries) {
+      reserved -= deliveries.length;
+      if (abort.signal.aborted) {
+        for (const delivery of deliveries) leave(delivery.endpointId);
+        const release = releaseDeliveries(db, deliveries.map((delivery) => delivery.id))
+          .catch((error: unknown) => logger.warn({ err: error }, 'webhook leases not released; they run out'))
+          .finally(() => inFlight.delete(release));
+        inFlight.add(release);
+        return;
+      }
+      ready.push(...deliveries);
+      startReady();
+    },
+    release(endpointId, places) {
+      reserved -= places;
+      for (let place = 0; place < places; place += 1) leave(endpointId);
+    },
+  });
+
   const idleMs = options.idleMs ?? 1_000;
   let lastLook = 0;
   /**
@@ -164,7 +198,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     const backoff = createBackoff({ initialMs: 200, maxMs: 5_000 });
     while (!abort.signal.aborted) {
       startReady();
-      const wanted = concurrency - ready.length;
+      const wanted = concurrency - ready.length - reserved;
       let claimed = 0;
       if (wanted > 0) {
         try {
@@ -188,6 +222,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
   return {
     async close() {
       abort.abort();
+      detach();
       await loop;
       // Leased but not started: free for the next process at once rather than when the leases run out.
       const unstarted = ready.splice(0).map((delivery) => delivery.id);

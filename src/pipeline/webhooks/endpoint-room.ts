@@ -15,6 +15,8 @@ export interface EndpointRoom {
   roomOf(endpointId: string): number;
   /** Admits a delivery of `endpointId` (one place taken) when the endpoint has room in this process; otherwise parks its id and answers false. */
   admit(endpointId: string, deliveryId: string): boolean;
+  /** Admits up to `wanted` deliveries of the endpoint not stored yet (nothing parked); returns how many. */
+  reserve(endpointId: string, wanted: number): number;
   /** An admitted delivery ended (its HTTP part is over, or it was not attempted after all): parked ids of the endpoint to claim again, as many as it has room for. */
   leave(endpointId: string): string[];
   /** Endpoints with no room in this process, or parked ids waiting (a look at the table skips them). */
@@ -51,6 +53,11 @@ export function createEndpointRoom(maxOf: (endpointId: string) => number | undef
         parkedCount += 1;
       } else dropped = true;
       return false;
+    },
+    reserve(endpointId, wanted) {
+      const places = Math.max(0, Math.min(wanted, roomOf(endpointId)));
+      if (places > 0) admitted.set(endpointId, (admitted.get(endpointId) ?? 0) + places);
+      return places;
     },
     leave(endpointId) {
       const left = (admitted.get(endpointId) ?? 1) - 1;

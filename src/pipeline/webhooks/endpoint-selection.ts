@@ -51,10 +51,17 @@ export function selects(endpoint: SelectingEndpoint, event: Pick<RealtimeEvent, 
   return endpoint.events.some((entry) => matches(entry, event.topic) || matches(entry, event.type));
 }
 
+const OWN_LANE = 'event:';
+
 /** The lane of an event: its entity within its tenant (its own id when it has no entity). */
 export function laneOf(event: Pick<RealtimeEvent, 'id' | 'metadata'>): string {
   const { entity, scope } = event.metadata;
-  return entity === undefined ? `event:${event.id}` : `${scope.tenant ?? ''}|${entity}`;
+  return entity === undefined ? `${OWN_LANE}${event.id}` : `${scope.tenant ?? ''}|${entity}`;
+}
+
+/** A lane of one event (it has no entity): no other event's delivery ever waits on it, nor it on one. */
+export function isOwnLane(lane: string): boolean {
+  return lane.startsWith(OWN_LANE);
 }
 
 /**

@@ -5,6 +5,10 @@
  * event whose source was acknowledged has its deliveries (a source that routes it again after a
  * crash creates none twice: an initial delivery is unique per endpoint and event id). A failure to
  * store them fails the routing, so the source tries again (at least once, never silently lost).
+ *
+ * When this process's delivery loop takes deliveries straight from here (`scheduler.intake()`,
+ * the embedded mode), an event's own-lane deliveries to enabled endpoints are leased by the insert
+ * within the places the loop reserved, and handed to it: they are sent without a claim between.
  */
 import type { Queryable } from '../../db/database.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
@@ -12,10 +16,10 @@ import type { Logger } from '../../logger.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import { isDashboardEvent } from '../events/dashboard-event.ts';
 import { aboutEndpoint } from '../events/webhook-event.ts';
-import type { DeliveryScheduler } from './delivery-scheduler.ts';
+import type { DeliveryIntake, DeliveryScheduler } from './delivery-scheduler.ts';
 import { storeDeliveries, type NewDelivery } from './delivery-store.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
-import { laneOf, selects, webhookBody } from './endpoint-selection.ts';
+import { isOwnLane, laneOf, selects, webhookBody } from './endpoint-selection.ts';
 
 export interface WebhookTap {
   /** Writes and schedules the deliveries of `events` (placed, in order). */
@@ -35,12 +39,29 @@ export interface WebhookTapOptions {
 const ROUTES_PER_STATEMENT = 200;
 
 export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
+  /** Stores deliveries, those the intake has places for leased and handed to it; unused places go back. */
+  const storeInto = async (intake: DeliveryIntake, deliveries: readonly NewDelivery[]) => {
+    const { lease, reserved } = reservePlaces(intake, deliveries, options.endpoints);
+    let stored;
+    try {
+      stored = await storeDeliveries(options.db, deliveries, { lease, leaseMs: intake.leaseMs });
+    } catch (error) {
+      for (const [endpointId, places] of reserved) intake.release(endpointId, places);
+      throw error;
+    }
+    intake.start(stored.leased);
+    for (const delivery of stored.leased) reserved.set(delivery.endpointId, (reserved.get(delivery.endpointId) ?? 0) - 1);
+    for (const [endpointId, places] of reserved) if (places > 0) intake.release(endpointId, places);
+    return stored;
+  };
   // Routes placed together store their deliveries together: one statement and one scheduling for
   // all of them. Their order is the order they were submitted in, which keeps each entity's order
   // (the router submits an entity's next batch only after this one is stored).
   const store = createGroupCommit<readonly NewDelivery[], void>({
     async write(batches) {
-      const { heads } = await storeDeliveries(options.db, batches.flat());
+      const deliveries = batches.flat();
+      const intake = options.scheduler.intake();
+      const { heads } = intake ? await storeInto(intake, deliveries) : await storeDeliveries(options.db, deliveries);
       // The deliveries are stored: a scheduler that cannot take them now (Redis away) loses
       // nothing, the workers' reconciler finds due lane heads without a job.
       if (heads.length > 0) {
@@ -79,4 +100,31 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
       if (deliveries.length > 0) await store.submit(deliveries);
     },
   };
+}
+
+/**
+ * Places the intake gives for the deliveries that may be leased as they are stored (their event's
+ * own lane, an enabled endpoint), in order; `lease[i]` marks those that got one.
+ */
+function reservePlaces(intake: DeliveryIntake, deliveries: readonly NewDelivery[], endpoints: EndpointCache): { lease: boolean[]; reserved: Map<string, number> } {
+  const eligible = deliveries.map(
+    (delivery) => delivery.trigger === 'initial' && isOwnLane(delivery.lane) && endpoints.byId(delivery.endpointId)?.enabled === true,
+  );
+  const wanted = new Map<string, number>();
+  deliveries.forEach(({ endpointId }, index) => {
+    if (eligible[index]) wanted.set(endpointId, (wanted.get(endpointId) ?? 0) + 1);
+  });
+  const reserved = new Map<string, number>();
+  for (const [endpointId, count] of wanted) {
+    const got = intake.reserve(endpointId, count);
+    if (got > 0) reserved.set(endpointId, got);
+  }
+  const left = new Map(reserved);
+  const lease = deliveries.map(({ endpointId }, index) => {
+    const places = left.get(endpointId) ?? 0;
+    if (!eligible[index] || places === 0) return false;
+    left.set(endpointId, places - 1);
+    return true;
+  });
+  return { lease, reserved };
 }
