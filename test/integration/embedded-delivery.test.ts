@@ -225,4 +225,41 @@ describe('embedded delivery loop', () => {
     expect(intake.reserve(fixture.endpointId, 1)).toBe(0);
     expect(handed).toEqual([]);
   });
+
+  it('leaves room for what a claim under way brings: the tap reserves only what is left', async () => {
+    await settleEarlierDeliveries();
+    // The real database, with the claim by id held at the door until the test lets it through.
+    let claimSent: () => void = () => {};
+    const sent = new Promise<void>((resolve) => (claimSent = resolve));
+    let letThrough: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (letThrough = resolve));
+    const held: Database = {
+      ...db,
+      async query(sql, params, options) {
+        if (options?.prepareAs === 'tributary_webhook_claim_ids') {
+          claimSent();
+          await gate;
+        }
+        return db.query(sql, params, options);
+      },
+    };
+    const { wake, waiting } = watchedWake();
+    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const worker = startEmbeddedDelivery({ db: held, deliverer, wake, concurrency: 2, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 10, logger });
+    try {
+      await waiting();
+      const { heads } = await storeDeliveries(db, [newDelivery('event:own-5'), newDelivery('event:own-6')]);
+      await wake.schedule(heads);
+      await sent;
+      // Both slots are the claim's: nothing is left to reserve until it is over.
+      expect(wake.intake()!.reserve(fixture.endpointId, 2)).toBe(0);
+      letThrough();
+      await handedOver(2);
+      expect(handed.map((entry) => entry.delivery.id).sort()).toEqual(heads.map((head) => head.id).sort());
+    } finally {
+      letThrough();
+      await Promise.all(handed.map((entry) => entry.finish()));
+      await worker.close();
+    }
+  });
 });

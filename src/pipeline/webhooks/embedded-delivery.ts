@@ -61,6 +61,8 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
   });
   /** Places the routing tap reserved for deliveries it is storing (`intake`): they will join `ready`. */
   let reserved = 0;
+  /** Deliveries the claim under way may add to `ready`: the tap's reservations leave them room. */
+  let claiming = 0;
   /** The last look at the table came back full: look again at the next claim. */
   let backlog = true;
   /** Attempts being sent, by endpoint: a ready delivery starts only while its endpoint is below its maxConcurrency. */
@@ -132,7 +134,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     leaseMs: options.leaseMs,
     reserve(endpointId, wanted) {
       if (abort.signal.aborted) return 0;
-      const places = room.reserve(endpointId, Math.min(wanted, concurrency - ready.length - reserved));
+      const places = room.reserve(endpointId, Math.min(wanted, concurrency - ready.length - reserved - claiming));
       reserved += places;
       return places;
     },
@@ -201,6 +203,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       const wanted = concurrency - ready.length - reserved;
       let claimed = 0;
       if (wanted > 0) {
+        claiming = wanted;
         try {
           const due = await claim(wanted);
           claimed = due.length;
@@ -211,10 +214,12 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
           logger.warn({ err: error }, 'webhook deliveries could not be read; retrying');
           await pause(backoff.next(), abort.signal);
           continue;
+        } finally {
+          claiming = 0;
         }
       }
       // Nothing more to claim for now, or no room for it: until an id is scheduled, a slot frees up, or it is time to look.
-      if (claimed < wanted || wanted === 0) await wake.wait(idleMs, abort.signal);
+      if (claimed < wanted || wanted <= 0) await wake.wait(idleMs, abort.signal);
     }
   };
   const loop = run();
