@@ -164,4 +164,13 @@ describe('postgres storage', () => {
     const files = (await readdir(MIGRATIONS_DIR)).filter((file) => file.endsWith('.sql')).sort();
     expect(applied.sort()).toEqual(files);
   });
+
+  it('runs every connection without JIT compilation (a short statement was compiling for ~25 ms)', async () => {
+    const { url } = await createTestDatabase();
+    const db = createPostgresDatabase({ url, logger, maxConnections: 3 });
+    onTestFinished(() => db.close());
+    // Three at once: three connections, each set before its first statement.
+    const settings = await Promise.all([1, 2, 3].map(() => db.query<{ jit: string }>('SELECT current_setting($1) AS jit, pg_sleep(0.05)', ['jit'])));
+    expect(settings.map(({ rows }) => rows[0]?.jit)).toEqual(['off', 'off', 'off']);
+  });
 });
