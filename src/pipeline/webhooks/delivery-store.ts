@@ -149,13 +149,13 @@ export async function insertDeliveries(
       column('body'),
       column('trigger'),
       column('eventTime'),
-      deliveries.map((_, index) => leases.lease[index] === true),
+      // Only an initial delivery is leased here: (endpoint, event) names its input below.
+      deliveries.map((delivery, index) => leases.lease[index] === true && delivery.trigger === 'initial'),
       leases.leaseMs,
     ],
     { prepareAs: 'tributary_webhook_insert_deliveries' },
   );
   const leasedRows = rows.filter((row) => row.leased);
-  // A leased delivery is an initial one: (endpoint, event) names its input.
   const inputs = leasedRows.length === 0 ? undefined : new Map(deliveries.filter((delivery) => delivery.trigger === 'initial').map((delivery) => [`${delivery.endpointId} ${delivery.eventId}`, delivery]));
   const leased = leasedRows.flatMap((row): Delivery[] => {
     const input = inputs?.get(`${row.endpoint_id} ${row.event_id}`);
