@@ -58,6 +58,38 @@ describe('webhook delivery store', () => {
     expect(rows[0]).toEqual({ attempts: 1, state: 'pending' });
   });
 
+  it('logs each attempt with its delivery’s endpoint, event, type, trigger and number, and answers in input order when a row is gone', async () => {
+    const { inserted } = await storeDeliveries(db, [delivery('lane-g'), delivery('lane-g'), delivery('lane-h'), delivery('lane-i')]);
+    const claimed = (await claimDeliveries(db, [inserted[0]!, inserted[2]!, inserted[3]!], LEASE_MS)).sort((a, b) => Number(a.id) - Number(b.id));
+    expect(claimed.map((each) => each.id)).toEqual([inserted[0], inserted[2], inserted[3]]);
+    // Its row deleted while it was attempted (its endpoint was, say): nothing follows it, nothing is logged for it.
+    await db.query('DELETE FROM webhook_deliveries WHERE id = $1::bigint', [inserted[2]]);
+    const results = await recordAttempts(db, [
+      { ...delivered, delivery: claimed[2]!, outcome: 'failed', status: 500, responseExcerpt: 'busy', nextAttemptAt: new Date(Date.now() + 60_000) },
+      { ...delivered, delivery: claimed[1]! },
+      { ...delivered, delivery: claimed[0]! },
+    ]);
+    expect(results).toEqual([{ nextInLane: undefined }, { nextInLane: undefined }, { nextInLane: inserted[1] }]);
+    const { rows } = await db.query<Record<string, unknown>>(
+      `SELECT delivery_id::text, endpoint_id, event_id, event_type, trigger, attempt, outcome, status, response_excerpt
+         FROM webhook_attempts WHERE delivery_id = ANY($1::bigint[]) ORDER BY id`,
+      [inserted],
+    );
+    const logged = (index: number, fields: Record<string, unknown>) => ({
+      delivery_id: inserted[index],
+      endpoint_id: fixture.endpointId,
+      event_id: claimed.find((each) => each.id === inserted[index])!.eventId,
+      event_type: 'test.event',
+      trigger: 'initial',
+      attempt: 1,
+      ...fields,
+    });
+    expect(rows).toEqual([
+      logged(3, { outcome: 'failed', status: 500, response_excerpt: 'busy' }),
+      logged(0, { outcome: 'delivered', status: 204, response_excerpt: null }),
+    ]);
+  });
+
   it('finds a delivery inserted while its predecessor finished as a head once the insert committed', async () => {
     const {
       inserted: [firstId],

@@ -5,7 +5,7 @@ import { verifyWebhook } from '../../src/client/webhooks.ts';
 import { createWebhookHttpClient, WEBHOOK_USER_AGENT } from '../../src/pipeline/webhooks/webhook-http.ts';
 import type { WebhookHttpClient, WebhookHttpClientOptions } from '../../src/pipeline/webhooks/webhook-http.ts';
 import { newWebhookSecret, signWebhook } from '../../src/pipeline/webhooks/webhook-signature.ts';
-import { deferred, freePort } from '../helpers/index.ts';
+import { deferred, freePort, waitFor } from '../helpers/index.ts';
 
 interface ReceivedRequest {
   readonly method: string | undefined;
@@ -155,6 +155,40 @@ describe('webhook HTTP client', () => {
     const result = await post(client(), receiver.origin, 300);
     expect(result).toMatchObject({ outcome: 'failed', status: null, error: 'timeout after 300 ms', responseExcerpt: null });
     expect(receiver.requests).toHaveLength(1);
+    await closed.promise;
+  });
+
+  it('an attempt still waiting for a connection at its timeout is failed then, and never sent afterwards', async () => {
+    const held = deferred();
+    const receiver = await startReceiver(async (request, response) => {
+      await readBody(request);
+      await held.promise;
+      response.writeHead(204).end();
+    });
+    // One connection per origin: the second attempt queues behind the first, which the receiver holds.
+    const webhooks = client({ connectionsPerOrigin: 1 });
+    const first = post(webhooks, `${receiver.origin}/first`);
+    await waitFor(() => receiver.requests.length === 1);
+    const second = await post(webhooks, `${receiver.origin}/second`, 200);
+    expect(second).toMatchObject({ outcome: 'failed', status: null, error: 'timeout after 200 ms' });
+    held.resolve();
+    expect(await first).toMatchObject({ outcome: 'delivered', status: 204 });
+    // The connection is free again: a third attempt goes out on it, the timed-out one does not.
+    expect(await post(webhooks, `${receiver.origin}/third`)).toMatchObject({ outcome: 'delivered' });
+    expect(receiver.requests.map((request) => request.url)).toEqual(['/first', '/third']);
+  });
+
+  it('a 2xx whose body stalls past the timeout is delivered, with the part of the body that arrived', async () => {
+    const closed = deferred();
+    const receiver = await startReceiver(async (request, response) => {
+      await readBody(request);
+      response.socket?.once('close', () => closed.resolve());
+      response.writeHead(200, { 'content-length': '100' });
+      response.write('partial');
+    });
+    const result = await post(client(), receiver.origin, 300);
+    expect(result).toMatchObject({ outcome: 'delivered', status: 200, error: null, responseExcerpt: 'partial' });
+    // The rest was not waited for: the connection was closed.
     await closed.promise;
   });
 

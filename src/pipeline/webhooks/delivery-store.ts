@@ -55,17 +55,21 @@ export type DeliveryRow = {
   trigger: DeliveryTrigger;
   state: DeliveryState;
   attempts: number;
-  first_attempt_at: Date | null;
-  next_attempt_at: Date;
+  /** Timestamps in ms since the epoch (see `DELIVERY_COLUMNS`). */
+  first_attempt_at: number | null;
+  next_attempt_at: number;
   last_status: number | null;
   last_error: string | null;
-  event_time: Date;
-  created_at: Date;
-  finished_at: Date | null;
+  event_time: number;
+  created_at: number;
+  finished_at: number | null;
 };
 
+/** A timestamp column as milliseconds since the epoch: a number is read far faster than timestamp text (every claim reads five). */
+const millis = (column: string) => `date_part('epoch', d.${column}) * 1000 AS ${column}`;
+
 export const DELIVERY_COLUMNS = `d.id::text AS id, d.endpoint_id, d.event_id, d.event_type, d.topic, d.lane, d.body, d.trigger, d.state, d.attempts,
-  d.first_attempt_at, d.next_attempt_at, d.last_status, d.last_error, d.event_time, d.created_at, d.finished_at`;
+  ${millis('first_attempt_at')}, ${millis('next_attempt_at')}, d.last_status, d.last_error, ${millis('event_time')}, ${millis('created_at')}, ${millis('finished_at')}`;
 
 /**
  * `d` (pending) is its lane's head: the oldest pending delivery of its lane. A scalar subquery, not
@@ -88,13 +92,13 @@ export function deliveryOf(row: DeliveryRow): Delivery {
     trigger: row.trigger,
     state: row.state,
     attempts: row.attempts,
-    firstAttemptAt: row.first_attempt_at,
-    nextAttemptAt: row.next_attempt_at,
+    firstAttemptAt: row.first_attempt_at === null ? null : new Date(row.first_attempt_at),
+    nextAttemptAt: new Date(row.next_attempt_at),
     lastStatus: row.last_status,
     lastError: row.last_error,
-    eventTime: row.event_time,
-    createdAt: row.created_at,
-    finishedAt: row.finished_at,
+    eventTime: new Date(row.event_time),
+    createdAt: new Date(row.created_at),
+    finishedAt: row.finished_at === null ? null : new Date(row.finished_at),
   };
 }
 
@@ -294,42 +298,40 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
   const column = <T>(of: (input: AttemptInput, index: number) => T) => inputs.map(of);
   const { rows } = await db.query<{ n: string; next: string | null }>(
     `WITH input AS (
-       SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[],
-                            $10::text[], $11::text[], $12::int[], $13::text[], $14::text[]) WITH ORDINALITY
-         AS t(id, state, next_at, status, error, endpoint_id, event_id, event_type, attempt, trigger, outcome, duration_ms, excerpt, lane, n)),
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::int[], $8::text[]) WITH ORDINALITY
+         AS t(id, state, next_at, status, error, outcome, duration_ms, excerpt, n)),
+     -- What the attempt log repeats of the delivery is taken from its row, not sent again.
      moved AS (
        UPDATE webhook_deliveries d SET state = i.state, attempts = d.attempts + 1, first_attempt_at = coalesce(d.first_attempt_at, now()),
          next_attempt_at = coalesce(i.next_at, d.next_attempt_at), leased_until = NULL, last_status = i.status, last_error = i.error,
          finished_at = CASE WHEN i.state = 'pending' THEN NULL ELSE now() END
-       FROM input i WHERE d.id = i.id),
+       FROM input i WHERE d.id = i.id
+       RETURNING i.n, d.endpoint_id, d.event_id, d.event_type, d.attempts, d.trigger, d.lane),
      logged AS (
        INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, event_type, attempt, trigger, outcome, status, duration_ms, error, response_excerpt, next_attempt_at)
-       SELECT id, endpoint_id, event_id, event_type, attempt, trigger, outcome, status, duration_ms, error, excerpt, next_at FROM input ORDER BY n)
+       SELECT i.id, m.endpoint_id, m.event_id, m.event_type, m.attempts, m.trigger, i.outcome, i.status, i.duration_ms, i.error, i.excerpt, i.next_at
+         FROM moved m JOIN input i ON i.n = m.n ORDER BY i.n)
      -- The statement sees the table as it was before its own update: the deliveries it finishes are left out by id.
-     SELECT i.n::text AS n, CASE WHEN i.state = 'pending' THEN NULL ELSE (
+     SELECT m.n::text AS n, CASE WHEN i.state = 'pending' THEN NULL ELSE (
        SELECT d.id::text FROM webhook_deliveries d
-        WHERE d.endpoint_id = i.endpoint_id AND d.lane = i.lane AND d.state = 'pending' AND d.id <> ALL($1::bigint[])
+        WHERE d.endpoint_id = m.endpoint_id AND d.lane = m.lane AND d.state = 'pending' AND d.id <> ALL($1::bigint[])
         ORDER BY d.id LIMIT 1) END AS next
-       FROM input i ORDER BY i.n`,
+       FROM moved m JOIN input i ON i.n = m.n`,
     [
       column((input) => input.delivery.id),
       states,
       column((input) => input.nextAttemptAt),
       column((input) => input.status),
       column((input) => input.error),
-      column((input) => input.delivery.endpointId),
-      column((input) => input.delivery.eventId),
-      column((input) => input.delivery.eventType),
-      column((input) => input.delivery.attempts + 1),
-      column((input) => input.delivery.trigger),
       column((input, index) => (states[index] === 'dead' ? 'dead' : input.outcome)),
       column((input) => Math.round(input.durationMs)),
       column((input) => input.responseExcerpt),
-      column((input) => input.delivery.lane),
     ],
     { prepareAs: 'tributary_webhook_record_attempts' },
   );
-  return rows.map((row) => ({ nextInLane: row.next ?? undefined }));
+  // A delivery whose row is gone (its endpoint deleted meanwhile) has nothing after it.
+  const next = new Map(rows.map((row) => [Number(row.n), row.next]));
+  return inputs.map((_, index) => ({ nextInLane: next.get(index + 1) ?? undefined }));
 }
 
 /** Releases leases taken but not used (a worker stopping): the deliveries are due again as they were. */

