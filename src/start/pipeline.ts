@@ -21,6 +21,7 @@ import { createEndpointCache } from '../pipeline/webhooks/endpoint-cache.ts';
 import { createGatewayEmitter, type GatewayEmitter } from '../pipeline/webhooks/gateway-emitter.ts';
 import { deliveryScheduler, type WebhookFanIn } from '../pipeline/webhooks/webhook-fan-in.ts';
 import { createWebhookTap } from '../pipeline/webhooks/webhook-tap.ts';
+import { createDeliveryStatistics } from '../pipeline/webhooks/delivery-statistics.ts';
 import { startAnalytics, type Analytics } from './analytics.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
@@ -67,8 +68,8 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
     config.redisUrl === undefined
       ? { kind: 'embedded', wake: createLocalWake() }
       : { kind: 'bullmq', queue: createBullmqScheduler({ redisUrl: config.redisUrl, prefix: `${keyPrefix}bull`, logger }) };
-  const fanIn: WebhookFanIn = { endpoints, scheduler };
-  const tap = createWebhookTap({ db: clients.db, endpoints, scheduler: deliveryScheduler(fanIn), logger, maxBodyBytes: config.webhooks.maxBodyBytes });
+  const fanIn: WebhookFanIn = { endpoints, scheduler, statistics: createDeliveryStatistics({ db: clients.db, logger }) };
+  const tap = createWebhookTap({ db: clients.db, endpoints, scheduler: deliveryScheduler(fanIn), statistics: fanIn.statistics, logger, maxBodyBytes: config.webhooks.maxBodyBytes });
   const router = createEventRouter({ log, logger, metrics, analytics: analytics.recorder, afterPlaced: (events) => tap.deliver(events) });
   const gateway = createGatewayEmitter({ router, endpoints, logger, metrics });
   return {
@@ -86,6 +87,7 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
       await analytics.dispose();
       endpoints.close();
       await deliveryScheduler(fanIn).close();
+      await fanIn.statistics.close();
       await log.close();
     },
   };

@@ -76,6 +76,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
         log: pipeline.log,
         endpoints: pipeline.webhooks.endpoints,
         scheduler: deliveryScheduler(pipeline.webhooks),
+        statistics: pipeline.webhooks.statistics,
         allowPrivateTargets: config.webhooks.allowPrivateTargets,
         maxBodyBytes: config.webhooks.maxBodyBytes,
       }),

@@ -128,8 +128,8 @@ export async function insertDeliveries(
     `WITH inserted AS (
        INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, leased_until)
        SELECT endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time,
-              CASE WHEN t.lease THEN CASE WHEN NOT EXISTS (
-                SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = t.endpoint_id AND e.lane = t.lane AND e.state = 'pending')
+              CASE WHEN t.lease THEN CASE WHEN (
+                SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = t.endpoint_id AND e.lane = t.lane AND e.state = 'pending' LIMIT 1) IS NULL
               THEN now() + $10::double precision * interval '1 millisecond' END END
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::boolean[]) WITH ORDINALITY
          AS t(endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, lease, n)
@@ -137,11 +137,14 @@ export async function insertDeliveries(
        ON CONFLICT (endpoint_id, event_id) WHERE trigger = 'initial' DO NOTHING
        RETURNING id, endpoint_id, event_id, lane, leased_until IS NOT NULL AS leased, next_attempt_at, created_at)
      -- A head: no pending delivery of its lane from before, and the first of its lane in this statement
-     -- (the statement's own rows are not visible to its subqueries on the table).
+     -- (the statement's own rows are not visible to its subqueries on the table; a window, not a
+     -- subquery over the inserted rows, which would compare every row with every other).
+     -- The lane probes are scalar subqueries, not NOT EXISTS: for a large batch the planner would
+     -- hash every pending delivery instead (a scan of the whole backlog per insert).
      SELECT i.id::text AS id, i.endpoint_id, i.event_id, i.leased, i.next_attempt_at, i.created_at,
-            NOT EXISTS (SELECT 1 FROM webhook_deliveries e
-                         WHERE e.endpoint_id = i.endpoint_id AND e.lane = i.lane AND e.state = 'pending' AND e.id < i.id)
-            AND i.id = (SELECT min(j.id) FROM inserted j WHERE j.endpoint_id = i.endpoint_id AND j.lane = i.lane) AS head
+            (SELECT 1 FROM webhook_deliveries e
+              WHERE e.endpoint_id = i.endpoint_id AND e.lane = i.lane AND e.state = 'pending' AND e.id < i.id LIMIT 1) IS NULL
+            AND i.id = min(i.id) OVER (PARTITION BY i.endpoint_id, i.lane) AS head
        FROM inserted i
       ORDER BY i.id`,
     [
@@ -246,20 +249,10 @@ export async function claimDeliveries(db: Queryable, ids: readonly string[], lea
 
 /** Leases up to `limit` due lane heads, oldest due first, skipping endpoints in `skipEndpoints` (the embedded loop). */
 export async function claimDue(db: Queryable, limit: number, leaseMs: number, skipEndpoints: readonly string[]): Promise<Delivery[]> {
-  const { rows } = await db.query<DeliveryRow>(
-    `UPDATE webhook_deliveries d SET leased_until = now() + $2::double precision * interval '1 millisecond'
-      WHERE d.id IN (
-        SELECT d.id FROM webhook_deliveries d
-         WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND (d.leased_until IS NULL OR d.leased_until < now())
-           AND NOT (d.endpoint_id = ANY($3::text[])) AND ${IS_LANE_HEAD}
-         -- The due index's order (ties: the order rows were stored in), so the scan stops at the limit.
-         ORDER BY d.next_attempt_at
-         LIMIT $1::int
-         FOR UPDATE SKIP LOCKED)
-      RETURNING ${DELIVERY_COLUMNS}`,
-    [limit, leaseMs, skipEndpoints],
-    { prepareAs: 'tributary_webhook_claim_due' },
-  );
+  // The statement is a function of the schema (migrations/0011): its planner settings keep it on the due index.
+  const { rows } = await db.query<DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM tributary_webhook_claim_due($1::int, $2::double precision, $3::text[]) d`, [limit, leaseMs, skipEndpoints], {
+    prepareAs: 'tributary_webhook_claim_due',
+  });
   return rows.map(deliveryOf);
 }
 

@@ -200,7 +200,9 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     const backoff = createBackoff({ initialMs: 200, maxMs: 5_000 });
     while (!abort.signal.aborted) {
       startReady();
-      const wanted = concurrency - ready.length - reserved;
+      const room = concurrency - ready.length - reserved;
+      // While deliveries wait in `ready`, the next claim waits until half of it is free: fewer, larger claims.
+      const wanted = ready.length > 0 && room < Math.ceil(concurrency / 2) ? 0 : room;
       let claimed = 0;
       if (wanted > 0) {
         claiming = wanted;

@@ -14,6 +14,7 @@ import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
 import { getDelivery, resumeEndpointDeliveries, storeDeliveries, type Delivery } from './delivery-store.ts';
+import type { DeliveryStatistics } from './delivery-statistics.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
 import {
@@ -75,6 +76,8 @@ export interface WebhookAdminOptions {
   readonly log: EventLog;
   readonly endpoints: EndpointCache;
   readonly scheduler: DeliveryScheduler;
+  /** Told how many deliveries a redelivery, replay or test stored. */
+  readonly statistics: DeliveryStatistics;
   readonly allowPrivateTargets: boolean;
   /** Largest body sent; a larger event goes without its data. */
   readonly maxBodyBytes: number;
@@ -129,6 +132,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
   /** Inserts and schedules; returns the ids inserted. */
   const schedule = async (deliveries: Parameters<typeof storeDeliveries>[1]): Promise<string[]> => {
     const { inserted, heads } = await storeDeliveries(db, deliveries);
+    options.statistics.changed(inserted.length);
     await options.scheduler.schedule(heads);
     return inserted;
   };

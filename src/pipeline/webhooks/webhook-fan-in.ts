@@ -1,15 +1,18 @@
 import type { BullmqScheduler } from './bullmq-delivery.ts';
 import type { DeliveryScheduler, LocalWake } from './delivery-scheduler.ts';
+import type { DeliveryStatistics } from './delivery-statistics.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 
 /**
  * What every role holds of webhooks (built with the pipeline, whose router stores deliveries):
- * the endpoints, and how deliveries are scheduled — BullMQ with Redis, the in-process loop's
- * wake-up otherwise. Delivery (workers) and the admin API build on it.
+ * the endpoints, how deliveries are scheduled — BullMQ with Redis, the in-process loop's wake-up
+ * otherwise — and the delivery table's statistics, which every writer keeps current. Delivery
+ * (workers) and the admin API build on it.
  */
 export interface WebhookFanIn {
   readonly endpoints: EndpointCache;
   readonly scheduler: { readonly kind: 'bullmq'; readonly queue: BullmqScheduler } | { readonly kind: 'embedded'; readonly wake: LocalWake };
+  readonly statistics: DeliveryStatistics;
 }
 
 /** The scheduler deliveries are handed to, whichever kind. */

@@ -17,6 +17,7 @@ import type { RealtimeEvent } from '../events/envelope.ts';
 import { isDashboardEvent } from '../events/dashboard-event.ts';
 import { aboutEndpoint } from '../events/webhook-event.ts';
 import type { DeliveryIntake, DeliveryScheduler } from './delivery-scheduler.ts';
+import type { DeliveryStatistics } from './delivery-statistics.ts';
 import { storeDeliveries, type NewDelivery } from './delivery-store.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import { isOwnLane, laneOf, selects, webhookBody } from './endpoint-selection.ts';
@@ -30,6 +31,8 @@ export interface WebhookTapOptions {
   readonly db: Queryable;
   readonly endpoints: EndpointCache;
   readonly scheduler: DeliveryScheduler;
+  /** Told how many deliveries each statement stored. */
+  readonly statistics: DeliveryStatistics;
   readonly logger: Logger;
   /** Largest body sent; a larger event goes without its data. */
   readonly maxBodyBytes: number;
@@ -61,7 +64,8 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
     async write(batches) {
       const deliveries = batches.flat();
       const intake = options.scheduler.intake();
-      const { heads } = intake ? await storeInto(intake, deliveries) : await storeDeliveries(options.db, deliveries);
+      const { inserted, heads } = intake ? await storeInto(intake, deliveries) : await storeDeliveries(options.db, deliveries);
+      options.statistics.changed(inserted.length);
       // The deliveries are stored: a scheduler that cannot take them now (Redis away) loses
       // nothing, the workers' reconciler finds due lane heads without a job.
       if (heads.length > 0) {
