@@ -62,6 +62,12 @@ describe('webhook delivery store', () => {
     const { inserted } = await storeDeliveries(db, [delivery('lane-g'), delivery('lane-g'), delivery('lane-h'), delivery('lane-i')]);
     const claimed = (await claimDeliveries(db, [inserted[0]!, inserted[2]!, inserted[3]!], LEASE_MS)).sort((a, b) => Number(a.id) - Number(b.id));
     expect(claimed.map((each) => each.id)).toEqual([inserted[0], inserted[2], inserted[3]]);
+    // Timestamps read as numbers are the instants pg's own parsing of the column gives.
+    const { rows: stamps } = await db.query<{ created_at: Date; next_attempt_at: Date; event_time: Date }>(
+      'SELECT created_at, next_attempt_at, event_time FROM webhook_deliveries WHERE id = $1::bigint',
+      [inserted[0]],
+    );
+    expect([claimed[0]!.createdAt, claimed[0]!.nextAttemptAt, claimed[0]!.eventTime]).toEqual([stamps[0]!.created_at, stamps[0]!.next_attempt_at, stamps[0]!.event_time]);
     // Its row deleted while it was attempted (its endpoint was, say): nothing follows it, nothing is logged for it.
     await db.query('DELETE FROM webhook_deliveries WHERE id = $1::bigint', [inserted[2]]);
     const results = await recordAttempts(db, [

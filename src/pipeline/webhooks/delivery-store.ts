@@ -65,8 +65,11 @@ export type DeliveryRow = {
   finished_at: number | null;
 };
 
-/** A timestamp column as milliseconds since the epoch: a number is read far faster than timestamp text (every claim reads five). */
-const millis = (column: string) => `date_part('epoch', d.${column}) * 1000 AS ${column}`;
+/**
+ * A timestamp column as whole milliseconds since the epoch (cut, as a Date from its text would
+ * be): a number is read far faster than timestamp text, and every claimed row has five.
+ */
+const millis = (column: string) => `floor(extract(epoch FROM d.${column}) * 1000)::float8 AS ${column}`;
 
 export const DELIVERY_COLUMNS = `d.id::text AS id, d.endpoint_id, d.event_id, d.event_type, d.topic, d.lane, d.body, d.trigger, d.state, d.attempts,
   ${millis('first_attempt_at')}, ${millis('next_attempt_at')}, d.last_status, d.last_error, ${millis('event_time')}, ${millis('created_at')}, ${millis('finished_at')}`;
