@@ -232,6 +232,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
 
   #answered(): void {
     if (this.#settled || this.#status === null) return;
+    // Postgres text cannot hold NUL: a binary answer is logged without it.
     const excerpt = this.#keptBytes === 0 ? null : Buffer.concat(this.#kept).toString('utf8').replaceAll('\u0000', '');
     const { started, now } = this.#options;
     this.#settle(classify(this.#status, this.#retryAfter, excerpt, Math.round(performance.now() - started), now));
