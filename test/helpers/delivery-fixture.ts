@@ -17,6 +17,8 @@ export interface DeliveryFixture {
   readonly endpointId: string;
   /** A new initial delivery to the endpoint in `lane` (an event id of its own). */
   delivery(lane: string): NewDelivery;
+  /** Another endpoint like the first; resolves with its id. */
+  endpoint(description: string): Promise<string>;
   dispose(): Promise<void>;
 }
 
@@ -25,24 +27,29 @@ export async function createDeliveryFixture(): Promise<DeliveryFixture> {
   const database = await createTestDatabase({ autoDispose: false });
   const db = createPostgresDatabase({ url: database.url, logger });
   await migrate(db, { logger });
-  const endpoint = await insertEndpoint(db, {
-    app: 'app',
-    env: 'env',
-    tenant: null,
-    url: 'https://receiver.example/hook',
-    description: '',
-    events: ['*'],
-    rateLimitPerSecond: null,
-    maxConcurrency: 10,
-    secret: newWebhookSecret(),
-  });
+  const addEndpoint = async (description: string) =>
+    (
+      await insertEndpoint(db, {
+        app: 'app',
+        env: 'env',
+        tenant: null,
+        url: 'https://receiver.example/hook',
+        description,
+        events: ['*'],
+        rateLimitPerSecond: null,
+        maxConcurrency: 10,
+        secret: newWebhookSecret(),
+      })
+    ).id;
+  const endpointId = await addEndpoint('');
   let nextEvent = 0;
   return {
     db,
-    endpointId: endpoint.id,
+    endpointId,
+    endpoint: addEndpoint,
     delivery(lane) {
       nextEvent += 1;
-      return { endpointId: endpoint.id, eventId: `ev-${nextEvent}`, eventType: 'test.event', topic: 'orders', lane, body: '{}', trigger: 'initial', eventTime: new Date() };
+      return { endpointId, eventId: `ev-${nextEvent}`, eventType: 'test.event', topic: 'orders', lane, body: '{}', trigger: 'initial', eventTime: new Date() };
     },
     async dispose() {
       await db.close();

@@ -148,6 +148,37 @@ describe('embedded delivery loop', () => {
     expect(handed.map((entry) => entry.delivery.id).sort()).toEqual(heads.map((head) => head.id).sort());
   });
 
+  it('claims another endpoint’s delivery while a slot is free, however many deliveries of endpoints at their maximum wait', async () => {
+    await settleEarlierDeliveries();
+    const slow = await Promise.all(['s1', 's2', 's3'].map((name) => fixture.endpoint(name)));
+    const { wake, waiting } = watchedWake();
+    const { deliverer, handed, handedOver } = recordingDeliverer();
+    // Three endpoints that take one attempt at a time, two deliveries each: three sent, three waiting
+    // in the loop's ready queue for their endpoint — three of its four places.
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 4, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: (id) => (slow.includes(id) ? 1 : 10), logger });
+    try {
+      await waiting();
+      const { heads } = await storeDeliveries(db, slow.flatMap((endpointId, index) => [`slow-${index}-a`, `slow-${index}-b`].map((lane) => ({ ...newDelivery(lane), endpointId }))));
+      await wake.schedule(heads);
+      await handedOver(3);
+      expect(new Set(handed.map((entry) => entry.delivery.endpointId))).toEqual(new Set(slow));
+      // The fourth slot is free: a delivery to the fixture's endpoint (a lane of an entity, so it
+      // comes by a claim, not from the tap) is sent while the slow ones still hold theirs.
+      const fast = await storeDeliveries(db, [newDelivery('fast-entity')]);
+      await wake.schedule(fast.heads);
+      await handedOver(4);
+      expect(handed[3]!.delivery.id).toBe(fast.inserted[0]);
+      expect(handed.slice(0, 3).every((entry) => !entry.finished())).toBe(true);
+    } finally {
+      // Closed first: the slow endpoints' second deliveries are not started when their first finish.
+      const closed = worker.close();
+      await Promise.all(handed.map((entry) => entry.finish()));
+      await closed;
+      // Those second deliveries are left pending: settled, so the next test's loop does not find them.
+      await settleEarlierDeliveries();
+    }
+  });
+
   it('releases the leases of deliveries claimed but not started when it closes', async () => {
     const wake = createLocalWake();
     const { deliverer, handed, handedOver } = recordingDeliverer();

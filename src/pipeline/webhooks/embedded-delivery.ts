@@ -201,8 +201,10 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     while (!abort.signal.aborted) {
       startReady();
       const room = concurrency - ready.length - reserved;
-      // While deliveries wait in `ready`, the next claim waits until half of it is free: fewer, larger claims.
-      const wanted = ready.length > 0 && room < Math.ceil(concurrency / 2) ? 0 : room;
+      // While every slot is busy and deliveries wait in `ready`, the next claim waits until half of
+      // it is free: fewer, larger claims. A free slot is never left waiting for that — what waits in
+      // `ready` then is held by its endpoint's maximum, and another endpoint's deliveries must not be.
+      const wanted = ready.length > 0 && sending >= concurrency && room < Math.ceil(concurrency / 2) ? 0 : room;
       let claimed = 0;
       if (wanted > 0) {
         claiming = wanted;
