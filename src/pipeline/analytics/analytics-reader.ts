@@ -2,7 +2,9 @@
  * What the admin API reads: a topic's windows (minutes, hours, days) from Postgres, and the hot
  * topics of an environment over the last minute, 15 minutes or hour — cluster-wide, the minutes
  * not flushed yet read from the minute store. Each minute is taken from exactly one place: the
- * flushed ones (as listed before the rows are read) from Postgres, the others from the store.
+ * store is read first, then the flushed minutes are listed and read from Postgres, and only the
+ * store's minutes not in that list are counted. A flush in between (the minute written to Postgres,
+ * then removed from the store) thus moves a minute to Postgres for this answer, never out of it.
  */
 import type { Queryable } from '../../db/database.ts';
 import { scopeKey, type Scope } from '../scope.ts';
@@ -78,11 +80,11 @@ export function createAnalyticsReader(options: AnalyticsReaderOptions): Analytic
       const time = now();
       const endOfWindow = time - query.windowMs;
       const from = endOfWindow - (endOfWindow % MINUTE_MS);
-      const flushed = [...(await flushedMinutes(db, new Date(from)))];
-      const [rows, pending] = await Promise.all([
-        topicsOfMinutes(db, { app: query.scope.app, env: query.scope.env, tenant: query.tenant, minutes: flushed.map((minute) => new Date(minute)) }),
-        store.minutes(),
-      ]);
+      const prefix = query.tenant === undefined ? scopeKey({ ...query.scope, tenant: undefined }) : `${scopeKey({ ...query.scope, tenant: query.tenant })}|`;
+      const inWindow = (await store.minutes()).filter((minute) => minute >= from && minute <= time);
+      const pending = await Promise.all(inWindow.map(async (minute) => ({ minute, topics: await store.read(minute, (topicKey) => topicKey.startsWith(prefix)) })));
+      const flushed = await flushedMinutes(db, new Date(from));
+      const rows = await topicsOfMinutes(db, { app: query.scope.app, env: query.scope.env, tenant: query.tenant, minutes: [...flushed].map((minute) => new Date(minute)) });
       const topics = new Map<string, { topic: string; tenant: string | null; counts: TopicCounts }>();
       const add = (topic: string, tenant: string | null, counts: TopicCounts) => {
         const key = `${tenant ?? ''}|${topic}`;
@@ -91,11 +93,9 @@ export function createAnalyticsReader(options: AnalyticsReaderOptions): Analytic
         mergeCounts(entry.counts, counts);
       };
       for (const row of rows) add(row.topic, row.tenant === '' ? null : row.tenant, row.counts);
-      const prefix = query.tenant === undefined ? scopeKey({ ...query.scope, tenant: undefined }) : `${scopeKey({ ...query.scope, tenant: query.tenant })}|`;
-      const flushedSet = new Set(flushed);
-      for (const minute of pending) {
-        if (minute < from || minute > time || flushedSet.has(minute)) continue;
-        for (const [key, counts] of await store.read(minute, (topicKey) => topicKey.startsWith(prefix))) {
+      for (const { minute, topics: read } of pending) {
+        if (flushed.has(minute)) continue;
+        for (const [key, counts] of read) {
           const parsed = parseStreamKey(key);
           if (parsed) add(parsed.topic, parsed.scope.tenant ?? null, counts);
         }
