@@ -201,10 +201,10 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     while (!abort.signal.aborted) {
       startReady();
       const room = concurrency - ready.length - reserved;
-      // While every slot is busy and deliveries wait in `ready`, the next claim waits until half of
-      // it is free: fewer, larger claims. A free slot is never left waiting for that — what waits in
-      // `ready` then is held by its endpoint's maximum, and another endpoint's deliveries must not be.
-      const wanted = ready.length > 0 && sending >= concurrency && room < Math.ceil(concurrency / 2) ? 0 : room;
+      // While deliveries that can start wait in `ready`, the next claim waits until half of it is
+      // free: fewer, larger claims. Those held by their endpoint's maximum do not count — with only
+      // them waiting, a claim comes at once, so another endpoint's deliveries are not held with them.
+      const wanted = room < Math.ceil(concurrency / 2) && ready.some((delivery) => canSend(delivery.endpointId)) ? 0 : room;
       let claimed = 0;
       if (wanted > 0) {
         claiming = wanted;
