@@ -49,7 +49,6 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
     db,
     endpoints: webhooks.endpoints,
     http,
-    statistics: webhooks.statistics,
     gate: options.redis ? createRedisGate({ redis: options.redis, keyPrefix: config.redisKeyPrefix, leaseMs }) : createMemoryGate(),
     router: options.router,
     policy: { ...DEFAULT_RETRY_POLICY, windowMs: settings.retryWindowMs },

@@ -30,57 +30,57 @@ function fakeDatabase(tableRows: number) {
 const logger = createLogger({ level: 'silent' });
 
 describe('delivery statistics', () => {
-  it('analyzes once the changes reach the minimum, then a fraction of the table as last analyzed', async () => {
+  it('analyzes once the inserts reach the minimum, then a fraction of the table as last analyzed', async () => {
     const fake = fakeDatabase(50_000);
     let time = 0;
     const statistics = createDeliveryStatistics({ db: fake.db, logger, minRows: 1_000, fraction: 0.2, minIntervalMs: 1_000, now: () => time });
-    statistics.changed(999);
+    statistics.inserted(999);
     expect(fake.analyzes()).toBe(0);
-    statistics.changed(1);
+    statistics.inserted(1);
     expect(fake.analyzes()).toBe(1);
     await statistics.close();
 
     const again = createDeliveryStatistics({ db: fake.db, logger, minRows: 1_000, fraction: 0.2, minIntervalMs: 1_000, now: () => time });
-    again.changed(1_000);
+    again.inserted(1_000);
     await Promise.resolve();
     await new Promise((resolve) => setImmediate(resolve));
     expect(fake.analyzes()).toBe(2);
     // The table holds 50,000 rows now: 20 % of them (10,000) call for the next look, not 1,000.
     time = 5_000;
-    again.changed(9_999);
+    again.inserted(9_999);
     expect(fake.analyzes()).toBe(2);
-    again.changed(1);
+    again.inserted(1);
     expect(fake.analyzes()).toBe(3);
     await again.close();
   });
 
-  it('runs one ANALYZE at a time and at most one per interval; a failed one leaves its changes counted', async () => {
+  it('runs one ANALYZE at a time and at most one per interval; a failed one leaves its inserts counted', async () => {
     const fake = fakeDatabase(0);
     let time = 0;
     const statistics = createDeliveryStatistics({ db: fake.db, logger, minRows: 100, minIntervalMs: 1_000, now: () => time });
     let release!: () => void;
     fake.holdQueries(new Promise<void>((resolve) => (release = resolve)));
-    statistics.changed(100);
+    statistics.inserted(100);
     // Under way: another threshold's worth waits for it.
-    statistics.changed(100);
+    statistics.inserted(100);
     expect(fake.analyzes()).toBe(1);
     release();
     await new Promise((resolve) => setImmediate(resolve));
     // Within the interval since that look started: none.
     time = 500;
     fake.failNext();
-    statistics.changed(100);
+    statistics.inserted(100);
     expect(fake.analyzes()).toBe(1);
     time = 1_100;
-    statistics.changed(0);
+    statistics.inserted(0);
     expect(fake.analyzes()).toBe(2);
     await new Promise((resolve) => setImmediate(resolve));
-    // That one failed: its 300 changes still count, so the next change after the interval looks again.
+    // That one failed: its 300 inserts still count, so the next insert after the interval looks again.
     time = 2_200;
-    statistics.changed(1);
+    statistics.inserted(1);
     expect(fake.analyzes()).toBe(3);
     await statistics.close();
-    statistics.changed(10_000);
+    statistics.inserted(10_000);
     expect(fake.analyzes()).toBe(3);
   });
 });

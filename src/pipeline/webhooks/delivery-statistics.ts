@@ -1,5 +1,5 @@
 /**
- * Keeps the planner's statistics of `webhook_deliveries` current while the table changes faster
+ * Keeps the planner's statistics of `webhook_deliveries` current while the table grows faster
  * than autovacuum looks (once a minute at best, and never in the embedded database).
  *
  * Why: the delivery statements are planned from statistics taken when the table looked different
@@ -10,27 +10,30 @@
  * benchmark's overload step (10,000 deliveries/s asked): Postgres spent 280–450 µs per delivery
  * and ~3,000 deliveries/s got through; with fresh statistics, ~85 µs and ~7,000/s.
  *
- * So the writers say how many rows they inserted or moved on, and once that is a fair part of what
- * the table held at the last look (`fraction`, at least `minRows`), the table is analyzed — which
- * also makes every connection plan its cached statements again. One ANALYZE at a time, at most one
- * per `minIntervalMs`; a failed one is logged, and its changes count toward the next.
+ * So the writers say how many deliveries they inserted, and once that is a fair part of what the
+ * table held at the last look (`fraction`, at least `minRows`), the table is analyzed — which also
+ * makes every connection plan its cached statements again. Only inserts count: a table that grew
+ * is what the plans went wrong on; a backlog worked off (rows moved on, none added) leaves plans
+ * that still fit, and analyzing there would only cost (~40 ms of Postgres per look at 10,000
+ * rows, measured on the drain). One ANALYZE at a time, at most one
+ * per `minIntervalMs`; a failed one is logged, and its inserts count toward the next.
  */
 import type { Queryable } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 
 export interface DeliveryStatistics {
-  /** `rows` of `webhook_deliveries` were inserted, or moved on by a recorded attempt. */
-  changed(rows: number): void;
-  /** Waits for an ANALYZE under way. Idempotent; later changes start none. */
+  /** `rows` deliveries were inserted into `webhook_deliveries`. */
+  inserted(rows: number): void;
+  /** Waits for an ANALYZE under way. Idempotent; later inserts start none. */
   close(): Promise<void>;
 }
 
 export interface DeliveryStatisticsOptions {
   readonly db: Queryable;
   readonly logger: Logger;
-  /** Changes that always call for a new look, however small the table. @default 1000 */
+  /** Inserts that always call for a new look, however small the table. @default 1000 */
   readonly minRows?: number;
-  /** Part of the table's rows (as last analyzed) that, once changed, calls for a new look. @default 0.2 */
+  /** Part of the table's rows (as last analyzed) that, once inserted, calls for a new look. @default 0.2 */
   readonly fraction?: number;
   /** Least time between two looks, in ms. @default 1000 */
   readonly minIntervalMs?: number;
@@ -44,8 +47,8 @@ export function createDeliveryStatistics(options: DeliveryStatisticsOptions): De
   const minIntervalMs = options.minIntervalMs ?? 1_000;
   const now = options.now ?? (() => performance.now());
   const logger = options.logger.child({ component: 'webhooks' });
-  /** Rows changed since the last look started. */
-  let changes = 0;
+  /** Rows inserted since the last look started. */
+  let inserts = 0;
   /** The table's rows as of the last look (0 before the first). */
   let tableRows = 0;
   let lastLook = Number.NEGATIVE_INFINITY;
@@ -61,16 +64,16 @@ export function createDeliveryStatistics(options: DeliveryStatisticsOptions): De
   };
 
   return {
-    changed(rows) {
-      changes += rows;
-      if (closed || looking !== undefined || changes < Math.max(minRows, fraction * tableRows) || now() - lastLook < minIntervalMs) return;
-      const counted = changes;
-      changes = 0;
+    inserted(rows) {
+      inserts += rows;
+      if (closed || looking !== undefined || inserts < Math.max(minRows, fraction * tableRows) || now() - lastLook < minIntervalMs) return;
+      const counted = inserts;
+      inserts = 0;
       lastLook = now();
       looking = look()
         .catch((error: unknown) => {
-          changes += counted;
-          logger.warn({ err: error }, 'webhook delivery statistics not refreshed; tried again on later changes');
+          inserts += counted;
+          logger.warn({ err: error }, 'webhook delivery statistics not refreshed; tried again on later inserts');
         })
         .finally(() => (looking = undefined));
     },

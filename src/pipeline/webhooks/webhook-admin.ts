@@ -132,7 +132,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
   /** Inserts and schedules; returns the ids inserted. */
   const schedule = async (deliveries: Parameters<typeof storeDeliveries>[1]): Promise<string[]> => {
     const { inserted, heads } = await storeDeliveries(db, deliveries);
-    options.statistics.changed(inserted.length);
+    options.statistics.inserted(inserted.length);
     await options.scheduler.schedule(heads);
     return inserted;
   };

@@ -14,7 +14,6 @@ import type { EventRouter } from '../router/event-router.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import { postponeDelivery, recordAttempts, type AttemptInput, type Delivery } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
-import type { DeliveryStatistics } from './delivery-statistics.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
 import { recordEndpointOutcome, setEndpointEnabled, type SigningEndpoint } from './endpoint-store.ts';
@@ -44,8 +43,6 @@ export interface WebhookDelivererOptions {
   readonly endpoints: EndpointCache;
   readonly http: WebhookHttpClient;
   readonly gate: EndpointGate;
-  /** Told how many deliveries each statement moved on. */
-  readonly statistics: DeliveryStatistics;
   /** Routes `endpoint.disabled` events. */
   readonly router: EventRouter;
   readonly policy: RetryPolicy;
@@ -75,11 +72,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   const { db, logger } = options;
   // Attempts finishing together are recorded together: one statement and one commit for a batch.
   const attempts = createGroupCommit<AttemptInput, { nextInLane: string | undefined }>({
-    write: async (inputs) => {
-      const results = await recordAttempts(db, inputs);
-      options.statistics.changed(inputs.length);
-      return results;
-    },
+    write: (inputs) => recordAttempts(db, inputs),
     // One statement at a time: the batches grow instead (two at once measured slower: more, smaller statements).
     maxBatch: RECORD_BATCH,
   });

@@ -6,7 +6,7 @@ import type { EndpointCache } from './endpoint-cache.ts';
 /**
  * What every role holds of webhooks (built with the pipeline, whose router stores deliveries):
  * the endpoints, how deliveries are scheduled — BullMQ with Redis, the in-process loop's wake-up
- * otherwise — and the delivery table's statistics, which every writer keeps current. Delivery
+ * otherwise — and the delivery table's statistics, which every inserter keeps current. Delivery
  * (workers) and the admin API build on it.
  */
 export interface WebhookFanIn {

@@ -65,7 +65,7 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
       const deliveries = batches.flat();
       const intake = options.scheduler.intake();
       const { inserted, heads } = intake ? await storeInto(intake, deliveries) : await storeDeliveries(options.db, deliveries);
-      options.statistics.changed(inserted.length);
+      options.statistics.inserted(inserted.length);
       // The deliveries are stored: a scheduler that cannot take them now (Redis away) loses
       // nothing, the workers' reconciler finds due lane heads without a job.
       if (heads.length > 0) {
