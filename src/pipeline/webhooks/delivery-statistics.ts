@@ -8,15 +8,15 @@
  * treating a table of tens of thousands of pending rows as a few hundred: a hash join over a
  * sequential scan of the whole table for each batch of attempts recorded. Measured on the
  * benchmark's overload step (10,000 deliveries/s asked): Postgres spent 280–450 µs per delivery
- * and ~3,000 deliveries/s got through; with fresh statistics, ~85 µs and ~7,000/s.
+ * and ~3,000 deliveries/s got through; with fresh statistics, ~90 µs and ~7,000/s.
  *
- * So the writers say how many deliveries they inserted, and once that is a fair part of what the
- * table held at the last look (`fraction`, at least `minRows`), the table is analyzed — which also
- * makes every connection plan its cached statements again. Only inserts count: a table that grew
- * is what the plans went wrong on; a backlog worked off (rows moved on, none added) leaves plans
- * that still fit, and analyzing there would only cost (~40 ms of Postgres per look at 10,000
- * rows, measured on the drain). One ANALYZE at a time, at most one
- * per `minIntervalMs`; a failed one is logged, and its inserts count toward the next.
+ * So the inserters (the routing tap, the admin API) say how many deliveries they stored, and once
+ * that is a fair part of what the table held at the last look (`fraction`, at least `minRows`), the
+ * table is analyzed — which also makes every connection plan its cached statements again. Only
+ * inserts count: a table that grew is what the plans went wrong on; a backlog worked off (rows
+ * moved on, none added) leaves plans that still fit, and analyzing there would only cost (~40 ms of
+ * Postgres per look at 10,000 rows, measured on the drain). One ANALYZE at a time, at most one per
+ * `minIntervalMs`; a failed one is logged, and its inserts count toward the next.
  */
 import type { Queryable } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
