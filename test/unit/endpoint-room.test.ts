@@ -25,4 +25,25 @@ describe('endpoint room', () => {
     expect(Array.from({ length: 50 }, (_, n) => room.admit('new', `d${n}`)).every(Boolean)).toBe(true);
     expect(room.full()).toEqual([]);
   });
+
+  it('hands a long parked queue back in order, each id once, across the cuts of the ids already taken', () => {
+    const room = createEndpointRoom(() => 1);
+    expect(room.admit('slow', 'first')).toBe(true);
+    const parked = Array.from({ length: 5000 }, (_, n) => `d${n}`);
+    expect(parked.map((id) => room.admit('slow', id)).some(Boolean)).toBe(false);
+    const back: string[] = [];
+    for (let turn = 0; turn < parked.length; turn += 1) {
+      const again = room.leave('slow');
+      expect(again).toHaveLength(1);
+      back.push(...again);
+      // Its claim admits it again: the endpoint is full once more.
+      expect(room.admit('slow', again[0]!)).toBe(true);
+      if (turn === 2999) room.admit('slow', 'late');
+    }
+    expect(back).toEqual(parked);
+    // The one parked last, after the queue had been cut, comes after all the others.
+    expect(room.leave('slow')).toEqual(['late']);
+    expect(room.leave('slow')).toEqual([]);
+    expect(room.parking('slow')).toBe(false);
+  });
 });

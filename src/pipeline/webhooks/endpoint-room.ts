@@ -30,10 +30,23 @@ export interface EndpointRoom {
 /** Parked ids held at most over every endpoint; one past it is dropped — it is unleased and due, so a look at the table finds it. */
 const MAX_PARKED = 50_000;
 
+/**
+ * One endpoint's parked ids, oldest first: taken from `head` on, so taking a few off a long queue
+ * costs only those few (a `splice` from the front moved every id left, at each delivery's end —
+ * measured at a tenth of a BullMQ worker's CPU with a 20,000-delivery backlog parked).
+ */
+interface ParkedIds {
+  ids: string[];
+  head: number;
+}
+
+/** Taken ids are cut off the front once they are this many and over half the array. */
+const COMPACT_AFTER = 1024;
+
 /** `maxOf`: an endpoint's `maxConcurrency`, undefined when unknown (not loaded yet: admitted, its gate decides). */
 export function createEndpointRoom(maxOf: (endpointId: string) => number | undefined): EndpointRoom {
   const admitted = new Map<string, number>();
-  const parked = new Map<string, string[]>();
+  const parked = new Map<string, ParkedIds>();
   let parkedCount = 0;
   let dropped = false;
   const roomOf = (endpointId: string) => (maxOf(endpointId) ?? Number.POSITIVE_INFINITY) - (admitted.get(endpointId) ?? 0);
@@ -47,9 +60,9 @@ export function createEndpointRoom(maxOf: (endpointId: string) => number | undef
         return true;
       }
       if (parkedCount < MAX_PARKED) {
-        let ids = parked.get(endpointId);
-        if (!ids) parked.set(endpointId, (ids = []));
-        ids.push(deliveryId);
+        let queue = parked.get(endpointId);
+        if (!queue) parked.set(endpointId, (queue = { ids: [], head: 0 }));
+        queue.ids.push(deliveryId);
         parkedCount += 1;
       } else dropped = true;
       return false;
@@ -63,12 +76,18 @@ export function createEndpointRoom(maxOf: (endpointId: string) => number | undef
       const left = (admitted.get(endpointId) ?? 1) - 1;
       if (left > 0) admitted.set(endpointId, left);
       else admitted.delete(endpointId);
-      const ids = parked.get(endpointId);
-      if (!ids) return [];
-      const room = Math.max(0, (maxOf(endpointId) ?? ids.length) - left);
-      const again = ids.splice(0, room);
+      const queue = parked.get(endpointId);
+      if (!queue) return [];
+      const waiting = queue.ids.length - queue.head;
+      const room = Math.max(0, (maxOf(endpointId) ?? waiting) - left);
+      const again = queue.ids.slice(queue.head, queue.head + room);
+      queue.head += again.length;
       parkedCount -= again.length;
-      if (ids.length === 0) parked.delete(endpointId);
+      if (queue.head === queue.ids.length) parked.delete(endpointId);
+      else if (queue.head >= COMPACT_AFTER && queue.head * 2 >= queue.ids.length) {
+        queue.ids = queue.ids.slice(queue.head);
+        queue.head = 0;
+      }
       return again;
     },
     parking: (endpointId) => parked.has(endpointId),
