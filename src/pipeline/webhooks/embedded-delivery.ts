@@ -97,6 +97,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       if (left > 0) sendingTo.set(delivery.endpointId, left);
       else sendingTo.delete(delivery.endpointId);
       leave(delivery.endpointId);
+      startReady();
       wake.poke();
     };
     const task: Promise<void> = deliverer
@@ -109,19 +110,31 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       .finally(() => {
         onSent();
         inFlight.delete(task);
+        startReady();
         wake.poke();
       });
     inFlight.add(task);
   };
-  /** Starts ready deliveries, oldest first, while slots are free; one whose endpoint sends its maximum keeps its place. */
+  /**
+   * Starts ready deliveries, oldest first, while slots are free; one whose endpoint sends its
+   * maximum keeps its place. Called whenever a slot frees up, not only by the loop (which may be
+   * waiting for a claim): a ready delivery never waits for a claim to start. Never re-entered.
+   */
+  let starting = false;
   const startReady = () => {
-    for (let index = 0; index < ready.length; ) {
-      if (abort.signal.aborted || sending >= concurrency || inFlight.size >= 2 * concurrency) return;
-      const delivery = ready[index]!;
-      if (canSend(delivery.endpointId)) {
-        ready.splice(index, 1);
-        attempt(delivery);
-      } else index += 1;
+    if (starting) return;
+    starting = true;
+    try {
+      for (let index = 0; index < ready.length; ) {
+        if (abort.signal.aborted || sending >= concurrency || inFlight.size >= 2 * concurrency) return;
+        const delivery = ready[index]!;
+        if (canSend(delivery.endpointId)) {
+          ready.splice(index, 1);
+          attempt(delivery);
+        } else index += 1;
+      }
+    } finally {
+      starting = false;
     }
   };
 
@@ -201,10 +214,12 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     while (!abort.signal.aborted) {
       startReady();
       const room = concurrency - ready.length - reserved;
-      // While deliveries that can start wait in `ready`, the next claim waits until half of it is
-      // free: fewer, larger claims. Those held by their endpoint's maximum do not count — with only
-      // them waiting, a claim comes at once, so another endpoint's deliveries are not held with them.
-      const wanted = room < Math.ceil(concurrency / 2) && ready.some((delivery) => canSend(delivery.endpointId)) ? 0 : room;
+      // While `ready` holds deliveries that start as soon as a slot frees — every slot is busy, or
+      // one of them may go — the next claim waits until half of it is free: fewer, larger claims
+      // (not one row each time a slot frees). Those held by their endpoint's maximum do not count
+      // while a slot is free: with only them waiting, a claim comes at once, so another endpoint's
+      // deliveries are not held with them.
+      const wanted = room < Math.ceil(concurrency / 2) && (sending >= concurrency || ready.some((delivery) => canSend(delivery.endpointId))) ? 0 : room;
       let claimed = 0;
       if (wanted > 0) {
         claiming = wanted;
