@@ -7,6 +7,8 @@
  * with `spread`, event `seq` is for receiver `seq % k` only) → the parent makes the events happen
  * (published to Tributary, a queue drained, a POST loop) → `collect` (wait until every expecting
  * receiver has every event of the step meant for it, or the timeout) → a `ReceiverReport`.
+ * A step may start with a warm-up: `warmed` answers when its first `warmup` deliveries are in, with
+ * that moment and the receivers' CPU then, so a rate can be measured over the rest only.
  */
 import type { Summary } from './stats.ts';
 
@@ -20,8 +22,12 @@ export type ReceiverRequest =
       readonly receivers: number;
       /** Event `seq` is for receiver `seq % receivers` only (each event one delivery). @default false: every receiver gets every event */
       readonly spread?: boolean;
+      /** Deliveries of the step that warm the sender up: `warmed` answers once this many are in. @default 0 */
+      readonly warmup?: number;
     }
   | { readonly type: 'progress'; readonly requestId: number }
+  /** Waits (at most `timeoutMs`) until the step's warm-up deliveries are in. */
+  | { readonly type: 'warmed'; readonly requestId: number; readonly timeoutMs: number }
   | {
       readonly type: 'collect';
       readonly requestId: number;
@@ -57,10 +63,19 @@ export interface ReceiverReport {
   readonly complete: boolean;
 }
 
+/** The moment a step's warm-up was complete: its last warm-up delivery booked. */
+export interface WarmUp {
+  /** `clockMillis()` then. */
+  readonly at: number;
+  /** The receivers' process CPU from `expect` to then, in µs. */
+  readonly cpuMicros: number;
+}
+
 export type ReceiverReply =
   | { readonly type: 'listening'; readonly requestId: number; readonly urls: readonly string[] }
   | { readonly type: 'expecting'; readonly requestId: number }
   | { readonly type: 'progress'; readonly requestId: number; readonly received: number; readonly expected: number }
+  | { readonly type: 'warmed'; readonly requestId: number; readonly warm: WarmUp }
   | { readonly type: 'collected'; readonly requestId: number; readonly report: ReceiverReport }
   | { readonly type: 'closed'; readonly requestId: number }
   | { readonly type: 'failed'; readonly requestId: number; readonly message: string };

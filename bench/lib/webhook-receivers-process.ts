@@ -4,7 +4,7 @@
  */
 import { fork } from 'node:child_process';
 import { childStopper, createIpcRequester } from './child-ipc.ts';
-import type { ReceiverReply, ReceiverReport, ReceiverRequest } from './webhook-receiver-protocol.ts';
+import type { ReceiverReply, ReceiverReport, ReceiverRequest, WarmUp } from './webhook-receiver-protocol.ts';
 
 export interface WebhookReceivers {
   readonly pid: number;
@@ -12,9 +12,12 @@ export interface WebhookReceivers {
   listen(count: number): Promise<readonly string[]>;
   /**
    * Starts a step: receivers 0…`receivers`−1 are each to get every event `firstSeq … firstSeq +
-   * count − 1`; with `spread`, event `seq` goes to receiver `seq % receivers` only.
+   * count − 1`; with `spread`, event `seq` goes to receiver `seq % receivers` only. The first
+   * `warmup` deliveries to arrive (any events) warm the sender up: see `warmed`.
    */
-  expect(firstSeq: number, count: number, receivers: number, options?: { readonly spread?: boolean }): Promise<void>;
+  expect(firstSeq: number, count: number, receivers: number, options?: { readonly spread?: boolean; readonly warmup?: number }): Promise<void>;
+  /** Waits (at most `timeoutMs`, else rejects) until the step's warm-up deliveries are in; when that was, and the receivers' CPU until then. */
+  warmed(timeoutMs: number): Promise<WarmUp>;
   /** Deliveries of the step received so far (an event once per receiver), and how many are expected. */
   progress(): Promise<{ received: number; expected: number }>;
   /**
@@ -41,7 +44,13 @@ export function startWebhookReceivers(options: { readonly stopTimeoutMs?: number
       return expectReply(await ask({ type: 'listen', receivers: count }), 'listening').urls;
     },
     async expect(firstSeq, count, receivers, options = {}) {
-      expectReply(await ask({ type: 'expect', firstSeq, count, receivers, ...(options.spread === true && { spread: true }) }), 'expecting');
+      expectReply(
+        await ask({ type: 'expect', firstSeq, count, receivers, ...(options.spread === true && { spread: true }), ...(options.warmup !== undefined && { warmup: options.warmup }) }),
+        'expecting',
+      );
+    },
+    async warmed(timeoutMs) {
+      return expectReply(await ask({ type: 'warmed', timeoutMs }), 'warmed').warm;
     },
     async progress() {
       const { received, expected } = expectReply(await ask({ type: 'progress' }), 'progress');

@@ -16,7 +16,7 @@ import { createHistogram } from 'node:perf_hooks';
 import { closeListener, listenOnLoopback } from '../peers/http-listener.ts';
 import { clockMillis, readDelivery, type Delivery } from './fanout-payload.ts';
 import { recordMillis, summarize } from './stats.ts';
-import type { ReceiverReply, ReceiverReport, ReceiverRequest } from './webhook-receiver-protocol.ts';
+import type { ReceiverReply, ReceiverReport, ReceiverRequest, WarmUp } from './webhook-receiver-protocol.ts';
 
 /** Idle keep-alive connections are kept longer than any sender here keeps them (undici: 4 s). */
 const KEEP_ALIVE_MS = 10_000;
@@ -42,6 +42,11 @@ interface Step {
   readonly cpuStart: NodeJS.CpuUsage;
   /** Resolves a pending `collect` once the step is complete. */
   onComplete: (() => void) | undefined;
+  /** Deliveries that warm the sender up; `warm` is set when the last of them is booked (at once without any). */
+  readonly warmup: number;
+  warm: WarmUp | undefined;
+  /** Resolves a pending `warmed` then. */
+  onWarm: (() => void) | undefined;
 }
 
 const servers: Server[] = [];
@@ -84,7 +89,31 @@ function book(receiver: number, body: Buffer): void {
   if (Number.isNaN(current.firstAt)) current.firstAt = at;
   current.lastAt = at;
   recordMillis(current.latency, at - scratch.sentAt);
+  if (current.received === current.warmup) warmedUp(current, at);
   if (current.received === expectedOf(current)) current.onComplete?.();
+}
+
+function warmedUp(current: Step, at: number): void {
+  const cpu = process.cpuUsage(current.cpuStart);
+  current.warm = { at, cpuMicros: cpu.user + cpu.system };
+  current.onWarm?.();
+}
+
+async function warmed(timeoutMs: number): Promise<WarmUp> {
+  const current = step;
+  if (!current) throw new Error('warmed before expect');
+  if (!current.warm) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      current.onWarm = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    current.onWarm = undefined;
+  }
+  if (!current.warm) throw new Error(`${current.received} of the step's ${current.warmup} warm-up deliveries in after ${timeoutMs} ms`);
+  return current.warm;
 }
 
 const urls: string[] = [];
@@ -174,11 +203,17 @@ async function handle(request: ReceiverRequest): Promise<ReceiverReply> {
         requests: 0,
         cpuStart: process.cpuUsage(),
         onComplete: undefined,
+        warmup: request.warmup ?? 0,
+        warm: undefined,
+        onWarm: undefined,
       };
+      if (step.warmup === 0) warmedUp(step, clockMillis());
       return { type: 'expecting', requestId };
     }
     case 'progress':
       return { type: 'progress', requestId, received: step?.received ?? 0, expected: step ? expectedOf(step) : 0 };
+    case 'warmed':
+      return { type: 'warmed', requestId, warm: await warmed(request.timeoutMs) };
     case 'collect':
       return { type: 'collected', requestId, report: await collect(request.timeoutMs, request.sent) };
     case 'close':

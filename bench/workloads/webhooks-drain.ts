@@ -12,11 +12,18 @@
  * The naive worker's jobs are added with `addBulk` before its worker starts; the POST loop has no
  * backlog, just a count.
  *
- * Measured at the receiver: first delivery → last delivery. CPU: the sending process from when it
- * was ready (Tributary's drain process, or the runner's for the naive worker and the loop), the
- * Postgres backends of the mode's database, redis-server, and the receivers' process. For
- * Tributary also the statements its database ran (`pg_stat_statements`): the round trips a
- * delivery costs.
+ * Saturation is a steady state: every sender first works off `warmup` deliveries that are not
+ * measured — its JIT compiled, its connections open, its pipeline full — and goes straight on with
+ * the measured ones (one backlog, one queue, one loop: no pause between). Without it the figures
+ * were those of a cold start and swung with the runner's history: the same plain loop drained 10,000
+ * at 8,000/s cold and at 25,000/s once warm. The rate from the first delivery, warm-up included, is
+ * reported too.
+ *
+ * Measured at the receiver: the last warm-up delivery → the last delivery. CPU over the same part:
+ * the sending process (Tributary's drain process, or the runner's for the naive worker and the
+ * loop), the Postgres backends of the mode's database, redis-server, and the receivers' process.
+ * For Tributary also the statements its database ran then (`pg_stat_statements`): the round trips
+ * a delivery costs.
  */
 import { Redis } from 'ioredis';
 import type { RedisInstance } from '../../test/helpers/redis.ts';
@@ -29,7 +36,7 @@ import { messageOf, print } from '../lib/report.ts';
 import { formatMillis, formatRate } from '../lib/stats.ts';
 import { deliveredBody } from '../lib/webhook-payload.ts';
 import type { StatementCount, StatementStats } from '../lib/statement-stats.ts';
-import type { ReceiverReport } from '../lib/webhook-receiver-protocol.ts';
+import type { ReceiverReport, WarmUp } from '../lib/webhook-receiver-protocol.ts';
 import type { WebhookReceivers } from '../lib/webhook-receivers-process.ts';
 import type { WorkloadContext } from '../lib/workload.ts';
 import type { SourceDatabase } from './cdc-setup.ts';
@@ -37,8 +44,10 @@ import { seedBacklog } from './webhooks-backlog.ts';
 import { MODES, environmentOf, type Mode } from './webhooks-setup.ts';
 
 export interface DrainSettings {
-  /** Deliveries in the backlog (one endpoint, one receiver: one per event). */
+  /** Deliveries measured (one endpoint, one receiver: one per event), after the warm-up. */
   readonly deliveries: number;
+  /** Deliveries each sender works off first, unmeasured (the backlog is `warmup + deliveries`). */
+  readonly warmup: number;
   /** Attempts in flight at once, for every sender: the endpoint's maxConcurrency and WEBHOOK_CONCURRENCY, the worker's, the loop's. */
   readonly concurrency: number;
   /** Longest a drain may take, in ms. */
@@ -50,20 +59,25 @@ export type DrainKind = 'tributary' | 'naive' | 'limit';
 export interface DrainOutcome {
   readonly name: string;
   readonly kind: DrainKind;
+  /** Deliveries measured, and the warm-up's before them. */
   readonly deliveries: number;
-  /** What the receiver saw: received once, twice, and when the first and last arrived. */
+  readonly warmup: number;
+  /** What the receiver saw of the whole backlog, warm-up included: received once, twice, and when the first and last arrived. */
   readonly receiver: ReceiverReport | undefined;
-  /** First delivery → last delivery at the receiver, in ms. */
+  /** The last warm-up delivery → the last delivery at the receiver, in ms: the measured part. */
   readonly elapsedMs: number;
-  /** CPU over the drain, in µs: the sending process, Postgres backends of its database, redis-server (NaN where none). */
+  /** First delivery → last delivery, warm-up included, in ms: the drain from a cold start. */
+  readonly wholeElapsedMs: number;
+  /** CPU over the measured part, in µs: the sending process, Postgres backends of its database, redis-server (NaN where none), the receivers' process. */
   readonly senderCpuMicros: number;
   readonly postgresCpuMicros: number;
   readonly redisCpuMicros: number;
-  /** Commands redis-server ran over the drain, those inside Lua scripts included (NaN where none). */
+  readonly receiverCpuMicros: number;
+  /** Commands redis-server ran over the measured part, those inside Lua scripts included (NaN where none). */
   readonly redisCommands: number;
   /** How the backlog was made, for the notes (e.g. `10,000 deliveries stored in 1.4 s`). */
   readonly seeded: string | undefined;
-  /** What the sender asked of Postgres during the drain (Tributary only; empty otherwise). */
+  /** What the sender asked of Postgres during the measured part (Tributary only; empty otherwise). */
   readonly statements: readonly StatementCount[];
   readonly failure: string | undefined;
 }
@@ -87,6 +101,53 @@ interface RedisUsage {
 interface DrainContext extends DrainShared {
   redisUsage(): Promise<RedisUsage>;
 }
+
+/** CPU so far (µs) of what a sender uses: its process, its database's backends (NaN: none), redis-server (undefined: none). */
+interface Usage {
+  readonly senderCpuMicros: number;
+  readonly postgresCpuMicros: number;
+  readonly redis: RedisUsage | undefined;
+}
+
+/** A drain through the receiver: the report of the whole backlog, the end of the warm-up, and the usage then and at the end. */
+interface Measured {
+  readonly receiver: ReceiverReport;
+  readonly warm: WarmUp;
+  readonly atWarm: Usage;
+  readonly atEnd: Usage;
+}
+
+/**
+ * With the step expected and the sender started: waits for the warm-up, reads the usage (and runs
+ * `onWarm`, e.g. to reset statement counts), waits for the sender (`sending`) and the step's end,
+ * and reads the usage again. Rejects when the warm-up does not come within the timeout.
+ */
+async function measureDrain(shared: DrainContext, settings: DrainSettings, usage: () => Promise<Usage>, sending: Promise<unknown> = Promise.resolve(), onWarm = async () => {}): Promise<Measured> {
+  const warm = await shared.receivers.warmed(settings.timeoutMs);
+  const [atWarm] = await Promise.all([usage(), onWarm()]);
+  await sending;
+  const receiver = await shared.receivers.collect(settings.timeoutMs);
+  return { receiver, warm, atWarm, atEnd: await usage() };
+}
+
+/** The fields of an outcome a measured drain gives. */
+function measuredFields(measured: Measured): Partial<DrainOutcome> {
+  const { receiver, warm, atWarm, atEnd } = measured;
+  return {
+    receiver,
+    elapsedMs: receiver.lastAt - warm.at,
+    senderCpuMicros: atEnd.senderCpuMicros - atWarm.senderCpuMicros,
+    postgresCpuMicros: atEnd.postgresCpuMicros - atWarm.postgresCpuMicros,
+    receiverCpuMicros: receiver.cpuMicros - warm.cpuMicros,
+    ...(atEnd.redis && atWarm.redis && { redisCpuMicros: atEnd.redis.cpuMicros - atWarm.redis.cpuMicros, redisCommands: atEnd.redis.commands - atWarm.redis.commands }),
+  };
+}
+
+/** The runner's own CPU so far, in µs (the naive worker and the loop run in it). */
+const runnerCpuMicros = () => {
+  const cpu = process.cpuUsage();
+  return cpu.user + cpu.system;
+};
 
 /** Runs every configuration, one at a time; never throws for what a sender did. */
 export async function runDrain(shared: DrainShared, settings: DrainSettings, progress: (outcome: DrainOutcome) => void = () => undefined): Promise<DrainOutcome[]> {
@@ -124,11 +185,14 @@ function outcomeOf(name: string, kind: DrainKind, settings: DrainSettings, field
     name,
     kind,
     deliveries: settings.deliveries,
+    warmup: settings.warmup,
     receiver,
-    elapsedMs: receiver === undefined ? Number.NaN : receiver.lastAt - receiver.firstAt,
+    elapsedMs: Number.NaN,
+    wholeElapsedMs: receiver === undefined ? Number.NaN : receiver.lastAt - receiver.firstAt,
     senderCpuMicros: Number.NaN,
     postgresCpuMicros: Number.NaN,
     redisCpuMicros: Number.NaN,
+    receiverCpuMicros: Number.NaN,
     redisCommands: Number.NaN,
     seeded: undefined,
     statements: [],
@@ -141,32 +205,27 @@ async function drainTributary(shared: DrainContext, settings: DrainSettings, mod
   const { context, source, redis, receivers } = shared;
   const name = mode.name;
   const database = `webhooks_drain_${mode.name.replace('tributary-', '')}`;
-  const firstSeq = shared.takeSeq(settings.deliveries);
+  const total = settings.warmup + settings.deliveries;
+  const firstSeq = shared.takeSeq(total);
   let server: PeerProcess | undefined;
   let seeded: string | undefined;
   try {
     const databaseUrl = await source.createDatabase(database);
     const redisKeyPrefix = `bench-webhooks-drain-${mode.name}:`;
-    seeded = await seedBacklog({ databaseUrl, url, concurrency: settings.concurrency, redisUrl: mode.redis ? redis.url : undefined, redisKeyPrefix, firstSeq, count: settings.deliveries });
+    seeded = await seedBacklog({ databaseUrl, url, concurrency: settings.concurrency, redisUrl: mode.redis ? redis.url : undefined, redisKeyPrefix, firstSeq, count: total });
 
-    await receivers.expect(firstSeq, settings.deliveries, 1);
-    await shared.statements.reset(database);
-    // The drain starts as the process boots: CPU is counted from its ready line (the workers
-    // start last, just before it), the rate at the receiver from its first delivery.
+    await receivers.expect(firstSeq, total, 1, { warmup: settings.warmup });
+    // The drain starts as the process boots; it is measured once the warm-up is through.
     const env = environmentOf({ databaseUrl, concurrency: settings.concurrency, ...(mode.redis && { redisUrl: redis.url, redisKeyPrefix }) });
-    server = await context.startPeer(mode.peer, { startTimeoutMs: 120_000, env });
-    const [serverBefore, postgresBefore, redisBefore] = await Promise.all([server.cpuMicros(), source.databaseCpuMicros(database), shared.redisUsage()]);
-    const receiver = await receivers.collect(settings.timeoutMs);
-    const [serverAfter, postgresAfter, redisAfter] = await Promise.all([server.cpuMicros(), source.databaseCpuMicros(database), shared.redisUsage()]);
+    const started = await context.startPeer(mode.peer, { startTimeoutMs: 120_000, env });
+    server = started;
+    const usage = async (): Promise<Usage> => {
+      const [senderCpuMicros, postgresCpuMicros, redisUsage] = await Promise.all([started.cpuMicros(), source.databaseCpuMicros(database), shared.redisUsage()]);
+      return { senderCpuMicros, postgresCpuMicros, redis: mode.redis ? redisUsage : undefined };
+    };
+    const measured = await measureDrain(shared, settings, usage, undefined, () => shared.statements.reset(database));
     const statements = await shared.statements.read(database);
-    return outcomeOf(name, 'tributary', settings, {
-      receiver,
-      statements,
-      senderCpuMicros: serverAfter - serverBefore,
-      postgresCpuMicros: postgresAfter - postgresBefore,
-      ...(mode.redis && { redisCpuMicros: redisAfter.cpuMicros - redisBefore.cpuMicros, redisCommands: redisAfter.commands - redisBefore.commands }),
-      seeded,
-    });
+    return outcomeOf(name, 'tributary', settings, { ...measuredFields(measured), statements, seeded });
   } catch (error) {
     return outcomeOf(name, 'tributary', settings, { seeded, failure: messageOf(error) });
   } finally {
@@ -177,7 +236,8 @@ async function drainTributary(shared: DrainContext, settings: DrainSettings, mod
 async function drainNaive(shared: DrainContext, settings: DrainSettings, url: string): Promise<DrainOutcome> {
   const { redis, receivers } = shared;
   const name = 'naive-bullmq-fetch';
-  const firstSeq = shared.takeSeq(settings.deliveries);
+  const total = settings.warmup + settings.deliveries;
+  const firstSeq = shared.takeSeq(total);
   let failed = 0;
   let firstFailure: string | undefined;
   const naive = createNaiveBullmqWebhooks({
@@ -191,22 +251,15 @@ async function drainNaive(shared: DrainContext, settings: DrainSettings, url: st
   });
   try {
     const seedStarted = performance.now();
-    const deliveries = Array.from({ length: settings.deliveries }, (_, index) => ({ url, body: deliveredBody(firstSeq + index, clockMillis()) }));
+    const deliveries = Array.from({ length: total }, (_, index) => ({ url, body: deliveredBody(firstSeq + index, clockMillis()) }));
     await naive.enqueue(deliveries);
     const seedMs = performance.now() - seedStarted;
-    const seeded = `${settings.deliveries.toLocaleString('en-US')} jobs added in ${formatMillis(seedMs)}`;
-    await receivers.expect(firstSeq, settings.deliveries, 1);
-    const cpuBefore = process.cpuUsage();
-    const redisBefore = await shared.redisUsage();
+    const seeded = `${total.toLocaleString('en-US')} jobs added in ${formatMillis(seedMs)}`;
+    await receivers.expect(firstSeq, total, 1, { warmup: settings.warmup });
     naive.start();
-    const receiver = await receivers.collect(settings.timeoutMs);
-    const cpu = process.cpuUsage(cpuBefore);
-    const redisAfter = await shared.redisUsage();
+    const measured = await measureDrain(shared, settings, async () => ({ senderCpuMicros: runnerCpuMicros(), postgresCpuMicros: Number.NaN, redis: await shared.redisUsage() }));
     return outcomeOf(name, 'naive', settings, {
-      receiver,
-      senderCpuMicros: cpu.user + cpu.system,
-      redisCpuMicros: redisAfter.cpuMicros - redisBefore.cpuMicros,
-      redisCommands: redisAfter.commands - redisBefore.commands,
+      ...measuredFields(measured),
       seeded,
       failure: failed > 0 ? `${failed} jobs failed, the first: ${firstFailure ?? '?'}` : undefined,
     });
@@ -217,18 +270,19 @@ async function drainNaive(shared: DrainContext, settings: DrainSettings, url: st
   }
 }
 
-async function drainPlainLoop(shared: DrainShared, settings: DrainSettings, url: string): Promise<DrainOutcome> {
+async function drainPlainLoop(shared: DrainContext, settings: DrainSettings, url: string): Promise<DrainOutcome> {
   const name = 'plain-post-loop';
-  const firstSeq = shared.takeSeq(settings.deliveries);
+  const total = settings.warmup + settings.deliveries;
+  const firstSeq = shared.takeSeq(total);
   try {
-    await shared.receivers.expect(firstSeq, settings.deliveries, 1);
-    const cpuBefore = process.cpuUsage();
-    const result = await runPostLoop({ url, concurrency: settings.concurrency, firstSeq, count: settings.deliveries, body: deliveredBody, now: clockMillis });
-    const receiver = await shared.receivers.collect(settings.timeoutMs);
-    const cpu = process.cpuUsage(cpuBefore);
+    await shared.receivers.expect(firstSeq, total, 1, { warmup: settings.warmup });
+    const loop = runPostLoop({ url, concurrency: settings.concurrency, firstSeq, count: total, body: deliveredBody, now: clockMillis });
+    // Settled here, awaited after the warm-up: a loop that fails early leaves the warm-up short, and that is the error reported.
+    loop.catch(() => undefined);
+    const measured = await measureDrain(shared, settings, () => Promise.resolve({ senderCpuMicros: runnerCpuMicros(), postgresCpuMicros: Number.NaN, redis: undefined }), loop);
+    const result = await loop;
     return outcomeOf(name, 'limit', settings, {
-      receiver,
-      senderCpuMicros: cpu.user + cpu.system,
+      ...measuredFields(measured),
       failure: result.failures > 0 ? `${result.failures} requests failed, the first: ${result.firstFailure ?? '?'}` : undefined,
     });
   } catch (error) {
@@ -238,6 +292,15 @@ async function drainPlainLoop(shared: DrainShared, settings: DrainSettings, url:
 
 /** Prints one line per configuration while the run goes on (the table comes at the end). */
 export function printDrainProgress(outcome: DrainOutcome): void {
-  const rate = outcome.receiver ? outcome.receiver.received / (outcome.elapsedMs / 1000) : Number.NaN;
-  print(`  ${outcome.name}: ${outcome.failure ?? `${formatRate(rate)} over ${formatMillis(outcome.elapsedMs)}`}`);
+  print(`  ${outcome.name}: ${outcome.failure ?? `${formatRate(measuredRate(outcome))} over ${formatMillis(outcome.elapsedMs)} after a warm-up of ${outcome.warmup.toLocaleString('en-US')}`}`);
+}
+
+/** Deliveries of the measured part that arrived (all of them, unless the drain timed out). */
+export function measuredDeliveries(outcome: DrainOutcome): number {
+  return outcome.receiver ? outcome.receiver.received - outcome.warmup : Number.NaN;
+}
+
+/** Deliveries a second over the measured part. */
+export function measuredRate(outcome: DrainOutcome): number {
+  return measuredDeliveries(outcome) / (outcome.elapsedMs / 1000);
 }

@@ -7,7 +7,7 @@
 import { print, printRatioLine, printTable } from '../lib/report.ts';
 import { formatMicros, formatMillis, formatRate, formatRatio, median } from '../lib/stats.ts';
 import { WEBHOOK_TOPIC } from '../lib/webhook-payload.ts';
-import type { DrainOutcome } from './webhooks-drain.ts';
+import { measuredDeliveries, measuredRate, type DrainOutcome, type DrainSettings } from './webhooks-drain.ts';
 import type { LatencyOutcome, LatencyStep } from './webhooks-latency.ts';
 
 /** At this rate (events/s), p99 event → receiver should be at most `LATENCY_AIM_P99_MS`; in both fan-outs. */
@@ -193,20 +193,25 @@ export function reportLatency(outcomes: readonly LatencyOutcome[], table: Latenc
   return failures;
 }
 
-const rateOf = (outcome: DrainOutcome) => (outcome.receiver ? outcome.receiver.received / (outcome.elapsedMs / 1000) : Number.NaN);
+const rateOf = measuredRate;
+/** The rate from the first delivery, warm-up included: a cold start's. */
+const wholeRateOf = (outcome: DrainOutcome) => (outcome.receiver ? outcome.receiver.received / (outcome.wholeElapsedMs / 1000) : Number.NaN);
 
 /** Prints the drain table, the ratios to the plain loop and the naive worker, and the aim; returns what makes the run fail. */
-export function reportDrain(outcomes: readonly DrainOutcome[], drain: { readonly deliveries: number; readonly concurrency: number; readonly timeoutMs: number }): string[] {
+export function reportDrain(outcomes: readonly DrainOutcome[], drain: DrainSettings): string[] {
   const limit = outcomes.find((outcome) => outcome.kind === 'limit');
   const naive = outcomes.find((outcome) => outcome.kind === 'naive');
   const failures: string[] = [];
   print();
   printTable({
-    title: `drain of a backlog of ${drain.deliveries.toLocaleString('en-US')} deliveries to one receiver, ${drain.concurrency} in flight for every sender, one after another`,
+    title:
+      `drain of a backlog of ${(drain.warmup + drain.deliveries).toLocaleString('en-US')} deliveries to one receiver, the last ${drain.deliveries.toLocaleString('en-US')} measured ` +
+      `(the first ${drain.warmup.toLocaleString('en-US')} warm the sender up), ${drain.concurrency} in flight for every sender, one after another`,
     columns: [
       { header: 'sender', align: 'left' },
       { header: 'deliveries/s' },
-      { header: 'drained in' },
+      { header: 'measured in' },
+      { header: 'from cold' },
       { header: '÷ plain loop' },
       { header: '÷ naive' },
       { header: 'sender CPU/delivery' },
@@ -224,7 +229,7 @@ export function reportDrain(outcomes: readonly DrainOutcome[], drain: { readonly
       } else if (outcome.failure !== undefined && !receiver) {
         failures.push(`${outcome.name} (drain): ${outcome.failure}`);
       }
-      if (!receiver) return [outcome.name, '—', '—', '—', '—', '—', '—', '—', '—', '—', `✗ ${outcome.failure ?? '?'}`];
+      if (!receiver) return [outcome.name, '—', '—', '—', '—', '—', '—', '—', '—', '—', '—', `✗ ${outcome.failure ?? '?'}`];
       const check =
         receiver.duplicates > 0
           ? `✗ ${receiver.duplicates} twice`
@@ -234,17 +239,19 @@ export function reportDrain(outcomes: readonly DrainOutcome[], drain: { readonly
               ? `✗ ${outcome.failure}`
               : '✓';
       const rate = rateOf(outcome);
+      const measured = measuredDeliveries(outcome);
       return [
         outcome.name,
         formatRate(rate),
         `${receiver.complete ? '' : '> '}${formatMillis(outcome.elapsedMs)}`,
+        formatRate(wholeRateOf(outcome)),
         limit && outcome !== limit ? formatRatio(rate / rateOf(limit)) : '—',
         naive && outcome.kind === 'tributary' ? formatRatio(rate / rateOf(naive)) : '—',
-        formatMicros(outcome.senderCpuMicros / receiver.received),
-        formatMicros(outcome.postgresCpuMicros / receiver.received),
-        formatMicros(outcome.redisCpuMicros / receiver.received),
-        Number.isFinite(outcome.redisCommands) ? (outcome.redisCommands / receiver.received).toFixed(1) : '—',
-        `${(receiver.cpuMicros / 1000 / outcome.elapsedMs).toFixed(2)} cores`,
+        formatMicros(outcome.senderCpuMicros / measured),
+        formatMicros(outcome.postgresCpuMicros / measured),
+        formatMicros(outcome.redisCpuMicros / measured),
+        Number.isFinite(outcome.redisCommands) ? (outcome.redisCommands / measured).toFixed(1) : '—',
+        `${(outcome.receiverCpuMicros / 1000 / outcome.elapsedMs).toFixed(2)} cores`,
         check,
       ];
     }),
@@ -257,9 +264,9 @@ export function reportDrain(outcomes: readonly DrainOutcome[], drain: { readonly
         '), then drained by a server of the mode (role all, WEBHOOK_CONCURRENCY and maxConcurrency = the concurrency) started on that database and queue',
       `naive-bullmq-fetch: one BullMQ job per delivery (addBulk), a Worker of concurrency ${drain.concurrency} doing await fetch(url, { method: 'POST', body }) (peers/naive-bullmq-webhooks.ts; ${naive?.seeded ?? '—'})`,
       `plain-post-loop: ${drain.concurrency} keep-alive undici connections POSTing the same body back to back — the physical limit (peers/plain-post-loop.ts)`,
-      'drained in: first → last delivery at the receiver; deliveries/s: deliveries ÷ that. Every sender posts a body of the same shape and size (~' +
+      'measured in: the last warm-up delivery → the last delivery at the receiver; deliveries/s: the measured deliveries ÷ that; from cold: every delivery ÷ first → last (a sender started cold: JIT, connections). Every sender posts a body of the same shape and size (~' +
         `${Math.round(outcomes.find((o) => o.receiver)?.receiver?.meanBodyBytes ?? Number.NaN)} bytes); Tributary adds its signature headers`,
-      "sender CPU/delivery: the sending process ÷ deliveries (Tributary's drain process from its ready line; the runner for the naive worker and the loop); Postgres: its database's backends; Redis: redis-server, and the commands it ran (those inside Lua scripts included); receiver busy: the receivers' process ÷ the drain time",
+      "CPU over the measured part ÷ its deliveries — sender: the sending process (Tributary's drain process; the runner for the naive worker and the loop); Postgres: its database's backends; Redis: redis-server, and the commands it ran (those inside Lua scripts included); receiver busy: the receivers' process ÷ the measured time",
     ],
   });
   if (limit) {
@@ -274,7 +281,7 @@ export function reportDrain(outcomes: readonly DrainOutcome[], drain: { readonly
       if (outcome.kind !== 'tributary' || !outcome.receiver || !naive.receiver) continue;
       printRatioLine(outcome.name, naive.name, [
         { metric: 'deliveries/s', value: rateOf(outcome) / rateOf(naive) },
-        { metric: 'sender CPU/delivery', value: outcome.senderCpuMicros / outcome.receiver.received / (naive.senderCpuMicros / naive.receiver.received) },
+        { metric: 'sender CPU/delivery', value: outcome.senderCpuMicros / measuredDeliveries(outcome) / (naive.senderCpuMicros / measuredDeliveries(naive)) },
       ]);
     }
   }
@@ -298,7 +305,7 @@ export function reportStatements(outcomes: readonly DrainOutcome[]): void {
   if (measured.length === 0) return;
   const rows: string[][] = [];
   for (const outcome of measured) {
-    const delivered = outcome.receiver?.received ?? Number.NaN;
+    const delivered = measuredDeliveries(outcome);
     const total = outcome.statements.reduce((sum, statement) => sum + statement.calls, 0);
     rows.push([outcome.name, 'every statement', (total / delivered).toFixed(2), '—']);
     for (const statement of outcome.statements.slice(0, TOP_STATEMENTS)) {
@@ -308,9 +315,9 @@ export function reportStatements(outcomes: readonly DrainOutcome[]): void {
   }
   print();
   printTable({
-    title: 'what a delivery asks of Postgres during the drain (pg_stat_statements of the mode\'s database; each statement is a round trip from the server)',
+    title: 'what a delivery asks of Postgres during the measured drain (pg_stat_statements of the mode\'s database; each statement is a round trip from the server)',
     columns: [{ header: 'mode', align: 'left' }, { header: 'statement', align: 'left' }, { header: 'per delivery' }, { header: 'mean in Postgres' }],
     rows,
-    notes: ['counted from the drain server\'s start (its boot and housekeeping included, a few dozen statements); BEGIN and COMMIT are statements too'],
+    notes: ['counted over the measured part of the drain (after the warm-up); BEGIN and COMMIT are statements too'],
   });
 }
