@@ -93,6 +93,17 @@ function book(receiver: number, body: Buffer): void {
   if (current.received === expectedOf(current)) current.onComplete?.();
 }
 
+/** Resolves when the callback `arm` is handed is called, or after `timeoutMs`, whichever comes first. */
+function signalOrTimeout(timeoutMs: number, arm: (signal: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    arm(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 function warmedUp(current: Step, at: number): void {
   const cpu = process.cpuUsage(current.cpuStart);
   current.warm = { at, cpuMicros: cpu.user + cpu.system };
@@ -103,13 +114,7 @@ async function warmed(timeoutMs: number): Promise<WarmUp> {
   const current = step;
   if (!current) throw new Error('warmed before expect');
   if (!current.warm) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      current.onWarm = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+    await signalOrTimeout(timeoutMs, (signal) => (current.onWarm = signal));
     current.onWarm = undefined;
   }
   if (!current.warm) throw new Error(`${current.received} of the step's ${current.warmup} warm-up deliveries in after ${timeoutMs} ms`);
@@ -165,13 +170,7 @@ async function collect(timeoutMs: number, sent: number | undefined): Promise<Rec
   // Events are sent in seq order: those never sent are the last ones of the range.
   if (sent !== undefined && sent < current.count) current.count = sent;
   if (current.received < expectedOf(current)) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      current.onComplete = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+    await signalOrTimeout(timeoutMs, (signal) => (current.onComplete = signal));
     current.onComplete = undefined;
   }
   return report(current);
