@@ -46,4 +46,18 @@ describe('endpoint room', () => {
     expect(room.leave('slow')).toEqual([]);
     expect(room.parking('slow')).toBe(false);
   });
+
+  it('holds a parked id once, however often it is named, and says which ids it holds', () => {
+    const room = createEndpointRoom(() => 1);
+    expect(room.admit('slow', 'first')).toBe(true);
+    expect(room.admit('slow', 'd1')).toBe(false);
+    // Named again (a second job for the same head): still parked once.
+    expect(room.admit('slow', 'd1')).toBe(false);
+    expect(room.holds('d1')).toBe(true);
+    expect(room.holds('first')).toBe(false);
+    expect(room.leave('slow')).toEqual(['d1']);
+    expect(room.holds('d1')).toBe(false);
+    expect(room.admit('slow', 'd1')).toBe(true);
+    expect(room.leave('slow')).toEqual([]);
+  });
 });

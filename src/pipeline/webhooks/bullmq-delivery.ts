@@ -268,7 +268,10 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   const reconcile = async () => {
     // Heads dropped here over the room's bound are in no job any more: the short grace brings them back.
     const grace = room.takeDropped() || (await scheduler.waiting()) === 0 ? RECONCILE_GRACE_MS : RECONCILE_GRACE_BACKLOG_MS;
-    const heads = await dueHeads(db, grace, 1_000);
+    // A head parked here is unleased and due, but held: queued again, it would only be parked
+    // twice (during a drain, a thousand extra jobs and claims every pass). Another process's are
+    // queued: whichever worker has room for its endpoint takes it.
+    const heads = (await dueHeads(db, grace, 1_000)).filter((head) => !room.holds(head.id));
     // Keyed by delivery and due time: a head still unheld at the next pass is not added twice.
     await scheduler.scheduleAt(heads.map((head) => ({ id: head.id, endpointId: head.endpointId, dueAt: head.nextAttemptAt })));
   };

@@ -23,6 +23,8 @@ export interface EndpointRoom {
   full(): string[];
   /** The endpoint has parked ids. */
   parking(endpointId: string): boolean;
+  /** The delivery is parked here (it will be claimed again once its endpoint has room). */
+  holds(deliveryId: string): boolean;
   /** Ids were dropped over the bound since the last call (due and unleased: a look at the table finds them). */
   takeDropped(): boolean;
 }
@@ -47,7 +49,8 @@ const COMPACT_AFTER = 1024;
 export function createEndpointRoom(maxOf: (endpointId: string) => number | undefined): EndpointRoom {
   const admitted = new Map<string, number>();
   const parked = new Map<string, ParkedIds>();
-  let parkedCount = 0;
+  /** Every parked id, once: an id parked already is not queued twice (a job naming it again). */
+  const parkedIds = new Set<string>();
   let dropped = false;
   const roomOf = (endpointId: string) => (maxOf(endpointId) ?? Number.POSITIVE_INFINITY) - (admitted.get(endpointId) ?? 0);
   const hasRoom = (endpointId: string) => roomOf(endpointId) > 0;
@@ -59,11 +62,12 @@ export function createEndpointRoom(maxOf: (endpointId: string) => number | undef
         admitted.set(endpointId, (admitted.get(endpointId) ?? 0) + 1);
         return true;
       }
-      if (parkedCount < MAX_PARKED) {
+      if (parkedIds.has(deliveryId)) return false;
+      if (parkedIds.size < MAX_PARKED) {
         let queue = parked.get(endpointId);
         if (!queue) parked.set(endpointId, (queue = { ids: [], head: 0 }));
         queue.ids.push(deliveryId);
-        parkedCount += 1;
+        parkedIds.add(deliveryId);
       } else dropped = true;
       return false;
     },
@@ -82,7 +86,7 @@ export function createEndpointRoom(maxOf: (endpointId: string) => number | undef
       const room = Math.max(0, (maxOf(endpointId) ?? waiting) - left);
       const again = queue.ids.slice(queue.head, queue.head + room);
       queue.head += again.length;
-      parkedCount -= again.length;
+      for (const id of again) parkedIds.delete(id);
       if (queue.head === queue.ids.length) parked.delete(endpointId);
       else if (queue.head >= COMPACT_AFTER && queue.head * 2 >= queue.ids.length) {
         queue.ids = queue.ids.slice(queue.head);
@@ -91,6 +95,7 @@ export function createEndpointRoom(maxOf: (endpointId: string) => number | undef
       return again;
     },
     parking: (endpointId) => parked.has(endpointId),
+    holds: (deliveryId) => parkedIds.has(deliveryId),
     takeDropped() {
       const was = dropped;
       dropped = false;
