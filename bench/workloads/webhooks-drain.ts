@@ -52,6 +52,8 @@ export interface DrainSettings {
   readonly concurrency: number;
   /** Longest a drain may take, in ms. */
   readonly timeoutMs: number;
+  /** Times every sender drains a backlog, one after another in each round (`--rounds`). */
+  readonly rounds: number;
 }
 
 export type DrainKind = 'tributary' | 'naive' | 'limit';
@@ -59,6 +61,8 @@ export type DrainKind = 'tributary' | 'naive' | 'limit';
 export interface DrainOutcome {
   readonly name: string;
   readonly kind: DrainKind;
+  /** The round it was measured in, from 1. */
+  readonly round: number;
   /** Deliveries measured, and the warm-up's before them. */
   readonly deliveries: number;
   readonly warmup: number;
@@ -149,7 +153,11 @@ const runnerCpuMicros = () => {
   return cpu.user + cpu.system;
 };
 
-/** Runs every configuration, one at a time; never throws for what a sender did. */
+/**
+ * Runs every configuration, one at a time, `rounds` times over; never throws for what a sender did.
+ * The machine's speed drifts by tens of percent from one minute to the next here: senders compared
+ * within a round ran seconds apart.
+ */
 export async function runDrain(shared: DrainShared, settings: DrainSettings, progress: (outcome: DrainOutcome) => void = () => undefined): Promise<DrainOutcome[]> {
   const [url] = await shared.receivers.listen(1);
   if (url === undefined) throw new Error('no receiver');
@@ -163,15 +171,17 @@ export async function runDrain(shared: DrainShared, settings: DrainSettings, pro
   const drainShared: DrainContext = { ...shared, redisUsage };
   try {
     const runs = [
-      ...MODES.map((mode) => () => drainTributary(drainShared, settings, mode, url)),
-      () => drainNaive(drainShared, settings, url),
-      () => drainPlainLoop(drainShared, settings, url),
+      ...MODES.map((mode) => (round: number) => drainTributary(drainShared, settings, mode, url, round)),
+      (round: number) => drainNaive(drainShared, settings, url, round),
+      (round: number) => drainPlainLoop(drainShared, settings, url, round),
     ];
     const outcomes: DrainOutcome[] = [];
-    for (const run of runs) {
-      const outcome = await run();
-      progress(outcome);
-      outcomes.push(outcome);
+    for (let round = 1; round <= settings.rounds; round += 1) {
+      for (const run of runs) {
+        const outcome = await run(round);
+        progress(outcome);
+        outcomes.push(outcome);
+      }
     }
     return outcomes;
   } finally {
@@ -179,11 +189,12 @@ export async function runDrain(shared: DrainShared, settings: DrainSettings, pro
   }
 }
 
-function outcomeOf(name: string, kind: DrainKind, settings: DrainSettings, fields: Partial<DrainOutcome>): DrainOutcome {
+function outcomeOf(name: string, kind: DrainKind, round: number, settings: DrainSettings, fields: Partial<DrainOutcome>): DrainOutcome {
   const receiver = fields.receiver;
   return {
     name,
     kind,
+    round,
     deliveries: settings.deliveries,
     warmup: settings.warmup,
     receiver,
@@ -201,17 +212,17 @@ function outcomeOf(name: string, kind: DrainKind, settings: DrainSettings, field
   };
 }
 
-async function drainTributary(shared: DrainContext, settings: DrainSettings, mode: Mode, url: string): Promise<DrainOutcome> {
+async function drainTributary(shared: DrainContext, settings: DrainSettings, mode: Mode, url: string, round: number): Promise<DrainOutcome> {
   const { context, source, redis, receivers } = shared;
   const name = mode.name;
-  const database = `webhooks_drain_${mode.name.replace('tributary-', '')}`;
+  const database = `webhooks_drain_${mode.name.replace('tributary-', '')}_${round}`;
   const total = settings.warmup + settings.deliveries;
   const firstSeq = shared.takeSeq(total);
   let server: PeerProcess | undefined;
   let seeded: string | undefined;
   try {
     const databaseUrl = await source.createDatabase(database);
-    const redisKeyPrefix = `bench-webhooks-drain-${mode.name}:`;
+    const redisKeyPrefix = `bench-webhooks-drain-${mode.name}-${round}:`;
     seeded = await seedBacklog({ databaseUrl, url, concurrency: settings.concurrency, redisUrl: mode.redis ? redis.url : undefined, redisKeyPrefix, firstSeq, count: total });
 
     await receivers.expect(firstSeq, total, 1, { warmup: settings.warmup });
@@ -225,15 +236,15 @@ async function drainTributary(shared: DrainContext, settings: DrainSettings, mod
     };
     const measured = await measureDrain(shared, settings, usage, undefined, () => shared.statements.reset(database));
     const statements = await shared.statements.read(database);
-    return outcomeOf(name, 'tributary', settings, { ...measuredFields(measured), statements, seeded });
+    return outcomeOf(name, 'tributary', round, settings, { ...measuredFields(measured), statements, seeded });
   } catch (error) {
-    return outcomeOf(name, 'tributary', settings, { seeded, failure: messageOf(error) });
+    return outcomeOf(name, 'tributary', round, settings, { seeded, failure: messageOf(error) });
   } finally {
     await server?.stop();
   }
 }
 
-async function drainNaive(shared: DrainContext, settings: DrainSettings, url: string): Promise<DrainOutcome> {
+async function drainNaive(shared: DrainContext, settings: DrainSettings, url: string, round: number): Promise<DrainOutcome> {
   const { redis, receivers } = shared;
   const name = 'naive-bullmq-fetch';
   const total = settings.warmup + settings.deliveries;
@@ -242,7 +253,7 @@ async function drainNaive(shared: DrainContext, settings: DrainSettings, url: st
   let firstFailure: string | undefined;
   const naive = createNaiveBullmqWebhooks({
     redisUrl: redis.url,
-    prefix: 'bench-webhooks-naive',
+    prefix: `bench-webhooks-naive-${round}`,
     concurrency: settings.concurrency,
     onFailed: (error) => {
       failed += 1;
@@ -258,19 +269,19 @@ async function drainNaive(shared: DrainContext, settings: DrainSettings, url: st
     await receivers.expect(firstSeq, total, 1, { warmup: settings.warmup });
     naive.start();
     const measured = await measureDrain(shared, settings, async () => ({ senderCpuMicros: runnerCpuMicros(), postgresCpuMicros: Number.NaN, redis: await shared.redisUsage() }));
-    return outcomeOf(name, 'naive', settings, {
+    return outcomeOf(name, 'naive', round, settings, {
       ...measuredFields(measured),
       seeded,
       failure: failed > 0 ? `${failed} jobs failed, the first: ${firstFailure ?? '?'}` : undefined,
     });
   } catch (error) {
-    return outcomeOf(name, 'naive', settings, { failure: messageOf(error) });
+    return outcomeOf(name, 'naive', round, settings, { failure: messageOf(error) });
   } finally {
     await naive.close();
   }
 }
 
-async function drainPlainLoop(shared: DrainContext, settings: DrainSettings, url: string): Promise<DrainOutcome> {
+async function drainPlainLoop(shared: DrainContext, settings: DrainSettings, url: string, round: number): Promise<DrainOutcome> {
   const name = 'plain-post-loop';
   const total = settings.warmup + settings.deliveries;
   const firstSeq = shared.takeSeq(total);
@@ -281,18 +292,18 @@ async function drainPlainLoop(shared: DrainContext, settings: DrainSettings, url
     loop.catch(() => undefined);
     const measured = await measureDrain(shared, settings, () => Promise.resolve({ senderCpuMicros: runnerCpuMicros(), postgresCpuMicros: Number.NaN, redis: undefined }), loop);
     const result = await loop;
-    return outcomeOf(name, 'limit', settings, {
+    return outcomeOf(name, 'limit', round, settings, {
       ...measuredFields(measured),
       failure: result.failures > 0 ? `${result.failures} requests failed, the first: ${result.firstFailure ?? '?'}` : undefined,
     });
   } catch (error) {
-    return outcomeOf(name, 'limit', settings, { failure: messageOf(error) });
+    return outcomeOf(name, 'limit', round, settings, { failure: messageOf(error) });
   }
 }
 
 /** Prints one line per configuration while the run goes on (the table comes at the end). */
 export function printDrainProgress(outcome: DrainOutcome): void {
-  print(`  ${outcome.name}: ${outcome.failure ?? `${formatRate(measuredRate(outcome))} over ${formatMillis(outcome.elapsedMs)} after a warm-up of ${outcome.warmup.toLocaleString('en-US')}`}`);
+  print(`  round ${outcome.round}, ${outcome.name}: ${outcome.failure ?? `${formatRate(measuredRate(outcome))} over ${formatMillis(outcome.elapsedMs)} after a warm-up of ${outcome.warmup.toLocaleString('en-US')}`}`);
 }
 
 /** Deliveries of the measured part that arrived (all of them, unless the drain timed out). */
