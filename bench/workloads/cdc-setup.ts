@@ -38,6 +38,11 @@ export interface SourceDatabase {
   /** Creates an empty database on the same server; resolves with its URL. */
   createDatabase(name: string): Promise<string>;
   /**
+   * Drops a database made by `createDatabase` (its connections ended; a missing one is fine), so
+   * no autovacuum of its dead rows runs on into the next measurement.
+   */
+  dropDatabase(name: string): Promise<void>;
+  /**
    * CPU time so far of the server processes (backends) connected to `database`, in µs, from
    * /proc: what Tributary's platform database costs Postgres. Backends that ended are not
    * counted, so read it around a step, whose connections stay open; NaN without /proc.
@@ -109,6 +114,9 @@ export async function startSourceDatabase(context: WorkloadContext, options: Sou
       const url = new URL(postgres.url);
       url.pathname = `/${name}`;
       return url.toString();
+    },
+    async dropDatabase(name) {
+      await monitor.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
     },
     async databaseCpuMicros(database) {
       const { rows } = await monitor.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [database]);

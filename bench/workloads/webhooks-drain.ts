@@ -241,6 +241,8 @@ async function drainTributary(shared: DrainContext, settings: DrainSettings, mod
     return outcomeOf(name, 'tributary', round, settings, { seeded, failure: messageOf(error) });
   } finally {
     await server?.stop();
+    // Its dead rows would keep autovacuum busy through the next sender's drain.
+    await source.dropDatabase(database);
   }
 }
 

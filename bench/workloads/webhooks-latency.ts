@@ -122,13 +122,13 @@ export async function runLatency(shared: LatencyShared, settings: LatencySetting
           if (!step.receivers.complete) {
             // Its backlog would run on into the other mode's steps: stopped, with it.
             member.incomplete.add(rate);
-            await stopMember(member);
+            await stopMember(member, shared.source);
           }
         }
       }
     }
   } finally {
-    await Promise.all(members.map(stopMember));
+    await Promise.all(members.map((member) => stopMember(member, shared.source)));
   }
   return members.map((member) => ({ mode: member.mode.name, steps: member.steps, failure: member.failure }));
 }
@@ -137,11 +137,14 @@ function describeShortfall(report: ReceiverReport): string {
   return `${report.missing.toLocaleString('en-US')} of ${(report.received + report.missing).toLocaleString('en-US')} deliveries still missing after the collect timeout`;
 }
 
-async function stopMember(member: Member): Promise<void> {
+/** Stops the member's server and drops its database (the next server gets a new one). */
+async function stopMember(member: Member, source: Pick<SourceDatabase, 'dropDatabase'>): Promise<void> {
   member.publisher?.close();
   member.publisher = undefined;
   await member.peer?.stop();
   member.peer = undefined;
+  if (member.database !== '') await source.dropDatabase(member.database);
+  member.database = '';
 }
 
 /**
@@ -172,12 +175,12 @@ async function startServers(shared: LatencyShared, settings: LatencySettings, me
       boots.push(`${mode.name} ${formatMillis(performance.now() - started)}`);
     } catch (error) {
       member.failure = `could not start: ${messageOf(error)}`;
-      await stopMember(member);
+      await stopMember(member, source);
       continue;
     }
     const warm = await measure(shared, settings, member, settings.warmupRate, warmupSeconds);
     if (warm && !warm.receivers.complete) member.failure = `the warm-up was not delivered in time: ${describeShortfall(warm.receivers)}`;
-    if (member.failure !== undefined) await stopMember(member);
+    if (member.failure !== undefined) await stopMember(member, source);
   }
   if (boots.length > 0) {
     const endpoints = spread ? `${urls.length} endpoints each, a topic each` : `${urls.length} endpoints each`;
@@ -215,7 +218,7 @@ async function measure(shared: LatencyShared, settings: LatencySettings, member:
     };
   } catch (error) {
     member.failure = messageOf(error);
-    await stopMember(member);
+    await stopMember(member, shared.source);
     return undefined;
   }
 }
