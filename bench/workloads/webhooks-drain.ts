@@ -121,15 +121,23 @@ interface Measured {
   readonly atEnd: Usage;
 }
 
+/** What a drain's measurement may also wait for or do. */
+interface MeasureOptions {
+  /** The sender's own run, awaited before the step is collected (the POST loop). */
+  readonly sending?: Promise<unknown>;
+  /** Runs at the end of the warm-up, with the first reading (e.g. resets statement counts). */
+  readonly onWarm?: () => Promise<void>;
+}
+
 /**
  * With the step expected and the sender started: waits for the warm-up, reads the usage (and runs
- * `onWarm`, e.g. to reset statement counts), waits for the sender (`sending`) and the step's end,
- * and reads the usage again. Rejects when the warm-up does not come within the timeout.
+ * `onWarm`), waits for the sender and the step's end, and reads the usage again. Rejects when the
+ * warm-up does not come within the timeout.
  */
-async function measureDrain(shared: DrainContext, settings: DrainSettings, usage: () => Promise<Usage>, sending: Promise<unknown> = Promise.resolve(), onWarm = async () => {}): Promise<Measured> {
+async function measureDrain(shared: DrainContext, settings: DrainSettings, usage: () => Promise<Usage>, options: MeasureOptions = {}): Promise<Measured> {
   const warm = await shared.receivers.warmed(settings.timeoutMs);
-  const [atWarm] = await Promise.all([usage(), onWarm()]);
-  await sending;
+  const [atWarm] = await Promise.all([usage(), options.onWarm?.()]);
+  await options.sending;
   const receiver = await shared.receivers.collect(settings.timeoutMs);
   return { receiver, warm, atWarm, atEnd: await usage() };
 }
@@ -231,10 +239,10 @@ async function drainTributary(shared: DrainContext, settings: DrainSettings, mod
     const started = await context.startPeer(mode.peer, { startTimeoutMs: 120_000, env });
     server = started;
     const usage = async (): Promise<Usage> => {
-      const [senderCpuMicros, postgresCpuMicros, redisUsage] = await Promise.all([started.cpuMicros(), source.databaseCpuMicros(database), shared.redisUsage()]);
-      return { senderCpuMicros, postgresCpuMicros, redis: mode.redis ? redisUsage : undefined };
+      const [senderCpuMicros, postgresCpuMicros, redisUsage] = await Promise.all([started.cpuMicros(), source.databaseCpuMicros(database), mode.redis ? shared.redisUsage() : undefined]);
+      return { senderCpuMicros, postgresCpuMicros, redis: redisUsage };
     };
-    const measured = await measureDrain(shared, settings, usage, undefined, () => shared.statements.reset(database));
+    const measured = await measureDrain(shared, settings, usage, { onWarm: () => shared.statements.reset(database) });
     const statements = await shared.statements.read(database);
     return outcomeOf(name, 'tributary', round, settings, { ...measuredFields(measured), statements, seeded });
   } catch (error) {
@@ -292,7 +300,7 @@ async function drainPlainLoop(shared: DrainContext, settings: DrainSettings, url
     const loop = runPostLoop({ url, concurrency: settings.concurrency, firstSeq, count: total, body: deliveredBody, now: clockMillis });
     // Settled here, awaited after the warm-up: a loop that fails early leaves the warm-up short, and that is the error reported.
     loop.catch(() => undefined);
-    const measured = await measureDrain(shared, settings, () => Promise.resolve({ senderCpuMicros: runnerCpuMicros(), postgresCpuMicros: Number.NaN, redis: undefined }), loop);
+    const measured = await measureDrain(shared, settings, () => Promise.resolve({ senderCpuMicros: runnerCpuMicros(), postgresCpuMicros: Number.NaN, redis: undefined }), { sending: loop });
     const result = await loop;
     return outcomeOf(name, 'limit', round, settings, {
       ...measuredFields(measured),

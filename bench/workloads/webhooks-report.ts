@@ -287,16 +287,19 @@ export function reportDrain(outcomes: readonly DrainOutcome[], drain: DrainSetti
       { metric: 'sender CPU/delivery', value: outcome.senderCpuMicros / measuredDeliveries(outcome) / (naive.senderCpuMicros / measuredDeliveries(naive)) },
     ]);
   }
-  // The aim, on the median of the rounds' ratios (each a delivered drain's).
+  // The aim, on the median of the rounds' ratios; met only when every round of the mode drained completely.
   for (const name of new Set(outcomes.filter((outcome) => outcome.kind === 'tributary').map((outcome) => outcome.name))) {
-    const ratios = outcomes.flatMap((outcome) => {
+    const rounds = outcomes.filter((outcome) => outcome.name === name);
+    const ratios = rounds.flatMap((outcome) => {
       const limit = limitOf(outcome);
-      return outcome.name === name && outcome.receiver?.complete && limit?.receiver ? [rateOf(outcome) / rateOf(limit)] : [];
+      return outcome.receiver && limit?.receiver ? [rateOf(outcome) / rateOf(limit)] : [];
     });
     if (ratios.length === 0) continue;
     const ratio = median(ratios);
+    const incomplete = rounds.filter((outcome) => !outcome.receiver?.complete).length;
     const each = ratios.length > 1 ? ` (rounds: ${ratios.map(formatRatio).join(', ')})` : '';
-    print(`  aim ${name}: ≥ ${formatRatio(DRAIN_AIM_RATIO)} the plain POST loop: ${formatRatio(ratio)}${each} ${ratio >= DRAIN_AIM_RATIO ? '✓' : '✗'}`);
+    const shortfall = incomplete > 0 ? `, ${incomplete} of ${rounds.length} rounds not drained completely` : '';
+    print(`  aim ${name}: ≥ ${formatRatio(DRAIN_AIM_RATIO)} the plain POST loop: ${formatRatio(ratio)}${each}${shortfall} ${ratio >= DRAIN_AIM_RATIO && incomplete === 0 ? '✓' : '✗'}`);
   }
   return failures;
 }
