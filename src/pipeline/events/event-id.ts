@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { randomString } from '../random-pool.ts';
 
 /*
  * Event ids: `evt_` and URL-safe characters. An event a source may produce again (a
@@ -9,20 +10,10 @@ import { createHash, randomBytes } from 'node:crypto';
 
 /** Random bytes per id (16 URL-safe characters). */
 const ID_BYTES = 12;
-/** Ids drawn from one call to the system's random source: one syscall for many publishes, not one each. */
-const IDS_PER_DRAW = 256;
-let pool = Buffer.alloc(0);
-let offset = 0;
 
 /** A random id, for events that are produced once (a publish, a document write). */
 export function newEventId(): string {
-  if (offset + ID_BYTES > pool.length) {
-    pool = randomBytes(ID_BYTES * IDS_PER_DRAW);
-    offset = 0;
-  }
-  const id = pool.toString('base64url', offset, offset + ID_BYTES);
-  offset += ID_BYTES;
-  return `evt_${id}`;
+  return `evt_${randomString(ID_BYTES, 'base64url')}`;
 }
 
 /** The same id for the same parts, e.g. `stableEventId(source, lsn, mapping)`. */

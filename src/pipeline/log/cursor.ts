@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { ErrorCode, TributaryError } from '../../errors.ts';
+import { randomString } from '../random-pool.ts';
 
 /**
  * Cursors are opaque to clients: base64url of `<epoch>:<position>`. The epoch is random per
@@ -14,8 +14,9 @@ export interface CursorParts {
 const PARTS = /^([0-9a-f]{8,64}):(\d{1,20}(?:-\d{1,20})?)$/;
 const MAX_CURSOR_LENGTH = 200;
 
+/** A new random epoch (an append offers one with every event, for a stream that has none yet). */
 export function newEpoch(): string {
-  return randomBytes(8).toString('hex');
+  return randomString(8, 'hex');
 }
 
 export function encodeCursor(epoch: string, position: string): string {
