@@ -96,6 +96,27 @@ describe('webhook delivery store', () => {
     ]);
   });
 
+  it('leases a delivery as it is stored only when it is its lane’s head; otherwise the lease goes back', async () => {
+    // The event's own lane, nothing in it: leased by the insert, not scheduled as a head.
+    const fresh = await storeDeliveries(db, [delivery('event:own-1')], { lease: [true], leaseMs: LEASE_MS });
+    expect(idsOf(fresh.leased)).toEqual(fresh.inserted);
+    expect(fresh.heads).toEqual([]);
+    expect(await leaseOf(fresh.inserted[0]!)).not.toBeNull();
+
+    // A redelivery of the event is pending in its lane: the initial delivery is stored, not leased, not a head.
+    const redelivery = { ...delivery('event:own-2'), trigger: 'manual' as const };
+    const [pending] = (await storeDeliveries(db, [redelivery])).inserted;
+    const initial = { ...delivery('event:own-2'), eventId: redelivery.eventId };
+    const behind = await storeDeliveries(db, [initial, delivery('event:own-3')], { lease: [true, true], leaseMs: LEASE_MS });
+    expect(behind.inserted).toHaveLength(2);
+    expect(idsOf(behind.leased)).toEqual([behind.inserted[1]]);
+    expect(behind.heads).toEqual([]);
+    expect(await leaseOf(behind.inserted[0]!)).toBeNull();
+    // It comes after the redelivery: named as the lane's next once that one finishes.
+    const [redeliveryClaimed] = await claimDeliveries(db, [pending!], LEASE_MS);
+    expect(await recordAttempts(db, [{ ...delivered, delivery: redeliveryClaimed! }])).toEqual([{ nextInLane: behind.inserted[0] }]);
+  });
+
   it('finds a delivery inserted while its predecessor finished as a head once the insert committed', async () => {
     const {
       inserted: [firstId],
@@ -134,6 +155,11 @@ describe('webhook delivery store', () => {
 });
 
 const idsOf = (heads: readonly { id: string }[]) => heads.map((head) => head.id);
+
+async function leaseOf(id: string): Promise<Date | null> {
+  const { rows } = await db.query<{ leased_until: Date | null }>('SELECT leased_until FROM webhook_deliveries WHERE id = $1::bigint', [id]);
+  return rows[0]!.leased_until;
+}
 
 /** Runs `work` in a transaction left open until `commit` is called. */
 async function holdOpen<T>(work: (tx: Queryable) => Promise<T>): Promise<{ result: T; commit(): Promise<void> }> {

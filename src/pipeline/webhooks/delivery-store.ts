@@ -117,8 +117,11 @@ export interface StoredDeliveries {
  * Inserts deliveries in order (one statement); an initial delivery of an event the endpoint
  * already has is skipped. `lease[i]` asks for delivery i to be leased for `leaseMs` as it is
  * stored — only for an initial delivery on its event's own lane (`laneOf` without an entity),
- * which nothing precedes but a redelivery of the same event; with one of those pending it is
- * stored unleased, a head to schedule like any other.
+ * which nothing precedes but a redelivery of the same event. Such a delivery is leased without
+ * looking at its lane first (a second probe of the lane index costs more to plan than the insert
+ * takes to run); one that turns out not to be its lane's head — a redelivery of its event was
+ * pending — has its lease given back at once (a second statement, only then) and is left to
+ * `storeDeliveries`' look at heads, like any delivery stored unleased.
  */
 export async function insertDeliveries(
   db: Queryable,
@@ -131,9 +134,7 @@ export async function insertDeliveries(
     `WITH inserted AS (
        INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, leased_until)
        SELECT endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time,
-              CASE WHEN t.lease THEN CASE WHEN (
-                SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = t.endpoint_id AND e.lane = t.lane AND e.state = 'pending' LIMIT 1) IS NULL
-              THEN now() + $10::double precision * interval '1 millisecond' END END
+              CASE WHEN t.lease THEN now() + $10::double precision * interval '1 millisecond' END
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::boolean[]) WITH ORDINALITY
          AS t(endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, lease, n)
        ORDER BY n
@@ -165,7 +166,10 @@ export async function insertDeliveries(
     ],
     { prepareAs: 'tributary_webhook_insert_deliveries' },
   );
-  const leasedRows = rows.filter((row) => row.leased);
+  // Leased but not its lane's head: the lease goes back before anyone is told of the delivery.
+  const stray = rows.filter((row) => row.leased && !row.head).map((row) => row.id);
+  if (stray.length > 0) await releaseDeliveries(db, stray);
+  const leasedRows = rows.filter((row) => row.leased && row.head);
   const inputs = leasedRows.length === 0 ? undefined : new Map(deliveries.filter((delivery) => delivery.trigger === 'initial').map((delivery) => [`${delivery.endpointId} ${delivery.eventId}`, delivery]));
   const leased = leasedRows.flatMap((row): Delivery[] => {
     const input = inputs?.get(`${row.endpoint_id} ${row.event_id}`);
@@ -296,23 +300,26 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
     `WITH input AS (
        SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::int[], $8::text[]) WITH ORDINALITY
          AS t(id, state, next_at, status, error, outcome, duration_ms, excerpt, n)),
-     -- What the attempt log repeats of the delivery is taken from its row, not sent again.
+     -- What the attempt log repeats of the delivery is taken from its row, not sent again. The
+     -- update hands on its input's columns too: no join of its rows with the input afterwards
+     -- (two joins cost more to plan than the rest of the statement takes to run, at a row or two).
      moved AS (
        UPDATE webhook_deliveries d SET state = i.state, attempts = d.attempts + 1, first_attempt_at = coalesce(d.first_attempt_at, now()),
          next_attempt_at = coalesce(i.next_at, d.next_attempt_at), leased_until = NULL, last_status = i.status, last_error = i.error,
          finished_at = CASE WHEN i.state = 'pending' THEN NULL ELSE now() END
        FROM input i WHERE d.id = i.id
-       RETURNING i.n, d.endpoint_id, d.event_id, d.event_type, d.attempts, d.trigger, d.lane),
+       RETURNING i.n, i.id, i.state, i.next_at, i.status, i.error, i.outcome, i.duration_ms, i.excerpt,
+                 d.endpoint_id, d.event_id, d.event_type, d.attempts, d.trigger, d.lane),
      logged AS (
        INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, event_type, attempt, trigger, outcome, status, duration_ms, error, response_excerpt, next_attempt_at)
-       SELECT i.id, m.endpoint_id, m.event_id, m.event_type, m.attempts, m.trigger, i.outcome, i.status, i.duration_ms, i.error, i.excerpt, i.next_at
-         FROM moved m JOIN input i ON i.n = m.n ORDER BY i.n)
+       SELECT m.id, m.endpoint_id, m.event_id, m.event_type, m.attempts, m.trigger, m.outcome, m.status, m.duration_ms, m.error, m.excerpt, m.next_at
+         FROM moved m ORDER BY m.n)
      -- The statement sees the table as it was before its own update: the deliveries it finishes are left out by id.
-     SELECT m.n::text AS n, CASE WHEN i.state = 'pending' THEN NULL ELSE (
+     SELECT m.n::text AS n, CASE WHEN m.state = 'pending' THEN NULL ELSE (
        SELECT d.id::text FROM webhook_deliveries d
         WHERE d.endpoint_id = m.endpoint_id AND d.lane = m.lane AND d.state = 'pending' AND d.id <> ALL($1::bigint[])
         ORDER BY d.id LIMIT 1) END AS next
-       FROM moved m JOIN input i ON i.n = m.n`,
+       FROM moved m`,
     [
       column((input) => input.delivery.id),
       states,
