@@ -14,6 +14,8 @@ import { createTestDatabase } from './services.ts';
 
 export interface DeliveryFixture {
   readonly db: Database;
+  /** The database's URL, for a connection of a test's own. */
+  readonly url: string;
   readonly endpointId: string;
   /** A new initial delivery to the endpoint in `lane` (an event id of its own). */
   delivery(lane: string): NewDelivery;
@@ -45,6 +47,7 @@ export async function createDeliveryFixture(): Promise<DeliveryFixture> {
   let nextEvent = 0;
   return {
     db,
+    url: database.url,
     endpointId,
     endpoint: addEndpoint,
     delivery(lane) {

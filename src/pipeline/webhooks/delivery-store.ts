@@ -118,8 +118,8 @@ export interface StoredDeliveries {
  * already has is skipped. `lease[i]` asks for delivery i to be leased for `leaseMs` as it is
  * stored — only for an initial delivery on its event's own lane (`laneOf` without an entity),
  * which nothing precedes but a redelivery of the same event. Such a delivery is leased without
- * looking at its lane first (a second probe of the lane index costs more to plan than the insert
- * takes to run); one that turns out not to be its lane's head — a redelivery of its event was
+ * looking at its lane first (a second probe of the lane index in every insert, for a case that
+ * hardly occurs); one that turns out not to be its lane's head — a redelivery of its event was
  * pending — has its lease given back at once (a second statement, only then) and is left to
  * `storeDeliveries`' look at heads, like any delivery stored unleased.
  */
@@ -130,27 +130,10 @@ export async function insertDeliveries(
 ): Promise<StoredDeliveries> {
   if (deliveries.length === 0) return { inserted: [], heads: [], leased: [] };
   const column = <K extends keyof NewDelivery>(key: K) => deliveries.map((delivery) => delivery[key]);
+  // The statement is a function of the schema (migrations/0012): planned once per connection.
   const { rows } = await db.query<{ id: string; endpoint_id: string; event_id: string; head: boolean; leased: boolean; next_attempt_at: Date; created_at: Date }>(
-    `WITH inserted AS (
-       INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, leased_until)
-       SELECT endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time,
-              CASE WHEN t.lease THEN now() + $10::double precision * interval '1 millisecond' END
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::boolean[]) WITH ORDINALITY
-         AS t(endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, lease, n)
-       ORDER BY n
-       ON CONFLICT (endpoint_id, event_id) WHERE trigger = 'initial' DO NOTHING
-       RETURNING id, endpoint_id, event_id, lane, leased_until IS NOT NULL AS leased, next_attempt_at, created_at)
-     -- A head: no pending delivery of its lane from before, and the first of its lane in this statement
-     -- (the statement's own rows are not visible to its subqueries on the table; a window, not a
-     -- subquery over the inserted rows, which would compare every row with every other).
-     -- The lane probes are scalar subqueries, not NOT EXISTS: for a large batch the planner would
-     -- hash every pending delivery instead (a scan of the whole backlog per insert).
-     SELECT i.id::text AS id, i.endpoint_id, i.event_id, i.leased, i.next_attempt_at, i.created_at,
-            (SELECT 1 FROM webhook_deliveries e
-              WHERE e.endpoint_id = i.endpoint_id AND e.lane = i.lane AND e.state = 'pending' AND e.id < i.id LIMIT 1) IS NULL
-            AND i.id = min(i.id) OVER (PARTITION BY i.endpoint_id, i.lane) AS head
-       FROM inserted i
-      ORDER BY i.id`,
+    `SELECT id, endpoint_id, event_id, leased, next_attempt_at, created_at, head
+       FROM tributary_webhook_insert_deliveries($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::boolean[], $10::double precision)`,
     [
       column('endpointId'),
       column('eventId'),
@@ -240,14 +223,9 @@ export async function storeDeliveries(
  */
 export async function claimDeliveries(db: Queryable, ids: readonly string[], leaseMs: number): Promise<Delivery[]> {
   if (ids.length === 0) return [];
+  // The statement is a function of the schema (migrations/0012): planned once per connection.
   const { rows } = await db.query<DeliveryRow>(
-    `UPDATE webhook_deliveries d SET leased_until = now() + $2::double precision * interval '1 millisecond'
-      WHERE d.id IN (
-        SELECT d.id FROM webhook_deliveries d
-         WHERE d.id = ANY($1::bigint[]) AND d.state = 'pending' AND (d.leased_until IS NULL OR d.leased_until < now()) AND ${IS_LANE_HEAD}
-         ORDER BY d.id
-         FOR UPDATE SKIP LOCKED)
-      RETURNING ${DELIVERY_COLUMNS}`,
+    `SELECT ${DELIVERY_COLUMNS} FROM tributary_webhook_claim_ids($1::bigint[], $2::double precision) d`,
     [ids, leaseMs],
     { prepareAs: 'tributary_webhook_claim_ids' },
   );
@@ -296,30 +274,10 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
   if (inputs.length === 0) return [];
   const states = inputs.map((input): DeliveryState => (input.nextAttemptAt !== null ? 'pending' : input.outcome === 'delivered' ? 'delivered' : 'dead'));
   const column = <T>(of: (input: AttemptInput, index: number) => T) => inputs.map(of);
+  // The statement is a function of the schema (migrations/0012): planned once per connection.
   const { rows } = await db.query<{ n: string; next: string | null }>(
-    `WITH input AS (
-       SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::int[], $8::text[]) WITH ORDINALITY
-         AS t(id, state, next_at, status, error, outcome, duration_ms, excerpt, n)),
-     -- What the attempt log repeats of the delivery is taken from its row, not sent again. The
-     -- update hands on its input's columns too: no join of its rows with the input afterwards
-     -- (two joins cost more to plan than the rest of the statement takes to run, at a row or two).
-     moved AS (
-       UPDATE webhook_deliveries d SET state = i.state, attempts = d.attempts + 1, first_attempt_at = coalesce(d.first_attempt_at, now()),
-         next_attempt_at = coalesce(i.next_at, d.next_attempt_at), leased_until = NULL, last_status = i.status, last_error = i.error,
-         finished_at = CASE WHEN i.state = 'pending' THEN NULL ELSE now() END
-       FROM input i WHERE d.id = i.id
-       RETURNING i.n, i.id, i.state, i.next_at, i.status, i.error, i.outcome, i.duration_ms, i.excerpt,
-                 d.endpoint_id, d.event_id, d.event_type, d.attempts, d.trigger, d.lane),
-     logged AS (
-       INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, event_type, attempt, trigger, outcome, status, duration_ms, error, response_excerpt, next_attempt_at)
-       SELECT m.id, m.endpoint_id, m.event_id, m.event_type, m.attempts, m.trigger, m.outcome, m.status, m.duration_ms, m.error, m.excerpt, m.next_at
-         FROM moved m ORDER BY m.n)
-     -- The statement sees the table as it was before its own update: the deliveries it finishes are left out by id.
-     SELECT m.n::text AS n, CASE WHEN m.state = 'pending' THEN NULL ELSE (
-       SELECT d.id::text FROM webhook_deliveries d
-        WHERE d.endpoint_id = m.endpoint_id AND d.lane = m.lane AND d.state = 'pending' AND d.id <> ALL($1::bigint[])
-        ORDER BY d.id LIMIT 1) END AS next
-       FROM moved m`,
+    `SELECT n::text AS n, next
+       FROM tributary_webhook_record_attempts($1::bigint[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::int[], $8::text[])`,
     [
       column((input) => input.delivery.id),
       states,

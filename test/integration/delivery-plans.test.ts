@@ -1,0 +1,91 @@
+/**
+ * The delivery statements are planned once per connection and their plans kept (migrations/0012).
+ * Plans a connection makes while webhook_deliveries is empty — where every way of reading it costs
+ * about the same — must still read lanes through the lane index once the table holds a backlog: a
+ * full scan of the due index or of the primary key per probe costs the whole backlog each time.
+ * The plans are read as they run: auto_explain on this test's own connection, sent to it as notices.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Queryable, QueryOptions, Row } from '../../src/db/database.ts';
+import { claimDeliveries, insertDeliveries, recordAttempts, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+
+const LEASE_MS = 30_000;
+const BACKLOG = 2_000;
+
+let fixture: DeliveryFixture;
+let client: pg.Client;
+/** The plans auto_explain sent since the last `take`. */
+const plans: string[] = [];
+const take = () => plans.splice(0);
+
+/** This test's one connection, as the delivery store's functions take it. */
+const connection: Queryable = {
+  async query<R extends Row>(sql: string, params?: readonly unknown[], options?: QueryOptions) {
+    const result = await client.query<R>({ text: sql, values: params === undefined ? [] : [...params], ...(options?.prepareAs !== undefined && { name: options.prepareAs }) });
+    return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+  },
+  async exec(sql) {
+    await client.query(sql);
+  },
+};
+
+const delivered = (delivery: Delivery) => ({ delivery, outcome: 'delivered' as const, status: 204, durationMs: 1, error: null, responseExcerpt: null, nextAttemptAt: null });
+
+beforeAll(async () => {
+  fixture = await createDeliveryFixture();
+  client = new pg.Client({ connectionString: fixture.url });
+  client.on('notice', (notice) => plans.push(notice.message ?? ''));
+  await client.connect();
+  await client.query(`LOAD 'auto_explain'`);
+  await client.query('SET auto_explain.log_min_duration = 0');
+  await client.query('SET auto_explain.log_nested_statements = on');
+  await client.query('SET client_min_messages = log');
+});
+
+afterAll(async () => {
+  await client?.end();
+  await fixture?.dispose();
+});
+
+/** The plans of the statements inside the delivery functions (not the calls to them). */
+const inner = (found: readonly string[]) => found.filter((plan) => plan.includes('webhook_deliveries') && !plan.includes('FROM tributary_webhook_'));
+
+describe('webhook delivery plans', () => {
+  it('plans made on an empty table still probe lanes through the lane index with a backlog', async () => {
+    // Every statement runs once on the empty table: this connection plans them now.
+    const [first] = (await insertDeliveries(connection, [fixture.delivery('lane-0')], { lease: [true], leaseMs: LEASE_MS })).leased;
+    await recordAttempts(connection, [delivered(first!)]);
+    await claimDeliveries(connection, ['1'], LEASE_MS);
+    take();
+
+    // A backlog: 2,000 pending deliveries in 400 lanes, stored by other connections.
+    for (let offset = 0; offset < BACKLOG; offset += 500) {
+      await insertDeliveries(
+        fixture.db,
+        Array.from({ length: 500 }, (_, index) => fixture.delivery(`lane-${(offset + index) % 400}`)),
+      );
+    }
+    const pending = await fixture.db.query<{ id: string }>(`SELECT min(id)::text AS id FROM webhook_deliveries WHERE state = 'pending' GROUP BY lane ORDER BY min(id) LIMIT 3`);
+    const heads = pending.rows.map((row) => row.id);
+
+    // The same connection, the same plans: stored behind the backlog, claimed, recorded.
+    const stored = await insertDeliveries(connection, [fixture.delivery('lane-1'), fixture.delivery('lane-new')]);
+    expect(stored.inserted).toHaveLength(2);
+    const claimed = await claimDeliveries(connection, heads, LEASE_MS);
+    expect(claimed.map((each) => each.id).sort()).toEqual([...heads].sort());
+    const next = await recordAttempts(connection, claimed.map(delivered));
+    expect(next.every(({ nextInLane }) => nextInLane !== undefined)).toBe(true);
+
+    const ran = inner(take());
+    // The insert, the claim and the record, each planned on the empty table.
+    expect(ran).toHaveLength(3);
+    for (const plan of ran) {
+      expect(plan).toContain('webhook_deliveries_lane_idx');
+      expect(plan).not.toMatch(/Seq Scan on webhook_deliveries|Bitmap|webhook_deliveries_due_idx/);
+      // The primary key only ever looks ids up, never walks the table.
+      for (const scan of plan.matchAll(/Index (?:Only )?Scan(?: Backward)? using webhook_deliveries_pkey[^\n]*\n[^\n]*/g)) expect(scan[0]).toContain('Index Cond');
+    }
+  });
+});
