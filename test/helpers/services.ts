@@ -120,6 +120,9 @@ async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>
   }
 }
 
+/** SQLSTATE 55006: DROP DATABASE while a replication slot of the database is active. */
+const OBJECT_IN_USE = '55006';
+
 async function dropDatabase(adminUrl: string, name: string): Promise<void> {
   await withClient(adminUrl, async (client) => {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
@@ -128,25 +131,32 @@ async function dropDatabase(adminUrl: string, name: string): Promise<void> {
     // create its slot again between the slots' drop and the database's.
     await client.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
     // DROP DATABASE refuses while a replication slot belongs to the database, and an active slot
-    // cannot be dropped: end its walsender first, then drop it once Postgres marks it inactive.
+    // cannot be dropped: end the database's sessions — its walsenders, and the replication
+    // connections that could start one or create their slot again (they were opened before
+    // connections were refused) — then drop the slots once Postgres marks them inactive. A
+    // session that slipped a slot in between makes the drop fail (object in use): all again.
     await waitFor(
       async () => {
+        await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
         const { rows } = await client.query<{ slot_name: string; active_pid: number | null }>(
           'SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = $1',
           [name],
         );
         for (const slot of rows) {
-          if (slot.active_pid === null) {
-            await client.query('SELECT pg_drop_replication_slot($1)', [slot.slot_name]);
-          } else {
-            await client.query('SELECT pg_terminate_backend($1)', [slot.active_pid]);
-          }
+          if (slot.active_pid === null) await client.query('SELECT pg_drop_replication_slot($1)', [slot.slot_name]);
+          else await client.query('SELECT pg_terminate_backend($1)', [slot.active_pid]);
         }
-        return rows.length === 0;
+        if (rows.length > 0) return false;
+        try {
+          // FORCE terminates the database's remaining backends (Postgres 13+).
+          await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+          return true;
+        } catch (error) {
+          if (error instanceof pg.DatabaseError && error.code === OBJECT_IN_USE) return false;
+          throw error;
+        }
       },
-      { timeoutMs: 10_000, message: `could not drop the replication slots of database ${name}` },
+      { timeoutMs: 10_000, message: `could not drop database ${name} and its replication slots` },
     );
-    // FORCE terminates the database's remaining backends (Postgres 13+).
-    await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   });
 }
