@@ -1,7 +1,10 @@
 /**
  * Webhook deliveries and their attempts in the platform database (migration 0007): the durable
  * record of what must reach which endpoint, in every mode. One function per statement (but
- * `headsAmong` and `storeDeliveries`, which need their statements in a row).
+ * `headsAmong` and `storeDeliveries`, which need their statements in a row, and `insertDeliveries`,
+ * which gives back a lease it should not have taken). The statements every delivery runs — the
+ * insert, the claim by id, the record — are functions of the schema (migration 0012), planned once
+ * per connection.
  *
  * A delivery belongs to a lane — its endpoint and its event's entity. Only a lane's head (its
  * oldest pending delivery) may be attempted, so an entity's events reach an endpoint in order: a
