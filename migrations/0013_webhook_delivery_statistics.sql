@@ -9,7 +9,8 @@
 -- benchmark's overload step it had taken a sixth of Postgres's time.
 --
 -- The body is never searched: not analyzed at all. A column added to this table later needs a
--- target of its own here, or the sample grows back (test/integration/delivery-plans.test.ts checks).
+-- target of its own, set by the migration that adds it, or the sample grows back
+-- (test/integration/delivery-plans.test.ts checks).
 ALTER TABLE webhook_deliveries
   ALTER COLUMN id SET STATISTICS 10,
   ALTER COLUMN endpoint_id SET STATISTICS 10,
