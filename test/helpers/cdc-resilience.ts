@@ -10,11 +10,12 @@
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import pg from 'pg';
+import type pg from 'pg';
 import { expect, onTestFinished } from 'vitest';
 import { defaultReplicationNames, identifyDatabase, type ReplicationNames } from '../../src/pipeline/cdc/wal/replication-names.ts';
 import { streamKeys } from '../../src/pipeline/redis-keys.ts';
 import { streamOf } from '../../src/pipeline/stream.ts';
+import { openTestPool } from './services.ts';
 import { signHs256, TEST_SECRET } from './tokens.ts';
 import { postGraphQL, type GraphQLResponseBody } from './tributary.ts';
 import { waitFor } from './wait-for.ts';
@@ -65,10 +66,7 @@ export async function replicationNamesOf(pool: pg.Pool): Promise<ReplicationName
 
 /** A pool on the source database, closed when the test ends; survives server restarts under it. */
 export function openPool(url: string): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max: 3 });
-  pool.on('error', () => {});
-  onTestFinished(() => pool.end());
-  return pool;
+  return openTestPool(url, { max: 3 });
 }
 
 export async function createItemsTable(pool: pg.Pool): Promise<void> {

@@ -4,9 +4,9 @@
  * saved over GraphQL, and `changes` / `events` subscriptions over raw graphql-transport-ws sockets.
  * Every wait is on a message, a response or server state, never on time.
  */
-import pg from 'pg';
-import { expect, onTestFinished } from 'vitest';
-import { createTestDatabase } from './services.ts';
+import type pg from 'pg';
+import { expect } from 'vitest';
+import { createTestDatabase, openTestPool } from './services.ts';
 import { signHs256, TEST_SECRET, type TokenClaims } from './tokens.ts';
 import { postGraphQL, startTestServer, type GraphQLResponseBody, type TestServer } from './tributary.ts';
 import { waitFor } from './wait-for.ts';
@@ -51,9 +51,7 @@ export interface CdcSetupOptions {
  */
 export async function setUpCdc(options: CdcSetupOptions = {}): Promise<CdcSetup> {
   const database = await createTestDatabase();
-  const source = new pg.Pool({ connectionString: database.url, max: 2 });
-  source.on('error', () => {});
-  onTestFinished(() => source.end());
+  const source = openTestPool(database.url);
   await source.query(`CREATE TABLE contacts (id serial PRIMARY KEY, tenant_id text NOT NULL, status text, name text)`);
   await source.query('ALTER TABLE contacts REPLICA IDENTITY FULL');
   const server = await startTestServer({

@@ -77,6 +77,21 @@ export async function createTestDatabase(options: TeardownOptions = {}): Promise
   });
 }
 
+/**
+ * A pool on a test database, ended when the test finishes (before a database created earlier in
+ * the test is dropped). Its connections' errors are ignored: `pool.end()` resolves before their
+ * sockets have closed, and the database's drop then terminates their backends (57P01) — a pool
+ * without an 'error' listener throws that as an uncaught exception, failing the run after every
+ * test passed. A test that breaks connections on purpose gets the same: the query in progress
+ * rejects, and the next one reconnects.
+ */
+export function openTestPool(url: string, options: Omit<pg.PoolConfig, 'connectionString'> = {}): pg.Pool {
+  const pool = new pg.Pool({ max: 2, ...options, connectionString: url });
+  pool.on('error', () => {});
+  onTestFinished(() => pool.end());
+  return pool;
+}
+
 /** A Postgres cluster of the test's own, for tests that stop or restart the server. */
 export function startPrivatePostgres(options: StartPostgresOptions & TeardownOptions = {}): Promise<PostgresInstance> {
   return withTeardown('startPrivatePostgres', options, () => startPostgres(options));

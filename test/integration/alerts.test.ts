@@ -6,10 +6,10 @@
  * (hysteresis); two processes evaluating one database raise one alert; admin-only over GraphQL
  * and REST. Small windows and a 1 s tick via configuration; every wait is on state.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { gql } from '../helpers/cdc.ts';
-import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { createTestDatabase, testRedisUrl, uniquePrefix, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { waitFor, type WaitForOptions } from '../helpers/wait-for.ts';
@@ -89,9 +89,7 @@ async function found<T>(probe: () => Promise<T | undefined>, options: WaitForOpt
 }
 
 function platformPool(url: string): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
-  onTestFinished(() => pool.end());
-  return pool;
+  return openTestPool(url);
 }
 
 describe('alerts', () => {

@@ -2,10 +2,10 @@
  * Several CDC sources on one Postgres server (issue 9, defect b): slots and publications are named
  * per database, and readers are keyed by the database's identity, not by the URL's text.
  */
-import pg from 'pg';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { CONTACTS_MAPPING, deniedChanges, gql, nextChange, saveMappingOk, sendChanges, setUpCdc } from '../helpers/cdc.ts';
-import { createTestDatabase, uniqueName } from '../helpers/services.ts';
+import { createTestDatabase, uniqueName, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -19,9 +19,7 @@ interface Env {
 /** A database with the `contacts` table of `setUpCdc`, and a pool on it closed when the test ends. */
 async function contactsDatabase(): Promise<{ url: string; name: string; pool: pg.Pool }> {
   const database = await createTestDatabase();
-  const pool = new pg.Pool({ connectionString: database.url, max: 2 });
-  pool.on('error', () => {});
-  onTestFinished(() => pool.end());
+  const pool = openTestPool(database.url);
   await pool.query('CREATE TABLE contacts (id serial PRIMARY KEY, tenant_id text NOT NULL, status text, name text)');
   await pool.query('ALTER TABLE contacts REPLICA IDENTITY FULL');
   return { url: database.url, name: database.name, pool };

@@ -1,7 +1,6 @@
-import pg from 'pg';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CONTACTS_MAPPING, nextChange, saveMapping, setUpCdc, socketFor, subscribeChanges, takeMessages } from '../helpers/cdc.ts';
-import { createTestDatabase } from '../helpers/services.ts';
+import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 /*
@@ -123,8 +122,7 @@ describe('CDC housekeeping', () => {
     const platform = await createTestDatabase();
     const setup = await setUpCdc({ env: { DATABASE_URL: platform.url } });
     expect((await saveMapping(setup, CONTACTS_MAPPING)).errors).toBeUndefined();
-    const pool = new pg.Pool({ connectionString: platform.url, max: 1 });
-    onTestFinished(() => pool.end());
+    const pool = openTestPool(platform.url, { max: 1 });
     // A raw change from two days ago: past the default retention of one day.
     await pool.query(
       `INSERT INTO cdc_events (source, lsn, commit_lsn, xid, table_name, operation, new_row, received_at)

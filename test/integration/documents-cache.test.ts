@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
-import pg from 'pg';
+import type pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { UNFLUSHED_REVISIONS_LIMIT } from '../../src/pipeline/sync/cached-documents.ts';
-import { createTestDatabase, startPrivatePostgres, startPrivateRedis, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { createTestDatabase, startPrivatePostgres, startPrivateRedis, testRedisUrl, uniquePrefix, openTestPool } from '../helpers/services.ts';
 import { postGraphQL, startTestServer, type GraphQLResponseBody, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
@@ -44,10 +44,7 @@ async function write(server: TestServer, mutation: 'create' | 'merge', service: 
 }
 
 function openPool(url: string): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
-  pool.on('error', () => {});
-  onTestFinished(() => pool.end());
-  return pool;
+  return openTestPool(url);
 }
 
 function openRedis(url: string): Redis {

@@ -1,9 +1,8 @@
-import pg from 'pg';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
 import { gql } from '../helpers/cdc.ts';
 import { eventOf } from '../helpers/events.ts';
-import { createTestDatabase, startPrivatePostgres } from '../helpers/services.ts';
+import { createTestDatabase, startPrivatePostgres, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -21,8 +20,7 @@ const STATUS = '{ outboxStatus { table requestedMode mode pending dead lastError
 describe('the outbox API', () => {
   it.each(['POLL', 'WAL'])('creates the table, routes committed rows to the tenant subscriber, sets a poison row aside and reports it (%s mode)', async (mode) => {
     const appDb = await createTestDatabase();
-    const app = new pg.Pool({ connectionString: appDb.url, max: 2 });
-    onTestFinished(() => app.end());
+    const app = openTestPool(appDb.url);
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50' });
     const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
 
@@ -89,9 +87,8 @@ describe('the outbox API', () => {
 
   it('keeps reporting the last figures with the error while the outbox database is down, and recovers', { timeout: 90_000 }, async () => {
     const postgres = await startPrivatePostgres();
-    const app = new pg.Pool({ connectionString: postgres.url, max: 1 });
-    app.on('error', () => {}); // the test stops the server under it
-    onTestFinished(() => app.end());
+    // The test stops the server under it.
+    const app = openTestPool(postgres.url, { max: 1 });
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50' });
     const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
     const set = 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { table } }';

@@ -3,7 +3,7 @@
  * same-transaction guarantee, several pollers on one outbox (nothing lost or doubled, per-entity
  * order held), poison rows, a crash between routing and marking, tenants, retention and status.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { enqueueOutboxEvent, type OutboxEventInput } from '../../src/client/outbox.ts';
 import { ErrorCode } from '../../src/errors.ts';
@@ -15,7 +15,7 @@ import { createOutboxPoller, type OutboxPoller, type OutboxPollerOptions } from 
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { createEventRouter, type EventRouter } from '../../src/pipeline/router/event-router.ts';
 import { streamOf } from '../../src/pipeline/stream.ts';
-import { createTestDatabase, startPrivatePostgres } from '../helpers/services.ts';
+import { createTestDatabase, startPrivatePostgres, openTestPool } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -24,10 +24,8 @@ const OUTBOX_ID = 'outbox-test';
 const eventIdOf = (rowId: string) => stableEventId('outbox', OUTBOX_ID, rowId);
 
 function openPool(url: string, applicationName = 'outbox-test', max = 4): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max, application_name: applicationName });
-  pool.on('error', () => {}); // a test terminates backends under it
-  onTestFinished(() => pool.end());
-  return pool;
+  // A test terminates backends under it.
+  return openTestPool(url, { max, application_name: applicationName });
 }
 
 /** An outbox table in a fresh test database, or in the database at `url` (a private cluster). */

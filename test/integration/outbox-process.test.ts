@@ -16,7 +16,7 @@ import { stableEventId } from '../../src/pipeline/events/event-id.ts';
 import { gql } from '../helpers/cdc.ts';
 import { eventOf, range, subscribeEvents, waitForSubscribers, type DeliveredEvent } from '../helpers/events.ts';
 import { startMainProcess } from '../helpers/main-process.ts';
-import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { createTestDatabase, testRedisUrl, uniquePrefix, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -45,8 +45,7 @@ describe('an outbox worker process killed mid-batch', () => {
     async () => {
       const platform = await createTestDatabase();
       const appDb = await createTestDatabase();
-      const app = new pg.Pool({ connectionString: appDb.url, max: 2 });
-      onTestFinished(() => app.end());
+      const app = openTestPool(appDb.url);
       const shared = { DATABASE_URL: platform.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() };
       const worker = { ...shared, TRIBUTARY_ROLE: 'workers', OUTBOX_POLL_INTERVAL_MS: '50' };
       const server = await startTestServer({ ...shared, TRIBUTARY_ROLE: 'server', JWT_SECRET: TEST_SECRET });

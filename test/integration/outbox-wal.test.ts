@@ -6,14 +6,14 @@
  * slot shared with the database's CDC source (its custom publication gets the table); AUTO
  * settling on POLL for a role that cannot replicate.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
 import { decodeCursor, encodeCursor } from '../../src/pipeline/log/cursor.ts';
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { gql } from '../helpers/cdc.ts';
 import { eventOf, type DeliveredEvent } from '../helpers/events.ts';
-import { createTestDatabase, uniqueName } from '../helpers/services.ts';
+import { createTestDatabase, uniqueName, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -28,9 +28,7 @@ const SET_OUTBOX = `mutation($url: String!, $mode: OutboxMode, $requireTenant: B
 type OutboxEvent = Omit<DeliveredEvent, 'cursor' | 'metadata'> & { readonly metadata: { readonly table: string | null; readonly operation: string | null } };
 
 function openPool(url: string, max = 4): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max });
-  onTestFinished(() => pool.end());
-  return pool;
+  return openTestPool(url, { max });
 }
 
 async function admin(): Promise<string> {

@@ -12,11 +12,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import pg from 'pg';
+import type pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { range } from '../helpers/events.ts';
 import { startMainProcess, type MainProcess } from '../helpers/main-process.ts';
-import { createTestDatabase, startPrivateRedis, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { createTestDatabase, startPrivateRedis, testRedisUrl, uniquePrefix, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { postGraphQL, startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -59,10 +59,8 @@ async function createEndpoint(graphqlUrl: string, input: Record<string, unknown>
 async function startSplitDeployment(redisUrl: string): Promise<{ server: TestServer; app: pg.Pool; platform: pg.Pool; shared: Record<string, string> }> {
   const platformDb = await createTestDatabase();
   const appDb = await createTestDatabase();
-  const app = new pg.Pool({ connectionString: appDb.url, max: 2 });
-  onTestFinished(() => app.end());
-  const platform = new pg.Pool({ connectionString: platformDb.url, max: 2 });
-  onTestFinished(() => platform.end());
+  const app = openTestPool(appDb.url);
+  const platform = openTestPool(platformDb.url);
   const shared = { DATABASE_URL: platformDb.url, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: uniquePrefix() };
   const server = await startTestServer({ ...shared, TRIBUTARY_ROLE: 'server', JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' });
   const data = await graphql(server.graphqlUrl, 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { requestedMode } }', { url: appDb.url });

@@ -5,14 +5,13 @@
  * endpoint (and telling another one), dead letters and their redelivery, replay, secret rotation,
  * SSRF refusal.
  */
-import pg from 'pg';
 import { Webhook } from 'standardwebhooks';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
 import { verifyWebhook } from '../../src/client/webhooks.ts';
 import { gql } from '../helpers/cdc.ts';
 import { MODES, modeEnv, type PipelineMode } from '../helpers/events.ts';
-import { createTestDatabase } from '../helpers/services.ts';
+import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -103,8 +102,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
 
   it('keeps each entity’s order per endpoint: a later event waits until the earlier one was delivered', { timeout: 180_000 }, async () => {
     const appDb = await createTestDatabase();
-    const app = new pg.Pool({ connectionString: appDb.url, max: 4 });
-    onTestFinished(() => app.end());
+    const app = openTestPool(appDb.url, { max: 4 });
     const server = await startServer(mode, { OUTBOX_POLL_INTERVAL_MS: '50' });
     expect((await gql(server, await admin(), 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { mode } }', { url: appDb.url })).errors).toBeUndefined();
     const receiver = await startWebhookReceiver();

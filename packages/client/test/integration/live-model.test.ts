@@ -5,10 +5,9 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createClient, type LiveModel, type ModelRecord, type TributaryClient } from '@tributary/client';
-import pg from 'pg';
 import { CONTACTS_MAPPING, gql, saveMappingOk, setUpCdc, type CdcSetup } from '../../../../test/helpers/cdc.ts';
 import { freePort } from '../../../../test/helpers/free-port.ts';
-import { createTestDatabase } from '../../../../test/helpers/services.ts';
+import { createTestDatabase, openTestPool } from '../../../../test/helpers/services.ts';
 import { signHs256, TEST_SECRET, type TokenClaims } from '../../../../test/helpers/tokens.ts';
 import { startTestServer } from '../../../../test/helpers/tributary.ts';
 import { waitFor } from '../../../../test/helpers/wait-for.ts';
@@ -132,8 +131,7 @@ describe('liveModel', () => {
     // the other; their logs are in memory, so the second starts a new history.
     const platform = await createTestDatabase();
     const source = await createTestDatabase();
-    const sourcePool = new pg.Pool({ connectionString: source.url, max: 2 });
-    onTestFinished(() => sourcePool.end());
+    const sourcePool = openTestPool(source.url);
     await sourcePool.query('CREATE TABLE contacts (id serial PRIMARY KEY, tenant_id text NOT NULL, status text, name text, version int NOT NULL DEFAULT 0)');
     await sourcePool.query('ALTER TABLE contacts REPLICA IDENTITY FULL');
     await sourcePool.query(`INSERT INTO contacts (tenant_id, status, name) VALUES ('a', 'lead', 'ann'), ('a', 'lead', 'bo')`);
