@@ -35,6 +35,11 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): Databa
     // compiling them took ~25 ms of a ~2 ms statement, every time. Set before the pool hands the
     // connection out (a startup parameter would be refused by some connection poolers).
     onConnect: async (client) => {
+      // A connection that dies while checked out (a transaction between statements; the server
+      // restarted or the backend terminated) emits 'error', which pg-pool only listens for while
+      // the client is idle: without a listener of its own it would crash the process. The
+      // statement in progress, or the next one, rejects instead, and the transaction reports it.
+      client.on('error', () => {});
       await client.query('SET jit = off').catch((error: unknown) => options.logger.warn({ err: error }, 'could not turn JIT off for a database connection'));
     },
   };

@@ -7,7 +7,9 @@ import { createEmbeddedDatabase } from '../../src/db/embedded.ts';
 import { migrate, MIGRATIONS_DIR } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
-import { createTestDatabase } from '../helpers/services.ts';
+import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
+import { createTestDatabase, openTestPool } from '../helpers/services.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
 
@@ -172,5 +174,46 @@ describe('postgres storage', () => {
     // Three at once: three connections, each set before its first statement.
     const settings = await Promise.all([1, 2, 3].map(() => db.query<{ jit: string }>('SELECT current_setting($1) AS jit, pg_sleep(0.05)', ['jit'])));
     expect(settings.map(({ rows }) => rows[0]?.jit)).toEqual(['off', 'off', 'off']);
+  });
+});
+
+/**
+ * Terminates the backend behind `query`'s connection and returns once its last message (57P01) has
+ * been read — while no statement runs on that connection. Once Postgres no longer lists the backend
+ * that message is on the socket, and it is read within this turn of the event loop.
+ */
+async function terminateBetweenStatements(url: string, query: (sql: string) => Promise<{ rows: { pid: number }[] }>): Promise<void> {
+  const admin = openTestPool(url, { max: 1 });
+  const pid = (await query('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+  await waitFor(async () => (await admin.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount === 0, { message: 'the backend exited' });
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+// A checked-out connection's error is emitted with no statement to reject when it dies between
+// statements; pg-pool listens for errors only while a connection is idle, and without a listener of
+// the pool's own the process crashed (vitest reports it as an unhandled error).
+describe('a Postgres connection terminated between statements', () => {
+  it('the platform database: the transaction rejects UNAVAILABLE, and the next statement gets a new connection', async () => {
+    const { url } = await createTestDatabase();
+    const db = createPostgresDatabase({ url, logger, maxConnections: 1 });
+    onTestFinished(() => db.close());
+    const transaction = db.transaction(async (tx) => {
+      await terminateBetweenStatements(url, (sql) => tx.query<{ pid: number }>(sql));
+      await tx.query('SELECT 1');
+    });
+    await expect(transaction).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('an outbox pool: the next statement on that connection rejects, and the pool goes on', async () => {
+    const { url } = await createTestDatabase();
+    const pool = createOutboxPool(url, logger);
+    onTestFinished(() => pool.end());
+    const client = await pool.connect();
+    await terminateBetweenStatements(url, (sql) => client.query<{ pid: number }>(sql));
+    await expect(client.query('SELECT 1')).rejects.toThrow();
+    client.release(true);
+    expect((await pool.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
 });

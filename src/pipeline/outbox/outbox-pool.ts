@@ -8,8 +8,8 @@ const IDLE_IN_TRANSACTION_MS = 60_000;
 
 /**
  * A small pool on an application's database, for an outbox's pollers or a one-off admin check.
- * Its idle-client errors (the database restarting) are logged, never thrown: the next query
- * reconnects.
+ * A lost connection (the database restarting) never crashes the process: an idle one's error is
+ * logged, a checked-out one's statement rejects, and the next query reconnects.
  */
 export function createOutboxPool(databaseUrl: string, logger: Logger): pg.Pool {
   const pool = new pg.Pool({
@@ -23,5 +23,8 @@ export function createOutboxPool(databaseUrl: string, logger: Logger): pg.Pool {
     keepAlive: true,
   });
   pool.on('error', (error) => logger.warn({ err: error }, 'outbox database connection lost'));
+  // pg-pool listens for a client's errors only while it is idle: one that dies checked out (between
+  // statements) would crash the process without a listener of its own.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
