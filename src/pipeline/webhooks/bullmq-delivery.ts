@@ -97,10 +97,10 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
    * of every script BullMQ defined on the connection (64, each twice) — two to three times the CPU
    * of adding the job alone. Up to 100 lane heads make one job, so most batches are one job.
    */
-  const add = async (jobs: readonly { name: string; data: DeliveryJob; opts: JobsOptions }[]) => {
+  const add = async (jobs: { name: string; data: DeliveryJob; opts: JobsOptions }[]) => {
     const [only] = jobs;
-    if (jobs.length === 1 && only) await queue.add(only.name, only.data, only.opts);
-    else if (jobs.length > 1) await queue.addBulk([...jobs]);
+    if (jobs.length > 1) await queue.addBulk(jobs);
+    else if (only) await queue.add(only.name, only.data, only.opts);
   };
   const schedule: BullmqScheduler['schedule'] = async (heads) => {
     const jobs = [];
