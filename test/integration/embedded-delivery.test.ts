@@ -293,4 +293,44 @@ describe('embedded delivery loop', () => {
       await worker.close();
     }
   });
+
+  it('keeps the deliveries it leased by id when the look at the table that follows fails', async () => {
+    await settleEarlierDeliveries();
+    // The real database, with the loop's first look at the table failing once (Postgres gone for a moment).
+    let failLook = true;
+    const flaky: Database = {
+      ...db,
+      query(sql, params, options) {
+        if (options?.prepareAs === 'tributary_webhook_claim_due' && failLook) {
+          failLook = false;
+          return Promise.reject(new Error('connection terminated'));
+        }
+        return db.query(sql, params, options);
+      },
+    };
+    const wake = createLocalWake();
+    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { heads } = await storeDeliveries(db, [newDelivery('flaky-1')]);
+    // Scheduled before the start: the first claim takes it by id, then looks at the table (the
+    // loop's first look) — and that fails. Leased for longer than the test may take: it must be
+    // sent from this lease, and its endpoint keep its places (one at a time, two admitted).
+    await wake.schedule(heads);
+    const worker = startEmbeddedDelivery({ db: flaky, deliverer, wake, concurrency: 4, leaseMs: NEVER_MS, idleMs: NEVER_MS, maxConcurrencyOf: () => 1, logger });
+    try {
+      await handedOver(1);
+      expect(failLook).toBe(false);
+      expect(handed[0]!.delivery.id).toBe(heads[0]!.id);
+      await handed[0]!.finish();
+      // The endpoint's places all came back: two more, one after the other.
+      const more = await storeDeliveries(db, [newDelivery('flaky-2'), newDelivery('flaky-3')]);
+      await wake.schedule(more.heads);
+      await handedOver(2);
+      await handed[1]!.finish();
+      await handedOver(3);
+      expect(handed.slice(1).map((entry) => entry.delivery.id).sort()).toEqual(more.heads.map((head) => head.id).sort());
+    } finally {
+      await Promise.all(handed.map((entry) => entry.finish()));
+      await worker.close();
+    }
+  });
 });

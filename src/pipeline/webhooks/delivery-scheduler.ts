@@ -67,13 +67,16 @@ export function createLocalWake(): LocalWake {
   const queued = new Map<string, string>();
   let overflowed = false;
   let attached: DeliveryIntake | undefined;
-  let waiters: (() => void)[] = [];
+  /** The loop waiting (`wait`), each removed once it resolves — by a wake, its timeout or its signal. */
+  const waiters = new Set<() => void>();
+  /** A wake came while no one waited: the next `wait` returns at once. */
   let woken = false;
   const wakeAll = () => {
-    woken = true;
-    const current = waiters;
-    waiters = [];
-    for (const resolve of current) resolve();
+    if (waiters.size === 0) {
+      woken = true;
+      return;
+    }
+    for (const resolve of [...waiters]) resolve();
   };
   const add = (heads: readonly LaneHead[]) => {
     for (const { id, endpointId } of heads) {
@@ -113,7 +116,7 @@ export function createLocalWake(): LocalWake {
       };
     },
     wait(ms, signal) {
-      if (woken) {
+      if (woken || signal.aborted) {
         woken = false;
         return Promise.resolve();
       }
@@ -121,12 +124,12 @@ export function createLocalWake(): LocalWake {
         const done = () => {
           clearTimeout(timer);
           signal.removeEventListener('abort', done);
-          woken = false;
+          waiters.delete(done);
           resolve();
         };
         const timer = setTimeout(done, ms);
         signal.addEventListener('abort', done, { once: true });
-        waiters.push(done);
+        waiters.add(done);
       });
     },
     close() {

@@ -198,7 +198,17 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       lookAgain = false;
       const skip = room.full();
       for (const endpointId of skip) skippedByLook.add(endpointId);
-      const found = await claimDue(db, more, options.leaseMs, skip);
+      let found: Delivery[];
+      try {
+        found = await claimDue(db, more, options.leaseMs, skip);
+      } catch (error) {
+        // The deliveries leased by id above hold places here and are sent as usual; the look is
+        // retried by the next claim (after the loop's backoff when that one fails too).
+        if (due.length === 0) throw error;
+        logger.warn({ err: error }, 'webhook deliveries could not be looked for; retrying');
+        lookAgain = true;
+        return due;
+      }
       backlog = found.length === more;
       // Beyond its endpoint's share here: the lease goes back (the delivery stays due) and its id is parked.
       const parked = found.filter((delivery) => !room.admit(delivery.endpointId, delivery.id)).map((delivery) => delivery.id);
