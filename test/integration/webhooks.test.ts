@@ -228,6 +228,32 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect((await deliveries(server, goneEndpoint.id))[0]).toMatchObject({ state: 'DEAD' });
   });
 
+  it('tells an endpoint disabled once, however many attempts in flight answer 410 Gone', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode);
+    const gone = await startWebhookReceiver();
+    // Five events of five entities in flight at once; all answered 410 once the fifth is in.
+    const allIn = gone.waitForCount(5);
+    gone.respond = async () => {
+      await allIn;
+      return 410;
+    };
+    const watcher = await startWebhookReceiver();
+    const goneEndpoint = await createEndpoint(server, { url: gone.url, events: ['orders'], maxConcurrency: 5 });
+    await createEndpoint(server, { url: watcher.url, events: ['webhooks.*'] });
+    for (let n = 0; n < 5; n += 1) await publish(server, 'a', 'orders', { n, entity: `order-${n}` });
+
+    await allIn;
+    await waitFor(async () => (await deliveries(server, goneEndpoint.id, 'DEAD')).length === 5, { timeoutMs: 10_000, message: 'every 410 recorded' });
+    // Each attempt tells (or not) right after its record: by the time an event published after the
+    // last record reached the watcher, every notice was stored for it — one.
+    await publish(server, 'a', 'webhooks.check', { n: 0 }, 'check');
+    await waitFor(() => watcher.received.some((request) => request.json.type === 'check'), { timeoutMs: 10_000, message: 'the check event' });
+    const watcherEndpoint = (await gql(server, await admin(), '{ webhookEndpoints { id url } }')).data?.['webhookEndpoints'] as { id: string; url: string }[];
+    const told = await deliveries(server, watcherEndpoint.find((endpoint) => endpoint.url === watcher.url)!.id);
+    expect(told).toHaveLength(2);
+    expect(watcher.received.filter((request) => request.json.type === 'endpoint.disabled')).toHaveLength(1);
+  });
+
   it('replays a time range, oldest first, each event with its own webhook-id', { timeout: 60_000 }, async () => {
     const server = await startServer(mode);
     const receiver = await startWebhookReceiver();

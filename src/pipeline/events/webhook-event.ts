@@ -5,6 +5,7 @@
  * Never delivered to the endpoint it is about.
  */
 import type { RawEventInput, RealtimeEvent } from './envelope.ts';
+import { stableEventId } from './event-id.ts';
 import type { Scope } from '../scope.ts';
 import { ALERT_TOPIC } from './alert-event.ts';
 
@@ -15,10 +16,13 @@ export interface EndpointDisabledInput {
   readonly endpointId: string;
   readonly url: string;
   readonly reason: string;
+  /** When it was disabled: with the endpoint, what identifies the notice (its id is the same each time it is routed). */
+  readonly disabledAt: Date;
 }
 
 export function endpointDisabledEvent(input: EndpointDisabledInput): RawEventInput {
   return {
+    id: stableEventId('endpoint.disabled', input.endpointId, input.disabledAt.toISOString()),
     source: 'system',
     topic: WEBHOOK_SYSTEM_TOPIC,
     type: 'endpoint.disabled',

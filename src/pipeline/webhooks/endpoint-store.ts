@@ -174,6 +174,18 @@ export async function setEndpointEnabled(db: Queryable, id: string, enabled: boo
   return rows[0] && endpointOf(rows[0]);
 }
 
+/**
+ * Disables an enabled endpoint with a reason; undefined when it was disabled already (or is gone):
+ * of the attempts that find it failing at once, in any process, one disables it and tells.
+ */
+export async function disableEndpoint(db: Queryable, id: string, reason: string): Promise<SigningEndpoint | undefined> {
+  const { rows } = await db.query<Row>(
+    `UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = clock_timestamp() WHERE id = $1 AND enabled RETURNING ${COLUMNS}`,
+    [id, reason],
+  );
+  return rows[0] && endpointOf(rows[0]);
+}
+
 /** A new secret; the old one keeps signing for `overlapSeconds`. */
 export async function rotateEndpointSecret(db: Queryable, id: string, secret: string, overlapSeconds: number): Promise<SigningEndpoint | undefined> {
   const { rows } = await db.query<Row>(

@@ -16,7 +16,7 @@ import { postponeDelivery, recordAttempts, type AttemptInput, type Delivery } fr
 import { streamOf } from '../stream.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
-import { recordEndpointOutcome, setEndpointEnabled, type SigningEndpoint } from './endpoint-store.ts';
+import { disableEndpoint, recordEndpointOutcome, type SigningEndpoint } from './endpoint-store.ts';
 import { nextAttemptAt, type RetryPolicy } from './retry-schedule.ts';
 import type { WebhookHttpClient } from './webhook-http.ts';
 import { signWebhook } from './webhook-signature.ts';
@@ -112,14 +112,23 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     return { retryAt: at };
   };
 
+  /** Disables the endpoint and tells it as an `endpoint.disabled` event — unless another attempt did so first. */
   const disable = async (endpoint: SigningEndpoint, reason: string) => {
-    const disabled = await setEndpointEnabled(db, endpoint.id, false, reason);
+    const disabled = await disableEndpoint(db, endpoint.id, reason);
     if (!disabled) return;
     logger.warn({ endpoint: endpoint.id, reason }, 'webhook endpoint disabled');
     await options.endpoints.refresh().catch(() => undefined);
-    await options.router.route(
-      endpointDisabledEvent({ scope: { app: endpoint.app, env: endpoint.env, tenant: endpoint.tenant ?? undefined }, endpointId: endpoint.id, url: endpoint.url, reason }),
-    );
+    const notice = endpointDisabledEvent({
+      scope: { app: endpoint.app, env: endpoint.env, tenant: endpoint.tenant ?? undefined },
+      endpointId: endpoint.id,
+      url: endpoint.url,
+      reason,
+      disabledAt: disabled.updatedAt,
+    });
+    await options.router.route(notice).catch((error: unknown) => {
+      // The endpoint stays disabled (the row says why); the notice is not sent again by itself.
+      logger.error({ err: error, endpoint: endpoint.id, event: notice.id }, 'endpoint.disabled could not be routed');
+    });
   };
 
   const attempt = async (delivery: Delivery, sent: () => void): Promise<DeliveryOutcome> => {
