@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, Queryable } from '../../src/db/database.ts';
-import { claimDeliveries, claimDue, headsAmong, insertDeliveries, recordAttempts, storeDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { claimDeliveries, claimDue, getDelivery, headsAmong, insertDeliveries, postponeDelivery, recordAttempts, releaseDeliveries, storeDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -45,6 +45,47 @@ describe('webhook delivery store', () => {
     );
     expect(results).toEqual([{ nextInLane: inserted[1] }, { nextInLane: undefined }]);
     expect((await claimDeliveries(db, [inserted[1]!], LEASE_MS)).map((each) => each.id)).toEqual([inserted[1]]);
+  });
+
+  it('lets a late holder whose lease ran out move nothing: its attempt is logged, the new holder’s record decides', async () => {
+    const { inserted } = await storeDeliveries(db, [delivery('lane-fenced'), delivery('lane-fenced')]);
+    // Holder A's lease has run out at once (leased into the past): holder B claims the delivery.
+    const [late] = await claimDeliveries(db, [inserted[0]!], -1_000);
+    const [current] = await claimDeliveries(db, [inserted[0]!], LEASE_MS);
+    expect(current?.lease).not.toBe(late?.lease);
+
+    // B delivers it; the lane's next is due. A's late verdicts — a retry, a dead letter — move nothing.
+    expect(await recordAttempts(db, [{ ...delivered, delivery: current! }])).toEqual([{ nextInLane: inserted[1] }]);
+    const retry = { ...delivered, delivery: late!, outcome: 'failed' as const, status: 500, nextAttemptAt: new Date(Date.now() + 60_000) };
+    expect(await recordAttempts(db, [retry, { ...retry, nextAttemptAt: null }])).toEqual([
+      { nextInLane: undefined, superseded: true },
+      { nextInLane: undefined, superseded: true },
+    ]);
+    expect(await getDelivery(db, inserted[0]!)).toMatchObject({ state: 'delivered', attempts: 1 });
+    // Every attempt is in the log; the late ones neither dead nor with a next attempt.
+    const { rows } = await db.query<{ outcome: string; next: boolean }>(
+      `SELECT outcome, next_attempt_at IS NOT NULL AS next FROM webhook_attempts WHERE delivery_id = $1::bigint ORDER BY id`,
+      [inserted[0]],
+    );
+    expect(rows).toEqual([
+      { outcome: 'delivered', next: false },
+      { outcome: 'failed', next: false },
+      { outcome: 'failed', next: false },
+    ]);
+
+    // Nor do A's postponement and release touch B's lease on the lane's next.
+    const [lateNext] = await claimDeliveries(db, [inserted[1]!], -1_000);
+    const [currentNext] = await claimDeliveries(db, [inserted[1]!], LEASE_MS);
+    await postponeDelivery(db, lateNext!, new Date(Date.now() + 3_600_000));
+    await releaseDeliveries(db, [lateNext!]);
+    const { rows: held } = await db.query<{ lease: string | null; due: boolean }>(
+      `SELECT leased_until::text AS lease, next_attempt_at <= now() AS due FROM webhook_deliveries WHERE id = $1::bigint`,
+      [inserted[1]],
+    );
+    expect(held).toEqual([{ lease: currentNext!.lease, due: true }]);
+    // B's own release does.
+    await releaseDeliveries(db, [currentNext!]);
+    expect((await getDelivery(db, inserted[1]!))?.lease).toBeNull();
   });
 
   it('keeps a pending retry at the head of its lane, and records every attempt in the batch', async () => {

@@ -21,7 +21,7 @@ import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
-import { claimDeliveries, dueHeads, releaseDeliveries, type Delivery, type LaneHead } from './delivery-store.ts';
+import { claimDeliveries, dueHeads, releaseDeliveries, type Delivery, type HeldDelivery, type LaneHead } from './delivery-store.ts';
 import { createEndpointRoom } from './endpoint-room.ts';
 import type { WebhookDeliverer } from './webhook-deliverer.ts';
 import type { DeliveryWorker } from './embedded-delivery.ts';
@@ -187,8 +187,8 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
    * maxConcurrency; a head beyond it is parked, unleased, until one of the endpoint's ends.
    */
   const room = createEndpointRoom(options.maxConcurrencyOf);
-  const releases = createGroupCommit<string, void>({
-    write: async (ids) => (await releaseDeliveries(db, ids), ids.map(() => undefined)),
+  const releases = createGroupCommit<HeldDelivery, void>({
+    write: async (deliveries) => (await releaseDeliveries(db, deliveries), deliveries.map(() => undefined)),
     maxBatch: Math.max(1, options.concurrency),
   });
   const attempt = async (delivery: Delivery, onSent: () => void) => {
@@ -233,7 +233,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
           return;
         }
         if (placed === undefined && !room.admit(delivery.endpointId, delivery.id)) {
-          releases.submit(delivery.id).catch((error: unknown) => logger.warn({ err: error }, 'webhook lease not given back; it runs out'));
+          releases.submit(delivery).catch((error: unknown) => logger.warn({ err: error }, 'webhook lease not given back; it runs out'));
           return;
         }
         const { endpointId } = delivery;

@@ -44,6 +44,12 @@ export interface Delivery extends NewDelivery {
   readonly lastError: string | null;
   readonly createdAt: Date;
   readonly finishedAt: Date | null;
+  /**
+   * The lease it is held under (its `leased_until`, exact, as text; null: not leased): recording,
+   * postponing or releasing it applies only while the row still holds this lease — once it ran out
+   * and another holder claimed the delivery, a late record moves nothing (migration 0014).
+   */
+  readonly lease: string | null;
 }
 
 /** A `webhook_deliveries` row as selected with `DELIVERY_COLUMNS`. */
@@ -66,6 +72,7 @@ export type DeliveryRow = {
   event_time: number;
   created_at: number;
   finished_at: number | null;
+  lease: string | null;
 };
 
 /**
@@ -75,7 +82,7 @@ export type DeliveryRow = {
 const millis = (column: string) => `floor(extract(epoch FROM d.${column}) * 1000)::float8 AS ${column}`;
 
 export const DELIVERY_COLUMNS = `d.id::text AS id, d.endpoint_id, d.event_id, d.event_type, d.topic, d.lane, d.body, d.trigger, d.state, d.attempts,
-  ${millis('first_attempt_at')}, ${millis('next_attempt_at')}, d.last_status, d.last_error, ${millis('event_time')}, ${millis('created_at')}, ${millis('finished_at')}`;
+  ${millis('first_attempt_at')}, ${millis('next_attempt_at')}, d.last_status, d.last_error, ${millis('event_time')}, ${millis('created_at')}, ${millis('finished_at')}, d.leased_until::text AS lease`;
 
 /**
  * `d` (pending) is its lane's head: the oldest pending delivery of its lane. A scalar subquery, not
@@ -105,6 +112,7 @@ export function deliveryOf(row: DeliveryRow): Delivery {
     eventTime: new Date(row.event_time),
     createdAt: new Date(row.created_at),
     finishedAt: row.finished_at === null ? null : new Date(row.finished_at),
+    lease: row.lease,
   };
 }
 
@@ -133,9 +141,9 @@ export async function insertDeliveries(
 ): Promise<StoredDeliveries> {
   if (deliveries.length === 0) return { inserted: [], heads: [], leased: [] };
   const column = <K extends keyof NewDelivery>(key: K) => deliveries.map((delivery) => delivery[key]);
-  // The statement is a function of the schema (migrations/0012): planned once per connection.
-  const { rows } = await db.query<{ id: string; endpoint_id: string; event_id: string; head: boolean; leased: boolean; next_attempt_at: Date; created_at: Date }>(
-    `SELECT id, endpoint_id, event_id, leased, next_attempt_at, created_at, head
+  // The statement is a function of the schema (migrations/0012, 0014): planned once per connection.
+  const { rows } = await db.query<{ id: string; endpoint_id: string; event_id: string; head: boolean; leased: boolean; next_attempt_at: Date; created_at: Date; lease: string | null }>(
+    `SELECT id, endpoint_id, event_id, leased, next_attempt_at, created_at, head, lease
        FROM tributary_webhook_insert_deliveries($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::boolean[], $10::double precision)`,
     [
       column('endpointId'),
@@ -153,7 +161,7 @@ export async function insertDeliveries(
     { prepareAs: 'tributary_webhook_insert_deliveries' },
   );
   // Leased but not its lane's head: the lease goes back before anyone is told of the delivery.
-  const stray = rows.filter((row) => row.leased && !row.head).map((row) => row.id);
+  const stray = rows.filter((row) => row.leased && !row.head);
   if (stray.length > 0) await releaseDeliveries(db, stray);
   const leasedRows = rows.filter((row) => row.leased && row.head);
   const inputs = leasedRows.length === 0 ? undefined : new Map(deliveries.filter((delivery) => delivery.trigger === 'initial').map((delivery) => [`${delivery.endpointId} ${delivery.eventId}`, delivery]));
@@ -161,7 +169,19 @@ export async function insertDeliveries(
     const input = inputs?.get(`${row.endpoint_id} ${row.event_id}`);
     if (!input) return [];
     return [
-      { ...input, id: row.id, state: 'pending', attempts: 0, firstAttemptAt: null, nextAttemptAt: row.next_attempt_at, lastStatus: null, lastError: null, createdAt: row.created_at, finishedAt: null },
+      {
+        ...input,
+        id: row.id,
+        state: 'pending',
+        attempts: 0,
+        firstAttemptAt: null,
+        nextAttemptAt: row.next_attempt_at,
+        lastStatus: null,
+        lastError: null,
+        createdAt: row.created_at,
+        finishedAt: null,
+        lease: row.lease,
+      },
     ];
   });
   return {
@@ -267,22 +287,30 @@ export interface AttemptInput {
   readonly nextAttemptAt: Date | null;
 }
 
+/** What recording an attempt did: the lane's new head when the delivery finished (to attempt next). */
+export interface RecordedAttempt {
+  readonly nextInLane: string | undefined;
+  /** The delivery no longer held the attempt's lease (another holder has it): logged, nothing moved. */
+  readonly superseded?: true;
+}
+
 /**
  * Records attempts and moves their deliveries on (delivered, dead, or pending until
  * `nextAttemptAt`), releasing the leases — one statement for the batch, so one round trip and
- * atomic. Returns, per input in order, the lane's new head when the delivery finished (to attempt
- * next).
+ * atomic. An attempt whose delivery no longer holds its lease is logged and moves nothing.
+ * Returns what each input did, in order.
  */
-export async function recordAttempts(db: Queryable, inputs: readonly AttemptInput[]): Promise<{ nextInLane: string | undefined }[]> {
+export async function recordAttempts(db: Queryable, inputs: readonly AttemptInput[]): Promise<RecordedAttempt[]> {
   if (inputs.length === 0) return [];
   const states = inputs.map((input): DeliveryState => (input.nextAttemptAt !== null ? 'pending' : input.outcome === 'delivered' ? 'delivered' : 'dead'));
   const column = <T>(of: (input: AttemptInput, index: number) => T) => inputs.map(of);
-  // The statement is a function of the schema (migrations/0012): planned once per connection.
-  const { rows } = await db.query<{ n: string; next: string | null }>(
-    `SELECT n::text AS n, next
-       FROM tributary_webhook_record_attempts($1::bigint[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::int[], $8::text[])`,
+  // The statement is a function of the schema (migrations/0012, 0014): planned once per connection.
+  const { rows } = await db.query<{ n: string; moved: boolean; next: string | null }>(
+    `SELECT n::text AS n, moved, next
+       FROM tributary_webhook_record_attempts($1::bigint[], $2::timestamptz[], $3::text[], $4::timestamptz[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[])`,
     [
       column((input) => input.delivery.id),
+      column((input) => input.delivery.lease),
       states,
       column((input) => input.nextAttemptAt),
       column((input) => input.status),
@@ -294,19 +322,32 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
     { prepareAs: 'tributary_webhook_record_attempts' },
   );
   // A delivery whose row is gone (its endpoint deleted meanwhile) has nothing after it.
-  const next = new Map(rows.map((row) => [Number(row.n), row.next]));
-  return inputs.map((_, index) => ({ nextInLane: next.get(index + 1) ?? undefined }));
+  const recorded = new Map(rows.map((row) => [Number(row.n), row]));
+  return inputs.map((_, index) => {
+    const row = recorded.get(index + 1);
+    return row?.moved === false ? { nextInLane: undefined, superseded: true } : { nextInLane: row?.next ?? undefined };
+  });
 }
 
-/** Releases leases taken but not used (a worker stopping): the deliveries are due again as they were. */
-export async function releaseDeliveries(db: Queryable, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await db.query(`UPDATE webhook_deliveries SET leased_until = NULL WHERE id = ANY($1::bigint[]) AND state = 'pending'`, [ids]);
+/** A leased delivery, as releasing or postponing it needs it: which one, and under which lease. */
+export type HeldDelivery = Pick<Delivery, 'id' | 'lease'>;
+
+/** Releases leases taken but not used (a worker stopping): the deliveries are due again as they were. Those no longer held under that lease are left alone. */
+export async function releaseDeliveries(db: Queryable, deliveries: readonly HeldDelivery[]): Promise<void> {
+  if (deliveries.length === 0) return;
+  await db.query(
+    `UPDATE webhook_deliveries d SET leased_until = NULL FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, lease)
+      WHERE d.id = r.id AND d.leased_until = r.lease AND d.state = 'pending'`,
+    [deliveries.map((delivery) => delivery.id), deliveries.map((delivery) => delivery.lease)],
+  );
 }
 
-/** Releases a lease without an attempt, the delivery due again at `dueAt` (rate limit, concurrency, disabled endpoint). */
-export async function postponeDelivery(db: Queryable, id: string, dueAt: Date): Promise<void> {
-  await db.query(`UPDATE webhook_deliveries SET leased_until = NULL, next_attempt_at = greatest(next_attempt_at, $2) WHERE id = $1::bigint`, [id, dueAt]);
+/** Releases a lease without an attempt, the delivery due again at `dueAt` (rate limit, concurrency, disabled endpoint) — if it still holds that lease. */
+export async function postponeDelivery(db: Queryable, delivery: HeldDelivery, dueAt: Date): Promise<void> {
+  await db.query(
+    `UPDATE webhook_deliveries SET leased_until = NULL, next_attempt_at = greatest(next_attempt_at, $2) WHERE id = $1::bigint AND leased_until = $3::timestamptz AND state = 'pending'`,
+    [delivery.id, dueAt, delivery.lease],
+  );
 }
 
 /** An endpoint enabled again: its pending deliveries are due now; returns its lane heads (to schedule). */

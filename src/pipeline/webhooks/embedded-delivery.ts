@@ -155,7 +155,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       reserved -= deliveries.length;
       if (abort.signal.aborted) {
         for (const delivery of deliveries) leave(delivery.endpointId);
-        const release = releaseDeliveries(db, deliveries.map((delivery) => delivery.id))
+        const release = releaseDeliveries(db, deliveries)
           .catch((error: unknown) => logger.warn({ err: error }, 'webhook leases not released; they run out'))
           .finally(() => inFlight.delete(release));
         inFlight.add(release);
@@ -211,10 +211,10 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       }
       backlog = found.length === more;
       // Beyond its endpoint's share here: the lease goes back (the delivery stays due) and its id is parked.
-      const parked = found.filter((delivery) => !room.admit(delivery.endpointId, delivery.id)).map((delivery) => delivery.id);
+      const parked = found.filter((delivery) => !room.admit(delivery.endpointId, delivery.id));
       if (parked.length > 0) await releaseDeliveries(db, parked).catch((error: unknown) => logger.warn({ err: error }, 'webhook leases not given back; they run out'));
-      const kept = new Set(parked);
-      due.push(...found.filter((delivery) => !kept.has(delivery.id)));
+      const released = new Set(parked);
+      due.push(...found.filter((delivery) => !released.has(delivery)));
     }
     return due;
   };
@@ -259,7 +259,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       detach();
       await loop;
       // Leased but not started: free for the next process at once rather than when the leases run out.
-      const unstarted = ready.splice(0).map((delivery) => delivery.id);
+      const unstarted = ready.splice(0);
       await Promise.all([...inFlight, releaseDeliveries(db, unstarted).catch((error: unknown) => logger.warn({ err: error }, 'webhook leases not released; they run out'))]);
     },
   };

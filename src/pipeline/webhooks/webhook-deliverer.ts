@@ -12,7 +12,7 @@ import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import { endpointDisabledEvent } from '../events/webhook-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
-import { postponeDelivery, recordAttempts, type AttemptInput, type Delivery } from './delivery-store.ts';
+import { postponeDelivery, recordAttempts, type AttemptInput, type Delivery, type RecordedAttempt } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
@@ -71,7 +71,7 @@ const DISABLED_RECHECK_MS = 60_000;
 export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
   const { db, logger } = options;
   // Attempts finishing together are recorded together: one statement and one commit for a batch.
-  const attempts = createGroupCommit<AttemptInput, { nextInLane: string | undefined }>({
+  const attempts = createGroupCommit<AttemptInput, RecordedAttempt>({
     write: (inputs) => recordAttempts(db, inputs),
     // One statement at a time: the batches grow instead (two at once measured slower: more, smaller statements).
     maxBatch: RECORD_BATCH,
@@ -108,7 +108,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   };
 
   const postpone = async (delivery: Delivery, at: Date): Promise<DeliveryOutcome> => {
-    await postponeDelivery(db, delivery.id, at);
+    await postponeDelivery(db, delivery, at);
     return { retryAt: at };
   };
 
@@ -165,7 +165,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
             retryAfterMs: result.retryAfterMs,
             policy: options.policy,
           });
-    const { nextInLane } = await attempts.submit({
+    const { nextInLane, superseded } = await attempts.submit({
       delivery,
       outcome: result.outcome,
       status: result.status,
@@ -174,6 +174,12 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       responseExcerpt: result.responseExcerpt,
       nextAttemptAt: next,
     });
+    if (superseded) {
+      // The lease ran out during the attempt and another holder has the delivery: its record decides what comes next.
+      logger.warn({ endpoint: endpoint.id, delivery: delivery.id, event: delivery.eventId }, 'webhook attempt finished after its lease ran out; logged, the delivery left to its new holder');
+      options.metrics?.webhookAttempts.inc({ outcome: result.outcome });
+      return {};
+    }
     const failingSince = await noteOutcome(endpoint.id, delivered);
     const outcome = !delivered && next === null ? 'dead' : result.outcome;
     options.metrics?.webhookAttempts.inc({ outcome });
