@@ -5,6 +5,7 @@
  * endpoint (and telling another one), dead letters and their redelivery, replay, secret rotation,
  * SSRF refusal.
  */
+import { hostname } from 'node:os';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
@@ -389,16 +390,20 @@ describe('webhook endpoints', () => {
   it('refuses loopback, private and metadata targets unless allowed, bad selections and non-admins, with stable codes', async () => {
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
     const token = await admin();
-    for (const url of ['http://127.0.0.1:9/hook', 'http://localhost/hook', 'http://10.0.0.8/hook', 'http://169.254.169.254/latest/meta-data', 'http://[::1]/hook', 'ftp://example.com/x']) {
+    // The machine's own name resolves to a loopback address (/etc/hosts): refused after DNS, at creation.
+    const ownName = `http://${hostname()}:9/hook`;
+    for (const url of ['http://127.0.0.1:9/hook', 'http://localhost/hook', 'http://10.0.0.8/hook', 'http://169.254.169.254/latest/meta-data', 'http://[::1]/hook', 'ftp://example.com/x', ownName]) {
       const body = await gql(server, token, CREATE, { input: { url, events: ['*'] } });
       expect(body.errors?.[0], url).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'url' } });
     }
-    const badEvents = await gql(server, token, CREATE, { input: { url: 'https://example.com/hook', events: ['orders..x'] } });
+    // A public address (a literal: nothing to resolve on a machine without a network).
+    const publicUrl = 'https://1.1.1.1/hook';
+    const badEvents = await gql(server, token, CREATE, { input: { url: publicUrl, events: ['orders..x'] } });
     expect(badEvents.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'events' } });
-    const notAdmin = await gql(server, await signHs256({}), CREATE, { input: { url: 'https://example.com/hook', events: ['*'] } });
+    const notAdmin = await gql(server, await signHs256({}), CREATE, { input: { url: publicUrl, events: ['*'] } });
     expect(notAdmin.errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
     // Another tenant's admin cannot see or change an endpoint.
-    const { id } = await createEndpoint(server, { url: 'https://example.com/hook', events: ['*'], tenant: 'a' });
+    const { id } = await createEndpoint(server, { url: publicUrl, events: ['*'], tenant: 'a' });
     const other = await gql(server, await admin('b'), 'mutation($id: ID!) { deleteWebhookEndpoint(id: $id) }', { id });
     expect(other.errors?.[0]).toMatchObject({ extensions: { code: 'NOT_FOUND' } });
     const listed = await gql(server, await admin('b'), '{ webhookEndpoints { id } }');

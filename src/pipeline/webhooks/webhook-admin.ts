@@ -28,7 +28,7 @@ import {
   type SigningEndpoint,
   type WebhookEndpoint,
 } from './endpoint-store.ts';
-import { assertWebhookUrl } from './target-guard.ts';
+import { assertResolvableTarget, assertWebhookUrl } from './target-guard.ts';
 import { newWebhookSecret } from './webhook-signature.ts';
 
 export interface EndpointInput {
@@ -154,9 +154,17 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     eventTime: delivery.eventTime,
   });
 
+  /** A target URL as stored: its shape checked, and where its host resolves to now (every attempt checks again). */
+  const targetUrl = async (url: string): Promise<string> => {
+    const guard = { allowPrivateTargets: options.allowPrivateTargets };
+    const parsed = assertWebhookUrl(url, guard);
+    await assertResolvableTarget(parsed, guard);
+    return parsed.toString();
+  };
+
   return {
     async createEndpoint(scope, input) {
-      const url = assertWebhookUrl(input.url, { allowPrivateTargets: options.allowPrivateTargets }).toString();
+      const url = await targetUrl(input.url);
       assertEventSelection(input.events);
       checkLimits(input);
       if (scope.tenant !== undefined && input.tenant !== undefined && input.tenant !== scope.tenant) {
@@ -181,7 +189,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       await owned(scope, id);
       if (input.events !== undefined) assertEventSelection(input.events);
       checkLimits(input);
-      const url = input.url === undefined ? undefined : assertWebhookUrl(input.url, { allowPrivateTargets: options.allowPrivateTargets }).toString();
+      const url = input.url === undefined ? undefined : await targetUrl(input.url);
       const updated = await updateEndpoint(db, id, {
         ...(url !== undefined && { url }),
         ...(input.description !== undefined && { description: input.description }),
