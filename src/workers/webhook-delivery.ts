@@ -33,8 +33,17 @@ export interface WebhookDeliveryOptions {
   readonly analytics?: Pick<AnalyticsRecorder, 'webhookAttempt'> | undefined;
 }
 
-/** Backlog figures and log pruning run this often, in ms. */
+/** Backlog figures and log pruning run this long after the last run ended, in ms. */
 const HOUSEKEEPING_MS = 5_000;
+/** Rows of each log table deleted by one statement. */
+const PRUNE_BATCH = 1_000;
+/**
+ * Longest a pruning pass goes on taking batches, in ms. Measured at 1,000,000 deliveries and as
+ * many attempts: a batch of each took 5–10 ms, and a pass deleted 45,000–84,000 of each — one
+ * process keeps the retention at ~7,500 deliveries/s, where one batch a pass kept it at 200/s.
+ * The backlog figures are then at most ~6 s old.
+ */
+const PRUNE_BUDGET_MS = 1_000;
 
 export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryWorker {
   const { config, db, webhooks } = options;
@@ -77,19 +86,37 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
 
   let backlogs: WebhookBacklogSample[] = [];
   const stopSampling = options.metrics.sample({ webhookBacklogs: () => backlogs });
+  // Aborted on close: a pruning pass stops after its batch under way, and no run follows.
+  const closing = new AbortController();
   const housekeeping = async () => {
     backlogs = (await endpointBacklog(db)).map(({ endpointId, pending, oldestPendingSeconds }) => ({ endpoint: endpointId, pending, oldestPendingSeconds }));
-    await pruneWebhookLog(db, settings.logRetentionMs, 1_000);
+    const pruned = await pruneWebhookLog(db, settings.logRetentionMs, { batchSize: PRUNE_BATCH, budgetMs: PRUNE_BUDGET_MS, signal: closing.signal });
+    if (pruned.deliveries + pruned.attempts > 0) logger.debug(pruned, 'webhook log pruned');
   };
-  const timer = setInterval(() => {
-    housekeeping().catch((error: unknown) => logger.warn({ err: error }, 'webhook housekeeping failed'));
-  }, HOUSEKEEPING_MS);
-  timer.unref();
+  // Each run is scheduled once the one before has ended: a slow run (a large log, a busy database)
+  // is never overlapped by the next, which would hold more of the connections that claims and
+  // records need.
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  const schedule = () => {
+    timer = setTimeout(() => {
+      running = housekeeping()
+        .catch((error: unknown) => logger.warn({ err: error }, 'webhook housekeeping failed'))
+        .finally(() => {
+          running = undefined;
+          if (!closing.signal.aborted) schedule();
+        });
+    }, HOUSEKEEPING_MS);
+    timer.unref();
+  };
+  schedule();
   logger.info({ mode: scheduler.kind }, 'webhook delivery started');
 
   return {
     async close() {
-      clearInterval(timer);
+      closing.abort();
+      clearTimeout(timer);
+      await running;
       stopSampling();
       await worker.close();
       await http.close();
