@@ -9,6 +9,10 @@
 -- A record that no longer holds its lease is still logged (the request went out) but moves
 -- nothing; the statement says so per input (moved = false). The functions of migration 0012
 -- stay for processes of the earlier version during an upgrade.
+--
+-- The attempt log also tells a retry from the attempt that started it: an attempt after the
+-- first of its delivery is logged with trigger `retry` (the delivery keeps its own trigger:
+-- initial, replay, manual or test).
 
 -- As migration 0012's, plus each stored row's lease (null: not leased), to record under.
 DROP FUNCTION tributary_webhook_insert_deliveries(text[], text[], text[], text[], text[], text[], text[], timestamptz[], boolean[], double precision);
@@ -66,12 +70,12 @@ BEGIN
       finished_at = CASE WHEN i.state = 'pending' THEN NULL ELSE now() END
     FROM input i WHERE d.id = i.id AND d.leased_until = i.lease AND d.state = 'pending'
     RETURNING i.n, i.id, i.state, i.next_at, i.status, i.error, i.outcome, i.duration_ms, i.excerpt,
-              d.endpoint_id, d.event_id, d.event_type, d.attempts, d.trigger, d.lane),
+              d.endpoint_id, d.event_id, d.event_type, d.attempts, CASE WHEN d.attempts > 1 THEN 'retry' ELSE d.trigger END AS trigger, d.lane),
   -- Attempts whose lease had gone to another holder (rare): logged as the attempt the delivery was
   -- at, without a next attempt and never as the dead letter — the holder's record decides those.
   superseded AS (
     SELECT i.n, i.id, i.status, i.error, CASE WHEN i.outcome = 'dead' THEN 'failed' ELSE i.outcome END AS outcome, i.duration_ms, i.excerpt,
-           d.endpoint_id, d.event_id, d.event_type, d.attempts + 1 AS attempts, d.trigger
+           d.endpoint_id, d.event_id, d.event_type, d.attempts + 1 AS attempts, CASE WHEN d.attempts > 0 THEN 'retry' ELSE d.trigger END AS trigger
       FROM input i JOIN webhook_deliveries d ON d.id = i.id
      WHERE i.n NOT IN (SELECT m.n FROM moved m)),
   logged AS (

@@ -880,7 +880,7 @@ export type WebhookAttempt = {
   eventType: Scalars['String']['output'];
   id: Scalars['ID']['output'];
   nextAttemptAt: Maybe<Scalars['DateTime']['output']>;
-  /** delivered, failed, gone, throttled, or dead (the last attempt of a dead-lettered delivery). */
+  /** delivered, failed, gone (410: the delivery is dead-lettered at once), throttled, refused, or dead (the last attempt of a delivery dead-lettered after its retries). */
   outcome: Scalars['String']['output'];
   /** The start of the receiver's answer (1 KiB at most). */
   responseExcerpt: Maybe<Scalars['String']['output']>;
@@ -993,6 +993,8 @@ export type WebhookTrigger =
   | 'MANUAL'
   /** `replayWebhooks`. */
   | 'REPLAY'
+  /** An attempt after the first of its delivery (attempts only: the delivery keeps the trigger that started it). */
+  | 'RETRY'
   /** `sendTestWebhook`. */
   | 'TEST';
 

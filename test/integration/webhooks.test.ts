@@ -57,8 +57,11 @@ async function deliveries(server: TestServer, endpointId: string, state?: string
   return (body.data?.['webhookDeliveries'] as { nodes: { id: string; eventId: string; state: string; attempts: number }[] }).nodes;
 }
 
-async function attempts(server: TestServer, endpointId: string): Promise<{ attempt: number; outcome: string; status: number | null; error: string | null; nextAttemptAt: string | null; createdAt: string }[]> {
-  const body = await gql(server, await admin(), 'query($e: ID) { webhookAttempts(endpointId: $e) { nodes { attempt outcome status error nextAttemptAt createdAt } } }', { e: endpointId });
+async function attempts(
+  server: TestServer,
+  endpointId: string,
+): Promise<{ attempt: number; trigger: string; outcome: string; status: number | null; error: string | null; nextAttemptAt: string | null; createdAt: string }[]> {
+  const body = await gql(server, await admin(), 'query($e: ID) { webhookAttempts(endpointId: $e) { nodes { attempt trigger outcome status error nextAttemptAt createdAt } } }', { e: endpointId });
   expect(body.errors).toBeUndefined();
   return (body.data?.['webhookAttempts'] as { nodes: never[] }).nodes;
 }
@@ -174,11 +177,11 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect(received.map((request) => request.headers['webhook-id'])).toEqual([eventId, eventId, eventId, eventId]);
     await waitFor(async () => (await deliveries(server, endpoint.id))[0]?.state === 'DELIVERED', { timeoutMs: 10_000, message: 'delivered' });
     const log = (await attempts(server, endpoint.id)).reverse();
-    expect(log.map(({ attempt, outcome, status }) => ({ attempt, outcome, status }))).toEqual([
-      { attempt: 1, outcome: 'failed', status: 500 },
-      { attempt: 2, outcome: 'throttled', status: 429 },
-      { attempt: 3, outcome: 'failed', status: null },
-      { attempt: 4, outcome: 'delivered', status: 200 },
+    expect(log.map(({ attempt, trigger, outcome, status }) => ({ attempt, trigger, outcome, status }))).toEqual([
+      { attempt: 1, trigger: 'INITIAL', outcome: 'failed', status: 500 },
+      { attempt: 2, trigger: 'RETRY', outcome: 'throttled', status: 429 },
+      { attempt: 3, trigger: 'RETRY', outcome: 'failed', status: null },
+      { attempt: 4, trigger: 'RETRY', outcome: 'delivered', status: 200 },
     ]);
     // The 429's Retry-After (2 s) set the next attempt at least that far out.
     const throttled = log[1]!;
@@ -227,6 +230,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect((listed.data?.['webhookEndpoints'] as { id: string; enabled: boolean }[]).find((endpoint) => endpoint.id === goneEndpoint.id)).toMatchObject({ enabled: false });
     expect(gone.received).toHaveLength(1);
     expect((await deliveries(server, goneEndpoint.id))[0]).toMatchObject({ state: 'DEAD' });
+    expect(await attempts(server, goneEndpoint.id)).toMatchObject([{ outcome: 'gone', status: 410 }]);
   });
 
   it('tells an endpoint disabled once, however many attempts in flight answer 410 Gone', { timeout: 60_000 }, async () => {

@@ -315,7 +315,8 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
       column((input) => input.nextAttemptAt),
       column((input) => input.status),
       column((input) => input.error),
-      column((input, index) => (states[index] === 'dead' ? 'dead' : input.outcome)),
+      // The dead letter's attempt says so — but a 410 says `gone`, what the receiver answered (its delivery is dead all the same).
+      column((input, index) => (states[index] === 'dead' && input.outcome !== 'gone' ? 'dead' : input.outcome)),
       column((input) => Math.round(input.durationMs)),
       column((input) => input.responseExcerpt),
     ],

@@ -47,6 +47,7 @@ const WebhookTrigger = builder.enumType('WebhookTrigger', {
     REPLAY: { value: 'replay', description: '`replayWebhooks`.' },
     MANUAL: { value: 'manual', description: '`redeliverWebhook`.' },
     TEST: { value: 'test', description: '`sendTestWebhook`.' },
+    RETRY: { value: 'retry', description: 'An attempt after the first of its delivery (attempts only: the delivery keeps the trigger that started it).' },
   } as const,
 });
 
@@ -80,7 +81,7 @@ const WebhookAttempt = builder.objectRef<AttemptRecord>('WebhookAttempt').implem
     eventType: t.exposeString('eventType'),
     attempt: t.exposeInt('attempt'),
     trigger: t.field({ type: WebhookTrigger, resolve: (attempt) => attempt.trigger }),
-    outcome: t.exposeString('outcome', { description: 'delivered, failed, gone, throttled, or dead (the last attempt of a dead-lettered delivery).' }),
+    outcome: t.exposeString('outcome', { description: 'delivered, failed, gone (410: the delivery is dead-lettered at once), throttled, refused, or dead (the last attempt of a delivery dead-lettered after its retries).' }),
     status: t.exposeInt('status', { nullable: true, description: "The receiver's HTTP status; null when it did not answer." }),
     durationMs: t.exposeInt('durationMs'),
     error: t.exposeString('error', { nullable: true }),
