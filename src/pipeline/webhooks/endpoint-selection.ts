@@ -15,7 +15,8 @@ export interface SelectingEndpoint {
   readonly enabled: boolean;
 }
 
-const ENTRY = /^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$/;
+/** `*`, or a name of the characters topics and types may have (`names.ts`), optionally ending in `.*`. */
+const ENTRY = /^(\*|[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*(\.\*)?)$/;
 const MAX_ENTRIES = 100;
 
 /** Checks an endpoint's `events` list; throws BAD_USER_INPUT naming the wrong entry. */
