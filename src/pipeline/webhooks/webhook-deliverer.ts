@@ -150,7 +150,8 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       const headers = signWebhook({ id: delivery.eventId, timestampSeconds: Math.floor(now.getTime() / 1000), body: delivery.body, secrets });
       result = await options.http.send({ url: endpoint.url, headers, body: delivery.body, timeoutMs: options.timeoutMs });
     } finally {
-      await slot.release();
+      // Best effort: the slot's lease in the gate runs out by itself, and the attempt must be recorded either way.
+      await slot.release().catch((error: unknown) => logger.warn({ err: error, endpoint: endpoint.id }, 'webhook gate slot not released; it runs out'));
       sent();
     }
 
