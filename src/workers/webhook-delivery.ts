@@ -16,6 +16,7 @@ import { endpointBacklog, pruneWebhookLog } from '../pipeline/webhooks/delivery-
 import { startEmbeddedDelivery, type DeliveryWorker } from '../pipeline/webhooks/embedded-delivery.ts';
 import { createMemoryGate, createRedisGate } from '../pipeline/webhooks/endpoint-gate.ts';
 import { DEFAULT_RETRY_POLICY } from '../pipeline/webhooks/retry-schedule.ts';
+import { createSlowEndpoints } from '../pipeline/webhooks/slow-endpoints.ts';
 import { createWebhookDeliverer } from '../pipeline/webhooks/webhook-deliverer.ts';
 import type { WebhookFanIn } from '../pipeline/webhooks/webhook-fan-in.ts';
 import { createWebhookHttpClient } from '../pipeline/webhooks/webhook-http.ts';
@@ -32,6 +33,13 @@ export interface WebhookDeliveryOptions {
   /** Counts each attempt's outcome per topic. @default no analytics */
   readonly analytics?: Pick<AnalyticsRecorder, 'webhookAttempt'> | undefined;
 }
+
+/**
+ * An attempt still waiting for its receiver after this (or half the timeout, when shorter) is slow,
+ * in ms: receivers are told to answer within seconds, and do. Slow attempts go to a share of their
+ * own, half the size of WEBHOOK_CONCURRENCY (`slow-endpoints.ts`).
+ */
+const SLOW_AFTER_MS = 2_000;
 
 /** Backlog figures and log pruning run this long after the last run ended, in ms. */
 const HOUSEKEEPING_MS = 5_000;
@@ -66,6 +74,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
     logger,
     metrics: options.metrics,
     analytics: options.analytics,
+    slow: createSlowEndpoints({ slowAfterMs: Math.min(SLOW_AFTER_MS, settings.timeoutMs / 2), capacity: Math.max(1, Math.ceil(settings.concurrency / 2)) }),
   });
   const { scheduler } = webhooks;
   const maxConcurrencyOf = (endpointId: string) => webhooks.endpoints.byId(endpointId)?.maxConcurrency;

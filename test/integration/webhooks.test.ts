@@ -166,6 +166,24 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect(mostOpen).toBe(1);
   });
 
+  it('does not hold up an endpoint while hanging endpoints have taken every slot of the process', { timeout: 60_000 }, async () => {
+    // Four slots; two hanging endpoints of maxConcurrency 2 take them all.
+    const server = await startServer(mode, { WEBHOOK_CONCURRENCY: '4', WEBHOOK_TIMEOUT_MS: '60000' });
+    const hanging = [await startWebhookReceiver(), await startWebhookReceiver()];
+    for (const receiver of hanging) receiver.respond = () => 'hang';
+    const healthy = await startWebhookReceiver();
+    for (const receiver of hanging) await createEndpoint(server, { url: receiver.url, events: ['slow'], maxConcurrency: 2 });
+    await createEndpoint(server, { url: healthy.url, events: ['orders'] });
+    for (let n = 0; n < 2; n += 1) await publish(server, 'a', 'slow', { n });
+    await Promise.all(hanging.map((receiver) => receiver.waitForCount(2)));
+
+    // Sent once the hanging attempts have gone to the slow endpoints' share — long before they time out.
+    const eventId = await publish(server, 'a', 'orders', { n: 0 });
+    const [received] = await healthy.waitForCount(1);
+    expect(received!.json.id).toBe(eventId);
+    expect(hanging.map((receiver) => receiver.received.length)).toEqual([2, 2]);
+  });
+
   it('retries a failing receiver with the same webhook-id, honours Retry-After, and logs every attempt', { timeout: 60_000 }, async () => {
     const server = await startServer(mode);
     const receiver = await startWebhookReceiver();

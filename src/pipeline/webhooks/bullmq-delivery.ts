@@ -191,8 +191,8 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     write: async (deliveries) => (await releaseDeliveries(db, deliveries), deliveries.map(() => undefined)),
     maxBatch: Math.max(1, options.concurrency),
   });
-  const attempt = async (delivery: Delivery, onSent: () => void) => {
-    const outcome = await deliverer.deliver(delivery, onSent);
+  const attempt = async (delivery: Delivery, onSent: () => void, onSlow: () => void) => {
+    const outcome = await deliverer.deliver(delivery, onSent, onSlow);
     // Not queued (Redis away): the delivery is in Postgres, due; the reconciler queues it.
     if (outcome.nextInLane !== undefined) await nextHeads.submit({ id: outcome.nextInLane, endpointId: delivery.endpointId });
     if (outcome.retryAt !== undefined) await retries.submit({ id: delivery.id, endpointId: delivery.endpointId, dueAt: outcome.retryAt });
@@ -243,10 +243,17 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
           left = true;
           leave(endpointId);
         };
-        const task = attempt(delivery, () => {
-          leaveOnce();
-          if (inFlight.size <= 2 * concurrency) free();
-        })
+        const task = attempt(
+          delivery,
+          () => {
+            leaveOnce();
+            if (inFlight.size <= 2 * concurrency) free();
+          },
+          // In the slow endpoints' share: its slot goes to the next delivery (its endpoint's place stays taken).
+          () => {
+            if (inFlight.size <= 2 * concurrency) free();
+          },
+        )
           .catch((error: unknown) => logger.error({ err: error, delivery: head.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
           .finally(() => {
             leaveOnce();

@@ -89,10 +89,19 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     sending += 1;
     sendingTo.set(delivery.endpointId, (sendingTo.get(delivery.endpointId) ?? 0) + 1);
     let sent = false;
+    /** Gone to the slow endpoints' share: its slot here went to the next delivery then. */
+    let slow = false;
+    const onSlow = () => {
+      if (sent || slow) return;
+      slow = true;
+      sending -= 1;
+      startReady();
+      wake.poke();
+    };
     const onSent = () => {
       if (sent) return;
       sent = true;
-      sending -= 1;
+      if (!slow) sending -= 1;
       const left = (sendingTo.get(delivery.endpointId) ?? 1) - 1;
       if (left > 0) sendingTo.set(delivery.endpointId, left);
       else sendingTo.delete(delivery.endpointId);
@@ -101,7 +110,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       wake.poke();
     };
     const task: Promise<void> = deliverer
-      .deliver(delivery, onSent)
+      .deliver(delivery, onSent, onSlow)
       .then(({ nextInLane }) => {
         if (nextInLane !== undefined) void wake.schedule([{ id: nextInLane, endpointId: delivery.endpointId }]);
       })

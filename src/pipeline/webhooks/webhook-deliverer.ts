@@ -16,6 +16,7 @@ import { postponeDelivery, recordAttempts, type AttemptInput, type Delivery, typ
 import { streamOf } from '../stream.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
+import type { SlowEndpoints } from './slow-endpoints.ts';
 import { disableEndpoint, recordEndpointOutcome, type SigningEndpoint } from './endpoint-store.ts';
 import { nextAttemptAt, type RetryPolicy } from './retry-schedule.ts';
 import type { WebhookHttpClient } from './webhook-http.ts';
@@ -33,9 +34,11 @@ export interface WebhookDeliverer {
   /**
    * Attempts a leased delivery now (or postpones it) and records what happened. `onSent` is called
    * once, when the HTTP part is over (before the attempt is recorded), or when there was none: the
-   * caller's slot for attempts in flight may go to the next delivery from then.
+   * caller's slot for attempts in flight may go to the next delivery from then. `onSlow` is called
+   * (at most once, before `onSent`) when the attempt goes to the slow endpoints' share
+   * (`slow-endpoints.ts`): from then it takes no slot of the caller's either.
    */
-  deliver(delivery: Delivery, onSent?: () => void): Promise<DeliveryOutcome>;
+  deliver(delivery: Delivery, onSent?: () => void, onSlow?: () => void): Promise<DeliveryOutcome>;
 }
 
 export interface WebhookDelivererOptions {
@@ -57,6 +60,8 @@ export interface WebhookDelivererOptions {
    * application-wide endpoint's attempts count as application-wide). @default no analytics
    */
   readonly analytics?: Pick<AnalyticsRecorder, 'webhookAttempt'> | undefined;
+  /** Attempts of slow endpoints in a share of their own. @default none: every attempt takes its caller's slot until it ends */
+  readonly slow?: SlowEndpoints | undefined;
 }
 
 /** A success is written to the endpoint row at most this often while nothing fails, in ms. */
@@ -67,6 +72,9 @@ const RECORD_BATCH = 200;
 
 /** A disabled endpoint's deliveries wait; they are looked at again this often, in ms. */
 const DISABLED_RECHECK_MS = 60_000;
+
+/** A slow endpoint's delivery waiting for room in the slow share is looked at again after this, in ms. */
+const SLOW_SHARE_RECHECK_MS = 1_000;
 
 export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
   const { db, logger } = options;
@@ -131,7 +139,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     });
   };
 
-  const attempt = async (delivery: Delivery, sent: () => void): Promise<DeliveryOutcome> => {
+  const attempt = async (delivery: Delivery, sent: () => void, onSlow: () => void): Promise<DeliveryOutcome> => {
     // The cached endpoint (a change reaches every instance within the cache's refresh); one missing
     // from the cache may be brand new, so it is read.
     const endpoint = options.endpoints.byId(delivery.endpointId) ?? (await options.endpoints.fresh(delivery.endpointId));
@@ -141,8 +149,16 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     if (delivery.nextAttemptAt > now) return postpone(delivery, delivery.nextAttemptAt);
     // A disabled endpoint's deliveries wait for it to be enabled again (a test is sent anyway).
     if (!endpoint.enabled && delivery.trigger !== 'test') return postpone(delivery, new Date(now.getTime() + DISABLED_RECHECK_MS));
-    const slot = await options.gate.acquire(endpoint);
-    if (!slot.ok) return postpone(delivery, new Date(now.getTime() + slot.retryInMs));
+    const watch = options.slow?.begin(endpoint.id, onSlow);
+    if (options.slow && !watch) return postpone(delivery, new Date(now.getTime() + SLOW_SHARE_RECHECK_MS));
+    const slot = await options.gate.acquire(endpoint).catch((error: unknown) => {
+      watch?.end(undefined);
+      throw error;
+    });
+    if (!slot.ok) {
+      watch?.end(undefined);
+      return postpone(delivery, new Date(now.getTime() + slot.retryInMs));
+    }
 
     let result;
     try {
@@ -150,6 +166,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       const headers = signWebhook({ id: delivery.eventId, timestampSeconds: Math.floor(now.getTime() / 1000), body: delivery.body, secrets });
       result = await options.http.send({ url: endpoint.url, headers, body: delivery.body, timeoutMs: options.timeoutMs });
     } finally {
+      watch?.end(result?.durationMs);
       // Best effort: the slot's lease in the gate runs out by itself, and the attempt must be recorded either way.
       await slot.release().catch((error: unknown) => logger.warn({ err: error, endpoint: endpoint.id }, 'webhook gate slot not released; it runs out'));
       sent();
@@ -203,15 +220,18 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   };
 
   return {
-    async deliver(delivery, onSent) {
+    async deliver(delivery, onSent, onSlow) {
       let called = false;
       const sent = () => {
         if (called) return;
         called = true;
         onSent?.();
       };
+      const slow = () => {
+        if (!called) onSlow?.();
+      };
       try {
-        return await attempt(delivery, sent);
+        return await attempt(delivery, sent, slow);
       } finally {
         sent();
       }
