@@ -127,7 +127,16 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
       clearTimeout(timer);
       await running;
       stopSampling();
+      // Attempts in flight get half the shutdown's time to end; then they are cut (recorded as
+      // failed and retried, by this process's successor) so that the process still stops cleanly
+      // — its leases released, its connections closed — within SHUTDOWN_TIMEOUT_MS.
+      const cut = setTimeout(() => {
+        logger.warn('webhook attempts still in flight at shutdown: cut, to be retried');
+        http.abort().catch(() => undefined);
+      }, config.shutdownTimeoutMs / 2);
+      cut.unref();
       await worker.close();
+      clearTimeout(cut);
       await http.close();
     },
   };

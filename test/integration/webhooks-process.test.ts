@@ -292,4 +292,37 @@ describe('webhook delivery in the embedded mode', () => {
     // Refused before the stop, delivered after it: at least two attempts each, in the log.
     expect(stored.filter((delivery) => delivery.attempts < 2)).toEqual([]);
   });
+
+  it('stops within SHUTDOWN_TIMEOUT_MS while a receiver hangs: the cut attempt is logged failed and delivered after the restart', { timeout: 120_000 }, async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'tributary-webhooks-'));
+    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    // Attempts may take a minute; the process must stop in four seconds.
+    const env = { DATA_DIR: dataDir, JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', WEBHOOK_TIMEOUT_MS: '60000', SHUTDOWN_TIMEOUT_MS: '4000' };
+    const receiver = await startWebhookReceiver();
+    receiver.respond = (_request, index) => (index === 0 ? 'hang' : 204);
+
+    const first = await startMainProcess(env);
+    const firstUrl = `http://127.0.0.1:${first.port}/graphql`;
+    const endpointId = await createEndpoint(firstUrl, { url: receiver.url, events: ['orders.*'] });
+    const token = await signHs256({ tenant: 'tenant-a', permissions: [`${TOPIC}.publish`] });
+    const published = await graphql(firstUrl, 'mutation { publish(topic: "orders.updated", type: "order.updated", payload: { n: 1 }) { id } }', {}, token);
+    const eventId = (published['publish'] as { id: string }).id;
+    await receiver.waitForCount(1);
+    first.child.kill('SIGTERM');
+    // A clean stop (exit 1 is the shutdown deadline's), the hanging attempt cut and recorded.
+    expect(await first.exited).toEqual({ code: 0, signal: null });
+
+    const second = await startMainProcess(env);
+    const secondUrl = `http://127.0.0.1:${second.port}/graphql`;
+    const [again] = (await receiver.waitForCount(2)).slice(1);
+    expect(again!.headers['webhook-id']).toBe(eventId);
+    const attempts = async () =>
+      ((await graphql(secondUrl, 'query($e: ID) { webhookAttempts(endpointId: $e) { nodes { attempt outcome } } }', { e: endpointId }))['webhookAttempts'] as { nodes: { attempt: number; outcome: string }[] })
+        .nodes;
+    await waitFor(async () => (await attempts()).length === 2, { timeoutMs: 30_000, intervalMs: 200, message: 'both attempts logged' });
+    expect((await attempts()).reverse()).toEqual([
+      { attempt: 1, outcome: 'failed' },
+      { attempt: 2, outcome: 'delivered' },
+    ]);
+  });
 });

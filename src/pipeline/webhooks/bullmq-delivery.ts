@@ -187,6 +187,8 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
    * maxConcurrency; a head beyond it is parked, unleased, until one of the endpoint's ends.
    */
   const room = createEndpointRoom(options.maxConcurrencyOf);
+  /** Set by close: no head is leased after it. */
+  let closing = false;
   const releases = createGroupCommit<HeldDelivery, void>({
     write: async (deliveries) => (await releaseDeliveries(db, deliveries), deliveries.map(() => undefined)),
     maxBatch: Math.max(1, options.concurrency),
@@ -219,6 +221,13 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     if (placed !== undefined && !room.admit(placed, head.id)) return Promise.resolve();
     return new Promise<void>((leased, failed) => {
       void inSlot(async (free) => {
+        // Closing: a head still waiting for a slot is not leased; it stays due, unheld, and a
+        // worker's reconciler queues it again.
+        if (closing) {
+          if (placed !== undefined) leave(placed);
+          leased();
+          return;
+        }
         let delivery: Delivery | undefined;
         try {
           delivery = await claims.submit(head.id);
@@ -297,6 +306,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
 
   return {
     async close() {
+      closing = true;
       clearInterval(timer);
       await closeWithin(worker.close(), connection);
       await Promise.all([...inFlight]);

@@ -59,6 +59,11 @@ export interface WebhookHttpClient {
   send(request: WebhookRequest): Promise<AttemptResult>;
   /** Waits for attempts in flight, then closes every connection. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Cuts every attempt in flight (each ends failed: its receiver may or may not have had it, and it
+   * is retried as any failure) and closes every connection: a shutdown that cannot wait for them.
+   */
+  abort(): Promise<void>;
 }
 
 export interface WebhookHttpClientOptions {
@@ -124,6 +129,10 @@ export function createWebhookHttpClient(options: WebhookHttpClientOptions): Webh
     },
     close() {
       closing ??= agent.close();
+      return closing;
+    },
+    abort() {
+      closing = agent.destroy(new Error('webhook client shut down'));
       return closing;
     },
   };
