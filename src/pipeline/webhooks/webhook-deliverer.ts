@@ -11,6 +11,7 @@ import type { Metrics } from '../../metrics.ts';
 import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import { endpointDisabledEvent } from '../events/webhook-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
+import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import { postponeDelivery, recordAttempts, type AttemptInput, type Delivery, type RecordedAttempt } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
@@ -70,6 +71,9 @@ const SUCCESS_NOTE_EVERY_MS = 10_000;
 /** Attempts recorded in one statement at most (the rest go with the next). */
 const RECORD_BATCH = 200;
 
+/** Tries at recording a batch of attempts (200 ms, 400 ms, 800 ms, 1.6 s apart). */
+const RECORD_TRIES = 5;
+
 /** A disabled endpoint's deliveries wait; they are looked at again this often, in ms. */
 const DISABLED_RECHECK_MS = 60_000;
 
@@ -78,9 +82,27 @@ const SLOW_SHARE_RECHECK_MS = 1_000;
 
 export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
   const { db, logger } = options;
+  /**
+   * A batch of attempts whose record failed (Postgres away for a moment) is recorded again, a few
+   * times within the leases: each record applies under its attempt's own lease, so one that
+   * committed before its answer was lost cannot move a delivery twice. After the last try the
+   * attempts are lost to the log, and their deliveries are attempted again when the leases run out.
+   */
+  const recordWithRetries = async (inputs: readonly AttemptInput[]): Promise<RecordedAttempt[]> => {
+    const backoff = createBackoff({ initialMs: 200, maxMs: 2_000 });
+    for (;;) {
+      try {
+        return await recordAttempts(db, inputs);
+      } catch (error) {
+        if (backoff.failures >= RECORD_TRIES - 1) throw error;
+        logger.warn({ err: error, attempts: inputs.length }, 'webhook attempts not recorded; trying again');
+        await pause(backoff.next());
+      }
+    }
+  };
   // Attempts finishing together are recorded together: one statement and one commit for a batch.
   const attempts = createGroupCommit<AttemptInput, RecordedAttempt>({
-    write: (inputs) => recordAttempts(db, inputs),
+    write: (inputs) => recordWithRetries(inputs),
     // One statement at a time: the batches grow instead (two at once measured slower: more, smaller statements).
     maxBatch: RECORD_BATCH,
   });

@@ -1,0 +1,78 @@
+/**
+ * The deliverer on its own — a real Postgres, a real receiver over HTTP, the memory gate — for what
+ * the end-to-end suites cannot arrange: the attempt's record failing once (Postgres away for a
+ * moment) after the receiver had the request.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../src/db/database.ts';
+import { createLogger } from '../../src/logger.ts';
+import type { EventRouter } from '../../src/pipeline/router/event-router.ts';
+import { claimDeliveries, getDelivery, storeDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { createEndpointCache } from '../../src/pipeline/webhooks/endpoint-cache.ts';
+import { createMemoryGate } from '../../src/pipeline/webhooks/endpoint-gate.ts';
+import { insertEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
+import { DEFAULT_RETRY_POLICY } from '../../src/pipeline/webhooks/retry-schedule.ts';
+import { createWebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
+import { createWebhookHttpClient } from '../../src/pipeline/webhooks/webhook-http.ts';
+import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';
+import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
+
+const logger = createLogger({ level: 'silent' });
+let fixture: DeliveryFixture;
+
+beforeAll(async () => {
+  fixture = await createDeliveryFixture();
+});
+
+afterAll(async () => {
+  await fixture?.dispose();
+});
+
+describe('webhook deliverer', () => {
+  it('records an attempt whose first record failed: the receiver’s answer is not lost', async () => {
+    const receiver = await startWebhookReceiver();
+    const endpoint = await insertEndpoint(fixture.db, {
+      app: 'app',
+      env: 'env',
+      tenant: null,
+      url: receiver.url,
+      description: '',
+      events: ['*'],
+      rateLimitPerSecond: null,
+      maxConcurrency: 10,
+      secret: newWebhookSecret(),
+    });
+    // The real database, with the first record of an attempt failing.
+    let failRecord = true;
+    const flaky: Database = {
+      ...fixture.db,
+      query(sql, params, options) {
+        if (options?.prepareAs === 'tributary_webhook_record_attempts' && failRecord) {
+          failRecord = false;
+          return Promise.reject(new Error('connection terminated unexpectedly'));
+        }
+        return fixture.db.query(sql, params, options);
+      },
+    };
+    const endpoints = await createEndpointCache({ db: fixture.db, refreshMs: 60_000, logger });
+    const http = createWebhookHttpClient({ allowPrivateTargets: true });
+    const routed: unknown[] = [];
+    const router = { route: (event: unknown) => (routed.push(event), Promise.resolve([])) } as unknown as EventRouter;
+    const deliverer = createWebhookDeliverer({ db: flaky, endpoints, http, gate: createMemoryGate(), router, policy: DEFAULT_RETRY_POLICY, timeoutMs: 5_000, disableAfterMs: 86_400_000, logger });
+    try {
+      const { inserted } = await storeDeliveries(fixture.db, [{ ...fixture.delivery('record-retry'), endpointId: endpoint.id }]);
+      const [delivery] = await claimDeliveries(fixture.db, inserted, 30_000);
+      expect(await deliverer.deliver(delivery!)).toEqual({});
+      expect(failRecord).toBe(false);
+      expect(receiver.received).toHaveLength(1);
+      expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'delivered', attempts: 1, lease: null });
+      const { rows } = await fixture.db.query<{ outcome: string }>(`SELECT outcome FROM webhook_attempts WHERE delivery_id = $1::bigint`, [inserted[0]]);
+      expect(rows).toEqual([{ outcome: 'delivered' }]);
+      expect(routed).toEqual([]);
+    } finally {
+      endpoints.close();
+      await http.close();
+    }
+  });
+});
