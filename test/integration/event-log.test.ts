@@ -9,6 +9,7 @@ import type { EventLog, LogRetention } from '../../src/pipeline/log/event-log.ts
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import { createRedisLog } from '../../src/pipeline/log/redis-log.ts';
 import type { RealtimeEvent, UnplacedEvent } from '../../src/pipeline/events/envelope.ts';
+import type { Scope } from '../../src/pipeline/scope.ts';
 import { streamOf, type StreamRef } from '../../src/pipeline/stream.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 
@@ -124,6 +125,36 @@ describe.each(Object.keys(logs))('%s event log', (kind) => {
     expect(await log.readAfter(stream, placed[29]!.cursor, 100)).toEqual(placed.slice(30));
     await expect(log.readAfter(stream, placed[28]!.cursor, 100)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
     await expect(log.readAfter(stream, placed[0]!.cursor, 100)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+  });
+
+  it('counts only the events `keep` keeps toward the limit of eventsBetween, however many others the streams hold', async () => {
+    const { log } = open(generous);
+    const now = Date.now();
+    // More than Redis is read a page at a time, in another stream and before the wanted one in its own.
+    await log.appendMany(streamOf(scope, 'telemetry'), Array.from({ length: 2_500 }, (_unused, n) => ({ ...unplaced(n, now), topic: 'telemetry' })));
+    const orders = [...Array.from({ length: 2_500 }, (_unused, n) => ({ ...unplaced(n, now), type: 'order.viewed' })), { ...unplaced(9_999, now), type: 'order.created' }];
+    await log.appendMany(streamOf(scope, 'orders'), orders);
+    const found = await log.eventsBetween(() => true, (event) => event.type === 'order.created', now - 1_000, now + 1_000, 1);
+    expect(found.map((event) => event.id)).toEqual(['evt_9999']);
+  });
+
+  it('returns eventsBetween oldest first across streams, each stream in its log order, and cuts at the limit keeping the oldest', async () => {
+    const { log } = open(generous);
+    const now = Date.now();
+    const at = (topic: string, offset: number) => ({ ...unplaced(offset, now + offset), id: `${topic}#${offset}`, topic });
+    // Appended stream by stream, not in time order: `zeta`'s event has the time of one of `orders`'
+    // (same millisecond: the stream with the smaller key goes first), `audit`'s are out of time order
+    // (its log order holds), and `orders`' last one is at `until` (left out).
+    await log.appendMany(streamOf(scope, 'zeta'), [at('zeta', 2)]);
+    await log.appendMany(streamOf(scope, 'invoices'), [at('invoices', 1), at('invoices', 3)]);
+    await log.appendMany(streamOf(scope, 'audit'), [at('audit', 6), at('audit', 5)]);
+    await log.appendMany(streamOf(scope, 'orders'), [at('orders', 0), at('orders', 2), at('orders', 4), at('orders', 10)]);
+    const tenantB = { ...scope, tenant: 'b' };
+    await log.appendMany(streamOf(tenantB, 'orders'), [{ ...at('orders', 1), id: 'tenant b', metadata: { timestamp: now + 1, scope: tenantB } }]);
+    const ours = (eventScope: Scope) => eventScope.tenant === 'a';
+    const between = async (limit: number) => (await log.eventsBetween(ours, () => true, now, now + 10, limit)).map((event) => event.id);
+    expect(await between(100)).toEqual(['orders#0', 'invoices#1', 'orders#2', 'zeta#2', 'invoices#3', 'orders#4', 'audit#6', 'audit#5']);
+    expect(await between(3)).toEqual(['orders#0', 'invoices#1', 'orders#2']);
   });
 });
 

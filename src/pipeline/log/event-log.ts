@@ -1,6 +1,6 @@
 import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import type { Scope } from '../scope.ts';
-import type { StreamRef } from '../stream.ts';
+import { streamOf, type StreamRef } from '../stream.ts';
 
 /**
  * Per-stream history with bounded retention and an epoch: what makes delivery resumable.
@@ -31,10 +31,18 @@ export interface EventLog {
    */
   renewEpochs(match: (scope: Scope, topic: string) => boolean): Promise<number>;
   /**
-   * Events still retained in the streams `match` selects whose time is in `[since, until)` (ms),
-   * stream after stream, each stream's in its order, at most `limit` in all. For replays (webhooks).
+   * Events still retained in the streams `match` selects whose time is in `[since, until)` (ms) and
+   * that `keep` keeps, oldest first (`mergeOldestFirst`), the first `limit`. Only kept events count
+   * toward the limit, so a busy stream the caller does not want cannot crowd out those it does.
+   * For replays (webhooks): a caller that must know whether there were more asks for one more.
    */
-  eventsBetween(match: (scope: Scope, topic: string) => boolean, since: number, until: number, limit: number): Promise<RealtimeEvent[]>;
+  eventsBetween(
+    match: (scope: Scope, topic: string) => boolean,
+    keep: (event: RealtimeEvent) => boolean,
+    since: number,
+    until: number,
+    limit: number,
+  ): Promise<RealtimeEvent[]>;
   close(): Promise<void>;
 }
 
@@ -43,4 +51,33 @@ export interface LogRetention {
   readonly maxEvents: number;
   /** How long events are kept, in ms; a stream idle that long is forgotten with its epoch. @default 1 hour */
   readonly maxAgeMs: number;
+}
+
+/**
+ * The order of `eventsBetween`, built a stream at a time: `found` with one more stream's events
+ * merged in, the first `limit` kept. Oldest first by event time; a stream's events keep their log
+ * order (the order its subscribers saw), even where their times do not (instances whose clocks
+ * differ appending to one stream). Of two streams' events of the same millisecond, the one of the
+ * stream with the smaller key goes first: the log keeps no order between streams, and the key
+ * gives the same answer whichever stream is read first.
+ */
+export function mergeOldestFirst(found: readonly RealtimeEvent[], stream: readonly RealtimeEvent[], limit: number): RealtimeEvent[] {
+  return mergeInOrder(found, stream, earlier, limit);
+}
+
+/** `a` and `b` merged, each in its own order: `b`'s next goes first when `before` says so, else `a`'s. */
+export function mergeInOrder<T>(a: readonly T[], b: readonly T[], before: (x: T, y: T) => boolean, limit = Number.POSITIVE_INFINITY): T[] {
+  const merged: T[] = [];
+  let i = 0;
+  let j = 0;
+  while (merged.length < limit && (i < a.length || j < b.length)) {
+    if (j < b.length && (i === a.length || before(b[j]!, a[i]!))) merged.push(b[j++]!);
+    else merged.push(a[i++]!);
+  }
+  return merged;
+}
+
+function earlier(x: RealtimeEvent, y: RealtimeEvent): boolean {
+  if (x.metadata.timestamp !== y.metadata.timestamp) return x.metadata.timestamp < y.metadata.timestamp;
+  return streamOf(x.metadata.scope, x.topic).key < streamOf(y.metadata.scope, y.topic).key;
 }

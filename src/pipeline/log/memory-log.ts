@@ -1,7 +1,7 @@
 import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import type { StreamRef } from '../stream.ts';
 import { decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
-import type { EventLog, LogRetention } from './event-log.ts';
+import { mergeOldestFirst, type EventLog, type LogRetention } from './event-log.ts';
 
 export interface MemoryLogOptions {
   readonly retention: LogRetention;
@@ -95,14 +95,17 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
       const stream = streamFor(ref);
       return Promise.resolve(encodeCursor(stream.epoch, String(stream.nextSeq - 1)));
     },
-    eventsBetween(match, since, until, limit) {
-      const found: RealtimeEvent[] = [];
+    eventsBetween(match, keep, since, until, limit) {
+      let found: RealtimeEvent[] = [];
       for (const stream of streams.values()) {
         if (!match(stream.ref.scope, stream.ref.topic)) continue;
-        for (let index = stream.start; index < stream.events.length && found.length < limit; index += 1) {
+        // A stream's events after its first `limit` kept ones cannot be among the first `limit` of all.
+        const kept: RealtimeEvent[] = [];
+        for (let index = stream.start; index < stream.events.length && kept.length < limit; index += 1) {
           const event = stream.events[index]!;
-          if (event.metadata.timestamp >= since && event.metadata.timestamp < until) found.push(event);
+          if (event.metadata.timestamp >= since && event.metadata.timestamp < until && keep(event)) kept.push(event);
         }
+        if (kept.length > 0) found = mergeOldestFirst(found, kept, limit);
       }
       return Promise.resolve(found);
     },

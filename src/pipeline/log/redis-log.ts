@@ -6,7 +6,7 @@ import { parseStreamKey, streamOf } from '../stream.ts';
 import type { Scope } from '../scope.ts';
 import { defineScript } from '../redis-script.ts';
 import { comparePositions, decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
-import type { EventLog, LogRetention } from './event-log.ts';
+import { mergeOldestFirst, type EventLog, type LogRetention } from './event-log.ts';
 
 export interface RedisLogOptions {
   /** A command connection (not the one used for SUBSCRIBE). */
@@ -124,6 +124,9 @@ type AppendCommand = (
 /** How far the Redis server's clock (entry ids) may be from the instances' (event times), in ms. */
 const CLOCK_SLACK_MS = 60_000;
 
+/** Entries `eventsBetween` reads per round trip. */
+const RANGE_PAGE = 1_000;
+
 /** The log of the full mode: one Redis Stream per stream, trimmed by count and age. */
 export function createRedisLog(options: RedisLogOptions): EventLog {
   const { redis, retention } = options;
@@ -132,13 +135,17 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
   const head = defineScript<HeadCommand>(redis, 'tributaryHead', 2, HEAD);
   const appendMany = defineScript<AppendManyCommand>(redis, 'tributaryAppendMany', 2, APPEND_MANY);
 
-  /** The keys of every stream `match` selects (SCAN over their epoch keys). */
+  /** The keys of every stream `match` selects, each once (SCAN over their epoch keys). */
   async function* matchingStreams(match: (scope: Scope, topic: string) => boolean): AsyncGenerator<ReturnType<typeof streamKeys>> {
+    // SCAN may return a key twice (the keyspace rehashing between calls).
+    const seen = new Set<string>();
     let cursor = '0';
     do {
       const [next, keys] = await unavailableOnFailure(redis.scan(cursor, 'MATCH', `${prefix}{*}:epoch`, 'COUNT', 1000));
       cursor = next;
       for (const epochKey of keys) {
+        if (seen.has(epochKey)) continue;
+        seen.add(epochKey);
         const stream = parseStreamKey(epochKey.slice(prefix.length + 1, -'}:epoch'.length));
         if (stream && match(stream.scope, stream.topic)) yield streamKeys(prefix, streamOf(stream.scope, stream.topic));
       }
@@ -194,20 +201,28 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       return encodeCursor(epoch, last);
     },
 
-    async eventsBetween(match, since, until, limit) {
-      const found: RealtimeEvent[] = [];
+    async eventsBetween(match, keep, since, until, limit) {
+      let found: RealtimeEvent[] = [];
+      // Entry ids are the Redis server's milliseconds: the range by id, then by the event's own time.
+      const last = String(until + CLOCK_SLACK_MS);
       for await (const keys of matchingStreams(match)) {
-        if (found.length >= limit) break;
         const epoch = await unavailableOnFailure(redis.get(keys.epoch));
         if (epoch === null) continue;
-        // Entry ids are the Redis server's milliseconds: the range by id, then by the event's own time.
-        const entries = (await unavailableOnFailure(
-          redis.xrange(keys.log, String(Math.max(0, since - CLOCK_SLACK_MS)), String(until + CLOCK_SLACK_MS), 'COUNT', limit - found.length),
-        )) as [string, string[]][];
-        for (const [id, fields] of entries) {
-          const event = toEvent(epoch, id, fields);
-          if (event.metadata.timestamp >= since && event.metadata.timestamp < until) found.push(event);
+        // A page at a time, until the stream's first `limit` kept events (no later one of it can be
+        // among the first `limit` of all): what `keep` leaves does not count, however much of it.
+        const kept: RealtimeEvent[] = [];
+        let first = String(Math.max(0, since - CLOCK_SLACK_MS));
+        while (kept.length < limit) {
+          const entries = (await unavailableOnFailure(redis.xrange(keys.log, first, last, 'COUNT', RANGE_PAGE))) as [string, string[]][];
+          for (const [id, fields] of entries) {
+            if (kept.length === limit) break;
+            const event = toEvent(epoch, id, fields);
+            if (event.metadata.timestamp >= since && event.metadata.timestamp < until && keep(event)) kept.push(event);
+          }
+          if (entries.length < RANGE_PAGE) break;
+          first = `(${entries.at(-1)![0]}`;
         }
+        if (kept.length > 0) found = mergeOldestFirst(found, kept, limit);
       }
       return found;
     },

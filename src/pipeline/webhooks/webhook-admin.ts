@@ -6,14 +6,15 @@
  */
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
+import { isDashboardEvent } from '../events/dashboard-event.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import { newEventId } from '../events/event-id.ts';
 import { aboutEndpoint } from '../events/webhook-event.ts';
-import type { EventLog } from '../log/event-log.ts';
+import { mergeInOrder, type EventLog } from '../log/event-log.ts';
 import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
-import { getDelivery, resumeEndpointDeliveries, storeDeliveries, type Delivery } from './delivery-store.ts';
+import { getDelivery, resumeEndpointDeliveries, storeDeliveries, type Delivery, type NewDelivery } from './delivery-store.ts';
 import type { DeliveryStatistics } from './delivery-statistics.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
@@ -64,6 +65,8 @@ export interface WebhookAdmin {
    * log (so events never attempted — the endpoint is newer, or was disabled — are reached too, within
    * the log's retention) and, for older events, from the endpoint's own deliveries. With
    * `onlyFailed`, the dead-lettered deliveries only. Returns how many.
+   * @throws TributaryError BAD_USER_INPUT (`until`) when the range holds more than one replay sends
+   *   (10,000): nothing is replayed, the admin replays it in parts.
    */
   replay(scope: Scope, endpointId: string, range: { since: Date; until?: Date | undefined; onlyFailed: boolean }): Promise<number>;
   /** A `webhook.test` event to the endpoint (sent even when it is disabled). */
@@ -116,17 +119,34 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     }
   };
 
-  /** The endpoint's deliveries of events in the range (dead ones only with `onlyFailed`), oldest first, test events left out. */
-  const storedDeliveries = async (endpointId: string, range: { since: Date; until: Date; onlyFailed: boolean }): Promise<Delivery[]> => {
+  /**
+   * The endpoint's deliveries of events in the range but not in `skip` (dead ones only with
+   * `onlyFailed`), the first of each event, oldest first, test events left out. Throws when they are
+   * of more than `room` events.
+   */
+  const storedDeliveries = async (
+    endpointId: string,
+    range: { since: Date; until: Date; onlyFailed: boolean },
+    skip: ReadonlySet<string>,
+    room: number,
+  ): Promise<Delivery[]> => {
     const found: Delivery[] = [];
+    const events = new Set<string>();
     let before: string | undefined;
-    while (found.length < MAX_REPLAY) {
+    for (;;) {
       const page = await listDeliveries(db, { endpointIds: [endpointId], state: range.onlyFailed ? 'dead' : undefined, since: range.since, until: range.until, before, limit: 500 });
-      found.push(...page.filter((delivery) => delivery.trigger !== 'test'));
+      for (const delivery of page) {
+        if (delivery.trigger === 'test' || skip.has(delivery.eventId)) continue;
+        found.push(delivery);
+        events.add(delivery.eventId);
+      }
+      if (events.size > room) throw tooManyToReplay();
       if (page.length < 500) break;
       before = page.at(-1)!.id;
     }
-    return found.reverse();
+    // Listed newest first; each event's first delivery is the one copied.
+    const seen = new Set<string>();
+    return found.reverse().filter((delivery) => !seen.has(delivery.eventId) && seen.add(delivery.eventId));
   };
 
   /** Inserts and schedules; returns the ids inserted. */
@@ -246,30 +266,32 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     async replay(scope, endpointId, range) {
       const endpoint = await owned(scope, endpointId);
       const until = range.until ?? new Date();
-      const stored = await storedDeliveries(endpointId, { since: range.since, until, onlyFailed: range.onlyFailed });
       let events: RealtimeEvent[] = [];
       if (!range.onlyFailed) {
         const inScope = (eventScope: Scope) => eventScope.app === endpoint.app && eventScope.env === endpoint.env && (endpoint.tenant === null || eventScope.tenant === endpoint.tenant);
-        events = (await options.log.eventsBetween(inScope, range.since.getTime(), until.getTime(), MAX_REPLAY)).filter(
-          (event) => selects(endpoint, event) && aboutEndpoint(event) !== endpoint.id,
-        );
+        // Chosen as the tap chooses them (webhook-tap.ts) before the log counts them, so no number of
+        // the environment's other events can crowd the endpoint's out of the limit.
+        const delivered = (event: RealtimeEvent) => !isDashboardEvent(event) && selects(endpoint, event) && aboutEndpoint(event) !== endpoint.id;
+        events = await options.log.eventsBetween(inScope, delivered, range.since.getTime(), until.getTime(), MAX_REPLAY + 1);
+        if (events.length > MAX_REPLAY) throw tooManyToReplay();
       }
-      const inLog = new Set(events.map((event) => event.id));
-      const seen = new Set<string>();
-      const copies = [
-        // Older than what the log still holds (or dead letters only): the endpoint's own deliveries.
-        ...stored.filter((delivery) => !inLog.has(delivery.eventId) && !seen.has(delivery.eventId) && seen.add(delivery.eventId)).map((delivery) => copyOf(delivery, 'replay')),
-        ...events.map((event) => ({
+      // Older than what the log still holds (or dead letters only): the endpoint's own deliveries.
+      const stored = await storedDeliveries(endpointId, { since: range.since, until, onlyFailed: range.onlyFailed }, new Set(events.map((event) => event.id)), MAX_REPLAY - events.length);
+      // Both in one order, oldest first: an entity's lane may have events in both.
+      const copies = mergeInOrder<NewDelivery>(
+        stored.map((delivery) => copyOf(delivery, 'replay')),
+        events.map((event) => ({
           endpointId,
           eventId: event.id,
           eventType: event.type,
           topic: event.topic,
           lane: laneOf(event),
           body: webhookBody(event, options.maxBodyBytes),
-          trigger: 'replay' as const,
+          trigger: 'replay',
           eventTime: new Date(event.metadata.timestamp),
         })),
-      ].slice(0, MAX_REPLAY);
+        (fromLog, fromStore) => fromLog.eventTime.getTime() < fromStore.eventTime.getTime(),
+      );
       if (copies.length > 0) await schedule(copies);
       return copies.length;
     },
@@ -295,4 +317,13 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
 
 function badInput(field: string, message: string): TributaryError {
   return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
+}
+
+/** Refused whole rather than cut short: a replay that silently left events out would look complete. */
+function tooManyToReplay(): TributaryError {
+  return new TributaryError(
+    ErrorCode.BAD_USER_INPUT,
+    `The range holds more than ${MAX_REPLAY} of the endpoint's events, more than one replay sends: replay it in parts (an earlier until, then the rest from there)`,
+    { details: { field: 'until', limit: MAX_REPLAY } },
+  );
 }

@@ -1,0 +1,112 @@
+/**
+ * Webhook replays from the event log (`replayWebhooks`), in both delivery modes: the endpoint's
+ * events are found however many other events the range holds, an entity's events are replayed
+ * across topics in the order they were delivered, and a range with more events than one replay
+ * sends is refused rather than cut.
+ */
+import { describe, expect, it } from 'vitest';
+import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
+import { publishToTopics } from '../helpers/analytics.ts';
+import { gql } from '../helpers/cdc.ts';
+import { MODES, modeEnv, type PipelineMode } from '../helpers/events.ts';
+import { createTestDatabase, openTestPool } from '../helpers/services.ts';
+import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
+import { startTestServer, type TestServer } from '../helpers/tributary.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
+
+const BASE_ENV = { JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' };
+/** What one replay sends at most (webhook-admin.ts). */
+const MAX_REPLAY = 10_000;
+
+const CREATE = 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }';
+const REPLAY = 'mutation($e: ID!, $s: DateTime!) { replayWebhooks(endpointId: $e, since: $s) }';
+const PUBLISH = 'mutation($topic: String!, $type: String!) { publish(topic: $topic, type: $type, payload: {}) { id } }';
+
+/** An admin of the whole environment (no tenant). */
+function admin(): Promise<string> {
+  return signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+}
+
+function startServer(mode: PipelineMode, env: Record<string, string> = {}): Promise<TestServer> {
+  return startTestServer({ ...BASE_ENV, ...modeEnv(mode), ...env });
+}
+
+async function createEndpoint(server: TestServer, input: Record<string, unknown>): Promise<string> {
+  const body = await gql(server, await admin(), CREATE, { input });
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  return (body.data?.['createWebhookEndpoint'] as { endpoint: { id: string } }).endpoint.id;
+}
+
+async function publish(server: TestServer, topic: string, type: string): Promise<string> {
+  const body = await gql(server, await admin(), PUBLISH, { topic, type });
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  return (body.data?.['publish'] as { id: string }).id;
+}
+
+/** Resolves once the clock has passed `time`: what is routed next has a later event time. */
+function laterThan(time: number): Promise<boolean> {
+  return waitFor(() => Date.now() > time, { intervalMs: 1 });
+}
+
+describe.each(MODES)('webhook replays (%s delivery)', (mode) => {
+  it('finds the endpoint’s events behind 10,000 events it does not select, and refuses a range with more than one replay sends', { timeout: 120_000 }, async () => {
+    // Every stream keeps the whole flood: what the replay finds does not depend on the log's trimming.
+    const server = await startServer(mode, { EVENT_LOG_MAX_EVENTS: '20000', GRAPHQL_MAX_ALIASES: '500', GRAPHQL_MAX_TOKENS: '100000' });
+    const token = await admin();
+    const since = new Date(Date.now() - 1_000).toISOString();
+    // 10,000 events of a type the endpoint does not select (`message`), in a topic one of its event
+    // types is in, then one event of each of its selections.
+    await publishToTopics(server, Array.from({ length: MAX_REPLAY }, () => 'orders'), 500, token);
+    const afterFlood = Date.now();
+    await laterThan(afterFlood);
+    const selected = [await publish(server, 'orders', 'order.created'), await publish(server, 'invoices', 'invoice.created')];
+
+    const receiver = await startWebhookReceiver();
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['order.created', 'invoices'] });
+    const replayed = await gql(server, token, REPLAY, { e: endpoint, s: since });
+    expect(replayed.errors, JSON.stringify(replayed.errors)).toBeUndefined();
+    expect(replayed.data).toEqual({ replayWebhooks: 2 });
+    // Events without an entity: each its own lane, in no order.
+    const received = await receiver.waitForCount(2);
+    expect(new Set(received.map((request) => request.headers['webhook-id']))).toEqual(new Set(selected));
+
+    // Every event of the range is this one's: 10,002, more than a replay sends. Refused, nothing is
+    // stored, and the range after the flood replays.
+    const everything = await createEndpoint(server, { url: receiver.url, events: ['orders', 'invoices'] });
+    const refused = await gql(server, token, REPLAY, { e: everything, s: since });
+    expect(refused.data).toBeNull();
+    expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'until', limit: MAX_REPLAY });
+    const stored = await gql(server, token, 'query($e: ID) { webhookDeliveries(endpointId: $e) { nodes { id } } }', { e: everything });
+    expect(stored.data).toEqual({ webhookDeliveries: { nodes: [] } });
+    const narrowed = await gql(server, token, REPLAY, { e: everything, s: new Date(afterFlood + 1).toISOString() });
+    expect(narrowed.data).toEqual({ replayWebhooks: 2 });
+  });
+
+  it('replays an entity’s events across topics in the order they were delivered', { timeout: 60_000 }, async () => {
+    const appDb = await createTestDatabase();
+    const app = openTestPool(appDb.url);
+    const server = await startServer(mode, { OUTBOX_POLL_INTERVAL_MS: '50' });
+    const token = await admin();
+    const source = await gql(server, token, 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { mode } }', { url: appDb.url });
+    expect(source.errors, JSON.stringify(source.errors)).toBeUndefined();
+    const receiver = await startWebhookReceiver();
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders', 'invoices'] });
+    const since = new Date(Date.now() - 1_000).toISOString();
+
+    // One event at a time, each routed in a later millisecond than the one before: two topics'
+    // events of one millisecond have no order the log keeps.
+    const topics = ['orders', 'invoices', 'orders', 'invoices', 'orders'];
+    for (const [seq, topic] of topics.entries()) {
+      await enqueueOutboxEvent(app, { topic, type: `${topic}.updated`, payload: { seq }, tenant: 'a', entity: 'order-1' });
+      await laterThan((await receiver.waitForCount(seq + 1))[seq]!.receivedAt);
+    }
+    const delivered = receiver.received.map((request) => `${request.json.topic}#${String(request.json.data['seq'])}`);
+    expect(delivered).toEqual(['orders#0', 'invoices#1', 'orders#2', 'invoices#3', 'orders#4']);
+
+    const replayed = await gql(server, token, REPLAY, { e: endpoint, s: since });
+    expect(replayed.data).toEqual({ replayWebhooks: 5 });
+    const received = await receiver.waitForCount(10);
+    expect(received.slice(5).map((request) => `${request.json.topic}#${String(request.json.data['seq'])}`)).toEqual(delivered);
+  });
+});
