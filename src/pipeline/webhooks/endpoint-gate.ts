@@ -141,7 +141,11 @@ export function createRedisGate(options: { readonly redis: Redis; readonly keyPr
       const token = randomUUID();
       if (!(await leases.submit({ endpoint, token }))) return { ok: false, retryInMs: BUSY_RETRY_MS };
       const release = () => releases.submit({ endpointId: endpoint.id, token });
-      const wait = await withinRate(endpoint.rateLimitPerSecond === null ? undefined : limiterOf(endpoint.rateLimitPerSecond), endpoint.id);
+      const wait = await withinRate(endpoint.rateLimitPerSecond === null ? undefined : limiterOf(endpoint.rateLimitPerSecond), endpoint.id).catch(async (error: unknown) => {
+        // The lease would hold one of the endpoint's places until it runs out.
+        await release().catch(() => undefined);
+        throw error;
+      });
       if (wait > 0) {
         await release();
         return { ok: false, retryInMs: wait };
