@@ -74,8 +74,13 @@ const RECORD_BATCH = 200;
 /** Tries at recording a batch of attempts (200 ms, 400 ms, 800 ms, 1.6 s apart). */
 const RECORD_TRIES = 5;
 
-/** A disabled endpoint's deliveries wait; they are looked at again this often, in ms. */
-const DISABLED_RECHECK_MS = 60_000;
+/**
+ * A disabled endpoint's deliveries wait; they are looked at again this often, in ms. Enabling the
+ * endpoint makes them due at once (`resumeEndpointDeliveries`): this only bounds how long one
+ * missed by that waits, while a large backlog of a disabled endpoint is not claimed and put back
+ * every minute.
+ */
+const DISABLED_RECHECK_MS = 3_600_000;
 
 /** A slow endpoint's delivery waiting for room in the slow share is looked at again after this, in ms. */
 const SLOW_SHARE_RECHECK_MS = 1_000;
@@ -164,13 +169,18 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   const attempt = async (delivery: Delivery, sent: () => void, onSlow: () => void): Promise<DeliveryOutcome> => {
     // The cached endpoint (a change reaches every instance within the cache's refresh); one missing
     // from the cache may be brand new, so it is read.
-    const endpoint = options.endpoints.byId(delivery.endpointId) ?? (await options.endpoints.fresh(delivery.endpointId));
+    let endpoint = options.endpoints.byId(delivery.endpointId) ?? (await options.endpoints.fresh(delivery.endpointId));
     // Deleted: its deliveries went with it.
     if (!endpoint) return {};
     const now = new Date();
     if (delivery.nextAttemptAt > now) return postpone(delivery, delivery.nextAttemptAt);
-    // A disabled endpoint's deliveries wait for it to be enabled again (a test is sent anyway).
-    if (!endpoint.enabled && delivery.trigger !== 'test') return postpone(delivery, new Date(now.getTime() + DISABLED_RECHECK_MS));
+    // A disabled endpoint's deliveries wait for it to be enabled again (a test is sent anyway). The
+    // row decides before so long a wait: this instance's cache may not have seen an enable yet.
+    if (!endpoint.enabled && delivery.trigger !== 'test') {
+      endpoint = await options.endpoints.fresh(delivery.endpointId);
+      if (!endpoint) return {};
+      if (!endpoint.enabled) return postpone(delivery, new Date(now.getTime() + DISABLED_RECHECK_MS));
+    }
     const watch = options.slow?.begin(endpoint.id, onSlow);
     if (options.slow && !watch) return postpone(delivery, new Date(now.getTime() + SLOW_SHARE_RECHECK_MS));
     const slot = await options.gate.acquire(endpoint).catch((error: unknown) => {
