@@ -24,6 +24,15 @@ export interface LogFilterArgs {
 }
 
 const MAX_PAGE = 200;
+/** An event type as a filter: what a publisher may name (`names.ts`), else no event has it. */
+const MAX_EVENT_TYPE = 200;
+const EVENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]*$/;
+/** What an attempt's outcome can be. */
+const OUTCOMES: ReadonlySet<string> = new Set(['delivered', 'failed', 'gone', 'throttled', 'refused', 'dead']);
+
+function badInput(field: string, message: string): TributaryError {
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
+}
 
 function admin(context: ResolverContext) {
   requireAdmin(context.principal);
@@ -36,7 +45,11 @@ function pageArgs(args: LogFilterArgs) {
     throw new TributaryError(ErrorCode.BAD_USER_INPUT, `first must be from 1 to ${MAX_PAGE}`, { details: { field: 'first' } });
   }
   const after = args.after ?? undefined;
-  if (after !== undefined && !/^\d{1,18}$/.test(after)) throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'after must be an endCursor of this log', { details: { field: 'after' } });
+  if (after !== undefined && !/^\d{1,18}$/.test(after)) throw badInput('after', 'after must be an endCursor of this log');
+  if (args.eventType != null && (args.eventType.length > MAX_EVENT_TYPE || !EVENT_TYPE.test(args.eventType))) {
+    throw badInput('eventType', `eventType must be an event type: up to ${MAX_EVENT_TYPE} letters, digits and _ . : / -`);
+  }
+  if (args.since != null && args.until != null && args.until <= args.since) throw badInput('until', 'until must be after since');
   return {
     endpointId: args.endpointId ?? undefined,
     eventType: args.eventType ?? undefined,
@@ -96,9 +109,8 @@ export async function webhookAttempts(
 ): Promise<LogPage<AttemptRecord>> {
   const { scope, webhooks } = admin(context);
   const { first, ...filter } = pageArgs(args);
-  if (args.deliveryId != null && !/^\d{1,18}$/.test(args.deliveryId)) {
-    throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'deliveryId is not a delivery id', { details: { field: 'deliveryId' } });
-  }
+  if (args.deliveryId != null && !/^\d{1,18}$/.test(args.deliveryId)) throw badInput('deliveryId', 'deliveryId is not a delivery id');
+  if (args.outcome != null && !OUTCOMES.has(args.outcome)) throw badInput('outcome', `outcome must be one of ${[...OUTCOMES].join(', ')}`);
   return pageOf(await webhooks.attempts(scope, { ...filter, deliveryId: args.deliveryId ?? undefined, outcome: args.outcome ?? undefined }), first);
 }
 
@@ -109,7 +121,10 @@ export function redeliverWebhook(context: ResolverContext, deliveryId: string): 
 
 export function replayWebhooks(context: ResolverContext, args: { endpointId: string; since: Date; until?: Date | null; onlyFailed?: boolean | null }): Promise<number> {
   const { scope, webhooks } = admin(context);
-  if (args.until != null && args.until <= args.since) throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'until must be after since', { details: { field: 'until' } });
+  const now = Date.now();
+  // Events are from the Unix epoch on, and none is from the future: such a range holds nothing to replay.
+  if (args.since.getTime() < 0 || args.since.getTime() > now) throw badInput('since', 'since must be a time from 1970 to now');
+  if (args.until != null && args.until <= args.since) throw badInput('until', 'until must be after since');
   return webhooks.replay(scope, args.endpointId, { since: args.since, until: args.until ?? undefined, onlyFailed: args.onlyFailed ?? false });
 }
 

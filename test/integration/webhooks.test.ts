@@ -431,4 +431,47 @@ describe('webhook endpoints', () => {
     const listed = await gql(server, await admin('b'), '{ webhookEndpoints { id } }');
     expect(listed.data).toEqual({ webhookEndpoints: [] });
   });
+
+  it('answers bad admin input with stable codes — never an internal error — and tells nothing of another tenant', { timeout: 60_000 }, async () => {
+    const database = await createTestDatabase();
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, DATABASE_URL: database.url });
+    const token = await admin();
+    const publicUrl = 'https://1.1.1.1/hook';
+    const codeOf = async (query: string, variables: Record<string, unknown>, as = token) => (await gql(server, as, query, variables)).errors?.[0]?.extensions;
+    const create = (input: Record<string, unknown>) => codeOf(CREATE, { input: { url: publicUrl, events: ['*'], ...input } });
+
+    expect(await create({ description: 'x'.repeat(1_001) })).toMatchObject({ code: 'BAD_USER_INPUT', field: 'description' });
+    expect(await create({ description: 'a\u0000b' })).toMatchObject({ code: 'BAD_USER_INPUT', field: 'description' });
+    for (const tenant of ['', ' a', 'x'.repeat(201), 'a\u0000']) expect(await create({ tenant }), JSON.stringify(tenant)).toMatchObject({ code: 'BAD_USER_INPUT', field: 'tenant' });
+    // Ids that are no endpoint's never reach a query.
+    for (const id of ['ep_\u0000', 'x'.repeat(10_000), 'ep_AAAAAAAAAAAAAAAA']) {
+      expect(await codeOf('mutation($id: ID!) { deleteWebhookEndpoint(id: $id) }', { id })).toMatchObject({ code: 'NOT_FOUND', field: 'id' });
+    }
+    expect(await codeOf('mutation($e: ID!) { sendTestWebhook(endpointId: $e) { id } }', { e: 'nope' })).toMatchObject({ code: 'NOT_FOUND', field: 'endpointId' });
+    const list = 'query($o: String, $t: String, $s: DateTime, $u: DateTime) { webhookAttempts(outcome: $o, eventType: $t, since: $s, until: $u) { nodes { id } } }';
+    expect(await codeOf(list, { o: 'bogus' })).toMatchObject({ code: 'BAD_USER_INPUT', field: 'outcome' });
+    expect(await codeOf(list, { t: 'a\u0000' })).toMatchObject({ code: 'BAD_USER_INPUT', field: 'eventType' });
+    expect(await codeOf(list, { s: '2026-01-02T00:00:00Z', u: '2026-01-01T00:00:00Z' })).toMatchObject({ code: 'BAD_USER_INPUT', field: 'until' });
+
+    // A tenant's endpoint, one delivery to it; another tenant's admin learns nothing of either.
+    const { id } = await createEndpoint(server, { url: publicUrl, events: ['orders'], tenant: 'a' });
+    await publish(server, 'a', 'orders', { n: 1 });
+    const [delivery] = await deliveries(server, id);
+    const other = await gql(server, await admin('b'), 'mutation($d: ID!) { redeliverWebhook(deliveryId: $d) { id } }', { d: delivery!.id });
+    expect(other.errors?.[0]).toMatchObject({ extensions: { code: 'NOT_FOUND', field: 'deliveryId' } });
+    expect(other.errors?.[0]?.message).not.toContain(id);
+    const replay = 'mutation($e: ID!, $s: DateTime!) { replayWebhooks(endpointId: $e, since: $s) }';
+    for (const since of ['1950-01-01T00:00:00Z', '2999-01-01T00:00:00Z']) expect(await codeOf(replay, { e: id, s: since })).toMatchObject({ code: 'BAD_USER_INPUT', field: 'since' });
+    // A rotation without overlap leaves no previous secret signing.
+    const rotated = await gql(server, token, 'mutation($id: ID!) { rotateWebhookSecret(id: $id, overlapSeconds: 0) { endpoint { previousSecretExpiresAt } } }', { id });
+    expect(rotated.data).toEqual({ rotateWebhookSecret: { endpoint: { previousSecretExpiresAt: null } } });
+
+    // At most 1,000 endpoints in an environment.
+    await openTestPool(database.url).query(
+      `INSERT INTO webhook_endpoints (id, app, env, url, events, secret, max_concurrency)
+       SELECT 'ep_' || lpad(n::text, 16, '0'), app, env, url, events, secret, max_concurrency FROM webhook_endpoints, generate_series(1, 999) n WHERE id = $1`,
+      [id],
+    );
+    expect(await create({})).toMatchObject({ code: 'CONFLICT' });
+  });
 });

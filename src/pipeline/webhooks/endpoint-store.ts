@@ -132,6 +132,12 @@ export async function listEndpoints(db: Queryable, app: string, env: string): Pr
   return rows.map(endpointOf);
 }
 
+/** Endpoints of an environment (all its tenants'). */
+export async function countEndpoints(db: Queryable, app: string, env: string): Promise<number> {
+  const { rows } = await db.query<{ count: number }>(`SELECT count(*)::int AS count FROM webhook_endpoints WHERE app = $1 AND env = $2`, [app, env]);
+  return rows[0]?.count ?? 0;
+}
+
 export async function getEndpoint(db: Queryable, id: string): Promise<SigningEndpoint | undefined> {
   const { rows } = await db.query<Row>(`SELECT ${COLUMNS} FROM webhook_endpoints WHERE id = $1`, [id]);
   return rows[0] && endpointOf(rows[0]);
@@ -186,11 +192,11 @@ export async function disableEndpoint(db: Queryable, id: string, reason: string)
   return rows[0] && endpointOf(rows[0]);
 }
 
-/** A new secret; the old one keeps signing for `overlapSeconds`. */
+/** A new secret; the old one keeps signing for `overlapSeconds` (none with 0). */
 export async function rotateEndpointSecret(db: Queryable, id: string, secret: string, overlapSeconds: number): Promise<SigningEndpoint | undefined> {
   const { rows } = await db.query<Row>(
-    `UPDATE webhook_endpoints SET previous_secret = secret, secret = $2,
-       previous_secret_expires_at = clock_timestamp() + $3::double precision * interval '1 second', updated_at = clock_timestamp()
+    `UPDATE webhook_endpoints SET previous_secret = CASE WHEN $3 > 0 THEN secret END, secret = $2,
+       previous_secret_expires_at = CASE WHEN $3 > 0 THEN clock_timestamp() + $3::double precision * interval '1 second' END, updated_at = clock_timestamp()
      WHERE id = $1 RETURNING ${COLUMNS}`,
     [id, secret, overlapSeconds],
   );

@@ -20,6 +20,7 @@ import type { EndpointCache } from './endpoint-cache.ts';
 import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
 import {
   deleteEndpoint,
+  countEndpoints,
   getEndpoint,
   insertEndpoint,
   listEndpoints,
@@ -91,17 +92,30 @@ const MAX_CONCURRENCY = 100;
 const MAX_RATE = 10_000;
 const MAX_OVERLAP_SECONDS = 7 * 24 * 3600;
 const MAX_REPLAY = 10_000;
+/** Endpoints of one environment at most: every instance keeps them all in memory and checks each routed event against them. */
+const MAX_ENDPOINTS = 1_000;
+const MAX_DESCRIPTION = 1_000;
+const MAX_TENANT = 200;
+/** What `newEndpointId` makes: anything else is no endpoint, and never reaches a query. */
+const ENDPOINT_ID = /^ep_[A-Za-z0-9_-]{16}$/;
+/** Control characters (tab and line breaks aside): Postgres refuses NUL in text, and none belongs in a name or a note. */
+const CONTROL = /[^\P{Cc}\t\n\r]/u;
 
 export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
   const { db } = options;
 
-  /** The endpoint, when it is in the caller's scope. */
-  const owned = async (scope: Scope, id: string): Promise<SigningEndpoint> => {
-    const endpoint = await getEndpoint(db, id);
+  /** The endpoint, when it is in the caller's scope; `field` names the argument that gave its id. */
+  const owned = async (scope: Scope, id: string, field = 'id'): Promise<SigningEndpoint> => {
+    const endpoint = ENDPOINT_ID.test(id) ? await getEndpoint(db, id) : undefined;
     if (!endpoint || endpoint.app !== scope.app || endpoint.env !== scope.env || (scope.tenant !== undefined && endpoint.tenant !== scope.tenant)) {
-      throw new TributaryError(ErrorCode.NOT_FOUND, `No webhook endpoint ${id} in this environment`, { details: { field: 'id' } });
+      throw notFound(field, ENDPOINT_ID.test(id) ? `No webhook endpoint ${id} in this environment` : 'No webhook endpoint with that id in this environment');
     }
     return endpoint;
+  };
+  /** The row an update returned; none: the endpoint was deleted meanwhile. */
+  const stillThere = <T>(row: T | undefined): T => {
+    if (row === undefined) throw notFound('id', 'The webhook endpoint was deleted meanwhile');
+    return row;
   };
 
   const changed = async <T>(value: T): Promise<T> => {
@@ -187,8 +201,15 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       const url = await targetUrl(input.url);
       assertEventSelection(input.events);
       checkLimits(input);
+      checkDescription(input.description);
+      if (input.tenant !== undefined && (input.tenant.length === 0 || input.tenant.length > MAX_TENANT || input.tenant.trim() !== input.tenant || CONTROL.test(input.tenant))) {
+        throw badInput('tenant', `tenant must be a tenant id: 1 to ${MAX_TENANT} characters, no surrounding spaces or control characters`);
+      }
       if (scope.tenant !== undefined && input.tenant !== undefined && input.tenant !== scope.tenant) {
         throw badInput('tenant', 'A caller with a tenant creates endpoints of that tenant only');
+      }
+      if ((await countEndpoints(db, scope.app, scope.env)) >= MAX_ENDPOINTS) {
+        throw new TributaryError(ErrorCode.CONFLICT, `This environment has ${MAX_ENDPOINTS} webhook endpoints, the most it may have: delete one first`);
       }
       const secret = newWebhookSecret();
       const endpoint = await insertEndpoint(db, {
@@ -209,6 +230,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       await owned(scope, id);
       if (input.events !== undefined) assertEventSelection(input.events);
       checkLimits(input);
+      checkDescription(input.description);
       const url = input.url === undefined ? undefined : await targetUrl(input.url);
       const updated = await updateEndpoint(db, id, {
         ...(url !== undefined && { url }),
@@ -217,7 +239,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
         ...(input.rateLimitPerSecond !== undefined && { rateLimitPerSecond: input.rateLimitPerSecond }),
         ...(input.maxConcurrency !== undefined && { maxConcurrency: input.maxConcurrency }),
       });
-      return changed(updated!);
+      return changed(stillThere(updated));
     },
 
     async deleteEndpoint(scope, id) {
@@ -231,7 +253,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       await options.endpoints.refresh();
       // What waited for the endpoint goes now, not at its next recheck.
       if (enabled) await options.scheduler.scheduleNow(await resumeEndpointDeliveries(db, id));
-      return updated!;
+      return stillThere(updated);
     },
 
     async rotateSecret(scope, id, overlapSeconds) {
@@ -241,30 +263,34 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       }
       const secret = newWebhookSecret();
       const endpoint = await rotateEndpointSecret(db, id, secret, overlapSeconds);
-      return changed({ endpoint: endpoint!, secret });
+      return changed({ endpoint: stillThere(endpoint), secret });
     },
 
     endpoints: async (scope) => (await listEndpoints(db, scope.app, scope.env)).filter((endpoint) => scope.tenant === undefined || endpoint.tenant === scope.tenant),
 
     async deliveries(scope, filter) {
-      const endpointIds = filter.endpointId !== undefined ? [(await owned(scope, filter.endpointId)).id] : (await this.endpoints(scope)).map((endpoint) => endpoint.id);
+      const endpointIds = filter.endpointId !== undefined ? [(await owned(scope, filter.endpointId, 'endpointId')).id] : (await this.endpoints(scope)).map((endpoint) => endpoint.id);
       return listDeliveries(db, { ...filter, endpointIds });
     },
 
     async attempts(scope, filter) {
-      const endpointIds = filter.endpointId !== undefined ? [(await owned(scope, filter.endpointId)).id] : (await this.endpoints(scope)).map((endpoint) => endpoint.id);
+      const endpointIds = filter.endpointId !== undefined ? [(await owned(scope, filter.endpointId, 'endpointId')).id] : (await this.endpoints(scope)).map((endpoint) => endpoint.id);
       return listAttempts(db, { ...filter, endpointIds });
     },
 
     async redeliver(scope, deliveryId) {
       const delivery = /^\d{1,18}$/.test(deliveryId) ? await getDelivery(db, deliveryId) : undefined;
-      if (!delivery) throw new TributaryError(ErrorCode.NOT_FOUND, `No webhook delivery ${deliveryId}`, { details: { field: 'deliveryId' } });
-      await owned(scope, delivery.endpointId);
+      // Another scope's delivery is answered as one that does not exist: nothing of it (its endpoint's id) is told.
+      const missing = () => notFound('deliveryId', /^\d{1,18}$/.test(deliveryId) ? `No webhook delivery ${deliveryId}` : 'No webhook delivery with that id');
+      if (!delivery) throw missing();
+      await owned(scope, delivery.endpointId).catch((error: unknown) => {
+        throw error instanceof TributaryError && error.code === ErrorCode.NOT_FOUND ? missing() : error;
+      });
       return inserted(await schedule([copyOf(delivery, 'manual')]));
     },
 
     async replay(scope, endpointId, range) {
-      const endpoint = await owned(scope, endpointId);
+      const endpoint = await owned(scope, endpointId, 'endpointId');
       const until = range.until ?? new Date();
       let events: RealtimeEvent[] = [];
       if (!range.onlyFailed) {
@@ -297,7 +323,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     },
 
     async sendTest(scope, endpointId) {
-      const endpoint = await owned(scope, endpointId);
+      const endpoint = await owned(scope, endpointId, 'endpointId');
       const id = newEventId();
       const now = new Date();
       const body = JSON.stringify({
@@ -317,6 +343,16 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
 
 function badInput(field: string, message: string): TributaryError {
   return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
+}
+
+function notFound(field: string, message: string): TributaryError {
+  return new TributaryError(ErrorCode.NOT_FOUND, message, { details: { field } });
+}
+
+function checkDescription(description: string | undefined): void {
+  if (description !== undefined && (description.length > MAX_DESCRIPTION || CONTROL.test(description))) {
+    throw badInput('description', `description must be at most ${MAX_DESCRIPTION} characters, without control characters`);
+  }
 }
 
 /** Refused whole rather than cut short: a replay that silently left events out would look complete. */
