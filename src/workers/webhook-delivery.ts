@@ -61,7 +61,10 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
   const leaseMs = settings.timeoutMs * 2 + 5_000;
   // As many connections to one receiver as attempts this process makes at once (each endpoint's gate
   // bounds its own share): a queue inside the HTTP client would only add latency.
-  const http = createWebhookHttpClient({ allowPrivateTargets: settings.allowPrivateTargets, connectionsPerOrigin: settings.concurrency });
+  const slow = createSlowEndpoints({ slowAfterMs: Math.min(SLOW_AFTER_MS, settings.timeoutMs / 2), capacity: Math.max(1, Math.ceil(settings.concurrency / 2)) });
+  // As many connections to one host as attempts can be in flight — the slow share's included: a
+  // hanging endpoint keeps its connections, and another endpoint on the same host needs its own.
+  const http = createWebhookHttpClient({ allowPrivateTargets: settings.allowPrivateTargets, connectionsPerOrigin: settings.concurrency + slow.capacity });
   const deliverer = createWebhookDeliverer({
     db,
     endpoints: webhooks.endpoints,
@@ -74,10 +77,11 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
     logger,
     metrics: options.metrics,
     analytics: options.analytics,
-    slow: createSlowEndpoints({ slowAfterMs: Math.min(SLOW_AFTER_MS, settings.timeoutMs / 2), capacity: Math.max(1, Math.ceil(settings.concurrency / 2)) }),
+    slow,
   });
   const { scheduler } = webhooks;
-  const maxConcurrencyOf = (endpointId: string) => webhooks.endpoints.byId(endpointId)?.maxConcurrency;
+  // A slow endpoint is held to what the slow share leaves it, as to its maxConcurrency.
+  const maxConcurrencyOf = (endpointId: string) => slow.limit(endpointId, webhooks.endpoints.byId(endpointId)?.maxConcurrency);
   const worker =
     scheduler.kind === 'bullmq'
       ? startBullmqDelivery({
@@ -123,18 +127,19 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
 
   return {
     async close() {
-      closing.abort();
-      clearTimeout(timer);
-      await running;
-      stopSampling();
-      // Attempts in flight get half the shutdown's time to end; then they are cut (recorded as
-      // failed and retried, by this process's successor) so that the process still stops cleanly
-      // — its leases released, its connections closed — within SHUTDOWN_TIMEOUT_MS.
+      // Attempts in flight get half the shutdown's time to end — counted from now, whatever else
+      // stopping waits for; then they are cut (recorded as failed, due again at once, for this
+      // process's successor) so that the process still stops cleanly — its leases released, its
+      // connections closed — within SHUTDOWN_TIMEOUT_MS.
       const cut = setTimeout(() => {
         logger.warn('webhook attempts still in flight at shutdown: cut, to be retried');
         http.abort().catch(() => undefined);
       }, config.shutdownTimeoutMs / 2);
       cut.unref();
+      closing.abort();
+      clearTimeout(timer);
+      await running;
+      stopSampling();
       await worker.close();
       clearTimeout(cut);
       await http.close();

@@ -52,4 +52,31 @@ describe('slow endpoints', () => {
     stuck!.end(undefined);
     occupant.watch.end(undefined);
   });
+
+  it('holds a slow endpoint to what the share leaves it, one attempt at least, while others keep their maxConcurrency', async () => {
+    const slow = createSlowEndpoints({ slowAfterMs: 1, capacity: 3 });
+    expect(slow.limit('fine', 10)).toBe(10);
+    const first = movedWhenSlow(slow, 'a');
+    await first.moved;
+    // In the share: 1 of 3; it may have its one and the two free places.
+    expect(slow.limit('a', 10)).toBe(3);
+    expect(slow.limit('a', 2)).toBe(2);
+    const second = slow.begin('a', () => undefined);
+    const third = slow.begin('a', () => undefined);
+    // The share full: what it has there.
+    expect(slow.limit('a', 10)).toBe(3);
+    // b's attempt turns slow with the share full: it stays where it is, and b is held to one.
+    const other = slow.begin('b', () => undefined);
+    await new Promise<void>((resolve) => {
+      const check = () => (slow.isSlow('b') ? resolve() : setImmediate(check));
+      check();
+    });
+    expect(slow.limit('b', 10)).toBe(1);
+    second!.end(undefined);
+    // One place free: b may have its (waiting) one plus it; a its two left plus it.
+    expect(slow.limit('b', 10)).toBe(1);
+    expect(slow.limit('a', 10)).toBe(3);
+    expect(slow.limit('fine', undefined)).toBeUndefined();
+    for (const watch of [first.watch, third, other]) watch!.end(undefined);
+  });
 });

@@ -10,6 +10,10 @@
  * taking a slot from an endpoint that answers. An endpoint is slow until one of its attempts is
  * answered within `slowAfterMs`.
  *
+ * While the share is full, a slow endpoint's `limit` is what it has in the share (one at least):
+ * the delivery loops hold it to that like to its maxConcurrency — its deliveries wait unleased
+ * instead of being claimed and put back over and over.
+ *
  * What can still wait: the first attempts of an endpoint not known to be slow, when the share is
  * full, keep their slots until they end (at most `maxConcurrency` of each, up to the timeout once).
  */
@@ -28,6 +32,8 @@ export interface SlowWatch {
 }
 
 export interface SlowEndpoints {
+  /** Slow attempts in flight at once at most. */
+  readonly capacity: number;
   /**
    * An attempt to the endpoint is about to be sent. Undefined: the endpoint is slow and its share
    * is full — do not send it now. Otherwise `moved` is called (once) when the attempt goes to the
@@ -37,6 +43,12 @@ export interface SlowEndpoints {
   begin(endpointId: string, moved: () => void): SlowWatch | undefined;
   /** Whether the endpoint is slow now. */
   isSlow(endpointId: string): boolean;
+  /**
+   * The attempts the endpoint may have in this process, given its maxConcurrency (undefined: not
+   * known): that, or — slow — no more than it has in the share and the share's free places, and one
+   * at least (an endpoint with none there still gets an attempt now and then, which finds room or not).
+   */
+  limit(endpointId: string, maxConcurrency: number | undefined): number | undefined;
 }
 
 /** Slow endpoints remembered at most (ids of endpoints deleted meanwhile go when it is reached). */
@@ -44,15 +56,23 @@ const MAX_SLOW_ENDPOINTS = 10_000;
 
 export function createSlowEndpoints(options: SlowEndpointsOptions): SlowEndpoints {
   const slow = new Set<string>();
-  /** Attempts counted in the slow share now. */
+  /** Attempts counted in the slow share now, in all and by endpoint. */
   let inShare = 0;
+  const inShareOf = new Map<string, number>();
   return {
+    capacity: options.capacity,
     isSlow: (endpointId) => slow.has(endpointId),
+    limit(endpointId, maxConcurrency) {
+      if (!slow.has(endpointId)) return maxConcurrency;
+      const share = Math.max(1, (inShareOf.get(endpointId) ?? 0) + options.capacity - inShare);
+      return maxConcurrency === undefined ? share : Math.min(maxConcurrency, share);
+    },
     begin(endpointId, moved) {
       let counted = false;
       const take = () => {
         counted = true;
         inShare += 1;
+        inShareOf.set(endpointId, (inShareOf.get(endpointId) ?? 0) + 1);
         moved();
       };
       let timer: NodeJS.Timeout | undefined;
@@ -74,7 +94,12 @@ export function createSlowEndpoints(options: SlowEndpointsOptions): SlowEndpoint
           if (ended) return;
           ended = true;
           clearTimeout(timer);
-          if (counted) inShare -= 1;
+          if (counted) {
+            inShare -= 1;
+            const left = (inShareOf.get(endpointId) ?? 1) - 1;
+            if (left > 0) inShareOf.set(endpointId, left);
+            else inShareOf.delete(endpointId);
+          }
           if (answeredInMs !== undefined && answeredInMs < options.slowAfterMs) slow.delete(endpointId);
         },
       };
