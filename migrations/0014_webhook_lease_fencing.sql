@@ -69,13 +69,16 @@ BEGIN
       next_attempt_at = coalesce(i.next_at, d.next_attempt_at), leased_until = NULL, last_status = i.status, last_error = i.error,
       finished_at = CASE WHEN i.state = 'pending' THEN NULL ELSE now() END
     FROM input i WHERE d.id = i.id AND d.leased_until = i.lease AND d.state = 'pending'
-    RETURNING i.n, i.id, i.state, i.next_at, i.status, i.error, i.outcome, i.duration_ms, i.excerpt,
+    -- The dead letter's attempt says so, but for a 410: what the receiver answered (gone).
+    RETURNING i.n, i.id, i.state, i.next_at, i.status, i.error, CASE WHEN i.state = 'dead' AND i.outcome <> 'gone' THEN 'dead' ELSE i.outcome END AS outcome,
+              i.duration_ms, i.excerpt,
               d.endpoint_id, d.event_id, d.event_type, d.attempts, CASE WHEN d.attempts > 1 THEN 'retry' ELSE d.trigger END AS trigger, d.lane),
   -- Attempts whose lease had gone to another holder (rare): logged as the attempt the delivery was
-  -- at, without a next attempt and never as the dead letter — the holder's record decides those.
+  -- at, with what the receiver answered, without a next attempt — the holder's record decides that.
   superseded AS (
-    SELECT i.n, i.id, i.status, i.error, CASE WHEN i.outcome = 'dead' THEN 'failed' ELSE i.outcome END AS outcome, i.duration_ms, i.excerpt,
-           d.endpoint_id, d.event_id, d.event_type, d.attempts + 1 AS attempts, CASE WHEN d.attempts > 0 THEN 'retry' ELSE d.trigger END AS trigger
+    SELECT i.n, i.id, i.status, i.error, i.outcome, i.duration_ms, i.excerpt,
+           d.endpoint_id, d.event_id, d.event_type, d.attempts + 1 AS attempts, CASE WHEN d.attempts > 0 THEN 'retry' ELSE d.trigger END AS trigger,
+           d.state, d.lane
       FROM input i JOIN webhook_deliveries d ON d.id = i.id
      WHERE i.n NOT IN (SELECT m.n FROM moved m)),
   logged AS (
@@ -91,6 +94,12 @@ BEGIN
      ORDER BY d.id LIMIT 1) END
     FROM moved m
   UNION ALL
-  SELECT s.n, false, NULL FROM superseded s;
+  -- One finished meanwhile (by the new holder, or by this very record when a first try committed
+  -- but its answer was lost): its lane's next is named all the same — scheduling a head twice is harmless.
+  SELECT s.n, false, CASE WHEN s.state = 'pending' THEN NULL ELSE (
+    SELECT d.id::text FROM webhook_deliveries d
+     WHERE d.endpoint_id = s.endpoint_id AND d.lane = s.lane AND d.state = 'pending' AND d.id <> ALL(ids)
+     ORDER BY d.id LIMIT 1) END
+    FROM superseded s;
 END
 $$;

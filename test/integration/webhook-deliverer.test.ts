@@ -4,7 +4,7 @@
  * moment) after the receiver had the request.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../src/db/database.ts';
+import type { Database, QueryOptions, Row } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import type { EventRouter } from '../../src/pipeline/router/event-router.ts';
 import { claimDeliveries, getDelivery, storeDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts';
@@ -28,6 +28,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await fixture?.dispose();
 });
+
+/** An endpoint of the fixture's database with its URL at `url`. */
+function endpointAt(url: string) {
+  return insertEndpoint(fixture.db, { app: 'app', env: 'env', tenant: null, url, description: '', events: ['*'], rateLimitPerSecond: null, maxConcurrency: 10, secret: newWebhookSecret() });
+}
 
 describe('webhook deliverer', () => {
   it('records an attempt whose first record failed: the receiver’s answer is not lost', async () => {
@@ -70,6 +75,39 @@ describe('webhook deliverer', () => {
       const { rows } = await fixture.db.query<{ outcome: string }>(`SELECT outcome FROM webhook_attempts WHERE delivery_id = $1::bigint`, [inserted[0]]);
       expect(rows).toEqual([{ outcome: 'delivered' }]);
       expect(routed).toEqual([]);
+    } finally {
+      endpoints.close();
+      await http.close();
+    }
+  });
+
+  it('names the lane’s next when a record committed but its answer was lost, and the try again finds it done', async () => {
+    const receiver = await startWebhookReceiver();
+    const endpoint = await endpointAt(receiver.url);
+    // The real database; the first record runs, then its answer is lost (the connection dropped).
+    let loseAnswer = true;
+    const flaky: Database = {
+      ...fixture.db,
+      async query<R extends Row = Row>(sql: string, params?: readonly unknown[], options?: QueryOptions) {
+        const result = await fixture.db.query<R>(sql, params, options);
+        if (options?.prepareAs === 'tributary_webhook_record_attempts' && loseAnswer) {
+          loseAnswer = false;
+          throw new Error('connection terminated unexpectedly');
+        }
+        return result;
+      },
+    };
+    const endpoints = await createEndpointCache({ db: fixture.db, refreshMs: 60_000, logger });
+    const http = createWebhookHttpClient({ allowPrivateTargets: true });
+    const router = { route: () => Promise.resolve([]) } as unknown as EventRouter;
+    const deliverer = createWebhookDeliverer({ db: flaky, endpoints, http, gate: createMemoryGate(), router, policy: DEFAULT_RETRY_POLICY, timeoutMs: 5_000, disableAfterMs: 86_400_000, logger });
+    try {
+      const lane = { ...fixture.delivery('lost-answer'), endpointId: endpoint.id };
+      const { inserted } = await storeDeliveries(fixture.db, [lane, { ...fixture.delivery('lost-answer'), endpointId: endpoint.id }]);
+      const [delivery] = await claimDeliveries(fixture.db, [inserted[0]!], 30_000);
+      expect(await deliverer.deliver(delivery!)).toEqual({ nextInLane: inserted[1] });
+      expect(loseAnswer).toBe(false);
+      expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'delivered', attempts: 1 });
     } finally {
       endpoints.close();
       await http.close();

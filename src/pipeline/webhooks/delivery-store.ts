@@ -290,7 +290,11 @@ export interface AttemptInput {
 /** What recording an attempt did: the lane's new head when the delivery finished (to attempt next). */
 export interface RecordedAttempt {
   readonly nextInLane: string | undefined;
-  /** The delivery no longer held the attempt's lease (another holder has it): logged, nothing moved. */
+  /**
+   * The delivery no longer held the attempt's lease (another holder has it, or an earlier try of
+   * this record committed though its answer was lost): logged, nothing moved; `nextInLane` is the
+   * lane's next when the delivery is finished.
+   */
   readonly superseded?: true;
 }
 
@@ -315,8 +319,8 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
       column((input) => input.nextAttemptAt),
       column((input) => input.status),
       column((input) => input.error),
-      // The dead letter's attempt says so — but a 410 says `gone`, what the receiver answered (its delivery is dead all the same).
-      column((input, index) => (states[index] === 'dead' && input.outcome !== 'gone' ? 'dead' : input.outcome)),
+      // What the receiver answered: the statement logs a dead letter's attempt as such (migration 0014).
+      column((input) => input.outcome),
       column((input) => Math.round(input.durationMs)),
       column((input) => input.responseExcerpt),
     ],
@@ -326,7 +330,7 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
   const recorded = new Map(rows.map((row) => [Number(row.n), row]));
   return inputs.map((_, index) => {
     const row = recorded.get(index + 1);
-    return row?.moved === false ? { nextInLane: undefined, superseded: true } : { nextInLane: row?.next ?? undefined };
+    return row?.moved === false ? { nextInLane: row.next ?? undefined, superseded: true } : { nextInLane: row?.next ?? undefined };
   });
 }
 
@@ -347,6 +351,19 @@ export async function releaseDeliveries(db: Queryable, deliveries: readonly Held
 export async function postponeDelivery(db: Queryable, delivery: HeldDelivery, dueAt: Date): Promise<void> {
   await db.query(
     `UPDATE webhook_deliveries SET leased_until = NULL, next_attempt_at = greatest(next_attempt_at, $2) WHERE id = $1::bigint AND leased_until = $3::timestamptz AND state = 'pending'`,
+    [delivery.id, dueAt, delivery.lease],
+  );
+}
+
+/**
+ * Releases a lease of a disabled endpoint's delivery, due again at `dueAt` — or at once, when the
+ * endpoint was enabled meanwhile (its enabling made its deliveries due before this one was put back).
+ */
+export async function postponeWhileDisabled(db: Queryable, delivery: HeldDelivery, dueAt: Date): Promise<void> {
+  await db.query(
+    `UPDATE webhook_deliveries d SET leased_until = NULL,
+       next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND NOT e.enabled) THEN greatest(d.next_attempt_at, $2) ELSE d.next_attempt_at END
+     WHERE d.id = $1::bigint AND d.leased_until = $3::timestamptz AND d.state = 'pending'`,
     [delivery.id, dueAt, delivery.lease],
   );
 }

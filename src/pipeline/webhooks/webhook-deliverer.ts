@@ -13,7 +13,7 @@ import { endpointDisabledEvent } from '../events/webhook-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
-import { postponeDelivery, recordAttempts, type AttemptInput, type Delivery, type RecordedAttempt } from './delivery-store.ts';
+import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type RecordedAttempt } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
@@ -179,7 +179,11 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     if (!endpoint.enabled && delivery.trigger !== 'test') {
       endpoint = await options.endpoints.fresh(delivery.endpointId);
       if (!endpoint) return {};
-      if (!endpoint.enabled) return postpone(delivery, new Date(now.getTime() + DISABLED_RECHECK_MS));
+      if (!endpoint.enabled) {
+        const at = new Date(now.getTime() + DISABLED_RECHECK_MS);
+        await postponeWhileDisabled(db, delivery, at);
+        return { retryAt: at };
+      }
     }
     const watch = options.slow?.begin(endpoint.id, onSlow);
     if (options.slow && !watch) return postpone(delivery, new Date(now.getTime() + SLOW_SHARE_RECHECK_MS));
@@ -205,9 +209,11 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     }
 
     const delivered = result.outcome === 'delivered';
-    const next =
-      delivered || result.outcome === 'gone'
-        ? null
+    let next: Date | null = null;
+    if (!delivered && result.outcome !== 'gone') {
+      // Cut by a shutdown, not failed by the receiver: due again at once (for the next process), not a step along the curve.
+      next = options.http.aborted()
+        ? new Date()
         : nextAttemptAt({
             firstAttemptAt: delivery.firstAttemptAt ?? now,
             attemptsMade: delivery.attempts + 1,
@@ -215,6 +221,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
             retryAfterMs: result.retryAfterMs,
             policy: options.policy,
           });
+    }
     const { nextInLane, superseded } = await attempts.submit({
       delivery,
       outcome: result.outcome,
@@ -225,10 +232,12 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       nextAttemptAt: next,
     });
     if (superseded) {
-      // The lease ran out during the attempt and another holder has the delivery: its record decides what comes next.
+      // The lease ran out during the attempt and another holder has the delivery: its record decides
+      // what comes next (a 410 is still the endpoint's answer).
       logger.warn({ endpoint: endpoint.id, delivery: delivery.id, event: delivery.eventId }, 'webhook attempt finished after its lease ran out; logged, the delivery left to its new holder');
       options.metrics?.webhookAttempts.inc({ outcome: result.outcome });
-      return {};
+      if (result.outcome === 'gone') await disable(endpoint, 'the endpoint answered 410 Gone');
+      return nextInLane === undefined ? {} : { nextInLane };
     }
     const failingSince = await noteOutcome(endpoint.id, delivered);
     const outcome = !delivered && next === null ? 'dead' : result.outcome;

@@ -64,6 +64,8 @@ export interface WebhookHttpClient {
    * is retried as any failure) and closes every connection: a shutdown that cannot wait for them.
    */
   abort(): Promise<void>;
+  /** `abort` was called: an attempt that failed since was cut, not refused by its receiver. */
+  aborted(): boolean;
 }
 
 export interface WebhookHttpClientOptions {
@@ -101,6 +103,8 @@ export function createWebhookHttpClient(options: WebhookHttpClientOptions): Webh
     connect: options.allowPrivateTargets ? { timeout: CONNECT_TIMEOUT_MS } : guardedConnector(),
   });
   let closing: Promise<void> | undefined;
+  /** Attempts in flight were cut (`abort`). */
+  let cut = false;
   const targets = new Map<string, Target | string>();
   const targetOf = (text: string): Target | string => {
     let target = targets.get(text);
@@ -132,9 +136,11 @@ export function createWebhookHttpClient(options: WebhookHttpClientOptions): Webh
       return closing;
     },
     abort() {
+      cut = true;
       closing = agent.destroy(new Error('webhook client shut down'));
       return closing;
     },
+    aborted: () => cut,
   };
 }
 
