@@ -41,6 +41,10 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): Databa
       // statement in progress, or the next one, rejects instead, and the transaction reports it.
       client.on('error', () => {});
       await client.query('SET jit = off').catch((error: unknown) => options.logger.warn({ err: error }, 'could not turn JIT off for a database connection'));
+      // Timestamps read as text — node-postgres's parsers, a webhook delivery's lease matched
+      // exactly when it is recorded — are ISO: under a server default of another DateStyle they
+      // would come in a form they are not read back from (SQL style prints IST for India, read as Israel).
+      await client.query('SET DateStyle = ISO').catch((error: unknown) => options.logger.warn({ err: error }, 'could not set DateStyle ISO for a database connection'));
     },
   };
   const pool = new pg.Pool(config);

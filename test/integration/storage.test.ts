@@ -175,6 +175,16 @@ describe('postgres storage', () => {
     const settings = await Promise.all([1, 2, 3].map(() => db.query<{ jit: string }>('SELECT current_setting($1) AS jit, pg_sleep(0.05)', ['jit'])));
     expect(settings.map(({ rows }) => rows[0]?.jit)).toEqual(['off', 'off', 'off']);
   });
+
+  it('reads timestamps as ISO whatever DateStyle the database defaults to', async () => {
+    const { url } = await createTestDatabase();
+    await openTestPool(url).query(`DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET DateStyle = %L', current_database(), 'SQL, DMY'); END $$`);
+    const db = createPostgresDatabase({ url, logger, maxConnections: 1 });
+    onTestFinished(() => db.close());
+    const { rows } = await db.query<{ style: string; at: Date }>(`SELECT current_setting('DateStyle') AS style, timestamptz '2026-12-03 10:00:00.123456+00' AS at`);
+    expect(rows[0]?.style).toMatch(/^ISO/);
+    expect(rows[0]?.at.toISOString()).toBe('2026-12-03T10:00:00.123Z');
+  });
 });
 
 /**
