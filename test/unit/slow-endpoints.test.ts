@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createSlowEndpoints } from '../../src/pipeline/webhooks/slow-endpoints.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 
 /** Begins an attempt and resolves once it moved to the slow share. */
 function movedWhenSlow(slow: ReturnType<typeof createSlowEndpoints>, endpointId: string) {
@@ -44,10 +45,7 @@ describe('slow endpoints', () => {
     const occupant = movedWhenSlow(full, 'a');
     await occupant.moved;
     const stuck = full.begin('b', () => undefined);
-    await new Promise<void>((resolve) => {
-      const check = () => (full.isSlow('b') ? resolve() : setImmediate(check));
-      check();
-    });
+    await waitFor(() => full.isSlow('b'), { intervalMs: 1, message: 'b marked slow' });
     expect(full.begin('b', () => undefined)).toBeUndefined();
     stuck!.end(undefined);
     occupant.watch.end(undefined);
@@ -67,10 +65,7 @@ describe('slow endpoints', () => {
     expect(slow.limit('a', 10)).toBe(3);
     // b's attempt turns slow with the share full: it stays where it is, and b is held to one.
     const other = slow.begin('b', () => undefined);
-    await new Promise<void>((resolve) => {
-      const check = () => (slow.isSlow('b') ? resolve() : setImmediate(check));
-      check();
-    });
+    await waitFor(() => slow.isSlow('b'), { intervalMs: 1, message: 'b marked slow' });
     expect(slow.limit('b', 10)).toBe(1);
     second!.end(undefined);
     // One place free: b may have its (waiting) one plus it; a its two left plus it.
