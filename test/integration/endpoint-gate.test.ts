@@ -75,3 +75,23 @@ describe.each(kinds)('the endpoint gate (%s)', (_kind, make) => {
     expect(refused.ok === false && refused.retryInMs > 0 && refused.retryInMs <= 1_000).toBe(true);
   });
 });
+
+describe('the endpoint gate (redis) when its rate check fails', () => {
+  it('gives back the concurrency lease it took first, so the endpoint keeps all its places', async () => {
+    const prefix = uniquePrefix();
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => void (await redis.quit()));
+    const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
+    const endpoint = { id: 'ep_rate_broken', maxConcurrency: 1, rateLimitPerSecond: 5 };
+    // A real Redis error between the lease and the rate check: the limiter's key holds a hash, so its INCRBY fails.
+    const rateKey = `${prefix}webhook:rate:5:${endpoint.id}`;
+    await redis.hset(rateKey, 'not', 'a counter');
+
+    await expect(gate.acquire(endpoint)).rejects.toThrow(/WRONGTYPE/);
+    expect(await redis.zcard(`${prefix}webhook:inflight:${endpoint.id}`)).toBe(0);
+
+    // The endpoint's one place is free: the next acquire gets it as soon as the rate check works.
+    await redis.del(rateKey);
+    expect((await gate.acquire(endpoint)).ok).toBe(true);
+  });
+});
