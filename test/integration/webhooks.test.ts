@@ -184,6 +184,23 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect(hanging.map((receiver) => receiver.received.length)).toEqual([2, 2]);
   });
 
+  it('does not hold up an endpoint on the same host as hanging ones: the connections per host count the slow share too', { timeout: 60_000 }, async () => {
+    // As above, but one receiver (one origin) for all three endpoints: the hanging attempts hold four
+    // of its connections, and the healthy endpoint's attempt needs one more.
+    const server = await startServer(mode, { WEBHOOK_CONCURRENCY: '4', WEBHOOK_TIMEOUT_MS: '60000' });
+    const receiver = await startWebhookReceiver();
+    receiver.respond = (request) => (request.json.topic === 'slow' ? 'hang' : 204);
+    for (let n = 0; n < 2; n += 1) await createEndpoint(server, { url: receiver.url, events: ['slow'], maxConcurrency: 2 });
+    await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    for (let n = 0; n < 2; n += 1) await publish(server, 'a', 'slow', { n });
+    await receiver.waitForCount(4);
+
+    const eventId = await publish(server, 'a', 'orders', { n: 0 });
+    const received = await receiver.waitForCount(5);
+    expect(received[4]!.json.id).toBe(eventId);
+    expect(received.filter((request) => request.json.topic === 'slow')).toHaveLength(4);
+  });
+
   it('retries a failing receiver with the same webhook-id, honours Retry-After, and logs every attempt', { timeout: 60_000 }, async () => {
     const server = await startServer(mode);
     const receiver = await startWebhookReceiver();
