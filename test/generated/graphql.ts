@@ -435,7 +435,7 @@ export type Mutation = {
   removeOutboxSource: Scalars['Boolean']['output'];
   /** Replaces the data of a document. */
   replaceDocument: Document;
-  /** Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its own `webhook-id`; returns how many. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. */
+  /** Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its own `webhook-id`; returns how many. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out. */
   replayWebhooks: Scalars['Int']['output'];
   /** Admin: a new secret, shown this once; the old one keeps signing (a second signature) for `overlapSeconds` (default 1 day). */
   rotateWebhookSecret: WebhookEndpointWithSecret;

@@ -2,7 +2,8 @@
  * Webhook replays from the event log (`replayWebhooks`), in both delivery modes: the endpoint's
  * events are found however many other events the range holds, an entity's events are replayed
  * across topics in the order they were delivered, and a range with more events than one replay
- * sends is refused rather than cut.
+ * sends is refused rather than cut; and an endpoint's pending deliveries made by an admin are
+ * bounded.
  */
 import { describe, expect, it } from 'vitest';
 import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
@@ -18,9 +19,13 @@ import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
 const BASE_ENV = { JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' };
 /** What one replay sends at most (webhook-admin.ts). */
 const MAX_REPLAY = 10_000;
+/** Pending deliveries made by replays, redeliveries and tests an endpoint may have (webhook-admin.ts). */
+const MAX_ADMIN_PENDING = 20_000;
 
 const CREATE = 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }';
 const REPLAY = 'mutation($e: ID!, $s: DateTime!) { replayWebhooks(endpointId: $e, since: $s) }';
+const REDELIVER = 'mutation($d: ID!) { redeliverWebhook(deliveryId: $d) { id } }';
+const SEND_TEST = 'mutation($e: ID!) { sendTestWebhook(endpointId: $e) { id } }';
 const PUBLISH = 'mutation($topic: String!, $type: String!) { publish(topic: $topic, type: $type, payload: {}) { id } }';
 
 /** An admin of the whole environment (no tenant). */
@@ -108,5 +113,50 @@ describe.each(MODES)('webhook replays (%s delivery)', (mode) => {
     expect(replayed.data).toEqual({ replayWebhooks: 5 });
     const received = await receiver.waitForCount(10);
     expect(received.slice(5).map((request) => `${request.json.topic}#${String(request.json.data['seq'])}`)).toEqual(delivered);
+  });
+
+  it('refuses a replay, redelivery or test that would leave the endpoint over 20,000 pending deliveries made by an admin, storing nothing', { timeout: 60_000 }, async () => {
+    const database = await createTestDatabase();
+    const pool = openTestPool(database.url);
+    const server = await startServer(mode, { DATABASE_URL: database.url });
+    const token = await admin();
+    const receiver = await startWebhookReceiver();
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    const since = new Date(Date.now() - 1_000).toISOString();
+    const eventId = await publish(server, 'orders', 'order.created');
+    await receiver.waitForCount(1);
+    const initial = await pool.query<{ id: string }>(`SELECT id::text FROM webhook_deliveries WHERE event_id = $1`, [eventId]);
+    // One short of the limit: replays of yesterday's events, each its own lane, due tomorrow (nothing sends them meanwhile).
+    await pool.query(
+      `INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, next_attempt_at, event_time)
+       SELECT $1, 'evt_backlog_' || n, 'order.created', 'orders', 'backlog-' || n, '{}', 'replay', now() + interval '1 day', now() - interval '1 day'
+         FROM generate_series(1, $2::int) n`,
+      [endpoint, MAX_ADMIN_PENDING - 1],
+    );
+    const adminMade = async () => (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM webhook_deliveries WHERE endpoint_id = $1 AND trigger <> 'initial'`, [endpoint])).rows[0]!.n;
+
+    // The last place is taken by a test event, which stays pending (its receiver does not answer it);
+    // then each kind of admin delivery is refused.
+    receiver.respond = (request) => (request.json.type === 'webhook.test' ? 'hang' : 204);
+    const tested = await gql(server, token, SEND_TEST, { e: endpoint });
+    expect(tested.errors, JSON.stringify(tested.errors)).toBeUndefined();
+    for (const [query, variables] of [
+      [REPLAY, { e: endpoint, s: since }],
+      [REDELIVER, { d: initial.rows[0]!.id }],
+      [SEND_TEST, { e: endpoint }],
+    ] as const) {
+      const refused = await gql(server, token, query, variables);
+      expect(refused.data).toBeNull();
+      expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'RATE_LIMITED', pending: MAX_ADMIN_PENDING, limit: MAX_ADMIN_PENDING });
+    }
+    expect(await adminMade()).toBe(MAX_ADMIN_PENDING);
+
+    // One of them has gone out: of two replays asked at once (one event each), one fits and the other is refused.
+    await receiver.waitForCount(2);
+    await pool.query(`UPDATE webhook_deliveries SET state = 'delivered', finished_at = now() WHERE event_id = 'evt_backlog_1'`);
+    const both = await Promise.all([0, 1].map(() => gql(server, token, REPLAY, { e: endpoint, s: since })));
+    expect(both.map((answer) => answer.data?.['replayWebhooks'] ?? answer.errors?.[0]?.extensions?.['code']).sort()).toEqual([1, 'RATE_LIMITED']);
+    const [, , replayed] = await receiver.waitForCount(3);
+    expect(replayed!.headers['webhook-id']).toBe(eventId);
   });
 });

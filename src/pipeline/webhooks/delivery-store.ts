@@ -240,6 +240,20 @@ export async function storeDeliveries(
 }
 
 /**
+ * How many of the endpoint's deliveries made by an admin (replay, redelivery, test) are pending, up
+ * to `atMost`; in a transaction, the next such count of the endpoint waits for it to end, so what
+ * it then stores is counted there.
+ */
+export async function pendingAdminDeliveries(tx: Queryable, endpointId: string, atMost: number): Promise<number> {
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtext('tributary.webhook.admin-deliveries'), hashtext($1))`, [endpointId]);
+  const { rows } = await tx.query<{ pending: number }>(
+    `SELECT count(*)::int AS pending FROM (SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 AND state = 'pending' AND trigger <> 'initial' LIMIT $2) p`,
+    [endpointId, atMost],
+  );
+  return rows[0]?.pending ?? 0;
+}
+
+/**
  * Leases those of `ids` that are pending, not leased and their lane's head (one statement; rows
  * locked in id order, and rows another statement holds skipped — it is leasing or finishing them).
  * Returns the leased deliveries; an id left out is finished, held, or not its lane's head yet.

@@ -14,7 +14,7 @@ import { mergeInOrder, type EventLog } from '../log/event-log.ts';
 import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
-import { getDelivery, resumeEndpointDeliveries, storeDeliveries, type Delivery, type NewDelivery } from './delivery-store.ts';
+import { getDelivery, pendingAdminDeliveries, resumeEndpointDeliveries, storeDeliveries, type Delivery, type NewDelivery } from './delivery-store.ts';
 import type { DeliveryStatistics } from './delivery-statistics.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
@@ -68,6 +68,8 @@ export interface WebhookAdmin {
    * `onlyFailed`, the dead-lettered deliveries only. Returns how many.
    * @throws TributaryError BAD_USER_INPUT (`until`) when the range holds more than one replay sends
    *   (10,000): nothing is replayed, the admin replays it in parts.
+   * @throws TributaryError RATE_LIMITED (here and in `redeliver`, `sendTest`) when the endpoint would
+   *   have more than 20,000 pending deliveries made by an admin: nothing is stored.
    */
   replay(scope: Scope, endpointId: string, range: { since: Date; until?: Date | undefined; onlyFailed: boolean }): Promise<number>;
   /** A `webhook.test` event to the endpoint (sent even when it is disabled). */
@@ -92,6 +94,12 @@ const MAX_CONCURRENCY = 100;
 const MAX_RATE = 10_000;
 const MAX_OVERLAP_SECONDS = 7 * 24 * 3600;
 const MAX_REPLAY = 10_000;
+/**
+ * Deliveries made by replays, redeliveries and tests an endpoint may have pending at once: two
+ * replays' worth. Past it an admin waits for them to go out, so no loop of admin calls can pile up
+ * work without bound (what routing stores is bounded by the endpoint's own retry window).
+ */
+const MAX_ADMIN_PENDING = 2 * MAX_REPLAY;
 /** Endpoints of one environment at most: every instance keeps them all in memory and checks each routed event against them. */
 const MAX_ENDPOINTS = 1_000;
 const MAX_DESCRIPTION = 1_000;
@@ -163,9 +171,16 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     return found.reverse().filter((delivery) => !seen.has(delivery.eventId) && seen.add(delivery.eventId));
   };
 
-  /** Inserts and schedules; returns the ids inserted. */
-  const schedule = async (deliveries: Parameters<typeof storeDeliveries>[1]): Promise<string[]> => {
-    const { inserted, heads } = await storeDeliveries(db, deliveries);
+  /**
+   * Inserts the endpoint's deliveries an admin asked for and schedules them; returns the ids inserted.
+   * @throws TributaryError RATE_LIMITED when they would leave more than MAX_ADMIN_PENDING of them pending.
+   */
+  const schedule = async (endpointId: string, deliveries: readonly NewDelivery[]): Promise<string[]> => {
+    const { inserted, heads } = await db.transaction(async (tx) => {
+      const pending = await pendingAdminDeliveries(tx, endpointId, MAX_ADMIN_PENDING);
+      if (pending + deliveries.length > MAX_ADMIN_PENDING) throw tooManyPending(pending, deliveries.length);
+      return storeDeliveries(tx, deliveries);
+    });
     options.statistics.inserted(inserted.length);
     await options.scheduler.schedule(heads);
     return inserted;
@@ -286,7 +301,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       await owned(scope, delivery.endpointId).catch((error: unknown) => {
         throw error instanceof TributaryError && error.code === ErrorCode.NOT_FOUND ? missing() : error;
       });
-      return inserted(await schedule([copyOf(delivery, 'manual')]));
+      return inserted(await schedule(delivery.endpointId, [copyOf(delivery, 'manual')]));
     },
 
     async replay(scope, endpointId, range) {
@@ -318,7 +333,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
         })),
         (fromLog, fromStore) => fromLog.eventTime.getTime() < fromStore.eventTime.getTime(),
       );
-      if (copies.length > 0) await schedule(copies);
+      if (copies.length > 0) await schedule(endpointId, copies);
       return copies.length;
     },
 
@@ -336,7 +351,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
         entity: null,
         data: { endpointId, message: 'A test event from Tributary' },
       });
-      return inserted(await schedule([{ endpointId, eventId: id, eventType: 'webhook.test', topic: 'webhooks.test', lane: `event:${id}`, body, trigger: 'test', eventTime: now }]));
+      return inserted(await schedule(endpointId, [{ endpointId, eventId: id, eventType: 'webhook.test', topic: 'webhooks.test', lane: `event:${id}`, body, trigger: 'test', eventTime: now }]));
     },
   };
 }
@@ -361,5 +376,14 @@ function tooManyToReplay(): TributaryError {
     ErrorCode.BAD_USER_INPUT,
     `The range holds more than ${MAX_REPLAY} of the endpoint's events, more than one replay sends: replay it in parts (an earlier until, then the rest from there)`,
     { details: { field: 'until', limit: MAX_REPLAY } },
+  );
+}
+
+/** Refused whole: the admin sends them again once what is pending has gone out (or been dead-lettered). */
+function tooManyPending(pending: number, asked: number): TributaryError {
+  return new TributaryError(
+    ErrorCode.RATE_LIMITED,
+    `The endpoint has ${pending >= MAX_ADMIN_PENDING ? `${MAX_ADMIN_PENDING} or more` : pending} deliveries from replays, redeliveries and tests still pending; with ${asked} more it would have over ${MAX_ADMIN_PENDING}, the most it may: ask again once they have gone out`,
+    { details: { pending, limit: MAX_ADMIN_PENDING } },
   );
 }
