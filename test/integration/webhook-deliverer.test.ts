@@ -1,7 +1,7 @@
 /**
  * The deliverer on its own — a real Postgres, a real receiver over HTTP, the memory gate — for what
  * the end-to-end suites cannot arrange: the attempt's record failing once (Postgres away for a
- * moment) after the receiver had the request.
+ * moment) after the receiver had the request, and the `endpoint.disabled` notice failing to route.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, QueryOptions, Row } from '../../src/db/database.ts';
@@ -108,6 +108,32 @@ describe('webhook deliverer', () => {
       expect(await deliverer.deliver(delivery!)).toEqual({ nextInLane: inserted[1] });
       expect(loseAnswer).toBe(false);
       expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'delivered', attempts: 1 });
+    } finally {
+      endpoints.close();
+      await http.close();
+    }
+  });
+
+  it('routes the endpoint.disabled notice of a 410 again when routing it failed', async () => {
+    const receiver = await startWebhookReceiver();
+    receiver.respond = () => 410;
+    const endpoint = await endpointAt(receiver.url);
+    const endpoints = await createEndpointCache({ db: fixture.db, refreshMs: 60_000, logger });
+    const http = createWebhookHttpClient({ allowPrivateTargets: true });
+    // The router fails twice (Redis away for a moment), then routes.
+    const tries: { type: string; id: string }[] = [];
+    const router = {
+      route: (event: { type: string; id: string }) => (tries.push(event), tries.length <= 2 ? Promise.reject(new Error('Connection is closed.')) : Promise.resolve([])),
+    } as unknown as EventRouter;
+    const deliverer = createWebhookDeliverer({ db: fixture.db, endpoints, http, gate: createMemoryGate(), router, policy: DEFAULT_RETRY_POLICY, timeoutMs: 5_000, disableAfterMs: 86_400_000, logger });
+    try {
+      const { inserted } = await storeDeliveries(fixture.db, [{ ...fixture.delivery('gone'), endpointId: endpoint.id }]);
+      const [delivery] = await claimDeliveries(fixture.db, inserted, 30_000);
+      await deliverer.deliver(delivery!);
+      expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'dead' });
+      expect(tries).toHaveLength(3);
+      expect(new Set(tries.map((event) => `${event.type} ${event.id}`)).size).toBe(1);
+      expect(tries[0]!.type).toBe('endpoint.disabled');
     } finally {
       endpoints.close();
       await http.close();

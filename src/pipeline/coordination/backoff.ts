@@ -58,3 +58,28 @@ export function pause(ms: number, signal?: AbortSignal): Promise<boolean> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+export interface RetryOptions extends BackoffOptions {
+  /** Tries in all, the first included. */
+  readonly tries: number;
+  /** Told each failure that is tried again, before the wait. */
+  readonly onRetry?: (error: unknown) => void;
+}
+
+/**
+ * `work` tried until it resolves, at most `tries` times, with the backoff's waits between tries
+ * (for steps that must not be lost to a moment's outage but cannot wait for ever); rejects with the
+ * last failure.
+ */
+export async function withRetries<T>(work: () => Promise<T>, options: RetryOptions): Promise<T> {
+  const backoff = createBackoff(options);
+  for (;;) {
+    try {
+      return await work();
+    } catch (error) {
+      if (backoff.failures >= options.tries - 1) throw error;
+      options.onRetry?.(error);
+      await pause(backoff.next());
+    }
+  }
+}

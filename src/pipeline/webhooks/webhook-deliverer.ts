@@ -11,7 +11,7 @@ import type { Metrics } from '../../metrics.ts';
 import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import { endpointDisabledEvent } from '../events/webhook-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { createBackoff, pause } from '../coordination/backoff.ts';
+import { withRetries } from '../coordination/backoff.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type RecordedAttempt } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
@@ -71,8 +71,8 @@ const SUCCESS_NOTE_EVERY_MS = 10_000;
 /** Attempts recorded in one statement at most (the rest go with the next). */
 const RECORD_BATCH = 200;
 
-/** Tries at recording a batch of attempts (200 ms, 400 ms, 800 ms, 1.6 s apart). */
-const RECORD_TRIES = 5;
+/** Tries at recording a batch of attempts, or routing an `endpoint.disabled` (200 ms, 400 ms, 800 ms, 1.6 s apart). */
+const RETRIES = { tries: 5, initialMs: 200, maxMs: 2_000 };
 
 /**
  * A disabled endpoint's deliveries wait; they are looked at again this often, in ms. Enabling the
@@ -93,18 +93,11 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
    * committed before its answer was lost cannot move a delivery twice. After the last try the
    * attempts are lost to the log, and their deliveries are attempted again when the leases run out.
    */
-  const recordWithRetries = async (inputs: readonly AttemptInput[]): Promise<RecordedAttempt[]> => {
-    const backoff = createBackoff({ initialMs: 200, maxMs: 2_000 });
-    for (;;) {
-      try {
-        return await recordAttempts(db, inputs);
-      } catch (error) {
-        if (backoff.failures >= RECORD_TRIES - 1) throw error;
-        logger.warn({ err: error, attempts: inputs.length }, 'webhook attempts not recorded; trying again');
-        await pause(backoff.next());
-      }
-    }
-  };
+  const recordWithRetries = (inputs: readonly AttemptInput[]): Promise<RecordedAttempt[]> =>
+    withRetries(() => recordAttempts(db, inputs), {
+      ...RETRIES,
+      onRetry: (error) => logger.warn({ err: error, attempts: inputs.length }, 'webhook attempts not recorded; trying again'),
+    });
   // Attempts finishing together are recorded together: one statement and one commit for a batch.
   const attempts = createGroupCommit<AttemptInput, RecordedAttempt>({
     write: (inputs) => recordWithRetries(inputs),
@@ -160,8 +153,13 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       reason,
       disabledAt: disabled.updatedAt,
     });
-    await options.router.route(notice).catch((error: unknown) => {
-      // The endpoint stays disabled (the row says why); the notice is not sent again by itself.
+    // Tried again like a record (the notice's id is stable: a route that went through before its
+    // failure was told is not sent to an endpoint twice).
+    await withRetries(() => options.router.route(notice), {
+      ...RETRIES,
+      onRetry: (error) => logger.warn({ err: error, endpoint: endpoint.id, event: notice.id }, 'endpoint.disabled not routed; trying again'),
+    }).catch((error: unknown) => {
+      // The endpoint stays disabled (the row says why); after the last try the notice is not sent.
       logger.error({ err: error, endpoint: endpoint.id, event: notice.id }, 'endpoint.disabled could not be routed');
     });
   };
