@@ -81,7 +81,7 @@ describe('webhook deliverer', () => {
     }
   });
 
-  it('names the lane’s next when a record committed but its answer was lost, and the try again finds it done', async () => {
+  it('names the lane’s next when a record committed but its answer was lost, and the try again finds it done and logs the attempt once', async () => {
     const receiver = await startWebhookReceiver();
     const endpoint = await endpointAt(receiver.url);
     // The real database; the first record runs, then its answer is lost (the connection dropped).
@@ -108,6 +108,9 @@ describe('webhook deliverer', () => {
       expect(await deliverer.deliver(delivery!)).toEqual({ nextInLane: inserted[1] });
       expect(loseAnswer).toBe(false);
       expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'delivered', attempts: 1 });
+      // The attempt is logged once: the try again found it was its own record, already made.
+      const { rows } = await fixture.db.query<{ attempt: number; outcome: string }>(`SELECT attempt, outcome FROM webhook_attempts WHERE delivery_id = $1::bigint`, [inserted[0]]);
+      expect(rows).toEqual([{ attempt: 1, outcome: 'delivered' }]);
     } finally {
       endpoints.close();
       await http.close();

@@ -305,9 +305,10 @@ export interface AttemptInput {
 export interface RecordedAttempt {
   readonly nextInLane: string | undefined;
   /**
-   * The delivery no longer held the attempt's lease (another holder has it, or an earlier try of
-   * this record committed though its answer was lost): logged, nothing moved; `nextInLane` is the
-   * lane's next when the delivery is finished.
+   * The delivery no longer held the attempt's lease (another holder has it): logged, nothing moved;
+   * `nextInLane` is the lane's next when the delivery is finished. (An earlier try of this very
+   * record that committed though its answer was lost is not superseded: it moved the delivery,
+   * and is logged once — migration 0015.)
    */
   readonly superseded?: true;
 }
@@ -322,7 +323,7 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
   if (inputs.length === 0) return [];
   const states = inputs.map((input): DeliveryState => (input.nextAttemptAt !== null ? 'pending' : input.outcome === 'delivered' ? 'delivered' : 'dead'));
   const column = <T>(of: (input: AttemptInput, index: number) => T) => inputs.map(of);
-  // The statement is a function of the schema (migrations/0012, 0014): planned once per connection.
+  // The statement is a function of the schema (migrations/0012, 0014, 0015): planned once per connection.
   const { rows } = await db.query<{ n: string; moved: boolean; next: string | null }>(
     `SELECT n::text AS n, moved, next
        FROM tributary_webhook_record_attempts($1::bigint[], $2::timestamptz[], $3::text[], $4::timestamptz[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[])`,
