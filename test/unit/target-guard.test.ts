@@ -39,6 +39,8 @@ describe('isForbiddenAddress', () => {
     ['172.31.255.254', 'a private address'],
     ['192.168.1.1', 'a private address'],
     ['169.254.169.254', 'the cloud metadata address'],
+    ['168.63.129.16', 'the cloud metadata address'],
+    ['::ffff:168.63.129.16', 'the cloud metadata address'],
     ['169.254.0.1', 'a link-local address'],
     ['100.64.0.1', 'a carrier-grade NAT address'],
     ['0.0.0.0', 'the unspecified address'],

@@ -38,7 +38,12 @@ const RANGE_NAMES: Readonly<Record<string, string>> = {
   teredo: 'a Teredo tunnel address',
 };
 
-const METADATA_ADDRESS = '169.254.169.254';
+/**
+ * Cloud platform addresses outside the special ranges: AWS/GCP/Azure/DigitalOcean metadata
+ * (link-local, refused anyway, but named) and Azure's WireServer, a public address only reachable
+ * from inside Azure. Alibaba's 100.100.100.200 and Oracle's 192.0.0.192 are in special ranges.
+ */
+const METADATA_ADDRESSES: ReadonlySet<string> = new Set(['169.254.169.254', '168.63.129.16']);
 
 /**
  * Why `ip` may not be a webhook target ("a loopback address", …), or null when it is a public
@@ -60,7 +65,7 @@ export function isForbiddenAddress(ip: string): boolean {
 }
 
 function ipv4Reason(address: ipaddr.IPv4): string | null {
-  if (address.toString() === METADATA_ADDRESS) return 'the cloud metadata address';
+  if (METADATA_ADDRESSES.has(address.toString())) return 'the cloud metadata address';
   const range = address.range();
   return range === 'unicast' ? null : (RANGE_NAMES[range] ?? 'a special-purpose address');
 }
