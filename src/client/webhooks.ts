@@ -1,7 +1,7 @@
 /**
  * Verifying Tributary's webhooks in a Node receiver.
  *
- *   const { id, payload } = verifyWebhook(rawBody, request.headers, process.env.WEBHOOK_SECRET);
+ *   const { id, payload } = verifyWebhook(rawBody, request.headers, process.env.TRIBUTARY_WEBHOOK_SECRET!);
  *   if (await alreadyHandled(id)) return; // `id` is the event id: the same on every retry and replay
  *
  * The raw-body pitfall: the signature covers the exact bytes Tributary sent. Pass the body as it
@@ -76,6 +76,8 @@ export function verifyWebhook(
   secret: string | readonly string[],
   options: VerifyWebhookOptions = {},
 ): VerifiedWebhook {
+  // An unset environment variable passed on (`process.env.X!`): said as such, not as a failed `.map`.
+  if ((secret as unknown) === undefined || (secret as unknown) === null) throw new TypeError(`verifyWebhook needs the endpoint's whsec_ secret; it was given ${String(secret)}`);
   const keys = (typeof secret === 'string' ? [secret] : secret).map(secretKey);
   if (keys.length === 0) throw new TypeError('verifyWebhook needs at least one secret');
   const toleranceSeconds = options.toleranceSeconds ?? 300;

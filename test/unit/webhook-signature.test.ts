@@ -217,6 +217,8 @@ describe('verifyWebhook', () => {
     expect(verifyWebhook(body, headers, secret.slice('whsec_'.length)).id).toBe(id);
     expect(() => verifyWebhook(body, headers, 'whsec_%%%')).toThrow(TypeError);
     expect(() => verifyWebhook(body, headers, [])).toThrow(TypeError);
+    // An unset environment variable passed on: said so.
+    expect(() => verifyWebhook(body, headers, process.env['TRIBUTARY_NO_SUCH_SECRET']!)).toThrow(/needs the endpoint's whsec_ secret; it was given undefined/);
   });
 
   describe('x-tributary-signature, when the Standard Webhooks headers are absent', () => {

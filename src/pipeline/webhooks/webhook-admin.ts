@@ -59,7 +59,7 @@ export interface WebhookAdmin {
   endpoints(scope: Scope): Promise<WebhookEndpoint[]>;
   deliveries(scope: Scope, filter: Omit<DeliveryFilter, 'endpointIds'> & { readonly endpointId?: string | undefined }): Promise<Delivery[]>;
   attempts(scope: Scope, filter: Omit<AttemptFilter, 'endpointIds'> & { readonly endpointId?: string | undefined }): Promise<AttemptRecord[]>;
-  /** A new delivery of a delivery's event (its own `webhook-id`), after the lane's pending ones. */
+  /** A new delivery of a delivery's event (the same `webhook-id`: the event id), after the lane's pending ones. */
   redeliver(scope: Scope, deliveryId: string): Promise<Delivery>;
   /**
    * New deliveries of the events of a time range the endpoint selects, oldest first: from the event

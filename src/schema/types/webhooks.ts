@@ -214,13 +214,13 @@ builder.mutationFields((t) => ({
   }),
   redeliverWebhook: t.field({
     type: WebhookDelivery,
-    description: "Admin: the delivery's event again, with its own `webhook-id` (receivers de-duplicate it like a retry).",
+    description: "Admin: the delivery's event again, with the same `webhook-id` (the event id: receivers de-duplicate it like a retry).",
     args: { deliveryId: t.arg.id({ required: true }) },
     resolve: (_root, { deliveryId }, context) => resolvers.redeliverWebhook(context, deliveryId.toString()),
   }),
   replayWebhooks: t.field({
     type: 'Int',
-    description: "Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its own `webhook-id`; returns how many. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out.",
+    description: "Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its event's `webhook-id` (the same as before: receivers de-duplicate it like a retry); returns how many. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out.",
     args: {
       endpointId: t.arg.id({ required: true }),
       since: t.arg({ type: 'DateTime', required: true }),
