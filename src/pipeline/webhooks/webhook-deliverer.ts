@@ -238,7 +238,8 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       return nextInLane === undefined ? {} : { nextInLane };
     }
     const failingSince = await noteOutcome(endpoint.id, delivered);
-    const outcome = !delivered && next === null ? 'dead' : result.outcome;
+    // As the attempt log has it: a failure that ends the delivery is `dead`, but a 410 says `gone`.
+    const outcome = !delivered && next === null && result.outcome !== 'gone' ? 'dead' : result.outcome;
     options.metrics?.webhookAttempts.inc({ outcome });
     options.analytics?.webhookAttempt(streamOf({ app: endpoint.app, env: endpoint.env, tenant: endpoint.tenant ?? undefined }, delivery.topic).key, outcome);
     options.metrics?.webhookAttemptSeconds.observe(result.durationMs / 1000);
