@@ -21,7 +21,7 @@ export const ErrorCode = {
   BAD_USER_INPUT: 'BAD_USER_INPUT',
   /** A cursor the log cannot resume from (unknown, expired, other epoch): refetch a snapshot. */
   RESYNC_REQUIRED: 'RESYNC_REQUIRED',
-  /** A per-connection or per-principal quota is exhausted. */
+  /** A quota is exhausted — a connection's, a principal's, a webhook endpoint's pending admin deliveries: asking again later may succeed. */
   RATE_LIMITED: 'RATE_LIMITED',
   /** The operation document is not valid GraphQL syntax. */
   GRAPHQL_PARSE_FAILED: 'GRAPHQL_PARSE_FAILED',

@@ -10,7 +10,8 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Queryable, QueryOptions, Row } from '../../src/db/database.ts';
+import type { Database, Queryable, QueryOptions, Row } from '../../src/db/database.ts';
+import { storeAdminDeliveries } from '../../src/pipeline/webhooks/admin-deliveries.ts';
 import { claimDeliveries, insertDeliveries, recordAttempts, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 
@@ -32,6 +33,25 @@ const connection: Queryable = {
   async exec(sql) {
     await client.query(sql);
   },
+};
+
+/** The same connection as a database whose transactions run on it. */
+const connectionDatabase: Database = {
+  ...connection,
+  kind: 'postgres',
+  async transaction(work) {
+    await client.query('BEGIN');
+    try {
+      const result = await work(connection);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    }
+  },
+  ping: async () => void (await client.query('SELECT 1')),
+  close: () => Promise.resolve(),
 };
 
 const delivered = (delivery: Delivery) => ({ delivery, outcome: 'delivered' as const, status: 204, durationMs: 1, error: null, responseExcerpt: null, nextAttemptAt: null });
@@ -90,6 +110,18 @@ describe('webhook delivery plans', () => {
       // The primary key only ever looks ids up, never walks the table.
       for (const scan of plan.matchAll(/Index (?:Only )?Scan(?: Backward)? using webhook_deliveries_pkey[^\n]*\n[^\n]*/g)) expect(scan[0]).toContain('Index Cond');
     }
+  });
+
+  it('counts an endpoint’s pending admin-made deliveries through their own index, not through its routed backlog', async () => {
+    // A backlog of routed deliveries (the first test's, and more), analyzed as a grown table is.
+    await insertDeliveries(fixture.db, Array.from({ length: 1_000 }, (_, index) => fixture.delivery(`routed-${index}`)));
+    await fixture.db.exec('ANALYZE webhook_deliveries');
+    take();
+    const stored = await storeAdminDeliveries(connectionDatabase, fixture.endpointId, [{ ...fixture.delivery('replayed'), trigger: 'replay' }], 20_000);
+    expect(stored.inserted).toHaveLength(1);
+    const [count] = take().filter((plan) => plan.includes('count('));
+    expect(count).toContain('webhook_deliveries_admin_pending_idx');
+    expect(count).not.toMatch(/Seq Scan|webhook_deliveries_lane_idx/);
   });
 
   it('analyzes webhook_deliveries from a sample of 3,000 rows at most: every column has a statistics target of 10 or less', async () => {

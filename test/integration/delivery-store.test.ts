@@ -89,6 +89,16 @@ describe('webhook delivery store', () => {
     expect((await getDelivery(db, inserted[1]!))?.lease).toBeNull();
   });
 
+  it('takes no record without a lease for one of its own: on a row never recorded, it is logged and moves nothing', async () => {
+    const { inserted } = await storeDeliveries(db, [delivery('lane-unleased')]);
+    const unleased = await getDelivery(db, inserted[0]!);
+    expect(unleased).toMatchObject({ lease: null });
+    expect(await recordAttempts(db, [{ ...delivered, delivery: unleased! }])).toEqual([{ nextInLane: undefined, superseded: true }]);
+    expect(await getDelivery(db, inserted[0]!)).toMatchObject({ state: 'pending', attempts: 0 });
+    const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM webhook_attempts WHERE delivery_id = $1::bigint`, [inserted[0]]);
+    expect(rows).toEqual([{ n: 1 }]);
+  });
+
   it('keeps a pending retry at the head of its lane, and records every attempt in the batch', async () => {
     const { inserted } = await storeDeliveries(db, [delivery('lane-c'), delivery('lane-c')]);
     const [first] = await claimDeliveries(db, [inserted[0]!], LEASE_MS);

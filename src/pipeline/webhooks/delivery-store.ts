@@ -216,11 +216,7 @@ function laneHeadOf(row: { id: string; endpoint_id: string }): LaneHead {
 
 /**
  * Stores deliveries (`insertDeliveries`, leasing those `leases` asks for) and returns those that
- * are their lane's head — also the ones whose predecessor finished while they were being
- * inserted: that finish could not see them (not committed yet) and named no next in lane, and the
- * insert saw the predecessor still pending. Looking again once the insert is committed
- * (`headsAmong`) closes the gap: a finish that started later sees them, one that started earlier
- * is waited for.
+ * are their lane's head (see `withLateHeads`).
  * Must not run inside a transaction: the second look needs the first statement committed.
  */
 export async function storeDeliveries(
@@ -228,7 +224,18 @@ export async function storeDeliveries(
   deliveries: readonly NewDelivery[],
   leases?: { readonly lease: readonly boolean[]; readonly leaseMs: number },
 ): Promise<StoredDeliveries> {
-  const stored = await insertDeliveries(db, deliveries, leases);
+  return withLateHeads(db, await insertDeliveries(db, deliveries, leases));
+}
+
+/**
+ * What an insert stored, with the lane heads the insert could not tell: those whose predecessor
+ * finished while they were being inserted — that finish could not see them (not committed yet) and
+ * named no next in lane, and the insert saw the predecessor still pending. Looking again once the
+ * insert is committed (`headsAmong`) closes the gap: a finish that started later sees them, one
+ * that started earlier is waited for. Call it after the insert's transaction has committed, never
+ * inside it.
+ */
+export async function withLateHeads(db: Queryable, stored: StoredDeliveries): Promise<StoredDeliveries> {
   const { inserted, heads, leased } = stored;
   if (heads.length + leased.length === inserted.length) return stored;
   const known = new Set([...heads, ...leased].map((head) => head.id));
@@ -237,20 +244,6 @@ export async function storeDeliveries(
     inserted.filter((id) => !known.has(id)),
   );
   return { inserted, heads: [...heads, ...promoted], leased };
-}
-
-/**
- * How many of the endpoint's deliveries made by an admin (replay, redelivery, test) are pending, up
- * to `atMost`; in a transaction, the next such count of the endpoint waits for it to end, so what
- * it then stores is counted there.
- */
-export async function pendingAdminDeliveries(tx: Queryable, endpointId: string, atMost: number): Promise<number> {
-  await tx.query(`SELECT pg_advisory_xact_lock(hashtext('tributary.webhook.admin-deliveries'), hashtext($1))`, [endpointId]);
-  const { rows } = await tx.query<{ pending: number }>(
-    `SELECT count(*)::int AS pending FROM (SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 AND state = 'pending' AND trigger <> 'initial' LIMIT $2) p`,
-    [endpointId, atMost],
-  );
-  return rows[0]?.pending ?? 0;
 }
 
 /**

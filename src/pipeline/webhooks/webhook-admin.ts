@@ -14,7 +14,8 @@ import { mergeInOrder, type EventLog } from '../log/event-log.ts';
 import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
-import { getDelivery, pendingAdminDeliveries, resumeEndpointDeliveries, storeDeliveries, type Delivery, type NewDelivery } from './delivery-store.ts';
+import { storeAdminDeliveries } from './admin-deliveries.ts';
+import { getDelivery, resumeEndpointDeliveries, type Delivery, type NewDelivery } from './delivery-store.ts';
 import type { DeliveryStatistics } from './delivery-statistics.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
@@ -176,11 +177,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
    * @throws TributaryError RATE_LIMITED when they would leave more than MAX_ADMIN_PENDING of them pending.
    */
   const schedule = async (endpointId: string, deliveries: readonly NewDelivery[]): Promise<string[]> => {
-    const { inserted, heads } = await db.transaction(async (tx) => {
-      const pending = await pendingAdminDeliveries(tx, endpointId, MAX_ADMIN_PENDING);
-      if (pending + deliveries.length > MAX_ADMIN_PENDING) throw tooManyPending(pending, deliveries.length);
-      return storeDeliveries(tx, deliveries);
-    });
+    const { inserted, heads } = await storeAdminDeliveries(db, endpointId, deliveries, MAX_ADMIN_PENDING);
     options.statistics.inserted(inserted.length);
     await options.scheduler.schedule(heads);
     return inserted;
@@ -376,14 +373,5 @@ function tooManyToReplay(): TributaryError {
     ErrorCode.BAD_USER_INPUT,
     `The range holds more than ${MAX_REPLAY} of the endpoint's events, more than one replay sends: replay it in parts (an earlier until, then the rest from there)`,
     { details: { field: 'until', limit: MAX_REPLAY } },
-  );
-}
-
-/** Refused whole: the admin sends them again once what is pending has gone out (or been dead-lettered). */
-function tooManyPending(pending: number, asked: number): TributaryError {
-  return new TributaryError(
-    ErrorCode.RATE_LIMITED,
-    `The endpoint has ${pending >= MAX_ADMIN_PENDING ? `${MAX_ADMIN_PENDING} or more` : pending} deliveries from replays, redeliveries and tests still pending; with ${asked} more it would have over ${MAX_ADMIN_PENDING}, the most it may: ask again once they have gone out`,
-    { details: { pending, limit: MAX_ADMIN_PENDING } },
   );
 }

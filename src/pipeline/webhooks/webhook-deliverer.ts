@@ -153,8 +153,9 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       reason,
       disabledAt: disabled.updatedAt,
     });
-    // Tried again like a record (the notice's id is stable: a route that went through before its
-    // failure was told is not sent to an endpoint twice).
+    // Tried again like a record, at least once as any source's event: a route that failed after the
+    // log append (the webhook tap) places it again — subscribers may see it twice, with the same id;
+    // an endpoint gets it once (one initial delivery per event id).
     await withRetries(() => options.router.route(notice), {
       ...RETRIES,
       onRetry: (error) => logger.warn({ err: error, endpoint: endpoint.id, event: notice.id }, 'endpoint.disabled not routed; trying again'),
