@@ -7,10 +7,11 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
-import type { Database, Queryable, Row } from '../../src/db/database.ts';
+import type { Database } from '../../src/db/database.ts';
 import { endpointBacklog, pruneWebhookLog } from '../../src/pipeline/webhooks/delivery-log.ts';
 import { claimDeliveries, insertDeliveries, recordAttempts, type AttemptOutcome } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { databaseOn } from '../helpers/single-connection.ts';
 
 const LEASE_MS = 30_000;
 const HOUR_MS = 3_600_000;
@@ -102,7 +103,7 @@ describe('webhook backlog figures', () => {
     await client.query('SET auto_explain.log_analyze = on');
     await client.query('SET client_min_messages = log');
 
-    const backlog = await endpointBacklog(transactionsOn(client));
+    const backlog = await endpointBacklog(databaseOn(client));
     expect(backlog.map(({ endpointId, pending }) => ({ endpointId, pending }))).toEqual([{ endpointId: own.endpointId, pending: 5 }]);
     const [plan, ...others] = plans.filter((each) => each.includes('webhook_deliveries'));
     expect(others).toEqual([]);
@@ -160,29 +161,3 @@ describe('webhook log pruning', () => {
     expect(await deliveriesOf(endpoint)).toBe(0);
   });
 });
-
-/** A database on one connection, for the statements auto_explain reports on it. */
-function transactionsOn(client: pg.Client): Pick<Database, 'transaction'> {
-  const connection: Queryable = {
-    async query<R extends Row>(sql: string, params?: readonly unknown[]) {
-      const result = await client.query<R>(sql, params === undefined ? [] : [...params]);
-      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
-    },
-    async exec(sql) {
-      await client.query(sql);
-    },
-  };
-  return {
-    async transaction(work) {
-      await client.query('BEGIN');
-      try {
-        const result = await work(connection);
-        await client.query('COMMIT');
-        return result;
-      } catch (error) {
-        await client.query('ROLLBACK');
-        throw error;
-      }
-    },
-  };
-}

@@ -10,10 +10,11 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database, Queryable, QueryOptions, Row } from '../../src/db/database.ts';
+import type { Database } from '../../src/db/database.ts';
 import { storeAdminDeliveries } from '../../src/pipeline/webhooks/admin-deliveries.ts';
 import { claimDeliveries, insertDeliveries, recordAttempts, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { databaseOn } from '../helpers/single-connection.ts';
 
 const LEASE_MS = 30_000;
 const BACKLOG = 2_000;
@@ -25,34 +26,7 @@ const plans: string[] = [];
 const take = () => plans.splice(0);
 
 /** This test's one connection, as the delivery store's functions take it. */
-const connection: Queryable = {
-  async query<R extends Row>(sql: string, params?: readonly unknown[], options?: QueryOptions) {
-    const result = await client.query<R>({ text: sql, values: params === undefined ? [] : [...params], ...(options?.prepareAs !== undefined && { name: options.prepareAs }) });
-    return { rows: result.rows, rowCount: result.rowCount ?? 0 };
-  },
-  async exec(sql) {
-    await client.query(sql);
-  },
-};
-
-/** The same connection as a database whose transactions run on it. */
-const connectionDatabase: Database = {
-  ...connection,
-  kind: 'postgres',
-  async transaction(work) {
-    await client.query('BEGIN');
-    try {
-      const result = await work(connection);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    }
-  },
-  ping: async () => void (await client.query('SELECT 1')),
-  close: () => Promise.resolve(),
-};
+let connection: Database;
 
 const delivered = (delivery: Delivery) => ({ delivery, outcome: 'delivered' as const, status: 204, durationMs: 1, error: null, responseExcerpt: null, nextAttemptAt: null });
 
@@ -61,6 +35,7 @@ beforeAll(async () => {
   client = new pg.Client({ connectionString: fixture.url });
   client.on('notice', (notice) => plans.push(notice.message ?? ''));
   await client.connect();
+  connection = databaseOn(client);
   await client.query(`LOAD 'auto_explain'`);
   await client.query('SET auto_explain.log_min_duration = 0');
   await client.query('SET auto_explain.log_nested_statements = on');
@@ -117,7 +92,7 @@ describe('webhook delivery plans', () => {
     await insertDeliveries(fixture.db, Array.from({ length: 1_000 }, (_, index) => fixture.delivery(`routed-${index}`)));
     await fixture.db.exec('ANALYZE webhook_deliveries');
     take();
-    const stored = await storeAdminDeliveries(connectionDatabase, fixture.endpointId, [{ ...fixture.delivery('replayed'), trigger: 'replay' }], 20_000);
+    const stored = await storeAdminDeliveries(connection, fixture.endpointId, [{ ...fixture.delivery('replayed'), trigger: 'replay' }], 20_000);
     expect(stored.inserted).toHaveLength(1);
     const [count] = take().filter((plan) => plan.includes('count('));
     expect(count).toContain('webhook_deliveries_admin_pending_idx');
