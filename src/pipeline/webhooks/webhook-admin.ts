@@ -98,7 +98,7 @@ const MAX_REPLAY = 10_000;
 /**
  * Deliveries made by replays, redeliveries and tests an endpoint may have pending at once: two
  * replays' worth. Past it an admin waits for them to go out, so no loop of admin calls can pile up
- * work without bound (what routing stores is bounded by the endpoint's own retry window).
+ * work without bound (see admin-deliveries.ts).
  */
 const MAX_ADMIN_PENDING = 2 * MAX_REPLAY;
 /** Endpoints of one environment at most: every instance keeps them all in memory and checks each routed event against them. */
