@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { alertsConfigOf, alertsEnvironment, type AlertsConfig } from './config-alerts.ts';
 import { analyticsConfigOf, analyticsEnvironment, type AnalyticsConfig } from './config-analytics.ts';
+import { webhooksConfigOf, webhooksEnvironment, type WebhooksConfig } from './config-webhooks.ts';
 import { integer, optionalString } from './config-fields.ts';
 
 /**
@@ -144,24 +145,6 @@ export interface OutboxConfig {
   readonly retentionMs: number;
 }
 
-/** Webhook delivery (the workers role delivers; every role stores deliveries). */
-export interface WebhooksConfig {
-  /** Targets on loopback, private, link-local or metadata addresses are allowed (tests, development). @default false */
-  readonly allowPrivateTargets: boolean;
-  /** One attempt's limit, in ms. @default 10000 */
-  readonly timeoutMs: number;
-  /** How long a delivery is retried before it is dead-lettered, in ms. @default 3 days */
-  readonly retryWindowMs: number;
-  /** An endpoint failing without a success this long is disabled, in ms. @default 5 days */
-  readonly disableAfterMs: number;
-  /** Attempts in flight at once per worker process. @default 50 */
-  readonly concurrency: number;
-  /** Finished deliveries and attempts are kept this long, in ms. @default 30 days */
-  readonly logRetentionMs: number;
-  /** Largest body POSTed, in bytes; a larger event is sent without its data. @default 256 KiB */
-  readonly maxBodyBytes: number;
-}
-
 /** A configuration problem, reported as one line. */
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -220,13 +203,7 @@ const environmentSchema = z.object({
   CDC_RECORDS_STATEMENT_TIMEOUT_MS: integer(100, 600_000, 5000),
   OUTBOX_POLL_INTERVAL_MS: integer(10, 600_000, 1000),
   OUTBOX_RETENTION_SECONDS: integer(1, 90 * 24 * 3600, 7 * 24 * 3600),
-  WEBHOOK_ALLOW_PRIVATE_TARGETS: z.enum(['true', 'false'], { message: 'must be true or false' }).optional(),
-  WEBHOOK_TIMEOUT_MS: integer(100, 120_000, 10_000),
-  WEBHOOK_RETRY_WINDOW_SECONDS: integer(1, 30 * 24 * 3600, 3 * 24 * 3600),
-  WEBHOOK_DISABLE_AFTER_SECONDS: integer(1, 90 * 24 * 3600, 5 * 24 * 3600),
-  WEBHOOK_CONCURRENCY: integer(1, 1000, 50),
-  WEBHOOK_LOG_RETENTION_SECONDS: integer(60, 365 * 24 * 3600, 30 * 24 * 3600),
-  WEBHOOK_MAX_BODY_BYTES: integer(1024, 16 * MIB, 256 * 1024),
+  ...webhooksEnvironment,
   ...alertsEnvironment,
   OPERATOR_SCOPE: optionalString.refine((value) => value === undefined || /^[^/\s]+\/[^/\s]+$/.test(value), {
     message: 'must be app/env (the environment whose admins operate the cluster)',
@@ -355,15 +332,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       recordsStatementTimeoutMs: env.CDC_RECORDS_STATEMENT_TIMEOUT_MS,
     },
     outbox: { pollIntervalMs: env.OUTBOX_POLL_INTERVAL_MS, retentionMs: env.OUTBOX_RETENTION_SECONDS * 1000 },
-    webhooks: {
-      allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS === 'true',
-      timeoutMs: env.WEBHOOK_TIMEOUT_MS,
-      retryWindowMs: env.WEBHOOK_RETRY_WINDOW_SECONDS * 1000,
-      disableAfterMs: env.WEBHOOK_DISABLE_AFTER_SECONDS * 1000,
-      concurrency: env.WEBHOOK_CONCURRENCY,
-      logRetentionMs: env.WEBHOOK_LOG_RETENTION_SECONDS * 1000,
-      maxBodyBytes: env.WEBHOOK_MAX_BODY_BYTES,
-    },
+    webhooks: webhooksConfigOf(env),
     alerts: alertsConfigOf(env),
     operatorScope: operatorScopeOf(env.OPERATOR_SCOPE),
     dashboardTickMs: env.DASHBOARD_TICK_SECONDS * 1000,

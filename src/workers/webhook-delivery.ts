@@ -2,7 +2,8 @@
  * Webhook delivery in a worker process: the BullMQ worker of the `webhook-delivery` queue (with
  * Redis; any number of processes) or the embedded loop (without), both attempting deliveries
  * through one deliverer — signed, gated per endpoint, retried, dead-lettered. Also measures each
- * endpoint's backlog for `/metrics` and prunes the delivery log past its retention.
+ * endpoint's backlog for `/metrics` (and bounds it: backlog-bound.ts) and prunes the delivery log
+ * past its retention.
  */
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.ts';
@@ -11,6 +12,7 @@ import type { Logger } from '../logger.ts';
 import type { Metrics, WebhookBacklogSample } from '../metrics.ts';
 import type { AnalyticsRecorder } from '../pipeline/analytics/recorder.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
+import { boundBacklogs } from '../pipeline/webhooks/backlog-bound.ts';
 import { startBullmqDelivery } from '../pipeline/webhooks/bullmq-delivery.ts';
 import { endpointBacklog, pruneWebhookLog } from '../pipeline/webhooks/delivery-log.ts';
 import { startEmbeddedDelivery, type DeliveryWorker } from '../pipeline/webhooks/embedded-delivery.ts';
@@ -102,7 +104,9 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
   // Aborted on close: a pruning pass stops after its batch under way, and no run follows.
   const closing = new AbortController();
   const housekeeping = async () => {
-    backlogs = (await endpointBacklog(db)).map(({ endpointId, pending, oldestPendingSeconds }) => ({ endpoint: endpointId, pending, oldestPendingSeconds }));
+    const found = await endpointBacklog(db);
+    backlogs = found.map(({ endpointId, pending, oldestPendingSeconds }) => ({ endpoint: endpointId, pending, oldestPendingSeconds }));
+    await boundBacklogs({ db, endpoints: webhooks.endpoints, router: options.router, maxPending: settings.maxPendingPerEndpoint, logger }, found);
     const pruned = await pruneWebhookLog(db, settings.logRetentionMs, { batchSize: PRUNE_BATCH, budgetMs: PRUNE_BUDGET_MS, signal: closing.signal });
     if (pruned.deliveries + pruned.attempts > 0) logger.debug(pruned, 'webhook log pruned');
   };

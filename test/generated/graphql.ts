@@ -936,6 +936,8 @@ export type WebhookDeliveryState =
 /** Where events are POSTed, signed (Standard Webhooks headers and X-Tributary-Signature). Its secret is shown once, by create and rotate. */
 export type WebhookEndpoint = {
   __typename?: 'WebhookEndpoint';
+  /** Since when its backlog has been full — more than WEBHOOK_MAX_PENDING deliveries pending — so that no deliveries are stored for it (an `endpoint.backlog_full` event told it); null once it is worked off below nine tenths of that. Replay from then to catch up. */
+  backlogFullSince: Maybe<Scalars['DateTime']['output']>;
   createdAt: Scalars['DateTime']['output'];
   description: Scalars['String']['output'];
   disabledReason: Maybe<Scalars['String']['output']>;

@@ -201,6 +201,44 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect(received.filter((request) => request.json.topic === 'slow')).toHaveLength(4);
   });
 
+  it('stores nothing more for an endpoint with more than WEBHOOK_MAX_PENDING pending, tells it once, and stores again once it is worked off', { timeout: 90_000 }, async () => {
+    const server = await startServer(mode, { WEBHOOK_MAX_PENDING: '3' });
+    const receiver = await startWebhookReceiver();
+    let answer = () => {};
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    receiver.respond = async () => {
+      await answered;
+      return 204;
+    };
+    const watcher = await startWebhookReceiver();
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'], maxConcurrency: 1 });
+    await createEndpoint(server, { url: watcher.url, events: ['webhooks.*'] });
+    const backlogFullSince = async () => {
+      const listed = await gql(server, await admin(), '{ webhookEndpoints { id backlogFullSince } }');
+      return (listed.data?.['webhookEndpoints'] as { id: string; backlogFullSince: string | null }[]).find(({ id }) => id === endpoint.id)!.backlogFullSince;
+    };
+    // Four pending (the first held by its receiver), more than 3: the housekeeping finds it full.
+    for (let n = 0; n < 4; n += 1) await publish(server, 'a', 'orders', { n });
+    const [notice] = await watcher.waitForCount(1);
+    expect(notice!.json).toMatchObject({ type: 'endpoint.backlog_full', topic: 'webhooks.endpoints', data: { endpointId: endpoint.id, pending: 4, limit: 3 } });
+    expect(await backlogFullSince()).toBe(notice!.json.data['since']);
+
+    // Routed while it is full: nothing stored for it (the event is in the log, for a replay).
+    const skipped = await publish(server, 'a', 'orders', { n: 'while full' });
+    const stored = await deliveries(server, endpoint.id);
+    expect(stored).toHaveLength(4);
+    expect(stored.map(({ eventId }) => eventId)).not.toContain(skipped);
+
+    // Its receiver answers: the backlog is worked off, the mark goes, and its events are stored again.
+    answer();
+    await waitFor(async () => (await backlogFullSince()) === null, { timeoutMs: 30_000, message: 'the backlog mark cleared' });
+    const after = await publish(server, 'a', 'orders', { n: 'after' });
+    const received = await receiver.waitForCount(5);
+    expect(received.map((request) => request.json.id)).toContain(after);
+    expect(received.map((request) => request.json.id)).not.toContain(skipped);
+    expect(watcher.received).toHaveLength(1);
+  });
+
   it('retries a failing receiver with the same webhook-id, honours Retry-After, and logs every attempt', { timeout: 60_000 }, async () => {
     const server = await startServer(mode);
     const receiver = await startWebhookReceiver();

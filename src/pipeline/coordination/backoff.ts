@@ -66,6 +66,9 @@ export interface RetryOptions extends BackoffOptions {
   readonly onRetry?: (error: unknown) => void;
 }
 
+/** Tries that ride out a moment's outage (Postgres or Redis away briefly): 5, 200 ms to 1.6 s apart. */
+export const BRIEF_OUTAGE: Pick<RetryOptions, 'tries' | 'initialMs' | 'maxMs'> = { tries: 5, initialMs: 200, maxMs: 2_000 };
+
 /**
  * `work` tried until it resolves, at most `tries` times, with the backoff's waits between tries
  * (for steps that must not be lost to a moment's outage but cannot wait for ever); rejects with the

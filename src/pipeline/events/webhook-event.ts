@@ -1,7 +1,8 @@
 /**
  * Events Tributary tells about its webhooks (source `system`, topic `webhooks.endpoints`): an
- * endpoint disabled — by a `410 Gone`, or after failing without a success for too long — so an
- * alert rule or another endpoint can forward it. Scoped to the endpoint's app/env (and tenant).
+ * endpoint disabled — by a `410 Gone`, or after failing without a success for too long — or its
+ * backlog full (no more deliveries stored for it), so an alert rule or another endpoint can
+ * forward it. Scoped to the endpoint's app/env (and tenant).
  * Never delivered to the endpoint it is about.
  */
 import type { RawEventInput, RealtimeEvent } from './envelope.ts';
@@ -29,6 +30,29 @@ export function endpointDisabledEvent(input: EndpointDisabledInput): RawEventInp
     scope: input.scope,
     entity: `endpoint:${input.endpointId}`,
     payload: { endpointId: input.endpointId, url: input.url, reason: input.reason },
+  };
+}
+
+export interface EndpointBacklogFullInput {
+  readonly scope: Scope;
+  readonly endpointId: string;
+  readonly url: string;
+  /** Deliveries pending when it was found full, and the bound. */
+  readonly pending: number;
+  readonly limit: number;
+  /** When it was marked full: with the endpoint, what identifies the notice. */
+  readonly since: Date;
+}
+
+export function endpointBacklogFullEvent(input: EndpointBacklogFullInput): RawEventInput {
+  return {
+    id: stableEventId('endpoint.backlog_full', input.endpointId, input.since.toISOString()),
+    source: 'system',
+    topic: WEBHOOK_SYSTEM_TOPIC,
+    type: 'endpoint.backlog_full',
+    scope: input.scope,
+    entity: `endpoint:${input.endpointId}`,
+    payload: { endpointId: input.endpointId, url: input.url, pending: input.pending, limit: input.limit, since: input.since.toISOString() },
   };
 }
 

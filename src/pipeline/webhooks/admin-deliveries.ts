@@ -1,8 +1,8 @@
 /**
  * Deliveries an admin asks for — replays, redeliveries, tests — stored within a bound per endpoint,
- * so no loop of admin calls can pile up work without end. (What routing stores has no such bound
- * yet: a disabled endpoint's deliveries wait for it, however many.) Counting and storing happen
- * under a lock of the endpoint's, so two replays at once cannot pass the bound together.
+ * so no loop of admin calls can pile up work without end (what routing stores is bounded by
+ * backlog-bound.ts). Counting and storing happen under a lock of the endpoint's, so two replays at
+ * once cannot pass the bound together.
  */
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, TributaryError } from '../../errors.ts';

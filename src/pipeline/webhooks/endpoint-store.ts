@@ -24,6 +24,8 @@ export interface WebhookEndpoint {
   readonly maxConcurrency: number;
   readonly failingSince: Date | null;
   readonly lastSuccessAt: Date | null;
+  /** Since when its backlog has been full (no deliveries stored for it); null: not full. */
+  readonly backlogFullSince: Date | null;
   /** When the previous secret stops signing; null when none is left. */
   readonly previousSecretExpiresAt: Date | null;
   readonly createdAt: Date;
@@ -63,6 +65,7 @@ type Row = {
   max_concurrency: number;
   failing_since: Date | null;
   last_success_at: Date | null;
+  backlog_full_since: Date | null;
   previous_secret_expires_at: Date | null;
   created_at: Date;
   updated_at: Date;
@@ -72,7 +75,7 @@ type Row = {
 };
 
 const COLUMNS = `id, app, env, tenant, url, description, events, enabled, disabled_reason, rate_limit_per_second, max_concurrency,
-  failing_since, last_success_at, previous_secret_expires_at, created_at, updated_at, secret, previous_secret,
+  failing_since, last_success_at, backlog_full_since, previous_secret_expires_at, created_at, updated_at, secret, previous_secret,
   (previous_secret IS NOT NULL AND previous_secret_expires_at > now()) AS previous_valid`;
 
 function endpointOf(row: Row): SigningEndpoint {
@@ -90,6 +93,7 @@ function endpointOf(row: Row): SigningEndpoint {
     maxConcurrency: row.max_concurrency,
     failingSince: row.failing_since,
     lastSuccessAt: row.last_success_at,
+    backlogFullSince: row.backlog_full_since,
     previousSecretExpiresAt: row.previous_valid ? row.previous_secret_expires_at : null,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -188,6 +192,19 @@ export async function disableEndpoint(db: Queryable, id: string, reason: string)
   const { rows } = await db.query<Row>(
     `UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = clock_timestamp() WHERE id = $1 AND enabled RETURNING ${COLUMNS}`,
     [id, reason],
+  );
+  return rows[0] && endpointOf(rows[0]);
+}
+
+/**
+ * Marks the endpoint's backlog full (`full`) or no longer; the row when this changed it, undefined
+ * when it already was so (or is gone): of the processes that find it at once, one marks and tells.
+ */
+export async function setBacklogFull(db: Queryable, id: string, full: boolean): Promise<SigningEndpoint | undefined> {
+  const { rows } = await db.query<Row>(
+    `UPDATE webhook_endpoints SET backlog_full_since = CASE WHEN $2 THEN clock_timestamp() END, updated_at = clock_timestamp()
+     WHERE id = $1 AND (backlog_full_since IS NULL) = $2 RETURNING ${COLUMNS}`,
+    [id, full],
   );
   return rows[0] && endpointOf(rows[0]);
 }

@@ -11,7 +11,7 @@ import type { Metrics } from '../../metrics.ts';
 import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import { endpointDisabledEvent } from '../events/webhook-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { withRetries } from '../coordination/backoff.ts';
+import { BRIEF_OUTAGE, withRetries } from '../coordination/backoff.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type RecordedAttempt } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
@@ -71,9 +71,6 @@ const SUCCESS_NOTE_EVERY_MS = 10_000;
 /** Attempts recorded in one statement at most (the rest go with the next). */
 const RECORD_BATCH = 200;
 
-/** Tries at recording a batch of attempts, or routing an `endpoint.disabled` (200 ms, 400 ms, 800 ms, 1.6 s apart). */
-const RETRIES = { tries: 5, initialMs: 200, maxMs: 2_000 };
-
 /**
  * A disabled endpoint's deliveries wait; they are looked at again this often, in ms. Enabling the
  * endpoint makes them due at once (`resumeEndpointDeliveries`): this only bounds how long one
@@ -95,7 +92,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
    */
   const recordWithRetries = (inputs: readonly AttemptInput[]): Promise<RecordedAttempt[]> =>
     withRetries(() => recordAttempts(db, inputs), {
-      ...RETRIES,
+      ...BRIEF_OUTAGE,
       onRetry: (error) => logger.warn({ err: error, attempts: inputs.length }, 'webhook attempts not recorded; trying again'),
     });
   // Attempts finishing together are recorded together: one statement and one commit for a batch.
@@ -157,7 +154,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     // log append (the webhook tap) places it again — subscribers may see it twice, with the same id;
     // an endpoint gets it once (one initial delivery per event id).
     await withRetries(() => options.router.route(notice), {
-      ...RETRIES,
+      ...BRIEF_OUTAGE,
       onRetry: (error) => logger.warn({ err: error, endpoint: endpoint.id, event: notice.id }, 'endpoint.disabled not routed; trying again'),
     }).catch((error: unknown) => {
       // The endpoint stays disabled (the row says why); after the last try the notice is not sent.

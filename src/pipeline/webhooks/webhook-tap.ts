@@ -86,8 +86,9 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
         let body: string | undefined;
         const about = aboutEndpoint(event);
         for (const endpoint of endpoints) {
-          // An endpoint is never told about itself (a disabled endpoint's notice must not loop back to it).
-          if (endpoint.id === about || !selects(endpoint, event)) continue;
+          // An endpoint is never told about itself (a disabled endpoint's notice must not loop back to
+          // it); one whose backlog is full gets nothing stored (backlog-bound.ts: it was told so).
+          if (endpoint.id === about || endpoint.backlogFullSince !== null || !selects(endpoint, event)) continue;
           body ??= webhookBody(event, options.maxBodyBytes);
           deliveries.push({
             endpointId: endpoint.id,

@@ -20,6 +20,12 @@ const WebhookEndpoint = builder.objectRef<Endpoint>('WebhookEndpoint').implement
     maxConcurrency: t.exposeInt('maxConcurrency'),
     failingSince: t.expose('failingSince', { type: 'DateTime', nullable: true, description: 'Since when every attempt failed; null after a success.' }),
     lastSuccessAt: t.expose('lastSuccessAt', { type: 'DateTime', nullable: true }),
+    backlogFullSince: t.expose('backlogFullSince', {
+      type: 'DateTime',
+      nullable: true,
+      description:
+        'Since when its backlog has been full — more than WEBHOOK_MAX_PENDING deliveries pending — so that no deliveries are stored for it (an `endpoint.backlog_full` event told it); null once it is worked off below nine tenths of that. Replay from then to catch up.',
+    }),
     previousSecretExpiresAt: t.expose('previousSecretExpiresAt', { type: 'DateTime', nullable: true, description: 'Until then the secret replaced by the last rotation signs too.' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),

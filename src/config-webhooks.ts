@@ -1,0 +1,58 @@
+/**
+ * The webhooks section of the configuration (`WEBHOOK_*`): targets, the attempt's timeout, the
+ * retry window, when an endpoint is disabled, each endpoint's backlog bound, the process's attempts
+ * in flight, the log's retention and the body's size. Validated with the rest in `config.ts`.
+ */
+import { z } from 'zod';
+import { integer } from './config-fields.ts';
+
+/** Webhook delivery (the workers role delivers; every role stores deliveries). */
+export interface WebhooksConfig {
+  /** Targets on loopback, private, link-local or metadata addresses are allowed (tests, development). @default false */
+  readonly allowPrivateTargets: boolean;
+  /** One attempt's limit, in ms. @default 10000 */
+  readonly timeoutMs: number;
+  /** How long a delivery is retried before it is dead-lettered, in ms. @default 3 days */
+  readonly retryWindowMs: number;
+  /** An endpoint failing without a success this long is disabled, in ms. @default 5 days */
+  readonly disableAfterMs: number;
+  /**
+   * Deliveries one endpoint may have pending: past it the endpoint's backlog is full and no more are
+   * stored for it until it is worked off (backlog-bound.ts). @default 10,000,000
+   */
+  readonly maxPendingPerEndpoint: number;
+  /** Attempts in flight at once per worker process. @default 50 */
+  readonly concurrency: number;
+  /** Finished deliveries and attempts are kept this long, in ms. @default 30 days */
+  readonly logRetentionMs: number;
+  /** Largest body POSTed, in bytes; a larger event is sent without its data. @default 256 KiB */
+  readonly maxBodyBytes: number;
+}
+
+const MIB = 1024 * 1024;
+
+export const webhooksEnvironment = {
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: z.enum(['true', 'false'], { message: 'must be true or false' }).optional(),
+  WEBHOOK_TIMEOUT_MS: integer(100, 120_000, 10_000),
+  WEBHOOK_RETRY_WINDOW_SECONDS: integer(1, 30 * 24 * 3600, 3 * 24 * 3600),
+  WEBHOOK_DISABLE_AFTER_SECONDS: integer(1, 90 * 24 * 3600, 5 * 24 * 3600),
+  WEBHOOK_MAX_PENDING: integer(1, 1_000_000_000, 10_000_000),
+  WEBHOOK_CONCURRENCY: integer(1, 1000, 50),
+  WEBHOOK_LOG_RETENTION_SECONDS: integer(60, 365 * 24 * 3600, 30 * 24 * 3600),
+  WEBHOOK_MAX_BODY_BYTES: integer(1024, 16 * MIB, 256 * 1024),
+};
+
+type WebhooksEnvironment = z.output<z.ZodObject<typeof webhooksEnvironment>>;
+
+export function webhooksConfigOf(env: WebhooksEnvironment): WebhooksConfig {
+  return {
+    allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS === 'true',
+    timeoutMs: env.WEBHOOK_TIMEOUT_MS,
+    retryWindowMs: env.WEBHOOK_RETRY_WINDOW_SECONDS * 1000,
+    disableAfterMs: env.WEBHOOK_DISABLE_AFTER_SECONDS * 1000,
+    maxPendingPerEndpoint: env.WEBHOOK_MAX_PENDING,
+    concurrency: env.WEBHOOK_CONCURRENCY,
+    logRetentionMs: env.WEBHOOK_LOG_RETENTION_SECONDS * 1000,
+    maxBodyBytes: env.WEBHOOK_MAX_BODY_BYTES,
+  };
+}
