@@ -22,15 +22,7 @@ export interface EndpointDisabledInput {
 }
 
 export function endpointDisabledEvent(input: EndpointDisabledInput): RawEventInput {
-  return {
-    id: stableEventId('endpoint.disabled', input.endpointId, input.disabledAt.toISOString()),
-    source: 'system',
-    topic: WEBHOOK_SYSTEM_TOPIC,
-    type: 'endpoint.disabled',
-    scope: input.scope,
-    entity: `endpoint:${input.endpointId}`,
-    payload: { endpointId: input.endpointId, url: input.url, reason: input.reason },
-  };
+  return endpointNotice('endpoint.disabled', input.scope, input.endpointId, input.disabledAt, { url: input.url, reason: input.reason });
 }
 
 export interface EndpointBacklogFullInput {
@@ -45,14 +37,20 @@ export interface EndpointBacklogFullInput {
 }
 
 export function endpointBacklogFullEvent(input: EndpointBacklogFullInput): RawEventInput {
+  const { url, pending, limit, since } = input;
+  return endpointNotice('endpoint.backlog_full', input.scope, input.endpointId, since, { url, pending, limit, since: since.toISOString() });
+}
+
+/** A notice about an endpoint, in its lane; its id is the same each time it is routed for the same `at`. */
+function endpointNotice(type: string, scope: Scope, endpointId: string, at: Date, payload: Record<string, unknown>): RawEventInput {
   return {
-    id: stableEventId('endpoint.backlog_full', input.endpointId, input.since.toISOString()),
+    id: stableEventId(type, endpointId, at.toISOString()),
     source: 'system',
     topic: WEBHOOK_SYSTEM_TOPIC,
-    type: 'endpoint.backlog_full',
-    scope: input.scope,
-    entity: `endpoint:${input.endpointId}`,
-    payload: { endpointId: input.endpointId, url: input.url, pending: input.pending, limit: input.limit, since: input.since.toISOString() },
+    type,
+    scope,
+    entity: `endpoint:${endpointId}`,
+    payload: { endpointId, ...payload },
   };
 }
 
