@@ -7,12 +7,15 @@
  *
  * The table is analyzed often, from a small sample (migrations/0013): no column may bring the
  * sample back to ANALYZE's default of 30,000 rows.
+ *
+ * The embedded loop's look for due deliveries is planned once per connection too (migrations/0018),
+ * and its plan, made on an empty table, must walk the due index in order and stop at the limit.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { storeAdminDeliveries } from '../../src/pipeline/webhooks/admin-deliveries.ts';
-import { claimDeliveries, insertDeliveries, recordAttempts, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { claimDeliveries, claimDue, insertDeliveries, recordAttempts, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { databaseOn } from '../helpers/single-connection.ts';
 
@@ -108,5 +111,55 @@ describe('webhook delivery plans', () => {
     // -1: the default target (100), a sample of 30,000 rows.
     expect(rows.filter((row) => row.target < 0 || row.target > 10)).toEqual([]);
     expect(rows.find((row) => row.column === 'body')?.target).toBe(0);
+  });
+});
+
+describe('the look for due deliveries', () => {
+  let own: DeliveryFixture;
+  let looker: pg.Client;
+  const looked: string[] = [];
+
+  beforeAll(async () => {
+    own = await createDeliveryFixture();
+    looker = new pg.Client({ connectionString: own.url });
+    looker.on('notice', (notice) => looked.push(notice.message ?? ''));
+    await looker.connect();
+    await looker.query(`LOAD 'auto_explain'`);
+    await looker.query('SET auto_explain.log_min_duration = 0');
+    await looker.query('SET auto_explain.log_nested_statements = on');
+    await looker.query('SET client_min_messages = log');
+  });
+
+  afterAll(async () => {
+    await looker?.end();
+    await own?.dispose();
+  });
+
+  it('is planned once, on the empty table, and with a backlog walks the due index in order to its limit, probing lanes through the lane index', async () => {
+    const connection = databaseOn(looker);
+    expect(await claimDue(connection, 10, LEASE_MS, [])).toEqual([]);
+
+    // 2,000 pending deliveries in 400 lanes, stored by another connection, not analyzed.
+    for (let offset = 0; offset < BACKLOG; offset += 500) {
+      await insertDeliveries(
+        own.db,
+        Array.from({ length: 500 }, (_, index) => own.delivery(`lane-${(offset + index) % 400}`)),
+      );
+    }
+    looked.splice(0);
+    const other = await own.endpoint('skipped');
+    const claimed = await claimDue(connection, 50, LEASE_MS, [other]);
+    // The first 50 stored, each its lane's head.
+    const first = await own.db.query<{ id: string }>('SELECT d.id::text AS id FROM webhook_deliveries d ORDER BY d.id LIMIT 50');
+    expect(claimed.map((delivery) => Number(delivery.id)).sort((a, b) => a - b)).toEqual(first.rows.map((row) => Number(row.id)));
+
+    const [plan, ...more] = looked.filter((each) => each.includes('webhook_deliveries') && !each.includes('FROM tributary_webhook_'));
+    expect(more).toEqual([]);
+    // The plan of the first call, kept: its arguments are parameters, not the values of either call.
+    expect(plan).toMatch(/ALL \(\$3\)/);
+    expect(plan).toContain('Index Scan using webhook_deliveries_due_idx');
+    expect(plan).toContain('webhook_deliveries_lane_idx');
+    expect(plan).not.toMatch(/Seq Scan|Bitmap|Sort/);
+    for (const scan of plan!.matchAll(/Index (?:Only )?Scan(?: Backward)? using webhook_deliveries_pkey[^\n]*\n[^\n]*/g)) expect(scan[0]).toContain('Index Cond');
   });
 });
