@@ -39,13 +39,6 @@ module.exports = {
       to: { path: '^src/(schema|resolvers|server|start)/' },
     },
     {
-      name: 'client-stands-alone',
-      comment: 'The server-to-server client uses the public GraphQL API only, so it can ship on its own.',
-      severity: 'error',
-      from: { path: '^src/client/' },
-      to: { path: '^src/(?!client/)' },
-    },
-    {
       name: 'packages-use-the-public-api',
       comment: 'Workspace packages (packages/*) ship on their own: they talk to the server over GraphQL only, never import its code.',
       severity: 'error',

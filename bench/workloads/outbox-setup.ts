@@ -6,7 +6,7 @@
  * `saveCdcMapping` for the CDC baseline — over GraphQL with an admin token.
  */
 import pg from 'pg';
-import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
+import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import { waitFor } from '../../test/helpers/wait-for.ts';
 import { graphqlData, postGraphQL } from '../lib/graphql-http.ts';
 import type { InsertRow } from '../lib/commit-writer.ts';

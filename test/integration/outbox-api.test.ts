@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
+import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import { gql } from '../helpers/cdc.ts';
 import { eventOf } from '../helpers/events.ts';
 import { createTestDatabase, startPrivatePostgres, openTestPool } from '../helpers/services.ts';

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { enqueueOutboxEvent, type OutboxEventInput } from '../../src/client/outbox.ts';
+import { enqueueOutboxEvent, type OutboxEventInput } from '@tributary/client/outbox';
 import { ErrorCode } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';

@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
+import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import { decodeCursor, encodeCursor } from '../../src/pipeline/log/cursor.ts';
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { gql } from '../helpers/cdc.ts';

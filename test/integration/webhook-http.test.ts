@@ -1,7 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { verifyWebhook } from '../../src/client/webhooks.ts';
+import { verifyWebhook } from '@tributary/client/webhooks';
 import { createWebhookHttpClient, WEBHOOK_USER_AGENT } from '../../src/pipeline/webhooks/webhook-http.ts';
 import type { WebhookHttpClient, WebhookHttpClientOptions } from '../../src/pipeline/webhooks/webhook-http.ts';
 import { newWebhookSecret, signWebhook } from '../../src/pipeline/webhooks/webhook-signature.ts';

@@ -6,7 +6,7 @@
  * bounded.
  */
 import { describe, expect, it } from 'vitest';
-import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
+import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import { publishToTopics } from '../helpers/analytics.ts';
 import { gql } from '../helpers/cdc.ts';
 import { MODES, modeEnv, type PipelineMode } from '../helpers/events.ts';

@@ -8,8 +8,8 @@
 import { hostname } from 'node:os';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
-import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
-import { verifyWebhook } from '../../src/client/webhooks.ts';
+import { enqueueOutboxEvent } from '@tributary/client/outbox';
+import { verifyWebhook } from '@tributary/client/webhooks';
 import { gql } from '../helpers/cdc.ts';
 import { MODES, modeEnv, type PipelineMode } from '../helpers/events.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';

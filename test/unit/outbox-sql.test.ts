@@ -1,6 +1,6 @@
 /** The outbox table name check (server and client helper) and the DDL text. */
 import { describe, expect, it } from 'vitest';
-import { enqueueOutboxEvent } from '../../src/client/outbox.ts';
+import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import { ErrorCode, TributaryError } from '../../src/errors.ts';
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 

@@ -1,8 +1,8 @@
 import { createHmac } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
-import { verifyWebhook, WebhookVerificationError } from '../../src/client/webhooks.ts';
-import type { WebhookVerificationErrorCode } from '../../src/client/webhooks.ts';
+import { verifyWebhook, WebhookVerificationError } from '@tributary/client/webhooks';
+import type { WebhookVerificationErrorCode } from '@tributary/client/webhooks';
 import { InternalError } from '../../src/errors.ts';
 import { newWebhookSecret, signWebhook, webhookSecretKey } from '../../src/pipeline/webhooks/webhook-signature.ts';
 

@@ -10,7 +10,7 @@
  *   `v1=` per active secret, comma-separated (Stripe's layout).
  *
  * Several secrets sign at once while a rotation overlaps: receivers holding either one accept.
- * The verifying side is `src/client/webhooks.ts` (it ships on its own, so it repeats the parsing).
+ * The verifying side is `@tributary/client/webhooks` (it ships on its own, so it repeats the parsing).
  * Secrets never appear in an error message.
  */
 import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
