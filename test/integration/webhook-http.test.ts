@@ -259,11 +259,11 @@ describe('webhook HTTP client', () => {
     const literal = await post(strict, `${receiver.origin}/hook`);
     const named = await post(strict, `http://localhost:${receiver.port}/hook`);
 
-    expect(literal).toMatchObject({ outcome: 'failed', status: null, error: 'refused target: 127.0.0.1 is a loopback address' });
-    expect(named).toMatchObject({ outcome: 'failed', status: null });
+    expect(literal).toMatchObject({ outcome: 'refused', status: null, error: 'refused target: 127.0.0.1 is a loopback address' });
+    expect(named).toMatchObject({ outcome: 'refused', status: null });
     expect(named.error).toMatch(/^refused target: localhost resolves to (127\.0\.0\.1|::1), a loopback address$/);
     // IPv6 literals, and IPv4 written inside IPv6, are checked before any socket is opened.
-    expect(await post(strict, `http://[::1]:${receiver.port}/hook`)).toMatchObject({ error: 'refused target: ::1 is a loopback address' });
+    expect(await post(strict, `http://[::1]:${receiver.port}/hook`)).toMatchObject({ outcome: 'refused', error: 'refused target: ::1 is a loopback address' });
     expect(await post(strict, `http://[::ffff:127.0.0.1]:${receiver.port}/hook`)).toMatchObject({
       error: 'refused target: ::ffff:7f00:1 is a loopback address',
     });

@@ -4,6 +4,10 @@
  * backlog full (no more deliveries stored for it), so an alert rule or another endpoint can
  * forward it. Scoped to the endpoint's app/env (and tenant).
  * Never delivered to the endpoint it is about.
+ *
+ * A notice names the endpoint by id and its URL's origin (scheme, host, port) only: its subscribers
+ * may hold fewer rights than the endpoint's admins, and a URL's path or query often carries a
+ * credential (a Slack or Discord webhook URL is one).
  */
 import type { RawEventInput, RealtimeEvent } from './envelope.ts';
 import { stableEventId } from './event-id.ts';
@@ -15,6 +19,7 @@ export const WEBHOOK_SYSTEM_TOPIC = 'webhooks.endpoints';
 export interface EndpointDisabledInput {
   readonly scope: Scope;
   readonly endpointId: string;
+  /** The endpoint's URL; only its origin is told. */
   readonly url: string;
   readonly reason: string;
   /** When it was disabled: with the endpoint, what identifies the notice (its id is the same each time it is routed). */
@@ -22,12 +27,13 @@ export interface EndpointDisabledInput {
 }
 
 export function endpointDisabledEvent(input: EndpointDisabledInput): RawEventInput {
-  return endpointNotice('endpoint.disabled', input.scope, input.endpointId, input.disabledAt, { url: input.url, reason: input.reason });
+  return endpointNotice('endpoint.disabled', input.scope, input.endpointId, input.disabledAt, { origin: originOf(input.url), reason: input.reason });
 }
 
 export interface EndpointBacklogFullInput {
   readonly scope: Scope;
   readonly endpointId: string;
+  /** The endpoint's URL; only its origin is told. */
   readonly url: string;
   /** Deliveries pending when it was found full, and the bound. */
   readonly pending: number;
@@ -38,7 +44,12 @@ export interface EndpointBacklogFullInput {
 
 export function endpointBacklogFullEvent(input: EndpointBacklogFullInput): RawEventInput {
   const { url, pending, limit, since } = input;
-  return endpointNotice('endpoint.backlog_full', input.scope, input.endpointId, since, { url, pending, limit, since: since.toISOString() });
+  return endpointNotice('endpoint.backlog_full', input.scope, input.endpointId, since, { origin: originOf(url), pending, limit, since: since.toISOString() });
+}
+
+/** `https://hooks.example.com:8443` of a URL: no user, path, query or fragment. */
+function originOf(url: string): string {
+  return URL.parse(url)?.origin ?? 'null';
 }
 
 /** A notice about an endpoint, in its lane; its id is the same each time it is routed for the same `at`. */

@@ -29,10 +29,11 @@ import { forbiddenAddressReason } from './target-guard.ts';
 export interface AttemptResult {
   /**
    * `delivered`: a 2xx. `gone`: 410, the receiver asks to stop (disable the endpoint).
-   * `throttled`: 429 or 503, retry after `retryAfterMs` when given. `failed`: anything else — a
-   * non-2xx status, a redirect, a refused target, a timeout, a connection error.
+   * `throttled`: 429 or 503, retry after `retryAfterMs` when given. `refused`: not sent, the
+   * target's address is one webhooks may not reach (its name resolves to a private address now).
+   * `failed`: anything else — a non-2xx status, a redirect, a timeout, a connection error.
    */
-  readonly outcome: 'delivered' | 'failed' | 'gone' | 'throttled';
+  readonly outcome: 'delivered' | 'failed' | 'gone' | 'throttled' | 'refused';
   /** The HTTP status; null when no response arrived. */
   readonly status: number | null;
   /** From the start of the attempt to its result, in ms. */
@@ -165,8 +166,8 @@ function parseTarget(text: string): Target | string {
   }
 }
 
-function failedAttempt(error: string, started: number): AttemptResult {
-  return { outcome: 'failed', status: null, durationMs: Math.round(performance.now() - started), error, responseExcerpt: null, retryAfterMs: null };
+function failedAttempt(error: string, started: number, outcome: 'failed' | 'refused' = 'failed'): AttemptResult {
+  return { outcome, status: null, durationMs: Math.round(performance.now() - started), error, responseExcerpt: null, retryAfterMs: null };
 }
 
 interface AttemptHandlerOptions {
@@ -242,7 +243,10 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
     // The status is the receiver's answer; a body cut short after it does not change it.
     if (this.#status !== null) this.#answered();
-    else this.#settle(failedAttempt(describeError(error, this.#options.target.hostname), this.#options.started));
+    else {
+      const refused = findCoded(error) instanceof RefusedTargetError;
+      this.#settle(failedAttempt(describeError(error, this.#options.target.hostname), this.#options.started, refused ? 'refused' : 'failed'));
+    }
   }
 
   #answered(): void {
