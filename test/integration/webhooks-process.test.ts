@@ -293,6 +293,46 @@ describe('webhook delivery in the embedded mode', () => {
     expect(stored.filter((delivery) => delivery.attempts < 2)).toEqual([]);
   });
 
+  it('survives a crash (SIGKILL) with deliveries pending: every event acknowledged before it is delivered after the restart', { timeout: 180_000 }, async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'tributary-webhooks-'));
+    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    // Attempts time out after 1 s: the leases the crash leaves run out 7 s later (2 × timeout + 5 s).
+    const env = { DATA_DIR: dataDir, JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', WEBHOOK_TIMEOUT_MS: '1000' };
+    const receiver = await startWebhookReceiver();
+    let failing = true;
+    const statuses = answerWith(receiver, () => (failing ? 500 : 204));
+
+    const first = await startMainProcess(env);
+    const firstUrl = `http://127.0.0.1:${first.port}/graphql`;
+    const endpointId = await createEndpoint(firstUrl, { url: receiver.url, events: ['orders.*'] });
+    const token = await signHs256({ tenant: 'tenant-a', permissions: [`${TOPIC}.publish`] });
+    // Answered means stored: the process dies right after the last answer, no shutdown of any kind.
+    const eventIds: string[] = [];
+    for (const n of range(1, 20)) {
+      const published = await graphql(firstUrl, 'mutation($p: JSON!) { publish(topic: "orders.updated", type: "order.updated", payload: $p) { id } }', { p: { n } }, token);
+      eventIds.push((published['publish'] as { id: string }).id);
+    }
+    first.child.kill('SIGKILL');
+    expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    const beforeRestart = receiver.received.length;
+
+    failing = false;
+    const second = await startMainProcess(env);
+    const secondUrl = `http://127.0.0.1:${second.port}/graphql`;
+    const deliveries = async () =>
+      (
+        (await graphql(secondUrl, 'query($e: ID) { webhookDeliveries(endpointId: $e) { nodes { eventId state } } }', { e: endpointId }))['webhookDeliveries'] as {
+          nodes: { eventId: string; state: string }[];
+        }
+      ).nodes;
+    await waitFor(async () => {
+      const stored = await deliveries();
+      return stored.length === eventIds.length && stored.every((delivery) => delivery.state === 'DELIVERED');
+    }, { timeoutMs: 90_000, intervalMs: 250, message: 'every acknowledged event delivered after the crash' });
+    const accepted = receiver.received.slice(beforeRestart).filter((_request, index) => isAccepted(statuses[beforeRestart + index]!));
+    expect(accepted.map((request) => request.headers['webhook-id']).sort()).toEqual([...eventIds].sort());
+  });
+
   it('stops within SHUTDOWN_TIMEOUT_MS while a receiver hangs: the cut attempt is logged failed and delivered after the restart', { timeout: 120_000 }, async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'tributary-webhooks-'));
     onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
