@@ -33,16 +33,22 @@ let connection: Database;
 
 const delivered = (delivery: Delivery) => ({ delivery, outcome: 'delivered' as const, status: 204, durationMs: 1, error: null, responseExcerpt: null, nextAttemptAt: null });
 
+/** A connection of its own to `url` whose every plan, nested statements' included, is pushed onto `plans` as it runs. */
+async function explainingClient(url: string, plans: string[]): Promise<pg.Client> {
+  const explaining = new pg.Client({ connectionString: url });
+  explaining.on('notice', (notice) => plans.push(notice.message ?? ''));
+  await explaining.connect();
+  await explaining.query(`LOAD 'auto_explain'`);
+  await explaining.query('SET auto_explain.log_min_duration = 0');
+  await explaining.query('SET auto_explain.log_nested_statements = on');
+  await explaining.query('SET client_min_messages = log');
+  return explaining;
+}
+
 beforeAll(async () => {
   fixture = await createDeliveryFixture();
-  client = new pg.Client({ connectionString: fixture.url });
-  client.on('notice', (notice) => plans.push(notice.message ?? ''));
-  await client.connect();
+  client = await explainingClient(fixture.url, plans);
   connection = databaseOn(client);
-  await client.query(`LOAD 'auto_explain'`);
-  await client.query('SET auto_explain.log_min_duration = 0');
-  await client.query('SET auto_explain.log_nested_statements = on');
-  await client.query('SET client_min_messages = log');
 });
 
 afterAll(async () => {
@@ -121,13 +127,7 @@ describe('the look for due deliveries', () => {
 
   beforeAll(async () => {
     own = await createDeliveryFixture();
-    looker = new pg.Client({ connectionString: own.url });
-    looker.on('notice', (notice) => looked.push(notice.message ?? ''));
-    await looker.connect();
-    await looker.query(`LOAD 'auto_explain'`);
-    await looker.query('SET auto_explain.log_min_duration = 0');
-    await looker.query('SET auto_explain.log_nested_statements = on');
-    await looker.query('SET client_min_messages = log');
+    looker = await explainingClient(own.url, looked);
   });
 
   afterAll(async () => {
