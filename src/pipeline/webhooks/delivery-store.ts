@@ -126,7 +126,8 @@ export interface StoredDeliveries {
 
 /**
  * Inserts deliveries in order (one statement); an initial delivery of an event the endpoint
- * already has is skipped. `lease[i]` asks for delivery i to be leased for `leaseMs` as it is
+ * already has is skipped, as is one to an endpoint deleted meanwhile (a process's endpoint cache
+ * may still hold it for a moment; migrations/0019). `lease[i]` asks for delivery i to be leased for `leaseMs` as it is
  * stored — only for an initial delivery on its event's own lane (`laneOf` without an entity),
  * which nothing precedes but a redelivery of the same event. Such a delivery is leased without
  * looking at its lane first (a second probe of the lane index in every insert, for a case that
