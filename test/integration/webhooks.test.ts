@@ -372,19 +372,31 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
 
   it('disables an endpoint that fails without a success for WEBHOOK_DISABLE_AFTER_SECONDS', { timeout: 60_000 }, async () => {
     const server = await startServer(mode, { WEBHOOK_DISABLE_AFTER_SECONDS: '1' });
-    const receiver = await startWebhookReceiver();
+    // A credential in the query, as in a Slack webhook URL: the notice must not carry it.
+    const receiver = await startWebhookReceiver('/hook?token=s3cret');
     receiver.respond = () => 503;
+    const watcher = await startWebhookReceiver();
     const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    await createEndpoint(server, { url: watcher.url, events: ['webhooks.*'] });
     await publish(server, 'a', 'orders', { n: 1 });
     await waitFor(
       async () => {
         const listed = await gql(server, await admin(), '{ webhookEndpoints { id enabled disabledReason } }');
-        return (listed.data?.['webhookEndpoints'] as { enabled: boolean; disabledReason: string | null }[])[0]?.enabled === false;
+        return (listed.data?.['webhookEndpoints'] as { id: string; enabled: boolean }[]).find(({ id }) => id === endpoint.id)?.enabled === false;
       },
       { timeoutMs: 20_000, message: 'the endpoint is disabled' },
     );
     const listed = await gql(server, await admin(), '{ webhookEndpoints { disabledReason } }');
     expect(JSON.stringify(listed.data)).toContain('no successful delivery');
+    // Told as on the 410 path, naming the endpoint by its URL's origin only.
+    const [notice] = await watcher.waitForCount(1);
+    expect(notice!.json).toMatchObject({
+      type: 'endpoint.disabled',
+      topic: 'webhooks.endpoints',
+      data: { endpointId: endpoint.id, origin: new URL(receiver.url).origin, reason: expect.stringContaining('no successful delivery') as unknown },
+    });
+    expect(notice!.json.data).not.toHaveProperty('url');
+    expect(notice!.body).not.toContain('s3cret');
     // Its delivery waits (pending) rather than being retried against a disabled endpoint.
     expect((await deliveries(server, endpoint.id))[0]).toMatchObject({ state: 'PENDING' });
   });
