@@ -176,23 +176,32 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   });
 
   /**
-   * Attempts in flight: a slot each, taken before the delivery is leased and given back when its
-   * HTTP part is over — recording it goes on in the background, up to as many again.
+   * Two stages, as in the embedded loop: a delivery is admitted (a place of `2 × concurrency`)
+   * before it is leased, and sent within `concurrency` slots — so the next deliveries are claimed
+   * while the attempts before them are under way, and a slot that frees up starts one already
+   * leased instead of waiting for a claim (at 1,000 deliveries/s the claim had held a slot as long
+   * as the attempt). Both are given back when the HTTP part is over; recording the attempt goes on
+   * in the background, up to as many again. A leased delivery waits for a slot at most as long as
+   * one attempt takes: within its lease.
    */
   const concurrency = Math.max(1, options.concurrency);
-  const slots = pLimit(concurrency);
+  const admitted = pLimit(2 * concurrency);
+  const sending = pLimit(concurrency);
   const inFlight = new Set<Promise<void>>();
+  /** Admitted deliveries, from their claim to their attempt's end (or their lease given back): what close waits for. */
+  const admittedTasks = new Set<Promise<void>>();
   /**
-   * What each endpoint has admitted here (waiting for a slot or being sent), within its
-   * maxConcurrency; a head beyond it is parked, unleased, until one of the endpoint's ends.
+   * What each endpoint has admitted here (being claimed, waiting for a slot or being sent), within
+   * its maxConcurrency; a head beyond it is parked, unleased, until one of the endpoint's ends.
    */
   const room = createEndpointRoom(options.maxConcurrencyOf);
-  /** Set by close: no head is leased after it. */
+  /** Set by close: no head is leased after it, and a leased one not sent yet gives its lease back. */
   let closing = false;
   const releases = createGroupCommit<HeldDelivery, void>({
     write: async (deliveries) => (await releaseDeliveries(db, deliveries), deliveries.map(() => undefined)),
     maxBatch: Math.max(1, options.concurrency),
   });
+  const release = (delivery: Delivery) => releases.submit(delivery).catch((error: unknown) => logger.warn({ err: error }, 'webhook lease not given back; it runs out'));
   const attempt = async (delivery: Delivery, onSent: () => void, onSlow: () => void) => {
     const outcome = await deliverer.deliver(delivery, onSent, onSlow);
     // Not queued (Redis away): the delivery is in Postgres, due; the reconciler queues it.
@@ -203,16 +212,56 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   const leave = (endpointId: string) => {
     for (const id of room.leave(endpointId)) void lease({ id, endpointId }).catch(() => undefined);
   };
-  /** Runs `task` holding a slot, given back when `task` calls `free` or ends. */
-  const inSlot = (task: (free: () => void) => Promise<void>) =>
-    slots(
+  /** Runs `task` within `limit`, its place given back when `task` calls `free` or ends. */
+  const within = (limit: ReturnType<typeof pLimit>, task: (free: () => void) => Promise<void>) =>
+    limit(
       () =>
         new Promise<void>((free) => {
           void task(free).finally(free);
         }),
     );
   /**
-   * Takes a place for the head's endpoint, then a slot, leases it and starts its attempt; resolves
+   * Sends a leased delivery once a slot is free, giving the admission place back with the slot;
+   * once closing, gives its lease back instead (free for the next process at once).
+   */
+  const send = (delivery: Delivery, freeAdmission: () => void) =>
+    within(sending, async (free) => {
+      const { endpointId } = delivery;
+      let left = false;
+      const leaveOnce = () => {
+        if (left) return;
+        left = true;
+        leave(endpointId);
+      };
+      if (closing) {
+        leaveOnce();
+        await release(delivery);
+        return;
+      }
+      const freeBoth = () => {
+        if (inFlight.size > 2 * concurrency) return;
+        free();
+        freeAdmission();
+      };
+      const task = attempt(
+        delivery,
+        () => {
+          leaveOnce();
+          freeBoth();
+        },
+        // In the slow endpoints' share: its slot goes to the next delivery (its endpoint's place stays taken).
+        freeBoth,
+      )
+        .catch((error: unknown) => logger.error({ err: error, delivery: delivery.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
+        .finally(() => {
+          leaveOnce();
+          inFlight.delete(task);
+        });
+      inFlight.add(task);
+      await task;
+    });
+  /**
+   * Takes a place for the head's endpoint, then an admission place, leases it and sends it; resolves
    * once leased, found not attemptable (finished, held by another worker, not its lane's head yet)
    * or parked. A job's endpoints are known, but for jobs of earlier versions: those are claimed first.
    */
@@ -220,8 +269,8 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     const placed = head.endpointId;
     if (placed !== undefined && !room.admit(placed, head.id)) return Promise.resolve();
     return new Promise<void>((leased, failed) => {
-      void inSlot(async (free) => {
-        // Closing: a head still waiting for a slot is not leased; it stays due, unheld, and a
+      const admission = within(admitted, async (free) => {
+        // Closing: a head still waiting for a place is not leased; it stays due, unheld, and a
         // worker's reconciler queues it again.
         if (closing) {
           if (placed !== undefined) leave(placed);
@@ -242,35 +291,13 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
           return;
         }
         if (placed === undefined && !room.admit(delivery.endpointId, delivery.id)) {
-          releases.submit(delivery).catch((error: unknown) => logger.warn({ err: error }, 'webhook lease not given back; it runs out'));
+          void release(delivery);
           return;
         }
-        const { endpointId } = delivery;
-        let left = false;
-        const leaveOnce = () => {
-          if (left) return;
-          left = true;
-          leave(endpointId);
-        };
-        const task = attempt(
-          delivery,
-          () => {
-            leaveOnce();
-            if (inFlight.size <= 2 * concurrency) free();
-          },
-          // In the slow endpoints' share: its slot goes to the next delivery (its endpoint's place stays taken).
-          () => {
-            if (inFlight.size <= 2 * concurrency) free();
-          },
-        )
-          .catch((error: unknown) => logger.error({ err: error, delivery: head.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
-          .finally(() => {
-            leaveOnce();
-            inFlight.delete(task);
-          });
-        inFlight.add(task);
-        await task;
+        await send(delivery, free);
       });
+      admittedTasks.add(admission);
+      void admission.finally(() => admittedTasks.delete(admission));
     });
   };
 
@@ -309,7 +336,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
       closing = true;
       clearInterval(timer);
       await closeWithin(worker.close(), connection);
-      await Promise.all([...inFlight]);
+      await Promise.all([...admittedTasks, ...inFlight]);
     },
   };
 }
