@@ -1,7 +1,8 @@
 /**
  * The delivery store's lane rules against a real Postgres: only a lane's head is claimed, a finished
  * delivery names the next in its lane, and a delivery inserted while its predecessor finishes —
- * which neither statement can see — is found as a head once the insert is committed.
+ * which neither statement can see — is found as a head once the insert is committed. A delivery
+ * to an endpoint deleted meanwhile is left out of the insert, not an error.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, Queryable } from '../../src/db/database.ts';
@@ -203,6 +204,32 @@ describe('webhook delivery store', () => {
     });
     await finishing.commit();
     expect(idsOf(await looked)).toEqual([inserted[1]]);
+  });
+
+  it('leaves out a delivery to an endpoint deleted meanwhile and stores the others of the same statement', async () => {
+    const gone = await fixture.endpoint('deleted');
+    await db.query('DELETE FROM webhook_endpoints WHERE id = $1', [gone]);
+    // A process whose endpoint cache still holds it routes an event to it and to a live endpoint.
+    const stored = await insertDeliveries(db, [{ ...delivery('lane-f'), endpointId: gone }, delivery('lane-f')]);
+    expect(stored.inserted).toHaveLength(1);
+    expect(stored.heads).toEqual([{ id: stored.inserted[0], endpointId: fixture.endpointId }]);
+  });
+
+  it('waits for a delete of the endpoint still in progress, then leaves its delivery out', async () => {
+    const gone = await fixture.endpoint('being deleted');
+    const deleting = await holdOpen((tx) => tx.query('DELETE FROM webhook_endpoints WHERE id = $1', [gone]));
+    const storing = insertDeliveries(db, [delivery('lane-g'), { ...delivery('lane-g'), endpointId: gone }]);
+    // It waits on the endpoint row the delete holds (the commit comes only once it does).
+    await waitFor(async () => {
+      const { rows } = await db.query<{ waiting: number }>(`SELECT count(*)::int AS waiting FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'
+           AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())`);
+      return rows[0]!.waiting > 0;
+    });
+    await deleting.commit();
+    const stored = await storing;
+    expect(stored.inserted).toHaveLength(1);
+    const { rows } = await db.query<{ endpoint_id: string }>('SELECT endpoint_id FROM webhook_deliveries WHERE id = $1::bigint', [stored.inserted[0]]);
+    expect(rows).toEqual([{ endpoint_id: fixture.endpointId }]);
   });
 });
 

@@ -174,10 +174,13 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
 
   /**
    * Inserts the endpoint's deliveries an admin asked for and schedules them; returns the ids inserted.
-   * @throws TributaryError RATE_LIMITED when they would leave more than MAX_ADMIN_PENDING of them pending.
+   * @throws TributaryError RATE_LIMITED when they would leave more than MAX_ADMIN_PENDING of them pending,
+   * NOT_FOUND when the endpoint was deleted meanwhile.
    */
   const schedule = async (endpointId: string, deliveries: readonly NewDelivery[]): Promise<string[]> => {
     const { inserted, heads } = await storeAdminDeliveries(db, endpointId, deliveries, MAX_ADMIN_PENDING);
+    // An admin's deliveries are never duplicates: one left out went with its endpoint (migrations/0019).
+    if (inserted.length < deliveries.length) throw notFound('endpointId', 'The webhook endpoint was deleted meanwhile');
     options.statistics.inserted(inserted.length);
     await options.scheduler.schedule(heads);
     return inserted;
