@@ -46,7 +46,7 @@ export interface Metrics {
   /** Outboxes this process polls: rows not routed yet, and the age of the oldest, in s. */
   readonly outboxPending: Gauge<'outbox'>;
   readonly outboxOldestPendingSeconds: Gauge<'outbox'>;
-  /** Webhook attempts made by this process, by outcome (delivered, failed, gone, throttled, dead). */
+  /** Webhook attempts made by this process, by outcome (delivered, failed, gone, throttled, refused, dead). */
   readonly webhookAttempts: Counter<'outcome'>;
   /** How long a webhook attempt took, receiver's answer included, in s. */
   readonly webhookAttemptSeconds: Histogram;

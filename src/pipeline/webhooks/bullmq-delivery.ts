@@ -32,6 +32,13 @@ export const WEBHOOK_QUEUE = 'webhook-delivery';
 const MAX_IDS_PER_JOB = 100;
 
 /**
+ * The part of its lease a leased delivery may wait for a send slot: the lease is two attempts'
+ * timeouts and 5 s (workers/webhook-delivery.ts), so an attempt started within it still ends, and is recorded,
+ * before the lease does.
+ */
+const MAX_SLOT_WAIT = 0.25;
+
+/**
  * How long a lane head may be due and unheld before the reconciler queues it (again), in ms: short
  * while the queue is empty (a job lost with Redis's data waits seconds); longer while jobs wait, as
  * the head is then most likely in one of them.
@@ -136,7 +143,7 @@ export interface BullmqDeliveryOptions {
   readonly db: Database;
   readonly deliverer: WebhookDeliverer;
   readonly scheduler: BullmqScheduler;
-  /** Jobs worked at once by this process. */
+  /** Attempts sent at once by this process (and twice as many deliveries leased, to send next; jobs worked at once). */
   readonly concurrency: number;
   /** How long a leased delivery is held, in ms. */
   readonly leaseMs: number;
@@ -181,8 +188,10 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
    * while the attempts before them are under way, and a slot that frees up starts one already
    * leased instead of waiting for a claim (at 1,000 deliveries/s the claim had held a slot as long
    * as the attempt). Both are given back when the HTTP part is over; recording the attempt goes on
-   * in the background, up to as many again. A leased delivery waits for a slot at most as long as
-   * one attempt takes: within its lease.
+   * in the background, up to as many again. A leased delivery waits for a slot about as long as an
+   * attempt takes; one that waited longer than `MAX_SLOT_WAIT` of its lease (every slot held by
+   * attempts that hang) gives its lease back and is queued again, so that an attempt started under
+   * a lease still has the time to end and be recorded within it.
    */
   const concurrency = Math.max(1, options.concurrency);
   const admitted = pLimit(2 * concurrency);
@@ -221,10 +230,11 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
         }),
     );
   /**
-   * Sends a leased delivery once a slot is free, giving the admission place back with the slot;
-   * once closing, gives its lease back instead (free for the next process at once).
+   * Sends a leased delivery once a slot is free, giving the admission place back with the slot.
+   * Once closing, gives its lease back instead (due again: a worker's reconciler queues it); when
+   * it waited too long for the slot, gives it back and queues it again at once.
    */
-  const send = (delivery: Delivery, freeAdmission: () => void) =>
+  const send = (delivery: Delivery, leasedAt: number, freeAdmission: () => void) =>
     within(sending, async (free) => {
       const { endpointId } = delivery;
       let left = false;
@@ -233,9 +243,13 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
         left = true;
         leave(endpointId);
       };
-      if (closing) {
+      const late = performance.now() - leasedAt > MAX_SLOT_WAIT * options.leaseMs;
+      if (closing || late) {
         leaveOnce();
         await release(delivery);
+        if (late && !closing) {
+          await nextHeads.submit({ id: delivery.id, endpointId }).catch((error: unknown) => logger.warn({ err: error, delivery: delivery.id }, 'webhook delivery not queued again; the reconciler queues it'));
+        }
         return;
       }
       const freeBoth = () => {
@@ -278,6 +292,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
           return;
         }
         let delivery: Delivery | undefined;
+        const leasedAt = performance.now();
         try {
           delivery = await claims.submit(head.id);
         } catch (error) {
@@ -294,7 +309,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
           void release(delivery);
           return;
         }
-        await send(delivery, free);
+        await send(delivery, leasedAt, free);
       });
       admittedTasks.add(admission);
       void admission.finally(() => admittedTasks.delete(admission));
