@@ -152,7 +152,10 @@ describe.each(MODES)('webhook replays (%s delivery)', (mode) => {
     expect(await adminMade()).toBe(MAX_ADMIN_PENDING);
 
     // One of them has gone out: of two replays asked at once (one event each), one fits and the other is refused.
+    // The replay that fits stays pending (its receiver does not answer it): sent and delivered before
+    // the other one counted, it would have made room for that one too.
     await receiver.waitForCount(2);
+    receiver.respond = () => 'hang';
     await pool.query(`UPDATE webhook_deliveries SET state = 'delivered', finished_at = now() WHERE event_id = 'evt_backlog_1'`);
     const both = await Promise.all([0, 1].map(() => gql(server, token, REPLAY, { e: endpoint, s: since })));
     expect(both.map((answer) => answer.data?.['replayWebhooks'] ?? answer.errors?.[0]?.extensions?.['code']).sort()).toEqual([1, 'RATE_LIMITED']);
