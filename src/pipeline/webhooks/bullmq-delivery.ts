@@ -33,8 +33,8 @@ const MAX_IDS_PER_JOB = 100;
 
 /**
  * The part of its lease a leased delivery may wait for a send slot: the lease is two attempts'
- * timeouts and 5 s (workers/webhook-delivery.ts), so an attempt started within it still ends, and is recorded,
- * before the lease does.
+ * timeouts and 5 s (workers/webhook-delivery.ts), so an attempt started within it still ends, and
+ * is recorded, before the lease does.
  */
 const MAX_SLOT_WAIT = 0.25;
 
