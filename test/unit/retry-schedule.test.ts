@@ -39,8 +39,8 @@ describe('retry schedule', () => {
     expect(delays([6], noJitter, 5 * SECOND)).toEqual([32 * SECOND]);
   });
 
-  it('a Retry-After is honoured up to the tail interval, and ignored when absent or nonsensical', () => {
-    expect(delays([1], noJitter, 5 * HOUR)).toEqual([HOUR]);
+  it('a Retry-After is honoured however long, and ignored when absent or nonsensical', () => {
+    expect(delays([1], noJitter, 5 * HOUR)).toEqual([5 * HOUR]);
     expect(delays([9], () => 0.5, 50 * MINUTE)).toEqual([HOUR + 3 * MINUTE]);
     for (const retryAfterMs of [null, undefined, 0, -5000, Number.NaN, Number.POSITIVE_INFINITY]) {
       expect(delays([2], noJitter, retryAfterMs)).toEqual([2 * SECOND]);
@@ -54,6 +54,19 @@ describe('retry schedule', () => {
     expect(nextAttemptAt({ firstAttemptAt, now, attemptsMade: 1, policy, random: noJitter, retryAfterMs: 120 * SECOND })).toEqual(
       new Date('2030-01-01T00:02:07Z'),
     );
+  });
+
+  it('waits out a Retry-After within the window: one reaching past it leaves a last attempt as the window closes', () => {
+    const firstAttemptAt = new Date('2030-01-01T00:00:00Z');
+    const deadline = firstAttemptAt.getTime() + policy.windowMs;
+    const at = (ms: number) => new Date(ms);
+    expect(nextAttemptAt({ firstAttemptAt, now: at(firstAttemptAt.getTime() + 7 * SECOND), attemptsMade: 1, policy, random: noJitter, retryAfterMs: 5 * HOUR })).toEqual(
+      at(firstAttemptAt.getTime() + 7 * SECOND + 5 * HOUR),
+    );
+    // Two hours left: the hourly tail fits, the asked-for week does not — the last attempt at the window's end.
+    expect(nextAttemptAt({ firstAttemptAt, now: at(deadline - 2 * HOUR), attemptsMade: 40, policy, random: noJitter, retryAfterMs: 7 * 24 * HOUR })).toEqual(at(deadline));
+    // Half an hour left: not even the tail fits, with or without a Retry-After — a dead letter.
+    expect(nextAttemptAt({ firstAttemptAt, now: at(deadline - 30 * MINUTE), attemptsMade: 40, policy, random: noJitter, retryAfterMs: 7 * 24 * HOUR })).toBeNull();
   });
 
   it('returns null once the next attempt would fall after the window (dead letter), and a date at its very edge', () => {

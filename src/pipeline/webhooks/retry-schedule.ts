@@ -11,7 +11,8 @@
  *
  * Jitter is added, never subtracted, so a receiver that asked for a pause (Retry-After) or a tail
  * interval is never called back earlier than that, and many deliveries failing at once do not
- * come back in one burst.
+ * come back in one burst. A pause the receiver asked for is waited out however long, within the
+ * window: one that reaches past it leaves a last attempt as the window closes.
  */
 import { InternalError } from '../../errors.ts';
 
@@ -25,7 +26,7 @@ export interface RetryPolicy {
   readonly fastAttempts: number;
   /** The fast curve's cap, in ms. @default 60_000 */
   readonly maxFastDelayMs: number;
-  /** The tail's interval, in ms (plus up to 10% jitter); also the longest Retry-After honoured. @default 3_600_000 */
+  /** The tail's interval, in ms (plus up to 10% jitter). @default 3_600_000 */
   readonly tailIntervalMs: number;
 }
 
@@ -55,26 +56,30 @@ export interface RetryDelayInput {
 /**
  * The pause before the next attempt, in ms: retry n (n = attemptsMade) waits
  * `min(1000·2^(n−1) + jitter, maxFastDelayMs)` while n ≤ fastAttempts, then
- * `tailIntervalMs + jitter`; a Retry-After makes it longer, never shorter, up to `tailIntervalMs`.
+ * `tailIntervalMs + jitter`; a Retry-After makes it longer, never shorter.
  */
 export function retryDelayMs(input: RetryDelayInput): number {
+  return Math.round(withRetryAfter(curveDelayMs(input), input.retryAfterMs));
+}
+
+/** The curve's own pause (jitter included), before any Retry-After. */
+function curveDelayMs(input: RetryDelayInput): number {
   const { attemptsMade, policy, random = Math.random } = input;
   if (!Number.isSafeInteger(attemptsMade) || attemptsMade < 1) {
     throw new InternalError('WEBHOOK_RETRY', `attemptsMade must be a whole number ≥ 1, not ${attemptsMade}`);
   }
-  let delay: number;
   if (attemptsMade <= policy.fastAttempts) {
     // The exponent is capped so 2^n stays a finite number whatever fastAttempts is.
     const base = FAST_BASE_MS * 2 ** Math.min(attemptsMade - 1, 40);
-    delay = Math.min(base + random() * FAST_JITTER * base, policy.maxFastDelayMs);
-  } else {
-    delay = policy.tailIntervalMs + random() * TAIL_JITTER * policy.tailIntervalMs;
+    return Math.min(base + random() * FAST_JITTER * base, policy.maxFastDelayMs);
   }
-  const retryAfter = input.retryAfterMs;
-  if (retryAfter !== undefined && retryAfter !== null && Number.isFinite(retryAfter) && retryAfter > 0) {
-    delay = Math.max(delay, Math.min(retryAfter, policy.tailIntervalMs));
-  }
-  return Math.round(delay);
+  return policy.tailIntervalMs + random() * TAIL_JITTER * policy.tailIntervalMs;
+}
+
+/** `delay`, or the receiver's Retry-After when that is longer (one that is absent, not positive or not finite is ignored). */
+function withRetryAfter(delay: number, retryAfterMs: number | null | undefined): number {
+  if (retryAfterMs === undefined || retryAfterMs === null || !Number.isFinite(retryAfterMs) || retryAfterMs <= 0) return delay;
+  return Math.max(delay, retryAfterMs);
 }
 
 export interface NextAttemptInput extends RetryDelayInput {
@@ -84,9 +89,16 @@ export interface NextAttemptInput extends RetryDelayInput {
   readonly now: Date;
 }
 
-/** When to try again, or null when that would fall outside the retry window (→ dead letter). */
+/**
+ * When to try again, or null when the curve's next attempt would fall outside the retry window
+ * (→ dead letter). A Retry-After that reaches past the window moves the next attempt to the
+ * window's end: the receiver's pause is waited out as far as the window allows, and it gets a last
+ * attempt then.
+ */
 export function nextAttemptAt(input: NextAttemptInput): Date | null {
-  const next = input.now.getTime() + retryDelayMs(input);
+  const now = input.now.getTime();
   const deadline = input.firstAttemptAt.getTime() + input.policy.windowMs;
-  return next > deadline ? null : new Date(next);
+  const curve = curveDelayMs(input);
+  if (now + Math.round(curve) > deadline) return null;
+  return new Date(Math.min(now + Math.round(withRetryAfter(curve, input.retryAfterMs)), deadline));
 }
