@@ -13,6 +13,7 @@
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import { BRIEF_OUTAGE, withRetries } from '../coordination/backoff.ts';
+import type { RawEventInput } from '../events/envelope.ts';
 import { endpointBacklogFullEvent } from '../events/webhook-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { EndpointBacklog } from './delivery-log.ts';
@@ -36,6 +37,7 @@ const RESUME_BELOW = 0.9;
 export async function boundBacklogs(options: BacklogBoundOptions, backlogs: readonly EndpointBacklog[]): Promise<void> {
   const { db, endpoints, maxPending, logger } = options;
   let changed = false;
+  const notices: { readonly endpointId: string; readonly notice: RawEventInput }[] = [];
   for (const { endpointId, pending } of backlogs) {
     const endpoint = endpoints.byId(endpointId);
     if (!endpoint) continue;
@@ -45,24 +47,30 @@ export async function boundBacklogs(options: BacklogBoundOptions, backlogs: read
       // Another process marked it first: it tells.
       if (!marked?.backlogFullSince) continue;
       logger.warn({ endpoint: endpointId, pending, limit: maxPending }, 'webhook endpoint backlog full: no more deliveries stored for it until it is worked off');
-      const notice = endpointBacklogFullEvent({
-        scope: { app: marked.app, env: marked.env, tenant: marked.tenant ?? undefined },
+      notices.push({
         endpointId,
-        url: marked.url,
-        pending,
-        limit: maxPending,
-        since: marked.backlogFullSince,
+        notice: endpointBacklogFullEvent({
+          scope: { app: marked.app, env: marked.env, tenant: marked.tenant ?? undefined },
+          endpointId,
+          url: marked.url,
+          pending,
+          limit: maxPending,
+          since: marked.backlogFullSince,
+        }),
       });
-      // At least once, as the endpoint.disabled notice (webhook-deliverer.ts).
-      await withRetries(() => options.router.route(notice), {
-        ...BRIEF_OUTAGE,
-        onRetry: (error) => logger.warn({ err: error, endpoint: endpointId, event: notice.id }, 'endpoint.backlog_full not routed; trying again'),
-      }).catch((error: unknown) => logger.error({ err: error, endpoint: endpointId, event: notice.id }, 'endpoint.backlog_full could not be routed'));
     } else if (endpoint.backlogFullSince !== null && pending < maxPending * RESUME_BELOW) {
       if (await setBacklogFull(db, endpointId, false)) logger.info({ endpoint: endpointId, pending }, 'webhook endpoint backlog worked off: deliveries stored for it again');
       changed = true;
     }
   }
-  // This process's tap sees the marks at once; the others' within their cache's refresh.
+  // This process's tap sees the marks at once — before they are told, so that an event routed after
+  // the notice is not stored here; the other processes' taps within their cache's refresh.
   if (changed) await endpoints.refresh();
+  for (const { endpointId, notice } of notices) {
+    // At least once, as the endpoint.disabled notice (webhook-deliverer.ts).
+    await withRetries(() => options.router.route(notice), {
+      ...BRIEF_OUTAGE,
+      onRetry: (error) => logger.warn({ err: error, endpoint: endpointId, event: notice.id }, 'endpoint.backlog_full not routed; trying again'),
+    }).catch((error: unknown) => logger.error({ err: error, endpoint: endpointId, event: notice.id }, 'endpoint.backlog_full could not be routed'));
+  }
 }
