@@ -7,7 +7,7 @@
 import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
-import { createBullmqScheduler } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
+import { createBullmqScheduler } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
 import { storeDeliveries, type NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { insertEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';

@@ -15,7 +15,7 @@ import type { EventBus } from '../pipeline/pubsub/event-bus.ts';
 import { createMemoryBus } from '../pipeline/pubsub/memory-bus.ts';
 import { createRedisBus } from '../pipeline/pubsub/redis-bus.ts';
 import { createEventRouter, type EventRouter } from '../pipeline/router/event-router.ts';
-import { createBullmqScheduler } from '../pipeline/webhooks/bullmq-delivery.ts';
+import { createBullmqScheduler } from '../pipeline/webhooks/bullmq-scheduler.ts';
 import { createLocalWake } from '../pipeline/webhooks/delivery-scheduler.ts';
 import { createEndpointCache } from '../pipeline/webhooks/endpoint-cache.ts';
 import { createGatewayEmitter, type GatewayEmitter } from '../pipeline/webhooks/gateway-emitter.ts';

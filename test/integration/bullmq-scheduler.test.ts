@@ -9,7 +9,7 @@ import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
-import { createBullmqScheduler, WEBHOOK_QUEUE, type BullmqScheduler } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
+import { createBullmqScheduler, WEBHOOK_QUEUE, type BullmqScheduler } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
 import type { LaneHead } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 

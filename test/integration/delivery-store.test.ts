@@ -2,7 +2,8 @@
  * The delivery store's lane rules against a real Postgres: only a lane's head is claimed, a finished
  * delivery names the next in its lane, and a delivery inserted while its predecessor finishes —
  * which neither statement can see — is found as a head once the insert is committed. A delivery
- * to an endpoint deleted meanwhile is left out of the insert, not an error.
+ * to an endpoint deleted meanwhile is left out of the insert, not an error. A lease the insert took
+ * is handed over to the claim of the job that names it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, Queryable } from '../../src/db/database.ts';
@@ -168,6 +169,29 @@ describe('webhook delivery store', () => {
     // It comes after the redelivery: named as the lane's next once that one finishes.
     const [redeliveryClaimed] = await claimDeliveries(db, [pending!], LEASE_MS);
     expect(await recordAttempts(db, [{ ...delivered, delivery: redeliveryClaimed! }])).toEqual([{ nextInLane: behind.inserted[0] }]);
+  });
+
+  it('hands a lease the insert took over to a claim that names it, and to no other claim', async () => {
+    // Leased by its insert for the worker of the process that stored it (BullMQ); a worker of another
+    // process takes its job, which names that lease.
+    const {
+      leased: [stored],
+    } = await storeDeliveries(db, [delivery('event:handover')], { lease: [true], leaseMs: LEASE_MS });
+    const insertLease = stored!.lease!;
+    expect(await claimDeliveries(db, [stored!.id], LEASE_MS)).toEqual([]);
+    const otherLease = '2000-01-01 00:00:00+00';
+    expect(await claimDeliveries(db, [stored!.id], LEASE_MS, [otherLease])).toEqual([]);
+
+    const [taken] = await claimDeliveries(db, [stored!.id], LEASE_MS, [insertLease]);
+    expect(taken?.id).toBe(stored!.id);
+    expect(taken?.lease).not.toBe(insertLease);
+    // Taken over: the lease it was handed with is gone — a second job naming it finds it held, and a
+    // record under the insert's lease moves nothing.
+    expect(await claimDeliveries(db, [stored!.id], LEASE_MS, [insertLease])).toEqual([]);
+    await recordAttempts(db, [{ ...delivered, delivery: stored! }]);
+    expect((await getDelivery(db, stored!.id))?.state).toBe('pending');
+    await recordAttempts(db, [{ ...delivered, delivery: taken! }]);
+    expect((await getDelivery(db, stored!.id))?.state).toBe('delivered');
   });
 
   it('finds a delivery inserted while its predecessor finished as a head once the insert committed', async () => {

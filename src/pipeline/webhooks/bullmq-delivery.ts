@@ -1,12 +1,14 @@
 /**
- * Webhook delivery through BullMQ (with Redis): jobs in the `webhook-delivery` queue name lane
- * heads to attempt — a job for the heads stored or moved up together (up to `MAX_IDS_PER_JOB`), a
- * delayed job of its own for a delivery's retry. Any number of worker processes work the queue; a
- * `server` process only adds jobs.
+ * Webhook delivery through BullMQ (with Redis): the worker of the `webhook-delivery` queue, whose
+ * jobs name lane heads to attempt (`bullmq-scheduler.ts` adds them). Any number of worker processes
+ * work the queue; a `server` process only adds jobs.
  *
  * A job is done once its deliveries are leased in Postgres: from there the lease, not the job,
  * keeps them — the attempts go on in the worker (at most `concurrency` at once), and the job's
- * BullMQ bookkeeping (a few dozen Redis commands) is shared by every delivery in it.
+ * BullMQ bookkeeping (a few dozen Redis commands) is shared by every delivery in it. The worker
+ * leases a job's heads with one claim for many jobs — but the new deliveries its own process
+ * stored: their insert leased them for it, and it sends the copy kept in memory
+ * (`webhook-handoff.ts`), with no statement between the insert and the request.
  *
  * The deliveries stay in Postgres, the record BullMQ cannot lose: a job lost with Redis's data, or
  * not added because Redis was away, is added again by the reconciler, which looks for due lane
@@ -14,22 +16,17 @@
  * again); killed mid-attempt, its lease on the delivery runs out and the reconciler queues it: the
  * delivery is attempted again, with the same `webhook-id`.
  */
-import { Queue, Worker, type Job, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Worker, type Job } from 'bullmq';
 import pLimit from 'p-limit';
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
-import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
+import { closeWithin, connect, headsOf, MAX_IDS_PER_JOB, WEBHOOK_QUEUE, type BullmqScheduler, type DeliveryJob, type JobHead } from './bullmq-scheduler.ts';
 import { claimDeliveries, dueHeads, releaseDeliveries, type Delivery, type HeldDelivery, type LaneHead } from './delivery-store.ts';
 import { createEndpointRoom } from './endpoint-room.ts';
 import type { WebhookDeliverer } from './webhook-deliverer.ts';
+import { createDeliveryHandoff } from './webhook-handoff.ts';
 import type { DeliveryWorker } from './embedded-delivery.ts';
-
-export const WEBHOOK_QUEUE = 'webhook-delivery';
-
-/** Lane heads named by one job at most. */
-const MAX_IDS_PER_JOB = 100;
 
 /**
  * The part of its lease a leased delivery may wait for a send slot: the lease is two attempts'
@@ -45,97 +42,6 @@ const MAX_SLOT_WAIT = 0.25;
  */
 const RECONCILE_GRACE_MS = 2_000;
 const RECONCILE_GRACE_BACKLOG_MS = 30_000;
-
-interface DeliveryJob {
-  /** Lane heads to attempt. */
-  readonly deliveryIds?: readonly string[];
-  /** Their endpoints, in the same order (absent in jobs of earlier versions). */
-  readonly endpointIds?: readonly string[];
-  /** One delivery (the jobs of earlier versions). */
-  readonly deliveryId?: string;
-}
-
-/** A job's lane heads; the endpoint unknown (undefined) in the jobs of earlier versions. */
-const headsOf = (job: Job<DeliveryJob>): readonly { id: string; endpointId: string | undefined }[] => {
-  const ids = job.data.deliveryIds ?? (job.data.deliveryId === undefined ? [] : [job.data.deliveryId]);
-  return ids.map((id, index) => ({ id, endpointId: job.data.endpointIds?.[index] }));
-};
-
-const jobOf = (heads: readonly LaneHead[]): DeliveryJob => ({ deliveryIds: heads.map((head) => head.id), endpointIds: heads.map((head) => head.endpointId) });
-
-export interface BullmqScheduler extends DeliveryScheduler {
-  /**
-   * Adds a job of its own for each delivery, delayed until `dueAt`; keyed by delivery and time, so
-   * the same one twice (a postponed delivery, a reconciler pass) is added once.
-   */
-  scheduleAt(deliveries: readonly (LaneHead & { dueAt: Date })[]): Promise<void>;
-  /** Jobs waiting to be worked (not delayed). */
-  waiting(): Promise<number>;
-}
-
-/** BullMQ's own connections (named, for CLIENT LIST): a command one that fails fast for the producer, a blocking one for the worker. */
-function connect(redisUrl: string, blocking: boolean): Redis {
-  return new Redis(
-    redisUrl,
-    blocking
-      ? { maxRetriesPerRequest: null, connectionName: 'tributary-bullmq-worker' }
-      : { maxRetriesPerRequest: 2, enableOfflineQueue: false, connectionName: 'tributary-bullmq' },
-  );
-}
-
-/** Closing must not hang on a Redis that does not answer: after this, connections are cut, in ms. */
-const CLOSE_TIMEOUT_MS = 5_000;
-
-async function closeWithin(close: Promise<void>, connection: Redis): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([close.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
-  clearTimeout(timer);
-  connection.disconnect();
-}
-
-export function createBullmqScheduler(options: { readonly redisUrl: string; readonly prefix: string; readonly logger: Logger }): BullmqScheduler {
-  const connection = connect(options.redisUrl, false);
-  connection.on('error', (error) => options.logger.debug({ err: error }, 'webhook queue connection error'));
-  const queue = new Queue<DeliveryJob>(WEBHOOK_QUEUE, { connection, prefix: options.prefix });
-  queue.on('error', (error) => options.logger.warn({ err: error }, 'webhook queue error'));
-  const done = { removeOnComplete: true, removeOnFail: true };
-  /**
-   * One job is added on its own: `addBulk` builds an ioredis pipeline, and each pipeline gets a copy
-   * of every script BullMQ defined on the connection (64, each twice) — measured at 1.6 to 3 times
-   * the CPU of adding the job alone. Up to 100 lane heads make one job, so most batches are one job.
-   */
-  const add = async (jobs: { name: string; data: DeliveryJob; opts: JobsOptions }[]) => {
-    const [only] = jobs;
-    if (jobs.length > 1) await queue.addBulk(jobs);
-    else if (only) await queue.add(only.name, only.data, only.opts);
-  };
-  const schedule: BullmqScheduler['schedule'] = async (heads) => {
-    const jobs = [];
-    for (let offset = 0; offset < heads.length; offset += MAX_IDS_PER_JOB) {
-      jobs.push({ name: 'deliver', data: jobOf(heads.slice(offset, offset + MAX_IDS_PER_JOB)), opts: done });
-    }
-    await add(jobs);
-  };
-  return {
-    schedule,
-    // Due now: a new job (a delayed one left for a later time finds the delivery handled, or not due).
-    scheduleNow: schedule,
-    // Any worker process may take a delivery: each is claimed from the table.
-    intake: () => undefined,
-    async scheduleAt(deliveries) {
-      const now = Date.now();
-      await add(
-        deliveries.map(({ id, endpointId, dueAt }) => ({
-          name: 'deliver',
-          data: jobOf([{ id, endpointId }]),
-          opts: { ...done, jobId: `delivery-${id}-${dueAt.getTime()}`, delay: Math.max(0, dueAt.getTime() - now) },
-        })),
-      );
-    },
-    waiting: () => queue.getWaitingCount(),
-    close: () => closeWithin(queue.close(), connection),
-  };
-}
 
 export interface BullmqDeliveryOptions {
   readonly redisUrl: string;
@@ -160,11 +66,12 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   connection.on('error', (error) => logger.debug({ err: error }, 'webhook worker connection error'));
 
   // Deliveries about to be attempted are leased together: one statement for many jobs' deliveries.
-  const claims = createGroupCommit<string, Delivery | undefined>({
-    async write(ids) {
-      const leased = new Map((await claimDeliveries(db, ids, options.leaseMs)).map((delivery) => [delivery.id, delivery]));
+  const claims = createGroupCommit<JobHead, Delivery | undefined>({
+    async write(heads) {
+      const claimed = await claimDeliveries(db, heads.map((head) => head.id), options.leaseMs, heads.map((head) => head.lease));
+      const leased = new Map(claimed.map((delivery) => [delivery.id, delivery]));
       // One delivery named twice in a batch (two jobs): only the first attempts it.
-      return ids.map((id) => {
+      return heads.map(({ id }) => {
         const delivery = leased.get(id);
         leased.delete(id);
         return delivery;
@@ -217,10 +124,25 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     if (outcome.nextInLane !== undefined) await nextHeads.submit({ id: outcome.nextInLane, endpointId: delivery.endpointId });
     if (outcome.retryAt !== undefined) await retries.submit({ id: delivery.id, endpointId: delivery.endpointId, dueAt: outcome.retryAt });
   };
+  /** The leases of parked heads whose job named one (to be handed over when they are claimed). */
+  const parkedLeases = new Map<string, string>();
   /** A place of the endpoint given back: its parked heads are tried again. */
   const leave = (endpointId: string) => {
-    for (const id of room.leave(endpointId)) void lease({ id, endpointId }).catch(() => undefined);
+    for (const id of room.leave(endpointId)) {
+      const held = parkedLeases.get(id);
+      parkedLeases.delete(id);
+      void lease({ id, endpointId, lease: held }).catch(() => undefined);
+    }
   };
+  // New deliveries this process stores come leased, with a place here, to be sent without a claim.
+  const handoff = createDeliveryHandoff({
+    leaseMs: options.leaseMs,
+    maxKept: concurrency,
+    maxAgeMs: MAX_SLOT_WAIT * options.leaseMs,
+    reserve: (endpointId, wanted) => room.reserve(endpointId, wanted),
+    leave,
+  });
+  const detach = scheduler.attach(handoff.intake);
   /** Runs `task` within `limit`, its place given back when `task` calls `free` or ends. */
   const within = (limit: ReturnType<typeof pLimit>, task: (free: () => void) => Promise<void>) =>
     limit(
@@ -277,28 +199,37 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   /**
    * Takes a place for the head's endpoint, then an admission place, leases it and sends it; resolves
    * once leased, found not attemptable (finished, held by another worker, not its lane's head yet)
-   * or parked. A job's endpoints are known, but for jobs of earlier versions: those are claimed first.
+   * or parked. A head this process's insert leased and kept comes with its place and its lease: it
+   * is sent without a claim. A job's endpoints are known, but for jobs of earlier versions: those
+   * are claimed first.
    */
-  const lease = (head: { id: string; endpointId: string | undefined }): Promise<void> => {
-    const placed = head.endpointId;
-    if (placed !== undefined && !room.admit(placed, head.id)) return Promise.resolve();
+  const lease = (head: JobHead): Promise<void> => {
+    const handed = handoff.take(head);
+    const placed = handed?.delivery.endpointId ?? head.endpointId;
+    if (!handed && placed !== undefined && !room.admit(placed, head.id)) {
+      if (head.lease !== undefined && room.holds(head.id)) parkedLeases.set(head.id, head.lease);
+      return Promise.resolve();
+    }
     return new Promise<void>((leased, failed) => {
       const admission = within(admitted, async (free) => {
-        // Closing: a head still waiting for a place is not leased; it stays due, unheld, and a
-        // worker's reconciler queues it again.
+        // Closing: a head still waiting for a place is not leased (one kept leased gives its lease
+        // back); it stays due, unheld, and a worker's reconciler queues it again.
         if (closing) {
           if (placed !== undefined) leave(placed);
+          if (handed) void release(handed.delivery);
           leased();
           return;
         }
-        let delivery: Delivery | undefined;
-        const leasedAt = performance.now();
-        try {
-          delivery = await claims.submit(head.id);
-        } catch (error) {
-          if (placed !== undefined) leave(placed);
-          failed(error instanceof Error ? error : new Error(String(error)));
-          return;
+        let delivery = handed?.delivery;
+        const leasedAt = handed?.handedAt ?? performance.now();
+        if (!delivery) {
+          try {
+            delivery = await claims.submit(head);
+          } catch (error) {
+            if (placed !== undefined) leave(placed);
+            failed(error instanceof Error ? error : new Error(String(error)));
+            return;
+          }
         }
         leased();
         if (!delivery) {
@@ -349,6 +280,8 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   return {
     async close() {
       closing = true;
+      detach();
+      handoff.close();
       clearInterval(timer);
       await closeWithin(worker.close(), connection);
       await Promise.all([...admittedTasks, ...inFlight]);

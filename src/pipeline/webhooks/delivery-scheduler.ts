@@ -14,8 +14,9 @@ export interface DeliveryScheduler {
   scheduleNow(heads: readonly LaneHead[]): Promise<void>;
   /**
    * Where new deliveries can start as they are stored — leased by the insert itself, so no claim
-   * comes between storing and sending: the delivery loop of this process, while it runs (the
-   * embedded mode). Undefined otherwise (BullMQ: any worker process may take them).
+   * comes between storing and sending: the delivery loop of this process (embedded), or the BullMQ
+   * worker of this process (its jobs name them with their lease: a worker of another process that
+   * takes one claims them by id). Undefined while no delivery worker runs in this process.
    */
   intake(): DeliveryIntake | undefined;
   close(): Promise<void>;
@@ -31,8 +32,11 @@ export interface DeliveryIntake {
   readonly leaseMs: number;
   /** Reserves up to `wanted` places for new deliveries of the endpoint; returns how many it got. */
   reserve(endpointId: string, wanted: number): number;
-  /** Stored and leased, each on a place reserved before: attempt them, oldest first. */
-  start(deliveries: readonly Delivery[]): void;
+  /**
+   * Stored and leased, each on a place reserved before: attempt them, oldest first. Returns the lane
+   * heads the scheduler must still be told of (`schedule`), each with its lease.
+   */
+  start(deliveries: readonly Delivery[]): readonly LaneHead[];
   /** Reserved places the endpoint's deliveries did not take (not stored, not leased, or the insert failed). */
   release(endpointId: string, places: number): void;
 }

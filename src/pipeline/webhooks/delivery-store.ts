@@ -32,6 +32,8 @@ export interface NewDelivery {
 export interface LaneHead {
   readonly id: string;
   readonly endpointId: string;
+  /** The lease its insert took for a worker of that process (BullMQ): a claim may take it over. */
+  readonly lease?: string | undefined;
 }
 
 export interface Delivery extends NewDelivery {
@@ -248,16 +250,17 @@ export async function withLateHeads(db: Queryable, stored: StoredDeliveries): Pr
 }
 
 /**
- * Leases those of `ids` that are pending, not leased and their lane's head (one statement; rows
- * locked in id order, and rows another statement holds skipped — it is leasing or finishing them).
- * Returns the leased deliveries; an id left out is finished, held, or not its lane's head yet.
+ * Leases those of `ids` that are pending, not leased (or leased under the lease the id is handed
+ * with, `held[i]`) and their lane's head (one statement; rows locked in id order, and rows another
+ * statement holds skipped — it is leasing or finishing them). Returns the leased deliveries; an id
+ * left out is finished, held, or not its lane's head yet.
  */
-export async function claimDeliveries(db: Queryable, ids: readonly string[], leaseMs: number): Promise<Delivery[]> {
+export async function claimDeliveries(db: Queryable, ids: readonly string[], leaseMs: number, held: readonly (string | undefined)[] = []): Promise<Delivery[]> {
   if (ids.length === 0) return [];
-  // The statement is a function of the schema (migrations/0012): planned once per connection.
+  // The statement is a function of the schema (migrations/0020): planned once per connection.
   const { rows } = await db.query<DeliveryRow>(
-    `SELECT ${DELIVERY_COLUMNS} FROM tributary_webhook_claim_ids($1::bigint[], $2::double precision) d`,
-    [ids, leaseMs],
+    `SELECT ${DELIVERY_COLUMNS} FROM tributary_webhook_claim_ids($1::bigint[], $2::timestamptz[], $3::double precision) d`,
+    [ids, ids.map((_, index) => held[index] ?? null), leaseMs],
     { prepareAs: 'tributary_webhook_claim_ids' },
   );
   return rows.map(deliveryOf);

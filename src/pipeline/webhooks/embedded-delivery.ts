@@ -168,10 +168,12 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
           .catch((error: unknown) => logger.warn({ err: error }, 'webhook leases not released; they run out'))
           .finally(() => inFlight.delete(release));
         inFlight.add(release);
-        return;
+        return [];
       }
       ready.push(...deliveries);
       startReady();
+      // Taken here: no scheduler needs to hear of them.
+      return [];
     },
     release(endpointId, places) {
       reserved -= places;

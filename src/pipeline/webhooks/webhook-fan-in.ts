@@ -1,4 +1,4 @@
-import type { BullmqScheduler } from './bullmq-delivery.ts';
+import type { BullmqScheduler } from './bullmq-scheduler.ts';
 import type { DeliveryScheduler, LocalWake } from './delivery-scheduler.ts';
 import type { DeliveryStatistics } from './delivery-statistics.ts';
 import type { EndpointCache } from './endpoint-cache.ts';

@@ -6,9 +6,10 @@
  * crash creates none twice: an initial delivery is unique per endpoint and event id). A failure to
  * store them fails the routing, so the source tries again (at least once, never silently lost).
  *
- * When this process's delivery loop takes deliveries straight from here (`scheduler.intake()`,
- * the embedded mode), an event's own-lane deliveries to enabled endpoints are leased by the insert
- * within the places the loop reserved, and handed to it: they are sent without a claim between.
+ * When this process's delivery worker takes deliveries straight from here (`scheduler.intake()`:
+ * the embedded loop, or the BullMQ worker of a process that runs one), an event's own-lane
+ * deliveries to enabled endpoints are leased by the insert within the places it reserved, and
+ * handed to it: they are sent without a claim between.
  */
 import type { Queryable } from '../../db/database.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
@@ -52,10 +53,10 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
       for (const [endpointId, places] of reserved) intake.release(endpointId, places);
       throw error;
     }
-    intake.start(stored.leased);
+    const toSchedule = intake.start(stored.leased);
     for (const delivery of stored.leased) reserved.set(delivery.endpointId, (reserved.get(delivery.endpointId) ?? 0) - 1);
     for (const [endpointId, places] of reserved) if (places > 0) intake.release(endpointId, places);
-    return stored;
+    return { inserted: stored.inserted, heads: toSchedule.length === 0 ? stored.heads : [...stored.heads, ...toSchedule] };
   };
   // Routes placed together store their deliveries together: one statement and one scheduling for
   // all of them. Their order is the order they were submitted in, which keeps each entity's order
