@@ -1,0 +1,206 @@
+/**
+ * New deliveries handed to the BullMQ worker against a real Postgres and Redis, with a deliverer
+ * that only records what it is handed (a pure fake: the HTTP side is tested in webhooks.test.ts).
+ * The routing tap's insert leases a new delivery for the worker of its own process, and the job
+ * naming it carries that lease. A worker of another process, with no copy kept, takes the job and
+ * claims the row by id, the lease the job names counting as free (migrations/0020): it is attempted
+ * at once, under a lease of its own — not when the insert's lease runs out. A job that names no
+ * lease finds the row held and leaves it. The worker of the process that stored it sends the very
+ * delivery kept in memory, under the insert's lease, with no claim, once. The reconciler's look at
+ * the table is set far beyond the tests' timeouts: every attempt here comes from a job.
+ */
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import type { Database } from '../../src/db/database.ts';
+import { createLogger } from '../../src/logger.ts';
+import { startBullmqDelivery } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
+import { createBullmqScheduler, WEBHOOK_QUEUE, type BullmqScheduler, type DeliveryJob } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
+import { getDelivery, recordAttempts, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import type { DeliveryOutcome, WebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
+import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+
+const logger = createLogger({ level: 'silent' });
+/** The insert's lease and the worker's: far longer than any test here may take. */
+const LEASE_MS = 30_000;
+/** Longer than any test here may take: no delivery may be queued by the reconciler. */
+const NEVER_MS = 600_000;
+
+let fixture: DeliveryFixture;
+let db: Database;
+
+beforeAll(async () => {
+  fixture = await createDeliveryFixture();
+  db = fixture.db;
+});
+
+afterAll(async () => {
+  await fixture?.dispose();
+});
+
+/** Hands each delivery to the test; the test says when it is over and recorded as delivered (`finish`, once). */
+function recordingDeliverer() {
+  const handed: { delivery: Delivery; finish: () => Promise<void> }[] = [];
+  let notify: () => void = () => {};
+  const deliverer: WebhookDeliverer = {
+    deliver(delivery, onSent) {
+      return new Promise<DeliveryOutcome>((resolve) => {
+        let finished = false;
+        const finish = async () => {
+          if (finished) return;
+          finished = true;
+          onSent?.();
+          const [recorded] = await recordAttempts(db, [
+            { delivery, outcome: 'delivered', status: 204, durationMs: 1, error: null, responseExcerpt: null, nextAttemptAt: null },
+          ]);
+          const nextInLane = recorded?.nextInLane;
+          resolve(nextInLane === undefined ? {} : { nextInLane });
+        };
+        handed.push({ delivery, finish });
+        notify();
+      });
+    },
+  };
+  /** Resolves once `count` deliveries have been handed over in all. */
+  const handedOver = (count: number) =>
+    new Promise<void>((resolve) => {
+      const check = () => {
+        if (handed.length >= count) resolve();
+      };
+      notify = check;
+      check();
+    });
+  return { deliverer, handed, handedOver };
+}
+
+/**
+ * A handle on the queue under `prefix`, to see it drained (each job taken and done: none waiting,
+ * active or delayed — done jobs are removed); obliterated after the test, once all else is closed.
+ */
+function openQueue(prefix: string) {
+  const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: 2 });
+  const queue = new Queue<DeliveryJob>(WEBHOOK_QUEUE, { connection, prefix });
+  onTestFinished(async () => {
+    await queue.obliterate({ force: true });
+    await queue.close();
+    connection.disconnect();
+  });
+  const drained = async () => {
+    const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+    return Object.values(counts).every((count) => count === 0);
+  };
+  return { drained };
+}
+
+/** A process's scheduler on `prefix` (the queue's producing side); closed after the test. */
+function openScheduler(prefix: string): BullmqScheduler {
+  const scheduler = createBullmqScheduler({ redisUrl: testRedisUrl(), prefix, logger });
+  onTestFinished(() => scheduler.close());
+  return scheduler;
+}
+
+/** A process's BullMQ worker on `prefix`, with its own scheduler (which it attaches its intake to); closed after the test. */
+function startWorker(prefix: string, deliverer: WebhookDeliverer): BullmqScheduler {
+  const scheduler = openScheduler(prefix);
+  const worker = startBullmqDelivery({
+    redisUrl: testRedisUrl(),
+    prefix,
+    db,
+    deliverer,
+    scheduler,
+    concurrency: 4,
+    leaseMs: LEASE_MS,
+    maxConcurrencyOf: () => 10,
+    reconcileMs: NEVER_MS,
+    logger,
+  });
+  // Registered after its scheduler's: closed before it.
+  onTestFinished(() => worker.close());
+  return scheduler;
+}
+
+/** One new delivery stored leased by its insert, as the routing tap stores it (lane of its own). */
+async function storeLeased(lane: string, leaseMs: number): Promise<Delivery & { lease: string }> {
+  const {
+    leased: [stored],
+  } = await storeDeliveries(db, [fixture.delivery(lane)], { lease: [true], leaseMs });
+  expect(stored?.lease).toEqual(expect.any(String));
+  return stored as Delivery & { lease: string };
+}
+
+describe('BullMQ handoff of new deliveries', () => {
+  it('attempts another process’s new delivery at once when its job names the insert’s lease, under a lease of its own — and leaves it held when the job names none', { timeout: 10_000 }, async () => {
+    const prefix = uniquePrefix();
+    const { drained } = openQueue(prefix);
+    const { deliverer, handed, handedOver } = recordingDeliverer();
+    startWorker(prefix, deliverer);
+    // The process that stored them: its insert leased them (for its own worker, which keeps no copy
+    // here — no worker of that process runs), and its scheduler adds their jobs.
+    const storing = openScheduler(prefix);
+    const unnamed = await storeLeased('other:unnamed', LEASE_MS);
+    const named = await storeLeased('other:named', LEASE_MS);
+    try {
+      // A job without the lease: the row is held by the insert's lease, so the claim leaves it.
+      await storing.schedule([{ id: unnamed.id, endpointId: unnamed.endpointId }]);
+      await waitFor(drained, { message: 'the job naming no lease was not consumed' });
+      expect(handed).toEqual([]);
+      expect((await getDelivery(db, unnamed.id))?.lease).toBe(unnamed.lease);
+
+      // With the lease: taken over at once, long before the insert's lease runs out.
+      await storing.schedule([{ id: named.id, endpointId: named.endpointId, lease: named.lease }]);
+      await handedOver(1);
+      const attempted = handed[0]!.delivery;
+      expect(attempted.id).toBe(named.id);
+      expect(attempted.lease).toEqual(expect.any(String));
+      expect(attempted.lease).not.toBe(named.lease);
+      // The row is held under the worker's new lease, and recording under it finishes the delivery.
+      expect((await getDelivery(db, named.id))?.lease).toBe(attempted.lease);
+      await handed[0]!.finish();
+      expect((await getDelivery(db, named.id))?.state).toBe('delivered');
+
+      // Both jobs done: the delivery named without its lease was never attempted, and is still held by its insert.
+      await waitFor(drained, { message: 'the job naming the lease was not consumed' });
+      expect(handed.map((entry) => entry.delivery.id)).toEqual([named.id]);
+      const left = await getDelivery(db, unnamed.id);
+      expect(left?.state).toBe('pending');
+      expect(left?.lease).toBe(unnamed.lease);
+    } finally {
+      await Promise.all(handed.map((entry) => entry.finish()));
+    }
+  });
+
+  it('sends the very delivery its own process stored and kept, under the insert’s lease (no claim), once', { timeout: 10_000 }, async () => {
+    const prefix = uniquePrefix();
+    const { drained } = openQueue(prefix);
+    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const scheduler = startWorker(prefix, deliverer);
+    // As the routing tap stores one: places reserved in the worker's room, the insert leases the
+    // delivery for the worker's lease, the intake keeps it, and the job names it with that lease.
+    const intake = scheduler.intake();
+    if (!intake) throw new Error('the worker attached no intake to its scheduler');
+    expect(intake.leaseMs).toBe(LEASE_MS);
+    expect(intake.reserve(fixture.endpointId, 1)).toBe(1);
+    const stored = await storeDeliveries(db, [fixture.delivery('own:kept')], { lease: [true], leaseMs: intake.leaseMs });
+    const [kept] = stored.leased;
+    if (!kept?.lease) throw new Error('the insert leased no delivery');
+    const heads = intake.start(stored.leased);
+    expect(heads).toEqual([{ id: kept.id, endpointId: fixture.endpointId, lease: kept.lease }]);
+    try {
+      await scheduler.schedule(heads);
+      await handedOver(1);
+      // The object kept, under the insert's lease: the row was not claimed (a claim leases it anew).
+      expect(handed[0]!.delivery).toBe(kept);
+      expect(handed[0]!.delivery.lease).toBe(kept.lease);
+      expect((await getDelivery(db, kept.id))?.lease).toBe(kept.lease);
+
+      await waitFor(drained, { message: 'the job was not consumed' });
+      expect(handed).toHaveLength(1);
+      await handed[0]!.finish();
+      expect((await getDelivery(db, kept.id))?.state).toBe('delivered');
+    } finally {
+      await Promise.all(handed.map((entry) => entry.finish()));
+    }
+  });
+});
