@@ -134,14 +134,8 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
       void lease({ id, endpointId, lease: held }).catch(() => undefined);
     }
   };
-  // New deliveries this process stores come leased, with a place here, to be sent without a claim.
-  const handoff = createDeliveryHandoff({
-    leaseMs: options.leaseMs,
-    maxKept: concurrency,
-    maxAgeMs: MAX_SLOT_WAIT * options.leaseMs,
-    reserve: (endpointId, wanted) => room.reserve(endpointId, wanted),
-    leave,
-  });
+  // New deliveries this process stores come leased, to be sent without a claim.
+  const handoff = createDeliveryHandoff({ leaseMs: options.leaseMs, maxKept: concurrency, maxAgeMs: MAX_SLOT_WAIT * options.leaseMs });
   const detach = scheduler.attach(handoff.intake);
   /** Runs `task` within `limit`, its place given back when `task` calls `free` or ends. */
   const within = (limit: ReturnType<typeof pLimit>, task: (free: () => void) => Promise<void>) =>
@@ -199,27 +193,26 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   /**
    * Takes a place for the head's endpoint, then an admission place, leases it and sends it; resolves
    * once leased, found not attemptable (finished, held by another worker, not its lane's head yet)
-   * or parked. A head this process's insert leased and kept comes with its place and its lease: it
-   * is sent without a claim. A job's endpoints are known, but for jobs of earlier versions: those
-   * are claimed first.
+   * or parked. A head this process's insert leased and kept comes with its lease: the copy kept is
+   * sent without a claim. A job's endpoints are known, but for jobs of earlier versions: those are
+   * claimed first.
    */
   const lease = (head: JobHead): Promise<void> => {
-    const handed = handoff.take(head);
-    const placed = handed?.delivery.endpointId ?? head.endpointId;
-    if (!handed && placed !== undefined && !room.admit(placed, head.id)) {
+    const placed = head.endpointId;
+    if (placed !== undefined && !room.admit(placed, head.id)) {
       if (head.lease !== undefined && room.holds(head.id)) parkedLeases.set(head.id, head.lease);
       return Promise.resolve();
     }
     return new Promise<void>((leased, failed) => {
       const admission = within(admitted, async (free) => {
-        // Closing: a head still waiting for a place is not leased (one kept leased gives its lease
-        // back); it stays due, unheld, and a worker's reconciler queues it again.
+        // Closing: a head still waiting for a place is not leased; it stays due, unheld (a kept one's
+        // lease is given back at close), and a worker's reconciler queues it again.
         if (closing) {
           if (placed !== undefined) leave(placed);
-          if (handed) void release(handed.delivery);
           leased();
           return;
         }
+        const handed = handoff.take(head);
         let delivery = handed?.delivery;
         const leasedAt = handed?.handedAt ?? performance.now();
         if (!delivery) {
@@ -281,10 +274,11 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     async close() {
       closing = true;
       detach();
-      handoff.close();
+      // Kept and not sent: given back, due at once for whichever worker takes their jobs.
+      const givenBack = handoff.close().map(release);
       clearInterval(timer);
       await closeWithin(worker.close(), connection);
-      await Promise.all([...admittedTasks, ...inFlight]);
+      await Promise.all([...admittedTasks, ...inFlight, ...givenBack]);
     },
   };
 }
