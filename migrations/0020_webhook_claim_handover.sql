@@ -6,6 +6,8 @@
 -- unleased or expired one would be. A job without a lease (null) claims as migration 0012's did.
 --
 -- The function of migration 0012 stays for processes of the earlier version during an upgrade.
+-- Such a worker does not take a named lease over: a delivery stored by an upgraded process whose
+-- job it takes waits for the insert's lease to run out, and the reconciler queues it again.
 CREATE FUNCTION tributary_webhook_claim_ids(ids bigint[], held timestamptz[], lease_ms double precision)
 RETURNS SETOF webhook_deliveries
 LANGUAGE plpgsql

@@ -176,7 +176,7 @@ describe('BullMQ handoff of new deliveries', () => {
     const { drained } = openQueue(prefix);
     const { deliverer, handed, handedOver } = recordingDeliverer();
     const scheduler = startWorker(prefix, deliverer);
-    // As the routing tap stores one: places reserved in the worker's room, the insert leases the
+    // As the routing tap stores one: places reserved in the worker's intake, the insert leases the
     // delivery for the worker's lease, the intake keeps it, and the job names it with that lease.
     const intake = scheduler.intake();
     if (!intake) throw new Error('the worker attached no intake to its scheduler');
@@ -202,5 +202,25 @@ describe('BullMQ handoff of new deliveries', () => {
     } finally {
       await Promise.all(handed.map((entry) => entry.finish()));
     }
+  });
+  it('gives back, at close, the lease of a delivery kept and never sent: it is due at once for whichever worker takes it', { timeout: 10_000 }, async () => {
+    const prefix = uniquePrefix();
+    const { deliverer, handed } = recordingDeliverer();
+    const scheduler = openScheduler(prefix);
+    const worker = startBullmqDelivery({ redisUrl: testRedisUrl(), prefix, db, deliverer, scheduler, concurrency: 4, leaseMs: LEASE_MS, maxConcurrencyOf: () => 10, reconcileMs: NEVER_MS, logger });
+    const intake = scheduler.intake();
+    if (!intake) throw new Error('the worker attached no intake to its scheduler');
+    expect(intake.reserve(fixture.endpointId, 1)).toBe(1);
+    const stored = await storeDeliveries(db, [fixture.delivery('own:closing')], { lease: [true], leaseMs: intake.leaseMs });
+    const [kept] = stored.leased;
+    if (!kept?.lease) throw new Error('the insert leased no delivery');
+    intake.start(stored.leased);
+    expect((await getDelivery(db, kept.id))?.lease).toBe(kept.lease);
+
+    // Closed before its job came: no longer held — and the closed worker's scheduler keeps nothing more.
+    await worker.close();
+    expect((await getDelivery(db, kept.id))?.lease).toBeNull();
+    expect(scheduler.intake()).toBeUndefined();
+    expect(handed).toHaveLength(0);
   });
 });

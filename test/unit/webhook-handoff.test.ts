@@ -26,9 +26,9 @@ const stored = (id: string, endpointId = 'e1'): Delivery => ({
 });
 
 /** A handoff with a clock the test moves. */
-function setup(options: { maxKept?: number } = {}) {
+function setup(options: { maxKept?: number; roomOf?: (endpointId: string) => number } = {}) {
   const clock = { now: 0 };
-  const handoff = createDeliveryHandoff({ leaseMs: 20_000, maxKept: options.maxKept ?? 100, maxAgeMs: 5_000, now: () => clock.now });
+  const handoff = createDeliveryHandoff({ leaseMs: 20_000, maxKept: options.maxKept ?? 100, maxAgeMs: 5_000, roomOf: options.roomOf ?? (() => 10), now: () => clock.now });
   return { clock, handoff };
 }
 
@@ -73,6 +73,25 @@ describe('webhook handoff (new deliveries from the routing tap to the BullMQ wor
     handoff.intake.release('e1', 2);
     handoff.intake.release('e2', 1);
     expect(handoff.intake.reserve('e3', 5)).toBe(3);
+  });
+
+  it('keeps no more of an endpoint than it has room for in the worker, counting those kept and reserved', () => {
+    const room = new Map([
+      ['slow', 1],
+      ['busy', 0],
+    ]);
+    const { handoff } = setup({ roomOf: (endpointId) => room.get(endpointId) ?? 10 });
+    expect(handoff.intake.reserve('slow', 5)).toBe(1);
+    expect(handoff.intake.reserve('busy', 5)).toBe(0);
+    const [head] = handoff.intake.start([stored('1', 'slow')]);
+    // Kept, not taken yet: the slow endpoint's one place is spoken for; another endpoint is not held up.
+    expect(handoff.intake.reserve('slow', 1)).toBe(0);
+    expect(handoff.intake.reserve('fast', 3)).toBe(3);
+    // Taken by its job (the worker's room now counts it), or given back unused: room again.
+    expect(handoff.take(head!)).toBeDefined();
+    expect(handoff.intake.reserve('slow', 1)).toBe(1);
+    handoff.intake.release('slow', 1);
+    expect(handoff.intake.reserve('slow', 1)).toBe(1);
   });
 
   it('keeps nothing once closed: it hands back what it kept, and what is stored after goes to its job alone', () => {

@@ -38,39 +38,43 @@ export async function boundBacklogs(options: BacklogBoundOptions, backlogs: read
   const { db, endpoints, maxPending, logger } = options;
   let changed = false;
   const notices: { readonly endpointId: string; readonly notice: RawEventInput }[] = [];
-  for (const { endpointId, pending } of backlogs) {
-    const endpoint = endpoints.byId(endpointId);
-    if (!endpoint) continue;
-    if (endpoint.backlogFullSince === null && pending > maxPending) {
-      const marked = await setBacklogFull(db, endpointId, true);
-      changed = true;
-      // Another process marked it first: it tells.
-      if (!marked?.backlogFullSince) continue;
-      logger.warn({ endpoint: endpointId, pending, limit: maxPending }, 'webhook endpoint backlog full: no more deliveries stored for it until it is worked off');
-      notices.push({
-        endpointId,
-        notice: endpointBacklogFullEvent({
-          scope: { app: marked.app, env: marked.env, tenant: marked.tenant ?? undefined },
+  try {
+    for (const { endpointId, pending } of backlogs) {
+      const endpoint = endpoints.byId(endpointId);
+      if (!endpoint) continue;
+      if (endpoint.backlogFullSince === null && pending > maxPending) {
+        const marked = await setBacklogFull(db, endpointId, true);
+        changed = true;
+        // Another process marked it first: it tells.
+        if (!marked?.backlogFullSince) continue;
+        logger.warn({ endpoint: endpointId, pending, limit: maxPending }, 'webhook endpoint backlog full: no more deliveries stored for it until it is worked off');
+        notices.push({
           endpointId,
-          url: marked.url,
-          pending,
-          limit: maxPending,
-          since: marked.backlogFullSince,
-        }),
-      });
-    } else if (endpoint.backlogFullSince !== null && pending < maxPending * RESUME_BELOW) {
-      if (await setBacklogFull(db, endpointId, false)) logger.info({ endpoint: endpointId, pending }, 'webhook endpoint backlog worked off: deliveries stored for it again');
-      changed = true;
+          notice: endpointBacklogFullEvent({
+            scope: { app: marked.app, env: marked.env, tenant: marked.tenant ?? undefined },
+            endpointId,
+            url: marked.url,
+            pending,
+            limit: maxPending,
+            since: marked.backlogFullSince,
+          }),
+        });
+      } else if (endpoint.backlogFullSince !== null && pending < maxPending * RESUME_BELOW) {
+        if (await setBacklogFull(db, endpointId, false)) logger.info({ endpoint: endpointId, pending }, 'webhook endpoint backlog worked off: deliveries stored for it again');
+        changed = true;
+      }
     }
-  }
-  // This process's tap sees the marks at once — before they are told, so that an event routed after
-  // the notice is not stored here; the other processes' taps within their cache's refresh.
-  if (changed) await endpoints.refresh();
-  for (const { endpointId, notice } of notices) {
-    // At least once, as the endpoint.disabled notice (webhook-deliverer.ts).
-    await withRetries(() => options.router.route(notice), {
-      ...BRIEF_OUTAGE,
-      onRetry: (error) => logger.warn({ err: error, endpoint: endpointId, event: notice.id }, 'endpoint.backlog_full not routed; trying again'),
-    }).catch((error: unknown) => logger.error({ err: error, endpoint: endpointId, event: notice.id }, 'endpoint.backlog_full could not be routed'));
+  } finally {
+    // This process's tap sees the marks at once — before they are told, so that an event routed after
+    // the notice is not stored here; the other processes' taps within their cache's refresh. A mark
+    // stored is told however the pass ended: the next pass finds it marked and tells nothing.
+    if (changed) await endpoints.refresh().catch((error: unknown) => logger.warn({ err: error }, 'webhook endpoints not reloaded after a backlog mark; they are within the refresh period'));
+    for (const { endpointId, notice } of notices) {
+      // At least once, as the endpoint.disabled notice (webhook-deliverer.ts).
+      await withRetries(() => options.router.route(notice), {
+        ...BRIEF_OUTAGE,
+        onRetry: (error) => logger.warn({ err: error, endpoint: endpointId, event: notice.id }, 'endpoint.backlog_full not routed; trying again'),
+      }).catch((error: unknown) => logger.error({ err: error, endpoint: endpointId, event: notice.id }, 'endpoint.backlog_full could not be routed'));
+    }
   }
 }

@@ -36,6 +36,13 @@ import type { DeliveryWorker } from './embedded-delivery.ts';
 const MAX_SLOT_WAIT = 0.25;
 
 /**
+ * How long a new delivery this process stored is kept for its worker, in ms: its job comes back
+ * within milliseconds while the queue keeps up; one that waits longer (behind a backlog, or taken
+ * by another process) is claimed by id when it comes.
+ */
+const KEPT_MS = 1_000;
+
+/**
  * How long a lane head may be due and unheld before the reconciler queues it (again), in ms: short
  * while the queue is empty (a job lost with Redis's data waits seconds); longer while jobs wait, as
  * the head is then most likely in one of them.
@@ -117,7 +124,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     write: async (deliveries) => (await releaseDeliveries(db, deliveries), deliveries.map(() => undefined)),
     maxBatch: Math.max(1, options.concurrency),
   });
-  const release = (delivery: Delivery) => releases.submit(delivery).catch((error: unknown) => logger.warn({ err: error }, 'webhook lease not given back; it runs out'));
+  const release = (delivery: HeldDelivery) => releases.submit(delivery).catch((error: unknown) => logger.warn({ err: error }, 'webhook lease not given back; it runs out'));
   const attempt = async (delivery: Delivery, onSent: () => void, onSlow: () => void) => {
     const outcome = await deliverer.deliver(delivery, onSent, onSlow);
     // Not queued (Redis away): the delivery is in Postgres, due; the reconciler queues it.
@@ -135,7 +142,11 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     }
   };
   // New deliveries this process stores come leased, to be sent without a claim.
-  const handoff = createDeliveryHandoff({ leaseMs: options.leaseMs, maxKept: concurrency, maxAgeMs: MAX_SLOT_WAIT * options.leaseMs });
+  const handoff = createDeliveryHandoff({ leaseMs: options.leaseMs, maxKept: concurrency, maxAgeMs: KEPT_MS, roomOf: (endpointId) => room.roomOf(endpointId) });
+  /** A head whose job named the lease its insert took, and that is not leased here after all: the lease is given back (due at once). */
+  const giveBack = (head: JobHead) => {
+    if (head.lease !== undefined) void release({ id: head.id, lease: head.lease });
+  };
   const detach = scheduler.attach(handoff.intake);
   /** Runs `task` within `limit`, its place given back when `task` calls `free` or ends. */
   const within = (limit: ReturnType<typeof pLimit>, task: (free: () => void) => Promise<void>) =>
@@ -200,15 +211,17 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   const lease = (head: JobHead): Promise<void> => {
     const placed = head.endpointId;
     if (placed !== undefined && !room.admit(placed, head.id)) {
-      if (head.lease !== undefined && room.holds(head.id)) parkedLeases.set(head.id, head.lease);
+      if (!room.holds(head.id)) giveBack(head);
+      else if (head.lease !== undefined) parkedLeases.set(head.id, head.lease);
       return Promise.resolve();
     }
     return new Promise<void>((leased, failed) => {
       const admission = within(admitted, async (free) => {
-        // Closing: a head still waiting for a place is not leased; it stays due, unheld (a kept one's
-        // lease is given back at close), and a worker's reconciler queues it again.
+        // Closing: a head still waiting for a place is not leased (the lease its insert took, when its
+        // job names one, is given back); it stays due, unheld, and a worker's reconciler queues it again.
         if (closing) {
           if (placed !== undefined) leave(placed);
+          giveBack(head);
           leased();
           return;
         }
@@ -274,8 +287,10 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     async close() {
       closing = true;
       detach();
-      // Kept and not sent: given back, due at once for whichever worker takes their jobs.
-      const givenBack = handoff.close().map(release);
+      // Kept or parked with the insert's lease, and not sent: given back, due at once for whichever
+      // worker takes their jobs (or the reconciler).
+      const givenBack = [...handoff.close(), ...[...parkedLeases].map(([id, lease]) => ({ id, lease }))].map(release);
+      parkedLeases.clear();
       clearInterval(timer);
       await closeWithin(worker.close(), connection);
       await Promise.all([...admittedTasks, ...inFlight, ...givenBack]);

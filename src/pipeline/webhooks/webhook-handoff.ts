@@ -7,11 +7,15 @@
  * process that takes it has no copy, and claims the row by id — that lease counts as free for it
  * (migrations/0020).
  *
- * Bounded: `maxKept` deliveries at most (the tap leases no more while that many are kept), each
- * for `maxAgeMs` at most — one not taken by then (its job went to another process, or waits
- * behind a backlog) is dropped, and is claimed by id when its job comes, under a lease of its own.
- * Nothing is held for it meanwhile but the lease on its row. A job that could not be queued (Redis
- * away) leaves its deliveries leased until the lease runs out; the reconciler then queues them.
+ * Bounded: `maxKept` deliveries at most, and no more of an endpoint than it has room for in the
+ * worker (the tap leases no more while that many are kept), each for `maxAgeMs` at most — one not
+ * taken by then (its job went to another process, or waits behind a backlog) is dropped, and is
+ * claimed by id when its job comes, under a lease of its own. Nothing is held for it meanwhile but
+ * the lease on its row. A job that could not be queued (Redis away) leaves its deliveries leased
+ * until the lease runs out; the reconciler then queues them.
+ *
+ * So it works where a process both routes events and runs a worker, for the jobs its own worker
+ * takes soon: with N worker processes, about one job in N comes back to the process that queued it.
  */
 import type { DeliveryIntake } from './delivery-scheduler.ts';
 import type { Delivery } from './delivery-store.ts';
@@ -43,6 +47,8 @@ export interface DeliveryHandoffOptions {
   readonly maxKept: number;
   /** How long a delivery is kept at most, in ms; it is then claimed by id when its job comes. */
   readonly maxAgeMs: number;
+  /** The places the endpoint has left in the worker (`EndpointRoom.roomOf`): no more of its deliveries are kept. */
+  readonly roomOf: (endpointId: string) => number;
   /** @default performance.now */
   readonly now?: () => number;
 }
@@ -53,35 +59,51 @@ export function createDeliveryHandoff(options: DeliveryHandoffOptions): Delivery
   const kept = new Map<string, HandedDelivery>();
   /** Places reserved by inserts under way. */
   let reserved = 0;
+  /** Per endpoint: deliveries kept and places reserved. */
+  const held = new Map<string, number>();
+  const hold = (endpointId: string, count: number) => {
+    const left = (held.get(endpointId) ?? 0) + count;
+    if (left > 0) held.set(endpointId, left);
+    else held.delete(endpointId);
+  };
   let closed = false;
+  const forget = (entry: HandedDelivery) => {
+    kept.delete(entry.delivery.id);
+    hold(entry.delivery.endpointId, -1);
+  };
 
   /** Drops the deliveries kept past `maxAgeMs` (the oldest come first). */
   const prune = () => {
     const oldest = now() - options.maxAgeMs;
     for (const entry of kept.values()) {
       if (entry.handedAt >= oldest) break;
-      kept.delete(entry.delivery.id);
+      forget(entry);
     }
   };
 
   const intake: DeliveryIntake = {
     leaseMs: options.leaseMs,
-    reserve(_endpointId, wanted) {
+    reserve(endpointId, wanted) {
       if (closed) return 0;
       prune();
-      const places = Math.max(0, Math.min(wanted, options.maxKept - kept.size - reserved));
+      const places = Math.max(0, Math.min(wanted, options.maxKept - kept.size - reserved, options.roomOf(endpointId) - (held.get(endpointId) ?? 0)));
       reserved += places;
+      hold(endpointId, places);
       return places;
     },
     start(deliveries) {
       reserved -= deliveries.length;
       const handedAt = now();
-      // Closed since the places were reserved: not kept; the job claims them by id.
-      if (!closed) for (const delivery of deliveries) kept.set(delivery.id, { delivery, handedAt });
+      for (const delivery of deliveries) {
+        // Closed since the places were reserved: not kept; the job claims it by id.
+        if (closed) hold(delivery.endpointId, -1);
+        else kept.set(delivery.id, { delivery, handedAt });
+      }
       return deliveries.map(({ id, endpointId, lease }) => ({ id, endpointId, lease: lease ?? undefined }));
     },
-    release(_endpointId, places) {
+    release(endpointId, places) {
       reserved -= places;
+      hold(endpointId, -places);
     },
   };
 
@@ -90,13 +112,14 @@ export function createDeliveryHandoff(options: DeliveryHandoffOptions): Delivery
     take({ id, lease }) {
       const entry = kept.get(id);
       if (!entry || lease === undefined || entry.delivery.lease !== lease) return undefined;
-      kept.delete(id);
+      forget(entry);
       return entry.handedAt < now() - options.maxAgeMs ? undefined : entry;
     },
     close() {
       closed = true;
       const dropped = [...kept.values()].map((entry) => entry.delivery);
       kept.clear();
+      held.clear();
       return dropped;
     },
   };
