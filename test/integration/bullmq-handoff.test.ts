@@ -16,9 +16,10 @@ import type { Database } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startBullmqDelivery } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
 import { createBullmqScheduler, WEBHOOK_QUEUE, type BullmqScheduler, type DeliveryJob } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
-import { getDelivery, recordAttempts, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
-import type { DeliveryOutcome, WebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
+import { getDelivery, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import type { WebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { recordingDeliverer } from '../helpers/recording-deliverer.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -39,41 +40,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fixture?.dispose();
 });
-
-/** Hands each delivery to the test; the test says when it is over and recorded as delivered (`finish`, once). */
-function recordingDeliverer() {
-  const handed: { delivery: Delivery; finish: () => Promise<void> }[] = [];
-  let notify: () => void = () => {};
-  const deliverer: WebhookDeliverer = {
-    deliver(delivery, onSent) {
-      return new Promise<DeliveryOutcome>((resolve) => {
-        let finished = false;
-        const finish = async () => {
-          if (finished) return;
-          finished = true;
-          onSent?.();
-          const [recorded] = await recordAttempts(db, [
-            { delivery, outcome: 'delivered', status: 204, durationMs: 1, error: null, responseExcerpt: null, nextAttemptAt: null },
-          ]);
-          const nextInLane = recorded?.nextInLane;
-          resolve(nextInLane === undefined ? {} : { nextInLane });
-        };
-        handed.push({ delivery, finish });
-        notify();
-      });
-    },
-  };
-  /** Resolves once `count` deliveries have been handed over in all. */
-  const handedOver = (count: number) =>
-    new Promise<void>((resolve) => {
-      const check = () => {
-        if (handed.length >= count) resolve();
-      };
-      notify = check;
-      check();
-    });
-  return { deliverer, handed, handedOver };
-}
 
 /**
  * A handle on the queue under `prefix`, to see it drained (each job taken and done: none waiting,
@@ -134,7 +100,7 @@ describe('BullMQ handoff of new deliveries', () => {
   it('attempts another process’s new delivery at once when its job names the insert’s lease, under a lease of its own — and leaves it held when the job names none', { timeout: 10_000 }, async () => {
     const prefix = uniquePrefix();
     const { drained } = openQueue(prefix);
-    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
     startWorker(prefix, deliverer);
     // The process that stored them: its insert leased them (for its own worker, which keeps no copy
     // here — no worker of that process runs), and its scheduler adds their jobs.
@@ -174,7 +140,7 @@ describe('BullMQ handoff of new deliveries', () => {
   it('sends the very delivery its own process stored and kept, under the insert’s lease (no claim), once', { timeout: 10_000 }, async () => {
     const prefix = uniquePrefix();
     const { drained } = openQueue(prefix);
-    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
     const scheduler = startWorker(prefix, deliverer);
     // As the routing tap stores one: places reserved in the worker's intake, the insert leases the
     // delivery for the worker's lease, the intake keeps it, and the job names it with that lease.
@@ -205,7 +171,7 @@ describe('BullMQ handoff of new deliveries', () => {
   });
   it('gives back, at close, the lease of a delivery kept and never sent: it is due at once for whichever worker takes it', { timeout: 10_000 }, async () => {
     const prefix = uniquePrefix();
-    const { deliverer, handed } = recordingDeliverer();
+    const { deliverer, handed } = recordingDeliverer(db);
     const scheduler = openScheduler(prefix);
     const worker = startBullmqDelivery({ redisUrl: testRedisUrl(), prefix, db, deliverer, scheduler, concurrency: 4, leaseMs: LEASE_MS, maxConcurrencyOf: () => 10, reconcileMs: NEVER_MS, logger });
     const intake = scheduler.intake();

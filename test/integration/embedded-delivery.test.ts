@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createLocalWake, type LocalWake } from '../../src/pipeline/webhooks/delivery-scheduler.ts';
-import { getDelivery, recordAttempts, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { getDelivery, storeDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { startEmbeddedDelivery } from '../../src/pipeline/webhooks/embedded-delivery.ts';
-import type { DeliveryOutcome, WebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { recordingDeliverer } from '../helpers/recording-deliverer.ts';
 
 const logger = createLogger({ level: 'silent' });
 /** Longer than any test here may take: no delivery may wait for the loop's periodic look. */
@@ -20,41 +20,6 @@ const NEVER_MS = 600_000;
 let fixture: DeliveryFixture;
 let db: Database;
 const newDelivery = (lane: string) => fixture.delivery(lane);
-
-/** Hands each delivery to the test; the test says when its POST is over and when it is recorded (`finish`, once). */
-function recordingDeliverer() {
-  const handed: { delivery: Delivery; send: () => void; finish: () => Promise<void>; finished: () => boolean }[] = [];
-  let notify: () => void = () => {};
-  const deliverer: WebhookDeliverer = {
-    deliver(delivery, onSent) {
-      return new Promise<DeliveryOutcome>((resolve) => {
-        let finished = false;
-        const finish = async () => {
-          if (finished) return;
-          finished = true;
-          onSent?.();
-          const [recorded] = await recordAttempts(db, [
-            { delivery, outcome: 'delivered', status: 204, durationMs: 1, error: null, responseExcerpt: null, nextAttemptAt: null },
-          ]);
-          const nextInLane = recorded?.nextInLane;
-          resolve(nextInLane === undefined ? {} : { nextInLane });
-        };
-        handed.push({ delivery, send: () => onSent?.(), finish, finished: () => finished });
-        notify();
-      });
-    },
-  };
-  /** Resolves once `count` deliveries have been handed over in all. */
-  const handedOver = (count: number) =>
-    new Promise<void>((resolve) => {
-      const check = () => {
-        if (handed.length >= count) resolve();
-      };
-      notify = check;
-      check();
-    });
-  return { deliverer, handed, handedOver };
-}
 
 /** The loop's wake, telling the test when the loop starts waiting. */
 function watchedWake() {
@@ -89,7 +54,7 @@ afterAll(async () => {
 describe('embedded delivery loop', () => {
   it('attempts a scheduled lane head at once, and the lane’s next when the first is recorded', async () => {
     const { wake, waiting } = watchedWake();
-    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
     const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 4, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 10, logger });
     // Stored and scheduled once the loop has looked at the (empty) table and waits: the wake-up is
     // all it gets, so the head it claims must start without another.
@@ -111,7 +76,7 @@ describe('embedded delivery loop', () => {
 
   it('gives a slot to the next delivery when an attempt’s POST is over, before it is recorded', async () => {
     const wake = createLocalWake();
-    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
     const { heads } = await storeDeliveries(db, [newDelivery('lane-b'), newDelivery('lane-c'), newDelivery('lane-d')]);
     const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 2, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 10, logger });
     try {
@@ -129,7 +94,7 @@ describe('embedded delivery loop', () => {
 
   it('holds each endpoint to its maxConcurrency, and still finds every due delivery of a busy endpoint without the periodic look', async () => {
     const { wake } = watchedWake();
-    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
     const lanes = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6'];
     const { heads } = await storeDeliveries(db, lanes.map((lane) => newDelivery(lane)));
     // Stored before the start: only the loop's first look at the table finds them, four at most at once.
@@ -152,7 +117,7 @@ describe('embedded delivery loop', () => {
     await settleEarlierDeliveries();
     const slow = await Promise.all(['s1', 's2', 's3'].map((name) => fixture.endpoint(name)));
     const { wake, waiting } = watchedWake();
-    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
     // Three endpoints that take one attempt at a time, two deliveries each: three sent, three waiting
     // in the loop's ready queue for their endpoint — three of its four places.
     const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 4, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: (id) => (slow.includes(id) ? 1 : 10), logger });
@@ -181,7 +146,7 @@ describe('embedded delivery loop', () => {
 
   it('releases the leases of deliveries claimed but not started when it closes', async () => {
     const wake = createLocalWake();
-    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
     const { heads } = await storeDeliveries(db, [newDelivery('lane-e'), newDelivery('lane-f'), newDelivery('lane-g')]);
     const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 1, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 10, logger });
     await wake.schedule(heads);
@@ -199,7 +164,7 @@ describe('embedded delivery loop', () => {
   it('takes new deliveries straight from the routing tap, leased by their insert, within its slots and each endpoint’s share', async () => {
     await settleEarlierDeliveries();
     const { wake, waiting } = watchedWake();
-    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
     // maxConcurrency 1: the endpoint's share here is 2 (one sending, one ready).
     const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 4, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 1, logger });
     await waiting();
@@ -236,7 +201,7 @@ describe('embedded delivery loop', () => {
   it('stores a delivery unleased when its lane has one pending before it, and gives back places it did not use', async () => {
     await settleEarlierDeliveries();
     const { wake, waiting } = watchedWake();
-    const { deliverer, handed } = recordingDeliverer();
+    const { deliverer, handed } = recordingDeliverer(db);
     const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 1, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 10, logger });
     await waiting();
     // A redelivery of the event, pending in its own lane.
@@ -275,7 +240,7 @@ describe('embedded delivery loop', () => {
       },
     };
     const { wake, waiting } = watchedWake();
-    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
     const worker = startEmbeddedDelivery({ db: held, deliverer, wake, concurrency: 2, leaseMs: 30_000, idleMs: NEVER_MS, maxConcurrencyOf: () => 10, logger });
     try {
       await waiting();
@@ -309,7 +274,7 @@ describe('embedded delivery loop', () => {
       },
     };
     const wake = createLocalWake();
-    const { deliverer, handed, handedOver } = recordingDeliverer();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
     const { heads } = await storeDeliveries(db, [newDelivery('flaky-1')]);
     // Scheduled before the start: the first claim takes it by id, then looks at the table (the
     // loop's first look) — and that fails. Leased for longer than the test may take: it must be
