@@ -8,13 +8,18 @@
  * lease finds the row held and leaves it. The worker of the process that stored it sends the very
  * delivery kept in memory, under the insert's lease, with no claim, once. The reconciler's look at
  * the table is set far beyond the tests' timeouts: every attempt here comes from a job.
+ *
+ * And the worker's send slots, its clock in the test's hand: a delivery leased for a slot that every
+ * attempt holds (a receiver that hangs) must not wait there for the better part of its lease — an
+ * attempt started that late could outlast it. Past a quarter of its lease it gives the lease back and
+ * is queued again, and it is sent under a lease claimed anew when a slot is free.
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
-import { startBullmqDelivery } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
+import { startBullmqDelivery, type BullmqDeliveryOptions } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
 import { createBullmqScheduler, WEBHOOK_QUEUE, type BullmqScheduler, type DeliveryJob } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
 import { getDelivery, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import type { WebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
@@ -68,7 +73,7 @@ function openScheduler(prefix: string): BullmqScheduler {
 }
 
 /** A process's BullMQ worker on `prefix`, with its own scheduler (which it attaches its intake to); closed after the test. */
-function startWorker(prefix: string, deliverer: WebhookDeliverer): BullmqScheduler {
+function startWorker(prefix: string, deliverer: WebhookDeliverer, settings: Pick<BullmqDeliveryOptions, 'concurrency' | 'now'> = { concurrency: 4 }): BullmqScheduler {
   const scheduler = openScheduler(prefix);
   const worker = startBullmqDelivery({
     redisUrl: testRedisUrl(),
@@ -76,11 +81,11 @@ function startWorker(prefix: string, deliverer: WebhookDeliverer): BullmqSchedul
     db,
     deliverer,
     scheduler,
-    concurrency: 4,
     leaseMs: LEASE_MS,
     maxConcurrencyOf: () => 10,
     reconcileMs: NEVER_MS,
     logger,
+    ...settings,
   });
   // Registered after its scheduler's: closed before it.
   onTestFinished(() => worker.close());
@@ -188,5 +193,43 @@ describe('BullMQ handoff of new deliveries', () => {
     expect((await getDelivery(db, kept.id))?.lease).toBeNull();
     expect(scheduler.intake()).toBeUndefined();
     expect(handed).toHaveLength(0);
+  });
+});
+
+describe('BullMQ worker send slots', () => {
+  it('gives back the lease of a delivery that waited too long for a slot, queues it again, and sends it under a new lease', { timeout: 10_000 }, async () => {
+    const prefix = uniquePrefix();
+    const clock = { now: 0 };
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
+    // One slot: the second delivery, leased with the first, waits for it.
+    const scheduler = startWorker(prefix, deliverer, { concurrency: 1, now: () => clock.now });
+    // Registered after the worker's: the hanging attempts end before it closes.
+    onTestFinished(async () => {
+      await Promise.all(handed.map((entry) => entry.finish()));
+    });
+    const { heads } = await storeDeliveries(db, [fixture.delivery('slots:first'), fixture.delivery('slots:second')]);
+    expect(heads).toHaveLength(2);
+    await scheduler.schedule(heads);
+
+    // The first is being sent and hangs; the other is leased too, waiting for the slot.
+    await handedOver(1);
+    const first = handed[0]!.delivery;
+    const waiting = heads.find((head) => head.id !== first.id)!;
+    await waitFor(async () => (await getDelivery(db, waiting.id))?.lease != null, { message: 'the second delivery was not leased' });
+    const firstLease = (await getDelivery(db, waiting.id))!.lease;
+
+    // Past a quarter of the lease, the slot frees up: too late to start an attempt under that lease.
+    clock.now = LEASE_MS / 4 + 1;
+    await handed[0]!.finish();
+    await handedOver(2);
+    const second = handed[1]!.delivery;
+    expect(second.id).toBe(waiting.id);
+    expect(second.lease).not.toBeNull();
+    expect(second.lease).not.toBe(firstLease);
+    expect(handed).toHaveLength(2);
+
+    await handed[1]!.finish();
+    expect((await getDelivery(db, waiting.id))?.state).toBe('delivered');
+    expect((await getDelivery(db, first.id))?.state).toBe('delivered');
   });
 });

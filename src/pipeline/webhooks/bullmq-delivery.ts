@@ -65,10 +65,13 @@ export interface BullmqDeliveryOptions {
   /** How often due lane heads without a job are looked for, in ms. @default 5000 */
   readonly reconcileMs?: number;
   readonly logger: Logger;
+  /** The clock a lease's wait for a send slot is read on, in ms. @default performance.now */
+  readonly now?: () => number;
 }
 
 export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWorker {
   const { db, deliverer, scheduler, logger } = options;
+  const now = options.now ?? (() => performance.now());
   const connection = connect(options.redisUrl, true);
   connection.on('error', (error) => logger.debug({ err: error }, 'webhook worker connection error'));
 
@@ -142,7 +145,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     }
   };
   // New deliveries this process stores come leased, to be sent without a claim.
-  const handoff = createDeliveryHandoff({ leaseMs: options.leaseMs, maxKept: concurrency, maxAgeMs: KEPT_MS, roomOf: (endpointId) => room.roomOf(endpointId) });
+  const handoff = createDeliveryHandoff({ leaseMs: options.leaseMs, maxKept: concurrency, maxAgeMs: KEPT_MS, roomOf: (endpointId) => room.roomOf(endpointId), now });
   /** A head whose job named the lease its insert took, and that is not leased here after all: the lease is given back (due at once). */
   const giveBack = (head: JobHead) => {
     if (head.lease !== undefined) void release({ id: head.id, lease: head.lease });
@@ -170,7 +173,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
         left = true;
         leave(endpointId);
       };
-      const late = performance.now() - leasedAt > MAX_SLOT_WAIT * options.leaseMs;
+      const late = now() - leasedAt > MAX_SLOT_WAIT * options.leaseMs;
       if (closing || late) {
         leaveOnce();
         await release(delivery);
@@ -227,7 +230,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
         }
         const handed = handoff.take(head);
         let delivery = handed?.delivery;
-        const leasedAt = handed?.handedAt ?? performance.now();
+        const leasedAt = handed?.handedAt ?? now();
         if (!delivery) {
           try {
             delivery = await claims.submit(head);
