@@ -1,7 +1,7 @@
 /**
  * The webhooks section of the configuration (`WEBHOOK_*`): targets, the attempt's timeout, the
  * retry window, when an endpoint is disabled, each endpoint's backlog bound, the process's attempts
- * in flight, the log's retention and the body's size. Validated with the rest in `config.ts`.
+ * in flight, the log's retention, the body's size and how soon an endpoint changed elsewhere is seen. Validated with the rest in `config.ts`.
  */
 import { z } from 'zod';
 import { integer } from './config-fields.ts';
@@ -29,6 +29,13 @@ export interface WebhooksConfig {
   readonly logRetentionMs: number;
   /** Largest body POSTed, in bytes; a larger event is sent without its data. @default 256 KiB */
   readonly maxBodyBytes: number;
+  /**
+   * How often every instance checks for endpoints created, changed or deleted on another instance,
+   * in ms (a change made on an instance is seen there at once). Until then, the other instances
+   * select with what they loaded last: an event for a deleted endpoint is not stored (the insert
+   * skips it), one for a new endpoint is not stored for it. @default 2000
+   */
+  readonly endpointRefreshMs: number;
 }
 
 const MIB = 1024 * 1024;
@@ -42,6 +49,7 @@ export const webhooksEnvironment = {
   WEBHOOK_CONCURRENCY: integer(1, 1000, 50),
   WEBHOOK_LOG_RETENTION_SECONDS: integer(60, 365 * 24 * 3600, 30 * 24 * 3600),
   WEBHOOK_MAX_BODY_BYTES: integer(1024, 16 * MIB, 256 * 1024),
+  WEBHOOK_ENDPOINT_REFRESH_MS: integer(100, 600_000, 2_000),
 };
 
 type WebhooksEnvironment = z.output<z.ZodObject<typeof webhooksEnvironment>>;
@@ -56,5 +64,6 @@ export function webhooksConfigOf(env: WebhooksEnvironment): WebhooksConfig {
     concurrency: env.WEBHOOK_CONCURRENCY,
     logRetentionMs: env.WEBHOOK_LOG_RETENTION_SECONDS * 1000,
     maxBodyBytes: env.WEBHOOK_MAX_BODY_BYTES,
+    endpointRefreshMs: env.WEBHOOK_ENDPOINT_REFRESH_MS,
   };
 }

@@ -37,9 +37,6 @@ export interface Pipeline extends Disposable {
   readonly analytics: Analytics;
 }
 
-/** How often every instance checks webhook endpoints for changes, in ms. */
-const ENDPOINT_REFRESH_MS = 2_000;
-
 export async function startPipeline(context: StartContext): Promise<Pipeline> {
   const { config, clients, metrics, logger } = context;
   const retention = { maxEvents: config.events.logMaxEvents, maxAgeMs: config.events.logMaxAgeMs };
@@ -62,7 +59,7 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
       metrics,
     });
   }
-  const endpoints = await createEndpointCache({ db: clients.db, refreshMs: ENDPOINT_REFRESH_MS, logger });
+  const endpoints = await createEndpointCache({ db: clients.db, refreshMs: config.webhooks.endpointRefreshMs, logger });
   const analytics = startAnalytics(context);
   const scheduler: WebhookFanIn['scheduler'] =
     config.redisUrl === undefined

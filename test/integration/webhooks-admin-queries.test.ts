@@ -185,9 +185,9 @@ describe('deleting a webhook endpoint in a cluster', () => {
     const kept = await startWebhookReceiver();
     const doomedId = await createEndpoint(first, { url: doomed.url, events: ['orders'] });
     await createEndpoint(first, { url: kept.url, events: ['orders'] });
-    // Started after the creations, the second instance has loaded both endpoints; it reloads them
-    // every 2 s, so a publish right after the deletion finds the deleted one still in its cache.
-    const second = await startServer('redis', cluster);
+    // Started after the creations, the second instance has loaded both endpoints, and does not look
+    // again within the test: its publish finds the deleted one still in its cache, every time.
+    const second = await startServer('redis', { ...cluster, WEBHOOK_ENDPOINT_REFRESH_MS: '600000' });
     const deleted = await gql(first, await admin(), 'mutation($id: ID!) { deleteWebhookEndpoint(id: $id) }', { id: doomedId });
     expect(deleted).toEqual({ data: { deleteWebhookEndpoint: true } });
 

@@ -86,6 +86,7 @@ describe('configuration', () => {
       WEBHOOK_CONCURRENCY: '8',
       WEBHOOK_LOG_RETENTION_SECONDS: '600',
       WEBHOOK_MAX_BODY_BYTES: '4096',
+      WEBHOOK_ENDPOINT_REFRESH_MS: '60000',
       ALERTS_EVALUATE_SECONDS: '1',
       ALERTS_WINDOW_SECONDS: '60',
       ALERTS_MIN_SAMPLES: '4',
@@ -150,6 +151,7 @@ describe('configuration', () => {
         concurrency: 8,
         logRetentionMs: 600_000,
         maxBodyBytes: 4096,
+        endpointRefreshMs: 60_000,
       },
       alerts: {
         evaluateMs: 1000,
