@@ -94,6 +94,21 @@ describe('webhook handoff (new deliveries from the routing tap to the BullMQ wor
     expect(handoff.intake.reserve('slow', 1)).toBe(1);
   });
 
+  it('keeps no more what could not be queued, and returns it for its lease to be given back — but not one its job took already', () => {
+    const { handoff } = setup({ maxKept: 3 });
+    handoff.intake.reserve('e1', 3);
+    const [one, two, three] = [stored('1'), stored('2'), stored('3')];
+    const heads = handoff.intake.start([one, two, three]);
+    // The job came and took the first before its add was reported failed (the add went through): it is being sent.
+    expect(handoff.take(heads[0]!)?.delivery).toBe(one);
+    // A head named with another lease (a later insert's, say) is not this delivery's: left alone.
+    expect(handoff.intake.unscheduled([heads[0]!, heads[1]!, { ...heads[2]!, lease: 'another' }])).toEqual([two]);
+    expect(handoff.take(heads[1]!)).toBeUndefined();
+    expect(handoff.intake.unscheduled([heads[2]!])).toEqual([three]);
+    // Their places are free again.
+    expect(handoff.intake.reserve('e1', 5)).toBe(3);
+  });
+
   it('keeps nothing once closed: it hands back what it kept, and what is stored after goes to its job alone', () => {
     const { handoff } = setup();
     handoff.intake.reserve('e1', 2);

@@ -5,7 +5,7 @@
  *   worked by any number of worker processes;
  * - embedded, an in-process wake-up of the delivery loop (`embedded-delivery.ts`).
  */
-import type { Delivery, LaneHead } from './delivery-store.ts';
+import type { Delivery, HeldDelivery, LaneHead } from './delivery-store.ts';
 
 export interface DeliveryScheduler {
   /** These lane heads are to be attempted when due. */
@@ -39,6 +39,13 @@ export interface DeliveryIntake {
   start(deliveries: readonly Delivery[]): readonly LaneHead[];
   /** Reserved places the endpoint's deliveries did not take (not stored, not leased, or the insert failed). */
   release(endpointId: string, places: number): void;
+  /**
+   * The scheduler could not be told of these heads (`start` returned them; adding their job failed:
+   * Redis away), so no job of theirs may come: those still kept for one are kept no longer, and
+   * returned — their leases are to be given back, so that they are due at once (the reconciler
+   * queues them) rather than when the insert's lease runs out. One already taken is left alone.
+   */
+  unscheduled(heads: readonly LaneHead[]): HeldDelivery[];
 }
 
 /**

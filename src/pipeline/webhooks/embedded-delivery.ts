@@ -179,6 +179,8 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       reserved -= places;
       for (let place = 0; place < places; place += 1) leave(endpointId);
     },
+    // `start` hands no scheduler anything: nothing is kept for a job.
+    unscheduled: () => [],
   });
 
   const idleMs = options.idleMs ?? 1_000;

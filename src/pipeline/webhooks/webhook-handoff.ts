@@ -11,8 +11,8 @@
  * worker (the tap leases no more while that many are kept), each for `maxAgeMs` at most — one not
  * taken by then (its job went to another process, or waits behind a backlog) is dropped, and is
  * claimed by id when its job comes, under a lease of its own. Nothing is held for it meanwhile but
- * the lease on its row. A job that could not be queued (Redis away) leaves its deliveries leased
- * until the lease runs out; the reconciler then queues them.
+ * the lease on its row. A job that could not be queued (Redis away) takes its deliveries off
+ * (`unscheduled`), and the tap gives their leases back: the reconciler queues them.
  *
  * So it works where a process both routes events and runs a worker, for the jobs its own worker
  * takes soon: with N worker processes, about one job in N comes back to the process that queued it.
@@ -104,6 +104,16 @@ export function createDeliveryHandoff(options: DeliveryHandoffOptions): Delivery
     release(endpointId, places) {
       reserved -= places;
       hold(endpointId, -places);
+    },
+    unscheduled(heads) {
+      const withdrawn = [];
+      for (const { id, lease } of heads) {
+        const entry = kept.get(id);
+        if (!entry || lease === undefined || entry.delivery.lease !== lease) continue;
+        forget(entry);
+        withdrawn.push(entry.delivery);
+      }
+      return withdrawn;
     },
   };
 

@@ -19,7 +19,7 @@ import { isDashboardEvent } from '../events/dashboard-event.ts';
 import { aboutEndpoint } from '../events/webhook-event.ts';
 import type { DeliveryIntake, DeliveryScheduler } from './delivery-scheduler.ts';
 import type { DeliveryStatistics } from './delivery-statistics.ts';
-import { storeDeliveries, type NewDelivery } from './delivery-store.ts';
+import { releaseDeliveries, storeDeliveries, type LaneHead, type NewDelivery } from './delivery-store.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import { isOwnLane, laneOf, selects, webhookBody } from './endpoint-selection.ts';
 
@@ -61,6 +61,14 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
   // Routes placed together store their deliveries together: one statement and one scheduling for
   // all of them. Their order is the order they were submitted in, which keeps each entity's order
   // (the router submits an entity's next batch only after this one is stored).
+  /**
+   * Heads leased for this process's worker whose job was not added: kept for it no longer, their
+   * leases given back — due at once for the reconciler instead of when the insert's lease runs out.
+   */
+  const giveBackUnscheduled = async (intake: DeliveryIntake, heads: readonly LaneHead[]) => {
+    const withdrawn = intake.unscheduled(heads.filter((head) => head.lease !== undefined));
+    await releaseDeliveries(options.db, withdrawn).catch((error: unknown) => options.logger.warn({ err: error }, 'webhook leases not given back; they run out'));
+  };
   const store = createGroupCommit<readonly NewDelivery[], void>({
     async write(batches) {
       const deliveries = batches.flat();
@@ -70,7 +78,10 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
       // The deliveries are stored: a scheduler that cannot take them now (Redis away) loses
       // nothing, the workers' reconciler finds due lane heads without a job.
       if (heads.length > 0) {
-        await options.scheduler.schedule(heads).catch((error: unknown) => options.logger.warn({ err: error }, 'webhook deliveries stored but not queued; the reconciler queues them'));
+        await options.scheduler.schedule(heads).catch(async (error: unknown) => {
+          options.logger.warn({ err: error }, 'webhook deliveries stored but not queued; the reconciler queues them');
+          if (intake) await giveBackUnscheduled(intake, heads);
+        });
       }
       return batches.map(() => undefined);
     },
