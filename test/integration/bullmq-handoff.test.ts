@@ -6,8 +6,11 @@
  * claims the row by id, the lease the job names counting as free (migrations/0020): it is attempted
  * at once, under a lease of its own — not when the insert's lease runs out. A job that names no
  * lease finds the row held and leaves it. The worker of the process that stored it sends the very
- * delivery kept in memory, under the insert's lease, with no claim, once. The reconciler's look at
- * the table is set far beyond the tests' timeouts: every attempt here comes from a job.
+ * delivery kept in memory, under the insert's lease, with no claim, once. A head whose job names the
+ * insert's lease, parked because its endpoint has no room in the worker, keeps that lease: it is
+ * claimed with it once a place frees (at once, again), and it is given back if the worker closes
+ * first. The reconciler's look at the table is set far beyond the tests' timeouts: every attempt
+ * here comes from a job.
  *
  * And the worker's send slots, its clock in the test's hand: a delivery leased for a slot that every
  * attempt holds (a receiver that hangs) must not wait there for the better part of its lease — an
@@ -21,7 +24,7 @@ import type { Database } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startBullmqDelivery, type BullmqDeliveryOptions } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
 import { createBullmqScheduler, WEBHOOK_QUEUE, type BullmqScheduler, type DeliveryJob } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
-import { getDelivery, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { dueHeads, getDelivery, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import type { WebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { recordingDeliverer } from '../helpers/recording-deliverer.ts';
@@ -73,7 +76,7 @@ function openScheduler(prefix: string): BullmqScheduler {
 }
 
 /** A process's BullMQ worker on `prefix`, with its own scheduler (which it attaches its intake to); closed after the test. */
-function startWorker(prefix: string, deliverer: WebhookDeliverer, settings: Pick<BullmqDeliveryOptions, 'concurrency' | 'now'> = { concurrency: 4 }): BullmqScheduler {
+function startWorker(prefix: string, deliverer: WebhookDeliverer, settings: Pick<BullmqDeliveryOptions, 'concurrency' | 'now'> & Partial<Pick<BullmqDeliveryOptions, 'maxConcurrencyOf'>> = { concurrency: 4 }): BullmqScheduler {
   const scheduler = openScheduler(prefix);
   const worker = startBullmqDelivery({
     redisUrl: testRedisUrl(),
@@ -99,6 +102,29 @@ async function storeLeased(lane: string, leaseMs: number): Promise<Delivery & { 
   } = await storeDeliveries(db, [fixture.delivery(lane)], { lease: [true], leaseMs });
   expect(stored?.lease).toEqual(expect.any(String));
   return stored as Delivery & { lease: string };
+}
+
+/**
+ * Parks another process's new delivery, its job naming the insert's lease, in a worker whose one
+ * place for the endpoint (`maxConcurrencyOf` 1) an attempt holds and hangs in (`handed[0]`).
+ * Resolves with it once both jobs are done: the second head was neither sent nor claimed.
+ */
+async function parkBehindHanging(lane: string, storing: BullmqScheduler, drained: () => Promise<boolean>, recording: ReturnType<typeof recordingDeliverer>) {
+  const { handed, handedOver } = recording;
+  const {
+    heads: [busy],
+  } = await storeDeliveries(db, [fixture.delivery(`${lane}:busy`)]);
+  await storing.schedule([busy!]);
+  await handedOver(1);
+  expect(handed[0]!.delivery.id).toBe(busy!.id);
+
+  const named = await storeLeased(`${lane}:named`, LEASE_MS);
+  await storing.schedule([{ id: named.id, endpointId: named.endpointId, lease: named.lease }]);
+  await waitFor(drained, { message: 'the job naming the parked delivery was not consumed' });
+  // Parked: not sent, and its row still held by the insert's lease (not claimed, not given back).
+  expect(handed).toHaveLength(1);
+  expect((await getDelivery(db, named.id))?.lease).toBe(named.lease);
+  return named;
 }
 
 describe('BullMQ handoff of new deliveries', () => {
@@ -193,6 +219,60 @@ describe('BullMQ handoff of new deliveries', () => {
     expect((await getDelivery(db, kept.id))?.lease).toBeNull();
     expect(scheduler.intake()).toBeUndefined();
     expect(handed).toHaveLength(0);
+  });
+
+  it('keeps the lease a job names for a head parked while its endpoint has no room, and claims it with that lease once a place frees: sent at once, under a lease of its own', { timeout: 10_000 }, async () => {
+    const prefix = uniquePrefix();
+    const { drained } = openQueue(prefix);
+    const recording = recordingDeliverer(db);
+    const { handed, handedOver } = recording;
+    startWorker(prefix, recording.deliverer, { concurrency: 4, maxConcurrencyOf: () => 1 });
+    // Registered after the worker's: the hanging attempts end before it closes.
+    onTestFinished(async () => {
+      await Promise.all(handed.map((entry) => entry.finish()));
+    });
+    const named = await parkBehindHanging('parked:sent', openScheduler(prefix), drained, recording);
+
+    // The hanging attempt ends and frees the endpoint's place: the parked head is claimed with the
+    // lease its job named. Without it the row is held by the insert for the whole lease, and no
+    // other job names it (the reconciler's look is far off): it would not be sent within the test.
+    await handed[0]!.finish();
+    await handedOver(2);
+    const attempted = handed[1]!.delivery;
+    expect(attempted.id).toBe(named.id);
+    expect(attempted.lease).toEqual(expect.any(String));
+    expect(attempted.lease).not.toBe(named.lease);
+    expect((await getDelivery(db, named.id))?.lease).toBe(attempted.lease);
+    await handed[1]!.finish();
+    expect((await getDelivery(db, named.id))?.state).toBe('delivered');
+    expect(handed).toHaveLength(2);
+  });
+
+  it('gives back, at close, the lease a job named for a head parked and never sent: it is due at once for whichever worker takes it', { timeout: 10_000 }, async () => {
+    const prefix = uniquePrefix();
+    const { drained } = openQueue(prefix);
+    const recording = recordingDeliverer(db);
+    const { handed } = recording;
+    const scheduler = openScheduler(prefix);
+    const worker = startBullmqDelivery({ redisUrl: testRedisUrl(), prefix, db, deliverer: recording.deliverer, scheduler, concurrency: 4, leaseMs: LEASE_MS, maxConcurrencyOf: () => 1, reconcileMs: NEVER_MS, logger });
+    // Closed by the test; again here should it fail before (closing twice is harmless).
+    onTestFinished(() => worker.close());
+    onTestFinished(async () => {
+      await Promise.all(handed.map((entry) => entry.finish()));
+    });
+    const named = await parkBehindHanging('parked:closing', openScheduler(prefix), drained, recording);
+
+    // Closing waits for the hanging attempt, but gives the parked head's lease back at once: it is
+    // due, not held until the insert's lease runs out.
+    const closed = worker.close();
+    await waitFor(async () => (await getDelivery(db, named.id))?.lease === null, { message: 'the parked delivery’s lease was not given back' });
+    expect((await dueHeads(db, 0, 1_000)).map((head) => head.id)).toContain(named.id);
+
+    // The place freed once closing is not used for it: it stays unsent and due.
+    await handed[0]!.finish();
+    await closed;
+    expect(handed).toHaveLength(1);
+    expect(await getDelivery(db, named.id)).toMatchObject({ state: 'pending', lease: null });
   });
 });
 

@@ -3,11 +3,12 @@
  * delivery names the next in its lane, and a delivery inserted while its predecessor finishes —
  * which neither statement can see — is found as a head once the insert is committed. A delivery
  * to an endpoint deleted meanwhile is left out of the insert, not an error. A lease the insert took
- * is handed over to the claim of the job that names it.
+ * is handed over to the claim of the job that names it — once, even when the claim names the
+ * delivery twice.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, Queryable } from '../../src/db/database.ts';
-import { claimDeliveries, claimDue, getDelivery, headsAmong, insertDeliveries, postponeDelivery, recordAttempts, releaseDeliveries, storeDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { claimDeliveries, claimDue, getDelivery, headsAmong, insertDeliveries, postponeDelivery, recordAttempts, releaseDeliveries, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -192,6 +193,34 @@ describe('webhook delivery store', () => {
     expect((await getDelivery(db, stored!.id))?.state).toBe('pending');
     await recordAttempts(db, [{ ...delivered, delivery: taken! }]);
     expect((await getDelivery(db, stored!.id))?.state).toBe('delivered');
+  });
+
+  it('leases a delivery named twice in one claim once: taken over when one of the two names its insert’s lease, left held when neither does', async () => {
+    // The worker claims many jobs' heads in one statement, and two jobs may name one delivery: the
+    // insert's, with its lease, and another naming none (a lane's next, a reconciler's).
+    const { inserted, leased } = await storeDeliveries(db, [delivery('event:named-twice-1'), delivery('event:named-twice-2')], { lease: [true, true], leaseMs: LEASE_MS });
+    expect(idsOf(leased)).toEqual(inserted);
+    const [first, second] = leased as [Delivery, Delivery];
+    expect(await claimDeliveries(db, [first.id, first.id], LEASE_MS)).toEqual([]);
+    expect(await claimDeliveries(db, [first.id, first.id], LEASE_MS, [undefined, undefined])).toEqual([]);
+    expect((await getDelivery(db, first.id))?.lease).toBe(first.lease);
+
+    // The row is updated once (the claim's ids are a set of rows), under a lease of its own: the
+    // name without the lease does not keep the one with it from taking the row over.
+    const taken = await claimDeliveries(db, [first.id, first.id], LEASE_MS, [first.lease!, undefined]);
+    expect(taken.map((each) => each.id)).toEqual([first.id]);
+    expect(taken[0]!.lease).toEqual(expect.any(String));
+    expect(taken[0]!.lease).not.toBe(first.lease);
+    expect((await getDelivery(db, first.id))?.lease).toBe(taken[0]!.lease);
+    // Whichever of the two names the lease.
+    const [other, ...more] = await claimDeliveries(db, [second.id, second.id], LEASE_MS, [undefined, second.lease!]);
+    expect(more).toEqual([]);
+    expect(other?.id).toBe(second.id);
+    expect(other?.lease).not.toBe(second.lease);
+
+    // Taken over: a claim naming it twice again, with the insert's lease, finds it held and leaves the new lease.
+    expect(await claimDeliveries(db, [first.id, first.id], LEASE_MS, [first.lease!, undefined])).toEqual([]);
+    expect((await getDelivery(db, first.id))?.lease).toBe(taken[0]!.lease);
   });
 
   it('finds a delivery inserted while its predecessor finished as a head once the insert committed', async () => {
