@@ -2,8 +2,9 @@
  * Webhook delivery in a worker process: the BullMQ worker of the `webhook-delivery` queue (with
  * Redis; any number of processes) or the embedded loop (without), both attempting deliveries
  * through one deliverer — signed, gated per endpoint, retried, dead-lettered. Also measures each
- * endpoint's backlog for `/metrics` (and bounds it: backlog-bound.ts) and prunes the delivery log
- * past its retention.
+ * endpoint's backlog for `/metrics` (and bounds it: backlog-bound.ts), counts each endpoint's
+ * attempts for the failure-rate alert (attempt-tallies.ts) and prunes the delivery log past its
+ * retention.
  */
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.ts';
@@ -13,6 +14,7 @@ import type { Metrics, WebhookBacklogSample } from '../metrics.ts';
 import type { AnalyticsRecorder } from '../pipeline/analytics/recorder.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 import { boundBacklogs } from '../pipeline/webhooks/backlog-bound.ts';
+import { createAttemptTallies } from '../pipeline/webhooks/attempt-tallies.ts';
 import { startBullmqDelivery } from '../pipeline/webhooks/bullmq-delivery.ts';
 import { endpointBacklog, pruneWebhookLog } from '../pipeline/webhooks/delivery-log.ts';
 import { startEmbeddedDelivery, type DeliveryWorker } from '../pipeline/webhooks/embedded-delivery.ts';
@@ -67,6 +69,8 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
   // As many connections to one host as attempts can be in flight — the slow share's included: a
   // hanging endpoint keeps its connections, and another endpoint on the same host needs its own.
   const http = createWebhookHttpClient({ allowPrivateTargets: settings.allowPrivateTargets, connectionsPerOrigin: settings.concurrency + slow.capacity });
+  // Each endpoint's attempts and failures, for the failure-rate alert (whichever process evaluates it).
+  const tallies = createAttemptTallies({ db, logger });
   const deliverer = createWebhookDeliverer({
     db,
     endpoints: webhooks.endpoints,
@@ -80,6 +84,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
     metrics: options.metrics,
     analytics: options.analytics,
     slow,
+    tallies,
   });
   const { scheduler } = webhooks;
   // A slow endpoint is held to what the slow share leaves it, as to its maxConcurrency.
@@ -146,7 +151,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
       stopSampling();
       await worker.close();
       clearTimeout(cut);
-      await http.close();
+      await Promise.all([http.close(), tallies.close()]);
     },
   };
 }

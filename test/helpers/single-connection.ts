@@ -3,7 +3,7 @@
  * pool prepares them — and every transaction run on that connection. For tests that read what one
  * connection does (its plans, its session settings), which a pool would spread over several.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import type { Database, Queryable, QueryOptions, Row } from '../../src/db/database.ts';
 
 export function databaseOn(client: pg.Client): Database {
@@ -34,4 +34,16 @@ export function databaseOn(client: pg.Client): Database {
     // The test ends its client itself.
     close: () => Promise.resolve(),
   };
+}
+
+/** A connection of its own to `url` whose every plan, nested statements' included, is pushed onto `plans` as it runs (auto_explain). */
+export async function explainingClient(url: string, plans: string[]): Promise<pg.Client> {
+  const explaining = new pg.Client({ connectionString: url });
+  explaining.on('notice', (notice) => plans.push(notice.message ?? ''));
+  await explaining.connect();
+  await explaining.query(`LOAD 'auto_explain'`);
+  await explaining.query('SET auto_explain.log_min_duration = 0');
+  await explaining.query('SET auto_explain.log_nested_statements = on');
+  await explaining.query('SET client_min_messages = log');
+  return explaining;
 }

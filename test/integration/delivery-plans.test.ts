@@ -11,13 +11,13 @@
  * The embedded loop's look for due deliveries is planned once per connection too (migrations/0018),
  * and its plan, made on an empty table, must walk the due index in order and stop at the limit.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { storeAdminDeliveries } from '../../src/pipeline/webhooks/admin-deliveries.ts';
 import { claimDeliveries, claimDue, insertDeliveries, recordAttempts, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
-import { databaseOn } from '../helpers/single-connection.ts';
+import { databaseOn, explainingClient } from '../helpers/single-connection.ts';
 
 const LEASE_MS = 30_000;
 const BACKLOG = 2_000;
@@ -32,18 +32,6 @@ const take = () => plans.splice(0);
 let connection: Database;
 
 const delivered = (delivery: Delivery) => ({ delivery, outcome: 'delivered' as const, status: 204, durationMs: 1, error: null, responseExcerpt: null, nextAttemptAt: null });
-
-/** A connection of its own to `url` whose every plan, nested statements' included, is pushed onto `plans` as it runs. */
-async function explainingClient(url: string, plans: string[]): Promise<pg.Client> {
-  const explaining = new pg.Client({ connectionString: url });
-  explaining.on('notice', (notice) => plans.push(notice.message ?? ''));
-  await explaining.connect();
-  await explaining.query(`LOAD 'auto_explain'`);
-  await explaining.query('SET auto_explain.log_min_duration = 0');
-  await explaining.query('SET auto_explain.log_nested_statements = on');
-  await explaining.query('SET client_min_messages = log');
-  return explaining;
-}
 
 beforeAll(async () => {
   fixture = await createDeliveryFixture();

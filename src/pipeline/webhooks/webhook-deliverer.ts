@@ -13,6 +13,7 @@ import { endpointDisabledEvent } from '../events/webhook-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { BRIEF_OUTAGE, withRetries } from '../coordination/backoff.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
+import type { AttemptTallies } from './attempt-tallies.ts';
 import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type RecordedAttempt } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
@@ -63,6 +64,8 @@ export interface WebhookDelivererOptions {
   readonly analytics?: Pick<AnalyticsRecorder, 'webhookAttempt'> | undefined;
   /** Attempts of slow endpoints in a share of their own. @default none: every attempt takes its caller's slot until it ends */
   readonly slow?: SlowEndpoints | undefined;
+  /** Counts each attempt per endpoint, for the failure-rate alert. @default not counted */
+  readonly tallies?: Pick<AttemptTallies, 'count'> | undefined;
 }
 
 /** A success is written to the endpoint row at most this often while nothing fails, in ms. */
@@ -232,6 +235,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       // what comes next (a 410 is still the endpoint's answer).
       logger.warn({ endpoint: endpoint.id, delivery: delivery.id, event: delivery.eventId }, 'webhook attempt finished after its lease ran out; logged, the delivery left to its new holder');
       options.metrics?.webhookAttempts.inc({ outcome: result.outcome });
+      options.tallies?.count(endpoint.id, !delivered);
       if (result.outcome === 'gone') await disable(endpoint, 'the endpoint answered 410 Gone');
       return nextInLane === undefined ? {} : { nextInLane };
     }
@@ -239,6 +243,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     // As the attempt log has it: a failure that ends the delivery is `dead`, but a 410 says `gone`.
     const outcome = !delivered && next === null && result.outcome !== 'gone' ? 'dead' : result.outcome;
     options.metrics?.webhookAttempts.inc({ outcome });
+    options.tallies?.count(endpoint.id, !delivered);
     options.analytics?.webhookAttempt(streamOf({ app: endpoint.app, env: endpoint.env, tenant: endpoint.tenant ?? undefined }, delivery.topic).key, outcome);
     options.metrics?.webhookAttemptSeconds.observe(result.durationMs / 1000);
     if (!delivered && next === null) {

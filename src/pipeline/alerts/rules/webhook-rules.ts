@@ -1,10 +1,14 @@
 /**
- * Webhook rules, computed cluster-wide from the platform database (every worker's attempts land
- * in `webhook_attempts`, so the figure is the same whoever evaluates):
+ * Webhook rules, computed cluster-wide from the platform database (every worker process adds its
+ * figures there, so they are the same whoever evaluates):
  * - `webhook.failure_rate`: an endpoint's failed attempts over its attempts in the window —
  *   above the critical ratio critical, above the warning ratio warning (the seed's 50 % / 20 %),
- *   unknown below the minimum number of attempts;
- * - `webhook.dead_letters`: more deliveries dead-lettered in the window than allowed (warning).
+ *   unknown below the minimum number of attempts. Read from the attempts' tallies
+ *   (`attempt-tallies.ts`: per endpoint and 10-second span, added every few seconds), not from
+ *   the attempt log: the window is covered to the span (up to 10 s more), and a worker's last
+ *   seconds of attempts count once it has added them;
+ * - `webhook.dead_letters`: more deliveries dead-lettered in the window than allowed (warning),
+ *   through an index of dead letters only (migrations/0021).
  */
 import type { Queryable } from '../../../db/database.ts';
 import { MAX_READINGS_PER_RULE, type AlertRule, type Reading, type Verdict } from '../alert-rule.ts';
@@ -40,14 +44,14 @@ export function webhookFailureRateRule(db: Queryable, thresholds: FailureRateThr
     name: 'webhook.failure_rate',
     description: 'Share of failed webhook attempts per endpoint over the window',
     async read({ windowMs }) {
-      // Every outcome but `delivered` failed (an error, a timeout, 4xx/5xx, 410, 429).
+      // Every outcome but `delivered` failed (an error, a timeout, 4xx/5xx, 410, 429). The spans
+      // that overlap the window: a span starts 10 s before its last attempts were added.
       const { rows } = await db.query<EndpointRow & { attempts: number; failures: number }>(
-        `SELECT a.endpoint_id, e.app, e.env, e.tenant, count(*)::int AS attempts,
-                (count(*) FILTER (WHERE a.outcome <> 'delivered'))::int AS failures
-         FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
-         WHERE a.created_at > now() - make_interval(secs => $1)
-         GROUP BY a.endpoint_id, e.app, e.env, e.tenant
-         ORDER BY a.endpoint_id LIMIT $2`,
+        `SELECT t.endpoint_id, e.app, e.env, e.tenant, sum(t.attempts)::int AS attempts, sum(t.failures)::int AS failures
+         FROM webhook_attempt_tallies t JOIN webhook_endpoints e ON e.id = t.endpoint_id
+         WHERE t.span_start > now() - make_interval(secs => $1) - interval '10 seconds'
+         GROUP BY t.endpoint_id, e.app, e.env, e.tenant
+         ORDER BY t.endpoint_id LIMIT $2`,
         [windowMs / 1000, MAX_READINGS_PER_RULE],
       );
       return rows.map((row): Reading => ({ subject: `endpoint:${row.endpoint_id}`, scope: scopeOfRow(row), verdict: judgeFailureRate(row, thresholds) }));

@@ -1,0 +1,110 @@
+/**
+ * What the webhook alert rules read every evaluation, on a real Postgres: figures that do not grow
+ * with the traffic (migrations/0021).
+ *
+ * The failure rate comes from the attempts' tallies: each worker process counts its attempts per
+ * endpoint and adds them to one row per endpoint and 10-second span, which every process adds to.
+ * A write that fails keeps its counts for the next; close writes what is left; spans before the
+ * window are not read. The dead letters are read through an index of dead letters alone — not
+ * every delivery finished in the window.
+ */
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../src/db/database.ts';
+import { createLogger } from '../../src/logger.ts';
+import { webhookDeadLettersRule, webhookFailureRateRule } from '../../src/pipeline/alerts/rules/webhook-rules.ts';
+import { createAttemptTallies } from '../../src/pipeline/webhooks/attempt-tallies.ts';
+import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { databaseOn, explainingClient } from '../helpers/single-connection.ts';
+
+const logger = createLogger({ level: 'silent' });
+/** Far beyond the test: every write here is the test's own. */
+const NEVER_MS = 600_000;
+const WINDOW_MS = 300_000;
+const THRESHOLDS = { minSamples: 4, criticalRatio: 0.5, warningRatio: 0.2 };
+
+let fixture: DeliveryFixture;
+let db: Database;
+
+beforeAll(async () => {
+  fixture = await createDeliveryFixture();
+  db = fixture.db;
+});
+
+afterAll(async () => {
+  await fixture?.dispose();
+});
+
+/** The failure-rate rule's reading of each endpoint, as `[endpointId, verdict]`. */
+async function failureRates() {
+  const readings = await webhookFailureRateRule(db, THRESHOLDS).read({ windowMs: WINDOW_MS });
+  return new Map(readings.map((reading) => [reading.subject.replace('endpoint:', ''), reading.verdict]));
+}
+
+describe('the webhook failure-rate alert reads the attempts’ tallies', () => {
+  it('adds every process’s counts per endpoint, keeps what a failed write held, writes the rest at close, and leaves out spans before the window', async () => {
+    const failing = await fixture.endpoint('failing');
+    const healthy = await fixture.endpoint('healthy');
+    const first = createAttemptTallies({ db, logger, flushMs: NEVER_MS });
+    const second = createAttemptTallies({ db, logger, flushMs: NEVER_MS });
+    // A span long before the window: not read.
+    await db.query(`INSERT INTO webhook_attempt_tallies (endpoint_id, span_start, attempts, failures) VALUES ($1, now() - interval '1 hour', 1000, 0)`, [failing]);
+
+    // Two processes' attempts to one endpoint: three failures of four.
+    first.count(failing, true);
+    first.count(failing, true);
+    second.count(failing, true);
+    second.count(failing, false);
+    first.count(healthy, false);
+    await Promise.all([first.flush(), second.flush()]);
+    let rates = await failureRates();
+    expect(rates.get(failing)).toMatchObject({ kind: 'bad', severity: 'critical', value: 0.75 });
+    // One attempt is below the minimum sample.
+    expect(rates.get(healthy)).toMatchObject({ kind: 'unknown' });
+
+    // The table away for a moment: the write fails, and its counts go with the next one.
+    for (let attempt = 0; attempt < 4; attempt += 1) first.count(healthy, false);
+    await db.query('ALTER TABLE webhook_attempt_tallies RENAME TO webhook_attempt_tallies_away');
+    try {
+      await expect(first.flush()).rejects.toThrow(/webhook_attempt_tallies/);
+    } finally {
+      await db.query('ALTER TABLE webhook_attempt_tallies_away RENAME TO webhook_attempt_tallies');
+    }
+    first.count(healthy, true);
+    await first.flush();
+    expect((await failureRates()).get(healthy)).toMatchObject({ kind: 'good', value: 1 / 6 });
+
+    // Counted and not written yet: written at close.
+    second.count(healthy, true);
+    await Promise.all([first.close(), second.close()]);
+    rates = await failureRates();
+    expect(rates.get(healthy)).toMatchObject({ kind: 'bad', severity: 'warning', value: 2 / 7 });
+  });
+});
+
+describe('the webhook dead-letter alert', () => {
+  it('counts the dead letters of the window through their own index, not through every delivery finished in it', async () => {
+    const endpointId = await fixture.endpoint('dead letters');
+    // Many deliveries finished in the window, a few dead, one dead before the window.
+    await db.query(
+      `INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, state, attempts, event_time, finished_at)
+       SELECT $1, 'dead-test-' || i, 'test.event', 'orders', 'event:dead-test-' || i, '{}', 'initial',
+              CASE WHEN i <= 3 THEN 'dead' ELSE 'delivered' END, 1, now(), now() - CASE WHEN i = 1 THEN interval '1 hour' ELSE interval '1 second' END
+         FROM generate_series(1, 5000) AS i`,
+      [endpointId],
+    );
+    await db.query('ANALYZE webhook_deliveries');
+
+    const plans: string[] = [];
+    const client: pg.Client = await explainingClient(fixture.url, plans);
+    try {
+      const readings = await webhookDeadLettersRule(databaseOn(client), { allowed: 0 }).read({ windowMs: WINDOW_MS });
+      expect(readings.find((reading) => reading.subject === `endpoint:${endpointId}`)?.verdict).toMatchObject({ kind: 'bad', value: 2 });
+      const plan = plans.find((found) => found.includes('webhook_deliveries'));
+      expect(plan).toContain('webhook_deliveries_dead_idx');
+      expect(plan).not.toMatch(/Seq Scan on webhook_deliveries|webhook_deliveries_finished_idx/);
+    } finally {
+      await client.end();
+    }
+  });
+});
