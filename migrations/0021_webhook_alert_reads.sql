@@ -14,9 +14,9 @@ CREATE TABLE webhook_attempt_tallies (
   attempts    integer     NOT NULL,
   -- Every outcome but `delivered`.
   failures    integer     NOT NULL,
-  PRIMARY KEY (endpoint_id, span_start)
+  -- The rule reads the spans of its window, and old spans are deleted by age: span first.
+  PRIMARY KEY (span_start, endpoint_id)
 );
-CREATE INDEX webhook_attempt_tallies_span_idx ON webhook_attempt_tallies (span_start);
 
 -- `webhook.dead_letters` counts the deliveries dead-lettered in the window: through the index of all
 -- finished deliveries (every one finished in the window, to find the few dead), or — when most of the

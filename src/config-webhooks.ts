@@ -1,7 +1,8 @@
 /**
  * The webhooks section of the configuration (`WEBHOOK_*`): targets, the attempt's timeout, the
  * retry window, when an endpoint is disabled, each endpoint's backlog bound, the process's attempts
- * in flight, the log's retention, the body's size and how soon an endpoint changed elsewhere is seen. Validated with the rest in `config.ts`.
+ * in flight, the log's retention, the body's size and how soon an endpoint changed elsewhere is
+ * seen. Validated with the rest in `config.ts`.
  */
 import { z } from 'zod';
 import { integer } from './config-fields.ts';
@@ -32,8 +33,9 @@ export interface WebhooksConfig {
   /**
    * How often every instance checks for endpoints created, changed or deleted on another instance,
    * in ms (a change made on an instance is seen there at once). Until then, the other instances
-   * select with what they loaded last: an event for a deleted endpoint is not stored (the insert
-   * skips it), one for a new endpoint is not stored for it. @default 2000
+   * select and deliver with what they loaded last: an event for a deleted endpoint is not stored
+   * (the insert skips it), one for a new endpoint is not stored for it, and a rotated secret, a new
+   * URL, `enabled` or limit is not used yet (a rotation's overlap must be longer). @default 2000
    */
   readonly endpointRefreshMs: number;
 }

@@ -11,6 +11,7 @@ import { createLogger } from '../../src/logger.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { startBullmqDelivery } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
 import { createBullmqScheduler } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
+import type { DeliveryIntake } from '../../src/pipeline/webhooks/delivery-scheduler.ts';
 import { createDeliveryStatistics } from '../../src/pipeline/webhooks/delivery-statistics.ts';
 import { getDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createEndpointCache } from '../../src/pipeline/webhooks/endpoint-cache.ts';
@@ -75,7 +76,19 @@ describe('a new delivery handed to the BullMQ worker whose job could not be adde
     onTestFinished(() => endpoints.close());
     const statistics = createDeliveryStatistics({ db, logger });
     onTestFinished(() => statistics.close());
-    const tap = createWebhookTap({ db, endpoints, scheduler, statistics, logger, maxBodyBytes: 65_536 });
+    // The worker's intake, watched: what it withdraws is what the insert had leased for it.
+    const intake = scheduler.intake();
+    expect(intake).toBeDefined();
+    const withdrawn: string[] = [];
+    const watched: DeliveryIntake = {
+      ...intake!,
+      unscheduled(heads) {
+        const taken = intake!.unscheduled(heads);
+        withdrawn.push(...taken.map((delivery) => delivery.id));
+        return taken;
+      },
+    };
+    const tap = createWebhookTap({ db, endpoints, scheduler: { ...scheduler, intake: () => watched }, statistics, logger, maxBodyBytes: 65_536 });
 
     // The queue answers; then Redis dies before the event's job is added.
     expect(await scheduler.waiting()).toBe(0);
@@ -85,7 +98,9 @@ describe('a new delivery handed to the BullMQ worker whose job could not be adde
     const { rows } = await db.query<{ id: string }>(`SELECT id::text AS id FROM webhook_deliveries WHERE event_id = 'evt_unqueued'`);
     expect(rows).toHaveLength(1);
     const stored = await getDelivery(db, rows[0]!.id);
-    // Stored, due, and held by no lease (the insert took one for this process's worker).
+    // The insert leased it for this process's worker, which no longer keeps it; stored, due, and
+    // held by no lease.
+    expect(withdrawn).toEqual([stored!.id]);
     expect(stored?.state).toBe('pending');
     expect(stored?.lease).toBeNull();
     expect(handed).toEqual([]);

@@ -47,20 +47,25 @@ describe('the webhook failure-rate alert reads the attempts’ tallies', () => {
     const healthy = await fixture.endpoint('healthy');
     const first = createAttemptTallies({ db, logger, flushMs: NEVER_MS });
     const second = createAttemptTallies({ db, logger, flushMs: NEVER_MS });
-    // A span long before the window: not read.
-    await db.query(`INSERT INTO webhook_attempt_tallies (endpoint_id, span_start, attempts, failures) VALUES ($1, now() - interval '1 hour', 1000, 0)`, [failing]);
+    // Spans before the window: not read — one that ended before it began (15 s), nor one long before.
+    // A span that began 5 s before the window ends within it: read.
+    const windowSeconds = WINDOW_MS / 1000;
+    await db.query(
+      `INSERT INTO webhook_attempt_tallies (endpoint_id, span_start, attempts, failures) VALUES
+         ($1, now() - interval '1 hour', 1000, 0), ($1, now() - make_interval(secs => $2 + 15), 1000, 0), ($3, now() - make_interval(secs => $2 + 5), 1, 0)`,
+      [failing, windowSeconds, healthy],
+    );
 
     // Two processes' attempts to one endpoint: three failures of four.
     first.count(failing, true);
     first.count(failing, true);
     second.count(failing, true);
     second.count(failing, false);
-    first.count(healthy, false);
     await Promise.all([first.flush(), second.flush()]);
     let rates = await failureRates();
     expect(rates.get(failing)).toMatchObject({ kind: 'bad', severity: 'critical', value: 0.75 });
-    // One attempt is below the minimum sample.
-    expect(rates.get(healthy)).toMatchObject({ kind: 'unknown' });
+    // One attempt (the span at the window's start) is below the minimum sample.
+    expect(rates.get(healthy)).toMatchObject({ kind: 'unknown', reason: expect.stringMatching(/^1 attempts/) as unknown });
 
     // The table away for a moment: the write fails, and its counts go with the next one.
     for (let attempt = 0; attempt < 4; attempt += 1) first.count(healthy, false);

@@ -5,9 +5,11 @@
  * window — where it had counted the attempt log itself (300,000 rows every 5 s at 1,000 attempts a
  * second).
  *
- * Bounded: a count per endpoint. A write that fails leaves its counts to the next; what a process
- * had counted and not written when it died (at most `flushMs` of its attempts) is missing from the
- * alert's figures, never from the attempt log. Spans older than any alert window are deleted.
+ * Bounded: a count per endpoint. A write that fails leaves its counts to the next (one that
+ * committed but whose answer was lost is added again: the alert's figures can count a few attempts
+ * twice); what a process had counted and not written when it died (at most `flushMs` of its
+ * attempts) is missing from them — never from the attempt log. Spans older than any alert window
+ * are deleted.
  */
 import type { Queryable } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
@@ -36,7 +38,7 @@ const PRUNE_EVERY_FLUSHES = 100;
 const ADD = `INSERT INTO webhook_attempt_tallies AS t (endpoint_id, span_start, attempts, failures)
   SELECT u.endpoint_id, to_timestamp(floor(extract(epoch FROM now()) / 10) * 10), u.attempts, u.failures
     FROM unnest($1::text[], $2::int[], $3::int[]) AS u(endpoint_id, attempts, failures)
-  ON CONFLICT (endpoint_id, span_start) DO UPDATE SET attempts = t.attempts + excluded.attempts, failures = t.failures + excluded.failures`;
+  ON CONFLICT (span_start, endpoint_id) DO UPDATE SET attempts = t.attempts + excluded.attempts, failures = t.failures + excluded.failures`;
 
 const PRUNE = `DELETE FROM webhook_attempt_tallies WHERE span_start < now() - interval '${KEEP_SPANS}'`;
 
@@ -59,7 +61,9 @@ export function createAttemptTallies(options: AttemptTalliesOptions): AttemptTal
     if (counted.size === 0) return;
     const taken = counted;
     counted = new Map();
-    const tallies = [...taken];
+    // Every process adds to the same rows: each locks them in one order (endpoint id), so that two
+    // writes of the same span never wait for each other crosswise (a deadlock, one of them undone).
+    const tallies = [...taken].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     try {
       await db.query(ADD, [tallies.map(([endpointId]) => endpointId), tallies.map(([, tally]) => tally.attempts), tallies.map(([, tally]) => tally.failures)]);
     } catch (error) {
@@ -68,7 +72,9 @@ export function createAttemptTallies(options: AttemptTalliesOptions): AttemptTal
       throw error;
     }
     flushes += 1;
-    if (flushes % PRUNE_EVERY_FLUSHES === 0) await db.query(PRUNE);
+    if (flushes % PRUNE_EVERY_FLUSHES === 0) {
+      await db.query(PRUNE).catch((error: unknown) => logger.warn({ err: error }, 'old webhook attempt tallies not deleted; tried again later'));
+    }
   };
   // One write at a time: a write waits for the one before it.
   const flush = () => (writing = writing.then(write, write));

@@ -230,12 +230,13 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       responseExcerpt: result.responseExcerpt,
       nextAttemptAt: next,
     });
+    // In the attempt log now: counted for the failure-rate alert, whatever comes next.
+    options.tallies?.count(endpoint.id, !delivered);
     if (superseded) {
       // The lease ran out during the attempt and another holder has the delivery: its record decides
       // what comes next (a 410 is still the endpoint's answer).
       logger.warn({ endpoint: endpoint.id, delivery: delivery.id, event: delivery.eventId }, 'webhook attempt finished after its lease ran out; logged, the delivery left to its new holder');
       options.metrics?.webhookAttempts.inc({ outcome: result.outcome });
-      options.tallies?.count(endpoint.id, !delivered);
       if (result.outcome === 'gone') await disable(endpoint, 'the endpoint answered 410 Gone');
       return nextInLane === undefined ? {} : { nextInLane };
     }
@@ -243,7 +244,6 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     // As the attempt log has it: a failure that ends the delivery is `dead`, but a 410 says `gone`.
     const outcome = !delivered && next === null && result.outcome !== 'gone' ? 'dead' : result.outcome;
     options.metrics?.webhookAttempts.inc({ outcome });
-    options.tallies?.count(endpoint.id, !delivered);
     options.analytics?.webhookAttempt(streamOf({ app: endpoint.app, env: endpoint.env, tenant: endpoint.tenant ?? undefined }, delivery.topic).key, outcome);
     options.metrics?.webhookAttemptSeconds.observe(result.durationMs / 1000);
     if (!delivered && next === null) {
