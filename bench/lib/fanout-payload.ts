@@ -22,11 +22,14 @@ export const FANOUT_SUBSCRIPTION: SubscribePayload = {
 const PUBLISH_QUERY = 'mutation Publish($topic: String!, $payload: JSON!) { publish(topic: $topic, payload: $payload) { id } }';
 
 /**
- * Wall-clock time in ms with µs resolution, comparable between processes on one machine (both
- * read the same realtime clock at start; the monotonic clock carries it on).
+ * The machine's monotonic clock (CLOCK_MONOTONIC: since boot), in ms with µs resolution: comparable
+ * between processes on one machine, and moved by no change of the wall clock. A process's
+ * `performance.timeOrigin` is the wall clock read once at its start — a step of the clock between
+ * two processes' starts (this VM's clock is set from the host's) would shift every latency from one
+ * to the other by that much, for as long as they run. Not a date.
  */
 export function clockMillis(): number {
-  return performance.timeOrigin + performance.now();
+  return Number(process.hrtime.bigint()) / 1e6;
 }
 
 /** The HTTP body of `publish` for one event; `sentAt` is `clockMillis()` when it is sent. */

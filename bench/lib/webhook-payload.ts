@@ -49,6 +49,7 @@ export function benchEventId(): string {
  * fields in the same order, the same payload.
  */
 export function deliveredBody(seq: number, sentAt: number, id = benchEventId()): string {
-  const timestamp = new Date(sentAt).toISOString();
+  // A date of the shape Tributary writes (`sentAt` is the monotonic clock, not a date).
+  const timestamp = new Date().toISOString();
   return `{"id":"${id}","type":"message","topic":"${WEBHOOK_TOPIC}","source":"socket","timestamp":"${timestamp}","tenant":"default","entity":null,"data":${payloadOf(seq, sentAt)}}`;
 }
