@@ -5,8 +5,7 @@
  * and the row must not stay held by the insert's lease (30 s here): the lease is given back, and a
  * job naming no lease — the reconciler's, once Redis is back — has it sent at once.
  */
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import type { Database } from '../../src/db/database.ts';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { startBullmqDelivery } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
@@ -16,7 +15,7 @@ import { createDeliveryStatistics } from '../../src/pipeline/webhooks/delivery-s
 import { getDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createEndpointCache } from '../../src/pipeline/webhooks/endpoint-cache.ts';
 import { createWebhookTap } from '../../src/pipeline/webhooks/webhook-tap.ts';
-import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { recordingDeliverer } from '../helpers/recording-deliverer.ts';
 import { startPrivateRedis, uniquePrefix } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -26,18 +25,6 @@ const logger = createLogger({ level: 'silent' });
 const LEASE_MS = 30_000;
 /** Longer than the test may take: nothing is queued but by the test. */
 const NEVER_MS = 600_000;
-
-let fixture: DeliveryFixture;
-let db: Database;
-
-beforeAll(async () => {
-  fixture = await createDeliveryFixture();
-  db = fixture.db;
-});
-
-afterAll(async () => {
-  await fixture?.dispose();
-});
 
 function event(id: string): RealtimeEvent {
   return {
@@ -53,6 +40,10 @@ function event(id: string): RealtimeEvent {
 
 describe('a new delivery handed to the BullMQ worker whose job could not be added', () => {
   it('is not held by the insert’s lease: a job naming none sends it once Redis is back', { timeout: 60_000 }, async () => {
+    // Registered first: disposed last, once the worker and the rest are closed.
+    const fixture = await createDeliveryFixture();
+    onTestFinished(() => fixture.dispose());
+    const { db } = fixture;
     const redis = await startPrivateRedis();
     const prefix = uniquePrefix();
     const scheduler = createBullmqScheduler({ redisUrl: redis.url, prefix, logger });

@@ -9,12 +9,12 @@
  * every delivery finished in the window.
  */
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { webhookDeadLettersRule, webhookFailureRateRule } from '../../src/pipeline/alerts/rules/webhook-rules.ts';
 import { createAttemptTallies } from '../../src/pipeline/webhooks/attempt-tallies.ts';
-import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { databaseOn, explainingClient } from '../helpers/single-connection.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -23,26 +23,23 @@ const NEVER_MS = 600_000;
 const WINDOW_MS = 300_000;
 const THRESHOLDS = { minSamples: 4, criticalRatio: 0.5, warningRatio: 0.2 };
 
-let fixture: DeliveryFixture;
-let db: Database;
-
-beforeAll(async () => {
-  fixture = await createDeliveryFixture();
-  db = fixture.db;
-});
-
-afterAll(async () => {
-  await fixture?.dispose();
-});
+/** A platform database of the test's own, disposed after it. */
+async function freshFixture() {
+  const fixture = await createDeliveryFixture();
+  onTestFinished(() => fixture.dispose());
+  return fixture;
+}
 
 /** The failure-rate rule's reading of each endpoint, as `[endpointId, verdict]`. */
-async function failureRates() {
+async function failureRates(db: Database) {
   const readings = await webhookFailureRateRule(db, THRESHOLDS).read({ windowMs: WINDOW_MS });
   return new Map(readings.map((reading) => [reading.subject.replace('endpoint:', ''), reading.verdict]));
 }
 
 describe('the webhook failure-rate alert reads the attempts’ tallies', () => {
   it('adds every process’s counts per endpoint, keeps what a failed write held, writes the rest at close, and leaves out spans before the window', async () => {
+    const fixture = await freshFixture();
+    const { db } = fixture;
     const failing = await fixture.endpoint('failing');
     const healthy = await fixture.endpoint('healthy');
     const first = createAttemptTallies({ db, logger, flushMs: NEVER_MS });
@@ -62,7 +59,7 @@ describe('the webhook failure-rate alert reads the attempts’ tallies', () => {
     second.count(failing, true);
     second.count(failing, false);
     await Promise.all([first.flush(), second.flush()]);
-    let rates = await failureRates();
+    let rates = await failureRates(db);
     expect(rates.get(failing)).toMatchObject({ kind: 'bad', severity: 'critical', value: 0.75 });
     // One attempt (the span at the window's start) is below the minimum sample.
     expect(rates.get(healthy)).toMatchObject({ kind: 'unknown', reason: expect.stringMatching(/^1 attempts/) as unknown });
@@ -77,18 +74,20 @@ describe('the webhook failure-rate alert reads the attempts’ tallies', () => {
     }
     first.count(healthy, true);
     await first.flush();
-    expect((await failureRates()).get(healthy)).toMatchObject({ kind: 'good', value: 1 / 6 });
+    expect((await failureRates(db)).get(healthy)).toMatchObject({ kind: 'good', value: 1 / 6 });
 
     // Counted and not written yet: written at close.
     second.count(healthy, true);
     await Promise.all([first.close(), second.close()]);
-    rates = await failureRates();
+    rates = await failureRates(db);
     expect(rates.get(healthy)).toMatchObject({ kind: 'bad', severity: 'warning', value: 2 / 7 });
   });
 });
 
 describe('the webhook dead-letter alert', () => {
   it('counts the dead letters of the window through their own index, not through every delivery finished in it', async () => {
+    const fixture = await freshFixture();
+    const { db } = fixture;
     const endpointId = await fixture.endpoint('dead letters');
     // Many deliveries finished in the window, a few dead, one dead before the window.
     await db.query(
