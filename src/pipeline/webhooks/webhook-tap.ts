@@ -58,9 +58,6 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
     for (const [endpointId, places] of reserved) if (places > 0) intake.release(endpointId, places);
     return { inserted: stored.inserted, heads: toSchedule.length === 0 ? stored.heads : [...stored.heads, ...toSchedule] };
   };
-  // Routes placed together store their deliveries together: one statement and one scheduling for
-  // all of them. Their order is the order they were submitted in, which keeps each entity's order
-  // (the router submits an entity's next batch only after this one is stored).
   /**
    * Heads leased for this process's worker whose job was not added: kept for it no longer, their
    * leases given back — due at once for the reconciler instead of when the insert's lease runs out.
@@ -69,6 +66,9 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
     const withdrawn = intake.unscheduled(heads.filter((head) => head.lease !== undefined));
     await releaseDeliveries(options.db, withdrawn).catch((error: unknown) => options.logger.warn({ err: error }, 'webhook leases not given back; they run out'));
   };
+  // Routes placed together store their deliveries together: one statement and one scheduling for
+  // all of them. Their order is the order they were submitted in, which keeps each entity's order
+  // (the router submits an entity's next batch only after this one is stored).
   const store = createGroupCommit<readonly NewDelivery[], void>({
     async write(batches) {
       const deliveries = batches.flat();
