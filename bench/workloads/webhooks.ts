@@ -13,7 +13,7 @@
  *    `bench.webhooks.i`, event `seq` is published on `bench.webhooks.${seq % 10}`, so each event is
  *    one delivery, to receiver `seq % 10`; 100 and 1,000 events/s (`--quick`: 1,000), otherwise as 1.
  *    Aim: p99 ≤ 50 ms at 1,000 events/s (= 1,000 deliveries/s).
- * 3. Saturation (`webhooks-drain.ts`): a backlog of 10,000 + 10,000 deliveries (`--quick`: 1,000
+ * 3. Saturation (`webhooks-drain.ts`): a backlog of 10,000 + 30,000 deliveries (`--quick`: 1,000
  *    + 1,500) to one receiver drained by each mode, by a naive BullMQ job-per-delivery + `fetch`
  *    worker and by a plain keep-alive POST loop (the physical limit), all with 100 in flight; the
  *    first 10,000 warm each sender up, the rest are measured (steady state); every sender once per
@@ -49,7 +49,7 @@ const QUICK_LATENCY: LatencySettings = { endpoints: 10, rates: [10, 1000], warmu
 const FULL: WebhooksSettings = {
   latency: FULL_LATENCY,
   spread: { ...FULL_LATENCY, rates: [100, 1000], spread: true },
-  drain: { deliveries: 10_000, warmup: 10_000, concurrency: 100, timeoutMs: 60_000 },
+  drain: { deliveries: 30_000, warmup: 10_000, concurrency: 100, timeoutMs: 60_000 },
 };
 
 const QUICK: WebhooksSettings = {
