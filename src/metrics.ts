@@ -52,7 +52,7 @@ export interface Metrics {
   readonly webhookAttemptSeconds: Histogram;
   /** Webhook deliveries dead-lettered (window over, or 410 Gone) by this process. */
   readonly webhookDeadLetters: Counter;
-  /** Webhook deliveries not finished yet, and the age of the oldest, by endpoint id (measured every few seconds). */
+  /** Webhook deliveries not finished yet, and the age of the oldest, by endpoint id (measured every few seconds; less often while a count takes long). */
   readonly webhookPending: Gauge<'endpoint'>;
   readonly webhookOldestPendingSeconds: Gauge<'endpoint'>;
   /** Alerts firing (not acknowledged, not resolved) cluster-wide, by rule and severity: no subject label, so bounded. */
