@@ -194,6 +194,39 @@ describe('verifyWebhook', () => {
     expect(verifyWebhook(window, { ...headers, 'webhook-signature': [headers['webhook-signature'] ?? ''] }, secret).id).toBe(id);
   });
 
+  it('reads an ArrayBuffer of the exact signed body, as fetch and Next.js request.arrayBuffer() give it', () => {
+    const secret = newWebhookSecret();
+    const headers = signed([secret]);
+    const arrayBuffer = new TextEncoder().encode(body).buffer;
+    expect(arrayBuffer).toBeInstanceOf(ArrayBuffer);
+    expect(verifyWebhook(arrayBuffer, headers, secret)).toMatchObject({ id, payload: JSON.parse(body) as unknown });
+    expect(verificationCode(() => verifyWebhook(new TextEncoder().encode(`${body} `).buffer, headers, secret))).toBe('BAD_SIGNATURE');
+  });
+
+  it('a body already parsed as JSON is refused with a TypeError that says to pass the raw body and how', () => {
+    const secret = newWebhookSecret();
+    const headers = signed([secret]);
+    // What express.json() leaves in req.body: typed any, so TypeScript lets it through.
+    const parsed: unknown = JSON.parse(body);
+    const verifyParsed = () => verifyWebhook(parsed as string, headers, secret);
+    expect(verifyParsed).toThrow(TypeError);
+    expect(verifyParsed).toThrow(/needs the raw request body exactly as received \(a string, Buffer or ArrayBuffer\); it was given an object \(already parsed as JSON\?\)/);
+    expect(verifyParsed).toThrow(/express\.raw\(\{ type: 'application\/json' \}\)/);
+    expect(verifyParsed).toThrow(/await request\.text\(\)/);
+    expect(() => verifyWebhook([1, 2] as unknown as string, headers, secret)).toThrow(/it was given an array \(already parsed as JSON\?\)/);
+  });
+
+  it('an undefined, null or numeric body is refused with a TypeError that names it', () => {
+    const secret = newWebhookSecret();
+    const headers = signed([secret]);
+    // No body parser, or one that did not match the content type: req.body is undefined.
+    const verifyUndefined = () => verifyWebhook(undefined as unknown as string, headers, secret);
+    expect(verifyUndefined).toThrow(TypeError);
+    expect(verifyUndefined).toThrow(/needs the raw request body .*; it was given undefined — read it raw with/);
+    expect(() => verifyWebhook(null as unknown as string, headers, secret)).toThrow(/; it was given null — /);
+    expect(() => verifyWebhook(42 as unknown as string, headers, secret)).toThrow(/; it was given a number — /);
+  });
+
   it('a header repeated by a proxy still verifies: the signatures are joined', () => {
     const secret = newWebhookSecret();
     const headers = signed([secret]);

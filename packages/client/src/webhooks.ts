@@ -5,10 +5,12 @@
  *   if (await alreadyHandled(id)) return; // `id` is the event id: the same on every retry and replay
  *
  * The raw-body pitfall: the signature covers the exact bytes Tributary sent. Pass the body as it
- * came off the wire (a string or a Buffer), never `JSON.stringify(req.body)` after a framework
- * parsed it — re-serialising changes spacing, key order and number formats, and the signature no
- * longer matches. Express: `express.raw({ type: 'application/json' })`; Fastify: a content-type
- * parser with `parseAs: 'buffer'`; Next.js route handlers: `await request.text()`.
+ * came off the wire (a string, a Buffer or other Uint8Array, or an ArrayBuffer), never
+ * `JSON.stringify(req.body)` after a framework parsed it — re-serialising changes spacing, key order
+ * and number formats, and the signature no longer matches; a parsed body itself (an object) is
+ * refused with a TypeError. Express: `express.raw({ type: 'application/json' })`; Fastify: a
+ * content-type parser with `parseAs: 'buffer'`; Next.js route handlers: `await request.text()`
+ * (or `await request.arrayBuffer()`).
  *
  * Two schemes are accepted, keyed with the same secret:
  * - Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`), checked first;
@@ -69,9 +71,11 @@ const UNIX_SECONDS = /^\d{1,15}$/;
  * Checks a webhook's signature and timestamp and returns its id, time and payload; throws a
  * `WebhookVerificationError` otherwise. `secret` is the endpoint's `whsec_…` secret, or several
  * (during a rotation, the old and the new one): a signature by any of them is accepted.
+ * `rawBody` is the body exactly as received: a string, a Buffer (or any Uint8Array) or an
+ * ArrayBuffer; anything else — a body already parsed as JSON, `undefined` — throws a TypeError.
  */
 export function verifyWebhook(
-  rawBody: string | Uint8Array,
+  rawBody: string | Uint8Array | ArrayBuffer,
   headers: WebhookHeaders,
   secret: string | readonly string[],
   options: VerifyWebhookOptions = {},
@@ -82,7 +86,7 @@ export function verifyWebhook(
   if (keys.length === 0) throw new TypeError('verifyWebhook needs at least one secret');
   const toleranceSeconds = options.toleranceSeconds ?? 300;
   const nowSeconds = Math.floor((options.now ?? Date.now)() / 1000);
-  const body = typeof rawBody === 'string' ? Buffer.from(rawBody, 'utf8') : Buffer.from(rawBody.buffer, rawBody.byteOffset, rawBody.byteLength);
+  const body = rawBodyBytes(rawBody);
   const header = headerReader(headers);
 
   const id = header('webhook-id');
@@ -129,6 +133,24 @@ export function verifyWebhook(
     throw new WebhookVerificationError('BAD_PAYLOAD', 'The signed body is not JSON');
   }
   return { id: id ?? '', timestamp: new Date(timestampSeconds * 1000), payload };
+}
+
+/** The body's bytes, without copying; anything but a string or bytes (e.g. `req.body` after `express.json()`) said as such. */
+function rawBodyBytes(rawBody: unknown): Buffer {
+  if (typeof rawBody === 'string') return Buffer.from(rawBody, 'utf8');
+  if (ArrayBuffer.isView(rawBody)) return Buffer.from(rawBody.buffer, rawBody.byteOffset, rawBody.byteLength);
+  // instanceof alone misses an ArrayBuffer from another realm (a vm context, a test environment).
+  if (rawBody instanceof ArrayBuffer || Object.prototype.toString.call(rawBody) === '[object ArrayBuffer]') return Buffer.from(rawBody as ArrayBuffer);
+  const given =
+    rawBody === undefined || rawBody === null
+      ? String(rawBody)
+      : typeof rawBody === 'object'
+        ? `${Array.isArray(rawBody) ? 'an array' : 'an object'} (already parsed as JSON?)`
+        : `a ${typeof rawBody}`;
+  throw new TypeError(
+    `verifyWebhook needs the raw request body exactly as received (a string, Buffer or ArrayBuffer); it was given ${given} — ` +
+      `read it raw with express.raw({ type: 'application/json' }), a Fastify content-type parser with parseAs: 'buffer', or await request.text() in Next.js`,
+  );
 }
 
 function secretKey(secret: string): Buffer {
