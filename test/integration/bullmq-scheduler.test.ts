@@ -2,8 +2,9 @@
  * The BullMQ scheduler's jobs in a real Redis: what a worker finds in the `webhook-delivery`
  * queue after the routing tap (`schedule`) or a worker (`scheduleAt`: retries, the reconciler)
  * handed it lane heads. One job is added on its own and several in one bulk add; both must give
- * the same jobs — lane heads in order, at most 100 a job, each with its endpoint — and a retry
- * job keyed by delivery and due time is added once however often it is asked for.
+ * the same jobs — lane heads in order, at most 100 a job, each with its endpoint — a retry job
+ * keyed by delivery and due time is added once however often it is asked for, and deliveries
+ * waiting alike (`scheduleTogetherAt`) share delayed jobs.
  */
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -74,6 +75,21 @@ describe('the BullMQ scheduler', () => {
       [...retries.map(({ id }) => `delivery-${id}-${dueAt.getTime()}`), `delivery-1-${later.dueAt.getTime()}`].sort(),
     );
     expect(delayed.every((job) => job.data.deliveryIds.length === 1)).toBe(true);
+    expect(await queuedHeads(queue, 'waiting')).toEqual([]);
+  });
+
+  it('adds deliveries waiting alike as delayed jobs of up to 100 heads, due at the time given', async () => {
+    const { scheduler, queue } = openQueue();
+    const waiting = headsOf(250);
+    const dueAt = new Date(Date.now() + 3_600_000);
+    await scheduler.scheduleTogetherAt(waiting, dueAt);
+    await scheduler.scheduleTogetherAt([], dueAt);
+
+    const delayed: Job<JobData>[] = await queue.getJobs(['delayed'], 0, -1, true);
+    expect(delayed.map((job) => job.data.deliveryIds.length)).toEqual([100, 100, 50]);
+    expect((await queuedHeads(queue, 'delayed')).flat()).toEqual(waiting);
+    // Due within the add's milliseconds of the time given, not at once.
+    for (const job of delayed) expect(Math.abs(job.timestamp + job.delay - dueAt.getTime())).toBeLessThan(1_000);
     expect(await queuedHeads(queue, 'waiting')).toEqual([]);
   });
 });

@@ -98,6 +98,16 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     write: async (deliveries) => (await scheduler.scheduleAt(deliveries), deliveries.map(() => undefined)),
     maxBatch: MAX_IDS_PER_JOB,
   });
+  // Deliveries put back to wait for their endpoint to be enabled: a delayed job per batch (each is
+  // due at its own time within the batch's milliseconds; the job comes at the latest of them).
+  const waiting = createGroupCommit<LaneHead & { dueAt: Date }, void>({
+    write: async (deliveries) => {
+      const dueAt = new Date(Math.max(...deliveries.map((delivery) => delivery.dueAt.getTime())));
+      await scheduler.scheduleTogetherAt(deliveries, dueAt);
+      return deliveries.map(() => undefined);
+    },
+    maxBatch: MAX_IDS_PER_JOB,
+  });
 
   /**
    * Two stages, as in the embedded loop: a delivery is admitted (a place of `2 × concurrency`)
@@ -132,7 +142,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     const outcome = await deliverer.deliver(delivery, onSent, onSlow);
     // Not queued (Redis away): the delivery is in Postgres, due; the reconciler queues it.
     if (outcome.nextInLane !== undefined) await nextHeads.submit({ id: outcome.nextInLane, endpointId: delivery.endpointId });
-    if (outcome.retryAt !== undefined) await retries.submit({ id: delivery.id, endpointId: delivery.endpointId, dueAt: outcome.retryAt });
+    if (outcome.retryAt !== undefined) await (outcome.waitsForEndpoint ? waiting : retries).submit({ id: delivery.id, endpointId: delivery.endpointId, dueAt: outcome.retryAt });
   };
   /** The leases of parked heads whose job named one (to be handed over when they are claimed). */
   const parkedLeases = new Map<string, string>();

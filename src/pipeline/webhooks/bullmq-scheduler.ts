@@ -50,6 +50,12 @@ export interface BullmqScheduler extends DeliveryScheduler {
    * the same one twice (a postponed delivery, a reconciler pass) is added once.
    */
   scheduleAt(deliveries: readonly (LaneHead & { dueAt: Date })[]): Promise<void>;
+  /**
+   * Adds delayed jobs naming up to `MAX_IDS_PER_JOB` of the heads each, all due at `dueAt`: for
+   * deliveries that wait alike (a disabled endpoint's backlog, looked at again in an hour), a job
+   * per hundred rather than per delivery. Not keyed: a head named by two jobs is claimed once.
+   */
+  scheduleTogetherAt(heads: readonly LaneHead[], dueAt: Date): Promise<void>;
   /** Jobs waiting to be worked (not delayed). */
   waiting(): Promise<number>;
   /** The worker of this process takes new deliveries through `intake` until the returned function is called. */
@@ -121,6 +127,14 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
           opts: { ...done, jobId: `delivery-${id}-${dueAt.getTime()}`, delay: Math.max(0, dueAt.getTime() - now) },
         })),
       );
+    },
+    async scheduleTogetherAt(heads, dueAt) {
+      const delay = Math.max(0, dueAt.getTime() - Date.now());
+      const jobs = [];
+      for (let offset = 0; offset < heads.length; offset += MAX_IDS_PER_JOB) {
+        jobs.push({ name: 'deliver', data: jobOf(heads.slice(offset, offset + MAX_IDS_PER_JOB)), opts: { ...done, delay } });
+      }
+      await add(jobs);
     },
     waiting: () => queue.getWaitingCount(),
     close: () => closeWithin(queue.close(), connection),

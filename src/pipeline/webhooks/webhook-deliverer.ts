@@ -14,7 +14,7 @@ import type { EventRouter } from '../router/event-router.ts';
 import { BRIEF_OUTAGE, withRetries } from '../coordination/backoff.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import type { AttemptTallies } from './attempt-tallies.ts';
-import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type RecordedAttempt } from './delivery-store.ts';
+import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type HeldDelivery, type RecordedAttempt } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
@@ -30,6 +30,11 @@ export interface DeliveryOutcome {
   readonly retryAt?: Date;
   /** The delivery is finished; this is its lane's next delivery, due now. */
   readonly nextInLane?: string;
+  /**
+   * The delivery waits for its endpoint to be enabled, which makes it due at once; `retryAt` only
+   * bounds the wait (a queue may look at it again together with others waiting alike).
+   */
+  readonly waitsForEndpoint?: true;
 }
 
 export interface WebhookDeliverer {
@@ -78,7 +83,10 @@ const RECORD_BATCH = 200;
  * A disabled endpoint's deliveries wait; they are looked at again this often, in ms. Enabling the
  * endpoint makes them due at once (`resumeEndpointDeliveries`): this only bounds how long one
  * missed by that waits, while a large backlog of a disabled endpoint is not claimed and put back
- * every minute.
+ * every minute. Even so, its whole backlog (up to `WEBHOOK_MAX_PENDING`) comes due once an hour:
+ * it is put back a batch per statement, with one read of the endpoint for the deliveries claimed
+ * together, and a BullMQ worker adds one delayed job per hundred of them, not one per delivery
+ * (a million jobs held in Redis for a full backlog).
  */
 const DISABLED_RECHECK_MS = 3_600_000;
 
@@ -135,6 +143,26 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     return writing;
   };
 
+  // A disabled endpoint's deliveries are put back together, as attempts are recorded together.
+  const waitingForEndpoint = createGroupCommit<HeldDelivery & { dueAt: Date }, undefined>({
+    write: async (deliveries) => (await postponeWhileDisabled(db, deliveries), deliveries.map(() => undefined)),
+    maxBatch: RECORD_BATCH,
+  });
+  /**
+   * Reads of an endpoint its cached copy says is disabled, by endpoint: deliveries claimed together
+   * share one. A read that began a moment before an enable is no harm: putting a delivery back
+   * checks the row again.
+   */
+  const disabledReads = new Map<string, Promise<SigningEndpoint | undefined>>();
+  const readDisabled = (endpointId: string) => {
+    let reading = disabledReads.get(endpointId);
+    if (!reading) {
+      reading = options.endpoints.fresh(endpointId).finally(() => disabledReads.delete(endpointId));
+      disabledReads.set(endpointId, reading);
+    }
+    return reading;
+  };
+
   const postpone = async (delivery: Delivery, at: Date): Promise<DeliveryOutcome> => {
     await postponeDelivery(db, delivery, at);
     return { retryAt: at };
@@ -176,12 +204,12 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     // A disabled endpoint's deliveries wait for it to be enabled again (a test is sent anyway). The
     // row decides before so long a wait: this instance's cache may not have seen an enable yet.
     if (!endpoint.enabled && delivery.trigger !== 'test') {
-      endpoint = await options.endpoints.fresh(delivery.endpointId);
+      endpoint = await readDisabled(delivery.endpointId);
       if (!endpoint) return {};
       if (!endpoint.enabled) {
         const at = new Date(now.getTime() + DISABLED_RECHECK_MS);
-        await postponeWhileDisabled(db, delivery, at);
-        return { retryAt: at };
+        await waitingForEndpoint.submit({ id: delivery.id, lease: delivery.lease, dueAt: at });
+        return { retryAt: at, waitsForEndpoint: true };
       }
     }
     const watch = options.slow?.begin(endpoint.id, onSlow);
