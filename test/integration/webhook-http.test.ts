@@ -207,11 +207,34 @@ describe('webhook HTTP client', () => {
     expect(result).toMatchObject({ outcome: 'failed', status: null, error: 'connection refused' });
   });
 
-  it('a 302 is not followed', async () => {
+  it('a 302 is not followed, and its error names the Location it points to', async () => {
     const receiver = await startReceiver(answer(302, { location: '/elsewhere' }));
     const result = await post(client(), `${receiver.origin}/hook`);
-    expect(result).toMatchObject({ outcome: 'failed', status: 302, error: 'redirect not followed: 302' });
+    expect(result).toMatchObject({ outcome: 'failed', status: 302, error: 'redirect not followed: 302 to /elsewhere' });
     expect(receiver.requests.map((request) => request.url)).toEqual(['/hook']);
+
+    const moved = await startReceiver(answer(301, { location: 'https://example.com/new' }));
+    expect(await post(client(), `${moved.origin}/hook`)).toMatchObject({ outcome: 'failed', status: 301, error: 'redirect not followed: 301 to https://example.com/new' });
+  });
+
+  it('a redirect without a Location is not followed, and its error says only the status', async () => {
+    const receiver = await startReceiver(answer(307));
+    expect(await post(client(), `${receiver.origin}/hook`)).toMatchObject({ outcome: 'failed', status: 307, error: 'redirect not followed: 307', responseExcerpt: null });
+    expect(receiver.requests.map((request) => request.url)).toEqual(['/hook']);
+  });
+
+  it('a redirect’s Location is named without credentials, query or fragment, and cut to keep the error short', async () => {
+    const receiver = await startReceiver(async (request, response) => {
+      await readBody(request);
+      const location =
+        request.url === '/long' ? `https://example.com/${'a'.repeat(500)}?token=secret` : 'https://user:password@example.com:8443/hook?token=secret#part';
+      response.writeHead(308, { location, 'x-other': 'not in the error' }).end();
+    });
+    const webhooks = client();
+    expect(await post(webhooks, `${receiver.origin}/hook`)).toMatchObject({ outcome: 'failed', status: 308, error: 'redirect not followed: 308 to https://example.com:8443/hook?…' });
+    const long = await post(webhooks, `${receiver.origin}/long`);
+    expect(long.error).toMatch(/^redirect not followed: 308 to https:\/\/example\.com\/a+…$/);
+    expect(long.error).toHaveLength(200);
   });
 
   it('a huge response is not read: the excerpt is capped and the connection closed long before the end', async () => {

@@ -251,7 +251,10 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
   it('retries a failing receiver with the same webhook-id, honours Retry-After, and logs every attempt', { timeout: 60_000 }, async () => {
     const server = await startServer(mode);
     const receiver = await startWebhookReceiver();
-    receiver.respond = (_request, index) => (index === 0 ? 500 : index === 1 ? { status: 429, headers: { 'retry-after': '2' } } : index === 2 ? 'drop' : 200);
+    // The 429 answers the second attempt, after which the curve alone would wait 2-2.4 s
+    // (retry-schedule.ts: 1000·2^(2−1) plus up to 20% jitter): a Retry-After of 5 s is only kept
+    // if it is honoured.
+    receiver.respond = (_request, index) => (index === 0 ? 500 : index === 1 ? { status: 429, headers: { 'retry-after': '5' } } : index === 2 ? 'drop' : 200);
     const endpoint = await createEndpoint(server, { url: receiver.url, events: ['*'] });
     const eventId = await publish(server, 'a', 'orders', { n: 1 });
 
@@ -265,9 +268,10 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
       { attempt: 3, trigger: 'RETRY', outcome: 'failed', status: null },
       { attempt: 4, trigger: 'RETRY', outcome: 'delivered', status: 200 },
     ]);
-    // The 429's Retry-After (2 s) set the next attempt at least that far out.
+    // The 429's Retry-After (5 s) set the next attempt at least that far out, and it came no earlier.
     const throttled = log[1]!;
-    expect(Date.parse(throttled.nextAttemptAt!) - Date.parse(throttled.createdAt)).toBeGreaterThanOrEqual(1_900);
+    expect(Date.parse(throttled.nextAttemptAt!) - Date.parse(throttled.createdAt)).toBeGreaterThanOrEqual(4_900);
+    expect(received[2]!.receivedAt - received[1]!.receivedAt).toBeGreaterThanOrEqual(4_900);
     expect(log[2]!.error).not.toBeNull();
   });
 

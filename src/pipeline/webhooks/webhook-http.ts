@@ -7,7 +7,8 @@
  * - One total timeout covers the wait for a connection, connect, headers and the part of the body
  *   we read; an attempt still queued for a connection at its timeout is failed then and never sent.
  * - Redirects are not followed: a 3xx is a failed attempt (following one would let a public URL
- *   point us at a private one, and the receiver should be configured with its real URL).
+ *   point us at a private one, and the receiver should be configured with its real URL); its error
+ *   names where the receiver pointed (its `Location`, without the query).
  * - Only the first `maxResponseExcerptBytes` of the response are kept for the attempt log; a body
  *   past a small drain limit is not read at all (the connection is closed instead of reused).
  * - Unless private targets are allowed, the address connected to is checked at connect time —
@@ -38,7 +39,7 @@ export interface AttemptResult {
   readonly status: number | null;
   /** From the start of the attempt to its result, in ms. */
   readonly durationMs: number;
-  /** A short reason when no status explains the outcome (timeout, connection error, redirect); else null. */
+  /** A short reason when no status explains the outcome (timeout, connection error, redirect and its target); else null. */
   readonly error: string | null;
   /** The start of the response body, UTF-8, capped; null without a response body. */
   readonly responseExcerpt: string | null;
@@ -193,6 +194,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   #settled = false;
   #status: number | null = null;
   #retryAfter: string | undefined;
+  #location: string | undefined;
   readonly #kept: Buffer[] = [];
   #keptBytes = 0;
   #readBytes = 0;
@@ -218,6 +220,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     this.#status = statusCode;
     const retryAfter = headers['retry-after'];
     this.#retryAfter = Array.isArray(retryAfter) ? retryAfter[0] : retryAfter;
+    const location = headers['location'];
+    this.#location = Array.isArray(location) ? location[0] : location;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -254,7 +258,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     // Postgres text cannot hold NUL: a binary answer is logged without it.
     const excerpt = this.#keptBytes === 0 ? null : Buffer.concat(this.#kept).toString('utf8').replaceAll('\u0000', '');
     const { started, now } = this.#options;
-    this.#settle(classify(this.#status, this.#retryAfter, excerpt, Math.round(performance.now() - started), now));
+    this.#settle(classify(this.#status, this.#retryAfter, this.#location, excerpt, Math.round(performance.now() - started), now));
   }
 
   #settle(result: AttemptResult): void {
@@ -274,6 +278,7 @@ function outgoingHeaders(headers: Readonly<Record<string, string>>): Record<stri
 function classify(
   status: number,
   retryAfter: string | undefined,
+  location: string | undefined,
   responseExcerpt: string | null,
   durationMs: number,
   now: () => number,
@@ -284,8 +289,31 @@ function classify(
   if (status === 429 || status === 503) {
     return { ...result, outcome: 'throttled', retryAfterMs: parseRetryAfter(retryAfter, now()) };
   }
-  if (status >= 300 && status < 400) return { ...result, outcome: 'failed', error: `redirect not followed: ${status}` };
+  if (status >= 300 && status < 400) return { ...result, outcome: 'failed', error: redirectError(status, location) };
   return { ...result, outcome: 'failed' };
+}
+
+/**
+ * `redirect not followed: 301 to https://example.com/new`, or without `to …` when there is no
+ * `Location`. The target is named without credentials, query or fragment — a redirect from http to
+ * https repeats the endpoint's own query, and any token in it — and is cut to keep the text within
+ * MAX_ERROR_LENGTH.
+ */
+function redirectError(status: number, location: string | undefined): string {
+  const error = `redirect not followed: ${status}`;
+  const target = location === undefined ? '' : secretFreeLocation(location.trim());
+  if (target === '') return error;
+  const room = MAX_ERROR_LENGTH - `${error} to `.length;
+  return `${error} to ${target.length <= room ? target : `${target.slice(0, room - 1)}…`}`;
+}
+
+/** A `Location` without its user info, query (`?…` says there was one) and fragment. */
+function secretFreeLocation(location: string): string {
+  const hash = location.indexOf('#');
+  let target = hash === -1 ? location : location.slice(0, hash);
+  const query = target.indexOf('?');
+  if (query !== -1) target = `${target.slice(0, query)}?…`;
+  return target.replace(/^([a-z][a-z\d+.-]*:\/\/)[^/]*@/i, '$1');
 }
 
 /** RFC 9110 §10.2.3: delay-seconds or an HTTP-date. */
