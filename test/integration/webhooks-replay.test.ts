@@ -2,8 +2,9 @@
  * Webhook replays from the event log (`replayWebhooks`), in both delivery modes: the endpoint's
  * events are found however many other events the range holds, an entity's events are replayed
  * across topics in the order they were delivered, and a range with more events than one replay
- * sends is refused rather than cut; and an endpoint's pending deliveries made by an admin are
- * bounded.
+ * sends is refused rather than cut; a replay of the failed ones (`onlyFailed`) leaves out an event
+ * delivered, or pending again, since its latest dead letter; and an endpoint's pending deliveries
+ * made by an admin are bounded.
  */
 import { describe, expect, it } from 'vitest';
 import { enqueueOutboxEvent } from '@tributary/client/outbox';
@@ -24,6 +25,7 @@ const MAX_ADMIN_PENDING = 20_000;
 
 const CREATE = 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }';
 const REPLAY = 'mutation($e: ID!, $s: DateTime!) { replayWebhooks(endpointId: $e, since: $s) }';
+const REPLAY_FAILED = 'mutation($e: ID!, $s: DateTime!) { replayWebhooks(endpointId: $e, since: $s, onlyFailed: true) }';
 const REDELIVER = 'mutation($d: ID!) { redeliverWebhook(deliveryId: $d) { id } }';
 const SEND_TEST = 'mutation($e: ID!) { sendTestWebhook(endpointId: $e) { id } }';
 const PUBLISH = 'mutation($topic: String!, $type: String!) { publish(topic: $topic, type: $type, payload: {}) { id } }';
@@ -47,6 +49,26 @@ async function publish(server: TestServer, topic: string, type: string): Promise
   const body = await gql(server, await admin(), PUBLISH, { topic, type });
   expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
   return (body.data?.['publish'] as { id: string }).id;
+}
+
+interface ListedDelivery {
+  readonly id: string;
+  readonly eventId: string;
+  readonly state: 'PENDING' | 'DELIVERED' | 'DEAD';
+  readonly trigger: 'INITIAL' | 'REPLAY' | 'MANUAL' | 'TEST';
+}
+
+/** The endpoint's deliveries, newest first. */
+async function deliveries(server: TestServer, endpointId: string): Promise<ListedDelivery[]> {
+  const body = await gql(server, await admin(), 'query($e: ID) { webhookDeliveries(endpointId: $e, first: 200) { nodes { id eventId state trigger } } }', { e: endpointId });
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  return (body.data?.['webhookDeliveries'] as { nodes: ListedDelivery[] }).nodes;
+}
+
+async function redeliver(server: TestServer, deliveryId: string): Promise<string> {
+  const body = await gql(server, await admin(), REDELIVER, { d: deliveryId });
+  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  return (body.data?.['redeliverWebhook'] as { id: string }).id;
 }
 
 /** Resolves once the clock has passed `time`: what is routed next has a later event time. */
@@ -113,6 +135,54 @@ describe.each(MODES)('webhook replays (%s delivery)', (mode) => {
     expect(replayed.data).toEqual({ replayWebhooks: 5 });
     const received = await receiver.waitForCount(10);
     expect(received.slice(5).map((request) => `${request.json.topic}#${String(request.json.data['seq'])}`)).toEqual(delivered);
+  });
+
+  it('replays with onlyFailed the events whose latest delivery is dead, not one delivered or pending again since its dead letter', { timeout: 60_000 }, async () => {
+    // A failed attempt past a one-second window dead-letters its delivery.
+    const server = await startServer(mode, { WEBHOOK_RETRY_WINDOW_SECONDS: '1' });
+    const token = await admin();
+    const receiver = await startWebhookReceiver();
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    const since = new Date(Date.now() - 1_000).toISOString();
+    const dead = async (count: number) =>
+      waitFor(async () => (await deliveries(server, endpoint)).filter((delivery) => delivery.state === 'DEAD').length === count, { timeoutMs: 20_000, message: `${count} dead letters` });
+
+    // D is delivered, then a redelivery of it is dead-lettered; A, B and C are dead-lettered at once.
+    const d = await publish(server, 'orders', 'order.created');
+    await waitFor(async () => (await deliveries(server, endpoint))[0]?.state === 'DELIVERED', { timeoutMs: 10_000, message: 'D delivered' });
+    const [dInitial] = await deliveries(server, endpoint);
+    expect(dInitial).toMatchObject({ eventId: d, trigger: 'INITIAL' });
+    receiver.respond = () => 500;
+    const dRedelivered = await redeliver(server, dInitial!.id);
+    const [a, b, c] = [await publish(server, 'orders', 'order.created'), await publish(server, 'orders', 'order.created'), await publish(server, 'orders', 'order.created')];
+    await dead(4);
+    const deadOf = async (eventId: string) => (await deliveries(server, endpoint)).find((delivery) => delivery.eventId === eventId && delivery.state === 'DEAD')!.id;
+    expect(await deadOf(d)).toBe(dRedelivered);
+
+    // B's dead letter redelivered, and delivered; C's redelivered, and still in flight (pending).
+    receiver.respond = () => 204;
+    const bRedelivered = await redeliver(server, await deadOf(b));
+    await waitFor(async () => (await deliveries(server, endpoint)).some((delivery) => delivery.id === bRedelivered && delivery.state === 'DELIVERED'), {
+      timeoutMs: 10_000,
+      message: 'B delivered again',
+    });
+    receiver.respond = (request) => (request.headers['webhook-id'] === c ? 'hang' : 204);
+    const sent = receiver.received.length;
+    const cRedelivered = await redeliver(server, await deadOf(c));
+    expect((await receiver.waitForCount(sent + 1))[sent]!.headers['webhook-id']).toBe(c);
+    expect((await deliveries(server, endpoint)).find((delivery) => delivery.id === cRedelivered)).toMatchObject({ state: 'PENDING' });
+
+    // A (dead only) and D (dead after a delivery) are replayed; B and C are not.
+    const before = receiver.received.length;
+    const replayed = await gql(server, token, REPLAY_FAILED, { e: endpoint, s: since });
+    expect(replayed.errors, JSON.stringify(replayed.errors)).toBeUndefined();
+    expect(replayed.data).toEqual({ replayWebhooks: 2 });
+    const replays = (await deliveries(server, endpoint)).filter((delivery) => delivery.trigger === 'REPLAY');
+    expect(new Set(replays.map((delivery) => delivery.eventId))).toEqual(new Set([a, d]));
+    const received = await receiver.waitForCount(before + 2);
+    expect(new Set(received.slice(before).map((request) => request.headers['webhook-id']))).toEqual(new Set([a, d]));
+    // A second replay of the failed ones finds A and D pending or delivered now: nothing to send.
+    expect((await gql(server, token, REPLAY_FAILED, { e: endpoint, s: since })).data).toEqual({ replayWebhooks: 0 });
   });
 
   it('refuses a replay, redelivery or test that would leave the endpoint over 20,000 pending deliveries made by an admin, storing nothing', { timeout: 60_000 }, async () => {

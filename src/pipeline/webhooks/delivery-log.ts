@@ -52,6 +52,31 @@ export async function listDeliveries(db: Queryable, filter: DeliveryFilter): Pro
   return rows.map(deliveryOf);
 }
 
+/**
+ * Of `eventIds`, the events the endpoint has a delivery of that is not dead (pending or delivered)
+ * with an id above `after`, each with the largest such id. A replay of failed deliveries skips an
+ * event whose latest dead delivery is below that — redelivered since, or about to be — and still
+ * replays one whose latest delivery is dead, whatever came before it (a delivered copy, then a dead one).
+ *
+ * One statement over the replay's candidates (at most a replay's worth of events), reading the
+ * endpoint's deliveries from `after` (the oldest candidate's id) on through the endpoint index —
+ * never the other endpoints' nor a scan of the table. The row comparison is what only that index
+ * answers: with `d.id > $3` alone the planner went through the primary key instead, over every
+ * endpoint's deliveries since. Measured at 1,000,000 deliveries (1.3 GB) to 10 endpoints, 10,000
+ * dead candidates from mid-table: 55,000 of the endpoint's rows, 0.5 s (the primary key: 500,000
+ * rows, 0.75 s); to 100 endpoints, 7,400 rows, 9 ms.
+ */
+export async function laterLiveDeliveries(db: Queryable, endpointId: string, eventIds: readonly string[], after: string): Promise<Map<string, string>> {
+  if (eventIds.length === 0) return new Map();
+  const { rows } = await db.query<{ event_id: string; id: string }>(
+    `SELECT d.event_id, max(d.id)::text AS id FROM webhook_deliveries d
+      WHERE d.endpoint_id = $1 AND (d.endpoint_id, d.id) > ($1, $3::bigint) AND d.event_id = ANY($2::text[]) AND d.state <> 'dead'
+      GROUP BY d.event_id`,
+    [endpointId, eventIds, after],
+  );
+  return new Map(rows.map((row) => [row.event_id, row.id]));
+}
+
 export interface AttemptFilter extends LogFilter {
   readonly deliveryId?: string | undefined;
   readonly outcome?: string | undefined;

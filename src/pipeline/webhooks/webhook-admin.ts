@@ -13,7 +13,7 @@ import { aboutEndpoint } from '../events/webhook-event.ts';
 import { mergeInOrder, type EventLog } from '../log/event-log.ts';
 import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
-import { listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
+import { laterLiveDeliveries, listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
 import { storeAdminDeliveries } from './admin-deliveries.ts';
 import { getDelivery, resumeEndpointDeliveries, type Delivery, type NewDelivery } from './delivery-store.ts';
 import type { DeliveryStatistics } from './delivery-statistics.ts';
@@ -66,7 +66,8 @@ export interface WebhookAdmin {
    * New deliveries of the events of a time range the endpoint selects, oldest first: from the event
    * log (so events never attempted — the endpoint is newer, or was disabled — are reached too, within
    * the log's retention) and, for older events, from the endpoint's own deliveries. With
-   * `onlyFailed`, the dead-lettered deliveries only. Returns how many.
+   * `onlyFailed`, the dead-lettered deliveries only, of events whose latest delivery is dead (not
+   * one redelivered since, or pending again). Returns how many.
    * @throws TributaryError BAD_USER_INPUT (`until`) when the range holds more than one replay sends
    *   (10,000): nothing is replayed, the admin replays it in parts.
    * @throws TributaryError RATE_LIMITED (here and in `redeliver`, `sendTest`) when the endpoint would
@@ -145,7 +146,8 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
   /**
    * The endpoint's deliveries of events in the range but not in `skip` (dead ones only with
    * `onlyFailed`), the first of each event, oldest first, test events left out. Throws when they are
-   * of more than `room` events.
+   * of more than `room` events. With `onlyFailed`, an event whose latest dead delivery was followed
+   * by one pending or delivered is left out: it has not failed any more.
    */
   const storedDeliveries = async (
     endpointId: string,
@@ -167,9 +169,15 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       if (page.length < 500) break;
       before = page.at(-1)!.id;
     }
-    // Listed newest first; each event's first delivery is the one copied.
+    // Listed newest first: each event's first one listed is its latest (dead, with onlyFailed).
+    const latest = new Map<string, bigint>();
+    for (const delivery of found) if (!latest.has(delivery.eventId)) latest.set(delivery.eventId, BigInt(delivery.id));
+    const least = [...latest.values()].reduce((min, id) => (id < min ? id : min), BigInt(found[0]?.id ?? 0));
+    const live = range.onlyFailed ? await laterLiveDeliveries(db, endpointId, [...latest.keys()], String(least)) : new Map<string, string>();
+    const superseded = (eventId: string) => BigInt(live.get(eventId) ?? 0) > latest.get(eventId)!;
+    // Each event's first delivery is the one copied.
     const seen = new Set<string>();
-    return found.reverse().filter((delivery) => !seen.has(delivery.eventId) && seen.add(delivery.eventId));
+    return found.reverse().filter((delivery) => !superseded(delivery.eventId) && !seen.has(delivery.eventId) && seen.add(delivery.eventId));
   };
 
   /**

@@ -231,7 +231,7 @@ builder.mutationFields((t) => ({
       endpointId: t.arg.id({ required: true }),
       since: t.arg({ type: 'DateTime', required: true }),
       until: t.arg({ type: 'DateTime' }),
-      onlyFailed: t.arg.boolean(),
+      onlyFailed: t.arg.boolean({ description: 'Only the dead letters, of events whose latest delivery is dead: an event delivered, or pending again, since its latest dead letter is skipped.' }),
     },
     resolve: (_root, args, context) => resolvers.replayWebhooks(context, { ...args, endpointId: args.endpointId.toString() }),
   }),
