@@ -546,12 +546,28 @@ describe('webhook endpoints', () => {
     const rotated = await gql(server, token, 'mutation($id: ID!) { rotateWebhookSecret(id: $id, overlapSeconds: 0) { endpoint { previousSecretExpiresAt } } }', { id });
     expect(rotated.data).toEqual({ rotateWebhookSecret: { endpoint: { previousSecretExpiresAt: null } } });
 
-    // At most 1,000 endpoints in an environment.
-    await openTestPool(database.url).query(
+    // At most 100 endpoints of one tenant: tenant a's 100th is refused, whoever asks; tenant b still has room.
+    const pool = openTestPool(database.url);
+    await pool.query(
+      `INSERT INTO webhook_endpoints (id, app, env, tenant, url, events, secret, max_concurrency)
+       SELECT 'ep_a' || lpad(n::text, 15, '0'), app, env, tenant, url, events, secret, max_concurrency FROM webhook_endpoints, generate_series(1, 99) n WHERE id = $1`,
+      [id],
+    );
+    const full = async (tenant: string, as: string) => (await gql(server, as, CREATE, { input: { url: publicUrl, events: ['*'], tenant } })).errors?.[0];
+    for (const as of [token, await admin('a')]) {
+      expect(await full('a', as)).toMatchObject({ message: expect.stringContaining('This tenant has 100 webhook endpoints') as unknown, extensions: { code: 'CONFLICT' } });
+    }
+    expect(await create({ tenant: 'b' })).toBeUndefined();
+
+    // At most 1,000 endpoints in an environment; a tenant's caller is not told how many the others have.
+    await pool.query(
       `INSERT INTO webhook_endpoints (id, app, env, url, events, secret, max_concurrency)
-       SELECT 'ep_' || lpad(n::text, 16, '0'), app, env, url, events, secret, max_concurrency FROM webhook_endpoints, generate_series(1, 999) n WHERE id = $1`,
+       SELECT 'ep_' || lpad(n::text, 16, '0'), app, env, url, events, secret, max_concurrency FROM webhook_endpoints, generate_series(1, 899) n WHERE id = $1`,
       [id],
     );
     expect(await create({})).toMatchObject({ code: 'CONFLICT' });
+    const asTenant = await full('c', await admin('c'));
+    expect(asTenant).toMatchObject({ extensions: { code: 'CONFLICT' } });
+    expect(asTenant?.message).not.toMatch(/\d/);
   });
 });

@@ -136,10 +136,13 @@ export async function listEndpoints(db: Queryable, app: string, env: string): Pr
   return rows.map(endpointOf);
 }
 
-/** Endpoints of an environment (all its tenants'). */
-export async function countEndpoints(db: Queryable, app: string, env: string): Promise<number> {
-  const { rows } = await db.query<{ count: number }>(`SELECT count(*)::int AS count FROM webhook_endpoints WHERE app = $1 AND env = $2`, [app, env]);
-  return rows[0]?.count ?? 0;
+/** Endpoints of an environment (all its tenants'), and those of one of its tenants (0 for none). */
+export async function countEndpoints(db: Queryable, app: string, env: string, tenant: string | null): Promise<{ environment: number; tenant: number }> {
+  const { rows } = await db.query<{ environment: number; tenant: number }>(
+    `SELECT count(*)::int AS environment, count(*) FILTER (WHERE tenant = $3)::int AS tenant FROM webhook_endpoints WHERE app = $1 AND env = $2`,
+    [app, env, tenant],
+  );
+  return rows[0] ?? { environment: 0, tenant: 0 };
 }
 
 export async function getEndpoint(db: Queryable, id: string): Promise<SigningEndpoint | undefined> {

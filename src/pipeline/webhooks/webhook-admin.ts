@@ -104,6 +104,8 @@ const MAX_REPLAY = 10_000;
 const MAX_ADMIN_PENDING = 2 * MAX_REPLAY;
 /** Endpoints of one environment at most: every instance keeps them all in memory and checks each routed event against them. */
 const MAX_ENDPOINTS = 1_000;
+/** Endpoints of one tenant at most: no tenant takes the whole environment's share. */
+const MAX_TENANT_ENDPOINTS = 100;
 const MAX_DESCRIPTION = 1_000;
 const MAX_TENANT = 200;
 /** What `newEndpointId` makes: anything else is no endpoint, and never reaches a query. */
@@ -231,14 +233,21 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       if (scope.tenant !== undefined && input.tenant !== undefined && input.tenant !== scope.tenant) {
         throw badInput('tenant', 'A caller with a tenant creates endpoints of that tenant only');
       }
-      if ((await countEndpoints(db, scope.app, scope.env)) >= MAX_ENDPOINTS) {
-        throw new TributaryError(ErrorCode.CONFLICT, `This environment has ${MAX_ENDPOINTS} webhook endpoints, the most it may have: delete one first`);
+      const tenant = scope.tenant ?? input.tenant ?? null;
+      const count = await countEndpoints(db, scope.app, scope.env, tenant);
+      if (tenant !== null && count.tenant >= MAX_TENANT_ENDPOINTS) {
+        throw new TributaryError(ErrorCode.CONFLICT, `This tenant has ${MAX_TENANT_ENDPOINTS} webhook endpoints, the most one tenant may have: delete one first`);
+      }
+      if (count.environment >= MAX_ENDPOINTS) {
+        // A tenant's caller is not told how many the other tenants have.
+        const full = scope.tenant === undefined ? `This environment has ${MAX_ENDPOINTS} webhook endpoints, the most it may have: delete one first` : 'This environment has as many webhook endpoints as it may have: no more can be created now';
+        throw new TributaryError(ErrorCode.CONFLICT, full);
       }
       const secret = newWebhookSecret();
       const endpoint = await insertEndpoint(db, {
         app: scope.app,
         env: scope.env,
-        tenant: scope.tenant ?? input.tenant ?? null,
+        tenant,
         url,
         description: input.description ?? '',
         events: input.events,
