@@ -97,6 +97,12 @@ export function webhookEndpoints(context: ResolverContext): Promise<WebhookEndpo
   return webhooks.endpoints(scope);
 }
 
+/** One of the caller's endpoints (of the ≤ 1,000 of its environment, its tenant's only for a tenant); null for any other id, one of another scope included. */
+export async function webhookEndpoint(context: ResolverContext, id: string): Promise<WebhookEndpoint | null> {
+  const { scope, webhooks } = admin(context);
+  return (await webhooks.endpoints(scope)).find((endpoint) => endpoint.id === id) ?? null;
+}
+
 export async function webhookDeliveries(context: ResolverContext, args: LogFilterArgs & { readonly state?: DeliveryState | null }): Promise<LogPage<Delivery>> {
   const { scope, webhooks } = admin(context);
   const { first, ...filter } = pageArgs(args);

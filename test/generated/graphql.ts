@@ -435,7 +435,7 @@ export type Mutation = {
   removeOutboxSource: Scalars['Boolean']['output'];
   /** Replaces the data of a document. */
   replaceDocument: Document;
-  /** Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its event's `webhook-id` (the same as before: receivers de-duplicate it like a retry); returns how many. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out. */
+  /** Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its event's `webhook-id` (the same as before: receivers de-duplicate it like a retry); returns how many. Events are taken from the event log within its retention (EVENT_LOG_MAX_EVENTS per topic, EVENT_LOG_MAX_AGE_SECONDS: an hour by default; without Redis the log is in memory and a restart empties it), older ones from the endpoint's own deliveries, which exist only for events it was sent. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out. */
   replayWebhooks: Scalars['Int']['output'];
   /** Admin: a new secret, shown this once; the old one keeps signing (a second signature) for `overlapSeconds` (default 1 day). */
   rotateWebhookSecret: WebhookEndpointWithSecret;
@@ -646,6 +646,8 @@ export type Query = {
   webhookAttempts: WebhookAttemptPage;
   /** Admin: deliveries, newest first, filtered (`state: DEAD` lists the dead letters). */
   webhookDeliveries: WebhookDeliveryPage;
+  /** Admin: one endpoint of the caller's environment (a caller with a tenant: its tenant's); null when there is none with that id there. */
+  webhookEndpoint: Maybe<WebhookEndpoint>;
   /** Admin: the environment's webhook endpoints (a caller with a tenant: its tenant's). */
   webhookEndpoints: Array<WebhookEndpoint>;
 };
@@ -722,6 +724,11 @@ export type QueryWebhookDeliveriesArgs = {
   since: InputMaybe<Scalars['DateTime']['input']>;
   state: InputMaybe<WebhookDeliveryState>;
   until: InputMaybe<Scalars['DateTime']['input']>;
+};
+
+
+export type QueryWebhookEndpointArgs = {
+  id: Scalars['ID']['input'];
 };
 
 /** How much of a sync event to deliver (seed 000: `data` and `diff` are stripped per subscriber). Events from other sources are delivered whole. */
@@ -901,6 +908,8 @@ export type WebhookAttemptPage = {
 export type WebhookDelivery = {
   __typename?: 'WebhookDelivery';
   attempts: Scalars['Int']['output'];
+  /** The exact JSON body signed and sent to the receiver (UTF-8), the same on every attempt: at most WEBHOOK_MAX_BODY_BYTES; an event whose body would be larger is sent without its data (`data: null`, `dataOmitted` saying why). */
+  body: Scalars['String']['output'];
   createdAt: Scalars['DateTime']['output'];
   endpointId: Scalars['ID']['output'];
   eventId: Scalars['String']['output'];

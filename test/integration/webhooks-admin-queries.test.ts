@@ -2,11 +2,13 @@
  * The admin's view of the webhook log and endpoints: `webhookAttempts` and `webhookDeliveries`
  * filters each return exactly their rows — checked against a known mix of deliveries (two event
  * types, two endpoints, a receiver that fails once) — and `deleteWebhookEndpoint` takes the
- * endpoint and its pending deliveries away. The filters are SQL over the platform database, the
- * same in every delivery mode: the embedded one is used, but for deletion, which BullMQ's delayed
- * jobs make different.
+ * endpoint and its pending deliveries away; a delivery's `body` is the bytes its receiver got, and
+ * `webhookEndpoint(id)` answers one endpoint to its admins, null to anyone else's. The filters are
+ * SQL over the platform database, the same in every delivery mode: the embedded one is used, but
+ * for deletion, which BullMQ's delayed jobs make different.
  */
 import { describe, expect, it } from 'vitest';
+import { verifyWebhook } from '@tributary/client/webhooks';
 import { gql } from '../helpers/cdc.ts';
 import { MODES, modeEnv, type PipelineMode } from '../helpers/events.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
@@ -42,9 +44,9 @@ interface Delivery {
   readonly eventTime: string;
 }
 
-/** An admin of the whole environment (no tenant: the default claims have one). */
-function admin(): Promise<string> {
-  return signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+/** An admin of the whole environment (no tenant: the default claims have one), or of `claims`' tenant or environment. */
+function admin(claims: { readonly tenant?: string; readonly env?: string } = {}): Promise<string> {
+  return signHs256({ roles: ['admin'], tenant: undefined, permissions: [], ...claims });
 }
 
 function startServer(mode: PipelineMode = 'memory', env: Record<string, string> = {}): Promise<TestServer> {
@@ -194,5 +196,71 @@ describe('deleting a webhook endpoint in a cluster', () => {
     const after = await publish(second, 'orders', 'order.updated');
     await waitFor(() => kept.received.some((request) => request.json.id === after), { timeoutMs: 10_000, message: 'the kept endpoint got it' });
     expect(doomed.received).toHaveLength(0);
+  });
+});
+
+describe('webhook admin lookups', () => {
+  it("shows each delivery's body: the bytes its receiver got and verified, a too-large event's without its data", { timeout: 60_000 }, async () => {
+    const server = await startServer('memory', { WEBHOOK_MAX_BODY_BYTES: '1024' });
+    const receiver = await startWebhookReceiver();
+    const created = await gql(server, await admin(), 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } secret } }', {
+      input: { url: receiver.url, events: ['orders'] },
+    });
+    expect(created.errors, JSON.stringify(created.errors)).toBeUndefined();
+    const { endpoint, secret } = created.data?.['createWebhookEndpoint'] as { endpoint: { id: string }; secret: string };
+    const publisher = await signHs256({ tenant: 'a', permissions: ['orders.publish'] });
+    const publishData = async (payload: Record<string, unknown>) => {
+      const body = await gql(server, publisher, 'mutation($payload: JSON!) { publish(topic: "orders", type: "order.updated", payload: $payload) { id } }', { payload });
+      expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+      return (body.data?.['publish'] as { id: string }).id;
+    };
+    // Not ASCII, and past the limit: both are stored as sent.
+    const small = await publishData({ note: 'café ✓ 🚚', n: 1 });
+    const large = await publishData({ blob: 'x'.repeat(2_000) });
+    const received = await receiver.waitForCount(2);
+
+    const listed = await gql(server, await admin(), 'query($e: ID) { webhookDeliveries(endpointId: $e) { nodes { eventId body } } }', { e: endpoint.id });
+    expect(listed.errors, JSON.stringify(listed.errors)).toBeUndefined();
+    const bodies = new Map((listed.data?.['webhookDeliveries'] as { nodes: { eventId: string; body: string }[] }).nodes.map((each) => [each.eventId, each.body]));
+    expect([...bodies.keys()].sort()).toEqual([small, large].sort());
+    for (const request of received) {
+      const body = bodies.get(request.json.id)!;
+      expect(Buffer.from(body, 'utf8').equals(Buffer.from(request.body, 'utf8')), request.json.id).toBe(true);
+      // The bytes signed: the receiver's signature verifies over the body the API shows.
+      expect(verifyWebhook(body, request.headers as Record<string, string>, secret).id).toBe(request.json.id);
+    }
+    expect(JSON.parse(bodies.get(small)!)).toMatchObject({ id: small, type: 'order.updated', topic: 'orders', data: { note: 'café ✓ 🚚', n: 1 } });
+    const largeBody = bodies.get(large)!;
+    expect(Buffer.byteLength(largeBody)).toBeLessThanOrEqual(1024);
+    expect(JSON.parse(largeBody)).toMatchObject({ id: large, data: null, dataOmitted: expect.stringContaining('1024') as unknown });
+  });
+
+  it('answers webhookEndpoint(id) to its admins, null to another tenant or environment and for an id of no endpoint, FORBIDDEN to a non-admin', { timeout: 60_000 }, async () => {
+    const server = await startServer();
+    const receiver = await startWebhookReceiver();
+    const id = await createEndpoint(server, { url: receiver.url, events: ['orders'], tenant: 'a', description: 'billing' });
+    const FIELDS = 'id url description events tenant enabled disabledReason rateLimitPerSecond maxConcurrency createdAt updatedAt';
+    const one = (token: string, endpointId: string) => gql(server, token, `query($id: ID!) { webhookEndpoint(id: $id) { ${FIELDS} } }`, { id: endpointId });
+
+    // As the list shows it, to the environment's admin and to its tenant's.
+    const listed = await gql(server, await admin(), `{ webhookEndpoints { ${FIELDS} } }`);
+    const expected = (listed.data?.['webhookEndpoints'] as { id: string }[]).find((each) => each.id === id);
+    expect(expected).toMatchObject({ id, url: receiver.url, description: 'billing', events: ['orders'], tenant: 'a' });
+    expect(await one(await admin(), id)).toEqual({ data: { webhookEndpoint: expected } });
+    expect(await one(await admin({ tenant: 'a' }), id)).toEqual({ data: { webhookEndpoint: expected } });
+
+    // Another tenant's or environment's admin: null, exactly as for an endpoint that does not exist.
+    expect(await one(await admin({ tenant: 'b' }), id)).toEqual({ data: { webhookEndpoint: null } });
+    expect(await one(await admin({ env: 'staging' }), id)).toEqual({ data: { webhookEndpoint: null } });
+    expect(await one(await admin(), 'ep_0000000000000000')).toEqual({ data: { webhookEndpoint: null } });
+    // Not an endpoint id's shape: null too, never an error.
+    for (const malformed of ['nope', '', `${id}x`, "ep_' OR 1=1 --xxxx", '12345']) {
+      expect(await one(await admin(), malformed), malformed).toEqual({ data: { webhookEndpoint: null } });
+    }
+
+    // Not an admin: FORBIDDEN, as for the list.
+    const notAdmin = await signHs256({ tenant: 'a', permissions: ['orders.publish'] });
+    expect((await one(notAdmin, id)).errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
+    expect((await gql(server, notAdmin, '{ webhookEndpoints { id } }')).errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
   });
 });

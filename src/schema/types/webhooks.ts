@@ -65,6 +65,10 @@ const WebhookDelivery = builder.objectRef<Delivery>('WebhookDelivery').implement
     eventId: t.exposeString('eventId'),
     eventType: t.exposeString('eventType'),
     topic: t.exposeString('topic'),
+    body: t.exposeString('body', {
+      description:
+        'The exact JSON body signed and sent to the receiver (UTF-8), the same on every attempt: at most WEBHOOK_MAX_BODY_BYTES; an event whose body would be larger is sent without its data (`data: null`, `dataOmitted` saying why).',
+    }),
     trigger: t.field({ type: WebhookTrigger, resolve: (delivery) => delivery.trigger }),
     state: t.field({ type: WebhookDeliveryState, resolve: (delivery) => delivery.state }),
     attempts: t.exposeInt('attempts'),
@@ -139,6 +143,13 @@ builder.queryFields((t) => ({
     type: [WebhookEndpoint],
     description: "Admin: the environment's webhook endpoints (a caller with a tenant: its tenant's).",
     resolve: (_root, _args, context) => resolvers.webhookEndpoints(context),
+  }),
+  webhookEndpoint: t.field({
+    type: WebhookEndpoint,
+    nullable: true,
+    description: "Admin: one endpoint of the caller's environment (a caller with a tenant: its tenant's); null when there is none with that id there.",
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, context) => resolvers.webhookEndpoint(context, id.toString()),
   }),
   webhookDeliveries: t.field({
     type: WebhookDeliveryPage,
@@ -226,7 +237,7 @@ builder.mutationFields((t) => ({
   }),
   replayWebhooks: t.field({
     type: 'Int',
-    description: "Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its event's `webhook-id` (the same as before: receivers de-duplicate it like a retry); returns how many. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out.",
+    description: "Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its event's `webhook-id` (the same as before: receivers de-duplicate it like a retry); returns how many. Events are taken from the event log within its retention (EVENT_LOG_MAX_EVENTS per topic, EVENT_LOG_MAX_AGE_SECONDS: an hour by default; without Redis the log is in memory and a restart empties it), older ones from the endpoint's own deliveries, which exist only for events it was sent. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out.",
     args: {
       endpointId: t.arg.id({ required: true }),
       since: t.arg({ type: 'DateTime', required: true }),
