@@ -25,6 +25,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import packageJson from '../../../package.json' with { type: 'json' };
+import { describeError, findCoded, redirectError, RefusedTargetError } from './attempt-errors.ts';
 import { forbiddenAddressReason } from './target-guard.ts';
 
 export interface AttemptResult {
@@ -89,12 +90,6 @@ export const WEBHOOK_USER_AGENT = `Tributary-Webhooks/${packageJson.version}`;
 const DRAIN_LIMIT_BYTES = 64 * 1024;
 /** undici's own connect timeout; the attempt's total timeout usually ends it first. */
 const CONNECT_TIMEOUT_MS = 10_000;
-const MAX_ERROR_LENGTH = 200;
-
-/** A connection refused because of where it would go; its message is the attempt's error. */
-class RefusedTargetError extends Error {
-  readonly code = 'ERR_WEBHOOK_TARGET_REFUSED';
-}
 
 export function createWebhookHttpClient(options: WebhookHttpClientOptions): WebhookHttpClient {
   const excerptBytes = options.maxResponseExcerptBytes ?? 1024;
@@ -293,29 +288,6 @@ function classify(
   return { ...result, outcome: 'failed' };
 }
 
-/**
- * `redirect not followed: 301 to https://example.com/new`, or without `to …` when there is no
- * `Location`. The target is named without credentials, query or fragment — a redirect from http to
- * https repeats the endpoint's own query, and any token in it — and is cut to keep the text within
- * MAX_ERROR_LENGTH.
- */
-function redirectError(status: number, location: string | undefined): string {
-  const error = `redirect not followed: ${status}`;
-  const target = location === undefined ? '' : secretFreeLocation(location.trim());
-  if (target === '') return error;
-  const room = MAX_ERROR_LENGTH - `${error} to `.length;
-  return `${error} to ${target.length <= room ? target : `${target.slice(0, room - 1)}…`}`;
-}
-
-/** A `Location` without its user info, query (`?…` says there was one) and fragment. */
-function secretFreeLocation(location: string): string {
-  const hash = location.indexOf('#');
-  let target = hash === -1 ? location : location.slice(0, hash);
-  const query = target.indexOf('?');
-  if (query !== -1) target = `${target.slice(0, query)}?…`;
-  return target.replace(/^([a-z][a-z\d+.-]*:\/\/)[^/]*@/i, '$1');
-}
-
 /** RFC 9110 §10.2.3: delay-seconds or an HTTP-date. */
 export function parseRetryAfter(value: string | undefined, nowMs: number): number | null {
   if (value === undefined) return null;
@@ -359,54 +331,3 @@ const guardedLookup: LookupFunction = (hostname, lookupOptions, callback) => {
     callback(null, first.address, first.family);
   });
 };
-
-const ERROR_TEXT: Readonly<Record<string, string>> = {
-  ECONNREFUSED: 'connection refused',
-  ECONNRESET: 'connection reset by the receiver',
-  EPIPE: 'connection closed by the receiver while sending',
-  UND_ERR_SOCKET: 'connection closed by the receiver',
-  UND_ERR_CONNECT_TIMEOUT: 'connect timeout',
-  UND_ERR_HEADERS_TIMEOUT: 'timeout waiting for response headers',
-  UND_ERR_BODY_TIMEOUT: 'timeout reading the response',
-  ETIMEDOUT: 'connect timeout',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-  EAI_AGAIN: 'DNS lookup failed for now',
-  UND_ERR_INFO: 'invalid response from the receiver',
-  HPE_INVALID_CONSTANT: 'invalid HTTP response from the receiver',
-};
-
-/** A short, secret-free reason (the host, never the URL with its query). */
-function describeError(error: unknown, hostname: string): string {
-  const found = findCoded(error);
-  if (found instanceof RefusedTargetError) return found.message;
-  const code = typeof found?.code === 'string' ? found.code : undefined;
-  if (code === 'ENOTFOUND' || code === 'ENODATA') return `DNS: ${hostname} not found`;
-  if (code !== undefined && code in ERROR_TEXT) return ERROR_TEXT[code] ?? code;
-  const message = found instanceof Error ? found.message : String(error);
-  if (code !== undefined && (code.startsWith('ERR_TLS') || code.includes('CERT') || code.startsWith('ERR_SSL'))) {
-    return truncate(`TLS: ${message}`);
-  }
-  return truncate(code === undefined ? message : `${code}: ${message}`);
-}
-
-/**
- * The error that says what happened: ours, or the first with a `code` through `cause` and an
- * AggregateError's `errors` (Node connecting to every address of a host).
- */
-function findCoded(error: unknown): (Error & { code?: unknown }) | undefined {
-  const queue: unknown[] = [error];
-  for (let steps = 0; steps < 10 && queue.length > 0; steps += 1) {
-    const candidate = queue.shift();
-    if (!(candidate instanceof Error)) continue;
-    if (candidate instanceof RefusedTargetError) return candidate;
-    if (typeof (candidate as { code?: unknown }).code === 'string' && !(candidate instanceof AggregateError)) return candidate;
-    if (candidate instanceof AggregateError) queue.push(...(candidate.errors as unknown[]));
-    if (candidate.cause !== undefined) queue.push(candidate.cause);
-  }
-  return error instanceof Error ? error : undefined;
-}
-
-function truncate(text: string): string {
-  return text.length <= MAX_ERROR_LENGTH ? text : `${text.slice(0, MAX_ERROR_LENGTH - 1)}…`;
-}
