@@ -17,6 +17,7 @@ import { boundBacklogs } from '../pipeline/webhooks/backlog-bound.ts';
 import { pacedTask } from '../pipeline/coordination/paced-task.ts';
 import { createAttemptTallies } from '../pipeline/webhooks/attempt-tallies.ts';
 import { startBullmqDelivery } from '../pipeline/webhooks/bullmq-delivery.ts';
+import { MAX_IDS_PER_JOB } from '../pipeline/webhooks/bullmq-scheduler.ts';
 import { endpointBacklog, pruneWebhookLog } from '../pipeline/webhooks/delivery-log.ts';
 import { startEmbeddedDelivery, type DeliveryWorker } from '../pipeline/webhooks/embedded-delivery.ts';
 import { createMemoryGate, createRedisGate } from '../pipeline/webhooks/endpoint-gate.ts';
@@ -45,6 +46,9 @@ export interface WebhookDeliveryOptions {
  * own, half the size of WEBHOOK_CONCURRENCY (`slow-endpoints.ts`).
  */
 const SLOW_AFTER_MS = 2_000;
+
+/** A disabled endpoint's deliveries taken up at once, to be put back together (as many as a queue job names). */
+const DISABLED_BATCH = MAX_IDS_PER_JOB;
 
 /** Backlog figures and log pruning run this long after the last run ended, in ms. */
 const HOUSEKEEPING_MS = 5_000;
@@ -97,8 +101,13 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
     tallies,
   });
   const { scheduler } = webhooks;
-  // A slow endpoint is held to what the slow share leaves it, as to its maxConcurrency.
-  const maxConcurrencyOf = (endpointId: string) => slow.limit(endpointId, webhooks.endpoints.byId(endpointId)?.maxConcurrency);
+  // A slow endpoint is held to what the slow share leaves it, as to its maxConcurrency. A disabled
+  // one's deliveries are only put back, not sent: up to a batch of them at once, put back together
+  // (its gate still holds an attempt to its maxConcurrency, should an enable not be cached yet).
+  const maxConcurrencyOf = (endpointId: string) => {
+    const endpoint = webhooks.endpoints.byId(endpointId);
+    return endpoint?.enabled === false ? DISABLED_BATCH : slow.limit(endpointId, endpoint?.maxConcurrency);
+  };
   const worker =
     scheduler.kind === 'bullmq'
       ? startBullmqDelivery({
