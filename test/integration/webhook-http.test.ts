@@ -227,11 +227,17 @@ describe('webhook HTTP client', () => {
     const receiver = await startReceiver(async (request, response) => {
       await readBody(request);
       const location =
-        request.url === '/long' ? `https://example.com/${'a'.repeat(500)}?token=secret` : 'https://user:password@example.com:8443/hook?token=secret#part';
+        request.url === '/long'
+          ? `https://example.com/${'a'.repeat(500)}?token=secret`
+          : request.url === '/relative'
+            ? '//user:password@example.com/hook?token=secret'
+            : 'https://user:password@example.com:8443/hook?token=secret#part';
       response.writeHead(308, { location, 'x-other': 'not in the error' }).end();
     });
     const webhooks = client();
     expect(await post(webhooks, `${receiver.origin}/hook`)).toMatchObject({ outcome: 'failed', status: 308, error: 'redirect not followed: 308 to https://example.com:8443/hook?…' });
+    // Scheme-relative: no scheme, and its credentials still left out.
+    expect(await post(webhooks, `${receiver.origin}/relative`)).toMatchObject({ error: 'redirect not followed: 308 to //example.com/hook?…' });
     const long = await post(webhooks, `${receiver.origin}/long`);
     expect(long.error).toMatch(/^redirect not followed: 308 to https:\/\/example\.com\/a+…$/);
     expect(long.error).toHaveLength(200);

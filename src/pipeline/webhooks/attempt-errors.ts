@@ -27,13 +27,23 @@ export function redirectError(status: number, location: string | undefined): str
   return `${error} to ${target.length <= room ? target : `${target.slice(0, room - 1)}…`}`;
 }
 
-/** A `Location` without its user info, query (`?…` says there was one) and fragment. */
+/** Resolves a relative `Location`; never shown. */
+const RELATIVE_BASE = 'http://relative.invalid';
+
+/**
+ * A `Location` as a URL parser reads it — absolute, scheme-relative (`//host/…`) or a path — without
+ * its user info, query (`?…` says there was one) and fragment; empty when it is no URL at all.
+ */
 function secretFreeLocation(location: string): string {
-  const hash = location.indexOf('#');
-  let target = hash === -1 ? location : location.slice(0, hash);
-  const query = target.indexOf('?');
-  if (query !== -1) target = `${target.slice(0, query)}?…`;
-  return target.replace(/^([a-z][a-z\d+.-]*:\/\/)[^/]*@/i, '$1');
+  let url: URL;
+  try {
+    url = new URL(location, RELATIVE_BASE);
+  } catch {
+    return '';
+  }
+  const rest = `${url.pathname}${url.search === '' ? '' : '?…'}`;
+  if (URL.canParse(location)) return `${url.protocol}//${url.host}${rest}`;
+  return location.startsWith('//') ? `//${url.host}${rest}` : rest;
 }
 
 const ERROR_TEXT: Readonly<Record<string, string>> = {
