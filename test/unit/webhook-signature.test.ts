@@ -227,6 +227,14 @@ describe('verifyWebhook', () => {
     expect(() => verifyWebhook(42 as unknown as string, headers, secret)).toThrow(/; it was given a number — /);
   });
 
+  it('a stream or Blob not read yet (fetch’s request.body) is named as such, not as parsed JSON', () => {
+    const secret = newWebhookSecret();
+    const headers = signed([secret]);
+    expect(() => verifyWebhook(new ReadableStream() as unknown as string, headers, secret)).toThrow(/; it was given a ReadableStream \(not read yet\?\) — /);
+    expect(() => verifyWebhook(new Blob(['{}']) as unknown as string, headers, secret)).toThrow(/; it was given a Blob \(not read yet\?\) — /);
+    expect(() => verifyWebhook(Object.create(null) as string, headers, secret)).toThrow(/; it was given an object \(already parsed as JSON\?\) — /);
+  });
+
   it('a header repeated by a proxy still verifies: the signatures are joined', () => {
     const secret = newWebhookSecret();
     const headers = signed([secret]);

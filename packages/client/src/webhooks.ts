@@ -141,16 +141,21 @@ function rawBodyBytes(rawBody: unknown): Buffer {
   if (ArrayBuffer.isView(rawBody)) return Buffer.from(rawBody.buffer, rawBody.byteOffset, rawBody.byteLength);
   // instanceof alone misses an ArrayBuffer from another realm (a vm context, a test environment).
   if (rawBody instanceof ArrayBuffer || Object.prototype.toString.call(rawBody) === '[object ArrayBuffer]') return Buffer.from(rawBody as ArrayBuffer);
-  const given =
-    rawBody === undefined || rawBody === null
-      ? String(rawBody)
-      : typeof rawBody === 'object'
-        ? `${Array.isArray(rawBody) ? 'an array' : 'an object'} (already parsed as JSON?)`
-        : `a ${typeof rawBody}`;
   throw new TypeError(
-    `verifyWebhook needs the raw request body exactly as received (a string, Buffer or ArrayBuffer); it was given ${given} — ` +
+    `verifyWebhook needs the raw request body exactly as received (a string, Buffer or ArrayBuffer); it was given ${described(rawBody)} — ` +
       `read it raw with express.raw({ type: 'application/json' }), a Fastify content-type parser with parseAs: 'buffer', or await request.text() in Next.js`,
   );
+}
+
+/** What a body that is not raw is, for the error: parsed JSON, a stream or Blob not read yet, nothing. */
+function described(rawBody: unknown): string {
+  if (rawBody === undefined || rawBody === null) return String(rawBody);
+  if (typeof rawBody !== 'object') return `a ${typeof rawBody}`;
+  if (Array.isArray(rawBody)) return 'an array (already parsed as JSON?)';
+  // A plain object (of this realm or another): what a JSON body parser leaves.
+  const name: unknown = Object.getPrototypeOf(rawBody) === null ? 'Object' : (rawBody as { constructor?: { name?: unknown } }).constructor?.name;
+  if (name === 'Object' || typeof name !== 'string' || name === '') return 'an object (already parsed as JSON?)';
+  return `a ${name} (not read yet?)`;
 }
 
 function secretKey(secret: string): Buffer {
