@@ -546,14 +546,16 @@ describe('webhook endpoints', () => {
     const rotated = await gql(server, token, 'mutation($id: ID!) { rotateWebhookSecret(id: $id, overlapSeconds: 0) { endpoint { previousSecretExpiresAt } } }', { id });
     expect(rotated.data).toEqual({ rotateWebhookSecret: { endpoint: { previousSecretExpiresAt: null } } });
 
-    // At most 100 endpoints of one tenant: tenant a's 100th is refused, whoever asks; tenant b still has room.
+    // At most 100 endpoints of one tenant: tenant a's 100th is created, its 101st refused, whoever
+    // asks; tenant b still has room.
     const pool = openTestPool(database.url);
     await pool.query(
       `INSERT INTO webhook_endpoints (id, app, env, tenant, url, events, secret, max_concurrency)
-       SELECT 'ep_a' || lpad(n::text, 15, '0'), app, env, tenant, url, events, secret, max_concurrency FROM webhook_endpoints, generate_series(1, 99) n WHERE id = $1`,
+       SELECT 'ep_a' || lpad(n::text, 15, '0'), app, env, tenant, url, events, secret, max_concurrency FROM webhook_endpoints, generate_series(1, 98) n WHERE id = $1`,
       [id],
     );
     const full = async (tenant: string, as: string) => (await gql(server, as, CREATE, { input: { url: publicUrl, events: ['*'], tenant } })).errors?.[0];
+    expect(await full('a', await admin('a'))).toBeUndefined();
     for (const as of [token, await admin('a')]) {
       expect(await full('a', as)).toMatchObject({ message: expect.stringContaining('This tenant has 100 webhook endpoints') as unknown, extensions: { code: 'CONFLICT' } });
     }
