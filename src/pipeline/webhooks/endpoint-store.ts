@@ -136,9 +136,14 @@ export async function listEndpoints(db: Queryable, app: string, env: string): Pr
   return rows.map(endpointOf);
 }
 
-/** Endpoints of an environment (all its tenants'), and those of one of its tenants (0 for none). */
-export async function countEndpoints(db: Queryable, app: string, env: string, tenant: string | null): Promise<{ environment: number; tenant: number }> {
-  const { rows } = await db.query<{ environment: number; tenant: number }>(
+/**
+ * Endpoints of an environment (all its tenants'), and those of one of its tenants (0 for none),
+ * counted under a lock on the environment's creations held until `tx` ends: creations one at a
+ * time, so two at once cannot both pass a limit by the same count.
+ */
+export async function lockAndCountEndpoints(tx: Queryable, app: string, env: string, tenant: string | null): Promise<{ environment: number; tenant: number }> {
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtext('tributary.webhook.endpoints'), hashtext($1))`, [`${app}/${env}`]);
+  const { rows } = await tx.query<{ environment: number; tenant: number }>(
     `SELECT count(*)::int AS environment, count(*) FILTER (WHERE tenant = $3)::int AS tenant FROM webhook_endpoints WHERE app = $1 AND env = $2`,
     [app, env, tenant],
   );

@@ -21,7 +21,7 @@ import type { EndpointCache } from './endpoint-cache.ts';
 import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
 import {
   deleteEndpoint,
-  countEndpoints,
+  lockAndCountEndpoints,
   getEndpoint,
   insertEndpoint,
   listEndpoints,
@@ -234,26 +234,28 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
         throw badInput('tenant', 'A caller with a tenant creates endpoints of that tenant only');
       }
       const tenant = scope.tenant ?? input.tenant ?? null;
-      const count = await countEndpoints(db, scope.app, scope.env, tenant);
-      if (tenant !== null && count.tenant >= MAX_TENANT_ENDPOINTS) {
-        throw new TributaryError(ErrorCode.CONFLICT, `This tenant has ${MAX_TENANT_ENDPOINTS} webhook endpoints, the most one tenant may have: delete one first`);
-      }
-      if (count.environment >= MAX_ENDPOINTS) {
-        // A tenant's caller is not told how many the other tenants have.
-        const full = scope.tenant === undefined ? `This environment has ${MAX_ENDPOINTS} webhook endpoints, the most it may have: delete one first` : 'This environment has as many webhook endpoints as it may have: no more can be created now';
-        throw new TributaryError(ErrorCode.CONFLICT, full);
-      }
       const secret = newWebhookSecret();
-      const endpoint = await insertEndpoint(db, {
-        app: scope.app,
-        env: scope.env,
-        tenant,
-        url,
-        description: input.description ?? '',
-        events: input.events,
-        rateLimitPerSecond: input.rateLimitPerSecond ?? null,
-        maxConcurrency: input.maxConcurrency ?? DEFAULT_CONCURRENCY,
-        secret,
+      const endpoint = await db.transaction(async (tx) => {
+        const count = await lockAndCountEndpoints(tx, scope.app, scope.env, tenant);
+        if (tenant !== null && count.tenant >= MAX_TENANT_ENDPOINTS) {
+          throw new TributaryError(ErrorCode.CONFLICT, `This tenant has ${MAX_TENANT_ENDPOINTS} webhook endpoints, the most one tenant may have: delete one first`);
+        }
+        if (count.environment >= MAX_ENDPOINTS) {
+          // A tenant's caller is not told how many the other tenants have.
+          const full = scope.tenant === undefined ? `This environment has ${MAX_ENDPOINTS} webhook endpoints, the most it may have: delete one first` : 'This environment has as many webhook endpoints as it may have: no more can be created now';
+          throw new TributaryError(ErrorCode.CONFLICT, full);
+        }
+        return insertEndpoint(tx, {
+          app: scope.app,
+          env: scope.env,
+          tenant,
+          url,
+          description: input.description ?? '',
+          events: input.events,
+          rateLimitPerSecond: input.rateLimitPerSecond ?? null,
+          maxConcurrency: input.maxConcurrency ?? DEFAULT_CONCURRENCY,
+          secret,
+        });
       });
       return changed({ endpoint, secret });
     },
