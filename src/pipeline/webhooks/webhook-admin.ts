@@ -174,8 +174,8 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     // Listed newest first: each event's first one listed is its latest (dead, with onlyFailed).
     const latest = new Map<string, bigint>();
     for (const delivery of found) if (!latest.has(delivery.eventId)) latest.set(delivery.eventId, BigInt(delivery.id));
-    const least = [...latest.values()].reduce((min, id) => (id < min ? id : min), BigInt(found[0]?.id ?? 0));
-    const live = range.onlyFailed ? await laterLiveDeliveries(db, endpointId, [...latest.keys()], String(least)) : new Map<string, string>();
+    // Above the oldest listed: every event's latest is at or above it.
+    const live = range.onlyFailed && found.length > 0 ? await laterLiveDeliveries(db, endpointId, [...latest.keys()], found.at(-1)!.id) : new Map<string, string>();
     const superseded = (eventId: string) => BigInt(live.get(eventId) ?? 0) > latest.get(eventId)!;
     // Each event's first delivery is the one copied.
     const seen = new Set<string>();
