@@ -99,13 +99,15 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
     else if (only) await queue.add(only.name, only.data, only.opts);
   };
   let attached: DeliveryIntake | undefined;
-  const schedule: BullmqScheduler['schedule'] = async (heads) => {
+  /** Adds jobs naming up to `MAX_IDS_PER_JOB` of the heads each, in order. */
+  const addInJobs = async (heads: readonly LaneHead[], opts: JobsOptions) => {
     const jobs = [];
     for (let offset = 0; offset < heads.length; offset += MAX_IDS_PER_JOB) {
-      jobs.push({ name: 'deliver', data: jobOf(heads.slice(offset, offset + MAX_IDS_PER_JOB)), opts: done });
+      jobs.push({ name: 'deliver', data: jobOf(heads.slice(offset, offset + MAX_IDS_PER_JOB)), opts });
     }
     await add(jobs);
   };
+  const schedule: BullmqScheduler['schedule'] = (heads) => addInJobs(heads, done);
   return {
     schedule,
     // Due now: a new job (a delayed one left for a later time finds the delivery handled, or not due).
@@ -128,14 +130,7 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
         })),
       );
     },
-    async scheduleTogetherAt(heads, dueAt) {
-      const delay = Math.max(0, dueAt.getTime() - Date.now());
-      const jobs = [];
-      for (let offset = 0; offset < heads.length; offset += MAX_IDS_PER_JOB) {
-        jobs.push({ name: 'deliver', data: jobOf(heads.slice(offset, offset + MAX_IDS_PER_JOB)), opts: { ...done, delay } });
-      }
-      await add(jobs);
-    },
+    scheduleTogetherAt: (heads, dueAt) => addInJobs(heads, { ...done, delay: Math.max(0, dueAt.getTime() - Date.now()) }),
     waiting: () => queue.getWaitingCount(),
     close: () => closeWithin(queue.close(), connection),
   };
