@@ -3,8 +3,8 @@
  * Redis; any number of processes) or the embedded loop (without), both attempting deliveries
  * through one deliverer — signed, gated per endpoint, retried, dead-lettered. Also measures each
  * endpoint's backlog for `/metrics` (and bounds it: backlog-bound.ts), counts each endpoint's
- * attempts for the failure-rate alert (attempt-tallies.ts) and prunes the delivery log past its
- * retention.
+ * attempts for the failure-rate alert (attempt-tallies.ts), prunes the delivery log past its
+ * retention and forgets the previous secrets of endpoints whose rotation overlap has ended.
  */
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.ts';
@@ -21,6 +21,7 @@ import { MAX_IDS_PER_JOB } from '../pipeline/webhooks/bullmq-scheduler.ts';
 import { endpointBacklog, pruneWebhookLog } from '../pipeline/webhooks/delivery-log.ts';
 import { startEmbeddedDelivery, type DeliveryWorker } from '../pipeline/webhooks/embedded-delivery.ts';
 import { createMemoryGate, createRedisGate } from '../pipeline/webhooks/endpoint-gate.ts';
+import { forgetExpiredSecrets } from '../pipeline/webhooks/endpoint-store.ts';
 import { DEFAULT_RETRY_POLICY } from '../pipeline/webhooks/retry-schedule.ts';
 import { createSlowEndpoints } from '../pipeline/webhooks/slow-endpoints.ts';
 import { createWebhookDeliverer } from '../pipeline/webhooks/webhook-deliverer.ts';
@@ -50,7 +51,7 @@ const SLOW_AFTER_MS = 2_000;
 /** A disabled endpoint's deliveries taken up at once, to be put back together (as many as a queue job names). */
 const DISABLED_BATCH = MAX_IDS_PER_JOB;
 
-/** Backlog figures and log pruning run this long after the last run ended, in ms. */
+/** Backlog figures, log pruning and expired secrets' clearing run this long after the last run ended, in ms. */
 const HOUSEKEEPING_MS = 5_000;
 /**
  * The backlog count reads every pending delivery (~1 µs a row): a few ms for thousands, seconds for
@@ -137,6 +138,9 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
     }
     const pruned = await pruneWebhookLog(db, settings.logRetentionMs, { batchSize: PRUNE_BATCH, budgetMs: PRUNE_BUDGET_MS, signal: closing.signal });
     if (pruned.deliveries + pruned.attempts > 0) logger.debug(pruned, 'webhook log pruned');
+    // One statement over the endpoints (rows an admin adds: few); it changes a row only once a rotation's overlap has ended.
+    const forgotten = await forgetExpiredSecrets(db);
+    if (forgotten > 0) logger.debug({ endpoints: forgotten }, 'expired webhook secrets cleared');
   };
   // Each run is scheduled once the one before has ended: a slow run (a large log, a busy database)
   // is never overlapped by the next, which would hold more of the connections that claims and

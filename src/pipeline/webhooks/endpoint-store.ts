@@ -228,6 +228,25 @@ export async function rotateEndpointSecret(db: Queryable, id: string, secret: st
   return rows[0] && endpointOf(rows[0]);
 }
 
+/**
+ * Clears every previous secret whose overlap has ended (both columns back to NULL); returns how many
+ * went. Reads already ignore such a secret (`previous_valid`, the same `now()` comparison): it
+ * would only lie in the row until the next rotation. A rotation committed meanwhile is not undone:
+ * its row is compared again as it now stands, with an expiry still ahead.
+ *
+ * `updated_at` is left alone. It is what the endpoint caches reload by (`endpointsVersion`), and
+ * nothing any read returns changes here — no secret that signs, no `previousSecretExpiresAt` (null
+ * already once expired) — so no instance needs to reload; nor did the endpoint change for an
+ * admin reading its `updatedAt`. An instance still holding the row as loaded before the expiry
+ * signs without the old secret all the same: the deliverer checks the expiry as it signs.
+ */
+export async function forgetExpiredSecrets(db: Queryable): Promise<number> {
+  const { rowCount } = await db.query(
+    `UPDATE webhook_endpoints SET previous_secret = NULL, previous_secret_expires_at = NULL WHERE previous_secret_expires_at <= now()`,
+  );
+  return rowCount;
+}
+
 export async function deleteEndpoint(db: Queryable, id: string): Promise<boolean> {
   const { rowCount } = await db.query('DELETE FROM webhook_endpoints WHERE id = $1', [id]);
   return rowCount > 0;
