@@ -60,6 +60,8 @@ export interface EventsConfig {
   readonly logMaxAgeMs: number;
   /** Largest payload `publish` accepts, in bytes of JSON. @default 64 KiB */
   readonly maxPayloadBytes: number;
+  /** How long a `publish` idempotency key is remembered, in ms. @default 24 hours */
+  readonly publishKeyTtlMs: number;
 }
 
 export interface Config {
@@ -189,6 +191,7 @@ const environmentSchema = z.object({
   EVENT_LOG_MAX_EVENTS: integer(10, 10_000_000, 10_000),
   EVENT_LOG_MAX_AGE_SECONDS: integer(1, 30 * 24 * 3600, 3600),
   EVENT_MAX_PAYLOAD_BYTES: integer(64, 16 * MIB, 64 * 1024),
+  EVENT_PUBLISH_KEY_TTL_SECONDS: integer(60, 30 * 24 * 3600, 24 * 3600),
   SYNC_DURABILITY: z.enum(['async', 'sync'], { message: 'must be async or sync' }).optional().default('sync'),
   SYNC_DOC_TTL_SECONDS: integer(1, 30 * 24 * 3600, 600),
   SYNC_SWEEP_INTERVAL_MS: integer(100, 3_600_000, 5000),
@@ -313,6 +316,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       logMaxEvents: env.EVENT_LOG_MAX_EVENTS,
       logMaxAgeMs: env.EVENT_LOG_MAX_AGE_SECONDS * 1000,
       maxPayloadBytes: env.EVENT_MAX_PAYLOAD_BYTES,
+      publishKeyTtlMs: env.EVENT_PUBLISH_KEY_TTL_SECONDS * 1000,
     },
     sync: {
       durability: env.SYNC_DURABILITY,

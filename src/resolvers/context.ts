@@ -7,6 +7,7 @@ import type { Dashboard } from '../pipeline/dashboard/cluster-dashboard.ts';
 import type { CdcService } from '../pipeline/cdc/cdc-service.ts';
 import type { CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import type { ChannelHub } from '../pipeline/channels/channel-hub.ts';
+import type { PublishKeys } from '../pipeline/idempotency/publish-keys.ts';
 import type { EventLog } from '../pipeline/log/event-log.ts';
 import type { OutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
@@ -36,6 +37,8 @@ export interface SocketSessions {
 export interface Services {
   readonly channels: ChannelHub;
   readonly router: EventRouter;
+  /** `publish`'s idempotency keys. */
+  readonly publishKeys: PublishKeys;
   readonly log: EventLog;
   readonly documents: DocumentService;
   readonly cdc: CdcService;

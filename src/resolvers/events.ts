@@ -3,6 +3,8 @@ import { ErrorCode, TributaryError } from '../errors.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { isJsonObject } from '../pipeline/events/json.ts';
 import { publishedMessage } from '../pipeline/events/message.ts';
+import { publishOnce } from '../pipeline/idempotency/keyed-publish.ts';
+import { isValidKey, keyId, MAX_KEY_LENGTH, requestFingerprint } from '../pipeline/idempotency/publish-keys.ts';
 import { isSystemTopic } from '../pipeline/events/system-topics.ts';
 import { compileEventWhere, type EventWhere } from '../pipeline/filters/event-filter.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
@@ -16,6 +18,7 @@ export interface PublishInput {
   readonly topic: string;
   readonly type?: string | null;
   readonly payload?: unknown;
+  readonly idempotencyKey?: string | null;
 }
 
 /** `publish`: a socket-sourced event, routed into the caller's scope and kept in the log. */
@@ -40,7 +43,17 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
       { details: { field: 'payload' } },
     );
   }
-  return services.router.route(publishedMessage({ topic, type, payload: input.payload, scope: scopeOf(principal) }));
+  const message = publishedMessage({ topic, type, payload: input.payload, scope: scopeOf(principal) });
+  if (input.idempotencyKey == null) return services.router.route(message);
+  if (!isValidKey(input.idempotencyKey)) {
+    throw new TributaryError(ErrorCode.BAD_USER_INPUT, `idempotencyKey must be 1–${MAX_KEY_LENGTH} printable ASCII characters without spaces`, {
+      details: { field: 'idempotencyKey' },
+    });
+  }
+  return publishOnce(
+    { router: services.router, keys: services.publishKeys, logger: services.logger },
+    { message, keyId: keyId(message.scope, input.idempotencyKey), fingerprint: requestFingerprint(topic, type, input.payload) },
+  );
 }
 
 export interface EventsInput {

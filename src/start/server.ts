@@ -9,6 +9,8 @@ import { assertLogicalReplicationAllowed } from '../pipeline/cdc/wal/replication
 import { createAlertAdmin } from '../pipeline/alerts/alert-admin.ts';
 import { createAnalyticsReader } from '../pipeline/analytics/analytics-reader.ts';
 import { createDispatcher, type DispatcherStats } from '../pipeline/dispatch/dispatcher.ts';
+import { createMemoryPublishKeys } from '../pipeline/idempotency/memory-publish-keys.ts';
+import { createRedisPublishKeys } from '../pipeline/idempotency/redis-publish-keys.ts';
 import { createOutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
 import { createWebhookAdmin } from '../pipeline/webhooks/webhook-admin.ts';
@@ -43,6 +45,9 @@ export interface GraphQLServer extends Listening, Disposable {
   stats(): ServerStats;
 }
 
+/** Longest a keyed publish may take to place its event: its key is held that long at most by a try that died. */
+const PUBLISH_KEY_IN_FLIGHT_MS = 60_000;
+
 export interface ServerParts {
   readonly pipeline: Pipeline;
   readonly dashboard: ClusterDashboard;
@@ -63,9 +68,13 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     cleanup.push('dispatcher', () => dispatcher.close());
     // Filled by the WebSocket server as sockets are acknowledged; the resolvers reach them here (refreshAuth).
     const sockets = createSocketSessions();
+    const keyTimes = { ttlMs: config.events.publishKeyTtlMs, inFlightMs: PUBLISH_KEY_IN_FLIGHT_MS };
     const services: Services = {
       channels: pipeline.channels,
       router: pipeline.router,
+      publishKeys: context.clients.redis
+        ? createRedisPublishKeys({ redis: context.clients.redis.command, keyPrefix: config.redisKeyPrefix, ...keyTimes })
+        : createMemoryPublishKeys(keyTimes),
       log: pipeline.log,
       documents: parts.sync.documents,
       cdc: parts.cdc.cdc,

@@ -503,6 +503,7 @@ export type MutationMergeDocumentArgs = {
 
 
 export type MutationPublishArgs = {
+  idempotencyKey: InputMaybe<Scalars['String']['input']>;
   payload: Scalars['JSON']['input'];
   topic: Scalars['String']['input'];
   type: InputMaybe<Scalars['String']['input']>;

@@ -188,6 +188,7 @@ describe('the outbox poller', () => {
     let crashes = 1;
     const crashing: EventRouter = {
       route: (input) => router.route(input),
+      completePlaced: (events) => router.completePlaced(events),
       async routeMany(inputs) {
         const placed = await router.routeMany(inputs);
         if (crashes > 0) {

@@ -69,6 +69,7 @@ describe('configuration', () => {
       EVENT_LOG_MAX_EVENTS: '500',
       EVENT_LOG_MAX_AGE_SECONDS: '60',
       EVENT_MAX_PAYLOAD_BYTES: '1024',
+      EVENT_PUBLISH_KEY_TTL_SECONDS: '600',
       SYNC_DURABILITY: 'async',
       SYNC_DOC_TTL_SECONDS: '30',
       SYNC_SWEEP_INTERVAL_MS: '250',
@@ -133,7 +134,7 @@ describe('configuration', () => {
       databaseUrl: 'postgres://u:p@db:5432/platform',
       redisUrl: 'redis://cache:6379/0',
       redisKeyPrefix: 'shop-prod:',
-      events: { logMaxEvents: 500, logMaxAgeMs: 60_000, maxPayloadBytes: 1024 },
+      events: { logMaxEvents: 500, logMaxAgeMs: 60_000, maxPayloadBytes: 1024, publishKeyTtlMs: 600_000 },
       sync: { durability: 'async', docTtlSeconds: 30, sweepIntervalMs: 250 },
       cdc: {
         reloadIntervalMs: 500,

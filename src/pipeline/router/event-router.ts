@@ -12,12 +12,22 @@ import { streamOf, type StreamRef } from '../stream.ts';
 /** Where every source's events converge (seed 000, "EVENT ROUTER"). */
 export interface EventRouter {
   /** Normalizes, appends to the stream's log (which publishes it) and returns the placed event. */
-  route(input: RawEventInput): Promise<RealtimeEvent>;
+  route(input: RawEventInput, hooks?: RouteHooks): Promise<RealtimeEvent>;
   /**
    * Routes several events, in order, with one log append per stream (a source's batch: a
    * transaction's rows). Per-entity order holds with `route` and earlier batches.
    */
   routeMany(inputs: readonly RawEventInput[]): Promise<RealtimeEvent[]>;
+  /**
+   * Does what follows placement (`afterPlaced`: the webhook tap) for events already in the log
+   * whose routing failed after their append — a keyed publish tried again. Nothing is appended.
+   */
+  completePlaced(events: readonly RealtimeEvent[]): Promise<void>;
+}
+
+export interface RouteHooks {
+  /** Awaited once the event is in the log, before what follows placement: a keyed publish remembers its event there. */
+  readonly placed?: (event: RealtimeEvent) => Promise<void>;
 }
 
 export interface EventRouterOptions {
@@ -41,12 +51,13 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   // so concurrent routes for one entity cannot overtake each other on the way to the log.
   const entities = createKeyedSerial();
 
-  const place = async (input: RawEventInput): Promise<RealtimeEvent> => {
+  const place = async (input: RawEventInput, hooks: RouteHooks | undefined): Promise<RealtimeEvent> => {
     const unplaced = normalize(input);
     const stream = streamOf(input.scope, unplaced.topic);
     const event = await log.append(stream, unplaced);
     options.metrics?.eventsRouted.inc({ source: event.source });
     analytics?.routed(stream.key, event.source);
+    await hooks?.placed?.(event);
     await options.afterPlaced?.([event]);
     return event;
   };
@@ -84,9 +95,13 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       return entities.run([...keys], () => placeMany(inputs));
     },
 
-    route(input) {
-      if (input.entity === undefined) return place(input);
-      return entities.run([`${scopeKey(input.scope)}|${input.entity}`], () => place(input));
+    route(input, hooks) {
+      if (input.entity === undefined) return place(input, hooks);
+      return entities.run([`${scopeKey(input.scope)}|${input.entity}`], () => place(input, hooks));
+    },
+
+    async completePlaced(events) {
+      await options.afterPlaced?.(events);
     },
   };
 }

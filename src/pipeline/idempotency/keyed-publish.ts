@@ -1,0 +1,84 @@
+import { randomUUID } from 'node:crypto';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import type { RawEventInput, RealtimeEvent } from '../events/envelope.ts';
+import { stableEventId } from '../events/event-id.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import type { PublishKeys } from './publish-keys.ts';
+
+export interface KeyedPublishDeps {
+  readonly router: EventRouter;
+  readonly keys: PublishKeys;
+  readonly logger: Logger;
+}
+
+export interface KeyedMessage {
+  /** The message to route (its id is the key's). */
+  readonly message: RawEventInput;
+  /** `keyId(scope, key)`. */
+  readonly keyId: string;
+  /** `requestFingerprint(topic, type, payload)`. */
+  readonly fingerprint: string;
+}
+
+/**
+ * Routes a keyed publish once: the first try places the event (its id derived from the key) and
+ * remembers it; a later try with the key is answered with that event — after storing its webhook
+ * deliveries when the first try failed there — and places nothing.
+ * @throws TributaryError CONFLICT (details `field: idempotencyKey`) when the key was used for another
+ *   request, or a try with it is still running.
+ */
+export async function publishOnce(deps: KeyedPublishDeps, keyed: KeyedMessage): Promise<RealtimeEvent> {
+  const { router, keys, logger } = deps;
+  const { keyId, fingerprint } = keyed;
+  const token = randomUUID();
+  const claim = await keys.claim(keyId, fingerprint, token);
+  if (!claim.claimed) {
+    const { record } = claim;
+    if (record.fingerprint !== fingerprint) {
+      throw new TributaryError(ErrorCode.CONFLICT, 'This idempotency key was used for another publish (its topic, type or payload differ); use a new key for a new event', {
+        details: { field: 'idempotencyKey' },
+      });
+    }
+    if (record.state === 'in-flight') {
+      throw new TributaryError(ErrorCode.CONFLICT, 'A publish with this idempotency key is still being placed; try again once it is answered', {
+        details: { field: 'idempotencyKey', inFlight: true },
+      });
+    }
+    if (record.state === 'placed') {
+      // The first try's event is out; what failed after it (its webhook deliveries) is done now.
+      await router.completePlaced([record.event]);
+      await remember(deps, keyId, { state: 'done', fingerprint, event: record.event });
+    }
+    return record.event;
+  }
+
+  let placed = false;
+  try {
+    const event = await router.route(
+      { ...keyed.message, id: stableEventId('publish', keyId) },
+      {
+        placed: async (placedEvent) => {
+          placed = true;
+          await remember(deps, keyId, { state: 'placed', fingerprint, event: placedEvent });
+        },
+      },
+    );
+    await remember(deps, keyId, { state: 'done', fingerprint, event });
+    return event;
+  } catch (error) {
+    // Nothing placed (the log append failed): the key is free for the retry. Once placed, it keeps
+    // the event, and the retry finishes what failed.
+    if (!placed) await keys.release(keyId, token).catch((releaseError: unknown) => logger.warn({ err: releaseError }, 'publish key not released; it frees itself when its try runs out'));
+    throw error;
+  }
+}
+
+/**
+ * Remembers a key's event. Its failure (Redis away) does not fail the publish, whose event is
+ * out: the key stays held by this try until that runs out, and a retry after it places the event
+ * again under the same id (subscribers and webhook receivers de-duplicate on it).
+ */
+async function remember(deps: KeyedPublishDeps, keyId: string, record: Parameters<PublishKeys['remember']>[1]): Promise<void> {
+  await deps.keys.remember(keyId, record).catch((error: unknown) => deps.logger.warn({ err: error, state: record.state }, 'publish key not remembered'));
+}

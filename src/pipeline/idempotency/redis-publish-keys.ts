@@ -1,0 +1,55 @@
+import type { Redis } from 'ioredis';
+import { defineScript } from '../redis-script.ts';
+import type { KeyRecord, PublishKeys, PublishKeyTimes } from './publish-keys.ts';
+
+export interface RedisPublishKeysOptions extends PublishKeyTimes {
+  readonly redis: Redis;
+  /** REDIS_KEY_PREFIX. */
+  readonly keyPrefix: string;
+}
+
+/** KEYS[1] the key's record; ARGV[1] the in-flight record, ARGV[2] its lifetime in ms. Returns the record found, or nil when it took the key. */
+const CLAIM = `
+local found = redis.call('GET', KEYS[1])
+if found then return found end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false`;
+
+/** KEYS[1] the key's record; ARGV[1] the token of the in-flight record that must still be there to delete it. */
+const RELEASE = `
+local found = redis.call('GET', KEYS[1])
+if not found then return 0 end
+local record = cjson.decode(found)
+if record.state == 'in-flight' and record.token == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+type ClaimCommand = (key: string, record: string, lifetimeMs: number) => Promise<string | null>;
+type ReleaseCommand = (key: string, token: string) => Promise<number>;
+
+/**
+ * Keys in Redis, shared by every instance: one string per key (its record as JSON) that expires
+ * with the key. A claim is one script (take the key unless it holds a record), so two instances
+ * given the same key at once cannot both place an event.
+ */
+export function createRedisPublishKeys(options: RedisPublishKeysOptions): PublishKeys {
+  const { redis } = options;
+  const claim = defineScript<ClaimCommand>(redis, 'tributaryPublishKeyClaim', 1, CLAIM);
+  const release = defineScript<ReleaseCommand>(redis, 'tributaryPublishKeyRelease', 1, RELEASE);
+  const redisKey = (id: string) => `${options.keyPrefix}publish-key:${id}`;
+
+  return {
+    async claim(id, fingerprint, token) {
+      const record: KeyRecord = { state: 'in-flight', fingerprint, token };
+      const found = await claim(redisKey(id), JSON.stringify(record), options.inFlightMs);
+      return found === null ? { claimed: true } : { claimed: false, record: JSON.parse(found) as KeyRecord };
+    },
+    async remember(id, record) {
+      await redis.set(redisKey(id), JSON.stringify(record), 'PX', options.ttlMs);
+    },
+    async release(id, token) {
+      // Only its own in-flight record: one that ran out and was claimed by another try stays.
+      await release(redisKey(id), token);
+    },
+    async close() {},
+  };
+}
