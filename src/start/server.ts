@@ -45,8 +45,11 @@ export interface GraphQLServer extends Listening, Disposable {
   stats(): ServerStats;
 }
 
-/** Longest a keyed publish may take to place its event: its key is held that long at most by a try that died. */
-const PUBLISH_KEY_IN_FLIGHT_MS = 60_000;
+/**
+ * How long a keyed publish holds its key before its event is placed (one log append: Redis fails
+ * fast, the memory log at once); a try that died, or failed to release it, holds it that long.
+ */
+const PUBLISH_KEY_IN_FLIGHT_MS = 15_000;
 
 export interface ServerParts {
   readonly pipeline: Pipeline;
@@ -69,12 +72,14 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     // Filled by the WebSocket server as sockets are acknowledged; the resolvers reach them here (refreshAuth).
     const sockets = createSocketSessions();
     const keyTimes = { ttlMs: config.events.publishKeyTtlMs, inFlightMs: PUBLISH_KEY_IN_FLIGHT_MS };
+    const publishKeys = context.clients.redis
+      ? createRedisPublishKeys({ redis: context.clients.redis.command, keyPrefix: config.redisKeyPrefix, ...keyTimes })
+      : createMemoryPublishKeys(keyTimes);
+    cleanup.push('publish keys', () => publishKeys.close());
     const services: Services = {
       channels: pipeline.channels,
       router: pipeline.router,
-      publishKeys: context.clients.redis
-        ? createRedisPublishKeys({ redis: context.clients.redis.command, keyPrefix: config.redisKeyPrefix, ...keyTimes })
-        : createMemoryPublishKeys(keyTimes),
+      publishKeys,
       log: pipeline.log,
       documents: parts.sync.documents,
       cdc: parts.cdc.cdc,

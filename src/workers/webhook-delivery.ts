@@ -136,11 +136,12 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
       backlogs = found.map(({ endpointId, pending, oldestPendingSeconds }) => ({ endpoint: endpointId, pending, oldestPendingSeconds }));
       await boundBacklogs({ db, endpoints: webhooks.endpoints, router: options.router, maxPending: settings.maxPendingPerEndpoint, logger }, found);
     }
-    const pruned = await pruneWebhookLog(db, settings.logRetentionMs, { batchSize: PRUNE_BATCH, budgetMs: PRUNE_BUDGET_MS, signal: closing.signal });
-    if (pruned.deliveries + pruned.attempts > 0) logger.debug(pruned, 'webhook log pruned');
-    // One statement over the endpoints (rows an admin adds: few); it changes a row only once a rotation's overlap has ended.
+    // One statement over the endpoints (rows an admin adds: few), before the longer pruning; it
+    // changes a row only once a rotation's overlap has ended.
     const forgotten = await forgetExpiredSecrets(db);
     if (forgotten > 0) logger.debug({ endpoints: forgotten }, 'expired webhook secrets cleared');
+    const pruned = await pruneWebhookLog(db, settings.logRetentionMs, { batchSize: PRUNE_BATCH, budgetMs: PRUNE_BUDGET_MS, signal: closing.signal });
+    if (pruned.deliveries + pruned.attempts > 0) logger.debug(pruned, 'webhook log pruned');
   };
   // Each run is scheduled once the one before has ended: a slow run (a large log, a busy database)
   // is never overlapped by the next, which would hold more of the connections that claims and

@@ -6,13 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import { gql } from '../helpers/cdc.ts';
 import { EVENT_FIELDS, MODES, modeEnv, subscribeEvents, takeEvents, waitForSubscribers, type DeliveredEvent } from '../helpers/events.ts';
-import { createTestDatabase } from '../helpers/services.ts';
+import { Redis } from 'ioredis';
+import { createRedisPublishKeys } from '../../src/pipeline/idempotency/redis-publish-keys.ts';
+import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type GraphQLResponseBody, type TestServer } from '../helpers/tributary.ts';
 import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
-
 
 const PUBLISH = `mutation($topic: String!, $payload: JSON!, $key: String) { publish(topic: $topic, payload: $payload, idempotencyKey: $key) { ${EVENT_FIELDS} } }`;
 
@@ -74,6 +75,20 @@ describe.each(MODES)('publish with an idempotency key (%s)', (mode) => {
     expect(log.map((event) => event.id)).toEqual([first.id, unkeyed.id, log.at(-1)!.id]);
   });
 
+  it('places one event for publishes with one key sent at once; the others are answered with it or told to retry', { timeout: 30_000 }, async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, ...modeEnv(mode) });
+    const token = await publisher();
+    const before = await topicCursor(server, token);
+    const answers = await Promise.all(Array.from({ length: 8 }, () => publish(server, token, { orderId: 11 }, 'order-11')));
+    const events = answers.flatMap((body) => (body.errors === undefined ? [body.data?.['publish'] as DeliveredEvent] : []));
+    const refusals = answers.flatMap((body) => body.errors ?? []);
+    expect(events.length).toBeGreaterThan(0);
+    expect(new Set(events.map((event) => event.id)).size).toBe(1);
+    expect(refusals.map((error) => [error.extensions?.['code'], error.extensions?.['inFlight']])).toEqual(refusals.map(() => ['CONFLICT', true]));
+    const log = await eventsSince(server, token, before);
+    expect(log.map((event) => event.id)).toEqual([events[0]!.id, log.at(-1)!.id]);
+  });
+
   it('stores the webhook deliveries a first try could not, when the retry comes, without a second event', { timeout: 60_000 }, async () => {
     // The platform database behind a proxy the test can cut: the log (memory or Redis) stays up.
     const database = await createTestDatabase();
@@ -116,5 +131,31 @@ describe.each(MODES)('publish with an idempotency key (%s)', (mode) => {
     const deliveries = await gql(server, admin, 'query { webhookDeliveries { nodes { eventId } } }');
     expect((deliveries.data?.['webhookDeliveries'] as { nodes: { eventId: string }[] }).nodes.map((node) => node.eventId).filter((id) => id === retry.id)).toHaveLength(1);
     live.socket.close();
+  });
+});
+
+describe('publish keys in Redis', () => {
+  it('lets one try hold a key, frees it only for that try, and keeps a remembered event for every instance', async () => {
+    const redis = new Redis(testRedisUrl());
+    const second = redis.duplicate();
+    try {
+      const options = { keyPrefix: uniquePrefix(), ttlMs: 60_000, inFlightMs: 60_000 };
+      const one = createRedisPublishKeys({ redis, ...options });
+      const other = createRedisPublishKeys({ redis: second, ...options });
+      expect(await one.claim('k', 'f', 't1')).toEqual({ claimed: true });
+      expect(await other.claim('k', 'f', 't2')).toEqual({ claimed: false, record: { state: 'in-flight', fingerprint: 'f', token: 't1' } });
+      await other.release('k', 'f', 't2');
+      expect((await one.claim('k', 'f', 't3')).claimed).toBe(false);
+      await one.release('k', 'f', 't1');
+      expect(await other.claim('k', 'f', 't4')).toEqual({ claimed: true });
+      const event = { id: 'evt_1', topic: 'orders', source: 'socket' as const, type: 'message', cursor: 'c', metadata: { timestamp: 1, scope: { app: 'a', env: 'e', tenant: 't' } } };
+      await other.remember('k', { state: 'done', fingerprint: 'f', event });
+      await other.release('k', 'f', 't4');
+      expect(await one.claim('k', 'f', 't5')).toEqual({ claimed: false, record: { state: 'done', fingerprint: 'f', event } });
+      expect(await redis.pttl(`${options.keyPrefix}publish-key:k`)).toBeGreaterThan(30_000);
+    } finally {
+      redis.disconnect();
+      second.disconnect();
+    }
   });
 });

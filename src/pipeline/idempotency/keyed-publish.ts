@@ -4,7 +4,7 @@ import type { Logger } from '../../logger.ts';
 import type { RawEventInput, RealtimeEvent } from '../events/envelope.ts';
 import { stableEventId } from '../events/event-id.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import type { PublishKeys } from './publish-keys.ts';
+import type { KeyRecord, PublishKeys, RememberedEvent } from './publish-keys.ts';
 
 export interface KeyedPublishDeps {
   readonly router: EventRouter;
@@ -22,11 +22,11 @@ export interface KeyedMessage {
 }
 
 /**
- * Routes a keyed publish once: the first try places the event (its id derived from the key) and
- * remembers it; a later try with the key is answered with that event — after storing its webhook
- * deliveries when the first try failed there — and places nothing.
+ * Routes a keyed publish once: the first try places the event (its id derived from the key and
+ * the request) and remembers it; a later try with the key is answered with that event — after
+ * storing its webhook deliveries when the first try failed there — and places nothing.
  * @throws TributaryError CONFLICT (details `field: idempotencyKey`) when the key was used for another
- *   request, or a try with it is still running.
+ *   request, or a try with it has not placed its event yet (details `inFlight: true`: retry shortly).
  */
 export async function publishOnce(deps: KeyedPublishDeps, keyed: KeyedMessage): Promise<RealtimeEvent> {
   const { router, keys, logger } = deps;
@@ -41,35 +41,38 @@ export async function publishOnce(deps: KeyedPublishDeps, keyed: KeyedMessage): 
       });
     }
     if (record.state === 'in-flight') {
-      throw new TributaryError(ErrorCode.CONFLICT, 'A publish with this idempotency key is still being placed; try again once it is answered', {
+      throw new TributaryError(ErrorCode.CONFLICT, 'A publish with this idempotency key is being placed, or its try failed moments ago; retry shortly', {
         details: { field: 'idempotencyKey', inFlight: true },
       });
     }
+    // The same request: its payload is the first one's.
+    const event: RealtimeEvent = { ...record.event, payload: keyed.message.payload };
     if (record.state === 'placed') {
       // The first try's event is out; what failed after it (its webhook deliveries) is done now.
-      await router.completePlaced([record.event]);
+      await router.completePlaced([event]);
       await remember(deps, keyId, { state: 'done', fingerprint, event: record.event });
     }
-    return record.event;
+    return event;
   }
 
   let placed = false;
   try {
     const event = await router.route(
-      { ...keyed.message, id: stableEventId('publish', keyId) },
+      // Another request under a key forgotten meanwhile (expired, or a restart) is another event.
+      { ...keyed.message, id: stableEventId('publish', keyId, fingerprint) },
       {
         placed: async (placedEvent) => {
           placed = true;
-          await remember(deps, keyId, { state: 'placed', fingerprint, event: placedEvent });
+          await remember(deps, keyId, { state: 'placed', fingerprint, event: withoutPayload(placedEvent) });
         },
       },
     );
-    await remember(deps, keyId, { state: 'done', fingerprint, event });
+    await remember(deps, keyId, { state: 'done', fingerprint, event: withoutPayload(event) });
     return event;
   } catch (error) {
     // Nothing placed (the log append failed): the key is free for the retry. Once placed, it keeps
     // the event, and the retry finishes what failed.
-    if (!placed) await keys.release(keyId, token).catch((releaseError: unknown) => logger.warn({ err: releaseError }, 'publish key not released; it frees itself when its try runs out'));
+    if (!placed) await keys.release(keyId, fingerprint, token).catch((releaseError: unknown) => logger.warn({ err: releaseError }, 'publish key not released; it frees itself when its try runs out'));
     throw error;
   }
 }
@@ -79,6 +82,11 @@ export async function publishOnce(deps: KeyedPublishDeps, keyed: KeyedMessage): 
  * out: the key stays held by this try until that runs out, and a retry after it places the event
  * again under the same id (subscribers and webhook receivers de-duplicate on it).
  */
-async function remember(deps: KeyedPublishDeps, keyId: string, record: Parameters<PublishKeys['remember']>[1]): Promise<void> {
+async function remember(deps: KeyedPublishDeps, keyId: string, record: Extract<KeyRecord, { state: 'placed' | 'done' }>): Promise<void> {
   await deps.keys.remember(keyId, record).catch((error: unknown) => deps.logger.warn({ err: error, state: record.state }, 'publish key not remembered'));
+}
+
+function withoutPayload(event: RealtimeEvent): RememberedEvent {
+  const { payload: _payload, ...rest } = event;
+  return rest;
 }

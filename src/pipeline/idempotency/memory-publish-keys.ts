@@ -1,4 +1,4 @@
-import type { KeyRecord, PublishKeys, PublishKeyTimes } from './publish-keys.ts';
+import { inFlightRecord, type KeyRecord, type PublishKeys, type PublishKeyTimes } from './publish-keys.ts';
 
 export interface MemoryPublishKeysOptions extends PublishKeyTimes {
   /** Bytes of records kept at most (their JSON); the oldest are forgotten first beyond it. @default 64 MiB */
@@ -7,19 +7,25 @@ export interface MemoryPublishKeysOptions extends PublishKeyTimes {
   readonly now?: () => number;
 }
 
+export interface MemoryPublishKeys extends PublishKeys {
+  /** Bytes of records held now (keys and JSON). */
+  readonly bytes: number;
+}
+
 interface Entry {
-  readonly record: KeyRecord;
+  /** The record as JSON, as Redis keeps it: each read is a copy, and its size is known. */
+  readonly json: string;
   readonly expiresAt: number;
   readonly bytes: number;
 }
 
 /**
- * The embedded mode's keys: a map in this process, oldest first. Bounded by bytes rather than
- * count (a record holds its event, up to EVENT_MAX_PAYLOAD_BYTES): beyond the bound the oldest
- * keys are forgotten before their time, so under a flood of keyed publishes a key is remembered
- * for less than its lifetime — never more memory than the bound.
+ * The embedded mode's keys: a map in this process, oldest first. Bounded by bytes (of the
+ * records' JSON) rather than count: beyond the bound the oldest keys are forgotten before their
+ * time — under a flood of keyed publishes a key is remembered for less than its lifetime, and a
+ * retry of a forgotten one places its event again, under the same id.
  */
-export function createMemoryPublishKeys(options: MemoryPublishKeysOptions): PublishKeys {
+export function createMemoryPublishKeys(options: MemoryPublishKeysOptions): MemoryPublishKeys {
   const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
   const now = options.now ?? Date.now;
   const entries = new Map<string, Entry>();
@@ -39,9 +45,9 @@ export function createMemoryPublishKeys(options: MemoryPublishKeysOptions): Publ
     }
     return entry;
   };
-  const put = (id: string, record: KeyRecord, lifetimeMs: number) => {
+  const put = (id: string, json: string, lifetimeMs: number) => {
     forget(id);
-    const entry = { record, expiresAt: now() + lifetimeMs, bytes: id.length + JSON.stringify(record).length };
+    const entry = { json, expiresAt: now() + lifetimeMs, bytes: Buffer.byteLength(id) + Buffer.byteLength(json) };
     // Newest last: a map iterates in insertion order, so the oldest are at its front.
     entries.set(id, entry);
     bytes += entry.bytes;
@@ -54,23 +60,25 @@ export function createMemoryPublishKeys(options: MemoryPublishKeysOptions): Publ
   return {
     claim(id, fingerprint, token) {
       const entry = live(id);
-      if (entry) return Promise.resolve({ claimed: false, record: entry.record });
-      put(id, { state: 'in-flight', fingerprint, token }, options.inFlightMs);
+      if (entry) return Promise.resolve({ claimed: false, record: JSON.parse(entry.json) as KeyRecord });
+      put(id, inFlightRecord(fingerprint, token), options.inFlightMs);
       return Promise.resolve({ claimed: true });
     },
     remember(id, record) {
-      put(id, record, options.ttlMs);
+      put(id, JSON.stringify(record), options.ttlMs);
       return Promise.resolve();
     },
-    release(id, token) {
-      const record = live(id)?.record;
-      if (record?.state === 'in-flight' && record.token === token) forget(id);
+    release(id, fingerprint, token) {
+      if (live(id)?.json === inFlightRecord(fingerprint, token)) forget(id);
       return Promise.resolve();
     },
     close() {
       entries.clear();
       bytes = 0;
       return Promise.resolve();
+    },
+    get bytes() {
+      return bytes;
     },
   };
 }

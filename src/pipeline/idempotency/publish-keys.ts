@@ -5,26 +5,35 @@
  * stored; when that store fails (the platform database away), the publish answers an error
  * although the event went out. Without a key, the publisher's retry is a second event. With one,
  * the retry finds the first try's event: it is answered with it, after storing its deliveries if
- * the first try did not get that far — nothing appended twice, nothing left undelivered.
+ * the first try did not get that far.
  *
  * A key is remembered per scope (app, env, tenant), with a fingerprint of the request (topic,
  * type, payload): the same key with another request is refused, as a client bug rather than a
  * retry. Kept in Redis when there is one (every instance sees it), in this process's memory
- * otherwise (bounded; a restart forgets it).
+ * otherwise (bounded; a restart forgets it). Best effort where the key's store fails or forgets
+ * (Redis away while remembering, a restart without Redis): a retry then places the event again —
+ * under the same id, derived from the key and the request, so subscribers and webhook receivers
+ * de-duplicate it.
+ *
+ * A record keeps the event without its payload: a retry is only answered when its fingerprint
+ * matches, so its own payload is the first one's (the same JSON, keys perhaps in another order).
  */
 import { createHash } from 'node:crypto';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import type { JsonObject } from '../events/json.ts';
 import { scopeKey, type Scope } from '../scope.ts';
 
+/** A placed event as a key remembers it: all but its payload. */
+export type RememberedEvent = Omit<RealtimeEvent, 'payload'>;
+
 /** What a key's earlier use left. */
 export type KeyRecord =
   /** A try is placing its event now (or died doing so: the record expires after `inFlightMs`). */
   | { readonly state: 'in-flight'; readonly fingerprint: string; readonly token: string }
   /** The event is in the log; what follows it (its webhook deliveries) has not been done. */
-  | { readonly state: 'placed'; readonly fingerprint: string; readonly event: RealtimeEvent }
+  | { readonly state: 'placed'; readonly fingerprint: string; readonly event: RememberedEvent }
   /** The publish was answered with this event. */
-  | { readonly state: 'done'; readonly fingerprint: string; readonly event: RealtimeEvent };
+  | { readonly state: 'done'; readonly fingerprint: string; readonly event: RememberedEvent };
 
 /** The outcome of claiming a key: free (and now held by `token`), or what an earlier use left. */
 export type KeyClaim = { readonly claimed: true } | { readonly claimed: false; readonly record: KeyRecord };
@@ -37,8 +46,8 @@ export interface PublishKeys {
   claim(id: string, fingerprint: string, token: string): Promise<KeyClaim>;
   /** Remembers the key's event, placed (`placed`) or answered (`done`), for the key's lifetime. */
   remember(id: string, record: Extract<KeyRecord, { state: 'placed' | 'done' }>): Promise<void>;
-  /** Frees the key when the try under `token` placed nothing (its log append failed): a retry starts afresh. */
-  release(id: string, token: string): Promise<void>;
+  /** Frees the key when the try that claimed it (`fingerprint`, `token`) placed nothing (its log append failed): a retry starts afresh. */
+  release(id: string, fingerprint: string, token: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -65,7 +74,22 @@ export function keyId(scope: Scope, key: string): string {
   return createHash('sha256').update(`${scopeKey(scope)}\n${key}`).digest('base64url');
 }
 
-/** What makes two publishes the same request: topic, type and payload (as sent). */
+/** What makes two publishes the same request: topic, type and payload (its objects' keys in any order). */
 export function requestFingerprint(topic: string, type: string, payload: JsonObject): string {
-  return createHash('sha256').update(JSON.stringify([topic, type, payload])).digest('base64url');
+  return createHash('sha256')
+    .update(JSON.stringify([topic, type, payload], (_key, value: unknown) => (isPlainObject(value) ? sortedKeys(value) : value)))
+    .digest('base64url');
+}
+
+/** The exact text of an in-flight record: what its try's release compares. */
+export function inFlightRecord(fingerprint: string, token: string): string {
+  return JSON.stringify({ state: 'in-flight', fingerprint, token } satisfies KeyRecord);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function sortedKeys(value: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.keys(value).sort().map((key) => [key, value[key]]));
 }

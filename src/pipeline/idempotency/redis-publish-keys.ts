@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
+import { ErrorCode, TributaryError } from '../../errors.ts';
 import { defineScript } from '../redis-script.ts';
-import type { KeyRecord, PublishKeys, PublishKeyTimes } from './publish-keys.ts';
+import { inFlightRecord, type KeyRecord, type PublishKeys, type PublishKeyTimes } from './publish-keys.ts';
 
 export interface RedisPublishKeysOptions extends PublishKeyTimes {
   readonly redis: Redis;
@@ -15,21 +16,19 @@ if found then return found end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false`;
 
-/** KEYS[1] the key's record; ARGV[1] the token of the in-flight record that must still be there to delete it. */
+/** KEYS[1] the key's record; ARGV[1] the in-flight record that must still be there, exactly, to delete it. */
 const RELEASE = `
-local found = redis.call('GET', KEYS[1])
-if not found then return 0 end
-local record = cjson.decode(found)
-if record.state == 'in-flight' and record.token == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
 type ClaimCommand = (key: string, record: string, lifetimeMs: number) => Promise<string | null>;
-type ReleaseCommand = (key: string, token: string) => Promise<number>;
+type ReleaseCommand = (key: string, record: string) => Promise<number>;
 
 /**
  * Keys in Redis, shared by every instance: one string per key (its record as JSON) that expires
  * with the key. A claim is one script (take the key unless it holds a record), so two instances
- * given the same key at once cannot both place an event.
+ * given the same key at once cannot both place an event. A record holds no payload (a few hundred
+ * bytes): Redis holds about that times the keyed publishes of EVENT_PUBLISH_KEY_TTL_SECONDS.
  */
 export function createRedisPublishKeys(options: RedisPublishKeysOptions): PublishKeys {
   const { redis } = options;
@@ -39,16 +38,21 @@ export function createRedisPublishKeys(options: RedisPublishKeysOptions): Publis
 
   return {
     async claim(id, fingerprint, token) {
-      const record: KeyRecord = { state: 'in-flight', fingerprint, token };
-      const found = await claim(redisKey(id), JSON.stringify(record), options.inFlightMs);
+      let found: string | null;
+      try {
+        found = await claim(redisKey(id), inFlightRecord(fingerprint, token), options.inFlightMs);
+      } catch (error) {
+        // As a publish without a key while Redis is away: nothing was done, retry.
+        throw new TributaryError(ErrorCode.UNAVAILABLE, 'Idempotency keys are unavailable right now (Redis); nothing was published, retry shortly', { cause: error });
+      }
       return found === null ? { claimed: true } : { claimed: false, record: JSON.parse(found) as KeyRecord };
     },
     async remember(id, record) {
       await redis.set(redisKey(id), JSON.stringify(record), 'PX', options.ttlMs);
     },
-    async release(id, token) {
+    async release(id, fingerprint, token) {
       // Only its own in-flight record: one that ran out and was claimed by another try stays.
-      await release(redisKey(id), token);
+      await release(redisKey(id), inFlightRecord(fingerprint, token));
     },
     async close() {},
   };

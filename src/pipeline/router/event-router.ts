@@ -55,9 +55,9 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     const unplaced = normalize(input);
     const stream = streamOf(input.scope, unplaced.topic);
     const event = await log.append(stream, unplaced);
+    await hooks?.placed?.(event);
     options.metrics?.eventsRouted.inc({ source: event.source });
     analytics?.routed(stream.key, event.source);
-    await hooks?.placed?.(event);
     await options.afterPlaced?.([event]);
     return event;
   };
@@ -100,8 +100,13 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       return entities.run([`${scopeKey(input.scope)}|${input.entity}`], () => place(input, hooks));
     },
 
-    async completePlaced(events) {
-      await options.afterPlaced?.(events);
+    completePlaced(events) {
+      // In each entity's order, as routing them would be.
+      const keys = new Set<string>();
+      for (const event of events) if (event.metadata.entity !== undefined) keys.add(`${scopeKey(event.metadata.scope)}|${event.metadata.entity}`);
+      return entities.run([...keys], async () => {
+        await options.afterPlaced?.(events);
+      });
     },
   };
 }

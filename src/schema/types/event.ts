@@ -107,7 +107,7 @@ builder.mutationField('publish', (t) =>
       payload: t.arg({ type: 'JSON', required: true }),
       idempotencyKey: t.arg.string({
         description:
-          "Makes a retry safe: a publish with a key used before in the caller's scope (within EVENT_PUBLISH_KEY_TTL_SECONDS, 24 h by default) places nothing and answers the first one's event — finishing its webhook deliveries when the first try failed there. The same key with another topic, type or payload is CONFLICT, as is one whose first try is still running. 1–255 printable ASCII characters without spaces (a UUID, say). Kept in Redis when there is one, otherwise in this process's memory (bounded; a restart forgets it).",
+          "Makes a retry safe: a publish with a key used before in the caller's scope (within EVENT_PUBLISH_KEY_TTL_SECONDS, 24 h by default) places nothing and answers the first one's event — finishing its webhook deliveries when the first try failed there. The same key with another topic, type or payload is CONFLICT; so is a retry before the first try has placed its event (`extensions.inFlight: true`: retry shortly). 1–255 printable ASCII characters without spaces (a UUID, say). Kept in Redis when there is one, otherwise in this process's memory (bounded; a restart forgets it); a retry under a key forgotten places the event again, with the same id.",
       }),
     },
     resolve: (_root, args, context) => resolvers.publish(context, args),
