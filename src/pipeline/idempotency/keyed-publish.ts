@@ -4,7 +4,7 @@ import type { Logger } from '../../logger.ts';
 import type { RawEventInput, RealtimeEvent } from '../events/envelope.ts';
 import { stableEventId } from '../events/event-id.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import type { KeyRecord, PublishKeys, RememberedEvent } from './publish-keys.ts';
+import type { PlacedRecord, PublishKeys, RememberedEvent } from './publish-keys.ts';
 
 export interface KeyedPublishDeps {
   readonly router: EventRouter;
@@ -82,7 +82,7 @@ export async function publishOnce(deps: KeyedPublishDeps, keyed: KeyedMessage): 
  * out: the key stays held by this try until that runs out, and a retry after it places the event
  * again under the same id (subscribers and webhook receivers de-duplicate on it).
  */
-async function remember(deps: KeyedPublishDeps, keyId: string, record: Extract<KeyRecord, { state: 'placed' | 'done' }>): Promise<void> {
+async function remember(deps: KeyedPublishDeps, keyId: string, record: PlacedRecord): Promise<void> {
   await deps.keys.remember(keyId, record).catch((error: unknown) => deps.logger.warn({ err: error, state: record.state }, 'publish key not remembered'));
 }
 

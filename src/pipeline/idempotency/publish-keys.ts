@@ -35,6 +35,9 @@ export type KeyRecord =
   /** The publish was answered with this event. */
   | { readonly state: 'done'; readonly fingerprint: string; readonly event: RememberedEvent };
 
+/** A key's record once its event is placed. */
+export type PlacedRecord = Extract<KeyRecord, { state: 'placed' | 'done' }>;
+
 /** The outcome of claiming a key: free (and now held by `token`), or what an earlier use left. */
 export type KeyClaim = { readonly claimed: true } | { readonly claimed: false; readonly record: KeyRecord };
 
@@ -45,7 +48,7 @@ export interface PublishKeys {
    */
   claim(id: string, fingerprint: string, token: string): Promise<KeyClaim>;
   /** Remembers the key's event, placed (`placed`) or answered (`done`), for the key's lifetime. */
-  remember(id: string, record: Extract<KeyRecord, { state: 'placed' | 'done' }>): Promise<void>;
+  remember(id: string, record: PlacedRecord): Promise<void>;
   /** Frees the key when the try that claimed it (`fingerprint`, `token`) placed nothing (its log append failed): a retry starts afresh. */
   release(id: string, fingerprint: string, token: string): Promise<void>;
   close(): Promise<void>;
