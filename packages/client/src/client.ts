@@ -11,6 +11,8 @@ import { SessionEndedError } from './errors.ts';
 import { subscribeEvents, type EventsSubscription, type SubscribeEventsOptions } from './events.ts';
 import type { ModelRecord } from './live-model-store.ts';
 import { LiveModels, type LiveModel, type LiveModelOptions } from './live-model.ts';
+import { TributaryPublishDocument } from './generated.ts';
+import { publishWithRetry, type PublishedEvent, type PublishOptions } from './publish.ts';
 import type { Variables } from './session.ts';
 import type { GetToken } from './token-refresh.ts';
 
@@ -60,6 +62,12 @@ export interface TributaryClient {
    * the answer (it may or may not have run: retry only what is safe to repeat).
    */
   request<TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables): Promise<TData>;
+  /**
+   * Publishes an event, retried with one idempotency key while that is safe (the socket went before
+   * the answer, UNAVAILABLE, a try with the key still running): placed once however many tries.
+   * @throws TributaryRequestError for an error not worth retrying, or the last one after `attempts`.
+   */
+  publish(topic: string, payload: Readonly<Record<string, unknown>>, options?: PublishOptions): Promise<PublishedEvent>;
   /** Hands the socket a fresh token from `getToken` now (`refreshAuth`), if it changed. */
   refreshToken(): Promise<void>;
   /** A new socket now — also out of `unauthorized` (after a new login). Subscriptions resume on it. */
@@ -82,6 +90,28 @@ export function createClient(options: ClientOptions): TributaryClient {
   });
   const models = new LiveModels(connection, { pageSize: options.pageSize ?? 500, maxRecords: options.maxRecords ?? 100_000 });
   const closed = new AbortController();
+  const request: TributaryClient['request'] = (document, variables) =>
+    new Promise((resolve, reject) => {
+      if (closed.signal.aborted) return reject(new SessionEndedError());
+      let started = false;
+      // Filled in when `use` returns: `attach` may run before (on the current socket).
+      const use: { stop?: () => void } = {};
+      const onClose = () => {
+        use.stop?.();
+        reject(new SessionEndedError());
+      };
+      // Runs on the first acknowledged socket (the current one, if any), once.
+      use.stop = connection.use({
+        attach: (session) => {
+          if (started) return;
+          started = true;
+          use.stop?.();
+          session.execute(document, variables, closed.signal).then(resolve, reject).finally(() => closed.signal.removeEventListener('abort', onClose));
+        },
+      });
+      if (started) use.stop();
+      closed.signal.addEventListener('abort', onClose, { once: true });
+    });
 
   return {
     get state() {
@@ -91,28 +121,9 @@ export function createClient(options: ClientOptions): TributaryClient {
     subscribeEvents: (topic, eventOptions) => subscribeEvents(connection, topic, eventOptions),
     subscribeDocument: (service, id, documentOptions) => subscribeDocument(connection, service, id, documentOptions),
     liveModel: (model, modelOptions) => models.open(model, modelOptions),
-    request: (document, variables) =>
-      new Promise((resolve, reject) => {
-        if (closed.signal.aborted) return reject(new SessionEndedError());
-        let started = false;
-        // Filled in when `use` returns: `attach` may run before (on the current socket).
-        const use: { stop?: () => void } = {};
-        const onClose = () => {
-          use.stop?.();
-          reject(new SessionEndedError());
-        };
-        // Runs on the first acknowledged socket (the current one, if any), once.
-        use.stop = connection.use({
-          attach: (session) => {
-            if (started) return;
-            started = true;
-            use.stop?.();
-            session.execute(document, variables, closed.signal).then(resolve, reject).finally(() => closed.signal.removeEventListener('abort', onClose));
-          },
-        });
-        if (started) use.stop();
-        closed.signal.addEventListener('abort', onClose, { once: true });
-      }),
+    request,
+    publish: (topic, payload, publishOptions = {}) =>
+      publishWithRetry((variables) => request(TributaryPublishDocument, variables), topic, payload, publishOptions, closed.signal),
     refreshToken: () => connection.refreshToken(),
     reconnect: () => connection.reconnect(),
     close() {

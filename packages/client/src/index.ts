@@ -12,6 +12,8 @@ export type { BackoffOptions } from './backoff.ts';
 export { SessionEndedError, TributaryRequestError } from './errors.ts';
 export type { GraphQLErrorLike } from './errors.ts';
 export type { EventsSubscription, SubscribeEventsOptions, TopicEvent } from './events.ts';
+export { isRetryablePublishError } from './publish.ts';
+export type { PublishedEvent, PublishOptions } from './publish.ts';
 export type { DocumentSubscription, LiveDocument, SubscribeDocumentOptions } from './document.ts';
 export { LiveModelStore } from './live-model-store.ts';
 export type { ChangeListener, LiveModelSnapshot, LiveModelStatus, ModelChange, ModelRecord } from './live-model-store.ts';

@@ -1,0 +1,65 @@
+/**
+ * client.publish against a real server whose platform database goes away: the first try fails
+ * after its event went out (UNAVAILABLE: its webhook deliveries could not be stored), the client
+ * retries with the same idempotency key once the database is back, and the event is placed once
+ * and delivered to the webhook once.
+ */
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { createClient, documents, type TopicEvent } from '@tributary/client';
+import { gql } from '../../../../test/helpers/cdc.ts';
+import { createTestDatabase } from '../../../../test/helpers/services.ts';
+import { startTcpProxy } from '../../../../test/helpers/tcp-proxy.ts';
+import { signHs256, TEST_SECRET } from '../../../../test/helpers/tokens.ts';
+import { startTestServer } from '../../../../test/helpers/tributary.ts';
+import { waitFor } from '../../../../test/helpers/wait-for.ts';
+import { startWebhookReceiver } from '../../../../test/helpers/webhook-receiver.ts';
+
+const PUBLISHER = { sub: 'publisher', tenant: 'tenant-a', permissions: ['orders.publish', 'orders.read'] };
+
+describe('client.publish', () => {
+  it('retries a publish the server could not finish with the same key: one event, one webhook delivery', { timeout: 60_000 }, async () => {
+    const database = await createTestDatabase();
+    const url = new URL(database.url);
+    const proxy = await startTcpProxy(Number(url.port));
+    url.port = String(proxy.port);
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', DATABASE_URL: url.toString() });
+    const receiver = await startWebhookReceiver();
+    const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+    const created = await gql(server, admin, 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }', {
+      input: { url: receiver.url, events: ['orders'] },
+    });
+    expect(created.errors, JSON.stringify(created.errors)).toBeUndefined();
+
+    const client = createClient({ url: server.wsUrl, getToken: () => signHs256(PUBLISHER) });
+    onTestFinished(() => client.close());
+    const { topicCursor } = await client.request(documents.TributaryTopicCursorDocument, { topic: 'orders' });
+    const seen: TopicEvent[] = [];
+    client.subscribeEvents('orders', { after: topicCursor, onEvent: (event) => seen.push(event) });
+
+    proxy.refuse(true);
+    proxy.dropAll();
+    const retried: unknown[] = [];
+    const event = await client.publish(
+      'orders',
+      { orderId: 12 },
+      {
+        backoff: { initialMs: 10, maxMs: 10 },
+        onRetry: (error) => {
+          retried.push((error as { code?: string }).code);
+          proxy.refuse(false);
+        },
+      },
+    );
+    expect(retried).toEqual(['UNAVAILABLE']);
+    expect(event).toMatchObject({ topic: 'orders', payload: { orderId: 12 } });
+
+    const [delivery] = await receiver.waitForCount(1);
+    expect(delivery!.json).toMatchObject({ id: event.id, data: { orderId: 12 } });
+    // Placed once: a marker published after it is the next event.
+    const marker = await client.publish('orders', { marker: true });
+    await waitFor(() => seen.some((item) => item.id === marker.id), { message: 'the marker' });
+    expect(seen.map((item) => item.id)).toEqual([event.id, marker.id]);
+    const deliveries = await gql(server, admin, 'query { webhookDeliveries { nodes { eventId } } }');
+    expect((deliveries.data?.['webhookDeliveries'] as { nodes: { eventId: string }[] }).nodes.map((node) => node.eventId).sort()).toEqual([event.id, marker.id].sort());
+  });
+});

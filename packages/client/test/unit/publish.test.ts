@@ -1,0 +1,80 @@
+import { webcrypto } from 'node:crypto';
+import { describe, expect, it, vi } from 'vitest';
+import { isRetryablePublishError, SessionEndedError, TributaryRequestError } from '@tributary/client';
+import { publishWithRetry } from '../../src/publish.ts';
+import type { TributaryPublishMutation, TributaryPublishMutationVariables } from '../../src/generated.ts';
+
+const EVENT: TributaryPublishMutation['publish'] = {
+  id: 'evt_1',
+  topic: 'orders',
+  source: 'SOCKET',
+  type: 'message',
+  payload: { n: 1 },
+  cursor: 'c1',
+  metadata: { timestamp: '2026-12-03T00:00:00.000Z', operation: null, revision: null, table: null },
+};
+const NO_WAIT = { backoff: { initialMs: 0, maxMs: 0 } };
+const unavailable = () => new TributaryRequestError([{ message: 'down', extensions: { code: 'UNAVAILABLE' } }]);
+const inFlight = () => new TributaryRequestError([{ message: 'held', extensions: { code: 'CONFLICT', field: 'idempotencyKey', inFlight: true } }]);
+const conflict = () => new TributaryRequestError([{ message: 'other request', extensions: { code: 'CONFLICT', field: 'idempotencyKey' } }]);
+
+/** A request that fails with `failures` in turn, then answers EVENT; records what it was sent. */
+function scripted(failures: Error[]) {
+  const sent: TributaryPublishMutationVariables[] = [];
+  const request = (variables: TributaryPublishMutationVariables) => {
+    sent.push(variables);
+    const failure = failures.shift();
+    return failure ? Promise.reject(failure) : Promise.resolve({ publish: EVENT });
+  };
+  return { request, sent };
+}
+
+describe('publishWithRetry', () => {
+  it('retries a lost socket, UNAVAILABLE and a key still in flight with the same key, and answers the event', async () => {
+    const { request, sent } = scripted([new SessionEndedError(), unavailable(), inFlight()]);
+    const retries: number[] = [];
+    const event = await publishWithRetry(request, 'orders', { n: 1 }, { ...NO_WAIT, onRetry: (_error, attempt) => retries.push(attempt) }, new AbortController().signal);
+    expect(event).toEqual(EVENT);
+    expect(retries).toEqual([1, 2, 3]);
+    expect(sent).toHaveLength(4);
+    expect(new Set(sent.map((variables) => variables.idempotencyKey)).size).toBe(1);
+    expect(sent[0]).toMatchObject({ topic: 'orders', payload: { n: 1 }, type: null });
+    expect(sent[0]!.idempotencyKey).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('uses the key it is given, and gives up after `attempts` tries with the last error', async () => {
+    const last = unavailable();
+    const { request, sent } = scripted([unavailable(), unavailable(), last]);
+    await expect(publishWithRetry(request, 'orders', { n: 1 }, { ...NO_WAIT, attempts: 3, idempotencyKey: 'mine' }, new AbortController().signal)).rejects.toBe(last);
+    expect(sent.map((variables) => variables.idempotencyKey)).toEqual(['mine', 'mine', 'mine']);
+  });
+
+  it('does not retry an error a retry would not mend, nor once the client is closed', async () => {
+    const refused = conflict();
+    const first = scripted([refused]);
+    await expect(publishWithRetry(first.request, 'orders', { n: 1 }, NO_WAIT, new AbortController().signal)).rejects.toBe(refused);
+    expect(first.sent).toHaveLength(1);
+
+    const closed = new AbortController();
+    closed.abort();
+    const second = scripted([new SessionEndedError()]);
+    await expect(publishWithRetry(second.request, 'orders', { n: 1 }, NO_WAIT, closed.signal)).rejects.toBeInstanceOf(SessionEndedError);
+    expect(second.sent).toHaveLength(1);
+  });
+
+  it('makes a v4 UUID key without crypto.randomUUID (a browser page outside a secure context)', async () => {
+    vi.stubGlobal('crypto', { getRandomValues: <T extends Uint8Array>(bytes: T) => webcrypto.getRandomValues(bytes) });
+    try {
+      const { request, sent } = scripted([]);
+      await publishWithRetry(request, 'orders', { n: 1 }, NO_WAIT, new AbortController().signal);
+      expect(sent[0]!.idempotencyKey).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
+  it('tells which errors are worth a retry', () => {
+    expect([new SessionEndedError(), unavailable(), inFlight()].map(isRetryablePublishError)).toEqual([true, true, true]);
+    expect([conflict(), new TributaryRequestError([{ message: 'no', extensions: { code: 'FORBIDDEN' } }]), new Error('x')].map(isRetryablePublishError)).toEqual([false, false, false]);
+  });
+});
