@@ -9,9 +9,9 @@ import type { ConnectionState } from './connection-state.ts';
 import { subscribeDocument, type DocumentSubscription, type SubscribeDocumentOptions } from './document.ts';
 import { SessionEndedError } from './errors.ts';
 import { subscribeEvents, type EventsSubscription, type SubscribeEventsOptions } from './events.ts';
+import { TributaryPublishDocument } from './generated.ts';
 import type { ModelRecord } from './live-model-store.ts';
 import { LiveModels, type LiveModel, type LiveModelOptions } from './live-model.ts';
-import { TributaryPublishDocument } from './generated.ts';
 import { publishWithRetry, type PublishedEvent, type PublishOptions } from './publish.ts';
 import type { Variables } from './session.ts';
 import type { GetToken } from './token-refresh.ts';
@@ -64,8 +64,10 @@ export interface TributaryClient {
   request<TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables): Promise<TData>;
   /**
    * Publishes an event, retried with one idempotency key while that is safe (the socket went before
-   * the answer, UNAVAILABLE, a try with the key still running): placed once however many tries.
-   * @throws TributaryRequestError for an error not worth retrying, or the last one after `attempts`.
+   * the answer, UNAVAILABLE, RATE_LIMITED, a try with the key still running): placed once however
+   * many tries. @throws TributaryRequestError for an error not worth retrying, or the last one after
+   * `attempts`; SessionEndedError when the client closes, the connection turns `unauthorized`, or
+   * the socket was closed for a reason a retry would meet again (a message too big: 1009).
    */
   publish(topic: string, payload: Readonly<Record<string, unknown>>, options?: PublishOptions): Promise<PublishedEvent>;
   /** Hands the socket a fresh token from `getToken` now (`refreshAuth`), if it changed. */
@@ -90,13 +92,14 @@ export function createClient(options: ClientOptions): TributaryClient {
   });
   const models = new LiveModels(connection, { pageSize: options.pageSize ?? 500, maxRecords: options.maxRecords ?? 100_000 });
   const closed = new AbortController();
-  const request: TributaryClient['request'] = (document, variables) =>
-    new Promise((resolve, reject) => {
-      if (closed.signal.aborted) return reject(new SessionEndedError());
+  /** `request`, ended (SessionEndedError) when `signal` aborts: the client's close, or a publish's own end. */
+  const requestUntil = <TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables, signal: AbortSignal) =>
+    new Promise<TData>((resolve, reject) => {
+      if (signal.aborted) return reject(new SessionEndedError());
       let started = false;
       // Filled in when `use` returns: `attach` may run before (on the current socket).
       const use: { stop?: () => void } = {};
-      const onClose = () => {
+      const onAbort = () => {
         use.stop?.();
         reject(new SessionEndedError());
       };
@@ -106,12 +109,29 @@ export function createClient(options: ClientOptions): TributaryClient {
           if (started) return;
           started = true;
           use.stop?.();
-          session.execute(document, variables, closed.signal).then(resolve, reject).finally(() => closed.signal.removeEventListener('abort', onClose));
+          session.execute(document, variables, signal).then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
         },
       });
       if (started) use.stop();
-      closed.signal.addEventListener('abort', onClose, { once: true });
+      signal.addEventListener('abort', onAbort, { once: true });
     });
+
+  const publish: TributaryClient['publish'] = async (topic, payload, publishOptions = {}) => {
+    // A retry must not wait for a socket that will not come, nor run under the next login.
+    const ended = new AbortController();
+    const stopOnClose = () => ended.abort();
+    closed.signal.addEventListener('abort', stopOnClose, { once: true });
+    const unlisten = connection.onStateChange((state) => {
+      if (state === 'unauthorized') ended.abort();
+    });
+    if (closed.signal.aborted) ended.abort();
+    try {
+      return await publishWithRetry((variables) => requestUntil(TributaryPublishDocument, variables, ended.signal), topic, payload, publishOptions, ended.signal);
+    } finally {
+      unlisten();
+      closed.signal.removeEventListener('abort', stopOnClose);
+    }
+  };
 
   return {
     get state() {
@@ -121,9 +141,8 @@ export function createClient(options: ClientOptions): TributaryClient {
     subscribeEvents: (topic, eventOptions) => subscribeEvents(connection, topic, eventOptions),
     subscribeDocument: (service, id, documentOptions) => subscribeDocument(connection, service, id, documentOptions),
     liveModel: (model, modelOptions) => models.open(model, modelOptions),
-    request,
-    publish: (topic, payload, publishOptions = {}) =>
-      publishWithRetry((variables) => request(TributaryPublishDocument, variables), topic, payload, publishOptions, closed.signal),
+    request: (document, variables) => requestUntil(document, variables, closed.signal),
+    publish,
     refreshToken: () => connection.refreshToken(),
     reconnect: () => connection.reconnect(),
     close() {

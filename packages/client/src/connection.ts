@@ -9,6 +9,7 @@
  */
 import { createClient as createGraphQLWsClient, type Client } from 'graphql-ws';
 import { backoffDelay, type BackoffOptions } from './backoff.ts';
+import { SessionEndedError } from './errors.ts';
 import { guardedWebSocket } from './guarded-websocket.ts';
 import { closeDisposition, INITIAL_STATUS, nextStatus, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
@@ -196,7 +197,7 @@ export class Connection {
 
   #closed(attempt: Attempt, code: number): void {
     if (attempt !== this.#attempt) return;
-    this.#dropAttempt(false);
+    this.#dropAttempt(false, code);
     if (this.#status.state === 'closed') return;
     this.#dispatch({ type: 'lost', code });
     const disposition = closeDisposition(code);
@@ -226,14 +227,15 @@ export class Connection {
    * close) also closes its socket at once, without waiting for a close handshake a dead peer would
    * never answer; graphql-ws's `closed` event that follows is ignored (no longer the current attempt).
    */
-  #dropAttempt(terminate: boolean): void {
+  #dropAttempt(terminate: boolean, closeCode?: number): void {
     const attempt = this.#attempt;
     if (!attempt) return;
     this.#attempt = undefined;
     clearTimeout(attempt.connectTimer);
     clearTimeout(attempt.pongTimer);
     clearTimeout(this.#retryTimer);
-    attempt.controller.abort();
+    // Its operations end with the close code, when the socket was closed on us.
+    attempt.controller.abort(new SessionEndedError(closeCode === TERMINATED ? undefined : closeCode));
     this.#tokens?.stop(attempt.session);
     // Disposed, graphql-ws never reconnects by itself (it would after a 1000 close). Its promise
     // waits for a connection that may never come: nothing to wait for.

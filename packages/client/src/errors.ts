@@ -29,10 +29,23 @@ export class TributaryRequestError extends Error {
 
 /** The socket an operation ran on went away (it resumes on the next one), or the client closed. */
 export class SessionEndedError extends Error {
-  constructor() {
-    super('The connection ended');
+  /**
+   * The socket's close code when the server or the network closed it (1009: a message too big;
+   * 4401, 4403, 4412: not authorized), undefined when the client ended it or it is not known.
+   */
+  readonly closeCode: number | undefined;
+
+  constructor(closeCode?: number) {
+    super(closeCode === undefined ? 'The connection ended' : `The connection ended (close code ${closeCode})`);
     this.name = 'SessionEndedError';
+    this.closeCode = closeCode;
   }
+}
+
+/** A SessionEndedError with the close code `event` carries (a CloseEvent), if any. */
+export function sessionEnded(event?: unknown): SessionEndedError {
+  const code = typeof event === 'object' && event !== null ? (event as { code?: unknown }).code : undefined;
+  return new SessionEndedError(typeof code === 'number' ? code : undefined);
 }
 
 /** Whether `value` looks like a list of GraphQL errors (what graphql-ws hands an `error` sink). */

@@ -1,8 +1,8 @@
 /**
  * @tributary/client — a typed client for Tributary over graphql-ws (see README.md):
  * `createClient({ url, getToken })`, connection states, resume from the last cursor, token refresh
- * on the live socket, `subscribeEvents`, `subscribeDocument`, `liveModel`, and the server-to-server
- * `subscribeModel`.
+ * on the live socket, `subscribeEvents`, `publish` (retried safely), `subscribeDocument`, `liveModel`,
+ * and the server-to-server `subscribeModel`.
  */
 export { createClient } from './client.ts';
 export type { ClientOptions, TributaryClient } from './client.ts';
@@ -12,7 +12,7 @@ export type { BackoffOptions } from './backoff.ts';
 export { SessionEndedError, TributaryRequestError } from './errors.ts';
 export type { GraphQLErrorLike } from './errors.ts';
 export type { EventsSubscription, SubscribeEventsOptions, TopicEvent } from './events.ts';
-export { isRetryablePublishError } from './publish.ts';
+export { isRetryablePublishError, PUBLISH_RETRY } from './publish.ts';
 export type { PublishedEvent, PublishOptions } from './publish.ts';
 export type { DocumentSubscription, LiveDocument, SubscribeDocumentOptions } from './document.ts';
 export { LiveModelStore } from './live-model-store.ts';

@@ -6,58 +6,71 @@
  */
 import { backoffDelay, pause, type BackoffOptions } from './backoff.ts';
 import { SessionEndedError, TributaryRequestError } from './errors.ts';
-import type { TributaryPublishMutation, TributaryPublishMutationVariables } from './generated.ts';
+import type { TributaryEventFieldsFragment, TributaryPublishMutation, TributaryPublishMutationVariables } from './generated.ts';
 
-export type PublishedEvent = TributaryPublishMutation['publish'];
+export type PublishedEvent = TributaryEventFieldsFragment;
 
 export interface PublishOptions {
   /** The event's `type`. @default 'message' (the server's) */
   readonly type?: string;
-  /** The idempotency key (1–255 printable ASCII characters): pass your own to make retries across restarts safe too. @default a random UUID */
+  /**
+   * The idempotency key (1–255 printable ASCII characters without spaces): pass your own, derived
+   * from your data, to retry safely yourself — after `publish` gave up, or after a restart. @default a random UUID
+   */
   readonly idempotencyKey?: string;
-  /** Tries in all, the first included. @default 5 */
+  /** Tries in all, the first included. @default 10 */
   readonly attempts?: number;
-  /** The wait between tries: full jitter over [0, min(maxMs, initialMs × 2ⁿ)). @default { initialMs: 250, maxMs: 5000 } */
+  /** The wait between tries: full jitter over [0, min(maxMs, initialMs × 2ⁿ)). @default { initialMs: 500, maxMs: 5000 } */
   readonly backoff?: BackoffOptions;
-  /** Told of each failed try that will be retried (for logging). */
-  readonly onRetry?: (error: unknown, attempt: number) => void;
+  /** Told of each failed try (`attempt`, from 1) that will be tried again, and the key every try carries. */
+  readonly onRetry?: (error: unknown, attempt: number, idempotencyKey: string) => void;
 }
 
-type Request = (variables: TributaryPublishMutationVariables) => Promise<TributaryPublishMutation>;
+/** The publish's tries: 10 over up to ~30 s, longer than a server holds a key for a try that died (15 s). */
+export const PUBLISH_RETRY = { attempts: 10, backoff: { initialMs: 500, maxMs: 5_000 } } as const;
+
+/** Close codes after which the same publish cannot succeed: too big a message (1009), not authorized (4401, 4403, 4412). */
+const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1009, 4401, 4403, 4412]);
+
+type SendPublish = (variables: TributaryPublishMutationVariables) => Promise<TributaryPublishMutation>;
 
 /**
- * Whether a failed try may be retried with the same key: the socket went before the answer, the
- * server was unavailable, or a try with the key has not placed its event yet.
+ * Whether a failed try may be tried again with the same key: the socket went before the answer
+ * (but not for a reason that would end the retry the same way), the server was unavailable, the
+ * connection's operations were at their limit, or a try with the key has not placed its event yet.
  */
 export function isRetryablePublishError(error: unknown): boolean {
-  if (error instanceof SessionEndedError) return true;
+  if (error instanceof SessionEndedError) return error.closeCode === undefined || !FINAL_CLOSE_CODES.has(error.closeCode);
   if (!(error instanceof TributaryRequestError)) return false;
-  return error.hasCode('UNAVAILABLE') || error.errors.some((item) => item.extensions?.['code'] === 'CONFLICT' && item.extensions['inFlight'] === true);
+  if (error.hasCode('UNAVAILABLE') || error.hasCode('RATE_LIMITED')) return true;
+  return error.errors.some((item) => item.extensions?.['code'] === 'CONFLICT' && item.extensions['inFlight'] === true);
 }
 
-/** Publishes with retries (see the module); rejects with the last error, or at once with one that is not retryable or when `signal` aborts. */
+/**
+ * Publishes with retries (see the module). Rejects with an error that is not retryable at once,
+ * with the last error after `attempts` tries, and with SessionEndedError once `signal` aborts.
+ */
 export async function publishWithRetry(
-  request: Request,
+  send: SendPublish,
   topic: string,
   payload: Readonly<Record<string, unknown>>,
   options: PublishOptions,
   signal: AbortSignal,
 ): Promise<PublishedEvent> {
-  const attempts = Math.max(1, options.attempts ?? 5);
-  const variables: TributaryPublishMutationVariables = {
-    topic,
-    type: options.type ?? null,
-    payload,
-    idempotencyKey: options.idempotencyKey ?? randomKey(),
-  };
+  const attempts = Number.isFinite(options.attempts) ? Math.max(1, Math.floor(options.attempts!)) : PUBLISH_RETRY.attempts;
+  const backoff = { ...PUBLISH_RETRY.backoff, ...options.backoff };
+  const idempotencyKey = options.idempotencyKey ?? randomKey();
+  // Copied once: every try sends the same request, whatever the caller does with its object meanwhile.
+  const variables: TributaryPublishMutationVariables = { topic, type: options.type ?? null, payload: structuredClone(payload), idempotencyKey };
   for (let attempt = 1; ; attempt += 1) {
     try {
-      return (await request(variables)).publish;
+      return (await send(variables)).publish;
     } catch (error) {
-      if (attempt >= attempts || signal.aborted || !isRetryablePublishError(error)) throw error;
-      options.onRetry?.(error, attempt);
-      await pause(backoffDelay(attempt - 1, options.backoff ?? { initialMs: 250, maxMs: 5_000 }), signal);
-      if (signal.aborted) throw error;
+      if (signal.aborted) throw new SessionEndedError();
+      if (attempt >= attempts || !isRetryablePublishError(error)) throw error;
+      options.onRetry?.(error, attempt, idempotencyKey);
+      await pause(backoffDelay(attempt - 1, backoff), signal);
+      if (signal.aborted) throw new SessionEndedError();
     }
   }
 }

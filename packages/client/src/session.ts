@@ -7,7 +7,7 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
 import type { Client, ExecutionResult } from 'graphql-ws';
-import { isGraphQLErrorList, SessionEndedError, TributaryRequestError } from './errors.ts';
+import { isGraphQLErrorList, SessionEndedError, sessionEnded, TributaryRequestError } from './errors.ts';
 
 const printed = new WeakMap<object, string>();
 
@@ -64,10 +64,10 @@ export class Session {
       };
       const onAbort = () => {
         unsubscribe();
-        finish(() => reject(new SessionEndedError()));
+        finish(() => reject(this.#ended()));
       };
       if (signals.some((each) => each.aborted)) {
-        reject(new SessionEndedError());
+        reject(this.#ended());
         return;
       }
       const unsubscribe = this.#client.subscribe<TData>(
@@ -84,12 +84,18 @@ export class Session {
           },
           error: (error: unknown) => {
             // A list of GraphQL errors is the server's answer; anything else (a close event) means the socket went.
-            finish(() => reject(isGraphQLErrorList(error) ? new TributaryRequestError(error) : new SessionEndedError()));
+            finish(() => reject(isGraphQLErrorList(error) ? new TributaryRequestError(error) : sessionEnded(error)));
           },
-          complete: () => finish(() => (this.signal.aborted ? reject(new SessionEndedError()) : resolve())),
+          complete: () => finish(() => (this.signal.aborted ? reject(this.#ended()) : resolve())),
         },
       );
       for (const each of signals) each.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** The error of an operation cut short: with the socket's close code when the server or the network closed it. */
+  #ended(): SessionEndedError {
+    const reason: unknown = this.signal.reason;
+    return new SessionEndedError(reason instanceof SessionEndedError ? reason.closeCode : undefined);
   }
 }

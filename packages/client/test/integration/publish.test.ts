@@ -5,7 +5,7 @@
  * and delivered to the webhook once.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { createClient, documents, type TopicEvent } from '@tributary/client';
+import { createClient, documents, SessionEndedError, type TopicEvent } from '@tributary/client';
 import { gql } from '../../../../test/helpers/cdc.ts';
 import { createTestDatabase } from '../../../../test/helpers/services.ts';
 import { startTcpProxy } from '../../../../test/helpers/tcp-proxy.ts';
@@ -39,19 +39,25 @@ describe('client.publish', () => {
     proxy.refuse(true);
     proxy.dropAll();
     const retried: unknown[] = [];
+    let restored: Promise<void> | undefined;
     const event = await client.publish(
       'orders',
       { orderId: 12 },
       {
+        attempts: 100,
         backoff: { initialMs: 10, maxMs: 10 },
         onRetry: (error) => {
           retried.push((error as { code?: string }).code);
-          proxy.refuse(false);
+          // The database comes back once the first try's event has reached its subscriber: that try
+          // placed it, and failed after (its webhook deliveries could not be stored).
+          restored ??= waitFor(() => seen.length === 1, { message: 'the first try’s event' }).then(() => proxy.refuse(false));
         },
       },
     );
-    expect(retried).toEqual(['UNAVAILABLE']);
-    expect(event).toMatchObject({ topic: 'orders', payload: { orderId: 12 } });
+    await restored;
+    expect(retried.length).toBeGreaterThan(0);
+    expect(new Set(retried)).toEqual(new Set(['UNAVAILABLE']));
+    expect(event).toMatchObject({ id: seen[0]!.id, topic: 'orders', payload: { orderId: 12 } });
 
     const [delivery] = await receiver.waitForCount(1);
     expect(delivery!.json).toMatchObject({ id: event.id, data: { orderId: 12 } });
@@ -61,5 +67,19 @@ describe('client.publish', () => {
     expect(seen.map((item) => item.id)).toEqual([event.id, marker.id]);
     const deliveries = await gql(server, admin, 'query { webhookDeliveries { nodes { eventId } } }');
     expect((deliveries.data?.['webhookDeliveries'] as { nodes: { eventId: string }[] }).nodes.map((node) => node.eventId).sort()).toEqual([event.id, marker.id].sort());
+  });
+
+  it('does not retry a publish whose message the server closed the socket for (1009: too big)', { timeout: 30_000 }, async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, WS_MAX_PAYLOAD_BYTES: '4096' });
+    const client = createClient({ url: server.wsUrl, getToken: () => signHs256(PUBLISHER), backoff: { initialMs: 10, maxMs: 10 } });
+    onTestFinished(() => client.close());
+    const retried: unknown[] = [];
+    const failure = await client.publish('orders', { blob: 'x'.repeat(8_000) }, { onRetry: (error) => retried.push(error) }).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(SessionEndedError);
+    expect((failure as SessionEndedError).closeCode).toBe(1009);
+    expect(retried).toEqual([]);
+    // The client goes on: a new socket, and a publish of a fitting size.
+    const event = await client.publish('orders', { small: true });
+    expect(event.payload).toEqual({ small: true });
   });
 });

@@ -33,11 +33,18 @@ describe('publishWithRetry', () => {
   it('retries a lost socket, UNAVAILABLE and a key still in flight with the same key, and answers the event', async () => {
     const { request, sent } = scripted([new SessionEndedError(), unavailable(), inFlight()]);
     const retries: number[] = [];
-    const event = await publishWithRetry(request, 'orders', { n: 1 }, { ...NO_WAIT, onRetry: (_error, attempt) => retries.push(attempt) }, new AbortController().signal);
+    const keys: string[] = [];
+    const event = await publishWithRetry(
+      request,
+      'orders',
+      { n: 1 },
+      { ...NO_WAIT, onRetry: (_error, attempt, key) => (retries.push(attempt), keys.push(key)) },
+      new AbortController().signal,
+    );
     expect(event).toEqual(EVENT);
     expect(retries).toEqual([1, 2, 3]);
     expect(sent).toHaveLength(4);
-    expect(new Set(sent.map((variables) => variables.idempotencyKey)).size).toBe(1);
+    expect(new Set([...sent.map((variables) => variables.idempotencyKey), ...keys]).size).toBe(1);
     expect(sent[0]).toMatchObject({ topic: 'orders', payload: { n: 1 }, type: null });
     expect(sent[0]!.idempotencyKey).toMatch(/^[0-9a-f-]{36}$/);
   });
@@ -62,6 +69,15 @@ describe('publishWithRetry', () => {
     expect(second.sent).toHaveLength(1);
   });
 
+  it('stops waiting for its next try when the client closes, with SessionEndedError', async () => {
+    const closing = new AbortController();
+    const { request, sent } = scripted([unavailable(), unavailable()]);
+    // An hour's wait: only the close can end it.
+    const pending = publishWithRetry(request, 'orders', { n: 1 }, { backoff: { initialMs: 3_600_000, maxMs: 3_600_000 }, onRetry: () => closing.abort() }, closing.signal);
+    await expect(pending).rejects.toBeInstanceOf(SessionEndedError);
+    expect(sent).toHaveLength(1);
+  });
+
   it('makes a v4 UUID key without crypto.randomUUID (a browser page outside a secure context)', async () => {
     vi.stubGlobal('crypto', { getRandomValues: <T extends Uint8Array>(bytes: T) => webcrypto.getRandomValues(bytes) });
     try {
@@ -74,7 +90,11 @@ describe('publishWithRetry', () => {
   });
 
   it('tells which errors are worth a retry', () => {
-    expect([new SessionEndedError(), unavailable(), inFlight()].map(isRetryablePublishError)).toEqual([true, true, true]);
-    expect([conflict(), new TributaryRequestError([{ message: 'no', extensions: { code: 'FORBIDDEN' } }]), new Error('x')].map(isRetryablePublishError)).toEqual([false, false, false]);
+    const rateLimited = new TributaryRequestError([{ message: 'too many operations', extensions: { code: 'RATE_LIMITED' } }]);
+    expect([new SessionEndedError(), new SessionEndedError(1006), unavailable(), inFlight(), rateLimited].map(isRetryablePublishError)).toEqual([true, true, true, true, true]);
+    const forbidden = new TributaryRequestError([{ message: 'no', extensions: { code: 'FORBIDDEN' } }]);
+    // Too big a message, or no longer authorized: a retry would meet the same.
+    const final = [conflict(), forbidden, new Error('x'), new SessionEndedError(1009), new SessionEndedError(4401), new SessionEndedError(4403), new SessionEndedError(4412)];
+    expect(final.map(isRetryablePublishError)).toEqual(final.map(() => false));
   });
 });
