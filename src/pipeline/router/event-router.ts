@@ -55,7 +55,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     const unplaced = normalize(input);
     const stream = streamOf(input.scope, unplaced.topic);
     const event = await log.append(stream, unplaced);
-    await hooks?.placed?.(event);
+    if (hooks?.placed) await hooks.placed(event);
     options.metrics?.eventsRouted.inc({ source: event.source });
     analytics?.routed(stream.key, event.source);
     await options.afterPlaced?.([event]);
