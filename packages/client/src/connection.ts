@@ -9,7 +9,7 @@
  */
 import { createClient as createGraphQLWsClient, type Client } from 'graphql-ws';
 import { backoffDelay, type BackoffOptions } from './backoff.ts';
-import { SessionEndedError } from './errors.ts';
+import { closeCodeOf, SessionEndedError } from './errors.ts';
 import { guardedWebSocket } from './guarded-websocket.ts';
 import { closeDisposition, INITIAL_STATUS, nextStatus, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
@@ -172,7 +172,7 @@ export class Connection {
           // A socket error is followed by its close; only a failing getToken is worth reporting.
           if (error instanceof Error) options.onError(error);
         },
-        closed: (event) => this.#closed(attempt, closeCodeOf(event)),
+        closed: (event) => this.#closed(attempt, closeCodeOf(event) ?? TERMINATED),
       },
     });
     this.#attempt = attempt;
@@ -249,11 +249,6 @@ export class Connection {
     if (this.#status.state === before) return;
     for (const listener of [...this.#listeners]) listener(this.#status.state);
   }
-}
-
-function closeCodeOf(event: unknown): number {
-  const code = typeof event === 'object' && event !== null ? (event as { code?: unknown }).code : undefined;
-  return typeof code === 'number' ? code : TERMINATED;
 }
 
 function isExpiryNotice(payload: unknown): boolean {

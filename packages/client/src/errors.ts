@@ -42,10 +42,15 @@ export class SessionEndedError extends Error {
   }
 }
 
+/** The close code a CloseEvent (or anything shaped like one) carries; undefined for anything else. */
+export function closeCodeOf(event: unknown): number | undefined {
+  const code = typeof event === 'object' && event !== null ? (event as { code?: unknown }).code : undefined;
+  return typeof code === 'number' ? code : undefined;
+}
+
 /** A SessionEndedError with the close code `event` carries (a CloseEvent), if any. */
 export function sessionEnded(event?: unknown): SessionEndedError {
-  const code = typeof event === 'object' && event !== null ? (event as { code?: unknown }).code : undefined;
-  return new SessionEndedError(typeof code === 'number' ? code : undefined);
+  return new SessionEndedError(closeCodeOf(event));
 }
 
 /** Whether `value` looks like a list of GraphQL errors (what graphql-ws hands an `error` sink). */
