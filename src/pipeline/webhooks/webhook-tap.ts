@@ -68,8 +68,10 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
   };
   // Routes placed together store their deliveries together: one statement and one scheduling for
   // all of them. Their order is the order they were submitted in, which keeps each entity's order
-  // (the router submits an entity's next batch only after this one is stored).
-  const store = createGroupCommit<readonly NewDelivery[], void>({
+  // (the router submits an entity's next batch only after this one is stored). Only the statements
+  // wait for one another: a batch's heads are scheduled while the next batch is stored (a lane has
+  // one head at a time, so the order jobs are added in does not matter).
+  const store = createGroupCommit<readonly NewDelivery[], { readonly scheduled: Promise<void> }>({
     async write(batches) {
       const deliveries = batches.flat();
       const intake = options.scheduler.intake();
@@ -77,13 +79,14 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
       options.statistics.inserted(inserted.length);
       // The deliveries are stored: a scheduler that cannot take them now (Redis away) loses
       // nothing, the workers' reconciler finds due lane heads without a job.
-      if (heads.length > 0) {
-        await options.scheduler.schedule(heads).catch(async (error: unknown) => {
-          options.logger.warn({ err: error }, 'webhook deliveries stored but not queued; the reconciler queues them');
-          if (intake) await giveBackUnscheduled(intake, heads);
-        });
-      }
-      return batches.map(() => undefined);
+      const scheduled =
+        heads.length === 0
+          ? Promise.resolve()
+          : options.scheduler.schedule(heads).catch(async (error: unknown) => {
+              options.logger.warn({ err: error }, 'webhook deliveries stored but not queued; the reconciler queues them');
+              if (intake) await giveBackUnscheduled(intake, heads);
+            });
+      return batches.map(() => ({ scheduled }));
     },
     maxBatch: ROUTES_PER_STATEMENT,
   });
@@ -114,7 +117,7 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
           });
         }
       }
-      if (deliveries.length > 0) await store.submit(deliveries);
+      if (deliveries.length > 0) await (await store.submit(deliveries)).scheduled;
     },
   };
 }
