@@ -117,19 +117,21 @@ export function createClient(options: ClientOptions): TributaryClient {
     });
 
   const publish: TributaryClient['publish'] = async (topic, payload, publishOptions = {}) => {
-    // A retry must not wait for a socket that will not come, nor run under the next login.
+    // A retry must not wait for a socket that will not come, nor run under the next login; nor go
+    // on once the caller's own signal aborted.
     const ended = new AbortController();
-    const stopOnClose = () => ended.abort();
-    closed.signal.addEventListener('abort', stopOnClose, { once: true });
+    const stop = () => ended.abort();
+    const stoppers = [closed.signal, publishOptions.signal].filter((signal) => signal !== undefined);
+    for (const signal of stoppers) signal.addEventListener('abort', stop, { once: true });
     const unlisten = connection.onStateChange((state) => {
       if (state === 'unauthorized') ended.abort();
     });
-    if (closed.signal.aborted) ended.abort();
+    if (stoppers.some((signal) => signal.aborted)) ended.abort();
     try {
       return await publishWithRetry((variables) => requestUntil(TributaryPublishDocument, variables, ended.signal), topic, payload, publishOptions, ended.signal);
     } finally {
       unlisten();
-      closed.signal.removeEventListener('abort', stopOnClose);
+      for (const signal of stoppers) signal.removeEventListener('abort', stop);
     }
   };
 

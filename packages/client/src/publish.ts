@@ -24,6 +24,12 @@ export interface PublishOptions {
   readonly backoff?: BackoffOptions;
   /** Told of each failed try (`attempt`, from 1) that will be tried again, and the key every try carries. */
   readonly onRetry?: (error: unknown, attempt: number, idempotencyKey: string) => void;
+  /**
+   * Ends the publish when it aborts: no further try, and the call rejects with the signal's reason
+   * (an `AbortError` unless given one), as `fetch` does. A try already sent may still place its
+   * event: publish again with the same `idempotencyKey` to learn it.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** The publish's tries: 10 over up to ~30 s, longer than a server holds a key for a try that died (15 s). */
@@ -48,7 +54,9 @@ export function isRetryablePublishError(error: unknown): boolean {
 
 /**
  * Publishes with retries (see the module). Rejects with an error that is not retryable at once,
- * with the last error after `attempts` tries, and with SessionEndedError once `signal` aborts.
+ * with the last error after `attempts` tries, and once `signal` aborts with the reason of the
+ * caller's `options.signal` when that is what aborted, SessionEndedError otherwise (the client
+ * closed, the connection turned unauthorized).
  */
 export async function publishWithRetry(
   send: SendPublish,
@@ -62,15 +70,17 @@ export async function publishWithRetry(
   const idempotencyKey = options.idempotencyKey ?? randomKey();
   // Copied once: every try sends the same request, whatever the caller does with its object meanwhile.
   const variables: TributaryPublishMutationVariables = { topic, type: options.type ?? null, payload: structuredClone(payload), idempotencyKey };
+  const ended = (): unknown => (options.signal?.aborted ? options.signal.reason : new SessionEndedError());
+  if (signal.aborted) throw ended();
   for (let attempt = 1; ; attempt += 1) {
     try {
       return (await send(variables)).publish;
     } catch (error) {
-      if (signal.aborted) throw new SessionEndedError();
+      if (signal.aborted) throw ended();
       if (attempt >= attempts || !isRetryablePublishError(error)) throw error;
       options.onRetry?.(error, attempt, idempotencyKey);
       await pause(backoffDelay(attempt - 1, backoff), signal);
-      if (signal.aborted) throw new SessionEndedError();
+      if (signal.aborted) throw ended();
     }
   }
 }

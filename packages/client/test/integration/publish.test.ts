@@ -7,6 +7,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createClient, documents, SessionEndedError, type TopicEvent } from '@tributary/client';
 import { gql } from '../../../../test/helpers/cdc.ts';
+import { freePort } from '../../../../test/helpers/free-port.ts';
 import { createTestDatabase } from '../../../../test/helpers/services.ts';
 import { startTcpProxy } from '../../../../test/helpers/tcp-proxy.ts';
 import { signHs256, TEST_SECRET } from '../../../../test/helpers/tokens.ts';
@@ -81,5 +82,22 @@ describe('client.publish', () => {
     // The client goes on: a new socket, and a publish of a fitting size.
     const event = await client.publish('orders', { small: true });
     expect(event.payload).toEqual({ small: true });
+  });
+
+  it("ends a publish waiting for a socket once the caller's signal aborts, with the signal's reason", { timeout: 30_000 }, async () => {
+    // Nothing listens there: every socket is refused, and the publish waits for one.
+    const port = await freePort();
+    const client = createClient({ url: `ws://127.0.0.1:${port}/graphql`, getToken: () => signHs256(PUBLISHER), backoff: { initialMs: 10, maxMs: 10 } });
+    onTestFinished(() => client.close());
+    const caller = new AbortController();
+    const pending = client.publish('orders', { n: 1 }, { signal: caller.signal });
+    await waitFor(() => client.state === 'reconnecting', { message: 'a refused socket' });
+    caller.abort();
+    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+    // Only that publish ended: the client goes on trying.
+    expect(client.state).not.toBe('closed');
+    const before = new AbortController();
+    before.abort(new Error('already gone'));
+    await expect(client.publish('orders', { n: 2 }, { signal: before.signal })).rejects.toThrow('already gone');
   });
 });

@@ -64,9 +64,10 @@ describe('publishWithRetry', () => {
 
     const closed = new AbortController();
     closed.abort();
-    const second = scripted([new SessionEndedError()]);
+    const second = scripted([]);
     await expect(publishWithRetry(second.request, 'orders', { n: 1 }, NO_WAIT, closed.signal)).rejects.toBeInstanceOf(SessionEndedError);
-    expect(second.sent).toHaveLength(1);
+    // Closed before the first try: nothing is sent.
+    expect(second.sent).toHaveLength(0);
   });
 
   it('stops waiting for its next try when the client closes, with SessionEndedError', async () => {
@@ -76,6 +77,28 @@ describe('publishWithRetry', () => {
     const pending = publishWithRetry(request, 'orders', { n: 1 }, { backoff: { initialMs: 3_600_000, maxMs: 3_600_000 }, onRetry: () => closing.abort() }, closing.signal);
     await expect(pending).rejects.toBeInstanceOf(SessionEndedError);
     expect(sent).toHaveLength(1);
+  });
+
+  it("ends with the caller's own signal's reason: before the first try, and while waiting for the next", async () => {
+    const aborted = new AbortController();
+    aborted.abort();
+    const before = scripted([]);
+    // The client's signal follows the caller's (client.ts): both aborted.
+    await expect(publishWithRetry(before.request, 'orders', { n: 1 }, { ...NO_WAIT, signal: aborted.signal }, aborted.signal)).rejects.toMatchObject({ name: 'AbortError' });
+    expect(before.sent).toHaveLength(0);
+
+    const caller = new AbortController();
+    const reason = new Error('user left the page');
+    const waiting = scripted([unavailable(), unavailable()]);
+    const pending = publishWithRetry(
+      waiting.request,
+      'orders',
+      { n: 1 },
+      { backoff: { initialMs: 3_600_000, maxMs: 3_600_000 }, signal: caller.signal, onRetry: () => caller.abort(reason) },
+      caller.signal,
+    );
+    await expect(pending).rejects.toBe(reason);
+    expect(waiting.sent).toHaveLength(1);
   });
 
   it('makes a v4 UUID key without crypto.randomUUID (a browser page outside a secure context)', async () => {
