@@ -65,6 +65,25 @@ describe.each(kinds)('the endpoint gate (%s)', (_kind, make) => {
     expect(again.filter((answer) => answer.ok)).toHaveLength(5);
   });
 
+  it('counts a slot free for the next acquire as soon as it is given back, before the release is answered', async () => {
+    const gates = make();
+    const gate = gates[0]!;
+    const endpoint = { id: 'ep_handover', maxConcurrency: 2, rateLimitPerSecond: null };
+    const held = await Promise.all([gate.acquire(endpoint), gate.acquire(endpoint)]);
+    const [first, second] = held.map((answer) => {
+      if (!granted(answer)) throw new Error('refused');
+      return answer;
+    });
+    // The first slot given back, its release under way (nothing awaited but microtasks: no answer
+    // can have come); then the second given back and two acquires at once, none awaited before.
+    const releasedFirst = first!.release();
+    for (let tick = 0; tick < 3; tick += 1) await Promise.resolve();
+    const releasedSecond = second!.release();
+    const next = await Promise.all([gate.acquire(endpoint), gate.acquire(endpoint)]);
+    await Promise.all([releasedFirst, releasedSecond]);
+    expect(next.map((answer) => answer.ok)).toEqual([true, true]);
+  });
+
   it('starts at most rateLimitPerSecond attempts in a second, and says how long to wait', async () => {
     const gates = make();
     const endpoint = { id: 'ep_rate', maxConcurrency: 100, rateLimitPerSecond: 2 };

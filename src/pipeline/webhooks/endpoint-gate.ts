@@ -16,6 +16,10 @@ export interface GatedEndpoint {
   readonly rateLimitPerSecond: number | null;
 }
 
+/**
+ * A slot, or how long to wait. `release` gives the slot back: the gate counts it free for every
+ * acquire made after the call, whether or not its promise has settled yet.
+ */
 export type GateAnswer = { readonly ok: true; release(): Promise<void> } | { readonly ok: false; readonly retryInMs: number };
 
 export interface EndpointGate {
@@ -76,17 +80,20 @@ export function createMemoryGate(): EndpointGate {
   };
 }
 
-type LeaseScript = (key: string, now: number, leaseMs: number, max: number, ...tokens: string[]) => Promise<number>;
+type GateScript = (key: string, now: number, leaseMs: number, max: number, givenBack: number, ...tokens: string[]) => Promise<number>;
 
 /**
- * Leases for the tokens in ARGV[4…], as many as the endpoint's maximum leaves room for, in order;
- * expired leases (a worker died mid-attempt) drop out first. Returns how many were taken.
+ * Gives back the leases of the first ARGV[4] tokens of ARGV[5…], then takes leases for the others,
+ * as many as the endpoint's maximum (ARGV[3]) leaves room for, in order; expired leases (a worker
+ * died mid-attempt) drop out first. Returns how many were taken.
  */
-const TAKE_LEASES = `
+const GIVE_AND_TAKE = `
+local given = tonumber(ARGV[4])
+if given > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV, 5, 4 + given)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local room = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
 local taken = 0
-for i = 4, #ARGV do
+for i = 5 + given, #ARGV do
   if taken >= room then break end
   redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[i])
   taken = taken + 1
@@ -109,38 +116,41 @@ function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string
   return groups;
 }
 
+/** A lease asked for (`endpoint`), or one given back (`endpointId` only). */
+type LeaseRequest = { readonly endpointId: string; readonly token: string; readonly endpoint?: GatedEndpoint };
+
 export function createRedisGate(options: { readonly redis: Redis; readonly keyPrefix: string; readonly leaseMs: number }): EndpointGate {
   const { redis, keyPrefix, leaseMs } = options;
-  const takeLeases = defineScript<LeaseScript>(redis, 'tributaryWebhookLeases', 1, TAKE_LEASES);
+  const giveAndTake = defineScript<GateScript>(redis, 'tributaryWebhookGate', 1, GIVE_AND_TAKE);
   const limiterOf = limiters((points) => new RateLimiterRedis({ storeClient: redis, keyPrefix: `${keyPrefix}webhook:rate:${points}`, points, duration: 1 }));
   const keyOf = (endpointId: string) => `${keyPrefix}webhook:inflight:${endpointId}`;
-  // Attempts starting or ending together ask Redis together: one script call (or ZREM) per endpoint for all of them.
-  const leases = createGroupCommit<{ endpoint: GatedEndpoint; token: string }, boolean>({
+  /**
+   * Leases asked for and given back go through one queue, a script call per endpoint for a batch:
+   * a lease given back is gone before any lease asked for after it is looked at — so an attempt's
+   * place is free for the next one without waiting for Redis to answer the release.
+   */
+  const leases = createGroupCommit<LeaseRequest, boolean>({
     async write(requests) {
       const granted = requests.map(() => false);
       const now = Date.now();
       await Promise.all(
-        [...groupBy(requests, (request) => request.endpoint.id)].map(async ([endpointId, group]) => {
-          const taken = await takeLeases(keyOf(endpointId), now, leaseMs, group[0]!.item.endpoint.maxConcurrency, ...group.map(({ item }) => item.token));
-          for (const { index } of group.slice(0, taken)) granted[index] = true;
+        [...groupBy(requests, (request) => request.endpointId)].map(async ([endpointId, group]) => {
+          const given = group.filter(({ item }) => item.endpoint === undefined);
+          const asked = group.filter(({ item }) => item.endpoint !== undefined);
+          const max = asked[0]?.item.endpoint?.maxConcurrency ?? 0;
+          const taken = await giveAndTake(keyOf(endpointId), now, leaseMs, max, given.length, ...given.map(({ item }) => item.token), ...asked.map(({ item }) => item.token));
+          for (const { index } of asked.slice(0, taken)) granted[index] = true;
         }),
       );
       return granted;
     },
     maxBatch: GATE_BATCH,
   });
-  const releases = createGroupCommit<{ endpointId: string; token: string }, void>({
-    async write(returned) {
-      await Promise.all([...groupBy(returned, (lease) => lease.endpointId)].map(([endpointId, group]) => redis.zrem(keyOf(endpointId), ...group.map(({ item }) => item.token))));
-      return returned.map(() => undefined);
-    },
-    maxBatch: GATE_BATCH,
-  });
   return {
     async acquire(endpoint) {
       const token = randomUUID();
-      if (!(await leases.submit({ endpoint, token }))) return { ok: false, retryInMs: BUSY_RETRY_MS };
-      const release = () => releases.submit({ endpointId: endpoint.id, token });
+      if (!(await leases.submit({ endpointId: endpoint.id, token, endpoint }))) return { ok: false, retryInMs: BUSY_RETRY_MS };
+      const release = async () => void (await leases.submit({ endpointId: endpoint.id, token }));
       const wait = await withinRate(endpoint.rateLimitPerSecond === null ? undefined : limiterOf(endpoint.rateLimitPerSecond), endpoint.id).catch(async (error: unknown) => {
         // The lease would hold one of the endpoint's places until it runs out.
         await release().catch(() => undefined);

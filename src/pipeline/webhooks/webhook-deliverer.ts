@@ -230,8 +230,9 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       result = await options.http.send({ url: endpoint.url, headers, body: delivery.body, timeoutMs: options.timeoutMs });
     } finally {
       watch?.end(result?.durationMs);
-      // Best effort: the slot's lease in the gate runs out by itself, and the attempt must be recorded either way.
-      await slot.release().catch((error: unknown) => logger.warn({ err: error, endpoint: endpoint.id }, 'webhook gate slot not released; it runs out'));
+      // Not waited for: the gate counts the slot free for every acquire after this call. Best effort:
+      // the slot's lease in the gate runs out by itself, and the attempt must be recorded either way.
+      void slot.release().catch((error: unknown) => logger.warn({ err: error, endpoint: endpoint.id }, 'webhook gate slot not released; it runs out'));
       sent();
     }
 
