@@ -67,7 +67,8 @@ export interface TributaryClient {
    * the answer, UNAVAILABLE, RATE_LIMITED, a try with the key still running): placed once however
    * many tries. @throws TributaryRequestError for an error not worth retrying, or the last one after
    * `attempts`; SessionEndedError when the client closes, the connection turns `unauthorized`, or
-   * the socket was closed for a reason a retry would meet again (a message too big: 1009).
+   * the socket was closed for a reason a retry would meet again (a message too big: 1009); the
+   * reason of `options.signal` once that aborts.
    */
   publish(topic: string, payload: Readonly<Record<string, unknown>>, options?: PublishOptions): Promise<PublishedEvent>;
   /** Hands the socket a fresh token from `getToken` now (`refreshAuth`), if it changed. */
@@ -121,7 +122,8 @@ export function createClient(options: ClientOptions): TributaryClient {
     // on once the caller's own signal aborted.
     const ended = new AbortController();
     const stop = () => ended.abort();
-    const stoppers = [closed.signal, publishOptions.signal].filter((signal) => signal !== undefined);
+    // (A caller without types may pass null.)
+    const stoppers = [closed.signal, publishOptions.signal].filter((signal): signal is AbortSignal => Boolean(signal));
     for (const signal of stoppers) signal.addEventListener('abort', stop, { once: true });
     const unlisten = connection.onStateChange((state) => {
       if (state === 'unauthorized') ended.abort();

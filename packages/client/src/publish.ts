@@ -27,7 +27,8 @@ export interface PublishOptions {
   /**
    * Ends the publish when it aborts: no further try, and the call rejects with the signal's reason
    * (an `AbortError` unless given one), as `fetch` does. A try already sent may still place its
-   * event: publish again with the same `idempotencyKey` to learn it.
+   * event: pass your own `idempotencyKey` when you may abort, and publish again with it to learn
+   * which event that was.
    */
   readonly signal?: AbortSignal;
 }
@@ -67,11 +68,11 @@ export async function publishWithRetry(
 ): Promise<PublishedEvent> {
   const attempts = Number.isFinite(options.attempts) ? Math.max(1, Math.floor(options.attempts!)) : PUBLISH_RETRY.attempts;
   const backoff = { ...PUBLISH_RETRY.backoff, ...options.backoff };
+  const ended = (): unknown => (options.signal?.aborted ? options.signal.reason : new SessionEndedError());
+  if (signal.aborted) throw ended();
   const idempotencyKey = options.idempotencyKey ?? randomKey();
   // Copied once: every try sends the same request, whatever the caller does with its object meanwhile.
   const variables: TributaryPublishMutationVariables = { topic, type: options.type ?? null, payload: structuredClone(payload), idempotencyKey };
-  const ended = (): unknown => (options.signal?.aborted ? options.signal.reason : new SessionEndedError());
-  if (signal.aborted) throw ended();
   for (let attempt = 1; ; attempt += 1) {
     try {
       return (await send(variables)).publish;

@@ -18,7 +18,8 @@ export interface GatedEndpoint {
 
 /**
  * A slot, or how long to wait. `release` gives the slot back: the gate counts it free for every
- * acquire made after the call, whether or not its promise has settled yet.
+ * later acquire of its own (this process's) from the call on, whether or not its promise has
+ * settled yet; other processes' gates, once it has.
  */
 export type GateAnswer = { readonly ok: true; release(): Promise<void> } | { readonly ok: false; readonly retryInMs: number };
 
@@ -133,7 +134,8 @@ export function createRedisGate(options: { readonly redis: Redis; readonly keyPr
     async write(requests) {
       const granted = requests.map(() => false);
       const now = Date.now();
-      await Promise.all(
+      // Every endpoint's script is waited for, also when one fails: the batch settles once Redis has answered them all.
+      const settled = await Promise.allSettled(
         [...groupBy(requests, (request) => request.endpointId)].map(async ([endpointId, group]) => {
           const given = group.filter(({ item }) => item.endpoint === undefined);
           const asked = group.filter(({ item }) => item.endpoint !== undefined);
@@ -142,6 +144,8 @@ export function createRedisGate(options: { readonly redis: Redis; readonly keyPr
           for (const { index } of asked.slice(0, taken)) granted[index] = true;
         }),
       );
+      const failed = settled.find((outcome) => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
       return granted;
     },
     maxBatch: GATE_BATCH,
@@ -157,7 +161,8 @@ export function createRedisGate(options: { readonly redis: Redis; readonly keyPr
         throw error;
       });
       if (wait > 0) {
-        await release();
+        // The answer is "wait" either way: a release that fails leaves a lease that runs out.
+        await release().catch(() => undefined);
         return { ok: false, retryInMs: wait };
       }
       return { ok: true, release };

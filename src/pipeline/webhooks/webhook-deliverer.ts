@@ -193,7 +193,8 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     });
   };
 
-  const attempt = async (delivery: Delivery, sent: () => void, onSlow: () => void): Promise<DeliveryOutcome> => {
+  /** `releases`: the gate slot's release, once given back (`deliver` waits for it before it ends). */
+  const attempt = async (delivery: Delivery, sent: () => void, onSlow: () => void, releases: Promise<void>[]): Promise<DeliveryOutcome> => {
     // The cached endpoint (a change reaches every instance within the cache's refresh); one missing
     // from the cache may be brand new, so it is read.
     let endpoint = options.endpoints.byId(delivery.endpointId) ?? (await options.endpoints.fresh(delivery.endpointId));
@@ -230,9 +231,11 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       result = await options.http.send({ url: endpoint.url, headers, body: delivery.body, timeoutMs: options.timeoutMs });
     } finally {
       watch?.end(result?.durationMs);
-      // Not waited for: the gate counts the slot free for every acquire after this call. Best effort:
-      // the slot's lease in the gate runs out by itself, and the attempt must be recorded either way.
-      void slot.release().catch((error: unknown) => logger.warn({ err: error, endpoint: endpoint.id }, 'webhook gate slot not released; it runs out'));
+      // The send slot is freed without waiting for Redis to answer: this gate counts the endpoint's
+      // place free for every later acquire of its own from this call on. `deliver` ends only once
+      // the release is answered (a shutdown waits for it). Best effort: the lease runs out by itself,
+      // and the attempt must be recorded either way.
+      releases.push(slot.release().catch((error: unknown) => logger.warn({ err: error, endpoint: endpoint.id }, 'webhook gate slot not released; it runs out')));
       sent();
     }
 
@@ -302,10 +305,12 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       const slow = () => {
         if (!called) onSlow?.();
       };
+      const releases: Promise<void>[] = [];
       try {
-        return await attempt(delivery, sent, slow);
+        return await attempt(delivery, sent, slow, releases);
       } finally {
         sent();
+        await Promise.all(releases);
       }
     },
   };

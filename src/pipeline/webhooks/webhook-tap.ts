@@ -68,9 +68,9 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
   };
   // Routes placed together store their deliveries together: one statement and one scheduling for
   // all of them. Their order is the order they were submitted in, which keeps each entity's order
-  // (the router submits an entity's next batch only after this one is stored). Only the statements
-  // wait for one another: a batch's heads are scheduled while the next batch is stored (a lane has
-  // one head at a time, so the order jobs are added in does not matter).
+  // (the router submits an entity's next batch only after this one is stored and its heads queued).
+  // Only the statements wait for one another: a batch's heads are queued while the next batch is
+  // stored — the order jobs are added in does not matter, as only a lane's head is ever claimed.
   const store = createGroupCommit<readonly NewDelivery[], { readonly scheduled: Promise<void> }>({
     async write(batches) {
       const deliveries = batches.flat();

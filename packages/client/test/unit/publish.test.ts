@@ -101,6 +101,23 @@ describe('publishWithRetry', () => {
     expect(waiting.sent).toHaveLength(1);
   });
 
+  it("ends with the caller's reason when the signal aborts during a try, with no retry", async () => {
+    const caller = new AbortController();
+    const retries: number[] = [];
+    const sent: TributaryPublishMutationVariables[] = [];
+    // The try is cut by the abort (as requestUntil cuts it: SessionEndedError), a retryable error.
+    const request = (variables: TributaryPublishMutationVariables) => {
+      sent.push(variables);
+      caller.abort();
+      return Promise.reject(new SessionEndedError());
+    };
+    await expect(publishWithRetry(request, 'orders', { n: 1 }, { ...NO_WAIT, signal: caller.signal, onRetry: (_error, attempt) => retries.push(attempt) }, caller.signal)).rejects.toMatchObject({
+      name: 'AbortError',
+    });
+    expect(sent).toHaveLength(1);
+    expect(retries).toEqual([]);
+  });
+
   it('makes a v4 UUID key without crypto.randomUUID (a browser page outside a secure context)', async () => {
     vi.stubGlobal('crypto', { getRandomValues: <T extends Uint8Array>(bytes: T) => webcrypto.getRandomValues(bytes) });
     try {
