@@ -8,7 +8,21 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, Queryable } from '../../src/db/database.ts';
-import { claimDeliveries, claimDue, getDelivery, headsAmong, insertDeliveries, postponeDelivery, recordAttempts, releaseDeliveries, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import {
+  claimDeliveries,
+  claimDue,
+  getDelivery,
+  headsAmong,
+  insertDeliveries,
+  postponeDelivery,
+  postponeWhileDisabled,
+  recordAttempts,
+  releaseDeliveries,
+  resumeEndpointDeliveries,
+  storeDeliveries,
+  type Delivery,
+} from '../../src/pipeline/webhooks/delivery-store.ts';
+import { setEndpointEnabled } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -249,14 +263,29 @@ describe('webhook delivery store', () => {
     const finishing = await holdOpen((tx) => recordAttempts(tx, [{ ...delivered, delivery: first! }]));
     const looked = headsAmong(db, [inserted[1]!]);
     // It waits on the row lock of the first's finish (the commit comes only once it does).
-    await waitFor(async () => {
-      // A row lock's waiter waits on the holder's transaction id (a lock of no database).
-      const { rows } = await db.query<{ waiting: number }>(`SELECT count(*)::int AS waiting FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'
-           AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())`);
-      return rows[0]!.waiting > 0;
-    });
+    await waitFor(async () => (await rowLockWaiters()) > 0);
     await finishing.commit();
     expect(idsOf(await looked)).toEqual([inserted[1]]);
+  });
+
+  it('leaves no delivery waiting an hour for an endpoint enabled while the delivery was put back', async () => {
+    const endpointId = await fixture.endpoint('enabled while a delivery is put back');
+    await setEndpointEnabled(db, endpointId, false, 'down for a while');
+    const { inserted } = await storeDeliveries(db, [{ ...delivery('lane-h'), endpointId }]);
+    const [held] = await claimDeliveries(db, [inserted[0]!], LEASE_MS);
+    // A worker found the endpoint disabled and puts the delivery back for an hour: written, not committed yet.
+    const putting = await holdOpen((tx) => postponeWhileDisabled(tx, [{ id: held!.id, lease: held!.lease, dueAt: new Date(Date.now() + 3_600_000) }]));
+    // Meanwhile an admin enables the endpoint, which makes its deliveries due now (as the admin API does).
+    let enabled = false;
+    const resumed = setEndpointEnabled(db, endpointId, true, null).then(() => {
+      enabled = true;
+      return resumeEndpointDeliveries(db, endpointId);
+    });
+    // The enable is either done, or waits for the put-back's statement (its share lock on the endpoint).
+    await waitFor(async () => enabled || (await rowLockWaiters()) > 0);
+    await putting.commit();
+    await resumed;
+    expect((await getDelivery(db, held!.id))!.nextAttemptAt.getTime()).toBeLessThanOrEqual(Date.now());
   });
 
   it('leaves out a delivery to an endpoint deleted meanwhile and stores the others of the same statement', async () => {
@@ -273,11 +302,7 @@ describe('webhook delivery store', () => {
     const deleting = await holdOpen((tx) => tx.query('DELETE FROM webhook_endpoints WHERE id = $1', [gone]));
     const storing = insertDeliveries(db, [delivery('lane-g'), { ...delivery('lane-g'), endpointId: gone }]);
     // It waits on the endpoint row the delete holds (the commit comes only once it does).
-    await waitFor(async () => {
-      const { rows } = await db.query<{ waiting: number }>(`SELECT count(*)::int AS waiting FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'
-           AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())`);
-      return rows[0]!.waiting > 0;
-    });
+    await waitFor(async () => (await rowLockWaiters()) > 0);
     await deleting.commit();
     const stored = await storing;
     expect(stored.inserted).toHaveLength(1);
@@ -287,6 +312,13 @@ describe('webhook delivery store', () => {
 });
 
 const idsOf = (heads: readonly { id: string }[]) => heads.map((head) => head.id);
+
+/** Statements of this database waiting for a row lock (a row lock's waiter waits on the holder's transaction id). */
+async function rowLockWaiters(): Promise<number> {
+  const { rows } = await db.query<{ waiting: number }>(`SELECT count(*)::int AS waiting FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'
+       AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())`);
+  return rows[0]!.waiting;
+}
 
 async function leaseOf(id: string): Promise<Date | null> {
   const { rows } = await db.query<{ leased_until: Date | null }>('SELECT leased_until FROM webhook_deliveries WHERE id = $1::bigint', [id]);

@@ -368,16 +368,16 @@ export async function postponeDelivery(db: Queryable, delivery: HeldDelivery, du
 }
 
 /**
- * Releases the leases of disabled endpoints' deliveries, each due again at its `dueAt` — or at
- * once, when its endpoint was enabled meanwhile (its enabling made its deliveries due before this
- * one was put back). One statement for them all: behind a disabled endpoint's backlog, the loop
- * claims and puts back its deliveries a batch at a time.
+ * Releases the leases of disabled endpoints' deliveries, each due again at its `dueAt` — or at once
+ * when its endpoint is enabled: its row is read under a share lock, so an enable either comes first
+ * and is seen, or waits for this statement (and its making the deliveries due then finds these).
+ * One statement for them all: the loop claims and puts back a disabled endpoint's backlog in batches.
  */
 export async function postponeWhileDisabled(db: Queryable, deliveries: readonly (HeldDelivery & { readonly dueAt: Date })[]): Promise<void> {
   if (deliveries.length === 0) return;
   await db.query(
     `UPDATE webhook_deliveries d SET leased_until = NULL,
-       next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND NOT e.enabled) THEN greatest(d.next_attempt_at, r.due_at) ELSE d.next_attempt_at END
+       next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND NOT e.enabled FOR SHARE) THEN greatest(d.next_attempt_at, r.due_at) ELSE d.next_attempt_at END
       FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS r(id, lease, due_at)
      WHERE d.id = r.id AND d.leased_until = r.lease AND d.state = 'pending'`,
     [deliveries.map((delivery) => delivery.id), deliveries.map((delivery) => delivery.lease), deliveries.map((delivery) => delivery.dueAt)],
