@@ -13,9 +13,10 @@ import { aboutEndpoint } from '../events/webhook-event.ts';
 import { mergeInOrder, type EventLog } from '../log/event-log.ts';
 import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
-import { laterLiveDeliveries, listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
+import { listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
 import { storeAdminDeliveries } from './admin-deliveries.ts';
 import { getDelivery, resumeEndpointDeliveries, type Delivery, type NewDelivery } from './delivery-store.ts';
+import { deliveriesToReplay } from './replay-deliveries.ts';
 import type { DeliveryStatistics } from './delivery-statistics.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
@@ -143,43 +144,6 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY)) {
       throw badInput('maxConcurrency', `maxConcurrency must be an integer from 1 to ${MAX_CONCURRENCY}`);
     }
-  };
-
-  /**
-   * The endpoint's deliveries of events in the range but not in `skip` (dead ones only with
-   * `onlyFailed`), the first of each event, oldest first, test events left out. Throws when they are
-   * of more than `room` events. With `onlyFailed`, an event whose latest dead delivery was followed
-   * by one pending or delivered is left out: it has not failed any more.
-   */
-  const storedDeliveries = async (
-    endpointId: string,
-    range: { since: Date; until: Date; onlyFailed: boolean },
-    skip: ReadonlySet<string>,
-    room: number,
-  ): Promise<Delivery[]> => {
-    const found: Delivery[] = [];
-    const events = new Set<string>();
-    let before: string | undefined;
-    for (;;) {
-      const page = await listDeliveries(db, { endpointIds: [endpointId], state: range.onlyFailed ? 'dead' : undefined, since: range.since, until: range.until, before, limit: 500 });
-      for (const delivery of page) {
-        if (delivery.trigger === 'test' || skip.has(delivery.eventId)) continue;
-        found.push(delivery);
-        events.add(delivery.eventId);
-      }
-      if (events.size > room) throw tooManyToReplay();
-      if (page.length < 500) break;
-      before = page.at(-1)!.id;
-    }
-    // Listed newest first: each event's first one listed is its latest (dead, with onlyFailed).
-    const latest = new Map<string, bigint>();
-    for (const delivery of found) if (!latest.has(delivery.eventId)) latest.set(delivery.eventId, BigInt(delivery.id));
-    // Above the oldest listed: every event's latest is at or above it.
-    const live = range.onlyFailed && found.length > 0 ? await laterLiveDeliveries(db, endpointId, [...latest.keys()], found.at(-1)!.id) : new Map<string, string>();
-    const superseded = (eventId: string) => BigInt(live.get(eventId) ?? 0) > latest.get(eventId)!;
-    // Each event's first delivery is the one copied.
-    const seen = new Set<string>();
-    return found.reverse().filter((delivery) => !superseded(delivery.eventId) && !seen.has(delivery.eventId) && seen.add(delivery.eventId));
   };
 
   /**
@@ -336,7 +300,8 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
         if (events.length > MAX_REPLAY) throw tooManyToReplay();
       }
       // Older than what the log still holds (or dead letters only): the endpoint's own deliveries.
-      const stored = await storedDeliveries(endpointId, { since: range.since, until, onlyFailed: range.onlyFailed }, new Set(events.map((event) => event.id)), MAX_REPLAY - events.length);
+      const stored = await deliveriesToReplay(db, endpointId, { since: range.since, until, onlyFailed: range.onlyFailed }, new Set(events.map((event) => event.id)), MAX_REPLAY - events.length);
+      if (!stored) throw tooManyToReplay();
       // Both in one order, oldest first: an entity's lane may have events in both.
       const copies = mergeInOrder<NewDelivery>(
         stored.map((delivery) => copyOf(delivery, 'replay')),

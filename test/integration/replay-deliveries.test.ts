@@ -1,0 +1,56 @@
+/**
+ * What a replay takes from an endpoint's own deliveries, against a real Postgres: with `onlyFailed`
+ * the dead letters of events that have not been delivered since, counted against the replay's room
+ * only when they are replayed — an event redelivered and delivered since is neither.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { claimDeliveries, insertDeliveries, recordAttempts, type AttemptOutcome, type NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { deliveriesToReplay } from '../../src/pipeline/webhooks/replay-deliveries.ts';
+import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+
+const LEASE_MS = 30_000;
+const HOUR_MS = 3_600_000;
+
+let fixture: DeliveryFixture;
+
+beforeAll(async () => {
+  fixture = await createDeliveryFixture();
+});
+
+afterAll(async () => {
+  await fixture?.dispose();
+});
+
+/** Stores `deliveries`, attempts each once and finishes it (`failed`: dead); resolves with their ids. */
+async function finish(deliveries: readonly NewDelivery[], outcome: AttemptOutcome): Promise<string[]> {
+  const { db } = fixture;
+  const claimed = await claimDeliveries(db, (await insertDeliveries(db, deliveries)).inserted, LEASE_MS);
+  await recordAttempts(
+    db,
+    claimed.map((delivery) => ({ delivery, outcome, status: outcome === 'delivered' ? 204 : 500, durationMs: 1, error: null, responseExcerpt: null, nextAttemptAt: null })),
+  );
+  return claimed.map((delivery) => delivery.id);
+}
+
+describe('the deliveries a replay takes', () => {
+  it('leaves out, and does not count, dead letters whose events were delivered since', async () => {
+    const endpointId = await fixture.endpoint('replayed');
+    const range = { since: new Date(Date.now() - HOUR_MS), until: new Date(Date.now() + HOUR_MS), onlyFailed: true };
+    const originals = ['a', 'b', 'c'].map((lane) => ({ ...fixture.delivery(`replay-${lane}`), endpointId }));
+    await finish(originals, 'failed');
+    // Two of the three events redelivered since, and delivered.
+    await finish(
+      originals.slice(0, 2).map((delivery) => ({ ...delivery, trigger: 'manual' as const })),
+      'delivered',
+    );
+
+    // Room for one event: only the third is still failed, so it fits.
+    const replayed = await deliveriesToReplay(fixture.db, endpointId, range, new Set(), 1);
+    expect(replayed?.map((delivery) => delivery.eventId)).toEqual([originals[2]!.eventId]);
+    // Not room for it: refused.
+    expect(await deliveriesToReplay(fixture.db, endpointId, range, new Set(), 0)).toBeUndefined();
+    // Every event, failed or not, without onlyFailed: three.
+    const all = await deliveriesToReplay(fixture.db, endpointId, { ...range, onlyFailed: false }, new Set(), 3);
+    expect(new Set(all?.map((delivery) => delivery.eventId))).toEqual(new Set(originals.map((delivery) => delivery.eventId)));
+  });
+});
