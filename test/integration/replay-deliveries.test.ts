@@ -53,4 +53,20 @@ describe('the deliveries a replay takes', () => {
     const all = await deliveriesToReplay(fixture.db, endpointId, { ...range, onlyFailed: false }, new Set(), 3);
     expect(new Set(all?.map((delivery) => delivery.eventId))).toEqual(new Set(originals.map((delivery) => delivery.eventId)));
   });
+
+  it('pages through more dead letters than one statement reads, counting only the events not mended since', async () => {
+    const endpointId = await fixture.endpoint('replayed, many');
+    const range = { since: new Date(Date.now() - HOUR_MS), until: new Date(Date.now() + HOUR_MS), onlyFailed: true };
+    // 1,200 failed events (more than two pages of the listing), all but two delivered since.
+    const originals = Array.from({ length: 1_200 }, (_, n) => ({ ...fixture.delivery(`many-${n}`), endpointId }));
+    await finish(originals, 'failed');
+    const failedStill = [originals[0]!, originals[700]!];
+    await finish(
+      originals.filter((delivery) => !failedStill.includes(delivery)).map((delivery) => ({ ...delivery, trigger: 'manual' as const })),
+      'delivered',
+    );
+    const replayed = await deliveriesToReplay(fixture.db, endpointId, range, new Set(), 2);
+    expect(replayed?.map((delivery) => delivery.eventId)).toEqual(failedStill.map((delivery) => delivery.eventId));
+    expect(await deliveriesToReplay(fixture.db, endpointId, range, new Set(), 1)).toBeUndefined();
+  });
 });

@@ -25,32 +25,47 @@ export async function deliveriesToReplay(
   room: number,
 ): Promise<Delivery[] | undefined> {
   const found: Delivery[] = [];
+  /** The events found, but those left out as mended. */
   const events = new Set<string>();
+  /** With onlyFailed: events not yet looked at for a live delivery since, by their latest dead one's id. */
+  const unchecked = new Map<string, bigint>();
   /** Events whose latest dead delivery was followed by a live one: left out, and not counted. */
-  const superseded = new Set<string>();
+  const mended = new Set<string>();
+  /**
+   * Looks at the unchecked events for a live delivery after their latest dead one (each above
+   * `oldest`, the oldest delivery read so far). One statement for all of them: made when the count
+   * would refuse the replay, and once at the end — not per page, as each reads the endpoint's
+   * deliveries from `oldest` on.
+   */
+  const leaveOutMended = async (oldest: string) => {
+    const live = await laterLiveDeliveries(db, endpointId, [...unchecked.keys()], oldest);
+    for (const [eventId, id] of live) {
+      if (BigInt(id) <= unchecked.get(eventId)!) continue;
+      mended.add(eventId);
+      events.delete(eventId);
+    }
+    unchecked.clear();
+  };
   let before: string | undefined;
   for (;;) {
     const page = await listDeliveries(db, { endpointIds: [endpointId], state: range.onlyFailed ? 'dead' : undefined, since: range.since, until: range.until, before, limit: PAGE });
-    const wanted = page.filter((delivery) => delivery.trigger !== 'test' && !skip.has(delivery.eventId) && !superseded.has(delivery.eventId));
-    if (range.onlyFailed) {
-      // Listed newest first: an event first seen on this page has its latest dead delivery here, and
-      // a live one after it is above the page's oldest.
-      const latest = new Map<string, bigint>();
-      for (const delivery of wanted) if (!events.has(delivery.eventId) && !latest.has(delivery.eventId)) latest.set(delivery.eventId, BigInt(delivery.id));
-      const oldest = page.at(-1);
-      const live = oldest && latest.size > 0 ? await laterLiveDeliveries(db, endpointId, [...latest.keys()], oldest.id) : new Map<string, string>();
-      for (const [eventId, id] of live) if (BigInt(id) > latest.get(eventId)!) superseded.add(eventId);
-    }
-    for (const delivery of wanted) {
-      if (superseded.has(delivery.eventId)) continue;
+    for (const delivery of page) {
+      if (delivery.trigger === 'test' || skip.has(delivery.eventId) || mended.has(delivery.eventId)) continue;
       found.push(delivery);
+      // Listed newest first: an event's first listed is its latest (dead, with onlyFailed).
+      if (events.has(delivery.eventId)) continue;
       events.add(delivery.eventId);
+      if (range.onlyFailed) unchecked.set(delivery.eventId, BigInt(delivery.id));
     }
+    const oldest = page.at(-1)?.id;
+    if (events.size > room && unchecked.size > 0 && oldest !== undefined) await leaveOutMended(oldest);
     if (events.size > room) return undefined;
     if (page.length < PAGE) break;
-    before = page.at(-1)!.id;
+    before = oldest;
   }
+  const oldest = found.at(-1)?.id;
+  if (unchecked.size > 0 && oldest !== undefined) await leaveOutMended(oldest);
   // Each event's first delivery is the one copied.
   const seen = new Set<string>();
-  return found.reverse().filter((delivery) => !seen.has(delivery.eventId) && seen.add(delivery.eventId));
+  return found.reverse().filter((delivery) => !mended.has(delivery.eventId) && !seen.has(delivery.eventId) && seen.add(delivery.eventId));
 }
