@@ -7,6 +7,7 @@ import type { Database } from '../../src/db/database.ts';
 import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
+import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import type { NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { insertEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';
@@ -58,5 +59,18 @@ export async function createDeliveryFixture(): Promise<DeliveryFixture> {
       await db.close();
       await database.dispose();
     },
+  };
+}
+
+/** A placed event of the fixture's app and environment (topic `orders`, an entity of its own): what the routing tap is handed. */
+export function placedEvent(id: string): RealtimeEvent {
+  return {
+    id,
+    topic: 'orders',
+    source: 'system',
+    type: 'order.updated',
+    payload: { id },
+    metadata: { timestamp: Date.now(), scope: { app: 'app', env: 'env', tenant: undefined } },
+    cursor: '0-1',
   };
 }

@@ -7,7 +7,6 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
-import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { startBullmqDelivery } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
 import { createBullmqScheduler } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
 import type { DeliveryIntake } from '../../src/pipeline/webhooks/delivery-scheduler.ts';
@@ -15,7 +14,7 @@ import { createDeliveryStatistics } from '../../src/pipeline/webhooks/delivery-s
 import { getDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createEndpointCache } from '../../src/pipeline/webhooks/endpoint-cache.ts';
 import { createWebhookTap } from '../../src/pipeline/webhooks/webhook-tap.ts';
-import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { createDeliveryFixture, placedEvent } from '../helpers/delivery-fixture.ts';
 import { recordingDeliverer } from '../helpers/recording-deliverer.ts';
 import { startPrivateRedis, uniquePrefix } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -25,18 +24,6 @@ const logger = createLogger({ level: 'silent' });
 const LEASE_MS = 30_000;
 /** Longer than the test may take: nothing is queued but by the test. */
 const NEVER_MS = 600_000;
-
-function event(id: string): RealtimeEvent {
-  return {
-    id,
-    topic: 'orders',
-    source: 'system',
-    type: 'order.updated',
-    payload: { id },
-    metadata: { timestamp: Date.now(), scope: { app: 'app', env: 'env', tenant: undefined } },
-    cursor: '0-1',
-  };
-}
 
 describe('a new delivery handed to the BullMQ worker whose job could not be added', () => {
   it('is not held by the insert’s lease: a job naming none sends it once Redis is back', { timeout: 60_000 }, async () => {
@@ -84,7 +71,7 @@ describe('a new delivery handed to the BullMQ worker whose job could not be adde
     // The queue answers; then Redis dies before the event's job is added.
     expect(await scheduler.waiting()).toBe(0);
     await redis.stop('crash');
-    await tap.deliver([event('evt_unqueued')]);
+    await tap.deliver([placedEvent('evt_unqueued')]);
 
     const { rows } = await db.query<{ id: string }>(`SELECT id::text AS id FROM webhook_deliveries WHERE event_id = 'evt_unqueued'`);
     expect(rows).toHaveLength(1);

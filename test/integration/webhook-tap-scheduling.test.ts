@@ -6,30 +6,17 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
-import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import type { DeliveryScheduler } from '../../src/pipeline/webhooks/delivery-scheduler.ts';
 import { createDeliveryStatistics } from '../../src/pipeline/webhooks/delivery-statistics.ts';
 import type { LaneHead } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createEndpointCache } from '../../src/pipeline/webhooks/endpoint-cache.ts';
 import { createWebhookTap } from '../../src/pipeline/webhooks/webhook-tap.ts';
-import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { createDeliveryFixture, placedEvent } from '../helpers/delivery-fixture.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
 /** Longer than the test may take: the endpoint cache is read once. */
 const NEVER_MS = 600_000;
-
-function event(id: string): RealtimeEvent {
-  return {
-    id,
-    topic: 'orders',
-    source: 'system',
-    type: 'order.updated',
-    payload: { id },
-    metadata: { timestamp: Date.now(), scope: { app: 'app', env: 'env', tenant: undefined } },
-    cursor: '0-1',
-  };
-}
 
 describe('the webhook tap', () => {
   it('stores and schedules the next events while an earlier scheduling is held up, and answers each once its own heads are scheduled', async () => {
@@ -57,10 +44,10 @@ describe('the webhook tap', () => {
     const tap = createWebhookTap({ db, endpoints, scheduler, statistics, logger, maxBodyBytes: 65_536 });
 
     let firstDone = false;
-    const first = tap.deliver([event('evt_first')]).then(() => (firstDone = true));
+    const first = tap.deliver([placedEvent('evt_first')]).then(() => (firstDone = true));
     await waitFor(() => scheduled.length === 1, { message: 'the first event’s heads handed to the scheduler' });
     // Another entity's event, routed while the first's heads wait to be scheduled.
-    await tap.deliver([event('evt_second')]);
+    await tap.deliver([placedEvent('evt_second')]);
     expect(firstDone).toBe(false);
     const { rows } = await db.query<{ event_id: string }>(`SELECT event_id FROM webhook_deliveries ORDER BY id`);
     expect(rows.map((row) => row.event_id)).toEqual(['evt_first', 'evt_second']);
