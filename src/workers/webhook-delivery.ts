@@ -86,11 +86,13 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
   const http = createWebhookHttpClient({ allowPrivateTargets: settings.allowPrivateTargets, connectionsPerOrigin: settings.concurrency + slow.capacity });
   // Each endpoint's attempts and failures, for the failure-rate alert (whichever process evaluates it).
   const tallies = createAttemptTallies({ db, logger });
+  // Each endpoint's limits; with Redis shared by every process, its leases kept here a moment between attempts.
+  const gate = options.redis ? createRedisGate({ redis: options.redis, keyPrefix: config.redisKeyPrefix, leaseMs }) : createMemoryGate();
   const deliverer = createWebhookDeliverer({
     db,
     endpoints: webhooks.endpoints,
     http,
-    gate: options.redis ? createRedisGate({ redis: options.redis, keyPrefix: config.redisKeyPrefix, leaseMs }) : createMemoryGate(),
+    gate,
     router: options.router,
     policy: { ...DEFAULT_RETRY_POLICY, windowMs: settings.retryWindowMs },
     timeoutMs: settings.timeoutMs,
@@ -179,7 +181,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
       stopSampling();
       await worker.close();
       clearTimeout(cut);
-      await Promise.all([http.close(), tallies.close()]);
+      await Promise.all([http.close(), tallies.close(), gate.close()]);
     },
   };
 }

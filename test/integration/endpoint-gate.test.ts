@@ -2,18 +2,24 @@
  * Each webhook endpoint's own limits, in memory (embedded) and shared through a real Redis by
  * several processes' gates: attempts in flight up to maxConcurrency, attempts started per second up
  * to rateLimitPerSecond, a slot given back on release, and a refusal that says how long to wait.
+ * The Redis gate keeps a lease given back for its own next acquire a moment, then gives it back.
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createMemoryGate, createRedisGate, type EndpointGate, type GateAnswer } from '../../src/pipeline/webhooks/endpoint-gate.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 
-function redisGates(count: number): EndpointGate[] {
-  const prefix = uniquePrefix();
+/** Gates of as many processes, each with its own connection, sharing one key prefix (closed when the test ends). */
+function redisGates(count: number, options: { readonly prefix?: string; readonly now?: () => number } = {}): EndpointGate[] {
+  const prefix = options.prefix ?? uniquePrefix();
   return Array.from({ length: count }, () => {
     const redis = new Redis(testRedisUrl());
-    onTestFinished(async () => void (await redis.quit()));
-    return createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
+    const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000, ...(options.now && { now: options.now }) });
+    onTestFinished(async () => {
+      await gate.close();
+      await redis.quit();
+    });
+    return gate;
   });
 }
 
@@ -24,6 +30,12 @@ const kinds: [string, () => EndpointGate[]][] = [
 
 function granted(answer: GateAnswer): answer is Extract<GateAnswer, { ok: true }> {
   return answer.ok;
+}
+
+/** The slot of a granted answer; throws on a refusal. */
+function slotOf(answer: GateAnswer): Extract<GateAnswer, { ok: true }> {
+  if (!granted(answer)) throw new Error('refused');
+  return answer;
 }
 
 describe.each(kinds)('the endpoint gate (%s)', (_kind, make) => {
@@ -69,11 +81,7 @@ describe.each(kinds)('the endpoint gate (%s)', (_kind, make) => {
     const gates = make();
     const gate = gates[0]!;
     const endpoint = { id: 'ep_handover', maxConcurrency: 2, rateLimitPerSecond: null };
-    const held = await Promise.all([gate.acquire(endpoint), gate.acquire(endpoint)]);
-    const [first, second] = held.map((answer) => {
-      if (!granted(answer)) throw new Error('refused');
-      return answer;
-    });
+    const [first, second] = (await Promise.all([gate.acquire(endpoint), gate.acquire(endpoint)])).map(slotOf);
     // The first slot given back, its release under way (nothing awaited but microtasks: no answer
     // can have come); then the second given back and two acquires at once, none awaited before.
     const releasedFirst = first!.release();
@@ -95,12 +103,70 @@ describe.each(kinds)('the endpoint gate (%s)', (_kind, make) => {
   });
 });
 
-describe('the endpoint gate (redis) when its rate check fails', () => {
-  it('gives back the concurrency lease it took first, so the endpoint keeps all its places', async () => {
+describe('the endpoint gate (redis) between attempts', () => {
+  const endpoint = { id: 'ep_kept', maxConcurrency: 1, rateLimitPerSecond: null };
+
+  it('keeps a slot given back for its own next acquire, and gives it to the other processes once idle', async () => {
+    const [mine, theirs] = redisGates(2);
+    const first = slotOf(await mine!.acquire(endpoint));
+    const firstReleased = first.release();
+    // Kept here: the other process finds the endpoint full; this one's next attempt takes the slot.
+    expect((await theirs!.acquire(endpoint)).ok).toBe(false);
+    const second = slotOf(await mine!.acquire(endpoint));
+    await firstReleased;
+    // Given back, and not taken here again within the moment it is kept: free for the other process.
+    await second.release();
+    expect((await theirs!.acquire(endpoint)).ok).toBe(true);
+  });
+
+  it('takes a fresh lease instead of one kept with less than half of it left', async () => {
+    const prefix = uniquePrefix();
+    let now = Date.now();
+    const [gate] = redisGates(1, { prefix, now: () => now });
+    void slotOf(await gate!.acquire(endpoint)).release();
+    now += 15_001;
+    const fresh = slotOf(await gate!.acquire(endpoint));
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => void (await redis.quit()));
+    // The old lease given back before the new one was asked for: one lease, running out 30 s from now.
+    const leases = await redis.zrange(`${prefix}webhook:inflight:${endpoint.id}`, 0, -1, 'WITHSCORES');
+    expect(leases).toHaveLength(2);
+    expect(Number(leases[1])).toBe(now + 30_000);
+    await fresh.release();
+  });
+
+  it('hands over no more kept slots than a maxConcurrency lowered meanwhile allows', async () => {
+    const [gate] = redisGates(1);
+    const wide = { ...endpoint, id: 'ep_lowered', maxConcurrency: 2 };
+    const slots = (await Promise.all([gate!.acquire(wide), gate!.acquire(wide)])).map(slotOf);
+    for (const slot of slots) void slot.release();
+    const narrow = { ...wide, maxConcurrency: 1 };
+    const answers = await Promise.all([gate!.acquire(narrow), gate!.acquire(narrow)]);
+    expect(answers.map((answer) => answer.ok)).toEqual([true, false]);
+  });
+
+  it('gives every kept slot back when it closes', async () => {
     const prefix = uniquePrefix();
     const redis = new Redis(testRedisUrl());
     onTestFinished(async () => void (await redis.quit()));
     const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
+    const slots = (await Promise.all([gate.acquire({ ...endpoint, maxConcurrency: 3 }), gate.acquire({ ...endpoint, maxConcurrency: 3 })])).map(slotOf);
+    for (const slot of slots) void slot.release();
+    expect(await redis.zcard(`${prefix}webhook:inflight:${endpoint.id}`)).toBe(2);
+    await gate.close();
+    expect(await redis.zcard(`${prefix}webhook:inflight:${endpoint.id}`)).toBe(0);
+  });
+});
+
+describe('the endpoint gate (redis) when its rate check fails', () => {
+  it('gives back the concurrency lease it took first, so the endpoint keeps all its places', async () => {
+    const prefix = uniquePrefix();
+    const redis = new Redis(testRedisUrl());
+    const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
+    onTestFinished(async () => {
+      await gate.close();
+      await redis.quit();
+    });
     const endpoint = { id: 'ep_rate_broken', maxConcurrency: 1, rateLimitPerSecond: 5 };
     // A real Redis error between the lease and the rate check: the limiter's key holds a hash, so its INCRBY fails.
     const rateKey = `${prefix}webhook:rate:5:${endpoint.id}`;

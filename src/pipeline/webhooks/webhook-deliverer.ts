@@ -193,8 +193,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     });
   };
 
-  /** `releases`: the gate slot's release, once given back (`deliver` waits for it before it ends). */
-  const attempt = async (delivery: Delivery, sent: () => void, onSlow: () => void, releases: Promise<void>[]): Promise<DeliveryOutcome> => {
+  const attempt = async (delivery: Delivery, sent: () => void, onSlow: () => void): Promise<DeliveryOutcome> => {
     // The cached endpoint (a change reaches every instance within the cache's refresh); one missing
     // from the cache may be brand new, so it is read.
     let endpoint = options.endpoints.byId(delivery.endpointId) ?? (await options.endpoints.fresh(delivery.endpointId));
@@ -231,11 +230,9 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       result = await options.http.send({ url: endpoint.url, headers, body: delivery.body, timeoutMs: options.timeoutMs });
     } finally {
       watch?.end(result?.durationMs);
-      // The send slot is freed without waiting for Redis to answer: this gate counts the endpoint's
-      // place free for every later acquire of its own from this call on. `deliver` ends only once
-      // the release is answered (a shutdown waits for it). Best effort: the lease runs out by itself,
-      // and the attempt must be recorded either way.
-      releases.push(slot.release().catch((error: unknown) => logger.warn({ err: error, endpoint: endpoint.id }, 'webhook gate slot not released; it runs out')));
+      // The gate counts the endpoint's place free for every later acquire of its own from this call
+      // on; with Redis, the others hear of it once it is idle (the gate's close gives back the rest).
+      void slot.release();
       sent();
     }
 
@@ -305,12 +302,10 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       const slow = () => {
         if (!called) onSlow?.();
       };
-      const releases: Promise<void>[] = [];
       try {
-        return await attempt(delivery, sent, slow, releases);
+        return await attempt(delivery, sent, slow);
       } finally {
         sent();
-        await Promise.all(releases);
       }
     },
   };
