@@ -87,7 +87,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
   // Each endpoint's attempts and failures, for the failure-rate alert (whichever process evaluates it).
   const tallies = createAttemptTallies({ db, logger });
   // Each endpoint's limits; with Redis shared by every process, its leases kept here a moment between attempts.
-  const gate = options.redis ? createRedisGate({ redis: options.redis, keyPrefix: config.redisKeyPrefix, leaseMs }) : createMemoryGate();
+  const gate = options.redis ? createRedisGate({ redis: options.redis, keyPrefix: config.redisKeyPrefix, leaseMs, logger }) : createMemoryGate();
   const deliverer = createWebhookDeliverer({
     db,
     endpoints: webhooks.endpoints,
@@ -177,11 +177,15 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
       cut.unref();
       closing.abort();
       clearTimeout(timer);
-      await running;
-      stopSampling();
-      await worker.close();
-      clearTimeout(cut);
-      await Promise.all([http.close(), tallies.close(), gate.close()]);
+      try {
+        await running;
+        stopSampling();
+        await worker.close();
+      } finally {
+        clearTimeout(cut);
+        // After the worker: no attempt is left to give a gate lease back.
+        await Promise.all([http.close(), tallies.close(), gate.close()]);
+      }
     },
   };
 }

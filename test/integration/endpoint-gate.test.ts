@@ -119,30 +119,61 @@ describe('the endpoint gate (redis) between attempts', () => {
     expect((await theirs!.acquire(endpoint)).ok).toBe(true);
   });
 
-  it('takes a fresh lease instead of one kept with less than half of it left', async () => {
+  it('takes its lease through Redis again once it is a second old', async () => {
     const prefix = uniquePrefix();
-    let now = Date.now();
+    let now = 0;
     const [gate] = redisGates(1, { prefix, now: () => now });
-    void slotOf(await gate!.acquire(endpoint)).release();
-    now += 15_001;
-    const fresh = slotOf(await gate!.acquire(endpoint));
     const redis = new Redis(testRedisUrl());
     onTestFinished(async () => void (await redis.quit()));
-    // The old lease given back before the new one was asked for: one lease, running out 30 s from now.
-    const leases = await redis.zrange(`${prefix}webhook:inflight:${endpoint.id}`, 0, -1, 'WITHSCORES');
-    expect(leases).toHaveLength(2);
-    expect(Number(leases[1])).toBe(now + 30_000);
-    await fresh.release();
+    const key = `${prefix}webhook:inflight:${endpoint.id}`;
+    void slotOf(await gate!.acquire(endpoint)).release();
+    const [granted] = await redis.zrange(key, 0, -1);
+    now += 999;
+    void slotOf(await gate!.acquire(endpoint)).release();
+    expect(await redis.zrange(key, 0, -1)).toEqual([granted]);
+    now += 1;
+    const fresh = slotOf(await gate!.acquire(endpoint));
+    // The old lease given back before the new one was asked for, in the same call: one lease, a new one.
+    const leases = await redis.zrange(key, 0, -1);
+    expect(leases).toHaveLength(1);
+    expect(leases[0]).not.toBe(granted);
+    // Kept on a clock that stands still: given back when the gate closes.
+    void fresh.release();
   });
 
-  it('hands over no more kept slots than a maxConcurrency lowered meanwhile allows', async () => {
-    const [gate] = redisGates(1);
+  it('hands over no more kept slots than a maxConcurrency lowered meanwhile allows, and gives the others back', async () => {
+    const prefix = uniquePrefix();
+    const [gate] = redisGates(1, { prefix });
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => void (await redis.quit()));
     const wide = { ...endpoint, id: 'ep_lowered', maxConcurrency: 2 };
     const slots = (await Promise.all([gate!.acquire(wide), gate!.acquire(wide)])).map(slotOf);
     for (const slot of slots) void slot.release();
     const narrow = { ...wide, maxConcurrency: 1 };
     const answers = await Promise.all([gate!.acquire(narrow), gate!.acquire(narrow)]);
     expect(answers.map((answer) => answer.ok)).toEqual([true, false]);
+    expect(await redis.zcard(`${prefix}webhook:inflight:${wide.id}`)).toBe(1);
+  });
+
+  it('holds a maxConcurrency lowered meanwhile across processes, though it keeps a slot granted under the higher one', async () => {
+    const [mine, theirs] = redisGates(2);
+    const wide = { ...endpoint, id: 'ep_lowered_shared', maxConcurrency: 4 };
+    const [kept] = (await Promise.all([mine!.acquire(wide), mine!.acquire(wide)])).map(slotOf);
+    (await Promise.all([theirs!.acquire(wide), theirs!.acquire(wide)])).map(slotOf);
+    void kept!.release();
+    // One held here and two by the other process: at the new maximum of 2, the kept slot is not for this attempt.
+    expect((await mine!.acquire({ ...wide, maxConcurrency: 2 })).ok).toBe(false);
+  });
+
+  it('gives a slot released after it closed straight back', async () => {
+    const prefix = uniquePrefix();
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => void (await redis.quit()));
+    const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
+    const slot = slotOf(await gate.acquire(endpoint));
+    await gate.close();
+    await slot.release();
+    expect(await redis.zcard(`${prefix}webhook:inflight:${endpoint.id}`)).toBe(0);
   });
 
   it('gives every kept slot back when it closes', async () => {

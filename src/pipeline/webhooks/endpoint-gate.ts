@@ -6,11 +6,13 @@
  *
  * A Redis lease given back is kept a moment (`KEEP_MS`) for the next acquire of the same endpoint
  * in the same process, which takes it without a round trip: while an endpoint has work, its leases
- * go from one attempt to the next here, and Redis hears of them only when they are idle.
+ * go from one attempt to the next here for up to `REUSE_MS`, then through Redis again (given back
+ * and asked for anew, as every lease was before), and back to Redis as soon as they are idle.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Logger } from '../../logger.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import { defineScript } from '../redis-script.ts';
 
@@ -23,15 +25,19 @@ export interface GatedEndpoint {
 /**
  * A slot, or how long to wait. `release` gives the slot back: the gate counts it free for every
  * later acquire of its own (this process's) from the call on; its promise settles once the slot
- * is taken by one of them or free for other processes' gates too — within `KEEP_MS` with Redis.
- * Nothing needs to wait for it: `close` gives back what is still kept.
+ * is taken by one of them, or once it has gone back to Redis for the other processes' gates (about
+ * `KEEP_MS` later, and a round trip) or failed to (it then runs out). Nothing needs to wait for it:
+ * `close` gives back what is still kept.
  */
 export type GateAnswer = { readonly ok: true; release(): Promise<void> } | { readonly ok: false; readonly retryInMs: number };
 
 export interface EndpointGate {
   /** A slot for one attempt, or how long to wait before asking again. */
   acquire(endpoint: GatedEndpoint): Promise<GateAnswer>;
-  /** Gives back every slot released and still kept; resolves once they are free for every gate. */
+  /**
+   * Gives back every slot released and still kept, and any released after, at once; resolves once
+   * Redis has answered for them (best effort: a lease it could not give back runs out).
+   */
   close(): Promise<void>;
 }
 
@@ -135,13 +141,23 @@ type LeaseRequest = { readonly endpointId: string; readonly token: string; reado
  */
 export const KEEP_MS = 50;
 
-/** A lease this gate holds: its token, when Redis lets it run out (ms, on the gate's clock), and who waits for its release. */
+/**
+ * How long a lease goes from attempt to attempt in this process before it goes through Redis again,
+ * in ms: what the endpoint's limit across processes may lag behind by — a `maxConcurrency` lowered,
+ * Redis restarted without its data — and far within any lease (two attempts' timeouts and 5 s).
+ */
+export const REUSE_MS = 1_000;
+
+/** A lease this gate holds: its token, what it was granted under, and who waits for its release. */
 interface HeldLease {
   readonly token: string;
-  readonly expiresAt: number;
+  /** When Redis granted it (ms, the gate's monotonic clock). */
+  readonly grantedAt: number;
+  /** The endpoint's maxConcurrency it was granted under. */
+  readonly grantedMax: number;
   /** Settles the `release` promises of everyone who held it here since it came from Redis. */
   readonly onReleased: (() => void)[];
-  /** When it was given back and kept (ms, `performance.now`). */
+  /** When it was given back and kept (ms, the gate's monotonic clock). */
   keptAt: number;
 }
 
@@ -150,31 +166,34 @@ export interface RedisGateOptions {
   readonly keyPrefix: string;
   /** How long a lease lasts when its holder dies without giving it back, in ms. */
   readonly leaseMs: number;
-  /** The clock leases are timed on, in ms (every gate sharing the keys must use the same). @default Date.now */
+  /** Told of a lease Redis could not take back (it runs out by itself). */
+  readonly logger?: Pick<Logger, 'warn'>;
+  /** The monotonic clock leases are kept and reused on, in ms. @default performance.now */
   readonly now?: () => number;
 }
 
 export function createRedisGate(options: RedisGateOptions): EndpointGate {
   const { redis, keyPrefix, leaseMs } = options;
-  const clock = options.now ?? Date.now;
+  const now = options.now ?? (() => performance.now());
   const giveAndTake = defineScript<GateScript>(redis, 'tributaryWebhookGate', 1, GIVE_AND_TAKE);
   const limiterOf = limiters((points) => new RateLimiterRedis({ storeClient: redis, keyPrefix: `${keyPrefix}webhook:rate:${points}`, points, duration: 1 }));
   const keyOf = (endpointId: string) => `${keyPrefix}webhook:inflight:${endpointId}`;
   /**
    * Leases asked for and given back go through one queue, a script call per endpoint for a batch:
-   * a lease given back is gone before any lease asked for after it is looked at.
+   * a lease given back is gone before any lease asked for after it is looked at. Scores are Redis
+   * time's peer, `Date.now()`: every process's gate compares them.
    */
   const leases = createGroupCommit<LeaseRequest, boolean>({
     async write(requests) {
       const granted = requests.map(() => false);
-      const now = clock();
+      const wallNow = Date.now();
       // Every endpoint's script is waited for, also when one fails: the batch settles once Redis has answered them all.
       const settled = await Promise.allSettled(
         [...groupBy(requests, (request) => request.endpointId)].map(async ([endpointId, group]) => {
           const given = group.filter(({ item }) => item.endpoint === undefined);
           const asked = group.filter(({ item }) => item.endpoint !== undefined);
           const max = asked[0]?.item.endpoint?.maxConcurrency ?? 0;
-          const taken = await giveAndTake(keyOf(endpointId), now, leaseMs, max, given.length, ...given.map(({ item }) => item.token), ...asked.map(({ item }) => item.token));
+          const taken = await giveAndTake(keyOf(endpointId), wallNow, leaseMs, max, given.length, ...given.map(({ item }) => item.token), ...asked.map(({ item }) => item.token));
           for (const { index } of asked.slice(0, taken)) granted[index] = true;
         }),
       );
@@ -188,21 +207,24 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
   /** Leases given back and kept, by endpoint, the latest last; and the attempts each endpoint has under way here. */
   const kept = new Map<string, HeldLease[]>();
   const inUse = new Map<string, number>();
-  const counted = (endpointId: string, by: number) => {
+  const countInUse = (endpointId: string, by: number) => {
     const count = (inUse.get(endpointId) ?? 0) + by;
     if (count > 0) inUse.set(endpointId, count);
     else inUse.delete(endpointId);
   };
+  /** Set by `close`: a lease released after it goes straight back to Redis. */
+  let closed = false;
   /** Releases sent to Redis and not answered yet: what `close` waits for. */
   const givingBack = new Set<Promise<void>>();
-  /** Gives the lease back to Redis; resolves once Redis has answered (rejects when it failed). */
+  /** Gives the lease back to Redis; settles once Redis has answered, also when it failed (the lease then runs out). */
   const giveBack = (endpointId: string, lease: HeldLease): Promise<void> => {
-    const given = leases.submit({ endpointId, token: lease.token }).then(() => undefined);
-    // Best effort: a lease whose release fails runs out by itself.
-    const settled = given.catch(() => undefined);
-    givingBack.add(settled);
-    void settled.finally(() => {
-      givingBack.delete(settled);
+    const given = leases.submit({ endpointId, token: lease.token }).then(
+      () => undefined,
+      (error: unknown) => options.logger?.warn({ err: error, endpoint: endpointId }, 'webhook gate lease not given back; it runs out'),
+    );
+    givingBack.add(given);
+    void given.finally(() => {
+      givingBack.delete(given);
       for (const settle of lease.onReleased) settle();
     });
     return given;
@@ -211,22 +233,26 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
   /** Gives back the leases kept `KEEP_MS` (all, with `everything`), and waits for the next to be due. */
   const sweep = (everything: boolean) => {
     timer = undefined;
-    const now = performance.now();
+    const at = now();
     let next = Number.POSITIVE_INFINITY;
     for (const [endpointId, list] of kept) {
-      const staying = list.filter((lease) => !everything && now - lease.keptAt < KEEP_MS);
-      for (const lease of list) if (!staying.includes(lease)) void giveBack(endpointId, lease).catch(() => undefined);
+      const staying = everything ? [] : list.filter((lease) => at - lease.keptAt < KEEP_MS);
+      for (const lease of list) if (!staying.includes(lease)) void giveBack(endpointId, lease);
       if (staying.length === 0) kept.delete(endpointId);
       else kept.set(endpointId, staying);
       for (const lease of staying) next = Math.min(next, lease.keptAt + KEEP_MS);
     }
     if (next !== Number.POSITIVE_INFINITY) {
-      timer = setTimeout(() => sweep(false), Math.max(1, next - now));
+      timer = setTimeout(() => sweep(false), Math.max(1, next - at));
       timer.unref();
     }
   };
   const keep = (endpointId: string, lease: HeldLease) => {
-    lease.keptAt = performance.now();
+    if (closed) {
+      void giveBack(endpointId, lease);
+      return;
+    }
+    lease.keptAt = now();
     const list = kept.get(endpointId);
     if (list) list.push(lease);
     else kept.set(endpointId, [lease]);
@@ -236,17 +262,18 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
     }
   };
   /**
-   * A kept lease of the endpoint with time enough left for an attempt (half the lease: an attempt
-   * takes at most its timeout, a lease two of them and 5 s), or none. One with less left is given
-   * back (the next comes from Redis, fresh); so are leases beyond a maxConcurrency lowered meanwhile.
+   * A kept lease of the endpoint younger than `REUSE_MS`, granted under a maxConcurrency no higher
+   * than the endpoint's now, with the endpoint below it here; or none. Each kept lease passed over
+   * is given back (the next comes from Redis, which sees every process's).
    */
   const takeKept = (endpoint: GatedEndpoint): HeldLease | undefined => {
     const list = kept.get(endpoint.id);
-    const now = clock();
+    const at = now();
     while (list && list.length > 0) {
       const lease = list.pop()!;
-      if (lease.expiresAt - now >= leaseMs / 2 && (inUse.get(endpoint.id) ?? 0) < endpoint.maxConcurrency) return lease;
-      void giveBack(endpoint.id, lease).catch(() => undefined);
+      const reusable = at - lease.grantedAt < REUSE_MS && lease.grantedMax <= endpoint.maxConcurrency && (inUse.get(endpoint.id) ?? 0) < endpoint.maxConcurrency;
+      if (reusable) return lease;
+      void giveBack(endpoint.id, lease);
     }
     kept.delete(endpoint.id);
     return undefined;
@@ -254,21 +281,21 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
   /** Asks Redis for a lease of the endpoint; undefined when it is at its maximum. */
   const askRedis = async (endpoint: GatedEndpoint): Promise<HeldLease | undefined> => {
     const token = randomUUID();
-    const expiresAt = clock() + leaseMs;
+    const grantedAt = now();
     if (!(await leases.submit({ endpointId: endpoint.id, token, endpoint }))) return undefined;
-    return { token, expiresAt, onReleased: [], keptAt: 0 };
+    return { token, grantedAt, grantedMax: endpoint.maxConcurrency, onReleased: [], keptAt: 0 };
   };
 
   return {
     async acquire(endpoint) {
       const lease = takeKept(endpoint) ?? (await askRedis(endpoint));
       if (!lease) return { ok: false, retryInMs: BUSY_RETRY_MS };
-      counted(endpoint.id, 1);
+      countInUse(endpoint.id, 1);
       let released: Promise<void> | undefined;
       const release = () => {
         if (!released) {
           released = new Promise<void>((settle) => lease.onReleased.push(settle));
-          counted(endpoint.id, -1);
+          countInUse(endpoint.id, -1);
           keep(endpoint.id, lease);
         }
         return released;
@@ -278,8 +305,8 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
       for (const settle of handedOver) settle();
       const wait = await withinRate(endpoint.rateLimitPerSecond === null ? undefined : limiterOf(endpoint.rateLimitPerSecond), endpoint.id).catch(async (error: unknown) => {
         // Redis failing: the lease goes back at once, or it would hold one of the endpoint's places until it runs out.
-        counted(endpoint.id, -1);
-        await giveBack(endpoint.id, lease).catch(() => undefined);
+        countInUse(endpoint.id, -1);
+        await giveBack(endpoint.id, lease);
         throw error;
       });
       if (wait > 0) {
@@ -289,6 +316,7 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
       return { ok: true, release };
     },
     async close() {
+      closed = true;
       clearTimeout(timer);
       sweep(true);
       await Promise.all(givingBack);
