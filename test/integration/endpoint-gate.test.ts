@@ -6,7 +6,8 @@
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { createMemoryGate, createRedisGate, type EndpointGate, type GateAnswer } from '../../src/pipeline/webhooks/endpoint-gate.ts';
+import { createMemoryGate, type EndpointGate, type GateAnswer } from '../../src/pipeline/webhooks/endpoint-gate.ts';
+import { createRedisGate } from '../../src/pipeline/webhooks/redis-endpoint-gate.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 
 /** Gates of as many processes, each with its own connection, sharing one key prefix (closed when the test ends). */
