@@ -101,8 +101,8 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
   const keyOf = (endpointId: string) => `${keyPrefix}webhook:inflight:${endpointId}`;
   /**
    * Leases asked for and given back go through one queue, a script call per endpoint for a batch:
-   * a lease given back is gone before any lease asked for after it is looked at. Scores are Redis
-   * time's peer, `Date.now()`: every process's gate compares them.
+   * a lease given back is gone before any lease asked for after it is looked at. A lease's score is
+   * when it runs out, on the wall clock (`Date.now()`): every process's gate compares them.
    */
   const leases = createGroupCommit<LeaseRequest, boolean>({
     async write(requests) {
