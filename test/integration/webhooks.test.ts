@@ -342,6 +342,8 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     const watcherEndpoint = (await gql(server, await admin(), '{ webhookEndpoints { id url } }')).data?.['webhookEndpoints'] as { id: string; url: string }[];
     const told = await deliveries(server, watcherEndpoint.find((endpoint) => endpoint.url === watcher.url)!.id);
     expect(told).toHaveLength(2);
+    // The notice and the check are on lanes of their own: either may reach the watcher first.
+    await watcher.waitForCount(2);
     expect(watcher.received.filter((request) => request.json.type === 'endpoint.disabled')).toHaveLength(1);
   });
 
