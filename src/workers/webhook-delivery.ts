@@ -184,7 +184,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
         await worker.close();
       } finally {
         clearTimeout(cut);
-        // After the worker: no attempt is left to give a gate lease back.
+        // After the worker: the gate gives back what it keeps (a lease released after this goes straight back).
         await Promise.all([http.close(), tallies.close(), gate.close()]);
       }
     },

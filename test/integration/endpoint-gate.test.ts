@@ -7,7 +7,8 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createMemoryGate, type EndpointGate, type GateAnswer } from '../../src/pipeline/webhooks/endpoint-gate.ts';
-import { createRedisGate } from '../../src/pipeline/webhooks/redis-endpoint-gate.ts';
+import { createRedisGate, KEEP_MS, REUSE_MS } from '../../src/pipeline/webhooks/redis-endpoint-gate.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 
 /** Gates of as many processes, each with its own connection, sharing one key prefix (closed when the test ends). */
@@ -83,8 +84,8 @@ describe.each(kinds)('the endpoint gate (%s)', (_kind, make) => {
     const gate = gates[0]!;
     const endpoint = { id: 'ep_handover', maxConcurrency: 2, rateLimitPerSecond: null };
     const [first, second] = (await Promise.all([gate.acquire(endpoint), gate.acquire(endpoint)])).map(slotOf);
-    // The first slot given back, its release under way (nothing awaited but microtasks: no answer
-    // can have come); then the second given back and two acquires at once, none awaited before.
+    // The first slot given back (nothing awaited but microtasks: with Redis, no answer can have come —
+    // the slot is kept and handed on); then the second given back and two acquires at once.
     const releasedFirst = first!.release();
     for (let tick = 0; tick < 3; tick += 1) await Promise.resolve();
     const releasedSecond = second!.release();
@@ -108,7 +109,9 @@ describe('the endpoint gate (redis) between attempts', () => {
   const endpoint = { id: 'ep_kept', maxConcurrency: 1, rateLimitPerSecond: null };
 
   it('keeps a slot given back for its own next acquire, and gives it to the other processes once idle', async () => {
-    const [mine, theirs] = redisGates(2);
+    // A clock that moves only when told: the slot is kept until it does.
+    let now = 0;
+    const [mine, theirs] = redisGates(2, { now: () => now });
     const first = slotOf(await mine!.acquire(endpoint));
     const firstReleased = first.release();
     // Kept here: the other process finds the endpoint full; this one's next attempt takes the slot.
@@ -116,7 +119,9 @@ describe('the endpoint gate (redis) between attempts', () => {
     const second = slotOf(await mine!.acquire(endpoint));
     await firstReleased;
     // Given back, and not taken here again within the moment it is kept: free for the other process.
-    await second.release();
+    const secondReleased = second.release();
+    now += KEEP_MS;
+    await secondReleased;
     expect((await theirs!.acquire(endpoint)).ok).toBe(true);
   });
 
@@ -128,16 +133,16 @@ describe('the endpoint gate (redis) between attempts', () => {
     onTestFinished(async () => void (await redis.quit()));
     const key = `${prefix}webhook:inflight:${endpoint.id}`;
     void slotOf(await gate!.acquire(endpoint)).release();
-    const [granted] = await redis.zrange(key, 0, -1);
-    now += 999;
+    const [first] = await redis.zrange(key, 0, -1);
+    now += REUSE_MS - 1;
     void slotOf(await gate!.acquire(endpoint)).release();
-    expect(await redis.zrange(key, 0, -1)).toEqual([granted]);
+    expect(await redis.zrange(key, 0, -1)).toEqual([first]);
     now += 1;
     const fresh = slotOf(await gate!.acquire(endpoint));
     // The old lease given back before the new one was asked for, in the same call: one lease, a new one.
     const leases = await redis.zrange(key, 0, -1);
     expect(leases).toHaveLength(1);
-    expect(leases[0]).not.toBe(granted);
+    expect(leases[0]).not.toBe(first);
     // Kept on a clock that stands still: given back when the gate closes.
     void fresh.release();
   });
@@ -166,14 +171,24 @@ describe('the endpoint gate (redis) between attempts', () => {
     expect((await mine!.acquire({ ...wide, maxConcurrency: 2 })).ok).toBe(false);
   });
 
+  it('holds an endpoint to the lowest maxConcurrency that asks of one moment name (read from the endpoint at different times)', async () => {
+    const [gate] = redisGates(1);
+    const id = 'ep_mixed_reads';
+    const answers = await Promise.all([5, 2, 5].map((maxConcurrency) => gate!.acquire({ ...endpoint, id, maxConcurrency })));
+    expect(answers.filter((answer) => answer.ok)).toHaveLength(2);
+  });
+
   it('gives a slot released after it closed straight back', async () => {
     const prefix = uniquePrefix();
     const redis = new Redis(testRedisUrl());
     onTestFinished(async () => void (await redis.quit()));
-    const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
+    // On a clock that stands still, a slot kept would never go back by itself.
+    const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000, now: () => 0 });
     const slot = slotOf(await gate.acquire(endpoint));
     await gate.close();
-    await slot.release();
+    let givenBack = false;
+    void slot.release().then(() => (givenBack = true));
+    await waitFor(() => givenBack, { timeoutMs: 5_000, message: 'the slot given back' });
     expect(await redis.zcard(`${prefix}webhook:inflight:${endpoint.id}`)).toBe(0);
   });
 
@@ -181,7 +196,8 @@ describe('the endpoint gate (redis) between attempts', () => {
     const prefix = uniquePrefix();
     const redis = new Redis(testRedisUrl());
     onTestFinished(async () => void (await redis.quit()));
-    const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
+    // On a clock that stands still, the slots stay kept until the gate closes.
+    const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000, now: () => 0 });
     const slots = (await Promise.all([gate.acquire({ ...endpoint, maxConcurrency: 3 }), gate.acquire({ ...endpoint, maxConcurrency: 3 })])).map(slotOf);
     for (const slot of slots) void slot.release();
     expect(await redis.zcard(`${prefix}webhook:inflight:${endpoint.id}`)).toBe(2);

@@ -340,10 +340,11 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     await publish(server, 'a', 'webhooks.check', { n: 0 }, 'check');
     await waitFor(() => watcher.received.some((request) => request.json.type === 'check'), { timeoutMs: 10_000, message: 'the check event' });
     const watcherEndpoint = (await gql(server, await admin(), '{ webhookEndpoints { id url } }')).data?.['webhookEndpoints'] as { id: string; url: string }[];
-    const told = await deliveries(server, watcherEndpoint.find((endpoint) => endpoint.url === watcher.url)!.id);
-    expect(told).toHaveLength(2);
+    const watcherId = watcherEndpoint.find((endpoint) => endpoint.url === watcher.url)!.id;
+    expect(await deliveries(server, watcherId)).toHaveLength(2);
     // The notice and the check are on lanes of their own: either may reach the watcher first.
-    await watcher.waitForCount(2);
+    await waitFor(async () => (await deliveries(server, watcherId, 'DELIVERED')).length === 2, { timeoutMs: 10_000, message: 'the notice delivered too' });
+    expect(watcher.received).toHaveLength(2);
     expect(watcher.received.filter((request) => request.json.type === 'endpoint.disabled')).toHaveLength(1);
   });
 

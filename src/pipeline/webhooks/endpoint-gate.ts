@@ -15,8 +15,8 @@ export interface GatedEndpoint {
 }
 
 /**
- * A slot, or how long to wait. `release` gives the slot back: the gate counts it free for every
- * later acquire of its own (this process's) from the call on; its promise settles once the slot
+ * A slot, or how long to wait. `release` (never rejects) gives the slot back: the gate counts it
+ * free for every later acquire of its own (this process's) from the call on; its promise settles once the slot
  * is taken by one of them, or once it is free for the other processes' gates too (with Redis, about
  * `KEEP_MS` later and a round trip — `redis-endpoint-gate.ts` — or when that failed: the lease then
  * runs out). Nothing needs to wait for it: `close` gives back what is still kept.
@@ -27,8 +27,9 @@ export interface EndpointGate {
   /** A slot for one attempt, or how long to wait before asking again. */
   acquire(endpoint: GatedEndpoint): Promise<GateAnswer>;
   /**
-   * Gives back every slot released and still kept, and any released after, at once; resolves once
-   * Redis has answered for them (best effort: a lease it could not give back runs out).
+   * Gives back every slot released and still kept; resolves once Redis has answered for those and
+   * for every give-back already under way (best effort: a lease it could not give back runs out).
+   * A slot released after it goes straight back.
    */
   close(): Promise<void>;
 }

@@ -6,7 +6,9 @@
  * A lease given back is kept a moment (`KEEP_MS`) for the next acquire of the same endpoint in the
  * same process, which takes it without a round trip: while an endpoint has work, its leases go from
  * one attempt to the next here for up to `REUSE_MS`, then through Redis again (given back and asked
- * for anew, as every lease was before), and back to Redis as soon as they are idle.
+ * for anew in one script call, as every lease was before), and back to Redis once idle `KEEP_MS`.
+ * So while a process keeps an endpoint busy it keeps its places: another process's attempts to
+ * that endpoint are refused (and wait `BUSY_RETRY_MS`) until some of them are idle.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -64,8 +66,8 @@ export const KEEP_MS = 50;
 
 /**
  * How long a lease goes from attempt to attempt in this process before it goes through Redis again,
- * in ms: what the endpoint's limit across processes may lag behind by — a `maxConcurrency` lowered,
- * Redis restarted without its data — and far within any lease (two attempts' timeouts and 5 s).
+ * in ms: what a Redis restarted without its data may let the endpoint's limit lag behind by, on top
+ * of the attempts under way; far within any lease (two attempts' timeouts and 5 s).
  */
 export const REUSE_MS = 1_000;
 
@@ -74,9 +76,9 @@ interface HeldLease {
   readonly token: string;
   /** When Redis granted it (ms, the gate's monotonic clock). */
   readonly grantedAt: number;
-  /** The endpoint's maxConcurrency it was granted under. */
+  /** The maxConcurrency Redis granted it under (a lowered one makes it go back). */
   readonly grantedMax: number;
-  /** Settles the `release` promises of everyone who held it here since it came from Redis. */
+  /** Settles the `release` promises of its holders not yet told (earlier ones were, when it was handed on). */
   readonly onReleased: (() => void)[];
   /** When it was given back and kept (ms, the gate's monotonic clock). */
   keptAt: number;
@@ -85,7 +87,7 @@ interface HeldLease {
 export interface RedisGateOptions {
   readonly redis: Redis;
   readonly keyPrefix: string;
-  /** How long a lease lasts when its holder dies without giving it back, in ms. */
+  /** How long a lease lasts when its holder dies without giving it back, in ms: more than `REUSE_MS` and an attempt. */
   readonly leaseMs: number;
   /** Told of a lease Redis could not take back (it runs out by itself). */
   readonly logger?: Pick<Logger, 'warn'>;
@@ -104,18 +106,20 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
    * a lease given back is gone before any lease asked for after it is looked at. A lease's score is
    * when it runs out, on the wall clock (`Date.now()`): every process's gate compares them.
    */
-  const leases = createGroupCommit<LeaseRequest, boolean>({
+  /** Per request: the maxConcurrency an ask was granted under (undefined: refused, or a give-back). */
+  const leases = createGroupCommit<LeaseRequest, number | undefined>({
     async write(requests) {
-      const granted = requests.map(() => false);
+      const granted: (number | undefined)[] = requests.map(() => undefined);
       const wallNow = Date.now();
       // Every endpoint's script is waited for, also when one fails: the batch settles once Redis has answered them all.
       const settled = await Promise.allSettled(
         [...groupBy(requests, (request) => request.endpointId)].map(async ([endpointId, group]) => {
           const given = group.filter(({ item }) => item.endpoint === undefined);
           const asked = group.filter(({ item }) => item.endpoint !== undefined);
-          const max = asked[0]?.item.endpoint?.maxConcurrency ?? 0;
+          // Asks read from the endpoint at different moments may disagree: the lowest holds.
+          const max = asked.length === 0 ? 0 : Math.min(...asked.map(({ item }) => item.endpoint?.maxConcurrency ?? 0));
           const taken = await giveAndTake(keyOf(endpointId), wallNow, leaseMs, max, given.length, ...given.map(({ item }) => item.token), ...asked.map(({ item }) => item.token));
-          for (const { index } of asked.slice(0, taken)) granted[index] = true;
+          for (const { index } of asked.slice(0, taken)) granted[index] = max;
         }),
       );
       const failed = settled.find((outcome) => outcome.status === 'rejected');
@@ -203,8 +207,8 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
   const askRedis = async (endpoint: GatedEndpoint): Promise<HeldLease | undefined> => {
     const token = randomUUID();
     const grantedAt = now();
-    if (!(await leases.submit({ endpointId: endpoint.id, token, endpoint }))) return undefined;
-    return { token, grantedAt, grantedMax: endpoint.maxConcurrency, onReleased: [], keptAt: 0 };
+    const grantedMax = await leases.submit({ endpointId: endpoint.id, token, endpoint });
+    return grantedMax === undefined ? undefined : { token, grantedAt, grantedMax, onReleased: [], keptAt: 0 };
   };
 
   return {
