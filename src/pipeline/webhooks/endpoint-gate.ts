@@ -16,10 +16,10 @@ export interface GatedEndpoint {
 
 /**
  * A slot, or how long to wait. `release` (never rejects) gives the slot back: the gate counts it
- * free for every later acquire of its own (this process's) from the call on; its promise settles once the slot
- * is taken by one of them, or once it is free for the other processes' gates too (with Redis, about
- * `KEEP_MS` later and a round trip — `redis-endpoint-gate.ts` — or when that failed: the lease then
- * runs out). Nothing needs to wait for it: `close` gives back what is still kept.
+ * free for every later acquire of its own (this process's) from the call on; its promise settles
+ * once the slot is taken by one of them, or once it is free for the other processes' gates too
+ * (with Redis, about `KEEP_MS` later and a round trip — `redis-endpoint-gate.ts` — or when that
+ * failed: the lease then runs out). Nothing needs to wait for it: `close` gives back what is kept.
  */
 export type GateAnswer = { readonly ok: true; release(): Promise<void> } | { readonly ok: false; readonly retryInMs: number };
 

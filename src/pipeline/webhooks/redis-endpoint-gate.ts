@@ -104,9 +104,9 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
   /**
    * Leases asked for and given back go through one queue, a script call per endpoint for a batch:
    * a lease given back is gone before any lease asked for after it is looked at. A lease's score is
-   * when it runs out, on the wall clock (`Date.now()`): every process's gate compares them.
+   * when it runs out, on the wall clock (`Date.now()`): every process's gate compares them. Per
+   * request: the maxConcurrency an ask was granted under (undefined: refused, or a give-back).
    */
-  /** Per request: the maxConcurrency an ask was granted under (undefined: refused, or a give-back). */
   const leases = createGroupCommit<LeaseRequest, number | undefined>({
     async write(requests) {
       const granted: (number | undefined)[] = requests.map(() => undefined);
