@@ -6,12 +6,14 @@
  *
  * What is asserted is what a receiver relies on: every event arrives, each entity's events in
  * order (the next one only after the earlier one was answered 2xx), a delivery interrupted by a
- * crash or lost with Redis's data is attempted again with the same `webhook-id`.
+ * crash or lost with Redis's data is attempted again with the same `webhook-id`, and a worker
+ * stopped cleanly leaves no endpoint place held in Redis.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { range } from '../helpers/events.ts';
@@ -19,7 +21,7 @@ import { startMainProcess, type MainProcess } from '../helpers/main-process.ts';
 import { createTestDatabase, startPrivateRedis, testRedisUrl, uniquePrefix, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { postGraphQL, startTestServer, type TestServer } from '../helpers/tributary.ts';
-import { waitFor } from '../helpers/wait-for.ts';
+import { deferred, waitFor } from '../helpers/wait-for.ts';
 import { startWebhookReceiver, type ReceivedWebhook, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 
 const TOPIC = 'orders.updated';
@@ -203,6 +205,38 @@ describe('webhook delivery by worker processes', () => {
     expect(receiver.received).toHaveLength(2);
     const { rows: log } = await platform.query('SELECT event_id, attempt, outcome, status FROM webhook_attempts WHERE endpoint_id = $1', [endpointId]);
     expect(log).toEqual([{ event_id: eventId, attempt: 1, outcome: 'delivered', status: 204 }]);
+  });
+
+  it('a worker stopped (SIGTERM) mid-delivery finishes the attempt and gives the endpoint’s place back in Redis before it exits', { timeout: 180_000 }, async () => {
+    const { server, platform, shared } = await startSplitDeployment(testRedisUrl());
+    const redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: 2 });
+    onTestFinished(() => void redis.quit());
+    const receiver = await startWebhookReceiver();
+    // The first request is answered only once the worker is shutting down: its attempt is in flight then.
+    const answer = deferred<void>();
+    receiver.respond = async () => (await answer.promise, 204);
+    const endpointId = await createEndpoint(server.graphqlUrl, { url: receiver.url, events: ['orders.*'] });
+    const leases = () => redis.zcard(`${shared.REDIS_KEY_PREFIX}webhook:inflight:${endpointId}`);
+    const worker = await startMainProcess({ ...shared, ...WORKER_ENV, WEBHOOK_TIMEOUT_MS: '20000' });
+
+    const token = await signHs256({ tenant: 'tenant-a', permissions: [`${TOPIC}.publish`] });
+    const published = await graphql(server.graphqlUrl, 'mutation($p: JSON!) { publish(topic: "orders.updated", type: "order.updated", payload: $p) { id } }', { p: { n: 1 } }, token);
+    const eventId = (published['publish'] as { id: string }).id;
+    await receiver.waitForCount(1);
+    // In flight: the endpoint's place is held in Redis, where every worker process sees it.
+    expect(await leases()).toBe(1);
+
+    worker.child.kill('SIGTERM');
+    await waitFor(() => worker.logs.some((entry) => entry['msg'] === 'shutting down'), { timeoutMs: 10_000, message: 'the worker shutting down' });
+    answer.resolve();
+    expect(await worker.exited).toEqual({ code: 0, signal: null });
+
+    // The attempt ended and was recorded; the lease it released went back to Redis, not with the
+    // process (kept for a next attempt that will not come, it would hold the place until it ran out).
+    expect(await leases()).toBe(0);
+    const { rows } = await platform.query('SELECT event_id, state, attempts FROM webhook_deliveries WHERE endpoint_id = $1', [endpointId]);
+    expect(rows).toEqual([{ event_id: eventId, state: 'delivered', attempts: 1 }]);
+    expect(receiver.received).toHaveLength(1);
   });
 
   it('Redis restarted with its data lost while deliveries are failing: every event is still delivered, each entity in order', { timeout: 240_000 }, async () => {
