@@ -228,3 +228,29 @@ describe('the endpoint gate (redis) when its rate check fails', () => {
     expect((await gate.acquire(endpoint)).ok).toBe(true);
   });
 });
+
+describe('the endpoint gate (redis) when one endpoint’s lease script fails', () => {
+  it('fails that endpoint’s acquires only: another endpoint’s in the same batch get the leases Redis took for them', async () => {
+    const prefix = uniquePrefix();
+    const redis = new Redis(testRedisUrl());
+    const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
+    onTestFinished(async () => {
+      await gate.close();
+      await redis.quit();
+    });
+    const broken = { id: 'ep_lease_broken', maxConcurrency: 2, rateLimitPerSecond: null };
+    const healthy = { id: 'ep_lease_healthy', maxConcurrency: 2, rateLimitPerSecond: null };
+    // A real Redis error in one endpoint's script: its lease key holds a string, so the script's ZREMRANGEBYSCORE fails.
+    await redis.set(`${prefix}webhook:inflight:${broken.id}`, 'not a sorted set');
+
+    // The first acquire goes alone; the two after it, asked while it is under way, go in one batch.
+    const [first, failing, second] = await Promise.allSettled([gate.acquire({ ...healthy, id: 'ep_lease_first' }), gate.acquire(broken), gate.acquire(healthy)]);
+    expect(first).toMatchObject({ status: 'fulfilled', value: { ok: true } });
+    expect(failing.status === 'rejected' ? String(failing.reason) : failing.status).toMatch(/WRONGTYPE/);
+    expect(second).toMatchObject({ status: 'fulfilled', value: { ok: true } });
+    // The healthy endpoint's lease is held by its acquire, which gives it back: none is left in Redis once the gate closes.
+    if (second.status === 'fulfilled') await slotOf(second.value).release();
+    await gate.close();
+    expect(await redis.zcard(`${prefix}webhook:inflight:${healthy.id}`)).toBe(0);
+  });
+});

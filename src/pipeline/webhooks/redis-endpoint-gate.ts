@@ -57,6 +57,9 @@ function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string
 /** A lease asked for (`endpoint`), or one given back (`endpointId` only). */
 type LeaseRequest = { readonly endpointId: string; readonly token: string; readonly endpoint?: GatedEndpoint };
 
+/** What Redis answered a request: the maxConcurrency an ask was granted under (undefined: refused, or a give-back done), or its script's error. */
+type LeaseAnswer = number | undefined | { readonly failed: unknown };
+
 /**
  * How long a Redis lease given back is kept for the next acquire of its endpoint in this process,
  * in ms. Long enough for an endpoint sent to every few ms (1,000 events/s over 10 endpoints: one
@@ -104,30 +107,38 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
   /**
    * Leases asked for and given back go through one queue, a script call per endpoint for a batch:
    * a lease given back is gone before any lease asked for after it is looked at. A lease's score is
-   * when it runs out, on the wall clock (`Date.now()`): every process's gate compares them. Per
-   * request: the maxConcurrency an ask was granted under (undefined: refused, or a give-back).
+   * when it runs out, on the wall clock (`Date.now()`): every process's gate compares them. A
+   * script that fails fails its endpoint's requests only: another endpoint's asks in the batch
+   * were taken in Redis, and failed too they would hold its places with no one to give them back.
    */
-  const leases = createGroupCommit<LeaseRequest, number | undefined>({
+  const leases = createGroupCommit<LeaseRequest, LeaseAnswer>({
     async write(requests) {
-      const granted: (number | undefined)[] = requests.map(() => undefined);
+      const answers: LeaseAnswer[] = requests.map(() => undefined);
       const wallNow = Date.now();
-      // Every endpoint's script is waited for, also when one fails: the batch settles once Redis has answered them all.
-      const settled = await Promise.allSettled(
+      await Promise.all(
         [...groupBy(requests, (request) => request.endpointId)].map(async ([endpointId, group]) => {
           const given = group.filter(({ item }) => item.endpoint === undefined);
           const asked = group.filter(({ item }) => item.endpoint !== undefined);
           // Asks read from the endpoint at different moments may disagree: the lowest holds.
           const max = asked.length === 0 ? 0 : Math.min(...asked.map(({ item }) => item.endpoint?.maxConcurrency ?? 0));
-          const taken = await giveAndTake(keyOf(endpointId), wallNow, leaseMs, max, given.length, ...given.map(({ item }) => item.token), ...asked.map(({ item }) => item.token));
-          for (const { index } of asked.slice(0, taken)) granted[index] = max;
+          try {
+            const taken = await giveAndTake(keyOf(endpointId), wallNow, leaseMs, max, given.length, ...given.map(({ item }) => item.token), ...asked.map(({ item }) => item.token));
+            for (const { index } of asked.slice(0, taken)) answers[index] = max;
+          } catch (error) {
+            for (const { index } of group) answers[index] = { failed: error };
+          }
         }),
       );
-      const failed = settled.find((outcome) => outcome.status === 'rejected');
-      if (failed) throw failed.reason;
-      return granted;
+      return answers;
     },
     maxBatch: GATE_BATCH,
   });
+  /** Sends a request with the next batch: the maxConcurrency an ask was granted under, or undefined; throws its endpoint's error. */
+  const submit = async (request: LeaseRequest): Promise<number | undefined> => {
+    const answer = await leases.submit(request);
+    if (typeof answer === 'object') throw answer.failed;
+    return answer;
+  };
 
   /** Leases given back and kept, by endpoint, the latest last; and the attempts each endpoint has under way here. */
   const kept = new Map<string, HeldLease[]>();
@@ -143,7 +154,7 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
   const givingBack = new Set<Promise<void>>();
   /** Gives the lease back to Redis; settles once Redis has answered, also when it failed (the lease then runs out). */
   const giveBack = (endpointId: string, lease: HeldLease): Promise<void> => {
-    const given = leases.submit({ endpointId, token: lease.token }).then(
+    const given = submit({ endpointId, token: lease.token }).then(
       () => undefined,
       (error: unknown) => options.logger?.warn({ err: error, endpoint: endpointId }, 'webhook gate lease not given back; it runs out'),
     );
@@ -207,7 +218,7 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
   const askRedis = async (endpoint: GatedEndpoint): Promise<HeldLease | undefined> => {
     const token = randomUUID();
     const grantedAt = now();
-    const grantedMax = await leases.submit({ endpointId: endpoint.id, token, endpoint });
+    const grantedMax = await submit({ endpointId: endpoint.id, token, endpoint });
     return grantedMax === undefined ? undefined : { token, grantedAt, grantedMax, onReleased: [], keptAt: 0 };
   };
 
