@@ -505,6 +505,9 @@ describe('webhook endpoints', () => {
     const publicUrl = 'https://1.1.1.1/hook';
     const badEvents = await gql(server, token, CREATE, { input: { url: publicUrl, events: ['orders..x'] } });
     expect(badEvents.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'events' } });
+    // DNS is asked last: what else is wrong is said first, also of a URL DNS refuses (or cannot answer for now).
+    const badEventsAndHost = await gql(server, token, CREATE, { input: { url: ownName, events: ['orders..x'] } });
+    expect(badEventsAndHost.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'events' } });
     const notAdmin = await gql(server, await signHs256({}), CREATE, { input: { url: publicUrl, events: ['*'] } });
     expect(notAdmin.errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
     // Another tenant's admin cannot see or change an endpoint.

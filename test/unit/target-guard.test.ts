@@ -95,6 +95,10 @@ describe('assertWebhookUrl', () => {
     ['https://user:secret@hooks.example.com/', /must not contain a user name or password/],
     ['https://user@hooks.example.com/', /must not contain a user name or password/],
     [`https://hooks.example.com/${'a'.repeat(2048)}`, /longer than 2048 characters/],
+    // Names DNS cannot carry: a lookup would fail with EINVAL, not "not found".
+    [`https://${'abcdefghij.'.repeat(25)}com/hook`, /host is not a valid DNS name/],
+    [`https://${'a'.repeat(64)}.example.com/hook`, /host is not a valid DNS name/],
+    ['https://hooks..example.com/hook', /host is not a valid DNS name/],
   ])('refuses the malformed URL %s, even with private targets allowed', (url, message) => {
     for (const options of [strict, permissive]) {
       const error = refusal(() => assertWebhookUrl(url, options));
@@ -102,6 +106,12 @@ describe('assertWebhookUrl', () => {
       expect(error.message).toMatch(message);
       expect(error.details).toEqual({ field: 'url' });
     }
+  });
+
+  it('accepts a host name of 253 characters in labels of up to 63', () => {
+    const host = ['a'.repeat(63), 'b'.repeat(63), 'c'.repeat(63), 'd'.repeat(61)].join('.');
+    expect(assertWebhookUrl(`https://${host}/hook`, strict).hostname).toBe(host);
+    expect(assertWebhookUrl(`https://${host}./hook`, strict).hostname).toBe(`${host}.`);
   });
 
   it('accepts a URL of exactly 2048 characters', () => {

@@ -103,8 +103,9 @@ function embeddedIpv4(address: ipaddr.IPv6, range: string): ipaddr.IPv4 | null |
 }
 
 /**
- * Checks a webhook URL's shape — http or https, no user:password, at most 2048 characters — and,
- * unless private targets are allowed, that its host is not a non-public IP literal or `localhost`.
+ * Checks a webhook URL's shape — http or https, no user:password, at most 2048 characters, a host
+ * that is an IP address or a valid DNS name — and, unless private targets are allowed, that its
+ * host is not a non-public IP literal or `localhost`.
  * Returns the parsed URL; throws BAD_USER_INPUT with `details.field = 'url'`.
  */
 export function assertWebhookUrl(url: string, options: TargetGuardOptions): URL {
@@ -122,8 +123,12 @@ export function assertWebhookUrl(url: string, options: TargetGuardOptions): URL 
     refuse('The webhook URL must not contain a user name or password; put credentials in the path or query');
   }
   if (parsed.hostname === '') refuse('The webhook URL has no host');
+  const host = hostOf(parsed);
+  // Not a name DNS can hold: no lookup would ever find it (and DNS says EINVAL, not "not found").
+  if (isIP(host) === 0 && !isDnsName(host)) {
+    refuse('The webhook URL\'s host is not a valid DNS name: at most 253 characters, in labels of 1 to 63');
+  }
   if (!options.allowPrivateTargets) {
-    const host = hostOf(parsed);
     if (isIP(host) !== 0) {
       const reason = forbiddenAddressReason(host);
       if (reason !== null) refuse(`The webhook URL points to ${host}, ${reason}; webhooks go to public addresses only`);
@@ -165,6 +170,11 @@ export async function assertResolvableTarget(url: URL, options: TargetGuardOptio
       refuse(`The webhook URL points to ${address}${via}, ${reason}; webhooks go to public addresses only`);
     }
   }
+}
+
+/** A host name DNS can carry: at most 253 characters, each dot-separated label 1 to 63. */
+function isDnsName(host: string): boolean {
+  return host.length <= 253 && host.split('.').every((label) => label.length >= 1 && label.length <= 63);
 }
 
 /** The URL's host without IPv6 brackets or a trailing dot. */

@@ -177,17 +177,20 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     eventTime: delivery.eventTime,
   });
 
-  /** A target URL as stored: its shape checked, and where its host resolves to now (every attempt checks again). */
-  const targetUrl = async (url: string): Promise<string> => {
-    const guard = { allowPrivateTargets: options.allowPrivateTargets };
-    const parsed = assertWebhookUrl(url, guard);
+  const guard = { allowPrivateTargets: options.allowPrivateTargets };
+  /**
+   * A target URL as stored, once its shape was checked (`assertWebhookUrl`, with the rest of the
+   * input) and where its host resolves to now (every attempt checks again) — last, so that a DNS
+   * outage does not hide what else is wrong with the input.
+   */
+  const resolvedUrl = async (parsed: URL): Promise<string> => {
     await assertResolvableTarget(parsed, guard);
     return parsed.toString();
   };
 
   return {
     async createEndpoint(scope, input) {
-      const url = await targetUrl(input.url);
+      const parsedUrl = assertWebhookUrl(input.url, guard);
       assertEventSelection(input.events);
       checkLimits(input);
       checkDescription(input.description);
@@ -197,6 +200,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       if (scope.tenant !== undefined && input.tenant !== undefined && input.tenant !== scope.tenant) {
         throw badInput('tenant', 'A caller with a tenant creates endpoints of that tenant only');
       }
+      const url = await resolvedUrl(parsedUrl);
       const tenant = scope.tenant ?? input.tenant ?? null;
       const secret = newWebhookSecret();
       const endpoint = await db.transaction(async (tx) => {
@@ -226,10 +230,11 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
 
     async updateEndpoint(scope, id, input) {
       await owned(scope, id);
+      const parsedUrl = input.url === undefined ? undefined : assertWebhookUrl(input.url, guard);
       if (input.events !== undefined) assertEventSelection(input.events);
       checkLimits(input);
       checkDescription(input.description);
-      const url = input.url === undefined ? undefined : await targetUrl(input.url);
+      const url = parsedUrl === undefined ? undefined : await resolvedUrl(parsedUrl);
       const updated = await updateEndpoint(db, id, {
         ...(url !== undefined && { url }),
         ...(input.description !== undefined && { description: input.description }),
