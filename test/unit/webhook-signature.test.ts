@@ -163,6 +163,14 @@ describe('verifyWebhook', () => {
     expect(referenceAccepts(secret, body, headers)).toBe(false);
   });
 
+  it('refuses a tolerance that is not a number of seconds ≥ 0 (an unset variable read as a number is NaN, which would let any timestamp through)', () => {
+    const secret = newWebhookSecret();
+    const headers = signed([secret], 1_700_000_000);
+    for (const toleranceSeconds of [Number.NaN, -1, Number.POSITIVE_INFINITY]) {
+      expect(() => verifyWebhook(body, headers, secret, { toleranceSeconds })).toThrow(/toleranceSeconds must be a number of seconds ≥ 0/);
+    }
+  });
+
   it('says which header is missing or malformed', () => {
     const secret = newWebhookSecret();
     const headers = signed([secret]);
@@ -272,7 +280,8 @@ describe('verifyWebhook', () => {
       const [old, current] = [newWebhookSecret(), newWebhookSecret()];
       const ts = nowSeconds();
       const result = verifyWebhook(body, tributaryOnly([old, current], ts), old);
-      expect(result).toEqual({ id: '', timestamp: new Date(ts * 1000), payload: JSON.parse(body) as unknown });
+      // The id is the signed body's: this scheme does not sign the webhook-id header.
+      expect(result).toEqual({ id: 'evt_1', timestamp: new Date(ts * 1000), payload: JSON.parse(body) as unknown });
       expect(verifyWebhook(body, tributaryOnly([old, current], ts), current).payload).toEqual(JSON.parse(body));
     });
 
@@ -286,6 +295,18 @@ describe('verifyWebhook', () => {
       expect(verificationCode(() => verifyWebhook(body, headers, newWebhookSecret()))).toBe('BAD_SIGNATURE');
       expect(verificationCode(() => verifyWebhook(body, tributaryOnly([secret], ts - 301), secret))).toBe('TIMESTAMP_OUT_OF_TOLERANCE');
       expect(verificationCode(() => verifyWebhook(body, { 'x-tributary-signature': 'v1=00' }, secret))).toBe('BAD_TIMESTAMP');
+    });
+
+    it('refuses a webhook-id header that is not the signed body’s id: a captured request cannot come back under another id', () => {
+      const secret = newWebhookSecret();
+      const ts = nowSeconds();
+      const { ['webhook-signature']: _stripped, ...captured } = signed([secret], ts);
+      expect(verificationCode(() => verifyWebhook(body, { ...captured, 'webhook-id': 'evt_forged' }, secret))).toBe('BAD_SIGNATURE');
+      expect(verifyWebhook(body, { ...captured, 'webhook-id': 'evt_1' }, secret).id).toBe('evt_1');
+      // A signed body without an id of its own: no id to trust, so none is taken from the header either.
+      const anonymous = JSON.stringify({ type: 'order.created' });
+      expect(verificationCode(() => verifyWebhook(anonymous, { ...tributaryOnly([secret], ts, anonymous), 'webhook-id': 'evt_forged' }, secret))).toBe('BAD_SIGNATURE');
+      expect(verifyWebhook(anonymous, tributaryOnly([secret], ts, anonymous), secret).id).toBe('');
     });
 
     it('is not consulted when webhook-signature is present and wrong', () => {

@@ -16,8 +16,9 @@
  * - Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`), checked first;
  *   any Standard Webhooks library verifies the same headers;
  * - `x-tributary-signature: t=…,v1=…` (Stripe's layout), used only when `webhook-signature` is
- *   absent. It does not sign the id: the returned `id` is then the `webhook-id` header as sent
- *   (or '' without it), so de-duplicate on it only if you trust the path the request took.
+ *   absent. It does not sign the `webhook-id` header: the returned `id` is then the signed body's
+ *   own `id` (Tributary's bodies carry the event id), and a `webhook-id` header that disagrees
+ *   with it is refused — so a captured request cannot come back under another id.
  *
  * This module imports nothing from the server, so it can ship on its own.
  */
@@ -85,6 +86,8 @@ export function verifyWebhook(
   const keys = (typeof secret === 'string' ? [secret] : secret).map(secretKey);
   if (keys.length === 0) throw new TypeError('verifyWebhook needs at least one secret');
   const toleranceSeconds = options.toleranceSeconds ?? 300;
+  // NaN would let every timestamp through, a negative one none.
+  if (!Number.isFinite(toleranceSeconds) || toleranceSeconds < 0) throw new TypeError(`verifyWebhook's toleranceSeconds must be a number of seconds ≥ 0; it was given ${String(toleranceSeconds)}`);
   const nowSeconds = Math.floor((options.now ?? Date.now)() / 1000);
   const body = rawBodyBytes(rawBody);
   const header = headerReader(headers);
@@ -132,7 +135,13 @@ export function verifyWebhook(
   } catch {
     throw new WebhookVerificationError('BAD_PAYLOAD', 'The signed body is not JSON');
   }
-  return { id: id ?? '', timestamp: new Date(timestampSeconds * 1000), payload };
+  if (standardSignature !== undefined) return { id: id ?? '', timestamp: new Date(timestampSeconds * 1000), payload };
+  // x-tributary-signature signs the body, not the id header: the id is the body's.
+  const signedId = typeof payload === 'object' && payload !== null && typeof (payload as { id?: unknown }).id === 'string' ? (payload as { id: string }).id : undefined;
+  if (id !== undefined && id !== signedId) {
+    throw new WebhookVerificationError('BAD_SIGNATURE', 'webhook-id is not the id of the signed body (x-tributary-signature does not sign the header)');
+  }
+  return { id: signedId ?? '', timestamp: new Date(timestampSeconds * 1000), payload };
 }
 
 /** The body's bytes, without copying; anything but a string or bytes (e.g. `req.body` after `express.json()`) said as such. */
