@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assertEventSelection, selects } from '../../src/pipeline/webhooks/endpoint-selection.ts';
+import { assertEventSelection, isOwnLane, laneOf, selects } from '../../src/pipeline/webhooks/endpoint-selection.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 
 const endpoint = (events: string[]) => ({ id: 'we_1', app: 'app', env: 'env', tenant: null, events, enabled: true });
@@ -20,5 +20,33 @@ describe('endpoint selection', () => {
     expect(selects(endpoint(['billing/eu.*']), event('billing/eu.invoices'))).toBe(true);
     expect(selects(endpoint(['billing/eu.*']), event('billing/us.invoices'))).toBe(false);
     expect(selects(endpoint(['orders:eu']), event('orders:us'))).toBe(false);
+  });
+});
+
+describe('delivery lanes', () => {
+  const event = (tenant: string | undefined, entity: string | undefined, id = 'evt_1') => ({ id, metadata: { scope: { app: 'app', env: 'env', tenant }, entity } }) as Pick<RealtimeEvent, 'id' | 'metadata'>;
+
+  it('are an entity within its tenant, as before for a plain tenant; an event without an entity has a lane of its own', () => {
+    expect(laneOf(event('t1', 'order:7'))).toBe('t1|order:7');
+    expect(laneOf(event(undefined, 'order:7'))).toBe('|order:7');
+    expect(laneOf(event('t1', undefined, 'evt_9'))).toBe('event:evt_9');
+    expect(isOwnLane(laneOf(event('t1', undefined)))).toBe(true);
+  });
+
+  it('never give two tenant–entity pairs one lane, nor an entity a lane taken for an event’s own', () => {
+    const pairs: [string | undefined, string][] = [
+      ['a', 'b|c'],
+      ['a|b', 'c'],
+      ['a\\', '|c'],
+      ['a\\|', 'c'],
+      [undefined, 'a|b|c'],
+      ['', 'a|b|c'],
+      ['event:x', 'y'],
+      ['\\event:x', 'y'],
+    ];
+    const lanes = pairs.map(([tenant, entity]) => laneOf(event(tenant, entity)));
+    // '' and no tenant are the same (an event without a tenant); every other pair has a lane of its own.
+    expect(new Set(lanes).size).toBe(pairs.length - 1);
+    expect(lanes.filter(isOwnLane)).toEqual([]);
   });
 });

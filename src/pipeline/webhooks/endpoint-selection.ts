@@ -54,10 +54,17 @@ export function selects(endpoint: SelectingEndpoint, event: Pick<RealtimeEvent, 
 
 const OWN_LANE = 'event:';
 
-/** The lane of an event: its entity within its tenant (its own id when it has no entity). */
+/**
+ * The lane of an event: its entity within its tenant (its own id when it has no entity), as
+ * `tenant|entity`. The tenant's `\` and `|` are escaped, and a leading `event:` too, so that no two
+ * tenant–entity pairs share a lane and no entity's lane is taken for an event's own; any other
+ * tenant reads as it is (lanes stored before this escaping keep their meaning).
+ */
 export function laneOf(event: Pick<RealtimeEvent, 'id' | 'metadata'>): string {
   const { entity, scope } = event.metadata;
-  return entity === undefined ? `${OWN_LANE}${event.id}` : `${scope.tenant ?? ''}|${entity}`;
+  if (entity === undefined) return `${OWN_LANE}${event.id}`;
+  const tenant = (scope.tenant ?? '').replace(/[\\|]/g, '\\$&');
+  return `${tenant.startsWith(OWN_LANE) ? '\\' : ''}${tenant}|${entity}`;
 }
 
 /** A lane of one event (it has no entity): no other event's delivery ever waits on it, nor it on one. */
