@@ -242,8 +242,9 @@ describe('the endpoint gate (redis) between attempts', () => {
   });
 });
 
-describe('the endpoint gate (redis) when its rate check fails', () => {
-  it('gives back the concurrency lease it took first, so the endpoint keeps all its places', async () => {
+describe('the endpoint gate (redis) when Redis fails', () => {
+  /** A gate on a connection of its own, which the test also reads Redis through (closed when the test ends). */
+  function gateWithRedis() {
     const prefix = uniquePrefix();
     const redis = new Redis(testRedisUrl());
     const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
@@ -251,6 +252,11 @@ describe('the endpoint gate (redis) when its rate check fails', () => {
       await gate.close();
       await redis.quit();
     });
+    return { prefix, redis, gate };
+  }
+
+  it('gives back the concurrency lease it took when its rate check fails, so the endpoint keeps all its places', async () => {
+    const { prefix, redis, gate } = gateWithRedis();
     const endpoint = { id: 'ep_rate_broken', maxConcurrency: 1, rateLimitPerSecond: 5 };
     // A real Redis error between the lease and the rate check: the limiter's key holds a hash, so its INCRBY fails.
     const rateKey = `${prefix}webhook:rate:5:${endpoint.id}`;
@@ -263,17 +269,9 @@ describe('the endpoint gate (redis) when its rate check fails', () => {
     await redis.del(rateKey);
     expect((await gate.acquire(endpoint)).ok).toBe(true);
   });
-});
 
-describe('the endpoint gate (redis) when one endpoint’s lease script fails', () => {
-  it('fails that endpoint’s acquires only: another endpoint’s in the same batch get the leases Redis took for them', async () => {
-    const prefix = uniquePrefix();
-    const redis = new Redis(testRedisUrl());
-    const gate = createRedisGate({ redis, keyPrefix: prefix, leaseMs: 30_000 });
-    onTestFinished(async () => {
-      await gate.close();
-      await redis.quit();
-    });
+  it('fails only the acquires of an endpoint whose lease script fails: another endpoint’s in the same batch get the leases Redis took for them', async () => {
+    const { prefix, redis, gate } = gateWithRedis();
     const broken = { id: 'ep_lease_broken', maxConcurrency: 2, rateLimitPerSecond: null };
     const healthy = { id: 'ep_lease_healthy', maxConcurrency: 2, rateLimitPerSecond: null };
     // A real Redis error in one endpoint's script: its lease key holds a string, so the script's ZREMRANGEBYSCORE fails.
