@@ -288,12 +288,26 @@ function classify(
   return { ...result, outcome: 'failed' };
 }
 
-/** RFC 9110 §10.2.3: delay-seconds or an HTTP-date. */
+const DAY = '(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)';
+const MONTH = '(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)';
+const TIME = '\\d{2}:\\d{2}:\\d{2}';
+/** RFC 9110 §5.6.7's three HTTP-date forms, all GMT: IMF-fixdate, RFC 850's and asctime's (which does not say GMT). */
+const IMF_FIXDATE = new RegExp(`^${DAY}, \\d{2} ${MONTH} \\d{4} ${TIME} GMT$`);
+const RFC_850_DATE = new RegExp(`^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), \\d{2}-${MONTH}-\\d{2} ${TIME} GMT$`);
+const ASCTIME_DATE = new RegExp(`^${DAY} ${MONTH} (?: \\d|\\d{2}) ${TIME} \\d{4}$`);
+
+/**
+ * RFC 9110 §10.2.3: delay-seconds or an HTTP-date, in ms from `nowMs`; null for anything else —
+ * also the loose forms `Date.parse` would read (`3600.5` is the year 3600 to it), which would
+ * hold the delivery, and its entity's later events, to the end of the retry window.
+ */
 export function parseRetryAfter(value: string | undefined, nowMs: number): number | null {
   if (value === undefined) return null;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const date = Date.parse(text);
+  let date = Number.NaN;
+  if (IMF_FIXDATE.test(text) || RFC_850_DATE.test(text)) date = Date.parse(text);
+  else if (ASCTIME_DATE.test(text)) date = Date.parse(`${text} GMT`);
   return Number.isNaN(date) ? null : Math.max(0, date - nowMs);
 }
 
