@@ -1,7 +1,8 @@
 /**
  * The deliverer on its own — a real Postgres, a real receiver over HTTP, the memory gate — for what
  * the end-to-end suites cannot arrange: the attempt's record failing once (Postgres away for a
- * moment) after the receiver had the request, and the `endpoint.disabled` notice failing to route.
+ * moment) after the receiver had the request, the `endpoint.disabled` notice failing to route, and
+ * a delivery due by another clock than the process's own.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database, QueryOptions, Row } from '../../src/db/database.ts';
@@ -137,6 +138,33 @@ describe('webhook deliverer', () => {
       expect(tries).toHaveLength(3);
       expect(new Set(tries.map((event) => `${event.type} ${event.id}`)).size).toBe(1);
       expect(tries[0]!.type).toBe('endpoint.disabled');
+    } finally {
+      endpoints.close();
+      await http.close();
+    }
+  });
+
+  it('attempts a delivery due a moment ahead of its own clock (the database’s, a little ahead) and postpones one due later', async () => {
+    const receiver = await startWebhookReceiver();
+    const endpoint = await endpointAt(receiver.url);
+    const endpoints = await createEndpointCache({ db: fixture.db, refreshMs: 60_000, logger });
+    const http = createWebhookHttpClient({ allowPrivateTargets: true });
+    const router = { route: () => Promise.resolve([]) } as unknown as EventRouter;
+    const deliverer = createWebhookDeliverer({ db: fixture.db, endpoints, http, gate: createMemoryGate(), router, policy: DEFAULT_RETRY_POLICY, timeoutMs: 5_000, disableAfterMs: 86_400_000, logger });
+    try {
+      const { inserted } = await storeDeliveries(fixture.db, [
+        { ...fixture.delivery('skewed'), endpointId: endpoint.id },
+        { ...fixture.delivery('later'), endpointId: endpoint.id },
+      ]);
+      const claimed = await claimDeliveries(fixture.db, inserted, 30_000);
+      const [skewed, later] = inserted.map((id) => claimed.find((delivery) => delivery.id === id));
+      // As the claim would read them from a database whose clock is 200 ms ahead, and of a retry due in a minute.
+      const inAMinute = new Date(Date.now() + 60_000);
+      expect(await deliverer.deliver({ ...skewed!, nextAttemptAt: new Date(Date.now() + 200) })).toEqual({});
+      expect(await deliverer.deliver({ ...later!, nextAttemptAt: inAMinute })).toEqual({ retryAt: inAMinute });
+      expect(receiver.received.map((request) => request.headers['webhook-id'])).toEqual([skewed!.eventId]);
+      expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'delivered', attempts: 1 });
+      expect(await getDelivery(fixture.db, inserted[1]!)).toMatchObject({ state: 'pending', attempts: 0, lease: null });
     } finally {
       endpoints.close();
       await http.close();

@@ -93,6 +93,15 @@ const DISABLED_RECHECK_MS = 3_600_000;
 /** A slow endpoint's delivery waiting for room in the slow share is looked at again after this, in ms. */
 const SLOW_SHARE_RECHECK_MS = 1_000;
 
+/**
+ * How far a delivery's due time may be ahead of this process's clock and the delivery still be
+ * attempted, in ms. A new delivery is due at the database's `now()`, a retry at the time another
+ * process set, and a delayed job may come a moment early: postponed for so little, a delivery would
+ * only be claimed again (the embedded loop, which claims by the database's clock, at once, over
+ * and over). Clocks further apart than this (no NTP) still work, at that cost.
+ */
+const CLOCK_SKEW_MS = 500;
+
 export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
   const { db, logger } = options;
   /**
@@ -200,7 +209,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     // Deleted: its deliveries went with it.
     if (!endpoint) return {};
     const now = new Date();
-    if (delivery.nextAttemptAt > now) return postpone(delivery, delivery.nextAttemptAt);
+    if (delivery.nextAttemptAt.getTime() - now.getTime() > CLOCK_SKEW_MS) return postpone(delivery, delivery.nextAttemptAt);
     // A disabled endpoint's deliveries wait for it to be enabled again (a test is sent anyway). The
     // row decides before so long a wait: this instance's cache may not have seen an enable yet.
     if (!endpoint.enabled && delivery.trigger !== 'test') {
