@@ -11,8 +11,9 @@
  *
  * Jitter is added, never subtracted, so a receiver that asked for a pause (Retry-After) or a tail
  * interval is never called back earlier than that, and many deliveries failing at once do not
- * come back in one burst. A pause the receiver asked for is waited out however long, within the
- * window: one that reaches past it leaves a last attempt as the window closes.
+ * come back in one burst — but at the fast curve's cap, which the seed's formula applies after the
+ * jitter (retries 7 and 8 wait 60 s exactly). A pause the receiver asked for is waited out however
+ * long, within the window: one that reaches past it leaves a last attempt as the window closes.
  */
 import { InternalError } from '../../errors.ts';
 
