@@ -2,8 +2,7 @@
  * Each webhook endpoint's own limits, in memory (embedded) and shared through a real Redis by
  * several processes' gates: attempts in flight up to maxConcurrency, attempts started per second up
  * to rateLimitPerSecond, a slot given back on release, and a refusal that says how long to wait.
- * The Redis gate keeps a lease given back for its own next acquire a moment, then gives it back,
- * and leaves a place to a process refused one once a lease it keeps goes through Redis again.
+ * The Redis gate keeps a lease given back for its own next acquire a moment, then gives it back.
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -146,41 +145,6 @@ describe('the endpoint gate (redis) between attempts', () => {
     expect(leases[0]).not.toBe(first);
     // Kept on a clock that stands still: given back when the gate closes.
     void fresh.release();
-  });
-
-  it('leaves a place to another process that was refused one, once a lease it keeps goes through Redis again', async () => {
-    let now = 0;
-    const [busy, waiting] = redisGates(2, { now: () => now });
-    const shared = { id: 'ep_shared', maxConcurrency: 2, rateLimitPerSecond: null };
-    const held = await Promise.all([busy!.acquire(shared), busy!.acquire(shared)]);
-    expect(held.map((answer) => answer.ok)).toEqual([true, true]);
-    expect((await waiting!.acquire(shared)).ok).toBe(false);
-    // Within a second of its grant, a lease goes on from attempt to attempt in the busy process.
-    void slotOf(held[0]).release();
-    const reused = slotOf(await busy!.acquire(shared));
-    // A second on, it goes through Redis, which keeps the place it frees for the process refused one.
-    now += REUSE_MS;
-    void reused.release();
-    expect((await busy!.acquire(shared)).ok).toBe(false);
-    expect((await waiting!.acquire(shared)).ok).toBe(true);
-    // Served: the place is no longer kept for it (its holder may have it back once it frees one).
-    void slotOf(held[1]).release();
-    expect((await busy!.acquire(shared)).ok).toBe(true);
-  });
-
-  it('keeps the mark of the first process refused a place: another refused meanwhile does not take it over', async () => {
-    let now = 0;
-    const [holder, first, second] = redisGates(3, { now: () => now });
-    const one = { id: 'ep_one_place', maxConcurrency: 1, rateLimitPerSecond: null };
-    const lease = slotOf(await holder!.acquire(one));
-    expect((await first!.acquire(one)).ok).toBe(false);
-    expect((await second!.acquire(one)).ok).toBe(false);
-    now += REUSE_MS;
-    void lease.release();
-    // The holder's lease, a second old, went through Redis and was not granted again: the place waits for `first`.
-    expect((await holder!.acquire(one)).ok).toBe(false);
-    expect((await second!.acquire(one)).ok).toBe(false);
-    expect((await first!.acquire(one)).ok).toBe(true);
   });
 
   it('hands over no more kept slots than a maxConcurrency lowered meanwhile allows, and gives the others back', async () => {

@@ -7,9 +7,8 @@
  * same process, which takes it without a round trip: while an endpoint has work, its leases go from
  * one attempt to the next here for up to `REUSE_MS`, then through Redis again (given back and asked
  * for anew in one script call, as every lease was before), and back to Redis once idle `KEEP_MS`.
- * So while a process keeps an endpoint busy it keeps its places, for a second at a time: another
- * process refused one (its attempt waits `BUSY_RETRY_MS`) is marked in Redis as wanting one, and a
- * lease that goes through Redis meanwhile is not granted again but left to it.
+ * So while a process keeps an endpoint busy it keeps its places: another process's attempts to
+ * that endpoint are refused (and wait `BUSY_RETRY_MS`) until some of them are idle.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -19,42 +18,26 @@ import { createGroupCommit } from '../coordination/group-commit.ts';
 import { defineScript } from '../redis-script.ts';
 import { BUSY_RETRY_MS, limiters, withinRate, type EndpointGate, type GatedEndpoint } from './endpoint-gate.ts';
 
-type GateScript = (key: string, wantedKey: string, now: number, leaseMs: number, max: number, givenBack: number, processId: string, wantedMs: number, ...tokens: string[]) => Promise<number>;
+type GateScript = (key: string, now: number, leaseMs: number, max: number, givenBack: number, ...tokens: string[]) => Promise<number>;
 
 /**
- * Gives back the leases of the first ARGV[4] tokens of ARGV[7…], then takes leases for the others,
+ * Gives back the leases of the first ARGV[4] tokens of ARGV[5…], then takes leases for the others,
  * as many as the endpoint's maximum (ARGV[3]) leaves room for, in order; expired leases (a worker
- * died mid-attempt) drop out first. A process refused some (ARGV[5]) is marked as wanting a place
- * (KEYS[2], for ARGV[6] ms) unless another process is already: while another is, one place is left
- * free for it; the mark goes once its process was granted all it asked. Returns how many were taken.
+ * died mid-attempt) drop out first. Returns how many were taken.
  */
 const GIVE_AND_TAKE = `
 local given = tonumber(ARGV[4])
-if given > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV, 7, 6 + given)) end
+if given > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV, 5, 4 + given)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local asked = #ARGV - 6 - given
-if asked == 0 then return 0 end
 local room = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
-local wanter = redis.call('GET', KEYS[2])
-if wanter and wanter ~= ARGV[5] then room = room - 1 end
 local taken = 0
-for i = 7 + given, #ARGV do
+for i = 5 + given, #ARGV do
   if taken >= room then break end
   redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[i])
   taken = taken + 1
 end
 if taken > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if taken < asked then
-  if not wanter or wanter == ARGV[5] then redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6]) end
-elseif wanter == ARGV[5] then redis.call('DEL', KEYS[2]) end
 return taken`;
-
-/**
- * How long a process refused a place stays marked as wanting one, in ms: past its next try
- * (`BUSY_RETRY_MS`), so the place another process's lease leaves as it goes through Redis is
- * still free when it comes.
- */
-const WANTED_MS = 2 * BUSY_RETRY_MS;
 
 /** Leases asked for or given back in one batch at most. */
 const GATE_BATCH = 500;
@@ -118,9 +101,7 @@ export interface RedisGateOptions {
 export function createRedisGate(options: RedisGateOptions): EndpointGate {
   const { redis, keyPrefix, leaseMs } = options;
   const now = options.now ?? (() => performance.now());
-  const giveAndTake = defineScript<GateScript>(redis, 'tributaryWebhookGate', 2, GIVE_AND_TAKE);
-  /** This gate's process, as the gate's script knows it. */
-  const processId = randomUUID();
+  const giveAndTake = defineScript<GateScript>(redis, 'tributaryWebhookGate', 1, GIVE_AND_TAKE);
   const limiterOf = limiters((points) => new RateLimiterRedis({ storeClient: redis, keyPrefix: `${keyPrefix}webhook:rate:${points}`, points, duration: 1 }));
   const keyOf = (endpointId: string) => `${keyPrefix}webhook:inflight:${endpointId}`;
   /**
@@ -141,9 +122,7 @@ export function createRedisGate(options: RedisGateOptions): EndpointGate {
           // Asks read from the endpoint at different moments may disagree: the lowest holds.
           const max = asked.length === 0 ? 0 : Math.min(...asked.map(({ item }) => item.endpoint?.maxConcurrency ?? 0));
           try {
-            const key = keyOf(endpointId);
-            const tokens = [...given.map(({ item }) => item.token), ...asked.map(({ item }) => item.token)];
-            const taken = await giveAndTake(key, `${key}:wanted`, wallNow, leaseMs, max, given.length, processId, WANTED_MS, ...tokens);
+            const taken = await giveAndTake(keyOf(endpointId), wallNow, leaseMs, max, given.length, ...given.map(({ item }) => item.token), ...asked.map(({ item }) => item.token));
             for (const { index } of asked.slice(0, taken)) answers[index] = max;
           } catch (error) {
             for (const { index } of group) answers[index] = { failed: error };
