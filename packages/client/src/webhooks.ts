@@ -48,7 +48,8 @@ export type WebhookHeaders = Headers | Readonly<Record<string, string | readonly
 export interface VerifyWebhookOptions {
   /**
    * How far the signed timestamp may be from now, either way, in seconds: a captured request
-   * cannot be replayed later than this. @default 300
+   * cannot be replayed later than this. `Infinity`: no limit (a stored webhook verified later);
+   * NaN or a negative number is a TypeError. @default 300
    */
   readonly toleranceSeconds?: number;
   /** The clock, in ms since the Unix epoch. @default Date.now */
@@ -86,8 +87,8 @@ export function verifyWebhook(
   const keys = (typeof secret === 'string' ? [secret] : secret).map(secretKey);
   if (keys.length === 0) throw new TypeError('verifyWebhook needs at least one secret');
   const toleranceSeconds = options.toleranceSeconds ?? 300;
-  // NaN would let every timestamp through, a negative one none.
-  if (!Number.isFinite(toleranceSeconds) || toleranceSeconds < 0) throw new TypeError(`verifyWebhook's toleranceSeconds must be a number of seconds ≥ 0; it was given ${String(toleranceSeconds)}`);
+  // NaN would let every timestamp through unsaid, a negative one none (Infinity says so: no replay window).
+  if (typeof toleranceSeconds !== 'number' || Number.isNaN(toleranceSeconds) || toleranceSeconds < 0) throw new TypeError(`verifyWebhook's toleranceSeconds must be a number of seconds ≥ 0; it was given ${String(toleranceSeconds)}`);
   const nowSeconds = Math.floor((options.now ?? Date.now)() / 1000);
   const body = rawBodyBytes(rawBody);
   const header = headerReader(headers);

@@ -57,8 +57,9 @@ const OWN_LANE = 'event:';
 /**
  * The lane of an event: its entity within its tenant (its own id when it has no entity), as
  * `tenant|entity`. The tenant's `\` and `|` are escaped, and a leading `event:` too, so that no two
- * tenant–entity pairs share a lane and no entity's lane is taken for an event's own; any other
- * tenant reads as it is (lanes stored before this escaping keep their meaning).
+ * tenant–entity pairs share a lane and no entity's lane is taken for an event's own. Any other
+ * tenant's lanes are as they were before the escaping; for a tenant with those characters, its
+ * deliveries pending from before it are a lane apart from later ones (not held in order with them).
  */
 export function laneOf(event: Pick<RealtimeEvent, 'id' | 'metadata'>): string {
   const { entity, scope } = event.metadata;
