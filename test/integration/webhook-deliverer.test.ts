@@ -170,4 +170,43 @@ describe('webhook deliverer', () => {
       await http.close();
     }
   });
+
+  it('begins a failure streak again that another process’s success ended, once its own was noted 10 s ago', async () => {
+    const receiver = await startWebhookReceiver();
+    let status = 500;
+    receiver.respond = () => status;
+    const endpoint = await endpointAt(receiver.url);
+    const endpoints = await createEndpointCache({ db: fixture.db, refreshMs: 60_000, logger });
+    const http = createWebhookHttpClient({ allowPrivateTargets: true });
+    const router = { route: () => Promise.resolve([]) } as unknown as EventRouter;
+    // Two processes' deliverers; the first on a clock the test moves.
+    let now = 0;
+    const deliverer = (clock: () => number) =>
+      createWebhookDeliverer({ db: fixture.db, endpoints, http, gate: createMemoryGate(), router, policy: DEFAULT_RETRY_POLICY, timeoutMs: 5_000, disableAfterMs: 86_400_000, logger, now: clock });
+    const [failing, other] = [deliverer(() => now), deliverer(() => 0)];
+    const attempt = async (by: typeof failing, lane: string) => {
+      const { inserted } = await storeDeliveries(fixture.db, [{ ...fixture.delivery(lane), endpointId: endpoint.id }]);
+      const [delivery] = await claimDeliveries(fixture.db, inserted, 30_000);
+      await by.deliver(delivery!);
+    };
+    const failingSince = async () => (await fixture.db.query<{ failing_since: Date | null }>('SELECT failing_since FROM webhook_endpoints WHERE id = $1', [endpoint.id])).rows[0]?.failing_since;
+    try {
+      await attempt(failing, 'streak-1');
+      expect(await failingSince()).toBeInstanceOf(Date);
+      status = 204;
+      await attempt(other, 'streak-ended');
+      expect(await failingSince()).toBeNull();
+      // Failing again here: within 10 s of its own note the row is not written; after, the streak begins again.
+      status = 500;
+      now += 9_999;
+      await attempt(failing, 'streak-2');
+      expect(await failingSince()).toBeNull();
+      now += 1;
+      await attempt(failing, 'streak-3');
+      expect(await failingSince()).toBeInstanceOf(Date);
+    } finally {
+      endpoints.close();
+      await http.close();
+    }
+  });
 });

@@ -71,10 +71,16 @@ export interface WebhookDelivererOptions {
   readonly slow?: SlowEndpoints | undefined;
   /** Counts each attempt per endpoint, for the failure-rate alert. @default not counted */
   readonly tallies?: Pick<AttemptTallies, 'count'> | undefined;
+  /** The clock the endpoint row's notes are paced on, in ms. @default Date.now */
+  readonly now?: () => number;
 }
 
-/** A success is written to the endpoint row at most this often while nothing fails, in ms. */
-const SUCCESS_NOTE_EVERY_MS = 10_000;
+/**
+ * An endpoint's outcome is written to its row at most this often while it does not change, in ms:
+ * a success, so the row says the endpoint works; a failure, so a streak another process's success
+ * ended is begun again here (or the endpoint's disable would wait for this process's old streak).
+ */
+const NOTE_EVERY_MS = 10_000;
 
 /** Attempts recorded in one statement at most (the rest go with the next). */
 const RECORD_BATCH = 200;
@@ -104,6 +110,7 @@ const CLOCK_SKEW_MS = 500;
 
 export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
   const { db, logger } = options;
+  const clock = options.now ?? Date.now;
   /**
    * A batch of attempts whose record failed (Postgres away for a moment) is recorded again, a few
    * times within the leases: each record applies under its attempt's own lease, so one that
@@ -123,8 +130,8 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   });
   /**
    * Each endpoint's failure streak as this process last wrote or read it: the endpoint row is
-   * written only when the streak starts or ends (or a success was last noted a while ago), not
-   * after every attempt.
+   * written only when the streak starts or ends, or the same outcome was last noted
+   * `NOTE_EVERY_MS` ago, not after every attempt.
    */
   const streaks = new Map<string, { failingSince: Date | null; notedAt: number }>();
   /** The endpoint-row writes under way, by endpoint and outcome. */
@@ -133,8 +140,8 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   /** Notes an attempt's outcome; returns since when the endpoint has been failing (null: it is not). */
   const noteOutcome = async (endpointId: string, success: boolean): Promise<Date | null> => {
     const known = streaks.get(endpointId);
-    const now = Date.now();
-    const unchanged = known !== undefined && (success ? known.failingSince === null && now - known.notedAt < SUCCESS_NOTE_EVERY_MS : known.failingSince !== null);
+    const now = clock();
+    const unchanged = known !== undefined && (known.failingSince === null) === success && now - known.notedAt < NOTE_EVERY_MS;
     if (unchanged) return known.failingSince;
     // Attempts finishing together with the same news wait for one write instead of each writing it.
     const key = `${endpointId}:${success}`;
@@ -142,9 +149,13 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     if (!writing) {
       writing = recordEndpointOutcome(db, endpointId, success)
         .then((written) => {
-          const failingSince = written?.failingSince ?? null;
-          streaks.set(endpointId, { failingSince, notedAt: now });
-          return failingSince;
+          // Deleted meanwhile: nothing to keep of it.
+          if (written === undefined) {
+            streaks.delete(endpointId);
+            return null;
+          }
+          streaks.set(endpointId, { failingSince: written.failingSince, notedAt: now });
+          return written.failingSince;
         })
         .finally(() => noting.delete(key));
       noting.set(key, writing);
