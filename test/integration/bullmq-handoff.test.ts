@@ -24,7 +24,8 @@ import type { Database } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startBullmqDelivery, type BullmqDeliveryOptions } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
 import { createBullmqScheduler, WEBHOOK_QUEUE, type BullmqScheduler, type DeliveryJob } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
-import { dueHeads, getDelivery, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { getDelivery, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import { dueHeads } from '../../src/pipeline/webhooks/due-heads.ts';
 import type { WebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { recordingDeliverer } from '../helpers/recording-deliverer.ts';
@@ -266,7 +267,7 @@ describe('BullMQ handoff of new deliveries', () => {
     // due, not held until the insert's lease runs out.
     const closed = worker.close();
     await waitFor(async () => (await getDelivery(db, named.id))?.lease === null, { message: 'the parked delivery’s lease was not given back' });
-    expect((await dueHeads(db, 0, 1_000)).map((head) => head.id)).toContain(named.id);
+    expect((await dueHeads(db, 0, 1_000)).heads.map((head) => head.id)).toContain(named.id);
 
     // The place freed once closing is not used for it: it stays unsent and due.
     await handed[0]!.finish();

@@ -22,7 +22,8 @@ import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import { closeWithin, connect, headsOf, MAX_IDS_PER_JOB, WEBHOOK_QUEUE, type BullmqScheduler, type DeliveryJob, type JobHead } from './bullmq-scheduler.ts';
-import { claimDeliveries, dueHeads, releaseDeliveries, type Delivery, type HeldDelivery, type LaneHead } from './delivery-store.ts';
+import { claimDeliveries, releaseDeliveries, type Delivery, type HeldDelivery, type LaneHead } from './delivery-store.ts';
+import { dueHeads, type DueHeadsCursor } from './due-heads.ts';
 import { createEndpointRoom } from './endpoint-room.ts';
 import type { WebhookDeliverer } from './webhook-deliverer.ts';
 import { createDeliveryHandoff } from './webhook-handoff.ts';
@@ -50,6 +51,13 @@ const KEPT_MS = 1_000;
 const RECONCILE_GRACE_MS = 2_000;
 const RECONCILE_GRACE_BACKLOG_MS = 30_000;
 
+/**
+ * Due heads the reconciler reads in one page, and pages it reads at most in a pass: past every head
+ * a worker may park (the room's bound, 50,000) to a page of heads to queue.
+ */
+const RECONCILE_PAGE = 1_000;
+const RECONCILE_PAGES = 51;
+
 export interface BullmqDeliveryOptions {
   readonly redisUrl: string;
   readonly prefix: string;
@@ -64,6 +72,8 @@ export interface BullmqDeliveryOptions {
   readonly maxConcurrencyOf: (endpointId: string) => number | undefined;
   /** How often due lane heads without a job are looked for, in ms. @default 5000 */
   readonly reconcileMs?: number;
+  /** Due heads read in one page of that look (and queued in a pass at most). @default 1000 */
+  readonly reconcilePage?: number;
   readonly logger: Logger;
   /** The clock a lease's wait for a send slot is read on, in ms. @default performance.now */
   readonly now?: () => number;
@@ -281,18 +291,31 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   worker.on('error', (error) => logger.warn({ err: error }, 'webhook worker error'));
   worker.on('failed', (job, error) => logger.warn({ err: error, deliveries: job && headsOf(job).map((head) => head.id) }, 'webhook job failed; the reconciler schedules its deliveries again'));
 
+  const reconcilePage = options.reconcilePage ?? RECONCILE_PAGE;
   const reconcile = async () => {
     // Heads dropped here over the room's bound are in no job any more: the short grace brings them back.
     const grace = room.takeDropped() || (await scheduler.waiting()) === 0 ? RECONCILE_GRACE_MS : RECONCILE_GRACE_BACKLOG_MS;
     // A head parked here is unleased and due, but held: queued again, it would only be parked
     // twice (during a drain, a thousand extra jobs and claims every pass). Another process's are
-    // queued: whichever worker has room for its endpoint takes it.
-    const heads = (await dueHeads(db, grace, 1_000)).filter((head) => !room.holds(head.id));
+    // queued: whichever worker has room for its endpoint takes it. Parked heads are the oldest due,
+    // so the look reads on past them, a page at a time, up to a page of heads to queue.
+    const heads: (LaneHead & { dueAt: Date })[] = [];
+    let after: DueHeadsCursor | undefined;
+    for (let page = 0; page < RECONCILE_PAGES && heads.length < reconcilePage; page += 1) {
+      const read = await dueHeads(db, grace, reconcilePage, after);
+      for (const head of read.heads) if (!room.holds(head.id)) heads.push({ id: head.id, endpointId: head.endpointId, dueAt: head.nextAttemptAt });
+      if (!read.next) break;
+      after = read.next;
+    }
     // Keyed by delivery and due time: a head still unheld at the next pass is not added twice.
-    await scheduler.scheduleAt(heads.map((head) => ({ id: head.id, endpointId: head.endpointId, dueAt: head.nextAttemptAt })));
+    await scheduler.scheduleAt(heads);
   };
+  /** A pass under way: a tick meanwhile is skipped (a long look must not run twice at once); close waits for it. */
+  let reconciling: Promise<void> | undefined;
   const timer = setInterval(() => {
-    reconcile().catch((error: unknown) => logger.warn({ err: error }, 'webhook reconciler failed'));
+    reconciling ??= reconcile()
+      .catch((error: unknown) => logger.warn({ err: error }, 'webhook reconciler failed'))
+      .finally(() => (reconciling = undefined));
   }, options.reconcileMs ?? 5_000);
   timer.unref();
 
@@ -306,7 +329,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
       parkedLeases.clear();
       clearInterval(timer);
       await closeWithin(worker.close(), connection);
-      await Promise.all([...admittedTasks, ...inFlight, ...givenBack]);
+      await Promise.all([...admittedTasks, ...inFlight, ...givenBack, reconciling]);
     },
   };
 }

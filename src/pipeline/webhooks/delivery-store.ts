@@ -92,7 +92,7 @@ export const DELIVERY_COLUMNS = `d.id::text AS id, d.endpoint_id, d.event_id, d.
  * the whole backlog per claim), where this is one probe of the lane index per row looked at — and
  * a claim looks at a few rows in due order, stopping at its limit.
  */
-const IS_LANE_HEAD = `d.id = (SELECT min(e.id) FROM webhook_deliveries e
+export const IS_LANE_HEAD = `d.id = (SELECT min(e.id) FROM webhook_deliveries e
   WHERE e.endpoint_id = d.endpoint_id AND e.lane = d.lane AND e.state = 'pending')`;
 
 export function deliveryOf(row: DeliveryRow): Delivery {
@@ -213,7 +213,7 @@ export async function headsAmong(db: Queryable, ids: readonly string[]): Promise
   return rows.map(laneHeadOf);
 }
 
-function laneHeadOf(row: { id: string; endpoint_id: string }): LaneHead {
+export function laneHeadOf(row: { id: string; endpoint_id: string }): LaneHead {
   return { id: row.id, endpointId: row.endpoint_id };
 }
 
@@ -273,18 +273,6 @@ export async function claimDue(db: Queryable, limit: number, leaseMs: number, sk
     prepareAs: 'tributary_webhook_claim_due',
   });
   return rows.map(deliveryOf);
-}
-
-/** Lane heads that are due (by `graceMs` at least) and not leased: what the queue should hold (the reconciler). */
-export async function dueHeads(db: Queryable, graceMs: number, limit: number): Promise<(LaneHead & { nextAttemptAt: Date })[]> {
-  const { rows } = await db.query<{ id: string; endpoint_id: string; next_attempt_at: Date }>(
-    `SELECT d.id::text AS id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
-      WHERE d.state = 'pending' AND d.next_attempt_at <= now() - $1::double precision * interval '1 millisecond'
-        AND (d.leased_until IS NULL OR d.leased_until < now()) AND ${IS_LANE_HEAD}
-      ORDER BY d.next_attempt_at LIMIT $2::int`,
-    [graceMs, limit],
-  );
-  return rows.map((row) => ({ ...laneHeadOf(row), nextAttemptAt: row.next_attempt_at }));
 }
 
 export interface AttemptInput {
