@@ -10,20 +10,20 @@
  * insert's lease, parked because its endpoint has no room in the worker, keeps that lease: it is
  * claimed with it once a place frees (at once, again), and it is given back if the worker closes
  * first. The reconciler's look at the table is set far beyond the tests' timeouts: every attempt
- * here comes from a job.
+ * here comes from a job — but in the reconciler's own test (last): a lane head whose job was never
+ * added is queued by that look, also when more heads than a page of it are parked in the worker
+ * ahead of it (due earlier, unleased, waiting for their endpoint's one place).
  *
  * And the worker's send slots, its clock in the test's hand: a delivery leased for a slot that every
  * attempt holds (a receiver that hangs) must not wait there for the better part of its lease — an
  * attempt started that late could outlast it. Past a quarter of its lease it gives the lease back and
  * is queued again, and it is sent under a lease claimed anew when a slot is free.
  */
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startBullmqDelivery, type BullmqDeliveryOptions } from '../../src/pipeline/webhooks/bullmq-delivery.ts';
-import { createBullmqScheduler, WEBHOOK_QUEUE, type BullmqScheduler, type DeliveryJob } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
+import { createBullmqScheduler, type BullmqScheduler } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
 import { getDelivery, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { dueHeads } from '../../src/pipeline/webhooks/due-heads.ts';
 import type { WebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deliverer.ts';
@@ -31,6 +31,7 @@ import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery
 import { recordingDeliverer } from '../helpers/recording-deliverer.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
+import { openWebhookQueue } from '../helpers/webhook-queue.ts';
 
 const logger = createLogger({ level: 'silent' });
 /** The insert's lease and the worker's: far longer than any test here may take. */
@@ -50,25 +51,6 @@ afterAll(async () => {
   await fixture?.dispose();
 });
 
-/**
- * A handle on the queue under `prefix`, to see it drained (each job taken and done: none waiting,
- * active or delayed — done jobs are removed); obliterated after the test, once all else is closed.
- */
-function openQueue(prefix: string) {
-  const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: 2 });
-  const queue = new Queue<DeliveryJob>(WEBHOOK_QUEUE, { connection, prefix });
-  onTestFinished(async () => {
-    await queue.obliterate({ force: true });
-    await queue.close();
-    connection.disconnect();
-  });
-  const drained = async () => {
-    const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-    return Object.values(counts).every((count) => count === 0);
-  };
-  return { drained };
-}
-
 /** A process's scheduler on `prefix` (the queue's producing side); closed after the test. */
 function openScheduler(prefix: string): BullmqScheduler {
   const scheduler = createBullmqScheduler({ redisUrl: testRedisUrl(), prefix, logger });
@@ -77,7 +59,11 @@ function openScheduler(prefix: string): BullmqScheduler {
 }
 
 /** A process's BullMQ worker on `prefix`, with its own scheduler (which it attaches its intake to); closed after the test. */
-function startWorker(prefix: string, deliverer: WebhookDeliverer, settings: Pick<BullmqDeliveryOptions, 'concurrency' | 'now'> & Partial<Pick<BullmqDeliveryOptions, 'maxConcurrencyOf'>> = { concurrency: 4 }): BullmqScheduler {
+function startWorker(
+  prefix: string,
+  deliverer: WebhookDeliverer,
+  settings: Pick<BullmqDeliveryOptions, 'concurrency' | 'now'> & Partial<Pick<BullmqDeliveryOptions, 'maxConcurrencyOf' | 'reconcileMs' | 'reconcilePage'>> = { concurrency: 4 },
+): BullmqScheduler {
   const scheduler = openScheduler(prefix);
   const worker = startBullmqDelivery({
     redisUrl: testRedisUrl(),
@@ -131,7 +117,7 @@ async function parkBehindHanging(lane: string, storing: BullmqScheduler, drained
 describe('BullMQ handoff of new deliveries', () => {
   it('attempts another process’s new delivery at once when its job names the insert’s lease, under a lease of its own — and leaves it held when the job names none', { timeout: 10_000 }, async () => {
     const prefix = uniquePrefix();
-    const { drained } = openQueue(prefix);
+    const { drained } = openWebhookQueue(prefix);
     const { deliverer, handed, handedOver } = recordingDeliverer(db);
     startWorker(prefix, deliverer);
     // The process that stored them: its insert leased them (for its own worker, which keeps no copy
@@ -171,7 +157,7 @@ describe('BullMQ handoff of new deliveries', () => {
 
   it('sends the very delivery its own process stored and kept, under the insert’s lease (no claim), once', { timeout: 10_000 }, async () => {
     const prefix = uniquePrefix();
-    const { drained } = openQueue(prefix);
+    const { drained } = openWebhookQueue(prefix);
     const { deliverer, handed, handedOver } = recordingDeliverer(db);
     const scheduler = startWorker(prefix, deliverer);
     // As the routing tap stores one: places reserved in the worker's intake, the insert leases the
@@ -224,7 +210,7 @@ describe('BullMQ handoff of new deliveries', () => {
 
   it('keeps the lease a job names for a head parked while its endpoint has no room, and claims it with that lease once a place frees: sent at once, under a lease of its own', { timeout: 10_000 }, async () => {
     const prefix = uniquePrefix();
-    const { drained } = openQueue(prefix);
+    const { drained } = openWebhookQueue(prefix);
     const recording = recordingDeliverer(db);
     const { handed, handedOver } = recording;
     startWorker(prefix, recording.deliverer, { concurrency: 4, maxConcurrencyOf: () => 1 });
@@ -251,7 +237,7 @@ describe('BullMQ handoff of new deliveries', () => {
 
   it('gives back, at close, the lease a job named for a head parked and never sent: it is due at once for whichever worker takes it', { timeout: 10_000 }, async () => {
     const prefix = uniquePrefix();
-    const { drained } = openQueue(prefix);
+    const { drained } = openWebhookQueue(prefix);
     const recording = recordingDeliverer(db);
     const { handed } = recording;
     const scheduler = openScheduler(prefix);
@@ -312,5 +298,39 @@ describe('BullMQ worker send slots', () => {
     await handed[1]!.finish();
     expect((await getDelivery(db, waiting.id))?.state).toBe('delivered');
     expect((await getDelivery(db, first.id))?.state).toBe('delivered');
+  });
+});
+
+describe('the BullMQ reconciler', () => {
+  it('queues a head that has no job though more heads than a page of its look are parked ahead of it', { timeout: 60_000 }, async () => {
+    const prefix = uniquePrefix();
+    const { drained } = openWebhookQueue(prefix);
+    const recording = recordingDeliverer(db);
+    const { handed, handedOver } = recording;
+    // One place per endpoint, a look of two heads a page, every 100 ms.
+    const scheduler = startWorker(prefix, recording.deliverer, { concurrency: 4, maxConcurrencyOf: () => 1, reconcileMs: 100, reconcilePage: 2 });
+
+    // Four heads of the fixture's endpoint, each in a lane of its own and queued: the first is
+    // attempted (and hangs), the three others are parked — unleased, due, the oldest due of all.
+    const { heads: busy } = await storeDeliveries(db, ['busy-1', 'busy-2', 'busy-3', 'busy-4'].map((lane) => fixture.delivery(lane)));
+    await scheduler.schedule(busy);
+    await handedOver(1);
+    await waitFor(drained, { timeoutMs: 10_000, message: 'the busy endpoint’s jobs consumed (one attempted, three parked)' });
+    expect(handed).toHaveLength(1);
+
+    // Another endpoint's head, stored after them and never queued.
+    const other = await fixture.endpoint('reconciled');
+    const {
+      heads: [lost],
+    } = await storeDeliveries(db, [{ ...fixture.delivery('lost'), endpointId: other }]);
+    await waitFor(() => handed.length >= 2, { timeoutMs: 20_000, message: 'the head with no job queued by the reconciler and attempted' });
+    expect(handed[1]!.delivery.id).toBe(lost!.id);
+
+    // The rest in turn, each place freed by the one before: five attempts in all, none twice.
+    for (let n = 0; n < 5; n += 1) {
+      await handedOver(n + 1);
+      await handed[n]!.finish();
+    }
+    expect(new Set(handed.map((entry) => entry.delivery.id))).toEqual(new Set([...busy.map((head) => head.id), lost!.id]));
   });
 });

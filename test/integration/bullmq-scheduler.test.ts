@@ -6,13 +6,13 @@
  * keyed by delivery and due time is added once however often it is asked for, and deliveries
  * waiting alike (`scheduleTogetherAt`) share delayed jobs.
  */
-import { Queue, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Job, Queue } from 'bullmq';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
-import { createBullmqScheduler, WEBHOOK_QUEUE, type BullmqScheduler } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
+import { createBullmqScheduler, type BullmqScheduler } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
 import type { LaneHead } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { openWebhookQueue } from '../helpers/webhook-queue.ts';
 
 interface JobData {
   readonly deliveryIds: readonly string[];
@@ -23,14 +23,9 @@ interface JobData {
 function openQueue(): { scheduler: BullmqScheduler; queue: Queue<JobData> } {
   const prefix = uniquePrefix();
   const scheduler = createBullmqScheduler({ redisUrl: testRedisUrl(), prefix, logger: createLogger({ level: 'silent' }) });
-  const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: 2 });
-  const queue = new Queue<JobData>(WEBHOOK_QUEUE, { connection, prefix });
-  onTestFinished(async () => {
-    await queue.obliterate({ force: true });
-    await queue.close();
-    connection.disconnect();
-    await scheduler.close();
-  });
+  onTestFinished(() => scheduler.close());
+  // Registered after the scheduler's close: runs before it.
+  const { queue } = openWebhookQueue<JobData>(prefix);
   return { scheduler, queue };
 }
 
