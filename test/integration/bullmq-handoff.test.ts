@@ -10,9 +10,7 @@
  * insert's lease, parked because its endpoint has no room in the worker, keeps that lease: it is
  * claimed with it once a place frees (at once, again), and it is given back if the worker closes
  * first. The reconciler's look at the table is set far beyond the tests' timeouts: every attempt
- * here comes from a job — but in the reconciler's own test (last): a lane head whose job was never
- * added is queued by that look, also when more heads than a page of it are parked in the worker
- * ahead of it (due earlier, unleased, waiting for their endpoint's one place).
+ * here comes from a job (the reconciler has a suite of its own).
  *
  * And the worker's send slots, its clock in the test's hand: a delivery leased for a slot that every
  * attempt holds (a receiver that hangs) must not wait there for the better part of its lease — an
@@ -62,7 +60,7 @@ function openScheduler(prefix: string): BullmqScheduler {
 function startWorker(
   prefix: string,
   deliverer: WebhookDeliverer,
-  settings: Pick<BullmqDeliveryOptions, 'concurrency' | 'now'> & Partial<Pick<BullmqDeliveryOptions, 'maxConcurrencyOf' | 'reconcileMs' | 'reconcilePage'>> = { concurrency: 4 },
+  settings: Pick<BullmqDeliveryOptions, 'concurrency' | 'now'> & Partial<Pick<BullmqDeliveryOptions, 'maxConcurrencyOf'>> = { concurrency: 4 },
 ): BullmqScheduler {
   const scheduler = openScheduler(prefix);
   const worker = startBullmqDelivery({
@@ -298,39 +296,5 @@ describe('BullMQ worker send slots', () => {
     await handed[1]!.finish();
     expect((await getDelivery(db, waiting.id))?.state).toBe('delivered');
     expect((await getDelivery(db, first.id))?.state).toBe('delivered');
-  });
-});
-
-describe('the BullMQ reconciler', () => {
-  it('queues a head that has no job though more heads than a page of its look are parked ahead of it', { timeout: 60_000 }, async () => {
-    const prefix = uniquePrefix();
-    const { drained } = openWebhookQueue(prefix);
-    const recording = recordingDeliverer(db);
-    const { handed, handedOver } = recording;
-    // One place per endpoint, a look of two heads a page, every 100 ms.
-    const scheduler = startWorker(prefix, recording.deliverer, { concurrency: 4, maxConcurrencyOf: () => 1, reconcileMs: 100, reconcilePage: 2 });
-
-    // Four heads of the fixture's endpoint, each in a lane of its own and queued: the first is
-    // attempted (and hangs), the three others are parked — unleased, due, the oldest due of all.
-    const { heads: busy } = await storeDeliveries(db, ['busy-1', 'busy-2', 'busy-3', 'busy-4'].map((lane) => fixture.delivery(lane)));
-    await scheduler.schedule(busy);
-    await handedOver(1);
-    await waitFor(drained, { timeoutMs: 10_000, message: 'the busy endpoint’s jobs consumed (one attempted, three parked)' });
-    expect(handed).toHaveLength(1);
-
-    // Another endpoint's head, stored after them and never queued.
-    const other = await fixture.endpoint('reconciled');
-    const {
-      heads: [lost],
-    } = await storeDeliveries(db, [{ ...fixture.delivery('lost'), endpointId: other }]);
-    await waitFor(() => handed.length >= 2, { timeoutMs: 20_000, message: 'the head with no job queued by the reconciler and attempted' });
-    expect(handed[1]!.delivery.id).toBe(lost!.id);
-
-    // The rest in turn, each place freed by the one before: five attempts in all, none twice.
-    for (let n = 0; n < 5; n += 1) {
-      await handedOver(n + 1);
-      await handed[n]!.finish();
-    }
-    expect(new Set(handed.map((entry) => entry.delivery.id))).toEqual(new Set([...busy.map((head) => head.id), lost!.id]));
   });
 });
