@@ -10,6 +10,7 @@ import { subscribeDocument, type DocumentSubscription, type SubscribeDocumentOpt
 import { SessionEndedError } from './errors.ts';
 import { subscribeEvents, type EventsSubscription, type SubscribeEventsOptions } from './events.ts';
 import { TributaryPublishDocument } from './generated.ts';
+import { handlerErrorReport } from './handler-errors.ts';
 import type { ModelRecord } from './live-model-store.ts';
 import { LiveModels, type LiveModel, type LiveModelOptions } from './live-model.ts';
 import { publishWithRetry, type PublishedEvent, type PublishOptions } from './publish.ts';
@@ -90,6 +91,7 @@ export function createClient(options: ClientOptions): TributaryClient {
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 60_000,
     onError: options.onError ?? (() => {}),
+    reportHandlerError: handlerErrorReport(options.onError),
   });
   const models = new LiveModels(connection, { pageSize: options.pageSize ?? 500, maxRecords: options.maxRecords ?? 100_000 });
   const closed = new AbortController();
@@ -128,7 +130,8 @@ export function createClient(options: ClientOptions): TributaryClient {
     const unlisten = connection.onStateChange((state) => {
       if (state === 'unauthorized') ended.abort();
     });
-    if (stoppers.some((signal) => signal.aborted)) ended.abort();
+    // Unauthorized already: no socket comes until `reconnect()`, perhaps with the next login's token.
+    if (stoppers.some((signal) => signal.aborted) || connection.state === 'unauthorized') ended.abort();
     try {
       return await publishWithRetry((variables) => requestUntil(TributaryPublishDocument, variables, ended.signal), topic, payload, publishOptions, ended.signal);
     } finally {

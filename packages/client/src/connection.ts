@@ -11,6 +11,7 @@ import { createClient as createGraphQLWsClient, type Client } from 'graphql-ws';
 import { backoffDelay, type BackoffOptions } from './backoff.ts';
 import { closeCodeOf, SessionEndedError } from './errors.ts';
 import { guardedWebSocket } from './guarded-websocket.ts';
+import type { HandlerErrorReport } from './handler-errors.ts';
 import { closeDisposition, INITIAL_STATUS, nextStatus, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
 import { TokenRefresh, unref, type GetToken } from './token-refresh.ts';
@@ -26,6 +27,8 @@ export interface ConnectionOptions {
   readonly connectTimeoutMs: number;
   readonly refreshBeforeExpiryMs: number;
   readonly onError: (error: unknown) => void;
+  /** What an application's handler threw (`handler-errors.ts`). */
+  readonly reportHandlerError: HandlerErrorReport;
 }
 
 /** Something that runs on every acknowledged socket: a subscription, the token refresh. */
@@ -76,6 +79,11 @@ export class Connection {
   }
 
   /** The acknowledged socket now, if any. */
+  /** Reports what an application's handler threw: the client's `onError`, or thrown again in a microtask. */
+  reportHandlerError(error: unknown): void {
+    this.#options.reportHandlerError(error);
+  }
+
   get session(): Session | undefined {
     return this.#attempt?.session;
   }
@@ -185,7 +193,7 @@ export class Connection {
     if (attempt !== this.#attempt) return;
     clearTimeout(attempt.connectTimer);
     this.#failures = 0;
-    const session = new Session(attempt.client, attempt.controller.signal);
+    const session = new Session(attempt.client, attempt.controller.signal, this.#options.reportHandlerError);
     attempt.session = session;
     this.#dispatch({ type: 'acknowledged' });
     this.#tokens?.start(session, attempt.token);

@@ -2,8 +2,9 @@
  * `subscribeDocument(service, id, { onDocument })`: a live sync document. The server sends the
  * document as it is (revision R), then every change after R; on every new socket the
  * subscription starts again with a fresh snapshot — the refill — so nothing of the gap is missed.
- * A revision never goes back: a message older than the one held is dropped (after a deletion any
- * revision is taken: a recreated document starts over).
+ * The snapshot is taken as it comes, whatever is held: it is the document now, also when it was
+ * deleted in the gap (a snapshot of no document has revision 0). A change older than the revision
+ * held is dropped (after a deletion any revision is taken).
  */
 import type { Connection } from './connection.ts';
 import { TributaryDocumentDocument, type DocumentOperation } from './generated.ts';
@@ -38,8 +39,10 @@ export function subscribeDocument(connection: Connection, service: string, id: s
   let current: LiveDocument | undefined;
 
   const take = (next: LiveDocument) => {
+    // A snapshot (the first message on each socket) is the document as it is now, whatever is held:
+    // deleted in the gap, it has revision 0.
     const gone = current === undefined || current.operation === 'DELETED' || current.revision === 0;
-    if (!gone && next.revision <= (current?.revision ?? 0)) return;
+    if (next.operation !== 'SNAPSHOT' && !gone && next.revision <= (current?.revision ?? 0)) return;
     current = next;
     options.onDocument(next);
   };

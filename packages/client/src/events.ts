@@ -42,15 +42,13 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
   const seen = createRecentIds(options.dedupeWindow);
   let cursor = options.after;
 
-  const readHead = async (session: Session, signal: AbortSignal) => {
-    cursor = (await session.execute(TributaryTopicCursorDocument, { topic }, signal)).topicCursor;
-  };
+  const readHead = async (session: Session, signal: AbortSignal) => (await session.execute(TributaryTopicCursorDocument, { topic }, signal)).topicCursor;
 
   const stop = connection.use({
     attach: (session) =>
       void runResumable(connection, session, controller.signal, {
         run: async (current, signal) => {
-          if (cursor === undefined) await readHead(current, signal);
+          cursor ??= await readHead(current, signal);
           await current.stream(TributaryEventsDocument, { topic, where: options.where ?? null, after: cursor ?? null }, ({ events: event }) => {
             cursor = event.cursor;
             if (seen.add(event.id)) options.onEvent(event);
@@ -58,8 +56,10 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
         },
         resync: async (current, signal) => {
           // Position first, state second: every event after the refetch's state is after the cursor.
-          await readHead(current, signal);
+          // The cursor moves once the refetch is done: one that failed is tried again.
+          const head = await readHead(current, signal);
           await options.onResync?.();
+          cursor = head;
         },
         fail: (error) => {
           stop();

@@ -6,8 +6,10 @@
  *
  * Changes are de-duplicated by event id (delivery is at least once): each is applied, and its
  * change listeners told, at most once — so a redelivered older change can never move a row back.
+ * Every listener is told even when one throws; what it threw is reported (`onListenerError`).
  */
 import type { ChangeOperation } from './generated.ts';
+import { callEach, handlerErrorReport, type HandlerErrorReport } from './handler-errors.ts';
 import { createRecentIds, type RecentIds } from './recent-ids.ts';
 
 /** A model's rows are JSON objects; the type parameter is the caller's promise about their shape (not checked). */
@@ -65,10 +67,15 @@ export class LiveModelStore<R extends ModelRecord = ModelRecord> {
   #lastUpdatedAt: string | null = null;
   #error: Error | null = null;
   #snapshot: LiveModelSnapshot<R> | undefined;
+  readonly #report: HandlerErrorReport;
 
-  /** @param dedupeWindow event ids remembered. @default 10000 */
-  constructor(dedupeWindow?: number) {
+  /**
+   * @param dedupeWindow event ids remembered. @default 10000
+   * @param onListenerError told what a listener threw. @default thrown again in a microtask
+   */
+  constructor(dedupeWindow?: number, onListenerError?: (error: unknown) => void) {
     this.#seen = createRecentIds(dedupeWindow);
+    this.#report = handlerErrorReport(onListenerError);
   }
 
   /** The current state; the same object until something changes. */
@@ -111,7 +118,7 @@ export class LiveModelStore<R extends ModelRecord = ModelRecord> {
     else this.#records.set(change.id, change.record);
     this.#lastUpdatedAt = later(this.#lastUpdatedAt, change.lastUpdatedAt);
     this.#changed();
-    for (const listener of [...this.#changeListeners]) listener(change, previous);
+    callEach(this.#changeListeners, (listener) => listener(change, previous), this.#report);
     return true;
   }
 
@@ -128,7 +135,7 @@ export class LiveModelStore<R extends ModelRecord = ModelRecord> {
 
   #changed(): void {
     this.#snapshot = undefined;
-    for (const listener of [...this.#listeners]) listener();
+    callEach(this.#listeners, (listener) => listener(), this.#report);
   }
 }
 

@@ -85,7 +85,7 @@ export class LiveModels {
 }
 
 class SharedModel {
-  readonly store = new LiveModelStore();
+  readonly store: LiveModelStore;
   readonly #controller = new AbortController();
   readonly #connection: Connection;
   readonly #model: string;
@@ -99,6 +99,7 @@ class SharedModel {
 
   constructor(connection: Connection, model: string, filter: ModelFilter | undefined, limits: LiveModelLimits, forget: () => void) {
     this.#connection = connection;
+    this.store = new LiveModelStore(undefined, (error) => connection.reportHandlerError(error));
     this.#model = model;
     this.#filter = filter ?? null;
     this.#limits = limits;

@@ -1,12 +1,14 @@
 /**
  * The loop every resumable subscription runs on each socket: subscribe from its cursor; when the
  * server ends it with RESYNC_REQUIRED, refill (the subscription's own `resync`) and subscribe
- * again; when the server completes it, subscribe again after a backoff pause; when the socket
- * goes, stop — the next socket starts the loop again from the cursor kept.
+ * again; when the server completes it, or answers UNAVAILABLE or RATE_LIMITED (a dependency
+ * away for a moment, too many operations on the socket right now), subscribe again after a
+ * backoff pause; when the socket goes, stop — the next socket starts the loop again from the
+ * cursor kept. Any other error stops it for good (`fail`).
  */
 import { backoffDelay, pause } from './backoff.ts';
 import type { Connection } from './connection.ts';
-import { isResyncRequired, SessionEndedError } from './errors.ts';
+import { isResyncRequired, SessionEndedError, TributaryRequestError } from './errors.ts';
 import type { Session } from './session.ts';
 
 export interface ResumableRun {
@@ -18,26 +20,46 @@ export interface ResumableRun {
   readonly fail: (error: unknown) => void;
 }
 
+/** Codes the server answers with while it, or what it depends on, cannot serve the operation now: tried again later. */
+const TRANSIENT_CODES = ['UNAVAILABLE', 'RATE_LIMITED'];
+
+const isTransient = (error: unknown) => error instanceof TributaryRequestError && TRANSIENT_CODES.some((code) => error.hasCode(code));
+
 /** Runs `spec` on `session` until the socket goes, `signal` aborts or it fails. */
 export async function runResumable(connection: Connection, session: Session, signal: AbortSignal, spec: ResumableRun): Promise<void> {
-  for (let completions = 0; !session.signal.aborted && !signal.aborted; ) {
+  const ended = () => session.signal.aborted || signal.aborted;
+  /** Pauses taken on this socket so far: each waits longer (full jitter), never a tight loop. */
+  let pauses = 0;
+  const pauseAgain = async () => {
+    await pause(backoffDelay(pauses, {}), AbortSignal.any([session.signal, signal]));
+    pauses += 1;
+  };
+  /** Whether the loop goes on after `error`: paused when transient, stopped (`fail`) when not. */
+  const survive = async (error: unknown) => {
+    if (error instanceof SessionEndedError || ended()) return false;
+    if (!isTransient(error)) {
+      spec.fail(error);
+      return false;
+    }
+    await pauseAgain();
+    return true;
+  };
+  while (!ended()) {
     try {
       await spec.run(session, signal);
       // Completed by the server (it is shutting down, say): again on this socket, not in a tight loop.
-      await pause(backoffDelay(completions, {}), AbortSignal.any([session.signal, signal]));
-      completions += 1;
+      await pauseAgain();
     } catch (error) {
-      if (error instanceof SessionEndedError || session.signal.aborted || signal.aborted) return;
       if (!isResyncRequired(error)) {
-        spec.fail(error);
+        if (await survive(error)) continue;
         return;
       }
       const done = connection.beginResync();
       try {
         await spec.resync(session, signal);
       } catch (resyncError) {
-        if (resyncError instanceof SessionEndedError || session.signal.aborted || signal.aborted) return;
-        spec.fail(resyncError);
+        // Not refilled: after a transient error the next run is answered RESYNC_REQUIRED again.
+        if (await survive(resyncError)) continue;
         return;
       } finally {
         done();

@@ -7,6 +7,7 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
 import type { Client, ExecutionResult } from 'graphql-ws';
+import type { HandlerErrorReport } from './handler-errors.ts';
 import { isGraphQLErrorList, SessionEndedError, sessionEnded, TributaryRequestError } from './errors.ts';
 
 const printed = new WeakMap<object, string>();
@@ -25,12 +26,15 @@ export type Variables = Record<string, unknown>;
 
 export class Session {
   readonly #client: Client;
+  /** Told what an `onData` threw (the client's `onError`): the stream goes on. */
+  readonly #report: HandlerErrorReport;
   /** Aborted when the socket is gone. */
   readonly signal: AbortSignal;
 
-  constructor(client: Client, signal: AbortSignal) {
+  constructor(client: Client, signal: AbortSignal, report: HandlerErrorReport) {
     this.#client = client;
     this.signal = signal;
+    this.#report = report;
   }
 
   /** A query or mutation on this socket. @throws TributaryRequestError, SessionEndedError */
@@ -45,7 +49,9 @@ export class Session {
    * A subscription on this socket: `onData` for every result, in order; settles when the server
    * completes it. Rejects with TributaryRequestError when the server answers with errors (an
    * `error` message, or a result carrying errors), and with SessionEndedError when the socket goes
-   * away or `signal` aborts — then nothing more reaches `onData`.
+   * away or `signal` aborts — then nothing more reaches `onData`. What `onData` throws (an
+   * application's handler, called from it) is reported and the stream goes on: thrown into
+   * graphql-ws, it would close the socket, and every subscription on it would start again.
    */
   stream<TData, TVariables extends Variables>(
     document: TypedDocumentNode<TData, TVariables>,
@@ -80,7 +86,12 @@ export class Session {
               finish(() => reject(new TributaryRequestError(result.errors ?? [])));
               return;
             }
-            if (result.data !== undefined && result.data !== null) onData(result.data);
+            if (result.data === undefined || result.data === null) return;
+            try {
+              onData(result.data);
+            } catch (error) {
+              this.#report(error);
+            }
           },
           error: (error: unknown) => {
             // A list of GraphQL errors is the server's answer; anything else (a close event) means the socket went.

@@ -22,13 +22,16 @@
  * Delivery is at least once: after a dropped connection it resubscribes with `after` = the cursor
  * of the last change `onChange` finished, so nothing is skipped; a change the server delivers again
  * (after a crash: same `eventId`, another cursor) is dropped if it is among the last 10,000. When
- * the server answers RESYNC_REQUIRED, `onResync` runs and the stream continues from the current
- * position. Reconnects wait with the client's backoff (full jitter, 1 s to 30 s).
+ * the server answers RESYNC_REQUIRED, the model's position now is read first (`records`' cursor),
+ * then `onResync` runs, and the stream continues from that position: a change committed while
+ * `onResync` refetched is delivered, not skipped (one it already saw comes too: at least once).
+ * Reconnects wait with the client's backoff (full jitter, 1 s to 30 s); a connection that stops
+ * answering is found by a ping unanswered within `pongTimeoutMs`, and replaced.
  */
 import { print } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import { backoffDelay, pause } from './backoff.ts';
-import { TributaryChangesDocument } from './generated.ts';
+import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
 
 /** `LEFT` (with a filter only): the row no longer matches the filter; its record is null. */
@@ -60,12 +63,18 @@ export interface SubscribeModelOptions {
   readonly after?: string;
   /** Receives each change; the next one waits until the promise settles. A rejection is reported to `onError` and the change is not retried. */
   readonly onChange: (change: ModelChangeEvent) => void | Promise<void>;
-  /** History was lost: refetch what you hold. The stream then continues from now. */
+  /** History was lost: refetch what you hold. The stream then continues from the position read just before (no change in between skipped). */
   readonly onResync?: () => void | Promise<void>;
   /** Connection problems and handler failures; the subscription keeps going. */
   readonly onError?: (error: unknown) => void;
   /** Longest wait between reconnection attempts, in ms. @default 30000 */
   readonly maxRetryDelayMs?: number;
+  /** A ping this long after the last pong, in ms. @default 10000 */
+  readonly pingIntervalMs?: number;
+  /** A ping unanswered this long: the connection is dead, dropped and replaced (ms). @default 5000 */
+  readonly pongTimeoutMs?: number;
+  /** A connection not acknowledged this long after opening is dropped and retried (ms). @default 10000 */
+  readonly connectTimeoutMs?: number;
   /** A WebSocket class where there is no global one. @default globalThis.WebSocket */
   readonly webSocketImpl?: unknown;
 }
@@ -80,6 +89,7 @@ export interface ModelSubscription {
 }
 
 const QUERY = print(TributaryChangesDocument);
+const POSITION_QUERY = print(TributaryRecordsDocument);
 
 export function subscribeModel(options: SubscribeModelOptions): ModelSubscription {
   const controller = new AbortController();
@@ -87,14 +97,40 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
   const maxDelay = options.maxRetryDelayMs ?? 30_000;
   const seen = createRecentIds();
   const report = (error: unknown) => options.onError?.(error);
+  /** RESYNC_REQUIRED was answered: the position is read and `onResync` run before the next subscription. */
+  let resyncing = false;
+  const filter = options.filter ?? null;
+
+  /** Where the model's change stream stands now: `changes(after:)` from it misses nothing committed later. */
+  const readPosition = async (client: Client): Promise<string> => {
+    for await (const result of client.iterate<{ records: { cursor: string } }>({ query: POSITION_QUERY, variables: { model: options.model, filter, first: 1 } })) {
+      if (result.errors?.length) throw new Error(result.errors.map((error) => error.message).join('; '));
+      if (result.data) return result.data.records.cursor;
+    }
+    throw new Error('The server sent no position');
+  };
 
   /** One connection and one subscription; resolves when either ends. */
   const runOnce = async (): Promise<'resync' | 'ended'> => {
+    let pongTimer: ReturnType<typeof setTimeout> | undefined;
     const client: Client = createClient({
       url: options.url,
       ...(options.webSocketImpl !== undefined && { webSocketImpl: options.webSocketImpl }),
       retryAttempts: 0,
       lazy: true,
+      keepAlive: options.pingIntervalMs ?? 10_000,
+      connectionAckWaitTimeout: options.connectTimeoutMs ?? 10_000,
+      on: {
+        // A ping with no pong in time: the connection is dead (TCP alone may not notice for minutes).
+        ping: (received) => {
+          if (received) return;
+          clearTimeout(pongTimer);
+          pongTimer = setTimeout(() => client.terminate(), options.pongTimeoutMs ?? 5_000);
+        },
+        pong: (received) => {
+          if (received) clearTimeout(pongTimer);
+        },
+      },
       connectionParams: async () => ({
         authorization: `Bearer ${typeof options.token === 'string' ? options.token : await options.token()}`,
       }),
@@ -102,9 +138,16 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
     const stop = () => void client.dispose();
     controller.signal.addEventListener('abort', stop, { once: true });
     try {
+      if (resyncing) {
+        // Position first, state second: every change after the refetch's state is after the position.
+        const position = await readPosition(client);
+        await options.onResync?.();
+        cursor = position;
+        resyncing = false;
+      }
       const results = client.iterate<{ changes: ModelChangeEvent }>({
         query: QUERY,
-        variables: { model: options.model, filter: options.filter ?? null, after: cursor ?? null },
+        variables: { model: options.model, filter, after: cursor ?? null },
       });
       for await (const result of results) {
         if (result.errors?.length) {
@@ -132,6 +175,7 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
       }
       throw error;
     } finally {
+      clearTimeout(pongTimer);
       controller.signal.removeEventListener('abort', stop);
       await client.dispose();
     }
@@ -142,10 +186,8 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
       try {
         const outcome = await runOnce();
         failures = 0;
-        if (outcome === 'resync') {
-          cursor = undefined;
-          await options.onResync?.();
-        } else {
+        if (outcome === 'resync') resyncing = true;
+        else {
           // The server ended the subscription (it is shutting down, say): come back shortly.
           await pause(250, controller.signal);
         }

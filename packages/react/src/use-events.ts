@@ -9,6 +9,7 @@ import type { SubscribeEventsOptions, TopicEvent, TributaryClient } from '@tribu
 // Not exported by name from @tributary/client.
 type EventWhere = NonNullable<SubscribeEventsOptions['where']>;
 import { ExternalStore } from './external-store.ts';
+import { callEach } from './fan-out.ts';
 import { useTributaryClient } from './provider.ts';
 import { stableKey, type Shared, type SharedRegistry } from './shared-registry.ts';
 import { useSharedStore } from './use-shared-store.ts';
@@ -57,11 +58,11 @@ function openShared(client: TributaryClient, topic: string, options: UseEventsOp
     ...(options.where === undefined ? {} : { where: options.where }),
     ...(options.after === undefined ? {} : { after: options.after }),
     onEvent: (event) => {
-      store.update((current) => ({ ...current, events: Object.freeze([...current.events.slice(1 - keep), event]), lastEvent: event }));
-      for (const ref of [...callbacks]) ref.current.onEvent?.(event);
+      store.update((current) => ({ ...current, events: Object.freeze([...current.events.slice(Math.max(0, current.events.length - keep + 1)), event]), lastEvent: event }));
+      callEach(callbacks, (current) => current.onEvent?.(event));
     },
     onResync: () => {
-      for (const ref of [...callbacks]) ref.current.onResync?.();
+      callEach(callbacks, (current) => current.onResync?.());
     },
     onError: (error) => store.update((current) => ({ ...current, status: 'error', error: error instanceof Error ? error : new Error(String(error)) })),
   });

@@ -18,6 +18,7 @@
  */
 import { useInsertionEffect, useMemo, useRef } from 'react';
 import type { LiveModel, LiveModelSnapshot, LiveModelStatus, ModelChange, ModelFilter, ModelRecord, TributaryClient } from '@tributary/client';
+import { callEach } from './fan-out.ts';
 import { useTributaryClient } from './provider.ts';
 import { stableKey, type Shared, type SharedRegistry } from './shared-registry.ts';
 import { useSharedStore } from './use-shared-store.ts';
@@ -69,13 +70,13 @@ function openShared(client: TributaryClient, modelName: string, filter: ModelFil
   const model = client.liveModel(modelName, {
     ...(filter === undefined ? {} : { filter }),
     onCreated: (record, change) => {
-      for (const ref of [...callbacks]) ref.current.onCreated?.(record, change);
+      callEach(callbacks, (current) => current.onCreated?.(record, change));
     },
     onUpdated: (record, change) => {
-      for (const ref of [...callbacks]) ref.current.onUpdated?.(record, change);
+      callEach(callbacks, (current) => current.onUpdated?.(record, change));
     },
     onDeleted: (record, change) => {
-      for (const ref of [...callbacks]) ref.current.onDeleted?.(record, change);
+      callEach(callbacks, (current) => current.onDeleted?.(record, change));
     },
   });
   return { value: { model, callbacks }, dispose: () => model.close() };

@@ -6,7 +6,7 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { parse } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { createClient, documents, type ClientOptions, type ConnectionState, type TopicEvent, type TributaryClient } from '@tributary/client';
+import { createClient, documents, SessionEndedError, type ClientOptions, type ConnectionState, type TopicEvent, type TributaryClient } from '@tributary/client';
 import { publishMany, seqPayloads } from '../../../../test/helpers/events.ts';
 import { signHs256, TEST_SECRET, type TokenClaims } from '../../../../test/helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../../../../test/helpers/tributary.ts';
@@ -106,6 +106,21 @@ describe('tokens on a live socket', () => {
     client.reconnect();
     await waitFor(() => client.state === 'connected', { message: 'connected' });
     expect(states).toEqual(['unauthorized', 'connecting', 'connected']);
+  });
+
+  it('rejects a publish made while unauthorized at once: it never waits for the next login', async () => {
+    let good = false;
+    const { client } = connect(() => (good ? signHs256({ ...READER, sub: 'next-login', permissions: ['orders.publish'] }) : signHs256(READER, { secret: 'another-secret-that-is-at-least-32-bytes' })));
+    await waitFor(() => client.state === 'unauthorized', { message: 'unauthorized' });
+    const outcome = client.publish('orders.unauthorized', { seq: 1 }).then(
+      () => 'published',
+      (error: unknown) => error,
+    );
+    // Rejected before any new socket: it has already settled once the next login connects.
+    good = true;
+    client.reconnect();
+    await waitFor(() => client.state === 'connected', { message: 'connected with the next login' });
+    expect(await Promise.race([outcome, Promise.resolve('still pending')])).toBeInstanceOf(SessionEndedError);
   });
 
   it('types the documents it sends (codegen)', () => {

@@ -39,4 +39,30 @@ describe('subscribeDocument', () => {
     expect(subscription.current).toMatchObject({ operation: 'SNAPSHOT', data: { title: 'Sprint', done: true, owner: 'ann' } });
     expect(seen.map((document) => document.revision)).toEqual([1, 2, 4]);
   });
+
+  it('shows a deletion made while the socket was lost: the new snapshot (revision 0) is taken although the revision held is higher', async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
+    const proxy = await startTcpProxy(server.port);
+    const token = await signHs256(CLAIMS);
+    const mutate = async (query: string) => {
+      const { body } = await postGraphQL(server.graphqlUrl, { query }, { authorization: `Bearer ${token}` });
+      expect(body.errors).toBeUndefined();
+    };
+    await mutate('mutation { createDocument(service: "boards", id: "b2", data: { title: "Old" }) { revision } }');
+    await mutate('mutation { mergeDocument(service: "boards", id: "b2", patch: { step: 2 }) { revision } }');
+    await mutate('mutation { mergeDocument(service: "boards", id: "b2", patch: { step: 3 }) { revision } }');
+
+    const client = createClient({ url: `ws://127.0.0.1:${proxy.port}/graphql`, getToken: () => token, backoff: { initialMs: 50, maxMs: 200 } });
+    onTestFinished(() => client.close());
+    const subscription = client.subscribeDocument('boards', 'b2', { onDocument: () => {} });
+    await waitFor(() => subscription.current?.revision === 3, { message: 'the snapshot' });
+
+    proxy.refuse(true);
+    proxy.dropAll();
+    await waitFor(() => client.state === 'reconnecting', { message: 'lost' });
+    await mutate('mutation { deleteDocument(service: "boards", id: "b2") { revision } }');
+    proxy.refuse(false);
+    await waitFor(() => subscription.current?.revision === 0, { timeoutMs: 10_000, message: 'the deletion, from the new snapshot' });
+    expect(subscription.current).toMatchObject({ operation: 'SNAPSHOT', data: null });
+  });
 });

@@ -97,6 +97,34 @@ describe('subscribeEvents', () => {
     expect(states.at(-1)).toBe('connected');
   });
 
+  it("goes on when an application's onEvent throws: the error goes to onError, the socket stays, other subscriptions get their events", async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
+    const publisher = await signHs256(PUBLISHER);
+    const errors: unknown[] = [];
+    const { client: tributary, states } = client(server.wsUrl, { onError: (error) => void errors.push(error) });
+    const failing: TopicEvent[] = [];
+    const other: TopicEvent[] = [];
+    const subscriptions = [
+      tributary.subscribeEvents('orders.failing', {
+        onEvent: (event) => {
+          failing.push(event);
+          throw new Error(`cannot handle ${(event.payload as { seq: number }).seq}`);
+        },
+      }),
+      tributary.subscribeEvents('orders.other', { onEvent: (event) => void other.push(event) }),
+    ];
+    await waitFor(() => subscriptions.every((subscription) => subscription.cursor !== undefined), { message: 'positioned' });
+    await waitFor(() => server.stats().subscribers === 2, { message: 'subscribed' });
+    await publishMany(server, 'orders.failing', seqPayloads(1, 3), publisher);
+    await publishMany(server, 'orders.other', seqPayloads(1, 3), publisher);
+    await waitFor(() => other.length === 3 && failing.length === 3, { message: 'every event to both' });
+    expect(seqs(failing)).toEqual([1, 2, 3]);
+    expect(seqs(other)).toEqual([1, 2, 3]);
+    expect(errors.map((error) => (error as Error).message)).toEqual(['cannot handle 1', 'cannot handle 2', 'cannot handle 3']);
+    // One socket all along.
+    expect(states).toEqual(['connected']);
+  });
+
   it('finds a socket that stopped answering by its ping timeout, replaces it, and resumes without losing an event', async () => {
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
     const proxy = await startTcpProxy(server.port);

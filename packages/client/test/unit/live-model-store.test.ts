@@ -9,6 +9,25 @@ function change(eventId: string, operation: ModelChange['operation'], id: number
 }
 
 describe('live model store', () => {
+  it('tells every listener although one throws, and reports what it threw', () => {
+    const errors: unknown[] = [];
+    const store = new LiveModelStore<Contact>(undefined, (error) => void errors.push(error));
+    const told: string[] = [];
+    store.subscribe(() => {
+      told.push('first');
+      throw new Error('render failed');
+    });
+    store.subscribe(() => void told.push('second'));
+    store.onChange(() => {
+      throw new Error('handler failed');
+    });
+    store.onChange((applied) => void told.push(`change ${applied.eventId}`));
+    expect(store.apply(change('e1', 'CREATED', 1, 'Ann'))).toBe(true);
+    expect(told).toEqual(['first', 'second', 'change e1']);
+    expect(errors.map((error) => (error as Error).message)).toEqual(['render failed', 'handler failed']);
+    expect(store.getSnapshot().records).toEqual([{ id: 1, name: 'Ann' }]);
+  });
+
   it('returns the same snapshot until something changes, and a new frozen one after', () => {
     const store = new LiveModelStore<Contact>();
     const first = store.getSnapshot();

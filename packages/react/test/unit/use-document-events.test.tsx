@@ -25,6 +25,19 @@ function render(fake: FakeClient, element: React.ReactNode): void {
   );
 }
 
+/** Two components, labelled a and b, side by side. */
+function renderFeeds(fake: FakeClient, Feed: (props: { readonly label: string }) => null): void {
+  act(() =>
+    render(
+      fake,
+      <>
+        <Feed label="a" />
+        <Feed label="b" />
+      </>,
+    ),
+  );
+}
+
 function event(id: string, type: string): TopicEvent {
   return { id, type, cursor: `c-${id}` } as unknown as TopicEvent;
 }
@@ -72,15 +85,7 @@ describe('useEvents', () => {
       seen.push(useEvents('orders', { where: { field: 'type', eq: 'paid' }, keep: 2, onEvent: (e) => calls.push(`${label} ${e.id}`) }));
       return null;
     }
-    act(() =>
-      render(
-        fake,
-        <>
-          <Feed label="a" />
-          <Feed label="b" />
-        </>,
-      ),
-    );
+    renderFeeds(fake, Feed);
     expect(fake.events).toHaveLength(1);
     expect(fake.events[0]).toMatchObject({ key: 'orders', options: { where: { field: 'type', eq: 'paid' } } });
     expect(seen.at(-1)).toMatchObject({ status: 'listening', events: [] });
@@ -95,4 +100,40 @@ describe('useEvents', () => {
     expect(seen.at(-1)?.lastEvent?.id).toBe('3');
     expect(calls).toEqual(['a 1', 'b 1', 'a 2', 'b 2', 'a 3', 'b 3']);
   });
+
+  it('keeps exactly `keep` events, also one', () => {
+    const fake = createFakeClient();
+    const seen: UseEventsResult[] = [];
+    function Latest() {
+      seen.push(useEvents('orders', { keep: 1 }));
+      return null;
+    }
+    act(() => render(fake, <Latest />));
+    const { onEvent } = fake.events[0]!.options;
+    act(() => {
+      for (const id of ['1', '2', '3']) onEvent(event(id, 'paid'));
+    });
+    expect(seen.at(-1)?.events.map((e) => e.id)).toEqual(['3']);
+  });
+
+  it("calls every mounted onEvent although one throws, and hands the client the error (it reports it, the stream goes on)", () => {
+    const fake = createFakeClient();
+    const calls: string[] = [];
+    function Feed({ label }: { readonly label: string }) {
+      useEvents('orders', {
+        onEvent: (e) => {
+          calls.push(`${label} ${e.id}`);
+          if (label === 'a') throw new Error(`a cannot handle ${e.id}`);
+        },
+      });
+      return null;
+    }
+    renderFeeds(fake, Feed);
+    const { onEvent } = fake.events[0]!.options;
+    act(() => {
+      expect(() => onEvent(event('1', 'paid'))).toThrow('a cannot handle 1');
+    });
+    expect(calls).toEqual(['a 1', 'b 1']);
+  });
 });
+

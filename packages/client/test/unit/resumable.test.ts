@@ -1,0 +1,75 @@
+/**
+ * The loop every resumable subscription runs on a socket, with a scripted subscription (the
+ * session and connection are stand-ins: nothing here reaches them but the abort signal and the
+ * resync bracket). Transient server answers are waited out; others stop it.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Connection } from '../../src/connection.ts';
+import { SessionEndedError, TributaryRequestError } from '../../src/errors.ts';
+import { runResumable } from '../../src/resumable.ts';
+import type { Session } from '../../src/session.ts';
+
+const answered = (code: string) => new TributaryRequestError([{ message: code, extensions: { code } }]);
+
+/** A subscription whose runs reject with `script`'s errors in turn, then stay subscribed until the socket ends. */
+function scripted(script: readonly Error[], resyncScript: readonly Error[] = []) {
+  const socket = new AbortController();
+  const calls = { runs: 0, resyncs: 0, failed: [] as unknown[] };
+  const runs = [...script];
+  const resyncs = [...resyncScript];
+  const done = runResumable({ beginResync: () => () => {} } as unknown as Connection, { signal: socket.signal } as Session, new AbortController().signal, {
+    run: () => {
+      calls.runs += 1;
+      const error = runs.shift();
+      if (error) return Promise.reject(error);
+      // Subscribed until the socket goes, as a real stream.
+      return new Promise<void>((_resolve, reject) => socket.signal.addEventListener('abort', () => reject(new SessionEndedError()), { once: true }));
+    },
+    resync: () => {
+      calls.resyncs += 1;
+      const error = resyncs.shift();
+      return error ? Promise.reject(error) : Promise.resolve();
+    },
+    fail: (error) => void calls.failed.push(error),
+  });
+  return { calls, done, endSocket: () => socket.abort() };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('runResumable', () => {
+  it('subscribes again after a pause when the server answers UNAVAILABLE or RATE_LIMITED: the subscription does not stop', async () => {
+    const { calls, done, endSocket } = scripted([answered('UNAVAILABLE'), answered('RATE_LIMITED'), answered('UNAVAILABLE')]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.runs).toBe(1);
+    // Each try waits its backoff (full jitter: 1 s, 2 s, 4 s windows at most).
+    await vi.advanceTimersByTimeAsync(1_000 + 2_000 + 4_000);
+    expect(calls.runs).toBe(4);
+    expect(calls.failed).toEqual([]);
+    endSocket();
+    await done;
+    expect(calls.failed).toEqual([]);
+  });
+
+  it('refills again when the refill itself meets a transient answer', async () => {
+    const { calls, endSocket, done } = scripted([answered('RESYNC_REQUIRED'), answered('RESYNC_REQUIRED')], [answered('UNAVAILABLE')]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(calls).toMatchObject({ runs: 3, resyncs: 2, failed: [] });
+    endSocket();
+    await done;
+  });
+
+  it('stops for good on any other answer (FORBIDDEN, BAD_USER_INPUT…)', async () => {
+    const forbidden = answered('FORBIDDEN');
+    const { calls, done } = scripted([answered('UNAVAILABLE'), forbidden]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    await done;
+    expect(calls.runs).toBe(2);
+    expect(calls.failed).toEqual([forbidden]);
+  });
+});
