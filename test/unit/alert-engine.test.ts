@@ -70,6 +70,17 @@ describe('alert engine (hysteresis)', () => {
     expect(run([unknown, unknown, unknown, unknown], { open }).open).toEqual(open);
   });
 
+  it('resolves an open alert at once when its subject is gone, saying why, and clears every streak', () => {
+    const gone: Verdict = { kind: 'gone', reason: 'endpoint:ep_1 no longer exists' };
+    const open = { state: 'acknowledged', severity: 'critical' } as const;
+    expect(step({ bad: 0, critical: 0, good: 1 }, open, gone, POLICY)).toEqual({
+      streaks: NO_STREAKS,
+      transition: { kind: 'resolved', value: null, message: 'endpoint:ep_1 no longer exists' },
+    });
+    // No open alert: nothing to resolve, and a bad streak can no longer fire.
+    expect(step({ bad: 1, critical: 1, good: 0 }, undefined, gone, POLICY)).toEqual({ streaks: NO_STREAKS, transition: undefined });
+  });
+
   it('fires again after a resolve (the evaluator re-opens the same alert, count + 1)', () => {
     const flapping = run([warning, warning, good, good, good, warning, warning]);
     expect(kinds(flapping.transitions)).toEqual(['-', 'fired', '-', '-', 'resolved', '-', 'fired']);

@@ -1,14 +1,15 @@
 /**
  * What the API does with alerts: list an environment's (a caller with a tenant sees its tenant's
  * only) and acknowledge one. An acknowledgement is announced at once like every change
- * (`alert.acknowledged`); if that fails, the next evaluation announces it.
+ * (`alert.acknowledged`, after any earlier change not announced yet); if that fails, the next
+ * evaluation announces it.
  */
 import type { Database } from '../../db/database.ts';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { ErrorCode, faultOf, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
-import { announce } from './alert-announcer.ts';
+import { announcePending } from './alert-announcer.ts';
 import type { AlertState, Severity } from './alert-rule.ts';
 import { acknowledgeAlert, getAlert, listAlerts, type AlertRecord } from './alert-store.ts';
 
@@ -76,8 +77,8 @@ export function createAlertAdmin(options: { readonly db: Database; readonly rout
         if (now.state === 'resolved') throw new TributaryError(ErrorCode.CONFLICT, `Alert ${id} is resolved already`, { details: { state: 'RESOLVED' } });
         return now;
       }
-      await announce(db, options.router, acknowledged).catch((error: unknown) =>
-        options.logger.warn({ err: error, alert: id }, 'acknowledgement written but not announced yet; the next evaluation announces it'),
+      await announcePending(db, options.router).catch((error: unknown) =>
+        options.logger.warn({ err: error, fault: faultOf(error), alert: id }, 'acknowledgement written but not announced yet; the next evaluation announces it'),
       );
       return acknowledged;
     },

@@ -10,7 +10,9 @@
  *   critical verdicts in a row; it is never lowered while open (an operator was told "critical");
  * - an open alert resolves after `resolveAfter` good verdicts in a row, acknowledged or not;
  * - unknown changes nothing (neither streak moves), so one failure out of one attempt can neither
- *   fire nor reset a bad streak.
+ *   fire nor reset a bad streak;
+ * - gone (the subject no longer exists) resolves an open alert at once, saying why, and clears the
+ *   streaks: no figure will ever come to resolve it.
  */
 import type { AlertState, Severity, Verdict } from './alert-rule.ts';
 
@@ -41,7 +43,8 @@ export interface OpenAlert {
 export type Transition =
   | { readonly kind: 'fired'; readonly severity: Severity; readonly value: number; readonly message: string }
   | { readonly kind: 'escalated'; readonly severity: 'critical'; readonly value: number; readonly message: string }
-  | { readonly kind: 'resolved'; readonly value: number };
+  /** `value` null keeps the last figure; `message`, when set, replaces the alert's (why it resolved). */
+  | { readonly kind: 'resolved'; readonly value: number | null; readonly message?: string };
 
 export interface Step {
   readonly streaks: Streaks;
@@ -52,6 +55,8 @@ export function step(streaks: Streaks, open: OpenAlert | undefined, verdict: Ver
   switch (verdict.kind) {
     case 'unknown':
       return { streaks, transition: undefined };
+    case 'gone':
+      return { streaks: NO_STREAKS, transition: open === undefined ? undefined : { kind: 'resolved', value: null, message: verdict.reason } };
     case 'good': {
       const next = { bad: 0, critical: 0, good: streaks.good + 1 };
       const resolves = open !== undefined && next.good >= policy.resolveAfter;

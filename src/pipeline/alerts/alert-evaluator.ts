@@ -5,14 +5,19 @@
  * streaks and alert changes in one transaction that first checks the lease is still its own — a
  * process that stalled past its lease writes nothing. The changes are then announced as events.
  *
+ * A subject with an alert or streaks that its rule (read this time) said nothing about is unknown,
+ * unless the rule says it no longer exists (`AlertRule.gone`): then its alert resolves at once.
+ * Without that, an alert about a deleted endpoint would wait for a good figure that never comes.
+ *
  * Streaks live in `alert_trackers`, so a restarted or new evaluator continues them.
  */
 import type { Database, Queryable } from '../../db/database.ts';
+import { faultOf } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { announcePending } from './alert-announcer.ts';
 import { NO_STREAKS, step, worthKeeping, type HysteresisPolicy, type OpenAlert, type Streaks, type Transition } from './alert-engine.ts';
-import type { AlertRule, Verdict } from './alert-rule.ts';
+import type { AlertRule, RuleSubject, Verdict } from './alert-rule.ts';
 import {
   alertIdOf,
   escalateAlert,
@@ -66,6 +71,9 @@ interface Subject {
 
 const keyOf = (from: AlertKey): AlertKey => ({ rule: from.rule, subject: from.subject, scope: from.scope });
 
+/** The verdict of a subject its rule said nothing about this time (compared by identity). */
+const NOT_READ: Verdict = Object.freeze({ kind: 'unknown', reason: 'no figure this time' });
+
 function openAlertOf(alert: AlertRecord): OpenAlert | undefined {
   return alert.state === 'resolved' ? undefined : { state: alert.state, severity: alert.severity };
 }
@@ -74,36 +82,52 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
   const { db, policy } = options;
   const logger = options.logger.child({ component: 'alerts' });
 
-  /** Every subject of the rules that could be read, with its verdict (unknown when not read this time). */
+  /** Every subject of the rules that could be read, with its verdict (unknown when not read this time, gone when it no longer exists). */
   const gather = async (): Promise<Map<string, Subject>> => {
     const subjects = new Map<string, Subject>();
-    const readRules = new Set<string>();
+    const readRules = new Map<string, AlertRule>();
     for (const rule of options.rules) {
       try {
         for (const reading of await rule.read({ windowMs: options.windowMs })) {
           const key = { rule: rule.name, subject: reading.subject, scope: reading.scope };
           subjects.set(alertIdOf(key), { key, stored: undefined, open: undefined, verdict: reading.verdict });
         }
-        readRules.add(rule.name);
+        readRules.set(rule.name, rule);
       } catch (error) {
         // Its subjects are left as they are (no streak moves) until it can be read again.
         logger.warn({ err: error, rule: rule.name }, 'alert rule could not be read');
       }
     }
-    const unknown: Verdict = { kind: 'unknown', reason: 'no figure this time' };
     for (const tracker of await listTrackers(db, MAX_TRACKED)) {
       if (!readRules.has(tracker.rule)) continue;
-      const subject = subjects.get(tracker.id) ?? { key: keyOf(tracker), stored: undefined, open: undefined, verdict: unknown };
+      const subject = subjects.get(tracker.id) ?? { key: keyOf(tracker), stored: undefined, open: undefined, verdict: NOT_READ };
       subject.stored = tracker.streaks;
       subjects.set(tracker.id, subject);
     }
     for (const alert of await listOpenAlerts(db, MAX_TRACKED)) {
       if (!readRules.has(alert.rule)) continue;
-      const subject = subjects.get(alert.id) ?? { key: keyOf(alert), stored: undefined, open: undefined, verdict: unknown };
+      const subject = subjects.get(alert.id) ?? { key: keyOf(alert), stored: undefined, open: undefined, verdict: NOT_READ };
       subject.open = openAlertOf(alert);
       subjects.set(alert.id, subject);
     }
+    for (const rule of readRules.values()) await markGone(rule, [...subjects.values()].filter((s) => s.key.rule === rule.name && s.verdict === NOT_READ));
     return subjects;
+  };
+
+  /** Asks `rule` which of its silent subjects no longer exist; theirs is the verdict `gone`. */
+  const markGone = async (rule: AlertRule, silent: readonly Subject[]): Promise<void> => {
+    if (rule.gone === undefined || silent.length === 0) return;
+    let gone: ReadonlySet<RuleSubject>;
+    try {
+      gone = new Set(await rule.gone(silent.map((subject) => subject.key)));
+    } catch (error) {
+      // Unknown, as before the question: nothing resolves on a reading that failed.
+      logger.warn({ err: error, rule: rule.name }, 'alert rule could not tell which subjects are gone');
+      return;
+    }
+    for (const subject of silent) {
+      if (gone.has(subject.key)) subject.verdict = { kind: 'gone', reason: `${subject.key.subject} no longer exists` };
+    }
   };
 
   const apply = async (tx: Queryable, subject: Subject, transition: Transition): Promise<boolean> => {
@@ -114,7 +138,7 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
       case 'escalated':
         return (await escalateAlert(tx, id, transition.severity, transition.value, transition.message)) !== undefined;
       case 'resolved':
-        return (await resolveAlert(tx, id, transition.value)) !== undefined;
+        return (await resolveAlert(tx, id, transition.value, transition.message)) !== undefined;
     }
   };
 
@@ -145,7 +169,12 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
         return { evaluated: false, changes: 0 };
       }
       if (changes > 0) logger.info({ changes }, 'alerts changed');
-      await announcePending(db, options.router);
+      const gone = transitions.filter(({ subject }) => subject.verdict.kind === 'gone').map(({ subject }) => subject.key.subject);
+      if (gone.length > 0) logger.info({ subjects: gone }, 'alerts resolved: their subjects no longer exist');
+      // Written, so evaluated; what is not announced now stays pending for the next evaluation.
+      await announcePending(db, options.router).catch((error: unknown) =>
+        logger.warn({ err: error, fault: faultOf(error) }, 'alert changes written but not announced yet; the next evaluation announces them'),
+      );
       return { evaluated: true, changes };
     },
   };

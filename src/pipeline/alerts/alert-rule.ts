@@ -9,6 +9,9 @@
  *   and scope: a flapping endpoint is one alert whose `count` grows, never a flood.
  * - unknown: too little to judge (fewer samples than the minimum, a figure not reported lately):
  *   it neither fires nor resolves, and leaves the streaks where they are.
+ * - gone: the subject no longer exists (an endpoint deleted, an outbox or CDC source removed), as
+ *   the rule's `gone` says of a subject it read nothing about: its open alert resolves at once and
+ *   its streaks are dropped. Unknown waits for a figure; gone has none to wait for.
  * - streaks (hysteresis): an alert fires after `fireAfter` bad evaluations in a row and resolves
  *   after `resolveAfter` good ones in a row (`alert-engine.ts`).
  */
@@ -18,16 +21,21 @@ export type Severity = 'warning' | 'critical';
 
 export type AlertState = 'firing' | 'acknowledged' | 'resolved';
 
-/** A rule's judgement of one subject's figure. */
+/** A rule's judgement of one subject's figure (`gone` comes from `AlertRule.gone`, never from a reading). */
 export type Verdict =
   | { readonly kind: 'unknown'; readonly reason: string }
+  | { readonly kind: 'gone'; readonly reason: string }
   | { readonly kind: 'good'; readonly value: number }
   | { readonly kind: 'bad'; readonly severity: Severity; readonly value: number; readonly message: string };
 
-/** One subject as a rule saw it in one evaluation. */
-export interface Reading {
+/** What an alert is about, inside its scope (with the rule's name, an alert's key). */
+export interface RuleSubject {
   readonly subject: string;
   readonly scope: Scope;
+}
+
+/** One subject as a rule saw it in one evaluation. */
+export interface Reading extends RuleSubject {
   readonly verdict: Verdict;
 }
 
@@ -43,9 +51,17 @@ export interface AlertRule {
   readonly description: string;
   /**
    * Reads every subject it has a figure for and judges each. A subject it says nothing about is
-   * unknown this time. Bounded: a rule returns at most a few thousand readings.
+   * unknown this time, unless `gone` says it no longer exists. Bounded: a rule returns at most a
+   * few thousand readings.
    */
   read(context: RuleContext): Promise<readonly Reading[]>;
+  /**
+   * Of `subjects` — ones with an alert or streaks that `read` said nothing about this time — those
+   * that no longer exist, as given (the same objects). Asked only after `read` succeeded, so a
+   * rule that cannot be read never resolves anything. Absent: its subjects never go away
+   * (`cluster`), and a silent one is unknown.
+   */
+  gone?(subjects: readonly RuleSubject[]): Promise<readonly RuleSubject[]>;
 }
 
 /** Most readings taken from one rule in one evaluation: a bound on each query and on memory. */

@@ -1,6 +1,7 @@
 /**
- * What alerting keeps in the platform database (migration 0009): the alerts, the hysteresis
- * streaks behind them and the evaluator's lease. One function per SQL statement.
+ * What alerting keeps in the platform database (migrations 0009, 0022): the alerts, each change
+ * until it is announced, the hysteresis streaks behind them and the evaluator's lease. One
+ * function per SQL statement.
  */
 import { createHash } from 'node:crypto';
 import type { Queryable } from '../../db/database.ts';
@@ -25,7 +26,7 @@ export interface AlertRecord {
   readonly resolvedAt: Date | null;
   readonly lastValue: number | null;
   readonly message: string;
-  /** The last change, whose event is routed once it is written. */
+  /** The last change (every change is also kept in `alert_changes` until it is announced). */
   readonly lastChange: AlertChange;
   /** Bumped by every change. */
   readonly version: number;
@@ -72,8 +73,21 @@ type AlertRow = {
   updated_at: Date;
 };
 
-const ALERT_COLUMNS =
-  'id, rule, subject, app, env, tenant, severity, state, count, first_fired_at, last_fired_at, acknowledged_at, acknowledged_by, resolved_at, last_value, message, last_change, version, updated_at';
+/** An alert's columns but its id: what a change in `alert_changes` keeps of the alert it left. */
+const STATE_COLUMNS =
+  'rule, subject, app, env, tenant, severity, state, count, first_fired_at, last_fired_at, acknowledged_at, acknowledged_by, resolved_at, last_value, message, last_change, version, updated_at';
+
+const ALERT_COLUMNS = `id, ${STATE_COLUMNS}`;
+
+/**
+ * `write` (a statement on `alerts` that returns ALERT_COLUMNS of the row it changed) with that change
+ * appended to `alert_changes` in the same statement: the row keeps only its last change, so a change
+ * overwritten before it was announced would never be (a fire, then a resolve while routing failed).
+ */
+const withChange = (write: string): string =>
+  `WITH changed AS (${write}),
+     kept AS (INSERT INTO alert_changes (alert_id, ${STATE_COLUMNS}) SELECT ${ALERT_COLUMNS} FROM changed)
+   SELECT ${ALERT_COLUMNS} FROM changed`;
 
 function toAlert(row: AlertRow): AlertRecord {
   return {
@@ -120,13 +134,13 @@ export interface FireInput extends AlertKey {
  */
 export async function fireAlert(db: Queryable, input: FireInput): Promise<AlertRecord | undefined> {
   const { rows } = await db.query<AlertRow>(
-    `INSERT INTO alerts (id, rule, subject, app, env, tenant, severity, state, last_value, message)
+    withChange(`INSERT INTO alerts (id, rule, subject, app, env, tenant, severity, state, last_value, message)
      VALUES ($1, $2, $3, $4, $5, $6, $7, 'firing', $8, $9)
      ON CONFLICT (id) DO UPDATE SET state = 'firing', severity = excluded.severity, count = alerts.count + 1,
        last_fired_at = now(), acknowledged_at = NULL, acknowledged_by = NULL, resolved_at = NULL,
-       last_value = excluded.last_value, message = excluded.message, last_change = 'fired', announced = false, version = alerts.version + 1, updated_at = now()
+       last_value = excluded.last_value, message = excluded.message, last_change = 'fired', version = alerts.version + 1, updated_at = now()
      WHERE alerts.state = 'resolved'
-     RETURNING ${ALERT_COLUMNS}`,
+     RETURNING ${ALERT_COLUMNS}`),
     [alertIdOf(input), input.rule, input.subject, input.scope.app, input.scope.env, input.scope.tenant ?? null, input.severity, input.value, input.message],
   );
   return rows[0] && toAlert(rows[0]);
@@ -135,19 +149,23 @@ export async function fireAlert(db: Queryable, input: FireInput): Promise<AlertR
 /** Raises an open alert's severity; undefined when it is not open. */
 export async function escalateAlert(db: Queryable, id: string, severity: Severity, value: number, message: string): Promise<AlertRecord | undefined> {
   const { rows } = await db.query<AlertRow>(
-    `UPDATE alerts SET severity = $2, last_value = $3, message = $4, last_change = 'escalated', announced = false, version = alerts.version + 1, updated_at = now()
-     WHERE id = $1 AND state <> 'resolved' RETURNING ${ALERT_COLUMNS}`,
+    withChange(`UPDATE alerts SET severity = $2, last_value = $3, message = $4, last_change = 'escalated', version = alerts.version + 1, updated_at = now()
+     WHERE id = $1 AND state <> 'resolved' RETURNING ${ALERT_COLUMNS}`),
     [id, severity, value, message],
   );
   return rows[0] && toAlert(rows[0]);
 }
 
-/** Resolves an open alert; undefined when it is not open. */
-export async function resolveAlert(db: Queryable, id: string, value: number): Promise<AlertRecord | undefined> {
+/**
+ * Resolves an open alert; undefined when it is not open. `value` null keeps the last figure;
+ * `message` (why it resolved, when not because its figure is good again) replaces the alert's.
+ */
+export async function resolveAlert(db: Queryable, id: string, value: number | null, message?: string): Promise<AlertRecord | undefined> {
   const { rows } = await db.query<AlertRow>(
-    `UPDATE alerts SET state = 'resolved', resolved_at = now(), last_value = $2, last_change = 'resolved', announced = false, version = alerts.version + 1, updated_at = now()
-     WHERE id = $1 AND state <> 'resolved' RETURNING ${ALERT_COLUMNS}`,
-    [id, value],
+    withChange(`UPDATE alerts SET state = 'resolved', resolved_at = now(), last_value = coalesce($2, last_value), message = coalesce($3, message),
+       last_change = 'resolved', version = alerts.version + 1, updated_at = now()
+     WHERE id = $1 AND state <> 'resolved' RETURNING ${ALERT_COLUMNS}`),
+    [id, value, message ?? null],
   );
   return rows[0] && toAlert(rows[0]);
 }
@@ -155,9 +173,9 @@ export async function resolveAlert(db: Queryable, id: string, value: number): Pr
 /** Acknowledges a firing alert; undefined when it is not firing (unknown, acknowledged or resolved). */
 export async function acknowledgeAlert(db: Queryable, id: string, by: string): Promise<AlertRecord | undefined> {
   const { rows } = await db.query<AlertRow>(
-    `UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2, last_change = 'acknowledged', announced = false,
+    withChange(`UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2, last_change = 'acknowledged',
        version = version + 1, updated_at = now()
-     WHERE id = $1 AND state = 'firing' RETURNING ${ALERT_COLUMNS}`,
+     WHERE id = $1 AND state = 'firing' RETURNING ${ALERT_COLUMNS}`),
     [id, by],
   );
   return rows[0] && toAlert(rows[0]);
@@ -188,15 +206,26 @@ export async function listAlerts(db: Queryable, filter: AlertFilter): Promise<Al
   return rows.map(toAlert);
 }
 
-/** Changes whose event has not been routed yet, oldest first. */
-export async function listUnannounced(db: Queryable, limit: number): Promise<AlertRecord[]> {
-  const { rows } = await db.query<AlertRow>(`SELECT ${ALERT_COLUMNS} FROM alerts WHERE NOT announced ORDER BY updated_at LIMIT $1`, [limit]);
-  return rows.map(toAlert);
+/** A change not announced yet: the alert as that change left it (`lastChange` is the change). */
+export interface PendingChange {
+  /** Its place in the order changes were written (one alert's changes in the order they were made). */
+  readonly seq: string;
+  readonly alert: AlertRecord;
 }
 
-/** Marks a change announced, unless the alert changed again since (that change is announced next). */
-export async function markAnnounced(db: Queryable, alert: Pick<AlertRecord, 'id' | 'version'>): Promise<void> {
-  await db.query('UPDATE alerts SET announced = true WHERE id = $1 AND version = $2', [alert.id, alert.version]);
+/** Changes whose event has not been routed yet, in the order they were written, at most `limit`. */
+export async function listPendingChanges(db: Queryable, limit: number): Promise<PendingChange[]> {
+  const { rows } = await db.query<AlertRow & { seq: string }>(
+    `SELECT seq::text AS seq, alert_id AS id, ${STATE_COLUMNS} FROM alert_changes ORDER BY seq LIMIT $1`,
+    [limit],
+  );
+  return rows.map((row) => ({ seq: row.seq, alert: toAlert(row) }));
+}
+
+/** Deletes changes once their events are routed. */
+export async function deleteAnnouncedChanges(db: Queryable, seqs: readonly string[]): Promise<void> {
+  if (seqs.length === 0) return;
+  await db.query('DELETE FROM alert_changes WHERE seq = ANY($1::bigint[])', [seqs]);
 }
 
 /** Firing alerts (not acknowledged, not resolved) by rule and severity, cluster-wide: `tributary_alerts_firing`. */

@@ -7,9 +7,12 @@
  *   server's disk fills up, or `max_slot_wal_keep_size` drops the slot);
  * - `cdc.slot_lost`: the slot was found lost and recreated within the window (critical: changes
  *   were missed; subscribers resynced). It resolves once the loss is older than the window.
+ * An environment whose CDC source was removed (no `cdc_sources` row) is read no more — a status
+ * may still name it — and its subjects are gone: their alerts resolve.
  */
 import type { Queryable } from '../../../db/database.ts';
-import { MAX_READINGS_PER_RULE, type AlertRule, type Reading, type Verdict } from '../alert-rule.ts';
+import { scopeKey } from '../../scope.ts';
+import { MAX_READINGS_PER_RULE, type AlertRule, type Reading, type RuleSubject, type Verdict } from '../alert-rule.ts';
 
 type StatusRow = {
   source: string;
@@ -67,16 +70,34 @@ async function readSources(db: Queryable, windowMs: number): Promise<SourceFigur
   }));
 }
 
+const environmentKey = (environment: { readonly app: string; readonly env: string }) => scopeKey({ app: environment.app, env: environment.env, tenant: undefined });
+
+/** Of `environments`, the keys of those that still have a CDC source. */
+async function withCdcSource(db: Queryable, environments: readonly { readonly app: string; readonly env: string }[]): Promise<Set<string>> {
+  const { rows } = await db.query<{ app: string; env: string }>(
+    'SELECT app, env FROM cdc_sources WHERE (app, env) IN (SELECT * FROM unnest($1::text[], $2::text[]))',
+    [environments.map((environment) => environment.app), environments.map((environment) => environment.env)],
+  );
+  return new Set(rows.map(environmentKey));
+}
+
 function cdcRule(db: Queryable, name: string, description: string, judge: (figures: SourceFigures) => Verdict): AlertRule {
   return {
     name,
     description,
     async read({ windowMs }) {
       const sources = await readSources(db, windowMs);
+      const configured = await withCdcSource(db, sources.flatMap((figures) => figures.environments));
       return sources.flatMap((figures) => {
         const verdict: Verdict = figures.fresh ? judge(figures) : { kind: 'unknown', reason: 'no recent status from the reader' };
-        return figures.environments.map((environment): Reading => ({ subject: `cdc:${figures.source}`, scope: { ...environment, tenant: undefined }, verdict }));
+        return figures.environments
+          .filter((environment) => configured.has(environmentKey(environment)))
+          .map((environment): Reading => ({ subject: `cdc:${figures.source}`, scope: { ...environment, tenant: undefined }, verdict }));
       });
+    },
+    async gone(subjects: readonly RuleSubject[]) {
+      const configured = await withCdcSource(db, subjects.map((subject) => subject.scope));
+      return subjects.filter((subject) => !configured.has(environmentKey(subject.scope)));
     },
   };
 }

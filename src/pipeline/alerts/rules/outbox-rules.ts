@@ -1,9 +1,11 @@
 /**
  * `outbox.backlog_age`: an environment's outbox has rows waiting longer than allowed (warning).
  * Read from what the outbox's reader (a poller, or the CDC leader in WAL mode) last reported in
- * `outbox_sources`; a report older than the window is unknown (nobody is reading it to say).
+ * `outbox_sources`; a report older than the window is unknown (nobody is reading it to say). An
+ * outbox source removed (its row deleted) is gone: its alert resolves.
  */
 import type { Queryable } from '../../../db/database.ts';
+import { scopeKey } from '../../scope.ts';
 import { MAX_READINGS_PER_RULE, type AlertRule, type Reading, type Verdict } from '../alert-rule.ts';
 
 /** Judges an outbox's oldest waiting row (null: none waiting): pure. */
@@ -30,6 +32,14 @@ export function outboxBacklogRule(db: Queryable, options: { readonly maxAgeSecon
           verdict: row.fresh === true ? judgeBacklogAge(row.oldest_pending_seconds, options.maxAgeSeconds) : { kind: 'unknown', reason: 'no recent report from its reader' },
         }),
       );
+    },
+    async gone(subjects) {
+      const { rows } = await db.query<{ app: string; env: string }>(
+        'SELECT app, env FROM outbox_sources WHERE (app, env) IN (SELECT * FROM unnest($1::text[], $2::text[]))',
+        [subjects.map((subject) => subject.scope.app), subjects.map((subject) => subject.scope.env)],
+      );
+      const existing = new Set(rows.map((row) => scopeKey({ ...row, tenant: undefined })));
+      return subjects.filter((subject) => !existing.has(scopeKey({ ...subject.scope, tenant: undefined })));
     },
   };
 }

@@ -9,9 +9,10 @@
  *   seconds of attempts count once it has added them;
  * - `webhook.dead_letters`: more deliveries dead-lettered in the window than allowed (warning),
  *   through an index of dead letters only (migrations/0021).
+ * An endpoint deleted is gone for both: its alerts resolve.
  */
 import type { Queryable } from '../../../db/database.ts';
-import { MAX_READINGS_PER_RULE, type AlertRule, type Reading, type Verdict } from '../alert-rule.ts';
+import { endpointOfSubject, MAX_READINGS_PER_RULE, type AlertRule, type Reading, type RuleSubject, type Verdict } from '../alert-rule.ts';
 
 export interface FailureRateThresholds {
   /** Attempts needed in the window before a ratio means anything. @default 20 */
@@ -39,6 +40,17 @@ function scopeOfRow(row: EndpointRow) {
   return { app: row.app, env: row.env, tenant: row.tenant ?? undefined };
 }
 
+/** Of `subjects`, those whose endpoint was deleted (endpoints are deleted outright, not marked). */
+async function deletedEndpoints(db: Queryable, subjects: readonly RuleSubject[]): Promise<RuleSubject[]> {
+  const ids = subjects.flatMap((subject) => endpointOfSubject(subject.subject) ?? []);
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM webhook_endpoints WHERE id = ANY($1::text[])', [ids]);
+  const existing = new Set(rows.map((row) => row.id));
+  return subjects.filter((subject) => {
+    const id = endpointOfSubject(subject.subject);
+    return id !== undefined && !existing.has(id);
+  });
+}
+
 export function webhookFailureRateRule(db: Queryable, thresholds: FailureRateThresholds): AlertRule {
   return {
     name: 'webhook.failure_rate',
@@ -56,6 +68,8 @@ export function webhookFailureRateRule(db: Queryable, thresholds: FailureRateThr
       );
       return rows.map((row): Reading => ({ subject: `endpoint:${row.endpoint_id}`, scope: scopeOfRow(row), verdict: judgeFailureRate(row, thresholds) }));
     },
+    // An endpoint without attempts in the window is read as nothing (unknown); a deleted one is gone.
+    gone: (subjects) => deletedEndpoints(db, subjects),
   };
 }
 
@@ -82,5 +96,6 @@ export function webhookDeadLettersRule(db: Queryable, options: { readonly allowe
       );
       return rows.map((row): Reading => ({ subject: `endpoint:${row.endpoint_id}`, scope: scopeOfRow(row), verdict: judgeDeadLetters(row.dead, options.allowed) }));
     },
+    gone: (subjects) => deletedEndpoints(db, subjects),
   };
 }

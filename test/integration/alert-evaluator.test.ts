@@ -1,0 +1,207 @@
+/**
+ * The alert evaluator on a real Postgres, driven one evaluation at a time (no timer): figures are
+ * written where the rules read them, and every routed event is taken from the router's
+ * `afterPlaced`, once it is in the log.
+ *
+ * - A subject that no longer exists (a webhook endpoint deleted, an outbox source removed) resolves
+ *   its alert at once; a subject without a figure, or a rule that cannot be read, resolves nothing.
+ * - Every change is announced, in order, even when routing failed for the whole of an alert's
+ *   life: the log is a real Redis, stopped and started again. A change the previous schema had
+ *   not announced is announced after the upgrade.
+ */
+import { randomUUID } from 'node:crypto';
+import { copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import type { Database } from '../../src/db/database.ts';
+import { migrate, MIGRATIONS_DIR } from '../../src/db/migrations.ts';
+import { createPostgresDatabase } from '../../src/db/postgres.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createAlertEvaluator, type AlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
+import type { AlertRule } from '../../src/pipeline/alerts/alert-rule.ts';
+import { alertIdOf, getAlert, listTrackers } from '../../src/pipeline/alerts/alert-store.ts';
+import { cdcRules } from '../../src/pipeline/alerts/rules/cdc-rules.ts';
+import { outboxBacklogRule } from '../../src/pipeline/alerts/rules/outbox-rules.ts';
+import { webhookFailureRateRule } from '../../src/pipeline/alerts/rules/webhook-rules.ts';
+import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
+import type { EventLog } from '../../src/pipeline/log/event-log.ts';
+import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
+import { createRedisLog } from '../../src/pipeline/log/redis-log.ts';
+import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
+import { deleteEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
+import { closeRedis, createRedisClient } from '../../src/redis-clients.ts';
+import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { createTestDatabase, startPrivateRedis, uniquePrefix } from '../helpers/services.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+
+const logger = createLogger({ level: 'silent' });
+const RETENTION = { maxEvents: 1_000, maxAgeMs: 3_600_000 };
+const SCOPE = { app: 'app', env: 'env', tenant: undefined };
+
+/** A platform database of the test's own (app `app`, env `env`, one endpoint), disposed after it. */
+async function freshFixture() {
+  const fixture = await createDeliveryFixture();
+  onTestFinished(() => fixture.dispose());
+  return fixture;
+}
+
+/** An evaluator over `rules` whose routed events land in `placed`, in the order they were placed. */
+function evaluatorOn(db: Database, log: EventLog, rules: AlertRule[]): { evaluator: AlertEvaluator; placed: RealtimeEvent[] } {
+  const placed: RealtimeEvent[] = [];
+  const router = createEventRouter({ log, logger, afterPlaced: (events) => (placed.push(...events), Promise.resolve()) });
+  const evaluator = createAlertEvaluator({ db, router, rules, policy: { fireAfter: 2, resolveAfter: 3 }, windowMs: 300_000, holder: randomUUID(), leaseMs: 60_000, logger });
+  return { evaluator, placed };
+}
+
+function memoryLog(): EventLog {
+  const log = createMemoryLog({ retention: RETENTION, publish: () => {} });
+  onTestFinished(() => log.close());
+  return log;
+}
+
+async function evaluate(evaluator: AlertEvaluator, times: number): Promise<void> {
+  for (let done = 0; done < times; done += 1) expect(await evaluator.evaluate()).toMatchObject({ evaluated: true });
+}
+
+/** The endpoint's attempts in the window, as its worker processes would have added them. */
+async function tally(db: Database, endpointId: string, attempts: number, failures: number): Promise<void> {
+  await db.query('DELETE FROM webhook_attempt_tallies WHERE endpoint_id = $1', [endpointId]);
+  if (attempts > 0) await db.query('INSERT INTO webhook_attempt_tallies (endpoint_id, span_start, attempts, failures) VALUES ($1, now(), $2, $3)', [endpointId, attempts, failures]);
+}
+
+const failureRateAlertOf = (endpointId: string) => alertIdOf({ rule: 'webhook.failure_rate', subject: `endpoint:${endpointId}`, scope: SCOPE });
+const alertTypes = (events: readonly RealtimeEvent[]) => events.filter((event) => event.topic === 'system.alerts').map((event) => `${event.type} ${String(event.payload['subject'])}`);
+
+describe('an alert whose subject no longer exists', () => {
+  it('resolves once its webhook endpoint is deleted, while one whose endpoint merely has no figure stays open, and nothing resolves while the rule cannot be read', async () => {
+    const fixture = await freshFixture();
+    const { db } = fixture;
+    const deleted = fixture.endpointId;
+    const quiet = await fixture.endpoint('quiet');
+    const { evaluator, placed } = evaluatorOn(db, memoryLog(), [webhookFailureRateRule(db, { minSamples: 4, criticalRatio: 0.5, warningRatio: 0.2 })]);
+
+    // Both endpoints failing: both alerts fire after two bad evaluations.
+    await tally(db, deleted, 10, 10);
+    await tally(db, quiet, 10, 10);
+    await evaluate(evaluator, 2);
+    expect(await getAlert(db, failureRateAlertOf(deleted))).toMatchObject({ state: 'firing' });
+    expect(await getAlert(db, failureRateAlertOf(quiet))).toMatchObject({ state: 'firing' });
+
+    // One endpoint is deleted; the other's attempts leave the window (no figure: unknown).
+    expect(await deleteEndpoint(db, deleted)).toBe(true);
+    await tally(db, quiet, 0, 0);
+    // While the rule cannot be read, nothing is known: the deleted endpoint's alert stays open.
+    await db.query('ALTER TABLE webhook_attempt_tallies RENAME TO webhook_attempt_tallies_away');
+    try {
+      await evaluate(evaluator, 1);
+    } finally {
+      await db.query('ALTER TABLE webhook_attempt_tallies_away RENAME TO webhook_attempt_tallies');
+    }
+    expect(await getAlert(db, failureRateAlertOf(deleted))).toMatchObject({ state: 'firing' });
+
+    // Read again: the deleted endpoint is gone — resolved at once, saying why, its streaks dropped.
+    await evaluate(evaluator, 1);
+    const resolved = await getAlert(db, failureRateAlertOf(deleted));
+    expect(resolved).toMatchObject({ state: 'resolved', count: 1, lastValue: 1, message: `endpoint:${deleted} no longer exists` });
+    expect(resolved?.resolvedAt).toBeInstanceOf(Date);
+    expect((await listTrackers(db, 100)).map((tracker) => tracker.subject)).toEqual([`endpoint:${quiet}`]);
+
+    // The endpoint without a figure is unknown, however long: its alert stays open.
+    await evaluate(evaluator, 3);
+    expect(await getAlert(db, failureRateAlertOf(quiet))).toMatchObject({ state: 'firing' });
+    expect(alertTypes(placed).sort()).toEqual([`alert.fired endpoint:${deleted}`, `alert.fired endpoint:${quiet}`, `alert.resolved endpoint:${deleted}`].sort());
+  });
+
+  it('resolves an outbox backlog alert once its outbox source is removed', async () => {
+    const { db } = await freshFixture();
+    const { evaluator, placed } = evaluatorOn(db, memoryLog(), [outboxBacklogRule(db, { maxAgeSeconds: 60 })]);
+    await db.query(
+      `INSERT INTO outbox_sources (app, env, outbox_id, database_url, table_name, requested_mode, oldest_pending_seconds, reported_at)
+       VALUES ('app', 'env', 'ob_test', 'postgres://outbox.example/app', 'event_outbox', 'POLL', 600, now())`,
+    );
+    await evaluate(evaluator, 2);
+    const id = alertIdOf({ rule: 'outbox.backlog_age', subject: 'outbox:app/env', scope: SCOPE });
+    expect(await getAlert(db, id)).toMatchObject({ state: 'firing' });
+
+    await db.query("DELETE FROM outbox_sources WHERE app = 'app' AND env = 'env'");
+    await evaluate(evaluator, 1);
+    expect(await getAlert(db, id)).toMatchObject({ state: 'resolved', message: 'outbox:app/env no longer exists' });
+    expect(alertTypes(placed)).toEqual(['alert.fired outbox:app/env', 'alert.resolved outbox:app/env']);
+  });
+
+  it('resolves a CDC alert once its environment no longer has a CDC source, though the source’s status still names it', async () => {
+    const { db } = await freshFixture();
+    const { evaluator, placed } = evaluatorOn(db, memoryLog(), cdcRules(db, { maxLagBytes: 1_000, maxRetainedWalBytes: 1_000_000 }));
+    await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('app', 'env', 'postgres://source.example/app')");
+    await db.query(
+      `INSERT INTO cdc_reader_status (source, state, lag_bytes, retained_wal_bytes, environments) VALUES ('src1', 'streaming', 5000, 10, $1)`,
+      [JSON.stringify([{ app: 'app', env: 'env' }])],
+    );
+    await evaluate(evaluator, 2);
+    const id = alertIdOf({ rule: 'cdc.lag', subject: 'cdc:src1', scope: SCOPE });
+    expect(await getAlert(db, id)).toMatchObject({ state: 'firing' });
+
+    await db.query("DELETE FROM cdc_sources WHERE app = 'app' AND env = 'env'");
+    await evaluate(evaluator, 1);
+    expect(await getAlert(db, id)).toMatchObject({ state: 'resolved', message: 'cdc:src1 no longer exists' });
+    expect(alertTypes(placed)).toEqual(['alert.fired cdc:src1', 'alert.resolved cdc:src1']);
+  });
+});
+
+describe('announcing alert changes', () => {
+  it('announces alert.fired and then alert.resolved once routing works again, though both were written while Redis was away', { timeout: 60_000 }, async () => {
+    const { db, endpointId } = await freshFixture();
+    const redis = await startPrivateRedis();
+    const client = createRedisClient(redis.url, 'alert-evaluator-test', logger);
+    onTestFinished(() => closeRedis(client));
+    await waitFor(() => client.status === 'ready', { message: 'redis connected' });
+    const { evaluator, placed } = evaluatorOn(db, createRedisLog({ redis: client, retention: RETENTION, keyPrefix: uniquePrefix() }), [
+      webhookFailureRateRule(db, { minSamples: 4, criticalRatio: 0.5, warningRatio: 0.2 }),
+    ]);
+    const id = failureRateAlertOf(endpointId);
+
+    await redis.stop();
+    await waitFor(() => client.status !== 'ready', { message: 'redis seen away' });
+    // The alert fires and resolves while no event can be routed: both changes are written.
+    await tally(db, endpointId, 10, 10);
+    await evaluate(evaluator, 2);
+    expect(await getAlert(db, id)).toMatchObject({ state: 'firing', count: 1 });
+    await tally(db, endpointId, 10, 0);
+    await evaluate(evaluator, 3);
+    expect(await getAlert(db, id)).toMatchObject({ state: 'resolved', count: 1 });
+    expect(placed).toEqual([]);
+
+    await redis.start();
+    await waitFor(() => client.status === 'ready', { timeoutMs: 15_000, message: 'redis reconnected' });
+    await evaluate(evaluator, 1);
+    expect(alertTypes(placed)).toEqual([`alert.fired endpoint:${endpointId}`, `alert.resolved endpoint:${endpointId}`]);
+    // Each event is the alert as its change left it.
+    expect(placed.map((event) => event.payload['state'])).toEqual(['firing', 'resolved']);
+    expect((await db.query('SELECT count(*)::int AS n FROM alert_changes')).rows).toEqual([{ n: 0 }]);
+
+    // Announced once: a later evaluation has nothing left to route.
+    await evaluate(evaluator, 1);
+    expect(placed).toHaveLength(2);
+  });
+
+  it('announces, after the upgrade that keeps every change (migration 0022), a last change that was not announced before it', async () => {
+    const database = await createTestDatabase();
+    const db = createPostgresDatabase({ url: database.url, logger });
+    onTestFinished(() => db.close());
+    const before = await mkdtemp(join(tmpdir(), 'tributary-migrations-'));
+    onTestFinished(() => rm(before, { recursive: true, force: true }));
+    for (const file of await readdir(MIGRATIONS_DIR)) if (file < '0022') await copyFile(join(MIGRATIONS_DIR, file), join(before, file));
+    await migrate(db, { logger, directory: before });
+    await db.query(
+      `INSERT INTO alerts (id, rule, subject, app, env, severity, state, message, last_change, announced) VALUES
+         ('alrt_pending', 'webhook.dead_letters', 'endpoint:ep_pending', 'app', 'env', 'warning', 'firing', '3 dead letters', 'fired', false),
+         ('alrt_told', 'webhook.dead_letters', 'endpoint:ep_told', 'app', 'env', 'warning', 'firing', '4 dead letters', 'fired', true)`,
+    );
+
+    expect((await migrate(db, { logger })).applied).toEqual(['0022_alert_changes.sql']);
+    const { evaluator, placed } = evaluatorOn(db, memoryLog(), []);
+    await evaluate(evaluator, 1);
+    expect(alertTypes(placed)).toEqual(['alert.fired endpoint:ep_pending']);
+  });
+});
