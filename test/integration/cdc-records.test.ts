@@ -146,6 +146,28 @@ describe('records: a model snapshot', () => {
     }
     expect(await deniedChanges(setup.server)).toBe(0);
   });
+
+  it("refuses another model's page cursor with BAD_USER_INPUT (field: after), whatever its key's shape", async () => {
+    const setup = await setUpCdc();
+    await setup.source.query(`CREATE TABLE memberships (tenant_id text NOT NULL, org int, person int, PRIMARY KEY (org, person))`);
+    await setup.source.query(`ALTER TABLE memberships REPLICA IDENTITY FULL`);
+    await saveMappingOk(setup, CONTACTS_MAPPING);
+    await saveMappingOk(setup, { ...CONTACTS_MAPPING, name: 'memberships', table: 'memberships', topic: 'crm.membership-events', model: 'memberships' });
+    await setup.source.query(`INSERT INTO contacts (tenant_id, name) SELECT 'a', 'c' || i FROM generate_series(1, 3) AS i`);
+    await setup.source.query(`INSERT INTO memberships (tenant_id, org, person) SELECT 'a', 1, i FROM generate_series(1, 3) AS i`);
+    const claims = { tenant: 'a', permissions: ['crm.contacts.read', 'crm.memberships.read'] };
+    const contacts = await recordsPage(setup, claims, { n: 1 });
+    const memberships = await recordsPage(setup, claims, { m: 'memberships', n: 1 });
+    for (const [model, after] of [
+      ['memberships', contacts.pageInfo.endCursor],
+      ['contacts', memberships.pageInfo.endCursor],
+    ] as const) {
+      const body = await gql(setup.server, await signHs256(claims), RECORDS, { m: model, n: 1, a: after });
+      expect(body.errors?.[0]?.extensions, model).toMatchObject({ code: 'BAD_USER_INPUT', field: 'after' });
+    }
+    // Its own model's cursor still pages on.
+    expect((await recordsPage(setup, claims, { m: 'memberships', n: 1, a: memberships.pageInfo.endCursor })).nodes).toHaveLength(1);
+  });
 });
 
 /** Applies every change of subscription `c` to `state`, noting any that would move a row back to an older version. */

@@ -34,6 +34,7 @@ import { describeTable } from './mapping/table-catalog.ts';
 import {
   decodeSnapshotCursor,
   encodePageCursor,
+  invalidPageCursor,
   encodeSnapshotCursor,
   MAX_SNAPSHOT_IN_PROGRESS,
   snapshotSawVersion,
@@ -165,6 +166,8 @@ async function scan(
   if (order.length === 0) {
     throw new TributaryError(ErrorCode.MISCONFIGURED, `The table ${mapping.table} of model "${mapping.model}" needs a primary key (or the mapping a "key") to be listed`);
   }
+  // Another model's cursor (or one from before the table's key changed) would compare keys of another shape.
+  if (query.after !== undefined && ((query.after.model !== undefined && query.after.model !== mapping.model) || query.after.key.length !== order.length)) throw invalidPageCursor();
   const visible = (mapping.tenantColumn === undefined) === (query.tenant === undefined);
   const budget = options.scanLimit ?? Math.min(MAX_SCAN_ROWS, Math.max(query.first * 10, CHUNK_ROWS));
   const laterPage = query.after !== undefined;
@@ -189,7 +192,7 @@ async function scan(
       }
     }
   }
-  return { nodes, hasNextPage: more, endCursor: lastKey === undefined || lastKey === query.after?.key ? null : encodePageCursor({ key: lastKey, snapshot: cursor }) };
+  return { nodes, hasNextPage: more, endCursor: lastKey === undefined || lastKey === query.after?.key ? null : encodePageCursor({ model: mapping.model, key: lastKey, snapshot: cursor }) };
 }
 
 /** A row as a node, or undefined when the caller may not see it (again checked as the mapping evaluator sees rows). */

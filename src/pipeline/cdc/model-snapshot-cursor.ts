@@ -34,6 +34,8 @@ export interface ModelSnapshot {
 }
 
 export interface PageCursor {
+  /** The model listed (absent in cursors of earlier versions): a cursor is good for its own model's listing only. */
+  readonly model?: string;
   /** The ordering key of the last row read, each column as Postgres prints it. */
   readonly key: readonly string[];
   /** The first page's snapshot cursor. */
@@ -76,18 +78,23 @@ export function decodeSnapshotCursor(cursor: string): ModelSnapshot {
 }
 
 export function encodePageCursor(page: PageCursor): string {
-  return PAGE_PREFIX + Buffer.from(JSON.stringify({ k: page.key, s: page.snapshot })).toString('base64url');
+  return PAGE_PREFIX + Buffer.from(JSON.stringify({ m: page.model, k: page.key, s: page.snapshot })).toString('base64url');
 }
 
 /** @throws TributaryError BAD_USER_INPUT (`field: after`) for anything that is not a page cursor this server made. */
 export function decodePageCursor(cursor: string): PageCursor {
   const body = cursor.startsWith(PAGE_PREFIX) && cursor.length <= MAX_SNAPSHOT_CURSOR_LENGTH * 2 ? parseBody(cursor.slice(PAGE_PREFIX.length)) : undefined;
-  const { k, s } = (body ?? {}) as Record<string, unknown>;
-  if (!Array.isArray(k) || k.length === 0 || !k.every((part) => typeof part === 'string' && part.length <= MAX_KEY_TEXT) || typeof s !== 'string') {
-    throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'Invalid "after": pass the pageInfo.endCursor of the previous page', { details: { field: 'after' } });
+  const { m, k, s } = (body ?? {}) as Record<string, unknown>;
+  if (!Array.isArray(k) || k.length === 0 || !k.every((part) => typeof part === 'string' && part.length <= MAX_KEY_TEXT) || typeof s !== 'string' || (m !== undefined && typeof m !== 'string')) {
+    throw invalidPageCursor();
   }
   decodeSnapshotCursor(s);
-  return { key: k as string[], snapshot: s };
+  return { ...(m !== undefined && { model: m }), key: k as string[], snapshot: s };
+}
+
+/** A page cursor that is not the previous page's of this listing (made up, or of another model). */
+export function invalidPageCursor(): TributaryError {
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, 'Invalid "after": pass the pageInfo.endCursor of the previous page of the same model', { details: { field: 'after' } });
 }
 
 /**
