@@ -4,6 +4,15 @@ import { ErrorCode, TributaryError } from '../errors.ts';
 export const MAX_NAME_LENGTH = 200;
 
 /**
+ * Longest tenant id and entity key an event may carry, in characters. Both end up in indexed
+ * columns — a webhook delivery's lane (`tenant|entity`), the analytics tables' keys — where a value
+ * past Postgres's btree limit (~2.7 kB) fails the insert, and with it the routing of every event
+ * behind it. A source sets such an event aside (an outbox row as dead, a CDC row as unroutable).
+ */
+export const MAX_TENANT_LENGTH = 200;
+export const MAX_ENTITY_LENGTH = MAX_NAME_LENGTH;
+
+/**
  * Topics and channels: letters, digits and `_ . : / -`, starting with a letter or digit.
  * No wildcards, whitespace or control characters, so a name is never a pattern and never
  * reaches a Redis key or a log line unescaped.

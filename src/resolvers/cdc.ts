@@ -13,7 +13,7 @@ import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
 import { MODEL_NAME } from './model-name.ts';
-import { requireAdmin } from './require-admin.ts';
+import { requireEnvironmentAdmin } from './require-admin.ts';
 
 /** A source as the API shows it: where it points, never its password. */
 export interface CdcSourceView {
@@ -37,7 +37,7 @@ export interface SetCdcSourceInput {
 export async function setCdcSource(context: ResolverContext, input: SetCdcSourceInput): Promise<CdcSourceView> {
   const { databaseUrl } = input;
   const { principal, services } = context;
-  requireAdmin(principal);
+  requireEnvironmentAdmin(principal);
   let url: URL;
   try {
     url = new URL(databaseUrl);
@@ -51,13 +51,13 @@ export async function setCdcSource(context: ResolverContext, input: SetCdcSource
 }
 
 export async function removeCdcSource(context: ResolverContext): Promise<boolean> {
-  requireAdmin(context.principal);
+  requireEnvironmentAdmin(context.principal);
   const scope = scopeOf(context.principal);
   return context.services.cdc.removeSource(scope);
 }
 
 export async function getCdcSource(context: ResolverContext): Promise<CdcSourceView | null> {
-  requireAdmin(context.principal);
+  requireEnvironmentAdmin(context.principal);
   const scope = scopeOf(context.principal);
   const source = await context.services.cdcStore.getSource(scope.app, scope.env);
   return source ? viewOf(source, await context.services.cdc.status(scope)) : null;
@@ -65,7 +65,7 @@ export async function getCdcSource(context: ResolverContext): Promise<CdcSourceV
 
 /** `saveCdcMapping` (admin): validated as JSON, then against the table in the source database. */
 export async function saveCdcMapping(context: ResolverContext, input: unknown): Promise<StoredMapping> {
-  requireAdmin(context.principal);
+  requireEnvironmentAdmin(context.principal);
   const scope = scopeOf(context.principal);
   const mapping = parseMapping(input);
   await context.services.cdc.checkMapping(scope, mapping);
@@ -75,7 +75,7 @@ export async function saveCdcMapping(context: ResolverContext, input: unknown): 
 }
 
 export async function deleteCdcMapping(context: ResolverContext, name: string): Promise<boolean> {
-  requireAdmin(context.principal);
+  requireEnvironmentAdmin(context.principal);
   const scope = scopeOf(context.principal);
   const deleted = await context.services.cdcStore.deleteMapping(scope.app, scope.env, name);
   await context.services.cdc.reload();
@@ -83,7 +83,7 @@ export async function deleteCdcMapping(context: ResolverContext, name: string): 
 }
 
 export async function listCdcMappings(context: ResolverContext): Promise<StoredMapping[]> {
-  requireAdmin(context.principal);
+  requireEnvironmentAdmin(context.principal);
   return context.services.cdcStore.listMappings(scopeOf(context.principal));
 }
 

@@ -2,7 +2,7 @@ import { ErrorCode, TributaryError } from '../errors.ts';
 import type { OutboxRequestedMode, OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import type { ResolverContext } from './context.ts';
-import { requireAdmin } from './require-admin.ts';
+import { requireEnvironmentAdmin } from './require-admin.ts';
 
 /** An outbox as the API shows it: where it points (never the password) and what the workers report. */
 export interface OutboxSourceAnswer {
@@ -23,7 +23,7 @@ export interface SetOutboxSourceArgs {
 
 /** `setOutboxSource` (admin): the caller's environment's outbox, checked (or created) in its database. */
 export async function setOutboxSource(context: ResolverContext, args: SetOutboxSourceArgs): Promise<OutboxSourceAnswer> {
-  requireAdmin(context.principal);
+  requireEnvironmentAdmin(context.principal);
   const url = postgresUrl(args.databaseUrl);
   const saved = await context.services.outbox.setSource(scopeOf(context.principal), {
     databaseUrl: args.databaseUrl,
@@ -36,13 +36,13 @@ export async function setOutboxSource(context: ResolverContext, args: SetOutboxS
 }
 
 export async function removeOutboxSource(context: ResolverContext): Promise<boolean> {
-  requireAdmin(context.principal);
+  requireEnvironmentAdmin(context.principal);
   return context.services.outbox.removeSource(scopeOf(context.principal));
 }
 
 /** `outboxStatus` (admin): null when the environment has no outbox. */
 export async function outboxStatus(context: ResolverContext): Promise<OutboxSourceAnswer | null> {
-  requireAdmin(context.principal);
+  requireEnvironmentAdmin(context.principal);
   const source = await context.services.outbox.getSource(scopeOf(context.principal));
   return source ? answerOf(new URL(source.databaseUrl), source) : null;
 }

@@ -1,7 +1,23 @@
-import { isAdmin, type Principal } from '../auth/principal.ts';
+import { DEVELOPMENT_PRINCIPAL, isAdmin, type Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 
 /** Admin operations (sources, mappings, outboxes) need the `admin` role in the caller's token. */
 export function requireAdmin(principal: Principal): void {
   if (!isAdmin(principal)) throw new TributaryError(ErrorCode.FORBIDDEN, 'This operation needs the admin role');
+}
+
+/**
+ * Operations on what the whole environment shares — its CDC source and mappings, its outbox — act
+ * for every tenant and show where the environment's database is: they need the admin token of the
+ * environment, one without a tenant. An admin whose token names a tenant administers that tenant's
+ * share only (webhook endpoints, analytics), as everywhere else.
+ */
+export function requireEnvironmentAdmin(principal: Principal): void {
+  requireAdmin(principal);
+  // Development mode's principal (tenant `default`) stands for every caller: it keeps every admin operation.
+  if (principal.tenant === undefined || principal === DEVELOPMENT_PRINCIPAL) return;
+  throw new TributaryError(
+    ErrorCode.FORBIDDEN,
+    `This operation acts for the whole environment: it needs an admin token without a tenant (this one is limited to tenant "${principal.tenant}")`,
+  );
 }

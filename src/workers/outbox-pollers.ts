@@ -33,7 +33,7 @@ export interface OutboxPollersOptions {
 }
 
 export interface OutboxPollers {
-  /** Loads the sources and reports once (also what the timer runs). */
+  /** Loads the sources and reports once (also what the timer runs), after the refresh under way; nothing once closed. */
   refresh(): Promise<void>;
   /** Stops every poller (the batch in flight is committed or left unmarked) and ends their pools. Idempotent. */
   close(): Promise<void>;
@@ -113,7 +113,8 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
     await saveOutboxRate(options.db, entry.source.outboxId, reporter, routedPerSecond);
   };
 
-  const refresh = async (): Promise<void> => {
+  let closed = false;
+  const refreshOnce = async (): Promise<void> => {
     const sources = (await listOutboxSources(options.db)).filter((source) => source.readMode === 'POLL');
     const wanted = new Map(sources.map((source) => [`${source.app}/${source.env}`, source]));
     for (const [key, entry] of running) {
@@ -122,6 +123,9 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
       running.delete(key);
       await stop(entry);
     }
+    // Closed while the sources were read: close() stops what is running once this refresh ends, and
+    // a poller started now would never be stopped.
+    if (closed) return;
     for (const [key, source] of wanted) if (!running.has(key)) running.set(key, start(source));
     const now = Date.now();
     const seconds = (now - lastReport) / 1000;
@@ -129,25 +133,47 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
     await Promise.all([...running.values()].map((entry) => report(entry, seconds)));
   };
 
-  let closed: Promise<void> | undefined;
-  let refreshing: Promise<void> = Promise.resolve();
+  /**
+   * The refresh under way, the timer's or a caller's. Refreshes never overlap: two would both start
+   * a poller for a new source (one of them never stopped), and slow ones would pile up on the
+   * platform pool. A caller's refresh waits for the one under way, then runs.
+   */
+  let underWay: Promise<void> | undefined;
+  const refresh = (): Promise<void> => {
+    const previous = underWay;
+    const run = (async () => {
+      await previous?.catch(() => undefined);
+      if (!closed) await refreshOnce();
+    })();
+    underWay = run;
+    const settled = () => {
+      if (underWay === run) underWay = undefined;
+    };
+    run.then(settled, settled);
+    return run;
+  };
+
   const timer = setInterval(() => {
-    refreshing = refresh().catch((error: unknown) => logger.error({ err: error }, 'outbox sources could not be refreshed'));
+    // A slow refresh (a database that answers slowly) is not overlapped by the next tick: that tick is skipped.
+    if (underWay) return;
+    refresh().catch((error: unknown) => logger.error({ err: error }, 'outbox sources could not be refreshed'));
   }, options.reportIntervalMs ?? 5000);
   timer.unref();
 
+  let closing: Promise<void> | undefined;
   return {
     refresh,
     close() {
-      closed ??= (async () => {
+      closing ??= (async () => {
+        closed = true;
         clearInterval(timer);
         stopSampling();
-        await refreshing;
+        await underWay?.catch(() => undefined);
         const entries = [...running.values()];
         running.clear();
         await Promise.all(entries.map(stop));
       })();
-      return closed;
+      return closing;
     },
   };
 }

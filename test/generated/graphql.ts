@@ -415,7 +415,7 @@ export type Mutation = {
   createDocument: Document;
   /** Admin: a new endpoint of the caller's environment; the answer carries its secret, shown this once. */
   createWebhookEndpoint: WebhookEndpointWithSecret;
-  /** Admin: removes a mapping; false when there was none. */
+  /** Admin of the environment (a token without a tenant): removes a mapping; false when there was none. */
   deleteCdcMapping: Scalars['Boolean']['output'];
   /** Deletes a document; returns it as it was, with the revision of the deletion. */
   deleteDocument: Document;
@@ -429,9 +429,9 @@ export type Mutation = {
   redeliverWebhook: WebhookDelivery;
   /** WebSocket only: hands the socket this mutation is sent on a new token (`Bearer` optional) of the same subject, tenant, app and env. Its expiry moves, and every subscription is checked against the new permissions (those no longer readable end with FORBIDDEN, `reason: PERMISSION_REVOKED`; the others go on untouched). A token that fails verification is UNAUTHENTICATED (the socket keeps its old token); another subject or tenant closes the socket with 4412. Over HTTP: WEBSOCKET_ONLY. */
   refreshAuth: AuthRefresh;
-  /** Admin: stops reading the caller's environment's source (its mappings stay). */
+  /** Admin of the environment (a token without a tenant): stops reading the caller's environment's source (its mappings stay). */
   removeCdcSource: Scalars['Boolean']['output'];
-  /** Admin: stops reading the environment's outbox (the table is left as it is); false when there was none. */
+  /** Admin of the environment (a token without a tenant): stops reading the environment's outbox (the table is left as it is); false when there was none. */
   removeOutboxSource: Scalars['Boolean']['output'];
   /** Replaces the data of a document. */
   replaceDocument: Document;
@@ -439,13 +439,13 @@ export type Mutation = {
   replayWebhooks: Scalars['Int']['output'];
   /** Admin: a new secret, shown this once; the old one keeps signing (a second signature) for `overlapSeconds` (default 1 day). */
   rotateWebhookSecret: WebhookEndpointWithSecret;
-  /** Admin: creates or replaces a mapping (by name), checked against its table; applies without a restart. */
+  /** Admin of the environment (a token without a tenant): creates or replaces a mapping (by name), checked against its table; applies without a restart. */
   saveCdcMapping: CdcMapping;
   /** Admin: a `webhook.test` event to the endpoint, even when it is disabled. */
   sendTestWebhook: WebhookDelivery;
-  /** Admin: points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION. */
+  /** Admin of the environment (a token without a tenant): points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION. */
   setCdcSource: CdcSource;
-  /** Admin: the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. */
+  /** Admin of the environment (a token without a tenant): the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. */
   setOutboxSource: OutboxStatus;
   /** Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak). */
   setWebhookEndpointEnabled: WebhookEndpoint;
@@ -621,9 +621,9 @@ export type Query = {
   __typename?: 'Query';
   /** The environment's alerts, most recently fired first (admin; a token with a tenant sees that tenant's only). */
   alerts: AlertPage;
-  /** Admin: the caller's environment's mappings, by name. */
+  /** Admin of the environment (a token without a tenant): the caller's environment's mappings, by name. */
   cdcMappings: Array<CdcMapping>;
-  /** Admin: the caller's environment's CDC source, or null. */
+  /** Admin of the environment (a token without a tenant): the caller's environment's CDC source, or null. */
   cdcSource: Maybe<CdcSource>;
   /** The cluster dashboard (admins of the operators' environment, `OPERATOR_SCOPE`): connections, traffic, latency, webhooks, CDC, outboxes, per instance and together. */
   dashboard: Dashboard;
@@ -633,7 +633,7 @@ export type Query = {
   documents: DocumentConnection;
   /** Admin: the environment's top topics over the window, cluster-wide (minutes not flushed yet included). Also GET /api/metrics/hot-topics. */
   hotTopics: Array<HotTopic>;
-  /** Admin: the caller's environment's outbox, or null. */
+  /** Admin of the environment (a token without a tenant): the caller's environment's outbox, or null. */
   outboxStatus: Maybe<OutboxStatus>;
   /** A model's current rows in the caller's tenant (soft-deleted rows left out), ordered by primary key, filtered like `changes` (`{ "status": "eq.active" }`). `first`: 1–1000, default 100. Needs `{module}.{model}.read`; without it the model is empty. Then subscribe to `changes(model, filter, after: cursor)`. */
   records: ModelRecords;

@@ -693,6 +693,27 @@ describe('CDC mapping administration', () => {
     expect(listed.data).toEqual({ cdcMappings: [{ name: 'contacts', topic: 'crm.contact-events' }], cdcSource: { status: { state: 'streaming' } } });
   });
 
+  it('refuses every CDC admin operation to an admin token limited to one tenant: the source and mappings are the whole environment’s', async () => {
+    const setup = await setUpCdc();
+    await saveMappingOk(setup, CONTACTS_MAPPING);
+    const tenantAdmin = await signHs256({ tenant: 'a', roles: ['admin'], permissions: [] });
+    const operations: [string, Record<string, unknown>][] = [
+      ['mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: setup.sourceUrl }],
+      ['mutation { removeCdcSource }', {}],
+      ['mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', { m: { ...CONTACTS_MAPPING, topic: 'crm.stolen' } }],
+      ['mutation { deleteCdcMapping(name: "contacts") }', {}],
+      ['{ cdcMappings { name definition } }', {}],
+      ['{ cdcSource { host user status { state } } }', {}],
+    ];
+    for (const [query, variables] of operations) {
+      const error = errorOf(await gql(setup.server, tenantAdmin, query, variables));
+      expect(error?.extensions?.['code'], query).toBe('FORBIDDEN');
+      expect(error?.message, query).toContain('admin token without a tenant');
+    }
+    const listed = await gql(setup.server, setup.admin, '{ cdcMappings { name topic } cdcSource { status { state } } }');
+    expect(listed.data).toEqual({ cdcMappings: [{ name: 'contacts', topic: 'crm.contact-events' }], cdcSource: { status: { state: 'streaming' } } });
+  });
+
   it("never returns the source database's password", async () => {
     const password = `pw-${uniqueName('secret')}`;
     const setup = await setUpCdc({ password });

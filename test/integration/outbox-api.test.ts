@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import { gql } from '../helpers/cdc.ts';
@@ -6,6 +7,7 @@ import { createTestDatabase, startPrivatePostgres, openTestPool } from '../helpe
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
+import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 
 /*
@@ -70,6 +72,46 @@ describe('the outbox API', () => {
     expect((await gql(server, admin, STATUS)).data).toEqual({ outboxStatus: null });
   });
 
+  it.each(['POLL', 'WAL'])(
+    'sets a row aside as dead when its entity or tenant is too long for a webhook lane, and routes the rows after it (%s mode)',
+    async (mode) => {
+      const appDb = await createTestDatabase();
+      const app = openTestPool(appDb.url);
+      const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50', WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' });
+      const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+      const receiver = await startWebhookReceiver();
+      // An endpoint selecting the topic: each routed row gets a delivery whose lane is `tenant|entity`, an indexed column.
+      const endpoint = await gql(server, admin, 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { secret } }', {
+        input: { url: receiver.url, events: ['orders.*'] },
+      });
+      expect(endpoint.errors).toBeUndefined();
+      const set = await gql(server, admin, 'mutation($url: String!, $mode: OutboxMode) { setOutboxSource(databaseUrl: $url, createTable: true, mode: $mode) { mode } }', {
+        url: appDb.url,
+        mode,
+      });
+      expect(set.errors).toBeUndefined();
+
+      // Random text: Postgres cannot compress it under the btree limit (~2.7 kB) as it would a repeated character.
+      const long = randomBytes(3_000).toString('base64');
+      const event = { topic: 'orders.created', type: 'order.created', payload: {} };
+      await enqueueOutboxEvent(app, { ...event, tenant: 'a', entity: long });
+      await enqueueOutboxEvent(app, { ...event, tenant: long, entity: 'order:1' });
+      const after = await enqueueOutboxEvent(app, { ...event, payload: { after: true }, tenant: 'a', entity: 'order:2' });
+
+      // Sources are picked up within 5 s; a stalled outbox never gets this far.
+      await waitFor(() => receiver.received.length > 0, { timeoutMs: 20_000, message: 'the row after the long ones is delivered' });
+      expect(receiver.received[0]?.json).toMatchObject({ entity: 'order:2', data: { after: true } });
+      // Marked in the batch's transaction (POLL) or by the reader's clean-up after routing (WAL: the routed row is deleted).
+      const table = async () => (await app.query<{ id: string; dead_reason: string | null }>('SELECT id::text AS id, dead_reason FROM event_outbox ORDER BY id')).rows;
+      const dead = ['entity over 200 characters', 'tenant over 200 characters'];
+      const expected = mode === 'POLL' ? [...dead, null] : dead;
+      await waitFor(async () => JSON.stringify((await table()).map((row) => row.dead_reason)) === JSON.stringify(expected), {
+        message: 'the two rows are set aside as dead',
+      });
+      if (mode === 'POLL') expect((await table())[2]?.id).toBe(after);
+    },
+  );
+
   it('refuses a missing table without createTable, a bad table name and a non-admin caller, with stable codes', async () => {
     const appDb = await createTestDatabase();
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
@@ -83,6 +125,29 @@ describe('the outbox API', () => {
     expect((await setSource(admin, 'Robert"; DROP TABLE x')).errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'table' } });
     expect((await setSource(await signHs256({}), 'event_outbox')).errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
     expect((await gql(server, admin, STATUS)).data).toEqual({ outboxStatus: null });
+  });
+
+  it('refuses the outbox operations to an admin token limited to one tenant: the outbox is the whole environment’s', async () => {
+    const appDb = await createTestDatabase();
+    const otherDb = await createTestDatabase();
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
+    const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+    const tenantAdmin = await signHs256({ roles: ['admin'], tenant: 'a', permissions: [] });
+    const set = 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { database } }';
+    expect((await gql(server, admin, set, { url: appDb.url })).data).toEqual({ setOutboxSource: { database: appDb.name } });
+
+    const operations: [string, Record<string, unknown>][] = [
+      [set, { url: otherDb.url }],
+      ['mutation { removeOutboxSource }', {}],
+      ['{ outboxStatus { host database table } }', {}],
+    ];
+    for (const [query, variables] of operations) {
+      const error = (await gql(server, tenantAdmin, query, variables)).errors?.[0];
+      expect(error?.extensions?.['code'], query).toBe('FORBIDDEN');
+      expect(error?.message, query).toContain('admin token without a tenant');
+    }
+    // Still the environment's outbox, as its admin set it.
+    expect((await gql(server, admin, '{ outboxStatus { database table } }')).data).toEqual({ outboxStatus: { database: appDb.name, table: 'event_outbox' } });
   });
 
   it('keeps reporting the last figures with the error while the outbox database is down, and recovers', { timeout: 90_000 }, async () => {

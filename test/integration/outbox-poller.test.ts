@@ -12,10 +12,12 @@ import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { stableEventId } from '../../src/pipeline/events/event-id.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import { createOutboxPoller, type OutboxPoller, type OutboxPollerOptions } from '../../src/pipeline/outbox/outbox-poller.ts';
-import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
+import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
+import { deleteProcessed, outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { createEventRouter, type EventRouter } from '../../src/pipeline/router/event-router.ts';
 import { streamOf } from '../../src/pipeline/stream.ts';
 import { createTestDatabase, startPrivatePostgres, openTestPool } from '../helpers/services.ts';
+import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -246,6 +248,22 @@ describe('the outbox poller', () => {
     expect(left.rows.map((row) => row.id)).toEqual([recent, pending]);
   });
 
+  it('a retention sweep takes no batch after its budget is spent or its signal aborted, and says more is left', async () => {
+    const { admin } = await setUp();
+    await admin.query(
+      `INSERT INTO event_outbox (topic, event_type, payload, processed_at) SELECT 'orders', 'order.created', '{}', now() - interval '2 hours' FROM generate_series(1, 250)`,
+    );
+    const table = outboxTable('event_outbox');
+    const left = async () => (await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM event_outbox')).rows[0]?.n;
+
+    // A budget of 0 is spent once the first batch is done.
+    expect(await deleteProcessed(admin, table, 3_600_000, { batchSize: 100, budgetMs: 0 })).toEqual({ deleted: 100, more: true });
+    expect(await deleteProcessed(admin, table, 3_600_000, { batchSize: 100, budgetMs: 60_000, signal: AbortSignal.abort() })).toEqual({ deleted: 100, more: true });
+    expect(await left()).toBe(50);
+    expect(await deleteProcessed(admin, table, 3_600_000, { batchSize: 100, budgetMs: 60_000 })).toEqual({ deleted: 50, more: false });
+    expect(await left()).toBe(0);
+  });
+
   it('reports pending rows, the oldest pending age and dead rows', async () => {
     const { admin, poller, enqueue } = await setUp();
     const outbox = poller(admin);
@@ -290,6 +308,27 @@ describe('the outbox poller', () => {
     await waitFor(() => appended.length === 2, { timeoutMs: 30_000, message: 'the row written after the restart was not routed' });
     expect(appended.map((event) => event.id)).toEqual([before, after].map(eventIdOf));
     await waitFor(async () => (await outbox.status()).lastError === null);
+  });
+
+  it('gives up on statements a silent database never answers, routes on over a new connection, and stops', { timeout: 60_000 }, async () => {
+    const { db, appended, poller, enqueue } = await setUp();
+    const url = new URL(db.url);
+    const proxy = await startTcpProxy(Number(url.port));
+    url.port = String(proxy.port);
+    // The production pool, with a short wait for answers: what the test is about is that there is one.
+    const pool = createOutboxPool(url.toString(), logger, { queryTimeoutMs: 500 });
+    onTestFinished(() => pool.end());
+    const outbox = poller(pool, { intervalMs: 20 });
+    const rowIds = [await enqueue({ entity: 'order:1' })];
+    outbox.start();
+    await waitFor(() => appended.length === 1);
+
+    // Every open connection swallows what is sent on it, both ways; new connections pass.
+    proxy.blackhole(true);
+    rowIds.push(await enqueue({ entity: 'order:1' }));
+    await waitFor(() => appended.length === 2, { timeoutMs: 20_000, message: 'the row written while the connections were silent was not routed' });
+    expect(appended.map((event) => event.id)).toEqual(rowIds.map(eventIdOf));
+    await outbox.stop();
   });
 
   it('says UNAVAILABLE when the outbox’s database cannot be reached; its loop neither crashes nor holds up stop()', async () => {

@@ -30,7 +30,9 @@ describe.each(MODES)('a disabled endpoint’s deliveries (%s delivery)', (mode) 
     const env = modeEnv(mode);
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', OUTBOX_POLL_INTERVAL_MS: '50', DATABASE_URL: platform.url, ...env });
     const token = await signHs256({ roles: ['admin'], permissions: [] });
-    expect((await gql(server, token, 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { mode } }', { url: appDb.url })).errors).toBeUndefined();
+    // The outbox is the environment's: its admin token has no tenant.
+    const environmentAdmin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+    expect((await gql(server, environmentAdmin, 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { mode } }', { url: appDb.url })).errors).toBeUndefined();
     const receiver = await startWebhookReceiver();
     const created = await gql(server, token, 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }', {
       input: { url: receiver.url, events: ['orders'] },

@@ -114,6 +114,16 @@ describe('evaluateMapping: events', () => {
     expect(unroutable(() => evaluateMapping(mapping({ key: ['email'] }), insert(ROW))).reason).toBe('key-unavailable');
   });
 
+  it('refuses to route a row whose tenant or entity key is longer than 200 characters (they go into indexed columns)', () => {
+    const m = mapping({ tenantColumn: 'tenant_id' });
+    expect(evaluateMapping(m, insert({ ...ROW, tenant_id: 't'.repeat(200), id: 'k'.repeat(200) }))).toMatchObject({ tenant: 't'.repeat(200), entityKey: 'k'.repeat(200) });
+    expect(unroutable(() => evaluateMapping(m, insert({ ...ROW, tenant_id: 't'.repeat(201) }))).reason).toBe('tenant-invalid');
+    const key = unroutable(() => evaluateMapping(m, insert({ ...ROW, id: 'k'.repeat(201) })));
+    expect(key.reason).toBe('key-invalid');
+    expect(key.message).not.toContain('kkk');
+    expect(unroutable(() => evaluateMapping(mapping({ key: ['tenant_id', 'id'] }), insert({ ...ROW, tenant_id: 't'.repeat(150), id: 'k'.repeat(50) }))).reason).toBe('key-invalid');
+  });
+
   it('keeps a column named __proto__ as data instead of changing the record prototype', () => {
     const row = JSON.parse('{"id": 1, "__proto__": {"polluted": true}}') as RowImage;
     const record = evaluateMapping(mapping(), insert(row))?.record ?? {};

@@ -58,4 +58,8 @@ describe('the outbox DDL', () => {
     expect(ddl).toContain('CREATE INDEX IF NOT EXISTS "event_outbox_pending_idx" ON "app"."event_outbox" (id) WHERE processed_at IS NULL;');
     expect(ddl).toContain('CREATE INDEX IF NOT EXISTS "event_outbox_processed_idx" ON "app"."event_outbox" (processed_at);');
   });
+
+  it('indexes dead rows only, for the status’s count (a scan would read every processed row the retention keeps)', () => {
+    expect(ddl).toContain('CREATE INDEX IF NOT EXISTS "event_outbox_dead_idx" ON "app"."event_outbox" (id) WHERE dead_reason IS NOT NULL;');
+  });
 });

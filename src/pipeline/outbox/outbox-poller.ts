@@ -80,13 +80,15 @@ export interface OutboxPoller {
   stop(): Promise<void>;
   /** One pass over every partition; returns the rows handled (routed or set aside). */
   pollOnce(): Promise<number>;
-  /** Deletes rows processed longer than `retentionMs` ago; returns how many. */
+  /** Deletes rows processed longer than `retentionMs` ago, for at most `RETENTION_SWEEP_BUDGET_MS`; returns how many. */
   sweepRetention(): Promise<number>;
   /** @throws TributaryError UNAVAILABLE when the outbox's database cannot be read */
   status(): Promise<OutboxPollerStatus>;
 }
 
 const RETENTION_SWEEP_EVERY_MS = 30_000;
+/** Processed rows deleted by one statement of a retention sweep. */
+const RETENTION_BATCH = 1_000;
 
 export function createOutboxPoller(options: OutboxPollerOptions): OutboxPoller {
   return new PartitionedOutboxPoller(options);
@@ -143,8 +145,13 @@ class PartitionedOutboxPoller implements OutboxPoller {
     return (await this.#pass()).handled;
   }
 
-  sweepRetention(): Promise<number> {
-    return deleteProcessed(this.#options.pool, this.#table, this.#retentionMs, 1_000);
+  async sweepRetention(): Promise<number> {
+    return (await this.#sweep()).deleted;
+  }
+
+  /** Stops between batches once its budget is spent (`RETENTION_SWEEP_BUDGET_MS`) or the poller is stopping. */
+  #sweep(signal?: AbortSignal): Promise<{ deleted: number; more: boolean }> {
+    return deleteProcessed(this.#options.pool, this.#table, this.#retentionMs, { batchSize: RETENTION_BATCH, signal });
   }
 
   async status(): Promise<OutboxPollerStatus> {
@@ -165,9 +172,10 @@ class PartitionedOutboxPoller implements OutboxPoller {
       try {
         full = (await this.#pass(signal)).full;
         if (Date.now() - this.#lastSweep >= RETENTION_SWEEP_EVERY_MS) {
-          this.#lastSweep = Date.now();
-          const deleted = await this.sweepRetention();
-          if (deleted > 0) this.#options.logger.debug({ table: this.#table.name, deleted }, 'outbox: retention sweep');
+          const { deleted, more } = await this.#sweep(signal);
+          // Cut short (a large backlog): the next pass sweeps on, after routing a batch in between.
+          this.#lastSweep = more ? 0 : Date.now();
+          if (deleted > 0) this.#options.logger.debug({ table: this.#table.name, deleted, more }, 'outbox: retention sweep');
         }
         this.#lastError = null;
         backoff.reset();

@@ -5,13 +5,27 @@ import type { Logger } from '../../logger.ts';
 const CONNECT_TIMEOUT_MS = 10_000;
 /** A batch's transaction waits at most this long between statements (routing takes milliseconds), in ms. */
 const IDLE_IN_TRANSACTION_MS = 60_000;
+/**
+ * Longest a statement's answer is waited for, in ms. The poller's statements take milliseconds
+ * (a retention batch, the status counts: well under a second); one the database never answers (a
+ * network that drops packets, a host that froze) would otherwise hold its poll, and `stop()`, for
+ * as long as the kernel keeps the socket (hours). The connection is then discarded.
+ */
+const QUERY_TIMEOUT_MS = 30_000;
+/** Idle time before TCP keepalive probes start, in ms (Linux's default is two hours). */
+const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
+
+export interface OutboxPoolOptions {
+  /** Longest a statement's answer is waited for, in ms. @default 30000 */
+  readonly queryTimeoutMs?: number;
+}
 
 /**
  * A small pool on an application's database, for an outbox's pollers or a one-off admin check.
  * A lost connection (the database restarting) never crashes the process: an idle one's error is
  * logged, a checked-out one's statement rejects, and the next query reconnects.
  */
-export function createOutboxPool(databaseUrl: string, logger: Logger): pg.Pool {
+export function createOutboxPool(databaseUrl: string, logger: Logger, options: OutboxPoolOptions = {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: 2,
@@ -20,7 +34,11 @@ export function createOutboxPool(databaseUrl: string, logger: Logger): pg.Pool {
     // A poller whose host vanishes mid-batch must not hold its partition's lock until the kernel gives up
     // on the socket (hours): the server ends its transaction, and keepalives notice the dead peer.
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+    // Client-side: the statement rejects (the poller's transaction is given up and its connection
+    // discarded, `outbox-poller.ts`), whether or not the server is still there to cancel it.
+    query_timeout: options.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
     keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
   });
   pool.on('error', (error) => logger.warn({ err: error }, 'outbox database connection lost'));
   // pg-pool listens for a client's errors only while it is idle: one that dies checked out (between

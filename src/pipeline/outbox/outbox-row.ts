@@ -6,7 +6,7 @@
 import type { EventOperation, RawEventInput } from '../events/envelope.ts';
 import { isJsonObject } from '../events/json.ts';
 import { outboxEvent } from '../events/outbox-event.ts';
-import { assertName } from '../names.ts';
+import { assertName, MAX_ENTITY_LENGTH, MAX_TENANT_LENGTH } from '../names.ts';
 
 /** A row as read from the table or decoded from the WAL; everything that is validated is untyped. */
 export interface OutboxRow {
@@ -52,6 +52,10 @@ export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInpu
   if (tenant === null && rules.requireTenant) return 'tenant missing';
   if (operation !== null && (typeof operation !== 'string' || !OPERATIONS.has(operation))) return 'invalid operation';
   if ((entity !== null && typeof entity !== 'string') || (table !== null && typeof table !== 'string')) return 'invalid entity or table_name';
+  // Both go into indexed columns (a webhook delivery's lane): one too long for the index would fail
+  // its batch's routing on every attempt, and hold up the whole outbox behind it.
+  if (tenant !== null && tenant.length > MAX_TENANT_LENGTH) return `tenant over ${MAX_TENANT_LENGTH} characters`;
+  if (entity !== null && entity.length > MAX_ENTITY_LENGTH) return `entity over ${MAX_ENTITY_LENGTH} characters`;
   return outboxEvent({
     outbox: rules.outboxId,
     rowId: row.id,

@@ -62,6 +62,8 @@ export function outboxTableDdl(table: OutboxTable): string {
 CREATE INDEX IF NOT EXISTS ${index('pending_idx')} ON ${table.sql} (id) WHERE processed_at IS NULL;
 -- The retention sweep: processed rows by age.
 CREATE INDEX IF NOT EXISTS ${index('processed_idx')} ON ${table.sql} (processed_at);
+-- The status's dead count (every few seconds): the dead rows only, not the retention's processed ones.
+CREATE INDEX IF NOT EXISTS ${index('dead_idx')} ON ${table.sql} (id) WHERE dead_reason IS NOT NULL;
 `;
 }
 
@@ -116,24 +118,53 @@ export async function markDead(db: Queryable, table: OutboxTable, id: string, re
 }
 
 /**
- * Deletes rows processed (routed or set aside as dead) before `olderThanMs` ago, `batchSize` at a
- * time so no sweep holds many row locks or one long transaction. Dead rows stay readable for the
- * same retention period, then go too, so the table cannot grow without bound. Returns how many
- * rows were deleted; pending rows (processed_at null) are never touched.
+ * Longest a retention sweep goes on taking batches, in ms (as the webhook log's pruning): a sweep
+ * runs between a poller's passes, so routing waits for it, and so does `stop()`. A backlog of
+ * processed rows larger than a sweep deletes is left to the next one.
  */
-export async function deleteProcessed(db: Queryable, table: OutboxTable, olderThanMs: number, batchSize: number): Promise<number> {
-  let total = 0;
+export const RETENTION_SWEEP_BUDGET_MS = 1_000;
+
+export interface DeleteProcessedOptions {
+  /** Rows deleted by one statement. */
+  readonly batchSize: number;
+  /** No batch starts after the sweep has run this long, in ms. @default RETENTION_SWEEP_BUDGET_MS */
+  readonly budgetMs?: number;
+  /** Aborted (the poller stopping): no batch starts after the one under way. */
+  readonly signal?: AbortSignal | undefined;
+  /** @default performance.now */
+  readonly now?: () => number;
+}
+
+/**
+ * Deletes rows processed (routed or set aside as dead) before `olderThanMs` ago, `batchSize` at a
+ * time so no sweep holds many row locks or one long transaction, until a batch comes back short,
+ * the budget is spent or the signal aborted. Dead rows stay readable for the same retention period,
+ * then go too, so the table cannot grow without bound. Returns how many rows were deleted, and
+ * whether older ones may be left (the sweep stopped before a short batch); pending rows
+ * (processed_at null) are never touched.
+ */
+export async function deleteProcessed(
+  db: Queryable,
+  table: OutboxTable,
+  olderThanMs: number,
+  options: DeleteProcessedOptions,
+): Promise<{ deleted: number; more: boolean }> {
+  const now = options.now ?? (() => performance.now());
+  const budgetMs = options.budgetMs ?? RETENTION_SWEEP_BUDGET_MS;
+  const started = now();
+  let deleted = 0;
   for (;;) {
     const result = await db.query(
       `DELETE FROM ${table.sql} WHERE id IN (
          SELECT id FROM ${table.sql}
           WHERE processed_at < now() - $1::double precision * interval '1 millisecond'
           LIMIT $2::int)`,
-      [olderThanMs, batchSize],
+      [olderThanMs, options.batchSize],
     );
-    const deleted = result.rowCount ?? 0;
-    total += deleted;
-    if (deleted < batchSize) return total;
+    const count = result.rowCount ?? 0;
+    deleted += count;
+    if (count < options.batchSize) return { deleted, more: false };
+    if (now() - started >= budgetMs || options.signal?.aborted === true) return { deleted, more: true };
   }
 }
 

@@ -11,6 +11,7 @@ import type { RealtimeEvent } from '../events/envelope.ts';
 import { newEventId } from '../events/event-id.ts';
 import { aboutEndpoint } from '../events/webhook-event.ts';
 import { mergeInOrder, type EventLog } from '../log/event-log.ts';
+import { MAX_TENANT_LENGTH } from '../names.ts';
 import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
@@ -108,7 +109,6 @@ const MAX_ENDPOINTS = 1_000;
 /** Endpoints of one tenant at most: no tenant takes the whole environment's share. */
 const MAX_TENANT_ENDPOINTS = 100;
 const MAX_DESCRIPTION = 1_000;
-const MAX_TENANT = 200;
 /** What `newEndpointId` makes: anything else is no endpoint, and never reaches a query. */
 const ENDPOINT_ID = /^ep_[A-Za-z0-9_-]{16}$/;
 /** Control characters (tab and line breaks aside): Postgres refuses NUL in text, and none belongs in a name or a note. */
@@ -194,8 +194,8 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       assertEventSelection(input.events);
       checkLimits(input);
       checkDescription(input.description);
-      if (input.tenant !== undefined && (input.tenant.length === 0 || input.tenant.length > MAX_TENANT || input.tenant.trim() !== input.tenant || CONTROL.test(input.tenant))) {
-        throw badInput('tenant', `tenant must be a tenant id: 1 to ${MAX_TENANT} characters, no surrounding spaces or control characters`);
+      if (input.tenant !== undefined && (input.tenant.length === 0 || input.tenant.length > MAX_TENANT_LENGTH || input.tenant.trim() !== input.tenant || CONTROL.test(input.tenant))) {
+        throw badInput('tenant', `tenant must be a tenant id: 1 to ${MAX_TENANT_LENGTH} characters, no surrounding spaces or control characters`);
       }
       if (scope.tenant !== undefined && input.tenant !== undefined && input.tenant !== scope.tenant) {
         throw badInput('tenant', 'A caller with a tenant creates endpoints of that tenant only');

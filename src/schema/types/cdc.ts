@@ -50,12 +50,12 @@ builder.queryFields((t) => ({
   cdcSource: t.field({
     type: CdcSource,
     nullable: true,
-    description: "Admin: the caller's environment's CDC source, or null.",
+    description: "Admin of the environment (a token without a tenant): the caller's environment's CDC source, or null.",
     resolve: (_root, _args, context) => resolvers.getCdcSource(context),
   }),
   cdcMappings: t.field({
     type: [CdcMapping],
-    description: "Admin: the caller's environment's mappings, by name.",
+    description: "Admin of the environment (a token without a tenant): the caller's environment's mappings, by name.",
     resolve: (_root, _args, context) => resolvers.listCdcMappings(context),
   }),
 }));
@@ -64,7 +64,7 @@ builder.mutationFields((t) => ({
   setCdcSource: t.field({
     type: CdcSource,
     description:
-      "Admin: points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION.",
+      "Admin of the environment (a token without a tenant): points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION.",
     args: {
       databaseUrl: t.arg.string({ required: true }),
       slotName: t.arg.string({
@@ -76,17 +76,17 @@ builder.mutationFields((t) => ({
     resolve: (_root, args, context) => resolvers.setCdcSource(context, args),
   }),
   removeCdcSource: t.boolean({
-    description: "Admin: stops reading the caller's environment's source (its mappings stay).",
+    description: "Admin of the environment (a token without a tenant): stops reading the caller's environment's source (its mappings stay).",
     resolve: (_root, _args, context) => resolvers.removeCdcSource(context),
   }),
   saveCdcMapping: t.field({
     type: CdcMapping,
-    description: 'Admin: creates or replaces a mapping (by name), checked against its table; applies without a restart.',
+    description: 'Admin of the environment (a token without a tenant): creates or replaces a mapping (by name), checked against its table; applies without a restart.',
     args: { mapping: t.arg({ type: 'JSON', required: true }) },
     resolve: (_root, args, context) => resolvers.saveCdcMapping(context, args.mapping),
   }),
   deleteCdcMapping: t.boolean({
-    description: 'Admin: removes a mapping; false when there was none.',
+    description: 'Admin of the environment (a token without a tenant): removes a mapping; false when there was none.',
     args: { name: t.arg.string({ required: true }) },
     resolve: (_root, args, context) => resolvers.deleteCdcMapping(context, args.name),
   }),

@@ -33,7 +33,7 @@ builder.queryFields((t) => ({
   outboxStatus: t.field({
     type: OutboxStatus,
     nullable: true,
-    description: "Admin: the caller's environment's outbox, or null.",
+    description: "Admin of the environment (a token without a tenant): the caller's environment's outbox, or null.",
     resolve: (_root, _args, context) => resolvers.outboxStatus(context),
   }),
 }));
@@ -42,7 +42,7 @@ builder.mutationFields((t) => ({
   setOutboxSource: t.field({
     type: OutboxStatus,
     description:
-      "Admin: the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing.",
+      "Admin of the environment (a token without a tenant): the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing.",
     args: {
       databaseUrl: t.arg.string({ required: true }),
       table: t.arg.string({ description: '`name` or `schema.name`; default `event_outbox`.' }),
@@ -54,7 +54,7 @@ builder.mutationFields((t) => ({
   }),
   removeOutboxSource: t.field({
     type: 'Boolean',
-    description: "Admin: stops reading the environment's outbox (the table is left as it is); false when there was none.",
+    description: "Admin of the environment (a token without a tenant): stops reading the environment's outbox (the table is left as it is); false when there was none.",
     resolve: (_root, _args, context) => resolvers.removeOutboxSource(context),
   }),
 }));

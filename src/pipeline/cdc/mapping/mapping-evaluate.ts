@@ -22,7 +22,7 @@
  * another value. A null, empty, non-scalar or unavailable value makes the row unroutable.
  *
  * Unroutable rows. A row that matched but cannot be routed safely (tenant or key unavailable,
- * bad topic value) makes `evaluateMapping` throw {@link UnroutableRowError}: the caller logs,
+ * or longer than `names.ts` allows; bad topic value) makes `evaluateMapping` throw {@link UnroutableRowError}: the caller logs,
  * counts and skips it. It is never published without a tenant or under a guessed topic.
  */
 import { jsonEqual } from '../../filters/json-compare.ts';
@@ -35,6 +35,7 @@ import {
   isValidName,
 } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
+import { MAX_ENTITY_LENGTH, MAX_TENANT_LENGTH } from '../../names.ts';
 import type { RowChange, RowOperation, TableRef } from '../row-change.ts';
 
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';
@@ -68,6 +69,7 @@ export type UnroutableReason =
   | 'tenant-unavailable'
   | 'tenant-invalid'
   | 'key-unavailable'
+  | 'key-invalid'
   | 'topic-value-invalid'
   | 'topic-invalid';
 
@@ -254,7 +256,12 @@ function tenantOf(mapping: DomainMapping, change: RowChange): string | undefined
     throw new UnroutableRowError('tenant-unavailable', mapping.name, `${why} (${fix})`);
   }
   if ((typeof value === 'string' && value !== '') || typeof value === 'number' || typeof value === 'bigint') {
-    return String(value);
+    const tenant = String(value);
+    // It goes into indexed columns (names.ts): past the limit it would fail the routing of the whole chunk.
+    if (tenant.length > MAX_TENANT_LENGTH) {
+      throw new UnroutableRowError('tenant-invalid', mapping.name, `the tenant column "${column}" holds ${tenant.length} characters, over ${MAX_TENANT_LENGTH}`);
+    }
+    return tenant;
   }
   const why = `the tenant column "${column}" holds ${describe(value)}, not a tenant id`;
   throw new UnroutableRowError('tenant-invalid', mapping.name, why);
@@ -301,8 +308,12 @@ function entityKeyOf(mapping: DomainMapping, change: RowChange, primaryKey: read
     }
     parts.push(text);
   }
-  if (parts.length === 1) return parts[0] as string;
-  return parts.map((part) => encodeURIComponent(part.toWellFormed())).join('/');
+  const key = parts.length === 1 ? (parts[0] as string) : parts.map((part) => encodeURIComponent(part.toWellFormed())).join('/');
+  // Part of the event's entity, which goes into indexed columns (names.ts).
+  if (key.length > MAX_ENTITY_LENGTH) {
+    throw new UnroutableRowError('key-invalid', mapping.name, `the entity key of columns ${columns.map((column) => `"${column}"`).join(', ')} is ${key.length} characters, over ${MAX_ENTITY_LENGTH}`);
+  }
+  return key;
 }
 
 function topicOf(plan: CompiledMapping, mapping: string, change: RowChange): string {
