@@ -302,6 +302,51 @@ describe('a change answered UNAVAILABLE in sync durability', () => {
   });
 });
 
+describe.each(['sync', 'async'] as const)('reading a document changed while Postgres is down (%s durability)', (durability) => {
+  const behaviour =
+    durability === 'sync'
+      ? 'shows the revision Postgres has, not the change answered UNAVAILABLE, to readers and new subscribers until Postgres has it'
+      : 'shows the change the cache acknowledged to readers and new subscribers';
+  it(behaviour, async () => {
+    const postgres = await startPrivatePostgres();
+    const prefix = uniquePrefix();
+    // No sweep during the test: only the write path may flush.
+    const server = await startTestServer({
+      DATABASE_URL: postgres.url,
+      REDIS_URL: testRedisUrl(),
+      REDIS_KEY_PREFIX: prefix,
+      SYNC_DURABILITY: durability,
+      SYNC_SWEEP_INTERVAL_MS: '600000',
+    });
+    const pool = openPool(postgres.url);
+    const redis = openRedis(testRedisUrl());
+    await write(server, 'create', 'outage', 'd', { v: 1 });
+    await waitFor(async () => (await stored(pool, 'outage', 'd'))?.revision === 1, { message: 'creation in Postgres' });
+
+    await postgres.stop();
+    const body = await gql(server, 'mutation { mergeDocument(service: "outage", id: "d", patch: { v: 2 }) { revision data } }');
+    if (durability === 'sync') expect(body.errors?.[0]?.extensions).toMatchObject({ code: 'UNAVAILABLE', revision: 2 });
+    else expect(body.data).toEqual({ mergeDocument: { revision: 2, data: { v: 2 } } });
+    // Either way the cache holds revision 2.
+    expect(await redis.hget(entryKey(prefix, 'outage', 'd'), 'r')).toBe('2');
+
+    // A Redis that lost revision 2 now would give that number to the next change: in sync
+    // durability nobody may have seen it.
+    const seen = durability === 'sync' ? { revision: 1, data: { v: 1 } } : { revision: 2, data: { v: 2 } };
+    expect(await read(server, 'outage', 'd')).toEqual(seen);
+    const client = await openAcknowledgedSocket(server.wsUrl);
+    client.send({ id: 'doc', type: 'subscribe', payload: { query: 'subscription { document(service: "outage", id: "d") { operation revision data } }' } });
+    expect(await client.nextMessage()).toMatchObject({ type: 'next', payload: { data: { document: { operation: 'SNAPSHOT', ...seen } } } });
+    if (durability === 'async') return;
+
+    // Postgres back: the change is committed, then published; the subscriber goes on from revision 1.
+    const event = client.nextMessage();
+    await postgres.start();
+    expect(await event).toMatchObject({ type: 'next', payload: { data: { document: { operation: 'UPDATED', revision: 2, data: { v: 2 } } } } });
+    expect(await read(server, 'outage', 'd')).toEqual({ revision: 2, data: { v: 2 } });
+  });
+});
+
 describe('documents across a restart of a persistent Redis', () => {
   it('keeps every acknowledged write and never moves a revision backwards', async () => {
     const redis = await startPrivateRedis({ persistent: true });

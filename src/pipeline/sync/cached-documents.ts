@@ -11,7 +11,7 @@ import { createDocumentCommits } from './document-commits.ts';
 import { createDocumentEventPublisher } from './document-events.ts';
 import { createDocumentFlusher } from './document-flusher.ts';
 import { extendCeiling, reconcile, releaseLeases } from './document-leases.ts';
-import { listDocumentIds, selectDocument, type DocumentRow } from './document-store.ts';
+import { listDocumentIds, selectDocument, stateOf, type DocumentRow } from './document-store.ts';
 import { decideWrite, documentOf, type DocumentChange, type DocumentState, type WriteCommand } from './document-writes.ts';
 import { DEFAULT_MAX_DOCUMENT_BYTES, documentEntity, type DocumentKey, type DocumentService, type SyncDocument } from './documents.ts';
 
@@ -19,7 +19,8 @@ import { DEFAULT_MAX_DOCUMENT_BYTES, documentEntity, type DocumentKey, type Docu
  * `async`: a write returns once Redis holds it; Postgres follows right after (and the sweep
  * catches up what failed). A Redis crash loses the writes not flushed yet — at most
  * `UNFLUSHED_REVISIONS_LIMIT` revisions of a document.
- * `sync`: a write returns only after Postgres committed it; a Redis crash loses nothing.
+ * `sync`: a write returns, and readers see it, only after Postgres committed it; a Redis crash
+ * loses nothing.
  */
 export type SyncDurability = 'async' | 'sync';
 
@@ -121,6 +122,21 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   const loadRow = (key: DocumentKey): Promise<DocumentRow | undefined> => selectDocument(db, key);
 
   /**
+   * The state readers and new subscriptions see (undefined: none). In sync durability a change is
+   * acknowledged only once Postgres has it, so one still waiting for Postgres (answered
+   * UNAVAILABLE, or being committed right now) is not shown: were it shown, a Redis that lost it
+   * would give its revision to other content at the next write. Async durability shows what the
+   * cache acknowledged.
+   */
+  const readable = async (key: DocumentKey, entry: CachedEntry): Promise<DocumentState | undefined> => {
+    if (acknowledgedFirst || entry.flushed >= entry.state.revision) return entry.state;
+    if (entry.saved?.revision === entry.flushed) return entry.saved;
+    // Not kept beside the change (e.g. an entry loaded dirty into a new epoch): ask Postgres.
+    const row = await loadRow(key);
+    return row && stateOf(row);
+  };
+
+  /**
    * Takes the document's lock in Redis, so that writers on every instance take turns from the
    * revision check to the published event: a document's events are published in revision order
    * whichever instances write it. A holder that dies loses the lock after LOCK_TTL_MS.
@@ -181,7 +197,8 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   return {
     async get(key) {
       const { entry } = await current(key, 'read');
-      return entry.state.deleted ? undefined : documentAt(key, entry.state);
+      const state = await readable(key, entry);
+      return !state || state.deleted ? undefined : documentAt(key, state);
     },
 
     async list(scope, service, { first, after }) {
@@ -194,9 +211,10 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
         for (const id of ids) {
           const key = { scope, service, id };
           const { entry } = await current(key, 'read');
-          if (entry.state.deleted) continue;
+          const state = await readable(key, entry);
+          if (!state || state.deleted) continue;
           if (documents.length === first) return { documents, hasNextPage: true };
-          documents.push(documentAt(key, entry.state));
+          documents.push(documentAt(key, state));
         }
         if (ids.length <= first) return { documents, hasNextPage: false };
         cursor = ids[ids.length - 1]!;

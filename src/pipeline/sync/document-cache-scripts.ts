@@ -2,17 +2,24 @@
  * The Lua scripts of the document cache (`document-cache.ts`): every decision that must be atomic
  * in Redis. Entry fields: `ep` epoch, `r` revision, `d` data, `x` deleted, `c`/`u` created/updated
  * (ms), `ceil` ceiling, `f` revision known to be in Postgres, `lg` the lease generation its ceiling
- * was granted under, `k` the document key (JSON).
+ * was granted under, `k` the document key (JSON); while a change not acknowledged yet (sync
+ * durability) waits for Postgres, `sr`, `sd`, `sx`, `sc`, `su`: the state Postgres has.
  */
 
-/** KEYS: entry, epoch. ARGV: ttl ms. Returns {status, ep, r, d, x, c, u, ceil, f, lg} or false. */
+/** The fields of the state Postgres has, kept beside a change not acknowledged yet. */
+const SAVED = "'sr', 'sd', 'sx', 'sc', 'su'";
+
+/**
+ * KEYS: entry, epoch. ARGV: ttl ms. Returns {status, ep, r, d, x, c, u, ceil, f, lg, sr, sd, sx,
+ * sc, su} ('' for a field not set) or false.
+ */
 export const READ = `
-local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'd', 'x', 'c', 'u', 'ceil', 'f', 'lg')
+local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'd', 'x', 'c', 'u', 'ceil', 'f', 'lg', ${SAVED})
 if not f[1] then return false end
 local status = 'hit'
 if f[1] ~= redis.call('GET', KEYS[2]) then status = 'stale'
 elseif tonumber(f[8]) >= tonumber(f[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {status, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9] or ''}
+return {status, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9] or '', f[10] or '', f[11] or '', f[12] or '', f[13] or '', f[14] or ''}
 `;
 
 /** Marks KEYS[1] dirty in KEYS[3] by Redis time, and keeps it from expiring. */
@@ -40,15 +47,20 @@ return 'ok'
 /**
  * KEYS: entry, epoch, dirty, lease. ARGV: epoch, base revision, r, d, x, c, u, '1' when the
  * write is acknowledged before Postgres has it (it needs the ceiling of the current lease).
+ * Otherwise the write is answered once Postgres has it: a clean entry's state is kept as the one
+ * Postgres has, for readers until then.
  */
 export const WRITE = `${MARK_DIRTY}
-local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'ceil', 'lg')
+local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'ceil', 'lg', 'f')
 if not f[1] then return 'miss' end
 if f[1] ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'stale' end
 if f[2] ~= ARGV[2] then return 'race' end
 if ARGV[8] == '1' then
   local lease = redis.call('GET', KEYS[4])
   if not lease or f[4] ~= lease or tonumber(ARGV[3]) > tonumber(f[3]) then return 'ceiling' end
+elseif tonumber(f[5]) >= tonumber(f[2]) then
+  local s = redis.call('HMGET', KEYS[1], 'r', 'd', 'x', 'c', 'u')
+  redis.call('HSET', KEYS[1], 'sr', s[1], 'sd', s[2], 'sx', s[3], 'sc', s[4], 'su', s[5])
 end
 redis.call('HSET', KEYS[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7])
 mark_dirty()
@@ -89,6 +101,7 @@ redis.call('HSET', KEYS[1], 'f', flushed)
 take_ceiling(ARGV[1], ARGV[3], ARGV[4], f)
 if tonumber(f[4]) <= flushed then
   redis.call('ZREM', KEYS[2], KEYS[1])
+  redis.call('HDEL', KEYS[1], ${SAVED})
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 return 1

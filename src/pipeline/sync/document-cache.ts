@@ -17,6 +17,8 @@ import { unavailableOnFailure as unavailable, type DocumentKey, type JsonObject 
  * - `ceil` and `lg`: the highest revision this entry may acknowledge before Postgres has it, and
  *   the lease generation Postgres granted it under (see `document-leases.ts`). Only a ceiling of
  *   the current generation counts: renewing the generation voids every entry's at once.
+ * - `sr`…`su`, the state Postgres has, while a write answered only once Postgres has it (sync
+ *   durability) waits for it: what readers see meanwhile.
  * - `ep`, the cache epoch it was loaded in. The epoch key is random and created on first use, so a
  *   Redis that lost its data has a new one; a restarted Redis gets a new one too (by run id),
  *   because a restored snapshot may be older than what was acknowledged. An entry of another
@@ -31,6 +33,12 @@ export interface CachedEntry {
   readonly lease: string;
   /** Revision known to be in Postgres. */
   readonly flushed: number;
+  /**
+   * The state Postgres has, kept by a write not acknowledged before Postgres has it (sync
+   * durability) while the entry is dirty; undefined otherwise. Its revision is `flushed` unless
+   * the entry moved on since.
+   */
+  readonly saved?: DocumentState;
 }
 
 /** Which cache, and which of its leases, is current. */
@@ -112,8 +120,10 @@ export function parseLeaseId(text: string): CacheLease {
 const FIELDS = ['ep', 'r', 'd', 'x', 'c', 'u', 'ceil', 'f', 'lg'] as const;
 
 type Fields = [string, string, string, string, string, string, string, string, string];
+/** `sr`, `sd`, `sx`, `sc`, `su`; '' when not set. */
+type SavedFields = [string, string, string, string, string];
 type Args = (string | number)[];
-type ReadCommand = (entry: string, epoch: string, ttlMs: number) => Promise<[ReadResult['status'], ...Fields] | null>;
+type ReadCommand = (entry: string, epoch: string, ttlMs: number) => Promise<[ReadResult['status'], ...Fields, ...SavedFields] | null>;
 type InstallCommand = (entry: string, epochKey: string, dirty: string, ...argv: Args) => Promise<'ok' | 'race'>;
 type WriteCommand = (entry: string, epochKey: string, dirty: string, leaseKey: string, ...argv: Args) => Promise<WriteResult>;
 type RaiseCommand = (entry: string, leaseKey: string, epoch: string, ceiling: number, generation: string) => Promise<number>;
@@ -163,7 +173,7 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
       const reply = await unavailableOnFailure(readScript(entryKey, epochKey, ttlMs));
       if (!reply) return { status: 'miss' };
       const [status, ...fields] = reply;
-      return { status, entry: entryOf(fields) };
+      return { status, entry: entryOf(fields.slice(0, FIELDS.length) as Fields, fields.slice(FIELDS.length) as SavedFields) };
     },
 
     install: (key, epoch, replacing, entry) =>
@@ -229,19 +239,24 @@ function stateArgs(state: DocumentState): (string | number)[] {
   return [state.revision, JSON.stringify(state.data), state.deleted ? 1 : 0, state.createdAt.getTime(), state.updatedAt.getTime()];
 }
 
-function entryOf([epoch, revision, data, deleted, createdAt, updatedAt, ceiling, flushed, lease]: Fields): CachedEntry {
+function entryOf([epoch, revision, data, deleted, createdAt, updatedAt, ceiling, flushed, lease]: Fields, saved?: SavedFields): CachedEntry {
   return {
     epoch,
-    state: {
-      revision: Number(revision),
-      data: JSON.parse(data) as JsonObject,
-      deleted: deleted === '1',
-      createdAt: new Date(Number(createdAt)),
-      updatedAt: new Date(Number(updatedAt)),
-    },
+    state: parseState(revision, data, deleted, createdAt, updatedAt),
     ceiling: Number(ceiling),
     lease,
     flushed: Number(flushed),
+    ...(saved && saved[0] !== '' && { saved: parseState(...saved) }),
+  };
+}
+
+function parseState(revision: string, data: string, deleted: string, createdAt: string, updatedAt: string): DocumentState {
+  return {
+    revision: Number(revision),
+    data: JSON.parse(data) as JsonObject,
+    deleted: deleted === '1',
+    createdAt: new Date(Number(createdAt)),
+    updatedAt: new Date(Number(updatedAt)),
   };
 }
 

@@ -1,4 +1,3 @@
-import { apply as applyMergePatch } from 'json-merge-patch';
 import {
   alreadyExists,
   assertDocumentSize,
@@ -8,6 +7,7 @@ import {
   type JsonObject,
   type SyncDocument,
 } from './documents.ts';
+import { applyMergePatch } from './merge-patch.ts';
 
 /**
  * What a write does to a document, decided the same way by every implementation: from the state
@@ -62,7 +62,7 @@ export function decideWrite(
   if (command.kind === 'delete') {
     return { operation: 'deleted', before: live, after: { ...live, revision, deleted: true, updatedAt: now } };
   }
-  const data: JsonObject = command.kind === 'replace' ? command.data : applyMergePatch(structuredClone(live.data), command.patch);
+  const data: JsonObject = command.kind === 'replace' ? command.data : applyMergePatch(live.data, command.patch);
   assertDocumentSize(data, maxBytes);
   return { operation: 'updated', before: live, after: { ...live, revision, data, updatedAt: now } };
 }
