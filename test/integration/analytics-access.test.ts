@@ -74,6 +74,24 @@ describe('analytics access', () => {
     expect(own.map((entry) => [entry.tenant, entry.count])).toEqual([['tenant-b', 1]]);
     const other = await postHot(server, adminB, 'tenant-a');
     expect(codesOf(other)).toEqual(['FORBIDDEN']);
+
+    // `tenant=` in the REST query names no tenant: as if absent, for either admin.
+    const restHot = async (token: string, tenant: string) => {
+      const response = await fetch(`${server.url}/api/metrics/hot-topics?window=1h&tenant=${tenant}`, { headers: { authorization: `Bearer ${token}` } });
+      return { status: response.status, topics: ((await response.json()) as { topics?: HotTopicEntry[] }).topics?.map((entry) => [entry.tenant, entry.count]) };
+    };
+    expect(await restHot(appAdmin, '')).toEqual({ status: 200, topics: [['tenant-a', 2], ['tenant-b', 1]] });
+    expect(await restHot(adminB, '')).toEqual({ status: 200, topics: [['tenant-b', 1]] });
+  });
+
+  it('refuses over REST a window or order named like a property every object has with BAD_USER_INPUT', async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
+    const admin = await signHs256({ roles: ['admin'], tenant: undefined });
+    for (const query of ['window=constructor', 'window=toString', 'window=__proto__', 'by=constructor', 'by=hasOwnProperty', 'by=__proto__']) {
+      const response = await fetch(`${server.url}/api/metrics/hot-topics?${query}`, { headers: { authorization: `Bearer ${admin}` } });
+      const body = (await response.json()) as { errors?: { extensions?: Record<string, unknown> }[] };
+      expect({ query, status: response.status, codes: codesOf(body) }).toEqual({ query, status: 400, codes: ['BAD_USER_INPUT'] });
+    }
   });
 });
 

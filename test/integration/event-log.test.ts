@@ -3,7 +3,7 @@
  * (never a silent gap) for a cursor that cannot be resumed.
  */
 import { Redis } from 'ioredis';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { decodeCursor, encodeCursor } from '../../src/pipeline/log/cursor.ts';
 import type { EventLog, LogRetention } from '../../src/pipeline/log/event-log.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
@@ -99,6 +99,7 @@ describe.each(Object.keys(logs))('%s event log', (kind) => {
     ['garbage', () => 'not-a-cursor'],
     ['a cursor of another stream', (other: string) => other],
     ['a made-up epoch', (_other: string, own: string) => encodeCursor('00000000deadbeef', decodeCursor(own).position)],
+    ['a position part beyond 64 bits', (_other: string, own: string) => encodeCursor(decodeCursor(own).epoch, '1-18446744073709551616')],
   ])('refuses %s with RESYNC_REQUIRED', async (_name, make) => {
     const { log } = open(generous);
     const [own] = await appendAll(log, streamOf(scope, 'mine'), 1);
@@ -174,6 +175,26 @@ describe('memory event log', () => {
     await expect(log.readAfter(stream, old.cursor, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
     expect(await log.readAfter(stream, fresh.cursor, 10)).toEqual([]);
   });
+
+  it('keeps the head cursor of a quiet stream valid for the retention age, as Redis keeps its epoch, and not longer', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
+    const log = createMemoryLog({ retention: { maxEvents: 100, maxAgeMs: 60_000 }, publish: () => undefined, sweepIntervalMs: 1_000 });
+    onTestFinished(() => log.close());
+    const quiet = streamOf(scope, 'quiet');
+    const start = await log.head(quiet); // query { topicCursor }
+    vi.advanceTimersByTime(59_000); // swept 59 times, younger than the retention age
+    const first = await log.append(quiet, unplaced(1));
+    expect(await log.readAfter(quiet, start, 10)).toEqual([first]);
+
+    const idle = streamOf(scope, 'idle');
+    const idleStart = await log.head(idle);
+    vi.advanceTimersByTime(61_000);
+    await log.append(idle, unplaced(1));
+    await expect(log.readAfter(idle, idleStart, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+  });
 });
 
 describe('redis event log', () => {
@@ -212,5 +233,22 @@ describe('redis event log', () => {
     const [after] = await appendAll(log, stream, 1);
     expect(decodeCursor(after!.cursor).epoch).not.toBe(decodeCursor(before!.cursor).epoch);
     await expect(log.readAfter(stream, before!.cursor, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+  });
+
+  it('starts a new epoch when Redis has forgotten the log but kept its epoch, so old cursors get RESYNC_REQUIRED', async () => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => {
+      await redis.quit();
+    });
+    const keyPrefix = uniquePrefix();
+    const log = createRedisLog({ redis, retention: generous, keyPrefix });
+    const stream = streamOf(scope, 'orders');
+    const [first] = await appendAll(log, stream, 3);
+    await redis.del(`${keyPrefix}{${stream.key}}:log`); // evicted alone (allkeys-lru)
+    const start = await log.head(stream); // a topicCursor taken after the loss
+    const [after] = await appendAll(log, stream, 1);
+    expect(decodeCursor(after!.cursor).epoch).not.toBe(decodeCursor(first!.cursor).epoch);
+    await expect(log.readAfter(stream, first!.cursor, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+    expect(await log.readAfter(stream, start, 10)).toEqual([after]);
   });
 });

@@ -20,11 +20,20 @@ import { waitFor } from '../helpers/wait-for.ts';
 const STREAM = streamOf({ app: 'shop', env: 'prod', tenant: 't1' }, 'orders');
 const COHORT: CohortSpec = { key: 'seq', filter: undefined, render: (event) => String(event.payload['seq']) };
 
-/** A bus in memory whose link can be cut: events published while cut reach no one. */
+/**
+ * A bus in memory whose link can be cut: events published while cut reach no one. It can also
+ * keep what is published in flight until released, as Redis pub/sub can be behind the log's reads.
+ */
 function createLinkedBus() {
   const listeners = new Map<string, Set<EventListener>>();
   const watchers = new Set<BusLinkListener>();
   let linked = true;
+  let inFlight: [StreamRef, RealtimeEvent][] | undefined;
+  const deliver = (stream: StreamRef, event: RealtimeEvent) => {
+    if (!linked) return;
+    if (inFlight) inFlight.push([stream, event]);
+    else for (const listener of listeners.get(stream.key) ?? []) listener(event);
+  };
   const bus: EventBus = {
     join(stream, listener) {
       const joined = listeners.get(stream.key) ?? new Set();
@@ -39,8 +48,15 @@ function createLinkedBus() {
   };
   return {
     bus,
-    deliver(stream: StreamRef, event: RealtimeEvent) {
-      if (linked) for (const listener of listeners.get(stream.key) ?? []) listener(event);
+    deliver,
+    /** Keeps what is published from now on in flight, until `release`. */
+    delay() {
+      inFlight ??= [];
+    },
+    release() {
+      const arriving = inFlight ?? [];
+      inFlight = undefined;
+      for (const [stream, event] of arriving) deliver(stream, event);
     },
     cut() {
       linked = false;
@@ -199,6 +215,24 @@ describe('dispatcher: resume seam', () => {
     await waitFor(() => resuming.seqs.length >= 3 && live.seqs.length >= 4);
     expect(live.seqs).toEqual([1, 2, 3, 4]);
     expect(resuming.seqs).toEqual([2, 3, 4]);
+  });
+
+  it('drops for a resumed subscriber the live copy of an event the log gave it when the copy arrives after it turned live', async () => {
+    const { link, publish, subscribe } = setUp();
+    // The stream is joined and has delivered 1 and 2: the live copy of 3 is not one it has seen.
+    const live = await subscribe();
+    const [first] = await publish(2);
+    await waitFor(() => live.seqs.length === 2);
+    link.delay();
+    await publish(1); // 3: in the log, its live copy still on its way
+    const resuming = await subscribe(first!.cursor);
+    await waitFor(() => resuming.seqs.length === 2); // 2 and 3 from the log, and live from there
+    link.release();
+    await publish(1);
+    await waitFor(() => live.seqs.length === 4);
+    expect(resuming.seqs).toEqual([2, 3, 4]);
+    expect(live.seqs).toEqual([1, 2, 3, 4]);
+    expect(resuming.errors).toEqual([]);
   });
 });
 

@@ -11,7 +11,9 @@ import type { FanOut, Recovery, Stream, Subscriber } from './fan-out.ts';
  *
  * - Resume: a subscriber with `after` replays the log while live events for it are held back;
  *   when the log has nothing more, the held events newer than what the log gave are delivered
- *   and the subscriber turns live.
+ *   and the subscriber turns live. Live copies of what the log gave may still be on their way
+ *   (the bus is not the socket the log is read on): the fan-out drops them for it
+ *   (`Subscriber.caughtUpTo`).
  * - Outage: from the moment the bus link is lost, live events are held per stream; once it is
  *   back, the stream reads the log after the last event it delivered, delivers that, then the
  *   held events (duplicates skipped by position). A link lost again meanwhile restarts the
@@ -74,6 +76,7 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
         position = placed;
       }
       subscriber.held = undefined;
+      subscriber.caughtUpTo = position;
       cohort.catchingUp.delete(subscriber);
       cohort.live.add(subscriber);
       return;

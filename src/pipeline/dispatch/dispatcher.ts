@@ -155,6 +155,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         held: position === undefined ? undefined : [],
         overflowed: false,
         epoch: position?.epoch,
+        caughtUpTo: undefined,
         closed: false,
       };
       // The initial message goes first, before anything the stream can deliver.

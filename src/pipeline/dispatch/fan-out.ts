@@ -28,6 +28,12 @@ export interface Subscriber {
    * missed nothing it was promised.
    */
   epoch: string | undefined;
+  /**
+   * Where this subscriber's catch-up left the log, until a live event after it arrives. The log
+   * can return an event whose live copy is still on its way (Redis pub/sub is another socket than
+   * the log's reads) and, the stream not having delivered it yet, `Stream.last` does not drop it.
+   */
+  caughtUpTo: CursorParts | undefined;
   closed: boolean;
 }
 
@@ -140,6 +146,14 @@ export function createFanOut(options: FanOutOptions): FanOut {
     subscriber.held.push(event);
   };
 
+  /** True for the live copy of an event the subscriber's catch-up gave it; forgets the mark past it. */
+  const caughtUpPast = (subscriber: Subscriber, placed: CursorParts): boolean => {
+    const reached = subscriber.caughtUpTo;
+    if (reached && reached.epoch === placed.epoch && comparePositions(placed.position, reached.position) <= 0) return true;
+    subscriber.caughtUpTo = undefined;
+    return false;
+  };
+
   const removeSubscriber = (subscriber: Subscriber) => {
     if (subscriber.closed) return;
     subscriber.closed = true;
@@ -209,7 +223,10 @@ export function createFanOut(options: FanOutOptions): FanOut {
         const payload = renderFor(cohort, event);
         if (payload === undefined) continue;
         let delivered = 0;
-        for (const subscriber of cohort.live) if (deliverTo(subscriber, placed.epoch, event, payload)) delivered += 1;
+        for (const subscriber of cohort.live) {
+          if (subscriber.caughtUpTo && caughtUpPast(subscriber, placed)) continue;
+          if (deliverTo(subscriber, placed.epoch, event, payload)) delivered += 1;
+        }
         // One count per cohort, after its frames are written (the sinks write synchronously).
         if (analytics && delivered > 0) {
           analytics.delivered(stream.ref.key, delivered, payload.utf8?.length ?? payload.json.length, Date.now() - event.metadata.timestamp);

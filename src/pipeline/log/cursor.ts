@@ -13,6 +13,8 @@ export interface CursorParts {
 
 const PARTS = /^([0-9a-f]{8,64}):(\d{1,20}(?:-\d{1,20})?)$/;
 const MAX_CURSOR_LENGTH = 200;
+/** Each part of a position is at most a u64, as Redis stream ids are (XRANGE refuses more). */
+const MAX_PART = 2n ** 64n - 1n;
 
 /** A new random epoch (an append offers one with every event, for a stream that has none yet). */
 export function newEpoch(): string {
@@ -26,7 +28,7 @@ export function encodeCursor(epoch: string, position: string): string {
 /** @throws TributaryError RESYNC_REQUIRED for anything that is not a cursor this server made. */
 export function decodeCursor(cursor: string): CursorParts {
   const match = cursor.length <= MAX_CURSOR_LENGTH ? PARTS.exec(Buffer.from(cursor, 'base64url').toString('latin1')) : null;
-  if (!match?.[1] || !match[2]) throw resyncRequired('unknown cursor');
+  if (!match?.[1] || !match[2] || match[2].split('-').some((part) => BigInt(part) > MAX_PART)) throw resyncRequired('unknown cursor');
   return { epoch: match[1], position: match[2] };
 }
 

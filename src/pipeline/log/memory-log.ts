@@ -18,6 +18,8 @@ interface MemoryStream {
   start: number;
   firstSeq: number;
   nextSeq: number;
+  /** When the stream was created or last appended to (ms): its epoch is kept `maxAgeMs` from then. */
+  touchedAt: number;
 }
 
 /**
@@ -47,7 +49,7 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
   const streamFor = (ref: StreamRef): MemoryStream => {
     let stream = streams.get(ref.key);
     if (!stream) {
-      stream = { ref, epoch: newEpoch(), events: [], start: 0, firstSeq: 1, nextSeq: 1 };
+      stream = { ref, epoch: newEpoch(), events: [], start: 0, firstSeq: 1, nextSeq: 1, touchedAt: Date.now() };
       streams.set(ref.key, stream);
     }
     return stream;
@@ -57,7 +59,9 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
     const now = Date.now();
     for (const [key, stream] of streams) {
       trim(stream, now);
-      if (stream.start === stream.events.length) streams.delete(key);
+      // As the Redis log's epoch key, which expires `maxAgeMs` after its creation or last append:
+      // a head cursor of a quiet stream (`topicCursor`) stays valid that long.
+      if (stream.start === stream.events.length && now - stream.touchedAt >= maxAgeMs) streams.delete(key);
     }
   }, options.sweepIntervalMs ?? 60_000);
   sweep.unref();
@@ -67,6 +71,7 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
     const event: RealtimeEvent = { ...unplaced, cursor: encodeCursor(stream.epoch, String(stream.nextSeq)) };
     stream.events.push(event);
     stream.nextSeq += 1;
+    stream.touchedAt = Date.now();
     trim(stream, unplaced.metadata.timestamp);
     options.publish(ref, event);
     return event;

@@ -38,11 +38,42 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 `;
 
 /**
+ * Suffix of an epoch no event has been placed in yet (HEAD made it). An epoch without it whose
+ * log is gone lost its log alone (eviction, a DEL): continuing it would hide the gap, so it is
+ * replaced. Cursors never carry the suffix.
+ */
+const UNUSED = ':unused';
+
+/**
+ * The stream's epoch as HEAD and the appends find it. KEYS: log, epoch. Sets `epoch` (false when
+ * there is none, or none that may continue) and `unused` (HEAD made it and nothing was appended).
+ */
+const EPOCH = `
+local epoch = redis.call('GET', KEYS[2])
+local unused = epoch and string.sub(epoch, -${UNUSED.length}) == '${UNUSED}'
+if unused then
+  epoch = string.sub(epoch, 1, -${UNUSED.length + 1})
+elseif epoch and redis.call('EXISTS', KEYS[1]) == 0 then
+  epoch = false
+end
+`;
+
+/** EPOCH for the appends: the epoch the events go in, stored without `UNUSED`. ARGV[1]: candidate epoch. */
+const APPEND_EPOCH = `
+${EPOCH}
+if unused or not epoch then
+  epoch = epoch or ARGV[1]
+  redis.call('SET', KEYS[2], epoch)
+end
+`;
+
+/**
  * Appends and publishes in one script: Redis runs scripts one at a time, so the order in which
  * events enter a stream's log is the order in which every process receives them live, whichever
  * instance appended them. The epoch is created on first use and expires with the stream, so a
  * stream that Redis forgot (restart without persistence, eviction, idle past retention) comes
- * back with a new epoch and old cursors get RESYNC_REQUIRED.
+ * back with a new epoch and old cursors get RESYNC_REQUIRED; so does a log Redis forgot while its
+ * epoch survived (`EPOCH`).
  *
  * Retention deletes the oldest entries with XDEL rather than XTRIM: XDEL records the stream's
  * `max-deleted-entry-id` (XTRIM does not, in Redis 7.0), which is how a reader tells a cursor
@@ -53,8 +84,7 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
  * The live frame is `E<epoch>\n<id>\n<event JSON>`.
  */
 const APPEND = `
-redis.call('SET', KEYS[2], ARGV[1], 'NX')
-local epoch = redis.call('GET', KEYS[2])
+${APPEND_EPOCH}
 local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[5])
 ${TRIM}
 redis.call('PUBLISH', ARGV[4], 'E' .. epoch .. '\\n' .. id .. '\\n' .. ARGV[5])
@@ -67,8 +97,7 @@ return {epoch, id}
  * event JSON… Returns {epoch, id…}.
  */
 const APPEND_MANY = `
-redis.call('SET', KEYS[2], ARGV[1], 'NX')
-local epoch = redis.call('GET', KEYS[2])
+${APPEND_EPOCH}
 local result = {epoch}
 for i = 5, #ARGV do
   local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
@@ -80,15 +109,18 @@ return result
 `;
 
 /**
- * The head of a stream. Creates the epoch (with the stream's lifetime) only when there is none,
- * and never extends an existing epoch alone: an epoch must not outlive its log, or a log
+ * The head of a stream. Creates the epoch (with the stream's lifetime, marked `UNUSED`) only when
+ * there is none that may continue (`EPOCH`), and never extends an existing epoch alone: an epoch must not outlive its log, or a log
  * recreated after expiry would continue an old epoch and hide the gap.
  *
  * KEYS: log, epoch. ARGV: candidate epoch, max age (ms). Returns {epoch, last id}.
  */
 const HEAD = `
-redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2])
-local epoch = redis.call('GET', KEYS[2])
+${EPOCH}
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[2], epoch .. '${UNUSED}', 'PX', ARGV[2])
+end
 local last = '0-0'
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local info = redis.call('XINFO', 'STREAM', KEYS[1])
@@ -178,8 +210,8 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
         redis.multi().get(keys.epoch).xinfo('STREAM', keys.log).xrange(keys.log, `(${position}`, '+', 'COUNT', limit).exec(),
       );
       const [epochReply, infoReply, rangeReply] = replies ?? [];
-      const currentEpoch = epochReply?.[1];
-      if (typeof currentEpoch !== 'string' || currentEpoch !== epoch) throw resyncRequired('the stream has a new history');
+      const currentEpoch = epochOf(epochReply?.[1]);
+      if (currentEpoch !== epoch) throw resyncRequired('the stream has a new history');
       // An epoch without a log: the stream has had no event yet; only its start is a valid cursor.
       if (infoReply?.[0]) {
         if (comparePositions(position, '0-0') === 0) return [];
@@ -206,8 +238,8 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       // Entry ids are the Redis server's milliseconds: the range by id, then by the event's own time.
       const last = String(until + CLOCK_SLACK_MS);
       for await (const keys of matchingStreams(match)) {
-        const epoch = await unavailableOnFailure(redis.get(keys.epoch));
-        if (epoch === null) continue;
+        const epoch = epochOf(await unavailableOnFailure(redis.get(keys.epoch)));
+        if (epoch === undefined) continue;
         // A page at a time, until the stream's first `limit` kept events (no later one of it can be
         // among the first `limit` of all): what `keep` leaves does not count, however much of it.
         const kept: RealtimeEvent[] = [];
@@ -253,6 +285,12 @@ async function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
   } catch (error) {
     throw new TributaryError(ErrorCode.UNAVAILABLE, 'The event log is unavailable right now; retry shortly', { cause: error });
   }
+}
+
+/** The epoch an epoch key holds (without `UNUSED`); undefined for none. */
+function epochOf(stored: unknown): string | undefined {
+  if (typeof stored !== 'string') return undefined;
+  return stored.endsWith(UNUSED) ? stored.slice(0, -UNUSED.length) : stored;
 }
 
 function stringField(fields: Record<string, unknown>, name: string): string {

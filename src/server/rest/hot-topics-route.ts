@@ -9,10 +9,13 @@ const ORDERS: Readonly<Record<string, HotTopicsOrder>> = { events: 'events', fan
 export const hotTopicsRoute: RestRoute = async (context, query) => {
   const windowName = query.get('window') ?? '1m';
   const byName = query.get('by') ?? 'events';
-  const window = WINDOWS[windowName];
-  const by = ORDERS[byName];
+  // Own keys only: `constructor`, `__proto__`… are keys of every object, not values.
+  const window = Object.hasOwn(WINDOWS, windowName) ? WINDOWS[windowName] : undefined;
+  const by = Object.hasOwn(ORDERS, byName) ? ORDERS[byName] : undefined;
   if (!window) throw badQuery('window', 'window must be 1m, 15m or 1h');
   if (!by) throw badQuery('by', 'by must be events, fanout, latency_p99 or bytes');
-  const topics = await hotTopics(context, { window, by, limit: integerParam(query, 'limit') ?? 10, tenant: query.get('tenant') });
+  // `tenant=` names no tenant: every tenant, as when absent.
+  const tenant = query.get('tenant') || undefined;
+  const topics = await hotTopics(context, { window, by, limit: integerParam(query, 'limit') ?? 10, tenant });
   return { window: windowName, by: byName, topics };
 };
