@@ -26,6 +26,20 @@ export interface TokenVerifier {
 const HMAC_ALGORITHMS = ['HS256'];
 const ASYMMETRIC_ALGORITHMS = ['RS256', 'ES256'];
 
+/**
+ * The largest NumericDate (seconds) whose moment a `Date` can hold (±8.64e15 ms, ECMA-262
+ * §21.4.1.1). jose only checks that `exp`, `nbf` and `iat` are numbers: `exp: 1e13` (or `1e400`,
+ * which parses as Infinity) would pass it and make an invalid Date of the socket's expiry.
+ */
+const MAX_NUMERIC_DATE = 8.64e12;
+
+const numericDate = (claim: string) =>
+  z
+    .number({ message: `claim '${claim}' must be a number of seconds` })
+    .min(-MAX_NUMERIC_DATE, `claim '${claim}' is out of range`)
+    .max(MAX_NUMERIC_DATE, `claim '${claim}' is out of range`)
+    .optional();
+
 const claimsSchema = z.object({
   sub: z.string({ message: "claim 'sub' must be a non-empty string" }).min(1, "claim 'sub' must be a non-empty string"),
   app: z.string({ message: "claim 'app' must be a non-empty string" }).min(1, "claim 'app' must be a non-empty string"),
@@ -33,6 +47,9 @@ const claimsSchema = z.object({
   tenant: z.string({ message: "claim 'tenant' must be a string" }).min(1, "claim 'tenant' must not be empty").optional(),
   roles: z.array(z.string(), { message: "claim 'roles' must be an array of strings" }).max(100).optional(),
   permissions: z.array(z.string(), { message: "claim 'permissions' must be an array of strings" }).max(1000).optional(),
+  exp: numericDate('exp'),
+  nbf: numericDate('nbf'),
+  iat: numericDate('iat'),
 });
 
 export interface TokenVerifierOptions {
@@ -103,7 +120,7 @@ function toPrincipal(payload: JWTPayload): Principal {
     tenant: claims.tenant,
     roles: Object.freeze([...(claims.roles ?? [])]),
     permissions: Object.freeze([...(claims.permissions ?? [])]),
-    expiresAt: payload.exp === undefined ? undefined : payload.exp * 1000,
+    expiresAt: claims.exp === undefined ? undefined : claims.exp * 1000,
   });
 }
 

@@ -1,3 +1,4 @@
+import { isAdmin } from '../auth/principal.ts';
 import type { AlertPage } from '../pipeline/alerts/alert-admin.ts';
 import type { AlertState, Severity } from '../pipeline/alerts/alert-rule.ts';
 import type { AlertRecord } from '../pipeline/alerts/alert-store.ts';
@@ -105,6 +106,8 @@ export function subscribeAlertUpdates(context: ResolverContext): DispatchTicket 
     admit: tenant === undefined ? undefined : (event) => (event.payload['tenant'] === tenant ? 'deliver' : 'skip'),
     after: undefined,
     denied: false,
+    // What `requireAdmin` checked: a refreshed token without the role ends it (its tenant cannot change).
+    readableBy: isAdmin,
   });
 }
 

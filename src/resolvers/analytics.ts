@@ -3,7 +3,7 @@
  * (`topicStats`), its flushed minutes live (`statsUpdates`), and the hot topics (`hotTopics`, also
  * `GET /api/metrics/hot-topics`). A caller whose token names a tenant sees that tenant only.
  */
-import type { Principal } from '../auth/principal.ts';
+import { isAdmin, type Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import type { HotTopicsOrder } from '../pipeline/analytics/analytics-reader.ts';
 import { histogramQuantile } from '../pipeline/analytics/latency-histogram.ts';
@@ -135,6 +135,8 @@ export function subscribeStatsUpdates(context: ResolverContext, args: StatsUpdat
     filter: (event) => event.source === 'system' && readTopicMinutes(event).topics.some((row) => matches(row, topic, tenant)),
     after: undefined,
     denied: false,
+    // What `requireAdmin` checked: a refreshed token without the role ends it (its tenant cannot change).
+    readableBy: isAdmin,
   });
 }
 

@@ -2,6 +2,7 @@ import type { ChannelMessage } from '../pipeline/channels/channel-hub.ts';
 import { assertName } from '../pipeline/names.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import type { ResolverContext } from './context.ts';
+import { jsonWithin } from './json-input.ts';
 
 export interface BroadcastInput {
   readonly channel: string;
@@ -11,11 +12,13 @@ export interface BroadcastInput {
 
 /**
  * Sends to the members of a channel in the caller's own scope; true once handed over. Then a
- * `gateway.broadcast` event names the channel and event (never the data) for webhooks.
+ * `gateway.broadcast` event names the channel and event (never the data) for webhooks. `data`
+ * is held to `publish`'s payload limit here: every member would fail to receive what is refused.
  */
 export async function broadcast(context: ResolverContext, input: BroadcastInput): Promise<boolean> {
   const channel = assertName('channel', input.channel);
   const event = assertName('event', input.event);
+  jsonWithin('data', input.data ?? null, context.services.limits.maxEventPayloadBytes);
   const scope = scopeOf(context.principal);
   await context.services.channels.broadcast(scope, { channel, event, data: input.data ?? null });
   context.services.gateway.emit({

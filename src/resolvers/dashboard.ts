@@ -4,6 +4,7 @@
  * every application's traffic on the cluster. Read on demand (`dashboard`, `GET
  * /api/metrics/dashboard`) or pushed every tick (`dashboardUpdates`).
  */
+import { isAdmin, type Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import type { Dashboard } from '../pipeline/dashboard/cluster-dashboard.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
@@ -16,9 +17,14 @@ import { requireAdmin } from './require-admin.ts';
 function requireOperator(context: ResolverContext): void {
   requireAdmin(context.principal);
   const { app, env } = context.services.dashboard.operatorScope;
-  if (context.principal.app !== app || context.principal.env !== env) {
+  if (!isOperator(context.principal, { app, env })) {
     throw new TributaryError(ErrorCode.FORBIDDEN, `The cluster dashboard is for the admins of the operators' environment (${app}/${env}, OPERATOR_SCOPE)`);
   }
+}
+
+/** An admin of the operators' environment: what the dashboard asks of a caller. */
+function isOperator(principal: Principal, operators: { readonly app: string; readonly env: string }): boolean {
+  return isAdmin(principal) && principal.app === operators.app && principal.env === operators.env;
 }
 
 export async function dashboard(context: ResolverContext): Promise<Dashboard> {
@@ -36,6 +42,8 @@ export function subscribeDashboardUpdates(context: ResolverContext): DispatchTic
     filter: (event) => isDashboardEvent(event),
     after: undefined,
     denied: false,
+    // A refreshed token that is no longer an operator's (no admin role) ends the subscription.
+    readableBy: (next) => isOperator(next, { app, env }),
   });
 }
 

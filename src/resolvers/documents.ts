@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { canAccessTopic, type TopicAction } from '../auth/permissions.ts';
+import type { Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import { dispatchTicket, type Admission, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { documentSnapshot } from '../pipeline/events/document-change.ts';
@@ -128,10 +129,11 @@ export async function subscribeDocument(context: ResolverContext, args: Document
   if (!DOCUMENT_ID.test(args.id)) throw badInput('id', 'id must be 1–128 characters of letters, digits and _ . : -');
   const scope = scopeOf(principal);
   const stream = streamOf(scope, documentTopic(args.service, args.id));
-  if (!canAccessTopic(principal, 'read', `sync.${args.service}`)) {
+  const readableBy = (next: Principal) => canAccessTopic(next, 'read', `sync.${args.service}`);
+  if (!readableBy(principal)) {
     services.metrics.subscriptionsDenied.inc({ field: 'document' });
     services.logger.info({ subject: principal.subject, tenant: principal.tenant, service: args.service }, 'subscription denied silently');
-    return dispatchTicket({ stream, filter: undefined, after: undefined, denied: true });
+    return dispatchTicket({ stream, filter: undefined, after: undefined, denied: true, readableBy });
   }
   const head = await services.log.head(stream);
   const snapshot = await services.documents.get({ scope, service: args.service, id: args.id });
@@ -149,7 +151,7 @@ export async function subscribeDocument(context: ResolverContext, args: Document
     denied: false,
     initial,
     admit: revisionGate(revision),
-    readableBy: (next) => canAccessTopic(next, 'read', `sync.${args.service}`),
+    readableBy,
   });
 }
 

@@ -13,6 +13,7 @@ import { assertName } from '../pipeline/names.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
+import { jsonWithin } from './json-input.ts';
 
 export interface PublishInput {
   readonly topic: string;
@@ -35,14 +36,7 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
   if (!isJsonObject(input.payload)) {
     throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'payload must be a JSON object', { details: { field: 'payload' } });
   }
-  const size = Buffer.byteLength(JSON.stringify(input.payload));
-  if (size > services.limits.maxEventPayloadBytes) {
-    throw new TributaryError(
-      ErrorCode.BAD_USER_INPUT,
-      `payload is ${size} bytes of JSON; the limit is ${services.limits.maxEventPayloadBytes}`,
-      { details: { field: 'payload' } },
-    );
-  }
+  jsonWithin('payload', input.payload, services.limits.maxEventPayloadBytes);
   const message = publishedMessage({ topic, type, payload: input.payload, scope: scopeOf(principal) });
   if (input.idempotencyKey == null) return services.router.route(message);
   if (!isValidKey(input.idempotencyKey)) {

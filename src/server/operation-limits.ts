@@ -8,10 +8,19 @@ import { ErrorCode } from '../errors.ts';
 export type OperationLimits = Pick<Limits, 'maxDepth' | 'maxAliases' | 'maxTokens'>;
 
 /**
- * Depth, alias and token limits as one envelop plugin. It runs wherever the envelope runs —
- * yoga's HTTP handler and the WebSocket executor alike — so no transport bypasses it.
- * A rejected operation gets `extensions.code = QUERY_TOO_COMPLEX`; any other syntax error
- * GRAPHQL_PARSE_FAILED.
+ * Deepest nesting of objects and arrays in one variable's value: far above what the schema's
+ * inputs need (filters and mappings have limits of their own, a few dozen levels at most), far
+ * below the thousands at which graphql-js's recursive coercion or `JSON.stringify` overflow the
+ * stack — a 1 MiB request can nest 500,000 levels, and would be answered as a server fault.
+ */
+export const MAX_VARIABLE_DEPTH = 100;
+
+/**
+ * Depth, alias and token limits, and the nesting of variables, as one envelop plugin. It runs
+ * wherever the envelope runs — yoga's HTTP handler and the WebSocket executor alike — so no
+ * transport bypasses it (the WebSocket executor makes a subscription's source itself, and calls
+ * `variablesTooDeep` for it). A rejected operation gets `extensions.code = QUERY_TOO_COMPLEX`;
+ * any other syntax error GRAPHQL_PARSE_FAILED; variables nested too deeply BAD_USER_INPUT.
  */
 export function useOperationLimits(limits: OperationLimits): Plugin {
   // armor's rules throw by default, which yoga would mask as an internal error; report instead.
@@ -57,5 +66,32 @@ export function useOperationLimits(limits: OperationLimits): Plugin {
     onValidate({ addValidationRule }) {
       for (const rule of rules) addValidationRule(rule);
     },
+    onExecute({ args, setResultAndStopExecution }) {
+      const refused = variablesTooDeep(args.variableValues);
+      if (refused) setResultAndStopExecution({ errors: [refused] });
+    },
   };
+}
+
+/** The error for a variable nested deeper than MAX_VARIABLE_DEPTH, or undefined when none is. */
+export function variablesTooDeep(variables: unknown): GraphQLError | undefined {
+  if (typeof variables !== 'object' || variables === null) return undefined;
+  for (const [name, value] of Object.entries(variables)) {
+    if (!nestsDeeperThan(value, MAX_VARIABLE_DEPTH)) continue;
+    return new GraphQLError(`Variable "$${name}" nests objects and arrays more than ${MAX_VARIABLE_DEPTH} levels deep`, {
+      extensions: { code: ErrorCode.BAD_USER_INPUT, http: { status: 400 } },
+    });
+  }
+  return undefined;
+}
+
+/** A loop, not a recursion: the value it measures may be deep enough to overflow the stack. */
+function nestsDeeperThan(value: unknown, max: number): boolean {
+  const pending: { value: unknown; depth: number }[] = [{ value, depth: 1 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (typeof next.value !== 'object' || next.value === null) continue;
+    if (next.depth > max) return true;
+    for (const child of Object.values(next.value)) pending.push({ value: child, depth: next.depth + 1 });
+  }
+  return false;
 }

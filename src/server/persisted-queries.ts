@@ -76,8 +76,12 @@ export function createPersistedQueries(options: PersistedQueriesOptions): Persis
 export function usePersistedQueries(store: PersistedQueries): Plugin {
   return {
     onParams({ params, setParams }) {
+      // A query that is not a string (JSON lets a client send a number or an object) is left to
+      // yoga's own check of the params, which answers it as without a hash: 400 BAD_REQUEST.
+      const received: unknown = params.query;
+      if (received != null && typeof received !== 'string') return;
       // A refusal is thrown: yoga answers it as the request's only error (and runs no later check).
-      const query = store.resolve(params.query, params.extensions);
+      const query = store.resolve(received ?? undefined, params.extensions);
       if (query !== params.query) setParams({ ...params, query });
     },
   };

@@ -55,6 +55,16 @@ describe('automatic persisted queries', () => {
     expect(version.body.errors?.[0]?.extensions?.['code']).toBe('BAD_USER_INPUT');
   });
 
+  it.each([
+    ['a number', 5],
+    ['an object', { query: '{ viewer { subject } }' }],
+  ])('answers a query that is %s, with a hash, as yoga does without one: 400 BAD_REQUEST', async (_label, query) => {
+    const withHash = await post({ query, extensions: persisted('{ viewer { subject } }') });
+    expect(withHash.status).toBe(400);
+    expect(withHash.body.errors?.map((error) => error.extensions?.['code'])).toEqual(['BAD_REQUEST']);
+    expect(withHash).toEqual(await post({ query }));
+  });
+
   it('keeps at most APQ_MAX_ENTRIES queries, evicting the least recently used', async () => {
     const [a, b, c] = ['query A { viewer { app } }', 'query B { viewer { env } }', 'query C { viewer { tenant } }'];
     await post({ query: a, extensions: persisted(a) });

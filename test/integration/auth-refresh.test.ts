@@ -10,7 +10,7 @@ import { publishMany, seqPayloads, subscribeEvents, eventOf } from '../helpers/e
 import { signHs256, TEST_SECRET, type TokenClaims } from '../helpers/tokens.ts';
 import { postGraphQL, startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
-import { openAcknowledgedSocket, type RawSocket, type ReceivedMessage } from '../helpers/ws-client.ts';
+import { openAcknowledgedSocket, openSocket, type RawSocket, type ReceivedMessage } from '../helpers/ws-client.ts';
 
 const REFRESH = 'mutation($t: String!) { refreshAuth(token: $t) { expiresAt stoppedSubscriptions } }';
 const READER: TokenClaims = { sub: 'user-1', tenant: 'tenant-a', permissions: ['orders.read', 'billing.read'] };
@@ -19,7 +19,8 @@ let server: TestServer;
 let publisher: string;
 
 beforeAll(async () => {
-  server = await startTestServer({ JWT_SECRET: TEST_SECRET, WS_MAX_SUBSCRIPTIONS: '1100' }, { autoDispose: false });
+  // READER's app and env are the operators' environment: its admins may read the dashboard.
+  server = await startTestServer({ JWT_SECRET: TEST_SECRET, WS_MAX_SUBSCRIPTIONS: '1100', OPERATOR_SCOPE: 'shop/prod' }, { autoDispose: false });
   publisher = await signHs256({ sub: 'publisher', roles: ['admin'] });
 });
 afterAll(() => server.dispose());
@@ -94,6 +95,62 @@ describe('refreshAuth', () => {
     // New operations run as the refreshed principal.
     client.send({ id: 'v', type: 'subscribe', payload: { query: '{ viewer { permissions } }' } });
     expect(await client.nextMessage()).toEqual({ id: 'v', type: 'next', payload: { data: { viewer: { permissions: ['orders.read'] } } } });
+  });
+
+  it('ends the admin-only subscriptions (alerts, stats, dashboard) when the new token drops the admin role; the others go on', async () => {
+    const admin: TokenClaims = { ...READER, roles: ['admin'] };
+    const client = await openAcknowledgedSocket(server.wsUrl, await signHs256(admin));
+    const before = server.stats().subscribers;
+    client.send({ id: 'alerts', type: 'subscribe', payload: { query: 'subscription { alertUpdates { type } }' } });
+    client.send({ id: 'stats', type: 'subscribe', payload: { query: 'subscription { statsUpdates(topic: "orders.x", tenant: "tenant-a") { count } }' } });
+    client.send({ id: 'dashboard', type: 'subscribe', payload: { query: 'subscription { dashboardUpdates { __typename } }' } });
+    subscribeEvents(client, 'orders', { topic: 'orders.kept' });
+    await waitFor(() => server.stats().subscribers === before + 4, { message: 'every subscription is live' });
+
+    sendRefresh(client, 'r', await signHs256({ ...admin, roles: [] }));
+    // Each is ended before the refresh is answered (a dashboard tick may come before the refresh).
+    const revoked: string[] = [];
+    let answer = await client.nextMessage();
+    for (; answer.id !== 'r'; answer = await client.nextMessage()) {
+      if (answer.id === 'dashboard' && answer.type === 'next') continue;
+      expect(answer).toEqual({
+        id: expect.any(String) as unknown,
+        type: 'error',
+        payload: [{ message: expect.any(String) as unknown, extensions: { code: 'FORBIDDEN', reason: 'PERMISSION_REVOKED' } }],
+      });
+      revoked.push(answer.id!);
+    }
+    expect(revoked.sort()).toEqual(['alerts', 'dashboard', 'stats']);
+    expect(answer).toMatchObject({ type: 'next', payload: { data: { refreshAuth: { stoppedSubscriptions: 3 } } } });
+    expect(await client.nextMessage()).toEqual({ id: 'r', type: 'complete' });
+    await waitFor(() => server.stats().subscribers === before + 1, { message: 'the admin-only subscriptions were stopped' });
+
+    // The events subscription goes on: its event is the next message, nothing of the others before it.
+    await publishMany(server, 'orders.kept', seqPayloads(1, 1), publisher);
+    const next = await client.nextMessage();
+    expect(next.id).toBe('orders');
+    expect(eventOf(next).payload).toEqual({ seq: 1 });
+  });
+
+  it('refuses a token whose exp a date cannot hold — on a ping refresh, at connection_init and over HTTP — and lives on', async () => {
+    // exp 1e13 s is beyond what a Date can hold (8.64e12 s): jose accepts it as a number.
+    const tokens = [await signHs256(READER, { expiresInSeconds: 1e13 }), await signHs256(READER, { notBeforeInSeconds: -1e13 })];
+    const client = await openAcknowledgedSocket(server.wsUrl, await signHs256(READER));
+    for (const token of tokens) {
+      client.send({ type: 'ping', payload: { token } });
+      expect(await client.nextMessage()).toEqual({ type: 'pong', payload: { error: 'UNAUTHENTICATED' } });
+
+      const refused = await openSocket(server.wsUrl);
+      refused.send({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } });
+      expect(await refused.closed()).toEqual({ code: 4403, reason: expect.stringMatching(/^Forbidden: Invalid token: claim '(exp|nbf)' is out of range$/) as unknown });
+
+      const { status, body } = await postGraphQL(server.graphqlUrl, { query: '{ viewer { expiresAt } }' }, { authorization: `Bearer ${token}` });
+      expect(status).toBe(401);
+      expect(body.errors?.map((error) => error.extensions?.['code'])).toEqual(['UNAUTHENTICATED']);
+    }
+    expect((await fetch(new URL('/health', server.graphqlUrl))).status).toBe(200);
+    client.send({ id: 'v', type: 'subscribe', payload: { query: '{ viewer { subject } }' } });
+    expect(await client.nextMessage()).toEqual({ id: 'v', type: 'next', payload: { data: { viewer: { subject: 'user-1' } } } });
   });
 
   it.each([

@@ -70,6 +70,41 @@ describe("a caller's mistake in variables is BAD_USER_INPUT, not an internal err
   });
 });
 
+describe('variables nested too deeply are BAD_USER_INPUT, not an internal error', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({}, { autoDispose: false });
+    return () => server.dispose();
+  });
+
+  const broadcast = 'mutation($d: JSON) { broadcast(channel: "deep", event: "e", data: $d) }';
+  const nested = (levels: number): unknown => JSON.parse(`${'['.repeat(levels)}1${']'.repeat(levels)}`);
+  const tooDeep = (name: string) => `Variable "$${name}" nests objects and arrays more than 100 levels deep`;
+
+  it('answers over HTTP, on either path, with 400 and runs a variable of 100 levels', async () => {
+    const direct = await postGraphQL(server.graphqlUrl, { query: broadcast, variables: { d: nested(101) } });
+    // An Origin takes the request off the direct path, to yoga's own handling.
+    const viaYoga = await postGraphQL(server.graphqlUrl, { query: broadcast, variables: { d: nested(101) } }, { origin: 'http://localhost' });
+    for (const answer of [direct, viaYoga]) {
+      expect(answer.status).toBe(400);
+      expect(answer.body.errors).toEqual([expect.objectContaining({ message: tooDeep('d'), extensions: { code: 'BAD_USER_INPUT' } })]);
+    }
+    expect((await postGraphQL(server.graphqlUrl, { query: broadcast, variables: { d: nested(100) } })).body).toEqual({ data: { broadcast: true } });
+  });
+
+  it('answers over WebSocket, for a subscription (whose variables graphql-js coerces recursively) and a mutation', async () => {
+    const client = await openAcknowledgedSocket(server.wsUrl);
+    const subscription = 'subscription($w: EventWhere) { events(topic: "a.b", where: $w) { id } }';
+    // Frames written out: JSON.stringify itself cannot serialize values this deep.
+    const where = `${'{"not":'.repeat(20_000)}{"field":"type","eq":"x"}${'}'.repeat(20_000)}`;
+    client.send(`{"id":"s","type":"subscribe","payload":{"query":${JSON.stringify(subscription)},"variables":{"w":${where}}}}`);
+    expect(await client.nextMessage()).toEqual(badInputOn('s', tooDeep('w')));
+    expect(await client.nextMessage()).toEqual({ id: 's', type: 'complete' });
+    client.send(`{"id":"m","type":"subscribe","payload":{"query":${JSON.stringify(broadcast)},"variables":{"d":${'['.repeat(20_000)}1${']'.repeat(20_000)}}}}`);
+    expect(await client.nextMessage()).toEqual(badInputOn('m', tooDeep('d')));
+  });
+});
+
 describe("an internal fault's message never reaches the client", () => {
   it('masks a database fault over HTTP and WebSocket, and logs it with its cause', async () => {
     const database = await createTestDatabase();

@@ -57,7 +57,7 @@ const dispatchEverything: OperationExecutor = () =>
   Promise.resolve<OperationOutcome>({
     kind: 'dispatch',
     field: 'events',
-    ticket: dispatchTicket({ stream: streamOf({ app: 'a', env: 'e', tenant: 'default' }, 't'), filter: undefined, after: undefined, denied: false }),
+    ticket: dispatchTicket({ stream: streamOf({ app: 'a', env: 'e', tenant: 'default' }, 't'), filter: undefined, after: undefined, denied: false, readableBy: () => true }),
     cohort: { key: 'k', render: () => '{}' },
   });
 

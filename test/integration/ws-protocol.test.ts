@@ -94,6 +94,18 @@ describe('graphql-transport-ws protocol', () => {
     });
   });
 
+  it('closes with 4400 on a subscribe whose id is longer than 128 characters, and runs one of 128', async () => {
+    const client = await openAcknowledgedSocket(server.wsUrl, token);
+    const id = 'i'.repeat(128);
+    client.send({ id, type: 'subscribe', payload: { query: '{ viewer { subject } }' } });
+    expect(await client.nextMessage()).toEqual({ id, type: 'next', payload: { data: { viewer: { subject: 'protocol-user' } } } });
+    expect(await client.nextMessage()).toEqual({ id, type: 'complete' });
+    // The socket would keep the id as long as the operation runs: refused before it runs.
+    client.send({ id: `${id}i`, type: 'subscribe', payload: { query: '{ viewer { subject } }' } });
+    await expect(client.nextMessage()).rejects.toThrow(/^socket closed \(4400 /);
+    expect(await client.closed()).toEqual({ code: CLOSE.BadRequest, reason: 'Operation id longer than 128 characters' });
+  });
+
   it('closes with 4401 when the client subscribes before connection_init', async () => {
     const client = await openSocket(server.wsUrl);
     client.send({ id: '1', type: 'subscribe', payload: channelSubscription('early') });

@@ -52,7 +52,7 @@ describe('subscription contract', () => {
   });
 
   it('recognises a ticket by its brand, not by being iterable', () => {
-    const ticket = dispatchTicket({ stream: streamOf({ app: 'shop', env: 'prod', tenant: undefined }, 'orders'), filter: undefined, after: undefined, denied: false });
+    const ticket = dispatchTicket({ stream: streamOf({ app: 'shop', env: 'prod', tenant: undefined }, 'orders'), filter: undefined, after: undefined, denied: false, readableBy: () => true });
     expect(isDispatchTicket(ticket)).toBe(true);
     expect(isDispatchTicket({ ...ticket })).toBe(true);
     expect(isDispatchTicket({ stream: ticket.stream, [Symbol.asyncIterator]: ticket[Symbol.asyncIterator] })).toBe(false);

@@ -54,10 +54,12 @@ export interface DispatchTicket extends AsyncIterable<never> {
   /** Per-subscriber admission of each event. */
   readonly admit: Admission | undefined;
   /**
-   * Whether a principal may go on reading this stream: asked again when the socket's token is
-   * refreshed (`refreshAuth`); a subscription it refuses is ended. Undefined: nothing to re-check.
+   * Whether a principal may go on reading this stream — every check its `subscribe` made of the
+   * principal (permissions, roles), asked again when the socket's token is refreshed
+   * (`refreshAuth`); a subscription it refuses is ended. Required, so that no subscription can
+   * forget it and outlive a revoked permission.
    */
-  readonly readableBy: ((principal: Principal) => boolean) | undefined;
+  readonly readableBy: (principal: Principal) => boolean;
 }
 
 export interface DispatchTicketInit {
@@ -67,7 +69,8 @@ export interface DispatchTicketInit {
   readonly denied: boolean;
   readonly initial?: RealtimeEvent | undefined;
   readonly admit?: Admission | undefined;
-  readonly readableBy?: ((principal: Principal) => boolean) | undefined;
+  /** @see DispatchTicket.readableBy */
+  readonly readableBy: (principal: Principal) => boolean;
 }
 
 export function dispatchTicket(init: DispatchTicketInit): DispatchTicket {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { ExecutionResult, GraphQLFormattedError } from 'graphql';
+import type { GraphQLFormattedError } from 'graphql';
 import {
   GRAPHQL_TRANSPORT_WS_PROTOCOL,
   MessageType,
@@ -18,13 +18,14 @@ import type { Metrics } from '../../metrics.ts';
 import type { AuthRefresh } from '../../resolvers/context.ts';
 import { MASKED_MESSAGE } from '../../schema/errors.ts';
 import { CloseCode } from './close-codes.ts';
-import type { Dispatcher, DispatchSubscription } from '../../pipeline/dispatch/dispatcher.ts';
+import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
 import type { GatewayEvent } from '../../pipeline/events/gateway-event.ts';
 import { scopeOf } from '../../pipeline/scope.ts';
 import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
 import type { OperationExecutor, OperationOutcome } from './executor.ts';
 import { codedErrors, formatError, formatResult, PERMISSION_REVOKED, type OutgoingMessage } from './format.ts';
 import { rawDataToText, rawSocketOf, truncateUtf8 } from './frames.ts';
+import { refusalOf, type ActiveOperation } from './operations.ts';
 import { SocketAuth } from './socket-auth.ts';
 import { SocketWriter } from './socket-writer.ts';
 import type { SocketSessionRegistry } from './socket-sessions.ts';
@@ -52,18 +53,6 @@ export interface ConnectionOptions {
   /** @see GraphQLWebSocketServerOptions.rawFrames */
   readonly rawFrames: boolean;
   readonly logger: Logger;
-}
-
-/** An operation started by `subscribe` and not yet finished. */
-interface ActiveOperation {
-  /** Set when the client sent `complete` or the socket closed: nothing more is sent for it. */
-  cancelled: boolean;
-  /** A per-subscriber subscription's results, stopped with `return()`. */
-  results: AsyncIterableIterator<ExecutionResult> | undefined;
-  /** A dispatched subscription, stopped with `dispose()`. */
-  dispatched: DispatchSubscription | undefined;
-  /** Whether a refreshed principal may go on reading it (the ticket's `readableBy`). */
-  readableBy: ((principal: Principal) => boolean) | undefined;
 }
 
 /** Longest close reason RFC 6455 allows (a control frame payload is 125 bytes, 2 are the code). */
@@ -231,10 +220,16 @@ export class GraphQLWsConnection {
   }
 
   #pingRefresh(token: string): void {
-    this.#refreshAuth(token).then(
-      (refreshed) => this.#send({ type: MessageType.Pong, payload: { tokenExpiresAt: refreshed.expiresAt?.toISOString() ?? null, stoppedSubscriptions: refreshed.stoppedSubscriptions } }),
-      (error: unknown) => this.#send({ type: MessageType.Pong, payload: { error: isTributaryError(error) ? error.code : ErrorCode.INTERNAL_SERVER_ERROR } }),
-    );
+    // Whatever fails — the refresh or building its answer — ends in a pong, never in an unhandled rejection.
+    this.#refreshAuth(token)
+      .then((refreshed) => ({ tokenExpiresAt: refreshed.expiresAt?.toISOString() ?? null, stoppedSubscriptions: refreshed.stoppedSubscriptions }))
+      .then(
+        (payload) => this.#send({ type: MessageType.Pong, payload }),
+        (error: unknown) => {
+          if (!isClientFacing(error)) this.#logger.error({ err: error, fault: faultOf(error) }, 'ping refresh failed');
+          this.#send({ type: MessageType.Pong, payload: { error: isClientFacing(error) ? error.code : ErrorCode.INTERNAL_SERVER_ERROR } });
+        },
+      );
   }
 
   /** Ends an operation the current principal may no longer read; true when it did. */
@@ -252,21 +247,13 @@ export class GraphQLWsConnection {
       this.close(CloseCode.Unauthorized, 'Unauthorized');
       return;
     }
-    if (this.#operations.has(id)) {
-      this.close(CloseCode.SubscriberAlreadyExists, `Subscriber for ${id} already exists`);
+    const refusal = refusalOf(id, this.#operations, this.#options.maxOperations);
+    if (refusal?.kind === 'close') {
+      this.close(refusal.code, refusal.reason);
       return;
     }
-    if (this.#operations.size >= this.#options.maxOperations) {
-      this.#send({
-        id,
-        type: MessageType.Error,
-        payload: [
-          {
-            message: `Too many active operations on this connection (limit ${this.#options.maxOperations})`,
-            extensions: { code: ErrorCode.RATE_LIMITED },
-          },
-        ],
-      });
+    if (refusal) {
+      this.#send({ id, type: MessageType.Error, payload: refusal.errors });
       return;
     }
     // Reserve the id before any await, so a duplicate arriving during setup is caught above.

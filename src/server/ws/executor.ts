@@ -21,6 +21,7 @@ import {
   type CohortSpec,
   type DispatchTicket,
 } from '../../pipeline/dispatch/subscription-contract.ts';
+import { variablesTooDeep } from '../operation-limits.ts';
 import { envelopedFor, type TributaryYoga } from '../yoga.ts';
 import type { PersistedQueries } from '../persisted-queries.ts';
 import { formatResult } from './format.ts';
@@ -83,6 +84,10 @@ export function createOperationExecutor(yoga: TributaryYoga, options: OperationE
       contextValue: await contextFactory(),
     };
     if (operation.operation !== OperationTypeNode.SUBSCRIPTION) return { kind: 'single', result: await execute(args) };
+    // The envelope's `execute` checks the variables' nesting (operation limits); a subscription
+    // skips it, its source being made here: answered like any refused variable, `next` then `complete`.
+    const tooDeep = variablesTooDeep(args.variableValues);
+    if (tooDeep) return { kind: 'single', result: { errors: [tooDeep] } };
 
     const source = await createSourceEventStream(args);
     const field = rootFieldName(operation, document);

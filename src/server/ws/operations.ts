@@ -1,0 +1,45 @@
+import type { ExecutionResult, GraphQLFormattedError } from 'graphql';
+import type { ID } from 'graphql-ws';
+import type { Principal } from '../../auth/principal.ts';
+import { ErrorCode } from '../../errors.ts';
+import type { DispatchSubscription } from '../../pipeline/dispatch/dispatcher.ts';
+import { CloseCode } from './close-codes.ts';
+
+/** An operation started by `subscribe` and not yet finished. */
+export interface ActiveOperation {
+  /** Set when the client sent `complete` or the socket closed: nothing more is sent for it. */
+  cancelled: boolean;
+  /** A per-subscriber subscription's results, stopped with `return()`. */
+  results: AsyncIterableIterator<ExecutionResult> | undefined;
+  /** A dispatched subscription, stopped with `dispose()`. */
+  dispatched: DispatchSubscription | undefined;
+  /** Whether a refreshed principal may go on reading it (the ticket's `readableBy`). */
+  readableBy: ((principal: Principal) => boolean) | undefined;
+}
+
+/**
+ * Longest operation id a client may choose. The protocol sets no bound, but the socket keeps
+ * every active id (and one prefix per dispatched subscription) for the operation's life: without
+ * one, 100 operations of megabyte ids would hold 100 MB per socket.
+ */
+export const MAX_OPERATION_ID_LENGTH = 128;
+
+/** Why a `subscribe` may not start: the socket closes, or the operation alone ends with `errors`. */
+export type Refusal =
+  | { readonly kind: 'close'; readonly code: CloseCode; readonly reason: string }
+  | { readonly kind: 'error'; readonly errors: readonly GraphQLFormattedError[] };
+
+/** Whether a `subscribe` may start operation `id` beside the `active` ones: undefined when it may. */
+export function refusalOf(id: ID, active: ReadonlyMap<ID, ActiveOperation>, maxOperations: number): Refusal | undefined {
+  if (id.length > MAX_OPERATION_ID_LENGTH) {
+    return { kind: 'close', code: CloseCode.BadRequest, reason: `Operation id longer than ${MAX_OPERATION_ID_LENGTH} characters` };
+  }
+  if (active.has(id)) return { kind: 'close', code: CloseCode.SubscriberAlreadyExists, reason: `Subscriber for ${id} already exists` };
+  if (active.size >= maxOperations) {
+    return {
+      kind: 'error',
+      errors: [{ message: `Too many active operations on this connection (limit ${maxOperations})`, extensions: { code: ErrorCode.RATE_LIMITED } }],
+    };
+  }
+  return undefined;
+}
