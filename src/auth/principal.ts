@@ -8,6 +8,9 @@
  * - permissions: strings such as `crm.contacts.read` (`{module}.{model}.read`, seed 004).
  * - roles: `admin` unlocks admin operations.
  */
+/** Longest tenant id, in characters (a token's claim is refused past it; `pipeline/names.ts` says why). */
+export const MAX_TENANT_LENGTH = 200;
+
 export interface Principal {
   readonly subject: string;
   readonly app: string;

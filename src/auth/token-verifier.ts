@@ -9,7 +9,7 @@ import {
 import { z } from 'zod';
 import type { AuthConfig } from '../config.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
-import { DEVELOPMENT_PRINCIPAL, type Principal } from './principal.ts';
+import { DEVELOPMENT_PRINCIPAL, MAX_TENANT_LENGTH, type Principal } from './principal.ts';
 
 /** Turns the bearer value a client presents into a principal, or refuses it. */
 export interface TokenVerifier {
@@ -44,7 +44,11 @@ const claimsSchema = z.object({
   sub: z.string({ message: "claim 'sub' must be a non-empty string" }).min(1, "claim 'sub' must be a non-empty string"),
   app: z.string({ message: "claim 'app' must be a non-empty string" }).min(1, "claim 'app' must be a non-empty string"),
   env: z.string({ message: "claim 'env' must be a non-empty string" }).min(1, "claim 'env' must be a non-empty string"),
-  tenant: z.string({ message: "claim 'tenant' must be a string" }).min(1, "claim 'tenant' must not be empty").optional(),
+  tenant: z
+    .string({ message: "claim 'tenant' must be a string" })
+    .min(1, "claim 'tenant' must not be empty")
+    .max(MAX_TENANT_LENGTH, `claim 'tenant' must be at most ${MAX_TENANT_LENGTH} characters`)
+    .optional(),
   roles: z.array(z.string(), { message: "claim 'roles' must be an array of strings" }).max(100).optional(),
   permissions: z.array(z.string(), { message: "claim 'permissions' must be an array of strings" }).max(1000).optional(),
   exp: numericDate('exp'),

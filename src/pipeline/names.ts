@@ -1,15 +1,17 @@
+import { MAX_TENANT_LENGTH } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 
 /** Longest topic or channel name accepted. */
 export const MAX_NAME_LENGTH = 200;
 
 /**
- * Longest tenant id and entity key an event may carry, in characters. Both end up in indexed
- * columns — a webhook delivery's lane (`tenant|entity`), the analytics tables' keys — where a value
- * past Postgres's btree limit (~2.7 kB) fails the insert, and with it the routing of every event
- * behind it. A source sets such an event aside (an outbox row as dead, a CDC row as unroutable).
+ * Longest tenant id (a token's tenant claim is bounded alike: `auth/principal.ts`) and entity key
+ * an event may carry, in characters. Both end up in indexed columns — a webhook delivery's lane
+ * (`tenant|entity`), the analytics tables' keys — where a value past Postgres's btree limit
+ * (~2.7 kB) fails the insert, and with it the routing of every event behind it. A source sets such
+ * an event aside (an outbox row as dead, a CDC row as unroutable).
  */
-export const MAX_TENANT_LENGTH = 200;
+export { MAX_TENANT_LENGTH };
 export const MAX_ENTITY_LENGTH = MAX_NAME_LENGTH;
 
 /**

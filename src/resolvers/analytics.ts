@@ -182,7 +182,9 @@ function bucketOf(topic: string, window: StatsWindow, startTime: Date, endTime: 
 }
 
 /** The tenant a caller may see: its token's, or the one it asks for when its token has none. */
-function tenantOf(principal: Principal, asked: string | null | undefined): string | undefined {
+function tenantOf(principal: Principal, given: string | null | undefined): string | undefined {
+  // An empty tenant asks for none, as over REST (`tenant=`).
+  const asked = given === '' ? undefined : given;
   if (principal.tenant === undefined) return asked ?? undefined;
   if (asked != null && asked !== principal.tenant) throw new TributaryError(ErrorCode.FORBIDDEN, 'This token is limited to another tenant');
   return principal.tenant;

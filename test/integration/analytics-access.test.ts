@@ -82,6 +82,10 @@ describe('analytics access', () => {
     };
     expect(await restHot(appAdmin, '')).toEqual({ status: 200, topics: [['tenant-a', 2], ['tenant-b', 1]] });
     expect(await restHot(adminB, '')).toEqual({ status: 200, topics: [['tenant-b', 1]] });
+    // So does `tenant: ""` in GraphQL.
+    expect(codesOf(await postHot(server, adminB, ''))).toEqual([]);
+    const graphHot = await postHot(server, appAdmin, '');
+    expect((graphHot as { data?: { hotTopics: unknown[] } }).data?.hotTopics).toHaveLength(2);
   });
 
   it('refuses over REST a window or order named like a property every object has with BAD_USER_INPUT', async () => {

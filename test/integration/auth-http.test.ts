@@ -102,6 +102,7 @@ describe('HTTP authentication with JWT_SECRET', () => {
     ['app is missing', { app: undefined }, /app/],
     ['sub is empty', { sub: '' }, /sub/],
     ['tenant is a number', { tenant: 7 }, /tenant/],
+    ['tenant is over 200 characters', { tenant: 't'.repeat(201) }, /tenant/],
   ])('answers 401 to a token whose claims are of the wrong type: %s', async (_label, claims, message) => {
     // `undefined` drops the default claim from the signed JSON.
     const token = await signHs256(claims);
