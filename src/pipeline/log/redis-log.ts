@@ -222,7 +222,7 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       if (comparePositions(position, stringField(info, 'max-deleted-entry-id')) < 0) {
         throw resyncRequired('events after it have expired');
       }
-      if (rangeReply?.[0]) throw rangeReply[0];
+      if (rangeReply?.[0]) throw unavailable(rangeReply[0]);
       const entries = (rangeReply?.[1] ?? []) as [string, string[]][];
       return entries.map(([id, fields]) => toEvent(epoch, id, fields));
     },
@@ -283,8 +283,12 @@ async function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (error) {
-    throw new TributaryError(ErrorCode.UNAVAILABLE, 'The event log is unavailable right now; retry shortly', { cause: error });
+    throw unavailable(error);
   }
+}
+
+function unavailable(cause: unknown): TributaryError {
+  return new TributaryError(ErrorCode.UNAVAILABLE, 'The event log is unavailable right now; retry shortly', { cause });
 }
 
 /** The epoch an epoch key holds (without `UNUSED`); undefined for none. */
