@@ -58,13 +58,21 @@ elseif epoch and redis.call('EXISTS', KEYS[1]) == 0 then
 end
 `;
 
-/** EPOCH for the appends: the epoch the events go in, stored without `UNUSED`. ARGV[1]: candidate epoch. */
+/**
+ * EPOCH for the appends: the epoch the events go in (ARGV[1], the candidate, when there is none
+ * that may continue), and whether it is to be stored, without `UNUSED` — by STORE_EPOCH, once an
+ * event is in the log: a script's writes before an error stay, so an append that fails (a log key
+ * of another type) must leave the epoch as it found it.
+ */
 const APPEND_EPOCH = `
 ${EPOCH}
-if unused or not epoch then
-  epoch = epoch or ARGV[1]
-  redis.call('SET', KEYS[2], epoch)
-end
+local store = unused or not epoch
+epoch = epoch or ARGV[1]
+`;
+
+/** After APPEND_EPOCH and the first XADD (before TRIM, which sets the epoch's expiry). */
+const STORE_EPOCH = `
+if store then redis.call('SET', KEYS[2], epoch) end
 `;
 
 /**
@@ -86,6 +94,7 @@ end
 const APPEND = `
 ${APPEND_EPOCH}
 local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[5])
+${STORE_EPOCH}
 ${TRIM}
 redis.call('PUBLISH', ARGV[4], 'E' .. epoch .. '\\n' .. id .. '\\n' .. ARGV[5])
 return {epoch, id}
@@ -104,6 +113,7 @@ for i = 5, #ARGV do
   redis.call('PUBLISH', ARGV[4], 'E' .. epoch .. '\\n' .. id .. '\\n' .. ARGV[i])
   result[#result + 1] = id
 end
+${STORE_EPOCH}
 ${TRIM}
 return result
 `;
