@@ -4,7 +4,7 @@
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
-import { decodeCursor, encodeCursor } from '../../src/pipeline/log/cursor.ts';
+import { decodeCursor, encodeCursor, newEpoch } from '../../src/pipeline/log/cursor.ts';
 import type { EventLog, LogRetention } from '../../src/pipeline/log/event-log.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import { createRedisLog } from '../../src/pipeline/log/redis-log.ts';
@@ -250,5 +250,25 @@ describe('redis event log', () => {
     expect(decodeCursor(after!.cursor).epoch).not.toBe(decodeCursor(first!.cursor).epoch);
     await expect(log.readAfter(stream, first!.cursor, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
     expect(await log.readAfter(stream, start, 10)).toEqual([after]);
+  });
+
+  it('keeps the epoch key a plain epoch, as instances of the earlier version read and write it, and continues their quiet epochs', async () => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => {
+      await redis.quit();
+    });
+    const keyPrefix = uniquePrefix();
+    const log = createRedisLog({ redis, retention: generous, keyPrefix });
+    const epochKey = (topic: string) => `${keyPrefix}{${streamOf(scope, topic).key}}:epoch`;
+    const quiet = streamOf(scope, 'quiet');
+    const start = await log.head(quiet);
+    expect(await redis.get(epochKey('quiet'))).toBe(decodeCursor(start).epoch);
+    const [placed] = await appendAll(log, quiet, 1);
+    expect(await log.readAfter(quiet, start, 10)).toEqual([placed]);
+    // A quiet topic's epoch as the earlier version's HEAD made it (no log, nothing else): continued.
+    const earlier = newEpoch();
+    await redis.set(epochKey('earlier'), earlier, 'PX', 60_000);
+    const [first] = await appendAll(log, streamOf(scope, 'earlier'), 1);
+    expect(decodeCursor(first!.cursor).epoch).toBe(earlier);
   });
 });

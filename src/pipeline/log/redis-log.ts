@@ -35,44 +35,39 @@ end
 if #doomed > 0 then redis.call('XDEL', KEYS[1], unpack(doomed)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 `;
 
 /**
- * Suffix of an epoch no event has been placed in yet (HEAD made it). An epoch without it whose
- * log is gone lost its log alone (eviction, a DEL): continuing it would hide the gap, so it is
- * replaced. Cursors never carry the suffix.
- */
-const UNUSED = ':unused';
-
-/**
- * The stream's epoch as HEAD and the appends find it. KEYS: log, epoch. Sets `epoch` (false when
- * there is none, or none that may continue) and `unused` (HEAD made it and nothing was appended).
+ * The stream's epoch as HEAD and the appends find it. KEYS: log, epoch, used (set by every append:
+ * the epoch has had events). Sets `epoch`: false when there is none, or when its log is gone
+ * although it had events — Redis lost the log alone (evicted, deleted): continuing the epoch would
+ * hide the gap, so a new one replaces it. An epoch that never had an event (HEAD's, a quiet topic's)
+ * continues. The epoch's value stays the plain epoch, as instances of earlier versions read it.
  */
 const EPOCH = `
 local epoch = redis.call('GET', KEYS[2])
-local unused = epoch and string.sub(epoch, -${UNUSED.length}) == '${UNUSED}'
-if unused then
-  epoch = string.sub(epoch, 1, -${UNUSED.length + 1})
-elseif epoch and redis.call('EXISTS', KEYS[1]) == 0 then
+if epoch and redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   epoch = false
 end
 `;
 
 /**
  * EPOCH for the appends: the epoch the events go in (ARGV[1], the candidate, when there is none
- * that may continue), and whether it is to be stored, without `UNUSED` — by STORE_EPOCH, once an
- * event is in the log: a script's writes before an error stay, so an append that fails (a log key
- * of another type) must leave the epoch as it found it.
+ * that may continue); STORE_EPOCH stores it and marks it used once an event is in the log — a
+ * script's writes before an error stay, so an append that fails (a log key of another type) must
+ * leave the keys as it found them.
  */
 const APPEND_EPOCH = `
 ${EPOCH}
-local store = unused or not epoch
+local fresh = not epoch
 epoch = epoch or ARGV[1]
 `;
 
-/** After APPEND_EPOCH and the first XADD (before TRIM, which sets the epoch's expiry). */
+/** After APPEND_EPOCH and the first XADD (before TRIM, which sets the keys' expiry). */
 const STORE_EPOCH = `
-if store then redis.call('SET', KEYS[2], epoch) end
+if fresh then redis.call('SET', KEYS[2], epoch) end
+redis.call('SET', KEYS[3], '1')
 `;
 
 /**
@@ -88,7 +83,7 @@ if store then redis.call('SET', KEYS[2], epoch) end
  * whose successors are gone from one that lost nothing. Age uses Redis's own clock (stream ids
  * are Redis time), not the appender's.
  *
- * KEYS: log, epoch. ARGV: candidate epoch, max events, max age (ms), channel, event JSON.
+ * KEYS: log, epoch, used. ARGV: candidate epoch, max events, max age (ms), channel, event JSON.
  * The live frame is `E<epoch>\n<id>\n<event JSON>`.
  */
 const APPEND = `
@@ -102,7 +97,7 @@ return {epoch, id}
 
 /**
  * APPEND for several events of one stream: each is added and published in order, then the stream
- * is trimmed once. KEYS: log, epoch. ARGV: candidate epoch, max events, max age (ms), channel,
+ * is trimmed once. KEYS: log, epoch, used. ARGV: candidate epoch, max events, max age (ms), channel,
  * event JSON… Returns {epoch, id…}.
  */
 const APPEND_MANY = `
@@ -119,17 +114,19 @@ return result
 `;
 
 /**
- * The head of a stream. Creates the epoch (with the stream's lifetime, marked `UNUSED`) only when
- * there is none that may continue (`EPOCH`), and never extends an existing epoch alone: an epoch must not outlive its log, or a log
- * recreated after expiry would continue an old epoch and hide the gap.
+ * The head of a stream. Creates the epoch (with the stream's lifetime, not used yet) only when
+ * there is none that may continue (`EPOCH`), and never extends an existing epoch alone: an epoch
+ * must not outlive its log, or a log recreated after expiry would continue an old epoch and hide
+ * the gap.
  *
- * KEYS: log, epoch. ARGV: candidate epoch, max age (ms). Returns {epoch, last id}.
+ * KEYS: log, epoch, used. ARGV: candidate epoch, max age (ms). Returns {epoch, last id}.
  */
 const HEAD = `
 ${EPOCH}
 if not epoch then
   epoch = ARGV[1]
-  redis.call('SET', KEYS[2], epoch .. '${UNUSED}', 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], epoch, 'PX', ARGV[2])
+  redis.call('DEL', KEYS[3])
 end
 local last = '0-0'
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -144,6 +141,7 @@ return {epoch, last}
 type AppendManyCommand = (
   log: string,
   epochKey: string,
+  usedKey: string,
   epoch: string,
   maxEvents: number,
   maxAgeMs: number,
@@ -151,11 +149,12 @@ type AppendManyCommand = (
   ...json: string[]
 ) => Promise<string[]>;
 
-type HeadCommand = (log: string, epochKey: string, epoch: string, maxAgeMs: number) => Promise<[string, string]>;
+type HeadCommand = (log: string, epochKey: string, usedKey: string, epoch: string, maxAgeMs: number) => Promise<[string, string]>;
 
 type AppendCommand = (
   log: string,
   epochKey: string,
+  usedKey: string,
   epoch: string,
   maxEvents: number,
   maxAgeMs: number,
@@ -173,9 +172,9 @@ const RANGE_PAGE = 1_000;
 export function createRedisLog(options: RedisLogOptions): EventLog {
   const { redis, retention } = options;
   const prefix = options.keyPrefix ?? 'trib:';
-  const append = defineScript<AppendCommand>(redis, 'tributaryAppend', 2, APPEND);
-  const head = defineScript<HeadCommand>(redis, 'tributaryHead', 2, HEAD);
-  const appendMany = defineScript<AppendManyCommand>(redis, 'tributaryAppendMany', 2, APPEND_MANY);
+  const append = defineScript<AppendCommand>(redis, 'tributaryAppend', 3, APPEND);
+  const head = defineScript<HeadCommand>(redis, 'tributaryHead', 3, HEAD);
+  const appendMany = defineScript<AppendManyCommand>(redis, 'tributaryAppendMany', 3, APPEND_MANY);
 
   /** The keys of every stream `match` selects, each once (SCAN over their epoch keys). */
   async function* matchingStreams(match: (scope: Scope, topic: string) => boolean): AsyncGenerator<ReturnType<typeof streamKeys>> {
@@ -199,7 +198,7 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       const keys = streamKeys(prefix, stream);
       const json = JSON.stringify(unplaced);
       const [epoch, id] = await unavailableOnFailure(
-        append(keys.log, keys.epoch, newEpoch(), retention.maxEvents, retention.maxAgeMs, keys.live, json),
+        append(keys.log, keys.epoch, keys.used, newEpoch(), retention.maxEvents, retention.maxAgeMs, keys.live, json),
       );
       return { ...unplaced, cursor: encodeCursor(epoch, id) };
     },
@@ -208,7 +207,7 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       if (events.length === 0) return [];
       const keys = streamKeys(prefix, stream);
       const [epoch, ...ids] = await unavailableOnFailure(
-        appendMany(keys.log, keys.epoch, newEpoch(), retention.maxEvents, retention.maxAgeMs, keys.live, ...events.map((event) => JSON.stringify(event))),
+        appendMany(keys.log, keys.epoch, keys.used, newEpoch(), retention.maxEvents, retention.maxAgeMs, keys.live, ...events.map((event) => JSON.stringify(event))),
       );
       return events.map((unplaced, index) => ({ ...unplaced, cursor: encodeCursor(epoch!, ids[index]!) }));
     },
@@ -220,8 +219,8 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
         redis.multi().get(keys.epoch).xinfo('STREAM', keys.log).xrange(keys.log, `(${position}`, '+', 'COUNT', limit).exec(),
       );
       const [epochReply, infoReply, rangeReply] = replies ?? [];
-      const currentEpoch = epochOf(epochReply?.[1]);
-      if (currentEpoch !== epoch) throw resyncRequired('the stream has a new history');
+      const currentEpoch = epochReply?.[1];
+      if (typeof currentEpoch !== 'string' || currentEpoch !== epoch) throw resyncRequired('the stream has a new history');
       // An epoch without a log: the stream has had no event yet; only its start is a valid cursor.
       if (infoReply?.[0]) {
         if (comparePositions(position, '0-0') === 0) return [];
@@ -239,7 +238,7 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
 
     async head(stream) {
       const keys = streamKeys(prefix, stream);
-      const [epoch, last] = await unavailableOnFailure(head(keys.log, keys.epoch, newEpoch(), retention.maxAgeMs));
+      const [epoch, last] = await unavailableOnFailure(head(keys.log, keys.epoch, keys.used, newEpoch(), retention.maxAgeMs));
       return encodeCursor(epoch, last);
     },
 
@@ -248,8 +247,8 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       // Entry ids are the Redis server's milliseconds: the range by id, then by the event's own time.
       const last = String(until + CLOCK_SLACK_MS);
       for await (const keys of matchingStreams(match)) {
-        const epoch = epochOf(await unavailableOnFailure(redis.get(keys.epoch)));
-        if (epoch === undefined) continue;
+        const epoch = await unavailableOnFailure(redis.get(keys.epoch));
+        if (epoch === null) continue;
         // A page at a time, until the stream's first `limit` kept events (no later one of it can be
         // among the first `limit` of all): what `keep` leaves does not count, however much of it.
         const kept: RealtimeEvent[] = [];
@@ -272,7 +271,7 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
     async renewEpochs(match) {
       let renewed = 0;
       for await (const keys of matchingStreams(match)) {
-        await unavailableOnFailure(redis.del(keys.epoch, keys.log));
+        await unavailableOnFailure(redis.del(keys.epoch, keys.log, keys.used));
         renewed += 1;
       }
       return renewed;
@@ -299,12 +298,6 @@ async function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
 
 function unavailable(cause: unknown): TributaryError {
   return new TributaryError(ErrorCode.UNAVAILABLE, 'The event log is unavailable right now; retry shortly', { cause });
-}
-
-/** The epoch an epoch key holds (without `UNUSED`); undefined for none. */
-function epochOf(stored: unknown): string | undefined {
-  if (typeof stored !== 'string') return undefined;
-  return stored.endsWith(UNUSED) ? stored.slice(0, -UNUSED.length) : stored;
 }
 
 function stringField(fields: Record<string, unknown>, name: string): string {
