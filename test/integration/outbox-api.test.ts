@@ -73,7 +73,7 @@ describe('the outbox API', () => {
   });
 
   it.each(['POLL', 'WAL'])(
-    'sets a row aside as dead when its entity or tenant is too long for a webhook lane, and routes the rows after it (%s mode)',
+    'sets a row aside as dead when its entity or tenant is too long for a webhook lane, routes long URL and CJK entities, and the rows after it (%s mode)',
     async (mode) => {
       const appDb = await createTestDatabase();
       const app = openTestPool(appDb.url);
@@ -96,19 +96,33 @@ describe('the outbox API', () => {
       const event = { topic: 'orders.created', type: 'order.created', payload: {} };
       await enqueueOutboxEvent(app, { ...event, tenant: 'a', entity: long });
       await enqueueOutboxEvent(app, { ...event, tenant: long, entity: 'order:1' });
+      // Under 1,024 bytes: a 250-character URL key (ASCII) and 100 CJK characters (300 bytes) route.
+      const url = `https://example.com/${'p'.repeat(230)}`;
+      const cjk = '注文'.repeat(50);
+      expect([url.length, cjk.length]).toEqual([250, 100]);
+      await enqueueOutboxEvent(app, { ...event, payload: { url: true }, tenant: 'a', entity: url });
+      await enqueueOutboxEvent(app, { ...event, payload: { cjk: true }, tenant: 'a', entity: cjk });
       const after = await enqueueOutboxEvent(app, { ...event, payload: { after: true }, tenant: 'a', entity: 'order:2' });
 
-      // Sources are picked up within 5 s; a stalled outbox never gets this far.
-      await waitFor(() => receiver.received.length > 0, { timeoutMs: 20_000, message: 'the row after the long ones is delivered' });
-      expect(receiver.received[0]?.json).toMatchObject({ entity: 'order:2', data: { after: true } });
+      // Sources are picked up within 5 s; a stalled outbox never gets this far. Each entity is its own lane: any order.
+      await waitFor(() => receiver.received.length >= 3, { timeoutMs: 20_000, message: 'the long-key rows and the row after the too-long ones are delivered' });
+      const delivered = receiver.received.map((request) => request.json);
+      expect(delivered).toHaveLength(3);
+      expect(delivered).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ entity: url, data: { url: true } }),
+          expect.objectContaining({ entity: cjk, data: { cjk: true } }),
+          expect.objectContaining({ entity: 'order:2', data: { after: true } }),
+        ]),
+      );
       // Marked in the batch's transaction (POLL) or by the reader's clean-up after routing (WAL: the routed row is deleted).
       const table = async () => (await app.query<{ id: string; dead_reason: string | null }>('SELECT id::text AS id, dead_reason FROM event_outbox ORDER BY id')).rows;
-      const dead = ['entity over 200 characters', 'tenant over 200 characters'];
-      const expected = mode === 'POLL' ? [...dead, null] : dead;
+      const dead = ['entity over 1024 bytes', 'tenant over 200 characters'];
+      const expected = mode === 'POLL' ? [...dead, null, null, null] : dead;
       await waitFor(async () => JSON.stringify((await table()).map((row) => row.dead_reason)) === JSON.stringify(expected), {
         message: 'the two rows are set aside as dead',
       });
-      if (mode === 'POLL') expect((await table())[2]?.id).toBe(after);
+      if (mode === 'POLL') expect((await table())[4]?.id).toBe(after);
     },
   );
 

@@ -114,14 +114,30 @@ describe('evaluateMapping: events', () => {
     expect(unroutable(() => evaluateMapping(mapping({ key: ['email'] }), insert(ROW))).reason).toBe('key-unavailable');
   });
 
-  it('refuses to route a row whose tenant or entity key is longer than 200 characters (they go into indexed columns)', () => {
+  it('refuses to route a row whose tenant is over 200 characters or entity key over 1024 bytes (they go into indexed columns)', () => {
     const m = mapping({ tenantColumn: 'tenant_id' });
-    expect(evaluateMapping(m, insert({ ...ROW, tenant_id: 't'.repeat(200), id: 'k'.repeat(200) }))).toMatchObject({ tenant: 't'.repeat(200), entityKey: 'k'.repeat(200) });
+    expect(evaluateMapping(m, insert({ ...ROW, tenant_id: 't'.repeat(200), id: 'k'.repeat(1024) }))).toMatchObject({ tenant: 't'.repeat(200), entityKey: 'k'.repeat(1024) });
     expect(unroutable(() => evaluateMapping(m, insert({ ...ROW, tenant_id: 't'.repeat(201) }))).reason).toBe('tenant-invalid');
-    const key = unroutable(() => evaluateMapping(m, insert({ ...ROW, id: 'k'.repeat(201) })));
+    const key = unroutable(() => evaluateMapping(m, insert({ ...ROW, id: 'k'.repeat(1025) })));
     expect(key.reason).toBe('key-invalid');
+    expect(key.message).toContain('1025 bytes, over 1024');
     expect(key.message).not.toContain('kkk');
-    expect(unroutable(() => evaluateMapping(mapping({ key: ['tenant_id', 'id'] }), insert({ ...ROW, tenant_id: 't'.repeat(150), id: 'k'.repeat(50) }))).reason).toBe('key-invalid');
+    // Bytes, not characters: 342 CJK characters are 1,026 bytes.
+    expect(unroutable(() => evaluateMapping(m, insert({ ...ROW, id: '注'.repeat(342) }))).reason).toBe('key-invalid');
+    // A composite key is measured as stored, its parts URI-encoded: 150 + 1 + 900 bytes.
+    expect(unroutable(() => evaluateMapping(mapping({ key: ['tenant_id', 'id'] }), insert({ ...ROW, tenant_id: 't'.repeat(150), id: 'k'.repeat(900) }))).reason).toBe('key-invalid');
+  });
+
+  it('routes a 250-character URL primary key and a 100-character CJK key, alone or in a composite key (encoded)', () => {
+    const url = `https://example.com/${'p'.repeat(230)}`;
+    const cjk = '注文'.repeat(50);
+    expect([url.length, cjk.length]).toEqual([250, 100]);
+    expect(evaluateMapping(mapping(), insert({ ...ROW, id: url }))?.entityKey).toBe(url);
+    expect(evaluateMapping(mapping(), insert({ ...ROW, id: cjk }))?.entityKey).toBe(cjk);
+    // Encoded, each CJK character is 9 bytes (900) and the URL's : and / 3 each (258): both still under 1024.
+    const composite = mapping({ key: ['tenant_id', 'id'] });
+    expect(evaluateMapping(composite, insert({ ...ROW, id: url }))?.entityKey).toBe(`t1/${encodeURIComponent(url)}`);
+    expect(evaluateMapping(composite, insert({ ...ROW, id: cjk }))?.entityKey).toBe(`t1/${encodeURIComponent(cjk)}`);
   });
 
   it('keeps a column named __proto__ as data instead of changing the record prototype', () => {

@@ -36,6 +36,7 @@ describe('the outbox DDL', () => {
   const ddl = outboxTableDdl(outboxTable('app.event_outbox'));
 
   it('creates the table with the contract columns, idempotently', () => {
+    expect(ddl).toContain(`IF to_regclass('"app"."event_outbox"') IS NULL THEN`);
     expect(ddl).toContain('CREATE TABLE IF NOT EXISTS "app"."event_outbox" (');
     for (const column of [
       'id bigserial PRIMARY KEY',
@@ -61,5 +62,14 @@ describe('the outbox DDL', () => {
 
   it('indexes dead rows only, for the status’s count (a scan would read every processed row the retention keeps)', () => {
     expect(ddl).toContain('CREATE INDEX IF NOT EXISTS "event_outbox_dead_idx" ON "app"."event_outbox" (id) WHERE dead_reason IS NOT NULL;');
+  });
+
+  it('builds the dead rows’ index only with a new table, never on an existing one (a plain build blocks its INSERTs)', () => {
+    // Inside the block that runs only when the table does not exist: between its IF and END IF.
+    const block = /IF to_regclass\('"app"\."event_outbox"'\) IS NULL THEN\n([\s\S]*?)\n\s*END IF;/.exec(ddl)?.[1] ?? '';
+    expect(block).toContain('CREATE TABLE IF NOT EXISTS "app"."event_outbox" (');
+    expect(block).toContain('"event_outbox_dead_idx"');
+    expect(ddl.split('"event_outbox_dead_idx"')).toHaveLength(2);
+    expect(ddl).toMatch(/^DO \$outbox\$\nBEGIN\n/);
   });
 });

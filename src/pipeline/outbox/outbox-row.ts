@@ -6,7 +6,7 @@
 import type { EventOperation, RawEventInput } from '../events/envelope.ts';
 import { isJsonObject } from '../events/json.ts';
 import { outboxEvent } from '../events/outbox-event.ts';
-import { assertName, MAX_ENTITY_LENGTH, MAX_TENANT_LENGTH } from '../names.ts';
+import { assertName, MAX_ENTITY_BYTES, MAX_TENANT_LENGTH } from '../names.ts';
 
 /** A row as read from the table or decoded from the WAL; everything that is validated is untyped. */
 export interface OutboxRow {
@@ -55,7 +55,7 @@ export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInpu
   // Both go into indexed columns (a webhook delivery's lane): one too long for the index would fail
   // its batch's routing on every attempt, and hold up the whole outbox behind it.
   if (tenant !== null && tenant.length > MAX_TENANT_LENGTH) return `tenant over ${MAX_TENANT_LENGTH} characters`;
-  if (entity !== null && entity.length > MAX_ENTITY_LENGTH) return `entity over ${MAX_ENTITY_LENGTH} characters`;
+  if (entity !== null && Buffer.byteLength(entity) > MAX_ENTITY_BYTES) return `entity over ${MAX_ENTITY_BYTES} bytes`;
   return outboxEvent({
     outbox: rules.outboxId,
     rowId: row.id,

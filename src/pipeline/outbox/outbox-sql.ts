@@ -41,29 +41,45 @@ export function outboxTable(name: string): OutboxTable {
   return { name, sql: parts.map((part) => `"${part}"`).join('.'), bare };
 }
 
-/** The DDL an operator runs (or `createTable` runs) to create the outbox; idempotent. */
+/**
+ * The DDL an operator runs (or `createTable` runs) to create the outbox; idempotent.
+ *
+ * The dead rows' index is created only with the table, in one block that runs when the table does
+ * not exist yet: a plain CREATE INDEX on an existing outbox holds a SHARE lock for the whole build,
+ * blocking the application's INSERTs (and `createTable` runs under the outbox pool's query
+ * timeout). An outbox made by an earlier version's DDL keeps working without it (the status's dead
+ * count is slower); its operator adds it with CREATE INDEX CONCURRENTLY (README, "The outbox").
+ */
 export function outboxTableDdl(table: OutboxTable): string {
   // Index names are per schema, so the bare table name is enough to keep two outboxes apart.
   const index = (suffix: string) => `"${table.bare}_${suffix}"`;
-  return `CREATE TABLE IF NOT EXISTS ${table.sql} (
-  id bigserial PRIMARY KEY,
-  topic text NOT NULL,
-  event_type text NOT NULL,
-  payload jsonb NOT NULL,
-  tenant text,
-  entity text,
-  table_name text,
-  operation text CHECK (operation IS NULL OR operation IN ('insert', 'update', 'delete')),
-  created_at timestamptz NOT NULL DEFAULT now(),
-  processed_at timestamptz,
-  dead_reason text
-);
+  // The quoted name is validated (outboxTable): safe inside a string literal.
+  return `DO $outbox$
+BEGIN
+  IF to_regclass('${table.sql}') IS NULL THEN
+    CREATE TABLE IF NOT EXISTS ${table.sql} (
+      id bigserial PRIMARY KEY,
+      topic text NOT NULL,
+      event_type text NOT NULL,
+      payload jsonb NOT NULL,
+      tenant text,
+      entity text,
+      table_name text,
+      operation text CHECK (operation IS NULL OR operation IN ('insert', 'update', 'delete')),
+      created_at timestamptz NOT NULL DEFAULT now(),
+      processed_at timestamptz,
+      dead_reason text
+    );
+    -- The status's dead count (every few seconds): the dead rows only, not the retention's processed ones.
+    -- Only with a new table: never built on one in use (a non-concurrent build blocks its writers).
+    CREATE INDEX IF NOT EXISTS ${index('dead_idx')} ON ${table.sql} (id) WHERE dead_reason IS NOT NULL;
+  END IF;
+END
+$outbox$;
 -- The pollers' scan: only pending rows, in id order.
 CREATE INDEX IF NOT EXISTS ${index('pending_idx')} ON ${table.sql} (id) WHERE processed_at IS NULL;
 -- The retention sweep: processed rows by age.
 CREATE INDEX IF NOT EXISTS ${index('processed_idx')} ON ${table.sql} (processed_at);
--- The status's dead count (every few seconds): the dead rows only, not the retention's processed ones.
-CREATE INDEX IF NOT EXISTS ${index('dead_idx')} ON ${table.sql} (id) WHERE dead_reason IS NOT NULL;
 `;
 }
 

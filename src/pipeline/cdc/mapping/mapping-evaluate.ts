@@ -35,7 +35,7 @@ import {
   isValidName,
 } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
-import { MAX_ENTITY_LENGTH, MAX_TENANT_LENGTH } from '../../names.ts';
+import { MAX_ENTITY_BYTES, MAX_TENANT_LENGTH } from '../../names.ts';
 import type { RowChange, RowOperation, TableRef } from '../row-change.ts';
 
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';
@@ -309,9 +309,11 @@ function entityKeyOf(mapping: DomainMapping, change: RowChange, primaryKey: read
     parts.push(text);
   }
   const key = parts.length === 1 ? (parts[0] as string) : parts.map((part) => encodeURIComponent(part.toWellFormed())).join('/');
-  // Part of the event's entity, which goes into indexed columns (names.ts).
-  if (key.length > MAX_ENTITY_LENGTH) {
-    throw new UnroutableRowError('key-invalid', mapping.name, `the entity key of columns ${columns.map((column) => `"${column}"`).join(', ')} is ${key.length} characters, over ${MAX_ENTITY_LENGTH}`);
+  // Part of the event's entity, which goes into indexed columns (names.ts): bounded in bytes of the
+  // key as stored (composite parts encoded), so long URL keys and non-Latin keys still route.
+  const bytes = Buffer.byteLength(key);
+  if (bytes > MAX_ENTITY_BYTES) {
+    throw new UnroutableRowError('key-invalid', mapping.name, `the entity key of columns ${columns.map((column) => `"${column}"`).join(', ')} is ${bytes} bytes, over ${MAX_ENTITY_BYTES}`);
   }
   return key;
 }
