@@ -11,7 +11,7 @@
 import type { Connection } from './connection.ts';
 import { TributaryEventsDocument, TributaryTopicCursorDocument, type EventWhere, type TributaryEventsSubscription } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
-import { runResumable } from './resumable.ts';
+import { RefetchFailedError, runResumable } from './resumable.ts';
 import type { Session } from './session.ts';
 
 export type TopicEvent = TributaryEventsSubscription['events'];
@@ -58,7 +58,12 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
           // Position first, state second: every event after the refetch's state is after the cursor.
           // The cursor moves once the refetch is done: one that failed is tried again.
           const head = await readHead(current, signal);
-          await options.onResync?.();
+          try {
+            await options.onResync?.();
+          } catch (error) {
+            connection.reportHandlerError(error);
+            throw new RefetchFailedError(error);
+          }
           cursor = head;
         },
         fail: (error) => {

@@ -2,8 +2,8 @@
  * The loop every resumable subscription runs on each socket: subscribe from its cursor; when the
  * server ends it with RESYNC_REQUIRED, refill (the subscription's own `resync`) and subscribe
  * again; when the server completes it, or answers UNAVAILABLE or RATE_LIMITED (a dependency
- * away for a moment, too many operations on the socket right now), subscribe again after a
- * backoff pause; when the socket goes, stop — the next socket starts the loop again from the
+ * away for a moment, too many operations on the socket right now), or the refill's own refetch
+ * failed (`RefetchFailedError`), subscribe again after a backoff pause; when the socket goes, stop — the next socket starts the loop again from the
  * cursor kept. Any other error stops it for good (`fail`).
  */
 import { backoffDelay, pause } from './backoff.ts';
@@ -23,7 +23,19 @@ export interface ResumableRun {
 /** Codes the server answers with while it, or what it depends on, cannot serve the operation now: tried again later. */
 const TRANSIENT_CODES = ['UNAVAILABLE', 'RATE_LIMITED'];
 
-const isTransient = (error: unknown) => error instanceof TributaryRequestError && TRANSIENT_CODES.some((code) => error.hasCode(code));
+/**
+ * The application's own refetch (`onResync`) failed: the refill is tried again after a pause —
+ * the subscription does not stop because a reload met a network error once.
+ */
+export class RefetchFailedError extends Error {
+  constructor(cause: unknown) {
+    super('onResync failed; the refill is tried again', { cause });
+    this.name = 'RefetchFailedError';
+  }
+}
+
+const isTransient = (error: unknown) =>
+  error instanceof RefetchFailedError || (error instanceof TributaryRequestError && TRANSIENT_CODES.some((code) => error.hasCode(code)));
 
 /** Runs `spec` on `session` until the socket goes, `signal` aborts or it fails. */
 export async function runResumable(connection: Connection, session: Session, signal: AbortSignal, spec: ResumableRun): Promise<void> {

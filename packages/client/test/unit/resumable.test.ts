@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Connection } from '../../src/connection.ts';
 import { SessionEndedError, TributaryRequestError } from '../../src/errors.ts';
-import { runResumable } from '../../src/resumable.ts';
+import { RefetchFailedError, runResumable } from '../../src/resumable.ts';
 import type { Session } from '../../src/session.ts';
 
 const answered = (code: string) => new TributaryRequestError([{ message: code, extensions: { code } }]);
@@ -58,6 +58,14 @@ describe('runResumable', () => {
 
   it('refills again when the refill itself meets a transient answer', async () => {
     const { calls, endSocket, done } = scripted([answered('RESYNC_REQUIRED'), answered('RESYNC_REQUIRED')], [answered('UNAVAILABLE')]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(calls).toMatchObject({ runs: 3, resyncs: 2, failed: [] });
+    endSocket();
+    await done;
+  });
+
+  it("refills again after a pause when the application's own refetch failed", async () => {
+    const { calls, endSocket, done } = scripted([answered('RESYNC_REQUIRED'), answered('RESYNC_REQUIRED')], [new RefetchFailedError(new TypeError('fetch failed'))]);
     await vi.advanceTimersByTimeAsync(1_000);
     expect(calls).toMatchObject({ runs: 3, resyncs: 2, failed: [] });
     endSocket();
