@@ -31,11 +31,15 @@ CREATE TABLE alert_changes (
   updated_at       timestamptz      NOT NULL
 );
 
--- The last changes 0009 had not announced yet are kept for the announcer, then its flag goes.
+-- The last changes 0009 had not announced yet are kept for the announcer.
 INSERT INTO alert_changes (alert_id, rule, subject, app, env, tenant, severity, state, count, first_fired_at, last_fired_at,
                            acknowledged_at, acknowledged_by, resolved_at, last_value, message, last_change, version, updated_at)
 SELECT id, rule, subject, app, env, tenant, severity, state, count, first_fired_at, last_fired_at,
        acknowledged_at, acknowledged_by, resolved_at, last_value, message, last_change, version, updated_at
   FROM alerts WHERE NOT announced ORDER BY updated_at, id;
 
-ALTER TABLE alerts DROP COLUMN announced;
+-- `alerts.announced` (and its index `alerts_unannounced_idx`) is no longer used by this version:
+-- nothing here reads it, and new rows omit it (NOT NULL DEFAULT false). It is kept so that instances
+-- of the previous version keep working during a rolling deploy — their alert statements read and
+-- write it, and one holding the evaluator lease would otherwise stop all alerting. A later
+-- migration may drop it, once no instance of the previous version can be running.

@@ -73,11 +73,23 @@ export function useOperationLimits(limits: OperationLimits): Plugin {
   };
 }
 
-/** The error for a variable nested deeper than MAX_VARIABLE_DEPTH, or undefined when none is. */
+// Not `Object.hasOwn`: V8 answers `hasOwnProperty` inside `for…in` from the enumeration cache,
+// several times faster on a 66 KB payload.
+// eslint-disable-next-line @typescript-eslint/unbound-method -- always called with `.call`
+const { hasOwnProperty } = Object.prototype;
+
+/**
+ * The error for a variable nested deeper than MAX_VARIABLE_DEPTH, or undefined when none is.
+ * Depth counts objects and arrays from the variable's value itself: for `$input: { payload: <…> }`
+ * the object that is `input` is level 1 and `payload`'s value level 2; scalars add no level.
+ * It runs on every operation (the publish path included), so it allocates nothing per value.
+ */
 export function variablesTooDeep(variables: unknown): GraphQLError | undefined {
   if (typeof variables !== 'object' || variables === null) return undefined;
-  for (const [name, value] of Object.entries(variables)) {
-    if (!nestsDeeperThan(value, MAX_VARIABLE_DEPTH)) continue;
+  for (const name in variables) {
+    if (!hasOwnProperty.call(variables, name)) continue;
+    const value: unknown = (variables as Record<string, unknown>)[name];
+    if (typeof value !== 'object' || value === null || !nestsDeeperThanMax(value, 1)) continue;
     return new GraphQLError(`Variable "$${name}" nests objects and arrays more than ${MAX_VARIABLE_DEPTH} levels deep`, {
       extensions: { code: ErrorCode.BAD_USER_INPUT, http: { status: 400 } },
     });
@@ -85,13 +97,24 @@ export function variablesTooDeep(variables: unknown): GraphQLError | undefined {
   return undefined;
 }
 
-/** A loop, not a recursion: the value it measures may be deep enough to overflow the stack. */
-function nestsDeeperThan(value: unknown, max: number): boolean {
-  const pending: { value: unknown; depth: number }[] = [{ value, depth: 1 }];
-  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    if (typeof next.value !== 'object' || next.value === null) continue;
-    if (next.depth > max) return true;
-    for (const child of Object.values(next.value)) pending.push({ value: child, depth: next.depth + 1 });
+/**
+ * Whether `value`, an object or array at level `depth`, nests below it deeper than
+ * MAX_VARIABLE_DEPTH. A recursion is safe: it descends MAX_VARIABLE_DEPTH + 1 levels at most, however
+ * deep the value, and returns at the first level too deep. Scalars are skipped without a call.
+ */
+function nestsDeeperThanMax(value: object, depth: number): boolean {
+  if (depth > MAX_VARIABLE_DEPTH) return true;
+  if (Array.isArray(value)) {
+    for (let index = 0; index < value.length; index++) {
+      const child: unknown = value[index];
+      if (typeof child === 'object' && child !== null && nestsDeeperThanMax(child, depth + 1)) return true;
+    }
+    return false;
+  }
+  for (const key in value) {
+    if (!hasOwnProperty.call(value, key)) continue;
+    const child: unknown = (value as Record<string, unknown>)[key];
+    if (typeof child === 'object' && child !== null && nestsDeeperThanMax(child, depth + 1)) return true;
   }
   return false;
 }
