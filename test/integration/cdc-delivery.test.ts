@@ -676,15 +676,7 @@ describe('CDC mapping administration', () => {
     const setup = await setUpCdc();
     await saveMappingOk(setup, CONTACTS_MAPPING);
     const user = await signHs256({ tenant: 'a', roles: ['editor'], permissions: ['crm.read', 'admin.read', 'admin'] });
-    const operations: [string, Record<string, unknown>][] = [
-      ['mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: setup.sourceUrl }],
-      ['mutation { removeCdcSource }', {}],
-      ['mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', { m: { ...CONTACTS_MAPPING, topic: 'crm.stolen' } }],
-      ['mutation { deleteCdcMapping(name: "contacts") }', {}],
-      ['{ cdcMappings { name definition } }', {}],
-      ['{ cdcSource { host user status { state } } }', {}],
-    ];
-    for (const [query, variables] of operations) {
+    for (const [query, variables] of adminOperations(setup)) {
       const body = await gql(setup.server, user, query, variables);
       expect(errorOf(body)?.extensions?.['code'], query).toBe('FORBIDDEN');
     }
@@ -697,15 +689,7 @@ describe('CDC mapping administration', () => {
     const setup = await setUpCdc();
     await saveMappingOk(setup, CONTACTS_MAPPING);
     const tenantAdmin = await signHs256({ tenant: 'a', roles: ['admin'], permissions: [] });
-    const operations: [string, Record<string, unknown>][] = [
-      ['mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: setup.sourceUrl }],
-      ['mutation { removeCdcSource }', {}],
-      ['mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', { m: { ...CONTACTS_MAPPING, topic: 'crm.stolen' } }],
-      ['mutation { deleteCdcMapping(name: "contacts") }', {}],
-      ['{ cdcMappings { name definition } }', {}],
-      ['{ cdcSource { host user status { state } } }', {}],
-    ];
-    for (const [query, variables] of operations) {
+    for (const [query, variables] of adminOperations(setup)) {
       const error = errorOf(await gql(setup.server, tenantAdmin, query, variables));
       expect(error?.extensions?.['code'], query).toBe('FORBIDDEN');
       expect(error?.message, query).toContain('admin token without a tenant');
@@ -805,3 +789,15 @@ describe('CDC mapping administration', () => {
     expect((await gql(setup.server, setup.admin, '{ cdcMappings { name } }')).data).toEqual({ cdcMappings: [{ name: 'contacts' }] });
   });
 });
+
+/** Every CDC admin operation, each with variables that would change or read the environment's source and mappings. */
+function adminOperations(setup: CdcSetup): [string, Record<string, unknown>][] {
+  return [
+    ['mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: setup.sourceUrl }],
+    ['mutation { removeCdcSource }', {}],
+    ['mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', { m: { ...CONTACTS_MAPPING, topic: 'crm.stolen' } }],
+    ['mutation { deleteCdcMapping(name: "contacts") }', {}],
+    ['{ cdcMappings { name definition } }', {}],
+    ['{ cdcSource { host user status { state } } }', {}],
+  ];
+}

@@ -221,12 +221,7 @@ describe('redis event log', () => {
   });
 
   it('starts a new epoch when Redis has forgotten the stream, so old cursors get RESYNC_REQUIRED', async () => {
-    const redis = new Redis(testRedisUrl());
-    onTestFinished(async () => {
-      await redis.quit();
-    });
-    const keyPrefix = uniquePrefix();
-    const log = createRedisLog({ redis, retention: generous, keyPrefix });
+    const { redis, keyPrefix, log } = openRedisLog();
     const stream = streamOf(scope, 'orders');
     const [before] = await appendAll(log, stream, 1);
     await redis.del(`${keyPrefix}{${stream.key}}:log`, `${keyPrefix}{${stream.key}}:epoch`);
@@ -236,12 +231,7 @@ describe('redis event log', () => {
   });
 
   it('starts a new epoch when Redis has forgotten the log but kept its epoch, so old cursors get RESYNC_REQUIRED', async () => {
-    const redis = new Redis(testRedisUrl());
-    onTestFinished(async () => {
-      await redis.quit();
-    });
-    const keyPrefix = uniquePrefix();
-    const log = createRedisLog({ redis, retention: generous, keyPrefix });
+    const { redis, keyPrefix, log } = openRedisLog();
     const stream = streamOf(scope, 'orders');
     const [first] = await appendAll(log, stream, 3);
     await redis.del(`${keyPrefix}{${stream.key}}:log`); // evicted alone (allkeys-lru)
@@ -253,12 +243,7 @@ describe('redis event log', () => {
   });
 
   it('keeps the epoch key a plain epoch, as instances of the earlier version read and write it, and continues their quiet epochs', async () => {
-    const redis = new Redis(testRedisUrl());
-    onTestFinished(async () => {
-      await redis.quit();
-    });
-    const keyPrefix = uniquePrefix();
-    const log = createRedisLog({ redis, retention: generous, keyPrefix });
+    const { redis, keyPrefix, log } = openRedisLog();
     const epochKey = (topic: string) => `${keyPrefix}{${streamOf(scope, topic).key}}:epoch`;
     const quiet = streamOf(scope, 'quiet');
     const start = await log.head(quiet);
@@ -272,3 +257,13 @@ describe('redis event log', () => {
     expect(decodeCursor(first!.cursor).epoch).toBe(earlier);
   });
 });
+
+/** A Redis log under a prefix of its own, with its connection (closed when the test ends). */
+function openRedisLog(): { redis: Redis; keyPrefix: string; log: ReturnType<typeof createRedisLog> } {
+  const redis = new Redis(testRedisUrl());
+  onTestFinished(async () => {
+    await redis.quit();
+  });
+  const keyPrefix = uniquePrefix();
+  return { redis, keyPrefix, log: createRedisLog({ redis, retention: generous, keyPrefix }) };
+}
