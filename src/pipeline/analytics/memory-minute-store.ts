@@ -1,6 +1,6 @@
 /** The minute store of the embedded mode: the one process's memory. */
 import type { MinuteStore } from './minute-store.ts';
-import { emptyCounts, mergeCounts, mergeTopics, type TopicCounts } from './topic-counts.ts';
+import { emptyCounts, mergeCounts, mergeTopics, subtractTopics, type TopicCounts } from './topic-counts.ts';
 
 /** Minutes kept at most; older ones (no worker flushed them) are dropped first. */
 const MAX_MINUTES = 120;
@@ -31,8 +31,10 @@ export function createMemoryMinuteStore(): MinuteStore {
       }
       return Promise.resolve(copy);
     },
-    remove(minute) {
-      minutes.delete(minute);
+    remove(minute, written) {
+      const topics = minutes.get(minute);
+      if (topics && written) subtractTopics(topics, written);
+      if (!written || topics?.size === 0) minutes.delete(minute);
       return Promise.resolve();
     },
   };

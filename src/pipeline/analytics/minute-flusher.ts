@@ -68,7 +68,9 @@ export function createMinuteFlusher(options: MinuteFlusherOptions): MinuteFlushe
       return 'written' as const;
     });
     if (outcome === 'busy') return outcome;
-    await store.remove(minute);
+    // Written: only what was written goes; a push since the read stays, and the next flush finds
+    // it late (logged below). Already flushed: everything here came late.
+    await store.remove(minute, outcome === 'written' ? topics : undefined);
     if (outcome === 'already' && rows.length > 0) {
       logger.warn({ minute: start.toISOString(), topics: rows.length }, 'analytics counts arrived after their minute was flushed; dropped');
     }

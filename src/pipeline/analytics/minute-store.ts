@@ -23,6 +23,9 @@ export interface MinuteStore {
   minutes(): Promise<number[]>;
   /** A minute's counts summed over every push; `accept` keeps only some topic keys. */
   read(minute: number, accept?: (topicKey: string) => boolean): Promise<Map<string, TopicCounts>>;
-  /** Forgets a minute (once it is flushed). */
-  remove(minute: number): Promise<void>;
+  /**
+   * Forgets a minute once it is flushed. With `written` (what `read` gave and was written), only
+   * those counts go: what was pushed in between stays, and the next flush finds it late.
+   */
+  remove(minute: number, written?: ReadonlyMap<string, TopicCounts>): Promise<void>;
 }

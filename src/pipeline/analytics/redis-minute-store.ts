@@ -30,7 +30,21 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[1]) - tonu
 return 1
 `;
 
+// KEYS: minute hash, minute index. ARGV: minute (ms), then field, negated count pairs. A field
+// left at zero goes, and the minute with its last field: what was pushed since the read stays.
+const TAKE = `
+for i = 2, #ARGV, 2 do
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) == 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return 1
+`;
+
 type PushCommand = (minuteKey: string, indexKey: string, markerKey: string, minute: number, ttlSeconds: number, ...pairs: (string | number)[]) => Promise<number>;
+type TakeCommand = (minuteKey: string, indexKey: string, minute: number, ...pairs: (string | number)[]) => Promise<number>;
 
 export function createRedisMinuteStore(options: RedisMinuteStoreOptions): MinuteStore {
   const { redis } = options;
@@ -39,12 +53,17 @@ export function createRedisMinuteStore(options: RedisMinuteStoreOptions): Minute
   const indexKey = `${tag}:minutes`;
   const minuteKey = (minute: number) => `${tag}:minute:${minute}`;
   const push = defineScript<PushCommand>(redis, 'tributaryAnalyticsPush', 3, PUSH);
+  const take = defineScript<TakeCommand>(redis, 'tributaryAnalyticsTake', 2, TAKE);
+  const pairsOf = (topics: ReadonlyMap<string, TopicCounts>) => {
+    const pairs: (string | number)[] = [];
+    for (const [topicKey, counts] of topics) encodeCounts(topicKey, counts, pairs);
+    return pairs;
+  };
 
   return {
     kind: 'redis',
     async push(batch) {
-      const pairs: (string | number)[] = [];
-      for (const [topicKey, counts] of batch.topics) encodeCounts(topicKey, counts, pairs);
+      const pairs = pairsOf(batch.topics);
       // Deterministic chunks of one batch, each with its own marker: a retry re-sends the same ones.
       for (let start = 0, chunk = 0; start < pairs.length; start += PAIRS_PER_CALL * 2, chunk += 1) {
         const slice = pairs.slice(start, start + PAIRS_PER_CALL * 2);
@@ -61,8 +80,19 @@ export function createRedisMinuteStore(options: RedisMinuteStoreOptions): Minute
       for (const field in fields) decodeField(topics, field, Number(fields[field]), accept);
       return topics;
     },
-    async remove(minute) {
-      await redis.multi().del(minuteKey(minute)).zrem(indexKey, String(minute)).exec();
+    async remove(minute, written) {
+      if (!written) {
+        await redis.multi().del(minuteKey(minute)).zrem(indexKey, String(minute)).exec();
+        return;
+      }
+      const pairs = pairsOf(written);
+      for (let index = 1; index < pairs.length; index += 2) pairs[index] = -(pairs[index] as number);
+      // The last call (an empty one when nothing was written) drops the minute once it is empty.
+      let start = 0;
+      do {
+        await take(minuteKey(minute), indexKey, minute, ...pairs.slice(start, start + PAIRS_PER_CALL * 2));
+        start += PAIRS_PER_CALL * 2;
+      } while (start < pairs.length);
     },
   };
 }

@@ -96,6 +96,21 @@ export function mergeTopics(target: Map<string, TopicCounts>, source: ReadonlyMa
   }
 }
 
+/**
+ * Takes every topic of `source` out of `target` (counts pushed since `source` was read stay);
+ * a topic left with nothing is dropped.
+ */
+export function subtractTopics(target: Map<string, TopicCounts>, source: ReadonlyMap<string, TopicCounts>): void {
+  for (const [key, counts] of source) {
+    const into = target.get(key);
+    if (!into) continue;
+    for (const counter of COUNTERS) into[counter] -= counts[counter];
+    if (into.latency && counts.latency) for (let i = 0; i < into.latency.length; i += 1) into.latency[i]! -= counts.latency[i] ?? 0;
+    const left = COUNTERS.some((counter) => into[counter] !== 0) || (into.latency?.some((count) => count !== 0) ?? false);
+    if (!left) target.delete(key);
+  }
+}
+
 /** Short field names in Redis (a minute's hash can hold 100,000 fields). */
 const FIELD_CODES: Readonly<Record<Counter, string>> = {
   eventsDatabase: 'ed',
