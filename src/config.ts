@@ -37,6 +37,8 @@ export interface Limits {
   readonly connectionInitTimeoutMs: number;
   /** Active subscriptions one socket may hold. @default 100 */
   readonly maxSubscriptionsPerConnection: number;
+  /** Total size of one socket's active subscriptions' `subscribe` messages, in bytes. @default 4 MiB */
+  readonly maxSubscriptionBytesPerConnection: number;
   /** Largest HTTP request body, in bytes. @default 1 MiB */
   readonly httpMaxBodyBytes: number;
   /** Deepest selection set nesting in an operation. @default 12 */
@@ -228,6 +230,7 @@ const environmentSchema = z.object({
   WS_MAX_PAYLOAD_BYTES: integer(1024, 64 * MIB, MIB),
   WS_CONNECTION_INIT_TIMEOUT_MS: integer(100, 60_000, 3000),
   WS_MAX_SUBSCRIPTIONS: integer(1, 10_000, 100),
+  WS_MAX_SUBSCRIPTION_BYTES: integer(1024, 1024 * MIB, 4 * MIB),
   WS_TOKEN_EXPIRY_GRACE_MS: integer(0, 3_600_000, 0),
   WS_TOKEN_EXPIRY_NOTICE_MS: integer(0, 3_600_000, 60_000),
   APQ_MAX_ENTRIES: integer(0, 1_000_000, 1000),
@@ -346,6 +349,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       wsMaxPayloadBytes: env.WS_MAX_PAYLOAD_BYTES,
       connectionInitTimeoutMs: env.WS_CONNECTION_INIT_TIMEOUT_MS,
       maxSubscriptionsPerConnection: env.WS_MAX_SUBSCRIPTIONS,
+      maxSubscriptionBytesPerConnection: env.WS_MAX_SUBSCRIPTION_BYTES,
       httpMaxBodyBytes: env.HTTP_MAX_BODY_BYTES,
       maxDepth: env.GRAPHQL_MAX_DEPTH,
       maxAliases: env.GRAPHQL_MAX_ALIASES,

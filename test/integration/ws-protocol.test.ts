@@ -23,6 +23,7 @@ const CLOSE = {
 
 const MAX_PAYLOAD_BYTES = 2048;
 const MAX_SUBSCRIPTIONS = 2;
+const MAX_SUBSCRIPTION_BYTES = 3000;
 
 function channelSubscription(name: string): { query: string } {
   return { query: `subscription { channel(name: "${name}") { event } }` };
@@ -43,7 +44,12 @@ describe('graphql-transport-ws protocol', () => {
   let token: string;
   beforeAll(async () => {
     server = await startTestServer(
-      { JWT_SECRET: TEST_SECRET, WS_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD_BYTES), WS_MAX_SUBSCRIPTIONS: String(MAX_SUBSCRIPTIONS) },
+      {
+        JWT_SECRET: TEST_SECRET,
+        WS_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD_BYTES),
+        WS_MAX_SUBSCRIPTIONS: String(MAX_SUBSCRIPTIONS),
+        WS_MAX_SUBSCRIPTION_BYTES: String(MAX_SUBSCRIPTION_BYTES),
+      },
       { autoDispose: false },
     );
     token = await signHs256({ sub: 'protocol-user' });
@@ -198,6 +204,35 @@ describe('graphql-transport-ws protocol', () => {
     const delivered = [await client.nextMessage(), await client.nextMessage()];
     expect(delivered.map((message) => message.id).sort()).toEqual(['s2', 's3']);
     for (const message of delivered) expect(message).toMatchObject({ type: 'next', payload: { data: { channel: { event: 'after-cap' } } } });
+  });
+
+  it('refuses a subscribe that would take the socket past WS_MAX_SUBSCRIPTION_BYTES with RATE_LIMITED, until one ends', async () => {
+    /** A channel subscription whose `subscribe` message is `bytes` long (the query padded with spaces). */
+    const sized = (id: string, bytes: number) => {
+      const message = { id, type: 'subscribe', payload: channelSubscription('budget') };
+      message.payload.query += ' '.repeat(bytes - Buffer.byteLength(JSON.stringify(message)));
+      expect(Buffer.byteLength(JSON.stringify(message))).toBe(bytes);
+      return message;
+    };
+    const client = await openAcknowledgedSocket(server.wsUrl, token);
+    client.send(sized('large', 2000));
+    await waitFor(() => server.stats().channelMembers === 1, { message: 'the large subscription active' });
+
+    client.send(sized('over', MAX_SUBSCRIPTION_BYTES - 2000 + 1));
+    const refused = await client.nextMessage();
+    expect(refused).toMatchObject({ id: 'over', type: 'error', payload: [{ extensions: { code: 'RATE_LIMITED' } }] });
+    await expectAlive(client);
+    expect(server.stats().channelMembers).toBe(1);
+
+    // Up to the budget exactly is accepted; once the large one ends, the refused size fits.
+    client.send(sized('fits', MAX_SUBSCRIPTION_BYTES - 2000));
+    await waitFor(() => server.stats().channelMembers === 2, { message: 'the subscription that fits active' });
+    client.send({ id: 'large', type: 'complete' });
+    await waitFor(() => server.stats().channelMembers === 1, { message: 'the large subscription left' });
+    client.send(sized('over', MAX_SUBSCRIPTION_BYTES - 2000 + 1));
+    await waitFor(() => server.stats().channelMembers === 2, { message: 'the refused size accepted once room was made' });
+    await expectAlive(client);
+    expect(client.pending).toEqual([]);
   });
 
   it('stops a subscription on complete from the client without sending complete back', async () => {

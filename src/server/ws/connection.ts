@@ -48,6 +48,8 @@ export interface ConnectionOptions {
   readonly tokenExpiryNoticeMs: number;
   /** @see Limits.maxSubscriptionsPerConnection */
   readonly maxOperations: number;
+  /** @see Limits.maxSubscriptionBytesPerConnection */
+  readonly maxOperationBytes: number;
   /** Bytes the socket may have queued for the client before it counts as a slow consumer. */
   readonly maxBufferedBytes: number;
   /** @see GraphQLWebSocketServerOptions.rawFrames */
@@ -71,6 +73,8 @@ export class GraphQLWsConnection {
   readonly #out: SocketWriter;
   #childLogger: Logger | undefined;
   readonly #operations = new Map<ID, ActiveOperation>();
+  /** Sum of the active operations' `bytes`. */
+  #operationBytes = 0;
   #initReceived = false;
   readonly #auth: SocketAuth;
   #unregister: (() => void) | undefined;
@@ -163,7 +167,7 @@ export class GraphQLWsConnection {
       case MessageType.Pong:
         return;
       case MessageType.Subscribe:
-        this.#onSubscribe(message.id, message.payload);
+        this.#onSubscribe(message.id, message.payload, Buffer.byteLength(data));
         return;
       case MessageType.Complete: {
         const operation = this.#operations.get(message.id);
@@ -241,13 +245,14 @@ export class GraphQLWsConnection {
     return true;
   }
 
-  #onSubscribe(id: ID, payload: SubscribePayload): void {
+  #onSubscribe(id: ID, payload: SubscribePayload, bytes: number): void {
     const principal = this.#auth.principal;
     if (!principal) {
       this.close(CloseCode.Unauthorized, 'Unauthorized');
       return;
     }
-    const refusal = refusalOf(id, this.#operations, this.#options.maxOperations);
+    const bounds = { maxOperations: this.#options.maxOperations, maxBytes: this.#options.maxOperationBytes };
+    const refusal = refusalOf(id, bytes, this.#operations, this.#operationBytes, bounds);
     if (refusal?.kind === 'close') {
       this.close(refusal.code, refusal.reason);
       return;
@@ -257,8 +262,9 @@ export class GraphQLWsConnection {
       return;
     }
     // Reserve the id before any await, so a duplicate arriving during setup is caught above.
-    const operation: ActiveOperation = { cancelled: false, results: undefined, dispatched: undefined, readableBy: undefined };
+    const operation: ActiveOperation = { cancelled: false, results: undefined, dispatched: undefined, readableBy: undefined, bytes };
     this.#operations.set(id, operation);
+    this.#operationBytes += bytes;
     this.#run(id, operation, principal, payload).catch((error: unknown) => {
       this.#logger.error({ err: error, operationId: id }, 'operation failed');
       this.close(CloseCode.InternalServerError, 'Internal server error');
@@ -355,15 +361,19 @@ export class GraphQLWsConnection {
 
   /** Sends the operation's last message (unless the client already stopped it) and forgets it. */
   #finish(id: ID, operation: ActiveOperation, last: OutgoingMessage): void {
-    if (this.#operations.get(id) === operation) this.#operations.delete(id);
+    if (this.#operations.get(id) === operation) this.#forget(id, operation);
     if (!operation.cancelled) this.#send(last);
   }
 
   #cancel(id: ID, operation: ActiveOperation): void {
     operation.cancelled = true;
-    this.#operations.delete(id);
+    this.#forget(id, operation);
     operation.dispatched?.dispose();
     operation.results?.return?.().catch((error: unknown) => this.#logger.warn({ err: error }, 'failed to stop a subscription'));
+  }
+
+  #forget(id: ID, operation: ActiveOperation): void {
+    if (this.#operations.delete(id)) this.#operationBytes -= operation.bytes;
   }
 
   /** A gateway event about this socket, in its principal's scope (fire-and-forget: never delays or fails the socket). */

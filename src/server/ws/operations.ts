@@ -15,6 +15,16 @@ export interface ActiveOperation {
   dispatched: DispatchSubscription | undefined;
   /** Whether a refreshed principal may go on reading it (the ticket's `readableBy`). */
   readableBy: ((principal: Principal) => boolean) | undefined;
+  /** Size of its `subscribe` message, in bytes: what the operation may hold for its life. */
+  readonly bytes: number;
+}
+
+/** What one socket's active operations may hold together. */
+export interface OperationBounds {
+  /** @see Limits.maxSubscriptionsPerConnection */
+  readonly maxOperations: number;
+  /** @see Limits.maxSubscriptionBytesPerConnection */
+  readonly maxBytes: number;
 }
 
 /**
@@ -29,8 +39,12 @@ export type Refusal =
   | { readonly kind: 'close'; readonly code: CloseCode; readonly reason: string }
   | { readonly kind: 'error'; readonly errors: readonly GraphQLFormattedError[] };
 
-/** Whether a `subscribe` may start operation `id` beside the `active` ones: undefined when it may. */
-export function refusalOf(id: ID, active: ReadonlyMap<ID, ActiveOperation>, maxOperations: number): Refusal | undefined {
+/**
+ * Whether a `subscribe` of `bytes` may start operation `id` beside the `active` ones, which hold
+ * `activeBytes` together: undefined when it may.
+ */
+export function refusalOf(id: ID, bytes: number, active: ReadonlyMap<ID, ActiveOperation>, activeBytes: number, bounds: OperationBounds): Refusal | undefined {
+  const { maxOperations, maxBytes } = bounds;
   if (id.length > MAX_OPERATION_ID_LENGTH) {
     return { kind: 'close', code: CloseCode.BadRequest, reason: `Operation id longer than ${MAX_OPERATION_ID_LENGTH} characters` };
   }
@@ -40,6 +54,10 @@ export function refusalOf(id: ID, active: ReadonlyMap<ID, ActiveOperation>, maxO
       kind: 'error',
       errors: [{ message: `Too many active operations on this connection (limit ${maxOperations})`, extensions: { code: ErrorCode.RATE_LIMITED } }],
     };
+  }
+  if (activeBytes + bytes > maxBytes) {
+    const message = `The active operations of this connection would exceed ${maxBytes} bytes of subscribe messages (this one: ${bytes})`;
+    return { kind: 'error', errors: [{ message, extensions: { code: ErrorCode.RATE_LIMITED } }] };
   }
   return undefined;
 }

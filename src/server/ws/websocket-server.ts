@@ -20,7 +20,7 @@ export interface GraphQLWebSocketServerOptions {
   readonly gateway?: Pick<GatewayEmitter, 'emit'>;
   /** Counts sockets closed for falling behind. @default no metrics */
   readonly metrics?: Pick<Metrics, 'slowConsumers'>;
-  readonly limits: Pick<Limits, 'wsMaxPayloadBytes' | 'connectionInitTimeoutMs' | 'maxSubscriptionsPerConnection' | 'tokenExpiryGraceMs' | 'tokenExpiryNoticeMs'>;
+  readonly limits: Pick<Limits, 'wsMaxPayloadBytes' | 'connectionInitTimeoutMs' | 'maxSubscriptionsPerConnection' | 'maxSubscriptionBytesPerConnection' |  'tokenExpiryGraceMs' | 'tokenExpiryNoticeMs'>;
   /** Where `refreshAuth` finds the sockets. @default sockets cannot be refreshed (refreshAuth answers UNAUTHENTICATED) */
   readonly sessions?: Pick<SocketSessionRegistry, 'add'>;
   readonly logger: Logger;
@@ -91,6 +91,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       tokenExpiryGraceMs: options.limits.tokenExpiryGraceMs,
       tokenExpiryNoticeMs: options.limits.tokenExpiryNoticeMs,
       maxOperations: options.limits.maxSubscriptionsPerConnection,
+      maxOperationBytes: options.limits.maxSubscriptionBytesPerConnection,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
       rawFrames: options.rawFrames ?? true,
       logger,
