@@ -147,6 +147,52 @@ describe('an alert whose subject no longer exists', () => {
     expect(await getAlert(db, id)).toMatchObject({ state: 'resolved', message: 'cdc:src1 no longer exists' });
     expect(alertTypes(placed)).toEqual(['alert.fired cdc:src1', 'alert.resolved cdc:src1']);
   });
+
+  // An environment switched to another source database: the old source's leader stops (its status
+  // goes stale, still listing the environment), or goes on for other environments without it.
+  it.each(['goes stale', 'goes on without the environment'] as const)(
+    'resolves the old source’s CDC alert once the environment reads another source, whose fresh status lists it (the old status %s)',
+    async (old) => {
+      const { db } = await freshFixture();
+      const { evaluator, placed } = evaluatorOn(db, memoryLog(), cdcRules(db, { maxLagBytes: 1_000, maxRetainedWalBytes: 1_000_000 }));
+      await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('app', 'env', 'postgres://old.example/app')");
+      const environments = (...envs: string[]) => JSON.stringify(envs.map((env) => ({ app: 'app', env })));
+      await db.query(
+        `INSERT INTO cdc_reader_status (source, state, lag_bytes, retained_wal_bytes, environments) VALUES ('old', 'streaming', 5000, 10, $1)`,
+        [environments('env', 'other')],
+      );
+      await evaluate(evaluator, 2);
+      const id = alertIdOf({ rule: 'cdc.lag', subject: 'cdc:old', scope: SCOPE });
+      expect(await getAlert(db, id)).toMatchObject({ state: 'firing' });
+
+      await db.query("UPDATE cdc_sources SET database_url = 'postgres://new.example/app' WHERE app = 'app' AND env = 'env'");
+      if (old === 'goes stale') await db.query("UPDATE cdc_reader_status SET updated_at = now() - interval '1 day' WHERE source = 'old'");
+      else await db.query("UPDATE cdc_reader_status SET environments = $1 WHERE source = 'old'", [environments('other')]);
+      await db.query(
+        `INSERT INTO cdc_reader_status (source, state, lag_bytes, retained_wal_bytes, environments) VALUES ('new', 'streaming', 10, 10, $1)`,
+        [environments('env')],
+      );
+      await evaluate(evaluator, 1);
+      expect(await getAlert(db, id)).toMatchObject({ state: 'resolved', message: 'cdc:old no longer exists' });
+      expect(alertTypes(placed)).toEqual(['alert.fired cdc:old', 'alert.resolved cdc:old']);
+    },
+  );
+
+  it('keeps a CDC alert unknown, not resolved, while its source’s status is stale and no other source reads the environment', async () => {
+    const { db } = await freshFixture();
+    const { evaluator, placed } = evaluatorOn(db, memoryLog(), cdcRules(db, { maxLagBytes: 1_000, maxRetainedWalBytes: 1_000_000 }));
+    await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('app', 'env', 'postgres://source.example/app')");
+    await db.query(
+      `INSERT INTO cdc_reader_status (source, state, lag_bytes, retained_wal_bytes, environments) VALUES ('src1', 'streaming', 5000, 10, $1)`,
+      [JSON.stringify([{ app: 'app', env: 'env' }])],
+    );
+    await evaluate(evaluator, 2);
+    const id = alertIdOf({ rule: 'cdc.lag', subject: 'cdc:src1', scope: SCOPE });
+    await db.query("UPDATE cdc_reader_status SET updated_at = now() - interval '1 day' WHERE source = 'src1'");
+    await evaluate(evaluator, 3);
+    expect(await getAlert(db, id)).toMatchObject({ state: 'firing' });
+    expect(alertTypes(placed)).toEqual(['alert.fired cdc:src1']);
+  });
 });
 
 describe('announcing alert changes', () => {

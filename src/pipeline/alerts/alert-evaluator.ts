@@ -119,7 +119,7 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
     if (rule.gone === undefined || silent.length === 0) return;
     let gone: ReadonlySet<RuleSubject>;
     try {
-      gone = new Set(await rule.gone(silent.map((subject) => subject.key)));
+      gone = new Set(await rule.gone(silent.map((subject) => subject.key), { windowMs: options.windowMs }));
     } catch (error) {
       // Unknown, as before the question: nothing resolves on a reading that failed.
       logger.warn({ err: error, rule: rule.name }, 'alert rule could not tell which subjects are gone');

@@ -61,7 +61,7 @@ export interface AlertRule {
    * rule that cannot be read never resolves anything. Absent: its subjects never go away
    * (`cluster`), and a silent one is unknown.
    */
-  gone?(subjects: readonly RuleSubject[]): Promise<readonly RuleSubject[]>;
+  gone?(subjects: readonly RuleSubject[], context: RuleContext): Promise<readonly RuleSubject[]>;
 }
 
 /** Most readings taken from one rule in one evaluation: a bound on each query and on memory. */

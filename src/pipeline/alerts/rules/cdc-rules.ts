@@ -8,7 +8,9 @@
  * - `cdc.slot_lost`: the slot was found lost and recreated within the window (critical: changes
  *   were missed; subscribers resynced). It resolves once the loss is older than the window.
  * An environment whose CDC source was removed (no `cdc_sources` row) is read no more — a status
- * may still name it — and its subjects are gone: their alerts resolve.
+ * may still name it — and its subjects are gone: their alerts resolve. So is an environment's old
+ * source once it reads another: the old source's status no longer lists it, or has gone stale
+ * while another source's fresh one lists it.
  */
 import type { Queryable } from '../../../db/database.ts';
 import { scopeKey } from '../../scope.ts';
@@ -72,6 +74,19 @@ async function readSources(db: Queryable, windowMs: number): Promise<SourceFigur
 
 const environmentKey = (environment: { readonly app: string; readonly env: string }) => scopeKey({ app: environment.app, env: environment.env, tenant: undefined });
 
+/** The keys of the environments each fresh status lists, by source. */
+function freshlyRead(sources: readonly SourceFigures[]): Map<string, Set<string>> {
+  const read = new Map<string, Set<string>>();
+  for (const figures of sources) if (figures.fresh) read.set(figures.source, new Set(figures.environments.map(environmentKey)));
+  return read;
+}
+
+/** Whether another source than `source` has a fresh status listing `environment`: it reads it now. */
+function readByAnother(fresh: ReadonlyMap<string, ReadonlySet<string>>, source: string, environment: string): boolean {
+  for (const [other, environments] of fresh) if (other !== source && environments.has(environment)) return true;
+  return false;
+}
+
 /** Of `environments`, the keys of those that still have a CDC source. */
 async function withCdcSource(db: Queryable, environments: readonly { readonly app: string; readonly env: string }[]): Promise<Set<string>> {
   const { rows } = await db.query<{ app: string; env: string }>(
@@ -88,16 +103,27 @@ function cdcRule(db: Queryable, name: string, description: string, judge: (figur
     async read({ windowMs }) {
       const sources = await readSources(db, windowMs);
       const configured = await withCdcSource(db, sources.flatMap((figures) => figures.environments));
+      const fresh = freshlyRead(sources);
       return sources.flatMap((figures) => {
         const verdict: Verdict = figures.fresh ? judge(figures) : { kind: 'unknown', reason: 'no recent status from the reader' };
         return figures.environments
-          .filter((environment) => configured.has(environmentKey(environment)))
+          .filter((environment) => {
+            const key = environmentKey(environment);
+            return configured.has(key) && (figures.fresh || !readByAnother(fresh, figures.source, key));
+          })
           .map((environment): Reading => ({ subject: `cdc:${figures.source}`, scope: { ...environment, tenant: undefined }, verdict }));
       });
     },
-    async gone(subjects: readonly RuleSubject[]) {
+    async gone(subjects: readonly RuleSubject[], { windowMs }) {
       const configured = await withCdcSource(db, subjects.map((subject) => subject.scope));
-      return subjects.filter((subject) => !configured.has(environmentKey(subject.scope)));
+      const fresh = freshlyRead(await readSources(db, windowMs));
+      return subjects.filter((subject) => {
+        const key = environmentKey(subject.scope);
+        if (!configured.has(key)) return true;
+        const source = subject.subject.slice('cdc:'.length);
+        const listed = fresh.get(source);
+        return listed ? !listed.has(key) : readByAnother(fresh, source, key);
+      });
     },
   };
 }
