@@ -195,6 +195,39 @@ describe('dispatcher: resume seam', () => {
     },
   );
 
+  // A socket closed while the replay writes to it (its buffer overflowing, say) disposes the
+  // subscriber from inside the write: the catch-up must not then turn it live.
+  it.each(['a replayed event', 'a held event'] as const)('leaves nothing behind of a subscriber disposed while %s is written to it', async (what) => {
+    const { dispatcher, gated, publish } = setUp();
+    const join = async (cohort: CohortSpec, sink: SubscriberSink, after?: string) => dispatcher.subscribe({ stream: STREAM, cohort, after, sink });
+    // Another cohort keeps the stream; a live member shares the resuming subscriber's cohort.
+    const other = receiver();
+    await join({ ...COHORT, key: 'other' }, other.sink);
+    const member = await join(COHORT, receiver().sink);
+    const [first] = await publish(2);
+    const gate = gated.close('before-waiting');
+    const seqs: number[] = [];
+    // The replay gives seq 2; seq 3 arrives live while the page waits at the gate, so it is held.
+    const disposeAt = what === 'a replayed event' ? 2 : 3;
+    const sink: SubscriberSink = {
+      next: (payload) => {
+        seqs.push(Number(payload.json));
+        if (Number(payload.json) === disposeAt) handle.dispose();
+      },
+      fail: () => undefined,
+    };
+    const handle = await join(COHORT, sink, first!.cursor);
+    await gate.entered;
+    await publish(1);
+    gate.open();
+    await waitFor(() => seqs.includes(disposeAt));
+    member.dispose();
+    await publish(1);
+    await waitFor(() => other.seqs.length === 4);
+    expect(seqs).toEqual(range(2, disposeAt));
+    expect(dispatcher.stats()).toEqual({ streams: 1, cohorts: 1, subscribers: 1 });
+  });
+
   it('reads the log page by page up to the seam', async () => {
     const { publish, subscribe } = setUp({ pageSize: 2 });
     const [first] = await publish(7);

@@ -52,6 +52,8 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
         if (payload !== undefined) fanOut.replayTo(subscriber, position.epoch, event, payload);
         cursor = event.cursor;
       }
+      // A write can close it (its socket's buffer overflowing): it is gone from its cohort.
+      if (subscriber.closed) return;
       if (page.length > 0) position = decodeCursor(cursor);
       if (page.length === pageSize) continue;
       if (subscriber.overflowed) {
@@ -75,6 +77,7 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
         if (payload !== undefined) fanOut.replayTo(subscriber, placed.epoch, event, payload);
         position = placed;
       }
+      if (subscriber.closed) return;
       subscriber.held = undefined;
       subscriber.caughtUpTo = position;
       cohort.catchingUp.delete(subscriber);
