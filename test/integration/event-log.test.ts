@@ -12,6 +12,7 @@ import type { RealtimeEvent, UnplacedEvent } from '../../src/pipeline/events/env
 import type { Scope } from '../../src/pipeline/scope.ts';
 import { streamOf, type StreamRef } from '../../src/pipeline/stream.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 
 const scope = { app: 'shop', env: 'prod', tenant: 'a' };
 
@@ -195,9 +196,63 @@ describe('memory event log', () => {
     await log.append(idle, unplaced(1));
     await expect(log.readAfter(idle, idleStart, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
   });
+
+  it('keeps the history of a quiet stream that is kept alive, while its events still age out and another stream is forgotten', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
+    const log = createMemoryLog({ retention: { maxEvents: 100, maxAgeMs: 60_000 }, publish: () => undefined, sweepIntervalMs: 1_000 });
+    onTestFinished(() => log.close());
+    const kept = streamOf(scope, 'kept');
+    const other = streamOf(scope, 'other');
+    const start = await log.head(kept);
+    const first = await log.append(kept, unplaced(1));
+    const forgotten = await log.append(other, unplaced(1));
+    for (let step = 0; step < 4; step += 1) {
+      vi.advanceTimersByTime(30_000);
+      await log.keepAlive([kept, streamOf(scope, 'never-used')]);
+    }
+    await expect(log.readAfter(other, forgotten.cursor, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+    const second = await log.append(kept, unplaced(2));
+    expect(decodeCursor(second.cursor).epoch).toBe(decodeCursor(first.cursor).epoch);
+    expect(await log.readAfter(kept, first.cursor, 10)).toEqual([second]);
+    await expect(log.readAfter(kept, start, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+  });
 });
 
 describe('redis event log', () => {
+  // Real time: the other stream's keys expire in Redis (400 ms), while the kept one's are extended.
+  it('keeps the history of a quiet stream that is kept alive, while its events still age out and another stream is forgotten', async () => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => {
+      await redis.quit();
+    });
+    const keyPrefix = uniquePrefix();
+    const log = createRedisLog({ redis, retention: { maxEvents: 100, maxAgeMs: 400 }, keyPrefix });
+    const kept = streamOf(scope, 'kept');
+    const other = streamOf(scope, 'other');
+    const start = await log.head(kept);
+    const [first] = await appendAll(log, kept, 1);
+    const [forgotten] = await appendAll(log, other, 1);
+    await waitFor(
+      async () => {
+        await log.keepAlive([kept, streamOf(scope, 'never-used')]);
+        return log.readAfter(other, forgotten!.cursor, 10).then(
+          () => false,
+          (error: { code?: string }) => error.code === 'RESYNC_REQUIRED',
+        );
+      },
+      { intervalMs: 50, message: 'the stream not kept alive forgotten' },
+    );
+    const [second] = await appendAll(log, kept, 1);
+    expect(decodeCursor(second!.cursor).epoch).toBe(decodeCursor(first!.cursor).epoch);
+    expect(await log.readAfter(kept, first!.cursor, 10)).toEqual([second]);
+    await expect(log.readAfter(kept, start, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+    // Keeping alive a stream without a history creates none.
+    expect(await redis.exists(`${keyPrefix}{${streamOf(scope, 'never-used').key}}:epoch`)).toBe(0);
+  });
+
   it('publishes each appended event on the stream channel with its position', async () => {
     const redis = new Redis(testRedisUrl());
     const subscriber = new Redis(testRedisUrl());

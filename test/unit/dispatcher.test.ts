@@ -5,7 +5,7 @@
  * catch-up exactly where the seam is.
  */
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { ErrorCode, type TributaryError } from '../../src/errors.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { createDispatcher, type Dispatcher, type DispatcherOptions } from '../../src/pipeline/dispatch/dispatcher.ts';
@@ -400,5 +400,37 @@ describe('dispatcher: a replaced history', () => {
     expect(positioned.seqs).toEqual([1]);
     expect(fresh.seqs).toEqual([2, 3, 4]);
     expect(fresh.errors).toEqual([]);
+  });
+});
+
+describe('dispatcher: a quiet stream', () => {
+  it('keeps the history of a stream it has subscribers for, so a quiet spell longer than the retention age resyncs no one', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
+    const link = createLinkedBus();
+    const log = createMemoryLog({ retention: { maxEvents: 100, maxAgeMs: 60_000 }, publish: (stream, event) => link.deliver(stream, event), sweepIntervalMs: 1_000 });
+    onTestFinished(() => log.close());
+    const dispatcher = createDispatcher({ log, bus: link.bus, logger: pino({ level: 'silent' }) });
+    running.push(dispatcher);
+    const publish = (seq: number) =>
+      log.append(STREAM, { id: `evt_${seq}`, topic: STREAM.topic, source: 'socket', type: 'message', payload: { seq }, metadata: { timestamp: Date.now(), scope: STREAM.scope } });
+    const live = receiver();
+    await dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: undefined, sink: live.sink });
+    // As a document subscription does: resumed from the head, it holds a position from the start.
+    const resumed = receiver();
+    await dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: await log.head(STREAM), sink: resumed.sink });
+    await publish(1);
+    await waitFor(() => live.seqs.length === 1 && resumed.seqs.length === 1);
+
+    // Two retention ages without an event; the log sweeps every second.
+    for (let step = 0; step < 8; step += 1) await vi.advanceTimersByTimeAsync(15_000);
+    await publish(2);
+    const settled = (received: Received) => received.seqs.length === 2 || received.errors.length > 0;
+    await waitFor(() => settled(live) && settled(resumed));
+    expect([...live.errors, ...resumed.errors]).toEqual([]);
+    expect(live.seqs).toEqual([1, 2]);
+    expect(resumed.seqs).toEqual([1, 2]);
   });
 });

@@ -38,6 +38,8 @@ function createHeldLog() {
     readAfter: () => Promise.resolve([]),
     head: () => Promise.resolve('0'),
     renewEpochs: () => Promise.resolve(0),
+    keepAlive: () => Promise.resolve(),
+    retention: { maxEvents: 10_000, maxAgeMs: 3_600_000 },
     eventsBetween: () => Promise.resolve([]),
     close: () => Promise.resolve(),
   };

@@ -65,6 +65,11 @@ export interface DispatcherOptions {
   readonly metrics?: Pick<Metrics, 'holdBackOverflows'>;
   /** Counts deliveries, bytes, publish → socket latency and resyncs per topic. @default no analytics */
   readonly analytics?: Pick<AnalyticsRecorder, 'delivered' | 'resync'> | undefined;
+  /**
+   * How often the joined streams are kept alive in the log (`EventLog.keepAlive`), in ms: a quiet
+   * topic someone listens to keeps its history. @default a quarter of the log's retention age
+   */
+  readonly keepAliveMs?: number;
 }
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
@@ -74,6 +79,17 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const closing = new AbortController();
   const catchUp = createCatchUp({ log, fanOut, logger, pageSize: options.pageSize ?? 500, signal: closing.signal });
   const { streams } = fanOut;
+
+  let keeping = false;
+  const keepAlive = setInterval(() => {
+    if (keeping || streams.size === 0) return;
+    keeping = true;
+    log
+      .keepAlive([...streams.values()].map((stream) => stream.ref))
+      .catch((error: unknown) => logger.warn({ err: error, streams: streams.size }, 'could not keep the joined streams alive in the log; a quiet one may start a new history'))
+      .finally(() => (keeping = false));
+  }, options.keepAliveMs ?? Math.max(100, log.retention.maxAgeMs / 4));
+  keepAlive.unref();
 
   const onLive = (stream: Stream, event: RealtimeEvent) => {
     if (stream.recovering) fanOut.holdForRecovery(stream.recovering, event);
@@ -184,6 +200,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       return { streams: streams.size, cohorts, subscribers: fanOut.subscriberCount() };
     },
     async close() {
+      clearInterval(keepAlive);
       stopWatching();
       closing.abort();
       for (const stream of [...streams.values()]) {

@@ -31,6 +31,16 @@ export interface EventLog {
    */
   renewEpochs(match: (scope: Scope, topic: string) => boolean): Promise<number>;
   /**
+   * Keeps the histories of `streams` (ones someone listens to) as long from now as an append
+   * would, without touching their events, which still age out: a quiet stream is not forgotten
+   * while it has listeners, so its next event continues its history instead of starting a new one
+   * (which would resync every subscriber holding a position). A stream without a history, or one
+   * whose events were lost (a log gone while its epoch is not), is left as it is.
+   */
+  keepAlive(streams: readonly StreamRef[]): Promise<void>;
+  /** What the log keeps: callers that keep streams alive do so well within `maxAgeMs`. */
+  readonly retention: LogRetention;
+  /**
    * Events still retained in the streams `match` selects whose time is in `[since, until)` (ms) and
    * that `keep` keeps, oldest first (`mergeOldestFirst`), the first `limit`. Only kept events count
    * toward the limit, so a busy stream the caller does not want cannot crowd out those it does.
@@ -49,7 +59,7 @@ export interface EventLog {
 export interface LogRetention {
   /** Events kept per stream, at least. @default 10000 */
   readonly maxEvents: number;
-  /** How long events are kept, in ms; a stream idle that long is forgotten with its epoch. @default 1 hour */
+  /** How long events are kept, in ms; a stream idle that long (no append, not kept alive) is forgotten with its epoch. @default 1 hour */
   readonly maxAgeMs: number;
 }
 

@@ -18,7 +18,7 @@ interface MemoryStream {
   start: number;
   firstSeq: number;
   nextSeq: number;
-  /** When the stream was created or last appended to (ms): its epoch is kept `maxAgeMs` from then. */
+  /** When the stream was created, last appended to or kept alive (ms): its epoch is kept `maxAgeMs` from then. */
   touchedAt: number;
 }
 
@@ -114,6 +114,15 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
       }
       return Promise.resolve(found);
     },
+    keepAlive(refs) {
+      const now = Date.now();
+      for (const ref of refs) {
+        const stream = streams.get(ref.key);
+        if (stream) stream.touchedAt = now;
+      }
+      return Promise.resolve();
+    },
+    retention: options.retention,
     renewEpochs(match) {
       let renewed = 0;
       for (const [key, stream] of streams) {

@@ -138,6 +138,26 @@ end
 return {epoch, last}
 `;
 
+/**
+ * Extends a stream's keys to `maxAgeMs` from now, as an append's TRIM does, when its epoch may
+ * continue: its log is there, or it never had one (a quiet topic's start). An epoch whose log is
+ * gone although it had events is left to expire or be replaced (`EPOCH`): its loss must show.
+ * KEYS: log, epoch, used. ARGV: max age (ms).
+ */
+const KEEP_ALIVE = `
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return 1
+`;
+
+type KeepAliveCommand = (log: string, epochKey: string, usedKey: string, maxAgeMs: number) => Promise<number>;
+
+/** Streams kept alive per burst of commands (sent together, answered in order). */
+const KEEP_ALIVE_BATCH = 500;
+
 type AppendManyCommand = (
   log: string,
   epochKey: string,
@@ -175,6 +195,7 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
   const append = defineScript<AppendCommand>(redis, 'tributaryAppend', 3, APPEND);
   const head = defineScript<HeadCommand>(redis, 'tributaryHead', 3, HEAD);
   const appendMany = defineScript<AppendManyCommand>(redis, 'tributaryAppendMany', 3, APPEND_MANY);
+  const keepAlive = defineScript<KeepAliveCommand>(redis, 'tributaryKeepAlive', 3, KEEP_ALIVE);
 
   /** The keys of every stream `match` selects, each once (SCAN over their epoch keys). */
   async function* matchingStreams(match: (scope: Scope, topic: string) => boolean): AsyncGenerator<ReturnType<typeof streamKeys>> {
@@ -267,6 +288,18 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       }
       return found;
     },
+
+    async keepAlive(streams) {
+      for (let start = 0; start < streams.length; start += KEEP_ALIVE_BATCH) {
+        const batch = streams.slice(start, start + KEEP_ALIVE_BATCH).map((stream) => {
+          const keys = streamKeys(prefix, stream);
+          return keepAlive(keys.log, keys.epoch, keys.used, retention.maxAgeMs);
+        });
+        await unavailableOnFailure(Promise.all(batch));
+      }
+    },
+
+    retention,
 
     async renewEpochs(match) {
       let renewed = 0;
