@@ -56,9 +56,26 @@ describe('model snapshot cursors', () => {
   });
 
   it('knows which row versions the first page’s snapshot saw', () => {
-    expect(snapshotSawVersion(SNAPSHOT.window, 2)).toBe(true); // frozen
-    expect(snapshotSawVersion(SNAPSHOT.window, 500)).toBe(true);
-    expect(snapshotSawVersion(SNAPSHOT.window, 995)).toBe(false);
-    expect(snapshotSawVersion(SNAPSHOT.window, 1000)).toBe(false);
+    const now = 1200; // the later page's snapshot's xmax
+    expect(snapshotSawVersion(SNAPSHOT.window, 2, now)).toBe(true); // frozen
+    expect(snapshotSawVersion(SNAPSHOT.window, 500, now)).toBe(true);
+    expect(snapshotSawVersion(SNAPSHOT.window, 995, now)).toBe(false); // in progress then
+    expect(snapshotSawVersion(SNAPSHOT.window, 1000, now)).toBe(false);
+    expect(snapshotSawVersion(SNAPSHOT.window, 1199, now)).toBe(false);
+    // Frozen long ago (its xmin kept): more than 2^31 transactions before the window, it looks
+    // newer than the window modulo 2^32 — but not newer than the later page's snapshot.
+    expect(snapshotSawVersion(SNAPSHOT.window, 1000 + 5_000, now)).toBe(true);
+    expect(snapshotSawVersion(SNAPSHOT.window, (1000 + 2 ** 31 + 10) % 2 ** 32, now)).toBe(true);
+  });
+
+  it('knows which row versions the first page’s snapshot saw across the 32-bit xid wraparound', () => {
+    const window = { xmax: 2 ** 32 - 10, inProgress: new Set([2 ** 32 - 20]), endLsn: parseLsn('0/5000') };
+    const now = 50; // xids wrapped between the two snapshots
+    expect(snapshotSawVersion(window, 2 ** 32 - 30, now)).toBe(true);
+    expect(snapshotSawVersion(window, 2 ** 32 - 20, now)).toBe(false);
+    expect(snapshotSawVersion(window, 2 ** 32 - 5, now)).toBe(false);
+    expect(snapshotSawVersion(window, 3, now)).toBe(false);
+    expect(snapshotSawVersion(window, 49, now)).toBe(false);
+    expect(snapshotSawVersion(window, 1_000, now)).toBe(true); // frozen long ago
   });
 });

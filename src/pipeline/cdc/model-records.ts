@@ -124,7 +124,8 @@ async function readPage(client: pg.ClientBase, query: ModelRecordsQuery, options
       cursor = query.after.snapshot;
       snapshot = decodeSnapshotCursor(cursor);
     }
-    const page = await scan(client, query, options, snapshot, cursor);
+    const currentXmax = query.after === undefined ? snapshot.window.xmax : await snapshotXmax(client);
+    const page = await scan(client, query, options, { snapshot, cursor, currentXmax });
     await client.query('COMMIT');
     return { ...page, cursor };
   } catch (error) {
@@ -151,13 +152,21 @@ async function takeSnapshot(client: pg.ClientBase): Promise<{ snapshot: string; 
   return rows[0]!;
 }
 
-async function scan(
-  client: pg.ClientBase,
-  query: ModelRecordsQuery,
-  options: ModelRecordsOptions,
-  snapshot: ModelSnapshot,
-  cursor: string,
-): Promise<Omit<ModelRecordsPage, 'cursor'>> {
+/** The xmax of this transaction's snapshot, as a 32-bit xid (what a row's `xmin` holds). */
+async function snapshotXmax(client: pg.ClientBase): Promise<number> {
+  const { rows } = await client.query<{ xmax: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax');
+  return Number(BigInt(rows[0]!.xmax) & 0xffff_ffffn);
+}
+
+/** The listing's snapshot and cursor, and the xmax of the snapshot reading this page. */
+interface PageSnapshot {
+  readonly snapshot: ModelSnapshot;
+  readonly cursor: string;
+  readonly currentXmax: number;
+}
+
+async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: ModelRecordsOptions, read: PageSnapshot): Promise<Omit<ModelRecordsPage, 'cursor'>> {
+  const { cursor } = read;
   const { mapping } = query.source;
   const table = mappingTable(mapping);
   const shape = await describeTable(client, table);
@@ -184,7 +193,7 @@ async function scan(
       const row = rows[i]!;
       scanned += 1;
       lastKey = row[KEY_COLUMN] as string[];
-      const node = nodeOf(query, snapshot, row, shape.primaryKey, laterPage);
+      const node = nodeOf(query, read, row, shape.primaryKey, laterPage);
       if (node) nodes.push(node);
       if (nodes.length === query.first) {
         more ||= i < rows.length - 1;
@@ -198,13 +207,13 @@ async function scan(
 /** A row as a node, or undefined when the caller may not see it (again checked as the mapping evaluator sees rows). */
 function nodeOf(
   query: ModelRecordsQuery,
-  snapshot: ModelSnapshot,
+  read: PageSnapshot,
   row: Record<string, unknown>,
   primaryKey: readonly string[],
   laterPage: boolean,
 ): ModelRecord | undefined {
   const { mapping } = query.source;
-  if (laterPage && !snapshotSawVersion(snapshot.window, Number(row[XMIN_COLUMN]))) return undefined;
+  if (laterPage && !snapshotSawVersion(read.snapshot.window, Number(row[XMIN_COLUMN]), read.currentXmax)) return undefined;
   const record = { ...row };
   delete record[KEY_COLUMN];
   delete record[XMIN_COLUMN];

@@ -101,10 +101,18 @@ export function invalidPageCursor(): TributaryError {
  * The row version a later page reads is the one the first page's snapshot saw: written by a
  * transaction that snapshot saw committed (or frozen). A version written later is left out of
  * the page: the stream delivers its changes after the snapshot cursor, in order.
+ *
+ * The later page's own snapshot sees the version, so its `xmin` precedes that snapshot's xmax
+ * (`currentXmax`): it was written after the first snapshot exactly when it lies in
+ * [window xmax, current xmax) modulo 2^32, or was in progress then. Any other xmin is older. (Asking
+ * `sawCommitted` alone would compare with the window modulo 2^32, and take a version frozen more
+ * than 2^31 transactions ago — freezing keeps its xmin — for one written after the window.)
  */
-export function snapshotSawVersion(window: SnapshotWindow, xmin: number): boolean {
+export function snapshotSawVersion(window: SnapshotWindow, xmin: number, currentXmax: number): boolean {
   // 1 and 2 are the bootstrap and frozen xids: visible to every snapshot.
-  return xmin < 3 || sawCommitted(window, xmin);
+  if (xmin < 3) return true;
+  if (((xmin - window.xmax) >>> 0) < ((currentXmax - window.xmax) >>> 0)) return false;
+  return !window.inProgress.has(xmin);
 }
 
 /**
