@@ -122,14 +122,22 @@ export interface StatsUpdatesArgs {
  * Each flushed minute of a topic, live. Rendered once per cohort (the subscription contract), so
  * the tenant is an argument, never taken from the context: a caller whose token names a tenant
  * must pass it.
+ *
+ * Subscribers whose documents and variables are equal share one cohort — its filter is the first
+ * member's — and the minutes' stream is the environment's (no tenant): so the filter and the
+ * render depend on the arguments alone (`statsTenant`), and the token only decides whether the
+ * caller may ask for them. An empty tenant is no tenant, as in `topicStats` and `hotTopics`: a
+ * tenant-limited token must name its own, never `""`.
  */
 export function subscribeStatsUpdates(context: ResolverContext, args: StatsUpdatesArgs): DispatchTicket {
   requireAdmin(context.principal);
   const topic = assertName('topic', args.topic);
-  const tenant = tenantOf(context.principal, args.tenant);
-  if (context.principal.tenant !== undefined && args.tenant == null) {
+  const tenant = statsTenant(args);
+  if (context.principal.tenant !== undefined && tenant === undefined) {
     throw new TributaryError(ErrorCode.FORBIDDEN, `This token is limited to one tenant: pass tenant: "${context.principal.tenant}"`, { details: { field: 'tenant' } });
   }
+  // Refuses another tenant than the token's; the filter uses the argument, equal to it by then.
+  tenantOf(context.principal, tenant);
   return dispatchTicket({
     stream: streamOf({ app: context.principal.app, env: context.principal.env, tenant: undefined }, ANALYTICS_SYSTEM_TOPIC),
     filter: (event) => event.source === 'system' && readTopicMinutes(event).topics.some((row) => matches(row, topic, tenant)),
@@ -143,10 +151,16 @@ export function subscribeStatsUpdates(context: ResolverContext, args: StatsUpdat
 /** The bucket a flushed-minute event holds for the subscription's topic (and tenant). */
 export function statsUpdateOf(event: RealtimeEvent, args: StatsUpdatesArgs): TopicStatsBucket {
   const { startTime, topics } = readTopicMinutes(event);
+  const tenant = statsTenant(args);
   const counts = emptyCounts();
-  for (const row of topics) if (matches(row, args.topic, args.tenant ?? undefined)) mergeCounts(counts, countsOfMinute(row));
+  for (const row of topics) if (matches(row, args.topic, tenant)) mergeCounts(counts, countsOfMinute(row));
   const start = new Date(startTime);
   return bucketOf(args.topic, '1m', start, new Date(start.getTime() + 60_000), counts);
+}
+
+/** The tenant `statsUpdates` counts, from its arguments only: undefined (every tenant) when absent or empty. */
+function statsTenant(args: StatsUpdatesArgs): string | undefined {
+  return args.tenant == null || args.tenant === '' ? undefined : args.tenant;
 }
 
 function matches(row: TopicMinute, topic: string, tenant: string | undefined): boolean {
@@ -186,7 +200,7 @@ function tenantOf(principal: Principal, given: string | null | undefined): strin
   // An empty tenant asks for none, as over REST (`tenant=`).
   const asked = given === '' ? undefined : given;
   if (principal.tenant === undefined) return asked ?? undefined;
-  if (asked != null && asked !== principal.tenant) throw new TributaryError(ErrorCode.FORBIDDEN, 'This token is limited to another tenant');
+  if (asked != null && asked !== principal.tenant) throw new TributaryError(ErrorCode.FORBIDDEN, `This token is limited to tenant "${principal.tenant}"`, { details: { field: 'tenant' } });
   return principal.tenant;
 }
 

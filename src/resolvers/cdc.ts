@@ -126,18 +126,23 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
 
 /**
  * Whether a change concerns a filtered subscriber, who may hold the row: an insert that matches;
- * an update that matches, or that definitely does not (every filtered column present: the row may
- * have left the filter — rendered LEFT by `changeFor`); a delete whose old row matched, or that
- * carries too little of it to tell (its key only, without REPLICA IDENTITY FULL). An update that
- * lacks a filtered column (an unchanged TOASTed value Postgres did not send, a column added
- * later) cannot be judged and is not delivered, as before.
+ * every update (`changeFor` tells how: one that matches, or that the filter cannot judge, is
+ * UPDATED; one that is definitely outside the filter is LEFT — the row may have left it); a delete
+ * whose old row matched, or that carries too little of it to tell (its key only, without REPLICA
+ * IDENTITY FULL).
+ *
+ * An update may lack a filtered column: Postgres does not send a TOASTed (large) value the update
+ * left unchanged unless the table has REPLICA IDENTITY FULL, and a column may have been added
+ * later. Such an update is delivered, not dropped: dropping it would leave the subscriber's copy
+ * of a row it holds stale, silently. A subscriber that does not hold the row gets an update it can
+ * ignore by its `id`, the lesser harm.
  */
 function concerns(filter: ModelFilter, event: RealtimeEvent): boolean {
+  const operation = event.payload['operation'];
+  if (operation === 'UPDATED') return true;
   const record = recordOf(event.payload);
   if (matchesModelFilter(filter, record)) return true;
-  const operation = event.payload['operation'];
-  const judged = filter.clauses.every((clause) => clause.column in record);
-  return (operation === 'UPDATED' && judged) || (operation === 'DELETED' && !judged);
+  return operation === 'DELETED' && !filter.clauses.every((clause) => Object.hasOwn(record, clause.column));
 }
 
 /** A model change as one `changes` subscription sees it. */
@@ -148,8 +153,8 @@ const parsedFilters = new WeakMap<object, ModelFilter>();
 
 /**
  * The change as a `changes(filter)` subscription sees it (rendered once per cohort: synchronous,
- * the event and the field's arguments only): an update whose row does not match the filter is
- * LEFT, without its record — a row that left the filter must leave the subscriber's list.
+ * the event and the field's arguments only): an update whose row is outside the filter is LEFT,
+ * without its record — a row that left the filter must leave the subscriber's list.
  */
 export function changeFor(event: RealtimeEvent, filterArgument: unknown): ChangeView {
   const change = readModelChange(event);
@@ -157,9 +162,17 @@ export function changeFor(event: RealtimeEvent, filterArgument: unknown): Change
   let filter = parsedFilters.get(filterArgument);
   if (filter === undefined) parsedFilters.set(filterArgument, (filter = parseModelFilter(filterArgument)));
   const record = recordOf(event.payload);
-  // Delivered without matching only when every filtered column is there (`concerns`): it left.
-  if (filter.clauses.length === 0 || matchesModelFilter(filter, record) || !filter.clauses.every((clause) => clause.column in record)) return change;
+  if (matchesModelFilter(filter, record) || !outsideFilter(filter, record)) return change;
   return { ...change, operation: 'LEFT', record: null };
+}
+
+/**
+ * Whether a record is outside the filter whatever the columns it lacks hold: a column it has fails
+ * its clause (the clauses are AND-combined). A record that only lacks columns cannot be judged —
+ * it may still match — and is not outside (see `concerns`).
+ */
+function outsideFilter(filter: ModelFilter, record: Readonly<Record<string, unknown>>): boolean {
+  return filter.clauses.some((clause) => Object.hasOwn(record, clause.column) && !matchesModelFilter({ clauses: [clause] }, record));
 }
 
 /** A snapshot cursor's parts; undefined for an event cursor, or for garbage (the dispatcher then refuses it as it refuses any bad cursor). */

@@ -1,10 +1,10 @@
 /**
  * The cluster dashboard (issue 12 §3): every instance's latest report and the cluster they make,
- * for the operators — admins of the operators' environment (`OPERATOR_SCOPE`), since it shows
- * every application's traffic on the cluster. Read on demand (`dashboard`, `GET
- * /api/metrics/dashboard`) or pushed every tick (`dashboardUpdates`).
+ * for the operators — the environment admins (no tenant in the token) of the operators'
+ * environment (`OPERATOR_SCOPE`), since it shows every application's traffic on the cluster. Read
+ * on demand (`dashboard`, `GET /api/metrics/dashboard`) or pushed every tick (`dashboardUpdates`).
  */
-import { isAdmin, type Principal } from '../auth/principal.ts';
+import type { Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import type { Dashboard } from '../pipeline/dashboard/cluster-dashboard.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
@@ -12,19 +12,30 @@ import { DASHBOARD_TOPIC, isDashboardEvent } from '../pipeline/events/dashboard-
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
-import { requireAdmin } from './require-admin.ts';
+import { isEnvironmentAdmin, requireAdmin } from './require-admin.ts';
 
 function requireOperator(context: ResolverContext): void {
-  requireAdmin(context.principal);
+  const { principal } = context;
+  requireAdmin(principal);
   const { app, env } = context.services.dashboard.operatorScope;
-  if (!isOperator(context.principal, { app, env })) {
+  if (principal.app !== app || principal.env !== env) {
     throw new TributaryError(ErrorCode.FORBIDDEN, `The cluster dashboard is for the admins of the operators' environment (${app}/${env}, OPERATOR_SCOPE)`);
+  }
+  if (!isOperator(principal, { app, env })) {
+    throw new TributaryError(
+      ErrorCode.FORBIDDEN,
+      `The cluster dashboard shows every application's traffic: it needs an admin token of ${app}/${env} without a tenant (this one is limited to tenant "${principal.tenant}")`,
+    );
   }
 }
 
-/** An admin of the operators' environment: what the dashboard asks of a caller. */
+/**
+ * An environment admin of the operators' environment: what the dashboard asks of a caller. Not an
+ * admin whose token names a tenant — one tenant's admin must not see every application's traffic,
+ * as it may not act for its whole environment (`requireEnvironmentAdmin`).
+ */
 function isOperator(principal: Principal, operators: { readonly app: string; readonly env: string }): boolean {
-  return isAdmin(principal) && principal.app === operators.app && principal.env === operators.env;
+  return isEnvironmentAdmin(principal) && principal.app === operators.app && principal.env === operators.env;
 }
 
 export async function dashboard(context: ResolverContext): Promise<Dashboard> {
@@ -42,7 +53,7 @@ export function subscribeDashboardUpdates(context: ResolverContext): DispatchTic
     filter: (event) => isDashboardEvent(event),
     after: undefined,
     denied: false,
-    // A refreshed token that is no longer an operator's (no admin role) ends the subscription.
+    // A refreshed token that is no longer an operator's (no admin role, or limited to a tenant) ends the subscription.
     readableBy: (next) => isOperator(next, { app, env }),
   });
 }

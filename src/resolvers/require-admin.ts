@@ -14,10 +14,15 @@ export function requireAdmin(principal: Principal): void {
  */
 export function requireEnvironmentAdmin(principal: Principal): void {
   requireAdmin(principal);
-  // Development mode's principal (tenant `default`) stands for every caller: it keeps every admin operation.
-  if (principal.tenant === undefined || principal === DEVELOPMENT_PRINCIPAL) return;
+  if (isEnvironmentAdmin(principal)) return;
   throw new TributaryError(
     ErrorCode.FORBIDDEN,
     `This operation acts for the whole environment: it needs an admin token without a tenant (this one is limited to tenant "${principal.tenant}")`,
   );
+}
+
+/** The admin of the whole environment (`requireEnvironmentAdmin`): the admin role, and no tenant in the token. */
+export function isEnvironmentAdmin(principal: Principal): boolean {
+  // Development mode's principal (tenant `default`) stands for every caller: it keeps every admin operation.
+  return isAdmin(principal) && (principal.tenant === undefined || principal === DEVELOPMENT_PRINCIPAL);
 }

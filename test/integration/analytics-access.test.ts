@@ -1,14 +1,16 @@
 /**
  * Analytics is for admins: GraphQL (queries and the subscription) and REST refuse anyone else
- * with stable codes, and an admin whose token names a tenant sees that tenant only.
+ * with stable codes, and an admin whose token names a tenant sees that tenant only (an empty
+ * tenant argument names none).
  */
 import { describe, expect, it } from 'vitest';
 import { hotTopics, hotTopicsRaw, publishToTopics, testClock, topicStatsRaw, type HotTopicEntry } from '../helpers/analytics.ts';
-import { expectRefusedSubscription } from '../helpers/events.ts';
+import { expectRefused } from '../helpers/cdc.ts';
+import { expectRefusedSubscription, waitForSubscribers } from '../helpers/events.ts';
 import { waitFor } from '../helpers/index.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
-import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
+import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts';
 
 function codesOf(body: { errors?: readonly { extensions?: Record<string, unknown> }[] }): unknown[] {
   return body.errors?.map((error) => error.extensions?.['code']) ?? [];
@@ -86,6 +88,47 @@ describe('analytics access', () => {
     expect(codesOf(await postHot(server, adminB, ''))).toEqual([]);
     const graphHot = await postHot(server, appAdmin, '');
     expect((graphHot as { data?: { hotTopics: unknown[] } }).data?.hotTopics).toHaveLength(2);
+  });
+
+  it('takes statsUpdates(tenant: "") for no tenant: a tenant-limited admin must name its own, an application-wide admin counts every tenant', { timeout: 90_000 }, async () => {
+    const clock = testClock();
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, ANALYTICS_FLUSH_SECONDS: '1' }, { now: clock.now });
+    const adminA = await signHs256({ roles: ['admin'], tenant: 'tenant-a' });
+    const adminB = await signHs256({ roles: ['admin'], tenant: 'tenant-b' });
+    const appAdmin = await signHs256({ roles: ['admin'], tenant: undefined });
+    // One document for everyone: equal documents and variables share a cohort (its filter and render).
+    const subscribe = async (token: string, tenant: string) => {
+      const socket = await openAcknowledgedSocket(server.wsUrl, token);
+      socket.send({ id: 's', type: 'subscribe', payload: { query: 'subscription($t: String) { statsUpdates(topic: "orders", tenant: $t) { count } }', variables: { t: tenant } } });
+      return socket;
+    };
+
+    // `""` names no tenant: refused to a token limited to one, whichever subscribes first.
+    for (const token of [adminA, adminB]) {
+      const socket = await subscribe(token, '');
+      // Settled either way: refused (a message came) or served (one more subscriber) — it must be refused.
+      await waitFor(() => socket.pending.length > 0 || server.stats().subscribers > 0, { message: 'the subscription was refused or served' });
+      expect(server.stats().subscribers).toBe(0);
+      await expectRefused(socket, 's', { code: 'FORBIDDEN', field: 'tenant' });
+    }
+    const everyTenant = await subscribe(appAdmin, '');
+    const ownTenant = await subscribe(adminB, 'tenant-b');
+    const appAdminOfB = await subscribe(appAdmin, 'tenant-b');
+    await waitForSubscribers(server, 3);
+
+    await publishToTopics(server, ['orders', 'orders'], 20, adminA);
+    await publishToTopics(server, ['orders'], 20, adminB);
+    await waitFor(async () => (await hotTopics(server, { window: 'ONE_MINUTE', by: 'EVENTS' }, appAdmin)).length === 2, { message: 'both tenants counted' });
+    clock.nextMinutes();
+
+    const countOf = async (socket: RawSocket) => {
+      const update = await socket.nextMessage();
+      expect(update).toMatchObject({ id: 's', type: 'next' });
+      return (update.payload as { data: { statsUpdates: { count: number } } }).data.statsUpdates.count;
+    };
+    expect(await countOf(everyTenant)).toBe(3);
+    expect(await countOf(ownTenant)).toBe(1);
+    expect(await countOf(appAdminOfB)).toBe(1);
   });
 
   it('refuses over REST a window or order named like a property every object has with BAD_USER_INPUT', async () => {

@@ -19,7 +19,7 @@ let server: TestServer;
 let publisher: string;
 
 beforeAll(async () => {
-  // READER's app and env are the operators' environment: its admins may read the dashboard.
+  // READER's app and env are the operators' environment: its admins without a tenant may read the dashboard.
   server = await startTestServer({ JWT_SECRET: TEST_SECRET, WS_MAX_SUBSCRIPTIONS: '1100', OPERATOR_SCOPE: 'shop/prod' }, { autoDispose: false });
   publisher = await signHs256({ sub: 'publisher', roles: ['admin'] });
 });
@@ -98,7 +98,8 @@ describe('refreshAuth', () => {
   });
 
   it('ends the admin-only subscriptions (alerts, stats, dashboard) when the new token drops the admin role; the others go on', async () => {
-    const admin: TokenClaims = { ...READER, roles: ['admin'] };
+    // Of the whole environment (no tenant): an admin limited to a tenant may not read the dashboard at all.
+    const admin: TokenClaims = { ...READER, tenant: undefined, roles: ['admin'] };
     const client = await openAcknowledgedSocket(server.wsUrl, await signHs256(admin));
     const before = server.stats().subscribers;
     client.send({ id: 'alerts', type: 'subscribe', payload: { query: 'subscription { alertUpdates { type } }' } });
@@ -126,7 +127,7 @@ describe('refreshAuth', () => {
     await waitFor(() => server.stats().subscribers === before + 1, { message: 'the admin-only subscriptions were stopped' });
 
     // The events subscription goes on: its event is the next message, nothing of the others before it.
-    await publishMany(server, 'orders.kept', seqPayloads(1, 1), publisher);
+    await publishMany(server, 'orders.kept', seqPayloads(1, 1), await signHs256({ sub: 'publisher', roles: ['admin'], tenant: undefined }));
     const next = await client.nextMessage();
     expect(next.id).toBe('orders');
     expect(eventOf(next).payload).toEqual({ seq: 1 });

@@ -1,11 +1,13 @@
 /**
  * The cluster dashboard against real Redis and Postgres: two instances report every tick, the
  * dashboard (GraphQL and REST) shows both and the cluster they make, `dashboardUpdates` pushes it,
- * an instance that stops drops out, only the operators' admins see it, and the cluster alert rules
- * read its figures (a connections alert fires).
+ * an instance that stops drops out, only the operators' environment admins see it, REST answers
+ * the GraphQL type's fields under their names, and the cluster alert rules read its figures (a
+ * connections alert fires).
  */
 import { describe, expect, it } from 'vitest';
-import { gql } from '../helpers/cdc.ts';
+import { gql, setUpCdc } from '../helpers/cdc.ts';
+import { expectRefusedSubscription } from '../helpers/events.ts';
 import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
@@ -51,6 +53,23 @@ async function found<T>(probe: () => Promise<T | undefined>, options: Parameters
 }
 
 const socketRate = (figures: Figures) => figures.eventsPerSecondBySource.find((rate) => rate.source === 'socket')?.perSecond ?? 0;
+
+/** Every field of `DashboardFigures`, for comparing REST with GraphQL. */
+const EVERY_FIGURE = `connections subscriptions eventsPerSecond eventsPerSecondBySource { source perSecond } deliveriesPerSecond bytesPerSecond
+  latencyP50Ms latencyP99Ms webhooks { deliveredPerSecond failedPerSecond failureRate pending oldestPendingSeconds }
+  cdc { source lagBytes retainedWalBytes } outboxes { outbox pending oldestPendingSeconds } resyncsPerSecond slowConsumerClosesPerSecond`;
+
+interface GraphQLDashboard {
+  cluster: { cdc: unknown[] };
+  instances: { instance: string; startedAt: string; reportedAt: string; figures: { cdc: unknown[] } }[];
+}
+
+/** The field names of a JSON value at every level, sorted (a list: its first item's). */
+function shapeOf(value: unknown): unknown {
+  if (Array.isArray(value)) return value.length === 0 ? [] : [shapeOf(value[0])];
+  if (typeof value !== 'object' || value === null) return 'value';
+  return Object.fromEntries(Object.keys(value).sort().map((key) => [key, shapeOf((value as Record<string, unknown>)[key])]));
+}
 
 describe('cluster dashboard', () => {
   it('shows every instance and the cluster they make, pushes it every tick, and drops an instance that stopped', { timeout: 90_000 }, async () => {
@@ -119,15 +138,46 @@ describe('cluster dashboard', () => {
     expect(fired).toMatchObject({ subject: 'cluster', value: 2 });
   });
 
+  it('answers over REST with the GraphQL type’s fields under the same names, times in ms', { timeout: 90_000 }, async () => {
+    // A CDC source, so that the figures list a reader (the internal view holds its whole status).
+    const setup = await setUpCdc({ env: { OPERATOR_SCOPE: 'shop/prod', DASHBOARD_TICK_SECONDS: '1' } });
+    const query = `{ dashboard { at cluster { ...f } instances { instance role startedAt reportedAt figures { ...f } } } } fragment f on DashboardFigures { ${EVERY_FIGURE} }`;
+    const graphql = await found(
+      async () => {
+        const body = await gql(setup.server, setup.admin, query);
+        expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+        const view = body.data?.['dashboard'] as GraphQLDashboard;
+        return view.cluster.cdc.length === 1 && view.instances[0]?.figures.cdc.length === 1 ? view : undefined;
+      },
+      { timeoutMs: 30_000, message: 'the dashboard listed the CDC reader' },
+    );
+    const response = await fetch(`${setup.server.url}/api/metrics/dashboard`, { headers: { authorization: `Bearer ${setup.admin}` } });
+    expect(response.status).toBe(200);
+    const rest = (await response.json()) as { at: unknown; instances: { instance: string; startedAt: unknown; reportedAt: unknown }[] };
+    // The same names at every level (values move with each tick), only the times differ in form.
+    expect(shapeOf(rest)).toEqual(shapeOf(graphql));
+    expect(typeof rest.at).toBe('number');
+    const [restInstance] = rest.instances;
+    const [graphqlInstance] = graphql.instances;
+    expect(restInstance?.instance).toBe(graphqlInstance?.instance);
+    expect(restInstance?.startedAt).toBe(Date.parse(graphqlInstance?.startedAt ?? ''));
+    expect(typeof restInstance?.reportedAt).toBe('number');
+  });
+
   it('is for the admins of the operators’ environment only, over GraphQL and REST', { timeout: 60_000 }, async () => {
     const server = await startTestServer(ENV, { embedded: true });
     const otherAdmin = await signHs256({ sub: 'shop-admin', app: 'shop', env: 'prod', roles: ['admin'], tenant: undefined });
     const notAdmin = await signHs256({ ...OPERATORS, tenant: undefined, roles: [] });
-    for (const token of [otherAdmin, notAdmin]) {
+    // An admin of the operators' environment whose token names a tenant administers that tenant only.
+    const tenantAdmin = await signHs256({ sub: 'acme-admin', ...OPERATORS, roles: ['admin'], tenant: 'acme' });
+    for (const token of [otherAdmin, notAdmin, tenantAdmin]) {
       const body = await gql(server, token, '{ dashboard { cluster { connections } } }');
       expect(body.errors?.[0]?.extensions?.['code']).toBe('FORBIDDEN');
       const rest = await fetch(`http://127.0.0.1:${server.port}/api/metrics/dashboard`, { headers: { authorization: `Bearer ${token}` } });
       expect(rest.status).toBe(403);
+      const screen = await openAcknowledgedSocket(server.wsUrl, token);
+      screen.send({ id: 'live', type: 'subscribe', payload: { query: 'subscription { dashboardUpdates { at } }' } });
+      await expectRefusedSubscription(screen, 'live', 'FORBIDDEN');
     }
     const anonymous = await fetch(`http://127.0.0.1:${server.port}/api/metrics/dashboard`);
     expect(anonymous.status).toBe(401);
