@@ -68,14 +68,17 @@ export class LiveModelStore<R extends ModelRecord = ModelRecord> {
   #error: Error | null = null;
   #snapshot: LiveModelSnapshot<R> | undefined;
   readonly #report: HandlerErrorReport;
+  readonly #filterColumns: readonly string[];
 
   /**
    * @param dedupeWindow event ids remembered. @default 10000
    * @param onListenerError told what a listener threw. @default thrown again in a microtask
+   * @param filterColumns the columns the model's filter names. @default none
    */
-  constructor(dedupeWindow?: number, onListenerError?: (error: unknown) => void) {
+  constructor(dedupeWindow?: number, onListenerError?: (error: unknown) => void, filterColumns: readonly string[] = []) {
     this.#seen = createRecentIds(dedupeWindow);
     this.#report = handlerErrorReport(onListenerError);
+    this.#filterColumns = filterColumns;
   }
 
   /** The current state; the same object until something changes. */
@@ -110,15 +113,32 @@ export class LiveModelStore<R extends ModelRecord = ModelRecord> {
     this.#changed();
   }
 
-  /** Applies a change; false for a duplicate (already applied: nothing happens). */
+  /**
+   * Applies a change; false when nothing happens: a duplicate (already applied), or an update of
+   * a row not held that lacks a column the filter names.
+   *
+   * Postgres leaves a large (TOASTed) value an update did not change out of the change, so an
+   * update may lack columns: a held row keeps what it had in them, and a row not held stays out —
+   * the server could not judge it against the filter, and it cannot have entered the filter by an
+   * update that left the filtered column as it was.
+   */
   apply(change: ModelChange<R>): boolean {
     if (!this.#seen.add(change.eventId)) return false;
     const previous = this.#records.get(change.id);
-    if (change.operation === 'DELETED' || change.record === null) this.#records.delete(change.id);
-    else this.#records.set(change.id, change.record);
+    let applied = change;
+    if (change.operation === 'DELETED' || change.record === null) {
+      this.#records.delete(change.id);
+    } else {
+      const { record } = change;
+      if (change.operation === 'UPDATED') {
+        if (previous === undefined && this.#filterColumns.some((column) => !Object.hasOwn(record, column))) return false;
+        if (previous !== undefined) applied = { ...change, record: { ...previous, ...record } };
+      }
+      this.#records.set(change.id, applied.record!);
+    }
     this.#lastUpdatedAt = later(this.#lastUpdatedAt, change.lastUpdatedAt);
     this.#changed();
-    callEach(this.#changeListeners, (listener) => listener(change, previous), this.#report);
+    callEach(this.#changeListeners, (listener) => listener(applied, previous), this.#report);
     return true;
   }
 

@@ -99,7 +99,7 @@ class SharedModel {
 
   constructor(connection: Connection, model: string, filter: ModelFilter | undefined, limits: LiveModelLimits, forget: () => void) {
     this.#connection = connection;
-    this.store = new LiveModelStore(undefined, (error) => connection.reportHandlerError(error));
+    this.store = new LiveModelStore(undefined, (error) => connection.reportHandlerError(error), Object.keys(filter ?? {}));
     this.#model = model;
     this.#filter = filter ?? null;
     this.#limits = limits;

@@ -81,6 +81,26 @@ describe('live model store', () => {
     expect(seen).toEqual(['CREATED 1 -→v1', 'UPDATED 1 v1→v2']);
   });
 
+  // Postgres leaves a large value an update did not change out of it (unchanged TOAST).
+  it('keeps what a held row had in the columns an update lacks, and leaves out an update of a row not held that lacks a filtered column', () => {
+    type Note = { readonly id: number; readonly title?: string; readonly body?: string; readonly status?: string };
+    const store = new LiveModelStore<Note>(undefined, undefined, ['body', 'status']);
+    const told: (Note | null)[] = [];
+    store.onChange((applied) => void told.push(applied.record));
+    store.load([{ id: '1', record: { id: 1, title: 'a', body: 'long text', status: 'open' } }], '2026-01-01T00:00:00.000Z');
+    const update = (eventId: string, id: number, record: Note): ModelChange<Note> => ({ eventId, operation: 'UPDATED', id: String(id), record, cursor: eventId, lastUpdatedAt: '2026-01-01T00:00:01.000Z' });
+
+    expect(store.apply(update('e1', 1, { id: 1, title: 'b', status: 'open' }))).toBe(true);
+    expect(store.apply(update('e2', 2, { id: 2, title: 'x', status: 'open' }))).toBe(false);
+    // An update that carries every filtered column brings a row in (it entered the filter).
+    expect(store.apply(update('e3', 3, { id: 3, title: 'y', body: 'short', status: 'open' }))).toBe(true);
+    expect(store.getSnapshot().records).toEqual([
+      { id: 1, title: 'b', body: 'long text', status: 'open' },
+      { id: 3, title: 'y', body: 'short', status: 'open' },
+    ]);
+    expect(told).toEqual([{ id: 1, title: 'b', body: 'long text', status: 'open' }, { id: 3, title: 'y', body: 'short', status: 'open' }]);
+  });
+
   it('replaces every record with a new snapshot (a resync) without telling change listeners', () => {
     const store = new LiveModelStore<Contact>();
     let changes = 0;
