@@ -1,19 +1,34 @@
 import { mkdir } from 'node:fs/promises';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { lockDataDir, type DataDirLockOptions } from './data-dir-lock.ts';
 import type { Database, QueryResult, Row } from './database.ts';
 
 export interface EmbeddedDatabaseOptions {
   /** Folder that holds the database files; created when missing. `memory://` keeps it in memory. */
   readonly dataDir: string;
+  /** How the data folder is locked against a second process. @default `lockDataDir`'s defaults */
+  readonly lock?: DataDirLockOptions;
 }
 
 /**
  * The platform database embedded in this process (PGlite: Postgres compiled to WebAssembly),
  * file-backed so `npm start` needs no external server. One connection: statements are serialized.
+ * One process per data folder (`data-dir-lock.ts`).
+ * @throws TributaryError MISCONFIGURED when another process has the folder open.
  */
 export async function createEmbeddedDatabase(options: EmbeddedDatabaseOptions): Promise<Database> {
-  if (!options.dataDir.startsWith('memory://')) await mkdir(options.dataDir, { recursive: true });
-  const pglite = await PGlite.create(options.dataDir);
+  let unlock = () => Promise.resolve();
+  if (!options.dataDir.startsWith('memory://')) {
+    await mkdir(options.dataDir, { recursive: true });
+    unlock = await lockDataDir(options.dataDir, options.lock);
+  }
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(options.dataDir);
+  } catch (error) {
+    await unlock();
+    throw error;
+  }
   let closed: Promise<void> | undefined;
 
   return {
@@ -35,7 +50,10 @@ export async function createEmbeddedDatabase(options: EmbeddedDatabaseOptions): 
       await pglite.query('SELECT 1');
     },
     close() {
-      closed ??= pglite.closed ? Promise.resolve() : pglite.close();
+      closed ??= (async () => {
+        if (!pglite.closed) await pglite.close();
+        await unlock();
+      })();
       return closed;
     },
   };

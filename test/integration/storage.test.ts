@@ -1,4 +1,6 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -8,6 +10,7 @@ import { migrate, MIGRATIONS_DIR } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
+import { MAIN_SCRIPT, startMainProcess } from '../helpers/main-process.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -152,6 +155,48 @@ describe('embedded storage', () => {
     expect((await migrate(second, { logger })).applied).toEqual([]);
     const { rows } = await second.query('SELECT id, data FROM sync_documents');
     expect(rows).toEqual([{ id: 'd1', data: { v: 1 } }]);
+  });
+});
+
+describe('embedded storage: one process per data folder', () => {
+  it('refuses to open a DATA_DIR another holder has open, and opens it once that one has closed', async () => {
+    const dataDir = await tempDir();
+    const first = await createEmbeddedDatabase({ dataDir });
+    await expect(createEmbeddedDatabase({ dataDir, lock: { waitMs: 0 } })).rejects.toMatchObject({
+      code: 'MISCONFIGURED',
+      message: expect.stringContaining('is in use by another Tributary process') as unknown,
+    });
+    await first.close();
+    const second = await createEmbeddedDatabase({ dataDir, lock: { waitMs: 0 } });
+    onTestFinished(() => second.close());
+    expect((await second.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('takes over the lock a crashed process left behind once it is stale', async () => {
+    const dataDir = await tempDir();
+    const lock = join(dataDir, 'tributary.lock');
+    await mkdir(lock);
+    const minuteAgo = new Date(Date.now() - 60_000);
+    await utimes(lock, minuteAgo, minuteAgo);
+    const db = await createEmbeddedDatabase({ dataDir, lock: { waitMs: 0 } });
+    onTestFinished(() => db.close());
+    expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('stops a second server on the same DATA_DIR at start, saying why, while the first goes on', { timeout: 60_000 }, async () => {
+    const dataDir = await tempDir();
+    const first = await startMainProcess({ DATA_DIR: dataDir });
+    const second = spawn(process.execPath, [MAIN_SCRIPT], {
+      env: { PATH: process.env['PATH'] ?? '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    second.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(second, 'exit')) as [number | null];
+    expect(code).not.toBe(0);
+    expect(stderr).toContain(`DATA_DIR ${dataDir} is in use by another Tributary process`);
+    const health = await fetch(`http://127.0.0.1:${first.port}/health`);
+    expect(health.status).toBe(200);
   });
 });
 

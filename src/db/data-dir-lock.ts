@@ -1,0 +1,42 @@
+import { join } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { ErrorCode, TributaryError } from '../errors.ts';
+
+/**
+ * One process per embedded data folder: PGlite takes no lock of its own, and two processes on one
+ * folder each keep their own copy in memory and overwrite the other's files — acknowledged writes
+ * vanish without an error. The lock is a folder in DATA_DIR whose time its holder refreshes every
+ * second; a holder that died (a crash, SIGKILL) leaves one that goes stale after `staleMs`, and
+ * the next process takes it over, waiting that long at most.
+ */
+export interface DataDirLockOptions {
+  /** A lock not refreshed for this long is a dead holder's, in ms. @default 5000 (the library's least) */
+  readonly staleMs?: number;
+  /** How long to wait for the lock before refusing to start, in ms. @default a little over `staleMs` */
+  readonly waitMs?: number;
+}
+
+/**
+ * Takes the data folder's lock; resolves with its release.
+ * @throws TributaryError MISCONFIGURED when another live process holds it.
+ */
+export async function lockDataDir(dataDir: string, options: DataDirLockOptions = {}): Promise<() => Promise<void>> {
+  const staleMs = options.staleMs ?? 5_000;
+  const waitMs = options.waitMs ?? staleMs + 3_000;
+  const attempts = Math.max(0, Math.ceil(waitMs / 1_000));
+  try {
+    return await lockfile.lock(dataDir, {
+      lockfilePath: join(dataDir, 'tributary.lock'),
+      stale: staleMs,
+      update: 1_000,
+      retries: { retries: attempts, factor: 1, minTimeout: Math.min(1_000, waitMs), maxTimeout: 1_000 },
+    });
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'ELOCKED') throw error;
+    throw new TributaryError(
+      ErrorCode.MISCONFIGURED,
+      `DATA_DIR ${dataDir} is in use by another Tributary process (npm start, npm run dev, npm run migrate…): stop it, give this one another DATA_DIR, or use DATABASE_URL to share one database`,
+      { cause: error },
+    );
+  }
+}
