@@ -71,6 +71,7 @@ export interface Config {
   /** `TRIBUTARY_ROLE`. @default 'all' */
   readonly role: Role;
   readonly port: number;
+  /** @default '0.0.0.0'; '127.0.0.1' in development mode (no JWT_SECRET or JWT_JWKS_URL) */
   readonly host: string;
   /** Folder of the embedded database, used when `databaseUrl` is not set. */
   readonly dataDir: string;
@@ -97,6 +98,8 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly limits: Limits;
   readonly cors: CorsConfig;
+  /** `METRICS_TOKEN`: the bearer token `/metrics` requires; unset: `/metrics` is open. */
+  readonly metricsToken: string | undefined;
   /** Time a graceful shutdown may take before the process exits anyway, in ms. @default 10000 */
   readonly shutdownTimeoutMs: number;
 }
@@ -107,8 +110,9 @@ export interface Config {
  */
 export interface CorsConfig {
   /**
-   * `'*'`: any origin (the default outside production); a list: exactly these origins
-   * (`scheme://host[:port]`); empty: none (the default in production).
+   * `'*'`: any origin (the default outside production with JWT verification); a list: exactly
+   * these origins (`scheme://host[:port]`); empty: none (the default in production, and in
+   * development mode, where every caller is an admin).
    */
   readonly origins: '*' | readonly string[];
 }
@@ -239,6 +243,7 @@ const environmentSchema = z.object({
   GRAPHQL_MAX_ALIASES: integer(0, 1000, 20),
   GRAPHQL_MAX_TOKENS: integer(50, 100_000, 2000),
   SHUTDOWN_TIMEOUT_MS: integer(100, 60_000, 10_000),
+  METRICS_TOKEN: optionalString.refine((value) => value === undefined || /^\S{16,}$/.test(value), { message: 'must be at least 16 characters long, without spaces' }),
   CORS_ORIGINS: optionalString.transform((value, ctx) => {
     if (value === undefined) return undefined;
     const entries = value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
@@ -309,7 +314,8 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     nodeEnv: env.NODE_ENV,
     role: env.TRIBUTARY_ROLE,
     port: env.PORT,
-    host: env.HOST ?? '0.0.0.0',
+    // Development mode makes every caller an admin: reachable from this machine only, unless HOST says otherwise.
+    host: env.HOST ?? (jwtConfigured ? '0.0.0.0' : '127.0.0.1'),
     dataDir: env.DATA_DIR ?? '.data',
     databaseUrl: env.DATABASE_URL,
     redisUrl: env.REDIS_URL,
@@ -358,8 +364,10 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       tokenExpiryNoticeMs: env.WS_TOKEN_EXPIRY_NOTICE_MS,
       persistedQueriesMax: env.APQ_MAX_ENTRIES,
     },
-    // Unset: any origin while developing; nothing cross-origin in production unless listed.
-    cors: { origins: env.CORS_ORIGINS ?? (env.NODE_ENV === 'production' ? [] : '*') },
+    // Unset: any origin while developing with tokens; nothing cross-origin in production, nor in
+    // development mode, where a page of any origin would act as the admin development principal.
+    cors: { origins: env.CORS_ORIGINS ?? (env.NODE_ENV === 'production' || !jwtConfigured ? [] : '*') },
+    metricsToken: env.METRICS_TOKEN,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
   });
 }

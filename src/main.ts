@@ -10,6 +10,7 @@ import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startCdc } from './start/cdc.ts';
 import { createClients } from './start/clients.ts';
+import { describeFailure } from './start/failure.ts';
 import { startDashboard } from './start/dashboard.ts';
 import { listen, readinessChecks, type Listening } from './start/listen.ts';
 import { startPipeline } from './start/pipeline.ts';
@@ -24,6 +25,8 @@ export interface Tributary extends Listening {
   stats(): ServerStats;
   /** Graceful shutdown: stop accepting, close sockets with 1001, dispose everything. Idempotent. */
   dispose(): Promise<void>;
+  /** The shutdown step `dispose()` is in (`server › http server`); undefined when it is not running. */
+  shutdownStep(): string | undefined;
 }
 
 export interface StartOptions {
@@ -68,7 +71,14 @@ export async function startTributary(config: Config, options: StartOptions = {})
 
     const url = config.role === 'workers' ? listening.url : `${listening.url}/graphql`;
     logger.info({ url, role: config.role, database: clients.db.kind, redis: clients.redis !== undefined }, 'Tributary is listening');
-    return { role: config.role, url: listening.url, port: listening.port, stats: () => listening.stats(), dispose: () => cleanup.run() };
+    return {
+      role: config.role,
+      url: listening.url,
+      port: listening.port,
+      stats: () => listening.stats(),
+      dispose: () => cleanup.run(),
+      shutdownStep: () => cleanup.current(),
+    };
   } catch (error) {
     await cleanup.run();
     throw error;
@@ -97,7 +107,8 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     const deadline = setTimeout(() => {
-      logger.error('shutdown took too long; exiting');
+      // The step still running is what held the shutdown; the ones after it are skipped.
+      logger.error({ step: tributary.shutdownStep(), timeoutMs: config.shutdownTimeoutMs }, 'shutdown took too long; exiting');
       process.exit(1);
     }, config.shutdownTimeoutMs);
     deadline.unref();
@@ -119,7 +130,7 @@ async function main(): Promise<void> {
 
 if (import.meta.main) {
   main().catch((error: unknown) => {
-    process.stderr.write(`Tributary failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(`Tributary failed to start: ${describeFailure(error)}\n`);
     process.exit(1);
   });
 }

@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from '../config.ts';
 import { migrate } from '../db/migrations.ts';
 import { openDatabase } from '../db/open.ts';
 import { createLogger } from '../logger.ts';
+import { describeFailure } from '../start/failure.ts';
 
 async function run(): Promise<number> {
   let config;
@@ -33,7 +34,7 @@ async function run(): Promise<number> {
 run().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    console.error(`Migration failed: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`Migration failed: ${describeFailure(error, { stack: false })}`);
     process.exit(1);
   },
 );

@@ -1,6 +1,8 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
+import type { CorsConfig } from '../config.ts';
 import { ErrorCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { GraphQLPostHandler } from './graphql-post.ts';
@@ -34,6 +36,15 @@ export interface HttpServerOptions {
   readonly readiness: readonly ReadinessCheck[];
   /** Served at `GET /metrics` in the Prometheus text format. */
   readonly metrics: Registry;
+  /** `METRICS_TOKEN`: when set, `/metrics` answers only `Authorization: Bearer <it>` (401 otherwise). */
+  readonly metricsToken?: string | undefined;
+  /**
+   * Set while every caller is the development principal (an admin, no token needed): a request to
+   * `/graphql` or `/api/…`, or a WebSocket upgrade, whose `Origin` is neither the server's own nor
+   * one of these (`CORS_ORIGINS`) is refused with 403. CORS alone would not do: a form POST runs
+   * its mutation without asking, and WebSocket upgrades are not subject to CORS at all.
+   */
+  readonly originGuard?: CorsConfig | undefined;
   readonly logger: Logger;
   /** Time each readiness check may take, in ms. @default 2000 */
   readonly readinessTimeoutMs?: number;
@@ -46,6 +57,12 @@ export interface HttpServerOptions {
  */
 export function createHttpServer(options: HttpServerOptions): Server {
   const timeoutMs = options.readinessTimeoutMs ?? 2000;
+  const metricsAllowed = metricsAuthorization(options.metricsToken);
+  const foreignOrigin = (request: IncomingMessage): string | undefined => {
+    const origin = options.originGuard && foreignOriginOf(request, options.originGuard.origins);
+    if (origin !== undefined) options.logger.warn({ origin, path: pathOf(request) }, 'cross-origin request refused in development mode (list the origin in CORS_ORIGINS to allow it)');
+    return origin;
+  };
   const server = createServer((request, response) => {
     const path = pathOf(request);
     if (path === '/health' && isRead(request)) {
@@ -58,6 +75,9 @@ export function createHttpServer(options: HttpServerOptions): Server {
           sendJson(response, 503, { ready: false });
         },
       );
+    } else if (path === '/metrics' && isRead(request) && !metricsAllowed(request)) {
+      response.setHeader('www-authenticate', 'Bearer');
+      sendJson(response, 401, { error: 'Unauthorized: /metrics needs "Authorization: Bearer <METRICS_TOKEN>"', code: ErrorCode.UNAUTHENTICATED });
     } else if (path === '/metrics' && isRead(request)) {
       options.metrics.metrics().then(
         (text) => {
@@ -69,6 +89,8 @@ export function createHttpServer(options: HttpServerOptions): Server {
           sendJson(response, 500, { error: 'metrics unavailable' });
         },
       );
+    } else if ((path.startsWith(API_PREFIX) || path === GRAPHQL_PATH) && foreignOrigin(request) !== undefined) {
+      sendJson(response, 403, { errors: [{ message: FOREIGN_ORIGIN_MESSAGE, extensions: { code: ErrorCode.FORBIDDEN } }] });
     } else if (path.startsWith(API_PREFIX) && options.api) {
       options.api.handle(request, response);
     } else if (path === GRAPHQL_PATH && options.graphql) {
@@ -83,6 +105,10 @@ export function createHttpServer(options: HttpServerOptions): Server {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
+    if (foreignOrigin(request) !== undefined) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
     options.graphql.webSocket.handleUpgrade(request, socket, head);
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
@@ -95,6 +121,41 @@ export function createHttpServer(options: HttpServerOptions): Server {
     socket.end(clientErrorResponse(error.code));
   });
   return server;
+}
+
+const FOREIGN_ORIGIN_MESSAGE =
+  'Cross-origin requests are refused while every caller is the development principal (no JWT_SECRET or JWT_JWKS_URL); list the origin in CORS_ORIGINS to allow it';
+
+/**
+ * The `Origin` of a request from a page of another origin that `allowed` does not list; undefined
+ * for the server's own pages and for clients that are not browsers (no `Origin`). The server's
+ * origin is the `Host` the request was sent to: the scheme is left aside, as behind a proxy that
+ * ends TLS the server cannot know it.
+ */
+function foreignOriginOf(request: IncomingMessage, allowed: CorsConfig['origins']): string | undefined {
+  const origin = request.headers.origin;
+  if (origin === undefined || allowed === '*' || allowed.includes(origin)) return undefined;
+  const host = request.headers.host?.toLowerCase();
+  try {
+    return host !== undefined && new URL(origin).host === host ? undefined : origin;
+  } catch {
+    // `null` (a sandboxed frame, a file) or garbage: not the server's own.
+    return origin;
+  }
+}
+
+/**
+ * Whether a `/metrics` request may be answered: always without `METRICS_TOKEN`, else only with the
+ * token as a bearer. Compared as SHA-256 digests with `timingSafeEqual`: equal lengths, and no
+ * timing that tells how much of a guess was right.
+ */
+function metricsAuthorization(token: string | undefined): (request: IncomingMessage) => boolean {
+  if (token === undefined) return () => true;
+  const expected = createHash('sha256').update(token).digest();
+  return (request) => {
+    const presented = /^Bearer +(\S+) *$/i.exec(request.headers.authorization ?? '')?.[1];
+    return presented !== undefined && timingSafeEqual(createHash('sha256').update(presented).digest(), expected);
+  };
 }
 
 /**

@@ -38,6 +38,14 @@ export async function createClients(config: Config, logger: Logger): Promise<Cli
     cleanup.push('database', () => db.close());
     await migrate(db, { logger });
     const redis = config.redisUrl === undefined ? undefined : await connectRedis(config.redisUrl, logger, (name, run) => cleanup.push(name, run));
+    if (redis && config.databaseUrl === undefined) {
+      // Right for one instance; several would share Redis's events and cache yet each write its
+      // documents, sources and endpoints to a database of its own, and drift apart.
+      logger.warn(
+        { dataDir: config.dataDir },
+        'REDIS_URL with the embedded database: fine for one instance, but several instances need a shared DATABASE_URL too (each would keep documents, sources and webhooks of its own)',
+      );
+    }
     return { db, redis, dispose: () => cleanup.run() };
   } catch (error) {
     await cleanup.run();

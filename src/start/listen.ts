@@ -23,8 +23,21 @@ export interface ListenParts {
   readonly readiness: readonly ReadinessCheck[];
 }
 
+/**
+ * How long requests under way at shutdown may take to finish before every connection is closed,
+ * in ms (at most a tenth of `SHUTDOWN_TIMEOUT_MS`, which the steps after this one need too).
+ */
+const HTTP_DRAIN_GRACE_MS = 1000;
+
 export async function listen({ config, metrics, logger }: StartContext, parts: ListenParts): Promise<Listening & Disposable> {
-  const server = createHttpServer({ ...parts, metrics: metrics.registry, logger });
+  const server = createHttpServer({
+    ...parts,
+    metrics: metrics.registry,
+    metricsToken: config.metricsToken,
+    // Every caller is the admin development principal: a page of another origin must not be able to act as it.
+    ...(config.auth.mode === 'development' && { originGuard: config.cors }),
+    logger,
+  });
   server.listen(config.port, config.host);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
@@ -35,7 +48,15 @@ export async function listen({ config, metrics, logger }: StartContext, parts: L
     port,
     dispose() {
       closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        // Node counts a connection that sent nothing yet, or part of a request (a browser's
+        // preconnect, a load balancer's TCP check, a slow client), as busy: close() would wait
+        // for it until the shutdown deadline. Requests under way get a grace period, then
+        // whatever is still open is closed.
+        const grace = setTimeout(() => server.closeAllConnections(), Math.min(HTTP_DRAIN_GRACE_MS, config.shutdownTimeoutMs / 10));
+        server.close(() => {
+          clearTimeout(grace);
+          resolve();
+        });
         server.closeIdleConnections();
       });
       return closing;

@@ -3,6 +3,7 @@
  * GraphQL over HTTP (yoga) and WebSocket (graphql-transport-ws) on one port, with `/health`,
  * `/ready`, `/metrics` and the admin REST endpoints (`/api/alerts`) beside them.
  */
+import ipaddr from 'ipaddr.js';
 import { createTokenVerifier } from '../auth/token-verifier.ts';
 import { createCleanupStack } from '../cleanup-stack.ts';
 import { assertLogicalReplicationAllowed } from '../pipeline/cdc/wal/replication-setup.ts';
@@ -66,6 +67,10 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     const verifier = createTokenVerifier({ auth: config.auth });
     if (verifier.mode === 'development') {
       logger.warn('no JWT_SECRET or JWT_JWKS_URL: development mode, every caller acts as an admin of app/env/tenant "default"');
+      // HOST defaults to 127.0.0.1 here: one set wider lets the network act as that admin.
+      if (!isLoopback(config.host)) {
+        logger.warn({ host: config.host }, 'development mode on a non-loopback HOST: anyone who can reach this port acts as an admin; set JWT_SECRET or JWT_JWKS_URL, or HOST=127.0.0.1');
+      }
     }
     const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger, metrics, analytics: pipeline.analytics.recorder });
     cleanup.push('dispatcher', () => dispatcher.close());
@@ -135,4 +140,10 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     await cleanup.run();
     throw error;
   }
+}
+
+/** Whether `host` (`HOST`) is reachable from this machine only. */
+function isLoopback(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  return ipaddr.isValid(host) && ipaddr.process(host).range() === 'loopback';
 }

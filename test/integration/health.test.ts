@@ -22,6 +22,29 @@ describe('health and readiness', () => {
     expect(await response.json()).toEqual({ error: 'Not found' });
   });
 
+  it('serves /metrics to anyone without METRICS_TOKEN', async () => {
+    const server = await startTestServer();
+    const response = await fetch(`${server.url}/metrics`);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('tributary_hot_topic_events_per_second');
+  });
+
+  it('with METRICS_TOKEN serves /metrics only to its bearer: 401 without it or with another, and /health stays open', async () => {
+    const token = 'metrics-token-0123456789';
+    const server = await startTestServer({ METRICS_TOKEN: token });
+    for (const authorization of [undefined, 'Bearer wrong-token-0123456789', `Bearer ${token}x`, `Basic ${token}`, token]) {
+      const refused = await fetch(`${server.url}/metrics`, { headers: authorization === undefined ? {} : { authorization } });
+      expect({ authorization, status: refused.status, challenge: refused.headers.get('www-authenticate') }).toEqual({ authorization, status: 401, challenge: 'Bearer' });
+      const body = await refused.text();
+      expect(body).toContain('METRICS_TOKEN');
+      expect(body).not.toContain('tributary_');
+    }
+    const allowed = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    expect(allowed.status).toBe(200);
+    expect(await allowed.text()).toContain('tributary_hot_topic_events_per_second');
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+  });
+
   it('turns /ready to 503 while Redis is stopped and back to 200 when it returns', async () => {
     const redis = await startPrivateRedis();
     const server = await startTestServer({ REDIS_URL: redis.url });

@@ -5,18 +5,45 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { freePort } from '../helpers/free-port.ts';
 import { MAIN_SCRIPT, startMainProcess, type MainProcess } from '../helpers/main-process.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
+import { deferred } from '../helpers/wait-for.ts';
 
 /** A process of one role on a fresh platform database and the run's Redis (a split role needs both). */
 async function startRoleProcess(role: 'server' | 'workers'): Promise<MainProcess> {
   const database = await createTestDatabase();
   return startMainProcess({ TRIBUTARY_ROLE: role, DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
 }
+
+/** A raw TCP connection to the process, open once `written` (maybe nothing) is on its way. */
+async function rawConnection(port: number, written: string): Promise<{ closed: Promise<unknown> }> {
+  const socket = connect(port, '127.0.0.1');
+  onTestFinished(() => void socket.destroy());
+  socket.on('error', () => undefined);
+  const closed = once(socket, 'close');
+  await once(socket, 'connect');
+  if (written !== '') await new Promise<void>((resolve, reject) => socket.write(written, (error) => (error ? reject(error) : resolve())));
+  return { closed };
+}
+
+/** Runs `command args` to its end with `env` alone: its exit code and standard error. */
+async function runToExit(command: string, args: readonly string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(command, args, { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stderr };
+}
+
+const REPOSITORY = fileURLToPath(new URL('../..', import.meta.url));
 
 describe('the tributary process', () => {
   it('boots on the embedded default with no Postgres or Redis and serves GraphQL', async () => {
@@ -29,6 +56,7 @@ describe('the tributary process', () => {
     expect(await response.json()).toEqual({ data: { viewer: { subject: 'development', roles: ['admin'] } } });
     expect(running.logs.find((entry) => entry['msg'] === 'Tributary is listening')).toMatchObject({ database: 'embedded', redis: false });
     expect(running.logs.some((entry) => entry['level'] === 40 && String(entry['msg']).includes('development mode'))).toBe(true);
+    expect(running.logs.some((entry) => String(entry['msg']).includes('DATABASE_URL'))).toBe(false);
     running.child.kill('SIGTERM');
     expect(await running.exited).toEqual({ code: 0, signal: null });
   });
@@ -43,6 +71,92 @@ describe('the tributary process', () => {
     expect(await running.exited).toEqual({ code: 0, signal: null });
     expect(running.logs.map((entry) => entry['msg'])).toContain('stopped');
     await expect(fetch(`http://127.0.0.1:${running.port}/health`)).rejects.toThrow();
+  });
+
+  it('on SIGTERM closes connections that sent nothing or half a request instead of waiting out SHUTDOWN_TIMEOUT_MS', async () => {
+    // A deadline far beyond the test's own timeout: exit 0 means nothing waited for it.
+    const running = await startMainProcess({ SHUTDOWN_TIMEOUT_MS: '60000' });
+    const silent = await rawConnection(running.port, '');
+    const partialHeaders = await rawConnection(running.port, 'GET /health HTTP/1.1\r\nHost: x\r\n');
+    const partialBody = await rawConnection(running.port, 'POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"query":');
+    // Answered after those were accepted (in order), so the server holds all three.
+    expect((await fetch(`http://127.0.0.1:${running.port}/health`)).status).toBe(200);
+
+    running.child.kill('SIGTERM');
+    expect(await running.exited).toEqual({ code: 0, signal: null });
+    await Promise.all([silent.closed, partialHeaders.closed, partialBody.closed]);
+    const messages = running.logs.map((entry) => entry['msg']);
+    expect(messages).toContain('stopped');
+    expect(messages).not.toContain('shutdown took too long; exiting');
+  });
+
+  it('under npm start, stops on the SIGTERM npm is sent: the script runs node in place of its shell', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'tributary-main-'));
+    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    const npm = spawn('npm', ['start', '--silent'], {
+      cwd: REPOSITORY,
+      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? tmpdir(), PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // A process group of its own: whatever npm started, an orphaned server included, is killed after the test.
+      detached: true,
+    });
+    const exited = once(npm, 'exit');
+    onTestFinished(async () => {
+      try {
+        process.kill(-(npm.pid ?? 0), 'SIGKILL');
+      } catch {
+        // The group is gone already.
+      }
+      await exited;
+    });
+    let stderr = '';
+    npm.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const messages: unknown[] = [];
+    const listening = deferred<number>();
+    createInterface({ input: npm.stdout }).on('line', (line) => {
+      if (!line.startsWith('{')) return;
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      messages.push(entry['msg']);
+      if (entry['msg'] === 'Tributary is listening') listening.resolve(Number(new URL(String(entry['url'])).port));
+    });
+    void exited.then(() => listening.reject(new Error(`npm start exited before listening: ${stderr}`)));
+    const port = await listening.promise;
+
+    npm.kill('SIGTERM');
+    expect(await exited).toEqual([0, null]);
+    expect(messages).toContain('stopped');
+    await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
+  });
+
+  it('says what a failed start was caused by (the address refused), never the password in DATABASE_URL', async () => {
+    const port = await freePort();
+    const env = { DATABASE_URL: `postgres://tributary:s3cret-password@127.0.0.1:${port}/platform` };
+    const started = await runToExit(process.execPath, [MAIN_SCRIPT], env);
+    expect(started.code).toBe(1);
+    expect(started.stderr).toMatch(/^Tributary failed to start: TributaryError: The database is unavailable right now; retry shortly\n/);
+    expect(started.stderr).toContain(`\ncaused by: Error: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+
+    const migrated = await runToExit(process.execPath, [join(REPOSITORY, 'src/cli/migrate.ts')], env);
+    expect(migrated).toEqual({
+      code: 1,
+      stderr: `Migration failed: The database is unavailable right now; retry shortly\ncaused by: Error: connect ECONNREFUSED 127.0.0.1:${port}\n`,
+    });
+    expect(started.stderr + migrated.stderr).not.toContain('s3cret-password');
+  });
+
+  it('in development mode listens on 127.0.0.1 unless HOST says otherwise, and warns about a wider HOST', async () => {
+    const [byDefault, wider] = await Promise.all([startMainProcess({ HOST: '' }), startMainProcess({ HOST: '0.0.0.0' })]);
+    expect(byDefault.logs.find((entry) => entry['msg'] === 'Tributary is listening')).toMatchObject({ url: `http://127.0.0.1:${byDefault.port}/graphql` });
+    const hostWarnings = (running: MainProcess) => running.logs.filter((entry) => entry['level'] === 40 && String(entry['msg']).includes('non-loopback HOST'));
+    expect(hostWarnings(byDefault)).toEqual([]);
+    expect(hostWarnings(wider)).toEqual([expect.objectContaining({ host: '0.0.0.0' })]);
+  });
+
+  it('warns at start that REDIS_URL with the embedded database is for one instance only', async () => {
+    const running = await startMainProcess({ REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
+    expect(running.logs.filter((entry) => entry['level'] === 40 && String(entry['msg']).includes('several instances need a shared DATABASE_URL'))).toHaveLength(1);
+    running.child.kill('SIGTERM');
+    expect(await running.exited).toEqual({ code: 0, signal: null });
   });
 
   it('refuses to start in production without JWT configuration, with one clear line', async () => {

@@ -14,20 +14,35 @@ function configError(env: Record<string, string>): string {
 }
 
 describe('configuration', () => {
-  it('defaults to port 4000, the embedded database and development auth', () => {
+  it('defaults to port 4000, the embedded database and development auth, on loopback only', () => {
     const config = loadConfig({});
     expect(config).toMatchObject({
       nodeEnv: 'development',
       role: 'all',
       port: 4000,
-      host: '0.0.0.0',
+      host: '127.0.0.1',
       dataDir: '.data',
       databaseUrl: undefined,
       redisUrl: undefined,
       auth: { mode: 'development' },
       logLevel: 'info',
       shutdownTimeoutMs: 10_000,
+      metricsToken: undefined,
     });
+  });
+
+  it('listens on every interface by default once tokens are verified; an explicit HOST wins either way', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).host).toBe('0.0.0.0');
+    expect(loadConfig({ JWT_JWKS_URL: 'https://issuer.example/jwks.json' }).host).toBe('0.0.0.0');
+    expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }).host).toBe('0.0.0.0');
+    expect(loadConfig({ HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
+    expect(loadConfig({ JWT_SECRET: SECRET, HOST: '127.0.0.1' }).host).toBe('127.0.0.1');
+  });
+
+  it('reads METRICS_TOKEN, refusing one shorter than 16 characters or with spaces', () => {
+    expect(loadConfig({ METRICS_TOKEN: ' 0123456789abcdef ' }).metricsToken).toBe('0123456789abcdef');
+    expect(configError({ METRICS_TOKEN: '0123456789abcde' })).toBe('Invalid configuration: METRICS_TOKEN must be at least 16 characters long, without spaces');
+    expect(configError({ METRICS_TOKEN: '01234567 89abcdef' })).toBe('Invalid configuration: METRICS_TOKEN must be at least 16 characters long, without spaces');
   });
 
   it("defaults alerts to the seed's rules: a 5 s tick, 20 attempts in 5 minutes, 50 % critical, 20 % warning, 10,000 connections", () => {
@@ -125,6 +140,7 @@ describe('configuration', () => {
       GRAPHQL_MAX_TOKENS: '100',
       SHUTDOWN_TIMEOUT_MS: '2000',
       CORS_ORIGINS: 'https://app.example',
+      METRICS_TOKEN: 'scrape-token-0123456789',
     });
     expect(config).toEqual({
       nodeEnv: 'production',
@@ -195,6 +211,7 @@ describe('configuration', () => {
         persistedQueriesMax: 50,
       },
       cors: { origins: ['https://app.example'] },
+      metricsToken: 'scrape-token-0123456789',
       shutdownTimeoutMs: 2000,
     });
   });

@@ -4,10 +4,17 @@ import { loadConfig } from '../../src/config.ts';
 const SECRET = 'a-secret-that-is-at-least-32-bytes-long!';
 
 describe('CORS_ORIGINS', () => {
-  it('defaults to any origin outside production and to none in production', () => {
-    expect(loadConfig({}).cors).toEqual({ origins: '*' });
-    expect(loadConfig({ NODE_ENV: 'test' }).cors).toEqual({ origins: '*' });
+  it('defaults to any origin outside production with JWT verification and to none in production', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).cors).toEqual({ origins: '*' });
+    expect(loadConfig({ NODE_ENV: 'test', JWT_JWKS_URL: 'https://issuer.example/jwks.json' }).cors).toEqual({ origins: '*' });
     expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }).cors).toEqual({ origins: [] });
+  });
+
+  it('defaults to none in development mode, where every caller is an admin; an explicit CORS_ORIGINS wins', () => {
+    expect(loadConfig({}).cors).toEqual({ origins: [] });
+    expect(loadConfig({ NODE_ENV: 'test' }).cors).toEqual({ origins: [] });
+    expect(loadConfig({ CORS_ORIGINS: 'http://localhost:5173' }).cors).toEqual({ origins: ['http://localhost:5173'] });
+    expect(loadConfig({ CORS_ORIGINS: '*' }).cors).toEqual({ origins: '*' });
   });
 
   it('reads a comma-separated list of origins, or * for any', () => {

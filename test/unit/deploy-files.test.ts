@@ -1,6 +1,7 @@
 /**
  * The Grafana dashboard and the Prometheus alerting rules shipped in `deploy/` name only metrics
- * the server exports: a renamed metric fails here, not on an operator's screen.
+ * the server exports: a renamed metric fails here, not on an operator's screen. The npm scripts
+ * that run the server keep it the process npm signals.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +23,17 @@ describe('deploy files', () => {
     const named = metricsNamedIn(path);
     expect(named.length).toBeGreaterThan(5);
     expect(named.filter((name) => !exported.has(name))).toEqual([]);
+  });
+
+  it("runs the server's npm scripts with exec, so npm's SIGTERM reaches node rather than only sh", () => {
+    const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string>; engines: { node: string } };
+    expect({ start: manifest.scripts['start'], workers: manifest.scripts['workers'], dev: manifest.scripts['dev'] }).toEqual({
+      start: 'exec node src/main.ts',
+      workers: 'exec env TRIBUTARY_ROLE=workers node src/main.ts',
+      dev: 'exec node --watch src/main.ts',
+    });
+    // Type stripping by default and import.meta.main (what runs main()) both arrived in 22.18.
+    expect(manifest.engines.node).toBe('>=22.18');
   });
 
   it('ships a Grafana dashboard that parses, with a Prometheus data source variable', () => {
