@@ -81,6 +81,17 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       ? createRedisPublishKeys({ redis: context.clients.redis.command, keyPrefix: config.redisKeyPrefix, ...keyTimes })
       : createMemoryPublishKeys(keyTimes);
     cleanup.push('publish keys', () => publishKeys.close());
+    const webhooks = createWebhookAdmin({
+      db: context.clients.db,
+      log: pipeline.log,
+      endpoints: pipeline.webhooks.endpoints,
+      scheduler: deliveryScheduler(pipeline.webhooks),
+      statistics: pipeline.webhooks.statistics,
+      allowPrivateTargets: config.webhooks.allowPrivateTargets,
+      maxBodyBytes: config.webhooks.maxBodyBytes,
+      logger: logger.child({ component: 'webhooks' }),
+    });
+    cleanup.push('webhook admin', () => webhooks.close());
     const services: Services = {
       channels: pipeline.channels,
       router: pipeline.router,
@@ -90,15 +101,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       cdc: parts.cdc.cdc,
       cdcStore: parts.cdc.cdcStore,
       outbox: createOutboxAdmin({ db: context.clients.db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed }),
-      webhooks: createWebhookAdmin({
-        db: context.clients.db,
-        log: pipeline.log,
-        endpoints: pipeline.webhooks.endpoints,
-        scheduler: deliveryScheduler(pipeline.webhooks),
-        statistics: pipeline.webhooks.statistics,
-        allowPrivateTargets: config.webhooks.allowPrivateTargets,
-        maxBodyBytes: config.webhooks.maxBodyBytes,
-      }),
+      webhooks,
       alerts: createAlertAdmin({ db: context.clients.db, router: pipeline.router, logger }),
       gateway: pipeline.gateway,
       analytics: createAnalyticsReader({ db: context.clients.db, store: pipeline.analytics.store, now: context.now }),

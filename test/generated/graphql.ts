@@ -447,7 +447,7 @@ export type Mutation = {
   setCdcSource: CdcSource;
   /** Admin of the environment (a token without a tenant): the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. */
   setOutboxSource: OutboxStatus;
-  /** Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak). */
+  /** Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak; what waited for it goes at once, a large backlog drained in the background). An endpoint already so is left as it is. */
   setWebhookEndpointEnabled: WebhookEndpoint;
   updateWebhookEndpoint: WebhookEndpoint;
 };

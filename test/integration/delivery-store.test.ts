@@ -18,11 +18,11 @@ import {
   postponeWhileDisabled,
   recordAttempts,
   releaseDeliveries,
-  resumeEndpointDeliveries,
   storeDeliveries,
   type Delivery,
 } from '../../src/pipeline/webhooks/delivery-store.ts';
-import { setEndpointEnabled } from '../../src/pipeline/webhooks/endpoint-store.ts';
+import { resumeLanes } from '../../src/pipeline/webhooks/endpoint-resume.ts';
+import { disableEndpoint, enableEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -270,22 +270,51 @@ describe('webhook delivery store', () => {
 
   it('leaves no delivery waiting an hour for an endpoint enabled while the delivery was put back', async () => {
     const endpointId = await fixture.endpoint('enabled while a delivery is put back');
-    await setEndpointEnabled(db, endpointId, false, 'down for a while');
+    await disableEndpoint(db, endpointId, 'down for a while');
     const { inserted } = await storeDeliveries(db, [{ ...delivery('lane-h'), endpointId }]);
     const [held] = await claimDeliveries(db, [inserted[0]!], LEASE_MS);
     // A worker found the endpoint disabled and puts the delivery back for an hour: written, not committed yet.
     const putting = await holdOpen((tx) => postponeWhileDisabled(tx, [{ id: held!.id, lease: held!.lease, dueAt: new Date(Date.now() + 3_600_000) }]));
     // Meanwhile an admin enables the endpoint, which makes its deliveries due now (as the admin API does).
     let enabled = false;
-    const resumed = setEndpointEnabled(db, endpointId, true, null).then(() => {
+    const resumed = enableEndpoint(db, endpointId).then(() => {
       enabled = true;
-      return resumeEndpointDeliveries(db, endpointId);
+      return resumeLanes(db, endpointId, '', 1_000);
     });
     // The enable is either done, or waits for the put-back's statement (its share lock on the endpoint).
     await waitFor(async () => enabled || (await rowLockWaiters()) > 0);
     await putting.commit();
     await resumed;
     expect((await getDelivery(db, held!.id))!.nextAttemptAt.getTime()).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('makes due a page of lanes at a time, only heads due later, however long a lane; nothing while the endpoint is disabled', async () => {
+    const endpointId = await fixture.endpoint('resumed a page at a time');
+    const lane = (name: string) => ({ ...delivery(name), endpointId });
+    // r-long's head and four behind it (due already: only a head is ever postponed); r-due's head is due.
+    const { inserted } = await storeDeliveries(db, [lane('r-long'), lane('r-a'), lane('r-long'), lane('r-b'), lane('r-c'), lane('r-due'), lane('r-long'), lane('r-long'), lane('r-long')]);
+    const [long, a, , b, c] = inserted;
+    const waiting = [long!, a!, b!, c!];
+    await db.query(`UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 hour' WHERE id = ANY($1::bigint[])`, [waiting]);
+    const dueLater = async () =>
+      (await db.query<{ id: string }>(`SELECT id::text AS id FROM webhook_deliveries WHERE endpoint_id = $1 AND next_attempt_at > now() ORDER BY id`, [endpointId])).rows.map((row) => row.id);
+    const headIds = (page: { heads: readonly { id: string }[] }) => page.heads.map((head) => head.id);
+
+    await disableEndpoint(db, endpointId, 'down for a while');
+    expect(await resumeLanes(db, endpointId, '', 2)).toEqual({ heads: [], next: undefined });
+    expect(await dueLater()).toEqual(waiting);
+
+    await enableEndpoint(db, endpointId);
+    // In the lane index's order, two lanes a page; r-due's head needed nothing.
+    const first = await resumeLanes(db, endpointId, '', 2);
+    expect(first).toMatchObject({ next: 'r-b' });
+    expect(headIds(first)).toEqual([a, b]);
+    const second = await resumeLanes(db, endpointId, first.next!, 2);
+    expect(second).toMatchObject({ next: 'r-due' });
+    expect(headIds(second)).toEqual([c]);
+    const last = await resumeLanes(db, endpointId, second.next!, 2);
+    expect(last).toEqual({ heads: [{ id: long, endpointId }], next: undefined });
+    expect(await dueLater()).toEqual([]);
   });
 
   it('leaves out a delivery to an endpoint deleted meanwhile and stores the others of the same statement', async () => {

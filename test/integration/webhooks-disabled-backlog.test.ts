@@ -3,13 +3,16 @@
  * wait — claimed, found disabled and put back for an hour, unleased, never attempted — and go out
  * once it is enabled. Put back together when claimed together (one read of the endpoint, one
  * statement); with BullMQ, one delayed job names them for the hour's look, not one job each (a
- * full backlog of a million deliveries held a million jobs in Redis).
+ * full backlog of a million deliveries held a million jobs in Redis). A backlog of more lanes than
+ * the enable makes due before it answers drains all the same, the rest in the background, each
+ * entity's deliveries in order.
  */
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import { WEBHOOK_QUEUE, type DeliveryJob } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
+import { RESUME_PAGE_LANES } from '../../src/pipeline/webhooks/endpoint-resume.ts';
 import { gql } from '../helpers/cdc.ts';
 import { MODES, modeEnv } from '../helpers/events.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
@@ -88,6 +91,44 @@ describe.each(MODES)('a disabled endpoint’s deliveries (%s delivery)', (mode) 
     expect(received.map((request) => Number(request.json.data['seq'])).sort((a, b) => a - b)).toEqual(Array.from({ length: EVENTS }, (_, seq) => seq));
     await waitFor(async () => (await platformPool.query(`SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 AND state = 'delivered'`, [endpointId])).rowCount === EVENTS, {
       timeoutMs: 10_000,
+      message: 'every delivery recorded as delivered',
+    });
+  });
+
+  it('drains a backlog of more lanes than an enable makes due before it answers, each entity’s deliveries in order', { timeout: 120_000 }, async () => {
+    const platform = await createTestDatabase();
+    const platformPool = openTestPool(platform.url);
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', DATABASE_URL: platform.url, ...modeEnv(mode) });
+    const token = await signHs256({ roles: ['admin'], permissions: [] });
+    const receiver = await startWebhookReceiver();
+    const created = await gql(server, token, 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }', {
+      input: { url: receiver.url, events: ['orders'], maxConcurrency: 50 },
+    });
+    const endpointId = (created.data?.['createWebhookEndpoint'] as { endpoint: { id: string } }).endpoint.id;
+    await gql(server, token, 'mutation($id: ID!) { setWebhookEndpointEnabled(id: $id, enabled: false) { enabled } }', { id: endpointId });
+
+    // A disabled endpoint's backlog as the workers leave it: each entity's first delivery (its
+    // lane's head) put back for the hour, the ones behind it due and waiting for it.
+    const entities = RESUME_PAGE_LANES + 200;
+    const perEntity = 3;
+    await platformPool.query(
+      `INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, next_attempt_at)
+       SELECT $1, 'ev-' || e || '-' || n, 'order.updated', 'orders', '|order-' || e,
+              json_build_object('id', 'ev-' || e || '-' || n, 'type', 'order.updated', 'topic', 'orders', 'entity', 'order-' || e, 'data', json_build_object('seq', n))::text,
+              'initial', now(), CASE WHEN n = 0 THEN now() + interval '1 hour' ELSE now() END
+         FROM generate_series(0, $3::int - 1) n, generate_series(1, $2::int) e ORDER BY n, e`,
+      [endpointId, entities, perEntity],
+    );
+
+    const enabled = await gql(server, token, 'mutation($id: ID!) { setWebhookEndpointEnabled(id: $id, enabled: true) { enabled } }', { id: endpointId });
+    expect(enabled.data).toEqual({ setWebhookEndpointEnabled: { enabled: true } });
+    const received = await receiver.waitForCount(entities * perEntity);
+    const seen = new Map<string, number[]>();
+    for (const { json } of received) seen.set(json.entity!, [...(seen.get(json.entity!) ?? []), Number(json.data['seq'])]);
+    expect(seen.size).toBe(entities);
+    for (const seqs of seen.values()) expect(seqs).toEqual([0, 1, 2]);
+    await waitFor(async () => (await platformPool.query(`SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 AND state = 'delivered'`, [endpointId])).rowCount === entities * perEntity, {
+      timeoutMs: 20_000,
       message: 'every delivery recorded as delivered',
     });
   });

@@ -319,6 +319,43 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     expect(await attempts(server, goneEndpoint.id)).toMatchObject([{ outcome: 'gone', status: 410 }]);
   });
 
+  it('leaves an endpoint as it is when set to the state it is in: enabled again, its streak and a Retry-After stand; disabled again, its reason and time', { timeout: 60_000 }, async () => {
+    const server = await startServer(mode);
+    const receiver = await startWebhookReceiver();
+    receiver.respond = () => ({ status: 429, headers: { 'retry-after': '3600' } });
+    const endpoint = await createEndpoint(server, { url: receiver.url, events: ['orders'] });
+    const STATE = `query($id: ID!) {
+      webhookEndpoint(id: $id) { enabled disabledReason failingSince updatedAt }
+      webhookDeliveries(endpointId: $id) { nodes { eventId state attempts nextAttemptAt } }
+    }`;
+    type State = { webhookEndpoint: { enabled: boolean; disabledReason: string | null; failingSince: string | null; updatedAt: string }; webhookDeliveries: { nodes: { eventId: string; attempts: number; nextAttemptAt: string }[] } };
+    const state = async () => (await gql(server, await admin(), STATE, { id: endpoint.id })).data as State;
+    const SET = 'mutation($id: ID!, $on: Boolean!) { setWebhookEndpointEnabled(id: $id, enabled: $on) { enabled disabledReason failingSince updatedAt } }';
+    const set = async (on: boolean) => (await gql(server, await admin(), SET, { id: endpoint.id, on })).data?.['setWebhookEndpointEnabled'];
+
+    // Throttled for an hour: the attempt recorded, its next one set by the Retry-After, the streak begun.
+    const waiting = await publish(server, 'a', 'orders', { n: 1 });
+    await receiver.waitForCount(1);
+    await waitFor(async () => (await state()).webhookEndpoint.failingSince !== null && (await state()).webhookDeliveries.nodes[0]?.attempts === 1, { timeoutMs: 10_000, message: 'the 429 recorded' });
+    const throttled = await state();
+    expect(throttled.webhookDeliveries.nodes).toMatchObject([{ eventId: waiting, state: 'PENDING', attempts: 1 }]);
+    expect(Date.parse(throttled.webhookDeliveries.nodes[0]!.nextAttemptAt)).toBeGreaterThan(Date.now() + 30 * 60_000);
+
+    // A script applying its configuration again: answered the endpoint as it was, and nothing moved —
+    // the delivery still waits the hour its receiver asked for, and the streak still counts toward disabling it.
+    expect(await set(true)).toEqual(throttled.webhookEndpoint);
+    expect(await state()).toEqual(throttled);
+
+    // Disabled by a 410 Gone (the event's own entity goes at once), then by an admin: the reason and the time stay the 410's.
+    receiver.respond = () => 410;
+    await publish(server, 'a', 'orders', { n: 2, entity: 'order-2' });
+    await waitFor(async () => (await state()).webhookEndpoint.enabled === false, { timeoutMs: 10_000, message: 'disabled by the 410' });
+    const gone = (await state()).webhookEndpoint;
+    expect(gone.disabledReason).toContain('410');
+    expect(await set(false)).toEqual(gone);
+    expect((await state()).webhookEndpoint).toEqual(gone);
+  });
+
   it('tells an endpoint disabled once, however many attempts in flight answer 410 Gone', { timeout: 60_000 }, async () => {
     const server = await startServer(mode);
     const gone = await startWebhookReceiver();

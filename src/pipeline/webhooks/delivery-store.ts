@@ -358,7 +358,8 @@ export async function postponeDelivery(db: Queryable, delivery: HeldDelivery, du
 /**
  * Releases the leases of disabled endpoints' deliveries, each due again at its `dueAt` — or at once
  * when its endpoint is enabled: its row is read under a share lock, so an enable either comes first
- * and is seen, or waits for this statement (and its making the deliveries due then finds these).
+ * and is seen, or waits for this statement (and its making the deliveries due then finds these:
+ * endpoint-resume.ts).
  * One statement for them all: the loop claims and puts back a disabled endpoint's backlog in batches.
  */
 export async function postponeWhileDisabled(db: Queryable, deliveries: readonly (HeldDelivery & { readonly dueAt: Date })[]): Promise<void> {
@@ -370,16 +371,6 @@ export async function postponeWhileDisabled(db: Queryable, deliveries: readonly 
      WHERE d.id = r.id AND d.leased_until = r.lease AND d.state = 'pending'`,
     [deliveries.map((delivery) => delivery.id), deliveries.map((delivery) => delivery.lease), deliveries.map((delivery) => delivery.dueAt)],
   );
-}
-
-/** An endpoint enabled again: its pending deliveries are due now; returns its lane heads (to schedule). */
-export async function resumeEndpointDeliveries(db: Queryable, endpointId: string): Promise<LaneHead[]> {
-  await db.query(`UPDATE webhook_deliveries SET next_attempt_at = now() WHERE endpoint_id = $1 AND state = 'pending' AND next_attempt_at > now()`, [endpointId]);
-  const { rows } = await db.query<{ id: string }>(
-    `SELECT d.id::text AS id FROM webhook_deliveries d WHERE d.endpoint_id = $1 AND d.state = 'pending' AND ${IS_LANE_HEAD} ORDER BY d.id`,
-    [endpointId],
-  );
-  return rows.map((row) => ({ id: row.id, endpointId }));
 }
 
 export async function getDelivery(db: Queryable, id: string): Promise<Delivery | undefined> {

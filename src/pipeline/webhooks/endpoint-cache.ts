@@ -17,6 +17,14 @@ export interface EndpointCache {
   fresh(id: string): Promise<SigningEndpoint | undefined>;
   /** Reloads when anything changed, reading after this call (what a change just committed is seen). */
   refresh(): Promise<void>;
+  /**
+   * After a change to the endpoint committed on this instance (an admin's): reloads at once, so this
+   * instance routes and delivers by it from the answer on. Never rejects: the change is made
+   * whatever happens here, so a reload that fails is logged (the endpoint's id), and the change
+   * reaches this instance with the next periodic reload — within `refreshMs`, as it reaches every
+   * other instance.
+   */
+  changed(endpointId: string): Promise<void>;
   close(): void;
 }
 
@@ -47,6 +55,10 @@ export async function createEndpointCache(options: { readonly db: Queryable; rea
     byId: (id) => byId.get(id),
     fresh: (id) => getEndpoint(db, id),
     refresh,
+    changed: (endpointId) =>
+      refresh().catch((error: unknown) => {
+        options.logger.warn({ err: error, endpoint: endpointId }, 'webhook endpoints not reloaded after a change made here; this instance has it within the refresh period');
+      }),
     close: () => clearInterval(timer),
   };
 }

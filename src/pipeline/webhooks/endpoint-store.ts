@@ -181,20 +181,23 @@ export async function updateEndpoint(db: Queryable, id: string, changes: Endpoin
   return rows[0] && endpointOf(rows[0]);
 }
 
-/** Enables (clearing the failure streak) or disables with a reason. */
-export async function setEndpointEnabled(db: Queryable, id: string, enabled: boolean, reason: string | null): Promise<SigningEndpoint | undefined> {
+/**
+ * Enables a disabled endpoint, clearing its reason and its failure streak; undefined when it was
+ * enabled already (or is gone), which is left as it is: its streak still disables it in time.
+ */
+export async function enableEndpoint(db: Queryable, id: string): Promise<SigningEndpoint | undefined> {
   const { rows } = await db.query<Row>(
-    `UPDATE webhook_endpoints SET enabled = $2, disabled_reason = $3, updated_at = clock_timestamp(),
-       failing_since = CASE WHEN $2 THEN NULL ELSE failing_since END
-     WHERE id = $1 RETURNING ${COLUMNS}`,
-    [id, enabled, enabled ? null : reason],
+    `UPDATE webhook_endpoints SET enabled = true, disabled_reason = NULL, failing_since = NULL, updated_at = clock_timestamp()
+     WHERE id = $1 AND NOT enabled RETURNING ${COLUMNS}`,
+    [id],
   );
   return rows[0] && endpointOf(rows[0]);
 }
 
 /**
- * Disables an enabled endpoint with a reason; undefined when it was disabled already (or is gone):
- * of the attempts that find it failing at once, in any process, one disables it and tells.
+ * Disables an enabled endpoint with a reason; undefined when it was disabled already (or is gone),
+ * which keeps the reason and time it has: of the attempts that find it failing at once, in any
+ * process, one disables it and tells; an admin's disable of one disabled already changes nothing.
  */
 export async function disableEndpoint(db: Queryable, id: string, reason: string): Promise<SigningEndpoint | undefined> {
   const { rows } = await db.query<Row>(

@@ -6,6 +6,7 @@
  */
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
 import { isDashboardEvent } from '../events/dashboard-event.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import { newEventId } from '../events/event-id.ts';
@@ -16,19 +17,21 @@ import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
 import { storeAdminDeliveries } from './admin-deliveries.ts';
-import { getDelivery, resumeEndpointDeliveries, type Delivery, type NewDelivery } from './delivery-store.ts';
+import { getDelivery, type Delivery, type NewDelivery } from './delivery-store.ts';
 import { deliveriesToReplay } from './replay-deliveries.ts';
 import type { DeliveryStatistics } from './delivery-statistics.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
+import { createEndpointResume } from './endpoint-resume.ts';
 import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
 import {
   deleteEndpoint,
+  disableEndpoint,
+  enableEndpoint,
   lockAndCountEndpoints,
   getEndpoint,
   insertEndpoint,
   listEndpoints,
   rotateEndpointSecret,
-  setEndpointEnabled,
   updateEndpoint,
   type SigningEndpoint,
   type WebhookEndpoint,
@@ -78,6 +81,8 @@ export interface WebhookAdmin {
   replay(scope: Scope, endpointId: string, range: { since: Date; until?: Date | undefined; onlyFailed: boolean }): Promise<number>;
   /** A `webhook.test` event to the endpoint (sent even when it is disabled). */
   sendTest(scope: Scope, endpointId: string): Promise<Delivery>;
+  /** Stops the work an enable left in the background (endpoint-resume.ts), after its statement under way. */
+  close(): Promise<void>;
 }
 
 export interface WebhookAdminOptions {
@@ -91,6 +96,8 @@ export interface WebhookAdminOptions {
   readonly allowPrivateTargets: boolean;
   /** Largest body sent; a larger event goes without its data. */
   readonly maxBodyBytes: number;
+  /** Where the work an enable leaves in the background tells of its failures. */
+  readonly logger: Logger;
 }
 
 const DEFAULT_CONCURRENCY = 10;
@@ -131,10 +138,16 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     return row;
   };
 
-  const changed = async <T>(value: T): Promise<T> => {
-    await options.endpoints.refresh();
+  /**
+   * `value`, once this instance reloaded its endpoints after a change to `endpointId` committed — or
+   * failed to, which is logged and never thrown: the change is made, and the answer may carry what
+   * is shown once (a new secret). The reload reaches this instance within its refresh period then.
+   */
+  const changed = async <T>(endpointId: string, value: T): Promise<T> => {
+    await options.endpoints.changed(endpointId);
     return value;
   };
+  const resume = createEndpointResume({ db, scheduler: options.scheduler, logger: options.logger });
 
   const checkLimits = (input: Pick<EndpointInput, 'rateLimitPerSecond' | 'maxConcurrency'>) => {
     const { rateLimitPerSecond: rate, maxConcurrency: concurrency } = input;
@@ -225,7 +238,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
           secret,
         });
       });
-      return changed({ endpoint, secret });
+      return changed(endpoint.id, { endpoint, secret });
     },
 
     async updateEndpoint(scope, id, input) {
@@ -242,21 +255,27 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
         ...(input.rateLimitPerSecond !== undefined && { rateLimitPerSecond: input.rateLimitPerSecond }),
         ...(input.maxConcurrency !== undefined && { maxConcurrency: input.maxConcurrency }),
       });
-      return changed(stillThere(updated));
+      return changed(id, stillThere(updated));
     },
 
     async deleteEndpoint(scope, id) {
       await owned(scope, id);
-      return changed(await deleteEndpoint(db, id));
+      return changed(id, await deleteEndpoint(db, id));
     },
 
     async setEnabled(scope, id, enabled) {
       await owned(scope, id);
-      const updated = await setEndpointEnabled(db, id, enabled, enabled ? null : 'disabled by an admin');
-      await options.endpoints.refresh();
-      // What waited for the endpoint goes now, not at its next recheck.
-      if (enabled) await options.scheduler.scheduleNow(await resumeEndpointDeliveries(db, id));
-      return stillThere(updated);
+      // Only a call that turns the endpoint on or off changes it. One that finds it so already (a
+      // script applying its configuration again) leaves it as it is: an enabled endpoint keeps its
+      // failure streak, which disables it in time, and its deliveries keep waiting out a receiver's
+      // Retry-After or the retry tail; a disabled one keeps why and since when it is disabled.
+      const turned = enabled ? await enableEndpoint(db, id) : await disableEndpoint(db, id, 'disabled by an admin');
+      if (!turned) return stillThere(await getEndpoint(db, id));
+      await options.endpoints.changed(id);
+      // What waited for the endpoint goes now, not at its next recheck: a page of it before the
+      // answer, the rest in the background (endpoint-resume.ts) — whether the reload above did or not.
+      if (enabled) await resume.resume(id);
+      return turned;
     },
 
     async rotateSecret(scope, id, overlapSeconds) {
@@ -266,7 +285,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       }
       const secret = newWebhookSecret();
       const endpoint = await rotateEndpointSecret(db, id, secret, overlapSeconds);
-      return changed({ endpoint: stillThere(endpoint), secret });
+      return changed(id, { endpoint: stillThere(endpoint), secret });
     },
 
     endpoints: async (scope) => (await listEndpoints(db, scope.app, scope.env)).filter((endpoint) => scope.tenant === undefined || endpoint.tenant === scope.tenant),
@@ -342,6 +361,8 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       });
       return inserted(await schedule(endpointId, [{ endpointId, eventId: id, eventType: 'webhook.test', topic: 'webhooks.test', lane: `event:${id}`, body, trigger: 'test', eventTime: now }]));
     },
+
+    close: () => resume.close(),
   };
 }
 

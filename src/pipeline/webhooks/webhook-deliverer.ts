@@ -87,7 +87,7 @@ const RECORD_BATCH = 200;
 
 /**
  * A disabled endpoint's deliveries wait; they are looked at again this often, in ms. Enabling the
- * endpoint makes them due at once (`resumeEndpointDeliveries`): this only bounds how long one
+ * endpoint makes them due at once (endpoint-resume.ts): this only bounds how long one
  * missed by that waits, while a large backlog of a disabled endpoint is not claimed and put back
  * every minute. Even so, its whole backlog (up to `WEBHOOK_MAX_PENDING`) comes due once an hour:
  * it is put back a batch per statement, with one read of the endpoint for the deliveries claimed

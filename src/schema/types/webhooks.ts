@@ -219,7 +219,8 @@ builder.mutationFields((t) => ({
   }),
   setWebhookEndpointEnabled: t.field({
     type: WebhookEndpoint,
-    description: "Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak).",
+    description:
+      'Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak; what waited for it goes at once, a large backlog drained in the background). An endpoint already so is left as it is.',
     args: { id: t.arg.id({ required: true }), enabled: t.arg.boolean({ required: true }) },
     resolve: (_root, { id, enabled }, context) => resolvers.setWebhookEndpointEnabled(context, id.toString(), enabled),
   }),
