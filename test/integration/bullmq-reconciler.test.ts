@@ -12,9 +12,10 @@ import { startBullmqDelivery } from '../../src/pipeline/webhooks/bullmq-delivery
 import { createBullmqScheduler } from '../../src/pipeline/webhooks/bullmq-scheduler.ts';
 import { storeDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { freePort } from '../helpers/free-port.ts';
 import { recordingDeliverer } from '../helpers/recording-deliverer.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
-import { waitFor } from '../helpers/wait-for.ts';
+import { deferred, waitFor } from '../helpers/wait-for.ts';
 import { openWebhookQueue } from '../helpers/webhook-queue.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -68,5 +69,43 @@ describe('the BullMQ reconciler', () => {
       await handed[n]!.finish();
     }
     expect(new Set(handed.map((entry) => entry.delivery.id))).toEqual(new Set([...busy.map((head) => head.id), lost!.id]));
+  });
+
+  // BullMQ waits for its connection to be ready, for ever while Redis is away: shutdown must not.
+  // And it reports every failed reconnect: the outage is logged once.
+  it('closes while Redis is unreachable and a reconcile pass waits for it, having logged the outage once', { timeout: 60_000 }, async () => {
+    const lines: { level: number; msg: string }[] = [];
+    const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) } });
+    const fixture = await createDeliveryFixture();
+    onTestFinished(() => fixture.dispose());
+    const unreachable = `redis://127.0.0.1:${await freePort()}`;
+    const prefix = uniquePrefix();
+    const queue = createBullmqScheduler({ redisUrl: unreachable, prefix, logger });
+    const asked = deferred<void>();
+    const scheduler = {
+      ...queue,
+      waiting: () => {
+        asked.resolve();
+        return queue.waiting();
+      },
+    };
+    const worker = startBullmqDelivery({
+      redisUrl: unreachable,
+      prefix,
+      db: fixture.db,
+      deliverer: recordingDeliverer(fixture.db).deliverer,
+      scheduler,
+      concurrency: 1,
+      leaseMs: 30_000,
+      maxConcurrencyOf: () => 1,
+      reconcileMs: 50,
+      logger,
+    });
+    await asked.promise;
+    const reports = (what: string) => lines.filter((line) => line.msg.startsWith(what));
+    await waitFor(() => reports('webhook worker error').length >= 3 && reports('webhook queue error').length >= 3, { timeoutMs: 20_000, message: 'several errors of the outage' });
+    for (const what of ['webhook worker error', 'webhook queue error']) expect(reports(what).filter((line) => line.level >= 40)).toHaveLength(1);
+    await expect(worker.close()).resolves.toBeUndefined();
+    await expect(queue.close()).resolves.toBeUndefined();
   });
 });

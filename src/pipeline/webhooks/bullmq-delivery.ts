@@ -21,7 +21,18 @@ import pLimit from 'p-limit';
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
-import { closeWithin, connect, headsOf, MAX_IDS_PER_JOB, WEBHOOK_QUEUE, type BullmqScheduler, type DeliveryJob, type JobHead } from './bullmq-scheduler.ts';
+import {
+  closeWithin,
+  connect,
+  headsOf,
+  MAX_IDS_PER_JOB,
+  outageLogger,
+  settledWithin,
+  WEBHOOK_QUEUE,
+  type BullmqScheduler,
+  type DeliveryJob,
+  type JobHead,
+} from './bullmq-scheduler.ts';
 import { claimDeliveries, releaseDeliveries, type Delivery, type HeldDelivery, type LaneHead } from './delivery-store.ts';
 import { dueHeads, type DueHeadsCursor } from './due-heads.ts';
 import { createEndpointRoom } from './endpoint-room.ts';
@@ -288,7 +299,7 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     lockDuration: Math.min(options.leaseMs, 30_000),
     stalledInterval: Math.min(options.leaseMs, 30_000),
   });
-  worker.on('error', (error) => logger.warn({ err: error }, 'webhook worker error'));
+  worker.on('error', outageLogger(connection, logger, 'webhook worker error'));
   worker.on('failed', (job, error) => logger.warn({ err: error, deliveries: job && headsOf(job).map((head) => head.id) }, 'webhook job failed; the reconciler schedules its deliveries again'));
 
   const reconcilePage = options.reconcilePage ?? RECONCILE_PAGE;
@@ -329,7 +340,9 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
       parkedLeases.clear();
       clearInterval(timer);
       await closeWithin(worker.close(), connection);
-      await Promise.all([...admittedTasks, ...inFlight, ...givenBack, reconciling]);
+      // A reconcile pass waits on the queue, which waits for Redis for ever while it is away: its
+      // heads are in Postgres, due, for the next process's reconciler.
+      await Promise.all([...admittedTasks, ...inFlight, ...givenBack, reconciling && settledWithin(reconciling)]);
     },
   };
 }

@@ -76,17 +76,43 @@ export function connect(redisUrl: string, blocking: boolean): Redis {
 const CLOSE_TIMEOUT_MS = 5_000;
 
 export async function closeWithin(close: Promise<void>, connection: Redis): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([close.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
-  clearTimeout(timer);
+  await settledWithin(close);
   connection.disconnect();
+}
+
+/**
+ * `work` settled, or CLOSE_TIMEOUT_MS passed, whichever comes first: what a close waits for that
+ * may need Redis (BullMQ waits for its connection to be ready, for ever while Redis is away).
+ */
+export async function settledWithin(work: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work.then(() => undefined, () => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
+  clearTimeout(timer);
+}
+
+/**
+ * An error handler for a BullMQ queue or worker: BullMQ reports every failed reconnect of its
+ * connection (several a second while Redis is away), so an outage is logged once, at `warn`, the
+ * rest at `debug`, and its end once the connection is ready again.
+ */
+export function outageLogger(connection: Redis, logger: Logger, what: string): (error: Error) => void {
+  let reported = false;
+  connection.on('ready', () => {
+    if (reported) logger.info(`${what}: redis reachable again`);
+    reported = false;
+  });
+  return (error) => {
+    if (reported) logger.debug({ err: error }, what);
+    else logger.warn({ err: error }, `${what}; further errors of this outage are logged at debug level`);
+    reported = true;
+  };
 }
 
 export function createBullmqScheduler(options: { readonly redisUrl: string; readonly prefix: string; readonly logger: Logger }): BullmqScheduler {
   const connection = connect(options.redisUrl, false);
   connection.on('error', (error) => options.logger.debug({ err: error }, 'webhook queue connection error'));
   const queue = new Queue<DeliveryJob>(WEBHOOK_QUEUE, { connection, prefix: options.prefix });
-  queue.on('error', (error) => options.logger.warn({ err: error }, 'webhook queue error'));
+  queue.on('error', outageLogger(connection, options.logger, 'webhook queue error'));
   const done = { removeOnComplete: true, removeOnFail: true };
   /**
    * One job is added on its own: `addBulk` builds an ioredis pipeline, and each pipeline gets a copy
