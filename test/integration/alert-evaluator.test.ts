@@ -131,17 +131,7 @@ describe('an alert whose subject no longer exists', () => {
   });
 
   it('resolves a CDC alert once its environment no longer has a CDC source, though the source’s status still names it', async () => {
-    const { db } = await freshFixture();
-    const { evaluator, placed } = evaluatorOn(db, memoryLog(), cdcRules(db, { maxLagBytes: 1_000, maxRetainedWalBytes: 1_000_000 }));
-    await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('app', 'env', 'postgres://source.example/app')");
-    await db.query(
-      `INSERT INTO cdc_reader_status (source, state, lag_bytes, retained_wal_bytes, environments) VALUES ('src1', 'streaming', 5000, 10, $1)`,
-      [JSON.stringify([{ app: 'app', env: 'env' }])],
-    );
-    await evaluate(evaluator, 2);
-    const id = alertIdOf({ rule: 'cdc.lag', subject: 'cdc:src1', scope: SCOPE });
-    expect(await getAlert(db, id)).toMatchObject({ state: 'firing' });
-
+    const { db, evaluator, placed, id } = await firingCdcLag('src1', ['env']);
     await db.query("DELETE FROM cdc_sources WHERE app = 'app' AND env = 'env'");
     await evaluate(evaluator, 1);
     expect(await getAlert(db, id)).toMatchObject({ state: 'resolved', message: 'cdc:src1 no longer exists' });
@@ -153,24 +143,13 @@ describe('an alert whose subject no longer exists', () => {
   it.each(['goes stale', 'goes on without the environment'] as const)(
     'resolves the old source’s CDC alert once the environment reads another source, whose fresh status lists it (the old status %s)',
     async (old) => {
-      const { db } = await freshFixture();
-      const { evaluator, placed } = evaluatorOn(db, memoryLog(), cdcRules(db, { maxLagBytes: 1_000, maxRetainedWalBytes: 1_000_000 }));
-      await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('app', 'env', 'postgres://old.example/app')");
-      const environments = (...envs: string[]) => JSON.stringify(envs.map((env) => ({ app: 'app', env })));
-      await db.query(
-        `INSERT INTO cdc_reader_status (source, state, lag_bytes, retained_wal_bytes, environments) VALUES ('old', 'streaming', 5000, 10, $1)`,
-        [environments('env', 'other')],
-      );
-      await evaluate(evaluator, 2);
-      const id = alertIdOf({ rule: 'cdc.lag', subject: 'cdc:old', scope: SCOPE });
-      expect(await getAlert(db, id)).toMatchObject({ state: 'firing' });
-
+      const { db, evaluator, placed, id } = await firingCdcLag('old', ['env', 'other']);
       await db.query("UPDATE cdc_sources SET database_url = 'postgres://new.example/app' WHERE app = 'app' AND env = 'env'");
       if (old === 'goes stale') await db.query("UPDATE cdc_reader_status SET updated_at = now() - interval '1 day' WHERE source = 'old'");
-      else await db.query("UPDATE cdc_reader_status SET environments = $1 WHERE source = 'old'", [environments('other')]);
+      else await db.query("UPDATE cdc_reader_status SET environments = $1 WHERE source = 'old'", [environmentsOf(['other'])]);
       await db.query(
         `INSERT INTO cdc_reader_status (source, state, lag_bytes, retained_wal_bytes, environments) VALUES ('new', 'streaming', 10, 10, $1)`,
-        [environments('env')],
+        [environmentsOf(['env'])],
       );
       await evaluate(evaluator, 1);
       expect(await getAlert(db, id)).toMatchObject({ state: 'resolved', message: 'cdc:old no longer exists' });
@@ -179,21 +158,33 @@ describe('an alert whose subject no longer exists', () => {
   );
 
   it('keeps a CDC alert unknown, not resolved, while its source’s status is stale and no other source reads the environment', async () => {
-    const { db } = await freshFixture();
-    const { evaluator, placed } = evaluatorOn(db, memoryLog(), cdcRules(db, { maxLagBytes: 1_000, maxRetainedWalBytes: 1_000_000 }));
-    await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('app', 'env', 'postgres://source.example/app')");
-    await db.query(
-      `INSERT INTO cdc_reader_status (source, state, lag_bytes, retained_wal_bytes, environments) VALUES ('src1', 'streaming', 5000, 10, $1)`,
-      [JSON.stringify([{ app: 'app', env: 'env' }])],
-    );
-    await evaluate(evaluator, 2);
-    const id = alertIdOf({ rule: 'cdc.lag', subject: 'cdc:src1', scope: SCOPE });
+    const { db, evaluator, placed, id } = await firingCdcLag('src1', ['env']);
     await db.query("UPDATE cdc_reader_status SET updated_at = now() - interval '1 day' WHERE source = 'src1'");
     await evaluate(evaluator, 3);
     expect(await getAlert(db, id)).toMatchObject({ state: 'firing' });
     expect(alertTypes(placed)).toEqual(['alert.fired cdc:src1']);
   });
 });
+
+/** The `environments` of a reader's status: app `app`'s `envs`. */
+function environmentsOf(envs: readonly string[]): string {
+  return JSON.stringify(envs.map((env) => ({ app: 'app', env })));
+}
+
+/**
+ * app/env reads its CDC source, whose reader (`source`, also read by `envs`) reports a lag over
+ * the threshold: `cdc.lag` fires on `cdc:<source>` in app/env.
+ */
+async function firingCdcLag(source: string, envs: readonly string[]) {
+  const { db } = await freshFixture();
+  const { evaluator, placed } = evaluatorOn(db, memoryLog(), cdcRules(db, { maxLagBytes: 1_000, maxRetainedWalBytes: 1_000_000 }));
+  await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('app', 'env', 'postgres://source.example/app')");
+  await db.query(`INSERT INTO cdc_reader_status (source, state, lag_bytes, retained_wal_bytes, environments) VALUES ($1, 'streaming', 5000, 10, $2)`, [source, environmentsOf(envs)]);
+  await evaluate(evaluator, 2);
+  const id = alertIdOf({ rule: 'cdc.lag', subject: `cdc:${source}`, scope: SCOPE });
+  expect(await getAlert(db, id)).toMatchObject({ state: 'firing' });
+  return { db, evaluator, placed, id };
+}
 
 describe('announcing alert changes', () => {
   it('announces alert.fired and then alert.resolved once routing works again, though both were written while Redis was away', { timeout: 60_000 }, async () => {
