@@ -253,6 +253,31 @@ describe('redis event log', () => {
     expect(await redis.exists(`${keyPrefix}{${streamOf(scope, 'never-used').key}}:epoch`)).toBe(0);
   });
 
+  // Evicted (volatile-lru): the log and its `used` mark gone, the epoch left. Kept alive, the epoch
+  // would outlive its log, and a cursor would read on over the lost events.
+  it('does not keep alive an epoch whose log is gone, also with its used mark: the loss shows as a new history', async () => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => {
+      await redis.quit();
+    });
+    const keyPrefix = uniquePrefix();
+    const log = createRedisLog({ redis, retention: { maxEvents: 100, maxAgeMs: 400 }, keyPrefix });
+    const stream = streamOf(scope, 'evicted');
+    const [first] = await appendAll(log, stream, 3);
+    const key = (part: string) => `${keyPrefix}{${stream.key}}:${part}`;
+    await redis.del(key('log'), key('used'));
+    await waitFor(
+      async () => {
+        await log.keepAlive([stream]);
+        return (await redis.exists(key('epoch'))) === 0;
+      },
+      { message: 'the epoch expired although kept alive' },
+    );
+    const [after] = await appendAll(log, stream, 1);
+    expect(decodeCursor(after!.cursor).epoch).not.toBe(decodeCursor(first!.cursor).epoch);
+    await expect(log.readAfter(stream, first!.cursor, 10)).rejects.toMatchObject({ code: 'RESYNC_REQUIRED' });
+  });
+
   it('publishes each appended event on the stream channel with its position', async () => {
     const redis = new Redis(testRedisUrl());
     const subscriber = new Redis(testRedisUrl());

@@ -117,7 +117,8 @@ return result
  * The head of a stream. Creates the epoch (with the stream's lifetime, not used yet) only when
  * there is none that may continue (`EPOCH`), and never extends an existing epoch alone: an epoch
  * must not outlive its log, or a log recreated after expiry would continue an old epoch and hide
- * the gap.
+ * the gap. A new epoch comes with its log, empty (an entry added and trimmed at once): so an
+ * epoch of this version without its log has lost it, which `KEEP_ALIVE` relies on.
  *
  * KEYS: log, epoch, used. ARGV: candidate epoch, max age (ms). Returns {epoch, last id}.
  */
@@ -127,6 +128,10 @@ if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[2], epoch, 'PX', ARGV[2])
   redis.call('DEL', KEYS[3])
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '0', '*', 'h', '')
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
 end
 local last = '0-0'
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -139,14 +144,14 @@ return {epoch, last}
 `;
 
 /**
- * Extends a stream's keys to `maxAgeMs` from now, as an append's TRIM does, when its epoch may
- * continue: its log is there, or it never had one (a quiet topic's start). An epoch whose log is
- * gone although it had events is left to expire or be replaced (`EPOCH`): its loss must show.
+ * Extends a stream's keys to `maxAgeMs` from now, as an append's TRIM does, when its epoch and its
+ * log are both there (HEAD makes a new epoch's log with it). An epoch without its log — lost with
+ * its `used` mark or without it (eviction), or made by an earlier version's HEAD — is not extended:
+ * it expires within `maxAgeMs`, as before, and a log that was lost shows as a new history.
  * KEYS: log, epoch, used. ARGV: max age (ms).
  */
 const KEEP_ALIVE = `
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
