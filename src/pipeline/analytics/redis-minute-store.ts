@@ -32,9 +32,13 @@ return 1
 
 // KEYS: minute hash, minute index. ARGV: minute (ms), then field, negated count pairs. A field
 // left at zero goes, and the minute with its last field: what was pushed since the read stays.
+// Only fields still there are touched (never below zero): a minute another flusher removed
+// meanwhile, or that expired, is not brought back as a hash of negative counts without expiry.
 const TAKE = `
 for i = 2, #ARGV, 2 do
-  if redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) == 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 and redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) <= 0 then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
 end
 if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[1])
