@@ -90,21 +90,27 @@ export async function settledWithin(work: Promise<unknown>): Promise<void> {
   clearTimeout(timer);
 }
 
+/** How long errors after a logged one are logged at `debug` only, in ms. */
+const QUIET_MS = 60_000;
+
 /**
  * An error handler for a BullMQ queue or worker: BullMQ reports every failed reconnect of its
- * connection (several a second while Redis is away), so an outage is logged once, at `warn`, the
- * rest at `debug`, and its end once the connection is ready again.
+ * connection (several a second while Redis is away), so errors are logged at `warn` at most once
+ * a minute, the others at `debug`, and the end of an outage once the connection is ready again.
  */
-export function outageLogger(connection: Redis, logger: Logger, what: string): (error: Error) => void {
-  let reported = false;
+export function outageLogger(connection: Redis, logger: Logger, what: string, now: () => number = Date.now): (error: Error) => void {
+  let quietUntil: number | undefined;
   connection.on('ready', () => {
-    if (reported) logger.info(`${what}: redis reachable again`);
-    reported = false;
+    if (quietUntil !== undefined) logger.info(`${what}: redis reachable again`);
+    quietUntil = undefined;
   });
   return (error) => {
-    if (reported) logger.debug({ err: error }, what);
-    else logger.warn({ err: error }, `${what}; further errors of this outage are logged at debug level`);
-    reported = true;
+    if (quietUntil !== undefined && now() < quietUntil) {
+      logger.debug({ err: error }, what);
+      return;
+    }
+    logger.warn({ err: error }, `${what}; further errors within a minute are logged at debug level`);
+    quietUntil = now() + QUIET_MS;
   };
 }
 
