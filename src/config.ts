@@ -71,7 +71,11 @@ export interface Config {
   /** `TRIBUTARY_ROLE`. @default 'all' */
   readonly role: Role;
   readonly port: number;
-  /** @default '0.0.0.0'; '127.0.0.1' in development mode (no JWT_SECRET or JWT_JWKS_URL) */
+  /**
+   * @default '0.0.0.0'; '127.0.0.1' in development mode (no JWT_SECRET or JWT_JWKS_URL) in the roles
+   * that serve GraphQL (`all`, `server`): the workers role serves only `/health`, `/ready` and
+   * `/metrics`, which its probes and Prometheus reach on the pod's address.
+   */
   readonly host: string;
   /** Folder of the embedded database, used when `databaseUrl` is not set. */
   readonly dataDir: string;
@@ -314,8 +318,10 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     nodeEnv: env.NODE_ENV,
     role: env.TRIBUTARY_ROLE,
     port: env.PORT,
-    // Development mode makes every caller an admin: reachable from this machine only, unless HOST says otherwise.
-    host: env.HOST ?? (jwtConfigured ? '0.0.0.0' : '127.0.0.1'),
+    // Development mode makes every caller of GraphQL an admin: reachable from this machine only,
+    // unless HOST says otherwise. The workers role serves no GraphQL, and its probes and
+    // Prometheus reach it on the pod's address.
+    host: env.HOST ?? (jwtConfigured || env.TRIBUTARY_ROLE === 'workers' ? '0.0.0.0' : '127.0.0.1'),
     dataDir: env.DATA_DIR ?? '.data',
     databaseUrl: env.DATABASE_URL,
     redisUrl: env.REDIS_URL,

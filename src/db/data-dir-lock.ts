@@ -10,10 +10,21 @@ import { ErrorCode, TributaryError } from '../errors.ts';
  * the next process takes it over, waiting that long at most.
  */
 export interface DataDirLockOptions {
-  /** A lock not refreshed for this long is a dead holder's, in ms. @default 5000 (the library's least) */
+  /**
+   * A lock not refreshed for this long is a dead holder's, in ms (the library's least is 2000).
+   * Long enough that a live holder whose event loop stalls (PGlite runs on the main thread, a long
+   * migration) is not taken for dead. @default 10000 (the library's default)
+   */
   readonly staleMs?: number;
   /** How long to wait for the lock before refusing to start, in ms. @default a little over `staleMs` */
   readonly waitMs?: number;
+  /**
+   * Called once if the lock is lost while held: another process took it over (it judged it stale:
+   * this one's refresh was late by over `staleMs`), or its folder was removed (`rm -rf .data`).
+   * The folder may be another process's now: nothing more may be written to it. Called from an fs
+   * callback: it must not throw. @default throws the error (an uncaught exception: the process dies)
+   */
+  readonly onLost?: (error: Error) => void;
 }
 
 /**
@@ -21,15 +32,21 @@ export interface DataDirLockOptions {
  * @throws TributaryError MISCONFIGURED when another live process holds it.
  */
 export async function lockDataDir(dataDir: string, options: DataDirLockOptions = {}): Promise<() => Promise<void>> {
-  const staleMs = options.staleMs ?? 5_000;
+  const staleMs = options.staleMs ?? 10_000;
   const waitMs = options.waitMs ?? staleMs + 3_000;
   const attempts = Math.max(0, Math.ceil(waitMs / 1_000));
+  const onLost =
+    options.onLost ??
+    ((error: Error) => {
+      throw error;
+    });
   try {
     return await lockfile.lock(dataDir, {
       lockfilePath: join(dataDir, 'tributary.lock'),
       stale: staleMs,
       update: 1_000,
       retries: { retries: attempts, factor: 1, minTimeout: Math.min(1_000, waitMs), maxTimeout: 1_000 },
+      onCompromised: (error) => onLost(new Error(`The lock of DATA_DIR ${dataDir} was lost: another process has the folder, or it was removed`, { cause: error })),
     });
   } catch (error) {
     if ((error as { code?: unknown }).code !== 'ELOCKED') throw error;

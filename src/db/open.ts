@@ -4,10 +4,35 @@ import type { Database } from './database.ts';
 import { createEmbeddedDatabase } from './embedded.ts';
 import { createPostgresDatabase } from './postgres.ts';
 
+export interface OpenDatabaseOptions {
+  /**
+   * Called if the embedded database's DATA_DIR lock is lost while it is open (`data-dir-lock.ts`).
+   * @default `exitOnLostDataDir`: log at fatal level and exit 1 at once
+   */
+  readonly onDataDirLost?: (error: Error) => void;
+}
+
 /** The platform database the configuration names: Postgres at DATABASE_URL, else embedded PGlite in DATA_DIR. */
-export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>, logger: Logger): Promise<Database> {
+export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>, logger: Logger, options: OpenDatabaseOptions = {}): Promise<Database> {
   if (config.databaseUrl !== undefined) {
     return createPostgresDatabase({ url: config.databaseUrl, logger: logger.child({ component: 'db' }) });
   }
-  return createEmbeddedDatabase({ dataDir: config.dataDir });
+  return createEmbeddedDatabase({ dataDir: config.dataDir, lock: { onLost: options.onDataDirLost ?? exitOnLostDataDir(logger, config.dataDir) } });
+}
+
+/**
+ * What a process does when it loses its DATA_DIR lock (the server and `npm run migrate` alike): the
+ * folder may be another process's now, and whatever this one writes next would overwrite that
+ * one's files. It stops at once, without a graceful shutdown (which would write: a last flush,
+ * PGlite's close), and says why.
+ */
+export function exitOnLostDataDir(logger: Logger, dataDir: string): (error: Error) => void {
+  return (error) => {
+    logger.fatal(
+      { err: error, dataDir },
+      'the DATA_DIR lock was lost: another process has the folder, or it was removed; stopping so as not to write over it',
+    );
+    logger.flush();
+    process.exit(1);
+  };
 }

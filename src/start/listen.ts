@@ -34,8 +34,9 @@ export async function listen({ config, metrics, logger }: StartContext, parts: L
     ...parts,
     metrics: metrics.registry,
     metricsToken: config.metricsToken,
-    // Every caller is the admin development principal: a page of another origin must not be able to act as it.
-    ...(config.auth.mode === 'development' && { originGuard: config.cors }),
+    // Every caller is the admin development principal: a page of another origin, or of a name
+    // pointed at this server (DNS rebinding), must not be able to act as it.
+    ...(config.auth.mode === 'development' && { originGuard: { origins: config.cors.origins, host: config.host } }),
     logger,
   });
   server.listen(config.port, config.host);

@@ -1,6 +1,12 @@
+import { once } from 'node:events';
+import { request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { GRAPHQL_TRANSPORT_WS_PROTOCOL } from 'graphql-ws';
-import { describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket from 'ws';
+import { createLogger } from '../../src/logger.ts';
+import { createHttpServer } from '../../src/server/http-server.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 
@@ -28,9 +34,15 @@ function formPost(url: string, origin: string, query: string): Promise<Response>
   });
 }
 
-/** A WebSocket upgrade as a page of `origin` (or, without one, a non-browser client) sends it: its answer. */
-function upgrade(wsUrl: string, origin?: string): Promise<number | 'open'> {
-  const socket = new WebSocket(wsUrl, GRAPHQL_TRANSPORT_WS_PROTOCOL, origin === undefined ? {} : { origin });
+/**
+ * A WebSocket upgrade as a page of `origin` (or, without one, a non-browser client) sends it: its
+ * answer. With `host`, the upgrade is addressed to that name (the `Host` header), as after DNS rebinding.
+ */
+function upgrade(wsUrl: string, origin?: string, host?: string): Promise<number | 'open'> {
+  const socket = new WebSocket(wsUrl, GRAPHQL_TRANSPORT_WS_PROTOCOL, {
+    ...(origin !== undefined && { origin }),
+    ...(host !== undefined && { headers: { host } }),
+  });
   return new Promise((resolve, reject) => {
     socket.once('open', () => {
       socket.terminate();
@@ -45,6 +57,45 @@ function upgrade(wsUrl: string, origin?: string): Promise<number | 'open'> {
 }
 
 const CREATE = 'mutation { createDocument(service: "cors", id: "d1", data: { by: "a page" }) { id } }';
+
+interface Answer {
+  readonly status: number;
+  readonly body: string;
+}
+
+/**
+ * An HTTP request to the server at `url` (on 127.0.0.1) with `Host: host`: what a browser sends
+ * to a name its owner re-pointed at 127.0.0.1 (DNS rebinding), which `fetch` cannot forge.
+ */
+function requestTo(url: string, host: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Answer> {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sent = request(
+      { host: target.hostname, port: target.port, path: `${target.pathname}${target.search}`, method: init.method ?? 'GET', headers: { ...init.headers, host } },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+      },
+    );
+    sent.on('error', reject);
+    sent.end(init.body);
+  });
+}
+
+/** What a page at `host` asks of the server as the development principal, over each route the guard covers; `origin` sent when given. */
+async function pageRequests(server: { url: string; graphqlUrl: string; wsUrl: string }, host: string, origin?: string) {
+  const headers = { accept: 'application/json', ...(origin !== undefined && { origin }) };
+  const json = { ...headers, 'content-type': 'application/json' };
+  const answers = {
+    post: await requestTo(server.graphqlUrl, host, { method: 'POST', headers: json, body: JSON.stringify({ query: CREATE }) }),
+    get: await requestTo(`${server.graphqlUrl}?query=${encodeURIComponent('{ viewer { subject } }')}`, host, { headers }),
+    api: await requestTo(`${server.url}/api/alerts`, host, { headers }),
+    upgrade: await upgrade(server.wsUrl, origin, host),
+  };
+  return { ...answers, statuses: { post: answers.post.status, get: answers.get.status, api: answers.api.status, upgrade: answers.upgrade } };
+}
 
 describe('CORS', () => {
   it('allows any origin outside production when CORS_ORIGINS is unset and tokens are verified, never with credentials', async () => {
@@ -144,5 +195,90 @@ describe('development mode (every caller is the admin development principal)', (
     expect(allowed.status).toBe(200);
     expect(allowed.headers.get('access-control-allow-origin')).toBe('https://anywhere.example');
     expect(await upgrade(open.wsUrl, 'https://anywhere.example')).toBe('open');
+  });
+});
+
+describe('development mode against DNS rebinding (a page whose name was re-pointed at the server)', () => {
+  it('refuses requests and upgrades addressed to an unknown host name, with or without an Origin, before anything runs', async () => {
+    const server = await startTestServer({});
+    const port = new URL(server.url).port;
+    const host = `evil.example:${port}`;
+    // After rebinding the page is of the server's origin to the browser: its Origin matches the Host,
+    // and a same-origin GET or upgrade carries none at all.
+    for (const origin of [`http://evil.example:${port}`, undefined]) {
+      const answers = await pageRequests(server, host, origin);
+      expect(answers.statuses).toEqual({ post: 403, get: 403, api: 403, upgrade: 403 });
+      expect(JSON.parse(answers.post.body)).toEqual({ errors: [{ message: expect.stringContaining('HOST') as unknown, extensions: { code: 'FORBIDDEN' } }] });
+      expect(JSON.parse(answers.get.body)).toEqual(JSON.parse(answers.post.body));
+      expect(JSON.parse(answers.api.body)).toEqual(JSON.parse(answers.post.body));
+    }
+    // The mutation did not run.
+    const read = await fetch(server.graphqlUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ document(service: "cors", id: "d1") { id } }' }),
+    });
+    expect(await read.json()).toEqual({ data: { document: null } });
+    // Health and metrics stay as they are.
+    expect((await requestTo(`${server.url}/health`, host)).status).toBe(200);
+    expect((await requestTo(`${server.url}/metrics`, host)).status).toBe(200);
+  });
+
+  it('serves requests addressed to localhost, *.localhost and IP addresses, with their own Origin or none', async () => {
+    const server = await startTestServer({});
+    const port = new URL(server.url).port;
+    for (const name of ['localhost', 'app.localhost', '127.0.0.1', '[::1]']) {
+      const host = `${name}:${port}`;
+      for (const origin of [`http://${host}`, undefined]) {
+        const answers = await pageRequests(server, host, origin);
+        // /api/alerts answers 200 to the development principal.
+        expect({ host, origin, ...answers.statuses }).toEqual({ host, origin, post: 200, get: 200, api: 200, upgrade: 'open' });
+        expect(JSON.parse(answers.get.body)).toEqual({ data: { viewer: { subject: 'development' } } });
+      }
+    }
+  });
+
+  it('serves the host names of CORS_ORIGINS, and any host with CORS_ORIGINS=*', async () => {
+    const listed = await startTestServer({ CORS_ORIGINS: 'http://devbox.example:5173' });
+    const listedPort = new URL(listed.url).port;
+    expect((await pageRequests(listed, `devbox.example:${listedPort}`)).statuses).toEqual({ post: 200, get: 200, api: 200, upgrade: 'open' });
+    expect((await pageRequests(listed, `other.example:${listedPort}`)).statuses).toEqual({ post: 403, get: 403, api: 403, upgrade: 403 });
+
+    // Every page may call already: a re-pointed name gains nothing.
+    const open = await startTestServer({ CORS_ORIGINS: '*' });
+    expect((await pageRequests(open, `evil.example:${new URL(open.url).port}`)).statuses).toEqual({ post: 200, get: 200, api: 200, upgrade: 'open' });
+  });
+
+  it('serves the name HOST gives', async () => {
+    // HOST names the interface the server listens on; this server listens on 127.0.0.1 whatever the name.
+    const server = createHttpServer({
+      api: { handle: (_request, response) => response.end('admin api ran') },
+      readiness: [],
+      metrics: new Registry(),
+      originGuard: { origins: [], host: 'DevBox.internal' },
+      logger: createLogger({ level: 'silent' }),
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/alerts`;
+    expect(await requestTo(url, 'devbox.internal:4000')).toEqual({ status: 200, body: 'admin api ran' });
+    expect(await requestTo(url, 'devbox.internal.:4000')).toEqual({ status: 200, body: 'admin api ran' });
+    expect((await requestTo(url, 'evil.example:4000')).status).toBe(403);
+  });
+
+  it('refuses nothing for its host once tokens are verified', async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
+    const port = new URL(server.url).port;
+    const host = `evil.example:${port}`;
+    const authorization = `Bearer ${await signHs256({ roles: ['admin'] })}`;
+    for (const origin of [`http://${host}`, undefined]) {
+      const headers = { accept: 'application/json', authorization, ...(origin !== undefined && { origin }) };
+      const post = await requestTo(server.graphqlUrl, host, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ viewer { subject } }' }) });
+      expect(post).toEqual({ status: 200, body: JSON.stringify({ data: { viewer: { subject: 'user-1' } } }) });
+      expect((await requestTo(`${server.graphqlUrl}?query=${encodeURIComponent('{ __typename }')}`, host, { headers })).status).toBe(200);
+      expect((await requestTo(`${server.url}/api/alerts`, host, { headers })).status).toBe(200);
+      expect(await upgrade(server.wsUrl, origin, host)).toBe('open');
+    }
   });
 });

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import lockfile from 'proper-lockfile';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { createEmbeddedDatabase } from '../../src/db/embedded.ts';
@@ -183,6 +184,38 @@ describe('embedded storage: one process per data folder', () => {
     expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
 
+  it("waits 10 s before it takes a holder's lock for a dead one's (a live holder's event loop may stall that long)", async () => {
+    const dataDir = await tempDir();
+    const lock = join(dataDir, 'tributary.lock');
+    await mkdir(lock);
+    // Not refreshed for 6 s: a live holder in a long synchronous stretch (PGlite runs on the main thread).
+    const sixSecondsAgo = new Date(Date.now() - 6_000);
+    await utimes(lock, sixSecondsAgo, sixSecondsAgo);
+    await expect(createEmbeddedDatabase({ dataDir, lock: { waitMs: 0 } })).rejects.toMatchObject({ code: 'MISCONFIGURED' });
+  });
+
+  it.each([
+    ['its lock folder is removed (rm -rf)', (dataDir: string) => rm(join(dataDir, 'tributary.lock'), { recursive: true, force: true })],
+    ['another process takes its lock over', takeLockOver],
+  ])('stops a running server at once with exit code 1, saying why, when %s', { timeout: 60_000 }, async (_, takeAway) => {
+    const dataDir = await tempDir();
+    const running = await startMainProcess({ DATA_DIR: dataDir });
+    // Every log line has been read once its standard output is closed.
+    const closed = once(running.child, 'close');
+    await takeAway(dataDir);
+    expect(await running.exited).toEqual({ code: 1, signal: null });
+    await closed;
+    expect(running.logs.filter((entry) => Number(entry['level']) >= 50)).toEqual([
+      expect.objectContaining({
+        level: 60,
+        msg: 'the DATA_DIR lock was lost: another process has the folder, or it was removed; stopping so as not to write over it',
+        dataDir,
+      }),
+    ]);
+    // No graceful shutdown: nothing more was done in the folder.
+    expect(running.logs.map((entry) => entry['msg'])).not.toContain('shutting down');
+  });
+
   it('stops a second server on the same DATA_DIR at start, saying why, while the first goes on', { timeout: 60_000 }, async () => {
     const dataDir = await tempDir();
     const first = await startMainProcess({ DATA_DIR: dataDir });
@@ -199,6 +232,27 @@ describe('embedded storage: one process per data folder', () => {
     expect(health.status).toBe(200);
   });
 });
+
+/**
+ * What another process does to a lock it judges stale (its holder's refresh is late by over the
+ * stale time): removes it and takes it, with proper-lockfile as `lockDataDir` does. Held until the
+ * test ends.
+ */
+async function takeLockOver(dataDir: string): Promise<void> {
+  const lockfilePath = join(dataDir, 'tributary.lock');
+  for (;;) {
+    const longAgo = new Date(Date.now() - 60_000);
+    await utimes(lockfilePath, longAgo, longAgo);
+    try {
+      const release = await lockfile.lock(dataDir, { lockfilePath, stale: 10_000, onCompromised: () => undefined });
+      onTestFinished(() => release());
+      return;
+    } catch (error) {
+      // The holder's refresh (a stat, then a utimes) straddled ours and made the lock fresh again.
+      if ((error as { code?: unknown }).code !== 'ELOCKED') throw error;
+    }
+  }
+}
 
 describe('postgres storage', () => {
   it('applies migrations exactly once when several instances start at the same time', async () => {

@@ -39,6 +39,14 @@ describe('configuration', () => {
     expect(loadConfig({ JWT_SECRET: SECRET, HOST: '127.0.0.1' }).host).toBe('127.0.0.1');
   });
 
+  it('keeps every interface in the workers role without tokens (it serves no GraphQL, and its probes come from outside)', () => {
+    const shared = { DATABASE_URL: 'postgres://db.example/platform', REDIS_URL: 'redis://redis.example:6379' };
+    expect(loadConfig({ ...shared, TRIBUTARY_ROLE: 'workers' }).host).toBe('0.0.0.0');
+    expect(loadConfig({ ...shared, TRIBUTARY_ROLE: 'workers', HOST: '127.0.0.1' }).host).toBe('127.0.0.1');
+    expect(loadConfig({ ...shared, TRIBUTARY_ROLE: 'server' }).host).toBe('127.0.0.1');
+    expect(loadConfig({ ...shared, TRIBUTARY_ROLE: 'all' }).host).toBe('127.0.0.1');
+  });
+
   it('reads METRICS_TOKEN, refusing one shorter than 16 characters or with spaces', () => {
     expect(loadConfig({ METRICS_TOKEN: ' 0123456789abcdef ' }).metricsToken).toBe('0123456789abcdef');
     expect(configError({ METRICS_TOKEN: '0123456789abcde' })).toBe('Invalid configuration: METRICS_TOKEN must be at least 16 characters long, without spaces');
