@@ -1,8 +1,9 @@
 /**
  * A platform database with one webhook endpoint, for the suites that work the delivery store
  * directly (no server): migrated, its endpoint selecting everything, and fresh deliveries to it.
- * Create it in `beforeAll` and dispose it in `afterAll`.
+ * Create it in `beforeAll` and dispose it in `afterAll` — `sharedDeliveryFixture()` does both.
  */
+import { afterAll, beforeAll } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
@@ -72,5 +73,31 @@ export function placedEvent(id: string): RealtimeEvent {
     payload: { id },
     metadata: { timestamp: Date.now(), scope: { app: 'app', env: 'env', tenant: undefined } },
     cursor: '0-1',
+  };
+}
+
+/**
+ * One fixture for a test file's tests: created before them, disposed after them. Its `fixture` and
+ * `db` are read inside the tests (they are set by then).
+ */
+export function sharedDeliveryFixture(): { readonly fixture: DeliveryFixture; readonly db: Database } {
+  let created: DeliveryFixture | undefined;
+  beforeAll(async () => {
+    created = await createDeliveryFixture();
+  });
+  afterAll(async () => {
+    await created?.dispose();
+  });
+  const fixture = (): DeliveryFixture => {
+    if (!created) throw new Error('the delivery fixture is read before its beforeAll ran');
+    return created;
+  };
+  return {
+    get fixture() {
+      return fixture();
+    },
+    get db() {
+      return fixture().db;
+    },
   };
 }

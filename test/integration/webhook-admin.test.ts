@@ -5,8 +5,7 @@
  * page of a large backlog due (and schedules its heads) before it answers, the rest in the
  * background, each head once.
  */
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import type { Database } from '../../src/db/database.ts';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
@@ -17,7 +16,7 @@ import type { LaneHead } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createEndpointCache, type EndpointCache } from '../../src/pipeline/webhooks/endpoint-cache.ts';
 import { RESUME_PAGE_LANES } from '../../src/pipeline/webhooks/endpoint-resume.ts';
 import { createWebhookAdmin, type WebhookAdmin } from '../../src/pipeline/webhooks/webhook-admin.ts';
-import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { sharedDeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { captureLogs } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -26,17 +25,7 @@ const NEVER_MS = 600_000;
 const SCOPE: Scope = { app: 'app', env: 'env', tenant: undefined };
 const silent = createLogger({ level: 'silent' });
 
-let fixture: DeliveryFixture;
-let db: Database;
-
-beforeAll(async () => {
-  fixture = await createDeliveryFixture();
-  db = fixture.db;
-});
-
-afterAll(async () => {
-  await fixture?.dispose();
-});
+const shared = sharedDeliveryFixture();
 
 /** A scheduler (the embedded one) that keeps every batch of heads it is told are due now. */
 function recordingScheduler(): DeliveryScheduler & { readonly batches: LaneHead[][] } {
@@ -54,8 +43,8 @@ function recordingScheduler(): DeliveryScheduler & { readonly batches: LaneHead[
 
 function adminOf(endpoints: EndpointCache, scheduler: DeliveryScheduler): WebhookAdmin {
   const log = createMemoryLog({ retention: { maxEvents: 100, maxAgeMs: 60_000 }, publish: () => undefined });
-  const statistics = createDeliveryStatistics({ db, logger: silent });
-  const admin = createWebhookAdmin({ db, log, endpoints, scheduler, statistics, allowPrivateTargets: true, maxBodyBytes: 262_144, logger: silent });
+  const statistics = createDeliveryStatistics({ db: shared.db, logger: silent });
+  const admin = createWebhookAdmin({ db: shared.db, log, endpoints, scheduler, statistics, allowPrivateTargets: true, maxBodyBytes: 262_144, logger: silent });
   onTestFinished(async () => {
     await admin.close();
     await statistics.close();
@@ -66,13 +55,13 @@ function adminOf(endpoints: EndpointCache, scheduler: DeliveryScheduler): Webhoo
 
 /** The endpoint's deliveries due later than now. */
 async function dueLater(endpointId: string): Promise<string[]> {
-  const { rows } = await db.query<{ id: string }>(`SELECT id::text AS id FROM webhook_deliveries WHERE endpoint_id = $1 AND next_attempt_at > now() ORDER BY id`, [endpointId]);
+  const { rows } = await shared.db.query<{ id: string }>(`SELECT id::text AS id FROM webhook_deliveries WHERE endpoint_id = $1 AND next_attempt_at > now() ORDER BY id`, [endpointId]);
   return rows.map((row) => row.id);
 }
 
 /** `lanes` lanes of the endpoint with deliveries waiting for it: a head each, put back for an hour, and `behind` more in each (due, waiting for their head). */
 async function backlog(endpointId: string, lanes: number, behind = 0): Promise<string[]> {
-  const { rows } = await db.query<{ id: string; head: boolean }>(
+  const { rows } = await shared.db.query<{ id: string; head: boolean }>(
     `INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, next_attempt_at)
      SELECT $1, 'ev-' || l || '-' || n, 'order.updated', 'orders', 'order-' || l, '{}', 'initial', now(), CASE WHEN n = 0 THEN now() + interval '1 hour' ELSE now() END
        FROM generate_series(0, $3::int) n, generate_series(1, $2::int) l ORDER BY n, l
@@ -85,7 +74,7 @@ async function backlog(endpointId: string, lanes: number, behind = 0): Promise<s
 describe('webhook admin', () => {
   it('answers create and rotate with their secret, and an enable still resumes, when this instance cannot reload its endpoints', async () => {
     // This instance's endpoints are read through a pool of their own, closed: every reload fails, as with its Postgres away.
-    const cacheDb = createPostgresDatabase({ url: fixture.url, logger: silent });
+    const cacheDb = createPostgresDatabase({ url: shared.fixture.url, logger: silent });
     const logs = captureLogs();
     const endpoints = await createEndpointCache({ db: cacheDb, refreshMs: NEVER_MS, logger: createLogger({ level: 'warn', destination: logs }) });
     onTestFinished(() => endpoints.close());
@@ -94,7 +83,7 @@ describe('webhook admin', () => {
     const admin = adminOf(endpoints, scheduler);
 
     const created = await admin.createEndpoint(SCOPE, { url: 'http://127.0.0.1:9/hook', events: ['orders'] });
-    const stored = async () => (await db.query<{ secret: string }>('SELECT secret FROM webhook_endpoints WHERE id = $1', [created.endpoint.id])).rows[0]?.secret;
+    const stored = async () => (await shared.db.query<{ secret: string }>('SELECT secret FROM webhook_endpoints WHERE id = $1', [created.endpoint.id])).rows[0]?.secret;
     expect(await stored()).toBe(created.secret);
     const rotated = await admin.rotateSecret(SCOPE, created.endpoint.id, 0);
     expect(rotated.secret).not.toBe(created.secret);
@@ -116,7 +105,7 @@ describe('webhook admin', () => {
   });
 
   it('makes a page of a large backlog due before an enable answers, the rest in the background, each head scheduled once', async () => {
-    const endpoints = await createEndpointCache({ db, refreshMs: NEVER_MS, logger: silent });
+    const endpoints = await createEndpointCache({ db: shared.db, refreshMs: NEVER_MS, logger: silent });
     onTestFinished(() => endpoints.close());
     const scheduler = recordingScheduler();
     const admin = adminOf(endpoints, scheduler);
