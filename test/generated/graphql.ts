@@ -409,7 +409,7 @@ export type Mutation = {
   __typename?: 'Mutation';
   /** Says someone is on a firing alert (admin). NOT_FOUND for an unknown id; CONFLICT (`extensions.state = "RESOLVED"`) for a resolved one. */
   acknowledgeAlert: Alert;
-  /** Sends `event` with `data` to the members of `channel` in the caller's scope. */
+  /** Sends `event` with `data` to the members of `channel` in the caller's scope. Needs the permission `<prefix>.broadcast` for a dot-prefix of the channel (FORBIDDEN otherwise). */
   broadcast: Scalars['Boolean']['output'];
   /** Creates a document at revision 1 (an id is generated when none is given). CONFLICT when the id exists. Needs `sync.{service}.write`. */
   createDocument: Document;
@@ -764,7 +764,7 @@ export type Subscription = {
   alertUpdates: AlertUpdate;
   /** Every change of a model in the caller's tenant, optionally filtered (`{ "status": "eq.active" }`: eq, neq, gt, gte, lt, lte, in.(a,b), is.null, is.notnull, all combined with AND). Needs `{module}.{model}.read`; without it the subscription stays silent. Resumable with `after`. */
   changes: ModelChange;
-  /** Joins a channel in the caller's scope. */
+  /** Joins a channel in the caller's scope: at most once, nothing kept. Needs the permission `<prefix>.join` for a dot-prefix of the channel (FORBIDDEN otherwise); a refreshed token without it ends the membership (PERMISSION_REVOKED). */
   channel: ChannelMessage;
   /** The cluster dashboard every tick, for live screens (admins of the operators' environment). */
   dashboardUpdates: Dashboard;

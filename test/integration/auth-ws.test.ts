@@ -74,7 +74,7 @@ describe('WebSocket authentication with JWT_SECRET', () => {
 
   it('tells the socket its token expires soon, then closes it with the retryable 4419 when it does', async () => {
     // exp is whole seconds: now + 2 s rounds down to 1–2 s from now, and the socket is closed at exp.
-    const token = await signHs256({}, { expiresInSeconds: 2 });
+    const token = await signHs256({ permissions: ['expiring.join'] }, { expiresInSeconds: 2 });
     const client = await openAcknowledgedSocket(server.wsUrl, token);
     client.send({ id: 'live', type: 'subscribe', payload: { query: 'subscription { channel(name: "expiring") { event } }' } });
     await waitFor(() => server.stats().channelMembers === 1, { message: 'subscription active' });
@@ -91,7 +91,7 @@ describe('WebSocket authentication with JWT_SECRET', () => {
 
   it('keeps delivering on a socket whose token is still valid', async () => {
     // The counterpart of the expiry test: a long-lived token is not closed by the expiry timer.
-    const token = await signHs256({ tenant: 'tenant-keep' });
+    const token = await signHs256({ tenant: 'tenant-keep', permissions: ['kept.join', 'kept.broadcast'] });
     const client = await openAcknowledgedSocket(server.wsUrl, token);
     client.send({ id: 'live', type: 'subscribe', payload: { query: 'subscription { channel(name: "kept") { event } }' } });
     await waitFor(() => server.stats().channelMembers === 1, { message: 'subscription active' });

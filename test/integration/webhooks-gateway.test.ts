@@ -27,7 +27,7 @@ async function createEndpoint(server: TestServer, input: Record<string, unknown>
 }
 
 function user(tenant: string, subject: string): Promise<string> {
-  return signHs256({ sub: subject, tenant, permissions: ['orders.read'] });
+  return signHs256({ sub: subject, tenant, permissions: ['orders.read', 'room.join', 'room.broadcast', 'lobby.broadcast'] });
 }
 
 /** Joins channel `room` on the socket (operation id `room`) and waits until the server holds the membership. */

@@ -134,7 +134,7 @@ describe('a subscription that fails inside the server', () => {
       return: () => Promise.resolve({ value: undefined, done: true }),
       [Symbol.asyncIterator]: () => failing,
     };
-    const { message, logged } = await failedWith({ execute: () => Promise.resolve({ kind: 'stream', field: 'channel', results: failing }) });
+    const { message, logged } = await failedWith({ execute: () => Promise.resolve({ kind: 'stream', field: 'channel', results: failing, readableBy: () => true }) });
     expect(message).toEqual({ id: '1', type: 'error', payload: [masked] });
     expect(logged).toContain('secret_internal_table');
     expect(logged).toContain('TEST_FAULT');

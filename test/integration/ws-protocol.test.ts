@@ -52,7 +52,8 @@ describe('graphql-transport-ws protocol', () => {
       },
       { autoDispose: false },
     );
-    token = await signHs256({ sub: 'protocol-user' });
+    const channels = ['budget', 'capped', 'early', 'library', 'reuse', 'room', 'x'];
+    token = await signHs256({ sub: 'protocol-user', permissions: channels.flatMap((name) => [`${name}.join`, `${name}.broadcast`]) });
     return () => server.dispose();
   });
   // Sockets of the previous test are terminated when it finishes; start from an idle server so

@@ -13,7 +13,7 @@ const ChannelMessage = builder.objectRef<ChannelMessageShape>('ChannelMessage').
 
 builder.mutationField('broadcast', (t) =>
   t.boolean({
-    description: "Sends `event` with `data` to the members of `channel` in the caller's scope.",
+    description: "Sends `event` with `data` to the members of `channel` in the caller's scope. Needs the permission `<prefix>.broadcast` for a dot-prefix of the channel (FORBIDDEN otherwise).",
     args: {
       channel: t.arg.string({ required: true }),
       event: t.arg.string({ required: true }),
@@ -26,7 +26,7 @@ builder.mutationField('broadcast', (t) =>
 builder.subscriptionField('channel', (t) =>
   t.field({
     type: ChannelMessage,
-    description: "Joins a channel in the caller's scope.",
+    description: "Joins a channel in the caller's scope: at most once, nothing kept. Needs the permission `<prefix>.join` for a dot-prefix of the channel (FORBIDDEN otherwise); a refreshed token without it ends the membership (PERMISSION_REVOKED).",
     args: { name: t.arg.string({ required: true }) },
     subscribe: (_root, args, context) => resolvers.joinChannel(context, args.name),
     resolve: (message) => message,

@@ -293,6 +293,9 @@ export class GraphQLWsConnection {
       await outcome.results.return?.();
       return;
     }
+    operation.readableBy = outcome.readableBy;
+    // A refresh while this subscription was being set up checked it against nothing: check now.
+    if (this.#revokeIfUnreadable(id, operation)) return;
     this.#tell({ type: 'gateway.subscribed', field: outcome.field, topic: undefined });
     try {
       for await (const result of outcome.results) {

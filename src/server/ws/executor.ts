@@ -13,7 +13,7 @@ import {
 import type { SubscribePayload } from 'graphql-ws';
 import { isAsyncIterable } from 'graphql-yoga';
 import type { Principal } from '../../auth/principal.ts';
-import { ErrorCode } from '../../errors.ts';
+import { ErrorCode, InternalError } from '../../errors.ts';
 import {
   cohortRenderer,
   isDispatchTicket,
@@ -21,6 +21,7 @@ import {
   type CohortSpec,
   type DispatchTicket,
 } from '../../pipeline/dispatch/subscription-contract.ts';
+import { readableByOf } from '../../pipeline/dispatch/guarded-stream.ts';
 import { variablesTooDeep } from '../operation-limits.ts';
 import { envelopedFor, type TributaryYoga } from '../yoga.ts';
 import type { PersistedQueries } from '../persisted-queries.ts';
@@ -32,8 +33,16 @@ export type OperationOutcome =
   | { readonly kind: 'rejected'; readonly errors: readonly GraphQLError[] }
   /** A query or mutation: one `next`, then `complete`. */
   | { readonly kind: 'single'; readonly result: ExecutionResult }
-  /** A subscription served per subscriber: `next` per result until it ends or is completed. */
-  | { readonly kind: 'stream'; readonly field: string; readonly results: AsyncIterableIterator<ExecutionResult> }
+  /**
+   * A subscription served per subscriber: `next` per result until it ends or is completed.
+   * `readableBy` is its source's check of a refreshed principal (`guardedStream`).
+   */
+  | {
+      readonly kind: 'stream';
+      readonly field: string;
+      readonly results: AsyncIterableIterator<ExecutionResult>;
+      readonly readableBy: (principal: Principal) => boolean;
+    }
   /** A subscription served by the dispatcher, in a cohort with every identical one. */
   | { readonly kind: 'dispatch'; readonly field: string; readonly ticket: DispatchTicket; readonly cohort: Omit<CohortSpec, 'filter'> };
 
@@ -100,12 +109,18 @@ export function createOperationExecutor(yoga: TributaryYoga, options: OperationE
       const masked = (source.errors ?? []).map((error) => asGraphQLError(options.maskError(error, 'Unexpected error.')));
       return { kind: 'single', result: { errors: masked } };
     }
+    const readableBy = readableByOf(source);
+    if (!readableBy) {
+      await (source as AsyncIterableIterator<unknown>).return?.();
+      throw new InternalError('UNGUARDED_SUBSCRIPTION', `Subscription field ${field} returned a source without readableBy (guardedStream)`);
+    }
     // Each source event is executed like graphql-js's own subscribe does; yoga's `execute` would
     // start a new subscription for a subscription document, so the plain one runs here, masked.
     const mask = (error: GraphQLError) => asGraphQLError(options.maskError(error, 'Unexpected error.'));
     return {
       kind: 'stream',
       field,
+      readableBy,
       results: mapSource(source, async (event) => {
         const result = await executeSync({ ...args, rootValue: event });
         return result.errors ? { ...result, errors: result.errors.map(mask) } : result;
