@@ -35,6 +35,13 @@ export interface Limits {
   readonly wsMaxPayloadBytes: number;
   /** Time a new socket has to send `connection_init`, in ms. @default 3000 */
   readonly connectionInitTimeoutMs: number;
+  /** Open sockets this instance accepts; more are refused at the upgrade with HTTP 503. @default 10000 */
+  readonly maxConnections: number;
+  /**
+   * Acknowledged sockets one principal (app, env, tenant, subject) may hold on this instance; more
+   * are closed with 1013 (try again later). Not applied in development mode. @default 100
+   */
+  readonly maxConnectionsPerSubject: number;
   /** Active subscriptions one socket may hold. @default 100 */
   readonly maxSubscriptionsPerConnection: number;
   /** Total size of one socket's active subscriptions' `subscribe` messages, in bytes. @default 4 MiB */
@@ -237,6 +244,8 @@ const environmentSchema = z.object({
     .default('info'),
   WS_MAX_PAYLOAD_BYTES: integer(1024, 64 * MIB, MIB),
   WS_CONNECTION_INIT_TIMEOUT_MS: integer(100, 60_000, 3000),
+  WS_MAX_CONNECTIONS: integer(1, 1_000_000, 10_000),
+  WS_MAX_CONNECTIONS_PER_SUBJECT: integer(1, 1_000_000, 100),
   WS_MAX_SUBSCRIPTIONS: integer(1, 10_000, 100),
   WS_MAX_SUBSCRIPTION_BYTES: integer(1024, 1024 * MIB, 4 * MIB),
   WS_TOKEN_EXPIRY_GRACE_MS: integer(0, 3_600_000, 0),
@@ -360,6 +369,8 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     limits: {
       wsMaxPayloadBytes: env.WS_MAX_PAYLOAD_BYTES,
       connectionInitTimeoutMs: env.WS_CONNECTION_INIT_TIMEOUT_MS,
+      maxConnections: env.WS_MAX_CONNECTIONS,
+      maxConnectionsPerSubject: env.WS_MAX_CONNECTIONS_PER_SUBJECT,
       maxSubscriptionsPerConnection: env.WS_MAX_SUBSCRIPTIONS,
       maxSubscriptionBytesPerConnection: env.WS_MAX_SUBSCRIPTION_BYTES,
       httpMaxBodyBytes: env.HTTP_MAX_BODY_BYTES,

@@ -22,6 +22,8 @@ export interface Metrics {
   readonly subscriptionsDenied: Counter<'field'>;
   /** Sockets closed for falling behind (outbound buffer over its bound). */
   readonly slowConsumers: Counter;
+  /** Sockets refused: the instance at `WS_MAX_CONNECTIONS` (`instance`), a principal at `WS_MAX_CONNECTIONS_PER_SUBJECT` (`subject`). */
+  readonly connectionsRefused: Counter<'limit'>;
   /** CDC rows that matched a mapping but could not be routed safely (no tenant, bad topic value). */
   readonly cdcUnroutable: Counter;
   /**
@@ -215,6 +217,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     slowConsumers: new Counter({
       name: 'tributary_slow_consumer_closes_total',
       help: 'Sockets closed because their outbound buffer outgrew its bound',
+      registers: [registry],
+    }),
+    connectionsRefused: new Counter({
+      name: 'tributary_connections_refused_total',
+      help: 'Sockets refused at a connection limit: the instance (WS_MAX_CONNECTIONS) or one principal (WS_MAX_CONNECTIONS_PER_SUBJECT)',
+      labelNames: ['limit'],
       registers: [registry],
     }),
     connections: new Gauge({

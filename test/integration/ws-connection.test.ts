@@ -37,7 +37,7 @@ async function startEndpoint(scripted: Scripted, logs = captureLogs()): Promise<
       close: () => Promise.resolve(),
       ...scripted.dispatcher,
     },
-    limits: { wsMaxPayloadBytes: 1024 * 1024, connectionInitTimeoutMs: 3000, maxSubscriptionsPerConnection: 10, maxSubscriptionBytesPerConnection: 4 * 1024 * 1024, tokenExpiryGraceMs: 0, tokenExpiryNoticeMs: 0 },
+    limits: { wsMaxPayloadBytes: 1024 * 1024, connectionInitTimeoutMs: 3000, maxConnections: 100, maxConnectionsPerSubject: 100, maxSubscriptionsPerConnection: 10, maxSubscriptionBytesPerConnection: 4 * 1024 * 1024, tokenExpiryGraceMs: 0, tokenExpiryNoticeMs: 0 },
     logger: createLogger({ level: 'debug', destination: logs }),
     keepAliveMs: 0,
     ...(scripted.rawFrames !== undefined && { rawFrames: scripted.rawFrames }),

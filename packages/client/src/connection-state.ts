@@ -39,8 +39,8 @@ export type CloseDisposition = 'unauthorized' | 'new-token' | 'retry';
  * expired at `connection_init`; 4412 a refresh with another subject or tenant; 4401 an operation
  * before `connection_ack` (graphql-ws treats it as fatal too). 4419 is an expiry without a
  * refresh: reconnect at once with a token from `getToken`. Anything else — a restart (1001), a lost
- * network (1006), a slow consumer (4008), a dead socket we terminated (4499) — is retried with
- * backoff.
+ * network (1006), too many sockets of this principal (1013), a slow consumer (4008), a dead socket
+ * we terminated (4499) — is retried with backoff.
  */
 export function closeDisposition(code: number): CloseDisposition {
   if (code === 4403 || code === 4412 || code === 4401) return 'unauthorized';

@@ -10,6 +10,11 @@ export const CloseCode = {
   GoingAway: 1001,
   /** A message larger than `WS_MAX_PAYLOAD_BYTES` (RFC 6455 "message too big"). */
   MessageTooBig: 1009,
+  /**
+   * The principal holds `WS_MAX_CONNECTIONS_PER_SUBJECT` sockets on this instance already
+   * (RFC 6455 "try again later"): retried by graphql-ws clients, with their backoff.
+   */
+  TryAgainLater: 1013,
   /** The socket's outbound buffer outgrew its bound; reconnect and resume with the last cursor. */
   SlowConsumer: 4008,
   /** Malformed or unexpected message. */

@@ -11,51 +11,20 @@ import {
 } from 'graphql-ws';
 import type WebSocket from 'ws';
 import type { Principal } from '../../auth/principal.ts';
-import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import { ErrorCode, faultOf, isClientFacing, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
-import type { Metrics } from '../../metrics.ts';
 import type { AuthRefresh } from '../../resolvers/context.ts';
 import { MASKED_MESSAGE } from '../../schema/errors.ts';
 import { CloseCode } from './close-codes.ts';
-import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
 import type { GatewayEvent } from '../../pipeline/events/gateway-event.ts';
 import { scopeOf } from '../../pipeline/scope.ts';
-import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
-import type { OperationExecutor, OperationOutcome } from './executor.ts';
+import type { OperationOutcome } from './executor.ts';
 import { codedErrors, formatError, formatResult, PERMISSION_REVOKED, type OutgoingMessage } from './format.ts';
 import { rawDataToText, rawSocketOf, truncateUtf8 } from './frames.ts';
 import { refusalOf, type ActiveOperation } from './operations.ts';
 import { SocketAuth } from './socket-auth.ts';
+import type { ConnectionOptions } from './connection-options.ts';
 import { SocketWriter } from './socket-writer.ts';
-import type { SocketSessionRegistry } from './socket-sessions.ts';
-
-export interface ConnectionOptions {
-  readonly verifier: TokenVerifier;
-  readonly execute: OperationExecutor;
-  readonly dispatcher: Dispatcher;
-  /** Told when the socket is acknowledged, starts a subscription and closes (webhooks). */
-  readonly gateway: Pick<GatewayEmitter, 'emit'> | undefined;
-  /** Counts sockets closed for falling behind. */
-  readonly metrics: Pick<Metrics, 'slowConsumers'> | undefined;
-  /** Where `refreshAuth` finds this socket. */
-  readonly sessions: Pick<SocketSessionRegistry, 'add'> | undefined;
-  /** @see Limits.connectionInitTimeoutMs */
-  readonly connectionInitTimeoutMs: number;
-  /** @see Limits.tokenExpiryGraceMs */
-  readonly tokenExpiryGraceMs: number;
-  /** @see Limits.tokenExpiryNoticeMs */
-  readonly tokenExpiryNoticeMs: number;
-  /** @see Limits.maxSubscriptionsPerConnection */
-  readonly maxOperations: number;
-  /** @see Limits.maxSubscriptionBytesPerConnection */
-  readonly maxOperationBytes: number;
-  /** Bytes the socket may have queued for the client before it counts as a slow consumer. */
-  readonly maxBufferedBytes: number;
-  /** @see GraphQLWebSocketServerOptions.rawFrames */
-  readonly rawFrames: boolean;
-  readonly logger: Logger;
-}
 
 /** Longest close reason RFC 6455 allows (a control frame payload is 125 bytes, 2 are the code). */
 const MAX_CLOSE_REASON_BYTES = 123;
@@ -193,9 +162,19 @@ export class GraphQLWsConnection {
           this.close(CloseCode.Forbidden, 'Forbidden: Token expired');
           return;
         }
+        const leave = this.#options.quota.take(principal);
+        if (!leave) {
+          this.#options.metrics?.connectionsRefused.inc({ limit: 'subject' });
+          this.close(CloseCode.TryAgainLater, 'Too many sockets for this subject: try again later');
+          return;
+        }
         this.#send({ type: MessageType.ConnectionAck });
         this.#acknowledged = true;
-        this.#unregister = this.#options.sessions?.add(this.#connectionId, (token) => this.#refreshAuth(token));
+        const unregister = this.#options.sessions?.add(this.#connectionId, (token) => this.#refreshAuth(token));
+        this.#unregister = () => {
+          leave();
+          unregister?.();
+        };
         this.#tell({ type: 'gateway.connected' });
       },
       (error: unknown) => {

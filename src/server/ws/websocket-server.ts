@@ -11,6 +11,7 @@ import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
 import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
 import type { OperationExecutor } from './executor.ts';
 import type { SocketSessionRegistry } from './socket-sessions.ts';
+import { createSubjectQuota } from './subject-quota.ts';
 
 export interface GraphQLWebSocketServerOptions {
   readonly verifier: TokenVerifier;
@@ -18,9 +19,19 @@ export interface GraphQLWebSocketServerOptions {
   readonly dispatcher: Dispatcher;
   /** Told when a socket is acknowledged, starts a subscription and closes. @default no gateway events */
   readonly gateway?: Pick<GatewayEmitter, 'emit'>;
-  /** Counts sockets closed for falling behind. @default no metrics */
-  readonly metrics?: Pick<Metrics, 'slowConsumers'>;
-  readonly limits: Pick<Limits, 'wsMaxPayloadBytes' | 'connectionInitTimeoutMs' | 'maxSubscriptionsPerConnection' | 'maxSubscriptionBytesPerConnection' |  'tokenExpiryGraceMs' | 'tokenExpiryNoticeMs'>;
+  /** Counts sockets closed for falling behind and refused at a connection limit. @default no metrics */
+  readonly metrics?: Pick<Metrics, 'slowConsumers' | 'connectionsRefused'>;
+  readonly limits: Pick<
+    Limits,
+    | 'wsMaxPayloadBytes'
+    | 'connectionInitTimeoutMs'
+    | 'maxConnections'
+    | 'maxConnectionsPerSubject'
+    | 'maxSubscriptionsPerConnection'
+    | 'maxSubscriptionBytesPerConnection'
+    | 'tokenExpiryGraceMs'
+    | 'tokenExpiryNoticeMs'
+  >;
   /** Where `refreshAuth` finds the sockets. @default sockets cannot be refreshed (refreshAuth answers UNAUTHENTICATED) */
   readonly sessions?: Pick<SocketSessionRegistry, 'add'>;
   readonly logger: Logger;
@@ -59,6 +70,8 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
     handleProtocols: (protocols) => (protocols.has(GRAPHQL_TRANSPORT_WS_PROTOCOL) ? GRAPHQL_TRANSPORT_WS_PROTOCOL : false),
   });
   const connections = new Map<WebSocket, GraphQLWsConnection>();
+  // Development mode: every caller is the one development principal, so a quota per subject would be one for the whole server.
+  const quota = createSubjectQuota(options.verifier.mode === 'development' ? undefined : options.limits.maxConnectionsPerSubject);
   const unanswered = new WeakSet<WebSocket>();
   let closing = false;
 
@@ -87,6 +100,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       gateway: options.gateway,
       metrics: options.metrics,
       sessions: options.sessions,
+      quota,
       connectionInitTimeoutMs: options.limits.connectionInitTimeoutMs,
       tokenExpiryGraceMs: options.limits.tokenExpiryGraceMs,
       tokenExpiryNoticeMs: options.limits.tokenExpiryNoticeMs,
@@ -105,6 +119,14 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
     handleUpgrade(request, socket, head) {
       if (closing) {
         socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      // The upgrade completes synchronously (no verifyClient), so `connections` counts every socket this one would join.
+      if (connections.size >= options.limits.maxConnections) {
+        options.metrics?.connectionsRefused.inc({ limit: 'instance' });
+        logger.warn({ limit: options.limits.maxConnections }, 'socket refused: WS_MAX_CONNECTIONS reached');
+        const body = JSON.stringify({ errors: [{ message: `This instance holds its limit of ${options.limits.maxConnections} sockets`, extensions: { code: 'RATE_LIMITED' } }] });
+        socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
         return;
       }
       server.handleUpgrade(request, socket, head, (ws) => server.emit('connection', ws, request));

@@ -65,6 +65,6 @@ describe('connection states', () => {
   it('reads close codes: fatal auth, expiry (a new token at once), everything else retried', () => {
     expect([4403, 4412, 4401].map(closeDisposition)).toEqual(['unauthorized', 'unauthorized', 'unauthorized']);
     expect(closeDisposition(4419)).toBe('new-token');
-    expect([1000, 1001, 1006, 4008, 4499, 4500, 4408].map(closeDisposition)).toEqual(Array.from({ length: 7 }, () => 'retry'));
+    expect([1000, 1001, 1006, 1013, 4008, 4499, 4500, 4408].map(closeDisposition)).toEqual(Array.from({ length: 8 }, () => 'retry'));
   });
 });
