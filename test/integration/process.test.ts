@@ -145,7 +145,8 @@ describe('the tributary process', () => {
     expect(started.stderr + migrated.stderr).not.toContain('s3cret-password');
   });
 
-  it('in development mode listens on 127.0.0.1 unless HOST says otherwise, and warns about a wider HOST', async () => {
+  // Two embedded servers boot side by side: twice the start-up of one test.
+  it('in development mode listens on 127.0.0.1 unless HOST says otherwise, and warns about a wider HOST', { timeout: 60_000 }, async () => {
     const [byDefault, wider] = await Promise.all([startMainProcess({ HOST: '' }), startMainProcess({ HOST: '0.0.0.0' })]);
     expect(byDefault.logs.find((entry) => entry['msg'] === 'Tributary is listening')).toMatchObject({ url: `http://127.0.0.1:${byDefault.port}/graphql` });
     const hostWarnings = (running: MainProcess) => running.logs.filter((entry) => entry['level'] === 40 && String(entry['msg']).includes('non-loopback HOST'));
