@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { canAccessTopic, type TopicAction } from '../auth/permissions.ts';
 import type { Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
+import { MAX_NAME_LENGTH } from '../pipeline/names.ts';
 import { dispatchTicket, type Admission, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { documentSnapshot } from '../pipeline/events/document-change.ts';
 import { scopeOf } from '../pipeline/scope.ts';
@@ -81,16 +82,31 @@ function decodePageCursor(cursor: string): string {
   return id;
 }
 
+/**
+ * Validates the names, before anything is read or written. The document's own topic
+ * (`sync.{service}.doc.{id}`) must be a valid topic name too: a longer one would be refused only
+ * when its first change is published, after the change was saved.
+ */
+function assertNames(service: string, id: string | undefined): void {
+  if (!SERVICE.test(service)) {
+    throw badInput('service', 'service must be 1–63 characters of lower-case letters, digits, _ and -, starting with a letter');
+  }
+  if (id === undefined) return;
+  if (!DOCUMENT_ID.test(id)) throw badInput('id', 'id must be 1–128 characters of letters, digits and _ . : -');
+  if (documentTopic(service, id).length > MAX_NAME_LENGTH) {
+    const longest = MAX_NAME_LENGTH - documentTopic(service, '').length;
+    throw badInput(
+      'id',
+      `The document's topic sync.{service}.doc.{id} may have at most ${MAX_NAME_LENGTH} characters: with this service, id may have at most ${longest}`,
+    );
+  }
+}
+
 /** Validates the names and checks `sync.{service}.read` / `.write` for the caller. */
 function keyFor(context: ResolverContext, action: TopicAction, service: string, id: string): DocumentKey;
 function keyFor(context: ResolverContext, action: TopicAction, service: string, id: undefined): Omit<DocumentKey, 'id'>;
 function keyFor(context: ResolverContext, action: TopicAction, service: string, id: string | undefined) {
-  if (!SERVICE.test(service)) {
-    throw badInput('service', 'service must be 1–63 characters of lower-case letters, digits, _ and -, starting with a letter');
-  }
-  if (id !== undefined && !DOCUMENT_ID.test(id)) {
-    throw badInput('id', 'id must be 1–128 characters of letters, digits and _ . : -');
-  }
+  assertNames(service, id);
   if (!canAccessTopic(context.principal, action, `sync.${service}`)) {
     throw new TributaryError(ErrorCode.FORBIDDEN, `This needs the permission "sync.${service}.${action}"`);
   }
@@ -115,7 +131,8 @@ function badInput(field: string, message: string): TributaryError {
 }
 
 /**
- * `document` subscription: the snapshot at revision R first, then every change after R, with
+ * `document` subscription: the snapshot at revision R first (no data when the document does not
+ * exist: R is 0, or its deletion's revision), then every change after R, with
  * no gap and no duplicate. The stream's head is taken before the snapshot is read, so every
  * change after the snapshot is in the stream after that head; changes the snapshot already
  * holds (revision ≤ R) are skipped for this subscriber. Revisions must then follow one by one:
@@ -125,8 +142,7 @@ function badInput(field: string, message: string): TributaryError {
  */
 export async function subscribeDocument(context: ResolverContext, args: DocumentArgs): Promise<DispatchTicket> {
   const { principal, services } = context;
-  if (!SERVICE.test(args.service)) throw badInput('service', 'service must be 1–63 characters of lower-case letters, digits, _ and -, starting with a letter');
-  if (!DOCUMENT_ID.test(args.id)) throw badInput('id', 'id must be 1–128 characters of letters, digits and _ . : -');
+  assertNames(args.service, args.id);
   const scope = scopeOf(principal);
   const stream = streamOf(scope, documentTopic(args.service, args.id));
   const readableBy = (next: Principal) => canAccessTopic(next, 'read', `sync.${args.service}`);
@@ -136,13 +152,13 @@ export async function subscribeDocument(context: ResolverContext, args: Document
     return dispatchTicket({ stream, filter: undefined, after: undefined, denied: true, readableBy });
   }
   const head = await services.log.head(stream);
-  const snapshot = await services.documents.get({ scope, service: args.service, id: args.id });
-  const revision = snapshot?.revision ?? 0;
+  // A deleted document's snapshot has its deletion's revision: its re-creation is the next one.
+  const { revision, document } = await services.documents.snapshot({ scope, service: args.service, id: args.id });
   const initial = documentSnapshot({
     scope,
     topic: stream.topic,
     cursor: head,
-    payload: { service: args.service, documentId: args.id, revision, data: snapshot?.data ?? null },
+    payload: { service: args.service, documentId: args.id, revision, data: document?.data ?? null },
   });
   return dispatchTicket({
     stream,

@@ -14,7 +14,7 @@ export type ChangeOperation =
 export type DocumentOperation =
   | 'CREATED'
   | 'DELETED'
-  /** The first message: the document as it is (revision 0 and no data when it does not exist). */
+  /** The first message: the document as it is (no data when it does not exist: revision 0, or the revision of its deletion). */
   | 'SNAPSHOT'
   | 'UPDATED';
 

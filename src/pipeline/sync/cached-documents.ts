@@ -6,14 +6,21 @@ import type { Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { createDocumentCache, type CachedEntry } from './document-cache.ts';
+import { createDocumentCache, type CachedEntry, type ReadResult } from './document-cache.ts';
 import { createDocumentCommits } from './document-commits.ts';
 import { createDocumentEventPublisher } from './document-events.ts';
 import { createDocumentFlusher } from './document-flusher.ts';
 import { extendCeiling, reconcile, releaseLeases } from './document-leases.ts';
-import { listDocumentIds, selectDocument, stateOf, type DocumentRow } from './document-store.ts';
+import { listLiveDocuments, selectDocument, stateOf, type DocumentRow } from './document-store.ts';
 import { decideWrite, documentOf, type DocumentChange, type DocumentState, type WriteCommand } from './document-writes.ts';
-import { DEFAULT_MAX_DOCUMENT_BYTES, documentEntity, type DocumentKey, type DocumentService, type SyncDocument } from './documents.ts';
+import {
+  DEFAULT_MAX_DOCUMENT_BYTES,
+  documentEntity,
+  type DocumentKey,
+  type DocumentService,
+  type DocumentSnapshot,
+  type SyncDocument,
+} from './documents.ts';
 
 /**
  * `async`: a write returns once Redis holds it; Postgres follows right after (and the sweep
@@ -65,10 +72,13 @@ const LOCK_RETRY = { initialMs: 1, maxMs: 50 };
  * acknowledged revisions Postgres lacks: see `document-leases.ts` and migration 0002.
  *
  * A document's writers take turns — in this instance, then across instances with a lock in Redis
- * — from reading it to publishing the change, so its events are published in revision order
- * whichever instance writes. The conditional write keeps revisions exact even without the lock
- * (a holder that outlived it); a `document` subscription that then sees a gap or disorder asks its
- * client to resync rather than skip a change.
+ * — from reading it to publishing the change, so its events normally leave in revision order
+ * whichever instance writes. Across instances this is not a guarantee: the lock is not extended
+ * (a write that outlives LOCK_TTL_MS — a stalled Postgres — lets the next writer in), and in sync
+ * durability a change answered UNAVAILABLE is published later by its own instance, outside the
+ * lock. The conditional write keeps revisions exact even then; a `document` subscription that sees
+ * the gap or disorder asks its client to resync rather than skip a change, while
+ * `sync.{service}.*` topics and webhooks may then get that document's changes out of order.
  */
 export function createCachedDocumentService(options: CachedDocumentServiceOptions): DocumentService {
   const { db, durability } = options;
@@ -129,17 +139,53 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
    * cache acknowledged.
    */
   const readable = async (key: DocumentKey, entry: CachedEntry): Promise<DocumentState | undefined> => {
-    if (acknowledgedFirst || entry.flushed >= entry.state.revision) return entry.state;
-    if (entry.saved?.revision === entry.flushed) return entry.saved;
+    const shown = shownOf(entry);
+    if (shown !== 'database') return shown;
     // Not kept beside the change (e.g. an entry loaded dirty into a new epoch): ask Postgres.
     const row = await loadRow(key);
     return row && stateOf(row);
   };
 
+  /** What `readable` shows of a current entry, or 'database' when only Postgres's row can say. */
+  const shownOf = (entry: CachedEntry): DocumentState | 'database' => {
+    if (acknowledgedFirst || entry.flushed >= entry.state.revision) return entry.state;
+    if (entry.saved?.revision === entry.flushed) return entry.saved;
+    return 'database';
+  };
+
+  /**
+   * What a listing shows of a document, from its live row (undefined when Postgres has it deleted
+   * or not at all) and its entry as read by `peek`, without putting anything in the cache. Only
+   * when the cache has to decide — a stale entry ahead of the row, or a document to move above its
+   * ceiling after a lost cache (`reconcile`) — is it read as `get` reads it: rare, and once per
+   * document.
+   */
+  const listed = async (key: DocumentKey, row: DocumentRow | undefined, read: ReadResult, epoch: string | undefined): Promise<DocumentState | undefined> => {
+    if (read.status === 'hit') {
+      const shown = shownOf(read.entry);
+      return shown === 'database' ? row && stateOf(row) : shown;
+    }
+    if (row) {
+      const stale = read.status === 'stale' ? read.entry : undefined;
+      if (reconcile(row, stale, { epoch: epoch ?? '', generation: '' }).state.revision === row.revision) return stateOf(row);
+    }
+    const { entry } = await current(key, 'read');
+    return readable(key, entry);
+  };
+
+  /** The document as a reader or a new subscription sees it. */
+  const snapshot = async (key: DocumentKey): Promise<DocumentSnapshot> => {
+    const { entry } = await current(key, 'read');
+    const state = await readable(key, entry);
+    return { revision: state?.revision ?? 0, document: state && !state.deleted ? documentAt(key, state) : undefined };
+  };
+
   /**
    * Takes the document's lock in Redis, so that writers on every instance take turns from the
-   * revision check to the published event: a document's events are published in revision order
-   * whichever instances write it. A holder that dies loses the lock after LOCK_TTL_MS.
+   * revision check to the published event. A holder that dies loses the lock after LOCK_TTL_MS —
+   * and so does one that is still working then: the lock is not extended, so that a hung write
+   * blocks its document for LOCK_TTL_MS at most (ordering across instances is best effort; see
+   * above).
    */
   const withDocumentLock = async <T>(entryKey: string, work: () => Promise<T>): Promise<T> => {
     const token = randomUUID();
@@ -195,29 +241,37 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   };
 
   return {
-    async get(key) {
-      const { entry } = await current(key, 'read');
-      const state = await readable(key, entry);
-      return !state || state.deleted ? undefined : documentAt(key, state);
-    },
+    get: async (key) => (await snapshot(key)).document,
+
+    snapshot,
 
     async list(scope, service, { first, after }) {
-      // Postgres knows every document (a new one has a row from its first write: a placeholder
-      // in async durability); the cache may hold newer states of them.
+      await epochChecked;
+      // Postgres lists the live documents, so deleted ones cost nothing. The cache may hold newer
+      // states of them: in sync durability only changes Postgres has (see `readable`); in async
+      // durability also changes not flushed yet, among them re-creations of documents Postgres has
+      // deleted — those are in the dirty set (dirty entries never expire). Deletions the cache
+      // acknowledged first are skipped below. Ids are ASCII: string order is byte order.
+      const unflushed = acknowledgedFirst ? (await cache.dirtyIds(scope, service)).sort() : [];
       const documents: SyncDocument[] = [];
       let cursor = after ?? '';
       for (;;) {
-        const ids = await listDocumentIds(db, scope, service, cursor, first + 1);
-        for (const id of ids) {
+        const rows = await listLiveDocuments(db, scope, service, cursor, first + 1);
+        // Ids up to `end` are all known now (every id after the cursor when the rows stop short).
+        const end = rows.length > first ? rows[rows.length - 1]!.id : undefined;
+        const byId = new Map(rows.map((row) => [row.id, row]));
+        const more = unflushed.filter((id) => id > cursor && (end === undefined || id <= end) && !byId.has(id));
+        const ids = [...byId.keys(), ...more].sort();
+        const { epoch, reads } = await cache.peek(ids.map((id) => cache.entryKey({ scope, service, id })));
+        for (const [index, id] of ids.entries()) {
           const key = { scope, service, id };
-          const { entry } = await current(key, 'read');
-          const state = await readable(key, entry);
+          const state = await listed(key, byId.get(id), reads[index]!, epoch);
           if (!state || state.deleted) continue;
           if (documents.length === first) return { documents, hasNextPage: true };
           documents.push(documentAt(key, state));
         }
-        if (ids.length <= first) return { documents, hasNextPage: false };
-        cursor = ids[ids.length - 1]!;
+        if (end === undefined) return { documents, hasNextPage: false };
+        cursor = end;
       }
     },
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { defineScript } from '../redis-script.ts';
 import { EPOCH, FLUSHED, INSTALL, RAISE, READ, RENEW_LEASE, UNLOCK, WRITE } from './document-cache-scripts.ts';
+import type { Scope } from '../scope.ts';
 import type { StoredKey } from './document-store.ts';
 import type { DocumentState } from './document-writes.ts';
 import { unavailableOnFailure as unavailable, type DocumentKey, type JsonObject } from './documents.ts';
@@ -70,6 +71,14 @@ export interface DocumentCache {
   /** Reads an entry; a clean, current one gets its TTL back. */
   read(entryKey: string): Promise<ReadResult>;
   /**
+   * Reads several entries in one round trip (a transaction, so against one epoch), leaving them
+   * as they are: no TTL given back, nothing installed. Answers the current epoch too (undefined
+   * when Redis has none).
+   */
+  peek(entryKeys: readonly string[]): Promise<{ epoch: string | undefined; reads: ReadResult[] }>;
+  /** Ids of the documents of a service with entries in the dirty set (changes Postgres lacks, or lacked). */
+  dirtyIds(scope: Scope, service: string): Promise<string[]>;
+  /**
    * Puts a state loaded from Postgres in place of what was there (`replacing`: the stale entry's
    * epoch, or undefined for none). Refused when the epoch or the entry changed meanwhile.
    */
@@ -118,6 +127,7 @@ export function parseLeaseId(text: string): CacheLease {
 }
 
 const FIELDS = ['ep', 'r', 'd', 'x', 'c', 'u', 'ceil', 'f', 'lg'] as const;
+const SAVED_FIELDS = ['sr', 'sd', 'sx', 'sc', 'su'] as const;
 
 type Fields = [string, string, string, string, string, string, string, string, string];
 /** `sr`, `sd`, `sx`, `sc`, `su`; '' when not set. */
@@ -174,6 +184,35 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
       if (!reply) return { status: 'miss' };
       const [status, ...fields] = reply;
       return { status, entry: entryOf(fields.slice(0, FIELDS.length) as Fields, fields.slice(FIELDS.length) as SavedFields) };
+    },
+
+    peek: (entryKeys) =>
+      unavailableOnFailure(
+        (async () => {
+          const transaction = redis.multi().get(epochKey);
+          for (const key of entryKeys) transaction.hmget(key, ...FIELDS, ...SAVED_FIELDS);
+          const replies = await transaction.exec();
+          if (!replies) throw new Error('document cache read aborted');
+          const values = replies.map(([error, value]) => {
+            if (error) throw error;
+            return value;
+          });
+          const epoch = (values[0] as string | null | undefined) ?? undefined;
+          const reads = entryKeys.map((_key, index): ReadResult => {
+            const fields = ((values[index + 1] ?? []) as (string | null)[]).map((value) => value ?? '');
+            if (fields[0] === undefined || fields[0] === '') return { status: 'miss' };
+            const entry = entryOf(fields.slice(0, FIELDS.length) as Fields, fields.slice(FIELDS.length) as SavedFields);
+            return { status: fields[0] === epoch ? 'hit' : 'stale', entry };
+          });
+          return { epoch, reads };
+        })(),
+      ),
+
+    async dirtyIds(scope, service) {
+      // The entry key of the service's id '': every entry key of the service starts with it.
+      const start = entryKey({ scope, service, id: '' });
+      const members = await unavailableOnFailure(redis.zrange(dirtyKey, 0, -1));
+      return members.filter((member) => member.startsWith(start)).map((member) => decodeURIComponent(member.slice(start.length)));
     },
 
     install: (key, epoch, replacing, entry) =>

@@ -68,16 +68,6 @@ export async function listLiveDocuments(db: Queryable, scope: Scope, service: st
   return rows;
 }
 
-/** Ids of every row of a service (tombstones and placeholders too), in byte order, after `after`. */
-export async function listDocumentIds(db: Queryable, scope: Scope, service: string, after: string, limit: number): Promise<string[]> {
-  const { rows } = await db.query<{ id: string }>(
-    `SELECT id FROM sync_documents WHERE app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND id COLLATE "C" > $5
-      ORDER BY id COLLATE "C" LIMIT $6`,
-    [scope.app, scope.env, scope.tenant ?? '', service, after, limit],
-  );
-  return rows.map((row) => row.id);
-}
-
 /** What a cache asks of Postgres with a document: a ceiling, under its lease (`leaseId`). */
 export interface CeilingGrant {
   readonly ceiling: number;

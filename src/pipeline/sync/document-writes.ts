@@ -63,7 +63,7 @@ export function decideWrite(
     return { operation: 'deleted', before: live, after: { ...live, revision, deleted: true, updatedAt: now } };
   }
   const data: JsonObject = command.kind === 'replace' ? command.data : applyMergePatch(live.data, command.patch);
-  assertDocumentSize(data, maxBytes);
+  assertDocumentSize(data, maxBytes, command.kind === 'replace' ? 'data' : 'patch');
   return { operation: 'updated', before: live, after: { ...live, revision, data, updatedAt: now } };
 }
 

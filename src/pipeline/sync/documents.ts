@@ -6,7 +6,8 @@ import type { Scope } from '../scope.ts';
  * The sync service (seed 000, "Path 2: Sync Service"): revisioned JSON documents with optimistic
  * concurrency. Every successful write bumps the revision by one and publishes
  * `sync.{service}.created|updated|deleted` with `{ service, documentId, revision, data, diff }`
- * (diff: RFC 6902, for updates and deletes), in revision order per document.
+ * (diff: RFC 6902, for updates and deletes), in revision order per document from one instance
+ * (across instances, see `cached-documents.ts`).
  *
  * Two implementations keep the same contract:
  * - `postgres-documents.ts`: the platform database alone (Postgres or the embedded one);
@@ -36,8 +37,21 @@ export interface DocumentPage {
   readonly hasNextPage: boolean;
 }
 
+/** A document as a new `document` subscription starts from. */
+export interface DocumentSnapshot {
+  /**
+   * The document's revision: when it is deleted, its deletion's (a re-creation comes next, one
+   * above it); 0 when it never existed.
+   */
+  readonly revision: number;
+  /** The document; undefined when it is deleted or never existed. */
+  readonly document: SyncDocument | undefined;
+}
+
 export interface DocumentService {
   get(key: DocumentKey): Promise<SyncDocument | undefined>;
+  /** What `get` reads, with the revision of a deleted document. */
+  snapshot(key: DocumentKey): Promise<DocumentSnapshot>;
   /** Documents of a service ordered by id, after the id `after`. */
   list(scope: Scope, service: string, options: { first: number; after: string | undefined }): Promise<DocumentPage>;
   /** @throws CONFLICT when the id exists. */
@@ -64,11 +78,16 @@ export function documentEntity(key: DocumentKey): string {
   return `sync/${key.service}/${key.id}`;
 }
 
-export function assertDocumentSize(data: JsonObject, maxBytes: number): void {
+/**
+ * @param field the argument the client sent: `data`, or `patch` when `data` is a merge's result.
+ * @throws BAD_USER_INPUT naming `field` when the document is over `maxBytes` of JSON.
+ */
+export function assertDocumentSize(data: JsonObject, maxBytes: number, field: 'data' | 'patch' = 'data'): void {
   const size = Buffer.byteLength(JSON.stringify(data));
   if (size > maxBytes) {
-    throw new TributaryError(ErrorCode.BAD_USER_INPUT, `document is ${size} bytes of JSON; the limit is ${maxBytes}`, {
-      details: { field: 'data' },
+    const subject = field === 'patch' ? 'the merged document' : 'document';
+    throw new TributaryError(ErrorCode.BAD_USER_INPUT, `${subject} is ${size} bytes of JSON; the limit is ${maxBytes}`, {
+      details: { field },
     });
   }
 }

@@ -7,7 +7,15 @@ import type { Scope } from '../scope.ts';
 import { createDocumentEventPublisher } from './document-events.ts';
 import { listLiveDocuments, lockDocument, selectDocument, stateOf, writeDocument, type DocumentRow } from './document-store.ts';
 import { decideWrite, documentOf, type WriteCommand } from './document-writes.ts';
-import { alreadyExists, DEFAULT_MAX_DOCUMENT_BYTES, documentEntity, type DocumentKey, type DocumentService, type SyncDocument } from './documents.ts';
+import {
+  alreadyExists,
+  DEFAULT_MAX_DOCUMENT_BYTES,
+  documentEntity,
+  type DocumentKey,
+  type DocumentService,
+  type DocumentSnapshot,
+  type SyncDocument,
+} from './documents.ts';
 
 export interface PostgresDocumentServiceOptions {
   readonly db: Database;
@@ -36,26 +44,33 @@ export function createPostgresDocumentService(options: PostgresDocumentServiceOp
       change = await db.transaction(async (tx) => {
         const row = await lockDocument(tx, key);
         const decided = decideWrite(key, row && stateOf(row), command, maxBytes, new Date());
-        // Nothing written: there was no row to lock, and a concurrent creation inserted it first.
-        if ((await writeDocument(tx, key, decided.after, undefined)) === undefined) throw alreadyExists(undefined);
+        // Nothing written: there was no row to lock, and a concurrent creation inserted it first
+        // (committed: this statement waited for it, and the next one sees it).
+        if ((await writeDocument(tx, key, decided.after, undefined)) === undefined) throw alreadyExists((await selectDocument(tx, key))?.revision);
         slot = publishTurns.reserve([documentEntity(key)]);
         return decided;
       });
     } catch (error) {
       slot?.cancel();
       // Two creations of a new id raced; the other one's insert committed first.
-      if (sqlStateOf(error) === SqlState.UNIQUE_VIOLATION) throw alreadyExists(undefined);
+      if (sqlStateOf(error) === SqlState.UNIQUE_VIOLATION) throw alreadyExists(await currentRevision(key));
       throw error;
     }
     await events.publish(key, change, slot);
     return documentOf(key, change);
   };
 
+  /** The revision a refused creation reports, when it can be read. */
+  const currentRevision = async (key: DocumentKey): Promise<number | undefined> => (await selectDocument(db, key).catch(() => undefined))?.revision;
+
+  const snapshot = async (key: DocumentKey): Promise<DocumentSnapshot> => {
+    const row = await selectDocument(db, key);
+    return { revision: row?.revision ?? 0, document: row && !row.deleted ? toDocument(key.service, row) : undefined };
+  };
+
   return {
-    async get(key) {
-      const row = await selectDocument(db, key);
-      return row && !row.deleted ? toDocument(key.service, row) : undefined;
-    },
+    get: async (key) => (await snapshot(key)).document,
+    snapshot,
 
     list: (scope, service, page) => listDocuments(db, scope, service, page),
 

@@ -45,12 +45,17 @@ const DocumentConnection = builder.objectRef<DocumentPage>('DocumentConnection')
   }),
 });
 
+const expectedRevision = 'Fails with CONFLICT (and `extensions.currentRevision`) unless the document is at this revision.';
+const documentId =
+  'Up to 128 letters, digits and _ . : -, and short enough for the topic `sync.{service}.doc.{id}` to fit in 200 characters (any id of up to 127 does); a longer one is BAD_USER_INPUT.';
+const documentData = 'A JSON object of at most 256 KiB (as JSON); a larger document is BAD_USER_INPUT.';
+
 builder.queryFields((t) => ({
   document: t.field({
     type: Document,
     nullable: true,
     description: 'A document, or null when there is none. Needs `sync.{service}.read`.',
-    args: { service: t.arg.string({ required: true }), id: t.arg.id({ required: true }) },
+    args: { service: t.arg.string({ required: true }), id: t.arg.id({ required: true, description: documentId }) },
     resolve: (_root, args, context) => resolvers.getDocument(context, { service: args.service, id: String(args.id) }),
   }),
   documents: t.field({
@@ -61,13 +66,15 @@ builder.queryFields((t) => ({
   }),
 }));
 
-const expectedRevision = 'Fails with CONFLICT (and `extensions.currentRevision`) unless the document is at this revision.';
-
 builder.mutationFields((t) => ({
   createDocument: t.field({
     type: Document,
     description: 'Creates a document at revision 1 (an id is generated when none is given). CONFLICT when the id exists. Needs `sync.{service}.write`.',
-    args: { service: t.arg.string({ required: true }), id: t.arg.id(), data: t.arg({ type: 'JSON', required: true }) },
+    args: {
+      service: t.arg.string({ required: true }),
+      id: t.arg.id({ description: documentId }),
+      data: t.arg({ type: 'JSON', required: true, description: documentData }),
+    },
     resolve: (_root, args, context) =>
       resolvers.createDocument(context, { service: args.service, id: args.id == null ? null : String(args.id), data: args.data }),
   }),
@@ -76,8 +83,8 @@ builder.mutationFields((t) => ({
     description: 'Replaces the data of a document.',
     args: {
       service: t.arg.string({ required: true }),
-      id: t.arg.id({ required: true }),
-      data: t.arg({ type: 'JSON', required: true }),
+      id: t.arg.id({ required: true, description: documentId }),
+      data: t.arg({ type: 'JSON', required: true, description: documentData }),
       expectedRevision: t.arg.int({ description: expectedRevision }),
     },
     resolve: (_root, args, context) => resolvers.replaceDocument(context, { ...args, id: String(args.id) }),
@@ -87,8 +94,8 @@ builder.mutationFields((t) => ({
     description: 'Deep-merges a JSON Merge Patch (RFC 7386) into a document: `null` removes a key.',
     args: {
       service: t.arg.string({ required: true }),
-      id: t.arg.id({ required: true }),
-      patch: t.arg({ type: 'JSON', required: true }),
+      id: t.arg.id({ required: true, description: documentId }),
+      patch: t.arg({ type: 'JSON', required: true, description: 'The merged document must fit the limit of `data`; BAD_USER_INPUT on `patch` otherwise.' }),
       expectedRevision: t.arg.int({ description: expectedRevision }),
     },
     resolve: (_root, args, context) => resolvers.mergeDocument(context, { ...args, id: String(args.id) }),
@@ -98,7 +105,7 @@ builder.mutationFields((t) => ({
     description: 'Deletes a document; returns it as it was, with the revision of the deletion.',
     args: {
       service: t.arg.string({ required: true }),
-      id: t.arg.id({ required: true }),
+      id: t.arg.id({ required: true, description: documentId }),
       expectedRevision: t.arg.int({ description: expectedRevision }),
     },
     resolve: (_root, args, context) => resolvers.deleteDocument(context, { ...args, id: String(args.id) }),
@@ -107,7 +114,10 @@ builder.mutationFields((t) => ({
 
 const DocumentOperation = builder.enumType('DocumentOperation', {
   values: {
-    SNAPSHOT: { value: 'sync.snapshot', description: 'The first message: the document as it is (revision 0 and no data when it does not exist).' },
+    SNAPSHOT: {
+      value: 'sync.snapshot',
+      description: 'The first message: the document as it is (no data when it does not exist: revision 0, or the revision of its deletion).',
+    },
     CREATED: { value: 'sync.created' },
     UPDATED: { value: 'sync.updated' },
     DELETED: { value: 'sync.deleted' },
@@ -143,7 +153,7 @@ builder.subscriptionField('document', (t) =>
       'A live document: first its snapshot (revision R), then every change after R, in revision order, with nothing lost or repeated in between — even under concurrent writes. Needs `sync.{service}.read`; without it the subscription stays silent.',
     args: {
       service: t.arg.string({ required: true }),
-      id: t.arg.id({ required: true }),
+      id: t.arg.id({ required: true, description: documentId }),
       returnMode: t.arg({ type: ReturnMode, defaultValue: 'FULL' }),
     },
     subscribe: (_root, args, context) => resolvers.subscribeDocument(context, { service: args.service, id: String(args.id) }),
