@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { createCdcService, type CdcService, type WalOutboxCatalog } from '../pipeline/cdc/cdc-service.ts';
 import { createCdcStore, type CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import { createSourceConnections } from '../pipeline/cdc/wal/source-connections.ts';
-import { listOutboxSources, saveOutboxRate, saveOutboxReport } from '../pipeline/outbox/outbox-store.ts';
+import { listOutboxSources, saveOutboxError, saveOutboxRate, saveOutboxReport } from '../pipeline/outbox/outbox-store.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
@@ -33,9 +33,12 @@ export async function startCdc({ config, clients, metrics, logger }: StartContex
           maxPayloadBytes: config.events.maxPayloadBytes,
         }));
     },
-    async report({ binding, pending = null, oldestPendingSeconds = null, dead = null, routed, lastError }, seconds) {
+    async report({ binding, pending, oldestPendingSeconds = null, dead, routed, lastError }, seconds) {
       const source = { ...binding.scope, outboxId: binding.outboxId };
-      await saveOutboxReport(clients.db, source, { pending, oldestPendingSeconds, dead, lastError });
+      // The reader hands its last figures along with an error (the outbox unreadable, the reader
+      // not started, the catch-up failing): saved as measured now, they would hide a growing backlog.
+      if (lastError !== null) await saveOutboxError(clients.db, source, lastError);
+      else if (pending !== undefined && dead !== undefined) await saveOutboxReport(clients.db, source, { pending, oldestPendingSeconds, dead, lastError });
       await saveOutboxRate(clients.db, binding.outboxId, reporter, seconds > 0 ? routed / seconds : 0);
     },
     retentionMs: config.outbox.retentionMs,

@@ -10,8 +10,8 @@ import type pg from 'pg';
 import type { Database } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics, OutboxSample } from '../metrics.ts';
-import { createOutboxPoller, type OutboxPoller } from '../pipeline/outbox/outbox-poller.ts';
-import { listOutboxSources, saveOutboxRate, saveOutboxReport, type OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
+import { createOutboxPoller, type OutboxPoller, type OutboxPollerStatus } from '../pipeline/outbox/outbox-poller.ts';
+import { listOutboxSources, saveOutboxError, saveOutboxRate, saveOutboxReport, type OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 
 export interface OutboxPollersOptions {
@@ -45,7 +45,7 @@ interface Running {
   readonly poller: OutboxPoller;
   /** Rows routed since the last report. */
   readonly counts: { routed: number };
-  /** What the outbox's database last answered; kept while it cannot be reached. */
+  /** What the outbox's database last answered (for `/metrics`); kept while it cannot be reached. */
   last: { readonly pending: number; readonly oldestPendingSeconds: number | null; readonly dead: number } | undefined;
   /** `app/env`, the metrics' label. */
   readonly name: string;
@@ -100,16 +100,22 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
   const report = async (entry: Running, seconds: number): Promise<void> => {
     const routedPerSecond = seconds > 0 ? entry.counts.routed / seconds : 0;
     entry.counts.routed = 0;
-    let lastError: string | null;
+    let measured: OutboxPollerStatus | undefined;
+    let failure = '';
     try {
-      const { pending, oldestPendingSeconds, dead, lastError: pollError } = await entry.poller.status();
-      entry.last = { pending, oldestPendingSeconds, dead };
-      lastError = pollError;
+      measured = await entry.poller.status();
     } catch (error) {
-      lastError = error instanceof Error ? error.message : String(error);
+      failure = error instanceof Error ? error.message : String(error);
     }
-    const { pending = null, oldestPendingSeconds = null, dead = null } = entry.last ?? {};
-    await saveOutboxReport(options.db, entry.source, { pending, oldestPendingSeconds, dead, lastError });
+    if (measured) {
+      const { pending, oldestPendingSeconds, dead } = measured;
+      entry.last = { pending, oldestPendingSeconds, dead };
+      await saveOutboxReport(options.db, entry.source, measured);
+    } else {
+      // Not measured: only the error is saved. Re-reporting `last` (or nothing) as fresh would keep a
+      // backlog alert quiet, or resolve it, while nobody can read the outbox.
+      await saveOutboxError(options.db, entry.source, failure);
+    }
     await saveOutboxRate(options.db, entry.source.outboxId, reporter, routedPerSecond);
   };
 

@@ -595,6 +595,7 @@ export type OutboxStatus = {
   /** Rows set aside (dead_reason) because they can never be routed. */
   dead: Maybe<Scalars['Int']['output']>;
   host: Scalars['String']['output'];
+  /** The reader's last error (a poll that failed, an outbox it cannot read); null once it reads again. */
   lastError: Maybe<Scalars['String']['output']>;
   /** The mode in effect (WAL or POLL; AUTO is settled when the outbox is set). */
   mode: OutboxMode;
@@ -602,6 +603,7 @@ export type OutboxStatus = {
   oldestPendingSeconds: Maybe<Scalars['Float']['output']>;
   /** Rows not routed yet. */
   pending: Maybe<Scalars['Int']['output']>;
+  /** When the figures were measured; an outbox that cannot be read keeps its last ones (null: never measured). */
   reportedAt: Maybe<Scalars['DateTime']['output']>;
   requestedMode: OutboxMode;
   /** Rows without a tenant are set aside as dead. */

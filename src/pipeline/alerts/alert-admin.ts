@@ -11,7 +11,7 @@ import type { EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
 import { announcePending } from './alert-announcer.ts';
 import type { AlertState, Severity } from './alert-rule.ts';
-import { acknowledgeAlert, getAlert, listAlerts, type AlertRecord } from './alert-store.ts';
+import { acknowledgeAlert, getAlert, listAlerts, type AlertPosition, type AlertRecord } from './alert-store.ts';
 
 export interface AlertQuery {
   readonly states?: readonly AlertState[] | undefined;
@@ -61,9 +61,9 @@ export function createAlertAdmin(options: { readonly db: Database; readonly rout
         after: query.after === undefined ? undefined : decodeCursor(query.after),
         limit: first + 1,
       });
-      const nodes = rows.slice(0, first);
-      const last = nodes.at(-1);
-      return { nodes, endCursor: last ? encodeCursor(last) : null, hasNextPage: rows.length > first };
+      const page = rows.slice(0, first);
+      const last = page.at(-1);
+      return { nodes: page.map((row) => row.alert), endCursor: last ? encodeCursor(last.position) : null, hasNextPage: rows.length > first };
     },
 
     async acknowledge(scope, id, by) {
@@ -85,12 +85,34 @@ export function createAlertAdmin(options: { readonly db: Database; readonly rout
   };
 }
 
-/** A cursor is the last alert's id (ids are opaque already; a listing resumes after that row's position). */
-function encodeCursor(alert: AlertRecord): string {
-  return alert.id;
+/**
+ * A cursor is the last alert's position (its last firing to the microsecond, and its id), not the
+ * alert: the alert may fire again before the next page is asked for, which would move it to the top
+ * and make that page repeat this one.
+ */
+function encodeCursor(position: AlertPosition): string {
+  return Buffer.from(JSON.stringify([position.lastFiredAt, position.id])).toString('base64url');
 }
 
-function decodeCursor(cursor: string): string {
-  if (/^alrt_[A-Za-z0-9_-]{22}$/.test(cursor)) return cursor;
+const FIRED_AT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+const ALERT_ID = /^alrt_[A-Za-z0-9_-]{22}$/;
+
+function decodeCursor(cursor: string): AlertPosition {
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    decoded = undefined;
+  }
+  if (Array.isArray(decoded) && decoded.length === 2) {
+    const [lastFiredAt, id] = decoded as unknown[];
+    if (typeof lastFiredAt === 'string' && typeof id === 'string' && FIRED_AT.test(lastFiredAt) && ALERT_ID.test(id) && isRealTime(lastFiredAt)) return { lastFiredAt, id };
+  }
   throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'after must be an endCursor of this listing', { details: { field: 'after' } });
+}
+
+/** Whether the time exists (no 30 February, no hour 24): Postgres would refuse it. */
+function isRealTime(text: string): boolean {
+  const ms = Date.parse(text);
+  return !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 19) === text.slice(0, 19);
 }

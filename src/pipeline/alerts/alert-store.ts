@@ -188,22 +188,41 @@ export interface AlertFilter {
   readonly tenant: string | undefined;
   readonly states: readonly AlertState[] | undefined;
   readonly severities: readonly Severity[] | undefined;
-  /** Strictly after this alert's position in the listing (newest fired first). */
-  readonly after: string | undefined;
+  /** Strictly after this position in the listing (newest fired first). */
+  readonly after: AlertPosition | undefined;
   readonly limit: number;
 }
 
-/** An environment's alerts, the most recently fired first. */
-export async function listAlerts(db: Queryable, filter: AlertFilter): Promise<AlertRecord[]> {
-  const { rows } = await db.query<AlertRow>(
-    `SELECT ${ALERT_COLUMNS} FROM alerts
+/**
+ * Where an alert was in the listing when it was read: its last firing and its id. A page resumes
+ * after the position, not after the alert, which moves to the top when it fires again.
+ */
+export interface AlertPosition {
+  /** `last_fired_at` in UTC to the microsecond, `YYYY-MM-DDTHH:MM:SS.ffffffZ` (a Date keeps milliseconds only). */
+  readonly lastFiredAt: string;
+  readonly id: string;
+}
+
+/** An environment's alerts, the most recently fired first, each with its position. */
+export async function listAlerts(db: Queryable, filter: AlertFilter): Promise<{ alert: AlertRecord; position: AlertPosition }[]> {
+  const { rows } = await db.query<AlertRow & { position: string }>(
+    `SELECT ${ALERT_COLUMNS}, to_char(last_fired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position FROM alerts
      WHERE app = $1 AND env = $2 AND ($3::text IS NULL OR tenant = $3)
        AND ($4::text[] IS NULL OR state = ANY($4)) AND ($5::text[] IS NULL OR severity = ANY($5))
-       AND ($6::text IS NULL OR (last_fired_at, id) < (SELECT a.last_fired_at, a.id FROM alerts a WHERE a.id = $6))
-     ORDER BY last_fired_at DESC, id DESC LIMIT $7`,
-    [filter.app, filter.env, filter.tenant ?? null, filter.states ?? null, filter.severities ?? null, filter.after ?? null, filter.limit],
+       AND ($6::timestamptz IS NULL OR (last_fired_at, id) < ($6::timestamptz, $7::text))
+     ORDER BY last_fired_at DESC, id DESC LIMIT $8`,
+    [
+      filter.app,
+      filter.env,
+      filter.tenant ?? null,
+      filter.states ?? null,
+      filter.severities ?? null,
+      filter.after?.lastFiredAt ?? null,
+      filter.after?.id ?? null,
+      filter.limit,
+    ],
   );
-  return rows.map(toAlert);
+  return rows.map((row) => ({ alert: toAlert(row), position: { lastFiredAt: row.position, id: row.id } }));
 }
 
 /** A change not announced yet: the alert as that change left it (`lastChange` is the change). */

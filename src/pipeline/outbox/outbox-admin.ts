@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Scope } from '../scope.ts';
-import { DEFAULT_OUTBOX_TABLE, outboxTable, outboxTableDdl } from './outbox-sql.ts';
+import { DEFAULT_OUTBOX_TABLE, missingColumns, missingPrivileges, outboxTable, outboxTableDdl, tableExists, type OutboxTable } from './outbox-sql.ts';
 import { getOutboxSource, removeOutboxSource, saveOutboxSource, type OutboxReadMode, type OutboxRequestedMode, type OutboxSourceView } from './outbox-store.ts';
 
 /** Opens a pool on an application's database; the caller ends it. */
@@ -52,14 +52,17 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
       const pool = options.connect(input.databaseUrl);
       let readMode: OutboxReadMode;
       try {
-        if (input.createTable === true) await pool.query(outboxTableDdl(table));
-        const { rows } = await pool.query<{ found: string | null }>('SELECT to_regclass($1)::text AS found', [table.sql]);
-        if (rows[0]?.found == null) {
+        const existed = await tableExists(pool, table);
+        if (!existed && input.createTable !== true) {
           throw new TributaryError(ErrorCode.BAD_USER_INPUT, `The table ${table.name} does not exist in that database; pass createTable: true, or create it with the DDL of npm run outbox:sql`, {
             details: { field: 'table' },
           });
         }
+        // Before the DDL: its indexes would fail on a table that is not an outbox, blamed on the database.
+        if (existed) await assertOutboxColumns(pool, table);
+        if (input.createTable === true) await pool.query(outboxTableDdl(table));
         readMode = await resolveMode(pool, requestedMode, options.checkReplication);
+        if (readMode === 'POLL') await assertPollPrivileges(pool, table);
       } catch (error) {
         if (isTributaryError(error)) throw error;
         throw new TributaryError(ErrorCode.BAD_USER_INPUT, `The outbox database could not be used: ${error instanceof Error ? error.message : String(error)}`, {
@@ -82,6 +85,30 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
     removeSource: (scope) => removeOutboxSource(db, scope.app, scope.env),
     getSource: (scope) => getOutboxSource(db, scope.app, scope.env),
   };
+}
+
+/** An existing table that lacks a column of the outbox would fail every read of it: refused now, naming what is missing. */
+async function assertOutboxColumns(pool: pg.Pool, table: OutboxTable): Promise<void> {
+  const missing = await missingColumns(pool, table);
+  if (missing.length === 0) return;
+  throw new TributaryError(
+    ErrorCode.BAD_USER_INPUT,
+    `The table ${table.name} is not an outbox: it has no column ${missing.join(', ')}; create the outbox with the DDL of npm run outbox:sql`,
+    { details: { field: 'table' } },
+  );
+}
+
+/** What the pollers do to the table: claim rows (SELECT … FOR UPDATE), mark them, delete old ones. */
+const POLL_PRIVILEGES = ['SELECT', 'UPDATE', 'DELETE'];
+
+async function assertPollPrivileges(pool: pg.Pool, table: OutboxTable): Promise<void> {
+  const missing = await missingPrivileges(pool, table, POLL_PRIVILEGES);
+  if (missing.length === 0) return;
+  throw new TributaryError(
+    ErrorCode.BAD_USER_INPUT,
+    `The role of that database URL lacks ${missing.join(', ')} on the table ${table.name}; POLL mode needs ${POLL_PRIVILEGES.join(', ')} on it`,
+    { details: { field: 'table' } },
+  );
 }
 
 /** AUTO is WAL when the database lets this role replicate, POLL otherwise; WAL asked for and impossible says why. */

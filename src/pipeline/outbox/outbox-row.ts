@@ -6,6 +6,7 @@
 import type { EventOperation, RawEventInput } from '../events/envelope.ts';
 import { isJsonObject } from '../events/json.ts';
 import { outboxEvent } from '../events/outbox-event.ts';
+import { isSystemTopic } from '../events/system-topics.ts';
 import { assertName, MAX_ENTITY_BYTES, MAX_TENANT_LENGTH } from '../names.ts';
 
 /** A row as read from the table or decoded from the WAL; everything that is validated is untyped. */
@@ -33,7 +34,6 @@ export interface OutboxRules {
   readonly requireTenant: boolean;
 }
 
-const MAX_EVENT_TYPE_LENGTH = 200;
 const OPERATIONS: ReadonlySet<string> = new Set<EventOperation>(['insert', 'update', 'delete']);
 
 /**
@@ -44,9 +44,13 @@ export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInpu
   const { payload, operation, tenant, entity, table_name: table } = row;
   if (!isJsonObject(payload)) return 'payload is not a JSON object';
   if (Buffer.byteLength(JSON.stringify(payload)) > rules.maxPayloadBytes) return `payload over ${rules.maxPayloadBytes} bytes`;
-  if (typeof row.topic !== 'string' || !isValidName(row.topic)) return 'invalid topic name';
+  if (typeof row.topic !== 'string' || !isValidName('topic', row.topic)) return 'invalid topic name';
+  // As `publish` refuses them: subscribers and webhook endpoints trust what arrives on Tributary's
+  // own topics (an env-wide endpoint relaying system.alerts to a pager), so no row may forge one.
+  if (isSystemTopic(row.topic)) return "topic is one of Tributary's own";
   const type = row.event_type;
-  if (typeof type !== 'string' || type.length === 0 || type.length > MAX_EVENT_TYPE_LENGTH) return 'invalid event_type';
+  // The name rule of `publish`'s type (1–200 characters of letters, digits and _ . : / -).
+  if (typeof type !== 'string' || !isValidName('type', type)) return 'invalid event_type';
   if (tenant !== null && typeof tenant !== 'string') return 'invalid tenant';
   if (tenant === '') return 'tenant is empty';
   if (tenant === null && rules.requireTenant) return 'tenant missing';
@@ -70,9 +74,9 @@ export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInpu
   });
 }
 
-function isValidName(topic: string): boolean {
+function isValidName(kind: 'topic' | 'type', name: string): boolean {
   try {
-    assertName('topic', topic);
+    assertName(kind, name);
     return true;
   } catch {
     return false;

@@ -6,6 +6,7 @@
  * choose (`name` or `schema.name`). It is validated once with a strict pattern and always quoted,
  * so a table name can never become SQL.
  */
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { OutboxRow } from './outbox-row.ts';
@@ -19,7 +20,7 @@ export interface OutboxTable {
   readonly name: string;
   /** Quoted for SQL, e.g. `"app"."event_outbox"`. */
   readonly sql: string;
-  /** The quoted bare name, for deriving index names. */
+  /** The bare name, unquoted, for deriving index names. */
   readonly bare: string;
 }
 
@@ -51,8 +52,7 @@ export function outboxTable(name: string): OutboxTable {
  * count is slower); its operator adds it with CREATE INDEX CONCURRENTLY (README, "The outbox").
  */
 export function outboxTableDdl(table: OutboxTable): string {
-  // Index names are per schema, so the bare table name is enough to keep two outboxes apart.
-  const index = (suffix: string) => `"${table.bare}_${suffix}"`;
+  const index = (suffix: string) => `"${indexName(table.bare, suffix)}"`;
   // The quoted name is validated (outboxTable): safe inside a string literal.
   return `DO $outbox$
 BEGIN
@@ -81,6 +81,69 @@ CREATE INDEX IF NOT EXISTS ${index('pending_idx')} ON ${table.sql} (id) WHERE pr
 -- The retention sweep: processed rows by age.
 CREATE INDEX IF NOT EXISTS ${index('processed_idx')} ON ${table.sql} (processed_at);
 `;
+}
+
+/** The columns every statement here reads or writes: what makes a table an outbox. */
+export const OUTBOX_COLUMNS: readonly string[] = [
+  'id',
+  'topic',
+  'event_type',
+  'payload',
+  'tenant',
+  'entity',
+  'table_name',
+  'operation',
+  'created_at',
+  'processed_at',
+  'dead_reason',
+];
+
+/** Whether the table exists (the connecting role's search path resolves an unqualified name). */
+export async function tableExists(db: Queryable, table: OutboxTable): Promise<boolean> {
+  const { rows } = await db.query<{ found: string | null }>('SELECT to_regclass($1)::text AS found', [table.sql]);
+  return rows[0]?.found != null;
+}
+
+/** Of `OUTBOX_COLUMNS`, those the existing table lacks, in that order. */
+export async function missingColumns(db: Queryable, table: OutboxTable): Promise<string[]> {
+  const { rows } = await db.query<{ name: string }>(
+    `SELECT c.name FROM unnest($2::text[]) WITH ORDINALITY AS c(name, n)
+      WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                         WHERE a.attrelid = to_regclass($1) AND a.attname = c.name AND a.attnum > 0 AND NOT a.attisdropped)
+      ORDER BY c.n`,
+    [table.sql, OUTBOX_COLUMNS],
+  );
+  return rows.map((row) => row.name);
+}
+
+/**
+ * Of `privileges` (SELECT, UPDATE, DELETE, …), those the connecting role lacks on the table. Asked
+ * one at a time: `has_table_privilege` with a list says whether *any* of them is held.
+ */
+export async function missingPrivileges(db: Queryable, table: OutboxTable, privileges: readonly string[]): Promise<string[]> {
+  const { rows } = await db.query<{ privilege: string }>(
+    `SELECT p.privilege FROM unnest($2::text[]) WITH ORDINALITY AS p(privilege, n)
+      WHERE NOT has_table_privilege(to_regclass($1), p.privilege) ORDER BY p.n`,
+    [table.sql, privileges],
+  );
+  return rows.map((row) => row.privilege);
+}
+
+/** Longest identifier Postgres keeps (NAMEDATALEN - 1), in bytes; the names here are ASCII. */
+const MAX_IDENTIFIER = 63;
+
+/**
+ * `<bare>_<suffix>`, or for a name too long for that, its first characters, a hash of the whole
+ * and the suffix. Postgres truncates a longer identifier to 63 bytes: `_pending_idx` and
+ * `_processed_idx` would truncate to one name (or, at 63 characters, to the table's), and
+ * `CREATE INDEX IF NOT EXISTS` would then skip the index with a mere NOTICE. Index names are per
+ * schema, so the bare table name is enough to keep two outboxes apart.
+ */
+export function indexName(bare: string, suffix: string): string {
+  const plain = `${bare}_${suffix}`;
+  if (plain.length <= MAX_IDENTIFIER) return plain;
+  const hash = createHash('sha256').update(bare).digest('hex').slice(0, 8);
+  return `${bare.slice(0, MAX_IDENTIFIER - suffix.length - hash.length - 2)}_${hash}_${suffix}`;
 }
 
 /** The partition a row belongs to: one entity is always in one partition (rows without one spread by id). */

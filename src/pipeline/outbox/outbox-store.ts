@@ -33,9 +33,20 @@ export interface OutboxReport {
   readonly lastError: string | null;
 }
 
+/** What a reader measured just now: the figures, and the reader's last error (a poll that failed). */
+export interface OutboxMeasurement {
+  readonly pending: number;
+  readonly oldestPendingSeconds: number | null;
+  readonly dead: number;
+  readonly lastError: string | null;
+}
+
 export interface OutboxSourceView extends OutboxSourceRecord {
-  /** Absent until a reader reported once. */
-  readonly report: (OutboxReport & { readonly reportedAt: Date; readonly routedPerSecond: number }) | undefined;
+  /**
+   * Absent until a reader reported once. `reportedAt` is when the figures were measured (null:
+   * never), not when the reader last wrote: a reader that cannot measure writes its error alone.
+   */
+  readonly report: (OutboxReport & { readonly reportedAt: Date | null; readonly routedPerSecond: number }) | undefined;
 }
 
 /** A rate older than this no longer counts (its process stopped or lost the outbox), in seconds. */
@@ -77,7 +88,7 @@ function viewOf(row: Row): OutboxSourceView {
     requireTenant: row.require_tenant,
     updatedAt: row.updated_at,
     report:
-      reportedAt === null
+      reportedAt === null && row.last_error === null
         ? undefined
         : {
             pending: row.pending,
@@ -130,13 +141,25 @@ export async function removeOutboxSource(db: Database, app: string, env: string)
   return rowCount > 0;
 }
 
-/** The reader's figures for the outbox it reads (kept only while the source still points where it read). */
-export async function saveOutboxReport(db: Database, source: Pick<OutboxSourceRecord, 'app' | 'env' | 'outboxId'>, report: OutboxReport): Promise<void> {
+/**
+ * The figures the reader just measured of the outbox it reads, and its last error (kept only while
+ * the source still points where it read); `reported_at` is when they were measured.
+ */
+export async function saveOutboxReport(db: Database, source: Pick<OutboxSourceRecord, 'app' | 'env' | 'outboxId'>, report: OutboxMeasurement): Promise<void> {
   await db.query(
     `UPDATE outbox_sources SET pending = $4, oldest_pending_seconds = $5, dead = $6, last_error = $7, reported_at = now()
      WHERE app = $1 AND env = $2 AND outbox_id = $3`,
     [source.app, source.env, source.outboxId, report.pending, report.oldestPendingSeconds, report.dead, report.lastError],
   );
+}
+
+/**
+ * The reader could not measure the outbox: its error is saved, and the figures stay as they were
+ * last measured, with their time. Written as fresh, they would hide a backlog that grows while
+ * nobody can read it (`outbox.backlog_age`) and overwrite another reader's real figures.
+ */
+export async function saveOutboxError(db: Database, source: Pick<OutboxSourceRecord, 'app' | 'env' | 'outboxId'>, lastError: string): Promise<void> {
+  await db.query('UPDATE outbox_sources SET last_error = $4 WHERE app = $1 AND env = $2 AND outbox_id = $3', [source.app, source.env, source.outboxId, lastError]);
 }
 
 /** One process's routing rate for an outbox; the status sums the fresh ones. Stale rates of any outbox are removed on the way. */

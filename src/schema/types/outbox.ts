@@ -24,8 +24,13 @@ const OutboxStatus = builder.objectRef<OutboxSourceAnswer>('OutboxStatus').imple
     oldestPendingSeconds: t.float({ nullable: true, description: 'Age of the oldest pending row, in s.', resolve: (answer) => answer.source.report?.oldestPendingSeconds ?? null }),
     routedPerSecond: t.float({ nullable: true, description: 'Rows routed per second over the last report period, summed over the processes reading the outbox.', resolve: (answer) => answer.source.report?.routedPerSecond ?? null }),
     dead: t.int({ nullable: true, description: 'Rows set aside (dead_reason) because they can never be routed.', resolve: (answer) => answer.source.report?.dead ?? null }),
-    lastError: t.string({ nullable: true, resolve: (answer) => answer.source.report?.lastError ?? null }),
-    reportedAt: t.field({ type: 'DateTime', nullable: true, resolve: (answer) => answer.source.report?.reportedAt ?? null }),
+    lastError: t.string({ nullable: true, description: "The reader's last error (a poll that failed, an outbox it cannot read); null once it reads again.", resolve: (answer) => answer.source.report?.lastError ?? null }),
+    reportedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the figures were measured; an outbox that cannot be read keeps its last ones (null: never measured).',
+      resolve: (answer) => answer.source.report?.reportedAt ?? null,
+    }),
   }),
 });
 

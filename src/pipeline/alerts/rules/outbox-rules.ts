@@ -1,7 +1,10 @@
 /**
  * `outbox.backlog_age`: an environment's outbox has rows waiting longer than allowed (warning).
- * Read from what the outbox's reader (a poller, or the CDC leader in WAL mode) last reported in
- * `outbox_sources`; a report older than the window is unknown (nobody is reading it to say). An
+ * Read from the figures the outbox's reader (a poller, or the CDC leader in WAL mode) last measured
+ * in `outbox_sources`: a reader that cannot measure them keeps only its error there, so
+ * `reported_at` is when they were measured. Figures measured within the window are judged; older
+ * ones are unknown (nobody is reading the outbox to say), unless the reader said why it cannot
+ * read it: an outbox unreadable for longer than the window is bad (nobody routes its rows). An
  * outbox source removed (its row deleted) is gone: its alert resolves.
  */
 import type { Queryable } from '../../../db/database.ts';
@@ -15,13 +18,40 @@ export function judgeBacklogAge(oldestPendingSeconds: number | null, maxSeconds:
   return { kind: 'good', value: age };
 }
 
+/** One outbox's row as the rule reads it (a type, not an interface: a query's row type). */
+export type OutboxFiguresRow = {
+  /** Null: never measured (a row written by an earlier version while its outbox could not be read). */
+  readonly pending: number | null;
+  readonly oldest_pending_seconds: number | null;
+  readonly last_error: string | null;
+  /** Whether the figures were measured within the window. */
+  readonly fresh: boolean | null;
+  /** Seconds since the figures were measured (or, never measured, since the source was set). */
+  readonly unmeasured_seconds: number;
+};
+
+/** Judges an outbox's figures, fresh or not, and its reader's error: pure. */
+export function judgeOutbox(row: OutboxFiguresRow, maxSeconds: number): Verdict {
+  if (row.fresh === true) {
+    // A figure of age is a measurement; no figure at all is not one: neither good nor bad.
+    if (row.oldest_pending_seconds === null && row.pending === null) return { kind: 'unknown', reason: 'the outbox was not measured' };
+    return judgeBacklogAge(row.oldest_pending_seconds, maxSeconds);
+  }
+  if (row.last_error !== null) {
+    const seconds = row.unmeasured_seconds;
+    return { kind: 'bad', severity: 'warning', value: seconds, message: `the outbox cannot be read (nothing measured for ${Math.round(seconds)} s): ${row.last_error}` };
+  }
+  return { kind: 'unknown', reason: 'no recent report from its reader' };
+}
+
 export function outboxBacklogRule(db: Queryable, options: { readonly maxAgeSeconds: number }): AlertRule {
   return {
     name: 'outbox.backlog_age',
     description: 'Age of the oldest outbox row not routed yet, per outbox',
     async read({ windowMs }) {
-      const { rows } = await db.query<{ app: string; env: string; oldest_pending_seconds: number | null; fresh: boolean | null }>(
-        `SELECT app, env, oldest_pending_seconds, reported_at > now() - make_interval(secs => $1) AS fresh
+      const { rows } = await db.query<OutboxFiguresRow & { app: string; env: string }>(
+        `SELECT app, env, pending, oldest_pending_seconds, last_error, reported_at > now() - make_interval(secs => $1) AS fresh,
+                extract(epoch FROM now() - coalesce(reported_at, updated_at))::float8 AS unmeasured_seconds
          FROM outbox_sources ORDER BY app, env LIMIT $2`,
         [windowMs / 1000, MAX_READINGS_PER_RULE],
       );
@@ -29,7 +59,7 @@ export function outboxBacklogRule(db: Queryable, options: { readonly maxAgeSecon
         (row): Reading => ({
           subject: `outbox:${row.app}/${row.env}`,
           scope: { app: row.app, env: row.env, tenant: undefined },
-          verdict: row.fresh === true ? judgeBacklogAge(row.oldest_pending_seconds, options.maxAgeSeconds) : { kind: 'unknown', reason: 'no recent report from its reader' },
+          verdict: judgeOutbox(row, options.maxAgeSeconds),
         }),
       );
     },

@@ -1,0 +1,86 @@
+/**
+ * `setOutboxSource` checks the table it is pointed at, on a real application database: a table
+ * that is not an outbox (a business table, an outbox missing a column) is refused, even with
+ * `createTable: true`, and so is a POLL outbox the role cannot claim, mark and delete rows of —
+ * BAD_USER_INPUT on the field `table`, saying what is missing, and nothing saved. Otherwise every
+ * poll would fail, seen only in `outboxStatus.lastError`.
+ */
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { ErrorCode } from '../../src/errors.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createOutboxAdmin, type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
+import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
+import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
+import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
+
+const logger = createLogger({ level: 'silent' });
+const SCOPE = { app: 'app', env: 'env', tenant: undefined };
+
+async function setUp() {
+  const fixture = await createDeliveryFixture();
+  onTestFinished(() => fixture.dispose());
+  const appDb = await createTestDatabase();
+  const app = openTestPool(appDb.url);
+  const outbox = createOutboxAdmin({ db: fixture.db, connect: (url) => createOutboxPool(url, logger), checkReplication: async () => {} });
+  /** What `setSource` rejects with, or the saved source's table and mode. */
+  const set = async (input: SetOutboxSourceInput) => {
+    try {
+      const saved = await outbox.setSource(SCOPE, input);
+      return { saved: `${saved.table} ${saved.readMode}` };
+    } catch (error) {
+      return { refused: error };
+    }
+  };
+  return { appDb, app, outbox, set };
+}
+
+describe('setOutboxSource checks the table', () => {
+  it('refuses a table that is not an outbox, naming the columns it lacks, with or without createTable', async () => {
+    const { appDb, app, outbox, set } = await setUp();
+    await app.query('CREATE TABLE orders (id int PRIMARY KEY, total int, created_at timestamptz)');
+    for (const createTable of [false, true]) {
+      const { refused } = await set({ databaseUrl: appDb.url, table: 'orders', mode: 'POLL', createTable });
+      expect(refused).toMatchObject({ code: ErrorCode.BAD_USER_INPUT, details: { field: 'table' } });
+      expect((refused as Error).message).toContain('has no column topic, event_type, payload, tenant, entity, table_name, operation, processed_at, dead_reason');
+    }
+    expect(await outbox.getSource(SCOPE)).toBeUndefined();
+    // Nothing was built on it.
+    expect((await app.query("SELECT indexname FROM pg_indexes WHERE tablename = 'orders'")).rows).toEqual([{ indexname: 'orders_pkey' }]);
+  });
+
+  it('refuses an outbox missing one column, and takes it once the column is there', async () => {
+    const { appDb, app, set } = await setUp();
+    await app.query(outboxTableDdl(outboxTable('event_outbox')));
+    await app.query('ALTER TABLE event_outbox DROP COLUMN dead_reason');
+    const { refused } = await set({ databaseUrl: appDb.url, mode: 'POLL' });
+    expect(refused).toMatchObject({ code: ErrorCode.BAD_USER_INPUT, details: { field: 'table' } });
+    expect((refused as Error).message).toContain('has no column dead_reason;');
+
+    await app.query('ALTER TABLE event_outbox ADD COLUMN dead_reason text');
+    expect(await set({ databaseUrl: appDb.url, mode: 'POLL' })).toEqual({ saved: 'event_outbox POLL' });
+  });
+
+  it('refuses POLL mode for a role that cannot update and delete the outbox rows, and takes it once granted', async () => {
+    const { appDb, app, outbox, set } = await setUp();
+    await app.query(outboxTableDdl(outboxTable('event_outbox')));
+    const role = uniqueName('outbox_role');
+    await app.query(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
+    onTestFinished(async () => {
+      await app.query(`DROP OWNED BY ${role}`);
+      await app.query(`DROP ROLE ${role}`);
+    });
+    await app.query(`GRANT SELECT, INSERT ON event_outbox TO ${role}`);
+    const url = new URL(appDb.url);
+    url.username = role;
+    url.password = 'pw';
+
+    const { refused } = await set({ databaseUrl: url.toString(), mode: 'POLL' });
+    expect(refused).toMatchObject({ code: ErrorCode.BAD_USER_INPUT, details: { field: 'table' } });
+    expect((refused as Error).message).toContain('lacks UPDATE, DELETE on the table event_outbox');
+    expect(await outbox.getSource(SCOPE)).toBeUndefined();
+
+    await app.query(`GRANT UPDATE, DELETE ON event_outbox TO ${role}`);
+    expect(await set({ databaseUrl: url.toString(), mode: 'POLL' })).toEqual({ saved: 'event_outbox POLL' });
+  });
+});
