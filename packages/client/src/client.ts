@@ -40,8 +40,15 @@ export interface ClientOptions {
   readonly refreshBeforeExpiryMs?: number;
   /** Rows per `records` page when a live model reads its snapshot. @default 500 */
   readonly pageSize?: number;
-  /** Most records one live model holds. @default 100000 */
+  /** Most records one live model holds: a snapshot or a change taking it past this stops the model with an error. @default 100000 */
   readonly maxRecords?: number;
+  /**
+   * Open the socket at the first use — a subscription, a live model, a request or publish, a state
+   * listener, `reconnect()` — instead of at once. A client created during server rendering then
+   * opens nothing: the React hooks use it in effects only, which never run on the server. Until
+   * then `state` says `connecting`. @default false
+   */
+  readonly lazy?: boolean;
   /** Problems the client recovers from by itself (a failing `getToken`, a refused refresh), for logging. */
   readonly onError?: (error: unknown) => void;
 }
@@ -56,7 +63,7 @@ export interface TributaryClient {
   /** A live sync document: its snapshot, then every change. */
   subscribeDocument(service: string, id: string, options: SubscribeDocumentOptions): DocumentSubscription;
   /** A model's records, kept current: snapshot, then changes; shared per model and filter. */
-  liveModel<R extends ModelRecord = ModelRecord>(model: string, options?: LiveModelOptions<R>): LiveModel<R>;
+  liveModel<R extends object = ModelRecord>(model: string, options?: LiveModelOptions<R>): LiveModel<R>;
   /**
    * A query or mutation over the socket (waits for an acknowledged one). @throws
    * TributaryRequestError with the server's errors; SessionEndedError when the socket went before
@@ -90,6 +97,7 @@ export function createClient(options: ClientOptions): TributaryClient {
     pongTimeoutMs: options.pongTimeoutMs ?? 5_000,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 60_000,
+    lazy: options.lazy ?? false,
     onError: options.onError ?? (() => {}),
     reportHandlerError: handlerErrorReport(options.onError),
   });

@@ -23,7 +23,8 @@ export interface ConnectionStatus {
 
 export type ConnectionEvent =
   | { readonly type: 'acknowledged' }
-  | { readonly type: 'lost'; readonly code: number }
+  /** `disposition`: how the connection handles the close, when it is not what `closeDisposition(code)` says. */
+  | { readonly type: 'lost'; readonly code: number; readonly disposition?: CloseDisposition }
   | { readonly type: 'offline' }
   | { readonly type: 'online' }
   | { readonly type: 'resync-started' }
@@ -38,7 +39,9 @@ export type CloseDisposition = 'unauthorized' | 'new-token' | 'retry';
  * The server's close codes (its README, "Errors and close codes"): 4403 a token missing, invalid or
  * expired at `connection_init`; 4412 a refresh with another subject or tenant; 4401 an operation
  * before `connection_ack` (graphql-ws treats it as fatal too). 4419 is an expiry without a
- * refresh: reconnect at once with a token from `getToken`. Anything else — a restart (1001), a lost
+ * refresh: reconnect at once with a token from `getToken` (the connection retries a 4403 that
+ * refuses that same token again: an auth library whose clock runs behind still hands it out).
+ * Anything else — a restart (1001), a lost
  * network (1006), too many sockets of this principal (1013), a slow consumer (4008), a dead socket
  * we terminated (4499) — is retried with backoff.
  */
@@ -63,7 +66,7 @@ export function nextStatus(status: ConnectionStatus, event: ConnectionEvent): Co
       return { state: resyncs > 0 ? 'resyncing' : 'connected', resyncs };
     case 'lost':
       if (state === 'unauthorized') return status;
-      return { state: closeDisposition(event.code) === 'unauthorized' ? 'unauthorized' : 'reconnecting', resyncs };
+      return { state: (event.disposition ?? closeDisposition(event.code)) === 'unauthorized' ? 'unauthorized' : 'reconnecting', resyncs };
     case 'offline':
       return state === 'unauthorized' ? status : { state: 'offline', resyncs };
     case 'online':

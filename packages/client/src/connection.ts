@@ -12,7 +12,7 @@ import { backoffDelay, type BackoffOptions } from './backoff.ts';
 import { closeCodeOf, SessionEndedError } from './errors.ts';
 import { guardedWebSocket } from './guarded-websocket.ts';
 import type { HandlerErrorReport } from './handler-errors.ts';
-import { closeDisposition, INITIAL_STATUS, nextStatus, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
+import { closeDisposition, INITIAL_STATUS, nextStatus, type CloseDisposition, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
 import { TokenRefresh, unref, type GetToken } from './token-refresh.ts';
 import { installWakeTriggers, isOnline } from './wake-triggers.ts';
@@ -26,6 +26,8 @@ export interface ConnectionOptions {
   readonly pongTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly refreshBeforeExpiryMs: number;
+  /** @see ClientOptions.lazy */
+  readonly lazy: boolean;
   readonly onError: (error: unknown) => void;
   /** What an application's handler threw (`handler-errors.ts`). */
   readonly reportHandlerError: HandlerErrorReport;
@@ -61,6 +63,10 @@ export class Connection {
   /** Failed attempts since the last acknowledged socket: the backoff's exponent. */
   #failures = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The first attempt was made (at once, or at the first use of a lazy connection). */
+  #started = false;
+  /** The token of the last socket the server closed as expired (4419), until a socket is acknowledged. */
+  #expiredToken: string | undefined;
 
   constructor(options: ConnectionOptions) {
     this.#options = options;
@@ -71,7 +77,7 @@ export class Connection {
         if (this.#attempt?.session === undefined) this.#dispatch({ type: 'offline' });
       },
     });
-    this.#connect();
+    if (!options.lazy) this.#start();
   }
 
   get state(): ConnectionState {
@@ -88,13 +94,16 @@ export class Connection {
     return this.#attempt?.session;
   }
 
+  /** A state listener counts as a use: a lazy connection starts. */
   onStateChange(listener: (state: ConnectionState) => void): () => void {
+    this.#start();
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
 
   /** Runs `user.attach` on the current socket (if acknowledged) and on every later one. */
   use(user: SessionUser): () => void {
+    this.#start();
     this.#users.add(user);
     const session = this.session;
     if (session) user.attach(session);
@@ -117,6 +126,8 @@ export class Connection {
     if (this.#status.state === 'closed') return;
     this.#dropAttempt(true);
     this.#failures = 0;
+    this.#expiredToken = undefined;
+    this.#started = true;
     this.#dispatch({ type: 'reconnect' });
     this.#connect();
   }
@@ -131,8 +142,18 @@ export class Connection {
     this.#dispatch({ type: 'close' });
     this.#removeWakeTriggers();
     this.#dropAttempt(true);
+    // Waiting to reconnect there is no attempt to drop, only the backoff's timer: it must not keep Node up.
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
     this.#users.clear();
     this.#listeners.clear();
+  }
+
+  /** The first attempt, once (a lazy connection: at its first use). */
+  #start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.#connect();
   }
 
   #connect(): void {
@@ -193,6 +214,7 @@ export class Connection {
     if (attempt !== this.#attempt) return;
     clearTimeout(attempt.connectTimer);
     this.#failures = 0;
+    this.#expiredToken = undefined;
     const session = new Session(attempt.client, attempt.controller.signal, this.#options.reportHandlerError);
     attempt.session = session;
     this.#dispatch({ type: 'acknowledged' });
@@ -207,16 +229,30 @@ export class Connection {
     if (attempt !== this.#attempt) return;
     this.#dropAttempt(false, code);
     if (this.#status.state === 'closed') return;
-    this.#dispatch({ type: 'lost', code });
-    const disposition = closeDisposition(code);
+    const disposition = this.#dispositionOf(attempt, code);
+    this.#dispatch({ type: 'lost', code, disposition });
+    // A state listener may have closed the client just now.
+    if ((this.#status.state as ConnectionState) === 'closed') return;
     if (disposition === 'unauthorized') return;
     if (disposition === 'new-token') {
       // The token expired without a refresh: a new socket at once, with a token from getToken.
+      this.#expiredToken = attempt.token;
       this.#scheduleRetry(0);
       return;
     }
     this.#scheduleRetry(backoffDelay(this.#failures, this.#options.backoff));
     this.#failures += 1;
+  }
+
+  /**
+   * A 4403 refusing the very token the server just closed a socket for as expired (4419) is no bad
+   * login: an auth library hands out its cached token until it has expired by the device's clock,
+   * which may run behind the server's. Retried with backoff — each attempt asks `getToken` again —
+   * until the library has a new one, instead of `unauthorized` for good.
+   */
+  #dispositionOf(attempt: Attempt, code: number): CloseDisposition {
+    if (code === 4403 && attempt.token !== undefined && attempt.token === this.#expiredToken) return 'retry';
+    return closeDisposition(code);
   }
 
   #scheduleRetry(delay: number): void {
@@ -227,6 +263,7 @@ export class Connection {
   /** The network is back or the page is visible: retry now instead of at the end of the backoff. */
   #wake(): void {
     if (this.#status.state === 'offline') this.#dispatch({ type: 'online' });
+    if (!this.#started) return;
     if (this.#attempt === undefined && (this.#status.state === 'reconnecting' || this.#status.state === 'connecting')) this.#connect();
   }
 

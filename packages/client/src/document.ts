@@ -3,8 +3,9 @@
  * document as it is (revision R), then every change after R; on every new socket the
  * subscription starts again with a fresh snapshot — the refill — so nothing of the gap is missed.
  * The snapshot is taken as it comes, whatever is held: it is the document now, also when it was
- * deleted in the gap (a snapshot of no document has revision 0). A change older than the revision
- * held is dropped (after a deletion any revision is taken).
+ * deleted in the gap (a snapshot of no document has no data, and the revision of its deletion, or 0
+ * when it never existed). A change older than the revision held is dropped (after a deletion any
+ * revision is taken).
  */
 import type { Connection } from './connection.ts';
 import { TributaryDocumentDocument, type DocumentOperation } from './generated.ts';
@@ -13,7 +14,7 @@ import { runResumable } from './resumable.ts';
 export interface LiveDocument {
   readonly service: string;
   readonly id: string;
-  /** 0 while the document does not exist. */
+  /** The revision of its deletion while the document is deleted; 0 while it never existed. */
   readonly revision: number;
   /** Null while the document does not exist (or after its deletion). */
   readonly data: unknown;
@@ -39,9 +40,9 @@ export function subscribeDocument(connection: Connection, service: string, id: s
   let current: LiveDocument | undefined;
 
   const take = (next: LiveDocument) => {
-    // A snapshot (the first message on each socket) is the document as it is now, whatever is held:
-    // deleted in the gap, it has revision 0.
-    const gone = current === undefined || current.operation === 'DELETED' || current.revision === 0;
+    // A snapshot (the first message on each socket) is the document as it is now, whatever is held.
+    // Once the document is gone (deleted, or a snapshot of no document), any revision is taken.
+    const gone = current === undefined || current.operation === 'DELETED' || current.data === null;
     if (next.operation !== 'SNAPSHOT' && !gone && next.revision <= (current?.revision ?? 0)) return;
     current = next;
     options.onDocument(next);

@@ -25,7 +25,7 @@ export type ModelRecord = Readonly<Record<string, unknown>>;
  */
 export type LiveModelStatus = 'loading' | 'live' | 'reconnecting' | 'resyncing' | 'error' | 'closed';
 
-export interface LiveModelSnapshot<R extends ModelRecord = ModelRecord> {
+export interface LiveModelSnapshot<R extends object = ModelRecord> {
   /** The records, in snapshot order (primary key), records created later after them. */
   readonly records: readonly R[];
   /** The same records by entity key (`ModelChange.id`). */
@@ -43,7 +43,7 @@ export interface LiveModelSnapshot<R extends ModelRecord = ModelRecord> {
 }
 
 /** One change as the stream delivers it. */
-export interface ModelChange<R extends ModelRecord = ModelRecord> {
+export interface ModelChange<R extends object = ModelRecord> {
   /** Stable across redeliveries. */
   readonly eventId: string;
   readonly operation: ChangeOperation;
@@ -56,9 +56,9 @@ export interface ModelChange<R extends ModelRecord = ModelRecord> {
 }
 
 /** A change applied, with the record held before it (undefined when there was none). */
-export type ChangeListener<R extends ModelRecord> = (change: ModelChange<R>, previous: R | undefined) => void;
+export type ChangeListener<R extends object> = (change: ModelChange<R>, previous: R | undefined) => void;
 
-export class LiveModelStore<R extends ModelRecord = ModelRecord> {
+export class LiveModelStore<R extends object = ModelRecord> {
   readonly #records = new Map<string, R>();
   readonly #listeners = new Set<() => void>();
   readonly #changeListeners = new Set<ChangeListener<R>>();
@@ -114,8 +114,12 @@ export class LiveModelStore<R extends ModelRecord = ModelRecord> {
   }
 
   /**
-   * Applies a change; false when nothing happens: a duplicate (already applied), or an update of
-   * a row not held that lacks a column the filter names.
+   * Applies a change; false when nothing happens: a duplicate (already applied), a LEFT or DELETED
+   * of a row not held, or an update of a row not held that lacks a column the filter names.
+   *
+   * With a filter the server sends every update outside it as LEFT, and a delete it cannot judge
+   * (key only) to every subscriber: about rows not held, these keep the snapshot (and its
+   * `records` array) as it is and tell no listener — no re-render, no O(n) copy per event.
    *
    * Postgres leaves a large (TOASTed) value an update did not change out of the change, so an
    * update may lack columns: a held row keeps what it had in them, and a row not held stays out —
@@ -127,11 +131,12 @@ export class LiveModelStore<R extends ModelRecord = ModelRecord> {
     const previous = this.#records.get(change.id);
     let applied = change;
     if (change.operation === 'DELETED' || change.record === null) {
+      if (previous === undefined) return false;
       this.#records.delete(change.id);
     } else {
       const { record } = change;
       if (change.operation === 'UPDATED') {
-        if (previous === undefined && this.#filterColumns.some((column) => !Object.hasOwn(record, column))) return false;
+        if (previous === undefined && this.#lacksFilterColumn(record)) return false;
         if (previous !== undefined) applied = { ...change, record: { ...previous, ...record } };
       }
       this.#records.set(change.id, applied.record!);
@@ -140,6 +145,18 @@ export class LiveModelStore<R extends ModelRecord = ModelRecord> {
     this.#changed();
     callEach(this.#changeListeners, (listener) => listener(applied, previous), this.#report);
     return true;
+  }
+
+  /** Whether `apply(change)` would add a row not held now (for a limit on the records held). */
+  adds(change: ModelChange<R>): boolean {
+    const { record } = change;
+    if (this.#seen.has(change.eventId) || this.#records.has(change.id) || change.operation === 'DELETED' || record === null) return false;
+    return change.operation !== 'UPDATED' || !this.#lacksFilterColumn(record);
+  }
+
+  /** Records held now. */
+  get size(): number {
+    return this.#records.size;
   }
 
   setStatus(status: LiveModelStatus, error: Error | null = null): void {
@@ -151,6 +168,11 @@ export class LiveModelStore<R extends ModelRecord = ModelRecord> {
 
   get status(): LiveModelStatus {
     return this.#status;
+  }
+
+  /** An update without a column the filter names (TOASTed, unchanged): not judged against the filter. */
+  #lacksFilterColumn(record: R): boolean {
+    return this.#filterColumns.some((column) => !Object.hasOwn(record, column));
   }
 
   #changed(): void {

@@ -19,7 +19,7 @@ import type { Session } from './session.ts';
 /** The seed's filter: `{ status: 'eq.active', age: ['gte.18', 'lt.65'] }` (see the server's README). */
 export type ModelFilter = Readonly<Record<string, string | readonly string[]>>;
 
-export interface LiveModelOptions<R extends ModelRecord = ModelRecord> {
+export interface LiveModelOptions<R extends object = ModelRecord> {
   /** Evaluated on the server, for the snapshot and the changes alike. */
   readonly filter?: ModelFilter;
   /** A record created (each change once, by event id; not for what a snapshot brings). */
@@ -29,7 +29,7 @@ export interface LiveModelOptions<R extends ModelRecord = ModelRecord> {
   readonly onDeleted?: (record: R, change: ModelChange<R>) => void;
 }
 
-export interface LiveModel<R extends ModelRecord = ModelRecord> {
+export interface LiveModel<R extends object = ModelRecord> {
   /** The current state, the same object until something changed (for `useSyncExternalStore`). */
   readonly getSnapshot: () => LiveModelSnapshot<R>;
   /** Called after every change of the snapshot; returns the unsubscription. */
@@ -46,7 +46,7 @@ export interface LiveModel<R extends ModelRecord = ModelRecord> {
 export interface LiveModelLimits {
   /** Rows per `records` page. @default 500 */
   readonly pageSize: number;
-  /** Most records a live model holds; a larger snapshot stops it with an error. @default 100000 */
+  /** Most records a live model holds; a larger snapshot, or a change adding a row past it, stops it with an error. @default 100000 */
   readonly maxRecords: number;
 }
 
@@ -61,7 +61,7 @@ export class LiveModels {
     this.#limits = limits;
   }
 
-  open<R extends ModelRecord>(model: string, options: LiveModelOptions<R> = {}): LiveModel<R> {
+  open<R extends object>(model: string, options: LiveModelOptions<R> = {}): LiveModel<R> {
     const key = `${model}\u0000${stableJson(options.filter ?? null)}`;
     let shared = this.#shared.get(key);
     if (!shared) {
@@ -170,18 +170,32 @@ class SharedModel {
     void runResumable(this.#connection, session, this.#controller.signal, {
       run: async (current, signal) => {
         if (this.#cursor === undefined) await this.#loadSnapshot(current, signal);
+        // A row the stream adds past maxRecords stops the model, as a snapshot too large does: the
+        // stream is cut (what `onData` throws would only be reported) and the error thrown from here.
+        const overflow = new AbortController();
+        let tooMany: Error | undefined;
         // The subscribe message leaves now, on an acknowledged socket: from here on the stream is live.
         const streaming = current.stream(
           TributaryChangesDocument,
           { model: this.#model, filter: this.#filter, after: this.#cursor ?? null },
           ({ changes }) => {
-            this.#cursor = changes.cursor;
-            this.store.apply(changes as ModelChange);
+            const change = changes as ModelChange;
+            if (this.store.size >= this.#limits.maxRecords && this.store.adds(change)) {
+              tooMany = this.#tooMany();
+              overflow.abort();
+              return;
+            }
+            this.#cursor = change.cursor;
+            this.store.apply(change);
           },
-          signal,
+          AbortSignal.any([signal, overflow.signal]),
         );
         this.store.setStatus('live');
-        await streaming;
+        try {
+          await streaming;
+        } catch (error) {
+          throw tooMany ?? error;
+        }
       },
       resync: async (current, signal) => {
         this.store.setStatus('resyncing');
@@ -209,12 +223,16 @@ class SharedModel {
       );
       cursor ??= records.cursor;
       for (const node of records.nodes) nodes.push({ id: node.id, record: node.record as ModelRecord });
-      if (nodes.length > this.#limits.maxRecords) throw new Error(`liveModel(${this.#model}): more than ${this.#limits.maxRecords} records (maxRecords)`);
+      if (nodes.length > this.#limits.maxRecords) throw this.#tooMany();
       if (!records.pageInfo.hasNextPage || records.pageInfo.endCursor === null) break;
       after = records.pageInfo.endCursor;
     }
     this.store.load(nodes, new Date().toISOString());
     this.#cursor = cursor;
+  }
+
+  #tooMany(): Error {
+    return new Error(`liveModel(${this.#model}): more than ${this.#limits.maxRecords} records (maxRecords)`);
   }
 }
 

@@ -7,6 +7,8 @@
 export interface RecentIds {
   /** Records `id`; false when it was already among the recent ones (a duplicate). */
   add(id: string): boolean;
+  /** Whether `id` is among the recent ones (without recording it). */
+  has(id: string): boolean;
   readonly size: number;
 }
 
@@ -24,6 +26,7 @@ export function createRecentIds(capacity = 10_000): RecentIds {
       }
       return true;
     },
+    has: (id) => ids.has(id),
     get size() {
       return ids.size;
     },

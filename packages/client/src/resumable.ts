@@ -34,8 +34,11 @@ export class RefetchFailedError extends Error {
   }
 }
 
-const isTransient = (error: unknown) =>
-  error instanceof RefetchFailedError || (error instanceof TributaryRequestError && TRANSIENT_CODES.some((code) => error.hasCode(code)));
+/** The server answered UNAVAILABLE or RATE_LIMITED: it cannot serve the operation now, tried again later. */
+export const isTransientRequestError = (error: unknown): boolean =>
+  error instanceof TributaryRequestError && TRANSIENT_CODES.some((code) => error.hasCode(code));
+
+const isTransient = (error: unknown) => error instanceof RefetchFailedError || isTransientRequestError(error);
 
 /** Runs `spec` on `session` until the socket goes, `signal` aborts or it fails. */
 export async function runResumable(connection: Connection, session: Session, signal: AbortSignal, spec: ResumableRun): Promise<void> {

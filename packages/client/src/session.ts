@@ -6,7 +6,7 @@
  */
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
-import type { Client, ExecutionResult } from 'graphql-ws';
+import type { Client, FormattedExecutionResult } from 'graphql-ws';
 import type { HandlerErrorReport } from './handler-errors.ts';
 import { isGraphQLErrorList, SessionEndedError, sessionEnded, TributaryRequestError } from './errors.ts';
 
@@ -79,7 +79,7 @@ export class Session {
       const unsubscribe = this.#client.subscribe<TData>(
         { query: queryOf(document), variables },
         {
-          next: (result: ExecutionResult<TData>) => {
+          next: (result: FormattedExecutionResult<TData>) => {
             if (settled) return;
             if (result.errors?.length) {
               unsubscribe();

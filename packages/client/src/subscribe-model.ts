@@ -19,20 +19,26 @@
  *   …
  *   subscription.close();
  *
- * Delivery is at least once: after a dropped connection it resubscribes with `after` = the cursor
- * of the last change `onChange` finished, so nothing is skipped; a change the server delivers again
+ * Delivery is at least once: without `after`, the model's position (`records`' cursor) is read
+ * before the first subscription, so a connection lost before the first change loses nothing; after
+ * a dropped connection it resubscribes with `after` = the cursor of the last change `onChange`
+ * finished (or that position), so nothing is skipped; a change the server delivers again
  * (after a crash: same `eventId`, another cursor) is dropped if it is among the last 10,000. When
  * the server answers RESYNC_REQUIRED, the model's position now is read first (`records`' cursor),
  * then `onResync` runs, and the stream continues from that position: a change committed while
  * `onResync` refetched is delivered, not skipped (one it already saw comes too: at least once).
  * Reconnects wait with the client's backoff (full jitter, 1 s to 30 s); a connection that stops
- * answering is found by a ping unanswered within `pongTimeoutMs`, and replaced.
+ * answering is found by a ping unanswered within `pongTimeoutMs`, and replaced. A request the
+ * server refuses for good (an invalid filter: BAD_USER_INPUT, FORBIDDEN…) is not retried: it is
+ * reported once, as a `TributaryRequestError` with the server's code, and the subscription ends.
  */
 import { print } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import { backoffDelay, pause } from './backoff.ts';
+import { isGraphQLErrorList, TributaryRequestError } from './errors.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
+import { isTransientRequestError, RefetchFailedError } from './resumable.ts';
 
 /** `LEFT` (with a filter only): the row no longer matches the filter; its record is null. */
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED' | 'LEFT';
@@ -59,13 +65,17 @@ export interface SubscribeModelOptions {
   readonly model: string;
   /** The server-side filter, e.g. `{ status: 'eq.active', age: ['gte.18', 'lt.65'] }`. */
   readonly filter?: Readonly<Record<string, string | readonly string[]>>;
-  /** Start after this cursor (a change's `cursor` kept from an earlier run). @default now */
+  /** Start after this cursor (a change's `cursor` kept from an earlier run). @default the model's position when the subscription starts */
   readonly after?: string;
   /** Receives each change; the next one waits until the promise settles. A rejection is reported to `onError` and the change is not retried. */
   readonly onChange: (change: ModelChangeEvent) => void | Promise<void>;
   /** History was lost: refetch what you hold. The stream then continues from the position read just before (no change in between skipped). */
   readonly onResync?: () => void | Promise<void>;
-  /** Connection problems and handler failures; the subscription keeps going. */
+  /**
+   * Connection problems and handler failures: the subscription keeps going. A request the server
+   * refuses for good — a `TributaryRequestError` whose code is not UNAVAILABLE or RATE_LIMITED
+   * (BAD_USER_INPUT, FORBIDDEN…) — is reported once and ends the subscription (`closed` settles).
+   */
   readonly onError?: (error: unknown) => void;
   /** Longest wait between reconnection attempts, in ms. @default 30000 */
   readonly maxRetryDelayMs?: number;
@@ -80,7 +90,7 @@ export interface SubscribeModelOptions {
 }
 
 export interface ModelSubscription {
-  /** The cursor of the last change handled, to persist for a later `after`. */
+  /** Where the stream continues: the cursor of the last change handled (before any, the position read at the start), to persist for a later `after`. */
   cursor(): string | undefined;
   /** Stops for good. Idempotent. */
   close(): void;
@@ -104,7 +114,7 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
   /** Where the model's change stream stands now: `changes(after:)` from it misses nothing committed later. */
   const readPosition = async (client: Client): Promise<string> => {
     for await (const result of client.iterate<{ records: { cursor: string } }>({ query: POSITION_QUERY, variables: { model: options.model, filter, first: 1 } })) {
-      if (result.errors?.length) throw new Error(result.errors.map((error) => error.message).join('; '));
+      if (result.errors?.length) throw new TributaryRequestError(result.errors);
       if (result.data) return result.data.records.cursor;
     }
     throw new Error('The server sent no position');
@@ -141,10 +151,18 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
       if (resyncing) {
         // Position first, state second: every change after the refetch's state is after the position.
         const position = await readPosition(client);
-        await options.onResync?.();
+        try {
+          await options.onResync?.();
+        } catch (error) {
+          // The application's refetch failed (a request of its own, say): tried again, never the end.
+          throw new RefetchFailedError(error);
+        }
         cursor = position;
         resyncing = false;
       }
+      // Without a cursor, "after: null" would mean "from now" on every resubscription: a change
+      // committed while a connection lost before the first change was down would be skipped.
+      cursor ??= await readPosition(client);
       const results = client.iterate<{ changes: ModelChangeEvent }>({
         query: QUERY,
         variables: { model: options.model, filter, after: cursor ?? null },
@@ -152,7 +170,7 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
       for await (const result of results) {
         if (result.errors?.length) {
           if (result.errors.some((error) => error.extensions?.['code'] === 'RESYNC_REQUIRED')) return 'resync';
-          throw new Error(result.errors.map((error) => error.message).join('; '));
+          throw new TributaryRequestError(result.errors);
         }
         const change = result.data?.changes;
         if (!change) continue;
@@ -170,8 +188,9 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
       return 'ended';
     } catch (error) {
       // graphql-ws reports operation errors as an array of GraphQL errors.
-      if (Array.isArray(error) && error.some((item: { extensions?: Record<string, unknown> }) => item.extensions?.['code'] === 'RESYNC_REQUIRED')) {
-        return 'resync';
+      if (isGraphQLErrorList(error)) {
+        if (error.some((item) => item.extensions?.['code'] === 'RESYNC_REQUIRED')) return 'resync';
+        throw new TributaryRequestError(error);
       }
       throw error;
     } finally {
@@ -194,6 +213,11 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
       } catch (error) {
         if (controller.signal.aborted) break;
         report(error);
+        // Refused for good: trying again would meet the same answer, forever.
+        if (error instanceof TributaryRequestError && !isTransientRequestError(error)) {
+          controller.abort();
+          break;
+        }
         failures += 1;
       }
       // After a failure, a pause growing with each one (full jitter).

@@ -3,7 +3,7 @@
  * server sends its `TOKEN_EXPIRING` ping — ask `getToken` for the current one and, only when it
  * differs from the socket's, hand it over in-band with the `refreshAuth` mutation on that same
  * socket. Subscriptions go on untouched (the server keeps them; none loses or repeats an event).
- * One refresh at a time (single flight). A refresh that fails is reported and retried later; if
+ * One refresh at a time per socket (single flight). A refresh that fails is reported and retried later; if
  * the token expires meanwhile the server closes with 4419 and the connection reconnects with a
  * token from `getToken`.
  */
@@ -28,7 +28,8 @@ export class TokenRefresh {
   #session: Session | undefined;
   #token: string | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #inFlight: Promise<void> | undefined;
+  /** The refresh running now, and the socket it runs for. */
+  #inFlight: { readonly session: Session | undefined; readonly done: Promise<void> } | undefined;
 
   constructor(options: TokenRefreshOptions) {
     this.#options = options;
@@ -42,12 +43,22 @@ export class TokenRefresh {
     session.signal.addEventListener('abort', () => this.stop(session), { once: true });
   }
 
-  /** Refreshes now (the server's expiry notice); joins a refresh already running. */
+  /**
+   * Refreshes now (the server's expiry notice); joins a refresh already running for the same
+   * socket. One still running for a socket gone since would end without handing anything to the
+   * current one (it drops its answer on the session mismatch): the current socket gets its own.
+   */
   refresh(): Promise<void> {
-    this.#inFlight ??= this.#run().finally(() => {
-      this.#inFlight = undefined;
-    });
-    return this.#inFlight;
+    const current = this.#inFlight;
+    if (current !== undefined && current.session === this.#session) return current.done;
+    const flight = {
+      session: this.#session,
+      done: this.#run().finally(() => {
+        if (this.#inFlight === flight) this.#inFlight = undefined;
+      }),
+    };
+    this.#inFlight = flight;
+    return flight.done;
   }
 
   stop(session?: Session): void {

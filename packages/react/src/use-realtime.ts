@@ -23,7 +23,7 @@ import { useTributaryClient } from './provider.ts';
 import { stableKey, type Shared, type SharedRegistry } from './shared-registry.ts';
 import { useSharedStore } from './use-shared-store.ts';
 
-export interface UseRealtimeOptions<R extends ModelRecord = ModelRecord> {
+export interface UseRealtimeOptions<R extends object = ModelRecord> {
   /** Evaluated by the server (seed 004's syntax: `{ status: 'eq.active' }`). Compared by value, not identity. */
   readonly filter?: ModelFilter;
   /** A record created (a change from the stream, not a row of the snapshot). */
@@ -38,7 +38,7 @@ export interface UseRealtimeOptions<R extends ModelRecord = ModelRecord> {
 /** The live model's status, or `idle` while the hook is disabled. */
 export type RealtimeStatus = LiveModelStatus | 'idle';
 
-export interface UseRealtimeResult<R extends ModelRecord = ModelRecord> {
+export interface UseRealtimeResult<R extends object = ModelRecord> {
   /** The records in snapshot order (primary key), records created later after them; the same array until one changes. */
   readonly records: readonly R[];
   /** The live path is subscribed: snapshot loaded and the change stream running on the current socket (not merely a socket open). */
@@ -82,7 +82,7 @@ function openShared(client: TributaryClient, modelName: string, filter: ModelFil
   return { value: { model, callbacks }, dispose: () => model.close() };
 }
 
-export function useRealtime<R extends ModelRecord = ModelRecord>(model: string, options: UseRealtimeOptions<R> = {}): UseRealtimeResult<R> {
+export function useRealtime<R extends object = ModelRecord>(model: string, options: UseRealtimeOptions<R> = {}): UseRealtimeResult<R> {
   const client = useTributaryClient();
   const enabled = options.enabled ?? true;
   const filter = options.filter;

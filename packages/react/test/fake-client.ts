@@ -3,7 +3,7 @@
  * test feeds; every `liveModel`, `subscribeDocument` and `subscribeEvents` call stands for one
  * server subscription and is counted, with its `close`.
  */
-import { LiveModelStore, type LiveDocument, type LiveModel, type LiveModelOptions, type ModelRecord, type SubscribeDocumentOptions, type SubscribeEventsOptions, type TributaryClient } from '@tributary/client';
+import { LiveModelStore, type LiveDocument, type LiveModel, type LiveModelOptions, type SubscribeDocumentOptions, type SubscribeEventsOptions, type TributaryClient } from '@tributary/client';
 
 export interface FakeModel {
   readonly model: string;
@@ -34,7 +34,7 @@ export function createFakeClient(): FakeClient {
   const client: Partial<TributaryClient> = {
     state: 'connected',
     onStateChange: () => () => {},
-    liveModel<R extends ModelRecord>(model: string, options: LiveModelOptions<R> = {}): LiveModel<R> {
+    liveModel<R extends object>(model: string, options: LiveModelOptions<R> = {}): LiveModel<R> {
       const store = new LiveModelStore();
       const entry: FakeModel = { model, options: options as LiveModelOptions, store, closed: false };
       models.push(entry);

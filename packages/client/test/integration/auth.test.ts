@@ -83,6 +83,31 @@ describe('tokens on a live socket', () => {
     expect(Date.parse(viewer.expiresAt ?? '')).toBeGreaterThan(Date.now() + 3_000_000);
   });
 
+  it('retries a 4403 refusing the token just expired (a device clock behind the server’s), asking getToken again until it has a new one', async () => {
+    // The auth library hands out its cached token until it has expired by the device's own clock:
+    // here, for two more connects after the server closed the socket at expiry (4419).
+    const expiring = await signHs256(READER, { expiresInSeconds: 2 });
+    const fresh = await signHs256(READER, { expiresInSeconds: 3600 });
+    let lost = false;
+    let staleAnswers = 0;
+    const { client, states } = connect(() => {
+      if (!lost) return expiring;
+      if (staleAnswers < 2) {
+        staleAnswers += 1;
+        return expiring;
+      }
+      return fresh;
+    });
+    client.onStateChange((state) => {
+      if (state === 'reconnecting') lost = true;
+    });
+    await waitFor(() => lost && (client.state === 'connected' || client.state === 'unauthorized'), { timeoutMs: 10_000, message: 'closed at expiry, then connected or refused' });
+    expect(states).toEqual(['connected', 'reconnecting', 'connected']);
+    expect(staleAnswers).toBe(2);
+    const { viewer } = await client.request(VIEWER, {});
+    expect(Date.parse(viewer.expiresAt ?? '')).toBeGreaterThan(Date.now() + 3_000_000);
+  });
+
   it('is unauthorized when a refresh hands over another tenant’s token (the server closes 4412), and stays so', async () => {
     let tenant = 'tenant-a';
     const { client, states } = connect(() => signHs256({ ...READER, tenant }));

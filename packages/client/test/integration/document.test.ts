@@ -40,7 +40,7 @@ describe('subscribeDocument', () => {
     expect(seen.map((document) => document.revision)).toEqual([1, 2, 4]);
   });
 
-  it('shows a deletion made while the socket was lost: the new snapshot (revision 0) is taken although the revision held is higher', async () => {
+  it('shows a deletion made while the socket was lost: the new snapshot (no data, the deletion\'s revision) is taken', async () => {
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
     const proxy = await startTcpProxy(server.port);
     const token = await signHs256(CLAIMS);
@@ -62,7 +62,12 @@ describe('subscribeDocument', () => {
     await waitFor(() => client.state === 'reconnecting', { message: 'lost' });
     await mutate('mutation { deleteDocument(service: "boards", id: "b2") { revision } }');
     proxy.refuse(false);
-    await waitFor(() => subscription.current?.revision === 0, { timeoutMs: 10_000, message: 'the deletion, from the new snapshot' });
-    expect(subscription.current).toMatchObject({ operation: 'SNAPSHOT', data: null });
+    await waitFor(() => subscription.current?.revision === 4, { timeoutMs: 10_000, message: 'the deletion, from the new snapshot' });
+    expect(subscription.current).toMatchObject({ operation: 'SNAPSHOT', revision: 4, data: null });
+
+    // Its re-creation comes next, one revision above the deletion.
+    await mutate('mutation { createDocument(service: "boards", id: "b2", data: { title: "New" }) { revision } }');
+    await waitFor(() => subscription.current?.revision === 5, { message: 'the re-creation' });
+    expect(subscription.current).toMatchObject({ operation: 'CREATED', data: { title: 'New' } });
   });
 });

@@ -16,7 +16,7 @@ type Contact = ModelRecord & { readonly id: number; readonly name: string; reado
 
 const READER: TokenClaims = { tenant: 'a', permissions: ['crm.contacts.read'] };
 
-function connect(url: string, options: { pageSize?: number } = {}): TributaryClient {
+function connect(url: string, options: { pageSize?: number; maxRecords?: number } = {}): TributaryClient {
   const client = createClient({ url, getToken: () => signHs256(READER), backoff: { initialMs: 50, maxMs: 200 }, ...options });
   onTestFinished(() => client.close());
   return client;
@@ -124,6 +124,20 @@ describe('liveModel', () => {
     await waitFor(() => setup.server.stats().subscribers === base + 1, { message: 'the shared subscription stopped' });
     expect(second.status).toBe('closed');
     expect(all.isLive).toBe(true);
+  });
+
+  it('stops with the maxRecords error when rows created after the snapshot would take it past the limit', async () => {
+    const setup = await contactsSetup();
+    await setup.source.query(`INSERT INTO contacts (tenant_id, status, name) VALUES ('a', 'lead', 'ann'), ('a', 'lead', 'bo')`);
+    const client = connect(setup.server.wsUrl, { maxRecords: 2 });
+    const base = setup.server.stats().subscribers;
+    const contacts = client.liveModel<Contact>('contacts');
+    await waitFor(() => contacts.isLive, { timeoutMs: 20_000, message: 'live' });
+    await setup.source.query(`INSERT INTO contacts (tenant_id, status, name) VALUES ('a', 'lead', 'cy')`);
+    await waitFor(() => contacts.records.length > 2 || contacts.status === 'error', { timeoutMs: 15_000, message: 'the insert arrives' });
+    expect({ status: contacts.status, names: names(contacts) }).toEqual({ status: 'error', names: 'ann,bo' });
+    expect(contacts.error?.message).toMatch(/more than 2 records \(maxRecords\)/);
+    await waitFor(() => setup.server.stats().subscribers === base, { message: 'the server subscription stopped' });
   });
 
   it('reads the snapshot again on RESYNC_REQUIRED (the server restarted and its log is gone) and shows what changed meanwhile', async () => {

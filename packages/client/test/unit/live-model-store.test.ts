@@ -111,6 +111,23 @@ describe('live model store', () => {
     expect(store.getSnapshot().lastUpdatedAt).toBe('2026-01-01T00:00:05.000Z');
     expect(changes).toBe(0);
   });
+
+  it('keeps the same snapshot, tells no one, and says false for a LEFT or DELETED of a row it does not hold', () => {
+    // With a filter the server sends every update outside it as LEFT, and a key-only delete to every subscriber.
+    const store = new LiveModelStore<Contact>(undefined, undefined, ['status']);
+    store.load([{ id: '1', record: { id: 1, name: 'Ann' } }], '2026-01-01T00:00:00.000Z');
+    let notified = 0;
+    let changes = 0;
+    store.subscribe(() => void (notified += 1));
+    store.onChange(() => void (changes += 1));
+    const before = store.getSnapshot();
+    expect(store.apply(change('e1', 'LEFT', 999, null))).toBe(false);
+    expect(store.apply({ ...change('e2', 'DELETED', 998, null), record: { id: 998 } as Contact })).toBe(false);
+    expect({ notified, changes, same: store.getSnapshot() === before }).toEqual({ notified: 0, changes: 0, same: true });
+    // A row it holds still leaves: one notification, one change.
+    expect(store.apply(change('e3', 'LEFT', 1, null))).toBe(true);
+    expect({ notified, changes, records: store.getSnapshot().records }).toEqual({ notified: 1, changes: 1, records: [] });
+  });
 });
 
 describe('recent ids', () => {

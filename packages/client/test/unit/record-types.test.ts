@@ -1,0 +1,27 @@
+/**
+ * The record type parameter takes an `interface` (which has no implicit index signature) as well
+ * as a `type` alias. Checked by the compiler (`npm run typecheck`); the run only shows the store
+ * keeps such records.
+ */
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type { LiveModel, LiveModelOptions, TributaryClient } from '@tributary/client';
+import { LiveModelStore } from '../../src/live-model-store.ts';
+
+interface Contact {
+  readonly id: number;
+  readonly name: string;
+}
+
+describe('record types', () => {
+  it('takes an interface as the record type of a live model and its store', () => {
+    const store = new LiveModelStore<Contact>();
+    store.load([{ id: '1', record: { id: 1, name: 'Ann' } }], '2026-01-01T00:00:00.000Z');
+    store.apply({ eventId: 'e1', operation: 'UPDATED', id: '1', record: { id: 1, name: 'Ann B.' }, cursor: 'c1', lastUpdatedAt: '2026-01-01T00:00:01.000Z' });
+    expectTypeOf(store.getSnapshot().records).toEqualTypeOf<readonly Contact[]>();
+    expect(store.getSnapshot().records).toEqual([{ id: 1, name: 'Ann B.' }]);
+
+    const options: LiveModelOptions<Contact> = { onCreated: (record) => expectTypeOf(record).toEqualTypeOf<Contact>() };
+    const open = (client: TributaryClient) => client.liveModel<Contact>('contacts', options);
+    expectTypeOf(open).returns.toEqualTypeOf<LiveModel<Contact>>();
+  });
+});
