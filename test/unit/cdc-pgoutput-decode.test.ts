@@ -16,7 +16,7 @@ describe('pgoutput decoding', () => {
 
   it('opens a transaction with an unsigned xid, the padded commit LSN and the commit time', () => {
     const begin = { tag: 'begin', commitLsn: '0/16B3748', commitTime: 1_700_000_000_123_456n, xid: -1 } as const;
-    expect(openTransaction(begin)).toEqual({ xid: 0xffff_ffff, commitLsn: '00000000/016B3748', commitTime: new Date(1_700_000_000_123), changes: [] });
+    expect(openTransaction(begin)).toEqual({ xid: 0xffff_ffff, commitLsn: '00000000/016B3748', commitTime: new Date(1_700_000_000_123), changes: [], decoded: 0 });
   });
 });
 

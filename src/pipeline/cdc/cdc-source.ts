@@ -2,26 +2,27 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import { ErrorCode, TributaryError } from '../../errors.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
+import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import { createLeaderElection, type LeaderElection, type LeaderElectionOptions } from '../coordination/leader-election.ts';
 import type { ReleaseSignals } from '../coordination/release-signals.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventLog } from '../log/event-log.ts';
-import { stableEventId } from '../events/event-id.ts';
-import { modelChange } from '../events/model-change.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import type { Scope } from '../scope.ts';
+import { scopeKey } from '../scope.ts';
 import type { CdcStore, RawChangeRow } from './cdc-store.ts';
 import type { TableShape } from './mapping/mapping-check.ts';
 import { evaluateMapping, UnroutableRowError } from './mapping/mapping-evaluate.ts';
-import type { DomainMapping } from './mapping/mapping.ts';
+import { mappedChangeEvents } from './mapping/mapped-events.ts';
+import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
 import { modelTopic, topicPattern } from './mapping/mapping-topics.ts';
-import type { RowChange, TransactionChunk } from './row-change.ts';
+import type { TransactionChunk } from './row-change.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
 import { createWalOutboxes, type WalOutboxBinding, type WalOutboxFigures } from './wal-outboxes.ts';
 import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import type { SourceConnections } from './wal/source-connections.ts';
-import { createWalReader, type WalReader, type WalReaderStatus } from './wal/wal-reader.ts';
+import { createWalReader, type ChunkSession, type WalReader, type WalReaderStatus } from './wal/wal-reader.ts';
 
 /**
  * One source database: its WAL is read once (by the elected instance when Redis coordinates
@@ -30,9 +31,14 @@ import { createWalReader, type WalReader, type WalReaderStatus } from './wal/wal
  * - on the mapping's topic, with the mapping's payload, for `events(topic: …)`;
  * - on the model stream `{module}.{model}`, as a model change (operation, id, full record,
  *   commit time), for `changes(model: …)`.
- * Both carry the same id, derived from the source, the change's LSN and the mapping, so a change
- * received again after a crash is published again with the same id (delivery is at least once).
- * The slot position is confirmed only after the events are in the log (see `wal-reader.ts`).
+ * Both carry the same id, derived from the source, the change's LSN and ordinal in its transaction
+ * (the rows of one multi-insert share an LSN) and the mapping, so a change received again after a
+ * crash is published again with the same id (delivery is at least once). An update that moves a
+ * row to another key or tenant is preceded, on the model stream, by a DELETED of the row where it
+ * was (`MappedEvent.former`), under an id derived from the change's.
+ * The slot position is confirmed only after the events are in the log (see `wal-reader.ts`), and
+ * once a transaction fails, nothing later of the same replication session is routed: the session
+ * reconnects and receives them again, in order.
  * The inserts into the outbox tables read in WAL mode are routed with them (`wal-outboxes.ts`).
  */
 export interface CdcBinding {
@@ -101,6 +107,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   const logger = options.logger.child({ component: 'cdc', source: id });
   const { router, store } = options;
   let bindings = options.bindings;
+  let rawTables = mappedTables(bindings);
   let outboxBindings = options.outboxes ?? [];
   let reader: WalReader | undefined;
   let election: LeaderElection | undefined;
@@ -115,9 +122,24 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   });
   outboxes.set(options.outboxes ?? []);
 
-  const eventId = (change: RowChange, mapping: DomainMapping) => stableEventId(id, change.lsn, mapping.name);
+  /**
+   * Each entity's transactions in commit order, as the router keeps them too; here, so that the
+   * session can be checked after the previous transaction of the same rows settled and right
+   * before this one is placed.
+   */
+  const ordered = createKeyedSerial();
 
-  const handle = async (chunk: TransactionChunk): Promise<void> => {
+  const handle = async (chunk: TransactionChunk, session: ChunkSession): Promise<void> => {
+    try {
+      await route(chunk, session);
+    } catch (error) {
+      // Failing the session at once (a rejection reaches it only later) stops every later transaction.
+      session.fail(error);
+      throw error;
+    }
+  };
+
+  const route = async (chunk: TransactionChunk, session: ChunkSession): Promise<void> => {
     // An outbox being caught up from its table: its rows in this chunk come after the catch-up's.
     const catchingUp = outboxes.catchingUp;
     if (catchingUp) await catchingUp;
@@ -126,38 +148,42 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     const lastUpdatedAt = chunk.commitTime.toISOString();
     const transaction = { source: id, xid: chunk.xid, commitLsn: chunk.commitLsn };
     for (const change of chunk.changes) {
-      raw.push({ source: id, commitLsn: chunk.commitLsn, xid: chunk.xid, change });
       const table = `${change.table.schema}.${change.table.name}`;
+      // Raw changes of mapped tables only (the publication holds every table), never of the
+      // platform's own raw-change table: were the platform database read as a source, each batch
+      // stored would be read and stored again, without end. Recognised by its name, in any schema.
+      if (rawTables.has(table) && change.table.name !== RAW_CHANGE_TABLE) raw.push({ source: id, commitLsn: chunk.commitLsn, xid: chunk.xid, change });
       for (const binding of bindings) {
         for (const mapping of binding.mappings) {
-          let mapped;
+          let event;
           try {
-            mapped = evaluateMapping(mapping, change, { primaryKey: binding.tables.get(table)?.primaryKey ?? change.keyColumns });
+            event = evaluateMapping(mapping, change, { primaryKey: binding.tables.get(table)?.primaryKey ?? change.keyColumns });
           } catch (error) {
             if (!(error instanceof UnroutableRowError)) throw error;
             logger.warn({ mapping: mapping.name, reason: error.reason, err: error }, 'row change not routed');
             options.metrics?.cdcUnroutable.inc();
             continue;
           }
-          if (!mapped) continue;
-          const scope: Scope = { app: binding.scope.app, env: binding.scope.env, tenant: mapped.tenant };
-          const common = { id: eventId(change, mapping), scope, entity: `${table}/${mapped.entityKey}`, table, operation: mapped.action, transaction };
-          routed.push(
-            modelChange({
-              ...common,
-              topic: modelTopic(mapping),
-              type: mapped.type,
-              payload: { operation: mapped.operation, model: mapping.model, id: mapped.entityKey, record: mapped.record, lastUpdatedAt },
-            }),
-            { ...common, source: 'database', topic: mapped.topic, type: mapped.type, payload: mapped.payload },
-          );
+          if (!event) continue;
+          routed.push(...mappedChangeEvents({ source: id, scope: binding.scope, change, mapping, transaction, lastUpdatedAt }, event));
         }
       }
     }
     const outboxPart = outboxes.take(chunk);
     routed.push(...outboxPart.events);
-    // The whole chunk in one step: one log append per stream, in commit order.
-    await router.routeMany(routed);
+    await ordered.run(entityKeysOf(routed), async () => {
+      // Right before placing: once an earlier transaction of this session failed, it is received
+      // again after the reconnect, and this one after it; placed now, this one would come first.
+      if (session.signal.aborted) throw new TributaryError(ErrorCode.UNAVAILABLE, 'not routed: the replication session ended before it; it is received again');
+      try {
+        // The whole chunk in one step: one log append per stream, in commit order.
+        await router.routeMany(routed);
+      } catch (error) {
+        // Before this slot ends: the next transaction of these rows must find the session failed.
+        session.fail(error);
+        throw error;
+      }
+    });
     outboxPart.routed();
     await rawChanges.add(raw);
   };
@@ -307,6 +333,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
 
     setBindings(next, nextOutboxes) {
       bindings = next;
+      rawTables = mappedTables(next);
       outboxBindings = nextOutboxes;
       outboxes.set(nextOutboxes);
     },
@@ -328,6 +355,28 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
       return running && lastStartError !== null ? outboxes.failed(lastStartError) : [];
     },
   };
+}
+
+/** The platform's table of raw changes (`cdc-store.ts`). */
+const RAW_CHANGE_TABLE = 'cdc_events';
+
+/** `schema.table` of every table some binding maps. */
+function mappedTables(bindings: readonly CdcBinding[]): ReadonlySet<string> {
+  const tables = new Set<string>();
+  for (const binding of bindings) {
+    for (const mapping of binding.mappings) {
+      const table = mappingTable(mapping);
+      tables.add(`${table.schema}.${table.name}`);
+    }
+  }
+  return tables;
+}
+
+/** The router's per-entity keys of a batch (`event-router.ts`). */
+function entityKeysOf(inputs: readonly RawEventInput[]): string[] {
+  const keys = new Set<string>();
+  for (const input of inputs) if (input.entity !== undefined) keys.add(`${scopeKey(input.scope)}|${input.entity}`);
+  return [...keys];
 }
 
 const RETRY_FIRST_MS = 200;

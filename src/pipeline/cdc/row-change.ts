@@ -32,8 +32,17 @@ export interface RowChange {
   readonly old: RowImage | undefined;
   /** Columns of `new` that Postgres did not send because their TOASTed value is unchanged. */
   readonly unchangedToastColumns: readonly string[];
-  /** The LSN of this change's record, as `XXXXXXXX/XXXXXXXX`. */
+  /**
+   * The LSN of this change's record, as `XXXXXXXX/XXXXXXXX`. Not unique: every row of one
+   * multi-insert record (COPY, and batched inserts) has the record's LSN.
+   */
   readonly lsn: string;
+  /**
+   * The change's position in its transaction, from 0, counted across the transaction's chunks.
+   * With `lsn`, identifies the change; a redelivered transaction is decoded again from its first
+   * change, so it is the same every time.
+   */
+  readonly ordinal: number;
 }
 
 /** All changes of one committed transaction, in commit order (a large one arrives in chunks). */

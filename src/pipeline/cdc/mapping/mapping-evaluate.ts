@@ -21,6 +21,12 @@
  * (permissions are prefixes of the topic hierarchy, `auth/permissions.ts`) nor collide with
  * another value. A null, empty, non-scalar or unavailable value makes the row unroutable.
  *
+ * Moved rows. An update that changes the entity key or the tenant takes the row away from where
+ * subscribers hold it: the event says so in `former` (the old key, tenant and image), and its
+ * `operation` is CREATED, the row being new where it now is. The old key and tenant are read from
+ * the old image: with REPLICA IDENTITY FULL every column; without it the old key when the key
+ * changed, and the tenant only when it is a key column — otherwise the tenant is taken as unchanged.
+ *
  * Unroutable rows. A row that matched but cannot be routed safely (tenant or key unavailable,
  * or longer than `names.ts` allows; bad topic value) makes `evaluateMapping` throw {@link UnroutableRowError}: the caller logs,
  * counts and skips it. It is never published without a tenant or under a guessed topic.
@@ -35,8 +41,10 @@ import {
   isValidName,
 } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
-import { MAX_ENTITY_BYTES, MAX_TENANT_LENGTH } from '../../names.ts';
-import type { RowChange, RowOperation, TableRef } from '../row-change.ts';
+import { describe, keyFrom, tenantFrom, textOf, UNAVAILABLE, UnroutableRowError } from './mapping-identity.ts';
+import type { RowChange, RowOperation } from '../row-change.ts';
+
+export { entityKeyOfRow, UnroutableRowError, type UnroutableReason } from './mapping-identity.ts';
 
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';
 
@@ -52,6 +60,22 @@ export interface MappedEvent {
   readonly operation: ModelOperation;
   /** What the event announces: the row's operation, or "delete"/"insert" for a soft delete/restore. */
   readonly action: RowOperation;
+  /**
+   * Set when an update moved the row to another entity key or tenant: the row as it was, where
+   * subscribers hold it. A DELETED for it goes first on the model stream; `operation` is CREATED
+   * (for an update; a soft delete or restore keeps its own).
+   */
+  readonly former?: FormerRow;
+}
+
+/** A row's former entity key and tenant, before an update moved it (see `MappedEvent.former`). */
+export interface FormerRow {
+  readonly entityKey: string;
+  readonly tenant: string | undefined;
+  /** The event type of its deletion: the mapping's `type`, else `{model}.deleted`. */
+  readonly type: string;
+  /** The old image (the old key only without REPLICA IDENTITY FULL). */
+  readonly record: Readonly<Record<string, unknown>>;
 }
 
 export interface EvaluateMappingOptions {
@@ -63,27 +87,6 @@ export interface EvaluateMappingOptions {
    * @default the change's `keyColumns` (the replica identity)
    */
   readonly primaryKey?: readonly string[];
-}
-
-export type UnroutableReason =
-  | 'tenant-unavailable'
-  | 'tenant-invalid'
-  | 'key-unavailable'
-  | 'key-invalid'
-  | 'topic-value-invalid'
-  | 'topic-invalid';
-
-/** A matching row that cannot be routed safely. The message names columns, never row values. */
-export class UnroutableRowError extends Error {
-  readonly reason: UnroutableReason;
-  readonly mapping: string;
-
-  constructor(reason: UnroutableReason, mapping: string, message: string) {
-    super(`mapping ${mapping}: ${message}`);
-    this.name = 'UnroutableRowError';
-    this.reason = reason;
-    this.mapping = mapping;
-  }
 }
 
 const OPERATION: Readonly<Record<RowOperation, ModelOperation>> = {
@@ -98,9 +101,6 @@ const TYPE_SUFFIX: Readonly<Record<RowOperation, string>> = { insert: 'created',
  * holds for "10"); two strings compare as strings; dates by instant; lists and objects by content.
  */
 const BY_VALUE = { numbers: 'by-value' } as const;
-
-/** A value Postgres did not send (see the module comment); never confused with SQL NULL. */
-const UNAVAILABLE: unique symbol = Symbol('unavailable');
 
 /**
  * The event this change produces under the mapping, or undefined when the mapping does not apply
@@ -120,16 +120,49 @@ export function evaluateMapping(
   if (plan.when !== undefined && test(plan.when, change) !== true) return undefined;
   const tenant = tenantOf(mapping, change);
   const record = recordOf(change);
+  const entityKey = entityKeyOf(mapping, change, options.primaryKey);
+  const former = formerOf(mapping, change, options.primaryKey, entityKey, tenant);
   return {
     topic: topicOf(plan, mapping.name, change),
     type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX[action]}`,
-    entityKey: entityKeyOf(mapping, change, options.primaryKey),
+    entityKey,
     tenant,
     payload: plan.payload === undefined ? record : (build(plan.payload, change) as Record<string, unknown>),
     record,
-    operation: OPERATION[action],
+    operation: former && action === 'update' ? 'CREATED' : OPERATION[action],
     action,
+    ...(former && { former }),
   };
+}
+
+/**
+ * Where the row was before an update that changed its entity key or tenant, read from the old
+ * image; undefined when neither changed, or when the old image cannot tell (it lacks a key column,
+ * or holds a key or tenant no event could have been routed under).
+ */
+function formerOf(
+  mapping: DomainMapping,
+  change: RowChange,
+  primaryKey: readonly string[] | undefined,
+  entityKey: string,
+  tenant: string | undefined,
+): FormerRow | undefined {
+  const old = change.old;
+  if (change.operation !== 'update' || old === undefined) return undefined;
+  const read = (column: string): unknown => (Object.hasOwn(old, column) ? old[column] : UNAVAILABLE);
+  let formerKey: string;
+  let formerTenant = tenant;
+  try {
+    formerKey = keyFrom(mapping, change.table, keyColumnsOf(mapping, change, primaryKey), read);
+    const column = mapping.tenantColumn;
+    // Not in the old image (no REPLICA IDENTITY FULL, not a key column): taken as unchanged.
+    if (column !== undefined && Object.hasOwn(old, column)) formerTenant = tenantFrom(mapping, column, old[column], change.operation);
+  } catch (error) {
+    if (error instanceof UnroutableRowError) return undefined;
+    throw error;
+  }
+  if (formerKey === entityKey && formerTenant === tenant) return undefined;
+  return { entityKey: formerKey, tenant: formerTenant, type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX.delete}`, record: { ...old } };
 }
 
 /**
@@ -249,22 +282,7 @@ function test(condition: CompiledCondition, change: RowChange): boolean | undefi
 function tenantOf(mapping: DomainMapping, change: RowChange): string | undefined {
   const column = mapping.tenantColumn;
   if (column === undefined) return undefined;
-  const value = rowValue(change, column);
-  if (value === UNAVAILABLE) {
-    const why = `the ${change.operation} carries no tenant column "${column}"`;
-    const fix = 'deletes need REPLICA IDENTITY FULL or the tenant in the key';
-    throw new UnroutableRowError('tenant-unavailable', mapping.name, `${why} (${fix})`);
-  }
-  if ((typeof value === 'string' && value !== '') || typeof value === 'number' || typeof value === 'bigint') {
-    const tenant = String(value);
-    // It goes into indexed columns (names.ts): past the limit it would fail the routing of the whole chunk.
-    if (tenant.length > MAX_TENANT_LENGTH) {
-      throw new UnroutableRowError('tenant-invalid', mapping.name, `the tenant column "${column}" holds ${tenant.length} characters, over ${MAX_TENANT_LENGTH}`);
-    }
-    return tenant;
-  }
-  const why = `the tenant column "${column}" holds ${describe(value)}, not a tenant id`;
-  throw new UnroutableRowError('tenant-invalid', mapping.name, why);
+  return tenantFrom(mapping, column, rowValue(change, column), change.operation);
 }
 
 /** The full row after the change; a delete's old image. Unavailable columns are left out. */
@@ -281,41 +299,13 @@ function recordOf(change: RowChange): Record<string, unknown> {
   return record;
 }
 
-/**
- * The entity key of a row read from its table (a model snapshot): what a change of that row
- * carries as its `id`. @throws UnroutableRowError when a key column is null (no change of it is routed either).
- */
-export function entityKeyOfRow(mapping: DomainMapping, table: TableRef, row: Readonly<Record<string, unknown>>, primaryKey: readonly string[]): string {
-  const change: RowChange = { operation: 'insert', table, keyColumns: [], new: row, old: undefined, unchangedToastColumns: [], lsn: '0/0' };
-  return entityKeyOf(mapping, change, primaryKey);
-}
-
 /** The entity key: the mapping's `key`, else the primary key, else the change's key columns. */
 function entityKeyOf(mapping: DomainMapping, change: RowChange, primaryKey: readonly string[] | undefined): string {
-  const columns = mapping.key ?? (primaryKey !== undefined && primaryKey.length > 0 ? primaryKey : change.keyColumns);
-  if (columns.length === 0) {
-    const table = `${change.table.schema}.${change.table.name}`;
-    const why = `${table} has no primary key or replica identity key; add a primary key or set "key"`;
-    throw new UnroutableRowError('key-unavailable', mapping.name, why);
-  }
-  const parts: string[] = [];
-  for (const column of columns) {
-    const value = rowValue(change, column);
-    const text = value === UNAVAILABLE || value === null ? undefined : textOf(value);
-    if (text === undefined) {
-      const what = value === UNAVAILABLE ? 'not in the row image' : describe(value);
-      throw new UnroutableRowError('key-unavailable', mapping.name, `key column "${column}" is ${what}`);
-    }
-    parts.push(text);
-  }
-  const key = parts.length === 1 ? (parts[0] as string) : parts.map((part) => encodeURIComponent(part.toWellFormed())).join('/');
-  // Part of the event's entity, which goes into indexed columns (names.ts): bounded in bytes of the
-  // key as stored (composite parts encoded), so long URL keys and non-Latin keys still route.
-  const bytes = Buffer.byteLength(key);
-  if (bytes > MAX_ENTITY_BYTES) {
-    throw new UnroutableRowError('key-invalid', mapping.name, `the entity key of columns ${columns.map((column) => `"${column}"`).join(', ')} is ${bytes} bytes, over ${MAX_ENTITY_BYTES}`);
-  }
-  return key;
+  return keyFrom(mapping, change.table, keyColumnsOf(mapping, change, primaryKey), (column) => rowValue(change, column));
+}
+
+function keyColumnsOf(mapping: DomainMapping, change: RowChange, primaryKey: readonly string[] | undefined): readonly string[] {
+  return mapping.key ?? (primaryKey !== undefined && primaryKey.length > 0 ? primaryKey : change.keyColumns);
 }
 
 function topicOf(plan: CompiledMapping, mapping: string, change: RowChange): string {
@@ -357,32 +347,6 @@ function build(node: CompiledPayload, change: RowChange): unknown {
     if (value !== UNAVAILABLE) object[key] = value;
   }
   return object;
-}
-
-/** The text of a scalar key or topic value; undefined for anything else. */
-function textOf(value: unknown): string | undefined {
-  switch (typeof value) {
-    case 'string':
-      return value;
-    case 'number':
-    case 'bigint':
-    case 'boolean':
-      return String(value);
-  }
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? undefined : value.toISOString();
-  // bytea, spelled as Postgres prints it.
-  if (value instanceof Uint8Array) {
-    return `\\x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
-  }
-  return undefined;
-}
-
-/** Names the kind of a value for an error message without revealing it. */
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (value === '') return 'an empty string';
-  if (Array.isArray(value)) return 'a list';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
 
 function defineValue(target: Record<string, unknown>, key: string, value: unknown): void {

@@ -37,6 +37,8 @@ export interface OpenTransaction {
   readonly commitLsn: string;
   readonly commitTime: Date;
   changes: RowChange[];
+  /** Changes decoded so far, across the chunks already handed on: the next change's ordinal. */
+  decoded: number;
 }
 
 /** Postgres sent something the protocol does not allow here: a fault, never the caller's. */
@@ -52,18 +54,21 @@ export function openTransaction(message: Pgoutput.MessageBegin): OpenTransaction
     // Microseconds since the Unix epoch, as the library converts them.
     commitTime: new Date(Number((message.commitTime as bigint) / 1000n)),
     changes: [],
+    decoded: 0,
   };
 }
 
 export type ChangeMessage = Pgoutput.MessageInsert | Pgoutput.MessageUpdate | Pgoutput.MessageDelete;
 
-export function toRowChange(message: ChangeMessage, lsn: string): RowChange {
+/** `ordinal`: the change's position in its transaction (see `RowChange.ordinal`). */
+export function toRowChange(message: ChangeMessage, lsn: string, ordinal: number): RowChange {
   const { relation } = message;
   const base = {
     table: { schema: relation.schema, name: relation.name },
     // pgoutput flags the replica-identity columns: the key, or every column with REPLICA IDENTITY FULL.
     keyColumns: relation.keyColumns,
     lsn,
+    ordinal,
   };
   switch (message.tag) {
     case 'insert': {

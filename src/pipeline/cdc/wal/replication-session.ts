@@ -13,6 +13,22 @@ import { formatLsn, parseLsn } from './lsn.ts';
 import { ObservedPgoutputPlugin, openTransaction, protocolError, toRowChange, type OpenTransaction } from './pgoutput-decode.ts';
 import type { SourceConnections } from './source-connections.ts';
 
+/**
+ * The session a chunk came from, as `handle` sees it. A failed transaction is received again
+ * after the reconnect, followed by every later one: a later transaction of the same row routed by
+ * this session in the meantime would overtake it (the row would end at the older version). So once
+ * the session ends, nothing more of it may be routed.
+ */
+export interface ChunkSession {
+  /** Aborted once the session ended: closed, or a handler failed. Check it right before routing. */
+  readonly signal: AbortSignal;
+  /**
+   * Ends the session at once with `error`, as a rejected `handle` does some ticks later: a handler
+   * calls it where it fails, so that the next transaction's check already sees the signal aborted.
+   */
+  fail(error: unknown): void;
+}
+
 /** The reader's positions, shared by its successive sessions. */
 export interface ReaderPositions {
   /** Everything before this position is handled (and confirmed); 0 until the slot is known. */
@@ -25,7 +41,7 @@ export interface SessionSettings {
   readonly connections: SourceConnections;
   readonly slotName: string;
   readonly publicationName: string;
-  readonly handle: (chunk: TransactionChunk) => Promise<void>;
+  readonly handle: (chunk: TransactionChunk, session: ChunkSession) => Promise<void>;
   readonly maxChunkChanges: number;
   readonly maxPendingTransactions: number;
   /** In ms. */
@@ -48,6 +64,9 @@ export class ReplicationSession {
   readonly #settings: SessionSettings;
   readonly #service: LogicalReplicationService;
   readonly #plugin: ObservedPgoutputPlugin;
+  readonly #ended = new AbortController();
+  /** What `handle` gets with every chunk of this session. */
+  readonly #chunkSession: ChunkSession;
   /** Resolves (never rejects) when the stream ends, with the error that ended it if any. */
   ended: Promise<Error | undefined> = Promise.resolve(undefined);
   /** What ended the session from our side (a failed `handle`, a decoding fault), if anything. */
@@ -69,6 +88,7 @@ export class ReplicationSession {
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
     );
     this.#plugin = new ObservedPgoutputPlugin({ protoVersion: 1, publicationNames: [settings.publicationName] }, (error) => this.fail(error));
+    this.#chunkSession = { signal: this.#ended.signal, fail: (error) => this.fail(error) };
   }
 
   /** Opens the stream from the confirmed position; resolves once it streams, rejects (closed) if it cannot. */
@@ -106,6 +126,7 @@ export class ReplicationSession {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.#ended.abort(new TributaryError(ErrorCode.UNAVAILABLE, 'the replication stream was closed'));
     clearInterval(this.#statusTimer);
     await this.#service.stop().catch((error: unknown) => this.#settings.logger.debug({ err: error }, 'closing the replication connection failed'));
   }
@@ -115,6 +136,7 @@ export class ReplicationSession {
     if (this.closed) return;
     this.error = error;
     this.closed = true;
+    this.#ended.abort(error);
     clearInterval(this.#statusTimer);
     void this.#service.stop().catch(() => {});
   }
@@ -150,7 +172,8 @@ export class ReplicationSession {
         if (!transaction) throw protocolError(`${message.tag} outside a transaction`);
         // Hand on a full chunk only when another change follows, so the final chunk is never empty.
         if (transaction.changes.length >= this.#settings.maxChunkChanges) await this.#deliver(transaction, false);
-        transaction.changes.push(toRowChange(message, formatLsn(lsn)));
+        transaction.changes.push(toRowChange(message, formatLsn(lsn), transaction.decoded));
+        transaction.decoded += 1;
         return;
       }
       case 'truncate':
@@ -181,7 +204,7 @@ export class ReplicationSession {
     if (this.closed) throw new TributaryError(ErrorCode.UNAVAILABLE, 'the replication stream was closed');
     const { xid, commitLsn, commitTime, changes } = transaction;
     transaction.changes = [];
-    await this.#settings.handle({ xid, commitLsn, commitTime, changes, final });
+    await this.#settings.handle({ xid, commitLsn, commitTime, changes, final }, this.#chunkSession);
   }
 
   /** Confirms a transaction's end once it and every earlier one are handled; a failure ends the session. */

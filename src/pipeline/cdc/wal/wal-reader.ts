@@ -26,7 +26,7 @@ import type { Logger } from '../../../logger.ts';
 import { createBackoff, pause } from '../../coordination/backoff.ts';
 import type { TransactionChunk } from '../row-change.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
-import { ReplicationSession, type ReaderPositions } from './replication-session.ts';
+import { ReplicationSession, type ChunkSession, type ReaderPositions } from './replication-session.ts';
 import {
   assertLogicalReplicationAllowed,
   assertPublicationName,
@@ -58,8 +58,10 @@ export interface WalReaderOptions {
    * Receives the chunks in commit order (see `maxPendingTransactions`). A transaction is confirmed
    * after the promise of its final chunk, and of every earlier transaction, resolves; a rejection
    * drops the connection and everything not confirmed is received again after the reconnect delay.
+   * `session` tells when that happened (see {@link ChunkSession}): a handler routes nothing once
+   * its session ended, so that the redelivery keeps each row's order.
    */
-  readonly handle: (chunk: TransactionChunk) => Promise<void>;
+  readonly handle: (chunk: TransactionChunk, session: ChunkSession) => Promise<void>;
   /** Most changes in one chunk; a larger transaction arrives in several. @default 1000 */
   readonly maxChunkChanges?: number;
   /**
@@ -91,6 +93,8 @@ export interface WalReaderOptions {
    */
   readonly onReady?: () => Promise<void>;
 }
+
+export type { ChunkSession };
 
 export type WalReaderState = 'starting' | 'streaming' | 'reconnecting' | 'stopped' | 'failed';
 

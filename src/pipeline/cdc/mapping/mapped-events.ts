@@ -1,0 +1,80 @@
+/**
+ * The events one mapped row change becomes (see `cdc-source.ts`): the model change on
+ * `{module}.{model}` and the mapping topic's event, under one id; when an update moved the row to
+ * another key or tenant (`MappedEvent.former`), a DELETED of the row where it was comes first on
+ * the model stream, under an id of its own derived from the change's.
+ *
+ * Ids are derived from the source, the change's LSN and ordinal in its transaction, and the
+ * mapping: the rows of one multi-insert record (COPY) share an LSN, and a redelivered
+ * transaction is decoded again from its first change, so the id is the same on every delivery.
+ */
+import type { RawEventInput, WalTransaction } from '../../events/envelope.ts';
+import { stableEventId } from '../../events/event-id.ts';
+import { modelChange, type ModelOperation } from '../../events/model-change.ts';
+import type { RowChange, RowOperation } from '../row-change.ts';
+import type { MappedEvent } from './mapping-evaluate.ts';
+import { modelTopic } from './mapping-topics.ts';
+import type { DomainMapping } from './mapping.ts';
+
+/** What the change's events share beyond the mapping's evaluation. */
+export interface MappedChangeContext {
+  /** The source's id (`sourceIdOf`). */
+  readonly source: string;
+  readonly scope: { readonly app: string; readonly env: string };
+  readonly change: RowChange;
+  readonly mapping: DomainMapping;
+  readonly transaction: WalTransaction;
+  /** The commit time, ISO 8601. */
+  readonly lastUpdatedAt: string;
+}
+
+/** A model change's `metadata.operation`: what its `operation` announces (a moved row's update is CREATED). */
+const ROW_OPERATION: Readonly<Record<ModelOperation, RowOperation>> = { CREATED: 'insert', UPDATED: 'update', DELETED: 'delete' };
+
+/** The id of a change's events under a mapping; `more` derives the id of an extra event. */
+export function changeEventId(source: string, change: RowChange, mapping: DomainMapping, ...more: string[]): string {
+  return stableEventId(source, change.lsn, String(change.ordinal), mapping.name, ...more);
+}
+
+/** The events, in the order they are to be placed. */
+export function mappedChangeEvents(context: MappedChangeContext, event: MappedEvent): RawEventInput[] {
+  const { change, mapping, transaction, lastUpdatedAt } = context;
+  const { app, env } = context.scope;
+  const table = `${change.table.schema}.${change.table.name}`;
+  const events: RawEventInput[] = [];
+  const { former } = event;
+  if (former) {
+    // Where subscribers hold the row: it leaves there before it appears where it now is.
+    events.push(
+      modelChange({
+        id: changeEventId(context.source, change, mapping, 'former'),
+        scope: { app, env, tenant: former.tenant },
+        entity: `${table}/${former.entityKey}`,
+        table,
+        operation: 'delete',
+        transaction,
+        topic: modelTopic(mapping),
+        type: former.type,
+        payload: { operation: 'DELETED', model: mapping.model, id: former.entityKey, record: former.record, lastUpdatedAt },
+      }),
+    );
+  }
+  const common = {
+    id: changeEventId(context.source, change, mapping),
+    scope: { app, env, tenant: event.tenant },
+    entity: `${table}/${event.entityKey}`,
+    table,
+    transaction,
+  };
+  events.push(
+    modelChange({
+      ...common,
+      operation: ROW_OPERATION[event.operation],
+      topic: modelTopic(mapping),
+      type: event.type,
+      payload: { operation: event.operation, model: mapping.model, id: event.entityKey, record: event.record, lastUpdatedAt },
+    }),
+    { ...common, operation: event.action, source: 'database', topic: event.topic, type: event.type, payload: event.payload },
+  );
+  return events;
+}
