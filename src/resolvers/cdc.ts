@@ -127,22 +127,25 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
 /**
  * Whether a change concerns a filtered subscriber, who may hold the row: an insert that matches;
  * every update (`changeFor` tells how: one that matches, or that the filter cannot judge, is
- * UPDATED; one that is definitely outside the filter is LEFT — the row may have left it); a delete
- * whose old row matched, or that carries too little of it to tell (its key only, without REPLICA
- * IDENTITY FULL).
+ * UPDATED; one that is definitely outside the filter is LEFT — the row may have left it); every
+ * delete.
+ *
+ * A delete is not judged by its record: for a soft delete (an UPDATE that sets the soft-delete
+ * column) the record is the *new* row, which the same statement may have moved out of the filter
+ * (`SET deleted_at = now(), status = 'archived'`) while the subscriber still holds the row as it
+ * matched; a hard delete without REPLICA IDENTITY FULL carries the key only. Dropping such a
+ * delete would leave a deleted row on the subscriber's list for good.
  *
  * An update may lack a filtered column: Postgres does not send a TOASTed (large) value the update
  * left unchanged unless the table has REPLICA IDENTITY FULL, and a column may have been added
  * later. Such an update is delivered, not dropped: dropping it would leave the subscriber's copy
- * of a row it holds stale, silently. A subscriber that does not hold the row gets an update it can
- * ignore by its `id`, the lesser harm.
+ * of a row it holds stale, silently. A subscriber that does not hold the row gets an update or a
+ * delete it can ignore by its `id`, the lesser harm (it stays within the tenant and the permission).
  */
 function concerns(filter: ModelFilter, event: RealtimeEvent): boolean {
   const operation = event.payload['operation'];
-  if (operation === 'UPDATED') return true;
-  const record = recordOf(event.payload);
-  if (matchesModelFilter(filter, record)) return true;
-  return operation === 'DELETED' && !filter.clauses.every((clause) => Object.hasOwn(record, clause.column));
+  if (operation === 'UPDATED' || operation === 'DELETED') return true;
+  return matchesModelFilter(filter, recordOf(event.payload));
 }
 
 /** A model change as one `changes` subscription sees it. */

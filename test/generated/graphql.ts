@@ -429,7 +429,7 @@ export type Mutation = {
   redeliverWebhook: WebhookDelivery;
   /** WebSocket only: hands the socket this mutation is sent on a new token (`Bearer` optional) of the same subject, tenant, app and env. Its expiry moves, and every subscription is checked against the new permissions (those no longer readable end with FORBIDDEN, `reason: PERMISSION_REVOKED`; the others go on untouched). A token that fails verification is UNAUTHENTICATED (the socket keeps its old token); another subject or tenant closes the socket with 4412. Over HTTP: WEBSOCKET_ONLY. */
   refreshAuth: AuthRefresh;
-  /** Admin of the environment (a token without a tenant): stops reading the caller's environment's source (its mappings stay). */
+  /** Admin of the environment (a token without a tenant): stops reading the caller's environment's source (its mappings stay). When no other environment or WAL-mode outbox reads that database, its replication slot is dropped (so it retains no WAL); the publication stays. */
   removeCdcSource: Scalars['Boolean']['output'];
   /** Admin of the environment (a token without a tenant): stops reading the environment's outbox (the table is left as it is); false when there was none. */
   removeOutboxSource: Scalars['Boolean']['output'];

@@ -7,15 +7,16 @@ import { createReleaseSignals } from '../coordination/release-signals.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { createCdcSource, sourceIdOf, type CdcBinding, type CdcSource, type CdcSourceOptions, type CdcSourceStatus } from './cdc-source.ts';
-import type { CdcSourceRecord, CdcStore, StoredMapping } from './cdc-store.ts';
+import { pruneExpiredRawChanges, type CdcSourceRecord, type CdcStore, type StoredMapping } from './cdc-store.ts';
 import { checkMappingAgainstTable, type TableShape } from './mapping/mapping-check.ts';
 import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
 import { streamConflicts } from './mapping/mapping-topics.ts';
 import { describeTable } from './mapping/table-catalog.ts';
-import { idleStatus, namesOf, sameNames } from './source-names.ts';
+import { checkedNames, followerStatus, idleStatus, namesOf, sameNames } from './source-names.ts';
 import { identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
-import { assertLogicalReplicationAllowed, isValidPublicationName, isValidSlotName } from './wal/replication-setup.ts';
-import { createSourceEndpoints } from './source-endpoints.ts';
+import { assertLogicalReplicationAllowed } from './wal/replication-setup.ts';
+import { createRetiredSlots } from './retired-slots.ts';
+import { createSourceEndpoints, describeMappedTables } from './source-endpoints.ts';
 import type { SourceConnectionFactory, SourceConnections } from './wal/source-connections.ts';
 import type { WalOutboxBinding, WalOutboxFigures } from './wal-outboxes.ts';
 
@@ -32,6 +33,9 @@ import type { WalOutboxBinding, WalOutboxFigures } from './wal-outboxes.ts';
  *
  * Connections: one `SourceConnections` per source URL, made by the injected factory and disposed
  * once no environment and no reader uses it (idle pooled connections close on their own).
+ *
+ * Slots: when a database loses its last environment and WAL-mode outbox, or its slot name changes,
+ * the instance that led its reader drops the old slot after stopping it (`retired-slots.ts`).
  */
 export interface CdcService {
   start(): Promise<void>;
@@ -109,6 +113,8 @@ export interface CdcServiceOptions {
   readonly reloadIntervalMs: number;
   /** How long raw changes are kept, in ms. */
   readonly rawRetentionMs: number;
+  /** How often readers are inspected, outbox figures saved and raw changes pruned, in ms. @default 5000 */
+  readonly housekeepingIntervalMs?: number;
   /** Counts rows that matched a mapping but could not be routed safely. @default no metrics */
   readonly metrics?: Pick<Metrics, 'cdcUnroutable' | 'outboxRouted' | 'outboxDead'>;
   /** The outboxes read in WAL mode. @default none */
@@ -116,12 +122,8 @@ export interface CdcServiceOptions {
 }
 
 const HOUSEKEEPING_MS = 5000;
-
-interface RunningSource {
-  readonly url: string;
-  readonly names: ReplicationNames;
-  readonly source: CdcSource;
-}
+/** Raw changes deleted per statement, and statements per housekeeping pass at most (500,000 rows per pass). */
+const PRUNE_LIMITS = { batch: 10_000, batches: 50 };
 
 export function createCdcService(options: CdcServiceOptions): CdcService {
   const { store } = options;
@@ -129,7 +131,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const signals = options.subscriber && createReleaseSignals(options.subscriber, logger);
   const endpoints = createSourceEndpoints(options.connect);
   /** By the database's identity key. */
-  const sources = new Map<string, RunningSource>();
+  const sources = new Map<string, { readonly url: string; readonly names: ReplicationNames; readonly source: CdcSource }>();
   /** By `app/env`: the environment's mappings. */
   let environments = new Map<string, readonly DomainMapping[]>();
   /** By `app/env`: the environment's source URL. */
@@ -140,16 +142,22 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   let lastReload: Promise<void> = Promise.resolve();
   let closed = false;
   const coalescer = createKeyedCoalescer();
+  const retired = createRetiredSlots({ connectionsOf: (url) => endpoints.connectionsOf(url), store, logger });
 
   const envKey = (scope: EnvScope) => `${scope.app}/${scope.env}`;
   const identityOf = (url: string) => endpoints.identityOf(url);
-  /** Disposes the connections of URLs no environment or reader uses. */
-  const releaseEndpoints = (inUse: Iterable<string>) => endpoints.release([...inUse, ...[...sources.values()].map((entry) => entry.url)]);
+  /** Disposes the connections of URLs no environment, reader or slot still to drop uses. */
+  const releaseEndpoints = (inUse: Iterable<string>) => endpoints.release([...inUse, ...[...sources.values()].map((entry) => entry.url), ...retired.urls()]);
+  /** Drops the retired slots no running reader uses again (only after a load that reached every database). */
+  const dropRetired = () => retired.drop((slot) => sources.get(slot.database)?.names.slotName === slot.slotName);
 
   const load = async (): Promise<void> => {
     const outboxRows = (await options.outboxes?.list()) ?? [];
     const current = `${await store.version()} ${JSON.stringify(outboxRows)}`;
-    if (current === version) return;
+    if (current === version) {
+      if (await dropRetired()) await releaseEndpoints([...sourceUrls.values(), ...outboxRows.map((row) => row.databaseUrl)]);
+      return;
+    }
     const [sourceRows, mappingRows] = await Promise.all([store.listSources(), store.listMappings()]);
     const byEnv = new Map<string, StoredMapping[]>();
     for (const row of mappingRows) byEnv.set(envKey(row), [...(byEnv.get(envKey(row)) ?? []), row]);
@@ -171,18 +179,25 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     };
     for (const row of sourceRows) (await groupOf(row))?.rows.push(row);
     for (const outbox of outboxRows) (await groupOf({ ...outbox.scope, databaseUrl: outbox.databaseUrl }))?.outboxes.push(outbox);
+    // Only when every database is known can a missing group mean that no environment reads it.
+    const resolved = complete;
     for (const [key, entry] of sources) {
       const group = groups.get(key);
-      if (group && sameNames(entry.names, namesOf(group.identity, group.rows))) continue;
+      const names = group && namesOf(group.identity, group.rows);
+      if (names && sameNames(entry.names, names)) continue;
+      const led = !options.redis || entry.source.status().leading;
       sources.delete(key);
       await entry.source.stop();
+      if (led && names?.slotName !== entry.names.slotName) {
+        retired.retire({ database: key, source: entry.source.id, url: entry.url, slotName: entry.names.slotName, forgetReader: !group });
+      }
     }
     for (const [key, { identity, rows, outboxes }] of groups) {
       const url = sources.get(key)?.url ?? rows[0]?.databaseUrl ?? outboxes[0]!.databaseUrl;
       const bindings: CdcBinding[] = [];
       for (const row of rows) {
         const mappings = nextEnvironments.get(envKey(row))!;
-        const tables = await describeTables(endpoints.connectionsOf(url), mappings).catch((error: unknown) => {
+        const tables = await describeMappedTables(endpoints.connectionsOf(url), mappings).catch((error: unknown) => {
           complete = false;
           logger.warn({ err: error, source: sourceIdOf(identity) }, 'could not read the source catalog');
           return new Map<string, TableShape>();
@@ -211,21 +226,9 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     }
     environments = nextEnvironments;
     sourceUrls = new Map(sourceRows.map((row) => [envKey(row), row.databaseUrl]));
+    if (resolved) await dropRetired();
     await releaseEndpoints([...sourceRows, ...outboxRows].map((row) => row.databaseUrl));
     if (complete) version = current;
-  };
-
-  /** Catalog entries of the mapped tables. */
-  const describeTables = async (connections: SourceConnections, mappings: readonly DomainMapping[]): Promise<Map<string, TableShape>> => {
-    const tables = new Map<string, TableShape>();
-    if (mappings.length === 0) return tables;
-    await connections.withClient(async (client) => {
-      for (const mapping of mappings) {
-        const shape = await describeTable(client, mappingTable(mapping));
-        if (shape) tables.set(mapping.table, shape);
-      }
-    });
-    return tables;
   };
 
   /** Measures the WAL-mode outboxes this instance reads and saves their figures for `outboxStatus`. */
@@ -244,20 +247,30 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   /** Runs a load that starts after this call (one queued behind a running one serves every caller meanwhile). */
   const reload = (): Promise<void> => (lastReload = coalescer.request('load', load));
 
+  /** Each step whatever the others did: raw changes are pruned even while the reload fails. */
   const housekeeping = async () => {
-    await reload();
-    for (const { source } of sources.values()) await source.inspect().catch(() => undefined);
-    await reportOutboxes();
-    await store.pruneRawChanges(new Date(Date.now() - options.rawRetentionMs), 10_000);
+    try {
+      await reload();
+      for (const { source } of sources.values()) await source.inspect().catch(() => undefined);
+      await reportOutboxes();
+    } catch (error) {
+      logger.warn({ err: error }, 'CDC housekeeping failed');
+    }
+    await pruneExpiredRawChanges(store, new Date(Date.now() - options.rawRetentionMs), PRUNE_LIMITS);
   };
 
   const reloadTimer = setInterval(() => {
     if (!closed) reload().catch((error: unknown) => logger.warn({ err: error }, 'CDC reload failed'));
   }, options.reloadIntervalMs);
   reloadTimer.unref();
+  /** The pass under way: a tick while it runs (a long prune) is skipped, not run beside it. */
+  let housekeepingPass: Promise<void> | undefined;
   const housekeepingTimer = setInterval(() => {
-    if (!closed) housekeeping().catch((error: unknown) => logger.warn({ err: error }, 'CDC housekeeping failed'));
-  }, HOUSEKEEPING_MS);
+    if (closed || housekeepingPass) return;
+    housekeepingPass = housekeeping()
+      .catch((error: unknown) => logger.warn({ err: error }, 'raw changes could not be pruned'))
+      .finally(() => (housekeepingPass = undefined));
+  }, options.housekeepingIntervalMs ?? HOUSEKEEPING_MS);
   housekeepingTimer.unref();
 
   return {
@@ -265,13 +278,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     reload,
 
     async setSource(scope, databaseUrl, names = {}) {
-      const wanted = { slotName: names.slotName ?? null, publicationName: names.publicationName ?? null };
-      if (wanted.slotName !== null && !isValidSlotName(wanted.slotName)) {
-        throw badInput('slotName', 'slotName must be 1–63 lower-case letters, digits and underscores');
-      }
-      if (wanted.publicationName !== null && !isValidPublicationName(wanted.publicationName)) {
-        throw badInput('publicationName', 'publicationName must be a lower-case identifier (letters, digits, underscores; not starting with a digit)');
-      }
+      const wanted = checkedNames(names);
       let identity: DatabaseIdentity;
       try {
         identity = await endpoints.connectionsOf(databaseUrl).withClient(async (client) => {
@@ -358,15 +365,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       if (localStatus?.leading) return localStatus;
       // Another instance leads: what it last wrote.
       const id = sourceIdOf(identity);
-      const stored = await store.getStatus(id);
-      return {
-        ...idleStatus(id, local?.names ?? namesOf(identity, [source])),
-        state: stored?.state === undefined ? 'starting' : (stored.state as CdcSourceStatus['state']),
-        lastAcknowledgedLsn: stored?.lastLsn ?? null,
-        lagBytes: stored?.lagBytes ?? null,
-        retainedWalBytes: stored?.retainedWalBytes ?? null,
-        lastError: stored?.lastError ?? localStatus?.lastError ?? null,
-      };
+      return followerStatus(id, local?.names ?? namesOf(identity, [source]), await store.getStatus(id), localStatus?.lastError ?? null);
     },
 
     leading() {
@@ -380,6 +379,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       clearInterval(reloadTimer);
       clearInterval(housekeepingTimer);
       await lastReload.catch(() => undefined);
+      await housekeepingPass;
       await Promise.all([...sources.values()].map(({ source }) => source.stop()));
       sources.clear();
       await endpoints.dispose();

@@ -59,6 +59,8 @@ export interface CdcStore {
   getStatus(source: string): Promise<ReaderStatusRecord | undefined>;
   /** Notes that the source's slot was found lost and recreated (the `cdc.slot_lost` alert). */
   noteSlotLost(source: string): Promise<void>;
+  /** Forgets a source's reader status, once its slot is dropped (no environment reads the database any more). */
+  forgetReader(source: string): Promise<void>;
   appendRawChanges(rows: readonly RawChangeRow[]): Promise<void>;
   /** Deletes raw changes received before `before`, at most `limit`; returns how many. */
   pruneRawChanges(before: Date, limit: number): Promise<number>;
@@ -194,6 +196,10 @@ export function createCdcStore(db: Database): CdcStore {
       );
     },
 
+    async forgetReader(source) {
+      await db.query('DELETE FROM cdc_reader_status WHERE source = $1', [source]);
+    },
+
     async appendRawChanges(rows) {
       if (rows.length === 0) return;
       // One statement per batch: arrays unnested into rows.
@@ -218,6 +224,21 @@ export function createCdcStore(db: Database): CdcStore {
       return rowCount;
     },
   };
+}
+
+/**
+ * Deletes the raw changes received before `before`, `batch` rows per statement, until a statement
+ * deletes fewer (none left) or after `batches` statements (a bounded pass: what is left waits for
+ * the next). Resolves with how many were deleted.
+ */
+export async function pruneExpiredRawChanges(store: Pick<CdcStore, 'pruneRawChanges'>, before: Date, limits: { batch: number; batches: number }): Promise<number> {
+  let total = 0;
+  for (let statement = 0; statement < limits.batches; statement += 1) {
+    const deleted = await store.pruneRawChanges(before, limits.batch);
+    total += deleted;
+    if (deleted < limits.batch) break;
+  }
+  return total;
 }
 
 /** Column values as JSON: bigints as text, byte arrays as hex. */

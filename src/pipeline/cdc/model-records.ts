@@ -25,7 +25,8 @@
  *   on a mapping without `tenantColumn`, or none on one with it) sees no rows, as with `changes`.
  */
 import type pg from 'pg';
-import { ErrorCode, SqlState, SqlStateClass, sqlStateOf, TributaryError } from '../../errors.ts';
+import { isConnectionFailure } from '../../db/connection-failure.ts';
+import { ErrorCode, isTributaryError, SqlState, SqlStateClass, sqlStateOf, TributaryError } from '../../errors.ts';
 import { matchesModelFilter, type ModelFilter } from '../filters/model-filter.ts';
 import type { ModelSource } from './cdc-service.ts';
 import { entityKeyOfRow, UnroutableRowError } from './mapping/mapping-evaluate.ts';
@@ -87,18 +88,36 @@ const SNAPSHOT_ATTEMPTS = 5;
 const KEY_COLUMN = '__tributary_key';
 const XMIN_COLUMN = '__tributary_xmin';
 
+/**
+ * A page of the model's rows. Throws UNAVAILABLE (retryable: the SDK's live models retry it) while
+ * the source database cannot be reached or a statement takes too long, BAD_USER_INPUT for a page
+ * cursor of another model, MISCONFIGURED for a table that is gone or has no key.
+ */
 export async function readModelRecords(query: ModelRecordsQuery, options: ModelRecordsOptions): Promise<ModelRecordsPage> {
-  return query.source.connections.withClient(async (client) => {
-    for (let attempt = 1; ; attempt += 1) {
-      const page = await readPage(client, query, options);
-      if (page !== 'retry') return page;
-      if (attempt >= SNAPSHOT_ATTEMPTS) {
-        throw new TributaryError(ErrorCode.UNAVAILABLE, 'The model snapshot could not be taken consistently (transactions were committing); retry', {
-          details: { reason: 'snapshot-unsettled' },
-        });
+  let connected = false;
+  try {
+    return await query.source.connections.withClient(async (client) => {
+      connected = true;
+      for (let attempt = 1; ; attempt += 1) {
+        const page = await readPage(client, query, options);
+        if (page !== 'retry') return page;
+        if (attempt >= SNAPSHOT_ATTEMPTS) {
+          throw new TributaryError(ErrorCode.UNAVAILABLE, 'The model snapshot could not be taken consistently (transactions were committing); retry', {
+            details: { reason: 'snapshot-unsettled' },
+          });
+        }
       }
-    }
-  });
+    });
+  } catch (error) {
+    // No connection at all (refused, a pool timeout, a database not accepting connections, a
+    // server starting up) or one lost on the way (a restart, a terminated backend): the source is
+    // away for now, which a client should retry rather than give up on.
+    if (isTributaryError(error) || (connected && !isConnectionFailure(error))) throw error;
+    throw new TributaryError(ErrorCode.UNAVAILABLE, "The model's source database cannot be reached right now; retry shortly", {
+      cause: error,
+      details: { reason: 'source-unreachable' },
+    });
+  }
 }
 
 async function readPage(client: pg.ClientBase, query: ModelRecordsQuery, options: ModelRecordsOptions): Promise<ModelRecordsPage | 'retry'> {

@@ -3,6 +3,9 @@
  * `SourceConnections` per URL text) with each URL's database identity, resolved once. A URL's
  * connections are disposed once nothing uses it any more (`release`).
  */
+import type { TableShape } from './mapping/mapping-check.ts';
+import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
+import { describeTable } from './mapping/table-catalog.ts';
 import { identifyDatabase, type DatabaseIdentity } from './wal/replication-names.ts';
 import type { SourceConnectionFactory, SourceConnections } from './wal/source-connections.ts';
 
@@ -47,4 +50,17 @@ export function createSourceEndpoints(connect: SourceConnectionFactory): SourceE
     release,
     dispose: () => release([]),
   };
+}
+
+/** Catalog entries of the mapped tables that exist, by the mapping's `table`, read over one pooled connection. */
+export async function describeMappedTables(connections: SourceConnections, mappings: readonly DomainMapping[]): Promise<Map<string, TableShape>> {
+  const tables = new Map<string, TableShape>();
+  if (mappings.length === 0) return tables;
+  await connections.withClient(async (client) => {
+    for (const mapping of mappings) {
+      const shape = await describeTable(client, mappingTable(mapping));
+      if (shape) tables.set(mapping.table, shape);
+    }
+  });
+  return tables;
 }

@@ -69,14 +69,15 @@ builder.mutationFields((t) => ({
       databaseUrl: t.arg.string({ required: true }),
       slotName: t.arg.string({
         description:
-          "The source's own replication slot (1–63 lower-case letters, digits, _). Default: `tributary_` + a hash of the database's identity, one slot per database however many environments point at it.",
+          "The source's own replication slot (1–63 lower-case letters, digits, _). Default: `tributary_` + a hash of the database's identity, one slot per database however many environments point at it. A slot no longer used after a change of name or database is dropped.",
       }),
       publicationName: t.arg.string({ description: "The source's own publication (a lower-case identifier). Default: named like the slot." }),
     },
     resolve: (_root, args, context) => resolvers.setCdcSource(context, args),
   }),
   removeCdcSource: t.boolean({
-    description: "Admin of the environment (a token without a tenant): stops reading the caller's environment's source (its mappings stay).",
+    description:
+      "Admin of the environment (a token without a tenant): stops reading the caller's environment's source (its mappings stay). When no other environment or WAL-mode outbox reads that database, its replication slot is dropped (so it retains no WAL); the publication stays.",
     resolve: (_root, _args, context) => resolvers.removeCdcSource(context),
   }),
   saveCdcMapping: t.field({

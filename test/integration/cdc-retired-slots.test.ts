@@ -1,0 +1,88 @@
+/**
+ * Replication slots no environment reads any more (`retired-slots.ts`), against a real source
+ * database: dropped once nobody streams them, kept while one does or when claimed again.
+ */
+import pg from 'pg';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { migrate } from '../../src/db/migrations.ts';
+import { createPostgresDatabase } from '../../src/db/postgres.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createCdcStore } from '../../src/pipeline/cdc/cdc-store.ts';
+import { createRetiredSlots, type RetiredSlot } from '../../src/pipeline/cdc/retired-slots.ts';
+import { createSourceConnections } from '../../src/pipeline/cdc/wal/source-connections.ts';
+import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+
+const logger = createLogger({ level: 'silent' });
+
+/** A source database with a logical slot, a platform database with the slot's reader status, and the slots to drop. */
+async function setUp() {
+  const source = await createTestDatabase();
+  const pool = openTestPool(source.url);
+  const slotName = uniqueName('slot');
+  await pool.query('CREATE PUBLICATION retired_pub FOR ALL TABLES');
+  await pool.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slotName]);
+  const platform = await createTestDatabase();
+  const db = createPostgresDatabase({ url: platform.url, logger });
+  onTestFinished(() => db.close());
+  await migrate(db, { logger });
+  const store = createCdcStore(db);
+  await store.saveStatus({ source: 'src1', state: 'streaming', leader: null, lastLsn: '0/1', lagBytes: 0, retainedWalBytes: 0, lastError: null });
+  const connections = createSourceConnections(source.url);
+  onTestFinished(() => connections.dispose());
+  const retired = createRetiredSlots({ connectionsOf: () => connections, store, logger });
+  const slot: RetiredSlot = { database: 'db1', source: 'src1', url: source.url, slotName, forgetReader: true };
+  const slotExists = async () => (await pool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slotName])).rowCount === 1;
+  return { source, slotName, store, retired, slot, slotExists };
+}
+
+/** Streams the slot over a replication connection of the test's own (as a reader of another instance would); resolves once it is active. */
+async function streamSlot(url: string, slotName: string, check: pg.Pool): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, replication: 'database' } as pg.ClientConfig);
+  client.on('error', () => {});
+  await client.connect();
+  onTestFinished(() => client.end().catch(() => undefined));
+  client.query(`START_REPLICATION SLOT ${slotName} LOGICAL 0/0 (proto_version '1', publication_names 'retired_pub')`).catch(() => undefined);
+  await waitFor(async () => (await check.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [slotName])).rowCount === 1, {
+    message: 'the slot is streamed',
+  });
+  return client;
+}
+
+describe('retired replication slots', () => {
+  it('keeps a slot another reader still streams, and drops it (with its reader status) at a later call once it stopped', async () => {
+    const { source, slotName, store, retired, slot, slotExists } = await setUp();
+    const streaming = await streamSlot(source.url, slotName, openTestPool(source.url));
+    retired.retire(slot);
+
+    expect(await retired.drop(() => false)).toBe(false);
+    expect(await slotExists()).toBe(true);
+    expect(retired.urls()).toEqual([source.url]);
+
+    await streaming.end();
+    await waitFor(async () => (await retired.drop(() => false)) && !(await slotExists()), { message: 'the slot is dropped' });
+    expect(retired.urls()).toEqual([]);
+    expect(await store.getStatus('src1')).toBeUndefined();
+  });
+
+  it('keeps a slot an environment reads again, and forgets it', async () => {
+    const { retired, slot, slotExists, store } = await setUp();
+    retired.retire(slot);
+    expect(await retired.drop((candidate) => candidate.slotName === slot.slotName)).toBe(true);
+    expect(await slotExists()).toBe(true);
+    expect(await store.getStatus('src1')).toMatchObject({ lastLsn: '0/1' });
+    // Forgotten: a later call drops nothing.
+    expect(retired.urls()).toEqual([]);
+    expect(await retired.drop(() => false)).toBe(false);
+    expect(await slotExists()).toBe(true);
+  });
+
+  it('counts a slot dropped meanwhile (by another instance) as done', async () => {
+    const { source, slotName, retired, slot, slotExists } = await setUp();
+    retired.retire(slot);
+    await openTestPool(source.url).query('SELECT pg_drop_replication_slot($1)', [slotName]);
+    expect(await retired.drop(() => false)).toBe(true);
+    expect(await slotExists()).toBe(false);
+    expect(retired.urls()).toEqual([]);
+  });
+});
