@@ -37,10 +37,7 @@ export interface Limits {
   readonly connectionInitTimeoutMs: number;
   /** Open sockets this instance accepts; more are refused at the upgrade with HTTP 503. @default 10000 */
   readonly maxConnections: number;
-  /**
-   * Acknowledged sockets one principal (app, env, tenant, subject) may hold on this instance; more
-   * are closed with 1013 (try again later). Not applied in development mode. @default 100
-   */
+  /** Sockets one principal (app, env, tenant, subject) may hold here; more: close 1013. Not in development mode. @default 100 */
   readonly maxConnectionsPerSubject: number;
   /** Active subscriptions one socket may hold. @default 100 */
   readonly maxSubscriptionsPerConnection: number;

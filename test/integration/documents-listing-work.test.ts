@@ -53,19 +53,18 @@ async function entriesOf(redis: Redis, prefix: string, service: string): Promise
   return keys.filter((key) => !key.endsWith(':lock')).sort();
 }
 
+/** A server with the Redis cache in `durability` on a fresh database and Redis, with clients of both. */
+async function startCachedServer(durability: 'sync' | 'async', env: Record<string, string> = {}) {
+  const redisServer = await startPrivateRedis();
+  const database = await createTestDatabase();
+  const prefix = uniquePrefix();
+  const server = await startTestServer({ DATABASE_URL: database.url, REDIS_URL: redisServer.url, REDIS_KEY_PREFIX: prefix, SYNC_DURABILITY: durability, ...env });
+  return { server, prefix, redis: openRedis(redisServer.url), pool: openTestPool(database.url) };
+}
+
 describe.each(['sync', 'async'] as const)('documents over a service with many deleted documents (%s durability)', (durability) => {
   it('costs the work of the page — a handful of Redis commands, whatever the number of deleted documents — and caches none of them', async () => {
-    const redisServer = await startPrivateRedis();
-    const database = await createTestDatabase();
-    const prefix = uniquePrefix();
-    const server = await startTestServer({
-      DATABASE_URL: database.url,
-      REDIS_URL: redisServer.url,
-      REDIS_KEY_PREFIX: prefix,
-      SYNC_DURABILITY: durability,
-    });
-    const redis = openRedis(redisServer.url);
-    const pool = openTestPool(database.url);
+    const { server, prefix, redis, pool } = await startCachedServer(durability);
 
     for (const id of ['zz1', 'zz2', 'zz3']) await gql(server, 'mutation($id: ID) { createDocument(service: "list", id: $id, data: { v: 1 }) { revision } }', { id });
     await gql(server, 'mutation { mergeDocument(service: "list", id: "zz2", patch: { v: 2 }) { revision } }');
@@ -98,19 +97,8 @@ describe.each(['sync', 'async'] as const)('documents over a service with many de
 
 describe('documents with the cache ahead of the database (async durability)', () => {
   it('lists what the cache acknowledged: a re-creation the database has not seen, not a deletion it has not seen, and a document moved up after a lost cache', async () => {
-    const redisServer = await startPrivateRedis();
-    const database = await createTestDatabase();
-    const prefix = uniquePrefix();
     // No sweep during the test: the dirty entries below stay unflushed.
-    const server = await startTestServer({
-      DATABASE_URL: database.url,
-      REDIS_URL: redisServer.url,
-      REDIS_KEY_PREFIX: prefix,
-      SYNC_DURABILITY: 'async',
-      SYNC_SWEEP_INTERVAL_MS: '600000',
-    });
-    const redis = openRedis(redisServer.url);
-    const pool = openTestPool(database.url);
+    const { server, prefix, redis, pool } = await startCachedServer('async', { SYNC_SWEEP_INTERVAL_MS: '600000' });
     const cache = createDocumentCache({ redis, keyPrefix: prefix, ttlMs: 60_000 });
     const lease = await cache.lease();
     await pool.query(
