@@ -31,6 +31,10 @@ export async function startTributaryPeer(options: TributaryPeerOptions = {}): Pr
     DATA_DIR: 'memory://',
     LOG_LEVEL: 'silent',
     NODE_ENV: 'test',
+    // The load client holds every socket as one principal (the `cdc` workload: 1,000 sockets of one
+    // tenant's token), which the per-principal bound of a production instance would refuse.
+    WS_MAX_CONNECTIONS: '100000',
+    WS_MAX_CONNECTIONS_PER_SUBJECT: '100000',
     ...(options.redis !== undefined && { REDIS_URL: options.redis.url, REDIS_KEY_PREFIX: options.redis.keyPrefix }),
     ...(options.durability !== undefined && { SYNC_DURABILITY: options.durability }),
     ...options.settings,
