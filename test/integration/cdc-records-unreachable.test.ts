@@ -1,12 +1,18 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { isTributaryError } from '../../src/errors.ts';
+import { parseMapping } from '../../src/pipeline/cdc/mapping/mapping.ts';
+import { readModelRecords } from '../../src/pipeline/cdc/model-records.ts';
+import { createSourceConnections } from '../../src/pipeline/cdc/wal/source-connections.ts';
+import { parseModelFilter } from '../../src/pipeline/filters/model-filter.ts';
 import { CONTACTS_MAPPING, errorOf, gql, saveMappingOk, setUpCdc, type CdcSetup } from '../helpers/cdc.ts';
-import { openTestPool } from '../helpers/services.ts';
+import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
 import { signHs256 } from '../helpers/tokens.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 /*
  * `records` while its source database is away: UNAVAILABLE, which clients retry (the SDK's live
- * models give up on any other code), never INTERNAL_SERVER_ERROR.
+ * models give up on any other code), never INTERNAL_SERVER_ERROR. A source URL the database refuses
+ * for good (its credentials, a database that is gone) is MISCONFIGURED instead: no retry helps.
  */
 
 const RECORDS = '{ records(model: "contacts") { nodes { id } cursor } }';
@@ -70,5 +76,52 @@ describe('records while the source database is unreachable', () => {
     const lost = errorOf(await answer);
     await locker.query('ROLLBACK');
     expect(lost?.extensions?.['code']).toBe('UNAVAILABLE');
+  });
+});
+
+/** What `readModelRecords` throws for a first page read over `url`. */
+async function recordsErrorOver(url: string): Promise<unknown> {
+  const connections = createSourceConnections(url);
+  onTestFinished(() => connections.dispose());
+  return readModelRecords(
+    {
+      source: { mapping: parseMapping(CONTACTS_MAPPING), connections, sourceId: 'src' },
+      tenant: 'a',
+      filter: parseModelFilter(undefined),
+      first: 10,
+      after: undefined,
+      streamHead: () => Promise.resolve('0'),
+    },
+    { statementTimeoutMs: 5000 },
+  ).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+}
+
+describe('records over a source URL the database refuses for good', () => {
+  it('answers MISCONFIGURED, not UNAVAILABLE, for a database that does not exist', async () => {
+    const url = new URL((await createTestDatabase()).url);
+    url.pathname = `/${uniqueName('gone')}`;
+    const error = await recordsErrorOver(url.toString());
+    expect(isTributaryError(error) && { code: error.code, message: error.message, details: error.details }).toEqual({
+      code: 'MISCONFIGURED',
+      message: "The database named by the model's source URL does not exist; an administrator must correct the CDC source (setCdcSource)",
+      details: { reason: 'source-database-missing' },
+    });
+    expect((error as Error).cause).toMatchObject({ code: '3D000' });
+  });
+
+  it('answers MISCONFIGURED for a role the database refuses (failed authentication, class 28)', async () => {
+    const url = new URL((await createTestDatabase()).url);
+    // The test cluster trusts local connections, so an unknown role is the authentication failure it can show (28000).
+    url.username = uniqueName('nobody');
+    const error = await recordsErrorOver(url.toString());
+    expect(isTributaryError(error) && { code: error.code, message: error.message, details: error.details }).toEqual({
+      code: 'MISCONFIGURED',
+      message: "The model's source database refuses the credentials of its configured URL; an administrator must correct the CDC source (setCdcSource)",
+      details: { reason: 'source-auth-failed' },
+    });
+    expect((error as Error).cause).toMatchObject({ code: '28000' });
   });
 });

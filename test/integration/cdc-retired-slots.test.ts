@@ -1,6 +1,7 @@
 /**
  * Replication slots no environment reads any more (`retired-slots.ts`), against a real source
- * database: dropped once nobody streams them, kept while one does or when claimed again.
+ * database: dropped once nobody streams them, kept while one does or when claimed again, never
+ * through a URL that now reaches another database.
  */
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -9,11 +10,36 @@ import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createCdcStore } from '../../src/pipeline/cdc/cdc-store.ts';
 import { createRetiredSlots, type RetiredSlot } from '../../src/pipeline/cdc/retired-slots.ts';
+import { identifyDatabase, identityKey } from '../../src/pipeline/cdc/wal/replication-names.ts';
 import { createSourceConnections } from '../../src/pipeline/cdc/wal/source-connections.ts';
 import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
+
+interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly slot?: string;
+  readonly database?: string;
+  readonly reached?: string;
+}
+
+/** A logger at info level, and the lines it wrote. */
+function capturingLogger() {
+  const lines: LogLine[] = [];
+  return { lines, logger: createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) } }) };
+}
+
+/** The identity key of the database a pool reaches (what a retired slot's `database` holds). */
+async function identityOf(pool: pg.Pool): Promise<string> {
+  const client = await pool.connect();
+  try {
+    return identityKey(await identifyDatabase(client));
+  } finally {
+    client.release();
+  }
+}
 
 /** A source database with a logical slot, a platform database with the slot's reader status, and the slots to drop. */
 async function setUp() {
@@ -31,9 +57,9 @@ async function setUp() {
   const connections = createSourceConnections(source.url);
   onTestFinished(() => connections.dispose());
   const retired = createRetiredSlots({ connectionsOf: () => connections, store, logger });
-  const slot: RetiredSlot = { database: 'db1', source: 'src1', url: source.url, slotName, forgetReader: true };
+  const slot: RetiredSlot = { database: await identityOf(pool), source: 'src1', url: source.url, slotName, forgetReader: true };
   const slotExists = async () => (await pool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slotName])).rowCount === 1;
-  return { source, slotName, store, retired, slot, slotExists };
+  return { source, pool, slotName, store, retired, slot, slotExists };
 }
 
 /** Streams the slot over a replication connection of the test's own (as a reader of another instance would); resolves once it is active. */
@@ -84,5 +110,44 @@ describe('retired replication slots', () => {
     expect(await retired.drop(() => false)).toBe(true);
     expect(await slotExists()).toBe(false);
     expect(retired.urls()).toEqual([]);
+  });
+
+  it('drops nothing through a URL that now reaches another database (the source moved behind it), and says which slot to drop by hand', async () => {
+    const { pool, slotName, store, slot } = await setUp();
+    // The URL now reaches another database, whose own reader uses a slot of the same name (slot
+    // names are per cluster, so "another database" is here one of the same cluster, the slot its own).
+    const moved = await createTestDatabase();
+    const movedPool = openTestPool(moved.url);
+    await pool.query('SELECT pg_drop_replication_slot($1)', [slotName]);
+    await movedPool.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slotName]);
+    const connections = createSourceConnections(moved.url);
+    onTestFinished(() => connections.dispose());
+    const { lines, logger: capturing } = capturingLogger();
+    const retired = createRetiredSlots({ connectionsOf: () => connections, store, logger: capturing });
+    retired.retire({ ...slot, url: moved.url });
+
+    expect(await retired.drop(() => false)).toBe(true);
+    // The other database's slot is left alone (dropped before the fix), and the note is settled.
+    expect((await movedPool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()', [slotName])).rowCount).toBe(1);
+    expect(retired.urls()).toEqual([]);
+    expect(lines.filter((line) => line.msg.startsWith('dropped'))).toEqual([]);
+    const warning = lines.find((line) => line.level === 40 && line.slot === slotName);
+    expect(warning).toMatchObject({ database: slot.database, reached: await identityOf(movedPool) });
+    expect(warning?.msg).toContain(`retired replication slot ${slotName} now reaches another database`);
+    expect(warning?.msg).toContain('drop it by hand');
+  });
+
+  it('does not count a slot as dropped when the URL reaches another database without it', async () => {
+    const { slotName, store, slot, slotExists } = await setUp();
+    const moved = await createTestDatabase();
+    const connections = createSourceConnections(moved.url);
+    onTestFinished(() => connections.dispose());
+    const { lines, logger: capturing } = capturingLogger();
+    const retired = createRetiredSlots({ connectionsOf: () => connections, store, logger: capturing });
+    retired.retire({ ...slot, url: moved.url });
+
+    expect(await retired.drop(() => false)).toBe(true);
+    expect(await slotExists()).toBe(true);
+    expect(lines.map((line) => line.msg)).toEqual([expect.stringContaining(`retired replication slot ${slotName} now reaches another database`)]);
   });
 });

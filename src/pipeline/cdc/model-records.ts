@@ -91,7 +91,8 @@ const XMIN_COLUMN = '__tributary_xmin';
 /**
  * A page of the model's rows. Throws UNAVAILABLE (retryable: the SDK's live models retry it) while
  * the source database cannot be reached or a statement takes too long, BAD_USER_INPUT for a page
- * cursor of another model, MISCONFIGURED for a table that is gone or has no key.
+ * cursor of another model, MISCONFIGURED for a table that is gone or has no key, and for a source
+ * URL the database refuses for good (failed authentication, a database that does not exist).
  */
 export async function readModelRecords(query: ModelRecordsQuery, options: ModelRecordsOptions): Promise<ModelRecordsPage> {
   let connected = false;
@@ -109,15 +110,46 @@ export async function readModelRecords(query: ModelRecordsQuery, options: ModelR
       }
     });
   } catch (error) {
+    if (isTributaryError(error) || (connected && !isConnectionFailure(error))) throw error;
+    // A connection the source refuses for good (its credentials, its database gone): no retry helps.
+    const refused = connected ? undefined : refusedSource(error);
+    if (refused) throw refused;
     // No connection at all (refused, a pool timeout, a database not accepting connections, a
     // server starting up) or one lost on the way (a restart, a terminated backend): the source is
     // away for now, which a client should retry rather than give up on.
-    if (isTributaryError(error) || (connected && !isConnectionFailure(error))) throw error;
     throw new TributaryError(ErrorCode.UNAVAILABLE, "The model's source database cannot be reached right now; retry shortly", {
       cause: error,
       details: { reason: 'source-unreachable' },
     });
   }
+}
+
+/** SQLSTATE class `28xxx`: the role or its credentials were refused (a wrong password, an unknown role, pg_hba). */
+const INVALID_AUTHORIZATION_CLASS = '28';
+/** SQLSTATE `3D000`: the URL names a database that does not exist (dropped or renamed since it was set). */
+const INVALID_CATALOG_NAME = '3D000';
+
+/**
+ * MISCONFIGURED for a connection the source database refuses for good, else undefined. The message
+ * names neither the role nor the database (the caller is any reader of the model); the cause has them.
+ */
+function refusedSource(error: unknown): TributaryError | undefined {
+  const state = sqlStateOf(error);
+  if (state?.length === 5 && state.startsWith(INVALID_AUTHORIZATION_CLASS)) {
+    return new TributaryError(
+      ErrorCode.MISCONFIGURED,
+      "The model's source database refuses the credentials of its configured URL; an administrator must correct the CDC source (setCdcSource)",
+      { cause: error, details: { reason: 'source-auth-failed' } },
+    );
+  }
+  if (state === INVALID_CATALOG_NAME) {
+    return new TributaryError(
+      ErrorCode.MISCONFIGURED,
+      "The database named by the model's source URL does not exist; an administrator must correct the CDC source (setCdcSource)",
+      { cause: error, details: { reason: 'source-database-missing' } },
+    );
+  }
+  return undefined;
 }
 
 async function readPage(client: pg.ClientBase, query: ModelRecordsQuery, options: ModelRecordsOptions): Promise<ModelRecordsPage | 'retry'> {

@@ -9,11 +9,17 @@
  * led it) or while the database cannot be reached, for `RETRY_UNREACHABLE_MS` at most. A slot that
  * an environment claims again before it is dropped is kept. Other failures (a role that may not
  * drop slots) are logged with the slot's name, to drop by hand, and not retried.
+ *
+ * The URL is checked to still reach the slot's database (its identity, `replication-names.ts`)
+ * before anything is dropped: a source moved behind the same URL (a DNS switch-over, a restore)
+ * may have a slot of the same name there, read by the new database's reader. Such a note is
+ * settled with a warning naming the slot to drop by hand on the old database.
  */
 import { isConnectionFailure } from '../../db/connection-failure.ts';
 import { SqlState, sqlStateOf } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { CdcStore } from './cdc-store.ts';
+import { identifyDatabase, identityKey } from './wal/replication-names.ts';
 import type { SourceConnections } from './wal/source-connections.ts';
 
 /** A slot this instance stopped reading that no environment uses (as the last complete reload saw). */
@@ -22,7 +28,7 @@ export interface RetiredSlot {
   readonly database: string;
   /** The database's source id (its reader status is kept under it). */
   readonly source: string;
-  /** A URL that reaches the database. */
+  /** A URL that reached the database (checked to reach it still before the drop). */
   readonly url: string;
   readonly slotName: string;
   /**
@@ -65,9 +71,14 @@ export function createRetiredSlots(options: RetiredSlotsOptions): RetiredSlots {
   const pending = new Map<string, { slot: RetiredSlot; unreachableSince: number | undefined; toldActive: boolean; forgotten: boolean }>();
   const keyOf = (slot: RetiredSlot) => `${slot.database}\u0000${slot.slotName}`;
 
-  /** Drops the slot (of this database only: slot names are per cluster); true when it is gone. */
-  const dropOne = async (slot: RetiredSlot): Promise<boolean> =>
+  /**
+   * Drops the slot (of this database only: slot names are per cluster). Resolves with 'dropped' once
+   * it is gone, or with the identity the URL reaches instead of the slot's database (nothing dropped).
+   */
+  const dropOne = async (slot: RetiredSlot): Promise<{ dropped: true } | { dropped: false; reached: string }> =>
     options.connectionsOf(slot.url).withClient(async (client) => {
+      const reached = identityKey(await identifyDatabase(client));
+      if (reached !== slot.database) return { dropped: false, reached };
       const exists = async () =>
         (await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()', [slot.slotName])).rowCount !== 0;
       try {
@@ -75,10 +86,10 @@ export function createRetiredSlots(options: RetiredSlotsOptions): RetiredSlots {
           'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()',
           [slot.slotName],
         );
-        return true;
+        return { dropped: true };
       } catch (error) {
         // Dropped meanwhile by another instance ("does not exist"): done all the same.
-        if (sqlStateOf(error) !== SqlState.OBJECT_IN_USE && !isConnectionFailure(error) && !(await exists().catch(() => true))) return true;
+        if (sqlStateOf(error) !== SqlState.OBJECT_IN_USE && !isConnectionFailure(error) && !(await exists().catch(() => true))) return { dropped: true };
         throw error;
       }
     });
@@ -104,9 +115,17 @@ export function createRetiredSlots(options: RetiredSlotsOptions): RetiredSlots {
             await options.store.forgetReader(slot.source).catch((error: unknown) => logger.warn({ err: error, source: slot.source }, 'the reader status could not be cleared'));
           }
           entry.forgotten = true;
-          await dropOne(slot);
+          const outcome = await dropOne(slot);
           pending.delete(key);
-          logger.info({ source: slot.source, slot: slot.slotName }, 'dropped the replication slot no environment reads any more');
+          if (outcome.dropped) {
+            logger.info({ source: slot.source, slot: slot.slotName }, 'dropped the replication slot no environment reads any more');
+          } else {
+            logger.warn(
+              { source: slot.source, slot: slot.slotName, database: slot.database, reached: outcome.reached },
+              `the URL of retired replication slot ${slot.slotName} now reaches another database, so it was not dropped: ` +
+                'drop it by hand on its old database (SELECT pg_drop_replication_slot(…)), or it retains WAL there',
+            );
+          }
         } catch (error) {
           if (sqlStateOf(error) === SqlState.OBJECT_IN_USE) {
             // Still streamed (the walsender of the reader just stopped has not exited yet, or another instance reads it).
