@@ -118,7 +118,7 @@ describe('WAL reader', () => {
 
     const items = { schema: 'public', name: 'items' };
     const audited = { schema: 'public', name: 'audited' };
-    const common = { unchangedToastColumns: [], ordinal: 0 }; // one change per transaction
+    const common = { unchangedToastColumns: [], lsnIndex: 0 }; // one change per transaction, alone at its LSN
     expect(changesOf(chunks).map(({ lsn: _lsn, ...change }) => change)).toEqual([
       { ...common, operation: 'insert', table: items, keyColumns: ['id'], old: undefined, new: { id: 1, name: 'a', price: '1.50', tags: { x: 1 } } },
       // Key unchanged: Postgres sends no old row at all.

@@ -17,6 +17,7 @@ import { compareLsn } from '../../src/pipeline/cdc/wal/lsn.ts';
 import { createSourceConnections } from '../../src/pipeline/cdc/wal/source-connections.ts';
 import { createWalReader } from '../../src/pipeline/cdc/wal/wal-reader.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
+import { stableEventId } from '../../src/pipeline/events/event-id.ts';
 import type { EventLog } from '../../src/pipeline/log/event-log.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
@@ -89,7 +90,7 @@ const modelEvents = (rig: SourceRig) => rig.placed.filter((event) => event.topic
 const COPY_THREE = `COPY items (id, v) FROM PROGRAM 'printf "1\\t10\\n2\\t20\\n3\\t30\\n"'`;
 
 describe('CDC event ids', () => {
-  it('numbers the changes of a transaction across its chunks, the rows of one COPY included, the same again on redelivery', async () => {
+  it('numbers the changes of a transaction that share an LSN (the rows of one COPY) across its chunks, the same again on redelivery', async () => {
     const db = await createTestDatabase();
     const sql = openTestPool(db.url);
     await sql.query('CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL)');
@@ -119,28 +120,45 @@ describe('CDC event ids', () => {
       await connections.dispose();
     });
     await reader.start();
-    await sql.query(COPY_THREE);
-    await waitFor(() => deliveries[1]!.some((chunk) => chunk.final), { timeoutMs: 20_000, message: 'the COPY is received again' });
+    await sql.query(`BEGIN; INSERT INTO items VALUES (0, 0); ${COPY_THREE}; COMMIT`);
+    await waitFor(() => deliveries[1]!.some((chunk) => chunk.final), { timeoutMs: 20_000, message: 'the transaction is received again' });
 
     const [first, again] = deliveries as [TransactionChunk[], TransactionChunk[]];
-    const summary = (chunks: readonly TransactionChunk[]) => chunks.map((chunk) => chunk.changes.map((change: RowChange) => [change.ordinal, change.new?.['id']]));
-    expect(summary(first)).toEqual([[[0, 1], [1, 2]], [[2, 3]]]);
+    const summary = (chunks: readonly TransactionChunk[]) => chunks.map((chunk) => chunk.changes.map((change: RowChange) => [change.lsnIndex, change.new?.['id']]));
+    // The insert is alone at its LSN; the COPY's rows are numbered at theirs, across the chunks.
+    expect(summary(first)).toEqual([[[0, 0], [0, 1]], [[1, 2], [2, 3]]]);
     expect(summary(again)).toEqual(summary(first));
     // The premise: all three rows carry the record's LSN, so the LSN alone does not tell them apart.
-    expect(new Set(first.flatMap((chunk) => chunk.changes.map((change) => change.lsn))).size).toBe(1);
+    const lsns = first.flatMap((chunk) => chunk.changes.map((change) => change.lsn));
+    expect(new Set(lsns).size).toBe(2);
+    expect(new Set(lsns.slice(1)).size).toBe(1);
     expect(again.flatMap((chunk) => chunk.changes.map((change) => change.lsn))).toEqual(first.flatMap((chunk) => chunk.changes.map((change) => change.lsn)));
   });
 
-  it('gives each row of a COPY an event id of its own, shared by its model change and its mapping-topic event', async () => {
+  it('gives each row of a COPY an event id of its own, shared by its model change and its mapping-topic event; a single-row change keeps the id of earlier versions', async () => {
     const rig = await startSource();
+    await rig.sql.query('INSERT INTO items VALUES (9, 90)');
     await rig.sql.query(COPY_THREE);
-    await waitFor(() => modelEvents(rig).length === 3, { timeoutMs: 20_000, message: 'three model changes' });
+    await waitFor(() => modelEvents(rig).length === 4, { timeoutMs: 20_000, message: 'four model changes' });
 
     const models = modelEvents(rig);
-    expect(models.map((event) => recordOf(event)['id'])).toEqual([1, 2, 3]);
-    expect(new Set(models.map((event) => event.id)).size).toBe(3);
+    expect(models.map((event) => recordOf(event)['id'])).toEqual([9, 1, 2, 3]);
+    expect(new Set(models.map((event) => event.id)).size).toBe(4);
     const topicIds = rig.placed.filter((event) => event.topic === 'inv.item-events').map((event) => event.id);
     expect(topicIds).toEqual(models.map((event) => event.id));
+
+    // The changes' LSNs, as the raw changes keep them.
+    const rawLsns = async () => (await rig.platform.query<{ lsn: string }>('SELECT lsn FROM cdc_events ORDER BY id')).rows.map((row) => row.lsn);
+    await waitFor(async () => (await rawLsns()).length === 4, { timeoutMs: 20_000, message: 'the raw changes are stored' });
+    const [single, copy] = [...new Set(await rawLsns())] as [string, string];
+    // The id every version before rows sharing an LSN were told apart gave: a rolling upgrade receives
+    // an unconfirmed change again under the same id. Only the COPY's further rows add their index.
+    expect(models.map((event) => event.id)).toEqual([
+      stableEventId('src', single, ITEMS.name),
+      stableEventId('src', copy, ITEMS.name),
+      stableEventId('src', copy, ITEMS.name, '1'),
+      stableEventId('src', copy, ITEMS.name, '2'),
+    ]);
   });
 });
 

@@ -15,7 +15,7 @@ function change(partial: Partial<RowChange> & Pick<RowChange, 'operation'>): Row
     old: undefined,
     unchangedToastColumns: [],
     lsn: '0/16B3748',
-    ordinal: 0,
+    lsnIndex: 0,
     ...partial,
   };
 }

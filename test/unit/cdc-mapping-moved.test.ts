@@ -1,9 +1,10 @@
 /**
  * Rows an update moves to another entity key or tenant (`MappedEvent.former`), and the events a
  * mapped change becomes (`mappedChangeEvents`): a DELETED where the row was, then the row where it
- * now is, under ids derived from the change's LSN and ordinal.
+ * now is, under ids derived from the change's LSN (and its index at it, for a multi-insert's rows).
  */
 import { describe, expect, it } from 'vitest';
+import { stableEventId } from '../../src/pipeline/events/event-id.ts';
 import { changeEventId, mappedChangeEvents } from '../../src/pipeline/cdc/mapping/mapped-events.ts';
 import { evaluateMapping, type MappedEvent } from '../../src/pipeline/cdc/mapping/mapping-evaluate.ts';
 import type { RowChange, RowImage } from '../../src/pipeline/cdc/row-change.ts';
@@ -13,7 +14,7 @@ const ROW = { id: 7, tenant_id: 't1', status: 'active', name: 'Ada' };
 const TENANTED = mapping({ tenantColumn: 'tenant_id' });
 
 function update(row: RowImage, old: RowImage | undefined, keyColumns: readonly string[] = ['id']): RowChange {
-  return { operation: 'update', table: { schema: 'crm', name: 'contacts' }, keyColumns, new: row, old, unchangedToastColumns: [], lsn: '0/16B3748', ordinal: 4 };
+  return { operation: 'update', table: { schema: 'crm', name: 'contacts' }, keyColumns, new: row, old, unchangedToastColumns: [], lsn: '00000000/016B3748', lsnIndex: 0 };
 }
 
 function evaluate(change: RowChange, m = TENANTED, primaryKey: readonly string[] = ['id']): MappedEvent {
@@ -98,13 +99,20 @@ describe('mappedChangeEvents', () => {
     expect(gone?.id).not.toBe(created?.id);
   });
 
-  it('derives ids from the change’s ordinal too: changes that share an LSN (one multi-insert) get ids of their own, the same each time', () => {
+  it('keeps the id a change alone at its LSN had before (source, LSN, mapping), and gives the further rows of a multi-insert ids of their own, the same each time', () => {
     const first = update({ ...ROW, status: 'lead' }, undefined);
-    const second = { ...first, ordinal: first.ordinal + 1 };
-    expect(changeEventId('src', first, TENANTED)).not.toBe(changeEventId('src', second, TENANTED));
-    expect(changeEventId('src', { ...first }, TENANTED)).toBe(changeEventId('src', first, TENANTED));
-    const events = mappedChangeEvents(context(first), evaluate(first));
-    expect(events.map((event) => event.id)).toEqual([changeEventId('src', first, TENANTED), changeEventId('src', first, TENANTED)]);
+    // The id the previous version gave every change: a rolling upgrade receives it again under it.
+    expect(changeEventId('src', first, TENANTED)).toBe(stableEventId('src', '00000000/016B3748', TENANTED.name));
+    const second = { ...first, lsnIndex: 1 };
+    const third = { ...first, lsnIndex: 2 };
+    const ids = [first, second, third].map((change) => changeEventId('src', change, TENANTED));
+    expect(new Set(ids).size).toBe(3);
+    expect(changeEventId('src', { ...second }, TENANTED)).toBe(ids[1]);
+    // The derived DELETED of a moved row is derived from its change's id, distinct from every row's.
+    const formers = [first, second, third].map((change) => changeEventId('src', change, TENANTED, 'former'));
+    expect(new Set([...ids, ...formers]).size).toBe(6);
+    const events = mappedChangeEvents(context(second), evaluate(second));
+    expect(events.map((event) => event.id)).toEqual([ids[1], ids[1]]);
     expect(events.map((event) => event.operation)).toEqual(['update', 'update']);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, InternalError, isClientFacing } from '../../src/errors.ts';
-import { openTransaction, protocolError } from '../../src/pipeline/cdc/wal/pgoutput-decode.ts';
+import type { Pgoutput } from 'pg-logical-replication';
+import { addChange, openTransaction, protocolError } from '../../src/pipeline/cdc/wal/pgoutput-decode.ts';
 import { defaultReplicationNames, identityKey } from '../../src/pipeline/cdc/wal/replication-names.ts';
 import { assertSlotName } from '../../src/pipeline/cdc/wal/replication-setup.ts';
 
@@ -16,7 +17,31 @@ describe('pgoutput decoding', () => {
 
   it('opens a transaction with an unsigned xid, the padded commit LSN and the commit time', () => {
     const begin = { tag: 'begin', commitLsn: '0/16B3748', commitTime: 1_700_000_000_123_456n, xid: -1 } as const;
-    expect(openTransaction(begin)).toEqual({ xid: 0xffff_ffff, commitLsn: '00000000/016B3748', commitTime: new Date(1_700_000_000_123), changes: [], decoded: 0 });
+    expect(openTransaction(begin)).toEqual({ xid: 0xffff_ffff, commitLsn: '00000000/016B3748', commitTime: new Date(1_700_000_000_123), changes: [], lastLsn: undefined, atLastLsn: 0 });
+  });
+
+  it('numbers each change among the changes of its transaction at the same LSN: 0 for a change alone at its LSN, 1, 2… for the further rows of a multi-insert', () => {
+    const relation: Pgoutput.MessageRelation = { tag: 'relation', relationOid: 1, schema: 'public', name: 'items', replicaIdentity: 'default', columns: [], keyColumns: ['id'] };
+    const insert = (id: number): Pgoutput.MessageInsert => ({ tag: 'insert', relation, new: { id } });
+    const transaction = openTransaction({ tag: 'begin', commitLsn: '0/5000', commitTime: 0n, xid: 7 });
+    addChange(transaction, insert(1), '00000000/00001000');
+    addChange(transaction, insert(2), '00000000/00002000');
+    addChange(transaction, insert(3), '00000000/00002000');
+    // A chunk is handed on: the count at the LSN goes on in the next one.
+    const firstChunk = transaction.changes;
+    transaction.changes = [];
+    addChange(transaction, insert(4), '00000000/00002000');
+    addChange(transaction, insert(5), '00000000/00003000');
+    const numbered = (changes: readonly { lsn: string; lsnIndex: number; new: unknown }[]) => changes.map((change) => [change.new, change.lsn, change.lsnIndex]);
+    expect(numbered(firstChunk)).toEqual([
+      [{ id: 1 }, '00000000/00001000', 0],
+      [{ id: 2 }, '00000000/00002000', 0],
+      [{ id: 3 }, '00000000/00002000', 1],
+    ]);
+    expect(numbered(transaction.changes)).toEqual([
+      [{ id: 4 }, '00000000/00002000', 2],
+      [{ id: 5 }, '00000000/00003000', 0],
+    ]);
   });
 });
 

@@ -31,8 +31,8 @@ import { createWalReader, type ChunkSession, type WalReader, type WalReaderStatu
  * - on the mapping's topic, with the mapping's payload, for `events(topic: …)`;
  * - on the model stream `{module}.{model}`, as a model change (operation, id, full record,
  *   commit time), for `changes(model: …)`.
- * Both carry the same id, derived from the source, the change's LSN and ordinal in its transaction
- * (the rows of one multi-insert share an LSN) and the mapping, so a change received again after a
+ * Both carry the same id, derived from the source, the change's LSN (and, for the rows of one
+ * multi-insert, which share it, the row's index at it) and the mapping, so a change received again after a
  * crash is published again with the same id (delivery is at least once). An update that moves a
  * row to another key or tenant is preceded, on the model stream, by a DELETED of the row where it
  * was (`MappedEvent.former`), under an id derived from the change's.

@@ -38,11 +38,12 @@ export interface RowChange {
    */
   readonly lsn: string;
   /**
-   * The change's position in its transaction, from 0, counted across the transaction's chunks.
-   * With `lsn`, identifies the change; a redelivered transaction is decoded again from its first
-   * change, so it is the same every time.
+   * Which of its transaction's changes at `lsn` this one is, from 0, counted across the
+   * transaction's chunks: 0 but for the second and later rows of a multi-insert record. With
+   * `lsn`, identifies the change; a redelivered transaction is decoded again from its first change,
+   * so it is the same every time.
    */
-  readonly ordinal: number;
+  readonly lsnIndex: number;
 }
 
 /** All changes of one committed transaction, in commit order (a large one arrives in chunks). */

@@ -4,9 +4,11 @@
  * another key or tenant (`MappedEvent.former`), a DELETED of the row where it was comes first on
  * the model stream, under an id of its own derived from the change's.
  *
- * Ids are derived from the source, the change's LSN and ordinal in its transaction, and the
- * mapping: the rows of one multi-insert record (COPY) share an LSN, and a redelivered
- * transaction is decoded again from its first change, so the id is the same on every delivery.
+ * Ids are derived from the source, the change's LSN and the mapping, as before rows sharing an
+ * LSN were told apart, so an upgrade receives unconfirmed changes again under the ids they were
+ * routed with; the second and later rows of one multi-insert record (COPY), which share its LSN,
+ * add their index at it (`RowChange.lsnIndex`). A redelivered transaction is decoded again from its
+ * first change, so the id is the same on every delivery.
  */
 import type { RawEventInput, WalTransaction } from '../../events/envelope.ts';
 import { stableEventId } from '../../events/event-id.ts';
@@ -33,7 +35,10 @@ const ROW_OPERATION: Readonly<Record<ModelOperation, RowOperation>> = { CREATED:
 
 /** The id of a change's events under a mapping; `more` derives the id of an extra event. */
 export function changeEventId(source: string, change: RowChange, mapping: DomainMapping, ...more: string[]): string {
-  return stableEventId(source, change.lsn, String(change.ordinal), mapping.name, ...more);
+  // The first change at an LSN keeps the id it had before. The parts are joined with `|`, which
+  // no mapping name holds, so an index or `more` can never make another mapping's id.
+  const index = change.lsnIndex === 0 ? [] : [String(change.lsnIndex)];
+  return stableEventId(source, change.lsn, mapping.name, ...index, ...more);
 }
 
 /** The events, in the order they are to be placed. */

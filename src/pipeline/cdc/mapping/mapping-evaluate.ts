@@ -28,9 +28,11 @@
  * changed, and the tenant only when it is a key column — otherwise the tenant is taken as unchanged.
  *
  * Unroutable rows. A row that matched but cannot be routed safely (tenant or key unavailable,
- * or longer than `names.ts` allows; bad topic value) makes `evaluateMapping` throw {@link UnroutableRowError}: the caller logs,
+ * or longer than `names.ts` allows; bad topic value; a topic or model stream that is one of
+ * Tributary's own, `events/system-topics.ts`) makes `evaluateMapping` throw {@link UnroutableRowError}: the caller logs,
  * counts and skips it. It is never published without a tenant or under a guessed topic.
  */
+import { isSystemTopic } from '../../events/system-topics.ts';
 import { jsonEqual } from '../../filters/json-compare.ts';
 import {
   type CompiledCondition,
@@ -42,6 +44,7 @@ import {
 } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
 import { describe, keyFrom, tenantFrom, textOf, UNAVAILABLE, UnroutableRowError } from './mapping-identity.ts';
+import { modelTopic } from './mapping-topics.ts';
 import type { RowChange, RowOperation } from '../row-change.ts';
 
 export { entityKeyOfRow, UnroutableRowError, type UnroutableReason } from './mapping-identity.ts';
@@ -118,6 +121,10 @@ export function evaluateMapping(
   const action = actionOf(mapping, change);
   if (action === undefined || !mapping.events.includes(action)) return undefined;
   if (plan.when !== undefined && test(plan.when, change) !== true) return undefined;
+  // Saving refuses such a mapping (`systemTopicProblems`); one stored before that still routes nothing there.
+  if (isSystemTopic(modelTopic(mapping))) {
+    throw new UnroutableRowError('topic-invalid', mapping.name, `the model stream ${modelTopic(mapping)} is one of Tributary's own topics`);
+  }
   const tenant = tenantOf(mapping, change);
   const record = recordOf(change);
   const entityKey = entityKeyOf(mapping, change, options.primaryKey);
@@ -310,7 +317,12 @@ function keyColumnsOf(mapping: DomainMapping, change: RowChange, primaryKey: rea
 
 function topicOf(plan: CompiledMapping, mapping: string, change: RowChange): string {
   const first = plan.topic[0];
-  if (plan.topic.length === 1 && typeof first === 'string') return first;
+  const topic = plan.topic.length === 1 && typeof first === 'string' ? first : builtTopic(plan, mapping, change);
+  if (isSystemTopic(topic)) throw new UnroutableRowError('topic-invalid', mapping, "the topic is one of Tributary's own topics");
+  return topic;
+}
+
+function builtTopic(plan: CompiledMapping, mapping: string, change: RowChange): string {
   let topic = '';
   for (const part of plan.topic) {
     if (typeof part === 'string') {

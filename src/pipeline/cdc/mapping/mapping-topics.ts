@@ -1,8 +1,9 @@
 /**
  * The topics a mapping publishes to: its own (`topic`, maybe a template) and its model stream
  * `{module}.{model}` (what `changes(model:)` reads), and what keeps one mapping's events out of
- * another's model stream.
+ * another's model stream and out of Tributary's own topics.
  */
+import { isSystemTopic } from '../../events/system-topics.ts';
 import type { DomainMapping } from './mapping.ts';
 
 /** The model stream a mapping's changes also go to (what `changes(model:)` reads). */
@@ -25,7 +26,7 @@ export function topicPattern(template: string): RegExp {
  * another mapping can produce, or its model already belongs to another module.
  */
 export function streamConflicts(mapping: DomainMapping, others: readonly DomainMapping[]): string[] {
-  const problems: string[] = [];
+  const problems = systemTopicProblems(mapping);
   const ownStream = modelTopic(mapping);
   if (topicPattern(mapping.topic).test(ownStream)) {
     problems.push(`topic "${mapping.topic}" is the model stream of ${ownStream} (read it with changes(model:)); choose another topic`);
@@ -40,6 +41,29 @@ export function streamConflicts(mapping: DomainMapping, others: readonly DomainM
     if (topicPattern(other.topic).test(ownStream)) {
       problems.push(`the model stream ${ownStream} is a topic of mapping "${other.name}" ("${other.topic}"); choose another module or model`);
     }
+  }
+  return problems;
+}
+
+/**
+ * What would make a mapping publish onto Tributary's own topics (`system.alerts`, `gateway.*`, …:
+ * `events/system-topics.ts`), which subscribers and webhook endpoints trust and nobody may publish
+ * to: its model stream, its plain topic, or a template whose fixed first segment is one of them
+ * (`system.{$row.kind}`). A template whose first segment a row value fills can still build one;
+ * `evaluateMapping` sets such a row aside.
+ */
+export function systemTopicProblems(mapping: Pick<DomainMapping, 'module' | 'model' | 'topic'>): string[] {
+  const problems: string[] = [];
+  const stream = modelTopic(mapping);
+  if (isSystemTopic(stream)) {
+    const fields = isSystemTopic(`${mapping.module}.`) ? `module "${mapping.module}"` : `module "${mapping.module}" with model "${mapping.model}"`;
+    problems.push(`${fields}: the model stream ${stream} is one of Tributary's own topics, which no mapping may publish to; choose another module or model`);
+  }
+  const open = mapping.topic.indexOf('{');
+  const fixed = open < 0 ? mapping.topic : mapping.topic.slice(0, open);
+  const firstSegment = fixed.includes('.') ? fixed.slice(0, fixed.indexOf('.') + 1) : undefined;
+  if (open < 0 ? isSystemTopic(fixed) : firstSegment !== undefined && isSystemTopic(firstSegment)) {
+    problems.push(`topic "${mapping.topic}" is one of Tributary's own topics, which no mapping may publish to; choose another topic`);
   }
   return problems;
 }

@@ -37,8 +37,10 @@ export interface OpenTransaction {
   readonly commitLsn: string;
   readonly commitTime: Date;
   changes: RowChange[];
-  /** Changes decoded so far, across the chunks already handed on: the next change's ordinal. */
-  decoded: number;
+  /** The LSN of the change decoded last, across the chunks already handed on. */
+  lastLsn: string | undefined;
+  /** How many of the changes decoded so far have `lastLsn`: the next one's `lsnIndex` if it has it too. */
+  atLastLsn: number;
 }
 
 /** Postgres sent something the protocol does not allow here: a fault, never the caller's. */
@@ -54,21 +56,36 @@ export function openTransaction(message: Pgoutput.MessageBegin): OpenTransaction
     // Microseconds since the Unix epoch, as the library converts them.
     commitTime: new Date(Number((message.commitTime as bigint) / 1000n)),
     changes: [],
-    decoded: 0,
+    lastLsn: undefined,
+    atLastLsn: 0,
   };
 }
 
 export type ChangeMessage = Pgoutput.MessageInsert | Pgoutput.MessageUpdate | Pgoutput.MessageDelete;
 
-/** `ordinal`: the change's position in its transaction (see `RowChange.ordinal`). */
-export function toRowChange(message: ChangeMessage, lsn: string, ordinal: number): RowChange {
+/**
+ * Decodes the transaction's next change into `changes`, numbered among the changes at its LSN
+ * (`RowChange.lsnIndex`). The rows of one multi-insert record arrive one after the other, so a
+ * change at the previous change's LSN is the next row of the same record.
+ */
+export function addChange(transaction: OpenTransaction, message: ChangeMessage, lsn: string): RowChange {
+  const lsnIndex = lsn === transaction.lastLsn ? transaction.atLastLsn : 0;
+  transaction.lastLsn = lsn;
+  transaction.atLastLsn = lsnIndex + 1;
+  const change = toRowChange(message, lsn, lsnIndex);
+  transaction.changes.push(change);
+  return change;
+}
+
+/** `lsnIndex`: which of the changes at `lsn` in its transaction this one is (see `RowChange.lsnIndex`). */
+export function toRowChange(message: ChangeMessage, lsn: string, lsnIndex: number): RowChange {
   const { relation } = message;
   const base = {
     table: { schema: relation.schema, name: relation.name },
     // pgoutput flags the replica-identity columns: the key, or every column with REPLICA IDENTITY FULL.
     keyColumns: relation.keyColumns,
     lsn,
-    ordinal,
+    lsnIndex,
   };
   switch (message.tag) {
     case 'insert': {

@@ -10,7 +10,7 @@ import { ErrorCode, TributaryError } from '../../../errors.ts';
 import type { Logger } from '../../../logger.ts';
 import type { TransactionChunk } from '../row-change.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
-import { ObservedPgoutputPlugin, openTransaction, protocolError, toRowChange, type OpenTransaction } from './pgoutput-decode.ts';
+import { ObservedPgoutputPlugin, addChange, openTransaction, protocolError, type OpenTransaction } from './pgoutput-decode.ts';
 import type { SourceConnections } from './source-connections.ts';
 
 /**
@@ -172,8 +172,7 @@ export class ReplicationSession {
         if (!transaction) throw protocolError(`${message.tag} outside a transaction`);
         // Hand on a full chunk only when another change follows, so the final chunk is never empty.
         if (transaction.changes.length >= this.#settings.maxChunkChanges) await this.#deliver(transaction, false);
-        transaction.changes.push(toRowChange(message, formatLsn(lsn), transaction.decoded));
-        transaction.decoded += 1;
+        addChange(transaction, message, formatLsn(lsn));
         return;
       }
       case 'truncate':
