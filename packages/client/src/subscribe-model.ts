@@ -29,8 +29,12 @@
  * `onResync` refetched is delivered, not skipped (one it already saw comes too: at least once).
  * Reconnects wait with the client's backoff (full jitter, 1 s to 30 s); a connection that stops
  * answering is found by a ping unanswered within `pongTimeoutMs`, and replaced. A request the
- * server refuses for good (an invalid filter: BAD_USER_INPUT, FORBIDDEN…) is not retried: it is
- * reported once, as a `TributaryRequestError` with the server's code, and the subscription ends.
+ * server refuses in a way a retry would meet again (`PERMANENT_CODES`: an invalid filter, a model
+ * the token may not read…) is not retried: it is reported once, as a `TributaryRequestError` with
+ * the server's code, and the subscription ends. Any other error — INTERNAL_SERVER_ERROR (a server
+ * bug, an unclassified database error), UNAVAILABLE, RATE_LIMITED, MISCONFIGURED (the operator
+ * may fix it), UNAUTHENTICATED (the token is read again at the next connection), an unknown code
+ * or none — is reported and retried with the backoff.
  */
 import { print } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
@@ -38,7 +42,7 @@ import { backoffDelay, pause } from './backoff.ts';
 import { isGraphQLErrorList, TributaryRequestError } from './errors.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
-import { isTransientRequestError, RefetchFailedError } from './resumable.ts';
+import { RefetchFailedError } from './resumable.ts';
 
 /** `LEFT` (with a filter only): the row no longer matches the filter; its record is null. */
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED' | 'LEFT';
@@ -72,9 +76,10 @@ export interface SubscribeModelOptions {
   /** History was lost: refetch what you hold. The stream then continues from the position read just before (no change in between skipped). */
   readonly onResync?: () => void | Promise<void>;
   /**
-   * Connection problems and handler failures: the subscription keeps going. A request the server
-   * refuses for good — a `TributaryRequestError` whose code is not UNAVAILABLE or RATE_LIMITED
-   * (BAD_USER_INPUT, FORBIDDEN…) — is reported once and ends the subscription (`closed` settles).
+   * Connection problems, server errors and handler failures: the subscription keeps going (after
+   * a backoff pause). A refusal a retry would meet again — a `TributaryRequestError` with one of
+   * BAD_USER_INPUT, FORBIDDEN, NOT_FOUND, GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED,
+   * QUERY_TOO_COMPLEX — is reported once and ends the subscription (`closed` settles).
    */
   readonly onError?: (error: unknown) => void;
   /** Longest wait between reconnection attempts, in ms. @default 30000 */
@@ -97,6 +102,28 @@ export interface ModelSubscription {
   /** Settles once closed. */
   readonly closed: Promise<void>;
 }
+
+/**
+ * Codes of a refusal the same request would meet again: its input (the model, the filter), the
+ * token's permissions, or the document against the server's schema (GRAPHQL_VALIDATION_FAILED is
+ * graphql-yoga's). Not here, so retried: INTERNAL_SERVER_ERROR, UNAVAILABLE, RATE_LIMITED,
+ * MISCONFIGURED (the operator's setup, which can be fixed while the service runs), UNAUTHENTICATED
+ * (an operation refused while the socket closes; a bad token closes the socket instead, and the
+ * token is read again at the next connection), codes this client does not use (CONFLICT,
+ * PERSISTED_QUERY_NOT_FOUND, WEBSOCKET_ONLY), unknown codes and none.
+ */
+const PERMANENT_CODES: readonly string[] = [
+  'BAD_USER_INPUT',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'QUERY_TOO_COMPLEX',
+];
+
+/** Whether `error` is a refusal a retry would meet again: the subscription stops. */
+const isPermanentRefusal = (error: unknown): boolean =>
+  error instanceof TributaryRequestError && PERMANENT_CODES.some((code) => error.hasCode(code));
 
 const QUERY = print(TributaryChangesDocument);
 const POSITION_QUERY = print(TributaryRecordsDocument);
@@ -214,7 +241,7 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
         if (controller.signal.aborted) break;
         report(error);
         // Refused for good: trying again would meet the same answer, forever.
-        if (error instanceof TributaryRequestError && !isTransientRequestError(error)) {
+        if (isPermanentRefusal(error)) {
           controller.abort();
           break;
         }
