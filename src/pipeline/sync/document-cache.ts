@@ -142,6 +142,9 @@ type EpochCommand = (epochKey: string, runKey: string, leaseKey: string, runId: 
 type RenewCommand = (epochKey: string, leaseKey: string, generation: string) => Promise<[string, string] | null>;
 type UnlockCommand = (lock: string, token: string) => Promise<number>;
 
+/** Dirty-set entries Redis looks at per ZSCAN call of `dirtyIds` (it sends back only the matching ones). */
+const DIRTY_SCAN_COUNT = 5000;
+
 export function createDocumentCache(options: DocumentCacheOptions): DocumentCache {
   const { redis, ttlMs } = options;
   const prefix = `${options.keyPrefix}doc:`;
@@ -209,10 +212,25 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
       ),
 
     async dirtyIds(scope, service) {
-      // The entry key of the service's id '': every entry key of the service starts with it.
+      // The entry key of the service's id '': every entry key of the service starts with it. The
+      // dirty set holds every app's, env's, tenant's and service's: Redis matches the prefix, so
+      // only this service's members are sent (the set is scored by time, so no lexical range).
+      // ZSCAN may repeat a member; one present throughout the scan is always returned, and one
+      // flushed meanwhile is in Postgres, which the listing reads after.
       const start = entryKey({ scope, service, id: '' });
-      const members = await unavailableOnFailure(redis.zrange(dirtyKey, 0, -1));
-      return members.filter((member) => member.startsWith(start)).map((member) => decodeURIComponent(member.slice(start.length)));
+      const pattern = `${start.replace(/[*?[\]\\]/g, '\\$&')}*`;
+      const ids = new Set<string>();
+      let cursor = '0';
+      do {
+        const [next, flat] = await unavailableOnFailure(redis.zscan(dirtyKey, cursor, 'MATCH', pattern, 'COUNT', DIRTY_SCAN_COUNT));
+        // Members and scores alternate.
+        for (let index = 0; index < flat.length; index += 2) {
+          const member = flat[index]!;
+          if (member.startsWith(start)) ids.add(decodeURIComponent(member.slice(start.length)));
+        }
+        cursor = next;
+      } while (cursor !== '0');
+      return [...ids];
     },
 
     install: (key, epoch, replacing, entry) =>
