@@ -62,6 +62,16 @@ async function setUp() {
   return { source, pool, slotName, store, retired, slot, slotExists };
 }
 
+/** Retired slots whose URL now reaches the database at `url` (the source moved behind it), the slot noted, their log captured. */
+function retiredBehind(url: string, store: ReturnType<typeof createCdcStore>, slot: RetiredSlot) {
+  const connections = createSourceConnections(url);
+  onTestFinished(() => connections.dispose());
+  const { lines, logger: capturing } = capturingLogger();
+  const retired = createRetiredSlots({ connectionsOf: () => connections, store, logger: capturing });
+  retired.retire({ ...slot, url });
+  return { lines, retired };
+}
+
 /** Streams the slot over a replication connection of the test's own (as a reader of another instance would); resolves once it is active. */
 async function streamSlot(url: string, slotName: string, check: pg.Pool): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, replication: 'database' } as pg.ClientConfig);
@@ -120,11 +130,7 @@ describe('retired replication slots', () => {
     const movedPool = openTestPool(moved.url);
     await pool.query('SELECT pg_drop_replication_slot($1)', [slotName]);
     await movedPool.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slotName]);
-    const connections = createSourceConnections(moved.url);
-    onTestFinished(() => connections.dispose());
-    const { lines, logger: capturing } = capturingLogger();
-    const retired = createRetiredSlots({ connectionsOf: () => connections, store, logger: capturing });
-    retired.retire({ ...slot, url: moved.url });
+    const { lines, retired } = retiredBehind(moved.url, store, slot);
 
     expect(await retired.drop(() => false)).toBe(true);
     // The other database's slot is left alone (dropped before the fix), and the note is settled.
@@ -140,11 +146,7 @@ describe('retired replication slots', () => {
   it('does not count a slot as dropped when the URL reaches another database without it', async () => {
     const { slotName, store, slot, slotExists } = await setUp();
     const moved = await createTestDatabase();
-    const connections = createSourceConnections(moved.url);
-    onTestFinished(() => connections.dispose());
-    const { lines, logger: capturing } = capturingLogger();
-    const retired = createRetiredSlots({ connectionsOf: () => connections, store, logger: capturing });
-    retired.retire({ ...slot, url: moved.url });
+    const { lines, retired } = retiredBehind(moved.url, store, slot);
 
     expect(await retired.drop(() => false)).toBe(true);
     expect(await slotExists()).toBe(true);
