@@ -109,8 +109,10 @@ export function createHttpServer(options: HttpServerOptions): Server {
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     options.logger.debug({ err: error }, 'malformed HTTP request');
-    // A reset or timed-out socket has nobody to answer; anything else gets a short JSON error.
-    if (!socket.writable || error.code === 'ECONNRESET') {
+    // A reset socket has nobody to answer. A socket still owing the response to an earlier request
+    // (pipelined) is closed unanswered: an error written now would be read as that response.
+    const owed = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (!socket.writable || error.code === 'ECONNRESET' || (owed !== undefined && owed !== null)) {
       socket.destroy();
       return;
     }
@@ -161,11 +163,16 @@ function serveGraphQL(graphql: GraphQLEndpoints, request: RequestWithBody, respo
 
 /**
  * The raw response to a request Node's parser refused (before yoga sees it): headers over
- * `--max-http-header-size` (e.g. a huge bearer token) are 431, anything else malformed 400.
+ * `--max-http-header-size` (e.g. a huge bearer token) are 431, a request not received within the
+ * server's timeouts 408, anything else malformed 400.
  */
-function clientErrorResponse(parserCode: string | undefined): string {
+export function clientErrorResponse(parserCode: string | undefined): string {
   const [status, message] =
-    parserCode === 'HPE_HEADER_OVERFLOW' ? ['431 Request Header Fields Too Large', 'Request headers are too large'] : ['400 Bad Request', 'Malformed HTTP request'];
+    parserCode === 'HPE_HEADER_OVERFLOW'
+      ? ['431 Request Header Fields Too Large', 'Request headers are too large']
+      : parserCode === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? ['408 Request Timeout', 'The request was not received in time']
+        : ['400 Bad Request', 'Malformed HTTP request'];
   const body = JSON.stringify({ errors: [{ message, extensions: { code: ErrorCode.BAD_USER_INPUT } }] });
   return (
     `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +

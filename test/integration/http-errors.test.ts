@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { clientErrorResponse } from '../../src/server/http-server.ts';
 import { createTestDatabase } from '../helpers/services.ts';
 import { captureLogs, postGraphQL, startTestServer, type LogLine, type TestServer } from '../helpers/tributary.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
@@ -146,23 +147,39 @@ describe('HTTP headers larger than the server accepts', () => {
     return () => server.dispose();
   });
 
-  it('answers 431 with a short JSON error over a real socket', async () => {
-    const token = 'x'.repeat(16 * 1024);
-    const request =
-      `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n` +
-      'Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}';
-    const raw = await new Promise<string>((resolve, reject) => {
+  /** Writes `request` as raw bytes and resolves with everything read until the server closes. */
+  const exchange = (request: string) =>
+    new Promise<string>((resolve, reject) => {
       const socket = connect(server.port, '127.0.0.1', () => socket.end(request));
       const chunks: Buffer[] = [];
       socket.on('data', (chunk: Buffer) => chunks.push(chunk));
       socket.on('error', reject);
       socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
     });
+
+  it('answers 431 with a short JSON error over a real socket', async () => {
+    const token = 'x'.repeat(16 * 1024);
+    const request =
+      `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n` +
+      'Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}';
+    const raw = await exchange(request);
     const [head = '', body = ''] = raw.split('\r\n\r\n');
     expect(head.split('\r\n')[0]).toBe('HTTP/1.1 431 Request Header Fields Too Large');
     expect(head.toLowerCase()).toContain('content-type: application/json');
     expect(JSON.parse(body)).toEqual({
       errors: [{ message: 'Request headers are too large', extensions: { code: 'BAD_USER_INPUT' } }],
     });
+  });
+
+  it('does not answer a malformed request pipelined behind a valid one with 400, which would read as the valid one’s response', async () => {
+    const raw = await exchange('GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nBLAH /\x01 HTTP/1.1\r\n\r\n');
+    expect(raw).not.toContain('400 Bad Request');
+    // Alone, the same malformed request is answered.
+    expect((await exchange('BLAH /\x01 HTTP/1.1\r\n\r\n')).split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  });
+
+  it('answers a request timeout with 408, not as a malformed request', () => {
+    expect(clientErrorResponse('ERR_HTTP_REQUEST_TIMEOUT').split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+    expect(clientErrorResponse('HPE_INVALID_METHOD').split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
   });
 });
