@@ -1,5 +1,4 @@
 import {
-  createRemoteJWKSet,
   errors as joseErrors,
   jwtVerify,
   type JWTPayload,
@@ -10,6 +9,7 @@ import { z } from 'zod';
 import type { AuthConfig } from '../config.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import { DEVELOPMENT_PRINCIPAL, MAX_TENANT_LENGTH, type Principal } from './principal.ts';
+import { createRemoteKeySet, type RemoteKeySetOptions } from './remote-key-set.ts';
 
 /** Turns the bearer value a client presents into a principal, or refuses it. */
 export interface TokenVerifier {
@@ -17,7 +17,8 @@ export interface TokenVerifier {
   readonly mode: AuthConfig['mode'];
   /**
    * @param authorization the `Authorization` value (`Bearer …`) or `undefined` when absent.
-   * @throws TributaryError UNAUTHENTICATED with a message that says why, never revealing keys.
+   * @throws TributaryError UNAUTHENTICATED with a message that says why, never revealing keys;
+   *   UNAVAILABLE when the token's key cannot be known because the key set cannot be fetched.
    */
   verify(authorization: string | undefined): Promise<Principal>;
 }
@@ -60,6 +61,8 @@ export interface TokenVerifierOptions {
   readonly auth: AuthConfig;
   /** Allowed clock difference for `exp`/`nbf`, in seconds. @default 5 */
   readonly clockToleranceSeconds?: number;
+  /** How the key set of `JWKS_URL` is fetched and kept (tests shorten its times). */
+  readonly keySet?: RemoteKeySetOptions;
 }
 
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
@@ -69,7 +72,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   }
 
   const secret = auth.secret === undefined ? undefined : new TextEncoder().encode(auth.secret);
-  const remoteKeys = auth.jwksUrl === undefined ? undefined : createRemoteJWKSet(new URL(auth.jwksUrl));
+  const remoteKeys = auth.jwksUrl === undefined ? undefined : createRemoteKeySet(new URL(auth.jwksUrl), options.keySet);
   const algorithms = [...(secret ? HMAC_ALGORITHMS : []), ...(remoteKeys ? ASYMMETRIC_ALGORITHMS : [])];
 
   // The key is chosen by the algorithm the token names, and only among the pinned ones.
@@ -93,6 +96,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       try {
         ({ payload } = await jwtVerify(token, getKey, verifyOptions));
       } catch (error) {
+        if (error instanceof TributaryError) throw error;
         throw new TributaryError(ErrorCode.UNAUTHENTICATED, describeJoseError(error), { cause: error });
       }
       return toPrincipal(payload);
@@ -137,6 +141,5 @@ function describeJoseError(error: unknown): string {
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'Invalid token: signature verification failed';
   if (error instanceof joseErrors.JWKSNoMatchingKey) return 'Invalid token: no matching key';
   if (error instanceof joseErrors.JWSInvalid || error instanceof joseErrors.JWTInvalid) return 'Invalid token: malformed';
-  if (error instanceof joseErrors.JWKSTimeout) return 'Could not verify token: key set unavailable';
   return 'Invalid token';
 }

@@ -58,6 +58,14 @@ export interface KeySetServer {
   /** URL of the JWKS document. */
   readonly url: string;
   sign(alg: 'RS256' | 'ES256', claims?: TokenClaims, options?: Omit<SignOptions, 'secret'>): Promise<string>;
+  /** Signs with a key the set does not serve until `publishExtraKey` (a key the provider adds). */
+  signWithExtraKey(claims?: TokenClaims): Promise<string>;
+  /** Serves the extra key too from now on. */
+  publishExtraKey(): void;
+  /** Answers every request with this HTTP status (e.g. 503) instead of the set, or serves it again (`undefined`). */
+  failWith(status: number | undefined): void;
+  /** Requests served so far, failed ones included. */
+  readonly fetches: number;
 }
 
 /** Serves a JWKS with one RS256 and one ES256 public key over real HTTP; stops after the test. */
@@ -66,10 +74,19 @@ export async function startKeySetServer(): Promise<KeySetServer> {
     RS256: await keyPair('RS256', 'rsa-1'),
     ES256: await keyPair('ES256', 'ec-1'),
   };
-  const body = JSON.stringify({ keys: [keys.RS256.jwk, keys.ES256.jwk] });
+  const extra = await keyPair('RS256', 'rsa-2');
+  let served = [keys.RS256.jwk, keys.ES256.jwk];
+  let failure: number | undefined;
+  let fetches = 0;
   const server = createServer((_request, response) => {
+    fetches += 1;
+    if (failure !== undefined) {
+      response.writeHead(failure);
+      response.end();
+      return;
+    }
     response.writeHead(200, { 'content-type': 'application/json' });
-    response.end(body);
+    response.end(JSON.stringify({ keys: served }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
@@ -83,6 +100,23 @@ export async function startKeySetServer(): Promise<KeySetServer> {
         .setIssuedAt(now)
         .setExpirationTime(now + (options.expiresInSeconds ?? 3600))
         .sign(keys[alg].privateKey);
+    },
+    async signWithExtraKey(claims = {}) {
+      const now = Math.floor(Date.now() / 1000);
+      return new SignJWT({ ...DEFAULT_CLAIMS, ...claims })
+        .setProtectedHeader({ alg: 'RS256', kid: extra.jwk.kid })
+        .setIssuedAt(now)
+        .setExpirationTime(now + 3600)
+        .sign(extra.privateKey);
+    },
+    publishExtraKey() {
+      served = [...served, extra.jwk];
+    },
+    failWith(status) {
+      failure = status;
+    },
+    get fetches() {
+      return fetches;
     },
   };
 }
