@@ -35,6 +35,11 @@ export interface Pipeline extends Disposable {
   readonly gateway: GatewayEmitter;
   /** Per-topic analytics: the recorder (undefined when off), instance figures, the minute store. */
   readonly analytics: Analytics;
+  /**
+   * Runs `step` at shutdown right after the analytics' last push (the embedded workers' last
+   * flush, which must see it). Steps run in order; each handles its own failure.
+   */
+  afterLastAnalyticsPush(step: () => Promise<void>): void;
 }
 
 export async function startPipeline(context: StartContext): Promise<Pipeline> {
@@ -69,6 +74,7 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
   const tap = createWebhookTap({ db: clients.db, endpoints, scheduler: deliveryScheduler(fanIn), statistics: fanIn.statistics, logger, maxBodyBytes: config.webhooks.maxBodyBytes });
   const router = createEventRouter({ log, logger, metrics, analytics: analytics.recorder, afterPlaced: (events) => tap.deliver(events) });
   const gateway = createGatewayEmitter({ router, endpoints, logger, metrics });
+  const afterLastPush: (() => Promise<void>)[] = [];
   return {
     log,
     bus,
@@ -77,11 +83,14 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
     webhooks: fanIn,
     gateway,
     analytics,
+    afterLastAnalyticsPush: (step) => void afterLastPush.push(step),
     async dispose() {
       // The sockets are closed by now (the server stops first); their last events finish routing.
       await gateway.close();
-      // Then the last counts leave for the cluster's store.
+      // Then the last counts leave for the cluster's store, and (embedded) on to the database
+      // while the router and the database are still open.
       await analytics.dispose();
+      for (const step of afterLastPush.splice(0)) await step();
       endpoints.close();
       await deliveryScheduler(fanIn).close();
       await fanIn.statistics.close();

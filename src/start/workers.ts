@@ -65,6 +65,10 @@ export async function startWorkers({ config, clients, metrics, logger, now }: St
     retentionMs: config.analytics.retentionMs,
     now,
   });
+  // Embedded, the minute store is this process's memory. The last counts are pushed when the
+  // pipeline stops — after the workers, as the server counts until it has stopped — so the last
+  // flush comes after that push, not when the worker stops.
+  if (pipeline.analytics.store.kind === 'memory') pipeline.afterLastAnalyticsPush(() => analytics.flushEnded());
   const running = ['outbox', 'webhooks', 'alerts', 'analytics'];
   logger.info({ workers: running }, 'workers ready');
   return {

@@ -1,8 +1,9 @@
 /**
  * The analytics worker (the seed's AnalyticsWorker): every `ANALYTICS_FLUSH_SECONDS` it writes the
- * closed minutes of the minute store to Postgres, rolls them up to hours and days, and prunes
+ * closed minutes of the minute store to Postgres, adds them into their hours and days, and prunes
  * minutes past their retention. Any number of worker processes may run it: each minute is written
- * once (`pipeline/analytics/minute-flusher.ts`).
+ * once (`pipeline/analytics/minute-flusher.ts`). Embedded, the store dies with the process: its
+ * shutdown writes the minutes that have ended (`flushEnded`).
  */
 import type { Database } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
@@ -27,6 +28,13 @@ export interface AnalyticsFlushOptions {
 export interface AnalyticsFlush {
   /** Stops the timer and waits for a flush in progress. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Closes, then writes every minute that has ended, without waiting out the grace: for a store
+   * that dies with this process (embedded) once its one pusher has made its last push — nothing
+   * more can come for those minutes. The minute in progress stays unwritten: marked flushed, it
+   * would drop what a restart within it counts. Never rejects (a failure is logged).
+   */
+  flushEnded(): Promise<void>;
 }
 
 export function startAnalyticsFlush(options: AnalyticsFlushOptions): AnalyticsFlush {
@@ -53,13 +61,24 @@ export function startAnalyticsFlush(options: AnalyticsFlushOptions): AnalyticsFl
   const timer = setInterval(tick, options.intervalMs);
   timer.unref();
   let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      clearInterval(timer);
+      await running;
+    })();
+    return closing;
+  };
   return {
-    close() {
-      closing ??= (async () => {
-        clearInterval(timer);
-        await running;
-      })();
-      return closing;
+    close,
+    async flushEnded() {
+      // After close: a flush of the timer's still running would hold the lock, and this one would stop.
+      await close();
+      try {
+        const written = await flusher.flush({ graceMs: 0 });
+        if (written.length > 0) logger.info({ minutes: written.map((minute) => new Date(minute).toISOString()) }, 'analytics minutes written at shutdown');
+      } catch (error) {
+        logger.warn({ err: error }, 'analytics minutes could not be written at shutdown; they are lost');
+      }
     },
   };
 }

@@ -1,7 +1,8 @@
 /**
  * The minute flusher against a real Postgres and both minute stores (memory, real Redis): counts
  * pushed for a minute while it is being flushed are not removed with it unseen — they stay in the
- * store, and the next flush reports them as late.
+ * store, and the next flush reports them as late; a written minute reaches live screens even when
+ * the store fails to let it go.
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { createMinuteFlusher } from '../../src/pipeline/analytics/minute-flusher
 import type { MinuteStore } from '../../src/pipeline/analytics/minute-store.ts';
 import { createRedisMinuteStore } from '../../src/pipeline/analytics/redis-minute-store.ts';
 import { emptyCounts, MINUTE_MS, type TopicCounts } from '../../src/pipeline/analytics/topic-counts.ts';
+import type { RawEventInput } from '../../src/pipeline/events/envelope.ts';
 import { streamOf } from '../../src/pipeline/stream.ts';
 import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/index.ts';
 
@@ -91,6 +93,50 @@ describe('analytics minute flusher', () => {
       expect(await flusher.flush()).toEqual([minute]);
       expect(await store.minutes()).toEqual([]);
       expect((await store.read(minute)).size).toBe(0);
+    } finally {
+      await close();
+      await db.close();
+      await database.dispose();
+    }
+  });
+
+  // A Redis blip between the commit and the removal: the next flush finds the minute marked and only
+  // removes it, so the minute must have been routed already.
+  it.each(['memory', 'redis'] as const)('routes a written minute for live screens once, even when removing it from the store fails (%s store)', async (kind) => {
+    const database = await createTestDatabase();
+    const db = createPostgresDatabase({ url: database.url, logger: createLogger({ level: 'silent' }) });
+    const { store, close } = await stores[kind]();
+    try {
+      await migrate(db, { logger: createLogger({ level: 'silent' }) });
+      const now = Date.now();
+      const minute = now - (now % MINUTE_MS) - MINUTE_MS;
+      await store.push({ id: 'one', minute, topics: socketEvents(7) });
+      let failRemove = true;
+      const failing: MinuteStore = {
+        ...store,
+        async remove(at, written) {
+          if (!failRemove) return store.remove(at, written);
+          failRemove = false;
+          throw new Error('ECONNRESET');
+        },
+      };
+      const routed: RawEventInput[] = [];
+      const flusher = createMinuteFlusher({
+        db,
+        store: failing,
+        router: { routeMany: (events) => (routed.push(...events), Promise.resolve([])) },
+        logger: createLogger({ level: 'silent' }),
+        graceMs: 0,
+        retentionMs: 86_400_000,
+        now: () => now,
+      });
+
+      await expect(flusher.flush()).rejects.toThrow('ECONNRESET');
+      expect(await flusher.flush()).toEqual([]);
+      expect(await store.minutes()).toEqual([]);
+      const { rows } = await db.query<{ events_socket: string }>('SELECT events_socket FROM topic_stats_minute WHERE start_time = $1', [new Date(minute)]);
+      expect(rows.map((row) => Number(row.events_socket))).toEqual([7]);
+      expect(routed).toMatchObject([{ topic: 'analytics.minutes', scope: { app: 'app', env: 'env' }, payload: { startTime: new Date(minute).toISOString(), topics: [{ topic: 'orders', tenant: 'acme', eventsSocket: 7 }] } }]);
     } finally {
       await close();
       await db.close();

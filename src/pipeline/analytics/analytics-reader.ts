@@ -80,9 +80,11 @@ export function createAnalyticsReader(options: AnalyticsReaderOptions): Analytic
       const time = now();
       const endOfWindow = time - query.windowMs;
       const from = endOfWindow - (endOfWindow % MINUTE_MS);
-      const prefix = query.tenant === undefined ? scopeKey({ ...query.scope, tenant: undefined }) : `${scopeKey({ ...query.scope, tenant: query.tenant })}|`;
+      // The store sends this environment's topics only; one tenant's are picked out of them here.
+      const tenantPrefix = query.tenant === undefined ? undefined : `${scopeKey({ ...query.scope, tenant: query.tenant })}|`;
+      const environment = { app: query.scope.app, env: query.scope.env, ...(tenantPrefix !== undefined && { accept: (topicKey: string) => topicKey.startsWith(tenantPrefix) }) };
       const inWindow = (await store.minutes()).filter((minute) => minute >= from && minute <= time);
-      const pending = await Promise.all(inWindow.map(async (minute) => ({ minute, topics: await store.read(minute, (topicKey) => topicKey.startsWith(prefix)) })));
+      const pending = await Promise.all(inWindow.map(async (minute) => ({ minute, topics: await store.read(minute, environment) })));
       const flushed = await flushedMinutes(db, new Date(from));
       const rows = await topicsOfMinutes(db, { app: query.scope.app, env: query.scope.env, tenant: query.tenant, minutes: [...flushed].map((minute) => new Date(minute)) });
       const topics = new Map<string, { topic: string; tenant: string | null; counts: TopicCounts }>();

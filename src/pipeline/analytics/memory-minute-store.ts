@@ -1,6 +1,6 @@
 /** The minute store of the embedded mode: the one process's memory. */
 import type { MinuteStore } from './minute-store.ts';
-import { emptyCounts, mergeCounts, mergeTopics, subtractTopics, type TopicCounts } from './topic-counts.ts';
+import { emptyCounts, environmentKey, mergeCounts, mergeTopics, subtractTopics, type TopicCounts } from './topic-counts.ts';
 
 /** Minutes kept at most; older ones (no worker flushed them) are dropped first. */
 const MAX_MINUTES = 120;
@@ -21,10 +21,13 @@ export function createMemoryMinuteStore(): MinuteStore {
     minutes() {
       return Promise.resolve([...minutes.keys()].sort((a, b) => a - b));
     },
-    read(minute, accept) {
+    read(minute, environment) {
+      // A topic key starts with its environment's key: one prefix test tells the environment.
+      const prefix = environment && environmentKey(environment.app, environment.env);
       const copy = new Map<string, TopicCounts>();
       for (const [key, counts] of minutes.get(minute) ?? []) {
-        if (accept && !accept(key)) continue;
+        if (prefix !== undefined && !key.startsWith(prefix)) continue;
+        if (environment?.accept && !environment.accept(key)) continue;
         const into = emptyCounts();
         mergeCounts(into, counts);
         copy.set(key, into);

@@ -1,11 +1,13 @@
 /**
  * Writes closed minutes from the minute store to Postgres, exactly once however many workers run:
  * under a transaction-scoped advisory lock, a minute is marked flushed (`topic_stats_flushed`)
- * in the same transaction that inserts its rows and recomputes its hour and day, and only then
+ * in the same transaction that inserts its rows and adds them into its hour and day, and only then
  * removed from the store. A worker that dies between commit and removal leaves data the next
  * worker finds already marked: removed, not written twice. A minute is closed once its end plus a
  * grace (the push interval and some slack) has passed, so every instance's last push is in.
- * After writing, the minute is routed on `analytics.minutes` for live screens.
+ * After writing, the minute is routed on `analytics.minutes` for live screens, before it leaves
+ * the store: the next flush only removes a minute it finds marked, so a removal that failed
+ * (Redis unreachable) must not be what stands between a written minute and its routing.
  */
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
@@ -13,12 +15,21 @@ import { topicMinutesEvent, type TopicMinute } from '../events/analytics-event.t
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { MinuteStore } from './minute-store.ts';
-import { insertMinuteRows, markMinuteFlushed, pruneMinutes, rollUp, statsRowOf, type StatsRow } from './stats-store.ts';
+import { addToWindow, insertMinuteRows, markMinuteFlushed, pruneMinutes, statsRowsOf, type StatsRow } from './stats-store.ts';
 import { MINUTE_MS, OTHER_TOPIC_KEY } from './topic-counts.ts';
 
 export interface MinuteFlusher {
   /** Flushes every closed minute, then prunes; resolves with the minutes this call wrote. */
-  flush(): Promise<number[]>;
+  flush(options?: FlushOptions): Promise<number[]>;
+}
+
+export interface FlushOptions {
+  /**
+   * After a minute's end, how long pushes for it may still arrive, in ms: 0 for the last flush of
+   * a store whose only pusher has made its last push (the embedded mode at shutdown).
+   * @default the flusher's `graceMs`
+   */
+  readonly graceMs?: number;
 }
 
 export interface MinuteFlusherOptions {
@@ -50,31 +61,25 @@ export function createMinuteFlusher(options: MinuteFlusherOptions): MinuteFlushe
 
   const flushMinute = async (minute: number): Promise<'written' | 'already' | 'busy'> => {
     const topics = await store.read(minute);
-    const rows: StatsRow[] = [];
-    for (const [key, counts] of topics) {
-      const row = statsRowOf(key, counts);
-      if (row) rows.push(row);
-    }
+    const rows = statsRowsOf(topics);
     const start = new Date(minute);
     const outcome = await db.transaction(async (tx) => {
       const { rows: locked } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [FLUSH_LOCK_KEY]);
       if (locked[0]?.locked !== true) return 'busy' as const;
       if (!(await markMinuteFlushed(tx, start))) return 'already' as const;
       await insertMinuteRows(tx, start, rows);
-      const hour = minute - (minute % HOUR_MS);
-      await rollUp(tx, 'hour', new Date(hour), new Date(hour + HOUR_MS));
-      const day = minute - (minute % DAY_MS);
-      await rollUp(tx, 'day', new Date(day), new Date(day + DAY_MS));
+      await addToWindow(tx, 'hour', new Date(minute - (minute % HOUR_MS)), rows);
+      await addToWindow(tx, 'day', new Date(minute - (minute % DAY_MS)), rows);
       return 'written' as const;
     });
     if (outcome === 'busy') return outcome;
+    if (outcome === 'written') await announce(start, rows);
     // Written: only what was written goes; a push since the read stays, and the next flush finds
     // it late (logged below). Already flushed: everything here came late.
     await store.remove(minute, outcome === 'written' ? topics : undefined);
     if (outcome === 'already' && rows.length > 0) {
       logger.warn({ minute: start.toISOString(), topics: rows.length }, 'analytics counts arrived after their minute was flushed; dropped');
     }
-    if (outcome === 'written') await announce(start, rows);
     return outcome;
   };
 
@@ -110,9 +115,10 @@ export function createMinuteFlusher(options: MinuteFlusherOptions): MinuteFlushe
   };
 
   return {
-    async flush() {
+    async flush(flushOptions = {}) {
       const time = now();
-      const closed = (await store.minutes()).filter((minute) => minute + MINUTE_MS + options.graceMs <= time);
+      const graceMs = flushOptions.graceMs ?? options.graceMs;
+      const closed = (await store.minutes()).filter((minute) => minute + MINUTE_MS + graceMs <= time);
       const written: number[] = [];
       for (const minute of closed) {
         const outcome = await flushMinute(minute);

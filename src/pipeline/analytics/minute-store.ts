@@ -15,14 +15,26 @@ export interface PushBatch {
   readonly topics: ReadonlyMap<string, TopicCounts>;
 }
 
+/** One environment's topics of a minute: what a reader of that environment asks for. */
+export interface EnvironmentFilter {
+  readonly app: string;
+  readonly env: string;
+  /** Keeps only some of the environment's topic keys (one tenant's); all of them when undefined. */
+  readonly accept?: (topicKey: string) => boolean;
+}
+
 export interface MinuteStore {
   readonly kind: 'redis' | 'memory';
   /** Adds a batch into its minute. */
   push(batch: PushBatch): Promise<void>;
   /** Minutes holding counts, oldest first. */
   minutes(): Promise<number[]>;
-  /** A minute's counts summed over every push; `accept` keeps only some topic keys. */
-  read(minute: number, accept?: (topicKey: string) => boolean): Promise<Map<string, TopicCounts>>;
+  /**
+   * A minute's counts summed over every push: one environment's (a reader's, which is sent
+   * nothing of the others), or every topic of the minute when `environment` is undefined (the
+   * flusher).
+   */
+  read(minute: number, environment?: EnvironmentFilter): Promise<Map<string, TopicCounts>>;
   /**
    * Forgets a minute once it is flushed. With `written` (what `read` gave and was written), only
    * those counts go: what was pushed in between stays, and the next flush finds it late.

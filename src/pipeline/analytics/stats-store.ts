@@ -6,7 +6,7 @@
  */
 import type { Queryable } from '../../db/database.ts';
 import { parseStreamKey } from '../stream.ts';
-import { COUNTERS, emptyCounts, OTHER_TOPIC_KEY, type Counter, type TopicCounts } from './topic-counts.ts';
+import { COUNTERS, emptyCounts, mergeCounts, OTHER_TOPIC_KEY, type Counter, type TopicCounts } from './topic-counts.ts';
 
 export type Granularity = 'minute' | 'hour' | 'day';
 
@@ -72,17 +72,46 @@ export async function markMinuteFlushed(tx: Queryable, minute: Date): Promise<bo
 
 /** Inserts a minute's rows; a row already there is kept (never added to twice). */
 export async function insertMinuteRows(tx: Queryable, minute: Date, rows: readonly StatsRow[]): Promise<void> {
-  for (let start = 0; start < rows.length; start += INSERT_CHUNK) {
-    const chunk = rows.slice(start, start + INSERT_CHUNK);
-    const counterParams = COLUMNS.map((_, index) => `$${index + 6}::float8[]`).join(', ');
+  await writeRows(tx, TABLE.minute, minute, rows, 'ON CONFLICT DO NOTHING');
+}
+
+/**
+ * Adds a minute's rows into the hour or day that starts at `start`: counters added, latency
+ * histograms added bucket by bucket. Each minute is added once — in the transaction that marks it
+ * flushed — so a window stays the sum of its minutes without a flush reading back the window's
+ * other minutes (or the hours of its day): a flush costs its own rows, however long the history.
+ * The rows must name distinct topics (`statsRowsOf`): one statement cannot update a row twice.
+ */
+export async function addToWindow(tx: Queryable, into: 'hour' | 'day', start: Date, rows: readonly StatsRow[]): Promise<void> {
+  const added = [...COLUMNS.map((column) => `${column} = stats.${column} + excluded.${column}`), `latency = ${ADD_LATENCY}`];
+  await writeRows(tx, `${TABLE[into]} AS stats`, start, rows, `ON CONFLICT (app, env, topic, tenant, start_time) DO UPDATE SET ${added.join(', ')}`);
+}
+
+/**
+ * Two histograms added bucket by bucket, the shorter padded with zeros (as `aggregate` sums
+ * them); an empty one (no live delivery) adds nothing.
+ */
+const ADD_LATENCY = `CASE
+  WHEN cardinality(excluded.latency) = 0 THEN stats.latency
+  WHEN cardinality(stats.latency) = 0 THEN excluded.latency
+  ELSE ARRAY(SELECT coalesce(mine, 0) + coalesce(theirs, 0)
+               FROM unnest(stats.latency, excluded.latency) WITH ORDINALITY AS bucket(mine, theirs, position)
+              ORDER BY position)
+END`;
+
+/** Rows of one window start into `table`, `INSERT_CHUNK` a statement. */
+async function writeRows(tx: Queryable, table: string, start: Date, rows: readonly StatsRow[], onConflict: string): Promise<void> {
+  const counterParams = COLUMNS.map((_, index) => `$${index + 6}::float8[]`).join(', ');
+  for (let offset = 0; offset < rows.length; offset += INSERT_CHUNK) {
+    const chunk = rows.slice(offset, offset + INSERT_CHUNK);
     await tx.query(
-      `INSERT INTO topic_stats_minute (app, env, tenant, topic, start_time, ${COLUMNS.join(', ')}, latency)
+      `INSERT INTO ${table} (app, env, tenant, topic, start_time, ${COLUMNS.join(', ')}, latency)
        SELECT app, env, tenant, topic, $1, ${COLUMNS.join(', ')}, latency::bigint[]
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], ${counterParams}, $${COLUMNS.length + 6}::text[])
            AS t(app, env, tenant, topic, ${COLUMNS.join(', ')}, latency)
-       ON CONFLICT DO NOTHING`,
+       ${onConflict}`,
       [
-        minute,
+        start,
         chunk.map((row) => row.app),
         chunk.map((row) => row.env),
         chunk.map((row) => row.tenant),
@@ -92,24 +121,6 @@ export async function insertMinuteRows(tx: Queryable, minute: Date, rows: readon
       ],
     );
   }
-}
-
-/**
- * Recomputes the hours (from minutes) or days (from hours) that start in [from, to): the same
- * answer however often it runs.
- */
-export async function rollUp(tx: Queryable, into: 'hour' | 'day', from: Date, to: Date): Promise<void> {
-  const source = into === 'hour' ? TABLE.minute : TABLE.hour;
-  const target = TABLE[into];
-  const keys = ['app', 'env', 'tenant', 'topic', 'bucket'];
-  await tx.query(
-    `INSERT INTO ${target} (app, env, tenant, topic, start_time, ${COLUMNS.join(', ')}, latency)
-     SELECT app, env, tenant, topic, bucket, ${COLUMNS.join(', ')}, latency::bigint[]
-       FROM (${aggregate(`SELECT *, date_trunc('${into}', start_time, 'UTC') AS bucket FROM ${source} WHERE start_time >= $1 AND start_time < $2`, keys)}) rolled
-     ON CONFLICT (app, env, topic, tenant, start_time) DO UPDATE
-       SET ${[...COLUMNS, 'latency'].map((column) => `${column} = excluded.${column}`).join(', ')}`,
-    [from, to],
-  );
 }
 
 /** Deletes minute rows (and flush marks) that start before `before`. */
@@ -170,8 +181,32 @@ export async function topicsOfMinutes(db: Queryable, query: MinutesTopicsQuery):
   return rows.map((row) => ({ app: query.app, env: query.env, tenant: row.tenant, topic: row.topic, counts: countsOf(row) }));
 }
 
-/** A topic key's row (`OTHER_TOPIC_KEY`: app and env '', topic `~other`); undefined for a key that is not one. */
-export function statsRowOf(topicKey: string, counts: TopicCounts): StatsRow | undefined {
+/**
+ * A minute's rows from its topic keys (`OTHER_TOPIC_KEY`: app and env '', topic `~other`), text
+ * that is not a topic key left out. Two keys naming one row — no tenant, and the tenant '' — are
+ * added into one: a window's row is written once per minute.
+ */
+export function statsRowsOf(topics: ReadonlyMap<string, TopicCounts>): StatsRow[] {
+  const rows = new Map<string, StatsRow>();
+  for (const [topicKey, counts] of topics) {
+    const row = statsRowOf(topicKey, counts);
+    if (!row) continue;
+    const key = JSON.stringify([row.app, row.env, row.tenant, row.topic]);
+    const known = rows.get(key);
+    if (!known) {
+      rows.set(key, row);
+      continue;
+    }
+    // A copy: `topics` is what the flusher later takes out of the store, unchanged.
+    const sum = emptyCounts();
+    mergeCounts(sum, known.counts);
+    mergeCounts(sum, counts);
+    rows.set(key, { ...known, counts: sum });
+  }
+  return [...rows.values()];
+}
+
+function statsRowOf(topicKey: string, counts: TopicCounts): StatsRow | undefined {
   if (topicKey === OTHER_TOPIC_KEY) return { app: '', env: '', tenant: '', topic: OTHER_TOPIC_KEY, counts };
   const parsed = parseStreamKey(topicKey);
   if (!parsed) return undefined;

@@ -7,12 +7,30 @@
  * - minute: the start of a one-minute window, in ms since the epoch (a multiple of 60,000).
  */
 import type { EventSource } from '../events/envelope.ts';
+import { scopeKey } from '../scope.ts';
 import { emptyHistogram, LATENCY_BUCKETS, mergeHistogram } from './latency-histogram.ts';
 
 export const MINUTE_MS = 60_000;
 
 /** Where a minute's counts go for topics beyond its bound; stored as app/env '' and topic `~other`. */
 export const OTHER_TOPIC_KEY = '~other';
+
+/**
+ * The environment of a topic key — the start its topic keys share, `scopeKey` of the app and env
+ * without a tenant (`app:env:`) — or `OTHER_TOPIC_KEY` for the overflow row and for text that is
+ * not a topic key.
+ */
+export function environmentOfTopicKey(topicKey: string): string {
+  const app = topicKey.indexOf(':');
+  const env = topicKey.indexOf(':', app + 1);
+  const bar = topicKey.indexOf('|');
+  return app >= 0 && env > app && bar > env ? topicKey.slice(0, env + 1) : OTHER_TOPIC_KEY;
+}
+
+/** The environment key (`environmentOfTopicKey`) of an app and env. */
+export function environmentKey(app: string, env: string): string {
+  return scopeKey({ app, env, tenant: undefined });
+}
 
 /** The counters of one topic in one minute (all whole numbers). */
 export interface TopicCounts {
