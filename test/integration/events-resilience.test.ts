@@ -140,6 +140,36 @@ describe('Redis outages', () => {
     expect(await messagesBeforePong(client)).toEqual([]);
   });
 
+  it('replays more than a socket may hold of what a live subscriber missed while its live connection was cut, at the pace it reads', async () => {
+    const redis = await startPrivateRedis();
+    const proxy = await startRedisProxy(redis);
+    const prefix = uniquePrefix();
+    const server = await startTestServer({ REDIS_URL: proxy.url, REDIS_KEY_PREFIX: prefix });
+    const admin = new Redis(redis.url);
+    onTestFinished(async () => void (await admin.quit()));
+    const subscribedChannels = async () => (await admin.pubsub('CHANNELS', `${prefix}*`)).length;
+    const client = await openAcknowledgedSocket(server.wsUrl);
+    subscribeEvents(client, 'live', { topic: 'orders' });
+    await waitForSubscribers(server, 1);
+    await publishMany(server, 'orders', seqPayloads(1, 1));
+    expect(seqsOf(await takeEvents(client, 'live', 1))).toEqual([1]);
+
+    proxy.block('subscriber');
+    proxy.drop('subscriber');
+    await waitFor(async () => (await subscribedChannels()) === 0, { message: 'the live connection is gone' });
+    // 200 events of 50 KB: 10 MB, past the 8 MiB a socket may hold, only in the log.
+    const blob = 'x'.repeat(50_000);
+    const missed = await publishMany(server, 'orders', range(2, 201).map((seq) => ({ seq, blob })));
+    proxy.allow('subscriber');
+    await waitFor(async () => (await subscribedChannels()) === 1, { timeoutMs: 15_000, message: 're-subscribed' });
+
+    const replayed = await takeEvents(client, 'live', missed.length);
+    expect(replayed.map((event) => event.id)).toEqual(missed.map((event) => event.id));
+    await publishMany(server, 'orders', seqPayloads(202, 202));
+    expect(seqsOf(await takeEvents(client, 'live', 1))).toEqual([202]);
+    expect(await messagesBeforePong(client)).toEqual([]);
+  });
+
   it('hands a live subscriber what another instance published while its Redis link was cut, even when live delivery returns first', async () => {
     const redis = await startPrivateRedis();
     const proxy = await startRedisProxy(redis);

@@ -15,7 +15,7 @@ import type { EventLog } from '../../src/pipeline/log/event-log.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import type { BusLinkListener, EventBus, EventListener } from '../../src/pipeline/pubsub/event-bus.ts';
 import { streamOf, type StreamRef } from '../../src/pipeline/stream.ts';
-import { waitFor } from '../helpers/wait-for.ts';
+import { deferred, waitFor, type Deferred } from '../helpers/wait-for.ts';
 
 const STREAM = streamOf({ app: 'shop', env: 'prod', tenant: 't1' }, 'orders');
 const COHORT: CohortSpec = { key: 'seq', filter: undefined, render: (event) => String(event.payload['seq']) };
@@ -122,7 +122,56 @@ interface Received {
 function receiver(): Received {
   const seqs: number[] = [];
   const errors: TributaryError[] = [];
-  return { seqs, errors, sink: { next: (payload) => seqs.push(Number(payload.json)), fail: (error) => errors.push(error) } };
+  return { seqs, errors, sink: { next: (payload) => seqs.push(Number(payload.json)), fail: (error) => errors.push(error), drained: () => undefined } };
+}
+
+/**
+ * A receiver whose sink takes `budget` messages, then has a replay wait (`drained`) until
+ * `release`: a socket whose buffer stays full until the client reads. Live deliveries use up
+ * the budget too, as they fill the same buffer.
+ */
+function pacedReceiver(budget: number) {
+  const received = receiver();
+  let allowance = budget;
+  let wait: Deferred<void> | undefined;
+  const sink: SubscriberSink = {
+    ...received.sink,
+    next(payload) {
+      received.sink.next(payload);
+      allowance -= 1;
+    },
+    drained() {
+      if (allowance > 0) return undefined;
+      wait ??= deferred();
+      return wait.promise;
+    },
+  };
+  return {
+    seqs: received.seqs,
+    errors: received.errors,
+    sink,
+    /** A replay is waiting on this sink. */
+    get waiting() {
+      return wait !== undefined;
+    },
+    /** The client read what was sent: the sink takes `budget` more. */
+    release() {
+      allowance = budget;
+      const released = wait;
+      wait = undefined;
+      released?.resolve();
+    },
+  };
+}
+
+type PacedReceiver = ReturnType<typeof pacedReceiver>;
+
+/** Lets the sink take more whenever a replay waits on it, until it has received `count` messages. */
+async function readUntil(paced: PacedReceiver, count: number): Promise<void> {
+  while (paced.seqs.length < count) {
+    await waitFor(() => paced.waiting || paced.seqs.length >= count);
+    paced.release();
+  }
 }
 
 const running: Dispatcher[] = [];
@@ -215,6 +264,7 @@ describe('dispatcher: resume seam', () => {
         if (Number(payload.json) === disposeAt) handle.dispose();
       },
       fail: () => undefined,
+      drained: () => undefined,
     };
     const handle = await join(COHORT, sink, first!.cursor);
     await gate.entered;
@@ -302,6 +352,77 @@ describe('dispatcher: hold-back overflow', () => {
   });
 });
 
+describe('dispatcher: replays at the pace of the sink', () => {
+  it('replays the log no faster than the sink passes it on, then goes live with no gap and no duplicate', async () => {
+    const { dispatcher, publish } = setUp();
+    const [first] = await publish(6);
+    const paced = pacedReceiver(2);
+    await dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: first!.cursor, sink: paced.sink });
+    await waitFor(() => paced.waiting);
+    expect(paced.seqs).toEqual([2, 3]);
+    await publish(2); // 7, 8: live while the replay waits, held for it
+    paced.release();
+    await waitFor(() => paced.waiting);
+    expect(paced.seqs).toEqual([2, 3, 4, 5]);
+    paced.release();
+    // The held events wait for the sink too.
+    await waitFor(() => paced.waiting);
+    expect(paced.seqs).toEqual(range(2, 7));
+    await publish(1); // 9: held behind 8
+    paced.release();
+    await waitFor(() => paced.seqs.length === 8);
+    await publish(1); // 10: live
+    expect(paced.seqs).toEqual(range(2, 10));
+    expect(paced.waiting).toBe(false);
+    expect(paced.errors).toEqual([]);
+  });
+
+  it('reads the log again when more live events arrive than it may hold while held ones wait for the sink', async () => {
+    const { dispatcher, gated, publish, metrics } = setUp({ holdBackLimit: 3 });
+    const [first] = await publish(2);
+    const gate = gated.close('before-waiting');
+    const paced = pacedReceiver(1);
+    const subscribing = dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: first!.cursor, sink: paced.sink });
+    await gate.entered;
+    await publish(2); // 3, 4: held while the page (2) waits at the gate
+    gate.open();
+    await subscribing;
+    await waitFor(() => paced.waiting);
+    expect(paced.seqs).toEqual([2]); // 3, taken from the held ones, waits for the sink
+    await publish(3); // 5, 6 held behind 4; 7 is one more than may be held
+    await readUntil(paced, 6);
+    await publish(1);
+    await readUntil(paced, 7);
+    expect(paced.seqs).toEqual(range(2, 8));
+    expect(paced.errors).toEqual([]);
+    expect(await overflows(metrics, 'resume')).toBe(1);
+  });
+
+  it('catches a stream up after an outage at the pace of its slowest sink, then hands on what arrived meanwhile', async () => {
+    const { dispatcher, link, publish, subscribe } = setUp();
+    const paced = pacedReceiver(2);
+    await dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: undefined, sink: paced.sink });
+    const fast = await subscribe();
+    await publish(1);
+    await waitFor(() => fast.seqs.length === 1);
+    paced.release();
+
+    link.cut();
+    await publish(5); // 2 to 6: lost by the bus
+    link.restore();
+    await waitFor(() => paced.waiting);
+    expect(paced.seqs).toEqual([1, 2, 3]);
+    expect(fast.seqs).toEqual([1, 2, 3]);
+    await publish(2); // 7, 8: live again, held until the log's are delivered
+    await readUntil(paced, 8);
+    await publish(1);
+    await waitFor(() => fast.seqs.length === 9);
+    expect(paced.seqs).toEqual(range(1, 9));
+    expect(fast.seqs).toEqual(range(1, 9));
+    expect([...paced.errors, ...fast.errors]).toEqual([]);
+  });
+});
+
 describe('dispatcher: bus outage', () => {
   it('delivers from the log what was published while the link was cut, then what arrived live during the catch-up, each once and in order', async () => {
     const { gated, link, publish, subscribe } = setUp();
@@ -380,6 +501,20 @@ describe('dispatcher: a replaced history', () => {
     expect(idle.seqs).toEqual([2]);
     expect(fresh.seqs).toEqual([2]);
     expect([...idle.errors, ...fresh.errors]).toEqual([]);
+  });
+
+  it('resyncs a subscriber holding a position when the history is replaced before the stream delivered anything live', async () => {
+    const { dispatcher, log, publish, subscribe } = setUp();
+    const resumed = receiver();
+    await dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: await log.head(STREAM), sink: resumed.sink });
+    const idle = await subscribe();
+    await log.renewEpochs(() => true);
+    await publish(1);
+    await waitFor(() => idle.seqs.length === 1 && resumed.errors.length === 1);
+    expect(resumed.errors.map(isResync)).toEqual([true]);
+    expect(resumed.seqs).toEqual([]);
+    expect(idle.seqs).toEqual([1]);
+    expect(idle.errors).toEqual([]);
   });
 
   it('after an outage in which the log lost the history, resyncs the holders and hands the others the new history from its start', async () => {

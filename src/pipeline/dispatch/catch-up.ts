@@ -19,6 +19,10 @@ import type { FanOut, Recovery, Stream, Subscriber } from './fan-out.ts';
  *   held events (duplicates skipped by position). A link lost again meanwhile restarts the
  *   catch-up at the next recovery. If the log no longer has the stream's history, only the
  *   subscribers that hold a position in it resync; the others get the new history from its start.
+ *
+ * Both go at the pace of the sockets they write to (`SubscriberSink.drained`): the log can hand
+ * over a backlog far faster than a socket sends it, and a socket holding more than its bound is
+ * closed as a slow consumer. While a replay waits, live events are held as above.
  */
 export interface CatchUp {
   /** Replays the log after `after` to a catching-up subscriber, then turns it live. */
@@ -48,14 +52,43 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
       const page = await log.readAfter(cohort.stream.ref, cursor, pageSize);
       if (subscriber.closed) return;
       for (const event of page) {
+        // A write can close it (its socket's buffer overflowing): it is gone from its cohort.
+        if (subscriber.closed) return;
+        const drained = subscriber.sink.drained();
+        if (drained) {
+          await drained;
+          if (subscriber.closed) return;
+        }
         const payload = fanOut.renderFor(cohort, event);
         if (payload !== undefined) fanOut.replayTo(subscriber, position.epoch, event, payload);
         cursor = event.cursor;
       }
-      // A write can close it (its socket's buffer overflowing): it is gone from its cohort.
       if (subscriber.closed) return;
       if (page.length > 0) position = decodeCursor(cursor);
       if (page.length === pageSize) continue;
+      // The log has nothing after `position`; every later event is among the held ones. They are
+      // taken one at a time: while the socket makes the replay wait, more arrive behind them.
+      for (;;) {
+        if (subscriber.overflowed) break;
+        const event = subscriber.held?.shift();
+        if (event === undefined) break;
+        const placed = decodeCursor(event.cursor);
+        if (placed.epoch !== position.epoch) throw resyncRequired('the stream has a new history');
+        if (comparePositions(placed.position, position.position) <= 0) continue;
+        if (subscriber.closed) return;
+        const drained = subscriber.sink.drained();
+        if (drained) {
+          await drained;
+          if (subscriber.closed) return;
+          // More arrived while it waited than may be held: the log has them, `event` with them.
+          if (subscriber.overflowed) break;
+        }
+        const payload = fanOut.renderFor(cohort, event);
+        if (payload !== undefined) fanOut.replayTo(subscriber, placed.epoch, event, payload);
+        position = placed;
+        cursor = event.cursor;
+      }
+      if (subscriber.closed) return;
       if (subscriber.overflowed) {
         subscriber.overflowed = false;
         continue;
@@ -68,16 +101,7 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
         if (subscriber.closed) return;
         continue;
       }
-      // The log has nothing after `position`; every later event is among the held ones.
-      for (const event of subscriber.held ?? []) {
-        const placed = decodeCursor(event.cursor);
-        if (placed.epoch !== position.epoch) throw resyncRequired('the stream has a new history');
-        if (comparePositions(placed.position, position.position) <= 0) continue;
-        const payload = fanOut.renderFor(cohort, event);
-        if (payload !== undefined) fanOut.replayTo(subscriber, placed.epoch, event, payload);
-        position = placed;
-      }
-      if (subscriber.closed) return;
+      // Nothing held, nothing more in the log, and no await since: live from here.
       subscriber.held = undefined;
       subscriber.caughtUpTo = position;
       cohort.catchingUp.delete(subscriber);
@@ -86,14 +110,43 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
     }
   };
 
-  /** Delivers what the log holds after the stream's last delivered event. */
-  const replayAfterLast = async (stream: Stream) => {
+  /**
+   * Delivers what the log holds after the stream's last delivered event, at the pace of the
+   * slowest of its live subscribers' sockets; stops when `current()` no longer holds.
+   */
+  const replayAfterLast = async (stream: Stream, current: () => boolean) => {
     for (;;) {
       const cursor = stream.lastCursor;
       if (cursor === undefined) return;
       const page = await log.readAfter(stream.ref, cursor, pageSize);
-      for (const event of page) fanOut.deliverLive(stream, event);
+      for (const event of page) {
+        const backlog = backlogOf(stream);
+        if (backlog) {
+          await backlog;
+          if (!current()) return;
+        }
+        fanOut.deliverLive(stream, event);
+      }
       if (page.length < pageSize) return;
+    }
+  };
+
+  /**
+   * Delivers the events held during the outage in turn, at the same pace as the replay; more
+   * arrive behind them while it waits. Returns when none is left, or when it must stop or read
+   * the log again (`recovery.overflowed`: the one taken is in the log with them).
+   */
+  const deliverHeld = async (stream: Stream, recovery: Recovery, current: () => boolean) => {
+    for (;;) {
+      if (recovery.overflowed) return;
+      const event = recovery.held.shift();
+      if (event === undefined) return;
+      const backlog = backlogOf(stream);
+      if (backlog) {
+        await backlog;
+        if (!current() || recovery.overflowed) return;
+      }
+      fanOut.deliverLive(stream, event);
     }
   };
 
@@ -121,12 +174,15 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
       if (!recovery || !current() || fanOut.streams.get(stream.ref.key) !== stream) return;
       try {
         if (recovery.historyLost && stream.lastCursor === undefined) await startNewHistory(stream);
-        await replayAfterLast(stream);
-        if (!current() || stream.recovering !== recovery) return;
+        const replaying = () => current() && stream.recovering === recovery && fanOut.streams.get(stream.ref.key) === stream && !signal.aborted;
+        await replayAfterLast(stream, replaying);
+        if (replaying() && !recovery.overflowed) await deliverHeld(stream, recovery, replaying);
+        if (!replaying()) return;
         if (recovery.overflowed) {
           recovery.overflowed = false;
           continue;
         }
+        // Hands on what arrived since the held list was found empty (no socket wait between).
         finish(stream, recovery);
         return;
       } catch (error) {
@@ -153,4 +209,16 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
   };
 
   return { resume, recover };
+}
+
+/** What the stream's live subscribers' sinks must pass on before a replay writes more; undefined when none must. */
+function backlogOf(stream: Stream): Promise<unknown> | undefined {
+  let waits: Promise<void>[] | undefined;
+  for (const cohort of stream.cohorts.values()) {
+    for (const subscriber of cohort.live) {
+      const drained = subscriber.sink.drained();
+      if (drained) (waits ??= []).push(drained);
+    }
+  }
+  return waits && Promise.all(waits);
 }

@@ -110,14 +110,20 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       recovering: undefined,
     };
     stream.joined = (async () => {
-      stream.leave = await bus.join(ref, (event) => onLive(stream, event));
-      // Where live delivery starts: what recovery reads after if the bus is cut off before
-      // the first event arrives.
+      // What recovery reads after if the bus is cut off before the first live event arrives. Read
+      // before the SUBSCRIBE, so every event the bus may miss from then on is in the log after it.
+      // It is no mark for dropping duplicates: no event reached this stream's subscribers yet, and
+      // an event appended around the SUBSCRIBE must not be taken for one, whichever of its live
+      // copy and this reply comes first. Only its epoch is kept (position 0 is before any event),
+      // so a history replaced before the first live event still resyncs those holding a position.
       const head = await log.head(ref);
       if (stream.lastCursor === undefined) {
-        stream.last = decodeCursor(head);
+        stream.last = { epoch: decodeCursor(head).epoch, position: '0' };
         stream.lastCursor = head;
       }
+      // The last step: a join that fails holds no channel, and one that succeeds is left by the
+      // last subscriber to go (`FanOut.removeSubscriber`).
+      stream.leave = await bus.join(ref, (event) => onLive(stream, event));
     })();
     streams.set(ref.key, stream);
     return stream;

@@ -51,8 +51,12 @@ export interface Stream {
   /** Resolves once this process receives the stream's live events. */
   joined: Promise<void>;
   leave: (() => void) | undefined;
-  /** Position of the newest event handed to live subscribers: for de-duplication and recovery. */
+  /**
+   * Position of the newest event handed to live subscribers: for de-duplication and recovery.
+   * Until the first one, position 0 of the epoch the stream was joined in (nothing is dropped).
+   */
   last: CursorParts | undefined;
+  /** Where recovery reads the log after: the newest event handed to live subscribers, or the head at the join. */
   lastCursor: string | undefined;
   /** Set while the bus link is down or being caught up: live events are held, not delivered. */
   recovering: Recovery | undefined;
@@ -166,7 +170,7 @@ export function createFanOut(options: FanOutOptions): FanOut {
     stream.subscribers -= 1;
     if (stream.subscribers === 0) {
       if (streams.get(stream.ref.key) === stream) streams.delete(stream.ref.key);
-      // Leave once the join has settled, whichever way it went.
+      // Leave once the join has settled; a join that failed holds no channel (joining is its last step).
       void stream.joined.then(
         () => stream.leave?.(),
         () => undefined,

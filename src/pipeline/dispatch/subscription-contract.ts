@@ -8,7 +8,8 @@
  *    subscribers of one stream with equal cohort keys share filtering and rendering.
  * 3. **Render.** Once per event per cohort, `CohortSpec.render` turns the event into the `next`
  *    payload. The transport builds it with `cohortRenderer`, which enforces THE RULE below.
- * 4. **Sink.** The same `Rendered` payload goes to each member's `SubscriberSink`.
+ * 4. **Sink.** The same `Rendered` payload goes to each member's `SubscriberSink`; a replay of
+ *    the log waits for the sink (`drained`) rather than outrun its socket.
  *
  * THE RULE. Fields selected under a dispatched subscription are rendered once for a whole cohort:
  * they must depend on the event and the field arguments only — never on the context (it would be
@@ -107,6 +108,14 @@ export interface SubscriberSink {
   next(payload: Rendered): void;
   /** Ends the subscription with an error; the dispatcher has already forgotten the subscriber. */
   fail(error: TributaryError): void;
+  /**
+   * Whether a replay may write on: undefined while the sink takes more at once, else a promise
+   * that resolves once it has passed on what it holds, or is gone (it never rejects). Replays of
+   * the log (a resume, a recovery) wait on it between events; written without waiting, a backlog
+   * larger than the socket's slow-consumer bound closes even a client that reads as fast as it
+   * can. Live events never wait: a client that cannot keep up with them is closed and resumes.
+   */
+  drained(): Promise<void> | undefined;
 }
 
 /** Renders one event to the `next` payload JSON, under THE RULE. */

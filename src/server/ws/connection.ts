@@ -313,6 +313,7 @@ export class GraphQLWsConnection {
           fail: (error) => {
             this.#finish(id, operation, { id, type: MessageType.Error, payload: this.#clientErrors(error, id, 'dispatched subscription failed') });
           },
+          drained: () => this.#out.drained(),
         },
       });
       if (operation.cancelled) {

@@ -1,9 +1,12 @@
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
-import { textFrame } from './frames.ts';
+import { rawSocketOf, textFrame } from './frames.ts';
 import { corkForThisTick } from './write-batcher.ts';
 
 const CLOSING_BRACE = Buffer.from('}');
+
+/** What a replay may leave queued on a socket before it waits, at most (a quarter of the bound when that is smaller). */
+const MAX_REPLAY_QUEUE_BYTES = 1024 * 1024;
 
 /**
  * The outbound side of one socket: every message leaves through `send` or `sendFrame`, bounded
@@ -14,13 +17,19 @@ export class SocketWriter {
   readonly #socket: WebSocket;
   /** The TCP socket under the WebSocket, for corking and prebuilt frames. */
   readonly #raw: Socket | undefined;
+  /** The TCP socket under the WebSocket, whose `drain` paces replays (with or without prebuilt frames). */
+  readonly #transport: Socket | undefined;
   readonly #maxBufferedBytes: number;
+  readonly #replayQueueBytes: number;
   readonly #overflow: () => void;
+  #drained: Promise<void> | undefined;
 
   constructor(socket: WebSocket, raw: Socket | undefined, maxBufferedBytes: number, overflow: () => void) {
     this.#socket = socket;
     this.#raw = raw;
+    this.#transport = raw ?? rawSocketOf(socket);
     this.#maxBufferedBytes = maxBufferedBytes;
+    this.#replayQueueBytes = Math.min(MAX_REPLAY_QUEUE_BYTES, Math.floor(maxBufferedBytes / 4));
     this.#overflow = overflow;
   }
 
@@ -40,6 +49,33 @@ export class SocketWriter {
     }
     corkForThisTick(raw);
     raw.write(textFrame(head, payload, CLOSING_BRACE));
+  }
+
+  /**
+   * `SubscriberSink.drained` for the socket's subscriptions: undefined while a replay may write
+   * on, else resolves once the TCP socket has handed all it holds to the kernel (`drain`) or the
+   * WebSocket has closed. A replay waits past a fraction of the slow-consumer bound, so the rest
+   * stays for live traffic, which alone decides whether a client is too slow. Past Node's own
+   * high-water mark a `drain` is due (`writableNeedDrain`); below it nothing is worth waiting for.
+   * Without a TCP socket to watch (see `rawSocketOf`), replays are not paced.
+   */
+  drained(): Promise<void> | undefined {
+    const transport = this.#transport;
+    const state = this.#socket.readyState;
+    if (!transport || state === WebSocket.CLOSED) return undefined;
+    if (state === WebSocket.OPEN && (this.#socket.bufferedAmount <= this.#replayQueueBytes || !transport.writableNeedDrain)) return undefined;
+    // Queued past the mark, or closing: nothing more is sent then, and its subscriptions end at the close event.
+    this.#drained ??= new Promise<void>((resolve) => {
+      const settle = () => {
+        transport.off('drain', settle);
+        this.#socket.off('close', settle);
+        this.#drained = undefined;
+        resolve();
+      };
+      transport.on('drain', settle);
+      this.#socket.on('close', settle);
+    });
+    return this.#drained;
   }
 
   #writable(): boolean {
