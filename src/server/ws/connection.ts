@@ -22,7 +22,7 @@ import type { OperationOutcome } from './executor.ts';
 import { codedErrors, formatError, formatResult, PERMISSION_REVOKED, type OutgoingMessage } from './format.ts';
 import { rawDataToText, rawSocketOf, truncateUtf8 } from './frames.ts';
 import { refusalOf, type ActiveOperation } from './operations.ts';
-import { SocketAuth } from './socket-auth.ts';
+import { onlyRefreshesAuth, SocketAuth } from './socket-auth.ts';
 import type { ConnectionOptions } from './connection-options.ts';
 import { SocketWriter } from './socket-writer.ts';
 
@@ -53,6 +53,8 @@ export class GraphQLWsConnection {
   /** The code this side closed with (the close event may report the peer's echo, or 1006). */
   #closeCode: number | undefined;
   #initTimer: NodeJS.Timeout | undefined;
+  /** A ping refresh is being verified: one at a time per socket (each costs a verification and a pass over the operations). */
+  #pingRefreshing = false;
   #closed = false;
 
   constructor(socket: WebSocket, request: IncomingMessage, options: ConnectionOptions) {
@@ -178,6 +180,11 @@ export class GraphQLWsConnection {
         this.#tell({ type: 'gateway.connected' });
       },
       (error: unknown) => {
+        // The token could not be checked (the key set cannot be fetched): not a refusal, retried.
+        if (isTributaryError(error) && error.code === ErrorCode.UNAVAILABLE) {
+          this.close(CloseCode.TryAgainLater, `Try again later: ${error.message}`);
+          return;
+        }
         const reason = isClientFacing(error) ? error.message : 'Forbidden';
         if (!isClientFacing(error)) this.#logger.error({ err: error, fault: faultOf(error) }, 'token verification failed unexpectedly');
         this.close(CloseCode.Forbidden, `Forbidden: ${reason}`);
@@ -203,8 +210,16 @@ export class GraphQLWsConnection {
   }
 
   #pingRefresh(token: string): void {
+    if (this.#pingRefreshing) {
+      this.#send({ type: MessageType.Pong, payload: { error: ErrorCode.RATE_LIMITED } });
+      return;
+    }
+    this.#pingRefreshing = true;
     // Whatever fails — the refresh or building its answer — ends in a pong, never in an unhandled rejection.
     this.#refreshAuth(token)
+      .finally(() => {
+        this.#pingRefreshing = false;
+      })
       .then((refreshed) => ({ tokenExpiresAt: refreshed.expiresAt?.toISOString() ?? null, stoppedSubscriptions: refreshed.stoppedSubscriptions }))
       .then(
         (payload) => this.#send({ type: MessageType.Pong, payload }),
@@ -238,6 +253,12 @@ export class GraphQLWsConnection {
     }
     if (refusal) {
       this.#send({ id, type: MessageType.Error, payload: refusal.errors });
+      return;
+    }
+    // Past its expiry (during WS_TOKEN_EXPIRY_GRACE_MS) the token is good for its own refresh only.
+    if (principal.expiresAt !== undefined && principal.expiresAt <= Date.now() && !onlyRefreshesAuth(payload)) {
+      const expired = new TributaryError(ErrorCode.UNAUTHENTICATED, 'Token expired: send refreshAuth with a new token first');
+      this.#send({ id, type: MessageType.Error, payload: codedErrors(expired) });
       return;
     }
     // Reserve the id before any await, so a duplicate arriving during setup is caught above.

@@ -1,3 +1,5 @@
+import { Kind, OperationTypeNode, parse, type DocumentNode } from 'graphql';
+import type { SubscribePayload } from 'graphql-ws';
 import type { Principal } from '../../auth/principal.ts';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import { ErrorCode, TributaryError } from '../../errors.ts';
@@ -110,4 +112,23 @@ export class SocketAuth {
     timer.unref();
     return timer;
   }
+}
+
+/**
+ * Whether an operation does nothing but `refreshAuth` (a mutation whose only root fields are
+ * `refreshAuth` and `__typename`): what a socket whose token has expired may still run during its
+ * grace period. A query it cannot read (unparsable, or a persisted query sent by hash) is not one.
+ */
+export function onlyRefreshesAuth(payload: SubscribePayload): boolean {
+  let document: DocumentNode;
+  try {
+    document = parse(payload.query);
+  } catch {
+    return false;
+  }
+  const operations = document.definitions.filter((definition) => definition.kind === Kind.OPERATION_DEFINITION);
+  const operation = payload.operationName == null ? (operations.length === 1 ? operations[0] : undefined) : operations.find((candidate) => candidate.name?.value === payload.operationName);
+  if (operation?.operation !== OperationTypeNode.MUTATION) return false;
+  const fields = operation.selectionSet.selections;
+  return fields.length > 0 && fields.every((field) => field.kind === Kind.FIELD && (field.name.value === 'refreshAuth' || field.name.value === '__typename')) && fields.some((field) => field.kind === Kind.FIELD && field.name.value === 'refreshAuth');
 }
