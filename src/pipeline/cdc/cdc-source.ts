@@ -85,6 +85,7 @@ export interface CdcSourceOptions {
   readonly router: EventRouter;
   readonly log: EventLog;
   readonly store: CdcStore;
+  /** The CDC service's logger (its `component` is already bound: binding it again repeats the key in every line). */
   readonly logger: Logger;
   /** Coordinates instances (leader election); absent: this instance always reads. */
   readonly redis: Redis | undefined;
@@ -104,7 +105,7 @@ export function sourceIdOf(identity: DatabaseIdentity): string {
 
 export function createCdcSource(options: CdcSourceOptions): CdcSource {
   const { id, names } = options;
-  const logger = options.logger.child({ component: 'cdc', source: id });
+  const logger = options.logger.child({ source: id });
   const { router, store } = options;
   let bindings = options.bindings;
   let rawTables = mappedTables(bindings);
