@@ -1,7 +1,8 @@
 /**
  * What a replay takes from an endpoint's own deliveries, against a real Postgres: with `onlyFailed`
  * the dead letters of events that have not been delivered since, counted against the replay's room
- * only when they are replayed — an event redelivered and delivered since is neither.
+ * only when they are replayed — an event redelivered and delivered since is neither — and each
+ * event's oldest delivery in the order of the events' times.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claimDeliveries, insertDeliveries, recordAttempts, type AttemptOutcome, type NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
@@ -68,5 +69,22 @@ describe('the deliveries a replay takes', () => {
     const replayed = await deliveriesToReplay(fixture.db, endpointId, range, new Set(), 2);
     expect(replayed?.map((delivery) => delivery.eventId)).toEqual(failedStill.map((delivery) => delivery.eventId));
     expect(await deliveriesToReplay(fixture.db, endpointId, range, new Set(), 1)).toBeUndefined();
+  });
+
+  it('lists each event’s oldest delivery in its events’ order, whatever order the deliveries were made in', async () => {
+    const endpointId = await fixture.endpoint('replayed in event order');
+    const now = Date.now();
+    const range = { since: new Date(now - HOUR_MS), until: new Date(now + HOUR_MS), onlyFailed: false };
+    // The newer event reached the endpoint first (routing); the older one only later, by a replay's copy.
+    const newer = { ...fixture.delivery('|order-1'), endpointId, eventTime: new Date(now - 10 * 60_000) };
+    const older = { ...fixture.delivery('|order-1'), endpointId, eventTime: new Date(now - 30 * 60_000), trigger: 'replay' as const };
+    // Two of the same millisecond go in the order they were made.
+    const [sameA, sameB] = ['a', 'b'].map((lane) => ({ ...fixture.delivery(`|same-${lane}`), endpointId, eventTime: new Date(now - 20 * 60_000) }));
+    const { inserted } = await insertDeliveries(fixture.db, [newer, older, sameA!, sameB!]);
+    expect(inserted).toHaveLength(4);
+    await fixture.db.query(`UPDATE webhook_deliveries SET state = 'delivered', finished_at = now() WHERE endpoint_id = $1`, [endpointId]);
+
+    const replayed = await deliveriesToReplay(fixture.db, endpointId, range, new Set(), 4);
+    expect(replayed?.map((copy) => copy.eventId)).toEqual([older.eventId, sameA!.eventId, sameB!.eventId, newer.eventId]);
   });
 });

@@ -135,7 +135,9 @@ export interface StoredDeliveries {
  * looking at its lane first (a second probe of the lane index in every insert, for a case that
  * hardly occurs); one that turns out not to be its lane's head — a redelivery of its event was
  * pending — has its lease given back at once (a second statement, only then) and is left to
- * `storeDeliveries`' look at heads, like any delivery stored unleased.
+ * `storeDeliveries`' look at heads, like any delivery stored unleased. Each column goes as one
+ * array parameter, which pg turns into one literal (every body copied again, escaped): callers hand
+ * it a bounded batch — the tap's routes, a page of a replay (replay-deliveries.ts) — never a range.
  */
 export async function insertDeliveries(
   db: Queryable,

@@ -37,6 +37,9 @@ export async function createEndpointCache(options: { readonly db: Queryable; rea
   const coalescer = createKeyedCoalescer();
 
   const load = async () => {
+    // The version before the endpoints: a change committed between the two reads is in the list
+    // and raised the version past the one kept, so the next load reads it again — never the other
+    // way round, a list without it kept under its version.
     const next = await endpointsVersion(db);
     if (next === version) return;
     endpoints = await listAllEndpoints(db);

@@ -155,9 +155,13 @@ export async function getEndpoint(db: Queryable, id: string): Promise<SigningEnd
   return rows[0] && endpointOf(rows[0]);
 }
 
-/** A change of `updated_at` anywhere (or a deletion) changes this: caches reload when it does. */
+/**
+ * What caches reload by: a counter every creation, deletion and change of `updated_at` raises in its
+ * own transaction (migrations/0023), so a new value is seen only with the change that made it —
+ * whenever that change's transaction started — and no two states share one.
+ */
 export async function endpointsVersion(db: Queryable): Promise<string> {
-  const { rows } = await db.query<{ version: string }>(`SELECT count(*)::text || '/' || coalesce(max(updated_at)::text, '') AS version FROM webhook_endpoints`);
+  const { rows } = await db.query<{ version: string }>(`SELECT version::text AS version FROM webhook_endpoints_version`);
   return rows[0]!.version;
 }
 
@@ -237,7 +241,7 @@ export async function rotateEndpointSecret(db: Queryable, id: string, secret: st
  * would only lie in the row until the next rotation. A rotation committed meanwhile is not undone:
  * its row is compared again as it now stands, with an expiry still ahead.
  *
- * `updated_at` is left alone. It is what the endpoint caches reload by (`endpointsVersion`), and
+ * `updated_at` is left alone. The endpoint caches reload when it changes (`endpointsVersion`), and
  * nothing any read returns changes here — no secret that signs, no `previousSecretExpiresAt` (null
  * already once expired) — so no instance needs to reload; nor did the endpoint change for an
  * admin reading its `updatedAt`. An instance still holding the row as loaded before the expiry

@@ -7,22 +7,19 @@
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
-import { isDashboardEvent } from '../events/dashboard-event.ts';
-import type { RealtimeEvent } from '../events/envelope.ts';
 import { newEventId } from '../events/event-id.ts';
-import { aboutEndpoint } from '../events/webhook-event.ts';
-import { mergeInOrder, type EventLog } from '../log/event-log.ts';
+import type { EventLog } from '../log/event-log.ts';
 import { MAX_TENANT_LENGTH } from '../names.ts';
 import type { Scope } from '../scope.ts';
 import type { DeliveryScheduler } from './delivery-scheduler.ts';
 import { listAttempts, listDeliveries, type AttemptFilter, type AttemptRecord, type DeliveryFilter } from './delivery-log.ts';
-import { storeAdminDeliveries } from './admin-deliveries.ts';
+import { copyOf, storeAdminDeliveries, type AdminDeliveries } from './admin-deliveries.ts';
 import { getDelivery, type Delivery, type NewDelivery } from './delivery-store.ts';
-import { deliveriesToReplay } from './replay-deliveries.ts';
+import { planReplay } from './replay-deliveries.ts';
 import type { DeliveryStatistics } from './delivery-statistics.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import { createEndpointResume } from './endpoint-resume.ts';
-import { assertEventSelection, laneOf, selects, webhookBody } from './endpoint-selection.ts';
+import { assertEventSelection } from './endpoint-selection.ts';
 import {
   deleteEndpoint,
   disableEndpoint,
@@ -72,7 +69,8 @@ export interface WebhookAdmin {
    * log (so events never attempted — the endpoint is newer, or was disabled — are reached too, within
    * the log's retention) and, for older events, from the endpoint's own deliveries. With
    * `onlyFailed`, the dead-lettered deliveries only, of events whose latest delivery is dead (not
-   * one redelivered since, or pending again). Returns how many.
+   * one redelivered since, or pending again). Returns how many. Read and stored a page at a time, all
+   * in one transaction: stored whole, or not at all.
    * @throws TributaryError BAD_USER_INPUT (`until`) when the range holds more than one replay sends
    *   (10,000): nothing is replayed, the admin replays it in parts.
    * @throws TributaryError RATE_LIMITED (here and in `redeliver`, `sendTest`) when the endpoint would
@@ -162,14 +160,18 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
   /**
    * Inserts the endpoint's deliveries an admin asked for and schedules them; returns the ids inserted.
    * @throws TributaryError RATE_LIMITED when they would leave more than MAX_ADMIN_PENDING of them pending,
-   * NOT_FOUND when the endpoint was deleted meanwhile.
+   * NOT_FOUND when the endpoint was deleted meanwhile: nothing is stored.
    */
-  const schedule = async (endpointId: string, deliveries: readonly NewDelivery[]): Promise<string[]> => {
+  const schedule = async (endpointId: string, deliveries: AdminDeliveries | readonly NewDelivery[]): Promise<string[]> => {
     const { inserted, heads } = await storeAdminDeliveries(db, endpointId, deliveries, MAX_ADMIN_PENDING);
-    // An admin's deliveries are never duplicates: one left out went with its endpoint (migrations/0019).
-    if (inserted.length < deliveries.length) throw notFound('endpointId', 'The webhook endpoint was deleted meanwhile');
     options.statistics.inserted(inserted.length);
-    await options.scheduler.schedule(heads);
+    // Stored and committed: a scheduler that cannot take them now (BullMQ's Redis away) loses
+    // nothing — the workers' reconciler finds due lane heads without a job, as it finds the routing
+    // tap's (webhook-tap.ts). Answering with an error would have the admin ask again, and every
+    // delivery stored a second time: up to a replay's 10,000 sent twice.
+    await options.scheduler.schedule(heads).catch((error: unknown) => {
+      options.logger.warn({ err: error, endpoint: endpointId, heads: heads.length }, 'webhook deliveries an admin asked for stored but not queued; the reconciler queues them');
+    });
     return inserted;
   };
 
@@ -178,17 +180,6 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     if (!delivery) throw new InternalError('WEBHOOK_DELIVERY', 'a delivery just inserted could not be read');
     return delivery;
   };
-
-  const copyOf = (delivery: Delivery, trigger: 'replay' | 'manual') => ({
-    endpointId: delivery.endpointId,
-    eventId: delivery.eventId,
-    eventType: delivery.eventType,
-    topic: delivery.topic,
-    lane: delivery.lane,
-    body: delivery.body,
-    trigger,
-    eventTime: delivery.eventTime,
-  });
 
   const guard = { allowPrivateTargets: options.allowPrivateTargets };
   /**
@@ -313,36 +304,17 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
 
     async replay(scope, endpointId, range) {
       const endpoint = await owned(scope, endpointId, 'endpointId');
-      const until = range.until ?? new Date();
-      let events: RealtimeEvent[] = [];
-      if (!range.onlyFailed) {
-        const inScope = (eventScope: Scope) => eventScope.app === endpoint.app && eventScope.env === endpoint.env && (endpoint.tenant === null || eventScope.tenant === endpoint.tenant);
-        // Chosen as the tap chooses them (webhook-tap.ts) before the log counts them, so no number of
-        // the environment's other events can crowd the endpoint's out of the limit.
-        const delivered = (event: RealtimeEvent) => !isDashboardEvent(event) && selects(endpoint, event) && aboutEndpoint(event) !== endpoint.id;
-        events = await options.log.eventsBetween(inScope, delivered, range.since.getTime(), until.getTime(), MAX_REPLAY + 1);
-        if (events.length > MAX_REPLAY) throw tooManyToReplay();
-      }
-      // Older than what the log still holds (or dead letters only): the endpoint's own deliveries.
-      const stored = await deliveriesToReplay(db, endpointId, { since: range.since, until, onlyFailed: range.onlyFailed }, new Set(events.map((event) => event.id)), MAX_REPLAY - events.length);
-      if (!stored) throw tooManyToReplay();
-      // Both in one order, oldest first: an entity's lane may have events in both.
-      const copies = mergeInOrder<NewDelivery>(
-        stored.map((delivery) => copyOf(delivery, 'replay')),
-        events.map((event) => ({
-          endpointId,
-          eventId: event.id,
-          eventType: event.type,
-          topic: event.topic,
-          lane: laneOf(event),
-          body: webhookBody(event, options.maxBodyBytes),
-          trigger: 'replay',
-          eventTime: new Date(event.metadata.timestamp),
-        })),
-        (fromLog, fromStore) => fromLog.eventTime.getTime() < fromStore.eventTime.getTime(),
-      );
-      if (copies.length > 0) await schedule(endpointId, copies);
-      return copies.length;
+      const replay = await planReplay({
+        db,
+        log: options.log,
+        endpoint,
+        range: { since: range.since, until: range.until ?? new Date(), onlyFailed: range.onlyFailed },
+        limit: MAX_REPLAY,
+        maxBodyBytes: options.maxBodyBytes,
+      });
+      if (!replay) throw tooManyToReplay();
+      // Fewer than planned when some left both the log and the delivery log meanwhile (replay-deliveries.ts).
+      return replay.count === 0 ? 0 : (await schedule(endpointId, replay)).length;
     },
 
     async sendTest(scope, endpointId) {
