@@ -115,8 +115,9 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
   const snapshot = denied ? undefined : snapshotOf(input.after);
   return dispatchTicket({
     stream: streamOf(scope, topic),
-    // Only the reader's events: a socket `publish` to the same topic never poses as a row change.
-    filter: filter.clauses.length === 0 ? (event) => event.source === 'database' : (event) => event.source === 'database' && concerns(filter, event),
+    // Only the CDC reader's events, the only ones that carry their WAL transaction: neither a
+    // socket `publish` nor an outbox row (source `database` too) on the same topic poses as a row change.
+    filter: (event) => event.source === 'database' && event.metadata.transaction !== undefined && (filter.clauses.length === 0 || concerns(filter, event)),
     after: snapshot?.after ?? input.after ?? undefined,
     denied,
     admit: snapshot && snapshotAdmission(snapshot),

@@ -1,5 +1,5 @@
 import { canAccessChannel, type ChannelAction } from '../auth/permissions.ts';
-import { ErrorCode, TributaryError } from '../errors.ts';
+import { ErrorCode, isTributaryError, TributaryError } from '../errors.ts';
 import type { ChannelMessage } from '../pipeline/channels/channel-hub.ts';
 import { guardedStream } from '../pipeline/dispatch/guarded-stream.ts';
 import { assertName } from '../pipeline/names.ts';
@@ -21,7 +21,7 @@ export interface BroadcastInput {
 export async function broadcast(context: ResolverContext, input: BroadcastInput): Promise<boolean> {
   const channel = assertName('channel', input.channel);
   const event = assertName('event', input.event);
-  assertAllowed(context, 'broadcast', channel);
+  assertAllowed(context, 'broadcast', channel, 'channel');
   jsonWithin('data', input.data ?? null, context.services.limits.maxEventPayloadBytes);
   const scope = scopeOf(context.principal);
   await context.services.channels.broadcast(scope, { channel, event, data: input.data ?? null });
@@ -40,17 +40,33 @@ export async function broadcast(context: ResolverContext, input: BroadcastInput)
  * the refusal could reveal. A refreshed token without the permission ends the membership.
  */
 export async function joinChannel(context: ResolverContext, name: string): Promise<AsyncIterableIterator<ChannelMessage>> {
-  const channel = assertName('channel', name);
-  assertAllowed(context, 'join', channel);
+  const channel = assertNameArgument(name);
+  assertAllowed(context, 'join', channel, 'name');
   const messages = await context.services.channels.join(scopeOf(context.principal), channel);
   return guardedStream(messages, (next) => canAccessChannel(next, 'join', channel));
 }
 
-function assertAllowed(context: ResolverContext, action: ChannelAction, channel: string): void {
+/**
+ * The argument that names the channel: `broadcast(channel:)` but `channel(name:)`. Errors name it
+ * in `extensions.field`, which a client maps back to its own input.
+ */
+type ChannelArgument = 'channel' | 'name';
+
+/** `assertName` for `channel(name:)`: the error is about a channel name, held in the argument `name`. */
+function assertNameArgument(name: string): string {
+  try {
+    return assertName('channel', name);
+  } catch (error) {
+    if (!isTributaryError(error)) throw error;
+    throw new TributaryError(error.code, error.message, { details: { ...error.details, field: 'name' } });
+  }
+}
+
+function assertAllowed(context: ResolverContext, action: ChannelAction, channel: string, field: ChannelArgument): void {
   if (canAccessChannel(context.principal, action, channel)) return;
   throw new TributaryError(
     ErrorCode.FORBIDDEN,
     `${action === 'join' ? 'Joining' : 'Broadcasting to'} "${channel}" needs the permission "<prefix>.${action}" for a prefix of the channel`,
-    { details: { field: 'channel' } },
+    { details: { field } },
   );
 }

@@ -253,7 +253,7 @@ export type DocumentEdge = {
 export type DocumentOperation =
   | 'CREATED'
   | 'DELETED'
-  /** The first message: the document as it is (no data when it does not exist: revision 0, or the revision of its deletion). */
+  /** The first message: the document as it is (no data when it does not exist — revision 0, or the revision of its deletion — or with returnMode MINIMAL). */
   | 'SNAPSHOT'
   | 'UPDATED';
 
@@ -286,7 +286,7 @@ export type EventMetadata = {
 export type EventSource =
   /** A row change read from the write-ahead log, or the outbox. */
   | 'DATABASE'
-  /** Published by a client (`publish`). */
+  /** From the clients: an event published with `publish`, or one of the gateway's events on what they do (`gateway.connected`, `gateway.disconnected`, `gateway.subscribed`, `gateway.broadcast`), which only Tributary writes. */
   | 'SOCKET'
   /** A sync document mutation. */
   | 'SYNC'
@@ -738,11 +738,11 @@ export type QueryWebhookEndpointArgs = {
 export type ReturnMode =
   /** Without `payload.diff`. */
   | 'DATA'
-  /** Without `payload.data`. */
+  /** Without `payload.data`, except in a `document` subscription's SNAPSHOT: the base its diffs apply to. */
   | 'DIFF'
   /** Everything. */
   | 'FULL'
-  /** Without `payload.data` and `payload.diff`. */
+  /** Without `payload.data` and `payload.diff`: notify only. A `document` subscription's SNAPSHOT loses its data too (an existing document's then looks like a deleted one's): read the `document` when told. */
   | 'MINIMAL';
 
 export type SourceRate = {

@@ -84,7 +84,7 @@ describe('channels', () => {
     expect(await member.nextMessage()).toMatchObject({
       id: 'other',
       type: 'next',
-      payload: { errors: [{ message: 'Joining "chatter" needs the permission "<prefix>.join" for a prefix of the channel', extensions: { code: 'FORBIDDEN', field: 'channel' } }] },
+      payload: { errors: [{ message: 'Joining "chatter" needs the permission "<prefix>.join" for a prefix of the channel', extensions: { code: 'FORBIDDEN', field: 'name' } }] },
     });
     expect(await member.nextMessage()).toEqual({ id: 'other', type: 'complete' });
 

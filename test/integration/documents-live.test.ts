@@ -86,7 +86,17 @@ describe.each(['memory', 'redis', 'redis async'])('live documents (%s)', (mode) 
     expect(await nextChange(client)).toEqual({ operation: 'UPDATED', revision: 2, data: { x: 2 }, diff: [{ op: 'replace', path: '/x', value: 2 }] });
   });
 
-  it('strips data and diff with returnMode MINIMAL', async () => {
+  it("keeps the snapshot's data with returnMode DIFF (the base the diffs apply to), then sends diffs only", async () => {
+    const server = await startTestServer(env());
+    await postGraphQL(server.graphqlUrl, { query: 'mutation { createDocument(service: "board", id: "d", data: { x: 1 }) { revision } }' });
+    const client = await openAcknowledgedSocket(server.wsUrl);
+    subscribe(client, 'board', 'd', 'DIFF');
+    expect(await nextChange(client)).toEqual({ operation: 'SNAPSHOT', revision: 1, data: { x: 1 }, diff: null });
+    await merge(server, 'board', 'd', { x: 2 });
+    expect(await nextChange(client)).toEqual({ operation: 'UPDATED', revision: 2, data: null, diff: [{ op: 'replace', path: '/x', value: 2 }] });
+  });
+
+  it("strips data and diff with returnMode MINIMAL (notify only), the snapshot's too", async () => {
     const server = await startTestServer(env());
     await postGraphQL(server.graphqlUrl, { query: 'mutation { createDocument(service: "board", id: "m", data: { x: 1 }) { revision } }' });
     const client = await openAcknowledgedSocket(server.wsUrl);

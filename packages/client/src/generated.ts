@@ -14,7 +14,7 @@ export type ChangeOperation =
 export type DocumentOperation =
   | 'CREATED'
   | 'DELETED'
-  /** The first message: the document as it is (no data when it does not exist: revision 0, or the revision of its deletion). */
+  /** The first message: the document as it is (no data when it does not exist — revision 0, or the revision of its deletion — or with returnMode MINIMAL). */
   | 'SNAPSHOT'
   | 'UPDATED';
 
@@ -22,7 +22,7 @@ export type DocumentOperation =
 export type EventSource =
   /** A row change read from the write-ahead log, or the outbox. */
   | 'DATABASE'
-  /** Published by a client (`publish`). */
+  /** From the clients: an event published with `publish`, or one of the gateway's events on what they do (`gateway.connected`, `gateway.disconnected`, `gateway.subscribed`, `gateway.broadcast`), which only Tributary writes. */
   | 'SOCKET'
   /** A sync document mutation. */
   | 'SYNC'

@@ -88,7 +88,13 @@ export function decodePageCursor(cursor: string): PageCursor {
   if (!Array.isArray(k) || k.length === 0 || !k.every((part) => typeof part === 'string' && part.length <= MAX_KEY_TEXT) || typeof s !== 'string' || (m !== undefined && typeof m !== 'string')) {
     throw invalidPageCursor();
   }
-  decodeSnapshotCursor(s);
+  try {
+    decodeSnapshotCursor(s);
+  } catch {
+    // Its snapshot is only checked for shape: one that fails was never made by this server, so
+    // the whole `after` is bad input, not a history to resync from.
+    throw invalidPageCursor();
+  }
   return { ...(m !== undefined && { model: m }), key: k as string[], snapshot: s };
 }
 

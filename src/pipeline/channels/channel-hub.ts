@@ -1,3 +1,4 @@
+import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Metrics } from '../../metrics.ts';
 import { createBoundedQueue, type BoundedQueue } from '../bounded-queue.ts';
 import { scopeKey, type Scope } from '../scope.ts';
@@ -13,9 +14,16 @@ export interface ChannelMessage {
 }
 
 export interface ChannelHub {
-  /** Sends to every member of `message.channel` in `scope`, on every instance. */
+  /**
+   * Sends to every member of `message.channel` in `scope`, on every instance.
+   * @throws TributaryError UNAVAILABLE when the transport cannot send it (Redis away): retry.
+   */
   broadcast(scope: Scope, message: ChannelMessage): Promise<void>;
-  /** Joins a channel; resolves once messages sent from now on will arrive. Leave with `return()`. */
+  /**
+   * Joins a channel; resolves once messages sent from now on will arrive. Leave with `return()`.
+   * @throws TributaryError UNAVAILABLE when the transport fails, or has not subscribed within
+   * `joinTimeoutMs`: retry.
+   */
   join(scope: Scope, channel: string): Promise<AsyncIterableIterator<ChannelMessage>>;
   /** Members in this process across all channels. */
   memberCount(): number;
@@ -23,8 +31,12 @@ export interface ChannelHub {
 
 /** How messages travel between instances (Redis pub/sub), or within one (memory). */
 export interface ChannelTransport {
+  /** Rejects when the message cannot be sent; the hub answers UNAVAILABLE for anything but a TributaryError. */
   publish(key: string, message: ChannelMessage): Promise<void>;
-  /** Resolves once subscribed; returns the function that unsubscribes. */
+  /**
+   * Resolves once subscribed; returns the function that unsubscribes. Rejects (or never settles)
+   * when it cannot subscribe: the hub answers UNAVAILABLE, and unsubscribes a late success.
+   */
   subscribe(key: string, deliver: (message: ChannelMessage) => void): Promise<() => void>;
 }
 
@@ -37,6 +49,13 @@ export interface ChannelHubOptions {
    * such failure is counted in `channelMemberOverflows`. @default 1000
    */
   readonly memberQueueCapacity?: number;
+  /**
+   * How long a join waits for the transport to subscribe before it fails with UNAVAILABLE, in
+   * ms. A SUBSCRIBE sent just as the Redis link dies waits in the subscriber connection's queue
+   * until Redis is back, however long that takes; the member is told to retry instead.
+   * @default 5000
+   */
+  readonly joinTimeoutMs?: number;
   /** @default no metrics */
   readonly metrics?: Pick<Metrics, 'channelMemberOverflows'>;
 }
@@ -49,12 +68,19 @@ interface Channel {
 
 export function createChannelHub(options: ChannelHubOptions = {}): ChannelHub {
   const capacity = options.memberQueueCapacity ?? 1000;
+  const joinTimeoutMs = options.joinTimeoutMs ?? 5000;
   const transport = options.transport ?? createMemoryChannelTransport();
   const channels = new Map<string, Channel>();
   let members = 0;
 
   return {
-    broadcast: (scope, message) => transport.publish(keyOf(scope, message.channel), message),
+    async broadcast(scope, message) {
+      try {
+        await transport.publish(keyOf(scope, message.channel), message);
+      } catch (error) {
+        throw asUnavailable(error);
+      }
+    },
     async join(scope, name) {
       const key = keyOf(scope, name);
       let channel = channels.get(key);
@@ -84,10 +110,12 @@ export function createChannelHub(options: ChannelHubOptions = {}): ChannelHub {
       joined.members.add(queue);
       members += 1;
       try {
-        await joined.subscribed;
+        await withinJoinTimeout(joined.subscribed, joinTimeoutMs);
       } catch (error) {
+        // The last member to go leaves the channel: a subscription that lands later is undone
+        // then (`onClose`), and the next join subscribes afresh instead of inheriting a failure.
         await queue.return();
-        throw error;
+        throw asUnavailable(error);
       }
       return queue;
     },
@@ -117,6 +145,24 @@ export function createMemoryChannelTransport(): ChannelTransport {
       });
     },
   };
+}
+
+/** A transport failure is the backing service's (Redis), not the server's: the caller may retry. */
+function asUnavailable(cause: unknown): TributaryError {
+  if (isTributaryError(cause)) return cause;
+  return new TributaryError(ErrorCode.UNAVAILABLE, 'Channels are unavailable right now; retry shortly', { cause });
+}
+
+async function withinJoinTimeout<T>(subscribed: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`channel not subscribed within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([subscribed, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function keyOf(scope: Scope, channel: string): string {

@@ -1,5 +1,6 @@
 import type { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Redis } from 'ioredis';
+import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { ChannelMessage, ChannelTransport } from './channel-hub.ts';
 
 export interface RedisChannelTransportOptions {
@@ -20,6 +21,12 @@ export function createRedisChannelTransport(options: RedisChannelTransportOption
       await options.publisher.publish(channelName(key), `C${JSON.stringify(message)}`);
     },
     async subscribe(key, deliver) {
+      // The subscriber connection queues commands while it is away (it must, to re-subscribe the
+      // bus), without bound: a SUBSCRIBE sent now would wait there until Redis is back, and the
+      // next join's would pile up behind it. Refused at once instead; the member retries.
+      if (options.pubsub.getSubscriber().status !== 'ready') {
+        throw new TributaryError(ErrorCode.UNAVAILABLE, 'Channels are unavailable right now (no connection to Redis); retry shortly');
+      }
       const id = await options.pubsub.subscribe<string>(channelName(key), (frame) => {
         if (typeof frame !== 'string' || frame[0] !== 'C') return;
         try {

@@ -116,7 +116,8 @@ const DocumentOperation = builder.enumType('DocumentOperation', {
   values: {
     SNAPSHOT: {
       value: 'sync.snapshot',
-      description: 'The first message: the document as it is (no data when it does not exist: revision 0, or the revision of its deletion).',
+      description:
+        'The first message: the document as it is (no data when it does not exist — revision 0, or the revision of its deletion — or with returnMode MINIMAL).',
     },
     CREATED: { value: 'sync.created' },
     UPDATED: { value: 'sync.updated' },

@@ -12,7 +12,11 @@ const EventSource = builder.enumType('EventSource', {
   values: {
     DATABASE: { value: 'database', description: 'A row change read from the write-ahead log, or the outbox.' },
     SYNC: { value: 'sync', description: 'A sync document mutation.' },
-    SOCKET: { value: 'socket', description: 'Published by a client (`publish`).' },
+    SOCKET: {
+      value: 'socket',
+      description:
+        'From the clients: an event published with `publish`, or one of the gateway\'s events on what they do (`gateway.connected`, `gateway.disconnected`, `gateway.subscribed`, `gateway.broadcast`), which only Tributary writes.',
+    },
     SYSTEM: { value: 'system', description: 'Told by Tributary itself, e.g. a webhook endpoint disabled (`webhooks.endpoints`).' },
   } as const,
 });
@@ -23,8 +27,15 @@ export const ReturnMode = builder.enumType('ReturnMode', {
   values: {
     FULL: { value: 'FULL', description: 'Everything.' },
     DATA: { value: 'DATA', description: 'Without `payload.diff`.' },
-    DIFF: { value: 'DIFF', description: 'Without `payload.data`.' },
-    MINIMAL: { value: 'MINIMAL', description: 'Without `payload.data` and `payload.diff`.' },
+    DIFF: {
+      value: 'DIFF',
+      description: "Without `payload.data`, except in a `document` subscription's SNAPSHOT: the base its diffs apply to.",
+    },
+    MINIMAL: {
+      value: 'MINIMAL',
+      description:
+        "Without `payload.data` and `payload.diff`: notify only. A `document` subscription's SNAPSHOT loses its data too (an existing document's then looks like a deleted one's): read the `document` when told.",
+    },
   } as const,
 });
 
