@@ -3,7 +3,7 @@ import { ErrorCode, TributaryError } from '../errors.ts';
 import type { CdcSourceStatus } from '../pipeline/cdc/cdc-source.ts';
 import type { CdcSourceRecord, StoredMapping } from '../pipeline/cdc/cdc-store.ts';
 import { modelTopic } from '../pipeline/cdc/mapping/mapping-topics.ts';
-import { parseMapping } from '../pipeline/cdc/mapping/mapping.ts';
+import { MAPPING_NAME, MAPPING_NAME_TEXT, parseMapping } from '../pipeline/cdc/mapping/mapping.ts';
 import { decodeSnapshotCursor, isSnapshotCursor, snapshotAdmission, type ModelSnapshot } from '../pipeline/cdc/model-snapshot-cursor.ts';
 import { matchesModelFilter, parseModelFilter, type ModelFilter } from '../pipeline/filters/model-filter.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
@@ -12,6 +12,7 @@ import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscr
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
+import { assertStorableText } from './json-input.ts';
 import { MODEL_NAME } from './model-name.ts';
 import { requireEnvironmentAdmin } from './require-admin.ts';
 
@@ -38,6 +39,9 @@ export async function setCdcSource(context: ResolverContext, input: SetCdcSource
   const { databaseUrl } = input;
   const { principal, services } = context;
   requireEnvironmentAdmin(principal);
+  // A NUL passes the URL parser (percent-encoded) and may even connect, but the URL is stored as
+  // given, in a text column: Postgres would refuse it there, after the source was checked.
+  assertStorableText('databaseUrl', databaseUrl);
   let url: URL;
   try {
     url = new URL(databaseUrl);
@@ -76,6 +80,7 @@ export async function saveCdcMapping(context: ResolverContext, input: unknown): 
 
 export async function deleteCdcMapping(context: ResolverContext, name: string): Promise<boolean> {
   requireEnvironmentAdmin(context.principal);
+  if (!MAPPING_NAME.test(name)) throw badInput('name', `Invalid mapping name: ${MAPPING_NAME_TEXT}`);
   const scope = scopeOf(context.principal);
   const deleted = await context.services.cdcStore.deleteMapping(scope.app, scope.env, name);
   await context.services.cdc.reload();

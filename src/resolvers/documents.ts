@@ -9,6 +9,7 @@ import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import { documentTopic, type DocumentKey, type DocumentPage, type JsonObject, type SyncDocument } from '../pipeline/sync/documents.ts';
 import type { ResolverContext } from './context.ts';
+import { assertStorableJson } from './json-input.ts';
 
 /** Service names become topic segments (`sync.{service}.updated`): lower case, digits, _ and -. */
 const SERVICE = /^[a-z][a-z0-9_-]{0,62}$/;
@@ -113,8 +114,14 @@ function keyFor(context: ResolverContext, action: TopicAction, service: string, 
   return { scope: scopeOf(context.principal), service, ...(id !== undefined && { id }) };
 }
 
+/**
+ * A document's data or patch: a JSON object Postgres can store. Refused here, not where it is
+ * written: behind the document cache that would be after the change was acknowledged (async) or
+ * while the document waits for it (sync).
+ */
 function jsonObject(field: string, value: unknown): JsonObject {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badInput(field, `${field} must be a JSON object`);
+  assertStorableJson(field, value);
   return value as JsonObject;
 }
 

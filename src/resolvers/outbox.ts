@@ -2,6 +2,7 @@ import { ErrorCode, TributaryError } from '../errors.ts';
 import type { OutboxRequestedMode, OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import type { ResolverContext } from './context.ts';
+import { assertStorableText } from './json-input.ts';
 import { requireEnvironmentAdmin } from './require-admin.ts';
 
 /** An outbox as the API shows it: where it points (never the password) and what the workers report. */
@@ -51,7 +52,9 @@ function answerOf(url: URL, source: OutboxSourceView): OutboxSourceAnswer {
   return { host: url.hostname, database: decodeURIComponent(url.pathname.slice(1)), table: source.table, requestedMode: source.requestedMode, source };
 }
 
+/** The URL as it will be stored (as given, in a text column: no NUL) and parsed. */
 function postgresUrl(text: string): URL {
+  assertStorableText('databaseUrl', text);
   try {
     const url = new URL(text);
     if (url.protocol === 'postgres:' || url.protocol === 'postgresql:') return url;

@@ -407,7 +407,7 @@ export type ModelRecordsPageInfo = {
 
 export type Mutation = {
   __typename?: 'Mutation';
-  /** Says someone is on a firing alert (admin). NOT_FOUND for an unknown id; CONFLICT (`extensions.state = "RESOLVED"`) for a resolved one. */
+  /** Says someone is on a firing alert (admin). BAD_USER_INPUT for an id not shaped like one (`alrt_…`), NOT_FOUND for an unknown one; CONFLICT (`extensions.state = "RESOLVED"`) for a resolved one. */
   acknowledgeAlert: Alert;
   /** Sends `event` with `data` to the members of `channel` in the caller's scope. Needs the permission `<prefix>.broadcast` for a dot-prefix of the channel (FORBIDDEN otherwise). */
   broadcast: Scalars['Boolean']['output'];

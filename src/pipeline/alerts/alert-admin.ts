@@ -33,7 +33,7 @@ export interface AlertAdmin {
   list(scope: Scope, query: AlertQuery): Promise<AlertPage>;
   /**
    * Acknowledges a firing alert (`by`: the caller's subject); an acknowledged one is returned as it is.
-   * @throws NOT_FOUND (no such alert in the scope) or CONFLICT with `details.state = "RESOLVED"`
+   * @throws BAD_USER_INPUT (not an alert id), NOT_FOUND (no such alert in the scope) or CONFLICT with `details.state = "RESOLVED"`
    */
   acknowledge(scope: Scope, id: string, by: string): Promise<AlertRecord>;
 }
@@ -67,6 +67,11 @@ export function createAlertAdmin(options: { readonly db: Database; readonly rout
     },
 
     async acknowledge(scope, id, by) {
+      // Checked before the id reaches Postgres (a NUL is refused there as an internal error) or an
+      // answer (NOT_FOUND names it): any string arrives here.
+      if (!ALERT_ID.test(id)) {
+        throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'id is not an alert id ("alrt_" and 22 letters, digits, _ or -)', { details: { field: 'id' } });
+      }
       const found = await getAlert(db, id);
       if (!visible(scope, found)) throw new TributaryError(ErrorCode.NOT_FOUND, `No alert ${id}`, { details: { field: 'id' } });
       if (found.state === 'resolved') throw new TributaryError(ErrorCode.CONFLICT, `Alert ${id} is resolved already`, { details: { state: 'RESOLVED' } });
@@ -95,6 +100,7 @@ function encodeCursor(position: AlertPosition): string {
 }
 
 const FIRED_AT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+/** What `alertId` (alert-store.ts) makes: a prefix and 22 characters of a base64url digest. */
 const ALERT_ID = /^alrt_[A-Za-z0-9_-]{22}$/;
 
 function decodeCursor(cursor: string): AlertPosition {

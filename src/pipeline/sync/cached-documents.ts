@@ -222,8 +222,9 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt += 1) {
       const { entryKey, entry } = await current(key, 'write');
       if (!acknowledgedFirst && entry.flushed < entry.state.revision) {
-        // sync: a change answered UNAVAILABLE earlier goes to Postgres before the next one is made.
-        await commits.flushPending(entryKey);
+        // sync: a change answered UNAVAILABLE earlier goes to Postgres before the next one is made
+        // (or, refused by Postgres for good, is taken back).
+        await commits.flushPending(key, entryKey, entry);
         continue;
       }
       const change: DocumentChange = decideWrite(key, entry.state, command, maxBytes, new Date());

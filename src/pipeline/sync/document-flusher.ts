@@ -1,4 +1,5 @@
 import type { Database } from '../../db/database.ts';
+import { ErrorCode, faultOf, isTributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
 import { leaseId, type DocumentCache } from './document-cache.ts';
@@ -10,6 +11,11 @@ import { writeDocument } from './document-store.ts';
  * for entries whose flush failed or whose instance died before flushing. Flushes are idempotent
  * and only move a row forward (`WHERE revision < new revision`), so instances may flush the same
  * document concurrently.
+ *
+ * The dirty set is the whole cluster's, every tenant's: an entry the database refuses (not an
+ * outage — a value it cannot store, a constraint) must not hold up the others. The sweep goes on
+ * past it and retries it at every pass, logging it once per `FAILING_LOG_INTERVAL_MS`. An outage
+ * (UNAVAILABLE: the database or Redis away) fails every entry alike: that ends the pass.
  */
 export interface DocumentFlusher {
   /** Resolves once a flush of the entry that started after this call has finished. */
@@ -33,10 +39,14 @@ export interface DocumentFlusherOptions {
   readonly ceilingHeadroom: number;
   /** @default 5000 */
   readonly sweepIntervalMs?: number;
+  /** Entries one pass of the sweep takes from the dirty set at a time (it goes on while batches are full). @default 200 */
+  readonly sweepBatch?: number;
+  /** The clock of `FAILING_LOG_INTERVAL_MS`, in ms. @default Date.now */
+  readonly now?: () => number;
 }
 
-/** Entries flushed by one pass of the sweep, at most (it loops while passes are full). */
-const SWEEP_BATCH = 200;
+/** How often an entry the sweep keeps failing to write is logged again (it is retried at every sweep). */
+export const FAILING_LOG_INTERVAL_MS = 10 * 60_000;
 
 export function createDocumentFlusher(options: DocumentFlusherOptions): DocumentFlusher {
   const { db, cache, ceilingHeadroom } = options;
@@ -47,6 +57,10 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
   const inFlight = new Set<Promise<void>>();
   let sweeping: Promise<number> | undefined;
   let closed: Promise<void> | undefined;
+  const now = options.now ?? Date.now;
+  const sweepBatch = options.sweepBatch ?? 200;
+  /** Entries the last pass could not write, and when each was last logged: at most the dirty set. */
+  let failing = new Map<string, number>();
 
   const flushOnce = async (entryKey: string): Promise<void> => {
     const found = await cache.dirtyEntry(entryKey);
@@ -87,14 +101,43 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
 
   const sweepOnce = async (olderThanMs: number): Promise<number> => {
     let flushed = 0;
-    for (;;) {
-      const batch = await cache.dirtySince(olderThanMs, SWEEP_BATCH);
-      for (const entryKey of batch) {
-        await flush(entryKey);
-        flushed += 1;
+    // Refused entries stay in the dirty set, at its head (it is ordered by age): each batch asks
+    // for that many more, so a pass always gets past them.
+    const failed = new Map<string, number>();
+    try {
+      for (;;) {
+        const batch = (await cache.dirtySince(olderThanMs, sweepBatch + failed.size)).filter((entryKey) => !failed.has(entryKey));
+        for (const entryKey of batch) {
+          try {
+            await flush(entryKey);
+            flushed += 1;
+          } catch (error) {
+            if (isTributaryError(error) && error.code === ErrorCode.UNAVAILABLE) throw error;
+            failed.set(entryKey, logRefused(entryKey, error));
+          }
+        }
+        if (batch.length < sweepBatch) break;
       }
-      if (batch.length < SWEEP_BATCH) return flushed;
+    } catch (error) {
+      for (const [entryKey, logged] of failed) failing.set(entryKey, logged);
+      throw error;
     }
+    // A whole pass: entries no longer refused (written since, or no longer dirty) are forgotten,
+    // so the map never outgrows the dirty set.
+    failing = failed;
+    return flushed;
+  };
+
+  /** Logs an entry the database refused, unless it was logged within FAILING_LOG_INTERVAL_MS; answers when it last was. */
+  const logRefused = (entryKey: string, error: unknown): number => {
+    const logged = failing.get(entryKey);
+    const at = now();
+    if (logged !== undefined && at - logged < FAILING_LOG_INTERVAL_MS) return logged;
+    logger.error(
+      { err: error, fault: faultOf(error), entryKey },
+      'the database refuses a dirty document; it stays in the cache, is retried at every sweep, and the sweep goes on with the others',
+    );
+    return at;
   };
 
   const sweep = (olderThanMs: number): Promise<number> => {

@@ -35,6 +35,9 @@
  *   Operand   := "$row.col" | "$old.col" | Literal
  *   Literal   := string | number | boolean | null
  *
+ * A string in `when` or `payload` may not hold a NUL character (U+0000) or half of a surrogate
+ * pair: the definition is stored as jsonb, which cannot hold them.
+ *
  * Soft deletes (seed 004 "Soft-deleted contact"). With `softDeleteColumn`, a row counts as deleted
  * while that column holds anything but NULL or false (a `deleted_at` timestamp, an `is_deleted`
  * flag). An UPDATE that sets it is announced as a delete (`DELETED`, type `{model}.deleted`,
@@ -61,7 +64,9 @@ import {
   IDENTIFIER,
   IDENTIFIER_TEXT,
   isValidName,
+  type CompileContext,
   type Literal,
+  type Path,
 } from './mapping-compile.ts';
 import type { RowOperation, TableRef } from '../row-change.ts';
 
@@ -108,12 +113,14 @@ export interface DomainMapping {
 }
 
 const TABLE = /^(?:([A-Za-z_][A-Za-z0-9_$]{0,62})\.)?([A-Za-z_][A-Za-z0-9_$]{0,62})$/;
-const MAPPING_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+/** A mapping's name, as `saveCdcMapping` takes it (and `deleteCdcMapping` checks it). */
+export const MAPPING_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+export const MAPPING_NAME_TEXT = 'use 1–100 letters, digits, _ . -, starting with a letter or digit';
 const PART_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/;
 const PART_NAME_TEXT = 'use 1–63 letters, digits, _ or -, starting with a letter';
 
 const MappingSchema = z.strictObject({
-  name: z.string().regex(MAPPING_NAME, { error: 'use 1–100 letters, digits, _ . -, starting with a letter or digit' }),
+  name: z.string().regex(MAPPING_NAME, { error: MAPPING_NAME_TEXT }),
   table: z.string().transform((text, ctx) => {
     const match = TABLE.exec(text);
     if (match === null) {
@@ -131,14 +138,18 @@ const MappingSchema = z.strictObject({
     .unknown()
     .optional()
     .superRefine((when, ctx) => {
-      if (when !== undefined) compileCondition(when, ['when'], contextOf(ctx), 1);
+      if (when === undefined) return;
+      compileCondition(when, ['when'], contextOf(ctx), 1);
+      reportUnstorableStrings(when, ['when'], contextOf(ctx));
     }),
   topic: z.string().superRefine((topic, ctx) => void compileTopic(topic, contextOf(ctx))),
   payload: z
     .unknown()
     .optional()
     .superRefine((payload, ctx) => {
-      if (payload !== undefined) compilePayloadRoot(payload, contextOf(ctx));
+      if (payload === undefined) return;
+      compilePayloadRoot(payload, contextOf(ctx));
+      reportUnstorableStrings(payload, ['payload'], contextOf(ctx));
     }),
   module: z.string().regex(PART_NAME, { error: PART_NAME_TEXT }),
   model: z.string().regex(PART_NAME, { error: PART_NAME_TEXT }),
@@ -187,6 +198,27 @@ export function parseMapping(input: unknown): DomainMapping {
   };
   compiled(mapping);
   return mapping;
+}
+
+/**
+ * Reports each string inside `value` that jsonb cannot store (a NUL, or half of a surrogate pair:
+ * Postgres refuses the whole definition, SQLSTATE 22P05 / 22P02). Keys need no look: the compiler
+ * allows operators and payload keys of plain letters only. A stack, not recursion: the compiler
+ * reports a value nested too deep, it does not keep it out of this walk.
+ */
+function reportUnstorableStrings(value: unknown, path: Path, ctx: CompileContext): void {
+  const stack: [unknown, Path][] = [[value, path]];
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const [current, at] = next;
+    if (typeof current === 'string') {
+      if (current.includes('\u0000') || !current.isWellFormed()) ctx.report(at, 'a string may not hold a NUL character (U+0000) or half of a surrogate pair');
+    } else if (Array.isArray(current)) {
+      // Pushed last first: reported in document order.
+      for (let index = current.length - 1; index >= 0; index -= 1) stack.push([current[index] as unknown, [...at, index]]);
+    } else if (typeof current === 'object' && current !== null) {
+      for (const [key, item] of Object.entries(current).reverse()) stack.push([item, [...at, key]]);
+    }
+  }
 }
 
 /** The permission a model subscription to this mapping's model needs (seed 004). */
