@@ -12,7 +12,7 @@ import { emptyCounts, mergeCounts, totalEvents, type TopicCounts } from '../pipe
 import { ANALYTICS_SYSTEM_TOPIC, readTopicMinutes, type TopicMinute } from '../pipeline/events/analytics-event.ts';
 import type { EventSource, RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
-import { assertName } from '../pipeline/names.ts';
+import { assertName, MAX_TENANT_LENGTH } from '../pipeline/names.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
 import { requireAdmin } from './require-admin.ts';
@@ -199,6 +199,10 @@ function bucketOf(topic: string, window: StatsWindow, startTime: Date, endTime: 
 function tenantOf(principal: Principal, given: string | null | undefined): string | undefined {
   // An empty tenant asks for none, as over REST (`tenant=`).
   const asked = given === '' ? undefined : given;
+  // Compared with what the tables hold: a NUL would fail in Postgres, a longer name matches nothing.
+  if (asked != null && (asked.length > MAX_TENANT_LENGTH || asked.includes('\u0000'))) {
+    throw badInput('tenant', `tenant must be at most ${MAX_TENANT_LENGTH} characters, without the NUL character`);
+  }
   if (principal.tenant === undefined) return asked ?? undefined;
   if (asked != null && asked !== principal.tenant) throw new TributaryError(ErrorCode.FORBIDDEN, `This token is limited to tenant "${principal.tenant}"`, { details: { field: 'tenant' } });
   return principal.tenant;

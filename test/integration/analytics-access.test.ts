@@ -142,6 +142,21 @@ describe('analytics access', () => {
   });
 });
 
+describe('analytics tenant arguments', () => {
+  it('refuses a tenant holding a NUL, or longer than any tenant, with BAD_USER_INPUT over GraphQL and REST (Postgres cannot compare a NUL)', async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET });
+    const admin = await signHs256({ roles: ['admin'], tenant: undefined });
+    const range = { topic: 'orders', granularity: 'HOUR' as const, from: new Date(Date.now() - 3_600_000), to: new Date(Date.now() + 3_600_000) };
+    for (const tenant of ['a\u0000b', 'x'.repeat(10_000)]) {
+      const { status, body } = await topicStatsRaw(server, { ...range, tenant }, admin);
+      expect({ status, codes: codesOf(body), field: body.errors?.[0]?.extensions?.['field'] }).toEqual({ status: 200, codes: ['BAD_USER_INPUT'], field: 'tenant' });
+      expect(codesOf(await postHot(server, admin, tenant))).toEqual(['BAD_USER_INPUT']);
+    }
+    const response = await fetch(`${server.url}/api/metrics/hot-topics?tenant=a%00b`, { headers: { authorization: `Bearer ${admin}` } });
+    expect({ status: response.status, codes: codesOf((await response.json()) as { errors?: { extensions?: Record<string, unknown> }[] }) }).toEqual({ status: 400, codes: ['BAD_USER_INPUT'] });
+  });
+});
+
 async function postHot(server: Awaited<ReturnType<typeof startTestServer>>, token: string, tenant: string) {
   const response = await fetch(server.graphqlUrl, {
     method: 'POST',
