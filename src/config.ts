@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { alertsConfigOf, alertsEnvironment, type AlertsConfig } from './config-alerts.ts';
 import { analyticsConfigOf, analyticsEnvironment, type AnalyticsConfig } from './config-analytics.ts';
 import { webhooksConfigOf, webhooksEnvironment, type WebhooksConfig } from './config-webhooks.ts';
-import { integer, optionalString } from './config-fields.ts';
+import { hostAddress, integer, optionalString } from './config-fields.ts';
 
 /**
  * Configuration comes from environment variables only, is validated once at boot and then frozen.
@@ -195,7 +195,7 @@ const environmentSchema = z.object({
     .default('development'),
   TRIBUTARY_ROLE: z.enum(['all', 'server', 'workers'], { message: 'must be all, server or workers' }).optional().default('all'),
   PORT: integer(0, 65_535, 4000),
-  HOST: optionalString,
+  HOST: hostAddress,
   DATA_DIR: optionalString,
   DATABASE_URL: urlWithProtocols(['postgres:', 'postgresql:']),
   REDIS_URL: urlWithProtocols(['redis:', 'rediss:']),

@@ -15,6 +15,7 @@ import { startDashboard } from './start/dashboard.ts';
 import { listen, readinessChecks, type Listening } from './start/listen.ts';
 import { startPipeline } from './start/pipeline.ts';
 import { startServer, type ServerStats } from './start/server.ts';
+import { createShutdownDeadline, ShutdownShare } from './start/shutdown-deadline.ts';
 import type { StartContext } from './start/subsystem.ts';
 import { startSync } from './start/sync.ts';
 import { startWorkers } from './start/workers.ts';
@@ -23,9 +24,13 @@ export interface Tributary extends Listening {
   readonly role: Role;
   /** Live counts of the GraphQL server (zero in the workers role). */
   stats(): ServerStats;
-  /** Graceful shutdown: stop accepting, close sockets with 1001, dispose everything. Idempotent. */
+  /**
+   * Graceful shutdown within SHUTDOWN_TIMEOUT_MS of the call: stop accepting (`/ready` 503, the
+   * listener closed, sockets closed with 1001), then stop the workers, then dispose the rest in
+   * reverse start order, the database last. Idempotent.
+   */
   dispose(): Promise<void>;
-  /** The shutdown step `dispose()` is in (`server › http server`); undefined when it is not running. */
+  /** The shutdown step `dispose()` is in (`workers`, `server › dispatcher`); undefined when it is not running. */
   shutdownStep(): string | undefined;
 }
 
@@ -40,34 +45,48 @@ const NO_SERVER: ServerStats = { connections: 0, channelMembers: 0, streams: 0, 
 export async function startTributary(config: Config, options: StartOptions = {}): Promise<Tributary> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
   const cleanup = createCleanupStack(logger);
+  const deadline = createShutdownDeadline(config.shutdownTimeoutMs, logger);
+  // Each step gets what is left until its share of the shutdown's time (shutdown-deadline.ts).
+  const undo = (name: string, share: number, run: () => Promise<void>) => cleanup.push(name, () => deadline.bounded(name, share, run));
+  const dispose = () => {
+    deadline.start();
+    return cleanup.run();
+  };
   try {
     const clients = await createClients(config, logger);
-    cleanup.push('clients', () => clients.dispose());
+    undo('clients', ShutdownShare.DATABASE, () => clients.dispose());
     const context: StartContext = { config, clients, metrics: createMetrics(), logger, now: options.now ?? Date.now };
 
     const pipeline = await startPipeline(context);
-    cleanup.push('pipeline', () => pipeline.dispose());
+    undo('pipeline', ShutdownShare.BEFORE_DATABASE, () => pipeline.dispose());
     const dashboard = startDashboard(context, pipeline);
-    cleanup.push('dashboard', () => dashboard.dispose());
+    undo('dashboard', ShutdownShare.BEFORE_DATABASE, () => dashboard.dispose());
 
     let listening: Listening & { stats(): ServerStats };
+    let stopAccepting: () => Promise<void>;
     if (config.role === 'workers') {
       const ops = await listen(context, { readiness: readinessChecks(clients) });
-      cleanup.push('http server', () => ops.dispose());
+      undo('http server', ShutdownShare.BEFORE_DATABASE, () => ops.dispose());
       listening = { url: ops.url, port: ops.port, stats: () => NO_SERVER };
+      stopAccepting = () => ops.dispose();
     } else {
       const sync = startSync(context, pipeline);
-      cleanup.push('sync', () => sync.dispose());
+      undo('sync', ShutdownShare.BEFORE_DATABASE, () => sync.dispose());
       const cdc = await startCdc(context, pipeline);
-      cleanup.push('cdc', () => cdc.dispose());
+      undo('cdc', ShutdownShare.BEFORE_DATABASE, () => cdc.dispose());
       const server = await startServer(context, { pipeline, dashboard, sync, cdc });
-      cleanup.push('server', () => server.dispose());
+      undo('server', ShutdownShare.BEFORE_DATABASE, () => server.dispose());
       listening = server;
+      stopAccepting = () => server.stopAccepting(deadline.msUntil(ShutdownShare.SOCKETS));
     }
     if (config.role !== 'server') {
       const workers = await startWorkers(context, { pipeline, dashboard });
-      cleanup.push('workers', () => workers.dispose());
+      undo('workers', ShutdownShare.WORKERS, () => workers.dispose());
     }
+    // Registered last, so it runs first: the process takes no new work — /ready 503, the listener
+    // closed, sockets closed with 1001 — before its workers stop, not while they finish what they
+    // hold (a webhook attempt may take half the shutdown's time). The rest goes in reverse start order.
+    undo('stop accepting', ShutdownShare.STOP_ACCEPTING, stopAccepting);
 
     const url = config.role === 'workers' ? listening.url : `${listening.url}/graphql`;
     logger.info({ url, role: config.role, database: clients.db.kind, redis: clients.redis !== undefined }, 'Tributary is listening');
@@ -76,11 +95,11 @@ export async function startTributary(config: Config, options: StartOptions = {})
       url: listening.url,
       port: listening.port,
       stats: () => listening.stats(),
-      dispose: () => cleanup.run(),
+      dispose,
       shutdownStep: () => cleanup.current(),
     };
   } catch (error) {
-    await cleanup.run();
+    await dispose();
     throw error;
   }
 }

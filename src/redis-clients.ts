@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from './logger.ts';
 
@@ -25,18 +24,25 @@ export function createRedisClient(url: string, name: string, logger: Logger, ove
   return redis;
 }
 
-/** Gives Redis a moment to connect so the first readiness answer is meaningful; never fails. */
+/**
+ * Gives Redis up to `timeoutMs` to connect so the first readiness answer is meaningful; never
+ * fails. Connection errors meanwhile are not an answer: a Redis started with the process (the
+ * same compose file, the same pod) refuses connections until it listens, and ioredis goes on
+ * retrying — `events.once(redis, 'ready')` would reject at the first ECONNREFUSED and start the
+ * process degraded at once.
+ */
 export async function redisConnected(redis: Redis, timeoutMs: number, logger: Logger): Promise<void> {
   if (redis.status === 'ready') return;
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), timeoutMs);
-  try {
-    await once(redis, 'ready', { signal: controller.signal });
-  } catch {
-    logger.warn({ timeoutMs }, 'redis not reachable yet; starting anyway and reporting not ready until it is');
-  } finally {
-    clearTimeout(timer);
-  }
+  let onReady = () => {};
+  let timer: NodeJS.Timeout | undefined;
+  const connected = await new Promise<boolean>((resolve) => {
+    onReady = () => resolve(true);
+    redis.once('ready', onReady);
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  clearTimeout(timer);
+  redis.off('ready', onReady);
+  if (!connected) logger.warn({ timeoutMs }, 'redis not reachable yet; starting anyway and reporting not ready until it is');
 }
 
 export async function closeRedis(redis: Redis): Promise<void> {

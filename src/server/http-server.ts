@@ -34,6 +34,11 @@ export interface HttpServerOptions {
   /** The REST routes under `/api/` (with GraphQL); absent: `/api/…` is 404. */
   readonly api?: AdminApi | undefined;
   readonly readiness: readonly ReadinessCheck[];
+  /**
+   * True once the process is stopping: `/ready` answers 503 (`{ ready: false, stopping: true }`)
+   * without asking the dependencies, whatever they would say. @default never
+   */
+  readonly stopping?: (() => boolean) | undefined;
   /** Served at `GET /metrics` in the Prometheus text format. */
   readonly metrics: Registry;
   /** `METRICS_TOKEN`: when set, `/metrics` answers only `Authorization: Bearer <it>` (401 otherwise). */
@@ -58,6 +63,8 @@ export function createHttpServer(options: HttpServerOptions): Server {
     const path = pathOf(request);
     if (path === '/health' && isRead(request)) {
       sendJson(response, 200, { status: 'ok' });
+    } else if (path === '/ready' && isRead(request) && options.stopping?.() === true) {
+      sendJson(response, 503, { ready: false, stopping: true });
     } else if (path === '/ready' && isRead(request)) {
       readiness(options.readiness, timeoutMs).then(
         (report) => sendJson(response, report.ready ? 200 : 503, report),

@@ -3,7 +3,8 @@
  * the WebSocket upgrade) when the role serves it.
  */
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import { isIPv6, type AddressInfo } from 'node:net';
+import { ErrorCode, TributaryError } from '../errors.ts';
 import { createHttpServer, type GraphQLEndpoints, type ReadinessCheck } from '../server/http-server.ts';
 import type { AdminApi } from '../server/rest/admin-api.ts';
 import type { Clients } from './clients.ts';
@@ -30,8 +31,12 @@ export interface ListenParts {
 const HTTP_DRAIN_GRACE_MS = 1000;
 
 export async function listen({ config, metrics, logger }: StartContext, parts: ListenParts): Promise<Listening & Disposable> {
+  // Set as the shutdown begins: `/ready` then answers 503 on a connection still open, so a load
+  // balancer that probes over keep-alive takes the instance out too.
+  let stopping = false;
   const server = createHttpServer({
     ...parts,
+    stopping: () => stopping,
     metrics: metrics.registry,
     metricsToken: config.metricsToken,
     // Every caller is the admin development principal: a page of another origin, or of a name
@@ -40,15 +45,21 @@ export async function listen({ config, metrics, logger }: StartContext, parts: L
     logger,
   });
   server.listen(config.port, config.host);
-  await once(server, 'listening');
+  try {
+    await once(server, 'listening');
+  } catch (error) {
+    // EADDRINUSE, EADDRNOTAVAIL, a host name that does not resolve: say which settings to look at.
+    throw new TributaryError(ErrorCode.MISCONFIGURED, `Cannot listen on HOST=${config.host} PORT=${config.port}: ${(error as Error).message}`, { cause: error });
+  }
   const { port } = server.address() as AddressInfo;
-  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host}:${port}`,
+    url: `http://${isIPv6(shown) ? `[${shown}]` : shown}:${port}`,
     port,
     dispose() {
       closing ??= new Promise<void>((resolve) => {
+        stopping = true;
         // Node counts a connection that sent nothing yet, or part of a request (a browser's
         // preconnect, a load balancer's TCP check, a slow client), as busy: close() would wait
         // for it until the shutdown deadline. Requests under way get a grace period, then

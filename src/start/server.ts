@@ -44,6 +44,13 @@ export interface ServerStats extends DispatcherStats {
 export interface GraphQLServer extends Listening, Disposable {
   /** Live counts, for tests that wait on server state. */
   stats(): ServerStats;
+  /**
+   * The first step of a shutdown: `/ready` answers 503, the listener closes, new sockets are
+   * refused, open ones are closed with 1001 and terminated if still open after `socketsTimeoutMs`;
+   * resolves once they and the HTTP requests under way are done. Idempotent (the first call's
+   * timeout counts); `dispose()` runs it too.
+   */
+  stopAccepting(socketsTimeoutMs: number): Promise<void>;
 }
 
 /**
@@ -130,13 +137,19 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     cleanup.push('metrics sampler', () => Promise.resolve(stopSampling()));
     const api = createAdminApi({ verifier, services, logger });
     const http = await listen(context, { graphql: { yoga, webSocket, maxBodyBytes: config.limits.httpMaxBodyBytes, post: createGraphQLPostHandler(yoga, verifier, metrics) }, api, readiness: readinessChecks(context.clients) });
-    // Reverse order on the way out: sockets first, then the HTTP listener, then the engine.
-    cleanup.push('http server', () => http.dispose());
-    cleanup.push('websocket server', () => webSocket.close(CloseCode.GoingAway, 'Server shutting down', config.shutdownTimeoutMs / 2));
+    // The listener first — /ready turns 503 and no connection comes in after it — then the
+    // sockets, closed meanwhile: the upgrades on a connection accepted before are refused too.
+    // Both drain together; the engine and everything below it go after (reverse order).
+    let stopping: Promise<void> | undefined;
+    const stopAccepting = (socketsTimeoutMs: number) =>
+      (stopping ??= Promise.all([http.dispose(), webSocket.close(CloseCode.GoingAway, 'Server shutting down', socketsTimeoutMs)]).then(() => undefined));
+    // A quarter of the shutdown time when disposed without the shared deadline's budget (a failed start).
+    cleanup.push('listener and sockets', () => stopAccepting(config.shutdownTimeoutMs / 4));
     return {
       url: http.url,
       port: http.port,
       stats: () => ({ connections: webSocket.connectionCount, channelMembers: pipeline.channels.memberCount(), ...dispatcher.stats() }),
+      stopAccepting,
       dispose: () => cleanup.run(),
     };
   } catch (error) {

@@ -2,7 +2,8 @@
  * The shape every subsystem's start function shares: `start…(context, parts)` receives the
  * configuration, the clients built once in `main.ts`, the one `Metrics` and a logger, plus the
  * parts of subsystems started before it, and returns what it offers with a `dispose()`.
- * `main.ts` disposes subsystems in reverse start order.
+ * `main.ts` disposes subsystems in reverse start order, once the process has stopped taking work
+ * (the server's listener and sockets go first), within one shutdown deadline (`shutdown-deadline.ts`).
  */
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';

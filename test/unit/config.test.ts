@@ -263,6 +263,33 @@ describe('configuration', () => {
     expect(message).not.toContain('\n');
   });
 
+  it.each(['0x1F90', '8e3', '0b1111101000', '0o7640', '+8080', '-1', '8080.0', '1_000', 'Infinity'])(
+    'reads integers in decimal digits only: refuses PORT=%s rather than reading it some other way',
+    (port) => {
+      expect(configError({ PORT: port })).toBe(`Invalid configuration: PORT must be an integer from 0 to 65535 (got "${port}")`);
+    },
+  );
+
+  it('reads decimal integers as before, surrounding spaces and leading zeros included', () => {
+    expect(loadConfig({ PORT: ' 8080 ' }).port).toBe(8080);
+    expect(loadConfig({ PORT: '0' }).port).toBe(0);
+    expect(loadConfig({ SHUTDOWN_TIMEOUT_MS: '02000' }).shutdownTimeoutMs).toBe(2000);
+  });
+
+  it.each(['127.0.0.1', '0.0.0.0', '::', '::1', 'fe80::1', 'localhost', 'api.internal', 'tributary-0.tributary.svc.cluster.local', 'host.example.'])(
+    'takes HOST=%s, an IP address or a host name',
+    (host) => {
+      expect(loadConfig({ HOST: host }).host).toBe(host);
+    },
+  );
+
+  it.each(['127.0.0.1:4000', 'http://localhost', 'localhost/', '[::1]', '999.1.1.1', '10.0.0', 'my_host', '-leading.example', 'two words'])(
+    'refuses HOST=%s at boot with a line naming HOST, not at listen() after the database was migrated',
+    (host) => {
+      expect(configError({ HOST: host })).toBe(`Invalid configuration: HOST must be an IP address or a host name, without a port, scheme or brackets (got "${host}")`);
+    },
+  );
+
   it('refuses to run in production without JWT verification', () => {
     expect(configError({ NODE_ENV: 'production' })).toContain('JWT_SECRET or JWT_JWKS_URL must be set when NODE_ENV=production');
   });

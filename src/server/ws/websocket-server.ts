@@ -54,7 +54,7 @@ export interface GraphQLWebSocketServer {
   /** Takes over an HTTP upgrade request for the GraphQL path. */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
   readonly connectionCount: number;
-  /** Closes every socket with `code` and waits (at most `timeoutMs`) until they are gone. */
+  /** Closes every socket with `code` and waits (at most `timeoutMs`) until they are gone. Idempotent: the first call's arguments count. */
   close(code: number, reason: string, timeoutMs: number): Promise<void>;
 }
 
@@ -74,6 +74,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
   const quota = createSubjectQuota(options.verifier.mode === 'development' ? undefined : options.limits.maxConnectionsPerSubject);
   const unanswered = new WeakSet<WebSocket>();
   let closing = false;
+  let closed: Promise<void> | undefined;
 
   const keepAliveMs = options.keepAliveMs ?? 12_000;
   const keepAlive =
@@ -115,6 +116,25 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
     socket.once('close', () => connections.delete(socket));
   });
 
+  /** Closes every socket with `code`; past `timeoutMs` terminates those still open. */
+  async function closeAll(code: number, reason: string, timeoutMs: number): Promise<void> {
+    closing = true;
+    clearInterval(keepAlive);
+    const sockets = [...connections.keys()];
+    const gone = Promise.all(
+      sockets.map((socket) => new Promise<void>((resolve) => (socket.readyState === socket.CLOSED ? resolve() : socket.once('close', () => resolve())))),
+    );
+    for (const [, connection] of connections) connection.close(code, reason);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+    if ((await Promise.race([gone, timedOut])) === 'timeout') {
+      logger.warn({ remaining: connections.size }, 'sockets did not close in time; terminating');
+      for (const socket of connections.keys()) socket.terminate();
+    }
+    clearTimeout(timer);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
   return {
     handleUpgrade(request, socket, head) {
       if (closing) {
@@ -134,22 +154,9 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
     get connectionCount() {
       return connections.size;
     },
-    async close(code, reason, timeoutMs) {
-      closing = true;
-      clearInterval(keepAlive);
-      const sockets = [...connections.keys()];
-      const gone = Promise.all(
-        sockets.map((socket) => new Promise<void>((resolve) => (socket.readyState === socket.CLOSED ? resolve() : socket.once('close', () => resolve())))),
-      );
-      for (const [, connection] of connections) connection.close(code, reason);
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-      if ((await Promise.race([gone, timedOut])) === 'timeout') {
-        logger.warn({ remaining: connections.size }, 'sockets did not close in time; terminating');
-        for (const socket of connections.keys()) socket.terminate();
-      }
-      clearTimeout(timer);
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+    close(code, reason, timeoutMs) {
+      closed ??= closeAll(code, reason, timeoutMs);
+      return closed;
     },
   };
 }
