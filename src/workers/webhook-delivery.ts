@@ -19,7 +19,7 @@ import { createAttemptTallies } from '../pipeline/webhooks/attempt-tallies.ts';
 import { startBullmqDelivery } from '../pipeline/webhooks/bullmq-delivery.ts';
 import { MAX_IDS_PER_JOB } from '../pipeline/webhooks/bullmq-scheduler.ts';
 import { endpointBacklog, pruneWebhookLog } from '../pipeline/webhooks/delivery-log.ts';
-import { startEmbeddedDelivery, type DeliveryWorker } from '../pipeline/webhooks/embedded-delivery.ts';
+import { startEmbeddedDelivery } from '../pipeline/webhooks/embedded-delivery.ts';
 import { createMemoryGate } from '../pipeline/webhooks/endpoint-gate.ts';
 import { createRedisGate } from '../pipeline/webhooks/redis-endpoint-gate.ts';
 import { forgetExpiredSecrets } from '../pipeline/webhooks/endpoint-store.ts';
@@ -73,7 +73,16 @@ const PRUNE_BATCH = 1_000;
  */
 const PRUNE_BUDGET_MS = 1_000;
 
-export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryWorker {
+export interface WebhookDelivery {
+  /**
+   * Stops delivering, within half of `budgetMs` — what is left of the shutdown's time, in ms
+   * (@default SHUTDOWN_TIMEOUT_MS): attempts still in flight then are cut, and the BullMQ worker
+   * waits no longer for Redis.
+   */
+  close(budgetMs?: number): Promise<void>;
+}
+
+export function startWebhookDelivery(options: WebhookDeliveryOptions): WebhookDelivery {
   const { config, db, webhooks } = options;
   const settings = config.webhooks;
   const logger = options.logger.child({ component: 'webhooks' });
@@ -112,7 +121,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
     const endpoint = webhooks.endpoints.byId(endpointId);
     return endpoint?.enabled === false ? DISABLED_BATCH : slow.limit(endpointId, endpoint?.maxConcurrency);
   };
-  const worker =
+  const worker: { close(budgetMs?: number): Promise<void> } =
     scheduler.kind === 'bullmq'
       ? startBullmqDelivery({
           redisUrl: config.redisUrl!,
@@ -166,22 +175,24 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): DeliveryW
   logger.info({ mode: scheduler.kind }, 'webhook delivery started');
 
   return {
-    async close() {
+    async close(budgetMs = config.shutdownTimeoutMs) {
       // Attempts in flight get half the shutdown's time to end — counted from now, whatever else
       // stopping waits for; then they are cut (recorded as failed, due again at once, for this
       // process's successor) so that the process still stops cleanly — its leases released, its
-      // connections closed — within SHUTDOWN_TIMEOUT_MS.
+      // connections closed — within SHUTDOWN_TIMEOUT_MS. The BullMQ worker's waits on Redis end
+      // then too, at the latest (a Redis away held them 10 s, past the default shutdown's time).
+      const deadline = performance.now() + budgetMs / 2;
       const cut = setTimeout(() => {
         logger.warn('webhook attempts still in flight at shutdown: cut, to be retried');
         http.abort().catch(() => undefined);
-      }, config.shutdownTimeoutMs / 2);
+      }, budgetMs / 2);
       cut.unref();
       closing.abort();
       clearTimeout(timer);
       try {
         await running;
         stopSampling();
-        await worker.close();
+        await worker.close(Math.max(0, deadline - performance.now()));
       } finally {
         clearTimeout(cut);
         // After the worker: the gate gives back what it keeps (a lease released after this goes straight back).

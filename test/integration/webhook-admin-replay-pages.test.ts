@@ -51,13 +51,21 @@ interface InsertStatement {
   readonly bodyBytes: number;
 }
 
+/**
+ * The body column of an insert: a `text[]` literal (delivery-store.ts builds it). Each body is JSON
+ * (no raw control characters), its `\` and `"` escaped as in JSON: read as a JSON array.
+ */
+function bodiesOf(param: unknown): string[] {
+  return JSON.parse(`[${(param as string).slice(1, -1)}]`) as string[];
+}
+
 /** The database, with the deliveries' insert statements it runs (inside transactions too) written down. */
 function recordingInserts(db: Database): { readonly db: Database; readonly inserts: InsertStatement[] } {
   const inserts: InsertStatement[] = [];
   const recording = (target: Queryable): Queryable => ({
     query<R extends Row = Row>(sql: string, params?: readonly unknown[], options?: Parameters<Queryable['query']>[2]) {
       if (sql.includes('tributary_webhook_insert_deliveries(') && params) {
-        const bodies = params[5] as string[];
+        const bodies = bodiesOf(params[5]);
         inserts.push({ rows: bodies.length, bodyBytes: bodies.reduce((sum, body) => sum + Buffer.byteLength(body), 0) });
       }
       return target.query<R>(sql, params, options);

@@ -22,7 +22,7 @@ import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import {
-  closeWithin,
+  CLOSE_TIMEOUT_MS,
   connect,
   headsOf,
   MAX_IDS_PER_JOB,
@@ -90,7 +90,16 @@ export interface BullmqDeliveryOptions {
   readonly now?: () => number;
 }
 
-export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWorker {
+export interface BullmqDeliveryWorker extends DeliveryWorker {
+  /**
+   * Stops taking jobs, gives back what it holds unsent and waits for its attempts. `budgetMs`: how
+   * long it may wait for Redis (the jobs under way marked done, a reconcile pass), in ms from the
+   * call; then the worker closes without it, its connections cut. @default 5000
+   */
+  close(budgetMs?: number): Promise<void>;
+}
+
+export function startBullmqDelivery(options: BullmqDeliveryOptions): BullmqDeliveryWorker {
   const { db, deliverer, scheduler, logger } = options;
   const now = options.now ?? (() => performance.now());
   const connection = connect(options.redisUrl, true);
@@ -287,7 +296,19 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     });
   };
 
+  /**
+   * Jobs taken and not marked done in Redis yet (BullMQ emits `completed` or `failed` once it has
+   * moved the job): what close waits for, within its budget.
+   */
+  const jobsUnderWay = new Set<string>();
+  let allJobsDone: (() => void) | undefined;
+  const jobDone = (job: Job<DeliveryJob> | undefined) => {
+    if (job?.id !== undefined) jobsUnderWay.delete(job.id);
+    if (jobsUnderWay.size === 0) allJobsDone?.();
+  };
+  const jobsDone = () => (jobsUnderWay.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => (allJobsDone = resolve)));
   const work = async (job: Job<DeliveryJob>) => {
+    if (job.id !== undefined) jobsUnderWay.add(job.id);
     await Promise.all(headsOf(job).map(lease));
   };
   const worker = new Worker<DeliveryJob>(WEBHOOK_QUEUE, work, {
@@ -300,7 +321,11 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
     stalledInterval: Math.min(options.leaseMs, 30_000),
   });
   worker.on('error', outageLogger(connection, logger, 'webhook worker error'));
-  worker.on('failed', (job, error) => logger.warn({ err: error, deliveries: job && headsOf(job).map((head) => head.id) }, 'webhook job failed; the reconciler schedules its deliveries again'));
+  worker.on('failed', (job, error) => {
+    jobDone(job);
+    logger.warn({ err: error, deliveries: job && headsOf(job).map((head) => head.id) }, 'webhook job failed; the reconciler schedules its deliveries again');
+  });
+  worker.on('completed', jobDone);
 
   const reconcilePage = options.reconcilePage ?? RECONCILE_PAGE;
   const reconcile = async () => {
@@ -330,19 +355,34 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): DeliveryWor
   }, options.reconcileMs ?? 5_000);
   timer.unref();
 
+  let closed: Promise<void> | undefined;
+  const close = async (budgetMs: number) => {
+    const deadline = performance.now() + budgetMs;
+    closing = true;
+    detach();
+    // Kept or parked with the insert's lease, and not sent: given back, due at once for whichever
+    // worker takes their jobs (or the reconciler).
+    const givenBack = [...handoff.close(), ...[...parkedLeases].map(([id, lease]) => ({ id, lease }))].map(release);
+    parkedLeases.clear();
+    clearInterval(timer);
+    // No job is taken from now on (and the stalled checks stop); this waits for nothing.
+    await worker.pause(true).catch((error: unknown) => logger.debug({ err: error }, 'webhook worker not paused; it is closed'));
+    // What needs Redis is waited for together, within the budget: the jobs under way marked done,
+    // and a reconcile pass — it waits on the queue, for ever while Redis is away. Then the worker
+    // closes without Redis (`force`: BullMQ's own close waits for its blocking connection's end, for
+    // ever while Redis is away, and its lock renewal and the connections' reconnects meanwhile kept
+    // the process alive): its timers stop, its own connections are cut. A job not marked done is
+    // stalled, and BullMQ hands it out again; a pass's heads are due in Postgres, for the next
+    // reconciler.
+    await settledWithin(Promise.all([jobsDone(), reconciling]), deadline - performance.now());
+    await settledWithin(worker.close(true), deadline - performance.now());
+    connection.disconnect();
+    await Promise.all([...admittedTasks, ...inFlight, ...givenBack]);
+  };
   return {
-    async close() {
-      closing = true;
-      detach();
-      // Kept or parked with the insert's lease, and not sent: given back, due at once for whichever
-      // worker takes their jobs (or the reconciler).
-      const givenBack = [...handoff.close(), ...[...parkedLeases].map(([id, lease]) => ({ id, lease }))].map(release);
-      parkedLeases.clear();
-      clearInterval(timer);
-      await closeWithin(worker.close(), connection);
-      // A reconcile pass waits on the queue, which waits for Redis for ever while it is away: its
-      // heads are in Postgres, due, for the next process's reconciler.
-      await Promise.all([...admittedTasks, ...inFlight, ...givenBack, reconciling && settledWithin(reconciling)]);
+    close(budgetMs = CLOSE_TIMEOUT_MS) {
+      closed ??= close(budgetMs);
+      return closed;
     },
   };
 }

@@ -72,22 +72,32 @@ export function connect(redisUrl: string, blocking: boolean): Redis {
   );
 }
 
-/** Closing must not hang on a Redis that does not answer: after this, connections are cut, in ms. */
-const CLOSE_TIMEOUT_MS = 5_000;
+/**
+ * Closing must not hang on a Redis that does not answer: how long a close waits for it when its
+ * caller gives it no budget (a share of SHUTDOWN_TIMEOUT_MS), in ms; then connections are cut.
+ */
+export const CLOSE_TIMEOUT_MS = 5_000;
 
-export async function closeWithin(close: Promise<void>, connection: Redis): Promise<void> {
-  await settledWithin(close);
+export async function closeWithin(close: Promise<void>, connection: Redis, budgetMs = CLOSE_TIMEOUT_MS): Promise<void> {
+  await settledWithin(close, budgetMs);
   connection.disconnect();
 }
 
 /**
- * `work` settled, or CLOSE_TIMEOUT_MS passed, whichever comes first: what a close waits for that
- * may need Redis (BullMQ waits for its connection to be ready, for ever while Redis is away).
+ * Whether `work` settled (true) before `budgetMs` passed (false): what a close waits for that may
+ * need Redis (BullMQ waits for its connection to be ready, for ever while Redis is away).
  */
-export async function settledWithin(work: Promise<unknown>): Promise<void> {
+export async function settledWithin(work: Promise<unknown>, budgetMs = CLOSE_TIMEOUT_MS): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([work.then(() => undefined, () => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
+  const settled = await Promise.race([
+    work.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => (timer = setTimeout(resolve, Math.max(0, budgetMs), false))),
+  ]);
   clearTimeout(timer);
+  return settled;
 }
 
 /** How long errors after a logged one are logged at `debug` only, in ms. */
@@ -164,6 +174,6 @@ export function createBullmqScheduler(options: { readonly redisUrl: string; read
     },
     scheduleTogetherAt: (heads, dueAt) => addInJobs(heads, { ...done, delay: Math.max(0, dueAt.getTime() - Date.now()) }),
     waiting: () => queue.getWaitingCount(),
-    close: () => closeWithin(queue.close(), connection),
+    close: (budgetMs) => closeWithin(queue.close(), connection, budgetMs),
   };
 }

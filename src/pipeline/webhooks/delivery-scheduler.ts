@@ -19,7 +19,11 @@ export interface DeliveryScheduler {
    * takes one claims them by id). Undefined while no delivery worker runs in this process.
    */
   intake(): DeliveryIntake | undefined;
-  close(): Promise<void>;
+  /**
+   * Stops scheduling. `budgetMs`: how long it may wait for its store (Redis) before cutting its
+   * connections — what is left of the shutdown's time; a default of its own when not given.
+   */
+  close(budgetMs?: number): Promise<void>;
 }
 
 /**

@@ -136,8 +136,9 @@ export interface StoredDeliveries {
  * hardly occurs); one that turns out not to be its lane's head — a redelivery of its event was
  * pending — has its lease given back at once (a second statement, only then) and is left to
  * `storeDeliveries`' look at heads, like any delivery stored unleased. Each column goes as one
- * array parameter, which pg turns into one literal (every body copied again, escaped): callers hand
- * it a bounded batch — the tap's routes, a page of a replay (replay-deliveries.ts) — never a range.
+ * array parameter, one literal (every body copied again, escaped — the body column's built here):
+ * callers hand it a batch bounded in rows and bytes — a statement of the tap (webhook-tap.ts), a
+ * page of a replay (replay-deliveries.ts) — never a range.
  */
 export async function insertDeliveries(
   db: Queryable,
@@ -156,7 +157,7 @@ export async function insertDeliveries(
       column('eventType'),
       column('topic'),
       column('lane'),
-      column('body'),
+      textArrayLiteral(column('body')),
       column('trigger'),
       column('eventTime'),
       // Only an initial delivery is leased here: (endpoint, event) names its input below.
@@ -165,9 +166,12 @@ export async function insertDeliveries(
     ],
     { prepareAs: 'tributary_webhook_insert_deliveries' },
   );
-  // Leased but not its lane's head: the lease goes back before anyone is told of the delivery.
+  // Leased but not its lane's head: the lease goes back before anyone is told of the delivery. The
+  // insert has committed: should this fail, the rows are stored all the same, and those leased as
+  // heads must still reach whoever asked. A stray keeps its lease until it runs out (a redelivery
+  // of its event is ahead of it meanwhile); then the reconciler finds it, as any unheld head.
   const stray = rows.filter((row) => row.leased && !row.head);
-  if (stray.length > 0) await releaseDeliveries(db, stray);
+  if (stray.length > 0) await releaseDeliveries(db, stray).catch(() => undefined);
   const leasedRows = rows.filter((row) => row.leased && row.head);
   const inputs = leasedRows.length === 0 ? undefined : new Map(deliveries.filter((delivery) => delivery.trigger === 'initial').map((delivery) => [`${delivery.endpointId} ${delivery.eventId}`, delivery]));
   const leased = leasedRows.flatMap((row): Delivery[] => {
@@ -194,6 +198,17 @@ export async function insertDeliveries(
     heads: rows.filter((row) => row.head && !row.leased).map(laneHeadOf),
     leased,
   };
+}
+
+/**
+ * `values` as a `text[]` literal, each run of one value escaped once: an event's body goes to each
+ * of its endpoints one after another. pg's own — an escaped copy per element, concatenated — took
+ * 1.3–1.8 s and ~100 MiB of heap for 8 MiB of 21 KB bodies to 5 endpoints, where this takes 0.2 s.
+ */
+function textArrayLiteral(values: readonly string[]): string {
+  let last: string | undefined;
+  let quoted = '';
+  return `{${values.map((value) => (value === last ? quoted : ((last = value), (quoted = `"${value.replace(/[\\"]/g, '\\$&')}"`)))).join(',')}}`;
 }
 
 /**

@@ -15,18 +15,20 @@
  *   the host's DNS answers inside the socket's own lookup, a literal IP before the socket is
  *   opened — so a name that re-resolves to 127.0.0.1 after the creation check (DNS rebinding)
  *   still cannot reach it.
+ * - Host names are resolved with c-ares (webhook-dns.ts), never on the thread pool: one receiver
+ *   whose DNS does not answer must not hold every other endpoint's connections.
  *
  * undici rather than `fetch`: it exposes the connector (the lookup hook above), per-origin
  * keep-alive pools, and its dispatch interface, on which an attempt takes the status and the start
  * of the body as they arrive — no response stream or abort signal per attempt (measured on the
  * drain: ~8 µs less server CPU per delivery than `request` with a signal and an async iterator).
  */
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import packageJson from '../../../package.json' with { type: 'json' };
 import { describeError, findCoded, redirectError, RefusedTargetError } from './attempt-errors.ts';
 import { forbiddenAddressReason } from './target-guard.ts';
+import { createWebhookDns, type WebhookDns, type WebhookDnsOptions } from './webhook-dns.ts';
 
 export interface AttemptResult {
   /**
@@ -82,6 +84,11 @@ export interface WebhookHttpClientOptions {
   readonly keepAliveTimeoutMs?: number;
   /** The clock for `Retry-After` dates, in ms since the epoch. @default Date.now */
   readonly now?: () => number;
+  /**
+   * How receivers' names are resolved (nameservers, timeouts). @default the system's nameservers,
+   * and its hosts file for names DNS does not know where private targets are allowed
+   */
+  readonly dns?: WebhookDnsOptions;
 }
 
 export const WEBHOOK_USER_AGENT = `Tributary-Webhooks/${packageJson.version}`;
@@ -94,10 +101,11 @@ const CONNECT_TIMEOUT_MS = 10_000;
 export function createWebhookHttpClient(options: WebhookHttpClientOptions): WebhookHttpClient {
   const excerptBytes = options.maxResponseExcerptBytes ?? 1024;
   const now = options.now ?? Date.now;
+  const dns = createWebhookDns({ hostsFallback: options.allowPrivateTargets, ...options.dns });
   const agent = new Agent({
     connections: options.connectionsPerOrigin ?? 32,
     keepAliveTimeout: options.keepAliveTimeoutMs ?? 4000,
-    connect: options.allowPrivateTargets ? { timeout: CONNECT_TIMEOUT_MS } : guardedConnector(),
+    connect: options.allowPrivateTargets ? { timeout: CONNECT_TIMEOUT_MS, lookup: lookupWith(dns, false) } : guardedConnector(dns),
   });
   let closing: Promise<void> | undefined;
   /** Attempts in flight were cut (`abort`). */
@@ -129,11 +137,12 @@ export function createWebhookHttpClient(options: WebhookHttpClientOptions): Webh
       });
     },
     close() {
-      closing ??= agent.close();
+      closing ??= agent.close().finally(() => dns.close());
       return closing;
     },
     abort() {
       cut = true;
+      dns.close();
       closing = agent.destroy(new Error('webhook client shut down'));
       return closing;
     },
@@ -315,8 +324,8 @@ export function parseRetryAfter(value: string | undefined, nowMs: number): numbe
  * A connector that refuses non-public addresses: a literal IP before any socket is opened, a host
  * name inside the socket's own DNS lookup (every address it resolves to must be public).
  */
-function guardedConnector(): buildConnector.connector {
-  const connect = buildConnector({ timeout: CONNECT_TIMEOUT_MS, lookup: guardedLookup });
+function guardedConnector(dns: WebhookDns): buildConnector.connector {
+  const connect = buildConnector({ timeout: CONNECT_TIMEOUT_MS, lookup: lookupWith(dns, true) });
   return (connectOptions, callback) => {
     if (isIP(connectOptions.hostname) !== 0) {
       const reason = forbiddenAddressReason(connectOptions.hostname);
@@ -330,18 +339,22 @@ function guardedConnector(): buildConnector.connector {
   };
 }
 
-const guardedLookup: LookupFunction = (hostname, lookupOptions, callback) => {
-  dnsLookup(hostname, { family: lookupOptions.family, hints: lookupOptions.hints, all: true }, (error, addresses) => {
-    if (error) return callback(error, '', 0);
-    for (const { address } of addresses) {
-      const reason = forbiddenAddressReason(address);
-      if (reason !== null) {
-        return callback(new RefusedTargetError(`refused target: ${hostname} resolves to ${address}, ${reason}`), '', 0);
-      }
-    }
-    const first: LookupAddress | undefined = addresses[0];
-    if (lookupOptions.all) return callback(null, addresses);
-    if (first === undefined) return callback(new RefusedTargetError(`refused target: ${hostname} has no address`), '', 0);
-    callback(null, first.address, first.family);
-  });
-};
+/** The sockets' lookup: the host's addresses from `dns`; when `guarded`, every one must be public. */
+function lookupWith(dns: WebhookDns, guarded: boolean): LookupFunction {
+  return (hostname, lookupOptions, callback) => {
+    const family = lookupOptions.family === 'IPv4' ? 4 : lookupOptions.family === 'IPv6' ? 6 : (lookupOptions.family ?? 0);
+    dns.resolve(hostname, family).then(
+      (addresses) => {
+        for (const { address } of guarded ? addresses : []) {
+          const reason = forbiddenAddressReason(address);
+          if (reason !== null) return callback(new RefusedTargetError(`refused target: ${hostname} resolves to ${address}, ${reason}`), '', 0);
+        }
+        const [first] = addresses;
+        if (lookupOptions.all) return callback(null, [...addresses]);
+        if (first === undefined) return callback(new RefusedTargetError(`refused target: ${hostname} has no address`), '', 0);
+        callback(null, first.address, first.family);
+      },
+      (error: unknown) => callback(error as NodeJS.ErrnoException, '', 0),
+    );
+  };
+}
