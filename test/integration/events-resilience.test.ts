@@ -112,23 +112,11 @@ describe('Redis outages', () => {
   });
 
   it('replays from the log what a live subscriber missed while its live connection to Redis was cut', async () => {
-    const redis = await startPrivateRedis();
-    const proxy = await startRedisProxy(redis);
-    const prefix = uniquePrefix();
-    const server = await startTestServer({ REDIS_URL: proxy.url, REDIS_KEY_PREFIX: prefix });
-    const admin = new Redis(redis.url);
-    onTestFinished(async () => void (await admin.quit()));
-    const subscribedChannels = async () => (await admin.pubsub('CHANNELS', `${prefix}*`)).length;
-    const client = await openAcknowledgedSocket(server.wsUrl);
-    subscribeEvents(client, 'live', { topic: 'orders' });
-    await waitForSubscribers(server, 1);
+    const { server, proxy, client, subscribedChannels } = await liveSubscriberBehindProxy();
     await publishMany(server, 'orders', seqPayloads(1, 3));
     expect(seqsOf(await takeEvents(client, 'live', 3))).toEqual([1, 2, 3]);
 
-    // Only the SUBSCRIBE connection goes: Redis keeps its data and the server can still append.
-    proxy.block('subscriber');
-    proxy.drop('subscriber');
-    await waitFor(async () => (await subscribedChannels()) === 0, { message: 'the live connection is gone' });
+    await cutLiveConnection(proxy, subscribedChannels);
     const missed = await publishMany(server, 'orders', seqPayloads(4, 23));
     proxy.allow('subscriber');
     await waitFor(async () => (await subscribedChannels()) === 1, { timeoutMs: 15_000, message: 're-subscribed' });
@@ -141,22 +129,11 @@ describe('Redis outages', () => {
   });
 
   it('replays more than a socket may hold of what a live subscriber missed while its live connection was cut, at the pace it reads', async () => {
-    const redis = await startPrivateRedis();
-    const proxy = await startRedisProxy(redis);
-    const prefix = uniquePrefix();
-    const server = await startTestServer({ REDIS_URL: proxy.url, REDIS_KEY_PREFIX: prefix });
-    const admin = new Redis(redis.url);
-    onTestFinished(async () => void (await admin.quit()));
-    const subscribedChannels = async () => (await admin.pubsub('CHANNELS', `${prefix}*`)).length;
-    const client = await openAcknowledgedSocket(server.wsUrl);
-    subscribeEvents(client, 'live', { topic: 'orders' });
-    await waitForSubscribers(server, 1);
+    const { server, proxy, client, subscribedChannels } = await liveSubscriberBehindProxy();
     await publishMany(server, 'orders', seqPayloads(1, 1));
     expect(seqsOf(await takeEvents(client, 'live', 1))).toEqual([1]);
 
-    proxy.block('subscriber');
-    proxy.drop('subscriber');
-    await waitFor(async () => (await subscribedChannels()) === 0, { message: 'the live connection is gone' });
+    await cutLiveConnection(proxy, subscribedChannels);
     // 200 events of 50 KB: 10 MB, past the 8 MiB a socket may hold, only in the log.
     const blob = 'x'.repeat(50_000);
     const missed = await publishMany(server, 'orders', range(2, 201).map((seq) => ({ seq, blob })));
@@ -341,3 +318,25 @@ describe('two instances sharing one Redis', () => {
     expect(message).toEqual({ id: 'c', type: 'next', payload: { data: { channel: { channel: 'room:1', event: 'hello', data: { n: 1 } } } } });
   });
 });
+
+/** A server reaching a private Redis through a proxy, with one live subscriber of `orders` on it. */
+async function liveSubscriberBehindProxy() {
+  const redis = await startPrivateRedis();
+  const proxy = await startRedisProxy(redis);
+  const prefix = uniquePrefix();
+  const server = await startTestServer({ REDIS_URL: proxy.url, REDIS_KEY_PREFIX: prefix });
+  const admin = new Redis(redis.url);
+  onTestFinished(async () => void (await admin.quit()));
+  const subscribedChannels = async () => (await admin.pubsub('CHANNELS', `${prefix}*`)).length;
+  const client = await openAcknowledgedSocket(server.wsUrl);
+  subscribeEvents(client, 'live', { topic: 'orders' });
+  await waitForSubscribers(server, 1);
+  return { server, proxy, client, subscribedChannels };
+}
+
+/** Only the SUBSCRIBE connection goes: Redis keeps its data and the server can still append. */
+async function cutLiveConnection(proxy: Awaited<ReturnType<typeof startRedisProxy>>, subscribedChannels: () => Promise<number>): Promise<void> {
+  proxy.block('subscriber');
+  proxy.drop('subscriber');
+  await waitFor(async () => (await subscribedChannels()) === 0, { message: 'the live connection is gone' });
+}

@@ -110,20 +110,25 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       recovering: undefined,
     };
     stream.joined = (async () => {
-      // What recovery reads after if the bus is cut off before the first live event arrives. Read
-      // before the SUBSCRIBE, so every event the bus may miss from then on is in the log after it.
-      // It is no mark for dropping duplicates: no event reached this stream's subscribers yet, and
-      // an event appended around the SUBSCRIBE must not be taken for one, whichever of its live
-      // copy and this reply comes first. Only its epoch is kept (position 0 is before any event),
-      // so a history replaced before the first live event still resyncs those holding a position.
-      const head = await log.head(ref);
-      if (stream.lastCursor === undefined) {
-        stream.last = { epoch: decodeCursor(head).epoch, position: '0' };
-        stream.lastCursor = head;
+      // The SUBSCRIBE first, at once: a publish that follows the subscription's answer must find it.
+      const leave = await bus.join(ref, (event) => onLive(stream, event));
+      try {
+        // What recovery reads after if the bus is cut off before the first live event arrives. It
+        // is no mark for dropping duplicates: no event reached this stream's subscribers yet, and
+        // an event appended around the SUBSCRIBE must not be taken for one, whichever of its live
+        // copy and this reply comes first. Only its epoch is kept (position 0 is before any event),
+        // so a history replaced before the first live event still resyncs those holding a position.
+        const head = await log.head(ref);
+        if (stream.lastCursor === undefined) {
+          stream.last = { epoch: decodeCursor(head).epoch, position: '0' };
+          stream.lastCursor = head;
+        }
+      } catch (error) {
+        // A join that fails holds no channel; one that succeeds is left by the last subscriber to go.
+        leave();
+        throw error;
       }
-      // The last step: a join that fails holds no channel, and one that succeeds is left by the
-      // last subscriber to go (`FanOut.removeSubscriber`).
-      stream.leave = await bus.join(ref, (event) => onLive(stream, event));
+      stream.leave = leave;
     })();
     streams.set(ref.key, stream);
     return stream;

@@ -170,7 +170,7 @@ export function createFanOut(options: FanOutOptions): FanOut {
     stream.subscribers -= 1;
     if (stream.subscribers === 0) {
       if (streams.get(stream.ref.key) === stream) streams.delete(stream.ref.key);
-      // Leave once the join has settled; a join that failed holds no channel (joining is its last step).
+      // Leave once the join has settled; a join that failed left its channel itself (dispatcher.ts).
       void stream.joined.then(
         () => stream.leave?.(),
         () => undefined,
