@@ -103,6 +103,8 @@ export const SqlState = {
   DUPLICATE_OBJECT: '42710',
   INSUFFICIENT_PRIVILEGE: '42501',
   OBJECT_IN_USE: '55006',
+  /** A lock not had within `lock_timeout` (or one `NOWAIT` did not get). */
+  LOCK_NOT_AVAILABLE: '55P03',
   /** The server is shutting down (`pg_ctl stop -m fast`, a terminated backend). */
   ADMIN_SHUTDOWN: '57P01',
   /** The server crashed and is restarting. */

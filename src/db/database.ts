@@ -29,6 +29,17 @@ export interface Queryable {
   exec(sql: string): Promise<void>;
 }
 
+/**
+ * One connection held for a piece of work: statements outside `transaction` commit one by one.
+ * For what spans several transactions on one session (a session-level advisory lock) or must run
+ * outside any (`CREATE INDEX CONCURRENTLY`). Session settings (`SET`) and locks outlive its
+ * transactions: whoever sets them undoes them.
+ */
+export interface Session extends Queryable {
+  /** Runs `work` in one transaction on this session's connection (as `Database.transaction`). */
+  transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
+}
+
 export interface Database extends Queryable {
   /** `postgres` over a connection pool, or `embedded` PGlite in this process. */
   readonly kind: 'postgres' | 'embedded';
@@ -37,6 +48,13 @@ export interface Database extends Queryable {
    * Everything inside must use `tx`, not the database, or it runs outside the transaction.
    */
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` on one connection for as long as it takes (migrations): on Postgres a pooled one,
+   * closed afterwards rather than handed back, so nothing it held or set outlives the session;
+   * embedded, the one connection there is. Absent on a database that is one connection already
+   * (a test's): that database is then its own session.
+   */
+  session?<T>(work: (session: Session) => Promise<T>): Promise<T>;
   /** Resolves when the database answers a trivial query; rejects otherwise. */
   ping(): Promise<void>;
   /** Idempotent. Waits for queries in flight. */

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { lockDataDir, type DataDirLockOptions } from './data-dir-lock.ts';
-import type { Database, QueryResult, Row } from './database.ts';
+import type { Database, QueryResult, Row, Session } from './database.ts';
 
 export interface EmbeddedDatabaseOptions {
   /** Folder that holds the database files; created when missing. `memory://` keeps it in memory. */
@@ -31,8 +31,8 @@ export async function createEmbeddedDatabase(options: EmbeddedDatabaseOptions): 
   }
   let closed: Promise<void> | undefined;
 
-  return {
-    kind: 'embedded',
+  // PGlite is one connection: the database and its one session are the same thing.
+  const session: Session = {
     query: (sql, params) => runQuery(pglite, sql, params),
     exec: async (sql) => {
       await pglite.exec(sql);
@@ -46,6 +46,12 @@ export async function createEmbeddedDatabase(options: EmbeddedDatabaseOptions): 
           },
         }),
       ),
+  };
+
+  return {
+    kind: 'embedded',
+    ...session,
+    session: (work) => work(session),
     async ping() {
       await pglite.query('SELECT 1');
     },

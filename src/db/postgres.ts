@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
 import { unavailableIfDisconnected } from './connection-failure.ts';
-import type { Database, QueryOptions, QueryResult, Row } from './database.ts';
+import type { Database, Queryable, QueryOptions, QueryResult, Row, Session } from './database.ts';
 
 export interface PostgresDatabaseOptions {
   /** `postgres://user:password@host:port/database`. */
@@ -60,26 +60,27 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): Databa
     exec: (sql) => runExec(pool, sql),
     async transaction(work) {
       const client = await pool.connect().catch(rethrow);
-      let released = false;
+      let broken: Error | undefined;
       try {
-        await client.query('BEGIN');
-        const result = await work({
-          query: (sql, params, queryOptions) => runQuery(client, sql, params, queryOptions),
-          exec: (sql) => runExec(client, sql),
-        });
-        await client.query('COMMIT');
-        return result;
-      } catch (error) {
-        try {
-          await client.query('ROLLBACK');
-        } catch (rollbackError) {
-          // The connection is unusable (e.g. the server went away): drop it from the pool.
-          client.release(rollbackError instanceof Error ? rollbackError : true);
-          released = true;
-        }
-        throw unavailableIfDisconnected(error);
+        return await inTransaction(client, work, (error) => (broken = error));
       } finally {
-        if (!released) client.release();
+        // A connection that could not even roll back (the server went away) leaves the pool.
+        client.release(broken ?? false);
+      }
+    },
+    async session(work) {
+      const client = await pool.connect().catch(rethrow);
+      const session: Session = {
+        query: (sql, params, queryOptions) => runQuery(client, sql, params, queryOptions),
+        exec: (sql) => runExec(client, sql),
+        transaction: (inner) => inTransaction(client, inner, () => undefined),
+      };
+      try {
+        return await work(session);
+      } finally {
+        // Closed, not handed back: a session-level lock or setting left on it would go on to
+        // whoever takes it next.
+        client.release(true);
       }
     },
     async ping() {
@@ -105,6 +106,29 @@ async function runQuery<R extends Row>(
 
 async function runExec(client: pg.Pool | pg.PoolClient, sql: string): Promise<void> {
   await client.query(sql).catch(rethrow);
+}
+
+/**
+ * `work` in one transaction on `client`: committed when it resolves, rolled back when it throws.
+ * `onBroken` hears of a connection that failed its ROLLBACK (unusable: the server went away).
+ */
+async function inTransaction<T>(client: pg.PoolClient, work: (tx: Queryable) => Promise<T>, onBroken: (error: Error) => void): Promise<T> {
+  try {
+    await client.query('BEGIN');
+    const result = await work({
+      query: (sql, params, queryOptions) => runQuery(client, sql, params, queryOptions),
+      exec: (sql) => runExec(client, sql),
+    });
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollbackError) {
+      onBroken(rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError)));
+    }
+    throw unavailableIfDisconnected(error);
+  }
 }
 
 function rethrow(error: unknown): never {
