@@ -22,7 +22,7 @@ import type { OperationOutcome } from './executor.ts';
 import { codedErrors, formatError, formatResult, PERMISSION_REVOKED, type OutgoingMessage } from './format.ts';
 import { rawDataToText, rawSocketOf, truncateUtf8 } from './frames.ts';
 import { refusalOf, type ActiveOperation } from './operations.ts';
-import { onlyRefreshesAuth, SocketAuth } from './socket-auth.ts';
+import { expiredFor, SocketAuth } from './socket-auth.ts';
 import type { ConnectionOptions } from './connection-options.ts';
 import { SocketWriter } from './socket-writer.ts';
 
@@ -255,9 +255,8 @@ export class GraphQLWsConnection {
       this.#send({ id, type: MessageType.Error, payload: refusal.errors });
       return;
     }
-    // Past its expiry (during WS_TOKEN_EXPIRY_GRACE_MS) the token is good for its own refresh only.
-    if (principal.expiresAt !== undefined && principal.expiresAt <= Date.now() && !onlyRefreshesAuth(payload)) {
-      const expired = new TributaryError(ErrorCode.UNAUTHENTICATED, 'Token expired: send refreshAuth with a new token first');
+    const expired = expiredFor(principal, payload);
+    if (expired) {
       this.#send({ id, type: MessageType.Error, payload: codedErrors(expired) });
       return;
     }

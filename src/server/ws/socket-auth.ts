@@ -115,6 +115,15 @@ export class SocketAuth {
 }
 
 /**
+ * Past its token's expiry (during `WS_TOKEN_EXPIRY_GRACE_MS`) a socket may run its own refresh
+ * only: the refusal of any other operation (UNAUTHENTICATED), else undefined.
+ */
+export function expiredFor(principal: Principal, payload: SubscribePayload): TributaryError | undefined {
+  if (principal.expiresAt === undefined || principal.expiresAt > Date.now() || onlyRefreshesAuth(payload)) return undefined;
+  return new TributaryError(ErrorCode.UNAUTHENTICATED, 'Token expired: send refreshAuth with a new token first');
+}
+
+/**
  * Whether an operation does nothing but `refreshAuth` (a mutation whose only root fields are
  * `refreshAuth` and `__typename`): what a socket whose token has expired may still run during its
  * grace period. A query it cannot read (unparsable, or a persisted query sent by hash) is not one.
