@@ -195,25 +195,14 @@ describe('Redis outages', () => {
   });
 
   it('hands a live subscriber what was published while its live connection was cut, even when live events arrive before its catch-up starts', async () => {
-    const redis = await startPrivateRedis();
-    const proxy = await startRedisProxy(redis);
-    const prefix = uniquePrefix();
-    const server = await startTestServer({ REDIS_URL: proxy.url, REDIS_KEY_PREFIX: prefix });
-    const admin = new Redis(redis.url);
-    onTestFinished(async () => void (await admin.quit()));
-    const subscribedChannels = async () => (await admin.pubsub('CHANNELS', `${prefix}*`)).length;
-    const client = await openAcknowledgedSocket(server.wsUrl);
-    subscribeEvents(client, 'live', { topic: 'orders' });
+    const { server, proxy, client, subscribedChannels } = await liveSubscriberBehindProxy();
     client.send({ id: 'probe', type: 'subscribe', payload: { query: 'subscription { channel(name: "probe") { event } }' } });
-    await waitForSubscribers(server, 1);
     await waitFor(async () => (await subscribedChannels()) === 2, { message: 'the stream and the channel are subscribed' });
     await publishMany(server, 'orders', seqPayloads(1, 3));
     expect(seqsOf(await takeEvents(client, 'live', 3))).toEqual([1, 2, 3]);
 
     // Only the live connection is cut; the log stays reachable throughout.
-    proxy.block('subscriber');
-    proxy.drop('subscriber');
-    await waitFor(async () => (await subscribedChannels()) === 0, { message: 'the live connection is gone' });
+    await cutLiveConnection(proxy, subscribedChannels);
     await publishEvent(server, { topic: 'orders', payload: { seq: 4 } });
 
     // It comes back and re-subscribes; its PING (after which the catch-up starts) is held back,
