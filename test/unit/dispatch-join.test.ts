@@ -4,7 +4,7 @@
  * (with Redis they are different sockets, so their replies can come in either order).
  */
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCode, TributaryError } from '../../src/errors.ts';
 import { createDispatcher, type Dispatcher } from '../../src/pipeline/dispatch/dispatcher.ts';
 import type { CohortSpec, SubscriberSink } from '../../src/pipeline/dispatch/subscription-contract.ts';
@@ -21,6 +21,7 @@ const COHORT: CohortSpec = { key: 'seq', filter: undefined, render: (event) => S
 
 const running: Dispatcher[] = [];
 afterEach(async () => {
+  vi.useRealTimers();
   for (const dispatcher of running.splice(0)) await dispatcher.close();
 });
 
@@ -131,4 +132,45 @@ describe('dispatcher: joining a stream', () => {
       expect(received.seqs).toEqual([1, 2]);
     },
   );
+
+  it('fails the subscribers of a join whose SUBSCRIBE has not been confirmed within joinTimeoutMs (5 s by default) with UNAVAILABLE, and leaves the channel when it is confirmed late', async () => {
+    vi.useFakeTimers();
+    const { log, bus, counts, publish } = setUp();
+    // The subscriber connection alone is down: its SUBSCRIBEs wait in its queue until it is back.
+    const stalled: (() => void)[] = [];
+    const stalling: EventBus = {
+      ...bus,
+      join: (stream, listener) =>
+        new Promise<() => void>((resolve, reject) => stalled.push(() => void bus.join(stream, listener).then(resolve, reject))),
+    };
+    const dispatcher = start(log, stalling);
+    const first = receiver();
+    const second = receiver();
+    const outcomes = [first, second].map((received) =>
+      dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: undefined, sink: received.sink }).then(
+        () => 'joined',
+        (error: unknown) => error,
+      ),
+    );
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(dispatcher.stats().subscribers).toBe(2);
+    await vi.advanceTimersByTimeAsync(1);
+    for (const outcome of await Promise.all(outcomes)) {
+      expect(outcome).toBeInstanceOf(TributaryError);
+      expect(outcome).toMatchObject({ code: ErrorCode.UNAVAILABLE, message: expect.stringMatching(/retry shortly/) as unknown });
+    }
+    expect(dispatcher.stats()).toEqual({ streams: 0, cohorts: 0, subscribers: 0 });
+
+    // The connection is back: the late SUBSCRIBE is left, and a retry joins afresh.
+    vi.useRealTimers();
+    const retry = dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: undefined, sink: first.sink });
+    expect(stalled).toHaveLength(2);
+    for (const confirm of stalled) confirm();
+    const handle = await retry;
+    await waitFor(() => counts.joins === 1, { message: 'the late subscription was left' });
+    await publish();
+    expect(first.seqs).toEqual([1]);
+    expect(counts.heard).toBe(1);
+    handle.dispose();
+  });
 });

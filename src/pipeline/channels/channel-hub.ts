@@ -1,6 +1,7 @@
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Metrics } from '../../metrics.ts';
 import { createBoundedQueue, type BoundedQueue } from '../bounded-queue.ts';
+import { within } from '../coordination/within.ts';
 import { scopeKey, type Scope } from '../scope.ts';
 
 /**
@@ -110,7 +111,7 @@ export function createChannelHub(options: ChannelHubOptions = {}): ChannelHub {
       joined.members.add(queue);
       members += 1;
       try {
-        await withinJoinTimeout(joined.subscribed, joinTimeoutMs);
+        await within(joined.subscribed, joinTimeoutMs, `channel not subscribed within ${joinTimeoutMs} ms`);
       } catch (error) {
         // The last member to go leaves the channel: a subscription that lands later is undone
         // then (`onClose`), and the next join subscribes afresh instead of inheriting a failure.
@@ -151,18 +152,6 @@ export function createMemoryChannelTransport(): ChannelTransport {
 function asUnavailable(cause: unknown): TributaryError {
   if (isTributaryError(cause)) return cause;
   return new TributaryError(ErrorCode.UNAVAILABLE, 'Channels are unavailable right now; retry shortly', { cause });
-}
-
-async function withinJoinTimeout<T>(subscribed: Promise<T>, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`channel not subscribed within ${timeoutMs} ms`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([subscribed, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function keyOf(scope: Scope, channel: string): string {

@@ -40,6 +40,7 @@ import type { Logger } from '../../logger.ts';
 import { closeRedis } from '../../redis-clients.ts';
 import { defineScript } from '../redis-script.ts';
 import { createReleaseSignals, type ReleaseSignals } from './release-signals.ts';
+import { within } from './within.ts';
 
 /** Why a lease ended: the key is gone or held by another (`lost`), the local deadline passed without an extension (`expired`), or `stop()`. */
 export type DemotionReason = 'lost' | 'expired' | 'stopped';
@@ -218,9 +219,17 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     }
   }
 
+  /**
+   * A reply later than a lease is long cannot keep anyone safe, and a hung Redis must not hang
+   * the loop or `stop()`; a command that still runs after this only delays a successor by one TTL.
+   */
+  function answered<T>(reply: Promise<T>): Promise<T> {
+    return within(reply, ttlMs, `redis did not answer within ${ttlMs} ms`);
+  }
+
   async function release(value: string): Promise<void> {
     try {
-      await withTimeout(releaseScript(key, value, releaseChannel), ttlMs);
+      await answered(releaseScript(key, value, releaseChannel));
     } catch (error) {
       log.warn({ err: error }, 'could not release the leader lock; it expires on its own');
     }
@@ -230,7 +239,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     const sentAt = now();
     let token: unknown;
     try {
-      token = await withTimeout(acquireScript(key, fencingKey, holderId, ttlMs), ttlMs);
+      token = await answered(acquireScript(key, fencingKey, holderId, ttlMs));
       reportSuccess();
     } catch (error) {
       reportFailure(error);
@@ -260,7 +269,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
     const sentAt = now();
     let extended: unknown;
     try {
-      extended = await withTimeout(extendScript(key, current.value, ttlMs), ttlMs);
+      extended = await answered(extendScript(key, current.value, ttlMs));
       reportSuccess();
     } catch (error) {
       // The expiry timer ends the term if no extension succeeds in time.
@@ -350,20 +359,4 @@ function connected(redis: Redis, ms: number): Promise<void> {
     redis.once('ready', done);
     redis.once('error', done);
   });
-}
-
-/**
- * A reply later than a lease is long cannot keep anyone safe, and a hung Redis must not hang
- * the loop or `stop()`; a command that still runs after this only delays a successor by one TTL.
- */
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`redis did not answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -6,6 +6,7 @@ import type { RealtimeEvent } from '../events/envelope.ts';
 import { decodeCursor } from '../log/cursor.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventBus } from '../pubsub/event-bus.ts';
+import { within } from '../coordination/within.ts';
 import type { StreamRef } from '../stream.ts';
 import { createCatchUp } from './catch-up.ts';
 import { createFanOut, type Stream, type Subscriber } from './fan-out.ts';
@@ -70,6 +71,13 @@ export interface DispatcherOptions {
    * topic someone listens to keeps its history. @default a quarter of the log's retention age
    */
   readonly keepAliveMs?: number;
+  /**
+   * How long a stream's join waits for the bus to subscribe before its subscribers fail with
+   * UNAVAILABLE, in ms. A SUBSCRIBE sent while the bus's connection is down waits in its queue
+   * until Redis is back, however long that takes; the client is told to retry instead.
+   * @default 5000
+   */
+  readonly joinTimeoutMs?: number;
 }
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
@@ -79,6 +87,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const closing = new AbortController();
   const catchUp = createCatchUp({ log, fanOut, logger, pageSize: options.pageSize ?? 500, signal: closing.signal });
   const { streams } = fanOut;
+  const joinTimeoutMs = options.joinTimeoutMs ?? 5000;
 
   let keeping = false;
   const keepAlive = setInterval(() => {
@@ -111,7 +120,16 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     };
     stream.joined = (async () => {
       // The SUBSCRIBE first, at once: a publish that follows the subscription's answer must find it.
-      const leave = await bus.join(ref, (event) => onLive(stream, event));
+      const joining = bus.join(ref, (event) => onLive(stream, event));
+      let leave: () => void;
+      try {
+        leave = await within(joining, joinTimeoutMs, `live channel not subscribed within ${joinTimeoutMs} ms`);
+      } catch (error) {
+        // Its subscribers are told to retry and the stream is dropped: a subscription that lands
+        // later is nobody's, and is left at once.
+        void joining.then((late) => late(), () => undefined);
+        throw error;
+      }
       try {
         // What recovery reads after if the bus is cut off before the first live event arrives. It
         // is no mark for dropping duplicates: no event reached this stream's subscribers yet, and
