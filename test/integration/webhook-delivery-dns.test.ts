@@ -12,6 +12,8 @@ import { createSocket, type Socket } from 'node:dgram';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { ErrorCode } from '../../src/errors.ts';
+import { assertResolvableTarget } from '../../src/pipeline/webhooks/target-guard.ts';
 import { createWebhookDns, type WebhookDns, type WebhookDnsOptions } from '../../src/pipeline/webhooks/webhook-dns.ts';
 import { createWebhookHttpClient, type AttemptResult } from '../../src/pipeline/webhooks/webhook-http.ts';
 
@@ -164,5 +166,21 @@ describe('webhook attempts to a name resolved by DNS', () => {
     expect(silent.filter((attempt) => attempt.settled())).toEqual([]);
     // Ten attempts, one lookup.
     expect(server.asked('silent.test', A)).toBe(1);
+  });
+});
+
+describe('a webhook URL checked at creation', () => {
+  it('is judged on the answers its attempts get: a private address refused, an unknown name refused, a silent name UNAVAILABLE', async () => {
+    const server = await startDnsServer();
+    const dns = dnsOf(server, { timeoutMs: 50, tries: 1 });
+    const check = (host: string) => assertResolvableTarget(new URL(`https://${host}/hook`), { allowPrivateTargets: false }, (name) => dns.resolve(name));
+    await expect(check('fast.test')).rejects.toMatchObject({
+      code: ErrorCode.BAD_USER_INPUT,
+      message: 'The webhook URL points to 127.0.0.1 (fast.test resolves to it), a loopback address; webhooks go to public addresses only',
+      details: { field: 'url' },
+    });
+    await expect(check('unknown.test')).rejects.toMatchObject({ code: ErrorCode.BAD_USER_INPUT, message: "The webhook URL's host unknown.test does not resolve" });
+    await expect(check('silent.test')).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE, message: "The webhook URL's host silent.test could not be resolved right now" });
+    expect(server.asked('fast.test', A)).toBe(1);
   });
 });

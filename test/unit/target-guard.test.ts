@@ -6,6 +6,7 @@ import {
   forbiddenAddressReason,
   isForbiddenAddress,
 } from '../../src/pipeline/webhooks/target-guard.ts';
+import { createWebhookDns } from '../../src/pipeline/webhooks/webhook-dns.ts';
 
 const strict = { allowPrivateTargets: false };
 const permissive = { allowPrivateTargets: true };
@@ -148,21 +149,26 @@ describe('assertWebhookUrl', () => {
 });
 
 describe('assertResolvableTarget', () => {
+  // The attempts' resolver: literals and localhost are answered without a query (names are asked of
+  // DNS in test/integration/webhook-delivery-dns.test.ts).
+  const dns = createWebhookDns();
+  const resolve = (host: string) => dns.resolve(host);
+
   it('refuses a host name whose DNS answer is a loopback address, saying what it resolved to', async () => {
-    const error = await asyncRefusal(() => assertResolvableTarget(new URL('http://localhost:9/hook'), strict));
+    const error = await asyncRefusal(() => assertResolvableTarget(new URL('http://localhost:9/hook'), strict, resolve));
     expect(error.code).toBe(ErrorCode.BAD_USER_INPUT);
     expect(error.message).toMatch(/^The webhook URL points to (127\.0\.0\.1|::1) \(localhost resolves to it\), a loopback address;/);
     expect(error.details).toEqual({ field: 'url' });
   });
 
   it('refuses a non-public literal without a lookup and lets a public literal through', async () => {
-    const error = await asyncRefusal(() => assertResolvableTarget(new URL('http://[fd00::5]/hook'), strict));
+    const error = await asyncRefusal(() => assertResolvableTarget(new URL('http://[fd00::5]/hook'), strict, resolve));
     expect(error.message).toBe('The webhook URL points to fd00::5, a unique-local address; webhooks go to public addresses only');
-    await expect(assertResolvableTarget(new URL('https://93.184.216.34/hook'), strict)).resolves.toBeUndefined();
+    await expect(assertResolvableTarget(new URL('https://93.184.216.34/hook'), strict, resolve)).resolves.toBeUndefined();
   });
 
   it('lets everything through when private targets are allowed', async () => {
-    await expect(assertResolvableTarget(new URL('http://localhost:9/hook'), permissive)).resolves.toBeUndefined();
-    await expect(assertResolvableTarget(new URL('http://10.0.0.1/hook'), permissive)).resolves.toBeUndefined();
+    await expect(assertResolvableTarget(new URL('http://localhost:9/hook'), permissive, resolve)).resolves.toBeUndefined();
+    await expect(assertResolvableTarget(new URL('http://10.0.0.1/hook'), permissive, resolve)).resolves.toBeUndefined();
   });
 });

@@ -4,15 +4,14 @@
  * services answer, 169.254.169.254), and the like.
  *
  * Checked three times: the URL's shape and a literal IP at creation (`assertWebhookUrl`), the
- * host's DNS answers at creation (`assertResolvableTarget`, for a clear error), and the address
- * actually connected to at every attempt (`webhook-http.ts`), because DNS can change between the
- * check and the connection (rebinding). `WEBHOOK_ALLOW_PRIVATE_TARGETS=true` lifts the address
+ * host's DNS answers at creation (`assertResolvableTarget`, for a clear error, from the attempts'
+ * resolver), and the address actually connected to at every attempt (`webhook-http.ts`), because
+ * DNS can change between the check and the connection (rebinding). `WEBHOOK_ALLOW_PRIVATE_TARGETS=true` lifts the address
  * rules for tests and development; the URL's shape is checked regardless.
  *
  * Ranges come from ipaddr.js, which tracks the IANA special-purpose registries, rather than a
  * hand-kept list of CIDRs.
  */
-import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { ErrorCode, TributaryError } from '../../errors.ts';
@@ -140,28 +139,29 @@ export function assertWebhookUrl(url: string, options: TargetGuardOptions): URL 
 }
 
 /**
- * Resolves the URL's host and refuses it when any of its addresses is not public (unless private
- * targets are allowed): BAD_USER_INPUT for a refused or unknown host, UNAVAILABLE when DNS could
- * not answer now. This is the clear error at creation; the connection itself is checked again at
- * every attempt.
+ * Resolves the URL's host with `resolve` — the resolver the attempts use (webhook-dns.ts), so that
+ * creation judges the answers the deliveries will get — and refuses it when any of its addresses
+ * is not public (unless private targets are allowed): BAD_USER_INPUT for a refused or unknown host,
+ * UNAVAILABLE when DNS could not answer now. This is the clear error at creation; the connection
+ * itself is checked again at every attempt.
  */
-export async function assertResolvableTarget(url: URL, options: TargetGuardOptions): Promise<void> {
+export async function assertResolvableTarget(
+  url: URL,
+  options: TargetGuardOptions,
+  resolve: (host: string) => Promise<readonly { readonly address: string }[]>,
+): Promise<void> {
   if (options.allowPrivateTargets) return;
   const host = hostOf(url);
   let addresses: readonly string[];
-  if (isIP(host) !== 0) {
-    addresses = [host];
-  } else {
-    try {
-      addresses = (await lookup(host, { all: true, order: 'verbatim' })).map((entry) => entry.address);
-    } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (code === 'ENOTFOUND' || code === 'ENODATA') refuse(`The webhook URL's host ${host} does not resolve`);
-      throw new TributaryError(ErrorCode.UNAVAILABLE, `The webhook URL's host ${host} could not be resolved right now`, {
-        details: { field: 'url' },
-        cause: error,
-      });
-    }
+  try {
+    addresses = (await resolve(host)).map((entry) => entry.address);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'ENOTFOUND' || code === 'ENODATA') refuse(`The webhook URL's host ${host} does not resolve`);
+    throw new TributaryError(ErrorCode.UNAVAILABLE, `The webhook URL's host ${host} could not be resolved right now`, {
+      details: { field: 'url' },
+      cause: error,
+    });
   }
   for (const address of addresses) {
     const reason = forbiddenAddressReason(address);

@@ -34,6 +34,7 @@ import {
   type WebhookEndpoint,
 } from './endpoint-store.ts';
 import { assertResolvableTarget, assertWebhookUrl } from './target-guard.ts';
+import { createWebhookDns, type WebhookDnsOptions } from './webhook-dns.ts';
 import { newWebhookSecret } from './webhook-signature.ts';
 
 export interface EndpointInput {
@@ -79,7 +80,10 @@ export interface WebhookAdmin {
   replay(scope: Scope, endpointId: string, range: { since: Date; until?: Date | undefined; onlyFailed: boolean }): Promise<number>;
   /** A `webhook.test` event to the endpoint (sent even when it is disabled). */
   sendTest(scope: Scope, endpointId: string): Promise<Delivery>;
-  /** Stops the work an enable left in the background (endpoint-resume.ts), after its statement under way. */
+  /**
+   * Stops the work an enable left in the background (endpoint-resume.ts), after its statement under
+   * way, and the DNS queries of URL checks under way.
+   */
   close(): Promise<void>;
 }
 
@@ -92,6 +96,11 @@ export interface WebhookAdminOptions {
   /** Told how many deliveries a redelivery, replay or test stored. */
   readonly statistics: DeliveryStatistics;
   readonly allowPrivateTargets: boolean;
+  /**
+   * Where a URL's host is resolved at creation: as the attempts resolve it (webhook-dns.ts), so a
+   * URL is judged on the answers its deliveries will get. @default c-ares with the system's nameservers
+   */
+  readonly dns?: WebhookDnsOptions;
   /** Largest body sent; a larger event goes without its data. */
   readonly maxBodyBytes: number;
   /** Where the work an enable leaves in the background tells of its failures. */
@@ -187,8 +196,9 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
    * input) and where its host resolves to now (every attempt checks again) — last, so that a DNS
    * outage does not hide what else is wrong with the input.
    */
+  const dns = createWebhookDns(options.dns);
   const resolvedUrl = async (parsed: URL): Promise<string> => {
-    await assertResolvableTarget(parsed, guard);
+    await assertResolvableTarget(parsed, guard, (host) => dns.resolve(host));
     return parsed.toString();
   };
 
@@ -334,7 +344,10 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       return inserted(await schedule(endpointId, [{ endpointId, eventId: id, eventType: 'webhook.test', topic: 'webhooks.test', lane: `event:${id}`, body, trigger: 'test', eventTime: now }]));
     },
 
-    close: () => resume.close(),
+    close: () => {
+      dns.close();
+      return resume.close();
+    },
   };
 }
 
