@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { createCdcService, type CdcService, type WalOutboxCatalog } from '../pipeline/cdc/cdc-service.ts';
 import { createCdcStore, type CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import { createSourceConnections } from '../pipeline/cdc/wal/source-connections.ts';
+import { OUTBOX_CONNECTION_LIMITS } from '../pipeline/outbox/outbox-pool.ts';
 import { listOutboxSources, saveOutboxError, saveOutboxRate, saveOutboxReport } from '../pipeline/outbox/outbox-store.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
@@ -49,6 +50,7 @@ export async function startCdc({ config, clients, metrics, logger }: StartContex
     log,
     logger,
     connect: (url) => createSourceConnections(url),
+    connectOutbox: (url) => createSourceConnections(url, { ...OUTBOX_CONNECTION_LIMITS, applicationName: 'tributary-outbox' }),
     redis: clients.redis?.command,
     subscriber: clients.redis?.subscriber,
     keyPrefix: config.redisKeyPrefix,

@@ -43,6 +43,7 @@ function startService(store: CdcStore, outboxes: WalOutboxCatalog) {
     log,
     logger,
     connect: (url) => createSourceConnections(url),
+    connectOutbox: (url) => createSourceConnections(url),
     redis: undefined,
     keyPrefix: 'test:',
     reloadIntervalMs: 3_600_000,

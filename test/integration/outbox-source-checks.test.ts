@@ -1,9 +1,10 @@
 /**
  * `setOutboxSource` checks the table it is pointed at, on a real application database: a table
  * that is not an outbox (a business table, an outbox missing a column) is refused, even with
- * `createTable: true`, and so is a POLL outbox the role cannot claim, mark and delete rows of —
- * BAD_USER_INPUT on the field `table`, saying what is missing, and nothing saved. Otherwise every
- * poll would fail, seen only in `outboxStatus.lastError`.
+ * `createTable: true`, and so is an outbox the role cannot claim, mark and delete rows of (in WAL
+ * mode too: its reader deletes routed rows with that role) — BAD_USER_INPUT on the field `table`,
+ * saying what is missing, and nothing saved. Otherwise every poll or clean-up would fail, seen only
+ * in `outboxStatus.lastError`.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ErrorCode } from '../../src/errors.ts';
@@ -61,7 +62,7 @@ describe('setOutboxSource checks the table', () => {
     expect(await set({ databaseUrl: appDb.url, mode: 'POLL' })).toEqual({ saved: 'event_outbox POLL' });
   });
 
-  it('refuses POLL mode for a role that cannot update and delete the outbox rows, and takes it once granted', async () => {
+  it.each(['POLL', 'WAL'] as const)('refuses %s mode for a role that cannot update and delete the outbox rows, and takes it once granted', async (mode) => {
     const { appDb, app, outbox, set } = await setUp();
     await app.query(outboxTableDdl(outboxTable('event_outbox')));
     const role = uniqueName('outbox_role');
@@ -75,12 +76,12 @@ describe('setOutboxSource checks the table', () => {
     url.username = role;
     url.password = 'pw';
 
-    const { refused } = await set({ databaseUrl: url.toString(), mode: 'POLL' });
+    const { refused } = await set({ databaseUrl: url.toString(), mode });
     expect(refused).toMatchObject({ code: ErrorCode.BAD_USER_INPUT, details: { field: 'table' } });
     expect((refused as Error).message).toContain('lacks UPDATE, DELETE on the table event_outbox');
     expect(await outbox.getSource(SCOPE)).toBeUndefined();
 
     await app.query(`GRANT UPDATE, DELETE ON event_outbox TO ${role}`);
-    expect(await set({ databaseUrl: url.toString(), mode: 'POLL' })).toEqual({ saved: 'event_outbox POLL' });
+    expect(await set({ databaseUrl: url.toString(), mode })).toEqual({ saved: `event_outbox ${mode}` });
   });
 });

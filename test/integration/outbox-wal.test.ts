@@ -3,7 +3,8 @@
  * from the WAL. Commit order per entity with concurrent writers, nothing from a rolled-back
  * transaction, routed rows cleaned up; rows written before the outbox is set (or while no reader
  * runs) caught up from the table, each once; the same event as POLL mode for the same row; one
- * slot shared with the database's CDC source (its custom publication gets the table); AUTO
+ * slot shared with the database's CDC source (its custom publication gets the table); two apps
+ * sharing a database under their own logins each read the table their own login names; AUTO
  * settling on POLL for a role that cannot replicate.
  */
 import type pg from 'pg';
@@ -275,6 +276,70 @@ describe('the outbox in WAL mode', () => {
     expect(received).toEqual(['crm.contact-events', 'orders']);
     const { rows } = await app.query<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots WHERE database = current_database()');
     expect(rows).toHaveLength(1);
+  });
+
+  it('reads each app’s own table when two apps share a database, each with its own login and schema', { timeout: 120_000 }, async () => {
+    const appDb = await createTestDatabase();
+    const owner = openPool(appDb.url);
+    // Each app's login finds `event_outbox` in its own schema ("$user" leads the search path); the
+    // first one's URL is the database's (the reader's slot and publication are made on it).
+    const apps = ['shopa', 'shopb'].map((app) => {
+      const role = uniqueName(app);
+      const url = new URL(appDb.url);
+      url.username = role;
+      url.password = 'pw';
+      return { app, role, url: url.toString() };
+    });
+    for (const { role } of apps) {
+      await owner.query(`CREATE ROLE ${role} LOGIN SUPERUSER PASSWORD 'pw'`);
+      onTestFinished(async () => {
+        await owner.query(`DROP OWNED BY ${role} CASCADE`);
+        await owner.query(`DROP ROLE ${role}`);
+      });
+      await owner.query(`CREATE SCHEMA ${role} AUTHORIZATION ${role}`);
+    }
+    const server = await startTestServer(SERVER_ENV);
+    const clients = new Map<string, RawSocket>();
+    for (const { app, url } of apps) {
+      const token = await signHs256({ app, roles: ['admin'], tenant: undefined, permissions: [] });
+      expect((await gql(server, token, SET_OUTBOX, { url, mode: 'WAL' })).errors).toBeUndefined();
+      const client = await openAcknowledgedSocket(server.wsUrl, await signHs256({ app, tenant: undefined, permissions: ['orders.read'] }));
+      const before = server.stats().subscribers;
+      client.send({ id: 'o', type: 'subscribe', payload: { query: `subscription { events(topic: "orders") { ${FIELDS} } }` } });
+      await waitFor(() => server.stats().subscribers === before + 1, { message: 'subscription dispatched' });
+      clients.set(app, client);
+    }
+    const tables = await owner.query<{ schema: string }>(`SELECT schemaname AS schema FROM pg_tables WHERE tablename = 'event_outbox' ORDER BY 1`);
+    expect(tables.rows.map((row) => row.schema)).toEqual(apps.map((app) => app.role).sort());
+
+    // Each app writes through its own login, unqualified, as its code does; the second app a poison row too.
+    for (const { app, url } of apps) {
+      const pool = openPool(url, 1);
+      await enqueueOutboxEvent(pool, { topic: 'orders', type: 'order.created', payload: { from: app } });
+      if (app === 'shopb') await pool.query(`INSERT INTO event_outbox (topic, event_type, payload) VALUES ('orders', 'x', '[1]')`);
+      await enqueueOutboxEvent(pool, { topic: 'orders', type: 'marker', payload: { from: app } });
+    }
+    // Its own row, then its marker, and nothing of the other app's between them.
+    for (const { app } of apps) {
+      const events = await take(clients.get(app)!, 2, 30_000);
+      expect(events.map((event) => [event.type, event.payload])).toEqual([
+        ['order.created', { from: app }],
+        ['marker', { from: app }],
+      ]);
+    }
+    // Each table is cleaned up by its own reader, and each status measures its own table.
+    for (const { app, role } of apps) {
+      await waitFor(async () => (await owner.query(`SELECT 1 FROM ${role}.event_outbox WHERE dead_reason IS NULL`)).rowCount === 0, {
+        timeoutMs: 20_000,
+        message: `${app}'s routed rows deleted`,
+      });
+      const token = await signHs256({ app, roles: ['admin'], tenant: undefined, permissions: [] });
+      const expected = { mode: 'WAL', pending: 0, dead: app === 'shopb' ? 1 : 0, lastError: null };
+      await waitFor(async () => JSON.stringify((await gql(server, token, '{ outboxStatus { mode pending dead lastError } }')).data?.['outboxStatus']) === JSON.stringify(expected), {
+        timeoutMs: 20_000,
+        message: `${app}'s status`,
+      });
+    }
   });
 
   it('settles AUTO on POLL for a role that cannot replicate, and refuses WAL for it with MISCONFIGURED', { timeout: 60_000 }, async () => {

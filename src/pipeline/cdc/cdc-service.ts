@@ -30,6 +30,7 @@ import type { WalOutboxBinding, WalOutboxFigures } from './wal-outboxes.ts';
  *
  * Outboxes read in WAL mode join the reader of their database (a reader of its own when the
  * database is no CDC source): same slot, same publication (the table is added when it is not in it).
+ * Their table statements run on connections of their own URL (`connectOutbox`), not the reader's.
  *
  * Connections: one `SourceConnections` per source URL, made by the injected factory and disposed
  * once no environment and no reader uses it (idle pooled connections close on their own).
@@ -81,8 +82,8 @@ export interface SourceNames {
   readonly publicationName?: string | null;
 }
 
-/** An outbox read in WAL mode, and the database it is in. */
-export interface WalOutboxSource extends WalOutboxBinding {
+/** An outbox read in WAL mode, and the database it is in (its table statements' connections are made here). */
+export interface WalOutboxSource extends Omit<WalOutboxBinding, 'connections'> {
   readonly databaseUrl: string;
 }
 
@@ -102,6 +103,8 @@ export interface CdcServiceOptions {
   readonly logger: Logger;
   /** Makes the connections of a source URL (e.g. `createSourceConnections`); the service disposes them. */
   readonly connect: SourceConnectionFactory;
+  /** Makes the connections of a WAL-mode outbox's URL for its table statements, with the outbox pool's limits; disposed here too. */
+  readonly connectOutbox: SourceConnectionFactory;
   /** Command connection for the readers' leader election; absent: this instance reads every source. */
   readonly redis: Redis | undefined;
   /** The process's SUBSCRIBE connection, shared by the elections' release signals. @default each election opens its own */
@@ -130,6 +133,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const logger = options.logger.child({ component: 'cdc' });
   const signals = options.subscriber && createReleaseSignals(options.subscriber, logger);
   const endpoints = createSourceEndpoints(options.connect);
+  // The login that set the outbox, not the reader's: its search path names the table `setOutboxSource` checked.
+  const outboxEndpoints = createSourceEndpoints(options.connectOutbox);
   /** By the database's identity key. */
   const sources = new Map<string, { readonly url: string; readonly names: ReplicationNames; readonly source: CdcSource }>();
   /** By `app/env`: the environment's mappings. */
@@ -164,7 +169,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     const nextEnvironments = new Map(sourceRows.map((row) => [envKey(row), (byEnv.get(envKey(row)) ?? []).map((m) => m.mapping)]));
     // Environments per database; an unreachable one is retried at the next reload.
     let complete = true;
-    const groups = new Map<string, { identity: DatabaseIdentity; rows: CdcSourceRecord[]; outboxes: WalOutboxSource[] }>();
+    const groups = new Map<string, { identity: DatabaseIdentity; rows: CdcSourceRecord[]; outboxes: (WalOutboxSource & WalOutboxBinding)[] }>();
     const groupOf = async (row: { app: string; env: string; databaseUrl: string }) => {
       try {
         const identity = await identityOf(row.databaseUrl);
@@ -178,7 +183,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       }
     };
     for (const row of sourceRows) (await groupOf(row))?.rows.push(row);
-    for (const outbox of outboxRows) (await groupOf({ ...outbox.scope, databaseUrl: outbox.databaseUrl }))?.outboxes.push(outbox);
+    for (const row of outboxRows) (await groupOf({ ...row.scope, databaseUrl: row.databaseUrl }))?.outboxes.push({ ...row, connections: outboxEndpoints.connectionsOf(row.databaseUrl) });
     // Only when every database is known can a missing group mean that no environment reads it.
     const resolved = complete;
     for (const [key, entry] of sources) {
@@ -228,6 +233,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     sourceUrls = new Map(sourceRows.map((row) => [envKey(row), row.databaseUrl]));
     if (resolved) await dropRetired();
     await releaseEndpoints([...sourceRows, ...outboxRows].map((row) => row.databaseUrl));
+    await outboxEndpoints.release(outboxRows.map((row) => row.databaseUrl));
     if (complete) version = current;
   };
 
@@ -383,6 +389,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       await Promise.all([...sources.values()].map(({ source }) => source.stop()));
       sources.clear();
       await endpoints.dispose();
+      await outboxEndpoints.dispose();
     },
   };
 }

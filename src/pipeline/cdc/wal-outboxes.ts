@@ -16,6 +16,11 @@
  *   (its insert stays in the WAL until the slot is confirmed; a row routed but not yet deleted
  *   when the process dies is routed again, with its id, at the next catch-up). Poison rows are
  *   marked dead in place, like the poller does, and the retention sweep removes them later.
+ * - **Connections.** Every statement on an outbox's table runs on the connections of the outbox's
+ *   own URL (`WalOutboxBinding.connections`), never on the reader's: an unqualified table name is
+ *   resolved by the connecting login's search path, and two apps sharing a database under their
+ *   own logins each have an `event_outbox` of their own. The reader's connections only add the
+ *   table to the slot's publication.
  * - Rows become events exactly as the poller makes them (`outbox/outbox-row.ts`): same ids, scope,
  *   entity, dead reasons.
  */
@@ -37,14 +42,22 @@ import {
   type OutboxTable,
 } from '../outbox/outbox-sql.ts';
 import type { TransactionChunk } from './row-change.ts';
+import { createCleanUpQueue, type CleanUpQueue, type DeadRow } from './wal-outbox-cleanup.ts';
 import { parseLsn } from './wal/lsn.ts';
 import { sawCommitted, snapshotWindow, type SnapshotWindow } from './wal/snapshot-window.ts';
 import { ensurePublicationIncludes } from './wal/replication-setup.ts';
 import type { SourceConnections } from './wal/source-connections.ts';
 
 export interface WalOutboxBinding extends OutboxRules {
-  /** The outbox table, `name` or `schema.name`. */
+  /** The outbox table, `name` or `schema.name`, as the outbox's own login names it. */
   readonly table: string;
+  /**
+   * The connections of the outbox's own database URL, for every statement on its table: its
+   * login's search path finds the table `setOutboxSource` checked, with the privileges checked
+   * there. With the outbox pool's limits: a statement stuck behind a lock holds the chunks of the
+   * database only until its timeout.
+   */
+  readonly connections: SourceConnections;
 }
 
 /** What an outbox's reader last measured, for `outboxStatus` and `/metrics`. */
@@ -75,6 +88,7 @@ export interface WalOutboxes {
 }
 
 export interface WalOutboxesOptions {
+  /** The reader's connections: the publication is altered on them (their login owns it), nothing else. */
   readonly connections: SourceConnections;
   /** The source's publication: an outbox table it does not publish yet is added to it. */
   readonly publicationName: string;
@@ -88,8 +102,6 @@ export interface WalOutboxesOptions {
 const CATCH_UP_PAGE = 1_000;
 const CLEAN_UP_EVERY_MS = 1_000;
 const CLEAN_UP_BATCH = 1_000;
-/** Routed ids waiting to be deleted, per outbox; beyond it the oldest are dropped (they stay pending and are routed again, with their ids, at the next catch-up). */
-const MAX_CLEAN_UP_QUEUE = 100_000;
 const RETENTION_SWEEP_EVERY_MS = 30_000;
 
 class WalOutbox {
@@ -101,8 +113,7 @@ class WalOutbox {
   active = false;
   /** What the catch-up's snapshot saw (until the stream passes it). */
   window: SnapshotWindow | undefined;
-  toDelete: string[] = [];
-  toMarkDead: { id: string; reason: string }[] = [];
+  cleanUpQueue: CleanUpQueue = createCleanUpQueue();
   routed = 0;
   /** What the table last answered; kept while it cannot be read (not zeros that would claim it drained). */
   counts: OutboxCounts | undefined;
@@ -151,10 +162,10 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
     outbox.active = false;
     try {
       await cleanUp(outbox);
-      await connections.withClient(async (client) => {
+      await outbox.binding.connections.withClient(async (client) => {
         const resolved = await resolveTable(client, outbox.table);
         if (!resolved) throw new Error(`the table ${outbox.table.name} does not exist`);
-        if ((await ensurePublicationIncludes(client, options.publicationName, resolved)).added) {
+        if ((await connections.withClient((reader) => ensurePublicationIncludes(reader, options.publicationName, resolved))).added) {
           logger.info({ outbox: outbox.name, publication: options.publicationName }, 'outbox table added to the publication');
         }
         const { snapshot, lsn } = await beginCatchUp(client);
@@ -193,7 +204,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
   const eventsOf = (outbox: WalOutbox, rows: readonly OutboxRow[]) => {
     const events: RawEventInput[] = [];
     const routedIds: string[] = [];
-    const dead: { id: string; reason: string }[] = [];
+    const dead: DeadRow[] = [];
     for (const row of rows) {
       const event = outboxRowEvent(row, outbox.binding);
       if (typeof event === 'string') dead.push({ id: row.id, reason: event });
@@ -205,7 +216,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
     return { events, routedIds, dead };
   };
 
-  const count = (outbox: WalOutbox, routed: number, dead: readonly { id: string; reason: string }[]) => {
+  const count = (outbox: WalOutbox, routed: number, dead: readonly DeadRow[]) => {
     outbox.routed += routed;
     if (routed > 0) options.metrics?.outboxRouted.inc({ outbox: outbox.name }, routed);
     for (const { id, reason } of dead) {
@@ -214,20 +225,28 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
     }
   };
 
-  /** Deletes routed rows and marks dead ones, a batch at a time; on failure they wait for the next round. */
-  const cleanUp = (outbox: WalOutbox): Promise<void> =>
-    (cleaning = cleaning.then(async () => {
-      while (outbox.toDelete.length > 0 || outbox.toMarkDead.length > 0) {
-        const ids = outbox.toDelete.slice(0, CLEAN_UP_BATCH);
-        const dead = outbox.toMarkDead.slice(0, CLEAN_UP_BATCH);
-        await connections.withClient(async (client) => {
-          await deleteRows(client, outbox.table, ids);
-          for (const { id, reason } of dead) await markDead(client, outbox.table, id, reason);
-        });
-        outbox.toDelete.splice(0, ids.length);
-        outbox.toMarkDead.splice(0, dead.length);
+  /** Deletes routed rows and marks dead ones, a batch at a time; a batch that fails waits, first in line, for the next round. */
+  const cleanUp = (outbox: WalOutbox): Promise<void> => {
+    const run = cleaning.then(async () => {
+      const queue = outbox.cleanUpQueue;
+      while (!queue.empty) {
+        const batch = queue.take(CLEAN_UP_BATCH);
+        try {
+          await outbox.binding.connections.withClient(async (client) => {
+            await deleteRows(client, outbox.table, batch.ids);
+            for (const { id, reason } of batch.dead) await markDead(client, outbox.table, id, reason);
+          });
+        } catch (error) {
+          queue.giveBack(batch);
+          throw error;
+        }
       }
-    }));
+    });
+    // Kept settled, as the gate is: chained on a rejected round, every later round (and every
+    // catch-up, which cleans up first) would fail with its error without running, until a restart.
+    cleaning = run.catch(() => undefined);
+    return run;
+  };
 
   const cleanUpAll = async (): Promise<void> => {
     for (const outbox of outboxes.values()) {
@@ -256,10 +275,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
         }
         const outbox = new WalOutbox(binding);
         // New rules for the same table: what was routed under the old ones is still to be cleaned up.
-        if (existing?.binding.table === binding.table) {
-          outbox.toDelete = existing.toDelete;
-          outbox.toMarkDead = existing.toMarkDead;
-        }
+        if (existing?.binding.table === binding.table) outbox.cleanUpQueue = existing.cleanUpQueue;
         next.set(binding.outboxId, outbox);
       }
       const added = [...next.values()].filter((outbox) => outboxes.get(outbox.binding.outboxId) !== outbox);
@@ -283,7 +299,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
 
     take(chunk) {
       const events: RawEventInput[] = [];
-      const notes: { outbox: WalOutbox; routedIds: string[]; dead: { id: string; reason: string }[] }[] = [];
+      const notes: { outbox: WalOutbox; routedIds: string[]; dead: DeadRow[] }[] = [];
       for (const outbox of outboxes.values()) {
         const { resolved } = outbox;
         if (!outbox.active || !resolved || outbox.seenByCatchUp(chunk)) continue;
@@ -302,13 +318,8 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
         routed() {
           for (const { outbox, routedIds, dead } of notes) {
             count(outbox, routedIds.length, dead);
-            outbox.toDelete.push(...routedIds);
-            outbox.toMarkDead.push(...dead);
-            const over = outbox.toDelete.length - MAX_CLEAN_UP_QUEUE;
-            if (over > 0) {
-              outbox.toDelete.splice(0, over);
-              logger.warn({ outbox: outbox.name, dropped: over }, 'outbox clean-up is behind: routed rows stay in the table until the next catch-up');
-            }
+            const dropped = outbox.cleanUpQueue.add(routedIds, dead);
+            if (dropped > 0) logger.warn({ outbox: outbox.name, dropped }, 'outbox clean-up is behind: routed rows stay in the table until the next catch-up');
           }
         },
       };
@@ -319,7 +330,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
       for (const outbox of outboxes.values()) {
         if (ready && !outbox.active) void gate(() => catchUp(outbox));
         try {
-          outbox.counts = await connections.withClient(async (client) => {
+          outbox.counts = await outbox.binding.connections.withClient(async (client) => {
             if (Date.now() - outbox.lastSweep >= RETENTION_SWEEP_EVERY_MS) {
               outbox.lastSweep = Date.now();
               // Within its budget, as the figures wait for it; cut short, the next inspection sweeps on.
@@ -373,6 +384,7 @@ function rowOf(image: Readonly<Record<string, unknown>>): OutboxRow {
 function sameBinding(a: WalOutboxBinding, b: WalOutboxBinding): boolean {
   return (
     a.table === b.table &&
+    a.connections === b.connections &&
     a.scope.app === b.scope.app &&
     a.scope.env === b.scope.env &&
     a.requireTenant === b.requireTenant &&

@@ -62,7 +62,9 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
         if (existed) await assertOutboxColumns(pool, table);
         if (input.createTable === true) await pool.query(outboxTableDdl(table));
         readMode = await resolveMode(pool, requestedMode, options.checkReplication);
-        if (readMode === 'POLL') await assertPollPrivileges(pool, table);
+        // In either mode the reader works on the table with this URL's login: the pollers, or the WAL
+        // reader's catch-up, clean-up and retention sweep.
+        await assertReaderPrivileges(pool, table, readMode);
       } catch (error) {
         if (isTributaryError(error)) throw error;
         throw new TributaryError(ErrorCode.BAD_USER_INPUT, `The outbox database could not be used: ${error instanceof Error ? error.message : String(error)}`, {
@@ -98,15 +100,18 @@ async function assertOutboxColumns(pool: pg.Pool, table: OutboxTable): Promise<v
   );
 }
 
-/** What the pollers do to the table: claim rows (SELECT … FOR UPDATE), mark them, delete old ones. */
-const POLL_PRIVILEGES = ['SELECT', 'UPDATE', 'DELETE'];
+/**
+ * What the readers do to the table: the pollers claim rows (SELECT … FOR UPDATE), mark them and
+ * delete old ones; the WAL reader reads pending rows, deletes routed ones and marks dead ones.
+ */
+const READER_PRIVILEGES = ['SELECT', 'UPDATE', 'DELETE'];
 
-async function assertPollPrivileges(pool: pg.Pool, table: OutboxTable): Promise<void> {
-  const missing = await missingPrivileges(pool, table, POLL_PRIVILEGES);
+async function assertReaderPrivileges(pool: pg.Pool, table: OutboxTable, mode: OutboxReadMode): Promise<void> {
+  const missing = await missingPrivileges(pool, table, READER_PRIVILEGES);
   if (missing.length === 0) return;
   throw new TributaryError(
     ErrorCode.BAD_USER_INPUT,
-    `The role of that database URL lacks ${missing.join(', ')} on the table ${table.name}; POLL mode needs ${POLL_PRIVILEGES.join(', ')} on it`,
+    `The role of that database URL lacks ${missing.join(', ')} on the table ${table.name}; ${mode} mode needs ${READER_PRIVILEGES.join(', ')} on it`,
     { details: { field: 'table' } },
   );
 }

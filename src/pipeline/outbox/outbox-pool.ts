@@ -15,6 +15,26 @@ const QUERY_TIMEOUT_MS = 30_000;
 /** Idle time before TCP keepalive probes start, in ms (Linux's default is two hours). */
 const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
 
+/**
+ * The limits of every connection the outbox's statements run on, each in ms as above: the pollers'
+ * pools here, and the WAL reader's catch-up, clean-up and status reads (`cdc/cdc-service.ts`), which
+ * would otherwise hold their database's chunks, or its housekeeping, behind a statement that never
+ * answers.
+ */
+export interface OutboxConnectionLimits {
+  readonly connectTimeoutMs: number;
+  readonly idleInTransactionMs: number;
+  readonly queryTimeoutMs: number;
+  readonly keepAliveInitialDelayMs: number;
+}
+
+export const OUTBOX_CONNECTION_LIMITS: OutboxConnectionLimits = {
+  connectTimeoutMs: CONNECT_TIMEOUT_MS,
+  idleInTransactionMs: IDLE_IN_TRANSACTION_MS,
+  queryTimeoutMs: QUERY_TIMEOUT_MS,
+  keepAliveInitialDelayMs: KEEPALIVE_INITIAL_DELAY_MS,
+};
+
 export interface OutboxPoolOptions {
   /** Longest a statement's answer is waited for, in ms. @default 30000 */
   readonly queryTimeoutMs?: number;

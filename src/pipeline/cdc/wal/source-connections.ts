@@ -26,15 +26,32 @@ export interface SourceConnectionOptions {
   readonly max?: number;
   /** An idle pooled connection is closed after this, in ms (a source polled every 5 s keeps one). @default 30000 */
   readonly idleTimeoutMs?: number;
+  /** As `pg_stat_activity` shows the pooled connections. @default 'tributary-cdc-setup' */
+  readonly applicationName?: string;
+  /** Longest a connection attempt is waited for, in ms. @default CONNECT_TIMEOUT_MS */
+  readonly connectTimeoutMs?: number;
+  /**
+   * Longest a statement's answer is waited for, in ms: past it the statement rejects (and its
+   * connection is discarded), whether or not the server is still there. @default none — slot
+   * creation waits for the transactions running on the source, however long they take.
+   */
+  readonly queryTimeoutMs?: number;
+  /** The server ends a transaction left idle this long, in ms. @default none */
+  readonly idleInTransactionMs?: number;
+  /** TCP keepalive probes start after this much idle time, in ms. @default no keepalive */
+  readonly keepAliveInitialDelayMs?: number;
 }
 
 export function createSourceConnections(databaseUrl: string, options: SourceConnectionOptions = {}): SourceConnections {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
-    application_name: 'tributary-cdc-setup',
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    application_name: options.applicationName ?? 'tributary-cdc-setup',
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
     max: options.max ?? 2,
     idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
+    ...(options.queryTimeoutMs !== undefined && { query_timeout: options.queryTimeoutMs }),
+    ...(options.idleInTransactionMs !== undefined && { idle_in_transaction_session_timeout: options.idleInTransactionMs }),
+    ...(options.keepAliveInitialDelayMs !== undefined && { keepAlive: true, keepAliveInitialDelayMillis: options.keepAliveInitialDelayMs }),
   });
   // An error on an idle client (server restart) must not crash the process; the next query fails instead.
   pool.on('error', () => {});
