@@ -148,6 +148,43 @@ describe('the outbox poller', () => {
     }
   });
 
+  it('drains a backlog of one entity without claiming from the partitions that have no rows at every batch, the others still claimed once an interval', async () => {
+    const { db, admin, appended, poller, enqueue } = await setUp();
+    await admin.query(
+      `INSERT INTO event_outbox (topic, event_type, payload, entity) SELECT 'orders', 'order.updated', jsonb_build_object('n', n), 'order:hot' FROM generate_series(1, 1000) AS n`,
+    );
+    // What each claim of the poller's answered (the real statements on its connections, counted).
+    const claims: number[] = [];
+    const pool = openPool(db.url, 'outbox-skewed');
+    pool.on('connect', (client) => {
+      const query = client.query.bind(client) as (text: unknown, values?: unknown) => Promise<pg.QueryResult>;
+      Object.assign(client, {
+        query: async (text: unknown, values?: unknown) => {
+          const result = await query(text, values);
+          if (typeof text === 'string' && text.includes('FOR UPDATE')) claims.push(result.rowCount ?? 0);
+          return result;
+        },
+      });
+    });
+    const outbox = poller(pool, { intervalMs: 3_600_000 });
+
+    let handled = 0;
+    for (let pass = 0; pass < 11 && handled < 1_000; pass += 1) handled += await outbox.pollOnce();
+    expect(handled).toBe(1_000);
+    expect(appended.map((event) => event.payload['n'])).toEqual(Array.from({ length: 1_000 }, (_, n) => n + 1));
+    // Every partition in one claim, then the backlog's own, a batch each (a claim of partitions with
+    // no rows reads through the whole backlog: it was made for the 15 others at every batch).
+    expect(claims.filter((rows) => rows === 0).length).toBeLessThanOrEqual(1);
+    expect(claims.length).toBeLessThanOrEqual(11);
+
+    // Another entity's row waits for the interval while the backlog is behind: its last claim (of
+    // nothing) ends it, and the next pass claims from every partition again.
+    await enqueue({ entity: 'order:cold', payload: { n: 0 } });
+    expect(await outbox.pollOnce()).toBe(0);
+    expect(await outbox.pollOnce()).toBe(1);
+    expect(appended.at(-1)?.metadata.entity).toBe('order:cold');
+  });
+
   it('sets poison rows aside with their reason and routes the same entity’s later rows', async () => {
     const { admin, appended, counted, poller, enqueue } = await setUp();
     // The table's own check would refuse the bad operation; an operator's table may not have it.

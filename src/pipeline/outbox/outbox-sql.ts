@@ -163,6 +163,11 @@ export async function tryLockPartitions(db: Queryable, outboxKey: number, partit
   return result.rows.map((row) => row.partition);
 }
 
+/** A claimed row, with the partition it belongs to. */
+export interface ClaimedRow extends OutboxRow {
+  readonly partition: number;
+}
+
 /**
  * The oldest pending rows of the given partitions (of `count`), locked (FOR UPDATE, no SKIP
  * LOCKED: the advisory locks already make this poller their only reader, and skipping would
@@ -173,10 +178,11 @@ export async function claimBatch(
   table: OutboxTable,
   partitions: { readonly indexes: readonly number[]; readonly count: number },
   limit: number,
-): Promise<OutboxRow[]> {
-  const result = await db.query<OutboxRow>(
+): Promise<ClaimedRow[]> {
+  const result = await db.query<ClaimedRow>(
     // ORDER BY the column, qualified: a bare `id` would name the output `id::text` and sort as text ('10' < '9').
-    `SELECT o.id::text AS id, o.topic, o.event_type, o.payload, o.tenant, o.entity, o.table_name, o.operation
+    `SELECT o.id::text AS id, o.topic, o.event_type, o.payload, o.tenant, o.entity, o.table_name, o.operation,
+            ${partitionOf}::int AS partition
        FROM ${table.sql} AS o
       WHERE o.processed_at IS NULL AND ${partitionOf} = ANY($1::int[])
       ORDER BY o.id
