@@ -62,6 +62,26 @@ async function setUp(url?: string) {
   return { db, admin, log, router, appended, counted, poller, enqueue };
 }
 
+/** Hands `observe` the rows each claim (SELECT … FOR UPDATE) on the pool's connections answered: the real statements, watched. */
+function observeClaims(pool: pg.Pool, observe: (rows: readonly { id: string; payload: unknown }[]) => void): void {
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    Object.assign(client, {
+      // As it was (`pool.query` passes a callback), the claims' answers seen on their way.
+      query: (...args: unknown[]) => {
+        const answer = query(...args);
+        if (typeof args[0] === 'string' && args[0].includes('FOR UPDATE') && answer instanceof Promise) {
+          return answer.then((result: pg.QueryResult) => {
+            observe(result.rows as { id: string; payload: unknown }[]);
+            return result;
+          });
+        }
+        return answer;
+      },
+    });
+  });
+}
+
 describe('the outbox poller', () => {
   it('routes a committed write once and nothing from a rolled-back one', async () => {
     const { admin, appended, poller } = await setUp();
@@ -153,19 +173,10 @@ describe('the outbox poller', () => {
     await admin.query(
       `INSERT INTO event_outbox (topic, event_type, payload, entity) SELECT 'orders', 'order.updated', jsonb_build_object('n', n), 'order:hot' FROM generate_series(1, 1000) AS n`,
     );
-    // What each claim of the poller's answered (the real statements on its connections, counted).
+    // How many rows each claim of the poller's answered.
     const claims: number[] = [];
     const pool = openPool(db.url, 'outbox-skewed');
-    pool.on('connect', (client) => {
-      const query = client.query.bind(client) as (text: unknown, values?: unknown) => Promise<pg.QueryResult>;
-      Object.assign(client, {
-        query: async (text: unknown, values?: unknown) => {
-          const result = await query(text, values);
-          if (typeof text === 'string' && text.includes('FOR UPDATE')) claims.push(result.rowCount ?? 0);
-          return result;
-        },
-      });
-    });
+    observeClaims(pool, (rows) => claims.push(rows.length));
     const outbox = poller(pool, { intervalMs: 3_600_000 });
 
     let handled = 0;
@@ -186,7 +197,7 @@ describe('the outbox poller', () => {
   });
 
   it('sets poison rows aside with their reason and routes the same entity’s later rows', async () => {
-    const { admin, appended, counted, poller, enqueue } = await setUp();
+    const { db, admin, appended, counted, poller, enqueue } = await setUp();
     // The table's own check would refuse the bad operation; an operator's table may not have it.
     await admin.query('ALTER TABLE event_outbox DROP CONSTRAINT event_outbox_operation_check');
     const raw = async (topic: string, type: string, payload: string, tenant: string | null, operation: string | null = null) => {
@@ -207,16 +218,23 @@ describe('the outbox poller', () => {
       [await raw('orders', 'order.updated', JSON.stringify({ big: 'x'.repeat(200) }), 'a')]: 'payload over 100 bytes',
       [await raw('orders', 'order.updated', '{}', 'a', 'upsert')]: 'invalid operation',
     };
+    // Far over the limit: set aside without being read.
+    const huge = await raw('orders', 'order.updated', JSON.stringify({ big: 'x'.repeat(1_000) }), 'a');
+    poison[huge] = 'payload over 100 bytes';
     const last = await enqueue({ payload: { n: 2 }, tenant: 'a', entity: 'order:1' });
 
-    const outbox = poller(admin, { requireTenant: true, maxPayloadBytes: 100 });
-    expect(await outbox.pollOnce()).toBe(9);
+    const pool = openPool(db.url, 'outbox-poison');
+    const payloadsRead = new Map<string, unknown>();
+    observeClaims(pool, (rows) => rows.forEach((row) => payloadsRead.set(row.id, row.payload)));
+    const outbox = poller(pool, { requireTenant: true, maxPayloadBytes: 100 });
+    expect(await outbox.pollOnce()).toBe(10);
+    expect(payloadsRead.get(huge)).toBeNull();
     expect(appended.map((event) => event.id)).toEqual([eventIdOf(first), eventIdOf(last)]);
     const dead = await admin.query<{ id: string; dead_reason: string }>(
       'SELECT id::text AS id, dead_reason FROM event_outbox WHERE dead_reason IS NOT NULL ORDER BY id',
     );
     expect(Object.fromEntries(dead.rows.map((row) => [row.id, row.dead_reason]))).toEqual(poison);
-    expect(await outbox.status()).toMatchObject({ pending: 0, oldestPendingSeconds: null, dead: 7 });
+    expect(await outbox.status()).toMatchObject({ pending: 0, oldestPendingSeconds: null, dead: 8 });
     expect(counted.dead.sort()).toEqual(Object.values(poison).sort());
   });
 

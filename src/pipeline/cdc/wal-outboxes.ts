@@ -172,7 +172,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
         let total = 0;
         try {
           for (let after = '0'; ; ) {
-            const rows = await pendingAfter(client, outbox.table, after, CATCH_UP_PAGE);
+            const rows = await pendingAfter(client, outbox.table, after, CATCH_UP_PAGE, outbox.binding.maxPayloadBytes);
             if (rows.length === 0) break;
             after = rows.at(-1)!.id;
             const { events, routedIds, dead } = eventsOf(outbox, rows);

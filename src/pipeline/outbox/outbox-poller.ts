@@ -262,7 +262,7 @@ class PartitionedOutboxPoller implements OutboxPoller {
   async #handlePartitions(client: pg.PoolClient, partitions: readonly number[]): Promise<number[]> {
     const locked = await tryLockPartitions(client, this.#lockKey, partitions);
     if (locked.length === 0) return [];
-    const rows = await claimBatch(client, this.#table, { indexes: locked, count: this.#partitions }, this.#batchSize);
+    const rows = await claimBatch(client, this.#table, { indexes: locked, count: this.#partitions }, this.#batchSize, this.#rules.maxPayloadBytes);
     if (rows.length === 0) return [];
     const routable: { row: OutboxRow; event: RawEventInput }[] = [];
     const dead: { row: OutboxRow; reason: string }[] = [];

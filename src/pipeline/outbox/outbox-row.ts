@@ -20,6 +20,8 @@ export interface OutboxRow {
   readonly entity: unknown;
   readonly table_name: unknown;
   readonly operation: unknown;
+  /** Read from the table without its payload, far over the limit (see `claimBatch`). */
+  readonly oversized?: boolean | null;
 }
 
 /** What the rows of one outbox are checked against and scoped to. */
@@ -42,6 +44,7 @@ const OPERATIONS: ReadonlySet<string> = new Set<EventOperation>(['insert', 'upda
  */
 export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInput | string {
   const { payload, operation, tenant, entity, table_name: table } = row;
+  if (row.oversized === true) return `payload over ${rules.maxPayloadBytes} bytes`;
   if (!isJsonObject(payload)) return 'payload is not a JSON object';
   if (Buffer.byteLength(JSON.stringify(payload)) > rules.maxPayloadBytes) return `payload over ${rules.maxPayloadBytes} bytes`;
   if (typeof row.topic !== 'string' || !isValidName('topic', row.topic)) return 'invalid topic name';
