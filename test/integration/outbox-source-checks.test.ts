@@ -62,6 +62,26 @@ describe('setOutboxSource checks the table', () => {
     expect(await set({ databaseUrl: appDb.url, mode: 'POLL' })).toEqual({ saved: 'event_outbox POLL' });
   });
 
+  it('refuses an outbox whose columns have types its statements cannot use, naming each, and takes it once they do', async () => {
+    const { appDb, app, set } = await setUp();
+    // A uuid key and a short reason: every batch would be routed, then fail its mark, at every pass.
+    await app.query(`CREATE TABLE event_outbox (
+      id uuid PRIMARY KEY DEFAULT gen_random_uuid(), topic text NOT NULL, event_type text NOT NULL, payload text NOT NULL,
+      tenant text, entity text, table_name text, operation text, created_at timestamptz NOT NULL DEFAULT now(),
+      processed_at timestamptz, dead_reason varchar(20))`);
+    const { refused } = await set({ databaseUrl: appDb.url, mode: 'POLL' });
+    expect(refused).toMatchObject({ code: ErrorCode.BAD_USER_INPUT, details: { field: 'table' } });
+    expect((refused as Error).message).toBe(
+      'The table event_outbox is not an outbox: its id is uuid, not an integer (bigserial); payload is text, not json or jsonb; ' +
+        'dead_reason is character varying(20), not text (or a varchar of 100 characters or more); create the outbox with the DDL of npm run outbox:sql',
+    );
+
+    await app.query('DROP TABLE event_outbox');
+    await app.query(outboxTableDdl(outboxTable('event_outbox')));
+    await app.query('ALTER TABLE event_outbox ALTER COLUMN dead_reason TYPE varchar(255), ALTER COLUMN payload TYPE json');
+    expect(await set({ databaseUrl: appDb.url, mode: 'POLL' })).toEqual({ saved: 'event_outbox POLL' });
+  });
+
   it.each(['POLL', 'WAL'] as const)('refuses %s mode for a role that cannot update and delete the outbox rows, and takes it once granted', async (mode) => {
     const { appDb, app, outbox, set } = await setUp();
     await app.query(outboxTableDdl(outboxTable('event_outbox')));

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Scope } from '../scope.ts';
-import { DEFAULT_OUTBOX_TABLE, missingColumns, missingPrivileges, outboxTable, outboxTableDdl, tableExists, type OutboxTable } from './outbox-sql.ts';
+import { DEFAULT_OUTBOX_TABLE, missingColumns, missingPrivileges, mistypedColumns, outboxTable, outboxTableDdl, tableExists, type OutboxTable } from './outbox-sql.ts';
 import { getOutboxSource, removeOutboxSource, saveOutboxSource, type OutboxReadMode, type OutboxRequestedMode, type OutboxSourceView } from './outbox-store.ts';
 
 /** Opens a pool on an application's database; the caller ends it. */
@@ -89,13 +89,19 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
   };
 }
 
-/** An existing table that lacks a column of the outbox would fail every read of it: refused now, naming what is missing. */
+/**
+ * An existing table that lacks a column of the outbox would fail every read of it, and one whose
+ * column has a type the statements cannot use would fail each batch after routing it (routed
+ * again at every pass): refused now, naming what is wrong.
+ */
 async function assertOutboxColumns(pool: pg.Pool, table: OutboxTable): Promise<void> {
   const missing = await missingColumns(pool, table);
-  if (missing.length === 0) return;
+  const mistyped = missing.length === 0 ? await mistypedColumns(pool, table) : [];
+  if (missing.length === 0 && mistyped.length === 0) return;
+  const wrong = missing.length > 0 ? `it has no column ${missing.join(', ')}` : `its ${mistyped.join('; ')}`;
   throw new TributaryError(
     ErrorCode.BAD_USER_INPUT,
-    `The table ${table.name} is not an outbox: it has no column ${missing.join(', ')}; create the outbox with the DDL of npm run outbox:sql`,
+    `The table ${table.name} is not an outbox: ${wrong}; create the outbox with the DDL of npm run outbox:sql`,
     { details: { field: 'table' } },
   );
 }

@@ -117,6 +117,40 @@ export async function missingColumns(db: Queryable, table: OutboxTable): Promise
 }
 
 /**
+ * The types the statements here need of the columns they compare or write (the others are read
+ * and validated row by row): ids compared with `bigint[]`, timestamps set to `now()` and aged, the
+ * dead reason written (up to ~70 characters), the payload parsed as JSON. A table with another
+ * type (a uuid id, a varchar(20) reason) would be routed and then fail its mark at every pass.
+ */
+const COLUMN_TYPES: Readonly<Record<string, { readonly types: readonly string[]; readonly said: string }>> = {
+  id: { types: ['smallint', 'integer', 'bigint'], said: 'an integer (bigserial)' },
+  payload: { types: ['json', 'jsonb'], said: 'json or jsonb' },
+  created_at: { types: ['timestamp with time zone', 'timestamp without time zone'], said: 'a timestamp' },
+  processed_at: { types: ['timestamp with time zone', 'timestamp without time zone'], said: 'a timestamp' },
+  dead_reason: { types: ['text', 'character varying'], said: 'text (or a varchar of 100 characters or more)' },
+};
+/** The shortest varchar a dead reason fits in. */
+const MIN_REASON_LENGTH = 100;
+
+/** Of the existing table's columns, those whose type the outbox's statements cannot use: `column: what it is, what it must be`. */
+export async function mistypedColumns(db: Queryable, table: OutboxTable): Promise<string[]> {
+  const { rows } = await db.query<{ name: string; type: string; length: number }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, NULL) AS type,
+            CASE WHEN a.atttypmod > 4 THEN a.atttypmod - 4 ELSE -1 END AS length
+       FROM pg_attribute a
+      WHERE a.attrelid = to_regclass($1) AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [table.sql, Object.keys(COLUMN_TYPES)],
+  );
+  return rows.flatMap(({ name, type, length }) => {
+    const wanted = COLUMN_TYPES[name];
+    if (!wanted) return [];
+    const fits = wanted.types.includes(type) && !(type === 'character varying' && length !== -1 && length < MIN_REASON_LENGTH);
+    return fits ? [] : [`${name} is ${type}${length !== -1 && type === 'character varying' ? `(${length})` : ''}, not ${wanted.said}`];
+  });
+}
+
+/**
  * Of `privileges` (SELECT, UPDATE, DELETE, …), those the connecting role lacks on the table. Asked
  * one at a time: `has_table_privilege` with a list says whether *any* of them is held.
  */
