@@ -179,7 +179,7 @@ afterEach(async () => {
   for (const dispatcher of running.splice(0)) await dispatcher.close();
 });
 
-function setUp(options: Partial<Pick<DispatcherOptions, 'pageSize' | 'holdBackLimit'>> = {}) {
+function setUp(options: Partial<Pick<DispatcherOptions, 'pageSize' | 'holdBackLimit' | 'replayStallMs'>> = {}) {
   const link = createLinkedBus();
   const log = createMemoryLog({ retention: { maxEvents: 10_000, maxAgeMs: 3_600_000 }, publish: (stream, event) => link.deliver(stream, event) });
   const gated = gateReads(log);
@@ -420,6 +420,35 @@ describe('dispatcher: replays at the pace of the sink', () => {
     expect(paced.seqs).toEqual(range(1, 9));
     expect(fast.seqs).toEqual(range(1, 9));
     expect([...paced.errors, ...fast.errors]).toEqual([]);
+  });
+});
+
+describe('dispatcher: a socket that stops reading during a catch-up', () => {
+  it('holds up the stream\'s catch-up for replayStallMs at most: its subscriber then catches up alone, when it reads again, with no gap and no duplicate', async () => {
+    const { dispatcher, link, publish, subscribe } = setUp({ replayStallMs: 50 });
+    const stalled = pacedReceiver(2);
+    await dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: undefined, sink: stalled.sink });
+    const fast = await subscribe();
+    await publish(1);
+    await waitFor(() => fast.seqs.length === 1);
+
+    link.cut();
+    await publish(5); // 2 to 6: lost by the bus, read from the log
+    link.restore();
+    // The stalled socket never drains: the others get the catch-up, then live events, without it.
+    await waitFor(() => fast.seqs.length === 6, { message: `fast got ${fast.seqs.join()}` });
+    await publish(2);
+    await waitFor(() => fast.seqs.length === 8);
+    expect(fast.seqs).toEqual(range(1, 8));
+    expect(stalled.seqs).toEqual([1, 2]);
+
+    // It reads again: the rest from the log at its pace, then live.
+    await readUntil(stalled, 8);
+    await publish(1);
+    await waitFor(() => fast.seqs.length === 9 && stalled.seqs.length === 9);
+    expect(stalled.seqs).toEqual(range(1, 9));
+    expect(fast.seqs).toEqual(range(1, 9));
+    expect([...stalled.errors, ...fast.errors]).toEqual([]);
   });
 });
 

@@ -22,7 +22,10 @@ import type { FanOut, Recovery, Stream, Subscriber } from './fan-out.ts';
  *
  * Both go at the pace of the sockets they write to (`SubscriberSink.drained`): the log can hand
  * over a backlog far faster than a socket sends it, and a socket holding more than its bound is
- * closed as a slow consumer. While a replay waits, live events are held as above.
+ * closed as a slow consumer. While a replay waits, live events are held as above. A stream's
+ * catch-up serves all its live subscribers from one read of the log; one whose socket has not
+ * drained within `stallMs` (a client that stopped reading, a dead peer the keepalive has not found
+ * yet) goes on alone, as a resume from what it was given, so it holds up no one else.
  */
 export interface CatchUp {
   /** Replays the log after `after` to a catching-up subscriber, then turns it live. */
@@ -39,10 +42,12 @@ export interface CatchUpOptions {
   readonly pageSize: number;
   /** Aborted when the dispatcher closes: retries stop waiting. */
   readonly signal: AbortSignal;
+  /** How long a stream's catch-up waits for a live subscriber's socket to drain before that one goes on alone, in ms. */
+  readonly stallMs: number;
 }
 
 export function createCatchUp(options: CatchUpOptions): CatchUp {
-  const { log, fanOut, logger, pageSize, signal } = options;
+  const { log, fanOut, logger, pageSize, signal, stallMs } = options;
 
   const resume = async (subscriber: Subscriber, after: string) => {
     const { cohort } = subscriber;
@@ -111,8 +116,48 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
   };
 
   /**
-   * Delivers what the log holds after the stream's last delivered event, at the pace of the
-   * slowest of its live subscribers' sockets; stops when `current()` no longer holds.
+   * Waits until the stream's live subscribers' sockets may be written to again; those that have
+   * not drained within `stallMs` go on alone: caught up from the log after the last event handed
+   * to them, at their own pace (`resume`), while the stream's catch-up carries on without them.
+   */
+  const paceTo = async (stream: Stream): Promise<void> => {
+    const lagging = laggingOf(stream);
+    if (lagging.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), stallMs)));
+    const drained = Promise.all(lagging.map(([, drain]) => drain)).then(() => false);
+    try {
+      if (!(await Promise.race([drained, stalled]))) return;
+    } finally {
+      clearTimeout(timer);
+    }
+    for (const [subscriber] of lagging) {
+      if (subscriber.closed || !subscriber.cohort.live.has(subscriber) || !subscriber.sink.drained()) continue;
+      goOnAlone(stream, subscriber);
+    }
+  };
+
+  const goOnAlone = (stream: Stream, subscriber: Subscriber) => {
+    const given = stream.last;
+    if (given === undefined || stream.lastCursor === undefined) return;
+    // A subscriber that caught up by itself may have been given more than the stream: after that.
+    const reached = subscriber.caughtUpTo;
+    const after =
+      reached && reached.epoch === given.epoch && comparePositions(reached.position, given.position) > 0
+        ? encodeCursor(reached.epoch, reached.position)
+        : stream.lastCursor;
+    subscriber.cohort.live.delete(subscriber);
+    subscriber.cohort.catchingUp.add(subscriber);
+    subscriber.held = [];
+    subscriber.overflowed = false;
+    subscriber.caughtUpTo = undefined;
+    logger.debug({ topic: stream.ref.topic, stallMs }, 'a socket did not drain during a catch-up; it catches up alone');
+    resume(subscriber, after).catch((error: unknown) => fanOut.failSubscriber(subscriber, error));
+  };
+
+  /**
+   * Delivers what the log holds after the stream's last delivered event, at the pace of its live
+   * subscribers' sockets (`paceTo`); stops when `current()` no longer holds.
    */
   const replayAfterLast = async (stream: Stream, current: () => boolean) => {
     for (;;) {
@@ -120,11 +165,8 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
       if (cursor === undefined) return;
       const page = await log.readAfter(stream.ref, cursor, pageSize);
       for (const event of page) {
-        const backlog = backlogOf(stream);
-        if (backlog) {
-          await backlog;
-          if (!current()) return;
-        }
+        await paceTo(stream);
+        if (!current()) return;
         fanOut.deliverLive(stream, event);
       }
       if (page.length < pageSize) return;
@@ -141,11 +183,8 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
       if (recovery.overflowed) return;
       const event = recovery.held.shift();
       if (event === undefined) return;
-      const backlog = backlogOf(stream);
-      if (backlog) {
-        await backlog;
-        if (!current() || recovery.overflowed) return;
-      }
+      await paceTo(stream);
+      if (!current() || recovery.overflowed) return;
       fanOut.deliverLive(stream, event);
     }
   };
@@ -211,14 +250,14 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
   return { resume, recover };
 }
 
-/** What the stream's live subscribers' sinks must pass on before a replay writes more; undefined when none must. */
-function backlogOf(stream: Stream): Promise<unknown> | undefined {
-  let waits: Promise<void>[] | undefined;
+/** The stream's live subscribers whose sinks must pass on what they hold before a replay writes more, with what they wait for. */
+function laggingOf(stream: Stream): [Subscriber, Promise<void>][] {
+  const lagging: [Subscriber, Promise<void>][] = [];
   for (const cohort of stream.cohorts.values()) {
     for (const subscriber of cohort.live) {
       const drained = subscriber.sink.drained();
-      if (drained) (waits ??= []).push(drained);
+      if (drained) lagging.push([subscriber, drained]);
     }
   }
-  return waits && Promise.all(waits);
+  return lagging;
 }

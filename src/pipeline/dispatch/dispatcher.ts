@@ -78,6 +78,11 @@ export interface DispatcherOptions {
    * @default 5000
    */
   readonly joinTimeoutMs?: number;
+  /**
+   * How long a stream's catch-up after a bus outage waits for a live subscriber's socket to drain
+   * before that subscriber catches up on its own, at its own pace, in ms (`catch-up.ts`). @default 2000
+   */
+  readonly replayStallMs?: number;
 }
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
@@ -85,7 +90,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const logger = options.logger.child({ component: 'dispatcher' });
   const fanOut = createFanOut({ logger, holdBackLimit: options.holdBackLimit ?? 1000, metrics: options.metrics, analytics: options.analytics });
   const closing = new AbortController();
-  const catchUp = createCatchUp({ log, fanOut, logger, pageSize: options.pageSize ?? 500, signal: closing.signal });
+  const catchUp = createCatchUp({ log, fanOut, logger, pageSize: options.pageSize ?? 500, signal: closing.signal, stallMs: options.replayStallMs ?? 2000 });
   const { streams } = fanOut;
   const joinTimeoutMs = options.joinTimeoutMs ?? 5000;
 
