@@ -105,6 +105,8 @@ export const SqlState = {
   OBJECT_IN_USE: '55006',
   /** A lock not had within `lock_timeout` (or one `NOWAIT` did not get). */
   LOCK_NOT_AVAILABLE: '55P03',
+  /** A write reached a standby, or a primary demoted by a failover. */
+  READ_ONLY_SQL_TRANSACTION: '25006',
   /** The server is shutting down (`pg_ctl stop -m fast`, a terminated backend). */
   ADMIN_SHUTDOWN: '57P01',
   /** The server crashed and is restarting. */
@@ -122,6 +124,14 @@ export const SqlStateClass = {
   CONNECTION_EXCEPTION: '08',
   /** `22xxx`: a value that does not fit its type (a text that is no uuid, a number out of range). */
   DATA_EXCEPTION: '22',
+  /** `23xxx`: a constraint refused the row (unique, foreign key, check, not null). */
+  INTEGRITY_CONSTRAINT_VIOLATION: '23',
+  /** `53xxx`: the server is out of disk, memory or connections. */
+  INSUFFICIENT_RESOURCES: '53',
+  /** `54xxx`: a value or statement past a limit of the server (a row too large). */
+  PROGRAM_LIMIT_EXCEEDED: '54',
+  /** `58xxx`: the server's own failure (I/O). */
+  SYSTEM_ERROR: '58',
 } as const;
 
 export type SqlState = (typeof SqlState)[keyof typeof SqlState];

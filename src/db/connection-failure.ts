@@ -37,11 +37,28 @@ export function isConnectionFailure(error: unknown): boolean {
   return error instanceof Error && state === undefined && PG_CONNECTION_MESSAGE.test(error.message);
 }
 
+/** Out of disk or memory, or failing its I/O: the server's state, not the statement's. */
+const SERVER_STATE_CLASSES: readonly string[] = [SqlStateClass.INSUFFICIENT_RESOURCES, SqlStateClass.SYSTEM_ERROR];
+
 /**
- * A connection failure as the client-facing UNAVAILABLE ("retry shortly"), with the driver's
- * error as its cause for the logs; any other error is returned as it is.
+ * Whether `error` says the database cannot take statements right now, whatever they are: it is
+ * unreachable (`isConnectionFailure`), read-only for the moment (a failover landed on a standby
+ * or a demoted primary), or out of disk, memory or I/O. Reads may still work then, so a caller
+ * that would otherwise take the failure as a refusal of what it writes must retry instead. The
+ * CDC readers ask `isConnectionFailure` alone: they read, and tell an unreachable source apart.
+ */
+export function isDatabaseOutage(error: unknown): boolean {
+  if (isConnectionFailure(error)) return true;
+  const state = sqlStateOf(error);
+  if (state === undefined || state.length !== 5) return false;
+  return state === SqlState.READ_ONLY_SQL_TRANSACTION || SERVER_STATE_CLASSES.some((stateClass) => state.startsWith(stateClass));
+}
+
+/**
+ * A database outage (`isDatabaseOutage`) as the client-facing UNAVAILABLE ("retry shortly"), with
+ * the driver's error as its cause for the logs; any other error is returned as it is.
  */
 export function unavailableIfDisconnected(error: unknown): unknown {
-  if (!isConnectionFailure(error)) return error;
+  if (!isDatabaseOutage(error)) return error;
   return new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause: error });
 }

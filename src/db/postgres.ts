@@ -20,7 +20,8 @@ type PoolConfigWithHook = pg.PoolConfig & { readonly onConnect: (client: pg.Clie
 
 /**
  * The platform database on a real Postgres, through a `pg` pool. Every operation that fails
- * because the server is unreachable (refused, reset, timed out, shutting down, starting up)
+ * because the server cannot take it now (unreachable: refused, reset, timed out, shutting down,
+ * starting up; read-only after a failover; out of disk, memory or I/O — `isDatabaseOutage`)
  * rejects with a TributaryError UNAVAILABLE whose cause is the driver's error, so callers and
  * clients see "retry" rather than an internal error.
  */

@@ -144,6 +144,43 @@ describe('document cache', () => {
     expect(accepted).toBe(UNFLUSHED_REVISIONS_LIMIT);
     expect(await read(server, 'bound', 'd')).toEqual({ revision: 1 + UNFLUSHED_REVISIONS_LIMIT, data: { n: UNFLUSHED_REVISIONS_LIMIT } });
   });
+
+  it('keeps at most the stated number of unflushed revisions while Postgres is up but refuses the document\'s changes', async () => {
+    const database = await createTestDatabase();
+    // No sweep: only the write path flushes.
+    const server = await startTestServer({
+      DATABASE_URL: database.url,
+      REDIS_URL: testRedisUrl(),
+      REDIS_KEY_PREFIX: uniquePrefix(),
+      SYNC_DURABILITY: 'async',
+      SYNC_SWEEP_INTERVAL_MS: '600000',
+    });
+    const pool = openPool(database.url);
+    await write(server, 'create', 'bound', 'd', { n: 0 });
+    await waitFor(async () => (await stored(pool, 'bound', 'd'))?.revision === 1, { message: 'creation flushed' });
+    // From now on, each flush of the document fails: the cache gets ahead of Postgres.
+    await pool.query(`
+      CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.data ? 'refuse' THEN RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER refuse_marked BEFORE INSERT OR UPDATE ON sync_documents FOR EACH ROW EXECUTE FUNCTION refuse_marked();`);
+
+    // Postgres grants the limit past the revision it has, not past the cache's.
+    let accepted = 0;
+    for (let n = 1; n <= UNFLUSHED_REVISIONS_LIMIT + 5; n += 1) {
+      const body = await gql(server, 'mutation($p: JSON!) { mergeDocument(service: "bound", id: "d", patch: $p) { revision } }', { p: { refuse: true, n } });
+      if (body.errors) {
+        expect(body.errors[0]?.extensions).toMatchObject({ code: 'UNAVAILABLE' });
+        break;
+      }
+      accepted += 1;
+    }
+    expect(accepted).toBe(UNFLUSHED_REVISIONS_LIMIT);
+    expect(await stored(pool, 'bound', 'd')).toMatchObject({ revision: 1 });
+    expect(await read(server, 'bound', 'd')).toEqual({ revision: 1 + UNFLUSHED_REVISIONS_LIMIT, data: { n: UNFLUSHED_REVISIONS_LIMIT, refuse: true } });
+  });
 });
 
 describe.each(['sync', 'async'] as const)('a Redis crash after acknowledged writes (%s durability)', (durability) => {

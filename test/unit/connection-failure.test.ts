@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isConnectionFailure, unavailableIfDisconnected } from '../../src/db/connection-failure.ts';
+import { isConnectionFailure, isDatabaseOutage, unavailableIfDisconnected } from '../../src/db/connection-failure.ts';
 import { ErrorCode, TributaryError } from '../../src/errors.ts';
 
 /** An error shaped like the ones `pg` and Node's sockets throw: a message and a `code`. */
@@ -40,5 +40,29 @@ describe('isConnectionFailure', () => {
   ])('leaves %s as it is', (_name, error) => {
     expect(isConnectionFailure(error)).toBe(false);
     expect(unavailableIfDisconnected(error)).toBe(error);
+  });
+});
+
+describe('isDatabaseOutage', () => {
+  it.each([
+    ['25006 read_only_sql_transaction (a failover landed on a standby)', coded('25006', 'cannot execute INSERT in a read-only transaction')],
+    ['53100 disk_full', coded('53100', 'could not extend file')],
+    ['53200 out_of_memory', coded('53200')],
+    ['58030 io_error', coded('58030', 'could not read block')],
+  ])('takes %s for an outage: UNAVAILABLE, although the database is reachable', (_name, error) => {
+    expect(isDatabaseOutage(error)).toBe(true);
+    // The CDC readers tell an unreachable source apart: not a connection failure.
+    expect(isConnectionFailure(error)).toBe(false);
+    expect(unavailableIfDisconnected(error)).toMatchObject({ code: ErrorCode.UNAVAILABLE, cause: error });
+  });
+
+  it.each([
+    ['a connection failure', coded('ECONNREFUSED'), true],
+    ['a check violation (23514)', coded('23514'), false],
+    ['a value out of range (22003)', coded('22003'), false],
+    ['a lock not available (55P03: migrations retry it themselves)', coded('55P03'), false],
+    ['a class code alone', coded('53'), false],
+  ])('answers for %s', (_name, error, outage) => {
+    expect(isDatabaseOutage(error)).toBe(outage);
   });
 });

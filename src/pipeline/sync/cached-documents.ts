@@ -33,8 +33,9 @@ export type SyncDurability = 'async' | 'sync';
 
 /**
  * How many revisions of a document the cache may acknowledge ahead of Postgres. A write past it
- * waits for Postgres to raise the document's ceiling (normally the flush raises it first); when
- * Postgres is down, a document takes this many more writes and then answers UNAVAILABLE.
+ * waits for Postgres to raise the document's ceiling (normally the flush raises it first), which
+ * it grants this far past the revision it has: while Postgres is down, slow or refusing the
+ * document's changes, a document takes this many more writes and then answers UNAVAILABLE.
  */
 export const UNFLUSHED_REVISIONS_LIMIT = 64;
 
@@ -57,7 +58,7 @@ export interface CachedDocumentServiceOptions {
 const MAX_WRITE_ATTEMPTS = 16;
 /** Lifetime of a document's write lock: how long a dead holder blocks the document. */
 const LOCK_TTL_MS = 3000;
-/** Longest wait for a document's write lock before answering UNAVAILABLE. */
+/** Longest wait for a document's write turn, in this instance then across instances, before answering UNAVAILABLE. */
 const LOCK_WAIT_MS = 5000;
 /** Retries of a taken lock: soon at first (a write holds it for milliseconds), then every 50 ms. */
 const LOCK_RETRY = { initialMs: 1, maxMs: 50 };
@@ -181,15 +182,40 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   };
 
   /**
+   * Runs `work` in the document's turn among this instance's writers, or answers contention()
+   * once `deadline` (performance.now() time) passes first. The place in the queue is then given
+   * up — it runs nothing when reached — and so is the request it held: writers held up by a slow
+   * one wait as long as for the Redis lock, not as long as the whole queue takes.
+   */
+  const inTurn = <T>(key: DocumentKey, deadline: number, work: () => Promise<T>): Promise<T> => {
+    let queued: (() => Promise<T>) | undefined = work;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // Started already: the lock's and the database's own limits apply.
+        if (queued === undefined) return;
+        queued = undefined;
+        reject(contention());
+      }, deadline - performance.now());
+      writeTurns
+        .run([documentEntity(key)], async () => {
+          const started = queued;
+          queued = undefined;
+          clearTimeout(timer);
+          if (started) resolve(await started());
+        })
+        .catch(reject);
+    });
+  };
+
+  /**
    * Takes the document's lock in Redis, so that writers on every instance take turns from the
    * revision check to the published event. A holder that dies loses the lock after LOCK_TTL_MS —
    * and so does one that is still working then: the lock is not extended, so that a hung write
    * blocks its document for LOCK_TTL_MS at most (ordering across instances is best effort; see
    * above).
    */
-  const withDocumentLock = async <T>(entryKey: string, work: () => Promise<T>): Promise<T> => {
+  const withDocumentLock = async <T>(entryKey: string, deadline: number, work: () => Promise<T>): Promise<T> => {
     const token = randomUUID();
-    const deadline = performance.now() + LOCK_WAIT_MS;
     const backoff = createBackoff(LOCK_RETRY);
     while (!(await cache.tryLock(entryKey, token, LOCK_TTL_MS))) {
       if (performance.now() > deadline) throw contention();
@@ -202,10 +228,12 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     }
   };
 
-  const write = (key: DocumentKey, command: WriteCommand): Promise<SyncDocument> =>
-    // One writer per document in this instance at a time, then across instances.
-    writeTurns.run([documentEntity(key)], () =>
-      withDocumentLock(cache.entryKey(key), async () => {
+  const write = (key: DocumentKey, command: WriteCommand): Promise<SyncDocument> => {
+    // One writer per document in this instance at a time, then across instances: LOCK_WAIT_MS
+    // for both turns together.
+    const deadline = performance.now() + LOCK_WAIT_MS;
+    return inTurn(key, deadline, () =>
+      withDocumentLock(cache.entryKey(key), deadline, async () => {
         const { change, entryKey, epoch } = await decideAndWrite(key, command);
         if (acknowledgedFirst) {
           flusher.schedule(entryKey);
@@ -216,6 +244,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
         return documentOf(key, change);
       }),
     );
+  };
 
   /** Reads the document, decides the change and writes it if the revision is still the one read. */
   const decideAndWrite = async (key: DocumentKey, command: WriteCommand): Promise<{ change: DocumentChange; entryKey: string; epoch: string }> => {
@@ -230,15 +259,30 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
       const change: DocumentChange = decideWrite(key, entry.state, command, maxBytes, new Date());
       const result = await cache.write(entryKey, entry.epoch, entry.state.revision, change.after, acknowledgedFirst);
       if (result === 'ok') return { change, entryKey, epoch: entry.epoch };
-      if (result === 'ceiling') {
-        const lease = await cache.lease();
-        if (lease.epoch === entry.epoch) {
-          await extendCeiling(db, cache, key, lease, change.after.revision, UNFLUSHED_REVISIONS_LIMIT);
-        }
-      }
+      if (result === 'ceiling') await makeRoom(key, entryKey, entry.epoch, change.after.revision);
       // 'miss', 'stale', 'race': the entry changed under us (expiry, new epoch, a writer without the lock); read again.
     }
     throw contention();
+  };
+
+  /**
+   * Async durability, a change past the entry's ceiling: Postgres grants UNFLUSHED_REVISIONS_LIMIT
+   * past the revision it has. When that does not cover the change either — Postgres is that far
+   * behind — the document's changes are flushed first; the change waits for Postgres, or is
+   * answered UNAVAILABLE when Postgres does not take them.
+   */
+  const makeRoom = async (key: DocumentKey, entryKey: string, epoch: string, revision: number): Promise<void> => {
+    const lease = await cache.lease();
+    // A new epoch: the entry is read again (and reconciled).
+    if (lease.epoch !== epoch) return;
+    if ((await extendCeiling(db, cache, key, lease, UNFLUSHED_REVISIONS_LIMIT)) >= revision) return;
+    await flusher.flush(entryKey).catch((error: unknown) => {
+      throw new TributaryError(
+        ErrorCode.UNAVAILABLE,
+        `The database has not taken this document's last ${UNFLUSHED_REVISIONS_LIMIT} changes yet; retry shortly`,
+        { cause: error },
+      );
+    });
   };
 
   return {

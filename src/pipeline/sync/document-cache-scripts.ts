@@ -3,7 +3,8 @@
  * in Redis. Entry fields: `ep` epoch, `r` revision, `d` data, `x` deleted, `c`/`u` created/updated
  * (ms), `ceil` ceiling, `f` revision known to be in Postgres, `lg` the lease generation its ceiling
  * was granted under, `k` the document key (JSON); while a change not acknowledged yet (sync
- * durability) waits for Postgres, `sr`, `sd`, `sx`, `sc`, `su`: the state Postgres has.
+ * durability) waits for Postgres, `sr`, `sd`, `sx`, `sc`, `su`: the state Postgres has. Beside
+ * the entry, such a change has a wait mark (`document-cache.ts`) until its outcome is known.
  */
 
 /** The fields of the state Postgres has, kept beside a change not acknowledged yet. */
@@ -45,10 +46,11 @@ return 'ok'
 `;
 
 /**
- * KEYS: entry, epoch, dirty, lease. ARGV: epoch, base revision, r, d, x, c, u, '1' when the
- * write is acknowledged before Postgres has it (it needs the ceiling of the current lease).
- * Otherwise the write is answered once Postgres has it: a clean entry's state is kept as the one
- * Postgres has, for readers until then.
+ * KEYS: entry, epoch, dirty, lease, the change's wait mark. ARGV: epoch, base revision, r, d, x,
+ * c, u, '1' when the write is acknowledged before Postgres has it (it needs the ceiling of the
+ * current lease), the wait mark's ttl ms. Otherwise the write is answered once Postgres has it: a
+ * clean entry's state is kept as the one Postgres has, for readers until then, and the change
+ * gets its wait mark.
  */
 export const WRITE = `${MARK_DIRTY}
 local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'ceil', 'lg', 'f')
@@ -58,13 +60,63 @@ if f[2] ~= ARGV[2] then return 'race' end
 if ARGV[8] == '1' then
   local lease = redis.call('GET', KEYS[4])
   if not lease or f[4] ~= lease or tonumber(ARGV[3]) > tonumber(f[3]) then return 'ceiling' end
-elseif tonumber(f[5]) >= tonumber(f[2]) then
-  local s = redis.call('HMGET', KEYS[1], 'r', 'd', 'x', 'c', 'u')
-  redis.call('HSET', KEYS[1], 'sr', s[1], 'sd', s[2], 'sx', s[3], 'sc', s[4], 'su', s[5])
+else
+  if tonumber(f[5]) >= tonumber(f[2]) then
+    local s = redis.call('HMGET', KEYS[1], 'r', 'd', 'x', 'c', 'u')
+    redis.call('HSET', KEYS[1], 'sr', s[1], 'sd', s[2], 'sx', s[3], 'sc', s[4], 'su', s[5])
+  end
+  redis.call('SET', KEYS[5], 1, 'PX', ARGV[9])
 end
 redis.call('HSET', KEYS[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7])
 mark_dirty()
 return 'ok'
+`;
+
+/**
+ * KEYS: entry, epoch, the change's wait mark. ARGV: epoch, r and u of the change, the mark's ttl
+ * ms. Where a change not acknowledged yet stands:
+ * - 'pending': the entry holds it, not flushed; its mark is kept alive;
+ * - 'committed': the entry holds it flushed, or has moved past it with its mark still there (the
+ *   next write of a document flushes its waiting change or takes it back, and only a take-back
+ *   deletes the mark);
+ * - 'gone': taken back (the entry is back at or below its revision, with other content, or moved
+ *   on without its mark);
+ * - 'lost': the entry is gone or of another epoch; only Postgres's row can tell.
+ * Once known, the mark is deleted.
+ */
+export const SETTLE = `
+local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'u', 'f')
+local verdict = 'gone'
+if not f[1] or f[1] ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  verdict = 'lost'
+elseif f[2] == ARGV[2] and f[3] == ARGV[3] then
+  if tonumber(f[4]) < tonumber(f[2]) then
+    redis.call('SET', KEYS[3], 1, 'PX', ARGV[4])
+    return 'pending'
+  end
+  verdict = 'committed'
+elseif tonumber(f[2]) > tonumber(ARGV[2]) and redis.call('EXISTS', KEYS[3]) == 1 then
+  verdict = 'committed'
+end
+redis.call('DEL', KEYS[3])
+return verdict
+`;
+
+/**
+ * KEYS: entry, epoch, dirty, the change's wait mark. ARGV: epoch, r and u of the change, then the
+ * state Postgres has (r, d, x, c, u), ttl ms. Puts the entry back to the state Postgres has, clean,
+ * if it still holds exactly that change (a later change of the same revision is left alone), and
+ * deletes the change's mark, so that its wait on any instance sees it gone. Returns 1 if taken back.
+ */
+export const TAKE_BACK = `
+local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'u')
+if f[1] ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[1] or f[2] ~= ARGV[2] or f[3] ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], 'r', ARGV[4], 'd', ARGV[5], 'x', ARGV[6], 'c', ARGV[7], 'u', ARGV[8], 'f', ARGV[4])
+redis.call('HDEL', KEYS[1], ${SAVED})
+redis.call('ZREM', KEYS[3], KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
+redis.call('DEL', KEYS[4])
+return 1
 `;
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { defineScript } from '../redis-script.ts';
-import { EPOCH, FLUSHED, INSTALL, RAISE, READ, RENEW_LEASE, UNLOCK, WRITE } from './document-cache-scripts.ts';
+import { EPOCH, FLUSHED, INSTALL, RAISE, READ, RENEW_LEASE, SETTLE, TAKE_BACK, UNLOCK, WRITE } from './document-cache-scripts.ts';
 import type { Scope } from '../scope.ts';
 import type { StoredKey } from './document-store.ts';
 import type { DocumentState } from './document-writes.ts';
@@ -24,6 +24,13 @@ import { unavailableOnFailure as unavailable, type DocumentKey, type JsonObject 
  *   Redis that lost its data has a new one; a restarted Redis gets a new one too (by run id),
  *   because a restored snapshot may be older than what was acknowledged. An entry of another
  *   epoch is stale: it is reconciled with Postgres before use.
+ *
+ * A change written to be acknowledged only once Postgres has it (sync durability) also gets a
+ * wait mark, a key of its own (`{entry}:wait:{epoch}:{revision}:{updated}`), until its outcome is
+ * known (`settle`). Only taking the change back deletes it before then. The document's next
+ * write may settle the change on any instance — flush it, or take it back and write another
+ * change of the same revision — so the flushed mark alone cannot tell the writer's instance which
+ * happened; the wait mark can, on every instance.
  */
 
 export interface CachedEntry {
@@ -56,6 +63,9 @@ export type ReadResult =
 /** Outcome of a conditional write: `ok`, or why it was refused (the caller re-reads and retries). */
 export type WriteResult = 'ok' | 'miss' | 'stale' | 'race' | 'ceiling';
 
+/** Where a change not acknowledged yet stands (see `settle`). */
+export type Settled = 'committed' | 'pending' | 'gone' | 'lost';
+
 export interface DocumentCache {
   /** The Redis key of a document's entry (also its member in the dirty set). */
   entryKey(key: DocumentKey): string;
@@ -86,9 +96,22 @@ export interface DocumentCache {
   /**
    * Writes `next` if the entry is still at `baseRevision` of `epoch` — and, when `acknowledgedFirst`
    * (async durability: the write is answered before Postgres has it), under a ceiling of the
-   * current lease; marks it dirty. `acknowledgedFirst` defaults to false.
+   * current lease; marks it dirty. `acknowledgedFirst` defaults to false: the change then gets its
+   * wait mark.
    */
   write(entryKey: string, epoch: string, baseRevision: number, next: DocumentState, acknowledgedFirst?: boolean): Promise<WriteResult>;
+  /**
+   * Where a change written with its wait mark (`change`, in `epoch`) stands: `pending` while the
+   * entry holds it unflushed (its mark kept alive); `committed` once flushed; `gone` once taken
+   * back; `lost` when the entry is gone or of another epoch (only Postgres's row can tell). The
+   * mark is deleted once the answer is other than `pending`.
+   */
+  settle(entryKey: string, epoch: string, change: DocumentState): Promise<Settled>;
+  /**
+   * Puts the entry back to `stored` (the state Postgres has), clean, if it still holds exactly
+   * `change` of `epoch`, and deletes the change's wait mark. Answers whether it did.
+   */
+  takeBack(entryKey: string, epoch: string, change: DocumentState, stored: DocumentState): Promise<boolean>;
   /** Takes the ceiling Postgres granted under `lease`. */
   raiseCeiling(entryKey: string, lease: CacheLease, ceiling: number): Promise<void>;
   /** What a flush needs: the entry with the document key it belongs to. */
@@ -135,15 +158,25 @@ type SavedFields = [string, string, string, string, string];
 type Args = (string | number)[];
 type ReadCommand = (entry: string, epoch: string, ttlMs: number) => Promise<[ReadResult['status'], ...Fields, ...SavedFields] | null>;
 type InstallCommand = (entry: string, epochKey: string, dirty: string, ...argv: Args) => Promise<'ok' | 'race'>;
-type WriteCommand = (entry: string, epochKey: string, dirty: string, leaseKey: string, ...argv: Args) => Promise<WriteResult>;
+type WriteCommand = (entry: string, epochKey: string, dirty: string, leaseKey: string, mark: string, ...argv: Args) => Promise<WriteResult>;
 type RaiseCommand = (entry: string, leaseKey: string, epoch: string, ceiling: number, generation: string) => Promise<number>;
 type FlushedCommand = (entry: string, dirty: string, leaseKey: string, ...argv: Args) => Promise<number>;
 type EpochCommand = (epochKey: string, runKey: string, leaseKey: string, runId: string, epoch: string, generation: string) => Promise<[string, string]>;
 type RenewCommand = (epochKey: string, leaseKey: string, generation: string) => Promise<[string, string] | null>;
 type UnlockCommand = (lock: string, token: string) => Promise<number>;
+type SettleCommand = (entry: string, epochKey: string, mark: string, ...argv: Args) => Promise<Settled>;
+type TakeBackCommand = (entry: string, epochKey: string, dirty: string, mark: string, ...argv: Args) => Promise<number>;
 
 /** Dirty-set entries Redis looks at per ZSCAN call of `dirtyIds` (it sends back only the matching ones). */
 const DIRTY_SCAN_COUNT = 5000;
+
+/**
+ * Lifetime of a change's wait mark, renewed at each look while the change waits (every 2 s at
+ * most while Redis answers). It only ends the marks of instances that died waiting; one that
+ * lapses early makes its change count as gone — its event left out, subscribers resync — never
+ * as committed.
+ */
+const WAIT_MARK_TTL_MS = 15 * 60_000;
 
 export function createDocumentCache(options: DocumentCacheOptions): DocumentCache {
   const { redis, ttlMs } = options;
@@ -154,12 +187,14 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
   const dirtyKey = `${prefix}dirty`;
   const readScript = defineScript<ReadCommand>(redis, 'tributaryDocRead', 2, READ);
   const installScript = defineScript<InstallCommand>(redis, 'tributaryDocInstall', 3, INSTALL);
-  const writeScript = defineScript<WriteCommand>(redis, 'tributaryDocWrite', 4, WRITE);
+  const writeScript = defineScript<WriteCommand>(redis, 'tributaryDocWrite', 5, WRITE);
   const raiseScript = defineScript<RaiseCommand>(redis, 'tributaryDocRaise', 2, RAISE);
   const flushedScript = defineScript<FlushedCommand>(redis, 'tributaryDocFlushed', 3, FLUSHED);
   const epochScript = defineScript<EpochCommand>(redis, 'tributaryDocEpoch', 3, EPOCH);
   const renewScript = defineScript<RenewCommand>(redis, 'tributaryDocRenewLease', 2, RENEW_LEASE);
   const unlockScript = defineScript<UnlockCommand>(redis, 'tributaryDocUnlock', 1, UNLOCK);
+  const settleScript = defineScript<SettleCommand>(redis, 'tributaryDocSettle', 3, SETTLE);
+  const takeBackScript = defineScript<TakeBackCommand>(redis, 'tributaryDocTakeBack', 4, TAKE_BACK);
   const entryKey = (key: DocumentKey) => `${prefix}${keyParts(key).map(encodeURIComponent).join(':')}`;
   const ensureEpoch = async (runId: string): Promise<CacheLease> => {
     const [epoch, generation] = await unavailableOnFailure(epochScript(epochKey, runKey, leaseKey, runId, newRandomId(), newRandomId()));
@@ -251,7 +286,18 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
       ),
 
     write: (entryKey, epoch, baseRevision, next, acknowledgedFirst = false) =>
-      unavailableOnFailure(writeScript(entryKey, epochKey, dirtyKey, leaseKey, epoch, baseRevision, ...stateArgs(next), acknowledgedFirst ? 1 : 0)),
+      unavailableOnFailure(
+        writeScript(entryKey, epochKey, dirtyKey, leaseKey, waitMark(entryKey, epoch, next), epoch, baseRevision, ...stateArgs(next), acknowledgedFirst ? 1 : 0, WAIT_MARK_TTL_MS),
+      ),
+
+    settle: (entryKey, epoch, change) =>
+      unavailableOnFailure(settleScript(entryKey, epochKey, waitMark(entryKey, epoch, change), epoch, change.revision, change.updatedAt.getTime(), WAIT_MARK_TTL_MS)),
+
+    async takeBack(entryKey, epoch, change, stored) {
+      const mark = waitMark(entryKey, epoch, change);
+      const argv = [epoch, change.revision, change.updatedAt.getTime(), ...stateArgs(stored), ttlMs];
+      return (await unavailableOnFailure(takeBackScript(entryKey, epochKey, dirtyKey, mark, ...argv))) === 1;
+    },
 
     async raiseCeiling(entryKey, lease, ceiling) {
       await unavailableOnFailure(raiseScript(entryKey, leaseKey, lease.epoch, ceiling, lease.generation));
@@ -290,6 +336,11 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
 
 function keyParts(key: DocumentKey): [string, string, string, string, string] {
   return [key.scope.app, key.scope.env, key.scope.tenant ?? '', key.service, key.id];
+}
+
+/** The wait mark of one change of an entry (see `settle`): its epoch, revision and time. */
+function waitMark(entryKey: string, epoch: string, change: DocumentState): string {
+  return `${entryKey}:wait:${epoch}:${change.revision}:${change.updatedAt.getTime()}`;
 }
 
 function stateArgs(state: DocumentState): (string | number)[] {

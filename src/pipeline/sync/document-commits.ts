@@ -1,5 +1,6 @@
+import { isDatabaseOutage } from '../../db/connection-failure.ts';
 import type { Database } from '../../db/database.ts';
-import { ErrorCode, InternalError, isTributaryError, SqlState, sqlStateOf, TributaryError } from '../../errors.ts';
+import { ErrorCode, InternalError, isTributaryError, SqlState, SqlStateClass, sqlStateOf, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createKeyedSerial, type Slot } from '../coordination/keyed-serial.ts';
@@ -15,17 +16,19 @@ import { documentEntity, type DocumentKey } from './documents.ts';
  * has committed it, so no client or subscriber ever sees a revision Postgres lacks, and a Redis
  * that loses its data costs nothing acknowledged (the document keeps its revision).
  *
- * When Postgres is down, the change stays in the cache (dirty) and the writer gets UNAVAILABLE;
- * its event goes out once a flush has committed it, still in revision order (its publishing turn
- * was taken under the document's lock). The document's next write first flushes it.
+ * When Postgres cannot take writes for the moment — down, read-only after a failover, out of
+ * disk — the change stays in the cache (dirty) and the writer gets UNAVAILABLE; its event goes out
+ * once a flush has committed it, still in revision order (its publishing turn was taken under the
+ * document's lock). The document's next write, on any instance, first flushes it.
  *
- * When Postgres refuses the change for another reason (a value it cannot store, a constraint),
- * retrying would only repeat the refusal — and hold up every later write of the document — so the
- * change is taken back: the entry returns to the state Postgres has, as if the write had not been
- * made. Nobody has seen it (readers and events get only what Postgres has), so its revision goes
- * to the next change. The writer gets INTERNAL_SERVER_ERROR, the refusal logged with its cause; a
- * change answered UNAVAILABLE earlier and refused once Postgres is back is taken back with an
- * error log.
+ * When Postgres refuses what the change holds (a value it cannot store, a constraint, a size
+ * limit), retrying would only repeat the refusal — and hold up every later write of the document
+ * — so the change is taken back: the entry returns to the state Postgres has, as if the write had
+ * not been made. Nobody has seen it (readers and events get only what Postgres has), so its
+ * revision goes to the next change. The writer gets INTERNAL_SERVER_ERROR, the refusal logged
+ * with its cause; a change answered UNAVAILABLE earlier and refused so once Postgres is back is
+ * taken back with an error log. Any other refusal takes back a change not answered yet, but one
+ * answered UNAVAILABLE is kept and retried: it was promised.
  */
 export interface DocumentCommits {
   /**
@@ -35,10 +38,13 @@ export interface DocumentCommits {
   commitAndPublish(key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange): Promise<void>;
   /**
    * Flushes a change answered UNAVAILABLE earlier (`entry` holds it), or takes it back when
-   * Postgres refuses it. @throws UNAVAILABLE while Postgres is down.
+   * Postgres refuses its content. @throws UNAVAILABLE while Postgres cannot take it for the moment.
    */
   flushPending(key: DocumentKey, entryKey: string, entry: CachedEntry): Promise<void>;
-  /** Stops waiting for Postgres: changes not committed by then are not published. Idempotent. */
+  /**
+   * Stops waiting for Postgres: each change still waiting is looked at once more (flushed, and
+   * published if Postgres has it); those still not committed then are not published. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -52,16 +58,36 @@ export interface DocumentCommitsOptions {
   readonly logger: Logger;
 }
 
-type Outcome = 'committed' | 'pending' | 'unconfirmed';
+/** `gone`: no longer in the cache, taken back (`settle`); `unconfirmed`: the cache lost it and Postgres does not have it. */
+type Outcome = 'committed' | 'pending' | 'gone' | 'unconfirmed';
+
+/**
+ * Why a flush failed: `outage`, Postgres (or Redis) cannot take it for the moment — retried as it
+ * is; `content`, Postgres refuses what the change holds — retrying repeats it; `other`, neither.
+ */
+type Failure = 'outage' | 'content' | 'other';
 
 /** Retries of the flush of a change answered UNAVAILABLE, in ms. */
 const RETRY = { initialMs: 100, maxMs: 2000, jitterMs: 50 };
 
 /** SQLSTATEs of a statement that failed for the moment, not for what it writes: retried like an outage. */
-const TRANSIENT_STATES: ReadonlySet<string> = new Set([SqlState.SERIALIZATION_FAILURE, SqlState.DEADLOCK_DETECTED, SqlState.QUERY_CANCELED]);
+const TRANSIENT_STATES: ReadonlySet<string> = new Set([
+  SqlState.SERIALIZATION_FAILURE,
+  SqlState.DEADLOCK_DETECTED,
+  SqlState.QUERY_CANCELED,
+  SqlState.LOCK_NOT_AVAILABLE,
+]);
+
+/**
+ * SQLSTATE classes of a refusal of what a change holds: `22` data_exception (a value the column
+ * cannot take), `23` integrity_constraint_violation, `54` program_limit_exceeded (a value too large).
+ */
+const CONTENT_CLASSES: readonly string[] = [SqlStateClass.DATA_EXCEPTION, SqlStateClass.INTEGRITY_CONSTRAINT_VIOLATION, SqlStateClass.PROGRAM_LIMIT_EXCEEDED];
 
 /** The state of a document Postgres has no row of (as `reconcile` takes it). */
 const ABSENT: DocumentState = { revision: 0, data: {}, deleted: true, createdAt: new Date(0), updatedAt: new Date(0) };
+
+const TAKEN_BACK = 'the database refused a change answered UNAVAILABLE (not an outage): it is taken back from the cache; its event is not published';
 
 export function createDocumentCommits(options: DocumentCommitsOptions): DocumentCommits {
   const { db, cache, flusher, events } = options;
@@ -69,31 +95,29 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
   const publishTurns = createKeyedSerial();
   const closing = new AbortController();
   const waiting = new Set<Promise<void>>();
-  /**
-   * The changes of this instance waiting for Postgres (`changeId`), true once the document's next
-   * write took one back: its wait must then not take the flushed mark of a later change of the
-   * same revision for its own.
-   */
-  const waits = new Map<string, boolean>();
 
   /**
    * Flushes the entry, then tells whether Postgres has the change. While the entry lives on in the
-   * epoch it was written in, its flushed mark says (the document's next write waits for this
-   * change to be flushed, so a flush that reached its revision wrote exactly it — unless that
-   * write took the change back, which `waits` tells); once the cache lost it, only Postgres's row
-   * can confirm it.
+   * epoch it was written in, the cache says (`settle`: the entry's state and flushed mark, and the
+   * change's wait mark, which a take-back on any instance deletes); once the cache lost it, only
+   * Postgres's row can confirm it. A failed flush counts only while the change is still pending:
+   * another instance may have settled it meanwhile. @throws the flush's error while pending.
    */
   const outcome = async (key: DocumentKey, entryKey: string, epoch: string, { after }: DocumentChange): Promise<Outcome> => {
-    await flusher.flush(entryKey);
-    const read = await cache.read(entryKey);
-    if (read.status === 'hit' && read.entry.epoch === epoch) return read.entry.flushed >= after.revision ? 'committed' : 'pending';
+    const failed = await flusher.flush(entryKey).then(
+      () => undefined,
+      (error: unknown) => ({ error }),
+    );
+    const seen = await cache.settle(entryKey, epoch, after);
+    if (seen === 'pending' && failed) throw failed.error;
+    if (seen !== 'lost') return seen;
     const row = await selectDocument(db, key);
     return row && holds(row, after) ? 'committed' : 'unconfirmed';
   };
 
   /**
    * Takes back a change (`state`, written in `epoch`) Postgres refused: the entry returns to the
-   * state Postgres has, if it still holds the change (else it is gone already). Answers
+   * state Postgres has, if it still holds exactly this change (else it is gone already). Answers
    * 'committed' when Postgres has the change after all (another flush of it got through).
    */
   const takeBack = async (key: DocumentKey, entryKey: string, epoch: string, state: DocumentState): Promise<'committed' | 'taken back'> => {
@@ -103,62 +127,68 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
       return 'committed';
     }
     const stored = row ? stateOf(row) : ABSENT;
-    const read = await cache.read(entryKey);
-    const held = read.status === 'hit' && read.entry.epoch === epoch && sameState(read.entry.state, state);
-    // The write is conditional on the revision (another change of it may follow a take-back); once
-    // marked flushed, the entry is clean again.
-    if (held && stored.revision < state.revision && (await cache.write(entryKey, epoch, state.revision, stored)) === 'ok') {
-      await cache.markFlushed(entryKey, epoch, stored.revision, undefined);
-    }
+    if (stored.revision < state.revision) await cache.takeBack(entryKey, epoch, state, stored);
     return 'taken back';
   };
 
   /**
-   * Flushes until Postgres has the change, then publishes it (in the slot's turn). Gives up when
-   * the cache lost it before Postgres could be seen to have it: subscribers then see a gap at the
-   * next change and resync.
+   * Flushes until Postgres has the change, then publishes it (in the slot's turn). Ends without
+   * publishing when the change is taken back — here when Postgres refuses its content, or by the
+   * document's next write on any instance — or when the cache lost it before Postgres could be
+   * seen to have it: subscribers then see a gap at the next change and resync. At shutdown, the
+   * change is looked at once more.
    */
   const publishOnceCommitted = async (key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange): Promise<void> => {
     const backoff = createBackoff(RETRY);
     const revision = change.after.revision;
-    const id = changeId(entryKey, epoch, change.after);
-    while (await pause(backoff.next(), closing.signal)) {
-      if (waits.get(id) === true) return;
-      let found: Outcome;
+    let refusalLogged = false;
+    for (;;) {
+      const open = await pause(backoff.next(), closing.signal);
+      let found: Outcome = 'pending';
       try {
         found = await outcome(key, entryKey, epoch, change);
       } catch (error) {
-        if (isRetryable(error)) {
+        const failure = failureOf(error);
+        if (failure === 'content') {
+          const settled = await takeBack(key, entryKey, epoch, change.after).catch(() => 'pending' as const);
+          if (settled === 'taken back') {
+            logger.error({ err: error, entryKey, revision }, TAKEN_BACK);
+            return;
+          }
+          found = settled;
+        } else if (failure === 'other' && !refusalLogged) {
+          refusalLogged = true;
+          logger.error(
+            { err: error, entryKey, revision },
+            'the database refuses a change answered UNAVAILABLE, not for its content: it stays in the cache and is retried until the database takes it',
+          );
+        } else {
           logger.debug({ err: error, entryKey }, 'database still unavailable for a pending document change');
-          continue;
         }
-        const settled = await takeBack(key, entryKey, epoch, change.after).catch(() => undefined);
-        if (settled === undefined) continue;
-        if (settled === 'taken back') {
-          logger.error({ err: error, entryKey, revision }, 'the database refused a change answered UNAVAILABLE (not an outage): it is taken back from the cache; its event is not published');
-          return;
-        }
-        found = settled;
       }
-      // Taken back by the document's next write (which logged it): a flushed mark is a later change's.
-      if (waits.get(id) === true) return;
-      if (found === 'pending') continue;
-      if (found === 'committed') await events.publish(key, change).catch(() => undefined); // logged by the publisher
-      else logger.error({ entryKey, revision }, 'a change answered UNAVAILABLE left the cache before the database was seen to have it; its event is not published');
-      return;
+      if (found === 'committed') {
+        await events.publish(key, change).catch(() => undefined); // logged by the publisher
+        return;
+      }
+      if (found === 'gone') {
+        logger.warn({ entryKey, revision }, 'a change answered UNAVAILABLE was taken back by a later write of the document (the database refused it); its event is not published');
+        return;
+      }
+      if (found === 'unconfirmed') {
+        logger.error({ entryKey, revision }, 'a change answered UNAVAILABLE left the cache before the database was seen to have it; its event is not published');
+        return;
+      }
+      if (!open) {
+        logger.warn({ entryKey, revision }, 'shutting down before the database had a document change; its event is not published');
+        return;
+      }
     }
-    logger.warn({ entryKey, revision }, 'shutting down before the database had a document change; its event is not published');
   };
 
   const wait = (key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange, slot: Slot) => {
-    const id = changeId(entryKey, epoch, change.after);
-    waits.set(id, false);
     const done = slot.run(() => publishOnceCommitted(key, entryKey, epoch, change)).catch(() => undefined);
     waiting.add(done);
-    void done.then(() => {
-      waiting.delete(done);
-      waits.delete(id);
-    });
+    void done.then(() => waiting.delete(done));
   };
 
   return {
@@ -174,7 +204,7 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
         cause = error;
         // Refused, not an outage: no UNAVAILABLE promising a write that cannot happen. A take-back
         // that fails (Postgres gone meanwhile) leaves the change to the wait below, which retries it.
-        const settled = isRetryable(error) ? undefined : await takeBack(key, entryKey, epoch, change.after).catch(() => undefined);
+        const settled = failureOf(error) === 'outage' ? undefined : await takeBack(key, entryKey, epoch, change.after).catch(() => undefined);
         if (settled === 'taken back') {
           slot.cancel();
           throw new InternalError('DOCUMENT_WRITE_REFUSED', 'the database refused a document change (not an outage); it was taken back from the cache', { cause: error });
@@ -182,6 +212,12 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
         if (settled === 'committed') found = settled;
       }
       if (found === 'committed') return events.publish(key, change, slot);
+      if (found !== 'pending') {
+        // Gone before it was answered (the document's lock lapsed and another write took it back,
+        // or the cache lost it): nothing was saved, and nothing is promised.
+        slot.cancel();
+        throw new TributaryError(ErrorCode.UNAVAILABLE, 'The change was not saved: the document cache lost it before the database had it; retry shortly');
+      }
       wait(key, entryKey, epoch, change, slot);
       throw new TributaryError(
         ErrorCode.UNAVAILABLE,
@@ -194,25 +230,17 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
       try {
         await flusher.flush(entryKey);
       } catch (error) {
+        const failure = failureOf(error);
         // An outage refuses this write: it was not made.
-        if (isRetryable(error)) throw new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause: error });
-        // Refused for good: the pending change is taken back, and this write goes on without it.
-        // Its wait in this instance, if any, is told first: from the take-back on, the flushed mark
-        // it reads may be a later change's.
-        const id = changeId(entryKey, entry.epoch, entry.state);
-        if (waits.has(id)) waits.set(id, true);
-        const settled = await takeBack(key, entryKey, entry.epoch, entry.state).catch((takeBackError: unknown) => {
-          if (waits.has(id)) waits.set(id, false);
-          throw takeBackError;
-        });
-        if (settled === 'committed') {
-          if (waits.has(id)) waits.set(id, false);
-          return;
+        if (failure === 'outage') throw new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause: error });
+        // Refused for another reason than its content: the pending change was promised, so it
+        // stays, ahead of this write, which fails.
+        if (failure === 'other') throw error;
+        // Its content refused for good: the pending change is taken back (its wait, on whichever
+        // instance, sees it gone), and this write goes on without it.
+        if ((await takeBack(key, entryKey, entry.epoch, entry.state)) === 'taken back') {
+          logger.error({ err: error, entryKey, revision: entry.state.revision }, TAKEN_BACK);
         }
-        logger.error(
-          { err: error, entryKey, revision: entry.state.revision },
-          'the database refused a change answered UNAVAILABLE (not an outage): it is taken back from the cache; its event is not published',
-        );
       }
     },
 
@@ -225,21 +253,20 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
 
 /** Whether Postgres's row is exactly this state of the document (revision and time of the change). */
 function holds(row: DocumentRow, state: DocumentState): boolean {
-  return sameState(stateOf(row), state);
+  const stored = stateOf(row);
+  return stored.revision === state.revision && stored.updatedAt.getTime() === state.updatedAt.getTime();
 }
 
-function sameState(a: DocumentState, b: DocumentState): boolean {
-  return a.revision === b.revision && a.updatedAt.getTime() === b.updatedAt.getTime();
-}
-
-/** Whether a failed flush may succeed as it is, later: an outage (UNAVAILABLE, from src/db or the cache) or a transient failure. */
-function isRetryable(error: unknown): boolean {
-  if (isTributaryError(error)) return error.code === ErrorCode.UNAVAILABLE;
+/**
+ * An outage is UNAVAILABLE (from src/db, which maps an unreachable, read-only or full database to
+ * it, or from the cache), a database error of that kind not mapped (`isDatabaseOutage`), or a
+ * statement that failed for the moment (a deadlock, a lock or statement timeout).
+ */
+function failureOf(error: unknown): Failure {
+  if (isTributaryError(error)) return error.code === ErrorCode.UNAVAILABLE ? 'outage' : 'other';
+  if (isDatabaseOutage(error)) return 'outage';
   const state = sqlStateOf(error);
-  return state !== undefined && TRANSIENT_STATES.has(state);
-}
-
-/** One change of one entry: its epoch, revision and time. */
-function changeId(entryKey: string, epoch: string, state: DocumentState): string {
-  return `${entryKey}\n${epoch}\n${state.revision}\n${state.updatedAt.getTime()}`;
+  if (state === undefined) return 'other';
+  if (TRANSIENT_STATES.has(state)) return 'outage';
+  return CONTENT_CLASSES.some((stateClass) => state.startsWith(stateClass)) ? 'content' : 'other';
 }

@@ -42,17 +42,15 @@ export function reconcile(row: DocumentRow | undefined, stale: CachedEntry | und
   return { state: { ...base, revision: ceiling + 1, updatedAt: new Date() }, ceiling, lease: '', flushed };
 }
 
-/** Asks Postgres for a ceiling `headroom` past `revision` under the current lease, and gives it to the entry. */
-export async function extendCeiling(
-  db: Database,
-  cache: DocumentCache,
-  key: DocumentKey,
-  lease: CacheLease,
-  revision: number,
-  headroom: number,
-): Promise<void> {
-  const ceiling = await raiseCeiling(db, key, { ceiling: revision + headroom, lease: leaseId(lease) });
+/**
+ * Asks Postgres for a ceiling `headroom` past the revision it has, under the current lease, and
+ * gives it to the entry; answers it. Never past that: it is what bounds the acknowledged changes
+ * Postgres lacks.
+ */
+export async function extendCeiling(db: Database, cache: DocumentCache, key: DocumentKey, lease: CacheLease, headroom: number): Promise<number> {
+  const ceiling = await raiseCeiling(db, key, headroom, leaseId(lease));
   await cache.raiseCeiling(cache.entryKey(key), lease, ceiling);
+  return ceiling;
 }
 
 /** Dirty entries `releaseLeases` looks at, at most; with more, it keeps every ceiling. */

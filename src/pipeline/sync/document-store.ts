@@ -109,19 +109,22 @@ export async function writeDocument(
 }
 
 /**
- * Raises the document's ceiling (creating a placeholder row, revision 0 and deleted, for a
- * document only the cache has) and records the lease; answers the ceiling now stored.
+ * Grants a ceiling `headroom` revisions past the revision the row has — not past what the cache
+ * holds, so that a cache whose flushes lag or fail cannot raise it without bound — and records
+ * the lease (creating a placeholder row, revision 0 and deleted, for a document only the cache
+ * has). The stored ceiling only goes up (it may keep an older, higher grant); answers the one
+ * granted now.
  */
-export async function raiseCeiling(db: Queryable, key: DocumentKey, grant: CeilingGrant): Promise<number> {
-  const { rows } = await db.query<{ ceiling: number }>(
+export async function raiseCeiling(db: Queryable, key: DocumentKey, headroom: number, lease: string): Promise<number> {
+  const { rows } = await db.query<{ granted: number }>(
     `INSERT INTO sync_documents (${KEY_COLUMNS}, revision, data, deleted, ceiling, cache_epoch)
-     VALUES ($1, $2, $3, $4, $5, 0, '{}', true, $6, $7)
+     VALUES ($1, $2, $3, $4, $5, 0, '{}', true, $6::int, $7)
      ON CONFLICT (${KEY_COLUMNS}) DO UPDATE
-       SET ceiling = GREATEST(sync_documents.ceiling, excluded.ceiling), cache_epoch = excluded.cache_epoch
-     RETURNING ceiling`,
-    [...keyParams(key), grant.ceiling, grant.lease],
+       SET ceiling = GREATEST(sync_documents.ceiling, sync_documents.revision + $6::int), cache_epoch = excluded.cache_epoch
+     RETURNING revision + $6::int AS granted`,
+    [...keyParams(key), headroom, lease],
   );
-  return rows[0]!.ceiling;
+  return rows[0]!.granted;
 }
 
 /**
