@@ -7,9 +7,9 @@ import type { BackoffOptions } from './backoff.ts';
 import { Connection } from './connection.ts';
 import type { ConnectionState } from './connection-state.ts';
 import { subscribeDocument, type DocumentSubscription, type SubscribeDocumentOptions } from './document.ts';
-import { SessionEndedError } from './errors.ts';
+import { isTokenRefusal, SessionEndedError } from './errors.ts';
 import { subscribeEvents, type EventsSubscription, type SubscribeEventsOptions } from './events.ts';
-import { TributaryPublishDocument } from './generated.ts';
+import { TributaryPublishDocument, type TributaryPublishMutationVariables } from './generated.ts';
 import { handlerErrorReport } from './handler-errors.ts';
 import type { ModelRecord } from './live-model-store.ts';
 import { LiveModels, type LiveModel, type LiveModelOptions } from './live-model.ts';
@@ -72,16 +72,20 @@ export interface TributaryClient {
   request<TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables): Promise<TData>;
   /**
    * Publishes an event, retried with one idempotency key while that is safe (the socket went before
-   * the answer, UNAVAILABLE, RATE_LIMITED, a try with the key still running): placed once however
-   * many tries. @throws TributaryRequestError for an error not worth retrying, or the last one after
-   * `attempts`; SessionEndedError when the client closes, the connection turns `unauthorized`, or
-   * the socket was closed for a reason a retry would meet again (a message too big: 1009); the
-   * reason of `options.signal` once that aborts.
+   * the answer, UNAVAILABLE, RATE_LIMITED, UNAUTHENTICATED for the socket's expired token — a new
+   * one is asked for —, a try with the key still running): placed once however many tries.
+   * @throws TributaryRequestError for an error not worth retrying, or the last one after
+   * `attempts`; SessionEndedError when the client closes, the connection turns `unauthorized`,
+   * another user's token comes (a new login), or the socket was closed for a reason a retry would
+   * meet again (a message too big: 1009); the reason of `options.signal` once that aborts.
    */
   publish(topic: string, payload: Readonly<Record<string, unknown>>, options?: PublishOptions): Promise<PublishedEvent>;
   /** Hands the socket a fresh token from `getToken` now (`refreshAuth`), if it changed. */
   refreshToken(): Promise<void>;
-  /** A new socket now — also out of `unauthorized` (after a new login). Subscriptions resume on it. */
+  /**
+   * A new socket now — also out of `unauthorized` (after a new login). Subscriptions resume on it;
+   * if its token is another user's, they drop what they hold first and start afresh for that user.
+   */
   reconnect(): void;
   /** Stops everything: the socket, timers, every subscription. Idempotent. */
   close(): void;
@@ -138,12 +142,24 @@ export function createClient(options: ClientOptions): TributaryClient {
     const unlisten = connection.onStateChange((state) => {
       if (state === 'unauthorized') ended.abort();
     });
+    // Nor under another user's login: a new login ends it as `unauthorized` does (before its socket is up).
+    const stopUsing = connection.use({ attach: () => {}, reset: stop });
     // Unauthorized already: no socket comes until `reconnect()`, perhaps with the next login's token.
     if (stoppers.some((signal) => signal.aborted) || connection.state === 'unauthorized') ended.abort();
+    const send = async (variables: TributaryPublishMutationVariables) => {
+      try {
+        return await requestUntil(TributaryPublishDocument, variables, ended.signal);
+      } catch (error) {
+        // The socket's token expired (its grace period): the retry goes out once it has a new one.
+        if (isTokenRefusal(error)) void connection.refreshToken();
+        throw error;
+      }
+    };
     try {
-      return await publishWithRetry((variables) => requestUntil(TributaryPublishDocument, variables, ended.signal), topic, payload, publishOptions, ended.signal);
+      return await publishWithRetry(send, topic, payload, publishOptions, ended.signal);
     } finally {
       unlisten();
+      stopUsing();
       for (const signal of stoppers) signal.removeEventListener('abort', stop);
     }
   };

@@ -15,6 +15,7 @@ import type { HandlerErrorReport } from './handler-errors.ts';
 import { closeDisposition, INITIAL_STATUS, nextStatus, type CloseDisposition, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
 import { TokenRefresh, unref, type GetToken } from './token-refresh.ts';
+import { tokenPrincipal } from './token.ts';
 import { installWakeTriggers, isOnline } from './wake-triggers.ts';
 
 export interface ConnectionOptions {
@@ -36,6 +37,12 @@ export interface ConnectionOptions {
 /** Something that runs on every acknowledged socket: a subscription, the token refresh. */
 export interface SessionUser {
   attach(session: Session): void;
+  /**
+   * The client's user changed (a new login: another subject, tenant, app or env): drop everything
+   * received for the previous one — what is shown, cursors, ids seen. Called before the new user's
+   * socket can be acknowledged, so the next `attach` starts afresh.
+   */
+  reset?(): void;
 }
 
 /** One socket attempt: its graphql-ws client and timers. */
@@ -43,14 +50,27 @@ interface Attempt {
   readonly client: Client;
   readonly controller: AbortController;
   session: Session | undefined;
-  /** The token sent in its `connection_init`. */
+  /** The token the server holds for it: the one sent in its `connection_init`, then each one handed over in-band (`refreshAuth`). */
   token: string | undefined;
+  /** When it was acknowledged (ms since the epoch). */
+  acknowledgedAt: number | undefined;
   connectTimer: ReturnType<typeof setTimeout> | undefined;
   pongTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** graphql-ws's code for a socket it terminated (we do so when a pong never came). */
 const TERMINATED = 4499;
+
+/**
+ * A socket up this long (ms) before it closed was healthy: the backoff starts again after it. A
+ * socket the server closes soon after acknowledging it (an error on every operation, a slow
+ * consumer, an overloaded instance) counts as a failed attempt, or such a server would be asked
+ * again within a second, forever.
+ */
+const STABLE_SOCKET_MS = 10_000;
+
+/** The server's close code for a refresh that brought another subject, tenant, app or env. */
+const PRINCIPAL_CHANGED = 4412;
 
 export class Connection {
   readonly #options: ConnectionOptions;
@@ -60,17 +80,29 @@ export class Connection {
   readonly #removeWakeTriggers: () => void;
   #status: ConnectionStatus = INITIAL_STATUS;
   #attempt: Attempt | undefined;
-  /** Failed attempts since the last acknowledged socket: the backoff's exponent. */
+  /** Failed attempts (and sockets closed soon after their acknowledgement) since the last healthy socket: the backoff's exponent. */
   #failures = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** The first attempt was made (at once, or at the first use of a lazy connection). */
   #started = false;
   /** The token of the last socket the server closed as expired (4419), until a socket is acknowledged. */
   #expiredToken: string | undefined;
+  /** Whose data the subscriptions hold (`tokenPrincipal`): the user of the last token sent; undefined while they hold nobody's. */
+  #principal: string | undefined;
 
   constructor(options: ConnectionOptions) {
     this.#options = options;
-    this.#tokens = options.getToken && new TokenRefresh({ getToken: options.getToken, leadMs: options.refreshBeforeExpiryMs, onError: options.onError });
+    this.#tokens =
+      options.getToken &&
+      new TokenRefresh({
+        getToken: options.getToken,
+        leadMs: options.refreshBeforeExpiryMs,
+        onError: options.onError,
+        // The server holds the socket's new token: a 4403 after its expiry is judged against it.
+        onHandedOver: (session, token) => {
+          if (this.#attempt?.session === session) this.#attempt.token = token;
+        },
+      });
     this.#removeWakeTriggers = installWakeTriggers({
       wake: () => this.#wake(),
       offline: () => {
@@ -168,7 +200,7 @@ export class Connection {
     const options = this.#options;
     const controller = new AbortController();
     // Filled in below: the graphql-ws callbacks only run once the socket is being opened.
-    const attempt = { controller, session: undefined, token: undefined, connectTimer: undefined, pongTimer: undefined } as Omit<Attempt, 'client'> & { client: Client };
+    const attempt = { controller, session: undefined, token: undefined, acknowledgedAt: undefined, connectTimer: undefined, pongTimer: undefined } as Omit<Attempt, 'client'> & { client: Client };
     attempt.client = createGraphQLWsClient({
       url: options.url,
       webSocketImpl: guardedWebSocket(options.webSocketImpl),
@@ -179,6 +211,7 @@ export class Connection {
       connectionParams: async () => {
         const token = (await options.getToken?.()) ?? undefined;
         attempt.token = token;
+        if (attempt === this.#attempt) this.#adopt(token);
         return token === undefined ? {} : { authorization: `Bearer ${token}` };
       },
       on: {
@@ -213,7 +246,7 @@ export class Connection {
   #acknowledged(attempt: Attempt): void {
     if (attempt !== this.#attempt) return;
     clearTimeout(attempt.connectTimer);
-    this.#failures = 0;
+    attempt.acknowledgedAt = Date.now();
     this.#expiredToken = undefined;
     const session = new Session(attempt.client, attempt.controller.signal, this.#options.reportHandlerError);
     attempt.session = session;
@@ -229,6 +262,9 @@ export class Connection {
     if (attempt !== this.#attempt) return;
     this.#dropAttempt(false, code);
     if (this.#status.state === 'closed') return;
+    // The token handed over belongs to someone else: what the subscriptions hold is the previous
+    // user's, dropped now rather than left on show until the application calls reconnect().
+    if (code === PRINCIPAL_CHANGED) this.#resetUsers();
     const disposition = this.#dispositionOf(attempt, code);
     this.#dispatch({ type: 'lost', code, disposition });
     // A state listener may have closed the client just now.
@@ -240,8 +276,34 @@ export class Connection {
       this.#scheduleRetry(0);
       return;
     }
+    if (attempt.acknowledgedAt !== undefined && Date.now() - attempt.acknowledgedAt >= STABLE_SOCKET_MS) this.#failures = 0;
     this.#scheduleRetry(backoffDelay(this.#failures, this.#options.backoff));
     this.#failures += 1;
+  }
+
+  /**
+   * A new socket's token names its user. Another one than the subscriptions hold data of (a new
+   * login on this client, `reconnect()` after it) may not read what they received, and the server
+   * would not say so — a subscription it may not read is silent. So every one drops what it holds
+   * now, before this socket can be acknowledged, and starts afresh for the new user.
+   */
+  #adopt(token: string | undefined): void {
+    const principal = tokenPrincipal(token);
+    if (this.#principal !== undefined && this.#principal !== principal) this.#resetUsers();
+    this.#principal = principal;
+  }
+
+  /** Every user drops what it holds (`SessionUser.reset`); they hold nobody's data after. */
+  #resetUsers(): void {
+    this.#principal = undefined;
+    for (const user of [...this.#users]) {
+      try {
+        user.reset?.();
+      } catch (error) {
+        // An application's callback (onReset): the others are still told.
+        this.#options.reportHandlerError(error);
+      }
+    }
   }
 
   /**

@@ -5,7 +5,9 @@
  * The snapshot is taken as it comes, whatever is held: it is the document now, also when it was
  * deleted in the gap (a snapshot of no document has no data, and the revision of its deletion, or 0
  * when it never existed). A change older than the revision held is dropped (after a deletion any
- * revision is taken).
+ * revision is taken). A new login of another user drops the document held (`onReset`) before the
+ * new user's socket is up: the server says nothing to a user who may not read the document, so it
+ * would otherwise stay on show to them.
  */
 import type { Connection } from './connection.ts';
 import { TributaryDocumentDocument, type DocumentOperation } from './generated.ts';
@@ -27,6 +29,12 @@ export interface SubscribeDocumentOptions {
   readonly onDocument: (document: LiveDocument) => void;
   /** The subscription stopped for good (FORBIDDEN…). */
   readonly onError?: (error: unknown) => void;
+  /**
+   * The client's user changed (a new login: another subject, tenant, app or env): the document held
+   * was the previous user's and is dropped (`current` is undefined) — stop showing it. The new
+   * user's snapshot follows if they may read the document; if not, nothing does.
+   */
+  readonly onReset?: () => void;
 }
 
 export interface DocumentSubscription {
@@ -38,6 +46,8 @@ export interface DocumentSubscription {
 export function subscribeDocument(connection: Connection, service: string, id: string, options: SubscribeDocumentOptions): DocumentSubscription {
   const controller = new AbortController();
   let current: LiveDocument | undefined;
+  /** Stopped for good: subscribed on no further socket, but still told of a new login (its document goes). */
+  let failed = false;
 
   const take = (next: LiveDocument) => {
     // A snapshot (the first message on each socket) is the document as it is now, whatever is held.
@@ -49,19 +59,26 @@ export function subscribeDocument(connection: Connection, service: string, id: s
   };
 
   const stop = connection.use({
-    attach: (session) =>
+    attach: (session) => {
+      if (failed) return;
       void runResumable(connection, session, controller.signal, {
-        run: (current, signal) =>
+        run: (current, signal, delivered) =>
           current.stream(TributaryDocumentDocument, { service, id }, ({ document }) => {
+            delivered();
             take({ service, id, revision: document.revision, operation: document.operation, data: document.operation === 'DELETED' ? null : document.data });
           }, signal),
         // The next subscription starts with a snapshot: that is the refill.
         resync: () => Promise.resolve(),
         fail: (error) => {
-          stop();
+          failed = true;
           options.onError?.(error);
         },
-      }),
+      });
+    },
+    reset: () => {
+      current = undefined;
+      options.onReset?.();
+    },
   });
 
   return {

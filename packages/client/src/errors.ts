@@ -61,3 +61,12 @@ export function isGraphQLErrorList(value: unknown): value is GraphQLErrorLike[] 
 export function isResyncRequired(error: unknown): boolean {
   return error instanceof TributaryRequestError && error.hasCode('RESYNC_REQUIRED');
 }
+
+/**
+ * The server refused an operation for the socket's token: on an acknowledged socket, one that has
+ * expired (its grace period, `WS_TOKEN_EXPIRY_GRACE_MS`), which runs only `refreshAuth` until it
+ * is handed a new token — a bad token closes the socket instead.
+ */
+export function isTokenRefusal(error: unknown): boolean {
+  return error instanceof TributaryRequestError && error.hasCode('UNAUTHENTICATED');
+}

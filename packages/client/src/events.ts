@@ -7,6 +7,10 @@
  * When the server answers RESYNC_REQUIRED (the cursor is older than the retained history, or the
  * history was lost), the subscription reads the topic's cursor anew, awaits `onResync` — refetch
  * whatever you derived from the events there — and continues after that cursor.
+ *
+ * A new login of another user (another subject, tenant, app or env) ends the previous user's
+ * position: `onReset` at once (drop what you show), then, on the new user's socket, the same refill
+ * — their position, `onResync`, the stream after it. A topic they may not read stays silent.
  */
 import type { Connection } from './connection.ts';
 import { TributaryEventsDocument, TributaryTopicCursorDocument, type EventWhere, type TributaryEventsSubscription } from './generated.ts';
@@ -27,6 +31,12 @@ export interface SubscribeEventsOptions {
   readonly onResync?: () => void | Promise<void>;
   /** The subscription stopped for good (FORBIDDEN, BAD_USER_INPUT…). */
   readonly onError?: (error: unknown) => void;
+  /**
+   * The client's user changed (a new login): what you show of the previous user's events is theirs
+   * — drop it now. Then, on the new user's socket, `onResync` runs and the stream continues from
+   * the new user's position.
+   */
+  readonly onReset?: () => void;
   /** Event ids remembered for de-duplication. @default 10000 */
   readonly dedupeWindow?: number;
 }
@@ -39,38 +49,67 @@ export interface EventsSubscription {
 
 export function subscribeEvents(connection: Connection, topic: string, options: SubscribeEventsOptions): EventsSubscription {
   const controller = new AbortController();
-  const seen = createRecentIds(options.dedupeWindow);
+  let seen = createRecentIds(options.dedupeWindow);
   let cursor = options.after;
+  /** A new login reset the subscription: the new user's position is read and `onResync` run before it subscribes. */
+  let refill = false;
+  /** Resets so far: a refill begun for the previous user must not set the cursor after one. */
+  let resets = 0;
+  /** Stopped for good: subscribed on no further socket, but still told of a new login. */
+  let failed = false;
 
   const readHead = async (session: Session, signal: AbortSignal) => (await session.execute(TributaryTopicCursorDocument, { topic }, signal)).topicCursor;
 
+  /** Position first, state second: every event after the refetch's state is after the cursor. */
+  const refillAt = async (session: Session, signal: AbortSignal) => {
+    const generation = resets;
+    const head = await readHead(session, signal);
+    try {
+      await options.onResync?.();
+    } catch (error) {
+      connection.reportHandlerError(error);
+      throw new RefetchFailedError(error);
+    }
+    // The cursor moves once the refetch is done: one that failed is tried again.
+    if (generation !== resets) return;
+    cursor = head;
+    refill = false;
+  };
+
   const stop = connection.use({
-    attach: (session) =>
+    attach: (session) => {
+      if (failed) return;
       void runResumable(connection, session, controller.signal, {
-        run: async (current, signal) => {
+        run: async (current, signal, delivered) => {
+          if (refill) {
+            const done = connection.beginResync();
+            try {
+              await refillAt(current, signal);
+            } finally {
+              done();
+            }
+          }
           cursor ??= await readHead(current, signal);
           await current.stream(TributaryEventsDocument, { topic, where: options.where ?? null, after: cursor ?? null }, ({ events: event }) => {
+            delivered();
             cursor = event.cursor;
             if (seen.add(event.id)) options.onEvent(event);
           }, signal);
         },
-        resync: async (current, signal) => {
-          // Position first, state second: every event after the refetch's state is after the cursor.
-          // The cursor moves once the refetch is done: one that failed is tried again.
-          const head = await readHead(current, signal);
-          try {
-            await options.onResync?.();
-          } catch (error) {
-            connection.reportHandlerError(error);
-            throw new RefetchFailedError(error);
-          }
-          cursor = head;
-        },
+        resync: refillAt,
         fail: (error) => {
-          stop();
+          failed = true;
           options.onError?.(error);
         },
-      }),
+      });
+    },
+    reset: () => {
+      resets += 1;
+      cursor = undefined;
+      seen = createRecentIds(options.dedupeWindow);
+      refill = true;
+      options.onReset?.();
+    },
   });
 
   return {

@@ -62,7 +62,8 @@ export class LiveModelStore<R extends object = ModelRecord> {
   readonly #records = new Map<string, R>();
   readonly #listeners = new Set<() => void>();
   readonly #changeListeners = new Set<ChangeListener<R>>();
-  readonly #seen: RecentIds;
+  #seen: RecentIds;
+  readonly #dedupeWindow: number | undefined;
   #status: LiveModelStatus = 'loading';
   #lastUpdatedAt: string | null = null;
   #error: Error | null = null;
@@ -76,6 +77,7 @@ export class LiveModelStore<R extends object = ModelRecord> {
    * @param filterColumns the columns the model's filter names. @default none
    */
   constructor(dedupeWindow?: number, onListenerError?: (error: unknown) => void, filterColumns: readonly string[] = []) {
+    this.#dedupeWindow = dedupeWindow;
     this.#seen = createRecentIds(dedupeWindow);
     this.#report = handlerErrorReport(onListenerError);
     this.#filterColumns = filterColumns;
@@ -145,6 +147,18 @@ export class LiveModelStore<R extends object = ModelRecord> {
     this.#changed();
     callEach(this.#changeListeners, (listener) => listener(applied, previous), this.#report);
     return true;
+  }
+
+  /**
+   * Forgets every record, event id and the freshness (a new login: they were another user's); the
+   * status is `loading` again, unless the model stopped (`error`, `closed`: kept, with its error).
+   */
+  reset(): void {
+    this.#records.clear();
+    this.#seen = createRecentIds(this.#dedupeWindow);
+    this.#lastUpdatedAt = null;
+    if (this.#status !== 'error' && this.#status !== 'closed') this.#status = 'loading';
+    this.#changed();
   }
 
   /** Whether `apply(change)` would add a row not held now (for a limit on the records held). */

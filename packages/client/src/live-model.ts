@@ -3,7 +3,9 @@
  * page), then `changes(model, filter, after: <the snapshot's cursor>)`, which delivers every change
  * the snapshot does not hold and none it already reflects (the server's race-free join). On a new
  * socket the stream resumes from the last change's cursor; on RESYNC_REQUIRED the snapshot is read
- * again and the stream joined at its cursor.
+ * again and the stream joined at its cursor. A new login of another user empties the store at once
+ * (status `loading`, no records, no cursor) before the new user's socket is up, and it loads
+ * afresh for them: what they may not read comes back empty, never as the previous user's rows.
  *
  * Shared and reference-counted: every `liveModel` of one client with the same model and filter
  * uses one store and one server subscription; `close()` releases a handle, and the last release
@@ -11,6 +13,7 @@
  * again in one go (React StrictMode) keeps the same one.
  */
 import type { Connection } from './connection.ts';
+import { isResyncRequired } from './errors.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
 import { LiveModelStore, type LiveModelSnapshot, type LiveModelStatus, type ModelChange, type ModelRecord } from './live-model-store.ts';
 import { runResumable } from './resumable.ts';
@@ -96,6 +99,11 @@ class SharedModel {
   #references = 0;
   /** Where the stream continues; undefined until a snapshot was read (and again for a resync). */
   #cursor: string | undefined;
+  /**
+   * Stopped for good (status `error`): subscribed on no further socket, but still registered with
+   * the connection until released, so that a new login drops its records too.
+   */
+  #failed = false;
 
   constructor(connection: Connection, model: string, filter: ModelFilter | undefined, limits: LiveModelLimits, forget: () => void) {
     this.#connection = connection;
@@ -104,7 +112,7 @@ class SharedModel {
     this.#filter = filter ?? null;
     this.#limits = limits;
     this.#forget = forget;
-    this.#stopUsing = connection.use({ attach: (session) => this.#attach(session) });
+    this.#stopUsing = connection.use({ attach: (session) => this.#attach(session), reset: () => this.#reset() });
   }
 
   acquire(options: LiveModelOptions): LiveModel {
@@ -158,7 +166,14 @@ class SharedModel {
     if (this.#references === 0) setTimeout(() => this.#references === 0 && this.stop(), 0);
   }
 
+  /** A new login: the records, ids seen and cursor were the previous user's. */
+  #reset(): void {
+    this.#cursor = undefined;
+    this.store.reset();
+  }
+
   #attach(session: Session): void {
+    if (this.#failed) return;
     session.signal.addEventListener(
       'abort',
       () => {
@@ -168,7 +183,7 @@ class SharedModel {
       { once: true },
     );
     void runResumable(this.#connection, session, this.#controller.signal, {
-      run: async (current, signal) => {
+      run: async (current, signal, delivered) => {
         if (this.#cursor === undefined) await this.#loadSnapshot(current, signal);
         // A row the stream adds past maxRecords stops the model, as a snapshot too large does: the
         // stream is cut (what `onData` throws would only be reported) and the error thrown from here.
@@ -179,6 +194,7 @@ class SharedModel {
           TributaryChangesDocument,
           { model: this.#model, filter: this.#filter, after: this.#cursor ?? null },
           ({ changes }) => {
+            delivered();
             const change = changes as ModelChange;
             if (this.store.size >= this.#limits.maxRecords && this.store.adds(change)) {
               tooMany = this.#tooMany();
@@ -194,6 +210,8 @@ class SharedModel {
         try {
           await streaming;
         } catch (error) {
+          // Not live from here on: the snapshot is read again (after a pause, when it comes again at once).
+          if (isResyncRequired(error)) this.store.setStatus('resyncing');
           throw tooMany ?? error;
         }
       },
@@ -204,7 +222,7 @@ class SharedModel {
       },
       fail: (error) => {
         // Stopped for good; a later liveModel() of this model and filter starts afresh.
-        this.#stopUsing();
+        this.#failed = true;
         this.#forget();
         this.store.setStatus('error', error instanceof Error ? error : new Error(String(error)));
       },

@@ -5,7 +5,7 @@
  * publishing twice: the server answers a retry with the first try's event.
  */
 import { backoffDelay, pause, type BackoffOptions } from './backoff.ts';
-import { SessionEndedError, TributaryRequestError } from './errors.ts';
+import { isTokenRefusal, SessionEndedError, TributaryRequestError } from './errors.ts';
 import type { TributaryEventFieldsFragment, TributaryPublishMutation, TributaryPublishMutationVariables } from './generated.ts';
 
 export type PublishedEvent = TributaryEventFieldsFragment;
@@ -44,12 +44,14 @@ type SendPublish = (variables: TributaryPublishMutationVariables) => Promise<Tri
 /**
  * Whether a failed try may be tried again with the same key: the socket went before the answer
  * (but not for a reason that would end the retry the same way), the server was unavailable, the
- * connection's operations were at their limit, or a try with the key has not placed its event yet.
+ * connection's operations were at their limit, the socket's token had expired (UNAUTHENTICATED:
+ * refused before it ran, until the socket is handed a new token), or a try with the key has not
+ * placed its event yet.
  */
 export function isRetryablePublishError(error: unknown): boolean {
   if (error instanceof SessionEndedError) return error.closeCode === undefined || !FINAL_CLOSE_CODES.has(error.closeCode);
   if (!(error instanceof TributaryRequestError)) return false;
-  if (error.hasCode('UNAVAILABLE') || error.hasCode('RATE_LIMITED')) return true;
+  if (error.hasCode('UNAVAILABLE') || error.hasCode('RATE_LIMITED') || isTokenRefusal(error)) return true;
   return error.errors.some((item) => item.extensions?.['code'] === 'CONFLICT' && item.extensions['inFlight'] === true);
 }
 

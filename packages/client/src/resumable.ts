@@ -1,19 +1,26 @@
 /**
  * The loop every resumable subscription runs on each socket: subscribe from its cursor; when the
  * server ends it with RESYNC_REQUIRED, refill (the subscription's own `resync`) and subscribe
- * again; when the server completes it, or answers UNAVAILABLE or RATE_LIMITED (a dependency
- * away for a moment, too many operations on the socket right now), or the refill's own refetch
- * failed (`RefetchFailedError`), subscribe again after a backoff pause; when the socket goes, stop — the next socket starts the loop again from the
- * cursor kept. Any other error stops it for good (`fail`).
+ * again — at once the first time, after a backoff pause when it comes again with nothing delivered
+ * since the last refill (a server that refuses every position would otherwise be asked as fast as
+ * the socket allows); when the server completes it, or answers UNAVAILABLE or RATE_LIMITED (a
+ * dependency away for a moment, too many operations on the socket right now) or UNAUTHENTICATED
+ * (the socket's token expired: the server's grace period, `refreshAuth` first — the client is
+ * asked for a new token), or the refill's own refetch failed (`RefetchFailedError`), subscribe
+ * again after a backoff pause; when the socket goes, stop — the next socket starts the loop again
+ * from the cursor kept. Any other error stops it for good (`fail`).
  */
 import { backoffDelay, pause } from './backoff.ts';
 import type { Connection } from './connection.ts';
-import { isResyncRequired, SessionEndedError, TributaryRequestError } from './errors.ts';
+import { isResyncRequired, isTokenRefusal, SessionEndedError, TributaryRequestError } from './errors.ts';
 import type { Session } from './session.ts';
 
 export interface ResumableRun {
-  /** Subscribes from the current cursor; settles when the server completes the subscription. */
-  readonly run: (session: Session, signal: AbortSignal) => Promise<void>;
+  /**
+   * Subscribes from the current cursor; settles when the server completes the subscription. Calls
+   * `delivered` for each result the server sends: the stream is healthy, the pauses start again.
+   */
+  readonly run: (session: Session, signal: AbortSignal, delivered: () => void) => Promise<void>;
   /** RESYNC_REQUIRED: refetch what the subscription holds and set the cursor to continue from. */
   readonly resync: (session: Session, signal: AbortSignal) => Promise<void>;
   /** An error the subscription cannot go on after (FORBIDDEN, BAD_USER_INPUT…): it stops. */
@@ -38,13 +45,19 @@ export class RefetchFailedError extends Error {
 export const isTransientRequestError = (error: unknown): boolean =>
   error instanceof TributaryRequestError && TRANSIENT_CODES.some((code) => error.hasCode(code));
 
-const isTransient = (error: unknown) => error instanceof RefetchFailedError || isTransientRequestError(error);
+const isTransient = (error: unknown) => error instanceof RefetchFailedError || isTransientRequestError(error) || isTokenRefusal(error);
 
 /** Runs `spec` on `session` until the socket goes, `signal` aborts or it fails. */
 export async function runResumable(connection: Connection, session: Session, signal: AbortSignal, spec: ResumableRun): Promise<void> {
   const ended = () => session.signal.aborted || signal.aborted;
-  /** Pauses taken on this socket so far: each waits longer (full jitter), never a tight loop. */
+  /** Pauses taken on this socket since the server last delivered something: each waits longer (full jitter), never a tight loop. */
   let pauses = 0;
+  /** Refills done since the server last delivered something. */
+  let refills = 0;
+  const delivered = () => {
+    pauses = 0;
+    refills = 0;
+  };
   const pauseAgain = async () => {
     await pause(backoffDelay(pauses, {}), AbortSignal.any([session.signal, signal]));
     pauses += 1;
@@ -56,12 +69,15 @@ export async function runResumable(connection: Connection, session: Session, sig
       spec.fail(error);
       return false;
     }
+    // Refused for the socket's expired token: the socket runs refreshAuth only until it has a new
+    // one. Asked for now; the server's 4419 at the end of its grace period bounds the retries.
+    if (isTokenRefusal(error)) await connection.refreshToken();
     await pauseAgain();
     return true;
   };
   while (!ended()) {
     try {
-      await spec.run(session, signal);
+      await spec.run(session, signal, delivered);
       // Completed by the server (it is shutting down, say): again on this socket, not in a tight loop.
       await pauseAgain();
     } catch (error) {
@@ -71,7 +87,12 @@ export async function runResumable(connection: Connection, session: Session, sig
       }
       const done = connection.beginResync();
       try {
+        // Refilled already, and refused again before anything arrived: the server refuses every
+        // position (a CDC source removed while its mappings stay, say). Waited out, longer each time.
+        if (refills > 0) await pauseAgain();
+        if (ended()) return;
         await spec.resync(session, signal);
+        refills += 1;
       } catch (resyncError) {
         // Not refilled: after a transient error the next run is answered RESYNC_REQUIRED again.
         if (await survive(resyncError)) continue;

@@ -27,11 +27,14 @@
  * the server answers RESYNC_REQUIRED, the model's position now is read first (`records`' cursor),
  * then `onResync` runs, and the stream continues from that position: a change committed while
  * `onResync` refetched is delivered, not skipped (one it already saw comes too: at least once).
- * Reconnects wait with the client's backoff (full jitter, 1 s to 30 s); a connection that stops
- * answering is found by a ping unanswered within `pongTimeoutMs`, and replaced. A request the
- * server refuses in a way a retry would meet again (`PERMANENT_CODES`: an invalid filter, a model
- * the token may not read…) is not retried: it is reported once, as a `TributaryRequestError` with
- * the server's code, and the subscription ends. Any other error — INTERNAL_SERVER_ERROR (a server
+ * Reconnects wait with the client's backoff (full jitter, 1 s to 30 s), which starts again after a
+ * connection that delivered a change (a deploy's close after hours of changes waits the first
+ * step, not the sixth); a RESYNC_REQUIRED answered again with no change delivered since the last
+ * refill counts as a failure (a server that refuses every position is not asked in a tight loop).
+ * A connection that stops answering is found by a ping unanswered within `pongTimeoutMs`, and
+ * replaced. A request the server refuses in a way a retry would meet again (`PERMANENT_CODES`: an
+ * invalid filter, a model the token may not read…) is not retried: it is reported once, as a
+ * `TributaryRequestError` with the server's code, and the subscription ends. Any other error — INTERNAL_SERVER_ERROR (a server
  * bug, an unclassified database error), UNAVAILABLE, RATE_LIMITED, MISCONFIGURED (the operator
  * may fix it), UNAUTHENTICATED (the token is read again at the next connection), an unknown code
  * or none — is reported and retried with the backoff.
@@ -136,6 +139,8 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
   const report = (error: unknown) => options.onError?.(error);
   /** RESYNC_REQUIRED was answered: the position is read and `onResync` run before the next subscription. */
   let resyncing = false;
+  /** The current connection delivered a change: it was healthy, whatever ended it. */
+  let delivered = false;
   const filter = options.filter ?? null;
 
   /** Where the model's change stream stands now: `changes(after:)` from it misses nothing committed later. */
@@ -201,6 +206,7 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
         }
         const change = result.data?.changes;
         if (!change) continue;
+        delivered = true;
         if (!seen.add(change.eventId)) {
           cursor = change.cursor;
           continue;
@@ -228,12 +234,23 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
   };
 
   const closed = (async () => {
-    for (let failures = 0; !controller.signal.aborted; ) {
+    /** Connections in a row that failed (or were refused a refilled position again): the backoff's exponent. */
+    let failures = 0;
+    /** RESYNC_REQUIRED answers since a change was last delivered. */
+    let resyncs = 0;
+    while (!controller.signal.aborted) {
+      delivered = false;
       try {
         const outcome = await runOnce();
-        failures = 0;
-        if (outcome === 'resync') resyncing = true;
-        else {
+        if (delivered) resyncs = 0;
+        if (outcome === 'resync') {
+          resyncing = true;
+          resyncs += 1;
+          // The first is refilled at once; another with no change in between means the server
+          // refuses every position it is given: waited out like a failure, longer each time.
+          failures = resyncs > 1 ? failures + 1 : 0;
+        } else {
+          failures = 0;
           // The server ended the subscription (it is shutting down, say): come back shortly.
           await pause(250, controller.signal);
         }
@@ -245,7 +262,9 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
           controller.abort();
           break;
         }
-        failures += 1;
+        if (delivered) resyncs = 0;
+        // A connection that delivered changes was healthy: the schedule starts again after it.
+        failures = delivered ? 1 : failures + 1;
       }
       // After a failure, a pause growing with each one (full jitter).
       if (failures > 0) await pause(backoffDelay(failures - 1, { maxMs: maxDelay }), controller.signal);

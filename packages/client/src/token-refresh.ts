@@ -18,6 +18,8 @@ export interface TokenRefreshOptions {
   /** @see ClientOptions.refreshBeforeExpiryMs */
   readonly leadMs: number;
   readonly onError: (error: unknown) => void;
+  /** The server took `token` for `session` (its `refreshAuth` succeeded): the socket's token now. */
+  readonly onHandedOver?: (session: Session, token: string) => void;
 }
 
 /** When `getToken` still gives the socket's token, ask again this much later (ms). */
@@ -96,6 +98,7 @@ export class TokenRefresh {
     }
     if (session !== this.#session) return;
     this.#token = token;
+    this.#options.onHandedOver?.(session, token);
     this.#arm(refreshDelay(tokenExpiresAt(token), Date.now(), this.#options.leadMs));
   }
 

@@ -1,20 +1,39 @@
 /**
- * What the client reads from a token: only its expiry, to refresh it before the server closes the
- * socket (4419). The token is NOT verified here — the server does that; a token whose payload
- * cannot be read is treated as one without expiry (the server's 4419 then still triggers a
+ * What the client reads from a token: its expiry, to refresh it before the server closes the
+ * socket (4419), and whose it is, to drop what another user's subscriptions received (a new login
+ * on the same client). The token is NOT verified here — the server does that; a token whose
+ * payload cannot be read is treated as one without expiry (the server's 4419 then still triggers a
  * reconnect with a fresh token).
  */
 
 /** The token's `exp` in ms since the epoch, or undefined when it has none or cannot be read. */
 export function tokenExpiresAt(token: string): number | undefined {
+  const exp = claimsOf(token)?.['exp'];
+  return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+}
+
+/**
+ * Who a token stands for, as the server tells principals apart (its `refreshAuth` refuses another
+ * subject, tenant, app or env): a key equal for two tokens of one principal. No token is a
+ * principal of its own (a server without authentication); a token whose claims cannot be read is
+ * compared whole — any other token counts as another user, so nothing is ever shown to the wrong one.
+ */
+export function tokenPrincipal(token: string | undefined): string {
+  if (token === undefined) return 'none';
+  const claims = claimsOf(token);
+  if (claims === undefined) return `token:${token}`;
+  return JSON.stringify(['claims', claims['sub'] ?? null, claims['tenant'] ?? null, claims['app'] ?? null, claims['env'] ?? null]);
+}
+
+/** The token's payload (a JWT's second part), or undefined when it cannot be read. */
+function claimsOf(token: string): Readonly<Record<string, unknown>> | undefined {
   const payload = token.split('.')[1];
   if (payload === undefined) return undefined;
   try {
     const base64 = payload.replace(/-/g, '+').replace(/_/g, '/');
     const json = new TextDecoder().decode(Uint8Array.from(atob(base64), (char) => char.charCodeAt(0)));
     const claims: unknown = JSON.parse(json);
-    const exp = typeof claims === 'object' && claims !== null ? (claims as { exp?: unknown }).exp : undefined;
-    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+    return typeof claims === 'object' && claims !== null && !Array.isArray(claims) ? (claims as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }

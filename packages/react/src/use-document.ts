@@ -2,6 +2,8 @@
  * `useDocument(service, id)`: a live sync document — its snapshot, then the document after every
  * change (revisions never go back; on a new socket the client reads a fresh snapshot). Shared per
  * client, service and id like `useRealtime`: one server subscription however many components show it.
+ * A new login of another user on the client drops the document (`loading` again) until the new
+ * user's snapshot comes — which never does for a document they may not read.
  */
 import type { LiveDocument, TributaryClient } from '@tributary/client';
 import { ExternalStore } from './external-store.ts';
@@ -21,7 +23,7 @@ export interface UseDocumentResult {
   readonly data: unknown;
   /** 0 while the document does not exist; undefined before the first message. */
   readonly revision: number | undefined;
-  /** `loading` until the first message, `ready` after, `error` when the subscription stopped (FORBIDDEN…). */
+  /** `loading` until the first message (and again after a new login), `ready` after, `error` when the subscription stopped (FORBIDDEN…). */
   readonly status: 'idle' | 'loading' | 'ready' | 'error';
   readonly error: Error | null;
 }
@@ -36,6 +38,8 @@ function openShared(client: TributaryClient, service: string, id: string): Share
   const subscription = client.subscribeDocument(service, id, {
     onDocument: (document) => store.set({ document, data: document.data, revision: document.revision, status: 'ready', error: null }),
     onError: (error) => store.update((current) => ({ ...current, status: 'error', error: error instanceof Error ? error : new Error(String(error)) })),
+    // The document was the previous user's: gone. A stopped subscription keeps its error.
+    onReset: () => store.update((current) => (current.status === 'error' ? { ...LOADING, status: 'error', error: current.error } : LOADING)),
   });
   return { value: store, dispose: () => subscription.close() };
 }

@@ -2,6 +2,8 @@
  * `useEvents(topic, { where, onEvent })`: a topic's events as they arrive — the last `keep` of
  * them, and `onEvent` for each once (by event id), resumed across sockets by the client. Shared per
  * client, topic, filter, start and `keep`: one server subscription however many components listen.
+ * A resync, or a new login of another user on the client, empties `events`: they no longer follow on
+ * from what comes next (or were the previous user's).
  */
 import { useInsertionEffect, useRef } from 'react';
 import type { SubscribeEventsOptions, TopicEvent, TributaryClient } from '@tributary/client';
@@ -21,8 +23,12 @@ export interface UseEventsOptions {
   readonly after?: string;
   /** Each event once, in the topic's order; the latest function is called (no resubscription). */
   readonly onEvent?: (event: TopicEvent) => void;
-  /** The history could not be resumed: refetch what you derived from the events. */
-  readonly onResync?: () => void;
+  /**
+   * The history could not be resumed (or the client's user changed): refetch what you derived from
+   * the events. A promise is awaited — with every mounted component's — before the stream goes on,
+   * so no event arrives before the refetch is done; one that rejects is tried again after a pause.
+   */
+  readonly onResync?: () => void | Promise<void>;
   /** Events kept in `events` (the newest). @default 100 */
   readonly keep?: number;
   /** False: no subscription; `status` is `idle`. @default true */
@@ -51,6 +57,8 @@ const EMPTY: readonly TopicEvent[] = Object.freeze([]);
 const LISTENING: UseEventsResult = Object.freeze({ events: EMPTY, lastEvent: undefined, status: 'listening', error: null });
 const IDLE: UseEventsResult = Object.freeze({ ...LISTENING, status: 'idle' });
 
+const clearEvents = (current: UseEventsResult): UseEventsResult => ({ ...current, events: EMPTY, lastEvent: undefined });
+
 function openShared(client: TributaryClient, topic: string, options: UseEventsOptions, keep: number): Shared<SharedEvents> {
   const store = new ExternalStore<UseEventsResult>(LISTENING);
   const callbacks = new Set<{ readonly current: Callbacks }>();
@@ -61,9 +69,17 @@ function openShared(client: TributaryClient, topic: string, options: UseEventsOp
       store.update((current) => ({ ...current, events: Object.freeze([...current.events.slice(Math.max(0, current.events.length - keep + 1)), event]), lastEvent: event }));
       callEach(callbacks, (current) => current.onEvent?.(event));
     },
-    onResync: () => {
-      callEach(callbacks, (current) => current.onResync?.());
+    onResync: async () => {
+      store.update(clearEvents);
+      // Every component's refetch (started at once; one that throws rejects), each allowed to
+      // finish: one failing does not cut another short, nor lets the stream go on meanwhile.
+      const refetches = [...callbacks].map(async (ref) => {
+        await ref.current.onResync?.();
+      });
+      const failure = (await Promise.allSettled(refetches)).find((outcome) => outcome.status === 'rejected');
+      if (failure) throw failure.reason;
     },
+    onReset: () => store.update(clearEvents),
     onError: (error) => store.update((current) => ({ ...current, status: 'error', error: error instanceof Error ? error : new Error(String(error)) })),
   });
   return { value: { store, callbacks }, dispose: () => subscription.close() };

@@ -108,6 +108,78 @@ describe('tokens on a live socket', () => {
     expect(Date.parse(viewer.expiresAt ?? '')).toBeGreaterThan(Date.now() + 3_000_000);
   });
 
+  it('retries a 4403 refusing the token it handed over in-band once that one expired (4419), as it does for a connect token', async () => {
+    // The socket's first token is replaced in-band (refreshAuth) by a second one at once (it lives
+    // less than the server's notice period); the second expires without a refresh (4419), and the
+    // auth library still hands it out for two more connects (a device clock behind the server's).
+    const first = await signHs256(READER, { expiresInSeconds: 2 });
+    const second = await signHs256(READER, { expiresInSeconds: 3 });
+    const fresh = await signHs256(READER, { expiresInSeconds: 3600 });
+    let calls = 0;
+    let lost = false;
+    let staleAnswers = 0;
+    const { client, states } = connect(() => {
+      calls += 1;
+      if (calls === 1) return first;
+      if (!lost) return second;
+      if (staleAnswers < 2) {
+        staleAnswers += 1;
+        return second;
+      }
+      return fresh;
+    });
+    client.onStateChange((state) => {
+      if (state === 'reconnecting') lost = true;
+    });
+    await waitFor(() => lost && (client.state === 'connected' || client.state === 'unauthorized'), { timeoutMs: 10_000, message: 'closed at expiry, then connected or refused' });
+    expect(states).toEqual(['connected', 'reconnecting', 'connected']);
+    // Both stale answers were refused and retried: the socket had the second token when it expired.
+    expect(staleAnswers).toBe(2);
+    const { viewer } = await client.request(VIEWER, {});
+    expect(Date.parse(viewer.expiresAt ?? '')).toBeGreaterThan(Date.now() + 3_000_000);
+  });
+
+  it('rides out UNAUTHENTICATED while the socket’s token is in its grace period: it asks for a new token, and a subscription and a publish started then go on once the socket has one', async () => {
+    const graceServer = await startTestServer({ JWT_SECRET: TEST_SECRET, WS_TOKEN_EXPIRY_GRACE_MS: '20000' });
+    const claims: TokenClaims = { ...READER, permissions: ['orders.read', 'orders.publish'] };
+    const expiring = await signHs256(claims, { expiresInSeconds: 2 });
+    const expiresAt = (JSON.parse(Buffer.from(expiring.split('.')[1]!, 'base64url').toString('utf8')) as { exp: number }).exp * 1000;
+    let current = expiring;
+    let asked = 0;
+    const client = createClient({
+      url: graceServer.wsUrl,
+      getToken: () => {
+        asked += 1;
+        return current;
+      },
+      backoff: { initialMs: 50, maxMs: 200 },
+      onError: () => {},
+    });
+    onTestFinished(() => client.close());
+    await waitFor(() => client.state === 'connected', { message: 'connected' });
+    // Past its expiry the socket lives on (grace), refusing every operation but refreshAuth.
+    await waitFor(() => Date.now() >= expiresAt, { message: 'the token expired' });
+    const errors: unknown[] = [];
+    const received: TopicEvent[] = [];
+    const subscription = client.subscribeEvents('orders.grace', { onEvent: (event) => void received.push(event), onError: (error) => void errors.push(error) });
+    // Settled to a value: its outcome is looked at below, once the new token was handed out.
+    const published = client.publish('orders.grace', { seq: 0 }).then(
+      (event) => event,
+      (error: unknown) => error,
+    );
+    const asking = asked;
+    await waitFor(() => asked > asking, { message: 'getToken asked again' });
+    // The auth library has a new token now: the client hands it over at its next try.
+    current = await signHs256(claims);
+    expect(await published).toMatchObject({ payload: { seq: 0 } });
+    await waitFor(() => subscription.cursor !== undefined, { timeoutMs: 15_000, message: 'the subscription positioned' });
+    await publishMany(graceServer, 'orders.grace', seqPayloads(1, 3), publisher);
+    await waitFor(() => received.filter((event) => (event.payload as { seq: number }).seq > 0).length === 3, { message: 'the events published after' });
+    expect(received.map((event) => (event.payload as { seq: number }).seq).filter((seq) => seq > 0)).toEqual([1, 2, 3]);
+    expect(errors).toEqual([]);
+    expect(client.state).toBe('connected');
+  });
+
   it('is unauthorized when a refresh hands over another tenant’s token (the server closes 4412), and stays so', async () => {
     let tenant = 'tenant-a';
     const { client, states } = connect(() => signHs256({ ...READER, tenant }));

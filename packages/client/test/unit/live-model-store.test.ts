@@ -140,4 +140,22 @@ describe('recent ids', () => {
     expect(ids.add('a')).toBe(true);
     expect(ids.add('c')).toBe(false);
   });
+
+  it('forgets every record, event id and its freshness at a reset (a new login), loading again — a stopped store keeps its error', () => {
+    const store = new LiveModelStore<Contact>();
+    store.load([{ id: '1', record: { id: 1, name: 'Ann' } }], '2026-01-01T00:00:00.000Z');
+    store.apply(change('e1', 'UPDATED', 1, 'Ann B'));
+    store.setStatus('live');
+    store.reset();
+    expect(store.getSnapshot()).toMatchObject({ records: [], status: 'loading', lastUpdatedAt: null, error: null });
+    // The next user's stream may carry an id seen before: it is applied.
+    expect(store.apply(change('e1', 'CREATED', 1, 'Bo'))).toBe(true);
+
+    const failed = new LiveModelStore<Contact>();
+    failed.load([{ id: '1', record: { id: 1, name: 'Ann' } }], '2026-01-01T00:00:00.000Z');
+    const error = new Error('more than 1 records (maxRecords)');
+    failed.setStatus('error', error);
+    failed.reset();
+    expect(failed.getSnapshot()).toMatchObject({ records: [], status: 'error', error });
+  });
 });

@@ -131,7 +131,9 @@ describe('publishWithRetry', () => {
 
   it('tells which errors are worth a retry', () => {
     const rateLimited = new TributaryRequestError([{ message: 'too many operations', extensions: { code: 'RATE_LIMITED' } }]);
-    expect([new SessionEndedError(), new SessionEndedError(1006), unavailable(), inFlight(), rateLimited].map(isRetryablePublishError)).toEqual([true, true, true, true, true]);
+    // A socket whose token expired refuses operations during its grace period, until it has a new one.
+    const expired = new TributaryRequestError([{ message: 'Token expired: send refreshAuth with a new token first', extensions: { code: 'UNAUTHENTICATED' } }]);
+    expect([new SessionEndedError(), new SessionEndedError(1006), unavailable(), inFlight(), rateLimited, expired].map(isRetryablePublishError)).toEqual([true, true, true, true, true, true]);
     const forbidden = new TributaryRequestError([{ message: 'no', extensions: { code: 'FORBIDDEN' } }]);
     // Too big a message, or no longer authorized: a retry would meet the same.
     const final = [conflict(), forbidden, new Error('x'), new SessionEndedError(1009), new SessionEndedError(4401), new SessionEndedError(4403), new SessionEndedError(4412)];

@@ -11,17 +11,39 @@ import type { Session } from '../../src/session.ts';
 
 const answered = (code: string) => new TributaryRequestError([{ message: code, extensions: { code } }]);
 
-/** A subscription whose runs reject with `script`'s errors in turn, then stay subscribed until the socket ends. */
-function scripted(script: readonly Error[], resyncScript: readonly Error[] = []) {
+/** A run that delivers a result, then ends with `error`. */
+class AfterData {
+  readonly error: Error;
+  constructor(error: Error) {
+    this.error = error;
+  }
+}
+
+/**
+ * A subscription whose runs reject with `script`'s errors in turn (after delivering a result, for
+ * an `AfterData`), then stay subscribed until the socket ends.
+ */
+function scripted(script: readonly (Error | AfterData)[], resyncScript: readonly Error[] = []) {
   const socket = new AbortController();
-  const calls = { runs: 0, resyncs: 0, failed: [] as unknown[] };
+  const calls = { runs: 0, resyncs: 0, refreshes: 0, failed: [] as unknown[] };
   const runs = [...script];
   const resyncs = [...resyncScript];
-  const done = runResumable({ beginResync: () => () => {} } as unknown as Connection, { signal: socket.signal } as Session, new AbortController().signal, {
-    run: () => {
+  const connection = {
+    beginResync: () => () => {},
+    refreshToken: () => {
+      calls.refreshes += 1;
+      return Promise.resolve();
+    },
+  };
+  const done = runResumable(connection as unknown as Connection, { signal: socket.signal } as Session, new AbortController().signal, {
+    run: (_session, _signal, delivered) => {
       calls.runs += 1;
-      const error = runs.shift();
-      if (error) return Promise.reject(error);
+      const step = runs.shift();
+      if (step instanceof AfterData) {
+        delivered();
+        return Promise.reject(step.error);
+      }
+      if (step) return Promise.reject(step);
       // Subscribed until the socket goes, as a real stream.
       return new Promise<void>((_resolve, reject) => socket.signal.addEventListener('abort', () => reject(new SessionEndedError()), { once: true }));
     },
@@ -40,6 +62,7 @@ beforeEach(() => {
 });
 afterEach(() => {
   vi.useRealTimers();
+  vi.restoreAllMocks();
 });
 
 describe('runResumable', () => {
@@ -68,6 +91,44 @@ describe('runResumable', () => {
     const { calls, endSocket, done } = scripted([answered('RESYNC_REQUIRED'), answered('RESYNC_REQUIRED')], [new RefetchFailedError(new TypeError('fetch failed'))]);
     await vi.advanceTimersByTimeAsync(1_000);
     expect(calls).toMatchObject({ runs: 3, resyncs: 2, failed: [] });
+    endSocket();
+    await done;
+  });
+
+  it('refills at once after the first RESYNC_REQUIRED, then pauses before each further one in a row (a server that refuses every position)', async () => {
+    // Each wait at 99 % of its window: 990 ms, then 1,980 ms.
+    vi.spyOn(Math, 'random').mockReturnValue(0.99);
+    const { calls, endSocket, done } = scripted(Array.from({ length: 5 }, () => answered('RESYNC_REQUIRED')));
+    await vi.advanceTimersByTimeAsync(0);
+    // The second RESYNC_REQUIRED in a row waits before the next refill.
+    expect(calls).toMatchObject({ runs: 2, resyncs: 1 });
+    await vi.advanceTimersByTimeAsync(989);
+    expect(calls).toMatchObject({ runs: 2, resyncs: 1 });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(calls).toMatchObject({ runs: 3, resyncs: 2 });
+    // Then longer.
+    await vi.advanceTimersByTimeAsync(1_979);
+    expect(calls).toMatchObject({ runs: 3, resyncs: 2 });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(calls).toMatchObject({ runs: 4, resyncs: 3, failed: [] });
+    endSocket();
+    await done;
+  });
+
+  it('refills at once after a RESYNC_REQUIRED that follows delivered data', async () => {
+    const { calls, endSocket, done } = scripted([answered('RESYNC_REQUIRED'), new AfterData(answered('RESYNC_REQUIRED')), new AfterData(answered('RESYNC_REQUIRED'))]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toMatchObject({ runs: 4, resyncs: 3, failed: [] });
+    endSocket();
+    await done;
+  });
+
+  it('asks for a fresh token and subscribes again after a pause when the server answers UNAUTHENTICATED (a socket in its token’s grace period)', async () => {
+    const { calls, endSocket, done } = scripted([answered('UNAUTHENTICATED'), answered('UNAUTHENTICATED')]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toMatchObject({ runs: 1, refreshes: 1, failed: [] });
+    await vi.advanceTimersByTimeAsync(1_000 + 2_000);
+    expect(calls).toMatchObject({ runs: 3, refreshes: 2, failed: [] });
     endSocket();
     await done;
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { refreshDelay, tokenExpiresAt } from '../../src/token.ts';
+import { refreshDelay, tokenExpiresAt, tokenPrincipal } from '../../src/token.ts';
 
 function jwt(payload: object): string {
   const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -24,5 +24,23 @@ describe('token expiry', () => {
     expect(refreshDelay(now + 30_000, now, 60_000)).toBe(15_000);
     expect(refreshDelay(now - 1, now, 60_000)).toBe(0);
     expect(refreshDelay(undefined, now, 60_000)).toBeUndefined();
+  });
+});
+
+describe('token principal', () => {
+  it('is the same for two tokens of one subject, tenant, app and env, and another when any differs', () => {
+    const alice = { sub: 'alice', tenant: 't-a', app: 'shop', env: 'prod' };
+    expect(tokenPrincipal(jwt({ ...alice, exp: 1, permissions: ['a'] }))).toBe(tokenPrincipal(jwt({ ...alice, exp: 2, permissions: ['b'] })));
+    for (const other of [{ sub: 'bob' }, { tenant: 't-b' }, { app: 'crm' }, { env: 'dev' }]) {
+      expect(tokenPrincipal(jwt({ ...alice, ...other }))).not.toBe(tokenPrincipal(jwt(alice)));
+    }
+    expect(tokenPrincipal(jwt({ sub: 'alice', app: 'shop', env: 'prod' }))).not.toBe(tokenPrincipal(jwt(alice)));
+  });
+
+  it('tells no token apart from any token, and compares unreadable tokens whole', () => {
+    expect(tokenPrincipal(undefined)).toBe(tokenPrincipal(undefined));
+    expect(tokenPrincipal(undefined)).not.toBe(tokenPrincipal(jwt({})));
+    expect(tokenPrincipal('opaque-1')).toBe(tokenPrincipal('opaque-1'));
+    expect(tokenPrincipal('opaque-1')).not.toBe(tokenPrincipal('opaque-2'));
   });
 });

@@ -4,6 +4,7 @@ import { createRoot, type Root } from 'react-dom/client';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TopicEvent } from '@tributary/client';
 import { TributaryProvider, useDocument, useEvents, type UseDocumentResult, type UseEventsResult } from '../../src/index.ts';
+import { deferred, type Deferred } from '../../../../test/helpers/wait-for.ts';
 import { createFakeClient, nextTask, type FakeClient } from '../fake-client.ts';
 
 beforeAll(() => {
@@ -74,6 +75,37 @@ describe('useDocument', () => {
     await nextTask();
     expect(fake.open()).toBe(0);
   });
+
+  it('drops the document when the client’s user changes (onReset: a new login), then shows the new user’s snapshot', () => {
+    const fake = createFakeClient();
+    const seen: UseDocumentResult[] = [];
+    function Doc() {
+      seen.push(useDocument('boards', 'b1'));
+      return null;
+    }
+    act(() => render(fake, <Doc />));
+    const { options } = fake.documents[0]!;
+    act(() => options.onDocument({ service: 'boards', id: 'b1', revision: 3, operation: 'SNAPSHOT', data: { secret: 'tenant-a payroll' } }));
+    act(() => options.onReset?.());
+    expect(seen.at(-1)).toMatchObject({ status: 'loading', document: undefined, data: undefined, revision: undefined, error: null });
+    act(() => options.onDocument({ service: 'boards', id: 'b1', revision: 1, operation: 'SNAPSHOT', data: { plan: 'tenant-b' } }));
+    expect(seen.at(-1)).toMatchObject({ status: 'ready', revision: 1, data: { plan: 'tenant-b' } });
+  });
+
+  it('keeps the error of a stopped subscription but drops its document at a new login', () => {
+    const fake = createFakeClient();
+    const seen: UseDocumentResult[] = [];
+    function Doc() {
+      seen.push(useDocument('boards', 'b1'));
+      return null;
+    }
+    act(() => render(fake, <Doc />));
+    const { options } = fake.documents[0]!;
+    act(() => options.onDocument({ service: 'boards', id: 'b1', revision: 3, operation: 'SNAPSHOT', data: { secret: 'tenant-a payroll' } }));
+    act(() => options.onError?.(new Error('FORBIDDEN')));
+    act(() => options.onReset?.());
+    expect(seen.at(-1)).toMatchObject({ status: 'error', error: new Error('FORBIDDEN'), document: undefined, data: undefined });
+  });
 });
 
 describe('useEvents', () => {
@@ -114,6 +146,56 @@ describe('useEvents', () => {
       for (const id of ['1', '2', '3']) onEvent(event(id, 'paid'));
     });
     expect(seen.at(-1)?.events.map((e) => e.id)).toEqual(['3']);
+  });
+
+  it('clears its events when the client’s user changes (onReset: a new login)', () => {
+    const fake = createFakeClient();
+    const seen: UseEventsResult[] = [];
+    function Feed() {
+      seen.push(useEvents('orders'));
+      return null;
+    }
+    act(() => render(fake, <Feed />));
+    const { options } = fake.events[0]!;
+    act(() => options.onEvent(event('1', 'paid')));
+    act(() => options.onReset?.());
+    expect(seen.at(-1)).toMatchObject({ status: 'listening', events: [], lastEvent: undefined });
+  });
+
+  it('clears its events on a resync and hands the client a promise of every mounted onResync: it waits for the slowest, and fails when one fails', async () => {
+    const fake = createFakeClient();
+    const seen: UseEventsResult[] = [];
+    const refetches = new Map<string, Deferred<void>>();
+    function Feed({ label }: { readonly label: string }) {
+      seen.push(
+        useEvents('orders', {
+          onResync: () => {
+            const refetch = deferred();
+            refetches.set(label, refetch);
+            return refetch.promise;
+          },
+        }),
+      );
+      return null;
+    }
+    renderFeeds(fake, Feed);
+    const { onEvent, onResync } = fake.events[0]!.options;
+    act(() => onEvent(event('1', 'paid')));
+    let outcome: Promise<string> | undefined;
+    act(() => {
+      outcome = Promise.resolve(onResync?.()).then(
+        () => 'done',
+        (error: unknown) => `failed: ${(error as Error).message}`,
+      );
+    });
+    expect(seen.at(-1)).toMatchObject({ events: [], lastEvent: undefined });
+    expect([...refetches.keys()]).toEqual(['a', 'b']);
+    // Not settled while one refetch still runs, even when the other has failed.
+    refetches.get('a')!.reject(new Error('a could not refetch'));
+    const pending = await Promise.race([outcome!, nextTask().then(() => 'pending')]);
+    expect(pending).toBe('pending');
+    refetches.get('b')!.resolve();
+    expect(await outcome!).toBe('failed: a could not refetch');
   });
 
   it("calls every mounted onEvent although one throws, and hands the client the error (it reports it, the stream goes on)", () => {

@@ -1,0 +1,41 @@
+/**
+ * The waits of the client's backoff, recorded. `Math.random` is pinned to 0.99, so each wait is
+ * 99 % of the window it was drawn from (990 ms for the first step, 1,980 ms for the second…) and
+ * the schedule shows without waiting on a clock; the waits can run at once.
+ *
+ * Which timers count: those of 500 ms to 10 minutes but 30 s, the `ws` library's own wait for a
+ * close handshake (never a backoff wait here: 99 % of a window). Tests that use this set the
+ * client's other timers (ping interval, connect timeout) to 10 minutes; waitFor's polls are shorter.
+ * One operation at a time per socket only: graphql-ws draws its operation ids from Math.random too.
+ */
+import { onTestFinished, vi } from 'vitest';
+
+/** Longer than any backoff wait: the client's other timers in these tests. */
+export const NEVER_MS = 600_000;
+
+/** How long `ws` waits for the peer's close frame before it destroys the socket. */
+const WS_CLOSE_TIMEOUT_MS = 30_000;
+
+export interface BackoffWaits {
+  /** The waits asked for so far, in ms, in order. */
+  readonly waits: readonly number[];
+}
+
+/** `atOnce`: run each wait after 0 ms instead of its length (the schedule is what is checked). */
+export function recordBackoffWaits(options: { readonly atOnce: boolean; readonly onWait?: (ms: number) => void }): BackoffWaits {
+  const waits: number[] = [];
+  const original = globalThis.setTimeout;
+  vi.spyOn(Math, 'random').mockReturnValue(0.99);
+  vi.spyOn(globalThis, 'setTimeout').mockImplementation(((handler: () => void, ms?: number, ...rest: unknown[]) => {
+    if (typeof ms === 'number' && ms >= 500 && ms < NEVER_MS && ms !== WS_CLOSE_TIMEOUT_MS) {
+      waits.push(ms);
+      options.onWait?.(ms);
+      return original(handler, options.atOnce ? 0 : ms, ...rest);
+    }
+    return original(handler, ms, ...rest);
+  }) as typeof setTimeout);
+  onTestFinished(() => {
+    vi.restoreAllMocks();
+  });
+  return { waits };
+}

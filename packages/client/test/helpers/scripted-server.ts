@@ -1,0 +1,84 @@
+/**
+ * A small graphql-transport-ws server whose answers a test scripts, for what the real server
+ * cannot be made to do on demand (answer RESYNC_REQUIRED forever, close every socket after its
+ * acknowledgement…). Real sockets (`ws`) on 127.0.0.1, closed when the test finishes.
+ */
+import { onTestFinished } from 'vitest';
+import { WebSocketServer, type WebSocket } from 'ws';
+
+export interface Operation {
+  readonly id: string;
+  readonly query: string;
+  readonly variables: Readonly<Record<string, unknown>>;
+}
+
+/** How the script answers an operation. */
+export interface Reply {
+  next(data: unknown): void;
+  /** An `error` message: the operation ends with these GraphQL errors. */
+  error(code: string, message?: string): void;
+  complete(): void;
+  /** The operation's socket, to close it. */
+  readonly socket: WebSocket;
+}
+
+export interface ScriptedServer {
+  readonly url: string;
+  /** Every socket opened, in order. */
+  readonly sockets: readonly WebSocket[];
+  /** Every operation received, in order. */
+  readonly operations: readonly Operation[];
+}
+
+export interface ScriptedServerOptions {
+  /** Called once a socket was acknowledged (its `connection_ack` sent). */
+  readonly onAcknowledged?: (socket: WebSocket, index: number) => void;
+}
+
+export async function startScriptedServer(onOperation: (operation: Operation, reply: Reply) => void, options: ScriptedServerOptions = {}): Promise<ScriptedServer> {
+  const sockets: WebSocket[] = [];
+  const operations: Operation[] = [];
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
+  server.on('connection', (socket) => {
+    const index = sockets.push(socket) - 1;
+    socket.on('message', (raw: Buffer) => {
+      const message = JSON.parse(raw.toString('utf8')) as { type: string; id?: string; payload?: { query: string; variables?: Record<string, unknown> } };
+      if (message.type === 'connection_init') {
+        socket.send(JSON.stringify({ type: 'connection_ack' }));
+        options.onAcknowledged?.(socket, index);
+        return;
+      }
+      if (message.type === 'ping') {
+        socket.send(JSON.stringify({ type: 'pong' }));
+        return;
+      }
+      if (message.type !== 'subscribe' || message.id === undefined || !message.payload) return;
+      const id = message.id;
+      const operation: Operation = { id, query: message.payload.query, variables: message.payload.variables ?? {} };
+      operations.push(operation);
+      const send = (reply: object) => {
+        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ id, ...reply }));
+      };
+      onOperation(operation, {
+        next: (data) => send({ type: 'next', payload: { data } }),
+        error: (code, text = code) => send({ type: 'error', payload: [{ message: text, extensions: { code } }] }),
+        complete: () => send({ type: 'complete' }),
+        socket,
+      });
+    });
+  });
+  await new Promise((resolve) => server.once('listening', resolve));
+  onTestFinished(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const socket of server.clients) socket.terminate();
+        server.close(() => resolve());
+      }),
+  );
+  return { url: `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`, sockets, operations };
+}
+
+/** A `records` page with no rows, at position `cursor` (what a live model's snapshot and subscribeModel's position read take). */
+export function emptyRecords(cursor: string): unknown {
+  return { records: { cursor, nodes: [], pageInfo: { endCursor: null, hasNextPage: false } } };
+}
