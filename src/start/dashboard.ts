@@ -20,7 +20,10 @@ export interface ClusterDashboard extends Disposable {
   readonly reporter: DashboardReporter;
 }
 
-/** Reports outlive three missed ticks, then the instance drops out of the view. */
+/**
+ * Reports outlive three missed ticks, then the instance drops out of the list. Its figures count
+ * in the cluster's for a tick and a half only (`liveReports`).
+ */
 const TICKS_KEPT = 3;
 
 export function startDashboard({ config, clients, metrics, logger, now }: StartContext, pipeline: Pipeline): ClusterDashboard {
@@ -28,6 +31,7 @@ export function startDashboard({ config, clients, metrics, logger, now }: StartC
   const store = clients.redis
     ? createRedisReportStore({ redis: clients.redis.command, keyPrefix: config.redisKeyPrefix, ttlMs, now })
     : createMemoryReportStore({ ttlMs, now });
+  const dashboardLogger = logger.child({ component: 'dashboard' });
   const reporter = startDashboardReporter({
     role: config.role,
     figures: pipeline.analytics.figures,
@@ -39,12 +43,13 @@ export function startDashboard({ config, clients, metrics, logger, now }: StartC
     router: pipeline.router,
     operatorScope: config.operatorScope,
     tickMs: config.dashboardTickMs,
+    resyncWindowMs: config.alerts.windowMs,
     now,
-    logger: logger.child({ component: 'dashboard' }),
+    logger: dashboardLogger,
   });
   return {
-    read: async () => clusterDashboard(await store.all(), now()),
-    figures: createClusterFigures({ store, now }),
+    read: async () => clusterDashboard(await store.all(), now(), config.dashboardTickMs),
+    figures: createClusterFigures({ store, now, tickMs: config.dashboardTickMs, logger: dashboardLogger }),
     reporter,
     dispose: () => reporter.close(),
   };

@@ -3,8 +3,10 @@
  * written where the rules read them, and every routed event is taken from the router's
  * `afterPlaced`, once it is in the log.
  *
- * - A subject that no longer exists (a webhook endpoint deleted, an outbox source removed) resolves
- *   its alert at once; a subject without a figure, or a rule that cannot be read, resolves nothing.
+ * - A subject that no longer exists (a webhook endpoint deleted, an outbox source removed, a cluster
+ *   alert left in an earlier OPERATOR_SCOPE) resolves its alert at once; a subject without a
+ *   figure, or a rule that cannot be read, resolves nothing. Such an alert is deleted once it has
+ *   been resolved for longer than the retention; an alert whose subject exists is kept.
  * - Every change is announced, in order, even when routing failed for the whole of an alert's
  *   life: the log is a real Redis, stopped and started again. A change the previous schema had
  *   not announced is announced after the upgrade.
@@ -20,10 +22,14 @@ import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createAlertEvaluator, type AlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
 import type { AlertRule } from '../../src/pipeline/alerts/alert-rule.ts';
-import { alertIdOf, getAlert, listTrackers } from '../../src/pipeline/alerts/alert-store.ts';
+import { alertIdOf, fireAlert, getAlert, listTrackers, resolveAlert, type AlertKey } from '../../src/pipeline/alerts/alert-store.ts';
 import { cdcRules } from '../../src/pipeline/alerts/rules/cdc-rules.ts';
+import { clusterRules } from '../../src/pipeline/alerts/rules/cluster-rules.ts';
 import { outboxBacklogRule } from '../../src/pipeline/alerts/rules/outbox-rules.ts';
 import { webhookFailureRateRule } from '../../src/pipeline/alerts/rules/webhook-rules.ts';
+import { createClusterFigures } from '../../src/pipeline/dashboard/cluster-figures.ts';
+import { zeroCounts } from '../../src/pipeline/dashboard/instance-report.ts';
+import { createMemoryReportStore } from '../../src/pipeline/dashboard/report-store.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import type { EventLog } from '../../src/pipeline/log/event-log.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
@@ -163,6 +169,61 @@ describe('an alert whose subject no longer exists', () => {
     await evaluate(evaluator, 3);
     expect(await getAlert(db, id)).toMatchObject({ state: 'firing' });
     expect(alertTypes(placed)).toEqual(['alert.fired cdc:src1']);
+  });
+});
+
+describe('alerts kept', () => {
+  it('resolves a cluster alert left in an earlier operators’ environment, and deletes alerts resolved over 30 days ago whose subject is gone, keeping the rest', async () => {
+    const fixture = await freshFixture();
+    const { db } = fixture;
+    const existing = fixture.endpointId;
+    const deleted = await fixture.endpoint('deleted');
+    expect(await deleteEndpoint(db, deleted)).toBe(true);
+    // One server reporting: the cluster rules read the operators' environment `ops/prod`.
+    const store = createMemoryReportStore({ ttlMs: 60_000, now: Date.now });
+    await store.put({
+      instance: 'server', role: 'server', startedAt: Date.now(), at: Date.now(), intervalMs: 0, connections: 1, subscriptions: 0,
+      cdcReaders: [], outboxes: [], webhookBacklogs: [], interval: zeroCounts(), totals: zeroCounts(), countsEnabled: true,
+    });
+    const operators = { app: 'ops', env: 'prod', tenant: undefined };
+    const { evaluator, placed } = evaluatorOn(db, memoryLog(), [
+      webhookFailureRateRule(db, { minSamples: 4, criticalRatio: 0.5, warningRatio: 0.2 }),
+      ...clusterRules(createClusterFigures({ store, now: Date.now, tickMs: 5_000, logger }), operators, { maxConnections: 10, maxResyncs: 10 }),
+    ]);
+    /** An alert fired, resolved `resolvedDaysAgo` days ago (undefined: left open). */
+    const alert = async (key: AlertKey, resolvedDaysAgo?: number) => {
+      const id = alertIdOf(key);
+      await fireAlert(db, { ...key, severity: 'warning', value: 1, message: 'bad' });
+      if (resolvedDaysAgo !== undefined) {
+        await resolveAlert(db, id, 0);
+        await db.query("UPDATE alerts SET resolved_at = now() - make_interval(days => $2) WHERE id = $1", [id, resolvedDaysAgo]);
+      }
+      return id;
+    };
+    const endpointAlert = (endpointId: string) => ({ rule: 'webhook.failure_rate', subject: `endpoint:${endpointId}`, scope: SCOPE });
+    const earlierOperators = { app: 'ops', env: 'old', tenant: undefined };
+    const goneLongAgo = await alert(endpointAlert(deleted), 31);
+    const existsLongAgo = await alert(endpointAlert(existing), 31);
+    const goneLately = await alert({ rule: 'webhook.dead_letters', subject: `endpoint:${deleted}`, scope: SCOPE }, 29);
+    const ruleNotRun = await alert({ rule: 'retired.rule', subject: 'cluster', scope: SCOPE }, 31);
+    const leftOpen = await alert({ rule: 'cluster.connections', subject: 'cluster', scope: earlierOperators });
+    const leftLongAgo = await alert({ rule: 'cluster.resync_storm', subject: 'cluster', scope: earlierOperators }, 31);
+    const operatorsNow = await alert({ rule: 'cluster.resync_storm', subject: 'cluster', scope: operators }, 31);
+    // Their changes were announced when they were made.
+    await db.query('DELETE FROM alert_changes');
+
+    await evaluate(evaluator, 1);
+    // Gone, and resolved over 30 days ago: deleted.
+    expect(await getAlert(db, goneLongAgo)).toBeUndefined();
+    expect(await getAlert(db, leftLongAgo)).toBeUndefined();
+    // Its subject exists, it resolved lately, or its rule is not run here: kept.
+    expect(await getAlert(db, existsLongAgo)).toMatchObject({ state: 'resolved' });
+    expect(await getAlert(db, goneLately)).toMatchObject({ state: 'resolved' });
+    expect(await getAlert(db, ruleNotRun)).toMatchObject({ state: 'resolved' });
+    expect(await getAlert(db, operatorsNow)).toMatchObject({ state: 'resolved' });
+    // The cluster alert open in the earlier operators' environment resolves at once.
+    expect(await getAlert(db, leftOpen)).toMatchObject({ state: 'resolved', message: 'cluster no longer exists' });
+    expect(alertTypes(placed)).toEqual(['alert.resolved cluster']);
   });
 });
 

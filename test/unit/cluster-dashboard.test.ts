@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { emptyHistogram, latencyBucket } from '../../src/pipeline/analytics/latency-histogram.ts';
 import { clusterDashboard } from '../../src/pipeline/dashboard/cluster-dashboard.ts';
+import { createLogger } from '../../src/logger.ts';
+import { NO_STREAKS, step } from '../../src/pipeline/alerts/alert-engine.ts';
+import { clusterRules } from '../../src/pipeline/alerts/rules/cluster-rules.ts';
+import { InstanceTotals } from '../../src/pipeline/analytics/instance-figures.ts';
 import { createClusterFigures } from '../../src/pipeline/dashboard/cluster-figures.ts';
+import { startDashboardReporter } from '../../src/pipeline/dashboard/dashboard-reporter.ts';
+import { createWindowedCount } from '../../src/pipeline/dashboard/windowed-count.ts';
+import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
+import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
 import { buildReport, zeroCounts, type InstanceReport, type ReportCounts } from '../../src/pipeline/dashboard/instance-report.ts';
 import { createMemoryReportStore } from '../../src/pipeline/dashboard/report-store.ts';
 import type { InstanceFiguresSnapshot } from '../../src/pipeline/analytics/instance-figures.ts';
@@ -47,6 +55,11 @@ function snapshot(at: number, deliveries: number, resyncs = 0): InstanceFiguresS
 }
 
 const LIVE = { connections: 3, subscriptions: 4, slowConsumerCloses: 0, cdcReaders: [], outboxes: [], webhookBacklogs: [] };
+const OPERATORS = { app: 'ops', env: 'prod', tenant: undefined };
+const WINDOW_MS = 300_000;
+/** The reports' interval in the dashboards put together here. */
+const TICK_MS = 1_000;
+const logger = createLogger({ level: 'silent' });
 
 describe('cluster dashboard', () => {
   it('reports what happened since the previous report, and nothing for a first report', () => {
@@ -66,6 +79,7 @@ describe('cluster dashboard', () => {
         report('b', 10_100, counts({ deliveries: 300, latencyMs: [200] }), { connections: 5, intervalMs: 2000 }),
       ],
       10_200,
+      TICK_MS,
     );
     expect(view.cluster.connections).toBe(7);
     // 100 in 1 s + 300 in 2 s.
@@ -86,36 +100,143 @@ describe('cluster dashboard', () => {
         report('new', 2000, zeroCounts(), { webhookBacklogs: backlog(4), cdcReaders: [{ source: 's', lagBytes: 9, retainedWalBytes: 9 }] }),
       ],
       2000,
+      TICK_MS,
     );
     expect(view.cluster.webhooks.pending).toBe(4);
     expect(view.cluster.cdc).toEqual([{ source: 's', lagBytes: 9, retainedWalBytes: 9 }]);
   });
 
   it('counts a failure rate only when there were attempts', () => {
-    const none = clusterDashboard([report('a', 1000, zeroCounts())], 1000);
+    const none = clusterDashboard([report('a', 1000, zeroCounts())], 1000, TICK_MS);
     expect(none.cluster.webhooks.failureRate).toBeNull();
-    const some = clusterDashboard([report('a', 1000, counts({ webhookAttempts: { delivered: 3, failed: 1, gone: 0, throttled: 0, refused: 0, dead: 0 } }))], 1000);
+    const some = clusterDashboard([report('a', 1000, counts({ webhookAttempts: { delivered: 3, failed: 1, gone: 0, throttled: 0, refused: 0, dead: 0 } }))], 1000, TICK_MS);
     expect(some.cluster.webhooks.failureRate).toBe(0.25);
   });
 
-  it('gives the alert rules the cluster’s sockets and the resyncs within the window', async () => {
-    let now = 100_000;
+  it('gives the alert rules the cluster’s sockets and the resyncs each instance counted over the window, unknown when one counts over no such window', async () => {
+    const now = 100_000;
     const store = createMemoryReportStore({ ttlMs: 60_000, now: () => now });
-    const figures = createClusterFigures({ store, now: () => now });
+    const lines: { level: number; msg: string }[] = [];
+    const said = createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) } });
+    const figures = createClusterFigures({ store, now: () => now, tickMs: 5_000, logger: said });
     expect(await figures.read(10_000)).toBeUndefined();
-    const put = (instance: string, at: number, resyncs: number, connections: number) =>
-      store.put({ ...report(instance, at, zeroCounts(), { connections }), totals: { ...zeroCounts(), resyncs } });
-    await put('a', now, 5, 1);
-    await put('b', now, 0, 2);
-    expect(await figures.read(10_000)).toEqual({ connections: 3, resyncs: 0 });
-    now += 5_000;
-    await put('a', now, 12, 1);
-    await put('b', now, 3, 2);
+    const put = (instance: string, connections: number, resyncWindow?: { windowMs: number; resyncs: number }) =>
+      store.put({ ...report(instance, now, zeroCounts(), { connections }), ...(resyncWindow && { resyncWindow }) });
+    await put('a', 1, { windowMs: 10_000, resyncs: 7 });
+    await put('b', 2, { windowMs: 10_000, resyncs: 3 });
     expect(await figures.read(10_000)).toEqual({ connections: 3, resyncs: 10 });
-    // Later, the first counts fell out of the window.
-    now += 10_000;
-    await put('a', now, 13, 1);
-    await put('b', now, 3, 2);
-    expect(await figures.read(10_000)).toEqual({ connections: 3, resyncs: 1 });
+    const [, storm] = clusterRules(figures, OPERATORS, { maxConnections: 10, maxResyncs: 5 });
+    expect((await storm!.read({ windowMs: 10_000, watched: [] }))[0]?.verdict).toEqual({ kind: 'bad', severity: 'warning', value: 10, message: '10 resyncs in the window (limit 5)' });
+    // An instance counting over another window (ALERTS_WINDOW_SECONDS changing in a deploy), or of
+    // a version that does not count: the storm is unknown, neither good nor bad.
+    await put('b', 2, { windowMs: 60_000, resyncs: 3 });
+    expect(await figures.read(10_000)).toEqual({ connections: 3, resyncs: null });
+    await put('b', 2);
+    expect(await figures.read(10_000)).toEqual({ connections: 3, resyncs: null });
+    expect((await storm!.read({ windowMs: 10_000, watched: [] }))[0]?.verdict).toMatchObject({ kind: 'unknown' });
+    // Said once (a warning), and once more when every instance counts over the window again.
+    await put('b', 2, { windowMs: 10_000, resyncs: 3 });
+    expect(await figures.read(10_000)).toEqual({ connections: 3, resyncs: 10 });
+    expect(lines.map((line) => [line.level, line.msg])).toEqual([
+      [40, 'instances count their resyncs over another window (ALERTS_WINDOW_SECONDS) or not at all: the resync storm alert reads unknown'],
+      [30, 'every instance counts its resyncs over the alerts window again'],
+    ]);
+  });
+
+  it('counts the resyncs over the window the same whichever process reads them: one that just took over sees a storm under way, one that last read hours ago sees only the window', async () => {
+    let now = 10_000_000;
+    const store = createMemoryReportStore({ ttlMs: 15_000, now: () => now });
+    const totals = new InstanceTotals(true, () => now);
+    const log = createMemoryLog({ retention: { maxEvents: 100, maxAgeMs: 3_600_000 }, publish: () => {} });
+    const reporter = startDashboardReporter({
+      role: 'server',
+      figures: totals,
+      live: () => Promise.resolve(LIVE),
+      store,
+      router: createEventRouter({ log, logger }),
+      operatorScope: OPERATORS,
+      tickMs: 5_000,
+      resyncWindowMs: WINDOW_MS,
+      now: () => now,
+      logger,
+    });
+    /** `ticks` reports, `perTick` resyncs answered before each. */
+    const run = async (ticks: number, perTick: number) => {
+      for (let tick = 0; tick < ticks; tick += 1) {
+        now += 5_000;
+        totals.resyncs += perTick;
+        await reporter.report();
+      }
+    };
+    try {
+      const early = createClusterFigures({ store, now: () => now, tickMs: 5_000, logger });
+      await run(1, 0);
+      expect((await early.read(WINDOW_MS))?.resyncs).toBe(0);
+      // A storm for an hour, 20 resyncs a second: 6,000 in a 5-minute window. `early` reads no more.
+      await run(720, 100);
+      const tookOver = createClusterFigures({ store, now: () => now, tickMs: 5_000, logger });
+      expect((await tookOver.read(WINDOW_MS))?.resyncs).toBe(6_000);
+      const [, storm] = clusterRules(tookOver, OPERATORS, { maxConnections: 10_000, maxResyncs: 1_000 });
+      expect((await storm!.read({ windowMs: WINDOW_MS, watched: [] }))[0]?.verdict).toMatchObject({ kind: 'bad', value: 6_000 });
+      // The storm ends: 0.2 a second for two hours, 60 in a window — whoever reads, however long ago it last did.
+      await run(1_440, 1);
+      expect((await tookOver.read(WINDOW_MS))?.resyncs).toBe(60);
+      expect((await early.read(WINDOW_MS))?.resyncs).toBe(60);
+    } finally {
+      await reporter.close();
+      await log.close();
+    }
+  });
+
+  it('counts the sockets of a crashed instance beside its replacement’s for no longer than one tick and a half: the connections alert does not fire', async () => {
+    let now = 1_000_000;
+    const tickMs = 5_000;
+    // Reports kept three ticks, as startDashboard keeps them.
+    const store = createMemoryReportStore({ ttlMs: 3 * tickMs, now: () => now });
+    const figures = createClusterFigures({ store, now: () => now, tickMs, logger });
+    const [connections] = clusterRules(figures, OPERATORS, { maxConnections: 10_000, maxResyncs: 1_000 });
+    const put = (instance: string, sockets: number) => store.put(report(instance, now, zeroCounts(), { connections: sockets }));
+    await put('a', 6_000);
+    await put('b', 0);
+    // `a` crashes just after reporting (no remove()); its 6,000 clients reconnect to `b`.
+    let streaks = NO_STREAKS;
+    const verdicts: unknown[] = [];
+    for (let evaluation = 0; evaluation < 3; evaluation += 1) {
+      now += 4_000;
+      await put('b', 6_000);
+      const [reading] = await connections!.read({ windowMs: WINDOW_MS, watched: [] });
+      const next = step(streaks, undefined, reading!.verdict, { fireAfter: 2, resolveAfter: 3 });
+      expect(next.transition).toBeUndefined();
+      streaks = next.streaks;
+      verdicts.push(reading!.verdict);
+    }
+    // Counted twice once (4 s after its last report), then no more: `a` has missed a tick and a half.
+    expect(verdicts).toEqual([
+      { kind: 'bad', severity: 'warning', value: 12_000, message: '12000 open connections (limit 10000)' },
+      { kind: 'good', value: 6_000 },
+      { kind: 'good', value: 6_000 },
+    ]);
+    // The dashboard: the cluster is its live instances, the list keeps `a` until its report expires.
+    now = 1_000_000 + 8_000;
+    const view = clusterDashboard(await store.all(), now, tickMs);
+    expect(view.cluster.connections).toBe(6_000);
+    expect(view.instances.map((instance) => instance.instance).sort()).toEqual(['a', 'b']);
+  });
+
+  it('counts an instance’s resyncs over the window from its own samples, from its start when younger than the window, in bounded memory', () => {
+    const window = createWindowedCount(10_000);
+    expect(window.add(1_000, 4)).toBe(4);
+    expect(window.add(6_000, 9)).toBe(9);
+    // The window began at 1,000: the total then is the baseline.
+    expect(window.add(11_000, 10)).toBe(6);
+    expect(window.add(16_000, 10)).toBe(1);
+    expect(window.add(30_000, 12)).toBe(2);
+    // A day's window sampled every second: a sample is kept a thousandth of the window (86.4 s)
+    // after the last kept, so the baseline is older than the window's start by up to 87 s.
+    const daily = createWindowedCount(86_400_000);
+    let grown = 0;
+    for (let second = 1; second <= 2 * 86_400; second += 1) grown = daily.add(second * 1_000, second);
+    expect(grown).toBeGreaterThanOrEqual(86_400);
+    expect(grown).toBeLessThanOrEqual(86_400 + 87);
   });
 });

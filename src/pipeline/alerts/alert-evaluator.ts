@@ -10,14 +10,18 @@
  * Without that, an alert about a deleted endpoint would wait for a good figure that never comes.
  *
  * Streaks live in `alert_trackers`, so a restarted or new evaluator continues them.
+ *
+ * After an evaluation, alerts resolved long ago about subjects that no longer exist are deleted
+ * (`alert-retention.ts`).
  */
 import type { Database, Queryable } from '../../db/database.ts';
 import { faultOf } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { announcePending } from './alert-announcer.ts';
+import { createAlertRetention, DEFAULT_ALERT_RETENTION_MS } from './alert-retention.ts';
 import { NO_STREAKS, step, worthKeeping, type HysteresisPolicy, type OpenAlert, type Streaks, type Transition } from './alert-engine.ts';
-import type { AlertRule, RuleSubject, Verdict } from './alert-rule.ts';
+import { MAX_READINGS_PER_RULE, type AlertRule, type RuleSubject, type Verdict } from './alert-rule.ts';
 import {
   alertIdOf,
   escalateAlert,
@@ -44,6 +48,10 @@ export interface AlertEvaluatorOptions {
   readonly holder: string;
   /** How long the lease outlives an evaluation, in ms: another process takes over after it. */
   readonly leaseMs: number;
+  /** How long an alert whose subject is gone is kept after it resolved, in ms. @default 30 days */
+  readonly retentionMs?: number;
+  /** @default Date.now */
+  readonly now?: () => number;
   readonly logger: Logger;
 }
 
@@ -81,14 +89,46 @@ function openAlertOf(alert: AlertRecord): OpenAlert | undefined {
 export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvaluator {
   const { db, policy } = options;
   const logger = options.logger.child({ component: 'alerts' });
+  const retention = createAlertRetention({
+    db,
+    retentionMs: options.retentionMs ?? DEFAULT_ALERT_RETENTION_MS,
+    windowMs: options.windowMs,
+    now: options.now ?? Date.now,
+    logger,
+  });
 
-  /** Every subject of the rules that could be read, with its verdict (unknown when not read this time, gone when it no longer exists). */
-  const gather = async (): Promise<Map<string, Subject>> => {
+  /** The rules whose last reading was as large as a reading may be, logged once until it is not. */
+  const capped = new Set<string>();
+  const noteCap = (rule: string, readings: number) => {
+    if (readings < MAX_READINGS_PER_RULE) {
+      if (capped.delete(rule)) logger.info({ rule }, 'alert rule reads all its subjects at once again');
+    } else if (!capped.has(rule)) {
+      capped.add(rule);
+      logger.warn({ rule, readings }, 'alert rule read its cap of subjects at once: those past it are not judged this time');
+    }
+  };
+
+  /**
+   * Every subject of the rules that could be read, with its verdict (unknown when not read this
+   * time, gone when it no longer exists), and those rules.
+   */
+  const gather = async (): Promise<{ subjects: Map<string, Subject>; readRules: Map<string, AlertRule> }> => {
     const subjects = new Map<string, Subject>();
     const readRules = new Map<string, AlertRule>();
+    const trackers = await listTrackers(db, MAX_TRACKED);
+    const openAlerts = await listOpenAlerts(db, MAX_TRACKED);
+    // Read first: a rule that reads only the subjects in trouble reads these too (RuleContext.watched).
+    const watched = new Map<string, Map<string, AlertKey>>();
+    for (const known of [...trackers, ...openAlerts]) {
+      const ofRule = watched.get(known.rule) ?? new Map<string, AlertKey>();
+      ofRule.set(known.id, keyOf(known));
+      watched.set(known.rule, ofRule);
+    }
     for (const rule of options.rules) {
       try {
-        for (const reading of await rule.read({ windowMs: options.windowMs })) {
+        const readings = await rule.read({ windowMs: options.windowMs, watched: [...(watched.get(rule.name)?.values() ?? [])] });
+        noteCap(rule.name, readings.length);
+        for (const reading of readings) {
           const key = { rule: rule.name, subject: reading.subject, scope: reading.scope };
           subjects.set(alertIdOf(key), { key, stored: undefined, open: undefined, verdict: reading.verdict });
         }
@@ -98,20 +138,20 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
         logger.warn({ err: error, rule: rule.name }, 'alert rule could not be read');
       }
     }
-    for (const tracker of await listTrackers(db, MAX_TRACKED)) {
+    for (const tracker of trackers) {
       if (!readRules.has(tracker.rule)) continue;
       const subject = subjects.get(tracker.id) ?? { key: keyOf(tracker), stored: undefined, open: undefined, verdict: NOT_READ };
       subject.stored = tracker.streaks;
       subjects.set(tracker.id, subject);
     }
-    for (const alert of await listOpenAlerts(db, MAX_TRACKED)) {
+    for (const alert of openAlerts) {
       if (!readRules.has(alert.rule)) continue;
       const subject = subjects.get(alert.id) ?? { key: keyOf(alert), stored: undefined, open: undefined, verdict: NOT_READ };
       subject.open = openAlertOf(alert);
       subjects.set(alert.id, subject);
     }
     for (const rule of readRules.values()) await markGone(rule, [...subjects.values()].filter((s) => s.key.rule === rule.name && s.verdict === NOT_READ));
-    return subjects;
+    return { subjects, readRules };
   };
 
   /** Asks `rule` which of its silent subjects no longer exist; theirs is the verdict `gone`. */
@@ -145,7 +185,7 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
   return {
     async evaluate() {
       if (!(await takeEvaluatorLease(db, options.holder, options.leaseMs))) return { evaluated: false, changes: 0 };
-      const subjects = await gather();
+      const { subjects, readRules } = await gather();
       const keep: TrackerRecord[] = [];
       const drop: string[] = [];
       const transitions: { subject: Subject; transition: Transition }[] = [];
@@ -175,6 +215,7 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
       await announcePending(db, options.router).catch((error: unknown) =>
         logger.warn({ err: error, fault: faultOf(error) }, 'alert changes written but not announced yet; the next evaluation announces them'),
       );
+      await retention.step(readRules).catch((error: unknown) => logger.warn({ err: error, fault: faultOf(error) }, 'old resolved alerts not pruned; the next evaluation tries again'));
       return { evaluated: true, changes };
     },
   };

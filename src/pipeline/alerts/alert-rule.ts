@@ -42,6 +42,12 @@ export interface Reading extends RuleSubject {
 export interface RuleContext {
   /** The window rates and counts are taken over, in ms. */
   readonly windowMs: number;
+  /**
+   * This rule's subjects that have an open alert or streaks. A rule that reads only the subjects
+   * in trouble reads these too: one whose trouble stopped then reads good and its alert resolves,
+   * where it would otherwise be silent — unknown — for as long as it exists.
+   */
+  readonly watched: readonly RuleSubject[];
 }
 
 export interface AlertRule {
@@ -61,11 +67,35 @@ export interface AlertRule {
    * rule that cannot be read never resolves anything. Absent: its subjects never go away
    * (`cluster`), and a silent one is unknown.
    */
-  gone?(subjects: readonly RuleSubject[], context: RuleContext): Promise<readonly RuleSubject[]>;
+  gone?(subjects: readonly RuleSubject[], context: Pick<RuleContext, 'windowMs'>): Promise<readonly RuleSubject[]>;
 }
 
 /** Most readings taken from one rule in one evaluation: a bound on each query and on memory. */
 export const MAX_READINGS_PER_RULE = 5_000;
+
+/**
+ * Where a rule that reads its subjects in key order, MAX_READINGS_PER_RULE at a time, starts its
+ * next reading: after the last key of a full reading, so the subjects past the bound are judged
+ * too (every other evaluation, not never), and from the start after one that was not full.
+ */
+export interface ReadingCursor {
+  /** The key the next reading starts after; '' from the start. */
+  readonly after: string;
+  /** Takes note of a reading's keys, in the order read. */
+  advance(keys: readonly string[]): void;
+}
+
+export function createReadingCursor(): ReadingCursor {
+  let after = '';
+  return {
+    get after() {
+      return after;
+    },
+    advance(keys) {
+      after = keys.length >= MAX_READINGS_PER_RULE ? (keys.at(-1) ?? '') : '';
+    },
+  };
+}
 
 /** `endpoint:<id>` → `<id>`: the webhook endpoint an alert is about, if any. */
 export function endpointOfSubject(subject: string): string | undefined {

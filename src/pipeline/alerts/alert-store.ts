@@ -255,6 +255,29 @@ export async function firingCounts(db: Queryable): Promise<{ rule: string; sever
   return rows;
 }
 
+/**
+ * Resolved alerts resolved more than `olderThanMs` ago, in id order after `after`, at most
+ * `limit`: the ones retention may delete (`alert-retention.ts`).
+ */
+export async function listLongResolved(db: Queryable, olderThanMs: number, after: string, limit: number): Promise<(AlertKey & { id: string })[]> {
+  const { rows } = await db.query<{ id: string; rule: string; subject: string; app: string; env: string; tenant: string | null }>(
+    `SELECT id, rule, subject, app, env, tenant FROM alerts
+     WHERE state = 'resolved' AND resolved_at < now() - make_interval(secs => $1) AND id > $2 ORDER BY id LIMIT $3`,
+    [olderThanMs / 1000, after, limit],
+  );
+  return rows.map((row) => ({ id: row.id, rule: row.rule, subject: row.subject, scope: { app: row.app, env: row.env, tenant: row.tenant ?? undefined } }));
+}
+
+/** Deletes the alerts `ids` that are still resolved since more than `olderThanMs` (not fired again meanwhile); returns how many. */
+export async function deleteLongResolved(db: Queryable, ids: readonly string[], olderThanMs: number): Promise<number> {
+  if (ids.length === 0) return 0;
+  const { rowCount } = await db.query(
+    `DELETE FROM alerts WHERE id = ANY($1::text[]) AND state = 'resolved' AND resolved_at < now() - make_interval(secs => $2)`,
+    [ids, olderThanMs / 1000],
+  );
+  return rowCount;
+}
+
 type TrackerRow = { id: string; rule: string; subject: string; app: string; env: string; tenant: string | null; bad_streak: number; critical_streak: number; good_streak: number };
 
 /** Every kept streak, at most `limit`. */

@@ -5,6 +5,9 @@
  * figures several processes measure of one shared thing — a webhook endpoint's backlog (each
  * workers process reads the same table), an outbox, a CDC source (its leader reports it) — are
  * taken once, from the latest report naming them. Pure.
+ *
+ * The cluster is made of the live reports only (`liveReports`); the instance list shows every
+ * report the store keeps (three ticks).
  */
 import type { EventSource } from '../events/envelope.ts';
 import { histogramCount, histogramQuantile } from '../analytics/latency-histogram.ts';
@@ -96,14 +99,29 @@ function figuresOf(counts: ReportCounts, intervalMs: number, reports: readonly I
   };
 }
 
-export function clusterDashboard(reports: readonly InstanceReport[], at: number): Dashboard {
+/** How many ticks a report counts as the instance's present state for. */
+const LIVE_TICKS = 1.5;
+
+/**
+ * The reports made within a tick and a half of `at`: those of instances that are reporting. A
+ * process that died never takes its report out of the store; its clients reconnect to the others,
+ * whose reports soon count them, so summing its last report beside theirs would count them twice —
+ * for the three ticks the store keeps it, longer than a connections alert needs to fire (two
+ * evaluations). Half a tick of slack for a report that is late.
+ */
+export function liveReports<R extends Pick<InstanceReport, 'at'>>(reports: readonly R[], at: number, tickMs: number): R[] {
+  return reports.filter((report) => at - report.at <= tickMs * LIVE_TICKS);
+}
+
+export function clusterDashboard(reports: readonly InstanceReport[], at: number, tickMs: number): Dashboard {
   const instances = [...reports].sort((a, b) => b.at - a.at || a.instance.localeCompare(b.instance));
+  const live = liveReports(instances, at, tickMs);
   // The cluster's rate: each instance's interval counts over its own interval, added up.
-  const rates = instances.filter((report) => report.intervalMs > 0);
+  const rates = live.filter((report) => report.intervalMs > 0);
   const perMs = rates.reduce((sum, report) => addCounts(sum, scale(report.interval, 1 / report.intervalMs)), zeroCounts());
   return {
     at,
-    cluster: { ...figuresOf(perMs, 1, instances), latencyP50Ms: latencyOf(rates, 0.5), latencyP99Ms: latencyOf(rates, 0.99) },
+    cluster: { ...figuresOf(perMs, 1, live), latencyP50Ms: latencyOf(rates, 0.5), latencyP99Ms: latencyOf(rates, 0.99) },
     instances: instances.map((report) => ({
       instance: report.instance,
       role: report.role,

@@ -1,40 +1,50 @@
 /**
  * The cluster figures the alert rules judge (`alerts/rules/cluster-rules.ts`), from the instances'
- * reports: open sockets now (summed), and resyncs within a window — the growth of each instance's
- * cumulative count since the window began, as this process saw it in the reports it read (an
- * instance started within the window counts from zero; one that stopped drops out with its counts).
+ * reports: open sockets now — of the live reports only (`liveReports`), so a crashed instance's are
+ * not counted again beside its replacement's — and the resyncs over the window — each instance's
+ * own count over it (`windowed-count.ts`), summed. Nothing is kept between readings, so the figures
+ * are the same whichever process reads them, however long ago it last did. An instance that
+ * stopped drops out with its counts once the store lets its report go.
  */
+import type { Logger } from '../../logger.ts';
 import type { ClusterFigures, ClusterFiguresProvider } from '../alerts/rules/cluster-rules.ts';
+import { liveReports } from './cluster-dashboard.ts';
 import type { ReportStore } from './report-store.ts';
 
-interface Seen {
-  readonly at: number;
-  readonly resyncs: number;
+export interface ClusterFiguresOptions {
+  /** Where the instances' reports are. */
+  readonly store: ReportStore;
+  /** The time, in ms since the epoch. */
+  readonly now: () => number;
+  /** How often instances report (DASHBOARD_TICK_SECONDS), in ms. */
+  readonly tickMs: number;
+  readonly logger: Logger;
 }
 
-/** Past counts kept per instance at most (one per report: with a 5 s tick, hours of history). */
-const MAX_HISTORY = 4_096;
-
-export function createClusterFigures(options: { readonly store: ReportStore; readonly now: () => number }): ClusterFiguresProvider {
-  const history = new Map<string, Seen[]>();
+export function createClusterFigures(options: ClusterFiguresOptions): ClusterFiguresProvider {
+  let uncounted = false;
   return {
     async read(windowMs): Promise<ClusterFigures | undefined> {
       const reports = await options.store.all();
       if (reports.length === 0) return undefined;
-      const windowStart = options.now() - windowMs;
-      let resyncs = 0;
-      for (const report of reports) {
-        const seen = history.get(report.instance) ?? [];
-        if (seen.at(-1)?.at !== report.at) seen.push({ at: report.at, resyncs: report.totals.resyncs });
-        // Keep the newest count from before the window (the baseline) and everything after it.
-        while (seen.length > 1 && (seen[1]!.at <= windowStart || seen.length > MAX_HISTORY)) seen.shift();
-        history.set(report.instance, seen);
-        // Seen first within the window (this process just took over): counted from then on.
-        const baseline = report.startedAt >= windowStart ? 0 : seen[0]!.resyncs;
-        resyncs += Math.max(0, report.totals.resyncs - baseline);
+      const live = liveReports(reports, options.now(), options.tickMs);
+      // A report of an earlier version has no count over a window, and one of an instance with
+      // another ALERTS_WINDOW_SECONDS (a deploy under way, or set on some roles only) counts over
+      // another: not comparable. Said once, as the storm alert reads unknown until it changes.
+      const others = reports.filter((report) => report.resyncWindow?.windowMs !== windowMs);
+      if (others.length > 0 && !uncounted) {
+        options.logger.warn(
+          { instances: others.map((report) => ({ instance: report.instance, windowMs: report.resyncWindow?.windowMs ?? null })), windowMs },
+          'instances count their resyncs over another window (ALERTS_WINDOW_SECONDS) or not at all: the resync storm alert reads unknown',
+        );
+      } else if (others.length === 0 && uncounted) {
+        options.logger.info({ windowMs }, 'every instance counts its resyncs over the alerts window again');
       }
-      for (const instance of history.keys()) if (!reports.some((report) => report.instance === instance)) history.delete(instance);
-      return { connections: reports.reduce((sum, report) => sum + report.connections, 0), resyncs };
+      uncounted = others.length > 0;
+      return {
+        connections: live.reduce((sum, report) => sum + report.connections, 0),
+        resyncs: others.length === 0 ? reports.reduce((sum, report) => sum + (report.resyncWindow?.resyncs ?? 0), 0) : null,
+      };
     },
   };
 }

@@ -13,6 +13,7 @@ import type { EventRouter } from '../router/event-router.ts';
 import { clusterDashboard } from './cluster-dashboard.ts';
 import { buildReport, type InstanceLiveState, type InstanceReport } from './instance-report.ts';
 import type { ReportStore } from './report-store.ts';
+import { createWindowedCount } from './windowed-count.ts';
 
 export interface DashboardReporterOptions {
   readonly role: string;
@@ -23,6 +24,8 @@ export interface DashboardReporterOptions {
   readonly router: Pick<EventRouter, 'route'>;
   readonly operatorScope: { readonly app: string; readonly env: string };
   readonly tickMs: number;
+  /** The alerts' window (ALERTS_WINDOW_SECONDS), in ms: each report says the resyncs over it. */
+  readonly resyncWindowMs: number;
   readonly now: () => number;
   readonly logger: Logger;
 }
@@ -39,22 +42,25 @@ export function startDashboardReporter(options: DashboardReporterOptions): Dashb
   const { store, logger } = options;
   const instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const startedAt = options.now();
+  const resyncs = createWindowedCount(options.resyncWindowMs);
   let previous: InstanceReport | undefined;
   let failing = false;
 
   const report = async () => {
+    const figures = options.figures.snapshot();
     const made = buildReport({
       instance,
       role: options.role,
       startedAt,
-      figures: options.figures.snapshot(),
+      figures,
       live: await options.live(),
       previous: previous && { totals: previous.totals, at: previous.at },
+      resyncWindow: { windowMs: options.resyncWindowMs, resyncs: resyncs.add(figures.at, figures.resyncs) },
     });
     await store.put(made);
     previous = made;
     if (await store.claimTick(Math.floor(made.at / options.tickMs))) {
-      const dashboard = clusterDashboard(await store.all(), options.now());
+      const dashboard = clusterDashboard(await store.all(), options.now(), options.tickMs);
       await options.router.route(dashboardEvent(options.operatorScope, dashboard));
     }
   };

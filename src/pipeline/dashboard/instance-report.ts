@@ -53,6 +53,17 @@ export interface InstanceReport {
   readonly totals: ReportCounts;
   /** False when analytics is off: the counts stay 0 (live state is still reported). */
   readonly countsEnabled: boolean;
+  /**
+   * RESYNC_REQUIRED answers over the alerts' window ending at `at`, as the instance counted them
+   * (`windowed-count.ts`). Absent from the reports of earlier versions.
+   */
+  readonly resyncWindow?: ResyncWindow;
+}
+
+export interface ResyncWindow {
+  /** The window, in ms (ALERTS_WINDOW_SECONDS of the instance). */
+  readonly windowMs: number;
+  readonly resyncs: number;
 }
 
 /** The counts of a snapshot (cumulative since the start). */
@@ -123,6 +134,8 @@ export interface ReportInput {
   readonly live: InstanceLiveState;
   /** The previous report's totals and time; undefined for the first. */
   readonly previous: { readonly totals: ReportCounts; readonly at: number } | undefined;
+  /** The resyncs over the alerts' window, as of `figures.at`. */
+  readonly resyncWindow?: ResyncWindow | undefined;
 }
 
 export function buildReport(input: ReportInput): InstanceReport {
@@ -142,5 +155,6 @@ export function buildReport(input: ReportInput): InstanceReport {
     interval: previous === undefined ? zeroCounts() : countsBetween(previous.totals, totals),
     totals,
     countsEnabled: figures.enabled,
+    ...(input.resyncWindow && { resyncWindow: input.resyncWindow }),
   };
 }

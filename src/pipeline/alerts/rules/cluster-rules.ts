@@ -3,17 +3,22 @@
  * resync storms — which need every instance's counts: the dashboard's instance reports provide
  * them (`pipeline/dashboard/cluster-figures.ts`). With no report yet the provider has none and
  * these rules read unknown, which neither fires nor resolves. Their alerts live in the operators'
- * environment (`OPERATOR_SCOPE`).
+ * environment (`OPERATOR_SCOPE`); one left in another environment (OPERATOR_SCOPE changed) is
+ * gone — no figure will ever come to it — so it resolves.
  */
-import type { Scope } from '../../scope.ts';
+import { scopeKey, type Scope } from '../../scope.ts';
 import type { AlertRule, Verdict } from '../alert-rule.ts';
 
 /** What the cluster's instances reported, summed over all of them. */
 export interface ClusterFigures {
   /** Open graphql-ws sockets now. */
   readonly connections: number;
-  /** RESYNC_REQUIRED answers given in the window. */
-  readonly resyncs: number;
+  /**
+   * RESYNC_REQUIRED answers given in the window, each instance counting its own; null when some
+   * instance does not count over this window (an earlier version, another window while a deploy is
+   * under way): the storm rule reads unknown.
+   */
+  readonly resyncs: number | null;
 }
 
 /** Where cluster figures come from; undefined when no instance reports any (yet). */
@@ -45,6 +50,9 @@ function clusterRule(name: string, description: string, provider: ClusterFigures
       const figures = await provider.read(windowMs);
       return figures === undefined ? [] : [{ subject: 'cluster', scope, verdict: judge(figures) }];
     },
+    gone(subjects) {
+      return Promise.resolve(subjects.filter((subject) => scopeKey(subject.scope) !== scopeKey(scope)));
+    },
   };
 }
 
@@ -52,7 +60,9 @@ export function clusterRules(provider: ClusterFiguresProvider, scope: Scope, thr
   return [
     clusterRule('cluster.connections', 'Open sockets across the cluster', provider, scope, (f) => judgeCount(f.connections, thresholds.maxConnections, 'open connections')),
     clusterRule('cluster.resync_storm', 'RESYNC_REQUIRED answers across the cluster over the window', provider, scope, (f) =>
-      judgeCount(f.resyncs, thresholds.maxResyncs, 'resyncs in the window'),
+      f.resyncs === null
+        ? { kind: 'unknown', reason: 'not every instance counts its resyncs over this window' }
+        : judgeCount(f.resyncs, thresholds.maxResyncs, 'resyncs in the window'),
     ),
   ];
 }
