@@ -25,6 +25,43 @@ export async function processCpuMicros(pid: number | undefined): Promise<number>
   return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND) * 1_000_000;
 }
 
+/**
+ * CPU time of a set of processes that changes between readings — a database's backends, which a
+ * pool opens and closes (pg closes a client idle for 10 s): a reading can only see the processes
+ * alive then, so a sum of those alone drops the whole lifetime of one that ended since the last
+ * reading, and a difference of two such sums can come out low, even negative. This one keeps every
+ * process it was shown, with the last CPU time read of it.
+ */
+export interface ProcessSetCpu {
+  /**
+   * Books one reading of the processes alive now — `[key, cpuMicros]`, the key naming one process
+   * (pid and start time: a reused pid is another process) — and resolves to the CPU so far, in µs,
+   * of every process ever booked, those gone counted at their last reading (what they used after
+   * it is not seen); NaN when a reading is NaN (no /proc).
+   */
+  record(readings: Iterable<readonly [key: string, cpuMicros: number]>): number;
+}
+
+export function createProcessSetCpu(): ProcessSetCpu {
+  const last = new Map<string, number>();
+  let total = 0;
+  return {
+    record(readings) {
+      let unreadable = false;
+      for (const [key, cpuMicros] of readings) {
+        if (Number.isNaN(cpuMicros)) unreadable = true;
+        const before = last.get(key) ?? 0;
+        // A process that ended between the listing and the read reads 0: its last value stands.
+        if (cpuMicros > before) {
+          last.set(key, cpuMicros);
+          total += cpuMicros - before;
+        }
+      }
+      return unreadable ? Number.NaN : total;
+    },
+  };
+}
+
 export interface MachineCpuSample {
   /** Jiffies spent not idle (user, nice, system, irq, softirq, steal), all cores together. */
   readonly busy: number;

@@ -14,7 +14,7 @@ export interface FanoutClient {
    * with its own `connection_init` payload (see `fanout-protocol.ts`).
    */
   open(url: string, sockets: number, subscribe: SubscribePayload, ignore?: string, spread?: SocketSpread): Promise<number>;
-  /** Starts a step: events from `firstSeq` on are counted, earlier ones are stale. */
+  /** Starts a step: events from `firstSeq` on are counted; an earlier one only when it is a second copy (see `fanout-ledger.ts`). */
   expect(firstSeq: number): Promise<void>;
   /**
    * Ends a step at `lastSeq`: waits (at most `timeoutMs`) until every open socket has received

@@ -1,7 +1,12 @@
 /**
- * The fan-out load client's bookkeeping, apart from its sockets: per subscriber and per step,
- * which events arrived (a bitmap), how many twice, how many after a later one, a hash of the
- * arrival order, and the latency of each. No I/O; the client feeds it frames.
+ * The fan-out load client's bookkeeping, apart from its sockets: per subscriber, which events
+ * arrived (a bitmap over the whole run), and per step how many twice, how many after a later one,
+ * a hash of the arrival order, and the latency of each. No I/O; the client feeds it frames.
+ *
+ * Sequence numbers are unique per ledger (a session numbers its events from 1 on), so the record
+ * of what arrived is kept for the run, not per step: a second copy of an event is a duplicate
+ * whenever it comes — a retry or a replay that lands after its step was collected is counted in
+ * the step it arrives in (`lateDuplicates`), not lost as a leftover from before the step.
  *
  * A step starts with `expect(firstSeq)`; `collect(lastSeq, until)` fixes its end and resolves once
  * every account is done — `every`: it has every event of the step, `last`: it has `lastSeq` —
@@ -26,11 +31,14 @@ export interface Account {
   expected: number;
   /** The step's last event on this account's topic; Infinity until `collect`. */
   lastSeq: number;
-  /** Bit i: event `firstSeq + i` of the step was received. Grows as needed. */
+  /** Bit `seq`: event `seq` was received, in any step of the run. Grows as needed. */
   seen: Uint8Array;
   /** Distinct events of the step. */
   received: number;
+  /** Copies of an event received before, arriving in this step (the late ones included). */
   duplicates: number;
+  /** Of those, copies of an earlier step's event. */
+  lateDuplicates: number;
   /** Arrivals below the highest seq already received. */
   outOfOrder: number;
   highest: number;
@@ -47,7 +55,10 @@ export interface DeliveryLedger {
   record(account: Account, frame: Buffer): boolean;
   /** The account's socket is gone: it counts as done from now on. */
   close(account: Account): void;
-  /** Starts a step: events from `firstSeq` on are counted, earlier ones are stale. */
+  /**
+   * Starts a step: events from `firstSeq` on are counted; an earlier one arriving now is booked for
+   * the run (a first copy: a backlog still draining) or counted as a duplicate (a second copy).
+   */
   expect(firstSeq: number): void;
   /** Ends the step at `lastSeq` and waits (at most `timeoutMs`) until every account is done; true if the wait timed out. */
   collect(lastSeq: number, until: 'every' | 'last', timeoutMs: number): Promise<boolean>;
@@ -80,10 +91,8 @@ export function createDeliveryLedger(): DeliveryLedger {
   const delivery: Delivery = { seq: 0, sentAt: 0 };
   let step = newStep(0);
 
-  const hasSeen = (account: Account, seq: number) => {
-    const offset = seq - step.firstSeq;
-    return offset >= 0 && ((account.seen[offset >> 3] ?? 0) & (1 << (offset & 7))) !== 0;
-  };
+  /** Event `seq` of the current step was received (an earlier step's never counts). */
+  const hasSeen = (account: Account, seq: number) => seq >= step.firstSeq && ((account.seen[seq >> 3] ?? 0) & (1 << (seq & 7))) !== 0;
   const isDone = (account: Account) =>
     account.closed || (step.until === 'every' ? account.received >= account.expected : hasSeen(account, account.lastSeq));
   const markDone = (account: Account) => {
@@ -103,7 +112,7 @@ export function createDeliveryLedger(): DeliveryLedger {
         topic,
         expected: Number.POSITIVE_INFINITY,
         lastSeq: Number.POSITIVE_INFINITY,
-        seen: new Uint8Array(64), received: 0, duplicates: 0, outOfOrder: 0, highest: -1, order: 0, done: false, closed: false };
+        seen: new Uint8Array(64), received: 0, duplicates: 0, lateDuplicates: 0, outOfOrder: 0, highest: -1, order: 0, done: false, closed: false };
       accounts.push(account);
       return account;
     },
@@ -111,21 +120,23 @@ export function createDeliveryLedger(): DeliveryLedger {
       if (!readDelivery(frame, delivery)) return false;
       const now = clockMillis();
       const { seq } = delivery;
-      const offset = seq - step.firstSeq;
-      if (offset < 0) return true; // a backlog from before the step, still draining
       if (account.topics > 1 && (seq - account.topic) % account.topics !== 0) {
-        // Another topic's event (another tenant's row, in `cdc`): never delivered here.
+        // Another topic's event (another tenant's row, in `cdc`), whichever step it is of: never delivered here.
         step.misrouted += 1;
         return true;
       }
-      const byte = offset >> 3;
-      const bit = 1 << (offset & 7);
+      const byte = seq >> 3;
+      const bit = 1 << (seq & 7);
       if (byte >= account.seen.length) account.seen = grow(account.seen, byte + 1);
+      const early = seq < step.firstSeq;
       if ((account.seen[byte]! & bit) !== 0) {
         account.duplicates += 1;
+        if (early) account.lateDuplicates += 1;
         return true;
       }
       account.seen[byte]! |= bit;
+      // A first copy of an earlier step's event: a backlog from before the step, still draining.
+      if (early) return true;
       account.received += 1;
       if (seq < account.highest) account.outOfOrder += 1;
       else account.highest = seq;
@@ -144,9 +155,9 @@ export function createDeliveryLedger(): DeliveryLedger {
     expect(firstSeq) {
       step = newStep(firstSeq);
       for (const account of accounts) {
-        account.seen.fill(0);
         account.received = 0;
         account.duplicates = 0;
+        account.lateDuplicates = 0;
         account.outOfOrder = 0;
         account.highest = -1;
         account.order = 0;
@@ -185,11 +196,13 @@ export function createDeliveryLedger(): DeliveryLedger {
       let sawLast = 0;
       let missing = 0;
       let duplicates = 0;
+      let lateDuplicates = 0;
       let outOfOrder = 0;
       const orders = new Set<number>();
       for (const account of accounts) {
         missing += account.expected - account.received;
         duplicates += account.duplicates;
+        lateDuplicates += account.lateDuplicates;
         outOfOrder += account.outOfOrder;
         if (hasSeen(account, account.lastSeq)) sawLast += 1;
         if (account.received === account.expected && account.duplicates === 0) {
@@ -205,6 +218,7 @@ export function createDeliveryLedger(): DeliveryLedger {
         received: step.received,
         missing,
         duplicates,
+        lateDuplicates,
         outOfOrder,
         orders: orders.size,
         misrouted: step.misrouted,

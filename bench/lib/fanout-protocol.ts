@@ -2,7 +2,7 @@
  * The IPC contract between the fan-out workload (parent) and its subscriber load client
  * (`fanout-client.ts`, a child process). Types only: both sides import it.
  *
- * A step: `expect` (events from `firstSeq` on count, earlier ones are stale) → the parent
+ * A step: `expect` (events from `firstSeq` on count; an earlier one counts only as a second copy) → the parent
  * publishes `firstSeq…lastSeq` → `collect` (wait until every open socket has received every
  * event of the step — or only `lastSeq`, to probe that subscriptions are live — or the timeout)
  * → a `StepReport`.
@@ -63,14 +63,23 @@ export interface StepReport {
   readonly open: number;
   /** Sockets that have received `lastSeq`. */
   readonly sawLast: number;
-  /** Sockets that received every event of the step exactly once (in whatever order). */
+  /**
+   * Sockets that received every event of the step exactly once (in whatever order), and no second
+   * copy of an earlier step's event meanwhile.
+   */
   readonly complete: number;
   /** Distinct events of the step received, all sockets together. */
   readonly received: number;
   /** Events of the step never received, all sockets together. */
   readonly missing: number;
-  /** Events received more than once, all sockets together. */
+  /**
+   * Copies of an event a socket had received before, arriving during the step, all sockets
+   * together: of the step's events, and of earlier steps' (`lateDuplicates`) — a retry or replay
+   * that comes after its own step was collected is counted here, not dropped.
+   */
   readonly duplicates: number;
+  /** Of `duplicates`, second copies of an earlier step's event. */
+  readonly lateDuplicates: number;
   /** Events that arrived after one with a higher seq, all sockets together. */
   readonly outOfOrder: number;
   /**

@@ -17,6 +17,15 @@ export async function alternateRounds<T>(
   return results;
 }
 
+/**
+ * The order of round `round` (from 1): as given in odd rounds, reversed in even ones. For
+ * measurements one after another on shared state (a table refilled, the machine's drift over a
+ * minute): what comes of running first or last falls on each of them in turn.
+ */
+export function alternatingOrder<T>(items: readonly T[], round: number): T[] {
+  return round % 2 === 1 ? [...items] : [...items].reverse();
+}
+
 /** A session measured at several rates: it stops being measured once it failed or dropped out. */
 export interface RateMember<N extends string> {
   readonly name: N;

@@ -4,7 +4,7 @@
  */
 import { fork } from 'node:child_process';
 import { childStopper, createIpcRequester } from './child-ipc.ts';
-import type { ReceiverReply, ReceiverReport, ReceiverRequest, WarmUp } from './webhook-receiver-protocol.ts';
+import type { LateReport, ReceiverReply, ReceiverReport, ReceiverRequest, WarmUp } from './webhook-receiver-protocol.ts';
 
 export interface WebhookReceivers {
   readonly pid: number;
@@ -13,9 +13,16 @@ export interface WebhookReceivers {
   /**
    * Starts a step: receivers 0…`receivers`−1 are each to get every event `firstSeq … firstSeq +
    * count − 1`; with `spread`, event `seq` goes to receiver `seq % receivers` only. The first
-   * `warmup` deliveries to arrive (any events) warm the sender up: see `warmed`.
+   * `warmup` deliveries to arrive (any events) warm the sender up: see `warmed`. `sender` names
+   * who sends the step's events, for `late`. Sequence numbers are the run's: each step's are above
+   * every earlier step's.
    */
-  expect(firstSeq: number, count: number, receivers: number, options?: { readonly spread?: boolean; readonly warmup?: number }): Promise<void>;
+  expect(
+    firstSeq: number,
+    count: number,
+    receivers: number,
+    options?: { readonly spread?: boolean; readonly warmup?: number; readonly sender?: string },
+  ): Promise<void>;
   /** Waits (at most `timeoutMs`, else rejects) until the step's warm-up deliveries are in; when that was, and the receivers' CPU until then. */
   warmed(timeoutMs: number): Promise<WarmUp>;
   /** Deliveries of the step received so far (an event once per receiver), and how many are expected. */
@@ -25,6 +32,8 @@ export interface WebhookReceivers {
    * the step's first `sent` events are expected (the sender stopped there).
    */
   collect(timeoutMs: number, sent?: number): Promise<ReceiverReport>;
+  /** Every step that got a copy after it was collected (a retry, a replay), by sender; and the run's stray requests. */
+  late(): Promise<LateReport>;
   /** Closes the receivers and ends the process; kills it if it does not exit in time. Idempotent. */
   stop(): Promise<void>;
 }
@@ -45,7 +54,15 @@ export function startWebhookReceivers(options: { readonly stopTimeoutMs?: number
     },
     async expect(firstSeq, count, receivers, options = {}) {
       expectReply(
-        await ask({ type: 'expect', firstSeq, count, receivers, ...(options.spread === true && { spread: true }), ...(options.warmup !== undefined && { warmup: options.warmup }) }),
+        await ask({
+          type: 'expect',
+          firstSeq,
+          count,
+          receivers,
+          ...(options.spread === true && { spread: true }),
+          ...(options.warmup !== undefined && { warmup: options.warmup }),
+          ...(options.sender !== undefined && { sender: options.sender }),
+        }),
         'expecting',
       );
     },
@@ -58,6 +75,9 @@ export function startWebhookReceivers(options: { readonly stopTimeoutMs?: number
     },
     async collect(timeoutMs, sent) {
       return expectReply(await ask({ type: 'collect', timeoutMs, ...(sent !== undefined && { sent }) }), 'collected').report;
+    },
+    async late() {
+      return expectReply(await ask({ type: 'late' }), 'late').late;
     },
     stop: childStopper(child, () => ask({ type: 'close' }), options.stopTimeoutMs ?? 10_000),
   };

@@ -12,7 +12,7 @@ import pg from 'pg';
 import { startPostgres } from '../../test/helpers/postgres.ts';
 import { waitFor } from '../../test/helpers/wait-for.ts';
 import type { PeerName } from '../peers/peer.ts';
-import { processCpuMicros } from '../lib/cpu.ts';
+import { createProcessSetCpu, processCpuMicros, type ProcessSetCpu } from '../lib/cpu.ts';
 import { clockMillis } from '../lib/fanout-payload.ts';
 import { graphqlData } from '../lib/graphql-http.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
@@ -44,8 +44,10 @@ export interface SourceDatabase {
   dropDatabase(name: string): Promise<void>;
   /**
    * CPU time so far of the server processes (backends) connected to `database`, in µs, from
-   * /proc: what Tributary's platform database costs Postgres. Backends that ended are not
-   * counted, so read it around a step, whose connections stay open; NaN without /proc.
+   * /proc: what Tributary's platform database costs Postgres. Every backend seen connected at a
+   * reading stays counted, at its last reading, once it ends (`createProcessSetCpu`): a pool
+   * closes idle connections (pg's default: after 10 s), and a backend that ended between two
+   * readings must not take its lifetime out of the second. Read it around a step; NaN without /proc.
    */
   databaseCpuMicros(database: string): Promise<number>;
   /** Drops the slot, ending the walsender that still holds it. Missing slots are fine. */
@@ -85,6 +87,8 @@ export async function startSourceDatabase(context: WorkloadContext, options: Sou
   await monitor.connect();
   context.defer('postgres monitoring connection', () => monitor.end());
   const prepared = new Set<PeerName>();
+  /** Per database, its backends' CPU over every reading. */
+  const backends = new Map<string, ProcessSetCpu>();
 
   return {
     url: postgres.url,
@@ -119,10 +123,14 @@ export async function startSourceDatabase(context: WorkloadContext, options: Sou
       await monitor.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
     },
     async databaseCpuMicros(database) {
-      const { rows } = await monitor.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [database]);
-      let total = 0;
-      for (const { pid } of rows) total += await processCpuMicros(pid);
-      return total;
+      const { rows } = await monitor.query<{ pid: number; started: string }>(
+        'SELECT pid, backend_start::text AS started FROM pg_stat_activity WHERE datname = $1',
+        [database],
+      );
+      const readings = await Promise.all(rows.map(async ({ pid, started }) => [`${pid} ${started}`, await processCpuMicros(pid)] as const));
+      let tally = backends.get(database);
+      if (!tally) backends.set(database, (tally = createProcessSetCpu()));
+      return tally.record(readings);
     },
     async dropSlot(slot) {
       for (let attempt = 0; attempt < 50; attempt += 1) {

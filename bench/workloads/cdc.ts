@@ -10,7 +10,7 @@
  * `tenant_id`. The rows carry `seq` and `sentAt`, so the fan-out load client reads both from the
  * record in the raw frame, as it reads a published event.
  *
- * Groups, each with fresh servers (booted at once; boot not measured) and fresh slots:
+ * Groups, each with fresh servers (booted one at a time; boot not measured) and fresh slots:
  * - bulk: one subscriber per peer; one transaction of 100,000 rows (`--quick`: 10,000) per peer,
  *   one peer at a time: rows/s from the commit to the last row received, and the time from the
  *   commit until the peer's slot has confirmed it.

@@ -5,14 +5,14 @@
  * `next` carries the merged data, so the fan-out load client reads `seq` and `sentAt` from the
  * raw frame as it does for `fanout` (Tributary's first `next` is a SNAPSHOT: dropped unread).
  *
- * Per N, every peer gets a fresh process (all started at once), its document is created, its
+ * Per N, every peer gets a fresh process (booted one at a time), its document is created, its
  * subscribers connect and probe mutations are sent until every subscription delivers; then an
  * untimed warm-up per peer, then the timed load, peers alternating over `--rounds`. The same
  * load client (`lib/fanout-client.ts`) and writer (`lib/publisher.ts`) for every peer, each in a
  * process of its own, through `fanout-session.ts`.
  */
 import type { SubscribePayload } from 'graphql-ws';
-import { startRedis } from '../../test/helpers/redis.ts';
+import { startRedis, type RedisInstance } from '../../test/helpers/redis.ts';
 import { OURS, REDIS_PEERS, REFERENCE, type PeerName } from '../peers/peer.ts';
 import { graphqlData } from '../lib/graphql-http.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
@@ -106,7 +106,7 @@ export const docs: Workload = {
     for (const size of settings.sizes) {
       const group = await startPeers(context, size, redis.url);
       try {
-        for (const outcome of group) await open(context, outcome);
+        for (const outcome of group) await open(context, outcome, redisOf(outcome.name, redis));
         const step = (seconds: number) => ({ rate: settings.rate, count: Math.max(5, Math.round(settings.rate * seconds)), ordered: true, tolerance: settings.tolerance });
         for (const outcome of group) await measure(outcome, step(settings.warmupSeconds));
         for (let round = 0; round < context.rounds; round += 1) {
@@ -134,8 +134,18 @@ async function startPeers(context: WorkloadContext, subscribers: number, redisUr
   });
 }
 
+/**
+ * The redis-server whose CPU counts with the peer's: the one it keeps its documents' hot cache and
+ * its log in (the two Redis peers share it: what the idle one asks of it meanwhile counts too);
+ * none for the others. Without it, a Redis peer's CPU per mutation left out the work it hands to
+ * Redis, against yoga, which has none to hand.
+ */
+export function redisOf(name: PeerName, redis: RedisInstance): RedisInstance | undefined {
+  return REDIS_PEERS.includes(name) ? redis : undefined;
+}
+
 /** Creates the document, opens the subscribers and probes until every subscription delivers. */
-async function open(context: WorkloadContext, outcome: DocsOutcome): Promise<void> {
+async function open(context: WorkloadContext, outcome: DocsOutcome, redis: RedisInstance | undefined): Promise<void> {
   const peer = outcome.peer;
   if (!peer || outcome.failure !== undefined) return;
   try {
@@ -143,7 +153,7 @@ async function open(context: WorkloadContext, outcome: DocsOutcome): Promise<voi
     const session = await openSession({
       peer,
       subscribers: outcome.subscribers,
-      redis: undefined,
+      redis,
       subscription: SUBSCRIPTION,
       body: mergeBody,
       ignore: SNAPSHOT_MARKER,
@@ -194,11 +204,12 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
       { header: 'mutation p99' },
       { header: 'delivered/expected' },
       { header: 'server CPU/mutation' },
+      { header: 'Redis' },
       { header: 'zero loss', align: 'left' },
     ],
     rows: group.map((outcome) => {
       const m = summaries.get(outcome.name);
-      if (!m) return [outcome.name, '—', '—', '—', '—', '—', '—', '—', `✗ ${outcome.failure ?? 'not measured'}`];
+      if (!m) return [outcome.name, '—', '—', '—', '—', '—', '—', '—', '—', `✗ ${outcome.failure ?? 'not measured'}`];
       const verdict = m.zeroLoss ? '✓' : `✗ ${m.problem ?? '?'}`;
       return [
         outcome.name,
@@ -209,6 +220,7 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
         formatMicros(m.answeredP99),
         `${m.delivered.toLocaleString('en-US')}/${m.expected.toLocaleString('en-US')}`,
         formatMicros(m.cpuPerEvent),
+        formatMicros(m.redisCpuPerEvent),
         outcome.failure === undefined ? verdict : `${verdict}; then failed: ${outcome.failure}`,
       ];
     }),
@@ -216,7 +228,8 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
       `mutations/s: sent, one in flight; below ${settings.rate} when the mutation takes longer than the interval (the writer waits for each answer)`,
       'mut→sub: mutation sent → subscriber received its `next` (clocks of two processes on one machine); mutation: sent → HTTP response',
       'delivered/expected: changes received by all subscribers over all rounds; zero loss: every subscriber got every change exactly once, in order',
-      'server CPU/mutation: server process CPU over the timed part ÷ mutations (the fan-out to every subscriber included)',
+      'server CPU/mutation: server process CPU over the timed part ÷ mutations (the fan-out to every subscriber included); ' +
+        'Redis: redis-server over the same part ÷ mutations, for the peers that use it (one redis-server for both Redis peers: what the idle one asks of it is counted too)',
     ],
   });
   for (const outcome of group) {
@@ -235,6 +248,8 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
       { metric: 'mutation p50', value: ours.answeredP50 / peer.answeredP50 },
       { metric: 'p99', value: ours.answeredP99 / peer.answeredP99 },
       { metric: 'server CPU/mutation', value: ours.cpuPerEvent / peer.cpuPerEvent },
+      // What the mutation costs with Redis's share, for the peers that hand work to it (yoga has none).
+      ...(Number.isFinite(ours.redisCpuPerEvent) ? [{ metric: 'server+Redis CPU/mutation', value: (ours.cpuPerEvent + ours.redisCpuPerEvent) / peer.cpuPerEvent }] : []),
     ]);
   }
   return failures;

@@ -307,7 +307,7 @@ function describeProblem(report: StepReport, publish: PublishReport, facts: Step
   if (report.complete < subscribers) {
     const what = [
       report.missing > 0 && `${report.missing.toLocaleString('en-US')} messages missing${report.timedOut ? ' when the wait ended' : ''}`,
-      report.duplicates > 0 && `${report.duplicates.toLocaleString('en-US')} twice`,
+      report.duplicates > 0 && `${report.duplicates.toLocaleString('en-US')} twice${report.lateDuplicates > 0 ? ` (${report.lateDuplicates.toLocaleString('en-US')} of them earlier steps' events, again)` : ''}`,
     ].filter(Boolean);
     return `${(subscribers - report.complete).toLocaleString('en-US')} of ${subscribers.toLocaleString('en-US')} subscribers incomplete: ${what.join(', ')}`;
   }

@@ -3,7 +3,9 @@
  * instances of the real poller (`createOutboxPoller`, each on its own pool, as worker processes
  * run it) and by the seed's naive poller (`peers/naive-outbox-poller.ts`), one configuration after
  * another on the same table, refilled for each, after an untimed drain of a tenth of it by each
- * kind of poller.
+ * kind of poller. Every configuration drains once per round (`--rounds`), the order reversed every
+ * other round, so that each is compared with the naive poller of its own round: one sample each,
+ * back to back in a fixed order, was what the ratios rested on before.
  *
  * The pollers run in the runner's process (no server, no subscriber: the drain is the poller's
  * work) and route into a real `EventRouter` over the in-memory log and bus, as `start/pipeline.ts`
@@ -21,6 +23,7 @@ import { createMemoryBus } from '../../src/pipeline/pubsub/memory-bus.ts';
 import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
 import { createNaiveOutboxPoller } from '../peers/naive-outbox-poller.ts';
 import { messageOf } from '../lib/report.ts';
+import { alternatingOrder } from '../lib/rounds.ts';
 import { clockMillis } from '../lib/fanout-payload.ts';
 import type { SourceDatabase } from './cdc-setup.ts';
 
@@ -33,6 +36,8 @@ export interface DrainSettings {
   readonly tenants: number;
   /** Longest a configuration may take to drain the backlog, in ms. */
   readonly timeoutMs: number;
+  /** Times every configuration drains, one after another in each round (see `alternatingOrder`). */
+  readonly rounds: number;
 }
 
 /** One configuration: the naive poller, or `pollers` instances of the real one. */
@@ -51,6 +56,8 @@ export const DRAIN_CONFIGURATIONS: readonly DrainConfiguration[] = [
 
 export interface DrainOutcome {
   readonly configuration: DrainConfiguration;
+  /** The round it was measured in, from 1. */
+  readonly round: number;
   readonly rows: number;
   /** Rows routed (counted by the pollers) when the drain ended. */
   readonly routed: number;
@@ -79,7 +86,7 @@ const OUTBOX_ID = 'bench-drain';
 const SCOPE = { app: 'bench', env: 'drain' };
 
 /** Runs every configuration on a database of its own (so its backends are the pollers'); never throws for what a poller did. */
-export async function runDrain(source: SourceDatabase, settings: DrainSettings): Promise<DrainOutcome[]> {
+export async function runDrain(source: Pick<SourceDatabase, 'createDatabase' | 'databaseCpuMicros'>, settings: DrainSettings): Promise<DrainOutcome[]> {
   const url = await source.createDatabase(DATABASE);
   // Seeds, analyzes and checks; it stays connected (and idle) while the pollers run, so its own
   // backend adds nothing to the Postgres CPU measured.
@@ -96,7 +103,9 @@ export async function runDrain(source: SourceDatabase, settings: DrainSettings):
       if (configuration) await drainOnce(source, url, admin, configuration, warmup);
     }
     const outcomes: DrainOutcome[] = [];
-    for (const configuration of DRAIN_CONFIGURATIONS) outcomes.push(await drainOnce(source, url, admin, configuration, settings));
+    for (let round = 1; round <= settings.rounds; round += 1) {
+      for (const configuration of alternatingOrder(DRAIN_CONFIGURATIONS, round)) outcomes.push({ ...(await drainOnce(source, url, admin, configuration, settings)), round });
+    }
     return outcomes;
   } finally {
     await admin.end().catch(() => undefined);
@@ -143,7 +152,13 @@ function createDrainLedger(rows: number) {
   };
 }
 
-async function drainOnce(source: SourceDatabase, url: string, admin: pg.Client, configuration: DrainConfiguration, settings: DrainSettings): Promise<DrainOutcome> {
+async function drainOnce(
+  source: Pick<SourceDatabase, 'databaseCpuMicros'>,
+  url: string,
+  admin: pg.Client,
+  configuration: DrainConfiguration,
+  settings: DrainSettings,
+): Promise<Omit<DrainOutcome, 'round'>> {
   const logger = createLogger({ level: 'silent' });
   const ledger = createDrainLedger(settings.rows);
   const bus = createMemoryBus();

@@ -5,8 +5,8 @@
  * doubled or reordered a row of the backlog. An arm or a poller that is merely slow is a result.
  */
 import { print, printRatioLine, printTable } from '../lib/report.ts';
-import { formatMicros, formatMillis, formatRate, formatRatio } from '../lib/stats.ts';
-import type { DrainOutcome } from './outbox-drain.ts';
+import { formatMicros, formatMillis, formatRate, formatRatio, median } from '../lib/stats.ts';
+import type { DrainConfiguration, DrainOutcome } from './outbox-drain.ts';
 import type { ArmName } from './outbox-setup.ts';
 import type { StepResult } from './fanout-session.ts';
 import { summarizeRounds, type RoundsSummary } from './rounds-summary.ts';
@@ -129,16 +129,64 @@ export function reportLatency(outcomes: readonly ArmOutcome[], table: LatencyTab
   return failures;
 }
 
+/** One configuration of the drain over the rounds, compared with the naive poller of each round. */
+export interface DrainSummary {
+  readonly configuration: DrainConfiguration;
+  /** rows/s of each round it drained in, in round order. */
+  readonly rates: readonly number[];
+  /** The median of `rates`. */
+  readonly rate: number;
+  /** rows/s ÷ the naive poller's of the same round, per round where both were measured; empty for the naive poller. */
+  readonly ratios: readonly number[];
+  /** The median of `ratios` (NaN without any). */
+  readonly ratio: number;
+  /** Postgres CPU/row ÷ the naive poller's of the same round, likewise, and their median. */
+  readonly postgresRatios: readonly number[];
+  readonly postgresRatio: number;
+}
+
+/** rows/s of one drain: rows routed ÷ its time. */
+export const drainRateOf = (outcome: DrainOutcome): number => outcome.routed / (outcome.elapsedMs / 1000);
+const postgresPerRow = (outcome: DrainOutcome): number => outcome.postgresCpuMicros / outcome.routed;
+
+/**
+ * Per configuration (in the order first measured), its rate over the rounds and its ratios to the
+ * naive poller taken within each round, then their median — the machine's speed drifts by tens of
+ * percent from one minute to the next here, so a ratio of two rounds' medians would mix minutes.
+ */
+export function summarizeDrainRounds(outcomes: readonly DrainOutcome[]): DrainSummary[] {
+  const naiveOf = (outcome: DrainOutcome) => outcomes.find((other) => other.configuration.kind === 'naive' && other.round === outcome.round);
+  const names = [...new Set(outcomes.map((outcome) => outcome.configuration.name))];
+  return names.map((name) => {
+    const rounds = outcomes.filter((outcome) => outcome.configuration.name === name).sort((a, b) => a.round - b.round);
+    const configuration = rounds[0]!.configuration;
+    const within = (metric: (outcome: DrainOutcome) => number) =>
+      configuration.kind === 'naive'
+        ? []
+        : rounds.flatMap((outcome) => {
+            const naive = naiveOf(outcome);
+            const value = naive ? metric(outcome) / metric(naive) : Number.NaN;
+            return Number.isFinite(value) ? [value] : [];
+          });
+    const rates = rounds.map(drainRateOf).filter(Number.isFinite);
+    const ratios = within(drainRateOf);
+    const postgresRatios = within(postgresPerRow);
+    return { configuration, rates, rate: median(rates), ratios, ratio: median(ratios), postgresRatios, postgresRatio: median(postgresRatios) };
+  });
+}
+
 /** Prints the drain table, the ratios to the naive poller and the aim; returns what makes the run fail. */
-export function reportDrain(outcomes: readonly DrainOutcome[], spread: { readonly entities: number; readonly tenants: number }): string[] {
+export function reportDrain(outcomes: readonly DrainOutcome[], spread: { readonly entities: number; readonly tenants: number; readonly rounds: number }): string[] {
   const rows = outcomes[0]?.rows ?? 0;
-  const rateOf = (outcome: DrainOutcome) => outcome.routed / (outcome.elapsedMs / 1000);
-  const naive = outcomes.find((outcome) => outcome.configuration.kind === 'naive');
+  const naiveOf = (outcome: DrainOutcome) => outcomes.find((other) => other.configuration.kind === 'naive' && other.round === outcome.round);
   const failures: string[] = [];
   print();
   printTable({
-    title: `drain of a backlog of ${rows.toLocaleString('en-US')} rows (one INSERT … SELECT generate_series), one configuration at a time on the same table, refilled for each`,
+    title:
+      `drain of a backlog of ${rows.toLocaleString('en-US')} rows (one INSERT … SELECT generate_series), one configuration at a time on the same table, refilled for each; ` +
+      `${spread.rounds} round${spread.rounds === 1 ? '' : 's'}, the order reversed every other round`,
     columns: [
+      { header: 'round' },
       { header: 'poller', align: 'left' },
       { header: 'instances' },
       { header: 'drained in' },
@@ -150,27 +198,30 @@ export function reportDrain(outcomes: readonly DrainOutcome[], spread: { readonl
     ],
     rows: outcomes.map((outcome) => {
       const { configuration } = outcome;
+      const label = `${configuration.name} (round ${outcome.round})`;
       const wrong = outcome.duplicates > 0 || outcome.outOfOrder > 0;
       const lost = outcome.distinct < outcome.rows || outcome.pending > 0;
       if (configuration.kind === 'partitioned') {
-        if (wrong) failures.push(`${configuration.name}: ${outcome.duplicates} rows routed twice, ${outcome.outOfOrder} out of their entity's order`);
-        if (outcome.failure !== undefined) failures.push(`${configuration.name}: ${outcome.failure}`);
+        if (wrong) failures.push(`${label}: ${outcome.duplicates} rows routed twice, ${outcome.outOfOrder} out of their entity's order`);
+        if (outcome.failure !== undefined) failures.push(`${label}: ${outcome.failure}`);
       } else if (outcome.failure !== undefined) {
-        failures.push(`${configuration.name}: ${outcome.failure}`);
+        failures.push(`${label}: ${outcome.failure}`);
       }
       const check = wrong
         ? `✗ ${outcome.duplicates} twice, ${outcome.outOfOrder} out of order`
         : lost
           ? `✗ ${(outcome.rows - outcome.distinct).toLocaleString('en-US')} not routed, ${outcome.pending.toLocaleString('en-US')} pending${outcome.drained ? '' : ' (not drained in time)'}`
           : '✓';
+      const naive = naiveOf(outcome);
       return [
+        String(outcome.round),
         configuration.name,
         String(configuration.pollers),
         outcome.drained ? formatMillis(outcome.elapsedMs) : `> ${formatMillis(outcome.elapsedMs)}`,
-        formatRate(rateOf(outcome)),
-        naive && configuration.kind !== 'naive' ? formatRatio(rateOf(outcome) / rateOf(naive)) : '—',
+        formatRate(drainRateOf(outcome)),
+        naive && configuration.kind !== 'naive' ? formatRatio(drainRateOf(outcome) / drainRateOf(naive)) : '—',
         formatMicros(outcome.pollerCpuMicros / outcome.routed),
-        formatMicros(outcome.postgresCpuMicros / outcome.routed),
+        formatMicros(postgresPerRow(outcome)),
         outcome.failure !== undefined ? `✗ ${outcome.failure}` : check,
       ];
     }),
@@ -178,23 +229,24 @@ export function reportDrain(outcomes: readonly DrainOutcome[], spread: { readonl
       `rows spread over ${spread.entities.toLocaleString('en-US')} entities and ${spread.tenants} tenants; the pollers run in the runner's process and route into a real EventRouter over the in-memory log and bus`,
       'naive poller: the seed\'s loop — one worker, SELECT … ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED, route each row, one UPDATE per row, COMMIT (peers/naive-outbox-poller.ts)',
       'createOutboxPoller: batches of 100 per entity partition (16) under an advisory lock, one routeMany and one UPDATE per batch; each instance its own pool (max 2), as a worker process',
-      'drained in: pollers started → every row routed and its transaction committed; rows/s: rows routed ÷ that time',
+      'drained in: pollers started → every row routed and its transaction committed; rows/s: rows routed ÷ that time; ÷ naive: to the naive poller of the same round',
       'poller CPU/row: the runner process (pollers, router, log) ÷ rows; Postgres CPU/row: the backends of the drain\'s database ÷ rows',
     ],
   });
-  if (naive) {
-    for (const outcome of outcomes) {
-      if (outcome.configuration.kind === 'naive') continue;
-      printRatioLine(outcome.configuration.name, naive.configuration.name, [
-        { metric: 'rows/s', value: rateOf(outcome) / rateOf(naive) },
-        { metric: 'Postgres CPU/row', value: outcome.postgresCpuMicros / outcome.routed / (naive.postgresCpuMicros / naive.routed) },
-      ]);
-    }
+  const summaries = summarizeDrainRounds(outcomes);
+  const naive = summaries.find((summary) => summary.configuration.kind === 'naive');
+  for (const summary of summaries) {
+    if (!naive || summary === naive || summary.ratios.length === 0) continue;
+    const each = (values: readonly number[]) => (values.length > 1 ? ` (rounds: ${values.map(formatRatio).join(', ')})` : '');
+    print(
+      `  ${summary.configuration.name}/${naive.configuration.name}  rows/s ${formatRatio(summary.ratio)}${each(summary.ratios)}  ` +
+        `Postgres CPU/row ${formatRatio(summary.postgresRatio)}${each(summary.postgresRatios)}  (median of the ratios within each round)`,
+    );
   }
-  const four = outcomes.find((outcome) => outcome.configuration.kind === 'partitioned' && outcome.configuration.pollers === 4);
-  if (four) {
-    const rate = rateOf(four);
-    print(`  aim: ≥ ${formatRate(DRAIN_AIM_ROWS_PER_SECOND)} with 4 pollers: ${formatRate(rate)} ${rate >= DRAIN_AIM_ROWS_PER_SECOND ? '✓' : '✗'}`);
+  const four = summaries.find((summary) => summary.configuration.kind === 'partitioned' && summary.configuration.pollers === 4);
+  if (four && four.rates.length > 0) {
+    const each = four.rates.length > 1 ? ` (median of ${four.rates.map(formatRate).join(', ')})` : '';
+    print(`  aim: ≥ ${formatRate(DRAIN_AIM_ROWS_PER_SECOND)} with 4 pollers: ${formatRate(four.rate)}${each} ${four.rate >= DRAIN_AIM_ROWS_PER_SECOND ? '✓' : '✗'}`);
   }
   return failures;
 }

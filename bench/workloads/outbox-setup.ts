@@ -1,9 +1,15 @@
 /**
- * What the `outbox` workload's latency arms set up around their servers: one table per arm in the
- * application's database (the private Postgres of `cdc-setup.ts`), what each arm's transaction
- * inserts, the subscribers' tokens, and each Tributary configured as an administrator would —
- * `setOutboxSource(…, mode: POLL | WAL, createTable: true)` for the outbox arms, `setCdcSource` and
- * `saveCdcMapping` for the CDC baseline — over GraphQL with an admin token.
+ * What the `outbox` workload's latency arms set up around their servers: each arm's application
+ * database with its one table (on the private Postgres of `cdc-setup.ts`), what each arm's
+ * transaction inserts, the subscribers' tokens, and each Tributary configured as an administrator
+ * would — `setOutboxSource(…, mode: POLL | WAL, createTable: true)` for the outbox arms,
+ * `setCdcSource` and `saveCdcMapping` for the CDC baseline — over GraphQL with an admin token.
+ *
+ * A database per arm, not one for all: the WAL arm's reader is given no publication, so Tributary
+ * creates its default one, FOR ALL TABLES of its database. With the CDC arm's table beside it, its
+ * walsender sent every one of the baseline's rows to the idle WAL server while the baseline was
+ * measured (and nothing the other way: the CDC arm's publication is FOR its table), which
+ * flattered the `outbox-wal/cdc` ratio.
  */
 import pg from 'pg';
 import { enqueueOutboxEvent } from '@tributary/client/outbox';
@@ -32,17 +38,30 @@ export const EVENTS_SUBSCRIPTION = {
 /** How long an arm may take to report (workers) or stream (CDC) after it was configured, in ms. */
 const READY_TIMEOUT_MS = 60_000;
 
-/** The arm's table (outbox or CDC-mapped), its platform database, and (CDC) its slot and publication. */
-export function namesOf(arm: ArmName): { table: string; platformDatabase: string; slot: string; publication: string } {
+/** The arm's table (outbox or CDC-mapped), its application and platform databases, and (CDC) its slot and publication. */
+export function namesOf(arm: ArmName): { table: string; database: string; platformDatabase: string; slot: string; publication: string } {
   const key = `outbox_bench_${arm.replaceAll('-', '_')}`;
-  return { table: key, platformDatabase: `${key}_platform`, slot: key, publication: `${key}_pub` };
+  return { table: key, database: `${key}_app`, platformDatabase: `${key}_platform`, slot: key, publication: `${key}_pub` };
 }
 
-/** Creates the CDC arm's table (the `cdc` workload's shape) and its publication; the outbox tables are created by `setOutboxSource`. */
-export async function prepareSourceTables(admin: pg.Client): Promise<void> {
+/**
+ * Creates every arm's application database and, in the CDC arm's, its table (the `cdc` workload's
+ * shape) and publication; the outbox tables are created by `setOutboxSource`. Resolves with each
+ * arm's database URL, which its server reads and its writer commits to.
+ */
+export async function prepareArmDatabases(source: Pick<SourceDatabase, 'createDatabase'>): Promise<ReadonlyMap<ArmName, string>> {
+  const urls = new Map<ArmName, string>();
+  for (const arm of ARMS) urls.set(arm, await source.createDatabase(namesOf(arm).database));
   const { table, publication } = namesOf(BASELINE);
-  for (const statement of contactsTableSql(table)) await admin.query(statement);
-  await admin.query(`CREATE PUBLICATION ${pg.escapeIdentifier(publication)} FOR TABLE ${pg.escapeIdentifier(table)}`);
+  const client = new pg.Client({ connectionString: urls.get(BASELINE), application_name: 'bench-outbox-setup' });
+  await client.connect();
+  try {
+    for (const statement of contactsTableSql(table)) await client.query(statement);
+    await client.query(`CREATE PUBLICATION ${pg.escapeIdentifier(publication)} FOR TABLE ${pg.escapeIdentifier(table)}`);
+  } finally {
+    await client.end();
+  }
+  return urls;
 }
 
 /**
@@ -90,12 +109,20 @@ export async function subscriberPayloads(secret: string, tenants: number): Promi
 /** `setOutboxSource` refused `mode: WAL`: the server does not have it (yet); the arm is reported, not failed. */
 export class WalModeUnavailable extends Error {}
 
+/** Where an arm's server reads: its application database, and the run's token secret. */
+export interface ArmSource {
+  /** The arm's application database (`prepareArmDatabases`). */
+  readonly url: string;
+  /** HS256 secret of the run's tokens. */
+  readonly secret: string;
+}
+
 /**
  * Configures the arm's Tributary and waits until it reads its source: for an outbox arm, until the
  * workers have reported the outbox once with no error; for CDC, until its reader streams.
  * Resolves with the mode in effect (`POLL`, `WAL`, or `CDC`).
  */
-export async function configureArm(peer: PeerProcess, arm: ArmName, source: SourceDatabase): Promise<string> {
+export async function configureArm(peer: Pick<PeerProcess, 'httpUrl'>, arm: ArmName, source: ArmSource): Promise<string> {
   const options = { token: await sign(source.secret, { sub: 'bench-admin', roles: ['admin'], permissions: [] }) };
   const { table, slot, publication } = namesOf(arm);
   if (arm === BASELINE) {

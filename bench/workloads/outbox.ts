@@ -2,7 +2,8 @@
  * Workload "outbox": events an application commits into its outbox table, end to end.
  *
  * 1. Latency, commit → subscriber: three arms, each a Tributary of its own (in-memory log, its
- *    platform database on the private Postgres) reading one table of the application's database —
+ *    platform database on the private Postgres) reading one table of an application database of
+ *    its own (so no arm's reader is sent another arm's rows) —
  *    `outbox-poll` (`setOutboxSource(…, mode: POLL)`), `outbox-wal` (`mode: WAL`) and `cdc` (a row
  *    mapping on an ordinary table, the baseline). Every commit is a transaction of the application:
  *    one INSERT (`enqueueOutboxEvent` for the outbox arms) carrying `seq` and the time it was
@@ -13,7 +14,9 @@
  *    as unavailable instead of failing the run.
  * 2. Drain: a backlog of 100,000 rows (`--quick`: 10,000) routed by the seed's naive poller and by
  *    1, 2 and 4 instances of the real one (`outbox-drain.ts`, after an untimed warm-up), once the
- *    arms are stopped and their slots dropped, so no reader decodes the drain's WAL.
+ *    arms are stopped and their slots dropped, so no reader decodes the drain's WAL; every
+ *    configuration once per `--rounds` (`--quick`: once), the order reversed every other round,
+ *    compared with the naive poller of its round.
  */
 import pg from 'pg';
 import { loadConfig } from '../../src/config.ts';
@@ -34,7 +37,7 @@ import {
   EVENTS_SUBSCRIPTION,
   insertOf,
   namesOf,
-  prepareSourceTables,
+  prepareArmDatabases,
   subscriberPayloads,
   WalModeUnavailable,
   type ArmName,
@@ -54,7 +57,8 @@ export interface OutboxSettings {
   readonly tolerance: StepTolerance;
   /** Longest wait for a server to go idle after a step, before the next arm's, in ms. */
   readonly settleMs: number;
-  readonly drain: DrainSettings;
+  /** The drain's rounds are `--rounds` (one with `--quick`). */
+  readonly drain: Omit<DrainSettings, 'rounds'>;
 }
 
 /** The servers' poll interval: OUTBOX_POLL_INTERVAL_MS's default, which the peers run with. */
@@ -101,6 +105,8 @@ interface Shared {
   readonly context: WorkloadContext;
   readonly settings: OutboxSettings;
   readonly source: SourceDatabase;
+  /** Each arm's application database URL. */
+  readonly databases: ReadonlyMap<ArmName, string>;
 }
 
 export const outbox: Workload = {
@@ -110,7 +116,7 @@ export const outbox: Workload = {
     const settings = context.quick ? QUICK : FULL;
     print(
       `arms: ${ARMS.join(', ')} (baseline), each its own Tributary (in-memory log, platform database on the same Postgres, OUTBOX_POLL_INTERVAL_MS=${POLL_INTERVAL_MS}); ` +
-        'one Postgres (wal_level=logical, synchronous_commit=on, fsync=off), each arm its own table; subscribers hold events(topic: "bench.commits") with a token of their tenant',
+        'one Postgres (wal_level=logical, synchronous_commit=on, fsync=off), each arm its own application database and table; subscribers hold events(topic: "bench.commits") with a token of their tenant',
     );
     const started = performance.now();
     const source = await startSourceDatabase(context);
@@ -118,18 +124,23 @@ export const outbox: Workload = {
     admin.on('error', () => {});
     await admin.connect();
     context.defer('postgres admin connection (outbox)', () => admin.end());
-    await prepareSourceTables(admin);
+    const databases = await prepareArmDatabases(source);
     print(`postgres ready in ${formatMillis(performance.now() - started)}`);
 
-    const shared: Shared = { context, settings, source };
+    const shared: Shared = { context, settings, source, databases };
     const failures = await runLatency(shared);
     // The arms' readers are stopped: their slots would only keep WAL (or decode it) from now on.
     await dropAllSlots(admin, source);
 
     print();
-    print(`drain: ${settings.drain.rows.toLocaleString('en-US')} rows per configuration, pollers in this process`);
-    const outcomes = await runDrain(source, settings.drain);
-    failures.push(...reportDrain(outcomes, settings.drain));
+    // As the webhooks drain: one round when quick, the ratios still taken within it.
+    const drain: DrainSettings = { ...settings.drain, rounds: context.quick ? 1 : context.rounds };
+    print(
+      `drain: ${drain.rows.toLocaleString('en-US')} rows per configuration, pollers in this process; ` +
+        `${drain.rounds} round${drain.rounds === 1 ? '' : 's'}, the order reversed every other round`,
+    );
+    const outcomes = await runDrain(source, drain);
+    failures.push(...reportDrain(outcomes, drain));
     if (failures.length > 0) throw new Error(`outbox: ${failures.join('; ')}`);
   },
 };
@@ -188,7 +199,12 @@ async function measure(shared: Shared, member: Member, options: StepOptions, wha
  * then opens each arm's subscribers and probes them live. Boot is printed, never measured.
  */
 async function startArms(shared: Shared): Promise<Member[]> {
-  const { context, settings, source } = shared;
+  const { context, settings, source, databases } = shared;
+  const databaseOf = (arm: ArmName): string => {
+    const url = databases.get(arm);
+    if (url === undefined) throw new Error(`${arm}: no application database`);
+    return url;
+  };
   const members: Member[] = ARMS.map((name) => ({ name, mode: undefined, session: undefined, unavailable: undefined, failure: undefined, dropped: undefined }));
   const peers = new Map<ArmName, PeerProcess>();
   const boots: string[] = [];
@@ -199,7 +215,7 @@ async function startArms(shared: Shared): Promise<Member[]> {
     try {
       const platformUrl = await source.createDatabase(namesOf(member.name).platformDatabase);
       peer = await context.startPeer('tributary', { startTimeoutMs: 120_000, env: { JWT_SECRET: source.secret, DATABASE_URL: platformUrl } });
-      member.mode = await configureArm(peer, member.name, source);
+      member.mode = await configureArm(peer, member.name, { url: databaseOf(member.name), secret: source.secret });
       boots.push(`${member.name} ${formatMillis(performance.now() - started)}`);
       peers.set(member.name, peer);
     } catch (error) {
@@ -215,7 +231,7 @@ async function startArms(shared: Shared): Promise<Member[]> {
   for (const member of members) {
     const peer = peers.get(member.name);
     if (!peer) continue;
-    const writer = createCommitWriter({ databaseUrl: source.url, insert: insertOf(member.name, settings.tenants), applicationName: `bench-${member.name}` });
+    const writer = createCommitWriter({ databaseUrl: databaseOf(member.name), insert: insertOf(member.name, settings.tenants), applicationName: `bench-${member.name}` });
     try {
       const session = await openSession({
         peer,

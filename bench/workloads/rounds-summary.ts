@@ -32,7 +32,7 @@ export interface RoundsSummary {
 function wrongDelivery(result: StepResult): string | undefined {
   const { client } = result;
   if (client.misrouted > 0) return `${client.misrouted} reached another tenant's subscriber`;
-  if (client.duplicates > 0) return `${client.duplicates} delivered twice`;
+  if (client.duplicates > 0) return `${client.duplicates} delivered twice${client.lateDuplicates > 0 ? ` (${client.lateDuplicates} of an earlier step, arriving late)` : ''}`;
   if (client.outOfOrder > 0) return `${client.outOfOrder} out of order`;
   return undefined;
 }

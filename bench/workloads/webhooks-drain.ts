@@ -23,8 +23,10 @@
  * the sending process (Tributary's drain process, or the runner's for the naive worker and the
  * loop), the Postgres backends of the mode's database, redis-server, and the receivers' process.
  * For Tributary also the statements its database ran then (`pg_stat_statements`): the round trips
- * a delivery costs.
+ * a delivery costs. Then Tributary's server runs `LATE_COPY_GRACE_MS` longer, measured no more: a
+ * delivery sent twice is sent again after a retry's backoff, after the last first copy arrived.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type { RedisInstance } from '../../test/helpers/redis.ts';
 import { createNaiveBullmqWebhooks } from '../peers/naive-bullmq-webhooks.ts';
@@ -41,7 +43,7 @@ import type { WebhookReceivers } from '../lib/webhook-receivers-process.ts';
 import type { WorkloadContext } from '../lib/workload.ts';
 import type { SourceDatabase } from './cdc-setup.ts';
 import { seedBacklog } from './webhooks-backlog.ts';
-import { MODES, environmentOf, type Mode } from './webhooks-setup.ts';
+import { LATE_COPY_GRACE_MS, MODES, environmentOf, type Mode } from './webhooks-setup.ts';
 
 export interface DrainSettings {
   /** Deliveries measured (one endpoint, one receiver: one per event), after the warm-up. */
@@ -68,6 +70,11 @@ export interface DrainOutcome {
   readonly warmup: number;
   /** What the receiver saw of the whole backlog, warm-up included: received once, twice, and when the first and last arrived. */
   readonly receiver: ReceiverReport | undefined;
+  /**
+   * Second copies that arrived after the drain was collected, by the time the outcome was made
+   * (Tributary: after `LATE_COPY_GRACE_MS` more; the other senders do not retry).
+   */
+  readonly lateDuplicates: number;
   /** The last warm-up delivery → the last delivery at the receiver, in ms: the measured part. */
   readonly elapsedMs: number;
   /** First delivery → last delivery, warm-up included, in ms: the drain from a cold start. */
@@ -206,6 +213,7 @@ function outcomeOf(name: string, kind: DrainKind, round: number, settings: Drain
     deliveries: settings.deliveries,
     warmup: settings.warmup,
     receiver,
+    lateDuplicates: 0,
     elapsedMs: Number.NaN,
     wholeElapsedMs: receiver === undefined ? Number.NaN : receiver.lastAt - receiver.firstAt,
     senderCpuMicros: Number.NaN,
@@ -233,7 +241,7 @@ async function drainTributary(shared: DrainContext, settings: DrainSettings, mod
     const redisKeyPrefix = `bench-webhooks-drain-${mode.name}-${round}:`;
     seeded = await seedBacklog({ databaseUrl, url, concurrency: settings.concurrency, redisUrl: mode.redis ? redis.url : undefined, redisKeyPrefix, firstSeq, count: total });
 
-    await receivers.expect(firstSeq, total, 1, { warmup: settings.warmup });
+    await receivers.expect(firstSeq, total, 1, { warmup: settings.warmup, sender: name });
     // The drain starts as the process boots; it is measured once the warm-up is through.
     const env = environmentOf({ databaseUrl, concurrency: settings.concurrency, ...(mode.redis && { redisUrl: redis.url, redisKeyPrefix }) });
     const started = await context.startPeer(mode.peer, { startTimeoutMs: 120_000, env });
@@ -244,7 +252,9 @@ async function drainTributary(shared: DrainContext, settings: DrainSettings, mod
     };
     const measured = await measureDrain(shared, settings, usage, { onWarm: () => shared.statements.reset(database) });
     const statements = await shared.statements.read(database);
-    return outcomeOf(name, 'tributary', round, settings, { ...measuredFields(measured), statements, seeded });
+    await sleep(LATE_COPY_GRACE_MS);
+    const lateDuplicates = await lateDuplicatesOf(receivers, firstSeq);
+    return outcomeOf(name, 'tributary', round, settings, { ...measuredFields(measured), lateDuplicates, statements, seeded });
   } catch (error) {
     return outcomeOf(name, 'tributary', round, settings, { seeded, failure: messageOf(error) });
   } finally {
@@ -276,11 +286,12 @@ async function drainNaive(shared: DrainContext, settings: DrainSettings, url: st
     await naive.enqueue(deliveries);
     const seedMs = performance.now() - seedStarted;
     const seeded = `${total.toLocaleString('en-US')} jobs added in ${formatMillis(seedMs)}`;
-    await receivers.expect(firstSeq, total, 1, { warmup: settings.warmup });
+    await receivers.expect(firstSeq, total, 1, { warmup: settings.warmup, sender: name });
     naive.start();
     const measured = await measureDrain(shared, settings, async () => ({ senderCpuMicros: runnerCpuMicros(), postgresCpuMicros: Number.NaN, redis: await shared.redisUsage() }));
     return outcomeOf(name, 'naive', round, settings, {
       ...measuredFields(measured),
+      lateDuplicates: await lateDuplicatesOf(receivers, firstSeq),
       seeded,
       failure: failed > 0 ? `${failed} jobs failed, the first: ${firstFailure ?? '?'}` : undefined,
     });
@@ -296,7 +307,7 @@ async function drainPlainLoop(shared: DrainContext, settings: DrainSettings, url
   const total = settings.warmup + settings.deliveries;
   const firstSeq = shared.takeSeq(total);
   try {
-    await shared.receivers.expect(firstSeq, total, 1, { warmup: settings.warmup });
+    await shared.receivers.expect(firstSeq, total, 1, { warmup: settings.warmup, sender: name });
     const loop = runPostLoop({ url, concurrency: settings.concurrency, firstSeq, count: total, body: deliveredBody, now: clockMillis });
     // Settled here, awaited after the warm-up: a loop that fails early leaves the warm-up short, and that is the error reported.
     loop.catch(() => undefined);
@@ -304,11 +315,18 @@ async function drainPlainLoop(shared: DrainContext, settings: DrainSettings, url
     const result = await loop;
     return outcomeOf(name, 'limit', round, settings, {
       ...measuredFields(measured),
+      lateDuplicates: await lateDuplicatesOf(shared.receivers, firstSeq),
       failure: result.failures > 0 ? `${result.failures} requests failed, the first: ${result.firstFailure ?? '?'}` : undefined,
     });
   } catch (error) {
     return outcomeOf(name, 'limit', round, settings, { failure: messageOf(error) });
   }
+}
+
+/** Second copies of the drain from `firstSeq` that the receivers booked after it was collected. */
+async function lateDuplicatesOf(receivers: WebhookReceivers, firstSeq: number): Promise<number> {
+  const late = await receivers.late();
+  return late.steps.find((step) => step.firstSeq === firstSeq)?.duplicates ?? 0;
 }
 
 /** Prints one line per configuration while the run goes on (the table comes at the end). */

@@ -1,13 +1,16 @@
 /**
  * The `webhooks` workload's tables, ratio lines and aims, and what makes the run fail: a Tributary
  * mode that could not be measured (crash, error, warm-up not delivered), that delivered an event
- * twice to one receiver in a healthy run, or — spread — to an endpoint that does not select its
- * topic. A mode that cannot keep up, or a latency or drain outside its aim, is a result.
+ * twice to one receiver in a healthy run — within its step or after it (`reportLateCopies`) — or,
+ * spread, to an endpoint that does not select its topic. A mode that cannot keep up, or a latency
+ * or drain outside its aim, is a result.
  */
 import { print, printRatioLine, printTable } from '../lib/report.ts';
 import { formatMicros, formatMillis, formatRate, formatRatio, median } from '../lib/stats.ts';
 import { WEBHOOK_TOPIC } from '../lib/webhook-payload.ts';
+import type { LateReport } from '../lib/webhook-receiver-protocol.ts';
 import { measuredDeliveries, measuredRate, type DrainOutcome, type DrainSettings } from './webhooks-drain.ts';
+import { LATE_COPY_GRACE_MS, MODES } from './webhooks-setup.ts';
 import type { LatencyOutcome, LatencyStep } from './webhooks-latency.ts';
 
 /** At this rate (events/s), p99 event → receiver should be at most `LATENCY_AIM_P99_MS`; in both fan-outs. */
@@ -232,9 +235,10 @@ export function reportDrain(outcomes: readonly DrainOutcome[], drain: DrainSetti
         failures.push(`${outcome.name} (drain): ${outcome.failure}`);
       }
       if (!receiver) return [String(outcome.round), outcome.name, '—', '—', '—', '—', '—', '—', '—', '—', '—', '—', `✗ ${outcome.failure ?? '?'}`];
+      const twice = receiver.duplicates + outcome.lateDuplicates;
       const check =
-        receiver.duplicates > 0
-          ? `✗ ${receiver.duplicates} twice`
+        twice > 0
+          ? `✗ ${twice} twice${outcome.lateDuplicates > 0 ? ` (${outcome.lateDuplicates} after the drain)` : ''}`
           : !receiver.complete
             ? `✗ ${receiver.missing.toLocaleString('en-US')} not delivered within ${formatMillis(drain.timeoutMs)}`
             : outcome.failure !== undefined
@@ -271,6 +275,8 @@ export function reportDrain(outcomes: readonly DrainOutcome[], drain: DrainSetti
       `plain-post-loop: ${drain.concurrency} keep-alive undici connections POSTing the same body back to back — the physical limit (peers/plain-post-loop.ts)`,
       'measured in: the last warm-up delivery → the last delivery at the receiver; deliveries/s: the measured deliveries ÷ that; from cold: every delivery ÷ first → last (a sender started cold: JIT, connections). Every sender posts a body of the same shape and size (~' +
         `${Math.round(outcomes.find((o) => o.receiver)?.receiver?.meanBodyBytes ?? Number.NaN)} bytes); Tributary adds its signature headers`,
+      'exactly once: every delivery of the backlog arrived, none twice — also after the drain: Tributary\'s server runs ' +
+        `${formatMillis(LATE_COPY_GRACE_MS)} more (a first retry's backoff and a look at due deliveries), unmeasured, before it is stopped`,
       "CPU over the measured part ÷ its deliveries — sender: the sending process (Tributary's drain process; the runner for the naive worker and the loop); Postgres: its database's backends; Redis: redis-server, and the commands it ran (those inside Lua scripts included); receiver busy: the receivers' process ÷ the measured time",
     ],
   });
@@ -330,4 +336,39 @@ export function reportStatements(outcomes: readonly DrainOutcome[]): void {
     rows,
     notes: ['counted over the measured part of the drain (after the warm-up); BEGIN and COMMIT are statements too'],
   });
+}
+
+/**
+ * Prints the copies the receivers got after their step was collected — a retry after its backoff,
+ * often during another sender's step — per sender; returns what makes the run fail: such a second
+ * copy or misrouted delivery from a Tributary mode (of a step it completed: one cut short had its
+ * server stopped with a backlog).
+ */
+export function reportLateCopies(late: LateReport, senders: readonly string[]): string[] {
+  const bySender = new Map(senders.map((sender) => [sender, { duplicates: 0, misrouted: 0, ofIncomplete: 0 }]));
+  for (const step of late.steps) {
+    const tally = bySender.get(step.sender) ?? { duplicates: 0, misrouted: 0, ofIncomplete: 0 };
+    bySender.set(step.sender, tally);
+    tally.misrouted += step.misrouted;
+    if (step.complete) tally.duplicates += step.duplicates;
+    else tally.ofIncomplete += step.duplicates;
+  }
+  const describe = (tally: { duplicates: number; misrouted: number; ofIncomplete: number }) =>
+    [
+      `${tally.duplicates} twice`,
+      ...(tally.misrouted > 0 ? [`${tally.misrouted} at an endpoint not selecting their topic`] : []),
+      ...(tally.ofIncomplete > 0 ? [`${tally.ofIncomplete} twice of a step cut short`] : []),
+    ].join(', ');
+  print();
+  print(
+    `deliveries that arrived after their step was collected (each step's events are its own, so a late copy is counted against its step, whichever step was under way): ` +
+      `${[...bySender].map(([sender, tally]) => `${sender} ${describe(tally)}`).join('; ')}; requests of no step ${late.stray}`,
+  );
+  const tributary = new Set<string>(MODES.map((mode) => mode.name));
+  const failures: string[] = [];
+  for (const [sender, tally] of bySender) {
+    if (!tributary.has(sender) || tally.duplicates + tally.misrouted === 0) continue;
+    failures.push(`${sender}: ${describe(tally)} after their step was collected`);
+  }
+  return failures;
 }

@@ -5,6 +5,7 @@
  * servers run in development mode (no `JWT_SECRET`): every caller is the development principal —
  * app, env and tenant `default`, role `admin` — so it may create endpoints and publish.
  */
+import { DEFAULT_RETRY_POLICY, retryDelayMs } from '../../src/pipeline/webhooks/retry-schedule.ts';
 import type { PeerName } from '../peers/peer.ts';
 import { graphqlData } from '../lib/graphql-http.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
@@ -25,6 +26,15 @@ export const MODES: readonly Mode[] = [
 ];
 
 export type ModeName = Mode['name'];
+
+/**
+ * How long a server is kept running after its last step before it is stopped, in ms, so that a
+ * second copy of a delivery still shows at the receivers: a copy comes from a retry, and the first
+ * retry waits up to 1.2 s (`retryDelayMs`, its jitter at its bound) after the attempt that failed,
+ * then is picked up by the next look at due deliveries (the embedded loop's at least every second).
+ * Retries of later attempts, or of an attempt that timed out (10 s), are not waited for.
+ */
+export const LATE_COPY_GRACE_MS = retryDelayMs({ attemptsMade: 1, policy: DEFAULT_RETRY_POLICY, random: () => 1 }) + 1500;
 
 /** What a server of a mode is started with. */
 export interface ModeEnvironment {

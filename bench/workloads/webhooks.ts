@@ -23,6 +23,11 @@
  * One private Postgres (platform databases, one per mode and part) and one private redis-server
  * for the whole workload; the receivers run in a process of their own. Everything is stopped at
  * the end, also on failure.
+ *
+ * Every step's events are numbered from the run's one sequence, and the receivers keep every step:
+ * a copy that arrives after its step was collected (a retry after its backoff, often in the other
+ * mode's step) is counted against its own step and sender, listed at the end; a Tributary mode
+ * with one fails the run as a duplicate within a step does.
  */
 import { startRedis } from '../../test/helpers/redis.ts';
 import { print } from '../lib/report.ts';
@@ -33,7 +38,7 @@ import type { Workload } from '../lib/workload.ts';
 import { startSourceDatabase } from './cdc-setup.ts';
 import { printDrainProgress, runDrain, type DrainSettings } from './webhooks-drain.ts';
 import { PUBLISHES_IN_FLIGHT, runLatency, type LatencySettings } from './webhooks-latency.ts';
-import { reportDrain, reportLatency, reportStatements } from './webhooks-report.ts';
+import { reportDrain, reportLateCopies, reportLatency, reportStatements } from './webhooks-report.ts';
 
 interface WebhooksSettings {
   readonly latency: LatencySettings;
@@ -129,6 +134,8 @@ export const webhooks: Workload = {
     const drains = await runDrain(shared, drainSettings, printDrainProgress);
     failures.push(...reportDrain(drains, drainSettings));
     reportStatements(drains);
+    // Last: a copy of any step of the run, whenever it came (every server is stopped by now).
+    failures.push(...reportLateCopies(await receivers.late(), [...new Set(drains.map((drain) => drain.name))]));
     if (failures.length > 0) throw new Error(`webhooks: ${failures.join('; ')}`);
   },
 };
