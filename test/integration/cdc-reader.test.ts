@@ -423,6 +423,31 @@ describe('WAL reader', () => {
     expect(idsOf(second.chunks)).toEqual([3]);
   });
 
+  it('says what a slot creation waits for, and stop() ends that start without creating the slot', async () => {
+    const db = await createTestDatabase();
+    const sql = await connect(db.url);
+    await sql.query('CREATE TABLE items (id int PRIMARY KEY)');
+    // Creating a slot waits for every transaction holding an id to end: this one stays open.
+    const open = await connect(db.url);
+    await open.query('BEGIN');
+    await open.query('INSERT INTO items VALUES (1)');
+    const openPid = (await open.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const { reader, slotName } = openReader(db.url);
+    const starting = reader.start();
+    const waiting = await waitFor(() => reader.status().lastError?.startsWith('waiting for open transactions to create the slot') && reader.status(), {
+      timeoutMs: 10_000,
+      message: 'the status says the slot creation waits',
+    });
+    expect(waiting).toMatchObject({ state: 'starting' });
+    expect(waiting && waiting.lastError).toContain(`backends ${openPid}`);
+
+    await reader.stop();
+    await starting;
+    expect(reader.status()).toMatchObject({ state: 'stopped' });
+    await open.query('COMMIT');
+    expect(await slotRow(sql, slotName)).toBeUndefined();
+  });
+
   it('confirms idle WAL so retained WAL does not grow when only unpublished tables change', async () => {
     const server = await startPrivatePostgres();
     const sql = await connect(server.url);

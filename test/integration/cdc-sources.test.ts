@@ -2,8 +2,9 @@
  * Several CDC sources on one Postgres server (issue 9, defect b): slots and publications are named
  * per database, and readers are keyed by the database's identity, not by the URL's text.
  */
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type pg from 'pg';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { CONTACTS_MAPPING, deniedChanges, gql, nextChange, saveMappingOk, sendChanges, setUpCdc } from '../helpers/cdc.ts';
 import { createTestDatabase, uniqueName, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
@@ -131,6 +132,237 @@ describe('several CDC sources on one Postgres server', () => {
     await expectNothingElse(shopFeed);
     await expectNothingElse(crmFeed);
     await expectNothingElse(crossed);
+  });
+});
+
+describe('a source URL that changes', () => {
+  it("moves the reader to the environment's new URL of the same database (rotated credentials), on the same slot, and lets go of the old login", { timeout: 60_000 }, async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200' });
+    const db = await contactsDatabase();
+    const [oldRole, newRole] = [uniqueName('old'), uniqueName('new')];
+    for (const role of [oldRole, newRole]) await db.pool.query(`CREATE ROLE ${role} LOGIN SUPERUSER`);
+    const urlAs = (role: string) => {
+      const url = new URL(db.url);
+      url.username = role;
+      return url.toString();
+    };
+    const shop = { app: 'shop', env: 'prod' };
+    const slot = await configure(server, shop, urlAs(oldRole), CONTACTS_MAPPING);
+    /** The roles of the source's backends that Tributary opened (the walsender, the pooled ones). */
+    const tributaryLogins = async (applicationName: string) =>
+      (await db.pool.query<{ usename: string }>('SELECT usename FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1', [applicationName])).rows.map(
+        (row) => row.usename,
+      );
+    await waitFor(async () => (await tributaryLogins('tributary-cdc')).join() === oldRole, { message: 'the walsender runs as the old role' });
+
+    const set = await gql(server, await admin(shop), 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { user } }', { url: urlAs(newRole) });
+    expect(set.errors, JSON.stringify(set.errors)).toBeUndefined();
+    await waitFor(async () => (await tributaryLogins('tributary-cdc')).join() === newRole, { timeoutMs: 20_000, message: 'the walsender runs as the new role' });
+    // The old login's pool is closed: revoking it affects nothing Tributary holds.
+    await waitFor(async () => !(await tributaryLogins('tributary-cdc-setup')).includes(oldRole), { message: 'no pooled connection of the old role is left' });
+    await db.pool.query(`ALTER ROLE ${oldRole} NOLOGIN`);
+    await db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tributary-cdc'`);
+
+    const feed = await subscriber(server, shop, 'crm.contacts.read', 'contacts');
+    await db.pool.query(`INSERT INTO contacts (tenant_id, name) VALUES ('a', 'after the rotation')`);
+    expect(await nextChange(feed, 'c')).toMatchObject({ operation: 'CREATED', record: { name: 'after the rotation' } });
+    expect(await slotsOf(db.pool)).toEqual([slot]);
+  });
+
+  it("moves the reader to another environment's URL of the database when the environment whose URL it used is removed", { timeout: 60_000 }, async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200' });
+    const db = await contactsDatabase();
+    const role = uniqueName('crm');
+    await db.pool.query(`CREATE ROLE ${role} LOGIN SUPERUSER`);
+    const crmUrl = new URL(db.url);
+    crmUrl.username = role;
+    const shop = { app: 'shop', env: 'prod' };
+    const crm = { app: 'crm', env: 'prod' };
+    const slot = await configure(server, shop, db.url, CONTACTS_MAPPING);
+    await configure(server, crm, crmUrl.toString(), { ...CONTACTS_MAPPING, name: 'leads', module: 'sales', model: 'leads', topic: 'sales.lead-events' });
+    const walsenderLogin = async () =>
+      (await db.pool.query<{ usename: string }>(`SELECT usename FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tributary-cdc'`)).rows.map((row) => row.usename).join();
+    expect(await walsenderLogin()).not.toBe(role);
+
+    expect(await gql(server, await admin(shop), 'mutation { removeCdcSource }')).toEqual({ data: { removeCdcSource: true } });
+    await waitFor(async () => (await walsenderLogin()) === role, { timeoutMs: 20_000, message: "the walsender runs as the remaining environment's role" });
+    const feed = await subscriber(server, crm, 'sales.leads.read', 'leads');
+    await db.pool.query(`INSERT INTO contacts (tenant_id, name) VALUES ('a', 'after the removal')`);
+    expect(await nextChange(feed, 'c')).toMatchObject({ operation: 'CREATED', model: 'leads', record: { name: 'after the removal' } });
+    expect(await slotsOf(db.pool)).toEqual([slot]);
+  });
+});
+
+/**
+ * A source read as a role of its own (REPLICATION, no superuser) with a slot and a publication of
+ * the test's own names, and a way to make the source refuse that role's new connections while its
+ * walsender stays connected (what `max_connections` reached does to every new connection).
+ */
+async function sourceWithOwnRole(server: TestServer, scope: Env) {
+  const db = await contactsDatabase();
+  const role = uniqueName('reader');
+  await db.pool.query(`CREATE ROLE ${role} LOGIN REPLICATION`);
+  const names = { slotName: uniqueName('slot'), publicationName: uniqueName('pub') };
+  await db.pool.query(`CREATE PUBLICATION ${names.publicationName} FOR ALL TABLES`);
+  const url = new URL(db.url);
+  url.username = role;
+  const set = await gql(server, await admin(scope), 'mutation($url: String!, $s: String, $p: String) { setCdcSource(databaseUrl: $url, slotName: $s, publicationName: $p) { database } }', {
+    url: url.toString(),
+    s: names.slotName,
+    p: names.publicationName,
+  });
+  expect(set.errors, JSON.stringify(set.errors)).toBeUndefined();
+  return {
+    db,
+    names,
+    async refuseNewConnections() {
+      await db.pool.query(`ALTER ROLE ${role} NOLOGIN`);
+      // Until none is left: a pooled connection that was logging in meanwhile may have got through.
+      const pooled = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND application_name = 'tributary-cdc-setup'`;
+      await waitFor(async () => (await db.pool.query(pooled, [role])).rowCount === 0, { message: "the role's pooled connections are ended" });
+    },
+    acceptNewConnections: () => db.pool.query(`ALTER ROLE ${role} LOGIN`),
+  };
+}
+
+describe('a source whose catalog cannot be read', () => {
+  it('keeps keying changes by the primary key it read before (not by every column of REPLICA IDENTITY FULL)', { timeout: 60_000 }, async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200' });
+    const shop = { app: 'shop', env: 'prod' };
+    const source = await sourceWithOwnRole(server, shop);
+    const saved = await gql(server, await admin(shop), 'mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', { m: CONTACTS_MAPPING });
+    expect(saved.errors, JSON.stringify(saved.errors)).toBeUndefined();
+    await waitFor(async () => ((await gql(server, await admin(shop), '{ cdcSource { status { state } } }')).data?.['cdcSource'] as { status: { state: string } }).status.state === 'streaming', {
+      timeoutMs: 20_000,
+    });
+    const feed = await subscriber(server, shop, 'crm.contacts.read', 'contacts');
+    await source.db.pool.query(`INSERT INTO contacts (tenant_id, status, name) VALUES ('a', 'lead', 'first')`);
+    const created = await nextChange(feed, 'c');
+    expect(created).toMatchObject({ operation: 'CREATED', id: String(created.record?.['id']) });
+
+    await source.refuseNewConnections();
+    // Any configuration change loads every source's catalog again: this one's read fails.
+    const other = await contactsDatabase();
+    const ops = await gql(server, await admin({ app: 'ops', env: 'prod' }), 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { database } }', { url: other.url });
+    expect(ops.errors, JSON.stringify(ops.errors)).toBeUndefined();
+
+    await source.db.pool.query(`UPDATE contacts SET name = 'renamed' WHERE name = 'first'`);
+    expect(await nextChange(feed, 'c')).toMatchObject({ operation: 'UPDATED', id: created.id, record: { name: 'renamed' } });
+    await expectNothingElse(feed);
+  });
+
+  it("holds the changes of a mapped table whose entry was never read until it is, then keys them by the table's primary key", { timeout: 90_000 }, async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200' });
+    const shop = { app: 'shop', env: 'prod' };
+    const source = await sourceWithOwnRole(server, shop);
+    await waitFor(async () => ((await gql(server, await admin(shop), '{ cdcSource { status { state } } }')).data?.['cdcSource'] as { status: { state: string } }).status.state === 'streaming', {
+      timeoutMs: 20_000,
+    });
+    await source.db.pool.query('CREATE TABLE leads (id int PRIMARY KEY, tenant_id text NOT NULL, name text)');
+    await source.db.pool.query('ALTER TABLE leads REPLICA IDENTITY FULL');
+    await source.refuseNewConnections();
+    // Another environment maps the table under a URL that still connects: the mapping is checked
+    // and saved, but the reader reads catalogs on its own URL, which is refused.
+    const crm = { app: 'crm', env: 'prod' };
+    const token = await admin(crm);
+    const set = await gql(server, token, 'mutation($url: String!, $s: String, $p: String) { setCdcSource(databaseUrl: $url, slotName: $s, publicationName: $p) { database } }', {
+      url: source.db.url,
+      s: source.names.slotName,
+      p: source.names.publicationName,
+    });
+    expect(set.errors, JSON.stringify(set.errors)).toBeUndefined();
+    const leads = { ...CONTACTS_MAPPING, name: 'leads', table: 'leads', model: 'leads', topic: 'crm.lead-events' };
+    const saved = await gql(server, token, 'mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', { m: leads });
+    expect(saved.errors, JSON.stringify(saved.errors)).toBeUndefined();
+    const feed = await subscriber(server, crm, 'crm.leads.read', 'leads');
+    await source.db.pool.query(`INSERT INTO leads VALUES (1, 'a', 'Ann')`);
+    // Received and held: the reader fails the transaction, and its reconnect fails while the role is refused.
+    await waitFor(
+      async () => {
+        const status = (await gql(server, token, '{ cdcSource { status { lastError } } }')).data?.['cdcSource'] as { status: { lastError: string | null } };
+        return /the catalog entry of public\.leads could not be read|not permitted to log in/.test(status.status.lastError ?? '');
+      },
+      { message: 'the reader holds the change' },
+    );
+    await source.acceptNewConnections();
+    expect(await nextChange(feed, 'c')).toMatchObject({ operation: 'CREATED', id: '1', record: { name: 'Ann' } });
+    await expectNothingElse(feed);
+  });
+});
+
+describe('a source database that does not answer', () => {
+  it("holds up no other environment's CDC mutations: each answers while the one connection attempt to it still waits", { timeout: 60_000 }, async () => {
+    // A host that accepts connections and never says a word: a connect waits out its whole timeout.
+    const sockets: { socket: Socket; closed: boolean }[] = [];
+    const silent = createServer((socket) => {
+      const entry = { socket, closed: false };
+      socket.on('close', () => (entry.closed = true));
+      sockets.push(entry);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => {
+      for (const { socket } of sockets) socket.destroy();
+      silent.close();
+    });
+    const platform = await createTestDatabase();
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200', DATABASE_URL: platform.url });
+    // Environment ops/prod's source was set while its host answered.
+    const platformPool = openTestPool(platform.url);
+    const { port } = silent.address() as AddressInfo;
+    await platformPool.query(`INSERT INTO cdc_sources (app, env, database_url) VALUES ('ops', 'prod', $1)`, [`postgres://u:p@127.0.0.1:${port}/gone`]);
+    await waitFor(() => sockets.length > 0, { message: 'a reload tries to reach the silent source' });
+
+    const db = await contactsDatabase();
+    const shop = { app: 'shop', env: 'prod' };
+    const token = await admin(shop);
+    const set = await gql(server, token, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { database } }', { url: db.url });
+    expect(set.errors, JSON.stringify(set.errors)).toBeUndefined();
+    const saved = await gql(server, token, 'mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name } }', { m: CONTACTS_MAPPING });
+    expect(saved.errors, JSON.stringify(saved.errors)).toBeUndefined();
+    expect(await gql(server, token, 'mutation { deleteCdcMapping(name: "nothing") }')).toEqual({ data: { deleteCdcMapping: false } });
+    // No mutation waited for the silent host: its first connection attempt is still waiting, and
+    // no reload started another.
+    expect(sockets.map(({ closed }) => closed)).toEqual([false]);
+
+    const feed = await subscriber(server, shop, 'crm.contacts.read', 'contacts');
+    await db.pool.query(`INSERT INTO contacts (tenant_id, name) VALUES ('a', 'beside a silent source')`);
+    expect(await nextChange(feed, 'c')).toMatchObject({ operation: 'CREATED', record: { name: 'beside a silent source' } });
+  });
+});
+
+describe('removing a source', () => {
+  it('answers while the slot waits for a transaction left open on the source, which the status names, and leaves no slot behind', { timeout: 60_000 }, async () => {
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200' });
+    const db = await contactsDatabase();
+    // An application's transaction that holds a transaction id, left idle in transaction.
+    const open = await db.pool.connect();
+    onTestFinished(() => open.release(true));
+    await open.query('BEGIN');
+    await open.query(`INSERT INTO contacts (tenant_id, name) VALUES ('a', 'uncommitted')`);
+    const openPid = (await open.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const shop = await admin({ app: 'shop', env: 'prod' });
+    const set = await gql(server, shop, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { database } }', { url: db.url });
+    expect(set.errors, JSON.stringify(set.errors)).toBeUndefined();
+
+    const status = await waitFor(
+      async () => {
+        const body = await gql(server, shop, '{ cdcSource { status { state lastError } } }');
+        const current = (body.data?.['cdcSource'] as { status: { state: string; lastError: string | null } }).status;
+        return current.lastError?.includes('waiting for open transactions to create the slot') ? current : undefined;
+      },
+      { timeoutMs: 20_000, message: 'the status says the slot waits for open transactions' },
+    );
+    expect(status).toMatchObject({ state: 'starting' });
+    expect(status?.lastError).toContain(`backends ${openPid}`);
+
+    expect(await gql(server, shop, 'mutation { removeCdcSource }')).toEqual({ data: { removeCdcSource: true } });
+    // Nothing of another environment waits behind it either.
+    const blog = await admin({ app: 'blog', env: 'prod' });
+    expect(await gql(server, blog, 'mutation { deleteCdcMapping(name: "nothing") }')).toEqual({ data: { deleteCdcMapping: false } });
+    // All of it while the transaction is still open; once it ends, no slot is created after all.
+    expect((await open.query<{ xid: string | null }>('SELECT pg_current_xact_id_if_assigned()::text AS xid')).rows[0]?.xid).not.toBeNull();
+    await open.query('COMMIT');
+    expect(await slotsOf(db.pool)).toEqual([]);
   });
 });
 

@@ -1,6 +1,10 @@
+import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { CONTACTS_MAPPING, nextChange, saveMapping, setUpCdc, socketFor, subscribeChanges, takeMessages } from '../helpers/cdc.ts';
-import { createTestDatabase, openTestPool } from '../helpers/services.ts';
+import { defaultReplicationNames, identifyDatabase } from '../../src/pipeline/cdc/wal/replication-names.ts';
+import { CONTACTS_MAPPING, gql, nextChange, saveMapping, setUpCdc, socketFor, subscribeChanges, takeMessages, type CdcSetup } from '../helpers/cdc.ts';
+import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
+import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
+import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 /*
@@ -103,6 +107,86 @@ describe('database CDC', () => {
     const refused = await saveMapping(setup, CONTACTS_MAPPING);
     expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT' });
     expect(refused.errors?.[0]?.message).toContain('REPLICA IDENTITY FULL');
+  });
+});
+
+/** `orders`, partitioned by region into `orders_eu` and `orders_us`, with its primary key (id, region). */
+async function createOrders(pool: pg.Pool): Promise<void> {
+  await pool.query('CREATE TABLE orders (id int NOT NULL, tenant_id text NOT NULL, region text NOT NULL, total int, PRIMARY KEY (id, region)) PARTITION BY LIST (region)');
+  await pool.query(`CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu')`);
+  await pool.query(`CREATE TABLE orders_us PARTITION OF orders FOR VALUES IN ('us')`);
+}
+
+const ORDERS_MAPPING = { name: 'orders', table: 'orders', events: ['insert', 'update'], topic: 'shop.order-events', module: 'shop', model: 'orders', tenantColumn: 'tenant_id' };
+
+/** A source database the test prepares with `prepare` before the server points its environment at it (`names`: setCdcSource's own). */
+async function cdcOn(prepare: (pool: pg.Pool) => Promise<void>, names: { slotName: string; publicationName: string } | undefined = undefined): Promise<CdcSetup> {
+  const database = await createTestDatabase();
+  const source = openTestPool(database.url);
+  await prepare(source);
+  const server = await startTestServer({ JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200' });
+  const admin = await signHs256({ roles: ['admin'], permissions: [], tenant: undefined });
+  const set = await gql(server, admin, 'mutation($u: String!, $s: String, $p: String) { setCdcSource(databaseUrl: $u, slotName: $s, publicationName: $p) { database } }', {
+    u: database.url,
+    s: names?.slotName ?? null,
+    p: names?.publicationName ?? null,
+  });
+  expect(set.errors, JSON.stringify(set.errors)).toBeUndefined();
+  await waitFor(async () => ((await gql(server, admin, '{ cdcSource { status { state } } }')).data?.['cdcSource'] as { status: { state: string } }).status.state === 'streaming', {
+    timeoutMs: 20_000,
+    message: 'the CDC reader streams',
+  });
+  return { server, source, sourceUrl: database.url, admin };
+}
+
+/** Inserts an order into each partition and expects both as CREATED on `changes(model: "orders")` of tenant a. */
+async function expectOrdersDelivered(setup: CdcSetup): Promise<void> {
+  const subscribers = setup.server.stats().subscribers;
+  const feed = await subscribeChanges(setup, { tenant: 'a', permissions: ['shop.orders.read'] }, { m: 'orders' });
+  await waitFor(() => setup.server.stats().subscribers === subscribers + 1);
+  await setup.source.query(`INSERT INTO orders VALUES (1, 'a', 'eu', 10), (2, 'a', 'us', 20)`);
+  expect(await nextChange(feed, 'c')).toMatchObject({ operation: 'CREATED', model: 'orders', id: '1/eu', record: { total: 10 } });
+  expect(await nextChange(feed, 'c')).toMatchObject({ operation: 'CREATED', model: 'orders', id: '2/us', record: { total: 20 } });
+}
+
+describe('CDC of partitioned tables', () => {
+  it("delivers a partitioned table's changes under its own name: the publication Tributary creates publishes partitions via their root", async () => {
+    const setup = await cdcOn(createOrders);
+    expect((await saveMapping(setup, ORDERS_MAPPING)).errors).toBeUndefined();
+    await expectOrdersDelivered(setup);
+  });
+
+  it('sets publish_via_partition_root on the publication an earlier version created without it, and delivers the partitioned table', async () => {
+    const setup = await cdcOn(async (pool) => {
+      await createOrders(pool);
+      const client = await pool.connect();
+      const { publicationName } = defaultReplicationNames(await identifyDatabase(client).finally(() => client.release()));
+      await pool.query(`CREATE PUBLICATION ${publicationName} FOR ALL TABLES`);
+    });
+    expect((await setup.source.query('SELECT pubviaroot FROM pg_publication')).rows).toEqual([{ pubviaroot: true }]);
+    expect((await saveMapping(setup, ORDERS_MAPPING)).errors).toBeUndefined();
+    await expectOrdersDelivered(setup);
+  });
+
+  it("refuses a mapping of a table the source's own publication leaves out, or publishes under its partitions' names, saying how to fix it", async () => {
+    const names = { slotName: uniqueName('slot'), publicationName: uniqueName('pub') };
+    const setup = await cdcOn(async (pool) => {
+      await createOrders(pool);
+      await pool.query('CREATE TABLE leads (id int PRIMARY KEY, tenant_id text NOT NULL)');
+      await pool.query(`CREATE PUBLICATION ${names.publicationName} FOR TABLE orders`);
+    }, names);
+    const leads = await saveMapping(setup, { ...ORDERS_MAPPING, name: 'leads', table: 'leads', model: 'leads', topic: 'shop.lead-events' });
+    expect(leads.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'mapping' });
+    expect(leads.errors?.[0]?.message).toContain(`publication "${names.publicationName}" does not include public.leads`);
+    expect(leads.errors?.[0]?.message).toContain(`ALTER PUBLICATION "${names.publicationName}" ADD TABLE "public"."leads";`);
+    const orders = await saveMapping(setup, ORDERS_MAPPING);
+    expect(orders.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'mapping' });
+    expect(orders.errors?.[0]?.message).toContain(`ALTER PUBLICATION "${names.publicationName}" SET (publish_via_partition_root = true);`);
+
+    // The fix it names is enough.
+    await setup.source.query(`ALTER PUBLICATION ${names.publicationName} SET (publish_via_partition_root = true)`);
+    expect((await saveMapping(setup, ORDERS_MAPPING)).errors).toBeUndefined();
+    await expectOrdersDelivered(setup);
   });
 });
 

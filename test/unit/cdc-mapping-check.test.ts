@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { TableShape } from '../../src/pipeline/cdc/mapping/mapping-check.ts';
 import { checkMappingAgainstTable } from '../../src/pipeline/cdc/mapping/mapping-check.ts';
+import { publicationProblems } from '../../src/pipeline/cdc/mapping/mapping-source-check.ts';
+import type { PublicationCoverage } from '../../src/pipeline/cdc/wal/replication-setup.ts';
 import { mapping } from '../helpers/cdc-mappings.ts';
 
 
@@ -138,5 +140,40 @@ describe('checkMappingAgainstTable', () => {
     expect(problems).toHaveLength(1);
     expect(problems[0]).toContain('softDeleteColumn: updates on crm.contacts carry no old row without REPLICA IDENTITY FULL');
     expect(problems[0]).toContain(FIX);
+  });
+});
+
+describe('publicationProblems', () => {
+  const coverage = (overrides: Partial<PublicationCoverage> = {}): PublicationCoverage => ({
+    exists: true,
+    published: false,
+    viaRoot: false,
+    partitioned: false,
+    root: null,
+    ...overrides,
+  });
+  const m = mapping({ tenantColumn: 'tenant_id' });
+
+  it('finds nothing wrong when the publication streams the table under its name, or does not exist yet (the reader creates it for all tables)', () => {
+    expect(publicationProblems(m, 'pub', coverage({ published: true }))).toEqual([]);
+    expect(publicationProblems(m, 'pub', coverage({ exists: false }))).toEqual([]);
+  });
+
+  it('names the statement that adds a table the publication leaves out', () => {
+    expect(publicationProblems(m, 'pub', coverage())).toEqual([
+      'publication "pub" does not include crm.contacts, so none of its changes would be delivered. Fix: run `ALTER PUBLICATION "pub" ADD TABLE "crm"."contacts";`',
+    ]);
+  });
+
+  it("names publish_via_partition_root for a partitioned table whose changes go out under its partitions' names", () => {
+    const [problem] = publicationProblems(m, 'pub', coverage({ partitioned: true }));
+    expect(problem).toContain("crm.contacts is partitioned, and publication \"pub\" publishes its changes under each partition's name");
+    expect(problem).toContain('ALTER PUBLICATION "pub" SET (publish_via_partition_root = true);');
+  });
+
+  it('says to map the root of a partition whose changes are published as the root table’s', () => {
+    expect(publicationProblems(m, 'pub', coverage({ viaRoot: true, root: 'crm.people' }))).toEqual([
+      'crm.contacts is a partition of crm.people, and publication "pub" publishes its changes as crm.people\'s, so none of its changes would be delivered. Fix: map crm.people',
+    ]);
   });
 });

@@ -6,17 +6,18 @@ import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
 import { createReleaseSignals } from '../coordination/release-signals.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { createCdcSource, sourceIdOf, type CdcBinding, type CdcSource, type CdcSourceOptions, type CdcSourceStatus } from './cdc-source.ts';
+import { createCdcSource, sourceIdOf, type CdcSource, type CdcSourceOptions, type CdcSourceStatus } from './cdc-source.ts';
 import { pruneExpiredRawChanges, type CdcSourceRecord, type CdcStore, type StoredMapping } from './cdc-store.ts';
-import { checkMappingAgainstTable, type TableShape } from './mapping/mapping-check.ts';
-import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
+import type { DomainMapping } from './mapping/mapping.ts';
+import { sourceProblems } from './mapping/mapping-source-check.ts';
 import { streamConflicts } from './mapping/mapping-topics.ts';
-import { describeTable } from './mapping/table-catalog.ts';
 import { checkedNames, followerStatus, idleStatus, namesOf, sameNames } from './source-names.ts';
-import { identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
+import { defaultReplicationNames, identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import { assertLogicalReplicationAllowed } from './wal/replication-setup.ts';
 import { createRetiredSlots } from './retired-slots.ts';
+import { createSourceCatalogs } from './source-catalogs.ts';
 import { createSourceEndpoints, describeMappedTables } from './source-endpoints.ts';
+import { groupByDatabase, IDENTITY_WAIT_MS, type SourceGroup } from './source-groups.ts';
 import type { SourceConnectionFactory, SourceConnections } from './wal/source-connections.ts';
 import type { WalOutboxBinding, WalOutboxFigures } from './wal-outboxes.ts';
 
@@ -125,6 +126,8 @@ export interface CdcServiceOptions {
 }
 
 const HOUSEKEEPING_MS = 5000;
+/** Longest a load that left something out stands before it is redone, in ms. */
+const INCOMPLETE_RETRY_MS = 60_000;
 /** Raw changes deleted per statement, and statements per housekeeping pass at most (500,000 rows per pass). */
 const PRUNE_LIMITS = { batch: 10_000, batches: 50 };
 
@@ -132,7 +135,9 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const { store } = options;
   const logger = options.logger.child({ component: 'cdc' });
   const signals = options.subscriber && createReleaseSignals(options.subscriber, logger);
-  const endpoints = createSourceEndpoints(options.connect);
+  // An identity learned in the background: the next reload loads everything again.
+  const endpoints = createSourceEndpoints(options.connect, { onSettled: () => (loaded = undefined) });
+  const catalogs = createSourceCatalogs();
   // The login that set the outbox, not the reader's: its search path names the table `setOutboxSource` checked.
   const outboxEndpoints = createSourceEndpoints(options.connectOutbox);
   /** By the database's identity key. */
@@ -141,7 +146,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   let environments = new Map<string, readonly DomainMapping[]>();
   /** By `app/env`: the environment's source URL. */
   let sourceUrls = new Map<string, string>();
-  let version: string | undefined;
+  /** The configuration the last load applied; a load that left something out is redone from `retryAt` (ms since the epoch). */
+  let loaded: { readonly current: string; readonly resolved: boolean; readonly retryAt: number } | undefined;
   let outboxFigures: WalOutboxFigures[] = [];
   let lastOutboxReport = Date.now();
   let lastReload: Promise<void> = Promise.resolve();
@@ -159,37 +165,27 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const load = async (): Promise<void> => {
     const outboxRows = (await options.outboxes?.list()) ?? [];
     const current = `${await store.version()} ${JSON.stringify(outboxRows)}`;
-    if (current === version) {
-      if (await dropRetired()) await releaseEndpoints([...sourceUrls.values(), ...outboxRows.map((row) => row.databaseUrl)]);
+    if (loaded?.current === current && Date.now() < loaded.retryAt) {
+      if (loaded.resolved && (await dropRetired())) await releaseEndpoints([...sourceUrls.values(), ...outboxRows.map((row) => row.databaseUrl)]);
       return;
     }
     const [sourceRows, mappingRows] = await Promise.all([store.listSources(), store.listMappings()]);
     const byEnv = new Map<string, StoredMapping[]>();
     for (const row of mappingRows) byEnv.set(envKey(row), [...(byEnv.get(envKey(row)) ?? []), row]);
     const nextEnvironments = new Map(sourceRows.map((row) => [envKey(row), (byEnv.get(envKey(row)) ?? []).map((m) => m.mapping)]));
-    // Environments per database; an unreachable one is retried at the next reload.
-    let complete = true;
-    const groups = new Map<string, { identity: DatabaseIdentity; rows: CdcSourceRecord[]; outboxes: (WalOutboxSource & WalOutboxBinding)[] }>();
-    const groupOf = async (row: { app: string; env: string; databaseUrl: string }) => {
-      try {
-        const identity = await identityOf(row.databaseUrl);
-        const group = groups.get(identityKey(identity)) ?? { identity, rows: [], outboxes: [] };
-        groups.set(identityKey(identity), group);
-        return group;
-      } catch (error) {
-        complete = false;
-        logger.warn({ err: error, app: row.app, env: row.env }, 'could not reach a CDC source database');
-        return undefined;
-      }
-    };
-    for (const row of sourceRows) (await groupOf(row))?.rows.push(row);
-    for (const row of outboxRows) (await groupOf({ ...row.scope, databaseUrl: row.databaseUrl }))?.outboxes.push({ ...row, connections: outboxEndpoints.connectionsOf(row.databaseUrl) });
-    // Only when every database is known can a missing group mean that no environment reads it.
-    const resolved = complete;
+    // Environments per database; one not reached yet is retried in the background.
+    const outboxSources = outboxRows.map((row) => ({ ...row, connections: outboxEndpoints.connectionsOf(row.databaseUrl) }));
+    const { groups, complete: resolved } = await groupByDatabase(endpoints, sourceRows, outboxSources, logger);
+    let complete = resolved;
     for (const [key, entry] of sources) {
       const group = groups.get(key);
       const names = group && namesOf(group.identity, group.rows);
-      if (names && sameNames(entry.names, names)) continue;
+      // A reader keeps the URL it was made with; once no environment or outbox names it (new
+      // credentials, the environment removed), it is made again on one in use, on the same slot
+      // (nothing retired): on the old URL, its next connect would fail once that login is revoked.
+      const urlInUse = group !== undefined && [...group.rows, ...group.outboxes].some((row) => row.databaseUrl === entry.url);
+      if (names && sameNames(entry.names, names) && urlInUse) continue;
+      if (names && sameNames(entry.names, names)) logger.info({ source: entry.source.id }, 'the URL the CDC reader used is no longer configured: restarting it on the current one');
       const led = !options.redis || entry.source.status().leading;
       sources.delete(key);
       await entry.source.stop();
@@ -197,22 +193,20 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         retired.retire({ database: key, source: entry.source.id, url: entry.url, slotName: entry.names.slotName, forgetReader: !group });
       }
     }
-    for (const [key, { identity, rows, outboxes }] of groups) {
+    // Each database on its own: one whose catalog cannot be read holds up no other's reader.
+    const setUp = async (key: string, { identity, rows, outboxes }: SourceGroup<WalOutboxSource & WalOutboxBinding>) => {
       const url = sources.get(key)?.url ?? rows[0]?.databaseUrl ?? outboxes[0]!.databaseUrl;
-      const bindings: CdcBinding[] = [];
-      for (const row of rows) {
-        const mappings = nextEnvironments.get(envKey(row))!;
-        const tables = await describeMappedTables(endpoints.connectionsOf(url), mappings).catch((error: unknown) => {
-          complete = false;
-          logger.warn({ err: error, source: sourceIdOf(identity) }, 'could not read the source catalog');
-          return new Map<string, TableShape>();
-        });
-        bindings.push({ scope: row, mappings, tables });
+      const environments = rows.map((row) => ({ scope: row, mappings: nextEnvironments.get(envKey(row))! }));
+      const read = (mappings: readonly DomainMapping[]) => endpoints.guarded(url, (connections) => describeMappedTables(connections, mappings));
+      const { bindings, error } = await catalogs.bindingsOf(key, environments, read);
+      if (error !== undefined) {
+        complete = false;
+        logger.warn({ err: error, source: sourceIdOf(identity) }, 'could not read the source catalog: its last entries are kept');
       }
       const existing = sources.get(key);
       if (existing) {
         existing.source.setBindings(bindings, outboxes);
-        continue;
+        return;
       }
       const names = namesOf(identity, rows);
       const source = createCdcSource({
@@ -221,6 +215,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         id: sourceIdOf(identity),
         connections: endpoints.connectionsOf(url),
         names,
+        ownsPublication: names.publicationName === defaultReplicationNames(identity).publicationName,
         logger,
         bindings,
         outboxes,
@@ -228,13 +223,17 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       });
       sources.set(key, { url, names, source });
       await source.start();
-    }
+    };
+    await Promise.all([...groups].map(([key, group]) => setUp(key, group)));
+    if (resolved) catalogs.retain(groups.keys());
     environments = nextEnvironments;
     sourceUrls = new Map(sourceRows.map((row) => [envKey(row), row.databaseUrl]));
     if (resolved) await dropRetired();
     await releaseEndpoints([...sourceRows, ...outboxRows].map((row) => row.databaseUrl));
     await outboxEndpoints.release(outboxRows.map((row) => row.databaseUrl));
-    if (complete) version = current;
+    // What was left out is loaded again once a URL that failed may be tried again, or once an
+    // attempt still under way ends (`onSettled`); the same configuration is not read meanwhile.
+    loaded = { current, resolved, retryAt: complete ? Infinity : Math.min(endpoints.nextRetryAt(), Date.now() + INCOMPLETE_RETRY_MS) };
   };
 
   /** Measures the WAL-mode outboxes this instance reads and saves their figures for `outboxStatus`. */
@@ -301,7 +300,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       // One reader per database: every environment on it must agree on its own names.
       for (const other of await store.listSources()) {
         if (envKey(other) === envKey(scope) || (other.slotName === wanted.slotName && other.publicationName === wanted.publicationName)) continue;
-        const otherIdentity = await identityOf(other.databaseUrl).catch(() => undefined);
+        const otherIdentity = await endpoints.knownIdentity(other.databaseUrl, IDENTITY_WAIT_MS);
         if (otherIdentity === undefined || identityKey(otherIdentity) !== identityKey(identity)) continue;
         const effective = namesOf(identity, [other]);
         throw badInput(
@@ -342,14 +341,13 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       }
       const others = (await store.listMappings(scope)).map((stored) => stored.mapping).filter((m) => m.name !== mapping.name);
       const problems = streamConflicts(mapping, others);
-      let shape: TableShape | undefined;
+      // Every environment on one database uses the same names (`setSource` sees to it).
+      const publicationOf = (identity: DatabaseIdentity) => namesOf(identity, [source]).publicationName;
       try {
-        shape = await endpoints.connectionsOf(source.databaseUrl).withClient((client) => describeTable(client, mappingTable(mapping)));
+        problems.push(...(await endpoints.connectionsOf(source.databaseUrl).withClient((client) => sourceProblems(client, mapping, publicationOf))));
       } catch (error) {
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'The CDC source database cannot be reached to check the mapping; retry shortly', { cause: error });
       }
-      if (!shape) problems.push(`table ${mapping.table} does not exist in the source database`);
-      else problems.push(...checkMappingAgainstTable(mapping, shape));
       if (problems.length > 0) {
         throw new TributaryError(ErrorCode.BAD_USER_INPUT, `Mapping "${mapping.name}" cannot be saved: ${problems.join('; ')}`, {
           details: { field: 'mapping', problems },

@@ -46,6 +46,11 @@ export interface CdcBinding {
   readonly mappings: readonly DomainMapping[];
   /** Catalog entries of the mapped tables, by `schema.table`. */
   readonly tables: ReadonlyMap<string, TableShape>;
+  /**
+   * Mapped tables (`schema.table`) whose entry could not be read: a change of one fails its chunk,
+   * received again once the entry is there, rather than being keyed by a guess. @default none
+   */
+  readonly unread?: ReadonlySet<string>;
 }
 
 export interface CdcSourceStatus extends WalReaderStatus {
@@ -77,6 +82,8 @@ export interface CdcSourceOptions {
   /** The database's connections; the caller owns (and disposes) them. */
   readonly connections: SourceConnections;
   readonly names: ReplicationNames;
+  /** The publication is Tributary's own (see `WalReaderOptions.ownsPublication`). @default false */
+  readonly ownsPublication?: boolean;
   readonly bindings: readonly CdcBinding[];
   /** Outboxes in this database read in WAL mode. @default none */
   readonly outboxes?: readonly WalOutboxBinding[];
@@ -155,6 +162,9 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
       // stored would be read and stored again, without end. Recognised by its name, in any schema.
       if (rawTables.has(table) && change.table.name !== RAW_CHANGE_TABLE) raw.push({ source: id, commitLsn: chunk.commitLsn, xid: chunk.xid, change });
       for (const binding of bindings) {
+        if (binding.unread?.has(table)) {
+          throw new TributaryError(ErrorCode.UNAVAILABLE, `the catalog entry of ${table} could not be read from the source yet: its changes wait until it is`);
+        }
         for (const mapping of binding.mappings) {
           let event;
           try {
@@ -228,6 +238,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
           connections: options.connections,
           slotName: names.slotName,
           publicationName: names.publicationName,
+          ownsPublication: options.ownsPublication === true,
           expectExistingSlot: previous?.lastLsn != null,
           logger,
           handle,
@@ -236,6 +247,8 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
         });
         reader = next;
         await next.start();
+        // Stopped meanwhile: the next leader's status is not this one's to write.
+        if (signal.aborted) return;
         await store.saveStatus({ ...statusRecord(next.status()), leader });
         return;
       } catch (error) {
@@ -263,10 +276,12 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     const current = running;
     running = undefined;
     current?.controller.abort();
-    await current?.done;
+    // Stopped before its start is awaited: a start waiting to create the slot (which waits for
+    // every transaction open on the source) ends only when the reader cancels it.
     const stopped = reader;
     reader = undefined;
     await stopped?.stop();
+    await current?.done;
     await outboxes.suspend();
   };
 

@@ -71,22 +71,26 @@ export async function assertLogicalReplicationAllowed(client: pg.ClientBase): Pr
 
 /**
  * Creates the publication when missing: FOR ALL TABLES, or for `tables` (`name` or
- * `schema.name`, case-sensitive). An existing publication is used as it is.
+ * `schema.name`, case-sensitive), publishing a partitioned table's changes under its own name
+ * (`publish_via_partition_root`): otherwise pgoutput names each change's partition (`orders_eu`),
+ * which a mapping of `orders` never matches. An existing publication is used as it is; `viaRoot`
+ * says whether it publishes partitions that way.
  */
 export async function ensurePublication(
   client: pg.ClientBase,
   name: string,
   tables: readonly string[] | undefined,
-): Promise<{ created: boolean }> {
-  const existing = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [name]);
-  if (existing.rowCount) return { created: false };
-  const target = tables === undefined ? 'ALL TABLES' : `TABLE ${tables.map(quoteTableName).join(', ')}`;
+): Promise<{ created: boolean; viaRoot: boolean }> {
+  const existing = await client.query<{ via_root: boolean }>('SELECT pubviaroot AS via_root FROM pg_publication WHERE pubname = $1', [name]);
+  const row = existing.rows[0];
+  if (row) return { created: false, viaRoot: row.via_root };
+  const target = `${tables === undefined ? 'ALL TABLES' : `TABLE ${tables.map(quoteTableName).join(', ')}`} WITH (${VIA_ROOT})`;
   try {
     await client.query(`CREATE PUBLICATION ${pg.escapeIdentifier(name)} FOR ${target}`);
-    return { created: true };
+    return { created: true, viaRoot: true };
   } catch (error) {
     // Another reader created it between our check and our CREATE.
-    if (sqlStateOf(error) === SqlState.DUPLICATE_OBJECT) return { created: false };
+    if (sqlStateOf(error) === SqlState.DUPLICATE_OBJECT) return { created: false, viaRoot: true };
     const message = error instanceof Error ? error.message : String(error);
     throw new TributaryError(
       ErrorCode.MISCONFIGURED,
@@ -95,6 +99,46 @@ export async function ensurePublication(
       { cause: error },
     );
   }
+}
+
+const VIA_ROOT = 'publish_via_partition_root = true';
+
+/**
+ * Makes a publication Tributary created before it set `publish_via_partition_root` publish
+ * partitioned tables under their own name (see `ensurePublication`). Needs the publication's owner.
+ */
+export async function publishViaPartitionRoot(client: pg.ClientBase, name: string): Promise<void> {
+  await client.query(`ALTER PUBLICATION ${pg.escapeIdentifier(name)} SET (${VIA_ROOT})`);
+}
+
+/** Whether a publication streams a table's changes under the table's own name. */
+export interface PublicationCoverage {
+  /** The publication exists (a reader creates a missing one FOR ALL TABLES, which covers every table). */
+  readonly exists: boolean;
+  /** Its changes arrive under this table's name (`pg_publication_tables` lists it). */
+  readonly published: boolean;
+  /** It publishes partitions' changes under their root table's name. */
+  readonly viaRoot: boolean;
+  /** The table is partitioned (its rows, and their changes, are in its partitions). */
+  readonly partitioned: boolean;
+  /** `schema.table` of the partitioned table this one is a partition of, or null. */
+  readonly root: string | null;
+}
+
+export async function publicationCoverage(client: pg.ClientBase, name: string, table: { schema: string; name: string }): Promise<PublicationCoverage> {
+  const { rows } = await client.query<{ exists: boolean; published: boolean; via_root: boolean; partitioned: boolean; root: string | null }>(
+    `SELECT p.oid IS NOT NULL AS exists, coalesce(p.pubviaroot, false) AS via_root,
+            EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3) AS published,
+            coalesce(c.relkind = 'p', false) AS partitioned,
+            (SELECT format('%s.%s', rn.nspname, r.relname) FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
+              WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)) AS root
+       FROM (SELECT 1) AS one
+       LEFT JOIN pg_publication p ON p.pubname = $1
+       LEFT JOIN (pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace) ON n.nspname = $2 AND c.relname = $3`,
+    [name, table.schema, table.name],
+  );
+  const row = rows[0]!;
+  return { exists: row.exists, published: row.published, viaRoot: row.via_root, partitioned: row.partitioned, root: row.root };
 }
 
 /**
@@ -191,6 +235,26 @@ async function createSlot(client: pg.ClientBase, name: string): Promise<string> 
     }
     throw error;
   }
+}
+
+/** The server process of the client's connection (to cancel its statement from another). */
+export async function backendPid(client: pg.ClientBase): Promise<number> {
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  return rows[0]!.pid;
+}
+
+/**
+ * The backends whose transactions the statement of backend `pid` waits for: creating a slot waits
+ * for every transaction that holds a transaction id when it starts, however long it stays open.
+ */
+export async function blockingBackends(client: pg.ClientBase, pid: number): Promise<number[]> {
+  const { rows } = await client.query<{ pids: number[] }>('SELECT pg_blocking_pids($1) AS pids', [pid]);
+  return rows[0]?.pids ?? [];
+}
+
+/** Cancels backend `pid`'s statement; a slot it was creating is not created (Postgres drops it on the error). */
+export async function cancelBackend(client: pg.ClientBase, pid: number): Promise<void> {
+  await client.query('SELECT pg_cancel_backend($1)', [pid]);
 }
 
 export async function dropSlot(client: pg.ClientBase, name: string): Promise<void> {

@@ -21,6 +21,7 @@
  * TRUNCATE is not a row change: it is logged and skipped. A rolled-back transaction is never
  * decoded by Postgres, so it produces nothing.
  */
+import type pg from 'pg';
 import { ErrorCode, InternalError, TributaryError } from '../../../errors.ts';
 import type { Logger } from '../../../logger.ts';
 import { createBackoff, pause } from '../../coordination/backoff.ts';
@@ -31,9 +32,13 @@ import {
   assertLogicalReplicationAllowed,
   assertPublicationName,
   assertSlotName,
+  backendPid,
+  blockingBackends,
+  cancelBackend,
   dropSlot,
   ensurePublication,
   ensureSlot,
+  publishViaPartitionRoot,
   readSlotUsage,
 } from './replication-setup.ts';
 import type { SourceConnections } from './source-connections.ts';
@@ -47,6 +52,12 @@ export interface WalReaderOptions {
   readonly publicationName: string;
   /** Tables of a publication the reader creates (`name` or `schema.name`). @default all tables */
   readonly tables?: readonly string[];
+  /**
+   * The publication is Tributary's own (its name derived, `replication-names.ts`), so one an
+   * earlier version created without `publish_via_partition_root` gets it; someone else's
+   * publication is left as it is (others may read it). @default false
+   */
+  readonly ownsPublication?: boolean;
   /**
    * The caller already had a position on this slot (e.g. it stored events from it): a missing
    * slot then means it was lost, and `onSlotCreated` says `recreated: true`.
@@ -108,13 +119,18 @@ export interface WalReaderStatus {
   readonly lagBytes: number | null;
   /** `pg_current_wal_lsn() - restart_lsn` at the last `inspect()`, in bytes; null before. */
   readonly retainedWalBytes: number | null;
+  /** The last error; while the slot's creation waits for transactions open on the source, which ones. */
   readonly lastError: string | null;
 }
 
 export interface WalReader {
   /** Checks and creates what is missing, then resolves once streaming. Rejects (state `failed`) if that fails. */
   start(): Promise<void>;
-  /** Closes the connection and timers; does not wait for a `handle` in progress. Idempotent. */
+  /**
+   * Closes the connection and timers; does not wait for a `handle` in progress. Cancels a set-up
+   * statement in progress (a slot creation waiting for open transactions: no slot is left), so a
+   * `start()` still running resolves soon after. Idempotent.
+   */
   stop(): Promise<void>;
   status(): WalReaderStatus;
   /** Queries the slot's lag and retained WAL over a normal connection, then returns `status()`. */
@@ -145,6 +161,10 @@ class PostgresWalReader implements WalReader {
   #slotSeen = false;
   #usage: { lagBytes: number; retainedWalBytes: number } | undefined;
   #lastError: string | null = null;
+  /** The backend of the set-up connection while the set-up runs (`stop()` cancels its statement). */
+  #setupBackend: number | undefined;
+  /** What the slot's creation waits for, while it does. */
+  #slotWait: string | undefined;
 
   constructor(options: WalReaderOptions) {
     this.#options = options;
@@ -185,6 +205,7 @@ class PostgresWalReader implements WalReader {
       this.#stopping = true;
       this.#stopController.abort();
       this.#stopRequested.resolve();
+      await this.#cancelSetup();
       if (this.#session) await this.#closeSession(this.#session);
       await this.#supervisor;
       this.#state = 'stopped';
@@ -201,7 +222,7 @@ class PostgresWalReader implements WalReader {
       lastAcknowledgedLsn: confirmed === 0n ? null : formatLsn(confirmed),
       lagBytes: this.#usage?.lagBytes ?? null,
       retainedWalBytes: this.#usage?.retainedWalBytes ?? null,
-      lastError: this.#lastError,
+      lastError: this.#slotWait ?? this.#lastError,
     };
   }
 
@@ -244,23 +265,16 @@ class PostgresWalReader implements WalReader {
   /** Checks the server, creates what is missing, and opens a stream from the confirmed position. */
   async #connect(): Promise<ReplicationSession> {
     await this.#options.connections.withClient(async (client) => {
-      await assertLogicalReplicationAllowed(client);
-      const publication = await ensurePublication(client, this.#publicationName, this.#options.tables);
-      if (publication.created) this.#logger.info({ publication: this.#publicationName }, 'publication created');
-      const slot = await ensureSlot(client, this.#slotName, this.#options.expectExistingSlot === true || this.#slotSeen);
-      if (slot.created) {
-        this.#logger[slot.recreated ? 'warn' : 'info']({ recreated: slot.recreated }, 'replication slot created');
-        try {
-          await this.#options.onSlotCreated?.({ recreated: slot.recreated });
-        } catch (error) {
-          await dropSlot(client, this.#slotName).catch(() => {});
-          throw error;
-        }
-        this.#positions.confirmed = parseLsn(slot.startLsn);
-      } else if (!this.#slotSeen) {
-        this.#positions.confirmed = parseLsn(slot.startLsn);
+      this.#setupBackend = await backendPid(client);
+      try {
+        await this.#setUp(client);
+      } finally {
+        this.#setupBackend = undefined;
+        this.#slotWait = undefined;
       }
-      this.#slotSeen = true;
+      // stop() may be cancelling this connection's statement right now: thrown, the connection is
+      // discarded instead of pooled, where the cancel could hit the next statement run on it.
+      if (this.#stopping) throw new TributaryError(ErrorCode.UNAVAILABLE, 'the WAL reader was stopped while connecting');
     });
     await this.#options.onReady?.();
     if (this.#stopping) throw new TributaryError(ErrorCode.UNAVAILABLE, 'the WAL reader was stopped while connecting');
@@ -285,6 +299,75 @@ class PostgresWalReader implements WalReader {
     return session;
   }
 
+  /** The server's checks, the publication and the slot, on `client` (whose backend is `#setupBackend`). */
+  async #setUp(client: pg.ClientBase): Promise<void> {
+    await assertLogicalReplicationAllowed(client);
+    const publication = await ensurePublication(client, this.#publicationName, this.#options.tables);
+    if (publication.created) this.#logger.info({ publication: this.#publicationName }, 'publication created');
+    else if (!publication.viaRoot && this.#options.ownsPublication === true) await this.#publishViaRoot(client);
+    const slot = await this.#whileCreatingSlot(ensureSlot(client, this.#slotName, this.#options.expectExistingSlot === true || this.#slotSeen));
+    if (slot.created) {
+      this.#logger[slot.recreated ? 'warn' : 'info']({ recreated: slot.recreated }, 'replication slot created');
+      try {
+        await this.#options.onSlotCreated?.({ recreated: slot.recreated });
+      } catch (error) {
+        await dropSlot(client, this.#slotName).catch(() => {});
+        throw error;
+      }
+      this.#positions.confirmed = parseLsn(slot.startLsn);
+    } else if (!this.#slotSeen) {
+      this.#positions.confirmed = parseLsn(slot.startLsn);
+    }
+    this.#slotSeen = true;
+  }
+
+  /**
+   * Creating a slot waits for every transaction open on the source to end, however long that
+   * takes (one left idle in transaction: for ever), while the status said only `starting`: while
+   * it waits, the status names the backends it waits for.
+   */
+  async #whileCreatingSlot<T>(creating: Promise<T>): Promise<T> {
+    const timer = setInterval(() => {
+      const pid = this.#setupBackend;
+      if (pid === undefined) return;
+      this.#options.connections
+        .withClient((client) => blockingBackends(client, pid))
+        .then((pids) => {
+          if (this.#setupBackend !== pid) return;
+          this.#slotWait =
+            pids.length === 0
+              ? undefined
+              : `waiting for open transactions to create the slot: replication slot "${this.#slotName}" is created once the transactions of backends ${pids.join(', ')} on the source end`;
+        })
+        .catch(() => undefined);
+    }, SLOT_WAIT_CHECK_MS);
+    try {
+      return await creating;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /** Cancels the set-up statement in progress (a slot creation waiting for open transactions), so that start() ends now. */
+  async #cancelSetup(): Promise<void> {
+    const pid = this.#setupBackend;
+    if (pid === undefined) return;
+    await this.#options.connections.withClient((client) => cancelBackend(client, pid)).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, 'could not cancel the set-up statement of the stopped WAL reader');
+    });
+  }
+
+  /** Not fatal: only mappings of partitioned tables need it, and saving one says what to run then. */
+  async #publishViaRoot(client: pg.ClientBase): Promise<void> {
+    const publication = this.#publicationName;
+    try {
+      await publishViaPartitionRoot(client, publication);
+      this.#logger.info({ publication }, 'publication now publishes partitioned tables under their own name');
+    } catch (error) {
+      this.#logger.warn({ err: error, publication }, 'could not set publish_via_partition_root on the publication: changes of partitioned tables keep their partition names');
+    }
+  }
+
   async #closeSession(session: ReplicationSession): Promise<void> {
     await session.close();
     if (this.#session === session) this.#session = undefined;
@@ -294,6 +377,9 @@ class PostgresWalReader implements WalReader {
     this.#lastError = error instanceof Error ? error.message : String(error);
   }
 }
+
+/** How often a slot creation still in progress checks what it waits for, in ms. */
+const SLOT_WAIT_CHECK_MS = 1000;
 
 /** An option the operator set: a wrong value is a misconfiguration, said at start. */
 function assertPositiveInteger(name: string, value: number): void {
