@@ -13,22 +13,7 @@
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import { clockMillis, readDelivery, type Delivery } from './fanout-payload.ts';
 import { recordMillis, summarize } from './stats.ts';
-import type { LateCopies, LateReport, ReceiverReport, WarmUp } from './webhook-receiver-protocol.ts';
-
-/** What `expect` starts. */
-export interface StepPlan {
-  readonly firstSeq: number;
-  /** Events of the step: `firstSeq … firstSeq + count − 1`. */
-  readonly count: number;
-  /** Receivers 0…receivers−1 expect the step's events. */
-  readonly receivers: number;
-  /** Event `seq` is for receiver `seq % receivers` only. @default false: every receiver gets every event */
-  readonly spread?: boolean;
-  /** Deliveries that warm the sender up (see `warm`). @default 0 */
-  readonly warmup?: number;
-  /** Who sends the step's events (a mode, a baseline), for `late()`. @default 'unnamed' */
-  readonly sender?: string;
-}
+import type { LateCopies, LateReport, ReceiverReport, StepPlan, WarmUp } from './webhook-receiver-protocol.ts';
 
 export interface ReceiptBookOptions {
   /** The clock arrivals are stamped with, in ms. @default clockMillis */

@@ -16,21 +16,24 @@
  */
 import type { Summary } from './stats.ts';
 
+/** A step the receivers expect (`expect`). */
+export interface StepPlan {
+  readonly firstSeq: number;
+  /** Events of the step: `firstSeq … firstSeq + count − 1`. */
+  readonly count: number;
+  /** Receivers 0…receivers−1 expect the step's events. */
+  readonly receivers: number;
+  /** Event `seq` is for receiver `seq % receivers` only (each event one delivery). @default false: every receiver gets every event */
+  readonly spread?: boolean;
+  /** Deliveries of the step that warm the sender up: `warmed` answers once this many are in. @default 0 */
+  readonly warmup?: number;
+  /** Who sends the step's events (a mode, a baseline): what `late` names. @default 'unnamed' */
+  readonly sender?: string;
+}
+
 export type ReceiverRequest =
   | { readonly type: 'listen'; readonly requestId: number; readonly receivers: number }
-  | {
-      readonly type: 'expect';
-      readonly requestId: number;
-      readonly firstSeq: number;
-      readonly count: number;
-      readonly receivers: number;
-      /** Event `seq` is for receiver `seq % receivers` only (each event one delivery). @default false: every receiver gets every event */
-      readonly spread?: boolean;
-      /** Deliveries of the step that warm the sender up: `warmed` answers once this many are in. @default 0 */
-      readonly warmup?: number;
-      /** Who sends the step's events (a mode, a baseline): what `late` names. @default 'unnamed' */
-      readonly sender?: string;
-    }
+  | ({ readonly type: 'expect'; readonly requestId: number } & StepPlan)
   | { readonly type: 'progress'; readonly requestId: number }
   /** Waits (at most `timeoutMs`) until the step's warm-up deliveries are in. */
   | { readonly type: 'warmed'; readonly requestId: number; readonly timeoutMs: number }
