@@ -3,6 +3,7 @@
  * same-transaction guarantee, several pollers on one outbox (nothing lost or doubled, per-entity
  * order held), poison rows, a crash between routing and marking, tenants, retention and status.
  */
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { enqueueOutboxEvent, type OutboxEventInput } from '@tributary/client/outbox';
@@ -194,6 +195,39 @@ describe('the outbox poller', () => {
     expect(await outbox.pollOnce()).toBe(0);
     expect(await outbox.pollOnce()).toBe(1);
     expect(appended.at(-1)?.metadata.entity).toBe('order:cold');
+  });
+
+  it('keeps a partition another poller holds among those behind, and claims from it again as soon as the lock is free', async () => {
+    const { db, admin, appended, poller } = await setUp();
+    // Two entities of two partitions (of the default 16), their 600 rows interleaved.
+    const { rows: entities } = await admin.query<{ entity: string; partition: number }>(
+      `SELECT DISTINCT ON (partition) entity, partition
+         FROM (SELECT 'order:' || n AS entity, mod(abs(hashtext('order:' || n)::bigint), 16)::int AS partition FROM generate_series(1, 50) AS n) AS e
+        ORDER BY partition, entity LIMIT 2`,
+    );
+    const [held, free] = entities as [{ entity: string; partition: number }, { entity: string; partition: number }];
+    await admin.query(
+      `INSERT INTO event_outbox (topic, event_type, payload, entity)
+       SELECT 'orders', 'order.updated', jsonb_build_object('n', n), CASE WHEN n % 2 = 0 THEN $1 ELSE $2 END FROM generate_series(1, 600) AS n`,
+      [held.entity, free.entity],
+    );
+    const outbox = poller(openPool(db.url, 'outbox-held'), { intervalMs: 3_600_000 });
+    // Every partition in one claim (50 rows of each entity), then each partition behind: 100 each.
+    expect(await outbox.pollOnce()).toBe(300);
+
+    // Another poller holds one of the two partitions (its transaction-scoped lock, as a poller takes it).
+    const lockKey = createHash('sha256').update(`tributary-outbox:${OUTBOX_ID}`).digest().readInt32BE(0);
+    const holder = await admin.connect();
+    await holder.query('BEGIN');
+    await holder.query('SELECT pg_advisory_xact_lock($1::int, $2::int)', [lockKey, held.partition]);
+    expect(await outbox.pollOnce()).toBe(100);
+    await holder.query('COMMIT');
+    holder.release();
+
+    // Both again at once: the held one was dropped from those behind, left until the interval (an hour here).
+    expect(await outbox.pollOnce()).toBe(150);
+    const ofHeld = appended.filter((event) => event.metadata.entity === held.entity).map((event) => event.payload['n']);
+    expect(ofHeld).toEqual(Array.from({ length: 250 }, (_, index) => 2 * (index + 1)));
   });
 
   it('sets poison rows aside with their reason and routes the same entity’s later rows', async () => {

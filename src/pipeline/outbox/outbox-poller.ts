@@ -208,13 +208,17 @@ class PartitionedOutboxPoller implements OutboxPoller {
    */
   async #pass(signal?: AbortSignal): Promise<{ handled: number; full: boolean }> {
     let handled = 0;
+    let full = false;
     const intervalMs = this.#options.intervalMs ?? 1_000;
     if (this.#behind.size === 0 || Date.now() - this.#othersClaimedAt >= intervalMs) {
       this.#othersClaimedAt = Date.now();
       const others = this.#allPartitions.filter((partition) => !this.#behind.has(partition));
-      const claimed = await this.#inTransaction((client) => this.#handlePartitions(client, others));
+      const { claimed } = await this.#inTransaction((client) => this.#handlePartitions(client, others));
       handled += claimed.length;
-      if (claimed.length >= this.#batchSize) for (const partition of claimed) this.#behind.add(partition);
+      if (claimed.length >= this.#batchSize) {
+        full = true;
+        for (const partition of claimed) this.#behind.add(partition);
+      }
     }
     const behind = [...this.#behind].sort((a, b) => a - b);
     const start = this.#offset;
@@ -223,11 +227,16 @@ class PartitionedOutboxPoller implements OutboxPoller {
       // Stopping between partitions: the batch in flight has been committed, the rest stays pending.
       if (signal?.aborted) break;
       const partition = behind[(start + step) % behind.length]!;
-      const claimed = await this.#inTransaction((client) => this.#handlePartitions(client, [partition]));
+      const { locked, claimed } = await this.#inTransaction((client) => this.#handlePartitions(client, [partition]));
       handled += claimed.length;
+      // Another poller holds it: still behind for all this one knows (dropping it left this poller
+      // idle for an interval while the backlog lasted: 2 pollers drained slower than 1).
+      if (locked.length === 0) continue;
       if (claimed.length < this.#batchSize) this.#behind.delete(partition);
+      else full = true;
     }
-    return { handled, full: this.#behind.size > 0 };
+    // No full batch in this pass (every partition behind held by other pollers, or drained): wait.
+    return { handled, full };
   }
 
   async #inTransaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -258,12 +267,12 @@ class PartitionedOutboxPoller implements OutboxPoller {
     }
   }
 
-  /** Handles a batch of the partitions' oldest pending rows; returns the partition of each row handled. */
-  async #handlePartitions(client: pg.PoolClient, partitions: readonly number[]): Promise<number[]> {
+  /** Handles a batch of the oldest pending rows of the partitions it could lock: those, and the partition of each row handled. */
+  async #handlePartitions(client: pg.PoolClient, partitions: readonly number[]): Promise<{ locked: number[]; claimed: number[] }> {
     const locked = await tryLockPartitions(client, this.#lockKey, partitions);
-    if (locked.length === 0) return [];
+    if (locked.length === 0) return { locked, claimed: [] };
     const rows = await claimBatch(client, this.#table, { indexes: locked, count: this.#partitions }, this.#batchSize, this.#rules.maxPayloadBytes);
-    if (rows.length === 0) return [];
+    if (rows.length === 0) return { locked, claimed: [] };
     const routable: { row: OutboxRow; event: RawEventInput }[] = [];
     const dead: { row: OutboxRow; reason: string }[] = [];
     for (const row of rows) {
@@ -280,7 +289,7 @@ class PartitionedOutboxPoller implements OutboxPoller {
     // Counted before COMMIT: a commit that then fails re-routes the rows, which counts them again (at least once).
     if (routable.length > 0) this.#options.metrics?.routed(routable.length);
     for (const { reason } of dead) this.#options.metrics?.dead(reason);
-    return rows.map((row) => row.partition);
+    return { locked, claimed: rows.map((row) => row.partition) };
   }
 }
 
