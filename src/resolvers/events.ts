@@ -3,7 +3,7 @@ import { ErrorCode, TributaryError } from '../errors.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { isJsonObject } from '../pipeline/events/json.ts';
 import { publishedMessage } from '../pipeline/events/message.ts';
-import { isSystemTopic } from '../pipeline/events/system-topics.ts';
+import { isDocumentTopic, isSystemEventType, isSystemTopic } from '../pipeline/events/system-topics.ts';
 import { compileEventWhere, type EventWhere } from '../pipeline/filters/event-filter.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { publishOnce } from '../pipeline/idempotency/keyed-publish.ts';
@@ -27,8 +27,15 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
   const { principal, services } = context;
   const topic = assertName('topic', input.topic);
   const type = input.type == null ? 'message' : assertName('type', input.type);
-  if (isSystemTopic(topic)) {
-    throw new TributaryError(ErrorCode.FORBIDDEN, `"${topic}" is one of Tributary's own topics: its events come from Tributary only`, { details: { field: 'topic' } });
+  if (isSystemTopic(topic) || isDocumentTopic(topic)) {
+    const whose = isSystemTopic(topic) ? "one of Tributary's own topics: its events come from Tributary only" : 'a sync documents topic: its events come from document changes only';
+    throw new TributaryError(ErrorCode.FORBIDDEN, `"${topic}" is ${whose}`, { details: { field: 'topic' } });
+  }
+  if (isSystemEventType(type)) {
+    // Webhook endpoints select by type too (`alert.fired`): a published one would be taken for Tributary's.
+    throw new TributaryError(ErrorCode.FORBIDDEN, `The type "${type}" is in one of Tributary's own namespaces (alert., endpoint., gateway., dashboard., analytics., sync.): choose another`, {
+      details: { field: 'type' },
+    });
   }
   if (!canAccessTopic(principal, 'publish', topic)) {
     throw new TributaryError(ErrorCode.FORBIDDEN, `Publishing to "${topic}" needs the permission "<prefix>.publish" for a prefix of the topic`);

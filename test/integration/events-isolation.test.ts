@@ -141,6 +141,24 @@ describe.each(MODES)('events isolation (%s)', (mode) => {
     }
   });
 
+  it("refuses to publish on a sync documents topic, or with one of Tributary's own event types (webhook endpoints select by type)", async () => {
+    const publisher = await admin({});
+    for (const topic of ['sync.notes.updated', 'sync.notes.doc.n1', 'system.alerts', 'gateway.connected']) {
+      const { body } = await publishRaw(server, { topic, type: 'note.changed', payload: { id: 1 } }, publisher);
+      expectErrorCode(body, 'FORBIDDEN');
+      expect(JSON.stringify(body)).toContain('"field":"topic"');
+    }
+    for (const type of ['alert.fired', 'endpoint.disabled', 'gateway.connected', 'dashboard.updated', 'analytics.minute', 'sync.updated']) {
+      const { body } = await publishRaw(server, { topic: 'orders', type, payload: { id: 1 } }, publisher);
+      expectErrorCode(body, 'FORBIDDEN');
+      expect(JSON.stringify(body)).toContain('"field":"type"');
+    }
+    // Names that merely start alike are the application's.
+    for (const type of ['alerts.raised', 'endpoints.added', 'synced', 'order.sync']) {
+      expect((await publishEvent(server, { topic: 'orders', type, payload: { id: 1 } }, publisher)).type).toBe(type);
+    }
+  });
+
   it('lets crm.contacts.read read crm.contacts and the topics below it, and nothing that merely starts alike', async () => {
     const publisher = await admin({});
     const reader = await openAcknowledgedSocket(server.wsUrl, await signHs256({ permissions: ['crm.contacts.read'] }));

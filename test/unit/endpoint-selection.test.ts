@@ -21,6 +21,21 @@ describe('endpoint selection', () => {
     expect(selects(endpoint(['billing/eu.*']), event('billing/us.invoices'))).toBe(false);
     expect(selects(endpoint(['orders:eu']), event('orders:us'))).toBe(false);
   });
+
+  it("selects one of Tributary's own types (alert.fired) only on Tributary's event, not on an application's that took its name", () => {
+    const event = (topic: string, type: string) => ({ topic, type, metadata: { scope: { app: 'app', env: 'env', tenant: 't1' } } }) as Pick<RealtimeEvent, 'topic' | 'type' | 'metadata'>;
+    const pager = endpoint(['alert.fired', 'endpoint.*', 'sync.updated']);
+    expect(selects(pager, event('system.alerts', 'alert.fired'))).toBe(true);
+    expect(selects(pager, event('webhooks.endpoints', 'endpoint.disabled'))).toBe(true);
+    expect(selects(pager, event('sync.notes.updated', 'sync.updated'))).toBe(true);
+    // On an application's topic (a CDC mapping's type, an event published before types were checked).
+    expect(selects(pager, event('orders', 'alert.fired'))).toBe(false);
+    expect(selects(pager, event('orders', 'endpoint.disabled'))).toBe(false);
+    expect(selects(pager, event('orders', 'sync.updated'))).toBe(false);
+    // Selected by its topic, it is delivered as any event of that topic.
+    expect(selects(endpoint(['orders']), event('orders', 'alert.fired'))).toBe(true);
+    expect(selects(endpoint(['invoice.paid']), event('billing', 'invoice.paid'))).toBe(true);
+  });
 });
 
 describe('delivery lanes', () => {

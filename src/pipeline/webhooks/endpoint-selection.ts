@@ -4,6 +4,7 @@
  * app/env and, when it has one, its tenant only (an endpoint of tenant A never sees tenant B's).
  */
 import type { RealtimeEvent } from '../events/envelope.ts';
+import { isOwnEventType, isSystemEventType } from '../events/system-topics.ts';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 
 export interface SelectingEndpoint {
@@ -49,7 +50,10 @@ export function selects(endpoint: SelectingEndpoint, event: Pick<RealtimeEvent, 
   const { scope } = event.metadata;
   if (endpoint.app !== scope.app || endpoint.env !== scope.env) return false;
   if (endpoint.tenant !== null && endpoint.tenant !== scope.tenant) return false;
-  return endpoint.events.some((entry) => matches(entry, event.topic) || matches(entry, event.type));
+  // One of Tributary's types (`alert.fired`) is matched only on Tributary's own event, not on an
+  // application's that took its name.
+  const byType = !isSystemEventType(event.type) || isOwnEventType(event);
+  return endpoint.events.some((entry) => matches(entry, event.topic) || (byType && matches(entry, event.type)));
 }
 
 const OWN_LANE = 'event:';
