@@ -29,7 +29,7 @@ export type EventSource =
   /** Told by Tributary itself, e.g. a webhook endpoint disabled (`webhooks.endpoints`). */
   | 'SYSTEM';
 
-/** A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. */
+/** A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. On `metadata.timestamp`, operands are milliseconds since the epoch or a DateTime. */
 export type EventWhere = {
   and?: Array<EventWhere> | null | undefined;
   eq?: unknown;

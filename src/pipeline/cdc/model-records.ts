@@ -31,6 +31,7 @@ import { matchesModelFilter, type ModelFilter } from '../filters/model-filter.ts
 import type { ModelSource } from './cdc-service.ts';
 import { entityKeyOfRow, UnroutableRowError } from './mapping/mapping-evaluate.ts';
 import { mappingTable } from './mapping/mapping.ts';
+import { columnValue, jsonRow } from './mapping/row-values.ts';
 import { describeTable } from './mapping/table-catalog.ts';
 import {
   decodeSnapshotCursor,
@@ -238,13 +239,14 @@ async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: Mo
   while (more && nodes.length < query.first && scanned < budget) {
     const limit = Math.min(CHUNK_ROWS, budget - scanned);
     const { text, values } = pageStatement(mapping, order, query.tenant, lastKey, limit);
-    const { rows } = await client.query<Record<string, unknown>>(text, values);
+    const { rows, fields } = await client.query<Record<string, unknown>>(text, values);
+    const types = new Map(fields.map((field) => [field.name, field.dataTypeID]));
     more = rows.length === limit;
     for (let i = 0; i < rows.length; i += 1) {
       const row = rows[i]!;
       scanned += 1;
       lastKey = row[KEY_COLUMN] as string[];
-      const node = nodeOf(query, read, row, shape.primaryKey, laterPage);
+      const node = nodeOf(query, read, row, types, shape.primaryKey, laterPage);
       if (node) nodes.push(node);
       if (nodes.length === query.first) {
         more ||= i < rows.length - 1;
@@ -255,24 +257,33 @@ async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: Mo
   return { nodes, hasNextPage: more, endCursor: lastKey === undefined || lastKey === query.after?.key ? null : encodePageCursor({ model: mapping.model, key: lastKey, snapshot: cursor }) };
 }
 
-/** A row as a node, or undefined when the caller may not see it (again checked as the mapping evaluator sees rows). */
+/**
+ * A row as a node, or undefined when the caller may not see it (again checked as the mapping
+ * evaluator sees rows). Its values take the forms the WAL reader gives them (`row-values.ts`):
+ * the key and scope from the row as decoded, the filter and the record on its JSON form, as `changes`.
+ */
 function nodeOf(
   query: ModelRecordsQuery,
   read: PageSnapshot,
   row: Record<string, unknown>,
+  types: ReadonlyMap<string, number>,
   primaryKey: readonly string[],
   laterPage: boolean,
 ): ModelRecord | undefined {
   const { mapping } = query.source;
   if (laterPage && !snapshotSawVersion(read.snapshot.window, Number(row[XMIN_COLUMN]), read.currentXmax)) return undefined;
-  const record = { ...row };
-  delete record[KEY_COLUMN];
-  delete record[XMIN_COLUMN];
-  if (mapping.tenantColumn !== undefined && tenantText(record[mapping.tenantColumn]) !== query.tenant) return undefined;
-  if (mapping.softDeleteColumn !== undefined && isSoftDeleted(record[mapping.softDeleteColumn])) return undefined;
+  const decoded: Record<string, unknown> = {};
+  for (const column of Object.keys(row)) {
+    if (column === KEY_COLUMN || column === XMIN_COLUMN) continue;
+    // Defined, not assigned: a column named `__proto__` stays a column.
+    Object.defineProperty(decoded, column, { value: columnValue(row[column], types.get(column)), enumerable: true, writable: true, configurable: true });
+  }
+  if (mapping.tenantColumn !== undefined && tenantText(decoded[mapping.tenantColumn]) !== query.tenant) return undefined;
+  if (mapping.softDeleteColumn !== undefined && isSoftDeleted(decoded[mapping.softDeleteColumn])) return undefined;
+  const record = jsonRow(decoded);
   if (!matchesModelFilter(query.filter, record)) return undefined;
   try {
-    return { model: mapping.model, id: entityKeyOfRow(mapping, mappingTable(mapping), record, primaryKey), record };
+    return { model: mapping.model, id: entityKeyOfRow(mapping, mappingTable(mapping), decoded, primaryKey), record };
   } catch (error) {
     // A row whose key is null is never routed as a change either.
     if (error instanceof UnroutableRowError) return undefined;

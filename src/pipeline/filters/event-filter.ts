@@ -10,9 +10,13 @@
  * - only own properties are read, so `payload.constructor` or `payload.__proto__` never reach
  *   `Object.prototype`.
  *
+ * `metadata.timestamp` is milliseconds since the epoch inside, an ISO date-time (`DateTime`) in the
+ * API: its operands may be either, and compare by instant; any other operand is refused.
+ *
  * `metadata.scope` is deliberately not a path: isolation is structural (the scope is part of the
  * channel key, see `scope.ts`), and letting clients probe it would turn it into a filter.
  */
+import { DateTimeResolver } from 'graphql-scalars';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import { compareScalars, jsonEqual } from './json-compare.ts';
@@ -29,7 +33,10 @@ export interface EventWhere {
   readonly in?: readonly unknown[] | null;
   /** The negation of `in`: true for a missing field. */
   readonly nin?: readonly unknown[] | null;
-  /** `gt`…`lte`: number vs number or string vs string (code-unit order); anything else is false. */
+  /**
+   * `gt`…`lte`: number vs number or string vs string (code-unit order); anything else is false.
+   * On `metadata.timestamp` a date-time operand counts as its instant.
+   */
   readonly gt?: unknown;
   readonly gte?: unknown;
   readonly lt?: unknown;
@@ -62,6 +69,8 @@ const OPERATORS = ['eq', 'ne', 'in', 'nin', 'gt', 'gte', 'lt', 'lte', 'exists'] 
 const KNOWN_KEYS: ReadonlySet<string> = new Set<string>([...OPERATORS, 'field', 'and', 'or', 'not']);
 
 type Matcher = (value: unknown) => boolean;
+/** Turns a client's operand into the form the field holds (`at` names it in an error). */
+type Normalize = (value: unknown, at: string) => unknown;
 
 /** `undefined` when there is no filter: every event matches. */
 export function compileEventWhere(where: EventWhere | null | undefined): EventPredicate | undefined {
@@ -170,12 +179,13 @@ function compileComparisons(where: EventWhere, path: string, at: string): EventP
   const read = compilePath(path, `${at}.field`);
   // Clients write the GraphQL enum names (DATABASE, SYNC, SOCKET); events carry the lower-case
   // wire values. Lower-casing string operands once here keeps the per-event path allocation-free.
-  const normalize = path === 'source' ? lowerStrings : (value: unknown) => value;
+  // Likewise a timestamp is read once into the milliseconds the event holds.
+  const normalize: Normalize = path === 'source' ? lowerStrings : path === 'metadata.timestamp' ? epochMilliseconds : (value) => value;
   const checks: Matcher[] = [];
 
-  if (given(where, 'eq')) checks.push(compileEquals(normalize(where.eq), `${at}.eq`));
+  if (given(where, 'eq')) checks.push(compileEquals(normalize(where.eq, `${at}.eq`), `${at}.eq`));
   if (given(where, 'ne')) {
-    const equals = compileEquals(normalize(where.ne), `${at}.ne`);
+    const equals = compileEquals(normalize(where.ne, `${at}.ne`), `${at}.ne`);
     checks.push((value) => !equals(value));
   }
   if (given(where, 'in')) checks.push(compileIn(where.in, normalize, `${at}.in`));
@@ -184,7 +194,7 @@ function compileComparisons(where: EventWhere, path: string, at: string): EventP
     checks.push((value) => !within(value));
   }
   for (const op of ['gt', 'gte', 'lt', 'lte'] as const) {
-    if (given(where, op)) checks.push(compileOrder(op, normalize(where[op]), `${at}.${op}`));
+    if (given(where, op)) checks.push(compileOrder(op, normalize(where[op], `${at}.${op}`), `${at}.${op}`));
   }
   if (given(where, 'exists')) {
     if (typeof where.exists !== 'boolean') throw invalid(`${at}.exists: expected true or false`);
@@ -204,6 +214,19 @@ function allMatch(checks: readonly Matcher[]): Matcher {
 
 function lowerStrings(value: unknown): unknown {
   return typeof value === 'string' ? value.toLowerCase() : value;
+}
+
+/** A `metadata.timestamp` operand as milliseconds: a number as given, a date-time (RFC 3339, as `DateTime`) as its instant. */
+function epochMilliseconds(value: unknown, at: string): unknown {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string') {
+    try {
+      return DateTimeResolver.parseValue(value).getTime();
+    } catch {
+      // Refused below, with the field's rule.
+    }
+  }
+  throw invalid(`${at}: metadata.timestamp takes milliseconds since the epoch or a date-time such as "2026-01-31T12:00:00Z"`);
 }
 
 /** Validates a path and returns a reader that yields the value, or `undefined` when missing. */
@@ -281,14 +304,14 @@ function assertJsonOperand(operand: unknown, at: string, depth: number): void {
   throw invalid(`${at}: expected a JSON value`);
 }
 
-function compileIn(list: unknown, normalize: (value: unknown) => unknown, at: string): Matcher {
+function compileIn(list: unknown, normalize: Normalize, at: string): Matcher {
   if (!Array.isArray(list)) throw invalid(`${at}: expected a list`);
   if (list.length > MAX_IN_ITEMS) throw invalid(`${at}: a list has at most ${MAX_IN_ITEMS} items (got ${list.length})`);
   // Scalars go in a Set (SameValueZero equals `===` for finite numbers); compound items keep matchers.
   const scalars = new Set<unknown>();
   const compound: Matcher[] = [];
   for (let i = 0; i < list.length; i++) {
-    const item = normalize(list[i]);
+    const item = normalize(list[i], `${at}[${i}]`);
     const equals = compileEquals(item, `${at}[${i}]`);
     if (typeof item === 'object' && item !== null) compound.push(equals);
     else scalars.add(item);

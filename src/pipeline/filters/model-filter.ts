@@ -20,23 +20,34 @@
  * Matching a record value against a clause's text:
  * - a missing column (or one holding `undefined`) matches nothing, not even `neq` or `is.null`;
  * - `null` matches only `is.null` (SQL: NULL is neither equal nor unequal to anything);
- * - numbers and bigints compare numerically with a numeric text (`-12`, `3.5`, `1e3`), and never
- *   match a non-numeric one (only `neq` holds);
- * - strings compare numerically when both sides are decimal numbers without leading zeros (an
- *   int8 or numeric column decoded as "10" is >= "9"; a zip code "01234" stays text), otherwise
- *   by code units, like the event filters (`event-filter.ts`; both compare with `json-compare.ts`);
- * - booleans equal `true` / `false` (false < true); dates compare by instant with an ISO date;
+ * - numbers and bigints compare numerically with a numeric text (`-12`, `3.5`, `1e3`), exactly
+ *   (`decimal-text.ts`: 9007199254740992 is below `9007199254740993`; a fractional number as the
+ *   decimal it prints as, 0.1 equals `0.1`), and never match a non-numeric one (only `neq` holds);
+ * - strings compare numerically, exactly, when both sides are decimal numbers without leading
+ *   zeros (an int8 or numeric column decoded as "10" is >= "9"; a zip code "01234" stays text);
+ *   by instant when the value is an ISO date or timestamp and the operand one too (CDC rows carry
+ *   dates as "2024-06-01" and timestamps as "2024-06-01T10:30:00.000Z", `cdc/mapping/row-values.ts`:
+ *   `gte.2024-06-01T12:00:00+02:00` compares instants); otherwise by code units, like the event
+ *   filters (`event-filter.ts`; both compare with `json-compare.ts`). A date-time without an
+ *   offset is read in the process's time zone (`Date.parse`), a bare date as UTC midnight;
+ * - booleans equal `true` / `false` (false < true); Date objects compare by instant with an ISO date;
  * - anything else (objects, lists, bytes) only satisfies `neq`.
  */
 import { ErrorCode, TributaryError } from '../../errors.ts';
-import { compareNumbers, compareScalars, INTEGER_TEXT } from './json-compare.ts';
+import { compareDecimals, decimalOf, DECIMAL_NUMBER, type DecimalText } from './decimal-text.ts';
+import { compareNumbers, compareScalars, DECIMAL_TEXT, INTEGER_TEXT } from './json-compare.ts';
 
 export type ModelFilterOperator = 'eq' | 'neq' | 'gt' | 'gte' | 'lt' | 'lte' | 'in' | 'is.null' | 'is.notnull';
 
 /** A clause's value, pre-parsed in every form a record value might be compared in. */
 export interface ModelFilterOperand {
   readonly text: string;
-  /** NaN when the text is not a finite number. */
+  /** Set when the text is a decimal number, for exact comparisons. */
+  readonly decimal: DecimalText | undefined;
+  /**
+   * The number when the text is a decimal of at most {@link SHORT_DECIMAL} characters without an
+   * exponent (a double tells such numbers apart and keeps their order); NaN otherwise.
+   */
   readonly number: number;
   /** Set when the text is an integer, for exact bigint comparisons. */
   readonly integer: bigint | undefined;
@@ -62,7 +73,8 @@ export const MAX_FILTER_CLAUSE_LENGTH = 500;
 export const MAX_FILTER_IN_ITEMS = 100;
 
 const COLUMN = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
-const NUMBER = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?$/;
+/** Decimals this long (sign and point included) compare exactly as doubles: no allocation. */
+const SHORT_DECIMAL = 15;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
 const OPERATORS_TEXT = 'eq, neq, gt, gte, lt, lte, in, is';
 
@@ -93,7 +105,7 @@ export function parseModelFilter(input: unknown): ModelFilter {
   return Object.freeze({ clauses: Object.freeze(clauses) });
 }
 
-/** True when the record matches every clause. Allocation-free (bar >15-digit integer strings). */
+/** True when the record matches every clause. Allocation-free (bar numbers of over 15 characters). */
 export function matchesModelFilter(filter: ModelFilter, record: Readonly<Record<string, unknown>>): boolean {
   const clauses = filter.clauses;
   for (let i = 0; i < clauses.length; i++) {
@@ -183,10 +195,10 @@ function parseList(column: string, text: string): string[] {
 }
 
 function operandOf(text: string): ModelFilterOperand {
-  const number = NUMBER.test(text) ? Number(text) : NaN;
   return Object.freeze({
     text,
-    number: Number.isFinite(number) ? number : NaN,
+    decimal: decimalOf(text),
+    number: isShortDecimal(text) ? Number(text) : NaN,
     integer: INTEGER_TEXT.test(text) ? BigInt(text) : undefined,
     boolean: text === 'true' ? true : text === 'false' ? false : undefined,
     time: ISO_TIME.test(text) ? Date.parse(text) : NaN,
@@ -230,22 +242,31 @@ function matchesClause(clause: ModelFilterClause, record: Readonly<Record<string
 function compare(value: unknown, operand: ModelFilterOperand): number {
   switch (typeof value) {
     case 'string':
-      if (!Number.isNaN(operand.number) && NUMBER.test(value)) {
-        // Past 15 digits a double rounds; compare such integers exactly (the one allocation).
-        if (operand.integer !== undefined && value.length > 15 && INTEGER_TEXT.test(value)) {
-          return compareNumbers(BigInt(value), operand.integer);
-        }
-        return compareNumbers(Number(value), operand.number);
+      if (operand.decimal !== undefined && DECIMAL_NUMBER.test(value)) {
+        if (!Number.isNaN(operand.number) && isShortDecimal(value)) return compareNumbers(Number(value), operand.number);
+        return compareDecimals(decimalOf(value) as DecimalText, operand.decimal);
+      }
+      if (!Number.isNaN(operand.time) && ISO_TIME.test(value)) {
+        const time = Date.parse(value);
+        if (!Number.isNaN(time)) return compareNumbers(time, operand.time);
       }
       return compareScalars(value, operand.text);
     case 'number':
-      return Number.isNaN(operand.number) ? NaN : compareNumbers(value, operand.number);
+      if (operand.decimal === undefined || !Number.isFinite(value)) return NaN;
+      if (operand.integer !== undefined && Number.isInteger(value)) return compareNumbers(value, operand.integer);
+      if (!Number.isNaN(operand.number)) return compareNumbers(value, operand.number);
+      // The decimal the number prints as (its shortest round trip): 0.1 is `0.1`, not 0.1000000000000000055….
+      return compareDecimals(decimalOf(String(value)) as DecimalText, operand.decimal);
     case 'bigint':
       if (operand.integer !== undefined) return compareNumbers(value, operand.integer);
-      return Number.isNaN(operand.number) ? NaN : compareNumbers(value, operand.number);
+      return operand.decimal === undefined ? NaN : compareDecimals(decimalOf(value.toString()) as DecimalText, operand.decimal);
     case 'boolean':
       return compareScalars(value, operand.boolean);
   }
   if (value instanceof Date) return Number.isNaN(operand.time) ? NaN : compareNumbers(value.getTime(), operand.time);
   return NaN;
+}
+
+function isShortDecimal(text: string): boolean {
+  return text.length <= SHORT_DECIMAL && DECIMAL_TEXT.test(text);
 }

@@ -80,7 +80,7 @@ interface EventWhereInput {
 
 const EventWhere = builder.inputRef<EventWhereInput>('EventWhere').implement({
   description:
-    'A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold.',
+    'A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. On `metadata.timestamp`, operands are milliseconds since the epoch or a DateTime.',
   fields: (t) => ({
     field: t.string(),
     eq: t.field({ type: 'JSON' }),

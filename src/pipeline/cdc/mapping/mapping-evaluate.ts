@@ -45,6 +45,7 @@ import {
 import { type DomainMapping, mappingTable } from './mapping.ts';
 import { describe, keyFrom, tenantFrom, textOf, UNAVAILABLE, UnroutableRowError } from './mapping-identity.ts';
 import { modelTopic } from './mapping-topics.ts';
+import { jsonRow, jsonValue } from './row-values.ts';
 import type { RowChange, RowOperation } from '../row-change.ts';
 
 export { entityKeyOfRow, UnroutableRowError, type UnroutableReason } from './mapping-identity.ts';
@@ -101,7 +102,8 @@ const TYPE_SUFFIX: Readonly<Record<RowOperation, string>> = { insert: 'created',
 /**
  * Conditions see columns as decoded, where an int8 or numeric arrives as text: numbers, bigints and
  * decimal strings compare by value when at least one side is a number (`eq: ["$row.amount", 10]`
- * holds for "10"); two strings compare as strings; dates by instant; lists and objects by content.
+ * holds for "10"); two strings compare as strings — dates and timestamps among them, read as text
+ * (`row-values.ts`: `eq: ["$row.day", "2024-06-01"]` holds); lists and objects by content.
  */
 const BY_VALUE = { numbers: 'by-value' } as const;
 
@@ -126,7 +128,8 @@ export function evaluateMapping(
     throw new UnroutableRowError('topic-invalid', mapping.name, `the model stream ${modelTopic(mapping)} is one of Tributary's own topics`);
   }
   const tenant = tenantOf(mapping, change);
-  const record = recordOf(change);
+  // Record and payload as JSON carries them (`row-values.ts`): every log and `records` see the same.
+  const record = jsonRow(recordOf(change));
   const entityKey = entityKeyOf(mapping, change, options.primaryKey);
   const former = formerOf(mapping, change, options.primaryKey, entityKey, tenant);
   return {
@@ -134,7 +137,7 @@ export function evaluateMapping(
     type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX[action]}`,
     entityKey,
     tenant,
-    payload: plan.payload === undefined ? record : (build(plan.payload, change) as Record<string, unknown>),
+    payload: plan.payload === undefined ? record : (jsonValue(build(plan.payload, change)) as Record<string, unknown>),
     record,
     operation: former && action === 'update' ? 'CREATED' : OPERATION[action],
     action,
@@ -169,7 +172,7 @@ function formerOf(
     throw error;
   }
   if (formerKey === entityKey && formerTenant === tenant) return undefined;
-  return { entityKey: formerKey, tenant: formerTenant, type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX.delete}`, record: { ...old } };
+  return { entityKey: formerKey, tenant: formerTenant, type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX.delete}`, record: jsonRow({ ...old }) };
 }
 
 /**

@@ -5,6 +5,7 @@
 import { PgoutputPlugin } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
 import { InternalError } from '../../../errors.ts';
+import { columnValue } from '../mapping/row-values.ts';
 import type { RowChange, RowImage } from '../row-change.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
 
@@ -89,11 +90,11 @@ export function toRowChange(message: ChangeMessage, lsn: string, lsnIndex: numbe
   };
   switch (message.tag) {
     case 'insert': {
-      const { image, unchanged } = splitUnchangedToast(message.new);
+      const { image, unchanged } = splitUnchangedToast(message.new, relation);
       return { ...base, operation: 'insert', new: image, old: undefined, unchangedToastColumns: unchanged };
     }
     case 'update': {
-      const { image, unchanged } = splitUnchangedToast(message.new);
+      const { image, unchanged } = splitUnchangedToast(message.new, relation);
       return { ...base, operation: 'update', new: image, old: oldImage(message), unchangedToastColumns: unchanged };
     }
     case 'delete':
@@ -104,20 +105,31 @@ export function toRowChange(message: ChangeMessage, lsn: string, lsnIndex: numbe
 /** The full old row (REPLICA IDENTITY FULL), the old key (key changed, or a delete), or none. */
 function oldImage(message: Pgoutput.MessageUpdate | Pgoutput.MessageDelete): RowImage | undefined {
   const old = message.old ?? message.key;
-  return old ? splitUnchangedToast(old).image : undefined;
+  return old ? splitUnchangedToast(old, message.relation).image : undefined;
 }
 
 /**
  * The library decodes an unchanged TOASTed value ('u') as `undefined` (or the old row's value
  * with REPLICA IDENTITY FULL, which then is a real value); SQL NULL is `null`. Undefined columns
- * are left out of the image and listed instead, so they are never mistaken for NULL.
+ * are left out of the image and listed instead, so they are never mistaken for NULL. Dates become
+ * text by their column's type (`row-values.ts`), as `records` reads them.
  */
-function splitUnchangedToast(tuple: Readonly<Record<string, unknown>>): { image: RowImage; unchanged: string[] } {
+function splitUnchangedToast(tuple: Readonly<Record<string, unknown>>, relation: Pgoutput.MessageRelation): { image: RowImage; unchanged: string[] } {
+  const types = columnTypes(relation);
   const image: Record<string, unknown> = {};
   const unchanged: string[] = [];
   for (const [column, value] of Object.entries(tuple)) {
     if (value === undefined) unchanged.push(column);
-    else image[column] = value;
+    else image[column] = columnValue(value, types.get(column));
   }
   return { image, unchanged };
+}
+
+/** Column name → type OID, per relation (the library keeps one relation object until it changes). */
+const relationTypes = new WeakMap<Pgoutput.MessageRelation, ReadonlyMap<string, number>>();
+
+function columnTypes(relation: Pgoutput.MessageRelation): ReadonlyMap<string, number> {
+  let types = relationTypes.get(relation);
+  if (types === undefined) relationTypes.set(relation, (types = new Map(relation.columns.map((column) => [column.name, column.typeOid]))));
+  return types;
 }
