@@ -7,9 +7,11 @@ import { ErrorCode, TributaryError } from '../errors.ts';
  * jose's remote set fetches the keys again once its copy is 10 minutes old, and fails every
  * verification while that fetch fails — a provider down for a second at that moment would refuse
  * every valid token, and `UNAUTHENTICATED` (close 4403) makes clients give up for good. Here:
+ * - keys older than `maxAgeMs` are fetched again in the background: tokens signed with them are
+ *   verified at once with the keys held, never held up by the fetch (only a verification with no
+ *   keys yet, or with a `kid` the keys lack, waits for it);
  * - a failed refresh keeps the keys already known: tokens signed with them are verified as before,
- *   and the next refresh is tried `RETRY_AFTER_FAILURE_MS` later, not at every verification (a
- *   hanging provider would otherwise hold each one for the fetch's timeout);
+ *   and the next refresh is tried `RETRY_AFTER_FAILURE_MS` later, not at every verification;
  * - a token whose key is not known (none fetched yet, or a `kid` the provider may have just added)
  *   while the provider cannot be reached is answered `UNAVAILABLE`: try again later, not "invalid".
  *
@@ -26,6 +28,8 @@ export interface RemoteKeySetOptions {
   readonly timeoutMs?: number;
   /** The clock, in ms. @default Date.now */
   readonly now?: () => number;
+  /** Told when a fetch of the set ends, whether it succeeded (logs, tests); must not throw. @default nothing */
+  readonly onFetched?: (ok: boolean) => void;
 }
 
 const MAX_AGE_MS = 600_000;
@@ -58,8 +62,10 @@ export function createRemoteKeySet(url: URL, options: RemoteKeySetOptions = {}):
         failedAt = now();
         return false;
       })
-      .finally(() => {
+      .then((ok) => {
         fetching = undefined;
+        options.onFetched?.(ok);
+        return ok;
       }));
 
   const mayFetch = () => failedAt === undefined || now() - failedAt >= retryAfterFailureMs;
@@ -67,14 +73,21 @@ export function createRemoteKeySet(url: URL, options: RemoteKeySetOptions = {}):
     new TributaryError(ErrorCode.UNAVAILABLE, 'Could not verify the token: the key set (JWKS_URL) cannot be reached; try again later');
 
   return async (header, token) => {
-    if ((known === undefined || now() - known.fetchedAt >= maxAgeMs) && mayFetch()) await refresh();
-    if (known === undefined) throw unavailable();
+    if (known === undefined) {
+      if (mayFetch()) await refresh();
+      if (known === undefined) throw unavailable();
+    } else if (now() - known.fetchedAt >= maxAgeMs && mayFetch()) {
+      // Stale keys are fetched again in the background and verify meanwhile: a provider that
+      // accepts and never answers would otherwise hold every verification for the fetch's timeout.
+      void refresh();
+    }
+    const held = known;
     try {
-      return await known.getKey(header, token);
+      return await held.getKey(header, token);
     } catch (error) {
       if (!(error instanceof joseErrors.JWKSNoMatchingKey)) throw error;
-      // A key the provider may have added since: fetch again, at most once per cooldown.
-      if (now() - known.fetchedAt < cooldownMs) throw error;
+      // A key the provider may have added since: fetch again (or wait for the fetch under way), at most once per cooldown.
+      if (now() - held.fetchedAt < cooldownMs) throw error;
       if (!mayFetch() || !(await refresh())) throw unavailable();
       return known.getKey(header, token);
     }

@@ -11,7 +11,9 @@ import { createErrorMasker } from '../schema/errors.ts';
 import type { GraphQLContext } from '../schema/index.ts';
 import { GRAPHIQL_EXAMPLE, renderTributaryGraphiQL } from './graphiql.ts';
 import { useOperationLimits } from './operation-limits.ts';
+import { createParseCaches } from './parse-cache.ts';
 import { usePersistedQueries, type PersistedQueries } from './persisted-queries.ts';
+import { createRequestAuthentication } from './request-authentication.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -48,6 +50,7 @@ export interface YogaOptions {
  */
 export function createYogaServer(options: YogaOptions): TributaryYoga {
   const { verifier, services, logger } = options;
+  const authentication = createRequestAuthentication(verifier);
   return createYoga<HttpServerContext, GraphQLContext>({
     schema: options.schema,
     graphqlEndpoint: GRAPHQL_PATH,
@@ -58,12 +61,15 @@ export function createYogaServer(options: YogaOptions): TributaryYoga {
     renderGraphiQL: renderTributaryGraphiQL,
     logging: yogaLogger(logger.child({ component: 'yoga' })),
     maskedErrors: { maskError: createErrorMasker(logger.child({ component: 'graphql' })) },
+    parserAndValidationCache: createParseCaches(),
     context: async (initial: YogaInitialContext & HttpServerContext): Promise<GraphQLContext> => {
       if (initial.principal) return { principal: initial.principal, services, transport: initial.transport ?? 'ws', connectionId: initial.connectionId };
-      const principal = await verifier.verify(initial.request.headers.get('authorization') ?? undefined);
+      const principal =
+        authentication.principalOf(initial.request) ?? (await verifier.verify(initial.request.headers.get('authorization') ?? undefined));
       return { principal, services, transport: 'http', connectionId: undefined };
     },
-    plugins: [usePersistedQueries(options.persistedQueries), useOperationLimits(options.limits), useSubscriptionsOverWebSocketOnly()],
+    // Authentication first: nothing of a request refused as unauthenticated is parsed or kept.
+    plugins: [authentication.plugin, usePersistedQueries(options.persistedQueries), useOperationLimits(options.limits), useSubscriptionsOverWebSocketOnly()],
   });
 }
 

@@ -11,11 +11,28 @@ import { startKeySetServer, type KeySetServer } from '../helpers/tokens.ts';
 
 const MINUTE = 60_000;
 
-function verifierOf(keys: KeySetServer, clock: { now: number }): TokenVerifier {
+function verifierOf(keys: KeySetServer, clock: { now: number }, onFetched?: (ok: boolean) => void): TokenVerifier {
   return createTokenVerifier({
     auth: { mode: 'jwt', jwksUrl: keys.url },
-    keySet: { maxAgeMs: 10 * MINUTE, cooldownMs: 30_000, retryAfterFailureMs: 10_000, now: () => clock.now },
+    keySet: { maxAgeMs: 10 * MINUTE, cooldownMs: 30_000, retryAfterFailureMs: 10_000, now: () => clock.now, ...(onFetched && { onFetched }) },
   });
+}
+
+/** The outcomes of a verifier's fetches, to await one that runs in the background. */
+function fetchOutcomes(): { readonly onFetched: (ok: boolean) => void; next(): Promise<boolean> } {
+  const settled: boolean[] = [];
+  let waiting: ((ok: boolean) => void) | undefined;
+  return {
+    onFetched(ok) {
+      if (waiting) waiting(ok);
+      else settled.push(ok);
+      waiting = undefined;
+    },
+    next() {
+      const ok = settled.shift();
+      return ok === undefined ? new Promise((resolve) => (waiting = resolve)) : Promise.resolve(ok);
+    },
+  };
 }
 
 async function outcome(verifier: TokenVerifier, token: string): Promise<string> {
@@ -31,24 +48,29 @@ describe('the key set of JWT_JWKS_URL during an outage of its provider', () => {
   it('keeps verifying with the keys it has past their age, asking the provider again only after a pause', async () => {
     const keys = await startKeySetServer();
     const clock = { now: 1_000_000 };
-    const verifier = verifierOf(keys, clock);
+    const fetches = fetchOutcomes();
+    const verifier = verifierOf(keys, clock, fetches.onFetched);
     const token = await keys.sign('RS256', { sub: 'kept' });
     expect(await outcome(verifier, token)).toBe('accepted kept');
+    expect(await fetches.next()).toBe(true);
     expect(keys.fetches).toBe(1);
 
     keys.failWith(503);
-    clock.now += 11 * MINUTE; // past the keys' age: they are fetched again, which fails
+    clock.now += 11 * MINUTE; // past the keys' age: they are fetched again (in the background), which fails
     expect(await outcome(verifier, token)).toBe('accepted kept');
+    expect(await fetches.next()).toBe(false);
     expect(await outcome(verifier, await keys.sign('ES256', { sub: 'kept-too' }))).toBe('accepted kept-too');
     expect(keys.fetches).toBe(2);
 
     clock.now += 10_000; // the pause after a failure is over: one more try
     expect(await outcome(verifier, token)).toBe('accepted kept');
+    expect(await fetches.next()).toBe(false);
     expect(keys.fetches).toBe(3);
 
     keys.failWith(undefined);
     clock.now += 10_000;
     expect(await outcome(verifier, token)).toBe('accepted kept');
+    expect(await fetches.next()).toBe(true);
     expect(keys.fetches).toBe(4);
     clock.now += 1_000; // fresh again: no fetch
     expect(await outcome(verifier, token)).toBe('accepted kept');

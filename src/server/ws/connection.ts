@@ -20,14 +20,11 @@ import type { GatewayEvent } from '../../pipeline/events/gateway-event.ts';
 import { scopeOf } from '../../pipeline/scope.ts';
 import type { OperationOutcome } from './executor.ts';
 import { codedErrors, formatError, formatResult, PERMISSION_REVOKED, type OutgoingMessage } from './format.ts';
-import { rawDataToText, rawSocketOf, truncateUtf8 } from './frames.ts';
+import { closeReason, rawDataToText, rawSocketOf } from './frames.ts';
 import { refusalOf, type ActiveOperation } from './operations.ts';
 import { expiredFor, SocketAuth } from './socket-auth.ts';
 import type { ConnectionOptions } from './connection-options.ts';
 import { SocketWriter } from './socket-writer.ts';
-
-/** Longest close reason RFC 6455 allows (a control frame payload is 125 bytes, 2 are the code). */
-const MAX_CLOSE_REASON_BYTES = 123;
 
 /**
  * One graphql-transport-ws connection
@@ -113,7 +110,7 @@ export class GraphQLWsConnection {
     this.#closed = true;
     this.#closeCode = code;
     this.#release();
-    this.#socket.close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
+    this.#socket.close(code, closeReason(reason));
   }
 
   #onMessage(data: string): void {
@@ -195,18 +192,20 @@ export class GraphQLWsConnection {
   /**
    * A new token for this socket (`refreshAuth`, or a ping with `{ token }`): the same subject and
    * tenant, or the socket closes (4412). Subscriptions the new principal may not read end with
-   * FORBIDDEN at once; the others are not touched, so they lose and repeat nothing.
+   * FORBIDDEN at once; the others are not touched, so they lose and repeat nothing. Refreshes
+   * apply one at a time, in the order they arrived (`SocketAuth.refresh`).
    */
-  async #refreshAuth(token: string): Promise<AuthRefresh> {
-    const result = await this.#auth.refresh(token);
-    if (result.kind === 'principal-changed') {
-      this.close(CloseCode.PrincipalChanged, 'Principal changed: reconnect with the new token');
-      throw new TributaryError(ErrorCode.FORBIDDEN, 'A refreshed token must have the same subject, tenant, app and env');
-    }
-    let stopped = 0;
-    for (const [id, operation] of this.#operations) if (this.#revokeIfUnreadable(id, operation)) stopped += 1;
-    const { expiresAt } = result.principal;
-    return { expiresAt: expiresAt === undefined ? null : new Date(expiresAt), stoppedSubscriptions: stopped };
+  #refreshAuth(token: string): Promise<AuthRefresh> {
+    return this.#auth.refresh(token, (result) => {
+      if (result.kind === 'principal-changed') {
+        this.close(CloseCode.PrincipalChanged, 'Principal changed: reconnect with the new token');
+        throw new TributaryError(ErrorCode.FORBIDDEN, 'A refreshed token must have the same subject, tenant, app and env');
+      }
+      let stopped = 0;
+      for (const [id, operation] of this.#operations) if (this.#revokeIfUnreadable(id, operation)) stopped += 1;
+      const { expiresAt } = result.principal;
+      return { expiresAt: expiresAt === undefined ? null : new Date(expiresAt), stoppedSubscriptions: stopped };
+    });
   }
 
   #pingRefresh(token: string): void {

@@ -100,8 +100,11 @@ export function createOperationExecutor(yoga: TributaryYoga, options: OperationE
 
     const source = await createSourceEventStream(args);
     const field = rootFieldName(operation, document);
+    // Each event's result is masked like any other: a field's internal error never reaches clients raw.
+    const mask = (error: GraphQLError) => asGraphQLError(options.maskError(error, 'Unexpected error.'));
+    const masked = (result: ExecutionResult): ExecutionResult => (result.errors ? { ...result, errors: result.errors.map(mask) } : result);
     if (isDispatchTicket(source)) {
-      return { kind: 'dispatch', field, ticket: source, cohort: { key: cohortKey(source, operation, payload), render: renderer(args) } };
+      return { kind: 'dispatch', field, ticket: source, cohort: { key: cohortKey(source, operation, payload), render: renderer(args, masked) } };
     }
     if (!isAsyncIterable(source)) {
       // The subscribe resolver refused (bad arguments…): like graphql-ws's reference server, a
@@ -116,15 +119,11 @@ export function createOperationExecutor(yoga: TributaryYoga, options: OperationE
     }
     // Each source event is executed like graphql-js's own subscribe does; yoga's `execute` would
     // start a new subscription for a subscription document, so the plain one runs here, masked.
-    const mask = (error: GraphQLError) => asGraphQLError(options.maskError(error, 'Unexpected error.'));
     return {
       kind: 'stream',
       field,
       readableBy,
-      results: mapSource(source, async (event) => {
-        const result = await executeSync({ ...args, rootValue: event });
-        return result.errors ? { ...result, errors: result.errors.map(mask) } : result;
-      }),
+      results: mapSource(source, async (event) => masked(await executeSync({ ...args, rootValue: event }))),
     };
   };
 }
@@ -149,13 +148,14 @@ function cohortKey(ticket: DispatchTicket, operation: OperationDefinitionNode, p
 }
 
 /**
- * Executes the subscription's selection for one event to the `next` payload JSON. The cohort's
- * members share it, so it runs with the contract's guarded context, not this subscriber's.
+ * Executes the subscription's selection for one event to the `next` payload JSON, its errors
+ * `masked`. The cohort's members share it, so it runs with the contract's guarded context, not
+ * this subscriber's.
  */
-function renderer(args: ExecutionArgs): CohortRender {
+function renderer(args: ExecutionArgs, masked: (result: ExecutionResult) => ExecutionResult): CohortRender {
   return cohortRenderer(
     (event, contextValue) => executeSync({ ...args, contextValue, rootValue: event }),
-    (result) => JSON.stringify(formatResult(result)),
+    (result) => JSON.stringify(formatResult(masked(result))),
   );
 }
 

@@ -48,6 +48,14 @@ export function rawDataToText(data: WebSocket.RawData): string {
   return Buffer.from(data).toString('utf8');
 }
 
+/** Longest close reason RFC 6455 allows (a control frame payload is 125 bytes, 2 are the code). */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/** `reason` as a close frame can carry it: cut to what RFC 6455 allows. */
+export function closeReason(reason: string): string {
+  return truncateUtf8(reason, MAX_CLOSE_REASON_BYTES);
+}
+
 /** `text` cut to at most `maxBytes` of UTF-8 (a close reason's limit). */
 export function truncateUtf8(text: string, maxBytes: number): string {
   const bytes = Buffer.from(text);

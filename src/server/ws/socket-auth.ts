@@ -33,6 +33,8 @@ export class SocketAuth {
   #principal: Principal | undefined;
   #noticeTimer: NodeJS.Timeout | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
+  /** The last refresh asked for: the next one starts once it has settled. */
+  #refreshes: Promise<unknown> = Promise.resolve();
   #disposed = false;
 
   constructor(options: SocketAuthOptions) {
@@ -67,9 +69,21 @@ export class SocketAuth {
   /**
    * Verifies a new token (`Bearer` optional). Another subject, tenant, app or env is
    * `principal-changed` (the caller closes the socket); otherwise it becomes the socket's principal
-   * and the expiry moves. @throws TributaryError UNAUTHENTICATED for a token that fails verification.
+   * and the expiry moves. `applied` runs next, before any later refresh starts (the caller checks
+   * its operations against the new principal there); its value is the answer.
+   *
+   * Refreshes run one at a time, in the order they were asked for — `refreshAuth` mutations and
+   * ping refreshes alike: verified concurrently, an older token whose key must first be fetched
+   * would land after a newer one and give the socket back what the newer one dropped.
+   * @throws TributaryError UNAUTHENTICATED for a token that fails verification.
    */
-  async refresh(token: string): Promise<RefreshResult> {
+  refresh<T>(token: string, applied: (result: RefreshResult) => T): Promise<T> {
+    const run = this.#refreshes.then(async () => applied(await this.#verifyAndAdopt(token)));
+    this.#refreshes = run.catch(() => undefined);
+    return run;
+  }
+
+  async #verifyAndAdopt(token: string): Promise<RefreshResult> {
     const next = await this.#options.verifier.verify(/^bearer /i.test(token) ? token : `Bearer ${token}`);
     const current = this.#principal;
     if (this.#disposed || !current) throw new TributaryError(ErrorCode.UNAUTHENTICATED, 'The socket is closing');
