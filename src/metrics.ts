@@ -34,6 +34,8 @@ export interface Metrics {
   readonly holdBackOverflows: Counter<'phase'>;
   /** Channel members failed with RATE_LIMITED for falling behind (member queue over its bound). */
   readonly channelMemberOverflows: Counter;
+  /** Events dropped by the dispatcher because their scope is not their stream's (a producer bug; logged at error level), once per stream. */
+  readonly eventsOutOfScope: Counter;
   /** Gateway events (best-effort) not routed: dropped over the in-flight bound (`overflow`) or failed (`failed`). */
   readonly gatewayEventsLost: Counter<'reason'>;
   readonly connections: Gauge;
@@ -206,6 +208,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     channelMemberOverflows: new Counter({
       name: 'tributary_channel_member_overflows_total',
       help: 'Channel members failed with RATE_LIMITED because their queue outgrew its bound',
+      registers: [registry],
+    }),
+    eventsOutOfScope: new Counter({
+      name: 'tributary_events_out_of_scope_total',
+      help: "Events not delivered because their scope is not their stream's (a producer bug, logged)",
       registers: [registry],
     }),
     gatewayEventsLost: new Counter({

@@ -7,11 +7,29 @@ import type { Logger } from './logger.ts';
  */
 
 /**
+ * How long a command on a connection that fails fast waits for its reply, in ms. A Redis that
+ * stops answering while the connection stays open (a partition, a paused Redis) leaves ioredis
+ * `ready`, so nothing else fails the command until TCP gives up (~15 min); its caller answers
+ * UNAVAILABLE instead. Nothing on such a connection blocks (no XREAD BLOCK, BLPOP or long
+ * scripts; BullMQ has connections of its own), so a healthy Redis answers well within it.
+ */
+const REDIS_COMMAND_TIMEOUT_MS = 5000;
+
+/**
  * A connection whose commands fail fast while Redis is away instead of queueing without bound;
  * ioredis keeps reconnecting in the background. Its outages are logged once, not per retry.
+ *
+ * Unless it queues commands while away (`overrides.enableOfflineQueue`, the SUBSCRIBE connection,
+ * whose (un)subscriptions must wait and be replayed), every command is also bounded in time
+ * (`REDIS_COMMAND_TIMEOUT_MS`), and one in flight when the connection drops is not sent again
+ * after reconnecting: Redis may have run it already — a PUBLISH delivered twice to channels that
+ * promise at most once, a script answering for its second run. Its outcome is unknown, so it
+ * fails (ioredis drops such commands without settling them; the timeout settles them) and the
+ * caller answers UNAVAILABLE.
  */
 export function createRedisClient(url: string, name: string, logger: Logger, overrides: RedisOptions = {}): Redis {
-  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: name, ...overrides });
+  const bounded: RedisOptions = overrides.enableOfflineQueue === true ? {} : { commandTimeout: REDIS_COMMAND_TIMEOUT_MS, autoResendUnfulfilledCommands: false };
+  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, ...bounded, connectionName: name, ...overrides });
   let reported = false;
   redis.on('error', (error: Error) => {
     if (!reported) logger.warn({ err: error }, 'redis unavailable; reconnecting');

@@ -64,7 +64,7 @@ export function createCatchUp(options: CatchUpOptions): CatchUp {
           await drained;
           if (subscriber.closed) return;
         }
-        const payload = fanOut.renderFor(cohort, event);
+        const payload = fanOut.inScope(cohort.stream.ref, event) ? fanOut.renderFor(cohort, event) : undefined;
         if (payload !== undefined) fanOut.replayTo(subscriber, position.epoch, event, payload);
         cursor = event.cursor;
       }

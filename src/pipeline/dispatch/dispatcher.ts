@@ -63,7 +63,7 @@ export interface DispatcherOptions {
    */
   readonly holdBackLimit?: number;
   /** @default no metrics */
-  readonly metrics?: Pick<Metrics, 'holdBackOverflows'>;
+  readonly metrics?: Pick<Metrics, 'holdBackOverflows' | 'eventsOutOfScope'>;
   /** Counts deliveries, bytes, publish → socket latency and resyncs per topic. @default no analytics */
   readonly analytics?: Pick<AnalyticsRecorder, 'delivered' | 'resync'> | undefined;
   /**
@@ -146,6 +146,12 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
           stream.last = { epoch: decodeCursor(head).epoch, position: '0' };
           stream.lastCursor = head;
         }
+        // Listened to from now: kept alive at once, not only at the next tick — a stream joined
+        // with less of its life left than that would expire under its subscribers, and its next
+        // event would resync those that resumed with a cursor.
+        await log
+          .keepAlive([ref])
+          .catch((error: unknown) => logger.warn({ err: error, topic: ref.topic }, 'could not keep a joined stream alive in the log; the next tick tries again'));
       } catch (error) {
         // A join that fails holds no channel; one that succeeds is left by the last subscriber to go.
         leave();

@@ -5,6 +5,7 @@ import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 import { comparePositions, decodeCursor, resyncRequired, type CursorParts } from '../log/cursor.ts';
 import type { StreamRef } from '../stream.ts';
+import { createScopeGuard, type ScopeGuard } from './scope-guard.ts';
 import type { Admission, CohortSpec, Rendered, SubscriberSink } from './subscription-contract.ts';
 
 /**
@@ -79,7 +80,7 @@ export interface FanOutOptions {
   readonly logger: Logger;
   /** Live events held per catching-up subscriber or recovering stream. */
   readonly holdBackLimit: number;
-  readonly metrics: Pick<Metrics, 'holdBackOverflows'> | undefined;
+  readonly metrics: Pick<Metrics, 'holdBackOverflows' | 'eventsOutOfScope'> | undefined;
   /** Counts deliveries, bytes, publish → socket latency and resyncs per topic. */
   readonly analytics: Pick<AnalyticsRecorder, 'delivered' | 'resync'> | undefined;
 }
@@ -89,8 +90,13 @@ export interface FanOut {
   readonly subscriberCount: () => number;
   /** Adds a subscriber, live or catching up (events are then held for it). */
   add(cohort: Cohort, subscriber: Subscriber): void;
-  /** Hands a live event to the stream's subscribers; duplicates of delivered events are dropped. */
+  /**
+   * Hands a live event to the stream's subscribers; duplicates of delivered events are dropped,
+   * and so is an event whose scope is not the stream's (`inScope`).
+   */
   deliverLive(stream: Stream, event: RealtimeEvent): void;
+  /** Whether an event may reach the stream's subscribers (its scope is the stream's); logs and counts one that may not. */
+  readonly inScope: ScopeGuard;
   /** Holds a live event on a recovering stream (counted and dropped for a re-read on overflow). */
   holdForRecovery(recovery: Recovery, event: RealtimeEvent): void;
   /** Delivers a (logged) event to one subscriber in `epoch`, subject to its admission; true when handed to its sink. */
@@ -114,6 +120,7 @@ export interface FanOut {
 export function createFanOut(options: FanOutOptions): FanOut {
   const { logger, holdBackLimit, metrics, analytics } = options;
   const streams = new Map<string, Stream>();
+  const inScope = createScopeGuard({ logger, metrics });
   let subscriberCount = 0;
 
   const renderFor = (cohort: Cohort, event: RealtimeEvent): Rendered | undefined => {
@@ -221,6 +228,8 @@ export function createFanOut(options: FanOutOptions): FanOut {
       stream.last = placed;
       stream.lastCursor = event.cursor;
       if (last && last.epoch !== placed.epoch) failHolders(stream, placed.epoch);
+      // Its position is passed (a catch-up reads on after it); its content goes to no one.
+      if (!inScope(stream.ref, event)) return;
       for (const cohort of stream.cohorts.values()) {
         for (const subscriber of cohort.catchingUp) hold(subscriber, event);
         if (cohort.live.size === 0) continue;
@@ -247,6 +256,7 @@ export function createFanOut(options: FanOutOptions): FanOut {
       recovery.held = [];
       metrics?.holdBackOverflows.inc({ phase: 'outage' });
     },
+    inScope,
     deliverTo,
     replayTo(subscriber, epoch, event, payload) {
       if (deliverTo(subscriber, epoch, event, payload)) analytics?.delivered(subscriber.cohort.stream.ref.key, 1, payload.utf8?.length ?? payload.json.length, undefined);
