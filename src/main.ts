@@ -38,6 +38,12 @@ export interface StartOptions {
   readonly logger?: Logger;
   /** The clock of time windows (analytics minutes). @default Date.now */
   readonly now?: () => number;
+  /**
+   * Stops a start under way (a signal that came before it finished): at the end of the step in
+   * progress, what has started is disposed — the shutdown's time counted from the abort — and the
+   * start rejects with the signal's reason.
+   */
+  readonly signal?: AbortSignal;
 }
 
 const NO_SERVER: ServerStats = { connections: 0, channelMembers: 0, streams: 0, cohorts: 0, subscribers: 0 };
@@ -52,13 +58,19 @@ export async function startTributary(config: Config, options: StartOptions = {})
     deadline.start();
     return cleanup.run();
   };
+  options.signal?.addEventListener('abort', () => deadline.start(), { once: true });
+  /** Between steps: an aborted start goes no further (the catch below disposes what has started). */
+  const checkpoint = () => options.signal?.throwIfAborted();
   try {
+    checkpoint();
     const clients = await createClients(config, logger);
     undo('clients', ShutdownShare.DATABASE, () => clients.dispose());
+    checkpoint();
     const context: StartContext = { config, clients, metrics: createMetrics(), logger, now: options.now ?? Date.now };
 
     const pipeline = await startPipeline(context);
     undo('pipeline', ShutdownShare.BEFORE_DATABASE, () => pipeline.dispose());
+    checkpoint();
     const dashboard = startDashboard(context, pipeline);
     undo('dashboard', ShutdownShare.BEFORE_DATABASE, () => dashboard.dispose());
 
@@ -74,6 +86,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
       undo('sync', ShutdownShare.BEFORE_DATABASE, () => sync.dispose());
       const cdc = await startCdc(context, pipeline);
       undo('cdc', ShutdownShare.BEFORE_DATABASE, () => cdc.dispose());
+      checkpoint();
       const server = await startServer(context, { pipeline, dashboard, sync, cdc });
       undo('server', ShutdownShare.BEFORE_DATABASE, () => server.dispose());
       listening = server;
@@ -87,6 +100,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
     // closed, sockets closed with 1001 — before its workers stop, not while they finish what they
     // hold (a webhook attempt may take half the shutdown's time). The rest goes in reverse start order.
     undo('stop accepting', ShutdownShare.STOP_ACCEPTING, stopAccepting);
+    checkpoint();
 
     const url = config.role === 'workers' ? listening.url : `${listening.url}/graphql`;
     logger.info({ url, role: config.role, database: clients.db.kind, redis: clients.redis !== undefined }, 'Tributary is listening');
@@ -118,20 +132,13 @@ function configOrExit(): Config {
 async function main(): Promise<void> {
   const config = configOrExit();
   const logger = createLogger({ level: config.logLevel });
-  const tributary = await startTributary(config, { logger });
-
+  // Installed before the start: in role `all` the server takes requests before the workers have
+  // started, and a signal then must stop the process gracefully too, not kill it where it stands.
+  const startup = new AbortController();
+  let tributary: Tributary | undefined;
   let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    const deadline = setTimeout(() => {
-      // The step still running is what held the shutdown; the ones after it are skipped.
-      logger.error({ step: tributary.shutdownStep(), timeoutMs: config.shutdownTimeoutMs }, 'shutdown took too long; exiting');
-      process.exit(1);
-    }, config.shutdownTimeoutMs);
-    deadline.unref();
-    tributary.dispose().then(
+  const exitOnceStopped = (stopped: Promise<void>) =>
+    stopped.then(
       () => {
         logger.info('stopped');
         logger.flush();
@@ -142,9 +149,31 @@ async function main(): Promise<void> {
         process.exit(1);
       },
     );
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    const deadline = setTimeout(() => {
+      // The step still running is what held the shutdown; the ones after it are skipped.
+      logger.error({ step: tributary ? tributary.shutdownStep() : 'start', timeoutMs: config.shutdownTimeoutMs }, 'shutdown took too long; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    deadline.unref();
+    // Still starting: the start disposes what it has started, at the end of its step in progress, and rejects.
+    if (tributary) void exitOnceStopped(tributary.dispose());
+    else startup.abort();
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+
+  try {
+    tributary = await startTributary(config, { logger, signal: startup.signal });
+  } catch (error) {
+    if (!startup.signal.aborted) throw error;
+    // Stopped during the start: what had started is disposed already (a step that failed meanwhile is logged).
+    if (error !== startup.signal.reason) logger.error({ err: error }, 'start failed while stopping');
+    void exitOnceStopped(Promise.resolve());
+  }
 }
 
 if (import.meta.main) {

@@ -24,9 +24,24 @@ const TRANSIENT_STATES: ReadonlySet<string> = new Set([
 /**
  * What `pg` throws without a code when the connection dies or never comes: "Connection
  * terminated unexpectedly", "Connection terminated due to connection timeout", "timeout exceeded
- * when trying to connect", "Client has encountered a connection error and is not queryable".
+ * when trying to connect", "Client has encountered a connection error and is not queryable", and
+ * a statement not answered within the pool's `query_timeout` ("Query read timeout").
  */
-const PG_CONNECTION_MESSAGE = /^Connection terminated|^timeout exceeded when trying to connect|connection error and is not queryable/;
+const PG_CONNECTION_MESSAGE = /^Connection terminated|^timeout exceeded when trying to connect|connection error and is not queryable|^Query read timeout$/;
+
+/** `pg`'s message for a statement not answered within `query_timeout` (the connection is then unusable). */
+const PG_QUERY_TIMEOUT_MESSAGE = 'Query read timeout';
+
+/**
+ * Whether `error` (or the driver's error it wraps, as `unavailableIfDisconnected` does) is a
+ * statement that timed out client-side: still in progress on its connection, which must be given up.
+ */
+export function isQueryTimeout(error: unknown): error is Error {
+  for (let at: unknown = error; at instanceof Error; at = at.cause) {
+    if (at.message === PG_QUERY_TIMEOUT_MESSAGE && sqlStateOf(at) === undefined) return true;
+  }
+  return false;
+}
 
 /** Whether `error` says the database is unreachable right now (not that the statement is wrong). */
 export function isConnectionFailure(error: unknown): boolean {

@@ -10,7 +10,6 @@ import { migrate } from '../db/migrations.ts';
 import { openDatabase } from '../db/open.ts';
 import type { Logger } from '../logger.ts';
 import { closeRedis, createRedisClient, redisConnected } from '../redis-clients.ts';
-import { createCleanupStack } from '../cleanup-stack.ts';
 
 export interface RedisClients {
   /** Commands, scripts and PUBLISH; fails fast while Redis is away. */
@@ -30,14 +29,29 @@ export interface Clients {
 
 /** How long start-up waits for Redis before starting anyway and reporting not ready. */
 const REDIS_CONNECT_WAIT_MS = 5000;
+/**
+ * How long a Redis connection's QUIT is waited for at shutdown, in ms: a Redis that answers does in
+ * milliseconds (after the replies still owed). One that stopped answering never would; the
+ * connection is then dropped.
+ */
+const REDIS_QUIT_WAIT_MS = 1000;
 
 export async function createClients(config: Config, logger: Logger): Promise<Clients & { dispose(): Promise<void> }> {
-  const cleanup = createCleanupStack(logger);
+  // Closed side by side, not one after another: the database's close (the last step of a shutdown)
+  // must not wait behind a Redis that does not answer, nor Redis behind a database that does not.
+  const closers = new Map<string, () => Promise<void>>();
+  let closing: Promise<void> | undefined;
+  const closeAll = () => {
+    closing ??= Promise.all(
+      [...closers].map(([name, close]) => close().catch((error: unknown) => logger.error({ err: error, step: name }, 'shutdown step failed'))),
+    ).then(() => undefined);
+    return closing;
+  };
   try {
     const db = await openDatabase(config, logger);
-    cleanup.push('database', () => db.close());
+    closers.set('database', () => db.close());
     await migrate(db, { logger });
-    const redis = config.redisUrl === undefined ? undefined : await connectRedis(config.redisUrl, logger, (name, run) => cleanup.push(name, run));
+    const redis = config.redisUrl === undefined ? undefined : await connectRedis(config.redisUrl, logger, (name, run) => closers.set(name, run));
     if (redis && config.databaseUrl === undefined) {
       // Right for one instance; several would share Redis's events and cache yet each write its
       // documents, sources and endpoints to a database of its own, and drift apart.
@@ -46,9 +60,9 @@ export async function createClients(config: Config, logger: Logger): Promise<Cli
         'REDIS_URL with the embedded database: fine for one instance, but several instances need a shared DATABASE_URL too (each would keep documents, sources and webhooks of its own)',
       );
     }
-    return { db, redis, dispose: () => cleanup.run() };
+    return { db, redis, dispose: closeAll };
   } catch (error) {
-    await cleanup.run();
+    await closeAll();
     throw error;
   }
 }
@@ -60,9 +74,27 @@ async function connectRedis(
 ): Promise<RedisClients> {
   const logger = parentLogger.child({ component: 'redis' });
   const command = createRedisClient(url, 'tributary', logger);
-  onDispose('redis', () => closeRedis(command));
+  onDispose('redis', () => closeRedisWithin(command, REDIS_QUIT_WAIT_MS, logger));
   const subscriber = createRedisClient(url, 'tributary-subscriber', logger, { enableOfflineQueue: true, maxRetriesPerRequest: null });
-  onDispose('redis subscriber', () => closeRedis(subscriber));
+  onDispose('redis subscriber', () => closeRedisWithin(subscriber, REDIS_QUIT_WAIT_MS, logger));
   await Promise.all([command, subscriber].map((client) => redisConnected(client, REDIS_CONNECT_WAIT_MS, logger)));
   return { command, subscriber };
+}
+
+/** QUITs `redis` (`closeRedis`), or drops the connection when QUIT is not answered within `waitMs` or fails. */
+async function closeRedisWithin(redis: Redis, waitMs: number, logger: Logger): Promise<void> {
+  const quit = closeRedis(redis);
+  // Dropped, the connection rejects the QUIT still waiting for its answer: nobody needs it then.
+  quit.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(() => resolve('expired'), waitMs)));
+  try {
+    if ((await Promise.race([quit.then(() => 'quit' as const), expired])) === 'quit') return;
+    logger.warn({ waitMs }, 'redis did not answer QUIT in time; disconnecting');
+  } catch (error) {
+    logger.warn({ err: error }, 'redis QUIT failed; disconnecting');
+  } finally {
+    clearTimeout(timer);
+  }
+  redis.disconnect();
 }

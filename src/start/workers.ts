@@ -74,10 +74,13 @@ export async function startWorkers({ config, clients, metrics, logger, now }: St
   return {
     running,
     async dispose() {
-      await alerts.close();
-      await analytics.close();
-      await webhooks.close();
-      await outbox.close();
+      // Side by side: each waits for its own work in flight, and none may hold another's stop — a
+      // slow alert evaluation would keep the webhook attempts from their cut at half the shutdown's
+      // time (docs/operations.md), leaving them unrecorded until their leases expire. The evaluation
+      // in flight is waited for as long as the attempts are.
+      const stopping = [alerts.close(config.shutdownTimeoutMs / 2), analytics.close(), webhooks.close(), outbox.close()];
+      const failed = (await Promise.allSettled(stopping)).filter((result) => result.status === 'rejected');
+      for (const { reason } of failed) logger.error({ err: reason }, 'a worker failed to stop');
     },
   };
 }

@@ -33,7 +33,12 @@ export interface AlertEvaluationOptions {
 export interface AlertEvaluation {
   /** Runs one evaluation now (tests, and the timer). */
   evaluate(): Promise<Evaluation>;
-  close(): Promise<void>;
+  /**
+   * Stops the timer and waits for the evaluation in flight, at most `waitMs` (@default no limit),
+   * then hands the lease over. An evaluation still running then (a lock it waits on, a database
+   * that does not answer) is left to end on its own, and its lease to expire. Idempotent.
+   */
+  close(waitMs?: number): Promise<void>;
 }
 
 /** Every rule, with the thresholds of the configuration. */
@@ -86,15 +91,36 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
   let closing: Promise<void> | undefined;
   return {
     evaluate: () => evaluator.evaluate(),
-    close() {
+    close(waitMs) {
       closing ??= (async () => {
         clearInterval(timer);
         stopSampling();
-        await running;
+        if (!(await settledWithin(running, waitMs))) {
+          // Releasing now would wait on what holds the evaluation, and hand the rules to another
+          // process while this one may still write its outcome: the lease expires instead.
+          logger.warn({ waitMs }, 'alert evaluation still running at shutdown: left to end, its lease to expire');
+          return;
+        }
         // Handing over at once: another process evaluates at its next tick, not after the lease.
         await releaseEvaluatorLease(db, holder).catch((error: unknown) => logger.warn({ err: error }, 'alert evaluator lease not released'));
       })();
       return closing;
     },
   };
+}
+
+/** Whether `work` (never rejecting) has ended within `waitMs` (without a limit: once it has). */
+async function settledWithin(work: Promise<unknown> | undefined, waitMs: number | undefined): Promise<boolean> {
+  if (work === undefined) return true;
+  if (waitMs === undefined) {
+    await work;
+    return true;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
+  try {
+    return await Promise.race([work.then(() => true), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -3,13 +3,16 @@
  * started, replaced or stopped as the sources change, each on a small pool of its own on the
  * application's database. Any number of worker processes run this side by side: the pollers'
  * partition locks keep each entity's rows in order and routed once. Every few seconds each poller's
- * figures are written back for `outboxStatus` (read on any instance) and kept for `/metrics`.
+ * figures are written back for `outboxStatus` (read on any instance) and kept for `/metrics`: each
+ * source on a timer of its own, so that one environment's outbox database that does not answer holds
+ * neither the others' reports nor the sources' refresh (a new source is picked up within the interval).
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Database } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics, OutboxSample } from '../metrics.ts';
+import { pacedTask } from '../pipeline/coordination/paced-task.ts';
 import { createOutboxPoller, type OutboxPoller, type OutboxPollerStatus } from '../pipeline/outbox/outbox-poller.ts';
 import { listOutboxSources, saveOutboxError, saveOutboxRate, saveOutboxReport, type OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
@@ -26,18 +29,33 @@ export interface OutboxPollersOptions {
   readonly pollIntervalMs: number;
   /** Processed rows are deleted after this, in ms. */
   readonly retentionMs: number;
-  /** How often sources are reloaded and figures reported, in ms. @default 5000 */
+  /**
+   * How often sources are reloaded, and each source's figures reported, in ms; a source's figures not
+   * measured within it are reported as an error. @default 5000
+   */
   readonly reportIntervalMs?: number;
   /** Largest payload routed, in bytes of JSON. */
   readonly maxPayloadBytes: number;
 }
 
 export interface OutboxPollers {
-  /** Loads the sources and reports once (also what the timer runs), after the refresh under way; nothing once closed. */
+  /**
+   * Loads the sources, starts the pollers of new ones and sets the stopping of removed or changed ones
+   * going (also what the timer runs), after the refresh under way; nothing once closed. Figures are
+   * reported on each source's own timer, the first at once: a refresh does not wait for them.
+   */
   refresh(): Promise<void>;
   /** Stops every poller (the batch in flight is committed or left unmarked) and ends their pools. Idempotent. */
   close(): Promise<void>;
 }
+
+/**
+ * The outbox's counts read every pending row (a `count(*)`): cheap while the backlog is small,
+ * seconds behind a large one. After a count of d ms the next waits this many times d (at least the
+ * report interval), as the webhook backlogs' count does (`BACKLOG_COUNT_REST`): at most a twentieth
+ * of a backend's time per outbox and process however large the backlog grows. Meanwhile only the rate is reported.
+ */
+const STATUS_COUNT_REST = 20;
 
 interface Running {
   readonly source: OutboxSourceView;
@@ -49,18 +67,73 @@ interface Running {
   last: { readonly pending: number; readonly oldestPendingSeconds: number | null; readonly dead: number } | undefined;
   /** `app/env`, the metrics' label. */
   readonly name: string;
+  /** Measures the figures, resting after a long count (undefined then). */
+  readonly measure: () => Promise<OutboxPollerStatus | undefined>;
+  /** The measurement still waiting for the outbox's database: the next report does not ask again meanwhile. */
+  measuring: Promise<OutboxPollerStatus | undefined> | undefined;
+  /** The next report's timer, and the report under way. */
+  timer: NodeJS.Timeout | undefined;
+  reporting: Promise<void> | undefined;
+  lastReport: number;
+  stopped: boolean;
 }
 
 export function createOutboxPollers(options: OutboxPollersOptions): OutboxPollers {
   const logger = options.logger.child({ component: 'outbox' });
+  const reportIntervalMs = options.reportIntervalMs ?? 5000;
   const running = new Map<string, Running>();
+  /** Pollers being stopped (removed or changed sources): close() waits for them. */
+  const stopping = new Set<Promise<void>>();
   const stopSampling = options.metrics.sample({
     outboxes: (): OutboxSample[] =>
       [...running.values()].flatMap(({ name, last }) => (last ? [{ outbox: name, pending: last.pending, oldestPendingSeconds: last.oldestPendingSeconds }] : [])),
   });
-  let lastReport = Date.now();
   /** This process, in the rates table: each worker's rate counts once in the outbox's total. */
   const reporter = randomUUID();
+
+  const report = async (entry: Running): Promise<void> => {
+    const now = Date.now();
+    const seconds = (now - entry.lastReport) / 1000;
+    entry.lastReport = now;
+    const routedPerSecond = seconds > 0 ? entry.counts.routed / seconds : 0;
+    entry.counts.routed = 0;
+    entry.measuring ??= entry.measure().finally(() => (entry.measuring = undefined));
+    let measured: OutboxPollerStatus | 'resting' | 'late' | undefined;
+    let failure = '';
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), reportIntervalMs)));
+      measured = (await Promise.race([entry.measuring, late])) ?? 'resting';
+    } catch (error) {
+      failure = error instanceof Error ? error.message : String(error);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (measured === 'late') failure = `The outbox's database did not answer the status counts within ${reportIntervalMs} ms`;
+    if (typeof measured === 'object') {
+      const { pending, oldestPendingSeconds, dead } = measured;
+      entry.last = { pending, oldestPendingSeconds, dead };
+      await saveOutboxReport(options.db, entry.source, measured);
+    } else if (measured !== 'resting') {
+      // Not measured: only the error is saved. Re-reporting `last` (or nothing) as fresh would keep a
+      // backlog alert quiet, or resolve it, while nobody can read the outbox.
+      await saveOutboxError(options.db, entry.source, failure);
+    }
+    await saveOutboxRate(options.db, entry.source.outboxId, reporter, routedPerSecond);
+  };
+
+  /** Reports `entry` now, then every interval after the last report ended, until it is stopped. */
+  const reportEvery = (entry: Running, delayMs: number): void => {
+    entry.timer = setTimeout(() => {
+      entry.reporting = report(entry)
+        .catch((error: unknown) => logger.warn({ err: error, outbox: entry.name }, 'outbox status could not be reported'))
+        .finally(() => {
+          entry.reporting = undefined;
+          if (!entry.stopped) reportEvery(entry, reportIntervalMs);
+        });
+    }, delayMs);
+    entry.timer.unref();
+  };
 
   const start = (source: OutboxSourceView): Running => {
     const name = `${source.app}/${source.env}`;
@@ -89,34 +162,39 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
     });
     poller.start();
     logger.info({ outbox: name, table: source.table }, 'outbox poller started');
-    return { source, pool, poller, counts, last: undefined, name };
+    const entry: Running = {
+      source,
+      pool,
+      poller,
+      counts,
+      last: undefined,
+      name,
+      measure: pacedTask(() => poller.status(), { restFactor: STATUS_COUNT_REST }),
+      measuring: undefined,
+      timer: undefined,
+      reporting: undefined,
+      lastReport: Date.now(),
+      stopped: false,
+    };
+    reportEvery(entry, 0);
+    return entry;
   };
 
   const stop = async (entry: Running): Promise<void> => {
+    entry.stopped = true;
+    clearTimeout(entry.timer);
+    // The report under way ends within the interval (an unanswered count is not waited for).
+    await entry.reporting;
     await entry.poller.stop();
     await entry.pool.end().catch(() => undefined);
   };
 
-  const report = async (entry: Running, seconds: number): Promise<void> => {
-    const routedPerSecond = seconds > 0 ? entry.counts.routed / seconds : 0;
-    entry.counts.routed = 0;
-    let measured: OutboxPollerStatus | undefined;
-    let failure = '';
-    try {
-      measured = await entry.poller.status();
-    } catch (error) {
-      failure = error instanceof Error ? error.message : String(error);
-    }
-    if (measured) {
-      const { pending, oldestPendingSeconds, dead } = measured;
-      entry.last = { pending, oldestPendingSeconds, dead };
-      await saveOutboxReport(options.db, entry.source, measured);
-    } else {
-      // Not measured: only the error is saved. Re-reporting `last` (or nothing) as fresh would keep a
-      // backlog alert quiet, or resolve it, while nobody can read the outbox.
-      await saveOutboxError(options.db, entry.source, failure);
-    }
-    await saveOutboxRate(options.db, entry.source.outboxId, reporter, routedPerSecond);
+  /** Stops `entry` in the background: a poller whose database does not answer must not hold the refresh. */
+  const stopLater = (entry: Running): void => {
+    const stopped = stop(entry)
+      .catch((error: unknown) => logger.warn({ err: error, outbox: entry.name }, 'outbox poller did not stop cleanly'))
+      .finally(() => stopping.delete(stopped));
+    stopping.add(stopped);
   };
 
   let closed = false;
@@ -127,18 +205,13 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
       const source = wanted.get(key);
       if (source?.outboxId === entry.source.outboxId && source.requireTenant === entry.source.requireTenant) continue;
       running.delete(key);
-      await stop(entry);
+      stopLater(entry);
     }
     // Closed while the sources were read: close() stops what is running once this refresh ends, and
     // a poller started now would never be stopped.
     if (closed) return;
     for (const [key, source] of wanted) if (!running.has(key)) running.set(key, start(source));
-    const now = Date.now();
-    const seconds = (now - lastReport) / 1000;
-    lastReport = now;
-    await Promise.all([...running.values()].map((entry) => report(entry, seconds)));
   };
-
   /**
    * The refresh under way, the timer's or a caller's. Refreshes never overlap: two would both start
    * a poller for a new source (one of them never stopped), and slow ones would pile up on the
@@ -163,7 +236,7 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
     // A slow refresh (a database that answers slowly) is not overlapped by the next tick: that tick is skipped.
     if (underWay) return;
     refresh().catch((error: unknown) => logger.error({ err: error }, 'outbox sources could not be refreshed'));
-  }, options.reportIntervalMs ?? 5000);
+  }, reportIntervalMs);
   timer.unref();
 
   let closing: Promise<void> | undefined;
@@ -177,7 +250,7 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
         await underWay?.catch(() => undefined);
         const entries = [...running.values()];
         running.clear();
-        await Promise.all(entries.map(stop));
+        await Promise.all([...entries.map(stop), ...stopping]);
       })();
       return closing;
     },

@@ -19,6 +19,7 @@ import { getOutboxSource } from '../../src/pipeline/outbox/outbox-store.ts';
 import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
 import { createOutboxPollers } from '../../src/workers/outbox-pollers.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
 const SCOPE = { app: 'app', env: 'env', tenant: undefined };
@@ -57,7 +58,7 @@ async function setUp() {
       pollIntervalMs: 1_000,
       retentionMs: 60_000,
       maxPayloadBytes: 65_536,
-      // Refreshed by the test only.
+      // Refreshed by the test only; each source reports once, when its poller starts.
       reportIntervalMs: 3_600_000,
     });
     onTestFinished(() => created.close());
@@ -85,9 +86,12 @@ describe('the outbox backlog alert while the outbox cannot be read', () => {
     expect(await getAlert(db, alertId)).toMatchObject({ state: 'firing' });
     const measuredAt = (await getOutboxSource(db, 'app', 'env'))?.report?.reportedAt;
 
-    // A fresh worker process: it never measured this outbox, and cannot.
+    // A fresh worker process: it never measured this outbox, and cannot. A source's first report comes once its poller starts.
     await pollers().refresh();
-    const report = (await getOutboxSource(db, 'app', 'env'))?.report;
+    const report = await waitFor(async () => {
+      const reported = (await getOutboxSource(db, 'app', 'env'))?.report;
+      return reported?.lastError ? reported : undefined;
+    });
     expect(report).toMatchObject({ pending: 5_000, oldestPendingSeconds: 600, reportedAt: measuredAt });
     expect(report?.lastError).toContain('ECONNREFUSED');
 
