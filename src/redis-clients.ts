@@ -42,6 +42,52 @@ export function createRedisClient(url: string, name: string, logger: Logger, ove
   return redis;
 }
 
+export interface LivenessOptions {
+  /** @default 5000 */
+  readonly intervalMs?: number;
+  /** @default 5000 */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Pings `redis` every `intervalMs` while it is ready, and drops and reopens the connection when a
+ * ping is not answered within `timeoutMs`. A Redis that stops answering while the connection stays
+ * open (a partition, a failover behind the same address, a dead NAT entry) leaves ioredis `ready`:
+ * the command connection's commands would each time out for as long as TCP takes to give up
+ * (~15 min), and the SUBSCRIBE connection, which only receives, would wait in silence for hours —
+ * live events lost without a sign. Reopened, the command connection answers again, and the
+ * subscriber's `close` and `ready` start the catch-up its listeners run after an outage. Returns
+ * the stop.
+ */
+export function watchLiveness(redis: Redis, logger: Logger, options: LivenessOptions = {}): () => void {
+  const intervalMs = options.intervalMs ?? 5_000;
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  /** The ping waited for; a later one replaces it (a ping from before a reconnect settles late or never). */
+  let waiting: object | undefined;
+  const timer = setInterval(() => {
+    if (waiting !== undefined || redis.status !== 'ready') return;
+    const ping = {};
+    waiting = ping;
+    const deadline = setTimeout(() => {
+      if (waiting !== ping) return;
+      waiting = undefined;
+      logger.warn({ timeoutMs }, 'redis did not answer a ping; reconnecting');
+      redis.disconnect(true);
+    }, timeoutMs);
+    const settle = () => {
+      clearTimeout(deadline);
+      if (waiting === ping) waiting = undefined;
+    };
+    // A refusal is an answer: the connection is alive (its errors are reported by ioredis).
+    redis.ping().then(settle, settle);
+  }, intervalMs);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    waiting = undefined;
+  };
+}
+
 /**
  * Gives Redis up to `timeoutMs` to connect so the first readiness answer is meaningful; never
  * fails. Connection errors meanwhile are not an answer: a Redis started with the process (the

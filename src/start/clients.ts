@@ -9,7 +9,7 @@ import type { Database } from '../db/database.ts';
 import { migrate } from '../db/migrations.ts';
 import { openDatabase } from '../db/open.ts';
 import type { Logger } from '../logger.ts';
-import { closeRedis, createRedisClient, redisConnected } from '../redis-clients.ts';
+import { closeRedis, createRedisClient, redisConnected, watchLiveness } from '../redis-clients.ts';
 
 export interface RedisClients {
   /** Commands, scripts and PUBLISH; fails fast while Redis is away. */
@@ -74,9 +74,17 @@ async function connectRedis(
 ): Promise<RedisClients> {
   const logger = parentLogger.child({ component: 'redis' });
   const command = createRedisClient(url, 'tributary', logger);
-  onDispose('redis', () => closeRedisWithin(command, REDIS_QUIT_WAIT_MS, logger));
+  const stopWatchingCommand = watchLiveness(command, logger);
+  onDispose('redis', () => {
+    stopWatchingCommand();
+    return closeRedisWithin(command, REDIS_QUIT_WAIT_MS, logger);
+  });
   const subscriber = createRedisClient(url, 'tributary-subscriber', logger, { enableOfflineQueue: true, maxRetriesPerRequest: null });
-  onDispose('redis subscriber', () => closeRedisWithin(subscriber, REDIS_QUIT_WAIT_MS, logger));
+  const stopWatchingSubscriber = watchLiveness(subscriber, logger);
+  onDispose('redis subscriber', () => {
+    stopWatchingSubscriber();
+    return closeRedisWithin(subscriber, REDIS_QUIT_WAIT_MS, logger);
+  });
   await Promise.all([command, subscriber].map((client) => redisConnected(client, REDIS_CONNECT_WAIT_MS, logger)));
   return { command, subscriber };
 }
