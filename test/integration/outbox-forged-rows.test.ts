@@ -36,12 +36,14 @@ it("sets aside rows on Tributary's own topics and rows whose event_type is not a
     [await insert('system.alerts', 'alert.fired')]: "topic is one of Tributary's own",
     [await insert('system.dashboard', 'dashboard.updated')]: "topic is one of Tributary's own",
     [await insert('gateway.connections', 'socket.opened')]: "topic is one of Tributary's own",
+    // A document's change, taken by an endpoint selecting sync.updated for one of Tributary's own.
+    [await insert('sync.notes.updated', 'sync.updated')]: 'topic is a sync documents topic',
     [await insert('orders', 'order created!')]: 'invalid event_type',
     [await insert('orders', 'order\ncreated')]: 'invalid event_type',
   };
   await insert('orders', 'order.created');
 
-  expect(await poller.pollOnce()).toBe(6);
+  expect(await poller.pollOnce()).toBe(7);
   const { rows } = await pool.query<{ id: string; dead_reason: string }>('SELECT id::text AS id, dead_reason FROM event_outbox WHERE dead_reason IS NOT NULL ORDER BY id');
   expect(Object.fromEntries(rows.map((row) => [row.id, row.dead_reason]))).toEqual(expected);
   expect(appended.map((event) => [event.topic, event.type, event.source])).toEqual([['orders', 'order.created', 'database']]);

@@ -30,6 +30,10 @@ describe("mappings onto Tributary's own topics", () => {
       [{ topic: 'system.{$row.status}' }, 'topic "system.{$row.status}"'],
       [{ module: 'system', model: 'alerts', topic: 'crm.contact-events' }, 'module "system": the model stream system.alerts'],
       [{ module: 'analytics', model: 'minutes', topic: 'crm.contact-events' }, 'module "analytics" with model "minutes": the model stream analytics.minutes'],
+      // Sync documents' topics: a row there would pass for a document's change.
+      [{ topic: 'sync.notes.updated' }, 'topic "sync.notes.updated"'],
+      [{ topic: 'sync.{$row.status}' }, 'topic "sync.{$row.status}"'],
+      [{ module: 'sync', model: 'notes', topic: 'crm.contact-events' }, 'module "sync": the model stream sync.notes'],
     ];
     for (const [overrides, message] of refused) {
       const problems = streamConflicts(mapping(overrides), []);
@@ -64,6 +68,7 @@ describe("mappings onto Tributary's own topics", () => {
     expect(forged).toBeInstanceOf(UnroutableRowError);
     expect(forged).toMatchObject({ reason: 'topic-invalid', mapping: 'contacts' });
     expect((forged as Error).message).toContain("one of Tributary's own topics");
+    expect(() => evaluateMapping(templated, insert({ id: 3, status: 'sync' }))).toThrow(/sync documents topic/);
   });
 
   it('routes nothing of a mapping stored before saving refused it', () => {

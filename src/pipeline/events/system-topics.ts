@@ -42,5 +42,10 @@ export function isSystemEventType(type: string): boolean {
  * there). An application's event of such a type elsewhere (a CDC mapping named so) is its own.
  */
 export function isOwnEventType(event: { readonly topic: string; readonly type: string }): boolean {
-  return isSystemEventType(event.type) && (isSystemTopic(event.topic) || isDocumentTopic(event.topic));
+  return isSystemEventType(event.type) && isReservedTopic(event.topic);
+}
+
+/** Tributary's topics and sync documents' (`sync.…`): no `publish`, outbox row or CDC mapping may route there. */
+export function isReservedTopic(topic: string): boolean {
+  return isSystemTopic(topic) || isDocumentTopic(topic);
 }

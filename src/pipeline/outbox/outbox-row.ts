@@ -6,7 +6,7 @@
 import type { EventOperation, RawEventInput } from '../events/envelope.ts';
 import { isJsonObject } from '../events/json.ts';
 import { outboxEvent } from '../events/outbox-event.ts';
-import { isSystemTopic } from '../events/system-topics.ts';
+import { isDocumentTopic, isSystemTopic } from '../events/system-topics.ts';
 import { assertName, MAX_ENTITY_BYTES, MAX_TENANT_LENGTH } from '../names.ts';
 
 /** A row as read from the table or decoded from the WAL; everything that is validated is untyped. */
@@ -51,6 +51,7 @@ export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInpu
   // As `publish` refuses them: subscribers and webhook endpoints trust what arrives on Tributary's
   // own topics (an env-wide endpoint relaying system.alerts to a pager), so no row may forge one.
   if (isSystemTopic(row.topic)) return "topic is one of Tributary's own";
+  if (isDocumentTopic(row.topic)) return 'topic is a sync documents topic';
   const type = row.event_type;
   // The name rule of `publish`'s type (1–200 characters of letters, digits and _ . : / -).
   if (typeof type !== 'string' || !isValidName('type', type)) return 'invalid event_type';

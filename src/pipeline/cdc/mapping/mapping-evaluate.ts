@@ -32,7 +32,7 @@
  * Tributary's own, `events/system-topics.ts`) makes `evaluateMapping` throw {@link UnroutableRowError}: the caller logs,
  * counts and skips it. It is never published without a tenant or under a guessed topic.
  */
-import { isSystemTopic } from '../../events/system-topics.ts';
+import { isReservedTopic } from '../../events/system-topics.ts';
 import { jsonEqual } from '../../filters/json-compare.ts';
 import {
   type CompiledCondition,
@@ -124,8 +124,8 @@ export function evaluateMapping(
   if (action === undefined || !mapping.events.includes(action)) return undefined;
   if (plan.when !== undefined && test(plan.when, change) !== true) return undefined;
   // Saving refuses such a mapping (`systemTopicProblems`); one stored before that still routes nothing there.
-  if (isSystemTopic(modelTopic(mapping))) {
-    throw new UnroutableRowError('topic-invalid', mapping.name, `the model stream ${modelTopic(mapping)} is one of Tributary's own topics`);
+  if (isReservedTopic(modelTopic(mapping))) {
+    throw new UnroutableRowError('topic-invalid', mapping.name, `the model stream ${modelTopic(mapping)} is one of Tributary's own topics or a sync documents topic`);
   }
   const tenant = tenantOf(mapping, change);
   // Record and payload as JSON carries them (`row-values.ts`): every log and `records` see the same.
@@ -321,7 +321,7 @@ function keyColumnsOf(mapping: DomainMapping, change: RowChange, primaryKey: rea
 function topicOf(plan: CompiledMapping, mapping: string, change: RowChange): string {
   const first = plan.topic[0];
   const topic = plan.topic.length === 1 && typeof first === 'string' ? first : builtTopic(plan, mapping, change);
-  if (isSystemTopic(topic)) throw new UnroutableRowError('topic-invalid', mapping, "the topic is one of Tributary's own topics");
+  if (isReservedTopic(topic)) throw new UnroutableRowError('topic-invalid', mapping, "the topic is one of Tributary's own topics or a sync documents topic");
   return topic;
 }
 

@@ -3,7 +3,7 @@
  * `{module}.{model}` (what `changes(model:)` reads), and what keeps one mapping's events out of
  * another's model stream and out of Tributary's own topics.
  */
-import { isSystemTopic } from '../../events/system-topics.ts';
+import { isReservedTopic } from '../../events/system-topics.ts';
 import type { DomainMapping } from './mapping.ts';
 
 /** The model stream a mapping's changes also go to (what `changes(model:)` reads). */
@@ -55,15 +55,15 @@ export function streamConflicts(mapping: DomainMapping, others: readonly DomainM
 export function systemTopicProblems(mapping: Pick<DomainMapping, 'module' | 'model' | 'topic'>): string[] {
   const problems: string[] = [];
   const stream = modelTopic(mapping);
-  if (isSystemTopic(stream)) {
-    const fields = isSystemTopic(`${mapping.module}.`) ? `module "${mapping.module}"` : `module "${mapping.module}" with model "${mapping.model}"`;
-    problems.push(`${fields}: the model stream ${stream} is one of Tributary's own topics, which no mapping may publish to; choose another module or model`);
+  if (isReservedTopic(stream)) {
+    const fields = isReservedTopic(`${mapping.module}.`) ? `module "${mapping.module}"` : `module "${mapping.module}" with model "${mapping.model}"`;
+    problems.push(`${fields}: the model stream ${stream} is one of Tributary's own topics (or sync documents'), which no mapping may publish to; choose another module or model`);
   }
   const open = mapping.topic.indexOf('{');
   const fixed = open < 0 ? mapping.topic : mapping.topic.slice(0, open);
   const firstSegment = fixed.includes('.') ? fixed.slice(0, fixed.indexOf('.') + 1) : undefined;
-  if (open < 0 ? isSystemTopic(fixed) : firstSegment !== undefined && isSystemTopic(firstSegment)) {
-    problems.push(`topic "${mapping.topic}" is one of Tributary's own topics, which no mapping may publish to; choose another topic`);
+  if (open < 0 ? isReservedTopic(fixed) : firstSegment !== undefined && isReservedTopic(firstSegment)) {
+    problems.push(`topic "${mapping.topic}" is one of Tributary's own topics (or sync documents'), which no mapping may publish to; choose another topic`);
   }
   return problems;
 }
