@@ -31,7 +31,7 @@ import { matchesModelFilter, type ModelFilter } from '../filters/model-filter.ts
 import type { ModelSource } from './cdc-service.ts';
 import { entityKeyOfRow, UnroutableRowError } from './mapping/mapping-evaluate.ts';
 import { mappingTable } from './mapping/mapping.ts';
-import { columnValue, jsonRow } from './mapping/row-values.ts';
+import { columnValue, ROW_TYPES } from './mapping/row-values.ts';
 import { describeTable } from './mapping/table-catalog.ts';
 import {
   decodeSnapshotCursor,
@@ -239,7 +239,7 @@ async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: Mo
   while (more && nodes.length < query.first && scanned < budget) {
     const limit = Math.min(CHUNK_ROWS, budget - scanned);
     const { text, values } = pageStatement(mapping, order, query.tenant, lastKey, limit);
-    const { rows, fields } = await client.query<Record<string, unknown>>(text, values);
+    const { rows, fields } = await client.query<Record<string, unknown>>({ text, values, types: ROW_TYPES });
     const types = new Map(fields.map((field) => [field.name, field.dataTypeID]));
     more = rows.length === limit;
     for (let i = 0; i < rows.length; i += 1) {
@@ -259,8 +259,8 @@ async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: Mo
 
 /**
  * A row as a node, or undefined when the caller may not see it (again checked as the mapping
- * evaluator sees rows). Its values take the forms the WAL reader gives them (`row-values.ts`):
- * the key and scope from the row as decoded, the filter and the record on its JSON form, as `changes`.
+ * evaluator sees rows). Its values take the forms the WAL reader gives them (`row-values.ts`:
+ * parsed by `ROW_TYPES`, then `columnValue`), for the key, the scope, the filter and the record.
  */
 function nodeOf(
   query: ModelRecordsQuery,
@@ -280,10 +280,9 @@ function nodeOf(
   }
   if (mapping.tenantColumn !== undefined && tenantText(decoded[mapping.tenantColumn]) !== query.tenant) return undefined;
   if (mapping.softDeleteColumn !== undefined && isSoftDeleted(decoded[mapping.softDeleteColumn])) return undefined;
-  const record = jsonRow(decoded);
-  if (!matchesModelFilter(query.filter, record)) return undefined;
+  if (!matchesModelFilter(query.filter, decoded)) return undefined;
   try {
-    return { model: mapping.model, id: entityKeyOfRow(mapping, mappingTable(mapping), decoded, primaryKey), record };
+    return { model: mapping.model, id: entityKeyOfRow(mapping, mappingTable(mapping), decoded, primaryKey), record: decoded };
   } catch (error) {
     // A row whose key is null is never routed as a change either.
     if (error instanceof UnroutableRowError) return undefined;

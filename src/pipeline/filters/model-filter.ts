@@ -30,8 +30,14 @@
  *   `gte.2024-06-01T12:00:00+02:00` compares instants); otherwise by code units, like the event
  *   filters (`event-filter.ts`; both compare with `json-compare.ts`). A date-time without an
  *   offset is read in the process's time zone (`Date.parse`), a bare date as UTC midnight;
+ *   `infinity` and `-infinity` (dates and timestamps Postgres prints so) come after and before
+ *   every date or time operand; a timestamp outside the JS Date range (after 275760) stays as
+ *   Postgres prints it (`294276-12-31 23:59:59`) and compares as text;
  * - booleans equal `true` / `false` (false < true); Date objects compare by instant with an ISO date;
- * - anything else (objects, lists, bytes) only satisfies `neq`.
+ * - bytes (a bytea, as the Buffer the embedded log holds or the `{ "type": "Buffer", "data": [...] }`
+ *   the Redis log reads back) compare with a bytea as Postgres prints it (`\x0102ab`), byte by
+ *   byte, then by length, as Postgres orders bytea; with other text only `neq` holds;
+ * - anything else (objects, lists) only satisfies `neq`.
  */
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import { compareDecimals, decimalOf, DECIMAL_NUMBER, type DecimalText } from './decimal-text.ts';
@@ -54,6 +60,8 @@ export interface ModelFilterOperand {
   readonly boolean: boolean | undefined;
   /** Milliseconds since the epoch when the text is an ISO date or timestamp; NaN otherwise. */
   readonly time: number;
+  /** The bytes when the text is a bytea as Postgres prints it (`\x0102ab`). */
+  readonly bytes: Buffer | undefined;
 }
 
 export interface ModelFilterClause {
@@ -76,6 +84,12 @@ const COLUMN = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 /** Decimals this long (sign and point included) compare exactly as doubles: no allocation. */
 const SHORT_DECIMAL = 15;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
+const BYTEA_HEX = /^\\x(?:[0-9a-fA-F]{2})*$/;
+/** Dates and timestamps Postgres prints as these are after and before every other (`row-values.ts`). */
+const INFINITE_TIMES: ReadonlyMap<string, number> = new Map([
+  ['infinity', Infinity],
+  ['-infinity', -Infinity],
+]);
 const OPERATORS_TEXT = 'eq, neq, gt, gte, lt, lte, in, is';
 
 const MATCH_ALL: ModelFilter = Object.freeze({ clauses: Object.freeze([]) });
@@ -202,6 +216,7 @@ function operandOf(text: string): ModelFilterOperand {
     integer: INTEGER_TEXT.test(text) ? BigInt(text) : undefined,
     boolean: text === 'true' ? true : text === 'false' ? false : undefined,
     time: ISO_TIME.test(text) ? Date.parse(text) : NaN,
+    bytes: BYTEA_HEX.test(text) ? Buffer.from(text.slice(2), 'hex') : undefined,
   });
 }
 
@@ -246,8 +261,8 @@ function compare(value: unknown, operand: ModelFilterOperand): number {
         if (!Number.isNaN(operand.number) && isShortDecimal(value)) return compareNumbers(Number(value), operand.number);
         return compareDecimals(decimalOf(value) as DecimalText, operand.decimal);
       }
-      if (!Number.isNaN(operand.time) && ISO_TIME.test(value)) {
-        const time = Date.parse(value);
+      if (!Number.isNaN(operand.time)) {
+        const time = ISO_TIME.test(value) ? Date.parse(value) : (INFINITE_TIMES.get(value) ?? NaN);
         if (!Number.isNaN(time)) return compareNumbers(time, operand.time);
       }
       return compareScalars(value, operand.text);
@@ -264,7 +279,28 @@ function compare(value: unknown, operand: ModelFilterOperand): number {
       return compareScalars(value, operand.boolean);
   }
   if (value instanceof Date) return Number.isNaN(operand.time) ? NaN : compareNumbers(value.getTime(), operand.time);
+  if (operand.bytes !== undefined) {
+    if (Buffer.isBuffer(value)) return Math.sign(Buffer.compare(value, operand.bytes));
+    if (isBufferJson(value)) return compareByteList(value.data, operand.bytes);
+  }
   return NaN;
+}
+
+/** A Buffer as JSON gives it, as the Redis log reads it back: `{ "type": "Buffer", "data": [...] }`. */
+function isBufferJson(value: unknown): value is { readonly data: readonly unknown[] } {
+  const object = value as Readonly<Record<string, unknown>>;
+  return Object.hasOwn(object, 'type') && object['type'] === 'Buffer' && Object.hasOwn(object, 'data') && Array.isArray(object['data']);
+}
+
+/** As `Buffer.compare` (bytes in order, then length), without copying the list into a Buffer. */
+function compareByteList(list: readonly unknown[], bytes: Buffer): number {
+  const length = Math.min(list.length, bytes.length);
+  for (let i = 0; i < length; i++) {
+    const byte = list[i];
+    if (typeof byte !== 'number') return NaN;
+    if (byte !== bytes[i]) return byte < (bytes[i] as number) ? -1 : 1;
+  }
+  return Math.sign(list.length - bytes.length);
 }
 
 function isShortDecimal(text: string): boolean {

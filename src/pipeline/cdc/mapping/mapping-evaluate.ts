@@ -45,7 +45,6 @@ import {
 import { type DomainMapping, mappingTable } from './mapping.ts';
 import { describe, keyFrom, tenantFrom, textOf, UNAVAILABLE, UnroutableRowError } from './mapping-identity.ts';
 import { modelTopic } from './mapping-topics.ts';
-import { jsonRow, jsonValue } from './row-values.ts';
 import type { RowChange, RowOperation } from '../row-change.ts';
 
 export { entityKeyOfRow, UnroutableRowError, type UnroutableReason } from './mapping-identity.ts';
@@ -128,8 +127,8 @@ export function evaluateMapping(
     throw new UnroutableRowError('topic-invalid', mapping.name, `the model stream ${modelTopic(mapping)} is one of Tributary's own topics or a sync documents topic`);
   }
   const tenant = tenantOf(mapping, change);
-  // Record and payload as JSON carries them (`row-values.ts`): every log and `records` see the same.
-  const record = jsonRow(recordOf(change));
+  // Values are in their JSON form since decoding (`row-values.ts`): every log and `records` see the same.
+  const record = recordOf(change);
   const entityKey = entityKeyOf(mapping, change, options.primaryKey);
   const former = formerOf(mapping, change, options.primaryKey, entityKey, tenant);
   return {
@@ -137,7 +136,7 @@ export function evaluateMapping(
     type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX[action]}`,
     entityKey,
     tenant,
-    payload: plan.payload === undefined ? record : (jsonValue(build(plan.payload, change)) as Record<string, unknown>),
+    payload: plan.payload === undefined ? record : (build(plan.payload, change) as Record<string, unknown>),
     record,
     operation: former && action === 'update' ? 'CREATED' : OPERATION[action],
     action,
@@ -172,7 +171,7 @@ function formerOf(
     throw error;
   }
   if (formerKey === entityKey && formerTenant === tenant) return undefined;
-  return { entityKey: formerKey, tenant: formerTenant, type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX.delete}`, record: jsonRow({ ...old }) };
+  return { entityKey: formerKey, tenant: formerTenant, type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX.delete}`, record: { ...old } };
 }
 
 /**

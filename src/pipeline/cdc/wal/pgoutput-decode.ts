@@ -5,7 +5,7 @@
 import { PgoutputPlugin } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
 import { InternalError } from '../../../errors.ts';
-import { columnValue } from '../mapping/row-values.ts';
+import { columnParser, columnValue } from '../mapping/row-values.ts';
 import type { RowChange, RowImage } from '../row-change.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
 
@@ -22,7 +22,11 @@ export class ObservedPgoutputPlugin extends PgoutputPlugin {
   override parse(buffer: Buffer): Pgoutput.Message {
     this.received += 1;
     try {
-      return super.parse(buffer);
+      const message = super.parse(buffer);
+      // The library keeps this relation and parses its rows with these: dates and timestamps from
+      // Postgres's text, as `records` reads them (`row-values.ts`), not as pg's local-time Dates.
+      if (message.tag === 'relation') for (const column of message.columns) column.parser = columnParser(column.typeOid);
+      return message;
     } catch (error) {
       // Thrown here, the error would escape from the socket's data event and crash the process.
       // The session is closed by the callback, so the placeholder is never decoded.
@@ -111,8 +115,8 @@ function oldImage(message: Pgoutput.MessageUpdate | Pgoutput.MessageDelete): Row
 /**
  * The library decodes an unchanged TOASTed value ('u') as `undefined` (or the old row's value
  * with REPLICA IDENTITY FULL, which then is a real value); SQL NULL is `null`. Undefined columns
- * are left out of the image and listed instead, so they are never mistaken for NULL. Dates become
- * text by their column's type (`row-values.ts`), as `records` reads them.
+ * are left out of the image and listed instead, so they are never mistaken for NULL. Values take
+ * their JSON form by their column's type (`row-values.ts`), as `records` reads them.
  */
 function splitUnchangedToast(tuple: Readonly<Record<string, unknown>>, relation: Pgoutput.MessageRelation): { image: RowImage; unchanged: string[] } {
   const types = columnTypes(relation);
