@@ -1,8 +1,9 @@
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CONTACTS_MAPPING, gql, nextChange, saveMappingOk, setUpCdc, socketFor, subscribeChanges } from '../helpers/cdc.ts';
 import { MODES, modeEnv } from '../helpers/events.ts';
 import { signHs256 } from '../helpers/tokens.ts';
 import { waitFor } from '../helpers/wait-for.ts';
+import { useTimeZone } from '../helpers/time-zone.ts';
 
 /*
  * CDC row values reach every reader in one form, their JSON one (a `date` its calendar day, a
@@ -55,16 +56,6 @@ describe('CDC value forms', () => {
 });
 
 describe('CDC date and timestamp values', () => {
-  /** Sets the process's time zone (the server runs in it) for one test. */
-  function useTimeZone(zone: string): void {
-    const before = process.env['TZ'];
-    process.env['TZ'] = zone;
-    onTestFinished(() => {
-      if (before === undefined) delete process.env['TZ'];
-      else process.env['TZ'] = before;
-    });
-  }
-
   it('gives a timestamp without time zone its wall clock as UTC, and infinite or far dates as Postgres prints them, whatever the TZ', async () => {
     useTimeZone('Asia/Tokyo');
     const setup = await setUpCdc();

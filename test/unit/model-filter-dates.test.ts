@@ -1,5 +1,5 @@
 import type { Pgoutput } from 'pg-logical-replication';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { evaluateMapping } from '../../src/pipeline/cdc/mapping/mapping-evaluate.ts';
 import { columnParser } from '../../src/pipeline/cdc/mapping/row-values.ts';
 import { toRowChange } from '../../src/pipeline/cdc/wal/pgoutput-decode.ts';
@@ -7,6 +7,7 @@ import { compileEventWhere } from '../../src/pipeline/filters/event-filter.ts';
 import { matchesModelFilter, parseModelFilter } from '../../src/pipeline/filters/model-filter.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { mapping } from '../helpers/cdc-mappings.ts';
+import { useTimeZone } from '../helpers/time-zone.ts';
 
 /** Postgres type OIDs of the columns below. */
 const INT4 = 23;
@@ -37,14 +38,6 @@ function insertOf(texts: Readonly<Record<string, string>>): Pgoutput.MessageInse
 
 const TEXTS = { id: '1', birthday: '2024-06-01', holidays: '{2024-12-25,NULL}', signed_up_at: '2024-06-01 10:30:00+00', avatar: '\\x0102' };
 
-function useTimeZone(zone: string): void {
-  const before = process.env['TZ'];
-  process.env['TZ'] = zone;
-  onTestFinished(() => {
-    if (before === undefined) delete process.env['TZ'];
-    else process.env['TZ'] = before;
-  });
-}
 
 describe('CDC row values in their JSON form', () => {
   it.each(['UTC', 'Pacific/Kiritimati', 'America/Los_Angeles'])('keeps a date its calendar day and a timestamp its ISO instant, whatever the TZ (%s)', (zone) => {
