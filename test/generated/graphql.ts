@@ -923,6 +923,7 @@ export type WebhookDelivery = {
   id: Scalars['ID']['output'];
   lastError: Maybe<Scalars['String']['output']>;
   lastStatus: Maybe<Scalars['Int']['output']>;
+  /** When the delivery is attempted next; null once it is finished, or while it waits for an earlier delivery of its entity to this endpoint (it is due as soon as that one is delivered or dead-lettered). */
   nextAttemptAt: Maybe<Scalars['DateTime']['output']>;
   state: WebhookDeliveryState;
   topic: Scalars['String']['output'];

@@ -247,10 +247,12 @@ describe('webhook delivery store', () => {
     const inTransaction = await holdOpen((tx) => insertDeliveries(tx, [delivery('lane-d')]));
     const secondId = inTransaction.result.inserted[0]!;
     expect(inTransaction.result.heads).toEqual([]);
-    // The first finishes meanwhile: the uncommitted second is invisible to it.
-    const [finished] = await recordAttempts(db, [{ ...delivered, delivery: first! }]);
-    expect(finished).toEqual({ nextInLane: undefined });
+    // The first finishes meanwhile: the insert holds the lane's head (migration 0024), so the finish
+    // waits for it, and names no next — the statement read the lane before the second committed.
+    const finishing = recordAttempts(db, [{ ...delivered, delivery: first! }]);
+    await waitFor(async () => (await rowLockWaiters()) > 0);
     await inTransaction.commit();
+    expect(await finishing).toEqual([{ nextInLane: undefined }]);
 
     // Nobody named it; looking again after the commit does.
     expect(idsOf(await headsAmong(db, [secondId]))).toEqual([secondId]);
@@ -285,19 +287,20 @@ describe('webhook delivery store', () => {
     await waitFor(async () => enabled || (await rowLockWaiters()) > 0);
     await putting.commit();
     await resumed;
-    expect((await getDelivery(db, held!.id))!.nextAttemptAt.getTime()).toBeLessThanOrEqual(Date.now());
+    expect((await getDelivery(db, held!.id))!.nextAttemptAt!.getTime()).toBeLessThanOrEqual(Date.now());
   });
 
   it('makes due a page of lanes at a time, only heads due later, however long a lane; nothing while the endpoint is disabled', async () => {
     const endpointId = await fixture.endpoint('resumed a page at a time');
     const lane = (name: string) => ({ ...delivery(name), endpointId });
-    // r-long's head and four behind it (due already: only a head is ever postponed); r-due's head is due.
+    // r-long's head and four behind it (waiting for their head, not due later: only a head is ever
+    // postponed; migration 0024); r-due's head is due.
     const { inserted } = await storeDeliveries(db, [lane('r-long'), lane('r-a'), lane('r-long'), lane('r-b'), lane('r-c'), lane('r-due'), lane('r-long'), lane('r-long'), lane('r-long')]);
     const [long, a, , b, c] = inserted;
     const waiting = [long!, a!, b!, c!];
     await db.query(`UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 hour' WHERE id = ANY($1::bigint[])`, [waiting]);
     const dueLater = async () =>
-      (await db.query<{ id: string }>(`SELECT id::text AS id FROM webhook_deliveries WHERE endpoint_id = $1 AND next_attempt_at > now() ORDER BY id`, [endpointId])).rows.map((row) => row.id);
+      (await db.query<{ id: string }>(`SELECT id::text AS id FROM webhook_deliveries WHERE endpoint_id = $1 AND next_attempt_at > now() AND next_attempt_at < 'infinity' ORDER BY id`, [endpointId])).rows.map((row) => row.id);
     const headIds = (page: { heads: readonly { id: string }[] }) => page.heads.map((head) => head.id);
 
     await disableEndpoint(db, endpointId, 'down for a while');

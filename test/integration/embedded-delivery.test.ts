@@ -298,4 +298,34 @@ describe('embedded delivery loop', () => {
       await worker.close();
     }
   });
+
+  it('gives back the lease of a ready delivery that waited past a share of it for a slot, and sends it under a new one', async () => {
+    await settleEarlierDeliveries();
+    const wake = createLocalWake();
+    const { deliverer, handed, handedOver } = recordingDeliverer(db);
+    // The loop's clock, moved by the test: how long the second delivery waits is the test's to say.
+    let clock = 0;
+    const leaseMs = 30_000;
+    const endpointId = await fixture.endpoint('one at a time');
+    const worker = startEmbeddedDelivery({ db, deliverer, wake, concurrency: 4, leaseMs, idleMs: NEVER_MS, maxConcurrencyOf: () => 1, logger, now: () => clock });
+    const { heads } = await storeDeliveries(db, [{ ...newDelivery('lane-slow-1'), endpointId }, { ...newDelivery('lane-slow-2'), endpointId }]);
+    try {
+      await wake.schedule(heads);
+      await handedOver(1);
+      const waiting = heads.find((head) => head.id !== handed[0]!.delivery.id)!;
+      // Leased and ready, held back by its endpoint's maximum of one attempt at a time.
+      const leaseOf = async () => (await db.query<{ lease: string | null }>('SELECT leased_until::text AS lease FROM webhook_deliveries WHERE id = $1::bigint', [waiting.id])).rows[0]!.lease;
+      const firstLease = await leaseOf();
+      expect(firstLease).not.toBeNull();
+      // It has waited for half its lease when the slot frees: too late to start under that lease.
+      clock += leaseMs / 2;
+      await handed[0]!.finish();
+      await handedOver(2);
+      expect(handed[1]!.delivery.id).toBe(waiting.id);
+      expect(handed[1]!.delivery.lease).not.toBe(firstLease);
+    } finally {
+      await Promise.all(handed.map((entry) => entry.finish()));
+      await worker.close();
+    }
+  });
 });

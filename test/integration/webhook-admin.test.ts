@@ -55,17 +55,20 @@ function adminOf(endpoints: EndpointCache, scheduler: DeliveryScheduler): Webhoo
 
 /** The endpoint's deliveries due later than now. */
 async function dueLater(endpointId: string): Promise<string[]> {
-  const { rows } = await shared.db.query<{ id: string }>(`SELECT id::text AS id FROM webhook_deliveries WHERE endpoint_id = $1 AND next_attempt_at > now() ORDER BY id`, [endpointId]);
+  const { rows } = await shared.db.query<{ id: string }>(`SELECT id::text AS id FROM webhook_deliveries WHERE endpoint_id = $1 AND next_attempt_at > now() AND next_attempt_at < 'infinity' ORDER BY id`, [endpointId]);
   return rows.map((row) => row.id);
 }
 
-/** `lanes` lanes of the endpoint with deliveries waiting for it: a head each, put back for an hour, and `behind` more in each (due, waiting for their head). */
+/**
+ * `lanes` lanes of the endpoint with deliveries waiting for it: a head each, put back for an hour,
+ * and `behind` more in each (waiting for their head: stored at 'infinity', migration 0024).
+ */
 async function backlog(endpointId: string, lanes: number, behind = 0): Promise<string[]> {
   const { rows } = await shared.db.query<{ id: string; head: boolean }>(
     `INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, topic, lane, body, trigger, event_time, next_attempt_at)
      SELECT $1, 'ev-' || l || '-' || n, 'order.updated', 'orders', 'order-' || l, '{}', 'initial', now(), CASE WHEN n = 0 THEN now() + interval '1 hour' ELSE now() END
        FROM generate_series(0, $3::int) n, generate_series(1, $2::int) l ORDER BY n, l
-     RETURNING id::text AS id, next_attempt_at > now() AS head`,
+     RETURNING id::text AS id, next_attempt_at > now() AND next_attempt_at < 'infinity' AS head`,
     [endpointId, lanes, behind],
   );
   return rows.filter((row) => row.head).map((row) => row.id);

@@ -48,7 +48,7 @@ function setup(endpoints: readonly SelectingEndpoint[], options: { maxInFlight?:
   });
   const emitter = createGatewayEmitter({
     router,
-    endpoints: { current: () => endpoints },
+    endpoints: { inScope: (app, env) => endpoints.filter((endpoint) => endpoint.app === app && endpoint.env === env) },
     logger: createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) } }),
     metrics,
     ...(options.maxInFlight !== undefined && { maxInFlight: options.maxInFlight }),

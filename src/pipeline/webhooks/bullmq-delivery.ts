@@ -38,14 +38,8 @@ import { dueHeads, type DueHeadsCursor } from './due-heads.ts';
 import { createEndpointRoom } from './endpoint-room.ts';
 import type { WebhookDeliverer } from './webhook-deliverer.ts';
 import { createDeliveryHandoff } from './webhook-handoff.ts';
-import type { DeliveryWorker } from './embedded-delivery.ts';
+import { MAX_SLOT_WAIT, type DeliveryWorker } from './embedded-delivery.ts';
 
-/**
- * The part of its lease a leased delivery may wait for a send slot: the lease is two attempts'
- * timeouts and 5 s (workers/webhook-delivery.ts), so an attempt started within it still ends, and
- * is recorded, before the lease does.
- */
-const MAX_SLOT_WAIT = 0.25;
 
 /**
  * How long a new delivery this process stored is kept for its worker, in ms: its job comes back

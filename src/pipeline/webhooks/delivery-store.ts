@@ -41,7 +41,8 @@ export interface Delivery extends NewDelivery {
   readonly state: DeliveryState;
   readonly attempts: number;
   readonly firstAttemptAt: Date | null;
-  readonly nextAttemptAt: Date;
+  /** Null: waiting for its lane's head, due when that finishes (migration 0024). */
+  readonly nextAttemptAt: Date | null;
   readonly lastStatus: number | null;
   readonly lastError: string | null;
   readonly createdAt: Date;
@@ -68,7 +69,7 @@ export type DeliveryRow = {
   attempts: number;
   /** Timestamps in ms since the epoch (see `DELIVERY_COLUMNS`). */
   first_attempt_at: number | null;
-  next_attempt_at: number;
+  next_attempt_at: number | null;
   last_status: number | null;
   last_error: string | null;
   event_time: number;
@@ -79,12 +80,13 @@ export type DeliveryRow = {
 
 /**
  * A timestamp column as whole milliseconds since the epoch (cut, as a Date from its text would
- * be): a number is read far faster than timestamp text, and every claimed row has five.
+ * be): a number is read far faster than timestamp text, and every claimed row has five. Null
+ * unless `when` (a follower's next_attempt_at, 'infinity', is read as null).
  */
-const millis = (column: string) => `floor(extract(epoch FROM d.${column}) * 1000)::float8 AS ${column}`;
+const millis = (column: string, when = 'true') => `CASE WHEN ${when} THEN floor(extract(epoch FROM d.${column}) * 1000)::float8 END AS ${column}`;
 
 export const DELIVERY_COLUMNS = `d.id::text AS id, d.endpoint_id, d.event_id, d.event_type, d.topic, d.lane, d.body, d.trigger, d.state, d.attempts,
-  ${millis('first_attempt_at')}, ${millis('next_attempt_at')}, d.last_status, d.last_error, ${millis('event_time')}, ${millis('created_at')}, ${millis('finished_at')}, d.leased_until::text AS lease`;
+  ${millis('first_attempt_at')}, ${millis('next_attempt_at', "d.next_attempt_at < 'infinity'")}, d.last_status, d.last_error, ${millis('event_time')}, ${millis('created_at')}, ${millis('finished_at')}, d.leased_until::text AS lease`;
 
 /**
  * `d` (pending) is its lane's head: the oldest pending delivery of its lane. A scalar subquery, not
@@ -108,7 +110,7 @@ export function deliveryOf(row: DeliveryRow): Delivery {
     state: row.state,
     attempts: row.attempts,
     firstAttemptAt: row.first_attempt_at === null ? null : new Date(row.first_attempt_at),
-    nextAttemptAt: new Date(row.next_attempt_at),
+    nextAttemptAt: row.next_attempt_at === null ? null : new Date(row.next_attempt_at),
     lastStatus: row.last_status,
     lastError: row.last_error,
     eventTime: new Date(row.event_time),
@@ -212,15 +214,19 @@ function textArrayLiteral(values: readonly string[]): string {
 }
 
 /**
- * Those of `ids` that are pending and their lane's head, once every statement finishing one of
- * their predecessors has committed: their pending predecessors are locked first (a share lock
- * waits for such a statement), then the heads are read in a snapshot taken after it.
+ * Those of `ids` that are pending and their lane's head, once every statement finishing their
+ * lanes' heads has committed: each lane's head (before the newest of `ids` in it) is share-locked
+ * first, which waits for such a statement, then the heads are read in a snapshot taken after it.
+ * Only a head's finish makes a later delivery the head: one row per lane is locked, however deep
+ * the lane (locking every pending predecessor wrote each one's tuple header, and WAL, per insert);
+ * found in the lane index's order (why the range: migration 0024).
  */
 export async function headsAmong(db: Queryable, ids: readonly string[]): Promise<LaneHead[]> {
   if (ids.length === 0) return [];
   await db.query(
-    `SELECT 1 FROM webhook_deliveries e JOIN webhook_deliveries n ON n.endpoint_id = e.endpoint_id AND n.lane = e.lane AND e.id < n.id
-      WHERE n.id = ANY($1::bigint[]) AND e.state = 'pending' FOR SHARE OF e`,
+    `SELECT 1 FROM webhook_deliveries h WHERE h.id IN (SELECT (SELECT e.id FROM webhook_deliveries e
+          WHERE e.endpoint_id = l.endpoint_id AND e.lane >= l.lane AND e.lane <= l.lane AND e.state = 'pending' AND e.id < l.last ORDER BY e.lane, e.id LIMIT 1)
+         FROM (SELECT n.endpoint_id, n.lane, max(n.id) AS last FROM webhook_deliveries n WHERE n.id = ANY($1::bigint[]) GROUP BY n.endpoint_id, n.lane) l) FOR SHARE OF h`,
     [ids],
   );
   const { rows } = await db.query<{ id: string; endpoint_id: string }>(
@@ -230,9 +236,7 @@ export async function headsAmong(db: Queryable, ids: readonly string[]): Promise
   return rows.map(laneHeadOf);
 }
 
-export function laneHeadOf(row: { id: string; endpoint_id: string }): LaneHead {
-  return { id: row.id, endpointId: row.endpoint_id };
-}
+export const laneHeadOf = (row: { id: string; endpoint_id: string }): LaneHead => ({ id: row.id, endpointId: row.endpoint_id });
 
 /**
  * Stores deliveries (`insertDeliveries`, leasing those `leases` asks for) and returns those that

@@ -2,6 +2,8 @@
  * The reconciler's look at the table (BullMQ mode): lane heads due and held by no one, which the
  * queue should hold — a job lost with Redis's data, or never added while Redis was away. Read a page
  * at a time, so that heads a worker parks (unleased, due, oldest first) cannot hide the ones behind.
+ * A lane's followers wait at 'infinity' until they become its head (migration 0024), past the bound
+ * on next_attempt_at: the due index hands the look heads, not the backlog behind retrying ones.
  */
 import type { Queryable } from '../../db/database.ts';
 import { IS_LANE_HEAD, laneHeadOf, type LaneHead } from './delivery-store.ts';

@@ -18,6 +18,14 @@ import { claimDeliveries, claimDue, releaseDeliveries, type Delivery } from './d
 import { createEndpointRoom } from './endpoint-room.ts';
 import type { WebhookDeliverer } from './webhook-deliverer.ts';
 
+/**
+ * The part of its lease a leased delivery may wait for a send slot (both workers): the lease is two
+ * attempts' timeouts and 5 s (workers/webhook-delivery.ts), so an attempt started within it still
+ * ends, and is recorded, before the lease does. One that waited longer gives its lease back and is
+ * claimed again.
+ */
+export const MAX_SLOT_WAIT = 0.25;
+
 export interface EmbeddedDeliveryOptions {
   readonly db: Database;
   readonly deliverer: WebhookDeliverer;
@@ -31,6 +39,8 @@ export interface EmbeddedDeliveryOptions {
   /** An endpoint's `maxConcurrency` (undefined: not known yet). */
   readonly maxConcurrencyOf: (endpointId: string) => number | undefined;
   readonly logger: Logger;
+  /** The clock a ready delivery's wait for a slot is measured by, in ms. @default performance.now */
+  readonly now?: () => number;
 }
 
 export interface DeliveryWorker {
@@ -47,6 +57,16 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
    * waiting for a claim. None waits longer than an attempt in flight takes, within its lease.
    */
   const ready: Delivery[] = [];
+  const now = options.now ?? (() => performance.now());
+  /** When each ready delivery was leased (as `now` tells): one that waits too long goes back (`MAX_SLOT_WAIT`). */
+  const leasedAt = new WeakMap<Delivery, number>();
+  const makeReady = (deliveries: readonly Delivery[]) => {
+    const at = now();
+    for (const delivery of deliveries) leasedAt.set(delivery, at);
+    ready.push(...deliveries);
+  };
+  /** Leases being given back by ready deliveries that waited too long: waited for by `close`. */
+  const givingBack = new Set<Promise<void>>();
   /** Attempts whose HTTP part is not over: what `concurrency` bounds. */
   let sending = 0;
   /** Attempts until recorded: sent ones are recorded in the background, up to as many again. */
@@ -137,7 +157,12 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       for (let index = 0; index < ready.length; ) {
         if (abort.signal.aborted || sending >= concurrency || inFlight.size >= 2 * concurrency) return;
         const delivery = ready[index]!;
-        if (canSend(delivery.endpointId)) {
+        if (now() - (leasedAt.get(delivery) ?? Number.POSITIVE_INFINITY) > MAX_SLOT_WAIT * options.leaseMs) {
+          // Too late to start under this lease (slots held long, or its endpoint's maximum lowered):
+          // the lease goes back and the delivery is claimed again, under a lease of its own.
+          ready.splice(index, 1);
+          giveBack(delivery);
+        } else if (canSend(delivery.endpointId)) {
           ready.splice(index, 1);
           attempt(delivery);
         } else index += 1;
@@ -145,6 +170,15 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     } finally {
       starting = false;
     }
+  };
+
+  const giveBack = (delivery: Delivery) => {
+    leave(delivery.endpointId);
+    const again: Promise<void> = releaseDeliveries(db, [delivery])
+      .then(() => wake.schedule([{ id: delivery.id, endpointId: delivery.endpointId }]))
+      .catch((error: unknown) => logger.warn({ err: error, delivery: delivery.id }, 'webhook delivery that waited too long not given back; its lease runs out'))
+      .finally(() => givingBack.delete(again));
+    givingBack.add(again);
   };
 
   /**
@@ -170,7 +204,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
         inFlight.add(release);
         return [];
       }
-      ready.push(...deliveries);
+      makeReady(deliveries);
       startReady();
       // Taken here: no scheduler needs to hear of them.
       return [];
@@ -249,7 +283,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
         try {
           const due = await claim(wanted);
           claimed = due.length;
-          ready.push(...due);
+          makeReady(due);
           startReady();
           backoff.reset();
         } catch (error) {
@@ -273,7 +307,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       await loop;
       // Leased but not started: free for the next process at once rather than when the leases run out.
       const unstarted = ready.splice(0);
-      await Promise.all([...inFlight, releaseDeliveries(db, unstarted).catch((error: unknown) => logger.warn({ err: error }, 'webhook leases not released; they run out'))]);
+      await Promise.all([...inFlight, ...givingBack, releaseDeliveries(db, unstarted).catch((error: unknown) => logger.warn({ err: error }, 'webhook leases not released; they run out'))]);
     },
   };
 }

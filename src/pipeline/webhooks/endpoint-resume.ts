@@ -3,10 +3,10 @@
  * again (a disabled endpoint's are put back for an hour at a time: webhook-deliverer.ts), nor after
  * the Retry-After or the retry tail they were waiting out when it was disabled.
  *
- * Only a lane's head is ever leased, so only heads are ever postponed: the rest of a lane is due
- * already and waits for its head alone (but, rarely, one that was its lane's head before — an
- * earlier delivery of the lane committed after it had been attempted — and keeps the time it was
- * given then). Making the heads due is what resumes the endpoint: a page of its lanes at a time,
+ * Only a lane's head is ever leased, so only heads are ever postponed: the rest of a lane waits
+ * for its head alone, and is made due as it becomes the head (migration 0024; but, rarely, one that
+ * was its lane's head before — an earlier delivery of the lane committed after it had been
+ * attempted — and keeps the time it was given then). Making the heads due is what resumes the endpoint: a page of its lanes at a time,
  * one statement each, stepping through the lane index from one lane to the next (a probe each,
  * however long the lane), and the heads it made due scheduled. The admin's request does the first
  * page and answers; a larger backlog (up to `WEBHOOK_MAX_PENDING` lanes) is gone through in the

@@ -47,13 +47,24 @@ function matches(entry: string, name: string): boolean {
 
 /** Whether `endpoint` receives `event` (enabled or not: a disabled endpoint's deliveries wait for it). */
 export function selects(endpoint: SelectingEndpoint, event: Pick<RealtimeEvent, 'topic' | 'type' | 'metadata'>): boolean {
+  return selectorOf(event)(endpoint);
+}
+
+/**
+ * `selects` for one event and many endpoints: what depends on the event alone is worked out once,
+ * not per endpoint.
+ */
+export function selectorOf(event: Pick<RealtimeEvent, 'topic' | 'type' | 'metadata'>): (endpoint: SelectingEndpoint) => boolean {
   const { scope } = event.metadata;
-  if (endpoint.app !== scope.app || endpoint.env !== scope.env) return false;
-  if (endpoint.tenant !== null && endpoint.tenant !== scope.tenant) return false;
+  const { topic, type } = event;
   // One of Tributary's types (`alert.fired`) is matched only on Tributary's own event, not on an
   // application's that took its name.
-  const byType = !isSystemEventType(event.type) || isOwnEventType(event);
-  return endpoint.events.some((entry) => matches(entry, event.topic) || (byType && matches(entry, event.type)));
+  const byType = !isSystemEventType(type) || isOwnEventType(event);
+  return (endpoint) => {
+    if (endpoint.app !== scope.app || endpoint.env !== scope.env) return false;
+    if (endpoint.tenant !== null && endpoint.tenant !== scope.tenant) return false;
+    return endpoint.events.some((entry) => matches(entry, topic) || (byType && matches(entry, type)));
+  };
 }
 
 const OWN_LANE = 'event:';

@@ -12,7 +12,7 @@ import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { gatewayEvent, type GatewayEventInput } from '../events/gateway-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { selects, type SelectingEndpoint } from './endpoint-selection.ts';
+import { selectorOf, type SelectingEndpoint } from './endpoint-selection.ts';
 
 export interface GatewayEmitter {
   /** Routes the event if an endpoint selects it; returns at once, whatever happens to it. */
@@ -26,8 +26,8 @@ export interface GatewayEmitter {
 
 export interface GatewayEmitterOptions {
   readonly router: Pick<EventRouter, 'route'>;
-  /** The endpoints every instance holds (`EndpointCache`), enabled or not. */
-  readonly endpoints: { current(): readonly SelectingEndpoint[] };
+  /** The endpoints every instance holds (`EndpointCache`), enabled or not, by app/env. */
+  readonly endpoints: { inScope(app: string, env: string): readonly SelectingEndpoint[] };
   readonly logger: Logger;
   /** Counts events lost: dropped over the bound (`overflow`) or failed to route (`failed`). @default no metrics */
   readonly metrics?: Pick<Metrics, 'gatewayEventsLost'>;
@@ -46,10 +46,11 @@ export function createGatewayEmitter(options: GatewayEmitterOptions): GatewayEmi
   let closed = false;
 
   const selected = (input: GatewayEventInput): boolean => {
-    const endpoints = options.endpoints.current();
+    // Its environment's endpoints only (a look per connection: it must not cost the cluster's).
+    const endpoints = options.endpoints.inScope(input.scope.app, input.scope.env);
     if (endpoints.length === 0) return false;
     const shape = { topic: input.event.type, type: input.event.type, metadata: { scope: input.scope, timestamp: 0 } };
-    return endpoints.some((endpoint) => selects(endpoint, shape));
+    return endpoints.some(selectorOf(shape));
   };
 
   return {

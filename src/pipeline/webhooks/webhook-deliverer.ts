@@ -220,7 +220,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     // Deleted: its deliveries went with it.
     if (!endpoint) return {};
     const now = new Date();
-    if (delivery.nextAttemptAt.getTime() - now.getTime() > CLOCK_SKEW_MS) return postpone(delivery, delivery.nextAttemptAt);
+    if (delivery.nextAttemptAt !== null && delivery.nextAttemptAt.getTime() - now.getTime() > CLOCK_SKEW_MS) return postpone(delivery, delivery.nextAttemptAt);
     // A disabled endpoint's deliveries wait for it to be enabled again (a test is sent anyway). The
     // row decides before so long a wait: this instance's cache may not have seen an enable yet.
     if (!endpoint.enabled && delivery.trigger !== 'test') {

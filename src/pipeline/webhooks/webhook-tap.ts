@@ -28,7 +28,7 @@ import type { DeliveryIntake, DeliveryScheduler } from './delivery-scheduler.ts'
 import type { DeliveryStatistics } from './delivery-statistics.ts';
 import { insertDeliveries, releaseDeliveries, withLateHeads, type LaneHead, type NewDelivery, type StoredDeliveries } from './delivery-store.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
-import { isOwnLane, laneOf, selects, webhookBody } from './endpoint-selection.ts';
+import { isOwnLane, laneOf, selectorOf, webhookBody } from './endpoint-selection.ts';
 
 export interface WebhookTap {
   /** Writes and schedules the deliveries of `events` (placed, in order). */
@@ -132,18 +132,22 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
   });
   return {
     async deliver(events) {
-      const endpoints = options.endpoints.current();
-      if (endpoints.length === 0) return;
+      if (options.endpoints.current().length === 0) return;
       const deliveries: NewDelivery[] = [];
       for (const event of events) {
         // Live screens' figures, every few seconds: not an event to deliver.
         if (isDashboardEvent(event)) continue;
+        // Its own environment's endpoints only: no other's can select it.
+        const { scope } = event.metadata;
+        const endpoints = options.endpoints.inScope(scope.app, scope.env);
+        if (endpoints.length === 0) continue;
+        const selected = selectorOf(event);
         let body: string | undefined;
         const about = aboutEndpoint(event);
         for (const endpoint of endpoints) {
           // An endpoint is never told about itself (a disabled endpoint's notice must not loop back to
           // it); one whose backlog is full gets nothing stored (backlog-bound.ts: it was told so).
-          if (endpoint.id === about || endpoint.backlogFullSince !== null || !selects(endpoint, event)) continue;
+          if (endpoint.id === about || endpoint.backlogFullSince !== null || !selected(endpoint)) continue;
           body ??= webhookBody(event, options.maxBodyBytes);
           deliveries.push({
             endpointId: endpoint.id,

@@ -73,7 +73,13 @@ const WebhookDelivery = builder.objectRef<Delivery>('WebhookDelivery').implement
     state: t.field({ type: WebhookDeliveryState, resolve: (delivery) => delivery.state }),
     attempts: t.exposeInt('attempts'),
     firstAttemptAt: t.expose('firstAttemptAt', { type: 'DateTime', nullable: true }),
-    nextAttemptAt: t.field({ type: 'DateTime', nullable: true, resolve: (delivery) => (delivery.state === 'pending' ? delivery.nextAttemptAt : null) }),
+    nextAttemptAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description:
+        'When the delivery is attempted next; null once it is finished, or while it waits for an earlier delivery of its entity to this endpoint (it is due as soon as that one is delivered or dead-lettered).',
+      resolve: (delivery) => (delivery.state === 'pending' ? delivery.nextAttemptAt : null),
+    }),
     lastStatus: t.exposeInt('lastStatus', { nullable: true }),
     lastError: t.exposeString('lastError', { nullable: true }),
     eventTime: t.expose('eventTime', { type: 'DateTime' }),
