@@ -4,7 +4,7 @@
  * Create it in `beforeAll` and dispose it in `afterAll` — `sharedDeliveryFixture()` does both.
  */
 import { afterAll, beforeAll } from 'vitest';
-import type { Database } from '../../src/db/database.ts';
+import type { Database, Queryable } from '../../src/db/database.ts';
 import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -98,6 +98,26 @@ export function sharedDeliveryFixture(): { readonly fixture: DeliveryFixture; re
     },
     get db() {
       return fixture().db;
+    },
+  };
+}
+
+/** Runs `work` in a transaction of `db` left open until `commit` is called (a race, held at a chosen point). */
+export async function holdOpen<T>(db: Database, work: (tx: Queryable) => Promise<T>): Promise<{ result: T; commit(): Promise<void> }> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let done!: (result: T) => void;
+  const ran = new Promise<T>((resolve) => (done = resolve));
+  const transaction = db.transaction(async (tx) => {
+    done(await work(tx));
+    await released;
+  });
+  const result = await Promise.race([ran, transaction.then(() => Promise.reject(new Error('the transaction ended before its work')))]);
+  return {
+    result,
+    async commit() {
+      release();
+      await transaction;
     },
   };
 }

@@ -5,10 +5,10 @@
  * finish that raced its insert.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database, Queryable } from '../../src/db/database.ts';
+import type { Database } from '../../src/db/database.ts';
 import { claimDeliveries, claimDue, getDelivery, insertDeliveries, recordAttempts, storeDeliveries, type Delivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { dueHeads } from '../../src/pipeline/webhooks/due-heads.ts';
-import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { createDeliveryFixture, holdOpen, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const LEASE_MS = 30_000;
@@ -108,7 +108,7 @@ describe('followers of a lane', () => {
     // The insert first: the finish waits for it, then sees the follower.
     const { inserted } = await storeDeliveries(db, [fixture.delivery('racing')]);
     const [head] = await claimDeliveries(db, [inserted[0]!], LEASE_MS);
-    const storing = await holdOpen((tx) => insertDeliveries(tx, [fixture.delivery('racing')]));
+    const storing = await holdOpen(db, (tx) => insertDeliveries(tx, [fixture.delivery('racing')]));
     const follower = storing.result.inserted[0]!;
     const finishing = recordAttempts(db, [delivered(head!)]);
     await waitFor(async () => (await lockWaiters()) > 0);
@@ -118,7 +118,7 @@ describe('followers of a lane', () => {
 
     // The finish first: the insert waits for it, then finds the lane empty — a head, due.
     const [next] = await claimDeliveries(db, [follower], LEASE_MS);
-    const recording = await holdOpen((tx) => recordAttempts(tx, [delivered(next!)]));
+    const recording = await holdOpen(db, (tx) => recordAttempts(tx, [delivered(next!)]));
     const stored = insertDeliveries(db, [fixture.delivery('racing')]);
     await waitFor(async () => (await lockWaiters()) > 0);
     await recording.commit();
@@ -137,22 +137,3 @@ async function lockWaiters(): Promise<number> {
   return rows[0]!.n;
 }
 
-/** Runs `work` in a transaction left open until `commit` is called. */
-async function holdOpen<T>(work: (tx: Queryable) => Promise<T>): Promise<{ result: T; commit(): Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let done!: (result: T) => void;
-  const ran = new Promise<T>((resolve) => (done = resolve));
-  const transaction = db.transaction(async (tx) => {
-    done(await work(tx));
-    await released;
-  });
-  const result = await Promise.race([ran, transaction.then(() => Promise.reject(new Error('the transaction ended before its work')))]);
-  return {
-    result,
-    async commit() {
-      release();
-      await transaction;
-    },
-  };
-}

@@ -7,7 +7,7 @@
  * delivery twice.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database, Queryable } from '../../src/db/database.ts';
+import type { Database } from '../../src/db/database.ts';
 import {
   claimDeliveries,
   claimDue,
@@ -23,7 +23,7 @@ import {
 } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { resumeLanes } from '../../src/pipeline/webhooks/endpoint-resume.ts';
 import { disableEndpoint, enableEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
-import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { createDeliveryFixture, holdOpen, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const LEASE_MS = 30_000;
@@ -244,7 +244,7 @@ describe('webhook delivery store', () => {
     const [first] = await claimDeliveries(db, [firstId!], LEASE_MS);
 
     // The insert's transaction sees the first pending: the new delivery is not a head.
-    const inTransaction = await holdOpen((tx) => insertDeliveries(tx, [delivery('lane-d')]));
+    const inTransaction = await holdOpen(db, (tx) => insertDeliveries(tx, [delivery('lane-d')]));
     const secondId = inTransaction.result.inserted[0]!;
     expect(inTransaction.result.heads).toEqual([]);
     // The first finishes meanwhile: the insert holds the lane's head (migration 0024), so the finish
@@ -262,7 +262,7 @@ describe('webhook delivery store', () => {
     const { inserted } = await storeDeliveries(db, [delivery('lane-e'), delivery('lane-e')]);
     const [first] = await claimDeliveries(db, [inserted[0]!], LEASE_MS);
     // The first's finish is written but not committed when the second is looked at.
-    const finishing = await holdOpen((tx) => recordAttempts(tx, [{ ...delivered, delivery: first! }]));
+    const finishing = await holdOpen(db, (tx) => recordAttempts(tx, [{ ...delivered, delivery: first! }]));
     const looked = headsAmong(db, [inserted[1]!]);
     // It waits on the row lock of the first's finish (the commit comes only once it does).
     await waitFor(async () => (await rowLockWaiters()) > 0);
@@ -276,7 +276,7 @@ describe('webhook delivery store', () => {
     const { inserted } = await storeDeliveries(db, [{ ...delivery('lane-h'), endpointId }]);
     const [held] = await claimDeliveries(db, [inserted[0]!], LEASE_MS);
     // A worker found the endpoint disabled and puts the delivery back for an hour: written, not committed yet.
-    const putting = await holdOpen((tx) => postponeWhileDisabled(tx, [{ id: held!.id, lease: held!.lease, dueAt: new Date(Date.now() + 3_600_000) }]));
+    const putting = await holdOpen(db, (tx) => postponeWhileDisabled(tx, [{ id: held!.id, lease: held!.lease, dueAt: new Date(Date.now() + 3_600_000) }]));
     // Meanwhile an admin enables the endpoint, which makes its deliveries due now (as the admin API does).
     let enabled = false;
     const resumed = enableEndpoint(db, endpointId).then(() => {
@@ -331,7 +331,7 @@ describe('webhook delivery store', () => {
 
   it('waits for a delete of the endpoint still in progress, then leaves its delivery out', async () => {
     const gone = await fixture.endpoint('being deleted');
-    const deleting = await holdOpen((tx) => tx.query('DELETE FROM webhook_endpoints WHERE id = $1', [gone]));
+    const deleting = await holdOpen(db, (tx) => tx.query('DELETE FROM webhook_endpoints WHERE id = $1', [gone]));
     const storing = insertDeliveries(db, [delivery('lane-g'), { ...delivery('lane-g'), endpointId: gone }]);
     // It waits on the endpoint row the delete holds (the commit comes only once it does).
     await waitFor(async () => (await rowLockWaiters()) > 0);
@@ -357,22 +357,3 @@ async function leaseOf(id: string): Promise<Date | null> {
   return rows[0]!.leased_until;
 }
 
-/** Runs `work` in a transaction left open until `commit` is called. */
-async function holdOpen<T>(work: (tx: Queryable) => Promise<T>): Promise<{ result: T; commit(): Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let done!: (result: T) => void;
-  const ran = new Promise<T>((resolve) => (done = resolve));
-  const transaction = db.transaction(async (tx) => {
-    done(await work(tx));
-    await released;
-  });
-  const result = await Promise.race([ran, transaction.then(() => Promise.reject(new Error('the transaction ended before its work')))]);
-  return {
-    result,
-    async commit() {
-      release();
-      await transaction;
-    },
-  };
-}
