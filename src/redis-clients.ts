@@ -16,20 +16,35 @@ import type { Logger } from './logger.ts';
 const REDIS_COMMAND_TIMEOUT_MS = 5000;
 
 /**
- * A connection whose commands fail fast while Redis is away instead of queueing without bound;
- * ioredis keeps reconnecting in the background. Its outages are logged once, not per retry.
+ * The two kinds of connection the server opens, with every bound spelled out.
  *
- * Unless it queues commands while away (`overrides.enableOfflineQueue`, the SUBSCRIBE connection,
- * whose (un)subscriptions must wait and be replayed), every command is also bounded in time
- * (`REDIS_COMMAND_TIMEOUT_MS`), and one in flight when the connection drops is not sent again
- * after reconnecting: Redis may have run it already — a PUBLISH delivered twice to channels that
+ * A `command` connection fails fast while Redis is away instead of queueing without bound (ioredis
+ * keeps reconnecting in the background); each command waits at most `REDIS_COMMAND_TIMEOUT_MS`
+ * for its reply, and one in flight when the connection drops is not sent again after
+ * reconnecting: Redis may have run it already — a PUBLISH delivered twice to channels that
  * promise at most once, a script answering for its second run. Its outcome is unknown, so it
  * fails (ioredis drops such commands without settling them; the timeout settles them) and the
  * caller answers UNAVAILABLE.
+ *
+ * A `subscriber` connection (SUBSCRIBE only) queues while away and retries without limit: its
+ * (un)subscriptions must wait and be replayed after a reconnect, and it sends no command whose
+ * second run could do harm.
  */
-export function createRedisClient(url: string, name: string, logger: Logger, overrides: RedisOptions = {}): Redis {
-  const bounded: RedisOptions = overrides.enableOfflineQueue === true ? {} : { commandTimeout: REDIS_COMMAND_TIMEOUT_MS, autoResendUnfulfilledCommands: false };
-  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, ...bounded, connectionName: name, ...overrides });
+export type RedisConnectionKind = 'command' | 'subscriber';
+
+const CONNECTION_OPTIONS: Readonly<Record<RedisConnectionKind, RedisOptions>> = {
+  command: {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    autoResendUnfulfilledCommands: false,
+  },
+  subscriber: { enableOfflineQueue: true, maxRetriesPerRequest: null },
+};
+
+/** A connection of `kind` named `name` in `CLIENT LIST`; its outages are logged once, not per retry. */
+export function createRedisClient(url: string, name: string, logger: Logger, kind: RedisConnectionKind = 'command'): Redis {
+  const redis = new Redis(url, { ...CONNECTION_OPTIONS[kind], connectionName: name });
   let reported = false;
   redis.on('error', (error: Error) => {
     if (!reported) logger.warn({ err: error }, 'redis unavailable; reconnecting');

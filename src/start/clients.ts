@@ -79,7 +79,7 @@ async function connectRedis(
     stopWatchingCommand();
     return closeRedisWithin(command, REDIS_QUIT_WAIT_MS, logger);
   });
-  const subscriber = createRedisClient(url, 'tributary-subscriber', logger, { enableOfflineQueue: true, maxRetriesPerRequest: null });
+  const subscriber = createRedisClient(url, 'tributary-subscriber', logger, 'subscriber');
   const stopWatchingSubscriber = watchLiveness(subscriber, logger);
   onDispose('redis subscriber', () => {
     stopWatchingSubscriber();

@@ -17,11 +17,25 @@ export interface TcpProxy {
    * connections pass.
    */
   blackhole(on: boolean): void;
+  /**
+   * Loses one reply: the next write from a client whose text matches `command` goes to the target,
+   * and the connection is cut when the reply comes back, before the reply is passed on — the
+   * outcome is unknown to the client, as when a connection drops mid-request. With
+   * `connectionName`, only a Redis connection that named itself so (`CLIENT SETNAME`) is armed.
+   * Resolves once the reply was cut.
+   */
+  cutReplyTo(command: RegExp, options?: { readonly connectionName?: string }): Promise<void>;
 }
 
 export interface TcpProxyOptions {
   /** Holds every chunk from the target back this long before passing it on (a slow link). @default 0 */
   readonly replyDelayMs?: number;
+}
+
+interface ArmedCut {
+  readonly command: RegExp;
+  readonly connectionName: string | undefined;
+  readonly cut: () => void;
 }
 
 /** Starts a proxy, closed when the test finishes. */
@@ -30,6 +44,7 @@ export async function startTcpProxy(targetPort: number, options: TcpProxyOptions
   const pairs = new Set<[Socket, Socket]>();
   const holed = new WeakSet<Socket>();
   let refusing = false;
+  let armed: ArmedCut | undefined;
   const server = createServer((client) => {
     if (refusing) {
       client.destroy();
@@ -45,11 +60,32 @@ export async function startTcpProxy(targetPort: number, options: TcpProxyOptions
     };
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
+    let connectionName: string | undefined;
+    let seenBytes = 0;
+    let cutOnReply: (() => void) | undefined;
     client.on('data', (chunk: Buffer) => {
-      if (!holed.has(client)) upstream.write(chunk);
+      if (holed.has(client)) return;
+      // A Redis client names itself in its first commands (ioredis: CLIENT SETNAME on connect).
+      if (connectionName === undefined && seenBytes < 4096) {
+        connectionName = /setname\r\n\$\d+\r\n([^\r]*)\r\n/i.exec(chunk.toString('latin1'))?.[1];
+        seenBytes += chunk.length;
+      }
+      if (armed) {
+        const text = chunk.toString('latin1');
+        if ((armed.connectionName === undefined || armed.connectionName === connectionName) && armed.command.test(text)) {
+          cutOnReply = armed.cut;
+          armed = undefined;
+        }
+      }
+      upstream.write(chunk);
     });
     upstream.on('data', (chunk: Buffer) => {
       if (holed.has(client)) return;
+      if (cutOnReply) {
+        close();
+        cutOnReply();
+        return;
+      }
       if (delay === 0) client.write(chunk);
       else setTimeout(() => client.writable && client.write(chunk), delay);
     });
@@ -78,6 +114,9 @@ export async function startTcpProxy(targetPort: number, options: TcpProxyOptions
         if (on) holed.add(client);
         else holed.delete(client);
       }
+    },
+    cutReplyTo(command, cutOptions = {}) {
+      return new Promise<void>((resolve) => (armed = { command, connectionName: cutOptions.connectionName, cut: resolve }));
     },
     dropAll() {
       for (const [client, upstream] of [...pairs]) {

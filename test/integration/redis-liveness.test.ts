@@ -21,7 +21,7 @@ const logger = createLogger({ level: 'silent' });
 it('reopens a connection that stopped answering a ping, and its subscriptions with it', async () => {
   const redis = await startPrivateRedis();
   const proxy = await startTcpProxy(redis.port);
-  const subscriber = createRedisClient(`redis://127.0.0.1:${proxy.port}`, 'liveness-test', logger, { enableOfflineQueue: true, maxRetriesPerRequest: null });
+  const subscriber = createRedisClient(`redis://127.0.0.1:${proxy.port}`, 'liveness-test', logger, 'subscriber');
   const stop = watchLiveness(subscriber, logger, { intervalMs: 100, timeoutMs: 300 });
   const publisher = createRedisClient(`redis://127.0.0.1:${redis.port}`, 'liveness-publisher', logger);
   try {
