@@ -64,6 +64,7 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
     windowMs: config.windowMs,
     holder,
     // Outlives a few missed ticks, so a busy evaluator keeps it; a dead one is replaced after it.
+    // An evaluation slower than this is still written when no other process took the lease over.
     leaseMs: config.evaluateMs * 3 + 2000,
     logger,
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NO_STREAKS, step, worthKeeping, type OpenAlert, type Streaks, type Transition } from '../../src/pipeline/alerts/alert-engine.ts';
+import { expire, NO_STREAKS, step, worthKeeping, type OpenAlert, type Streaks, type Transition } from '../../src/pipeline/alerts/alert-engine.ts';
 import type { Verdict } from '../../src/pipeline/alerts/alert-rule.ts';
 import { judgeCount } from '../../src/pipeline/alerts/rules/cluster-rules.ts';
 import { judgeBytes } from '../../src/pipeline/alerts/rules/cdc-rules.ts';
@@ -11,6 +11,7 @@ const warning: Verdict = { kind: 'bad', severity: 'warning', value: 0.3, message
 const critical: Verdict = { kind: 'bad', severity: 'critical', value: 0.9, message: 'critical' };
 const good: Verdict = { kind: 'good', value: 0 };
 const unknown: Verdict = { kind: 'unknown', reason: 'too few samples' };
+const between: Verdict = { kind: 'between', value: 0.19 };
 
 /** Runs verdicts through the engine like the evaluator does, keeping the open alert; returns the transitions. */
 function run(verdicts: readonly Verdict[], start: { streaks?: Streaks; open?: OpenAlert } = {}): { transitions: (Transition | undefined)[]; open: OpenAlert | undefined; streaks: Streaks } {
@@ -86,6 +87,41 @@ describe('alert engine (hysteresis)', () => {
     expect(kinds(flapping.transitions)).toEqual(['-', 'fired', '-', '-', 'resolved', '-', 'fired']);
   });
 
+  it('lets a figure in the dead band neither fire nor resolve: it ends both streaks', () => {
+    expect(kinds(run([warning, between, warning]).transitions)).toEqual(['-', '-', '-']);
+    const open = { state: 'firing', severity: 'warning' } as const;
+    const hovering = run([good, good, between, good, good, between, warning, between], { open });
+    expect(kinds(hovering.transitions)).toEqual(['-', '-', '-', '-', '-', '-', '-', '-']);
+    expect(hovering.open).toEqual(open);
+    expect(hovering.streaks).toEqual(NO_STREAKS);
+    expect(kinds(run([between, good, good, good], { open }).transitions)).toEqual(['-', '-', '-', 'resolved']);
+  });
+
+  it('fires once, not again and again, for a count hovering at its limit', () => {
+    // Sockets 10,000 ± 50 for an hour of 5 s evaluations: over and under the limit at random.
+    let seed = 42;
+    const noise = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5;
+    const verdicts = Array.from({ length: 720 }, () => judgeCount(Math.round(10_000 + noise() * 100), 10_000, 'open connections'));
+    expect(verdicts.filter((verdict) => verdict.kind === 'bad').length).toBeGreaterThan(100);
+    const hour = run(verdicts);
+    expect(kinds(hour.transitions).filter((kind) => kind === 'fired')).toEqual(['fired']);
+    expect(hour.open).toEqual({ state: 'firing', severity: 'warning' });
+    // Clearly under the limit (≤ 90 %) it resolves, once.
+    const after = run([...verdicts, ...[8_000, 8_000, 8_000].map((count) => judgeCount(count, 10_000, 'open connections'))]);
+    expect(kinds(after.transitions).filter((kind) => kind !== '-')).toEqual(['fired', 'resolved']);
+  });
+
+  it('forgets a bad streak whose last bad verdict is older than the window, and nothing else', () => {
+    const window = 300_000;
+    const bad = { bad: 1, critical: 1, good: 0 };
+    expect(expire(bad, window + 1, window)).toEqual(NO_STREAKS);
+    expect(expire(bad, window, window)).toEqual(bad);
+    expect(expire({ bad: 0, critical: 0, good: 2 }, 10 * window, window)).toEqual({ bad: 0, critical: 0, good: 2 });
+    // One bad verdict, hours of unknown ones, one more bad verdict: not two in a row.
+    expect(step(expire(bad, 14 * 3_600_000, window), undefined, warning, POLICY).transition).toBeUndefined();
+    expect(step(expire(bad, 5_000, window), undefined, warning, POLICY).transition).toMatchObject({ kind: 'fired' });
+  });
+
   it('keeps streaks only while they can still fire or resolve something', () => {
     expect(worthKeeping({ bad: 1, critical: 0, good: 0 }, false)).toBe(true);
     expect(worthKeeping({ bad: 0, critical: 0, good: 2 }, true)).toBe(true);
@@ -100,10 +136,20 @@ describe('alert rules (judgements)', () => {
   it('judges a webhook failure rate only over the minimum sample: one failure of one attempt is unknown', () => {
     expect(judgeFailureRate({ attempts: 1, failures: 1 }, thresholds).kind).toBe('unknown');
     expect(judgeFailureRate({ attempts: 19, failures: 19 }, thresholds).kind).toBe('unknown');
+    expect(judgeFailureRate({ attempts: 0, failures: 0 }, thresholds).kind).toBe('unknown');
     expect(judgeFailureRate({ attempts: 20, failures: 11 }, thresholds)).toMatchObject({ kind: 'bad', severity: 'critical', value: 0.55 });
     expect(judgeFailureRate({ attempts: 20, failures: 10 }, thresholds)).toMatchObject({ kind: 'bad', severity: 'warning', value: 0.5 });
     expect(judgeFailureRate({ attempts: 20, failures: 5 }, thresholds)).toMatchObject({ kind: 'bad', severity: 'warning' });
-    expect(judgeFailureRate({ attempts: 20, failures: 4 }, thresholds)).toEqual({ kind: 'good', value: 0.2 });
+    // Good only at or under 90 % of the warning ratio (18 %); in between, neither.
+    expect(judgeFailureRate({ attempts: 20, failures: 4 }, thresholds)).toEqual({ kind: 'between', value: 0.2 });
+    expect(judgeFailureRate({ attempts: 50, failures: 9 }, thresholds)).toEqual({ kind: 'good', value: 0.18 });
+  });
+
+  it('reads a good ratio under the minimum sample as good (it may resolve), any other as unknown (it never fires)', () => {
+    expect(judgeFailureRate({ attempts: 10, failures: 0 }, thresholds)).toEqual({ kind: 'good', value: 0 });
+    expect(judgeFailureRate({ attempts: 19, failures: 3 }, thresholds)).toMatchObject({ kind: 'good' });
+    expect(judgeFailureRate({ attempts: 10, failures: 2 }, thresholds).kind).toBe('unknown');
+    expect(judgeFailureRate({ attempts: 10, failures: 9 }, thresholds).kind).toBe('unknown');
   });
 
   it('judges dead letters, outbox age, CDC bytes and cluster counts against their limits', () => {
@@ -113,8 +159,12 @@ describe('alert rules (judgements)', () => {
     expect(judgeBacklogAge(61, 60)).toMatchObject({ kind: 'bad', severity: 'warning', value: 61 });
     expect(judgeBytes(null, 100, 'critical', 'retained WAL').kind).toBe('unknown');
     expect(judgeBytes(101, 100, 'critical', 'retained WAL')).toMatchObject({ kind: 'bad', severity: 'critical' });
-    expect(judgeBytes(100, 100, 'warning', 'lag')).toEqual({ kind: 'good', value: 100 });
+    expect(judgeBytes(100, 100, 'warning', 'lag')).toEqual({ kind: 'between', value: 100 });
+    expect(judgeBytes(90, 100, 'warning', 'lag')).toEqual({ kind: 'good', value: 90 });
+    expect(judgeBacklogAge(55, 60)).toEqual({ kind: 'between', value: 55 });
+    expect(judgeBacklogAge(54, 60)).toEqual({ kind: 'good', value: 54 });
     expect(judgeCount(10_001, 10_000, 'open connections')).toMatchObject({ kind: 'bad', severity: 'warning', message: '10001 open connections (limit 10000)' });
-    expect(judgeCount(10_000, 10_000, 'open connections').kind).toBe('good');
+    expect(judgeCount(10_000, 10_000, 'open connections').kind).toBe('between');
+    expect(judgeCount(9_000, 10_000, 'open connections').kind).toBe('good');
   });
 });

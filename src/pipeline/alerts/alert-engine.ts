@@ -9,8 +9,14 @@
  * - an open alert (firing or acknowledged) escalates from warning to critical after `fireAfter`
  *   critical verdicts in a row; it is never lowered while open (an operator was told "critical");
  * - an open alert resolves after `resolveAfter` good verdicts in a row, acknowledged or not;
+ * - good means clearly good: rules judge with a dead band (`RESOLVE_FRACTION`), and a figure
+ *   between it and the limit is `between` — neither bad nor good: it ends both streaks. A figure
+ *   hovering at its limit thus fires once and stays open, where a limit shared by firing and
+ *   resolving fired, resolved and fired again (each re-firing re-opens the same alert, count + 1,
+ *   and is announced: a page every minute);
  * - unknown changes nothing (neither streak moves), so one failure out of one attempt can neither
- *   fire nor reset a bad streak;
+ *   fire nor reset a bad streak — for a while: a bad streak whose last bad verdict is older than
+ *   the rule's window is forgotten (`expire`), as that verdict says nothing of any window since.
  * - gone (the subject no longer exists) resolves an open alert at once, saying why, and clears the
  *   streaks: no figure will ever come to resolve it.
  */
@@ -57,6 +63,8 @@ export function step(streaks: Streaks, open: OpenAlert | undefined, verdict: Ver
       return { streaks, transition: undefined };
     case 'gone':
       return { streaks: NO_STREAKS, transition: open === undefined ? undefined : { kind: 'resolved', value: null, message: verdict.reason } };
+    case 'between':
+      return { streaks: NO_STREAKS, transition: undefined };
     case 'good': {
       const next = { bad: 0, critical: 0, good: streaks.good + 1 };
       const resolves = open !== undefined && next.good >= policy.resolveAfter;
@@ -75,6 +83,23 @@ export function step(streaks: Streaks, open: OpenAlert | undefined, verdict: Ver
       return { streaks: next, transition: undefined };
     }
   }
+}
+
+/**
+ * The streaks `idleMs` after they last changed: a bad streak is forgotten once its last bad verdict
+ * is older than `maxIdleMs` (the rule's window). Every bad verdict changes the streaks and nothing
+ * else changes a bad streak without ending it, so while there is one its last change is its last
+ * bad verdict. Without this, one bad verdict, hours of unknown ones and one more bad verdict fired
+ * as if they had been two evaluations in a row. A good streak is not forgotten: resolving on good
+ * verdicts separated by unknown ones tells nobody anything false, and never leaves an alert open
+ * for want of consecutive readings.
+ */
+export function expire(streaks: Streaks, idleMs: number, maxIdleMs: number): Streaks {
+  return streaks.bad > 0 && idleMs > maxIdleMs ? NO_STREAKS : streaks;
+}
+
+export function sameStreaks(a: Streaks, b: Streaks): boolean {
+  return a.bad === b.bad && a.critical === b.critical && a.good === b.good;
 }
 
 /**

@@ -2,14 +2,18 @@
  * One evaluation of every rule, by exactly one process of the cluster at a time: the holder of the
  * evaluator's lease (`alert_evaluator`, taken when free or expired, renewed each evaluation). It
  * reads each rule's figures, steps each subject's streaks (`alert-engine.ts`), and writes the new
- * streaks and alert changes in one transaction that first checks the lease is still its own — a
- * process that stalled past its lease writes nothing. The changes are then announced as events.
+ * streaks and alert changes in one transaction that first checks the lease is still its own,
+ * renewing it if its time ran out meanwhile (`confirmEvaluatorLease`): a process whose lease
+ * another took over writes nothing, while one that is merely slower than its lease — a slow
+ * database, with nobody else to take over — still writes. The changes are then announced as events.
  *
  * A subject with an alert or streaks that its rule (read this time) said nothing about is unknown,
  * unless the rule says it no longer exists (`AlertRule.gone`): then its alert resolves at once.
  * Without that, an alert about a deleted endpoint would wait for a good figure that never comes.
  *
- * Streaks live in `alert_trackers`, so a restarted or new evaluator continues them.
+ * Streaks live in `alert_trackers`, so a restarted or new evaluator continues them. A tracker is
+ * written only when its streaks change, so its age is that of its last change: a bad streak older
+ * than the window is forgotten (`expire`).
  *
  * After an evaluation, alerts resolved long ago about subjects that no longer exist are deleted
  * (`alert-retention.ts`).
@@ -20,13 +24,13 @@ import type { Logger } from '../../logger.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { announcePending } from './alert-announcer.ts';
 import { createAlertRetention, DEFAULT_ALERT_RETENTION_MS } from './alert-retention.ts';
-import { NO_STREAKS, step, worthKeeping, type HysteresisPolicy, type OpenAlert, type Streaks, type Transition } from './alert-engine.ts';
+import { expire, NO_STREAKS, sameStreaks, step, worthKeeping, type HysteresisPolicy, type OpenAlert, type Streaks, type Transition } from './alert-engine.ts';
 import { MAX_READINGS_PER_RULE, type AlertRule, type RuleSubject, type Verdict } from './alert-rule.ts';
 import {
   alertIdOf,
+  confirmEvaluatorLease,
   escalateAlert,
   fireAlert,
-  holdsEvaluatorLease,
   listOpenAlerts,
   listTrackers,
   resolveAlert,
@@ -73,6 +77,8 @@ interface Subject {
   readonly key: AlertKey;
   /** Its streaks as stored; undefined when none are. */
   stored: Streaks | undefined;
+  /** How long ago the stored streaks last changed, in ms. */
+  idleMs: number;
   open: OpenAlert | undefined;
   verdict: Verdict;
 }
@@ -130,7 +136,7 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
         noteCap(rule.name, readings.length);
         for (const reading of readings) {
           const key = { rule: rule.name, subject: reading.subject, scope: reading.scope };
-          subjects.set(alertIdOf(key), { key, stored: undefined, open: undefined, verdict: reading.verdict });
+          subjects.set(alertIdOf(key), { key, stored: undefined, idleMs: 0, open: undefined, verdict: reading.verdict });
         }
         readRules.set(rule.name, rule);
       } catch (error) {
@@ -140,13 +146,14 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
     }
     for (const tracker of trackers) {
       if (!readRules.has(tracker.rule)) continue;
-      const subject = subjects.get(tracker.id) ?? { key: keyOf(tracker), stored: undefined, open: undefined, verdict: NOT_READ };
+      const subject = subjects.get(tracker.id) ?? { key: keyOf(tracker), stored: undefined, idleMs: 0, open: undefined, verdict: NOT_READ };
       subject.stored = tracker.streaks;
+      subject.idleMs = tracker.idleMs;
       subjects.set(tracker.id, subject);
     }
     for (const alert of openAlerts) {
       if (!readRules.has(alert.rule)) continue;
-      const subject = subjects.get(alert.id) ?? { key: keyOf(alert), stored: undefined, open: undefined, verdict: NOT_READ };
+      const subject = subjects.get(alert.id) ?? { key: keyOf(alert), stored: undefined, idleMs: 0, open: undefined, verdict: NOT_READ };
       subject.open = openAlertOf(alert);
       subjects.set(alert.id, subject);
     }
@@ -190,22 +197,29 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
       const drop: string[] = [];
       const transitions: { subject: Subject; transition: Transition }[] = [];
       for (const [id, subject] of subjects) {
-        const next = step(subject.stored ?? NO_STREAKS, subject.open, subject.verdict, policy);
+        const current = subject.stored === undefined ? NO_STREAKS : expire(subject.stored, subject.idleMs, options.windowMs);
+        const next = step(current, subject.open, subject.verdict, policy);
         const kind = next.transition?.kind;
         const open = kind === 'resolved' ? false : kind !== undefined || subject.open !== undefined;
-        if (worthKeeping(next.streaks, open)) keep.push({ id, ...subject.key, streaks: next.streaks });
-        else if (subject.stored !== undefined) drop.push(id);
+        if (worthKeeping(next.streaks, open)) {
+          // Unchanged (an unknown verdict) is not written: the tracker's age stays that of its last change.
+          if (subject.stored === undefined || !sameStreaks(subject.stored, next.streaks)) keep.push({ id, ...subject.key, streaks: next.streaks });
+        } else if (subject.stored !== undefined) drop.push(id);
         if (next.transition) transitions.push({ subject, transition: next.transition });
       }
       const changes = await db.transaction(async (tx) => {
-        if (!(await holdsEvaluatorLease(tx, options.holder))) return undefined;
+        const lease = await confirmEvaluatorLease(tx, options.holder, options.leaseMs);
+        if (lease === 'lost') return undefined;
+        // Slower than the lease, yet nobody took it: written, and said, as it hints at a slow database.
+        if (lease === 'renewed') logger.info({ leaseMs: options.leaseMs }, 'alert evaluation outlived its lease; nobody took it over, so it is written');
         let written = 0;
         for (const { subject, transition } of transitions) if (await apply(tx, subject, transition)) written += 1;
         await saveTrackers(tx, keep, drop);
         return written;
       });
       if (changes === undefined) {
-        logger.info('alert evaluator lease lost mid-evaluation; nothing written');
+        // Another process took the lease over (this one stalled past it): its evaluation stands.
+        logger.warn({ leaseMs: options.leaseMs }, 'alert evaluator lease taken over by another process mid-evaluation; nothing written');
         return { evaluated: false, changes: 0 };
       }
       if (changes > 0) logger.info({ changes }, 'alerts changed');

@@ -14,6 +14,8 @@
  *   its streaks are dropped. Unknown waits for a figure; gone has none to wait for.
  * - streaks (hysteresis): an alert fires after `fireAfter` bad evaluations in a row and resolves
  *   after `resolveAfter` good ones in a row (`alert-engine.ts`).
+ * - dead band: a figure is bad over its limit but good only at or under `RESOLVE_FRACTION` of it;
+ *   in between it is `between`, which neither fires nor resolves (`judgeLimit`).
  */
 import type { Scope } from '../scope.ts';
 
@@ -26,6 +28,8 @@ export type Verdict =
   | { readonly kind: 'unknown'; readonly reason: string }
   | { readonly kind: 'gone'; readonly reason: string }
   | { readonly kind: 'good'; readonly value: number }
+  /** Not over the limit, not clearly under it either (the dead band): neither bad nor good. */
+  | { readonly kind: 'between'; readonly value: number }
   | { readonly kind: 'bad'; readonly severity: Severity; readonly value: number; readonly message: string };
 
 /** What an alert is about, inside its scope (with the rule's name, an alert's key). */
@@ -68,6 +72,23 @@ export interface AlertRule {
    * (`cluster`), and a silent one is unknown.
    */
   gone?(subjects: readonly RuleSubject[], context: Pick<RuleContext, 'windowMs'>): Promise<readonly RuleSubject[]>;
+}
+
+/**
+ * A figure resolves an alert only at or under this share of its limit: one that hovers at the
+ * limit would otherwise fire, resolve and fire again every few evaluations, each firing a page.
+ */
+export const RESOLVE_FRACTION = 0.9;
+
+/** The level at or under which a figure is good, for a `limit` it is bad over. */
+export function resolveLevel(limit: number): number {
+  return limit * RESOLVE_FRACTION;
+}
+
+/** Judges a figure against its limit with the dead band: bad over it, good at or under `resolveLevel`, between otherwise. Pure. */
+export function judgeLimit(value: number, limit: number, bad: { readonly severity: Severity; readonly message: string }): Verdict {
+  if (value > limit) return { kind: 'bad', severity: bad.severity, value, message: bad.message };
+  return value <= resolveLevel(limit) ? { kind: 'good', value } : { kind: 'between', value };
 }
 
 /** Most readings taken from one rule in one evaluation: a bound on each query and on memory. */

@@ -47,6 +47,11 @@ export interface TrackerRecord extends AlertKey {
   readonly streaks: Streaks;
 }
 
+/** A tracker as stored: with how long ago its streaks last changed (by the database's clock). */
+export interface StoredTracker extends TrackerRecord {
+  readonly idleMs: number;
+}
+
 export function alertIdOf(key: AlertKey): string {
   return `alrt_${createHash('sha256').update(`${key.rule}|${key.subject}|${scopeKey(key.scope)}`).digest('base64url').slice(0, 22)}`;
 }
@@ -280,10 +285,15 @@ export async function deleteLongResolved(db: Queryable, ids: readonly string[], 
 
 type TrackerRow = { id: string; rule: string; subject: string; app: string; env: string; tenant: string | null; bad_streak: number; critical_streak: number; good_streak: number };
 
-/** Every kept streak, at most `limit`. */
-export async function listTrackers(db: Queryable, limit: number): Promise<TrackerRecord[]> {
-  const { rows } = await db.query<TrackerRow>(
-    'SELECT id, rule, subject, app, env, tenant, bad_streak, critical_streak, good_streak FROM alert_trackers ORDER BY id LIMIT $1',
+/**
+ * Every kept streak, at most `limit`. `updated_at` is when its streaks last changed: the evaluator
+ * writes a tracker only when they do (`saveTrackers`), so it tells how old a bad streak is.
+ */
+export async function listTrackers(db: Queryable, limit: number): Promise<StoredTracker[]> {
+  const { rows } = await db.query<TrackerRow & { idle_ms: number }>(
+    `SELECT id, rule, subject, app, env, tenant, bad_streak, critical_streak, good_streak,
+            (extract(epoch FROM now() - updated_at) * 1000)::float8 AS idle_ms
+     FROM alert_trackers ORDER BY id LIMIT $1`,
     [limit],
   );
   return rows.map((row) => ({
@@ -292,10 +302,11 @@ export async function listTrackers(db: Queryable, limit: number): Promise<Tracke
     subject: row.subject,
     scope: { app: row.app, env: row.env, tenant: row.tenant ?? undefined },
     streaks: { bad: row.bad_streak, critical: row.critical_streak, good: row.good_streak },
+    idleMs: Math.max(0, row.idle_ms),
   }));
 }
 
-/** Writes `keep` and deletes the trackers `drop` names: one statement. */
+/** Writes `keep` (streaks that changed: `updated_at` says when) and deletes the trackers `drop` names: one statement. */
 export async function saveTrackers(db: Queryable, keep: readonly TrackerRecord[], drop: readonly string[]): Promise<void> {
   if (keep.length === 0 && drop.length === 0) return;
   await db.query(
@@ -331,10 +342,27 @@ export async function takeEvaluatorLease(db: Queryable, holder: string, ttlMs: n
   return rows.length > 0;
 }
 
-/** Whether `holder` still holds the lease (checked inside the transaction that writes an evaluation). */
-export async function holdsEvaluatorLease(db: Queryable, holder: string): Promise<boolean> {
-  const { rows } = await db.query('SELECT 1 FROM alert_evaluator WHERE id = 1 AND holder = $1 AND expires_at > now() FOR UPDATE', [holder]);
-  return rows.length > 0;
+/**
+ * Inside the transaction that writes an evaluation: whether `holder` still holds the lease, and
+ * if its time ran out meanwhile, the lease renewed for `ttlMs`. Still held means nobody took it:
+ * the lease changes hands only by `takeEvaluatorLease`, which needs it expired, and this
+ * statement's row lock holds any taker back until the evaluation is written — the taker then
+ * finds it renewed. So an evaluation slower than its lease is written when no other process
+ * wanted the lease (one workers process, a slow database), and thrown away when one took it.
+ * A lease still running is left as it is: the next evaluation's take renews it.
+ */
+export async function confirmEvaluatorLease(db: Queryable, holder: string, ttlMs: number): Promise<'held' | 'renewed' | 'lost'> {
+  // The row returned is the row written: renewed when it now ends a whole lease after this
+  // transaction began (a take, an earlier transaction, set it from an earlier `now()`).
+  const { rows } = await db.query<{ renewed: boolean }>(
+    `UPDATE alert_evaluator SET expires_at = CASE WHEN expires_at > now() THEN expires_at ELSE now() + make_interval(secs => $2) END
+     WHERE id = 1 AND holder = $1
+     RETURNING expires_at = now() + make_interval(secs => $2) AS renewed`,
+    [holder, ttlMs / 1000],
+  );
+  const row = rows[0];
+  if (row === undefined) return 'lost';
+  return row.renewed ? 'renewed' : 'held';
 }
 
 /** Gives the lease up (on shutdown), so another process takes over at its next tick. */

@@ -2,7 +2,8 @@
  * The cluster figures the alert rules judge (`alerts/rules/cluster-rules.ts`), from the instances'
  * reports: open sockets now — of the live reports only (`liveReports`), so a crashed instance's are
  * not counted again beside its replacement's — and the resyncs over the window — each instance's
- * own count over it (`windowed-count.ts`), summed. Nothing is kept between readings, so the figures
+ * own count over it (`windowed-count.ts`), summed — unknown (null) while any instance does not
+ * count them over that window, `ANALYTICS_ENABLED=false` included. Nothing is kept between readings, so the figures
  * are the same whichever process reads them, however long ago it last did. An instance that
  * stopped drops out with its counts once the store lets its report go.
  */
@@ -28,13 +29,17 @@ export function createClusterFigures(options: ClusterFiguresOptions): ClusterFig
       const reports = await options.store.all();
       if (reports.length === 0) return undefined;
       const live = liveReports(reports, options.now(), options.tickMs);
-      // A report of an earlier version has no count over a window, and one of an instance with
-      // another ALERTS_WINDOW_SECONDS (a deploy under way, or set on some roles only) counts over
-      // another: not comparable. Said once, as the storm alert reads unknown until it changes.
-      const others = reports.filter((report) => report.resyncWindow?.windowMs !== windowMs);
+      // A report of an earlier version has no count over a window, one of an instance with
+      // analytics off counts nothing (its 0 is no figure), and one of an instance with another
+      // ALERTS_WINDOW_SECONDS (a deploy under way, or set on some roles only) counts over another:
+      // not comparable. Said once, as the storm alert reads unknown until it changes.
+      const others = reports.filter((report) => report.countsEnabled === false || report.resyncWindow?.windowMs !== windowMs);
       if (others.length > 0 && !uncounted) {
         options.logger.warn(
-          { instances: others.map((report) => ({ instance: report.instance, windowMs: report.resyncWindow?.windowMs ?? null })), windowMs },
+          {
+            instances: others.map((report) => ({ instance: report.instance, countsEnabled: report.countsEnabled, windowMs: report.resyncWindow?.windowMs ?? null })),
+            windowMs,
+          },
           'instances count their resyncs over another window (ALERTS_WINDOW_SECONDS) or not at all: the resync storm alert reads unknown',
         );
       } else if (others.length === 0 && uncounted) {

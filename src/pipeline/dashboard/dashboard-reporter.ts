@@ -55,7 +55,9 @@ export function startDashboardReporter(options: DashboardReporterOptions): Dashb
       figures,
       live: await options.live(),
       previous: previous && { totals: previous.totals, at: previous.at },
-      resyncWindow: { windowMs: options.resyncWindowMs, resyncs: resyncs.add(figures.at, figures.resyncs) },
+      // With analytics off nothing counts the resyncs: claiming 0 over the window would read as
+      // "no storm" to the alert, where it cannot tell (`countsEnabled` false says why).
+      resyncWindow: figures.enabled ? { windowMs: options.resyncWindowMs, resyncs: resyncs.add(figures.at, figures.resyncs) } : undefined,
     });
     await store.put(made);
     previous = made;

@@ -14,7 +14,7 @@
  */
 import type { Queryable } from '../../../db/database.ts';
 import { scopeKey } from '../../scope.ts';
-import { MAX_READINGS_PER_RULE, type AlertRule, type Reading, type RuleSubject, type Verdict } from '../alert-rule.ts';
+import { judgeLimit, MAX_READINGS_PER_RULE, type AlertRule, type Reading, type RuleSubject, type Verdict } from '../alert-rule.ts';
 
 type StatusRow = {
   source: string;
@@ -34,11 +34,10 @@ interface SourceFigures {
   readonly fresh: boolean;
 }
 
-/** Judges a byte figure against a threshold: pure. */
+/** Judges a byte figure against a threshold (good at or under 90 % of it): pure. */
 export function judgeBytes(bytes: number | null, max: number, severity: 'warning' | 'critical', what: string): Verdict {
   if (bytes === null) return { kind: 'unknown', reason: `${what} not measured yet` };
-  if (bytes > max) return { kind: 'bad', severity, value: bytes, message: `${what} is ${formatBytes(bytes)} (limit ${formatBytes(max)})` };
-  return { kind: 'good', value: bytes };
+  return judgeLimit(bytes, max, { severity, message: `${what} is ${formatBytes(bytes)} (limit ${formatBytes(max)})` });
 }
 
 function formatBytes(bytes: number): string {

@@ -7,7 +7,7 @@
  * gone — no figure will ever come to it — so it resolves.
  */
 import { scopeKey, type Scope } from '../../scope.ts';
-import type { AlertRule, Verdict } from '../alert-rule.ts';
+import { judgeLimit, type AlertRule, type Verdict } from '../alert-rule.ts';
 
 /** What the cluster's instances reported, summed over all of them. */
 export interface ClusterFigures {
@@ -36,10 +36,9 @@ export interface ClusterThresholds {
   readonly maxResyncs: number;
 }
 
-/** Judges a count against a limit (warning above it): pure. */
+/** Judges a count against a limit (warning above it, good at or under 90 % of it): pure. */
 export function judgeCount(count: number, max: number, what: string): Verdict {
-  if (count > max) return { kind: 'bad', severity: 'warning', value: count, message: `${count} ${what} (limit ${max})` };
-  return { kind: 'good', value: count };
+  return judgeLimit(count, max, { severity: 'warning', message: `${count} ${what} (limit ${max})` });
 }
 
 function clusterRule(name: string, description: string, provider: ClusterFiguresProvider, scope: Scope, judge: (figures: ClusterFigures) => Verdict): AlertRule {
@@ -61,7 +60,7 @@ export function clusterRules(provider: ClusterFiguresProvider, scope: Scope, thr
     clusterRule('cluster.connections', 'Open sockets across the cluster', provider, scope, (f) => judgeCount(f.connections, thresholds.maxConnections, 'open connections')),
     clusterRule('cluster.resync_storm', 'RESYNC_REQUIRED answers across the cluster over the window', provider, scope, (f) =>
       f.resyncs === null
-        ? { kind: 'unknown', reason: 'not every instance counts its resyncs over this window' }
+        ? { kind: 'unknown', reason: 'not every instance counts its resyncs over this window, or at all' }
         : judgeCount(f.resyncs, thresholds.maxResyncs, 'resyncs in the window'),
     ),
   ];

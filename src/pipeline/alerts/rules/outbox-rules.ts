@@ -9,13 +9,12 @@
  */
 import type { Queryable } from '../../../db/database.ts';
 import { scopeKey } from '../../scope.ts';
-import { MAX_READINGS_PER_RULE, type AlertRule, type Reading, type Verdict } from '../alert-rule.ts';
+import { judgeLimit, MAX_READINGS_PER_RULE, type AlertRule, type Reading, type Verdict } from '../alert-rule.ts';
 
-/** Judges an outbox's oldest waiting row (null: none waiting): pure. */
+/** Judges an outbox's oldest waiting row (null: none waiting; good at or under 90 % of the limit): pure. */
 export function judgeBacklogAge(oldestPendingSeconds: number | null, maxSeconds: number): Verdict {
   const age = oldestPendingSeconds ?? 0;
-  if (age > maxSeconds) return { kind: 'bad', severity: 'warning', value: age, message: `the oldest outbox row has waited ${Math.round(age)} s (limit ${maxSeconds} s)` };
-  return { kind: 'good', value: age };
+  return judgeLimit(age, maxSeconds, { severity: 'warning', message: `the oldest outbox row has waited ${Math.round(age)} s (limit ${maxSeconds} s)` });
 }
 
 /** One outbox's row as the rule reads it (a type, not an interface: a query's row type). */

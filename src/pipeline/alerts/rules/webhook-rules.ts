@@ -3,7 +3,10 @@
  * figures there, so they are the same whoever evaluates):
  * - `webhook.failure_rate`: an endpoint's failed attempts over its attempts in the window —
  *   above the critical ratio critical, above the warning ratio warning (the seed's 50 % / 20 %),
- *   unknown below the minimum number of attempts. Read from the attempts' tallies
+ *   good at or under 90 % of the warning ratio. Below the minimum number of attempts a ratio is
+ *   too little to fire on, but enough to resolve on when it is good: an endpoint that recovered
+ *   at low traffic (its retries had inflated the attempts of its outage past the minimum) would
+ *   otherwise stay firing for as long as its traffic stays low; anything else is unknown. Read from the attempts' tallies
  *   (`attempt-tallies.ts`: per endpoint and 10-second span, added every few seconds), not from
  *   the attempt log: the window is covered to the span (up to 10 s more), and a worker's last
  *   seconds of attempts count once it has added them;
@@ -20,7 +23,9 @@ import type { Queryable } from '../../../db/database.ts';
 import {
   createReadingCursor,
   endpointOfSubject,
+  judgeLimit,
   MAX_READINGS_PER_RULE,
+  resolveLevel,
   type AlertRule,
   type Reading,
   type RuleSubject,
@@ -39,12 +44,16 @@ export interface FailureRateThresholds {
 /** Judges one endpoint's attempts: pure. */
 export function judgeFailureRate(figures: { readonly attempts: number; readonly failures: number }, thresholds: FailureRateThresholds): Verdict {
   const { attempts, failures } = figures;
-  if (attempts < thresholds.minSamples) return { kind: 'unknown', reason: `${attempts} attempts in the window; ${thresholds.minSamples} needed` };
+  if (attempts <= 0) return { kind: 'unknown', reason: 'no attempts in the window' };
   const ratio = failures / attempts;
-  const percent = `${Math.round(ratio * 1000) / 10} %`;
-  if (ratio > thresholds.criticalRatio) return { kind: 'bad', severity: 'critical', value: ratio, message: `${percent} of ${attempts} webhook attempts failed` };
-  if (ratio > thresholds.warningRatio) return { kind: 'bad', severity: 'warning', value: ratio, message: `${percent} of ${attempts} webhook attempts failed` };
-  return { kind: 'good', value: ratio };
+  if (attempts < thresholds.minSamples) {
+    // Too few to fire on; a good ratio still resolves (it cannot raise anything).
+    if (ratio <= resolveLevel(thresholds.warningRatio)) return { kind: 'good', value: ratio };
+    return { kind: 'unknown', reason: `${attempts} attempts in the window; ${thresholds.minSamples} needed` };
+  }
+  const message = `${Math.round(ratio * 1000) / 10} % of ${attempts} webhook attempts failed`;
+  if (ratio > thresholds.criticalRatio) return { kind: 'bad', severity: 'critical', value: ratio, message };
+  return judgeLimit(ratio, thresholds.warningRatio, { severity: 'warning', message });
 }
 
 type EndpointRow = { endpoint_id: string; app: string; env: string; tenant: string | null };
@@ -95,10 +104,9 @@ export function webhookFailureRateRule(db: Queryable, thresholds: FailureRateThr
   };
 }
 
-/** Judges an endpoint's new dead letters: pure. More than `allowed` is a warning. */
+/** Judges an endpoint's new dead letters: pure. More than `allowed` is a warning; at or under 90 % of it, good. */
 export function judgeDeadLetters(dead: number, allowed: number): Verdict {
-  if (dead > allowed) return { kind: 'bad', severity: 'warning', value: dead, message: `${dead} webhook deliveries dead-lettered in the window` };
-  return { kind: 'good', value: dead };
+  return judgeLimit(dead, allowed, { severity: 'warning', message: `${dead} webhook deliveries dead-lettered in the window` });
 }
 
 export function webhookDeadLettersRule(db: Queryable, options: { readonly allowed: number }): AlertRule {
