@@ -1,14 +1,14 @@
-import { isAdmin } from '../auth/principal.ts';
+import { isAdmin, type Principal } from '../auth/principal.ts';
 import type { AlertPage } from '../pipeline/alerts/alert-admin.ts';
 import type { AlertState, Severity } from '../pipeline/alerts/alert-rule.ts';
 import type { AlertRecord } from '../pipeline/alerts/alert-store.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { ALERT_TOPIC, readAlertEvent } from '../pipeline/events/alert-event.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
-import { scopeOf } from '../pipeline/scope.ts';
+import type { Scope } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
-import { requireAdmin } from './require-admin.ts';
+import { isEnvironmentAdmin, requireAdmin } from './require-admin.ts';
 
 /** An alert as the API shows it, from a stored row or from an alert event's payload. */
 export interface AlertView {
@@ -71,11 +71,21 @@ export interface AlertsArgs {
   readonly after?: string | null;
 }
 
+/**
+ * The alerts a caller sees: its environment's — its tenant's only when it administers one tenant.
+ * The environment's admin sees them all, the development principal included (its tenant
+ * `default` stands for every caller, as in `isEnvironmentAdmin`): else the environment-wide
+ * alerts (outbox, CDC, cluster: no tenant) would be shown to no one in development mode.
+ */
+function alertScopeOf(principal: Principal): Scope {
+  return { app: principal.app, env: principal.env, tenant: isEnvironmentAdmin(principal) ? undefined : principal.tenant };
+}
+
 /** `alerts`: the caller's environment's alerts (its tenant's only, when its token has one). */
 export async function alerts(context: ResolverContext, args: AlertsArgs): Promise<AlertViewPage> {
   requireAdmin(context.principal);
   return pageOf(
-    await context.services.alerts.list(scopeOf(context.principal), {
+    await context.services.alerts.list(alertScopeOf(context.principal), {
       states: args.status ?? undefined,
       severities: args.severity ?? undefined,
       first: args.first ?? undefined,
@@ -86,18 +96,19 @@ export async function alerts(context: ResolverContext, args: AlertsArgs): Promis
 
 export async function acknowledgeAlert(context: ResolverContext, id: string): Promise<AlertView> {
   requireAdmin(context.principal);
-  return viewOf(await context.services.alerts.acknowledge(scopeOf(context.principal), id, context.principal.subject));
+  return viewOf(await context.services.alerts.acknowledge(alertScopeOf(context.principal), id, context.principal.subject));
 }
 
 /**
  * `alertUpdates`: the environment's `system.alerts` stream, where alert events are routed (no
- * tenant: alerts belong to the environment's operators). A caller with a tenant gets its
- * tenant's alerts only; only events Tributary itself routed (source `system`) pass.
+ * tenant: alerts belong to the environment's operators). A caller administering one tenant gets
+ * that tenant's alerts only (`alertScopeOf`); only events Tributary itself routed (source
+ * `system`) pass.
  */
 export function subscribeAlertUpdates(context: ResolverContext): DispatchTicket {
   const { principal } = context;
   requireAdmin(principal);
-  const tenant = principal.tenant;
+  const { tenant } = alertScopeOf(principal);
   return dispatchTicket({
     stream: streamOf({ app: principal.app, env: principal.env, tenant: undefined }, ALERT_TOPIC),
     filter: (event) => event.source === 'system',

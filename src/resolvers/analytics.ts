@@ -8,14 +8,14 @@ import { ErrorCode, TributaryError } from '../errors.ts';
 import type { HotTopicsOrder } from '../pipeline/analytics/analytics-reader.ts';
 import { histogramQuantile } from '../pipeline/analytics/latency-histogram.ts';
 import type { Granularity } from '../pipeline/analytics/stats-store.ts';
-import { emptyCounts, mergeCounts, totalEvents, type TopicCounts } from '../pipeline/analytics/topic-counts.ts';
+import { emptyCounts, mergeCounts, OVERFLOW_TOPIC, totalEvents, type TopicCounts } from '../pipeline/analytics/topic-counts.ts';
 import { ANALYTICS_SYSTEM_TOPIC, readTopicMinutes, type TopicMinute } from '../pipeline/events/analytics-event.ts';
 import type { EventSource, RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { assertName, MAX_TENANT_LENGTH } from '../pipeline/names.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
-import { requireAdmin } from './require-admin.ts';
+import { isEnvironmentAdmin, requireAdmin } from './require-admin.ts';
 
 export type StatsWindow = '1m' | '1h' | '1d';
 
@@ -65,7 +65,7 @@ export interface TopicStatsArgs {
 
 export async function topicStats(context: ResolverContext, args: TopicStatsArgs): Promise<TopicStatsBucket[]> {
   requireAdmin(context.principal);
-  const topic = assertName('topic', args.topic);
+  const topic = statsTopicOf(args.topic);
   const tenant = tenantOf(context.principal, args.tenant);
   if (!(args.from.getTime() < args.to.getTime())) throw badInput('to', 'to must be later than from');
   if ((args.to.getTime() - args.from.getTime()) / GRANULARITY_MS[args.granularity] > MAX_STATS_WINDOWS) {
@@ -131,10 +131,11 @@ export interface StatsUpdatesArgs {
  */
 export function subscribeStatsUpdates(context: ResolverContext, args: StatsUpdatesArgs): DispatchTicket {
   requireAdmin(context.principal);
-  const topic = assertName('topic', args.topic);
+  const topic = statsTopicOf(args.topic);
   const tenant = statsTenant(args);
-  if (context.principal.tenant !== undefined && tenant === undefined) {
-    throw new TributaryError(ErrorCode.FORBIDDEN, `This token is limited to one tenant: pass tenant: "${context.principal.tenant}"`, { details: { field: 'tenant' } });
+  const limitedTo = tenantLimitOf(context.principal);
+  if (limitedTo !== undefined && tenant === undefined) {
+    throw new TributaryError(ErrorCode.FORBIDDEN, `This token is limited to one tenant: pass tenant: "${limitedTo}"`, { details: { field: 'tenant' } });
   }
   // Refuses another tenant than the token's; the filter uses the argument, equal to it by then.
   tenantOf(context.principal, tenant);
@@ -156,6 +157,14 @@ export function statsUpdateOf(event: RealtimeEvent, args: StatsUpdatesArgs): Top
   for (const row of topics) if (matches(row, args.topic, tenant)) mergeCounts(counts, countsOfMinute(row));
   const start = new Date(startTime);
   return bucketOf(args.topic, '1m', start, new Date(start.getTime() + 60_000), counts);
+}
+
+/**
+ * A topic whose counts may be asked for: a topic's name, or `~other` — the overflow row of the
+ * caller's environment, which `hotTopics` lists (what a minute counted beyond its bound of topics).
+ */
+function statsTopicOf(topic: string): string {
+  return topic === OVERFLOW_TOPIC ? topic : assertName('topic', topic);
 }
 
 /** The tenant `statsUpdates` counts, from its arguments only: undefined (every tenant) when absent or empty. */
@@ -203,9 +212,19 @@ function tenantOf(principal: Principal, given: string | null | undefined): strin
   if (asked != null && (asked.length > MAX_TENANT_LENGTH || asked.includes('\u0000'))) {
     throw badInput('tenant', `tenant must be at most ${MAX_TENANT_LENGTH} characters, without the NUL character`);
   }
-  if (principal.tenant === undefined) return asked ?? undefined;
-  if (asked != null && asked !== principal.tenant) throw new TributaryError(ErrorCode.FORBIDDEN, `This token is limited to tenant "${principal.tenant}"`, { details: { field: 'tenant' } });
-  return principal.tenant;
+  const limitedTo = tenantLimitOf(principal);
+  if (limitedTo === undefined) return asked ?? undefined;
+  if (asked != null && asked !== limitedTo) throw new TributaryError(ErrorCode.FORBIDDEN, `This token is limited to tenant "${limitedTo}"`, { details: { field: 'tenant' } });
+  return limitedTo;
+}
+
+/**
+ * The one tenant an admin's analytics are limited to, or undefined for the environment's admin —
+ * the development principal included: its tenant `default` stands for every caller
+ * (`isEnvironmentAdmin`), so development mode sees every tenant's topics and the application-wide ones.
+ */
+function tenantLimitOf(principal: Principal): string | undefined {
+  return isEnvironmentAdmin(principal) ? undefined : principal.tenant;
 }
 
 function badInput(field: string, message: string): TributaryError {

@@ -4,7 +4,6 @@
  * environment (`OPERATOR_SCOPE`), since it shows every application's traffic on the cluster. Read
  * on demand (`dashboard`, `GET /api/metrics/dashboard`) or pushed every tick (`dashboardUpdates`).
  */
-import type { Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import type { Dashboard } from '../pipeline/dashboard/cluster-dashboard.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
@@ -12,7 +11,7 @@ import { DASHBOARD_TOPIC, isDashboardEvent } from '../pipeline/events/dashboard-
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
-import { isEnvironmentAdmin, requireAdmin } from './require-admin.ts';
+import { isOperator, requireAdmin } from './require-admin.ts';
 
 function requireOperator(context: ResolverContext): void {
   const { principal } = context;
@@ -34,10 +33,6 @@ function requireOperator(context: ResolverContext): void {
  * admin whose token names a tenant — one tenant's admin must not see every application's traffic,
  * as it may not act for its whole environment (`requireEnvironmentAdmin`).
  */
-function isOperator(principal: Principal, operators: { readonly app: string; readonly env: string }): boolean {
-  return isEnvironmentAdmin(principal) && principal.app === operators.app && principal.env === operators.env;
-}
-
 export async function dashboard(context: ResolverContext): Promise<Dashboard> {
   requireOperator(context);
   return context.services.dashboard.read();

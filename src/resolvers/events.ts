@@ -1,5 +1,9 @@
 import { canAccessTopic } from '../auth/permissions.ts';
+import { isAdmin, type Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
+import { ALERT_TOPIC } from '../pipeline/events/alert-event.ts';
+import { ANALYTICS_SYSTEM_TOPIC } from '../pipeline/events/analytics-event.ts';
+import { DASHBOARD_TOPIC } from '../pipeline/events/dashboard-event.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { isJsonObject } from '../pipeline/events/json.ts';
 import { publishedMessage } from '../pipeline/events/message.ts';
@@ -14,6 +18,7 @@ import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
 import { jsonWithin } from './json-input.ts';
+import { isOperator } from './require-admin.ts';
 
 export interface PublishInput {
   readonly topic: string;
@@ -72,7 +77,7 @@ export function subscribeEvents(context: ResolverContext, input: EventsInput): D
   const { principal, services } = context;
   const topic = assertName('topic', input.topic);
   const filter = compileEventWhere(input.where);
-  const denied = !canAccessTopic(principal, 'read', topic);
+  const denied = !mayRead(context, principal, topic);
   if (denied) {
     services.metrics.subscriptionsDenied.inc({ field: 'events' });
     services.logger.info({ subject: principal.subject, tenant: principal.tenant, topic }, 'subscription denied silently');
@@ -82,7 +87,7 @@ export function subscribeEvents(context: ResolverContext, input: EventsInput): D
     filter,
     after: input.after ?? undefined,
     denied,
-    readableBy: (next) => canAccessTopic(next, 'read', topic),
+    readableBy: (next) => mayRead(context, next, topic),
   });
 }
 
@@ -95,6 +100,20 @@ export function subscribeEvents(context: ResolverContext, input: EventsInput): D
 export async function topicCursor(context: ResolverContext, topic: string): Promise<string> {
   const { principal, services } = context;
   const name = assertName('topic', topic);
-  if (!canAccessTopic(principal, 'read', name)) return encodeCursor(newEpoch(), '0');
+  if (!mayRead(context, principal, name)) return encodeCursor(newEpoch(), '0');
   return services.log.head(streamOf(scopeOf(principal), name));
+}
+
+/**
+ * Whether `principal` may read `topic`'s log: `<prefix>.read` — and, for Tributary's topics that
+ * carry what more than the caller's own share of the environment is (every tenant's alerts and
+ * per-topic counts; the dashboard: every application's traffic), what the field made for them
+ * asks (`alertUpdates`, `statsUpdates`: the admin role; `dashboardUpdates`: an operator). Else a
+ * token holding `system.read` would read, through `events`, what those fields refuse it.
+ */
+function mayRead(context: ResolverContext, principal: Principal, topic: string): boolean {
+  if (!canAccessTopic(principal, 'read', topic)) return false;
+  if (topic === DASHBOARD_TOPIC) return isOperator(principal, context.services.dashboard.operatorScope);
+  if (topic === ALERT_TOPIC || topic === ANALYTICS_SYSTEM_TOPIC) return isAdmin(principal);
+  return true;
 }

@@ -26,3 +26,11 @@ export function isEnvironmentAdmin(principal: Principal): boolean {
   // Development mode's principal (tenant `default`) stands for every caller: it keeps every admin operation.
   return isAdmin(principal) && (principal.tenant === undefined || principal === DEVELOPMENT_PRINCIPAL);
 }
+
+/**
+ * An operator: an environment admin (`isEnvironmentAdmin`) of the operators' environment
+ * (`OPERATOR_SCOPE`) — who may read the cluster dashboard, every application's traffic.
+ */
+export function isOperator(principal: Principal, operators: { readonly app: string; readonly env: string }): boolean {
+  return isEnvironmentAdmin(principal) && principal.app === operators.app && principal.env === operators.env;
+}

@@ -1,7 +1,8 @@
 /**
  * The minute stores (memory, real Redis) with several environments in one minute: a reader of one
  * environment gets — and, in Redis, is sent — that environment's counts only, while the flusher
- * still writes and removes every environment of the minute.
+ * still writes and removes every environment of the minute. An environment's overflow row is one of
+ * its topics; the row of no environment (what an older version pushed) is still flushed.
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -13,7 +14,7 @@ import { createMemoryMinuteStore } from '../../src/pipeline/analytics/memory-min
 import { createMinuteFlusher } from '../../src/pipeline/analytics/minute-flusher.ts';
 import type { MinuteStore } from '../../src/pipeline/analytics/minute-store.ts';
 import { createRedisMinuteStore } from '../../src/pipeline/analytics/redis-minute-store.ts';
-import { emptyCounts, MINUTE_MS, OTHER_TOPIC_KEY, type TopicCounts } from '../../src/pipeline/analytics/topic-counts.ts';
+import { emptyCounts, environmentKey, MINUTE_MS, OTHER_TOPIC_KEY, overflowKeyOf, type TopicCounts } from '../../src/pipeline/analytics/topic-counts.ts';
 import { parseStreamKey, streamOf } from '../../src/pipeline/stream.ts';
 import { createTestDatabase, deferred, testRedisUrl, uniquePrefix } from '../helpers/index.ts';
 
@@ -163,4 +164,34 @@ describe('analytics minute stores', () => {
     // Only the batch markers are left (they expire): no hash or index of the minute.
     if (redis) expect((await keysOf(redis, prefix)).filter((key) => !key.includes(':batch:'))).toEqual([]);
   });
+  it.each(['memory', 'redis'] as const)(
+    'keeps an environment’s overflow row in that environment — its hot topics show it, flushed or not — and still flushes the row of no environment (%s store)',
+    async (kind) => {
+      const db = await openDatabase();
+      const { store } = openStore(kind);
+      const now = Date.now();
+      const minute = now - (now % MINUTE_MS) - MINUTE_MS;
+      const overflow = overflowKeyOf(environmentKey('small', 'prod'));
+      await store.push({ id: 'minute', minute, topics: new Map([[mine, socketEvents(1)], [overflow, socketEvents(9)], [staging, socketEvents(4)], [OTHER_TOPIC_KEY, socketEvents(5)]]) });
+      const reader = createAnalyticsReader({ db, store, now: () => now });
+      const hot = async (env: string, tenant?: string) =>
+        (await reader.hotTopics({ scope: { app: 'small', env }, tenant, windowMs: 15 * MINUTE_MS, by: 'events', limit: 10 })).map((entry) => [entry.topic, entry.tenant, entry.counts.eventsSocket]);
+      const environmentWide = [['~other', null, 9], ['mine', 'acme', 1]];
+      expect(await hot('prod')).toEqual(environmentWide);
+      // Application-wide, like the environment's other events of no tenant: not a tenant's, nor another environment's.
+      expect(await hot('prod', 'acme')).toEqual([['mine', 'acme', 1]]);
+      expect(await hot('staging')).toEqual([['mine', 'acme', 4]]);
+
+      const flusher = createMinuteFlusher({ db, store, router: { routeMany: () => Promise.resolve([]) }, logger, graceMs: 0, retentionMs: 86_400_000, now: () => now });
+      expect(await flusher.flush()).toEqual([minute]);
+      const { rows } = await db.query<{ app: string; env: string; tenant: string; events: number }>(
+        "SELECT app, env, tenant, events_socket::int AS events FROM topic_stats_minute WHERE topic = '~other' ORDER BY app, env",
+      );
+      expect(rows).toEqual([
+        { app: '', env: '', tenant: '', events: 5 },
+        { app: 'small', env: 'prod', tenant: '', events: 9 },
+      ]);
+      expect(await hot('prod')).toEqual(environmentWide);
+    },
+  );
 });

@@ -9,9 +9,15 @@ import {
   mergeHistogram,
 } from '../../src/pipeline/analytics/latency-histogram.ts';
 import { createAnalyticsRecorder } from '../../src/pipeline/analytics/recorder.ts';
-import { decodeField, encodeCounts, OTHER_TOPIC_KEY, type TopicCounts } from '../../src/pipeline/analytics/topic-counts.ts';
+import { statsRowsOf } from '../../src/pipeline/analytics/stats-store.ts';
+import { decodeField, encodeCounts, OTHER_TOPIC_KEY, OVERFLOW_TOPIC, type TopicCounts } from '../../src/pipeline/analytics/topic-counts.ts';
+import { streamOf } from '../../src/pipeline/stream.ts';
 
 const MINUTE = 60_000;
+
+const topicKey = (app: string, tenant: string | undefined, topic: string) => streamOf({ app, env: 'prod', tenant }, topic).key;
+/** The overflow row of app's environment `prod`. */
+const overflowOf = (app: string) => topicKey(app, undefined, OVERFLOW_TOPIC);
 
 function clock(start: number) {
   let time = start;
@@ -130,22 +136,59 @@ describe('analytics recorder', () => {
     expect(recorder.figures.snapshot().eventsBySource.system).toBe(1);
   });
 
-  it('admits at most the bound of topics per minute; the rest is one overflow topic, counted', () => {
+  it('admits at most the bound of topics per minute; the rest is counted under its environment’s overflow row', () => {
     const time = clock(0);
     const recorder = createAnalyticsRecorder({ now: time.now, maxTopicsPerMinute: 100 });
-    for (let index = 0; index < 1000; index += 1) recorder.routed(`s|t${index}`, 'socket');
+    // Four environments of two tenants each, in turn: none takes more than its share, the minute fills up.
+    const keyOf = (index: number, prefix: string) => topicKey(`app${index % 4}`, `tenant${index % 8}`, `${prefix}${index}`);
+    for (let index = 0; index < 1000; index += 1) recorder.routed(keyOf(index, 't'), 'socket');
     // Still bounded after a drain within the same minute: the minute remembers what it admitted.
-    expect(recorder.drain()[0]!.topics.size).toBe(101);
-    for (let index = 0; index < 1000; index += 1) recorder.routed(`s|u${index}`, 'socket');
+    const first = recorder.drain()[0]!.topics;
+    expect(first.size).toBe(104);
+    for (let app = 0; app < 4; app += 1) expect(first.get(overflowOf(`app${app}`))!.eventsSocket).toBe(225);
+    for (let index = 0; index < 1000; index += 1) recorder.routed(keyOf(index, 'u'), 'socket');
     const [minute] = recorder.drain();
-    expect([...minute!.topics.keys()]).toEqual([OTHER_TOPIC_KEY]);
-    expect(minute!.topics.get(OTHER_TOPIC_KEY)!.eventsSocket).toBe(1000);
+    expect([...minute!.topics.keys()].sort()).toEqual([0, 1, 2, 3].map((app) => overflowOf(`app${app}`)));
+    expect(minute!.topics.get(overflowOf('app0'))!.eventsSocket).toBe(250);
     expect(recorder.figures.snapshot().topicsOverflowed).toBe(1900);
-    expect(recorder.heldTopics()).toBeLessThanOrEqual(101);
+    expect(recorder.heldTopics()).toBeLessThanOrEqual(104);
     // A new minute admits new topics again.
     time.advance(MINUTE);
-    recorder.routed('s|fresh', 'socket');
-    expect([...recorder.drain().at(-1)!.topics.keys()]).toEqual(['s|fresh']);
+    recorder.routed(topicKey('app0', 'tenant0', 'fresh'), 'socket');
+    expect([...recorder.drain().at(-1)!.topics.keys()]).toEqual([topicKey('app0', 'tenant0', 'fresh')]);
+  });
+
+  it('lets no environment or tenant take the whole bound: another application’s and another tenant’s topics are still admitted', () => {
+    const time = clock(60_000 * 1000);
+    const recorder = createAnalyticsRecorder({ maxTopicsPerMinute: 10, now: time.now });
+    for (let index = 0; index < 10; index += 1) recorder.routed(topicKey('appA', 'noisy', `spam.${index}`), 'socket');
+    for (let index = 0; index < 500; index += 1) recorder.routed(topicKey('appB', 'victim', 'orders'), 'database');
+    for (let index = 0; index < 3; index += 1) recorder.routed(topicKey('appA', 'quiet', 'orders'), 'socket');
+    const rows = recorder.drain().flatMap((minute) => statsRowsOf(minute.topics));
+    const row = (app: string, tenant: string, topic: string) => rows.find((each) => each.app === app && each.tenant === tenant && each.topic === topic);
+    expect(row('appB', 'victim', 'orders')?.counts.eventsDatabase).toBe(500);
+    expect(row('appA', 'quiet', 'orders')?.counts.eventsSocket).toBe(3);
+    // The noisy tenant keeps half the bound; the rest of its flood stays in its own environment.
+    expect(rows.filter((each) => each.tenant === 'noisy')).toHaveLength(5);
+    expect(row('appA', '', '~other')).toMatchObject({ env: 'prod', counts: { eventsSocket: 5 } });
+    expect(rows.some((each) => each.app === '')).toBe(false);
+    // The overflow row is no topic of the Prometheus gauge.
+    time.advance(MINUTE);
+    recorder.drain();
+    expect(recorder.topTopics(20).map((entry) => entry.topicKey)).not.toContain(overflowOf('appA'));
+  });
+
+  it('bounds the overflow rows too: past as many as the topics, the rest goes to the row of no environment', () => {
+    const recorder = createAnalyticsRecorder({ maxTopicsPerMinute: 2, now: () => 0 });
+    for (let app = 0; app < 10; app += 1) {
+      recorder.routed(topicKey(`app${app}`, undefined, 'a'), 'socket');
+      recorder.routed(topicKey(`app${app}`, undefined, 'b'), 'socket');
+    }
+    const topics = recorder.drain()[0]!.topics;
+    expect([...topics.keys()].sort()).toEqual(
+      [topicKey('app0', undefined, 'a'), topicKey('app1', undefined, 'a'), overflowOf('app0'), overflowOf('app1'), OTHER_TOPIC_KEY].sort(),
+    );
+    expect(topics.get(OTHER_TOPIC_KEY)!.eventsSocket).toBe(16);
   });
 
   it('ranks the last full minute’s topics by events per second', () => {

@@ -5,13 +5,18 @@
  * store; the instance's cumulative totals (`instance-figures.ts`) are kept alongside.
  *
  * Bounded: a minute admits at most `maxTopicsPerMinute` topics; the rest of that minute is counted
- * under `OTHER_TOPIC_KEY` (and in `topicsOverflowed`), so a flood of distinct topics cannot grow
- * memory, Redis or Postgres beyond the bound.
+ * under the overflow row of its environment (`overflowKeyOf`, and in `topicsOverflowed`), so a
+ * flood of distinct topics cannot grow memory, Redis or Postgres beyond the bound. The bound is
+ * the instance's, shared by every application and tenant it serves: so that one of them cannot
+ * take it all — every other's topics of the minute then overflowing — one environment admits at
+ * most `maxTopicsPerEnvironment` of them, one tenant (or an environment's application-wide events)
+ * `maxTopicsPerTenant`. The overflow rows are bounded too (as many as the topics, then
+ * `OTHER_TOPIC_KEY`, the row of no environment).
  */
 import type { EventSource } from '../events/envelope.ts';
 import { InstanceTotals, type InstanceFigures, type WebhookOutcome } from './instance-figures.ts';
 import { latencyBucket, emptyHistogram } from './latency-histogram.ts';
-import { emptyCounts, eventsCounter, MINUTE_MS, OTHER_TOPIC_KEY, totalEvents, type TopicCounts } from './topic-counts.ts';
+import { emptyCounts, environmentOfTopicKey, eventsCounter, isOverflowKey, MINUTE_MS, OTHER_TOPIC_KEY, overflowKeyOf, totalEvents, type TopicCounts } from './topic-counts.ts';
 
 /** What the places where things happen call. `topicKey` is the stream key (`StreamRef.key`). */
 export interface AnalyticsRecorder {
@@ -49,8 +54,16 @@ export interface AnalyticsCollector extends AnalyticsRecorder {
 }
 
 export interface AnalyticsRecorderOptions {
-  /** Topics a minute admits before counting the rest as one overflow topic. @default 10000 */
+  /** Topics a minute admits before counting the rest as their environment's overflow topic. @default 10000 */
   readonly maxTopicsPerMinute?: number;
+  /** Of those, the most one environment (app and env) may take. @default three quarters of `maxTopicsPerMinute` */
+  readonly maxTopicsPerEnvironment?: number;
+  /**
+   * Of those, the most one tenant — or the application-wide events of an environment — may take:
+   * below the environment's share, so the environment's other tenants keep room.
+   * @default half of `maxTopicsPerMinute`
+   */
+  readonly maxTopicsPerTenant?: number;
   /** The clock that decides the minute, in ms since the epoch. @default Date.now */
   readonly now?: () => number;
 }
@@ -66,17 +79,46 @@ interface MinuteTable {
   readonly end: number;
   /** Topics admitted this minute, with their events folded in at each drain (top-K). */
   readonly admitted: Map<string, number>;
+  /** Topics admitted this minute per environment (`environmentOfTopicKey`) and per scope (`scopeKey`). */
+  readonly perEnvironment: Map<string, number>;
+  readonly perScope: Map<string, number>;
+  /** Overflow rows counted into this minute. */
+  readonly overflows: Set<string>;
   /** Counts since the last drain. */
   topics: Map<string, TopicCounts>;
 }
 
 export function createAnalyticsRecorder(options: AnalyticsRecorderOptions = {}): AnalyticsCollector {
   const maxTopics = options.maxTopicsPerMinute ?? 10_000;
+  const maxPerEnvironment = options.maxTopicsPerEnvironment ?? Math.max(1, Math.floor((maxTopics * 3) / 4));
+  const maxPerScope = options.maxTopicsPerTenant ?? Math.max(1, Math.floor(maxTopics / 2));
   const now = options.now ?? Date.now;
   const totals = new InstanceTotals(true, now);
   const tableAt = (time: number): MinuteTable => {
     const start = time - (time % MINUTE_MS);
-    return { start, end: start + MINUTE_MS, admitted: new Map(), topics: new Map() };
+    return { start, end: start + MINUTE_MS, admitted: new Map(), perEnvironment: new Map(), perScope: new Map(), overflows: new Set(), topics: new Map() };
+  };
+
+  /** The key a topic not admitted yet is counted under this minute: its own if admitted now, else an overflow row. */
+  const admit = (table: MinuteTable, topicKey: string): string => {
+    const environment = environmentOfTopicKey(topicKey);
+    const bar = topicKey.indexOf('|');
+    const scope = bar < 0 ? topicKey : topicKey.slice(0, bar);
+    const inEnvironment = table.perEnvironment.get(environment) ?? 0;
+    const inScope = table.perScope.get(scope) ?? 0;
+    if (table.admitted.size < maxTopics && inEnvironment < maxPerEnvironment && inScope < maxPerScope) {
+      table.admitted.set(topicKey, 0);
+      table.perEnvironment.set(environment, inEnvironment + 1);
+      table.perScope.set(scope, inScope + 1);
+      return topicKey;
+    }
+    totals.overflowed += 1;
+    const overflow = overflowKeyOf(environment);
+    if (table.overflows.has(overflow)) return overflow;
+    // Environments are as many as the tokens and mappings name: their overflow rows are bounded too.
+    if (table.overflows.size >= maxTopics) return OTHER_TOPIC_KEY;
+    table.overflows.add(overflow);
+    return overflow;
   };
   let current = tableAt(now());
   const closed: MinuteTable[] = [];
@@ -91,19 +133,12 @@ export function createAnalyticsRecorder(options: AnalyticsRecorderOptions = {}):
       current = tableAt(time);
     }
     const topics = current.topics;
-    let counts = topics.get(topicKey);
+    const counts = topics.get(topicKey);
     if (counts) return counts;
-    let key = topicKey;
-    if (!current.admitted.has(topicKey)) {
-      if (current.admitted.size >= maxTopics) {
-        key = OTHER_TOPIC_KEY;
-        totals.overflowed += 1;
-        counts = topics.get(key);
-        if (counts) return counts;
-      } else current.admitted.set(topicKey, 0);
-    }
-    topics.set(key, (counts = emptyCounts()));
-    return counts;
+    const key = current.admitted.has(topicKey) ? topicKey : admit(current, topicKey);
+    let into = topics.get(key);
+    if (!into) topics.set(key, (into = emptyCounts()));
+    return into;
   };
 
   const fold = (table: MinuteTable): MinuteCounts | undefined => {
@@ -112,7 +147,7 @@ export function createAnalyticsRecorder(options: AnalyticsRecorderOptions = {}):
     table.topics = new Map();
     for (const [key, counts] of topics) {
       const events = totalEvents(counts);
-      if (events > 0 && key !== OTHER_TOPIC_KEY) table.admitted.set(key, (table.admitted.get(key) ?? 0) + events);
+      if (events > 0 && !isOverflowKey(key)) table.admitted.set(key, (table.admitted.get(key) ?? 0) + events);
     }
     return { minute: table.start, topics };
   };

@@ -182,9 +182,10 @@ export async function topicsOfMinutes(db: Queryable, query: MinutesTopicsQuery):
 }
 
 /**
- * A minute's rows from its topic keys (`OTHER_TOPIC_KEY`: app and env '', topic `~other`), text
- * that is not a topic key left out. Two keys naming one row — no tenant, and the tenant '' — are
- * added into one: a window's row is written once per minute.
+ * A minute's rows from its topic keys, text that is not a topic key left out. An environment's
+ * overflow row (`overflowKeyOf`) is a topic key like the others: its environment's, no tenant,
+ * topic `~other`; `OTHER_TOPIC_KEY` (no environment) is the row of app and env ''. Two keys naming
+ * one row — no tenant, and the tenant '' — are added into one: a window's row is written once per minute.
  */
 export function statsRowsOf(topics: ReadonlyMap<string, TopicCounts>): StatsRow[] {
   const rows = new Map<string, StatsRow>();

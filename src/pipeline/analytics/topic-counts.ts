@@ -2,8 +2,9 @@
  * What is counted per topic per minute, and its flat encoding (Redis hash fields).
  *
  * Terminology:
- * - topic key: a stream key (`streamOf(scope, topic).key`: app, env, tenant and topic), or
- *   `OTHER_TOPIC_KEY` for whatever came in after a minute already held its maximum of topics.
+ * - topic key: a stream key (`streamOf(scope, topic).key`: app, env, tenant and topic), or an
+ *   overflow row's (`overflowKeyOf`) for whatever came in after a minute already held its
+ *   maximum of topics.
  * - minute: the start of a one-minute window, in ms since the epoch (a multiple of 60,000).
  */
 import type { EventSource } from '../events/envelope.ts';
@@ -12,8 +13,34 @@ import { emptyHistogram, LATENCY_BUCKETS, mergeHistogram } from './latency-histo
 
 export const MINUTE_MS = 60_000;
 
-/** Where a minute's counts go for topics beyond its bound; stored as app/env '' and topic `~other`. */
-export const OTHER_TOPIC_KEY = '~other';
+/**
+ * The topic of an environment's overflow row: what a minute counts beyond its bound, in the
+ * environment it happened in (`overflowKeyOf`). No topic is named so (a name starts with a letter
+ * or a digit: `pipeline/names.ts`).
+ */
+export const OVERFLOW_TOPIC = '~other';
+
+/**
+ * The overflow row of no environment, stored as app/env '' and topic `~other`: where every
+ * environment's overflow went before it had one per environment. Still written when even the
+ * overflow rows reach their bound (`recorder.ts`), and read as before: minutes an older version
+ * pushed (Redis) or flushed (Postgres) hold it.
+ */
+export const OTHER_TOPIC_KEY = OVERFLOW_TOPIC;
+
+/**
+ * The overflow row of an environment (an `environmentOfTopicKey`), a topic key of its own —
+ * application-wide (no tenant), topic `~other` — so it is pushed, stored and read with the
+ * environment's topics, shown to its admins only; `OTHER_TOPIC_KEY` for no environment.
+ */
+export function overflowKeyOf(environment: string): string {
+  return environment === OTHER_TOPIC_KEY ? OTHER_TOPIC_KEY : `${environment}|${OVERFLOW_TOPIC}`;
+}
+
+/** Whether a topic key is an overflow row (an environment's, or the one of no environment). */
+export function isOverflowKey(topicKey: string): boolean {
+  return topicKey === OTHER_TOPIC_KEY || topicKey.endsWith(`|${OVERFLOW_TOPIC}`);
+}
 
 /**
  * The environment of a topic key — the start its topic keys share, `scopeKey` of the app and env
