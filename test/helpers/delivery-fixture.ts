@@ -5,7 +5,6 @@
  */
 import { afterAll, beforeAll } from 'vitest';
 import type { Database, Queryable } from '../../src/db/database.ts';
-import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
@@ -28,9 +27,8 @@ export interface DeliveryFixture {
 
 export async function createDeliveryFixture(): Promise<DeliveryFixture> {
   const logger = createLogger({ level: 'silent' });
-  const database = await createTestDatabase({ autoDispose: false });
+  const database = await createTestDatabase({ autoDispose: false, migrated: true });
   const db = createPostgresDatabase({ url: database.url, logger });
-  await migrate(db, { logger });
   const addEndpoint = async (description: string) =>
     (
       await insertEndpoint(db, {

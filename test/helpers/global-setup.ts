@@ -5,6 +5,7 @@
  * The returned teardown stops what was started and deletes its directories, pass or fail.
  */
 import type { TestProject } from 'vitest/node';
+import { createMigratedTemplate } from './migrated-template.ts';
 import { startPostgres } from './postgres.ts';
 import { startRedis } from './redis.ts';
 
@@ -17,6 +18,8 @@ declare module 'vitest' {
     databaseUrl: string;
     /** URL of the shared Redis. Tests namespace their keys with `uniquePrefix()`. */
     redisUrl: string;
+    /** A database of the shared cluster with every migration applied, to copy (`createTestDatabase({ migrated: true })`). */
+    migratedTemplate: string;
   }
 }
 
@@ -72,7 +75,13 @@ export default async function setup(project: TestProject): Promise<Dispose> {
     throw reasons.length === 1 ? reasons[0] : new AggregateError(reasons, 'test harness setup failed');
   }
 
+  const template = await createMigratedTemplate(postgres.value).catch(async (error: unknown) => {
+    await teardown().catch(() => {});
+    throw error;
+  });
+  disposers.push(() => template.dispose());
   project.provide('databaseUrl', postgres.value);
+  project.provide('migratedTemplate', template.name);
   project.provide('redisUrl', redis.value);
   return teardown;
 }

@@ -61,11 +61,17 @@ export function sharedPostgresUrl(): string {
 }
 
 /** A fresh, empty database in the shared cluster (logical WAL on). */
-export async function createTestDatabase(options: TeardownOptions = {}): Promise<TestDatabase> {
+export interface TestDatabaseOptions extends TeardownOptions {
+  /** A copy of the run's migrated template: every migration already applied. @default false (empty) */
+  readonly migrated?: boolean;
+}
+
+export async function createTestDatabase(options: TestDatabaseOptions = {}): Promise<TestDatabase> {
   return withTeardown('createTestDatabase', options, async () => {
     const adminUrl = sharedPostgresUrl();
     const name = uniqueName();
-    await withClient(adminUrl, (client) => client.query(`CREATE DATABASE ${name}`));
+    const template = options.migrated === true ? ` TEMPLATE ${inject('migratedTemplate')}` : '';
+    await withClient(adminUrl, (client) => client.query(`CREATE DATABASE ${name}${template}`));
     const url = new URL(adminUrl);
     url.pathname = `/${name}`;
     let disposed: Promise<void> | undefined;

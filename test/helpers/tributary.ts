@@ -1,7 +1,8 @@
 /**
  * A real Tributary server for a test: the same `startTributary` that `npm start` runs, on a free
- * port of 127.0.0.1. Its platform database is a fresh database in the run's shared Postgres
- * (fast to create), or the embedded PGlite with `{ embedded: true }` (slower: ~2–4 s to boot).
+ * port of 127.0.0.1. Its platform database is a fresh copy of the run's migrated template in the
+ * shared Postgres (fast to create; the server's own migration finds nothing to apply), or the
+ * embedded PGlite with `{ embedded: true }` (slower: ~2–4 s to boot).
  * Teardown is registered with `onTestFinished` at creation unless `autoDispose: false`.
  */
 import type { DestinationStream } from 'pino';
@@ -33,7 +34,7 @@ export interface TestServerOptions {
 export async function startTestServer(env: Record<string, string> = {}, options: TestServerOptions = {}): Promise<TestServer> {
   const autoDispose = options.autoDispose !== false;
   const database =
-    options.embedded === true || env['DATABASE_URL'] !== undefined ? undefined : await createTestDatabase({ autoDispose });
+    options.embedded === true || env['DATABASE_URL'] !== undefined ? undefined : await createTestDatabase({ autoDispose, migrated: true });
   const config = loadConfig({
     NODE_ENV: 'test',
     HOST: '127.0.0.1',
