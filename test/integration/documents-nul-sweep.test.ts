@@ -39,6 +39,7 @@ describe('the dirty document sweep', () => {
       cache,
       logger: createLogger({ level: 'warn', destination: logs }),
       ceilingHeadroom: 0,
+      compareAndSet: true,
       // Only the sweeps the test runs.
       sweepIntervalMs: 3_600_000,
       sweepBatch: BATCH,

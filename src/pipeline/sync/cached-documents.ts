@@ -92,6 +92,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     cache,
     logger,
     ceilingHeadroom: acknowledgedFirst ? UNFLUSHED_REVISIONS_LIMIT : 0,
+    compareAndSet: !acknowledgedFirst,
     ...(options.sweepIntervalMs !== undefined && { sweepIntervalMs: options.sweepIntervalMs }),
   });
   const events = createDocumentEventPublisher(options.router, options.logger);

@@ -6,8 +6,8 @@ import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createKeyedSerial, type Slot } from '../coordination/keyed-serial.ts';
 import type { CachedEntry, DocumentCache } from './document-cache.ts';
 import type { DocumentEventPublisher } from './document-events.ts';
-import type { DocumentFlusher } from './document-flusher.ts';
-import { selectDocument, stateOf, type DocumentRow } from './document-store.ts';
+import { isLostFlush, type DocumentFlusher } from './document-flusher.ts';
+import { rowHolds, selectDocument, stateOf } from './document-store.ts';
 import type { DocumentChange, DocumentState } from './document-writes.ts';
 import { documentEntity, type DocumentKey } from './documents.ts';
 
@@ -29,16 +29,23 @@ import { documentEntity, type DocumentKey } from './documents.ts';
  * with its cause; a change answered UNAVAILABLE earlier and refused so once Postgres is back is
  * taken back with an error log. Any other refusal takes back a change not answered yet, but one
  * answered UNAVAILABLE is kept and retried: it was promised.
+ *
+ * When another change of the same revision reached Postgres first (Redis lost its data while this
+ * one was on its way, and another instance decided from the row), the flush writes nothing and
+ * takes the change back (`DocumentFlusher`): the writer gets that CONFLICT, with the revision
+ * Postgres has, and a change answered UNAVAILABLE earlier is dropped unpublished.
  */
 export interface DocumentCommits {
   /**
    * Flushes a change written to the cache (entry `entryKey` of `epoch`), then publishes it.
-   * @throws UNAVAILABLE naming the revision when Postgres did not take the change.
+   * @throws UNAVAILABLE naming the revision when Postgres did not take the change; CONFLICT with
+   * `currentRevision` when another change of the document reached Postgres first.
    */
   commitAndPublish(key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange): Promise<void>;
   /**
    * Flushes a change answered UNAVAILABLE earlier (`entry` holds it), or takes it back when
-   * Postgres refuses its content. @throws UNAVAILABLE while Postgres cannot take it for the moment.
+   * Postgres refuses its content, or lost to another change that reached Postgres first.
+   * @throws UNAVAILABLE while Postgres cannot take it for the moment.
    */
   flushPending(key: DocumentKey, entryKey: string, entry: CachedEntry): Promise<void>;
   /**
@@ -100,8 +107,9 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
    * Flushes the entry, then tells whether Postgres has the change. While the entry lives on in the
    * epoch it was written in, the cache says (`settle`: the entry's state and flushed mark, and the
    * change's wait mark, which a take-back on any instance deletes); once the cache lost it, only
-   * Postgres's row can confirm it. A failed flush counts only while the change is still pending:
-   * another instance may have settled it meanwhile. @throws the flush's error while pending.
+   * Postgres's row can confirm it. A failed flush counts only while the change is still pending —
+   * another instance may have settled it meanwhile — or, when another change reached Postgres
+   * first, unless this one is committed after all. @throws the flush's error then.
    */
   const outcome = async (key: DocumentKey, entryKey: string, epoch: string, { after }: DocumentChange): Promise<Outcome> => {
     const failed = await flusher.flush(entryKey).then(
@@ -109,10 +117,10 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
       (error: unknown) => ({ error }),
     );
     const seen = await cache.settle(entryKey, epoch, after);
-    if (seen === 'pending' && failed) throw failed.error;
+    if (failed && (seen === 'pending' || (seen !== 'committed' && isLostFlush(failed.error)))) throw failed.error;
     if (seen !== 'lost') return seen;
     const row = await selectDocument(db, key);
-    return row && holds(row, after) ? 'committed' : 'unconfirmed';
+    return row && rowHolds(row, after) ? 'committed' : 'unconfirmed';
   };
 
   /**
@@ -122,7 +130,7 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
    */
   const takeBack = async (key: DocumentKey, entryKey: string, epoch: string, state: DocumentState): Promise<'committed' | 'taken back'> => {
     const row = await selectDocument(db, key);
-    if (row && holds(row, state)) {
+    if (row && rowHolds(row, state)) {
       await cache.markFlushed(entryKey, epoch, state.revision, undefined);
       return 'committed';
     }
@@ -148,6 +156,10 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
       try {
         found = await outcome(key, entryKey, epoch, change);
       } catch (error) {
+        if (isLostFlush(error)) {
+          logger.warn({ entryKey, revision }, 'a change answered UNAVAILABLE lost to another change of its revision that reached the database first; its event is not published');
+          return;
+        }
         const failure = failureOf(error);
         if (failure === 'content') {
           const settled = await takeBack(key, entryKey, epoch, change.after).catch(() => 'pending' as const);
@@ -201,6 +213,11 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
       try {
         found = await outcome(key, entryKey, epoch, change);
       } catch (error) {
+        // Another change of this revision is in Postgres; this one was taken back: nothing saved.
+        if (isLostFlush(error)) {
+          slot.cancel();
+          throw error;
+        }
         cause = error;
         // Refused, not an outage: no UNAVAILABLE promising a write that cannot happen. A take-back
         // that fails (Postgres gone meanwhile) leaves the change to the wait below, which retries it.
@@ -230,6 +247,8 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
       try {
         await flusher.flush(entryKey);
       } catch (error) {
+        // Taken back by the flush (another change of its revision is in Postgres): this write goes on from the row.
+        if (isLostFlush(error)) return;
         const failure = failureOf(error);
         // An outage refuses this write: it was not made.
         if (failure === 'outage') throw new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause: error });
@@ -249,12 +268,6 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
       await Promise.allSettled(waiting);
     },
   };
-}
-
-/** Whether Postgres's row is exactly this state of the document (revision and time of the change). */
-function holds(row: DocumentRow, state: DocumentState): boolean {
-  const stored = stateOf(row);
-  return stored.revision === state.revision && stored.updatedAt.getTime() === state.updatedAt.getTime();
 }
 
 /**

@@ -1,9 +1,9 @@
-import { createPatch } from 'rfc6902';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { documentChange } from '../events/document-change.ts';
 import { newEventId } from '../events/event-id.ts';
 import type { EventRouter } from '../router/event-router.ts';
+import { documentDiff } from './document-diff.ts';
 import type { DocumentChange } from './document-writes.ts';
 import { documentEntity, documentTopic, type DocumentKey } from './documents.ts';
 import type { Slot } from '../coordination/keyed-serial.ts';
@@ -20,7 +20,8 @@ export interface DocumentEventPublisher {
  * The events of a saved change: `sync.{service}.{operation}` for everyone and the document's own
  * stream for `document` subscriptions, with one id, so a client that sees both can tell they are
  * the same change. Payload `{ service, documentId, revision, data, diff }`; `diff` is the RFC 6902
- * patch from the previous data, for updates and deletes.
+ * patch from the previous data, for updates and deletes (linear in the documents' size, not always
+ * the shortest: see `document-diff.ts`).
  */
 export function createDocumentEventPublisher(router: EventRouter, parentLogger: Logger): DocumentEventPublisher {
   const logger = parentLogger.child({ component: 'sync' });
@@ -38,7 +39,7 @@ export function createDocumentEventPublisher(router: EventRouter, parentLogger: 
           documentId: key.id,
           revision: after.revision,
           data,
-          ...(before && { diff: createPatch(before.data, data) }),
+          ...(before && { diff: documentDiff(before.data, data) }),
         },
       });
       const route = async () => {

@@ -1,9 +1,11 @@
 import type { Database } from '../../db/database.ts';
-import { ErrorCode, faultOf, isTributaryError } from '../../errors.ts';
+import { ErrorCode, faultOf, InternalError, isTributaryError, type TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
 import { leaseId, type DocumentCache } from './document-cache.ts';
-import { writeDocument } from './document-store.ts';
+import { rowHolds, selectDocument, stateOf, writeDocument, type StoredKey } from './document-store.ts';
+import type { CachedEntry } from './document-cache.ts';
+import { conflict } from './documents.ts';
 
 /**
  * Writes dirty cache entries to Postgres: right after each write (coalesced per document, so a
@@ -12,13 +14,24 @@ import { writeDocument } from './document-store.ts';
  * and only move a row forward (`WHERE revision < new revision`), so instances may flush the same
  * document concurrently.
  *
+ * With `compareAndSet` (sync durability), a flush also requires that the row has not moved past
+ * the revision the entry knows Postgres has (`flushed`): when Redis loses its data while a change
+ * is on its way to Postgres, another instance decides from the row, and both changes carry the
+ * same revision. Only the first to reach Postgres is written; the other is taken back from the
+ * cache (the entry then holds what Postgres has) and its flush fails with CONFLICT — its writer,
+ * not answered yet, gets that CONFLICT, never a success.
+ *
  * The dirty set is the whole cluster's, every tenant's: an entry the database refuses (not an
  * outage — a value it cannot store, a constraint) must not hold up the others. The sweep goes on
  * past it and retries it at every pass, logging it once per `FAILING_LOG_INTERVAL_MS`. An outage
  * (UNAVAILABLE: the database or Redis away) fails every entry alike: that ends the pass.
  */
 export interface DocumentFlusher {
-  /** Resolves once a flush of the entry that started after this call has finished. */
+  /**
+   * Resolves once a flush of the entry that started after this call has finished.
+   * @throws CONFLICT (`isLostFlush`) when, with `compareAndSet`, another change of the document
+   * reached Postgres first: the entry's change was taken back.
+   */
   flush(entryKey: string): Promise<void>;
   /** Flushes in the background; a failure is logged and left to the sweep. */
   schedule(entryKey: string): void;
@@ -37,6 +50,13 @@ export interface DocumentFlusherOptions {
    * revisions the cache may then acknowledge before Postgres has them (0 in sync durability).
    */
   readonly ceilingHeadroom: number;
+  /**
+   * Whether a flush writes only over the revision the entry knows Postgres has (sync durability,
+   * where a change is answered only after its flush). Async durability does without: a cache that
+   * lost its data resumes above the ceiling (`document-leases.ts`), so its revisions cannot meet
+   * those of the lost changes.
+   */
+  readonly compareAndSet: boolean;
   /** @default 5000 */
   readonly sweepIntervalMs?: number;
   /** Entries one pass of the sweep takes from the dirty set at a time (it goes on while batches are full). @default 200 */
@@ -49,7 +69,7 @@ export interface DocumentFlusherOptions {
 export const FAILING_LOG_INTERVAL_MS = 10 * 60_000;
 
 export function createDocumentFlusher(options: DocumentFlusherOptions): DocumentFlusher {
-  const { db, cache, ceilingHeadroom } = options;
+  const { db, cache, ceilingHeadroom, compareAndSet } = options;
   const logger = options.logger.child({ component: 'sync-flush' });
   /** Per entry: the flush running now, and one queued behind it for callers that came later. */
   const flushes = createKeyedCoalescer();
@@ -84,9 +104,34 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
     const generation = current.epoch === entry.epoch ? current.generation : '';
     const lease = leaseId({ epoch: entry.epoch, generation });
     // A database outage rejects with UNAVAILABLE (src/db); the change stays dirty in the cache.
-    const ceiling = await writeDocument(db, key, state, { ceiling: state.revision + ceilingHeadroom, lease });
-    // Nothing written: Postgres already had this revision or a later one (another flush won).
+    const basedOn = compareAndSet ? entry.flushed : undefined;
+    const ceiling = await writeDocument(db, key, state, { ceiling: state.revision + ceilingHeadroom, lease }, basedOn);
+    // Nothing written: Postgres already had this revision or a later one — this very change
+    // (another flush of it won), or, with compareAndSet, possibly another one.
+    if (ceiling === undefined && compareAndSet) return settleRefused(entryKey, key, entry);
     await cache.markFlushed(entryKey, entry.epoch, state.revision, ceiling === undefined ? undefined : { ceiling, generation });
+  };
+
+  /**
+   * A compare-and-set flush that wrote nothing: flushed if the row is exactly the entry's change,
+   * else the change lost to another one and is taken back (the entry returns to the row's state,
+   * if it still holds exactly this change). @throws CONFLICT then.
+   */
+  const settleRefused = async (entryKey: string, key: StoredKey, entry: CachedEntry): Promise<void> => {
+    const { state } = entry;
+    const row = await selectDocument(db, key);
+    if (row && rowHolds(row, state)) {
+      await cache.markFlushed(entryKey, entry.epoch, state.revision, undefined);
+      return;
+    }
+    // Not written although nothing else was: the row moved past `flushed` (a row is never removed).
+    if (!row) throw new InternalError('DOCUMENT_ROW_MISSING', `document ${entryKey} has no row in the database, yet its flush wrote nothing`);
+    const takenBack = await cache.takeBack(entryKey, entry.epoch, state, stateOf(row));
+    logger.warn(
+      { entryKey, revision: state.revision, stored: row.revision, takenBack },
+      'another change of the document reached the database first (the cache lost its data meanwhile): this one is not written, and taken back from the cache if it still holds it',
+    );
+    throw lostFlush(row.revision);
   };
 
   const flush = (entryKey: string): Promise<void> => {
@@ -113,6 +158,8 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
             flushed += 1;
           } catch (error) {
             if (isTributaryError(error) && error.code === ErrorCode.UNAVAILABLE) throw error;
+            // Taken back (logged): no longer dirty.
+            if (isLostFlush(error)) continue;
             failed.set(entryKey, logRefused(entryKey, error));
           }
         }
@@ -167,4 +214,18 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
       return closed;
     },
   };
+}
+
+/** The CONFLICTs of lost flushes (`isLostFlush`), told apart from any other CONFLICT by identity. */
+const lostFlushes = new WeakSet<Error>();
+
+function lostFlush(currentRevision: number): TributaryError {
+  const error = conflict(currentRevision, 'The document changed in the database before this change could be saved; it was not saved');
+  lostFlushes.add(error);
+  return error;
+}
+
+/** Whether a flush failed because another change of the document reached Postgres first (its change was taken back). */
+export function isLostFlush(error: unknown): error is TributaryError {
+  return error instanceof Error && lostFlushes.has(error);
 }

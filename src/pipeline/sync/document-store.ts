@@ -1,5 +1,6 @@
 import type { Queryable } from '../../db/database.ts';
 import type { Scope } from '../scope.ts';
+import { sameJson } from './document-diff.ts';
 import type { DocumentState } from './document-writes.ts';
 import type { DocumentKey, JsonObject } from './documents.ts';
 
@@ -46,7 +47,7 @@ function keyParams(key: DocumentKey | StoredKey): string[] {
 }
 
 /** The document's row, tombstones and placeholders included. */
-export async function selectDocument(db: Queryable, key: DocumentKey): Promise<DocumentRow | undefined> {
+export async function selectDocument(db: Queryable, key: DocumentKey | StoredKey): Promise<DocumentRow | undefined> {
   const { rows } = await db.query<DocumentRow>(`SELECT ${COLUMNS} FROM sync_documents WHERE ${KEY_MATCH}`, keyParams(key));
   return rows[0];
 }
@@ -76,14 +77,19 @@ export interface CeilingGrant {
 
 /**
  * Stores `state` unless the row already has this revision or a later one (flushes of several
- * instances may race; the row only moves forward). The ceiling only goes up; without a grant it is
- * at least the revision. Answers the row's ceiling, or undefined when nothing was written.
+ * instances may race; the row only moves forward). With `basedOn` — the revision Postgres held
+ * when the change was decided on (sync durability) — the write is a compare-and-set: it is also
+ * refused when the row has moved past `basedOn`, i.e. when another change of the document reached
+ * Postgres first (instances whose cache lost its data decide from what Postgres has: two of them
+ * may decide a change of the same revision). The ceiling only goes up; without a grant it is at
+ * least the revision. Answers the row's ceiling, or undefined when nothing was written.
  */
 export async function writeDocument(
   db: Queryable,
   key: DocumentKey | StoredKey,
   state: DocumentState,
   grant: CeilingGrant | undefined,
+  basedOn?: number,
 ): Promise<number | undefined> {
   const { rows } = await db.query<{ ceiling: number }>(
     `INSERT INTO sync_documents (${KEY_COLUMNS}, revision, data, deleted, created_at, updated_at, ceiling, cache_epoch)
@@ -92,7 +98,7 @@ export async function writeDocument(
        deleted = excluded.deleted, created_at = excluded.created_at, updated_at = excluded.updated_at,
        ceiling = GREATEST(sync_documents.ceiling, excluded.ceiling),
        cache_epoch = COALESCE(excluded.cache_epoch, sync_documents.cache_epoch)
-     WHERE sync_documents.revision < excluded.revision
+     WHERE sync_documents.revision < excluded.revision AND sync_documents.revision <= COALESCE($13::int, sync_documents.revision)
      RETURNING ceiling`,
     [
       ...keyParams(key),
@@ -103,6 +109,7 @@ export async function writeDocument(
       state.updatedAt,
       grant?.ceiling ?? state.revision,
       grant?.lease ?? null,
+      basedOn ?? null,
     ],
   );
   return rows[0]?.ceiling;
@@ -141,6 +148,19 @@ export async function releaseCeilings(db: Queryable, lease: string, keep: readon
     [lease, column('app'), column('env'), column('tenant'), column('service'), column('id')],
   );
   return rowCount;
+}
+
+/**
+ * Whether the row is exactly this state of the document: the same revision, time and content (two
+ * instances may decide changes of one revision within the same millisecond).
+ */
+export function rowHolds(row: DocumentRow, state: DocumentState): boolean {
+  return (
+    row.revision === state.revision &&
+    row.updated_at.getTime() === state.updatedAt.getTime() &&
+    row.deleted === state.deleted &&
+    sameJson(row.data, state.data)
+  );
 }
 
 export function stateOf(row: DocumentRow): DocumentState {
