@@ -40,7 +40,8 @@ export type CloseDisposition = 'unauthorized' | 'new-token' | 'retry';
  * expired at `connection_init`; 4412 a refresh with another subject or tenant; 4401 an operation
  * before `connection_ack` (graphql-ws treats it as fatal too). 4419 is an expiry without a
  * refresh: reconnect at once with a token from `getToken` (the connection retries a 4403 that
- * refuses that same token again: an auth library whose clock runs behind still hands it out).
+ * refuses that same token again: an auth library whose clock runs behind still hands it out; and,
+ * a few times, a 4403 for a token expired by the device's clock after a socket lost otherwise).
  * Anything else — a restart (1001), a lost
  * network (1006), too many sockets of this principal (1013), a slow consumer (4008), a dead socket
  * we terminated (4499) — is retried with backoff.

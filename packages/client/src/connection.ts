@@ -11,11 +11,11 @@ import { createClient as createGraphQLWsClient, type Client } from 'graphql-ws';
 import { backoffDelay, type BackoffOptions } from './backoff.ts';
 import { closeCodeOf, SessionEndedError } from './errors.ts';
 import { guardedWebSocket } from './guarded-websocket.ts';
-import type { HandlerErrorReport } from './handler-errors.ts';
+import { callEach, type HandlerErrorReport } from './handler-errors.ts';
 import { closeDisposition, INITIAL_STATUS, nextStatus, type CloseDisposition, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
 import { TokenRefresh, unref, type GetToken } from './token-refresh.ts';
-import { tokenPrincipal } from './token.ts';
+import { tokenExpiresAt, tokenPrincipal } from './token.ts';
 import { installWakeTriggers, isOnline } from './wake-triggers.ts';
 
 export interface ConnectionOptions {
@@ -72,6 +72,9 @@ const STABLE_SOCKET_MS = 10_000;
 /** The server's close code for a refresh that brought another subject, tenant, app or env. */
 const PRINCIPAL_CHANGED = 4412;
 
+/** 4403s retried for a token expired by the device's clock after a socket lost otherwise (`#dispositionOf`). */
+const STALE_TOKEN_RETRIES = 5;
+
 export class Connection {
   readonly #options: ConnectionOptions;
   readonly #listeners = new Set<(state: ConnectionState) => void>();
@@ -87,6 +90,10 @@ export class Connection {
   #started = false;
   /** The token of the last socket the server closed as expired (4419), until a socket is acknowledged. */
   #expiredToken: string | undefined;
+  /** A socket was lost otherwise than for its token (1006, 4499…) since the last acknowledgement. */
+  #lostOtherwise = false;
+  /** 4403s retried since then for a token expired by the device's clock. */
+  #staleTokenRetries = 0;
   /** Whose data the subscriptions hold (`tokenPrincipal`): the user of the last token sent; undefined while they hold nobody's. */
   #principal: string | undefined;
 
@@ -158,7 +165,7 @@ export class Connection {
     if (this.#status.state === 'closed') return;
     this.#dropAttempt(true);
     this.#failures = 0;
-    this.#expiredToken = undefined;
+    this.#forgetAuthLosses();
     this.#started = true;
     this.#dispatch({ type: 'reconnect' });
     this.#connect();
@@ -247,15 +254,25 @@ export class Connection {
     if (attempt !== this.#attempt) return;
     clearTimeout(attempt.connectTimer);
     attempt.acknowledgedAt = Date.now();
-    this.#expiredToken = undefined;
+    this.#forgetAuthLosses();
     const session = new Session(attempt.client, attempt.controller.signal, this.#options.reportHandlerError);
     attempt.session = session;
-    this.#dispatch({ type: 'acknowledged' });
     this.#tokens?.start(session, attempt.token);
-    for (const user of [...this.#users]) {
+    // The users before the state listeners run: one a listener adds (a subscription started on
+    // `connected`) is attached by `use` itself, and must not run twice on this socket.
+    const users = [...this.#users];
+    this.#dispatch({ type: 'acknowledged' });
+    for (const user of users) {
       if (session.signal.aborted) break;
-      user.attach(session);
+      if (this.#users.has(user)) user.attach(session);
     }
+  }
+
+  /** What tells a 4403 worth retrying from a refusal (`#dispositionOf`): forgotten once a socket is acknowledged, or at `reconnect()`. */
+  #forgetAuthLosses(): void {
+    this.#expiredToken = undefined;
+    this.#lostOtherwise = false;
+    this.#staleTokenRetries = 0;
   }
 
   #closed(attempt: Attempt, code: number): void {
@@ -266,6 +283,7 @@ export class Connection {
     // user's, dropped now rather than left on show until the application calls reconnect().
     if (code === PRINCIPAL_CHANGED) this.#resetUsers();
     const disposition = this.#dispositionOf(attempt, code);
+    if (closeDisposition(code) === 'retry') this.#lostOtherwise = true;
     this.#dispatch({ type: 'lost', code, disposition });
     // A state listener may have closed the client just now.
     if ((this.#status.state as ConnectionState) === 'closed') return;
@@ -311,9 +329,22 @@ export class Connection {
    * login: an auth library hands out its cached token until it has expired by the device's clock,
    * which may run behind the server's. Retried with backoff — each attempt asks `getToken` again —
    * until the library has a new one, instead of `unauthorized` for good.
+   *
+   * So is a 4403 for a token expired by the device's own clock after a socket lost otherwise (a
+   * laptop waking: its socket died, 1006 or a pong timeout, and the token expired in its sleep —
+   * the server never got to say 4419): the library refreshes it at the next `getToken`, asked
+   * again at each attempt. A few times only: a library that keeps handing out an expired token
+   * will not stop, and the client ends `unauthorized` as for any refused token.
    */
   #dispositionOf(attempt: Attempt, code: number): CloseDisposition {
-    if (code === 4403 && attempt.token !== undefined && attempt.token === this.#expiredToken) return 'retry';
+    const { token } = attempt;
+    if (code !== 4403 || token === undefined) return closeDisposition(code);
+    if (token === this.#expiredToken) return 'retry';
+    const expiresAt = tokenExpiresAt(token);
+    if (this.#lostOtherwise && this.#staleTokenRetries < STALE_TOKEN_RETRIES && expiresAt !== undefined && expiresAt <= Date.now()) {
+      this.#staleTokenRetries += 1;
+      return 'retry';
+    }
     return closeDisposition(code);
   }
 
@@ -354,7 +385,9 @@ export class Connection {
     const before = this.#status.state;
     this.#status = nextStatus(this.#status, event);
     if (this.#status.state === before) return;
-    for (const listener of [...this.#listeners]) listener(this.#status.state);
+    // An application's listener that throws must neither keep the others from being told nor stop
+    // the caller half-way (a reconnection never scheduled): reported like any handler's error.
+    callEach(this.#listeners, (listener) => listener(this.#status.state), this.#options.reportHandlerError);
   }
 }
 

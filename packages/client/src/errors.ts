@@ -58,6 +58,29 @@ export function isGraphQLErrorList(value: unknown): value is GraphQLErrorLike[] 
   return Array.isArray(value) && value.every((item) => typeof item === 'object' && item !== null && typeof (item as { message?: unknown }).message === 'string');
 }
 
+/**
+ * Codes of a refusal the same request would meet again: its input (the topic, model, filter), the
+ * token's permissions, or the document against the server's schema (GRAPHQL_VALIDATION_FAILED is
+ * graphql-yoga's). Not here, so retried with backoff: INTERNAL_SERVER_ERROR (a server bug, an
+ * unclassified database error: the next try may pass), UNAVAILABLE, RATE_LIMITED, MISCONFIGURED
+ * (the operator's setup, which can be fixed while the client runs), UNAUTHENTICATED (an operation
+ * refused for the socket's expired token; a bad token closes the socket instead), codes this
+ * client does not expect (CONFLICT, PERSISTED_QUERY_NOT_FOUND, WEBSOCKET_ONLY), unknown codes and none.
+ */
+export const PERMANENT_CODES: readonly string[] = [
+  'BAD_USER_INPUT',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'QUERY_TOO_COMPLEX',
+];
+
+/** Whether `error` is the server's refusal a retry would meet again (`PERMANENT_CODES`): the subscription stops. */
+export function isPermanentRefusal(error: unknown): boolean {
+  return error instanceof TributaryRequestError && PERMANENT_CODES.some((code) => error.hasCode(code));
+}
+
 export function isResyncRequired(error: unknown): boolean {
   return error instanceof TributaryRequestError && error.hasCode('RESYNC_REQUIRED');
 }

@@ -57,11 +57,13 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
   let resets = 0;
   /** Stopped for good: subscribed on no further socket, but still told of a new login. */
   let failed = false;
+  /** The last refill begun (settled or not): the next one waits for it. */
+  let refilling: Promise<void> = Promise.resolve();
 
   const readHead = async (session: Session, signal: AbortSignal) => (await session.execute(TributaryTopicCursorDocument, { topic }, signal)).topicCursor;
 
   /** Position first, state second: every event after the refetch's state is after the cursor. */
-  const refillAt = async (session: Session, signal: AbortSignal) => {
+  const refillOnce = async (session: Session, signal: AbortSignal) => {
     const generation = resets;
     const head = await readHead(session, signal);
     try {
@@ -70,10 +72,22 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
       connection.reportHandlerError(error);
       throw new RefetchFailedError(error);
     }
-    // The cursor moves once the refetch is done: one that failed is tried again.
-    if (generation !== resets) return;
+    // The cursor moves once the refetch is done: one that failed is tried again. Not when the
+    // socket went meanwhile: the next socket's stream may have moved it past `head` already.
+    if (generation !== resets || session.signal.aborted || signal.aborted) return;
     cursor = head;
     refill = false;
+  };
+
+  /**
+   * One refill at a time: a refetch begun on a socket that died (stalled on the same dead network)
+   * would otherwise run beside the next socket's, and the application could apply the older
+   * state last — after a cursor set past it.
+   */
+  const refillAt = (session: Session, signal: AbortSignal): Promise<void> => {
+    const next = refilling.then(() => refillOnce(session, signal));
+    refilling = next.catch(() => {});
+    return next;
   };
 
   const stop = connection.use({

@@ -1,8 +1,9 @@
 /**
  * A live model's records as an external store (React's `useSyncExternalStore` contract):
  * `getSnapshot()` returns the same object until something changed — records, status, error — and
- * a new, frozen one after; `subscribe(listener)` is told after every change. Pure: no I/O, no
- * timers; `live-model.ts` feeds it from the server.
+ * a new, frozen one after, whose `records` and `byId` are the previous ones unless a record
+ * changed (a status change alone re-renders no list memoized on them); `subscribe(listener)` is
+ * told after every change. Pure: no I/O, no timers; `live-model.ts` feeds it from the server.
  *
  * Changes are de-duplicated by event id (delivery is at least once): each is applied, and its
  * change listeners told, at most once — so a redelivered older change can never move a row back.
@@ -68,6 +69,8 @@ export class LiveModelStore<R extends object = ModelRecord> {
   #lastUpdatedAt: string | null = null;
   #error: Error | null = null;
   #snapshot: LiveModelSnapshot<R> | undefined;
+  /** The records as the last snapshot holds them; undefined once one changed. */
+  #held: Pick<LiveModelSnapshot<R>, 'records' | 'byId'> | undefined;
   readonly #report: HandlerErrorReport;
   readonly #filterColumns: readonly string[];
 
@@ -85,9 +88,9 @@ export class LiveModelStore<R extends object = ModelRecord> {
 
   /** The current state; the same object until something changes. */
   getSnapshot(): LiveModelSnapshot<R> {
+    this.#held ??= { records: Object.freeze([...this.#records.values()]), byId: new Map(this.#records) };
     this.#snapshot ??= Object.freeze({
-      records: Object.freeze([...this.#records.values()]),
-      byId: new Map(this.#records),
+      ...this.#held,
       status: this.#status,
       isLive: this.#status === 'live',
       lastUpdatedAt: this.#lastUpdatedAt,
@@ -112,7 +115,7 @@ export class LiveModelStore<R extends object = ModelRecord> {
     this.#records.clear();
     for (const node of nodes) this.#records.set(node.id, node.record);
     this.#lastUpdatedAt = later(this.#lastUpdatedAt, readAt);
-    this.#changed();
+    this.#changed(true);
   }
 
   /**
@@ -144,7 +147,7 @@ export class LiveModelStore<R extends object = ModelRecord> {
       this.#records.set(change.id, applied.record!);
     }
     this.#lastUpdatedAt = later(this.#lastUpdatedAt, change.lastUpdatedAt);
-    this.#changed();
+    this.#changed(true);
     callEach(this.#changeListeners, (listener) => listener(applied, previous), this.#report);
     return true;
   }
@@ -158,7 +161,7 @@ export class LiveModelStore<R extends object = ModelRecord> {
     this.#seen = createRecentIds(this.#dedupeWindow);
     this.#lastUpdatedAt = null;
     if (this.#status !== 'error' && this.#status !== 'closed') this.#status = 'loading';
-    this.#changed();
+    this.#changed(true);
   }
 
   /** Whether `apply(change)` would add a row not held now (for a limit on the records held). */
@@ -177,7 +180,7 @@ export class LiveModelStore<R extends object = ModelRecord> {
     if (status === this.#status && error === this.#error) return;
     this.#status = status;
     this.#error = error;
-    this.#changed();
+    this.#changed(false);
   }
 
   get status(): LiveModelStatus {
@@ -189,8 +192,9 @@ export class LiveModelStore<R extends object = ModelRecord> {
     return this.#filterColumns.some((column) => !Object.hasOwn(record, column));
   }
 
-  #changed(): void {
+  #changed(records: boolean): void {
     this.#snapshot = undefined;
+    if (records) this.#held = undefined;
     callEach(this.#listeners, (listener) => listener(), this.#report);
   }
 }

@@ -3,16 +3,18 @@
  * server ends it with RESYNC_REQUIRED, refill (the subscription's own `resync`) and subscribe
  * again — at once the first time, after a backoff pause when it comes again with nothing delivered
  * since the last refill (a server that refuses every position would otherwise be asked as fast as
- * the socket allows); when the server completes it, or answers UNAVAILABLE or RATE_LIMITED (a
- * dependency away for a moment, too many operations on the socket right now) or UNAUTHENTICATED
- * (the socket's token expired: the server's grace period, `refreshAuth` first — the client is
- * asked for a new token), or the refill's own refetch failed (`RefetchFailedError`), subscribe
- * again after a backoff pause; when the socket goes, stop — the next socket starts the loop again
- * from the cursor kept. Any other error stops it for good (`fail`).
+ * the socket allows); when the server completes it, answers with any error but a refusal a retry
+ * would meet again (`PERMANENT_CODES`) — INTERNAL_SERVER_ERROR (a server bug, a database error
+ * that passes), UNAVAILABLE, RATE_LIMITED, MISCONFIGURED, an unknown code or none; UNAUTHENTICATED
+ * (the socket's token expired: the server's grace period) after asking the client for a new
+ * token —, or the refill's own refetch failed (`RefetchFailedError`), subscribe again after a
+ * backoff pause; when the socket goes, stop — the next socket starts the loop again from the
+ * cursor kept. A permanent refusal (FORBIDDEN, BAD_USER_INPUT…), or an error of the client's own
+ * (a live model past `maxRecords`), stops it for good (`fail`).
  */
 import { backoffDelay, pause } from './backoff.ts';
 import type { Connection } from './connection.ts';
-import { isResyncRequired, isTokenRefusal, SessionEndedError, TributaryRequestError } from './errors.ts';
+import { isPermanentRefusal, isResyncRequired, isTokenRefusal, SessionEndedError, TributaryRequestError } from './errors.ts';
 import type { Session } from './session.ts';
 
 export interface ResumableRun {
@@ -23,12 +25,9 @@ export interface ResumableRun {
   readonly run: (session: Session, signal: AbortSignal, delivered: () => void) => Promise<void>;
   /** RESYNC_REQUIRED: refetch what the subscription holds and set the cursor to continue from. */
   readonly resync: (session: Session, signal: AbortSignal) => Promise<void>;
-  /** An error the subscription cannot go on after (FORBIDDEN, BAD_USER_INPUT…): it stops. */
+  /** An error the subscription cannot go on after (`PERMANENT_CODES`, or its own): it stops. */
   readonly fail: (error: unknown) => void;
 }
-
-/** Codes the server answers with while it, or what it depends on, cannot serve the operation now: tried again later. */
-const TRANSIENT_CODES = ['UNAVAILABLE', 'RATE_LIMITED'];
 
 /**
  * The application's own refetch (`onResync`) failed: the refill is tried again after a pause —
@@ -41,11 +40,11 @@ export class RefetchFailedError extends Error {
   }
 }
 
-/** The server answered UNAVAILABLE or RATE_LIMITED: it cannot serve the operation now, tried again later. */
-export const isTransientRequestError = (error: unknown): boolean =>
-  error instanceof TributaryRequestError && TRANSIENT_CODES.some((code) => error.hasCode(code));
-
-const isTransient = (error: unknown) => error instanceof RefetchFailedError || isTransientRequestError(error) || isTokenRefusal(error);
+/**
+ * Whether the loop goes on after `error`: the server's answer unless a retry would meet it again
+ * (one INTERNAL_SERVER_ERROR must not end a subscription for good), or a failed refetch.
+ */
+const isTransient = (error: unknown) => error instanceof RefetchFailedError || (error instanceof TributaryRequestError && !isPermanentRefusal(error));
 
 /** Runs `spec` on `session` until the socket goes, `signal` aborts or it fails. */
 export async function runResumable(connection: Connection, session: Session, signal: AbortSignal, spec: ResumableRun): Promise<void> {

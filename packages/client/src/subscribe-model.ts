@@ -2,7 +2,12 @@
  * Server-to-server model subscriptions (seed 004's `kernel.Data().Subscribe(ctx, "contacts", …)`)
  * for Node services, on top of the public GraphQL API — nothing here reaches into the server.
  * Unlike `liveModel` it holds no records: each change is handed to an awaited handler, one at a
- * time, and the stream resumes from the last change the handler finished.
+ * time, and the stream resumes from the last change the handler finished. One socket per
+ * connection, for the position read and the subscription alike. What arrives while the handler
+ * works is held up to `maxBufferedChanges`; past it the subscription is dropped once those are
+ * handled and subscribed again from the cursor, so a slow handler makes the server replay at its
+ * pace instead of piling the backlog up in memory. After `close()` no further change is handed
+ * over: `closed` settles once the handler running, if any, has finished.
  *
  *   import { subscribeModel } from '@tributary/client';
  *   const subscription = subscribeModel({
@@ -42,7 +47,8 @@
 import { print } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import { backoffDelay, pause } from './backoff.ts';
-import { isGraphQLErrorList, TributaryRequestError } from './errors.ts';
+import { subscribeBounded, type BoundedSubscription } from './bounded-subscription.ts';
+import { isGraphQLErrorList, isPermanentRefusal, TributaryRequestError } from './errors.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
 import { RefetchFailedError } from './resumable.ts';
@@ -95,6 +101,12 @@ export interface SubscribeModelOptions {
   readonly connectTimeoutMs?: number;
   /** A WebSocket class where there is no global one. @default globalThis.WebSocket */
   readonly webSocketImpl?: unknown;
+  /**
+   * Changes received and not yet handed to `onChange` held at most (a count): past it the
+   * subscription is dropped once those are handled, and subscribed again from the cursor — the
+   * server replays the rest at the handler's pace, nothing held in memory meanwhile. @default 1000
+   */
+  readonly maxBufferedChanges?: number;
 }
 
 export interface ModelSubscription {
@@ -105,28 +117,6 @@ export interface ModelSubscription {
   /** Settles once closed. */
   readonly closed: Promise<void>;
 }
-
-/**
- * Codes of a refusal the same request would meet again: its input (the model, the filter), the
- * token's permissions, or the document against the server's schema (GRAPHQL_VALIDATION_FAILED is
- * graphql-yoga's). Not here, so retried: INTERNAL_SERVER_ERROR, UNAVAILABLE, RATE_LIMITED,
- * MISCONFIGURED (the operator's setup, which can be fixed while the service runs), UNAUTHENTICATED
- * (an operation refused while the socket closes; a bad token closes the socket instead, and the
- * token is read again at the next connection), codes this client does not use (CONFLICT,
- * PERSISTED_QUERY_NOT_FOUND, WEBSOCKET_ONLY), unknown codes and none.
- */
-const PERMANENT_CODES: readonly string[] = [
-  'BAD_USER_INPUT',
-  'FORBIDDEN',
-  'NOT_FOUND',
-  'GRAPHQL_PARSE_FAILED',
-  'GRAPHQL_VALIDATION_FAILED',
-  'QUERY_TOO_COMPLEX',
-];
-
-/** Whether `error` is a refusal a retry would meet again: the subscription stops. */
-const isPermanentRefusal = (error: unknown): boolean =>
-  error instanceof TributaryRequestError && PERMANENT_CODES.some((code) => error.hasCode(code));
 
 const QUERY = print(TributaryChangesDocument);
 const POSITION_QUERY = print(TributaryRecordsDocument);
@@ -142,6 +132,8 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
   /** The current connection delivered a change: it was healthy, whatever ended it. */
   let delivered = false;
   const filter = options.filter ?? null;
+  const maxBuffered = options.maxBufferedChanges ?? 1_000;
+  if (!Number.isInteger(maxBuffered) || maxBuffered < 1) throw new RangeError(`subscribeModel: maxBufferedChanges must be a positive integer, got ${maxBuffered}`);
 
   /** Where the model's change stream stands now: `changes(after:)` from it misses nothing committed later. */
   const readPosition = async (client: Client): Promise<string> => {
@@ -152,14 +144,40 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
     throw new Error('The server sent no position');
   };
 
-  /** One connection and one subscription; resolves when either ends. */
+  /**
+   * Hands `change` to `onChange` (unless seen already) and moves the cursor past it; false once
+   * closed — a change still queued is never handed over after `close()`.
+   */
+  const handle = async (change: ModelChangeEvent): Promise<boolean> => {
+    if (controller.signal.aborted) return false;
+    delivered = true;
+    if (seen.add(change.eventId)) {
+      try {
+        await options.onChange(change);
+      } catch (error) {
+        report(error);
+      }
+    }
+    cursor = change.cursor;
+    return true;
+  };
+
+  /** One connection, and its subscription until it ends; resolves when either ends. */
   const runOnce = async (): Promise<'resync' | 'ended'> => {
     let pongTimer: ReturnType<typeof setTimeout> | undefined;
+    /** Why the socket went (its close event), once it did. */
+    let lost: { readonly event: unknown } | undefined;
+    let acknowledged = false;
+    let stream: BoundedSubscription<{ changes: ModelChangeEvent }> | undefined;
+    // Not lazy: a lazy client closes its socket as soon as the position query completes, and the
+    // subscription would wait for a second one. This one lives until disposed; graphql-ws retries
+    // nothing (`retryAttempts: 0`), the loop below does, from the cursor.
     const client: Client = createClient({
       url: options.url,
       ...(options.webSocketImpl !== undefined && { webSocketImpl: options.webSocketImpl }),
       retryAttempts: 0,
-      lazy: true,
+      lazy: false,
+      onNonLazyError: () => {},
       keepAlive: options.pingIntervalMs ?? 10_000,
       connectionAckWaitTimeout: options.connectTimeoutMs ?? 10_000,
       on: {
@@ -172,12 +190,22 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
         pong: (received) => {
           if (received) clearTimeout(pongTimer);
         },
+        connected: () => {
+          acknowledged = true;
+        },
+        closed: (event) => {
+          lost ??= { event };
+          stream?.fail(event);
+        },
       },
       connectionParams: async () => ({
         authorization: `Bearer ${typeof options.token === 'string' ? options.token : await options.token()}`,
       }),
     });
-    const stop = () => void client.dispose();
+    const stop = () => {
+      stream?.close();
+      client.terminate();
+    };
     controller.signal.addEventListener('abort', stop, { once: true });
     try {
       if (resyncing) {
@@ -195,30 +223,20 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
       // Without a cursor, "after: null" would mean "from now" on every resubscription: a change
       // committed while a connection lost before the first change was down would be skipped.
       cursor ??= await readPosition(client);
-      const results = client.iterate<{ changes: ModelChangeEvent }>({
-        query: QUERY,
-        variables: { model: options.model, filter, after: cursor ?? null },
-      });
-      for await (const result of results) {
-        if (result.errors?.length) {
-          if (result.errors.some((error) => error.extensions?.['code'] === 'RESYNC_REQUIRED')) return 'resync';
-          throw new TributaryRequestError(result.errors);
+      // Each pass subscribes from the cursor; one whose queue filled up is dropped once handled,
+      // and the next pass has the server replay from where the handler got to.
+      for (;;) {
+        // graphql-ws would open another socket for it: the loop below backs off first.
+        if (lost) throw lost.event;
+        if (controller.signal.aborted) return 'ended';
+        stream = subscribeBounded(client, { query: QUERY, variables: { model: options.model, filter, after: cursor ?? null } }, maxBuffered);
+        for (let next = await stream.next(); next !== undefined; next = await stream.next()) {
+          if (next.changes && !(await handle(next.changes))) return 'ended';
         }
-        const change = result.data?.changes;
-        if (!change) continue;
-        delivered = true;
-        if (!seen.add(change.eventId)) {
-          cursor = change.cursor;
-          continue;
-        }
-        try {
-          await options.onChange(change);
-        } catch (error) {
-          report(error);
-        }
-        cursor = change.cursor;
+        const end = stream.end;
+        if (end?.kind === 'error') throw end.error;
+        if (end?.kind !== 'overflow') return 'ended';
       }
-      return 'ended';
     } catch (error) {
       // graphql-ws reports operation errors as an array of GraphQL errors.
       if (isGraphQLErrorList(error)) {
@@ -227,9 +245,12 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
       }
       throw error;
     } finally {
+      stream?.close();
       clearTimeout(pongTimer);
       controller.signal.removeEventListener('abort', stop);
-      await client.dispose();
+      // dispose() would wait for a socket not acknowledged yet (up to connectTimeoutMs): ended at once.
+      if (!acknowledged) client.terminate();
+      await Promise.resolve(client.dispose()).catch(() => {});
     }
   };
 

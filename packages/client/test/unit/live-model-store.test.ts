@@ -48,6 +48,27 @@ describe('live model store', () => {
     expect(store.getSnapshot()).toBe(live);
   });
 
+  it('keeps the same records array and byId map across a status or error change, and gives new ones when a record changes', () => {
+    const store = new LiveModelStore<Contact>();
+    store.load([{ id: '1', record: { id: 1, name: 'Ann' } }], '2026-01-01T00:00:00.000Z');
+    const loaded = store.getSnapshot();
+    store.setStatus('live');
+    store.setStatus('reconnecting');
+    store.setStatus('error', new Error('stopped'));
+    const stopped = store.getSnapshot();
+    expect(stopped).not.toBe(loaded);
+    expect(stopped.records).toBe(loaded.records);
+    expect(stopped.byId).toBe(loaded.byId);
+
+    store.apply(change('e1', 'CREATED', 2, 'Bo'));
+    const changed = store.getSnapshot();
+    expect(changed.records).not.toBe(loaded.records);
+    expect(changed.records).toEqual([{ id: 1, name: 'Ann' }, { id: 2, name: 'Bo' }]);
+    expect(changed.byId.get('2')).toEqual({ id: 2, name: 'Bo' });
+    store.reset();
+    expect(store.getSnapshot().records).toEqual([]);
+  });
+
   it('applies creates, updates and deletes by key, and tells listeners after each', () => {
     const store = new LiveModelStore<Contact>();
     let notified = 0;

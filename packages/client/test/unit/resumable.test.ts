@@ -1,7 +1,7 @@
 /**
  * The loop every resumable subscription runs on a socket, with a scripted subscription (the
  * session and connection are stand-ins: nothing here reaches them but the abort signal and the
- * resync bracket). Transient server answers are waited out; others stop it.
+ * resync bracket). Server answers are waited out, but refusals a retry would meet again: they stop it.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Connection } from '../../src/connection.ts';
@@ -133,7 +133,41 @@ describe('runResumable', () => {
     await done;
   });
 
-  it('stops for good on any other answer (FORBIDDEN, BAD_USER_INPUT…)', async () => {
+  it('subscribes again after a pause when the server answers INTERNAL_SERVER_ERROR, MISCONFIGURED, another code or none: only a refusal a retry would meet again stops it', async () => {
+    const noCode = new TributaryRequestError([{ message: 'Unexpected error.' }]);
+    const { calls, done, endSocket } = scripted([answered('INTERNAL_SERVER_ERROR'), answered('MISCONFIGURED'), answered('CONFLICT'), noCode]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.runs).toBe(1);
+    await vi.advanceTimersByTimeAsync(1_000 + 2_000 + 4_000 + 8_000);
+    expect(calls).toMatchObject({ runs: 5, failed: [] });
+    endSocket();
+    await done;
+    expect(calls.failed).toEqual([]);
+  });
+
+  it('refills again when the refill itself meets INTERNAL_SERVER_ERROR', async () => {
+    const { calls, endSocket, done } = scripted([answered('RESYNC_REQUIRED'), answered('RESYNC_REQUIRED')], [answered('INTERNAL_SERVER_ERROR')]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(calls).toMatchObject({ runs: 3, resyncs: 2, failed: [] });
+    endSocket();
+    await done;
+  });
+
+  it.each(['FORBIDDEN', 'BAD_USER_INPUT', 'NOT_FOUND', 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'QUERY_TOO_COMPLEX'])('stops for good on %s (a retry would meet it again)', async (code) => {
+    const refused = answered(code);
+    const { calls, done } = scripted([refused]);
+    await done;
+    expect(calls).toMatchObject({ runs: 1, failed: [refused] });
+  });
+
+  it('stops for good on an error of its own (a live model past maxRecords)', async () => {
+    const own = new Error('liveModel(contacts): more than 10 records (maxRecords)');
+    const { calls, done } = scripted([own]);
+    await done;
+    expect(calls).toMatchObject({ runs: 1, failed: [own] });
+  });
+
+  it('stops for good on a refusal a retry would meet again (FORBIDDEN) that follows a transient answer', async () => {
     const forbidden = answered('FORBIDDEN');
     const { calls, done } = scripted([answered('UNAVAILABLE'), forbidden]);
     await vi.advanceTimersByTimeAsync(1_000);
