@@ -49,6 +49,7 @@ import { createClient, type Client } from 'graphql-ws';
 import { backoffDelay, pause } from './backoff.ts';
 import { subscribeBounded, type BoundedSubscription } from './bounded-subscription.ts';
 import { isGraphQLErrorList, isPermanentRefusal, TributaryRequestError } from './errors.ts';
+import { guardedWebSocket } from './guarded-websocket.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
 import { RefetchFailedError } from './resumable.ts';
@@ -172,9 +173,12 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
     // Not lazy: a lazy client closes its socket as soon as the position query completes, and the
     // subscription would wait for a second one. This one lives until disposed; graphql-ws retries
     // nothing (`retryAttempts: 0`), the loop below does, from the cursor.
+    // Guarded: `close()` terminates the client, and a socket still connecting then would throw
+    // its "closed before the connection was established" as an uncaught exception.
+    const webSocketImpl = guardedWebSocket(options.webSocketImpl);
     const client: Client = createClient({
       url: options.url,
-      ...(options.webSocketImpl !== undefined && { webSocketImpl: options.webSocketImpl }),
+      ...(webSocketImpl !== undefined && { webSocketImpl }),
       retryAttempts: 0,
       lazy: false,
       onNonLazyError: () => {},
