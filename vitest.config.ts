@@ -13,6 +13,10 @@ export default defineConfig({
     // One shared Postgres and Redis for the run (or DATABASE_URL / REDIS_URL); see test/helpers.
     globalSetup: ['test/helpers/global-setup.ts'],
     pool: 'forks',
+    // A worker process runs many files, importing the server's modules once instead of once per
+    // file (imports were 13 % of the run's time, ~38 % for the short files). No test mocks modules
+    // or leaves globals changed behind (fake timers and TZ are restored in each test's teardown).
+    isolate: false,
     // Integration tests start real servers; on a 2-core CI machine more workers only thrash.
     maxWorkers: 2,
     testTimeout: 30_000,

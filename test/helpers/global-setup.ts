@@ -6,6 +6,7 @@
  */
 import type { TestProject } from 'vitest/node';
 import { createMigratedTemplate } from './migrated-template.ts';
+import { createPgliteTemplate } from './pglite-template.ts';
 import { startPostgres } from './postgres.ts';
 import { startRedis } from './redis.ts';
 
@@ -20,6 +21,8 @@ declare module 'vitest' {
     redisUrl: string;
     /** A database of the shared cluster with every migration applied, to copy (`createTestDatabase({ migrated: true })`). */
     migratedTemplate: string;
+    /** A PGlite data folder already initialised, to copy for an embedded server (`pgliteDataDir()`). */
+    pgliteTemplate: string;
   }
 }
 
@@ -44,7 +47,7 @@ export default async function setup(project: TestProject): Promise<Dispose> {
     return value ? value : undefined;
   };
 
-  const [postgres, redis] = await Promise.allSettled([
+  const [postgres, redis, pglite] = await Promise.allSettled([
     (async () => {
       const url = fromEnv('DATABASE_URL');
       if (url) {
@@ -67,11 +70,16 @@ export default async function setup(project: TestProject): Promise<Dispose> {
       console.log(`[test harness] Redis: private server on port ${instance.port}`);
       return instance.url;
     })(),
+    (async () => {
+      const template = await createPgliteTemplate();
+      disposers.push(() => template.dispose());
+      return template.dir;
+    })(),
   ]);
 
-  if (postgres.status === 'rejected' || redis.status === 'rejected') {
+  if (postgres.status === 'rejected' || redis.status === 'rejected' || pglite.status === 'rejected') {
     await teardown().catch(() => {});
-    const reasons = [postgres, redis].flatMap((result): unknown[] => (result.status === 'rejected' ? [result.reason] : []));
+    const reasons = [postgres, redis, pglite].flatMap((result): unknown[] => (result.status === 'rejected' ? [result.reason] : []));
     throw reasons.length === 1 ? reasons[0] : new AggregateError(reasons, 'test harness setup failed');
   }
 
@@ -82,6 +90,7 @@ export default async function setup(project: TestProject): Promise<Dispose> {
   disposers.push(() => template.dispose());
   project.provide('databaseUrl', postgres.value);
   project.provide('migratedTemplate', template.name);
+  project.provide('pgliteTemplate', pglite.value);
   project.provide('redisUrl', redis.value);
   return teardown;
 }

@@ -3,15 +3,14 @@
  * counts flushed to the embedded database and pushed live to `statsUpdates` subscribers, and what
  * a graceful restart keeps.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { BUCKET_FIELDS, hotTopics, sourceCount, testClock, topicStats, type StatsBucket } from '../helpers/analytics.ts';
 import { publishMany, seqPayloads, subscribeEvents, takeEvents, waitForSubscribers } from '../helpers/events.ts';
 import { waitFor } from '../helpers/index.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
+import { pgliteDataDir } from '../helpers/pglite-template.ts';
 
 describe('analytics in the embedded mode', () => {
   it('flushes a minute to the embedded database and pushes it to statsUpdates', { timeout: 90_000 }, async () => {
@@ -47,7 +46,7 @@ describe('analytics in the embedded mode', () => {
   // The minute store is the process's memory: what is not in the database when the process stops
   // is gone. The worker's interval is longer than the test, so only the shutdown can write.
   it('writes every minute that has ended at a graceful shutdown, so the restarted process has it', { timeout: 90_000 }, async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'tributary-analytics-'));
+    const dataDir = await pgliteDataDir();
     onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
     const clock = testClock();
     const env = { DATA_DIR: dataDir, ANALYTICS_FLUSH_SECONDS: '3600' };

@@ -5,18 +5,18 @@
  * within one SHUTDOWN_TIMEOUT_MS counted from the signal.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import { startMainProcess } from '../helpers/main-process.ts';
 import { captureLogs, postGraphQL, startTestServer } from '../helpers/tributary.ts';
 import { deferred } from '../helpers/wait-for.ts';
+import { pgliteDataDir } from '../helpers/pglite-template.ts';
 
 /** A webhook receiver that never answers: its attempt stays in flight until Tributary cuts it. */
 async function hangingReceiver(): Promise<{ url: string; received: Promise<void>; inFlight: () => boolean; cut: Promise<void> }> {
@@ -139,7 +139,7 @@ describe('a graceful stop of role all', () => {
 
   it('with a receiver that never answers and a client that never answers the close frame, exits 0 within SHUTDOWN_TIMEOUT_MS, the database closed', { timeout: 60_000 }, async () => {
     const receiver = await hangingReceiver();
-    const dataDir = await mkdtemp(join(tmpdir(), 'tributary-lifecycle-'));
+    const dataDir = await pgliteDataDir();
     onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
     const running = await startMainProcess({ DATA_DIR: dataDir, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', SHUTDOWN_TIMEOUT_MS: '10000', LOG_LEVEL: 'debug' });
     const graphqlUrl = `http://127.0.0.1:${running.port}/graphql`;

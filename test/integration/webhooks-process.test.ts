@@ -9,9 +9,7 @@
  * crash or lost with Redis's data is attempted again with the same `webhook-id`, and a worker
  * stopped cleanly leaves no endpoint place held in Redis.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type pg from 'pg';
@@ -23,6 +21,7 @@ import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { postGraphQL, startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { deferred, waitFor } from '../helpers/wait-for.ts';
 import { startWebhookReceiver, type ReceivedWebhook, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { pgliteDataDir } from '../helpers/pglite-template.ts';
 
 const TOPIC = 'orders.updated';
 /** Attempts time out after 1 s: a delivery's lease (2 × timeout + 5 s) and BullMQ's stall check follow it. */
@@ -276,7 +275,7 @@ describe('webhook delivery by worker processes', () => {
 
 describe('webhook delivery in the embedded mode', () => {
   it('survives a restart with deliveries pending: each event delivered after it, with its own webhook-id', { timeout: 180_000 }, async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'tributary-webhooks-'));
+    const dataDir = await pgliteDataDir();
     onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
     // No DATABASE_URL, no REDIS_URL: PGlite in DATA_DIR, the in-process delivery loop.
     const env = { DATA_DIR: dataDir, JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' };
@@ -328,7 +327,7 @@ describe('webhook delivery in the embedded mode', () => {
   });
 
   it('survives a crash (SIGKILL) with deliveries pending: every event acknowledged before it is delivered after the restart', { timeout: 180_000 }, async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'tributary-webhooks-'));
+    const dataDir = await pgliteDataDir();
     onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
     // Attempts time out after 1 s: the leases the crash leaves run out 7 s later (2 × timeout + 5 s).
     const env = { DATA_DIR: dataDir, JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', WEBHOOK_TIMEOUT_MS: '1000' };
@@ -368,7 +367,7 @@ describe('webhook delivery in the embedded mode', () => {
   });
 
   it('stops within SHUTDOWN_TIMEOUT_MS while a receiver hangs: the cut attempt is logged failed and delivered after the restart', { timeout: 120_000 }, async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'tributary-webhooks-'));
+    const dataDir = await pgliteDataDir();
     onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
     // Attempts may take a minute; the process must stop in four seconds.
     const env = { DATA_DIR: dataDir, JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', WEBHOOK_TIMEOUT_MS: '60000', SHUTDOWN_TIMEOUT_MS: '4000' };
