@@ -163,8 +163,11 @@ async function main(): Promise<void> {
     if (tributary) void exitOnceStopped(tributary.dispose());
     else startup.abort();
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  // `on`, not `once`: a terminal's Ctrl-C reaches npm and node alike, and npm passes its SIGINT
+  // on: a second signal must not kill the process halfway through its shutdown (`stop` runs once;
+  // SHUTDOWN_TIMEOUT_MS bounds it).
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 
   try {
     tributary = await startTributary(config, { logger, signal: startup.signal });

@@ -1,5 +1,5 @@
 import { canAccessTopic } from '../auth/permissions.ts';
-import { isAdmin, type Principal } from '../auth/principal.ts';
+import type { Principal } from '../auth/principal.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import { ALERT_TOPIC } from '../pipeline/events/alert-event.ts';
 import { ANALYTICS_SYSTEM_TOPIC } from '../pipeline/events/analytics-event.ts';
@@ -14,11 +14,11 @@ import { publishOnce } from '../pipeline/idempotency/keyed-publish.ts';
 import { isValidKey, keyId, MAX_KEY_LENGTH, requestFingerprint } from '../pipeline/idempotency/publish-keys.ts';
 import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
 import { assertName } from '../pipeline/names.ts';
-import { scopeOf } from '../pipeline/scope.ts';
+import { scopeOf, type Scope } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
 import { jsonWithin } from './json-input.ts';
-import { isOperator } from './require-admin.ts';
+import { isEnvironmentAdmin, isOperator } from './require-admin.ts';
 
 export interface PublishInput {
   readonly topic: string;
@@ -83,7 +83,7 @@ export function subscribeEvents(context: ResolverContext, input: EventsInput): D
     services.logger.info({ subject: principal.subject, tenant: principal.tenant, topic }, 'subscription denied silently');
   }
   return dispatchTicket({
-    stream: streamOf(scopeOf(principal), topic),
+    stream: streamOf(readScopeOf(principal, topic), topic),
     filter,
     after: input.after ?? undefined,
     denied,
@@ -101,19 +101,36 @@ export async function topicCursor(context: ResolverContext, topic: string): Prom
   const { principal, services } = context;
   const name = assertName('topic', topic);
   if (!mayRead(context, principal, name)) return encodeCursor(newEpoch(), '0');
-  return services.log.head(streamOf(scopeOf(principal), name));
+  return services.log.head(streamOf(readScopeOf(principal, name), name));
 }
 
 /**
- * Whether `principal` may read `topic`'s log: `<prefix>.read` — and, for Tributary's topics that
- * carry what more than the caller's own share of the environment is (every tenant's alerts and
- * per-topic counts; the dashboard: every application's traffic), what the field made for them
- * asks (`alertUpdates`, `statsUpdates`: the admin role; `dashboardUpdates`: an operator). Else a
- * token holding `system.read` would read, through `events`, what those fields refuse it.
+ * Tributary's topics of the whole environment: routed without a tenant, they carry more than any
+ * one tenant's share of it (every tenant's alerts and per-topic counts; the dashboard: every
+ * application's traffic).
+ */
+const ENVIRONMENT_TOPICS: ReadonlySet<string> = new Set([DASHBOARD_TOPIC, ALERT_TOPIC, ANALYTICS_SYSTEM_TOPIC]);
+
+/**
+ * Whether `principal` may read `topic`'s log: `<prefix>.read` — and, for the environment's own
+ * topics, what the field made for them asks of a caller who sees them whole (`dashboardUpdates`:
+ * an operator; `alertUpdates`, `statsUpdates`: the environment's admin — a tenant's admin uses
+ * those fields, which keep its tenant's share only). Else a token holding `system.read` would
+ * read, through `events`, what those fields refuse it.
  */
 function mayRead(context: ResolverContext, principal: Principal, topic: string): boolean {
   if (!canAccessTopic(principal, 'read', topic)) return false;
   if (topic === DASHBOARD_TOPIC) return isOperator(principal, context.services.dashboard.operatorScope);
-  if (topic === ALERT_TOPIC || topic === ANALYTICS_SYSTEM_TOPIC) return isAdmin(principal);
+  if (ENVIRONMENT_TOPICS.has(topic)) return isEnvironmentAdmin(principal);
   return true;
+}
+
+/**
+ * Where `topic` is read for `principal`: its own scope, or the environment's (no tenant) for the
+ * environment's own topics — the development principal's tenant `default` would otherwise listen
+ * where nothing is ever routed.
+ */
+function readScopeOf(principal: Principal, topic: string): Scope {
+  const scope = scopeOf(principal);
+  return ENVIRONMENT_TOPICS.has(topic) ? { ...scope, tenant: undefined } : scope;
 }

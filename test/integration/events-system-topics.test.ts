@@ -49,4 +49,14 @@ describe('events on system topics', () => {
     expect(await cursorPosition(server, service, 'system.dashboard')).toBe('0');
     expect(await cursorPosition(server, operator, 'system.dashboard')).not.toBe('0');
   });
+
+  it('reads them in the environment (no tenant) for the development principal, whose tenant is default', { timeout: 60_000 }, async () => {
+    // No JWT: every caller is the development principal (default/default, tenant default, admin),
+    // and the operators' environment is default/default.
+    const server = await startTestServer({ DASHBOARD_TICK_SECONDS: '1' }, { embedded: true });
+    const screen = await openAcknowledgedSocket(server.wsUrl);
+    subscribeEvents(screen, 'dashboard', { topic: 'system.dashboard' });
+    const ticks = await takeEvents(screen, 'dashboard', 2);
+    expect(ticks.map((tick) => tick.type)).toEqual(['dashboard.updated', 'dashboard.updated']);
+  });
 });

@@ -15,7 +15,7 @@ import { freePort } from '../helpers/free-port.ts';
 import { MAIN_SCRIPT, startMainProcess, type MainProcess } from '../helpers/main-process.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
-import { deferred } from '../helpers/wait-for.ts';
+import { deferred, waitFor } from '../helpers/wait-for.ts';
 
 /** A process of one role on a fresh platform database and the run's Redis (a split role needs both). */
 async function startRoleProcess(role: 'server' | 'workers'): Promise<MainProcess> {
@@ -71,6 +71,15 @@ describe('the tributary process', () => {
     expect(await running.exited).toEqual({ code: 0, signal: null });
     expect(running.logs.map((entry) => entry['msg'])).toContain('stopped');
     await expect(fetch(`http://127.0.0.1:${running.port}/health`)).rejects.toThrow();
+  });
+
+  it('finishes its shutdown when a second SIGINT arrives during it (Ctrl-C reaches npm and node, and npm passes it on)', async () => {
+    const running = await startMainProcess({});
+    running.child.kill('SIGINT');
+    await waitFor(() => running.logs.some((entry) => entry['msg'] === 'shutting down'), { message: 'the shutdown began' });
+    running.child.kill('SIGINT');
+    expect(await running.exited).toEqual({ code: 0, signal: null });
+    expect(running.logs.map((entry) => entry['msg'])).toContain('stopped');
   });
 
   it('on SIGTERM closes connections that sent nothing or half a request instead of waiting out SHUTDOWN_TIMEOUT_MS', async () => {
