@@ -6,15 +6,15 @@
  * themselves start from an empty database, as before.
  */
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
+import { withClient } from './services.ts';
 
 /** Creates and migrates the template in the cluster of `adminUrl`; resolves with its name and its drop. */
 export async function createMigratedTemplate(adminUrl: string): Promise<{ readonly name: string; dispose(): Promise<void> }> {
   const name = `template_${randomBytes(6).toString('hex')}`;
-  await withAdmin(adminUrl, (client) => client.query(`CREATE DATABASE ${name}`));
+  await withClient(adminUrl, (client) => client.query(`CREATE DATABASE ${name}`));
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   const logger = createLogger({ level: 'silent' });
@@ -25,23 +25,13 @@ export async function createMigratedTemplate(adminUrl: string): Promise<{ readon
     await db.close();
   }
   // A template may not be connected to while it is copied: nobody but CREATE DATABASE reads it.
-  await withAdmin(adminUrl, (client) => client.query(`ALTER DATABASE ${name} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`));
+  await withClient(adminUrl, (client) => client.query(`ALTER DATABASE ${name} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`));
   return {
     name,
     dispose: () =>
-      withAdmin(adminUrl, async (client) => {
+      withClient(adminUrl, async (client) => {
         await client.query(`ALTER DATABASE ${name} WITH IS_TEMPLATE false`);
         await client.query(`DROP DATABASE IF EXISTS ${name}`);
       }),
   };
-}
-
-async function withAdmin<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await use(client);
-  } finally {
-    await client.end();
-  }
 }

@@ -131,7 +131,8 @@ async function withTeardown<T extends { dispose(): Promise<void> }>(
   return created.instance;
 }
 
-async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+/** Runs `use` on a connection of its own to `url`, closed after. */
+export async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {

@@ -11,7 +11,6 @@ import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
-import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { ErrorCode } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -65,11 +64,8 @@ function holdingFlushes(db: Database): { db: Database; hold(revision: number): H
 }
 
 async function setUp(durability: SyncDurability) {
-  const database = await createTestDatabase();
+  const database = await createTestDatabase({ migrated: true });
   const quiet = createLogger({ level: 'silent' });
-  const migrator = createPostgresDatabase({ url: database.url, logger: quiet });
-  onTestFinished(() => migrator.close());
-  await migrate(migrator, { logger: quiet });
   const admin = openTestPool(database.url);
   const prefix = uniquePrefix();
 

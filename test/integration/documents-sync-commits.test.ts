@@ -6,7 +6,6 @@
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { ErrorCode } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -41,11 +40,8 @@ interface Published {
 
 /** A migrated database, and instances of the cached document service in sync durability sharing one cache. */
 async function setUp() {
-  const database = await createTestDatabase();
+  const database = await createTestDatabase({ migrated: true });
   const quiet = createLogger({ level: 'silent' });
-  const migrator = createPostgresDatabase({ url: database.url, logger: quiet });
-  onTestFinished(() => migrator.close());
-  await migrate(migrator, { logger: quiet });
   const admin = openTestPool(database.url);
   const prefix = uniquePrefix();
 
