@@ -46,7 +46,7 @@ export interface StartOptions {
   readonly signal?: AbortSignal;
 }
 
-const NO_SERVER: ServerStats = { connections: 0, channelMembers: 0, streams: 0, cohorts: 0, subscribers: 0 };
+const NO_SERVER: ServerStats = { connections: 0, channelMembers: 0, streams: 0, cohorts: 0, subscribers: 0, joining: 0 };
 
 export async function startTributary(config: Config, options: StartOptions = {}): Promise<Tributary> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });

@@ -213,7 +213,14 @@ export async function waitUntilReady(server: TestServer, timeoutMs = 20_000): Pr
 
 /** Waits until the server's dispatcher counts exactly `count` subscribers. */
 export async function waitForSubscribers(server: TestServer, count: number): Promise<void> {
-  await waitFor(() => server.stats().subscribers === count, { message: `expected ${count} dispatched subscribers` });
+  // Joined too: a subscriber without a cursor gets what is published once its stream's join is done.
+  await waitFor(
+    () => {
+      const stats = server.stats();
+      return stats.subscribers === count && stats.joining === 0;
+    },
+    { message: `expected ${count} dispatched subscribers, their streams joined` },
+  );
 }
 
 /** Which of a Tributary process's Redis connections a proxied connection is (`other`: any other name, e.g. BullMQ's). */

@@ -33,7 +33,7 @@ async function startEndpoint(scripted: Scripted, logs = captureLogs()): Promise<
     execute: scripted.execute,
     dispatcher: {
       subscribe: () => Promise.reject(new Error('not scripted')),
-      stats: () => ({ streams: 0, cohorts: 0, subscribers: 0 }),
+      stats: () => ({ streams: 0, cohorts: 0, subscribers: 0, joining: 0 }),
       close: () => Promise.resolve(),
       ...scripted.dispatcher,
     },

@@ -88,6 +88,19 @@ function start(log: EventLog, bus: EventBus): Dispatcher {
 }
 
 describe('dispatcher: joining a stream', () => {
+  it('counts a stream as joining until its SUBSCRIBE is confirmed and its head read', async () => {
+    const { log, bus, onJoined } = setUp();
+    let confirm!: () => void;
+    onJoined(() => new Promise<void>((resolve) => (confirm = resolve)));
+    const dispatcher = start(log, bus);
+    const subscribed = dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: undefined, sink: receiver().sink });
+    await waitFor(() => confirm !== undefined, { message: 'the SUBSCRIBE was sent' });
+    expect(dispatcher.stats()).toMatchObject({ subscribers: 1, joining: 1 });
+    confirm();
+    await subscribed;
+    expect(dispatcher.stats()).toMatchObject({ subscribers: 1, joining: 0 });
+  });
+
   it('holds no bus subscription for a join that failed reading the log, however often a client retries', async () => {
     const { log, bus, counts, publish } = setUp();
     let failures = 3;
@@ -106,7 +119,7 @@ describe('dispatcher: joining a stream', () => {
       await expect(dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: undefined, sink: received.sink })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     }
     expect(counts.joins).toBe(0);
-    expect(dispatcher.stats()).toEqual({ streams: 0, cohorts: 0, subscribers: 0 });
+    expect(dispatcher.stats()).toEqual({ streams: 0, cohorts: 0, subscribers: 0, joining: 0 });
 
     const handle = await dispatcher.subscribe({ stream: STREAM, cohort: COHORT, after: undefined, sink: received.sink });
     await publish();
@@ -159,7 +172,7 @@ describe('dispatcher: joining a stream', () => {
       expect(outcome).toBeInstanceOf(TributaryError);
       expect(outcome).toMatchObject({ code: ErrorCode.UNAVAILABLE, message: expect.stringMatching(/retry shortly/) as unknown });
     }
-    expect(dispatcher.stats()).toEqual({ streams: 0, cohorts: 0, subscribers: 0 });
+    expect(dispatcher.stats()).toEqual({ streams: 0, cohorts: 0, subscribers: 0, joining: 0 });
 
     // The connection is back: the late SUBSCRIBE is left, and a retry joins afresh.
     vi.useRealTimers();

@@ -240,7 +240,7 @@ describe('dispatcher: resume seam', () => {
       await waitFor(() => received.seqs.length >= 5);
       expect(received.seqs).toEqual([2, 3, 4, 5, 6]);
       expect(received.errors).toEqual([]);
-      expect(dispatcher.stats()).toEqual({ streams: 1, cohorts: 1, subscribers: 1 });
+      expect(dispatcher.stats()).toEqual({ streams: 1, cohorts: 1, subscribers: 1, joining: 0 });
     },
   );
 
@@ -275,7 +275,7 @@ describe('dispatcher: resume seam', () => {
     await publish(1);
     await waitFor(() => other.seqs.length === 4);
     expect(seqs).toEqual(range(2, disposeAt));
-    expect(dispatcher.stats()).toEqual({ streams: 1, cohorts: 1, subscribers: 1 });
+    expect(dispatcher.stats()).toEqual({ streams: 1, cohorts: 1, subscribers: 1, joining: 0 });
   });
 
   it('reads the log page by page up to the seam', async () => {

@@ -49,6 +49,11 @@ export interface DispatcherStats {
   readonly streams: number;
   readonly cohorts: number;
   readonly subscribers: number;
+  /**
+   * Streams whose live channel is still being subscribed: their subscribers are counted, but one
+   * without a cursor receives only what is published once the join is done.
+   */
+  readonly joining: number;
 }
 
 export interface DispatcherOptions {
@@ -110,6 +115,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     else fanOut.deliverLive(stream, event);
   };
 
+  let joining = 0;
   const streamFor = (ref: StreamRef): Stream => {
     const existing = streams.get(ref.key);
     if (existing) return existing;
@@ -123,6 +129,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       lastCursor: undefined,
       recovering: undefined,
     };
+    joining += 1;
     stream.joined = (async () => {
       // The SUBSCRIBE first, at once: a publish that follows the subscription's answer must find it.
       const joining = bus.join(ref, (event) => onLive(stream, event));
@@ -159,6 +166,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       stream.leave = leave;
     })();
+    void stream.joined.then(
+      () => (joining -= 1),
+      () => (joining -= 1),
+    );
     streams.set(ref.key, stream);
     return stream;
   };
@@ -237,7 +248,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     stats() {
       let cohorts = 0;
       for (const stream of streams.values()) cohorts += stream.cohorts.size;
-      return { streams: streams.size, cohorts, subscribers: fanOut.subscriberCount() };
+      return { streams: streams.size, cohorts, subscribers: fanOut.subscriberCount(), joining };
     },
     async close() {
       clearInterval(keepAlive);
