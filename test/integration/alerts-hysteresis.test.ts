@@ -90,6 +90,22 @@ it('forgets a bad streak whose last bad verdict is older than the window, though
   expect((await getAlert(db, staleId))?.state).toBe('firing');
 });
 
+it('starts a new streak from a stale bad streak when bad verdicts follow at once, and fires', async () => {
+  const { db } = await database();
+  const scripted = scriptedRule();
+  const evaluator = evaluatorOf(db, [scripted.rule]);
+  const id = alertIdOf({ rule: 'test.scripted', subject: 'thing', scope: SCOPE });
+  scripted.set(BAD);
+  await evaluator.evaluate();
+  // Stale (the rule could not be read for longer than the window, say), then bad verdicts in a row:
+  // the first is the first of a new streak — written, so the second is the second.
+  await db.query("UPDATE alert_trackers SET updated_at = now() - interval '1 hour'");
+  await evaluator.evaluate();
+  expect(await getAlert(db, id)).toBeUndefined();
+  await evaluator.evaluate();
+  expect((await getAlert(db, id))?.state).toBe('firing');
+});
+
 it('resolves the failure-rate alert of an endpoint that recovered at fewer attempts than the minimum sample', async () => {
   const { db, endpointId } = await database();
   const tally = async (attempts: number, failures: number) => {

@@ -98,10 +98,6 @@ export function expire(streaks: Streaks, idleMs: number, maxIdleMs: number): Str
   return streaks.bad > 0 && idleMs > maxIdleMs ? NO_STREAKS : streaks;
 }
 
-export function sameStreaks(a: Streaks, b: Streaks): boolean {
-  return a.bad === b.bad && a.critical === b.critical && a.good === b.good;
-}
-
 /**
  * Whether a subject's streaks are worth keeping: a bad streak may still fire, a good streak may
  * still resolve an open alert; anything else is the same as no record at all.

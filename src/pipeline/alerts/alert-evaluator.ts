@@ -24,7 +24,7 @@ import type { Logger } from '../../logger.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { announcePending } from './alert-announcer.ts';
 import { createAlertRetention, DEFAULT_ALERT_RETENTION_MS } from './alert-retention.ts';
-import { expire, NO_STREAKS, sameStreaks, step, worthKeeping, type HysteresisPolicy, type OpenAlert, type Streaks, type Transition } from './alert-engine.ts';
+import { expire, NO_STREAKS, step, worthKeeping, type HysteresisPolicy, type OpenAlert, type Streaks, type Transition } from './alert-engine.ts';
 import { MAX_READINGS_PER_RULE, type AlertRule, type RuleSubject, type Verdict } from './alert-rule.ts';
 import {
   alertIdOf,
@@ -202,8 +202,10 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
         const kind = next.transition?.kind;
         const open = kind === 'resolved' ? false : kind !== undefined || subject.open !== undefined;
         if (worthKeeping(next.streaks, open)) {
-          // Unchanged (an unknown verdict) is not written: the tracker's age stays that of its last change.
-          if (subject.stored === undefined || !sameStreaks(subject.stored, next.streaks)) keep.push({ id, ...subject.key, streaks: next.streaks });
+          // The stored streaks handed back as they are (an unknown verdict on streaks not expired) are
+          // not written: the tracker's age stays that of its last change. Streaks that expired count as
+          // changed even when the step made them equal again (a stale `bad: 1` and one more bad verdict).
+          if (next.streaks !== subject.stored) keep.push({ id, ...subject.key, streaks: next.streaks });
         } else if (subject.stored !== undefined) drop.push(id);
         if (next.transition) transitions.push({ subject, transition: next.transition });
       }

@@ -132,14 +132,14 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     joining += 1;
     stream.joined = (async () => {
       // The SUBSCRIBE first, at once: a publish that follows the subscription's answer must find it.
-      const joining = bus.join(ref, (event) => onLive(stream, event));
+      const subscribing = bus.join(ref, (event) => onLive(stream, event));
       let leave: () => void;
       try {
-        leave = await within(joining, joinTimeoutMs, `live channel not subscribed within ${joinTimeoutMs} ms`);
+        leave = await within(subscribing, joinTimeoutMs, `live channel not subscribed within ${joinTimeoutMs} ms`);
       } catch (error) {
         // Its subscribers are told to retry and the stream is dropped: a subscription that lands
         // later is nobody's, and is left at once.
-        void joining.then((late) => late(), () => undefined);
+        void subscribing.then((late) => late(), () => undefined);
         throw error;
       }
       try {
@@ -166,10 +166,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       stream.leave = leave;
     })();
-    void stream.joined.then(
-      () => (joining -= 1),
-      () => (joining -= 1),
-    );
+    const joinSettled = () => (joining -= 1);
+    void stream.joined.then(joinSettled, joinSettled);
     streams.set(ref.key, stream);
     return stream;
   };
