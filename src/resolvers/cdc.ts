@@ -12,7 +12,7 @@ import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscr
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
-import { assertStorableText } from './json-input.ts';
+import { parseDatabaseUrl } from './database-url.ts';
 import { MODEL_NAME } from './model-name.ts';
 import { requireEnvironmentAdmin } from './require-admin.ts';
 
@@ -39,16 +39,8 @@ export async function setCdcSource(context: ResolverContext, input: SetCdcSource
   const { databaseUrl } = input;
   const { principal, services } = context;
   requireEnvironmentAdmin(principal);
-  // A NUL passes the URL parser (percent-encoded) and may even connect, but the URL is stored as
-  // given, in a text column: Postgres would refuse it there, after the source was checked.
-  assertStorableText('databaseUrl', databaseUrl);
-  let url: URL;
-  try {
-    url = new URL(databaseUrl);
-  } catch {
-    throw badInput('databaseUrl', 'databaseUrl must be a postgres:// URL');
-  }
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw badInput('databaseUrl', 'databaseUrl must be a postgres:// URL');
+  // Checked before anything connects: pg reads files the URL names, and lets it redirect the connection.
+  parseDatabaseUrl(databaseUrl);
   const scope = scopeOf(principal);
   const saved = await services.cdc.setSource(scope, databaseUrl, { slotName: input.slotName ?? null, publicationName: input.publicationName ?? null });
   return viewOf(saved, await services.cdc.status(scope));

@@ -1,8 +1,7 @@
-import { ErrorCode, TributaryError } from '../errors.ts';
 import type { OutboxRequestedMode, OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import type { ResolverContext } from './context.ts';
-import { assertStorableText } from './json-input.ts';
+import { parseDatabaseUrl } from './database-url.ts';
 import { requireEnvironmentAdmin } from './require-admin.ts';
 
 /** An outbox as the API shows it: where it points (never the password) and what the workers report. */
@@ -25,7 +24,7 @@ export interface SetOutboxSourceArgs {
 /** `setOutboxSource` (admin): the caller's environment's outbox, checked (or created) in its database. */
 export async function setOutboxSource(context: ResolverContext, args: SetOutboxSourceArgs): Promise<OutboxSourceAnswer> {
   requireEnvironmentAdmin(context.principal);
-  const url = postgresUrl(args.databaseUrl);
+  const url = parseDatabaseUrl(args.databaseUrl);
   const saved = await context.services.outbox.setSource(scopeOf(context.principal), {
     databaseUrl: args.databaseUrl,
     table: args.table ?? undefined,
@@ -51,16 +50,3 @@ export async function outboxStatus(context: ResolverContext): Promise<OutboxSour
 function answerOf(url: URL, source: OutboxSourceView): OutboxSourceAnswer {
   return { host: url.hostname, database: decodeURIComponent(url.pathname.slice(1)), table: source.table, requestedMode: source.requestedMode, source };
 }
-
-/** The URL as it will be stored (as given, in a text column: no NUL) and parsed. */
-function postgresUrl(text: string): URL {
-  assertStorableText('databaseUrl', text);
-  try {
-    const url = new URL(text);
-    if (url.protocol === 'postgres:' || url.protocol === 'postgresql:') return url;
-  } catch {
-    // reported below
-  }
-  throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'databaseUrl must be a postgres:// URL', { details: { field: 'databaseUrl' } });
-}
-

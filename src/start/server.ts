@@ -107,7 +107,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       documents: parts.sync.documents,
       cdc: parts.cdc.cdc,
       cdcStore: parts.cdc.cdcStore,
-      outbox: createOutboxAdmin({ db: context.clients.db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed }),
+      outbox: createOutboxAdmin({ db: context.clients.db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed, logger }),
       webhooks,
       alerts: createAlertAdmin({ db: context.clients.db, router: pipeline.router, logger }),
       gateway: pipeline.gateway,

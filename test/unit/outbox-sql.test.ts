@@ -64,12 +64,16 @@ describe('the outbox DDL', () => {
     expect(ddl).toContain('CREATE INDEX IF NOT EXISTS "event_outbox_dead_idx" ON "app"."event_outbox" (id) WHERE dead_reason IS NOT NULL;');
   });
 
-  it('builds the dead rows’ index only with a new table, never on an existing one (a plain build blocks its INSERTs)', () => {
+  it('builds every index only with a new table, never on an existing one (a plain build blocks its INSERTs)', () => {
     // Inside the block that runs only when the table does not exist: between its IF and END IF.
     const block = /IF to_regclass\('"app"\."event_outbox"'\) IS NULL THEN\n([\s\S]*?)\n\s*END IF;/.exec(ddl)?.[1] ?? '';
     expect(block).toContain('CREATE TABLE IF NOT EXISTS "app"."event_outbox" (');
-    expect(block).toContain('"event_outbox_dead_idx"');
-    expect(ddl.split('"event_outbox_dead_idx"')).toHaveLength(2);
+    for (const index of ['"event_outbox_dead_idx"', '"event_outbox_pending_idx"', '"event_outbox_processed_idx"']) {
+      expect(block).toContain(index);
+      expect(ddl.split(index)).toHaveLength(2);
+    }
+    // Nothing after the block but its end.
+    expect(ddl).toMatch(/END IF;\nEND\n\$outbox\$;\n$/);
     expect(ddl).toMatch(/^DO \$outbox\$\nBEGIN\n/);
   });
 });

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import { isDatabaseUnreachable } from '../connection-errors.ts';
 import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
 import { createReleaseSignals } from '../coordination/release-signals.ts';
 import type { EventLog } from '../log/event-log.ts';
@@ -295,6 +296,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         await releaseEndpoints([...(await store.listSources()).map((row) => row.databaseUrl)]);
         if (isTributaryError(error)) throw new TributaryError(error.code, error.message, { cause: error, details: { ...error.details, field: 'databaseUrl' } });
         const message = error instanceof Error ? error.message : String(error);
+        if (isDatabaseUnreachable(error)) throw new TributaryError(ErrorCode.UNAVAILABLE, `Cannot reach the database right now: ${message}; retry shortly`, { cause: error, details: { field: 'databaseUrl' } });
         throw new TributaryError(ErrorCode.BAD_USER_INPUT, `Cannot connect to the database: ${message}`, { cause: error, details: { field: 'databaseUrl' } });
       }
       // One reader per database: every environment on it must agree on its own names.

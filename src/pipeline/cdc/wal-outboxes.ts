@@ -28,7 +28,7 @@ import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { outboxRowEvent, type OutboxRow, type OutboxRules } from '../outbox/outbox-row.ts';
+import { outboxRowOutcome, type OutboxRow, type OutboxRules } from '../outbox/outbox-row.ts';
 import {
   beginCatchUp,
   deleteProcessed,
@@ -206,7 +206,10 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
     const routedIds: string[] = [];
     const dead: DeadRow[] = [];
     for (const row of rows) {
-      const event = outboxRowEvent(row, outbox.binding);
+      // A throw here would fail the catch-up, or the CDC session's chunk, at every attempt.
+      const event = outboxRowOutcome(row, outbox.binding, (error) => {
+        logger.error({ err: error, outbox: outbox.name, id: row.id }, 'outbox: a row could not be made an event');
+      });
       if (typeof event === 'string') dead.push({ id: row.id, reason: event });
       else {
         events.push(event);

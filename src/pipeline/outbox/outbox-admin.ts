@@ -7,8 +7,10 @@
 import type pg from 'pg';
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
+import type { Logger } from '../../logger.ts';
+import { isDatabaseUnreachable } from '../connection-errors.ts';
 import type { Scope } from '../scope.ts';
-import { DEFAULT_OUTBOX_TABLE, missingColumns, missingPrivileges, mistypedColumns, outboxTable, outboxTableDdl, tableExists, type OutboxTable } from './outbox-sql.ts';
+import { DEFAULT_OUTBOX_TABLE, missingColumns, missingIndexStatements, missingPrivileges, mistypedColumns, outboxTable, outboxTableDdl, tableExists, type OutboxTable } from './outbox-sql.ts';
 import { getOutboxSource, removeOutboxSource, saveOutboxSource, type OutboxReadMode, type OutboxRequestedMode, type OutboxSourceView } from './outbox-store.ts';
 
 /** Opens a pool on an application's database; the caller ends it. */
@@ -41,6 +43,8 @@ export interface OutboxAdminOptions {
   readonly connect: OutboxPoolFactory;
   /** Whether WAL mode is possible (the CDC reader's own check). */
   readonly checkReplication: ReplicationCheck;
+  /** Where an existing table's missing indexes are reported. @default not reported */
+  readonly logger?: Logger;
 }
 
 export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
@@ -60,17 +64,22 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
         }
         // Before the DDL: its indexes would fail on a table that is not an outbox, blamed on the database.
         if (existed) await assertOutboxColumns(pool, table);
-        if (input.createTable === true) await pool.query(outboxTableDdl(table));
+        // Builds nothing on an existing table (a plain CREATE INDEX would block the application's
+        // writes): its missing indexes are reported, to be built concurrently.
+        if (!existed) await pool.query(outboxTableDdl(table));
+        else await reportMissingIndexes(pool, table, options.logger);
         readMode = await resolveMode(pool, requestedMode, options.checkReplication);
         // In either mode the reader works on the table with this URL's login: the pollers, or the WAL
         // reader's catch-up, clean-up and retention sweep.
         await assertReaderPrivileges(pool, table, readMode);
       } catch (error) {
         if (isTributaryError(error)) throw error;
-        throw new TributaryError(ErrorCode.BAD_USER_INPUT, `The outbox database could not be used: ${error instanceof Error ? error.message : String(error)}`, {
-          cause: error,
-          details: { field: 'databaseUrl' },
-        });
+        const message = error instanceof Error ? error.message : String(error);
+        // A database down or unreachable right now: nothing in the request to fix, retry later.
+        if (isDatabaseUnreachable(error)) {
+          throw new TributaryError(ErrorCode.UNAVAILABLE, `The outbox database cannot be reached right now: ${message}; retry shortly`, { cause: error, details: { field: 'databaseUrl' } });
+        }
+        throw new TributaryError(ErrorCode.BAD_USER_INPUT, `The outbox database could not be used: ${message}`, { cause: error, details: { field: 'databaseUrl' } });
       } finally {
         await pool.end().catch(() => undefined);
       }
@@ -104,6 +113,13 @@ async function assertOutboxColumns(pool: pg.Pool, table: OutboxTable): Promise<v
     `The table ${table.name} is not an outbox: ${wrong}; create the outbox with the DDL of npm run outbox:sql`,
     { details: { field: 'table' } },
   );
+}
+
+/** A warning with the statements to run; the source is set either way (the outbox works without them, slower). */
+async function reportMissingIndexes(pool: pg.Pool, table: OutboxTable, logger: Logger | undefined): Promise<void> {
+  const statements = await missingIndexStatements(pool, table);
+  if (statements.length === 0) return;
+  logger?.warn({ table: table.name, statements }, `outbox table ${table.name} lacks indexes; build them without blocking its writers: ${statements.join(' ')}`);
 }
 
 /**

@@ -25,7 +25,7 @@ import type { Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { outboxRowEvent, type OutboxRow, type OutboxRules } from './outbox-row.ts';
+import { outboxRowOutcome, type OutboxRow, type OutboxRules } from './outbox-row.ts';
 import {
   claimBatch,
   deleteProcessed,
@@ -276,7 +276,9 @@ class PartitionedOutboxPoller implements OutboxPoller {
     const routable: { row: OutboxRow; event: RawEventInput }[] = [];
     const dead: { row: OutboxRow; reason: string }[] = [];
     for (const row of rows) {
-      const event = outboxRowEvent(row, this.#rules);
+      const event = outboxRowOutcome(row, this.#rules, (error) => {
+        this.#options.logger.error({ err: error, table: this.#table.name, id: row.id }, 'outbox: a row could not be made an event');
+      });
       if (typeof event === 'string') dead.push({ row, reason: event });
       else routable.push({ row, event });
     }

@@ -39,6 +39,17 @@ export interface OutboxRules {
 const OPERATIONS: ReadonlySet<string> = new Set<EventOperation>(['insert', 'update', 'delete']);
 
 /**
+ * Deepest nesting of objects and arrays routed, the payload itself level 1: what `publish` accepts
+ * (its `$payload` variable, under the edge's MAX_VARIABLE_DEPTH). jsonb holds far deeper values in
+ * a few KB, and JSON.stringify — here, in the log, a webhook, the socket — throws a RangeError on
+ * them, at a depth that depends on the stack it runs on: every reader has to be able to send it.
+ */
+export const MAX_PAYLOAD_DEPTH = 100;
+
+/** The reason given for a row whose conversion threw (see `outboxRowOutcome`). */
+export const UNEXPECTED_ROW_REASON = 'row could not be made an event';
+
+/**
  * The row's event, or why the row can never be delivered: a stable, short reason (it goes into
  * `dead_reason` and the dead-row metric's label).
  */
@@ -46,6 +57,8 @@ export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInpu
   const { payload, operation, tenant, entity, table_name: table } = row;
   if (row.oversized === true) return `payload over ${rules.maxPayloadBytes} bytes`;
   if (!isJsonObject(payload)) return 'payload is not a JSON object';
+  // Before the size: measuring it is the JSON.stringify that throws on such a value.
+  if (nestsDeeperThan(payload, MAX_PAYLOAD_DEPTH)) return `payload nests over ${MAX_PAYLOAD_DEPTH} levels deep`;
   if (Buffer.byteLength(JSON.stringify(payload)) > rules.maxPayloadBytes) return `payload over ${rules.maxPayloadBytes} bytes`;
   if (typeof row.topic !== 'string' || !isValidName('topic', row.topic)) return 'invalid topic name';
   // As `publish` refuses them: subscribers and webhook endpoints trust what arrives on Tributary's
@@ -76,6 +89,36 @@ export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInpu
     table: table ?? undefined,
     operation: (operation as EventOperation | null) ?? undefined,
   });
+}
+
+/**
+ * `outboxRowEvent`, with a throw made the row's dead reason (`onError` logs it): rows are
+ * converted inside the batch's transaction, or the WAL chunk's routing, and one row that throws
+ * there would fail it at every attempt — the whole outbox held up behind one row.
+ */
+export function outboxRowOutcome(row: OutboxRow, rules: OutboxRules, onError: (error: unknown) => void): RawEventInput | string {
+  try {
+    return outboxRowEvent(row, rules);
+  } catch (error) {
+    onError(error);
+    return UNEXPECTED_ROW_REASON;
+  }
+}
+
+/**
+ * Whether `value` (an object, level 1) holds objects or arrays more than `max` levels deep. An
+ * explicit stack, not recursion: the depth is the row's; it stops at the first level too deep.
+ */
+function nestsDeeperThan(value: object, max: number): boolean {
+  const stack: { readonly value: object; readonly depth: number }[] = [{ value, depth: 1 }];
+  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+    if (node.depth > max) return true;
+    const children: unknown[] = Array.isArray(node.value) ? node.value : Object.values(node.value);
+    for (const child of children) {
+      if (typeof child === 'object' && child !== null) stack.push({ value: child, depth: node.depth + 1 });
+    }
+  }
+  return false;
 }
 
 function isValidName(kind: 'topic' | 'type', name: string): boolean {

@@ -43,16 +43,29 @@ export function outboxTable(name: string): OutboxTable {
 }
 
 /**
- * The DDL an operator runs (or `createTable` runs) to create the outbox; idempotent.
- *
- * The dead rows' index is created only with the table, in one block that runs when the table does
- * not exist yet: a plain CREATE INDEX on an existing outbox holds a SHARE lock for the whole build,
- * blocking the application's INSERTs (and `createTable` runs under the outbox pool's query
- * timeout). An outbox made by an earlier version's DDL keeps working without it (the status's dead
- * count is slower); its operator adds it with CREATE INDEX CONCURRENTLY (README, "The outbox").
+ * The outbox's indexes. `createTable` builds them only with the table: a plain CREATE INDEX —
+ * even `IF NOT EXISTS`, even when the index exists — takes a SHARE lock on the table, queued behind
+ * any open writer and blocking every INSERT of the application queued behind it. On an existing
+ * table, a missing one is reported (`missingIndexStatements`) for its operator to build
+ * CONCURRENTLY (README, "The outbox"); an outbox made by an earlier version's DDL works without
+ * them, only slower.
+ */
+const OUTBOX_INDEXES: readonly { readonly suffix: string; readonly why: string; readonly on: string }[] = [
+  { suffix: 'pending_idx', why: "The pollers' scan: only pending rows, in id order.", on: '(id) WHERE processed_at IS NULL' },
+  { suffix: 'processed_idx', why: 'The retention sweep: processed rows by age.', on: '(processed_at)' },
+  { suffix: 'dead_idx', why: "The status's dead count (every few seconds): the dead rows only, not the retention's processed ones.", on: '(id) WHERE dead_reason IS NOT NULL' },
+];
+
+function createIndex(table: OutboxTable, index: (typeof OUTBOX_INDEXES)[number], concurrently: boolean): string {
+  return `CREATE INDEX ${concurrently ? 'CONCURRENTLY ' : ''}IF NOT EXISTS "${indexName(table.bare, index.suffix)}" ON ${table.sql} ${index.on};`;
+}
+
+/**
+ * The DDL an operator runs (or `createTable` runs) to create the outbox; idempotent. Everything in
+ * one block that runs only when the table does not exist yet: it never locks an outbox in use.
  */
 export function outboxTableDdl(table: OutboxTable): string {
-  const index = (suffix: string) => `"${indexName(table.bare, suffix)}"`;
+  const indexes = OUTBOX_INDEXES.map((index) => `    -- ${index.why}\n    ${createIndex(table, index, false)}`).join('\n');
   // The quoted name is validated (outboxTable): safe inside a string literal.
   return `DO $outbox$
 BEGIN
@@ -70,17 +83,28 @@ BEGIN
       processed_at timestamptz,
       dead_reason text
     );
-    -- The status's dead count (every few seconds): the dead rows only, not the retention's processed ones.
-    -- Only with a new table: never built on one in use (a non-concurrent build blocks its writers).
-    CREATE INDEX IF NOT EXISTS ${index('dead_idx')} ON ${table.sql} (id) WHERE dead_reason IS NOT NULL;
+${indexes}
   END IF;
 END
 $outbox$;
--- The pollers' scan: only pending rows, in id order.
-CREATE INDEX IF NOT EXISTS ${index('pending_idx')} ON ${table.sql} (id) WHERE processed_at IS NULL;
--- The retention sweep: processed rows by age.
-CREATE INDEX IF NOT EXISTS ${index('processed_idx')} ON ${table.sql} (processed_at);
 `;
+}
+
+/**
+ * For an existing table, the statements that build the outbox's indexes it has none of (by name),
+ * without blocking its writers: `CREATE INDEX CONCURRENTLY` (outside a transaction).
+ */
+export async function missingIndexStatements(db: Queryable, table: OutboxTable): Promise<string[]> {
+  const names = OUTBOX_INDEXES.map((index) => indexName(table.bare, index.suffix));
+  const { rows } = await db.query<{ name: string }>(
+    `SELECT n.name FROM unnest($2::text[]) WITH ORDINALITY AS n(name, i)
+      WHERE NOT EXISTS (SELECT 1 FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+                         WHERE x.indrelid = to_regclass($1) AND c.relname = n.name)
+      ORDER BY n.i`,
+    [table.sql, names],
+  );
+  const missing = new Set(rows.map((row) => row.name));
+  return OUTBOX_INDEXES.filter((index) => missing.has(indexName(table.bare, index.suffix))).map((index) => createIndex(table, index, true));
 }
 
 /** The columns every statement here reads or writes: what makes a table an outbox. */

@@ -1,0 +1,52 @@
+import { ErrorCode, TributaryError } from '../errors.ts';
+import { assertStorableText } from './json-input.ts';
+
+/**
+ * The query parameters a database URL given to `setOutboxSource` or `setCdcSource` may carry.
+ * pg copies every parameter into the connection's settings, over the options the server sets
+ * itself, so anything else is refused:
+ * - `sslrootcert`, `sslcert`, `sslkey` name files the server reads, synchronously, at every
+ *   connect (a FIFO freezes the process, `/dev/zero` exhausts its memory; any readable file
+ *   becomes a probe);
+ * - `host`, `port`, `user`, `password` override the URL's own (the host shown to admins is not the
+ *   one connected to: internal ports probed, with the error texts as answer);
+ * - `options`, `statement_timeout`, `query_timeout`, `idle_in_transaction_session_timeout`, … undo
+ *   the limits the readers' pools set (a poller stuck on a lock holds its partition).
+ * `sslmode` chooses TLS without naming a file (the system's CAs verify the server);
+ * `application_name` only labels the session in `pg_stat_activity`.
+ */
+const ACCEPTED_PARAMETERS: ReadonlySet<string> = new Set(['sslmode', 'application_name']);
+
+/** The values pg understands (`no-verify`: TLS without checking the certificate, as pg spells it). */
+const SSL_MODES: ReadonlySet<string> = new Set(['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify']);
+
+/** Names echoed in an error are cut: the caller has the URL, the answer only has to point into it. */
+const MAX_NAME = 40;
+
+/**
+ * A source database URL, as it will be stored (as given, in a text column: no NUL) and parsed:
+ * postgres:// or postgresql://, with no query parameter but those above. BAD_USER_INPUT naming
+ * `databaseUrl` (and `details.parameter`) otherwise.
+ */
+export function parseDatabaseUrl(text: string): URL {
+  assertStorableText('databaseUrl', text);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw invalid('databaseUrl must be a postgres:// URL');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw invalid('databaseUrl must be a postgres:// URL');
+  for (const [name, value] of url.searchParams) {
+    const shown = name.length > MAX_NAME ? `${name.slice(0, MAX_NAME)}…` : name;
+    if (!ACCEPTED_PARAMETERS.has(name)) {
+      throw invalid(`databaseUrl must not set the connection parameter "${shown}"; it may set only ${[...ACCEPTED_PARAMETERS].join(' and ')}`, shown);
+    }
+    if (name === 'sslmode' && !SSL_MODES.has(value)) throw invalid(`databaseUrl's sslmode must be one of ${[...SSL_MODES].join(', ')}`, name);
+  }
+  return url;
+}
+
+function invalid(message: string, parameter?: string): TributaryError {
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: parameter === undefined ? { field: 'databaseUrl' } : { field: 'databaseUrl', parameter } });
+}
