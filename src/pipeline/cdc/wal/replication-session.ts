@@ -52,6 +52,15 @@ export interface SessionSettings {
   readonly onConfirmed: () => void;
 }
 
+/**
+ * Status intervals in a row with nothing at all from the server, while the stream is not paused,
+ * after which the connection counts as dead. Every interval's status update asks for a keepalive,
+ * which a live server sends at once; a path that went silent without closing (a dead NAT entry, a
+ * frozen host) would otherwise hold the socket open until the kernel gives up (~15 min). Counted in
+ * timer ticks, not wall time, so that a stalled event loop (data waiting unread) is not taken for it.
+ */
+export const SILENT_STATUS_INTERVALS = 3;
+
 interface PendingTransaction {
   /** Where the transaction's commit record ends: what is confirmed once it and all before it are handled. */
   readonly endLsn: bigint;
@@ -79,6 +88,10 @@ export class ReplicationSession {
   /** Committed transactions handed to `handle` and not yet confirmed, oldest first. */
   #pending: PendingTransaction[] = [];
   #statusTimer: NodeJS.Timeout | undefined;
+  /** Something (data or keepalive) arrived since the last status tick. */
+  #heard = false;
+  /** Status ticks in a row with nothing heard while the stream was not paused. */
+  #silentTicks = 0;
 
   constructor(settings: SessionSettings) {
     this.#settings = settings;
@@ -114,7 +127,7 @@ export class ReplicationSession {
       throw error;
     }
     endedEarly.catch(() => {});
-    this.#statusTimer = setInterval(() => this.#sendStatus(true), this.#settings.statusIntervalMs);
+    this.#statusTimer = setInterval(() => this.#onStatusTick(), this.#settings.statusIntervalMs);
     this.#statusTimer.unref();
     logger.info({ from }, 'streaming');
   }
@@ -143,6 +156,7 @@ export class ReplicationSession {
 
   async #onData(lsn: string, message: Pgoutput.Message): Promise<void> {
     if (this.closed) return;
+    this.#heard = true;
     const work = this.#decode(parseLsn(lsn), message);
     this.#inFlight = work.then(
       () => {},
@@ -226,6 +240,7 @@ export class ReplicationSession {
 
   #onKeepalive(lsn: string, shouldRespond: boolean): void {
     if (this.closed) return;
+    this.#heard = true;
     const walEnd = parseLsn(lsn);
     this.#noteReceived(walEnd);
     // Everything the server sent before this keepalive has been handled: the WAL up to its end
@@ -233,6 +248,25 @@ export class ReplicationSession {
     const idle = this.#plugin.received === this.#processed && this.#transaction === undefined && this.#pending.length === 0;
     if (idle && walEnd > this.#settings.positions.confirmed) this.#confirm(walEnd);
     else if (shouldRespond) this.#sendStatus(false);
+  }
+
+  /** Ends a session whose server stopped answering (see {@link SILENT_STATUS_INTERVALS}), else asks it for a keepalive. */
+  #onStatusTick(): void {
+    // A message received and not yet processed: the library pauses the socket until its queue is
+    // empty (flow control), so keepalives wait unread in it — that silence is ours, not the server's.
+    const paused = this.#plugin.received !== this.#processed;
+    // No position yet: no status update (and so no keepalive request) is sent, see #sendStatus.
+    const asking = this.#settings.positions.confirmed !== 0n;
+    this.#silentTicks = this.#heard || paused || !asking ? 0 : this.#silentTicks + 1;
+    this.#heard = false;
+    if (this.#silentTicks >= SILENT_STATUS_INTERVALS) {
+      const silentMs = this.#silentTicks * this.#settings.statusIntervalMs;
+      // The pooled connections, which the reconnect uses first, went the same way most likely.
+      this.#settings.connections.retirePooledConnections();
+      this.fail(new TributaryError(ErrorCode.UNAVAILABLE, `the replication connection has been silent for ${silentMs} ms`));
+      return;
+    }
+    this.#sendStatus(true);
   }
 
   #confirm(position: bigint): void {

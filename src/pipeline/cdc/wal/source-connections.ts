@@ -10,11 +10,24 @@ import pg from 'pg';
 /** A server that does not answer at all must not hold up a reconnect or stop() for minutes, in ms. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
+/**
+ * TCP keepalive of the replication connection starts after this much idle time, in ms: keeps NAT
+ * entries alive through quiet spells. A silent server is noticed by the session (it asks for a
+ * keepalive every status interval), not by this.
+ */
+export const REPLICATION_KEEPALIVE_DELAY_MS = 30_000;
+
 export interface SourceConnections {
   /** Runs `use` on a pooled connection, released afterwards (destroyed when `use` failed). */
   withClient<T>(use: (client: pg.ClientBase) => Promise<T>): Promise<T>;
   /** Settings of a replication connection to the same database (`application_name` included). */
   replicationConfig(): pg.ClientConfig;
+  /**
+   * The path to the server may have died without closing (the replication connection went silent):
+   * every pooled connection made so far is closed when next taken instead of used, as a statement
+   * sent on it could wait for an answer for as long as the kernel keeps the socket (~15 min).
+   */
+  retirePooledConnections(): void;
   /** Closes the pool. Idempotent. */
   dispose(): Promise<void>;
 }
@@ -38,7 +51,10 @@ export interface SourceConnectionOptions {
   readonly queryTimeoutMs?: number;
   /** The server ends a transaction left idle this long, in ms. @default none */
   readonly idleInTransactionMs?: number;
-  /** TCP keepalive probes start after this much idle time, in ms. @default no keepalive */
+  /**
+   * TCP keepalive probes of the pooled connections start after this much idle time, in ms (the
+   * replication connection always has them, see {@link REPLICATION_KEEPALIVE_DELAY_MS}). @default no keepalive
+   */
   readonly keepAliveInitialDelayMs?: number;
 }
 
@@ -55,12 +71,22 @@ export function createSourceConnections(databaseUrl: string, options: SourceConn
   });
   // An error on an idle client (server restart) must not crash the process; the next query fails instead.
   pool.on('error', () => {});
-  // The same for a checked-out one: the statement in progress rejects.
-  pool.on('connect', (client) => client.on('error', () => {}));
+  // Pooled connections made before the last retirePooledConnections() are not used again.
+  let generation = 0;
+  const generationOf = new WeakMap<pg.ClientBase, number>();
+  pool.on('connect', (client) => {
+    generationOf.set(client, generation);
+    // The same for a checked-out one: the statement in progress rejects.
+    client.on('error', () => {});
+  });
   let disposed: Promise<void> | undefined;
   return {
     async withClient(use) {
-      const client = await pool.connect();
+      let client = await pool.connect();
+      while ((generationOf.get(client) ?? generation) < generation) {
+        client.release(true);
+        client = await pool.connect();
+      }
       let failed = false;
       try {
         return await use(client);
@@ -72,7 +98,16 @@ export function createSourceConnections(databaseUrl: string, options: SourceConn
         client.release(failed);
       }
     },
-    replicationConfig: () => ({ connectionString: databaseUrl, application_name: 'tributary-cdc', connectionTimeoutMillis: CONNECT_TIMEOUT_MS }),
+    replicationConfig: () => ({
+      connectionString: databaseUrl,
+      application_name: 'tributary-cdc',
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: REPLICATION_KEEPALIVE_DELAY_MS,
+    }),
+    retirePooledConnections() {
+      generation += 1;
+    },
     dispose() {
       disposed ??= pool.end().catch(() => undefined);
       return disposed;

@@ -87,8 +87,9 @@ export interface WalReaderOptions {
   readonly reconnectMaxDelayMs?: number;
   /**
    * How often the reader reports its confirmed position and asks Postgres for a keepalive, in
-   * ms; keeps the connection alive while `handle` is slow and lets idle WAL be confirmed.
-   * @default 10000
+   * ms; keeps the connection alive while `handle` is slow and lets idle WAL be confirmed. A
+   * connection that brings nothing for `SILENT_STATUS_INTERVALS` (3) of these is dropped and
+   * reopened. @default 10000
    */
   readonly statusIntervalMs?: number;
   /**
