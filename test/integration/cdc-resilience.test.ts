@@ -5,7 +5,7 @@
  * with the id of the first delivery — and reports how many redeliveries it saw.
  */
 import { Redis } from 'ioredis';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import {
   bumpItems,
   cdcEnv,
@@ -32,6 +32,7 @@ import {
   type ItemChange,
   type ItemsFeed,
 } from '../helpers/cdc-resilience.ts';
+import { decodeCursor } from '../../src/pipeline/log/cursor.ts';
 import { createTestDatabase, startPrivatePostgres, startPrivateRedis, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { signHs256 } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
@@ -51,10 +52,23 @@ async function subscribersAdded(server: TestServer, before: number, count: numbe
   await waitFor(() => server.stats().subscribers === before + count, { message: `${count} subscribers added` });
 }
 
+/** The test's feeds, for the message of a count that is not reached. */
+const feedsOfTest: ItemsFeed[] = [];
+beforeEach(() => {
+  feedsOfTest.length = 0;
+});
+
 async function subscribeOn(server: TestServer, options: Parameters<typeof subscribeItems>[1] = {}): Promise<ItemsFeed> {
   const before = server.stats().subscribers;
   const feed = await subscribeItems(server, options);
-  await subscribersAdded(server, before, 2);
+  feedsOfTest.push(feed);
+  try {
+    await subscribersAdded(server, before, 2);
+  } catch (error) {
+    // What each socket received besides changes says why (an error, a resync), the stats where the count stands.
+    const feeds = feedsOfTest.map(({ others, events, changes, closedWith }) => ({ others, events: events.length, changes: changes.length, closedWith }));
+    throw new Error(`${(error as Error).message}; ${JSON.stringify({ stats: server.stats(), feeds })}`, { cause: error });
+  }
   return feed;
 }
 
@@ -117,7 +131,11 @@ describe('CDC resilience', () => {
     const idsBeforeCrash = new Map(stuck.map((event) => [`${event.entity}:${event.value}`, event.eventId]));
 
     await first.dispose();
+    // The log key back as the cursor's HEAD left it (an empty stream whose last id is the cursor's):
+    // deleted only, it would be an epoch without its log, which a non-zero cursor may not resume
+    // from (RESYNC_REQUIRED) until the restarted server appends p's row again — a race.
     await redis.del(itemEventsLogKey(keyPrefix, 'p'));
+    await redis.xadd(itemEventsLogKey(keyPrefix, 'p'), 'MAXLEN', '0', decodeCursor(poisonCursor).position, 'h', '');
     const second = await startTestServer(env);
     const resumed = await subscribeOn(second, { eventsAfter: feed.events.at(-1)?.cursor, changesAfter: feed.changes.at(-1)?.cursor });
     const poisoned = await subscribeOn(second, { tenant: 'p', eventsAfter: poisonCursor });
