@@ -107,7 +107,7 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
   const denied = !mapping || !canAccessTopic(principal, 'read', topic);
   if (denied) {
     services.metrics.subscriptionsDenied.inc({ field: 'changes' });
-    services.logger.info({ subject: principal.subject, tenant: principal.tenant, model: input.model }, 'subscription denied silently');
+    services.logger.debug({ subject: principal.subject, tenant: principal.tenant, model: input.model }, 'subscription denied silently');
   }
   const snapshot = denied ? undefined : snapshotOf(input.after);
   return dispatchTicket({

@@ -155,7 +155,7 @@ export async function subscribeDocument(context: ResolverContext, args: Document
   const readableBy = (next: Principal) => canAccessTopic(next, 'read', `sync.${args.service}`);
   if (!readableBy(principal)) {
     services.metrics.subscriptionsDenied.inc({ field: 'document' });
-    services.logger.info({ subject: principal.subject, tenant: principal.tenant, service: args.service }, 'subscription denied silently');
+    services.logger.debug({ subject: principal.subject, tenant: principal.tenant, service: args.service }, 'subscription denied silently');
     return dispatchTicket({ stream, filter: undefined, after: undefined, denied: true, readableBy });
   }
   const head = await services.log.head(stream);

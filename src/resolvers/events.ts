@@ -80,7 +80,7 @@ export function subscribeEvents(context: ResolverContext, input: EventsInput): D
   const denied = !mayRead(context, principal, topic);
   if (denied) {
     services.metrics.subscriptionsDenied.inc({ field: 'events' });
-    services.logger.info({ subject: principal.subject, tenant: principal.tenant, topic }, 'subscription denied silently');
+    services.logger.debug({ subject: principal.subject, tenant: principal.tenant, topic }, 'subscription denied silently');
   }
   return dispatchTicket({
     stream: streamOf(readScopeOf(principal, topic), topic),

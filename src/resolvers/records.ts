@@ -39,7 +39,7 @@ export async function listRecords(context: ResolverContext, input: RecordsInput)
   const mapping = services.cdc.modelMapping(scope, input.model);
   if (!mapping || !canAccessTopic(principal, 'read', modelTopic(mapping))) {
     services.metrics.subscriptionsDenied.inc({ field: 'records' });
-    services.logger.info({ subject: principal.subject, tenant: principal.tenant, model: input.model }, 'records denied silently');
+    services.logger.debug({ subject: principal.subject, tenant: principal.tenant, model: input.model }, 'records denied silently');
     return emptyModel();
   }
   const source = await services.cdc.modelSource(scope, input.model).catch((error: unknown) => {
