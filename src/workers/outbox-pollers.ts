@@ -203,7 +203,9 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
     const wanted = new Map(sources.map((source) => [`${source.app}/${source.env}`, source]));
     for (const [key, entry] of running) {
       const source = wanted.get(key);
-      if (source?.outboxId === entry.source.outboxId && source.requireTenant === entry.source.requireTenant) continue;
+      // A new URL or table name keeps the outbox id when it reaches the same table (a rotated
+      // password): the poller is still replaced, so it reads with the credentials now saved.
+      if (source !== undefined && sameSource(source, entry.source)) continue;
       running.delete(key);
       stopLater(entry);
     }
@@ -255,4 +257,14 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
       return closing;
     },
   };
+}
+
+/** Whether a running poller reads `source` as it is saved: same outbox, URL, table and tenant rule. */
+function sameSource(source: OutboxSourceView, running: OutboxSourceView): boolean {
+  return (
+    source.outboxId === running.outboxId &&
+    source.databaseUrl === running.databaseUrl &&
+    source.table === running.table &&
+    source.requireTenant === running.requireTenant
+  );
 }

@@ -35,7 +35,7 @@ it('picks up and routes a new outbox source, and reports the frozen one as not a
   const appDb = await createTestDatabase();
   const app = openTestPool(appDb.url);
   await app.query(outboxTableDdl(outboxTable('event_outbox')));
-  await saveOutboxSource(platform, { app: 'shop', env: 'prod', databaseUrl: frozenUrl, table: 'event_outbox', requestedMode: 'POLL', readMode: 'POLL', requireTenant: false });
+  await saveOutboxSource(platform, { app: 'shop', env: 'prod', databaseUrl: frozenUrl, table: 'event_outbox', identity: 'frozen', requestedMode: 'POLL', readMode: 'POLL', requireTenant: false });
 
   const routed: unknown[] = [];
   const router = {
@@ -71,7 +71,7 @@ it('picks up and routes a new outbox source, and reports the frozen one as not a
   await waitFor(() => held.size > 0, { message: 'the frozen source’s poller connects' });
 
   await app.query("INSERT INTO event_outbox (topic, event_type, payload, entity) VALUES ('orders', 'order.paid', '{}', 'order:1')");
-  await saveOutboxSource(platform, { app: 'crm', env: 'prod', databaseUrl: appDb.url, table: 'event_outbox', requestedMode: 'POLL', readMode: 'POLL', requireTenant: false });
+  await saveOutboxSource(platform, { app: 'crm', env: 'prod', databaseUrl: appDb.url, table: 'event_outbox', identity: 'answering', requestedMode: 'POLL', readMode: 'POLL', requireTenant: false });
   await waitFor(() => routed.length === 1, { timeoutMs: 20_000, message: 'the new source’s row is routed' });
 
   const frozen = await waitFor(async () => (await getOutboxSource(platform, 'shop', 'prod'))?.report?.lastError, {

@@ -36,6 +36,7 @@ async function setUp() {
     env: 'prod',
     databaseUrl: appDb.url,
     table: 'event_outbox',
+    identity: appDb.name,
     requestedMode: 'POLL',
     readMode: 'POLL',
     requireTenant: false,

@@ -277,8 +277,9 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
           continue;
         }
         const outbox = new WalOutbox(binding);
-        // New rules for the same table: what was routed under the old ones is still to be cleaned up.
-        if (existing?.binding.table === binding.table) outbox.cleanUpQueue = existing.cleanUpQueue;
+        // New rules or another URL for the same table (one outbox id is one table, however its URL
+        // or name is written): what was routed under the old ones is still to be cleaned up.
+        if (existing) outbox.cleanUpQueue = existing.cleanUpQueue;
         next.set(binding.outboxId, outbox);
       }
       const added = [...next.values()].filter((outbox) => outboxes.get(outbox.binding.outboxId) !== outbox);

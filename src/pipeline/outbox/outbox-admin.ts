@@ -10,6 +10,7 @@ import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { isDatabaseUnreachable } from '../connection-errors.ts';
 import type { Scope } from '../scope.ts';
+import { outboxIdentity, sameDatabaseLocation } from './outbox-identity.ts';
 import { DEFAULT_OUTBOX_TABLE, missingColumns, missingIndexStatements, missingPrivileges, mistypedColumns, outboxTable, outboxTableDdl, tableExists, type OutboxTable } from './outbox-sql.ts';
 import { getOutboxSource, removeOutboxSource, saveOutboxSource, type OutboxReadMode, type OutboxRequestedMode, type OutboxSourceView } from './outbox-store.ts';
 
@@ -55,6 +56,7 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
       const requestedMode = input.mode ?? 'AUTO';
       const pool = options.connect(input.databaseUrl);
       let readMode: OutboxReadMode;
+      let identity: string;
       try {
         const existed = await tableExists(pool, table);
         if (!existed && input.createTable !== true) {
@@ -68,6 +70,7 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
         // writes): its missing indexes are reported, to be built concurrently.
         if (!existed) await pool.query(outboxTableDdl(table));
         else await reportMissingIndexes(pool, table, options.logger);
+        identity = await identityOf(pool, table);
         readMode = await resolveMode(pool, requestedMode, options.checkReplication);
         // In either mode the reader works on the table with this URL's login: the pollers, or the WAL
         // reader's catch-up, clean-up and retention sweep.
@@ -83,11 +86,16 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
       } finally {
         await pool.end().catch(() => undefined);
       }
+      // Saved by an earlier version, without an identity: the URL names the same database, or the id is new.
+      const stored = await getOutboxSource(db, scope.app, scope.env);
+      const legacyUrl = stored?.identity === null && sameDatabaseLocation(stored.databaseUrl, input.databaseUrl) ? stored.databaseUrl : null;
       return saveOutboxSource(db, {
         app: scope.app,
         env: scope.env,
         databaseUrl: input.databaseUrl,
         table: table.name,
+        identity,
+        legacyUrl,
         requestedMode,
         readMode,
         requireTenant: input.requireTenant ?? false,
@@ -96,6 +104,16 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
     removeSource: (scope) => removeOutboxSource(db, scope.app, scope.env),
     getSource: (scope) => getOutboxSource(db, scope.app, scope.env),
   };
+}
+
+/** The table the URL reaches, which the outbox id follows (`outbox-identity.ts`). */
+async function identityOf(pool: pg.Pool, table: OutboxTable): Promise<string> {
+  const client = await pool.connect();
+  try {
+    return await outboxIdentity(client, table);
+  } finally {
+    client.release();
+  }
 }
 
 /**

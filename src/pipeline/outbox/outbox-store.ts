@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Database } from '../../db/database.ts';
 
 /**
- * What the platform database keeps of the outboxes (migrations 0005, 0006): each environment's
+ * What the platform database keeps of the outboxes (migrations 0005, 0006, 0026): each environment's
  * outbox (its database, table and mode), the figures its reader last reported, and the routing
  * rate of every process reading it. One function per statement.
  */
@@ -18,6 +18,8 @@ export interface OutboxSourceRecord {
   readonly outboxId: string;
   readonly databaseUrl: string;
   readonly table: string;
+  /** The table the URL reaches (`outboxIdentity`); null when saved by an earlier version, which kept none. */
+  readonly identity: string | null;
   readonly requestedMode: OutboxRequestedMode;
   readonly readMode: OutboxReadMode;
   /** Rows without a tenant are set aside as dead. */
@@ -58,6 +60,7 @@ type Row = {
   outbox_id: string;
   database_url: string;
   table_name: string;
+  source_identity: string | null;
   requested_mode: OutboxRequestedMode;
   read_mode: OutboxReadMode;
   require_tenant: boolean;
@@ -70,7 +73,7 @@ type Row = {
   routed_per_second: number | null;
 };
 
-const COLUMNS = `s.app, s.env, s.outbox_id, s.database_url, s.table_name, s.requested_mode, s.read_mode, s.require_tenant, s.updated_at,
+const COLUMNS = `s.app, s.env, s.outbox_id, s.database_url, s.table_name, s.source_identity, s.requested_mode, s.read_mode, s.require_tenant, s.updated_at,
   s.pending, s.oldest_pending_seconds, s.dead, s.last_error, s.reported_at,
   (SELECT sum(r.routed_per_second) FROM outbox_rates r
     WHERE r.outbox_id = s.outbox_id AND r.reported_at > now() - interval '${RATE_FRESH_SECONDS} seconds')::float8 AS routed_per_second`;
@@ -83,6 +86,7 @@ function viewOf(row: Row): OutboxSourceView {
     outboxId: row.outbox_id,
     databaseUrl: row.database_url,
     table: row.table_name,
+    identity: row.source_identity,
     requestedMode: row.requested_mode,
     readMode: row.read_mode,
     requireTenant: row.require_tenant,
@@ -111,16 +115,32 @@ export async function getOutboxSource(db: Database, app: string, env: string): P
   return rows[0] && viewOf(rows[0]);
 }
 
-/** Saves the environment's outbox; a changed database or table gets a new outbox id, and any change starts without a report. */
-export async function saveOutboxSource(db: Database, source: Omit<OutboxSourceRecord, 'updatedAt' | 'outboxId'>): Promise<OutboxSourceView> {
+export interface OutboxSourceInput extends Omit<OutboxSourceRecord, 'updatedAt' | 'outboxId' | 'identity'> {
+  /** The table the URL reaches (`outboxIdentity`). */
+  readonly identity: string;
+  /**
+   * For an outbox saved by an earlier version (no identity): the URL it must still hold, with the
+   * same table name, to keep its id — one judged to reach the same database (`sameDatabaseLocation`).
+   * Checked in the statement, so a change saved meanwhile by another call is not taken for it.
+   * @default null (a new id)
+   */
+  readonly legacyUrl?: string | null;
+}
+
+/**
+ * Saves the environment's outbox. The outbox id is kept while the URL reaches the same table
+ * (whatever its text), new otherwise; any change starts without a report.
+ */
+export async function saveOutboxSource(db: Database, source: OutboxSourceInput): Promise<OutboxSourceView> {
   await db.query(
-    `INSERT INTO outbox_sources (app, env, outbox_id, database_url, table_name, requested_mode, read_mode, require_tenant)
-     VALUES ($1, $2, $6, $3, $4, $5, $7, $8)
+    `INSERT INTO outbox_sources (app, env, outbox_id, database_url, table_name, requested_mode, read_mode, require_tenant, source_identity)
+     VALUES ($1, $2, $6, $3, $4, $5, $7, $8, $9)
      ON CONFLICT (app, env) DO UPDATE SET
-       outbox_id = CASE WHEN outbox_sources.database_url = excluded.database_url AND outbox_sources.table_name = excluded.table_name
+       outbox_id = CASE WHEN outbox_sources.source_identity = excluded.source_identity
+                          OR (outbox_sources.source_identity IS NULL AND outbox_sources.database_url = $10 AND outbox_sources.table_name = excluded.table_name)
                         THEN outbox_sources.outbox_id ELSE excluded.outbox_id END,
-       database_url = excluded.database_url, table_name = excluded.table_name, requested_mode = excluded.requested_mode,
-       read_mode = excluded.read_mode, require_tenant = excluded.require_tenant, updated_at = now(),
+       database_url = excluded.database_url, table_name = excluded.table_name, source_identity = excluded.source_identity,
+       requested_mode = excluded.requested_mode, read_mode = excluded.read_mode, require_tenant = excluded.require_tenant, updated_at = now(),
        pending = NULL, oldest_pending_seconds = NULL, dead = NULL, last_error = NULL, reported_at = NULL`,
     [
       source.app,
@@ -131,6 +151,8 @@ export async function saveOutboxSource(db: Database, source: Omit<OutboxSourceRe
       `obx_${randomBytes(12).toString('base64url')}`,
       source.readMode,
       source.requireTenant,
+      source.identity,
+      source.legacyUrl ?? null,
     ],
   );
   return (await getOutboxSource(db, source.app, source.env))!;
