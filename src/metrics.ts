@@ -228,7 +228,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     connectionsRefused: new Counter({
       name: 'tributary_connections_refused_total',
-      help: 'Sockets refused at a connection limit: the instance (WS_MAX_CONNECTIONS) or one principal (WS_MAX_CONNECTIONS_PER_SUBJECT)',
+      help: 'Sockets refused at a connection limit: the instance (WS_MAX_CONNECTIONS) or one principal (WS_MAX_CONNECTIONS_PER_SUBJECT); waiting: a socket not acknowledged yet, closed to make room at the instance limit',
       labelNames: ['limit'],
       registers: [registry],
     }),

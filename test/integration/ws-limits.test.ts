@@ -2,7 +2,9 @@
  * Connection limits: a principal (app, env, tenant, subject) holds at most
  * WS_MAX_CONNECTIONS_PER_SUBJECT acknowledged sockets on an instance (more are closed with 1013,
  * which graphql-ws clients retry), and an instance accepts at most WS_MAX_CONNECTIONS sockets
- * (more are refused at the upgrade with HTTP 503).
+ * (more are refused at the upgrade with HTTP 503 once acknowledged sockets hold every place; a
+ * place held by a socket still waiting for its connection_init is taken over instead, see
+ * ws-preinit-sockets.test.ts).
  */
 import { GRAPHQL_TRANSPORT_WS_PROTOCOL, createClient } from 'graphql-ws';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -78,10 +80,11 @@ describe('connection limits', () => {
     expect(closedBefore.filter((code) => code !== 1013)).toEqual([]);
   });
 
-  it('refuses an upgrade beyond WS_MAX_CONNECTIONS with HTTP 503 (RATE_LIMITED) and accepts one again once a socket closed', async () => {
+  it('refuses an upgrade beyond WS_MAX_CONNECTIONS acknowledged sockets with HTTP 503 (RATE_LIMITED) and accepts one again once a socket closed', async () => {
     const server = await startTestServer({ WS_MAX_CONNECTIONS: '2' });
-    const first = await openSocket(server.wsUrl);
-    await openSocket(server.wsUrl);
+    // Acknowledged: a socket still waiting for its connection_init would give its place to the third.
+    const first = await openAcknowledgedSocket(server.wsUrl);
+    await openAcknowledgedSocket(server.wsUrl);
     await waitFor(() => server.stats().connections === 2, { message: 'two sockets held' });
 
     const refused = await new Promise<{ status: number; retryAfter: string | undefined; body: string }>((resolve, reject) => {

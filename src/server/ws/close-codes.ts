@@ -33,7 +33,7 @@ export const CloseCode = {
   PrincipalChanged: 4412,
   /** The client did not offer the `graphql-transport-ws` subprotocol. */
   SubprotocolNotAcceptable: ProtocolCloseCode.SubprotocolNotAcceptable,
-  /** No `connection_init` within `WS_CONNECTION_INIT_TIMEOUT_MS`. */
+  /** No `connection_init` within `WS_CONNECTION_INIT_TIMEOUT_MS`, or not acknowledged yet when a newer socket needed the place at `WS_MAX_CONNECTIONS`. */
   ConnectionInitialisationTimeout: ProtocolCloseCode.ConnectionInitialisationTimeout,
   /** A `subscribe` reused the id of an active operation. */
   SubscriberAlreadyExists: ProtocolCloseCode.SubscriberAlreadyExists,

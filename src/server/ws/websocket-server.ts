@@ -6,12 +6,14 @@ import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import type { Limits } from '../../config.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import { CloseCode } from './close-codes.ts';
 import { GraphQLWsConnection } from './connection.ts';
 import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
 import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
 import type { OperationExecutor } from './executor.ts';
 import type { SocketSessionRegistry } from './socket-sessions.ts';
-import { createSubjectQuota } from './subject-quota.ts';
+import { createSocketPlaces } from './socket-places.ts';
+import { createSubjectQuota, type SubjectQuota } from './subject-quota.ts';
 
 export interface GraphQLWebSocketServerOptions {
   readonly verifier: TokenVerifier;
@@ -59,6 +61,9 @@ export interface GraphQLWebSocketServer {
 }
 
 /** The graphql-transport-ws endpoint: one `GraphQLWsConnection` per socket. */
+/** How long a socket closed to make room has to finish its closing handshake before it is cut, in ms. */
+const EVICTED_CLOSE_MS = 1000;
+
 export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOptions): GraphQLWebSocketServer {
   const logger = options.logger.child({ component: 'ws' });
   const server = new WebSocketServer({
@@ -72,6 +77,17 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
   const connections = new Map<WebSocket, GraphQLWsConnection>();
   // Development mode: every caller is the one development principal, so a quota per subject would be one for the whole server.
   const quota = createSubjectQuota(options.verifier.mode === 'development' ? undefined : options.limits.maxConnectionsPerSubject);
+  const places = createSocketPlaces<WebSocket>({
+    max: options.limits.maxConnections,
+    evict: (socket) => {
+      options.metrics?.connectionsRefused.inc({ limit: 'waiting' });
+      logger.debug({ limit: options.limits.maxConnections }, 'waiting socket closed to make room: WS_MAX_CONNECTIONS reached');
+      connections.get(socket)?.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout: the instance needed the place');
+      // It no longer counts: a client that never answers the close frame must not keep its socket
+      // for ws's closing handshake (30 s), or sockets past WS_MAX_CONNECTIONS would pile up.
+      setTimeout(() => socket.terminate(), EVICTED_CLOSE_MS).unref();
+    },
+  });
   const unanswered = new WeakSet<WebSocket>();
   let closing = false;
   let closed: Promise<void> | undefined;
@@ -94,6 +110,10 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
   keepAlive?.unref();
 
   server.on('connection', (socket: WebSocket, request: IncomingMessage) => {
+    // Room is made once the upgrade succeeded, not before: a malformed upgrade request must not
+    // close anyone's socket. `hasRoom()` said yes just before (synchronously), so `placed` is false
+    // only if that changed.
+    const placed = places.add(socket);
     const connection = new GraphQLWsConnection(socket, request, {
       verifier: options.verifier,
       execute: options.execute,
@@ -101,7 +121,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       gateway: options.gateway,
       metrics: options.metrics,
       sessions: options.sessions,
-      quota,
+      quota: acknowledging(socket),
       connectionInitTimeoutMs: options.limits.connectionInitTimeoutMs,
       tokenExpiryGraceMs: options.limits.tokenExpiryGraceMs,
       tokenExpiryNoticeMs: options.limits.tokenExpiryNoticeMs,
@@ -113,8 +133,26 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
     });
     connections.set(socket, connection);
     socket.on('pong', () => unanswered.delete(socket));
-    socket.once('close', () => connections.delete(socket));
+    socket.once('close', () => {
+      connections.delete(socket);
+      places.closed(socket);
+    });
+    if (!placed) connection.close(CloseCode.TryAgainLater, 'This instance holds its limit of sockets: try again later');
   });
+
+  /**
+   * The subject quota, telling `places` when `socket` is acknowledged: a connection takes its
+   * principal's place right before it sends `connection_ack` (connection.ts), and only then.
+   */
+  function acknowledging(socket: WebSocket): SubjectQuota {
+    return {
+      take(principal) {
+        const leave = quota.take(principal);
+        if (leave) places.acknowledged(socket);
+        return leave;
+      },
+    };
+  }
 
   /** Closes every socket with `code`; past `timeoutMs` terminates those still open. */
   async function closeAll(code: number, reason: string, timeoutMs: number): Promise<void> {
@@ -141,8 +179,10 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
         socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
         return;
       }
-      // The upgrade completes synchronously (no verifyClient), so `connections` counts every socket this one would join.
-      if (connections.size >= options.limits.maxConnections) {
+      // The upgrade completes synchronously (no verifyClient), so `places` holds every socket this one
+      // would join. A full instance with a socket still waiting for its `connection_init` closes that
+      // one instead (`places.add`): sockets without a token cannot keep authenticated clients out.
+      if (!places.hasRoom()) {
         options.metrics?.connectionsRefused.inc({ limit: 'instance' });
         logger.warn({ limit: options.limits.maxConnections }, 'socket refused: WS_MAX_CONNECTIONS reached');
         const body = JSON.stringify({ errors: [{ message: `This instance holds its limit of ${options.limits.maxConnections} sockets`, extensions: { code: 'RATE_LIMITED' } }] });
