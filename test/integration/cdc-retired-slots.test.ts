@@ -9,7 +9,8 @@ import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createCdcStore } from '../../src/pipeline/cdc/cdc-store.ts';
-import { createRetiredSlots, type RetiredSlot } from '../../src/pipeline/cdc/retired-slots.ts';
+import { sourceIdOf } from '../../src/pipeline/cdc/cdc-source.ts';
+import { createRetiredSlots, identityOfKey, type RetiredSlots, type SlotOwner } from '../../src/pipeline/cdc/retired-slots.ts';
 import { identifyDatabase, identityKey } from '../../src/pipeline/cdc/wal/replication-names.ts';
 import { createSourceConnections } from '../../src/pipeline/cdc/wal/source-connections.ts';
 import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
@@ -41,6 +42,11 @@ async function identityOf(pool: pg.Pool): Promise<string> {
   }
 }
 
+/** One pass over the noted slots, `owner` saying who settles each (by default: no reader left, this instance drops). */
+async function drop(retired: RetiredSlots, owner: (slot: { slotName: string }) => SlotOwner = () => 'none'): Promise<boolean> {
+  return retired.drop(await retired.list(), owner);
+}
+
 /** A source database with a logical slot, a platform database with the slot's reader status, and the slots to drop. */
 async function setUp() {
   const source = await createTestDatabase();
@@ -53,22 +59,24 @@ async function setUp() {
   onTestFinished(() => db.close());
   await migrate(db, { logger });
   const store = createCdcStore(db);
-  await store.saveStatus({ source: 'src1', state: 'streaming', leader: null, lastLsn: '0/1', lagBytes: 0, retainedWalBytes: 0, lastError: null });
+  const database = await identityOf(pool);
+  const sourceId = sourceIdOf(identityOfKey(database));
+  await store.saveStatus({ source: sourceId, state: 'streaming', leader: null, lastLsn: '0/1', lagBytes: 0, retainedWalBytes: 0, lastError: null });
   const connections = createSourceConnections(source.url);
   onTestFinished(() => connections.dispose());
-  const retired = createRetiredSlots({ connectionsOf: () => connections, store, logger });
-  const slot: RetiredSlot = { database: await identityOf(pool), source: 'src1', url: source.url, slotName, forgetReader: true };
+  const retired = createRetiredSlots({ connectionsOf: () => connections, identityOf: () => Promise.resolve(database), store, logger });
+  const slot = { database, url: source.url, slotName };
   const slotExists = async () => (await pool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slotName])).rowCount === 1;
-  return { source, pool, slotName, store, retired, slot, slotExists };
+  return { source, pool, slotName, store, retired, slot, slotExists, sourceId };
 }
 
 /** Retired slots whose URL now reaches the database at `url` (the source moved behind it), the slot noted, their log captured. */
-function retiredBehind(url: string, store: ReturnType<typeof createCdcStore>, slot: RetiredSlot) {
+async function retiredBehind(url: string, store: ReturnType<typeof createCdcStore>, slot: { database: string; url: string; slotName: string }) {
   const connections = createSourceConnections(url);
   onTestFinished(() => connections.dispose());
   const { lines, logger: capturing } = capturingLogger();
-  const retired = createRetiredSlots({ connectionsOf: () => connections, store, logger: capturing });
-  retired.retire({ ...slot, url });
+  const retired = createRetiredSlots({ connectionsOf: () => connections, identityOf: () => Promise.resolve(slot.database), store, logger: capturing });
+  await retired.retire({ ...slot, url });
   return { lines, retired };
 }
 
@@ -87,37 +95,37 @@ async function streamSlot(url: string, slotName: string, check: pg.Pool): Promis
 
 describe('retired replication slots', () => {
   it('keeps a slot another reader still streams, and drops it (with its reader status) at a later call once it stopped', async () => {
-    const { source, slotName, store, retired, slot, slotExists } = await setUp();
+    const { source, slotName, store, retired, slot, slotExists, sourceId } = await setUp();
     const streaming = await streamSlot(source.url, slotName, openTestPool(source.url));
-    retired.retire(slot);
+    await retired.retire(slot);
 
-    expect(await retired.drop(() => false)).toBe(false);
+    expect(await drop(retired)).toBe(false);
     expect(await slotExists()).toBe(true);
     expect(retired.urls()).toEqual([source.url]);
 
     await streaming.end();
-    await waitFor(async () => (await retired.drop(() => false)) && !(await slotExists()), { message: 'the slot is dropped' });
+    await waitFor(async () => (await drop(retired)) && !(await slotExists()), { message: 'the slot is dropped' });
     expect(retired.urls()).toEqual([]);
-    expect(await store.getStatus('src1')).toBeUndefined();
+    expect(await store.getStatus(sourceId)).toBeUndefined();
   });
 
   it('keeps a slot an environment reads again, and forgets it', async () => {
-    const { retired, slot, slotExists, store } = await setUp();
-    retired.retire(slot);
-    expect(await retired.drop((candidate) => candidate.slotName === slot.slotName)).toBe(true);
+    const { retired, slot, slotExists, store, sourceId } = await setUp();
+    await retired.retire(slot);
+    expect(await drop(retired, (candidate) => (candidate.slotName === slot.slotName ? 'claimed' : 'none'))).toBe(true);
     expect(await slotExists()).toBe(true);
-    expect(await store.getStatus('src1')).toMatchObject({ lastLsn: '0/1' });
+    expect(await store.getStatus(sourceId)).toMatchObject({ lastLsn: '0/1' });
     // Forgotten: a later call drops nothing.
     expect(retired.urls()).toEqual([]);
-    expect(await retired.drop(() => false)).toBe(false);
+    expect(await drop(retired)).toBe(false);
     expect(await slotExists()).toBe(true);
   });
 
   it('counts a slot dropped meanwhile (by another instance) as done', async () => {
     const { source, slotName, retired, slot, slotExists } = await setUp();
-    retired.retire(slot);
+    await retired.retire(slot);
     await openTestPool(source.url).query('SELECT pg_drop_replication_slot($1)', [slotName]);
-    expect(await retired.drop(() => false)).toBe(true);
+    expect(await drop(retired)).toBe(true);
     expect(await slotExists()).toBe(false);
     expect(retired.urls()).toEqual([]);
   });
@@ -130,9 +138,9 @@ describe('retired replication slots', () => {
     const movedPool = openTestPool(moved.url);
     await pool.query('SELECT pg_drop_replication_slot($1)', [slotName]);
     await movedPool.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slotName]);
-    const { lines, retired } = retiredBehind(moved.url, store, slot);
+    const { lines, retired } = await retiredBehind(moved.url, store, slot);
 
-    expect(await retired.drop(() => false)).toBe(true);
+    expect(await drop(retired)).toBe(true);
     // The other database's slot is left alone (dropped before the fix), and the note is settled.
     expect((await movedPool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()', [slotName])).rowCount).toBe(1);
     expect(retired.urls()).toEqual([]);
@@ -146,9 +154,9 @@ describe('retired replication slots', () => {
   it('does not count a slot as dropped when the URL reaches another database without it', async () => {
     const { slotName, store, slot, slotExists } = await setUp();
     const moved = await createTestDatabase();
-    const { lines, retired } = retiredBehind(moved.url, store, slot);
+    const { lines, retired } = await retiredBehind(moved.url, store, slot);
 
-    expect(await retired.drop(() => false)).toBe(true);
+    expect(await drop(retired)).toBe(true);
     expect(await slotExists()).toBe(true);
     expect(lines.map((line) => line.msg)).toEqual([expect.stringContaining(`retired replication slot ${slotName} now reaches another database`)]);
   });

@@ -8,14 +8,14 @@ import { createReleaseSignals } from '../coordination/release-signals.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { createCdcSource, sourceIdOf, type CdcSource, type CdcSourceOptions, type CdcSourceStatus } from './cdc-source.ts';
-import { pruneExpiredRawChanges, type CdcSourceRecord, type CdcStore, type StoredMapping } from './cdc-store.ts';
+import { pruneExpiredRawChanges, type CdcSourceRecord, type CdcStore, type RetiredSlotNote, type StoredMapping } from './cdc-store.ts';
 import type { DomainMapping } from './mapping/mapping.ts';
 import { sourceProblems } from './mapping/mapping-source-check.ts';
 import { streamConflicts } from './mapping/mapping-topics.ts';
 import { checkedNames, followerStatus, idleStatus, namesOf, sameNames } from './source-names.ts';
 import { defaultReplicationNames, identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import { assertLogicalReplicationAllowed } from './wal/replication-setup.ts';
-import { createRetiredSlots } from './retired-slots.ts';
+import { createRetiredSlots, knownDatabase, previousDatabase, slotOwner } from './retired-slots.ts';
 import { createSourceCatalogs } from './source-catalogs.ts';
 import { createSourceEndpoints, describeMappedTables } from './source-endpoints.ts';
 import { groupByDatabase, IDENTITY_WAIT_MS, type SourceGroup } from './source-groups.ts';
@@ -38,7 +38,7 @@ import type { WalOutboxBinding, WalOutboxFigures } from './wal-outboxes.ts';
  * once no environment and no reader uses it (idle pooled connections close on their own).
  *
  * Slots: when a database loses its last environment and WAL-mode outbox, or its slot name changes,
- * the instance that led its reader drops the old slot after stopping it (`retired-slots.ts`).
+ * the old slot is noted in the platform database, and dropped once its reader stopped (`retired-slots.ts`).
  */
 export interface CdcService {
   start(): Promise<void>;
@@ -154,20 +154,22 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   let lastReload: Promise<void> = Promise.resolve();
   let closed = false;
   const coalescer = createKeyedCoalescer();
-  const retired = createRetiredSlots({ connectionsOf: (url) => endpoints.connectionsOf(url), store, logger });
+  const retired = createRetiredSlots({ connectionsOf: (url) => endpoints.connectionsOf(url), identityOf: (url) => knownDatabase(endpoints, url), store, logger });
 
   const envKey = (scope: EnvScope) => `${scope.app}/${scope.env}`;
   const identityOf = (url: string) => endpoints.identityOf(url);
   /** Disposes the connections of URLs no environment, reader or slot still to drop uses. */
   const releaseEndpoints = (inUse: Iterable<string>) => endpoints.release([...inUse, ...[...sources.values()].map((entry) => entry.url), ...retired.urls()]);
-  /** Drops the retired slots no running reader uses again (only after a load that reached every database). */
-  const dropRetired = () => retired.drop((slot) => sources.get(slot.database)?.names.slotName === slot.slotName);
+  /** Settles the retired slots (only after a load that reached every database: it alone says which are claimed). */
+  const dropRetired = (notes: readonly RetiredSlotNote[]) => retired.drop(notes, (slot) => slotOwner(sources.get(slot.database), slot.slotName, options.redis !== undefined));
 
   const load = async (): Promise<void> => {
+    // Before the configuration: a note is saved with the change that retires its slot, which this load then sees.
+    const notes = await retired.list();
     const outboxRows = (await options.outboxes?.list()) ?? [];
     const current = `${await store.version()} ${JSON.stringify(outboxRows)}`;
     if (loaded?.current === current && Date.now() < loaded.retryAt) {
-      if (loaded.resolved && (await dropRetired())) await releaseEndpoints([...sourceUrls.values(), ...outboxRows.map((row) => row.databaseUrl)]);
+      if (loaded.resolved && (await dropRetired(notes))) await releaseEndpoints([...sourceUrls.values(), ...outboxRows.map((row) => row.databaseUrl)]);
       return;
     }
     const [sourceRows, mappingRows] = await Promise.all([store.listSources(), store.listMappings()]);
@@ -187,12 +189,10 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       const urlInUse = group !== undefined && [...group.rows, ...group.outboxes].some((row) => row.databaseUrl === entry.url);
       if (names && sameNames(entry.names, names) && urlInUse) continue;
       if (names && sameNames(entry.names, names)) logger.info({ source: entry.source.id }, 'the URL the CDC reader used is no longer configured: restarting it on the current one');
-      const led = !options.redis || entry.source.status().leading;
       sources.delete(key);
       await entry.source.stop();
-      if (led && names?.slotName !== entry.names.slotName) {
-        retired.retire({ database: key, source: entry.source.id, url: entry.url, slotName: entry.names.slotName, forgetReader: !group });
-      }
+      // Noted by every instance, leading or not: changes that no `setSource` saw (an outbox removed) retire slots too.
+      if (names?.slotName !== entry.names.slotName) await retired.retire({ database: key, url: entry.url, slotName: entry.names.slotName });
     }
     // Each database on its own: one whose catalog cannot be read holds up no other's reader.
     const setUp = async (key: string, { identity, rows, outboxes }: SourceGroup<WalOutboxSource & WalOutboxBinding>) => {
@@ -229,7 +229,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     if (resolved) catalogs.retain(groups.keys());
     environments = nextEnvironments;
     sourceUrls = new Map(sourceRows.map((row) => [envKey(row), row.databaseUrl]));
-    if (resolved) await dropRetired();
+    if (resolved) await dropRetired(notes);
     await releaseEndpoints([...sourceRows, ...outboxRows].map((row) => row.databaseUrl));
     await outboxEndpoints.release(outboxRows.map((row) => row.databaseUrl));
     // What was left out is loaded again once a URL that failed may be tried again, or once an
@@ -311,13 +311,13 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
             `"${effective.publicationName}"; set the same slotName and publicationName${other.slotName === null && other.publicationName === null ? ' (none)' : ''}`,
         );
       }
-      const saved = await store.setSource(scope.app, scope.env, databaseUrl, wanted);
+      const saved = await store.setSource(scope.app, scope.env, databaseUrl, wanted, await previousDatabase(endpoints, await store.getSource(scope.app, scope.env)));
       await reload();
       return saved;
     },
 
     async removeSource(scope) {
-      const removed = await store.removeSource(scope.app, scope.env);
+      const removed = await store.removeSource(scope.app, scope.env, await previousDatabase(endpoints, await store.getSource(scope.app, scope.env)));
       await reload();
       return removed;
     },

@@ -4,7 +4,8 @@ import type { RowChange } from './row-change.ts';
 
 /**
  * What CDC keeps in the platform database (migration 0003): each environment's source database,
- * its mappings, the readers' status and the raw changes (bounded retention).
+ * its mappings, the readers' status, the raw changes (bounded retention) and the replication slots
+ * to drop (migration 0025).
  */
 export interface CdcSourceRecord {
   readonly app: string;
@@ -15,6 +16,25 @@ export interface CdcSourceRecord {
   /** The source's own publication name; null: derived like the slot's. */
   readonly publicationName: string | null;
   readonly updatedAt: Date;
+}
+
+/**
+ * A replication slot to drop on its source database (migration 0025): what the configuration that
+ * retired it named. The drop is `retired-slots.ts`'s.
+ */
+export interface RetiredSlotNote {
+  readonly id: string;
+  /** The database's identity key (`identityKey`); null: not known when noted, taken at the first contact. */
+  readonly database: string | null;
+  readonly databaseUrl: string;
+  /** null: the name derived from the database's identity. */
+  readonly slotName: string | null;
+}
+
+/** The identity key of the database `url` reaches, as the caller knows it: noted with a slot retired from that URL. */
+export interface KnownDatabase {
+  readonly url: string;
+  readonly database: string;
 }
 
 export interface StoredMapping {
@@ -47,8 +67,23 @@ export interface RawChangeRow {
 export interface CdcStore {
   listSources(): Promise<CdcSourceRecord[]>;
   getSource(app: string, env: string): Promise<CdcSourceRecord | undefined>;
-  setSource(app: string, env: string, databaseUrl: string, names?: { slotName: string | null; publicationName: string | null }): Promise<CdcSourceRecord>;
-  removeSource(app: string, env: string): Promise<boolean>;
+  /** Also notes the slot the environment's previous URL or slot name named (`RetiredSlotNote`), in the same statement. */
+  setSource(
+    app: string,
+    env: string,
+    databaseUrl: string,
+    names?: { slotName: string | null; publicationName: string | null },
+    previous?: KnownDatabase,
+  ): Promise<CdcSourceRecord>;
+  /** Also notes the slot the environment named, in the same statement. */
+  removeSource(app: string, env: string, previous?: KnownDatabase): Promise<boolean>;
+  /** Notes a slot to drop (one a reload stopped reading that its configuration no longer names). */
+  noteRetiredSlot(note: Omit<RetiredSlotNote, 'id'>): Promise<void>;
+  listRetiredSlots(): Promise<RetiredSlotNote[]>;
+  /** Records the identity a note without one was found to reach (kept if another instance recorded one first). */
+  pinRetiredSlot(id: string, database: string): Promise<void>;
+  /** Deletes the notes (their slot dropped, claimed again, or given up). */
+  settleRetiredSlots(ids: readonly string[]): Promise<void>;
   /** Mappings of one environment, or of all when omitted, by name. */
   listMappings(scope?: { app: string; env: string }): Promise<StoredMapping[]>;
   saveMapping(app: string, env: string, mapping: DomainMapping): Promise<StoredMapping>;
@@ -103,19 +138,55 @@ export function createCdcStore(db: Database): CdcStore {
       return rows[0] && toSource(rows[0]);
     },
 
-    async setSource(app, env, databaseUrl, names) {
+    async setSource(app, env, databaseUrl, names, previous) {
+      // One statement with the note: a process that stops right after the save still leaves the
+      // note for another to drop the slot. One that names the same slot is deleted as claimed.
       const { rows } = await db.query<SourceRow>(
-        `INSERT INTO cdc_sources (app, env, database_url, slot_name, publication_name) VALUES ($1, $2, $3, $4, $5)
+        `WITH previous AS (SELECT database_url, slot_name FROM cdc_sources WHERE app = $1 AND env = $2 FOR UPDATE),
+         noted AS (
+           INSERT INTO cdc_retired_slots (database, database_url, slot_name)
+           SELECT CASE WHEN database_url = $6::text THEN $7::text END, database_url, slot_name FROM previous
+           WHERE database_url <> $3 OR slot_name IS DISTINCT FROM $4::text
+         )
+         INSERT INTO cdc_sources (app, env, database_url, slot_name, publication_name) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (app, env) DO UPDATE SET database_url = excluded.database_url, slot_name = excluded.slot_name,
            publication_name = excluded.publication_name, updated_at = now()
          RETURNING ${SOURCE_COLUMNS}`,
-        [app, env, databaseUrl, names?.slotName ?? null, names?.publicationName ?? null],
+        [app, env, databaseUrl, names?.slotName ?? null, names?.publicationName ?? null, previous?.url ?? null, previous?.database ?? null],
       );
       return toSource(rows[0]!);
     },
 
-    async removeSource(app, env) {
-      return (await db.query('DELETE FROM cdc_sources WHERE app = $1 AND env = $2', [app, env])).rowCount > 0;
+    async removeSource(app, env, previous) {
+      const { rows } = await db.query<{ removed: number }>(
+        `WITH removed AS (DELETE FROM cdc_sources WHERE app = $1 AND env = $2 RETURNING database_url, slot_name),
+         noted AS (
+           INSERT INTO cdc_retired_slots (database, database_url, slot_name)
+           SELECT CASE WHEN database_url = $3::text THEN $4::text END, database_url, slot_name FROM removed
+         )
+         SELECT count(*)::int AS removed FROM removed`,
+        [app, env, previous?.url ?? null, previous?.database ?? null],
+      );
+      return rows[0]!.removed > 0;
+    },
+
+    async noteRetiredSlot(note) {
+      await db.query('INSERT INTO cdc_retired_slots (database, database_url, slot_name) VALUES ($1, $2, $3)', [note.database, note.databaseUrl, note.slotName]);
+    },
+
+    async listRetiredSlots() {
+      const { rows } = await db.query<{ id: string; database: string | null; database_url: string; slot_name: string | null }>(
+        'SELECT id::text, database, database_url, slot_name FROM cdc_retired_slots ORDER BY id',
+      );
+      return rows.map((row) => ({ id: row.id, database: row.database, databaseUrl: row.database_url, slotName: row.slot_name }));
+    },
+
+    async pinRetiredSlot(id, database) {
+      await db.query('UPDATE cdc_retired_slots SET database = $2 WHERE id = $1 AND database IS NULL', [id, database]);
+    },
+
+    async settleRetiredSlots(ids) {
+      if (ids.length > 0) await db.query('DELETE FROM cdc_retired_slots WHERE id = ANY($1::bigint[])', [ids]);
     },
 
     async listMappings(scope) {
