@@ -1,8 +1,11 @@
 import { z } from 'zod';
 import { alertsConfigOf, alertsEnvironment, type AlertsConfig } from './config-alerts.ts';
 import { analyticsConfigOf, analyticsEnvironment, type AnalyticsConfig } from './config-analytics.ts';
+import { eventsConfigOf, eventsEnvironment, type EventsConfig } from './config-events.ts';
 import { webhooksConfigOf, webhooksEnvironment, type WebhooksConfig } from './config-webhooks.ts';
 import { hostAddress, integer, optionalString } from './config-fields.ts';
+
+export type { EventsConfig } from './config-events.ts';
 
 /**
  * Configuration comes from environment variables only, is validated once at boot and then frozen.
@@ -57,17 +60,6 @@ export interface Limits {
   readonly tokenExpiryNoticeMs: number;
   /** Automatic persisted queries kept (LRU), per process; 0 turns APQ off. @default 1000 */
   readonly persistedQueriesMax: number;
-}
-
-export interface EventsConfig {
-  /** Events kept per topic log, at least. @default 10000 */
-  readonly logMaxEvents: number;
-  /** How long events stay resumable, in ms. @default 1 hour */
-  readonly logMaxAgeMs: number;
-  /** Largest payload `publish` accepts, in bytes of JSON. @default 64 KiB */
-  readonly maxPayloadBytes: number;
-  /** How long a `publish` idempotency key is remembered, in ms. @default 24 hours */
-  readonly publishKeyTtlMs: number;
 }
 
 export interface Config {
@@ -202,10 +194,7 @@ const environmentSchema = z.object({
   REDIS_KEY_PREFIX: optionalString.refine((value) => value === undefined || /^[A-Za-z0-9_:.-]{1,64}$/.test(value), {
     message: 'must be 1–64 characters of letters, digits and _ : . -',
   }),
-  EVENT_LOG_MAX_EVENTS: integer(10, 10_000_000, 10_000),
-  EVENT_LOG_MAX_AGE_SECONDS: integer(1, 30 * 24 * 3600, 3600),
-  EVENT_MAX_PAYLOAD_BYTES: integer(64, 16 * MIB, 64 * 1024),
-  EVENT_PUBLISH_KEY_TTL_SECONDS: integer(60, 30 * 24 * 3600, 24 * 3600),
+  ...eventsEnvironment,
   SYNC_DURABILITY: z.enum(['async', 'sync'], { message: 'must be async or sync' }).optional().default('sync'),
   SYNC_DOC_TTL_SECONDS: integer(1, 30 * 24 * 3600, 600),
   SYNC_SWEEP_INTERVAL_MS: integer(100, 3_600_000, 5000),
@@ -333,12 +322,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     redisUrl: env.REDIS_URL,
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'trib:',
     auth,
-    events: {
-      logMaxEvents: env.EVENT_LOG_MAX_EVENTS,
-      logMaxAgeMs: env.EVENT_LOG_MAX_AGE_SECONDS * 1000,
-      maxPayloadBytes: env.EVENT_MAX_PAYLOAD_BYTES,
-      publishKeyTtlMs: env.EVENT_PUBLISH_KEY_TTL_SECONDS * 1000,
-    },
+    events: eventsConfigOf(env),
     sync: {
       durability: env.SYNC_DURABILITY,
       docTtlSeconds: env.SYNC_DOC_TTL_SECONDS,

@@ -51,7 +51,13 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
   let channels: ChannelHub;
   if (clients.redis === undefined) {
     const memoryBus = createMemoryBus();
-    log = createMemoryLog({ retention, publish: (stream, event) => memoryBus.deliver(stream, event) });
+    log = createMemoryLog({
+      retention,
+      maxBytes: config.events.logMaxBytes,
+      maxStreams: config.events.logMaxStreams,
+      logger: logger.child({ component: 'memory-log' }),
+      publish: (stream, event) => memoryBus.deliver(stream, event),
+    });
     bus = memoryBus;
     channels = createChannelHub({ metrics });
   } else {

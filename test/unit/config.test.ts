@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 
@@ -29,6 +30,11 @@ describe('configuration', () => {
       shutdownTimeoutMs: 10_000,
       metricsToken: undefined,
     });
+  });
+
+  it("bounds the embedded log by default: 100,000 streams and 256 MiB of events, or a quarter of the heap's limit when less", () => {
+    const heapQuarter = Math.floor(getHeapStatistics().heap_size_limit / 4);
+    expect(loadConfig({}).events).toMatchObject({ logMaxBytes: Math.min(256 * 1024 * 1024, heapQuarter), logMaxStreams: 100_000 });
   });
 
   it('listens on every interface by default once tokens are verified; an explicit HOST wins either way', () => {
@@ -91,6 +97,8 @@ describe('configuration', () => {
       REDIS_KEY_PREFIX: 'shop-prod:',
       EVENT_LOG_MAX_EVENTS: '500',
       EVENT_LOG_MAX_AGE_SECONDS: '60',
+      EVENT_LOG_MAX_BYTES: '2097152',
+      EVENT_LOG_MAX_STREAMS: '5000',
       EVENT_MAX_PAYLOAD_BYTES: '1024',
       EVENT_PUBLISH_KEY_TTL_SECONDS: '600',
       SYNC_DURABILITY: 'async',
@@ -161,7 +169,7 @@ describe('configuration', () => {
       databaseUrl: 'postgres://u:p@db:5432/platform',
       redisUrl: 'redis://cache:6379/0',
       redisKeyPrefix: 'shop-prod:',
-      events: { logMaxEvents: 500, logMaxAgeMs: 60_000, maxPayloadBytes: 1024, publishKeyTtlMs: 600_000 },
+      events: { logMaxEvents: 500, logMaxAgeMs: 60_000, logMaxBytes: 2 * 1024 * 1024, logMaxStreams: 5000, maxPayloadBytes: 1024, publishKeyTtlMs: 600_000 },
       sync: { durability: 'async', docTtlSeconds: 30, sweepIntervalMs: 250 },
       cdc: {
         reloadIntervalMs: 500,
@@ -239,6 +247,8 @@ describe('configuration', () => {
     [{ REDIS_URL: 'http://localhost' }, 'REDIS_URL must be a URL starting with redis:// or rediss://'],
     [{ REDIS_KEY_PREFIX: 'has space' }, 'REDIS_KEY_PREFIX must be 1–64 characters'],
     [{ EVENT_LOG_MAX_EVENTS: '5' }, 'EVENT_LOG_MAX_EVENTS must be an integer from 10 to 10000000'],
+    [{ EVENT_LOG_MAX_BYTES: '65536' }, 'EVENT_LOG_MAX_BYTES must be an integer from 1048576 to 1099511627776'],
+    [{ EVENT_LOG_MAX_STREAMS: '10' }, 'EVENT_LOG_MAX_STREAMS must be an integer from 100 to 100000000'],
     [{ ALERTS_EVALUATE_SECONDS: '0' }, 'ALERTS_EVALUATE_SECONDS must be an integer from 1 to 3600'],
     [{ ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT: '50' }, 'ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT must be below ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT'],
     [{ OPERATOR_SCOPE: 'ops' }, 'OPERATOR_SCOPE must be app/env'],

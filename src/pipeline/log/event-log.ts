@@ -57,7 +57,10 @@ export interface EventLog {
 }
 
 export interface LogRetention {
-  /** Events kept per stream, at least. @default 10000 */
+  /**
+   * Events kept per stream, at least — but the embedded log keeps fewer when all its streams
+   * together are over its byte budget (`MemoryLogOptions.maxBytes`). @default 10000
+   */
   readonly maxEvents: number;
   /** How long events are kept, in ms; a stream idle that long (no append, not kept alive) is forgotten with its epoch. @default 1 hour */
   readonly maxAgeMs: number;
