@@ -11,7 +11,7 @@ export interface LoggerOptions {
 }
 
 /**
- * The one root logger; modules take a child (`logger.child({ component: 'ws' })`) by injection.
+ * The one root logger; modules take a child (`componentLogger(logger, 'ws')`) by injection.
  * Tokens never reach the logs: authorization values are redacted wherever they appear.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
@@ -26,4 +26,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     },
     options.destination,
   );
+}
+
+/**
+ * A module's child logger, named `component`. Under a logger that already names a component, its
+ * name goes to `subcomponent` (or adds nothing when it is the same): pino writes a key bound twice
+ * twice — `{"component":"cdc",…,"component":"wal-reader"}` — and log shippers keep one of the two,
+ * or reject the line.
+ */
+export function componentLogger(parent: Logger, component: string, bindings: Readonly<Record<string, unknown>> = {}): Logger {
+  const bound: Readonly<Record<string, unknown>> = parent.bindings();
+  if (bound['component'] === undefined) return parent.child({ component, ...bindings });
+  const own = bound['component'] === component || bound['subcomponent'] !== undefined ? {} : { subcomponent: component };
+  return parent.child({ ...own, ...bindings });
 }

@@ -41,7 +41,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Umzug, type UmzugStorage } from 'umzug';
 import { SqlState, sqlStateOf } from '../errors.ts';
-import type { Logger } from '../logger.ts';
+import { componentLogger, type Logger } from '../logger.ts';
 import type { Database, Queryable, Session } from './database.ts';
 import { readMigrationFiles, type MigrationFile } from './migration-files.ts';
 
@@ -83,7 +83,7 @@ interface LockRetry {
 /** Applies the pending migrations; rejects with umzug's `MigrationError` naming the one that failed. */
 export async function migrate(db: Database, options: MigrateOptions): Promise<MigrateResult> {
   const files = await readMigrationFiles(options.directory ?? MIGRATIONS_DIR);
-  const logger = options.logger.child({ component: 'migrations' });
+  const logger = componentLogger(options.logger, 'migrations');
   const retry: LockRetry = {
     lockTimeoutMs: options.lockTimeoutMs ?? 5000,
     attempts: options.lockAttempts ?? 5,

@@ -1,5 +1,5 @@
 import type { Config } from '../config.ts';
-import type { Logger } from '../logger.ts';
+import { componentLogger, type Logger } from '../logger.ts';
 import type { Database } from './database.ts';
 import { createEmbeddedDatabase } from './embedded.ts';
 import { createPostgresDatabase } from './postgres.ts';
@@ -15,7 +15,7 @@ export interface OpenDatabaseOptions {
 /** The platform database the configuration names: Postgres at DATABASE_URL, else embedded PGlite in DATA_DIR. */
 export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>, logger: Logger, options: OpenDatabaseOptions = {}): Promise<Database> {
   if (config.databaseUrl !== undefined) {
-    return createPostgresDatabase({ url: config.databaseUrl, logger: logger.child({ component: 'db' }) });
+    return createPostgresDatabase({ url: config.databaseUrl, logger: componentLogger(logger, 'db') });
   }
   return createEmbeddedDatabase({ dataDir: config.dataDir, lock: { onLost: options.onDataDirLost ?? exitOnLostDataDir(logger, config.dataDir) } });
 }

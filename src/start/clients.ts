@@ -8,7 +8,7 @@ import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
 import { migrate } from '../db/migrations.ts';
 import { openDatabase } from '../db/open.ts';
-import type { Logger } from '../logger.ts';
+import { componentLogger, type Logger } from '../logger.ts';
 import { closeRedis, createRedisClient, redisConnected, watchLiveness } from '../redis-clients.ts';
 
 export interface RedisClients {
@@ -72,7 +72,7 @@ async function connectRedis(
   parentLogger: Logger,
   onDispose: (name: string, run: () => Promise<void>) => void,
 ): Promise<RedisClients> {
-  const logger = parentLogger.child({ component: 'redis' });
+  const logger = componentLogger(parentLogger, 'redis');
   const command = createRedisClient(url, 'tributary', logger);
   const stopWatchingCommand = watchLiveness(command, logger);
   onDispose('redis', () => {

@@ -11,6 +11,7 @@ import { startDashboardReporter, type DashboardReporter } from '../pipeline/dash
 import { createMemoryReportStore, createRedisReportStore } from '../pipeline/dashboard/report-store.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
+import { componentLogger } from '../logger.ts';
 
 export interface ClusterDashboard extends Disposable {
   /** The cluster as the instances last reported it. */
@@ -31,7 +32,7 @@ export function startDashboard({ config, clients, metrics, logger, now }: StartC
   const store = clients.redis
     ? createRedisReportStore({ redis: clients.redis.command, keyPrefix: config.redisKeyPrefix, ttlMs, now })
     : createMemoryReportStore({ ttlMs, now });
-  const dashboardLogger = logger.child({ component: 'dashboard' });
+  const dashboardLogger = componentLogger(logger, 'dashboard');
   const reporter = startDashboardReporter({
     role: config.role,
     figures: pipeline.analytics.figures,

@@ -24,6 +24,7 @@ import { createWebhookTap } from '../pipeline/webhooks/webhook-tap.ts';
 import { createDeliveryStatistics } from '../pipeline/webhooks/delivery-statistics.ts';
 import { startAnalytics, type Analytics } from './analytics.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
+import { componentLogger } from '../logger.ts';
 
 export interface Pipeline extends Disposable {
   readonly log: EventLog;
@@ -55,7 +56,7 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
       retention,
       maxBytes: config.events.logMaxBytes,
       maxStreams: config.events.logMaxStreams,
-      logger: logger.child({ component: 'memory-log' }),
+      logger: componentLogger(logger, 'memory-log'),
       publish: (stream, event) => memoryBus.deliver(stream, event),
     });
     bus = memoryBus;

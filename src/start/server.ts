@@ -33,6 +33,7 @@ import type { ClusterDashboard } from './dashboard.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 import type { Sync } from './sync.ts';
+import { componentLogger } from '../logger.ts';
 
 export interface ServerStats extends DispatcherStats {
   /** Open graphql-ws sockets. */
@@ -96,7 +97,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       statistics: pipeline.webhooks.statistics,
       allowPrivateTargets: config.webhooks.allowPrivateTargets,
       maxBodyBytes: config.webhooks.maxBodyBytes,
-      logger: logger.child({ component: 'webhooks' }),
+      logger: componentLogger(logger, 'webhooks'),
     });
     cleanup.push('webhook admin', () => webhooks.close());
     const services: Services = {
@@ -125,7 +126,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     });
     const webSocket = createGraphQLWebSocketServer({
       verifier,
-      execute: createOperationExecutor(yoga, { maskError: createErrorMasker(logger.child({ component: 'graphql' })), persistedQueries }),
+      execute: createOperationExecutor(yoga, { maskError: createErrorMasker(componentLogger(logger, 'graphql')), persistedQueries }),
       dispatcher,
       gateway: pipeline.gateway,
       sessions: sockets,

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AlertsConfig } from '../config-alerts.ts';
 import type { Database } from '../db/database.ts';
-import type { Logger } from '../logger.ts';
+import { componentLogger, type Logger } from '../logger.ts';
 import type { AlertsFiringSample, Metrics } from '../metrics.ts';
 import { createAlertEvaluator, type Evaluation } from '../pipeline/alerts/alert-evaluator.ts';
 import type { AlertRule } from '../pipeline/alerts/alert-rule.ts';
@@ -54,7 +54,7 @@ export function alertRules(config: AlertsConfig, operatorScope: AlertEvaluationO
 
 export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEvaluation {
   const { config, db } = options;
-  const logger = options.logger.child({ component: 'alerts' });
+  const logger = componentLogger(options.logger, 'alerts');
   const holder = randomUUID();
   const evaluator = createAlertEvaluator({
     db,

@@ -6,7 +6,7 @@
  * shutdown writes the minutes that have ended (`flushEnded`).
  */
 import type { Database } from '../db/database.ts';
-import type { Logger } from '../logger.ts';
+import { componentLogger, type Logger } from '../logger.ts';
 import type { MinuteStore } from '../pipeline/analytics/minute-store.ts';
 import { createMinuteFlusher } from '../pipeline/analytics/minute-flusher.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
@@ -38,7 +38,7 @@ export interface AnalyticsFlush {
 }
 
 export function startAnalyticsFlush(options: AnalyticsFlushOptions): AnalyticsFlush {
-  const logger = options.logger.child({ component: 'analytics' });
+  const logger = componentLogger(options.logger, 'analytics');
   const flusher = createMinuteFlusher({ ...options, logger });
   let running: Promise<void> | undefined;
   let failing = false;

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Database } from '../db/database.ts';
-import type { Logger } from '../logger.ts';
+import { componentLogger, type Logger } from '../logger.ts';
 import type { Metrics, OutboxSample } from '../metrics.ts';
 import { pacedTask } from '../pipeline/coordination/paced-task.ts';
 import { createOutboxPoller, type OutboxPoller, type OutboxPollerStatus } from '../pipeline/outbox/outbox-poller.ts';
@@ -79,7 +79,7 @@ interface Running {
 }
 
 export function createOutboxPollers(options: OutboxPollersOptions): OutboxPollers {
-  const logger = options.logger.child({ component: 'outbox' });
+  const logger = componentLogger(options.logger, 'outbox');
   const reportIntervalMs = options.reportIntervalMs ?? 5000;
   const running = new Map<string, Running>();
   /** Pollers being stopped (removed or changed sources): close() waits for them. */

@@ -9,7 +9,7 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/database.ts';
-import type { Logger } from '../logger.ts';
+import { componentLogger, type Logger } from '../logger.ts';
 import type { Metrics, WebhookBacklogSample } from '../metrics.ts';
 import type { AnalyticsRecorder } from '../pipeline/analytics/recorder.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
@@ -85,7 +85,7 @@ export interface WebhookDelivery {
 export function startWebhookDelivery(options: WebhookDeliveryOptions): WebhookDelivery {
   const { config, db, webhooks } = options;
   const settings = config.webhooks;
-  const logger = options.logger.child({ component: 'webhooks' });
+  const logger = componentLogger(options.logger, 'webhooks');
   // A lease outlives the longest attempt, with room for recording it.
   const leaseMs = settings.timeoutMs * 2 + 5_000;
   // As many connections to one receiver as attempts this process makes at once (each endpoint's gate

@@ -20,7 +20,7 @@
  */
 import type { Database, Queryable } from '../../db/database.ts';
 import { faultOf } from '../../errors.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { announcePending } from './alert-announcer.ts';
 import { createAlertRetention, DEFAULT_ALERT_RETENTION_MS } from './alert-retention.ts';
@@ -94,7 +94,7 @@ function openAlertOf(alert: AlertRecord): OpenAlert | undefined {
 
 export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvaluator {
   const { db, policy } = options;
-  const logger = options.logger.child({ component: 'alerts' });
+  const logger = componentLogger(options.logger, 'alerts');
   const retention = createAlertRetention({
     db,
     retentionMs: options.retentionMs ?? DEFAULT_ALERT_RETENTION_MS,

@@ -10,7 +10,7 @@
  * (Redis unreachable) must not be what stands between a written minute and its routing.
  */
 import type { Database } from '../../db/database.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import { topicMinutesEvent, type TopicMinute } from '../events/analytics-event.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
@@ -57,7 +57,7 @@ const DAY_MS = 24 * HOUR_MS;
 export function createMinuteFlusher(options: MinuteFlusherOptions): MinuteFlusher {
   const { db, store } = options;
   const now = options.now ?? Date.now;
-  const logger = options.logger.child({ component: 'analytics' });
+  const logger = componentLogger(options.logger, 'analytics');
 
   const flushMinute = async (minute: number): Promise<'written' | 'already' | 'busy'> => {
     const topics = await store.read(minute);

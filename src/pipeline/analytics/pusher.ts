@@ -4,7 +4,7 @@
  * again with the same batch id, which the store applies once.
  */
 import { randomUUID } from 'node:crypto';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import type { MinuteStore, PushBatch } from './minute-store.ts';
 import type { AnalyticsCollector } from './recorder.ts';
 
@@ -27,7 +27,7 @@ export interface AnalyticsPusherOptions {
 
 export function createAnalyticsPusher(options: AnalyticsPusherOptions): AnalyticsPusher {
   const { recorder, store } = options;
-  const logger = options.logger.child({ component: 'analytics' });
+  const logger = componentLogger(options.logger, 'analytics');
   const maxPending = options.maxPending ?? 120;
   const instance = randomUUID();
   let sequence = 0;

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { isDatabaseUnreachable } from '../connection-errors.ts';
 import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
@@ -134,7 +134,7 @@ const PRUNE_LIMITS = { batch: 10_000, batches: 50 };
 
 export function createCdcService(options: CdcServiceOptions): CdcService {
   const { store } = options;
-  const logger = options.logger.child({ component: 'cdc' });
+  const logger = componentLogger(options.logger, 'cdc');
   const signals = options.subscriber && createReleaseSignals(options.subscriber, logger);
   // An identity learned in the background: the next reload loads everything again.
   const endpoints = createSourceEndpoints(options.connect, { onSettled: () => (loaded = undefined) });

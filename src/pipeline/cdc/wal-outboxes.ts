@@ -24,7 +24,7 @@
  * - Rows become events exactly as the poller makes them (`outbox/outbox-row.ts`): same ids, scope,
  *   entity, dead reasons.
  */
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
@@ -140,7 +140,7 @@ class WalOutbox {
 
 export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
   const { connections, router } = options;
-  const logger = options.logger.child({ component: 'outbox', mode: 'WAL' });
+  const logger = componentLogger(options.logger, 'outbox', { mode: 'WAL' });
   let outboxes = new Map<string, WalOutbox>();
   let ready = false;
   let catchingUp: Promise<void> | undefined;

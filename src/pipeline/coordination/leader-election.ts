@@ -36,7 +36,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import { closeRedis } from '../../redis-clients.ts';
 import { defineScript } from '../redis-script.ts';
 import { createReleaseSignals, type ReleaseSignals } from './release-signals.ts';
@@ -141,7 +141,7 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   if (!(pollMs > 0)) throw new Error(`leader election: pollMs (${pollMs}) must be positive`);
   const fencingKey = `${key}:fencing`;
   const releaseChannel = `${key}:released`;
-  const log = options.logger.child({ component: 'leader-election', key, holderId });
+  const log = componentLogger(options.logger, 'leader-election', { key, holderId });
   const now = () => performance.now();
 
   const acquireScript = defineScript<(key: string, fencing: string, holder: string, ttl: number) => Promise<unknown>>(redis, 'leaderAcquire', 2, ACQUIRE);

@@ -1,5 +1,5 @@
 import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
@@ -92,7 +92,7 @@ export interface DispatcherOptions {
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { log, bus } = options;
-  const logger = options.logger.child({ component: 'dispatcher' });
+  const logger = componentLogger(options.logger, 'dispatcher');
   const fanOut = createFanOut({ logger, holdBackLimit: options.holdBackLimit ?? 1000, metrics: options.metrics, analytics: options.analytics });
   const closing = new AbortController();
   const catchUp = createCatchUp({ log, fanOut, logger, pageSize: options.pageSize ?? 500, signal: closing.signal, stallMs: options.replayStallMs ?? 2000 });

@@ -1,6 +1,6 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Redis } from 'ioredis';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import { encodeCursor } from '../log/cursor.ts';
 import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
@@ -29,7 +29,7 @@ export interface RedisBus extends EventBus {
  */
 export function createRedisBus(options: RedisBusOptions): RedisBus {
   const prefix = options.keyPrefix ?? 'trib:';
-  const logger = options.logger.child({ component: 'redis-bus' });
+  const logger = componentLogger(options.logger, 'redis-bus');
   const pubsub = new RedisPubSub({
     subscriber: options.subscriber,
     publisher: options.publisher,

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, TributaryError } from '../../errors.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventRouter } from '../router/event-router.ts';
@@ -85,7 +85,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   const { db, durability } = options;
   const acknowledgedFirst = durability === 'async';
   const maxBytes = options.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES;
-  const logger = options.logger.child({ component: 'sync-cache' });
+  const logger = componentLogger(options.logger, 'sync-cache');
   const cache = createDocumentCache({ redis: options.redis, keyPrefix: options.keyPrefix, ttlMs: options.ttlSeconds * 1000 });
   const flusher = createDocumentFlusher({
     db,

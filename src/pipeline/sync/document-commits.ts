@@ -1,7 +1,7 @@
 import { isDatabaseOutage } from '../../db/connection-failure.ts';
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, InternalError, isTributaryError, SqlState, SqlStateClass, sqlStateOf, TributaryError } from '../../errors.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createKeyedSerial, type Slot } from '../coordination/keyed-serial.ts';
 import type { CachedEntry, DocumentCache } from './document-cache.ts';
@@ -98,7 +98,7 @@ const TAKEN_BACK = 'the database refused a change answered UNAVAILABLE (not an o
 
 export function createDocumentCommits(options: DocumentCommitsOptions): DocumentCommits {
   const { db, cache, flusher, events } = options;
-  const logger = options.logger.child({ component: 'sync-commit' });
+  const logger = componentLogger(options.logger, 'sync-commit');
   const publishTurns = createKeyedSerial();
   const closing = new AbortController();
   const waiting = new Set<Promise<void>>();

@@ -1,5 +1,5 @@
 import { ErrorCode, TributaryError } from '../../errors.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import { documentChange } from '../events/document-change.ts';
 import { newEventId } from '../events/event-id.ts';
 import type { EventRouter } from '../router/event-router.ts';
@@ -24,7 +24,7 @@ export interface DocumentEventPublisher {
  * the shortest: see `document-diff.ts`).
  */
 export function createDocumentEventPublisher(router: EventRouter, parentLogger: Logger): DocumentEventPublisher {
-  const logger = parentLogger.child({ component: 'sync' });
+  const logger = componentLogger(parentLogger, 'sync');
   return {
     async publish(key, change, slot) {
       const { operation, before, after } = change;

@@ -1,6 +1,6 @@
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, faultOf, InternalError, isTributaryError, type TributaryError } from '../../errors.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import { createKeyedCoalescer } from '../coordination/keyed-serial.ts';
 import { leaseId, type DocumentCache } from './document-cache.ts';
 import { rowHolds, selectDocument, stateOf, writeDocument, type StoredKey } from './document-store.ts';
@@ -70,7 +70,7 @@ export const FAILING_LOG_INTERVAL_MS = 10 * 60_000;
 
 export function createDocumentFlusher(options: DocumentFlusherOptions): DocumentFlusher {
   const { db, cache, ceilingHeadroom, compareAndSet } = options;
-  const logger = options.logger.child({ component: 'sync-flush' });
+  const logger = componentLogger(options.logger, 'sync-flush');
   /** Per entry: the flush running now, and one queued behind it for callers that came later. */
   const flushes = createKeyedCoalescer();
   /** What `close` waits for. */

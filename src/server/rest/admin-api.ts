@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import { ErrorCode, faultOf, isClientFacing, TributaryError } from '../../errors.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import type { Services } from '../../resolvers/context.ts';
 import { MASKED_MESSAGE } from '../../schema/errors.ts';
 import { alertsRoute } from './alerts-route.ts';
@@ -47,7 +47,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
 };
 
 export function createAdminApi(options: AdminApiOptions): AdminApi {
-  const logger = options.logger.child({ component: 'rest' });
+  const logger = componentLogger(options.logger, 'rest');
 
   const answer = async (route: RestRoute, request: IncomingMessage, query: URLSearchParams): Promise<unknown> => {
     const principal = await options.verifier.verify(request.headers.authorization);

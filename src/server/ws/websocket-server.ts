@@ -4,7 +4,7 @@ import { GRAPHQL_TRANSPORT_WS_PROTOCOL } from 'graphql-ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import type { Limits } from '../../config.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { CloseCode } from './close-codes.ts';
 import { GraphQLWsConnection } from './connection.ts';
@@ -65,7 +65,7 @@ export interface GraphQLWebSocketServer {
 const EVICTED_CLOSE_MS = 1000;
 
 export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOptions): GraphQLWebSocketServer {
-  const logger = options.logger.child({ component: 'ws' });
+  const logger = componentLogger(options.logger, 'ws');
   const server = new WebSocketServer({
     noServer: true,
     maxPayload: options.limits.wsMaxPayloadBytes,

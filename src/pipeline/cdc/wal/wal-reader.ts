@@ -23,7 +23,7 @@
  */
 import type pg from 'pg';
 import { ErrorCode, InternalError, TributaryError } from '../../../errors.ts';
-import type { Logger } from '../../../logger.ts';
+import { componentLogger, type Logger } from '../../../logger.ts';
 import { createBackoff, pause } from '../../coordination/backoff.ts';
 import type { TransactionChunk } from '../row-change.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
@@ -178,7 +178,7 @@ class PostgresWalReader implements WalReader {
     assertPositiveInteger('maxPendingTransactions', this.#maxPendingTransactions);
     assertPositiveInteger('maxChunkChanges', this.#maxChunkChanges);
     this.#backoff = createBackoff({ initialMs: options.reconnectInitialDelayMs ?? 100, maxMs: options.reconnectMaxDelayMs ?? 5000 });
-    this.#logger = options.logger.child({ component: 'wal-reader', slot: this.#slotName });
+    this.#logger = componentLogger(options.logger, 'wal-reader', { slot: this.#slotName });
   }
 
   async start(): Promise<void> {
