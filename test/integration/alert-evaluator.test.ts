@@ -38,6 +38,7 @@ import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
 import { deleteEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { closeRedis, createRedisClient } from '../../src/redis-clients.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { captureLogs } from '../helpers/tributary.ts';
 import { createTestDatabase, startPrivateRedis, uniquePrefix } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -53,10 +54,10 @@ async function freshFixture() {
 }
 
 /** An evaluator over `rules` whose routed events land in `placed`, in the order they were placed. */
-function evaluatorOn(db: Database, log: EventLog, rules: AlertRule[]): { evaluator: AlertEvaluator; placed: RealtimeEvent[] } {
+function evaluatorOn(db: Database, log: EventLog, rules: AlertRule[], evaluatorLogger = logger): { evaluator: AlertEvaluator; placed: RealtimeEvent[] } {
   const placed: RealtimeEvent[] = [];
   const router = createEventRouter({ log, logger, afterPlaced: (events) => (placed.push(...events), Promise.resolve()) });
-  const evaluator = createAlertEvaluator({ db, router, rules, policy: { fireAfter: 2, resolveAfter: 3 }, windowMs: 300_000, holder: randomUUID(), leaseMs: 60_000, logger });
+  const evaluator = createAlertEvaluator({ db, router, rules, policy: { fireAfter: 2, resolveAfter: 3 }, windowMs: 300_000, holder: randomUUID(), leaseMs: 60_000, logger: evaluatorLogger });
   return { evaluator, placed };
 }
 
@@ -78,6 +79,31 @@ async function tally(db: Database, endpointId: string, attempts: number, failure
 
 const failureRateAlertOf = (endpointId: string) => alertIdOf({ rule: 'webhook.failure_rate', subject: `endpoint:${endpointId}`, scope: SCOPE });
 const alertTypes = (events: readonly RealtimeEvent[]) => events.filter((event) => event.topic === 'system.alerts').map((event) => `${event.type} ${String(event.payload['subject'])}`);
+
+describe('the alert evaluator’s log', () => {
+  it('says each change in a line of its own: the rule, the subject, what changed and the figure, with the evaluating process', async () => {
+    const fixture = await freshFixture();
+    const logs = captureLogs();
+    const { evaluator } = evaluatorOn(fixture.db, memoryLog(), [webhookFailureRateRule(fixture.db, { minSamples: 4, criticalRatio: 0.5, warningRatio: 0.2 })], createLogger({ destination: logs }));
+    await tally(fixture.db, fixture.endpointId, 10, 3);
+    await evaluate(evaluator, 2);
+
+    const changes = logs.lines.filter((line) => line['change'] !== undefined);
+    expect(changes).toEqual([
+      expect.objectContaining({
+        level: 30,
+        component: 'alerts',
+        holder: expect.any(String) as unknown,
+        rule: 'webhook.failure_rate',
+        subject: `endpoint:${fixture.endpointId}`,
+        change: 'fired',
+        severity: 'warning',
+        value: 0.3,
+        msg: expect.stringContaining('alert fired: webhook.failure_rate') as unknown,
+      }),
+    ]);
+  });
+});
 
 describe('an alert whose subject no longer exists', () => {
   it('resolves once its webhook endpoint is deleted, while one whose endpoint merely has no figure stays open, and nothing resolves while the rule cannot be read', async () => {

@@ -94,7 +94,7 @@ function openAlertOf(alert: AlertRecord): OpenAlert | undefined {
 
 export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvaluator {
   const { db, policy } = options;
-  const logger = componentLogger(options.logger, 'alerts');
+  const logger = componentLogger(options.logger, 'alerts', { holder: options.holder });
   const retention = createAlertRetention({
     db,
     retentionMs: options.retentionMs ?? DEFAULT_ALERT_RETENTION_MS,
@@ -214,8 +214,8 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
         if (lease === 'lost') return undefined;
         // Slower than the lease, yet nobody took it: written, and said, as it hints at a slow database.
         if (lease === 'renewed') logger.info({ leaseMs: options.leaseMs }, 'alert evaluation outlived its lease; nobody took it over, so it is written');
-        let written = 0;
-        for (const { subject, transition } of transitions) if (await apply(tx, subject, transition)) written += 1;
+        const written: typeof transitions = [];
+        for (const change of transitions) if (await apply(tx, change.subject, change.transition)) written.push(change);
         await saveTrackers(tx, keep, drop);
         return written;
       });
@@ -224,7 +224,13 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
         logger.warn({ leaseMs: options.leaseMs }, 'alert evaluator lease taken over by another process mid-evaluation; nothing written');
         return { evaluated: false, changes: 0 };
       }
-      if (changes > 0) logger.info({ changes }, 'alerts changed');
+      // One line per change, saying what: the operator reading the logs needs no query to know.
+      for (const { subject, transition } of changes) {
+        const { rule, subject: name, scope } = subject.key;
+        const severity = transition.kind === 'resolved' ? undefined : transition.severity;
+        const message = transition.message ?? '';
+        logger.info({ rule, subject: name, app: scope.app, env: scope.env, tenant: scope.tenant, change: transition.kind, severity, value: transition.value }, `alert ${transition.kind}: ${rule} ${name}${message ? ` (${message})` : ''}`);
+      }
       const gone = transitions.filter(({ subject }) => subject.verdict.kind === 'gone').map(({ subject }) => subject.key.subject);
       if (gone.length > 0) logger.info({ subjects: gone }, 'alerts resolved: their subjects no longer exist');
       // Written, so evaluated; what is not announced now stays pending for the next evaluation.
@@ -232,7 +238,7 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
         logger.warn({ err: error, fault: faultOf(error) }, 'alert changes written but not announced yet; the next evaluation announces them'),
       );
       await retention.step(readRules).catch((error: unknown) => logger.warn({ err: error, fault: faultOf(error) }, 'old resolved alerts not pruned; the next evaluation tries again'));
-      return { evaluated: true, changes };
+      return { evaluated: true, changes: changes.length };
     },
   };
 }
