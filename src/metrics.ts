@@ -50,7 +50,7 @@ export interface Metrics {
   /** Outboxes this process polls: rows not routed yet, and the age of the oldest, in s. */
   readonly outboxPending: Gauge<'outbox'>;
   readonly outboxOldestPendingSeconds: Gauge<'outbox'>;
-  /** Webhook attempts made by this process, by outcome (delivered, failed, gone, throttled, refused, dead). */
+  /** Webhook attempts made by this process, by outcome (delivered, failed, gone, throttled, refused, dead; cut: by this process's shutdown, not the receiver's failure). */
   readonly webhookAttempts: Counter<'outcome'>;
   /** How long a webhook attempt took, receiver's answer included, in s. */
   readonly webhookAttemptSeconds: Histogram;
@@ -304,7 +304,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     webhookAttempts: new Counter({
       name: 'tributary_webhook_attempts_total',
-      help: 'Webhook delivery attempts made by this process, by outcome',
+      help: "Webhook delivery attempts made by this process, by outcome (cut: ended by this process's shutdown, retried; not a failure)",
       labelNames: ['outcome'],
       registers: [registry],
     }),

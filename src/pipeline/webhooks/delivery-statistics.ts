@@ -20,7 +20,7 @@
  * `minIntervalMs`; a failed one is logged, and its inserts count toward the next.
  */
 import type { Queryable } from '../../db/database.ts';
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 
 export interface DeliveryStatistics {
   /** `rows` deliveries were inserted into `webhook_deliveries`. */
@@ -47,7 +47,7 @@ export function createDeliveryStatistics(options: DeliveryStatisticsOptions): De
   const fraction = options.fraction ?? 0.2;
   const minIntervalMs = options.minIntervalMs ?? 1_000;
   const now = options.now ?? (() => performance.now());
-  const logger = options.logger.child({ component: 'webhooks' });
+  const logger = componentLogger(options.logger, 'webhooks');
   /** Rows inserted since the last look started. */
   let inserts = 0;
   /** The table's rows as of the last look (0 before the first). */

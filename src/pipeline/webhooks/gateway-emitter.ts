@@ -8,7 +8,7 @@
  * the socket it is about, a failure is logged and counted, and beyond `maxInFlight` routes at
  * once an event is dropped (logged once per overflow, counted) rather than queued without bound.
  */
-import type { Logger } from '../../logger.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { gatewayEvent, type GatewayEventInput } from '../events/gateway-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
@@ -38,7 +38,7 @@ export interface GatewayEmitterOptions {
 }
 
 export function createGatewayEmitter(options: GatewayEmitterOptions): GatewayEmitter {
-  const logger = options.logger.child({ component: 'gateway-events' });
+  const logger = componentLogger(options.logger, 'gateway-events');
   const maxInFlight = options.maxInFlight ?? 1000;
   const inFlight = new Set<Promise<void>>();
   /** Dropped since the bound was last reached; reported when routing has room again. */

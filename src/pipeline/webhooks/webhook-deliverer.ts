@@ -257,10 +257,14 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     }
 
     const delivered = result.outcome === 'delivered';
+    // Cut by this process's shutdown (no answer came before `abort`): nothing the receiver did, so
+    // it is due again at once (for the next process), not a step along the curve, and it counts
+    // toward none of the endpoint's failures — else a receiver slower than the shutdown's wait
+    // would fire the failure-rate alert, and feed its disable streak, at every deploy.
+    const cut = result.outcome === 'failed' && result.status === null && options.http.aborted();
     let next: Date | null = null;
     if (!delivered && result.outcome !== 'gone') {
-      // Cut by a shutdown, not failed by the receiver: due again at once (for the next process), not a step along the curve.
-      next = options.http.aborted()
+      next = cut
         ? new Date()
         : nextAttemptAt({
             firstAttemptAt: delivery.firstAttemptAt ?? now,
@@ -275,10 +279,17 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       outcome: result.outcome,
       status: result.status,
       durationMs: result.durationMs,
-      error: result.error,
+      // The log says what it was: the attempt's own error alone would read as the receiver's.
+      error: cut ? `cut by shutdown${result.error === null ? '' : ` (${result.error})`}` : result.error,
       responseExcerpt: result.responseExcerpt,
       nextAttemptAt: next,
     });
+    if (cut) {
+      // Counted under its own outcome only: no tally, no streak, no analytics, no attempt latency.
+      options.metrics?.webhookAttempts.inc({ outcome: 'cut' });
+      if (superseded) logger.warn({ endpoint: endpoint.id, delivery: delivery.id, event: delivery.eventId }, 'webhook attempt cut after its lease ran out; logged, the delivery left to its new holder');
+      return superseded || next === null ? (nextInLane === undefined ? {} : { nextInLane }) : { retryAt: next };
+    }
     // In the attempt log now: counted for the failure-rate alert, whatever comes next.
     options.tallies?.count(endpoint.id, !delivered);
     if (superseded) {

@@ -65,8 +65,9 @@ export interface WebhookHttpClient {
   /** Waits for attempts in flight, then closes every connection. Idempotent. */
   close(): Promise<void>;
   /**
-   * Cuts every attempt in flight (each ends failed: its receiver may or may not have had it, and it
-   * is retried as any failure) and closes every connection: a shutdown that cannot wait for them.
+   * Cuts every attempt in flight (each ends failed: its receiver may or may not have had it; the
+   * deliverer retries it at once and counts it as cut, not as its receiver's failure) and closes
+   * every connection: a shutdown that cannot wait for them.
    */
   abort(): Promise<void>;
   /** `abort` was called: an attempt that failed since was cut, not refused by its receiver. */
