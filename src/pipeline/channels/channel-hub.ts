@@ -22,8 +22,8 @@ export interface ChannelHub {
   broadcast(scope: Scope, message: ChannelMessage): Promise<void>;
   /**
    * Joins a channel; resolves once messages sent from now on will arrive. Leave with `return()`.
-   * @throws TributaryError UNAVAILABLE when the transport fails, or has not subscribed within
-   * `joinTimeoutMs`: retry.
+   * @throws TributaryError UNAVAILABLE when the transport fails, is not ready (even when the
+   * channel is already subscribed here), or has not confirmed within `joinTimeoutMs`: retry.
    */
   join(scope: Scope, channel: string): Promise<AsyncIterableIterator<ChannelMessage>>;
   /** Members in this process across all channels. */
@@ -39,6 +39,11 @@ export interface ChannelTransport {
    * when it cannot subscribe: the hub answers UNAVAILABLE, and unsubscribes a late success.
    */
   subscribe(key: string, deliver: (message: ChannelMessage) => void): Promise<() => void>;
+  /**
+   * Resolves once the transport is confirmed to deliver to subscriptions it already holds; asked
+   * by a join that reuses one. Rejects (or never settles) like `subscribe`. @default always ready
+   */
+  ready?(): Promise<void>;
 }
 
 export interface ChannelHubOptions {
@@ -85,6 +90,7 @@ export function createChannelHub(options: ChannelHubOptions = {}): ChannelHub {
     async join(scope, name) {
       const key = keyOf(scope, name);
       let channel = channels.get(key);
+      const reused = channel !== undefined;
       if (!channel) {
         const created: Channel = {
           members: new Set(),
@@ -111,7 +117,11 @@ export function createChannelHub(options: ChannelHubOptions = {}): ChannelHub {
       joined.members.add(queue);
       members += 1;
       try {
-        await within(joined.subscribed, joinTimeoutMs, `channel not subscribed within ${joinTimeoutMs} ms`);
+        // A subscription confirmed once may since have lost its connection: a join that reuses it
+        // asks the transport again, or it would believe itself live while broadcasts pass it by,
+        // and its answer would tell whether someone else here holds the channel.
+        const confirmed: Promise<unknown> = reused ? Promise.all([joined.subscribed, transport.ready?.()]) : joined.subscribed;
+        await within(confirmed, joinTimeoutMs, `channel not confirmed within ${joinTimeoutMs} ms`);
       } catch (error) {
         // The last member to go leaves the channel: a subscription that lands later is undone
         // then (`onClose`), and the next join subscribes afresh instead of inheriting a failure.

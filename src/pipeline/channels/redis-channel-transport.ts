@@ -16,17 +16,21 @@ export function createRedisChannelTransport(options: RedisChannelTransportOption
   const prefix = options.keyPrefix ?? 'trib:';
   // The hash tag keeps a channel in one slot under sharded pub/sub, like the streams.
   const channelName = (key: string) => `${prefix}{${key}}:channel`;
+  const subscriber = () => options.pubsub.getSubscriber();
+  // The subscriber connection queues commands while it is away (it must, to re-subscribe the
+  // bus), without bound: a command sent now would wait there until Redis is back, and the next
+  // join's would pile up behind it. Refused at once instead; the member retries.
+  const assertConnected = () => {
+    if (subscriber().status !== 'ready') {
+      throw new TributaryError(ErrorCode.UNAVAILABLE, 'Channels are unavailable right now (no connection to Redis); retry shortly');
+    }
+  };
   return {
     async publish(key, message) {
       await options.publisher.publish(channelName(key), `C${JSON.stringify(message)}`);
     },
     async subscribe(key, deliver) {
-      // The subscriber connection queues commands while it is away (it must, to re-subscribe the
-      // bus), without bound: a SUBSCRIBE sent now would wait there until Redis is back, and the
-      // next join's would pile up behind it. Refused at once instead; the member retries.
-      if (options.pubsub.getSubscriber().status !== 'ready') {
-        throw new TributaryError(ErrorCode.UNAVAILABLE, 'Channels are unavailable right now (no connection to Redis); retry shortly');
-      }
+      assertConnected();
       const id = await options.pubsub.subscribe<string>(channelName(key), (frame) => {
         if (typeof frame !== 'string' || frame[0] !== 'C') return;
         try {
@@ -36,6 +40,13 @@ export function createRedisChannelTransport(options: RedisChannelTransportOption
         }
       });
       return () => options.pubsub.unsubscribe(id);
+    },
+    async ready() {
+      assertConnected();
+      // Answered in order on the connection that carries the SUBSCRIBEs: after a reconnect, only
+      // once those ioredis replays are confirmed; and only by a Redis that still answers, which
+      // an open socket alone does not show.
+      await subscriber().ping();
     },
   };
 }
