@@ -189,12 +189,14 @@ describe('an alert whose subject no longer exists', () => {
     },
   );
 
-  it('keeps a CDC alert unknown, not resolved, while its source’s status is stale and no other source reads the environment', async () => {
+  it('keeps a CDC alert unknown, not resolved, while its source’s status is stale and no other source reads the environment (cdc.reader_down fires)', async () => {
     const { db, evaluator, placed, id } = await firingCdcLag('src1', ['env']);
     await db.query("UPDATE cdc_reader_status SET updated_at = now() - interval '1 day' WHERE source = 'src1'");
     await evaluate(evaluator, 3);
     expect(await getAlert(db, id)).toMatchObject({ state: 'firing' });
-    expect(alertTypes(placed)).toEqual(['alert.fired cdc:src1']);
+    // Nobody reads the source: an alert of its own, beside the lag alert left as it was.
+    expect(await getAlert(db, alertIdOf({ rule: 'cdc.reader_down', subject: 'cdc:src1', scope: SCOPE }))).toMatchObject({ state: 'firing' });
+    expect(alertTypes(placed)).toEqual(['alert.fired cdc:src1', 'alert.fired cdc:src1']);
   });
 });
 

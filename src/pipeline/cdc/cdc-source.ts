@@ -19,6 +19,7 @@ import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
 import { modelTopic, topicPattern } from './mapping/mapping-topics.ts';
 import type { TransactionChunk } from './row-change.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
+import { idleStatus as notLeadingStatus } from './source-names.ts';
 import { createWalOutboxes, type WalOutboxBinding, type WalOutboxFigures } from './wal-outboxes.ts';
 import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import type { SourceConnections } from './wal/source-connections.ts';
@@ -303,17 +304,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     return [...seen.values()];
   };
 
-  const idleStatus = (): CdcSourceStatus => ({
-    source: id,
-    ...names,
-    leading: false,
-    state: 'stopped',
-    lastReceivedLsn: null,
-    lastAcknowledgedLsn: null,
-    lagBytes: null,
-    retainedWalBytes: null,
-    lastError: lastStartError,
-  });
+  const idleStatus = (): CdcSourceStatus => ({ ...notLeadingStatus(id, names), state: 'stopped', lastError: lastStartError });
 
   return {
     id,
@@ -359,9 +350,19 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     },
 
     async inspect() {
-      if (!reader) return idleStatus();
-      const status = await reader.inspect();
-      await store.saveStatus({ ...statusRecord(status), leader: election?.holderId ?? null }).catch(() => undefined);
+      const current = reader;
+      if (!current) return idleStatus();
+      // Written only while this instance leads the reader: a former leader's word is not the source's state.
+      const save = async (status: WalReaderStatus) => {
+        if (reader === current) await store.saveStatus({ ...statusRecord(status), leader: election?.holderId ?? null }).catch(() => undefined);
+      };
+      // A source out of reach: the status says so (`reconnecting` once the stream ended) and why, rather
+      // than going stale still saying `streaming`; not with the figures measured before, as if current.
+      const status = await current.inspect().catch(async (error: unknown) => {
+        await save({ ...current.status(), lagBytes: null, retainedWalBytes: null, lastError: error instanceof Error ? error.message : String(error) });
+        throw error;
+      });
+      await save(status);
       return { ...status, source: id, ...names, leading: true };
     },
 

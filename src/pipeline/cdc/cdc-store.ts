@@ -220,12 +220,15 @@ export function createCdcStore(db: Database): CdcStore {
 
     async saveStatus(status) {
       await db.query(
-        `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, last_error, environments, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, now())
+        `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, last_error, environments, updated_at, not_streaming_since)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, now(), CASE WHEN $2 = 'streaming' THEN NULL ELSE now() END)
          ON CONFLICT (source) DO UPDATE SET state = excluded.state, leader = excluded.leader,
            last_lsn = coalesce(excluded.last_lsn, cdc_reader_status.last_lsn), lag_bytes = excluded.lag_bytes,
            retained_wal_bytes = excluded.retained_wal_bytes, last_error = excluded.last_error,
-           environments = coalesce(excluded.environments, cdc_reader_status.environments), updated_at = now()`,
+           environments = coalesce(excluded.environments, cdc_reader_status.environments), updated_at = now(),
+           -- Not streaming since the last report that said it streamed (migration 0027).
+           not_streaming_since = CASE WHEN excluded.state = 'streaming' THEN NULL
+             ELSE coalesce(cdc_reader_status.not_streaming_since, cdc_reader_status.updated_at) END`,
         [
           status.source,
           status.state,
@@ -261,7 +264,7 @@ export function createCdcStore(db: Database): CdcStore {
 
     async noteSlotLost(source) {
       await db.query(
-        `INSERT INTO cdc_reader_status (source, state, slot_lost_at) VALUES ($1, 'starting', now())
+        `INSERT INTO cdc_reader_status (source, state, slot_lost_at, not_streaming_since) VALUES ($1, 'starting', now(), now())
          ON CONFLICT (source) DO UPDATE SET slot_lost_at = now()`,
         [source],
       );

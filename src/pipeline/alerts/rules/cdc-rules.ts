@@ -1,7 +1,12 @@
 /**
- * CDC rules, from what each source's leader writes to `cdc_reader_status` every few seconds (a
- * status older than the window is unknown: no leader is reporting). A source is one database read
- * by every environment pointing at it, so its alerts are raised in each of those environments.
+ * CDC rules, from what each source's leader writes to `cdc_reader_status` every few seconds (for
+ * the figure rules, a status older than the window is unknown: nobody measured it). A source is one
+ * database read by every environment pointing at it, so its alerts are raised in each of those
+ * environments.
+ * - `cdc.reader_down`: the reader has not reported streaming for longer than the window — its
+ *   leader cannot reach the source (it reports `reconnecting` or `failed`), or no instance leads
+ *   it (the status goes stale) — (critical: nothing is read, and the slot keeps WAL on the source
+ *   server without bound, while the figure rules read unknown). It resolves once it streams again.
  * - `cdc.lag`: WAL written after the position the reader confirmed, over a threshold (warning);
  * - `cdc.retained_wal`: WAL the slot keeps on the source server, over a threshold (critical: the
  *   server's disk fills up, or `max_slot_wal_keep_size` drops the slot);
@@ -18,20 +23,28 @@ import { judgeLimit, MAX_READINGS_PER_RULE, type AlertRule, type Reading, type R
 
 type StatusRow = {
   source: string;
+  state: string;
+  last_error: string | null;
   environments: unknown;
   lag_bytes: string | null;
   retained_wal_bytes: string | null;
   slot_lost_recently: boolean;
   fresh: boolean;
+  not_streaming_seconds: number;
 };
 
 interface SourceFigures {
   readonly source: string;
+  readonly state: string;
+  readonly lastError: string | null;
   readonly environments: readonly { readonly app: string; readonly env: string }[];
   readonly lagBytes: number | null;
   readonly retainedWalBytes: number | null;
   readonly slotLostRecently: boolean;
+  /** The status was written within the window. */
   readonly fresh: boolean;
+  /** Seconds since the reader last reported streaming (or, never, since its first report). */
+  readonly notStreamingSeconds: number;
 }
 
 /** Judges a byte figure against a threshold (good at or under 90 % of it): pure. */
@@ -55,19 +68,23 @@ function environmentsOf(value: unknown): { app: string; env: string }[] {
 
 async function readSources(db: Queryable, windowMs: number): Promise<SourceFigures[]> {
   const { rows } = await db.query<StatusRow>(
-    `SELECT source, environments, lag_bytes::text, retained_wal_bytes::text,
+    `SELECT source, state, last_error, environments, lag_bytes::text, retained_wal_bytes::text,
             coalesce(slot_lost_at > now() - make_interval(secs => $1), false) AS slot_lost_recently,
-            updated_at > now() - make_interval(secs => $1) AS fresh
+            updated_at > now() - make_interval(secs => $1) AS fresh,
+            extract(epoch FROM now() - coalesce(not_streaming_since, updated_at))::float8 AS not_streaming_seconds
      FROM cdc_reader_status ORDER BY source LIMIT $2`,
     [windowMs / 1000, MAX_READINGS_PER_RULE],
   );
   return rows.map((row) => ({
     source: row.source,
+    state: row.state,
+    lastError: row.last_error,
     environments: environmentsOf(row.environments),
     lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes),
     retainedWalBytes: row.retained_wal_bytes === null ? null : Number(row.retained_wal_bytes),
     slotLostRecently: row.slot_lost_recently,
     fresh: row.fresh,
+    notStreamingSeconds: row.not_streaming_seconds,
   }));
 }
 
@@ -95,7 +112,25 @@ async function withCdcSource(db: Queryable, environments: readonly { readonly ap
   return new Set(rows.map(environmentKey));
 }
 
-function cdcRule(db: Queryable, name: string, description: string, judge: (figures: SourceFigures) => Verdict): AlertRule {
+/**
+ * Judges whether a source's reader streams (`cdc.reader_down`): bad once it has not reported
+ * streaming for longer than the window, good while it reports streaming, and in between otherwise
+ * (a reconnect, a status a little late): that neither fires nor counts towards resolving. Pure.
+ */
+export function judgeReader(figures: Pick<SourceFigures, 'state' | 'lastError' | 'fresh' | 'notStreamingSeconds'>, windowMs: number): Verdict {
+  const seconds = figures.notStreamingSeconds;
+  if (seconds * 1000 > windowMs) {
+    const last = figures.lastError === null ? figures.state : `${figures.state}: ${figures.lastError}`;
+    return { kind: 'bad', severity: 'critical', value: Math.round(seconds), message: `the CDC reader has not reported streaming for ${Math.round(seconds)} s (last state: ${last})` };
+  }
+  return figures.fresh && figures.state === 'streaming' ? { kind: 'good', value: 0 } : { kind: 'between', value: Math.round(seconds) };
+}
+
+/** A figure rule: a status older than the window is unknown (`cdc.reader_down` says why nobody measures). */
+const measured = (judge: (figures: SourceFigures) => Verdict) => (figures: SourceFigures): Verdict =>
+  figures.fresh ? judge(figures) : { kind: 'unknown', reason: 'no recent status from the reader' };
+
+function cdcRule(db: Queryable, name: string, description: string, judge: (figures: SourceFigures, windowMs: number) => Verdict): AlertRule {
   return {
     name,
     description,
@@ -104,7 +139,7 @@ function cdcRule(db: Queryable, name: string, description: string, judge: (figur
       const configured = await withCdcSource(db, sources.flatMap((figures) => figures.environments));
       const fresh = freshlyRead(sources);
       return sources.flatMap((figures) => {
-        const verdict: Verdict = figures.fresh ? judge(figures) : { kind: 'unknown', reason: 'no recent status from the reader' };
+        const verdict = judge(figures, windowMs);
         return figures.environments
           .filter((environment) => {
             const key = environmentKey(environment);
@@ -136,16 +171,17 @@ export interface CdcThresholds {
 
 export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] {
   return [
-    cdcRule(db, 'cdc.lag', 'WAL written after the position a CDC reader confirmed, per source', (figures) =>
+    cdcRule(db, 'cdc.reader_down', 'A CDC reader that has not reported streaming for longer than the window, per source', judgeReader),
+    cdcRule(db, 'cdc.lag', 'WAL written after the position a CDC reader confirmed, per source', measured((figures) =>
       judgeBytes(figures.lagBytes, thresholds.maxLagBytes, 'warning', 'replication lag'),
-    ),
-    cdcRule(db, 'cdc.retained_wal', "WAL a CDC reader's slot keeps on its source server, per source", (figures) =>
+    )),
+    cdcRule(db, 'cdc.retained_wal', "WAL a CDC reader's slot keeps on its source server, per source", measured((figures) =>
       judgeBytes(figures.retainedWalBytes, thresholds.maxRetainedWalBytes, 'critical', 'retained WAL'),
-    ),
-    cdcRule(db, 'cdc.slot_lost', 'A replication slot found lost and recreated (changes missed), per source', (figures) =>
+    )),
+    cdcRule(db, 'cdc.slot_lost', 'A replication slot found lost and recreated (changes missed), per source', measured((figures) =>
       figures.slotLostRecently
         ? { kind: 'bad', severity: 'critical', value: 1, message: 'the replication slot was lost and recreated: changes were missed, subscribers resynced' }
         : { kind: 'good', value: 0 },
-    ),
+    )),
   ];
 }
