@@ -5,12 +5,13 @@
  * cache, validation rules, context, error masking — and is answered by yoga's own result
  * processor, with the media type yoga would pick.
  *
- * Only a request that is going to execute is taken: anything else — another shape or media
- * type, persisted-query extensions, a token refused, a syntax or validation error, a
+ * Only a request that is going to execute, or whose token is refused, is taken: anything else —
+ * another shape or media type, persisted-query extensions, a syntax or validation error, a
  * subscription — is left to yoga, which answers it as it always did. The Fetch-API layer costs
  * more than the rest of a small mutation together (a request object, a body stream, an abort
  * controller per request, and the garbage they leave), which is what a `publish` at a thousand
- * a second cannot afford.
+ * a second cannot afford. A refused token is answered here, as yoga would answer it: handed on,
+ * it would be verified a second time, for nothing.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getOperationAST, OperationTypeNode, type DocumentNode } from 'graphql';
@@ -18,7 +19,8 @@ import { processRegularResult } from 'graphql-yoga';
 import type { TokenVerifier } from '../auth/token-verifier.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Principal } from '../auth/principal.ts';
-import { envelopedFor, type TributaryYoga } from './yoga.ts';
+import { toGraphQLError } from '../schema/errors.ts';
+import { envelopedFor, isClientMistake, type TributaryYoga } from './yoga.ts';
 
 /** Serves the request and resolves true, or resolves false having done nothing (yoga serves it). */
 export type GraphQLPostHandler = (request: IncomingMessage, response: ServerResponse, body: Buffer) => Promise<boolean>;
@@ -40,8 +42,12 @@ export function createGraphQLPostHandler(yoga: TributaryYoga, verifier: TokenVer
     let principal: Principal;
     try {
       principal = await verifier.verify(headers.authorization);
-    } catch {
-      return false;
+    } catch (error) {
+      // Anything but the client's own mistake (a 503 while the key set cannot be fetched, a
+      // fault) is yoga's to answer and log.
+      if (!isClientMistake(error)) return false;
+      await answer(response, processRegularResult({ errors: [toGraphQLError(error)] }, yoga.fetchAPI, mediaType));
+      return true;
     }
     const { parse, validate, contextFactory, execute, schema } = envelopedFor(yoga, { principal, transport: 'http' });
     let document: DocumentNode;
@@ -61,14 +67,17 @@ export function createGraphQLPostHandler(yoga: TributaryYoga, verifier: TokenVer
       variableValues: params.variables,
       contextValue: await contextFactory(),
     });
-    const answer = processRegularResult(result, yoga.fetchAPI, mediaType);
-    const text = await answer.text();
-    if (response.destroyed) return true;
-    response.writeHead(answer.status, { ...Object.fromEntries(answer.headers), 'content-length': Buffer.byteLength(text) });
-    response.end(text);
+    await answer(response, processRegularResult(result, yoga.fetchAPI, mediaType));
     metrics.graphqlDirectPosts.inc();
     return true;
   };
+}
+
+async function answer(response: ServerResponse, processed: Response): Promise<void> {
+  const text = await processed.text();
+  if (response.destroyed) return;
+  response.writeHead(processed.status, { ...Object.fromEntries(processed.headers), 'content-length': Buffer.byteLength(text) });
+  response.end(text);
 }
 
 /** `application/json`, with no charset but utf-8 (what yoga's JSON parser reads). */

@@ -1,7 +1,19 @@
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import type { Plugin } from 'graphql-yoga';
-import { GraphQLError, parse, type ParseOptions, type Source, type ValidationContext, type ValidationRule } from 'graphql';
+import {
+  BREAK,
+  GraphQLError,
+  Kind,
+  parse,
+  visit,
+  type DocumentNode,
+  type ParseOptions,
+  type Source,
+  type ValidationContext,
+  type ValidationRule,
+  type ValueNode,
+} from 'graphql';
 import type { Limits } from '../config.ts';
 import { ErrorCode } from '../errors.ts';
 
@@ -15,12 +27,16 @@ export type OperationLimits = Pick<Limits, 'maxDepth' | 'maxAliases' | 'maxToken
  */
 export const MAX_VARIABLE_DEPTH = 100;
 
+/** The message for a document nested past what graphql-js's recursive parser can hold. */
+export const NESTED_TOO_DEEPLY_TO_PARSE = 'Operation nested too deeply to parse';
+
 /**
  * Depth, alias and token limits, and the nesting of variables, as one envelop plugin. It runs
  * wherever the envelope runs — yoga's HTTP handler and the WebSocket executor alike — so no
  * transport bypasses it (the WebSocket executor makes a subscription's source itself, and calls
  * `variablesTooDeep` for it). A rejected operation gets `extensions.code = QUERY_TOO_COMPLEX`;
- * any other syntax error GRAPHQL_PARSE_FAILED; variables nested too deeply BAD_USER_INPUT.
+ * any other syntax error GRAPHQL_PARSE_FAILED; variables, and literals in the document, nested
+ * too deeply BAD_USER_INPUT.
  */
 export function useOperationLimits(limits: OperationLimits): Plugin {
   // armor's rules throw by default, which yoga would mask as an internal error; report instead.
@@ -50,6 +66,12 @@ export function useOperationLimits(limits: OperationLimits): Plugin {
         try {
           return parse(source, { ...options, maxTokens: limits.maxTokens });
         } catch (error) {
+          // The parser recurses once per level of nesting and lexes lazily: about 2,000 nested
+          // `[` overflow the stack before the token limit is reached. The overflow is the
+          // caller's document, not a fault of the server, and V8's words are not for clients.
+          if (error instanceof RangeError) {
+            throw new GraphQLError(NESTED_TOO_DEEPLY_TO_PARSE, { extensions: { code: ErrorCode.QUERY_TOO_COMPLEX, http: { status: 400 } } });
+          }
           if (!(error instanceof GraphQLError)) throw error;
           // graphql-js 16 words it "Document contains more that N tokens" (sic).
           const tooLarge = /Document contains more th\w+ \d+ tokens/.test(error.message);
@@ -63,8 +85,12 @@ export function useOperationLimits(limits: OperationLimits): Plugin {
         }
       });
     },
-    onValidate({ addValidationRule }) {
-      for (const rule of rules) addValidationRule(rule);
+    onValidate({ params, addValidationRule, setResult }) {
+      // Checked before graphql-js's own rules, which are not run on a refused document: they
+      // recurse once per level of a literal too. (envelop types the document loosely.)
+      const refused = literalsTooDeep(params.documentAST as DocumentNode);
+      if (refused) setResult([refused]);
+      else for (const rule of rules) addValidationRule(rule);
     },
     onExecute({ args, setResultAndStopExecution }) {
       const refused = variablesTooDeep(args.variableValues);
@@ -95,6 +121,50 @@ export function variablesTooDeep(variables: unknown): GraphQLError | undefined {
     });
   }
   return undefined;
+}
+
+/** Documents already looked at by `literalsTooDeep`, with their refusal (null when none). */
+const literalsChecked = new WeakMap<DocumentNode, GraphQLError | null>();
+
+/**
+ * The error for an argument or a variable's default value written in the document nested deeper
+ * than MAX_VARIABLE_DEPTH, or undefined when none is; counted as for variables. An inline literal
+ * is coerced by the same recursive code as a variable's value, so it gets the same limit. Looked
+ * at once per document (yoga caches parsed documents by text), not once per request.
+ */
+export function literalsTooDeep(document: DocumentNode): GraphQLError | undefined {
+  const known = literalsChecked.get(document);
+  if (known !== undefined) return known ?? undefined;
+  let refused: GraphQLError | null = null;
+  const check = (value: ValueNode | undefined, what: string) => {
+    if (value === undefined || !valueNestsDeeperThanMax(value, 1)) return undefined;
+    refused = new GraphQLError(`${what} nests objects and arrays more than ${MAX_VARIABLE_DEPTH} levels deep`, {
+      nodes: value,
+      extensions: { code: ErrorCode.BAD_USER_INPUT, http: { status: 400 } },
+    });
+    return BREAK;
+  };
+  // graphql-js's `visit` keeps its own stack, so a deep literal does not overflow it.
+  visit(document, {
+    // The value was just checked: its nodes need no visit.
+    Argument: (node) => check(node.value, `Argument "${node.name.value}"`) ?? false,
+    VariableDefinition: (node) => check(node.defaultValue, `The default value of variable "$${node.variable.name.value}"`),
+  });
+  literalsChecked.set(document, refused);
+  return refused ?? undefined;
+}
+
+/** `nestsDeeperThanMax` for a literal of the document: lists and objects count, scalars and variables not. */
+function valueNestsDeeperThanMax(value: ValueNode, depth: number): boolean {
+  if (value.kind === Kind.LIST) {
+    if (depth > MAX_VARIABLE_DEPTH) return true;
+    return value.values.some((child) => valueNestsDeeperThanMax(child, depth + 1));
+  }
+  if (value.kind === Kind.OBJECT) {
+    if (depth > MAX_VARIABLE_DEPTH) return true;
+    return value.fields.some((field) => valueNestsDeeperThanMax(field.value, depth + 1));
+  }
+  return false;
 }
 
 /**

@@ -4,7 +4,7 @@ import { createYoga, type CORSOptions, type Plugin, type YogaInitialContext, typ
 import type { Principal } from '../auth/principal.ts';
 import type { TokenVerifier } from '../auth/token-verifier.ts';
 import type { CorsConfig, Limits } from '../config.ts';
-import { ErrorCode } from '../errors.ts';
+import { ErrorCode, isClientFacing, type TributaryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Services } from '../resolvers/context.ts';
 import { createErrorMasker } from '../schema/errors.ts';
@@ -121,15 +121,26 @@ function useSubscriptionsOverWebSocketOnly(): Plugin<GraphQLContext> {
 }
 
 /**
+ * Whether an error is the caller's own mistake (a token refused, input refused): answered with
+ * its code, and no sign of trouble in the server. UNAVAILABLE is client-facing but not one — a
+ * key set that cannot be fetched is the operator's to see.
+ */
+export function isClientMistake(error: unknown): error is TributaryError {
+  return isClientFacing(error) && error.code !== ErrorCode.UNAVAILABLE;
+}
+
+/**
  * yoga's log calls on pino. GraphQL errors it reports are the client's (coded) or already logged
- * with their cause by the error masker, so they go to debug.
+ * with their cause by the error masker, so they go to debug. So do the client's mistakes thrown
+ * before execution (a token refused in `onParams` or the context): yoga logs each at error,
+ * twice, and anyone without a token could fill the log with them.
  */
 function yogaLogger(logger: Logger) {
   const at =
     (level: 'debug' | 'info' | 'warn' | 'error') =>
     (...args: unknown[]) => {
       const [first, ...rest] = args;
-      if (first instanceof GraphQLError) logger.debug({ err: first }, first.message);
+      if (first instanceof GraphQLError || isClientMistake(first)) logger.debug({ err: first }, first.message);
       else if (first instanceof Error) logger[level]({ err: first }, first.message);
       else logger[level]({ details: rest.length > 0 ? rest : undefined }, String(first));
     };
