@@ -5,7 +5,7 @@ import type { Principal } from '../auth/principal.ts';
 import type { TokenVerifier } from '../auth/token-verifier.ts';
 import type { CorsConfig, Limits } from '../config.ts';
 import { ErrorCode, isClientFacing, type TributaryError } from '../errors.ts';
-import type { Logger } from '../logger.ts';
+import { componentLogger, type Logger } from '../logger.ts';
 import type { Services } from '../resolvers/context.ts';
 import { createErrorMasker } from '../schema/errors.ts';
 import type { GraphQLContext } from '../schema/index.ts';
@@ -59,8 +59,8 @@ export function createYogaServer(options: YogaOptions): TributaryYoga {
     cors: corsPolicy(options.cors),
     graphiql: { title: 'Tributary', subscriptionsProtocol: 'WS', defaultQuery: GRAPHIQL_EXAMPLE },
     renderGraphiQL: renderTributaryGraphiQL,
-    logging: yogaLogger(logger.child({ component: 'yoga' })),
-    maskedErrors: { maskError: createErrorMasker(logger.child({ component: 'graphql' })) },
+    logging: yogaLogger(componentLogger(logger, 'yoga')),
+    maskedErrors: { maskError: createErrorMasker(componentLogger(logger, 'graphql')) },
     parserAndValidationCache: createParseCaches(),
     context: async (initial: YogaInitialContext & HttpServerContext): Promise<GraphQLContext> => {
       if (initial.principal) return { principal: initial.principal, services, transport: initial.transport ?? 'ws', connectionId: initial.connectionId };
