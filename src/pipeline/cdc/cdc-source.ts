@@ -19,7 +19,7 @@ import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
 import { modelTopic, topicPattern } from './mapping/mapping-topics.ts';
 import type { TransactionChunk } from './row-change.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
-import { idleStatus as notLeadingStatus } from './source-names.ts';
+import { idleStatus as notLeadingStatus, type CdcSourceStatus } from './source-names.ts';
 import { createWalOutboxes, type WalOutboxBinding, type WalOutboxFigures } from './wal-outboxes.ts';
 import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import type { SourceConnections } from './wal/source-connections.ts';
@@ -54,15 +54,7 @@ export interface CdcBinding {
   readonly unread?: ReadonlySet<string>;
 }
 
-export interface CdcSourceStatus extends WalReaderStatus {
-  readonly source: string;
-  /** The replication slot on the source database; null while the database cannot be reached (names are derived from it). */
-  readonly slotName: string | null;
-  /** The publication on the source database; null like `slotName`. */
-  readonly publicationName: string | null;
-  /** This instance reads the slot. */
-  readonly leading: boolean;
-}
+export type { CdcSourceStatus } from './source-names.ts';
 
 export interface CdcSource {
   readonly id: string;

@@ -3,10 +3,21 @@
  * publication names its environments agree on, and the status of a reader this instance does not lead.
  */
 import { ErrorCode, TributaryError } from '../../errors.ts';
-import type { CdcSourceStatus } from './cdc-source.ts';
 import type { CdcSourceRecord, ReaderStatusRecord } from './cdc-store.ts';
 import { defaultReplicationNames, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import { isValidPublicationName, isValidSlotName } from './wal/replication-setup.ts';
+import type { WalReaderStatus } from './wal/wal-reader.ts';
+
+/** A source's reader status as an instance sees it. */
+export interface CdcSourceStatus extends WalReaderStatus {
+  readonly source: string;
+  /** The replication slot on the source database; null while the database cannot be reached (names are derived from it). */
+  readonly slotName: string | null;
+  /** The publication on the source database; null like `slotName`. */
+  readonly publicationName: string | null;
+  /** This instance reads the slot. */
+  readonly leading: boolean;
+}
 
 /** The names a source sets, null for those it leaves derived. @throws BAD_USER_INPUT (with `details.field`) for an invalid name. */
 export function checkedNames(names: { readonly slotName?: string | null; readonly publicationName?: string | null }): {
