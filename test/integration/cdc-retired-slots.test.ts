@@ -24,6 +24,7 @@ interface LogLine {
   readonly slot?: string;
   readonly database?: string;
   readonly reached?: string;
+  readonly host?: string;
 }
 
 /** A logger at info level, and the lines it wrote. */
@@ -159,5 +160,32 @@ describe('retired replication slots', () => {
     expect(await drop(retired)).toBe(true);
     expect(await slotExists()).toBe(true);
     expect(lines.map((line) => line.msg)).toEqual([expect.stringContaining(`retired replication slot ${slotName} now reaches another database`)]);
+  });
+  it('gives up, telling where, a note saved without its database whose URL stays out of reach for an hour, and keeps it before', async () => {
+    const { store } = await setUp();
+    const unreachable = 'postgres://reader:secret@127.0.0.1:1/crm';
+    await store.noteRetiredSlot({ database: null, databaseUrl: unreachable, slotName: null });
+    let clock = 1_000_000;
+    const { lines, logger: capturing } = capturingLogger();
+    const retired = createRetiredSlots({
+      connectionsOf: (url) => createSourceConnections(url),
+      identityOf: () => Promise.resolve(undefined),
+      store,
+      logger: capturing,
+      now: () => clock,
+    });
+
+    expect(await drop(retired)).toBe(false);
+    clock += 3_599_000;
+    expect(await drop(retired)).toBe(false);
+    expect(await store.listRetiredSlots()).toHaveLength(1);
+    expect(retired.urls()).toEqual([unreachable]);
+
+    clock += 1_000;
+    expect(await drop(retired)).toBe(true);
+    expect(await store.listRetiredSlots()).toEqual([]);
+    expect(retired.urls()).toEqual([]);
+    expect(lines).toEqual([expect.objectContaining({ level: 40, host: '127.0.0.1:1', database: 'crm', msg: expect.stringContaining('drop it by hand') as unknown })]);
+    expect(JSON.stringify(lines)).not.toContain('secret');
   });
 });

@@ -80,8 +80,8 @@ export interface CdcStore {
   /** Notes a slot to drop (one a reload stopped reading that its configuration no longer names). */
   noteRetiredSlot(note: Omit<RetiredSlotNote, 'id'>): Promise<void>;
   listRetiredSlots(): Promise<RetiredSlotNote[]>;
-  /** Records the identity a note without one was found to reach (kept if another instance recorded one first). */
-  pinRetiredSlot(id: string, database: string): Promise<void>;
+  /** Records the database of a note saved without it, unless another instance did first: resolves with the one stored (undefined: the note is gone). */
+  pinRetiredSlot(id: string, database: string): Promise<string | undefined>;
   /** Deletes the notes (their slot dropped, claimed again, or given up). */
   settleRetiredSlots(ids: readonly string[]): Promise<void>;
   /** Mappings of one environment, or of all when omitted, by name. */
@@ -183,6 +183,8 @@ export function createCdcStore(db: Database): CdcStore {
 
     async pinRetiredSlot(id, database) {
       await db.query('UPDATE cdc_retired_slots SET database = $2 WHERE id = $1 AND database IS NULL', [id, database]);
+      const { rows } = await db.query<{ database: string | null }>('SELECT database FROM cdc_retired_slots WHERE id = $1', [id]);
+      return rows[0]?.database ?? undefined;
     },
 
     async settleRetiredSlots(ids) {

@@ -113,6 +113,8 @@ export function createRetiredSlots(options: RetiredSlotsOptions): RetiredSlots {
   const retryUnreachableMs = options.retryUnreachableMs ?? RETRY_UNREACHABLE_MS;
   /** What this instance learned of each pending slot, by database and slot name. */
   const pending = new Map<string, { unreachableSince: number | undefined; toldActive: boolean; forgotten: boolean }>();
+  /** Notes saved without their database, by id: since when this instance fails to reach their URL. */
+  const unreachedSince = new Map<string, number>();
   let pendingUrls: string[] = [];
 
   /**
@@ -138,20 +140,44 @@ export function createRetiredSlots(options: RetiredSlotsOptions): RetiredSlots {
       }
     });
 
+  /**
+   * A note whose URL this instance has not reached for `retryUnreachableMs` (counted from its first
+   * try here) is given up, with a warning naming what to drop by hand, like a drop that cannot reach
+   * its database: retried for ever, every instance would keep connecting with what may be revoked
+   * credentials. The URL's host and database only: it may hold a password.
+   */
+  const givenUp = (note: RetiredSlotNote): boolean => {
+    const since = unreachedSince.get(note.id) ?? now();
+    unreachedSince.set(note.id, since);
+    if (now() - since < retryUnreachableMs) return false;
+    unreachedSince.delete(note.id);
+    const { host, pathname } = new URL(note.databaseUrl);
+    logger.warn(
+      { host, database: decodeURIComponent(pathname.slice(1)), slot: note.slotName ?? 'tributary_… (the name derived from the database)' },
+      'a retired replication slot could not be dropped: its database was not reached for an hour; drop it by hand there (SELECT pg_drop_replication_slot(…)), or it retains WAL',
+    );
+    return true;
+  };
+
   /** The notes by slot (a slot may be noted more than once: by its change and by each instance's reload). */
   const resolve = async (notes: readonly RetiredSlotNote[]) => {
     const slots = new Map<string, { slot: RetiredSlot; ids: string[] }>();
     const unresolved: string[] = [];
+    const settledIds: string[] = [];
     for (const note of notes) {
       let database = note.database;
       if (database === null) {
-        // Noted without its identity: the first instance to reach the URL records the one it finds.
-        database = (await options.identityOf(note.databaseUrl).catch(() => undefined)) ?? null;
-        if (database === null || !(await store.pinRetiredSlot(note.id, database).then(() => true, () => false))) {
-          unresolved.push(note.databaseUrl);
+        // Noted without its identity: the first instance to reach the URL records the one it finds
+        // (the one stored is used, should another instance have recorded another meanwhile).
+        const reached = await options.identityOf(note.databaseUrl).catch(() => undefined);
+        database = reached === undefined ? null : ((await store.pinRetiredSlot(note.id, reached).catch(() => undefined)) ?? null);
+        if (database === null) {
+          if (givenUp(note)) settledIds.push(note.id);
+          else unresolved.push(note.databaseUrl);
           continue;
         }
       }
+      unreachedSince.delete(note.id);
       const identity = identityOfKey(database);
       const slotName = note.slotName ?? defaultReplicationNames(identity).slotName;
       const key = `${database}\u0000${slotName}`;
@@ -159,7 +185,7 @@ export function createRetiredSlots(options: RetiredSlotsOptions): RetiredSlots {
       entry.ids.push(note.id);
       slots.set(key, entry);
     }
-    return { slots, unresolved };
+    return { slots, unresolved, settledIds };
   };
 
   /** Deletes the notes of a settled slot; false (told, and tried again at the next call) when the platform database fails. */
@@ -224,9 +250,10 @@ export function createRetiredSlots(options: RetiredSlotsOptions): RetiredSlots {
 
     async drop(notes, owner) {
       let settled = false;
-      const { slots, unresolved } = await resolve(notes);
+      const { slots, unresolved, settledIds } = await resolve(notes);
       for (const key of pending.keys()) if (!slots.has(key)) pending.delete(key);
       const left: string[] = [...unresolved];
+      if (settledIds.length > 0 && (await store.settleRetiredSlots(settledIds).then(() => true, () => false))) settled = true;
       for (const [key, { slot, ids }] of slots) {
         const verdict = owner(slot);
         if (verdict === 'follower' || (verdict !== 'claimed' && !(await dropped(key, slot, verdict)))) {
