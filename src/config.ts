@@ -295,6 +295,10 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     );
   }
 
+  // The embedded log would drop such an event as soon as it is placed: published, but resumable by no one.
+  if (env.REDIS_URL === undefined && env.EVENT_LOG_MAX_BYTES < env.EVENT_MAX_PAYLOAD_BYTES) {
+    throw new ConfigError('Invalid configuration: EVENT_LOG_MAX_BYTES must be at least EVENT_MAX_PAYLOAD_BYTES (the embedded log could not keep one event)');
+  }
   if (env.ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT >= env.ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT) {
     throw new ConfigError('Invalid configuration: ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT must be below ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT');
   }
