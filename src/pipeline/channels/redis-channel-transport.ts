@@ -20,6 +20,8 @@ export function createRedisChannelTransport(options: RedisChannelTransportOption
   // The subscriber connection queues commands while it is away (it must, to re-subscribe the
   // bus), without bound: a command sent now would wait there until Redis is back, and the next
   // join's would pile up behind it. Refused at once instead; the member retries.
+  /** The PING asked for the joins waiting now. */
+  let pinging: Promise<void> | undefined;
   const assertConnected = () => {
     if (subscriber().status !== 'ready') {
       throw new TributaryError(ErrorCode.UNAVAILABLE, 'Channels are unavailable right now (no connection to Redis); retry shortly');
@@ -45,8 +47,13 @@ export function createRedisChannelTransport(options: RedisChannelTransportOption
       assertConnected();
       // Answered in order on the connection that carries the SUBSCRIBEs: after a reconnect, only
       // once those ioredis replays are confirmed; and only by a Redis that still answers, which
-      // an open socket alone does not show.
-      await subscriber().ping();
+      // an open socket alone does not show. Joins meanwhile share the PING in flight: a burst of
+      // them (a reconnect storm) sends one, not one each.
+      pinging ??= subscriber()
+        .ping()
+        .then(() => undefined)
+        .finally(() => (pinging = undefined));
+      await pinging;
     },
   };
 }
