@@ -17,23 +17,29 @@ async function readerState(server: TestServer, admin: string): Promise<string | 
   return (body.data?.['cdcSource'] as { status: { state: string } | null } | null)?.status?.state;
 }
 
+/** A source database, its replication slots, and a proxy to reach it through that the test can close. */
+async function sourceBehindProxy() {
+  const source = await createTestDatabase();
+  const sourcePool = openTestPool(source.url);
+  const proxy = await startTcpProxy(Number(new URL(source.url).port));
+  const proxied = new URL(source.url);
+  proxied.port = String(proxy.port);
+  const slots = async () => (await sourcePool.query<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots WHERE database = current_database()')).rows;
+  return { source, proxy, proxiedUrl: proxied.toString(), slots };
+}
+
 describe('retired replication slots, noted durably', () => {
   it('drops the slot of a removed source after a restart, when the instance that removed it stopped before it could drop it', async () => {
-    const source = await createTestDatabase();
-    const sourcePool = openTestPool(source.url);
     // The servers reach the source through a proxy the test can close: the drop fails while it refuses.
-    const proxy = await startTcpProxy(Number(new URL(source.url).port));
-    const proxied = new URL(source.url);
-    proxied.port = String(proxy.port);
+    const { proxy, proxiedUrl, slots } = await sourceBehindProxy();
     const platform = await createTestDatabase({ migrated: true });
     const env = { JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200', DATABASE_URL: platform.url };
     const admin = await signHs256({ roles: ['admin'], permissions: [], tenant: undefined });
     const platformPool = openTestPool(platform.url);
-    const slots = async () => (await sourcePool.query<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots WHERE database = current_database()')).rows;
 
     const first = await startTestServer(env, { autoDispose: false });
     onTestFinished(() => first.dispose());
-    const set = await gql(first, admin, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: proxied.toString() });
+    const set = await gql(first, admin, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: proxiedUrl });
     expect(set.errors).toBeUndefined();
     await waitFor(async () => (await readerState(first, admin)) === 'streaming', { message: 'the reader streams' });
     expect(await slots()).toHaveLength(1);
@@ -94,18 +100,13 @@ describe('retired replication slots, noted durably', () => {
   });
 
   it('keeps the slot of a source removed and set again before the slot could be dropped, and deletes its notes', async () => {
-    const source = await createTestDatabase();
-    const sourcePool = openTestPool(source.url);
-    const proxy = await startTcpProxy(Number(new URL(source.url).port));
-    const proxied = new URL(source.url);
-    proxied.port = String(proxy.port);
+    const { source, proxy, proxiedUrl, slots } = await sourceBehindProxy();
     const platform = await createTestDatabase({ migrated: true });
     const platformPool = openTestPool(platform.url);
     const server = await startTestServer(cdcEnv({ DATABASE_URL: platform.url }));
     const admin = await signHs256({ roles: ['admin'], permissions: [], tenant: undefined });
     const setSource = async (url: string) => expect((await gql(server, admin, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url })).errors).toBeUndefined();
-    const slots = async () => (await sourcePool.query<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots WHERE database = current_database()')).rows;
-    await setSource(proxied.toString());
+    await setSource(proxiedUrl);
     await waitFor(async () => (await readerState(server, admin)) === 'streaming', { message: 'the reader streams' });
     const [slot] = await slots();
 
