@@ -12,7 +12,7 @@ import { startCdc } from './start/cdc.ts';
 import { createClients } from './start/clients.ts';
 import { describeFailure } from './start/failure.ts';
 import { startDashboard } from './start/dashboard.ts';
-import { listen, readinessChecks, type Listening } from './start/listen.ts';
+import { listen, readinessChecks, startupCheck, type Listening } from './start/listen.ts';
 import { startPipeline } from './start/pipeline.ts';
 import { startServer, type ServerStats } from './start/server.ts';
 import { createShutdownDeadline, ShutdownShare } from './start/shutdown-deadline.ts';
@@ -76,8 +76,9 @@ export async function startTributary(config: Config, options: StartOptions = {})
 
     let listening: Listening & { stats(): ServerStats };
     let stopAccepting: () => Promise<void>;
+    const workersStarted = startupCheck('workers');
     if (config.role === 'workers') {
-      const ops = await listen(context, { readiness: readinessChecks(clients) });
+      const ops = await listen(context, { readiness: [...readinessChecks(clients), workersStarted] });
       undo('http server', ShutdownShare.BEFORE_DATABASE, () => ops.dispose());
       listening = { url: ops.url, port: ops.port, stats: () => NO_SERVER };
       stopAccepting = () => ops.dispose();
@@ -95,6 +96,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
     if (config.role !== 'server') {
       const workers = await startWorkers(context, { pipeline, dashboard });
       undo('workers', ShutdownShare.WORKERS, () => workers.dispose());
+      workersStarted.started();
     }
     // Registered last, so it runs first: the process takes no new work — /ready 503, the listener
     // closed, sockets closed with 1001 — before its workers stop, not while they finish what they

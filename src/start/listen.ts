@@ -83,3 +83,17 @@ export function readinessChecks(clients: Clients): ReadinessCheck[] {
   if (redis) checks.push({ name: 'redis', check: async () => void (await redis.ping()) });
   return checks;
 }
+
+/**
+ * A readiness check that fails until `started()` is called: for a process whose listener opens
+ * before its work runs (the workers role serves `/health` and `/metrics` while its workers start,
+ * and `/ready` must not say 200 before they do).
+ */
+export function startupCheck(name: string): ReadinessCheck & { started(): void } {
+  let started = false;
+  return {
+    name,
+    check: () => (started ? Promise.resolve() : Promise.reject(new TributaryError(ErrorCode.UNAVAILABLE, `${name} not started yet`))),
+    started: () => void (started = true),
+  };
+}

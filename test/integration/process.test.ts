@@ -202,7 +202,7 @@ describe('the tributary process', () => {
     const ready = await fetch(`http://127.0.0.1:${running.port}/ready`);
     expect({ status: ready.status, body: (await ready.json()) as unknown }).toEqual({
       status: 200,
-      body: { ready: true, checks: { database: 'ok', redis: 'ok' } },
+      body: { ready: true, checks: { database: 'ok', redis: 'ok', workers: 'ok' } },
     });
     expect((await fetch(`http://127.0.0.1:${running.port}/metrics`)).status).toBe(200);
     const graphql = await fetch(`http://127.0.0.1:${running.port}/graphql`, {
