@@ -477,6 +477,21 @@ describe('WAL reader', () => {
     expect(idsOf(chunks)).toEqual([1]);
   });
 
+  it('reports no lag or retained WAL, rather than the last figures, once the source cannot be inspected', async () => {
+    const server = await startPrivatePostgres();
+    const sql = await connect(server.url);
+    await sql.query('CREATE TABLE items (id int PRIMARY KEY)');
+    const { reader } = openReader(server.url);
+    await reader.start();
+    const measured = await reader.inspect();
+    expect(measured.lagBytes).not.toBeNull();
+    expect(measured.retainedWalBytes).not.toBeNull();
+
+    await server.stop('immediate');
+    await expect(reader.inspect()).rejects.toThrow();
+    expect(reader.status()).toMatchObject({ lagBytes: null, retainedWalBytes: null });
+  });
+
   it('refuses to start with a clear error when wal_level is not logical', async () => {
     const server = await startPrivatePostgres({ settings: { wal_level: 'replica' } });
     const { reader } = openReader(server.url);

@@ -228,7 +228,15 @@ class PostgresWalReader implements WalReader {
   }
 
   async inspect(): Promise<WalReaderStatus> {
-    const usage = await this.#options.connections.withClient((client) => readSlotUsage(client, this.#slotName));
+    let usage;
+    try {
+      usage = await this.#options.connections.withClient((client) => readSlotUsage(client, this.#slotName));
+    } catch (error) {
+      // Unknown now: the figures of the last reading would go on being reported (the lag gauges,
+      // the dashboard) as if current while the source is out of reach.
+      this.#usage = undefined;
+      throw error;
+    }
     this.#usage = usage && { lagBytes: usage.lagBytes, retainedWalBytes: usage.retainedWalBytes };
     return this.status();
   }
