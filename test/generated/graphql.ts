@@ -100,6 +100,7 @@ export type CdcReaderStatus = {
   lagBytes: Maybe<Scalars['Float']['output']>;
   /** Position confirmed to Postgres: everything before it is in the log. */
   lastAcknowledgedLsn: Maybe<Scalars['String']['output']>;
+  /** The last error the reader met since its leader started it — kept once it has recovered (`state` says whether it streams now); while the slot's creation waits for transactions open on the source, which ones. */
   lastError: Maybe<Scalars['String']['output']>;
   /** This instance reads the slot. */
   leading: Scalars['Boolean']['output'];
@@ -880,6 +881,7 @@ export type Viewer = {
 
 export type WebhookAttempt = {
   __typename?: 'WebhookAttempt';
+  /** Which attempt of its delivery this was, from 1. A `cut` one is not counted: it carries the number of the attempt it would have been, and the next attempt carries the same number again. */
   attempt: Scalars['Int']['output'];
   createdAt: Scalars['DateTime']['output'];
   deliveryId: Scalars['ID']['output'];
@@ -890,7 +892,7 @@ export type WebhookAttempt = {
   eventType: Scalars['String']['output'];
   id: Scalars['ID']['output'];
   nextAttemptAt: Maybe<Scalars['DateTime']['output']>;
-  /** delivered, failed, gone (410: the delivery is dead-lettered at once), throttled, refused, or dead (the last attempt of a delivery dead-lettered after its retries). */
+  /** delivered, failed, gone (410: the delivery is dead-lettered at once), throttled, refused, dead (the last attempt of a delivery dead-lettered after its retries), or cut (still waiting for the receiver when Tributary's process shut down: no failure of the receiver's, not counted in the delivery's attempts, and due again at once; its error says `cut by shutdown`). */
   outcome: Scalars['String']['output'];
   /** The start of the receiver's answer (1 KiB at most). */
   responseExcerpt: Maybe<Scalars['String']['output']>;
@@ -910,6 +912,7 @@ export type WebhookAttemptPage = {
 /** One event for one endpoint. Every attempt of it carries the event's id as `webhook-id`. */
 export type WebhookDelivery = {
   __typename?: 'WebhookDelivery';
+  /** Attempts made so far; one cut by Tributary's own shutdown (outcome `cut` in the attempt log) is not counted, nor does it move the delivery along its retries. */
   attempts: Scalars['Int']['output'];
   /** The exact JSON body signed and sent to the receiver (UTF-8), the same on every attempt: at most WEBHOOK_MAX_BODY_BYTES; an event whose body would be larger is sent without its data (`data: null`, `dataOmitted` saying why). */
   body: Scalars['String']['output'];
@@ -919,9 +922,12 @@ export type WebhookDelivery = {
   eventTime: Scalars['DateTime']['output'];
   eventType: Scalars['String']['output'];
   finishedAt: Maybe<Scalars['DateTime']['output']>;
+  /** When the first counted attempt was made (a cut one is not): the retry window runs from it. */
   firstAttemptAt: Maybe<Scalars['DateTime']['output']>;
   id: Scalars['ID']['output'];
+  /** The last counted attempt's error (a cut one leaves it as it was). */
   lastError: Maybe<Scalars['String']['output']>;
+  /** The last counted attempt's HTTP status (a cut one leaves it as it was); null when it had no answer. */
   lastStatus: Maybe<Scalars['Int']['output']>;
   /** When the delivery is attempted next; null once it is finished, or while it waits for an earlier delivery of its entity to this endpoint (it is due as soon as that one is delivered or dead-lettered). */
   nextAttemptAt: Maybe<Scalars['DateTime']['output']>;

@@ -12,9 +12,14 @@ export interface AttemptRecord {
   readonly endpointId: string;
   readonly eventId: string;
   readonly eventType: string;
+  /**
+   * Which of the delivery's attempts it was, from 1. A `cut` one is not counted: it carries the
+   * number of the attempt it would have been, and the next attempt carries that number again.
+   */
   readonly attempt: number;
   /** The delivery's trigger for its first attempt; `retry` for the ones after. */
   readonly trigger: DeliveryTrigger | 'retry';
+  /** `dead`: a failure that dead-lettered the delivery. `cut` is no failure of the receiver's (see `AttemptOutcome`). */
   readonly outcome: AttemptOutcome | 'dead';
   readonly status: number | null;
   readonly durationMs: number;

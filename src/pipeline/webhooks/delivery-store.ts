@@ -15,7 +15,8 @@ import type { Queryable } from '../../db/database.ts';
 
 export type DeliveryTrigger = 'initial' | 'replay' | 'manual' | 'test';
 export type DeliveryState = 'pending' | 'delivered' | 'dead';
-export type AttemptOutcome = 'delivered' | 'failed' | 'gone' | 'throttled' | 'refused';
+/** How an attempt ended. `cut`: by this process's shutdown, no answer yet — logged, but not one of the delivery's attempts (migration 0028). */
+export type AttemptOutcome = 'delivered' | 'failed' | 'gone' | 'throttled' | 'refused' | 'cut';
 
 export interface NewDelivery {
   readonly endpointId: string;
@@ -263,10 +264,7 @@ export async function withLateHeads(db: Queryable, stored: StoredDeliveries): Pr
   const { inserted, heads, leased } = stored;
   if (heads.length + leased.length === inserted.length) return stored;
   const known = new Set([...heads, ...leased].map((head) => head.id));
-  const promoted = await headsAmong(
-    db,
-    inserted.filter((id) => !known.has(id)),
-  );
+  const promoted = await headsAmong(db, inserted.filter((id) => !known.has(id)));
   return { inserted, heads: [...heads, ...promoted], leased };
 }
 
@@ -329,7 +327,7 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
   if (inputs.length === 0) return [];
   const states = inputs.map((input): DeliveryState => (input.nextAttemptAt !== null ? 'pending' : input.outcome === 'delivered' ? 'delivered' : 'dead'));
   const column = <T>(of: (input: AttemptInput, index: number) => T) => inputs.map(of);
-  // The statement is a function of the schema (migrations/0012, 0014, 0015): planned once per connection.
+  // The statement is a function of the schema (migrations/0012, 0014, 0015, 0028): planned once per connection.
   const { rows } = await db.query<{ n: string; moved: boolean; next: string | null }>(
     `SELECT n::text AS n, moved, next
        FROM tributary_webhook_record_attempts($1::bigint[], $2::timestamptz[], $3::text[], $4::timestamptz[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[])`,
@@ -340,7 +338,7 @@ export async function recordAttempts(db: Queryable, inputs: readonly AttemptInpu
       column((input) => input.nextAttemptAt),
       column((input) => input.status),
       column((input) => input.error),
-      // What the receiver answered: the statement logs a dead letter's attempt as such (migration 0014).
+      // What the receiver answered: the statement logs a dead letter's attempt as such (migration 0014), and leaves a cut out of the delivery's attempts (0028).
       column((input) => input.outcome),
       column((input) => Math.round(input.durationMs)),
       column((input) => input.responseExcerpt),

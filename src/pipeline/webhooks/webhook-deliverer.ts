@@ -260,7 +260,9 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     // Cut by this process's shutdown (no answer came before `abort`): nothing the receiver did, so
     // it is due again at once (for the next process), not a step along the curve, and it counts
     // toward none of the endpoint's failures — else a receiver slower than the shutdown's wait
-    // would fire the failure-rate alert, and feed its disable streak, at every deploy.
+    // would fire the failure-rate alert, and feed its disable streak, at every deploy. Nor is it
+    // one of the delivery's attempts: recorded as `cut`, it leaves the retry curve and window
+    // where they were (migration 0028).
     const cut = result.outcome === 'failed' && result.status === null && options.http.aborted();
     let next: Date | null = null;
     if (!delivered && result.outcome !== 'gone') {
@@ -276,7 +278,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     }
     const { nextInLane, superseded } = await attempts.submit({
       delivery,
-      outcome: result.outcome,
+      outcome: cut ? 'cut' : result.outcome,
       status: result.status,
       durationMs: result.durationMs,
       // The log says what it was: the attempt's own error alone would read as the receiver's.

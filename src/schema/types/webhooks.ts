@@ -71,8 +71,14 @@ const WebhookDelivery = builder.objectRef<Delivery>('WebhookDelivery').implement
     }),
     trigger: t.field({ type: WebhookTrigger, resolve: (delivery) => delivery.trigger }),
     state: t.field({ type: WebhookDeliveryState, resolve: (delivery) => delivery.state }),
-    attempts: t.exposeInt('attempts'),
-    firstAttemptAt: t.expose('firstAttemptAt', { type: 'DateTime', nullable: true }),
+    attempts: t.exposeInt('attempts', {
+      description: "Attempts made so far; one cut by Tributary's own shutdown (outcome `cut` in the attempt log) is not counted, nor does it move the delivery along its retries.",
+    }),
+    firstAttemptAt: t.expose('firstAttemptAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the first counted attempt was made (a cut one is not): the retry window runs from it.',
+    }),
     nextAttemptAt: t.field({
       type: 'DateTime',
       nullable: true,
@@ -80,8 +86,8 @@ const WebhookDelivery = builder.objectRef<Delivery>('WebhookDelivery').implement
         'When the delivery is attempted next; null once it is finished, or while it waits for an earlier delivery of its entity to this endpoint (it is due as soon as that one is delivered or dead-lettered).',
       resolve: (delivery) => (delivery.state === 'pending' ? delivery.nextAttemptAt : null),
     }),
-    lastStatus: t.exposeInt('lastStatus', { nullable: true }),
-    lastError: t.exposeString('lastError', { nullable: true }),
+    lastStatus: t.exposeInt('lastStatus', { nullable: true, description: "The last counted attempt's HTTP status (a cut one leaves it as it was); null when it had no answer." }),
+    lastError: t.exposeString('lastError', { nullable: true, description: "The last counted attempt's error (a cut one leaves it as it was)." }),
     eventTime: t.expose('eventTime', { type: 'DateTime' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
@@ -95,9 +101,14 @@ const WebhookAttempt = builder.objectRef<AttemptRecord>('WebhookAttempt').implem
     endpointId: t.exposeID('endpointId'),
     eventId: t.exposeString('eventId'),
     eventType: t.exposeString('eventType'),
-    attempt: t.exposeInt('attempt'),
+    attempt: t.exposeInt('attempt', {
+      description: 'Which attempt of its delivery this was, from 1. A `cut` one is not counted: it carries the number of the attempt it would have been, and the next attempt carries the same number again.',
+    }),
     trigger: t.field({ type: WebhookTrigger, resolve: (attempt) => attempt.trigger }),
-    outcome: t.exposeString('outcome', { description: 'delivered, failed, gone (410: the delivery is dead-lettered at once), throttled, refused, or dead (the last attempt of a delivery dead-lettered after its retries).' }),
+    outcome: t.exposeString('outcome', {
+      description:
+        "delivered, failed, gone (410: the delivery is dead-lettered at once), throttled, refused, dead (the last attempt of a delivery dead-lettered after its retries), or cut (still waiting for the receiver when Tributary's process shut down: no failure of the receiver's, not counted in the delivery's attempts, and due again at once; its error says `cut by shutdown`).",
+    }),
     status: t.exposeInt('status', { nullable: true, description: "The receiver's HTTP status; null when it did not answer." }),
     durationMs: t.exposeInt('durationMs'),
     error: t.exposeString('error', { nullable: true }),
@@ -177,7 +188,7 @@ builder.queryFields((t) => ({
     args: {
       endpointId: t.arg.id(),
       deliveryId: t.arg.id(),
-      outcome: t.arg.string(),
+      outcome: t.arg.string({ description: 'Attempts with exactly this outcome (see `WebhookAttempt.outcome`): `failed` leaves out `dead` and `cut`.' }),
       eventType: t.arg.string(),
       since: t.arg({ type: 'DateTime', description: 'Attempts at or after this time.' }),
       until: t.arg({ type: 'DateTime', description: 'Attempts before this time.' }),
