@@ -1,7 +1,7 @@
 /**
  * The events section of the configuration (`EVENT_*`): what the topic logs keep, the embedded
- * log's memory bounds, the largest payload and how long publish keys are remembered. Validated
- * with the rest in `config.ts`.
+ * log's memory bounds, the largest payload, how long publish keys are remembered, and the
+ * per-subject rates of publishing and of new topic streams. Validated with the rest in `config.ts`.
  */
 import { getHeapStatistics } from 'node:v8';
 import type { z } from 'zod';
@@ -34,6 +34,13 @@ export interface EventsConfig {
   readonly maxPayloadBytes: number;
   /** How long a `publish` idempotency key is remembered, in ms. @default 24 hours */
   readonly publishKeyTtlMs: number;
+  /**
+   * Publishes and channel broadcasts one subject (app, env, tenant and token subject) may make per
+   * second on one instance; admins included. @default 1000
+   */
+  readonly publishRatePerSecond: number;
+  /** Topic streams one subject may create per minute, across instances with Redis (`topicCursor`, `events`, `document` on a topic without a history). @default 600 */
+  readonly topicNewStreamsPerMinute: number;
 }
 
 export const eventsEnvironment = {
@@ -43,6 +50,8 @@ export const eventsEnvironment = {
   EVENT_LOG_MAX_STREAMS: integer(100, 100_000_000, 100_000),
   EVENT_MAX_PAYLOAD_BYTES: integer(64, 16 * MIB, 64 * 1024),
   EVENT_PUBLISH_KEY_TTL_SECONDS: integer(60, 30 * 24 * 3600, 24 * 3600),
+  PUBLISH_RATE_PER_SECOND: integer(1, 10_000_000, 1000),
+  TOPIC_NEW_STREAMS_PER_MINUTE: integer(1, 10_000_000, 600),
 };
 
 type EventsEnvironment = z.output<z.ZodObject<typeof eventsEnvironment>>;
@@ -55,5 +64,7 @@ export function eventsConfigOf(env: EventsEnvironment): EventsConfig {
     logMaxStreams: env.EVENT_LOG_MAX_STREAMS,
     maxPayloadBytes: env.EVENT_MAX_PAYLOAD_BYTES,
     publishKeyTtlMs: env.EVENT_PUBLISH_KEY_TTL_SECONDS * 1000,
+    publishRatePerSecond: env.PUBLISH_RATE_PER_SECOND,
+    topicNewStreamsPerMinute: env.TOPIC_NEW_STREAMS_PER_MINUTE,
   };
 }

@@ -24,6 +24,8 @@ export interface Metrics {
   readonly slowConsumers: Counter;
   /** Sockets refused: the instance at `WS_MAX_CONNECTIONS` (`instance`), a principal at `WS_MAX_CONNECTIONS_PER_SUBJECT` (`subject`). */
   readonly connectionsRefused: Counter<'limit'>;
+  /** Requests refused at a per-subject rate limit: `publish` (publishes and broadcasts), `new_stream` (topic streams created). */
+  readonly subjectRateLimited: Counter<'kind'>;
   /** CDC rows that matched a mapping but could not be routed safely (no tenant, bad topic value). */
   readonly cdcUnroutable: Counter;
   /**
@@ -230,6 +232,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'tributary_connections_refused_total',
       help: 'Sockets refused at a connection limit: the instance (WS_MAX_CONNECTIONS) or one principal (WS_MAX_CONNECTIONS_PER_SUBJECT); waiting: a socket not acknowledged yet, closed to make room at the instance limit',
       labelNames: ['limit'],
+      registers: [registry],
+    }),
+    subjectRateLimited: new Counter({
+      name: 'tributary_subject_rate_limited_total',
+      help: 'Requests refused with RATE_LIMITED at a per-subject limit: publish (PUBLISH_RATE_PER_SECOND) or new_stream (TOPIC_NEW_STREAMS_PER_MINUTE)',
+      labelNames: ['kind'],
       registers: [registry],
     }),
     connections: new Gauge({

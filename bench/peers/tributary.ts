@@ -35,6 +35,9 @@ export async function startTributaryPeer(options: TributaryPeerOptions = {}): Pr
     // tenant's token), which the per-principal bound of a production instance would refuse.
     WS_MAX_CONNECTIONS: '100000',
     WS_MAX_CONNECTIONS_PER_SUBJECT: '100000',
+    // The publishing runner is one principal too, publishing as fast as each workload asks.
+    PUBLISH_RATE_PER_SECOND: '10000000',
+    TOPIC_NEW_STREAMS_PER_MINUTE: '10000000',
     ...(options.redis !== undefined && { REDIS_URL: options.redis.url, REDIS_KEY_PREFIX: options.redis.keyPrefix }),
     ...(options.durability !== undefined && { SYNC_DURABILITY: options.durability }),
     ...options.settings,

@@ -23,6 +23,8 @@ export async function broadcast(context: ResolverContext, input: BroadcastInput)
   const event = assertName('event', input.event);
   assertAllowed(context, 'broadcast', channel, 'channel');
   jsonWithin('data', input.data ?? null, context.services.limits.maxEventPayloadBytes);
+  // One budget with `publish`: a broadcast costs its members what an event costs its subscribers.
+  await context.services.subjectLimits.admitPublishes(context.principal);
   const scope = scopeOf(context.principal);
   await context.services.channels.broadcast(scope, { channel, event, data: input.data ?? null });
   context.services.gateway.emit({

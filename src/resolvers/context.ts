@@ -11,6 +11,7 @@ import type { PublishKeys } from '../pipeline/idempotency/publish-keys.ts';
 import type { EventLog } from '../pipeline/log/event-log.ts';
 import type { OutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
+import type { SubjectLimits } from '../pipeline/subject-limits.ts';
 import type { DocumentService } from '../pipeline/sync/documents.ts';
 import type { GatewayEmitter } from '../pipeline/webhooks/gateway-emitter.ts';
 import type { WebhookAdmin } from '../pipeline/webhooks/webhook-admin.ts';
@@ -40,6 +41,8 @@ export interface Services {
   /** `publish`'s idempotency keys. */
   readonly publishKeys: PublishKeys;
   readonly log: EventLog;
+  /** Per-subject rates: publishes and broadcasts, topic streams created (`head` through it, not `log.head`). */
+  readonly subjectLimits: SubjectLimits;
   readonly documents: DocumentService;
   readonly cdc: CdcService;
   readonly cdcStore: CdcStore;

@@ -158,7 +158,8 @@ export async function subscribeDocument(context: ResolverContext, args: Document
     services.logger.debug({ subject: principal.subject, tenant: principal.tenant, service: args.service }, 'subscription denied silently');
     return dispatchTicket({ stream, filter: undefined, after: undefined, denied: true, readableBy });
   }
-  const head = await services.log.head(stream);
+  // Any id may be asked for: a stream new to the log costs the subject one of its new streams.
+  const head = await services.subjectLimits.head(principal, stream);
   // A deleted document's snapshot has its deletion's revision: its re-creation is the next one.
   const { revision, document } = await services.documents.snapshot({ scope, service: args.service, id: args.id });
   const initial = documentSnapshot({

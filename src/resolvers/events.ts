@@ -49,6 +49,8 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
     throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'payload must be a JSON object', { details: { field: 'payload' } });
   }
   jsonWithin('payload', input.payload, services.limits.maxEventPayloadBytes);
+  // Counted once the request is valid, a retry under an idempotency key too (it costs a round trip).
+  await services.subjectLimits.admitPublishes(principal);
   const message = publishedMessage({ topic, type, payload: input.payload, scope: scopeOf(principal) });
   if (input.idempotencyKey == null) return services.router.route(message);
   if (!isValidKey(input.idempotencyKey)) {
@@ -71,23 +73,27 @@ export interface EventsInput {
 /**
  * `events`: a ticket for the dispatcher. Inputs are validated here, at subscribe time; a topic
  * the principal may not read yields a denied ticket — no error, nothing delivered — logged and
- * counted.
+ * counted. A topic without a history costs the subject one of its new streams (RATE_LIMITED past
+ * the budget), asked by the dispatcher only when this instance does not hold the stream yet: its
+ * join creates the stream (its head) with or without `after`. A denied ticket joins nothing.
  */
 export function subscribeEvents(context: ResolverContext, input: EventsInput): DispatchTicket {
   const { principal, services } = context;
   const topic = assertName('topic', input.topic);
   const filter = compileEventWhere(input.where);
   const denied = !mayRead(context, principal, topic);
+  const stream = streamOf(readScopeOf(principal, topic), topic);
   if (denied) {
     services.metrics.subscriptionsDenied.inc({ field: 'events' });
     services.logger.debug({ subject: principal.subject, tenant: principal.tenant, topic }, 'subscription denied silently');
   }
   return dispatchTicket({
-    stream: streamOf(readScopeOf(principal, topic), topic),
+    stream,
     filter,
     after: input.after ?? undefined,
     denied,
     readableBy: (next) => mayRead(context, next, topic),
+    beforeNewStream: async () => void (await services.subjectLimits.head(principal, stream)),
   });
 }
 
@@ -101,7 +107,7 @@ export async function topicCursor(context: ResolverContext, topic: string): Prom
   const { principal, services } = context;
   const name = assertName('topic', topic);
   if (!mayRead(context, principal, name)) return encodeCursor(newEpoch(), '0');
-  return services.log.head(streamOf(readScopeOf(principal, name), name));
+  return services.subjectLimits.head(principal, streamOf(readScopeOf(principal, name), name));
 }
 
 /**

@@ -13,13 +13,18 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
 /** The message clients see for anything that is not theirs to see. */
 export const MASKED_MESSAGE = 'Unexpected error.';
 
-/** The client-facing form of a TributaryError: its message, code and details. */
+/**
+ * The client-facing form of a TributaryError: its message, code and details. A refusal that says
+ * when to retry (`retryAfterMs`) also says it over HTTP, as `Retry-After` in whole seconds.
+ */
 export function toGraphQLError(error: TributaryError, located?: GraphQLError): GraphQLError {
   const status = HTTP_STATUS[error.code];
+  const wait = error.details['retryAfterMs'];
+  const headers = typeof wait === 'number' ? { 'Retry-After': String(Math.max(1, Math.ceil(wait / 1000))) } : undefined;
   return new GraphQLError(error.message, {
     ...locationOf(located),
     originalError: error,
-    extensions: { ...error.details, code: error.code, ...(status !== undefined && { http: { status } }) },
+    extensions: { ...error.details, code: error.code, ...(status !== undefined && { http: { status, ...(headers && { headers }) } }) },
   });
 }
 

@@ -14,6 +14,7 @@ import { createMemoryPublishKeys } from '../pipeline/idempotency/memory-publish-
 import { createRedisPublishKeys } from '../pipeline/idempotency/redis-publish-keys.ts';
 import { createOutboxAdmin } from '../pipeline/outbox/outbox-admin.ts';
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
+import { createSubjectLimits } from '../pipeline/subject-limits.ts';
 import { createWebhookAdmin } from '../pipeline/webhooks/webhook-admin.ts';
 import { deliveryScheduler } from '../pipeline/webhooks/webhook-fan-in.ts';
 import type { Services } from '../resolvers/context.ts';
@@ -100,11 +101,21 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       logger: componentLogger(logger, 'webhooks'),
     });
     cleanup.push('webhook admin', () => webhooks.close());
+    const subjectLimits = createSubjectLimits({
+      publishesPerSecond: config.events.publishRatePerSecond,
+      newStreamsPerMinute: config.events.topicNewStreamsPerMinute,
+      log: pipeline.log,
+      ...(context.clients.redis && { redis: context.clients.redis.command }),
+      keyPrefix: config.redisKeyPrefix,
+      metrics,
+      logger: componentLogger(logger, 'subject-limits'),
+    });
     const services: Services = {
       channels: pipeline.channels,
       router: pipeline.router,
       publishKeys,
       log: pipeline.log,
+      subjectLimits,
       documents: parts.sync.documents,
       cdc: parts.cdc.cdc,
       cdcStore: parts.cdc.cdcStore,

@@ -32,6 +32,9 @@ describe('analytics cardinality', () => {
         ANALYTICS_MAX_TOPICS: String(BOUND),
         GRAPHQL_MAX_ALIASES: '500',
         GRAPHQL_MAX_TOKENS: '100000',
+        // One admin publishes the whole flood (and new topics) as fast as it can.
+        PUBLISH_RATE_PER_SECOND: '10000000',
+        TOPIC_NEW_STREAMS_PER_MINUTE: '10000000',
       },
       { now: clock.now },
     );

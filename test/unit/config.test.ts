@@ -101,6 +101,8 @@ describe('configuration', () => {
       EVENT_LOG_MAX_STREAMS: '5000',
       EVENT_MAX_PAYLOAD_BYTES: '1024',
       EVENT_PUBLISH_KEY_TTL_SECONDS: '600',
+      PUBLISH_RATE_PER_SECOND: '2000',
+      TOPIC_NEW_STREAMS_PER_MINUTE: '120',
       SYNC_DURABILITY: 'async',
       SYNC_DOC_TTL_SECONDS: '30',
       SYNC_SWEEP_INTERVAL_MS: '250',
@@ -169,7 +171,7 @@ describe('configuration', () => {
       databaseUrl: 'postgres://u:p@db:5432/platform',
       redisUrl: 'redis://cache:6379/0',
       redisKeyPrefix: 'shop-prod:',
-      events: { logMaxEvents: 500, logMaxAgeMs: 60_000, logMaxBytes: 2 * 1024 * 1024, logMaxStreams: 5000, maxPayloadBytes: 1024, publishKeyTtlMs: 600_000 },
+      events: { logMaxEvents: 500, logMaxAgeMs: 60_000, logMaxBytes: 2 * 1024 * 1024, logMaxStreams: 5000, maxPayloadBytes: 1024, publishKeyTtlMs: 600_000, publishRatePerSecond: 2000, topicNewStreamsPerMinute: 120 },
       sync: { durability: 'async', docTtlSeconds: 30, sweepIntervalMs: 250 },
       cdc: {
         reloadIntervalMs: 500,

@@ -38,6 +38,8 @@ export interface DispatchRequest {
   readonly initial?: RealtimeEvent | undefined;
   /** Per-subscriber admission of each event, after the cohort rendered it once. */
   readonly admit?: Admission | undefined;
+  /** Asked before joining a stream this instance does not hold: a rejection is the subscribe's. */
+  readonly beforeNewStream?: (() => Promise<void>) | undefined;
 }
 
 export interface DispatchSubscription {
@@ -206,6 +208,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   return {
     async subscribe(request) {
       const position = request.after === undefined ? undefined : decodeCursor(request.after); // RESYNC_REQUIRED for garbage, before any work
+      if (request.beforeNewStream && !streams.has(request.stream.key)) await request.beforeNewStream();
       const stream = streamFor(request.stream);
       let cohort = stream.cohorts.get(request.cohort.key);
       if (!cohort) {

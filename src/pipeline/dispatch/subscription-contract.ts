@@ -61,6 +61,12 @@ export interface DispatchTicket extends AsyncIterable<never> {
    * forget it and outlive a revoked permission.
    */
   readonly readableBy: (principal: Principal) => boolean;
+  /**
+   * Asked before the dispatcher joins a stream this instance does not hold yet (its join creates
+   * the stream in the log when it has no history): a rejection ends the subscription with it. For
+   * the subject's budget of new streams (`subject-limits.ts`). @default none
+   */
+  readonly beforeNewStream: (() => Promise<void>) | undefined;
 }
 
 export interface DispatchTicketInit {
@@ -72,6 +78,8 @@ export interface DispatchTicketInit {
   readonly admit?: Admission | undefined;
   /** @see DispatchTicket.readableBy */
   readonly readableBy: (principal: Principal) => boolean;
+  /** @see DispatchTicket.beforeNewStream */
+  readonly beforeNewStream?: (() => Promise<void>) | undefined;
 }
 
 export function dispatchTicket(init: DispatchTicketInit): DispatchTicket {
@@ -84,6 +92,7 @@ export function dispatchTicket(init: DispatchTicketInit): DispatchTicket {
     initial: init.initial,
     admit: init.admit,
     readableBy: init.readableBy,
+    beforeNewStream: init.beforeNewStream,
     [Symbol.asyncIterator](): AsyncIterator<never> {
       throw new InternalError('DISPATCH_TICKET_ITERATED', 'A dispatched subscription is served by the dispatcher, not iterated');
     },

@@ -21,8 +21,9 @@ export interface EventLog {
   /**
    * The cursor of the stream's newest event (of an empty stream: its start), creating the
    * stream's epoch if it has none. Reading after it returns only later events.
+   * @throws what `options.beforeCreate` throws: the stream is then left as it was (not created).
    */
-  head(stream: StreamRef): Promise<string>;
+  head(stream: StreamRef, options?: HeadOptions): Promise<string>;
   /**
    * Forgets the history of every stream `match` selects and gives it a new epoch, so every cursor
    * into it gets RESYNC_REQUIRED and live subscribers resync at its next event. For a source
@@ -54,6 +55,18 @@ export interface EventLog {
     limit: number,
   ): Promise<RealtimeEvent[]>;
   close(): Promise<void>;
+}
+
+export interface HeadOptions {
+  /**
+   * Asked before `head` creates the stream — it has no history that may continue (never had one,
+   * expired, forgotten) — and only then: a rejection refuses the creation, and `head` rejects with
+   * it. A stream can be created by another caller meanwhile: it is asked at most once per `head`,
+   * and may be asked for a stream that then exists. For a budget of new streams per caller
+   * (`TOPIC_NEW_STREAMS_PER_MINUTE`): every stream costs the log memory (Redis: two keys) for its
+   * retention age. @default none: the stream is created
+   */
+  readonly beforeCreate?: () => Promise<void>;
 }
 
 export interface LogRetention {

@@ -263,9 +263,11 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
     },
-    head(ref) {
+    async head(ref, options) {
+      // Asked only for a stream to create; one made meanwhile (during the await) is taken as it is.
+      if (options?.beforeCreate && !streams.has(ref.key)) await options.beforeCreate();
       const stream = streamFor(ref);
-      return Promise.resolve(encodeCursor(stream.epoch, String(stream.nextSeq - 1)));
+      return encodeCursor(stream.epoch, String(stream.nextSeq - 1));
     },
     eventsBetween(match, keep, since, until, limit) {
       let found: RealtimeEvent[] = [];

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
 import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
 import { parseStreamKey, streamOf } from '../stream.ts';
@@ -120,10 +120,17 @@ return result
  * the gap. A new epoch comes with its log, empty (an entry added and trimmed at once): so an
  * epoch of this version without its log has lost it, which `KEEP_ALIVE` relies on.
  *
- * KEYS: log, epoch, used. ARGV: candidate epoch, max age (ms). Returns {epoch, last id}.
+ * With "may create" (ARGV[3]) '0' it creates nothing and returns 0 where it would have created
+ * the epoch: the caller asks its budget of new streams (`HeadOptions.beforeCreate`) and runs it
+ * again with '1'. Absent, it creates, as before the flag existed. The keys it writes are the same
+ * either way, so instances of earlier versions (their own HEAD, without the flag) read them as ever.
+ *
+ * KEYS: log, epoch, used. ARGV: candidate epoch, max age (ms), may create ('0' or '1').
+ * Returns {epoch, last id}, or 0 (not created).
  */
 const HEAD = `
 ${EPOCH}
+if not epoch and ARGV[3] == '0' then return 0 end
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[2], epoch, 'PX', ARGV[2])
@@ -174,7 +181,10 @@ type AppendManyCommand = (
   ...json: string[]
 ) => Promise<string[]>;
 
-type HeadCommand = (log: string, epochKey: string, usedKey: string, epoch: string, maxAgeMs: number) => Promise<[string, string]>;
+/** HEAD's answer where "may create" was '0' and the stream has no epoch that may continue. */
+const NOT_CREATED = 0;
+
+type HeadCommand = (log: string, epochKey: string, usedKey: string, epoch: string, maxAgeMs: number, mayCreate: '0' | '1') => Promise<[string, string] | typeof NOT_CREATED>;
 
 type AppendCommand = (
   log: string,
@@ -262,9 +272,19 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       return entries.map(([id, fields]) => toEvent(epoch, id, fields));
     },
 
-    async head(stream) {
+    async head(stream, options) {
       const keys = streamKeys(prefix, stream);
-      const [epoch, last] = await unavailableOnFailure(head(keys.log, keys.epoch, keys.used, newEpoch(), retention.maxAgeMs));
+      const run = (mayCreate: '0' | '1') => unavailableOnFailure(head(keys.log, keys.epoch, keys.used, newEpoch(), retention.maxAgeMs, mayCreate));
+      // Without a question to ask, one round trip that creates; with one, an existing stream (the
+      // common case) still costs one, and only a stream to create asks it, then creates.
+      const beforeCreate = options?.beforeCreate;
+      let reply = await run(beforeCreate ? '0' : '1');
+      if (reply === NOT_CREATED && beforeCreate) {
+        await beforeCreate();
+        reply = await run('1');
+      }
+      if (reply === NOT_CREATED) throw new InternalError('LOG_HEAD_NOT_CREATED', 'the HEAD script created no stream although allowed to');
+      const [epoch, last] = reply;
       return encodeCursor(epoch, last);
     },
 

@@ -323,6 +323,7 @@ export class GraphQLWsConnection {
         after: outcome.ticket.after,
         initial: outcome.ticket.initial,
         admit: outcome.ticket.admit,
+        beforeNewStream: outcome.ticket.beforeNewStream,
         sink: {
           next: (rendered) => {
             if (operation.cancelled) return;
