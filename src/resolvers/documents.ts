@@ -26,7 +26,7 @@ export interface WriteArgs extends DocumentArgs {
   readonly expectedRevision?: number | null;
 }
 
-/** `document`: the document, or null when there is none (or it was deleted). */
+/** `document`: the document, or null when there is none (or it was deleted). Needs read on its topic (see `permissionName`). */
 export async function getDocument(context: ResolverContext, args: DocumentArgs): Promise<SyncDocument | null> {
   return (await context.services.documents.get(keyFor(context, 'read', args.service, args.id))) ?? null;
 }
@@ -50,7 +50,7 @@ export async function createDocument(
   args: { service: string; id?: string | null; data?: unknown },
 ): Promise<SyncDocument> {
   const id = args.id ?? `doc_${randomBytes(12).toString('base64url')}`;
-  return context.services.documents.create(keyFor(context, 'write', args.service, id), jsonObject('data', args.data));
+  return context.services.documents.create(keyFor(context, 'write', args.service, id, 'service'), jsonObject('data', args.data));
 }
 
 export async function replaceDocument(context: ResolverContext, args: WriteArgs & { data?: unknown }): Promise<SyncDocument> {
@@ -103,13 +103,32 @@ function assertNames(service: string, id: string | undefined): void {
   }
 }
 
-/** Validates the names and checks `sync.{service}.read` / `.write` for the caller. */
-function keyFor(context: ResolverContext, action: TopicAction, service: string, id: string): DocumentKey;
+/**
+ * What a permission must cover: one document (`document`, its subscription, replace, merge,
+ * delete), or the whole service (`documents`, and `createDocument`: a token for some documents
+ * must not bring new ones into the service, whatever their id).
+ */
+type Reach = 'document' | 'service';
+
+/**
+ * The name the caller's `<prefix>.read` / `.write` must cover: the document's own topic
+ * `sync.{service}.doc.{id}` — so `sync.{service}.doc.{id}.read` reads the document through
+ * `document` as it does through `events(topic:)`, and `sync.{service}.read` (or `sync.read`),
+ * a prefix of that topic, still covers every document of the service — or `sync.{service}`.
+ */
+function permissionName(service: string, id: string | undefined, reach: Reach): string {
+  return reach === 'document' && id !== undefined ? documentTopic(service, id) : `sync.${service}`;
+}
+
+/** Validates the names and checks the caller's permission (see `permissionName`). */
+function keyFor(context: ResolverContext, action: TopicAction, service: string, id: string, reach?: Reach): DocumentKey;
 function keyFor(context: ResolverContext, action: TopicAction, service: string, id: undefined): Omit<DocumentKey, 'id'>;
-function keyFor(context: ResolverContext, action: TopicAction, service: string, id: string | undefined) {
+function keyFor(context: ResolverContext, action: TopicAction, service: string, id: string | undefined, reach: Reach = 'document') {
   assertNames(service, id);
-  if (!canAccessTopic(context.principal, action, `sync.${service}`)) {
-    throw new TributaryError(ErrorCode.FORBIDDEN, `This needs the permission "sync.${service}.${action}"`);
+  const name = permissionName(service, id, reach);
+  if (!canAccessTopic(context.principal, action, name)) {
+    const alternative = name === `sync.${service}` ? '' : ` or "${name}.${action}"`;
+    throw new TributaryError(ErrorCode.FORBIDDEN, `This needs the permission "sync.${service}.${action}"${alternative}`);
   }
   return { scope: scopeOf(context.principal), service, ...(id !== undefined && { id }) };
 }
@@ -145,14 +164,16 @@ function badInput(field: string, message: string): TributaryError {
  * holds (revision ≤ R) are skipped for this subscriber. Revisions must then follow one by one:
  * a missing one (a change whose event could not be published, or events of two instances out of
  * order) ends the subscription with RESYNC_REQUIRED instead of a silent gap. Without read
- * permission: silent.
+ * permission on the document's topic (`sync.{service}.read` or `sync.{service}.doc.{id}.read`):
+ * silent.
  */
 export async function subscribeDocument(context: ResolverContext, args: DocumentArgs): Promise<DispatchTicket> {
   const { principal, services } = context;
   assertNames(args.service, args.id);
   const scope = scopeOf(principal);
   const stream = streamOf(scope, documentTopic(args.service, args.id));
-  const readableBy = (next: Principal) => canAccessTopic(next, 'read', `sync.${args.service}`);
+  // The same name `document` checks, so a refreshed token keeps what a new subscription would get.
+  const readableBy = (next: Principal) => canAccessTopic(next, 'read', permissionName(args.service, args.id, 'document'));
   if (!readableBy(principal)) {
     services.metrics.subscriptionsDenied.inc({ field: 'document' });
     services.logger.debug({ subject: principal.subject, tenant: principal.tenant, service: args.service }, 'subscription denied silently');

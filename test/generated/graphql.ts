@@ -230,6 +230,7 @@ export type DocumentChange = {
   __typename?: 'DocumentChange';
   /** A cursor of the document's stream, for `events(topic: "sync.{service}.doc.{id}", after: …)`. */
   cursor: Scalars['String']['output'];
+  /** The document after the change; null once deleted. With returnMode DIFF only SNAPSHOT and CREATED have it (the base the next diffs apply to); with MINIMAL none. */
   data: Maybe<Scalars['JSON']['output']>;
   /** RFC 6902 JSON Patch from the previous revision (updates and deletes). */
   diff: Maybe<Scalars['JSON']['output']>;
@@ -252,6 +253,7 @@ export type DocumentEdge = {
 };
 
 export type DocumentOperation =
+  /** Created, or created again after a deletion: no diff, and `data` is the new base (with returnMode DIFF too). */
   | 'CREATED'
   | 'DELETED'
   /** The first message: the document as it is (no data when it does not exist — revision 0, or the revision of its deletion — or with returnMode MINIMAL). */
@@ -412,17 +414,17 @@ export type Mutation = {
   acknowledgeAlert: Alert;
   /** Sends `event` with `data` to the members of `channel` in the caller's scope. Needs the permission `<prefix>.broadcast` for a dot-prefix of the channel (FORBIDDEN otherwise). */
   broadcast: Scalars['Boolean']['output'];
-  /** Creates a document at revision 1 (an id is generated when none is given). CONFLICT when the id exists. Needs `sync.{service}.write`. */
+  /** Creates a document at revision 1 (an id is generated when none is given; a document created again after its deletion continues its revisions). CONFLICT when the id exists. Needs `sync.{service}.write` (a per-document permission does not create). */
   createDocument: Document;
   /** Admin: a new endpoint of the caller's environment; the answer carries its secret, shown this once. */
   createWebhookEndpoint: WebhookEndpointWithSecret;
   /** Admin of the environment (a token without a tenant): removes a mapping; false when there was none. */
   deleteCdcMapping: Scalars['Boolean']['output'];
-  /** Deletes a document; returns it as it was, with the revision of the deletion. */
+  /** Deletes a document; returns it as it was, with the revision of the deletion. Only a tombstone stays (its revision and times, not its content). Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. */
   deleteDocument: Document;
   /** Admin: deletes the endpoint and its pending deliveries. */
   deleteWebhookEndpoint: Scalars['Boolean']['output'];
-  /** Deep-merges a JSON Merge Patch (RFC 7386) into a document: `null` removes a key. */
+  /** Deep-merges a JSON Merge Patch (RFC 7396) into a document: `null` removes a key. Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. */
   mergeDocument: Document;
   /** Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin. */
   publish: Event;
@@ -434,7 +436,7 @@ export type Mutation = {
   removeCdcSource: Scalars['Boolean']['output'];
   /** Admin of the environment (a token without a tenant): stops reading the environment's outbox (the table is left as it is); false when there was none. */
   removeOutboxSource: Scalars['Boolean']['output'];
-  /** Replaces the data of a document. */
+  /** Replaces the data of a document. Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. */
   replaceDocument: Document;
   /** Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its event's `webhook-id` (the same as before: receivers de-duplicate it like a retry); returns how many. Events are taken from the event log within its retention (EVENT_LOG_MAX_EVENTS per topic, EVENT_LOG_MAX_AGE_SECONDS: an hour by default; without Redis the log is in memory and a restart empties it), older ones from the endpoint's own deliveries, which exist only for events it was sent. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out. */
   replayWebhooks: Scalars['Int']['output'];
@@ -630,9 +632,9 @@ export type Query = {
   cdcSource: Maybe<CdcSource>;
   /** The cluster dashboard (admins of the operators' environment, `OPERATOR_SCOPE`): connections, traffic, latency, webhooks, CDC, outboxes, per instance and together. */
   dashboard: Dashboard;
-  /** A document, or null when there is none. Needs `sync.{service}.read`. */
+  /** A document, or null when there is none. Needs `sync.{service}.read`, or the document's own `sync.{service}.doc.{id}.read`. */
   document: Maybe<Document>;
-  /** A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). */
+  /** A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). Needs `sync.{service}.read`. */
   documents: DocumentConnection;
   /** Admin: the environment's top topics over the window, cluster-wide (minutes not flushed yet included). Also GET /api/metrics/hot-topics. */
   hotTopics: Array<HotTopic>;
@@ -739,11 +741,11 @@ export type QueryWebhookEndpointArgs = {
 export type ReturnMode =
   /** Without `payload.diff`. */
   | 'DATA'
-  /** Without `payload.data`, except in a `document` subscription's SNAPSHOT: the base its diffs apply to. */
+  /** Without `payload.data`, except on the events without a diff — a `document` subscription's SNAPSHOT and every `sync.created` (also a re-creation): the base the next diffs apply to. */
   | 'DIFF'
   /** Everything. */
   | 'FULL'
-  /** Without `payload.data` and `payload.diff`: notify only. A `document` subscription's SNAPSHOT loses its data too (an existing document's then looks like a deleted one's): read the `document` when told. */
+  /** Without `payload.data` and `payload.diff`: notify only. SNAPSHOT and CREATED lose their data too (an existing document's then looks like a deleted one's): read the `document` when told. */
   | 'MINIMAL';
 
 export type SourceRate = {
@@ -771,7 +773,7 @@ export type Subscription = {
   channel: ChannelMessage;
   /** The cluster dashboard every tick, for live screens (admins of the operators' environment). */
   dashboardUpdates: Dashboard;
-  /** A live document: first its snapshot (revision R), then every change after R, in revision order, with nothing lost or repeated in between — even under concurrent writes. Needs `sync.{service}.read`; without it the subscription stays silent. */
+  /** A live document: first its snapshot (revision R), then every change after R, in revision order, with nothing lost or repeated in between — even under concurrent writes. Needs `sync.{service}.read`, or the document's own `sync.{service}.doc.{id}.read`; without either the subscription stays silent. */
   document: DocumentChange;
   /** The events of a topic in the caller's scope. Needs `<prefix>.read` for a prefix of the topic (or role admin); without it the subscription stays silent. With `after`, first replays what followed that cursor, then continues live, with no gap and no duplicate; a cursor that cannot be resumed (expired, unknown, another history) ends the subscription with RESYNC_REQUIRED. */
   events: Event;

@@ -51,6 +51,21 @@ describe('applyReturnMode', () => {
     expect(result.payload).toEqual({ service: 'orders', documentId: 'ord_1', revision: 4, diff: FULL_PAYLOAD.diff });
   });
 
+  it('DIFF keeps the data of a created event: it has no diff, and is the base the next diffs apply to', () => {
+    const created: RealtimeEvent = { ...syncEvent({ service: 'orders', documentId: 'ord_1', revision: 5, data: { status: 'new' } }), type: 'sync.created' };
+    deepFreeze(created);
+    expect(applyReturnMode(created, 'DIFF')).toBe(created);
+    expect(applyReturnMode(created, 'MINIMAL').payload).toEqual({ service: 'orders', documentId: 'ord_1', revision: 5 });
+  });
+
+  it('DIFF drops the data of a deleted event, whose diff leads to nothing', () => {
+    const deleted: RealtimeEvent = {
+      ...syncEvent({ service: 'orders', documentId: 'ord_1', revision: 6, data: null, diff: [{ op: 'replace', path: '', value: null }] }),
+      type: 'sync.deleted',
+    };
+    expect(applyReturnMode(deleted, 'DIFF').payload).toEqual({ service: 'orders', documentId: 'ord_1', revision: 6, diff: [{ op: 'replace', path: '', value: null }] });
+  });
+
   it('MINIMAL drops both data and diff', () => {
     const result = applyReturnMode(frozenEvent(), 'MINIMAL');
     expect(result.payload).toEqual({ service: 'orders', documentId: 'ord_1', revision: 4 });

@@ -12,6 +12,7 @@ export type ChangeOperation =
   | 'UPDATED';
 
 export type DocumentOperation =
+  /** Created, or created again after a deletion: no diff, and `data` is the new base (with returnMode DIFF too). */
   | 'CREATED'
   | 'DELETED'
   /** The first message: the document as it is (no data when it does not exist — revision 0, or the revision of its deletion — or with returnMode MINIMAL). */

@@ -13,14 +13,20 @@
 import type { DocumentEventType } from '../events/document-change.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
 
-/** The first message of `document`: the document at revision R. */
-const SNAPSHOT: DocumentEventType = 'sync.snapshot';
+/**
+ * The events a DIFF subscriber builds on: a `document` subscription's first message (the document
+ * at revision R) and a creation — the first revision, or a re-creation after a deletion. Neither
+ * has a diff (there is no previous document to diff from; a diff of the whole value would carry the
+ * document twice in every FULL creation and in the log), so their `data` is the base.
+ */
+const BASES: ReadonlySet<string> = new Set<DocumentEventType>(['sync.snapshot', 'sync.created']);
 
 /**
  * - FULL: the payload as published.
  * - DATA: the document after the change, without `diff`.
- * - DIFF: the change only, without `data` — but a document's snapshot keeps its `data`.
- * - MINIMAL: neither; the identifiers and the revision (notify only, a snapshot too).
+ * - DIFF: the change only, without `data` — but a snapshot and a creation keep their `data`:
+ *   they have no diff, and are the base the next diffs apply to.
+ * - MINIMAL: neither; the identifiers and the revision (notify only, snapshots and creations too).
  */
 export type ReturnMode = 'FULL' | 'DATA' | 'DIFF' | 'MINIMAL';
 
@@ -28,10 +34,11 @@ export type ReturnMode = 'FULL' | 'DATA' | 'DIFF' | 'MINIMAL';
 export function applyReturnMode(event: RealtimeEvent, mode: ReturnMode): RealtimeEvent {
   if (mode === 'FULL' || event.source !== 'sync') return event;
   const payload = event.payload;
-  // A snapshot is the base the diffs that follow apply to (it has no diff of its own): without
-  // its data a DIFF subscriber could apply nothing, and a document that exists would look like
-  // one deleted. MINIMAL asks to be told, not sent: it strips a snapshot like any change.
-  const stripData = (mode === 'MINIMAL' || (mode === 'DIFF' && event.type !== SNAPSHOT)) && Object.hasOwn(payload, 'data');
+  // A snapshot or a creation is the base the diffs that follow apply to (it has no diff of its
+  // own): without its data a DIFF subscriber could apply nothing — a document that exists would
+  // look like one deleted, and one created (again) would be silently missing. MINIMAL asks to be
+  // told, not sent: it strips those like any change.
+  const stripData = (mode === 'MINIMAL' || (mode === 'DIFF' && !BASES.has(event.type))) && Object.hasOwn(payload, 'data');
   const stripDiff = (mode === 'DATA' || mode === 'MINIMAL') && Object.hasOwn(payload, 'diff');
   if (!stripData && !stripDiff) return event;
 

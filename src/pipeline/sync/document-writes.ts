@@ -14,7 +14,10 @@ import { applyMergePatch } from './merge-patch.ts';
  * it read (under its lock or revision check) to the next state, or the error the client gets.
  */
 
-/** A document as stored, tombstones included. */
+/** What a tombstone (a deleted document) holds as data: nothing. Frozen: it is shared. */
+export const TOMBSTONE_DATA: JsonObject = Object.freeze({});
+
+/** A document as stored, tombstones included (their `data` is TOMBSTONE_DATA, or older content for a row deleted before tombstones were emptied). */
 export interface DocumentState {
   readonly revision: number;
   readonly data: JsonObject;
@@ -60,15 +63,20 @@ export function decideWrite(
   if (!live) throw notFound(key);
   if (command.expectedRevision !== undefined && command.expectedRevision !== live.revision) throw conflict(live.revision);
   if (command.kind === 'delete') {
-    return { operation: 'deleted', before: live, after: { ...live, revision, deleted: true, updatedAt: now } };
+    // The tombstone keeps the revision (a re-creation continues from it) and the times, never the
+    // content: a deleted document must not stay in Postgres or Redis (erasure requests). What it
+    // was is in `before`, for the answer and the event's diff.
+    return { operation: 'deleted', before: live, after: { ...live, revision, data: TOMBSTONE_DATA, deleted: true, updatedAt: now } };
   }
   const data: JsonObject = command.kind === 'replace' ? command.data : applyMergePatch(live.data, command.patch);
   assertDocumentSize(data, maxBytes, command.kind === 'replace' ? 'data' : 'patch');
   return { operation: 'updated', before: live, after: { ...live, revision, data, updatedAt: now } };
 }
 
-/** What a write answers: the new document, or for a deletion the document as it was. */
+/** What a write answers: the new document, or for a deletion the document as it was (with the deletion's revision and time). */
 export function documentOf(key: DocumentKey, change: DocumentChange): SyncDocument {
-  const { after } = change;
-  return { service: key.service, id: key.id, revision: after.revision, data: after.data, createdAt: after.createdAt, updatedAt: after.updatedAt };
+  const { after, before } = change;
+  // The tombstone has no content left: the deleted document's is `before`'s.
+  const data = change.operation === 'deleted' && before ? before.data : after.data;
+  return { service: key.service, id: key.id, revision: after.revision, data, createdAt: after.createdAt, updatedAt: after.updatedAt };
 }

@@ -49,18 +49,19 @@ const expectedRevision = 'Fails with CONFLICT (and `extensions.currentRevision`)
 const documentId =
   'Up to 128 letters, digits and _ . : -, and short enough for the topic `sync.{service}.doc.{id}` to fit in 200 characters (any id of up to 127 does); a longer one is BAD_USER_INPUT.';
 const documentData = 'A JSON object of at most 256 KiB (as JSON); a larger document is BAD_USER_INPUT.';
+const needsDocumentWrite = 'Needs `sync.{service}.write`, or the document\'s own `sync.{service}.doc.{id}.write`.';
 
 builder.queryFields((t) => ({
   document: t.field({
     type: Document,
     nullable: true,
-    description: 'A document, or null when there is none. Needs `sync.{service}.read`.',
+    description: "A document, or null when there is none. Needs `sync.{service}.read`, or the document's own `sync.{service}.doc.{id}.read`.",
     args: { service: t.arg.string({ required: true }), id: t.arg.id({ required: true, description: documentId }) },
     resolve: (_root, args, context) => resolvers.getDocument(context, { service: args.service, id: String(args.id) }),
   }),
   documents: t.field({
     type: DocumentConnection,
-    description: "A page of a service's documents ordered by id (the snapshot a reconnecting client refetches).",
+    description: "A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). Needs `sync.{service}.read`.",
     args: { service: t.arg.string({ required: true }), first: t.arg.int(), after: t.arg.string() },
     resolve: (_root, args, context) => resolvers.listDocuments(context, args),
   }),
@@ -69,7 +70,8 @@ builder.queryFields((t) => ({
 builder.mutationFields((t) => ({
   createDocument: t.field({
     type: Document,
-    description: 'Creates a document at revision 1 (an id is generated when none is given). CONFLICT when the id exists. Needs `sync.{service}.write`.',
+    description:
+      'Creates a document at revision 1 (an id is generated when none is given; a document created again after its deletion continues its revisions). CONFLICT when the id exists. Needs `sync.{service}.write` (a per-document permission does not create).',
     args: {
       service: t.arg.string({ required: true }),
       id: t.arg.id({ description: documentId }),
@@ -80,7 +82,7 @@ builder.mutationFields((t) => ({
   }),
   replaceDocument: t.field({
     type: Document,
-    description: 'Replaces the data of a document.',
+    description: `Replaces the data of a document. ${needsDocumentWrite}`,
     args: {
       service: t.arg.string({ required: true }),
       id: t.arg.id({ required: true, description: documentId }),
@@ -91,7 +93,7 @@ builder.mutationFields((t) => ({
   }),
   mergeDocument: t.field({
     type: Document,
-    description: 'Deep-merges a JSON Merge Patch (RFC 7386) into a document: `null` removes a key.',
+    description: `Deep-merges a JSON Merge Patch (RFC 7396) into a document: \`null\` removes a key. ${needsDocumentWrite}`,
     args: {
       service: t.arg.string({ required: true }),
       id: t.arg.id({ required: true, description: documentId }),
@@ -102,7 +104,7 @@ builder.mutationFields((t) => ({
   }),
   deleteDocument: t.field({
     type: Document,
-    description: 'Deletes a document; returns it as it was, with the revision of the deletion.',
+    description: `Deletes a document; returns it as it was, with the revision of the deletion. Only a tombstone stays (its revision and times, not its content). ${needsDocumentWrite}`,
     args: {
       service: t.arg.string({ required: true }),
       id: t.arg.id({ required: true, description: documentId }),
@@ -119,7 +121,10 @@ const DocumentOperation = builder.enumType('DocumentOperation', {
       description:
         'The first message: the document as it is (no data when it does not exist — revision 0, or the revision of its deletion — or with returnMode MINIMAL).',
     },
-    CREATED: { value: 'sync.created' },
+    CREATED: {
+      value: 'sync.created',
+      description: 'Created, or created again after a deletion: no diff, and `data` is the new base (with returnMode DIFF too).',
+    },
     UPDATED: { value: 'sync.updated' },
     DELETED: { value: 'sync.deleted' },
   } as const,
@@ -136,7 +141,13 @@ const DocumentChange = builder.objectRef<DocumentChangeView>('DocumentChange').i
     service: t.string({ resolve: (change) => change.payload.service }),
     id: t.id({ resolve: (change) => change.payload.documentId }),
     revision: t.int({ resolve: (change) => change.payload.revision }),
-    data: t.field({ type: 'JSON', nullable: true, resolve: (change) => change.payload.data ?? null }),
+    data: t.field({
+      type: 'JSON',
+      nullable: true,
+      description:
+        'The document after the change; null once deleted. With returnMode DIFF only SNAPSHOT and CREATED have it (the base the next diffs apply to); with MINIMAL none.',
+      resolve: (change) => change.payload.data ?? null,
+    }),
     diff: t.field({
       type: 'JSON',
       nullable: true,
@@ -151,7 +162,7 @@ builder.subscriptionField('document', (t) =>
   t.field({
     type: DocumentChange,
     description:
-      'A live document: first its snapshot (revision R), then every change after R, in revision order, with nothing lost or repeated in between — even under concurrent writes. Needs `sync.{service}.read`; without it the subscription stays silent.',
+      'A live document: first its snapshot (revision R), then every change after R, in revision order, with nothing lost or repeated in between — even under concurrent writes. Needs `sync.{service}.read`, or the document\'s own `sync.{service}.doc.{id}.read`; without either the subscription stays silent.',
     args: {
       service: t.arg.string({ required: true }),
       id: t.arg.id({ required: true, description: documentId }),

@@ -29,12 +29,13 @@ export const ReturnMode = builder.enumType('ReturnMode', {
     DATA: { value: 'DATA', description: 'Without `payload.diff`.' },
     DIFF: {
       value: 'DIFF',
-      description: "Without `payload.data`, except in a `document` subscription's SNAPSHOT: the base its diffs apply to.",
+      description:
+        "Without `payload.data`, except on the events without a diff — a `document` subscription's SNAPSHOT and every `sync.created` (also a re-creation): the base the next diffs apply to.",
     },
     MINIMAL: {
       value: 'MINIMAL',
       description:
-        "Without `payload.data` and `payload.diff`: notify only. A `document` subscription's SNAPSHOT loses its data too (an existing document's then looks like a deleted one's): read the `document` when told.",
+        "Without `payload.data` and `payload.diff`: notify only. SNAPSHOT and CREATED lose their data too (an existing document's then looks like a deleted one's): read the `document` when told.",
     },
   } as const,
 });

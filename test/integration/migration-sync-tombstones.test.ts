@@ -1,0 +1,45 @@
+/**
+ * Migration 0030: tombstones written before deletions stored no content are cleared of it — the
+ * row keeps its revision (a re-creation continues from it), live documents are left as they are.
+ */
+import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { migrate, MIGRATIONS_DIR } from '../../src/db/migrations.ts';
+import { createPostgresDatabase } from '../../src/db/postgres.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createTestDatabase } from '../helpers/index.ts';
+
+const logger = createLogger({ level: 'silent' });
+const CLEARING = '0030_sync_tombstones_without_content.sql';
+
+describe('migration 0030 (tombstones without content)', () => {
+  it('clears the content of tombstones written before it, and leaves live documents and revisions alone', async () => {
+    const database = await createTestDatabase();
+    const db = createPostgresDatabase({ url: database.url, logger });
+    const earlier = await mkdtemp(join(tmpdir(), 'tributary-migrations-'));
+    onTestFinished(async () => {
+      await db.close();
+      await database.dispose();
+      await rm(earlier, { recursive: true, force: true });
+    });
+    // The schema as it was before the migration, with a tombstone of that time.
+    for (const name of await readdir(MIGRATIONS_DIR)) if (name < CLEARING) await cp(join(MIGRATIONS_DIR, name), join(earlier, name));
+    await migrate(db, { logger, directory: earlier });
+    await db.query(
+      `INSERT INTO sync_documents (app, env, tenant, service, id, revision, data, deleted) VALUES
+         ('a', 'e', '', 'people', 'gone', 4, '{"ssn": "123-45-6789"}', true),
+         ('a', 'e', '', 'people', 'here', 2, '{"name": "Ada"}', false)`,
+    );
+
+    expect((await migrate(db, { logger })).applied).toEqual([CLEARING]);
+    const { rows } = await db.query<{ id: string; revision: number; data: unknown; deleted: boolean }>(
+      'SELECT id, revision, data, deleted FROM sync_documents ORDER BY id',
+    );
+    expect(rows).toEqual([
+      { id: 'gone', revision: 4, data: {}, deleted: true },
+      { id: 'here', revision: 2, data: { name: 'Ada' }, deleted: false },
+    ]);
+  });
+});
