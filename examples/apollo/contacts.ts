@@ -4,9 +4,11 @@
  * setup, unchanged. The token goes in the `authorization` header over HTTP and in
  * `connection_init` over the socket.
  *
- * `watchContacts` is the race-free pattern for a model: read `records` (its `cursor` is a stream
- * position consistent with the rows), then subscribe to `changes(after: cursor)` — every change
- * the rows do not contain arrives, none they already reflect.
+ * `watchContacts` is the race-free pattern for a model (the README's "Model snapshots"): read every
+ * page of `records` (`after: pageInfo.endCursor` while `hasNextPage`), then subscribe to `changes`
+ * with the same filter and `after:` the listing's `cursor` (a stream position consistent with the
+ * rows, the same on every page — not a page's `endCursor`): every change the rows do not contain
+ * arrives, none they already reflect.
  */
 import { ApolloClient, HttpLink, InMemoryCache, split, gql } from '@apollo/client';
 import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
@@ -26,12 +28,16 @@ export interface ApolloExampleOptions {
 export type Contact = { readonly id: number; readonly name: string; readonly status: string | null };
 
 export const CONTACTS = gql`
-  query Contacts($filter: JSON) {
-    records(model: "contacts", filter: $filter) {
+  query Contacts($filter: JSON, $first: Int, $after: String) {
+    records(model: "contacts", filter: $filter, first: $first, after: $after) {
       cursor
       nodes {
         id
         record
+      }
+      pageInfo {
+        endCursor
+        hasNextPage
       }
     }
   }
@@ -50,8 +56,15 @@ export const CONTACT_CHANGES = gql`
 `;
 
 export interface ContactsData {
-  readonly records: { readonly cursor: string; readonly nodes: readonly { readonly id: string; readonly record: Contact }[] };
+  readonly records: {
+    readonly cursor: string;
+    readonly nodes: readonly { readonly id: string; readonly record: Contact }[];
+    readonly pageInfo: { readonly endCursor: string | null; readonly hasNextPage: boolean };
+  };
 }
+
+/** Rows per `records` page (the server takes 1–1,000; 100 is its default). */
+export const PAGE_SIZE = 100;
 
 export interface ContactChange {
   readonly eventId: string;
@@ -98,12 +111,11 @@ export interface ContactsWatch {
 
 /** The contacts (matching `filter`), kept current; `onChange` after each change applied. */
 export async function watchContacts(client: ApolloClient, filter: Record<string, string> | null, onChange: (change: ContactChange) => void): Promise<ContactsWatch> {
-  const { data } = await client.query<ContactsData>({ query: CONTACTS, variables: { filter }, fetchPolicy: 'network-only' });
-  if (!data) throw new Error('records: no data');
-  const contacts = new Map(data.records.nodes.map((node) => [node.id, node.record]));
-  // A reconnecting graphql-ws client re-sends these variables (the first cursor): where a gap
-  // matters, subscribe again with the last change's cursor (see examples/README.md).
-  const subscription = client.subscribe<{ changes: ContactChange }>({ query: CONTACT_CHANGES, variables: { filter, after: data.records.cursor } }).subscribe({
+  const { contacts, cursor } = await readContacts(client, filter);
+  // A reconnecting graphql-ws client re-sends these variables (the listing's cursor): the server
+  // replays every change since the listing. To resume from the last change instead, subscribe
+  // again with its cursor (see examples/README.md).
+  const subscription = client.subscribe<{ changes: ContactChange }>({ query: CONTACT_CHANGES, variables: { filter, after: cursor } }).subscribe({
     next: ({ data: message }) => {
       if (!message) return;
       const change = message.changes;
@@ -113,4 +125,25 @@ export async function watchContacts(client: ApolloClient, filter: Record<string,
     },
   });
   return { contacts, stop: () => subscription.unsubscribe() };
+}
+
+/** Every page of `records`, keyed by id, and the listing's `cursor`. */
+async function readContacts(client: ApolloClient, filter: Record<string, string> | null): Promise<{ contacts: Map<string, Contact>; cursor: string }> {
+  const readPage = async (after: string | null): Promise<ContactsData['records']> => {
+    const { data } = await client.query<ContactsData>({ query: CONTACTS, variables: { filter, first: PAGE_SIZE, after }, fetchPolicy: 'network-only' });
+    if (!data) throw new Error('records: no data');
+    return data.records;
+  };
+  const contacts = new Map<string, Contact>();
+  let page = await readPage(null);
+  // The first page's: the same on every page of one listing, and where its snapshot was taken.
+  const { cursor } = page;
+  for (;;) {
+    for (const node of page.nodes) contacts.set(node.id, node.record);
+    // A page reads a bounded number of rows: with a selective filter it may hold none and still
+    // have a next page, so only `hasNextPage` ends the listing.
+    if (!page.pageInfo.hasNextPage || page.pageInfo.endCursor === null) break;
+    page = await readPage(page.pageInfo.endCursor);
+  }
+  return { contacts, cursor };
 }

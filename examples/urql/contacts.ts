@@ -3,8 +3,10 @@
  * (`subscriptionExchange`) — urql's documented setup, unchanged. The token goes in the
  * `authorization` header over HTTP and in `connection_init` over the socket.
  *
- * `watchContacts` reads `records`, then subscribes to `changes(after: records.cursor)`: every
- * change the rows do not contain arrives, none they already reflect.
+ * `watchContacts` reads every page of `records` (`after: pageInfo.endCursor` while `hasNextPage`),
+ * then subscribes to `changes` with the same filter and `after:` the listing's `cursor` (the same
+ * on every page — not a page's `endCursor`): every change the rows do not contain arrives, none
+ * they already reflect (the README's "Model snapshots").
  */
 import { Client, fetchExchange, gql, subscriptionExchange } from '@urql/core';
 import { createClient } from 'graphql-ws';
@@ -29,13 +31,26 @@ export interface ContactChange {
   readonly cursor: string;
 }
 
-const CONTACTS = gql<{ records: { cursor: string; nodes: { id: string; record: Contact }[] } }, { filter: Record<string, string> | null }>`
-  query Contacts($filter: JSON) {
-    records(model: "contacts", filter: $filter) {
+interface ContactsPage {
+  readonly cursor: string;
+  readonly nodes: readonly { readonly id: string; readonly record: Contact }[];
+  readonly pageInfo: { readonly endCursor: string | null; readonly hasNextPage: boolean };
+}
+
+/** Rows per `records` page (the server takes 1–1,000; 100 is its default). */
+export const PAGE_SIZE = 100;
+
+const CONTACTS = gql<{ records: ContactsPage }, { filter: Record<string, string> | null; first: number; after: string | null }>`
+  query Contacts($filter: JSON, $first: Int, $after: String) {
+    records(model: "contacts", filter: $filter, first: $first, after: $after) {
       cursor
       nodes {
         id
         record
+      }
+      pageInfo {
+        endCursor
+        hasNextPage
       }
     }
   }
@@ -89,10 +104,8 @@ export interface ContactsWatch {
 
 /** The contacts (matching `filter`), kept current; `onChange` after each change applied. */
 export async function watchContacts(client: Client, filter: Record<string, string> | null, onChange: (change: ContactChange) => void): Promise<ContactsWatch> {
-  const result = await client.query(CONTACTS, { filter }, { requestPolicy: 'network-only' }).toPromise();
-  if (result.error || !result.data) throw result.error ?? new Error('records: no data');
-  const contacts = new Map(result.data.records.nodes.map((node) => [node.id, node.record]));
-  const subscription = client.subscription(CONTACT_CHANGES, { filter, after: result.data.records.cursor }).subscribe(({ data }) => {
+  const { contacts, cursor } = await readContacts(client, filter);
+  const subscription = client.subscription(CONTACT_CHANGES, { filter, after: cursor }).subscribe(({ data }) => {
     if (!data) return;
     const change = data.changes;
     if (change.operation === 'DELETED' || change.record === null) contacts.delete(change.id);
@@ -100,4 +113,25 @@ export async function watchContacts(client: Client, filter: Record<string, strin
     onChange(change);
   });
   return { contacts, stop: () => subscription.unsubscribe() };
+}
+
+/** Every page of `records`, keyed by id, and the listing's `cursor`. */
+async function readContacts(client: Client, filter: Record<string, string> | null): Promise<{ contacts: Map<string, Contact>; cursor: string }> {
+  const readPage = async (after: string | null): Promise<ContactsPage> => {
+    const result = await client.query(CONTACTS, { filter, first: PAGE_SIZE, after }, { requestPolicy: 'network-only' }).toPromise();
+    if (result.error || !result.data) throw result.error ?? new Error('records: no data');
+    return result.data.records;
+  };
+  const contacts = new Map<string, Contact>();
+  let page = await readPage(null);
+  // The first page's: the same on every page of one listing, and where its snapshot was taken.
+  const { cursor } = page;
+  for (;;) {
+    for (const node of page.nodes) contacts.set(node.id, node.record);
+    // A page reads a bounded number of rows: with a selective filter it may hold none and still
+    // have a next page, so only `hasNextPage` ends the listing.
+    if (!page.pageInfo.hasNextPage || page.pageInfo.endCursor === null) break;
+    page = await readPage(page.pageInfo.endCursor);
+  }
+  return { contacts, cursor };
 }

@@ -42,4 +42,29 @@ describe('Apollo Client example', () => {
     expect(changes[2]).toMatchObject({ operation: 'LEFT', record: null });
     expect([...watch.contacts.values()].map((contact) => contact.name)).toEqual(['Ann B.']);
   });
+
+  it('holds every contact of a model larger than one page of records, then follows its changes', async () => {
+    const setup = await setUpCdc();
+    await saveMappingOk(setup, CONTACTS_MAPPING);
+    // 150 rows: more than the server's default page (100), so a listing that ignores hasNextPage holds 100.
+    await setup.source.query(`INSERT INTO contacts (tenant_id, status, name) SELECT 'a', 'active', 'Contact ' || n FROM generate_series(1, 150) AS n`);
+    await insertContact(setup, 'b', 'Other tenant', 'active');
+    const token = await signHs256({ tenant: 'a', permissions: ['crm.contacts.read'] });
+    const apollo = createApolloClient({ httpUrl: setup.server.graphqlUrl, wsUrl: setup.server.wsUrl, token });
+    onTestFinished(() => apollo.close());
+    const subscribers = setup.server.stats().subscribers;
+
+    const changes: ContactChange[] = [];
+    const watch = await watchContacts(apollo.client, null, (change) => void changes.push(change));
+    onTestFinished(() => watch.stop());
+    expect(watch.contacts.size).toBe(150);
+    expect(new Set([...watch.contacts.values()].map((contact) => contact.name))).toEqual(new Set(Array.from({ length: 150 }, (_, index) => `Contact ${index + 1}`)));
+    await waitFor(() => setup.server.stats().subscribers === subscribers + 1, { message: 'subscribed over the socket' });
+
+    // The stream joins at the listing's cursor (not a page's endCursor): the next change arrives, once.
+    await insertContact(setup, 'a', 'Contact 151', 'active');
+    await waitFor(() => changes.length === 1, { timeoutMs: 15_000, message: 'the change after the listing' });
+    expect(changes.map((change) => [change.operation, change.record?.name])).toEqual([['CREATED', 'Contact 151']]);
+    expect(watch.contacts.size).toBe(151);
+  });
 });
