@@ -37,8 +37,11 @@ export function assertStorableText(field: string, value: string): void {
  * though JSON and GraphQL carry it: a NUL character (jsonb refuses "\u0000", SQLSTATE 22P05) or
  * half of a surrogate pair (JSON.stringify writes it as "\udXXX", which jsonb refuses as invalid
  * input). Such a value passes every other check and fails only when written — behind the document
- * cache, after the change was acknowledged. An explicit stack, not recursion: the depth is the
- * client's.
+ * cache, after the change was acknowledged. Also refused: a value JSON has no form for —
+ * `undefined`, a number that is not finite — which would be written as a silent deletion (a merge
+ * patch's absent key, JSON.stringify dropping it) or `null`; the `JSON` scalar refuses them at the
+ * edge, this is the backstop for any other way in. An explicit stack, not recursion: the depth is
+ * the client's.
  */
 export function assertStorableJson(field: string, value: unknown): void {
   const stack: JsonNode[] = [{ value, parent: undefined, key: '' }];
@@ -46,6 +49,8 @@ export function assertStorableJson(field: string, value: unknown): void {
     const current = node.value;
     if (typeof current === 'string') {
       if (!isStorable(current)) throw unstorable(field, 'a string', node);
+    } else if (current === undefined || (typeof current === 'number' && !Number.isFinite(current))) {
+      throw notJson(field, current, node);
     } else if (Array.isArray(current)) {
       for (let index = current.length - 1; index >= 0; index -= 1) stack.push({ value: current[index] as unknown, parent: node, key: index });
     } else if (typeof current === 'object' && current !== null) {
@@ -73,15 +78,30 @@ const MAX_SEGMENT = 40;
 const MAX_POINTER = 200;
 
 function unstorable(field: string, what: string, node: JsonNode): TributaryError {
+  const path = pathOf(node);
+  return new TributaryError(
+    ErrorCode.BAD_USER_INPUT,
+    `${field} has ${what} with a NUL character (U+0000) or half of a surrogate pair at ${placeOf(path)}; the database cannot store it`,
+    { details: { field, path } },
+  );
+}
+
+function notJson(field: string, value: undefined | number, node: JsonNode): TributaryError {
+  const path = pathOf(node);
+  const what = value === undefined ? 'no value (undefined)' : `the number ${String(value)}`;
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, `${field} has ${what} at ${placeOf(path)}, which JSON cannot carry`, { details: { field, path } });
+}
+
+/** The JSON Pointer of `node` in the value, cut to MAX_POINTER characters. */
+function pathOf(node: JsonNode): string {
   const segments: string[] = [];
   for (let at: JsonNode | undefined = node; at?.parent !== undefined; at = at.parent) segments.push(segmentOf(at.key));
   const pointer = segments.reverse().map((segment) => `/${segment}`).join('');
-  const path = pointer.length > MAX_POINTER ? `${pointer.slice(0, MAX_POINTER)}…` : pointer;
-  return new TributaryError(
-    ErrorCode.BAD_USER_INPUT,
-    `${field} has ${what} with a NUL character (U+0000) or half of a surrogate pair at ${path === '' ? 'its top level' : path}; the database cannot store it`,
-    { details: { field, path } },
-  );
+  return pointer.length > MAX_POINTER ? `${pointer.slice(0, MAX_POINTER)}…` : pointer;
+}
+
+function placeOf(path: string): string {
+  return path === '' ? 'its top level' : path;
 }
 
 /** RFC 6901 escaping, characters that cannot be stored written as \uXXXX, long keys cut. */

@@ -1,4 +1,4 @@
-import { GraphQLError } from 'graphql';
+import { GraphQLError, isValueNode } from 'graphql';
 import { ErrorCode, faultOf, isClientFacing, type TributaryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
@@ -44,8 +44,12 @@ export function createErrorMasker(logger: Logger) {
       if (located.extensions['code'] !== undefined) return located;
       if (original.extensions['code'] !== undefined) return original;
       // GraphQL's own error all the way down, and no path: raised before execution (variable
-      // coercion, operation selection), so it describes the request, not the server.
-      if (located.path === undefined) {
+      // coercion, operation selection), so it describes the request, not the server — or raised
+      // while executing at one of the document's values: an argument that passed validation but
+      // not coercion with the request's variables (a `JSON` literal holding a variable the request
+      // did not send); graphql-js keeps the scalar's reason to itself.
+      const atValue = original.nodes?.[0];
+      if (located.path === undefined || (atValue !== undefined && isValueNode(atValue))) {
         logger.debug({ err: located }, 'request refused before execution');
         return new GraphQLError(located.message, {
           ...locationOf(located),

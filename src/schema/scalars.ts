@@ -1,5 +1,6 @@
-import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
+import { DateTimeResolver } from 'graphql-scalars';
 import { builder } from './builder.ts';
+import { JsonScalar } from './json-scalar.ts';
 
-builder.addScalarType('JSON', JSONResolver);
+builder.addScalarType('JSON', JsonScalar);
 builder.addScalarType('DateTime', DateTimeResolver);
