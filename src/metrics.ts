@@ -42,6 +42,7 @@ export interface Metrics {
   readonly gatewayEventsLost: Counter<'reason'>;
   readonly connections: Gauge;
   readonly subscriptions: Gauge;
+  readonly redisEvictionPolicyOk: Gauge<'policy'>;
   /** CDC readers this instance leads: WAL after the confirmed position, and WAL the slot retains. */
   readonly cdcLagBytes: Gauge<'source'>;
   readonly cdcRetainedWalBytes: Gauge<'source'>;
@@ -247,6 +248,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       collect() {
         this.set(total('connections'));
       },
+    }),
+    redisEvictionPolicyOk: new Gauge({
+      name: 'tributary_redis_eviction_policy_ok',
+      help: 'Redis maxmemory-policy as last read (label policy): 1 when it cannot evict keys without a TTL (noeviction, volatile-*), 0 when it may evict dirty document entries (allkeys-*)',
+      labelNames: ['policy'],
+      registers: [registry],
     }),
     subscriptions: new Gauge({
       name: 'tributary_subscriptions',

@@ -148,7 +148,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
     const stopSampling = metrics.sample({ connections: () => webSocket.connectionCount, subscriptions: () => dispatcher.stats().subscribers });
     cleanup.push('metrics sampler', () => Promise.resolve(stopSampling()));
     const api = createAdminApi({ verifier, services, logger });
-    const http = await listen(context, { graphql: { yoga, webSocket, maxBodyBytes: config.limits.httpMaxBodyBytes, post: createGraphQLPostHandler(yoga, verifier, metrics) }, api, readiness: readinessChecks(context.clients) });
+    const http = await listen(context, { graphql: { yoga, webSocket, maxBodyBytes: config.limits.httpMaxBodyBytes, post: createGraphQLPostHandler(yoga, verifier, metrics) }, api, readiness: [...readinessChecks(context.clients), ...parts.sync.readiness] });
     // The listener first — /ready turns 503 and no connection comes in after it — then the
     // sockets, closed meanwhile: the upgrades on a connection accepted before are refused too.
     // Both drain together; the engine and everything below it go after (reverse order).

@@ -6,7 +6,8 @@ import { componentLogger, type Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { createDocumentCache, type CachedEntry, type ReadResult } from './document-cache.ts';
+import type { Scope } from '../scope.ts';
+import { createDocumentCache, isDocumentCacheUnavailable, type CachedEntry, type ReadResult } from './document-cache.ts';
 import { createDocumentCommits } from './document-commits.ts';
 import { createDocumentEventPublisher } from './document-events.ts';
 import { createDocumentFlusher } from './document-flusher.ts';
@@ -17,10 +18,12 @@ import {
   DEFAULT_MAX_DOCUMENT_BYTES,
   documentEntity,
   type DocumentKey,
+  type DocumentPage,
   type DocumentService,
   type DocumentSnapshot,
   type SyncDocument,
 } from './documents.ts';
+import { listDocuments, snapshotOfRow } from './postgres-documents.ts';
 
 /**
  * `async`: a write returns once Redis holds it; Postgres follows right after (and the sweep
@@ -176,10 +179,32 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   };
 
   /** The document as a reader or a new subscription sees it. */
-  const snapshot = async (key: DocumentKey): Promise<DocumentSnapshot> => {
-    const { entry } = await current(key, 'read');
-    const state = await readable(key, entry);
-    return { revision: state?.revision ?? 0, document: state && !state.deleted ? documentAt(key, state) : undefined };
+  const snapshot = (key: DocumentKey): Promise<DocumentSnapshot> =>
+    orFromDatabase(
+      async () => {
+        const { entry } = await current(key, 'read');
+        const state = await readable(key, entry);
+        return { revision: state?.revision ?? 0, document: state && !state.deleted ? documentAt(key, state) : undefined };
+      },
+      () => snapshotOfRow(db, key),
+    );
+
+  /**
+   * A read the cache cannot serve (Redis unreachable, timing out) is answered by `fromDatabase` in
+   * sync durability: Postgres has every acknowledged change there, and readers are shown only what
+   * it has (see `readable`), so its row is exactly what the cache would have shown. In async
+   * durability the cache may hold acknowledged changes Postgres lacks: its row could show an older
+   * revision than a reader already saw, so the read stays UNAVAILABLE. Writes always need the
+   * cache (its lock and revision check) and fail while it is away.
+   */
+  const orFromDatabase = async <T>(read: () => Promise<T>, fromDatabase: () => Promise<T>): Promise<T> => {
+    try {
+      return await read();
+    } catch (error) {
+      if (acknowledgedFirst || !isDocumentCacheUnavailable(error)) throw error;
+      logger.debug({ err: error }, 'document cache unavailable; read from the database');
+      return fromDatabase();
+    }
   };
 
   /**
@@ -286,40 +311,43 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     });
   };
 
+  /** Documents of a service: Postgres's live rows, shown as the cache has them (see `listed`). */
+  const listThroughCache = async (scope: Scope, service: string, { first, after }: { first: number; after: string | undefined }): Promise<DocumentPage> => {
+    await epochChecked;
+    // Postgres lists the live documents, so deleted ones cost nothing. The cache may hold newer
+    // states of them: in sync durability only changes Postgres has (see `readable`); in async
+    // durability also changes not flushed yet, among them re-creations of documents Postgres has
+    // deleted — those are in the dirty set (dirty entries never expire). Deletions the cache
+    // acknowledged first are skipped below. Ids are ASCII: string order is byte order.
+    const unflushed = acknowledgedFirst ? (await cache.dirtyIds(scope, service)).sort() : [];
+    const documents: SyncDocument[] = [];
+    let cursor = after ?? '';
+    for (;;) {
+      const rows = await listLiveDocuments(db, scope, service, cursor, first + 1);
+      // Ids up to `end` are all known now (every id after the cursor when the rows stop short).
+      const end = rows.length > first ? rows[rows.length - 1]!.id : undefined;
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      const more = unflushed.filter((id) => id > cursor && (end === undefined || id <= end) && !byId.has(id));
+      const ids = [...byId.keys(), ...more].sort();
+      const { epoch, reads } = await cache.peek(ids.map((id) => cache.entryKey({ scope, service, id })));
+      for (const [index, id] of ids.entries()) {
+        const key = { scope, service, id };
+        const state = await listed(key, byId.get(id), reads[index]!, epoch);
+        if (!state || state.deleted) continue;
+        if (documents.length === first) return { documents, hasNextPage: true };
+        documents.push(documentAt(key, state));
+      }
+      if (end === undefined) return { documents, hasNextPage: false };
+      cursor = end;
+    }
+  };
+
   return {
     get: async (key) => (await snapshot(key)).document,
 
     snapshot,
 
-    async list(scope, service, { first, after }) {
-      await epochChecked;
-      // Postgres lists the live documents, so deleted ones cost nothing. The cache may hold newer
-      // states of them: in sync durability only changes Postgres has (see `readable`); in async
-      // durability also changes not flushed yet, among them re-creations of documents Postgres has
-      // deleted — those are in the dirty set (dirty entries never expire). Deletions the cache
-      // acknowledged first are skipped below. Ids are ASCII: string order is byte order.
-      const unflushed = acknowledgedFirst ? (await cache.dirtyIds(scope, service)).sort() : [];
-      const documents: SyncDocument[] = [];
-      let cursor = after ?? '';
-      for (;;) {
-        const rows = await listLiveDocuments(db, scope, service, cursor, first + 1);
-        // Ids up to `end` are all known now (every id after the cursor when the rows stop short).
-        const end = rows.length > first ? rows[rows.length - 1]!.id : undefined;
-        const byId = new Map(rows.map((row) => [row.id, row]));
-        const more = unflushed.filter((id) => id > cursor && (end === undefined || id <= end) && !byId.has(id));
-        const ids = [...byId.keys(), ...more].sort();
-        const { epoch, reads } = await cache.peek(ids.map((id) => cache.entryKey({ scope, service, id })));
-        for (const [index, id] of ids.entries()) {
-          const key = { scope, service, id };
-          const state = await listed(key, byId.get(id), reads[index]!, epoch);
-          if (!state || state.deleted) continue;
-          if (documents.length === first) return { documents, hasNextPage: true };
-          documents.push(documentAt(key, state));
-        }
-        if (end === undefined) return { documents, hasNextPage: false };
-        cursor = end;
-      }
-    },
+    list: (scope, service, page) => orFromDatabase(() => listThroughCache(scope, service, page), () => listDocuments(db, scope, service, page)),
 
     create: (key, data) => write(key, { kind: 'create', data }),
     replace: (key, data, expectedRevision) => write(key, { kind: 'replace', data, expectedRevision }),

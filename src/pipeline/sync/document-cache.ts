@@ -5,7 +5,8 @@ import { EPOCH, FLUSHED, INSTALL, RAISE, READ, RENEW_LEASE, SETTLE, TAKE_BACK, U
 import type { Scope } from '../scope.ts';
 import type { StoredKey } from './document-store.ts';
 import type { DocumentState } from './document-writes.ts';
-import { unavailableOnFailure as unavailable, type DocumentKey, type JsonObject } from './documents.ts';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+import type { DocumentKey, JsonObject } from './documents.ts';
 
 /**
  * The Redis side of the document hot cache: one hash per document, a set of dirty documents, the
@@ -372,6 +373,26 @@ function newRandomId(): string {
   return randomBytes(9).toString('base64url');
 }
 
-function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
-  return unavailable(work, 'The document cache is unavailable right now; retry shortly');
+/**
+ * UNAVAILABLE because Redis failed a cache command (unreachable, timed out, refused) — not the
+ * database: a reader in sync durability can then ask Postgres instead (`cached-documents.ts`).
+ */
+export class DocumentCacheUnavailableError extends TributaryError {
+  constructor(cause: unknown) {
+    super(ErrorCode.UNAVAILABLE, 'The document cache is unavailable right now; retry shortly', { cause });
+  }
+}
+
+export function isDocumentCacheUnavailable(error: unknown): error is DocumentCacheUnavailableError {
+  return error instanceof DocumentCacheUnavailableError;
+}
+
+/** Runs a cache command; a failure that is not already a client-facing error becomes DocumentCacheUnavailableError. */
+async function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof TributaryError) throw error;
+    throw new DocumentCacheUnavailableError(error);
+  }
 }

@@ -58,14 +58,19 @@ export async function lockDocument(tx: Queryable, key: DocumentKey): Promise<Doc
   return rows[0];
 }
 
+/**
+ * The statement of `listLiveDocuments` (parameters: app, env, tenant, service, after, limit),
+ * exported so a test can check its plan. Ids in byte order (`COLLATE "C"`), whatever the
+ * database's default collation: the order the cache's ids are merged in. Migration 0029's partial
+ * index `sync_documents_live_by_id` serves exactly this filter and order — change one with the other.
+ */
+export const LIST_LIVE_DOCUMENTS_SQL = `SELECT ${COLUMNS} FROM sync_documents
+      WHERE app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND NOT deleted AND id COLLATE "C" > $5
+      ORDER BY id COLLATE "C" LIMIT $6`;
+
 /** Live documents of a service, by id in byte order, after `after`: up to `limit` rows. */
 export async function listLiveDocuments(db: Queryable, scope: Scope, service: string, after: string, limit: number): Promise<DocumentRow[]> {
-  const { rows } = await db.query<DocumentRow>(
-    `SELECT ${COLUMNS} FROM sync_documents
-      WHERE app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND NOT deleted AND id COLLATE "C" > $5
-      ORDER BY id COLLATE "C" LIMIT $6`,
-    [scope.app, scope.env, scope.tenant ?? '', service, after, limit],
-  );
+  const { rows } = await db.query<DocumentRow>(LIST_LIVE_DOCUMENTS_SQL, [scope.app, scope.env, scope.tenant ?? '', service, after, limit]);
   return rows;
 }
 

@@ -105,13 +105,3 @@ export function conflict(currentRevision: number | undefined, message = 'The doc
 export function alreadyExists(currentRevision: number | undefined): TributaryError {
   return conflict(currentRevision, 'A document with this id already exists');
 }
-
-/** Runs `work`; a failure that is not already a client-facing error becomes UNAVAILABLE with `message`. */
-export async function unavailableOnFailure<T>(work: Promise<T>, message: string): Promise<T> {
-  try {
-    return await work;
-  } catch (error) {
-    if (error instanceof TributaryError) throw error;
-    throw new TributaryError(ErrorCode.UNAVAILABLE, message, { cause: error });
-  }
-}

@@ -63,14 +63,9 @@ export function createPostgresDocumentService(options: PostgresDocumentServiceOp
   /** The revision a refused creation reports, when it can be read. */
   const currentRevision = async (key: DocumentKey): Promise<number | undefined> => (await selectDocument(db, key).catch(() => undefined))?.revision;
 
-  const snapshot = async (key: DocumentKey): Promise<DocumentSnapshot> => {
-    const row = await selectDocument(db, key);
-    return { revision: row?.revision ?? 0, document: row && !row.deleted ? toDocument(key.service, row) : undefined };
-  };
-
   return {
-    get: async (key) => (await snapshot(key)).document,
-    snapshot,
+    get: async (key) => (await snapshotOfRow(db, key)).document,
+    snapshot: (key) => snapshotOfRow(db, key),
 
     list: (scope, service, page) => listDocuments(db, scope, service, page),
 
@@ -82,8 +77,17 @@ export function createPostgresDocumentService(options: PostgresDocumentServiceOp
   };
 }
 
-/** Live documents of a service in the database, by id (byte order), after `after`. */
-async function listDocuments(
+/**
+ * The document as the database has it. Also what the cached service reads in sync durability
+ * while Redis is unavailable: the database then holds every acknowledged change.
+ */
+export async function snapshotOfRow(db: Database, key: DocumentKey): Promise<DocumentSnapshot> {
+  const row = await selectDocument(db, key);
+  return { revision: row?.revision ?? 0, document: row && !row.deleted ? toDocument(key.service, row) : undefined };
+}
+
+/** Live documents of a service in the database, by id (byte order), after `after` (also the cached service's fallback, as above). */
+export async function listDocuments(
   db: Database,
   scope: Scope,
   service: string,
