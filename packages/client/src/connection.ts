@@ -14,9 +14,12 @@ import { guardedWebSocket } from './guarded-websocket.ts';
 import { callEach, type HandlerErrorReport } from './handler-errors.ts';
 import { closeDisposition, INITIAL_STATUS, nextStatus, type CloseDisposition, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
-import { TokenRefresh, unref, type GetToken } from './token-refresh.ts';
+import type { SessionUser } from './session-user.ts';
+import { isExpiryNotice, TokenRefresh, unref, type GetToken } from './token-refresh.ts';
 import { tokenExpiresAt, tokenPrincipal } from './token.ts';
 import { installWakeTriggers, isOnline } from './wake-triggers.ts';
+
+export type { SessionUser } from './session-user.ts';
 
 export interface ConnectionOptions {
   readonly url: string;
@@ -32,17 +35,6 @@ export interface ConnectionOptions {
   readonly onError: (error: unknown) => void;
   /** What an application's handler threw (`handler-errors.ts`). */
   readonly reportHandlerError: HandlerErrorReport;
-}
-
-/** Something that runs on every acknowledged socket: a subscription, the token refresh. */
-export interface SessionUser {
-  attach(session: Session): void;
-  /**
-   * The client's user changed (a new login: another subject, tenant, app or env): drop everything
-   * received for the previous one — what is shown, cursors, ids seen. Called before the new user's
-   * socket can be acknowledged, so the next `attach` starts afresh.
-   */
-  reset?(): void;
 }
 
 /** One socket attempt: its graphql-ws client and timers. */
@@ -123,12 +115,17 @@ export class Connection {
     return this.#status.state;
   }
 
-  /** The acknowledged socket now, if any. */
   /** Reports what an application's handler threw: the client's `onError`, or thrown again in a microtask. */
   reportHandlerError(error: unknown): void {
     this.#options.reportHandlerError(error);
   }
 
+  /** Reports a problem the client recovers from by itself (a refusal it retries): the client's `onError`, if any. */
+  reportError(error: unknown): void {
+    this.#options.onError(error);
+  }
+
+  /** The acknowledged socket now, if any. */
   get session(): Session | undefined {
     return this.#attempt?.session;
   }
@@ -208,8 +205,12 @@ export class Connection {
     const controller = new AbortController();
     // Filled in below: the graphql-ws callbacks only run once the socket is being opened.
     const attempt = { controller, session: undefined, token: undefined, acknowledgedAt: undefined, connectTimer: undefined, pongTimer: undefined } as Omit<Attempt, 'client'> & { client: Client };
+    let operations = 0;
     attempt.client = createGraphQLWsClient({
       url: options.url,
+      // Unique per socket is all the protocol needs; a counter needs no randomness (graphql-ws
+      // draws UUIDs from Math.random, which a test pinning it would make collide).
+      generateID: () => String((operations += 1)),
       webSocketImpl: guardedWebSocket(options.webSocketImpl),
       lazy: false,
       retryAttempts: 0,
@@ -287,7 +288,12 @@ export class Connection {
     this.#dispatch({ type: 'lost', code, disposition });
     // A state listener may have closed the client just now.
     if ((this.#status.state as ConnectionState) === 'closed') return;
-    if (disposition === 'unauthorized') return;
+    if (disposition === 'unauthorized') {
+      // Otherwise what waits for a socket would look merely slow (a hook `loading` for good).
+      const error = new SessionEndedError(code);
+      this.#tellUsers((user) => user.unauthorized?.(error));
+      return;
+    }
     if (disposition === 'new-token') {
       // The token expired without a refresh: a new socket at once, with a token from getToken.
       this.#expiredToken = attempt.token;
@@ -314,14 +320,12 @@ export class Connection {
   /** Every user drops what it holds (`SessionUser.reset`); they hold nobody's data after. */
   #resetUsers(): void {
     this.#principal = undefined;
-    for (const user of [...this.#users]) {
-      try {
-        user.reset?.();
-      } catch (error) {
-        // An application's callback (onReset): the others are still told.
-        this.#options.reportHandlerError(error);
-      }
-    }
+    this.#tellUsers((user) => user.reset?.());
+  }
+
+  /** Calls every user; what one throws (an application's callback: onReset…) is reported and the others are still told. */
+  #tellUsers(call: (user: SessionUser) => void): void {
+    callEach(this.#users, call, this.#options.reportHandlerError);
   }
 
   /**
@@ -389,8 +393,4 @@ export class Connection {
     // the caller half-way (a reconnection never scheduled): reported like any handler's error.
     callEach(this.#listeners, (listener) => listener(this.#status.state), this.#options.reportHandlerError);
   }
-}
-
-function isExpiryNotice(payload: unknown): boolean {
-  return typeof payload === 'object' && payload !== null && (payload as { reason?: unknown }).reason === 'TOKEN_EXPIRING';
 }

@@ -10,6 +10,7 @@
  * would otherwise stay on show to them.
  */
 import type { Connection } from './connection.ts';
+import { isPermissionRevoked } from './errors.ts';
 import { TributaryDocumentDocument, type DocumentOperation } from './generated.ts';
 import { runResumable } from './resumable.ts';
 
@@ -27,8 +28,20 @@ export interface LiveDocument {
 export interface SubscribeDocumentOptions {
   /** The document after each change (and its snapshot on every new socket, when newer). */
   readonly onDocument: (document: LiveDocument) => void;
-  /** The subscription stopped for good (FORBIDDEN…). */
+  /**
+   * The subscription stopped for good (FORBIDDEN…). When the server ended it because a refreshed
+   * token may no longer read the document (FORBIDDEN, `reason: PERMISSION_REVOKED`:
+   * `isPermissionRevoked(error)`), `current` is undefined from then on: stop showing it.
+   */
   readonly onError?: (error: unknown) => void;
+  /**
+   * Not served for now, but not stopped: a refusal the client retries (RATE_LIMITED — after its
+   * `retryAfterMs` when it names one —, UNAVAILABLE, INTERNAL_SERVER_ERROR…), or the connection
+   * turned `unauthorized` (a SessionEndedError with the close code) until `reconnect()`.
+   */
+  readonly onRetry?: (error: Error) => void;
+  /** Served again after `onRetry`: called just before the snapshot that follows. */
+  readonly onResume?: () => void;
   /**
    * The client's user changed (a new login: another subject, tenant, app or env): the document held
    * was the previous user's and is dropped (`current` is undefined) — stop showing it. The new
@@ -48,11 +61,22 @@ export function subscribeDocument(connection: Connection, service: string, id: s
   let current: LiveDocument | undefined;
   /** Stopped for good: subscribed on no further socket, but still told of a new login (its document goes). */
   let failed = false;
+  /** `onRetry` was told, and no document came since. */
+  let retrying = false;
+  const interrupted = (error: Error) => {
+    if (failed) return;
+    retrying = true;
+    options.onRetry?.(error);
+  };
 
   const take = (next: LiveDocument) => {
     // A snapshot (the first message on each socket) is the document as it is now, whatever is held.
     // Once the document is gone (deleted, or a snapshot of no document), any revision is taken.
     const gone = current === undefined || current.operation === 'DELETED' || current.data === null;
+    if (retrying) {
+      retrying = false;
+      options.onResume?.();
+    }
     if (next.operation !== 'SNAPSHOT' && !gone && next.revision <= (current?.revision ?? 0)) return;
     current = next;
     options.onDocument(next);
@@ -69,12 +93,16 @@ export function subscribeDocument(connection: Connection, service: string, id: s
           }, signal),
         // The next subscription starts with a snapshot: that is the refill.
         resync: () => Promise.resolve(),
+        retrying: interrupted,
         fail: (error) => {
           failed = true;
+          // The refreshed token may no longer read it: not kept for show (as after a new login).
+          if (isPermissionRevoked(error)) current = undefined;
           options.onError?.(error);
         },
       });
     },
+    unauthorized: interrupted,
     reset: () => {
       current = undefined;
       options.onReset?.();

@@ -93,3 +93,25 @@ export function isResyncRequired(error: unknown): boolean {
 export function isTokenRefusal(error: unknown): boolean {
   return error instanceof TributaryRequestError && error.hasCode('UNAUTHENTICATED');
 }
+
+/**
+ * How long the server asked to wait before trying again (`extensions.retryAfterMs` of a
+ * RATE_LIMITED refusal: when the subject's budget is whole again), in ms; undefined when it did not say.
+ */
+export function retryAfterOf(error: unknown): number | undefined {
+  if (!(error instanceof TributaryRequestError)) return undefined;
+  let longest: number | undefined;
+  for (const each of error.errors) {
+    const wait = each.extensions?.['retryAfterMs'];
+    if (typeof wait === 'number' && Number.isFinite(wait) && wait > 0) longest = Math.max(longest ?? 0, wait);
+  }
+  return longest;
+}
+
+/**
+ * The server ended the subscription because the socket's refreshed token may no longer read it
+ * (FORBIDDEN, `extensions.reason: PERMISSION_REVOKED`): what it delivered must not stay on show.
+ */
+export function isPermissionRevoked(error: unknown): boolean {
+  return error instanceof TributaryRequestError && error.errors.some((each) => each.extensions?.['code'] === 'FORBIDDEN' && each.extensions['reason'] === 'PERMISSION_REVOKED');
+}

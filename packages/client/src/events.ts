@@ -29,8 +29,19 @@ export interface SubscribeEventsOptions {
   readonly onEvent: (event: TopicEvent) => void;
   /** The history could not be resumed: refetch your state. The stream continues from the topic's position read just before. */
   readonly onResync?: () => void | Promise<void>;
-  /** The subscription stopped for good (FORBIDDEN, BAD_USER_INPUT…). */
+  /** The subscription stopped for good (FORBIDDEN, BAD_USER_INPUT…; `isPermissionRevoked(error)` after a refreshed token lost the topic). */
   readonly onError?: (error: unknown) => void;
+  /**
+   * Not served for now, but not stopped: a refusal the client retries (RATE_LIMITED — after its
+   * `retryAfterMs` when it names one —, UNAVAILABLE, INTERNAL_SERVER_ERROR…), or the connection
+   * turned `unauthorized` (a SessionEndedError with the close code) until `reconnect()`.
+   */
+  readonly onRetry?: (error: Error) => void;
+  /**
+   * Served again after `onRetry`: an event arrived, or the server answered an operation sent after
+   * the subscribe without refusing it (the protocol acknowledges no subscription).
+   */
+  readonly onResume?: () => void;
   /**
    * The client's user changed (a new login): what you show of the previous user's events is theirs
    * — drop it now. Then, on the new user's socket, `onResync` runs and the stream continues from
@@ -57,6 +68,18 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
   let resets = 0;
   /** Stopped for good: subscribed on no further socket, but still told of a new login. */
   let failed = false;
+  /** `onRetry` was told, and the stream was not served since. */
+  let retrying = false;
+  const interrupted = (error: Error) => {
+    if (failed) return;
+    retrying = true;
+    options.onRetry?.(error);
+  };
+  const resumed = () => {
+    if (!retrying || failed) return;
+    retrying = false;
+    options.onResume?.();
+  };
   /** The last refill begun (settled or not): the next one waits for it. */
   let refilling: Promise<void> = Promise.resolve();
 
@@ -104,19 +127,30 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
             }
           }
           cursor ??= await readHead(current, signal);
-          await current.stream(TributaryEventsDocument, { topic, where: options.where ?? null, after: cursor ?? null }, ({ events: event }) => {
+          let running = true;
+          const streaming = current.stream(TributaryEventsDocument, { topic, where: options.where ?? null, after: cursor ?? null }, ({ events: event }) => {
             delivered();
+            resumed();
             cursor = event.cursor;
             if (seen.add(event.id)) options.onEvent(event);
           }, signal);
+          // After a refusal only (one probe, not one per subscription per socket): is it taken in now?
+          if (retrying) {
+            const settled = () => void (running = false);
+            void streaming.then(settled, settled);
+            void current.roundTrip(signal).then(() => running && resumed(), () => {});
+          }
+          await streaming;
         },
         resync: refillAt,
+        retrying: interrupted,
         fail: (error) => {
           failed = true;
           options.onError?.(error);
         },
       });
     },
+    unauthorized: interrupted,
     reset: () => {
       resets += 1;
       cursor = undefined;

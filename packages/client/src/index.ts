@@ -9,7 +9,7 @@ export type { ClientOptions, TributaryClient } from './client.ts';
 export type { ConnectionState } from './connection-state.ts';
 export { backoffDelay, backoffWindow, DEFAULT_BACKOFF } from './backoff.ts';
 export type { BackoffOptions } from './backoff.ts';
-export { SessionEndedError, TributaryRequestError } from './errors.ts';
+export { isPermissionRevoked, SessionEndedError, TributaryRequestError } from './errors.ts';
 export type { GraphQLErrorLike } from './errors.ts';
 export type { EventsSubscription, SubscribeEventsOptions, TopicEvent } from './events.ts';
 export { isRetryablePublishError, PUBLISH_RETRY } from './publish.ts';

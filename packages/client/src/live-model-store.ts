@@ -18,8 +18,11 @@ export type ModelRecord = Readonly<Record<string, unknown>>;
 
 /**
  * - `loading`: the first snapshot is being read;
- * - `live`: the snapshot is loaded and the change stream subscribed on the current socket;
- * - `reconnecting`: the socket is gone; the records are kept and the stream resumes from its cursor;
+ * - `live`: the snapshot is loaded and the server took the change stream in on the current socket;
+ * - `reconnecting`: the stream is not served — the socket is gone, the server refused the stream
+ *   for now (RATE_LIMITED…: `error` says so, and it is retried), or the connection is
+ *   `unauthorized` (`error`: a SessionEndedError with the close code); the records are kept and
+ *   the stream resumes from its cursor;
  * - `resyncing`: the server could not resume the stream (RESYNC_REQUIRED): the snapshot is read again;
  * - `error`: stopped for good (`error` says why);
  * - `closed`: released.
@@ -32,14 +35,21 @@ export interface LiveModelSnapshot<R extends object = ModelRecord> {
   /** The same records by entity key (`ModelChange.id`). */
   readonly byId: ReadonlyMap<string, R>;
   readonly status: LiveModelStatus;
-  /** `status === 'live'`: the change stream is subscribed (seed 004's `isConnected`). */
+  /**
+   * `status === 'live'`: the server took the change stream in — a change arrived, or it answered
+   * an operation sent after the subscribe without refusing it (seed 004's `isConnected`).
+   */
   readonly isLive: boolean;
   /**
    * How fresh the records are (seed 004's staleness disclosure): the commit time of the last change
    * applied, or the moment the last snapshot was read, whichever is later (ISO 8601); null before the first.
    */
   readonly lastUpdatedAt: string | null;
-  /** Why the model stopped (status `error`). */
+  /**
+   * Why the model stopped (status `error`), or why it is not served now while it retries (a
+   * refusal such as RATE_LIMITED, or the connection `unauthorized`: status `loading`,
+   * `reconnecting` or `resyncing`); null once it is live again.
+   */
   readonly error: Error | null;
 }
 
@@ -160,7 +170,11 @@ export class LiveModelStore<R extends object = ModelRecord> {
     this.#records.clear();
     this.#seen = createRecentIds(this.#dedupeWindow);
     this.#lastUpdatedAt = null;
-    if (this.#status !== 'error' && this.#status !== 'closed') this.#status = 'loading';
+    if (this.#status !== 'error' && this.#status !== 'closed') {
+      this.#status = 'loading';
+      // A refusal being retried (or an unauthorized connection) was the previous user's affair.
+      this.#error = null;
+    }
     this.#changed(true);
   }
 

@@ -7,13 +7,19 @@
  * (status `loading`, no records, no cursor) before the new user's socket is up, and it loads
  * afresh for them: what they may not read comes back empty, never as the previous user's rows.
  *
+ * `live` means the server took the change stream in (a change arrived, or the server answered an
+ * operation sent after the subscribe without refusing it: `Session.roundTrip`), not that the
+ * subscribe left; a refusal retried (RATE_LIMITED…) or an `unauthorized` connection shows as
+ * `reconnecting` (`loading` before a snapshot) with the reason in `error`. A stream ended for a
+ * revoked permission (FORBIDDEN, PERMISSION_REVOKED) drops its records, as a new login does.
+ *
  * Shared and reference-counted: every `liveModel` of one client with the same model and filter
  * uses one store and one server subscription; `close()` releases a handle, and the last release
  * stops the subscription after the current task — so a component mounted, unmounted and mounted
  * again in one go (React StrictMode) keeps the same one.
  */
 import type { Connection } from './connection.ts';
-import { isResyncRequired } from './errors.ts';
+import { isPermissionRevoked, isResyncRequired } from './errors.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
 import { LiveModelStore, type LiveModelSnapshot, type LiveModelStatus, type ModelChange, type ModelRecord } from './live-model-store.ts';
 import { runResumable } from './resumable.ts';
@@ -112,7 +118,12 @@ class SharedModel {
     this.#filter = filter ?? null;
     this.#limits = limits;
     this.#forget = forget;
-    this.#stopUsing = connection.use({ attach: (session) => this.#attach(session), reset: () => this.#reset() });
+    this.#stopUsing = connection.use({
+      attach: (session) => this.#attach(session),
+      reset: () => this.#reset(),
+      // Not stopped (the same user's reconnect() resumes it), but not served either: say why.
+      unauthorized: (error) => this.#interrupted(error),
+    });
   }
 
   acquire(options: LiveModelOptions): LiveModel {
@@ -172,6 +183,15 @@ class SharedModel {
     this.store.reset();
   }
 
+  /** Not served for now (a refusal being retried, an unauthorized connection): out of `live`, with the reason. */
+  #interrupted(error: Error): void {
+    const { status } = this.store;
+    if (this.#failed || status === 'closed' || status === 'error') return;
+    // A snapshot is held (its cursor): its stream is what is not served. Without one, still loading.
+    const next = status === 'live' || (status === 'loading' && this.#cursor !== undefined) ? 'reconnecting' : status;
+    this.store.setStatus(next, error);
+  }
+
   #attach(session: Session): void {
     if (this.#failed) return;
     session.signal.addEventListener(
@@ -189,7 +209,14 @@ class SharedModel {
         // stream is cut (what `onData` throws would only be reported) and the error thrown from here.
         const overflow = new AbortController();
         let tooMany: Error | undefined;
-        // The subscribe message leaves now, on an acknowledged socket: from here on the stream is live.
+        let running = true;
+        // Live once the server took the stream in: its first change, or its answer to an operation
+        // sent after the subscribe with no refusal before it (the protocol acknowledges no
+        // subscription, and `changes` sends nothing until a change). Not as the subscribe leaves:
+        // a stream refused (RATE_LIMITED: the socket's operations at their limit) is not live.
+        const live = () => {
+          if (running && !signal.aborted && this.store.status !== 'live') this.store.setStatus('live');
+        };
         const streaming = current.stream(
           TributaryChangesDocument,
           { model: this.#model, filter: this.#filter, after: this.#cursor ?? null },
@@ -202,11 +229,14 @@ class SharedModel {
               return;
             }
             this.#cursor = change.cursor;
+            live();
             this.store.apply(change);
           },
           AbortSignal.any([signal, overflow.signal]),
         );
-        this.store.setStatus('live');
+        const settled = () => void (running = false);
+        void streaming.then(settled, settled);
+        void current.roundTrip(signal).then(live, () => {});
         try {
           await streaming;
         } catch (error) {
@@ -220,11 +250,16 @@ class SharedModel {
         this.#cursor = undefined;
         await this.#loadSnapshot(current, signal);
       },
+      retrying: (error) => this.#interrupted(error),
       fail: (error) => {
         // Stopped for good; a later liveModel() of this model and filter starts afresh.
         this.#failed = true;
         this.#forget();
-        this.store.setStatus('error', error instanceof Error ? error : new Error(String(error)));
+        const reason = error instanceof Error ? error : new Error(String(error));
+        this.store.setStatus('error', reason);
+        // The refreshed token may no longer read the model: its rows must not stay on show, as
+        // after a new login (the status and error stay).
+        if (isPermissionRevoked(error)) this.store.reset();
       },
     });
   }

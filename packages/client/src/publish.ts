@@ -5,7 +5,7 @@
  * publishing twice: the server answers a retry with the first try's event.
  */
 import { backoffDelay, pause, type BackoffOptions } from './backoff.ts';
-import { isTokenRefusal, SessionEndedError, TributaryRequestError } from './errors.ts';
+import { isTokenRefusal, retryAfterOf, SessionEndedError, TributaryRequestError } from './errors.ts';
 import type { TributaryEventFieldsFragment, TributaryPublishMutation, TributaryPublishMutationVariables } from './generated.ts';
 
 export type PublishedEvent = TributaryEventFieldsFragment;
@@ -82,7 +82,8 @@ export async function publishWithRetry(
       if (signal.aborted) throw ended();
       if (attempt >= attempts || !isRetryablePublishError(error)) throw error;
       options.onRetry?.(error, attempt, idempotencyKey);
-      await pause(backoffDelay(attempt - 1, backoff), signal);
+      // A subject's rate limit says when its budget is whole again: no try before that.
+      await pause(Math.max(backoffDelay(attempt - 1, backoff), retryAfterOf(error) ?? 0), signal);
       if (signal.aborted) throw ended();
     }
   }

@@ -11,10 +11,15 @@
  * backoff pause; when the socket goes, stop — the next socket starts the loop again from the
  * cursor kept. A permanent refusal (FORBIDDEN, BAD_USER_INPUT…), or an error of the client's own
  * (a live model past `maxRecords`), stops it for good (`fail`).
+ *
+ * An error waited out is not silent: the subscription is told (`retrying`: a hook shows it, a live
+ * model leaves `live`) and so is the client's `onError` — a refusal retried for ever (the socket's
+ * 100 operations taken, a subject's rate) would otherwise look like a quiet stream. A refusal that
+ * says when to come back (`extensions.retryAfterMs`) is not tried sooner.
  */
 import { backoffDelay, pause } from './backoff.ts';
 import type { Connection } from './connection.ts';
-import { isPermanentRefusal, isResyncRequired, isTokenRefusal, SessionEndedError, TributaryRequestError } from './errors.ts';
+import { isPermanentRefusal, isResyncRequired, isTokenRefusal, retryAfterOf, SessionEndedError, TributaryRequestError } from './errors.ts';
 import type { Session } from './session.ts';
 
 export interface ResumableRun {
@@ -27,6 +32,11 @@ export interface ResumableRun {
   readonly resync: (session: Session, signal: AbortSignal) => Promise<void>;
   /** An error the subscription cannot go on after (`PERMANENT_CODES`, or its own): it stops. */
   readonly fail: (error: unknown) => void;
+  /**
+   * A server error (or a failed refetch) the loop waits out and retries: the subscription goes on,
+   * but it is not being served now. Told before the pause.
+   */
+  readonly retrying?: (error: Error) => void;
 }
 
 /**
@@ -57,8 +67,10 @@ export async function runResumable(connection: Connection, session: Session, sig
     pauses = 0;
     refills = 0;
   };
-  const pauseAgain = async () => {
-    await pause(backoffDelay(pauses, {}), AbortSignal.any([session.signal, signal]));
+  const pauseAgain = async (error?: unknown) => {
+    // The server's own word on when a retry can pass (a subject's rate limit) beats the backoff's guess.
+    const delay = Math.max(backoffDelay(pauses, {}), retryAfterOf(error) ?? 0);
+    await pause(delay, AbortSignal.any([session.signal, signal]));
     pauses += 1;
   };
   /** Whether the loop goes on after `error`: paused when transient, stopped (`fail`) when not. */
@@ -71,7 +83,12 @@ export async function runResumable(connection: Connection, session: Session, sig
     // Refused for the socket's expired token: the socket runs refreshAuth only until it has a new
     // one. Asked for now; the server's 4419 at the end of its grace period bounds the retries.
     if (isTokenRefusal(error)) await connection.refreshToken();
-    await pauseAgain();
+    if (ended()) return false;
+    const reported = error instanceof Error ? error : new Error(String(error));
+    spec.retrying?.(reported);
+    // A failed refetch was reported already, with what the application's onResync threw.
+    if (!(error instanceof RefetchFailedError)) connection.reportError(reported);
+    await pauseAgain(error);
     return true;
   };
   while (!ended()) {

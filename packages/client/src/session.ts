@@ -24,6 +24,23 @@ function queryOf(document: TypedDocumentNode<unknown, never>): string {
 
 export type Variables = Record<string, unknown>;
 
+/**
+ * `query TributaryProbe { __typename }`, the cheapest operation there is: only its answer matters
+ * (`Session.roundTrip`). Written as its AST, as the generated documents are: `parse` would bring
+ * graphql's lexer and parser into every browser bundle for one line.
+ */
+const PROBE = {
+  kind: 'Document',
+  definitions: [
+    {
+      kind: 'OperationDefinition',
+      operation: 'query',
+      name: { kind: 'Name', value: 'TributaryProbe' },
+      selectionSet: { kind: 'SelectionSet', selections: [{ kind: 'Field', name: { kind: 'Name', value: '__typename' } }] },
+    },
+  ],
+} as unknown as TypedDocumentNode<{ __typename: string }, Record<string, never>>;
+
 export class Session {
   readonly #client: Client;
   /** Told what an `onData` threw (the client's `onError`): the stream goes on. */
@@ -102,6 +119,21 @@ export class Session {
       );
       for (const each of signals) each.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /**
+   * Resolves once the server answered an operation sent now — a result or a refusal alike; rejects
+   * (SessionEndedError) when the socket goes first. graphql-transport-ws has no acknowledgement of
+   * a subscription: the server refuses one past its socket's limits as it reads the `subscribe`
+   * message, before anything sent after it is answered, so an answer to this probe sent right
+   * after a `subscribe` with no refusal seen means the server took it in.
+   */
+  async roundTrip(signal?: AbortSignal): Promise<void> {
+    try {
+      await this.execute(PROBE, {}, signal);
+    } catch (error) {
+      if (!(error instanceof TributaryRequestError)) throw error;
+    }
   }
 
   /** The error of an operation cut short: with the socket's close code when the server or the network closed it. */

@@ -9,7 +9,7 @@
  */
 import { TributaryRefreshAuthDocument } from './generated.ts';
 import type { Session } from './session.ts';
-import { refreshDelay, tokenExpiresAt } from './token.ts';
+import { tokenRefreshDelay } from './token.ts';
 
 export type GetToken = () => string | null | undefined | Promise<string | null | undefined>;
 
@@ -22,7 +22,7 @@ export interface TokenRefreshOptions {
   readonly onHandedOver?: (session: Session, token: string) => void;
 }
 
-/** When `getToken` still gives the socket's token, ask again this much later (ms). */
+/** When `getToken` still gives the socket's token (or just gave a new one), ask again no sooner than this (ms). */
 const UNCHANGED_RETRY_MS = 5_000;
 
 export class TokenRefresh {
@@ -41,7 +41,7 @@ export class TokenRefresh {
   start(session: Session, token: string | undefined): void {
     this.#session = session;
     this.#token = token;
-    this.#arm(refreshDelay(token === undefined ? undefined : tokenExpiresAt(token), Date.now(), this.#options.leadMs));
+    this.#arm(tokenRefreshDelay(token, Date.now(), this.#options.leadMs));
     session.signal.addEventListener('abort', () => this.stop(session), { once: true });
   }
 
@@ -99,7 +99,10 @@ export class TokenRefresh {
     if (session !== this.#session) return;
     this.#token = token;
     this.#options.onHandedOver?.(session, token);
-    this.#arm(refreshDelay(tokenExpiresAt(token), Date.now(), this.#options.leadMs));
+    // Never again at once after a handover: a token that looks expired by a skewed device clock
+    // (and carries no `iat` to correct it) would otherwise be replaced in a tight loop.
+    const delay = tokenRefreshDelay(token, Date.now(), this.#options.leadMs);
+    this.#arm(delay === undefined ? undefined : Math.max(delay, UNCHANGED_RETRY_MS));
   }
 
   #arm(delay: number | undefined): void {
@@ -115,4 +118,9 @@ export class TokenRefresh {
 /** Node: a pending refresh must not keep the process alive. Browsers' timers have no unref. */
 export function unref(timer: ReturnType<typeof setTimeout>): void {
   (timer as { unref?: () => void }).unref?.();
+}
+
+/** The server's ping announcing the socket's token is about to expire (`{ reason: 'TOKEN_EXPIRING' }`). */
+export function isExpiryNotice(payload: unknown): boolean {
+  return typeof payload === 'object' && payload !== null && (payload as { reason?: unknown }).reason === 'TOKEN_EXPIRING';
 }

@@ -39,14 +39,36 @@ function claimsOf(token: string): Readonly<Record<string, unknown>> | undefined 
   }
 }
 
+/** The token's `iat` in ms since the epoch, or undefined when it has none or cannot be read. */
+export function tokenIssuedAt(token: string): number | undefined {
+  const iat = claimsOf(token)?.['iat'];
+  return typeof iat === 'number' && Number.isFinite(iat) ? iat * 1000 : undefined;
+}
+
 /**
- * When to ask for a new token, in ms from `now`: `leadMs` before the expiry, or halfway through a
- * token that lives less than twice that; at once when it has (nearly) expired. Undefined without
- * an expiry.
+ * When to ask for a new token, in ms from `now` (when the client received it): `leadMs` before
+ * the expiry, or halfway through a token that lives less than twice that; at once when it has
+ * (nearly) expired. Undefined without an expiry.
+ *
+ * `exp` and `iat` are the issuer's clock, `now` the device's. A token the server has just accepted
+ * cannot have expired, nor be valid longer than it lives (`exp − iat`): when the device's clock
+ * says so, it is wrong (a phone set two hours ahead saw every fresh 15-minute token as expired and
+ * asked for a new one at once, thousands of times a second), and the token's lifetime counted from
+ * now is used instead.
  */
-export function refreshDelay(expiresAt: number | undefined, now: number, leadMs: number): number | undefined {
+export function refreshDelay(expiresAt: number | undefined, now: number, leadMs: number, issuedAt?: number): number | undefined {
   if (expiresAt === undefined) return undefined;
-  const remaining = expiresAt - now;
+  let remaining = expiresAt - now;
+  if (issuedAt !== undefined && issuedAt < expiresAt) {
+    const lifetime = expiresAt - issuedAt;
+    if (remaining <= 0 || remaining > lifetime) remaining = lifetime;
+  }
   if (remaining <= 0) return 0;
   return Math.max(0, remaining - Math.min(leadMs, remaining / 2));
+}
+
+/** `refreshDelay` for `token`, received `now`. */
+export function tokenRefreshDelay(token: string | undefined, now: number, leadMs: number): number | undefined {
+  if (token === undefined) return undefined;
+  return refreshDelay(tokenExpiresAt(token), now, leadMs, tokenIssuedAt(token));
 }

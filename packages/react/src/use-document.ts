@@ -5,7 +5,7 @@
  * A new login of another user on the client drops the document (`loading` again) until the new
  * user's snapshot comes — which never does for a document they may not read.
  */
-import type { LiveDocument, TributaryClient } from '@tributary/client';
+import { isPermissionRevoked, type LiveDocument, type TributaryClient } from '@tributary/client';
 import { ExternalStore } from './external-store.ts';
 import { useTributaryClient } from './provider.ts';
 import type { Shared, SharedRegistry } from './shared-registry.ts';
@@ -25,6 +25,11 @@ export interface UseDocumentResult {
   readonly revision: number | undefined;
   /** `loading` until the first message (and again after a new login), `ready` after, `error` when the subscription stopped (FORBIDDEN…). */
   readonly status: 'idle' | 'loading' | 'ready' | 'error';
+  /**
+   * Why it stopped (`status: 'error'`); or, with `loading` or `ready`, why it is not served now
+   * while the client retries — a refusal such as RATE_LIMITED, or the connection `unauthorized`
+   * (a SessionEndedError with its close code) — null again once it is.
+   */
   readonly error: Error | null;
 }
 
@@ -37,7 +42,13 @@ function openShared(client: TributaryClient, service: string, id: string): Share
   const store = new ExternalStore<UseDocumentResult>(LOADING);
   const subscription = client.subscribeDocument(service, id, {
     onDocument: (document) => store.set({ document, data: document.data, revision: document.revision, status: 'ready', error: null }),
-    onError: (error) => store.update((current) => ({ ...current, status: 'error', error: error instanceof Error ? error : new Error(String(error)) })),
+    onError: (error) => {
+      const reason = error instanceof Error ? error : new Error(String(error));
+      // A refreshed token that may no longer read the document: it goes, as after a new login.
+      store.update((current) => (isPermissionRevoked(error) ? { ...LOADING, status: 'error', error: reason } : { ...current, status: 'error', error: reason }));
+    },
+    onRetry: (error) => store.update((current) => ({ ...current, error })),
+    onResume: () => store.update((current) => (current.error === null ? current : { ...current, error: null })),
     // The document was the previous user's: gone. A stopped subscription keeps its error.
     onReset: () => store.update((current) => (current.status === 'error' ? { ...LOADING, status: 'error', error: current.error } : LOADING)),
   });

@@ -6,7 +6,7 @@
  * from what comes next (or were the previous user's).
  */
 import { useInsertionEffect, useRef } from 'react';
-import type { SubscribeEventsOptions, TopicEvent, TributaryClient } from '@tributary/client';
+import { isPermissionRevoked, type SubscribeEventsOptions, type TopicEvent, type TributaryClient } from '@tributary/client';
 
 // Not exported by name from @tributary/client.
 type EventWhere = NonNullable<SubscribeEventsOptions['where']>;
@@ -41,6 +41,11 @@ export interface UseEventsResult {
   readonly lastEvent: TopicEvent | undefined;
   /** `listening` while subscribed (before the first event too), `error` when it stopped for good. */
   readonly status: 'idle' | 'listening' | 'error';
+  /**
+   * Why it stopped (`status: 'error'`); or, while `listening`, why it is not served now while the
+   * client retries — a refusal such as RATE_LIMITED, or the connection `unauthorized` (a
+   * SessionEndedError with its close code) — null again once it is.
+   */
   readonly error: Error | null;
 }
 
@@ -80,7 +85,13 @@ function openShared(client: TributaryClient, topic: string, options: UseEventsOp
       if (failure) throw failure.reason;
     },
     onReset: () => store.update(clearEvents),
-    onError: (error) => store.update((current) => ({ ...current, status: 'error', error: error instanceof Error ? error : new Error(String(error)) })),
+    onError: (error) => {
+      const reason = error instanceof Error ? error : new Error(String(error));
+      // A refreshed token that may no longer read the topic: its events go, as after a new login.
+      store.update((current) => ({ ...(isPermissionRevoked(error) ? clearEvents(current) : current), status: 'error', error: reason }));
+    },
+    onRetry: (error) => store.update((current) => ({ ...current, error })),
+    onResume: () => store.update((current) => (current.error === null ? current : { ...current, error: null })),
   });
   return { value: { store, callbacks }, dispose: () => subscription.close() };
 }

@@ -41,12 +41,20 @@ export type RealtimeStatus = LiveModelStatus | 'idle';
 export interface UseRealtimeResult<R extends object = ModelRecord> {
   /** The records in snapshot order (primary key), records created later after them; the same array until one changes. */
   readonly records: readonly R[];
-  /** The live path is subscribed: snapshot loaded and the change stream running on the current socket (not merely a socket open). */
+  /**
+   * The live path is up: snapshot loaded and the server took the change stream in on the current
+   * socket (not merely a socket open, nor a subscribe sent: false while the server refuses it).
+   */
   readonly isConnected: boolean;
   /** Commit time of the last change applied, or when the last snapshot was read (ISO 8601); null before the first. */
   readonly lastUpdatedAt: string | null;
   readonly status: RealtimeStatus;
-  /** Why the live model stopped (status `error`): FORBIDDEN, an unknown model… */
+  /**
+   * Why the live model stopped (status `error`: FORBIDDEN, an unknown model…; after a revoked
+   * permission without its records); or, with `loading`, `reconnecting` or `resyncing`, why it is
+   * not served now while the client retries — a refusal such as RATE_LIMITED, or the connection
+   * `unauthorized` (a SessionEndedError with its close code). Null once it is live.
+   */
   readonly error: Error | null;
 }
 

@@ -6,7 +6,7 @@
  * Which timers count: those of 500 ms to 10 minutes but 30 s, the `ws` library's own wait for a
  * close handshake (never a backoff wait here: 99 % of a window). Tests that use this set the
  * client's other timers (ping interval, connect timeout) to 10 minutes; waitFor's polls are shorter.
- * One operation at a time per socket only: graphql-ws draws its operation ids from Math.random too.
+ * (The client numbers its operations per socket, so pinning Math.random makes no ids collide.)
  */
 import { onTestFinished, vi } from 'vitest';
 

@@ -17,6 +17,8 @@ export interface Reply {
   next(data: unknown): void;
   /** An `error` message: the operation ends with these GraphQL errors. */
   error(code: string, message?: string): void;
+  /** An `error` message whose one error carries these extensions (a `code`, and `retryAfterMs`, `reason`…). */
+  errorWith(extensions: Readonly<Record<string, unknown>>, message?: string): void;
   complete(): void;
   /** The operation's socket, to close it. */
   readonly socket: WebSocket;
@@ -33,6 +35,8 @@ export interface ScriptedServer {
 export interface ScriptedServerOptions {
   /** Called once a socket was acknowledged (its `connection_ack` sent). */
   readonly onAcknowledged?: (socket: WebSocket, index: number) => void;
+  /** Called at each `connection_init` before the acknowledgement; false: no acknowledgement (the script closes the socket itself). */
+  readonly onInit?: (socket: WebSocket, index: number) => boolean;
 }
 
 export async function startScriptedServer(onOperation: (operation: Operation, reply: Reply) => void, options: ScriptedServerOptions = {}): Promise<ScriptedServer> {
@@ -44,6 +48,7 @@ export async function startScriptedServer(onOperation: (operation: Operation, re
     socket.on('message', (raw: Buffer) => {
       const message = JSON.parse(raw.toString('utf8')) as { type: string; id?: string; payload?: { query: string; variables?: Record<string, unknown> } };
       if (message.type === 'connection_init') {
+        if (options.onInit?.(socket, index) === false) return;
         socket.send(JSON.stringify({ type: 'connection_ack' }));
         options.onAcknowledged?.(socket, index);
         return;
@@ -62,6 +67,7 @@ export async function startScriptedServer(onOperation: (operation: Operation, re
       onOperation(operation, {
         next: (data) => send({ type: 'next', payload: { data } }),
         error: (code, text = code) => send({ type: 'error', payload: [{ message: text, extensions: { code } }] }),
+        errorWith: (extensions, text = String(extensions['code'])) => send({ type: 'error', payload: [{ message: text, extensions }] }),
         complete: () => send({ type: 'complete' }),
         socket,
       });

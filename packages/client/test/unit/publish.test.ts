@@ -139,4 +139,21 @@ describe('publishWithRetry', () => {
     const final = [conflict(), forbidden, new Error('x'), new SessionEndedError(1009), new SessionEndedError(4401), new SessionEndedError(4403), new SessionEndedError(4412)];
     expect(final.map(isRetryablePublishError)).toEqual(final.map(() => false));
   });
+
+  it('waits at least the retryAfterMs a RATE_LIMITED refusal names before the next try', async () => {
+    vi.useFakeTimers();
+    try {
+      const limited = new TributaryRequestError([{ message: 'Too many publishes', extensions: { code: 'RATE_LIMITED', retryAfterMs: 4_000 } }]);
+      const { request, sent } = scripted([limited]);
+      const published = publishWithRetry(request, 'orders', { n: 1 }, NO_WAIT, new AbortController().signal);
+      await vi.advanceTimersByTimeAsync(3_999);
+      expect(sent).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(sent).toHaveLength(2);
+      expect(await published).toEqual(EVENT);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });
+

@@ -25,7 +25,7 @@ class AfterData {
  */
 function scripted(script: readonly (Error | AfterData)[], resyncScript: readonly Error[] = []) {
   const socket = new AbortController();
-  const calls = { runs: 0, resyncs: 0, refreshes: 0, failed: [] as unknown[] };
+  const calls = { runs: 0, resyncs: 0, refreshes: 0, failed: [] as unknown[], retrying: [] as unknown[], reported: [] as unknown[] };
   const runs = [...script];
   const resyncs = [...resyncScript];
   const connection = {
@@ -34,6 +34,7 @@ function scripted(script: readonly (Error | AfterData)[], resyncScript: readonly
       calls.refreshes += 1;
       return Promise.resolve();
     },
+    reportError: (error: unknown) => void calls.reported.push(error),
   };
   const done = runResumable(connection as unknown as Connection, { signal: socket.signal } as Session, new AbortController().signal, {
     run: (_session, _signal, delivered) => {
@@ -53,6 +54,7 @@ function scripted(script: readonly (Error | AfterData)[], resyncScript: readonly
       return error ? Promise.reject(error) : Promise.resolve();
     },
     fail: (error) => void calls.failed.push(error),
+    retrying: (error) => void calls.retrying.push(error),
   });
   return { calls, done, endSocket: () => socket.abort() };
 }
@@ -174,5 +176,29 @@ describe('runResumable', () => {
     await done;
     expect(calls.runs).toBe(2);
     expect(calls.failed).toEqual([forbidden]);
+  });
+
+  it('tells the subscription and the client of each refusal it retries (RATE_LIMITED), without stopping', async () => {
+    const limited = answered('RATE_LIMITED');
+    const unavailable = answered('UNAVAILABLE');
+    const { calls, done, endSocket } = scripted([limited, unavailable]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls).toMatchObject({ runs: 1, retrying: [limited], reported: [limited], failed: [] });
+    await vi.advanceTimersByTimeAsync(1_000 + 2_000);
+    expect(calls).toMatchObject({ runs: 3, retrying: [limited, unavailable], reported: [limited, unavailable], failed: [] });
+    endSocket();
+    await done;
+  });
+
+  it('waits at least the retryAfterMs a refusal names before subscribing again', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const limited = new TributaryRequestError([{ message: 'rate', extensions: { code: 'RATE_LIMITED', retryAfterMs: 7_000 } }]);
+    const { calls, done, endSocket } = scripted([limited]);
+    await vi.advanceTimersByTimeAsync(6_999);
+    expect(calls.runs).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(calls.runs).toBe(2);
+    endSocket();
+    await done;
   });
 });

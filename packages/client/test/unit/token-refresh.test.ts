@@ -1,5 +1,5 @@
 /** TokenRefresh with fake sessions (a pure unit: `getToken` and `refreshAuth` are in the test's hands). */
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Session } from '../../src/session.ts';
 import { TokenRefresh } from '../../src/token-refresh.ts';
 import { deferred, type Deferred } from '../../../../test/helpers/wait-for.ts';
@@ -58,5 +58,59 @@ describe('token refresh', () => {
     await Promise.all([first, second]);
     tokens.stop();
     expect({ calls, refreshes }).toEqual({ calls: 1, refreshes: [`A:${fresh}`] });
+  });
+});
+
+describe('token refresh with a device clock ahead of the server', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('hands over a token once per its lifetime when the device clock runs 2 h ahead (no refresh loop)', async () => {
+    // The server's (and the identity provider's) time; the device says two hours later.
+    const serverNow = () => Date.now() - 2 * 3_600_000;
+    vi.setSystemTime(Date.parse('2026-01-01T12:00:00Z'));
+    /** A 15-minute token as the identity provider mints it: iat and exp by the server's clock. */
+    const mint = (tag: string) => {
+      const iat = Math.floor(serverNow() / 1000);
+      return `h.${Buffer.from(JSON.stringify({ iat, exp: iat + 900, tag })).toString('base64url')}.s`;
+    };
+    let minted = 0;
+    // An auth library that finds its cached token expired by the device's clock: a new one each time.
+    const getToken = () => mint(`t${(minted += 1)}`);
+    const refreshes: string[] = [];
+    const tokens = new TokenRefresh({ getToken, leadMs: 60_000, onError: () => {} });
+    const { session } = fakeSession('A', refreshes);
+    tokens.start(session, mint('t0'));
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect({ minted, refreshes: refreshes.length }).toEqual({ minted: 0, refreshes: 0 });
+    // Its lifetime counted from when the client got it: refreshed once, 1 minute before its end…
+    await vi.advanceTimersByTimeAsync(840_000 - 5_000);
+    expect({ minted, refreshes: refreshes.length }).toEqual({ minted: 1, refreshes: 1 });
+    // …and the next one a lifetime later, not at once.
+    await vi.advanceTimersByTimeAsync(839_000);
+    expect(refreshes.length).toBe(1);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(refreshes.length).toBe(2);
+    tokens.stop();
+  });
+
+  it('never refreshes again right after a handover, even for a token that looks expired and has no iat', async () => {
+    vi.setSystemTime(Date.parse('2026-01-01T12:00:00Z'));
+    // exp already past by the device's clock, no iat: the lifetime is unknown.
+    const stale = (tag: string) => `h.${Buffer.from(JSON.stringify({ exp: Math.floor(Date.now() / 1000) - 3_600, tag })).toString('base64url')}.s`;
+    let calls = 0;
+    const refreshes: string[] = [];
+    const tokens = new TokenRefresh({ getToken: () => stale(`t${(calls += 1)}`), leadMs: 60_000, onError: () => {} });
+    tokens.start(fakeSession('A', refreshes).session, stale('t0'));
+    await vi.advanceTimersByTimeAsync(4_999);
+    // The first refresh at once (the token looks expired), then none for the floor's length.
+    expect(refreshes.length).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(refreshes.length).toBe(2);
+    tokens.stop();
   });
 });

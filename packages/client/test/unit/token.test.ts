@@ -25,6 +25,17 @@ describe('token expiry', () => {
     expect(refreshDelay(now - 1, now, 60_000)).toBe(0);
     expect(refreshDelay(undefined, now, 60_000)).toBeUndefined();
   });
+
+  it('counts a token’s lifetime (exp − iat) from now when the device clock contradicts it (ahead: looks expired; behind: looks longer-lived)', () => {
+    const issuedAt = 1_000_000;
+    const expiresAt = issuedAt + 900_000;
+    // The device two hours ahead: expired by its clock, though the server just took it.
+    expect(refreshDelay(expiresAt, issuedAt + 7_200_000, 60_000, issuedAt)).toBe(840_000);
+    // Two hours behind: valid for 2 h 15 min by its clock; the token lives 15 min.
+    expect(refreshDelay(expiresAt, issuedAt - 7_200_000, 60_000, issuedAt)).toBe(840_000);
+    // A clock that agrees: the expiry as it reads it (a token received 5 minutes into its life).
+    expect(refreshDelay(expiresAt, issuedAt + 300_000, 60_000, issuedAt)).toBe(540_000);
+  });
 });
 
 describe('token principal', () => {

@@ -2,7 +2,7 @@
 import { act, StrictMode } from 'react';
 import { createRoot, type Root } from 'react-dom/client';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { TopicEvent } from '@tributary/client';
+import { SessionEndedError, TributaryRequestError, type TopicEvent } from '@tributary/client';
 import { TributaryProvider, useDocument, useEvents, type UseDocumentResult, type UseEventsResult } from '../../src/index.ts';
 import { deferred, type Deferred } from '../../../../test/helpers/wait-for.ts';
 import { createFakeClient, nextTask, type FakeClient } from '../fake-client.ts';
@@ -38,6 +38,10 @@ function renderFeeds(fake: FakeClient, Feed: (props: { readonly label: string })
     ),
   );
 }
+
+/** What the server ends a subscription with when a refreshed token may no longer read it. */
+const revoked = () => new TributaryRequestError([{ message: 'The refreshed token may no longer read this subscription', extensions: { code: 'FORBIDDEN', reason: 'PERMISSION_REVOKED' } }]);
+const rateLimited = () => new TributaryRequestError([{ message: 'Too many active operations', extensions: { code: 'RATE_LIMITED' } }]);
 
 function event(id: string, type: string): TopicEvent {
   return { id, type, cursor: `c-${id}` } as unknown as TopicEvent;
@@ -105,6 +109,87 @@ describe('useDocument', () => {
     act(() => options.onError?.(new Error('FORBIDDEN')));
     act(() => options.onReset?.());
     expect(seen.at(-1)).toMatchObject({ status: 'error', error: new Error('FORBIDDEN'), document: undefined, data: undefined });
+  });
+});
+
+describe('useDocument while not served', () => {
+  it('shows the refusal the client retries (RATE_LIMITED) in error, still loading, and clears it when served again', () => {
+    const fake = createFakeClient();
+    const seen: UseDocumentResult[] = [];
+    function Doc() {
+      seen.push(useDocument('boards', 'b1'));
+      return null;
+    }
+    act(() => render(fake, <Doc />));
+    const { options } = fake.documents[0]!;
+    const refusal = rateLimited();
+    act(() => options.onRetry?.(refusal));
+    expect(seen.at(-1)).toMatchObject({ status: 'loading', error: refusal });
+    act(() => options.onResume?.());
+    expect(seen.at(-1)).toMatchObject({ status: 'loading', error: null });
+  });
+
+  it('shows an unauthorized connection (4403) in error instead of a silent loading', () => {
+    const fake = createFakeClient();
+    const seen: UseDocumentResult[] = [];
+    function Doc() {
+      seen.push(useDocument('boards', 'b1'));
+      return null;
+    }
+    act(() => render(fake, <Doc />));
+    const { options } = fake.documents[0]!;
+    act(() => options.onRetry?.(new SessionEndedError(4403)));
+    expect(seen.at(-1)?.error).toBeInstanceOf(SessionEndedError);
+    act(() => options.onDocument({ service: 'boards', id: 'b1', revision: 1, operation: 'SNAPSHOT', data: {} }));
+    expect(seen.at(-1)).toMatchObject({ status: 'ready', error: null });
+  });
+
+  it('drops the document when the server ends the subscription for a revoked permission', () => {
+    const fake = createFakeClient();
+    const seen: UseDocumentResult[] = [];
+    function Doc() {
+      seen.push(useDocument('boards', 'b1'));
+      return null;
+    }
+    act(() => render(fake, <Doc />));
+    const { options } = fake.documents[0]!;
+    act(() => options.onDocument({ service: 'boards', id: 'b1', revision: 3, operation: 'SNAPSHOT', data: { secret: 'payroll' } }));
+    const error = revoked();
+    act(() => options.onError?.(error));
+    expect(seen.at(-1)).toMatchObject({ status: 'error', error, document: undefined, data: undefined, revision: undefined });
+  });
+});
+
+describe('useEvents while not served', () => {
+  it('shows the refusal the client retries in error, still listening, and clears it when served again', () => {
+    const fake = createFakeClient();
+    const seen: UseEventsResult[] = [];
+    function Feed() {
+      seen.push(useEvents('orders'));
+      return null;
+    }
+    act(() => render(fake, <Feed />));
+    const { options } = fake.events[0]!;
+    const refusal = rateLimited();
+    act(() => options.onRetry?.(refusal));
+    expect(seen.at(-1)).toMatchObject({ status: 'listening', error: refusal });
+    act(() => options.onResume?.());
+    expect(seen.at(-1)).toMatchObject({ status: 'listening', error: null });
+  });
+
+  it('drops its events when the server ends the subscription for a revoked permission', () => {
+    const fake = createFakeClient();
+    const seen: UseEventsResult[] = [];
+    function Feed() {
+      seen.push(useEvents('orders'));
+      return null;
+    }
+    act(() => render(fake, <Feed />));
+    const { options } = fake.events[0]!;
+    act(() => options.onEvent(event('1', 'paid')));
+    const error = revoked();
+    act(() => options.onError?.(error));
+    expect(seen.at(-1)).toMatchObject({ status: 'error', error, events: [], lastEvent: undefined });
   });
 });
 
