@@ -65,12 +65,13 @@ it('cuts and records a webhook attempt in flight at shutdown while an alert eval
   await server.dispose();
 
   expect(logs.lines.map((line) => line.msg)).toContain('webhook attempts still in flight at shutdown: cut, to be retried');
-  // Recorded as failed and due again at once, its lease given back: the next process takes it up without
-  // waiting (clock_timestamp: the locker's transaction still runs, its now() is when it began).
+  // Recorded as cut (not one of the delivery's attempts) and due again at once, its lease given back:
+  // the next process takes it up without waiting (clock_timestamp: the locker's transaction still
+  // runs, its now() is when it began).
   const { rows: attempts } = await locker.query<{ outcome: string }>('SELECT outcome FROM webhook_attempts');
-  expect(attempts).toEqual([{ outcome: 'failed' }]);
+  expect(attempts).toEqual([{ outcome: 'cut' }]);
   const { rows: deliveries } = await locker.query<{ state: string; attempts: number; leased: boolean; due: boolean }>(
     'SELECT state, attempts, coalesce(leased_until > clock_timestamp(), false) AS leased, next_attempt_at <= clock_timestamp() AS due FROM webhook_deliveries',
   );
-  expect(deliveries).toEqual([{ state: 'pending', attempts: 1, leased: false, due: true }]);
+  expect(deliveries).toEqual([{ state: 'pending', attempts: 0, leased: false, due: true }]);
 });
