@@ -50,6 +50,14 @@ describe('setOutboxSource checks the table', () => {
     expect((await app.query("SELECT indexname FROM pg_indexes WHERE tablename = 'orders'")).rows).toEqual([{ indexname: 'orders_pkey' }]);
   });
 
+  it('refuses createTable in a schema that does not exist on the field table, and saves nothing', async () => {
+    const { appDb, outbox, set } = await setUp();
+    const { refused } = await set({ databaseUrl: appDb.url, table: 'nowhere.event_outbox', mode: 'POLL', createTable: true });
+    expect(refused).toMatchObject({ code: ErrorCode.BAD_USER_INPUT, details: { field: 'table' } });
+    expect((refused as Error).message).toBe('The schema of nowhere.event_outbox does not exist in that database; create it first, or name a table in an existing schema');
+    expect(await outbox.getSource(SCOPE)).toBeUndefined();
+  });
+
   it('refuses an outbox missing one column, and takes it once the column is there', async () => {
     const { appDb, app, set } = await setUp();
     await app.query(outboxTableDdl(outboxTable('event_outbox')));

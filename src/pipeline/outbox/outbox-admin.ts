@@ -68,7 +68,14 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
         if (existed) await assertOutboxColumns(pool, table);
         // Builds nothing on an existing table (a plain CREATE INDEX would block the application's
         // writes): its missing indexes are reported, to be built concurrently.
-        if (!existed) await pool.query(outboxTableDdl(table));
+        if (!existed) await pool.query(outboxTableDdl(table)).catch((error: unknown) => {
+          // The table's schema does not exist (invalid_schema_name): the request's `table` is wrong, not the database.
+          if ((error as { code?: unknown }).code !== '3F000') throw error;
+          throw new TributaryError(ErrorCode.BAD_USER_INPUT, `The schema of ${table.name} does not exist in that database; create it first, or name a table in an existing schema`, {
+            cause: error,
+            details: { field: 'table' },
+          });
+        });
         else await reportMissingIndexes(pool, table, options.logger);
         identity = await identityOf(pool, table);
         readMode = await resolveMode(pool, requestedMode, options.checkReplication);
