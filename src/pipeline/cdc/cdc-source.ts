@@ -11,10 +11,9 @@ import type { RawEventInput } from '../events/envelope.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { scopeKey } from '../scope.ts';
+import { bindingEvents } from './binding-events.ts';
 import type { CdcStore, RawChangeRow } from './cdc-store.ts';
 import type { TableShape } from './mapping/mapping-check.ts';
-import { evaluateMapping, UnroutableRowError } from './mapping/mapping-evaluate.ts';
-import { mappedChangeEvents } from './mapping/mapped-events.ts';
 import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
 import { modelTopic, topicPattern } from './mapping/mapping-topics.ts';
 import type { TransactionChunk } from './row-change.ts';
@@ -29,7 +28,8 @@ import { createWalReader, type ChunkSession, type WalReader, type WalReaderStatu
  * One source database: its WAL is read once (by the elected instance when Redis coordinates
  * several) and every change is turned, by the mappings of each environment that points at this
  * database, into domain events:
- * - on the mapping's topic, with the mapping's payload, for `events(topic: …)`;
+ * - on the mapping's topic, with the mapping's payload, for `events(topic: …)` — unless this row
+ *   cannot build the topic, which costs that event alone (`binding-events.ts`);
  * - on the model stream `{module}.{model}`, as a model change (operation, id, full record,
  *   commit time), for `changes(model: …)`.
  * Both carry the same id, derived from the source, the change's LSN (and, for the rows of one
@@ -94,7 +94,7 @@ export interface CdcSourceOptions {
   readonly keyPrefix: string;
   /** Election timings, in ms (see `leader-election.ts`). @default its defaults: TTL 10 s, heartbeat 3 s, poll 5 s */
   readonly election?: Pick<LeaderElectionOptions, 'ttlMs' | 'heartbeatMs' | 'pollMs'>;
-  /** Counts rows that matched a mapping but could not be routed safely. @default no metrics */
+  /** Counts rows that matched a mapping but could not be routed in full (`binding-events.ts`). @default no metrics */
   readonly metrics?: Pick<Metrics, 'cdcUnroutable' | 'outboxRouted' | 'outboxDead'>;
 }
 
@@ -113,6 +113,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   let reader: WalReader | undefined;
   let election: LeaderElection | undefined;
   const rawChanges = createRawChangeWriter({ store, logger });
+  const eventOptions = { logger, ...(options.metrics && { metrics: options.metrics }) };
   const outboxes = createWalOutboxes({
     connections: options.connections,
     publicationName: names.publicationName,
@@ -158,19 +159,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
         if (binding.unread?.has(table)) {
           throw new TributaryError(ErrorCode.UNAVAILABLE, `the catalog entry of ${table} could not be read from the source yet: its changes wait until it is`);
         }
-        for (const mapping of binding.mappings) {
-          let event;
-          try {
-            event = evaluateMapping(mapping, change, { primaryKey: binding.tables.get(table)?.primaryKey ?? change.keyColumns });
-          } catch (error) {
-            if (!(error instanceof UnroutableRowError)) throw error;
-            logger.warn({ mapping: mapping.name, reason: error.reason, err: error }, 'row change not routed');
-            options.metrics?.cdcUnroutable.inc();
-            continue;
-          }
-          if (!event) continue;
-          routed.push(...mappedChangeEvents({ source: id, scope: binding.scope, change, mapping, transaction, lastUpdatedAt }, event));
-        }
+        routed.push(...bindingEvents(binding, { source: id, change, transaction, lastUpdatedAt }, eventOptions));
       }
     }
     const outboxPart = outboxes.take(chunk);

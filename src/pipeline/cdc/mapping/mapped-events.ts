@@ -2,7 +2,9 @@
  * The events one mapped row change becomes (see `cdc-source.ts`): the model change on
  * `{module}.{model}` and the mapping topic's event, under one id; when an update moved the row to
  * another key or tenant (`MappedEvent.former`), a DELETED of the row where it was comes first on
- * the model stream, under an id of its own derived from the change's.
+ * the model stream, under an id of its own derived from the change's. A change whose mapping topic
+ * could not be built (`EvaluatedChange.topicProblem`) has its model stream events only: they need
+ * the row's tenant and key, not the topic, and `changes` must not miss a row `records` lists.
  *
  * Ids are derived from the source, the change's LSN and the mapping, as before rows sharing an
  * LSN were told apart, so an upgrade receives unconfirmed changes again under the ids they were
@@ -41,8 +43,11 @@ export function changeEventId(source: string, change: RowChange, mapping: Domain
   return stableEventId(source, change.lsn, mapping.name, ...index, ...more);
 }
 
+/** A mapped change as routed: its mapping topic undefined when this row could not build it. */
+export type RoutedMappedEvent = Omit<MappedEvent, 'topic'> & { readonly topic: string | undefined };
+
 /** The events, in the order they are to be placed. */
-export function mappedChangeEvents(context: MappedChangeContext, event: MappedEvent): RawEventInput[] {
+export function mappedChangeEvents(context: MappedChangeContext, event: RoutedMappedEvent): RawEventInput[] {
   const { change, mapping, transaction, lastUpdatedAt } = context;
   const { app, env } = context.scope;
   const table = `${change.table.schema}.${change.table.name}`;
@@ -79,7 +84,9 @@ export function mappedChangeEvents(context: MappedChangeContext, event: MappedEv
       type: event.type,
       payload: { operation: event.operation, model: mapping.model, id: event.entityKey, record: event.record, lastUpdatedAt },
     }),
-    { ...common, operation: event.action, source: 'database', topic: event.topic, type: event.type, payload: event.payload },
   );
+  if (event.topic !== undefined) {
+    events.push({ ...common, operation: event.action, source: 'database', topic: event.topic, type: event.type, payload: event.payload });
+  }
   return events;
 }

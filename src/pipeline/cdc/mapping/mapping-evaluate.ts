@@ -15,11 +15,8 @@
  * - payload and record leave unavailable columns out (absent, not null: null would claim the
  *   column is NULL); inside a payload list an unavailable value becomes null.
  *
- * Topic templates. A placeholder `{$row.col}` / `{$old.col}` is replaced by the value's text,
- * encoded by {@link encodeTopicSegment} so it stays inside one segment: letters, digits, `_` and
- * `-` are kept, every other byte becomes `:XX`. A row value can therefore never add a `.` level
- * (permissions are prefixes of the topic hierarchy, `auth/permissions.ts`) nor collide with
- * another value. A null, empty, non-scalar or unavailable value makes the row unroutable.
+ * Topic templates are built by `topic-template.ts`: a value that cannot name a topic segment costs
+ * the change its mapping topic's event only.
  *
  * Moved rows. An update that changes the entity key or the tenant takes the row away from where
  * subscribers hold it: the event says so in `former` (the old key, tenant and image), and its
@@ -28,26 +25,26 @@
  * changed, and the tenant only when it is a key column — otherwise the tenant is taken as unchanged.
  *
  * Unroutable rows. A row that matched but cannot be routed safely (tenant or key unavailable,
- * or longer than `names.ts` allows; bad topic value; a topic or model stream that is one of
- * Tributary's own, `events/system-topics.ts`) makes `evaluateMapping` throw {@link UnroutableRowError}: the caller logs,
- * counts and skips it. It is never published without a tenant or under a guessed topic.
+ * or longer than `names.ts` allows; a model stream that is one of Tributary's own,
+ * `events/system-topics.ts`) makes {@link evaluateChange} throw {@link UnroutableRowError}: the
+ * caller logs, counts and skips it. A row whose mapping topic alone cannot be built (bad topic
+ * value, a topic that is one of Tributary's own) loses only the topic's event: `evaluateChange`
+ * returns it without a topic, with the error as `topicProblem` (for the caller to log and count),
+ * and its model stream events, which need only the tenant and the key, go out as usual — so
+ * `changes` and `records` never disagree about a row because of its topic. Nothing is ever
+ * published without a tenant or under a guessed topic.
  */
 import { isReservedTopic } from '../../events/system-topics.ts';
 import { jsonEqual } from '../../filters/json-compare.ts';
-import {
-  type CompiledCondition,
-  compiled,
-  type CompiledMapping,
-  type CompiledOperand,
-  type CompiledPayload,
-  isValidName,
-} from './mapping-compile.ts';
+import { type CompiledCondition, compiled, type CompiledOperand, type CompiledPayload } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
-import { describe, keyFrom, tenantFrom, textOf, UNAVAILABLE, UnroutableRowError } from './mapping-identity.ts';
+import { keyFrom, tenantFrom, UNAVAILABLE, UnroutableRowError } from './mapping-identity.ts';
 import { modelTopic } from './mapping-topics.ts';
+import { topicOutcome, type TopicOutcome } from './topic-template.ts';
 import type { RowChange, RowOperation } from '../row-change.ts';
 
 export { entityKeyOfRow, UnroutableRowError, type UnroutableReason } from './mapping-identity.ts';
+export { encodeTopicSegment } from './topic-template.ts';
 
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';
 
@@ -107,15 +104,38 @@ const TYPE_SUFFIX: Readonly<Record<RowOperation, string>> = { insert: 'created',
 const BY_VALUE = { numbers: 'by-value' } as const;
 
 /**
+ * A change under its mapping as the source routes it: the model stream's part always, the mapping
+ * topic only when this row can build it.
+ */
+export type EvaluatedChange = Omit<MappedEvent, 'topic'> & TopicOutcome;
+
+/**
  * The event this change produces under the mapping, or undefined when the mapping does not apply
  * (other table, operation not listed, `when` false or unknown). Throws {@link UnroutableRowError}
- * when the change matches but cannot be routed safely.
+ * when the change matches but cannot be routed safely, its topic included (see
+ * {@link evaluateChange} for the routing that keeps the model stream's part).
  */
 export function evaluateMapping(
   mapping: DomainMapping,
   change: RowChange,
   options: EvaluateMappingOptions = {},
 ): MappedEvent | undefined {
+  const evaluated = evaluateChange(mapping, change, options);
+  if (evaluated === undefined) return undefined;
+  if (evaluated.topic === undefined) throw evaluated.topicProblem;
+  return evaluated;
+}
+
+/**
+ * The change under the mapping, or undefined when the mapping does not apply (as
+ * {@link evaluateMapping}). Throws {@link UnroutableRowError} when the change matches but has no
+ * tenant or key that can be routed safely; a topic that cannot be built is `topicProblem` instead.
+ */
+export function evaluateChange(
+  mapping: DomainMapping,
+  change: RowChange,
+  options: EvaluateMappingOptions = {},
+): EvaluatedChange | undefined {
   const plan = compiled(mapping);
   const table = mappingTable(mapping);
   if (change.table.schema !== table.schema || change.table.name !== table.name) return undefined;
@@ -132,7 +152,7 @@ export function evaluateMapping(
   const entityKey = entityKeyOf(mapping, change, options.primaryKey);
   const former = formerOf(mapping, change, options.primaryKey, entityKey, tenant);
   return {
-    topic: topicOf(plan, mapping.name, change),
+    ...topicOutcome(plan, mapping.name, (ref) => resolve({ ref }, change)),
     type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX[action]}`,
     entityKey,
     tenant,
@@ -203,18 +223,6 @@ function actionOf(mapping: DomainMapping, change: RowChange): RowOperation | und
 /** Soft-deleted: anything but NULL or false (an unavailable value is not known to be set). */
 function isSoftDeleted(value: unknown): boolean {
   return value !== UNAVAILABLE && value !== null && value !== false;
-}
-
-/**
- * A value as it appears inside a templated topic: letters, digits, `_` and `-` unchanged, every
- * other UTF-8 byte as `:XX` (`in progress` → `in:20progress`, `a.b` → `a:2Eb`). Injective, and
- * never a `.`, so a value stays one segment. Clients use it to name the topic for a value.
- */
-export function encodeTopicSegment(text: string): string {
-  if (/^[A-Za-z0-9_-]*$/.test(text)) return text;
-  return encodeURIComponent(text.toWellFormed())
-    .replace(/[.!~*'()]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`)
-    .replaceAll('%', ':');
 }
 
 /** `$row.column`: the new row (a delete: the old one); an unchanged TOASTed column from the old row. */
@@ -315,36 +323,6 @@ function entityKeyOf(mapping: DomainMapping, change: RowChange, primaryKey: read
 
 function keyColumnsOf(mapping: DomainMapping, change: RowChange, primaryKey: readonly string[] | undefined): readonly string[] {
   return mapping.key ?? (primaryKey !== undefined && primaryKey.length > 0 ? primaryKey : change.keyColumns);
-}
-
-function topicOf(plan: CompiledMapping, mapping: string, change: RowChange): string {
-  const first = plan.topic[0];
-  const topic = plan.topic.length === 1 && typeof first === 'string' ? first : builtTopic(plan, mapping, change);
-  if (isReservedTopic(topic)) throw new UnroutableRowError('topic-invalid', mapping, "the topic is one of Tributary's own topics or a sync documents topic");
-  return topic;
-}
-
-function builtTopic(plan: CompiledMapping, mapping: string, change: RowChange): string {
-  let topic = '';
-  for (const part of plan.topic) {
-    if (typeof part === 'string') {
-      topic += part;
-      continue;
-    }
-    const value = part.source === 'row' ? rowValue(change, part.column) : oldValue(change, part.column);
-    const text = value === UNAVAILABLE || value === null ? undefined : textOf(value);
-    if (text === undefined || text === '') {
-      const what = value === UNAVAILABLE ? 'unavailable' : describe(value);
-      const placeholder = `{$${part.source}.${part.column}}`;
-      throw new UnroutableRowError('topic-value-invalid', mapping, `topic placeholder ${placeholder} is ${what}`);
-    }
-    topic += encodeTopicSegment(text);
-  }
-  if (!isValidName('topic', topic)) {
-    const why = `the topic built from the row is not a valid topic name (${topic.length} characters)`;
-    throw new UnroutableRowError('topic-invalid', mapping, why);
-  }
-  return topic;
 }
 
 function build(node: CompiledPayload, change: RowChange): unknown {

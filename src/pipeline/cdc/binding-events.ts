@@ -1,0 +1,76 @@
+/**
+ * The events one row change becomes under the mappings of one environment reading its database
+ * (`cdc-source.ts`), and what becomes of a change a mapping matched but cannot route in full:
+ * - no tenant or key that can be routed safely: nothing of it is published, for any stream;
+ * - a mapping topic this row cannot build (a NULL or empty placeholder value, a topic past the
+ *   name rules or one of Tributary's own): only the topic's event is lost. The model stream's
+ *   events need the tenant and the key alone, and were they dropped, `changes` would miss a row
+ *   that `records` lists — a client that ignores updates of ids it does not hold would never
+ *   show it.
+ * Either way the change is logged at warn with the mapping and the reason, and counted in
+ * `tributary_cdc_unroutable_rows_total`.
+ */
+import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import type { RawEventInput, WalTransaction } from '../events/envelope.ts';
+import type { TableShape } from './mapping/mapping-check.ts';
+import { evaluateChange, UnroutableRowError } from './mapping/mapping-evaluate.ts';
+import { mappedChangeEvents } from './mapping/mapped-events.ts';
+import type { DomainMapping } from './mapping/mapping.ts';
+import type { RowChange } from './row-change.ts';
+
+/** What of an environment's binding to the source the events are made from (a `CdcBinding` is one). */
+export interface MappedBinding {
+  readonly scope: { readonly app: string; readonly env: string };
+  readonly mappings: readonly DomainMapping[];
+  /** Catalog entries of the mapped tables, by `schema.table`. */
+  readonly tables: ReadonlyMap<string, Pick<TableShape, 'primaryKey'>>;
+}
+
+/** The change and what its events share: the source, its transaction and commit time. */
+export interface BindingChange {
+  /** The source's id (`sourceIdOf`). */
+  readonly source: string;
+  readonly change: RowChange;
+  readonly transaction: WalTransaction;
+  /** The commit time, ISO 8601. */
+  readonly lastUpdatedAt: string;
+}
+
+export interface BindingEventsOptions {
+  /** The source's logger. */
+  readonly logger: Logger;
+  /** Counts changes that matched a mapping but could not be routed in full. @default no metrics */
+  readonly metrics?: Pick<Metrics, 'cdcUnroutable'>;
+  /** Called for each such change, after it is logged and counted (e.g. to keep a durable count). @default none */
+  readonly onUnroutable?: (error: UnroutableRowError) => void;
+}
+
+/** The events of a change under each of the binding's mappings, in mapping order. */
+export function bindingEvents(binding: MappedBinding, context: BindingChange, options: BindingEventsOptions): RawEventInput[] {
+  const { change } = context;
+  const table = `${change.table.schema}.${change.table.name}`;
+  const primaryKey = binding.tables.get(table)?.primaryKey ?? change.keyColumns;
+  const events: RawEventInput[] = [];
+  for (const mapping of binding.mappings) {
+    let evaluated;
+    try {
+      evaluated = evaluateChange(mapping, change, { primaryKey });
+    } catch (error) {
+      if (!(error instanceof UnroutableRowError)) throw error;
+      unroutable(options, error, 'row change not routed');
+      continue;
+    }
+    if (!evaluated) continue;
+    if (evaluated.topic === undefined) unroutable(options, evaluated.topicProblem, 'row change not routed to its mapping topic (its model stream has it)');
+    events.push(...mappedChangeEvents({ ...context, scope: binding.scope, mapping }, evaluated));
+  }
+  return events;
+}
+
+function unroutable(options: BindingEventsOptions, error: UnroutableRowError, message: string): void {
+  // The error's message names columns, never row values (`mapping-identity.ts`): safe to log.
+  options.logger.warn({ mapping: error.mapping, reason: error.reason, err: error }, message);
+  options.metrics?.cdcUnroutable.inc();
+  options.onUnroutable?.(error);
+}
