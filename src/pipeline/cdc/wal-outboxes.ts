@@ -1,8 +1,13 @@
 /**
- * The outboxes read from one source database's WAL (the outbox's WAL mode): the inserts into
- * each outbox table arrive with the CDC source's other changes, on the same slot, in commit order,
- * and are routed in the same `routeMany` as the chunk's CDC events, so the slot position is
+ * The outboxes read from one source database's WAL (the outbox's WAL mode): the changes of each
+ * outbox table arrive with the CDC source's other changes, on the same slot, in commit order, and
+ * its rows are routed in the same `routeMany` as a chunk's CDC events, so the slot position is
  * confirmed only after they are in the log — CDC's at-least-once rule. No polling.
+ *
+ * - **As committed.** A row is routed as its transaction committed it: an UPDATE or DELETE later in
+ *   the transaction that inserted it is folded onto it, and its rows are routed with the
+ *   transaction's final chunk (`wal-outbox-rows.ts`, which bounds what is held). A change of a row
+ *   of an earlier transaction, already routed, changes nothing.
  *
  * - **Catch-up.** The WAL holds only what was committed after the slot's position, and an outbox
  *   joins a running reader at some point of its stream; rows committed before are in the table
@@ -42,6 +47,7 @@ import {
   type OutboxTable,
 } from '../outbox/outbox-sql.ts';
 import type { TransactionChunk } from './row-change.ts';
+import { createTransactionRows, HELD_ROWS_LIMIT, outboxRowOf, type TransactionRows } from './wal-outbox-rows.ts';
 import { createCleanUpQueue, type CleanUpQueue, type DeadRow } from './wal-outbox-cleanup.ts';
 import { parseLsn } from './wal/lsn.ts';
 import { sawCommitted, snapshotWindow, type SnapshotWindow } from './wal/snapshot-window.ts';
@@ -77,7 +83,7 @@ export interface WalOutboxes {
   suspend(): Promise<void>;
   /** Set while a catch-up runs: a chunk waits for it before `take`, so its rows follow the catch-up's. */
   readonly catchingUp: Promise<void> | undefined;
-  /** The outbox events of a chunk (synchronous, in order), and what to note once they are routed. */
+  /** The outbox events of a chunk (synchronous, in order; held to the final one), and what to note once routed. */
   take(chunk: TransactionChunk): { readonly events: readonly RawEventInput[]; routed(): void };
   /** Measures every outbox, sweeps retention, retries a failed catch-up (the leader's housekeeping). */
   inspect(): Promise<WalOutboxFigures[]>;
@@ -119,6 +125,8 @@ class WalOutbox {
   counts: OutboxCounts | undefined;
   lastError: string | null = null;
   lastSweep = 0;
+  /** The rows of the transaction being read, held until its final chunk. */
+  readonly transactionRows: TransactionRows = createTransactionRows();
 
   constructor(binding: WalOutboxBinding) {
     this.binding = binding;
@@ -160,6 +168,9 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
   const catchUp = async (outbox: WalOutbox): Promise<void> => {
     if (outboxes.get(outbox.binding.outboxId) !== outbox) return;
     outbox.active = false;
+    // Rows held of a transaction being read: its snapshot sees that transaction (committed before
+    // it was decoded), so the catch-up routes them from the table and its later chunks are skipped.
+    outbox.transactionRows.reset();
     try {
       await cleanUp(outbox);
       await outbox.binding.connections.withClient(async (client) => {
@@ -298,7 +309,11 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
     async suspend() {
       ready = false;
       await catchingUp;
-      for (const outbox of outboxes.values()) outbox.active = false;
+      // The transaction being read is received again from its first chunk.
+      for (const outbox of outboxes.values()) {
+        outbox.active = false;
+        outbox.transactionRows.reset();
+      }
     },
 
     take(chunk) {
@@ -307,13 +322,15 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
       for (const outbox of outboxes.values()) {
         const { resolved } = outbox;
         if (!outbox.active || !resolved || outbox.seenByCatchUp(chunk)) continue;
-        const rows: OutboxRow[] = [];
-        for (const change of chunk.changes) {
-          if (change.operation !== 'insert' || change.table.name !== resolved.name || change.table.schema !== resolved.schema || !change.new) continue;
-          rows.push(rowOf(change.new));
+        const folded = outbox.transactionRows.fold(chunk, (table) => table.name === resolved.name && table.schema === resolved.schema);
+        if (folded.firstEarly) {
+          logger.warn(
+            { outbox: outbox.name, xid: chunk.xid, limit: HELD_ROWS_LIMIT },
+            'a transaction inserts more outbox rows than are held until its end: the oldest are routed as they stand, a later change of them in it is not seen',
+          );
         }
-        if (rows.length === 0) continue;
-        const part = eventsOf(outbox, rows);
+        if (folded.rows.length === 0) continue;
+        const part = eventsOf(outbox, folded.rows.map(outboxRowOf));
         events.push(...part.events);
         notes.push({ outbox, routedIds: part.routedIds, dead: part.dead });
       }
@@ -367,21 +384,6 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
       await catchingUp;
       await cleanUpAll();
     },
-  };
-}
-
-/** An insert's new row as the poller's row: the id as text, everything validated is left as decoded. */
-function rowOf(image: Readonly<Record<string, unknown>>): OutboxRow {
-  const value = (column: string) => image[column] ?? null;
-  return {
-    id: String(image['id']),
-    topic: value('topic'),
-    event_type: value('event_type'),
-    payload: value('payload'),
-    tenant: value('tenant'),
-    entity: value('entity'),
-    table_name: value('table_name'),
-    operation: value('operation'),
   };
 }
 
