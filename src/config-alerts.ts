@@ -25,10 +25,14 @@ export interface AlertsConfig {
   readonly deadLettersAllowed: number;
   /** Age of an outbox's oldest waiting row beyond which it is a warning, in s. @default 300 */
   readonly outboxMaxAgeSeconds: number;
+  /** Outbox rows one outbox may set aside as dead in the window before it is a warning. @default 0 */
+  readonly outboxDeadRowsAllowed: number;
   /** CDC replication lag beyond which it is a warning, in bytes. @default 100 MiB */
   readonly cdcMaxLagBytes: number;
   /** WAL a slot retains beyond which it is critical, in bytes. @default 1 GiB */
   readonly cdcMaxRetainedWalBytes: number;
+  /** Row changes one CDC source may match but not route in the window before it is a warning. @default 0 */
+  readonly cdcUnroutableRowsAllowed: number;
   /** Open sockets across the cluster beyond which it is a warning. @default 10000 (the seed's) */
   readonly maxConnections: number;
   /** RESYNC_REQUIRED answers across the cluster in the window beyond which it is a storm (warning). @default 1000 */
@@ -47,8 +51,10 @@ export const alertsEnvironment = {
   ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT: integer(0, 99, 20),
   ALERTS_DEAD_LETTERS_ALLOWED: integer(0, 1_000_000, 0),
   ALERTS_OUTBOX_MAX_AGE_SECONDS: integer(1, 30 * 24 * 3600, 300),
+  ALERTS_OUTBOX_DEAD_ROWS_ALLOWED: integer(0, 1_000_000_000, 0),
   ALERTS_CDC_MAX_LAG_BYTES: integer(1, 1024 * 1024 * MIB, 100 * MIB),
   ALERTS_CDC_MAX_RETAINED_WAL_BYTES: integer(1, 1024 * 1024 * MIB, 1024 * MIB),
+  ALERTS_CDC_UNROUTABLE_ROWS_ALLOWED: integer(0, 1_000_000_000, 0),
   ALERTS_MAX_CONNECTIONS: integer(1, 100_000_000, 10_000),
   ALERTS_MAX_RESYNCS: integer(1, 100_000_000, 1000),
 };
@@ -66,8 +72,10 @@ export function alertsConfigOf(env: AlertsEnvironment): AlertsConfig {
     webhookFailureWarningRatio: env.ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT / 100,
     deadLettersAllowed: env.ALERTS_DEAD_LETTERS_ALLOWED,
     outboxMaxAgeSeconds: env.ALERTS_OUTBOX_MAX_AGE_SECONDS,
+    outboxDeadRowsAllowed: env.ALERTS_OUTBOX_DEAD_ROWS_ALLOWED,
     cdcMaxLagBytes: env.ALERTS_CDC_MAX_LAG_BYTES,
     cdcMaxRetainedWalBytes: env.ALERTS_CDC_MAX_RETAINED_WAL_BYTES,
+    cdcUnroutableRowsAllowed: env.ALERTS_CDC_UNROUTABLE_ROWS_ALLOWED,
     maxConnections: env.ALERTS_MAX_CONNECTIONS,
     maxResyncs: env.ALERTS_MAX_RESYNCS,
   };

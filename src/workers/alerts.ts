@@ -14,7 +14,7 @@ import type { AlertRule } from '../pipeline/alerts/alert-rule.ts';
 import { firingCounts, releaseEvaluatorLease } from '../pipeline/alerts/alert-store.ts';
 import { cdcRules } from '../pipeline/alerts/rules/cdc-rules.ts';
 import { clusterRules, NO_CLUSTER_FIGURES, type ClusterFiguresProvider } from '../pipeline/alerts/rules/cluster-rules.ts';
-import { outboxBacklogRule } from '../pipeline/alerts/rules/outbox-rules.ts';
+import { outboxBacklogRule, outboxDeadRowsRule } from '../pipeline/alerts/rules/outbox-rules.ts';
 import { webhookDeadLettersRule, webhookFailureRateRule } from '../pipeline/alerts/rules/webhook-rules.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 
@@ -47,7 +47,8 @@ export function alertRules(config: AlertsConfig, operatorScope: AlertEvaluationO
     webhookFailureRateRule(db, { minSamples: config.minSamples, criticalRatio: config.webhookFailureCriticalRatio, warningRatio: config.webhookFailureWarningRatio }),
     webhookDeadLettersRule(db, { allowed: config.deadLettersAllowed }),
     outboxBacklogRule(db, { maxAgeSeconds: config.outboxMaxAgeSeconds }),
-    ...cdcRules(db, { maxLagBytes: config.cdcMaxLagBytes, maxRetainedWalBytes: config.cdcMaxRetainedWalBytes }),
+    outboxDeadRowsRule(db, { allowed: config.outboxDeadRowsAllowed }),
+    ...cdcRules(db, { maxLagBytes: config.cdcMaxLagBytes, maxRetainedWalBytes: config.cdcMaxRetainedWalBytes, unroutableRowsAllowed: config.cdcUnroutableRowsAllowed }),
     ...clusterRules(cluster, { ...operatorScope, tenant: undefined }, { maxConnections: config.maxConnections, maxResyncs: config.maxResyncs }),
   ];
 }

@@ -32,7 +32,7 @@ export type Alert = {
   lastFiredAt: Scalars['DateTime']['output'];
   message: Scalars['String']['output'];
   resolvedAt: Maybe<Scalars['DateTime']['output']>;
-  /** e.g. `webhook.failure_rate`, `webhook.dead_letters`, `outbox.backlog_age`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`. */
+  /** e.g. `webhook.failure_rate`, `webhook.dead_letters`, `outbox.backlog_age`, `outbox.dead_rows`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`, `cdc.unroutable_rows`. */
   rule: Scalars['String']['output'];
   severity: AlertSeverity;
   status: AlertStatus;

@@ -113,7 +113,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   let reader: WalReader | undefined;
   let election: LeaderElection | undefined;
   const rawChanges = createRawChangeWriter({ store, logger });
-  const eventOptions = { logger, ...(options.metrics && { metrics: options.metrics }) };
+  const eventOptions = { logger, ...(options.metrics && { metrics: options.metrics }), onUnroutable: (error: { mapping: string; reason: string }) => store.noteUnroutable(id, error) };
   const outboxes = createWalOutboxes({
     connections: options.connections,
     publicationName: names.publicationName,

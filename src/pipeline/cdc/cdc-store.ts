@@ -57,6 +57,15 @@ export interface ReaderStatusRecord {
   readonly updatedAt: Date;
 }
 
+/** A row change not routed: the mapping that matched it and why (`UnroutableReason`). */
+export interface UnroutableNote {
+  readonly mapping: string;
+  readonly reason: string;
+}
+
+/** Unroutable counts older than this are deleted by the next save of the same source, in hours: longer than the longest alert window (a day). */
+export const UNROUTABLE_COUNT_RETENTION_HOURS = 25;
+
 export interface RawChangeRow {
   readonly source: string;
   readonly commitLsn: string;
@@ -90,6 +99,13 @@ export interface CdcStore {
   deleteMapping(app: string, env: string, name: string): Promise<boolean>;
   /** Changes whenever a source or mapping is saved or removed: what readers poll to reload. */
   version(): Promise<string>;
+  /**
+   * Counts a row change a mapping matched but could not route (`UnroutableRowError`), in memory
+   * and at once (the reader's hot path): the next `saveStatus` of that source adds the counts to
+   * the platform database for `cdc.unroutable_rows` (migration 0031).
+   */
+  noteUnroutable(source: string, row: UnroutableNote): void;
+  /** Also adds the source's unroutable rows noted since the last save (`noteUnroutable`); kept for the next save when it fails. */
   saveStatus(status: Omit<ReaderStatusRecord, 'updatedAt'>): Promise<void>;
   getStatus(source: string): Promise<ReaderStatusRecord | undefined>;
   /** Notes that the source's slot was found lost and recreated (the `cdc.slot_lost` alert). */
@@ -126,6 +142,7 @@ export function createCdcStore(db: Database): CdcStore {
   });
   // Stored definitions were validated on save; parsing again gives the normalized, typed form.
   const toMapping = (row: MappingRow): StoredMapping => ({ app: row.app, env: row.env, mapping: parseMapping(row.definition), updatedAt: row.updated_at });
+  const unroutable = createUnroutableTally();
 
   return {
     async listSources() {
@@ -220,7 +237,18 @@ export function createCdcStore(db: Database): CdcStore {
       return rows[0]!.version;
     },
 
+    noteUnroutable(source, row) {
+      unroutable.note(source, row);
+    },
+
     async saveStatus(status) {
+      const counted = unroutable.take(status.source);
+      try {
+        await recordUnroutable(db, status.source, counted);
+      } catch (error) {
+        unroutable.restore(status.source, counted);
+        throw error;
+      }
       await db.query(
         `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, last_error, environments, updated_at, not_streaming_since)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, now(), CASE WHEN $2 = 'streaming' THEN NULL ELSE now() END)
@@ -274,6 +302,7 @@ export function createCdcStore(db: Database): CdcStore {
 
     async forgetReader(source) {
       await db.query('DELETE FROM cdc_reader_status WHERE source = $1', [source]);
+      await db.query('DELETE FROM cdc_unroutable_counts WHERE source = $1', [source]);
     },
 
     async appendRawChanges(rows) {
@@ -300,6 +329,47 @@ export function createCdcStore(db: Database): CdcStore {
       return rowCount;
     },
   };
+}
+
+type UnroutableCount = { readonly mapping: string; readonly reason: string; rows: number };
+type UnroutableCounts = Map<string, UnroutableCount>;
+
+/** Unroutable rows per source, noted but not saved yet; per mapping and reason. */
+function createUnroutableTally() {
+  const bySource = new Map<string, UnroutableCounts>();
+  const add = (source: string, mapping: string, reason: string, rows: number) => {
+    let counts = bySource.get(source);
+    if (!counts) bySource.set(source, (counts = new Map<string, UnroutableCount>()));
+    const key = JSON.stringify([mapping, reason]);
+    const entry = counts.get(key);
+    if (entry) entry.rows += rows;
+    else counts.set(key, { mapping, reason, rows });
+  };
+  return {
+    note: (source: string, row: UnroutableNote) => add(source, row.mapping, row.reason, 1),
+    take(source: string): UnroutableCounts {
+      const counts = bySource.get(source) ?? new Map<string, UnroutableCount>();
+      bySource.delete(source);
+      return counts;
+    },
+    /** Puts back counts a failed save took: noted meanwhile or not, none is lost. */
+    restore(source: string, counts: UnroutableCounts) {
+      for (const { mapping, reason, rows } of counts.values()) add(source, mapping, reason, rows);
+    },
+  };
+}
+
+/** Adds the counts to this minute's (migration 0031), deleting the source's expired ones. */
+async function recordUnroutable(db: Database, source: string, counts: UnroutableCounts): Promise<void> {
+  if (counts.size === 0) return;
+  const entries = [...counts.values()];
+  await db.query(
+    `WITH pruned AS (DELETE FROM cdc_unroutable_counts WHERE source = $1 AND minute < now() - interval '${UNROUTABLE_COUNT_RETENTION_HOURS} hours')
+     INSERT INTO cdc_unroutable_counts (source, minute, mapping, reason, row_count)
+     SELECT $1, date_trunc('minute', now()), mapping, reason, row_count FROM unnest($2::text[], $3::text[], $4::bigint[]) AS counted (mapping, reason, row_count)
+     ON CONFLICT (source, minute, mapping, reason) DO UPDATE SET row_count = cdc_unroutable_counts.row_count + excluded.row_count`,
+    [source, entries.map((entry) => entry.mapping), entries.map((entry) => entry.reason), entries.map((entry) => entry.rows)],
+  );
 }
 
 /**

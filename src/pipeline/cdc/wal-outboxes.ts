@@ -33,42 +33,32 @@ import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { outboxRowOutcome, type OutboxRow, type OutboxRules } from '../outbox/outbox-row.ts';
+import { outboxRowOutcome, type OutboxRow } from '../outbox/outbox-row.ts';
 import {
   beginCatchUp,
   deleteProcessed,
   deleteRows,
   markDead,
   outboxCounts,
-  outboxTable,
   pendingAfter,
   resolveTable,
   type OutboxCounts,
-  type OutboxTable,
 } from '../outbox/outbox-sql.ts';
 import type { TransactionChunk } from './row-change.ts';
-import { createTransactionRows, HELD_ROWS_LIMIT, outboxRowOf, type TransactionRows } from './wal-outbox-rows.ts';
-import { createCleanUpQueue, type CleanUpQueue, type DeadRow } from './wal-outbox-cleanup.ts';
-import { parseLsn } from './wal/lsn.ts';
-import { sawCommitted, snapshotWindow, type SnapshotWindow } from './wal/snapshot-window.ts';
+import { HELD_ROWS_LIMIT, outboxRowOf } from './wal-outbox-rows.ts';
+import { WalOutbox, type WalOutboxBinding } from './wal-outbox.ts';
+import type { DeadRow } from './wal-outbox-cleanup.ts';
+import { snapshotWindow } from './wal/snapshot-window.ts';
 import { ensurePublicationIncludes } from './wal/replication-setup.ts';
 import type { SourceConnections } from './wal/source-connections.ts';
 
-export interface WalOutboxBinding extends OutboxRules {
-  /** The outbox table, `name` or `schema.name`, as the outbox's own login names it. */
-  readonly table: string;
-  /**
-   * The connections of the outbox's own database URL, for every statement on its table: its
-   * login's search path finds the table `setOutboxSource` checked, with the privileges checked
-   * there. With the outbox pool's limits: a statement stuck behind a lock holds the chunks of the
-   * database only until its timeout.
-   */
-  readonly connections: SourceConnections;
-}
+export type { WalOutboxBinding } from './wal-outbox.ts';
 
 /** What an outbox's reader last measured, for `outboxStatus` and `/metrics`. */
 export interface WalOutboxFigures extends Partial<OutboxCounts> {
   readonly binding: WalOutboxBinding;
+  /** Rows set aside as dead since the previous `inspect()`, by reason (the durable counts of `outbox.dead_rows`). */
+  readonly deadRows?: ReadonlyMap<string, number>;
   /** Rows routed since the previous `inspect()`. */
   readonly routed: number;
   readonly lastError: string | null;
@@ -110,41 +100,6 @@ const CLEAN_UP_EVERY_MS = 1_000;
 const CLEAN_UP_BATCH = 1_000;
 const RETENTION_SWEEP_EVERY_MS = 30_000;
 
-class WalOutbox {
-  readonly binding: WalOutboxBinding;
-  readonly table: OutboxTable;
-  readonly name: string;
-  /** Schema and name as the WAL names the table; set by the first catch-up. */
-  resolved: { schema: string; name: string } | undefined;
-  active = false;
-  /** What the catch-up's snapshot saw (until the stream passes it). */
-  window: SnapshotWindow | undefined;
-  cleanUpQueue: CleanUpQueue = createCleanUpQueue();
-  routed = 0;
-  /** What the table last answered; kept while it cannot be read (not zeros that would claim it drained). */
-  counts: OutboxCounts | undefined;
-  lastError: string | null = null;
-  lastSweep = 0;
-  /** The rows of the transaction being read, held until its final chunk. */
-  readonly transactionRows: TransactionRows = createTransactionRows();
-
-  constructor(binding: WalOutboxBinding) {
-    this.binding = binding;
-    this.table = outboxTable(binding.table);
-    this.name = `${binding.scope.app}/${binding.scope.env}`;
-  }
-
-  /** Whether an insert of this chunk is one the catch-up's snapshot saw (and therefore routed or found processed). */
-  seenByCatchUp(chunk: TransactionChunk): boolean {
-    const window = this.window;
-    if (!window) return false;
-    if (parseLsn(chunk.commitLsn) >= window.endLsn) {
-      this.window = undefined;
-      return false;
-    }
-    return sawCommitted(window, chunk.xid);
-  }
-}
 
 export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
   const { connections, router } = options;
@@ -235,6 +190,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
     if (routed > 0) options.metrics?.outboxRouted.inc({ outbox: outbox.name }, routed);
     for (const { id, reason } of dead) {
       options.metrics?.outboxDead.inc({ outbox: outbox.name, reason });
+      outbox.deadRows.set(reason, (outbox.deadRows.get(reason) ?? 0) + 1);
       logger.warn({ outbox: outbox.name, id, reason }, 'outbox: row set aside as dead');
     }
   };
@@ -364,18 +320,13 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
         } catch (error) {
           outbox.lastError = `the outbox cannot be read: ${error instanceof Error ? error.message : String(error)}`;
         }
-        figures.push({ binding: outbox.binding, ...outbox.counts, routed: outbox.routed, lastError: outbox.lastError });
-        outbox.routed = 0;
+        figures.push({ binding: outbox.binding, ...outbox.counts, ...outbox.handOver(), lastError: outbox.lastError });
       }
       return figures;
     },
 
     failed(reason) {
-      return [...outboxes.values()].map((outbox) => {
-        const figures = { binding: outbox.binding, ...outbox.counts, routed: outbox.routed, lastError: `the WAL reader cannot start: ${reason}` };
-        outbox.routed = 0;
-        return figures;
-      });
+      return [...outboxes.values()].map((outbox) => ({ binding: outbox.binding, ...outbox.counts, ...outbox.handOver(), lastError: `the WAL reader cannot start: ${reason}` }));
     },
 
     async stop() {

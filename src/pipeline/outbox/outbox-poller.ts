@@ -26,6 +26,7 @@ import { createBackoff, pause } from '../coordination/backoff.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { outboxRowOutcome, type OutboxRow, type OutboxRules } from './outbox-row.ts';
+import type { DeadRowCounts } from './outbox-store.ts';
 import {
   claimBatch,
   deleteProcessed,
@@ -74,6 +75,12 @@ export interface OutboxPollerOptions {
 export interface OutboxPollerStatus extends OutboxCounts {
   /** The last failure of the loop (cleared by the next successful pass); null when none. */
   readonly lastError: string | null;
+  /**
+   * Rows this poller set aside as dead since the last status it gave, by reason; absent when none.
+   * Handed over once: the reporter adds them to the durable counts with the figures
+   * (`saveOutboxReport`), which the retention sweep of the table does not delete.
+   */
+  readonly deadRows?: DeadRowCounts;
 }
 
 export interface OutboxPoller {
@@ -107,6 +114,8 @@ class PartitionedOutboxPoller implements OutboxPoller {
   #abort: AbortController | undefined;
   #loop: Promise<void> | undefined;
   #lastError: string | null = null;
+  /** Rows set aside as dead since the last status, by reason (`OutboxPollerStatus.deadRows`). */
+  #deadRows = new Map<string, number>();
   #lastSweep = 0;
   /** Rotates the first partition of a pass, so pollers started together do not all queue on partition 0. */
   #offset = 0;
@@ -160,7 +169,11 @@ class PartitionedOutboxPoller implements OutboxPoller {
 
   async status(): Promise<OutboxPollerStatus> {
     try {
-      return { ...(await outboxCounts(this.#options.pool, this.#table)), lastError: this.#lastError };
+      const counts = await outboxCounts(this.#options.pool, this.#table);
+      // Taken only with figures measured: a status that fails leaves them for the next one.
+      const deadRows = this.#deadRows;
+      this.#deadRows = new Map();
+      return { ...counts, lastError: this.#lastError, ...(deadRows.size > 0 ? { deadRows } : {}) };
     } catch (error) {
       throw new TributaryError(ErrorCode.UNAVAILABLE, `The outbox ${this.#table.name} cannot be read: ${messageOf(error)}`, {
         cause: error,
@@ -290,7 +303,10 @@ class PartitionedOutboxPoller implements OutboxPoller {
     }
     // Counted before COMMIT: a commit that then fails re-routes the rows, which counts them again (at least once).
     if (routable.length > 0) this.#options.metrics?.routed(routable.length);
-    for (const { reason } of dead) this.#options.metrics?.dead(reason);
+    for (const { reason } of dead) {
+      this.#options.metrics?.dead(reason);
+      this.#deadRows.set(reason, (this.#deadRows.get(reason) ?? 0) + 1);
+    }
     return { locked, claimed: rows.map((row) => row.partition) };
   }
 }

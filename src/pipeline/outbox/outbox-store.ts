@@ -41,7 +41,21 @@ export interface OutboxMeasurement {
   readonly oldestPendingSeconds: number | null;
   readonly dead: number;
   readonly lastError: string | null;
+  /**
+   * Rows the reader set aside as dead since its last measurement, by reason: added to the durable
+   * counts (`recordOutboxDeadRows`). @default none
+   */
+  readonly deadRows?: DeadRowCounts;
 }
+
+/** Rows set aside as dead, by reason (`dead_reason`). */
+export type DeadRowCounts = ReadonlyMap<string, number>;
+
+/**
+ * How long the counts of dead rows are kept, in hours: longer than the longest alert window
+ * (`ALERTS_WINDOW_SECONDS`, a day), so a window never misses rows.
+ */
+export const DEAD_COUNT_RETENTION_HOURS = 25;
 
 export interface OutboxSourceView extends OutboxSourceRecord {
   /**
@@ -168,10 +182,28 @@ export async function removeOutboxSource(db: Database, app: string, env: string)
  * the source still points where it read); `reported_at` is when they were measured.
  */
 export async function saveOutboxReport(db: Database, source: Pick<OutboxSourceRecord, 'app' | 'env' | 'outboxId'>, report: OutboxMeasurement): Promise<void> {
+  // First: the figures measured after the rows died must not be saved without them.
+  if (report.deadRows) await recordOutboxDeadRows(db, source.outboxId, report.deadRows);
   await db.query(
     `UPDATE outbox_sources SET pending = $4, oldest_pending_seconds = $5, dead = $6, last_error = $7, reported_at = now()
      WHERE app = $1 AND env = $2 AND outbox_id = $3`,
     [source.app, source.env, source.outboxId, report.pending, report.oldestPendingSeconds, report.dead, report.lastError],
+  );
+}
+
+/**
+ * Adds rows set aside as dead to the outbox's counts of this minute (migration 0031), which the
+ * retention sweep of the outbox's table does not touch: `outbox.dead_rows` reads them. Counts
+ * older than DEAD_COUNT_RETENTION_HOURS of the same outbox are deleted on the way.
+ */
+export async function recordOutboxDeadRows(db: Database, outboxId: string, deadRows: DeadRowCounts): Promise<void> {
+  if (deadRows.size === 0) return;
+  await db.query(
+    `WITH pruned AS (DELETE FROM outbox_dead_counts WHERE outbox_id = $1 AND minute < now() - interval '${DEAD_COUNT_RETENTION_HOURS} hours')
+     INSERT INTO outbox_dead_counts (outbox_id, minute, reason, row_count)
+     SELECT $1, date_trunc('minute', now()), reason, row_count FROM unnest($2::text[], $3::bigint[]) AS counted (reason, row_count)
+     ON CONFLICT (outbox_id, minute, reason) DO UPDATE SET row_count = outbox_dead_counts.row_count + excluded.row_count`,
+    [outboxId, [...deadRows.keys()], [...deadRows.values()]],
   );
 }
 

@@ -25,7 +25,7 @@ const Alert = builder.objectRef<AlertView>('Alert').implement({
   description: 'One rule about one subject in an environment: a flapping subject stays one alert whose `count` grows.',
   fields: (t) => ({
     id: t.exposeID('id'),
-    rule: t.exposeString('rule', { description: 'e.g. `webhook.failure_rate`, `webhook.dead_letters`, `outbox.backlog_age`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`.' }),
+    rule: t.exposeString('rule', { description: 'e.g. `webhook.failure_rate`, `webhook.dead_letters`, `outbox.backlog_age`, `outbox.dead_rows`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`, `cdc.unroutable_rows`.' }),
     subject: t.exposeString('subject', { description: 'What it is about: `endpoint:<id>`, `outbox:<app>/<env>`, `cdc:<source>`, `cluster`.' }),
     tenant: t.exposeString('tenant', { nullable: true }),
     severity: t.field({ type: AlertSeverity, resolve: (alert) => alert.severity }),

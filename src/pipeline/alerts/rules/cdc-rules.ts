@@ -12,6 +12,11 @@
  *   server's disk fills up, or `max_slot_wal_keep_size` drops the slot);
  * - `cdc.slot_lost`: the slot was found lost and recreated within the window (critical: changes
  *   were missed; subscribers resynced). It resolves once the loss is older than the window.
+ * - `cdc.unroutable_rows`: row changes a mapping matched but could not route (a tenant or key
+ *   column null, a topic placeholder without a value…) within the window, over the number allowed
+ *   (warning: those changes reach no subscriber). Read from the counts the leader adds to
+ *   `cdc_unroutable_counts` per minute with its status (migration 0031), whatever the status's age:
+ *   a reader that stopped routes nothing, and its counts still say what it could not route.
  * An environment whose CDC source was removed (no `cdc_sources` row) is read no more — a status
  * may still name it — and its subjects are gone: their alerts resolve. So is an environment's old
  * source once it reads another: the old source's status no longer lists it, or has gone stale
@@ -31,6 +36,8 @@ type StatusRow = {
   slot_lost_recently: boolean;
   fresh: boolean;
   not_streaming_seconds: number;
+  unroutable_rows: number;
+  unroutable_top: string | null;
 };
 
 interface SourceFigures {
@@ -45,6 +52,9 @@ interface SourceFigures {
   readonly fresh: boolean;
   /** Seconds since the reader last reported streaming (or, never, since its first report). */
   readonly notStreamingSeconds: number;
+  /** Row changes matched but not routed within the window, and the mapping and reason of most (null: none). */
+  readonly unroutableRows: number;
+  readonly unroutableTop: string | null;
 }
 
 /** Judges a byte figure against a threshold (good at or under 90 % of it): pure. */
@@ -71,8 +81,16 @@ async function readSources(db: Queryable, windowMs: number): Promise<SourceFigur
     `SELECT source, state, last_error, environments, lag_bytes::text, retained_wal_bytes::text,
             coalesce(slot_lost_at > now() - make_interval(secs => $1), false) AS slot_lost_recently,
             updated_at > now() - make_interval(secs => $1) AS fresh,
-            extract(epoch FROM now() - coalesce(not_streaming_since, updated_at))::float8 AS not_streaming_seconds
-     FROM cdc_reader_status ORDER BY source LIMIT $2`,
+            extract(epoch FROM now() - coalesce(not_streaming_since, updated_at))::float8 AS not_streaming_seconds,
+            coalesce(unroutable.row_count, 0)::float8 AS unroutable_rows, unroutable.top AS unroutable_top
+     FROM cdc_reader_status s
+     -- A minute's count covers the minute after its start: one that began up to a minute before the window is in it.
+     LEFT JOIN LATERAL (
+       SELECT sum(row_count) OVER () AS row_count, format('mapping "%s": %s', mapping, reason) AS top FROM (
+         SELECT mapping, reason, sum(row_count) AS row_count FROM cdc_unroutable_counts u
+          WHERE u.source = s.source AND u.minute > now() - make_interval(secs => $1) - interval '1 minute' GROUP BY mapping, reason) per_reason
+       ORDER BY per_reason.row_count DESC, mapping, reason LIMIT 1) unroutable ON true
+     ORDER BY source LIMIT $2`,
     [windowMs / 1000, MAX_READINGS_PER_RULE],
   );
   return rows.map((row) => ({
@@ -85,6 +103,8 @@ async function readSources(db: Queryable, windowMs: number): Promise<SourceFigur
     slotLostRecently: row.slot_lost_recently,
     fresh: row.fresh,
     notStreamingSeconds: row.not_streaming_seconds,
+    unroutableRows: row.unroutable_rows,
+    unroutableTop: row.unroutable_top,
   }));
 }
 
@@ -167,6 +187,18 @@ export interface CdcThresholds {
   readonly maxLagBytes: number;
   /** @default 1 GiB */
   readonly maxRetainedWalBytes: number;
+  /** Row changes matched but not routed that one source may have in the window before it is a warning. @default 0 */
+  readonly unroutableRowsAllowed?: number;
+}
+
+/** Judges a source's row changes matched but not routed in the window: pure. */
+export function judgeUnroutable(figures: Pick<SourceFigures, 'unroutableRows' | 'unroutableTop'>, windowMs: number, allowed: number): Verdict {
+  const rows = figures.unroutableRows;
+  const why = figures.unroutableTop === null ? '' : ` (most often ${figures.unroutableTop})`;
+  return judgeLimit(rows, allowed, {
+    severity: 'warning',
+    message: `${rows} row ${rows === 1 ? 'change' : 'changes'} matched by a mapping could not be routed in full in the last ${Math.round(windowMs / 1000)} s${why}`,
+  });
 }
 
 export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] {
@@ -183,5 +215,8 @@ export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] 
         ? { kind: 'bad', severity: 'critical', value: 1, message: 'the replication slot was lost and recreated: changes were missed, subscribers resynced' }
         : { kind: 'good', value: 0 },
     )),
+    cdcRule(db, 'cdc.unroutable_rows', 'Row changes a mapping matched but could not route within the window, per source', (figures, windowMs) =>
+      judgeUnroutable(figures, windowMs, thresholds.unroutableRowsAllowed ?? 0),
+    ),
   ];
 }
