@@ -49,7 +49,8 @@ export interface SubjectLimits {
   /**
    * Counts `count` publishes or broadcasts of `principal`'s subject.
    * @throws TributaryError RATE_LIMITED (`retryAfterMs`: when the budget is whole again) over
-   *   `PUBLISH_RATE_PER_SECOND`; nothing is counted then.
+   *   `PUBLISH_RATE_PER_SECOND` (the refused request counts in its window too: harmless, the
+   *   window's budget is spent either way).
    */
   admitPublishes(principal: Principal, count?: number): Promise<void>;
   /**
