@@ -1,11 +1,14 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { createAnalyticsMetrics, type AnalyticsMetrics, type AnalyticsSample } from './metrics-analytics.ts';
+
+export { HOT_TOPICS_IN_METRICS, type AnalyticsSample } from './metrics-analytics.ts';
 
 /**
  * Every metric the server exports, on one registry (scraped at `GET /metrics`). Created once in
  * `main.ts` and injected: components increment the counters they are given, and each subsystem
  * registers the live state it owns with `sample()` when it starts — nothing is bound late.
  */
-export interface Metrics {
+export interface Metrics extends AnalyticsMetrics {
   readonly registry: Registry;
   /**
    * Registers live state read at scrape time. Counts from several samplers add up; readers are
@@ -62,32 +65,17 @@ export interface Metrics {
   /** Webhook deliveries not finished yet, and the age of the oldest, by endpoint id (measured every few seconds; less often while a count takes long). */
   readonly webhookPending: Gauge<'endpoint'>;
   readonly webhookOldestPendingSeconds: Gauge<'endpoint'>;
-  /** Alerts firing (not acknowledged, not resolved) cluster-wide, by rule and severity: no subject label, so bounded. */
+  /**
+   * Alerts firing (not acknowledged, not resolved) cluster-wide, by rule and severity: no subject
+   * label, so bounded. Kept for dashboards; an acknowledged alert leaves it while its problem lasts.
+   */
   readonly alertsFiring: Gauge<'rule' | 'severity'>;
-  /** Analytics totals of this instance (read at scrape time from its figures; no topic label). */
-  readonly deliveries: Counter;
-  readonly deliveredBytes: Counter;
-  readonly resyncs: Counter;
-  readonly analyticsTopicsOverflowed: Counter;
-  /** Publish → socket latency of this instance's live deliveries, p50 and p99, in s. */
-  readonly publishToSocketSeconds: Gauge<'quantile'>;
-  /** The only per-topic series: this instance's top topics by events routed over the last full minute (at most 20). */
-  readonly hotTopicEventsPerSecond: Gauge<'app' | 'env' | 'tenant' | 'topic'>;
+  /**
+   * Alerts open (firing or acknowledged) cluster-wide, by rule, severity and state: what a
+   * Prometheus rule should page on, as acknowledging does not end the problem.
+   */
+  readonly alertsOpen: Gauge<'rule' | 'severity' | 'state'>;
 }
-
-/** What analytics reports at scrape time (the shape of its instance figures, plus its top topics). */
-export interface AnalyticsSample {
-  readonly deliveries: number;
-  readonly bytes: number;
-  readonly resyncs: number;
-  readonly topicsOverflowed: number;
-  readonly latency: { readonly p50Ms: number | null; readonly p99Ms: number | null };
-  /** At most `HOT_TOPICS_IN_METRICS` entries. */
-  readonly hotTopics: readonly { readonly app: string; readonly env: string; readonly tenant: string; readonly topic: string; readonly eventsPerSecond: number }[];
-}
-
-/** Topics in the hot-topic gauge: the one bounded exception to "no per-topic labels". */
-export const HOT_TOPICS_IN_METRICS = 10;
 
 /** A CDC reader as the metrics report it (`source` is the hash of its URL, never the URL). */
 export interface CdcReaderSample {
@@ -103,7 +91,7 @@ export interface LiveSampler {
   readonly cdcReaders?: () => readonly CdcReaderSample[];
   readonly outboxes?: () => readonly OutboxSample[];
   readonly webhookBacklogs?: () => readonly WebhookBacklogSample[];
-  readonly alertsFiring?: () => readonly AlertsFiringSample[];
+  readonly alertsOpen?: () => readonly AlertsOpenSample[];
   readonly analytics?: () => AnalyticsSample;
 }
 
@@ -116,10 +104,11 @@ export interface LiveFigures {
   readonly webhookBacklogs: readonly WebhookBacklogSample[];
 }
 
-/** Firing alerts of one rule and severity, cluster-wide (read from the platform database). */
-export interface AlertsFiringSample {
+/** Open alerts of one rule, severity and state (firing or acknowledged), cluster-wide (read from the platform database). */
+export interface AlertsOpenSample {
   readonly rule: string;
   readonly severity: string;
+  readonly state: 'firing' | 'acknowledged';
   readonly count: number;
 }
 
@@ -154,20 +143,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const cdcReaders = (): CdcReaderSample[] => [...samplers].flatMap((sampler) => sampler.cdcReaders?.() ?? []);
   const outboxes = (): OutboxSample[] => [...samplers].flatMap((sampler) => sampler.outboxes?.() ?? []);
   const webhookBacklogs = (): WebhookBacklogSample[] => [...samplers].flatMap((sampler) => sampler.webhookBacklogs?.() ?? []);
-  const alertsFiring = (): AlertsFiringSample[] => [...samplers].flatMap((sampler) => sampler.alertsFiring?.() ?? []);
+  const alertsOpen = (): AlertsOpenSample[] => [...samplers].flatMap((sampler) => sampler.alertsOpen?.() ?? []);
   const analytics = (): AnalyticsSample[] => [...samplers].flatMap((sampler) => (sampler.analytics ? [sampler.analytics()] : []));
-  /** A counter whose value is read from analytics at scrape time. */
-  const analyticsCounter = (name: string, help: string, read: (sample: AnalyticsSample) => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(analytics().reduce((sum, sample) => sum + read(sample), 0));
-      },
-    });
   return {
+    ...createAnalyticsMetrics(registry, analytics),
     registry,
     sample(sampler) {
       samplers.add(sampler);
@@ -356,44 +335,22 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     alertsFiring: new Gauge({
       name: 'tributary_alerts_firing',
-      help: 'Alerts firing (not acknowledged, not resolved) across the cluster, by rule and severity; every workers process reports the same figure (aggregate with max)',
+      help: 'Alerts firing (not acknowledged, not resolved) across the cluster, by rule and severity; every workers process reports the same figure (aggregate with max). Page on tributary_alerts_open: acknowledging does not end the problem',
       labelNames: ['rule', 'severity'],
       registers: [registry],
       collect() {
         this.reset();
-        for (const sample of alertsFiring()) this.set({ rule: sample.rule, severity: sample.severity }, sample.count);
+        for (const sample of alertsOpen()) if (sample.state === 'firing') this.set({ rule: sample.rule, severity: sample.severity }, sample.count);
       },
     }),
-    deliveries: analyticsCounter('tributary_deliveries_total', 'Frames written to subscribers by this instance (one event to N subscribers counts N)', (sample) => sample.deliveries),
-    deliveredBytes: analyticsCounter('tributary_delivered_bytes_total', 'Payload bytes of the frames written to subscribers by this instance', (sample) => sample.bytes),
-    resyncs: analyticsCounter('tributary_resyncs_total', 'Subscribers this instance ended with RESYNC_REQUIRED', (sample) => sample.resyncs),
-    analyticsTopicsOverflowed: analyticsCounter(
-      'tributary_analytics_topics_overflowed_total',
-      'Per-topic countings that went to the overflow topic because a minute already held ANALYTICS_MAX_TOPICS topics',
-      (sample) => sample.topicsOverflowed,
-    ),
-    publishToSocketSeconds: new Gauge({
-      name: 'tributary_publish_to_socket_seconds',
-      help: "Publish → socket latency of this instance's live deliveries since it started (bucket upper bound, ≤ 25 % above the true value), in s",
-      labelNames: ['quantile'],
+    alertsOpen: new Gauge({
+      name: 'tributary_alerts_open',
+      help: 'Alerts open (state firing or acknowledged, not resolved) across the cluster, by rule, severity and state; every workers process reports the same figure (aggregate with max per state)',
+      labelNames: ['rule', 'severity', 'state'],
       registers: [registry],
       collect() {
         this.reset();
-        for (const sample of analytics()) {
-          if (sample.latency.p50Ms !== null) this.set({ quantile: '0.5' }, sample.latency.p50Ms / 1000);
-          if (sample.latency.p99Ms !== null) this.set({ quantile: '0.99' }, sample.latency.p99Ms / 1000);
-        }
-      },
-    }),
-    hotTopicEventsPerSecond: new Gauge({
-      name: 'tributary_hot_topic_events_per_second',
-      help: `This instance's top ${HOT_TOPICS_IN_METRICS} topics by events routed over the last full minute (the only per-topic series)`,
-      labelNames: ['app', 'env', 'tenant', 'topic'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        const hot = analytics().flatMap((sample) => sample.hotTopics).sort((a, b) => b.eventsPerSecond - a.eventsPerSecond).slice(0, HOT_TOPICS_IN_METRICS);
-        for (const { app, env, tenant, topic, eventsPerSecond } of hot) this.set({ app, env, tenant, topic }, eventsPerSecond);
+        for (const sample of alertsOpen()) this.set({ rule: sample.rule, severity: sample.severity, state: sample.state }, sample.count);
       },
     }),
   };

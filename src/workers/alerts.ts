@@ -2,16 +2,16 @@
  * Alert evaluation in the workers role: every `ALERTS_EVALUATE_SECONDS` (the seed's 5 s tick) the
  * rules are evaluated by whichever workers process holds the evaluator's lease — one at a time
  * cluster-wide, another taking over when it stops or stalls (`pipeline/alerts/alert-evaluator.ts`).
- * Every workers process reads the firing counts for `tributary_alerts_firing`.
+ * Every workers process reads the open alerts' counts for `tributary_alerts_open` (and `_firing`).
  */
 import { randomUUID } from 'node:crypto';
 import type { AlertsConfig } from '../config-alerts.ts';
 import type { Database } from '../db/database.ts';
 import { componentLogger, type Logger } from '../logger.ts';
-import type { AlertsFiringSample, Metrics } from '../metrics.ts';
+import type { AlertsOpenSample, Metrics } from '../metrics.ts';
 import { createAlertEvaluator, type Evaluation } from '../pipeline/alerts/alert-evaluator.ts';
 import type { AlertRule } from '../pipeline/alerts/alert-rule.ts';
-import { firingCounts, releaseEvaluatorLease } from '../pipeline/alerts/alert-store.ts';
+import { openCounts, releaseEvaluatorLease } from '../pipeline/alerts/alert-store.ts';
 import { cdcRules } from '../pipeline/alerts/rules/cdc-rules.ts';
 import { clusterRules, NO_CLUSTER_FIGURES, type ClusterFiguresProvider } from '../pipeline/alerts/rules/cluster-rules.ts';
 import { outboxBacklogRule, outboxDeadRowsRule } from '../pipeline/alerts/rules/outbox-rules.ts';
@@ -31,7 +31,7 @@ export interface AlertEvaluationOptions {
 }
 
 export interface AlertEvaluation {
-  /** Runs one evaluation now (tests, and the timer). */
+  /** Runs one evaluation now, then reads the open alerts' counts for `/metrics` (tests, and the timer). */
   evaluate(): Promise<Evaluation>;
   /**
    * Stops the timer and waits for the evaluation in flight, at most `waitMs` (@default no limit),
@@ -69,15 +69,17 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
     leaseMs: config.evaluateMs * 3 + 2000,
     logger,
   });
-  let firing: AlertsFiringSample[] = [];
-  const stopSampling = options.metrics.sample({ alertsFiring: () => firing });
+  let open: AlertsOpenSample[] = [];
+  const stopSampling = options.metrics.sample({ alertsOpen: () => open });
 
   let running: Promise<unknown> | undefined;
-  const tick = async () => {
+  // Counted after every evaluation, whoever holds the lease: every workers process exports the
+  // same figure, and one acknowledged through the API since shows in its state at the next tick.
+  const tick = async (): Promise<Evaluation> => {
     try {
-      await evaluator.evaluate();
+      return await evaluator.evaluate();
     } finally {
-      firing = await firingCounts(db);
+      open = await openCounts(db);
     }
   };
   const timer = setInterval(() => {
@@ -92,7 +94,7 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
 
   let closing: Promise<void> | undefined;
   return {
-    evaluate: () => evaluator.evaluate(),
+    evaluate: tick,
     close(waitMs) {
       closing ??= (async () => {
         clearInterval(timer);

@@ -30,6 +30,7 @@ export type Alert = {
   firstFiredAt: Scalars['DateTime']['output'];
   id: Scalars['ID']['output'];
   lastFiredAt: Scalars['DateTime']['output'];
+  /** Why the alert is in its state: the bad figure while open; once resolved, the good figure it resolved on ('back within limit: …'), 'back to normal', or why ('… no longer exists'). */
   message: Scalars['String']['output'];
   resolvedAt: Maybe<Scalars['DateTime']['output']>;
   /** e.g. `webhook.failure_rate`, `webhook.dead_letters`, `outbox.backlog_age`, `outbox.dead_rows`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`, `cdc.unroutable_rows`. */

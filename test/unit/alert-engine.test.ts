@@ -63,6 +63,18 @@ describe('alert engine (hysteresis)', () => {
     ]);
   });
 
+  it('resolves with the message of the good figure it resolves on, never keeping the firing one', () => {
+    const open = { state: 'firing', severity: 'warning' } as const;
+    const backWithin: Verdict = { kind: 'good', value: 0, message: 'back within limit: 0 open connections (limit 3)' };
+    expect(step({ bad: 0, critical: 0, good: 2 }, open, backWithin, POLICY).transition).toEqual({
+      kind: 'resolved',
+      value: 0,
+      message: 'back within limit: 0 open connections (limit 3)',
+    });
+    // A rule that judges good with no figure to tell (a reader streaming again) still says it resolved.
+    expect(step({ bad: 0, critical: 0, good: 2 }, open, good, POLICY).transition).toEqual({ kind: 'resolved', value: 0, message: 'back to normal' });
+  });
+
   it('treats unknown as no information: it neither fires, resolves nor breaks a streak', () => {
     expect(kinds(run([unknown, unknown, unknown]).transitions)).toEqual(['-', '-', '-']);
     expect(kinds(run([warning, unknown, warning]).transitions)).toEqual(['-', '-', 'fired']);
@@ -142,7 +154,7 @@ describe('alert rules (judgements)', () => {
     expect(judgeFailureRate({ attempts: 20, failures: 5 }, thresholds)).toMatchObject({ kind: 'bad', severity: 'warning' });
     // Good only at or under 90 % of the warning ratio (18 %); in between, neither.
     expect(judgeFailureRate({ attempts: 20, failures: 4 }, thresholds)).toEqual({ kind: 'between', value: 0.2 });
-    expect(judgeFailureRate({ attempts: 50, failures: 9 }, thresholds)).toEqual({ kind: 'good', value: 0.18 });
+    expect(judgeFailureRate({ attempts: 50, failures: 9 }, thresholds)).toEqual({ kind: 'good', value: 0.18, message: 'back within limit: 18 % of 50 webhook attempts failed' });
   });
 
   it('reads a good ratio under the minimum sample as good (it may resolve), any other as unknown (it never fires)', () => {
@@ -153,18 +165,22 @@ describe('alert rules (judgements)', () => {
   });
 
   it('judges dead letters, outbox age, CDC bytes and cluster counts against their limits', () => {
-    expect(judgeDeadLetters(0, 0)).toEqual({ kind: 'good', value: 0 });
+    expect(judgeDeadLetters(0, 0)).toEqual({ kind: 'good', value: 0, message: 'back within limit: 0 webhook deliveries dead-lettered in the window' });
     expect(judgeDeadLetters(1, 0)).toMatchObject({ kind: 'bad', severity: 'warning', value: 1 });
-    expect(judgeBacklogAge(null, 60)).toEqual({ kind: 'good', value: 0 });
+    expect(judgeBacklogAge(null, 60)).toMatchObject({ kind: 'good', value: 0 });
     expect(judgeBacklogAge(61, 60)).toMatchObject({ kind: 'bad', severity: 'warning', value: 61 });
     expect(judgeBytes(null, 100, 'critical', 'retained WAL').kind).toBe('unknown');
     expect(judgeBytes(101, 100, 'critical', 'retained WAL')).toMatchObject({ kind: 'bad', severity: 'critical' });
     expect(judgeBytes(100, 100, 'warning', 'lag')).toEqual({ kind: 'between', value: 100 });
-    expect(judgeBytes(90, 100, 'warning', 'lag')).toEqual({ kind: 'good', value: 90 });
+    expect(judgeBytes(90, 100, 'warning', 'lag')).toEqual({ kind: 'good', value: 90, message: 'back within limit: lag is 90 B (limit 100 B)' });
     expect(judgeBacklogAge(55, 60)).toEqual({ kind: 'between', value: 55 });
-    expect(judgeBacklogAge(54, 60)).toEqual({ kind: 'good', value: 54 });
+    expect(judgeBacklogAge(54, 60)).toEqual({ kind: 'good', value: 54, message: 'back within limit: the oldest outbox row has waited 54 s (limit 60 s)' });
     expect(judgeCount(10_001, 10_000, 'open connections')).toMatchObject({ kind: 'bad', severity: 'warning', message: '10001 open connections (limit 10000)' });
     expect(judgeCount(10_000, 10_000, 'open connections').kind).toBe('between');
     expect(judgeCount(9_000, 10_000, 'open connections').kind).toBe('good');
+  });
+
+  it('says a good figure in words, back within its limit, for the alert it resolves', () => {
+    expect(judgeCount(0, 3, 'open connections')).toEqual({ kind: 'good', value: 0, message: 'back within limit: 0 open connections (limit 3)' });
   });
 });

@@ -49,7 +49,7 @@ function snapshot(at: number, deliveries: number, resyncs = 0): InstanceFiguresS
     bytes: deliveries * 100,
     resyncs,
     webhookAttempts: { delivered: 0, failed: 0, gone: 0, throttled: 0, refused: 0, dead: 0 },
-    latency: { count: 0, p50Ms: null, p99Ms: null, buckets: emptyHistogram() },
+    latency: { count: 0, p50Ms: null, p99Ms: null, buckets: emptyHistogram(), sumMs: 0 },
     topicsOverflowed: 0,
   };
 }
@@ -213,8 +213,8 @@ describe('cluster dashboard', () => {
     // Counted twice once (4 s after its last report), then no more: `a` has missed a tick and a half.
     expect(verdicts).toEqual([
       { kind: 'bad', severity: 'warning', value: 12_000, message: '12000 open connections (limit 10000)' },
-      { kind: 'good', value: 6_000 },
-      { kind: 'good', value: 6_000 },
+      { kind: 'good', value: 6_000, message: 'back within limit: 6000 open connections (limit 10000)' },
+      { kind: 'good', value: 6_000, message: 'back within limit: 6000 open connections (limit 10000)' },
     ]);
     // The dashboard: the cluster is its live instances, the list keeps `a` until its report expires.
     now = 1_000_000 + 8_000;

@@ -18,9 +18,11 @@
  *   fire nor reset a bad streak — for a while: a bad streak whose last bad verdict is older than
  *   the rule's window is forgotten (`expire`), as that verdict says nothing of any window since.
  * - gone (the subject no longer exists) resolves an open alert at once, saying why, and clears the
- *   streaks: no figure will ever come to resolve it.
+ *   streaks: no figure will ever come to resolve it;
+ * - a resolve always says why: the subject gone, or the last good verdict's figure (the firing
+ *   message would otherwise stay on a resolved alert, and on its `system.alerts` event).
  */
-import type { AlertState, Severity, Verdict } from './alert-rule.ts';
+import { BACK_TO_NORMAL, type AlertState, type Severity, type Verdict } from './alert-rule.ts';
 
 export interface Streaks {
   /** Bad verdicts in a row (any severity). */
@@ -49,8 +51,11 @@ export interface OpenAlert {
 export type Transition =
   | { readonly kind: 'fired'; readonly severity: Severity; readonly value: number; readonly message: string }
   | { readonly kind: 'escalated'; readonly severity: 'critical'; readonly value: number; readonly message: string }
-  /** `value` null keeps the last figure; `message`, when set, replaces the alert's (why it resolved). */
-  | { readonly kind: 'resolved'; readonly value: number | null; readonly message?: string };
+  /**
+   * `value` null keeps the last figure. `message` replaces the alert's: why it resolved — its
+   * subject gone, or its figure good again — so a resolved alert never shows its firing figure.
+   */
+  | { readonly kind: 'resolved'; readonly value: number | null; readonly message: string };
 
 export interface Step {
   readonly streaks: Streaks;
@@ -68,7 +73,8 @@ export function step(streaks: Streaks, open: OpenAlert | undefined, verdict: Ver
     case 'good': {
       const next = { bad: 0, critical: 0, good: streaks.good + 1 };
       const resolves = open !== undefined && next.good >= policy.resolveAfter;
-      return { streaks: next, transition: resolves ? { kind: 'resolved', value: verdict.value } : undefined };
+      // The last good verdict's message: the figure it resolves on (the firing one is out of date).
+      return { streaks: next, transition: resolves ? { kind: 'resolved', value: verdict.value, message: verdict.message ?? BACK_TO_NORMAL } : undefined };
     }
     case 'bad': {
       const next = { bad: streaks.bad + 1, critical: verdict.severity === 'critical' ? streaks.critical + 1 : 0, good: 0 };

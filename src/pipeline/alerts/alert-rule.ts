@@ -27,7 +27,11 @@ export type AlertState = 'firing' | 'acknowledged' | 'resolved';
 export type Verdict =
   | { readonly kind: 'unknown'; readonly reason: string }
   | { readonly kind: 'gone'; readonly reason: string }
-  | { readonly kind: 'good'; readonly value: number }
+  /**
+   * `message`: the good figure in words, which a resolved alert shows instead of its firing
+   * message ("back within limit: 0 open connections (limit 3)"); absent, a generic one is used.
+   */
+  | { readonly kind: 'good'; readonly value: number; readonly message?: string }
   /** Not over the limit, not clearly under it either (the dead band): neither bad nor good. */
   | { readonly kind: 'between'; readonly value: number }
   | { readonly kind: 'bad'; readonly severity: Severity; readonly value: number; readonly message: string };
@@ -85,11 +89,22 @@ export function resolveLevel(limit: number): number {
   return limit * RESOLVE_FRACTION;
 }
 
-/** Judges a figure against its limit with the dead band: bad over it, good at or under `resolveLevel`, between otherwise. Pure. */
+/**
+ * Judges a figure against its limit with the dead band: bad over it, good at or under
+ * `resolveLevel`, between otherwise. Pure. `bad.message` describes the figure as it is now (the
+ * rules build it from this reading), so a good verdict says the same, back within its limit: an
+ * alert that resolves on it then reads as resolved, not as its firing figure.
+ */
 export function judgeLimit(value: number, limit: number, bad: { readonly severity: Severity; readonly message: string }): Verdict {
   if (value > limit) return { kind: 'bad', severity: bad.severity, value, message: bad.message };
-  return value <= resolveLevel(limit) ? { kind: 'good', value } : { kind: 'between', value };
+  return value <= resolveLevel(limit) ? { kind: 'good', value, message: `${BACK_WITHIN_LIMIT}: ${bad.message}` } : { kind: 'between', value };
 }
+
+/** How a good verdict's message begins when its figure is back within its limit. */
+export const BACK_WITHIN_LIMIT = 'back within limit';
+
+/** The message of an alert resolved on good verdicts that carried none (a rule judging good without a figure to tell). */
+export const BACK_TO_NORMAL = 'back to normal';
 
 /** Most readings taken from one rule in one evaluation: a bound on each query and on memory. */
 export const MAX_READINGS_PER_RULE = 5_000;

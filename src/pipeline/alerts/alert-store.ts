@@ -163,7 +163,8 @@ export async function escalateAlert(db: Queryable, id: string, severity: Severit
 
 /**
  * Resolves an open alert; undefined when it is not open. `value` null keeps the last figure;
- * `message` (why it resolved, when not because its figure is good again) replaces the alert's.
+ * `message` replaces the alert's: the evaluator always says why it resolved (the good figure, or
+ * its subject gone), so its `system.alerts` event and the API do not show the figure it fired on.
  */
 export async function resolveAlert(db: Queryable, id: string, value: number | null, message?: string): Promise<AlertRecord | undefined> {
   const { rows } = await db.query<AlertRow>(
@@ -252,10 +253,15 @@ export async function deleteAnnouncedChanges(db: Queryable, seqs: readonly strin
   await db.query('DELETE FROM alert_changes WHERE seq = ANY($1::bigint[])', [seqs]);
 }
 
-/** Firing alerts (not acknowledged, not resolved) by rule and severity, cluster-wide: `tributary_alerts_firing`. */
-export async function firingCounts(db: Queryable): Promise<{ rule: string; severity: Severity; count: number }[]> {
-  const { rows } = await db.query<{ rule: string; severity: Severity; count: number }>(
-    `SELECT rule, severity, count(*)::int AS count FROM alerts WHERE state = 'firing' GROUP BY rule, severity ORDER BY rule, severity`,
+/**
+ * Open alerts (firing or acknowledged) by rule, severity and state, cluster-wide:
+ * `tributary_alerts_open`, and `tributary_alerts_firing` (its firing ones). Acknowledged ones are
+ * counted because acknowledging is not a fix: a Prometheus rule on firing ones alone resolved in
+ * Alertmanager as soon as someone acknowledged, and never saw an acknowledged warning escalate.
+ */
+export async function openCounts(db: Queryable): Promise<{ rule: string; severity: Severity; state: Exclude<AlertState, 'resolved'>; count: number }[]> {
+  const { rows } = await db.query<{ rule: string; severity: Severity; state: Exclude<AlertState, 'resolved'>; count: number }>(
+    `SELECT rule, severity, state, count(*)::int AS count FROM alerts WHERE state <> 'resolved' GROUP BY rule, severity, state ORDER BY rule, severity, state`,
   );
   return rows;
 }

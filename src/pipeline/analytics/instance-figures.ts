@@ -35,6 +35,8 @@ export interface InstanceFiguresSnapshot {
     readonly p99Ms: number | null;
     /** Counts per bucket (`LATENCY_BOUNDS_MS` layout), to merge instances. */
     readonly buckets: readonly number[];
+    /** The latencies added up, in ms (negative ones as 0, as their bucket does): the `_sum` of the Prometheus histogram. */
+    readonly sumMs: number;
   };
   /** Per-topic countings that went to the minute's overflow topic (more topics than its bound). */
   readonly topicsOverflowed: number;
@@ -51,6 +53,8 @@ export class InstanceTotals implements InstanceFigures {
   readonly events: Record<EventSource, number> = { database: 0, sync: 0, socket: 0, system: 0 };
   readonly webhooks: Record<WebhookOutcome, number> = { delivered: 0, failed: 0, gone: 0, throttled: 0, refused: 0, dead: 0 };
   readonly latency: number[] = emptyHistogram();
+  /** Every live delivery's latency added up, in ms (the recorder adds `max(0, latency) × subscribers`). */
+  latencySumMs = 0;
   deliveries = 0;
   bytes = 0;
   resyncs = 0;
@@ -79,6 +83,7 @@ export class InstanceTotals implements InstanceFigures {
         p50Ms: histogramQuantile(this.latency, 0.5),
         p99Ms: histogramQuantile(this.latency, 0.99),
         buckets: [...this.latency],
+        sumMs: this.latencySumMs,
       },
       topicsOverflowed: this.overflowed,
     };

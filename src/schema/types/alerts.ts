@@ -32,7 +32,10 @@ const Alert = builder.objectRef<AlertView>('Alert').implement({
     status: t.field({ type: AlertStatus, resolve: (alert) => alert.state }),
     count: t.exposeInt('count', { description: 'Times it fired, re-openings included.' }),
     value: t.exposeFloat('value', { nullable: true, description: 'The figure at its last change: a failure ratio (0–1), a count, seconds or bytes.' }),
-    message: t.exposeString('message'),
+    message: t.exposeString('message', {
+      description:
+        "Why the alert is in its state: the bad figure while open; once resolved, the good figure it resolved on ('back within limit: …'), 'back to normal', or why ('… no longer exists').",
+    }),
     firstFiredAt: t.expose('firstFiredAt', { type: 'DateTime' }),
     lastFiredAt: t.expose('lastFiredAt', { type: 'DateTime' }),
     acknowledgedAt: t.expose('acknowledgedAt', { type: 'DateTime', nullable: true }),
