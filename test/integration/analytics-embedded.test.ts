@@ -26,7 +26,7 @@ describe('analytics in the embedded mode', () => {
 
     await publishMany(server, 'orders', seqPayloads(1, 3));
     await takeEvents(watcher, 'e', 3);
-    // Found by name: the development principal sees the environment's application-wide topics too (`system.dashboard`).
+    // Found by name: the development principal sees the environment's application-wide topics too.
     await waitFor(async () => (await hotTopics(server, { window: 'ONE_MINUTE', by: 'EVENTS' })).find((entry) => entry.topic === 'orders')?.count === 3, { timeoutMs: 10_000 });
     clock.nextMinutes();
 

@@ -173,7 +173,7 @@ describe('analytics minute stores', () => {
       const minute = now - (now % MINUTE_MS) - MINUTE_MS;
       const overflow = overflowKeyOf(environmentKey('small', 'prod'));
       await store.push({ id: 'minute', minute, topics: new Map([[mine, socketEvents(1)], [overflow, socketEvents(9)], [staging, socketEvents(4)], [OTHER_TOPIC_KEY, socketEvents(5)]]) });
-      const reader = createAnalyticsReader({ db, store, now: () => now });
+      const reader = createAnalyticsReader({ db, store, now: () => now, hotTopicsCacheMs: 0 });
       const hot = async (env: string, tenant?: string) =>
         (await reader.hotTopics({ scope: { app: 'small', env }, tenant, windowMs: 15 * MINUTE_MS, by: 'events', limit: 10 })).map((entry) => [entry.topic, entry.tenant, entry.counts.eventsSocket]);
       const environmentWide = [['~other', null, 9], ['mine', 'acme', 1]];

@@ -50,7 +50,7 @@ describe('analytics reader', () => {
           return read;
         },
       };
-      const reader = createAnalyticsReader({ db, store: racing, now: () => now });
+      const reader = createAnalyticsReader({ db, store: racing, now: () => now, hotTopicsCacheMs: 0 });
       const hot = await reader.hotTopics({ scope, tenant: undefined, windowMs: 15 * MINUTE_MS, by: 'events', limit: 10 });
       expect(flushes).toBe(1);
       expect(hot.map((entry) => [entry.topic, entry.tenant, entry.counts.eventsSocket])).toEqual([['orders', 'acme', 4]]);

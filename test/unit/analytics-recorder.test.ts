@@ -8,7 +8,7 @@ import {
   latencyBucket,
   mergeHistogram,
 } from '../../src/pipeline/analytics/latency-histogram.ts';
-import { createAnalyticsRecorder } from '../../src/pipeline/analytics/recorder.ts';
+import { createAnalyticsRecorder, UNCOUNTED_TOPICS } from '../../src/pipeline/analytics/recorder.ts';
 import { statsRowsOf } from '../../src/pipeline/analytics/stats-store.ts';
 import { decodeField, encodeCounts, OTHER_TOPIC_KEY, OVERFLOW_TOPIC, type TopicCounts } from '../../src/pipeline/analytics/topic-counts.ts';
 import { streamOf } from '../../src/pipeline/stream.ts';
@@ -129,11 +129,28 @@ describe('analytics recorder', () => {
     expect(figures.latency.count).toBe(3);
   });
 
-  it('never counts its own stats topic', () => {
+  it('never counts Tributary’s periodic topics (analytics.minutes, system.dashboard), neither per topic nor in the instance’s totals', () => {
     const recorder = createAnalyticsRecorder();
-    recorder.routed('a:b:|analytics.minutes', 'system');
+    for (const topic of ['analytics.minutes', 'system.dashboard']) {
+      const key = topicKey('ops', undefined, topic);
+      recorder.routed(key, 'system');
+      recorder.delivered(key, 3, 100, 5);
+      recorder.resync(key);
+      recorder.webhookAttempt(key, 'failed');
+    }
+    expect(UNCOUNTED_TOPICS).toEqual(['analytics.minutes', 'system.dashboard']);
     expect(recorder.drain()).toEqual([]);
-    expect(recorder.figures.snapshot().eventsBySource.system).toBe(1);
+    const figures = recorder.figures.snapshot();
+    expect(figures).toMatchObject({ eventsBySource: { system: 0 }, deliveries: 0, bytes: 0, resyncs: 0, webhookAttempts: { failed: 0 } });
+    expect(figures.latency.count).toBe(0);
+  });
+
+  it('counts Tributary’s topics whose events an application causes: alerts, endpoint notices, the gateway’s', () => {
+    const recorder = createAnalyticsRecorder();
+    const topics = ['system.alerts', 'webhooks.endpoints', 'gateway.connected', 'webhooks.test'];
+    for (const topic of topics) recorder.routed(topicKey('ops', undefined, topic), 'system');
+    expect([...recorder.drain()[0]!.topics.keys()]).toEqual(topics.map((topic) => topicKey('ops', undefined, topic)));
+    expect(recorder.figures.snapshot().eventsBySource.system).toBe(topics.length);
   });
 
   it('admits at most the bound of topics per minute; the rest is counted under its environment’s overflow row', () => {

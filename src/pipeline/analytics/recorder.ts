@@ -13,6 +13,8 @@
  * `maxTopicsPerTenant`. The overflow rows are bounded too (as many as the topics, then
  * `OTHER_TOPIC_KEY`, the row of no environment).
  */
+import { ANALYTICS_SYSTEM_TOPIC } from '../events/analytics-event.ts';
+import { DASHBOARD_TOPIC } from '../events/dashboard-event.ts';
 import type { EventSource } from '../events/envelope.ts';
 import { InstanceTotals, type InstanceFigures, type WebhookOutcome } from './instance-figures.ts';
 import { latencyBucket, emptyHistogram } from './latency-histogram.ts';
@@ -68,8 +70,26 @@ export interface AnalyticsRecorderOptions {
   readonly now?: () => number;
 }
 
-/** The topics stream keys end with that analytics never counts: its own stats events. */
-const UNCOUNTED_SUFFIX = '|analytics.minutes';
+/**
+ * Tributary's own periodic traffic, never counted — neither per topic nor in the instance's
+ * totals (the dashboard's rates): what Tributary routes by the clock, whatever the applications
+ * do, would show as a hot topic of the operators' environment and as events per second of an
+ * idle cluster. The rule: a topic Tributary fills on its own schedule is left out; one whose
+ * events an application causes is counted, Tributary's or not — `system.alerts` (an alert fires
+ * on an application's failures), `webhooks.endpoints` (its endpoint was disabled or is full),
+ * `gateway.*` (its clients' sockets), `webhooks.test` (an admin's test call).
+ * - `analytics.minutes`: the flushed minutes (counting them would report its own reports forever);
+ * - `system.dashboard`: the cluster dashboard, routed every tick.
+ */
+export const UNCOUNTED_TOPICS: readonly string[] = [ANALYTICS_SYSTEM_TOPIC, DASHBOARD_TOPIC];
+
+/** Stream keys end with `|topic` (`streamOf`); a topic name never holds a `|`. */
+const UNCOUNTED_SUFFIXES = UNCOUNTED_TOPICS.map((topic) => `|${topic}`);
+
+function isUncounted(topicKey: string): boolean {
+  for (const suffix of UNCOUNTED_SUFFIXES) if (topicKey.endsWith(suffix)) return true;
+  return false;
+}
 
 /** Closed minutes kept for a drain that does not come (no pusher); older ones are dropped. */
 const MAX_CLOSED_MINUTES = 3;
@@ -124,8 +144,7 @@ export function createAnalyticsRecorder(options: AnalyticsRecorderOptions = {}):
   const closed: MinuteTable[] = [];
   let lastFull: MinuteTable | undefined;
 
-  const countsFor = (topicKey: string): TopicCounts | undefined => {
-    if (topicKey.endsWith(UNCOUNTED_SUFFIX)) return undefined;
+  const countsFor = (topicKey: string): TopicCounts => {
     const time = now();
     if (time >= current.end) {
       closed.push(current);
@@ -155,34 +174,33 @@ export function createAnalyticsRecorder(options: AnalyticsRecorderOptions = {}):
   return {
     figures: totals,
     routed(topicKey, source) {
+      if (isUncounted(topicKey)) return;
       totals.events[source] += 1;
-      const counts = countsFor(topicKey);
-      if (counts) counts[eventsCounter(source)] += 1;
+      countsFor(topicKey)[eventsCounter(source)] += 1;
     },
     delivered(topicKey, subscribers, bytes, latencyMs) {
-      if (subscribers === 0) return;
+      if (subscribers === 0 || isUncounted(topicKey)) return;
       const total = subscribers * bytes;
       totals.deliveries += subscribers;
       totals.bytes += total;
       const counts = countsFor(topicKey);
-      if (counts) {
-        counts.deliveries += subscribers;
-        counts.bytes += total;
-      }
+      counts.deliveries += subscribers;
+      counts.bytes += total;
       if (latencyMs === undefined) return;
       const bucket = latencyBucket(latencyMs);
       totals.latency[bucket]! += subscribers;
-      if (counts) (counts.latency ??= emptyHistogram())[bucket]! += subscribers;
+      totals.latencySumMs += Math.max(0, latencyMs) * subscribers;
+      (counts.latency ??= emptyHistogram())[bucket]! += subscribers;
     },
     resync(topicKey) {
+      if (isUncounted(topicKey)) return;
       totals.resyncs += 1;
-      const counts = countsFor(topicKey);
-      if (counts) counts.resyncs += 1;
+      countsFor(topicKey).resyncs += 1;
     },
     webhookAttempt(topicKey, outcome) {
+      if (isUncounted(topicKey)) return;
       totals.webhooks[outcome] += 1;
       const counts = countsFor(topicKey);
-      if (!counts) return;
       if (outcome === 'delivered') counts.webhookDelivered += 1;
       else counts.webhookFailed += 1;
     },

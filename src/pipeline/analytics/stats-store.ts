@@ -20,7 +20,8 @@ export interface StatsRow {
   readonly counts: TopicCounts;
 }
 
-const COLUMN: Readonly<Record<Counter, string>> = {
+/** The SQL column of each counter. */
+export const COLUMN: Readonly<Record<Counter, string>> = {
   eventsDatabase: 'events_database',
   eventsSync: 'events_sync',
   eventsSocket: 'events_socket',
@@ -31,7 +32,7 @@ const COLUMN: Readonly<Record<Counter, string>> = {
   webhookFailed: 'webhook_failed',
   resyncs: 'resyncs',
 };
-const COLUMNS = COUNTERS.map((counter) => COLUMN[counter]);
+export const COLUMNS = COUNTERS.map((counter) => COLUMN[counter]);
 
 const TABLE: Readonly<Record<Granularity, string>> = { minute: 'topic_stats_minute', hour: 'topic_stats_hour', day: 'topic_stats_day' };
 
@@ -158,27 +159,6 @@ export async function topicWindows(db: Queryable, query: TopicWindowQuery): Prom
     [query.app, query.env, query.topic, query.tenant ?? null, query.from, query.to],
   );
   return rows.map((row) => ({ start: row.start_time, counts: countsOf(row) }));
-}
-
-export interface MinutesTopicsQuery {
-  readonly app: string;
-  readonly env: string;
-  readonly tenant: string | undefined;
-  /** The minutes to sum. */
-  readonly minutes: readonly Date[];
-}
-
-/** Every topic of an environment (per tenant) summed over some minutes. */
-export async function topicsOfMinutes(db: Queryable, query: MinutesTopicsQuery): Promise<StatsRow[]> {
-  if (query.minutes.length === 0) return [];
-  const { rows } = await db.query<AggregateRow & { tenant: string; topic: string }>(
-    aggregate(
-      `SELECT * FROM ${TABLE.minute} WHERE app = $1 AND env = $2 AND ($3::text IS NULL OR tenant = $3) AND start_time = ANY($4::timestamptz[])`,
-      ['tenant', 'topic'],
-    ),
-    [query.app, query.env, query.tenant ?? null, query.minutes],
-  );
-  return rows.map((row) => ({ app: query.app, env: query.env, tenant: row.tenant, topic: row.topic, counts: countsOf(row) }));
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
  * The REST routes the seed names, beside GraphQL, for what is conventionally polled over HTTP
  * (`GET /api/alerts`, `GET /api/metrics/dashboard`, `GET /api/metrics/hot-topics`). Same bearer token and verification as
- * GraphQL, the same resolvers and so the same admin check; `GET` only. Errors as GraphQL writes
+ * GraphQL, the same resolvers and so the same admin check — made here first, before any parameter
+ * is read; `GET` only. Errors as GraphQL writes
  * them — `{ errors: [{ message, extensions: { code, …details } }] }` — with the stable codes and
  * their HTTP statuses (401 UNAUTHENTICATED, 403 FORBIDDEN, 400 BAD_USER_INPUT, 404 NOT_FOUND).
  */
@@ -10,6 +11,7 @@ import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import { ErrorCode, faultOf, isClientFacing, TributaryError } from '../../errors.ts';
 import { componentLogger, type Logger } from '../../logger.ts';
 import type { Services } from '../../resolvers/context.ts';
+import { requireAdmin } from '../../resolvers/require-admin.ts';
 import { MASKED_MESSAGE } from '../../schema/errors.ts';
 import { alertsRoute } from './alerts-route.ts';
 import { dashboardRoute } from './dashboard-route.ts';
@@ -51,6 +53,10 @@ export function createAdminApi(options: AdminApiOptions): AdminApi {
 
   const answer = async (route: RestRoute, request: IncomingMessage, query: URLSearchParams): Promise<unknown> => {
     const principal = await options.verifier.verify(request.headers.authorization);
+    // The role before the parameters: every route here is an admin's, and a caller without the
+    // role must get 403 whatever it sends — a 400 for `?window=2m` would tell it what the route
+    // accepts. The resolvers check it again (and the finer rules: tenant, operators).
+    requireAdmin(principal);
     return route({ principal, services: options.services, connectionId: undefined }, query);
   };
 
