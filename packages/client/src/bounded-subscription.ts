@@ -38,7 +38,10 @@ export function subscribeBounded<T>(client: Client, payload: SubscribePayload, l
   const finish = (how: BoundedEnd) => {
     if (end) return;
     end = how;
-    unsubscribe();
+    // After the messages being handed over now (see Session.stream): the server's `complete` that
+    // follows an errored result in the same read would otherwise count the operation as ended
+    // twice in graphql-ws, which closes the socket at zero.
+    queueMicrotask(() => unsubscribe());
     wake?.();
   };
   unsubscribe = client.subscribe<T>(payload, {

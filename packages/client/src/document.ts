@@ -12,7 +12,7 @@
 import type { Connection } from './connection.ts';
 import { isPermissionRevoked } from './errors.ts';
 import { TributaryDocumentDocument, type DocumentOperation } from './generated.ts';
-import { runResumable } from './resumable.ts';
+import { createRetryGate, runResumable } from './resumable.ts';
 
 export interface LiveDocument {
   readonly service: string;
@@ -63,6 +63,8 @@ export function subscribeDocument(connection: Connection, service: string, id: s
   let failed = false;
   /** `onRetry` was told, and no document came since. */
   let retrying = false;
+  /** When a retry may go, across sockets (a refusal's `retryAfterMs`). */
+  const gate = createRetryGate();
   const interrupted = (error: Error) => {
     if (failed) return;
     retrying = true;
@@ -86,6 +88,7 @@ export function subscribeDocument(connection: Connection, service: string, id: s
     attach: (session) => {
       if (failed) return;
       void runResumable(connection, session, controller.signal, {
+        gate,
         run: (current, signal, delivered) =>
           current.stream(TributaryDocumentDocument, { service, id }, ({ document }) => {
             delivered();
@@ -104,6 +107,8 @@ export function subscribeDocument(connection: Connection, service: string, id: s
     },
     unauthorized: interrupted,
     reset: () => {
+      // The previous user's refusals: the new user's budget is their own.
+      gate.notBefore = 0;
       current = undefined;
       options.onReset?.();
     },

@@ -15,7 +15,7 @@
 import type { Connection } from './connection.ts';
 import { TributaryEventsDocument, TributaryTopicCursorDocument, type EventWhere, type TributaryEventsSubscription } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
-import { RefetchFailedError, runResumable } from './resumable.ts';
+import { createRetryGate, RefetchFailedError, runResumable } from './resumable.ts';
 import type { Session } from './session.ts';
 
 export type TopicEvent = TributaryEventsSubscription['events'];
@@ -38,8 +38,10 @@ export interface SubscribeEventsOptions {
    */
   readonly onRetry?: (error: Error) => void;
   /**
-   * Served again after `onRetry`: an event arrived, or the server answered an operation sent after
-   * the subscribe without refusing it (the protocol acknowledges no subscription).
+   * Served again after `onRetry`: an event arrived, or the server answered a probe sent after the
+   * retried subscribe without refusing it first (the protocol acknowledges no subscription). A
+   * refusal the server decides after a Redis round trip (a subject's new-stream rate, UNAVAILABLE)
+   * may still follow that answer: `onRetry` again, then.
    */
   readonly onResume?: () => void;
   /**
@@ -80,6 +82,8 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
     retrying = false;
     options.onResume?.();
   };
+  /** When a retry may go, across sockets (a refusal's `retryAfterMs`). */
+  const gate = createRetryGate();
   /** The last refill begun (settled or not): the next one waits for it. */
   let refilling: Promise<void> = Promise.resolve();
 
@@ -117,6 +121,7 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
     attach: (session) => {
       if (failed) return;
       void runResumable(connection, session, controller.signal, {
+        gate,
         run: async (current, signal, delivered) => {
           if (refill) {
             const done = connection.beginResync();
@@ -153,6 +158,8 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
     unauthorized: interrupted,
     reset: () => {
       resets += 1;
+      // The previous user's refusals: the new user's budget is their own.
+      gate.notBefore = 0;
       cursor = undefined;
       seen = createRecentIds(options.dedupeWindow);
       refill = true;

@@ -18,7 +18,10 @@ export type ModelRecord = Readonly<Record<string, unknown>>;
 
 /**
  * - `loading`: the first snapshot is being read;
- * - `live`: the snapshot is loaded and the server took the change stream in on the current socket;
+ * - `live`: the snapshot is loaded and the change stream subscribed on the current socket, no
+ *   refusal of it known (after one: once a change came, or a probe sent after the retried
+ *   subscribe was answered). A refusal the server decides later (after a Redis round trip) may
+ *   still come: `reconnecting` then, with the error;
  * - `reconnecting`: the stream is not served — the socket is gone, the server refused the stream
  *   for now (RATE_LIMITED…: `error` says so, and it is retried), or the connection is
  *   `unauthorized` (`error`: a SessionEndedError with the close code); the records are kept and
@@ -36,8 +39,8 @@ export interface LiveModelSnapshot<R extends object = ModelRecord> {
   readonly byId: ReadonlyMap<string, R>;
   readonly status: LiveModelStatus;
   /**
-   * `status === 'live'`: the server took the change stream in — a change arrived, or it answered
-   * an operation sent after the subscribe without refusing it (seed 004's `isConnected`).
+   * `status === 'live'` (seed 004's `isConnected`): the change stream is subscribed with no
+   * refusal of it known — see `LiveModelStatus`.
    */
   readonly isLive: boolean;
   /**

@@ -7,11 +7,16 @@
  * (status `loading`, no records, no cursor) before the new user's socket is up, and it loads
  * afresh for them: what they may not read comes back empty, never as the previous user's rows.
  *
- * `live` means the server took the change stream in (a change arrived, or the server answered an
- * operation sent after the subscribe without refusing it: `Session.roundTrip`), not that the
- * subscribe left; a refusal retried (RATE_LIMITED…) or an `unauthorized` connection shows as
- * `reconnecting` (`loading` before a snapshot) with the reason in `error`. A stream ended for a
- * revoked permission (FORBIDDEN, PERMISSION_REVOKED) drops its records, as a new login does.
+ * `live`: the snapshot is held and the change stream subscribed on the current socket, with no
+ * refusal of it known. The protocol acknowledges no subscription, so it is `live` as its subscribe
+ * leaves — one operation per model on the socket, the server's limit counts them. After a refusal
+ * retried (RATE_LIMITED…) or an `unauthorized` connection it shows `reconnecting` (`loading`
+ * before a snapshot) with the reason in `error`, and the retried subscribe is followed by a probe
+ * (`Session.roundTrip`): `live` again once a change arrives or the probe is answered. A refusal
+ * that comes later — the server decides some after a Redis round trip (a subject's new-stream
+ * rate, UNAVAILABLE), after answering later operations — moves it back to `reconnecting` with
+ * the error, as at the first. A stream ended for a revoked permission (FORBIDDEN,
+ * PERMISSION_REVOKED) drops its records, as a new login does.
  *
  * Shared and reference-counted: every `liveModel` of one client with the same model and filter
  * uses one store and one server subscription; `close()` releases a handle, and the last release
@@ -22,7 +27,7 @@ import type { Connection } from './connection.ts';
 import { isPermissionRevoked, isResyncRequired } from './errors.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
 import { LiveModelStore, type LiveModelSnapshot, type LiveModelStatus, type ModelChange, type ModelRecord } from './live-model-store.ts';
-import { runResumable } from './resumable.ts';
+import { createRetryGate, runResumable } from './resumable.ts';
 import type { Session } from './session.ts';
 
 /** The seed's filter: `{ status: 'eq.active', age: ['gte.18', 'lt.65'] }` (see the server's README). */
@@ -110,6 +115,13 @@ class SharedModel {
    * the connection until released, so that a new login drops its records too.
    */
   #failed = false;
+  /**
+   * A refusal (or an unauthorized connection) was seen and the stream not served since: the next
+   * subscribe is followed by a probe, and `live` waits for its answer or a change.
+   */
+  #refused = false;
+  /** When a retry may go, across sockets (a refusal's `retryAfterMs`). */
+  readonly #gate = createRetryGate();
 
   constructor(connection: Connection, model: string, filter: ModelFilter | undefined, limits: LiveModelLimits, forget: () => void) {
     this.#connection = connection;
@@ -180,6 +192,9 @@ class SharedModel {
   /** A new login: the records, ids seen and cursor were the previous user's. */
   #reset(): void {
     this.#cursor = undefined;
+    // The previous user's refusals: the new user's budget is their own.
+    this.#refused = false;
+    this.#gate.notBefore = 0;
     this.store.reset();
   }
 
@@ -187,6 +202,7 @@ class SharedModel {
   #interrupted(error: Error): void {
     const { status } = this.store;
     if (this.#failed || status === 'closed' || status === 'error') return;
+    this.#refused = true;
     // A snapshot is held (its cursor): its stream is what is not served. Without one, still loading.
     const next = status === 'live' || (status === 'loading' && this.#cursor !== undefined) ? 'reconnecting' : status;
     this.store.setStatus(next, error);
@@ -203,6 +219,7 @@ class SharedModel {
       { once: true },
     );
     void runResumable(this.#connection, session, this.#controller.signal, {
+      gate: this.#gate,
       run: async (current, signal, delivered) => {
         if (this.#cursor === undefined) await this.#loadSnapshot(current, signal);
         // A row the stream adds past maxRecords stops the model, as a snapshot too large does: the
@@ -210,12 +227,10 @@ class SharedModel {
         const overflow = new AbortController();
         let tooMany: Error | undefined;
         let running = true;
-        // Live once the server took the stream in: its first change, or its answer to an operation
-        // sent after the subscribe with no refusal before it (the protocol acknowledges no
-        // subscription, and `changes` sends nothing until a change). Not as the subscribe leaves:
-        // a stream refused (RATE_LIMITED: the socket's operations at their limit) is not live.
         const live = () => {
-          if (running && !signal.aborted && this.store.status !== 'live') this.store.setStatus('live');
+          if (!running || signal.aborted) return;
+          this.#refused = false;
+          if (this.store.status !== 'live') this.store.setStatus('live');
         };
         const streaming = current.stream(
           TributaryChangesDocument,
@@ -236,7 +251,13 @@ class SharedModel {
         );
         const settled = () => void (running = false);
         void streaming.then(settled, settled);
-        void current.roundTrip(signal).then(live, () => {});
+        // The protocol acknowledges no subscription, and `changes` sends nothing until a change.
+        // Never refused: live as the subscribe leaves, as one operation — a probe beside every
+        // model would double what a socket full of them asks of the server's operation limit
+        // (90 models: refusals where there were none). After a refusal, not before the server
+        // answered a probe sent after this subscribe (or a change came).
+        if (this.#refused) void current.roundTrip(signal).then(live, () => {});
+        else live();
         try {
           await streaming;
         } catch (error) {

@@ -15,14 +15,29 @@
  * An error waited out is not silent: the subscription is told (`retrying`: a hook shows it, a live
  * model leaves `live`) and so is the client's `onError` — a refusal retried for ever (the socket's
  * 100 operations taken, a subject's rate) would otherwise look like a quiet stream. A refusal that
- * says when to come back (`extensions.retryAfterMs`) is not tried sooner.
+ * says when to come back (`extensions.retryAfterMs`) is not tried sooner — nor is any pause cut
+ * short by a new socket: the time a retry may go (`RetryGate`) is the subscription's, kept across
+ * sockets, and the loop on the next socket waits for it before it subscribes (a socket lost during
+ * the wait, the server's or ours, would otherwise bring the retry forward to its reconnection).
  */
 import { backoffDelay, pause } from './backoff.ts';
 import type { Connection } from './connection.ts';
 import { isPermanentRefusal, isResyncRequired, isTokenRefusal, retryAfterOf, SessionEndedError, TributaryRequestError } from './errors.ts';
 import type { Session } from './session.ts';
 
+/** When a subscription may be tried again: kept by the subscription, across its sockets. */
+export interface RetryGate {
+  /** Not before this time (ms since the epoch); 0: at once. */
+  notBefore: number;
+}
+
+export function createRetryGate(): RetryGate {
+  return { notBefore: 0 };
+}
+
 export interface ResumableRun {
+  /** The subscription's own, the same object on every socket: the pause in force carries over. */
+  readonly gate: RetryGate;
   /**
    * Subscribes from the current cursor; settles when the server completes the subscription. Calls
    * `delivered` for each result the server sends: the stream is healthy, the pauses start again.
@@ -67,11 +82,18 @@ export async function runResumable(connection: Connection, session: Session, sig
     pauses = 0;
     refills = 0;
   };
+  const { gate } = spec;
   const pauseAgain = async (error?: unknown) => {
     // The server's own word on when a retry can pass (a subject's rate limit) beats the backoff's guess.
     const delay = Math.max(backoffDelay(pauses, {}), retryAfterOf(error) ?? 0);
+    gate.notBefore = Date.now() + delay;
     await pause(delay, AbortSignal.any([session.signal, signal]));
     pauses += 1;
+  };
+  /** What is left of a pause taken on an earlier socket. */
+  const awaitGate = async () => {
+    const left = gate.notBefore - Date.now();
+    if (left > 0) await pause(left, AbortSignal.any([session.signal, signal]));
   };
   /** Whether the loop goes on after `error`: paused when transient, stopped (`fail`) when not. */
   const survive = async (error: unknown) => {
@@ -91,6 +113,8 @@ export async function runResumable(connection: Connection, session: Session, sig
     await pauseAgain(error);
     return true;
   };
+  // On this socket each pause is taken where it is decided; this is the one an earlier socket left.
+  await awaitGate();
   while (!ended()) {
     try {
       await spec.run(session, signal, delivered);

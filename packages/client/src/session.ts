@@ -86,7 +86,7 @@ export class Session {
         outcome();
       };
       const onAbort = () => {
-        unsubscribe();
+        release();
         finish(() => reject(this.#ended()));
       };
       if (signals.some((each) => each.aborted)) {
@@ -99,7 +99,7 @@ export class Session {
           next: (result: FormattedExecutionResult<TData>) => {
             if (settled) return;
             if (result.errors?.length) {
-              unsubscribe();
+              release();
               finish(() => reject(new TributaryRequestError(result.errors ?? [])));
               return;
             }
@@ -117,16 +117,26 @@ export class Session {
           complete: () => finish(() => (this.signal.aborted ? reject(this.#ended()) : resolve())),
         },
       );
+      // Ended by us only after the messages graphql-ws is handing over now: the server follows an
+      // errored result with `complete`, often in the same read. Completed from inside the `next`
+      // callback, the operation would be counted as ended twice — graphql-ws's `complete` handler
+      // releases it again before its listener goes (graphql-ws 6.4, client.js `subscribe`) — and at
+      // zero operations it closes the socket (1000), every other subscription's with it. A
+      // microtask later the server's `complete` was handled (unsubscribing is then a no-op), or
+      // our release finished first and the server's one finds no listener.
+      const release = () => queueMicrotask(unsubscribe);
       for (const each of signals) each.addEventListener('abort', onAbort, { once: true });
     });
   }
 
   /**
    * Resolves once the server answered an operation sent now — a result or a refusal alike; rejects
-   * (SessionEndedError) when the socket goes first. graphql-transport-ws has no acknowledgement of
-   * a subscription: the server refuses one past its socket's limits as it reads the `subscribe`
-   * message, before anything sent after it is answered, so an answer to this probe sent right
-   * after a `subscribe` with no refusal seen means the server took it in.
+   * (SessionEndedError) when the socket goes first. graphql-transport-ws acknowledges no
+   * subscription. An answer to this probe sent after a `subscribe` with no refusal seen says the
+   * server read that `subscribe` and did not refuse it as it read it (the socket's operation
+   * limit); it does not say it never will: a refusal decided after a Redis round trip (a subject's
+   * new-stream rate, UNAVAILABLE) may come after this answer. One more operation on the socket,
+   * so sent only after a refusal (see live-model.ts, events.ts), never per subscription.
    */
   async roundTrip(signal?: AbortSignal): Promise<void> {
     try {

@@ -42,8 +42,10 @@ export interface UseRealtimeResult<R extends object = ModelRecord> {
   /** The records in snapshot order (primary key), records created later after them; the same array until one changes. */
   readonly records: readonly R[];
   /**
-   * The live path is up: snapshot loaded and the server took the change stream in on the current
-   * socket (not merely a socket open, nor a subscribe sent: false while the server refuses it).
+   * The live path is up: snapshot loaded and the change stream subscribed on the current socket
+   * with no refusal of it known — after a refusal, not before the server answered a probe sent
+   * after the retried subscribe (or a change came). Not merely a socket open; false while the
+   * server refuses it, and false again if a refusal it decides later (a rate checked in Redis) comes.
    */
   readonly isConnected: boolean;
   /** Commit time of the last change applied, or when the last snapshot was read (ISO 8601); null before the first. */

@@ -21,8 +21,11 @@ export interface BackoffWaits {
   readonly waits: readonly number[];
 }
 
-/** `atOnce`: run each wait after 0 ms instead of its length (the schedule is what is checked). */
-export function recordBackoffWaits(options: { readonly atOnce: boolean; readonly onWait?: (ms: number) => void }): BackoffWaits {
+/**
+ * `atOnce`: run each wait after 0 ms instead of its length (the schedule is what is checked); a
+ * function decides per wait (false: that one takes its length — one the test cuts short otherwise).
+ */
+export function recordBackoffWaits(options: { readonly atOnce: boolean | ((ms: number) => boolean); readonly onWait?: (ms: number) => void }): BackoffWaits {
   const waits: number[] = [];
   const original = globalThis.setTimeout;
   vi.spyOn(Math, 'random').mockReturnValue(0.99);
@@ -30,7 +33,8 @@ export function recordBackoffWaits(options: { readonly atOnce: boolean; readonly
     if (typeof ms === 'number' && ms >= 500 && ms < NEVER_MS && ms !== WS_CLOSE_TIMEOUT_MS) {
       waits.push(ms);
       options.onWait?.(ms);
-      return original(handler, options.atOnce ? 0 : ms, ...rest);
+      const atOnce = typeof options.atOnce === 'function' ? options.atOnce(ms) : options.atOnce;
+      return original(handler, atOnce ? 0 : ms, ...rest);
     }
     return original(handler, ms, ...rest);
   }) as typeof setTimeout);

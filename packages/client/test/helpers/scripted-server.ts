@@ -20,6 +20,12 @@ export interface Reply {
   /** An `error` message whose one error carries these extensions (a `code`, and `retryAfterMs`, `reason`…). */
   errorWith(extensions: Readonly<Record<string, unknown>>, message?: string): void;
   complete(): void;
+  /**
+   * A refusal as the Tributary server sends one (graphql-ws's server for an operation whose
+   * execution answered errors: the operation limit, a subject's rate): a result carrying one error
+   * with these extensions, then `complete` — in one TCP write, so the client reads both at once.
+   */
+  refuse(extensions: Readonly<Record<string, unknown>>, message?: string): void;
   /** The operation's socket, to close it. */
   readonly socket: WebSocket;
 }
@@ -43,7 +49,7 @@ export async function startScriptedServer(onOperation: (operation: Operation, re
   const sockets: WebSocket[] = [];
   const operations: Operation[] = [];
   const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
-  server.on('connection', (socket) => {
+  server.on('connection', (socket, request) => {
     const index = sockets.push(socket) - 1;
     socket.on('message', (raw: Buffer) => {
       const message = JSON.parse(raw.toString('utf8')) as { type: string; id?: string; payload?: { query: string; variables?: Record<string, unknown> } };
@@ -69,6 +75,13 @@ export async function startScriptedServer(onOperation: (operation: Operation, re
         error: (code, text = code) => send({ type: 'error', payload: [{ message: text, extensions: { code } }] }),
         errorWith: (extensions, text = String(extensions['code'])) => send({ type: 'error', payload: [{ message: text, extensions }] }),
         complete: () => send({ type: 'complete' }),
+        refuse: (extensions, text = String(extensions['code'])) => {
+          // Corked: both frames leave in one write, as they often do from the real server.
+          request.socket.cork();
+          send({ type: 'next', payload: { errors: [{ message: text, extensions }] } });
+          send({ type: 'complete' });
+          request.socket.uncork();
+        },
         socket,
       });
     });

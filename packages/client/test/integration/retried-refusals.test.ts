@@ -1,7 +1,8 @@
 /**
  * Refusals the client waits out and retries (RATE_LIMITED: the socket's operations at their
- * limit, a subject's rate) are not silent: a live model is not `live` while its change stream is
- * refused — it becomes live once the server took the stream in, a quiet one included — and
+ * limit, a subject's rate) are not silent: a live model leaves `live` when its change stream is
+ * refused and comes back once the server answered a probe after the retried subscribe (a quiet
+ * stream included) — a model never refused is live as its subscribe leaves, with no probe — and
  * documents and events tell `onRetry`, then `onResume`. A scripted server (real sockets) refuses
  * on demand; the server's own limits are tested in the server's suites.
  */
@@ -27,7 +28,7 @@ function connect(url: string, reported: unknown[]): TributaryClient {
 const codeOf = (error: unknown) => (error instanceof TributaryRequestError ? error.code : String(error));
 
 describe('refusals the client retries', () => {
-  it('keeps a live model out of live while the server refuses its change stream (RATE_LIMITED), with the error; live once the stream is taken, before any change', async () => {
+  it('keeps a live model out of live while the server refuses its change stream (RATE_LIMITED), with the error; live again once the stream is taken, before any change', async () => {
     let refusals = 2;
     const server = await startScriptedServer((operation, reply) => {
       if (answeredProbe(operation, reply)) return;
@@ -48,11 +49,13 @@ describe('refusals the client retries', () => {
     const statuses: string[] = [];
     model.subscribe(() => void statuses.push(model.error ? `${model.status}:${codeOf(model.error)}` : model.status));
 
-    await waitFor(() => model.isLive, { timeoutMs: 15_000, message: 'live once the stream is taken' });
-    expect(statuses).toEqual(['loading', 'reconnecting:RATE_LIMITED', 'reconnecting:RATE_LIMITED', 'live']);
+    await waitFor(() => statuses.length === 5 && model.isLive, { timeoutMs: 15_000, message: 'live once the stream is taken' });
+    // Live as the first subscribe leaves (nothing refused it yet); after a refusal, once the probe sent after the retry is answered.
+    expect(statuses).toEqual(['loading', 'live', 'reconnecting:RATE_LIMITED', 'reconnecting:RATE_LIMITED', 'live']);
     expect(model.error).toBeNull();
     expect(reported.map(codeOf)).toEqual(['RATE_LIMITED', 'RATE_LIMITED']);
     expect(server.operations.filter((operation) => operation.query.includes('changes(')).length).toBe(3);
+    expect(server.operations.filter((operation) => operation.query.includes('TributaryProbe')).length).toBe(2);
   });
 
   it('tells a document and an events subscription of each refusal it retries (onRetry, the client’s onError), then that it is served again (onResume)', async () => {

@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Connection } from '../../src/connection.ts';
 import { SessionEndedError, TributaryRequestError } from '../../src/errors.ts';
-import { RefetchFailedError, runResumable } from '../../src/resumable.ts';
+import { createRetryGate, RefetchFailedError, runResumable } from '../../src/resumable.ts';
 import type { Session } from '../../src/session.ts';
 
 const answered = (code: string) => new TributaryRequestError([{ message: code, extensions: { code } }]);
@@ -37,6 +37,7 @@ function scripted(script: readonly (Error | AfterData)[], resyncScript: readonly
     reportError: (error: unknown) => void calls.reported.push(error),
   };
   const done = runResumable(connection as unknown as Connection, { signal: socket.signal } as Session, new AbortController().signal, {
+    gate: createRetryGate(),
     run: (_session, _signal, delivered) => {
       calls.runs += 1;
       const step = runs.shift();
