@@ -5,7 +5,6 @@ import {
   gql,
   metricSample,
   saveMappingOk,
-  sendChanges,
   setUpCdc,
   socketFor,
   type CdcSetup,
@@ -127,10 +126,13 @@ describe('records: a model snapshot', () => {
       await waitFor(() => writes > 20, { message: 'the writers write' });
 
       const listing = await allRecords(setup, READER, { n: 50 });
-      expect(listing.pages).toBeGreaterThanOrEqual(3);
+      // Later pages leave out rows changed since the first page's snapshot: two pages at least.
+      expect(listing.pages).toBeGreaterThanOrEqual(2);
       const state = new Map(listing.nodes.map((node) => [node.id, Number(node.record['version'])]));
       const client = await socketFor(setup, READER);
-      sendChanges(client, 'c', { m: 'contacts', a: listing.cursor });
+      // With the event ids: a change the reader had not confirmed comes again after it restarts
+      // (at least once, README), and the client applies it once, as the README's steps say.
+      client.send({ id: 'c', type: 'subscribe', payload: { query: CHANGES_WITH_IDS, variables: { m: 'contacts', a: listing.cursor } } });
       const applied = applyChanges(client, state);
       await waitFor(() => writes > 200 * (iteration + 1) || applied.regressions.length > 0, { timeoutMs: 20_000, message: 'the writers write on' });
       stop.abort();
@@ -171,8 +173,14 @@ describe('records: a model snapshot', () => {
 });
 
 /** Applies every change of subscription `c` to `state`, noting any that would move a row back to an older version. */
+/** `changes` with each change's event id, to skip redelivered copies. */
+const CHANGES_WITH_IDS =
+  'subscription($m: String!, $a: String) { changes(model: $m, after: $a) { operation model id eventId record cursor lastUpdatedAt } }';
+
 function applyChanges(client: RawSocket, state: Map<string, number>): { readonly regressions: string[]; stop(): void } {
   const regressions: string[] = [];
+  /** Event ids applied: a redelivered copy is skipped (README, "Model snapshots", step 2). */
+  const applied = new Set<string>();
   let stopped = false;
   void (async () => {
     while (!stopped) {
@@ -186,7 +194,9 @@ function applyChanges(client: RawSocket, state: Map<string, number>): { readonly
         regressions.push(`unexpected ${JSON.stringify(message)}`);
         continue;
       }
-      const change = (message.payload as { data: { changes: ModelChange } }).data.changes;
+      const change = (message.payload as { data: { changes: ModelChange & { eventId: string } } }).data.changes;
+      if (applied.has(change.eventId)) continue;
+      applied.add(change.eventId);
       const version = Number(change.record?.['version']);
       const held = state.get(change.id);
       if (held !== undefined && version < held) regressions.push(`${change.id}: ${held} → ${version}`);
