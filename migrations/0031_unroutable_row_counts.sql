@@ -22,13 +22,18 @@ CREATE TABLE outbox_dead_counts (
 );
 CREATE INDEX outbox_dead_counts_minute_idx ON outbox_dead_counts (minute);
 
--- `source`: the CDC source as `cdc_reader_status` names it; `mapping` the mapping that matched.
+-- `source`: the CDC source as `cdc_reader_status` names it; `app`, `env`: the environment whose
+-- mapping `mapping` matched the row. A source is one database that several environments may read,
+-- each with mappings of its own (names may repeat across them): the counts are that environment's
+-- alone, raised in it and naming its mapping, never in every environment reading the source.
 CREATE TABLE cdc_unroutable_counts (
   source     text         NOT NULL,
   minute     timestamptz  NOT NULL,
+  app        text         NOT NULL,
+  env        text         NOT NULL,
   mapping    text         NOT NULL,
   reason     text         NOT NULL,
   row_count  bigint       NOT NULL,
-  PRIMARY KEY (source, minute, mapping, reason)
+  PRIMARY KEY (source, minute, app, env, mapping, reason)
 );
 CREATE INDEX cdc_unroutable_counts_minute_idx ON cdc_unroutable_counts (minute);

@@ -7,7 +7,7 @@ import { createCdcService, type CdcService, type WalOutboxCatalog } from '../pip
 import { createCdcStore, type CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import { createSourceConnections } from '../pipeline/cdc/wal/source-connections.ts';
 import { OUTBOX_CONNECTION_LIMITS } from '../pipeline/outbox/outbox-pool.ts';
-import { listOutboxSources, recordOutboxDeadRows, saveOutboxError, saveOutboxRate, saveOutboxReport } from '../pipeline/outbox/outbox-store.ts';
+import { listOutboxSources, saveOutboxError, saveOutboxRate, saveOutboxReport, writeDeadRowTally } from '../pipeline/outbox/outbox-store.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
 
@@ -36,7 +36,8 @@ export async function startCdc({ config, clients, metrics, logger }: StartContex
     },
     async report({ binding, pending, oldestPendingSeconds = null, dead, routed, deadRows, lastError }, seconds) {
       const source = { ...binding.scope, outboxId: binding.outboxId };
-      if (deadRows) await recordOutboxDeadRows(clients.db, binding.outboxId, deadRows);
+      // First, as the pollers do; the reader keeps the counts until this succeeds.
+      await writeDeadRowTally(clients.db, binding.outboxId, deadRows);
       // The reader hands its last figures along with an error (the outbox unreadable, the reader
       // not started, the catch-up failing): saved as measured now, they would hide a growing backlog.
       if (lastError !== null) await saveOutboxError(clients.db, source, lastError);

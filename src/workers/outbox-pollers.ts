@@ -14,7 +14,7 @@ import { componentLogger, type Logger } from '../logger.ts';
 import type { Metrics, OutboxSample } from '../metrics.ts';
 import { pacedTask } from '../pipeline/coordination/paced-task.ts';
 import { createOutboxPoller, type OutboxPoller, type OutboxPollerStatus } from '../pipeline/outbox/outbox-poller.ts';
-import { listOutboxSources, saveOutboxError, saveOutboxRate, saveOutboxReport, type OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
+import { listOutboxSources, saveOutboxError, saveOutboxRate, saveOutboxReport, writeDeadRowTally, type OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 
 export interface OutboxPollersOptions {
@@ -110,6 +110,10 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
       clearTimeout(timer);
     }
     if (measured === 'late') failure = `The outbox's database did not answer the status counts within ${reportIntervalMs} ms`;
+    // Whatever the counts did (late, resting, failed): rows die while routing, not while counting.
+    // Before the figures, which must not be saved without the rows that died before they were
+    // measured; the poller keeps them until this succeeds.
+    await writeDeadRowTally(options.db, entry.source.outboxId, entry.poller.deadRows);
     if (typeof measured === 'object') {
       const { pending, oldestPendingSeconds, dead } = measured;
       entry.last = { pending, oldestPendingSeconds, dead };
@@ -186,6 +190,10 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
     // The report under way ends within the interval (an unanswered count is not waited for).
     await entry.reporting;
     await entry.poller.stop();
+    // Rows set aside since the last report: a shutdown must not take them with it.
+    await writeDeadRowTally(options.db, entry.source.outboxId, entry.poller.deadRows).catch((error: unknown) =>
+      logger.warn({ err: error, outbox: entry.name }, 'dead outbox rows could not be counted for the alerts'),
+    );
     await entry.pool.end().catch(() => undefined);
   };
 

@@ -58,8 +58,8 @@ function report(store: CdcStore): Promise<void> {
   });
 }
 
-function noteRows(store: CdcStore, rows: number, mapping: string, reason: string): void {
-  for (let row = 0; row < rows; row += 1) store.noteUnroutable('src1', { mapping, reason });
+function noteRows(store: CdcStore, rows: number, mapping: string, reason: string, scope = { app: 'app', env: 'env' }): void {
+  for (let row = 0; row < rows; row += 1) store.noteUnroutable('src1', { ...scope, mapping, reason });
 }
 
 describe('cdc.unroutable_rows', () => {
@@ -99,6 +99,30 @@ describe('cdc.unroutable_rows', () => {
     await report(store);
     await evaluate(evaluator, 2);
     expect(await getAlert(db, ALERT)).toMatchObject({ state: 'firing', lastValue: 3 });
+  });
+
+  it('raises an environment’s unroutable rows in that environment alone, naming its own mapping, when several read the source', async () => {
+    const { db, store, evaluator } = await cdcFixture();
+    await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('billing', 'env', 'postgres://source.example/app')");
+    const billing = { app: 'billing', env: 'env' };
+    const BILLING_ALERT = alertIdOf({ rule: 'cdc.unroutable_rows', subject: 'cdc:src1', scope: { ...billing, tenant: undefined } });
+    const bothReport = () =>
+      store.saveStatus({
+        source: 'src1', state: 'streaming', leader: 'leader-1', lastLsn: '0/1', lagBytes: 10, retainedWalBytes: 10, lastError: null, environments: [{ app: 'app', env: 'env' }, billing],
+      });
+
+    noteRows(store, 3, 'invoices', 'tenant-unavailable', billing);
+    await bothReport();
+    await evaluate(evaluator, 2);
+    expect(await getAlert(db, BILLING_ALERT)).toMatchObject({ state: 'firing', lastValue: 3, message: expect.stringContaining('(most often mapping "invoices": tenant-unavailable)') as unknown });
+    expect(await getAlert(db, ALERT)).toBeUndefined();
+
+    // A mapping of the same name in each environment: each counts its own rows.
+    noteRows(store, 1, 'invoices', 'key-unavailable', { app: 'app', env: 'env' });
+    await bothReport();
+    await evaluate(evaluator, 2);
+    expect(await getAlert(db, ALERT)).toMatchObject({ state: 'firing', lastValue: 1, message: expect.stringContaining('(most often mapping "invoices": key-unavailable)') as unknown });
+    expect(await getAlert(db, BILLING_ALERT)).toMatchObject({ state: 'firing', lastValue: 3 });
   });
 
   it('allows ALERTS_CDC_UNROUTABLE_ROWS_ALLOWED rows in the window', async () => {

@@ -7,6 +7,8 @@
  *   the rows they set aside are counted in the platform database with their report, and the alert
  *   stays open after the sweep deleted the rows; it resolves once the window holds no dead row.
  * - Rule level: counts written where (and as) the readers write them (`recordOutboxDeadRows`).
+ * - A write of the counts that fails (the platform's table renamed away): the reader keeps them
+ *   until one succeeds, in both read modes. They used to be handed over once and dropped.
  * - End to end, in both read modes: a server (workers and alerts in one process) reading an
  *   application's outbox; a row that can never be routed fires the alert.
  */
@@ -28,7 +30,7 @@ import { gql } from '../helpers/cdc.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
-import { startTestServer } from '../helpers/tributary.ts';
+import { captureLogs, startTestServer, type LogLine } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -36,7 +38,7 @@ const SCOPE = { app: 'app', env: 'env', tenant: undefined };
 const ALERT = alertIdOf({ rule: 'outbox.dead_rows', subject: 'outbox:app/env', scope: SCOPE });
 
 /** A platform database with app/env's POLL outbox on an application database of its own, and an evaluator of `outbox.dead_rows` over 5 minutes. */
-async function setUp(allowed = 0) {
+async function setUp(allowed = 0, pollerLogger = logger) {
   const fixture = await createDeliveryFixture();
   onTestFinished(() => fixture.dispose());
   const { db } = fixture;
@@ -58,7 +60,7 @@ async function setUp(allowed = 0) {
   };
   const startPollers = async () => {
     const pollers = createOutboxPollers({
-      db, connect: (url) => createOutboxPool(url, logger), router, logger, metrics: createMetrics({ processMetrics: false }),
+      db, connect: (url) => createOutboxPool(url, logger), router, logger: pollerLogger, metrics: createMetrics({ processMetrics: false }),
       pollIntervalMs: 50, retentionMs: 3_600_000, maxPayloadBytes: 65_536, reportIntervalMs: 100,
     });
     onTestFinished(() => pollers.close());
@@ -71,6 +73,16 @@ async function setUp(allowed = 0) {
 async function anHourPasses(db: Database): Promise<void> {
   await db.query("UPDATE outbox_dead_counts SET minute = minute - interval '1 hour'");
 }
+
+/** Renames the platform's dead-row counts away, so that every write of them fails; returns what puts them back. */
+async function breakDeadCounts(db: { query(text: string): Promise<unknown> }): Promise<() => Promise<void>> {
+  await db.query('ALTER TABLE outbox_dead_counts RENAME TO outbox_dead_counts_away');
+  return async () => {
+    await db.query('ALTER TABLE outbox_dead_counts_away RENAME TO outbox_dead_counts');
+  };
+}
+
+const linesSaying = (lines: readonly LogLine[], message: string) => lines.filter((line) => line.msg === message);
 
 const deadCounted = async (db: Database) => (await db.query<{ n: number }>('SELECT coalesce(sum(row_count), 0)::int AS n FROM outbox_dead_counts')).rows[0]?.n;
 
@@ -97,6 +109,28 @@ describe('outbox.dead_rows', () => {
     await anHourPasses(db);
     await evaluate(3);
     expect(await getAlert(db, ALERT)).toMatchObject({ state: 'resolved' });
+  });
+
+  it('keeps the rows a poller set aside while their counts cannot be written, and counts them once when they can', async () => {
+    const logs = captureLogs();
+    const { db, app, startPollers } = await setUp(0, createLogger({ level: 'warn', destination: logs }));
+    const repair = await breakDeadCounts(db);
+    await app.query(`INSERT INTO event_outbox (topic, event_type, payload) VALUES ('not a topic', 'order.created', '{}'), ('orders', 'order.created', '[1]')`);
+    await startPollers();
+    // A report fails only once it holds dead rows to write: with them, it failed.
+    await waitFor(() => linesSaying(logs.lines, 'outbox status could not be reported').length > 0, { message: 'a report with the dead rows failed' });
+    await waitFor(async () => (await app.query<{ n: number }>('SELECT count(*)::int AS n FROM event_outbox WHERE dead_reason IS NOT NULL')).rows[0]?.n === 2, {
+      message: 'both rows are set aside',
+    });
+    await repair();
+    await waitFor(async () => (await deadCounted(db)) === 2, { message: 'the two dead rows are counted once the counts can be written' });
+
+    // Counted once: the reports after it add nothing.
+    for (let reports = 0; reports < 2; reports += 1) {
+      const before = (await getOutboxSource(db, 'app', 'env'))?.report?.reportedAt?.getTime() ?? 0;
+      await waitFor(async () => ((await getOutboxSource(db, 'app', 'env'))?.report?.reportedAt?.getTime() ?? 0) > before, { message: 'another report is saved' });
+    }
+    expect(await deadCounted(db)).toBe(2);
   });
 
   it('allows ALERTS_OUTBOX_DEAD_ROWS_ALLOWED dead rows in the window', async () => {
@@ -148,5 +182,25 @@ describe('an outbox row that can never be routed, end to end', () => {
       { timeoutMs: 60_000, message: 'outbox.dead_rows fires' },
     );
     expect(alert).toEqual({ state: 'firing', message: '1 outbox row was set aside as dead in the last 300 s (most often: payload is not a JSON object): never routed' });
+  });
+
+  it('counts a dead row of a WAL-mode outbox whose count could not be written at first, once it can', { timeout: 120_000 }, async () => {
+    const platform = await createTestDatabase({ migrated: true });
+    const appDb = await createTestDatabase();
+    const app = openTestPool(appDb.url);
+    const db = openTestPool(platform.url);
+    const logs = captureLogs();
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, DATABASE_URL: platform.url, LOG_LEVEL: 'warn' }, { logDestination: logs });
+    const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
+    const set = await gql(server, admin, 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: WAL) { mode } }', { url: appDb.url });
+    expect(set.errors).toBeUndefined();
+    const repair = await breakDeadCounts(db);
+
+    await app.query(`INSERT INTO event_outbox (topic, event_type, payload, tenant) VALUES ('orders.created', 'order.created', '[1, 2]', 'a')`);
+    // The CDC leader's report fails only once it holds the dead row to write.
+    await waitFor(() => linesSaying(logs.lines, 'outbox figures could not be saved').length > 0, { timeoutMs: 60_000, message: 'a report with the dead row failed' });
+    await repair();
+    const counted = async () => (await db.query<{ n: number }>('SELECT coalesce(sum(row_count), 0)::int AS n FROM outbox_dead_counts')).rows[0]?.n;
+    await waitFor(async () => (await counted()) === 1, { timeoutMs: 60_000, message: 'the dead row is counted once the counts can be written' });
   });
 });

@@ -42,8 +42,12 @@ export interface BindingEventsOptions {
   readonly logger: Logger;
   /** Counts changes that matched a mapping but could not be routed in full. @default no metrics */
   readonly metrics?: Pick<Metrics, 'cdcUnroutable'>;
-  /** Called for each such change, after it is logged and counted (e.g. to keep a durable count). @default none */
-  readonly onUnroutable?: (error: UnroutableRowError) => void;
+  /**
+   * Called for each such change, after it is logged and counted (e.g. to keep a durable count),
+   * with the environment whose mapping matched it: the failure is that environment's, not that of
+   * every environment reading the source. @default none
+   */
+  readonly onUnroutable?: (error: UnroutableRowError, scope: MappedBinding['scope']) => void;
 }
 
 /** The events of a change under each of the binding's mappings, in mapping order. */
@@ -58,19 +62,19 @@ export function bindingEvents(binding: MappedBinding, context: BindingChange, op
       evaluated = evaluateChange(mapping, change, { primaryKey });
     } catch (error) {
       if (!(error instanceof UnroutableRowError)) throw error;
-      unroutable(options, error, 'row change not routed');
+      unroutable(options, binding.scope, error, 'row change not routed');
       continue;
     }
     if (!evaluated) continue;
-    if (evaluated.topic === undefined) unroutable(options, evaluated.topicProblem, 'row change not routed to its mapping topic (its model stream has it)');
+    if (evaluated.topic === undefined) unroutable(options, binding.scope, evaluated.topicProblem, 'row change not routed to its mapping topic (its model stream has it)');
     events.push(...mappedChangeEvents({ ...context, scope: binding.scope, mapping }, evaluated));
   }
   return events;
 }
 
-function unroutable(options: BindingEventsOptions, error: UnroutableRowError, message: string): void {
+function unroutable(options: BindingEventsOptions, scope: MappedBinding['scope'], error: UnroutableRowError, message: string): void {
   // The error's message names columns, never row values (`mapping-identity.ts`): safe to log.
-  options.logger.warn({ mapping: error.mapping, reason: error.reason, err: error }, message);
+  options.logger.warn({ app: scope.app, env: scope.env, mapping: error.mapping, reason: error.reason, err: error }, message);
   options.metrics?.cdcUnroutable.inc();
-  options.onUnroutable?.(error);
+  options.onUnroutable?.(error, scope);
 }

@@ -11,7 +11,7 @@ import type { RawEventInput } from '../events/envelope.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { scopeKey } from '../scope.ts';
-import { bindingEvents } from './binding-events.ts';
+import { bindingEvents, type BindingEventsOptions } from './binding-events.ts';
 import type { CdcStore, RawChangeRow } from './cdc-store.ts';
 import type { TableShape } from './mapping/mapping-check.ts';
 import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
@@ -113,7 +113,11 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   let reader: WalReader | undefined;
   let election: LeaderElection | undefined;
   const rawChanges = createRawChangeWriter({ store, logger });
-  const eventOptions = { logger, ...(options.metrics && { metrics: options.metrics }), onUnroutable: (error: { mapping: string; reason: string }) => store.noteUnroutable(id, error) };
+  const eventOptions: BindingEventsOptions = {
+    logger,
+    ...(options.metrics && { metrics: options.metrics }),
+    onUnroutable: (error, scope) => store.noteUnroutable(id, { app: scope.app, env: scope.env, mapping: error.mapping, reason: error.reason }),
+  };
   const outboxes = createWalOutboxes({
     connections: options.connections,
     publicationName: names.publicationName,

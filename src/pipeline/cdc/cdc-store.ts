@@ -1,4 +1,5 @@
 import type { Database } from '../../db/database.ts';
+import { addMinuteCounts, CDC_UNROUTABLE_COUNTS } from '../../db/minute-counts.ts';
 import { parseMapping, type DomainMapping } from './mapping/mapping.ts';
 import type { RowChange } from './row-change.ts';
 
@@ -57,14 +58,17 @@ export interface ReaderStatusRecord {
   readonly updatedAt: Date;
 }
 
-/** A row change not routed: the mapping that matched it and why (`UnroutableReason`). */
+/**
+ * A row change not routed: the environment whose mapping matched it, that mapping and why
+ * (`UnroutableReason`). The environment, not the source, is whose alert it is: environments
+ * sharing a source database have mappings of their own.
+ */
 export interface UnroutableNote {
+  readonly app: string;
+  readonly env: string;
   readonly mapping: string;
   readonly reason: string;
 }
-
-/** Unroutable counts older than this are deleted by the next save of the same source, in hours: longer than the longest alert window (a day). */
-export const UNROUTABLE_COUNT_RETENTION_HOURS = 25;
 
 export interface RawChangeRow {
   readonly source: string;
@@ -244,7 +248,7 @@ export function createCdcStore(db: Database): CdcStore {
     async saveStatus(status) {
       const counted = unroutable.take(status.source);
       try {
-        await recordUnroutable(db, status.source, counted);
+        await addMinuteCounts(db, CDC_UNROUTABLE_COUNTS, status.source, [...counted.values()]);
       } catch (error) {
         unroutable.restore(status.source, counted);
         throw error;
@@ -331,22 +335,23 @@ export function createCdcStore(db: Database): CdcStore {
   };
 }
 
-type UnroutableCount = { readonly mapping: string; readonly reason: string; rows: number };
+/** Counts by label values in `CDC_UNROUTABLE_COUNTS` order (app, env, mapping, reason). */
+type UnroutableCount = { readonly labels: readonly string[]; rows: number };
 type UnroutableCounts = Map<string, UnroutableCount>;
 
-/** Unroutable rows per source, noted but not saved yet; per mapping and reason. */
+/** Unroutable rows per source, noted but not saved yet; per environment, mapping and reason. */
 function createUnroutableTally() {
   const bySource = new Map<string, UnroutableCounts>();
-  const add = (source: string, mapping: string, reason: string, rows: number) => {
+  const add = (source: string, labels: readonly string[], rows: number) => {
     let counts = bySource.get(source);
     if (!counts) bySource.set(source, (counts = new Map<string, UnroutableCount>()));
-    const key = JSON.stringify([mapping, reason]);
+    const key = JSON.stringify(labels);
     const entry = counts.get(key);
     if (entry) entry.rows += rows;
-    else counts.set(key, { mapping, reason, rows });
+    else counts.set(key, { labels, rows });
   };
   return {
-    note: (source: string, row: UnroutableNote) => add(source, row.mapping, row.reason, 1),
+    note: (source: string, row: UnroutableNote) => add(source, [row.app, row.env, row.mapping, row.reason], 1),
     take(source: string): UnroutableCounts {
       const counts = bySource.get(source) ?? new Map<string, UnroutableCount>();
       bySource.delete(source);
@@ -354,22 +359,9 @@ function createUnroutableTally() {
     },
     /** Puts back counts a failed save took: noted meanwhile or not, none is lost. */
     restore(source: string, counts: UnroutableCounts) {
-      for (const { mapping, reason, rows } of counts.values()) add(source, mapping, reason, rows);
+      for (const { labels, rows } of counts.values()) add(source, labels, rows);
     },
   };
-}
-
-/** Adds the counts to this minute's (migration 0031), deleting the source's expired ones. */
-async function recordUnroutable(db: Database, source: string, counts: UnroutableCounts): Promise<void> {
-  if (counts.size === 0) return;
-  const entries = [...counts.values()];
-  await db.query(
-    `WITH pruned AS (DELETE FROM cdc_unroutable_counts WHERE source = $1 AND minute < now() - interval '${UNROUTABLE_COUNT_RETENTION_HOURS} hours')
-     INSERT INTO cdc_unroutable_counts (source, minute, mapping, reason, row_count)
-     SELECT $1, date_trunc('minute', now()), mapping, reason, row_count FROM unnest($2::text[], $3::text[], $4::bigint[]) AS counted (mapping, reason, row_count)
-     ON CONFLICT (source, minute, mapping, reason) DO UPDATE SET row_count = cdc_unroutable_counts.row_count + excluded.row_count`,
-    [source, entries.map((entry) => entry.mapping), entries.map((entry) => entry.reason), entries.map((entry) => entry.rows)],
-  );
 }
 
 /**

@@ -4,6 +4,7 @@
  * the rows of the transaction being read.
  */
 import type { OutboxRules } from '../outbox/outbox-row.ts';
+import { createDeadRowTally, type DeadRowTally } from '../outbox/outbox-store.ts';
 import { outboxTable, type OutboxCounts, type OutboxTable } from '../outbox/outbox-sql.ts';
 import type { TransactionChunk } from './row-change.ts';
 import { createCleanUpQueue, type CleanUpQueue } from './wal-outbox-cleanup.ts';
@@ -35,8 +36,8 @@ export class WalOutbox {
   window: SnapshotWindow | undefined;
   cleanUpQueue: CleanUpQueue = createCleanUpQueue();
   routed = 0;
-  /** Rows set aside as dead since the previous `inspect()`, by reason. */
-  deadRows = new Map<string, number>();
+  /** Rows set aside as dead and not yet in the durable counts: they stay here until written (`WalOutboxFigures.deadRows`). */
+  deadRows: DeadRowTally = createDeadRowTally();
   /** What the table last answered; kept while it cannot be read (not zeros that would claim it drained). */
   counts: OutboxCounts | undefined;
   lastError: string | null = null;
@@ -50,11 +51,13 @@ export class WalOutbox {
     this.name = `${binding.scope.app}/${binding.scope.env}`;
   }
 
-  /** What was routed and set aside dead since the last figures, handed over once. */
-  handOver(): { routed: number; deadRows: ReadonlyMap<string, number> } {
+  /**
+   * What was routed since the last figures, handed over once (a rate: a report lost costs a point
+   * of it), and the dead rows not written yet, which are not handed over but stay until written.
+   */
+  handOver(): { routed: number; deadRows: Pick<DeadRowTally, 'unwritten' | 'written'> } {
     const taken = { routed: this.routed, deadRows: this.deadRows };
     this.routed = 0;
-    this.deadRows = new Map();
     return taken;
   }
 

@@ -34,6 +34,7 @@ import type { Metrics } from '../../metrics.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { outboxRowOutcome, type OutboxRow } from '../outbox/outbox-row.ts';
+import type { DeadRowTally } from '../outbox/outbox-store.ts';
 import {
   beginCatchUp,
   deleteProcessed,
@@ -57,8 +58,12 @@ export type { WalOutboxBinding } from './wal-outbox.ts';
 /** What an outbox's reader last measured, for `outboxStatus` and `/metrics`. */
 export interface WalOutboxFigures extends Partial<OutboxCounts> {
   readonly binding: WalOutboxBinding;
-  /** Rows set aside as dead since the previous `inspect()`, by reason (the durable counts of `outbox.dead_rows`). */
-  readonly deadRows?: ReadonlyMap<string, number>;
+  /**
+   * Rows set aside as dead and not yet in the durable counts of `outbox.dead_rows`, by reason: the
+   * reporter writes them (`writeDeadRowTally`) and only then are they subtracted, so figures
+   * dropped or a write that fails lose none.
+   */
+  readonly deadRows: Pick<DeadRowTally, 'unwritten' | 'written'>;
   /** Rows routed since the previous `inspect()`. */
   readonly routed: number;
   readonly lastError: string | null;
@@ -190,7 +195,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
     if (routed > 0) options.metrics?.outboxRouted.inc({ outbox: outbox.name }, routed);
     for (const { id, reason } of dead) {
       options.metrics?.outboxDead.inc({ outbox: outbox.name, reason });
-      outbox.deadRows.set(reason, (outbox.deadRows.get(reason) ?? 0) + 1);
+      outbox.deadRows.add(reason);
       logger.warn({ outbox: outbox.name, id, reason }, 'outbox: row set aside as dead');
     }
   };
@@ -246,7 +251,11 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
         const outbox = new WalOutbox(binding);
         // New rules or another URL for the same table (one outbox id is one table, however its URL
         // or name is written): what was routed under the old ones is still to be cleaned up.
-        if (existing) outbox.cleanUpQueue = existing.cleanUpQueue;
+        if (existing) {
+          outbox.cleanUpQueue = existing.cleanUpQueue;
+          // Same outbox id, same counts: its dead rows not written yet are still to be.
+          outbox.deadRows = existing.deadRows;
+        }
         next.set(binding.outboxId, outbox);
       }
       const added = [...next.values()].filter((outbox) => outboxes.get(outbox.binding.outboxId) !== outbox);

@@ -26,7 +26,7 @@ import { createBackoff, pause } from '../coordination/backoff.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { outboxRowOutcome, type OutboxRow, type OutboxRules } from './outbox-row.ts';
-import type { DeadRowCounts } from './outbox-store.ts';
+import { createDeadRowTally, type DeadRowTally } from './outbox-store.ts';
 import {
   claimBatch,
   deleteProcessed,
@@ -75,12 +75,6 @@ export interface OutboxPollerOptions {
 export interface OutboxPollerStatus extends OutboxCounts {
   /** The last failure of the loop (cleared by the next successful pass); null when none. */
   readonly lastError: string | null;
-  /**
-   * Rows this poller set aside as dead since the last status it gave, by reason; absent when none.
-   * Handed over once: the reporter adds them to the durable counts with the figures
-   * (`saveOutboxReport`), which the retention sweep of the table does not delete.
-   */
-  readonly deadRows?: DeadRowCounts;
 }
 
 export interface OutboxPoller {
@@ -93,6 +87,12 @@ export interface OutboxPoller {
   sweepRetention(): Promise<number>;
   /** @throws TributaryError UNAVAILABLE when the outbox's database cannot be read */
   status(): Promise<OutboxPollerStatus>;
+  /**
+   * Rows this poller set aside as dead and not yet written to the durable counts, by reason (which
+   * the retention sweep of the table does not delete). Not part of `status()`: a status that comes
+   * too late for its report, or does not come, must neither lose them nor hold them back.
+   */
+  readonly deadRows: Pick<DeadRowTally, 'unwritten' | 'written'>;
 }
 
 const RETENTION_SWEEP_EVERY_MS = 30_000;
@@ -114,8 +114,7 @@ class PartitionedOutboxPoller implements OutboxPoller {
   #abort: AbortController | undefined;
   #loop: Promise<void> | undefined;
   #lastError: string | null = null;
-  /** Rows set aside as dead since the last status, by reason (`OutboxPollerStatus.deadRows`). */
-  #deadRows = new Map<string, number>();
+  readonly #deadRows = createDeadRowTally();
   #lastSweep = 0;
   /** Rotates the first partition of a pass, so pollers started together do not all queue on partition 0. */
   #offset = 0;
@@ -167,13 +166,14 @@ class PartitionedOutboxPoller implements OutboxPoller {
     return deleteProcessed(this.#options.pool, this.#table, this.#retentionMs, { batchSize: RETENTION_BATCH, signal });
   }
 
+  get deadRows(): Pick<DeadRowTally, 'unwritten' | 'written'> {
+    return this.#deadRows;
+  }
+
   async status(): Promise<OutboxPollerStatus> {
     try {
       const counts = await outboxCounts(this.#options.pool, this.#table);
-      // Taken only with figures measured: a status that fails leaves them for the next one.
-      const deadRows = this.#deadRows;
-      this.#deadRows = new Map();
-      return { ...counts, lastError: this.#lastError, ...(deadRows.size > 0 ? { deadRows } : {}) };
+      return { ...counts, lastError: this.#lastError };
     } catch (error) {
       throw new TributaryError(ErrorCode.UNAVAILABLE, `The outbox ${this.#table.name} cannot be read: ${messageOf(error)}`, {
         cause: error,
@@ -305,7 +305,7 @@ class PartitionedOutboxPoller implements OutboxPoller {
     if (routable.length > 0) this.#options.metrics?.routed(routable.length);
     for (const { reason } of dead) {
       this.#options.metrics?.dead(reason);
-      this.#deadRows.set(reason, (this.#deadRows.get(reason) ?? 0) + 1);
+      this.#deadRows.add(reason);
     }
     return { locked, claimed: rows.map((row) => row.partition) };
   }

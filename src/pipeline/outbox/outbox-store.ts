@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Database } from '../../db/database.ts';
+import { addMinuteCounts, OUTBOX_DEAD_COUNTS } from '../../db/minute-counts.ts';
 
 /**
  * What the platform database keeps of the outboxes (migrations 0005, 0006, 0026): each environment's
@@ -41,21 +42,41 @@ export interface OutboxMeasurement {
   readonly oldestPendingSeconds: number | null;
   readonly dead: number;
   readonly lastError: string | null;
-  /**
-   * Rows the reader set aside as dead since its last measurement, by reason: added to the durable
-   * counts (`recordOutboxDeadRows`). @default none
-   */
-  readonly deadRows?: DeadRowCounts;
 }
 
 /** Rows set aside as dead, by reason (`dead_reason`). */
 export type DeadRowCounts = ReadonlyMap<string, number>;
 
 /**
- * How long the counts of dead rows are kept, in hours: longer than the longest alert window
- * (`ALERTS_WINDOW_SECONDS`, a day), so a window never misses rows.
+ * The rows a reader set aside as dead and not yet added to the platform database
+ * (`recordOutboxDeadRows`). They stay counted here until a write of them succeeds: a write that
+ * fails, or a report that gives up on its figures, loses none (the alert would never fire).
  */
-export const DEAD_COUNT_RETENTION_HOURS = 25;
+export interface DeadRowTally {
+  /** Counts a row set aside as dead. */
+  add(reason: string): void;
+  /** A copy of what is counted and not written yet; empty when none. */
+  unwritten(): DeadRowCounts;
+  /** Subtracts counts once written: those counted since `unwritten()` stay. */
+  written(counts: DeadRowCounts): void;
+}
+
+export function createDeadRowTally(): DeadRowTally {
+  const counts = new Map<string, number>();
+  return {
+    add(reason) {
+      counts.set(reason, (counts.get(reason) ?? 0) + 1);
+    },
+    unwritten: () => new Map(counts),
+    written(writtenCounts) {
+      for (const [reason, rows] of writtenCounts) {
+        const left = (counts.get(reason) ?? 0) - rows;
+        if (left > 0) counts.set(reason, left);
+        else counts.delete(reason);
+      }
+    },
+  };
+}
 
 export interface OutboxSourceView extends OutboxSourceRecord {
   /**
@@ -182,8 +203,6 @@ export async function removeOutboxSource(db: Database, app: string, env: string)
  * the source still points where it read); `reported_at` is when they were measured.
  */
 export async function saveOutboxReport(db: Database, source: Pick<OutboxSourceRecord, 'app' | 'env' | 'outboxId'>, report: OutboxMeasurement): Promise<void> {
-  // First: the figures measured after the rows died must not be saved without them.
-  if (report.deadRows) await recordOutboxDeadRows(db, source.outboxId, report.deadRows);
   await db.query(
     `UPDATE outbox_sources SET pending = $4, oldest_pending_seconds = $5, dead = $6, last_error = $7, reported_at = now()
      WHERE app = $1 AND env = $2 AND outbox_id = $3`,
@@ -193,18 +212,19 @@ export async function saveOutboxReport(db: Database, source: Pick<OutboxSourceRe
 
 /**
  * Adds rows set aside as dead to the outbox's counts of this minute (migration 0031), which the
- * retention sweep of the outbox's table does not touch: `outbox.dead_rows` reads them. Counts
- * older than DEAD_COUNT_RETENTION_HOURS of the same outbox are deleted on the way.
+ * retention sweep of the outbox's table does not touch: `outbox.dead_rows` reads them. The
+ * outbox's expired counts are deleted on the way (`addMinuteCounts`).
  */
 export async function recordOutboxDeadRows(db: Database, outboxId: string, deadRows: DeadRowCounts): Promise<void> {
+  await addMinuteCounts(db, OUTBOX_DEAD_COUNTS, outboxId, [...deadRows].map(([reason, rows]) => ({ labels: [reason], rows })));
+}
+
+/** Writes what `tally` holds (`recordOutboxDeadRows`), then subtracts it: on failure the counts stay for the next write. */
+export async function writeDeadRowTally(db: Database, outboxId: string, tally: Pick<DeadRowTally, 'unwritten' | 'written'>): Promise<void> {
+  const deadRows = tally.unwritten();
   if (deadRows.size === 0) return;
-  await db.query(
-    `WITH pruned AS (DELETE FROM outbox_dead_counts WHERE outbox_id = $1 AND minute < now() - interval '${DEAD_COUNT_RETENTION_HOURS} hours')
-     INSERT INTO outbox_dead_counts (outbox_id, minute, reason, row_count)
-     SELECT $1, date_trunc('minute', now()), reason, row_count FROM unnest($2::text[], $3::bigint[]) AS counted (reason, row_count)
-     ON CONFLICT (outbox_id, minute, reason) DO UPDATE SET row_count = outbox_dead_counts.row_count + excluded.row_count`,
-    [outboxId, [...deadRows.keys()], [...deadRows.values()]],
-  );
+  await recordOutboxDeadRows(db, outboxId, deadRows);
+  tally.written(deadRows);
 }
 
 /**

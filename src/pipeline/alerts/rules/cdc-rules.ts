@@ -16,7 +16,9 @@
  *   column null, a topic placeholder without a value…) within the window, over the number allowed
  *   (warning: those changes reach no subscriber). Read from the counts the leader adds to
  *   `cdc_unroutable_counts` per minute with its status (migration 0031), whatever the status's age:
- *   a reader that stopped routes nothing, and its counts still say what it could not route.
+ *   a reader that stopped routes nothing, and its counts still say what it could not route. Unlike
+ *   the others it is judged per environment: a mapping is one environment's, and another
+ *   environment sharing the database neither sees its failures nor its mapping's name.
  * An environment whose CDC source was removed (no `cdc_sources` row) is read no more — a status
  * may still name it — and its subjects are gone: their alerts resolve. So is an environment's old
  * source once it reads another: the old source's status no longer lists it, or has gone stale
@@ -36,9 +38,13 @@ type StatusRow = {
   slot_lost_recently: boolean;
   fresh: boolean;
   not_streaming_seconds: number;
-  unroutable_rows: number;
-  unroutable_top: string | null;
 };
+
+/** Row changes matched but not routed within the window, and the mapping and reason of most (null: none). */
+interface UnroutableFigures {
+  readonly unroutableRows: number;
+  readonly unroutableTop: string | null;
+}
 
 interface SourceFigures {
   readonly source: string;
@@ -52,9 +58,8 @@ interface SourceFigures {
   readonly fresh: boolean;
   /** Seconds since the reader last reported streaming (or, never, since its first report). */
   readonly notStreamingSeconds: number;
-  /** Row changes matched but not routed within the window, and the mapping and reason of most (null: none). */
-  readonly unroutableRows: number;
-  readonly unroutableTop: string | null;
+  /** Each environment's unroutable rows, by `environmentKey`; an environment without any is absent. */
+  readonly unroutable: ReadonlyMap<string, UnroutableFigures>;
 }
 
 /** Judges a byte figure against a threshold (good at or under 90 % of it): pure. */
@@ -81,18 +86,12 @@ async function readSources(db: Queryable, windowMs: number): Promise<SourceFigur
     `SELECT source, state, last_error, environments, lag_bytes::text, retained_wal_bytes::text,
             coalesce(slot_lost_at > now() - make_interval(secs => $1), false) AS slot_lost_recently,
             updated_at > now() - make_interval(secs => $1) AS fresh,
-            extract(epoch FROM now() - coalesce(not_streaming_since, updated_at))::float8 AS not_streaming_seconds,
-            coalesce(unroutable.row_count, 0)::float8 AS unroutable_rows, unroutable.top AS unroutable_top
+            extract(epoch FROM now() - coalesce(not_streaming_since, updated_at))::float8 AS not_streaming_seconds
      FROM cdc_reader_status s
-     -- A minute's count covers the minute after its start: one that began up to a minute before the window is in it.
-     LEFT JOIN LATERAL (
-       SELECT sum(row_count) OVER () AS row_count, format('mapping "%s": %s', mapping, reason) AS top FROM (
-         SELECT mapping, reason, sum(row_count) AS row_count FROM cdc_unroutable_counts u
-          WHERE u.source = s.source AND u.minute > now() - make_interval(secs => $1) - interval '1 minute' GROUP BY mapping, reason) per_reason
-       ORDER BY per_reason.row_count DESC, mapping, reason LIMIT 1) unroutable ON true
      ORDER BY source LIMIT $2`,
     [windowMs / 1000, MAX_READINGS_PER_RULE],
   );
+  const unroutable = await readUnroutable(db, rows.map((row) => row.source), windowMs);
   return rows.map((row) => ({
     source: row.source,
     state: row.state,
@@ -103,9 +102,30 @@ async function readSources(db: Queryable, windowMs: number): Promise<SourceFigur
     slotLostRecently: row.slot_lost_recently,
     fresh: row.fresh,
     notStreamingSeconds: row.not_streaming_seconds,
-    unroutableRows: row.unroutable_rows,
-    unroutableTop: row.unroutable_top,
+    unroutable: unroutable.get(row.source) ?? new Map(),
   }));
+}
+
+/** The unroutable rows of each environment of `sources` within the window, by source, then `environmentKey`. */
+async function readUnroutable(db: Queryable, sources: readonly string[], windowMs: number): Promise<Map<string, Map<string, UnroutableFigures>>> {
+  const { rows } = await db.query<{ source: string; app: string; env: string; row_count: number; top: string }>(
+    `SELECT DISTINCT ON (source, app, env) source, app, env, (sum(row_count) OVER (PARTITION BY source, app, env))::float8 AS row_count,
+            format('mapping "%s": %s', mapping, reason) AS top
+     FROM (SELECT source, app, env, mapping, reason, sum(row_count) AS row_count FROM cdc_unroutable_counts
+           -- A minute's count covers the minute after its start: one that began up to a minute before the window is in it.
+           WHERE source = ANY($1::text[]) AND minute > now() - make_interval(secs => $2) - interval '1 minute'
+           GROUP BY source, app, env, mapping, reason) per_reason
+     -- Qualified: a bare row_count would name the output column (the environment's total).
+     ORDER BY source, app, env, per_reason.row_count DESC, mapping, reason`,
+    [sources, windowMs / 1000],
+  );
+  const bySource = new Map<string, Map<string, UnroutableFigures>>();
+  for (const row of rows) {
+    let environments = bySource.get(row.source);
+    if (!environments) bySource.set(row.source, (environments = new Map<string, UnroutableFigures>()));
+    environments.set(environmentKey(row), { unroutableRows: row.row_count, unroutableTop: row.top });
+  }
+  return bySource;
 }
 
 const environmentKey = (environment: { readonly app: string; readonly env: string }) => scopeKey({ app: environment.app, env: environment.env, tenant: undefined });
@@ -150,7 +170,10 @@ export function judgeReader(figures: Pick<SourceFigures, 'state' | 'lastError' |
 const measured = (judge: (figures: SourceFigures) => Verdict) => (figures: SourceFigures): Verdict =>
   figures.fresh ? judge(figures) : { kind: 'unknown', reason: 'no recent status from the reader' };
 
-function cdcRule(db: Queryable, name: string, description: string, judge: (figures: SourceFigures, windowMs: number) => Verdict): AlertRule {
+/** Judges one environment reading a source; every rule but `cdc.unroutable_rows` judges the source alike for each. */
+type Judge = (figures: SourceFigures, windowMs: number, environment: string) => Verdict;
+
+function cdcRule(db: Queryable, name: string, description: string, judge: Judge): AlertRule {
   return {
     name,
     description,
@@ -158,15 +181,18 @@ function cdcRule(db: Queryable, name: string, description: string, judge: (figur
       const sources = await readSources(db, windowMs);
       const configured = await withCdcSource(db, sources.flatMap((figures) => figures.environments));
       const fresh = freshlyRead(sources);
-      return sources.flatMap((figures) => {
-        const verdict = judge(figures, windowMs);
-        return figures.environments
+      return sources.flatMap((figures) =>
+        figures.environments
           .filter((environment) => {
             const key = environmentKey(environment);
             return configured.has(key) && (figures.fresh || !readByAnother(fresh, figures.source, key));
           })
-          .map((environment): Reading => ({ subject: `cdc:${figures.source}`, scope: { ...environment, tenant: undefined }, verdict }));
-      });
+          .map((environment): Reading => ({
+            subject: `cdc:${figures.source}`,
+            scope: { ...environment, tenant: undefined },
+            verdict: judge(figures, windowMs, environmentKey(environment)),
+          })),
+      );
     },
     async gone(subjects: readonly RuleSubject[], { windowMs }) {
       const configured = await withCdcSource(db, subjects.map((subject) => subject.scope));
@@ -187,12 +213,12 @@ export interface CdcThresholds {
   readonly maxLagBytes: number;
   /** @default 1 GiB */
   readonly maxRetainedWalBytes: number;
-  /** Row changes matched but not routed that one source may have in the window before it is a warning. @default 0 */
+  /** Row changes matched but not routed that one environment may have on a source in the window before it is a warning. @default 0 */
   readonly unroutableRowsAllowed?: number;
 }
 
-/** Judges a source's row changes matched but not routed in the window: pure. */
-export function judgeUnroutable(figures: Pick<SourceFigures, 'unroutableRows' | 'unroutableTop'>, windowMs: number, allowed: number): Verdict {
+/** Judges an environment's row changes matched but not routed in the window: pure. */
+export function judgeUnroutable(figures: UnroutableFigures, windowMs: number, allowed: number): Verdict {
   const rows = figures.unroutableRows;
   const why = figures.unroutableTop === null ? '' : ` (most often ${figures.unroutableTop})`;
   return judgeLimit(rows, allowed, {
@@ -200,6 +226,8 @@ export function judgeUnroutable(figures: Pick<SourceFigures, 'unroutableRows' | 
     message: `${rows} row ${rows === 1 ? 'change' : 'changes'} matched by a mapping could not be routed in full in the last ${Math.round(windowMs / 1000)} s${why}`,
   });
 }
+
+const NONE_UNROUTABLE: UnroutableFigures = { unroutableRows: 0, unroutableTop: null };
 
 export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] {
   return [
@@ -215,8 +243,8 @@ export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] 
         ? { kind: 'bad', severity: 'critical', value: 1, message: 'the replication slot was lost and recreated: changes were missed, subscribers resynced' }
         : { kind: 'good', value: 0 },
     )),
-    cdcRule(db, 'cdc.unroutable_rows', 'Row changes a mapping matched but could not route within the window, per source', (figures, windowMs) =>
-      judgeUnroutable(figures, windowMs, thresholds.unroutableRowsAllowed ?? 0),
+    cdcRule(db, 'cdc.unroutable_rows', "Row changes an environment's mapping matched but could not route within the window, per source", (figures, windowMs, environment) =>
+      judgeUnroutable(figures.unroutable.get(environment) ?? NONE_UNROUTABLE, windowMs, thresholds.unroutableRowsAllowed ?? 0),
     ),
   ];
 }
