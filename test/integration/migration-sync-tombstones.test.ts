@@ -33,7 +33,7 @@ describe('migration 0030 (tombstones without content)', () => {
          ('a', 'e', '', 'people', 'here', 2, '{"name": "Ada"}', false)`,
     );
 
-    expect((await migrate(db, { logger })).applied).toEqual([CLEARING]);
+    expect((await migrate(db, { logger })).applied).toContain(CLEARING);
     const { rows } = await db.query<{ id: string; revision: number; data: unknown; deleted: boolean }>(
       'SELECT id, revision, data, deleted FROM sync_documents ORDER BY id',
     );
