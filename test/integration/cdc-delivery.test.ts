@@ -641,6 +641,10 @@ describe('CDC transactions and DDL', () => {
     await insertContact(setup, 'a', 'before-truncate');
     expect(await nextChange(socket, 'c')).toMatchObject({ record: { name: 'before-truncate' } });
     await setup.source.query('TRUNCATE contacts');
+    // The history ends (TRUNCATE names no rows): the subscriber that had a change resyncs; `tagged`, given nothing yet, goes on.
+    await expectSubscriptionError(socket, 'c', 'RESYNC_REQUIRED');
+    sendChanges(socket, 'c', { m: 'contacts' });
+    await waitForSubscribers(setup.server, 2);
     await insertContact(setup, 'a', 'after-truncate');
     expect(await nextChange(socket, 'c')).toMatchObject({ operation: 'CREATED', record: { name: 'after-truncate' } });
 

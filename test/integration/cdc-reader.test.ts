@@ -386,7 +386,8 @@ describe('WAL reader', () => {
     await sql.query(`ALTER TABLE items ADD COLUMN color text DEFAULT 'red'`);
     await sql.query(`INSERT INTO items VALUES (3, 'c', 'blue')`);
     await sql.query(`UPDATE items SET name = 'bb' WHERE id = 2`);
-    await waitFor(() => chunks.length === 4);
+    await waitFor(() => changesOf(chunks).length === 4);
+    expect(chunks.filter((chunk) => chunk.truncate).map((chunk) => chunk.truncate?.tables)).toEqual([[{ schema: 'public', name: 'items' }]]);
 
     expect(changesOf(chunks).map((change) => [change.operation, change.new])).toEqual([
       ['insert', { id: 1, name: 'a' }],

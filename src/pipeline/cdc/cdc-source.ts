@@ -18,6 +18,8 @@ import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
 import { modelTopic, topicPattern } from './mapping/mapping-topics.ts';
 import type { TransactionChunk } from './row-change.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
+import { createChunkBarrier } from './chunk-barrier.ts';
+import { endTruncatedHistories, truncatedModels, type TruncatedModel } from './model-truncates.ts';
 import { idleStatus as notLeadingStatus, type CdcSourceStatus } from './source-names.ts';
 import { createWalOutboxes, type WalOutboxBinding, type WalOutboxFigures } from './wal-outboxes.ts';
 import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
@@ -41,6 +43,7 @@ import { createWalReader, type ChunkSession, type WalReader, type WalReaderStatu
  * once a transaction fails, nothing later of the same replication session is routed: the session
  * reconnects and receives them again, in order.
  * The inserts into the outbox tables read in WAL mode are routed with them (`wal-outboxes.ts`).
+ * A TRUNCATE of mapped tables ends their model streams' history (`model-truncates.ts`).
  */
 export interface CdcBinding {
   readonly scope: { readonly app: string; readonly env: string };
@@ -137,12 +140,23 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
 
   const handle = async (chunk: TransactionChunk, session: ChunkSession): Promise<void> => {
     try {
-      await route(chunk, session);
+      // A TRUNCATE of mapped tables concerns all their rows: a barrier (`model-truncates.ts`).
+      const truncated = chunk.truncate ? truncatedModels(bindings, chunk.truncate) : [];
+      if (truncated.length === 0) await barrier.run(() => route(chunk, session));
+      else await barrier.runAlone(() => routeTruncating(chunk, truncated, session));
     } catch (error) {
       // Failing the session at once (a rejection reaches it only later) stops every later transaction.
       session.fail(error);
       throw error;
     }
+  };
+
+  const barrier = createChunkBarrier();
+  const truncates = { source: id, log: options.log, router, logger };
+  const routeTruncating = async (chunk: TransactionChunk, models: TruncatedModel[], session: ChunkSession): Promise<void> => {
+    await route(chunk, session);
+    if (session.signal.aborted) throw new TributaryError(ErrorCode.UNAVAILABLE, 'TRUNCATE not applied: the replication session ended before it; it is received again');
+    await endTruncatedHistories(truncates, models, { truncate: chunk.truncate!, lastUpdatedAt: chunk.commitTime.toISOString() });
   };
 
   const route = async (chunk: TransactionChunk, session: ChunkSession): Promise<void> => {

@@ -53,6 +53,22 @@ export interface TransactionChunk {
   readonly commitLsn: string;
   readonly commitTime: Date;
   readonly changes: readonly RowChange[];
+  /**
+   * A TRUNCATE that follows `changes` in the transaction: a chunk ends where one is, and the
+   * transaction's later changes come in its next chunks (a final one always follows, even empty).
+   */
+  readonly truncate?: TableTruncate;
   /** True on the transaction's last chunk. */
   readonly final: boolean;
+}
+
+/** One TRUNCATE statement as the publication sends it. */
+export interface TableTruncate {
+  /** The LSN of its record, as `XXXXXXXX/XXXXXXXX`. */
+  readonly lsn: string;
+  /**
+   * Every table it emptied that the publication streams: with CASCADE the referencing tables too;
+   * a partitioned table by its root (`publish_via_partition_root`), its partitions not named.
+   */
+  readonly tables: readonly TableRef[];
 }

@@ -9,6 +9,11 @@
  * record, lastUpdatedAt }` — `operation` as the model sees it (a soft delete is DELETED though
  * the row was updated), `record` the full row after the change (for a delete, what the table
  * sends: its key at least), `lastUpdatedAt` the commit time in the source database (ISO 8601).
+ *
+ * A TRUNCATE of a mapped table ends the model stream's history (`cdc/model-truncates.ts`) and
+ * leaves one marker as the first event of the new one: type `database.truncate`, payload
+ * `{ operation: 'TRUNCATED', model, tables, lastUpdatedAt }`, no entity and no WAL transaction,
+ * so `changes` never shows it (an `events` subscriber of the model stream, or a webhook, does).
  */
 import type { RawEventInput, RealtimeEvent } from './envelope.ts';
 import { eventShapeError } from './event-shape-error.ts';
@@ -49,4 +54,27 @@ export function readModelChange(event: RealtimeEvent): ModelChangePayload {
     throw eventShapeError('model', event, 'lastUpdatedAt must be an ISO 8601 time');
   }
   return event.payload as unknown as ModelChangePayload;
+}
+
+/** The marker a TRUNCATE leaves on a model stream it ended (see the file's comment). */
+export type ModelTruncatedPayload = {
+  readonly operation: 'TRUNCATED';
+  readonly model: string;
+  /** The truncated tables (`schema.name`) mapped to this model. */
+  readonly tables: readonly string[];
+  /** Commit time of the TRUNCATE in the source database, ISO 8601. */
+  readonly lastUpdatedAt: string;
+};
+
+export const MODEL_TRUNCATED_TYPE = 'database.truncate';
+
+/** The marker as the router takes it: no entity, no transaction (so no `changes` subscriber takes it for a row change). */
+export function modelTruncated(input: {
+  readonly id: string;
+  readonly scope: RawEventInput['scope'];
+  readonly topic: string;
+  readonly table: string;
+  readonly payload: ModelTruncatedPayload;
+}): RawEventInput {
+  return { id: input.id, scope: input.scope, topic: input.topic, table: input.table, source: 'database', type: MODEL_TRUNCATED_TYPE, payload: input.payload };
 }

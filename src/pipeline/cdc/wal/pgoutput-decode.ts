@@ -46,6 +46,8 @@ export interface OpenTransaction {
   lastLsn: string | undefined;
   /** How many of the changes decoded so far have `lastLsn`: the next one's `lsnIndex` if it has it too. */
   atLastLsn: number;
+  /** A chunk ending with a TRUNCATE was handed on: the commit hands on a final chunk even without changes. */
+  truncated?: true;
 }
 
 /** Postgres sent something the protocol does not allow here: a fault, never the caller's. */

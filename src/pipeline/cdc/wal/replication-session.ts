@@ -8,7 +8,7 @@ import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
 import { ErrorCode, TributaryError } from '../../../errors.ts';
 import type { Logger } from '../../../logger.ts';
-import type { TransactionChunk } from '../row-change.ts';
+import type { TableTruncate, TransactionChunk } from '../row-change.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
 import { ObservedPgoutputPlugin, addChange, openTransaction, protocolError, type OpenTransaction } from './pgoutput-decode.ts';
 import type { SourceConnections } from './source-connections.ts';
@@ -184,22 +184,26 @@ export class ReplicationSession {
       case 'delete': {
         const transaction = this.#transaction;
         if (!transaction) throw protocolError(`${message.tag} outside a transaction`);
-        // Hand on a full chunk only when another change follows, so the final chunk is never empty.
+        // Hand on a full chunk only when another change follows, so the final chunk is never empty
+        // (but after a TRUNCATE, which ends a chunk of its own).
         if (transaction.changes.length >= this.#settings.maxChunkChanges) await this.#deliver(transaction, false);
         addChange(transaction, message, formatLsn(lsn));
         return;
       }
-      case 'truncate':
-        this.#settings.logger.info(
-          { tables: message.relations.map((relation) => `${relation.schema}.${relation.name}`) },
-          'TRUNCATE is not a row change: skipped',
-        );
+      case 'truncate': {
+        const transaction = this.#transaction;
+        if (!transaction) throw protocolError('TRUNCATE outside a transaction');
+        // The changes before it and the TRUNCATE, in one chunk: what follows it comes after it.
+        transaction.truncated = true;
+        const tables = message.relations.map((relation) => ({ schema: relation.schema, name: relation.name }));
+        await this.#deliver(transaction, false, { lsn: formatLsn(lsn), tables });
         return;
+      }
       case 'commit': {
         const transaction = this.#transaction;
         if (!transaction) throw protocolError('COMMIT outside a transaction');
         if (message.commitEndLsn === null) throw protocolError('COMMIT without an end LSN');
-        const handled = transaction.changes.length > 0 ? this.#deliver(transaction, true) : Promise.resolve();
+        const handled = transaction.changes.length > 0 || transaction.truncated ? this.#deliver(transaction, true) : Promise.resolve();
         this.#transaction = undefined;
         this.#track(parseLsn(message.commitEndLsn), handled);
         // Backpressure: at most so many transactions in the handler at once.
@@ -213,11 +217,12 @@ export class ReplicationSession {
     }
   }
 
-  async #deliver(transaction: OpenTransaction, final: boolean): Promise<void> {
+  /** Hands on the changes decoded so far (and the TRUNCATE that ends them, if one does). */
+  async #deliver(transaction: OpenTransaction, final: boolean, truncate?: TableTruncate): Promise<void> {
     if (this.closed) throw new TributaryError(ErrorCode.UNAVAILABLE, 'the replication stream was closed');
     const { xid, commitLsn, commitTime, changes } = transaction;
     transaction.changes = [];
-    await this.#settings.handle({ xid, commitLsn, commitTime, changes, final }, this.#chunkSession);
+    await this.#settings.handle({ xid, commitLsn, commitTime, changes, ...(truncate && { truncate }), final }, this.#chunkSession);
   }
 
   /** Confirms a transaction's end once it and every earlier one are handled; a failure ends the session. */

@@ -18,8 +18,10 @@
  *   but not confirmed (a failed `handle`, a dropped connection, a crash) is received again:
  *   delivery is at least once, a redelivered transaction starting again from its first chunk.
  *
- * TRUNCATE is not a row change: it is logged and skipped. A rolled-back transaction is never
- * decoded by Postgres, so it produces nothing.
+ * A TRUNCATE ends its chunk (`TransactionChunk.truncate`): the changes before it and the
+ * TRUNCATE are handed on together, what follows it in later chunks of the transaction, the last
+ * one final even when empty. A rolled-back transaction is never decoded by Postgres, so it
+ * produces nothing.
  */
 import type pg from 'pg';
 import { ErrorCode, InternalError, TributaryError } from '../../../errors.ts';
