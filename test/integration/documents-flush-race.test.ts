@@ -39,8 +39,8 @@ function holdingFlushes(db: Database): { db: Database; hold(revision: number): H
   let armed: { revision: number; hold: Hold } | undefined;
   const query: Database['query'] = async (sql, params, options) => {
     const held = armed;
-    // Parameter 6 of writeDocument's upsert is the revision.
-    if (held && sql.startsWith('INSERT INTO sync_documents') && sql.includes('RETURNING ceiling') && params?.[5] === held.revision) {
+    // Parameter 6 of writeDocument's upsert is the revision (the statement also marks the change's event unpublished).
+    if (held && sql.includes('INSERT INTO sync_documents') && sql.includes('RETURNING ceiling') && params?.[5] === held.revision) {
       armed = undefined;
       held.hold.arrived.resolve();
       await held.hold.release.promise;

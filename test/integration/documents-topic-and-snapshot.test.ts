@@ -109,7 +109,7 @@ describe('creations of one id racing each other (database)', () => {
       async () =>
         (
           await pool.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO sync_documents%'",
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO sync_documents%'",
           )
         ).rows[0]?.n === 1,
       { message: "the server's creation waits for the other one" },

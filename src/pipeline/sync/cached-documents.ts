@@ -1,16 +1,15 @@
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Database } from '../../db/database.ts';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import { componentLogger, type Logger } from '../../logger.ts';
-import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
 import { createDocumentCache, isDocumentCacheUnavailable, type CachedEntry, type ReadResult } from './document-cache.ts';
 import { createDocumentCommits } from './document-commits.ts';
-import { createDocumentEventPublisher } from './document-events.ts';
+import { createDocumentEventPublisher, documentEventOf } from './document-events.ts';
 import { createDocumentFlusher } from './document-flusher.ts';
+import { contention, tryDocumentLock, withDocumentLock } from './document-lock.ts';
 import { extendCeiling, reconcile, releaseLeases } from './document-leases.ts';
 import { listLiveDocuments, selectDocument, stateOf, type DocumentRow } from './document-store.ts';
 import { decideWrite, documentOf, type DocumentChange, type DocumentState, type WriteCommand } from './document-writes.ts';
@@ -24,6 +23,9 @@ import {
   type SyncDocument,
 } from './documents.ts';
 import { listDocuments, snapshotOfRow } from './postgres-documents.ts';
+import { createRepublisher } from './republisher.ts';
+import { createPostgresMarks, DEFAULT_REPUBLISH_GRACE_MS, encodeEvent, type DocumentEvent } from './unpublished-events.ts';
+import { createRedisMarks } from './unpublished-redis.ts';
 
 /**
  * `async`: a write returns once Redis holds it; Postgres follows right after (and the sweep
@@ -55,16 +57,16 @@ export interface CachedDocumentServiceOptions {
   readonly sweepIntervalMs?: number;
   /** Largest document, in bytes of JSON. @default DEFAULT_MAX_DOCUMENT_BYTES */
   readonly maxDocumentBytes?: number;
+  /** How long a change's event may stay unpublished before the sweep publishes it again. @default DEFAULT_REPUBLISH_GRACE_MS */
+  readonly republishGraceMs?: number;
+  /** How often that sweep runs. @default sweepIntervalMs */
+  readonly republishIntervalMs?: number;
 }
 
 /** Conditional writes refused by a concurrent writer (another instance) before giving up. */
 const MAX_WRITE_ATTEMPTS = 16;
-/** Lifetime of a document's write lock: how long a dead holder blocks the document. */
-const LOCK_TTL_MS = 3000;
 /** Longest wait for a document's write turn, in this instance then across instances, before answering UNAVAILABLE. */
 const LOCK_WAIT_MS = 5000;
-/** Retries of a taken lock: soon at first (a write holds it for milliseconds), then every 50 ms. */
-const LOCK_RETRY = { initialMs: 1, maxMs: 50 };
 
 /**
  * The seed's HybridDocumentService: Redis holds the hot documents and decides every write (a Lua
@@ -78,11 +80,13 @@ const LOCK_RETRY = { initialMs: 1, maxMs: 50 };
  * A document's writers take turns — in this instance, then across instances with a lock in Redis
  * — from reading it to publishing the change, so its events normally leave in revision order
  * whichever instance writes. Across instances this is not a guarantee: the lock is not extended
- * (a write that outlives LOCK_TTL_MS — a stalled Postgres — lets the next writer in), and in sync
- * durability a change answered UNAVAILABLE is published later by its own instance, outside the
- * lock. The conditional write keeps revisions exact even then; a `document` subscription that sees
- * the gap or disorder asks its client to resync rather than skip a change, while
- * `sync.{service}.*` topics and webhooks may then get that document's changes out of order.
+ * (a write that outlives LOCK_TTL_MS — a stalled Postgres — lets the next writer in). Each event
+ * is marked unpublished with its change (`unpublished-events.ts`) and a write publishes the
+ * document's earlier marked events before its own, so a change answered UNAVAILABLE in sync
+ * durability and committed since goes out ahead of the next change, whichever instance makes it
+ * (its own instance then finds it published). What a late writer still publishes after a later
+ * revision is a second copy, with the same id. The conditional write keeps revisions exact; a
+ * `document` subscription that sees a gap or disorder asks its client to resync.
  */
 export function createCachedDocumentService(options: CachedDocumentServiceOptions): DocumentService {
   const { db, durability } = options;
@@ -90,17 +94,34 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   const maxBytes = options.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES;
   const logger = componentLogger(options.logger, 'sync-cache');
   const cache = createDocumentCache({ redis: options.redis, keyPrefix: options.keyPrefix, ttlMs: options.ttlSeconds * 1000 });
+  const graceMs = options.republishGraceMs ?? DEFAULT_REPUBLISH_GRACE_MS;
   const flusher = createDocumentFlusher({
     db,
     cache,
     logger,
     ceilingHeadroom: acknowledgedFirst ? UNFLUSHED_REVISIONS_LIMIT : 0,
     compareAndSet: !acknowledgedFirst,
+    republishGraceMs: graceMs,
     ...(options.sweepIntervalMs !== undefined && { sweepIntervalMs: options.sweepIntervalMs }),
   });
-  const events = createDocumentEventPublisher(options.router, options.logger);
-  const commits = createDocumentCommits({ db, cache, flusher, events, logger });
+  // Events are marked unpublished where their change is saved: in Redis when acknowledged first
+  // (async), in Postgres otherwise (sync: by the flush). See `unpublished-events.ts`.
+  const marks = acknowledgedFirst
+    ? createRedisMarks({ redis: options.redis, keyPrefix: options.keyPrefix, entryKey: (key) => cache.entryKey(key), graceMs })
+    : createPostgresMarks(db, graceMs);
+  const events = createDocumentEventPublisher(options.router, marks, options.logger);
+  const publishTurns = createKeyedSerial();
+  const commits = createDocumentCommits({ db, cache, flusher, events, turns: publishTurns, logger });
   const writeTurns = createKeyedSerial();
+  const republisher = createRepublisher({
+    marks,
+    publisher: events,
+    turns: publishTurns,
+    // A document being written is left to its writer, which publishes its earlier events first.
+    lock: (key, work) => tryDocumentLock(cache, cache.entryKey(key), logger, work),
+    logger: options.logger,
+    intervalMs: options.republishIntervalMs ?? options.sweepIntervalMs ?? 5000,
+  });
   let closed: Promise<void> | undefined;
 
   // A restarted Redis may hold an older snapshot than what was acknowledged: new epoch. Until the
@@ -233,47 +254,29 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     });
   };
 
-  /**
-   * Takes the document's lock in Redis, so that writers on every instance take turns from the
-   * revision check to the published event. A holder that dies loses the lock after LOCK_TTL_MS —
-   * and so does one that is still working then: the lock is not extended, so that a hung write
-   * blocks its document for LOCK_TTL_MS at most (ordering across instances is best effort; see
-   * above).
-   */
-  const withDocumentLock = async <T>(entryKey: string, deadline: number, work: () => Promise<T>): Promise<T> => {
-    const token = randomUUID();
-    const backoff = createBackoff(LOCK_RETRY);
-    while (!(await cache.tryLock(entryKey, token, LOCK_TTL_MS))) {
-      if (performance.now() > deadline) throw contention();
-      await pause(backoff.next());
-    }
-    try {
-      return await work();
-    } finally {
-      await cache.unlock(entryKey, token).catch((error: unknown) => logger.warn({ err: error }, 'document lock not released; it expires'));
-    }
-  };
-
   const write = (key: DocumentKey, command: WriteCommand): Promise<SyncDocument> => {
     // One writer per document in this instance at a time, then across instances: LOCK_WAIT_MS
     // for both turns together.
     const deadline = performance.now() + LOCK_WAIT_MS;
     return inTurn(key, deadline, () =>
-      withDocumentLock(cache.entryKey(key), deadline, async () => {
-        const { change, entryKey, epoch } = await decideAndWrite(key, command);
+      withDocumentLock(cache, cache.entryKey(key), deadline, logger, async () => {
+        const { change, entryKey, epoch, event, earlier } = await decideAndWrite(key, command);
         if (acknowledgedFirst) {
           flusher.schedule(entryKey);
-          await events.publish(key, change);
+          await events.publish(key, event, { earlier });
         } else {
-          await commits.commitAndPublish(key, entryKey, epoch, change);
+          await commits.commitAndPublish(key, entryKey, epoch, change, event);
         }
         return documentOf(key, change);
       }),
     );
   };
 
-  /** Reads the document, decides the change and writes it if the revision is still the one read. */
-  const decideAndWrite = async (key: DocumentKey, command: WriteCommand): Promise<{ change: DocumentChange; entryKey: string; epoch: string }> => {
+  /**
+   * Reads the document, decides the change and writes it, with its event marked unpublished, if the
+   * revision is still the one read. `earlier`: whether an earlier event of the document is still marked (async).
+   */
+  const decideAndWrite = async (key: DocumentKey, command: WriteCommand): Promise<Written> => {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt += 1) {
       const { entryKey, entry } = await current(key, 'write');
       if (!acknowledgedFirst && entry.flushed < entry.state.revision) {
@@ -283,8 +286,9 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
         continue;
       }
       const change: DocumentChange = decideWrite(key, entry.state, command, maxBytes, new Date());
-      const result = await cache.write(entryKey, entry.epoch, entry.state.revision, change.after, acknowledgedFirst);
-      if (result === 'ok') return { change, entryKey, epoch: entry.epoch };
+      const event = documentEventOf(key, change);
+      const result = await cache.write(entryKey, entry.epoch, entry.state.revision, change.after, acknowledgedFirst, encodeEvent(event));
+      if (result === 'ok' || result === 'ok-behind') return { change, entryKey, epoch: entry.epoch, event, earlier: result === 'ok-behind' };
       if (result === 'ceiling') await makeRoom(key, entryKey, entry.epoch, change.after.revision);
       // 'miss', 'stale', 'race': the entry changed under us (expiry, new epoch, a writer without the lock); read again.
     }
@@ -357,6 +361,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     close() {
       closed ??= (async () => {
         options.redis.off('ready', checkEpoch);
+        await republisher.close();
         await commits.close();
         await flusher.close();
         // Everything acknowledged is in Postgres now (unless it is down): give the ceilings back.
@@ -367,10 +372,14 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   };
 }
 
-function documentAt(key: DocumentKey, state: DocumentState): SyncDocument {
-  return { service: key.service, id: key.id, revision: state.revision, data: state.data, createdAt: state.createdAt, updatedAt: state.updatedAt };
+interface Written {
+  readonly change: DocumentChange;
+  readonly entryKey: string;
+  readonly epoch: string;
+  readonly event: DocumentEvent;
+  readonly earlier: boolean;
 }
 
-function contention(): TributaryError {
-  return new TributaryError(ErrorCode.UNAVAILABLE, 'The document is being written by many writers at once; retry shortly');
+function documentAt(key: DocumentKey, state: DocumentState): SyncDocument {
+  return { service: key.service, id: key.id, revision: state.revision, data: state.data, createdAt: state.createdAt, updatedAt: state.updatedAt };
 }

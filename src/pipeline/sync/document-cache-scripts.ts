@@ -2,7 +2,8 @@
  * The Lua scripts of the document cache (`document-cache.ts`): every decision that must be atomic
  * in Redis. Entry fields: `ep` epoch, `r` revision, `d` data, `x` deleted, `c`/`u` created/updated
  * (ms), `ceil` ceiling, `f` revision known to be in Postgres, `lg` the lease generation its ceiling
- * was granted under, `k` the document key (JSON); while a change not acknowledged yet (sync
+ * was granted under, `k` the document key (JSON), `pe` the event of a change not flushed yet (sync
+ * durability: the flush marks it unpublished in Postgres); while a change not acknowledged yet (sync
  * durability) waits for Postgres, `sr`, `sd`, `sx`, `sc`, `su`: the state Postgres has. Beside
  * the entry, such a change has a wait mark (`document-cache.ts`) until its outcome is known.
  */
@@ -46,21 +47,32 @@ return 'ok'
 `;
 
 /**
- * KEYS: entry, epoch, dirty, lease, the change's wait mark. ARGV: epoch, base revision, r, d, x,
- * c, u, '1' when the write is acknowledged before Postgres has it (it needs the ceiling of the
- * current lease), the wait mark's ttl ms. Otherwise the write is answered once Postgres has it: a
- * clean entry's state is kept as the one Postgres has, for readers until then, and the change
- * gets its wait mark.
+ * KEYS: entry, epoch, dirty, lease, the change's wait mark, the document's unpublished events, the
+ * set of documents with unpublished events. ARGV: epoch, base revision, r, d, x, c, u, '1' when the
+ * write is acknowledged before Postgres has it (it needs the ceiling of the current lease), the
+ * wait mark's ttl ms, the change's event ('' for none: nothing marked). Acknowledged first, the event is marked unpublished here
+ * (its revision's field; the document in the set by Redis time) and the answer is 'ok-behind' when
+ * an earlier one is still marked. Otherwise the write is answered once Postgres has it: a clean
+ * entry's state is kept as the one Postgres has, for readers until then, the change gets its wait
+ * mark, and its event is kept in `pe` for the flush (which marks it unpublished in Postgres).
  */
 export const WRITE = `${MARK_DIRTY}
 local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'ceil', 'lg', 'f')
 if not f[1] then return 'miss' end
 if f[1] ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'stale' end
 if f[2] ~= ARGV[2] then return 'race' end
+local answer = 'ok'
 if ARGV[8] == '1' then
   local lease = redis.call('GET', KEYS[4])
   if not lease or f[4] ~= lease or tonumber(ARGV[3]) > tonumber(f[3]) then return 'ceiling' end
+  if ARGV[10] ~= '' then
+    redis.call('HSET', KEYS[6], ARGV[3], ARGV[10])
+    local t = redis.call('TIME')
+    redis.call('ZADD', KEYS[7], 'NX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), KEYS[1])
+    if redis.call('HLEN', KEYS[6]) > 1 then answer = 'ok-behind' end
+  end
 else
+  if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'pe', ARGV[10]) else redis.call('HDEL', KEYS[1], 'pe') end
   if tonumber(f[5]) >= tonumber(f[2]) then
     local s = redis.call('HMGET', KEYS[1], 'r', 'd', 'x', 'c', 'u')
     redis.call('HSET', KEYS[1], 'sr', s[1], 'sd', s[2], 'sx', s[3], 'sc', s[4], 'su', s[5])
@@ -69,7 +81,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7])
 mark_dirty()
-return 'ok'
+return answer
 `;
 
 /**
@@ -112,7 +124,7 @@ export const TAKE_BACK = `
 local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'u')
 if f[1] ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[1] or f[2] ~= ARGV[2] or f[3] ~= ARGV[3] then return 0 end
 redis.call('HSET', KEYS[1], 'r', ARGV[4], 'd', ARGV[5], 'x', ARGV[6], 'c', ARGV[7], 'u', ARGV[8], 'f', ARGV[4])
-redis.call('HDEL', KEYS[1], ${SAVED})
+redis.call('HDEL', KEYS[1], 'pe', ${SAVED})
 redis.call('ZREM', KEYS[3], KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
 redis.call('DEL', KEYS[4])
@@ -153,7 +165,7 @@ redis.call('HSET', KEYS[1], 'f', flushed)
 take_ceiling(ARGV[1], ARGV[3], ARGV[4], f)
 if tonumber(f[4]) <= flushed then
   redis.call('ZREM', KEYS[2], KEYS[1])
-  redis.call('HDEL', KEYS[1], ${SAVED})
+  redis.call('HDEL', KEYS[1], 'pe', ${SAVED})
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 return 1

@@ -5,8 +5,11 @@ import { EPOCH, FLUSHED, INSTALL, RAISE, READ, RENEW_LEASE, SETTLE, TAKE_BACK, U
 import type { Scope } from '../scope.ts';
 import type { StoredKey } from './document-store.ts';
 import type { DocumentState } from './document-writes.ts';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { unavailableOnFailure } from './document-cache-errors.ts';
 import type { DocumentKey, JsonObject } from './documents.ts';
+import { unpublishedEventsKey, unpublishedSetKey } from './unpublished-redis.ts';
+
+export { DocumentCacheUnavailableError, isDocumentCacheUnavailable } from './document-cache-errors.ts';
 
 /**
  * The Redis side of the document hot cache: one hash per document, a set of dirty documents, the
@@ -61,8 +64,12 @@ export type ReadResult =
   | { readonly status: 'stale'; readonly entry: CachedEntry }
   | { readonly status: 'miss' };
 
-/** Outcome of a conditional write: `ok`, or why it was refused (the caller re-reads and retries). */
-export type WriteResult = 'ok' | 'miss' | 'stale' | 'race' | 'ceiling';
+/**
+ * Outcome of a conditional write: `ok` (`ok-behind`: written, and an earlier change of the document
+ * still has its event marked unpublished — async durability), or why it was refused (the caller
+ * re-reads and retries).
+ */
+export type WriteResult = 'ok' | 'ok-behind' | 'miss' | 'stale' | 'race' | 'ceiling';
 
 /** Where a change not acknowledged yet stands (see `settle`). */
 export type Settled = 'committed' | 'pending' | 'gone' | 'lost';
@@ -98,9 +105,13 @@ export interface DocumentCache {
    * Writes `next` if the entry is still at `baseRevision` of `epoch` — and, when `acknowledgedFirst`
    * (async durability: the write is answered before Postgres has it), under a ceiling of the
    * current lease; marks it dirty. `acknowledgedFirst` defaults to false: the change then gets its
-   * wait mark.
+   * wait mark. `event` (encoded, `unpublished-events.ts`) is the change's event, marked unpublished
+   * in the same script: in async durability among the document's unpublished events in Redis
+   * (`unpublished-redis.ts`); otherwise kept in the entry (`pe`) for the flush, which marks it in
+   * Postgres with the change. Without `event`, nothing is marked: should the change's publish not
+   * happen, its `document` subscribers see the gap and resync, and the `sync.*` topics miss it.
    */
-  write(entryKey: string, epoch: string, baseRevision: number, next: DocumentState, acknowledgedFirst?: boolean): Promise<WriteResult>;
+  write(entryKey: string, epoch: string, baseRevision: number, next: DocumentState, acknowledgedFirst?: boolean, event?: string): Promise<WriteResult>;
   /**
    * Where a change written with its wait mark (`change`, in `epoch`) stands: `pending` while the
    * entry holds it unflushed (its mark kept alive); `committed` once flushed; `gone` once taken
@@ -115,8 +126,11 @@ export interface DocumentCache {
   takeBack(entryKey: string, epoch: string, change: DocumentState, stored: DocumentState): Promise<boolean>;
   /** Takes the ceiling Postgres granted under `lease`. */
   raiseCeiling(entryKey: string, lease: CacheLease, ceiling: number): Promise<void>;
-  /** What a flush needs: the entry with the document key it belongs to. */
-  dirtyEntry(entryKey: string): Promise<{ key: StoredKey; entry: CachedEntry } | undefined>;
+  /**
+   * What a flush needs: the entry with the document key it belongs to, and the event of its change
+   * when the flush is to mark it unpublished in Postgres (sync durability: see `write`).
+   */
+  dirtyEntry(entryKey: string): Promise<{ key: StoredKey; entry: CachedEntry; event: string | undefined } | undefined>;
   /**
    * Records that Postgres holds `revision` (and granted `grant`, if any); a clean entry leaves the
    * dirty set and gets its TTL. Answers false when the entry is gone although it was still listed as dirty.
@@ -159,7 +173,7 @@ type SavedFields = [string, string, string, string, string];
 type Args = (string | number)[];
 type ReadCommand = (entry: string, epoch: string, ttlMs: number) => Promise<[ReadResult['status'], ...Fields, ...SavedFields] | null>;
 type InstallCommand = (entry: string, epochKey: string, dirty: string, ...argv: Args) => Promise<'ok' | 'race'>;
-type WriteCommand = (entry: string, epochKey: string, dirty: string, leaseKey: string, mark: string, ...argv: Args) => Promise<WriteResult>;
+type WriteCommand = (entry: string, epochKey: string, dirty: string, leaseKey: string, mark: string, events: string, unpublished: string, ...argv: Args) => Promise<WriteResult>;
 type RaiseCommand = (entry: string, leaseKey: string, epoch: string, ceiling: number, generation: string) => Promise<number>;
 type FlushedCommand = (entry: string, dirty: string, leaseKey: string, ...argv: Args) => Promise<number>;
 type EpochCommand = (epochKey: string, runKey: string, leaseKey: string, runId: string, epoch: string, generation: string) => Promise<[string, string]>;
@@ -186,9 +200,10 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
   const runKey = `${prefix}epoch-run`;
   const leaseKey = `${prefix}lease`;
   const dirtyKey = `${prefix}dirty`;
+  const unpublishedKey = unpublishedSetKey(options.keyPrefix);
   const readScript = defineScript<ReadCommand>(redis, 'tributaryDocRead', 2, READ);
   const installScript = defineScript<InstallCommand>(redis, 'tributaryDocInstall', 3, INSTALL);
-  const writeScript = defineScript<WriteCommand>(redis, 'tributaryDocWrite', 5, WRITE);
+  const writeScript = defineScript<WriteCommand>(redis, 'tributaryDocWrite', 7, WRITE);
   const raiseScript = defineScript<RaiseCommand>(redis, 'tributaryDocRaise', 2, RAISE);
   const flushedScript = defineScript<FlushedCommand>(redis, 'tributaryDocFlushed', 3, FLUSHED);
   const epochScript = defineScript<EpochCommand>(redis, 'tributaryDocEpoch', 3, EPOCH);
@@ -286,10 +301,10 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
         ),
       ),
 
-    write: (entryKey, epoch, baseRevision, next, acknowledgedFirst = false) =>
-      unavailableOnFailure(
-        writeScript(entryKey, epochKey, dirtyKey, leaseKey, waitMark(entryKey, epoch, next), epoch, baseRevision, ...stateArgs(next), acknowledgedFirst ? 1 : 0, WAIT_MARK_TTL_MS),
-      ),
+    write: (entryKey, epoch, baseRevision, next, acknowledgedFirst = false, event = '') => {
+      const keys = [entryKey, epochKey, dirtyKey, leaseKey, waitMark(entryKey, epoch, next), unpublishedEventsKey(entryKey), unpublishedKey] as const;
+      return unavailableOnFailure(writeScript(...keys, epoch, baseRevision, ...stateArgs(next), acknowledgedFirst ? 1 : 0, WAIT_MARK_TTL_MS, event));
+    },
 
     settle: (entryKey, epoch, change) =>
       unavailableOnFailure(settleScript(entryKey, epochKey, waitMark(entryKey, epoch, change), epoch, change.revision, change.updatedAt.getTime(), WAIT_MARK_TTL_MS)),
@@ -305,11 +320,12 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
     },
 
     async dirtyEntry(entryKey) {
-      const values = await unavailableOnFailure(redis.hmget(entryKey, ...FIELDS, 'k'));
+      const values = await unavailableOnFailure(redis.hmget(entryKey, ...FIELDS, 'k', 'pe'));
       const stored = values[FIELDS.length];
       if (values[0] === null || stored === null || stored === undefined) return undefined;
       const [app, env, tenant, service, id] = JSON.parse(stored) as [string, string, string, string, string];
-      return { key: { app, env, tenant, service, id }, entry: entryOf(values.slice(0, FIELDS.length).map((value) => value ?? '') as Fields) };
+      const entry = entryOf(values.slice(0, FIELDS.length).map((value) => value ?? '') as Fields);
+      return { key: { app, env, tenant, service, id }, entry, event: values[FIELDS.length + 1] || undefined };
     },
 
     async markFlushed(entryKey, epoch, revision, grant) {
@@ -371,28 +387,4 @@ function parseState(revision: string, data: string, deleted: string, createdAt: 
 
 function newRandomId(): string {
   return randomBytes(9).toString('base64url');
-}
-
-/**
- * UNAVAILABLE because Redis failed a cache command (unreachable, timed out, refused) — not the
- * database: a reader in sync durability can then ask Postgres instead (`cached-documents.ts`).
- */
-export class DocumentCacheUnavailableError extends TributaryError {
-  constructor(cause: unknown) {
-    super(ErrorCode.UNAVAILABLE, 'The document cache is unavailable right now; retry shortly', { cause });
-  }
-}
-
-export function isDocumentCacheUnavailable(error: unknown): error is DocumentCacheUnavailableError {
-  return error instanceof DocumentCacheUnavailableError;
-}
-
-/** Runs a cache command; a failure that is not already a client-facing error becomes DocumentCacheUnavailableError. */
-async function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (error) {
-    if (error instanceof TributaryError) throw error;
-    throw new DocumentCacheUnavailableError(error);
-  }
 }

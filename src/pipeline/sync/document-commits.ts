@@ -3,13 +3,14 @@ import type { Database } from '../../db/database.ts';
 import { ErrorCode, InternalError, isTributaryError, SqlState, SqlStateClass, sqlStateOf, TributaryError } from '../../errors.ts';
 import { componentLogger, type Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
-import { createKeyedSerial, type Slot } from '../coordination/keyed-serial.ts';
+import type { KeyedSerial, Slot } from '../coordination/keyed-serial.ts';
 import type { CachedEntry, DocumentCache } from './document-cache.ts';
 import type { DocumentEventPublisher } from './document-events.ts';
 import { isLostFlush, type DocumentFlusher } from './document-flusher.ts';
 import { rowHolds, selectDocument, stateOf } from './document-store.ts';
 import type { DocumentChange, DocumentState } from './document-writes.ts';
 import { documentEntity, type DocumentKey } from './documents.ts';
+import type { DocumentEvent } from './unpublished-events.ts';
 
 /**
  * The end of a write in sync durability: the change is answered and published only once Postgres
@@ -37,11 +38,12 @@ import { documentEntity, type DocumentKey } from './documents.ts';
  */
 export interface DocumentCommits {
   /**
-   * Flushes a change written to the cache (entry `entryKey` of `epoch`), then publishes it.
+   * Flushes a change written to the cache (entry `entryKey` of `epoch`, with its `event`, which the
+   * flush marks unpublished with it), then publishes the event.
    * @throws UNAVAILABLE naming the revision when Postgres did not take the change; CONFLICT with
    * `currentRevision` when another change of the document reached Postgres first.
    */
-  commitAndPublish(key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange): Promise<void>;
+  commitAndPublish(key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange, event: DocumentEvent): Promise<void>;
   /**
    * Flushes a change answered UNAVAILABLE earlier (`entry` holds it), or takes it back when
    * Postgres refuses its content, or lost to another change that reached Postgres first.
@@ -62,6 +64,8 @@ export interface DocumentCommitsOptions {
   /** Writes the changes to Postgres (shared with the write path and the sweep). */
   readonly flusher: DocumentFlusher;
   readonly events: DocumentEventPublisher;
+  /** The publishing turns per document entity (shared with the sweep of unpublished events). */
+  readonly turns: KeyedSerial;
   readonly logger: Logger;
 }
 
@@ -99,7 +103,7 @@ const TAKEN_BACK = 'the database refused a change answered UNAVAILABLE (not an o
 export function createDocumentCommits(options: DocumentCommitsOptions): DocumentCommits {
   const { db, cache, flusher, events } = options;
   const logger = componentLogger(options.logger, 'sync-commit');
-  const publishTurns = createKeyedSerial();
+  const publishTurns = options.turns;
   const closing = new AbortController();
   const waiting = new Set<Promise<void>>();
 
@@ -146,7 +150,7 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
    * seen to have it: subscribers then see a gap at the next change and resync. At shutdown, the
    * change is looked at once more.
    */
-  const publishOnceCommitted = async (key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange): Promise<void> => {
+  const publishOnceCommitted = async (key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange, event: DocumentEvent): Promise<void> => {
     const backoff = createBackoff(RETRY);
     const revision = change.after.revision;
     let refusalLogged = false;
@@ -179,7 +183,8 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
         }
       }
       if (found === 'committed') {
-        await events.publish(key, change).catch(() => undefined); // logged by the publisher
+        // Unless the document's next write (on any instance) or the sweep published it already.
+        await events.publish(key, event, { ifMarked: true }).catch(() => undefined); // logged by the publisher; its mark stays for the sweep
         return;
       }
       if (found === 'gone') {
@@ -197,14 +202,14 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
     }
   };
 
-  const wait = (key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange, slot: Slot) => {
-    const done = slot.run(() => publishOnceCommitted(key, entryKey, epoch, change)).catch(() => undefined);
+  const wait = (key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange, event: DocumentEvent, slot: Slot) => {
+    const done = slot.run(() => publishOnceCommitted(key, entryKey, epoch, change, event)).catch(() => undefined);
     waiting.add(done);
     void done.then(() => waiting.delete(done));
   };
 
   return {
-    async commitAndPublish(key, entryKey, epoch, change) {
+    async commitAndPublish(key, entryKey, epoch, change, event) {
       // Taken under the document's lock: events leave in revision order even when one waits.
       const slot = publishTurns.reserve([documentEntity(key)]);
       const { revision } = change.after;
@@ -228,14 +233,14 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
         }
         if (settled === 'committed') found = settled;
       }
-      if (found === 'committed') return events.publish(key, change, slot);
+      if (found === 'committed') return events.publish(key, event, { slot });
       if (found !== 'pending') {
         // Gone before it was answered (the document's lock lapsed and another write took it back,
         // or the cache lost it): nothing was saved, and nothing is promised.
         slot.cancel();
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'The change was not saved: the document cache lost it before the database had it; retry shortly');
       }
-      wait(key, entryKey, epoch, change, slot);
+      wait(key, entryKey, epoch, change, event, slot);
       throw new TributaryError(
         ErrorCode.UNAVAILABLE,
         `The change was saved as revision ${revision} in the cache but not yet in the database; it will be written, and published, when the database is back`,

@@ -6,6 +6,7 @@ import { leaseId, type DocumentCache } from './document-cache.ts';
 import { rowHolds, selectDocument, stateOf, writeDocument, type StoredKey } from './document-store.ts';
 import type { CachedEntry } from './document-cache.ts';
 import { conflict } from './documents.ts';
+import { DEFAULT_REPUBLISH_GRACE_MS } from './unpublished-events.ts';
 
 /**
  * Writes dirty cache entries to Postgres: right after each write (coalesced per document, so a
@@ -57,6 +58,12 @@ export interface DocumentFlusherOptions {
    * those of the lost changes.
    */
   readonly compareAndSet: boolean;
+  /**
+   * How long the event of a change flushed with it (sync durability: kept in the entry by the
+   * write) stays marked unpublished before it is due to be published again (`unpublished-events.ts`).
+   * @default DEFAULT_REPUBLISH_GRACE_MS
+   */
+  readonly republishGraceMs?: number;
   /** @default 5000 */
   readonly sweepIntervalMs?: number;
   /** Entries one pass of the sweep takes from the dirty set at a time (it goes on while batches are full). @default 200 */
@@ -93,7 +100,7 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
       }
       return;
     }
-    const { key, entry } = found;
+    const { key, entry, event } = found;
     if (entry.flushed >= entry.state.revision) {
       await cache.markFlushed(entryKey, entry.epoch, entry.flushed, undefined);
       return;
@@ -105,7 +112,10 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
     const lease = leaseId({ epoch: entry.epoch, generation });
     // A database outage rejects with UNAVAILABLE (src/db); the change stays dirty in the cache.
     const basedOn = compareAndSet ? entry.flushed : undefined;
-    const ceiling = await writeDocument(db, key, state, { ceiling: state.revision + ceilingHeadroom, lease }, basedOn);
+    // The change's event (sync durability) is marked unpublished in the same statement: the change
+    // is saved, i.e. acknowledged, once Postgres has it.
+    const mark = event === undefined ? undefined : { event, graceMs: options.republishGraceMs ?? DEFAULT_REPUBLISH_GRACE_MS };
+    const ceiling = await writeDocument(db, key, state, { ceiling: state.revision + ceilingHeadroom, lease }, basedOn, mark);
     // Nothing written: Postgres already had this revision or a later one — this very change
     // (another flush of it won), or, with compareAndSet, possibly another one.
     if (ceiling === undefined && compareAndSet) return settleRefused(entryKey, key, entry);

@@ -87,7 +87,10 @@ export interface CeilingGrant {
  * refused when the row has moved past `basedOn`, i.e. when another change of the document reached
  * Postgres first (instances whose cache lost its data decide from what Postgres has: two of them
  * may decide a change of the same revision). The ceiling only goes up; without a grant it is at
- * least the revision. Answers the row's ceiling, or undefined when nothing was written.
+ * least the revision. With `mark` — the change's encoded event (`unpublished-events.ts`) — the same
+ * statement marks the event unpublished (migration 0033), due after `graceMs`, if the row was
+ * written and the event is of this revision. Answers the row's ceiling, or undefined when nothing
+ * was written.
  */
 export async function writeDocument(
   db: Queryable,
@@ -95,16 +98,22 @@ export async function writeDocument(
   state: DocumentState,
   grant: CeilingGrant | undefined,
   basedOn?: number,
+  mark?: { readonly event: string; readonly graceMs: number },
 ): Promise<number | undefined> {
   const { rows } = await db.query<{ ceiling: number }>(
-    `INSERT INTO sync_documents (${KEY_COLUMNS}, revision, data, deleted, created_at, updated_at, ceiling, cache_epoch)
+    `WITH written AS (INSERT INTO sync_documents (${KEY_COLUMNS}, revision, data, deleted, created_at, updated_at, ceiling, cache_epoch)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
      ON CONFLICT (${KEY_COLUMNS}) DO UPDATE SET revision = excluded.revision, data = excluded.data,
        deleted = excluded.deleted, created_at = excluded.created_at, updated_at = excluded.updated_at,
        ceiling = GREATEST(sync_documents.ceiling, excluded.ceiling),
        cache_epoch = COALESCE(excluded.cache_epoch, sync_documents.cache_epoch)
      WHERE sync_documents.revision < excluded.revision AND sync_documents.revision <= COALESCE($13::int, sync_documents.revision)
-     RETURNING ceiling`,
+     RETURNING ceiling),
+     marked AS (INSERT INTO sync_unpublished_events (${KEY_COLUMNS}, revision, event, due_at)
+       SELECT $1, $2, $3, $4, $5, $6, $14::json, now() + $15::int * interval '1 millisecond' FROM written
+        WHERE $14::json IS NOT NULL AND ($14::json -> 'payload' ->> 'revision')::int = $6
+       ON CONFLICT DO NOTHING)
+     SELECT ceiling FROM written`,
     [
       ...keyParams(key),
       state.revision,
@@ -115,6 +124,8 @@ export async function writeDocument(
       grant?.ceiling ?? state.revision,
       grant?.lease ?? null,
       basedOn ?? null,
+      mark?.event ?? null,
+      mark?.graceMs ?? 0,
     ],
   );
   return rows[0]?.ceiling;

@@ -4,7 +4,7 @@ import type { Logger } from '../../logger.ts';
 import { createKeyedSerial, type Slot } from '../coordination/keyed-serial.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
-import { createDocumentEventPublisher } from './document-events.ts';
+import { createDocumentEventPublisher, documentEventOf } from './document-events.ts';
 import { listLiveDocuments, lockDocument, selectDocument, stateOf, writeDocument, type DocumentRow } from './document-store.ts';
 import { decideWrite, documentOf, type WriteCommand } from './document-writes.ts';
 import {
@@ -16,6 +16,8 @@ import {
   type DocumentSnapshot,
   type SyncDocument,
 } from './documents.ts';
+import { createRepublisher } from './republisher.ts';
+import { createPostgresMarks, DEFAULT_REPUBLISH_GRACE_MS, markUnpublished } from './unpublished-events.ts';
 
 export interface PostgresDocumentServiceOptions {
   readonly db: Database;
@@ -23,32 +25,50 @@ export interface PostgresDocumentServiceOptions {
   readonly logger: Logger;
   /** Largest document, in bytes of JSON. @default DEFAULT_MAX_DOCUMENT_BYTES */
   readonly maxDocumentBytes?: number;
+  /** How long a change's event may stay unpublished before the sweep publishes it again. @default DEFAULT_REPUBLISH_GRACE_MS */
+  readonly republishGraceMs?: number;
+  /** How often that sweep runs. @default 5000 */
+  readonly republishIntervalMs?: number;
 }
 
 /**
  * Documents in the platform database alone (no Redis): each write is one transaction under the
  * row's lock, and the publishing slot is reserved under it too, so a document's events leave in
- * revision order although they are routed after the commit.
+ * revision order although they are routed after the commit. The transaction also marks the
+ * change's event unpublished (`unpublished-events.ts`): an event that does not go out (the process
+ * dies first, the log refuses it) is published by the next change of the document before its own,
+ * or by the sweep after the grace period.
  */
 export function createPostgresDocumentService(options: PostgresDocumentServiceOptions): DocumentService {
   const { db } = options;
   const maxBytes = options.maxDocumentBytes ?? DEFAULT_MAX_DOCUMENT_BYTES;
   const publishTurns = createKeyedSerial();
-  const events = createDocumentEventPublisher(options.router, options.logger);
+  const graceMs = options.republishGraceMs ?? DEFAULT_REPUBLISH_GRACE_MS;
+  const marks = createPostgresMarks(db, graceMs);
+  const events = createDocumentEventPublisher(options.router, marks, options.logger);
+  const republisher = createRepublisher({
+    marks,
+    publisher: events,
+    turns: publishTurns,
+    logger: options.logger,
+    ...(options.republishIntervalMs !== undefined && { intervalMs: options.republishIntervalMs }),
+  });
 
   const write = async (key: DocumentKey, command: WriteCommand): Promise<SyncDocument> => {
     // Declared with its full type: assigned inside the transaction callback.
     let slot = undefined as Slot | undefined;
-    let change;
+    let saved;
     try {
-      change = await db.transaction(async (tx) => {
+      saved = await db.transaction(async (tx) => {
         const row = await lockDocument(tx, key);
         const decided = decideWrite(key, row && stateOf(row), command, maxBytes, new Date());
         // Nothing written: there was no row to lock, and a concurrent creation inserted it first
         // (committed: this statement waited for it, and the next one sees it).
         if ((await writeDocument(tx, key, decided.after, undefined)) === undefined) throw alreadyExists((await selectDocument(tx, key))?.revision);
+        const event = documentEventOf(key, decided);
+        const earlier = await markUnpublished(tx, key, event, graceMs);
         slot = publishTurns.reserve([documentEntity(key)]);
-        return decided;
+        return { change: decided, event, earlier };
       });
     } catch (error) {
       slot?.cancel();
@@ -56,8 +76,8 @@ export function createPostgresDocumentService(options: PostgresDocumentServiceOp
       if (sqlStateOf(error) === SqlState.UNIQUE_VIOLATION) throw alreadyExists(await currentRevision(key));
       throw error;
     }
-    await events.publish(key, change, slot);
-    return documentOf(key, change);
+    await events.publish(key, saved.event, { earlier: saved.earlier, ...(slot && { slot }) });
+    return documentOf(key, saved.change);
   };
 
   /** The revision a refused creation reports, when it can be read. */
@@ -73,7 +93,7 @@ export function createPostgresDocumentService(options: PostgresDocumentServiceOp
     replace: (key, data, expectedRevision) => write(key, { kind: 'replace', data, expectedRevision }),
     merge: (key, patch, expectedRevision) => write(key, { kind: 'merge', patch, expectedRevision }),
     delete: (key, expectedRevision) => write(key, { kind: 'delete', expectedRevision }),
-    close: () => Promise.resolve(),
+    close: () => republisher.close(),
   };
 }
 
