@@ -16,12 +16,19 @@ export interface TokenVerifier {
   /** `development` accepts everyone as the development principal; `jwt` verifies signatures. */
   readonly mode: AuthConfig['mode'];
   /**
+   * How far past its `exp` (and before its `nbf`) a token is still accepted, in ms: the clocks of
+   * the issuer and of this server may differ. Sockets apply it to their token's expiry alike.
+   */
+  readonly clockToleranceMs: number;
+  /**
    * @param authorization the `Authorization` value (`Bearer …`) or `undefined` when absent.
    * @throws TributaryError UNAUTHENTICATED with a message that says why, never revealing keys;
    *   UNAVAILABLE when the token's key cannot be known because the key set cannot be fetched.
    */
   verify(authorization: string | undefined): Promise<Principal>;
 }
+
+const DEFAULT_CLOCK_TOLERANCE_SECONDS = 5;
 
 /** Algorithms are pinned per key type: a token cannot choose how it is checked. */
 const HMAC_ALGORITHMS = ['HS256'];
@@ -41,17 +48,41 @@ const numericDate = (claim: string) =>
     .max(MAX_NUMERIC_DATE, `claim '${claim}' is out of range`)
     .optional();
 
+/**
+ * Control characters (C0, DEL, C1) and lone surrogates: Postgres text cannot hold U+0000 (an
+ * INSERT of it fails, and a tenant reaches shared batches such as the analytics minute), a lone
+ * surrogate has no UTF-8 form, and none belongs in an identifier or a scope key.
+ */
+const UNFIT_TEXT = /[\p{Cc}\p{Cs}]/u;
+const FIT_TEXT_RULE = 'must not contain control characters or lone surrogates';
+
+const identifier = (claim: string) =>
+  z
+    .string({ message: `claim '${claim}' must be a non-empty string` })
+    .min(1, `claim '${claim}' must be a non-empty string`)
+    .refine((value) => !UNFIT_TEXT.test(value), `claim '${claim}' ${FIT_TEXT_RULE}`);
+
+const entries = (claim: string, max: number) =>
+  z
+    .array(
+      z.string().refine((value) => !UNFIT_TEXT.test(value), `claim '${claim}' entries ${FIT_TEXT_RULE}`),
+      { message: `claim '${claim}' must be an array of strings` },
+    )
+    .max(max)
+    .optional();
+
 const claimsSchema = z.object({
-  sub: z.string({ message: "claim 'sub' must be a non-empty string" }).min(1, "claim 'sub' must be a non-empty string"),
-  app: z.string({ message: "claim 'app' must be a non-empty string" }).min(1, "claim 'app' must be a non-empty string"),
-  env: z.string({ message: "claim 'env' must be a non-empty string" }).min(1, "claim 'env' must be a non-empty string"),
+  sub: identifier('sub'),
+  app: identifier('app'),
+  env: identifier('env'),
   tenant: z
     .string({ message: "claim 'tenant' must be a string" })
     .min(1, "claim 'tenant' must not be empty")
     .max(MAX_TENANT_LENGTH, `claim 'tenant' must be at most ${MAX_TENANT_LENGTH} characters`)
+    .refine((value) => !UNFIT_TEXT.test(value), `claim 'tenant' ${FIT_TEXT_RULE}`)
     .optional(),
-  roles: z.array(z.string(), { message: "claim 'roles' must be an array of strings" }).max(100).optional(),
-  permissions: z.array(z.string(), { message: "claim 'permissions' must be an array of strings" }).max(1000).optional(),
+  roles: entries('roles', 100),
+  permissions: entries('permissions', 1000),
   exp: numericDate('exp'),
   nbf: numericDate('nbf'),
   iat: numericDate('iat'),
@@ -68,7 +99,7 @@ export interface TokenVerifierOptions {
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const { auth } = options;
   if (auth.mode === 'development') {
-    return { mode: 'development', verify: () => Promise.resolve(DEVELOPMENT_PRINCIPAL) };
+    return { mode: 'development', clockToleranceMs: 0, verify: () => Promise.resolve(DEVELOPMENT_PRINCIPAL) };
   }
 
   const secret = auth.secret === undefined ? undefined : new TextEncoder().encode(auth.secret);
@@ -81,15 +112,17 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     if (remoteKeys && ASYMMETRIC_ALGORITHMS.includes(header.alg)) return remoteKeys(header, token);
     throw new joseErrors.JOSEAlgNotAllowed(`algorithm "${header.alg}" is not accepted`);
   };
+  const clockToleranceSeconds = options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
   const verifyOptions: JWTVerifyOptions = {
     algorithms,
-    clockTolerance: options.clockToleranceSeconds ?? 5,
+    clockTolerance: clockToleranceSeconds,
     ...(auth.issuer !== undefined && { issuer: auth.issuer }),
     ...(auth.audience !== undefined && { audience: auth.audience }),
   };
 
   return {
     mode: 'jwt',
+    clockToleranceMs: clockToleranceSeconds * 1000,
     async verify(authorization) {
       const token = bearerToken(authorization);
       let payload: JWTPayload;
@@ -102,6 +135,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       return toPrincipal(payload);
     },
   };
+}
+
+/** Whether `verify` refused the token because it has expired (past `exp` and the clock tolerance). */
+export function isExpiredTokenError(error: unknown): boolean {
+  return error instanceof TributaryError && error.code === ErrorCode.UNAUTHENTICATED && error.cause instanceof joseErrors.JWTExpired;
 }
 
 function bearerToken(authorization: string | undefined): string {

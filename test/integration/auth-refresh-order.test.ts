@@ -18,6 +18,7 @@ function observedVerifier(jwksUrl: string) {
   const verifications = new Map<string, Promise<unknown>>();
   const verifier: TokenVerifier = {
     mode: 'jwt',
+    clockToleranceMs: real.clockToleranceMs,
     verify(authorization) {
       const verifying = real.verify(authorization);
       verifications.set(authorization ?? '', verifying.catch(() => undefined));

@@ -1,7 +1,7 @@
 /**
  * The authentication matrix over graphql-transport-ws: the token travels in `connection_init`
- * (`{ authorization: 'Bearer …' }`); a refused one closes the socket with 4403 before any
- * `connection_ack`, and a socket lives no longer than its token.
+ * (`{ authorization: 'Bearer …' }`); a refused one closes the socket with 4403 (4419 for an
+ * expired one) before any `connection_ack`, and a socket lives no longer than its token.
  */
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { postGraphQL, startTestServer, type TestServer } from '../helpers/tributary.ts';
@@ -10,6 +10,7 @@ import { waitFor } from '../helpers/wait-for.ts';
 import { openAcknowledgedSocket, openSocket, type RawSocket } from '../helpers/ws-client.ts';
 
 const FORBIDDEN = 4403;
+const TOKEN_EXPIRED = 4419;
 
 /** Runs `{ viewer { … } }` over the socket and returns its one result. */
 async function askViewer(client: RawSocket, id: string, fields: string): Promise<unknown> {
@@ -53,7 +54,6 @@ describe('WebSocket authentication with JWT_SECRET', () => {
     ['no authorization', () => ({})],
     ['an unsigned alg:none token', () => ({ authorization: `Bearer ${unsignedToken()}` })],
     ['a token signed with another secret', async () => ({ authorization: `Bearer ${await signHs256({}, { secret: 'another-secret-that-is-also-32-bytes-long!!' })}` })],
-    ['an expired token', async () => ({ authorization: `Bearer ${await signHs256({}, { expiresInSeconds: -60 })}` })],
     ['a token not valid yet', async () => ({ authorization: `Bearer ${await signHs256({}, { notBeforeInSeconds: 120 })}` })],
     ['an authorization that is not a string', () => ({ authorization: 42 })],
     ['a malformed authorization', () => ({ authorization: 'Basic abc' })],
@@ -67,13 +67,29 @@ describe('WebSocket authentication with JWT_SECRET', () => {
     expect(server.stats().channelMembers).toBe(0);
   });
 
-  it('says why in the close reason when the token expired', async () => {
-    const { closed } = await refusedInit(server, { authorization: `Bearer ${await signHs256({}, { expiresInSeconds: -60 })}` });
-    expect(closed).toEqual({ code: FORBIDDEN, reason: 'Forbidden: Token expired' });
+  it('closes the socket with the retryable 4419 and never acknowledges it for a token expired past the clock tolerance', async () => {
+    const { closed, received } = await refusedInit(server, { authorization: `Bearer ${await signHs256({}, { expiresInSeconds: -60 })}` });
+    expect(closed).toEqual({ code: TOKEN_EXPIRED, reason: 'Token expired: reconnect with a new token' });
+    expect(received).toEqual([]);
+  });
+
+  it('acknowledges a token expired within the clock tolerance, as HTTP accepts it', async () => {
+    // Expired 2 s ago: the verifier's clock tolerance is 5 s, for HTTP and sockets alike.
+    const token = await signHs256({ sub: 'skewed' }, { expiresInSeconds: -2 });
+    expect((await postGraphQL(server.graphqlUrl, { query: '{ viewer { subject } }' }, { authorization: `Bearer ${token}` })).status).toBe(200);
+
+    const client = await openAcknowledgedSocket(server.wsUrl, token);
+    // Past exp the socket may only refresh (as during WS_TOKEN_EXPIRY_GRACE_MS), and it is not closed before its refresh.
+    const fresh = await signHs256({ sub: 'skewed' });
+    client.send({ id: 'r', type: 'subscribe', payload: { query: 'mutation($t: String!) { refreshAuth(token: $t) { stoppedSubscriptions } }', variables: { t: fresh } } });
+    expect(await client.nextMessage()).toEqual({ id: 'r', type: 'next', payload: { data: { refreshAuth: { stoppedSubscriptions: 0 } } } });
+    expect(await client.nextMessage()).toEqual({ id: 'r', type: 'complete' });
+    expect(await askViewer(client, 'v', 'subject')).toEqual({ data: { viewer: { subject: 'skewed' } } });
   });
 
   it('tells the socket its token expires soon, then closes it with the retryable 4419 when it does', async () => {
-    // exp is whole seconds: now + 2 s rounds down to 1–2 s from now, and the socket is closed at exp.
+    // exp is whole seconds: now + 2 s rounds down to 1–2 s from now, and the socket is closed at
+    // exp plus the verifier's clock tolerance (5 s).
     const token = await signHs256({ permissions: ['expiring.join'] }, { expiresInSeconds: 2 });
     const client = await openAcknowledgedSocket(server.wsUrl, token);
     client.send({ id: 'live', type: 'subscribe', payload: { query: 'subscription { channel(name: "expiring") { event } }' } });

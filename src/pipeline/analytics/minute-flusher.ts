@@ -8,12 +8,19 @@
  * After writing, the minute is routed on `analytics.minutes` for live screens, before it leaves
  * the store: the next flush only removes a minute it finds marked, so a removal that failed
  * (Redis unreachable) must not be what stands between a written minute and its routing.
+ *
+ * A row Postgres refuses for what it holds (SQLSTATE classes 22/23/54, `minute-refusals.ts`: a
+ * NUL in a tenant, a value out of range) does not hold the flush up: its minute is written again
+ * row by row, the refused rows set aside (logged at error, counted in `setAsideRows`), and should
+ * the minute itself be refused it is set aside whole; the later minutes are flushed all the same.
+ * An outage (anything else) still stops the flush at that minute: the next flush retries it first.
  */
 import type { Database } from '../../db/database.ts';
 import { componentLogger, type Logger } from '../../logger.ts';
 import { topicMinutesEvent, type TopicMinute } from '../events/analytics-event.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
+import { isContentRefusal, writeRowsOneByOne, type RefusedRow } from './minute-refusals.ts';
 import type { MinuteStore } from './minute-store.ts';
 import { addToWindow, insertMinuteRows, markMinuteFlushed, pruneMinutes, statsRowsOf, type StatsRow } from './stats-store.ts';
 import { MINUTE_MS, OTHER_TOPIC_KEY } from './topic-counts.ts';
@@ -21,6 +28,8 @@ import { MINUTE_MS, OTHER_TOPIC_KEY } from './topic-counts.ts';
 export interface MinuteFlusher {
   /** Flushes every closed minute, then prunes; resolves with the minutes this call wrote. */
   flush(options?: FlushOptions): Promise<number[]>;
+  /** Rows set aside since the start because Postgres refused what they hold (a whole minute counts its rows). */
+  readonly setAsideRows: number;
 }
 
 export interface FlushOptions {
@@ -59,21 +68,52 @@ export function createMinuteFlusher(options: MinuteFlusherOptions): MinuteFlushe
   const now = options.now ?? Date.now;
   const logger = componentLogger(options.logger, 'analytics');
 
+  let setAsideRows = 0;
+
+  /** Writes the minute in one transaction; `oneByOne`: each row under its savepoint, the refused ones set aside. */
+  const writeMinute = (minute: number, rows: readonly StatsRow[], oneByOne: boolean) => {
+    const start = new Date(minute);
+    const windows = { hour: new Date(minute - (minute % HOUR_MS)), day: new Date(minute - (minute % DAY_MS)) };
+    return db.transaction(async (tx) => {
+      const { rows: locked } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [FLUSH_LOCK_KEY]);
+      if (locked[0]?.locked !== true) return { outcome: 'busy' as const };
+      if (!(await markMinuteFlushed(tx, start))) return { outcome: 'already' as const };
+      if (oneByOne) return { outcome: 'written' as const, ...(await writeRowsOneByOne(tx, start, windows, rows)) };
+      await insertMinuteRows(tx, start, rows);
+      await addToWindow(tx, 'hour', windows.hour, rows);
+      await addToWindow(tx, 'day', windows.day, rows);
+      return { outcome: 'written' as const, written: rows, refused: [] };
+    });
+  };
+
+  const reportRefused = (start: Date, refused: readonly RefusedRow[]) => {
+    for (const { row, state, message } of refused) {
+      setAsideRows += 1;
+      logger.error(
+        { minute: start.toISOString(), app: row.app, env: row.env, tenant: row.tenant, topic: row.topic, sqlState: state, reason: message },
+        'analytics minute row refused by the database for its content; set aside (its counts are dropped), the flush goes on',
+      );
+    }
+  };
+
   const flushMinute = async (minute: number): Promise<'written' | 'already' | 'busy'> => {
     const topics = await store.read(minute);
     const rows = statsRowsOf(topics);
     const start = new Date(minute);
-    const outcome = await db.transaction(async (tx) => {
-      const { rows: locked } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [FLUSH_LOCK_KEY]);
-      if (locked[0]?.locked !== true) return 'busy' as const;
-      if (!(await markMinuteFlushed(tx, start))) return 'already' as const;
-      await insertMinuteRows(tx, start, rows);
-      await addToWindow(tx, 'hour', new Date(minute - (minute % HOUR_MS)), rows);
-      await addToWindow(tx, 'day', new Date(minute - (minute % DAY_MS)), rows);
-      return 'written' as const;
-    });
+    let result;
+    try {
+      result = await writeMinute(minute, rows, false);
+    } catch (error) {
+      if (!isContentRefusal(error)) throw error;
+      // One row's content refused the minute's statements: the minute again, row by row.
+      result = await writeMinute(minute, rows, true);
+    }
+    const { outcome } = result;
     if (outcome === 'busy') return outcome;
-    if (outcome === 'written') await announce(start, rows);
+    if (outcome === 'written') {
+      reportRefused(start, result.refused);
+      await announce(start, result.written);
+    }
     // Written: only what was written goes; a push since the read stays, and the next flush finds
     // it late (logged below). Already flushed: everything here came late.
     await store.remove(minute, outcome === 'written' ? topics : undefined);
@@ -114,14 +154,33 @@ export function createMinuteFlusher(options: MinuteFlusherOptions): MinuteFlushe
     }
   };
 
+  const setAsideMinute = async (minute: number, error: unknown) => {
+    const rows = statsRowsOf(await store.read(minute));
+    setAsideRows += rows.length;
+    logger.error({ err: error, minute: new Date(minute).toISOString(), topics: rows.length }, 'analytics minute refused by the database for its content; set aside (its counts are dropped), the flush goes on');
+    await store.remove(minute);
+  };
+
   return {
+    get setAsideRows() {
+      return setAsideRows;
+    },
     async flush(flushOptions = {}) {
       const time = now();
       const graceMs = flushOptions.graceMs ?? options.graceMs;
       const closed = (await store.minutes()).filter((minute) => minute + MINUTE_MS + graceMs <= time);
       const written: number[] = [];
       for (const minute of closed) {
-        const outcome = await flushMinute(minute);
+        let outcome;
+        try {
+          outcome = await flushMinute(minute);
+        } catch (error) {
+          // An outage stops here (the next flush retries this minute first); a refusal of the
+          // minute itself for its content would stop every later one for ever: it is set aside.
+          if (!isContentRefusal(error)) throw error;
+          await setAsideMinute(minute, error);
+          continue;
+        }
         // Another worker is flushing: it takes the rest too.
         if (outcome === 'busy') break;
         if (outcome === 'written') written.push(minute);

@@ -212,7 +212,8 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
         throw badInput('tenant', `tenant must be a tenant id: 1 to ${MAX_TENANT_LENGTH} characters, no surrounding spaces or control characters`);
       }
       if (scope.tenant !== undefined && input.tenant !== undefined && input.tenant !== scope.tenant) {
-        throw badInput('tenant', 'A caller with a tenant creates endpoints of that tenant only');
+        // Another tenant's endpoint, as everywhere else: FORBIDDEN, not a mistake in the input.
+        throw new TributaryError(ErrorCode.FORBIDDEN, 'A caller with a tenant creates endpoints of that tenant only');
       }
       const url = await resolvedUrl(parsedUrl);
       const tenant = scope.tenant ?? input.tenant ?? null;

@@ -21,10 +21,11 @@ export const CloseCode = {
   BadRequest: ProtocolCloseCode.BadRequest,
   /** `subscribe` before `connection_ack`. */
   Unauthorized: ProtocolCloseCode.Unauthorized,
-  /** Token missing, invalid or already expired at `connection_init`. */
+  /** Token missing or invalid at `connection_init`. */
   Forbidden: ProtocolCloseCode.Forbidden,
   /**
-   * The socket's token expired (plus `WS_TOKEN_EXPIRY_GRACE_MS`) without a `refreshAuth`. Not one
+   * The socket's token expired (plus the verifier's clock tolerance and `WS_TOKEN_EXPIRY_GRACE_MS`)
+   * without a `refreshAuth`, or was already expired at `connection_init`. Not one
    * of the codes stock graphql-ws clients treat as fatal (4400, 4401, 4406, 4409, 4429, 4500): they
    * reconnect, calling `connectionParams` again for a fresh token.
    */

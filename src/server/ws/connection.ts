@@ -158,7 +158,7 @@ export class GraphQLWsConnection {
       (principal) => {
         if (this.#closed) return;
         if (!this.#auth.start(principal)) {
-          this.close(CloseCode.Forbidden, 'Forbidden: Token expired');
+          this.close(CloseCode.TokenExpired, 'Token expired: reconnect with a new token');
           return;
         }
         const leave = this.#options.quota.take(principal);
@@ -177,14 +177,10 @@ export class GraphQLWsConnection {
         this.#tell({ type: 'gateway.connected' });
       },
       (error: unknown) => {
-        // The token could not be checked (the key set cannot be fetched): not a refusal, retried.
-        if (isTributaryError(error) && error.code === ErrorCode.UNAVAILABLE) {
-          this.close(CloseCode.TryAgainLater, `Try again later: ${error.message}`);
-          return;
-        }
-        const reason = isClientFacing(error) ? error.message : 'Forbidden';
-        if (!isClientFacing(error)) this.#logger.error({ err: error, fault: faultOf(error) }, 'token verification failed unexpectedly');
-        this.close(CloseCode.Forbidden, `Forbidden: ${reason}`);
+        // Unavailable key set: 1013 (retried); expired token: 4419 (retried with a fresh one); else 4403.
+        const refusal = this.#auth.initRefusal(error);
+        if (refusal.unexpected) this.#logger.error({ err: error, fault: faultOf(error) }, 'token verification failed unexpectedly');
+        this.close(refusal.code, refusal.reason);
       },
     );
   }

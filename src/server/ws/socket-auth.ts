@@ -1,8 +1,9 @@
 import { Kind, OperationTypeNode, parse, type DocumentNode } from 'graphql';
 import type { SubscribePayload } from 'graphql-ws';
 import type { Principal } from '../../auth/principal.ts';
-import type { TokenVerifier } from '../../auth/token-verifier.ts';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { isExpiredTokenError, type TokenVerifier } from '../../auth/token-verifier.ts';
+import { ErrorCode, isClientFacing, isTributaryError, TributaryError } from '../../errors.ts';
+import { CloseCode } from './close-codes.ts';
 
 export interface SocketAuthOptions {
   readonly verifier: TokenVerifier;
@@ -14,6 +15,13 @@ export interface SocketAuthOptions {
   readonly notify: (payload: Readonly<Record<string, unknown>>) => void;
   /** The token expired (and its grace period passed) without a refresh. */
   readonly expired: () => void;
+}
+
+/** How a socket whose `connection_init` was not accepted is closed; `unexpected`: a fault to log. */
+export interface InitRefusal {
+  readonly code: CloseCode;
+  readonly reason: string;
+  readonly unexpected: boolean;
 }
 
 /** What a refresh did: the socket's new expiry. */
@@ -59,11 +67,34 @@ export class SocketAuth {
     return this.#options.verifier.verify(authorization);
   }
 
-  /** Adopts the socket's principal and arms its timers; false when its token has already expired. */
+  /**
+   * Adopts the socket's principal and arms its timers; false when its token has already expired
+   * (past `exp`, the verifier's clock tolerance and the grace): the caller closes with 4419.
+   */
   start(principal: Principal): boolean {
     this.#principal = principal;
     this.#arm(principal);
-    return principal.expiresAt === undefined || principal.expiresAt + this.#options.graceMs > Date.now();
+    const until = this.#validUntil(principal);
+    return until === undefined || until + this.#options.graceMs > Date.now();
+  }
+
+  /**
+   * How a `connection_init` whose verification failed closes the socket: 1013 when the token
+   * could not be checked yet (UNAVAILABLE: retried), 4419 for an expired token (retried with a
+   * fresh one), 4403 for any other refusal.
+   */
+  initRefusal(error: unknown): InitRefusal {
+    if (isTributaryError(error) && error.code === ErrorCode.UNAVAILABLE) {
+      return { code: CloseCode.TryAgainLater, reason: `Try again later: ${error.message}`, unexpected: false };
+    }
+    if (isExpiredTokenError(error)) return { code: CloseCode.TokenExpired, reason: 'Token expired: reconnect with a new token', unexpected: false };
+    if (isClientFacing(error)) return { code: CloseCode.Forbidden, reason: `Forbidden: ${error.message}`, unexpected: false };
+    return { code: CloseCode.Forbidden, reason: 'Forbidden: Forbidden', unexpected: true };
+  }
+
+  /** The last moment the token is accepted: its `exp` plus the verifier's clock tolerance. */
+  #validUntil(principal: Principal): number | undefined {
+    return principal.expiresAt === undefined ? undefined : principal.expiresAt + this.#options.verifier.clockToleranceMs;
   }
 
   /**
@@ -112,7 +143,7 @@ export class SocketAuth {
         this.#options.notify({ reason: 'TOKEN_EXPIRING', tokenExpiresAt: new Date(expiresAt).toISOString() });
       });
     }
-    this.#expiryTimer = this.#at(expiresAt + graceMs, () => this.#options.expired());
+    this.#expiryTimer = this.#at(expiresAt + this.#options.verifier.clockToleranceMs + graceMs, () => this.#options.expired());
   }
 
   /** Runs `run` at `when` (ms since the epoch), at once when it has passed. */
@@ -129,8 +160,9 @@ export class SocketAuth {
 }
 
 /**
- * Past its token's expiry (during `WS_TOKEN_EXPIRY_GRACE_MS`) a socket may run its own refresh
- * only: the refusal of any other operation (UNAUTHENTICATED), else undefined.
+ * Past its token's expiry (during the verifier's clock tolerance and `WS_TOKEN_EXPIRY_GRACE_MS`)
+ * a socket may run its own refresh only: the refusal of any other operation (UNAUTHENTICATED),
+ * else undefined.
  */
 export function expiredFor(principal: Principal, payload: SubscribePayload): TributaryError | undefined {
   if (principal.expiresAt === undefined || principal.expiresAt > Date.now() || onlyRefreshesAuth(payload)) return undefined;
