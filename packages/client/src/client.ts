@@ -9,12 +9,17 @@ import type { ConnectionState } from './connection-state.ts';
 import { subscribeDocument, type DocumentSubscription, type SubscribeDocumentOptions } from './document.ts';
 import { isTokenRefusal, SessionEndedError } from './errors.ts';
 import { subscribeEvents, type EventsSubscription, type SubscribeEventsOptions } from './events.ts';
-import { TributaryPublishDocument, type TributaryPublishMutationVariables } from './generated.ts';
+import { broadcastWithRetry, type BroadcastOptions } from './broadcast.ts';
+import { joinChannel, type ChannelMembership, type JoinChannelOptions } from './channel.ts';
+import { TributaryBroadcastDocument, TributaryPublishDocument } from './generated.ts';
 import { handlerErrorReport } from './handler-errors.ts';
 import type { ModelRecord } from './live-model-store.ts';
 import { LiveModels, type LiveModel, type LiveModelOptions } from './live-model.ts';
 import { publishWithRetry, type PublishedEvent, type PublishOptions } from './publish.ts';
 import type { Variables } from './session.ts';
+
+/** A request over the socket, within a publish's or a broadcast's life. */
+type SendRequest = <TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables) => Promise<TData>;
 import type { GetToken } from './token-refresh.ts';
 
 export interface ClientOptions {
@@ -49,6 +54,16 @@ export interface ClientOptions {
    * then `state` says `connecting`. @default false
    */
   readonly lazy?: boolean;
+  /**
+   * The largest message the client sends, in UTF-8 bytes of the whole `subscribe` frame (JSON):
+   * the server's `WS_MAX_PAYLOAD_BYTES`, past which it closes the socket (1009) — and with it every
+   * subscription on it. An operation whose message is larger is not sent: a subscription stops
+   * with `onError`, a request or publish rejects, with a MessageTooLargeError (code
+   * BAD_USER_INPUT, `extensions.reason` MESSAGE_TOO_LARGE). Should the server's limit be lower, a
+   * subscription it closes the socket for (1009) is stopped alike rather than sent again on every
+   * new socket. @default 1048576 (the server's default)
+   */
+  readonly maxMessageBytes?: number;
   /** Problems the client recovers from by itself (a failing `getToken`, a refused refresh), for logging. */
   readonly onError?: (error: unknown) => void;
 }
@@ -80,6 +95,23 @@ export interface TributaryClient {
    * meet again (a message too big: 1009); the reason of `options.signal` once that aborts.
    */
   publish(topic: string, payload: Readonly<Record<string, unknown>>, options?: PublishOptions): Promise<PublishedEvent>;
+  /**
+   * Joins a channel (`channel(name)`; needs `<prefix>.join`): `onMessage` for each broadcast while
+   * joined; joined again on every new socket. At most once: what is broadcast while the client has
+   * no socket (a reconnection, a restart) is not delivered later — use a topic for that. A refusal
+   * a retry would meet again (FORBIDDEN, BAD_USER_INPUT) ends it (`onError`); UNAVAILABLE,
+   * RATE_LIMITED… are retried with backoff (`onRetry`). `T` is the type of `data` you expect
+   * (not checked). Returns the membership: `close()` leaves.
+   */
+  joinChannel<T = unknown>(name: string, options: JoinChannelOptions<T>): ChannelMembership;
+  /**
+   * Sends `event` with `data` to a channel's members (`broadcast`; needs `<prefix>.broadcast`),
+   * retried as `publish` is (UNAVAILABLE, RATE_LIMITED, an expired token, the socket gone before
+   * the answer) — with no idempotency key, so a retry may reach a member twice: put an id in
+   * `data` where a copy matters. @throws as `publish` does (FORBIDDEN, BAD_USER_INPUT for `data`
+   * over the server's EVENT_MAX_PAYLOAD_BYTES…).
+   */
+  broadcast<T = unknown>(channel: string, event: string, data?: T, options?: BroadcastOptions): Promise<void>;
   /** Hands the socket a fresh token from `getToken` now (`refreshAuth`), if it changed. */
   refreshToken(): Promise<void>;
   /**
@@ -90,6 +122,9 @@ export interface TributaryClient {
   /** Stops everything: the socket, timers, every subscription. Idempotent. */
   close(): void;
 }
+
+/** The server's default `WS_MAX_PAYLOAD_BYTES` (1 MiB). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_576;
 
 export function createClient(options: ClientOptions): TributaryClient {
   const connection = new Connection({
@@ -102,6 +137,7 @@ export function createClient(options: ClientOptions): TributaryClient {
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     refreshBeforeExpiryMs: options.refreshBeforeExpiryMs ?? 60_000,
     lazy: options.lazy ?? false,
+    maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     onError: options.onError ?? (() => {}),
     reportHandlerError: handlerErrorReport(options.onError),
   });
@@ -131,13 +167,16 @@ export function createClient(options: ClientOptions): TributaryClient {
       signal.addEventListener('abort', onAbort, { once: true });
     });
 
-  const publish: TributaryClient['publish'] = async (topic, payload, publishOptions = {}) => {
-    // A retry must not wait for a socket that will not come, nor run under the next login; nor go
-    // on once the caller's own signal aborted.
+  /**
+   * Runs a publish or broadcast's tries with `ended`: aborted when the client closes, the
+   * connection turns `unauthorized`, another user's token comes, or the caller's own signal
+   * aborts — a retry must not wait for a socket that will not come, nor run under the next login.
+   */
+  const untilEnded = async <R>(callerSignal: AbortSignal | undefined, run: (send: SendRequest, ended: AbortSignal) => Promise<R>): Promise<R> => {
     const ended = new AbortController();
     const stop = () => ended.abort();
     // (A caller without types may pass null.)
-    const stoppers = [closed.signal, publishOptions.signal].filter((signal): signal is AbortSignal => Boolean(signal));
+    const stoppers = [closed.signal, callerSignal].filter((signal): signal is AbortSignal => Boolean(signal));
     for (const signal of stoppers) signal.addEventListener('abort', stop, { once: true });
     const unlisten = connection.onStateChange((state) => {
       if (state === 'unauthorized') ended.abort();
@@ -146,9 +185,9 @@ export function createClient(options: ClientOptions): TributaryClient {
     const stopUsing = connection.use({ attach: () => {}, reset: stop });
     // Unauthorized already: no socket comes until `reconnect()`, perhaps with the next login's token.
     if (stoppers.some((signal) => signal.aborted) || connection.state === 'unauthorized') ended.abort();
-    const send = async (variables: TributaryPublishMutationVariables) => {
+    const send: SendRequest = async (document, variables) => {
       try {
-        return await requestUntil(TributaryPublishDocument, variables, ended.signal);
+        return await requestUntil(document, variables, ended.signal);
       } catch (error) {
         // The socket's token expired (its grace period): the retry goes out once it has a new one.
         if (isTokenRefusal(error)) void connection.refreshToken();
@@ -156,13 +195,21 @@ export function createClient(options: ClientOptions): TributaryClient {
       }
     };
     try {
-      return await publishWithRetry(send, topic, payload, publishOptions, ended.signal);
+      return await run(send, ended.signal);
     } finally {
       unlisten();
       stopUsing();
       for (const signal of stoppers) signal.removeEventListener('abort', stop);
     }
   };
+
+  const publish: TributaryClient['publish'] = (topic, payload, publishOptions = {}) =>
+    untilEnded(publishOptions.signal, (send, ended) => publishWithRetry((variables) => send(TributaryPublishDocument, variables), topic, payload, publishOptions, ended));
+
+  const broadcast: TributaryClient['broadcast'] = (channel, event, data, broadcastOptions = {}) =>
+    untilEnded(broadcastOptions.signal, (send, ended) =>
+      broadcastWithRetry((variables) => send(TributaryBroadcastDocument, variables), { channel, event, data: data ?? null }, broadcastOptions, ended),
+    );
 
   return {
     get state() {
@@ -174,6 +221,8 @@ export function createClient(options: ClientOptions): TributaryClient {
     liveModel: (model, modelOptions) => models.open(model, modelOptions),
     request: (document, variables) => requestUntil(document, variables, closed.signal),
     publish,
+    joinChannel: (name, channelOptions) => joinChannel(connection, name, channelOptions),
+    broadcast,
     refreshToken: () => connection.refreshToken(),
     reconnect: () => connection.reconnect(),
     close() {

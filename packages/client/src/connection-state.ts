@@ -36,14 +36,15 @@ export type ConnectionEvent =
 export type CloseDisposition = 'unauthorized' | 'new-token' | 'retry';
 
 /**
- * The server's close codes (its README, "Errors and close codes"): 4403 a token missing, invalid or
- * expired at `connection_init`; 4412 a refresh with another subject or tenant; 4401 an operation
- * before `connection_ack` (graphql-ws treats it as fatal too). 4419 is an expiry without a
- * refresh: reconnect at once with a token from `getToken` (the connection retries a 4403 that
- * refuses that same token again: an auth library whose clock runs behind still hands it out; and,
- * a few times, a 4403 for a token expired by the device's clock after a socket lost otherwise).
- * Anything else — a restart (1001), a lost
- * network (1006), too many sockets of this principal (1013), a slow consumer (4008), a dead socket
+ * The server's close codes (its README, "Errors and close codes"): 4403 a token missing or
+ * invalid at `connection_init` (older servers: or expired); 4412 a refresh with another subject
+ * or tenant; 4401 an operation before `connection_ack` (graphql-ws treats it as fatal too). 4419
+ * is an expiry without a refresh: reconnect at once with a token from `getToken` (a 4419 before
+ * `connection_ack`, a token already expired at connect, is retried with backoff instead, as the
+ * connection retries a 4403 that refuses that same token again: an auth library whose clock runs
+ * behind still hands it out; and, a few times, a 4403 for a token expired by the device's clock
+ * after a socket lost otherwise). Anything else — a restart (1001), a lost network (1006), too
+ * many sockets of this principal (1013), a slow consumer (4008), a dead socket
  * we terminated (4499) — is retried with backoff.
  */
 export function closeDisposition(code: number): CloseDisposition {

@@ -32,6 +32,8 @@ export interface ConnectionOptions {
   readonly refreshBeforeExpiryMs: number;
   /** @see ClientOptions.lazy */
   readonly lazy: boolean;
+  /** @see ClientOptions.maxMessageBytes */
+  readonly maxMessageBytes: number;
   readonly onError: (error: unknown) => void;
   /** What an application's handler threw (`handler-errors.ts`). */
   readonly reportHandlerError: HandlerErrorReport;
@@ -63,6 +65,9 @@ const STABLE_SOCKET_MS = 10_000;
 
 /** The server's close code for a refresh that brought another subject, tenant, app or env. */
 const PRINCIPAL_CHANGED = 4412;
+
+/** The server's close code for a token expired without a refresh (or already expired at `connection_init`). */
+const TOKEN_EXPIRED = 4419;
 
 /** 4403s retried for a token expired by the device's clock after a socket lost otherwise (`#dispositionOf`). */
 const STALE_TOKEN_RETRIES = 5;
@@ -256,7 +261,7 @@ export class Connection {
     clearTimeout(attempt.connectTimer);
     attempt.acknowledgedAt = Date.now();
     this.#forgetAuthLosses();
-    const session = new Session(attempt.client, attempt.controller.signal, this.#options.reportHandlerError);
+    const session = new Session(attempt.client, attempt.controller.signal, this.#options.reportHandlerError, this.#options.maxMessageBytes);
     attempt.session = session;
     this.#tokens?.start(session, attempt.token);
     // The users before the state listeners run: one a listener adds (a subscription started on
@@ -339,11 +344,23 @@ export class Connection {
    * the server never got to say 4419): the library refreshes it at the next `getToken`, asked
    * again at each attempt. A few times only: a library that keeps handing out an expired token
    * will not stop, and the client ends `unauthorized` as for any refused token.
+   *
+   * Servers now close a socket whose token has expired at `connection_init` (past the server's
+   * clock tolerance) with 4419 before acknowledging it, where older ones said 4403. Not a socket
+   * that expired while open: reconnecting at once would hand the same expired token over and over.
+   * It is retried with backoff like the 4403s above — for good while it is the token just closed
+   * as expired, a few times for another one — then `unauthorized`.
    */
   #dispositionOf(attempt: Attempt, code: number): CloseDisposition {
     const { token } = attempt;
-    if (code !== 4403 || token === undefined) return closeDisposition(code);
+    const expiredAtConnect = code === TOKEN_EXPIRED && attempt.acknowledgedAt === undefined;
+    if ((code !== 4403 && !expiredAtConnect) || token === undefined) return closeDisposition(code);
     if (token === this.#expiredToken) return 'retry';
+    if (expiredAtConnect) {
+      if (this.#staleTokenRetries >= STALE_TOKEN_RETRIES) return 'unauthorized';
+      this.#staleTokenRetries += 1;
+      return 'retry';
+    }
     const expiresAt = tokenExpiresAt(token);
     if (this.#lostOtherwise && this.#staleTokenRetries < STALE_TOKEN_RETRIES && expiresAt !== undefined && expiresAt <= Date.now()) {
       this.#staleTokenRetries += 1;

@@ -115,3 +115,37 @@ export function retryAfterOf(error: unknown): number | undefined {
 export function isPermissionRevoked(error: unknown): boolean {
   return error instanceof TributaryRequestError && error.errors.some((each) => each.extensions?.['code'] === 'FORBIDDEN' && each.extensions['reason'] === 'PERMISSION_REVOKED');
 }
+
+/** The server's close code for a message larger than its `WS_MAX_PAYLOAD_BYTES` (RFC 6455 "message too big"). */
+export const MESSAGE_TOO_BIG = 1009;
+
+/**
+ * An operation whose message is too big for the server: it stops for good (BAD_USER_INPUT, so a
+ * permanent refusal), instead of closing the socket — and every other subscription with it — again
+ * on every reconnection. Raised before sending, when the `subscribe` frame (its UTF-8 bytes) is
+ * over the client's `maxMessageBytes`; or after the server closed a socket with 1009 and this
+ * subscription's was the largest frame it had not answered yet (`closeCode` 1009 then).
+ * `extensions.reason` is `MESSAGE_TOO_LARGE`.
+ */
+export class MessageTooLargeError extends TributaryRequestError {
+  /** The frame's UTF-8 bytes (with an id of up to 20 characters). */
+  readonly bytes: number;
+  /** 1009 when the server closed the socket for it; undefined when the client refused to send it. */
+  readonly closeCode: number | undefined;
+
+  constructor(bytes: number, limit: number | undefined, closeCode?: number) {
+    const message =
+      limit === undefined
+        ? `The server closed the socket for a message too big (close code ${closeCode}): this subscription's, ${bytes} bytes, is not sent again`
+        : `The message is ${bytes} bytes, over maxMessageBytes (${limit}): not sent`;
+    super([{ message, extensions: { code: 'BAD_USER_INPUT', reason: 'MESSAGE_TOO_LARGE', bytes, ...(limit !== undefined && { maxBytes: limit }), ...(closeCode !== undefined && { closeCode }) } }]);
+    this.name = 'MessageTooLargeError';
+    this.bytes = bytes;
+    this.closeCode = closeCode;
+  }
+}
+
+/** Whether `error` says an operation's message was too big to send (`MessageTooLargeError`). */
+export function isMessageTooLarge(error: unknown): error is MessageTooLargeError {
+  return error instanceof MessageTooLargeError;
+}

@@ -1,19 +1,21 @@
 /**
  * @tributary/client — a typed client for Tributary over graphql-ws (see README.md):
  * `createClient({ url, getToken })`, connection states, resume from the last cursor, token refresh
- * on the live socket, `subscribeEvents`, `publish` (retried safely), `subscribeDocument`, `liveModel`,
+ * on the live socket, `subscribeEvents`, `publish` (retried safely), `joinChannel` and `broadcast`, `subscribeDocument`, `liveModel`,
  * and the server-to-server `subscribeModel`.
  */
-export { createClient } from './client.ts';
+export { createClient, DEFAULT_MAX_MESSAGE_BYTES } from './client.ts';
 export type { ClientOptions, TributaryClient } from './client.ts';
 export type { ConnectionState } from './connection-state.ts';
 export { backoffDelay, backoffWindow, DEFAULT_BACKOFF } from './backoff.ts';
 export type { BackoffOptions } from './backoff.ts';
-export { isPermissionRevoked, SessionEndedError, TributaryRequestError } from './errors.ts';
+export { isMessageTooLarge, isPermissionRevoked, MessageTooLargeError, SessionEndedError, TributaryRequestError } from './errors.ts';
 export type { GraphQLErrorLike } from './errors.ts';
 export type { EventsSubscription, SubscribeEventsOptions, TopicEvent } from './events.ts';
 export { isRetryablePublishError, PUBLISH_RETRY } from './publish.ts';
 export type { PublishedEvent, PublishOptions } from './publish.ts';
+export type { ChannelMembership, ChannelMessage, JoinChannelOptions } from './channel.ts';
+export type { BroadcastOptions } from './broadcast.ts';
 export type { DocumentSubscription, LiveDocument, SubscribeDocumentOptions } from './document.ts';
 export { LiveModelStore } from './live-model-store.ts';
 export type { ChangeListener, LiveModelSnapshot, LiveModelStatus, ModelChange, ModelRecord } from './live-model-store.ts';

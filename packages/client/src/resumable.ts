@@ -22,7 +22,7 @@
  */
 import { backoffDelay, pause } from './backoff.ts';
 import type { Connection } from './connection.ts';
-import { isPermanentRefusal, isResyncRequired, isTokenRefusal, retryAfterOf, SessionEndedError, TributaryRequestError } from './errors.ts';
+import { isMessageTooLarge, isPermanentRefusal, isResyncRequired, isTokenRefusal, retryAfterOf, SessionEndedError, TributaryRequestError } from './errors.ts';
 import type { Session } from './session.ts';
 
 /** When a subscription may be tried again: kept by the subscription, across its sockets. */
@@ -97,6 +97,12 @@ export async function runResumable(connection: Connection, session: Session, sig
   };
   /** Whether the loop goes on after `error`: paused when transient, stopped (`fail`) when not. */
   const survive = async (error: unknown) => {
+    // The server closed the socket for this subscription's message (1009): sent again on the next
+    // socket, it would close that one too. Stopped, though its socket is gone.
+    if (isMessageTooLarge(error) && !signal.aborted) {
+      spec.fail(error);
+      return false;
+    }
     if (error instanceof SessionEndedError || ended()) return false;
     if (!isTransient(error)) {
       spec.fail(error);

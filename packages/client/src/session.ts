@@ -8,7 +8,8 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
 import type { Client, FormattedExecutionResult } from 'graphql-ws';
 import type { HandlerErrorReport } from './handler-errors.ts';
-import { isGraphQLErrorList, SessionEndedError, sessionEnded, TributaryRequestError } from './errors.ts';
+import { closeCodeOf, isGraphQLErrorList, MESSAGE_TOO_BIG, MessageTooLargeError, SessionEndedError, TributaryRequestError } from './errors.ts';
+import { frameBytes, OversizeWatch } from './oversize-watch.ts';
 
 const printed = new WeakMap<object, string>();
 
@@ -45,19 +46,24 @@ export class Session {
   readonly #client: Client;
   /** Told what an `onData` threw (the client's `onError`): the stream goes on. */
   readonly #report: HandlerErrorReport;
+  /** The largest `subscribe` frame sent (UTF-8 bytes): a larger one fails at once (`MessageTooLargeError`). */
+  readonly #maxMessageBytes: number;
+  /** Which operation a 1009 close was for (see oversize-watch.ts). */
+  readonly #oversize = new OversizeWatch();
   /** Aborted when the socket is gone. */
   readonly signal: AbortSignal;
 
-  constructor(client: Client, signal: AbortSignal, report: HandlerErrorReport) {
+  constructor(client: Client, signal: AbortSignal, report: HandlerErrorReport, maxMessageBytes = Number.POSITIVE_INFINITY) {
     this.#client = client;
     this.signal = signal;
     this.#report = report;
+    this.#maxMessageBytes = maxMessageBytes;
   }
 
   /** A query or mutation on this socket. @throws TributaryRequestError, SessionEndedError */
   async execute<TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables, signal?: AbortSignal): Promise<TData> {
     let result: TData | undefined;
-    await this.stream(document, variables, (data) => void (result = data), signal);
+    await this.#operate(document, variables, (data) => void (result = data), signal, false);
     if (result === undefined) throw new TributaryRequestError([{ message: 'The server sent no result' }]);
     return result;
   }
@@ -69,12 +75,28 @@ export class Session {
    * away or `signal` aborts — then nothing more reaches `onData`. What `onData` throws (an
    * application's handler, called from it) is reported and the stream goes on: thrown into
    * graphql-ws, it would close the socket, and every subscription on it would start again.
+   *
+   * A `subscribe` frame over `maxMessageBytes` is not sent: it rejects with MessageTooLargeError
+   * (a permanent refusal). So does a subscription the server closed the socket for (1009: its
+   * frame the largest the server had not answered), instead of SessionEndedError: resent on every
+   * socket, it would close each one, and every other subscription with it.
    */
   stream<TData, TVariables extends Variables>(
     document: TypedDocumentNode<TData, TVariables>,
     variables: TVariables,
     onData: (data: TData) => void,
     signal?: AbortSignal,
+  ): Promise<void> {
+    return this.#operate(document, variables, onData, signal, true);
+  }
+
+  /** `stream`; a request (`execute`) that the server closed the socket for ends with SessionEndedError(1009), as before. */
+  #operate<TData, TVariables extends Variables>(
+    document: TypedDocumentNode<TData, TVariables>,
+    variables: TVariables,
+    onData: (data: TData) => void,
+    signal: AbortSignal | undefined,
+    subscription: boolean,
   ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const signals = signal ? [this.signal, signal] : [this.signal];
@@ -85,18 +107,31 @@ export class Session {
         for (const each of signals) each.removeEventListener('abort', onAbort);
         outcome();
       };
-      const onAbort = () => {
-        release();
-        finish(() => reject(this.#ended()));
-      };
       if (signals.some((each) => each.aborted)) {
         reject(this.#ended());
         return;
       }
+      const payload = { query: queryOf(document), variables };
+      const bytes = frameBytes(payload);
+      if (bytes > this.#maxMessageBytes) {
+        reject(new MessageTooLargeError(bytes, this.#maxMessageBytes));
+        return;
+      }
+      const sent = this.#oversize.sent(bytes);
+      /** Why it ended when the socket went: this subscription's frame, when the server closed it for its size (1009). */
+      const endedWith = (closeCode: number | undefined) =>
+        subscription && closeCode === MESSAGE_TOO_BIG && this.#oversize.culprit() === sent ? new MessageTooLargeError(bytes, undefined, closeCode) : new SessionEndedError(closeCode);
+      const onAbort = () => {
+        release();
+        const reason: unknown = this.signal.aborted ? this.signal.reason : undefined;
+        finish(() => reject(endedWith(reason instanceof SessionEndedError ? reason.closeCode : undefined)));
+      };
       const unsubscribe = this.#client.subscribe<TData>(
-        { query: queryOf(document), variables },
+        payload,
         {
           next: (result: FormattedExecutionResult<TData>) => {
+            // The server answered: it read this frame, and every one sent before (in order).
+            this.#oversize.answered(sent);
             if (settled) return;
             if (result.errors?.length) {
               release();
@@ -112,9 +147,15 @@ export class Session {
           },
           error: (error: unknown) => {
             // A list of GraphQL errors is the server's answer; anything else (a close event) means the socket went.
-            finish(() => reject(isGraphQLErrorList(error) ? new TributaryRequestError(error) : sessionEnded(error)));
+            if (isGraphQLErrorList(error)) {
+              this.#oversize.answered(sent);
+              finish(() => reject(new TributaryRequestError(error)));
+            } else finish(() => reject(endedWith(closeCodeOf(error))));
           },
-          complete: () => finish(() => (this.signal.aborted ? reject(this.#ended()) : resolve())),
+          complete: () => {
+            if (!this.signal.aborted) this.#oversize.answered(sent);
+            finish(() => (this.signal.aborted ? reject(this.#ended()) : resolve()));
+          },
         },
       );
       // Ended by us only after the messages graphql-ws is handing over now: the server follows an

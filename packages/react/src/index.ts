@@ -1,7 +1,8 @@
 /**
  * @tributary/react — React bindings for @tributary/client (see README.md):
  * `<TributaryProvider client={client}>`, `useRealtime(model, options)` (seed 004's hook),
- * `useDocument(service, id)`, `useEvents(topic, options)` and `useConnectionState()`.
+ * `useDocument(service, id)`, `useEvents(topic, options)`, `useChannel(name, onMessage)` and
+ * `useConnectionState()`.
  *
  * Every hook reads an external store through `useSyncExternalStore`, shares one server
  * subscription per key among the components of one client (reference-counted, released after the
@@ -16,3 +17,5 @@ export { useDocument } from './use-document.ts';
 export type { UseDocumentOptions, UseDocumentResult } from './use-document.ts';
 export { useEvents } from './use-events.ts';
 export type { UseEventsOptions, UseEventsResult } from './use-events.ts';
+export { useChannel } from './use-channel.ts';
+export type { UseChannelResult } from './use-channel.ts';

@@ -3,7 +3,7 @@
  * test feeds; every `liveModel`, `subscribeDocument` and `subscribeEvents` call stands for one
  * server subscription and is counted, with its `close`.
  */
-import { LiveModelStore, type LiveDocument, type LiveModel, type LiveModelOptions, type SubscribeDocumentOptions, type SubscribeEventsOptions, type TributaryClient } from '@tributary/client';
+import { LiveModelStore, type JoinChannelOptions, type LiveDocument, type LiveModel, type LiveModelOptions, type SubscribeDocumentOptions, type SubscribeEventsOptions, type TributaryClient } from '@tributary/client';
 
 export interface FakeModel {
   readonly model: string;
@@ -23,7 +23,8 @@ export interface FakeClient {
   readonly models: FakeModel[];
   readonly documents: FakeStream<SubscribeDocumentOptions>[];
   readonly events: FakeStream<SubscribeEventsOptions>[];
-  /** Subscriptions open now (models, documents and events). */
+  readonly channels: FakeStream<JoinChannelOptions>[];
+  /** Subscriptions open now (models, documents, events and channels). */
   open(): number;
 }
 
@@ -31,6 +32,7 @@ export function createFakeClient(): FakeClient {
   const models: FakeModel[] = [];
   const documents: FakeStream<SubscribeDocumentOptions>[] = [];
   const events: FakeStream<SubscribeEventsOptions>[] = [];
+  const channels: FakeStream<JoinChannelOptions>[] = [];
   const client: Partial<TributaryClient> = {
     state: 'connected',
     onStateChange: () => () => {},
@@ -73,13 +75,23 @@ export function createFakeClient(): FakeClient {
         },
       };
     },
+    joinChannel<T>(name: string, options: JoinChannelOptions<T>) {
+      const entry = { key: name, options: options as JoinChannelOptions, closed: false };
+      channels.push(entry);
+      return {
+        close: () => {
+          entry.closed = true;
+        },
+      };
+    },
   };
   return {
     client: client as TributaryClient,
     models,
     documents,
     events,
-    open: () => [...models, ...documents, ...events].filter((entry) => !entry.closed).length,
+    channels,
+    open: () => [...models, ...documents, ...events, ...channels].filter((entry) => !entry.closed).length,
   };
 }
 
