@@ -351,6 +351,19 @@ describe('graphql-transport-ws connection_init timeout', () => {
     expect(await client.closed()).toEqual({ code: CLOSE.ConnectionInitialisationTimeout, reason: 'Connection initialisation timeout' });
     expect(client.pending).toEqual([]);
   });
+
+  it('acknowledges a connection_init that arrived in time though the server stalled past the timeout', async () => {
+    const server = await startTestServer({ WS_CONNECTION_INIT_TIMEOUT_MS: '200' });
+    const client = await openSocket(server.wsUrl);
+    client.send({ type: 'connection_init', payload: {} });
+    // The server's event loop blocked past its timeout (a long task, a paused process): when it
+    // runs again, its expired timer comes before the socket's waiting input.
+    const blockedUntil = Date.now() + 400;
+    while (Date.now() < blockedUntil) {
+      // busy: nothing else runs in this process meanwhile
+    }
+    expect(await client.nextMessage()).toMatchObject({ type: 'connection_ack' });
+  });
 });
 
 describe('operation limits on both transports', () => {

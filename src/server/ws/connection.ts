@@ -81,10 +81,11 @@ export class GraphQLWsConnection {
       return;
     }
     socket.on('message', (data) => this.#onMessage(rawDataToText(data)));
-    this.#initTimer = setTimeout(
-      () => this.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout'),
-      options.connectionInitTimeoutMs,
-    );
+    // Looked at again after the event loop's I/O phase: after a stall (a long task, a paused
+    // process) the timer runs before a `connection_init` that arrived in time is read.
+    this.#initTimer = setTimeout(() => setImmediate(() => {
+      if (!this.#initReceived) this.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
+    }), options.connectionInitTimeoutMs);
   }
 
   /** Made on first use: most connections never log, and a child logger per socket costs memory. */
