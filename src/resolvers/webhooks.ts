@@ -17,6 +17,7 @@ export interface LogPage<T> {
 export interface LogFilterArgs {
   readonly endpointId?: string | null;
   readonly eventType?: string | null;
+  readonly eventId?: string | null;
   readonly since?: Date | null;
   readonly until?: Date | null;
   readonly first?: number | null;
@@ -27,8 +28,11 @@ const MAX_PAGE = 200;
 /** An event type as a filter: what a publisher may name (`names.ts`), else no event has it. */
 const MAX_EVENT_TYPE = 200;
 const EVENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]*$/;
+/** An event id as a filter: what an event id can be (`evt_…`, a document snapshot's `snapshot_…`), printable and bounded; else no event has it. */
+const MAX_EVENT_ID = 512;
+const EVENT_ID = /^[\x21-\x7e]+$/;
 /** What an attempt's outcome can be. */
-const OUTCOMES: ReadonlySet<string> = new Set(['delivered', 'failed', 'gone', 'throttled', 'refused', 'dead']);
+const OUTCOMES: ReadonlySet<string> = new Set(['delivered', 'failed', 'gone', 'throttled', 'refused', 'dead', 'cut']);
 
 function badInput(field: string, message: string): TributaryError {
   return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
@@ -49,10 +53,14 @@ function pageArgs(args: LogFilterArgs) {
   if (args.eventType != null && (args.eventType.length > MAX_EVENT_TYPE || !EVENT_TYPE.test(args.eventType))) {
     throw badInput('eventType', `eventType must be an event type: up to ${MAX_EVENT_TYPE} letters, digits and _ . : / -`);
   }
+  if (args.eventId != null && (args.eventId.length > MAX_EVENT_ID || !EVENT_ID.test(args.eventId))) {
+    throw badInput('eventId', `eventId must be an event id: 1 to ${MAX_EVENT_ID} printable characters without spaces`);
+  }
   if (args.since != null && args.until != null && args.until <= args.since) throw badInput('until', 'until must be after since');
   return {
     endpointId: args.endpointId ?? undefined,
     eventType: args.eventType ?? undefined,
+    eventId: args.eventId ?? undefined,
     since: args.since ?? undefined,
     until: args.until ?? undefined,
     before: after,

@@ -715,6 +715,7 @@ export type QueryWebhookAttemptsArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   deliveryId: InputMaybe<Scalars['ID']['input']>;
   endpointId: InputMaybe<Scalars['ID']['input']>;
+  eventId: InputMaybe<Scalars['String']['input']>;
   eventType: InputMaybe<Scalars['String']['input']>;
   first: InputMaybe<Scalars['Int']['input']>;
   outcome: InputMaybe<Scalars['String']['input']>;
@@ -726,6 +727,7 @@ export type QueryWebhookAttemptsArgs = {
 export type QueryWebhookDeliveriesArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   endpointId: InputMaybe<Scalars['ID']['input']>;
+  eventId: InputMaybe<Scalars['String']['input']>;
   eventType: InputMaybe<Scalars['String']['input']>;
   first: InputMaybe<Scalars['Int']['input']>;
   since: InputMaybe<Scalars['DateTime']['input']>;

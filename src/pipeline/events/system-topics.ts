@@ -9,14 +9,17 @@
 import { ANALYTICS_SYSTEM_TOPIC } from './analytics-event.ts';
 import { WEBHOOK_SYSTEM_TOPIC } from './webhook-event.ts';
 
-/** Every topic under this prefix is Tributary's (`system.alerts`, `system.dashboard`, …). */
-const SYSTEM_PREFIX = 'system.';
-/** Tributary's topics outside it (named before the prefix existed), and the gateway's. */
+/**
+ * Every topic under these prefixes is Tributary's: `system.alerts`, `system.dashboard`, …; the
+ * gateway's `gateway.*`; its webhooks' `webhooks.*` — `webhooks.endpoints` (endpoint notices) and
+ * `webhooks.test` (what `sendTestWebhook` sends), and whatever webhooks tell next.
+ */
+const SYSTEM_PREFIXES: readonly string[] = ['system.', 'gateway.', 'webhooks.'];
+/** Tributary's topics outside them (named before the prefixes existed). */
 const SYSTEM_TOPICS: ReadonlySet<string> = new Set([WEBHOOK_SYSTEM_TOPIC, ANALYTICS_SYSTEM_TOPIC]);
-const GATEWAY_PREFIX = 'gateway.';
 
 export function isSystemTopic(topic: string): boolean {
-  return topic.startsWith(SYSTEM_PREFIX) || topic.startsWith(GATEWAY_PREFIX) || SYSTEM_TOPICS.has(topic);
+  return SYSTEM_PREFIXES.some((prefix) => topic.startsWith(prefix)) || SYSTEM_TOPICS.has(topic);
 }
 
 /** Sync documents' change events go to `sync.{service}.…` (`document-change.ts`): written by `mergeDocument` and its kin only. */
@@ -28,9 +31,9 @@ export function isDocumentTopic(topic: string): boolean {
 
 /**
  * The namespaces of the types Tributary's own events carry: `alert.fired`, `endpoint.disabled`,
- * `gateway.connected`, `dashboard.updated`, `analytics.minute`, `sync.updated`, ….
+ * `gateway.connected`, `dashboard.updated`, `analytics.minute`, `sync.updated`, `webhook.test`, ….
  */
-const SYSTEM_TYPE_PREFIXES: readonly string[] = ['alert.', 'endpoint.', 'gateway.', 'dashboard.', 'analytics.', DOCUMENT_PREFIX];
+export const SYSTEM_TYPE_PREFIXES: readonly string[] = ['alert.', 'endpoint.', 'gateway.', 'dashboard.', 'analytics.', DOCUMENT_PREFIX, 'webhook.'];
 
 export function isSystemEventType(type: string): boolean {
   return SYSTEM_TYPE_PREFIXES.some((prefix) => type.startsWith(prefix));

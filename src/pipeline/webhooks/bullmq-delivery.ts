@@ -153,8 +153,13 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): BullmqDeliv
   /**
    * What each endpoint has admitted here (being claimed, waiting for a slot or being sent), within
    * its maxConcurrency; a head beyond it is parked, unleased, until one of the endpoint's ends.
+   * An endpoint this process does not know yet (created on another instance since its endpoint
+   * cache's last refresh) has one place until it does: admitted without a bound, its heads would
+   * all be leased and sent at once, the endpoint's gate refusing all but its maxConcurrency and
+   * postponing the rest by a moment each — a maxConcurrency-1 endpoint's replay then arrived in
+   * no order. Parked, they are leased in the order their jobs named them (due time, then id).
    */
-  const room = createEndpointRoom(options.maxConcurrencyOf);
+  const room = createEndpointRoom((endpointId) => options.maxConcurrencyOf(endpointId) ?? 1);
   /** Set by close: no head is leased after it, and a leased one not sent yet gives its lease back. */
   let closing = false;
   const releases = createGroupCommit<HeldDelivery, void>({

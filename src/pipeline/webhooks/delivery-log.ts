@@ -33,6 +33,8 @@ export interface AttemptRecord {
 interface LogFilter {
   readonly endpointIds: readonly string[];
   readonly eventType?: string | undefined;
+  /** One event's entries ("did evt_X reach this endpoint?"): through the event id indexes (migration 0035). */
+  readonly eventId?: string | undefined;
   readonly since?: Date | undefined;
   readonly until?: Date | undefined;
   /** Keyset pagination: entries with a smaller id. */
@@ -44,15 +46,26 @@ export interface DeliveryFilter extends LogFilter {
   readonly state?: DeliveryState | undefined;
 }
 
+/**
+ * One event's deliveries, through indexes that cost the delivery path nothing: an initial
+ * delivery by its endpoint and event (the unique index routing relies on), a replay's, a
+ * redelivery's or a test's by the event (migration 0035: an index on those alone).
+ */
+const EVENT_DELIVERIES = `AND ((d.trigger = 'initial' AND d.endpoint_id = ANY($1::text[]) AND d.event_id = $8::text)
+          OR (d.trigger <> 'initial' AND d.event_id = $8::text))`;
+
 /** Newest first. */
 export async function listDeliveries(db: Queryable, filter: DeliveryFilter): Promise<Delivery[]> {
   const { rows } = await db.query<DeliveryRow>(
     `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries d
       WHERE d.endpoint_id = ANY($1::text[]) AND ($2::text IS NULL OR d.state = $2) AND ($3::text IS NULL OR d.event_type = $3)
         AND ($4::timestamptz IS NULL OR d.event_time >= $4) AND ($5::timestamptz IS NULL OR d.event_time < $5)
-        AND ($6::bigint IS NULL OR d.id < $6::bigint)
+        AND ($6::bigint IS NULL OR d.id < $6::bigint) ${filter.eventId === undefined ? '' : EVENT_DELIVERIES}
       ORDER BY d.id DESC LIMIT $7::int`,
-    [filter.endpointIds, filter.state ?? null, filter.eventType ?? null, filter.since ?? null, filter.until ?? null, filter.before ?? null, filter.limit],
+    [
+      filter.endpointIds, filter.state ?? null, filter.eventType ?? null, filter.since ?? null, filter.until ?? null, filter.before ?? null, filter.limit,
+      ...(filter.eventId === undefined ? [] : [filter.eventId]),
+    ],
   );
   return rows.map(deliveryOf);
 }
@@ -112,9 +125,9 @@ export async function listAttempts(db: Queryable, filter: AttemptFilter): Promis
        FROM webhook_attempts a
       WHERE a.endpoint_id = ANY($1::text[]) AND ($2::bigint IS NULL OR a.delivery_id = $2::bigint) AND ($3::text IS NULL OR a.outcome = $3)
         AND ($4::text IS NULL OR a.event_type = $4) AND ($5::timestamptz IS NULL OR a.created_at >= $5)
-        AND ($6::timestamptz IS NULL OR a.created_at < $6) AND ($7::bigint IS NULL OR a.id < $7::bigint)
+        AND ($6::timestamptz IS NULL OR a.created_at < $6) AND ($7::bigint IS NULL OR a.id < $7::bigint) AND ($9::text IS NULL OR a.event_id = $9)
       ORDER BY a.id DESC LIMIT $8::int`,
-    [filter.endpointIds, filter.deliveryId ?? null, filter.outcome ?? null, filter.eventType ?? null, filter.since ?? null, filter.until ?? null, filter.before ?? null, filter.limit],
+    [filter.endpointIds, filter.deliveryId ?? null, filter.outcome ?? null, filter.eventType ?? null, filter.since ?? null, filter.until ?? null, filter.before ?? null, filter.limit, filter.eventId ?? null],
   );
   return rows.map((row) => ({
     id: row.id,

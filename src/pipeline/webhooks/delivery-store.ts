@@ -12,6 +12,7 @@
  * delivery holds a lease on it; a worker that dies mid-attempt loses it when the lease runs out.
  */
 import type { Queryable } from '../../db/database.ts';
+import { TAKEN_ORDER } from './taken-order.ts';
 
 export type DeliveryTrigger = 'initial' | 'replay' | 'manual' | 'test';
 export type DeliveryState = 'pending' | 'delivered' | 'dead';
@@ -271,24 +272,25 @@ export async function withLateHeads(db: Queryable, stored: StoredDeliveries): Pr
 /**
  * Leases those of `ids` that are pending, not leased (or leased under the lease the id is handed
  * with, `held[i]`) and their lane's head (one statement; rows locked in id order, and rows another
- * statement holds skipped — it is leasing or finishing them). Returns the leased deliveries; an id
+ * statement holds skipped — it is leasing or finishing them). Returns the leased deliveries (in
+ * `TAKEN_ORDER`); an id
  * left out is finished, held, or not its lane's head yet.
  */
 export async function claimDeliveries(db: Queryable, ids: readonly string[], leaseMs: number, held: readonly (string | undefined)[] = []): Promise<Delivery[]> {
   if (ids.length === 0) return [];
   // The statement is a function of the schema (migrations/0020): planned once per connection.
   const { rows } = await db.query<DeliveryRow>(
-    `SELECT ${DELIVERY_COLUMNS} FROM tributary_webhook_claim_ids($1::bigint[], $2::timestamptz[], $3::double precision) d`,
+    `SELECT ${DELIVERY_COLUMNS} FROM tributary_webhook_claim_ids($1::bigint[], $2::timestamptz[], $3::double precision) d ${TAKEN_ORDER}`,
     [ids, ids.map((_, index) => held[index] ?? null), leaseMs],
     { prepareAs: 'tributary_webhook_claim_ids' },
   );
   return rows.map(deliveryOf);
 }
 
-/** Leases up to `limit` due lane heads, oldest due first, skipping endpoints in `skipEndpoints` (the embedded loop). */
+/** Leases up to `limit` due lane heads, oldest due first (returned in `TAKEN_ORDER`), skipping endpoints in `skipEndpoints` (the embedded loop). */
 export async function claimDue(db: Queryable, limit: number, leaseMs: number, skipEndpoints: readonly string[]): Promise<Delivery[]> {
   // The statement is a function of the schema (migrations/0011): its planner settings keep it on the due index.
-  const { rows } = await db.query<DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM tributary_webhook_claim_due($1::int, $2::double precision, $3::text[]) d`, [limit, leaseMs, skipEndpoints], {
+  const { rows } = await db.query<DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM tributary_webhook_claim_due($1::int, $2::double precision, $3::text[]) d ${TAKEN_ORDER}`, [limit, leaseMs, skipEndpoints], {
     prepareAs: 'tributary_webhook_claim_due',
   });
   return rows.map(deliveryOf);

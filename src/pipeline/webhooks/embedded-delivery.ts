@@ -7,15 +7,18 @@
  * one goes on in the background (one statement for many), so its slot already serves the next.
  * The heads this process stored (its routing tap) or moved up (a lane's next after a finished
  * delivery) are claimed by id; the table is looked at for due heads — retries coming due,
- * deliveries stored by other processes or before a restart — at least every `idleMs`, and
- * continuously while such looks come back full (a backlog).
+ * deliveries stored by other processes or before a restart — at least every `idleMs`, when a
+ * retry this loop recorded comes due (due-timer.ts), and continuously while such looks come back
+ * full (a backlog).
  */
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import type { LocalWake } from './delivery-scheduler.ts';
 import { claimDeliveries, claimDue, releaseDeliveries, type Delivery } from './delivery-store.ts';
+import { createDueTimer, type DueTimer } from './due-timer.ts';
 import { createEndpointRoom } from './endpoint-room.ts';
+import { takenBefore } from './taken-order.ts';
 import type { WebhookDeliverer } from './webhook-deliverer.ts';
 
 /**
@@ -41,6 +44,8 @@ export interface EmbeddedDeliveryOptions {
   readonly logger: Logger;
   /** The clock a ready delivery's wait for a slot is measured by, in ms. @default performance.now */
   readonly now?: () => number;
+  /** When the loop looks for the retries it knows of (due-timer.ts). @default createDueTimer() */
+  readonly dueTimer?: DueTimer;
 }
 
 export interface DeliveryWorker {
@@ -52,18 +57,25 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
   const { db, deliverer, wake, logger, concurrency } = options;
   const abort = new AbortController();
   /**
-   * Leased deliveries waiting for a slot, oldest first (at most `concurrency`): claimed while the
+   * Leased deliveries waiting for a slot, in the order they are taken (at most `concurrency`): claimed while the
    * attempts before them are under way, so a slot that frees up starts the next at once instead of
    * waiting for a claim. None waits longer than an attempt in flight takes, within its lease.
    */
   const ready: Delivery[] = [];
   const now = options.now ?? (() => performance.now());
+  /** The earliest retry this loop recorded (or put off) and has not looked for yet. */
+  const dueTimer = options.dueTimer ?? createDueTimer();
   /** When each ready delivery was leased (as `now` tells): one that waits too long goes back (`MAX_SLOT_WAIT`). */
   const leasedAt = new WeakMap<Delivery, number>();
+  /** Each joins `ready` in the order deliveries are taken (taken-order.ts): after those taken before it, so an endpoint's start in that order. */
   const makeReady = (deliveries: readonly Delivery[]) => {
     const at = now();
-    for (const delivery of deliveries) leasedAt.set(delivery, at);
-    ready.push(...deliveries);
+    for (const delivery of deliveries) {
+      leasedAt.set(delivery, at);
+      let index = ready.length;
+      while (index > 0 && takenBefore(delivery, ready[index - 1]!)) index -= 1;
+      ready.splice(index, 0, delivery);
+    }
   };
   /** Leases being given back by ready deliveries that waited too long: waited for by `close`. */
   const givingBack = new Set<Promise<void>>();
@@ -131,8 +143,10 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     };
     const task: Promise<void> = deliverer
       .deliver(delivery, onSent, onSlow)
-      .then(({ nextInLane }) => {
+      .then(({ nextInLane, retryAt }) => {
         if (nextInLane !== undefined) void wake.schedule([{ id: nextInLane, endpointId: delivery.endpointId }]);
+        // Retried (or put off) by this loop: it looks for it when it comes due, not up to `idleMs` later.
+        if (retryAt !== undefined) dueTimer.note(retryAt.getTime());
       })
       // The lease runs out and the delivery is due again: nothing is lost.
       .catch((error: unknown) => logger.error({ err: error, delivery: delivery.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
@@ -240,7 +254,7 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     for (const head of heads) if (!leased.has(head.id)) leave(head.endpointId);
 
     const more = wanted - due.length;
-    if (more > 0 && (backlog || lookAgain || wake.takeOverflowed() || performance.now() - lastLook >= idleMs)) {
+    if (more > 0 && (dueTimer.takeDue() || backlog || lookAgain || wake.takeOverflowed() || performance.now() - lastLook >= idleMs)) {
       lastLook = performance.now();
       lookAgain = false;
       const skip = room.full();
@@ -294,8 +308,9 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
           claiming = 0;
         }
       }
-      // Nothing more to claim for now, or no room for it: until an id is scheduled, a slot frees up, or it is time to look.
-      if (claimed < wanted || wanted <= 0) await wake.wait(idleMs, abort.signal);
+      // Nothing more to claim for now, or no room for it: until an id is scheduled, a slot frees up,
+      // a retry it knows of comes due, or it is time to look.
+      if (claimed < wanted || wanted <= 0) await wake.wait(dueTimer.waitMs(idleMs), abort.signal);
     }
   };
   const loop = run();
