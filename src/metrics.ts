@@ -53,6 +53,8 @@ export interface Metrics extends AnalyticsMetrics {
   readonly outboxRouted: Counter<'outbox'>;
   /** Outbox rows set aside because they can never be routed, by outbox and reason. */
   readonly outboxDead: Counter<'outbox' | 'reason'>;
+  /** Analytics minute rows the database refused for what they hold, set aside by this process's flushes. */
+  readonly analyticsRowsSetAside: Counter;
   /** Outboxes this process polls: rows not routed yet, and the age of the oldest, in s. */
   readonly outboxPending: Gauge<'outbox'>;
   readonly outboxOldestPendingSeconds: Gauge<'outbox'>;
@@ -274,6 +276,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'tributary_outbox_dead_total',
       help: 'Outbox rows set aside because they can never be routed (dead_reason in the table)',
       labelNames: ['outbox', 'reason'],
+      registers: [registry],
+    }),
+    analyticsRowsSetAside: new Counter({
+      name: 'tributary_analytics_rows_set_aside_total',
+      help: 'Analytics minute rows the database refused for what they hold (a data error, not an outage): logged and dropped, the flush went on',
       registers: [registry],
     }),
     outboxPending: new Gauge({

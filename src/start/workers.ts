@@ -60,6 +60,7 @@ export async function startWorkers({ config, clients, metrics, logger, now }: St
     store: pipeline.analytics.store,
     router: pipeline.router,
     logger,
+    metrics,
     intervalMs: config.analytics.flushSeconds * 1000,
     graceMs: config.analytics.pushIntervalMs + 2_000,
     retentionMs: config.analytics.retentionMs,

@@ -7,6 +7,7 @@
  */
 import type { Database } from '../db/database.ts';
 import { componentLogger, type Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
 import type { MinuteStore } from '../pipeline/analytics/minute-store.ts';
 import { createMinuteFlusher } from '../pipeline/analytics/minute-flusher.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
@@ -16,6 +17,7 @@ export interface AnalyticsFlushOptions {
   readonly store: MinuteStore;
   readonly router: Pick<EventRouter, 'routeMany'>;
   readonly logger: Logger;
+  readonly metrics: Pick<Metrics, 'analyticsRowsSetAside'>;
   /** Between two flushes, in ms. */
   readonly intervalMs: number;
   /** After a minute's end, how long its last pushes may take to arrive, in ms. */
@@ -40,6 +42,12 @@ export interface AnalyticsFlush {
 export function startAnalyticsFlush(options: AnalyticsFlushOptions): AnalyticsFlush {
   const logger = componentLogger(options.logger, 'analytics');
   const flusher = createMinuteFlusher({ ...options, logger });
+  /** Rows set aside counted in `/metrics` so far (the flusher counts since its start). */
+  let counted = 0;
+  const countSetAside = () => {
+    options.metrics.analyticsRowsSetAside.inc(flusher.setAsideRows - counted);
+    counted = flusher.setAsideRows;
+  };
   let running: Promise<void> | undefined;
   let failing = false;
   const tick = () => {
@@ -56,7 +64,10 @@ export function startAnalyticsFlush(options: AnalyticsFlushOptions): AnalyticsFl
         if (!failing) logger.warn({ err: error }, 'analytics flush failed; retrying at the next interval');
         failing = true;
       })
-      .finally(() => (running = undefined));
+      .finally(() => {
+        countSetAside();
+        running = undefined;
+      });
   };
   const timer = setInterval(tick, options.intervalMs);
   timer.unref();
@@ -79,6 +90,7 @@ export function startAnalyticsFlush(options: AnalyticsFlushOptions): AnalyticsFl
       } catch (error) {
         logger.warn({ err: error }, 'analytics minutes could not be written at shutdown; they are lost');
       }
+      countSetAside();
     },
   };
 }
