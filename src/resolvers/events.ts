@@ -7,7 +7,7 @@ import { DASHBOARD_TOPIC } from '../pipeline/events/dashboard-event.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { isJsonObject } from '../pipeline/events/json.ts';
 import { publishedMessage } from '../pipeline/events/message.ts';
-import { isDocumentTopic, isSystemEventType, isSystemTopic, SYSTEM_TYPE_PREFIXES } from '../pipeline/events/system-topics.ts';
+import { isDocumentTopic, isSystemEventType, isSystemTopic, SYSTEM_TYPE_PREFIXES, WEBHOOK_TEST_TYPE } from '../pipeline/events/system-topics.ts';
 import { compileEventWhere, type EventWhere } from '../pipeline/filters/event-filter.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { publishOnce } from '../pipeline/idempotency/keyed-publish.ts';
@@ -38,7 +38,7 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
   }
   if (isSystemEventType(type)) {
     // Webhook endpoints select by type too (`alert.fired`): a published one would be taken for Tributary's.
-    throw new TributaryError(ErrorCode.FORBIDDEN, `The type "${type}" is in one of Tributary's own namespaces (${SYSTEM_TYPE_PREFIXES.join(', ')}): choose another`, {
+    throw new TributaryError(ErrorCode.FORBIDDEN, `The type "${type}" is in one of Tributary's own namespaces (${SYSTEM_TYPE_PREFIXES.join(', ')}) or is ${WEBHOOK_TEST_TYPE}: choose another`, {
       details: { field: 'type' },
     });
   }

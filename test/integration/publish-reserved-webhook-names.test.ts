@@ -1,7 +1,7 @@
 /**
- * `publish` may not forge what `sendTestWebhook` sends: the `webhooks.*` topics and `webhook.` types
- * are Tributary's (FORBIDDEN, naming the field), while the admin's test call still reaches the
- * endpoint as a `webhook.test` on `webhooks.test`.
+ * `publish` may not forge what `sendTestWebhook` sends: the topics `webhooks.test` and
+ * `webhooks.endpoints` and the type `webhook.test` are Tributary's (FORBIDDEN, naming the field),
+ * while the admin's test call still reaches the endpoint as a `webhook.test` on `webhooks.test`.
  */
 import { describe, expect, it } from 'vitest';
 import { gql } from '../helpers/cdc.ts';
@@ -12,13 +12,13 @@ import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
 const PUBLISH = 'mutation($topic: String!, $type: String!) { publish(topic: $topic, type: $type, payload: {}) { id } }';
 
 describe('publishing under webhook names', () => {
-  it('refuses the webhooks.* topics and the webhook. types, and sendTestWebhook still sends its webhook.test', { timeout: 60_000 }, async () => {
+  it('refuses the webhook names Tributary sends under, and sendTestWebhook still sends its webhook.test', { timeout: 60_000 }, async () => {
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' });
     const token = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
     for (const [topic, type, field] of [
       ['webhooks.test', 'webhook.test', 'topic'],
       ['webhooks.test', 'message', 'topic'],
-      ['webhooks.other', 'message', 'topic'],
+      ['webhooks.endpoints', 'message', 'topic'],
       ['orders', 'webhook.test', 'type'],
     ] as const) {
       const refused = await gql(server, token, PUBLISH, { topic, type });
@@ -26,6 +26,8 @@ describe('publishing under webhook names', () => {
       expect(refused.errors?.[0]?.extensions, `${topic} ${type}`).toMatchObject({ code: 'FORBIDDEN', field });
     }
     expect((await gql(server, token, PUBLISH, { topic: 'orders', type: 'order.created' })).errors).toBeUndefined();
+    // An application's own names beside them stay its own.
+    expect((await gql(server, token, PUBLISH, { topic: 'webhooks.orders', type: 'webhook.created' })).errors).toBeUndefined();
 
     const receiver = await startWebhookReceiver();
     const created = await gql(server, token, 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }', {

@@ -114,6 +114,8 @@ describe('endTruncatedHistories', () => {
       ['a', 'b'].map((tenant) => [tenant, 'crm.contacts', 'database.truncate', { operation: 'TRUNCATED', model: 'contacts', tables: ['public.contacts'], lastUpdatedAt: '2026-01-01T00:00:00.000Z' }]),
     );
     expect(live.every((event) => event.metadata.transaction === undefined && event.metadata.entity === undefined)).toBe(true);
+    // One event each: a webhook endpoint without a tenant stores one delivery per event id.
+    expect(new Set(live.map((event) => event.id)).size).toBe(2);
     expect(await log.head(a)).toBe(live[0]!.cursor);
   });
 });

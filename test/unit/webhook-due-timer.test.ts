@@ -29,10 +29,15 @@ describe('the embedded loop’s due timer', () => {
     clock = 10_250;
     expect(timer.takeDue()).toBe(true);
     expect(timer.takeDue()).toBe(false);
-    // Taken by that look: the wait is the periodic one again (due times noted after it are armed anew).
+    // Taken by that look; the later ones stay noted: the wait now ends at the next.
+    expect(timer.next()).toBe(10_600);
+    expect(timer.waitMs(IDLE_MS)).toBe(350);
+    timer.note(10_400);
+    expect(timer.waitMs(IDLE_MS)).toBe(150);
+    clock = 10_950;
+    expect(timer.takeDue()).toBe(true);
+    expect(timer.next()).toBeUndefined();
     expect(timer.waitMs(IDLE_MS)).toBe(IDLE_MS);
-    timer.note(10_700);
-    expect(timer.waitMs(IDLE_MS)).toBe(450);
   });
 
   it('does not cut the wait to nothing for a due time that came while the loop had no room to look', () => {

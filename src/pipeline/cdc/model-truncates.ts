@@ -96,7 +96,8 @@ export async function endTruncatedHistories(options: ModelTruncatesOptions, mode
   await options.router.routeMany(
     renewed.map(({ scope, model }) =>
       modelTruncated({
-        id: stableEventId(options.source, truncate.lsn, 'truncate', model.topic),
+        // One id per stream (the same when the TRUNCATE is received again): each tenant's marker is an event of its own.
+        id: stableEventId(options.source, truncate.lsn, 'truncate', scope.app, scope.env, scope.tenant ?? '', model.topic),
         scope,
         topic: model.topic,
         table: model.tables[0]!,

@@ -9,14 +9,20 @@
 import { ANALYTICS_SYSTEM_TOPIC } from './analytics-event.ts';
 import { WEBHOOK_SYSTEM_TOPIC } from './webhook-event.ts';
 
+/** Every topic under these prefixes is Tributary's: `system.alerts`, `system.dashboard`, …; the gateway's `gateway.*`. */
+const SYSTEM_PREFIXES: readonly string[] = ['system.', 'gateway.'];
+
+/** What `sendTestWebhook` sends: type `webhook.test` on topic `webhooks.test`. */
+export const WEBHOOK_TEST_TOPIC = 'webhooks.test';
+export const WEBHOOK_TEST_TYPE = 'webhook.test';
+
 /**
- * Every topic under these prefixes is Tributary's: `system.alerts`, `system.dashboard`, …; the
- * gateway's `gateway.*`; its webhooks' `webhooks.*` — `webhooks.endpoints` (endpoint notices) and
- * `webhooks.test` (what `sendTestWebhook` sends), and whatever webhooks tell next.
+ * Tributary's topics outside them, by name (named before the prefixes existed): endpoint notices
+ * (`webhooks.endpoints`), test webhooks, flushed analytics minutes. Only these: a whole
+ * `webhooks.*` namespace would refuse the CDC mappings and outbox rows applications already route
+ * there (a model `webhooks.contacts`).
  */
-const SYSTEM_PREFIXES: readonly string[] = ['system.', 'gateway.', 'webhooks.'];
-/** Tributary's topics outside them (named before the prefixes existed). */
-const SYSTEM_TOPICS: ReadonlySet<string> = new Set([WEBHOOK_SYSTEM_TOPIC, ANALYTICS_SYSTEM_TOPIC]);
+const SYSTEM_TOPICS: ReadonlySet<string> = new Set([WEBHOOK_SYSTEM_TOPIC, WEBHOOK_TEST_TOPIC, ANALYTICS_SYSTEM_TOPIC]);
 
 export function isSystemTopic(topic: string): boolean {
   return SYSTEM_PREFIXES.some((prefix) => topic.startsWith(prefix)) || SYSTEM_TOPICS.has(topic);
@@ -31,12 +37,13 @@ export function isDocumentTopic(topic: string): boolean {
 
 /**
  * The namespaces of the types Tributary's own events carry: `alert.fired`, `endpoint.disabled`,
- * `gateway.connected`, `dashboard.updated`, `analytics.minute`, `sync.updated`, `webhook.test`, ….
+ * `gateway.connected`, `dashboard.updated`, `analytics.minute`, `sync.updated`, …; and, by name,
+ * `webhook.test` (not a `webhook.` namespace: a CDC model `webhook` has types `webhook.created`…).
  */
-export const SYSTEM_TYPE_PREFIXES: readonly string[] = ['alert.', 'endpoint.', 'gateway.', 'dashboard.', 'analytics.', DOCUMENT_PREFIX, 'webhook.'];
+export const SYSTEM_TYPE_PREFIXES: readonly string[] = ['alert.', 'endpoint.', 'gateway.', 'dashboard.', 'analytics.', DOCUMENT_PREFIX];
 
 export function isSystemEventType(type: string): boolean {
-  return SYSTEM_TYPE_PREFIXES.some((prefix) => type.startsWith(prefix));
+  return type === WEBHOOK_TEST_TYPE || SYSTEM_TYPE_PREFIXES.some((prefix) => type.startsWith(prefix));
 }
 
 /**

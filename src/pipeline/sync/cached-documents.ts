@@ -361,8 +361,9 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     close() {
       closed ??= (async () => {
         options.redis.off('ready', checkEpoch);
-        await republisher.close();
-        await commits.close();
+        // Together: a sweep waiting for a document's turn behind a change still waiting to commit
+        // ends only once `commits.close()` has aborted that wait.
+        await Promise.all([republisher.close(), commits.close()]);
         await flusher.close();
         // Everything acknowledged is in Postgres now (unless it is down): give the ceilings back.
         await releaseLeases(db, cache, logger);

@@ -8,6 +8,7 @@ import type { Database } from '../../db/database.ts';
 import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { newEventId } from '../events/event-id.ts';
+import { WEBHOOK_TEST_TOPIC, WEBHOOK_TEST_TYPE } from '../events/system-topics.ts';
 import type { EventLog } from '../log/event-log.ts';
 import { MAX_TENANT_LENGTH } from '../names.ts';
 import type { Scope } from '../scope.ts';
@@ -334,15 +335,15 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       const now = new Date();
       const body = JSON.stringify({
         id,
-        type: 'webhook.test',
-        topic: 'webhooks.test',
+        type: WEBHOOK_TEST_TYPE,
+        topic: WEBHOOK_TEST_TOPIC,
         source: 'system',
         timestamp: now.toISOString(),
         tenant: endpoint.tenant,
         entity: null,
         data: { endpointId, message: 'A test event from Tributary' },
       });
-      return inserted(await schedule(endpointId, [{ endpointId, eventId: id, eventType: 'webhook.test', topic: 'webhooks.test', lane: `event:${id}`, body, trigger: 'test', eventTime: now }]));
+      return inserted(await schedule(endpointId, [{ endpointId, eventId: id, eventType: WEBHOOK_TEST_TYPE, topic: WEBHOOK_TEST_TOPIC, lane: `event:${id}`, body, trigger: 'test', eventTime: now }]));
     },
 
     close: () => {
