@@ -10,6 +10,7 @@
 import type { Connection } from './connection.ts';
 import { TributaryChannelDocument } from './generated.ts';
 import { createRetryGate, runResumable } from './resumable.ts';
+import { createRetryReport } from './retry-report.ts';
 
 /** A broadcast as a member receives it. `data` is what the sender passed, typed as the caller says (not checked). */
 export interface ChannelMessage<T = unknown> {
@@ -39,52 +40,31 @@ export interface ChannelMembership {
 
 export function joinChannel<T = unknown>(connection: Connection, name: string, options: JoinChannelOptions<T>): ChannelMembership {
   const controller = new AbortController();
-  /** Ended for good: joined on no further socket. */
-  let failed = false;
-  /** `onRetry` was told, and the membership was not served since. */
-  let retrying = false;
+  /** Its refusals told (`failed`: ended for good, joined on no further socket). */
+  const report = createRetryReport(options);
   const gate = createRetryGate();
-  const interrupted = (error: Error) => {
-    if (failed) return;
-    retrying = true;
-    options.onRetry?.(error);
-  };
-  const resumed = () => {
-    if (!retrying || failed) return;
-    retrying = false;
-    options.onResume?.();
-  };
 
   const stop = connection.use({
     attach: (session) => {
-      if (failed) return;
+      if (report.failed) return;
       void runResumable(connection, session, controller.signal, {
         gate,
         run: async (current, signal, delivered) => {
-          let running = true;
           const streaming = current.stream(TributaryChannelDocument, { name }, ({ channel: message }) => {
             delivered();
-            resumed();
+            report.resumed();
             options.onMessage({ channel: message.channel, event: message.event, data: message.data as T });
           }, signal);
-          // After a refusal only (one probe, not one per join per socket): is it taken in now?
-          if (retrying) {
-            const settled = () => void (running = false);
-            void streaming.then(settled, settled);
-            void current.roundTrip(signal).then(() => running && resumed(), () => {});
-          }
+          report.probe(current, streaming, signal);
           await streaming;
         },
         // Nothing is kept, so nothing to refetch (the server never answers RESYNC_REQUIRED here).
         resync: () => Promise.resolve(),
-        retrying: interrupted,
-        fail: (error) => {
-          failed = true;
-          options.onError?.(error);
-        },
+        retrying: report.interrupted,
+        fail: report.fail,
       });
     },
-    unauthorized: interrupted,
+    unauthorized: report.interrupted,
     // A new login: the next socket joins as the new user (refused if they may not join).
     reset: () => {
       gate.notBefore = 0;

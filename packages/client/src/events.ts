@@ -16,6 +16,7 @@ import type { Connection } from './connection.ts';
 import { TributaryEventsDocument, TributaryTopicCursorDocument, type EventWhere, type TributaryEventsSubscription } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
 import { createRetryGate, RefetchFailedError, runResumable } from './resumable.ts';
+import { createRetryReport } from './retry-report.ts';
 import type { Session } from './session.ts';
 
 export type TopicEvent = TributaryEventsSubscription['events'];
@@ -68,20 +69,8 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
   let refill = false;
   /** Resets so far: a refill begun for the previous user must not set the cursor after one. */
   let resets = 0;
-  /** Stopped for good: subscribed on no further socket, but still told of a new login. */
-  let failed = false;
-  /** `onRetry` was told, and the stream was not served since. */
-  let retrying = false;
-  const interrupted = (error: Error) => {
-    if (failed) return;
-    retrying = true;
-    options.onRetry?.(error);
-  };
-  const resumed = () => {
-    if (!retrying || failed) return;
-    retrying = false;
-    options.onResume?.();
-  };
+  /** Its refusals told (`failed`: stopped for good, subscribed on no further socket, but still told of a new login). */
+  const report = createRetryReport(options);
   /** When a retry may go, across sockets (a refusal's `retryAfterMs`). */
   const gate = createRetryGate();
   /** The last refill begun (settled or not): the next one waits for it. */
@@ -119,7 +108,7 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
 
   const stop = connection.use({
     attach: (session) => {
-      if (failed) return;
+      if (report.failed) return;
       void runResumable(connection, session, controller.signal, {
         gate,
         run: async (current, signal, delivered) => {
@@ -132,30 +121,21 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
             }
           }
           cursor ??= await readHead(current, signal);
-          let running = true;
           const streaming = current.stream(TributaryEventsDocument, { topic, where: options.where ?? null, after: cursor ?? null }, ({ events: event }) => {
             delivered();
-            resumed();
+            report.resumed();
             cursor = event.cursor;
             if (seen.add(event.id)) options.onEvent(event);
           }, signal);
-          // After a refusal only (one probe, not one per subscription per socket): is it taken in now?
-          if (retrying) {
-            const settled = () => void (running = false);
-            void streaming.then(settled, settled);
-            void current.roundTrip(signal).then(() => running && resumed(), () => {});
-          }
+          report.probe(current, streaming, signal);
           await streaming;
         },
         resync: refillAt,
-        retrying: interrupted,
-        fail: (error) => {
-          failed = true;
-          options.onError?.(error);
-        },
+        retrying: report.interrupted,
+        fail: report.fail,
       });
     },
-    unauthorized: interrupted,
+    unauthorized: report.interrupted,
     reset: () => {
       resets += 1;
       // The previous user's refusals: the new user's budget is their own.
