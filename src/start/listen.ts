@@ -3,7 +3,8 @@
  * the WebSocket upgrade) when the role serves it.
  */
 import { once } from 'node:events';
-import { isIPv6, type AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import { isIPv6, type AddressInfo, type Socket } from 'node:net';
 import { ErrorCode, TributaryError } from '../errors.ts';
 import { createHttpServer, type GraphQLEndpoints, type ReadinessCheck } from '../server/http-server.ts';
 import type { AdminApi } from '../server/rest/admin-api.ts';
@@ -25,12 +26,20 @@ export interface ListenParts {
 }
 
 /**
- * How long requests under way at shutdown may take to finish before every connection is closed,
- * in ms (at most a tenth of `SHUTDOWN_TIMEOUT_MS`, which the steps after this one need too).
+ * At shutdown, how long the connections that are not answering a request — idle, or holding part
+ * of one (a preconnect, a load balancer's TCP check, a slow client) — are left to close by
+ * themselves, in ms (at most a tenth of `SHUTDOWN_TIMEOUT_MS`); then they are cut.
  */
 const HTTP_DRAIN_GRACE_MS = 1000;
 
-export async function listen({ config, metrics, logger }: StartContext, parts: ListenParts): Promise<Listening & Disposable> {
+/**
+ * How long a request under way at shutdown may take to be answered before its connection is cut
+ * too, in ms (at most a quarter of `SHUTDOWN_TIMEOUT_MS`, which the steps after this one need too):
+ * cut, a publish it had placed would look failed to its client.
+ */
+const HTTP_ANSWER_LIMIT_MS = 5000;
+
+export async function listen({ config, metrics, logger }: Pick<StartContext, 'config' | 'metrics' | 'logger'>, parts: ListenParts): Promise<Listening & Disposable> {
   // Set as the shutdown begins: `/ready` then answers 503 on a connection still open, so a load
   // balancer that probes over keep-alive takes the instance out too.
   let stopping = false;
@@ -43,6 +52,26 @@ export async function listen({ config, metrics, logger }: StartContext, parts: L
     // pointed at this server (DNS rebinding), must not be able to act as it.
     ...(config.auth.mode === 'development' && { originGuard: { origins: config.cors.origins, host: config.host } }),
     logger,
+  });
+  // Connections of this listener (not those upgraded to a WebSocket: the socket server closes
+  // them), and those answering a request now.
+  const connections = new Set<Socket>();
+  const answering = new Map<Socket, ServerResponse>();
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+  server.on('upgrade', (_request, socket: Socket) => connections.delete(socket));
+  server.prependListener('request', (request, response) => {
+    // Stopping: every answer closes its connection, which a client then opens elsewhere.
+    if (stopping) response.setHeader('Connection', 'close');
+    const { socket } = request;
+    answering.set(socket, response);
+    response.once('close', () => {
+      answering.delete(socket);
+      // Answered while stopping: its connection goes with it (a stop after its headers went kept it alive).
+      if (stopping) socket.end();
+    });
   });
   server.listen(config.port, config.host);
   try {
@@ -60,13 +89,19 @@ export async function listen({ config, metrics, logger }: StartContext, parts: L
     dispose() {
       closing ??= new Promise<void>((resolve) => {
         stopping = true;
-        // Node counts a connection that sent nothing yet, or part of a request (a browser's
-        // preconnect, a load balancer's TCP check, a slow client), as busy: close() would wait
-        // for it until the shutdown deadline. Requests under way get a grace period, then
-        // whatever is still open is closed.
-        const grace = setTimeout(() => server.closeAllConnections(), Math.min(HTTP_DRAIN_GRACE_MS, config.shutdownTimeoutMs / 10));
+        for (const response of answering.values()) if (!response.headersSent) response.setHeader('Connection', 'close');
+        // Node counts a connection that sent nothing yet, or part of a request, as busy: close()
+        // would wait for it until the shutdown deadline. Such connections, and keep-alive ones
+        // between requests, get a grace period; a request under way is answered (its connection
+        // then closes: `Connection: close`), up to a limit.
+        const cutIdle = () => {
+          for (const socket of connections) if (!answering.has(socket)) socket.destroy();
+        };
+        const grace = setTimeout(cutIdle, Math.min(HTTP_DRAIN_GRACE_MS, config.shutdownTimeoutMs / 10));
+        const limit = setTimeout(() => server.closeAllConnections(), Math.min(HTTP_ANSWER_LIMIT_MS, config.shutdownTimeoutMs / 4));
         server.close(() => {
           clearTimeout(grace);
+          clearTimeout(limit);
           resolve();
         });
         server.closeIdleConnections();
