@@ -30,7 +30,7 @@ const TICKS_KEPT = 3;
 export function startDashboard({ config, clients, metrics, logger, now }: StartContext, pipeline: Pipeline): ClusterDashboard {
   const ttlMs = config.dashboardTickMs * TICKS_KEPT;
   const store = clients.redis
-    ? createRedisReportStore({ redis: clients.redis.command, keyPrefix: config.redisKeyPrefix, ttlMs, now })
+    ? createRedisReportStore({ redis: clients.redis.command, keyPrefix: config.redisKeyPrefix, ttlMs, now, logger })
     : createMemoryReportStore({ ttlMs, now });
   const dashboardLogger = componentLogger(logger, 'dashboard');
   const reporter = startDashboardReporter({

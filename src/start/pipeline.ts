@@ -67,7 +67,7 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
     log = createRedisLog({ redis: command, retention, keyPrefix });
     bus = redisBus;
     channels = createChannelHub({
-      transport: createRedisChannelTransport({ pubsub: redisBus.pubsub, publisher: command, keyPrefix }),
+      transport: createRedisChannelTransport({ pubsub: redisBus.pubsub, publisher: command, keyPrefix, logger }),
       metrics,
     });
   }

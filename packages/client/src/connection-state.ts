@@ -44,7 +44,7 @@ export type CloseDisposition = 'unauthorized' | 'new-token' | 'retry';
  * connection retries a 4403 that refuses that same token again: an auth library whose clock runs
  * behind still hands it out; and, a few times, a 4403 for a token expired by the device's clock
  * after a socket lost otherwise). Anything else — a restart (1001), a lost network (1006), too
- * many sockets of this principal (1013), a slow consumer (4008), a dead socket
+ * many sockets of this principal (1013), a slow consumer (4008), a fault of the server (4500), a dead socket
  * we terminated (4499) — is retried with backoff.
  */
 export function closeDisposition(code: number): CloseDisposition {

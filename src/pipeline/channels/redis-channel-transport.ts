@@ -1,6 +1,7 @@
 import type { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Redis } from 'ioredis';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { ErrorCode, faultOf, TributaryError } from '../../errors.ts';
+import { componentLogger, type Logger } from '../../logger.ts';
 import type { ChannelMessage, ChannelTransport } from './channel-hub.ts';
 
 export interface RedisChannelTransportOptions {
@@ -9,11 +10,14 @@ export interface RedisChannelTransportOptions {
   readonly publisher: Redis;
   /** @default 'trib:' */
   readonly keyPrefix?: string;
+  /** Where malformed frames and failed deliveries are told. */
+  readonly logger: Logger;
 }
 
 /** Channels across instances over Redis pub/sub. Frames: `C<message JSON>`. */
 export function createRedisChannelTransport(options: RedisChannelTransportOptions): ChannelTransport {
   const prefix = options.keyPrefix ?? 'trib:';
+  const logger = componentLogger(options.logger, 'redis-channels');
   // The hash tag keeps a channel in one slot under sharded pub/sub, like the streams.
   const channelName = (key: string) => `${prefix}{${key}}:channel`;
   const subscriber = () => options.pubsub.getSubscriber();
@@ -33,12 +37,22 @@ export function createRedisChannelTransport(options: RedisChannelTransportOption
     },
     async subscribe(key, deliver) {
       assertConnected();
-      const id = await options.pubsub.subscribe<string>(channelName(key), (frame) => {
-        if (typeof frame !== 'string' || frame[0] !== 'C') return;
+      const channel = channelName(key);
+      const id = await options.pubsub.subscribe<string>(channel, (frame) => {
+        const message = parseChannelFrame(frame);
+        if (message === undefined) {
+          // Not ours or corrupted (another version's frame, a foreign publisher): channels are
+          // at-most-once, so it is skipped, but told.
+          logger.warn({ channel }, 'malformed channel frame ignored');
+          return;
+        }
+        // A fault while delivering is the server's own, not the frame's: logged as one. Caught here
+        // all the same, or it would stop the pub/sub engine's other listeners of this frame and
+        // surface inside the Redis connection's reply handling.
         try {
-          deliver(JSON.parse(frame.slice(1)) as ChannelMessage);
-        } catch {
-          // Not ours or corrupted: channels are at-most-once, skip it.
+          deliver(message);
+        } catch (error) {
+          logger.error({ err: error, fault: faultOf(error), channel }, 'channel message not delivered');
         }
       });
       return () => options.pubsub.unsubscribe(id);
@@ -56,4 +70,22 @@ export function createRedisChannelTransport(options: RedisChannelTransportOption
       await pinging;
     },
   };
+}
+
+/** `C<message JSON>` → the message; undefined for a frame that is not one. */
+export function parseChannelFrame(frame: unknown): ChannelMessage | undefined {
+  if (typeof frame !== 'string' || frame[0] !== 'C') return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(frame.slice(1));
+  } catch {
+    return undefined;
+  }
+  return isChannelMessage(parsed) ? parsed : undefined;
+}
+
+function isChannelMessage(value: unknown): value is ChannelMessage {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const { channel, event } = value as Record<string, unknown>;
+  return typeof channel === 'string' && typeof event === 'string';
 }

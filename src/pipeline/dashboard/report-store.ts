@@ -5,6 +5,7 @@
  * cluster view on its own. Each instance keeps only its latest report.
  */
 import type { Redis } from 'ioredis';
+import { componentLogger, type Logger } from '../../logger.ts';
 import type { InstanceReport } from './instance-report.ts';
 
 export interface ReportStore {
@@ -50,8 +51,16 @@ export function createMemoryReportStore(options: { readonly ttlMs: number; reado
  * instances by report time, to find them without SCAN; members older than the TTL are removed as
  * reports are read.
  */
-export function createRedisReportStore(options: { readonly redis: Redis; readonly keyPrefix: string; readonly ttlMs: number; readonly now: () => number }): ReportStore {
+export function createRedisReportStore(options: {
+  readonly redis: Redis;
+  readonly keyPrefix: string;
+  readonly ttlMs: number;
+  readonly now: () => number;
+  /** Where reports that are not one are told. */
+  readonly logger: Logger;
+}): ReportStore {
   const { redis, keyPrefix, ttlMs } = options;
+  const logger = componentLogger(options.logger, 'report-store');
   const index = `${keyPrefix}dashboard:instances`;
   const keyOf = (instance: string) => `${keyPrefix}dashboard:instance:${instance}`;
   return {
@@ -69,7 +78,13 @@ export function createRedisReportStore(options: { readonly redis: Redis; readonl
       const instances = await redis.zrevrangebyscore(index, '+inf', since, 'LIMIT', 0, MAX_INSTANCES);
       if (instances.length === 0) return [];
       const values = await redis.mget(instances.map(keyOf));
-      return values.flatMap((value) => (value === null ? [] : [JSON.parse(value) as InstanceReport]));
+      return values.flatMap((value, at) => {
+        if (value === null) return [];
+        const report = parseReport(value);
+        if (report) return [report];
+        logger.warn({ instance: instances[at] }, 'malformed instance report ignored');
+        return [];
+      });
     },
     async remove(instance) {
       await redis.multi().del(keyOf(instance)).zrem(index, instance).exec();
@@ -78,4 +93,36 @@ export function createRedisReportStore(options: { readonly redis: Redis; readonl
       return (await redis.set(`${keyPrefix}dashboard:tick:${bucket}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
     },
   };
+}
+
+/**
+ * A report as Redis holds it; undefined for one that is not (not JSON, or without the fields the
+ * cluster view reads: another version's, written by hand). Checks the shape, not each count.
+ */
+function parseReport(stored: string): InstanceReport | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(stored);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const report = value as Record<string, unknown>;
+  const numbers = ['startedAt', 'at', 'intervalMs', 'connections', 'subscriptions'].every((name) => typeof report[name] === 'number');
+  const lists = ['cdcReaders', 'outboxes', 'webhookBacklogs'].every((name) => Array.isArray(report[name]));
+  const counts = isCounts(report['interval']) && isCounts(report['totals']);
+  return typeof report['instance'] === 'string' && typeof report['role'] === 'string' && typeof report['countsEnabled'] === 'boolean' && numbers && lists && counts ? (value as InstanceReport) : undefined;
+}
+
+/** The fields of `ReportCounts` the cluster view adds and scales. */
+function isCounts(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const counts = value as Record<string, unknown>;
+  const isObject = (part: unknown) => typeof part === 'object' && part !== null;
+  return (
+    ['deliveries', 'bytes', 'resyncs', 'slowConsumerCloses'].every((name) => typeof counts[name] === 'number') &&
+    isObject(counts['eventsBySource']) &&
+    isObject(counts['webhookAttempts']) &&
+    Array.isArray(counts['latencyBuckets'])
+  );
 }

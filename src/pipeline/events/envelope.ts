@@ -76,3 +76,36 @@ export interface RawEventInput {
 
 /** An event before the log has placed it: everything but the cursor. */
 export type UnplacedEvent = Omit<RealtimeEvent, 'cursor'>;
+
+/**
+ * Whether a value read back (a Redis frame or log entry: written by another version of
+ * Tributary, or by a foreign publisher) has the fields every reader relies on — `id`, `topic`,
+ * `source`, `type`, a `payload`, and `metadata` with its `timestamp` and `scope` — so a frame of
+ * another shape is dropped where it is read, not cast into an event that fails far from there.
+ * Checks the shape only, not the values (an unknown `source` passes).
+ */
+export function isUnplacedEvent(value: unknown): value is UnplacedEvent {
+  return hasEventFields(value) && 'payload' in value;
+}
+
+/** `isUnplacedEvent` but for the payload: what a stored reference to an event (an idempotency key's record) keeps. */
+export function hasEventFields(value: unknown): value is Omit<UnplacedEvent, 'payload'> {
+  if (!isRecord(value) || !isRecord(value['metadata'])) return false;
+  const { metadata } = value;
+  return (
+    typeof value['id'] === 'string' &&
+    typeof value['topic'] === 'string' &&
+    typeof value['source'] === 'string' &&
+    typeof value['type'] === 'string' &&
+    typeof metadata['timestamp'] === 'number' &&
+    isScope(metadata['scope'])
+  );
+}
+
+function isScope(value: unknown): value is Scope {
+  return isRecord(value) && typeof value['app'] === 'string' && typeof value['env'] === 'string' && (value['tenant'] === undefined || typeof value['tenant'] === 'string');
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
+import { hasEventFields } from '../events/envelope.ts';
 import { defineScript } from '../redis-script.ts';
 import { inFlightRecord, type KeyRecord, type PublishKeys, type PublishKeyTimes } from './publish-keys.ts';
 
@@ -45,7 +46,7 @@ export function createRedisPublishKeys(options: RedisPublishKeysOptions): Publis
         // As a publish without a key while Redis is away: nothing was done, retry.
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'Idempotency keys are unavailable right now (Redis); nothing was published, retry shortly', { cause: error });
       }
-      return found === null ? { claimed: true } : { claimed: false, record: JSON.parse(found) as KeyRecord };
+      return found === null ? { claimed: true } : { claimed: false, record: parseRecord(id, found) };
     },
     async remember(id, record) {
       await redis.set(redisKey(id), JSON.stringify(record), 'PX', options.ttlMs);
@@ -56,4 +57,28 @@ export function createRedisPublishKeys(options: RedisPublishKeysOptions): Publis
     },
     async close() {},
   };
+}
+
+/**
+ * A key's record as Redis holds it. One that is not a record (another version's, written by hand)
+ * is a fault, not a guess: the publish fails INTERNAL_SERVER_ERROR (logged with the fault), and
+ * places nothing, until the key expires.
+ */
+function parseRecord(id: string, stored: string): KeyRecord {
+  let record: unknown;
+  try {
+    record = JSON.parse(stored);
+  } catch (error) {
+    throw new InternalError('PUBLISH_KEY_RECORD_CORRUPT', `the record of publish key ${id} is not JSON`, { cause: error });
+  }
+  if (!isKeyRecord(record)) throw new InternalError('PUBLISH_KEY_RECORD_CORRUPT', `the record of publish key ${id} is not one`);
+  return record;
+}
+
+function isKeyRecord(value: unknown): value is KeyRecord {
+  if (typeof value !== 'object' || value === null) return false;
+  const { state, fingerprint, token, event } = value as Record<string, unknown>;
+  if (typeof fingerprint !== 'string') return false;
+  if (state === 'in-flight') return typeof token === 'string';
+  return (state === 'placed' || state === 'done') && hasEventFields(event) && typeof (event as { cursor?: unknown }).cursor === 'string';
 }

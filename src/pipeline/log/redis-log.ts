@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
-import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
+import { isUnplacedEvent, type RealtimeEvent } from '../events/envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
 import { parseStreamKey, streamOf } from '../stream.ts';
 import type { Scope } from '../scope.ts';
@@ -339,10 +339,19 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
   };
 }
 
+/** A stream entry as its event; a corrupt entry (no event, or not one: `isUnplacedEvent`) is an internal fault. */
 function toEvent(epoch: string, id: string, fields: string[]): RealtimeEvent {
-  const json = fields[fields.indexOf('e') + 1];
-  if (json === undefined) throw new Error(`stream entry ${id} has no event`);
-  return { ...(JSON.parse(json) as UnplacedEvent), cursor: encodeCursor(epoch, id) };
+  const at = fields.indexOf('e');
+  const json = at === -1 ? undefined : fields[at + 1];
+  if (json === undefined) throw new InternalError('LOG_ENTRY_CORRUPT', `stream entry ${id} has no event`);
+  let unplaced: unknown;
+  try {
+    unplaced = JSON.parse(json);
+  } catch (error) {
+    throw new InternalError('LOG_ENTRY_CORRUPT', `stream entry ${id} is not JSON`, { cause: error });
+  }
+  if (!isUnplacedEvent(unplaced)) throw new InternalError('LOG_ENTRY_CORRUPT', `stream entry ${id} is not an event`);
+  return { ...unplaced, cursor: encodeCursor(epoch, id) };
 }
 
 /** Redis unreachable or failing: the caller may retry; nothing was half-done (scripts are atomic). */

@@ -2,7 +2,7 @@ import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Redis } from 'ioredis';
 import { componentLogger, type Logger } from '../../logger.ts';
 import { encodeCursor } from '../log/cursor.ts';
-import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
+import { isUnplacedEvent, type RealtimeEvent } from '../events/envelope.ts';
 import { streamKeys } from '../redis-keys.ts';
 import type { BusLinkListener, EventBus } from './event-bus.ts';
 
@@ -80,16 +80,21 @@ export function createRedisBus(options: RedisBusOptions): RedisBus {
   };
 }
 
-/** `E<epoch>\n<id>\n<event JSON>` → the event with its cursor. */
+/**
+ * `E<epoch>\n<id>\n<event JSON>` → the event with its cursor; undefined for a frame that is not
+ * one (not JSON, or JSON without the fields of an event: `isUnplacedEvent`).
+ */
 export function parseEventFrame(frame: unknown): RealtimeEvent | undefined {
   if (typeof frame !== 'string' || frame[0] !== 'E') return undefined;
   const first = frame.indexOf('\n');
   const second = frame.indexOf('\n', first + 1);
   if (first === -1 || second === -1) return undefined;
+  let unplaced: unknown;
   try {
-    const unplaced = JSON.parse(frame.slice(second + 1)) as UnplacedEvent;
-    return { ...unplaced, cursor: encodeCursor(frame.slice(1, first), frame.slice(first + 1, second)) };
+    unplaced = JSON.parse(frame.slice(second + 1));
   } catch {
     return undefined;
   }
+  if (!isUnplacedEvent(unplaced)) return undefined;
+  return { ...unplaced, cursor: encodeCursor(frame.slice(1, first), frame.slice(first + 1, second)) };
 }

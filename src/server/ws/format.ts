@@ -1,6 +1,6 @@
 import type { ExecutionResult, GraphQLError, GraphQLFormattedError } from 'graphql';
 import type { MessageType, ID } from 'graphql-ws';
-import type { TributaryError } from '../../errors.ts';
+import { ErrorCode, type TributaryError } from '../../errors.ts';
 
 /**
  * Errors as the socket sends them: their JSON form without `extensions.http`, which only means
@@ -35,5 +35,5 @@ export type OutgoingMessage =
 
 /** The `error` that ends a subscription whose read permission a refreshed token no longer grants. */
 export const PERMISSION_REVOKED: readonly GraphQLFormattedError[] = [
-  { message: 'The refreshed token may no longer read this subscription', extensions: { code: 'FORBIDDEN', reason: 'PERMISSION_REVOKED' } },
+  { message: 'The refreshed token may no longer read this subscription', extensions: { code: ErrorCode.FORBIDDEN, reason: 'PERMISSION_REVOKED' } },
 ];

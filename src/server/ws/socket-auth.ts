@@ -81,7 +81,10 @@ export class SocketAuth {
   /**
    * How a `connection_init` whose verification failed closes the socket: 1013 when the token
    * could not be checked yet (UNAVAILABLE: retried), 4419 for an expired token (retried with a
-   * fresh one), 4403 for any other refusal.
+   * fresh one), 4403 for any other refusal of the token. A fault inside the server (a bug in the
+   * verifier, an INTERNAL_SERVER_ERROR) is not a refusal: 4500 "Internal server error", as
+   * graphql-ws's own server closes when its `onConnect` throws, `unexpected` so the caller logs
+   * it; `@tributary/client` retries it with backoff, where 4403 would stop it as unauthorized.
    */
   initRefusal(error: unknown): InitRefusal {
     if (isTributaryError(error) && error.code === ErrorCode.UNAVAILABLE) {
@@ -89,7 +92,7 @@ export class SocketAuth {
     }
     if (isExpiredTokenError(error)) return { code: CloseCode.TokenExpired, reason: 'Token expired: reconnect with a new token', unexpected: false };
     if (isClientFacing(error)) return { code: CloseCode.Forbidden, reason: `Forbidden: ${error.message}`, unexpected: false };
-    return { code: CloseCode.Forbidden, reason: 'Forbidden: Forbidden', unexpected: true };
+    return { code: CloseCode.InternalServerError, reason: 'Internal server error', unexpected: true };
   }
 
   /** The last moment the token is accepted: its `exp` plus the verifier's clock tolerance. */

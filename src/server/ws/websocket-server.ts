@@ -4,6 +4,7 @@ import { GRAPHQL_TRANSPORT_WS_PROTOCOL } from 'graphql-ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import type { Limits } from '../../config.ts';
+import { ErrorCode } from '../../errors.ts';
 import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { CloseCode } from './close-codes.ts';
@@ -185,7 +186,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       if (!places.hasRoom()) {
         options.metrics?.connectionsRefused.inc({ limit: 'instance' });
         logger.warn({ limit: options.limits.maxConnections }, 'socket refused: WS_MAX_CONNECTIONS reached');
-        const body = JSON.stringify({ errors: [{ message: `This instance holds its limit of ${options.limits.maxConnections} sockets`, extensions: { code: 'RATE_LIMITED' } }] });
+        const body = JSON.stringify({ errors: [{ message: `This instance holds its limit of ${options.limits.maxConnections} sockets`, extensions: { code: ErrorCode.RATE_LIMITED } }] });
         socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
         return;
       }
