@@ -10,7 +10,7 @@ import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startCdc } from './start/cdc.ts';
 import { createClients } from './start/clients.ts';
-import { describeFailure } from './start/failure.ts';
+import { startFailureText } from './start/failure.ts';
 import { startDashboard } from './start/dashboard.ts';
 import { listen, readinessChecks, startupCheck, type Listening } from './start/listen.ts';
 import { startPipeline } from './start/pipeline.ts';
@@ -183,7 +183,7 @@ async function main(): Promise<void> {
 
 if (import.meta.main) {
   main().catch((error: unknown) => {
-    process.stderr.write(`Tributary failed to start: ${describeFailure(error)}\n`);
+    process.stderr.write(`Tributary failed to start: ${startFailureText(error)}\n`);
     process.exit(1);
   });
 }

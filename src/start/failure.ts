@@ -25,6 +25,17 @@ export function describeFailure(error: unknown, options: { readonly stack?: bool
   return maskCredentials(lines.join('\n'));
 }
 
+/**
+ * What `main` prints when the process cannot start: an expected failure — a misconfiguration, a
+ * database refusing the login, a port taken (a TributaryError, or a pg or Node system error: they
+ * carry a string `code`) — as its message and causes, without a stack an operator cannot act on
+ * (nine lines of pg-protocol frames for a wrong password); anything else, a bug, with its stack.
+ */
+export function startFailureText(error: unknown): string {
+  const expected = error instanceof Error && typeof (error as { readonly code?: unknown }).code === 'string';
+  return describeFailure(error, { stack: !expected });
+}
+
 function summary(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   // Node's connection attempt to every address of a name ("localhost": ::1 and 127.0.0.1) fails

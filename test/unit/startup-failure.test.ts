@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, TributaryError } from '../../src/errors.ts';
-import { describeFailure } from '../../src/start/failure.ts';
+import { describeFailure, startFailureText } from '../../src/start/failure.ts';
 
 const unavailable = (cause: unknown) => new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause });
 
@@ -27,5 +27,13 @@ describe('a start-up failure as printed', () => {
     looping.cause = new Error('via redis://:other-secret@cache:6379', { cause: looping });
     const printed = describeFailure(looping, { stack: false });
     expect(printed).toBe('could not open postgres://tributary:***@db:5432/platform\ncaused by: Error: via redis://:***@cache:6379');
+  });
+
+  it('prints an expected failure without its stack, and a bug with it', () => {
+    // A wrong password: pg's error carries its SQLSTATE as `code`.
+    const refused = Object.assign(new Error('password authentication failed for user "tributary"'), { code: '28P01' });
+    expect(startFailureText(refused)).toBe('password authentication failed for user "tributary"');
+    expect(startFailureText(unavailable(refused))).toBe('The database is unavailable right now; retry shortly\ncaused by: Error: password authentication failed for user "tributary"');
+    expect(startFailureText(new TypeError('x is not a function'))).toMatch(/^TypeError: x is not a function\n {4}at /);
   });
 });
