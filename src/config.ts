@@ -268,6 +268,9 @@ function isOrigin(value: string): boolean {
 }
 
 /** Reads and validates the configuration; throws `ConfigError` with a one-line message. */
+/** Every variable Tributary reads (the others are not its settings: `config-unknown.ts`). */
+export const SETTING_NAMES: readonly string[] = Object.keys(environmentSchema.shape);
+
 export function loadConfig(environment: Readonly<Record<string, string | undefined>> = process.env): Config {
   const parsed = environmentSchema.safeParse(environment);
   if (!parsed.success) {

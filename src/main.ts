@@ -4,7 +4,8 @@
  * subsystem receives `{ config, clients, metrics, logger }` and returns something disposable.
  * Run directly (`npm start`, `npm run workers`), it also installs the signal handlers.
  */
-import { ConfigError, loadConfig, type Config, type Role } from './config.ts';
+import { ConfigError, loadConfig, SETTING_NAMES, type Config, type Role } from './config.ts';
+import { unknownSettings } from './config-unknown.ts';
 import { createCleanupStack } from './cleanup-stack.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
@@ -134,6 +135,9 @@ function configOrExit(): Config {
 async function main(): Promise<void> {
   const config = configOrExit();
   const logger = createLogger({ level: config.logLevel });
+  for (const { name, suggestion } of unknownSettings(process.env, SETTING_NAMES)) {
+    logger.warn({ variable: name, suggestion }, suggestion ? `${name} is not a setting of Tributary's (ignored): did you mean ${suggestion}?` : `${name} is not a setting of Tributary's (ignored)`);
+  }
   // Installed before the start: in role `all` the server takes requests before the workers have
   // started, and a signal then must stop the process gracefully too, not kill it where it stands.
   const startup = new AbortController();
