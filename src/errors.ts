@@ -63,6 +63,11 @@ export class TributaryError extends Error {
   }
 }
 
+/** The caller's input refused: BAD_USER_INPUT naming the field (`details.field`), with any further details. */
+export function badUserInput(field: string, message: string, extra: Readonly<Record<string, unknown>> = {}): TributaryError {
+  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { ...extra, field } });
+}
+
 export function isTributaryError(error: unknown): error is TributaryError {
   return error instanceof TributaryError;
 }
@@ -100,6 +105,10 @@ export const SqlState = {
   SERIALIZATION_FAILURE: '40001',
   DEADLOCK_DETECTED: '40P01',
   UNDEFINED_TABLE: '42P01',
+  /** A schema that does not exist (`SET search_path`, a qualified name). */
+  INVALID_SCHEMA_NAME: '3F000',
+  /** A database that does not exist (connecting to it). */
+  INVALID_CATALOG_NAME: '3D000',
   DUPLICATE_OBJECT: '42710',
   INSUFFICIENT_PRIVILEGE: '42501',
   OBJECT_IN_USE: '55006',

@@ -4,7 +4,7 @@
  * `GET /api/metrics/hot-topics`). A caller whose token names a tenant sees that tenant only.
  */
 import { isAdmin, type Principal } from '../auth/principal.ts';
-import { ErrorCode, TributaryError } from '../errors.ts';
+import { badUserInput, ErrorCode, TributaryError } from '../errors.ts';
 import type { HotTopicsOrder } from '../pipeline/analytics/analytics-reader.ts';
 import { histogramQuantile } from '../pipeline/analytics/latency-histogram.ts';
 import type { Granularity } from '../pipeline/analytics/stats-store.ts';
@@ -67,9 +67,9 @@ export async function topicStats(context: ResolverContext, args: TopicStatsArgs)
   requireAdmin(context.principal);
   const topic = statsTopicOf(args.topic);
   const tenant = tenantOf(context.principal, args.tenant);
-  if (!(args.from.getTime() < args.to.getTime())) throw badInput('to', 'to must be later than from');
+  if (!(args.from.getTime() < args.to.getTime())) throw badUserInput('to', 'to must be later than from');
   if ((args.to.getTime() - args.from.getTime()) / GRANULARITY_MS[args.granularity] > MAX_STATS_WINDOWS) {
-    throw badInput('from', `at most ${MAX_STATS_WINDOWS} windows per request: narrow from/to or use a coarser granularity`);
+    throw badUserInput('from', `at most ${MAX_STATS_WINDOWS} windows per request: narrow from/to or use a coarser granularity`);
   }
   const windows = await context.services.analytics.topicStats({
     scope: context.principal,
@@ -92,7 +92,7 @@ export interface HotTopicsArgs {
 export async function hotTopics(context: ResolverContext, args: HotTopicsArgs): Promise<HotTopicView[]> {
   requireAdmin(context.principal);
   const limit = args.limit ?? 10;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_HOT_TOPICS) throw badInput('limit', `limit must be from 1 to ${MAX_HOT_TOPICS}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_HOT_TOPICS) throw badUserInput('limit', `limit must be from 1 to ${MAX_HOT_TOPICS}`);
   const hot = await context.services.analytics.hotTopics({
     scope: context.principal,
     tenant: tenantOf(context.principal, args.tenant),
@@ -210,7 +210,7 @@ function tenantOf(principal: Principal, given: string | null | undefined): strin
   const asked = given === '' ? undefined : given;
   // Compared with what the tables hold: a NUL would fail in Postgres, a longer name matches nothing.
   if (asked != null && (asked.length > MAX_TENANT_LENGTH || asked.includes('\u0000'))) {
-    throw badInput('tenant', `tenant must be at most ${MAX_TENANT_LENGTH} characters, without the NUL character`);
+    throw badUserInput('tenant', `tenant must be at most ${MAX_TENANT_LENGTH} characters, without the NUL character`);
   }
   const limitedTo = tenantLimitOf(principal);
   if (limitedTo === undefined) return asked ?? undefined;
@@ -225,8 +225,4 @@ function tenantOf(principal: Principal, given: string | null | undefined): strin
  */
 function tenantLimitOf(principal: Principal): string | undefined {
   return isEnvironmentAdmin(principal) ? undefined : principal.tenant;
-}
-
-function badInput(field: string, message: string): TributaryError {
-  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
 }

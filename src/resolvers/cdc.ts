@@ -1,5 +1,5 @@
 import { canAccessTopic } from '../auth/permissions.ts';
-import { ErrorCode, TributaryError } from '../errors.ts';
+import { badUserInput } from '../errors.ts';
 import type { CdcSourceStatus } from '../pipeline/cdc/cdc-source.ts';
 import type { CdcSourceRecord, StoredMapping } from '../pipeline/cdc/cdc-store.ts';
 import { modelTopic } from '../pipeline/cdc/mapping/mapping-topics.ts';
@@ -24,7 +24,6 @@ export interface CdcSourceView {
   readonly updatedAt: Date;
   readonly status: CdcSourceStatus | undefined;
 }
-
 
 export interface SetCdcSourceInput {
   readonly databaseUrl: string;
@@ -72,7 +71,7 @@ export async function saveCdcMapping(context: ResolverContext, input: unknown): 
 
 export async function deleteCdcMapping(context: ResolverContext, name: string): Promise<boolean> {
   requireEnvironmentAdmin(context.principal);
-  if (!MAPPING_NAME.test(name)) throw badInput('name', `Invalid mapping name: ${MAPPING_NAME_TEXT}`);
+  if (!MAPPING_NAME.test(name)) throw badUserInput('name', `Invalid mapping name: ${MAPPING_NAME_TEXT}`);
   const scope = scopeOf(context.principal);
   const deleted = await context.services.cdcStore.deleteMapping(scope.app, scope.env, name);
   await context.services.cdc.reload();
@@ -99,7 +98,7 @@ export interface ChangesInput {
  */
 export function subscribeChanges(context: ResolverContext, input: ChangesInput): DispatchTicket {
   const { principal, services } = context;
-  if (!MODEL_NAME.test(input.model)) throw badInput('model', 'model must be 1–63 letters, digits, _ or -, starting with a letter');
+  if (!MODEL_NAME.test(input.model)) throw badUserInput('model', 'model must be 1–63 letters, digits, _ or -, starting with a letter');
   const filter = parseModelFilter(input.filter ?? null);
   const scope = scopeOf(principal);
   const mapping = services.cdc.modelMapping(scope, input.model);
@@ -200,9 +199,4 @@ function viewOf(source: CdcSourceRecord, status: CdcSourceStatus | undefined): C
     updatedAt: source.updatedAt,
     status,
   };
-}
-
-
-function badInput(field: string, message: string): TributaryError {
-  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { canAccessTopic, type TopicAction } from '../auth/permissions.ts';
 import type { Principal } from '../auth/principal.ts';
-import { ErrorCode, TributaryError } from '../errors.ts';
+import { badUserInput, ErrorCode, TributaryError } from '../errors.ts';
 import { MAX_NAME_LENGTH } from '../pipeline/names.ts';
 import { dispatchTicket, type Admission, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
 import { documentSnapshot } from '../pipeline/events/document-change.ts';
@@ -39,7 +39,7 @@ export async function listDocuments(
   const { scope, service } = keyFor(context, 'read', args.service, undefined);
   const first = args.first ?? DEFAULT_PAGE;
   if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) {
-    throw badInput('first', `first must be an integer from 1 to ${MAX_PAGE}`);
+    throw badUserInput('first', `first must be an integer from 1 to ${MAX_PAGE}`);
   }
   const after = args.after == null ? undefined : decodePageCursor(args.after);
   return context.services.documents.list(scope, service, { first, after });
@@ -79,7 +79,7 @@ export function pageCursorOf(document: SyncDocument): string {
 
 function decodePageCursor(cursor: string): string {
   const id = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!DOCUMENT_ID.test(id)) throw badInput('after', 'after is not a cursor of this list');
+  if (!DOCUMENT_ID.test(id)) throw badUserInput('after', 'after is not a cursor of this list');
   return id;
 }
 
@@ -90,13 +90,13 @@ function decodePageCursor(cursor: string): string {
  */
 function assertNames(service: string, id: string | undefined): void {
   if (!SERVICE.test(service)) {
-    throw badInput('service', 'service must be 1–63 characters of lower-case letters, digits, _ and -, starting with a letter');
+    throw badUserInput('service', 'service must be 1–63 characters of lower-case letters, digits, _ and -, starting with a letter');
   }
   if (id === undefined) return;
-  if (!DOCUMENT_ID.test(id)) throw badInput('id', 'id must be 1–128 characters of letters, digits and _ . : -');
+  if (!DOCUMENT_ID.test(id)) throw badUserInput('id', 'id must be 1–128 characters of letters, digits and _ . : -');
   if (documentTopic(service, id).length > MAX_NAME_LENGTH) {
     const longest = MAX_NAME_LENGTH - documentTopic(service, '').length;
-    throw badInput(
+    throw badUserInput(
       'id',
       `The document's topic sync.{service}.doc.{id} may have at most ${MAX_NAME_LENGTH} characters: with this service, id may have at most ${longest}`,
     );
@@ -139,7 +139,7 @@ function keyFor(context: ResolverContext, action: TopicAction, service: string, 
  * while the document waits for it (sync).
  */
 function jsonObject(field: string, value: unknown): JsonObject {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badInput(field, `${field} must be a JSON object`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badUserInput(field, `${field} must be a JSON object`);
   assertStorableJson(field, value);
   return value as JsonObject;
 }
@@ -147,13 +147,9 @@ function jsonObject(field: string, value: unknown): JsonObject {
 function expectedRevision(args: WriteArgs): number | undefined {
   const revision = args.expectedRevision ?? undefined;
   if (revision !== undefined && (!Number.isInteger(revision) || revision < 1)) {
-    throw badInput('expectedRevision', 'expectedRevision must be a positive integer');
+    throw badUserInput('expectedRevision', 'expectedRevision must be a positive integer');
   }
   return revision;
-}
-
-function badInput(field: string, message: string): TributaryError {
-  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
 }
 
 /**

@@ -1,5 +1,5 @@
 import { canAccessTopic } from '../auth/permissions.ts';
-import { ErrorCode, TributaryError } from '../errors.ts';
+import { badUserInput, ErrorCode, TributaryError } from '../errors.ts';
 import { modelTopic } from '../pipeline/cdc/mapping/mapping-topics.ts';
 import {
   DEFAULT_RECORDS_PAGE,
@@ -30,9 +30,9 @@ export interface RecordsInput {
  */
 export async function listRecords(context: ResolverContext, input: RecordsInput): Promise<ModelRecordsPage> {
   const { principal, services } = context;
-  if (!MODEL_NAME.test(input.model)) throw badInput('model', 'model must be 1–63 letters, digits, _ or -, starting with a letter');
+  if (!MODEL_NAME.test(input.model)) throw badUserInput('model', 'model must be 1–63 letters, digits, _ or -, starting with a letter');
   const first = input.first ?? DEFAULT_RECORDS_PAGE;
-  if (!Number.isInteger(first) || first < 1 || first > MAX_RECORDS_PAGE) throw badInput('first', `first must be from 1 to ${MAX_RECORDS_PAGE}`);
+  if (!Number.isInteger(first) || first < 1 || first > MAX_RECORDS_PAGE) throw badUserInput('first', `first must be from 1 to ${MAX_RECORDS_PAGE}`);
   const filter = parseModelFilter(input.filter ?? null);
   const after = input.after === undefined || input.after === null ? undefined : decodePageCursor(input.after);
   const scope = scopeOf(principal);
@@ -61,8 +61,4 @@ export async function listRecords(context: ResolverContext, input: RecordsInput)
 function emptyModel(): ModelRecordsPage {
   const cursor = encodeSnapshotCursor({ after: encodeCursor(newEpoch(), '0'), source: '', window: { xmax: 0, inProgress: new Set(), endLsn: 0n } });
   return { nodes: [], endCursor: null, hasNextPage: false, cursor };
-}
-
-function badInput(field: string, message: string): TributaryError {
-  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
 }

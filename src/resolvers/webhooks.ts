@@ -1,8 +1,9 @@
+import { isLoggedOutcome, LOGGED_OUTCOMES } from '../pipeline/webhooks/attempt-outcome.ts';
 import type { AttemptRecord } from '../pipeline/webhooks/delivery-log.ts';
 import type { Delivery, DeliveryState } from '../pipeline/webhooks/delivery-store.ts';
 import type { EndpointInput, EndpointUpdate, EndpointWithSecret } from '../pipeline/webhooks/webhook-admin.ts';
 import type { WebhookEndpoint } from '../pipeline/webhooks/endpoint-store.ts';
-import { ErrorCode, TributaryError } from '../errors.ts';
+import { badUserInput, ErrorCode, TributaryError } from '../errors.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import type { ResolverContext } from './context.ts';
 import { requireAdmin } from './require-admin.ts';
@@ -31,12 +32,6 @@ const EVENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]*$/;
 /** An event id as a filter: what an event id can be (`evt_…`, a document snapshot's `snapshot_…`), printable and bounded; else no event has it. */
 const MAX_EVENT_ID = 512;
 const EVENT_ID = /^[\x21-\x7e]+$/;
-/** What an attempt's outcome can be. */
-const OUTCOMES: ReadonlySet<string> = new Set(['delivered', 'failed', 'gone', 'throttled', 'refused', 'dead', 'cut']);
-
-function badInput(field: string, message: string): TributaryError {
-  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
-}
 
 function admin(context: ResolverContext) {
   requireAdmin(context.principal);
@@ -49,14 +44,14 @@ function pageArgs(args: LogFilterArgs) {
     throw new TributaryError(ErrorCode.BAD_USER_INPUT, `first must be from 1 to ${MAX_PAGE}`, { details: { field: 'first' } });
   }
   const after = args.after ?? undefined;
-  if (after !== undefined && !/^\d{1,18}$/.test(after)) throw badInput('after', 'after must be an endCursor of this log');
+  if (after !== undefined && !/^\d{1,18}$/.test(after)) throw badUserInput('after', 'after must be an endCursor of this log');
   if (args.eventType != null && (args.eventType.length > MAX_EVENT_TYPE || !EVENT_TYPE.test(args.eventType))) {
-    throw badInput('eventType', `eventType must be an event type: up to ${MAX_EVENT_TYPE} letters, digits and _ . : / -`);
+    throw badUserInput('eventType', `eventType must be an event type: up to ${MAX_EVENT_TYPE} letters, digits and _ . : / -`);
   }
   if (args.eventId != null && (args.eventId.length > MAX_EVENT_ID || !EVENT_ID.test(args.eventId))) {
-    throw badInput('eventId', `eventId must be an event id: 1 to ${MAX_EVENT_ID} printable characters without spaces`);
+    throw badUserInput('eventId', `eventId must be an event id: 1 to ${MAX_EVENT_ID} printable characters without spaces`);
   }
-  if (args.since != null && args.until != null && args.until <= args.since) throw badInput('until', 'until must be after since');
+  if (args.since != null && args.until != null && args.until <= args.since) throw badUserInput('until', 'until must be after since');
   return {
     endpointId: args.endpointId ?? undefined,
     eventType: args.eventType ?? undefined,
@@ -123,9 +118,10 @@ export async function webhookAttempts(
 ): Promise<LogPage<AttemptRecord>> {
   const { scope, webhooks } = admin(context);
   const { first, ...filter } = pageArgs(args);
-  if (args.deliveryId != null && !/^\d{1,18}$/.test(args.deliveryId)) throw badInput('deliveryId', 'deliveryId is not a delivery id');
-  if (args.outcome != null && !OUTCOMES.has(args.outcome)) throw badInput('outcome', `outcome must be one of ${[...OUTCOMES].join(', ')}`);
-  return pageOf(await webhooks.attempts(scope, { ...filter, deliveryId: args.deliveryId ?? undefined, outcome: args.outcome ?? undefined }), first);
+  if (args.deliveryId != null && !/^\d{1,18}$/.test(args.deliveryId)) throw badUserInput('deliveryId', 'deliveryId is not a delivery id');
+  const outcome = args.outcome ?? undefined;
+  if (outcome !== undefined && !isLoggedOutcome(outcome)) throw badUserInput('outcome', `outcome must be one of ${LOGGED_OUTCOMES.join(', ')}`);
+  return pageOf(await webhooks.attempts(scope, { ...filter, deliveryId: args.deliveryId ?? undefined, outcome }), first);
 }
 
 export function redeliverWebhook(context: ResolverContext, deliveryId: string): Promise<Delivery> {
@@ -137,8 +133,8 @@ export function replayWebhooks(context: ResolverContext, args: { endpointId: str
   const { scope, webhooks } = admin(context);
   const now = Date.now();
   // Events are from the Unix epoch on, and none is from the future: such a range holds nothing to replay.
-  if (args.since.getTime() < 0 || args.since.getTime() > now) throw badInput('since', 'since must be a time from 1970 to now');
-  if (args.until != null && args.until <= args.since) throw badInput('until', 'until must be after since');
+  if (args.since.getTime() < 0 || args.since.getTime() > now) throw badUserInput('since', 'since must be a time from 1970 to now');
+  if (args.until != null && args.until <= args.since) throw badUserInput('until', 'until must be after since');
   return webhooks.replay(scope, args.endpointId, { since: args.since, until: args.until ?? undefined, onlyFailed: args.onlyFailed ?? false });
 }
 

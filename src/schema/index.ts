@@ -14,7 +14,7 @@ import './types/alerts.ts';
 import './types/analytics.ts';
 import './types/dashboard.ts';
 
-export type { GraphQLContext, Transport } from './context.ts';
+export type { GraphQLContext } from './context.ts';
 
 let built: GraphQLSchema | undefined;
 

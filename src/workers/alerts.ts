@@ -17,6 +17,7 @@ import { clusterRules, NO_CLUSTER_FIGURES, type ClusterFiguresProvider } from '.
 import { outboxBacklogRule, outboxDeadRowsRule } from '../pipeline/alerts/rules/outbox-rules.ts';
 import { webhookDeadLettersRule, webhookFailureRateRule } from '../pipeline/alerts/rules/webhook-rules.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
+import { settledWithin } from '../pipeline/coordination/within.ts';
 
 export interface AlertEvaluationOptions {
   readonly config: AlertsConfig;
@@ -92,6 +93,16 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
   timer.unref();
   logger.info({ everyMs: config.evaluateMs, windowMs: config.windowMs }, 'alert evaluation started');
 
+  /** Whether the evaluation in flight (which never rejects) has ended within `waitMs` (without a limit: once it has). */
+  const evaluationEnded = async (waitMs: number | undefined): Promise<boolean> => {
+    if (running === undefined) return true;
+    if (waitMs === undefined) {
+      await running;
+      return true;
+    }
+    return settledWithin(running, waitMs);
+  };
+
   let closing: Promise<void> | undefined;
   return {
     evaluate: tick,
@@ -99,7 +110,7 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
       closing ??= (async () => {
         clearInterval(timer);
         stopSampling();
-        if (!(await settledWithin(running, waitMs))) {
+        if (!(await evaluationEnded(waitMs))) {
           // Releasing now would wait on what holds the evaluation, and hand the rules to another
           // process while this one may still write its outcome: the lease expires instead.
           logger.warn({ waitMs }, 'alert evaluation still running at shutdown: left to end, its lease to expire');
@@ -111,20 +122,4 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
       return closing;
     },
   };
-}
-
-/** Whether `work` (never rejecting) has ended within `waitMs` (without a limit: once it has). */
-async function settledWithin(work: Promise<unknown> | undefined, waitMs: number | undefined): Promise<boolean> {
-  if (work === undefined) return true;
-  if (waitMs === undefined) {
-    await work;
-    return true;
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
-  try {
-    return await Promise.race([work.then(() => true), expired]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

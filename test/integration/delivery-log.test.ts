@@ -9,7 +9,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { endpointBacklog, pruneWebhookLog } from '../../src/pipeline/webhooks/delivery-log.ts';
-import { claimDeliveries, insertDeliveries, recordAttempts, type AttemptOutcome } from '../../src/pipeline/webhooks/delivery-store.ts';
+import type { AttemptOutcome } from '../../src/pipeline/webhooks/attempt-outcome.ts';
+import { claimDeliveries, insertDeliveries, recordAttempts } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { databaseOn } from '../helpers/single-connection.ts';
 

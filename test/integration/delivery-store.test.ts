@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
+import { createLogger } from '../../src/logger.ts';
 import {
   claimDeliveries,
   claimDue,
@@ -24,6 +25,7 @@ import {
 import { resumeLanes } from '../../src/pipeline/webhooks/endpoint-resume.ts';
 import { disableEndpoint, enableEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { createDeliveryFixture, holdOpen, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { captureLogs } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const LEASE_MS = 30_000;
@@ -184,6 +186,28 @@ describe('webhook delivery store', () => {
     // It comes after the redelivery: named as the lane's next once that one finishes.
     const [redeliveryClaimed] = await claimDeliveries(db, [pending!], LEASE_MS);
     expect(await recordAttempts(db, [{ ...delivered, delivery: redeliveryClaimed! }])).toEqual([{ nextInLane: behind.inserted[0] }]);
+  });
+
+  it('logs a lease it could not give back (the delivery not its lane’s head), and still hands over those it leased', async () => {
+    const sink = captureLogs();
+    const logger = createLogger({ level: 'debug', destination: sink });
+    const redelivery = { ...delivery('event:own-4'), trigger: 'manual' as const };
+    await storeDeliveries(db, [redelivery]);
+    const initial = { ...delivery('event:own-4'), eventId: redelivery.eventId };
+    // The real database, with the statement giving the stray lease back failing (the connection lost after the insert).
+    const flaky: Database = {
+      ...db,
+      query(sql, params, options) {
+        if (sql.startsWith('UPDATE webhook_deliveries d SET leased_until = NULL FROM unnest')) return Promise.reject(new Error('connection terminated unexpectedly'));
+        return db.query(sql, params, options);
+      },
+    };
+    const stored = await insertDeliveries(flaky, [initial, delivery('event:own-5')], { lease: [true, true], leaseMs: LEASE_MS, logger });
+    expect(idsOf(stored.leased)).toEqual([stored.inserted[1]]);
+    // Not given back: it keeps its lease until that runs out.
+    expect(await leaseOf(stored.inserted[0]!)).not.toBeNull();
+    const line = sink.lines.find((entry) => entry.msg === 'webhook delivery leases not given back: they run out instead');
+    expect(line).toMatchObject({ level: 40, deliveries: [stored.inserted[0]], err: { message: 'connection terminated unexpectedly' } });
   });
 
   it('hands a lease the insert took over to a claim that names it, and to no other claim', async () => {

@@ -5,7 +5,8 @@
  * event's oldest delivery in the order of the events' times.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { claimDeliveries, insertDeliveries, recordAttempts, type AttemptOutcome, type NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
+import type { AttemptOutcome } from '../../src/pipeline/webhooks/attempt-outcome.ts';
+import { claimDeliveries, insertDeliveries, recordAttempts, type NewDelivery } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { deliveriesToReplay } from '../../src/pipeline/webhooks/replay-deliveries.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
 

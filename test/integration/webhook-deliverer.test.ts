@@ -17,6 +17,7 @@ import { createWebhookDeliverer } from '../../src/pipeline/webhooks/webhook-deli
 import { createWebhookHttpClient } from '../../src/pipeline/webhooks/webhook-http.ts';
 import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';
 import { createDeliveryFixture, type DeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { captureLogs } from '../helpers/tributary.ts';
 import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -140,6 +141,31 @@ describe('webhook deliverer', () => {
       expect(tries[0]!.type).toBe('endpoint.disabled');
     } finally {
       endpoints.close();
+      await http.close();
+    }
+  });
+
+  it('logs an endpoint cache that could not be refreshed after a 410 disabled the endpoint', async () => {
+    const receiver = await startWebhookReceiver();
+    receiver.respond = () => 410;
+    const endpoint = await endpointAt(receiver.url);
+    const cache = await createEndpointCache({ db: fixture.db, refreshMs: 60_000, logger });
+    // The cache's reload failing (Postgres away for a moment).
+    const endpoints = { ...cache, refresh: () => Promise.reject(new Error('connection terminated unexpectedly')) };
+    const http = createWebhookHttpClient({ allowPrivateTargets: true });
+    const router = { route: () => Promise.resolve([]) } as unknown as EventRouter;
+    const sink = captureLogs();
+    const logged = createLogger({ level: 'debug', destination: sink });
+    const deliverer = createWebhookDeliverer({ db: fixture.db, endpoints, http, gate: createMemoryGate(), router, policy: DEFAULT_RETRY_POLICY, timeoutMs: 5_000, disableAfterMs: 86_400_000, logger: logged });
+    try {
+      const { inserted } = await storeDeliveries(fixture.db, [{ ...fixture.delivery('gone-unrefreshed'), endpointId: endpoint.id }]);
+      const [delivery] = await claimDeliveries(fixture.db, inserted, 30_000);
+      await deliverer.deliver(delivery!);
+      expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'dead' });
+      const line = sink.lines.find((entry) => entry.msg === 'endpoint cache not refreshed after disabling an endpoint; its next refresh sees it');
+      expect(line).toMatchObject({ level: 40, endpoint: endpoint.id, err: { message: 'connection terminated unexpectedly' } });
+    } finally {
+      cache.close();
       await http.close();
     }
   });

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import type { EventRouter } from '../../src/pipeline/router/event-router.ts';
+import type { LoggedOutcome } from '../../src/pipeline/webhooks/attempt-outcome.ts';
 import { createAttemptTallies } from '../../src/pipeline/webhooks/attempt-tallies.ts';
 import { listAttempts } from '../../src/pipeline/webhooks/delivery-log.ts';
 import { claimDeliveries, getDelivery, storeDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts';
@@ -114,7 +115,7 @@ it('counts an attempt cut by shutdown as cut: no failure tally, no failure strea
   // Logged as the first attempt, cut — not as a failure of the receiver's.
   expect(await loggedAttempts(inserted[0]!)).toEqual([{ attempt: 1, trigger: 'initial', outcome: 'cut', status: null, error: expect.stringMatching(/^cut by shutdown/) as unknown }]);
   // The admin log's filter by outcome: `failed` does not list it, `cut` does.
-  const byOutcome = (outcome: string) => listAttempts(fixture.db, { endpointIds: [endpoint.id], outcome, limit: 10 });
+  const byOutcome = (outcome: LoggedOutcome) => listAttempts(fixture.db, { endpointIds: [endpoint.id], outcome, limit: 10 });
   expect(await byOutcome('failed')).toEqual([]);
   expect((await byOutcome('cut')).map((attempt) => attempt.outcome)).toEqual(['cut']);
   // Not one of the delivery's attempts: none counted, its retry window not begun.

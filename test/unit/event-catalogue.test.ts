@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InternalError } from '../../src/errors.ts';
+import { ALERT_TOPIC, alertEvent, readAlertEvent, type AlertEventPayload } from '../../src/pipeline/events/alert-event.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
 import { documentChange, documentSnapshot, readDocumentChange } from '../../src/pipeline/events/document-change.ts';
 import { stableEventId } from '../../src/pipeline/events/event-id.ts';
@@ -125,5 +126,36 @@ describe('the event catalogue', () => {
     ['a diff that is not a patch', { source: 'sync', type: 'sync.updated', payload: { service: 's', documentId: 'd', revision: 1, diff: {} } }],
   ] as const)('refuses to read %s as a document change', (_name, shape) => {
     expect(() => readDocumentChange(placed({ topic: 'sync.s.doc.d', ...shape }))).toThrow(expect.objectContaining({ fault: 'EVENT_SHAPE' }));
+  });
+
+  const alertPayload: AlertEventPayload = {
+    alertId: 'alr_1',
+    rule: 'webhook_failure_rate',
+    subject: 'whe_1',
+    tenant: null,
+    severity: 'critical',
+    state: 'firing',
+    count: 2,
+    value: 0.5,
+    message: 'failing',
+    firstFiredAt: '2026-01-01T00:00:00.000Z',
+    lastFiredAt: '2026-01-01T00:01:00.000Z',
+    acknowledgedAt: null,
+    acknowledgedBy: null,
+    resolvedAt: null,
+  };
+
+  it('builds an alert event and reads its payload back, severity and state typed', () => {
+    const input = alertEvent({ kind: 'fired', app: 'shop', env: 'prod', payload: alertPayload });
+    expect(readAlertEvent(placed({ ...input, topic: ALERT_TOPIC }))).toEqual(alertPayload);
+  });
+
+  it.each([
+    ['an unknown severity', { severity: 'fatal' }],
+    ['an unknown state', { state: 'silenced' }],
+  ] as const)('refuses to read an alert event with %s, with an internal EVENT_SHAPE fault', (_name, change) => {
+    const input = alertEvent({ kind: 'fired', app: 'shop', env: 'prod', payload: alertPayload });
+    const event = placed({ ...input, topic: ALERT_TOPIC, payload: { ...input.payload, ...change } });
+    expect(() => readAlertEvent(event)).toThrow(expect.objectContaining({ fault: 'EVENT_SHAPE' }));
   });
 });

@@ -48,11 +48,6 @@ export function closeCodeOf(event: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
-/** A SessionEndedError with the close code `event` carries (a CloseEvent), if any. */
-export function sessionEnded(event?: unknown): SessionEndedError {
-  return new SessionEndedError(closeCodeOf(event));
-}
-
 /** Whether `value` looks like a list of GraphQL errors (what graphql-ws hands an `error` sink). */
 export function isGraphQLErrorList(value: unknown): value is GraphQLErrorLike[] {
   return Array.isArray(value) && value.every((item) => typeof item === 'object' && item !== null && typeof (item as { message?: unknown }).message === 'string');

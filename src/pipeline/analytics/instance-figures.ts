@@ -4,12 +4,10 @@
  * hot path as plain additions; a snapshot copies them.
  */
 import type { EventSource } from '../events/envelope.ts';
+import type { WebhookOutcome } from '../webhooks/attempt-outcome.ts';
 import { emptyHistogram, histogramCount, histogramQuantile } from './latency-histogram.ts';
 
-/** What a webhook attempt came to (`dead`: failed with no retry left). */
-export type WebhookOutcome = 'delivered' | 'failed' | 'gone' | 'throttled' | 'refused' | 'dead';
-
-export const WEBHOOK_OUTCOMES: readonly WebhookOutcome[] = ['delivered', 'failed', 'gone', 'throttled', 'refused', 'dead'];
+export type { WebhookOutcome } from '../webhooks/attempt-outcome.ts';
 
 export interface InstanceFiguresSnapshot {
   /** False when analytics is off (`ANALYTICS_ENABLED=false`): every figure stays 0. */

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
+import { badUserInput, ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { isDatabaseUnreachable } from '../connection-errors.ts';
@@ -305,7 +305,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         const otherIdentity = await endpoints.knownIdentity(other.databaseUrl, IDENTITY_WAIT_MS);
         if (otherIdentity === undefined || identityKey(otherIdentity) !== identityKey(identity)) continue;
         const effective = namesOf(identity, [other]);
-        throw badInput(
+        throw badUserInput(
           other.slotName === wanted.slotName ? 'publicationName' : 'slotName',
           `Another environment already reads this database with slot "${effective.slotName}" and publication ` +
             `"${effective.publicationName}"; set the same slotName and publicationName${other.slotName === null && other.publicationName === null ? ' (none)' : ''}`,
@@ -392,8 +392,4 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       await outboxEndpoints.dispose();
     },
   };
-}
-
-function badInput(field: string, message: string): TributaryError {
-  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
 }

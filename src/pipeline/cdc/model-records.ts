@@ -31,6 +31,7 @@ import { matchesModelFilter, type ModelFilter } from '../filters/model-filter.ts
 import type { ModelSource } from './cdc-service.ts';
 import { entityKeyOfRow, UnroutableRowError } from './mapping/mapping-evaluate.ts';
 import { mappingTable } from './mapping/mapping.ts';
+import { quoteIdent } from './mapping/quote-ident.ts';
 import { columnValue, ROW_TYPES } from './mapping/row-values.ts';
 import { describeTable } from './mapping/table-catalog.ts';
 import {
@@ -127,8 +128,6 @@ export async function readModelRecords(query: ModelRecordsQuery, options: ModelR
 
 /** SQLSTATE class `28xxx`: the role or its credentials were refused (a wrong password, an unknown role, pg_hba). */
 const INVALID_AUTHORIZATION_CLASS = '28';
-/** SQLSTATE `3D000`: the URL names a database that does not exist (dropped or renamed since it was set). */
-const INVALID_CATALOG_NAME = '3D000';
 
 /**
  * MISCONFIGURED for a connection the source database refuses for good, else undefined. The message
@@ -143,7 +142,8 @@ function refusedSource(error: unknown): TributaryError | undefined {
       { cause: error, details: { reason: 'source-auth-failed' } },
     );
   }
-  if (state === INVALID_CATALOG_NAME) {
+  // The URL names a database that does not exist (dropped or renamed since it was set).
+  if (state === SqlState.INVALID_CATALOG_NAME) {
     return new TributaryError(
       ErrorCode.MISCONFIGURED,
       "The database named by the model's source URL does not exist; an administrator must correct the CDC source (setCdcSource)",
@@ -335,8 +335,4 @@ function tenantText(value: unknown): string | undefined {
 
 function isSoftDeleted(value: unknown): boolean {
   return value !== null && value !== false;
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }

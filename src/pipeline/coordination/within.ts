@@ -16,3 +16,21 @@ export async function within<T>(promise: Promise<T>, ms: number, message: string
     clearTimeout(timer);
   }
 }
+
+/**
+ * Whether `work` settled (true) before `budgetMs` passed (false), never rejecting: what a close
+ * waits for that may need Redis (BullMQ waits for its connection to be ready, for ever while
+ * Redis is away), or an evaluation in flight at shutdown.
+ */
+export async function settledWithin(work: Promise<unknown>, budgetMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    work.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => (timer = setTimeout(resolve, Math.max(0, budgetMs), false))),
+  ]);
+  clearTimeout(timer);
+  return settled;
+}

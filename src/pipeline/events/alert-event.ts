@@ -9,6 +9,7 @@
  * to that endpoint (`aboutEndpoint`): a failing endpoint is not told about itself, so it cannot
  * feed its own failure rate.
  */
+import type { AlertState, Severity } from '../alerts/alert-rule.ts';
 import type { RawEventInput, RealtimeEvent } from './envelope.ts';
 import { stableEventId } from './event-id.ts';
 import { eventShapeError } from './event-shape-error.ts';
@@ -16,6 +17,9 @@ import { eventShapeError } from './event-shape-error.ts';
 export const ALERT_TOPIC = 'system.alerts';
 
 export type AlertEventKind = 'fired' | 'escalated' | 'acknowledged' | 'resolved';
+
+const SEVERITIES: readonly Severity[] = ['warning', 'critical'];
+const STATES: readonly AlertState[] = ['firing', 'acknowledged', 'resolved'];
 
 /** The payload of every alert event: the alert as it is after the change. */
 export interface AlertEventPayload {
@@ -25,8 +29,8 @@ export interface AlertEventPayload {
   /** The webhook endpoint the alert is about, when it is about one. */
   readonly endpointId?: string;
   readonly tenant: string | null;
-  readonly severity: string;
-  readonly state: string;
+  readonly severity: Severity;
+  readonly state: AlertState;
   readonly count: number;
   readonly value: number | null;
   readonly message: string;
@@ -67,6 +71,12 @@ export function readAlertEvent(event: RealtimeEvent): AlertEventPayload {
     if (typeof value !== 'string') throw eventShapeError('alert', event, `payload.${key} is not a string`);
     return value;
   };
+  const oneOf = <T extends string>(key: string, allowed: readonly T[]): T => {
+    const value = text(key);
+    const known = allowed.find((item) => item === value);
+    if (known === undefined) throw eventShapeError('alert', event, `payload.${key} is not one of ${allowed.join(', ')}`);
+    return known;
+  };
   const optionalText = (key: string): string | null => (typeof p[key] === 'string' ? p[key] : null);
   const endpointId = optionalText('endpointId');
   return {
@@ -75,8 +85,8 @@ export function readAlertEvent(event: RealtimeEvent): AlertEventPayload {
     subject: text('subject'),
     ...(endpointId !== null && { endpointId }),
     tenant: optionalText('tenant'),
-    severity: text('severity'),
-    state: text('state'),
+    severity: oneOf('severity', SEVERITIES),
+    state: oneOf('state', STATES),
     count: typeof p['count'] === 'number' ? p['count'] : 0,
     value: typeof p['value'] === 'number' ? p['value'] : null,
     message: text('message'),

@@ -19,6 +19,7 @@
 import { DateTimeResolver } from 'graphql-scalars';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { RealtimeEvent } from '../events/envelope.ts';
+import { isJsonObject } from '../events/json.ts';
 import { compareScalars, jsonEqual } from './json-compare.ts';
 
 /** The GraphQL input `EventWhere`, as graphql-js hands it over (absent or null when not given). */
@@ -83,10 +84,6 @@ function invalid(message: string): TributaryError {
   return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field: 'where' } });
 }
 
-function isRecord(value: unknown): value is Readonly<Record<string, unknown>> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function compileNode(node: unknown, at: string, depth: number, budget: { nodes: number }): EventPredicate {
   if (depth > MAX_WHERE_DEPTH) {
     throw invalid(`${at}: filters may nest at most ${MAX_WHERE_DEPTH} levels deep`);
@@ -95,7 +92,7 @@ function compileNode(node: unknown, at: string, depth: number, budget: { nodes: 
   if (budget.nodes > MAX_WHERE_NODES) {
     throw invalid(`${at}: a filter may have at most ${MAX_WHERE_NODES} conditions in total`);
   }
-  if (!isRecord(node)) throw invalid(`${at}: expected an EventWhere object`);
+  if (!isJsonObject(node)) throw invalid(`${at}: expected an EventWhere object`);
   for (const key of Object.keys(node)) {
     if (!KNOWN_KEYS.has(key)) throw invalid(`${at}: unknown key "${key}"`);
   }
@@ -295,7 +292,7 @@ function assertJsonOperand(operand: unknown, at: string, depth: number): void {
     operand.forEach((item: unknown, i) => assertJsonOperand(item, `${at}[${i}]`, depth + 1));
     return;
   }
-  if (isRecord(operand)) {
+  if (isJsonObject(operand)) {
     for (const key of Object.keys(operand)) {
       if (operand[key] !== undefined) assertJsonOperand(operand[key], `${at}.${key}`, depth + 1);
     }

@@ -20,7 +20,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { RealtimeEvent } from '../events/envelope.ts';
-import type { JsonObject } from '../events/json.ts';
+import { isJsonObject, type JsonObject } from '../events/json.ts';
 import { scopeKey, type Scope } from '../scope.ts';
 
 /** A placed event as a key remembers it: all but its payload. */
@@ -80,7 +80,7 @@ export function keyId(scope: Scope, key: string): string {
 /** What makes two publishes the same request: topic, type and payload (its objects' keys in any order). */
 export function requestFingerprint(topic: string, type: string, payload: JsonObject): string {
   return createHash('sha256')
-    .update(JSON.stringify([topic, type, payload], (_key, value: unknown) => (isPlainObject(value) ? sortedKeys(value) : value)))
+    .update(JSON.stringify([topic, type, payload], (_key, value: unknown) => (isJsonObject(value) ? sortedKeys(value) : value)))
     .digest('base64url');
 }
 
@@ -89,10 +89,6 @@ export function inFlightRecord(fingerprint: string, token: string): string {
   return JSON.stringify({ state: 'in-flight', fingerprint, token } satisfies KeyRecord);
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function sortedKeys(value: Record<string, unknown>): Record<string, unknown> {
+function sortedKeys(value: JsonObject): JsonObject {
   return Object.fromEntries(Object.keys(value).sort().map((key) => [key, value[key]]));
 }

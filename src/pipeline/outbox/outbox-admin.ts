@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import type { Database } from '../../db/database.ts';
-import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
+import { ErrorCode, isTributaryError, SqlState, sqlStateOf, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { isDatabaseUnreachable } from '../connection-errors.ts';
 import type { Scope } from '../scope.ts';
@@ -69,8 +69,8 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
         // Builds nothing on an existing table (a plain CREATE INDEX would block the application's
         // writes): its missing indexes are reported, to be built concurrently.
         if (!existed) await pool.query(outboxTableDdl(table)).catch((error: unknown) => {
-          // The table's schema does not exist (invalid_schema_name): the request's `table` is wrong, not the database.
-          if ((error as { code?: unknown }).code !== '3F000') throw error;
+          // The table's schema does not exist: the request's `table` is wrong, not the database.
+          if (sqlStateOf(error) !== SqlState.INVALID_SCHEMA_NAME) throw error;
           throw new TributaryError(ErrorCode.BAD_USER_INPUT, `The schema of ${table.name} does not exist in that database; create it first, or name a table in an existing schema`, {
             cause: error,
             details: { field: 'table' },

@@ -9,7 +9,7 @@ import { unavailableOnFailure } from './document-cache-errors.ts';
 import type { DocumentKey, JsonObject } from './documents.ts';
 import { unpublishedEventsKey, unpublishedSetKey } from './unpublished-redis.ts';
 
-export { DocumentCacheUnavailableError, isDocumentCacheUnavailable } from './document-cache-errors.ts';
+export { isDocumentCacheUnavailable } from './document-cache-errors.ts';
 
 /**
  * The Redis side of the document hot cache: one hash per document, a set of dirty documents, the

@@ -21,13 +21,13 @@ import pLimit from 'p-limit';
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
+import { settledWithin } from '../coordination/within.ts';
 import {
   CLOSE_TIMEOUT_MS,
   connect,
   headsOf,
   MAX_IDS_PER_JOB,
   outageLogger,
-  settledWithin,
   WEBHOOK_QUEUE,
   type BullmqScheduler,
   type DeliveryJob,

@@ -7,6 +7,7 @@
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from '../../logger.ts';
+import { settledWithin } from '../coordination/within.ts';
 import type { DeliveryIntake, DeliveryScheduler } from './delivery-scheduler.ts';
 import type { LaneHead } from './delivery-store.ts';
 
@@ -81,23 +82,6 @@ export const CLOSE_TIMEOUT_MS = 5_000;
 export async function closeWithin(close: Promise<void>, connection: Redis, budgetMs = CLOSE_TIMEOUT_MS): Promise<void> {
   await settledWithin(close, budgetMs);
   connection.disconnect();
-}
-
-/**
- * Whether `work` settled (true) before `budgetMs` passed (false): what a close waits for that may
- * need Redis (BullMQ waits for its connection to be ready, for ever while Redis is away).
- */
-export async function settledWithin(work: Promise<unknown>, budgetMs = CLOSE_TIMEOUT_MS): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const settled = await Promise.race([
-    work.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => (timer = setTimeout(resolve, Math.max(0, budgetMs), false))),
-  ]);
-  clearTimeout(timer);
-  return settled;
 }
 
 /** How long errors after a logged one are logged at `debug` only, in ms. */

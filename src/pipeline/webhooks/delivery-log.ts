@@ -4,7 +4,8 @@
  * The delivery engine's own statements are in `delivery-store.ts`.
  */
 import type { Database, Queryable } from '../../db/database.ts';
-import { DELIVERY_COLUMNS, deliveryOf, type AttemptOutcome, type Delivery, type DeliveryRow, type DeliveryState, type DeliveryTrigger } from './delivery-store.ts';
+import type { LoggedOutcome } from './attempt-outcome.ts';
+import { DELIVERY_COLUMNS, deliveryOf, type Delivery, type DeliveryRow, type DeliveryState, type DeliveryTrigger } from './delivery-store.ts';
 
 export interface AttemptRecord {
   readonly id: string;
@@ -19,8 +20,8 @@ export interface AttemptRecord {
   readonly attempt: number;
   /** The delivery's trigger for its first attempt; `retry` for the ones after. */
   readonly trigger: DeliveryTrigger | 'retry';
-  /** `dead`: a failure that dead-lettered the delivery. `cut` is no failure of the receiver's (see `AttemptOutcome`). */
-  readonly outcome: AttemptOutcome | 'dead';
+  /** `dead`: a failure that dead-lettered the delivery. `cut` is no failure of the receiver's (see `LoggedOutcome`). */
+  readonly outcome: LoggedOutcome;
   readonly status: number | null;
   readonly durationMs: number;
   readonly error: string | null;
@@ -97,7 +98,7 @@ export async function laterLiveDeliveries(db: Queryable, endpointId: string, eve
 
 export interface AttemptFilter extends LogFilter {
   readonly deliveryId?: string | undefined;
-  readonly outcome?: string | undefined;
+  readonly outcome?: LoggedOutcome | undefined;
 }
 
 type AttemptRow = {

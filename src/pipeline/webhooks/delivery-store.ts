@@ -12,12 +12,12 @@
  * delivery holds a lease on it; a worker that dies mid-attempt loses it when the lease runs out.
  */
 import type { Queryable } from '../../db/database.ts';
+import type { Logger } from '../../logger.ts';
+import type { AttemptOutcome } from './attempt-outcome.ts';
 import { TAKEN_ORDER } from './taken-order.ts';
 
 export type DeliveryTrigger = 'initial' | 'replay' | 'manual' | 'test';
 export type DeliveryState = 'pending' | 'delivered' | 'dead';
-/** How an attempt ended. `cut`: by this process's shutdown, no answer yet — logged, but not one of the delivery's attempts (migration 0028). */
-export type AttemptOutcome = 'delivered' | 'failed' | 'gone' | 'throttled' | 'refused' | 'cut';
 
 export interface NewDelivery {
   readonly endpointId: string;
@@ -147,7 +147,7 @@ export interface StoredDeliveries {
 export async function insertDeliveries(
   db: Queryable,
   deliveries: readonly NewDelivery[],
-  leases: { readonly lease: readonly boolean[]; readonly leaseMs: number } = { lease: [], leaseMs: 0 },
+  leases: { readonly lease: readonly boolean[]; readonly leaseMs: number; readonly logger?: Logger } = { lease: [], leaseMs: 0 },
 ): Promise<StoredDeliveries> {
   if (deliveries.length === 0) return { inserted: [], heads: [], leased: [] };
   const column = <K extends keyof NewDelivery>(key: K) => deliveries.map((delivery) => delivery[key]);
@@ -171,11 +171,11 @@ export async function insertDeliveries(
     { prepareAs: 'tributary_webhook_insert_deliveries' },
   );
   // Leased but not its lane's head: the lease goes back before anyone is told of the delivery. The
-  // insert has committed: should this fail, the rows are stored all the same, and those leased as
-  // heads must still reach whoever asked. A stray keeps its lease until it runs out (a redelivery
-  // of its event is ahead of it meanwhile); then the reconciler finds it, as any unheld head.
+  // insert has committed: should this fail (logged), the rows are stored all the same, and those
+  // leased as heads must still reach whoever asked. A stray keeps its lease until it runs out (a
+  // redelivery of its event is ahead of it meanwhile); then the reconciler finds it, as any unheld head.
   const stray = rows.filter((row) => row.leased && !row.head);
-  if (stray.length > 0) await releaseDeliveries(db, stray).catch(() => undefined);
+  if (stray.length > 0) await releaseDeliveries(db, stray).catch((error: unknown) => leases.logger?.warn({ err: error, deliveries: stray.map((row) => row.id) }, 'webhook delivery leases not given back: they run out instead'));
   const leasedRows = rows.filter((row) => row.leased && row.head);
   const inputs = leasedRows.length === 0 ? undefined : new Map(deliveries.filter((delivery) => delivery.trigger === 'initial').map((delivery) => [`${delivery.endpointId} ${delivery.eventId}`, delivery]));
   const leased = leasedRows.flatMap((row): Delivery[] => {
@@ -248,7 +248,7 @@ export const laneHeadOf = (row: { id: string; endpoint_id: string }): LaneHead =
 export async function storeDeliveries(
   db: Queryable,
   deliveries: readonly NewDelivery[],
-  leases?: { readonly lease: readonly boolean[]; readonly leaseMs: number },
+  leases?: { readonly lease: readonly boolean[]; readonly leaseMs: number; readonly logger?: Logger },
 ): Promise<StoredDeliveries> {
   return withLateHeads(db, await insertDeliveries(db, deliveries, leases));
 }

@@ -5,7 +5,7 @@
  * scope is NOT_FOUND, like one that does not exist.
  */
 import type { Database } from '../../db/database.ts';
-import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
+import { badUserInput, ErrorCode, InternalError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { newEventId } from '../events/event-id.ts';
 import { WEBHOOK_TEST_TOPIC, WEBHOOK_TEST_TYPE } from '../events/system-topics.ts';
@@ -160,10 +160,10 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
   const checkLimits = (input: Pick<EndpointInput, 'rateLimitPerSecond' | 'maxConcurrency'>) => {
     const { rateLimitPerSecond: rate, maxConcurrency: concurrency } = input;
     if (rate !== undefined && rate !== null && (!Number.isInteger(rate) || rate < 1 || rate > MAX_RATE)) {
-      throw badInput('rateLimitPerSecond', `rateLimitPerSecond must be an integer from 1 to ${MAX_RATE}, or null for none`);
+      throw badUserInput('rateLimitPerSecond', `rateLimitPerSecond must be an integer from 1 to ${MAX_RATE}, or null for none`);
     }
     if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY)) {
-      throw badInput('maxConcurrency', `maxConcurrency must be an integer from 1 to ${MAX_CONCURRENCY}`);
+      throw badUserInput('maxConcurrency', `maxConcurrency must be an integer from 1 to ${MAX_CONCURRENCY}`);
     }
   };
 
@@ -210,10 +210,11 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       checkLimits(input);
       checkDescription(input.description);
       if (input.tenant !== undefined && (input.tenant.length === 0 || input.tenant.length > MAX_TENANT_LENGTH || input.tenant.trim() !== input.tenant || CONTROL.test(input.tenant))) {
-        throw badInput('tenant', `tenant must be a tenant id: 1 to ${MAX_TENANT_LENGTH} characters, no surrounding spaces or control characters`);
+        throw badUserInput('tenant', `tenant must be a tenant id: 1 to ${MAX_TENANT_LENGTH} characters, no surrounding spaces or control characters`);
       }
       if (scope.tenant !== undefined && input.tenant !== undefined && input.tenant !== scope.tenant) {
-        // Another tenant's endpoint, as everywhere else: FORBIDDEN, not a mistake in the input.
+        // Creating for another tenant is FORBIDDEN, not a mistake in the input. (Reading another
+        // tenant's endpoint answers NOT_FOUND instead, see `owned`: so as not to reveal it exists.)
         throw new TributaryError(ErrorCode.FORBIDDEN, 'A caller with a tenant creates endpoints of that tenant only');
       }
       const url = await resolvedUrl(parsedUrl);
@@ -284,7 +285,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     async rotateSecret(scope, id, overlapSeconds) {
       await owned(scope, id);
       if (!Number.isInteger(overlapSeconds) || overlapSeconds < 0 || overlapSeconds > MAX_OVERLAP_SECONDS) {
-        throw badInput('overlapSeconds', `overlapSeconds must be an integer from 0 to ${MAX_OVERLAP_SECONDS}`);
+        throw badUserInput('overlapSeconds', `overlapSeconds must be an integer from 0 to ${MAX_OVERLAP_SECONDS}`);
       }
       const secret = newWebhookSecret();
       const endpoint = await rotateEndpointSecret(db, id, secret, overlapSeconds);
@@ -353,17 +354,13 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
   };
 }
 
-function badInput(field: string, message: string): TributaryError {
-  return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field } });
-}
-
 function notFound(field: string, message: string): TributaryError {
   return new TributaryError(ErrorCode.NOT_FOUND, message, { details: { field } });
 }
 
 function checkDescription(description: string | undefined): void {
   if (description !== undefined && (description.length > MAX_DESCRIPTION || CONTROL.test(description))) {
-    throw badInput('description', `description must be at most ${MAX_DESCRIPTION} characters, without control characters`);
+    throw badUserInput('description', `description must be at most ${MAX_DESCRIPTION} characters, without control characters`);
   }
 }
 

@@ -193,7 +193,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     const disabled = await disableEndpoint(db, endpoint.id, reason);
     if (!disabled) return;
     logger.warn({ endpoint: endpoint.id, reason }, 'webhook endpoint disabled');
-    await options.endpoints.refresh().catch(() => undefined);
+    await options.endpoints.refresh().catch((error: unknown) => logger.warn({ err: error, endpoint: endpoint.id }, 'endpoint cache not refreshed after disabling an endpoint; its next refresh sees it'));
     const notice = endpointDisabledEvent({
       scope: { app: endpoint.app, env: endpoint.env, tenant: endpoint.tenant ?? undefined },
       endpointId: endpoint.id,

@@ -67,7 +67,7 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
     const { lease, reserved } = reservePlaces(intake, deliveries, options.endpoints);
     let stored;
     try {
-      stored = await insertDeliveries(options.db, deliveries, { lease, leaseMs: intake.leaseMs });
+      stored = await insertDeliveries(options.db, deliveries, { lease, leaseMs: intake.leaseMs, logger: options.logger });
     } catch (error) {
       for (const [endpointId, places] of reserved) intake.release(endpointId, places);
       throw error;

@@ -4,6 +4,7 @@
  */
 import { compiled } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
+import { quoteIdent } from './quote-ident.ts';
 
 /** What `checkMappingAgainstTable` needs to know about the table, from the catalog. */
 export interface TableShape {
@@ -138,6 +139,3 @@ export function checkMappingAgainstTable(mapping: DomainMapping, table: TableSha
 }
 
 /** Always quoted: exact for any catalog name, reserved words (`user`, `order`) included. */
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}

@@ -11,6 +11,7 @@
 import type { z } from 'zod';
 import { ErrorCode, isTributaryError, TributaryError } from '../../../errors.ts';
 import { assertName } from '../../names.ts';
+import { isJsonObject } from '../../events/json.ts';
 
 export type Literal = string | number | boolean | null;
 
@@ -151,7 +152,7 @@ export function compileCondition(
   if (depth > MAX_CONDITION_DEPTH) return fail(ctx, path, `conditions nest at most ${MAX_CONDITION_DEPTH} levels deep`);
   ctx.nodes += 1;
   if (ctx.nodes > MAX_CONDITION_NODES) return fail(ctx, path, `a condition has at most ${MAX_CONDITION_NODES} operators`);
-  if (!isRecord(node)) return fail(ctx, path, `expected a condition object with one of ${OPERATORS_TEXT}`);
+  if (!isJsonObject(node)) return fail(ctx, path, `expected a condition object with one of ${OPERATORS_TEXT}`);
   const keys = Object.keys(node);
   const op = keys[0];
   if (op === undefined) return fail(ctx, path, `an empty condition; use one of ${OPERATORS_TEXT}`);
@@ -244,10 +245,6 @@ function literalProblem(value: unknown, expected = 'a reference, or a string, nu
   return `expected ${expected}`;
 }
 
-function isRecord(value: unknown): value is Readonly<Record<string, unknown>> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 export function compileTopic(topic: string, ctx: CompileContext): (string | Ref)[] | undefined {
   const path = ['topic'];
   if (topic.length > 400) return fail(ctx, path, 'a topic template has at most 400 characters');
@@ -286,14 +283,14 @@ export function compileTopic(topic: string, ctx: CompileContext): (string | Ref)
 }
 
 export function compilePayloadRoot(payload: unknown, ctx: CompileContext): CompiledPayload | undefined {
-  if (!isRecord(payload)) return fail(ctx, ['payload'], 'expected an object (or leave payload out to send the full row)');
+  if (!isJsonObject(payload)) return fail(ctx, ['payload'], 'expected an object (or leave payload out to send the full row)');
   return compilePayload(payload, ['payload'], ctx, 1);
 }
 
 function compilePayload(value: unknown, path: Path, ctx: CompileContext, depth: number): CompiledPayload | undefined {
   ctx.nodes += 1;
   if (ctx.nodes > MAX_PAYLOAD_NODES) return fail(ctx, path, `a payload has at most ${MAX_PAYLOAD_NODES} values`);
-  const nested = Array.isArray(value) || isRecord(value);
+  const nested = Array.isArray(value) || isJsonObject(value);
   if (nested && depth > MAX_PAYLOAD_DEPTH) {
     return fail(ctx, path, `a payload nests at most ${MAX_PAYLOAD_DEPTH} levels deep`);
   }
@@ -305,7 +302,7 @@ function compilePayload(value: unknown, path: Path, ctx: CompileContext, depth: 
     }
     return list.length === value.length ? { list } : undefined;
   }
-  if (isRecord(value)) {
+  if (isJsonObject(value)) {
     const keys = Object.keys(value);
     const entries: [string, CompiledPayload][] = [];
     for (let i = 0; i < keys.length && ctx.nodes <= MAX_PAYLOAD_NODES; i++) {

@@ -43,7 +43,7 @@ import { modelTopic } from './mapping-topics.ts';
 import { topicOutcome, type TopicOutcome } from './topic-template.ts';
 import type { RowChange, RowOperation } from '../row-change.ts';
 
-export { entityKeyOfRow, UnroutableRowError, type UnroutableReason } from './mapping-identity.ts';
+export { entityKeyOfRow, UnroutableRowError } from './mapping-identity.ts';
 export { encodeTopicSegment } from './topic-template.ts';
 
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED';

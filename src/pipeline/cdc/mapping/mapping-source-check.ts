@@ -10,6 +10,7 @@ import { identifyDatabase, type DatabaseIdentity } from '../wal/replication-name
 import { publicationCoverage, type PublicationCoverage } from '../wal/replication-setup.ts';
 import { checkMappingAgainstTable } from './mapping-check.ts';
 import { mappingTable, type DomainMapping } from './mapping.ts';
+import { quoteIdent } from './quote-ident.ts';
 import { describeTable } from './table-catalog.ts';
 
 /**
@@ -48,6 +49,3 @@ export function publicationProblems(mapping: DomainMapping, publication: string,
 }
 
 /** Always quoted: exact for any catalog name. */
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}

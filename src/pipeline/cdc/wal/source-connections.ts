@@ -6,6 +6,7 @@
  * service; each source disposes its own.
  */
 import pg from 'pg';
+import type { Logger } from '../../../logger.ts';
 
 /** A server that does not answer at all must not hold up a reconnect or stop() for minutes, in ms. */
 export const CONNECT_TIMEOUT_MS = 10_000;
@@ -35,6 +36,8 @@ export interface SourceConnections {
 export type SourceConnectionFactory = (databaseUrl: string) => SourceConnections;
 
 export interface SourceConnectionOptions {
+  /** Where a lost connection is logged: an idle one at `warn`, a checked-out one at `debug` (its statement rejects too). @default not logged */
+  readonly logger?: Logger;
   /** Pooled connections at most. @default 2 */
   readonly max?: number;
   /** An idle pooled connection is closed after this, in ms (a source polled every 5 s keeps one). @default 30000 */
@@ -70,14 +73,14 @@ export function createSourceConnections(databaseUrl: string, options: SourceConn
     ...(options.keepAliveInitialDelayMs !== undefined && { keepAlive: true, keepAliveInitialDelayMillis: options.keepAliveInitialDelayMs }),
   });
   // An error on an idle client (server restart) must not crash the process; the next query fails instead.
-  pool.on('error', () => {});
+  pool.on('error', (error) => options.logger?.warn({ err: error }, 'source database connection lost'));
   // Pooled connections made before the last retirePooledConnections() are not used again.
   let generation = 0;
   const generationOf = new WeakMap<pg.ClientBase, number>();
   pool.on('connect', (client) => {
     generationOf.set(client, generation);
-    // The same for a checked-out one: the statement in progress rejects.
-    client.on('error', () => {});
+    // The same for a checked-out one: the statement in progress rejects (an idle one's error is the pool's too, logged above).
+    client.on('error', (error) => options.logger?.debug({ err: error }, 'source database connection lost while in use'));
   });
   let disposed: Promise<void> | undefined;
   return {
