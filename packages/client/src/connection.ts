@@ -12,11 +12,12 @@ import { backoffDelay, type BackoffOptions } from './backoff.ts';
 import { closeCodeOf, SessionEndedError } from './errors.ts';
 import { guardedWebSocket } from './guarded-websocket.ts';
 import { callEach, type HandlerErrorReport } from './handler-errors.ts';
-import { closeDisposition, INITIAL_STATUS, nextStatus, type CloseDisposition, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
+import { AuthLosses } from './auth-losses.ts';
+import { INITIAL_STATUS, nextStatus, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
 import type { SessionUser } from './session-user.ts';
 import { isExpiryNotice, TokenRefresh, unref, type GetToken } from './token-refresh.ts';
-import { tokenExpiresAt, tokenPrincipal } from './token.ts';
+import { tokenPrincipal } from './token.ts';
 import { installWakeTriggers, isOnline } from './wake-triggers.ts';
 
 export type { SessionUser } from './session-user.ts';
@@ -66,12 +67,6 @@ const STABLE_SOCKET_MS = 10_000;
 /** The server's close code for a refresh that brought another subject, tenant, app or env. */
 const PRINCIPAL_CHANGED = 4412;
 
-/** The server's close code for a token expired without a refresh (or already expired at `connection_init`). */
-const TOKEN_EXPIRED = 4419;
-
-/** 4403s retried for a token expired by the device's clock after a socket lost otherwise (`#dispositionOf`). */
-const STALE_TOKEN_RETRIES = 5;
-
 export class Connection {
   readonly #options: ConnectionOptions;
   readonly #listeners = new Set<(state: ConnectionState) => void>();
@@ -85,12 +80,8 @@ export class Connection {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** The first attempt was made (at once, or at the first use of a lazy connection). */
   #started = false;
-  /** The token of the last socket the server closed as expired (4419), until a socket is acknowledged. */
-  #expiredToken: string | undefined;
-  /** A socket was lost otherwise than for its token (1006, 4499…) since the last acknowledgement. */
-  #lostOtherwise = false;
-  /** 4403s retried since then for a token expired by the device's clock. */
-  #staleTokenRetries = 0;
+  /** Which token refusals at connect are retried (auth-losses.ts). */
+  readonly #authLosses = new AuthLosses();
   /** Whose data the subscriptions hold (`tokenPrincipal`): the user of the last token sent; undefined while they hold nobody's. */
   #principal: string | undefined;
 
@@ -167,7 +158,7 @@ export class Connection {
     if (this.#status.state === 'closed') return;
     this.#dropAttempt(true);
     this.#failures = 0;
-    this.#forgetAuthLosses();
+    this.#authLosses.forget();
     this.#started = true;
     this.#dispatch({ type: 'reconnect' });
     this.#connect();
@@ -260,7 +251,7 @@ export class Connection {
     if (attempt !== this.#attempt) return;
     clearTimeout(attempt.connectTimer);
     attempt.acknowledgedAt = Date.now();
-    this.#forgetAuthLosses();
+    this.#authLosses.forget();
     const session = new Session(attempt.client, attempt.controller.signal, this.#options.reportHandlerError, this.#options.maxMessageBytes);
     attempt.session = session;
     this.#tokens?.start(session, attempt.token);
@@ -274,13 +265,6 @@ export class Connection {
     }
   }
 
-  /** What tells a 4403 worth retrying from a refusal (`#dispositionOf`): forgotten once a socket is acknowledged, or at `reconnect()`. */
-  #forgetAuthLosses(): void {
-    this.#expiredToken = undefined;
-    this.#lostOtherwise = false;
-    this.#staleTokenRetries = 0;
-  }
-
   #closed(attempt: Attempt, code: number): void {
     if (attempt !== this.#attempt) return;
     this.#dropAttempt(false, code);
@@ -288,8 +272,7 @@ export class Connection {
     // The token handed over belongs to someone else: what the subscriptions hold is the previous
     // user's, dropped now rather than left on show until the application calls reconnect().
     if (code === PRINCIPAL_CHANGED) this.#resetUsers();
-    const disposition = this.#dispositionOf(attempt, code);
-    if (closeDisposition(code) === 'retry') this.#lostOtherwise = true;
+    const disposition = this.#authLosses.dispositionOf(attempt.token, attempt.acknowledgedAt !== undefined, code);
     this.#dispatch({ type: 'lost', code, disposition });
     // A state listener may have closed the client just now.
     if ((this.#status.state as ConnectionState) === 'closed') return;
@@ -301,7 +284,7 @@ export class Connection {
     }
     if (disposition === 'new-token') {
       // The token expired without a refresh: a new socket at once, with a token from getToken.
-      this.#expiredToken = attempt.token;
+      this.#authLosses.expired(attempt.token);
       this.#scheduleRetry(0);
       return;
     }
@@ -331,42 +314,6 @@ export class Connection {
   /** Calls every user; what one throws (an application's callback: onReset…) is reported and the others are still told. */
   #tellUsers(call: (user: SessionUser) => void): void {
     callEach(this.#users, call, this.#options.reportHandlerError);
-  }
-
-  /**
-   * A 4403 refusing the very token the server just closed a socket for as expired (4419) is no bad
-   * login: an auth library hands out its cached token until it has expired by the device's clock,
-   * which may run behind the server's. Retried with backoff — each attempt asks `getToken` again —
-   * until the library has a new one, instead of `unauthorized` for good.
-   *
-   * So is a 4403 for a token expired by the device's own clock after a socket lost otherwise (a
-   * laptop waking: its socket died, 1006 or a pong timeout, and the token expired in its sleep —
-   * the server never got to say 4419): the library refreshes it at the next `getToken`, asked
-   * again at each attempt. A few times only: a library that keeps handing out an expired token
-   * will not stop, and the client ends `unauthorized` as for any refused token.
-   *
-   * Servers now close a socket whose token has expired at `connection_init` (past the server's
-   * clock tolerance) with 4419 before acknowledging it, where older ones said 4403. Not a socket
-   * that expired while open: reconnecting at once would hand the same expired token over and over.
-   * It is retried with backoff like the 4403s above — for good while it is the token just closed
-   * as expired, a few times for another one — then `unauthorized`.
-   */
-  #dispositionOf(attempt: Attempt, code: number): CloseDisposition {
-    const { token } = attempt;
-    const expiredAtConnect = code === TOKEN_EXPIRED && attempt.acknowledgedAt === undefined;
-    if ((code !== 4403 && !expiredAtConnect) || token === undefined) return closeDisposition(code);
-    if (token === this.#expiredToken) return 'retry';
-    if (expiredAtConnect) {
-      if (this.#staleTokenRetries >= STALE_TOKEN_RETRIES) return 'unauthorized';
-      this.#staleTokenRetries += 1;
-      return 'retry';
-    }
-    const expiresAt = tokenExpiresAt(token);
-    if (this.#lostOtherwise && this.#staleTokenRetries < STALE_TOKEN_RETRIES && expiresAt !== undefined && expiresAt <= Date.now()) {
-      this.#staleTokenRetries += 1;
-      return 'retry';
-    }
-    return closeDisposition(code);
   }
 
   #scheduleRetry(delay: number): void {
