@@ -12,7 +12,9 @@ export interface LoggerOptions {
 
 /**
  * The one root logger; modules take a child (`componentLogger(logger, 'ws')`) by injection.
- * Tokens never reach the logs: authorization values are redacted wherever they appear.
+ * Tokens never reach the logs: authorization values are redacted wherever they appear. Neither do
+ * a failed Redis command's arguments (ioredis puts them on its errors): an `AUTH`'s are the
+ * password, other commands' the events and documents they carried.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   return pino(
@@ -20,7 +22,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       level: options.level ?? 'info',
       base: { service: 'tributary' },
       redact: {
-        paths: ['authorization', '*.authorization', 'headers.authorization', 'req.headers.authorization', 'token'],
+        paths: ['authorization', '*.authorization', 'headers.authorization', 'req.headers.authorization', 'token', 'err.command.args', '*.err.command.args'],
         censor: '[redacted]',
       },
     },

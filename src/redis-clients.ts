@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { ErrorCode, TributaryError } from './errors.ts';
 import type { Logger } from './logger.ts';
 
 /*
@@ -104,24 +105,39 @@ export function watchLiveness(redis: Redis, logger: Logger, options: LivenessOpt
 }
 
 /**
- * Gives Redis up to `timeoutMs` to connect so the first readiness answer is meaningful; never
- * fails. Connection errors meanwhile are not an answer: a Redis started with the process (the
- * same compose file, the same pod) refuses connections until it listens, and ioredis goes on
- * retrying — `events.once(redis, 'ready')` would reject at the first ECONNREFUSED and start the
- * process degraded at once.
+ * Gives Redis up to `timeoutMs` to connect so the first readiness answer is meaningful. Connection
+ * errors meanwhile are not an answer: a Redis started with the process (the same compose file, the
+ * same pod) refuses connections until it listens, and ioredis goes on retrying —
+ * `events.once(redis, 'ready')` would reject at the first ECONNREFUSED and start the process
+ * degraded at once. A refused login is an answer, and no retry mends it: the promise rejects
+ * (MISCONFIGURED), as a database refusing its login fails the start.
  */
 export async function redisConnected(redis: Redis, timeoutMs: number, logger: Logger): Promise<void> {
   if (redis.status === 'ready') return;
   let onReady = () => {};
+  let onError = (_error: Error) => {};
   let timer: NodeJS.Timeout | undefined;
-  const connected = await new Promise<boolean>((resolve) => {
-    onReady = () => resolve(true);
-    redis.once('ready', onReady);
-    timer = setTimeout(() => resolve(false), timeoutMs);
-  });
-  clearTimeout(timer);
-  redis.off('ready', onReady);
-  if (!connected) logger.warn({ timeoutMs }, 'redis not reachable yet; starting anyway and reporting not ready until it is');
+  try {
+    const connected = await new Promise<boolean>((resolve, reject) => {
+      onReady = () => resolve(true);
+      onError = (error) => {
+        if (isLoginRefusal(error)) reject(new TributaryError(ErrorCode.MISCONFIGURED, `Redis refused the login in REDIS_URL (${error.message.split(' ')[0]}): check its user name and password`, { cause: error }));
+      };
+      redis.once('ready', onReady);
+      redis.on('error', onError);
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    if (!connected) logger.warn({ timeoutMs }, 'redis not reachable yet; starting anyway and reporting not ready until it is');
+  } finally {
+    clearTimeout(timer);
+    redis.off('ready', onReady);
+    redis.off('error', onError);
+  }
+}
+
+/** Redis's answers to a wrong password or user (`WRONGPASS`) and to a missing one (`NOAUTH`). */
+function isLoginRefusal(error: Error): boolean {
+  return /^(WRONGPASS|NOAUTH)\b/.test(error.message);
 }
 
 export async function closeRedis(redis: Redis): Promise<void> {

@@ -85,7 +85,10 @@ async function connectRedis(
     stopWatchingSubscriber();
     return closeRedisWithin(subscriber, REDIS_QUIT_WAIT_MS, logger);
   });
-  await Promise.all([command, subscriber].map((client) => redisConnected(client, REDIS_CONNECT_WAIT_MS, logger)));
+  // Both waited for (a refused login ends each at once): none outlives the start that failed.
+  const waits = await Promise.allSettled([command, subscriber].map((client) => redisConnected(client, REDIS_CONNECT_WAIT_MS, logger)));
+  const refusal = waits.find((wait) => wait.status === 'rejected');
+  if (refusal !== undefined) throw refusal.reason;
   return { command, subscriber };
 }
 

@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,16 +17,29 @@ import { captureLogs, startTestServer } from '../helpers/tributary.ts';
 import { deferred, waitFor } from '../helpers/wait-for.ts';
 
 /** A throwaway redis-server on `port` (a port reserved before the server under test was told it). */
-async function startRedisOn(port: number): Promise<void> {
+async function startRedisOn(port: number, extraArgs: readonly string[] = []): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'tributary-late-redis-'));
   onTestFinished(() => rm(dir, { recursive: true, force: true }));
   const binary = findBinary('redis-server', { installHint: 'apt-get install redis-server (Redis 7 or newer)' });
-  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], { stdio: 'ignore' });
   const exited = once(child, 'exit');
   onTestFinished(async () => {
     child.kill('SIGKILL');
     await exited;
   });
+}
+
+/** Resolves once something listens on `port` of loopback. */
+async function listening(port: number): Promise<void> {
+  await waitFor(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const socket = connect(port, '127.0.0.1');
+        socket.once('connect', () => resolve(socket.destroy() !== undefined));
+        socket.once('error', () => resolve(false));
+      }),
+    { message: `nothing listened on ${port}` },
+  );
 }
 
 describe('start-up with a Redis that comes up after the process', () => {
@@ -61,5 +75,28 @@ describe('start-up with a Redis that comes up after the process', () => {
     const server = await startTestServer({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_KEY_PREFIX: uniquePrefix(), LOG_LEVEL: 'info' }, { logDestination: logs });
     expect(logs.lines.map((line) => line.msg)).toContain('redis not reachable yet; starting anyway and reporting not ready until it is');
     await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 503, { message: '/ready did not say 503 without Redis' });
+  });
+
+  // A wrong password is no outage: no retry mends it, and a process that started anyway would
+  // only ever say "not ready" (as a database refusing its login fails the start).
+  it.each([
+    ['a wrong password', ':wrong-password-1789@', 'WRONGPASS'],
+    ['no password', '', 'NOAUTH'],
+  ])('fails the start, MISCONFIGURED, when Redis refuses the login (%s), and logs no password', async (_case, credentials, answer) => {
+    const port = await freePort();
+    await startRedisOn(port, ['--requirepass', 'right']);
+    await listening(port);
+    const logs = captureLogs();
+    const failure = await startTestServer(
+      { REDIS_URL: `redis://${credentials}127.0.0.1:${port}`, REDIS_KEY_PREFIX: uniquePrefix(), LOG_LEVEL: 'info' },
+      { logDestination: logs },
+    ).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(failure).toMatchObject({ code: 'MISCONFIGURED', message: expect.stringContaining(`Redis refused the login in REDIS_URL (${answer})`) as unknown });
+    // ioredis's error carries the AUTH command's arguments: the password.
+    expect(logs.lines.some((line) => line.msg === 'redis unavailable; reconnecting')).toBe(true);
+    expect(JSON.stringify(logs.lines)).not.toContain('wrong-password-1789');
   });
 });
