@@ -135,6 +135,24 @@ export async function redisConnected(redis: Redis, timeoutMs: number, logger: Lo
   }
 }
 
+/**
+ * Fails (MISCONFIGURED) when `redis` is a node of a Redis Cluster. The server's scripts and
+ * multi-key commands need their keys on one node (a topic's log, its index and its retention
+ * together), and one connection to one node of a cluster answers `MOVED`/`CROSSSLOT` for the
+ * rest: most publishes and documents would fail as UNAVAILABLE while `/ready` said ok. A Redis
+ * not connected yet is not asked.
+ */
+export async function refuseCluster(redis: Redis): Promise<void> {
+  if (redis.status !== 'ready') return;
+  const info = await redis.info('cluster');
+  if (/^cluster_enabled:1\s*$/m.test(info)) {
+    throw new TributaryError(
+      ErrorCode.MISCONFIGURED,
+      'REDIS_URL points at a Redis Cluster node; Tributary needs one Redis (a primary, with replicas or Sentinel for failover), not a cluster',
+    );
+  }
+}
+
 /** Redis's answers to a wrong password or user (`WRONGPASS`) and to a missing one (`NOAUTH`). */
 function isLoginRefusal(error: Error): boolean {
   return /^(WRONGPASS|NOAUTH)\b/.test(error.message);

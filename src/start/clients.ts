@@ -9,7 +9,7 @@ import type { Database } from '../db/database.ts';
 import { migrate } from '../db/migrations.ts';
 import { openDatabase } from '../db/open.ts';
 import { componentLogger, type Logger } from '../logger.ts';
-import { closeRedis, createRedisClient, redisConnected, watchLiveness } from '../redis-clients.ts';
+import { closeRedis, createRedisClient, redisConnected, refuseCluster, watchLiveness } from '../redis-clients.ts';
 
 export interface RedisClients {
   /** Commands, scripts and PUBLISH; fails fast while Redis is away. */
@@ -89,6 +89,7 @@ async function connectRedis(
   const waits = await Promise.allSettled([command, subscriber].map((client) => redisConnected(client, REDIS_CONNECT_WAIT_MS, logger)));
   const refusal = waits.find((wait) => wait.status === 'rejected');
   if (refusal !== undefined) throw refusal.reason;
+  await refuseCluster(command);
   return { command, subscriber };
 }
 

@@ -99,4 +99,15 @@ describe('start-up with a Redis that comes up after the process', () => {
     expect(logs.lines.some((line) => line.msg === 'redis unavailable; reconnecting')).toBe(true);
     expect(JSON.stringify(logs.lines)).not.toContain('wrong-password-1789');
   });
+
+  it('fails the start, MISCONFIGURED, when REDIS_URL is a node of a Redis Cluster', async () => {
+    const port = await freePort();
+    await startRedisOn(port, ['--cluster-enabled', 'yes']);
+    await listening(port);
+    const failure = await startTestServer({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_KEY_PREFIX: uniquePrefix() }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(failure).toMatchObject({ code: 'MISCONFIGURED', message: expect.stringContaining('Redis Cluster') as unknown });
+  });
 });
