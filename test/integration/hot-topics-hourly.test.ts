@@ -111,7 +111,21 @@ async function seed(db: Database): Promise<MinuteStore> {
 }
 
 /** The reader as it was: every flushed minute row of the window summed, the store's other minutes added, then ranked. */
-async function reference(db: Queryable, store: MinuteStore, query: HotTopicsQuery, time: number) {
+async function reference(db: Queryable, store: MinuteStore, query: HotTopicsQuery, time: number, sums: Map<string, Promise<SummedTopic[]>>) {
+  // The sums depend on the time, window and tenant only: summed once for every order and limit.
+  const key = JSON.stringify([time, query.windowMs, query.tenant ?? null]);
+  let summed = sums.get(key);
+  if (summed === undefined) sums.set(key, (summed = summedTopics(db, store, query, time)));
+  return rank(await summed, query.by, query.limit);
+}
+
+interface SummedTopic {
+  readonly topic: string;
+  readonly tenant: string | null;
+  readonly counts: TopicCounts;
+}
+
+async function summedTopics(db: Queryable, store: MinuteStore, query: HotTopicsQuery, time: number): Promise<SummedTopic[]> {
   const endOfWindow = time - query.windowMs;
   const from = endOfWindow - (endOfWindow % MINUTE_MS);
   const prefix = query.tenant === undefined ? undefined : `${scopeKey({ ...query.scope, tenant: query.tenant })}|`;
@@ -144,7 +158,7 @@ async function reference(db: Queryable, store: MinuteStore, query: HotTopicsQuer
       if (parsed) add(parsed.topic, parsed.scope.tenant ?? null, counts);
     }
   }
-  return rank([...topics.values()], query.by, query.limit);
+  return [...topics.values()];
 }
 
 /** The database, with every statement it runs kept. */
@@ -200,18 +214,21 @@ describe('hot topics over the hour rollup', () => {
     const { db, dispose } = await databases[kind]();
     try {
       const store = await seed(db);
+      const sums = new Map<string, Promise<SummedTopic[]>>();
       // 11:23:30 (an hour back starts at 10:23: the 10:00 row minus its first minutes), 11:05:30
       // (10:05: minus five minutes; 15 minutes back, 10:50: minute rows), 11:00:30 (an hour from
       // 10:00 exactly: two hour rows), 10:30:30 (flushed minutes after now count, as they did).
       for (const time of [NOW, HOUR + 5.5 * MINUTE_MS, HOUR + 30_000, HOUR - 29.5 * MINUTE_MS]) {
         const reader = createAnalyticsReader({ db, store, now: () => time, hotTopicsCacheMs: 0 });
         for (const windowMs of [MINUTE_MS, 15 * MINUTE_MS, HOUR_MS]) {
-          for (const by of ORDERS) {
+          // Every order and limit on Postgres; on the embedded database (the same statements on
+          // PGlite, ~4× slower a read) the windows and tenants with two orders and one limit.
+          for (const by of kind === 'postgres' ? ORDERS : (['events', 'latencyP99'] as const)) {
             for (const tenant of [undefined, 'acme']) {
-              for (const limit of [3, 100]) {
+              for (const limit of kind === 'postgres' ? [3, 100] : [100]) {
                 const query = { scope, tenant, windowMs, by, limit };
                 const hot = (await reader.hotTopics(query)).map(({ topic, tenant: owner, counts }) => ({ topic, tenant: owner, counts }));
-                expect({ time, ...query, hot }).toEqual({ time, ...query, hot: await reference(db, store, query, time) });
+                expect({ time, ...query, hot }).toEqual({ time, ...query, hot: await reference(db, store, query, time, sums) });
                 if (limit === 100 && by === 'events') expect(hot.length).toBeGreaterThan(3);
               }
             }
