@@ -14,7 +14,7 @@ import { MAIN_SCRIPT } from '../helpers/main-process.ts';
 import { createTestDatabase } from '../helpers/services.ts';
 import { deferred } from '../helpers/wait-for.ts';
 
-it('stops gracefully and exits 0 on SIGTERM during startup', async () => {
+it('stops gracefully and exits 0 on SIGTERM during startup', { timeout: 60_000 }, async () => {
   const held = new Set<Socket>();
   const silentRedis = createServer((socket) => void held.add(socket));
   await new Promise<void>((resolve) => silentRedis.listen(0, '127.0.0.1', resolve));
