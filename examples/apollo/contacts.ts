@@ -50,6 +50,7 @@ export const CONTACT_CHANGES = gql`
       operation
       id
       record
+      unchangedColumns
       cursor
     }
   }
@@ -72,6 +73,11 @@ export interface ContactChange {
   readonly operation: 'CREATED' | 'UPDATED' | 'DELETED' | 'LEFT';
   readonly id: string;
   readonly record: Contact | null;
+  /**
+   * Columns `record` lacks: Postgres does not send a large (TOASTed) value an update left
+   * unchanged unless the table has REPLICA IDENTITY FULL. Keep the value you hold.
+   */
+  readonly unchangedColumns: readonly string[];
   readonly cursor: string;
 }
 
@@ -119,12 +125,28 @@ export async function watchContacts(client: ApolloClient, filter: Record<string,
     next: ({ data: message }) => {
       if (!message) return;
       const change = message.changes;
-      if (change.operation === 'DELETED' || change.record === null) contacts.delete(change.id);
-      else contacts.set(change.id, change.record);
-      onChange(change);
+      if (applyChange(contacts, change)) onChange(change);
     },
   });
   return { contacts, stop: () => subscription.unsubscribe() };
+}
+
+/**
+ * Applies a change to the contacts held; false when it is left out. An update is merged into the
+ * row held, not put in its place: its record lacks the `unchangedColumns`, whose values are the
+ * ones held. An update of a row not held that lacks columns cannot be held whole: left out (with
+ * a filter, the server could not judge it, and an update that left the filtered column as it was
+ * cannot have brought the row into the filter).
+ */
+function applyChange(contacts: Map<string, Contact>, change: ContactChange): boolean {
+  if (change.operation === 'DELETED' || change.record === null) {
+    contacts.delete(change.id);
+    return true;
+  }
+  const held = contacts.get(change.id);
+  if (change.operation === 'UPDATED' && held === undefined && change.unchangedColumns.length > 0) return false;
+  contacts.set(change.id, change.operation === 'UPDATED' ? { ...held, ...change.record } : change.record);
+  return true;
 }
 
 /** Every page of `records`, keyed by id, and the listing's `cursor`. */

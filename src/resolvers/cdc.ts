@@ -2,8 +2,11 @@ import { canAccessTopic } from '../auth/permissions.ts';
 import { badUserInput } from '../errors.ts';
 import type { CdcSourceStatus } from '../pipeline/cdc/cdc-source.ts';
 import type { CdcSourceRecord, StoredMapping } from '../pipeline/cdc/cdc-store.ts';
+import { unchangedColumnsOf } from '../pipeline/cdc/mapping/mapped-events.ts';
+import { checkMappingWarnings } from '../pipeline/cdc/mapping/mapping-check.ts';
 import { modelTopic } from '../pipeline/cdc/mapping/mapping-topics.ts';
-import { MAPPING_NAME, MAPPING_NAME_TEXT, parseMapping } from '../pipeline/cdc/mapping/mapping.ts';
+import { MAPPING_NAME, MAPPING_NAME_TEXT, mappingTable, parseMapping } from '../pipeline/cdc/mapping/mapping.ts';
+import { describeTable } from '../pipeline/cdc/mapping/table-catalog.ts';
 import { decodeSnapshotCursor, isSnapshotCursor, snapshotAdmission, type ModelSnapshot } from '../pipeline/cdc/model-snapshot-cursor.ts';
 import { matchesModelFilter, parseModelFilter, type ModelFilter } from '../pipeline/filters/model-filter.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
@@ -58,15 +61,44 @@ export async function getCdcSource(context: ResolverContext): Promise<CdcSourceV
   return source ? viewOf(source, await context.services.cdc.status(scope)) : null;
 }
 
-/** `saveCdcMapping` (admin): validated as JSON, then against the table in the source database. */
-export async function saveCdcMapping(context: ResolverContext, input: unknown): Promise<StoredMapping> {
+/** A mapping as the API shows it; `warnings` when the table was read for it (on save). */
+export type CdcMappingView = StoredMapping & { readonly warnings?: readonly string[] };
+
+/**
+ * `saveCdcMapping` (admin): validated as JSON, then against the table in the source database.
+ * What it will do there that its admin may not expect (`checkMappingWarnings`) is answered in
+ * `warnings` and logged: saved anyway.
+ */
+export async function saveCdcMapping(context: ResolverContext, input: unknown): Promise<CdcMappingView> {
   requireEnvironmentAdmin(context.principal);
   const scope = scopeOf(context.principal);
   const mapping = parseMapping(input);
-  await context.services.cdc.checkMapping(scope, mapping);
+  const warnings = await context.services.cdc.checkMapping(scope, mapping);
   const saved = await context.services.cdcStore.saveMapping(scope.app, scope.env, mapping);
   await context.services.cdc.reload();
-  return saved;
+  if (warnings.length > 0) {
+    const { app, env } = scope;
+    context.services.logger.warn({ app, env, mapping: mapping.name, table: mapping.table, warnings }, 'CDC mapping saved with warnings');
+  }
+  return { ...saved, warnings };
+}
+
+/**
+ * `CdcMapping.warnings`: those of its save, else read from its table now; null when the table
+ * cannot be read now (no source, a source not reached, the model not loaded yet, no such table).
+ */
+export async function mappingWarnings(context: ResolverContext, view: CdcMappingView): Promise<readonly string[] | null> {
+  if (view.warnings !== undefined) return view.warnings;
+  const { mapping } = view;
+  const source = await context.services.cdc.modelSource(scopeOf(context.principal), mapping.model);
+  if (source === undefined) return null;
+  try {
+    const shape = await source.connections.withClient((client) => describeTable(client, mappingTable(mapping)));
+    return shape === undefined ? null : checkMappingWarnings(mapping, shape);
+  } catch (error) {
+    context.services.logger.debug({ err: error, mapping: mapping.name }, "a mapping's table could not be read for its warnings");
+    return null;
+  }
 }
 
 export async function deleteCdcMapping(context: ResolverContext, name: string): Promise<boolean> {
@@ -146,7 +178,11 @@ function concerns(filter: ModelFilter, event: RealtimeEvent): boolean {
 }
 
 /** A model change as one `changes` subscription sees it. */
-export type ChangeView = Omit<ModelChangePayload, 'operation'> & { readonly operation: ModelChangePayload['operation'] | 'LEFT' };
+export type ChangeView = Omit<ModelChangePayload, 'operation'> & {
+  readonly operation: ModelChangePayload['operation'] | 'LEFT';
+  /** Columns `record` lacks because Postgres did not send them (`mapped-events.ts`); empty when it is the whole row. */
+  readonly unchangedColumns: readonly string[];
+};
 
 /** Filters parsed once per filter argument (subscribers of one operation share one). */
 const parsedFilters = new WeakMap<object, ModelFilter>();
@@ -157,13 +193,13 @@ const parsedFilters = new WeakMap<object, ModelFilter>();
  * without its record — a row that left the filter must leave the subscriber's list.
  */
 export function changeFor(event: RealtimeEvent, filterArgument: unknown): ChangeView {
-  const change = readModelChange(event);
+  const change = { ...readModelChange(event), unchangedColumns: unchangedColumnsOf(event) };
   if (change.operation !== 'UPDATED' || typeof filterArgument !== 'object' || filterArgument === null) return change;
   let filter = parsedFilters.get(filterArgument);
   if (filter === undefined) parsedFilters.set(filterArgument, (filter = parseModelFilter(filterArgument)));
   const record = recordOf(event.payload);
   if (matchesModelFilter(filter, record) || !outsideFilter(filter, record)) return change;
-  return { ...change, operation: 'LEFT', record: null };
+  return { ...change, operation: 'LEFT', record: null, unchangedColumns: [] };
 }
 
 /**

@@ -92,6 +92,8 @@ export type CdcMapping = {
   table: Scalars['String']['output'];
   topic: Scalars['String']['output'];
   updatedAt: Scalars['DateTime']['output'];
+  /** What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Today: without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged), on `cdcMappings` read from the table now — null when it cannot be read now. */
+  warnings: Maybe<Array<Scalars['String']['output']>>;
 };
 
 /** The WAL reader of a source database, as the instance that leads it last reported. */
@@ -366,7 +368,7 @@ export type HotTopicsWindow =
   | 'ONE_HOUR'
   | 'ONE_MINUTE';
 
-/** One change of a model (seed 004): the full record after it; for a delete, what the table sends (its key at least). */
+/** One change of a model (seed 004): the full record after it — but for the columns `unchangedColumns` lists, which Postgres did not send; for a delete, what the table sends (its key at least). */
 export type ModelChange = {
   __typename?: 'ModelChange';
   /** Pass as `after` to resume after this change. */
@@ -380,6 +382,8 @@ export type ModelChange = {
   model: Scalars['String']['output'];
   operation: ChangeOperation;
   record: Maybe<Scalars['JSON']['output']>;
+  /** Columns `record` lacks because Postgres did not send them: an update that left a large (TOASTed) value unchanged, on a table without REPLICA IDENTITY FULL. Their value is the one you hold: merge `record` into your copy of the row (the SDK's live models do) rather than replace it. On a CREATED (a row an update moved to another id or tenant) you hold no copy: read the row with `records` if you need them. Empty when `record` is the whole row (a delete's record: see `record`). */
+  unchangedColumns: Array<Scalars['String']['output']>;
 };
 
 /** One row of a model as it is now, in the shape of a `ModelChange`'s record. */

@@ -10,7 +10,7 @@ import type { EventRouter } from '../router/event-router.ts';
 import { createCdcSource, sourceIdOf, type CdcSource, type CdcSourceOptions, type CdcSourceStatus } from './cdc-source.ts';
 import { pruneExpiredRawChanges, type CdcSourceRecord, type CdcStore, type RetiredSlotNote, type StoredMapping } from './cdc-store.ts';
 import type { DomainMapping } from './mapping/mapping.ts';
-import { sourceProblems } from './mapping/mapping-source-check.ts';
+import { checkSource, type SourceCheck } from './mapping/mapping-source-check.ts';
 import { streamConflicts } from './mapping/mapping-topics.ts';
 import { checkedNames, followerStatus, idleStatus, namesOf, sameNames } from './source-names.ts';
 import { defaultReplicationNames, identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
@@ -55,8 +55,8 @@ export interface CdcService {
   modelMapping(scope: EnvScope, model: string): DomainMapping | undefined;
   /** Where `model`'s rows are read from (`records`): its mapping and its environment's source database. */
   modelSource(scope: EnvScope, model: string): Promise<ModelSource | undefined>;
-  /** @throws BAD_USER_INPUT naming what to fix when the mapping does not fit its table. */
-  checkMapping(scope: EnvScope, mapping: DomainMapping): Promise<void>;
+  /** The mapping's warnings (`checkMappingWarnings`: saved anyway). @throws BAD_USER_INPUT naming what to fix when it does not fit its table. */
+  checkMapping(scope: EnvScope, mapping: DomainMapping): Promise<readonly string[]>;
   /** The reader of an environment's source, as this instance knows it. */
   status(scope: EnvScope): Promise<CdcSourceStatus | undefined>;
   /** The readers this instance leads, as last inspected (for metrics). */
@@ -345,8 +345,10 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       const problems = streamConflicts(mapping, others);
       // Every environment on one database uses the same names (`setSource` sees to it).
       const publicationOf = (identity: DatabaseIdentity) => namesOf(identity, [source]).publicationName;
+      let checked: SourceCheck;
       try {
-        problems.push(...(await endpoints.connectionsOf(source.databaseUrl).withClient((client) => sourceProblems(client, mapping, publicationOf))));
+        checked = await endpoints.connectionsOf(source.databaseUrl).withClient((client) => checkSource(client, mapping, publicationOf));
+        problems.push(...checked.problems);
       } catch (error) {
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'The CDC source database cannot be reached to check the mapping; retry shortly', { cause: error });
       }
@@ -355,6 +357,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
           details: { field: 'mapping', problems },
         });
       }
+      return checked.warnings;
     },
 
     async status(scope) {

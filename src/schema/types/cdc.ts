@@ -1,8 +1,7 @@
 import type { CdcSourceStatus } from '../../pipeline/cdc/cdc-source.ts';
-import type { StoredMapping } from '../../pipeline/cdc/cdc-store.ts';
 import type { RealtimeEvent } from '../../pipeline/events/envelope.ts';
 import * as resolvers from '../../resolvers/cdc.ts';
-import type { CdcSourceView, ChangeView } from '../../resolvers/cdc.ts';
+import type { CdcMappingView, CdcSourceView, ChangeView } from '../../resolvers/cdc.ts';
 import { builder } from '../builder.ts';
 
 const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').implement({
@@ -37,7 +36,7 @@ const CdcSource = builder.objectRef<CdcSourceView>('CdcSource').implement({
   }),
 });
 
-const CdcMapping = builder.objectRef<StoredMapping>('CdcMapping').implement({
+const CdcMapping = builder.objectRef<CdcMappingView>('CdcMapping').implement({
   description: 'A domain mapping: which row changes of a table become which events (see the README).',
   fields: (t) => ({
     name: t.string({ resolve: (stored) => stored.mapping.name }),
@@ -47,6 +46,12 @@ const CdcMapping = builder.objectRef<StoredMapping>('CdcMapping').implement({
     topic: t.string({ resolve: (stored) => stored.mapping.topic }),
     definition: t.field({ type: 'JSON', description: 'The mapping as saved (normalized).', resolve: (stored) => stored.mapping }),
     updatedAt: t.field({ type: 'DateTime', resolve: (stored) => stored.updatedAt }),
+    warnings: t.stringList({
+      nullable: true,
+      description:
+        "What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Today: without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged), on `cdcMappings` read from the table now — null when it cannot be read now.",
+      resolve: (stored, _args, context) => resolvers.mappingWarnings(context, stored),
+    }),
   }),
 });
 
@@ -114,12 +119,18 @@ type ModelChangeView = ChangeView & { readonly eventId: string; readonly cursor:
 
 // Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
 const ModelChange = builder.objectRef<ModelChangeView>('ModelChange').implement({
-  description: 'One change of a model (seed 004): the full record after it; for a delete, what the table sends (its key at least).',
+  description:
+    'One change of a model (seed 004): the full record after it — but for the columns `unchangedColumns` lists, which Postgres did not send; for a delete, what the table sends (its key at least).',
   fields: (t) => ({
     operation: t.field({ type: ChangeOperation, resolve: (change) => change.operation }),
     model: t.exposeString('model'),
     id: t.exposeID('id', { description: 'The entity key.' }),
     record: t.field({ type: 'JSON', nullable: true, resolve: (change) => change.record }),
+    unchangedColumns: t.stringList({
+      description:
+        "Columns `record` lacks because Postgres did not send them: an update that left a large (TOASTed) value unchanged, on a table without REPLICA IDENTITY FULL. Their value is the one you hold: merge `record` into your copy of the row (the SDK's live models do) rather than replace it. On a CREATED (a row an update moved to another id or tenant) you hold no copy: read the row with `records` if you need them. Empty when `record` is the whole row (a delete's record: see `record`).",
+      resolve: (change) => change.unchangedColumns,
+    }),
     cursor: t.exposeString('cursor', { description: 'Pass as `after` to resume after this change.' }),
     eventId: t.exposeID('eventId', {
       description: "The change's event id (`evt_…`): the same when the change is delivered again (after a crash), unlike its cursor. De-duplicate on it.",

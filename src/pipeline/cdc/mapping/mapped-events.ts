@@ -11,10 +11,16 @@
  * routed with; the second and later rows of one multi-insert record (COPY), which share its LSN,
  * add their index at it (`RowChange.lsnIndex`). A redelivered transaction is decoded again from its
  * first change, so the id is the same on every delivery.
+ *
+ * An update whose record lacks columns Postgres did not send (unchanged TOASTed values without
+ * REPLICA IDENTITY FULL, `MappedEvent.unchangedColumns`) lists them in its model change's payload,
+ * `unchangedColumns` (absent when the record is the whole row): `changes` shows it, and `events`
+ * subscribers and webhooks of the model stream receive it with the payload.
  */
-import type { RawEventInput, WalTransaction } from '../../events/envelope.ts';
+import type { RawEventInput, RealtimeEvent, WalTransaction } from '../../events/envelope.ts';
 import { stableEventId } from '../../events/event-id.ts';
-import { modelChange, type ModelOperation } from '../../events/model-change.ts';
+import { eventShapeError } from '../../events/event-shape-error.ts';
+import { modelChange, type ModelChangePayload, type ModelOperation } from '../../events/model-change.ts';
 import type { RowChange, RowOperation } from '../row-change.ts';
 import type { MappedEvent } from './mapping-evaluate.ts';
 import { modelTopic } from './mapping-topics.ts';
@@ -30,6 +36,22 @@ export interface MappedChangeContext {
   readonly transaction: WalTransaction;
   /** The commit time, ISO 8601. */
   readonly lastUpdatedAt: string;
+}
+
+/** A model change's payload as the CDC reader writes it: the columns its record lacks, when it lacks some. */
+export type CdcModelChangePayload = ModelChangePayload & { readonly unchangedColumns?: readonly string[] };
+
+/**
+ * The `unchangedColumns` of a model change (empty when it has none); throws an internal
+ * EVENT_SHAPE error when the payload holds something else there.
+ */
+export function unchangedColumnsOf(event: RealtimeEvent): readonly string[] {
+  const value = event.payload['unchangedColumns'];
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((column) => typeof column === 'string')) {
+    throw eventShapeError('model', event, 'unchangedColumns must be a list of column names');
+  }
+  return value;
 }
 
 /** A model change's `metadata.operation`: what its `operation` announces (a moved row's update is CREATED). */
@@ -76,15 +98,15 @@ export function mappedChangeEvents(context: MappedChangeContext, event: RoutedMa
     table,
     transaction,
   };
-  events.push(
-    modelChange({
-      ...common,
-      operation: ROW_OPERATION[event.operation],
-      topic: modelTopic(mapping),
-      type: event.type,
-      payload: { operation: event.operation, model: mapping.model, id: event.entityKey, record: event.record, lastUpdatedAt },
-    }),
-  );
+  const payload: CdcModelChangePayload = {
+    operation: event.operation,
+    model: mapping.model,
+    id: event.entityKey,
+    record: event.record,
+    lastUpdatedAt,
+    ...(event.unchangedColumns !== undefined && { unchangedColumns: event.unchangedColumns }),
+  };
+  events.push(modelChange({ ...common, operation: ROW_OPERATION[event.operation], topic: modelTopic(mapping), type: event.type, payload }));
   if (event.topic !== undefined) {
     events.push({ ...common, operation: event.action, source: 'database', topic: event.topic, type: event.type, payload: event.payload });
   }

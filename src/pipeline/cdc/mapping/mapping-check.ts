@@ -17,6 +17,12 @@ export interface TableShape {
    */
   readonly primaryKey: readonly string[];
   readonly columns: readonly string[];
+  /**
+   * Columns whose values Postgres may store out of line (TOAST: variable-length types whose
+   * storage is not PLAIN), which an update that leaves them unchanged does not send without
+   * REPLICA IDENTITY FULL. @default none
+   */
+  readonly toastableColumns?: readonly string[];
 }
 
 /**
@@ -139,3 +145,26 @@ export function checkMappingAgainstTable(mapping: DomainMapping, table: TableSha
 }
 
 /** Always quoted: exact for any catalog name, reserved words (`user`, `order`) included. */
+
+/**
+ * What the mapping will do on this table that its admin may not expect, without being wrong
+ * enough to refuse it: saved anyway, answered and logged. Without REPLICA IDENTITY FULL an update
+ * does not send a large (TOASTed) value it left unchanged: the change's record then lacks the
+ * column and lists it in `unchangedColumns` (subscribers keep the value they hold).
+ */
+export function checkMappingWarnings(mapping: DomainMapping, table: TableShape): string[] {
+  const columns = table.toastableColumns ?? [];
+  // FULL sends every value; with NOTHING Postgres refuses updates of a published table (a problem, above).
+  if (table.replicaIdentity === 'full' || table.replicaIdentity === 'nothing' || columns.length === 0 || !mapping.events.includes('update')) return [];
+  const ref = mappingTable(mapping);
+  const name = `${ref.schema}.${ref.name}`;
+  const listed = columns.map((column) => `"${column}"`).join(', ');
+  return [
+    `${name} is not REPLICA IDENTITY FULL, so an update that leaves a large (TOASTed, over about 2 KB) value of ` +
+      `${listed} unchanged does not send it: the change's record lacks the column and lists it in unchangedColumns ` +
+      '(subscribers keep the value they hold), a payload reference to it is left out, a "when" comparing it emits ' +
+      'nothing, and a topic template reading it cannot be built. ' +
+      `To always send whole rows, run \`ALTER TABLE ${quoteIdent(ref.schema)}.${quoteIdent(ref.name)} REPLICA IDENTITY FULL;\` ` +
+      '(every update and delete then logs the old row: more WAL)',
+  ];
+}

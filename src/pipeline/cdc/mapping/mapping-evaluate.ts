@@ -13,7 +13,9 @@
  *   column and true when the old value is unavailable (it may have changed: over-emit rather
  *   than lose a change; `checkMappingAgainstTable` refuses such a mapping anyway);
  * - payload and record leave unavailable columns out (absent, not null: null would claim the
- *   column is NULL); inside a payload list an unavailable value becomes null.
+ *   column is NULL); inside a payload list an unavailable value becomes null. The unchanged
+ *   TOASTed columns the record lacks are listed (`unchangedColumns`), so a record is never taken
+ *   for the whole row when it is not: their value is what it was before the update.
  *
  * Topic templates are built by `topic-template.ts`: a value that cannot name a topic segment costs
  * the change its mapping topic's event only.
@@ -57,6 +59,12 @@ export interface MappedEvent {
   readonly payload: Readonly<Record<string, unknown>>;
   /** The row after the change (a delete: the old image), without unavailable columns. */
   readonly record: Readonly<Record<string, unknown>>;
+  /**
+   * Columns `record` lacks because the update left their TOASTed value unchanged and Postgres did
+   * not send it (no REPLICA IDENTITY FULL): their value is the one before the change. Absent when
+   * `record` is the whole row (and for a delete, whose record is what the table sends).
+   */
+  readonly unchangedColumns?: readonly string[];
   readonly operation: ModelOperation;
   /** What the event announces: the row's operation, or "delete"/"insert" for a soft delete/restore. */
   readonly action: RowOperation;
@@ -158,6 +166,7 @@ export function evaluateChange(
     tenant,
     payload: plan.payload === undefined ? record : (build(plan.payload, change) as Record<string, unknown>),
     record,
+    ...unchangedOf(change, record),
     operation: former && action === 'update' ? 'CREATED' : OPERATION[action],
     action,
     ...(former && { former }),
@@ -314,6 +323,13 @@ function recordOf(change: RowChange): Record<string, unknown> {
     }
   }
   return record;
+}
+
+/** `unchangedColumns` when the record lacks unchanged TOASTed columns (an update only: see `RowChange.new`). */
+function unchangedOf(change: RowChange, record: Readonly<Record<string, unknown>>): { unchangedColumns?: readonly string[] } {
+  if (change.operation !== 'update') return {};
+  const unchanged = change.unchangedToastColumns.filter((column) => !Object.hasOwn(record, column));
+  return unchanged.length > 0 ? { unchangedColumns: unchanged } : {};
 }
 
 /** The entity key: the mapping's `key`, else the primary key, else the change's key columns. */

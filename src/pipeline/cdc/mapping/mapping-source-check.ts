@@ -1,29 +1,41 @@
 /**
  * Checking a mapping against the source database it will be read from, on save: its table's
- * catalog entry (`mapping-check.ts`), and whether the source's publication streams the table's
- * changes under the name the mapping matches — pgoutput names a change by the table it is
- * published as, so a table left out of a user's publication, or a partitioned table whose
- * partitions are published under their own names, would be accepted and then never deliver.
+ * catalog entry (`mapping-check.ts`: problems, and warnings of what is saved anyway), and whether
+ * the source's publication streams the table's changes under the name the mapping matches —
+ * pgoutput names a change by the table it is published as, so a table left out of a user's
+ * publication, or a partitioned table whose partitions are published under their own names,
+ * would be accepted and then never deliver.
  */
 import type pg from 'pg';
 import { identifyDatabase, type DatabaseIdentity } from '../wal/replication-names.ts';
 import { publicationCoverage, type PublicationCoverage } from '../wal/replication-setup.ts';
-import { checkMappingAgainstTable } from './mapping-check.ts';
+import { checkMappingAgainstTable, checkMappingWarnings } from './mapping-check.ts';
 import { mappingTable, type DomainMapping } from './mapping.ts';
 import { quoteIdent } from './quote-ident.ts';
 import { describeTable } from './table-catalog.ts';
 
+/** The mapping checked against its source database. */
+export interface SourceCheck {
+  /** What would make it misbehave, each with its fix: save it only when this is empty. */
+  readonly problems: readonly string[];
+  /** What it will do that its admin may not expect (`checkMappingWarnings`): said, not refused. */
+  readonly warnings: readonly string[];
+}
+
 /**
- * What would make the mapping misbehave on the source `client` is connected to, each with its fix;
- * empty when it is fine. `publicationOf` names the publication its reader uses on that database.
+ * The mapping checked against the source `client` is connected to. `publicationOf` names the
+ * publication its reader uses on that database.
  */
-export async function sourceProblems(client: pg.ClientBase, mapping: DomainMapping, publicationOf: (identity: DatabaseIdentity) => string): Promise<string[]> {
+export async function checkSource(client: pg.ClientBase, mapping: DomainMapping, publicationOf: (identity: DatabaseIdentity) => string): Promise<SourceCheck> {
   const table = mappingTable(mapping);
   const shape = await describeTable(client, table);
-  if (!shape) return [`table ${mapping.table} does not exist in the source database`];
+  if (!shape) return { problems: [`table ${mapping.table} does not exist in the source database`], warnings: [] };
   const publicationName = publicationOf(await identifyDatabase(client));
   const coverage = await publicationCoverage(client, publicationName, table);
-  return [...checkMappingAgainstTable(mapping, shape), ...publicationProblems(mapping, publicationName, coverage)];
+  return {
+    problems: [...checkMappingAgainstTable(mapping, shape), ...publicationProblems(mapping, publicationName, coverage)],
+    warnings: checkMappingWarnings(mapping, shape),
+  };
 }
 
 /** Problems of a mapping whose table `coverage` describes in publication `publication`. */
