@@ -6,7 +6,12 @@ export default defineConfig({
     // build for dependencies while Vite would pick the ESM one for our sources, and graphql
     // refuses types from "another realm". Pin everyone to the build Node loads.
     alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }],
+    // The workspace packages (packages/*) export their built dist/ to other projects and, under
+    // this condition, their TypeScript sources: the tests run the sources, no build step. Added to
+    // Vitest's own conditions (and passed to its worker processes as `--conditions`).
+    conditions: ['tributary-source'],
   },
+  ssr: { resolve: { conditions: ['tributary-source'] } },
   test: {
     // The server's suites and every workspace package's (packages/*/test).
     include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.{ts,tsx}'],

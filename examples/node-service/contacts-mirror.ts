@@ -16,7 +16,7 @@
  * snapshots".) Run it against a server:
  *
  *   TRIBUTARY_WS_URL=ws://127.0.0.1:4000/graphql TRIBUTARY_TOKEN=<JWT with crm.contacts.read> \
- *     node examples/node-service/contacts-mirror.ts
+ *     node --conditions=tributary-source examples/node-service/contacts-mirror.ts
  */
 import { fileURLToPath } from 'node:url';
 import { createClient, type GetToken, type LiveModelStatus, type ModelChange, type ModelFilter } from '@tributary/client';

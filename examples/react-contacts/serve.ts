@@ -35,6 +35,8 @@ export async function bundleReactContacts(): Promise<string> {
     platform: 'browser',
     target: 'es2022',
     jsx: 'automatic',
+    // @tributary/* from their TypeScript sources (this repository's export condition), not dist/.
+    conditions: ['tributary-source'],
     define: { 'process.env.NODE_ENV': '"development"' },
     logLevel: 'silent',
   });
