@@ -25,10 +25,24 @@ export function unknownSettings(environment: Readonly<Record<string, string | un
   const unknown: UnknownSetting[] = [];
   for (const name of Object.keys(environment).sort()) {
     if (known.has(name) || !/^[A-Z][A-Z0-9_]*$/.test(name)) continue;
-    const suggestion = name.length >= MIN_COMPARED_LENGTH ? settings.find((setting) => editDistance(name, setting) <= MAX_EDITS) : undefined;
+    const suggestion = name.length >= MIN_COMPARED_LENGTH ? closest(name, settings) : undefined;
     if (suggestion !== undefined || OWN_PREFIXES.includes(name.split('_')[0]!)) unknown.push({ name, suggestion });
   }
   return unknown;
+}
+
+/**
+ * The setting fewest edits away (at most `MAX_EDITS`; the first listed of equals): `JWT_SECRETES`
+ * is a misspelt `JWT_SECRETS` (1 edit), though `JWT_SECRET` is within reach too (2).
+ */
+function closest(name: string, settings: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let fewest = MAX_EDITS + 1;
+  for (const setting of settings) {
+    const edits = editDistance(name, setting);
+    if (edits < fewest) [best, fewest] = [setting, edits];
+  }
+  return best;
 }
 
 /** Levenshtein distance, with an adjacent swap counting as one edit (`DATABSE` → `DATABASE`). */

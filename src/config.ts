@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { alertsConfigOf, alertsEnvironment, type AlertsConfig } from './config-alerts.ts';
+import { jwtSecretField, jwtSecretsField, type JwtSecret } from './config-auth.ts';
 import { analyticsConfigOf, analyticsEnvironment, type AnalyticsConfig } from './config-analytics.ts';
 import { eventsConfigOf, eventsEnvironment, type EventsConfig } from './config-events.ts';
 import { webhooksConfigOf, webhooksEnvironment, type WebhooksConfig } from './config-webhooks.ts';
@@ -25,8 +26,10 @@ export type AuthConfig =
   | { readonly mode: 'development' }
   | {
       readonly mode: 'jwt';
-      /** HS256 shared secret (at least 32 bytes). */
+      /** `JWT_SECRET`: HS256 secret of tokens without a `kid`; of every HS256 token without `secrets`. */
       readonly secret?: string;
+      /** `JWT_SECRETS`: HS256 secrets by key id; a token with a `kid` is checked with that kid's only. */
+      readonly secrets?: readonly JwtSecret[];
       /** Remote JSON Web Key Set for RS256/ES256 tokens. */
       readonly jwksUrl?: string;
       readonly issuer?: string;
@@ -216,9 +219,8 @@ const environmentSchema = z.object({
   }),
   ...analyticsEnvironment,
   DASHBOARD_TICK_SECONDS: integer(1, 60, 5),
-  JWT_SECRET: optionalString.refine((value) => value === undefined || Buffer.byteLength(value) >= 32, {
-    message: 'must be at least 32 bytes long (HS256 needs a 256-bit secret)',
-  }),
+  JWT_SECRET: jwtSecretField,
+  JWT_SECRETS: jwtSecretsField,
   JWT_JWKS_URL: urlWithProtocols(['https:', 'http:']),
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
@@ -280,7 +282,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
   }
   const env = parsed.data;
 
-  const jwtConfigured = env.JWT_SECRET !== undefined || env.JWT_JWKS_URL !== undefined;
+  const jwtConfigured = env.JWT_SECRET !== undefined || env.JWT_SECRETS !== undefined || env.JWT_JWKS_URL !== undefined;
   if (!jwtConfigured && env.NODE_ENV === 'production') {
     throw new ConfigError(
       'Invalid configuration: JWT_SECRET or JWT_JWKS_URL must be set when NODE_ENV=production (development mode would let anyone act as admin)',
@@ -310,6 +312,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     ? {
         mode: 'jwt',
         ...(env.JWT_SECRET !== undefined && { secret: env.JWT_SECRET }),
+        ...(env.JWT_SECRETS !== undefined && { secrets: env.JWT_SECRETS }),
         ...(env.JWT_JWKS_URL !== undefined && { jwksUrl: env.JWT_JWKS_URL }),
         ...(env.JWT_ISSUER !== undefined && { issuer: env.JWT_ISSUER }),
         ...(env.JWT_AUDIENCE !== undefined && { audience: env.JWT_AUDIENCE }),

@@ -8,6 +8,7 @@ import {
 import { z } from 'zod';
 import type { AuthConfig } from '../config.ts';
 import { ErrorCode, TributaryError } from '../errors.ts';
+import { hmacKeyResolver } from './hmac-keys.ts';
 import { DEVELOPMENT_PRINCIPAL, MAX_TENANT_LENGTH, type Principal } from './principal.ts';
 import { createRemoteKeySet, type RemoteKeySetOptions } from './remote-key-set.ts';
 
@@ -102,13 +103,14 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return { mode: 'development', clockToleranceMs: 0, verify: () => Promise.resolve(DEVELOPMENT_PRINCIPAL) };
   }
 
-  const secret = auth.secret === undefined ? undefined : new TextEncoder().encode(auth.secret);
+  const hmacKey = hmacKeyResolver(auth);
   const remoteKeys = auth.jwksUrl === undefined ? undefined : createRemoteKeySet(new URL(auth.jwksUrl), options.keySet);
-  const algorithms = [...(secret ? HMAC_ALGORITHMS : []), ...(remoteKeys ? ASYMMETRIC_ALGORITHMS : [])];
+  const algorithms = [...(hmacKey ? HMAC_ALGORITHMS : []), ...(remoteKeys ? ASYMMETRIC_ALGORITHMS : [])];
 
-  // The key is chosen by the algorithm the token names, and only among the pinned ones.
+  // The key is chosen by the algorithm the token names, and only among the pinned ones; an HS256
+  // secret then by the token's `kid` (hmac-keys.ts).
   const getKey: JWTVerifyGetKey = async (header, token) => {
-    if (secret && HMAC_ALGORITHMS.includes(header.alg)) return secret;
+    if (hmacKey && HMAC_ALGORITHMS.includes(header.alg)) return hmacKey(header);
     if (remoteKeys && ASYMMETRIC_ALGORITHMS.includes(header.alg)) return remoteKeys(header, token);
     throw new joseErrors.JOSEAlgNotAllowed(`algorithm "${header.alg}" is not accepted`);
   };

@@ -104,15 +104,18 @@ export function createHttpServer(options: HttpServerOptions): Server {
   });
 
   server.on('upgrade', (request: IncomingMessage, socket, head: Buffer) => {
-    if (pathOf(request) !== GRAPHQL_PATH || !options.graphql) {
+    // `/graphql` and `/ws` (seed 004's path) alike: one WebSocket server, one set of rules.
+    const path = pathOf(request);
+    const webSocket = options.graphql?.webSocket;
+    if (!webSocket?.paths.includes(path)) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    if (refusal(request, GRAPHQL_PATH) !== undefined) {
+    if (refusal(request, path) !== undefined) {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    options.graphql.webSocket.handleUpgrade(request, socket, head);
+    webSocket.handleUpgrade(request, socket, head);
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     options.logger.debug({ err: error }, 'malformed HTTP request');

@@ -68,6 +68,7 @@ export class GraphQLWsConnection {
       noticeMs: options.tokenExpiryNoticeMs,
       notify: (payload) => this.#send({ type: MessageType.Ping, payload }),
       expired: () => this.close(CloseCode.TokenExpired, 'Token expired: reconnect with a new token'),
+      upgradeAuthorization: request.headers.authorization,
     });
 
     socket.on('close', (code) => {

@@ -15,6 +15,12 @@ export interface SocketAuthOptions {
   readonly notify: (payload: Readonly<Record<string, unknown>>) => void;
   /** The token expired (and its grace period passed) without a refresh. */
   readonly expired: () => void;
+  /**
+   * The `Authorization` header of the socket's upgrade request: its token when `connection_init`
+   * carries none (seed 004's `Authorization: Bearer` on the WebSocket request; services only, as
+   * browsers cannot set it). @default none
+   */
+  readonly upgradeAuthorization?: string | undefined;
 }
 
 /** How a socket whose `connection_init` was not accepted is closed; `unexpected`: a fault to log. */
@@ -26,6 +32,12 @@ export interface InitRefusal {
 
 /** What a refresh did: the socket's new expiry. */
 export type RefreshResult = { readonly kind: 'refreshed'; readonly principal: Principal } | { readonly kind: 'principal-changed' };
+
+/**
+ * The refusal of a socket that sent no token, naming both places one may go; with "Forbidden: "
+ * it fits a close frame's 123 bytes of reason (HTTP's says "send Authorization: Bearer").
+ */
+const NO_TOKEN = 'No token: send {"authorization":"Bearer <token>"} in connection_init or an Authorization header on the upgrade';
 
 /** setTimeout's largest delay; a later moment is re-armed when this one fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -41,12 +53,17 @@ export class SocketAuth {
   #principal: Principal | undefined;
   #noticeTimer: NodeJS.Timeout | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
+  /** The upgrade request's `Authorization`, until `connection_init` has been verified. */
+  #upgradeAuthorization: string | undefined;
+  /** The token of `connection_init` came from the upgrade request's header: said in a refusal. */
+  #fromUpgrade = false;
   /** The last refresh asked for: the next one starts once it has settled. */
   #refreshes: Promise<unknown> = Promise.resolve();
   #disposed = false;
 
   constructor(options: SocketAuthOptions) {
     this.#options = options;
+    this.#upgradeAuthorization = options.upgradeAuthorization;
   }
 
   /** Set once `connection_init` was verified. */
@@ -56,14 +73,29 @@ export class SocketAuth {
 
   /**
    * Verifies the `connection_init` payload's authorization (GraphiQL and some clients send it
-   * capitalized). @throws TributaryError UNAUTHENTICATED
+   * capitalized), or, when it has none, the upgrade request's `Authorization` header.
+   *
+   * `connection_init`'s wins when both are sent, and a refused one is not retried with the header:
+   * it is what the protocol and graphql-ws clients authenticate with, obtained again at every
+   * connect (`connectionParams`), where the header was fixed when the client made its socket and
+   * may be the token that just expired — or one a proxy in front added for itself.
+   * @throws TributaryError UNAUTHENTICATED
    */
   async verifyInit(payload: Readonly<Record<string, unknown>> | undefined): Promise<Principal> {
     const key = payload && Object.keys(payload).find((name) => name.toLowerCase() === 'authorization');
-    const authorization = key === undefined ? undefined : payload?.[key];
-    if (authorization !== undefined && typeof authorization !== 'string') {
+    const value = key === undefined ? undefined : payload?.[key];
+    if (value !== undefined && typeof value !== 'string') {
       throw new TributaryError(ErrorCode.UNAUTHENTICATED, '"authorization" must be a string "Bearer <token>"');
     }
+    // A blank value is no token, in either place.
+    const fromInit = value?.trim() === '' ? undefined : value;
+    const fromUpgrade = this.#upgradeAuthorization?.trim() === '' ? undefined : this.#upgradeAuthorization;
+    // Kept no longer than needed: a socket lives for hours, its upgrade's token is spent here.
+    this.#upgradeAuthorization = undefined;
+    this.#fromUpgrade = fromInit === undefined && fromUpgrade !== undefined;
+    const authorization = fromInit ?? fromUpgrade;
+    // Development mode takes no token at all: only a verifying server says where one goes.
+    if (authorization === undefined && this.#options.verifier.mode === 'jwt') throw new TributaryError(ErrorCode.UNAUTHENTICATED, NO_TOKEN);
     return this.#options.verifier.verify(authorization);
   }
 
@@ -91,7 +123,10 @@ export class SocketAuth {
       return { code: CloseCode.TryAgainLater, reason: `Try again later: ${error.message}`, unexpected: false };
     }
     if (isExpiredTokenError(error)) return { code: CloseCode.TokenExpired, reason: 'Token expired: reconnect with a new token', unexpected: false };
-    if (isClientFacing(error)) return { code: CloseCode.Forbidden, reason: `Forbidden: ${error.message}`, unexpected: false };
+    if (isClientFacing(error)) {
+      const source = this.#fromUpgrade ? ' (upgrade Authorization header)' : '';
+      return { code: CloseCode.Forbidden, reason: `Forbidden: ${error.message}${source}`, unexpected: false };
+    }
     return { code: CloseCode.InternalServerError, reason: 'Internal server error', unexpected: true };
   }
 

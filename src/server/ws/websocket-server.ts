@@ -9,6 +9,7 @@ import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { CloseCode } from './close-codes.ts';
 import { GraphQLWsConnection } from './connection.ts';
+import { GRAPHQL_PATH } from '../yoga.ts';
 import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
 import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
 import type { OperationExecutor } from './executor.ts';
@@ -54,17 +55,26 @@ export interface GraphQLWebSocketServerOptions {
 }
 
 export interface GraphQLWebSocketServer {
-  /** Takes over an HTTP upgrade request for the GraphQL path. */
+  /** The upgrade paths it serves (`WEBSOCKET_PATHS`); the HTTP server answers 404 elsewhere. */
+  readonly paths: readonly string[];
+  /** Takes over an HTTP upgrade request for one of `paths`. */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
   readonly connectionCount: number;
   /** Closes every socket with `code` and waits (at most `timeoutMs`) until they are gone. Idempotent: the first call's arguments count. */
   close(code: number, reason: string, timeoutMs: number): Promise<void>;
 }
 
-/** The graphql-transport-ws endpoint: one `GraphQLWsConnection` per socket. */
+/**
+ * Where graphql-transport-ws upgrades are taken, alike: `/graphql`, beside GraphQL over HTTP (what
+ * GraphiQL and the SDK use), and `/ws`, seed 004's plain WebSocket path (`wss://…/v1/ws` behind
+ * its gateway).
+ */
+export const WEBSOCKET_PATHS: readonly string[] = Object.freeze([GRAPHQL_PATH, '/ws']);
+
 /** How long a socket closed to make room has to finish its closing handshake before it is cut, in ms. */
 const EVICTED_CLOSE_MS = 1000;
 
+/** The graphql-transport-ws endpoint: one `GraphQLWsConnection` per socket. */
 export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOptions): GraphQLWebSocketServer {
   const logger = componentLogger(options.logger, 'ws');
   const server = new WebSocketServer({
@@ -175,6 +185,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
   }
 
   return {
+    paths: WEBSOCKET_PATHS,
     handleUpgrade(request, socket, head) {
       if (closing) {
         socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
