@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { ErrorCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { createAdminUi, isAdminUiPath } from './admin-ui/admin-ui.ts';
 import { developmentRefusal, type DevelopmentGuard } from './development-guard.ts';
 import type { GraphQLPostHandler } from './graphql-post.ts';
 import { readDeclaredBody, type RequestWithBody } from './request-body.ts';
@@ -31,7 +32,10 @@ export interface GraphQLEndpoints {
 export interface HttpServerOptions {
   /** Absent for a process that serves no GraphQL (the workers role): `/graphql` is then 404. */
   readonly graphql?: GraphQLEndpoints | undefined;
-  /** The REST routes under `/api/` (with GraphQL); absent: `/api/…` is 404. */
+  /**
+   * The REST routes under `/api/` (with GraphQL), and the admin UI that calls them (`/admin`,
+   * `admin-ui/`); absent: `/api/…` and `/admin…` are 404.
+   */
   readonly api?: AdminApi | undefined;
   readonly readiness: readonly ReadinessCheck[];
   /**
@@ -53,12 +57,13 @@ export interface HttpServerOptions {
 /**
  * Transport only: `/health`, `/ready` and `/metrics` answer here, `/graphql` goes to yoga (HTTP) or the
  * WebSocket server (upgrade) when the process serves GraphQL, `/api/…` to the REST routes beside it,
- * anything else is 404.
+ * `/admin…` to the admin UI's static files with them, anything else is 404.
  */
 export function createHttpServer(options: HttpServerOptions): Server {
   const timeoutMs = options.readinessTimeoutMs ?? 2000;
   const metricsAllowed = metricsAuthorization(options.metricsToken);
   const refusal = options.originGuard ? developmentRefusal(options.originGuard, options.logger) : () => undefined;
+  const adminUi = options.api ? createAdminUi() : undefined;
   const server = createServer((request, response) => {
     const path = pathOf(request);
     if (path === '/health' && isRead(request)) {
@@ -87,6 +92,9 @@ export function createHttpServer(options: HttpServerOptions): Server {
           sendJson(response, 500, { error: 'metrics unavailable' });
         },
       );
+    } else if (isAdminUiPath(path) && adminUi) {
+      // Static files, no caller's data: the development guard is for the API the page then calls.
+      adminUi.handle(request, response, path);
     } else if (path.startsWith(API_PREFIX) || path === GRAPHQL_PATH) {
       const refused = refusal(request, path);
       if (refused !== undefined) {
