@@ -77,3 +77,58 @@ export function unavailableIfDisconnected(error: unknown): unknown {
   if (!isDatabaseOutage(error)) return error;
   return new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause: error });
 }
+
+/** SQLSTATE class `28xxx`: the login was refused (a wrong password, a user pg_hba.conf does not let in). */
+const INVALID_AUTHORIZATION_CLASS = '28';
+
+/**
+ * What a process that could not connect to DATABASE_URL at start says: the host and port it
+ * tried, the URL without its password, and what to check — where a request gets "unavailable
+ * right now; retry shortly" (`unavailableIfDisconnected`), which at start sends an operator to
+ * wait for a database whose URL is wrong. The driver's error is the cause (printed below it).
+ * UNAVAILABLE when the database may come (refused, silent, starting), MISCONFIGURED otherwise (a
+ * name that does not resolve, a login refused, a database that does not exist).
+ */
+export function databaseConnectFailure(url: string, error: unknown): TributaryError {
+  const cause = error instanceof TributaryError && error.code === ErrorCode.UNAVAILABLE && error.cause !== undefined ? error.cause : error;
+  const hint = connectHint(cause);
+  const message = `Could not connect to the database at DATABASE_URL ${hostAndPort(url)} (${maskPassword(url)})${hint === undefined ? '' : `: ${hint}`}`;
+  return new TributaryError(isDatabaseOutage(cause) ? ErrorCode.UNAVAILABLE : ErrorCode.MISCONFIGURED, message, { cause });
+}
+
+/** What to check, by the driver's error (its SQLSTATE or Node's code); undefined when the cause says it best. */
+function connectHint(error: unknown): string | undefined {
+  const found = codedError(error);
+  const code = sqlStateOf(found);
+  if (code === 'ECONNREFUSED') return 'the connection was refused — is Postgres running there, and are the host and port right?';
+  if (code === 'ENOTFOUND') return 'the host name does not resolve — is it spelt right?';
+  if (code === 'EAI_AGAIN') return 'the host name could not be resolved now (DNS did not answer)';
+  if (code === SqlState.INVALID_CATALOG_NAME) return 'that database does not exist — create it, or fix its name in the URL';
+  if (code?.length === 5 && code.startsWith(INVALID_AUTHORIZATION_CLASS)) return 'the login was refused — check the user name and password in the URL';
+  if (code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || (found instanceof Error && /timeout/i.test(found.message))) {
+    return 'no answer — is the host right, and does a firewall let this machine reach that port?';
+  }
+  return undefined;
+}
+
+/** The error that carries a code: `error`, or the first of an AggregateError's (every address of a name refused). */
+function codedError(error: unknown): unknown {
+  if (error instanceof AggregateError) return error.errors.find((inner) => sqlStateOf(inner) !== undefined) ?? error.errors[0];
+  return error;
+}
+
+/** `host:port` of a Postgres URL, with libpq's defaults (a `host` parameter names a socket folder or a host). */
+function hostAndPort(url: string): string {
+  try {
+    const parsed = new URL(url);
+    const host = parsed.hostname !== '' ? parsed.hostname : (parsed.searchParams.get('host') ?? 'localhost');
+    return `${host}:${parsed.port !== '' ? parsed.port : (parsed.searchParams.get('port') ?? '5432')}`;
+  } catch {
+    return '(a URL that does not parse)';
+  }
+}
+
+/** `scheme://user:password@host` → `scheme://user:***@host`; a password given as `?password=` too. */
+function maskPassword(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*):[^\s@]*@/i, '$1:***@').replace(/([?&]password=)[^&]*/i, '$1***');
+}

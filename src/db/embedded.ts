@@ -1,4 +1,5 @@
-import { mkdir } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { lockDataDir, type DataDirLockOptions } from './data-dir-lock.ts';
 import type { Database, QueryResult, Row, Session } from './database.ts';
@@ -8,6 +9,11 @@ export interface EmbeddedDatabaseOptions {
   readonly dataDir: string;
   /** How the data folder is locked against a second process. @default `lockDataDir`'s defaults */
   readonly lock?: DataDirLockOptions;
+  /**
+   * Called before PGlite creates a database in a folder that holds none (its initdb: 15–40 s,
+   * silent), not for `memory://`; must not throw. @default nothing
+   */
+  readonly onCreate?: () => void;
 }
 
 /**
@@ -21,6 +27,7 @@ export async function createEmbeddedDatabase(options: EmbeddedDatabaseOptions): 
   if (!options.dataDir.startsWith('memory://')) {
     await mkdir(options.dataDir, { recursive: true });
     unlock = await lockDataDir(options.dataDir, options.lock);
+    if (options.onCreate && !(await holdsDatabase(options.dataDir))) options.onCreate();
   }
   let pglite: PGlite;
   try {
@@ -72,4 +79,14 @@ async function runQuery<R extends Row>(
 ): Promise<QueryResult<R>> {
   const result = await client.query<R>(sql, params as unknown[] | undefined);
   return { rows: result.rows, rowCount: result.affectedRows ?? 0 };
+}
+
+/** Whether `dataDir` holds a database already: initdb writes `PG_VERSION` into every data folder. */
+async function holdsDatabase(dataDir: string): Promise<boolean> {
+  try {
+    await access(join(dataDir, 'PG_VERSION'));
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,5 +1,7 @@
+import { resolve } from 'node:path';
 import type { Config } from '../config.ts';
 import { componentLogger, type Logger } from '../logger.ts';
+import { databaseConnectFailure } from './connection-failure.ts';
 import type { Database } from './database.ts';
 import { createEmbeddedDatabase } from './embedded.ts';
 import { createPostgresDatabase } from './postgres.ts';
@@ -12,12 +14,30 @@ export interface OpenDatabaseOptions {
   readonly onDataDirLost?: (error: Error) => void;
 }
 
-/** The platform database the configuration names: Postgres at DATABASE_URL, else embedded PGlite in DATA_DIR. */
+/**
+ * The platform database the configuration names: Postgres at DATABASE_URL, else embedded PGlite in
+ * DATA_DIR.
+ * @throws TributaryError when DATABASE_URL cannot be connected to (`databaseConnectFailure`: where
+ *   it tried and what to check); MISCONFIGURED when another process has DATA_DIR.
+ */
 export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>, logger: Logger, options: OpenDatabaseOptions = {}): Promise<Database> {
   if (config.databaseUrl !== undefined) {
-    return createPostgresDatabase({ url: config.databaseUrl, logger: componentLogger(logger, 'db') });
+    const db = createPostgresDatabase({ url: config.databaseUrl, logger: componentLogger(logger, 'db') });
+    // Connected once here, so that a wrong URL is told as such, not as the requests' "retry shortly".
+    try {
+      await db.ping();
+    } catch (error) {
+      await db.close().catch(() => undefined);
+      throw databaseConnectFailure(config.databaseUrl, error);
+    }
+    return db;
   }
-  return createEmbeddedDatabase({ dataDir: config.dataDir, lock: { onLost: options.onDataDirLost ?? exitOnLostDataDir(logger, config.dataDir) } });
+  return createEmbeddedDatabase({
+    dataDir: config.dataDir,
+    lock: { onLost: options.onDataDirLost ?? exitOnLostDataDir(logger, config.dataDir) },
+    // PGlite's initdb takes 15–40 s and prints nothing: a first start would look hung.
+    onCreate: () => logger.info({ dataDir: config.dataDir }, `creating the embedded database in ${resolve(config.dataDir)} (first start; takes a while)`),
+  });
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
- * What a process that could not start prints: the error and, line by line, what caused it. The
+ * What a process that could not start prints: the error and, line by line, what caused it. A
  * client-facing message ("The database is unavailable right now; retry shortly") says nothing an
- * operator can act on; its cause does (`connect ECONNREFUSED 10.0.0.5:5432`).
+ * operator can act on; its cause does (`connect ECONNREFUSED 10.0.0.5:5432`). The first connection
+ * to DATABASE_URL says more itself (`databaseConnectFailure`): where it tried and what to check.
  */
 
 /** Causes followed at most, against a chain that loops. */

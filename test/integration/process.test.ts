@@ -138,18 +138,20 @@ describe('the tributary process', () => {
     await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
   });
 
-  it('says what a failed start was caused by (the address refused), never the password in DATABASE_URL', async () => {
+  it('says where a failed start could not connect and why (the address refused), never the password in DATABASE_URL', async () => {
     const port = await freePort();
     const env = { DATABASE_URL: `postgres://tributary:s3cret-password@127.0.0.1:${port}/platform` };
     const started = await runToExit(process.execPath, [MAIN_SCRIPT], env);
     expect(started.code).toBe(1);
     // An expected failure: its message and causes, no stack.
-    expect(started.stderr).toBe(`Tributary failed to start: The database is unavailable right now; retry shortly\ncaused by: Error: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+    // Where it tried and what to check, not the requests' "unavailable right now; retry shortly".
+    const said = `Could not connect to the database at DATABASE_URL 127.0.0.1:${port} (postgres://tributary:***@127.0.0.1:${port}/platform): the connection was refused — is Postgres running there, and are the host and port right?\ncaused by: Error: connect ECONNREFUSED 127.0.0.1:${port}\n`;
+    expect(started.stderr).toBe(`Tributary failed to start: ${said}`);
 
     const migrated = await runToExit(process.execPath, [join(REPOSITORY, 'src/cli/migrate.ts')], env);
     expect(migrated).toEqual({
       code: 1,
-      stderr: `Migration failed: The database is unavailable right now; retry shortly\ncaused by: Error: connect ECONNREFUSED 127.0.0.1:${port}\n`,
+      stderr: `Migration failed: ${said}`,
     });
     expect(started.stderr + migrated.stderr).not.toContain('s3cret-password');
   });

@@ -162,7 +162,7 @@ describe('webhook attempts to a name resolved by DNS', () => {
     // An endpoint's attempts to a receiver whose DNS never answers, each wanting a connection.
     const silent = Array.from({ length: 10 }, () => watched(send(open, 'silent.test')));
     expect(await send(open, 'fast.test')).toMatchObject({ outcome: 'delivered', status: 204 });
-    expect(await send(guarded, 'fast.test')).toMatchObject({ outcome: 'refused', error: 'refused target: fast.test resolves to 127.0.0.1, a loopback address' });
+    expect(await send(guarded, 'fast.test')).toMatchObject({ outcome: 'refused', error: 'refused target: fast.test resolves to 127.0.0.1, a loopback address (WEBHOOK_ALLOW_PRIVATE_TARGETS=true on the processes that deliver allows it)' });
     expect(silent.filter((attempt) => attempt.settled())).toEqual([]);
     // Ten attempts, one lookup.
     expect(server.asked('silent.test', A)).toBe(1);
@@ -176,7 +176,7 @@ describe('a webhook URL checked at creation', () => {
     const check = (host: string) => assertResolvableTarget(new URL(`https://${host}/hook`), { allowPrivateTargets: false }, (name) => dns.resolve(name));
     await expect(check('fast.test')).rejects.toMatchObject({
       code: ErrorCode.BAD_USER_INPUT,
-      message: 'The webhook URL points to 127.0.0.1 (fast.test resolves to it), a loopback address; webhooks go to public addresses only',
+      message: 'The webhook URL points to 127.0.0.1 (fast.test resolves to it), a loopback address; webhooks go to public addresses only (for tests and development, WEBHOOK_ALLOW_PRIVATE_TARGETS=true allows private ones: set it on this server and on every process that delivers, role all or workers)',
       details: { field: 'url' },
     });
     await expect(check('unknown.test')).rejects.toMatchObject({ code: ErrorCode.BAD_USER_INPUT, message: "The webhook URL's host unknown.test does not resolve" });

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { verifyWebhook } from '@tributary/client/webhooks';
 import { createWebhookHttpClient, WEBHOOK_USER_AGENT } from '../../src/pipeline/webhooks/webhook-http.ts';
+import { MAX_ERROR_LENGTH } from '../../src/pipeline/webhooks/attempt-errors.ts';
 import type { WebhookHttpClient, WebhookHttpClientOptions } from '../../src/pipeline/webhooks/webhook-http.ts';
 import { newWebhookSecret, signWebhook } from '../../src/pipeline/webhooks/webhook-signature.ts';
 import { deferred, freePort, waitFor } from '../helpers/index.ts';
@@ -288,14 +289,19 @@ describe('webhook HTTP client', () => {
     const literal = await post(strict, `${receiver.origin}/hook`);
     const named = await post(strict, `http://localhost:${receiver.port}/hook`);
 
-    expect(literal).toMatchObject({ outcome: 'refused', status: null, error: 'refused target: 127.0.0.1 is a loopback address' });
+    expect(literal).toMatchObject({ outcome: 'refused', status: null, error: 'refused target: 127.0.0.1 is a loopback address (WEBHOOK_ALLOW_PRIVATE_TARGETS=true on the processes that deliver allows it)' });
     expect(named).toMatchObject({ outcome: 'refused', status: null });
-    expect(named.error).toMatch(/^refused target: localhost resolves to (127\.0\.0\.1|::1), a loopback address$/);
+    expect(named.error).toMatch(/^refused target: localhost resolves to (127\.0\.0\.1|::1), a loopback address \(WEBHOOK_ALLOW_PRIVATE_TARGETS=true on the processes that deliver allows it\)$/);
     // IPv6 literals, and IPv4 written inside IPv6, are checked before any socket is opened.
-    expect(await post(strict, `http://[::1]:${receiver.port}/hook`)).toMatchObject({ outcome: 'refused', error: 'refused target: ::1 is a loopback address' });
+    expect(await post(strict, `http://[::1]:${receiver.port}/hook`)).toMatchObject({ outcome: 'refused', error: 'refused target: ::1 is a loopback address (WEBHOOK_ALLOW_PRIVATE_TARGETS=true on the processes that deliver allows it)' });
     expect(await post(strict, `http://[::ffff:127.0.0.1]:${receiver.port}/hook`)).toMatchObject({
-      error: 'refused target: ::ffff:7f00:1 is a loopback address',
+      error: 'refused target: ::ffff:7f00:1 is a loopback address (WEBHOOK_ALLOW_PRIVATE_TARGETS=true on the processes that deliver allows it)',
     });
+    // A long name is cut, so the error stays within MAX_ERROR_LENGTH and still names the setting.
+    const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.localhost`;
+    const cut = await post(strict, `http://${long}:${receiver.port}/hook`);
+    expect(cut).toMatchObject({ outcome: 'refused', error: expect.stringMatching(/^refused target: a+\.?… resolves to .* \(WEBHOOK_ALLOW_PRIVATE_TARGETS=true on the processes that deliver allows it\)$/) as unknown });
+    expect(cut.error?.length).toBeLessThanOrEqual(MAX_ERROR_LENGTH);
     // The same receiver is reachable with private targets allowed: the refusal was the guard's.
     expect(await post(client(), `${receiver.origin}/ok`)).toMatchObject({ outcome: 'delivered' });
     expect(receiver.requests.map((request) => request.url)).toEqual(['/ok']);

@@ -137,7 +137,7 @@ describe('assertWebhookUrl', () => {
   ])('refuses %s: %s', (url, said) => {
     const error = refusal(() => assertWebhookUrl(url, strict));
     expect(error.code).toBe(ErrorCode.BAD_USER_INPUT);
-    expect(error.message).toBe(`The webhook URL points to ${said}; webhooks go to public addresses only`);
+    expect(error.message).toBe(`The webhook URL points to ${said}; webhooks go to public addresses only (for tests and development, WEBHOOK_ALLOW_PRIVATE_TARGETS=true allows private ones: set it on this server and on every process that delivers, role all or workers)`);
     expect(error.details).toEqual({ field: 'url' });
   });
 
@@ -163,7 +163,7 @@ describe('assertResolvableTarget', () => {
 
   it('refuses a non-public literal without a lookup and lets a public literal through', async () => {
     const error = await asyncRefusal(() => assertResolvableTarget(new URL('http://[fd00::5]/hook'), strict, resolve));
-    expect(error.message).toBe('The webhook URL points to fd00::5, a unique-local address; webhooks go to public addresses only');
+    expect(error.message).toBe('The webhook URL points to fd00::5, a unique-local address; webhooks go to public addresses only (for tests and development, WEBHOOK_ALLOW_PRIVATE_TARGETS=true allows private ones: set it on this server and on every process that delivers, role all or workers)');
     await expect(assertResolvableTarget(new URL('https://93.184.216.34/hook'), strict, resolve)).resolves.toBeUndefined();
   });
 

@@ -44,10 +44,16 @@ function splitPosition(position: string): [bigint, number] {
   return dash === -1 ? [BigInt(position), 0] : [BigInt(position.slice(0, dash)), Number(position.slice(dash + 1))];
 }
 
+/**
+ * The refusal of a cursor, for every stream alike (a topic's `events`, a model's `changes`): the
+ * message gives both recipes, since the stream is not known here — a model's state is refetched
+ * with `records`, whose cursor `changes(after:)` joins without a gap or a duplicate; a topic is
+ * subscribed to again without `after` (from now on).
+ */
 export function resyncRequired(reason: string): TributaryError {
   return new TributaryError(
     ErrorCode.RESYNC_REQUIRED,
-    `Cannot resume from this cursor (${reason}): refetch the current state and subscribe again without "after"`,
+    `Cannot resume from this cursor (${reason}): refetch the current state — \`records\` for a model, which gives a cursor — and subscribe again from its cursor, or without "after"`,
     { details: { reason } },
   );
 }

@@ -21,6 +21,15 @@ export interface TargetGuardOptions {
   readonly allowPrivateTargets: boolean;
 }
 
+/**
+ * The end of a refusal at creation: what the rule is, and the setting that lifts it. The setting
+ * is per process — the server checks the URL here, and whichever process delivers (role `all` or
+ * `workers`) checks the address again at every attempt — so a newcomer who sets it on the server
+ * alone sees the endpoint created and every attempt refused.
+ */
+const PUBLIC_ONLY =
+  'webhooks go to public addresses only (for tests and development, WEBHOOK_ALLOW_PRIVATE_TARGETS=true allows private ones: set it on this server and on every process that delivers, role all or workers)';
+
 /** Longer URLs are refused; 2048 is what browsers and most proxies keep. */
 export const MAX_WEBHOOK_URL_LENGTH = 2048;
 
@@ -130,9 +139,9 @@ export function assertWebhookUrl(url: string, options: TargetGuardOptions): URL 
   if (!options.allowPrivateTargets) {
     if (isIP(host) !== 0) {
       const reason = forbiddenAddressReason(host);
-      if (reason !== null) refuse(`The webhook URL points to ${host}, ${reason}; webhooks go to public addresses only`);
+      if (reason !== null) refuse(`The webhook URL points to ${host}, ${reason}; ${PUBLIC_ONLY}`);
     } else if (isLocalhost(host)) {
-      refuse(`The webhook URL points to ${host}, a loopback address; webhooks go to public addresses only`);
+      refuse(`The webhook URL points to ${host}, a loopback address; ${PUBLIC_ONLY}`);
     }
   }
   return parsed;
@@ -167,7 +176,7 @@ export async function assertResolvableTarget(
     const reason = forbiddenAddressReason(address);
     if (reason !== null) {
       const via = address === host ? '' : ` (${host} resolves to it)`;
-      refuse(`The webhook URL points to ${address}${via}, ${reason}; webhooks go to public addresses only`);
+      refuse(`The webhook URL points to ${address}${via}, ${reason}; ${PUBLIC_ONLY}`);
     }
   }
 }

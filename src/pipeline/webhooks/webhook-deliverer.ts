@@ -20,6 +20,7 @@ import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
 import type { SlowEndpoints } from './slow-endpoints.ts';
 import { disableEndpoint, recordEndpointOutcome, type SigningEndpoint } from './endpoint-store.ts';
+import { createRefusedTargetWarnings } from './refused-target-warnings.ts';
 import { nextAttemptAt, type RetryPolicy } from './retry-schedule.ts';
 import type { WebhookHttpClient } from './webhook-http.ts';
 import { signWebhook } from './webhook-signature.ts';
@@ -71,7 +72,7 @@ export interface WebhookDelivererOptions {
   readonly slow?: SlowEndpoints | undefined;
   /** Counts each attempt per endpoint, for the failure-rate alert. @default not counted */
   readonly tallies?: Pick<AttemptTallies, 'count'> | undefined;
-  /** The clock the endpoint row's notes are paced on, in ms. @default Date.now */
+  /** The clock the endpoint row's notes and the refused targets' warnings are paced on, in ms. @default Date.now */
   readonly now?: () => number;
 }
 
@@ -111,6 +112,8 @@ const CLOCK_SKEW_MS = 500;
 export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
   const { db, logger } = options;
   const clock = options.now ?? Date.now;
+  // This process refuses the address: its log says so, and which setting allows it.
+  const refusedTargets = createRefusedTargetWarnings({ logger, now: clock });
   /**
    * A batch of attempts whose record failed (Postgres away for a moment) is recorded again, a few
    * times within the leases: each record applies under its attempt's own lease, so one that
@@ -257,6 +260,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     }
 
     const delivered = result.outcome === 'delivered';
+    if (result.outcome === 'refused') refusedTargets.refused(endpoint.id, result.error);
     // Cut by this process's shutdown (no answer came before `abort`): nothing the receiver did, so
     // it is due again at once (for the next process), not a step along the curve, and it counts
     // toward none of the endpoint's failures — else a receiver slower than the shutdown's wait

@@ -26,7 +26,7 @@
 import { isIP, type LookupFunction } from 'node:net';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import packageJson from '../../../package.json' with { type: 'json' };
-import { describeError, findCoded, redirectError, RefusedTargetError } from './attempt-errors.ts';
+import { describeError, findCoded, MAX_ERROR_LENGTH, redirectError, RefusedTargetError } from './attempt-errors.ts';
 import { forbiddenAddressReason } from './target-guard.ts';
 import { createWebhookDns, type WebhookDns, type WebhookDnsOptions } from './webhook-dns.ts';
 
@@ -331,7 +331,7 @@ function guardedConnector(dns: WebhookDns): buildConnector.connector {
     if (isIP(connectOptions.hostname) !== 0) {
       const reason = forbiddenAddressReason(connectOptions.hostname);
       if (reason !== null) {
-        const error = new RefusedTargetError(`refused target: ${connectOptions.hostname} is ${reason}`);
+        const error = refusedTarget(connectOptions.hostname, ` is ${reason}`);
         queueMicrotask(() => callback(error, null));
         return;
       }
@@ -348,7 +348,7 @@ function lookupWith(dns: WebhookDns, guarded: boolean): LookupFunction {
       (addresses) => {
         for (const { address } of guarded ? addresses : []) {
           const reason = forbiddenAddressReason(address);
-          if (reason !== null) return callback(new RefusedTargetError(`refused target: ${hostname} resolves to ${address}, ${reason}`), '', 0);
+          if (reason !== null) return callback(refusedTarget(hostname, ` resolves to ${address}, ${reason}`), '', 0);
         }
         const [first] = addresses;
         if (lookupOptions.all) return callback(null, [...addresses]);
@@ -358,4 +358,19 @@ function lookupWith(dns: WebhookDns, guarded: boolean): LookupFunction {
       (error: unknown) => callback(error as NodeJS.ErrnoException, '', 0),
     );
   };
+}
+
+/** What lifts an address refusal: the setting, where it must be set. */
+const ALLOW_HINT = ' (WEBHOOK_ALLOW_PRIVATE_TARGETS=true on the processes that deliver allows it)';
+
+/**
+ * An attempt refused for its address (`host` and what about it, `rest`), as the attempt log and
+ * the admin API show it: with the setting that allows it, since the process that refuses it is
+ * the one that delivers (role `all` or `workers`), which a server allowed to create the endpoint
+ * does not make so. A long host name is cut to keep the text within MAX_ERROR_LENGTH.
+ */
+function refusedTarget(host: string, rest: string): RefusedTargetError {
+  const room = MAX_ERROR_LENGTH - `refused target: ${rest}${ALLOW_HINT}`.length;
+  const shown = host.length <= room ? host : `${host.slice(0, Math.max(1, room - 1))}…`;
+  return new RefusedTargetError(`refused target: ${shown}${rest}${ALLOW_HINT}`);
 }
