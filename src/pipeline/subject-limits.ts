@@ -2,12 +2,14 @@
  * Rate limits per subject — the app, env, tenant and subject of a verified token — on what one
  * caller's requests cost everyone else:
  *
- * - publishes and channel broadcasts (`PUBLISH_RATE_PER_SECOND`): each copy fans out to every
- *   subscriber or member, so one subject publishing as fast as it can takes the delivery capacity
- *   of every tenant on the instance (20 broadcasts of 60 KB to 2,000 members sent 1.5 GB);
+ * - publishes, channel broadcasts and document writes (`PUBLISH_RATE_PER_SECOND`): each copy fans
+ *   out to every subscriber or member, so one subject publishing as fast as it can takes the
+ *   delivery capacity of every tenant on the instance (20 broadcasts of 60 KB to 2,000 members sent
+ *   1.5 GB); a document write publishes its change, and writes to Redis and the database besides;
  * - topic streams created (`TOPIC_NEW_STREAMS_PER_MINUTE`): a `topicCursor` or `events` on a name
  *   without a history creates it in the log (in Redis two keys that live the log's retention age,
- *   an hour by default), so new names at socket speed filled Redis up to its `maxmemory`.
+ *   an hour by default), so new names at socket speed filled Redis up to its `maxmemory`; so does
+ *   `createDocument`, each new document being a topic of its own.
  *
  * Fixed windows (rate-limiter-flexible): the budget is whole again a second (a minute) after the
  * window's first request, so a subject can burst its whole figure at once, and twice it across a
@@ -31,7 +33,7 @@ import { scopeKey, scopeOf } from './scope.ts';
 import type { StreamRef } from './stream.ts';
 
 export interface SubjectLimitsOptions {
-  /** Publishes and broadcasts one subject may make per second (`PUBLISH_RATE_PER_SECOND`), all at once too. @default 1000 */
+  /** Publishes, broadcasts and document writes one subject may make per second (`PUBLISH_RATE_PER_SECOND`), all at once too. @default 1000 */
   readonly publishesPerSecond: number;
   /** Topic streams one subject may create per minute (`TOPIC_NEW_STREAMS_PER_MINUTE`), all at once too. @default 600 */
   readonly newStreamsPerMinute: number;
@@ -47,7 +49,7 @@ export interface SubjectLimitsOptions {
 
 export interface SubjectLimits {
   /**
-   * Counts `count` publishes or broadcasts of `principal`'s subject.
+   * Counts `count` publishes, broadcasts or document writes of `principal`'s subject.
    * @throws TributaryError RATE_LIMITED (`retryAfterMs`: when the budget is whole again) over
    *   `PUBLISH_RATE_PER_SECOND` (the refused request counts in its window too: harmless, the
    *   window's budget is spent either way).
@@ -83,7 +85,7 @@ export function createSubjectLimits(options: SubjectLimitsOptions): SubjectLimit
   const publishes: Limit = {
     kind: 'publish',
     limiter: new RateLimiterMemory({ points: options.publishesPerSecond, duration: 1 }),
-    refusal: (ms) => `Too many publishes and broadcasts by this subject: at most ${options.publishesPerSecond} a second (PUBLISH_RATE_PER_SECOND); retry in ${ms} ms`,
+    refusal: (ms) => `Too many publishes, broadcasts and document writes by this subject: at most ${options.publishesPerSecond} a second (PUBLISH_RATE_PER_SECOND); retry in ${ms} ms`,
   };
   const newStreams: Limit = {
     kind: 'new_stream',

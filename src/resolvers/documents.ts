@@ -7,7 +7,9 @@ import { dispatchTicket, type Admission, type DispatchTicket } from '../pipeline
 import { documentSnapshot } from '../pipeline/events/document-change.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
+import { isValidKey, keyId, MAX_KEY_LENGTH } from '../pipeline/idempotency/publish-keys.ts';
 import { documentTopic, type DocumentKey, type DocumentPage, type JsonObject, type SyncDocument } from '../pipeline/sync/documents.ts';
+import { writeFingerprint, writeOnce, type KeyedWrite } from '../pipeline/sync/keyed-writes.ts';
 import type { ResolverContext } from './context.ts';
 import { assertStorableJson } from './json-input.ts';
 
@@ -24,6 +26,7 @@ export interface DocumentArgs {
 
 export interface WriteArgs extends DocumentArgs {
   readonly expectedRevision?: number | null;
+  readonly idempotencyKey?: string | null;
 }
 
 /** `document`: the document, or null when there is none (or it was deleted). Needs read on its topic (see `permissionName`). */
@@ -45,32 +48,96 @@ export async function listDocuments(
   return context.services.documents.list(scope, service, { first, after });
 }
 
+/**
+ * `createDocument`. A new document is a new stream in the log (its topic `sync.{service}.doc.{id}`,
+ * and `sync.{service}.created` for a service's first): each costs the subject one of its new
+ * streams (TOPIC_NEW_STREAMS_PER_MINUTE), as a `topicCursor` on a new name does — asked before
+ * the write, so a refused create saves nothing.
+ */
 export async function createDocument(
   context: ResolverContext,
-  args: { service: string; id?: string | null; data?: unknown },
+  args: { service: string; id?: string | null; data?: unknown; idempotencyKey?: string | null },
 ): Promise<SyncDocument> {
-  const id = args.id ?? `doc_${randomBytes(12).toString('base64url')}`;
-  return context.services.documents.create(keyFor(context, 'write', args.service, id, 'service'), jsonObject('data', args.data));
+  const { principal, services } = context;
+  const key = keyFor(context, 'write', args.service, args.id ?? `doc_${randomBytes(12).toString('base64url')}`, 'service');
+  const data = jsonObject('data', args.data);
+  return write(context, args, { mutation: 'create', sentId: args.id ?? undefined, body: data, expectedRevision: undefined }, {
+    write: async () => {
+      for (const topic of [`sync.${key.service}.created`, documentTopic(key.service, key.id)]) {
+        await services.subjectLimits.head(principal, streamOf(key.scope, topic));
+      }
+      return services.documents.create(key, data);
+    },
+    // The same request: the data sent is the first one's.
+    dataOf: () => Promise.resolve(data),
+  });
 }
 
 export async function replaceDocument(context: ResolverContext, args: WriteArgs & { data?: unknown }): Promise<SyncDocument> {
-  return context.services.documents.replace(
-    keyFor(context, 'write', args.service, args.id),
-    jsonObject('data', args.data),
-    expectedRevision(args),
-  );
+  const key = keyFor(context, 'write', args.service, args.id);
+  const data = jsonObject('data', args.data);
+  const revision = expectedRevision(args);
+  return write(context, args, { mutation: 'replace', sentId: args.id, body: data, expectedRevision: revision }, {
+    write: () => context.services.documents.replace(key, data, revision),
+    dataOf: () => Promise.resolve(data),
+  });
 }
 
 export async function mergeDocument(context: ResolverContext, args: WriteArgs & { patch?: unknown }): Promise<SyncDocument> {
-  return context.services.documents.merge(
-    keyFor(context, 'write', args.service, args.id),
-    jsonObject('patch', args.patch),
-    expectedRevision(args),
-  );
+  const key = keyFor(context, 'write', args.service, args.id);
+  const patch = jsonObject('patch', args.patch);
+  const revision = expectedRevision(args);
+  return write(context, args, { mutation: 'merge', sentId: args.id, body: patch, expectedRevision: revision }, {
+    write: () => context.services.documents.merge(key, patch, revision),
+    // What the merge made is not kept: the document's data now (the first answer's while nothing changed it since).
+    dataOf: async () => (await context.services.documents.get(key))?.data ?? {},
+  });
 }
 
 export async function deleteDocument(context: ResolverContext, args: WriteArgs): Promise<SyncDocument> {
-  return context.services.documents.delete(keyFor(context, 'write', args.service, args.id), expectedRevision(args));
+  const key = keyFor(context, 'write', args.service, args.id);
+  const revision = expectedRevision(args);
+  return write(context, args, { mutation: 'delete', sentId: args.id, body: undefined, expectedRevision: revision }, {
+    write: () => context.services.documents.delete(key, revision),
+    // A deleted document's content is kept nowhere, the key's record included.
+    dataOf: () => Promise.resolve({}),
+  });
+}
+
+/** What makes a write the request it is, for its idempotency key (`writeFingerprint`). */
+interface WriteRequest {
+  readonly mutation: 'create' | 'replace' | 'merge' | 'delete';
+  readonly sentId: string | undefined;
+  readonly body: JsonObject | undefined;
+  readonly expectedRevision: number | undefined;
+}
+
+/**
+ * A valid write: counted in the subject's publishes (PUBLISH_RATE_PER_SECOND: each write publishes
+ * its change), a retry under an idempotency key too (it costs a round trip), then made — once per
+ * key when it has one (`keyed-writes.ts`).
+ */
+async function write(
+  context: ResolverContext,
+  args: { service: string; idempotencyKey?: string | null },
+  request: WriteRequest,
+  keyed: Pick<KeyedWrite, 'write' | 'dataOf'>,
+): Promise<SyncDocument> {
+  const { principal, services } = context;
+  const idempotencyKey = args.idempotencyKey ?? undefined;
+  if (idempotencyKey !== undefined && !isValidKey(idempotencyKey)) {
+    throw badUserInput('idempotencyKey', `idempotencyKey must be 1–${MAX_KEY_LENGTH} printable ASCII characters without spaces`);
+  }
+  await services.subjectLimits.admitPublishes(principal);
+  if (idempotencyKey === undefined) return keyed.write();
+  return writeOnce(
+    { keys: services.publishKeys, logger: services.logger },
+    {
+      ...keyed,
+      keyId: keyId(scopeOf(principal), idempotencyKey),
+      fingerprint: writeFingerprint(request.mutation, args.service, request.sentId, request.body, request.expectedRevision),
+    },
+  );
 }
 
 export function pageCursorOf(document: SyncDocument): string {
@@ -172,7 +239,7 @@ export async function subscribeDocument(context: ResolverContext, args: Document
   const readableBy = (next: Principal) => canAccessTopic(next, 'read', permissionName(args.service, args.id, 'document'));
   if (!readableBy(principal)) {
     services.metrics.subscriptionsDenied.inc({ field: 'document' });
-    services.logger.debug({ subject: principal.subject, tenant: principal.tenant, service: args.service }, 'subscription denied silently');
+    services.logger.debug({ subject: principal.subject, app: scope.app, env: scope.env, tenant: scope.tenant, documentService: args.service, documentId: args.id }, 'subscription denied silently');
     return dispatchTicket({ stream, filter: undefined, after: undefined, denied: true, readableBy });
   }
   // Any id may be asked for: a stream new to the log costs the subject one of its new streams.

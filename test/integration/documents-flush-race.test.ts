@@ -186,7 +186,7 @@ describe('two instances writing one revision after Redis lost its data', () => {
     B.postgresLink!.refuse(true);
     B.postgresLink!.dropAll();
     heldB.release.resolve();
-    expect(await writeB).toEqual({ code: ErrorCode.UNAVAILABLE, details: { revision: 2 } });
+    expect(await writeB).toEqual({ code: ErrorCode.UNAVAILABLE, details: { saved: true, revision: 2 } });
 
     heldA.release.resolve();
     expect(await writeA).toEqual({ revision: 2, data: { v: 'A' } });

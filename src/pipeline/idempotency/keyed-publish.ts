@@ -35,8 +35,9 @@ export async function publishOnce(deps: KeyedPublishDeps, keyed: KeyedMessage): 
   const claim = await keys.claim(keyId, fingerprint, token);
   if (!claim.claimed) {
     const { record } = claim;
-    if (record.fingerprint !== fingerprint) {
-      throw new TributaryError(ErrorCode.CONFLICT, 'This idempotency key was used for another publish (its topic, type or payload differ); use a new key for a new event', {
+    // `answered`: a document write's key (its fingerprint differs too).
+    if (record.fingerprint !== fingerprint || record.state === 'answered') {
+      throw new TributaryError(ErrorCode.CONFLICT, 'This idempotency key was used for another request (another topic, type or payload, or not a publish); use a new key for a new event', {
         details: { field: 'idempotencyKey' },
       });
     }

@@ -17,6 +17,11 @@
  *
  * A record keeps the event without its payload: a retry is only answered when its fingerprint
  * matches, so its own payload is the first one's (the same JSON, keys perhaps in another order).
+ *
+ * The same keys, in the same store, make document writes safe to retry (`sync/keyed-writes.ts`):
+ * their records are `answered`, holding what the write answered as JSON its own code reads back.
+ * One key names one request of its scope: a key used by a publish is CONFLICT for a document write,
+ * and the other way round (their fingerprints differ).
  */
 import { createHash } from 'node:crypto';
 import type { RealtimeEvent } from '../events/envelope.ts';
@@ -33,10 +38,15 @@ export type KeyRecord =
   /** The event is in the log; what follows it (its webhook deliveries) has not been done. */
   | { readonly state: 'placed'; readonly fingerprint: string; readonly event: RememberedEvent }
   /** The publish was answered with this event. */
-  | { readonly state: 'done'; readonly fingerprint: string; readonly event: RememberedEvent };
+  | { readonly state: 'done'; readonly fingerprint: string; readonly event: RememberedEvent }
+  /** Another keyed request (a document write) was answered: what it answered, as its own code reads it back. */
+  | { readonly state: 'answered'; readonly fingerprint: string; readonly answer: JsonObject };
 
 /** A key's record once its event is placed. */
 export type PlacedRecord = Extract<KeyRecord, { state: 'placed' | 'done' }>;
+
+/** A key's record once its request was made: a publish's event placed, or another request's answer. */
+export type RememberedRecord = Exclude<KeyRecord, { state: 'in-flight' }>;
 
 /** The outcome of claiming a key: free (and now held by `token`), or what an earlier use left. */
 export type KeyClaim = { readonly claimed: true } | { readonly claimed: false; readonly record: KeyRecord };
@@ -47,9 +57,9 @@ export interface PublishKeys {
    * an earlier use is remembered: then returns that, and takes nothing.
    */
   claim(id: string, fingerprint: string, token: string): Promise<KeyClaim>;
-  /** Remembers the key's event, placed (`placed`) or answered (`done`), for the key's lifetime. */
-  remember(id: string, record: PlacedRecord): Promise<void>;
-  /** Frees the key when the try that claimed it (`fingerprint`, `token`) placed nothing (its log append failed): a retry starts afresh. */
+  /** Remembers the key's event, placed (`placed`) or answered (`done`) — or another request's answer (`answered`) — for the key's lifetime. */
+  remember(id: string, record: RememberedRecord): Promise<void>;
+  /** Frees the key when the try that claimed it (`fingerprint`, `token`) did nothing (its log append failed): a retry starts afresh. */
   release(id: string, fingerprint: string, token: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -79,8 +89,13 @@ export function keyId(scope: Scope, key: string): string {
 
 /** What makes two publishes the same request: topic, type and payload (its objects' keys in any order). */
 export function requestFingerprint(topic: string, type: string, payload: JsonObject): string {
+  return fingerprintOf([topic, type, payload]);
+}
+
+/** A request's fingerprint from its parts (JSON values; objects' keys in any order): what two tries of one request share. */
+export function fingerprintOf(parts: readonly unknown[]): string {
   return createHash('sha256')
-    .update(JSON.stringify([topic, type, payload], (_key, value: unknown) => (isJsonObject(value) ? sortedKeys(value) : value)))
+    .update(JSON.stringify(parts, (_key, value: unknown) => (isJsonObject(value) ? sortedKeys(value) : value)))
     .digest('base64url');
 }
 

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
 import { hasEventFields } from '../events/envelope.ts';
+import { isJsonObject } from '../events/json.ts';
 import { defineScript } from '../redis-script.ts';
 import { inFlightRecord, type KeyRecord, type PublishKeys, type PublishKeyTimes } from './publish-keys.ts';
 
@@ -29,7 +30,8 @@ type ReleaseCommand = (key: string, record: string) => Promise<number>;
  * Keys in Redis, shared by every instance: one string per key (its record as JSON) that expires
  * with the key. A claim is one script (take the key unless it holds a record), so two instances
  * given the same key at once cannot both place an event. A record holds no payload (a few hundred
- * bytes): Redis holds about that times the keyed publishes of EVENT_PUBLISH_KEY_TTL_SECONDS.
+ * bytes): Redis holds about that times the keyed publishes of EVENT_PUBLISH_KEY_TTL_SECONDS — and a
+ * document write's (`answered`: its revision and times, never its data) as much.
  */
 export function createRedisPublishKeys(options: RedisPublishKeysOptions): PublishKeys {
   const { redis } = options;
@@ -43,8 +45,8 @@ export function createRedisPublishKeys(options: RedisPublishKeysOptions): Publis
       try {
         found = await claim(redisKey(id), inFlightRecord(fingerprint, token), options.inFlightMs);
       } catch (error) {
-        // As a publish without a key while Redis is away: nothing was done, retry.
-        throw new TributaryError(ErrorCode.UNAVAILABLE, 'Idempotency keys are unavailable right now (Redis); nothing was published, retry shortly', { cause: error });
+        // As a publish (or document write) without a key while Redis is away: nothing was done, retry.
+        throw new TributaryError(ErrorCode.UNAVAILABLE, 'Idempotency keys are unavailable right now (Redis); nothing was done, retry shortly', { cause: error });
       }
       return found === null ? { claimed: true } : { claimed: false, record: parseRecord(id, found) };
     },
@@ -80,5 +82,6 @@ function isKeyRecord(value: unknown): value is KeyRecord {
   const { state, fingerprint, token, event } = value as Record<string, unknown>;
   if (typeof fingerprint !== 'string') return false;
   if (state === 'in-flight') return typeof token === 'string';
+  if (state === 'answered') return isJsonObject((value as { answer?: unknown }).answer);
   return (state === 'placed' || state === 'done') && hasEventFields(event) && typeof (event as { cursor?: unknown }).cursor === 'string';
 }

@@ -9,7 +9,7 @@ import type { DocumentEventPublisher } from './document-events.ts';
 import { isLostFlush, type DocumentFlusher } from './document-flusher.ts';
 import { rowHolds, selectDocument, stateOf } from './document-store.ts';
 import type { DocumentChange, DocumentState } from './document-writes.ts';
-import { documentEntity, type DocumentKey } from './documents.ts';
+import { documentEntity, savedButUnavailable, type DocumentKey } from './documents.ts';
 import type { DocumentEvent } from './unpublished-events.ts';
 
 /**
@@ -40,7 +40,7 @@ export interface DocumentCommits {
   /**
    * Flushes a change written to the cache (entry `entryKey` of `epoch`, with its `event`, which the
    * flush marks unpublished with it), then publishes the event.
-   * @throws UNAVAILABLE naming the revision when Postgres did not take the change; CONFLICT with
+   * @throws UNAVAILABLE naming the revision (`savedButUnavailable`) when Postgres did not take the change; CONFLICT with
    * `currentRevision` when another change of the document reached Postgres first.
    */
   commitAndPublish(key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange, event: DocumentEvent): Promise<void>;
@@ -241,10 +241,10 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'The change was not saved: the document cache lost it before the database had it; retry shortly');
       }
       wait(key, entryKey, epoch, change, event, slot);
-      throw new TributaryError(
-        ErrorCode.UNAVAILABLE,
+      throw savedButUnavailable(
+        revision,
         `The change was saved as revision ${revision} in the cache but not yet in the database; it will be written, and published, when the database is back`,
-        { cause, details: { revision } },
+        cause,
       );
     },
 

@@ -1,11 +1,10 @@
-import { ErrorCode, TributaryError } from '../../errors.ts';
 import { componentLogger, type Logger } from '../../logger.ts';
 import { documentChange } from '../events/document-change.ts';
 import { newEventId } from '../events/event-id.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { documentDiff } from './document-diff.ts';
 import type { DocumentChange } from './document-writes.ts';
-import { documentEntity, documentTopic, type DocumentKey } from './documents.ts';
+import { documentEntity, documentLogFields, documentTopic, savedButUnavailable, type DocumentKey } from './documents.ts';
 import type { Slot } from '../coordination/keyed-serial.ts';
 import { keyOfEvent, type DocumentEvent, type UnpublishedMarks } from './unpublished-events.ts';
 
@@ -29,8 +28,8 @@ export interface DocumentEventPublisher {
   /**
    * Publishes a saved change's event (marked unpublished with the change), once the slot's turn
    * comes: first the document's earlier events still marked, then this one; then removes their
-   * marks. @throws UNAVAILABLE naming the saved revision when the event could not be placed (its
-   * mark stays: the sweep publishes it later).
+   * marks. @throws UNAVAILABLE naming the saved revision (`savedButUnavailable`: details `saved`,
+   * `revision`) when the event could not be placed (its mark stays: the sweep publishes it later).
    */
   publish(key: DocumentKey, event: DocumentEvent, options?: PublishOptions): Promise<void>;
   /**
@@ -80,15 +79,14 @@ export function createDocumentEventPublisher(router: EventRouter, marks: Unpubli
   const routeAgain = async (events: readonly DocumentEvent[], why: string) => {
     for (const event of events) {
       await route(event);
-      const { service, documentId, revision } = event.payload;
-      logger.warn({ service, documentId, revision, eventId: event.id }, `document event published again (${why})`);
+      logger.warn({ ...documentLogFields(keyOfEvent(event)), revision: event.payload.revision, eventId: event.id }, `document event published again (${why})`);
     }
   };
 
   const unmark = (key: DocumentKey, revisions: readonly number[]) =>
     marks.remove(key, revisions).catch((error: unknown) => {
       // Published: the sweep publishes it once more, with its id.
-      logger.warn({ err: error, service: key.service, documentId: key.id, revisions }, 'published document events still marked unpublished');
+      logger.warn({ err: error, ...documentLogFields(key), revisions }, 'published document events still marked unpublished');
     });
 
   return {
@@ -98,7 +96,7 @@ export function createDocumentEventPublisher(router: EventRouter, marks: Unpubli
         if (options.ifMarked) {
           const marked = await marks.earlier(key, revision + 1);
           if (!marked.some((mark) => mark.id === event.id)) {
-            logger.debug({ service: key.service, documentId: key.id, revision }, 'document event published already by another write or the sweep');
+            logger.debug({ ...documentLogFields(key), revision }, 'document event published already by another write or the sweep');
             return;
           }
         }
@@ -108,12 +106,8 @@ export function createDocumentEventPublisher(router: EventRouter, marks: Unpubli
         await unmark(key, [...earlier.map((lost) => lost.payload.revision), revision]);
       };
       await (options.slot ? options.slot.run(work) : work()).catch((error: unknown) => {
-        logger.error({ err: error, service: key.service, documentId: key.id, revision }, 'document event not published');
-        throw new TributaryError(
-          ErrorCode.UNAVAILABLE,
-          `The change was saved as revision ${revision}, but its event could not be published; subscribers should refetch`,
-          { cause: error, details: { revision } },
-        );
+        logger.error({ err: error, ...documentLogFields(key), revision }, 'document event not published');
+        throw savedButUnavailable(revision, `The change was saved as revision ${revision}, but its event could not be published; subscribers should refetch`, error);
       });
     },
 

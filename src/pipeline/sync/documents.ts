@@ -105,3 +105,24 @@ export function conflict(currentRevision: number | undefined, message = 'The doc
 export function alreadyExists(currentRevision: number | undefined): TributaryError {
   return conflict(currentRevision, 'A document with this id already exists');
 }
+
+/**
+ * UNAVAILABLE for a change that was saved as `revision` but could not be finished — its event not
+ * published, or (sync durability) not yet in the database: `details.saved` tells it from an
+ * UNAVAILABLE that saved nothing (retry that one; not this one: it would be a second change).
+ */
+export function savedButUnavailable(revision: number, message: string, cause?: unknown): TributaryError {
+  return new TributaryError(ErrorCode.UNAVAILABLE, message, { ...(cause !== undefined && { cause }), details: { saved: true, revision } });
+}
+
+/** The revision a `savedButUnavailable` error names; undefined for any other error (nothing known saved). */
+export function savedRevisionOf(error: unknown): number | undefined {
+  if (!(error instanceof TributaryError) || error.code !== ErrorCode.UNAVAILABLE || error.details['saved'] !== true) return undefined;
+  const revision = error.details['revision'];
+  return typeof revision === 'number' ? revision : undefined;
+}
+
+/** A document's fields for a log line: its scope, service and id. Not `service`: the root logger binds that (`tributary`). */
+export function documentLogFields(key: DocumentKey): Record<string, string | undefined> {
+  return { app: key.scope.app, env: key.scope.env, tenant: key.scope.tenant, documentService: key.service, documentId: key.id };
+}

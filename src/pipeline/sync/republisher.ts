@@ -1,7 +1,7 @@
 import { componentLogger, type Logger } from '../../logger.ts';
 import type { KeyedSerial } from '../coordination/keyed-serial.ts';
 import type { DocumentEventPublisher } from './document-events.ts';
-import { documentEntity, type DocumentKey } from './documents.ts';
+import { documentEntity, documentLogFields, type DocumentKey } from './documents.ts';
 import { keyOfEvent, type UnpublishedMarks } from './unpublished-events.ts';
 
 /**
@@ -69,7 +69,7 @@ export function createRepublisher(options: RepublisherOptions): Republisher {
       try {
         published += await republishDocument(key, upTo);
       } catch (error) {
-        logger.warn({ err: error, service: key.service, documentId: key.id }, 'document events still unpublished; retried at a later sweep');
+        logger.warn({ err: error, ...documentLogFields(key) }, 'document events still unpublished; retried at a later sweep');
       }
     }
     return published;

@@ -50,6 +50,10 @@ const documentId =
   'Up to 128 letters, digits and _ . : -, and short enough for the topic `sync.{service}.doc.{id}` to fit in 200 characters (any id of up to 127 does); a longer one is BAD_USER_INPUT.';
 const documentData = 'A JSON object of at most 256 KiB (as JSON); a larger document is BAD_USER_INPUT.';
 const needsDocumentWrite = 'Needs `sync.{service}.write`, or the document\'s own `sync.{service}.doc.{id}.write`.';
+const writeLimits =
+  "Counts as one of the caller's publishes (PUBLISH_RATE_PER_SECOND, per subject): RATE_LIMITED past it, with `extensions.retryAfterMs`. UNAVAILABLE with `extensions.saved: true` and `extensions.revision` when the change was saved but not finished (its event not published yet, or in sync durability not yet in the database): it goes out when it can; do not retry it as a new change. UNAVAILABLE without `saved` saved nothing: retry.";
+const idempotencyKey =
+  "Makes a retry safe, as `publish`'s: a write with a key used before in the caller's scope (within EVENT_PUBLISH_KEY_TTL_SECONDS, 24 h by default) writes nothing and answers what the first try answered — its document's id, revision and times; its data: for create and replace the data sent, for merge the document's data now (the first answer's unless it changed since), for delete `{}` (a deleted document's content is kept nowhere) — or the first try's UNAVAILABLE with `saved: true`. A first try that saved nothing (refused, or UNAVAILABLE without `saved`) frees its key. The same key with other arguments (or used by a publish) is CONFLICT; so is a retry while the first try is being made (`extensions.inFlight: true`: retry shortly). 1–255 printable ASCII characters without spaces (a UUID, say). Kept in Redis when there is one, otherwise in this process's memory (bounded; a restart forgets it); a retry under a key forgotten writes again — add `expectedRevision` to have that refused.";
 
 builder.queryFields((t) => ({
   document: t.field({
@@ -71,44 +75,48 @@ builder.mutationFields((t) => ({
   createDocument: t.field({
     type: Document,
     description:
-      'Creates a document at revision 1 (an id is generated when none is given; a document created again after its deletion continues its revisions). CONFLICT when the id exists. Needs `sync.{service}.write` (a per-document permission does not create).',
+      `Creates a document at revision 1 (an id is generated when none is given; a document created again after its deletion continues its revisions). CONFLICT when the id exists. Needs \`sync.{service}.write\` (a per-document permission does not create). A new document is a new topic stream (\`sync.{service}.doc.{id}\`, and \`sync.{service}.created\` for a service's first): each counts in TOPIC_NEW_STREAMS_PER_MINUTE, as \`topicCursor\` on a new topic does (RATE_LIMITED past it, nothing created). ${writeLimits}`,
     args: {
       service: t.arg.string({ required: true }),
       id: t.arg.id({ description: documentId }),
       data: t.arg({ type: 'JSON', required: true, description: documentData }),
+      idempotencyKey: t.arg.string({ description: idempotencyKey }),
     },
     resolve: (_root, args, context) =>
-      resolvers.createDocument(context, { service: args.service, id: args.id == null ? null : String(args.id), data: args.data }),
+      resolvers.createDocument(context, { ...args, id: args.id == null ? null : String(args.id) }),
   }),
   replaceDocument: t.field({
     type: Document,
-    description: `Replaces the data of a document. ${needsDocumentWrite}`,
+    description: `Replaces the data of a document. ${needsDocumentWrite} ${writeLimits}`,
     args: {
       service: t.arg.string({ required: true }),
       id: t.arg.id({ required: true, description: documentId }),
       data: t.arg({ type: 'JSON', required: true, description: documentData }),
       expectedRevision: t.arg.int({ description: expectedRevision }),
+      idempotencyKey: t.arg.string({ description: idempotencyKey }),
     },
     resolve: (_root, args, context) => resolvers.replaceDocument(context, { ...args, id: String(args.id) }),
   }),
   mergeDocument: t.field({
     type: Document,
-    description: `Deep-merges a JSON Merge Patch (RFC 7396) into a document: \`null\` removes a key. ${needsDocumentWrite}`,
+    description: `Deep-merges a JSON Merge Patch (RFC 7396) into a document: \`null\` removes a key. ${needsDocumentWrite} ${writeLimits}`,
     args: {
       service: t.arg.string({ required: true }),
       id: t.arg.id({ required: true, description: documentId }),
       patch: t.arg({ type: 'JSON', required: true, description: 'The merged document must fit the limit of `data`; BAD_USER_INPUT on `patch` otherwise.' }),
       expectedRevision: t.arg.int({ description: expectedRevision }),
+      idempotencyKey: t.arg.string({ description: idempotencyKey }),
     },
     resolve: (_root, args, context) => resolvers.mergeDocument(context, { ...args, id: String(args.id) }),
   }),
   deleteDocument: t.field({
     type: Document,
-    description: `Deletes a document; returns it as it was, with the revision of the deletion. Only a tombstone stays (its revision and times, not its content). ${needsDocumentWrite}`,
+    description: `Deletes a document; returns it as it was, with the revision of the deletion. Only a tombstone stays (its revision and times, not its content). ${needsDocumentWrite} ${writeLimits}`,
     args: {
       service: t.arg.string({ required: true }),
       id: t.arg.id({ required: true, description: documentId }),
       expectedRevision: t.arg.int({ description: expectedRevision }),
+      idempotencyKey: t.arg.string({ description: idempotencyKey }),
     },
     resolve: (_root, args, context) => resolvers.deleteDocument(context, { ...args, id: String(args.id) }),
   }),
