@@ -39,6 +39,12 @@ export interface Metrics extends AnalyticsMetrics {
   readonly holdBackOverflows: Counter<'phase'>;
   /** Channel members failed with RATE_LIMITED for falling behind (member queue over its bound). */
   readonly channelMemberOverflows: Counter;
+  /** Broadcasts sent by this instance (counted where the `broadcast` mutation ran). */
+  readonly channelBroadcasts: Counter;
+  /** Channel messages (broadcasts, presence messages) handed to this instance's members: one to N members counts N. */
+  readonly channelDeliveries: Counter;
+  /** Channel members (`channel` subscriptions) on this instance now. */
+  readonly channelMembers: Gauge;
   /** Events dropped by the dispatcher because their scope is not their stream's (a producer bug; logged at error level), once per stream. */
   readonly eventsOutOfScope: Counter;
   /** Gateway events (best-effort) not routed: dropped over the in-flight bound (`overflow`) or failed (`failed`). */
@@ -194,6 +200,21 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       help: 'Channel members failed with RATE_LIMITED because their queue outgrew its bound',
       registers: [registry],
     }),
+    channelBroadcasts: new Counter({
+      name: 'tributary_channel_broadcasts_total',
+      help: 'Channel broadcasts sent by this instance (where the broadcast mutation ran)',
+      registers: [registry],
+    }),
+    channelDeliveries: new Counter({
+      name: 'tributary_channel_deliveries_total',
+      help: "Channel messages (broadcasts and presence messages) handed to this instance's members; one message to N members counts N",
+      registers: [registry],
+    }),
+    channelMembers: new Gauge({
+      name: 'tributary_channel_members',
+      help: 'Channel members (channel subscriptions) on this instance',
+      registers: [registry],
+    }),
     eventsOutOfScope: new Counter({
       name: 'tributary_events_out_of_scope_total',
       help: "Events not delivered because their scope is not their stream's (a producer bug, logged)",
@@ -238,7 +259,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     subscriptions: new Gauge({
       name: 'tributary_subscriptions',
-      help: 'Active subscriptions served by the dispatcher',
+      help: 'Active subscriptions on this instance: streams served by the dispatcher, and channel members',
       registers: [registry],
       collect() {
         this.set(total('subscriptions'));

@@ -1,13 +1,14 @@
 /**
  * The pipeline every role shares: the event log (the resumable history of every stream), the live
- * bus and channels, and the router every source hands its events to. Redis Streams and pub/sub
+ * bus and channels (with their presence), and the router every source hands its events to. Redis Streams and pub/sub
  * when REDIS_URL is set (shared by every instance); an in-memory ring and bus otherwise (one process).
  * The router's webhook tap stores each routed event's deliveries and schedules them: BullMQ jobs
  * with Redis, a wake-up of the in-process delivery loop otherwise (the workers deliver). The
  * gateway emitter routes the sockets' lifecycle events, only those an endpoint selects.
  */
-import { createChannelHub, type ChannelHub } from '../pipeline/channels/channel-hub.ts';
+import { createChannelHub, type ChannelHub, type ChannelHubOptions } from '../pipeline/channels/channel-hub.ts';
 import { createRedisChannelTransport } from '../pipeline/channels/redis-channel-transport.ts';
+import { createRedisPresence } from '../pipeline/channels/redis-presence.ts';
 import type { EventLog } from '../pipeline/log/event-log.ts';
 import { createMemoryLog } from '../pipeline/log/memory-log.ts';
 import { createRedisLog } from '../pipeline/log/redis-log.ts';
@@ -49,7 +50,7 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
   const keyPrefix = config.redisKeyPrefix;
   let log: EventLog;
   let bus: EventBus;
-  let channels: ChannelHub;
+  let channelTransport: Pick<ChannelHubOptions, 'transport' | 'presence'> = {};
   if (clients.redis === undefined) {
     const memoryBus = createMemoryBus();
     log = createMemoryLog({
@@ -60,19 +61,21 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
       publish: (stream, event) => memoryBus.deliver(stream, event),
     });
     bus = memoryBus;
-    channels = createChannelHub({ metrics });
   } else {
     const { command, subscriber } = clients.redis;
     const redisBus = createRedisBus({ subscriber, publisher: command, logger, keyPrefix });
     log = createRedisLog({ redis: command, retention, keyPrefix });
     bus = redisBus;
-    channels = createChannelHub({
-      transport: createRedisChannelTransport({ pubsub: redisBus.pubsub, publisher: command, keyPrefix, logger }),
-      metrics,
-    });
+    const transport = createRedisChannelTransport({ pubsub: redisBus.pubsub, publisher: command, keyPrefix, logger });
+    // Presence heartbeats at the dashboard's tick: an instance's members go with it as its report does.
+    const presence = createRedisPresence({ redis: command, keyPrefix, heartbeatMs: config.dashboardTickMs, announce: (key, message) => transport.publish(key, message), logger });
+    channelTransport = { transport, presence };
   }
   const endpoints = await createEndpointCache({ db: clients.db, refreshMs: config.webhooks.endpointRefreshMs, logger });
   const analytics = startAnalytics(context);
+  const channels = createChannelHub({ ...channelTransport, metrics, analytics: analytics.recorder, logger: componentLogger(logger, 'channels') });
+  // Channel members are subscriptions too (the dashboard's, `tributary_subscriptions`).
+  const stopSampling = metrics.sample({ subscriptions: () => channels.memberCount() });
   const scheduler: WebhookFanIn['scheduler'] =
     config.redisUrl === undefined
       ? { kind: 'embedded', wake: createLocalWake() }
@@ -92,7 +95,10 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
     analytics,
     afterLastAnalyticsPush: (step) => void afterLastPush.push(step),
     async dispose() {
-      // The sockets are closed by now (the server stops first); their last events finish routing.
+      // The sockets are closed by now (the server stops first); their last events finish routing,
+      // their members' last presence updates finish.
+      stopSampling();
+      await channels.close();
       await gateway.close();
       // Then the last counts leave for the cluster's store, and (embedded) on to the database
       // while the router and the database are still open.

@@ -134,12 +134,36 @@ export type ChangeOperation =
   | 'LEFT'
   | 'UPDATED';
 
-/** A raw broadcast on a channel: delivered to current members, not logged, not resumable. */
+/** A member of a channel: one `channel` subscription, while it lasts. */
+export type ChannelMember = {
+  __typename?: 'ChannelMember';
+  /** The socket it joined on; null for a subscription over HTTP. */
+  connectionId: Maybe<Scalars['String']['output']>;
+  /** Opaque, unique per membership (one socket may join a channel twice): pairs a `presence.left` with its `presence.joined`. */
+  id: Scalars['String']['output'];
+  joinedAt: Scalars['DateTime']['output'];
+  /** The member's subject (its token's `sub`). */
+  subject: Scalars['String']['output'];
+};
+
+/** Who is in a channel now, on every instance. */
+export type ChannelMembers = {
+  __typename?: 'ChannelMembers';
+  channel: Scalars['String']['output'];
+  /** Members listed now (a channel lists at most 1,000). */
+  count: Scalars['Int']['output'];
+  /** The first `first` of them, in the order they joined. */
+  members: Array<ChannelMember>;
+};
+
+/** A raw broadcast on a channel: delivered to current members, not logged, not resumable. Or, to a member that joined with `presence: true`, a presence message: event `presence.joined` or `presence.left`, the member in `member` (and in `data`). */
 export type ChannelMessage = {
   __typename?: 'ChannelMessage';
   channel: Scalars['String']['output'];
   data: Maybe<Scalars['JSON']['output']>;
   event: Scalars['String']['output'];
+  /** The member who joined or left, for a presence message; null for a broadcast. */
+  member: Maybe<ChannelMember>;
 };
 
 /** The cluster as its instances last reported it (each every tick; one silent for three ticks drops out). */
@@ -417,19 +441,19 @@ export type Mutation = {
   __typename?: 'Mutation';
   /** Says someone is on a firing alert (admin). BAD_USER_INPUT for an id not shaped like one (`alrt_…`), NOT_FOUND for an unknown one; CONFLICT (`extensions.state = "RESOLVED"`) for a resolved one. */
   acknowledgeAlert: Alert;
-  /** Sends `event` with `data` to the members of `channel` in the caller's scope. Needs the permission `<prefix>.broadcast` for a dot-prefix of the channel (FORBIDDEN otherwise). */
+  /** Sends `event` with `data` to the members of `channel` in the caller's scope. Needs the permission `<prefix>.broadcast` for a dot-prefix of the channel (FORBIDDEN otherwise). Events named `presence.…` are Tributary's (BAD_USER_INPUT). */
   broadcast: Scalars['Boolean']['output'];
-  /** Creates a document at revision 1 (an id is generated when none is given; a document created again after its deletion continues its revisions). CONFLICT when the id exists. Needs `sync.{service}.write` (a per-document permission does not create). */
+  /** Creates a document at revision 1 (an id is generated when none is given; a document created again after its deletion continues its revisions). CONFLICT when the id exists. Needs `sync.{service}.write` (a per-document permission does not create). A new document is a new topic stream (`sync.{service}.doc.{id}`, and `sync.{service}.created` for a service's first): each counts in TOPIC_NEW_STREAMS_PER_MINUTE, as `topicCursor` on a new topic does (RATE_LIMITED past it, nothing created). Counts as one of the caller's publishes (PUBLISH_RATE_PER_SECOND, per subject): RATE_LIMITED past it, with `extensions.retryAfterMs`. UNAVAILABLE with `extensions.saved: true` and `extensions.revision` when the change was saved but not finished (its event not published yet, or in sync durability not yet in the database): it goes out when it can; do not retry it as a new change. UNAVAILABLE without `saved` saved nothing: retry. */
   createDocument: Document;
   /** Admin: a new endpoint of the caller's environment; the answer carries its secret, shown this once. */
   createWebhookEndpoint: WebhookEndpointWithSecret;
   /** Admin of the environment (a token without a tenant): removes a mapping; false when there was none. */
   deleteCdcMapping: Scalars['Boolean']['output'];
-  /** Deletes a document; returns it as it was, with the revision of the deletion. Only a tombstone stays (its revision and times, not its content). Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. */
+  /** Deletes a document; returns it as it was, with the revision of the deletion. Only a tombstone stays (its revision and times, not its content). Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. Counts as one of the caller's publishes (PUBLISH_RATE_PER_SECOND, per subject): RATE_LIMITED past it, with `extensions.retryAfterMs`. UNAVAILABLE with `extensions.saved: true` and `extensions.revision` when the change was saved but not finished (its event not published yet, or in sync durability not yet in the database): it goes out when it can; do not retry it as a new change. UNAVAILABLE without `saved` saved nothing: retry. */
   deleteDocument: Document;
   /** Admin: deletes the endpoint and its pending deliveries. */
   deleteWebhookEndpoint: Scalars['Boolean']['output'];
-  /** Deep-merges a JSON Merge Patch (RFC 7396) into a document: `null` removes a key. Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. */
+  /** Deep-merges a JSON Merge Patch (RFC 7396) into a document: `null` removes a key. Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. Counts as one of the caller's publishes (PUBLISH_RATE_PER_SECOND, per subject): RATE_LIMITED past it, with `extensions.retryAfterMs`. UNAVAILABLE with `extensions.saved: true` and `extensions.revision` when the change was saved but not finished (its event not published yet, or in sync durability not yet in the database): it goes out when it can; do not retry it as a new change. UNAVAILABLE without `saved` saved nothing: retry. */
   mergeDocument: Document;
   /** Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin. */
   publish: Event;
@@ -441,7 +465,7 @@ export type Mutation = {
   removeCdcSource: Scalars['Boolean']['output'];
   /** Admin of the environment (a token without a tenant): stops reading the environment's outbox (the table is left as it is); false when there was none. */
   removeOutboxSource: Scalars['Boolean']['output'];
-  /** Replaces the data of a document. Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. */
+  /** Replaces the data of a document. Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. Counts as one of the caller's publishes (PUBLISH_RATE_PER_SECOND, per subject): RATE_LIMITED past it, with `extensions.retryAfterMs`. UNAVAILABLE with `extensions.saved: true` and `extensions.revision` when the change was saved but not finished (its event not published yet, or in sync durability not yet in the database): it goes out when it can; do not retry it as a new change. UNAVAILABLE without `saved` saved nothing: retry. */
   replaceDocument: Document;
   /** Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its event's `webhook-id` (the same as before: receivers de-duplicate it like a retry); returns how many. Events are taken from the event log within its retention (EVENT_LOG_MAX_EVENTS per topic, EVENT_LOG_MAX_AGE_SECONDS: an hour by default; without Redis the log is in memory and a restart empties it), older ones from the endpoint's own deliveries, which exist only for events it was sent. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out. */
   replayWebhooks: Scalars['Int']['output'];
@@ -476,6 +500,7 @@ export type MutationBroadcastArgs = {
 export type MutationCreateDocumentArgs = {
   data: Scalars['JSON']['input'];
   id: InputMaybe<Scalars['ID']['input']>;
+  idempotencyKey: InputMaybe<Scalars['String']['input']>;
   service: Scalars['String']['input'];
 };
 
@@ -493,6 +518,7 @@ export type MutationDeleteCdcMappingArgs = {
 export type MutationDeleteDocumentArgs = {
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
   id: Scalars['ID']['input'];
+  idempotencyKey: InputMaybe<Scalars['String']['input']>;
   service: Scalars['String']['input'];
 };
 
@@ -505,6 +531,7 @@ export type MutationDeleteWebhookEndpointArgs = {
 export type MutationMergeDocumentArgs = {
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
   id: Scalars['ID']['input'];
+  idempotencyKey: InputMaybe<Scalars['String']['input']>;
   patch: Scalars['JSON']['input'];
   service: Scalars['String']['input'];
 };
@@ -532,6 +559,7 @@ export type MutationReplaceDocumentArgs = {
   data: Scalars['JSON']['input'];
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
   id: Scalars['ID']['input'];
+  idempotencyKey: InputMaybe<Scalars['String']['input']>;
   service: Scalars['String']['input'];
 };
 
@@ -635,6 +663,8 @@ export type Query = {
   cdcMappings: Array<CdcMapping>;
   /** Admin of the environment (a token without a tenant): the caller's environment's CDC source, or null. */
   cdcSource: Maybe<CdcSource>;
+  /** Who is in `channel` of the caller's scope now (every instance's members; those of an instance that stopped answering drop out within 3 dashboard ticks): the first `first` (default 100, at most 1,000) in the order they joined, and how many. Needs the permission `<prefix>.join` for a dot-prefix of the channel (FORBIDDEN otherwise). */
+  channelMembers: ChannelMembers;
   /** The cluster dashboard (admins of the operators' environment, `OPERATOR_SCOPE`): connections, traffic, latency, webhooks, CDC, outboxes, per instance and together. */
   dashboard: Dashboard;
   /** A document, or null when there is none. Needs `sync.{service}.read`, or the document's own `sync.{service}.doc.{id}.read`. */
@@ -669,6 +699,12 @@ export type QueryAlertsArgs = {
   first: InputMaybe<Scalars['Int']['input']>;
   severity: InputMaybe<Array<AlertSeverity>>;
   status: InputMaybe<Array<AlertStatus>>;
+};
+
+
+export type QueryChannelMembersArgs = {
+  channel: Scalars['String']['input'];
+  first: InputMaybe<Scalars['Int']['input']>;
 };
 
 
@@ -776,7 +812,7 @@ export type Subscription = {
   alertUpdates: AlertUpdate;
   /** Every change of a model in the caller's tenant, optionally filtered (`{ "status": "eq.active" }`: eq, neq, gt, gte, lt, lte, in.(a,b), is.null, is.notnull, all combined with AND). Needs `{module}.{model}.read`; without it the subscription stays silent. Resumable with `after`. */
   changes: ModelChange;
-  /** Joins a channel in the caller's scope: at most once, nothing kept. Needs the permission `<prefix>.join` for a dot-prefix of the channel (FORBIDDEN otherwise); a refreshed token without it ends the membership (PERMISSION_REVOKED). */
+  /** Joins a channel in the caller's scope: at most once, nothing kept. Needs the permission `<prefix>.join` for a dot-prefix of the channel (FORBIDDEN otherwise); a refreshed token without it ends the membership (PERMISSION_REVOKED). The member is listed in `channelMembers` while it stays; with `presence: true` it also receives `presence.joined` / `presence.left` messages (its own join first). */
   channel: ChannelMessage;
   /** The cluster dashboard every tick, for live screens (admins of the operators' environment). */
   dashboardUpdates: Dashboard;
@@ -798,6 +834,7 @@ export type SubscriptionChangesArgs = {
 
 export type SubscriptionChannelArgs = {
   name: Scalars['String']['input'];
+  presence?: InputMaybe<Scalars['Boolean']['input']>;
 };
 
 

@@ -50,7 +50,8 @@ export function createRedisChannelTransport(options: RedisChannelTransportOption
         // all the same, or it would stop the pub/sub engine's other listeners of this frame and
         // surface inside the Redis connection's reply handling.
         try {
-          deliver(message);
+          // The message's JSON as it travelled (after the `C`): its size, for analytics.
+          deliver(message, frame.length - 1);
         } catch (error) {
           logger.error({ err: error, fault: faultOf(error), channel }, 'channel message not delivered');
         }
