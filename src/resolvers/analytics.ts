@@ -9,6 +9,7 @@ import type { HotTopicsOrder } from '../pipeline/analytics/analytics-reader.ts';
 import { histogramQuantile } from '../pipeline/analytics/latency-histogram.ts';
 import type { Granularity } from '../pipeline/analytics/stats-store.ts';
 import { emptyCounts, mergeCounts, OVERFLOW_TOPIC, totalEvents, type TopicCounts } from '../pipeline/analytics/topic-counts.ts';
+import { CHANNEL_TOPIC_PREFIX } from '../pipeline/channels/channel-message.ts';
 import { ANALYTICS_SYSTEM_TOPIC, readTopicMinutes, type TopicMinute } from '../pipeline/events/analytics-event.ts';
 import type { EventSource, RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
@@ -164,7 +165,10 @@ export function statsUpdateOf(event: RealtimeEvent, args: StatsUpdatesArgs): Top
  * caller's environment, which `hotTopics` lists (what a minute counted beyond its bound of topics).
  */
 function statsTopicOf(topic: string): string {
-  return topic === OVERFLOW_TOPIC ? topic : assertName('topic', topic);
+  if (topic === OVERFLOW_TOPIC) return topic;
+  // A channel's broadcasts are counted as `~channel:<name>` (channel-message.ts).
+  if (topic.startsWith(CHANNEL_TOPIC_PREFIX)) return `${CHANNEL_TOPIC_PREFIX}${assertName('topic', topic.slice(CHANNEL_TOPIC_PREFIX.length))}`;
+  return assertName('topic', topic);
 }
 
 /** The tenant `statsUpdates` counts, from its arguments only: undefined (every tenant) when absent or empty. */

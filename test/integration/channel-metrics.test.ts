@@ -89,6 +89,14 @@ describe('channel traffic in analytics, the dashboard and /metrics', () => {
     );
     expect(entry).toMatchObject({ topic: '~channel:chat.room-7', tenant: 'tenant-a', count: 5, deliveries: 10 });
     expect(entry?.bytes).toBeGreaterThan(0);
+    // …and its statistics can be asked for by that name (a topic name is refused otherwise).
+    const now = Date.now();
+    const stats = await postGraphQL(
+      first.graphqlUrl,
+      { query: 'query($from: DateTime!, $to: DateTime!) { topicStats(topic: "~channel:chat.room-7", granularity: MINUTE, from: $from, to: $to, tenant: "tenant-a") { count } }', variables: { from: new Date(now - 120_000).toISOString(), to: new Date(now + 60_000).toISOString() } },
+      { authorization: `Bearer ${await admin()}` },
+    );
+    expect(stats.body).toMatchObject({ data: { topicStats: expect.any(Array) as unknown } });
 
     // The dashboard: the three subscriptions (two members, one events), and broadcasts in its rates.
     const figures = await waitFor(
