@@ -8,7 +8,9 @@
  * page of `records` (`after: pageInfo.endCursor` while `hasNextPage`), then subscribe to `changes`
  * with the same filter and `after:` the listing's `cursor` (a stream position consistent with the
  * rows, the same on every page — not a page's `endCursor`): every change the rows do not contain
- * arrives, none they already reflect.
+ * arrives, none they already reflect. When the stream ends with an error — RESYNC_REQUIRED after a
+ * TRUNCATE or lost history — the error is told (`onError`), the contacts are listed again and the
+ * stream followed from the new listing's cursor; changes are applied once each, by `eventId`.
  */
 import { ApolloClient, HttpLink, InMemoryCache, split, gql } from '@apollo/client';
 import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
@@ -110,25 +112,110 @@ export function createApolloClient({ httpUrl, wsUrl, token }: ApolloExampleOptio
 }
 
 export interface ContactsWatch {
-  /** The contacts now, by id: the snapshot, then every change applied. */
+  /** The contacts now, by id: the snapshot, then every change applied (the same map after a new listing). */
   readonly contacts: ReadonlyMap<string, Contact>;
   stop(): void;
 }
 
+export interface WatchOptions {
+  /**
+   * The stream ended with an error — RESYNC_REQUIRED (the history it would resume from is gone: a
+   * TRUNCATE, a replication slot recreated), FORBIDDEN, a socket graphql-ws gave up on — and the
+   * contacts are listed again, the stream followed from the new listing; or that listing failed,
+   * and the watch stopped.
+   */
+  readonly onError?: (error: unknown) => void;
+}
+
+/** Event ids remembered to apply each change once (delivery is at least once). */
+const SEEN_EVENTS = 10_000;
+/** Longest pause before listing again when the stream keeps failing with nothing delivered, in ms. */
+const MAX_PAUSE_MS = 30_000;
+
 /** The contacts (matching `filter`), kept current; `onChange` after each change applied. */
-export async function watchContacts(client: ApolloClient, filter: Record<string, string> | null, onChange: (change: ContactChange) => void): Promise<ContactsWatch> {
-  const { contacts, cursor } = await readContacts(client, filter);
-  // A reconnecting graphql-ws client re-sends these variables (the listing's cursor): the server
+export async function watchContacts(
+  client: ApolloClient,
+  filter: Record<string, string> | null,
+  onChange: (change: ContactChange) => void,
+  options: WatchOptions = {},
+): Promise<ContactsWatch> {
+  const contacts = new Map<string, Contact>();
+  const seen = new Set<string>();
+  let stopped = false;
+  let subscription: { unsubscribe(): void } | undefined;
+  let pauseTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Failures in a row with no change delivered: each waits longer before the next listing. */
+  let failures = 0;
+
+  // A reconnecting graphql-ws client re-sends these variables (this listing's cursor): the server
   // replays every change since the listing. To resume from the last change instead, subscribe
   // again with its cursor (see examples/README.md).
-  const subscription = client.subscribe<{ changes: ContactChange }>({ query: CONTACT_CHANGES, variables: { filter, after: cursor } }).subscribe({
-    next: ({ data: message }) => {
-      if (!message) return;
-      const change = message.changes;
-      if (applyChange(contacts, change)) onChange(change);
+  const follow = (after: string) => {
+    let ended = false;
+    subscription = client.subscribe<{ changes: ContactChange }>({ query: CONTACT_CHANGES, variables: { filter, after } }).subscribe({
+      // Apollo Client 4 hands a subscription's error over as a result with `error` (and no data).
+      next: ({ data, error }) => {
+        if (ended) return;
+        if (error) {
+          ended = true;
+          restart(error);
+          return;
+        }
+        if (!data) return;
+        const change = data.changes;
+        failures = 0;
+        if (!firstDelivery(seen, change.eventId)) return;
+        if (applyChange(contacts, change)) onChange(change);
+      },
+      error: (error: unknown) => {
+        if (ended) return;
+        ended = true;
+        restart(error);
+      },
+    });
+  };
+  /** Every page again, the contacts replaced at once, then the stream from the new listing's cursor. */
+  const load = async () => {
+    const listing = await readContacts(client, filter);
+    if (stopped) return;
+    contacts.clear();
+    for (const [id, contact] of listing.contacts) contacts.set(id, contact);
+    follow(listing.cursor);
+  };
+  const restart = (error: unknown) => {
+    subscription?.unsubscribe();
+    subscription = undefined;
+    if (stopped) return;
+    options.onError?.(error);
+    // Not in a tight loop when the server refuses every position: 0, 1 s, 2 s… up to 30 s.
+    const pause = failures === 0 ? 0 : Math.min(MAX_PAUSE_MS, 1000 * 2 ** (failures - 1));
+    failures += 1;
+    pauseTimer = setTimeout(() => {
+      load().catch((listingError: unknown) => {
+        if (stopped) return;
+        stopped = true;
+        options.onError?.(listingError);
+      });
+    }, pause);
+  };
+
+  await load();
+  return {
+    contacts,
+    stop: () => {
+      stopped = true;
+      clearTimeout(pauseTimer);
+      subscription?.unsubscribe();
     },
-  });
-  return { contacts, stop: () => subscription.unsubscribe() };
+  };
+}
+
+/** Whether `eventId` is delivered for the first time (the last SEEN_EVENTS remembered). */
+function firstDelivery(seen: Set<string>, eventId: string): boolean {
+  if (seen.has(eventId)) return false;
+  seen.add(eventId);
+  if (seen.size > SEEN_EVENTS) seen.delete(seen.values().next().value!);
+  return true;
 }
 
 /**

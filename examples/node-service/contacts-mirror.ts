@@ -33,16 +33,20 @@ export interface ContactsMirrorOptions {
   readonly filter?: ModelFilter;
   /** Each change from the stream after it was applied (logging, metrics, tests); not for the rows a snapshot brings. */
   readonly onApplied?: (change: ModelChange<Contact>) => void;
-  /** What the client recovers from by itself, and why the mirror stopped (status `error`). */
+  /**
+   * What the client recovers from by itself, why the mirror stopped (status `error`), and why the
+   * server refused the token (status `unauthorized`: a SessionEndedError whose message carries the
+   * server's reason, e.g. "Forbidden: No token: …").
+   */
   readonly onError?: (error: unknown) => void;
 }
 
 export interface ContactsMirror {
   /** The contacts now, by entity key: the snapshot, then every change applied. */
   readonly contacts: ReadonlyMap<string, Contact>;
-  /** `loading` until the first snapshot is in, `live` while following changes (see the client's README). */
+  /** `loading` until the first snapshot is in, `live` while following changes, `unauthorized` once the token is refused (see the client's README). */
   readonly status: LiveModelStatus;
-  /** Settles once the first snapshot is held; rejects if the mirror stopped or closed before. */
+  /** Settles once the first snapshot is held; rejects if the token was refused, or the mirror stopped or closed, before. */
   readonly ready: Promise<void>;
   /** Closes the socket and stops following. Idempotent. */
   close(): void;
@@ -62,7 +66,8 @@ export function startContactsMirror(options: ContactsMirrorOptions): ContactsMir
     const settle = () => {
       const { lastUpdatedAt, status, error } = model.getSnapshot();
       if (lastUpdatedAt !== null) resolve();
-      else if (status === 'error' || status === 'closed') reject(error ?? new Error(`contacts mirror ${status} before its snapshot`));
+      // `unauthorized`: nothing is tried again before a new token (`client.reconnect()`): not a wait.
+      else if (status === 'error' || status === 'closed' || status === 'unauthorized') reject(error ?? new Error(`contacts mirror ${status} before its snapshot`));
       else return;
       stopWaiting();
     };
@@ -71,9 +76,12 @@ export function startContactsMirror(options: ContactsMirrorOptions): ContactsMir
   });
   // A rejection nobody awaits must not end the process: `status` and `onError` say it too.
   ready.catch(() => {});
+  // Each time the mirror stops, or its token is refused (told once per refusal, with the server's reason).
+  let told: Error | null = null;
   model.subscribe(() => {
     const { status, error } = model.getSnapshot();
-    if (status === 'error') options.onError?.(error);
+    if ((status === 'error' || status === 'unauthorized') && error !== told) options.onError?.(error);
+    told = status === 'error' || status === 'unauthorized' ? error : null;
   });
   let closed = false;
   return {
@@ -100,11 +108,21 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     url,
     token: () => token,
     onApplied: (change) => process.stdout.write(`${change.operation} ${change.id}: ${mirror.contacts.size} contacts\n`),
-    onError: (error) => process.stderr.write(`${String(error)}\n`),
+    onError: (error) => {
+      process.stderr.write(`${String(error)}\n`);
+      // Stopped, or the token refused (nothing is tried again without a new one): exit non-zero.
+      if (mirror.status === 'error' || mirror.status === 'unauthorized') {
+        process.exitCode = 1;
+        mirror.close();
+      }
+    },
   });
   mirror.ready.then(
     () => process.stdout.write(`snapshot: ${mirror.contacts.size} contacts\n`),
-    () => (process.exitCode = 1),
+    () => {
+      process.exitCode = 1;
+      mirror.close();
+    },
   );
   process.once('SIGINT', () => mirror.close());
   process.once('SIGTERM', () => mirror.close());

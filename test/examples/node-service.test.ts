@@ -1,7 +1,10 @@
 /**
  * examples/node-service against a real server with Postgres CDC: the mirror loads the tenant's
- * contacts (the snapshot), then applies each change of `contacts` after it, only the token's tenant.
+ * contacts (the snapshot), then applies each change of `contacts` after it, only the token's tenant;
+ * with a token the server refuses, it says why and (run as a program) exits non-zero.
  */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { ModelChange } from '@tributary/client';
 import { startContactsMirror, type Contact } from '../../examples/node-service/contacts-mirror.ts';
@@ -50,4 +53,32 @@ describe('Node service example (a mirror of the contacts)', () => {
     expect(applied.map((change) => change.operation)).toEqual(['CREATED', 'DELETED']);
     expect(new Set([...mirror.contacts.values()].map((contact) => contact.name))).toEqual(new Set(Array.from({ length: 10 }, (_, index) => `Contact ${index + 2}`)));
   });
+
+  it('rejects `ready` with the server’s reason when the token is refused (4403), and as a program prints it and exits non-zero', async () => {
+    const setup = await setUpCdc();
+    await saveMappingOk(setup, CONTACTS_MAPPING);
+    const errors: unknown[] = [];
+    const mirror = startContactsMirror({ url: setup.server.wsUrl, token: () => 'not-a-jwt', onError: (error) => void errors.push(error) });
+    onTestFinished(() => mirror.close());
+    const refusal = await mirror.ready.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refusal).toMatchObject({ name: 'SessionEndedError', closeCode: 4403, reason: expect.stringMatching(/^Forbidden: /) as unknown });
+    expect(mirror.status).toBe('unauthorized');
+    expect(errors).toContain(refusal);
+
+    // The program: the error on stderr, exit code 1 — not waiting for ever.
+    const script = fileURLToPath(new URL('../../examples/node-service/contacts-mirror.ts', import.meta.url));
+    const child = spawn(process.execPath, ['--conditions=tributary-source', script], {
+      env: { PATH: process.env['PATH'] ?? '', TRIBUTARY_WS_URL: setup.server.wsUrl, TRIBUTARY_TOKEN: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    onTestFinished(() => void child.kill('SIGKILL'));
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => void (stderr += chunk.toString('utf8')));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/close code 4403: Forbidden: No token/);
+  }, 60_000);
 });

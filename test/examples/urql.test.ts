@@ -1,12 +1,18 @@
 /**
  * examples/urql against a real server with Postgres CDC: urql sends the `records` query over HTTP
- * (fetchExchange) and the `changes` subscription over graphql-ws (subscriptionExchange).
+ * (fetchExchange) and the `changes` subscription over graphql-ws (subscriptionExchange); after
+ * RESYNC_REQUIRED (a TRUNCATE) the example lists the contacts again and follows from the new listing.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createUrqlClient, watchContacts, type ContactChange } from '../../examples/urql/contacts.ts';
 import { CONTACTS_MAPPING, insertContact, saveMappingOk, setUpCdc } from '../helpers/cdc.ts';
 import { signHs256 } from '../helpers/tokens.ts';
 import { waitFor } from '../helpers/wait-for.ts';
+
+/** The server's `extensions.code` of the first GraphQL error urql reports (CombinedError). */
+function codeOf(error: unknown): unknown {
+  return (error as { graphQLErrors?: readonly { extensions?: { code?: unknown } }[] }).graphQLErrors?.[0]?.extensions?.code;
+}
 
 describe('urql example', () => {
   it('reads the contacts over HTTP, then receives the changes after them over graphql-ws', async () => {
@@ -60,5 +66,47 @@ describe('urql example', () => {
     await waitFor(() => changes.length === 1, { timeoutMs: 15_000, message: 'the change after the listing' });
     expect(changes.map((change) => [change.operation, change.record?.name])).toEqual([['CREATED', 'Contact 151']]);
     expect(watch.contacts.size).toBe(151);
+  });
+
+  it('after a TRUNCATE (RESYNC_REQUIRED) says so, lists the contacts again and follows from there: it holds exactly the table’s rows, each change once', async () => {
+    const setup = await setUpCdc();
+    await saveMappingOk(setup, CONTACTS_MAPPING);
+    await insertContact(setup, 'a', 'Ann', 'active');
+    await insertContact(setup, 'a', 'Bob', 'active');
+    const token = await signHs256({ tenant: 'a', permissions: ['crm.contacts.read'] });
+    const urql = createUrqlClient({ httpUrl: setup.server.graphqlUrl, wsUrl: setup.server.wsUrl, token });
+    onTestFinished(() => urql.close());
+    const subscribers = setup.server.stats().subscribers;
+    const tableNames = async () => (await setup.source.query<{ name: string }>(`SELECT name FROM contacts WHERE tenant_id = 'a' ORDER BY id`)).rows.map((row) => row.name);
+    const heldNames = () => [...watch.contacts.values()].map((contact) => contact.name).sort();
+
+    const changes: ContactChange[] = [];
+    const errors: unknown[] = [];
+    const watch = await watchContacts(urql.client, null, (change) => void changes.push(change), { onError: (error) => void errors.push(error) });
+    onTestFinished(() => watch.stop());
+    await waitFor(() => setup.server.stats().subscribers === subscribers + 1, { message: 'subscribed over the socket' });
+    await insertContact(setup, 'a', 'Cy', 'active');
+    await waitFor(() => changes.length === 1, { timeoutMs: 15_000, message: 'the change before the TRUNCATE' });
+    expect(heldNames()).toEqual(['Ann', 'Bob', 'Cy']);
+
+    await setup.source.query('TRUNCATE contacts');
+    await insertContact(setup, 'a', 'Dee', 'active');
+    await waitFor(async () => JSON.stringify(heldNames()) === JSON.stringify(await tableNames()), { timeoutMs: 20_000, message: 'the rows of the table after the TRUNCATE' });
+    expect(heldNames()).toEqual(['Dee']);
+    // Told once, with the server's code; the rows were not kept as if nothing had happened.
+    expect(errors.map(codeOf)).toEqual(['RESYNC_REQUIRED']);
+
+    // Followed from the new listing: the next change arrives, once, and the rows stay the table's.
+    const before = changes.length;
+    await insertContact(setup, 'a', 'Eve', 'active');
+    await waitFor(async () => JSON.stringify(heldNames()) === JSON.stringify(await tableNames()) && heldNames().includes('Eve'), { timeoutMs: 15_000, message: 'the change after the new listing' });
+    await insertContact(setup, 'a', 'Fay', 'active');
+    await waitFor(() => heldNames().includes('Fay'), { timeoutMs: 15_000, message: 'one more change' });
+    expect(changes.slice(before).map((change) => [change.operation, change.record?.name])).toEqual([
+      ['CREATED', 'Eve'],
+      ['CREATED', 'Fay'],
+    ]);
+    expect(new Set(changes.map((change) => change.eventId)).size).toBe(changes.length);
+    expect(heldNames()).toEqual(['Dee', 'Eve', 'Fay']);
   });
 });

@@ -7,7 +7,7 @@
  */
 import { StrictMode, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import { createClient } from '@tributary/client';
+import { createClient, SessionEndedError } from '@tributary/client';
 import { TributaryProvider, useRealtime } from '@tributary/react';
 
 type Contact = { readonly id: number; readonly name: string; readonly status: string | null };
@@ -20,12 +20,21 @@ const client = createClient({
 
 function ContactList() {
   const [notice, setNotice] = useState('');
-  const { records, isConnected, lastUpdatedAt } = useRealtime<Contact>('contacts', {
+  const { records, isConnected, lastUpdatedAt, status, error } = useRealtime<Contact>('contacts', {
     onCreated: (record) => setNotice(`New contact: ${record.name}`),
     onUpdated: (record) => setNotice(`Updated contact: ${record.name}`),
     onDeleted: (record) => setNotice(`Soft-deleted contact: ${record.id}`),
   });
 
+  // The server refused the token (4403: none, invalid, expired for good): nothing is tried again
+  // until the application has a new one (`client.reconnect()` after the login). Its reason says why.
+  if (status === 'unauthorized') {
+    const reason = error instanceof SessionEndedError && error.reason ? error.reason : error?.message;
+    return <p role="alert">Not signed in — {reason}</p>;
+  }
+  // Stopped for good (FORBIDDEN: the token may not read contacts, an unknown model…).
+  if (status === 'error') return <p role="alert">Contacts unavailable — {error?.message}</p>;
+  if (status === 'loading') return <span>Loading...</span>;
   if (!isConnected) return <span>Reconnecting...</span>;
   return (
     <>

@@ -27,7 +27,8 @@ type SendBroadcast = (variables: TributaryBroadcastMutationVariables) => Promise
 export async function broadcastWithRetry(send: SendBroadcast, variables: TributaryBroadcastMutationVariables, options: BroadcastOptions, signal: AbortSignal): Promise<void> {
   const attempts = Number.isFinite(options.attempts) ? Math.max(1, Math.floor(options.attempts!)) : PUBLISH_RETRY.attempts;
   const backoff = { ...PUBLISH_RETRY.backoff, ...options.backoff };
-  const ended = (): unknown => (options.signal?.aborted ? options.signal.reason : new SessionEndedError());
+  // The connection unauthorized: its error (with the server's reason) is the signal's reason.
+  const ended = (): unknown => (options.signal?.aborted ? options.signal.reason : signal.reason instanceof SessionEndedError ? signal.reason : new SessionEndedError());
   if (signal.aborted) throw ended();
   // Copied once: every try sends the same message, whatever the caller does with its object meanwhile.
   const sent: TributaryBroadcastMutationVariables = { ...variables, data: variables.data === undefined ? null : structuredClone(variables.data) };

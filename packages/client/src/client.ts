@@ -7,6 +7,7 @@ import type { BackoffOptions } from './backoff.ts';
 import { Connection } from './connection.ts';
 import type { ConnectionState } from './connection-state.ts';
 import { subscribeDocument, type DocumentSubscription, type SubscribeDocumentOptions } from './document.ts';
+import { documentWrites, type DocumentWrites, type SendRequest } from './document-writes.ts';
 import { isTokenRefusal, SessionEndedError } from './errors.ts';
 import { subscribeEvents, type EventsSubscription, type SubscribeEventsOptions } from './events.ts';
 import { broadcastWithRetry, type BroadcastOptions } from './broadcast.ts';
@@ -16,10 +17,7 @@ import { handlerErrorReport } from './handler-errors.ts';
 import type { ModelRecord } from './live-model-store.ts';
 import { LiveModels, type LiveModel, type LiveModelOptions } from './live-model.ts';
 import { publishWithRetry, type PublishedEvent, type PublishOptions } from './publish.ts';
-import type { Variables } from './session.ts';
-
-/** A request over the socket, within a publish's or a broadcast's life. */
-type SendRequest = <TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables) => Promise<TData>;
+import type { Operation, Variables } from './session.ts';
 import type { GetToken } from './token-refresh.ts';
 
 export interface ClientOptions {
@@ -68,7 +66,11 @@ export interface ClientOptions {
   readonly onError?: (error: unknown) => void;
 }
 
-export interface TributaryClient {
+/**
+ * Also the document writes (`DocumentWrites`: getDocument, createDocument, replaceDocument,
+ * mergeDocument, deleteDocument, updateDocument), over the socket, ended as a publish is.
+ */
+export interface TributaryClient extends DocumentWrites {
   /** @see ConnectionState */
   readonly state: ConnectionState;
   /** Called with every new state; returns the unsubscription. */
@@ -80,11 +82,16 @@ export interface TributaryClient {
   /** A model's records, kept current: snapshot, then changes; shared per model and filter. */
   liveModel<R extends object = ModelRecord>(model: string, options?: LiveModelOptions<R>): LiveModel<R>;
   /**
-   * A query or mutation over the socket (waits for an acknowledged one). @throws
-   * TributaryRequestError with the server's errors; SessionEndedError when the socket went before
-   * the answer (it may or may not have run: retry only what is safe to repeat).
+   * A query or mutation over the socket (waits for an acknowledged one): a typed document (the
+   * result typed), or the operation's text (`request<T>('query …', variables)`: the result is
+   * `unknown` unless you name its type; sent as it is, the server parses it). @throws
+   * TributaryRequestError with the server's errors (GRAPHQL_PARSE_FAILED for text it cannot
+   * parse); SessionEndedError when the socket went before the answer (it may or may not have run:
+   * retry only what is safe to repeat). While the connection is `unauthorized` it waits for the
+   * socket `reconnect()` brings (after a new login).
    */
   request<TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables): Promise<TData>;
+  request<TData = unknown>(query: string, variables?: Variables): Promise<TData>;
   /**
    * Publishes an event, retried with one idempotency key while that is safe (the socket went before
    * the answer, UNAVAILABLE, RATE_LIMITED, UNAUTHENTICATED for the socket's expired token — a new
@@ -143,16 +150,18 @@ export function createClient(options: ClientOptions): TributaryClient {
   });
   const models = new LiveModels(connection, { pageSize: options.pageSize ?? 500, maxRecords: options.maxRecords ?? 100_000 });
   const closed = new AbortController();
-  /** `request`, ended (SessionEndedError) when `signal` aborts: the client's close, or a publish's own end. */
-  const requestUntil = <TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables, signal: AbortSignal) =>
+  /** Why `signal` aborted, as the SessionEndedError a request rejects with. */
+  const endedBy = (signal: AbortSignal) => (signal.reason instanceof SessionEndedError ? signal.reason : new SessionEndedError());
+  /** `request`, ended (SessionEndedError) when `signal` aborts: the client's close, or a publish's own end (with its reason). */
+  const requestUntil = <TData, TVariables extends Variables>(document: Operation<TData, TVariables>, variables: TVariables, signal: AbortSignal) =>
     new Promise<TData>((resolve, reject) => {
-      if (signal.aborted) return reject(new SessionEndedError());
+      if (signal.aborted) return reject(endedBy(signal));
       let started = false;
       // Filled in when `use` returns: `attach` may run before (on the current socket).
       const use: { stop?: () => void } = {};
       const onAbort = () => {
         use.stop?.();
-        reject(new SessionEndedError());
+        reject(endedBy(signal));
       };
       // Runs on the first acknowledged socket (the current one, if any), once.
       use.stop = connection.use({
@@ -179,12 +188,12 @@ export function createClient(options: ClientOptions): TributaryClient {
     const stoppers = [closed.signal, callerSignal].filter((signal): signal is AbortSignal => Boolean(signal));
     for (const signal of stoppers) signal.addEventListener('abort', stop, { once: true });
     const unlisten = connection.onStateChange((state) => {
-      if (state === 'unauthorized') ended.abort();
+      if (state === 'unauthorized') ended.abort(connection.refusal);
     });
     // Nor under another user's login: a new login ends it as `unauthorized` does (before its socket is up).
     const stopUsing = connection.use({ attach: () => {}, reset: stop });
     // Unauthorized already: no socket comes until `reconnect()`, perhaps with the next login's token.
-    if (stoppers.some((signal) => signal.aborted) || connection.state === 'unauthorized') ended.abort();
+    if (stoppers.some((signal) => signal.aborted) || connection.state === 'unauthorized') ended.abort(connection.refusal);
     const send: SendRequest = async (document, variables) => {
       try {
         return await requestUntil(document, variables, ended.signal);
@@ -212,6 +221,7 @@ export function createClient(options: ClientOptions): TributaryClient {
     );
 
   return {
+    ...documentWrites((run) => untilEnded(undefined, run)),
     get state() {
       return connection.state;
     },
@@ -219,7 +229,7 @@ export function createClient(options: ClientOptions): TributaryClient {
     subscribeEvents: (topic, eventOptions) => subscribeEvents(connection, topic, eventOptions),
     subscribeDocument: (service, id, documentOptions) => subscribeDocument(connection, service, id, documentOptions),
     liveModel: (model, modelOptions) => models.open(model, modelOptions),
-    request: (document, variables) => requestUntil(document, variables, closed.signal),
+    request: (document: Operation<unknown, Variables>, variables?: Variables) => requestUntil(document, variables ?? {}, closed.signal),
     publish,
     joinChannel: (name, channelOptions) => joinChannel(connection, name, channelOptions),
     broadcast,

@@ -9,7 +9,7 @@
  */
 import { createClient as createGraphQLWsClient, type Client } from 'graphql-ws';
 import { backoffDelay, type BackoffOptions } from './backoff.ts';
-import { closeCodeOf, SessionEndedError } from './errors.ts';
+import { closeCodeOf, closeReasonOf, SessionEndedError } from './errors.ts';
 import { guardedWebSocket } from './guarded-websocket.ts';
 import { callEach, type HandlerErrorReport } from './handler-errors.ts';
 import { AuthLosses } from './auth-losses.ts';
@@ -84,6 +84,8 @@ export class Connection {
   readonly #authLosses = new AuthLosses();
   /** Whose data the subscriptions hold (`tokenPrincipal`): the user of the last token sent; undefined while they hold nobody's. */
   #principal: string | undefined;
+  /** Why the connection is `unauthorized` (the close code and the server's reason); undefined otherwise. */
+  #refusal: SessionEndedError | undefined;
 
   constructor(options: ConnectionOptions) {
     this.#options = options;
@@ -109,6 +111,11 @@ export class Connection {
 
   get state(): ConnectionState {
     return this.#status.state;
+  }
+
+  /** While `unauthorized`: the error saying why (the close code, the server's reason). */
+  get refusal(): SessionEndedError | undefined {
+    return this.#status.state === 'unauthorized' ? this.#refusal : undefined;
   }
 
   /** Reports what an application's handler threw: the client's `onError`, or thrown again in a microtask. */
@@ -213,7 +220,8 @@ export class Connection {
       keepAlive: options.pingIntervalMs,
       onNonLazyError: () => {},
       connectionParams: async () => {
-        const token = (await options.getToken?.()) ?? undefined;
+        // An empty string is no token (not "Bearer "): the server then says how to send one.
+        const token = (await options.getToken?.()) || undefined;
         attempt.token = token;
         if (attempt === this.#attempt) this.#adopt(token);
         return token === undefined ? {} : { authorization: `Bearer ${token}` };
@@ -238,7 +246,7 @@ export class Connection {
           // A socket error is followed by its close; only a failing getToken is worth reporting.
           if (error instanceof Error) options.onError(error);
         },
-        closed: (event) => this.#closed(attempt, closeCodeOf(event) ?? TERMINATED),
+        closed: (event) => this.#closed(attempt, closeCodeOf(event) ?? TERMINATED, closeReasonOf(event)),
       },
     });
     this.#attempt = attempt;
@@ -265,20 +273,22 @@ export class Connection {
     }
   }
 
-  #closed(attempt: Attempt, code: number): void {
+  #closed(attempt: Attempt, code: number, reason: string | undefined): void {
     if (attempt !== this.#attempt) return;
-    this.#dropAttempt(false, code);
+    this.#dropAttempt(false, code, reason);
     if (this.#status.state === 'closed') return;
     // The token handed over belongs to someone else: what the subscriptions hold is the previous
     // user's, dropped now rather than left on show until the application calls reconnect().
     if (code === PRINCIPAL_CHANGED) this.#resetUsers();
     const disposition = this.#authLosses.dispositionOf(attempt.token, attempt.acknowledgedAt !== undefined, code);
+    // Before the state listeners run: one may ask why (`refusal`).
+    if (disposition === 'unauthorized') this.#refusal = new SessionEndedError(code, reason);
     this.#dispatch({ type: 'lost', code, disposition });
     // A state listener may have closed the client just now.
     if ((this.#status.state as ConnectionState) === 'closed') return;
     if (disposition === 'unauthorized') {
       // Otherwise what waits for a socket would look merely slow (a hook `loading` for good).
-      const error = new SessionEndedError(code);
+      const error = new SessionEndedError(code, reason);
       this.#tellUsers((user) => user.unauthorized?.(error));
       return;
     }
@@ -333,7 +343,7 @@ export class Connection {
    * close) also closes its socket at once, without waiting for a close handshake a dead peer would
    * never answer; graphql-ws's `closed` event that follows is ignored (no longer the current attempt).
    */
-  #dropAttempt(terminate: boolean, closeCode?: number): void {
+  #dropAttempt(terminate: boolean, closeCode?: number, reason?: string): void {
     const attempt = this.#attempt;
     if (!attempt) return;
     this.#attempt = undefined;
@@ -341,7 +351,7 @@ export class Connection {
     clearTimeout(attempt.pongTimer);
     clearTimeout(this.#retryTimer);
     // Its operations end with the close code, when the socket was closed on us.
-    attempt.controller.abort(new SessionEndedError(closeCode === TERMINATED ? undefined : closeCode));
+    attempt.controller.abort(closeCode === TERMINATED ? new SessionEndedError() : new SessionEndedError(closeCode, reason));
     this.#tokens?.stop(attempt.session);
     // Disposed, graphql-ws never reconnects by itself (it would after a 1000 close). Its promise
     // waits for a connection that may never come: nothing to wait for.

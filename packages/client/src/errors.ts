@@ -27,18 +27,29 @@ export class TributaryRequestError extends Error {
   }
 }
 
-/** The socket an operation ran on went away (it resumes on the next one), or the client closed. */
+/**
+ * The socket an operation ran on went away (it resumes on the next one), or the client closed; or
+ * the connection is `unauthorized` — then `reason` says why, in the server's words.
+ */
 export class SessionEndedError extends Error {
   /**
    * The socket's close code when the server or the network closed it (1009: a message too big;
    * 4401, 4403, 4412: not authorized), undefined when the client ended it or it is not known.
    */
   readonly closeCode: number | undefined;
+  /**
+   * The close frame's reason as the server wrote it — for a refused token (4403) what is wrong
+   * with it: "Forbidden: No token: send …", "Forbidden: Invalid token: …" — undefined when it gave
+   * none. Also in `message`.
+   */
+  readonly reason: string | undefined;
 
-  constructor(closeCode?: number) {
-    super(closeCode === undefined ? 'The connection ended' : `The connection ended (close code ${closeCode})`);
+  constructor(closeCode?: number, reason?: string) {
+    const said = reason ? `: ${reason}` : '';
+    super(closeCode === undefined ? `The connection ended${said}` : `The connection ended (close code ${closeCode}${said})`);
     this.name = 'SessionEndedError';
     this.closeCode = closeCode;
+    this.reason = reason || undefined;
   }
 }
 
@@ -46,6 +57,12 @@ export class SessionEndedError extends Error {
 export function closeCodeOf(event: unknown): number | undefined {
   const code = typeof event === 'object' && event !== null ? (event as { code?: unknown }).code : undefined;
   return typeof code === 'number' ? code : undefined;
+}
+
+/** The reason a CloseEvent (or anything shaped like one) carries; undefined when empty or none. */
+export function closeReasonOf(event: unknown): string | undefined {
+  const reason = typeof event === 'object' && event !== null ? (event as { reason?: unknown }).reason : undefined;
+  return typeof reason === 'string' && reason !== '' ? reason : undefined;
 }
 
 /** Whether `value` looks like a list of GraphQL errors (what graphql-ws hands an `error` sink). */

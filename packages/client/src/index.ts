@@ -1,7 +1,8 @@
 /**
  * @tributary/client — a typed client for Tributary over graphql-ws (see README.md):
  * `createClient({ url, getToken })`, connection states, resume from the last cursor, token refresh
- * on the live socket, `subscribeEvents`, `publish` (retried safely), `joinChannel` and `broadcast`, `subscribeDocument`, `liveModel`,
+ * on the live socket, `subscribeEvents`, `publish` (retried safely), `joinChannel` and `broadcast`, `subscribeDocument` and the
+ * document writes (`createDocument`, `updateDocument`…), `liveModel`, `request` (a typed document or the operation's text),
  * and the server-to-server `subscribeModel`.
  */
 export { createClient, DEFAULT_MAX_MESSAGE_BYTES } from './client.ts';
@@ -17,6 +18,8 @@ export type { PublishedEvent, PublishOptions } from './publish.ts';
 export type { ChannelMembership, ChannelMessage, JoinChannelOptions } from './channel.ts';
 export type { BroadcastOptions } from './broadcast.ts';
 export type { DocumentSubscription, LiveDocument, SubscribeDocumentOptions } from './document.ts';
+export { isRevisionConflict, UPDATE_DOCUMENT_ATTEMPTS } from './document-writes.ts';
+export type { CreateDocumentOptions, DocumentData, DocumentUpdate, DocumentWrites, StoredDocument, UpdateDocumentOptions, WriteDocumentOptions } from './document-writes.ts';
 export { LiveModelStore } from './live-model-store.ts';
 export type { ChangeListener, LiveModelSnapshot, LiveModelStatus, ModelChange, ModelRecord } from './live-model-store.ts';
 export type { LiveModel, LiveModelOptions, ModelFilter } from './live-model.ts';

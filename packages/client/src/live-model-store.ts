@@ -22,15 +22,19 @@ export type ModelRecord = Readonly<Record<string, unknown>>;
  *   refusal of it known (after one: once a change came, or a probe sent after the retried
  *   subscribe was answered). A refusal the server decides later (after a Redis round trip) may
  *   still come: `reconnecting` then, with the error;
- * - `reconnecting`: the stream is not served — the socket is gone, the server refused the stream
- *   for now (RATE_LIMITED…: `error` says so, and it is retried), or the connection is
- *   `unauthorized` (`error`: a SessionEndedError with the close code); the records are kept and
+ * - `reconnecting`: the stream is not served — the socket is gone, or the server refused the
+ *   stream for now (RATE_LIMITED…: `error` says so, and it is retried); the records are kept and
  *   the stream resumes from its cursor;
  * - `resyncing`: the server could not resume the stream (RESYNC_REQUIRED): the snapshot is read again;
+ * - `unauthorized`: the connection is `unauthorized` — the server refused the token (4403: none,
+ *   invalid, expired for good) or a refresh brought another user (4412) — and nothing is tried
+ *   until `client.reconnect()` (after a new login): `error` is a SessionEndedError with the close
+ *   code and the server's `reason`. Records held are kept (the same user's reconnect resumes from
+ *   the cursor; another user's drops them);
  * - `error`: stopped for good (`error` says why);
  * - `closed`: released.
  */
-export type LiveModelStatus = 'loading' | 'live' | 'reconnecting' | 'resyncing' | 'error' | 'closed';
+export type LiveModelStatus = 'loading' | 'live' | 'reconnecting' | 'resyncing' | 'unauthorized' | 'error' | 'closed';
 
 export interface LiveModelSnapshot<R extends object = ModelRecord> {
   /** The records, in snapshot order (primary key), records created later after them. */
@@ -49,9 +53,10 @@ export interface LiveModelSnapshot<R extends object = ModelRecord> {
    */
   readonly lastUpdatedAt: string | null;
   /**
-   * Why the model stopped (status `error`), or why it is not served now while it retries (a
-   * refusal such as RATE_LIMITED, or the connection `unauthorized`: status `loading`,
-   * `reconnecting` or `resyncing`); null once it is live again.
+   * Why the model stopped (status `error`), why the connection refused its token (status
+   * `unauthorized`: the server's reason in the message), or why it is not served now while it
+   * retries (a refusal such as RATE_LIMITED: status `loading`, `reconnecting` or `resyncing`);
+   * null once it is live again.
    */
   readonly error: Error | null;
 }
@@ -63,8 +68,18 @@ export interface ModelChange<R extends object = ModelRecord> {
   readonly operation: ChangeOperation;
   /** The entity key. */
   readonly id: string;
-  /** The full record after the change; for a delete, what the table sends (its key at least). */
+  /**
+   * The record after the change — for a delete, what the table sends (its key at least). As the
+   * server sends it, an update's record lacks the `unchangedColumns`; as a live model hands it to
+   * `onUpdated`, it is merged into the row held, so it has them (their held values).
+   */
   readonly record: R | null;
+  /**
+   * Columns the server's record lacks because Postgres did not send them: an update that left a
+   * large (TOASTed) value unchanged, on a table without REPLICA IDENTITY FULL. The value is the one
+   * held — a live model keeps it. Empty when the record is the whole row.
+   */
+  readonly unchangedColumns: readonly string[];
   readonly cursor: string;
   readonly lastUpdatedAt: string;
 }
@@ -140,7 +155,8 @@ export class LiveModelStore<R extends object = ModelRecord> {
    * `records` array) as it is and tell no listener — no re-render, no O(n) copy per event.
    *
    * Postgres leaves a large (TOASTed) value an update did not change out of the change, so an
-   * update may lack columns: a held row keeps what it had in them, and a row not held stays out —
+   * update may lack columns (`unchangedColumns` lists them): the update is merged into the held
+   * row, which keeps what it had in them, and a row not held stays out —
    * the server could not judge it against the filter, and it cannot have entered the filter by an
    * update that left the filtered column as it was.
    */

@@ -10,8 +10,9 @@
  * `live`: the snapshot is held and the change stream subscribed on the current socket, with no
  * refusal of it known. The protocol acknowledges no subscription, so it is `live` as its subscribe
  * leaves — one operation per model on the socket, the server's limit counts them. After a refusal
- * retried (RATE_LIMITED…) or an `unauthorized` connection it shows `reconnecting` (`loading`
- * before a snapshot) with the reason in `error`, and the retried subscribe is followed by a probe
+ * retried (RATE_LIMITED…) it shows `reconnecting` (`loading` before a snapshot) with the reason in
+ * `error`; while the connection is `unauthorized` (a refused token) it shows `unauthorized`, the
+ * server's reason in `error`. The retried subscribe is followed by a probe
  * (`Session.roundTrip`): `live` again once a change arrives or the probe is answered. A refusal
  * that comes later — the server decides some after a Redis round trip (a subject's new-stream
  * rate, UNAVAILABLE), after answering later operations — moves it back to `reconnecting` with
@@ -133,8 +134,8 @@ class SharedModel {
     this.#stopUsing = connection.use({
       attach: (session) => this.#attach(session),
       reset: () => this.#reset(),
-      // Not stopped (the same user's reconnect() resumes it), but not served either: say why.
-      unauthorized: (error) => this.#interrupted(error),
+      // Not stopped (the same user's reconnect() resumes it), but nothing comes until then: say why.
+      unauthorized: (error) => this.#unauthorized(error),
     });
   }
 
@@ -208,8 +209,18 @@ class SharedModel {
     this.store.setStatus(next, error);
   }
 
+  /** The connection refused the token: no socket until `reconnect()` — `unauthorized`, with the server's reason. */
+  #unauthorized(error: Error): void {
+    const { status } = this.store;
+    if (this.#failed || status === 'closed' || status === 'error') return;
+    this.#refused = true;
+    this.store.setStatus('unauthorized', error);
+  }
+
   #attach(session: Session): void {
     if (this.#failed) return;
+    // A socket was acknowledged: the token is taken again. Not live before the stream is subscribed.
+    if (this.store.status === 'unauthorized') this.store.setStatus(this.#cursor === undefined ? 'loading' : 'reconnecting');
     session.signal.addEventListener(
       'abort',
       () => {

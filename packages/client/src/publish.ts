@@ -70,7 +70,8 @@ export async function publishWithRetry(
 ): Promise<PublishedEvent> {
   const attempts = Number.isFinite(options.attempts) ? Math.max(1, Math.floor(options.attempts!)) : PUBLISH_RETRY.attempts;
   const backoff = { ...PUBLISH_RETRY.backoff, ...options.backoff };
-  const ended = (): unknown => (options.signal?.aborted ? options.signal.reason : new SessionEndedError());
+  // The connection unauthorized: its error (with the server's reason) is the signal's reason.
+  const ended = (): unknown => (options.signal?.aborted ? options.signal.reason : signal.reason instanceof SessionEndedError ? signal.reason : new SessionEndedError());
   if (signal.aborted) throw ended();
   const idempotencyKey = options.idempotencyKey ?? randomKey();
   // Copied once: every try sends the same request, whatever the caller does with its object meanwhile.
@@ -93,7 +94,7 @@ export async function publishWithRetry(
  * A random UUID (v4). `crypto.randomUUID` exists only in secure contexts (HTTPS, localhost) in
  * browsers; `getRandomValues` everywhere.
  */
-function randomKey(): string {
+export function randomKey(): string {
   const { crypto } = globalThis;
   if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
   const bytes = crypto.getRandomValues(new Uint8Array(16));

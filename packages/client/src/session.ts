@@ -8,13 +8,23 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
 import type { Client, FormattedExecutionResult } from 'graphql-ws';
 import type { HandlerErrorReport } from './handler-errors.ts';
-import { closeCodeOf, isGraphQLErrorList, MESSAGE_TOO_BIG, MessageTooLargeError, SessionEndedError, TributaryRequestError } from './errors.ts';
+import { closeCodeOf, closeReasonOf, isGraphQLErrorList, MESSAGE_TOO_BIG, MessageTooLargeError, SessionEndedError, TributaryRequestError } from './errors.ts';
 import { frameBytes, OversizeWatch } from './oversize-watch.ts';
 
 const printed = new WeakMap<object, string>();
 
-/** The query text of a document (printed once per document). */
-function queryOf(document: TypedDocumentNode<unknown, never>): string {
+export type Variables = Record<string, unknown>;
+
+/**
+ * An operation: a document (a generated one is typed: its result and variables), or its text —
+ * sent as it is, for the server to parse (a syntax error is its GRAPHQL_PARSE_FAILED), with no
+ * parser in the client's bundle.
+ */
+export type Operation<TData, TVariables extends Variables> = TypedDocumentNode<TData, TVariables> | string;
+
+/** The query text of an operation (a document printed once). */
+function queryOf(document: Operation<unknown, never>): string {
+  if (typeof document === 'string') return document;
   let query = printed.get(document);
   if (query === undefined) {
     query = print(document);
@@ -22,8 +32,6 @@ function queryOf(document: TypedDocumentNode<unknown, never>): string {
   }
   return query;
 }
-
-export type Variables = Record<string, unknown>;
 
 /**
  * `query TributaryProbe { __typename }`, the cheapest operation there is: only its answer matters
@@ -61,7 +69,7 @@ export class Session {
   }
 
   /** A query or mutation on this socket. @throws TributaryRequestError, SessionEndedError */
-  async execute<TData, TVariables extends Variables>(document: TypedDocumentNode<TData, TVariables>, variables: TVariables, signal?: AbortSignal): Promise<TData> {
+  async execute<TData, TVariables extends Variables>(document: Operation<TData, TVariables>, variables: TVariables, signal?: AbortSignal): Promise<TData> {
     let result: TData | undefined;
     await this.#operate(document, variables, (data) => void (result = data), signal, false);
     if (result === undefined) throw new TributaryRequestError([{ message: 'The server sent no result' }]);
@@ -82,7 +90,7 @@ export class Session {
    * socket, it would close each one, and every other subscription with it.
    */
   stream<TData, TVariables extends Variables>(
-    document: TypedDocumentNode<TData, TVariables>,
+    document: Operation<TData, TVariables>,
     variables: TVariables,
     onData: (data: TData) => void,
     signal?: AbortSignal,
@@ -92,7 +100,7 @@ export class Session {
 
   /** `stream`; a request (`execute`) that the server closed the socket for ends with SessionEndedError(1009), as before. */
   #operate<TData, TVariables extends Variables>(
-    document: TypedDocumentNode<TData, TVariables>,
+    document: Operation<TData, TVariables>,
     variables: TVariables,
     onData: (data: TData) => void,
     signal: AbortSignal | undefined,
@@ -119,12 +127,15 @@ export class Session {
       }
       const sent = this.#oversize.sent(bytes);
       /** Why it ended when the socket went: this subscription's frame, when the server closed it for its size (1009). */
-      const endedWith = (closeCode: number | undefined) =>
-        subscription && closeCode === MESSAGE_TOO_BIG && this.#oversize.culprit() === sent ? new MessageTooLargeError(bytes, undefined, closeCode) : new SessionEndedError(closeCode);
+      const endedWith = (closeCode: number | undefined, reason: string | undefined) =>
+        subscription && closeCode === MESSAGE_TOO_BIG && this.#oversize.culprit() === sent
+          ? new MessageTooLargeError(bytes, undefined, closeCode)
+          : new SessionEndedError(closeCode, reason);
       const onAbort = () => {
         release();
         const reason: unknown = this.signal.aborted ? this.signal.reason : undefined;
-        finish(() => reject(endedWith(reason instanceof SessionEndedError ? reason.closeCode : undefined)));
+        const ended = reason instanceof SessionEndedError ? reason : undefined;
+        finish(() => reject(endedWith(ended?.closeCode, ended?.reason)));
       };
       const unsubscribe = this.#client.subscribe<TData>(
         payload,
@@ -150,7 +161,7 @@ export class Session {
             if (isGraphQLErrorList(error)) {
               this.#oversize.answered(sent);
               finish(() => reject(new TributaryRequestError(error)));
-            } else finish(() => reject(endedWith(closeCodeOf(error))));
+            } else finish(() => reject(endedWith(closeCodeOf(error), closeReasonOf(error))));
           },
           complete: () => {
             if (!this.signal.aborted) this.#oversize.answered(sent);
@@ -190,6 +201,6 @@ export class Session {
   /** The error of an operation cut short: with the socket's close code when the server or the network closed it. */
   #ended(): SessionEndedError {
     const reason: unknown = this.signal.reason;
-    return new SessionEndedError(reason instanceof SessionEndedError ? reason.closeCode : undefined);
+    return reason instanceof SessionEndedError ? new SessionEndedError(reason.closeCode, reason.reason) : new SessionEndedError();
   }
 }

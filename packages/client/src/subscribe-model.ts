@@ -65,6 +65,12 @@ export interface ModelChangeEvent {
   /** The entity key. */
   readonly id: string;
   readonly record: Readonly<Record<string, unknown>> | null;
+  /**
+   * Columns `record` lacks because Postgres did not send them (an update that left a large,
+   * TOASTed value unchanged, on a table without REPLICA IDENTITY FULL): keep the value your store
+   * holds — merge `record` into the row rather than replace it. Empty when `record` is the whole row.
+   */
+  readonly unchangedColumns: readonly string[];
   /** Resume point after this change. */
   readonly cursor: string;
   /** Commit time in the source database (ISO 8601). */

@@ -1,7 +1,8 @@
 /**
  * @tributary/react — React bindings for @tributary/client (see README.md):
  * `<TributaryProvider client={client}>`, `useRealtime(model, options)` (seed 004's hook),
- * `useDocument(service, id)`, `useEvents(topic, options)`, `useChannel(name, onMessage)` and
+ * `useDocument(service, id)` (with the document's writes: `create`, `replace`, `merge`, `remove`,
+ * `update`), `useEvents(topic, options)`, `useChannel(name, onMessage)` and
  * `useConnectionState()`.
  *
  * Every hook reads an external store through `useSyncExternalStore`, shares one server
@@ -14,7 +15,7 @@ export type { TributaryProviderProps } from './provider.ts';
 export { sharedModelCount, useRealtime } from './use-realtime.ts';
 export type { RealtimeStatus, UseRealtimeOptions, UseRealtimeResult } from './use-realtime.ts';
 export { useDocument } from './use-document.ts';
-export type { UseDocumentOptions, UseDocumentResult } from './use-document.ts';
+export type { DocumentMutations, DocumentState, UseDocumentOptions, UseDocumentResult } from './use-document.ts';
 export { useEvents } from './use-events.ts';
 export type { UseEventsOptions, UseEventsResult } from './use-events.ts';
 export { useChannel } from './use-channel.ts';

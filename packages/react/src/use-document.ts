@@ -4,8 +4,27 @@
  * client, service and id like `useRealtime`: one server subscription however many components show it.
  * A new login of another user on the client drops the document (`loading` again) until the new
  * user's snapshot comes — which never does for a document they may not read.
+ *
+ * The result also carries the document's writes, bound to its service and id (the client's
+ * `createDocument`, `replaceDocument`, `mergeDocument`, `deleteDocument`, `updateDocument`): what
+ * they write comes back through the subscription, like anyone's change. The same functions while
+ * service and id stay — safe in an effect's or a callback's dependencies.
+ *
+ *   const { data, revision, merge, update } = useDocument('boards', id);
+ *   <button onClick={() => merge({ done: true }, { expectedRevision: revision })}>Done</button>
+ *   <button onClick={() => update((board) => ({ ...board, votes: board.votes + 1 }))}>+1</button>
  */
-import { isPermissionRevoked, type LiveDocument, type TributaryClient } from '@tributary/client';
+import { useMemo } from 'react';
+import {
+  isPermissionRevoked,
+  type DocumentData,
+  type DocumentUpdate,
+  type LiveDocument,
+  type StoredDocument,
+  type TributaryClient,
+  type UpdateDocumentOptions,
+  type WriteDocumentOptions,
+} from '@tributary/client';
 import { ExternalStore } from './external-store.ts';
 import { useTributaryClient } from './provider.ts';
 import type { Shared, SharedRegistry } from './shared-registry.ts';
@@ -16,7 +35,22 @@ export interface UseDocumentOptions {
   readonly enabled?: boolean;
 }
 
-export interface UseDocumentResult {
+/** The document's writes, bound to its service and id (they reject as the client's do: CONFLICT, FORBIDDEN…). */
+export interface DocumentMutations {
+  /** Creates the document with this id (CONFLICT when it exists): `client.createDocument`. */
+  readonly create: <T extends object = DocumentData>(data: T, options?: { readonly idempotencyKey?: string }) => Promise<StoredDocument<T>>;
+  /** Replaces its data; pass `expectedRevision: revision` to be refused (CONFLICT) if it changed since shown. */
+  readonly replace: <T extends object = DocumentData>(data: T, options?: WriteDocumentOptions) => Promise<StoredDocument<T>>;
+  /** Deep-merges a JSON Merge Patch (`null` removes a key). */
+  readonly merge: <T extends object = DocumentData>(patch: DocumentData, options?: WriteDocumentOptions) => Promise<StoredDocument<T>>;
+  /** Deletes it. */
+  readonly remove: (options?: WriteDocumentOptions) => Promise<StoredDocument>;
+  /** Reads, applies `update` and writes at the revision read, again after a CONFLICT: `client.updateDocument`. */
+  readonly update: <T extends object = DocumentData>(update: DocumentUpdate<T>, options?: UpdateDocumentOptions) => Promise<StoredDocument<T>>;
+}
+
+/** What the subscription shows (the shared store's value). */
+export interface DocumentState {
   /** The document as last delivered; undefined before the first message. */
   readonly document: LiveDocument | undefined;
   /** Its data; null while it does not exist (or after its deletion), undefined before the first message. */
@@ -28,18 +62,20 @@ export interface UseDocumentResult {
   /**
    * Why it stopped (`status: 'error'`); or, with `loading` or `ready`, why it is not served now
    * while the client retries — a refusal such as RATE_LIMITED, or the connection `unauthorized`
-   * (a SessionEndedError with its close code) — null again once it is.
+   * (a SessionEndedError with its close code and the server's `reason`) — null again once it is.
    */
   readonly error: Error | null;
 }
 
-const registries = new WeakMap<TributaryClient, SharedRegistry<ExternalStore<UseDocumentResult>>>();
+export interface UseDocumentResult extends DocumentState, DocumentMutations {}
 
-const LOADING: UseDocumentResult = Object.freeze({ document: undefined, data: undefined, revision: undefined, status: 'loading', error: null });
-const IDLE: UseDocumentResult = Object.freeze({ ...LOADING, status: 'idle' });
+const registries = new WeakMap<TributaryClient, SharedRegistry<ExternalStore<DocumentState>>>();
 
-function openShared(client: TributaryClient, service: string, id: string): Shared<ExternalStore<UseDocumentResult>> {
-  const store = new ExternalStore<UseDocumentResult>(LOADING);
+const LOADING: DocumentState = Object.freeze({ document: undefined, data: undefined, revision: undefined, status: 'loading', error: null });
+const IDLE: DocumentState = Object.freeze({ ...LOADING, status: 'idle' });
+
+function openShared(client: TributaryClient, service: string, id: string): Shared<ExternalStore<DocumentState>> {
+  const store = new ExternalStore<DocumentState>(LOADING);
   const subscription = client.subscribeDocument(service, id, {
     onDocument: (document) => store.set({ document, data: document.data, revision: document.revision, status: 'ready', error: null }),
     onError: (error) => {
@@ -60,7 +96,7 @@ export function useDocument(service: string, id: string, options: UseDocumentOpt
   const enabled = options.enabled ?? true;
   const key = JSON.stringify([service, id]);
 
-  return useSharedStore({
+  const state = useSharedStore({
     registries,
     client,
     key,
@@ -70,4 +106,16 @@ export function useDocument(service: string, id: string, options: UseDocumentOpt
     pending: LOADING,
     idle: IDLE,
   });
+  const mutations = useMemo(() => documentMutations(client, service, id), [client, service, id]);
+  return useMemo(() => ({ ...state, ...mutations }), [state, mutations]);
+}
+
+function documentMutations(client: TributaryClient, service: string, id: string): DocumentMutations {
+  return {
+    create: (data, options = {}) => client.createDocument(service, data, { ...options, id }),
+    replace: (data, options) => client.replaceDocument(service, id, data, options),
+    merge: (patch, options) => client.mergeDocument(service, id, patch, options),
+    remove: (options) => client.deleteDocument(service, id, options),
+    update: (update, options) => client.updateDocument(service, id, update, options),
+  };
 }

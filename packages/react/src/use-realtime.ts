@@ -53,9 +53,11 @@ export interface UseRealtimeResult<R extends object = ModelRecord> {
   readonly status: RealtimeStatus;
   /**
    * Why the live model stopped (status `error`: FORBIDDEN, an unknown model…; after a revoked
-   * permission without its records); or, with `loading`, `reconnecting` or `resyncing`, why it is
-   * not served now while the client retries — a refusal such as RATE_LIMITED, or the connection
-   * `unauthorized` (a SessionEndedError with its close code). Null once it is live.
+   * permission without its records); with status `unauthorized`, why the server refused the token
+   * (a SessionEndedError: its close code, and its `reason` in the server's words — nothing is
+   * tried again until `client.reconnect()`); or, with `loading`, `reconnecting` or `resyncing`,
+   * why it is not served now while the client retries (a refusal such as RATE_LIMITED). Null
+   * once it is live.
    */
   readonly error: Error | null;
 }

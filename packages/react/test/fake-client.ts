@@ -24,6 +24,8 @@ export interface FakeClient {
   readonly documents: FakeStream<SubscribeDocumentOptions>[];
   readonly events: FakeStream<SubscribeEventsOptions>[];
   readonly channels: FakeStream<JoinChannelOptions>[];
+  /** Every document write asked for: the client method and its arguments (each answers a stored document echoing them). */
+  readonly writes: { readonly method: string; readonly args: readonly unknown[] }[];
   /** Subscriptions open now (models, documents, events and channels). */
   open(): number;
 }
@@ -33,7 +35,21 @@ export function createFakeClient(): FakeClient {
   const documents: FakeStream<SubscribeDocumentOptions>[] = [];
   const events: FakeStream<SubscribeEventsOptions>[] = [];
   const channels: FakeStream<JoinChannelOptions>[] = [];
+  const writes: { method: string; args: readonly unknown[] }[] = [];
+  /** A write recorded, answered with a stored document of its service and id. */
+  const write =
+    (method: string) =>
+    (...args: unknown[]) => {
+      writes.push({ method, args });
+      const [service, id] = args;
+      return Promise.resolve({ service, id: typeof id === 'string' ? id : 'generated', revision: 1, data: {}, createdAt: '', updatedAt: '' });
+    };
   const client: Partial<TributaryClient> = {
+    createDocument: write('createDocument') as TributaryClient['createDocument'],
+    replaceDocument: write('replaceDocument') as TributaryClient['replaceDocument'],
+    mergeDocument: write('mergeDocument') as TributaryClient['mergeDocument'],
+    deleteDocument: write('deleteDocument') as TributaryClient['deleteDocument'],
+    updateDocument: write('updateDocument') as TributaryClient['updateDocument'],
     state: 'connected',
     onStateChange: () => () => {},
     liveModel<R extends object>(model: string, options: LiveModelOptions<R> = {}): LiveModel<R> {
@@ -91,6 +107,7 @@ export function createFakeClient(): FakeClient {
     documents,
     events,
     channels,
+    writes,
     open: () => [...models, ...documents, ...events, ...channels].filter((entry) => !entry.closed).length,
   };
 }

@@ -17,6 +17,7 @@ const change = (index: number): ModelChangeEvent => ({
   model: 'contacts',
   id: String(index),
   record: { id: index },
+  unchangedColumns: [],
   cursor: `c${index}`,
   lastUpdatedAt: '2026-01-01T00:00:00Z',
 });

@@ -5,7 +5,7 @@ import { createRecentIds } from '../../src/recent-ids.ts';
 type Contact = { readonly id: number; readonly name: string };
 
 function change(eventId: string, operation: ModelChange['operation'], id: number, name: string | null, at = '2026-01-01T00:00:01.000Z'): ModelChange<Contact> {
-  return { eventId, operation, id: String(id), record: name === null ? null : { id, name }, cursor: `c-${eventId}`, lastUpdatedAt: at };
+  return { eventId, operation, id: String(id), record: name === null ? null : { id, name }, unchangedColumns: [], cursor: `c-${eventId}`, lastUpdatedAt: at };
 }
 
 describe('live model store', () => {
@@ -109,7 +109,17 @@ describe('live model store', () => {
     const told: (Note | null)[] = [];
     store.onChange((applied) => void told.push(applied.record));
     store.load([{ id: '1', record: { id: 1, title: 'a', body: 'long text', status: 'open' } }], '2026-01-01T00:00:00.000Z');
-    const update = (eventId: string, id: number, record: Note): ModelChange<Note> => ({ eventId, operation: 'UPDATED', id: String(id), record, cursor: eventId, lastUpdatedAt: '2026-01-01T00:00:01.000Z' });
+    // The columns the update lacks are the ones it lists as unchanged, as the server sends them.
+    const columns = ['id', 'title', 'body', 'status'];
+    const update = (eventId: string, id: number, record: Note): ModelChange<Note> => ({
+      eventId,
+      operation: 'UPDATED',
+      id: String(id),
+      record,
+      unchangedColumns: columns.filter((column) => !Object.hasOwn(record, column)),
+      cursor: eventId,
+      lastUpdatedAt: '2026-01-01T00:00:01.000Z',
+    });
 
     expect(store.apply(update('e1', 1, { id: 1, title: 'b', status: 'open' }))).toBe(true);
     expect(store.apply(update('e2', 2, { id: 2, title: 'x', status: 'open' }))).toBe(false);

@@ -16,7 +16,7 @@ describe('record types', () => {
   it('takes an interface as the record type of a live model and its store', () => {
     const store = new LiveModelStore<Contact>();
     store.load([{ id: '1', record: { id: 1, name: 'Ann' } }], '2026-01-01T00:00:00.000Z');
-    store.apply({ eventId: 'e1', operation: 'UPDATED', id: '1', record: { id: 1, name: 'Ann B.' }, cursor: 'c1', lastUpdatedAt: '2026-01-01T00:00:01.000Z' });
+    store.apply({ eventId: 'e1', operation: 'UPDATED', id: '1', record: { id: 1, name: 'Ann B.' }, unchangedColumns: [], cursor: 'c1', lastUpdatedAt: '2026-01-01T00:00:01.000Z' });
     expectTypeOf(store.getSnapshot().records).toEqualTypeOf<readonly Contact[]>();
     expect(store.getSnapshot().records).toEqual([{ id: 1, name: 'Ann B.' }]);
 
