@@ -9,7 +9,7 @@ import { integer } from './config-fields.ts';
 export interface AlertsConfig {
   /** How often the rules are evaluated (by one workers process of the cluster), in ms. @default 5 s (the seed's tick) */
   readonly evaluateMs: number;
-  /** The window rates and counts are taken over, in ms. @default 5 minutes */
+  /** The window rates and counts are taken over, in ms; at least twice `evaluateMs` (`alertTimingProblem`). @default 5 minutes */
   readonly windowMs: number;
   /** Webhook attempts an endpoint needs in the window before its failure rate is judged. @default 20 */
   readonly minSamples: number;
@@ -60,6 +60,21 @@ export const alertsEnvironment = {
 };
 
 type AlertsEnvironment = z.output<z.ZodObject<typeof alertsEnvironment>>;
+
+/**
+ * What is wrong with the alerts' timing, in one line naming the settings, or undefined: a window
+ * shorter than two evaluation intervals. Rates and counts over a window shorter than the time
+ * between two readings of it leave whatever happened in between unseen, and a window no longer
+ * than the interval never fired at all (its streaks were forgotten between two evaluations). Checked
+ * where the rules are evaluated (the workers role: `start/workers.ts`), as MISCONFIGURED.
+ */
+export function alertTimingProblem(config: Pick<AlertsConfig, 'evaluateMs' | 'windowMs'>): string | undefined {
+  if (config.windowMs >= 2 * config.evaluateMs) return undefined;
+  return (
+    `ALERTS_WINDOW_SECONDS=${config.windowMs / 1000} is shorter than 2 × ALERTS_EVALUATE_SECONDS (${(2 * config.evaluateMs) / 1000} s): ` +
+    'each evaluation would judge less than the time since the last one. Raise ALERTS_WINDOW_SECONDS or lower ALERTS_EVALUATE_SECONDS'
+  );
+}
 
 export function alertsConfigOf(env: AlertsEnvironment): AlertsConfig {
   return {

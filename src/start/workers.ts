@@ -3,9 +3,12 @@
  * delivery, alert evaluation and the analytics flush. It runs in its own processes (`npm run
  * workers`, any number of them) next to servers, or inside the one process of `npm start` (role `all`).
  */
+import { alertTimingProblem } from '../config-alerts.ts';
+import { ErrorCode, TributaryError } from '../errors.ts';
+import type { MinuteFlusherOptions } from '../pipeline/analytics/minute-flusher.ts';
 import { createOutboxPool } from '../pipeline/outbox/outbox-pool.ts';
 import { startAlertEvaluation } from '../workers/alerts.ts';
-import { startAnalyticsFlush } from '../workers/analytics-flush.ts';
+import { startAnalyticsFlush, type AnalyticsFlushOptions } from '../workers/analytics-flush.ts';
 import { createOutboxPollers } from '../workers/outbox-pollers.ts';
 import { startWebhookDelivery } from '../workers/webhook-delivery.ts';
 import type { ClusterDashboard } from './dashboard.ts';
@@ -23,6 +26,9 @@ export interface WorkerParts {
 }
 
 export async function startWorkers({ config, clients, metrics, logger, now }: StartContext, { pipeline, dashboard }: WorkerParts): Promise<Workers> {
+  // Before anything starts: the process evaluating the rules refuses a timing they cannot work with.
+  const timing = alertTimingProblem(config.alerts);
+  if (timing !== undefined) throw new TributaryError(ErrorCode.MISCONFIGURED, timing);
   const outbox = createOutboxPollers({
     db: clients.db,
     connect: (url) => createOutboxPool(url, logger),
@@ -54,18 +60,25 @@ export async function startWorkers({ config, clients, metrics, logger, now }: St
     metrics,
     cluster: dashboard.figures,
   });
-  // Pushes arrive every push interval: a minute is closed once the last of them is surely in.
-  const analytics = startAnalyticsFlush({
+  // Pushes arrive every push interval — any instance's, which may be longer than this process's
+  // own (a server on the default 60 s pushes every 5 s, workers flushing every second every
+  // second): a minute is closed once the last of them is surely in (`flushGraceMs`).
+  // The hour and day retentions ride along to the flusher (`MinuteFlusherOptions`): the flush
+  // prunes them where it prunes the minutes.
+  const flushOptions: AnalyticsFlushOptions & Pick<MinuteFlusherOptions, 'hourRetentionMs' | 'dayRetentionMs'> = {
     db: clients.db,
     store: pipeline.analytics.store,
     router: pipeline.router,
     logger,
     metrics,
     intervalMs: config.analytics.flushSeconds * 1000,
-    graceMs: config.analytics.pushIntervalMs + 2_000,
+    graceMs: config.analytics.flushGraceMs,
     retentionMs: config.analytics.retentionMs,
+    hourRetentionMs: config.analytics.hourRetentionMs,
+    dayRetentionMs: config.analytics.dayRetentionMs,
     now,
-  });
+  };
+  const analytics = startAnalyticsFlush(flushOptions);
   // Embedded, the minute store is this process's memory. The last counts are pushed when the
   // pipeline stops — after the workers, as the server counts until it has stopped — so the last
   // flush comes after that push, not when the worker stops.

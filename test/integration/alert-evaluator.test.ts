@@ -35,6 +35,7 @@ import type { EventLog } from '../../src/pipeline/log/event-log.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import { createRedisLog } from '../../src/pipeline/log/redis-log.ts';
 import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
+import { insertDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts';
 import { deleteEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { closeRedis, createRedisClient } from '../../src/redis-clients.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
@@ -106,7 +107,7 @@ describe('the alert evaluator’s log', () => {
 });
 
 describe('an alert whose subject no longer exists', () => {
-  it('resolves once its webhook endpoint is deleted, while one whose endpoint merely has no figure stays open, and nothing resolves while the rule cannot be read', async () => {
+  it('resolves once its webhook endpoint is deleted, while one whose endpoint has no attempts but a delivery waiting stays open, and nothing resolves while the rule cannot be read', async () => {
     const fixture = await freshFixture();
     const { db } = fixture;
     const deleted = fixture.endpointId;
@@ -120,9 +121,11 @@ describe('an alert whose subject no longer exists', () => {
     expect(await getAlert(db, failureRateAlertOf(deleted))).toMatchObject({ state: 'firing' });
     expect(await getAlert(db, failureRateAlertOf(quiet))).toMatchObject({ state: 'firing' });
 
-    // One endpoint is deleted; the other's attempts leave the window (no figure: unknown).
+    // One endpoint is deleted; the other's attempts leave the window while a delivery waits for
+    // its next attempt (no figure, and still failing as far as anyone knows: unknown).
     expect(await deleteEndpoint(db, deleted)).toBe(true);
     await tally(db, quiet, 0, 0);
+    await insertDeliveries(db, [{ ...fixture.delivery('lane-q'), endpointId: quiet }]);
     // While the rule cannot be read, nothing is known: the deleted endpoint's alert stays open.
     await db.query('ALTER TABLE webhook_attempt_tallies RENAME TO webhook_attempt_tallies_away');
     try {
@@ -139,7 +142,7 @@ describe('an alert whose subject no longer exists', () => {
     expect(resolved?.resolvedAt).toBeInstanceOf(Date);
     expect((await listTrackers(db, 100)).map((tracker) => tracker.subject)).toEqual([`endpoint:${quiet}`]);
 
-    // The endpoint without a figure is unknown, however long: its alert stays open.
+    // The endpoint without a figure, its delivery waiting, is unknown however long: its alert stays open.
     await evaluate(evaluator, 3);
     expect(await getAlert(db, failureRateAlertOf(quiet))).toMatchObject({ state: 'firing' });
     expect(alertTypes(placed).sort()).toEqual([`alert.fired endpoint:${deleted}`, `alert.fired endpoint:${quiet}`, `alert.resolved endpoint:${deleted}`].sort());

@@ -75,8 +75,18 @@ describe('configuration', () => {
   });
 
   it('counts analytics by default: flushed every 60 s, pushed every 5 s, minutes kept 14 days, 10,000 topics a minute', () => {
-    expect(loadConfig({}).analytics).toEqual({ enabled: true, flushSeconds: 60, pushIntervalMs: 5000, retentionMs: 14 * 86_400_000, maxTopicsPerMinute: 10_000 });
-    expect(loadConfig({ ANALYTICS_FLUSH_SECONDS: '1' }).analytics).toMatchObject({ flushSeconds: 1, pushIntervalMs: 1000 });
+    expect(loadConfig({}).analytics).toEqual({
+      enabled: true,
+      flushSeconds: 60,
+      pushIntervalMs: 5000,
+      flushGraceMs: 7000,
+      retentionMs: 14 * 86_400_000,
+      hourRetentionMs: 90 * 86_400_000,
+      dayRetentionMs: 730 * 86_400_000,
+      maxTopicsPerMinute: 10_000,
+    });
+    // The grace is any instance's longest push interval + 2 s, not this process's own.
+    expect(loadConfig({ ANALYTICS_FLUSH_SECONDS: '1' }).analytics).toMatchObject({ flushSeconds: 1, pushIntervalMs: 1000, flushGraceMs: 7000 });
   });
 
   it('is frozen, limits included', () => {
@@ -141,6 +151,8 @@ describe('configuration', () => {
       ANALYTICS_ENABLED: 'false',
       ANALYTICS_FLUSH_SECONDS: '2',
       ANALYTICS_RETENTION_DAYS: '3',
+      ANALYTICS_HOUR_RETENTION_DAYS: '4',
+      ANALYTICS_DAY_RETENTION_DAYS: '5',
       ANALYTICS_MAX_TOPICS: '500',
       JWT_SECRET: SECRET,
       JWT_JWKS_URL: 'https://issuer.example/.well-known/jwks.json',
@@ -212,7 +224,16 @@ describe('configuration', () => {
       },
       operatorScope: { app: 'ops', env: 'prod' },
       dashboardTickMs: 2000,
-      analytics: { enabled: false, flushSeconds: 2, pushIntervalMs: 2000, retentionMs: 3 * 86_400_000, maxTopicsPerMinute: 500 },
+      analytics: {
+        enabled: false,
+        flushSeconds: 2,
+        pushIntervalMs: 2000,
+        flushGraceMs: 7000,
+        retentionMs: 3 * 86_400_000,
+        hourRetentionMs: 4 * 86_400_000,
+        dayRetentionMs: 5 * 86_400_000,
+        maxTopicsPerMinute: 500,
+      },
       auth: {
         mode: 'jwt',
         secret: SECRET,

@@ -28,9 +28,9 @@ describe('deploy files', () => {
   it("runs the server's npm scripts with exec, so npm's SIGTERM reaches node rather than only sh", () => {
     const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string>; engines: { node: string } };
     expect({ start: manifest.scripts['start'], workers: manifest.scripts['workers'], dev: manifest.scripts['dev'] }).toEqual({
-      start: 'exec node src/main.ts',
-      workers: 'exec env TRIBUTARY_ROLE=workers node src/main.ts',
-      dev: 'exec node --watch src/main.ts',
+      start: 'exec node --import ./scripts/require-node.mjs src/main.ts',
+      workers: 'exec env TRIBUTARY_ROLE=workers node --import ./scripts/require-node.mjs src/main.ts',
+      dev: 'exec node --watch --import ./scripts/require-node.mjs src/main.ts',
     });
     // Type stripping by default and import.meta.main (what runs main()) both arrived in 22.18.
     expect(manifest.engines.node).toBe('>=22.18');

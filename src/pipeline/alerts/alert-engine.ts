@@ -9,6 +9,9 @@
  * - an open alert (firing or acknowledged) escalates from warning to critical after `fireAfter`
  *   critical verdicts in a row; it is never lowered while open (an operator was told "critical");
  * - an open alert resolves after `resolveAfter` good verdicts in a row, acknowledged or not;
+ * - every bad verdict on an open alert that changes nothing else refreshes its figure and message
+ *   (`refresh`), which is not a change: nothing is announced. An alert about 40 connections said
+ *   "4 open connections" for as long as it stayed open, the figure it first fired on;
  * - good means clearly good: rules judge with a dead band (`RESOLVE_FRACTION`), and a figure
  *   between it and the limit is `between` — neither bad nor good: it ends both streaks. A figure
  *   hovering at its limit thus fires once and stays open, where a limit shared by firing and
@@ -16,7 +19,8 @@
  *   and is announced: a page every minute);
  * - unknown changes nothing (neither streak moves), so one failure out of one attempt can neither
  *   fire nor reset a bad streak — for a while: a bad streak whose last bad verdict is older than
- *   the rule's window is forgotten (`expire`), as that verdict says nothing of any window since.
+ *   the rule's window (or than a few evaluations take, when the window is shorter:
+ *   `streakLifetimeMs`) is forgotten (`expire`), as that verdict says nothing of any window since.
  * - gone (the subject no longer exists) resolves an open alert at once, saying why, and clears the
  *   streaks: no figure will ever come to resolve it;
  * - a resolve always says why: the subject gone, or the last good verdict's figure (the firing
@@ -60,6 +64,8 @@ export type Transition =
 export interface Step {
   readonly streaks: Streaks;
   readonly transition: Transition | undefined;
+  /** An open alert's figure and message now, when this verdict changes nothing else about it (no change, not announced). */
+  readonly refresh?: { readonly value: number; readonly message: string };
 }
 
 export function step(streaks: Streaks, open: OpenAlert | undefined, verdict: Verdict, policy: HysteresisPolicy): Step {
@@ -86,14 +92,24 @@ export function step(streaks: Streaks, open: OpenAlert | undefined, verdict: Ver
       if (open.severity === 'warning' && sustainedCritical) {
         return { streaks: next, transition: { kind: 'escalated', severity: 'critical', value: verdict.value, message: verdict.message } };
       }
-      return { streaks: next, transition: undefined };
+      return { streaks: next, transition: undefined, refresh: { value: verdict.value, message: verdict.message } };
     }
   }
 }
 
 /**
+ * How long a bad streak outlives its last bad verdict: the rule's window, and no less than the
+ * time `fireAfter` evaluations `evaluateMs` apart take plus a lease (another process taking the
+ * evaluations over). With the window alone, a window no longer than the interval forgot every
+ * streak before the next evaluation could add to it, and nothing ever fired.
+ */
+export function streakLifetimeMs(timing: { readonly windowMs: number; readonly evaluateMs: number; readonly leaseMs: number }, policy: HysteresisPolicy): number {
+  return Math.max(timing.windowMs, policy.fireAfter * timing.evaluateMs + timing.leaseMs);
+}
+
+/**
  * The streaks `idleMs` after they last changed: a bad streak is forgotten once its last bad verdict
- * is older than `maxIdleMs` (the rule's window). Every bad verdict changes the streaks and nothing
+ * is older than `maxIdleMs` (`streakLifetimeMs`). Every bad verdict changes the streaks and nothing
  * else changes a bad streak without ending it, so while there is one its last change is its last
  * bad verdict. Without this, one bad verdict, hours of unknown ones and one more bad verdict fired
  * as if they had been two evaluations in a row. A good streak is not forgotten: resolving on good

@@ -13,7 +13,9 @@
  *
  * Streaks live in `alert_trackers`, so a restarted or new evaluator continues them. A tracker is
  * written only when its streaks change, so its age is that of its last change: a bad streak older
- * than the window is forgotten (`expire`).
+ * than the window — or than `fireAfter` evaluations and a lease take, when that is longer — is
+ * forgotten (`expire`, `streakLifetimeMs`). An open alert's figure and message are refreshed by
+ * every bad verdict (`refreshAlerts`), without a change.
  *
  * After an evaluation, alerts resolved long ago about subjects that no longer exist are deleted
  * (`alert-retention.ts`).
@@ -24,7 +26,7 @@ import { componentLogger, type Logger } from '../../logger.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { announcePending } from './alert-announcer.ts';
 import { createAlertRetention, DEFAULT_ALERT_RETENTION_MS } from './alert-retention.ts';
-import { expire, NO_STREAKS, step, worthKeeping, type HysteresisPolicy, type OpenAlert, type Streaks, type Transition } from './alert-engine.ts';
+import { expire, NO_STREAKS, step, streakLifetimeMs, worthKeeping, type HysteresisPolicy, type OpenAlert, type Streaks, type Transition } from './alert-engine.ts';
 import { MAX_READINGS_PER_RULE, type AlertRule, type RuleSubject, type Verdict } from './alert-rule.ts';
 import {
   alertIdOf,
@@ -33,11 +35,13 @@ import {
   fireAlert,
   listOpenAlerts,
   listTrackers,
+  refreshAlerts,
   resolveAlert,
   saveTrackers,
   takeEvaluatorLease,
   type AlertKey,
   type AlertRecord,
+  type AlertRefresh,
   type TrackerRecord,
 } from './alert-store.ts';
 
@@ -52,6 +56,12 @@ export interface AlertEvaluatorOptions {
   readonly holder: string;
   /** How long the lease outlives an evaluation, in ms: another process takes over after it. */
   readonly leaseMs: number;
+  /**
+   * How often evaluations run (ALERTS_EVALUATE_SECONDS), in ms: with `leaseMs`, how long a bad
+   * streak outlives its last bad verdict when the window is shorter (`streakLifetimeMs`).
+   * @default a third of `leaseMs` (the workers' lease is three intervals and 2 s)
+   */
+  readonly evaluateMs?: number;
   /** How long an alert whose subject is gone is kept after it resolved, in ms. @default 30 days */
   readonly retentionMs?: number;
   /** @default Date.now */
@@ -95,6 +105,7 @@ function openAlertOf(alert: AlertRecord): OpenAlert | undefined {
 export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvaluator {
   const { db, policy } = options;
   const logger = componentLogger(options.logger, 'alerts', { holder: options.holder });
+  const streakLifetime = streakLifetimeMs({ windowMs: options.windowMs, evaluateMs: options.evaluateMs ?? options.leaseMs / 3, leaseMs: options.leaseMs }, policy);
   const retention = createAlertRetention({
     db,
     retentionMs: options.retentionMs ?? DEFAULT_ALERT_RETENTION_MS,
@@ -161,19 +172,19 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
     return { subjects, readRules };
   };
 
-  /** Asks `rule` which of its silent subjects no longer exist; theirs is the verdict `gone`. */
+  /** Asks `rule` which of its silent subjects are gone (no longer exist, or out of its sight); theirs is the verdict `gone`. */
   const markGone = async (rule: AlertRule, silent: readonly Subject[]): Promise<void> => {
     if (rule.gone === undefined || silent.length === 0) return;
-    let gone: ReadonlySet<RuleSubject>;
+    let gone: ReadonlyMap<RuleSubject, string | undefined>;
     try {
-      gone = new Set(await rule.gone(silent.map((subject) => subject.key), { windowMs: options.windowMs }));
+      gone = new Map((await rule.gone(silent.map((subject) => subject.key), { windowMs: options.windowMs })).map((found) => [found.subject, found.reason]));
     } catch (error) {
       // Unknown, as before the question: nothing resolves on a reading that failed.
       logger.warn({ err: error, rule: rule.name }, 'alert rule could not tell which subjects are gone');
       return;
     }
     for (const subject of silent) {
-      if (gone.has(subject.key)) subject.verdict = { kind: 'gone', reason: `${subject.key.subject} no longer exists` };
+      if (gone.has(subject.key)) subject.verdict = { kind: 'gone', reason: gone.get(subject.key) ?? `${subject.key.subject} no longer exists` };
     }
   };
 
@@ -196,9 +207,11 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
       const keep: TrackerRecord[] = [];
       const drop: string[] = [];
       const transitions: { subject: Subject; transition: Transition }[] = [];
+      const refreshes: AlertRefresh[] = [];
       for (const [id, subject] of subjects) {
-        const current = subject.stored === undefined ? NO_STREAKS : expire(subject.stored, subject.idleMs, options.windowMs);
+        const current = subject.stored === undefined ? NO_STREAKS : expire(subject.stored, subject.idleMs, streakLifetime);
         const next = step(current, subject.open, subject.verdict, policy);
+        if (next.refresh) refreshes.push({ id, ...next.refresh });
         const kind = next.transition?.kind;
         const open = kind === 'resolved' ? false : kind !== undefined || subject.open !== undefined;
         if (worthKeeping(next.streaks, open)) {
@@ -216,6 +229,8 @@ export function createAlertEvaluator(options: AlertEvaluatorOptions): AlertEvalu
         if (lease === 'renewed') logger.info({ leaseMs: options.leaseMs }, 'alert evaluation outlived its lease; nobody took it over, so it is written');
         const written: typeof transitions = [];
         for (const change of transitions) if (await apply(tx, change.subject, change.transition)) written.push(change);
+        // Not changes: no version, no `alert_changes` row, nothing announced.
+        await refreshAlerts(tx, refreshes);
         await saveTrackers(tx, keep, drop);
         return written;
       });

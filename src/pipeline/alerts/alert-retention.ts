@@ -1,7 +1,8 @@
 /**
  * Deletes the alerts nobody will see change again: resolved for longer than the retention and
  * about a subject that no longer exists, as its rule's `gone` says — an endpoint deleted, an
- * outbox or CDC source removed, a cluster alert left in an earlier OPERATOR_SCOPE. Without it
+ * outbox or CDC source removed, a cluster alert left in an earlier OPERATOR_SCOPE — not one merely
+ * out of its rule's sight (`GoneSubject.exists`: an endpoint disabled). Without it
  * `alerts` grows with every subject there ever was. An alert whose subject exists is kept however
  * long ago it resolved: it re-opens on its row (`count` grows) when it fires again.
  *
@@ -57,8 +58,9 @@ export function createAlertRetention(options: AlertRetentionOptions): AlertReten
         const ofRule = page.filter((alert) => alert.rule === name);
         if (rule.gone === undefined || ofRule.length === 0) continue;
         const ids = new Map<RuleSubject, string>(ofRule.map((alert) => [{ subject: alert.subject, scope: alert.scope }, alert.id]));
-        for (const subject of await rule.gone([...ids.keys()], { windowMs: options.windowMs })) {
-          const id = ids.get(subject);
+        for (const { subject, exists } of await rule.gone([...ids.keys()], { windowMs: options.windowMs })) {
+          // Out of sight (a disabled endpoint) is not gone for good: kept, as any subject that exists.
+          const id = exists === true ? undefined : ids.get(subject);
           if (id !== undefined) gone.push(id);
         }
       }

@@ -9,9 +9,10 @@
  *   and scope: a flapping endpoint is one alert whose `count` grows, never a flood.
  * - unknown: too little to judge (fewer samples than the minimum, a figure not reported lately):
  *   it neither fires nor resolves, and leaves the streaks where they are.
- * - gone: the subject no longer exists (an endpoint deleted, an outbox or CDC source removed), as
- *   the rule's `gone` says of a subject it read nothing about: its open alert resolves at once and
- *   its streaks are dropped. Unknown waits for a figure; gone has none to wait for.
+ * - gone: the subject no longer exists (an endpoint deleted, an outbox or CDC source removed), or
+ *   is out of the rule's sight for as long as it stays so (an endpoint disabled: nothing is
+ *   attempted to it), as the rule's `gone` says of a subject it read nothing about: its open alert
+ *   resolves at once and its streaks are dropped. Unknown waits for a figure; gone has none to wait for.
  * - streaks (hysteresis): an alert fires after `fireAfter` bad evaluations in a row and resolves
  *   after `resolveAfter` good ones in a row (`alert-engine.ts`).
  * - dead band: a figure is bad over its limit but good only at or under `RESOLVE_FRACTION` of it;
@@ -71,11 +72,25 @@ export interface AlertRule {
   read(context: RuleContext): Promise<readonly Reading[]>;
   /**
    * Of `subjects` — ones with an alert or streaks that `read` said nothing about this time — those
-   * that no longer exist, as given (the same objects). Asked only after `read` succeeded, so a
+   * that are gone, each as given (the same object) with why. Asked only after `read` succeeded, so a
    * rule that cannot be read never resolves anything. Absent: its subjects never go away
    * (`cluster`), and a silent one is unknown.
    */
-  gone?(subjects: readonly RuleSubject[], context: Pick<RuleContext, 'windowMs'>): Promise<readonly RuleSubject[]>;
+  gone?(subjects: readonly RuleSubject[], context: Pick<RuleContext, 'windowMs'>): Promise<readonly GoneSubject[]>;
+}
+
+/** A subject a rule's `gone` found gone. */
+export interface GoneSubject {
+  /** The subject as `gone` was given it (the same object). */
+  readonly subject: RuleSubject;
+  /** Why: the message its alert resolves with. @default "<subject> no longer exists" */
+  readonly reason?: string;
+  /**
+   * It still exists, only out of the rule's sight (an endpoint disabled): its alert resolves, but
+   * is kept however long ago that was (`alert-retention.ts` deletes alerts of subjects that no
+   * longer exist), and its row re-opens should it fire again.
+   */
+  readonly exists?: boolean;
 }
 
 /**

@@ -176,6 +176,27 @@ export async function resolveAlert(db: Queryable, id: string, value: number | nu
   return rows[0] && toAlert(rows[0]);
 }
 
+/** An open alert's figure and message as its last bad verdict says. */
+export interface AlertRefresh {
+  readonly id: string;
+  readonly value: number;
+  readonly message: string;
+}
+
+/**
+ * Writes open alerts' figures and messages as they are now, one statement; not a change (no
+ * version, no `alert_changes` row: nothing announced), and a row already saying so is not written.
+ */
+export async function refreshAlerts(db: Queryable, refreshes: readonly AlertRefresh[]): Promise<void> {
+  if (refreshes.length === 0) return;
+  await db.query(
+    `UPDATE alerts a SET last_value = r.value, message = r.message
+       FROM unnest($1::text[], $2::float8[], $3::text[]) AS r (id, value, message)
+      WHERE a.id = r.id AND a.state <> 'resolved' AND (a.last_value IS DISTINCT FROM r.value OR a.message IS DISTINCT FROM r.message)`,
+    [refreshes.map((r) => r.id), refreshes.map((r) => r.value), refreshes.map((r) => r.message)],
+  );
+}
+
 /** Acknowledges a firing alert; undefined when it is not firing (unknown, acknowledged or resolved). */
 export async function acknowledgeAlert(db: Queryable, id: string, by: string): Promise<AlertRecord | undefined> {
   const { rows } = await db.query<AlertRow>(

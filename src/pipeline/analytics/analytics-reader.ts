@@ -14,7 +14,7 @@ import { createAnswerCache } from './answer-cache.ts';
 import { histogramKey, planStart, planWindow, windowCounters, windowLatency } from './hot-topics-window.ts';
 import { emptyHistogram, histogramQuantile, mergeHistogram } from './latency-histogram.ts';
 import type { MinuteStore } from './minute-store.ts';
-import { flushedMinutes, topicWindows, type Granularity } from './stats-store.ts';
+import { flushedMinutes, statsTopicOf, topicWindows, type Granularity } from './stats-store.ts';
 import { emptyCounts, mergeCounts, MINUTE_MS, totalEvents, type TopicCounts } from './topic-counts.ts';
 
 export type HotTopicsOrder = 'events' | 'fanout' | 'latencyP99' | 'bytes';
@@ -122,7 +122,8 @@ export function createAnalyticsReader(options: AnalyticsReaderOptions): Analytic
         if (flushed.has(minute)) continue;
         for (const [key, counts] of read) {
           const parsed = parseStreamKey(key);
-          if (parsed) add(parsed.topic, parsed.scope.tenant ?? null, counts);
+          // Named as the flush names its rows (a document's under its service's `sync.{service}.doc.*`).
+          if (parsed) add(statsTopicOf(parsed.topic), parsed.scope.tenant ?? null, counts);
         }
       }
       // Ranked on the counters, then the histograms of those answered only — unless latency is the order.

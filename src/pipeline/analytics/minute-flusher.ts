@@ -4,7 +4,8 @@
  * in the same transaction that inserts its rows and adds them into its hour and day, and only then
  * removed from the store. A worker that dies between commit and removal leaves data the next
  * worker finds already marked: removed, not written twice. A minute is closed once its end plus a
- * grace (the push interval and some slack) has passed, so every instance's last push is in.
+ * grace (the longest push interval and some slack) has passed, so every instance's last push is in.
+ * Each flush then prunes minute rows, hour rows and day rows past their retentions.
  * After writing, the minute is routed on `analytics.minutes` for live screens, before it leaves
  * the store: the next flush only removes a minute it finds marked, so a removal that failed
  * (Redis unreachable) must not be what stands between a written minute and its routing.
@@ -22,7 +23,7 @@ import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { isContentRefusal, writeRowsOneByOne, type RefusedRow } from './minute-refusals.ts';
 import type { MinuteStore } from './minute-store.ts';
-import { addToWindow, insertMinuteRows, markMinuteFlushed, pruneMinutes, statsRowsOf, type StatsRow } from './stats-store.ts';
+import { addToWindow, insertMinuteRows, markMinuteFlushed, pruneMinutes, pruneWindows, statsRowsOf, type StatsRow } from './stats-store.ts';
 import { MINUTE_MS, OTHER_TOPIC_KEY } from './topic-counts.ts';
 
 export interface MinuteFlusher {
@@ -50,6 +51,10 @@ export interface MinuteFlusherOptions {
   readonly graceMs: number;
   /** Minute rows older than this are deleted, in ms. */
   readonly retentionMs: number;
+  /** Hour rows older than this are deleted, in ms. @default 90 days (ANALYTICS_HOUR_RETENTION_DAYS) */
+  readonly hourRetentionMs?: number;
+  /** Day rows older than this are deleted, in ms. @default 730 days (ANALYTICS_DAY_RETENTION_DAYS) */
+  readonly dayRetentionMs?: number;
   /** @default Date.now */
   readonly now?: () => number;
 }
@@ -62,6 +67,9 @@ const TOPICS_PER_EVENT = 200;
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
+
+export const DEFAULT_HOUR_RETENTION_MS = 90 * DAY_MS;
+export const DEFAULT_DAY_RETENTION_MS = 730 * DAY_MS;
 
 export function createMinuteFlusher(options: MinuteFlusherOptions): MinuteFlusher {
   const { db, store } = options;
@@ -187,6 +195,11 @@ export function createMinuteFlusher(options: MinuteFlusherOptions): MinuteFlushe
       }
       const pruned = await pruneMinutes(db, new Date(time - options.retentionMs));
       if (pruned > 0) logger.debug({ rows: pruned }, 'old analytics minutes pruned');
+      // By the flush's clock, as the minutes. A batch each per flush: a first flush after an
+      // upgrade, years of hours behind it, does not hold the tables in one long statement.
+      const hours = await pruneWindows(db, 'hour', new Date(time - (options.hourRetentionMs ?? DEFAULT_HOUR_RETENTION_MS)));
+      const days = await pruneWindows(db, 'day', new Date(time - (options.dayRetentionMs ?? DEFAULT_DAY_RETENTION_MS)));
+      if (hours + days > 0) logger.debug({ hours, days }, 'old analytics hours and days pruned');
       return written;
     },
   };

@@ -131,6 +131,23 @@ export async function pruneMinutes(db: Queryable, before: Date): Promise<number>
   return rowCount;
 }
 
+/** Hour or day rows deleted per statement (and so per flush) at most. */
+export const PRUNE_WINDOWS_BATCH = 10_000;
+
+/**
+ * Deletes hour or day rows that start before `before`, at most `limit` (by their age index,
+ * migrations/0037); returns how many. What is left waits for the next flush.
+ */
+export async function pruneWindows(db: Queryable, granularity: 'hour' | 'day', before: Date, limit = PRUNE_WINDOWS_BATCH): Promise<number> {
+  const table = TABLE[granularity];
+  const { rowCount } = await db.query(
+    `DELETE FROM ${table} WHERE (app, env, topic, tenant, start_time) IN (
+       SELECT app, env, topic, tenant, start_time FROM ${table} WHERE start_time < $1 LIMIT $2)`,
+    [before, limit],
+  );
+  return rowCount;
+}
+
 /** The flushed minutes from `from` on, in ms since the epoch. */
 export async function flushedMinutes(db: Queryable, from: Date): Promise<Set<number>> {
   const { rows } = await db.query<{ start_time: Date }>('SELECT start_time FROM topic_stats_flushed WHERE start_time >= $1', [from]);
@@ -164,8 +181,9 @@ export async function topicWindows(db: Queryable, query: TopicWindowQuery): Prom
 /**
  * A minute's rows from its topic keys, text that is not a topic key left out. An environment's
  * overflow row (`overflowKeyOf`) is a topic key like the others: its environment's, no tenant,
- * topic `~other`; `OTHER_TOPIC_KEY` (no environment) is the row of app and env ''. Two keys naming
- * one row — no tenant, and the tenant '' — are added into one: a window's row is written once per minute.
+ * topic `~other`; `OTHER_TOPIC_KEY` (no environment) is the row of app and env ''. Keys naming one
+ * row — no tenant and the tenant '', a service's documents (`statsTopicOf`) — are added into one:
+ * a window's row is written once per minute.
  */
 export function statsRowsOf(topics: ReadonlyMap<string, TopicCounts>): StatsRow[] {
   const rows = new Map<string, StatsRow>();
@@ -191,5 +209,21 @@ function statsRowOf(topicKey: string, counts: TopicCounts): StatsRow | undefined
   if (topicKey === OTHER_TOPIC_KEY) return { app: '', env: '', tenant: '', topic: OTHER_TOPIC_KEY, counts };
   const parsed = parseStreamKey(topicKey);
   if (!parsed) return undefined;
-  return { app: parsed.scope.app, env: parsed.scope.env, tenant: parsed.scope.tenant ?? '', topic: parsed.topic, counts };
+  return { app: parsed.scope.app, env: parsed.scope.env, tenant: parsed.scope.tenant ?? '', topic: statsTopicOf(parsed.topic), counts };
+}
+
+/** A sync document's topic, `sync.{service}.doc.{id}` (service and id as `resolvers/documents.ts` allows them). */
+const DOCUMENT_TOPIC = /^sync\.([a-z][a-z0-9_-]{0,62})\.doc\.[A-Za-z0-9_.:-]{1,128}$/;
+
+/**
+ * The topic a stream's counts are stored and ranked under: its own, but for a sync document's —
+ * every document is a stream of its own, and a row per document in every minute, hour and day is a
+ * row per document ever changed, kept for years — which is counted under its service's
+ * `sync.{service}.doc.*` (no topic is named so: `*` is not a name's character, `names.ts`). One
+ * function for the flush and for the hot topics' minutes not flushed yet: the hours the hot topics
+ * read beside the minutes must name topics as the minutes do.
+ */
+export function statsTopicOf(topic: string): string {
+  const document = DOCUMENT_TOPIC.exec(topic);
+  return document ? `sync.${document[1]}.doc.*` : topic;
 }

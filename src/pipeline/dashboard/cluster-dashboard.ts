@@ -7,11 +7,13 @@
  * taken once, from the latest report naming them. Pure.
  *
  * The cluster is made of the live reports only (`liveReports`); the instance list shows every
- * report the store keeps (three ticks).
+ * report the store keeps (three ticks). An age measured (the oldest pending webhook delivery) is
+ * shown as of the dashboard's time: the age measured plus the time since the measurement — it ran
+ * up to a tick or two behind (a measurement every few seconds, a report every tick, a read later).
  */
 import type { EventSource } from '../events/envelope.ts';
 import { histogramCount, histogramQuantile } from '../analytics/latency-histogram.ts';
-import { addCounts, zeroCounts, type InstanceReport, type ReportCounts } from './instance-report.ts';
+import { addCounts, zeroCounts, type InstanceReport, type ReportCounts, type WebhookBacklog } from './instance-report.ts';
 
 export interface SourceRate {
   readonly source: EventSource;
@@ -62,8 +64,17 @@ export interface Dashboard {
 
 const SOURCES: readonly EventSource[] = ['database', 'sync', 'socket', 'system'];
 
-/** Rates over `intervalMs`: counts per second (0 for a first report, which covers no interval). */
-function figuresOf(counts: ReportCounts, intervalMs: number, reports: readonly InstanceReport[]): DashboardFigures {
+/**
+ * The age of an endpoint's oldest pending delivery at `at`: as measured, plus the time since —
+ * from the measurement when the sample says when it was, else from the report that carries it.
+ */
+function backlogAgeAt(backlog: WebhookBacklog, report: InstanceReport, at: number): number | null {
+  if (backlog.oldestPendingSeconds === null) return null;
+  return backlog.oldestPendingSeconds + Math.max(0, at - (backlog.measuredAt ?? report.at)) / 1000;
+}
+
+/** Rates over `intervalMs`: counts per second (0 for a first report, which covers no interval); ages as of `at`. */
+function figuresOf(counts: ReportCounts, intervalMs: number, reports: readonly InstanceReport[], at: number): DashboardFigures {
   const perSecond = (count: number) => (intervalMs > 0 ? (count * 1000) / intervalMs : 0);
   const attempts = Object.values(counts.webhookAttempts).reduce((sum, count) => sum + count, 0);
   const failed = attempts - counts.webhookAttempts.delivered;
@@ -74,8 +85,8 @@ function figuresOf(counts: ReportCounts, intervalMs: number, reports: readonly I
     for (const report of latest) for (const item of items(report)) if (!seen.has(key(item))) seen.set(key(item), item);
     return [...seen.values()];
   };
-  const backlogs = once((report) => report.webhookBacklogs, (backlog) => backlog.endpoint);
-  const oldest = backlogs.reduce<number | null>((max, backlog) => (backlog.oldestPendingSeconds === null ? max : Math.max(max ?? 0, backlog.oldestPendingSeconds)), null);
+  const backlogs = once((report) => report.webhookBacklogs.map((backlog) => ({ ...backlog, age: backlogAgeAt(backlog, report, at) })), (backlog) => backlog.endpoint);
+  const oldest = backlogs.reduce<number | null>((max, backlog) => (backlog.age === null ? max : Math.max(max ?? 0, backlog.age)), null);
   return {
     connections: reports.reduce((sum, report) => sum + report.connections, 0),
     subscriptions: reports.reduce((sum, report) => sum + report.subscriptions, 0),
@@ -121,13 +132,13 @@ export function clusterDashboard(reports: readonly InstanceReport[], at: number,
   const perMs = rates.reduce((sum, report) => addCounts(sum, scale(report.interval, 1 / report.intervalMs)), zeroCounts());
   return {
     at,
-    cluster: { ...figuresOf(perMs, 1, live), latencyP50Ms: latencyOf(rates, 0.5), latencyP99Ms: latencyOf(rates, 0.99) },
+    cluster: { ...figuresOf(perMs, 1, live, at), latencyP50Ms: latencyOf(rates, 0.5), latencyP99Ms: latencyOf(rates, 0.99) },
     instances: instances.map((report) => ({
       instance: report.instance,
       role: report.role,
       startedAt: report.startedAt,
       at: report.at,
-      figures: figuresOf(report.interval, report.intervalMs, [report]),
+      figures: figuresOf(report.interval, report.intervalMs, [report], at),
     })),
   };
 }

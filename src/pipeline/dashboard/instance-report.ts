@@ -18,7 +18,17 @@ export interface InstanceLiveState {
   readonly slowConsumerCloses: number;
   readonly cdcReaders: readonly { readonly source: string; readonly lagBytes: number | null; readonly retainedWalBytes: number | null }[];
   readonly outboxes: readonly { readonly outbox: string; readonly pending: number; readonly oldestPendingSeconds: number | null }[];
-  readonly webhookBacklogs: readonly { readonly endpoint: string; readonly pending: number; readonly oldestPendingSeconds: number | null }[];
+  readonly webhookBacklogs: readonly WebhookBacklog[];
+}
+
+/** An endpoint's queue as last measured. */
+export interface WebhookBacklog {
+  readonly endpoint: string;
+  readonly pending: number;
+  /** The oldest pending delivery's age when measured, in s; null when none is pending. */
+  readonly oldestPendingSeconds: number | null;
+  /** When it was measured, in ms since the epoch; absent: as of the report that carries it (`at`). */
+  readonly measuredAt?: number;
 }
 
 /** Counts over an interval (or since the start, for the totals). */

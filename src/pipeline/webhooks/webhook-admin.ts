@@ -217,8 +217,9 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
         // tenant's endpoint answers NOT_FOUND instead, see `owned`: so as not to reveal it exists.)
         throw new TributaryError(ErrorCode.FORBIDDEN, 'A caller with a tenant creates endpoints of that tenant only');
       }
-      const url = await resolvedUrl(parsedUrl);
       const tenant = scope.tenant ?? input.tenant ?? null;
+      checkTenantSelection(input.events, tenant);
+      const url = await resolvedUrl(parsedUrl);
       const secret = newWebhookSecret();
       const endpoint = await db.transaction(async (tx) => {
         const count = await lockAndCountEndpoints(tx, scope.app, scope.env, tenant);
@@ -246,9 +247,12 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
     },
 
     async updateEndpoint(scope, id, input) {
-      await owned(scope, id);
+      const { tenant } = await owned(scope, id);
       const parsedUrl = input.url === undefined ? undefined : assertWebhookUrl(input.url, guard);
-      if (input.events !== undefined) assertEventSelection(input.events);
+      if (input.events !== undefined) {
+        assertEventSelection(input.events);
+        checkTenantSelection(input.events, tenant);
+      }
       checkLimits(input);
       checkDescription(input.description);
       const url = parsedUrl === undefined ? undefined : await resolvedUrl(parsedUrl);
@@ -356,6 +360,17 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
 
 function notFound(field: string, message: string): TributaryError {
   return new TributaryError(ErrorCode.NOT_FOUND, message, { details: { field } });
+}
+
+/**
+ * Tributary's topics `system.alerts` and `system.dashboard` are environment-wide — their events carry
+ * no tenant — so an endpoint of a tenant selecting them would never receive one: refused, not
+ * accepted to stay silent. `*` stays allowed (it selects the tenant's own events too).
+ */
+function checkTenantSelection(events: readonly string[], tenant: string | null): void {
+  const wrong = tenant === null ? undefined : events.find((entry) => entry.startsWith('system.'));
+  if (wrong === undefined) return;
+  throw badUserInput('events', `events entry "${wrong}" selects system.alerts or system.dashboard, which are environment-wide (their events carry no tenant): an endpoint of a tenant never receives them. Alerts go to endpoints without a tenant, created by the environment's admin`);
 }
 
 function checkDescription(description: string | undefined): void {

@@ -4,7 +4,7 @@
  */
 import type { AlertState, Severity } from '../../pipeline/alerts/alert-rule.ts';
 import { alerts } from '../../resolvers/alerts.ts';
-import { integerParam, listParam, type RestRoute } from './rest-route.ts';
+import { integerParam, listParam, singleParam, type RestRoute } from './rest-route.ts';
 
 const STATES: readonly AlertState[] = ['firing', 'acknowledged', 'resolved'];
 const SEVERITIES: readonly Severity[] = ['warning', 'critical'];
@@ -14,7 +14,7 @@ export const alertsRoute: RestRoute = async (context, query) => {
     status: listParam(query, 'status', STATES),
     severity: listParam(query, 'severity', SEVERITIES),
     first: integerParam(query, 'first'),
-    after: query.get('after'),
+    after: singleParam(query, 'after'),
   });
   return { alerts: page.nodes, endCursor: page.endCursor, hasNextPage: page.hasNextPage };
 };

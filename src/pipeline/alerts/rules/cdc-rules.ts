@@ -197,13 +197,15 @@ function cdcRule(db: Queryable, name: string, description: string, judge: Judge)
     async gone(subjects: readonly RuleSubject[], { windowMs }) {
       const configured = await withCdcSource(db, subjects.map((subject) => subject.scope));
       const fresh = freshlyRead(await readSources(db, windowMs));
-      return subjects.filter((subject) => {
-        const key = environmentKey(subject.scope);
-        if (!configured.has(key)) return true;
-        const source = subject.subject.slice('cdc:'.length);
-        const listed = fresh.get(source);
-        return listed ? !listed.has(key) : readByAnother(fresh, source, key);
-      });
+      return subjects
+        .filter((subject) => {
+          const key = environmentKey(subject.scope);
+          if (!configured.has(key)) return true;
+          const source = subject.subject.slice('cdc:'.length);
+          const listed = fresh.get(source);
+          return listed ? !listed.has(key) : readByAnother(fresh, source, key);
+        })
+        .map((subject) => ({ subject }));
     },
   };
 }

@@ -50,7 +50,7 @@ function clusterRule(name: string, description: string, provider: ClusterFigures
       return figures === undefined ? [] : [{ subject: 'cluster', scope, verdict: judge(figures) }];
     },
     gone(subjects) {
-      return Promise.resolve(subjects.filter((subject) => scopeKey(subject.scope) !== scopeKey(scope)));
+      return Promise.resolve(subjects.filter((subject) => scopeKey(subject.scope) !== scopeKey(scope)).map((subject) => ({ subject })));
     },
   };
 }

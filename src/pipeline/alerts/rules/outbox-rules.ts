@@ -16,7 +16,7 @@
  */
 import type { Queryable } from '../../../db/database.ts';
 import { scopeKey } from '../../scope.ts';
-import { judgeLimit, MAX_READINGS_PER_RULE, type AlertRule, type Reading, type RuleSubject, type Verdict } from '../alert-rule.ts';
+import { judgeLimit, MAX_READINGS_PER_RULE, type AlertRule, type GoneSubject, type Reading, type RuleSubject, type Verdict } from '../alert-rule.ts';
 
 /** Judges an outbox's oldest waiting row (null: none waiting; good at or under 90 % of the limit): pure. */
 export function judgeBacklogAge(oldestPendingSeconds: number | null, maxSeconds: number): Verdict {
@@ -74,13 +74,13 @@ export function outboxBacklogRule(db: Queryable, options: { readonly maxAgeSecon
 }
 
 /** Of `subjects` (`outbox:<app>/<env>`), those whose environment has no outbox source any more. */
-async function removedOutboxes(db: Queryable, subjects: readonly RuleSubject[]): Promise<readonly RuleSubject[]> {
+async function removedOutboxes(db: Queryable, subjects: readonly RuleSubject[]): Promise<readonly GoneSubject[]> {
   const { rows } = await db.query<{ app: string; env: string }>(
     'SELECT app, env FROM outbox_sources WHERE (app, env) IN (SELECT * FROM unnest($1::text[], $2::text[]))',
     [subjects.map((subject) => subject.scope.app), subjects.map((subject) => subject.scope.env)],
   );
   const existing = new Set(rows.map((row) => scopeKey({ ...row, tenant: undefined })));
-  return subjects.filter((subject) => !existing.has(scopeKey({ ...subject.scope, tenant: undefined })));
+  return subjects.filter((subject) => !existing.has(scopeKey({ ...subject.scope, tenant: undefined }))).map((subject) => ({ subject }));
 }
 
 /** Judges the rows an outbox set aside as dead in the window, and the most frequent reason (null: none): pure. */
