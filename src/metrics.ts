@@ -125,6 +125,8 @@ export interface WebhookBacklogSample {
   readonly endpoint: string;
   readonly pending: number;
   readonly oldestPendingSeconds: number | null;
+  /** When it was measured (ms since the epoch): the dashboard adds the time since. */
+  readonly measuredAt?: number;
 }
 
 /** An outbox as its poller last measured it (`outbox` is `app/env`). */

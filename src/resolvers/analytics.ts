@@ -7,7 +7,7 @@ import { isAdmin, type Principal } from '../auth/principal.ts';
 import { badUserInput, ErrorCode, TributaryError } from '../errors.ts';
 import type { HotTopicsOrder } from '../pipeline/analytics/analytics-reader.ts';
 import { histogramQuantile } from '../pipeline/analytics/latency-histogram.ts';
-import type { Granularity } from '../pipeline/analytics/stats-store.ts';
+import { statsTopicOf as storedTopicOf, type Granularity } from '../pipeline/analytics/stats-store.ts';
 import { emptyCounts, mergeCounts, OVERFLOW_TOPIC, totalEvents, type TopicCounts } from '../pipeline/analytics/topic-counts.ts';
 import { CHANNEL_TOPIC_PREFIX } from '../pipeline/channels/channel-message.ts';
 import { ANALYTICS_SYSTEM_TOPIC, readTopicMinutes, type TopicMinute } from '../pipeline/events/analytics-event.ts';
@@ -168,7 +168,10 @@ function statsTopicOf(topic: string): string {
   if (topic === OVERFLOW_TOPIC) return topic;
   // A channel's broadcasts are counted as `~channel:<name>` (channel-message.ts).
   if (topic.startsWith(CHANNEL_TOPIC_PREFIX)) return `${CHANNEL_TOPIC_PREFIX}${assertName('topic', topic.slice(CHANNEL_TOPIC_PREFIX.length))}`;
-  return assertName('topic', topic);
+  // A service's documents are counted together (`sync.{service}.doc.*`): asked by that name, or by
+  // one document's topic, whose counts are that row's.
+  if (topic.endsWith('.doc.*')) return `${assertName('topic', topic.slice(0, -2))}.*`;
+  return storedTopicOf(assertName('topic', topic));
 }
 
 /** The tenant `statsUpdates` counts, from its arguments only: undefined (every tenant) when absent or empty. */

@@ -145,7 +145,8 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): WebhookDe
     // Resting after a long count (a large backlog): the figures and marks of the last one stand.
     const found = await countBacklogs();
     if (found) {
-      backlogs = found.map(({ endpointId, pending, oldestPendingSeconds }) => ({ endpoint: endpointId, pending, oldestPendingSeconds }));
+      const measuredAt = Date.now();
+      backlogs = found.map(({ endpointId, pending, oldestPendingSeconds }) => ({ endpoint: endpointId, pending, oldestPendingSeconds, measuredAt }));
       await boundBacklogs({ db, endpoints: webhooks.endpoints, router: options.router, maxPending: settings.maxPendingPerEndpoint, logger }, found);
     }
     // One statement over the endpoints (rows an admin adds: few), before the longer pruning; it
