@@ -1,9 +1,10 @@
 /**
- * `npm run bench [-- <workload>…] [--quick] [--rounds N]`: runs the workloads (all by default)
- * against Tributary and its peers on loopback and prints, per workload, a table and the
+ * `npm run bench [-- <workload>…] [--quick] [--rounds N] [--allow-skip]`: runs the workloads (all
+ * by default) against Tributary and its peers on loopback and prints, per workload, a table and the
  * `ours/peer` ratios. Absolute numbers on a shared 2-core machine are noisy; the ratios taken
  * within one run are what count. Every server and socket started is stopped at the end, also
- * when a workload fails or the run is interrupted.
+ * when a workload fails or the run is interrupted. A peer or workload skipped for want of a binary
+ * fails the run (exit 1) unless `--allow-skip` is given.
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -11,6 +12,7 @@ import { createCleanupStack } from '../src/cleanup-stack.ts';
 import { createLogger } from '../src/logger.ts';
 import { startPeerProcess } from './lib/peer-process.ts';
 import { print } from './lib/report.ts';
+import { createSkips } from './lib/skips.ts';
 import { formatMillis } from './lib/stats.ts';
 import type { Workload, WorkloadContext } from './lib/workload.ts';
 import { cdc } from './workloads/cdc.ts';
@@ -25,15 +27,17 @@ import { webhooks } from './workloads/webhooks.ts';
 /** In run order. */
 const WORKLOADS: readonly Workload[] = [roundtrip, fanout, docs, durability, cdc, outbox, webhooks, reconnect];
 
-const USAGE = `usage: npm run bench [-- <workload>…] [--quick] [--rounds N]
+const USAGE = `usage: npm run bench [-- <workload>…] [--quick] [--rounds N] [--allow-skip]
   workloads: ${WORKLOADS.map((workload) => workload.name).join(', ')} (default: all)
-  --quick     shortened run, to check that everything works
-  --rounds N  measurements per peer, alternating between peers (default 2)`;
+  --quick       shortened run, to check that everything works
+  --rounds N    measurements per peer, alternating between peers (default 2)
+  --allow-skip  exit 0 even when a peer or workload was skipped (a binary missing)`;
 
 interface RunOptions {
   readonly workloads: readonly Workload[];
   readonly quick: boolean;
   readonly rounds: number;
+  readonly allowSkip: boolean;
 }
 
 /** Parses the command line; returns a message instead when it cannot. */
@@ -43,7 +47,12 @@ function parseOptions(argv: readonly string[]): RunOptions | string {
     parsed = parseArgs({
       args: [...argv],
       allowPositionals: true,
-      options: { quick: { type: 'boolean', default: false }, rounds: { type: 'string', default: '2' }, help: { type: 'boolean', default: false } },
+      options: {
+        quick: { type: 'boolean', default: false },
+        rounds: { type: 'string', default: '2' },
+        'allow-skip': { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
     });
   } catch (error) {
     return `${error instanceof Error ? error.message : String(error)}\n${USAGE}`;
@@ -54,7 +63,7 @@ function parseOptions(argv: readonly string[]): RunOptions | string {
   const unknown = parsed.positionals.filter((name) => !WORKLOADS.some((workload) => workload.name === name));
   if (unknown.length > 0) return `unknown workload: ${unknown.join(', ')}\n${USAGE}`;
   const workloads = parsed.positionals.length === 0 ? WORKLOADS : WORKLOADS.filter((workload) => parsed.positionals.includes(workload.name));
-  return { workloads, quick: parsed.values.quick, rounds };
+  return { workloads, quick: parsed.values.quick, rounds, allowSkip: parsed.values['allow-skip'] };
 }
 
 function printHeader(options: RunOptions): void {
@@ -93,6 +102,7 @@ async function main(): Promise<number> {
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
 
+  const skips = createSkips();
   const context: WorkloadContext = {
     quick: options.quick,
     rounds: options.rounds,
@@ -102,6 +112,10 @@ async function main(): Promise<number> {
       return peer;
     },
     defer: (name, step) => cleanup.push(name, step),
+    skip(what, why) {
+      skips.add(what, why);
+      print(`${what}: skipped (${why})`);
+    },
   };
 
   printHeader(options);
@@ -124,8 +138,10 @@ async function main(): Promise<number> {
     process.off('SIGTERM', interrupted);
   }
   print();
+  const verdict = skips.verdict(options.allowSkip);
+  for (const line of verdict.lines) print(line);
   print(`total wall time ${formatMillis(performance.now() - started)}`);
-  return failed ? 1 : 0;
+  return failed || verdict.fails ? 1 : 0;
 }
 
 main().then(

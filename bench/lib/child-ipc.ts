@@ -45,7 +45,8 @@ export function createIpcRequester<Request extends { readonly requestId: number 
 
 /**
  * An idempotent stop: unless the child already exited, `requestExit` asks it to (over IPC), and
- * the child is killed if it has not exited `timeoutMs` later.
+ * the child is killed if it has not exited `timeoutMs` later. A child paused with `pauseChild` is
+ * resumed first: a stopped process reads no IPC.
  */
 export function childStopper(child: ChildProcess, requestExit: () => Promise<unknown> | void, timeoutMs: number): () => Promise<void> {
   const exited = once(child, 'exit').then(() => undefined);
@@ -53,9 +54,39 @@ export function childStopper(child: ChildProcess, requestExit: () => Promise<unk
   return () =>
     (stopping ??= (async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      resumeChild(child);
       const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
       if (child.connected) await Promise.resolve(requestExit()).catch(() => undefined);
       await exited;
       clearTimeout(timer);
     })());
+}
+
+/** Pids paused with `pauseChild`, resumed when this process exits however it exits (short of SIGKILL). */
+const paused = new Set<number>();
+process.once('exit', () => {
+  for (const pid of paused) {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // gone already
+    }
+  }
+});
+
+/**
+ * Suspends a child (SIGSTOP): it uses no CPU until `resumeChild`. A workload pauses the servers
+ * (and their load clients) it is not measuring, so an idle server's timers and keep-alives do not
+ * run during another server's step. Nothing is lost: the kernel holds what arrives meanwhile.
+ */
+export function pauseChild(child: ChildProcess): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  if (child.kill('SIGSTOP')) paused.add(child.pid);
+}
+
+/** Resumes a child paused with `pauseChild` (SIGCONT); harmless on one that is not paused. */
+export function resumeChild(child: ChildProcess): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGCONT');
+  paused.delete(child.pid);
 }

@@ -3,7 +3,8 @@
  * transaction at a time, on a connection of its own in the runner's process. What the INSERT is
  * (an outbox row through `enqueueOutboxEvent`, or a row of an ordinary table that CDC maps) is the
  * caller's, so every arm pays the same commit around it. Each row carries `seq` and the time its
- * INSERT was sent (`sentAt`), which the fan-out load client reads from the raw frame.
+ * INSERT was due by the schedule (`sentAt`, see `runPaced`: a writer held up by a slow commit does
+ * not hide the wait), which the fan-out load client reads from the raw frame.
  *
  * The INSERT is its own transaction (autocommit), as `row-writer.ts`'s: an explicit BEGIN and
  * COMMIT around it are two more round trips, and with them one connection could not offer 1,000
@@ -17,7 +18,7 @@ import pg from 'pg';
 import { clockMillis } from './fanout-payload.ts';
 import { runPaced, type Publisher } from './publisher.ts';
 
-/** Inserts row `seq` on `client` (autocommit: one transaction); the row must carry `seq` and `sentAt` to the subscribers. */
+/** Inserts row `seq`, due at `sentAt`, on `client` (autocommit: one transaction); the row must carry `seq` and `sentAt` to the subscribers. */
 export type InsertRow = (client: pg.Client, seq: number, sentAt: number) => Promise<unknown>;
 
 export interface CommitWriterOptions {
@@ -40,10 +41,10 @@ export function createCommitWriter(options: CommitWriterOptions): CommitWriter {
   let connecting: Promise<void> | undefined;
   const ready = () => (connecting ??= client.connect().then(() => undefined));
 
-  /** One transaction; resolves with undefined once committed, with what went wrong otherwise. */
-  const send = async (seq: number): Promise<string | undefined> => {
+  /** One transaction for row `seq`, due at `dueAt`; resolves with undefined once committed, with what went wrong otherwise. */
+  const send = async (seq: number, dueAt: number): Promise<string | undefined> => {
     try {
-      await options.insert(client, seq, clockMillis());
+      await options.insert(client, seq, dueAt);
       return undefined;
     } catch (error) {
       return error instanceof Error ? error.message : String(error);
@@ -56,7 +57,7 @@ export function createCommitWriter(options: CommitWriterOptions): CommitWriter {
     },
     async publishOne(seq) {
       await ready();
-      const failure = await send(seq);
+      const failure = await send(seq, clockMillis());
       if (failure !== undefined) throw new Error(`transaction failed: ${failure}`);
     },
     async run(run) {

@@ -3,15 +3,17 @@
  * `fanout-client-process.ts`. Opens N graphql-transport-ws sockets (`lean-websocket.ts`) with
  * one subscription each and books every frame in a `DeliveryLedger`: which events each socket
  * received, exactly once or not, in which order, and the latency from `sentAt` to receipt. Per
- * message that is an `indexOf`, two digit loops, a bitmap test and a histogram increment — cheap
- * enough that the server, not this process, should be the limit; its CPU is reported with every
- * step so the table can say when it was not.
+ * message that is an `indexOf`, two digit loops, a prefix compare, a bitmap test and a histogram
+ * increment (and for one frame in `checkEvery`, the whole frame matched: `frame-checks.ts`) —
+ * cheap enough that the server, not this process, should be the limit; its CPU is reported with
+ * every step so the table can say when it was not.
  *
  * Runs until the parent sends `close` or goes away (IPC disconnect), whichever comes first.
  */
 import type { SubscribePayload } from 'graphql-ws';
-import { createDeliveryLedger, type Account } from './fanout-ledger.ts';
+import { createDeliveryLedger, type Account, type DeliveryLedger } from './fanout-ledger.ts';
 import type { ClientReply, ClientRequest } from './fanout-protocol.ts';
+import { frameCheck } from './frame-checks.ts';
 import { connectLeanWebSocket, type LeanWebSocket } from './lean-websocket.ts';
 import { openInBatches } from './open-in-batches.ts';
 
@@ -27,7 +29,8 @@ interface Subscriber {
   readonly account: Account;
 }
 
-const ledger = createDeliveryLedger();
+/** Replaced by `open`, with the frame check it asks for. */
+let ledger: DeliveryLedger = createDeliveryLedger();
 const subscribers: Subscriber[] = [];
 /** Close code and reason → sockets the server closed. */
 const closes: Record<string, number> = {};
@@ -112,14 +115,16 @@ async function openSubscriber(url: string, subscribe: SubscribePayload, plan: So
 }
 
 async function open(request: Extract<ClientRequest, { type: 'open' }>): Promise<number> {
-  const { url, sockets: count, parallel, subscribe } = request;
+  const { url, sockets: count, parallel, subscriptions } = request;
+  if (subscriptions.length === 0) throw new Error('open: subscriptions is empty');
+  if (subscribers.length === 0) ledger = createDeliveryLedger(request.frameCheck === undefined ? {} : { check: frameCheck(request.frameCheck) });
   const topics = request.topics ?? 1;
   const inits = (request.connectionPayloads ?? [{}]).map((payload) => JSON.stringify({ type: 'connection_init', payload }));
   if (inits.length === 0) throw new Error('open: connectionPayloads is empty');
   await openInBatches(
     count,
     parallel,
-    (index) => openSubscriber(url, subscribe, { topics, topic: index % topics, init: inits[index % inits.length]! }),
+    (index) => openSubscriber(url, subscriptions[index % subscriptions.length]!, { topics, topic: index % topics, init: inits[index % inits.length]! }),
     (subscriber) => subscribers.push(subscriber),
   );
   return subscribers.length;
@@ -148,7 +153,7 @@ async function handle(request: ClientRequest): Promise<ClientReply> {
       ignored = request.ignore === undefined ? undefined : Buffer.from(request.ignore);
       return { type: 'opened', requestId, sockets: await open(request) };
     case 'expect':
-      ledger.expect(request.firstSeq);
+      ledger.expect(request.firstSeq, request.checkEvery);
       stepCpuStart = process.cpuUsage();
       return { type: 'expecting', requestId };
     case 'collect': {

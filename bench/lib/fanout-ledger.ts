@@ -12,12 +12,17 @@
  * every account is done — `every`: it has every event of the step, `last`: it has `lastSeq` —
  * or closed, or the timeout passed. Done-ness is counted as it changes, so a frame costs O(1).
  *
+ * With a frame check, a frame is booked only if its beginning is what the check expects, and one
+ * frame in `checkEvery` (every one while probing) is matched whole first: a frame that fails is not
+ * booked but counted as `mismatched`, the first kept with why (see `frame-checks.ts`).
+ *
  * Events may be spread over topics (the `cdc` workload: one topic per tenant): with `topics`
  * T, event `seq` is on topic `seq mod T`, and an account opened for topic k expects only the
  * events of its topic — "every event" and "the last event" of a step are then its topic's.
  */
 import { clockMillis, readDelivery, type Delivery } from './fanout-payload.ts';
 import type { StepReport } from './fanout-protocol.ts';
+import { hasPrefix, type FrameCheck } from './frame-checks.ts';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import { recordMillis, summarize } from './stats.ts';
 
@@ -58,13 +63,19 @@ export interface DeliveryLedger {
   /**
    * Starts a step: events from `firstSeq` on are counted; an earlier one arriving now is booked for
    * the run (a first copy: a backlog still draining) or counted as a duplicate (a second copy).
+   * With a frame check, one frame in `checkEvery` is matched whole. @default checkEvery 1
    */
-  expect(firstSeq: number): void;
+  expect(firstSeq: number, checkEvery?: number): void;
   /** Ends the step at `lastSeq` and waits (at most `timeoutMs`) until every account is done; true if the wait timed out. */
   collect(lastSeq: number, until: 'every' | 'last', timeoutMs: number): Promise<boolean>;
   /** An `error`/`complete` (or an event-less `next`) for the subscription, kept (the first few) for the report. */
   noteOperationEnd(text: string): void;
   report(extra: Pick<StepReport, 'closes' | 'clientCpuMicros' | 'timedOut'>): StepReport;
+}
+
+export interface LedgerOptions {
+  /** What every event frame must be. @default none: any frame with `"seq":` and `"sentAt":` is booked */
+  readonly check?: FrameCheck;
 }
 
 /** Operation ends kept per step. */
@@ -78,6 +89,12 @@ interface Step {
   readonly latency: RecordableHistogram;
   received: number;
   misrouted: number;
+  mismatched: number;
+  firstMismatch: string | undefined;
+  /** Frames matched whole, and the frames until the next one is. */
+  checked: number;
+  readonly checkEvery: number;
+  untilCheck: number;
   done: number;
   firstReceiptAt: number;
   lastReceiptAt: number;
@@ -86,10 +103,22 @@ interface Step {
   onAllDone: (() => void) | undefined;
 }
 
-export function createDeliveryLedger(): DeliveryLedger {
+export function createDeliveryLedger(options: LedgerOptions = {}): DeliveryLedger {
+  const { check } = options;
   const accounts: Account[] = [];
   const delivery: Delivery = { seq: 0, sentAt: 0 };
-  let step = newStep(0);
+  let step = newStep(0, 1);
+
+  /** Why the frame of event `seq` is not what the check expects (sampled whole); undefined when it is, or unchecked. */
+  const mismatchOf = (frame: Buffer, seq: number): string | undefined => {
+    if (!check) return undefined;
+    if (!hasPrefix(check, frame)) return check.mismatch(frame, seq) ?? 'the frame does not begin as expected';
+    step.untilCheck -= 1;
+    if (step.untilCheck > 0) return undefined;
+    step.untilCheck = step.checkEvery;
+    step.checked += 1;
+    return check.mismatch(frame, seq);
+  };
 
   /** Event `seq` of the current step was received (an earlier step's never counts). */
   const hasSeen = (account: Account, seq: number) => seq >= step.firstSeq && ((account.seen[seq >> 3] ?? 0) & (1 << (seq & 7))) !== 0;
@@ -120,6 +149,12 @@ export function createDeliveryLedger(): DeliveryLedger {
       if (!readDelivery(frame, delivery)) return false;
       const now = clockMillis();
       const { seq } = delivery;
+      const mismatch = mismatchOf(frame, seq);
+      if (mismatch !== undefined) {
+        step.mismatched += 1;
+        step.firstMismatch ??= mismatch;
+        return true;
+      }
       if (account.topics > 1 && (seq - account.topic) % account.topics !== 0) {
         // Another topic's event (another tenant's row, in `cdc`), whichever step it is of: never delivered here.
         step.misrouted += 1;
@@ -152,8 +187,8 @@ export function createDeliveryLedger(): DeliveryLedger {
       account.closed = true;
       markDone(account);
     },
-    expect(firstSeq) {
-      step = newStep(firstSeq);
+    expect(firstSeq, checkEvery = 1) {
+      step = newStep(firstSeq, checkEvery);
       for (const account of accounts) {
         account.received = 0;
         account.duplicates = 0;
@@ -222,6 +257,9 @@ export function createDeliveryLedger(): DeliveryLedger {
         outOfOrder,
         orders: orders.size,
         misrouted: step.misrouted,
+        mismatched: step.mismatched,
+        firstMismatch: step.firstMismatch,
+        checked: step.checked,
         operationEnds: [...step.operationEnds],
         firstReceiptAt: step.firstReceiptAt,
         lastReceiptAt: step.lastReceiptAt,
@@ -232,7 +270,8 @@ export function createDeliveryLedger(): DeliveryLedger {
   };
 }
 
-function newStep(firstSeq: number): Step {
+function newStep(firstSeq: number, checkEvery: number): Step {
+  const every = Math.max(1, Math.floor(checkEvery));
   return {
     firstSeq,
     lastSeq: Number.POSITIVE_INFINITY,
@@ -240,6 +279,12 @@ function newStep(firstSeq: number): Step {
     latency: createHistogram(),
     received: 0,
     misrouted: 0,
+    mismatched: 0,
+    firstMismatch: undefined,
+    checked: 0,
+    checkEvery: every,
+    // The first frame of every step is matched whole.
+    untilCheck: 1,
     done: 0,
     firstReceiptAt: Number.NaN,
     lastReceiptAt: Number.NaN,

@@ -8,6 +8,7 @@
  * → a `StepReport`.
  */
 import type { SubscribePayload } from 'graphql-ws';
+import type { FrameCheckName } from './frame-checks.ts';
 import type { Summary } from './stats.ts';
 
 export type ClientRequest =
@@ -19,8 +20,13 @@ export type ClientRequest =
       readonly sockets: number;
       /** Handshakes in flight at once. */
       readonly parallel: number;
-      /** Sent once per socket with id `"0"`, after `connection_ack`. */
-      readonly subscribe: SubscribePayload;
+      /** Socket i sends `subscriptions[i mod length]` once, with id `"0"`, after `connection_ack`. */
+      readonly subscriptions: readonly SubscribePayload[];
+      /**
+       * What every event frame must be (`frame-checks.ts`): its beginning checked on every frame,
+       * the whole on a sample (`expect`'s `checkEvery`). @default none (frames are not checked)
+       */
+      readonly frameCheck?: FrameCheckName;
       /**
        * Frames containing this text are dropped unread (e.g. `"SNAPSHOT"`: a `document`
        * subscription's first message, the state before any event). @default none
@@ -37,7 +43,13 @@ export type ClientRequest =
        */
       readonly connectionPayloads?: readonly Readonly<Record<string, unknown>>[];
     }
-  | { readonly type: 'expect'; readonly requestId: number; readonly firstSeq: number }
+  | {
+      readonly type: 'expect';
+      readonly requestId: number;
+      readonly firstSeq: number;
+      /** Every how many frames one is matched whole against the frame check (1: every one, while probing). */
+      readonly checkEvery: number;
+    }
   | {
       readonly type: 'collect';
       readonly requestId: number;
@@ -90,6 +102,12 @@ export interface StepReport {
   readonly orders: number;
   /** Events of the step received by a socket whose topic they are not on (see `open`'s `topics`): a leak. */
   readonly misrouted: number;
+  /** Frames of the step that were not what the frame check expects (not booked as received). */
+  readonly mismatched: number;
+  /** Of those frames, the first, with why. */
+  readonly firstMismatch: string | undefined;
+  /** Frames of the step matched whole against the frame check. */
+  readonly checked: number;
   /** Close code and reason → sockets the server closed, since they were opened. */
   readonly closes: Readonly<Record<string, number>>;
   /** `error` / `complete` messages for the subscription, the first few. */

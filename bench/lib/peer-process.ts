@@ -4,8 +4,9 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildMessage, ParentMessage, PeerName, ReadyLine } from '../peers/peer.ts';
-import { childStopper, createIpcRequester } from './child-ipc.ts';
+import { childStopper, createIpcRequester, pauseChild, resumeChild } from './child-ipc.ts';
 
 export interface PeerProcess {
   readonly name: PeerName;
@@ -18,6 +19,10 @@ export interface PeerProcess {
   cpuMicros(): Promise<number>;
   /** The server process's memory after a full garbage collection. */
   memory(): Promise<PeerMemory>;
+  /** Suspends the server process (SIGSTOP): while another server is measured, this one uses no CPU. */
+  pause(): void;
+  /** Resumes it (SIGCONT). */
+  resume(): void;
   /** Asks the server to dispose and exit; kills this one process if it has not exited in time. Idempotent. */
   stop(): Promise<void>;
 }
@@ -71,11 +76,28 @@ export async function startPeerProcess(name: PeerName, options: PeerProcessOptio
         if (reply.type !== 'memory') throw new Error(`${name}: expected a memory reply, got ${reply.type}`);
         return { rss: reply.rss, heapUsed: reply.heapUsed, external: reply.external, collected: reply.collected };
       },
+      pause: () => pauseChild(child),
+      resume: () => resumeChild(child),
       stop,
     };
   } catch (error) {
     await stop();
     throw error;
+  }
+}
+
+/**
+ * Waits until a (running) server is idle — under 5 % of a core over 100 ms: a backlog worked off,
+ * the timers that came due while it was paused run — for at most `maxMs`.
+ */
+export async function waitUntilIdle(peer: Pick<PeerProcess, 'cpuMicros'>, maxMs: number): Promise<void> {
+  const deadline = performance.now() + maxMs;
+  let before = await peer.cpuMicros();
+  while (performance.now() < deadline) {
+    await sleep(100);
+    const now = await peer.cpuMicros();
+    if (now - before < 5000) return;
+    before = now;
   }
 }
 

@@ -2,8 +2,10 @@
  * The fan-out workload's publisher: the same `publish` mutation body POSTed over HTTP to every
  * peer, paced by a timer at a target rate, with a bounded number of requests in flight. It runs
  * in the parent process, apart from the server and the subscribers. Every event carries its
- * sequence number and the time it was actually sent (`fanout-payload.ts`), so a publisher that
- * falls behind its schedule shows up as latency, and as a step that did not keep up.
+ * sequence number and the time it was SCHEDULED to be sent (`fanout-payload.ts`), not the time the
+ * publisher got to send it: a publisher held back by a slow server (every request slot busy, one in
+ * flight waiting for its answer) would otherwise hide the wait from every latency it measures
+ * (coordinated omission). The wait shows up as latency, in `lagMs`, and as a step that did not keep up.
  */
 import { Agent, request } from 'node:http';
 import { clockMillis, publishBody } from './fanout-payload.ts';
@@ -21,8 +23,8 @@ export interface PublisherOptions {
   /** `http://127.0.0.1:port/graphql` */
   readonly url: string;
   /**
-   * The HTTP body of the mutation for event `seq`, sent at `sentAt` (`clockMillis()`); its
-   * result must carry `"seq":` and `"sentAt":` to the subscribers. @default publishBody
+   * The HTTP body of the mutation for event `seq`, due at `sentAt` (`clockMillis()` of its place in
+   * the schedule); its result must carry `"seq":` and `"sentAt":` to the subscribers. @default publishBody
    */
   readonly body?: (seq: number, sentAt: number) => string;
   /** Extra request headers (`authorization` for a server with `JWT_SECRET`). @default {} */
@@ -52,12 +54,14 @@ export interface PublishRun {
 export interface PublishReport {
   /** Events sent: `count`, unless `until` cut the run short (then `firstSeq … firstSeq + sent − 1`). */
   readonly sent: number;
-  /** `clockMillis()` when the first event was sent. */
+  /** `clockMillis()` when the first event was sent: the schedule's start (event k is due `k ÷ rate` after it). */
   readonly startedAt: number;
   /** `clockMillis()` when the last event was sent. */
   readonly lastSentAt: number;
   /** How far the last event was sent behind its schedule, in ms. */
   readonly lagMs: number;
+  /** The most any event was sent behind its schedule, in ms. */
+  readonly maxLagMs: number;
   /** Requests answered with something else than 200 and a result without `errors`. */
   readonly failures: number;
   /** The first of those, for the report. */
@@ -88,10 +92,10 @@ export function createPublisher(options: PublisherOptions): Publisher {
   // reusing one the server is closing at that moment fails the request (ECONNRESET).
   const agent = new Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS, timeout: IDLE_CONNECTION_MS });
 
-  /** Sends one event; resolves with undefined on success, with what went wrong otherwise. */
-  const send = (seq: number, attempt = 1): Promise<string | undefined> =>
+  /** Sends event `seq`, due at `dueAt`; resolves with undefined on success, with what went wrong otherwise. */
+  const send = (seq: number, dueAt: number, attempt = 1): Promise<string | undefined> =>
     new Promise((resolve) => {
-      const body = bodyOf(seq, clockMillis());
+      const body = bodyOf(seq, dueAt);
       const outgoing = request(
         url,
         { method: 'POST', agent, timeout: timeoutMs, headers: { ...options.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
@@ -110,7 +114,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
       outgoing.on('error', (error: NodeJS.ErrnoException) => {
         // A kept-alive connection the server closed just as it was reused: the request never
         // reached it, so sending it again on a new connection is safe (Node's documented retry).
-        if (outgoing.reusedSocket && error.code === 'ECONNRESET' && attempt === 1) resolve(send(seq, 2));
+        if (outgoing.reusedSocket && error.code === 'ECONNRESET' && attempt === 1) resolve(send(seq, dueAt, 2));
         else resolve(error.message);
       });
       outgoing.end(body);
@@ -133,7 +137,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
       await Promise.all(Array.from({ length: connections }, get));
     },
     async publishOne(seq) {
-      const failure = await send(seq);
+      const failure = await send(seq, clockMillis());
       if (failure !== undefined) throw new Error(`publish failed: ${failure}`);
     },
     run: (run) => runPaced(run, send),
@@ -147,10 +151,16 @@ export function createPublisher(options: PublisherOptions): Publisher {
  * Sends `count` events at `rate` per second through `send` (which resolves with undefined on
  * success, with what went wrong otherwise) with at most `maxInFlight` unanswered; resolves once
  * every one is answered. A timer paces it; when it falls behind it catches up at once, as far as
- * `maxInFlight` allows. Shared by every writer that must keep the publisher's schedule (the HTTP
- * publisher here, the row writer of `cdc`).
+ * `maxInFlight` allows. `send` is handed each event's due time — `startedAt + k ÷ rate` for the
+ * k-th, however late it actually goes out — which is what the event must carry as `sentAt`: its
+ * latency then counts from when it should have been sent, the time spent waiting for a slot
+ * included (no coordinated omission). Shared by every writer that must keep the publisher's
+ * schedule (the HTTP publisher here, the row and commit writers of `cdc` and `outbox`).
  */
-export function runPaced({ firstSeq, count, rate, maxInFlight, until }: PublishRun, send: (seq: number) => Promise<string | undefined>): Promise<PublishReport> {
+export function runPaced(
+  { firstSeq, count, rate, maxInFlight, until }: PublishRun,
+  send: (seq: number, dueAt: number) => Promise<string | undefined>,
+): Promise<PublishReport> {
   return new Promise<PublishReport>((resolve) => {
     const intervalMs = 1000 / rate;
     const startedAt = clockMillis();
@@ -160,6 +170,7 @@ export function runPaced({ firstSeq, count, rate, maxInFlight, until }: PublishR
     let failures = 0;
     let firstFailure: string | undefined;
     let lastSentAt = startedAt;
+    let maxLagMs = 0;
     const answers = createHistogram();
     /** Every request slot is busy with events due: the next answer resumes the schedule. */
     let blocked = false;
@@ -172,6 +183,7 @@ export function runPaced({ firstSeq, count, rate, maxInFlight, until }: PublishR
         startedAt,
         lastSentAt,
         lagMs: lastSentAt - (startedAt + (sent - 1) * intervalMs),
+        maxLagMs,
         failures,
         firstFailure,
         answered: summarize(answers),
@@ -189,11 +201,13 @@ export function runPaced({ firstSeq, count, rate, maxInFlight, until }: PublishR
       const due = Math.min(limit, Math.floor((clockMillis() - startedAt) / intervalMs) + 1);
       while (sent < due && inFlight < maxInFlight) {
         const seq = firstSeq + sent;
+        const dueAt = startedAt + sent * intervalMs;
         sent += 1;
         inFlight += 1;
         lastSentAt = clockMillis();
+        maxLagMs = Math.max(maxLagMs, lastSentAt - dueAt);
         const sentAt = lastSentAt;
-        void send(seq).then((failure) => {
+        void send(seq, dueAt).then((failure) => {
           recordMillis(answers, clockMillis() - sentAt);
           inFlight -= 1;
           answered += 1;

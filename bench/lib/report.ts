@@ -58,9 +58,31 @@ export interface Ratio {
   readonly metric: string;
   /** ours / peer */
   readonly value: number;
+  /**
+   * Why the two figures are not comparable (a peer's publisher lagged, or it delivered below the
+   * offered rate: it was measured under another load); the ratio is then printed as ✗, not as a
+   * number. @default comparable
+   */
+  readonly invalid?: string;
 }
 
-/** `  tributary/yoga-graphql-ws  ops/s 1.12×  p50 0.62×  p99 0.80×` */
+/**
+ * `  tributary/yoga-graphql-ws  ops/s 1.12×  p50 0.62×  p99 ✗` and, for the ratios marked invalid,
+ * `  ✗ not comparable: …` with each distinct reason.
+ */
+export function formatRatioLine(ours: string, peer: string, ratios: readonly Ratio[]): string {
+  const reasons = [...new Set(ratios.flatMap((ratio) => (ratio.invalid === undefined ? [] : [ratio.invalid])))];
+  const cells = ratios.map((ratio) => `${ratio.metric} ${ratio.invalid === undefined ? formatRatio(ratio.value) : '✗'}`);
+  return `  ${ours}/${peer}  ${cells.join('  ')}${reasons.length > 0 ? `  — ✗ not comparable: ${reasons.join('; ')}` : ''}`;
+}
+
 export function printRatioLine(ours: string, peer: string, ratios: readonly Ratio[]): void {
-  print(`  ${ours}/${peer}  ${ratios.map((ratio) => `${ratio.metric} ${formatRatio(ratio.value)}`).join('  ')}`);
+  print(formatRatioLine(ours, peer, ratios));
+}
+
+/** Why a ratio of `ours` to `peer` is not comparable: the first of either side's reasons, named; undefined when both are. */
+export function notComparable(ours: string, oursWhy: string | undefined, peer: string, peerWhy: string | undefined): string | undefined {
+  if (oursWhy !== undefined) return `${ours}: ${oursWhy}`;
+  if (peerWhy !== undefined) return `${peer}: ${peerWhy}`;
+  return undefined;
 }

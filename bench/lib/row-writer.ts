@@ -1,7 +1,7 @@
 /**
  * The `cdc` workload's writer: commits rows to a table of the source database over a connection
  * of its own, in the runner's process. Each row carries its sequence number and the time its
- * INSERT was sent (`clockMillis()`, as `publisher.ts` stamps events), in the columns `seq` and
+ * INSERT was due by the schedule (`clockMillis()`, as `publisher.ts` stamps events), in the columns `seq` and
  * `"sentAt"`, so the subscribers read both from the record in the `next` frame exactly as they
  * read a published event. It has the publisher's interface (`Publisher`), so a fan-out session
  * drives it like the HTTP publisher: one row per transaction (autocommit), paced by `runPaced`.

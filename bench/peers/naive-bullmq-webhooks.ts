@@ -1,13 +1,17 @@
 /**
  * The baseline of the `webhooks` drain: webhook delivery as one writes it first with BullMQ — one
  * job per delivery carrying the URL and the body (added with `queue.addBulk`), and a `Worker` of
- * the same concurrency as Tributary's whose processor is `await fetch(url, { method: 'POST', body })`.
+ * the same concurrency as Tributary's whose processor POSTs the body and reads the answer. It posts
+ * with `undici.request` over an undici `Agent` of `concurrency` keep-alive connections: the HTTP
+ * client Tributary's deliverer and the plain POST loop use (global `fetch`, undici under a WHATWG
+ * layer, costs several times the CPU per request, which the baseline must not be charged for).
  * No database, no lanes, no per-endpoint limits, no signature, no attempt log; a failed job is
  * BullMQ's to retry (`attempts`, default 1). Completed and failed jobs are removed, as Tributary's are. Not a
  * server: the workload runs it in its own process (the runner's), apart from the receivers.
  */
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import { Agent, request } from 'undici';
 
 export interface NaiveBullmqWebhooksOptions {
   readonly redisUrl: string;
@@ -49,6 +53,8 @@ export function createNaiveBullmqWebhooks(options: NaiveBullmqWebhooksOptions): 
   for (const connection of [queueConnection, workerConnection]) connection.on('error', () => {});
   const queue = new Queue<NaiveJob>(QUEUE, { connection: queueConnection, prefix: options.prefix });
   queue.on('error', () => {});
+  // One keep-alive connection per job in flight, as the POST loop's.
+  const agent = new Agent({ connections: options.concurrency });
   let worker: Worker<NaiveJob> | undefined;
   let closing: Promise<void> | undefined;
   return {
@@ -63,9 +69,9 @@ export function createNaiveBullmqWebhooks(options: NaiveBullmqWebhooksOptions): 
       worker = new Worker<NaiveJob>(
         QUEUE,
         async (job) => {
-          const response = await fetch(job.data.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: job.data.body });
-          await response.arrayBuffer();
-          if (!response.ok) throw new Error(`HTTP ${response.status}`);
+          const response = await request(job.data.url, { dispatcher: agent, method: 'POST', headers: { 'content-type': 'application/json' }, body: job.data.body });
+          await response.body.dump();
+          if (response.statusCode < 200 || response.statusCode >= 300) throw new Error(`HTTP ${response.statusCode}`);
         },
         { connection: workerConnection, prefix: options.prefix, concurrency: options.concurrency },
       );
@@ -80,6 +86,7 @@ export function createNaiveBullmqWebhooks(options: NaiveBullmqWebhooksOptions): 
         await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS).unref())]);
         queueConnection.disconnect();
         workerConnection.disconnect();
+        await agent.close().catch(() => undefined);
       })();
       return closing;
     },

@@ -1,7 +1,8 @@
 /**
  * The servers a benchmark compares. Every GraphQL peer serves the same operations (`viewer`,
  * `channel`, `broadcast`, `events`, `publish`, `createDocument`, `mergeDocument`, `document`) over graphql-transport-ws at `path` on 127.0.0.1
- * and over HTTP POST at the same path, so one load client drives them all; `raw-ws` is not a
+ * and over HTTP POST at the same path, so one load client drives them all (`plain-graphql-ws`
+ * only `viewer`, `events` and `publish`: the fan-out workload's); `raw-ws` is not a
  * GraphQL server but the floor of the fan-out workload (see `raw-ws.ts`), and
  * `pg-redis-graphql-ws` serves only `changes(model:)`, from a database's WAL (the `cdc`
  * workload, see `pg-redis-graphql-ws.ts`). This module has no server imports: the parent
@@ -13,7 +14,16 @@
  * database before a mutation answers; Redis mode with async document durability), then what it
  * is measured against.
  */
-export const PEER_NAMES = ['tributary', 'tributary-no-analytics', 'tributary-redis', 'tributary-redis-async', 'yoga-graphql-ws', 'raw-ws', 'pg-redis-graphql-ws'] as const;
+export const PEER_NAMES = [
+  'tributary',
+  'tributary-no-analytics',
+  'tributary-redis',
+  'tributary-redis-async',
+  'yoga-graphql-ws',
+  'plain-graphql-ws',
+  'raw-ws',
+  'pg-redis-graphql-ws',
+] as const;
 
 /** The peers that need `REDIS_URL`. */
 export const REDIS_PEERS: readonly PeerName[] = ['tributary-redis', 'tributary-redis-async', 'pg-redis-graphql-ws'];
@@ -28,6 +38,12 @@ export const OURS: PeerName = 'tributary';
 
 /** The reference stack Tributary replaces: graphql-yoga + graphql-ws, as yoga documents it. */
 export const REFERENCE: PeerName = 'yoga-graphql-ws';
+
+/**
+ * The lighter Node GraphQL stack: graphql-ws `useServer({ schema })` + graphql-js +
+ * graphql-subscriptions' `PubSub`, no yoga or envelop in the path (see `plain-graphql-ws.ts`).
+ */
+export const LIGHT_REFERENCE: PeerName = 'plain-graphql-ws';
 
 /** The floor no GraphQL server can beat: plain `ws`, one frame per event, batched writes. */
 export const LIMIT: PeerName = 'raw-ws';

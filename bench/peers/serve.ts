@@ -80,6 +80,8 @@ async function startPeer(name: PeerName): Promise<RunningPeer> {
       });
     case 'yoga-graphql-ws':
       return (await import('./yoga-graphql-ws.ts')).startYogaGraphQLWsPeer();
+    case 'plain-graphql-ws':
+      return (await import('./plain-graphql-ws.ts')).startPlainGraphQLWsPeer();
     case 'raw-ws':
       return (await import('./raw-ws.ts')).startRawWsPeer();
   }

@@ -5,8 +5,9 @@
  * through `yoga.getEnveloped(ctx)` (parse, validate, contextFactory, execute/subscribe).
  * The envelop's `execute`/`subscribe` travel in `rootValue`, as the recipe does, because the
  * plugins may wrap them per operation. Subscriptions use yoga's own `createPubSub()`: `channel`
- * and `broadcast` as Tributary's channels, `events(topic)` and `publish` as its topic events
- * without the log (ids and cursors are made to Tributary's shape and size, see `event-ids.ts`),
+ * and `broadcast` as Tributary's channels, `events(topic, where)` and `publish` as its topic events
+ * without the log (ids and cursors are made to Tributary's shape and size, see `event-ids.ts`;
+ * `where`: the part of the filter the benchmarks send, `event-where.ts`, with yoga's `pipe` and `filter`),
  * and sync documents as an in-memory map: `createDocument`, `mergeDocument` (a shallow merge
  * that adds one to the revision and publishes the change) and `document(service, id)`, which
  * yields every change from the moment it subscribes (no snapshot first, unlike Tributary).
@@ -17,9 +18,10 @@ import { GraphQLError, type DocumentNode, type ExecutionArgs, type GraphQLSchema
 import { JSONResolver } from 'graphql-scalars';
 import type { OperationResult } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { createPubSub, createSchema, createYoga } from 'graphql-yoga';
+import { createPubSub, createSchema, createYoga, filter, pipe } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { createEventIdentities } from './event-ids.ts';
+import { compileWhere, EVENT_WHERE_SDL, type EventWhere } from './event-where.ts';
 import { closeListener, listenOnLoopback } from './http-listener.ts';
 import type { RunningPeer } from './peer.ts';
 
@@ -120,9 +122,10 @@ const typeDefs = /* GraphQL */ `
   }
   type Subscription {
     channel(name: String!): ChannelMessage!
-    events(topic: String!): Event!
+    events(topic: String!, where: EventWhere): Event!
     document(service: String!, id: ID!): DocumentChange!
   }
+  ${EVENT_WHERE_SDL}
 `;
 
 /** What the recipe puts in `rootValue`: the envelop's own execute and subscribe. */
@@ -190,7 +193,12 @@ export async function startYogaGraphQLWsPeer(): Promise<RunningPeer> {
             resolve: (message: ChannelMessage) => message,
           },
           events: {
-            subscribe: (_root: unknown, args: { topic: string }) => pubSub.subscribe('events', args.topic),
+            // A `where` filters each subscriber's events as yoga's docs show it: pipe + filter.
+            subscribe: (_root: unknown, args: { topic: string; where?: EventWhere | null }) => {
+              const matches = compileWhere(args.where);
+              const events = pubSub.subscribe('events', args.topic);
+              return matches ? pipe(events, filter((event: TopicEvent) => matches(event as unknown as Record<string, unknown>))) : events;
+            },
             resolve: (event: TopicEvent) => event,
           },
           document: {

@@ -6,7 +6,7 @@
  */
 import type { PeerName } from '../peers/peer.ts';
 import type { BulkCommit } from '../lib/row-writer.ts';
-import { print, printRatioLine, printTable } from '../lib/report.ts';
+import { notComparable, print, printRatioLine, printTable } from '../lib/report.ts';
 import { formatMicros, formatMillis, formatRate, median } from '../lib/stats.ts';
 import type { BurstResult, StepResult } from './fanout-session.ts';
 import { summarizeRounds, type RoundsSummary } from './rounds-summary.ts';
@@ -86,9 +86,10 @@ export function reportCommits(outcomes: readonly CommitOutcome[], table: CommitT
     }),
     notes: [
       `commits/s: made, one INSERT (autocommit) in flight; below ${rate} when a commit takes longer than the interval`,
-      'commit→sub: INSERT sent → the subscriber\'s `next` (clocks of two processes on one machine); commit: INSERT sent → committed (answered)',
+      'commit→sub: INSERT due (its place in the schedule, however late the writer got to send it) → the subscriber\'s `next` (clocks of two processes on one machine); commit: INSERT sent → committed (answered)',
       'delivered/expected: rows received by all subscribers of their tenant, over the rounds measured; zero loss: every subscriber got every row of its tenant exactly once, in commit order, and none of another',
       'server CPU/commit: the server process over the step ÷ commits (decode, route, fan-out); Redis: redis-server over the step ÷ commits; platform DB: the Postgres backends of Tributary\'s own database (raw changes, reader status); walsenders not counted',
+      `the other peer is left running (its WAL reader's replication connection would time out if paused): its server and load client used ${formatCores(bystanders(outcomes))} cores at most during a step (in no column)`,
     ],
   });
   const failures: string[] = [];
@@ -101,15 +102,25 @@ export function reportCommits(outcomes: readonly CommitOutcome[], table: CommitT
   for (const name of ours) {
     const m = summaries.get(name);
     if (!m || !peer) continue;
+    // A side that did not get (or deliver) the offered rate was measured under another load.
+    const invalid = notComparable(name, m.shortfall, reference, peer.shortfall);
     printRatioLine(name, reference, [
-      { metric: 'commit→sub p50', value: m.p50 / peer.p50 },
-      { metric: 'p99', value: m.p99 / peer.p99 },
-      { metric: 'server CPU/commit', value: m.cpuPerEvent / peer.cpuPerEvent },
-      { metric: 'all CPU/commit (server+Redis+platform DB)', value: allCpu(m) / allCpu(peer) },
+      { metric: 'commit→sub p50', value: m.p50 / peer.p50, invalid },
+      { metric: 'p99', value: m.p99 / peer.p99, invalid },
+      { metric: 'server CPU/commit', value: m.cpuPerEvent / peer.cpuPerEvent, invalid },
+      { metric: 'all CPU/commit (server+Redis+platform DB)', value: allCpu(m) / allCpu(peer), invalid },
     ]);
   }
-  if (peer && !peer.zeroLoss) print(`  (${reference} did not deliver every row in time at this rate: its latencies are of a growing backlog)`);
   return failures;
+}
+
+/** The most the other peers' processes used during one step of these outcomes, in cores. */
+function bystanders(outcomes: readonly CommitOutcome[]): number {
+  return Math.max(0, ...outcomes.flatMap((outcome) => outcome.rounds.map((round) => round.step.bystandersBusy)).filter(Number.isFinite));
+}
+
+function formatCores(cores: number): string {
+  return cores.toFixed(2);
 }
 
 /** Server, Redis and platform database CPU per commit, in µs. */

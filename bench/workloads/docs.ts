@@ -7,7 +7,10 @@
  *
  * Per N, every peer gets a fresh process (booted one at a time), its document is created, its
  * subscribers connect and probe mutations are sent until every subscription delivers; then an
- * untimed warm-up per peer, then the timed load, peers alternating over `--rounds`. The same
+ * untimed warm-up per peer, then the timed load, peers alternating over `--rounds`, each step with
+ * the other peers' servers and load clients paused (`measureAlone`). Latency counts from when each
+ * mutation was due (`publisher.ts`), and every frame is checked against the document change it
+ * should be (`frame-checks.ts`). The same
  * load client (`lib/fanout-client.ts`) and writer (`lib/publisher.ts`) for every peer, each in a
  * process of its own, through `fanout-session.ts`.
  */
@@ -17,11 +20,11 @@ import { OURS, REDIS_PEERS, REFERENCE, type PeerName } from '../peers/peer.ts';
 import { graphqlData } from '../lib/graphql-http.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
 import { bootPeers } from '../lib/boot-peers.ts';
-import { messageOf, printRatioLine, printTable, print } from '../lib/report.ts';
+import { messageOf, notComparable, printRatioLine, printTable, print } from '../lib/report.ts';
 import { formatMicros } from '../lib/stats.ts';
 import type { Workload, WorkloadContext } from '../lib/workload.ts';
 import { summarizeRounds } from './rounds-summary.ts';
-import { openSession, type FanoutSession, type StepResult, type StepTolerance } from './fanout-session.ts';
+import { measureAlone, openSession, type FanoutSession, type StepResult, type StepTolerance } from './fanout-session.ts';
 
 /** Tributary's three document paths, against the stack it replaces (`raw-ws` has no documents). */
 const OURS_PEERS: readonly PeerName[] = [OURS, 'tributary-redis', 'tributary-redis-async'];
@@ -106,12 +109,12 @@ export const docs: Workload = {
     for (const size of settings.sizes) {
       const group = await startPeers(context, size, redis.url);
       try {
-        for (const outcome of group) await open(context, outcome, redisOf(outcome.name, redis));
+        for (const outcome of group) await open(context, group, outcome, redisOf(outcome.name, redis));
         const step = (seconds: number) => ({ rate: settings.rate, count: Math.max(5, Math.round(settings.rate * seconds)), ordered: true, tolerance: settings.tolerance });
-        for (const outcome of group) await measure(outcome, step(settings.warmupSeconds));
+        for (const outcome of group) await measure(group, outcome, step(settings.warmupSeconds));
         for (let round = 0; round < context.rounds; round += 1) {
           for (const outcome of group) {
-            const result = await measure(outcome, step(settings.seconds));
+            const result = await measure(group, outcome, step(settings.seconds));
             if (result) outcome.rounds.push(result);
           }
         }
@@ -144,11 +147,21 @@ export function redisOf(name: PeerName, redis: RedisInstance): RedisInstance | u
   return REDIS_PEERS.includes(name) ? redis : undefined;
 }
 
-/** Creates the document, opens the subscribers and probes until every subscription delivers. */
-async function open(context: WorkloadContext, outcome: DocsOutcome, redis: RedisInstance | undefined): Promise<void> {
+/** Longest wait for a server to go idle before it is paused, or after it is resumed, in ms. */
+const SETTLE_MS = 2000;
+
+/** The sessions of a group: the ones `measureAlone` pauses while another is measured. */
+const sessionsOf = (group: readonly DocsOutcome[]) => group.map((outcome) => outcome.session);
+
+/**
+ * Creates the document, opens the subscribers and probes until every subscription delivers (the
+ * other peers' sessions paused meanwhile).
+ */
+async function open(context: WorkloadContext, group: readonly DocsOutcome[], outcome: DocsOutcome, redis: RedisInstance | undefined): Promise<void> {
   const peer = outcome.peer;
   if (!peer || outcome.failure !== undefined) return;
   try {
+    for (const session of sessionsOf(group)) await session?.pause(SETTLE_MS);
     await createDocument(peer);
     const session = await openSession({
       peer,
@@ -157,6 +170,7 @@ async function open(context: WorkloadContext, outcome: DocsOutcome, redis: Redis
       subscription: SUBSCRIPTION,
       body: mergeBody,
       ignore: SNAPSHOT_MARKER,
+      frameCheck: 'document-change',
     });
     context.defer(`load client and server of ${outcome.name} (N=${outcome.subscribers})`, () => session.stop());
     outcome.session = session;
@@ -171,12 +185,15 @@ async function createDocument(peer: PeerProcess): Promise<void> {
   await graphqlData(peer.httpUrl, CREATE_QUERY, { service: SERVICE, id: DOCUMENT_ID, data: {} }, { timeoutMs: 10_000 });
 }
 
-/** Runs one step; an exception (crash, dead client) marks the peer failed instead of ending the run. */
-async function measure(outcome: DocsOutcome, step: Parameters<FanoutSession['step']>[0]): Promise<StepResult | undefined> {
+/**
+ * Runs one step with the other peers paused; an exception (crash, dead client) marks the peer
+ * failed instead of ending the run, and so does a frame that was not what it should be.
+ */
+async function measure(group: readonly DocsOutcome[], outcome: DocsOutcome, step: Parameters<FanoutSession['step']>[0]): Promise<StepResult | undefined> {
   const session = outcome.session;
   if (!session || outcome.failure !== undefined) return undefined;
   try {
-    const result = await session.step(step);
+    const result = await measureAlone(sessionsOf(group), session, SETTLE_MS, (active) => active.step(step));
     if (session.broken !== undefined) outcome.failure = session.broken;
     return result;
   } catch (error) {
@@ -225,11 +242,13 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
       ];
     }),
     notes: [
-      `mutations/s: sent, one in flight; below ${settings.rate} when the mutation takes longer than the interval (the writer waits for each answer)`,
-      'mut→sub: mutation sent → subscriber received its `next` (clocks of two processes on one machine); mutation: sent → HTTP response',
+      `mutations/s: sent, one in flight; below ${settings.rate} when the mutation takes longer than the interval (the writer waits for each answer): the peer then did not get the offered load, and its ratios are ✗`,
+      'mut→sub: mutation due (its place in the schedule, however late the writer got to send it) → subscriber received its `next` (clocks of two processes on one machine); mutation: sent → HTTP response',
+      'every frame begins as a document UPDATED frame of subscription "0" and a sample (every probe) is matched whole' +
+        ` (frame-checks.ts); the other peers' servers and load clients are paused (SIGSTOP) during each step: they used ${formatCores(maxBystanders(group))} cores at most`,
       'delivered/expected: changes received by all subscribers over all rounds; zero loss: every subscriber got every change exactly once, in order',
       'server CPU/mutation: server process CPU over the timed part ÷ mutations (the fan-out to every subscriber included); ' +
-        'Redis: redis-server over the same part ÷ mutations, for the peers that use it (one redis-server for both Redis peers: what the idle one asks of it is counted too)',
+        'Redis: redis-server over the same part ÷ mutations, for the peers that use it (one redis-server for both Redis peers; the one not measured is paused, so it asks nothing of it meanwhile)',
     ],
   });
   for (const outcome of group) {
@@ -242,16 +261,26 @@ function report(group: readonly DocsOutcome[], settings: DocsSettings, rounds: n
   for (const name of OURS_PEERS) {
     const ours = summaries.get(name);
     if (!ours || !peer) continue;
+    // Measured under another load than offered (a writer that lagged, a backlog): not comparable.
+    const invalid = notComparable(name, ours.shortfall, REFERENCE, peer.shortfall);
     printRatioLine(name, REFERENCE, [
-      { metric: 'mut→sub p50', value: ours.p50 / peer.p50 },
-      { metric: 'p99', value: ours.p99 / peer.p99 },
-      { metric: 'mutation p50', value: ours.answeredP50 / peer.answeredP50 },
-      { metric: 'p99', value: ours.answeredP99 / peer.answeredP99 },
-      { metric: 'server CPU/mutation', value: ours.cpuPerEvent / peer.cpuPerEvent },
+      { metric: 'mut→sub p50', value: ours.p50 / peer.p50, invalid },
+      { metric: 'p99', value: ours.p99 / peer.p99, invalid },
+      { metric: 'mutation p50', value: ours.answeredP50 / peer.answeredP50, invalid },
+      { metric: 'p99', value: ours.answeredP99 / peer.answeredP99, invalid },
+      { metric: 'server CPU/mutation', value: ours.cpuPerEvent / peer.cpuPerEvent, invalid },
       // What the mutation costs with Redis's share, for the peers that hand work to it (yoga has none).
-      ...(Number.isFinite(ours.redisCpuPerEvent) ? [{ metric: 'server+Redis CPU/mutation', value: (ours.cpuPerEvent + ours.redisCpuPerEvent) / peer.cpuPerEvent }] : []),
+      ...(Number.isFinite(ours.redisCpuPerEvent) ? [{ metric: 'server+Redis CPU/mutation', value: (ours.cpuPerEvent + ours.redisCpuPerEvent) / peer.cpuPerEvent, invalid }] : []),
     ]);
   }
   return failures;
 }
 
+/** The most the paused peers' processes used during one step, in cores. */
+function maxBystanders(group: readonly DocsOutcome[]): number {
+  return Math.max(0, ...group.flatMap((outcome) => outcome.rounds.map((round) => round.bystandersBusy)).filter(Number.isFinite));
+}
+
+function formatCores(cores: number): string {
+  return cores.toFixed(2);
+}

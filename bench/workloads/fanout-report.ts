@@ -1,12 +1,12 @@
 /**
- * The fan-out workload's tables: fixed load, saturation, memory, then the ratios of ours to the
- * reference stack and to the floor. Reads the outcomes only; returns the failures that make the
- * run fail (a peer that could not be measured, or ours losing messages at the fixed load).
+ * The fan-out workload's tables — memory, fixed load, saturation — each printed as soon as its part
+ * of a section is measured (the ratio lines and the analytics overhead are `fanout-ratios.ts`'s).
+ * Reads the outcomes only.
  */
 import os from 'node:os';
-import { LIMIT, OURS, REFERENCE, type PeerName } from '../peers/peer.ts';
+import type { PeerName } from '../peers/peer.ts';
 import type { PeerMemory } from '../lib/peer-process.ts';
-import { print, printRatioLine, printTable, type Ratio } from '../lib/report.ts';
+import { print, printTable } from '../lib/report.ts';
 import { formatMicros, formatPercent, formatRate, median } from '../lib/stats.ts';
 import type { FanoutSession, StepResult, StepTolerance } from './fanout-session.ts';
 
@@ -34,26 +34,27 @@ export interface FanoutSettings {
    */
   readonly retries: number;
   readonly tolerance: StepTolerance;
-  /** Longest wait for a server to finish a backlog after a step it did not keep up with, in ms. */
+  /** Longest wait for a server to finish a backlog (after a step, before it is paused), in ms. */
   readonly settleMs: number;
+  /** The analytics overhead: rounds of `tributary` against `tributary-no-analytics`, alternating (at least 5). */
+  readonly overheadRounds: number;
+  /** …at this rate (events/s, up to 32 publishes in flight) for this long (s), the same for both. */
+  readonly overheadRate: number;
+  readonly overheadSeconds: number;
 }
 
-/** Everything measured for one peer. */
+/** Everything measured for one peer in one section. */
 export interface PeerOutcome {
   readonly name: PeerName;
   session: FanoutSession | undefined;
-  /** Why the peer could not be (fully) measured: a crash, an error, sockets it closed. */
+  /** Why the peer could not be (fully) measured: a crash, an error, sockets it closed, frames not as expected. */
   failure: string | undefined;
-  /** Why it was not run at all (e.g. no redis-server): not a failure. */
-  skipped: string | undefined;
   /** One fixed-load result per round. */
   readonly fixed: StepResult[];
   /** Saturation steps in the order run. */
   readonly steps: StepResult[];
 }
 
-/** Ours in both modes: the rows the ratio lines start from. */
-const OURS_PEERS: readonly PeerName[] = [OURS, 'tributary-redis'];
 /** A load client busier than this many cores was (close to) the limit itself. */
 const CLIENT_BOUND = 0.9;
 /** A machine busier than this share of its cores was (close to) the limit itself. */
@@ -78,7 +79,7 @@ export function firstFailedAbove(outcome: PeerOutcome, rate: number): StepResult
   return failed;
 }
 
-interface FixedSummary {
+export interface FixedSummary {
   readonly delivered: number;
   readonly p50: number;
   readonly p90: number;
@@ -91,9 +92,11 @@ interface FixedSummary {
   readonly othersBusy: number;
   /** Undefined when every round was lossless and kept up. */
   readonly problem: string | undefined;
+  /** Why a round was not run at the offered load (`offeredLoadShortfall`); undefined when every one was. */
+  readonly shortfall: string | undefined;
 }
 
-function summarizeFixed(outcome: PeerOutcome): FixedSummary | undefined {
+export function summarizeFixed(outcome: PeerOutcome): FixedSummary | undefined {
   const rounds = outcome.fixed;
   if (rounds.length === 0) return undefined;
   const of = (pick: (result: StepResult) => number | undefined) => median(rounds.map((result) => pick(result) ?? Number.NaN));
@@ -109,20 +112,21 @@ function summarizeFixed(outcome: PeerOutcome): FixedSummary | undefined {
     clientBusy: of((r) => r.clientBusy),
     othersBusy: of((r) => r.othersBusy),
     problem: rounds.find((result) => !result.keptUp)?.problem,
+    shortfall: rounds.find((result) => result.shortfall !== undefined)?.shortfall,
   };
 }
 
-export function reportFanout(outcomes: readonly PeerOutcome[], settings: FanoutSettings, rounds: number): string[] {
-  const failures: string[] = [];
-  for (const outcome of outcomes) if (outcome.failure !== undefined) failures.push(`${outcome.name}: ${outcome.failure}`);
-  const measured = outcomes.filter((outcome) => outcome.skipped === undefined);
-  for (const outcome of outcomes) if (outcome.skipped !== undefined) print(`${outcome.name}: skipped (${outcome.skipped})`);
+/** The most the paused peers' processes used during one step of these outcomes, in cores. */
+function pausedNote(outcomes: readonly PeerOutcome[], steps: (outcome: PeerOutcome) => readonly StepResult[]): string {
+  const most = Math.max(0, ...outcomes.flatMap((outcome) => steps(outcome).map((step) => step.bystandersBusy)).filter(Number.isFinite));
+  return `the other servers and their load clients are paused (SIGSTOP) during each step; they used ${formatCores(most)} cores at most`;
+}
 
-  const fixed = new Map(measured.map((outcome) => [outcome.name, summarizeFixed(outcome)]));
+export function reportFixed(outcomes: readonly PeerOutcome[], settings: FanoutSettings, rounds: number, section: string): void {
   print();
   printTable({
     title:
-      `fixed load: ${settings.fixedRate} events/s to ${settings.subscribers.toLocaleString('en-US')} subscribers ` +
+      `fixed load (${section}): ${settings.fixedRate} events/s to ${settings.subscribers.toLocaleString('en-US')} subscribers ` +
       `(${(settings.fixedRate * settings.subscribers).toLocaleString('en-US')} msgs/s) for ${settings.fixedSeconds} s; median of ${rounds} rounds`,
     columns: [
       { header: 'peer', align: 'left' },
@@ -131,15 +135,15 @@ export function reportFanout(outcomes: readonly PeerOutcome[], settings: FanoutS
       { header: 'p90' },
       { header: 'p99' },
       { header: 'max' },
-      { header: 'server CPU/msg' },
+      { header: `CPU/msg @ ${settings.fixedRate} ev/s` },
       ...BUSY_COLUMNS,
-      { header: 'zero loss', align: 'left' },
+      { header: 'zero loss; at the offered load', align: 'left' },
     ],
-    rows: measured.map((outcome) => {
-      const m = fixed.get(outcome.name);
+    rows: outcomes.map((outcome) => {
+      const m = summarizeFixed(outcome);
       if (!m) return [outcome.name, '—', '—', '—', '—', '—', '—', '—', '—', '—', `✗ ${outcome.failure ?? 'not measured'}`];
       const lossless = outcome.fixed.every((result) => result.lossless && result.inOrder);
-      const verdict = m.problem === undefined ? '✓' : lossless ? `✓ (but ${m.problem})` : `✗ ${m.problem}`;
+      const verdict = m.shortfall === undefined ? '✓' : lossless ? `✓ but not at the offered load: ${m.shortfall}` : `✗ ${m.problem ?? m.shortfall}`;
       return [
         outcome.name,
         formatRate(m.delivered),
@@ -155,57 +159,20 @@ export function reportFanout(outcomes: readonly PeerOutcome[], settings: FanoutS
       ];
     }),
     notes: [
-      'one publish in flight at a time; latency: publisher sent → subscriber received (clocks of two processes on one machine)',
-      'zero loss: every subscriber got every event exactly once, in publish order',
+      'one publish in flight at a time; latency: when the event was due (its place in the schedule, however late the publisher got to send it) → subscriber received (clocks of two processes on one machine)',
+      'zero loss: every subscriber got every event exactly once, in publish order; at the offered load: the publisher kept its schedule and the last message came within the allowance — if not, the row is not at the load in the title and its ratios are ✗',
+      `CPU/msg: the server process's CPU over the step ÷ messages delivered, all peers at this same rate; ${pausedNote(outcomes, (outcome) => outcome.fixed)}`,
       BUSY_NOTE,
-      ...redisNotes(measured, (outcome) => fixed.get(outcome.name)?.redisCpu),
+      ...redisNotes(outcomes, (outcome) => summarizeFixed(outcome)?.redisCpu),
     ],
   });
-  for (const name of OURS_PEERS) {
-    const problem = fixed.get(name)?.problem;
-    const outcome = measured.find((candidate) => candidate.name === name);
-    if (outcome?.fixed.some((result) => !result.lossless || !result.inOrder)) failures.push(`${name} failed the zero-loss check at the fixed load: ${problem ?? '?'}`);
-  }
-
-  reportSaturation(measured, settings);
-  reportMemory(measured, settings);
-  reportRatios(measured, fixed);
-  reportAnalyticsOverhead(measured, fixed);
-  return failures;
 }
 
-/**
- * What per-topic analytics costs on the hot path: `tributary` against the same server with
- * analytics off, measured in the same run, peers alternating. Saturation moves in the search's
- * steps (coarse); server CPU per message at the fixed load is the finer measure — its inverse is
- * throughput per core.
- */
-function reportAnalyticsOverhead(outcomes: readonly PeerOutcome[], fixed: ReadonlyMap<PeerName, FixedSummary | undefined>): void {
-  const on = outcomes.find((outcome) => outcome.name === OURS);
-  const off = outcomes.find((outcome) => outcome.name === 'tributary-no-analytics');
-  if (!on || !off) return;
-  const saturation = (bestStep(on)?.deliveredPerSecond ?? Number.NaN) / (bestStep(off)?.deliveredPerSecond ?? Number.NaN);
-  const cpuAtSaturation = (bestStep(off)?.serverCpuPerMessage ?? Number.NaN) / (bestStep(on)?.serverCpuPerMessage ?? Number.NaN);
-  const cpuFixed = (fixed.get('tributary-no-analytics')?.serverCpu ?? Number.NaN) / (fixed.get(OURS)?.serverCpu ?? Number.NaN);
-  const lost = (ratio: number) => (Number.isFinite(ratio) ? `${((1 - ratio) * 100).toFixed(1)} %` : '—');
-  print();
-  print(
-    `analytics overhead (${OURS}/tributary-no-analytics, throughput ratios, above 1× means no loss): ` +
-      `saturation msgs/s ${formatFineRatio(saturation)} (lost ${lost(saturation)}); ` +
-      `per core at saturation ${formatFineRatio(cpuAtSaturation)} (lost ${lost(cpuAtSaturation)}); ` +
-      `per core at the fixed load ${formatFineRatio(cpuFixed)} (lost ${lost(cpuFixed)}); aim: ≤ 3 % lost`,
-  );
-}
-
-function formatFineRatio(ratio: number): string {
-  return Number.isFinite(ratio) ? `${ratio.toFixed(3)}×` : '—';
-}
-
-function reportSaturation(outcomes: readonly PeerOutcome[], settings: FanoutSettings): void {
+export function reportSaturation(outcomes: readonly PeerOutcome[], settings: FanoutSettings, section: string): void {
   print();
   printTable({
     title:
-      `saturation: highest rate kept up with — ${settings.stepSeconds} s steps doubling from ${settings.startRate} events/s, ` +
+      `saturation (${section}): highest rate kept up with — ${settings.stepSeconds} s steps doubling from ${settings.startRate} events/s, ` +
       `then ${settings.refinements} bisection${settings.refinements === 1 ? '' : 's'}; peers alternate at each rate`,
     columns: [
       { header: 'peer', align: 'left' },
@@ -213,14 +180,16 @@ function reportSaturation(outcomes: readonly PeerOutcome[], settings: FanoutSett
       { header: 'delivered' },
       { header: 'p50' },
       { header: 'p99' },
-      { header: 'server CPU/msg' },
-      { header: 'per core' },
+      { header: 'CPU/msg @ own limit' },
+      { header: 'per core @ own limit' },
+      { header: `CPU/msg @ ${settings.fixedRate} ev/s` },
       ...BUSY_COLUMNS,
       { header: 'next rate: not kept up', align: 'left' },
     ],
     rows: outcomes.map((outcome) => {
       const best = bestStep(outcome);
       const failed = firstFailedAbove(outcome, best?.rate ?? 0);
+      const fixedCpu = formatMicros(summarizeFixed(outcome)?.serverCpu ?? Number.NaN);
       const why = failed
         ? `${formatEvents(failed.rate)}/s: ${failed.problem ?? '?'} (delivered ${formatRate(failed.deliveredPerSecond)})`
         : outcome.failure !== undefined
@@ -228,7 +197,7 @@ function reportSaturation(outcomes: readonly PeerOutcome[], settings: FanoutSett
           : best
             ? `none up to ${formatEvents(best.rate)}/s: the search stopped there`
             : 'not measured';
-      if (!best) return [outcome.name, '—', '—', '—', '—', '—', '—', '—', '—', '—', why];
+      if (!best) return [outcome.name, '—', '—', '—', '—', '—', '—', fixedCpu, '—', '—', '—', why];
       return [
         outcome.name,
         formatEvents(best.rate),
@@ -237,6 +206,7 @@ function reportSaturation(outcomes: readonly PeerOutcome[], settings: FanoutSett
         formatMicros(best.client.latency?.p99 ?? Number.NaN),
         formatMicros(best.serverCpuPerMessage),
         formatRate(1e6 / best.serverCpuPerMessage),
+        fixedCpu,
         formatCores(best.serverBusy),
         formatCores(best.clientBusy),
         formatCores(best.othersBusy),
@@ -246,7 +216,9 @@ function reportSaturation(outcomes: readonly PeerOutcome[], settings: FanoutSett
     notes: [
       `up to 32 publishes in flight; kept up: no failed publish, every subscriber got every event exactly once and all in the same order,`,
       `and the last arrived at most max(${settings.tolerance.minDrainMs} ms, ${formatPercent(settings.tolerance.drainFraction)} of the step) after it was due`,
-      'per core: 1 s ÷ server CPU/msg at that step, the messages one fully busy core would deliver at that cost (less exposed to the machine\'s other load than `delivered`)',
+      'CPU/msg @ own limit: at the events/s of its own row — each server at another rate, and CPU per message falls as the rate rises (several events share a write),',
+      `so a server with a higher limit reads cheaper there; CPU/msg @ ${settings.fixedRate} ev/s: the fixed load's, every server at the same rate (the comparable one)`,
+      'per core @ own limit: 1 s ÷ CPU/msg @ own limit, the messages one fully busy core would deliver at that cost',
       ...outcomes.map((outcome) => {
         const steps = outcome.steps.map((step) => `${formatEvents(step.rate)}${step.keptUp ? '✓' : '✗'}`).join(' ') || '—';
         const answered = bestStep(outcome)?.publish.answered;
@@ -255,73 +227,54 @@ function reportSaturation(outcomes: readonly PeerOutcome[], settings: FanoutSett
         return `${outcome.name}: ${steps}${answered ? `; publish answered p50 ${formatMicros(answered.p50)}, p99 ${formatMicros(answered.p99)} at the limit` : ''}`;
       }),
       BUSY_NOTE,
+      pausedNote(outcomes, (outcome) => outcome.steps),
       ...boundNotes(outcomes),
       ...redisNotes(outcomes, (outcome) => bestStep(outcome)?.redisCpuPerMessage),
     ],
   });
 }
 
-function reportMemory(outcomes: readonly PeerOutcome[], settings: FanoutSettings): void {
+/** Per connection, (after − before) ÷ sockets of one kind of memory; NaN without a sample. */
+export function perConnection(outcome: PeerOutcome | undefined, pick: (memory: PeerMemory) => number): number {
+  const memory = outcome?.session?.memory;
+  return memory ? (pick(memory.after) - pick(memory.before)) / memory.connections : Number.NaN;
+}
+
+export function reportMemory(outcomes: readonly PeerOutcome[], settings: FanoutSettings, section: string): void {
   print();
   printTable({
-    title: `memory: server process after a full GC, before and after ${settings.subscribers.toLocaleString('en-US')} sockets with one subscription each`,
+    title: `memory (${section}): server process after a full GC, before and after ${settings.subscribers.toLocaleString('en-US')} sockets with one subscription each`,
     columns: [
       { header: 'peer', align: 'left' },
-      { header: 'RSS before' },
-      { header: 'RSS after' },
-      { header: 'RSS/conn' },
       { header: 'heap/conn' },
       { header: 'external/conn' },
+      { header: 'RSS/conn (noisy)' },
+      { header: 'heap before' },
+      { header: 'heap after' },
+      { header: 'RSS before' },
+      { header: 'RSS after' },
     ],
     rows: outcomes.map((outcome) => {
       const memory = outcome.session?.memory;
-      if (!memory) return [outcome.name, '—', '—', '—', '—', '—'];
-      const per = (pick: (m: PeerMemory) => number) => formatKb((pick(memory.after) - pick(memory.before)) / memory.connections);
+      if (!memory) return [outcome.name, '—', '—', '—', '—', '—', '—', '—'];
+      const per = (pick: (m: PeerMemory) => number) => formatKb(perConnection(outcome, pick));
       return [
         outcome.name,
-        formatMb(memory.before.rss),
-        formatMb(memory.after.rss),
-        per((m) => m.rss),
         per((m) => m.heapUsed),
         per((m) => m.external),
+        per((m) => m.rss),
+        formatMb(memory.before.heapUsed),
+        formatMb(memory.after.heapUsed),
+        formatMb(memory.before.rss),
+        formatMb(memory.after.rss),
         ...(memory.after.collected ? [] : ['(no gc: includes garbage)']),
       ];
     }),
-    notes: ['per conn = (after − before) ÷ sockets; for tributary-redis, what Redis holds is not counted'],
+    notes: [
+      'per conn = (after − before) ÷ sockets; heap/conn is the figure to compare: the V8 heap after a full GC is what the sockets and subscriptions hold',
+      'RSS/conn is one sample of pages the allocator reserved (it can stay from an earlier peak, or be reused): noisy, for context only; for tributary-redis, what Redis holds is not counted',
+    ],
   });
-}
-
-function reportRatios(outcomes: readonly PeerOutcome[], fixed: ReadonlyMap<PeerName, FixedSummary | undefined>): void {
-  print();
-  print('ratios (ours/peer; saturation and per core above 1× are better, latency, CPU and memory below 1×)');
-  const find = (name: PeerName) => outcomes.find((outcome) => outcome.name === name);
-  const rssPerConnection = (outcome: PeerOutcome | undefined) => {
-    const memory = outcome?.session?.memory;
-    return memory ? (memory.after.rss - memory.before.rss) / memory.connections : Number.NaN;
-  };
-  for (const oursName of OURS_PEERS) {
-    const ours = find(oursName);
-    if (!ours) continue;
-    for (const peerName of [REFERENCE, LIMIT]) {
-      const peer = find(peerName);
-      if (!peer) continue;
-      const ratios: Ratio[] = [
-        { metric: 'saturation msgs/s', value: (bestStep(ours)?.deliveredPerSecond ?? Number.NaN) / (bestStep(peer)?.deliveredPerSecond ?? Number.NaN) },
-        { metric: 'per core', value: (bestStep(peer)?.serverCpuPerMessage ?? Number.NaN) / (bestStep(ours)?.serverCpuPerMessage ?? Number.NaN) },
-        { metric: 'fixed p50', value: (fixed.get(oursName)?.p50 ?? Number.NaN) / (fixed.get(peerName)?.p50 ?? Number.NaN) },
-        { metric: 'p99', value: (fixed.get(oursName)?.p99 ?? Number.NaN) / (fixed.get(peerName)?.p99 ?? Number.NaN) },
-        { metric: 'server CPU/msg', value: (fixed.get(oursName)?.serverCpu ?? Number.NaN) / (fixed.get(peerName)?.serverCpu ?? Number.NaN) },
-        { metric: 'RSS/conn', value: rssPerConnection(ours) / rssPerConnection(peer) },
-      ];
-      printRatioLine(oursName, peerName, ratios);
-    }
-  }
-  const oursMemory = find(OURS)?.session?.memory;
-  const heapPerConnection = oursMemory ? (oursMemory.after.heapUsed - oursMemory.before.heapUsed) / oursMemory.connections : Number.NaN;
-  print(
-    `  targets (context, not asserted): saturation ≥ 10× ${REFERENCE} and ≥ 0.5× ${LIMIT}; ≤ 10 KB per connection with one subscription ` +
-      `(${OURS}: ${formatKb(rssPerConnection(find(OURS)))} RSS, ${formatKb(heapPerConnection)} heap)`,
-  );
 }
 
 /** Says when a peer's limit may be the load client's or the machine's rather than its own. */
@@ -354,19 +307,18 @@ function redisNotes(outcomes: readonly PeerOutcome[], redisCpu: (outcome: PeerOu
   });
 }
 
-function formatEvents(rate: number): string {
+export function formatEvents(rate: number): string {
   return rate >= 100 ? Math.round(rate).toLocaleString('en-US') : String(Number(rate.toFixed(2)));
 }
 
-function formatCores(cores: number): string {
+export function formatCores(cores: number): string {
   return Number.isFinite(cores) ? cores.toFixed(2) : '—';
 }
 
-function formatKb(bytes: number): string {
+export function formatKb(bytes: number): string {
   return Number.isFinite(bytes) ? `${(bytes / 1024).toFixed(1)} KB` : '—';
 }
 
 function formatMb(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MB`;
 }
-

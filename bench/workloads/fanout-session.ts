@@ -4,17 +4,24 @@
  * `count` events at `rate`, then see what every subscriber got) and never throws for what the
  * server did: losses, errors and closed sockets are part of the result, and a session that can
  * no longer be measured says why in `broken`.
+ *
+ * A workload with several sessions measures one at a time: `measureAlone` pauses the others'
+ * server and load client (SIGSTOP) for the step, so an idle server's timers, keep-alives and
+ * leftover backlog do not run during another's. Where a workload cannot pause them (a WAL
+ * reader's replication connection would time out), every step reports what the other sessions'
+ * processes used meanwhile (`bystandersBusy`).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { SubscribePayload } from 'graphql-ws';
 import type { PeerName } from '../peers/peer.ts';
-import type { PeerMemory, PeerProcess } from '../lib/peer-process.ts';
+import { waitUntilIdle, type PeerMemory, type PeerProcess } from '../lib/peer-process.ts';
 import { startFanoutClient, type FanoutClient, type SocketSpread } from '../lib/fanout-client-process.ts';
 import type { RedisInstance } from '../../test/helpers/redis.ts';
 import { busyCores, processCpuMicros, sampleMachineCpu } from '../lib/cpu.ts';
 import { clockMillis, FANOUT_SUBSCRIPTION } from '../lib/fanout-payload.ts';
 import type { StepReport } from '../lib/fanout-protocol.ts';
+import type { FrameCheckName } from '../lib/frame-checks.ts';
 import { createPublisher, type Publisher, type PublishReport } from '../lib/publisher.ts';
+import { describeProblem, formatCloses, offeredLoadShortfall } from './step-problems.ts';
 
 export interface StepTolerance {
   /** The last event may arrive this long after it was due, at least, in ms. */
@@ -48,6 +55,8 @@ export interface StepOptions {
 const CONCURRENCY = 32;
 /** Probe rounds published (one at a time) until every subscription has received one. */
 const MAX_PROBES = 40;
+/** During a step, one frame in this many is matched whole against the frame check (a prime: it walks over the sockets). */
+const CHECK_EVERY = 101;
 
 /** What one step at one rate showed. */
 export interface StepResult {
@@ -69,6 +78,8 @@ export interface StepResult {
   readonly redisCpuMicros: number | undefined;
   /** Server CPU ÷ the step's wall time, in cores. */
   readonly serverBusy: number;
+  /** The other sessions' servers and load clients (paused, or idle) over the step, in cores. */
+  readonly bystandersBusy: number;
   /** Load client CPU ÷ the step's wall time, in cores: near 1, the client may be the limit. */
   readonly clientBusy: number;
   /** The whole machine's busy time ÷ the step's wall time, in cores (NaN without /proc/stat). */
@@ -84,6 +95,13 @@ export interface StepResult {
   readonly keptUp: boolean;
   /** Why it did not keep up; undefined when it did. */
   readonly problem: string | undefined;
+  /** How late the last event may arrive after it was due, in ms: max(minDrainMs, drainFraction × the step). */
+  readonly allowanceMs: number;
+  /**
+   * Why its figures are not those of the offered load — the publisher lagged, or the peer delivered
+   * below the rate (`offeredLoadShortfall`) —; undefined when they are. Ratios with it are ✗.
+   */
+  readonly shortfall: string | undefined;
 }
 
 export interface MemoryResult {
@@ -107,8 +125,12 @@ export interface FanoutSession {
   readonly name: PeerName;
   readonly subscribers: number;
   memory: MemoryResult | undefined;
-  /** Set once the session can no longer be measured (crash, closed sockets, an error). */
+  /** Set once the session can no longer be measured (crash, closed sockets, an error, frames not as expected). */
   broken: string | undefined;
+  /** Set when a frame was not what the frame check expects: the peer failed, not merely fell behind. */
+  wrongFrames: string | undefined;
+  /** The next sequence number the session will publish. */
+  readonly nextSeq: number;
   /** Publishes `count` events at `rate` and reports what the subscribers got. */
   step(options: StepOptions): Promise<StepResult>;
   /**
@@ -118,7 +140,11 @@ export interface FanoutSession {
   burst<T>(count: number, send: (firstSeq: number) => Promise<T>, timeoutMs: number): Promise<BurstResult<T>>;
   /** Waits until the server has finished a backlog: its CPU stays idle for a moment (bounded). */
   settle(maxMs: number): Promise<void>;
-  /** Closes the subscribers and the publisher's connections, then stops the server. Idempotent. */
+  /** Suspends the server and the load client (SIGSTOP), once the server is idle (up to `settleMs`). */
+  pause(settleMs: number): Promise<void>;
+  /** Resumes them (SIGCONT) and gives the server up to `settleMs` to run the timers that came due meanwhile. */
+  resume(settleMs: number): Promise<void>;
+  /** Closes the subscribers and the publisher's connections, then stops the server (unless `keepPeer`). Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -129,8 +155,14 @@ export interface SessionOptions {
   readonly redis: RedisInstance | undefined;
   /** Time each probe waits for the subscribers, in ms. @default 250 */
   readonly probeWaitMs?: number;
-  /** What every subscriber subscribes to. @default FANOUT_SUBSCRIPTION */
-  readonly subscription?: SubscribePayload;
+  /** What every subscriber subscribes to, or subscriber i's at `i mod length`. @default FANOUT_SUBSCRIPTION */
+  readonly subscription?: SubscribePayload | readonly SubscribePayload[];
+  /** What every event frame must be (`frame-checks.ts`): a frame that is not fails the peer. @default none */
+  readonly frameCheck?: FrameCheckName;
+  /** `stop()` leaves the server running (the caller opens another session on it). @default false */
+  readonly keepPeer?: boolean;
+  /** The first sequence number (after another session's on the same server). @default 1 */
+  readonly firstSeq?: number;
   /** The mutation's HTTP body per event (see `PublisherOptions.body`). @default publishBody */
   readonly body?: (seq: number, sentAt: number) => string;
   /** Frames containing this are dropped unread by the subscribers (`FanoutClient.open`). @default none */
@@ -148,31 +180,52 @@ export interface SessionOptions {
   readonly spread?: SocketSpread;
 }
 
+/** Every open session's server and load client pids: what the others' steps count as bystanders. */
+const openSessions = new Map<FanoutSession, readonly number[]>();
+
+/** CPU so far of the server and load client processes of every open session but `except`, in µs. */
+async function bystanderCpuMicros(except: FanoutSession): Promise<number> {
+  const pids = [...openSessions].filter(([session]) => session !== except).flatMap(([, ids]) => ids);
+  const readings = await Promise.all(pids.map((pid) => processCpuMicros(pid)));
+  return readings.reduce((sum, micros) => sum + (Number.isFinite(micros) ? micros : 0), 0);
+}
+
 /**
  * Samples the server's memory, opens the subscribers, publishes probes until every subscription
- * is live (the protocol does not acknowledge a `subscribe`), and samples the memory again. From
- * then on the session owns the peer: `stop()` stops it. If opening fails, the peer is left to
- * the caller.
+ * is live (the protocol does not acknowledge a `subscribe`; every probe frame is matched whole
+ * against `frameCheck`), and samples the memory again. From then on the session owns the peer:
+ * `stop()` stops it (unless `keepPeer`). If opening fails, the peer is left to the caller.
  */
 export async function openSession(options: SessionOptions): Promise<FanoutSession> {
   const { peer, subscribers, redis } = options;
   const client: FanoutClient = startFanoutClient();
   const publisher: Publisher = options.publisher ?? createPublisher({ url: peer.httpUrl, ...(options.body && { body: options.body }) });
   const topics = options.spread?.topics ?? 1;
-  let nextSeq = 1;
+  let nextSeq = options.firstSeq ?? 1;
+  let paused = false;
   /** CPU so far of the server and of redis-server (undefined without one), in µs. */
   const sampleCpu = () => Promise.all([peer.cpuMicros(), redis ? processCpuMicros(redis.pid) : undefined]);
   const spent = (before: Awaited<ReturnType<typeof sampleCpu>>, after: Awaited<ReturnType<typeof sampleCpu>>) => ({
     server: after[0] - before[0],
     redis: before[1] === undefined || after[1] === undefined ? undefined : after[1] - before[1],
   });
+  /** Books frames not as expected: the peer failed (not merely fell behind). */
+  const noteWrongFrames = (report: StepReport) => {
+    if (report.mismatched === 0) return;
+    session.wrongFrames ??= `${report.mismatched.toLocaleString('en-US')} frames not as expected, the first: ${report.firstMismatch ?? '?'}`;
+    session.broken ??= session.wrongFrames;
+  };
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
+      openSessions.delete(session);
       publisher.close();
+      // A server kept for another session must see its sockets close now (answer the closing
+      // handshakes, free them), not while that session samples its memory.
+      if (options.keepPeer) peer.resume();
       await client.stop();
-      await peer.stop();
+      if (!options.keepPeer) await peer.stop();
     })());
 
   const session: FanoutSession = {
@@ -180,14 +233,19 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
     subscribers,
     memory: undefined,
     broken: undefined,
+    wrongFrames: undefined,
+    get nextSeq() {
+      return nextSeq;
+    },
     async step({ rate, count, ordered, tolerance }) {
+      if (paused) throw new Error(`${peer.name}: step while paused`);
       const firstSeq = nextSeq;
       const lastSeq = firstSeq + count - 1;
       nextSeq = lastSeq + 1;
       const inFlight = ordered ? 1 : CONCURRENCY;
       await publisher.connect(inFlight);
-      await client.expect(firstSeq);
-      const cpuBefore = await sampleCpu();
+      await client.expect(firstSeq, CHECK_EVERY);
+      const [cpuBefore, bystandersBefore] = await Promise.all([sampleCpu(), bystanderCpuMicros(session)]);
       const wallStart = clockMillis();
       const machineBefore = sampleMachineCpu();
       const publisherCpuBefore = process.cpuUsage();
@@ -199,7 +257,8 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
       const machineAfter = sampleMachineCpu();
       const publisherCpu = process.cpuUsage(publisherCpuBefore);
       const wallMs = clockMillis() - wallStart;
-      const cpu = spent(cpuBefore, await sampleCpu());
+      const [cpuAfter, bystandersAfter] = await Promise.all([sampleCpu(), bystanderCpuMicros(session)]);
+      const cpu = spent(cpuBefore, cpuAfter);
       const cores = (micros: number) => micros / (wallMs * 1000);
       const serverBusy = cores(cpu.server);
       const clientBusy = cores(report.clientCpuMicros);
@@ -208,12 +267,13 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
 
       const received = Math.max(1, report.received);
       const spanMs = report.received === 0 ? Number.NaN : report.lastReceiptAt - publish.startedAt + 1000 / rate;
-      const lossless = report.complete === subscribers && report.sockets === subscribers;
+      const lossless = report.complete === subscribers && report.sockets === subscribers && report.mismatched === 0;
       const inOrder = ordered ? report.outOfOrder === 0 : report.orders <= 1;
       const allowanceMs = Math.max(tolerance.minDrainMs, tolerance.drainFraction * durationMs);
       const drainMs = report.lastReceiptAt - scheduledEnd;
       const problem = describeProblem(report, publish, { subscribers, events: count, ordered, drainMs, allowanceMs });
       if (report.open < subscribers) session.broken ??= `the server closed ${subscribers - report.open} sockets (${formatCloses(report.closes)})`;
+      noteWrongFrames(report);
       return {
         rate,
         events: count,
@@ -226,6 +286,7 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
         redisCpuPerMessage: cpu.redis === undefined ? undefined : cpu.redis / received,
         redisCpuMicros: cpu.redis,
         serverBusy,
+        bystandersBusy: cores(bystandersAfter - bystandersBefore),
         clientBusy,
         machineBusy,
         othersBusy: Math.max(0, machineBusy - serverBusy - clientBusy - redisBusy - cores(publisherCpu.user + publisherCpu.system)),
@@ -234,17 +295,21 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
         inOrder,
         keptUp: problem === undefined,
         problem,
+        allowanceMs,
+        shortfall: offeredLoadShortfall({ rate, events: count, publish, allowanceMs, problem }),
       };
     },
     async burst(count, send, timeoutMs) {
+      if (paused) throw new Error(`${peer.name}: burst while paused`);
       const firstSeq = nextSeq;
       nextSeq += count;
-      await client.expect(firstSeq);
+      await client.expect(firstSeq, CHECK_EVERY);
       const cpuBefore = await sampleCpu();
       const sent = await send(firstSeq);
       const report = await client.collect(firstSeq + count - 1, 'every', timeoutMs);
       const cpu = spent(cpuBefore, await sampleCpu());
       if (report.open < subscribers) session.broken ??= `the server closed ${subscribers - report.open} sockets (${formatCloses(report.closes)})`;
+      noteWrongFrames(report);
       return {
         sent,
         client: report,
@@ -253,33 +318,50 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
       };
     },
     async settle(maxMs) {
-      const deadline = clockMillis() + maxMs;
-      let before = await peer.cpuMicros();
-      while (clockMillis() < deadline) {
-        await sleep(100);
-        const now = await peer.cpuMicros();
-        if (now - before < 5000) return; // < 5% of a core over 100 ms
-        before = now;
-      }
+      if (!paused) await waitUntilIdle(peer, maxMs);
+    },
+    async pause(settleMs) {
+      if (paused) return;
+      await session.settle(settleMs);
+      client.pause();
+      peer.pause();
+      paused = true;
+    },
+    async resume(settleMs) {
+      if (!paused) return;
+      peer.resume();
+      client.resume();
+      paused = false;
+      await session.settle(settleMs);
     },
     stop,
   };
 
   try {
     const before = await peer.memory();
-    const opened = await client.open(peer.url, subscribers, options.subscription ?? FANOUT_SUBSCRIPTION, options.ignore, options.spread);
-    await client.expect(nextSeq);
+    const opened = await client.open({
+      url: peer.url,
+      sockets: subscribers,
+      subscribe: options.subscription ?? FANOUT_SUBSCRIPTION,
+      ...(options.ignore !== undefined && { ignore: options.ignore }),
+      ...(options.spread !== undefined && { spread: options.spread }),
+      ...(options.frameCheck !== undefined && { frameCheck: options.frameCheck }),
+    });
+    // Probes: every frame matched whole.
+    await client.expect(nextSeq, 1);
     for (let probe = 0; ; probe += 1) {
       if (probe === MAX_PROBES) throw new Error(`${subscribers} subscriptions were not all live after ${probe} probe rounds`);
       // One probe per topic: every subscription waits for its own topic's.
       for (let topic = 0; topic < topics; topic += 1) await publisher.publishOne(nextSeq++);
       const seq = nextSeq - 1;
       const report = await client.collect(seq, 'last', options.probeWaitMs ?? 250);
+      if (report.mismatched > 0) throw new Error(`${report.mismatched} probe frames not as expected, the first: ${report.firstMismatch ?? '?'}`);
       if (report.open < opened) throw new Error(`the server closed ${opened - report.open} sockets (${formatCloses(report.closes)})`);
       if (report.operationEnds.length > 0) throw new Error(`subscription ended: ${report.operationEnds[0]}`);
       if (report.sawLast === opened) break;
     }
     session.memory = { before, after: await peer.memory(), connections: opened };
+    openSessions.set(session, [peer.pid, client.pid]);
     return session;
   } catch (error) {
     publisher.close();
@@ -288,40 +370,19 @@ export async function openSession(options: SessionOptions): Promise<FanoutSessio
   }
 }
 
-interface StepFacts {
-  readonly subscribers: number;
-  readonly events: number;
-  readonly ordered: boolean;
-  /** Last receipt − when the last event was due, in ms. */
-  readonly drainMs: number;
-  readonly allowanceMs: number;
-}
-
-/** The first reason a step did not keep up, or undefined when it did. */
-function describeProblem(report: StepReport, publish: PublishReport, facts: StepFacts): string | undefined {
-  const { subscribers, events } = facts;
-  if (publish.failures > 0) return `${publish.failures} of ${events} publishes failed: ${publish.firstFailure ?? '?'}`;
-  if (report.open < subscribers) return `server closed ${subscribers - report.open} sockets (${formatCloses(report.closes)})`;
-  if (report.operationEnds.length > 0) return `subscription ended: ${report.operationEnds[0]}`;
-  if (report.misrouted > 0) return `${report.misrouted.toLocaleString('en-US')} messages reached a subscriber of another topic`;
-  if (report.complete < subscribers) {
-    const what = [
-      report.missing > 0 && `${report.missing.toLocaleString('en-US')} messages missing${report.timedOut ? ' when the wait ended' : ''}`,
-      report.duplicates > 0 && `${report.duplicates.toLocaleString('en-US')} twice${report.lateDuplicates > 0 ? ` (${report.lateDuplicates.toLocaleString('en-US')} of them earlier steps' events, again)` : ''}`,
-    ].filter(Boolean);
-    return `${(subscribers - report.complete).toLocaleString('en-US')} of ${subscribers.toLocaleString('en-US')} subscribers incomplete: ${what.join(', ')}`;
-  }
-  if (facts.ordered && report.outOfOrder > 0) return `${report.outOfOrder.toLocaleString('en-US')} messages out of publish order`;
-  if (!facts.ordered && report.orders > 1) return `subscribers saw ${report.orders} different orders of the same events`;
-  if (facts.drainMs > facts.allowanceMs) {
-    // The publisher waits when all its requests are unanswered: then the backlog is in the HTTP path.
-    const publisherLate = publish.lagMs > facts.allowanceMs ? `; publishing itself ended ${Math.round(publish.lagMs)} ms late` : '';
-    return `backlog: last message ${Math.round(facts.drainMs)} ms after the last was due (allowed ${Math.round(facts.allowanceMs)} ms)${publisherLate}`;
-  }
-  return undefined;
-}
-
-function formatCloses(closes: Readonly<Record<string, number>>): string {
-  const entries = Object.entries(closes);
-  return entries.length === 0 ? 'none' : entries.map(([reason, count]) => `${count}× ${reason}`).join(', ');
+/**
+ * Runs `work` on `active` with every other open session of `group` paused (SIGSTOP: server and
+ * load client): an idle server's keep-alives, timers or leftover backlog would otherwise run
+ * during `active`'s step. Each is paused once idle (up to `settleMs`); `active` is resumed and
+ * given up to `settleMs` to run what came due while it was paused.
+ */
+export async function measureAlone<T>(
+  group: readonly (FanoutSession | undefined)[],
+  active: FanoutSession,
+  settleMs: number,
+  work: (session: FanoutSession) => Promise<T>,
+): Promise<T> {
+  for (const session of group) if (session && session !== active && openSessions.has(session)) await session.pause(settleMs);
+  await active.resume(settleMs);
+  return work(active);
 }

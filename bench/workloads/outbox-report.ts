@@ -4,7 +4,7 @@
  * delivered twice, out of its entity's order or to another tenant, and a real poller that lost,
  * doubled or reordered a row of the backlog. An arm or a poller that is merely slow is a result.
  */
-import { print, printRatioLine, printTable } from '../lib/report.ts';
+import { notComparable, print, printRatioLine, printTable } from '../lib/report.ts';
 import { formatMicros, formatMillis, formatRate, formatRatio, median } from '../lib/stats.ts';
 import type { DrainConfiguration, DrainOutcome } from './outbox-drain.ts';
 import type { ArmName } from './outbox-setup.ts';
@@ -50,10 +50,12 @@ export function reportLatency(outcomes: readonly ArmOutcome[], table: LatencyTab
   const aimOf = (outcome: ArmOutcome, m: RoundsSummary): string => {
     if (outcome.name === 'outbox-poll') {
       if (rate !== POLL_AIM_RATE) return '—';
+      if (m.shortfall !== undefined) return `p50 ≤ ${formatMicros(pollAimMicros)}: — not at the offered load`;
       return `p50 ≤ ${formatMicros(pollAimMicros)} ${m.p50 <= pollAimMicros ? '✓' : '✗'}`;
     }
     if (outcome.name === 'outbox-wal') {
       if (!base) return `p50, p99 ≤ ${formatRatio(WAL_AIM_RATIO)} ${baseline}: —`;
+      if (notComparable(outcome.name, m.shortfall, baseline, base.shortfall) !== undefined) return `p50, p99 ≤ ${formatRatio(WAL_AIM_RATIO)} ${baseline}: — not comparable`;
       const met = m.p50 / base.p50 <= WAL_AIM_RATIO && m.p99 / base.p99 <= WAL_AIM_RATIO;
       return `p50, p99 ≤ ${formatRatio(WAL_AIM_RATIO)} ${baseline} ${met ? '✓' : '✗'}`;
     }
@@ -95,10 +97,11 @@ export function reportLatency(outcomes: readonly ArmOutcome[], table: LatencyTab
     }),
     notes: [
       `commits/s: made, one INSERT (its own transaction) in flight; below ${rate} when one takes longer than the interval`,
-      "commit→sub: INSERT sent → the subscriber's `next` (clocks of two processes on one machine); commit: INSERT sent → committed (answered)",
+      "commit→sub: INSERT due (its place in the schedule, however late the writer got to send it) → the subscriber's `next` (clocks of two processes on one machine); commit: INSERT sent → committed (answered)",
       `outbox-poll polls every ${pollIntervalMs} ms (OUTBOX_POLL_INTERVAL_MS, the default) when a pass found no full batch: its latency is about half that on average, by design`,
       'zero loss: every subscriber got every row of its tenant exactly once, in commit order (a tenant\'s outbox rows are one entity), and none of another tenant\'s',
       'server CPU/commit: the Tributary process over the step ÷ commits (reading the source, routing, delivering); Postgres not counted',
+      `the other arms are left running (a WAL reader's replication connection would time out if paused): their servers and load clients used ${bystanders(outcomes).toFixed(2)} cores at most during a step (in no column)`,
     ],
   });
   const failures: string[] = [];
@@ -115,18 +118,24 @@ export function reportLatency(outcomes: readonly ArmOutcome[], table: LatencyTab
       continue;
     }
     if (!m || !base) continue;
+    // A side that did not get (or deliver) the offered rate was measured under another load.
+    const invalid = notComparable(outcome.name, m.shortfall, baseline, base.shortfall);
     printRatioLine(outcome.name, baseline, [
-      { metric: 'commit→sub p50', value: m.p50 / base.p50 },
-      { metric: 'p99', value: m.p99 / base.p99 },
-      { metric: 'server CPU/commit', value: m.cpuPerEvent / base.cpuPerEvent },
+      { metric: 'commit→sub p50', value: m.p50 / base.p50, invalid },
+      { metric: 'p99', value: m.p99 / base.p99, invalid },
+      { metric: 'server CPU/commit', value: m.cpuPerEvent / base.cpuPerEvent, invalid },
     ]);
     if (outcome.name === 'outbox-wal') {
       const met = m.p50 / base.p50 <= WAL_AIM_RATIO && m.p99 / base.p99 <= WAL_AIM_RATIO;
-      print(`    aim: p50 and p99 ≤ ${formatRatio(WAL_AIM_RATIO)} ${baseline}'s ${met ? '✓' : '✗'}`);
+      print(`    aim: p50 and p99 ≤ ${formatRatio(WAL_AIM_RATIO)} ${baseline}'s ${invalid === undefined ? (met ? '✓' : '✗') : '— not decidable: not comparable'}`);
     }
   }
-  if (base && !base.zeroLoss) print(`  (${baseline} did not deliver every row in time at this rate: the ratios are against a growing backlog)`);
   return failures;
+}
+
+/** The most the other arms' processes used during one step of these outcomes, in cores. */
+function bystanders(outcomes: readonly ArmOutcome[]): number {
+  return Math.max(0, ...outcomes.flatMap((outcome) => outcome.rounds.map((round) => round.bystandersBusy)).filter(Number.isFinite));
 }
 
 /** One configuration of the drain over the rounds, compared with the naive poller of each round. */

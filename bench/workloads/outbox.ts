@@ -24,7 +24,7 @@ import { createCommitWriter } from '../lib/commit-writer.ts';
 import type { PeerProcess } from '../lib/peer-process.ts';
 import { messageOf, print } from '../lib/report.ts';
 import { formatMillis } from '../lib/stats.ts';
-import type { Workload, WorkloadContext } from '../lib/workload.ts';
+import { skip, type Workload, type WorkloadContext } from '../lib/workload.ts';
 import { startSourceDatabase, type SourceDatabase } from './cdc-setup.ts';
 import { openSession, type FanoutSession, type StepOptions, type StepResult, type StepTolerance } from './fanout-session.ts';
 import { runDrain, type DrainSettings } from './outbox-drain.ts';
@@ -149,12 +149,19 @@ export const outbox: Workload = {
 async function runLatency(shared: Shared): Promise<string[]> {
   const { context, settings } = shared;
   const members = await startArms(shared);
-  const step = (rate: number, seconds: number): StepOptions => ({ rate, count: Math.max(5, Math.round(rate * seconds)), ordered: true, tolerance: settings.tolerance });
+  // A poller delivers up to an interval after the commit by design: that is its latency, not a
+  // backlog, so its last row may come an interval later than another arm's before it counts as one.
+  const step = (member: Member, rate: number, seconds: number): StepOptions => ({
+    rate,
+    count: Math.max(5, Math.round(rate * seconds)),
+    ordered: true,
+    tolerance: member.name === 'outbox-poll' ? { ...settings.tolerance, minDrainMs: settings.tolerance.minDrainMs + POLL_INTERVAL_MS } : settings.tolerance,
+  });
   let measured: RateRounds<ArmName, StepResult>;
   try {
-    for (const member of members) await measure(shared, member, step(settings.warmupRate, settings.warmupSeconds), 'the warm-up');
+    for (const member of members) await measure(shared, member, step(member, settings.warmupRate, settings.warmupSeconds), 'the warm-up');
     const available = members.filter((member) => member.unavailable === undefined);
-    measured = await roundsPerRate(available, settings.rates, context.rounds, (member, rate) => measure(shared, member, step(rate, settings.seconds), `${rate}/s`));
+    measured = await roundsPerRate(available, settings.rates, context.rounds, (member, rate) => measure(shared, member, step(member, rate, settings.seconds), `${rate}/s`));
   } finally {
     await Promise.all(members.map((member) => member.session?.stop() ?? Promise.resolve()));
   }
@@ -225,7 +232,8 @@ async function startArms(shared: Shared): Promise<Member[]> {
     }
   }
   print(`servers ready and reading their sources (one at a time; boot not measured): ${boots.join(', ')}`);
-  for (const member of members) if (member.unavailable !== undefined) print(`${member.name}: ${member.unavailable}`);
+  // Not measured: a gap in the run (exit 1 unless --allow-skip), not a failure of the arm.
+  for (const member of members) if (member.unavailable !== undefined) skip(context, `outbox: ${member.name}`, member.unavailable);
 
   const payloads = await subscriberPayloads(source.secret, settings.tenants);
   for (const member of members) {

@@ -27,7 +27,7 @@ import { startReconnectClient, type ReconnectClient } from '../lib/reconnect-cli
 import type { ClientKind } from '../lib/reconnect-protocol.ts';
 import { messageOf, print } from '../lib/report.ts';
 import { formatMillis } from '../lib/stats.ts';
-import type { Workload, WorkloadContext } from '../lib/workload.ts';
+import { skip, type Workload, type WorkloadContext } from '../lib/workload.ts';
 import { printRefresh, printRestart, summaryLine, type RefreshResult, type RestartResult } from './reconnect-report.ts';
 
 interface Settings {
@@ -117,7 +117,7 @@ export const reconnect: Workload = {
     try {
       redis = await startRedis();
     } catch (error) {
-      print(`skipped: no private redis-server (${messageOf(error)})`);
+      skip(context, 'reconnect', `no private redis-server (${messageOf(error)})`);
       return;
     }
     const redisServer = redis;

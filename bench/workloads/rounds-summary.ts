@@ -5,6 +5,7 @@
  */
 import { median } from '../lib/stats.ts';
 import type { StepResult } from './fanout-session.ts';
+import { achievedRate } from './step-problems.ts';
 
 export interface RoundsSummary {
   /** Events per second actually sent: below the offered rate when one takes longer than the interval. */
@@ -27,6 +28,11 @@ export interface RoundsSummary {
   readonly problem: string | undefined;
   /** An event twice, out of order, or at another topic's subscriber: a bug, not a load limit. */
   readonly wrong: string | undefined;
+  /**
+   * Why a round's figures are not those of the offered rate (the writer lagged, or the peer delivered
+   * below the rate: `offeredLoadShortfall`), the first round's that has one; ratios with it are ✗.
+   */
+  readonly shortfall: string | undefined;
 }
 
 function wrongDelivery(result: StepResult): string | undefined {
@@ -49,7 +55,7 @@ export function summarizeRounds(rounds: readonly StepResult[]): RoundsSummary | 
   }
   const bad = rounds.find((result) => !result.lossless || !result.inOrder || result.publish.failures > 0 || wrongDelivery(result) !== undefined);
   return {
-    achieved: of((r) => r.events / ((r.publish.lastSentAt - r.publish.startedAt) / 1000 + 1 / r.rate)),
+    achieved: of(achievedRate),
     p50: of((r) => r.client.latency?.p50),
     p99: of((r) => r.client.latency?.p99),
     answeredP50: of((r) => r.publish.answered?.p50),
@@ -61,5 +67,6 @@ export function summarizeRounds(rounds: readonly StepResult[]): RoundsSummary | 
     zeroLoss: bad === undefined,
     problem: bad === undefined ? undefined : (wrongDelivery(bad) ?? bad.problem),
     wrong: rounds.map(wrongDelivery).find((text) => text !== undefined),
+    shortfall: rounds.map((result) => result.shortfall).find((text) => text !== undefined),
   };
 }

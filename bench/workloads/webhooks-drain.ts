@@ -266,7 +266,7 @@ async function drainTributary(shared: DrainContext, settings: DrainSettings, mod
 
 async function drainNaive(shared: DrainContext, settings: DrainSettings, url: string, round: number): Promise<DrainOutcome> {
   const { redis, receivers } = shared;
-  const name = 'naive-bullmq-fetch';
+  const name = 'naive-bullmq';
   const total = settings.warmup + settings.deliveries;
   const firstSeq = shared.takeSeq(total);
   let failed = 0;

@@ -66,6 +66,11 @@ export interface LatencyStep {
   readonly redisCpuMicros: number;
   /** The whole machine, in cores (NaN without /proc/stat). */
   readonly machineBusy: number;
+  /**
+   * The other modes' server processes over the step, in cores: they are left running (a paused
+   * BullMQ worker would lose its job locks), so what they use idle is reported, not removed.
+   */
+  readonly bystandersBusy: number;
 }
 
 export interface LatencyOutcome {
@@ -119,7 +124,7 @@ export async function runLatency(shared: LatencyShared, settings: LatencySetting
       for (let round = 0; round < context.rounds; round += 1) {
         for (const member of members) {
           if (member.failure !== undefined || member.incomplete.has(rate) || !member.peer) continue;
-          const step = await measure(shared, settings, member, rate, settings.seconds);
+          const step = await measure(shared, settings, member, rate, settings.seconds, members);
           if (!step) continue;
           member.steps.get(rate)?.push(step);
           if (!step.receivers.complete) {
@@ -195,21 +200,41 @@ async function startServers(shared: LatencyShared, settings: LatencySettings, me
 }
 
 /** One step: `rate × seconds` events published, then every delivery waited for (at most the collect timeout). */
-async function measure(shared: LatencyShared, settings: LatencySettings, member: Member, rate: number, seconds: number): Promise<LatencyStep | undefined> {
+async function measure(
+  shared: LatencyShared,
+  settings: LatencySettings,
+  member: Member,
+  rate: number,
+  seconds: number,
+  group: readonly Member[] = [],
+): Promise<LatencyStep | undefined> {
   const { peer, publisher } = member;
+  const others = group.filter((other) => other !== member && other.peer).map((other) => other.peer?.pid);
+  const othersCpu = async () => (await Promise.all(others.map((pid) => processCpuMicros(pid)))).reduce((sum, micros) => sum + (Number.isFinite(micros) ? micros : 0), 0);
   if (!peer || !publisher) return undefined;
   const count = Math.max(5, Math.round(rate * seconds));
   const firstSeq = shared.takeSeq(count);
   try {
     await publisher.connect(PUBLISHES_IN_FLIGHT);
     await shared.receivers.expect(firstSeq, count, settings.endpoints, { spread: settings.spread === true, sender: member.mode.name });
-    const [serverBefore, postgresBefore, redisBefore] = await Promise.all([peer.cpuMicros(), shared.source.databaseCpuMicros(member.database), processCpuMicros(shared.redis.pid)]);
+    const [serverBefore, postgresBefore, redisBefore, othersBefore] = await Promise.all([
+      peer.cpuMicros(),
+      shared.source.databaseCpuMicros(member.database),
+      processCpuMicros(shared.redis.pid),
+      othersCpu(),
+    ]);
+    const startedAt = clockMillis();
     const machineBefore = sampleMachineCpu();
     // Open loop, bounded: what the server could not take by the end of the step is not sent.
     const publish = await publisher.run({ firstSeq, count, rate, maxInFlight: PUBLISHES_IN_FLIGHT, until: clockMillis() + seconds * 1000 });
     const receivers = await shared.receivers.collect(settings.collectTimeoutMs, publish.sent);
     const machineAfter = sampleMachineCpu();
-    const [serverAfter, postgresAfter, redisAfter] = await Promise.all([peer.cpuMicros(), shared.source.databaseCpuMicros(member.database), processCpuMicros(shared.redis.pid)]);
+    const [serverAfter, postgresAfter, redisAfter, othersAfter] = await Promise.all([
+      peer.cpuMicros(),
+      shared.source.databaseCpuMicros(member.database),
+      processCpuMicros(shared.redis.pid),
+      othersCpu(),
+    ]);
     if (publish.failures > 0) throw new Error(`${publish.failures} publishes failed, the first: ${publish.firstFailure ?? '?'}`);
     return {
       rate,
@@ -221,6 +246,7 @@ async function measure(shared: LatencyShared, settings: LatencySettings, member:
       postgresCpuMicros: postgresAfter - postgresBefore,
       redisCpuMicros: member.mode.redis ? redisAfter - redisBefore : Number.NaN,
       machineBusy: busyCores(machineBefore, machineAfter),
+      bystandersBusy: (othersAfter - othersBefore) / ((clockMillis() - startedAt) * 1000),
     };
   } catch (error) {
     member.failure = messageOf(error);

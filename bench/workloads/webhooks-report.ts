@@ -144,7 +144,7 @@ export function reportLatency(outcomes: readonly LatencyOutcome[], table: Latenc
     }),
     notes: [
       `tributary-bullmq: Redis, BullMQ queue and Redis Streams log; tributary-embedded: no Redis, the in-process delivery loop; both role all (one process publishes and delivers), platform database on the private Postgres, ${table.concurrency}`,
-      "event→receiver: publish sent (the payload's sentAt) → the receiver has read the request body (clocks of two processes on one machine); publish: sent → answered (the deliveries are stored by then)",
+      "event→receiver: publish due (the payload's sentAt: its place in the schedule, however late the publisher got to send it) → the receiver has read the request body (clocks of two processes on one machine); publish: sent → answered (the deliveries are stored by then)",
       `events/s: published, ${table.publishesInFlight} publishes in flight at most; the publisher stops at the end of the step, so it is below the rate when the server answers more slowly`,
       ...(spread
         ? [
@@ -154,6 +154,7 @@ export function reportLatency(outcomes: readonly LatencyOutcome[], table: Latenc
           ]
         : ['deliveries/s: delivered ÷ (first publish → last delivery); delivered/expected: over all rounds, once per receiver, of the events published; twice: an event a receiver got again']),
       'server CPU/delivery: the Tributary process over the step ÷ deliveries (publish, routing, storing, delivering); Postgres: the backends of its database; Redis: redis-server; machine: cores busy over the step',
+      `the other mode's server is left running during a step (a paused BullMQ worker would lose its job locks): it used ${Math.max(0, ...outcomes.flatMap((outcome) => (outcome.steps.get(rate) ?? []).map((step) => step.bystandersBusy)).filter(Number.isFinite)).toFixed(2)} cores at most (in no column but machine)`,
       ...(outcomes.some((outcome) => !(summaries.get(outcome.mode)?.complete ?? true))
         ? [
             '≥: not every delivery arrived within the collect timeout after the last publish; the percentiles are of those that did (the missing ones would be the slowest); ' +
@@ -271,7 +272,7 @@ export function reportDrain(outcomes: readonly DrainOutcome[], drain: DrainSetti
           .map((o) => `${o.name}: ${o.seeded ?? '—'}`)
           .join('; ') +
         '), then drained by a server of the mode (role all, WEBHOOK_CONCURRENCY and maxConcurrency = the concurrency) started on that database and queue',
-      `naive-bullmq-fetch: one BullMQ job per delivery (addBulk), a Worker of concurrency ${drain.concurrency} doing await fetch(url, { method: 'POST', body }) (peers/naive-bullmq-webhooks.ts; ${outcomes.find((o) => o.kind === 'naive')?.seeded ?? '—'})`,
+      `naive-bullmq: one BullMQ job per delivery (addBulk), a Worker of concurrency ${drain.concurrency} doing await request(url, { method: 'POST', body }) with undici, as the loop (peers/naive-bullmq-webhooks.ts; ${outcomes.find((o) => o.kind === 'naive')?.seeded ?? '—'})`,
       `plain-post-loop: ${drain.concurrency} keep-alive undici connections POSTing the same body back to back — the physical limit (peers/plain-post-loop.ts)`,
       'measured in: the last warm-up delivery → the last delivery at the receiver; deliveries/s: the measured deliveries ÷ that; from cold: every delivery ÷ first → last (a sender started cold: JIT, connections). Every sender posts a body of the same shape and size (~' +
         `${Math.round(outcomes.find((o) => o.receiver)?.receiver?.meanBodyBytes ?? Number.NaN)} bytes); Tributary adds its signature headers`,

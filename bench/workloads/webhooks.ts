@@ -14,7 +14,7 @@
  *    one delivery, to receiver `seq % 10`; 100 and 1,000 events/s (`--quick`: 1,000), otherwise as 1.
  *    Aim: p99 ≤ 50 ms at 1,000 events/s (= 1,000 deliveries/s).
  * 3. Saturation (`webhooks-drain.ts`): a backlog of 10,000 + 30,000 deliveries (`--quick`: 1,000
- *    + 1,500) to one receiver drained by each mode, by a naive BullMQ job-per-delivery + `fetch`
+ *    + 1,500) to one receiver drained by each mode, by a naive BullMQ job-per-delivery + undici `request`
  *    worker and by a plain keep-alive POST loop (the physical limit), all with 100 in flight; the
  *    first 10,000 warm each sender up, the rest are measured (steady state); every sender once per
  *    `--rounds` (`--quick`: once), compared within its round.
