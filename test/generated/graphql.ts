@@ -107,11 +107,11 @@ export type CdcReaderStatus = {
   lastError: Maybe<Scalars['String']['output']>;
   /** This instance reads the slot. */
   leading: Scalars['Boolean']['output'];
-  /** The publication on the source database, named like the slot. */
+  /** The publication on the source database: the source's own, or `tributary_` + a hash of the database's identity (one per database, shared by deployments). */
   publicationName: Maybe<Scalars['String']['output']>;
   /** WAL the slot keeps on the source server, in bytes. */
   retainedWalBytes: Maybe<Scalars['Float']['output']>;
-  /** The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity. Null while the database cannot be reached. */
+  /** The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity + `_` + the deployment's 12 hex digits (without them for a deployment that read CDC before 0036). Null while the database cannot be reached. */
   slotName: Maybe<Scalars['String']['output']>;
   /** starting, streaming, reconnecting, stopped or failed. */
   state: Scalars['String']['output'];

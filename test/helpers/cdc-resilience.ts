@@ -54,14 +54,29 @@ export function cdcEnv(extra: Record<string, string> = {}): Record<string, strin
   };
 }
 
-/** The slot and publication a server uses for this database when its source sets no names (derived from its identity). */
-export async function replicationNamesOf(pool: pg.Pool): Promise<ReplicationNames> {
+/** The slot and publication names derived from this database's identity (the publication's; a slot's first part). */
+export async function derivedNamesOf(pool: pg.Pool): Promise<ReplicationNames> {
   const client = await pool.connect();
   try {
     return defaultReplicationNames(await identifyDatabase(client));
   } finally {
     client.release();
   }
+}
+
+/**
+ * The slot and publication a server uses for this database when its source sets no names: the
+ * derived publication, and the slot its deployment reads (the derived name, then the deployment's
+ * part). Ask once a server has started reading the database.
+ */
+export async function replicationNamesOf(pool: pg.Pool): Promise<ReplicationNames> {
+  const derived = await derivedNamesOf(pool);
+  const { rows } = await pool.query<{ slot_name: string }>(
+    'SELECT slot_name FROM pg_replication_slots WHERE database = current_database() AND starts_with(slot_name, $1)',
+    [`${derived.slotName}_`],
+  );
+  if (rows.length !== 1) throw new Error(`expected the slot of one deployment on the database, found ${rows.length}`);
+  return { slotName: rows[0]!.slot_name, publicationName: derived.publicationName };
 }
 
 /** A pool on the source database, closed when the test ends; survives server restarts under it. */

@@ -21,6 +21,7 @@ import {
   lsnDiff,
   openPool,
   readerStatus,
+  derivedNamesOf,
   replicationNamesOf,
   slotRow,
   startChildServer,
@@ -321,10 +322,10 @@ describe('CDC resilience', () => {
     const pool = openPool(source.url);
     await createItemsTable(pool);
     const env = cdcEnv({ REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
-    const { slotName } = await replicationNamesOf(pool);
     const server = await startTestServer(env);
     await configureSource(server, source.url);
     await waitUntilLeading(server);
+    const { slotName } = await replicationNamesOf(pool);
     const live = await subscribeOn(server);
     await insertItems(pool, ids(1, 3));
     await bumpItems(pool, ids(1, 3));
@@ -379,12 +380,12 @@ describe('CDC resilience', () => {
     await createItemsTable(pool);
     await pool.query('CREATE TABLE other (id serial PRIMARY KEY, pad text)');
     const env = cdcEnv({ REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
-    const { slotName, publicationName } = await replicationNamesOf(pool);
     // A publication of the mapped table only, made beforehand: the reader uses it as it is.
-    await pool.query(`CREATE PUBLICATION ${publicationName} FOR TABLE items`);
+    await pool.query(`CREATE PUBLICATION ${(await derivedNamesOf(pool)).publicationName} FOR TABLE items`);
     const server = await startTestServer(env);
     await configureSource(server, source.url);
     await waitUntilLeading(server);
+    const { slotName } = await replicationNamesOf(pool);
     const start = (await slotRow(pool, slotName))!;
 
     for (let i = 0; i < 20; i += 1) await pool.query(`INSERT INTO other (pad) SELECT repeat('x', 1000) FROM generate_series(1, 100)`);

@@ -148,20 +148,20 @@ describe('a source URL that changes', () => {
     };
     const shop = { app: 'shop', env: 'prod' };
     const slot = await configure(server, shop, urlAs(oldRole), CONTACTS_MAPPING);
-    /** The roles of the source's backends that Tributary opened (the walsender, the pooled ones). */
+    /** The roles of the source's backends that Tributary opened (the walsender, named for its deployment; the pooled ones). */
     const tributaryLogins = async (applicationName: string) =>
-      (await db.pool.query<{ usename: string }>('SELECT usename FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1', [applicationName])).rows.map(
+      (await db.pool.query<{ usename: string }>('SELECT usename FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1', [applicationName])).rows.map(
         (row) => row.usename,
       );
-    await waitFor(async () => (await tributaryLogins('tributary-cdc')).join() === oldRole, { message: 'the walsender runs as the old role' });
+    await waitFor(async () => (await tributaryLogins('tributary-cdc/%')).join() === oldRole, { message: 'the walsender runs as the old role' });
 
     const set = await gql(server, await admin(shop), 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { user } }', { url: urlAs(newRole) });
     expect(set.errors, JSON.stringify(set.errors)).toBeUndefined();
-    await waitFor(async () => (await tributaryLogins('tributary-cdc')).join() === newRole, { timeoutMs: 20_000, message: 'the walsender runs as the new role' });
+    await waitFor(async () => (await tributaryLogins('tributary-cdc/%')).join() === newRole, { timeoutMs: 20_000, message: 'the walsender runs as the new role' });
     // The old login's pool is closed: revoking it affects nothing Tributary holds.
     await waitFor(async () => !(await tributaryLogins('tributary-cdc-setup')).includes(oldRole), { message: 'no pooled connection of the old role is left' });
     await db.pool.query(`ALTER ROLE ${oldRole} NOLOGIN`);
-    await db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tributary-cdc'`);
+    await db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'tributary-cdc/%'`);
 
     const feed = await subscriber(server, shop, 'crm.contacts.read', 'contacts');
     await db.pool.query(`INSERT INTO contacts (tenant_id, name) VALUES ('a', 'after the rotation')`);
@@ -181,7 +181,7 @@ describe('a source URL that changes', () => {
     const slot = await configure(server, shop, db.url, CONTACTS_MAPPING);
     await configure(server, crm, crmUrl.toString(), { ...CONTACTS_MAPPING, name: 'leads', module: 'sales', model: 'leads', topic: 'sales.lead-events' });
     const walsenderLogin = async () =>
-      (await db.pool.query<{ usename: string }>(`SELECT usename FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tributary-cdc'`)).rows.map((row) => row.usename).join();
+      (await db.pool.query<{ usename: string }>(`SELECT usename FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'tributary-cdc/%'`)).rows.map((row) => row.usename).join();
     expect(await walsenderLogin()).not.toBe(role);
 
     expect(await gql(server, await admin(shop), 'mutation { removeCdcSource }')).toEqual({ data: { removeCdcSource: true } });

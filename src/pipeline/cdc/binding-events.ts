@@ -13,10 +13,11 @@
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { RawEventInput, WalTransaction } from '../events/envelope.ts';
+import { scopeKey } from '../scope.ts';
 import type { TableShape } from './mapping/mapping-check.ts';
 import { evaluateChange, UnroutableRowError } from './mapping/mapping-evaluate.ts';
 import { mappedChangeEvents } from './mapping/mapped-events.ts';
-import type { DomainMapping } from './mapping/mapping.ts';
+import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
 import type { RowChange } from './row-change.ts';
 
 /** What of an environment's binding to the source the events are made from (a `CdcBinding` is one). */
@@ -77,4 +78,23 @@ function unroutable(options: BindingEventsOptions, scope: MappedBinding['scope']
   options.logger.warn({ app: scope.app, env: scope.env, mapping: error.mapping, reason: error.reason, err: error }, message);
   options.metrics?.cdcUnroutable.inc();
   options.onUnroutable?.(error, scope);
+}
+
+/** `schema.table` of every table some binding maps. */
+export function mappedTables(bindings: readonly Pick<MappedBinding, 'mappings'>[]): ReadonlySet<string> {
+  const tables = new Set<string>();
+  for (const binding of bindings) {
+    for (const mapping of binding.mappings) {
+      const table = mappingTable(mapping);
+      tables.add(`${table.schema}.${table.name}`);
+    }
+  }
+  return tables;
+}
+
+/** The router's per-entity keys of a batch (`event-router.ts`). */
+export function entityKeysOf(inputs: readonly RawEventInput[]): string[] {
+  const keys = new Set<string>();
+  for (const input of inputs) if (input.entity !== undefined) keys.add(`${scopeKey(input.scope)}|${input.entity}`);
+  return [...keys];
 }

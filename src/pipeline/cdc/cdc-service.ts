@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { badUserInput, ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
+import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { isDatabaseUnreachable } from '../connection-errors.ts';
@@ -12,7 +12,8 @@ import { pruneExpiredRawChanges, type CdcSourceRecord, type CdcStore, type Retir
 import type { DomainMapping } from './mapping/mapping.ts';
 import { checkSource, type SourceCheck } from './mapping/mapping-source-check.ts';
 import { streamConflicts } from './mapping/mapping-topics.ts';
-import { checkedNames, followerStatus, idleStatus, namesOf, sameNames } from './source-names.ts';
+import { assertNamesAgree, checkedNames, followerStatus, idleStatus, namesOf, sameNames } from './source-names.ts';
+import { deploymentNaming, type DeploymentNaming } from './deployment-slots.ts';
 import { defaultReplicationNames, identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import { assertLogicalReplicationAllowed } from './wal/replication-setup.ts';
 import { createRetiredSlots, knownDatabase, previousDatabase, slotOwner } from './retired-slots.ts';
@@ -37,8 +38,9 @@ import type { WalOutboxBinding, WalOutboxFigures } from './wal-outboxes.ts';
  * Connections: one `SourceConnections` per source URL, made by the injected factory and disposed
  * once no environment and no reader uses it (idle pooled connections close on their own).
  *
- * Slots: when a database loses its last environment and WAL-mode outbox, or its slot name changes,
- * the old slot is noted in the platform database, and dropped once its reader stopped (`retired-slots.ts`).
+ * Slots: each deployment (platform database) reads a database on a slot of its own (`deployment-slots.ts`).
+ * When a database loses its last environment and WAL-mode outbox, or its slot name changes, the
+ * old slot is noted in the platform database, and dropped once its reader stopped (`retired-slots.ts`).
  */
 export interface CdcService {
   start(): Promise<void>;
@@ -154,7 +156,13 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   let lastReload: Promise<void> = Promise.resolve();
   let closed = false;
   const coalescer = createKeyedCoalescer();
-  const retired = createRetiredSlots({ connectionsOf: (url) => endpoints.connectionsOf(url), identityOf: (url) => knownDatabase(endpoints, url), store, logger });
+  /** The deployment's names, read once (a load needs them first; a failed read is tried again by the next). */
+  let naming: DeploymentNaming | undefined;
+  const namingOf = async (): Promise<DeploymentNaming> => (naming ??= deploymentNaming(await store.deployment()));
+  const connectionsOf = (url: string) => endpoints.connectionsOf(url);
+  // Notes are settled by loads only, which read the naming first.
+  const derivedNames = (identity: DatabaseIdentity) => (naming ? naming.derived(identity) : defaultReplicationNames(identity));
+  const retired = createRetiredSlots({ connectionsOf, identityOf: (url) => knownDatabase(endpoints, url), derivedNames, store, logger });
 
   const envKey = (scope: EnvScope) => `${scope.app}/${scope.env}`;
   const identityOf = (url: string) => endpoints.identityOf(url);
@@ -164,6 +172,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const dropRetired = (notes: readonly RetiredSlotNote[]) => retired.drop(notes, (slot) => slotOwner(sources.get(slot.database), slot.slotName, options.redis !== undefined));
 
   const load = async (): Promise<void> => {
+    const deployment = await namingOf();
     // Before the configuration: a note is saved with the change that retires its slot, which this load then sees.
     const notes = await retired.list();
     const outboxRows = (await options.outboxes?.list()) ?? [];
@@ -182,7 +191,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     let complete = resolved;
     for (const [key, entry] of sources) {
       const group = groups.get(key);
-      const names = group && namesOf(group.identity, group.rows);
+      const names = group && namesOf(deployment.derived(group.identity), group.rows);
       // A reader keeps the URL it was made with; once no environment or outbox names it (new
       // credentials, the environment removed), it is made again on one in use, on the same slot
       // (nothing retired): on the old URL, its next connect would fail once that login is revoked.
@@ -209,13 +218,14 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         existing.source.setBindings(bindings, outboxes);
         return;
       }
-      const names = namesOf(identity, rows);
+      const names = namesOf(deployment.derived(identity), rows);
       const source = createCdcSource({
         ...options,
         ...(signals && { signals }),
         id: sourceIdOf(identity),
         connections: endpoints.connectionsOf(url),
         names,
+        deployment,
         ownsPublication: names.publicationName === defaultReplicationNames(identity).publicationName,
         logger,
         bindings,
@@ -299,18 +309,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         if (isDatabaseUnreachable(error)) throw new TributaryError(ErrorCode.UNAVAILABLE, `Cannot reach the database right now: ${message}; retry shortly`, { cause: error, details: { field: 'databaseUrl' } });
         throw new TributaryError(ErrorCode.BAD_USER_INPUT, `Cannot connect to the database: ${message}`, { cause: error, details: { field: 'databaseUrl' } });
       }
-      // One reader per database: every environment on it must agree on its own names.
-      for (const other of await store.listSources()) {
-        if (envKey(other) === envKey(scope) || (other.slotName === wanted.slotName && other.publicationName === wanted.publicationName)) continue;
-        const otherIdentity = await endpoints.knownIdentity(other.databaseUrl, IDENTITY_WAIT_MS);
-        if (otherIdentity === undefined || identityKey(otherIdentity) !== identityKey(identity)) continue;
-        const effective = namesOf(identity, [other]);
-        throw badUserInput(
-          other.slotName === wanted.slotName ? 'publicationName' : 'slotName',
-          `Another environment already reads this database with slot "${effective.slotName}" and publication ` +
-            `"${effective.publicationName}"; set the same slotName and publicationName${other.slotName === null && other.publicationName === null ? ' (none)' : ''}`,
-        );
-      }
+      const others = (await store.listSources()).filter((other) => envKey(other) !== envKey(scope));
+      await assertNamesAgree(wanted, identity, others, (url) => endpoints.knownIdentity(url, IDENTITY_WAIT_MS), (await namingOf()).derived(identity));
       const saved = await store.setSource(scope.app, scope.env, databaseUrl, wanted, await previousDatabase(endpoints, await store.getSource(scope.app, scope.env)));
       await reload();
       return saved;
@@ -344,7 +344,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       const others = (await store.listMappings(scope)).map((stored) => stored.mapping).filter((m) => m.name !== mapping.name);
       const problems = streamConflicts(mapping, others);
       // Every environment on one database uses the same names (`setSource` sees to it).
-      const publicationOf = (identity: DatabaseIdentity) => namesOf(identity, [source]).publicationName;
+      const publicationOf = (identity: DatabaseIdentity) => namesOf(defaultReplicationNames(identity), [source]).publicationName;
       let checked: SourceCheck;
       try {
         checked = await endpoints.connectionsOf(source.databaseUrl).withClient((client) => checkSource(client, mapping, publicationOf));
@@ -374,7 +374,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       if (localStatus?.leading) return localStatus;
       // Another instance leads: what it last wrote.
       const id = sourceIdOf(identity);
-      return followerStatus(id, local?.names ?? namesOf(identity, [source]), await store.getStatus(id), localStatus?.lastError ?? null);
+      return followerStatus(id, local?.names ?? namesOf((await namingOf()).derived(identity), [source]), await store.getStatus(id), localStatus?.lastError ?? null);
     },
 
     leading() {

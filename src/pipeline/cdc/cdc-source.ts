@@ -5,21 +5,21 @@ import type { Metrics } from '../../metrics.ts';
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
-import { createLeaderElection, type LeaderElection, type LeaderElectionOptions } from '../coordination/leader-election.ts';
+import { createLeaderElection, type LeaderElection, type LeaderElectionOptions, type LeaderLease } from '../coordination/leader-election.ts';
 import type { ReleaseSignals } from '../coordination/release-signals.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import { scopeKey } from '../scope.ts';
-import { bindingEvents, type BindingEventsOptions } from './binding-events.ts';
+import { bindingEvents, entityKeysOf, mappedTables, type BindingEventsOptions } from './binding-events.ts';
 import type { CdcStore, RawChangeRow } from './cdc-store.ts';
 import type { TableShape } from './mapping/mapping-check.ts';
-import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
-import { modelTopic, topicPattern } from './mapping/mapping-topics.ts';
+import type { DomainMapping } from './mapping/mapping.ts';
 import type { TransactionChunk } from './row-change.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
 import { createChunkBarrier } from './chunk-barrier.ts';
+import { claimSlot, isSlotInUse, notedSlotInUse, startErrorText, UNNAMED_DEPLOYMENT, withApplicationName, type DeploymentNaming } from './deployment-slots.ts';
 import { endTruncatedHistories, truncatedModels, type TruncatedModel } from './model-truncates.ts';
+import { renewSourceEpochs, type HistoryBreak } from './source-epochs.ts';
 import { idleStatus as notLeadingStatus, type CdcSourceStatus } from './source-names.ts';
 import { createWalOutboxes, type WalOutboxBinding, type WalOutboxFigures } from './wal-outboxes.ts';
 import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
@@ -78,6 +78,8 @@ export interface CdcSourceOptions {
   /** The database's connections; the caller owns (and disposes) them. */
   readonly connections: SourceConnections;
   readonly names: ReplicationNames;
+  /** The deployment reading (its walsenders' name, which of them it may terminate: `deployment-slots.ts`). @default UNNAMED_DEPLOYMENT */
+  readonly deployment?: DeploymentNaming;
   /** The publication is Tributary's own (see `WalReaderOptions.ownsPublication`). @default false */
   readonly ownsPublication?: boolean;
   readonly bindings: readonly CdcBinding[];
@@ -110,6 +112,8 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   const { id, names } = options;
   const logger = options.logger.child({ source: id });
   const { router, store } = options;
+  const deployment = options.deployment ?? UNNAMED_DEPLOYMENT;
+  const replicationConnections = withApplicationName(options.connections, deployment.applicationName);
   let bindings = options.bindings;
   let rawTables = mappedTables(bindings);
   let outboxBindings = options.outboxes ?? [];
@@ -199,51 +203,50 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     await rawChanges.add(raw);
   };
 
-  /**
-   * Whenever a slot is created, the streams of this source start a new history (epoch): a slot
-   * created now holds nothing of what happened before it, and whether an earlier slot existed
-   * cannot be told reliably in every case (a lost status, a new leader), so it is always assumed.
-   * The cost when nothing was lost: subscribers of these topics resync once.
-   */
-  const renewEpochs = async (recreated: boolean) => {
-    const matchers = bindings.map((binding) => ({
-      scope: binding.scope,
-      topics: binding.mappings.flatMap((mapping) => [topicPattern(modelTopic(mapping)), topicPattern(mapping.topic)]),
-    }));
-    const renewed = await options.log.renewEpochs((scope, topic) =>
-      matchers.some((m) => m.scope.app === scope.app && m.scope.env === scope.env && m.topics.some((pattern) => pattern.test(topic))),
-    );
-    if (recreated) {
-      logger.warn({ renewed }, 'replication slot was recreated: changes may be missing; streams get a new epoch (clients resync)');
-      await store.noteSlotLost(id).catch((error: unknown) => logger.warn({ err: error }, 'the lost slot could not be noted for the alerts'));
-    }
-    else logger.info({ renewed }, 'replication slot created; streams of this source start a new epoch');
-  };
+  /** A new history for this source's streams (`source-epochs.ts`). */
+  const epochs = { source: id, slotName: names.slotName, log: options.log, store, logger };
+  const renewEpochs = (why: HistoryBreak) => renewSourceEpochs(epochs, bindings, why);
+  /** Another reader streamed the slot when this one was to start (`claimSlot`): it may have confirmed changes meanwhile. */
+  let slotWasTaken = false;
 
   /**
    * Starts the reader, retrying with a capped backoff until it streams or `signal` aborts (this
-   * instance stopped leading, or stopped). A walsender left on the slot by a previous leader is
-   * terminated first: that leader's lease has expired, and the slot serves one reader at a time.
+   * instance stopped leading, or stopped; `leading` reads its lease from the clock). A walsender of
+   * this deployment left on the slot (a previous leader's, whose lease expired) is terminated
+   * first; another reader's is not (`claimSlot`).
    */
-  const runReader = async (leader: string | null, signal: AbortSignal) => {
+  const runReader = async (leader: string | null, signal: AbortSignal, leading: () => boolean) => {
     const backoff = createBackoff({ initialMs: RETRY_FIRST_MS, maxMs: RETRY_MAX_MS });
     while (!signal.aborted) {
       try {
         const previous = await store.getStatus(id);
-        await options.connections.withClient((client) =>
-          client.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active', [names.slotName]),
-        );
+        // Refused earlier (here, or on the instance that led before): what the other confirmed is missing.
+        slotWasTaken ||= notedSlotInUse(previous?.lastError);
+        const refused = await options.connections.withClient((client) => claimSlot(client, names.slotName, deployment));
+        if (refused) throw refused;
         if (signal.aborted) return;
         const next = createWalReader({
-          connections: options.connections,
+          connections: replicationConnections,
           slotName: names.slotName,
           publicationName: names.publicationName,
           ownsPublication: options.ownsPublication === true,
           expectExistingSlot: previous?.lastLsn != null,
           logger,
           handle,
-          onSlotCreated: ({ recreated }) => renewEpochs(recreated),
-          onReady: () => outboxes.onReady(),
+          onSlotCreated: async ({ recreated }) => {
+            await renewEpochs(recreated ? 'recreated' : 'created');
+            slotWasTaken = false;
+          },
+          onSlotTaken: async () => {
+            // This instance's lease ran out unnoticed (a frozen process): the next leader read on, nothing is missing.
+            if (!leading()) throw new TributaryError(ErrorCode.UNAVAILABLE, 'the slot moved on while this instance no longer led its reader');
+            await renewEpochs('taken');
+          },
+          onReady: async () => {
+            if (slotWasTaken) await renewEpochs('taken');
+            slotWasTaken = false;
+            await outboxes.onReady();
+          },
         });
         reader = next;
         await next.start();
@@ -255,8 +258,11 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
         const failed = reader;
         reader = undefined;
         await failed?.stop();
-        lastStartError = error instanceof Error ? error.message : String(error);
-        logger.error({ err: error, attempt: backoff.failures }, 'CDC reader could not start; retrying');
+        const told = lastStartError;
+        lastStartError = startErrorText(error);
+        if (!isSlotInUse(error)) logger.error({ err: error, attempt: backoff.failures }, 'CDC reader could not start; retrying');
+        else if (lastStartError !== told) logger.warn({ err: error, slot: names.slotName }, 'the replication slot is streamed by another reader: not taking it (MISCONFIGURED); retrying');
+        slotWasTaken ||= isSlotInUse(error);
         await store.saveStatus({ ...statusRecord(idleStatus()), state: 'failed', lastError: lastStartError, leader }).catch(() => undefined);
         await pause(backoff.next(), signal);
       }
@@ -266,10 +272,10 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   let running: { controller: AbortController; done: Promise<void> } | undefined;
   let lastStartError: string | null = null;
 
-  const startReader = (leader: string | null, signal?: AbortSignal) => {
+  const startReader = (leader: string | null, lease?: Pick<LeaderLease, 'signal' | 'isValid'>) => {
     const controller = new AbortController();
-    signal?.addEventListener('abort', () => controller.abort(), { once: true });
-    running = { controller, done: runReader(leader, controller.signal) };
+    lease?.signal.addEventListener('abort', () => controller.abort(), { once: true });
+    running = { controller, done: runReader(leader, controller.signal, () => lease?.isValid() ?? true) };
   };
 
   const stopReader = async () => {
@@ -320,7 +326,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
         logger,
         onElected: (lease) => {
           logger.info({ fencingToken: lease.fencingToken }, 'leading the CDC reader');
-          startReader(lease.holderId, lease.signal);
+          startReader(lease.holderId, lease);
         },
         onDemoted: async (_lease, reason) => {
           logger.info({ reason }, 'no longer leading the CDC reader');
@@ -375,25 +381,6 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
 
 /** The platform's table of raw changes (`cdc-store.ts`). */
 const RAW_CHANGE_TABLE = 'cdc_events';
-
-/** `schema.table` of every table some binding maps. */
-function mappedTables(bindings: readonly CdcBinding[]): ReadonlySet<string> {
-  const tables = new Set<string>();
-  for (const binding of bindings) {
-    for (const mapping of binding.mappings) {
-      const table = mappingTable(mapping);
-      tables.add(`${table.schema}.${table.name}`);
-    }
-  }
-  return tables;
-}
-
-/** The router's per-entity keys of a batch (`event-router.ts`). */
-function entityKeysOf(inputs: readonly RawEventInput[]): string[] {
-  const keys = new Set<string>();
-  for (const input of inputs) if (input.entity !== undefined) keys.add(`${scopeKey(input.scope)}|${input.entity}`);
-  return [...keys];
-}
 
 const RETRY_FIRST_MS = 200;
 const RETRY_MAX_MS = 5000;

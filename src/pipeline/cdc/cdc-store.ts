@@ -1,12 +1,14 @@
+import { randomUUID } from 'node:crypto';
 import type { Database } from '../../db/database.ts';
 import { addMinuteCounts, CDC_UNROUTABLE_COUNTS } from '../../db/minute-counts.ts';
 import { parseMapping, type DomainMapping } from './mapping/mapping.ts';
 import type { RowChange } from './row-change.ts';
+import { createUnroutableTally } from './unroutable-tally.ts';
 
 /**
  * What CDC keeps in the platform database (migration 0003): each environment's source database,
- * its mappings, the readers' status, the raw changes (bounded retention) and the replication slots
- * to drop (migration 0025).
+ * its mappings, the readers' status, the raw changes (bounded retention), the replication slots
+ * to drop (migration 0025) and the deployment's id (migration 0036).
  */
 export interface CdcSourceRecord {
   readonly app: string;
@@ -36,6 +38,13 @@ export interface RetiredSlotNote {
 export interface KnownDatabase {
   readonly url: string;
   readonly database: string;
+}
+
+/** The deployment this platform database is (`deployment-slots.ts`). */
+export interface CdcDeployment {
+  readonly id: string;
+  /** It read CDC before deployments had slots of their own: it keeps the names it had. */
+  readonly legacySlotNames: boolean;
 }
 
 export interface StoredMapping {
@@ -78,6 +87,8 @@ export interface RawChangeRow {
 }
 
 export interface CdcStore {
+  /** The deployment's id, made (at random) by the first call when there is none yet. */
+  deployment(): Promise<CdcDeployment>;
   listSources(): Promise<CdcSourceRecord[]>;
   getSource(app: string, env: string): Promise<CdcSourceRecord | undefined>;
   /** Also notes the slot the environment's previous URL or slot name named (`RetiredSlotNote`), in the same statement. */
@@ -149,6 +160,18 @@ export function createCdcStore(db: Database): CdcStore {
   const unroutable = createUnroutableTally();
 
   return {
+    async deployment() {
+      // The row this statement inserts is not in its own snapshot of the table: the union reads either.
+      const { rows } = await db.query<{ id: string; legacy_slot_names: boolean }>(
+        `WITH made AS (
+           INSERT INTO cdc_deployment (id) VALUES ($1) ON CONFLICT (singleton) DO NOTHING RETURNING id, legacy_slot_names
+         )
+         SELECT id, legacy_slot_names FROM made UNION ALL SELECT id, legacy_slot_names FROM cdc_deployment`,
+        [randomUUID()],
+      );
+      return { id: rows[0]!.id, legacySlotNames: rows[0]!.legacy_slot_names };
+    },
+
     async listSources() {
       const { rows } = await db.query<SourceRow>(`SELECT ${SOURCE_COLUMNS} FROM cdc_sources ORDER BY app, env`);
       return rows.map(toSource);
@@ -331,35 +354,6 @@ export function createCdcStore(db: Database): CdcStore {
     async pruneRawChanges(before, limit) {
       const { rowCount } = await db.query('DELETE FROM cdc_events WHERE id IN (SELECT id FROM cdc_events WHERE received_at < $1 LIMIT $2)', [before, limit]);
       return rowCount;
-    },
-  };
-}
-
-/** Counts by label values in `CDC_UNROUTABLE_COUNTS` order (app, env, mapping, reason). */
-type UnroutableCount = { readonly labels: readonly string[]; rows: number };
-type UnroutableCounts = Map<string, UnroutableCount>;
-
-/** Unroutable rows per source, noted but not saved yet; per environment, mapping and reason. */
-function createUnroutableTally() {
-  const bySource = new Map<string, UnroutableCounts>();
-  const add = (source: string, labels: readonly string[], rows: number) => {
-    let counts = bySource.get(source);
-    if (!counts) bySource.set(source, (counts = new Map<string, UnroutableCount>()));
-    const key = JSON.stringify(labels);
-    const entry = counts.get(key);
-    if (entry) entry.rows += rows;
-    else counts.set(key, { labels, rows });
-  };
-  return {
-    note: (source: string, row: UnroutableNote) => add(source, [row.app, row.env, row.mapping, row.reason], 1),
-    take(source: string): UnroutableCounts {
-      const counts = bySource.get(source) ?? new Map<string, UnroutableCount>();
-      bySource.delete(source);
-      return counts;
-    },
-    /** Puts back counts a failed save took: noted meanwhile or not, none is lost. */
-    restore(source: string, counts: UnroutableCounts) {
-      for (const { labels, rows } of counts.values()) add(source, labels, rows);
     },
   };
 }

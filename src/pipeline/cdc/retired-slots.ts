@@ -74,6 +74,8 @@ export interface RetiredSlotsOptions {
   readonly identityOf: (url: string) => Promise<string | undefined>;
   readonly store: Pick<CdcStore, 'forgetReader' | 'noteRetiredSlot' | 'listRetiredSlots' | 'pinRetiredSlot' | 'settleRetiredSlots'>;
   readonly logger: Logger;
+  /** The slot name a note without one means: the deployment's derived name (`deployment-slots.ts`). @default the name of before deployments had their own */
+  readonly derivedNames?: (identity: DatabaseIdentity) => ReplicationNames;
   /** How long a drop is retried while the database cannot be reached, in ms. @default 1 hour */
   readonly retryUnreachableMs?: number;
   /** The clock, in ms. @default Date.now */
@@ -111,6 +113,7 @@ export function createRetiredSlots(options: RetiredSlotsOptions): RetiredSlots {
   const { logger, store } = options;
   const now = options.now ?? Date.now;
   const retryUnreachableMs = options.retryUnreachableMs ?? RETRY_UNREACHABLE_MS;
+  const derivedNames = options.derivedNames ?? ((identity: DatabaseIdentity) => defaultReplicationNames(identity));
   /** What this instance learned of each pending slot, by database and slot name. */
   const pending = new Map<string, { unreachableSince: number | undefined; toldActive: boolean; forgotten: boolean }>();
   /** Notes saved without their database, by id: since when this instance fails to reach their URL. */
@@ -153,7 +156,7 @@ export function createRetiredSlots(options: RetiredSlotsOptions): RetiredSlots {
     unreachedSince.delete(note.id);
     const { host, pathname } = new URL(note.databaseUrl);
     logger.warn(
-      { host, database: decodeURIComponent(pathname.slice(1)), slot: note.slotName ?? 'tributary_… (the name derived from the database)' },
+      { host, database: decodeURIComponent(pathname.slice(1)), slot: note.slotName ?? 'tributary_… (the name derived from the database and this deployment)' },
       'a retired replication slot could not be dropped: its database was not reached for an hour; drop it by hand there (SELECT pg_drop_replication_slot(…)), or it retains WAL',
     );
     return true;
@@ -179,7 +182,7 @@ export function createRetiredSlots(options: RetiredSlotsOptions): RetiredSlots {
       }
       unreachedSince.delete(note.id);
       const identity = identityOfKey(database);
-      const slotName = note.slotName ?? defaultReplicationNames(identity).slotName;
+      const slotName = note.slotName ?? derivedNames(identity).slotName;
       const key = `${database}\u0000${slotName}`;
       const entry = slots.get(key) ?? { slot: { database, source: sourceIdOf(identity), url: note.databaseUrl, slotName }, ids: [] };
       entry.ids.push(note.id);

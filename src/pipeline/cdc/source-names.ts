@@ -2,9 +2,9 @@
  * What the CDC service says about a source database before (or without) a reader: the slot and
  * publication names its environments agree on, and the status of a reader this instance does not lead.
  */
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { badUserInput, ErrorCode, TributaryError } from '../../errors.ts';
 import type { CdcSourceRecord, ReaderStatusRecord } from './cdc-store.ts';
-import { defaultReplicationNames, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
+import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import { isValidPublicationName, isValidSlotName } from './wal/replication-setup.ts';
 import type { WalReaderStatus } from './wal/wal-reader.ts';
 
@@ -36,13 +36,37 @@ export function checkedNames(names: { readonly slotName?: string | null; readonl
   return wanted;
 }
 
-/** A database's names: those its environments set (they agree, `setSource` sees to it), else derived. */
-export function namesOf(identity: DatabaseIdentity, rows: readonly CdcSourceRecord[]): ReplicationNames {
-  const derived = defaultReplicationNames(identity);
+/** A database's names: those its environments set (they agree, `setSource` sees to it), else `derived` (the deployment's, `deployment-slots.ts`). */
+export function namesOf(derived: ReplicationNames, rows: readonly CdcSourceRecord[]): ReplicationNames {
   return {
     slotName: rows.find((row) => row.slotName !== null)?.slotName ?? derived.slotName,
     publicationName: rows.find((row) => row.publicationName !== null)?.publicationName ?? derived.publicationName,
   };
+}
+
+/**
+ * One reader per database: every environment on it must agree on its names (`others`: the other
+ * environments' sources; `derived`: the database's derived names). @throws BAD_USER_INPUT naming
+ * the field and the names the database is read with.
+ */
+export async function assertNamesAgree(
+  wanted: { readonly slotName: string | null; readonly publicationName: string | null },
+  identity: DatabaseIdentity,
+  others: readonly CdcSourceRecord[],
+  identityOf: (url: string) => Promise<DatabaseIdentity | undefined>,
+  derived: ReplicationNames,
+): Promise<void> {
+  for (const other of others) {
+    if (other.slotName === wanted.slotName && other.publicationName === wanted.publicationName) continue;
+    const otherIdentity = await identityOf(other.databaseUrl);
+    if (otherIdentity === undefined || identityKey(otherIdentity) !== identityKey(identity)) continue;
+    const effective = namesOf(derived, [other]);
+    throw badUserInput(
+      other.slotName === wanted.slotName ? 'publicationName' : 'slotName',
+      `Another environment already reads this database with slot "${effective.slotName}" and publication ` +
+        `"${effective.publicationName}"; set the same slotName and publicationName${other.slotName === null && other.publicationName === null ? ' (none)' : ''}`,
+    );
+  }
 }
 
 export function sameNames(a: ReplicationNames, b: ReplicationNames): boolean {

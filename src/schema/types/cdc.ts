@@ -11,9 +11,9 @@ const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').im
     leading: t.exposeBoolean('leading', { description: 'This instance reads the slot.' }),
     slotName: t.exposeString('slotName', {
       nullable: true,
-      description: "The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity. Null while the database cannot be reached.",
+      description: "The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity + `_` + the deployment's 12 hex digits (without them for a deployment that read CDC before 0036). Null while the database cannot be reached.",
     }),
-    publicationName: t.exposeString('publicationName', { nullable: true, description: 'The publication on the source database, named like the slot.' }),
+    publicationName: t.exposeString('publicationName', { nullable: true, description: 'The publication on the source database: the source\'s own, or `tributary_` + a hash of the database\'s identity (one per database, shared by deployments).' }),
     lastAcknowledgedLsn: t.exposeString('lastAcknowledgedLsn', { nullable: true, description: 'Position confirmed to Postgres: everything before it is in the log.' }),
     lagBytes: t.float({ nullable: true, description: 'WAL written after the confirmed position, in bytes.', resolve: (status) => status.lagBytes }),
     retainedWalBytes: t.float({ nullable: true, description: 'WAL the slot keeps on the source server, in bytes.', resolve: (status) => status.retainedWalBytes }),
@@ -78,9 +78,9 @@ builder.mutationFields((t) => ({
       databaseUrl: t.arg.string({ required: true }),
       slotName: t.arg.string({
         description:
-          "The source's own replication slot (1–63 lower-case letters, digits, _). Default: `tributary_` + a hash of the database's identity, one slot per database however many environments point at it. A slot no longer used after a change of name or database is dropped.",
+          "The source's own replication slot (1–63 lower-case letters, digits, _). Default: `tributary_` + a hash of the database's identity + `_` + the deployment's id, one slot per database and deployment however many environments point at it. A slot no longer used after a change of name or database is dropped.",
       }),
-      publicationName: t.arg.string({ description: "The source's own publication (a lower-case identifier). Default: named like the slot." }),
+      publicationName: t.arg.string({ description: "The source's own publication (a lower-case identifier). Default: `tributary_` + a hash of the database's identity." }),
     },
     resolve: (_root, args, context) => resolvers.setCdcSource(context, args),
   }),

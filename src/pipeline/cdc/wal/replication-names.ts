@@ -9,9 +9,12 @@
  * Names. A slot name is unique per Postgres server and a publication name per database, so a
  * fixed name would make two sources on one server fight over one slot. The default names are
  * derived from the identity: `tributary_` + the first 20 hex digits of
- * SHA-256(`{system identifier}/{database name}`), e.g. `tributary_3f9c0a51d2e87b4460aa`, for both
- * the slot and the publication (30 characters, valid for both). A source may set its own names
- * (`setCdcSource(slotName:, publicationName:)`), e.g. to keep a slot made by an earlier version.
+ * SHA-256(`{system identifier}/{database name}`), e.g. `tributary_3f9c0a51d2e87b4460aa`, for the
+ * publication, and for the slot that name + `_` + the deployment's 12 hex digits
+ * (`deployment-slots.ts`), e.g. `tributary_3f9c0a51d2e87b4460aa_5be01c9d7a32` (43 characters):
+ * a slot keeps one position, so each deployment reading the database needs its own. A deployment
+ * that read CDC before deployments had their part keeps the slot name without it. A source may set
+ * its own names (`setCdcSource(slotName:, publicationName:)`), e.g. to keep a slot made elsewhere.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -41,8 +44,12 @@ export async function identifyDatabase(client: pg.ClientBase): Promise<DatabaseI
   return { systemIdentifier: row.system_identifier, database: row.database };
 }
 
-/** The slot and publication of a database whose source sets no names of its own. */
-export function defaultReplicationNames(identity: DatabaseIdentity): ReplicationNames {
+/**
+ * The slot and publication of a database whose source sets no names of its own: with
+ * `deploymentTag` (12 hex digits, `deployment-slots.ts`), the slot is that deployment's; without,
+ * the name every deployment used before (the publication's).
+ */
+export function defaultReplicationNames(identity: DatabaseIdentity, deploymentTag?: string): ReplicationNames {
   const name = `tributary_${createHash('sha256').update(identityKey(identity)).digest('hex').slice(0, 20)}`;
-  return { slotName: name, publicationName: name };
+  return { slotName: deploymentTag === undefined ? name : `${name}_${deploymentTag}`, publicationName: name };
 }

@@ -5,6 +5,7 @@
  */
 import pg from 'pg';
 import { ErrorCode, InternalError, SqlState, TributaryError, sqlStateOf } from '../../../errors.ts';
+import type { Logger } from '../../../logger.ts';
 import { normalizeLsn } from './lsn.ts';
 
 /** Postgres' own rule for slot names. */
@@ -39,6 +40,13 @@ export function assertPublicationName(name: string): void {
       ErrorCode.MISCONFIGURED,
       `publication name "${name}" is invalid: use a lower-case identifier (letters, digits, underscores; not starting with a digit)`,
     );
+  }
+}
+
+/** An option the operator set: a wrong value is a misconfiguration, said at start. */
+export function assertPositiveInteger(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new TributaryError(ErrorCode.MISCONFIGURED, `${name} must be a positive integer, got ${value}`);
   }
 }
 
@@ -109,6 +117,16 @@ const VIA_ROOT = 'publish_via_partition_root = true';
  */
 export async function publishViaPartitionRoot(client: pg.ClientBase, name: string): Promise<void> {
   await client.query(`ALTER PUBLICATION ${pg.escapeIdentifier(name)} SET (${VIA_ROOT})`);
+}
+
+/** `publishViaPartitionRoot`, not fatal: only mappings of partitioned tables need it, and saving one says what to run then. */
+export async function tryPublishViaPartitionRoot(client: pg.ClientBase, publication: string, logger: Logger): Promise<void> {
+  try {
+    await publishViaPartitionRoot(client, publication);
+    logger.info({ publication }, 'publication now publishes partitioned tables under their own name');
+  } catch (error) {
+    logger.warn({ err: error, publication }, 'could not set publish_via_partition_root on the publication: changes of partitioned tables keep their partition names');
+  }
 }
 
 /** Whether a publication streams a table's changes under the table's own name. */

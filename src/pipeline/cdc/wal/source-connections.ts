@@ -21,7 +21,7 @@ export const REPLICATION_KEEPALIVE_DELAY_MS = 30_000;
 export interface SourceConnections {
   /** Runs `use` on a pooled connection, released afterwards (destroyed when `use` failed). */
   withClient<T>(use: (client: pg.ClientBase) => Promise<T>): Promise<T>;
-  /** Settings of a replication connection to the same database (`application_name` included). */
+  /** Settings of a replication connection to the same database (`application_name` included: a CDC source puts its deployment's, `deployment-slots.ts`). */
   replicationConfig(): pg.ClientConfig;
   /**
    * The path to the server may have died without closing (the replication connection went silent):

@@ -32,6 +32,7 @@ import { formatLsn, parseLsn } from './lsn.ts';
 import { ReplicationSession, type ChunkSession, type ReaderPositions } from './replication-session.ts';
 import {
   assertLogicalReplicationAllowed,
+  assertPositiveInteger,
   assertPublicationName,
   assertSlotName,
   backendPid,
@@ -40,8 +41,8 @@ import {
   dropSlot,
   ensurePublication,
   ensureSlot,
-  publishViaPartitionRoot,
   readSlotUsage,
+  tryPublishViaPartitionRoot,
 } from './replication-setup.ts';
 import type { SourceConnections } from './source-connections.ts';
 
@@ -100,6 +101,12 @@ export interface WalReaderOptions {
    * a new epoch. If it throws, the new slot is dropped again so the next attempt reports it again.
    */
   readonly onSlotCreated?: (info: { recreated: boolean }) => void | Promise<void>;
+  /**
+   * Called at a reconnect, before any chunk, when the slot's confirmed position is ahead of the
+   * reader's own: another reader confirmed changes on it meanwhile, which this one never gets.
+   * If it throws, the connect fails (and is retried: it is called again).
+   */
+  readonly onSlotTaken?: () => void | Promise<void>;
   /**
    * Called on every (re)connect once the publication and slot exist, before the stream opens, with
    * no `handle` running (an earlier session's have settled). A rejection fails the connect, which
@@ -315,7 +322,7 @@ class PostgresWalReader implements WalReader {
     await assertLogicalReplicationAllowed(client);
     const publication = await ensurePublication(client, this.#publicationName, this.#options.tables);
     if (publication.created) this.#logger.info({ publication: this.#publicationName }, 'publication created');
-    else if (!publication.viaRoot && this.#options.ownsPublication === true) await this.#publishViaRoot(client);
+    else if (!publication.viaRoot && this.#options.ownsPublication === true) await tryPublishViaPartitionRoot(client, this.#publicationName, this.#logger);
     const slot = await this.#whileCreatingSlot(ensureSlot(client, this.#slotName, this.#options.expectExistingSlot === true || this.#slotSeen));
     if (slot.created) {
       this.#logger[slot.recreated ? 'warn' : 'info']({ recreated: slot.recreated }, 'replication slot created');
@@ -326,7 +333,9 @@ class PostgresWalReader implements WalReader {
         throw error;
       }
       this.#positions.confirmed = parseLsn(slot.startLsn);
-    } else if (!this.#slotSeen) {
+    } else if (!this.#slotSeen || parseLsn(slot.startLsn) > this.#positions.confirmed) {
+      // Postgres moves a slot's position only as its readers confirm: ahead of ours, another read it.
+      if (this.#slotSeen) await this.#options.onSlotTaken?.();
       this.#positions.confirmed = parseLsn(slot.startLsn);
     }
     this.#slotSeen = true;
@@ -368,17 +377,6 @@ class PostgresWalReader implements WalReader {
     });
   }
 
-  /** Not fatal: only mappings of partitioned tables need it, and saving one says what to run then. */
-  async #publishViaRoot(client: pg.ClientBase): Promise<void> {
-    const publication = this.#publicationName;
-    try {
-      await publishViaPartitionRoot(client, publication);
-      this.#logger.info({ publication }, 'publication now publishes partitioned tables under their own name');
-    } catch (error) {
-      this.#logger.warn({ err: error, publication }, 'could not set publish_via_partition_root on the publication: changes of partitioned tables keep their partition names');
-    }
-  }
-
   async #closeSession(session: ReplicationSession): Promise<void> {
     await session.close();
     if (this.#session === session) this.#session = undefined;
@@ -391,10 +389,3 @@ class PostgresWalReader implements WalReader {
 
 /** How often a slot creation still in progress checks what it waits for, in ms. */
 const SLOT_WAIT_CHECK_MS = 1000;
-
-/** An option the operator set: a wrong value is a misconfiguration, said at start. */
-function assertPositiveInteger(name: string, value: number): void {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new TributaryError(ErrorCode.MISCONFIGURED, `${name} must be a positive integer, got ${value}`);
-  }
-}
