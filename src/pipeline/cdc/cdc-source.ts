@@ -1,3 +1,4 @@
+import type { CdcBinding } from './cdc-binding.ts';
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../logger.ts';
@@ -12,8 +13,6 @@ import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { bindingEvents, entityKeysOf, mappedTables, type BindingEventsOptions } from './binding-events.ts';
 import type { CdcStore, RawChangeRow } from './cdc-store.ts';
-import type { TableShape } from './mapping/mapping-check.ts';
-import type { DomainMapping } from './mapping/mapping.ts';
 import type { TransactionChunk } from './row-change.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
 import { createChunkBarrier } from './chunk-barrier.ts';
@@ -45,17 +44,7 @@ import { createWalReader, type ChunkSession, type WalReader, type WalReaderStatu
  * The inserts into the outbox tables read in WAL mode are routed with them (`wal-outboxes.ts`).
  * A TRUNCATE of mapped tables ends their model streams' history (`model-truncates.ts`).
  */
-export interface CdcBinding {
-  readonly scope: { readonly app: string; readonly env: string };
-  readonly mappings: readonly DomainMapping[];
-  /** Catalog entries of the mapped tables, by `schema.table`. */
-  readonly tables: ReadonlyMap<string, TableShape>;
-  /**
-   * Mapped tables (`schema.table`) whose entry could not be read: a change of one fails its chunk,
-   * received again once the entry is there, rather than being keyed by a guess. @default none
-   */
-  readonly unread?: ReadonlySet<string>;
-}
+export type { CdcBinding };
 
 export type { CdcSourceStatus } from './source-names.ts';
 

@@ -3,7 +3,7 @@ import type { Database } from '../../db/database.ts';
 import { addMinuteCounts, CDC_UNROUTABLE_COUNTS } from '../../db/minute-counts.ts';
 import { parseMapping, type DomainMapping } from './mapping/mapping.ts';
 import type { RowChange } from './row-change.ts';
-import { createUnroutableTally } from './unroutable-tally.ts';
+import { createUnroutableTally, type UnroutableNote } from './unroutable-tally.ts';
 
 /**
  * What CDC keeps in the platform database (migration 0003): each environment's source database,
@@ -67,17 +67,7 @@ export interface ReaderStatusRecord {
   readonly updatedAt: Date;
 }
 
-/**
- * A row change not routed: the environment whose mapping matched it, that mapping and why
- * (`UnroutableReason`). The environment, not the source, is whose alert it is: environments
- * sharing a source database have mappings of their own.
- */
-export interface UnroutableNote {
-  readonly app: string;
-  readonly env: string;
-  readonly mapping: string;
-  readonly reason: string;
-}
+export type { UnroutableNote };
 
 export interface RawChangeRow {
   readonly source: string;

@@ -6,7 +6,7 @@
  * IDENTITY FULL — and an ordinary update would reach subscribers as a DELETED and a CREATED of
  * made-up ids. A mapped table never read is `unread`: its changes wait until it is (`cdc-source.ts`).
  */
-import type { CdcBinding } from './cdc-source.ts';
+import type { CdcBinding } from './cdc-binding.ts';
 import type { TableShape } from './mapping/mapping-check.ts';
 import type { DomainMapping } from './mapping/mapping.ts';
 

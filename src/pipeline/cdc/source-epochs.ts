@@ -12,7 +12,7 @@
  */
 import type { Logger } from '../../logger.ts';
 import type { EventLog } from '../log/event-log.ts';
-import type { CdcBinding } from './cdc-source.ts';
+import type { CdcBinding } from './cdc-binding.ts';
 import type { CdcStore } from './cdc-store.ts';
 import { modelTopic, topicPattern } from './mapping/mapping-topics.ts';
 

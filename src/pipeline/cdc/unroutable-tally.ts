@@ -3,7 +3,17 @@
  * reader's hot path and added to the platform database with the source's next status save
  * (`cdc-store.ts`, migration 0031).
  */
-import type { UnroutableNote } from './cdc-store.ts';
+/**
+ * A row change not routed: the environment whose mapping matched it, that mapping and why
+ * (`UnroutableReason`). The environment, not the source, is whose alert it is: environments
+ * sharing a source database have mappings of their own.
+ */
+export interface UnroutableNote {
+  readonly app: string;
+  readonly env: string;
+  readonly mapping: string;
+  readonly reason: string;
+}
 
 /** Counts by label values in `CDC_UNROUTABLE_COUNTS` order (app, env, mapping, reason). */
 type UnroutableCount = { readonly labels: readonly string[]; rows: number };
