@@ -1,4 +1,3 @@
-import type { CdcBinding } from './cdc-binding.ts';
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../logger.ts';
@@ -12,6 +11,7 @@ import type { RawEventInput } from '../events/envelope.ts';
 import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { bindingEvents, entityKeysOf, mappedTables, type BindingEventsOptions } from './binding-events.ts';
+import type { CdcBinding } from './cdc-binding.ts';
 import type { CdcStore, RawChangeRow } from './cdc-store.ts';
 import type { TransactionChunk } from './row-change.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
