@@ -3,16 +3,18 @@
 // ERR_UNKNOWN_FILE_EXTENSION for src/main.ts. Plain JavaScript that Node 18 parses; `--import`
 // itself needs Node ≥ 18.18 (older ones stop at "bad option: --import").
 //
-// Why 22.18: type stripping is on by default from it (and 23.6), and `import.meta.main` is there.
+// Why: type stripping is on by default from 22.18 (and 23.6), and `import.meta.main` (what runs
+// main()) came in 24.2 and was backported to 22.18.
 
 import process from 'node:process';
 
-const REQUIRED = [22, 18];
-
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
-if (major < REQUIRED[0] || (major === REQUIRED[0] && minor < REQUIRED[1])) {
+// 22.18 and later 22.x (type stripping and `import.meta.main` backported), 24.2 and later: Node
+// 23 and 24.0–24.1 strip types but have no `import.meta.main`, so the entry point would do nothing.
+const supported = (major === 22 && minor >= 18) || (major === 24 && minor >= 2) || major >= 25;
+if (!supported) {
   process.stderr.write(
-    `Tributary needs Node ≥ ${REQUIRED.join('.')} (found ${process.version}): it runs its TypeScript sources directly, which older Node cannot.\n` +
+    `Tributary needs Node 22.18+ or 24.2+ (found ${process.version}): it runs its TypeScript sources directly, with import.meta.main.\n` +
       'Install Node 24 (LTS) and run again — with nvm: nvm install 24 && nvm use 24; with fnm: fnm use --install-if-missing 24; ' +
       'or from https://nodejs.org/en/download.\n',
   );

@@ -26,7 +26,7 @@ async function run(node: string, args: readonly string[]): Promise<{ code: numbe
 }
 
 const refusal = (version: string) =>
-  `Tributary needs Node ≥ 22.18 (found ${version}): it runs its TypeScript sources directly, which older Node cannot.\n` +
+  `Tributary needs Node 22.18+ or 24.2+ (found ${version}): it runs its TypeScript sources directly, with import.meta.main.\n` +
   'Install Node 24 (LTS) and run again — with nvm: nvm install 24 && nvm use 24; with fnm: fnm use --install-if-missing 24; or from https://nodejs.org/en/download.\n';
 
 /** A preload that makes this Node report `version` (run before the check: preloads run in order). */
@@ -53,6 +53,13 @@ describe('scripts/require-node.mjs', () => {
     expect(await run(process.execPath, ['--import', reporting('22.17.1'), '--import', CHECK, 'src/cli/token.ts', '--help'])).toEqual({ code: 1, stdout: '', stderr: refusal('v22.17.1') });
     const allowed = await run(process.execPath, ['--import', reporting('22.18.0'), '--import', CHECK, 'src/cli/token.ts', '--help']);
     expect(allowed).toMatchObject({ code: 0, stderr: '' });
+  });
+
+  // Node 23 and 24.0–24.1 strip types but have no import.meta.main: the entry point would exit 0
+  // having done nothing.
+  it.each(['23.11.0', '24.1.0'])('refuses %s, which has no import.meta.main, and lets 24.2 through', async (version) => {
+    expect(await run(process.execPath, ['--import', reporting(version), '--import', CHECK, 'src/cli/token.ts', '--help'])).toEqual({ code: 1, stdout: '', stderr: refusal(`v${version}`) });
+    expect(await run(process.execPath, ['--import', reporting('24.2.0'), '--import', CHECK, 'src/cli/token.ts', '--help'])).toMatchObject({ code: 0, stderr: '' });
   });
 
   it('adds nothing on this Node: the same output and exit as without it', async () => {

@@ -32,8 +32,8 @@ describe('deploy files', () => {
       workers: 'exec env TRIBUTARY_ROLE=workers node --import ./scripts/require-node.mjs src/main.ts',
       dev: 'exec node --watch --import ./scripts/require-node.mjs src/main.ts',
     });
-    // Type stripping by default and import.meta.main (what runs main()) both arrived in 22.18.
-    expect(manifest.engines.node).toBe('>=22.18');
+    // Type stripping by default and import.meta.main (what runs main()): 22.18 on the 22 line, 24.2 on.
+    expect(manifest.engines.node).toBe('^22.18.0 || >=24.2.0');
   });
 
   it('ships a Grafana dashboard that parses, with a Prometheus data source variable', () => {
