@@ -154,15 +154,19 @@ export function subscribeStatsUpdates(context: ResolverContext, args: StatsUpdat
 export function statsUpdateOf(event: RealtimeEvent, args: StatsUpdatesArgs): TopicStatsBucket {
   const { startTime, topics } = readTopicMinutes(event);
   const tenant = statsTenant(args);
+  // As stored: a document's topic is its service's row (`sync.{service}.doc.*`).
+  const topic = statsTopicOf(args.topic);
   const counts = emptyCounts();
-  for (const row of topics) if (matches(row, args.topic, tenant)) mergeCounts(counts, countsOfMinute(row));
+  for (const row of topics) if (matches(row, topic, tenant)) mergeCounts(counts, countsOfMinute(row));
   const start = new Date(startTime);
-  return bucketOf(args.topic, '1m', start, new Date(start.getTime() + 60_000), counts);
+  return bucketOf(topic, '1m', start, new Date(start.getTime() + 60_000), counts);
 }
 
 /**
- * A topic whose counts may be asked for: a topic's name, or `~other` — the overflow row of the
- * caller's environment, which `hotTopics` lists (what a minute counted beyond its bound of topics).
+ * A topic whose counts may be asked for, as its rows name it: a topic's name, `~other` — the
+ * overflow row of the caller's environment, which `hotTopics` lists (what a minute counted beyond
+ * its bound of topics) —, a channel's `~channel:<name>`, or a service's documents'
+ * `sync.{service}.doc.*` (also for one document's topic).
  */
 function statsTopicOf(topic: string): string {
   if (topic === OVERFLOW_TOPIC) return topic;

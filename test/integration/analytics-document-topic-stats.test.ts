@@ -4,6 +4,9 @@
  * answers for that name, and for one document's topic with that row's counts.
  */
 import { describe, expect, it } from 'vitest';
+import { ANALYTICS_SYSTEM_TOPIC } from '../../src/pipeline/events/analytics-event.ts';
+import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
+import { statsUpdateOf } from '../../src/resolvers/analytics.ts';
 import { postGraphQL, startTestServer } from '../helpers/tributary.ts';
 
 const STATS = 'query($topic: String!, $from: DateTime!, $to: DateTime!) { topicStats(topic: $topic, granularity: MINUTE, from: $from, to: $to) { count } }';
@@ -21,5 +24,15 @@ describe('topicStats of sync documents', () => {
     expect(await ask('sync.notes.doc.n1')).toEqual(folded);
     // Not a way around the names' rules: only a `.doc.*` ending is taken.
     expect(await ask('sync.notes.*')).toMatchObject({ errors: [{ extensions: { code: 'BAD_USER_INPUT' } }] });
+  });
+});
+
+describe('statsUpdates of sync documents', () => {
+  it("counts a document topic's minute from its service's row", () => {
+    const row = { topic: 'sync.notes.doc.*', tenant: 'default', eventsDatabase: 0, eventsSync: 7, eventsSocket: 0, eventsSystem: 0, deliveries: 12, bytes: 900, webhookDelivered: 0, webhookFailed: 0, resyncs: 0, latency: [] };
+    const event = { source: 'system', topic: ANALYTICS_SYSTEM_TOPIC, payload: { startTime: '2026-01-01T00:00:00.000Z', topics: [row] } } as unknown as RealtimeEvent;
+    for (const topic of ['sync.notes.doc.abc', 'sync.notes.doc.*']) {
+      expect(statsUpdateOf(event, { topic })).toMatchObject({ topic: 'sync.notes.doc.*', count: 7, deliveries: 12 });
+    }
   });
 });
