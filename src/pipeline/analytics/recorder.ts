@@ -18,6 +18,7 @@ import { DASHBOARD_TOPIC } from '../events/dashboard-event.ts';
 import type { EventSource } from '../events/envelope.ts';
 import { InstanceTotals, type InstanceFigures, type WebhookOutcome } from './instance-figures.ts';
 import { latencyBucket, emptyHistogram } from './latency-histogram.ts';
+import { statsTopicOf } from './stats-store.ts';
 import { emptyCounts, environmentOfTopicKey, eventsCounter, isOverflowKey, MINUTE_MS, OTHER_TOPIC_KEY, overflowKeyOf, totalEvents, type TopicCounts } from './topic-counts.ts';
 
 /** What the places where things happen call. `topicKey` is the stream key (`StreamRef.key`). */
@@ -154,7 +155,12 @@ export function createAnalyticsRecorder(options: AnalyticsRecorderOptions = {}):
     const topics = current.topics;
     const counts = topics.get(topicKey);
     if (counts) return counts;
-    const key = current.admitted.has(topicKey) ? topicKey : admit(current, topicKey);
+    // A sync document's stream counts as its service's row (`statsTopicOf`), here already: each
+    // document admitted on its own would use up the minute's bound of topics.
+    const stored = storedKeyOf(topicKey);
+    const known = stored === topicKey ? undefined : topics.get(stored);
+    if (known) return known;
+    const key = current.admitted.has(stored) ? stored : admit(current, stored);
     let into = topics.get(key);
     if (!into) topics.set(key, (into = emptyCounts()));
     return into;
@@ -237,4 +243,13 @@ export function createAnalyticsRecorder(options: AnalyticsRecorderOptions = {}):
 /** The figures of an instance with analytics off: every figure 0, `enabled: false`. */
 export function disabledFigures(now: () => number = Date.now): InstanceFigures {
   return new InstanceTotals(false, now);
+}
+
+/** A stream key (`<scope>|<topic>`) with its topic as rows name it (`statsTopicOf`). */
+function storedKeyOf(topicKey: string): string {
+  const bar = topicKey.indexOf('|');
+  if (bar < 0) return topicKey;
+  const topic = topicKey.slice(bar + 1);
+  const stored = statsTopicOf(topic);
+  return stored === topic ? topicKey : `${topicKey.slice(0, bar + 1)}${stored}`;
 }
