@@ -159,8 +159,15 @@ async function untilAnswered<R>(request: () => Promise<R>, ended: AbortSignal): 
     try {
       return await request();
     } catch (error) {
-      if (ended.aborted || attempt >= PUBLISH_RETRY.attempts || !isRetryablePublishError(error)) throw error;
+      // A change the server saved (UNAVAILABLE with `saved: true`) is not made again under its key:
+      // every retry would be answered the same.
+      if (ended.aborted || attempt >= PUBLISH_RETRY.attempts || !isRetryablePublishError(error) || wasSaved(error)) throw error;
       await pause(Math.max(backoffDelay(attempt - 1, PUBLISH_RETRY.backoff), retryAfterOf(error) ?? 0), ended);
     }
   }
+}
+
+/** The server saved the change but could not finish it (UNAVAILABLE, `extensions.saved: true`). */
+function wasSaved(error: unknown): boolean {
+  return error instanceof TributaryRequestError && error.errors.some((entry) => entry.extensions?.['saved'] === true);
 }
