@@ -130,5 +130,6 @@ function hostAndPort(url: string): string {
 
 /** `scheme://user:password@host` → `scheme://user:***@host`; a password given as `?password=` too. */
 function maskPassword(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*):[^\s@]*@/i, '$1:***@').replace(/([?&]password=)[^&]*/i, '$1***');
+  // To the authority's last `@` (a password may hold `@`: pg splits there, as WHATWG URLs do).
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*):[^\s/?#]*@/i, '$1:***@').replace(/([?&]password=)[^&]*/i, '$1***');
 }

@@ -47,5 +47,6 @@ function summary(error: unknown): string {
 
 /** `scheme://user:password@host` → `scheme://user:***@host`. */
 function maskCredentials(text: string): string {
-  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*):[^\s@]*@/gi, '$1:***@');
+  // To the authority's last `@`: a password may hold `@` (pg splits there, as WHATWG URLs do).
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*):[^\s/?#]*@/gi, '$1:***@');
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, TributaryError } from '../../src/errors.ts';
+import { databaseConnectFailure } from '../../src/db/connection-failure.ts';
 import { describeFailure, startFailureText } from '../../src/start/failure.ts';
 
 const unavailable = (cause: unknown) => new TributaryError(ErrorCode.UNAVAILABLE, 'The database is unavailable right now; retry shortly', { cause });
@@ -27,6 +28,13 @@ describe('a start-up failure as printed', () => {
     looping.cause = new Error('via redis://:other-secret@cache:6379', { cause: looping });
     const printed = describeFailure(looping, { stack: false });
     expect(printed).toBe('could not open postgres://tributary:***@db:5432/platform\ncaused by: Error: via redis://:***@cache:6379');
+  });
+
+  it('masks a password that holds @ to the last @ of the URL’s authority, as pg splits it', () => {
+    expect(describeFailure(new Error('could not open postgres://app:t@t-Passw0rd@db.internal:5432/app?x=1'), { stack: false })).toBe(
+      'could not open postgres://app:***@db.internal:5432/app?x=1',
+    );
+    expect(databaseConnectFailure('postgres://app:t@t-Passw0rd@127.0.0.1:1/app', new Error('refused')).message).not.toContain('Passw0rd');
   });
 
   it('prints an expected failure without its stack, and a bug with it', () => {
