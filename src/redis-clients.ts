@@ -148,7 +148,7 @@ export async function refuseCluster(redis: Redis): Promise<void> {
   if (/^cluster_enabled:1\s*$/m.test(info)) {
     throw new TributaryError(
       ErrorCode.MISCONFIGURED,
-      'REDIS_URL points at a Redis Cluster node; Tributary needs one Redis (a primary, with replicas or Sentinel for failover), not a cluster',
+      'REDIS_URL points at a Redis Cluster node; Tributary needs one Redis primary (failover behind one address, such as a managed endpoint), not a cluster',
     );
   }
 }
