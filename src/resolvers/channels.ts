@@ -49,6 +49,9 @@ export async function broadcast(context: ResolverContext, input: BroadcastInput)
 export async function joinChannel(context: ResolverContext, name: string, presence = false): Promise<AsyncIterableIterator<ChannelMessage>> {
   const channel = assertNameArgument(name);
   assertAllowed(context, 'join', channel, 'name');
+  // A join is announced twice (joined, then left) to the channel's presence listeners: it costs
+  // the subject two of its publishes, or a loop of joins would flood them with no bound.
+  await context.services.subjectLimits.admitPublishes(context.principal, 2);
   const member = { subject: context.principal.subject, connectionId: context.connectionId };
   const messages = await context.services.channels.join(scopeOf(context.principal), channel, { member, presence });
   return guardedStream(messages, (next) => canAccessChannel(next, 'join', channel));
