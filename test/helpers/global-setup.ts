@@ -6,7 +6,7 @@
  */
 import type { TestProject } from 'vitest/node';
 import { createMigratedTemplate } from './migrated-template.ts';
-import { createPgliteTemplate } from './pglite-template.ts';
+import { createMigratedPgliteTemplate, createPgliteTemplate } from './pglite-template.ts';
 import { startPostgres } from './postgres.ts';
 import { startRedis } from './redis.ts';
 
@@ -23,6 +23,8 @@ declare module 'vitest' {
     migratedTemplate: string;
     /** A PGlite data folder already initialised, to copy for an embedded server (`pgliteDataDir()`). */
     pgliteTemplate: string;
+    /** The same with every migration applied (`pgliteDataDir({ migrated: true })`). */
+    pgliteMigratedTemplate: string;
   }
 }
 
@@ -49,15 +51,20 @@ export default async function setup(project: TestProject): Promise<Dispose> {
 
   const [postgres, redis, pglite] = await Promise.allSettled([
     (async () => {
-      const url = fromEnv('DATABASE_URL');
+      let url = fromEnv('DATABASE_URL');
       if (url) {
         console.log('[test harness] Postgres: DATABASE_URL from the environment');
-        return url;
+      } else {
+        const instance = await startPostgres();
+        disposers.push(() => instance.dispose());
+        console.log(`[test harness] Postgres: private cluster on port ${instance.port} (${instance.dataDir})`);
+        url = instance.url;
       }
-      const instance = await startPostgres();
-      disposers.push(() => instance.dispose());
-      console.log(`[test harness] Postgres: private cluster on port ${instance.port} (${instance.dataDir})`);
-      return instance.url;
+      // Migrated while PGlite's template is still initialising (its initdb is the longest step);
+      // dropped before the cluster stops (disposers run in reverse).
+      const template = await createMigratedTemplate(url);
+      disposers.push(() => template.dispose());
+      return { url, template: template.name };
     })(),
     (async () => {
       const url = fromEnv('REDIS_URL');
@@ -73,7 +80,9 @@ export default async function setup(project: TestProject): Promise<Dispose> {
     (async () => {
       const template = await createPgliteTemplate();
       disposers.push(() => template.dispose());
-      return template.dir;
+      const migrated = await createMigratedPgliteTemplate(template.dir);
+      disposers.push(() => migrated.dispose());
+      return { dir: template.dir, migratedDir: migrated.dir };
     })(),
   ]);
 
@@ -83,14 +92,10 @@ export default async function setup(project: TestProject): Promise<Dispose> {
     throw reasons.length === 1 ? reasons[0] : new AggregateError(reasons, 'test harness setup failed');
   }
 
-  const template = await createMigratedTemplate(postgres.value).catch(async (error: unknown) => {
-    await teardown().catch(() => {});
-    throw error;
-  });
-  disposers.push(() => template.dispose());
-  project.provide('databaseUrl', postgres.value);
-  project.provide('migratedTemplate', template.name);
-  project.provide('pgliteTemplate', pglite.value);
+  project.provide('databaseUrl', postgres.value.url);
+  project.provide('migratedTemplate', postgres.value.template);
+  project.provide('pgliteTemplate', pglite.value.dir);
+  project.provide('pgliteMigratedTemplate', pglite.value.migratedDir);
   project.provide('redisUrl', redis.value);
   return teardown;
 }

@@ -32,15 +32,27 @@ export interface MainProcess {
   readonly exited: Promise<ProcessExit>;
 }
 
+export interface MainProcessOptions {
+  /**
+   * With the embedded database (no `DATABASE_URL`, no `DATA_DIR`): start on a copy of the run's
+   * migrated PGlite folder, where the process finds no migration to apply (1–3 s less of its
+   * start), instead of one it migrates itself as a first start does. @default false
+   */
+  readonly migrated?: boolean;
+}
+
 /**
  * Starts the entry point with `env` on top of a minimal environment (port 0 on 127.0.0.1, a data
  * folder of its own — a copy of the run's initialised PGlite folder when it uses the embedded
  * database —, `LOG_LEVEL=info`) and resolves once it logs "Tributary is listening";
  * rejects with its standard error if it exits first.
  */
-export async function startMainProcess(env: Record<string, string>): Promise<MainProcess> {
+export async function startMainProcess(env: Record<string, string>, options: MainProcessOptions = {}): Promise<MainProcess> {
   // With the embedded database, an initialised copy (a first start's initdb costs ~7 s).
-  const dataDir = env['DATABASE_URL'] === undefined && env['DATA_DIR'] === undefined ? await pgliteDataDir() : await mkdtemp(join(tmpdir(), 'tributary-main-'));
+  const dataDir =
+    env['DATABASE_URL'] === undefined && env['DATA_DIR'] === undefined
+      ? await pgliteDataDir({ migrated: options.migrated === true })
+      : await mkdtemp(join(tmpdir(), 'tributary-main-'));
   onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
   const child = spawn(process.execPath, [MAIN_SCRIPT], {
     env: { PATH: process.env['PATH'] ?? '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...env },

@@ -1,8 +1,9 @@
 import { Redis } from 'ioredis';
 import type pg from 'pg';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { UNFLUSHED_REVISIONS_LIMIT } from '../../src/pipeline/sync/cached-documents.ts';
-import { createTestDatabase, startPrivatePostgres, startPrivateRedis, testRedisUrl, uniquePrefix, openTestPool } from '../helpers/services.ts';
+import type { PostgresInstance } from '../helpers/postgres.ts';
+import { createTestDatabase, startPrivatePostgres, startPrivateRedis, testRedisUrl, uniqueName, uniquePrefix, openTestPool, withClient } from '../helpers/services.ts';
 import { postGraphQL, startTestServer, type GraphQLResponseBody, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
@@ -63,9 +64,34 @@ async function stored(pool: pg.Pool, service: string, id: string): Promise<(Doc 
 
 const entryKey = (prefix: string, service: string, id: string) => `${prefix}doc:default:default:default:${service}:${id}`;
 
+/** A Postgres cluster of the file's own, for the tests that stop it under their server (one at a time). */
+let cluster: PostgresInstance;
+beforeAll(async () => {
+  cluster = await startPrivatePostgres({ autoDispose: false });
+  return () => cluster.dispose();
+});
+
+/**
+ * A database of the test's own in the file's private cluster, which the test may stop and start
+ * (`stop`/`start` are the cluster's): one cluster's start for the file, not one a test. Once the
+ * test has ended (its server disposed: registered before it), the cluster is started again if the
+ * test left it stopped, and the database dropped.
+ */
+async function outagePostgres(): Promise<Pick<PostgresInstance, 'url' | 'stop' | 'start'>> {
+  const name = uniqueName();
+  await withClient(cluster.url, (client) => client.query(`CREATE DATABASE ${name}`));
+  onTestFinished(async () => {
+    await cluster.start();
+    await withClient(cluster.url, (client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+  });
+  const url = new URL(cluster.url);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), stop: (mode) => cluster.stop(mode), start: () => cluster.start() };
+}
+
 describe('document cache', () => {
   it('loads a missing document from Postgres at its stored revision, and continues from it', async () => {
-    const database = await createTestDatabase();
+    const database = await createTestDatabase({ migrated: true });
     const prefix = uniquePrefix();
     const server = await startTestServer({ DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: prefix, SYNC_DURABILITY: 'async' });
     const pool = openPool(database.url);
@@ -88,7 +114,7 @@ describe('document cache', () => {
   });
 
   it('keeps dirty documents past their TTL until Postgres has them, then lets them expire; nothing is lost', async () => {
-    const postgres = await startPrivatePostgres();
+    const postgres = await outagePostgres();
     const prefix = uniquePrefix();
     const server = await startTestServer({
       DATABASE_URL: postgres.url,
@@ -122,7 +148,7 @@ describe('document cache', () => {
   });
 
   it('answers UNAVAILABLE for a creation while Postgres is down, and keeps at most the stated number of unflushed revisions', async () => {
-    const postgres = await startPrivatePostgres();
+    const postgres = await outagePostgres();
     const server = await startTestServer({ DATABASE_URL: postgres.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: 'async' });
     await write(server, 'create', 'bound', 'd', { n: 0 });
     const pool = openPool(postgres.url);
@@ -146,7 +172,7 @@ describe('document cache', () => {
   });
 
   it('keeps at most the stated number of unflushed revisions while Postgres is up but refuses the document\'s changes', async () => {
-    const database = await createTestDatabase();
+    const database = await createTestDatabase({ migrated: true });
     // No sweep: only the write path flushes.
     const server = await startTestServer({
       DATABASE_URL: database.url,
@@ -186,7 +212,7 @@ describe('document cache', () => {
 describe.each(['sync', 'async'] as const)('a Redis crash after acknowledged writes (%s durability)', (durability) => {
   it(durability === 'sync' ? 'loses nothing and keeps every revision as acknowledged' : 'loses at most the stated window, and revisions never go backwards', async () => {
     const redis = await startPrivateRedis();
-    const database = await createTestDatabase();
+    const database = await createTestDatabase({ migrated: true });
     const server = await startTestServer({ DATABASE_URL: database.url, REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: durability });
     const pool = openPool(database.url);
 
@@ -237,7 +263,7 @@ describe.each(['sync', 'async'] as const)('a Redis crash after acknowledged writ
 
 describe('documents across server restarts with the cache', () => {
   it('keeps every document and its revision when the server restarts, on the same Redis or on a new, empty one', async () => {
-    const database = await createTestDatabase();
+    const database = await createTestDatabase({ migrated: true });
     const prefix = uniquePrefix();
     const env = { DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), SYNC_DURABILITY: 'async' };
     const first = await startTestServer({ ...env, REDIS_KEY_PREFIX: prefix });
@@ -267,7 +293,7 @@ describe('documents across server restarts with the cache', () => {
 describe.each(['sync', 'async'] as const)('a document after a graceful restart on an emptied Redis (%s durability)', (durability) => {
   it('answers the revision it was acknowledged at, and takes a write that expects it', async () => {
     const redis = await startPrivateRedis();
-    const database = await createTestDatabase();
+    const database = await createTestDatabase({ migrated: true });
     const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: durability };
     const first = await startTestServer(env);
     await write(first, 'create', 'empty', 'd', { v: 1 });
@@ -286,7 +312,7 @@ describe.each(['sync', 'async'] as const)('a document after a graceful restart o
 describe('a Redis crash in async durability after a graceful restart', () => {
   it('moves up only the documents written since: one that was only read keeps its revision', async () => {
     const redis = await startPrivateRedis();
-    const database = await createTestDatabase();
+    const database = await createTestDatabase({ migrated: true });
     const pool = openPool(database.url);
     const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: 'async' };
     const first = await startTestServer(env);
@@ -315,7 +341,7 @@ describe('a Redis crash in async durability after a graceful restart', () => {
 
 describe('a change answered UNAVAILABLE in sync durability', () => {
   it('is published only once Postgres has committed it', async () => {
-    const postgres = await startPrivatePostgres();
+    const postgres = await outagePostgres();
     const pool = openPool(postgres.url);
     // No sweep during the test: only the write path may flush.
     const server = await startTestServer({
@@ -348,7 +374,7 @@ describe.each(['sync', 'async'] as const)('reading a document changed while Post
       ? 'shows the revision Postgres has, not the change answered UNAVAILABLE, to readers and new subscribers until Postgres has it'
       : 'shows the change the cache acknowledged to readers and new subscribers';
   it(behaviour, async () => {
-    const postgres = await startPrivatePostgres();
+    const postgres = await outagePostgres();
     const prefix = uniquePrefix();
     // No sweep during the test: only the write path may flush.
     const server = await startTestServer({
@@ -390,7 +416,7 @@ describe.each(['sync', 'async'] as const)('reading a document changed while Post
 describe('documents across a restart of a persistent Redis', () => {
   it('keeps every acknowledged write and never moves a revision backwards', async () => {
     const redis = await startPrivateRedis({ persistent: true });
-    const database = await createTestDatabase();
+    const database = await createTestDatabase({ migrated: true });
     const server = await startTestServer({ DATABASE_URL: database.url, REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: 'async' });
     let last = await write(server, 'create', 'persist', 'p', { n: 0 });
     for (let n = 1; n <= 10; n += 1) last = await write(server, 'merge', 'persist', 'p', { n });
@@ -409,7 +435,7 @@ describe('documents across a restart of a persistent Redis', () => {
 
 describe('a document written through several instances', () => {
   it('publishes its changes in revision order whichever instance writes them: subscribers of both see every revision once, in order', async () => {
-    const database = await createTestDatabase();
+    const database = await createTestDatabase({ migrated: true });
     const env = { DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix(), SYNC_DURABILITY: 'async' };
     // The second instance reaches Redis over a slow link: between its revision check and its
     // publish, the first instance has time to write and publish the next revision — unless the

@@ -23,7 +23,8 @@ describe('the outbox API', () => {
   it.each(['POLL', 'WAL'])('creates the table, routes committed rows to the tenant subscriber, sets a poison row aside and reports it (%s mode)', async (mode) => {
     const appDb = await createTestDatabase();
     const app = openTestPool(appDb.url);
-    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50' });
+    // A WAL source is the CDC reader's: picked up within its reload interval (a POLL one within the pollers' 5 s).
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50', CDC_RELOAD_INTERVAL_MS: '200' });
     const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
 
     const set = await gql(
@@ -77,7 +78,7 @@ describe('the outbox API', () => {
     async (mode) => {
       const appDb = await createTestDatabase();
       const app = openTestPool(appDb.url);
-      const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50', WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' });
+      const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50', CDC_RELOAD_INTERVAL_MS: '200', WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' });
       const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
       const receiver = await startWebhookReceiver();
       // An endpoint selecting the topic: each routed row gets a delivery whose lane is `tenant|entity`, an indexed column.

@@ -13,13 +13,13 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import type { Database } from '../../src/db/database.ts';
 import { createEmbeddedDatabase } from '../../src/db/embedded.ts';
-import { migrate } from '../../src/db/migrations.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createOutboxAdmin, type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
 import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
 import { gql } from '../helpers/cdc.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { eventOf, type DeliveredEvent } from '../helpers/events.ts';
+import { saveOutboxSourceBeforeStart } from '../helpers/outbox-source.ts';
 import { pgliteDataDir } from '../helpers/pglite-template.ts';
 import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
@@ -52,20 +52,19 @@ async function createLogin(owner: pg.Pool, url: string, setUp: (role: string) =>
 
 type Platform = 'postgres' | 'embedded';
 
-/** A migrated platform database: Postgres, or the embedded PGlite (both run the migrations). */
+/** A migrated platform database: Postgres, or the embedded PGlite (copies of the run's migrated templates). */
 async function platformDatabase(platform: Platform): Promise<Database> {
   if (platform === 'postgres') {
     const fixture = await createDeliveryFixture();
     onTestFinished(() => fixture.dispose());
     return fixture.db;
   }
-  const dir = await pgliteDataDir();
+  const dir = await pgliteDataDir({ migrated: true });
   const db = await createEmbeddedDatabase({ dataDir: dir });
   onTestFinished(async () => {
     await db.close();
     await rm(dir, { recursive: true, force: true });
   });
-  await migrate(db, { logger });
   return db;
 }
 
@@ -171,12 +170,14 @@ function idsByRow(events: readonly Received[]): Map<number, Set<string>> {
 }
 
 async function setUpServer(mode: 'POLL' | 'WAL') {
-  const appDb = await createTestDatabase();
+  const [platform, appDb] = await Promise.all([createTestDatabase({ migrated: true }), createTestDatabase()]);
   const app = openTestPool(appDb.url);
-  const server = await startTestServer(SERVER_ENV);
+  // The first URL, saved before the server starts: its readers load it at once (outbox-source.ts);
+  // the change to another is the API's, under test.
+  expect(await saveOutboxSourceBeforeStart(platform.url, { databaseUrl: appDb.url, createTable: true, mode })).toMatchObject({ readMode: mode });
+  const server = await startTestServer({ ...SERVER_ENV, DATABASE_URL: platform.url });
   const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
   const setOutbox = async (url: string) => expect((await gql(server, admin, SET_OUTBOX, { url, mode })).data).toEqual({ setOutboxSource: { mode } });
-  await setOutbox(appDb.url);
   const client = await subscribeOrders(server);
   const enqueue = (type: string, payload: Record<string, unknown>) => enqueueOutboxEvent(app, { topic: 'orders', type, payload, entity: 'order:1' });
   const lastError = async () => ((await gql(server, admin, '{ outboxStatus { lastError } }')).data?.['outboxStatus'] as { lastError: string | null } | null)?.lastError ?? null;

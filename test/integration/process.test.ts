@@ -13,13 +13,14 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { freePort } from '../helpers/free-port.ts';
 import { MAIN_SCRIPT, startMainProcess, type MainProcess } from '../helpers/main-process.ts';
+import { pgliteDataDir } from '../helpers/pglite-template.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 import { createTestDatabase, testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 import { deferred, waitFor } from '../helpers/wait-for.ts';
 
 /** A process of one role on a fresh platform database and the run's Redis (a split role needs both). */
 async function startRoleProcess(role: 'server' | 'workers'): Promise<MainProcess> {
-  const database = await createTestDatabase();
+  const database = await createTestDatabase({ migrated: true });
   return startMainProcess({ TRIBUTARY_ROLE: role, DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
 }
 
@@ -45,6 +46,13 @@ async function runToExit(command: string, args: readonly string[], env: Record<s
 
 const REPOSITORY = fileURLToPath(new URL('../..', import.meta.url));
 
+/**
+ * An embedded process on a copy of the run's migrated PGlite folder: what these tests are about is
+ * the process — its signals, its listener, its settings —, not the migrations (storage.test.ts);
+ * the first test below boots as a first start does, applying them.
+ */
+const startMigrated = (env: Record<string, string>) => startMainProcess(env, { migrated: true });
+
 describe('the tributary process', () => {
   it('boots on the embedded default with no Postgres or Redis and serves GraphQL', async () => {
     const running = await startMainProcess({});
@@ -62,7 +70,7 @@ describe('the tributary process', () => {
   });
 
   it.each(['SIGTERM', 'SIGINT'] as const)('on %s closes sockets with 1001, stops listening and exits 0', async (signal) => {
-    const running = await startMainProcess({});
+    const running = await startMigrated({});
     const client = await openAcknowledgedSocket(`ws://127.0.0.1:${running.port}/graphql`);
     client.send({ id: '1', type: 'subscribe', payload: { query: 'subscription { channel(name: "x") { event } }' } });
 
@@ -74,7 +82,7 @@ describe('the tributary process', () => {
   });
 
   it('finishes its shutdown when a second SIGINT arrives during it (Ctrl-C reaches npm and node, and npm passes it on)', async () => {
-    const running = await startMainProcess({});
+    const running = await startMigrated({});
     running.child.kill('SIGINT');
     await waitFor(() => running.logs.some((entry) => entry['msg'] === 'shutting down'), { message: 'the shutdown began' });
     running.child.kill('SIGINT');
@@ -84,7 +92,7 @@ describe('the tributary process', () => {
 
   it('on SIGTERM closes connections that sent nothing or half a request instead of waiting out SHUTDOWN_TIMEOUT_MS', async () => {
     // A deadline far beyond the test's own timeout: exit 0 means nothing waited for it.
-    const running = await startMainProcess({ SHUTDOWN_TIMEOUT_MS: '60000' });
+    const running = await startMigrated({ SHUTDOWN_TIMEOUT_MS: '60000' });
     const silent = await rawConnection(running.port, '');
     const partialHeaders = await rawConnection(running.port, 'GET /health HTTP/1.1\r\nHost: x\r\n');
     // A host the development-mode guard knows: one it does not would be answered (403) before the body.
@@ -101,7 +109,9 @@ describe('the tributary process', () => {
   });
 
   it('under npm start, stops on the SIGTERM npm is sent: the script runs node in place of its shell', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'tributary-main-'));
+    // Migrated: the signal's way is under test, not a first start (PGlite's initdb on an empty
+    // folder, ~7 s: database-open-messages.test.ts).
+    const dataDir = await pgliteDataDir({ migrated: true });
     onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
     const npm = spawn('npm', ['start', '--silent'], {
       cwd: REPOSITORY,
@@ -158,7 +168,7 @@ describe('the tributary process', () => {
 
   // Two embedded servers boot side by side: twice the start-up of one test.
   it('in development mode listens on 127.0.0.1 unless HOST says otherwise, and warns about a wider HOST', { timeout: 60_000 }, async () => {
-    const [byDefault, wider] = await Promise.all([startMainProcess({ HOST: '' }), startMainProcess({ HOST: '0.0.0.0' })]);
+    const [byDefault, wider] = await Promise.all([startMigrated({ HOST: '' }), startMigrated({ HOST: '0.0.0.0' })]);
     expect(byDefault.logs.find((entry) => entry['msg'] === 'Tributary is listening')).toMatchObject({ url: `http://127.0.0.1:${byDefault.port}/graphql` });
     const hostWarnings = (running: MainProcess) => running.logs.filter((entry) => entry['level'] === 40 && String(entry['msg']).includes('non-loopback HOST'));
     expect(hostWarnings(byDefault)).toEqual([]);
@@ -166,7 +176,7 @@ describe('the tributary process', () => {
   });
 
   it('warns at start that REDIS_URL with the embedded database is for one instance only', async () => {
-    const running = await startMainProcess({ REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
+    const running = await startMigrated({ REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniquePrefix() });
     expect(running.logs.filter((entry) => entry['level'] === 40 && String(entry['msg']).includes('several instances need a shared DATABASE_URL'))).toHaveLength(1);
     running.child.kill('SIGTERM');
     expect(await running.exited).toEqual({ code: 0, signal: null });

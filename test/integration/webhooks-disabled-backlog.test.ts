@@ -15,6 +15,7 @@ import { WEBHOOK_QUEUE, type DeliveryJob } from '../../src/pipeline/webhooks/bul
 import { RESUME_PAGE_LANES } from '../../src/pipeline/webhooks/endpoint-resume.ts';
 import { gql } from '../helpers/cdc.ts';
 import { MODES, modeEnv } from '../helpers/events.ts';
+import { saveOutboxSourceBeforeStart } from '../helpers/outbox-source.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
@@ -26,16 +27,14 @@ const EVENTS = 30;
 
 describe.each(MODES)('a disabled endpoint’s deliveries (%s delivery)', (mode) => {
   it('are put back together for an hour without an attempt, and sent once the endpoint is enabled', { timeout: 60_000 }, async () => {
-    const platform = await createTestDatabase();
+    const [platform, appDb] = await Promise.all([createTestDatabase({ migrated: true }), createTestDatabase()]);
     const platformPool = openTestPool(platform.url);
-    const appDb = await createTestDatabase();
     const app = openTestPool(appDb.url);
     const env = modeEnv(mode);
+    // The environment's outbox, saved before the server starts: its pollers load it at once (outbox-source.ts).
+    expect(await saveOutboxSourceBeforeStart(platform.url, { databaseUrl: appDb.url, createTable: true, mode: 'POLL' })).toMatchObject({ readMode: 'POLL' });
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', OUTBOX_POLL_INTERVAL_MS: '50', DATABASE_URL: platform.url, ...env });
     const token = await signHs256({ roles: ['admin'], permissions: [] });
-    // The outbox is the environment's: its admin token has no tenant.
-    const environmentAdmin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
-    expect((await gql(server, environmentAdmin, 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { mode } }', { url: appDb.url })).errors).toBeUndefined();
     const receiver = await startWebhookReceiver();
     const created = await gql(server, token, 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }', {
       input: { url: receiver.url, events: ['orders'] },
@@ -96,7 +95,7 @@ describe.each(MODES)('a disabled endpoint’s deliveries (%s delivery)', (mode) 
   });
 
   it('drains a backlog of more lanes than an enable makes due before it answers, each entity’s deliveries in order', { timeout: 120_000 }, async () => {
-    const platform = await createTestDatabase();
+    const platform = await createTestDatabase({ migrated: true });
     const platformPool = openTestPool(platform.url);
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', DATABASE_URL: platform.url, ...modeEnv(mode) });
     const token = await signHs256({ roles: ['admin'], permissions: [] });

@@ -12,6 +12,7 @@ import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import { verifyWebhook } from '@tributary/client/webhooks';
 import { gql } from '../helpers/cdc.ts';
 import { MODES, modeEnv, type PipelineMode } from '../helpers/events.ts';
+import { saveOutboxSourceBeforeStart } from '../helpers/outbox-source.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
@@ -105,10 +106,11 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
   });
 
   it('keeps each entity’s order per endpoint: a later event waits until the earlier one was delivered', { timeout: 180_000 }, async () => {
-    const appDb = await createTestDatabase();
+    const [platform, appDb] = await Promise.all([createTestDatabase({ migrated: true }), createTestDatabase()]);
     const app = openTestPool(appDb.url, { max: 4 });
-    const server = await startServer(mode, { OUTBOX_POLL_INTERVAL_MS: '50' });
-    expect((await gql(server, await admin(), 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { mode } }', { url: appDb.url })).errors).toBeUndefined();
+    // Saved before the server starts: its pollers load it at once (outbox-source.ts).
+    expect(await saveOutboxSourceBeforeStart(platform.url, { databaseUrl: appDb.url, createTable: true, mode: 'POLL' })).toMatchObject({ readMode: 'POLL' });
+    const server = await startServer(mode, { OUTBOX_POLL_INTERVAL_MS: '50', DATABASE_URL: platform.url });
     const receiver = await startWebhookReceiver();
     // Every third request fails (503) when it first arrives: its entity's later events must wait for its retry.
     const accepted: boolean[] = [];
@@ -120,10 +122,11 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
       return accepted[index] ? 200 : 503;
     };
     await createEndpoint(server, { url: receiver.url, events: ['orders'], maxConcurrency: 8 });
-    for (let seq = 0; seq < 8; seq += 1) {
+    // Five events an entity: each failure holds its entity's later events for its retry (1 s).
+    for (let seq = 0; seq < 5; seq += 1) {
       for (const entity of ['e1', 'e2', 'e3']) await enqueueOutboxEvent(app, { topic: 'orders', type: 'order.updated', payload: { entity, seq }, tenant: 'a', entity });
     }
-    await waitFor(() => accepted.filter(Boolean).length === 24, { timeoutMs: 150_000, message: 'every event delivered' });
+    await waitFor(() => accepted.filter(Boolean).length === 15, { timeoutMs: 150_000, message: 'every event delivered' });
     // Per entity, in arrival order: each event until it is accepted, and only then the next one.
     const next = new Map<string, number>();
     receiver.received.forEach((request, index) => {
@@ -132,7 +135,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
       expect(Number(request.json.data['seq']), `entity ${entity}, request ${index}`).toBe(expected);
       if (accepted[index]) next.set(entity, expected + 1);
     });
-    expect(Object.fromEntries(next)).toEqual({ e1: 8, e2: 8, e3: 8 });
+    expect(Object.fromEntries(next)).toEqual({ e1: 5, e2: 5, e3: 5 });
     expect(accepted.filter((ok) => !ok).length).toBeGreaterThan(0);
   });
 
@@ -252,9 +255,9 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     const server = await startServer(mode);
     const receiver = await startWebhookReceiver();
     // The 429 answers the second attempt, after which the curve alone would wait 2-2.4 s
-    // (retry-schedule.ts: 1000·2^(2−1) plus up to 20% jitter): a Retry-After of 5 s is only kept
+    // (retry-schedule.ts: 1000·2^(2−1) plus up to 20% jitter): a Retry-After of 3 s is only kept
     // if it is honoured.
-    receiver.respond = (_request, index) => (index === 0 ? 500 : index === 1 ? { status: 429, headers: { 'retry-after': '5' } } : index === 2 ? 'drop' : 200);
+    receiver.respond = (_request, index) => (index === 0 ? 500 : index === 1 ? { status: 429, headers: { 'retry-after': '3' } } : index === 2 ? 'drop' : 200);
     const endpoint = await createEndpoint(server, { url: receiver.url, events: ['*'] });
     const eventId = await publish(server, 'a', 'orders', { n: 1 });
 
@@ -268,10 +271,11 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
       { attempt: 3, trigger: 'RETRY', outcome: 'failed', status: null },
       { attempt: 4, trigger: 'RETRY', outcome: 'delivered', status: 200 },
     ]);
-    // The 429's Retry-After (5 s) set the next attempt at least that far out, and it came no earlier.
+    // The 429's Retry-After (3 s) set the next attempt at least that far out — past anything the
+    // curve alone would (2.4 s) —, and it came no earlier.
     const throttled = log[1]!;
-    expect(Date.parse(throttled.nextAttemptAt!) - Date.parse(throttled.createdAt)).toBeGreaterThanOrEqual(4_900);
-    expect(received[2]!.receivedAt - received[1]!.receivedAt).toBeGreaterThanOrEqual(4_900);
+    expect(Date.parse(throttled.nextAttemptAt!) - Date.parse(throttled.createdAt)).toBeGreaterThanOrEqual(2_900);
+    expect(received[2]!.receivedAt - received[1]!.receivedAt).toBeGreaterThanOrEqual(2_900);
     expect(log[2]!.error).not.toBeNull();
   });
 
@@ -557,7 +561,7 @@ describe('webhook endpoints', () => {
   });
 
   it('answers bad admin input with stable codes — never an internal error — and tells nothing of another tenant', { timeout: 60_000 }, async () => {
-    const database = await createTestDatabase();
+    const database = await createTestDatabase({ migrated: true });
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET, DATABASE_URL: database.url });
     const token = await admin();
     const publicUrl = 'https://1.1.1.1/hook';
