@@ -7,18 +7,14 @@
  * needs no token, with an empty deployment and an API error shown readably. No page error, no
  * Content-Security-Policy violation.
  */
-import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { publishToTopics } from '../helpers/analytics.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
-/** Every wait in the page is bounded by this; the test by a multiple of it. */
-const PAGE_TIMEOUT_MS = 30_000;
+import { launchChromium, PAGE_TIMEOUT_MS } from '../helpers/browser.ts';
 
 const ENV = {
   JWT_SECRET: TEST_SECRET,
@@ -93,7 +89,7 @@ interface AlertsJson {
 describe('admin UI (a browser)', () => {
   let browser: Browser | undefined;
   beforeAll(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, timeout: PAGE_TIMEOUT_MS });
+    browser = await launchChromium();
   }, PAGE_TIMEOUT_MS);
   afterAll(async () => {
     await browser?.close();

@@ -3,20 +3,16 @@
  * requires JWTs, opened without a token or with a bad one: the server refuses the socket (4403)
  * and the page says so — with the server's reason — instead of "Reconnecting..." for ever.
  */
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startReactContacts } from '../../examples/react-contacts/serve.ts';
 import { CONTACTS_MAPPING, insertContact, saveMappingOk, setUpCdc } from '../helpers/cdc.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
-/** Every wait in the page is bounded by this; the test by three times as much. */
-const PAGE_TIMEOUT_MS = 30_000;
+import { launchChromium, PAGE_TIMEOUT_MS } from '../helpers/browser.ts';
 
 describe('React example with a refused token', () => {
   let browser: Browser | undefined;
   beforeAll(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, timeout: PAGE_TIMEOUT_MS });
+    browser = await launchChromium();
   }, PAGE_TIMEOUT_MS);
   afterAll(async () => {
     await browser?.close();

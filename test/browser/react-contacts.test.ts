@@ -4,17 +4,13 @@
  * inserted after it loaded, and React StrictMode (development build: every component mounted,
  * unmounted and mounted again) still makes one server subscription.
  */
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startReactContacts } from '../../examples/react-contacts/serve.ts';
 import { CONTACTS_MAPPING, insertContact, saveMappingOk, setUpCdc } from '../helpers/cdc.ts';
 import { signHs256 } from '../helpers/tokens.ts';
 import { waitFor } from '../helpers/wait-for.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
-/** Every wait in the page is bounded by this; the test by twice as much. */
-const PAGE_TIMEOUT_MS = 30_000;
+import { launchChromium, PAGE_TIMEOUT_MS } from '../helpers/browser.ts';
 
 interface OperationSent {
   readonly query: string;
@@ -35,7 +31,7 @@ function recordOperations(page: Page): OperationSent[] {
 describe('React example (useRealtime in a browser)', () => {
   let browser: Browser | undefined;
   beforeAll(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, timeout: PAGE_TIMEOUT_MS });
+    browser = await launchChromium();
   }, PAGE_TIMEOUT_MS);
   afterAll(async () => {
     await browser?.close();
