@@ -241,8 +241,11 @@ async function takeLockOver(dataDir: string): Promise<void> {
     const longAgo = new Date(Date.now() - 60_000);
     await utimes(lockfilePath, longAgo, longAgo);
     try {
-      const release = await lockfile.lock(dataDir, { lockfilePath, stale: 10_000, onCompromised: () => undefined });
-      onTestFinished(() => release());
+      // The holder's refresh can straddle our take-over too (its stat before, its utimes after): it
+      // then keeps the folder and ours is compromised — take it over again, as a real taker would.
+      const release = await lockfile.lock(dataDir, { lockfilePath, stale: 10_000, onCompromised: () => void takeLockOver(dataDir).catch(() => undefined) });
+      // A compromised lock is released already: nothing to give back.
+      onTestFinished(() => release().catch(() => undefined));
       return;
     } catch (error) {
       // The holder's refresh (a stat, then a utimes) straddled ours and made the lock fresh again.
