@@ -5,6 +5,7 @@
  * The composition root passes {@link createSourceConnections} (or another factory) to the CDC
  * service; each source disposes its own.
  */
+import { Socket } from 'node:net';
 import pg from 'pg';
 import type { Logger } from '../../../logger.ts';
 
@@ -29,7 +30,10 @@ export interface SourceConnections {
    * sent on it could wait for an answer for as long as the kernel keeps the socket (~15 min).
    */
   retirePooledConnections(): void;
-  /** Closes the pool. Idempotent. */
+  /**
+   * Closes the pool, and ends every connection (pooled or replication) the server has not answered
+   * at all yet rather than wait out its connect timeout. Idempotent.
+   */
   dispose(): Promise<void>;
 }
 
@@ -62,8 +66,17 @@ export interface SourceConnectionOptions {
 }
 
 export function createSourceConnections(databaseUrl: string, options: SourceConnectionOptions = {}): SourceConnections {
+  // Every socket of these connections, so that a dispose can end the ones still waiting for the server's first word.
+  const sockets = new Set<Socket>();
+  const stream = () => {
+    const socket = new Socket();
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    return socket;
+  };
   const pool = new pg.Pool({
     connectionString: databaseUrl,
+    stream,
     application_name: options.applicationName ?? 'tributary-cdc-setup',
     connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
     max: options.max ?? 2,
@@ -105,6 +118,7 @@ export function createSourceConnections(databaseUrl: string, options: SourceConn
       connectionString: databaseUrl,
       application_name: 'tributary-cdc',
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      stream,
       keepAlive: true,
       keepAliveInitialDelayMillis: REPLICATION_KEEPALIVE_DELAY_MS,
     }),
@@ -112,7 +126,9 @@ export function createSourceConnections(databaseUrl: string, options: SourceConn
       generation += 1;
     },
     dispose() {
-      disposed ??= pool.end().catch(() => undefined);
+      if (disposed) return disposed;
+      disposed = pool.end().catch(() => undefined);
+      for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
       return disposed;
     },
   };
