@@ -5,7 +5,7 @@
  * (`pipeline/analytics/instance-figures.ts`) and these read them when `/metrics` is scraped.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { LATENCY_BOUNDS_MS } from './pipeline/analytics/latency-histogram.ts';
+import { LATENCY_BOUNDS_MS } from './latency-histogram.ts';
 
 /** What analytics reports at scrape time (the shape of its instance figures, plus its top topics). */
 export interface AnalyticsSample {

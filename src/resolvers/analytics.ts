@@ -6,7 +6,7 @@
 import { isAdmin, type Principal } from '../auth/principal.ts';
 import { badUserInput, ErrorCode, TributaryError } from '../errors.ts';
 import type { HotTopicsOrder } from '../pipeline/analytics/analytics-reader.ts';
-import { histogramQuantile } from '../pipeline/analytics/latency-histogram.ts';
+import { histogramQuantile } from '../latency-histogram.ts';
 import { statsTopicOf as storedTopicOf, type Granularity } from '../pipeline/analytics/stats-store.ts';
 import { emptyCounts, mergeCounts, OVERFLOW_TOPIC, totalEvents, type TopicCounts } from '../pipeline/analytics/topic-counts.ts';
 import { CHANNEL_TOPIC_PREFIX } from '../pipeline/channels/channel-message.ts';

@@ -9,7 +9,7 @@ import { createEmbeddedDatabase } from '../../src/db/embedded.ts';
 import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
-import { LATENCY_BUCKETS } from '../../src/pipeline/analytics/latency-histogram.ts';
+import { LATENCY_BUCKETS } from '../../src/latency-histogram.ts';
 import { createMemoryMinuteStore } from '../../src/pipeline/analytics/memory-minute-store.ts';
 import { createMinuteFlusher } from '../../src/pipeline/analytics/minute-flusher.ts';
 import { COUNTERS, emptyCounts, MINUTE_MS, OTHER_TOPIC_KEY, type TopicCounts } from '../../src/pipeline/analytics/topic-counts.ts';

@@ -13,7 +13,7 @@ import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createAnalyticsReader, rank, type HotTopicsOrder, type HotTopicsQuery } from '../../src/pipeline/analytics/analytics-reader.ts';
-import { LATENCY_BUCKETS } from '../../src/pipeline/analytics/latency-histogram.ts';
+import { LATENCY_BUCKETS } from '../../src/latency-histogram.ts';
 import { createMemoryMinuteStore } from '../../src/pipeline/analytics/memory-minute-store.ts';
 import { createMinuteFlusher } from '../../src/pipeline/analytics/minute-flusher.ts';
 import type { MinuteStore } from '../../src/pipeline/analytics/minute-store.ts';

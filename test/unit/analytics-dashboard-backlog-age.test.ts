@@ -5,7 +5,7 @@
  * tick behind (~5–10 s: a measurement every few seconds, a report every tick, a read any time after).
  */
 import { describe, expect, it } from 'vitest';
-import { emptyHistogram } from '../../src/pipeline/analytics/latency-histogram.ts';
+import { emptyHistogram } from '../../src/latency-histogram.ts';
 import { clusterDashboard } from '../../src/pipeline/dashboard/cluster-dashboard.ts';
 import { buildReport, type InstanceLiveState } from '../../src/pipeline/dashboard/instance-report.ts';
 import type { InstanceFiguresSnapshot } from '../../src/pipeline/analytics/instance-figures.ts';

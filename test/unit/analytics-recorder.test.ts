@@ -7,7 +7,7 @@ import {
   LATENCY_BUCKETS,
   latencyBucket,
   mergeHistogram,
-} from '../../src/pipeline/analytics/latency-histogram.ts';
+} from '../../src/latency-histogram.ts';
 import { createAnalyticsRecorder, UNCOUNTED_TOPICS } from '../../src/pipeline/analytics/recorder.ts';
 import { statsRowsOf } from '../../src/pipeline/analytics/stats-store.ts';
 import { decodeField, encodeCounts, OTHER_TOPIC_KEY, OVERFLOW_TOPIC, type TopicCounts } from '../../src/pipeline/analytics/topic-counts.ts';

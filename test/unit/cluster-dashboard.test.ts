@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { emptyHistogram, latencyBucket } from '../../src/pipeline/analytics/latency-histogram.ts';
+import { emptyHistogram, latencyBucket } from '../../src/latency-histogram.ts';
 import { clusterDashboard } from '../../src/pipeline/dashboard/cluster-dashboard.ts';
 import { createLogger } from '../../src/logger.ts';
 import { NO_STREAKS, step } from '../../src/pipeline/alerts/alert-engine.ts';

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { InstanceTotals } from '../../src/pipeline/analytics/instance-figures.ts';
-import { LATENCY_BOUNDS_MS, latencyBucket } from '../../src/pipeline/analytics/latency-histogram.ts';
+import { LATENCY_BOUNDS_MS, latencyBucket } from '../../src/latency-histogram.ts';
 import { createAnalyticsRecorder } from '../../src/pipeline/analytics/recorder.ts';
 import { streamOf } from '../../src/pipeline/stream.ts';
 

@@ -12,7 +12,7 @@ import { scopeKey, type Scope } from '../scope.ts';
 import { parseStreamKey } from '../stream.ts';
 import { createAnswerCache } from './answer-cache.ts';
 import { histogramKey, planStart, planWindow, windowCounters, windowLatency } from './hot-topics-window.ts';
-import { emptyHistogram, histogramQuantile, mergeHistogram } from './latency-histogram.ts';
+import { emptyHistogram, histogramQuantile, mergeHistogram } from '../../latency-histogram.ts';
 import type { MinuteStore } from './minute-store.ts';
 import { flushedMinutes, statsTopicOf, topicWindows, type Granularity } from './stats-store.ts';
 import { emptyCounts, mergeCounts, MINUTE_MS, totalEvents, type TopicCounts } from './topic-counts.ts';

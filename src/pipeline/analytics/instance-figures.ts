@@ -5,7 +5,7 @@
  */
 import type { EventSource } from '../events/envelope.ts';
 import type { WebhookOutcome } from '../webhooks/attempt-outcome.ts';
-import { emptyHistogram, histogramCount, histogramQuantile } from './latency-histogram.ts';
+import { emptyHistogram, histogramCount, histogramQuantile } from '../../latency-histogram.ts';
 
 export type { WebhookOutcome } from '../webhooks/attempt-outcome.ts';
 

@@ -17,7 +17,7 @@ import { ANALYTICS_SYSTEM_TOPIC } from '../events/analytics-event.ts';
 import { DASHBOARD_TOPIC } from '../events/dashboard-event.ts';
 import type { EventSource } from '../events/envelope.ts';
 import { InstanceTotals, type InstanceFigures, type WebhookOutcome } from './instance-figures.ts';
-import { latencyBucket, emptyHistogram } from './latency-histogram.ts';
+import { latencyBucket, emptyHistogram } from '../../latency-histogram.ts';
 import { statsTopicOf } from './stats-store.ts';
 import { emptyCounts, environmentOfTopicKey, eventsCounter, isOverflowKey, MINUTE_MS, OTHER_TOPIC_KEY, overflowKeyOf, totalEvents, type TopicCounts } from './topic-counts.ts';
 

@@ -9,7 +9,7 @@
  */
 import type { EventSource } from '../events/envelope.ts';
 import { scopeKey } from '../scope.ts';
-import { emptyHistogram, LATENCY_BUCKETS, mergeHistogram } from './latency-histogram.ts';
+import { emptyHistogram, LATENCY_BUCKETS, mergeHistogram } from '../../latency-histogram.ts';
 
 export const MINUTE_MS = 60_000;
 

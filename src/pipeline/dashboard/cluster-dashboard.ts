@@ -12,7 +12,7 @@
  * up to a tick or two behind (a measurement every few seconds, a report every tick, a read later).
  */
 import type { EventSource } from '../events/envelope.ts';
-import { histogramCount, histogramQuantile } from '../analytics/latency-histogram.ts';
+import { histogramCount, histogramQuantile } from '../../latency-histogram.ts';
 import { addCounts, zeroCounts, type InstanceReport, type ReportCounts, type WebhookBacklog } from './instance-report.ts';
 
 export interface SourceRate {

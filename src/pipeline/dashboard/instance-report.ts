@@ -8,7 +8,7 @@
  */
 import type { EventSource } from '../events/envelope.ts';
 import type { InstanceFiguresSnapshot, WebhookOutcome } from '../analytics/instance-figures.ts';
-import { emptyHistogram } from '../analytics/latency-histogram.ts';
+import { emptyHistogram } from '../../latency-histogram.ts';
 
 /** The live state an instance reads from its samplers (what `/metrics` shows now). */
 export interface InstanceLiveState {
