@@ -18,11 +18,11 @@
  * - dead band: a figure is bad over its limit but good only at or under `RESOLVE_FRACTION` of it;
  *   in between it is `between`, which neither fires nor resolves (`judgeLimit`).
  */
+import type { Severity } from '../events/alert-event.ts';
 import type { Scope } from '../scope.ts';
 
-export type Severity = 'warning' | 'critical';
-
-export type AlertState = 'firing' | 'acknowledged' | 'resolved';
+/** Defined with the alert events they travel in. */
+export type { AlertState, Severity } from '../events/alert-event.ts';
 
 /** A rule's judgement of one subject's figure (`gone` comes from `AlertRule.gone`, never from a reading). */
 export type Verdict =

@@ -9,12 +9,15 @@
  * to that endpoint (`aboutEndpoint`): a failing endpoint is not told about itself, so it cannot
  * feed its own failure rate.
  */
-import type { AlertState, Severity } from '../alerts/alert-rule.ts';
 import type { RawEventInput, RealtimeEvent } from './envelope.ts';
 import { stableEventId } from './event-id.ts';
 import { eventShapeError } from './event-shape-error.ts';
 
 export const ALERT_TOPIC = 'system.alerts';
+
+export type Severity = 'warning' | 'critical';
+
+export type AlertState = 'firing' | 'acknowledged' | 'resolved';
 
 export type AlertEventKind = 'fired' | 'escalated' | 'acknowledged' | 'resolved';
 

@@ -4,12 +4,12 @@
  * `dashboardUpdates` — live screens. Not a webhook event: a figure every few seconds is not news to
  * deliver, so the webhook tap leaves it out (`isDashboardEvent`).
  */
-import type { Dashboard } from '../dashboard/cluster-dashboard.ts';
 import type { RawEventInput, RealtimeEvent } from './envelope.ts';
 
 export const DASHBOARD_TOPIC = 'system.dashboard';
 
-export function dashboardEvent(scope: { readonly app: string; readonly env: string }, dashboard: Dashboard): RawEventInput {
+/** `dashboard` is the cluster's (`dashboard/cluster-dashboard.ts`), a plain JSON object. */
+export function dashboardEvent(scope: { readonly app: string; readonly env: string }, dashboard: object): RawEventInput {
   return {
     source: 'system',
     topic: DASHBOARD_TOPIC,

@@ -1,7 +1,6 @@
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
-import type { AnalyticsRecorder } from '../analytics/recorder.ts';
-import type { RawEventInput, RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
+import type { EventSource, RawEventInput, RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import { newEventId } from '../events/event-id.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventLog } from '../log/event-log.ts';
@@ -35,8 +34,8 @@ export interface EventRouterOptions {
   readonly logger: Logger;
   /** Counts every routed event by source. @default no metrics */
   readonly metrics?: Pick<Metrics, 'eventsRouted'>;
-  /** Counts every routed event per topic and source. @default no analytics */
-  readonly analytics?: Pick<AnalyticsRecorder, 'routed'> | undefined;
+  /** Counts every routed event per topic and source (the analytics recorder). @default no analytics */
+  readonly analytics?: { routed(topicKey: string, source: EventSource): void } | undefined;
   /**
    * Runs on every batch once it is in the log, in each entity's order, before the caller is
    * answered (the webhook tap stores deliveries here); a rejection fails the routing, so the

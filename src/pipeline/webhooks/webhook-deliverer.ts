@@ -8,11 +8,11 @@
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
-import type { AnalyticsRecorder } from '../analytics/recorder.ts';
 import { endpointDisabledEvent } from '../events/webhook-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { BRIEF_OUTAGE, withRetries } from '../coordination/backoff.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
+import type { WebhookOutcome } from './attempt-outcome.ts';
 import type { AttemptTallies } from './attempt-tallies.ts';
 import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type HeldDelivery, type RecordedAttempt } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
@@ -65,9 +65,9 @@ export interface WebhookDelivererOptions {
   readonly metrics?: Pick<Metrics, 'webhookAttempts' | 'webhookAttemptSeconds' | 'webhookDeadLetters'>;
   /**
    * Counts each attempt's outcome for the event's topic, in the endpoint's scope (an
-   * application-wide endpoint's attempts count as application-wide). @default no analytics
+   * application-wide endpoint's attempts count as application-wide) — the analytics recorder. @default no analytics
    */
-  readonly analytics?: Pick<AnalyticsRecorder, 'webhookAttempt'> | undefined;
+  readonly analytics?: { webhookAttempt(topicKey: string, outcome: WebhookOutcome): void } | undefined;
   /** Attempts of slow endpoints in a share of their own. @default none: every attempt takes its caller's slot until it ends */
   readonly slow?: SlowEndpoints | undefined;
   /** Counts each attempt per endpoint, for the failure-rate alert. @default not counted */
