@@ -55,6 +55,7 @@ export interface Metrics extends AnalyticsMetrics {
   /** CDC readers this instance leads: WAL after the confirmed position, and WAL the slot retains. */
   readonly cdcLagBytes: Gauge<'source'>;
   readonly cdcRetainedWalBytes: Gauge<'source'>;
+  readonly cdcOtherSlotRetainedWalBytes: Gauge<'source' | 'slot'>;
   /** Outbox rows routed by this process's pollers, by outbox (`app/env`). */
   readonly outboxRouted: Counter<'outbox'>;
   /** Outbox rows set aside because they can never be routed, by outbox and reason. */
@@ -90,6 +91,7 @@ export interface CdcReaderSample {
   readonly source: string;
   readonly lagBytes: number | null;
   readonly retainedWalBytes: number | null;
+  readonly otherSlots?: { readonly slots: readonly { readonly slotName: string; readonly retainedWalBytes: number | null }[] } | null;
 }
 
 /** Live state a subsystem owns, read at scrape time; each field is optional. */
@@ -287,6 +289,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         for (const reader of cdcReaders()) {
           if (reader.retainedWalBytes !== null) this.set({ source: reader.source }, reader.retainedWalBytes);
         }
+      },
+    }),
+    cdcOtherSlotRetainedWalBytes: new Gauge({
+      name: 'tributary_cdc_other_slot_retained_wal_bytes',
+      help: "WAL another Tributary slot of a CDC source's database keeps (another deployment's, or left over; the 20 most retaining per source; readers this instance leads)",
+      labelNames: ['source', 'slot'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { source, otherSlots } of cdcReaders()) for (const slot of otherSlots?.slots ?? []) if (slot.retainedWalBytes !== null) this.set({ source, slot: slot.slotName }, slot.retainedWalBytes);
       },
     }),
     outboxRouted: new Counter({

@@ -7,6 +7,7 @@ import { checkMappingWarnings } from '../pipeline/cdc/mapping/mapping-check.ts';
 import { modelTopic } from '../pipeline/cdc/mapping/mapping-topics.ts';
 import { MAPPING_NAME, MAPPING_NAME_TEXT, mappingTable, parseMapping } from '../pipeline/cdc/mapping/mapping.ts';
 import { describeTable } from '../pipeline/cdc/mapping/table-catalog.ts';
+import { isValidSlotName } from '../pipeline/cdc/wal/replication-setup.ts';
 import { decodeSnapshotCursor, isSnapshotCursor, snapshotAdmission, type ModelSnapshot } from '../pipeline/cdc/model-snapshot-cursor.ts';
 import { matchesModelFilter, parseModelFilter, type ModelFilter } from '../pipeline/filters/model-filter.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
@@ -52,6 +53,13 @@ export async function removeCdcSource(context: ResolverContext): Promise<boolean
   requireEnvironmentAdmin(context.principal);
   const scope = scopeOf(context.principal);
   return context.services.cdc.removeSource(scope);
+}
+
+/** `dropCdcSlot` (admin): drops another Tributary slot of the environment's source database (`pipeline/cdc/other-slot-drop.ts`). */
+export async function dropCdcSlot(context: ResolverContext, slotName: string): Promise<boolean> {
+  requireEnvironmentAdmin(context.principal);
+  if (!isValidSlotName(slotName)) throw badUserInput('slotName', 'slotName must be 1–63 lower-case letters, digits and underscores', { reason: 'NOT_TRIBUTARY_SLOT' });
+  return context.services.cdc.dropSlot(scopeOf(context.principal), slotName);
 }
 
 export async function getCdcSource(context: ResolverContext): Promise<CdcSourceView | null> {

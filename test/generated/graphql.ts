@@ -96,6 +96,16 @@ export type CdcMapping = {
   warnings: Maybe<Array<Scalars['String']['output']>>;
 };
 
+/** Another Tributary slot of the source database: named as this database's slots are (`tributary_` + its hash, with or without another deployment's 12 hex digits), not this deployment's own — another deployment's, or one left over by a deployment stopped for good, which retains WAL without bound. `cdc.retained_wal` alerts on it too; `dropCdcSlot` drops it. */
+export type CdcOtherSlot = {
+  __typename?: 'CdcOtherSlot';
+  /** Someone streams it now (another deployment's reader): it cannot be dropped. */
+  active: Scalars['Boolean']['output'];
+  /** WAL the slot keeps on the source server, in bytes; null when Postgres invalidated it (it keeps none). */
+  retainedWalBytes: Maybe<Scalars['Float']['output']>;
+  slotName: Scalars['String']['output'];
+};
+
 /** The WAL reader of a source database, as the instance that leads it last reported. */
 export type CdcReaderStatus = {
   __typename?: 'CdcReaderStatus';
@@ -107,6 +117,10 @@ export type CdcReaderStatus = {
   lastError: Maybe<Scalars['String']['output']>;
   /** This instance reads the slot. */
   leading: Scalars['Boolean']['output'];
+  /** The source database's other Tributary slots as the reader last measured them, most retaining first (20 at most: see `otherSlotsLeftOut`); null when not measured. */
+  otherSlots: Maybe<Array<CdcOtherSlot>>;
+  /** How many more other Tributary slots the database has than `otherSlots` lists (they retain less). */
+  otherSlotsLeftOut: Maybe<Scalars['Int']['output']>;
   /** The publication on the source database: the source's own, or `tributary_` + a hash of the database's identity (one per database, shared by deployments). */
   publicationName: Maybe<Scalars['String']['output']>;
   /** WAL the slot keeps on the source server, in bytes. */
@@ -453,6 +467,8 @@ export type Mutation = {
   deleteDocument: Document;
   /** Admin: deletes the endpoint and its pending deliveries. */
   deleteWebhookEndpoint: Scalars['Boolean']['output'];
+  /** Admin of the environment (a token without a tenant): drops another Tributary slot of the caller's environment's source database (one `cdcSource.status.otherSlots` lists), e.g. left over by a deployment stopped for good; false when there is no such slot. Refused: a name that is not one of this database's Tributary slots (BAD_USER_INPUT, `reason` NOT_TRIBUTARY_SLOT), this deployment's own slot (BAD_USER_INPUT, OWN_SLOT), a slot streamed now (CONFLICT, SLOT_ACTIVE). A deployment that still uses the slot finds it lost when it reads again (`cdc.slot_lost`). */
+  dropCdcSlot: Scalars['Boolean']['output'];
   /** Deep-merges a JSON Merge Patch (RFC 7396) into a document: `null` removes a key. Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. Counts as one of the caller's publishes (PUBLISH_RATE_PER_SECOND, per subject): RATE_LIMITED past it, with `extensions.retryAfterMs`. UNAVAILABLE with `extensions.saved: true` and `extensions.revision` when the change was saved but not finished (its event not published yet, or in sync durability not yet in the database): it goes out when it can; do not retry it as a new change. UNAVAILABLE without `saved` saved nothing: retry. */
   mergeDocument: Document;
   /** Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin. */
@@ -525,6 +541,11 @@ export type MutationDeleteDocumentArgs = {
 
 export type MutationDeleteWebhookEndpointArgs = {
   id: Scalars['ID']['input'];
+};
+
+
+export type MutationDropCdcSlotArgs = {
+  slotName: Scalars['String']['input'];
 };
 
 

@@ -17,11 +17,14 @@ import { deploymentNaming, type DeploymentNaming } from './deployment-slots.ts';
 import { defaultReplicationNames, identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import { assertLogicalReplicationAllowed } from './wal/replication-setup.ts';
 import { createRetiredSlots, knownDatabase, previousDatabase, slotOwner } from './retired-slots.ts';
+import { dropOtherSlot } from './other-slot-drop.ts';
 import { createSourceCatalogs } from './source-catalogs.ts';
 import { createSourceEndpoints, describeMappedTables } from './source-endpoints.ts';
 import { groupByDatabase, IDENTITY_WAIT_MS, type SourceGroup } from './source-groups.ts';
 import type { SourceConnectionFactory, SourceConnections } from './wal/source-connections.ts';
-import type { WalOutboxBinding, WalOutboxFigures } from './wal-outboxes.ts';
+import type { WalOutboxBinding, WalOutboxCatalog, WalOutboxFigures, WalOutboxSource } from './wal-outboxes.ts';
+
+export type { WalOutboxCatalog, WalOutboxSource } from './wal-outboxes.ts';
 
 /**
  * CDC as a whole: one reader per source *database* (`cdc-source.ts`), keyed by the database's
@@ -61,6 +64,8 @@ export interface CdcService {
   checkMapping(scope: EnvScope, mapping: DomainMapping): Promise<readonly string[]>;
   /** The reader of an environment's source, as this instance knows it. */
   status(scope: EnvScope): Promise<CdcSourceStatus | undefined>;
+  /** Drops another Tributary slot of the environment's source database (`other-slot-drop.ts`); false when there is none so named. */
+  dropSlot(scope: EnvScope, slotName: string): Promise<boolean>;
   /** The readers this instance leads, as last inspected (for metrics). */
   leading(): CdcSourceStatus[];
   /** The WAL-mode outboxes this instance reads, as last inspected (for metrics). */
@@ -84,20 +89,6 @@ export interface ModelSource {
 export interface SourceNames {
   readonly slotName?: string | null;
   readonly publicationName?: string | null;
-}
-
-/** An outbox read in WAL mode, and the database it is in (its table statements' connections are made here). */
-export interface WalOutboxSource extends Omit<WalOutboxBinding, 'connections'> {
-  readonly databaseUrl: string;
-}
-
-/** Where the WAL-mode outboxes are listed and their figures kept (the platform database's outbox sources). */
-export interface WalOutboxCatalog {
-  list(): Promise<readonly WalOutboxSource[]>;
-  /** What the reader measured; `seconds` is the period its `routed` count covers. */
-  report(figures: WalOutboxFigures, seconds: number): Promise<void>;
-  /** Dead rows are deleted this long after they were set aside, in ms. */
-  readonly retentionMs: number;
 }
 
 export interface CdcServiceOptions {
@@ -219,6 +210,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         return;
       }
       const names = namesOf(deployment.derived(identity), rows);
+      const slotFamily = defaultReplicationNames(identity).publicationName;
       const source = createCdcSource({
         ...options,
         ...(signals && { signals }),
@@ -226,7 +218,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         connections: endpoints.connectionsOf(url),
         names,
         deployment,
-        ownsPublication: names.publicationName === defaultReplicationNames(identity).publicationName,
+        ownsPublication: names.publicationName === slotFamily,
+        slotFamily,
         logger,
         bindings,
         outboxes,
@@ -376,6 +369,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       const id = sourceIdOf(identity);
       return followerStatus(id, local?.names ?? namesOf((await namingOf()).derived(identity), [source]), await store.getStatus(id), localStatus?.lastError ?? null);
     },
+
+    dropSlot: (scope, slotName) => dropOtherSlot({ store, connectionsOf, identityOf, naming: namingOf, logger }, scope, slotName),
 
     leading() {
       return [...sources.values()].map(({ source }) => source.status()).filter((status) => status.leading);

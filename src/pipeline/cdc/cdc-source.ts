@@ -71,6 +71,8 @@ export interface CdcSourceOptions {
   readonly deployment?: DeploymentNaming;
   /** The publication is Tributary's own (see `WalReaderOptions.ownsPublication`). @default false */
   readonly ownsPublication?: boolean;
+  /** The database's base slot name: its other Tributary slots are measured too (`wal/other-slots.ts`). @default none measured */
+  readonly slotFamily?: string;
   readonly bindings: readonly CdcBinding[];
   /** Outboxes in this database read in WAL mode. @default none */
   readonly outboxes?: readonly WalOutboxBinding[];
@@ -219,6 +221,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
           slotName: names.slotName,
           publicationName: names.publicationName,
           ownsPublication: options.ownsPublication === true,
+          ...(options.slotFamily !== undefined && { slotFamily: options.slotFamily }),
           expectExistingSlot: previous?.lastLsn != null,
           logger,
           handle,
@@ -287,6 +290,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     lastLsn: status.lastAcknowledgedLsn,
     lagBytes: status.lagBytes,
     retainedWalBytes: status.retainedWalBytes,
+    otherSlots: status.otherSlots,
     lastError: status.lastError,
     environments: environments(),
   });
@@ -353,7 +357,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
       // A source out of reach: the status says so (`reconnecting` once the stream ended) and why, rather
       // than going stale still saying `streaming`; not with the figures measured before, as if current.
       const status = await current.inspect().catch(async (error: unknown) => {
-        await save({ ...current.status(), lagBytes: null, retainedWalBytes: null, lastError: error instanceof Error ? error.message : String(error) });
+        await save({ ...current.status(), lagBytes: null, retainedWalBytes: null, otherSlots: null, lastError: error instanceof Error ? error.message : String(error) });
         throw error;
       });
       await save(status);

@@ -4,6 +4,7 @@ import { addMinuteCounts, CDC_UNROUTABLE_COUNTS } from '../../db/minute-counts.t
 import { parseMapping, type DomainMapping } from './mapping/mapping.ts';
 import type { RowChange } from './row-change.ts';
 import { createUnroutableTally, type UnroutableNote } from './unroutable-tally.ts';
+import type { OtherSlots } from './wal/other-slots.ts';
 
 /**
  * What CDC keeps in the platform database (migration 0003): each environment's source database,
@@ -61,6 +62,8 @@ export interface ReaderStatusRecord {
   readonly lastLsn: string | null;
   readonly lagBytes: number | null;
   readonly retainedWalBytes: number | null;
+  /** The database's other Tributary slots, as measured with the figures (migration 0038; the `cdc.retained_wal` alert). @default null: not measured */
+  readonly otherSlots?: OtherSlots | null;
   readonly lastError: string | null;
   /** The environments reading this source (for the alert rules: its status is per database). @default unchanged */
   readonly environments?: readonly { readonly app: string; readonly env: string }[];
@@ -132,6 +135,7 @@ type StatusRow = {
   last_lsn: string | null;
   lag_bytes: string | null;
   retained_wal_bytes: string | null;
+  other_slots: OtherSlots | null;
   last_error: string | null;
   updated_at: Date;
 };
@@ -267,11 +271,11 @@ export function createCdcStore(db: Database): CdcStore {
         throw error;
       }
       await db.query(
-        `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, last_error, environments, updated_at, not_streaming_since)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, now(), CASE WHEN $2 = 'streaming' THEN NULL ELSE now() END)
+        `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, other_slots, last_error, environments, updated_at, not_streaming_since)
+         VALUES ($1, $2, $3, $4, $5, $6, $9::jsonb, $7, $8::jsonb, now(), CASE WHEN $2 = 'streaming' THEN NULL ELSE now() END)
          ON CONFLICT (source) DO UPDATE SET state = excluded.state, leader = excluded.leader,
            last_lsn = coalesce(excluded.last_lsn, cdc_reader_status.last_lsn), lag_bytes = excluded.lag_bytes,
-           retained_wal_bytes = excluded.retained_wal_bytes, last_error = excluded.last_error,
+           retained_wal_bytes = excluded.retained_wal_bytes, other_slots = excluded.other_slots, last_error = excluded.last_error,
            environments = coalesce(excluded.environments, cdc_reader_status.environments), updated_at = now(),
            -- Not streaming since the last report that said it streamed (migration 0027).
            not_streaming_since = CASE WHEN excluded.state = 'streaming' THEN NULL
@@ -285,13 +289,14 @@ export function createCdcStore(db: Database): CdcStore {
           status.retainedWalBytes,
           status.lastError,
           status.environments === undefined ? null : JSON.stringify(status.environments),
+          status.otherSlots == null ? null : JSON.stringify(status.otherSlots),
         ],
       );
     },
 
     async getStatus(source) {
       const { rows } = await db.query<StatusRow>(
-        'SELECT source, state, leader, last_lsn, lag_bytes::text, retained_wal_bytes::text, last_error, updated_at FROM cdc_reader_status WHERE source = $1',
+        'SELECT source, state, leader, last_lsn, lag_bytes::text, retained_wal_bytes::text, other_slots, last_error, updated_at FROM cdc_reader_status WHERE source = $1',
         [source],
       );
       const row = rows[0];
@@ -303,6 +308,7 @@ export function createCdcStore(db: Database): CdcStore {
           lastLsn: row.last_lsn,
           lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes),
           retainedWalBytes: row.retained_wal_bytes === null ? null : Number(row.retained_wal_bytes),
+          otherSlots: row.other_slots,
           lastError: row.last_error,
           updatedAt: row.updated_at,
         }

@@ -84,6 +84,7 @@ export function idleStatus(source: string, names: { slotName: string | null; pub
     lastAcknowledgedLsn: null,
     lagBytes: null,
     retainedWalBytes: null,
+    otherSlots: null,
     lastError: null,
   };
 }
@@ -96,6 +97,7 @@ export function followerStatus(source: string, names: ReplicationNames, stored: 
     lastAcknowledgedLsn: stored?.lastLsn ?? null,
     lagBytes: stored?.lagBytes ?? null,
     retainedWalBytes: stored?.retainedWalBytes ?? null,
+    otherSlots: stored?.otherSlots ?? null,
     lastError: stored?.lastError ?? localError ?? null,
   };
 }

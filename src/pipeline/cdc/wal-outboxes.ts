@@ -69,6 +69,20 @@ export interface WalOutboxFigures extends Partial<OutboxCounts> {
   readonly lastError: string | null;
 }
 
+/** An outbox read in WAL mode, and the database it is in (its table statements' connections are made here). */
+export interface WalOutboxSource extends Omit<WalOutboxBinding, 'connections'> {
+  readonly databaseUrl: string;
+}
+
+/** Where the WAL-mode outboxes are listed and their figures kept (the platform database's outbox sources). */
+export interface WalOutboxCatalog {
+  list(): Promise<readonly WalOutboxSource[]>;
+  /** What the reader measured; `seconds` is the period its `routed` count covers. */
+  report(figures: WalOutboxFigures, seconds: number): Promise<void>;
+  /** Dead rows are deleted this long after they were set aside, in ms. */
+  readonly retentionMs: number;
+}
+
 export interface WalOutboxes {
   /** Replaces the outboxes read; one that is new is caught up before its rows are taken from the WAL. */
   set(bindings: readonly WalOutboxBinding[]): void;

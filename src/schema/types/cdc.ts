@@ -1,8 +1,19 @@
 import type { CdcSourceStatus } from '../../pipeline/cdc/cdc-source.ts';
+import type { OtherSlot } from '../../pipeline/cdc/wal/other-slots.ts';
 import type { RealtimeEvent } from '../../pipeline/events/envelope.ts';
 import * as resolvers from '../../resolvers/cdc.ts';
 import type { CdcMappingView, CdcSourceView, ChangeView } from '../../resolvers/cdc.ts';
 import { builder } from '../builder.ts';
+
+const CdcOtherSlot = builder.objectRef<OtherSlot>('CdcOtherSlot').implement({
+  description:
+    "Another Tributary slot of the source database: named as this database's slots are (`tributary_` + its hash, with or without another deployment's 12 hex digits), not this deployment's own — another deployment's, or one left over by a deployment stopped for good, which retains WAL without bound. `cdc.retained_wal` alerts on it too; `dropCdcSlot` drops it.",
+  fields: (t) => ({
+    slotName: t.exposeString('slotName'),
+    active: t.exposeBoolean('active', { description: 'Someone streams it now (another deployment\'s reader): it cannot be dropped.' }),
+    retainedWalBytes: t.float({ nullable: true, description: 'WAL the slot keeps on the source server, in bytes; null when Postgres invalidated it (it keeps none).', resolve: (slot) => slot.retainedWalBytes }),
+  }),
+});
 
 const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').implement({
   description: "The WAL reader of a source database, as the instance that leads it last reported.",
@@ -17,6 +28,13 @@ const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').im
     lastAcknowledgedLsn: t.exposeString('lastAcknowledgedLsn', { nullable: true, description: 'Position confirmed to Postgres: everything before it is in the log.' }),
     lagBytes: t.float({ nullable: true, description: 'WAL written after the confirmed position, in bytes.', resolve: (status) => status.lagBytes }),
     retainedWalBytes: t.float({ nullable: true, description: 'WAL the slot keeps on the source server, in bytes.', resolve: (status) => status.retainedWalBytes }),
+    otherSlots: t.field({
+      type: [CdcOtherSlot],
+      nullable: true,
+      description: "The source database's other Tributary slots as the reader last measured them, most retaining first (20 at most: see `otherSlotsLeftOut`); null when not measured.",
+      resolve: (status) => status.otherSlots?.slots ?? null,
+    }),
+    otherSlotsLeftOut: t.int({ nullable: true, description: 'How many more other Tributary slots the database has than `otherSlots` lists (they retain less).', resolve: (status) => status.otherSlots?.leftOut ?? null }),
     lastError: t.exposeString('lastError', {
       nullable: true,
       description:
@@ -94,6 +112,12 @@ builder.mutationFields((t) => ({
     description: 'Admin of the environment (a token without a tenant): creates or replaces a mapping (by name), checked against its table; applies without a restart.',
     args: { mapping: t.arg({ type: 'JSON', required: true }) },
     resolve: (_root, args, context) => resolvers.saveCdcMapping(context, args.mapping),
+  }),
+  dropCdcSlot: t.boolean({
+    description:
+      "Admin of the environment (a token without a tenant): drops another Tributary slot of the caller's environment's source database (one `cdcSource.status.otherSlots` lists), e.g. left over by a deployment stopped for good; false when there is no such slot. Refused: a name that is not one of this database's Tributary slots (BAD_USER_INPUT, `reason` NOT_TRIBUTARY_SLOT), this deployment's own slot (BAD_USER_INPUT, OWN_SLOT), a slot streamed now (CONFLICT, SLOT_ACTIVE). A deployment that still uses the slot finds it lost when it reads again (`cdc.slot_lost`).",
+    args: { slotName: t.arg.string({ required: true }) },
+    resolve: (_root, args, context) => resolvers.dropCdcSlot(context, args.slotName),
   }),
   deleteCdcMapping: t.boolean({
     description: 'Admin of the environment (a token without a tenant): removes a mapping; false when there was none.',

@@ -9,7 +9,11 @@
  *   server without bound, while the figure rules read unknown). It resolves once it streams again.
  * - `cdc.lag`: WAL written after the position the reader confirmed, over a threshold (warning);
  * - `cdc.retained_wal`: WAL the slot keeps on the source server, over a threshold (critical: the
- *   server's disk fills up, or `max_slot_wal_keep_size` drops the slot);
+ *   server's disk fills up, or `max_slot_wal_keep_size` drops the slot). Also, under subject
+ *   `cdc:<source>/<slot>`, each other Tributary slot of the database the leader measured with its
+ *   own (migration 0038, `wal/other-slots.ts`): another deployment's, or one left over by a
+ *   deployment stopped for good, which nobody else alerts on. Gone once a fresh status no longer
+ *   lists it (dropped) while listing every other slot (none left out);
  * - `cdc.slot_lost`: the slot was found lost and recreated within the window (critical: changes
  *   were missed; subscribers resynced). It resolves once the loss is older than the window.
  * - `cdc.unroutable_rows`: row changes a mapping matched but could not route (a tenant or key
@@ -25,8 +29,9 @@
  * while another source's fresh one lists it.
  */
 import type { Queryable } from '../../../db/database.ts';
+import type { OtherSlot, OtherSlots } from '../../cdc/wal/other-slots.ts';
 import { scopeKey } from '../../scope.ts';
-import { judgeLimit, MAX_READINGS_PER_RULE, type AlertRule, type Reading, type RuleSubject, type Verdict } from '../alert-rule.ts';
+import { BACK_WITHIN_LIMIT, judgeLimit, MAX_READINGS_PER_RULE, type AlertRule, type Reading, type RuleSubject, type Verdict } from '../alert-rule.ts';
 
 type StatusRow = {
   source: string;
@@ -35,6 +40,7 @@ type StatusRow = {
   environments: unknown;
   lag_bytes: string | null;
   retained_wal_bytes: string | null;
+  other_slots: unknown;
   slot_lost_recently: boolean;
   fresh: boolean;
   not_streaming_seconds: number;
@@ -53,6 +59,8 @@ interface SourceFigures {
   readonly environments: readonly { readonly app: string; readonly env: string }[];
   readonly lagBytes: number | null;
   readonly retainedWalBytes: number | null;
+  /** The database's other Tributary slots, as last measured (null: not measured). */
+  readonly otherSlots: OtherSlots | null;
   readonly slotLostRecently: boolean;
   /** The status was written within the window. */
   readonly fresh: boolean;
@@ -81,9 +89,25 @@ function environmentsOf(value: unknown): { app: string; env: string }[] {
   });
 }
 
+/** The stored other slots (migration 0038), what of them is well-formed; null when not measured. */
+function otherSlotsOf(value: unknown): OtherSlots | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const { slots, leftOut } = value as Record<string, unknown>;
+  if (!Array.isArray(slots)) return null;
+  return {
+    slots: slots.flatMap((slot: unknown) => {
+      if (typeof slot !== 'object' || slot === null) return [];
+      const { slotName, active, retainedWalBytes } = slot as Record<string, unknown>;
+      if (typeof slotName !== 'string' || typeof active !== 'boolean') return [];
+      return [{ slotName, active, retainedWalBytes: typeof retainedWalBytes === 'number' ? retainedWalBytes : null }];
+    }),
+    leftOut: typeof leftOut === 'number' ? leftOut : 0,
+  };
+}
+
 async function readSources(db: Queryable, windowMs: number): Promise<SourceFigures[]> {
   const { rows } = await db.query<StatusRow>(
-    `SELECT source, state, last_error, environments, lag_bytes::text, retained_wal_bytes::text,
+    `SELECT source, state, last_error, environments, lag_bytes::text, retained_wal_bytes::text, other_slots,
             coalesce(slot_lost_at > now() - make_interval(secs => $1), false) AS slot_lost_recently,
             updated_at > now() - make_interval(secs => $1) AS fresh,
             extract(epoch FROM now() - coalesce(not_streaming_since, updated_at))::float8 AS not_streaming_seconds
@@ -99,6 +123,7 @@ async function readSources(db: Queryable, windowMs: number): Promise<SourceFigur
     environments: environmentsOf(row.environments),
     lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes),
     retainedWalBytes: row.retained_wal_bytes === null ? null : Number(row.retained_wal_bytes),
+    otherSlots: otherSlotsOf(row.other_slots),
     slotLostRecently: row.slot_lost_recently,
     fresh: row.fresh,
     notStreamingSeconds: row.not_streaming_seconds,
@@ -173,7 +198,18 @@ const measured = (judge: (figures: SourceFigures) => Verdict) => (figures: Sourc
 /** Judges one environment reading a source; every rule but `cdc.unroutable_rows` judges the source alike for each. */
 type Judge = (figures: SourceFigures, windowMs: number, environment: string) => Verdict;
 
-function cdcRule(db: Queryable, name: string, description: string, judge: Judge): AlertRule {
+/** A source's subject, `cdc:<source>`, or one of its other slots', `cdc:<source>/<slot>`. */
+function subjectOf(source: string, slot?: string): string {
+  return slot === undefined ? `cdc:${source}` : `cdc:${source}/${slot}`;
+}
+
+function partsOf(subject: string): { source: string; slot: string | undefined } {
+  const [source = '', slot] = subject.slice('cdc:'.length).split('/');
+  return { source, slot };
+}
+
+/** `judgeSlot`: the rule also judges each other slot of a fresh status, under its own subject. */
+function cdcRule(db: Queryable, name: string, description: string, judge: Judge, judgeSlot?: (slot: OtherSlot) => Verdict): AlertRule {
   return {
     name,
     description,
@@ -187,25 +223,30 @@ function cdcRule(db: Queryable, name: string, description: string, judge: Judge)
             const key = environmentKey(environment);
             return configured.has(key) && (figures.fresh || !readByAnother(fresh, figures.source, key));
           })
-          .map((environment): Reading => ({
-            subject: `cdc:${figures.source}`,
-            scope: { ...environment, tenant: undefined },
-            verdict: judge(figures, windowMs, environmentKey(environment)),
-          })),
+          .flatMap((environment): Reading[] => {
+            const scope = { ...environment, tenant: undefined };
+            const own = { subject: subjectOf(figures.source), scope, verdict: judge(figures, windowMs, environmentKey(environment)) };
+            const others = judgeSlot && figures.fresh ? (figures.otherSlots?.slots ?? []) : [];
+            return [own, ...others.map((slot) => ({ subject: subjectOf(figures.source, slot.slotName), scope, verdict: judgeSlot!(slot) }))];
+          }),
       );
     },
     async gone(subjects: readonly RuleSubject[], { windowMs }) {
       const configured = await withCdcSource(db, subjects.map((subject) => subject.scope));
-      const fresh = freshlyRead(await readSources(db, windowMs));
-      return subjects
-        .filter((subject) => {
-          const key = environmentKey(subject.scope);
-          if (!configured.has(key)) return true;
-          const source = subject.subject.slice('cdc:'.length);
-          const listed = fresh.get(source);
-          return listed ? !listed.has(key) : readByAnother(fresh, source, key);
-        })
-        .map((subject) => ({ subject }));
+      const sources = await readSources(db, windowMs);
+      const fresh = freshlyRead(sources);
+      const bySource = new Map(sources.map((figures) => [figures.source, figures]));
+      return subjects.flatMap((subject) => {
+        const key = environmentKey(subject.scope);
+        if (!configured.has(key)) return [{ subject }];
+        const { source, slot } = partsOf(subject.subject);
+        const listed = fresh.get(source);
+        if (listed ? !listed.has(key) : readByAnother(fresh, source, key)) return [{ subject }];
+        // Silent while its source's fresh status lists every other slot: no such slot any more.
+        const others = listed && bySource.get(source)?.otherSlots;
+        if (slot === undefined || !others || others.leftOut > 0) return [];
+        return [{ subject, reason: `replication slot "${slot}" no longer exists on the source database` }];
+      });
     },
   };
 }
@@ -229,6 +270,21 @@ export function judgeUnroutable(figures: UnroutableFigures, windowMs: number, al
   });
 }
 
+/** Judges the WAL another Tributary slot of the database retains: pure. The message says whose it may be and how to drop it. */
+export function judgeOtherSlot(slot: OtherSlot, max: number): Verdict {
+  const what = `retained WAL of replication slot "${slot.slotName}"`;
+  if (slot.retainedWalBytes === null) return { kind: 'good', value: 0, message: `${BACK_WITHIN_LIMIT}: ${what} is none (the slot was invalidated)` };
+  const verdict = judgeLimit(slot.retainedWalBytes, max, { severity: 'critical', message: `${what} is ${formatBytes(slot.retainedWalBytes)} (limit ${formatBytes(max)})` });
+  if (verdict.kind !== 'bad') return verdict;
+  const whose = slot.active
+    ? "it belongs to another Tributary deployment reading this database, whose reader streams it now and lags"
+    : 'nobody reads it: it is left over by a Tributary deployment that no longer runs (or belongs to one that is down)';
+  const drop = slot.active
+    ? ''
+    : `; if that deployment is gone for good, drop it with the mutation dropCdcSlot(slotName: "${slot.slotName}") (or SELECT pg_drop_replication_slot('${slot.slotName}') on the source)`;
+  return { ...verdict, message: `${verdict.message}: ${whose}${drop}` };
+}
+
 const NONE_UNROUTABLE: UnroutableFigures = { unroutableRows: 0, unroutableTop: null };
 
 export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] {
@@ -237,9 +293,13 @@ export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] 
     cdcRule(db, 'cdc.lag', 'WAL written after the position a CDC reader confirmed, per source', measured((figures) =>
       judgeBytes(figures.lagBytes, thresholds.maxLagBytes, 'warning', 'replication lag'),
     )),
-    cdcRule(db, 'cdc.retained_wal', "WAL a CDC reader's slot keeps on its source server, per source", measured((figures) =>
-      judgeBytes(figures.retainedWalBytes, thresholds.maxRetainedWalBytes, 'critical', 'retained WAL'),
-    )),
+    cdcRule(
+      db,
+      'cdc.retained_wal',
+      "WAL a CDC reader's slot, or another Tributary slot of its database, keeps on its source server, per source and slot",
+      measured((figures) => judgeBytes(figures.retainedWalBytes, thresholds.maxRetainedWalBytes, 'critical', 'retained WAL')),
+      (slot) => judgeOtherSlot(slot, thresholds.maxRetainedWalBytes),
+    ),
     cdcRule(db, 'cdc.slot_lost', 'A replication slot found lost and recreated (changes missed), per source', measured((figures) =>
       figures.slotLostRecently
         ? { kind: 'bad', severity: 'critical', value: 1, message: 'the replication slot was lost and recreated: changes were missed, subscribers resynced' }

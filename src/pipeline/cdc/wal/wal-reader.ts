@@ -44,6 +44,7 @@ import {
   readSlotUsage,
   tryPublishViaPartitionRoot,
 } from './replication-setup.ts';
+import { readOtherSlots, type OtherSlots } from './other-slots.ts';
 import type { SourceConnections } from './source-connections.ts';
 
 export interface WalReaderOptions {
@@ -61,6 +62,8 @@ export interface WalReaderOptions {
    * publication is left as it is (others may read it). @default false
    */
   readonly ownsPublication?: boolean;
+  /** The database's base slot name (`replication-names.ts`): `inspect` also reads its other slots so named (`other-slots.ts`). @default none read */
+  readonly slotFamily?: string;
   /**
    * The caller already had a position on this slot (e.g. it stored events from it): a missing
    * slot then means it was lost, and `onSlotCreated` says `recreated: true`.
@@ -129,6 +132,8 @@ export interface WalReaderStatus {
   readonly lagBytes: number | null;
   /** `pg_current_wal_lsn() - restart_lsn` at the last `inspect()`, in bytes; null before. */
   readonly retainedWalBytes: number | null;
+  /** The database's other Tributary slots (`slotFamily`) at the last `inspect()`; null before, or without `slotFamily`. */
+  readonly otherSlots: OtherSlots | null;
   /** The last error; while the slot's creation waits for transactions open on the source, which ones. */
   readonly lastError: string | null;
 }
@@ -169,7 +174,7 @@ class PostgresWalReader implements WalReader {
   #session: ReplicationSession | undefined;
   #supervisor: Promise<void> | undefined;
   #slotSeen = false;
-  #usage: { lagBytes: number; retainedWalBytes: number } | undefined;
+  #usage: { lagBytes: number | null; retainedWalBytes: number | null; otherSlots: OtherSlots | null } | undefined;
   #lastError: string | null = null;
   /** The backend of the set-up connection while the set-up runs (`stop()` cancels its statement). */
   #setupBackend: number | undefined;
@@ -232,21 +237,25 @@ class PostgresWalReader implements WalReader {
       lastAcknowledgedLsn: confirmed === 0n ? null : formatLsn(confirmed),
       lagBytes: this.#usage?.lagBytes ?? null,
       retainedWalBytes: this.#usage?.retainedWalBytes ?? null,
+      otherSlots: this.#usage?.otherSlots ?? null,
       lastError: this.#slotWait ?? this.#lastError,
     };
   }
 
   async inspect(): Promise<WalReaderStatus> {
-    let usage;
+    const family = this.#options.slotFamily;
     try {
-      usage = await this.#options.connections.withClient((client) => readSlotUsage(client, this.#slotName));
+      this.#usage = await this.#options.connections.withClient(async (client) => {
+        const usage = await readSlotUsage(client, this.#slotName);
+        const otherSlots = family === undefined ? null : await readOtherSlots(client, family, this.#slotName);
+        return { lagBytes: usage?.lagBytes ?? null, retainedWalBytes: usage?.retainedWalBytes ?? null, otherSlots };
+      });
     } catch (error) {
       // Unknown now: the figures of the last reading would go on being reported (the lag gauges,
       // the dashboard) as if current while the source is out of reach.
       this.#usage = undefined;
       throw error;
     }
-    this.#usage = usage && { lagBytes: usage.lagBytes, retainedWalBytes: usage.retainedWalBytes };
     return this.status();
   }
 

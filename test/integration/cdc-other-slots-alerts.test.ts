@@ -1,0 +1,99 @@
+/**
+ * `cdc.retained_wal` on the other Tributary slots of a source database, at rule level: the
+ * evaluator driven one evaluation at a time on a real platform Postgres, the reader's status
+ * written where (and as) the CDC leader writes it (`cdc-store.ts`, migration 0038). The end-to-end
+ * path (a real slot left on a real source) is `cdc-other-slots.test.ts`.
+ */
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import type { Database } from '../../src/db/database.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createAlertEvaluator, type AlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
+import { alertIdOf, getAlert } from '../../src/pipeline/alerts/alert-store.ts';
+import { cdcRules } from '../../src/pipeline/alerts/rules/cdc-rules.ts';
+import { createCdcStore } from '../../src/pipeline/cdc/cdc-store.ts';
+import type { OtherSlot } from '../../src/pipeline/cdc/wal/other-slots.ts';
+import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
+import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
+import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+
+const logger = createLogger({ level: 'silent' });
+const SCOPE = { app: 'app', env: 'env', tenant: undefined };
+const LIMIT = 1024 * 1024;
+const LEFT_OVER = 'tributary_0123456789abcdef0123_0123456789ab';
+const SLOT_ALERT = alertIdOf({ rule: 'cdc.retained_wal', subject: `cdc:src1/${LEFT_OVER}`, scope: SCOPE });
+const OWN_ALERT = alertIdOf({ rule: 'cdc.retained_wal', subject: 'cdc:src1', scope: SCOPE });
+
+async function cdcFixture(): Promise<{ db: Database; evaluator: AlertEvaluator }> {
+  const fixture = await createDeliveryFixture();
+  onTestFinished(() => fixture.dispose());
+  const { db } = fixture;
+  const log = createMemoryLog({ retention: { maxEvents: 1_000, maxAgeMs: 3_600_000 }, publish: () => {} });
+  onTestFinished(() => log.close());
+  const evaluator = createAlertEvaluator({
+    db,
+    router: createEventRouter({ log, logger }),
+    rules: cdcRules(db, { maxLagBytes: LIMIT, maxRetainedWalBytes: LIMIT }),
+    policy: { fireAfter: 2, resolveAfter: 3 },
+    windowMs: 300_000,
+    holder: randomUUID(),
+    leaseMs: 60_000,
+    logger,
+  });
+  await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('app', 'env', 'postgres://source.example/app')");
+  return { db, evaluator };
+}
+
+async function evaluate(evaluator: AlertEvaluator, times: number): Promise<void> {
+  for (let done = 0; done < times; done += 1) expect(await evaluator.evaluate()).toMatchObject({ evaluated: true });
+}
+
+/** The leader's status write, its own slot well within the limit. */
+async function report(db: Database, slots: OtherSlot[] | null, leftOut = 0): Promise<void> {
+  await createCdcStore(db).saveStatus({
+    source: 'src1', state: 'streaming', leader: 'leader-1', lastLsn: '0/1', lagBytes: 10, retainedWalBytes: 10,
+    otherSlots: slots && { slots, leftOut }, lastError: null, environments: [{ app: 'app', env: 'env' }],
+  });
+}
+
+describe('cdc.retained_wal on other Tributary slots', () => {
+  it('fires for a left-over slot over the limit, naming it and how to drop it, and resolves once a status lists every slot but it', async () => {
+    const { db, evaluator } = await cdcFixture();
+    await report(db, [{ slotName: LEFT_OVER, active: false, retainedWalBytes: 5 * LIMIT }]);
+    await evaluate(evaluator, 2);
+    const fired = await getAlert(db, SLOT_ALERT);
+    expect(fired).toMatchObject({ state: 'firing', severity: 'critical', lastValue: 5 * LIMIT });
+    expect(fired?.message).toContain(`retained WAL of replication slot "${LEFT_OVER}" is 5 MiB (limit 1 MiB)`);
+    expect(fired?.message).toContain(`left over by a Tributary deployment that no longer runs`);
+    expect(fired?.message).toContain(`dropCdcSlot(slotName: "${LEFT_OVER}")`);
+    // Its own slot is judged apart, and is fine.
+    expect(await getAlert(db, OWN_ALERT)).toBeUndefined();
+
+    // More slots than listed: one not listed may only be left out, not gone.
+    await report(db, [], 1);
+    await evaluate(evaluator, 3);
+    expect(await getAlert(db, SLOT_ALERT)).toMatchObject({ state: 'firing' });
+    // Not measured (the reader could not read the slots): not gone either.
+    await report(db, null);
+    await evaluate(evaluator, 3);
+    expect(await getAlert(db, SLOT_ALERT)).toMatchObject({ state: 'firing' });
+
+    await report(db, []);
+    await evaluate(evaluator, 1);
+    expect(await getAlert(db, SLOT_ALERT)).toMatchObject({ state: 'resolved', message: `replication slot "${LEFT_OVER}" no longer exists on the source database` });
+  });
+
+  it("says a slot streamed now is another deployment's, and resolves once its retained WAL is back within the limit", async () => {
+    const { db, evaluator } = await cdcFixture();
+    await report(db, [{ slotName: LEFT_OVER, active: true, retainedWalBytes: 2 * LIMIT }]);
+    await evaluate(evaluator, 2);
+    const fired = await getAlert(db, SLOT_ALERT);
+    expect(fired).toMatchObject({ state: 'firing', severity: 'critical' });
+    expect(fired?.message).toContain('belongs to another Tributary deployment reading this database');
+    expect(fired?.message).not.toContain('dropCdcSlot');
+
+    await report(db, [{ slotName: LEFT_OVER, active: true, retainedWalBytes: LIMIT / 10 }]);
+    await evaluate(evaluator, 3);
+    expect(await getAlert(db, SLOT_ALERT)).toMatchObject({ state: 'resolved', lastValue: LIMIT / 10 });
+  });
+});
