@@ -1,7 +1,7 @@
 import type { Pgoutput } from 'pg-logical-replication';
 import { describe, expect, it } from 'vitest';
 import { evaluateMapping } from '../../src/pipeline/cdc/mapping/mapping-evaluate.ts';
-import { columnParser } from '../../src/pipeline/cdc/mapping/row-values.ts';
+import { columnParser } from '../../src/pipeline/cdc/row-values.ts';
 import { toRowChange } from '../../src/pipeline/cdc/wal/pgoutput-decode.ts';
 import { compileEventWhere } from '../../src/pipeline/filters/event-filter.ts';
 import { matchesModelFilter, parseModelFilter } from '../../src/pipeline/filters/model-filter.ts';

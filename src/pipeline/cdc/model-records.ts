@@ -32,7 +32,7 @@ import type { ModelSource } from './cdc-service.ts';
 import { entityKeyOfRow, UnroutableRowError } from './mapping/mapping-evaluate.ts';
 import { mappingTable } from './mapping/mapping.ts';
 import { quoteIdent } from './mapping/quote-ident.ts';
-import { columnValue, ROW_TYPES } from './mapping/row-values.ts';
+import { columnValue, ROW_TYPES } from './row-values.ts';
 import { describeTable } from './mapping/table-catalog.ts';
 import {
   decodeSnapshotCursor,

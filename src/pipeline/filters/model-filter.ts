@@ -26,7 +26,7 @@
  * - strings compare numerically, exactly, when both sides are decimal numbers without leading
  *   zeros (an int8 or numeric column decoded as "10" is >= "9"; a zip code "01234" stays text);
  *   by instant when the value is an ISO date or timestamp and the operand one too (CDC rows carry
- *   dates as "2024-06-01" and timestamps as "2024-06-01T10:30:00.000Z", `cdc/mapping/row-values.ts`:
+ *   dates as "2024-06-01" and timestamps as "2024-06-01T10:30:00.000Z", `cdc/row-values.ts`:
  *   `gte.2024-06-01T12:00:00+02:00` compares instants); otherwise by code units, like the event
  *   filters (`event-filter.ts`; both compare with `json-compare.ts`). A date-time without an
  *   offset is read in the process's time zone (`Date.parse`), a bare date as UTC midnight;

@@ -3,11 +3,11 @@
  * the row id, so the id must stay while the rows are the same table's (a new password, another
  * login with the same rights, `application_name` or `sslmode` added: rows routed again must keep
  * their ids) and change when they are not (another database or table: its row ids repeat the old
- * ones). The URL's text tells neither; the database's identity (`cdc/wal/replication-names.ts`,
+ * ones). The URL's text tells neither; the database's identity (`db/database-identity.ts`,
  * the same on every host alias and login) and the table as the login resolves it do.
  */
 import type pg from 'pg';
-import { identifyDatabase } from '../cdc/wal/replication-names.ts';
+import { identifyDatabase } from '../../db/database-identity.ts';
 import { resolveTable, type OutboxTable } from './outbox-sql.ts';
 
 /**

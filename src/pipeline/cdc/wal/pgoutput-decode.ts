@@ -5,7 +5,7 @@
 import { PgoutputPlugin } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
 import { InternalError } from '../../../errors.ts';
-import { columnParser, columnValue } from '../mapping/row-values.ts';
+import { columnParser, columnValue } from '../row-values.ts';
 import type { RowChange, RowImage } from '../row-change.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
 

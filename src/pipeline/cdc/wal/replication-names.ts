@@ -17,32 +17,16 @@
  * its own names (`setCdcSource(slotName:, publicationName:)`), e.g. to keep a slot made elsewhere.
  */
 import { createHash } from 'node:crypto';
-import type pg from 'pg';
+import { identityKey, type DatabaseIdentity } from '../../../db/database-identity.ts';
 
-export interface DatabaseIdentity {
-  /** `pg_control_system().system_identifier`, as text (it exceeds 2^53). */
-  readonly systemIdentifier: string;
-  readonly database: string;
-}
+/** Defined with the database connections (the outbox keys its tables by them too). */
+export { identifyDatabase, identityKey, type DatabaseIdentity } from '../../../db/database-identity.ts';
 
 export interface ReplicationNames {
   readonly slotName: string;
   readonly publicationName: string;
 }
 
-/** A stable text key of the identity: `{system identifier}/{database name}`. */
-export function identityKey(identity: DatabaseIdentity): string {
-  return `${identity.systemIdentifier}/${identity.database}`;
-}
-
-/** The identity of the database the client is connected to. */
-export async function identifyDatabase(client: pg.ClientBase): Promise<DatabaseIdentity> {
-  const { rows } = await client.query<{ system_identifier: string; database: string }>(
-    'SELECT system_identifier::text AS system_identifier, current_database() AS database FROM pg_control_system()',
-  );
-  const row = rows[0]!;
-  return { systemIdentifier: row.system_identifier, database: row.database };
-}
 
 /**
  * The slot and publication of a database whose source sets no names of its own: with
