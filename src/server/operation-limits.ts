@@ -16,6 +16,7 @@ import {
 } from 'graphql';
 import type { Limits } from '../config.ts';
 import { ErrorCode } from '../errors.ts';
+import { compactDocument } from './parse-cache.ts';
 
 export type OperationLimits = Pick<Limits, 'maxDepth' | 'maxAliases' | 'maxTokens'>;
 
@@ -62,9 +63,11 @@ export function useOperationLimits(limits: OperationLimits): Plugin {
       // graphql-js counts tokens while lexing and stops at the limit: a huge document costs no more.
       // Parse errors get their code and HTTP status here, before yoga caches the parse result
       // by document text: the cached error is then right for whichever transport sees it next.
+      // The document is kept compact (without its tokens): the cache keeps it, and so does every
+      // subscription cohort that executes it, for as long as it lives.
       setParseFn((source: string | Source, options?: ParseOptions) => {
         try {
-          return parse(source, { ...options, maxTokens: limits.maxTokens });
+          return compactDocument(parse(source, { ...options, maxTokens: limits.maxTokens }));
         } catch (error) {
           // The parser recurses once per level of nesting and lexes lazily: about 2,000 nested
           // `[` overflow the stack before the token limit is reached. The overflow is the

@@ -1,4 +1,4 @@
-import type { DocumentNode } from 'graphql';
+import type { DocumentNode, Source } from 'graphql';
 
 /**
  * yoga's parse caches — parsed documents and parse errors, keyed by the document's text — bounded
@@ -33,14 +33,14 @@ export interface ParseCaches {
   readonly errorCache: ParseCache<unknown>;
 }
 
-/** Syntax tree per token, tokens included (graphql-js 16: ~250 bytes, measured). */
-const BYTES_PER_TOKEN = 256;
+/** Syntax tree per node of a compact document, its location and lists included (~135 bytes, measured). */
+const BYTES_PER_NODE = 144;
 /** A parse error beside its text: the error, its source and locations. */
 const BYTES_PER_ERROR = 1024;
 
 export function createParseCaches(options: ParseCacheOptions = {}): ParseCaches {
   return {
-    documentCache: createParseCache(options, (text, document: DocumentNode) => text.length + BYTES_PER_TOKEN * tokenCount(document)),
+    documentCache: createParseCache(options, (text, document: DocumentNode) => text.length + BYTES_PER_NODE * nodeCount(document)),
     errorCache: createParseCache(options, (text) => text.length + BYTES_PER_ERROR),
   };
 }
@@ -87,9 +87,101 @@ function createParseCache<T>(options: ParseCacheOptions, weigh: (text: string, v
   };
 }
 
-/** Tokens of a parsed document, comments included (all of them are kept in its tree). */
-function tokenCount(document: DocumentNode): number {
+/** Nodes of a parsed document (objects with a `kind`), counted without recursion. */
+function nodeCount(document: DocumentNode): number {
   let count = 0;
-  for (let token = document.loc?.startToken ?? null; token !== null; token = token.next) count += 1;
+  const pending: unknown[] = [document];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (Array.isArray(value)) {
+      for (const item of value as unknown[]) pending.push(item);
+    } else if (isNode(value)) {
+      count += 1;
+      for (const key in value) if (key !== 'loc') pending.push(value[key]);
+    }
+  }
   return count;
+}
+
+/**
+ * Where a node is in its source, as graphql-js's `Location` minus the token list: the same
+ * `start`, `end` and `source` (all that `GraphQLError` reads for `locations`, and `printLocation`
+ * for messages) and the same JSON.
+ */
+class SourceSpan {
+  readonly start: number;
+  readonly end: number;
+  readonly source: Source;
+
+  constructor(start: number, end: number, source: Source) {
+    this.start = start;
+    this.end = end;
+    this.source = source;
+  }
+
+  toJSON(): { start: number; end: number } {
+    return { start: this.start, end: this.end };
+  }
+
+  get [Symbol.toStringTag](): string {
+    return 'Location';
+  }
+}
+
+/**
+ * The document as the caches keep it, and every subscription cohort executes it for its life:
+ * the same tree with each node's `loc` a `SourceSpan`. graphql-js's `Location` links the node to
+ * its first and last token, and the tokens to each other (`prev`/`next`), so a parsed document
+ * pins every token of its text, comments included: over half its weight (9.8 KB of a 32-node
+ * subscription, 4.4 KB compact). Nothing reads the tokens after parsing — errors are located
+ * from `start` and `source` — but `loc.startToken`/`loc.endToken` are undefined here. Also
+ * shared, being read-only like the whole tree: a child's span equal to its parent's (`id`'s
+ * field and its name), and one frozen empty list (`directives: []` of every field). Built
+ * without recursion (a document is as deep as the parser allowed), into new objects: the parsed
+ * one is the parser's alone until it returns.
+ */
+export function compactDocument(document: DocumentNode): DocumentNode {
+  const root: Record<string, unknown> = {};
+  const pending: Pending[] = [{ from: document as unknown as Record<string, unknown>, to: root, parentSpan: undefined }];
+  for (let step = pending.pop(); step !== undefined; step = pending.pop()) {
+    const { from, to, parentSpan } = step;
+    const span = spanOf(from['loc'], parentSpan);
+    for (const key in from) {
+      const value = from[key];
+      if (key === 'loc') to[key] = span ?? value;
+      else if (!Array.isArray(value)) to[key] = copyOf(value, span, pending);
+      else to[key] = value.length === 0 ? EMPTY_LIST : (value as unknown[]).map((item) => copyOf(item, span, pending));
+    }
+  }
+  return root as unknown as DocumentNode;
+}
+
+interface Pending {
+  readonly from: Record<string, unknown>;
+  readonly to: Record<string, unknown>;
+  readonly parentSpan: SourceSpan | undefined;
+}
+
+const EMPTY_LIST: readonly never[] = Object.freeze([]);
+
+function spanOf(loc: unknown, parentSpan: SourceSpan | undefined): SourceSpan | undefined {
+  if (!isLocation(loc)) return undefined;
+  if (parentSpan?.start === loc.start && parentSpan.end === loc.end) return parentSpan;
+  return new SourceSpan(loc.start, loc.end, loc.source);
+}
+
+/** A node's empty copy, queued to be filled; anything else (a name, a flag) as it is. */
+function copyOf(value: unknown, parentSpan: SourceSpan | undefined, pending: Pending[]): unknown {
+  if (!isNode(value)) return value;
+  const copy: Record<string, unknown> = {};
+  pending.push({ from: value, to: copy, parentSpan });
+  return copy;
+}
+
+function isNode(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { kind?: unknown }).kind === 'string';
+}
+
+function isLocation(value: unknown): value is { start: number; end: number; source: Source } {
+  return typeof value === 'object' && value !== null && typeof (value as { start?: unknown }).start === 'number';
 }

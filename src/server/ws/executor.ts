@@ -63,6 +63,11 @@ export interface OperationExecutorOptions {
  * contract (`pipeline/dispatch/subscription-contract.ts`).
  */
 export function createOperationExecutor(yoga: TributaryYoga, options: OperationExecutorOptions): OperationExecutor {
+  // Each event's result is masked like any other: a field's internal error never reaches clients raw.
+  // Made once for every operation: a cohort keeps its render (and what that holds) for its life.
+  const mask = (error: GraphQLError) => asGraphQLError(options.maskError(error, 'Unexpected error.'));
+  const masked = (result: ExecutionResult): ExecutionResult => (result.errors ? { ...result, errors: result.errors.map(mask) } : result);
+  const serialize = (result: ExecutionResult) => JSON.stringify(formatResult(masked(result)));
   return async (principal, received, connectionId) => {
     const { parse, validate, contextFactory, execute, schema } = envelopedFor(yoga, { principal, connectionId });
 
@@ -100,17 +105,13 @@ export function createOperationExecutor(yoga: TributaryYoga, options: OperationE
 
     const source = await createSourceEventStream(args);
     const field = rootFieldName(operation, document);
-    // Each event's result is masked like any other: a field's internal error never reaches clients raw.
-    const mask = (error: GraphQLError) => asGraphQLError(options.maskError(error, 'Unexpected error.'));
-    const masked = (result: ExecutionResult): ExecutionResult => (result.errors ? { ...result, errors: result.errors.map(mask) } : result);
     if (isDispatchTicket(source)) {
-      return { kind: 'dispatch', field, ticket: source, cohort: { key: cohortKey(source, operation, payload), render: renderer(args, masked) } };
+      return { kind: 'dispatch', field, ticket: source, cohort: { key: cohortKey(source, operation, payload), render: renderer(args, serialize) } };
     }
     if (!isAsyncIterable(source)) {
       // The subscribe resolver refused (bad arguments…): like graphql-ws's reference server, a
       // `next` carrying the errors, then `complete`.
-      const masked = (source.errors ?? []).map((error) => asGraphQLError(options.maskError(error, 'Unexpected error.')));
-      return { kind: 'single', result: { errors: masked } };
+      return { kind: 'single', result: { errors: (source.errors ?? []).map(mask) } };
     }
     const readableBy = readableByOf(source);
     if (!readableBy) {
@@ -148,14 +149,15 @@ function cohortKey(ticket: DispatchTicket, operation: OperationDefinitionNode, p
 }
 
 /**
- * Executes the subscription's selection for one event to the `next` payload JSON, its errors
- * `masked`. The cohort's members share it, so it runs with the contract's guarded context, not
- * this subscriber's.
+ * Executes the subscription's selection for one event to the `next` payload JSON (`serialize`
+ * masks its errors). The cohort's members share it, so it runs with the contract's guarded
+ * context, not this subscriber's: the subscriber's is not kept either (the cohort may outlive it).
  */
-function renderer(args: ExecutionArgs, masked: (result: ExecutionResult) => ExecutionResult): CohortRender {
+function renderer(args: ExecutionArgs, serialize: (result: ExecutionResult) => string): CohortRender {
+  const { schema, document, operationName, variableValues } = args;
   return cohortRenderer(
-    (event, contextValue) => executeSync({ ...args, contextValue, rootValue: event }),
-    (result) => JSON.stringify(formatResult(masked(result))),
+    (event, contextValue) => executeSync({ schema, document, operationName, variableValues, contextValue, rootValue: event }),
+    serialize,
   );
 }
 
