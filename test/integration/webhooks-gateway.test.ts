@@ -64,6 +64,13 @@ describe.each(MODES)('gateway events as webhooks (%s)', (mode) => {
     socket.send({ id: 'orders', type: 'subscribe', payload: { query: 'subscription { events(topic: "orders") { id } }' } });
     await waitFor(() => server.stats().subscribers === 1, { message: 'the events subscription started' });
     await joinRoom(server, socket);
+    // The channel's `gateway.subscribed` is told once its subscription is set up, which ends after
+    // the member is counted: a broadcast sent at once may be told first (the client has no signal
+    // between the two). The order under test is the server's, so the broadcast waits for it.
+    await waitFor(() => ofType(receiver, 'gateway.subscribed').some((request) => request.json.data['field'] === 'channel'), {
+      timeoutMs: 20_000,
+      message: "the channel's subscription was told",
+    });
     socket.send({
       id: 'send',
       type: 'subscribe',
