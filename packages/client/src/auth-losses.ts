@@ -19,6 +19,11 @@
  * that expired while open: reconnecting at once would hand the same expired token over and over.
  * It is retried with backoff like the 4403s above — for good while it is the token just closed
  * as expired, a few times for another one — then `unauthorized`.
+ *
+ * Retried for good is not silent: an auth library whose refresh failed hands out its cached,
+ * expired token again and again, and the client would show `reconnecting` for ever with no word
+ * why. From the `EXPIRED_REFUSALS_TOLD`-th refusal in a row of a token as expired, the connection
+ * tells the application (`expiredRefusals`: onError, every subscription's error) while it retries.
  */
 import { closeDisposition, type CloseDisposition } from './connection-state.ts';
 import { tokenExpiresAt } from './token.ts';
@@ -29,6 +34,13 @@ const TOKEN_EXPIRED = 4419;
 /** Refusals retried for a token expired by the device's clock, or refused as expired at connect. */
 const STALE_TOKEN_RETRIES = 5;
 
+/**
+ * Refusals in a row of an expired token (retried) from which the application is told: one may be
+ * a clock a little behind the server's, or a library about to refresh; a second, backoff later,
+ * is a token that will not change by itself.
+ */
+export const EXPIRED_REFUSALS_TOLD = 2;
+
 export class AuthLosses {
   /** The token of the last socket the server closed as expired (4419), until a socket is acknowledged. */
   #expiredToken: string | undefined;
@@ -36,12 +48,20 @@ export class AuthLosses {
   #lostOtherwise = false;
   /** Refusals retried since then for a stale token. */
   #staleTokenRetries = 0;
+  /** Refusals of an expired token retried since the last acknowledgement (any of the kinds above). */
+  #expiredRefusals = 0;
+
+  /** Refusals of an expired token retried in a row (since the last acknowledged socket or `reconnect()`). */
+  get expiredRefusals(): number {
+    return this.#expiredRefusals;
+  }
 
   /** A socket was acknowledged, or the application reconnects: what came before says nothing any more. */
   forget(): void {
     this.#expiredToken = undefined;
     this.#lostOtherwise = false;
     this.#staleTokenRetries = 0;
+    this.#expiredRefusals = 0;
   }
 
   /** The server closed a socket holding `token` as expired (4419, once acknowledged). */
@@ -56,6 +76,8 @@ export class AuthLosses {
   dispositionOf(token: string | undefined, acknowledged: boolean, code: number): CloseDisposition {
     const disposition = this.#judge(token, acknowledged, code);
     if (closeDisposition(code) === 'retry') this.#lostOtherwise = true;
+    // A token refusal (4403, or 4419 at connect) retried: its token was judged expired.
+    else if (disposition === 'retry') this.#expiredRefusals += 1;
     return disposition;
   }
 

@@ -65,6 +65,7 @@ export function joinChannel<T = unknown>(connection: Connection, name: string, o
       });
     },
     unauthorized: report.interrupted,
+    tokenRefused: report.interrupted,
     // A new login: the next socket joins as the new user (refused if they may not join).
     reset: () => {
       gate.notBefore = 0;

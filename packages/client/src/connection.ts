@@ -9,15 +9,15 @@
  */
 import { createClient as createGraphQLWsClient, type Client } from 'graphql-ws';
 import { backoffDelay, type BackoffOptions } from './backoff.ts';
-import { closeCodeOf, closeReasonOf, SessionEndedError } from './errors.ts';
+import { closeCodeOf, closeReasonOf, SessionEndedError, TokenExpiredError } from './errors.ts';
 import { guardedWebSocket } from './guarded-websocket.ts';
 import { callEach, type HandlerErrorReport } from './handler-errors.ts';
-import { AuthLosses } from './auth-losses.ts';
+import { AuthLosses, EXPIRED_REFUSALS_TOLD } from './auth-losses.ts';
 import { INITIAL_STATUS, nextStatus, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
 import type { SessionUser } from './session-user.ts';
-import { isExpiryNotice, TokenRefresh, unref, type GetToken } from './token-refresh.ts';
-import { tokenPrincipal } from './token.ts';
+import { isExpiryNotice, noticedExpiry, TokenRefresh, unref, type GetToken } from './token-refresh.ts';
+import { tokenExpiresAt, tokenPrincipal } from './token.ts';
 import { installWakeTriggers, isOnline } from './wake-triggers.ts';
 
 export type { SessionUser } from './session-user.ts';
@@ -236,7 +236,7 @@ export class Connection {
             attempt.pongTimer = setTimeout(() => attempt.client.terminate(), options.pongTimeoutMs);
             unref(attempt.pongTimer);
           } else if (isExpiryNotice(payload)) {
-            void this.#tokens?.refresh();
+            void this.#tokens?.notice(noticedExpiry(payload));
           }
         },
         pong: (received) => {
@@ -301,6 +301,14 @@ export class Connection {
     if (attempt.acknowledgedAt !== undefined && Date.now() - attempt.acknowledgedAt >= STABLE_SOCKET_MS) this.#failures = 0;
     this.#scheduleRetry(backoffDelay(this.#failures, this.#options.backoff));
     this.#failures += 1;
+    // getToken keeps returning a token the server refuses as expired: retried with the backoff
+    // (auth-losses.ts), but said — `reconnecting` with no reason would look like a network fault.
+    const refusals = this.#authLosses.expiredRefusals;
+    if (refusals >= EXPIRED_REFUSALS_TOLD && attempt.token !== undefined) {
+      const error = new TokenExpiredError(code, reason, tokenExpiresAt(attempt.token), refusals);
+      this.#options.onError(error);
+      this.#tellUsers((user) => user.tokenRefused?.(error));
+    }
   }
 
   /**

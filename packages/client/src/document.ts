@@ -14,13 +14,14 @@ import { isPermissionRevoked } from './errors.ts';
 import { TributaryDocumentDocument, type DocumentOperation } from './generated.ts';
 import { createRetryGate, runResumable } from './resumable.ts';
 
-export interface LiveDocument {
+/** `T`: the data type you expect (your promise, not checked). */
+export interface LiveDocument<T = unknown> {
   readonly service: string;
   readonly id: string;
   /** The revision of its deletion while the document is deleted; 0 while it never existed. */
   readonly revision: number;
   /** Null while the document does not exist (or after its deletion). */
-  readonly data: unknown;
+  readonly data: T | null;
   /** What the last message was: SNAPSHOT, CREATED, UPDATED or DELETED. */
   readonly operation: DocumentOperation;
 }
@@ -106,6 +107,7 @@ export function subscribeDocument(connection: Connection, service: string, id: s
       });
     },
     unauthorized: interrupted,
+    tokenRefused: interrupted,
     reset: () => {
       // The previous user's refusals: the new user's budget is their own.
       gate.notBefore = 0;

@@ -53,6 +53,35 @@ export class SessionEndedError extends Error {
   }
 }
 
+/**
+ * The server keeps refusing, as expired, the token `getToken` returns (an auth library whose
+ * refresh failed hands out its cached token): `refusals` times in a row, each closing the new
+ * socket (`closeCode` 4419, or 4403 from older servers). The client goes on retrying with backoff,
+ * asking `getToken` each time, and connects once it returns a valid token; meanwhile this is what
+ * the client's `onError` and every subscription are told (a live model's or hook's `error`,
+ * `onRetry`). Not `unauthorized`: nothing waits for `reconnect()`.
+ */
+export class TokenExpiredError extends SessionEndedError {
+  /** The refused token's `exp` in ms since the epoch; undefined when it has none or cannot be read. */
+  readonly expiresAt: number | undefined;
+  /** Refusals of it in a row so far. */
+  readonly refusals: number;
+
+  constructor(closeCode: number, reason: string | undefined, expiresAt: number | undefined, refusals: number) {
+    super(closeCode, reason);
+    this.name = 'TokenExpiredError';
+    this.expiresAt = expiresAt;
+    this.refusals = refusals;
+    const ago = expiresAt === undefined ? 0 : Math.round((Date.now() - expiresAt) / 1000);
+    const when = ago >= 0 ? `${ago} s ago by this device's clock` : `in ${-ago} s by this device's clock, which may run behind the server's`;
+    const exp = expiresAt === undefined ? 'no readable exp' : `exp ${new Date(expiresAt).toISOString()}, ${when}`;
+    const said = reason ? `: ${reason}` : '';
+    this.message =
+      `The token getToken returned is expired (${exp}): the server refused it ${refusals} times in a row (close code ${closeCode}${said}). ` +
+      'The client keeps retrying with backoff, asking getToken each time, until it returns a valid token';
+  }
+}
+
 /** The close code a CloseEvent (or anything shaped like one) carries; undefined for anything else. */
 export function closeCodeOf(event: unknown): number | undefined {
   const code = typeof event === 'object' && event !== null ? (event as { code?: unknown }).code : undefined;

@@ -19,7 +19,8 @@ import { createRetryGate, RefetchFailedError, runResumable } from './resumable.t
 import { createRetryReport } from './retry-report.ts';
 import type { Session } from './session.ts';
 
-export type TopicEvent = TributaryEventsSubscription['events'];
+/** An event of a topic; `P`: the payload type you expect (your promise, not checked). */
+export type TopicEvent<P = unknown> = Omit<TributaryEventsSubscription['events'], 'payload'> & { readonly payload: P };
 
 export interface SubscribeEventsOptions {
   /** The server-side filter (`{ field: 'payload.status', eq: 'paid' }`…). */
@@ -136,6 +137,7 @@ export function subscribeEvents(connection: Connection, topic: string, options: 
       });
     },
     unauthorized: report.interrupted,
+    tokenRefused: report.interrupted,
     reset: () => {
       resets += 1;
       // The previous user's refusals: the new user's budget is their own.

@@ -10,7 +10,7 @@ export type { ClientOptions, TributaryClient } from './client.ts';
 export type { ConnectionState } from './connection-state.ts';
 export { backoffDelay, backoffWindow, DEFAULT_BACKOFF } from './backoff.ts';
 export type { BackoffOptions } from './backoff.ts';
-export { isMessageTooLarge, isPermissionRevoked, MessageTooLargeError, SessionEndedError, TributaryRequestError } from './errors.ts';
+export { isMessageTooLarge, isPermissionRevoked, MessageTooLargeError, SessionEndedError, TokenExpiredError, TributaryRequestError } from './errors.ts';
 export type { GraphQLErrorLike } from './errors.ts';
 export type { EventsSubscription, SubscribeEventsOptions, TopicEvent } from './events.ts';
 export { isRetryablePublishError, PUBLISH_RETRY } from './publish.ts';

@@ -136,6 +136,7 @@ class SharedModel {
       reset: () => this.#reset(),
       // Not stopped (the same user's reconnect() resumes it), but nothing comes until then: say why.
       unauthorized: (error) => this.#unauthorized(error),
+      tokenRefused: (error) => this.#tokenRefused(error),
     });
   }
 
@@ -215,6 +216,16 @@ class SharedModel {
     if (this.#failed || status === 'closed' || status === 'error') return;
     this.#refused = true;
     this.store.setStatus('unauthorized', error);
+  }
+
+  /**
+   * The server keeps refusing the token getToken returns as expired: still retried, so the status
+   * stays (`loading`, `reconnecting`…), with the reason in `error` until the stream is live again.
+   */
+  #tokenRefused(error: Error): void {
+    const { status } = this.store;
+    if (this.#failed || status === 'closed' || status === 'error' || status === 'unauthorized') return;
+    this.store.setStatus(status === 'live' ? 'reconnecting' : status, error);
   }
 
   #attach(session: Session): void {

@@ -20,4 +20,11 @@ export interface SessionUser {
    * what the subscription shows meanwhile (a hook's `error`) — it is not stopped.
    */
   unauthorized?(error: SessionEndedError): void;
+  /**
+   * The server refused the token `getToken` returns as expired, again (`TokenExpiredError`): the
+   * connection retries with backoff, asking `getToken` each time, but nothing comes until it
+   * returns a valid token. For what the subscription shows meanwhile — it is not stopped, and what
+   * clears `unauthorized`'s error (served again) clears this one.
+   */
+  tokenRefused?(error: SessionEndedError): void;
 }

@@ -42,29 +42,38 @@
  * `TributaryRequestError` with the server's code, and the subscription ends. Any other error — INTERNAL_SERVER_ERROR (a server
  * bug, an unclassified database error), UNAVAILABLE, RATE_LIMITED, MISCONFIGURED (the operator
  * may fix it), UNAUTHENTICATED (the token is read again at the next connection), an unknown code
- * or none — is reported and retried with the backoff.
+ * or none — is reported and retried with the backoff. A lost connection is reported as a
+ * `SessionEndedError` (its `closeCode` and the server's `reason`); the token is judged as
+ * `createClient` judges it (auth-losses.ts): refused (4403 "Invalid token", 4401, 4412), the
+ * subscription ends with that error, as a client turns `unauthorized` — a token function that
+ * keeps returning it would be refused for ever; expired (4419), it is read again at the next
+ * connection, and a token refused as expired again and again is reported as a `TokenExpiredError`.
  */
 import { print } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import { backoffDelay, pause } from './backoff.ts';
 import { subscribeBounded, type BoundedSubscription } from './bounded-subscription.ts';
-import { isGraphQLErrorList, isPermanentRefusal, TributaryRequestError } from './errors.ts';
+import { AuthLosses, EXPIRED_REFUSALS_TOLD } from './auth-losses.ts';
+import { closeCodeOf, closeReasonOf, isGraphQLErrorList, isPermanentRefusal, SessionEndedError, TokenExpiredError, TributaryRequestError } from './errors.ts';
 import { guardedWebSocket } from './guarded-websocket.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
+import type { ModelRecord } from './live-model-store.ts';
 import { RefetchFailedError } from './resumable.ts';
+import { tokenExpiresAt } from './token.ts';
 
 /** `LEFT` (with a filter only): the row no longer matches the filter; its record is null. */
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED' | 'LEFT';
 
-export interface ModelChangeEvent {
+/** `R`: the record type you expect (a `type` or an `interface`), your promise, not checked. */
+export interface ModelChangeEvent<R extends object = ModelRecord> {
   /** Stable across redeliveries. */
   readonly eventId: string;
   readonly operation: ModelOperation;
   readonly model: string;
   /** The entity key. */
   readonly id: string;
-  readonly record: Readonly<Record<string, unknown>> | null;
+  readonly record: R | null;
   /**
    * Columns `record` lacks because Postgres did not send them (an update that left a large,
    * TOASTed value unchanged, on a table without REPLICA IDENTITY FULL): keep the value your store
@@ -77,7 +86,7 @@ export interface ModelChangeEvent {
   readonly lastUpdatedAt: string;
 }
 
-export interface SubscribeModelOptions {
+export interface SubscribeModelOptions<R extends object = ModelRecord> {
   /** `ws://…/graphql` or `wss://…/graphql`. */
   readonly url: string;
   /** A bearer token, or a function giving the current one (called at every connection). */
@@ -88,14 +97,17 @@ export interface SubscribeModelOptions {
   /** Start after this cursor (a change's `cursor` kept from an earlier run). @default the model's position when the subscription starts */
   readonly after?: string;
   /** Receives each change; the next one waits until the promise settles. A rejection is reported to `onError` and the change is not retried. */
-  readonly onChange: (change: ModelChangeEvent) => void | Promise<void>;
+  readonly onChange: (change: ModelChangeEvent<R>) => void | Promise<void>;
   /** History was lost: refetch what you hold. The stream then continues from the position read just before (no change in between skipped). */
   readonly onResync?: () => void | Promise<void>;
   /**
    * Connection problems, server errors and handler failures: the subscription keeps going (after
    * a backoff pause). A refusal a retry would meet again — a `TributaryRequestError` with one of
    * BAD_USER_INPUT, FORBIDDEN, NOT_FOUND, GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED,
-   * QUERY_TOO_COMPLEX — is reported once and ends the subscription (`closed` settles).
+   * QUERY_TOO_COMPLEX — is reported once and ends the subscription (`closed` settles). A lost
+   * connection is a `SessionEndedError` (`closeCode`, the server's `reason`); a token the server
+   * refuses (4403, 4401, 4412) ends the subscription with it too; a token refused as expired
+   * again and again is a `TokenExpiredError`, retried.
    */
   readonly onError?: (error: unknown) => void;
   /** Longest wait between reconnection attempts, in ms. @default 30000 */
@@ -128,7 +140,7 @@ export interface ModelSubscription {
 const QUERY = print(TributaryChangesDocument);
 const POSITION_QUERY = print(TributaryRecordsDocument);
 
-export function subscribeModel(options: SubscribeModelOptions): ModelSubscription {
+export function subscribeModel<R extends object = ModelRecord>(options: SubscribeModelOptions<R>): ModelSubscription {
   const controller = new AbortController();
   let cursor = options.after;
   const maxDelay = options.maxRetryDelayMs ?? 30_000;
@@ -139,6 +151,10 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
   /** The current connection delivered a change: it was healthy, whatever ended it. */
   let delivered = false;
   const filter = options.filter ?? null;
+  /** Which token refusals are retried, as a client's connection judges them. */
+  const authLosses = new AuthLosses();
+  /** The last connection's close was a refusal of its token a retry would meet again: the subscription ends. */
+  let refused = false;
   const maxBuffered = options.maxBufferedChanges ?? 1_000;
   if (!Number.isInteger(maxBuffered) || maxBuffered < 1) throw new RangeError(`subscribeModel: maxBufferedChanges must be a positive integer, got ${maxBuffered}`);
 
@@ -155,7 +171,7 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
    * Hands `change` to `onChange` (unless seen already) and moves the cursor past it; false once
    * closed — a change still queued is never handed over after `close()`.
    */
-  const handle = async (change: ModelChangeEvent): Promise<boolean> => {
+  const handle = async (change: ModelChangeEvent<R>): Promise<boolean> => {
     if (controller.signal.aborted) return false;
     delivered = true;
     if (seen.add(change.eventId)) {
@@ -175,7 +191,9 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
     /** Why the socket went (its close event), once it did. */
     let lost: { readonly event: unknown } | undefined;
     let acknowledged = false;
-    let stream: BoundedSubscription<{ changes: ModelChangeEvent }> | undefined;
+    /** The token sent in this connection's `connection_init`. */
+    let sent: string | undefined;
+    let stream: BoundedSubscription<{ changes: ModelChangeEvent<R> }> | undefined;
     // Not lazy: a lazy client closes its socket as soon as the position query completes, and the
     // subscription would wait for a second one. This one lives until disposed; graphql-ws retries
     // nothing (`retryAttempts: 0`), the loop below does, from the cursor.
@@ -202,15 +220,17 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
         },
         connected: () => {
           acknowledged = true;
+          authLosses.forget();
         },
         closed: (event) => {
           lost ??= { event };
           stream?.fail(event);
         },
       },
-      connectionParams: async () => ({
-        authorization: `Bearer ${typeof options.token === 'string' ? options.token : await options.token()}`,
-      }),
+      connectionParams: async () => {
+        sent = typeof options.token === 'string' ? options.token : await options.token();
+        return { authorization: `Bearer ${sent}` };
+      },
     });
     const stop = () => {
       stream?.close();
@@ -253,6 +273,9 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
         if (error.some((item) => item.extensions?.['code'] === 'RESYNC_REQUIRED')) return 'resync';
         throw new TributaryRequestError(error);
       }
+      // …and a lost connection as its CloseEvent: reported as the client reports one.
+      const event = lost?.event ?? error;
+      if (!(error instanceof Error) && closeCodeOf(event) !== undefined) throw closeError(event, sent, acknowledged);
       throw error;
     } finally {
       stream?.close();
@@ -262,6 +285,18 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
       if (!acknowledged) client.terminate();
       await Promise.resolve(client.dispose()).catch(() => {});
     }
+  };
+
+  /** The error a connection's close is reported as; `refused` when the token will not do. */
+  const closeError = (event: unknown, token: string | undefined, acknowledged: boolean): SessionEndedError => {
+    const code = closeCodeOf(event) ?? 4499;
+    const reason = closeReasonOf(event);
+    const disposition = authLosses.dispositionOf(token, acknowledged, code);
+    if (disposition === 'unauthorized') refused = true;
+    if (disposition === 'new-token') authLosses.expired(token);
+    const refusals = authLosses.expiredRefusals;
+    if (disposition === 'retry' && refusals >= EXPIRED_REFUSALS_TOLD && token !== undefined) return new TokenExpiredError(code, reason, tokenExpiresAt(token), refusals);
+    return new SessionEndedError(code, reason);
   };
 
   const closed = (async () => {
@@ -289,7 +324,7 @@ export function subscribeModel(options: SubscribeModelOptions): ModelSubscriptio
         if (controller.signal.aborted) break;
         report(error);
         // Refused for good: trying again would meet the same answer, forever.
-        if (isPermanentRefusal(error)) {
+        if (isPermanentRefusal(error) || refused) {
           controller.abort();
           break;
         }

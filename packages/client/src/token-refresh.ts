@@ -3,13 +3,15 @@
  * server sends its `TOKEN_EXPIRING` ping — ask `getToken` for the current one and, only when it
  * differs from the socket's, hand it over in-band with the `refreshAuth` mutation on that same
  * socket. Subscriptions go on untouched (the server keeps them; none loses or repeats an event).
- * One refresh at a time per socket (single flight). A refresh that fails is reported and retried later; if
+ * One refresh at a time per socket (single flight), one `getToken` call per refresh: the server's
+ * notice is not followed when the refresh of the token it names is planned already (`notice`).
+ * A refresh that fails is reported and retried later; if
  * the token expires meanwhile the server closes with 4419 and the connection reconnects with a
  * token from `getToken`.
  */
 import { TributaryRefreshAuthDocument } from './generated.ts';
 import type { Session } from './session.ts';
-import { tokenRefreshDelay } from './token.ts';
+import { tokenExpiresAt, tokenRefreshDelay } from './token.ts';
 
 export type GetToken = () => string | null | undefined | Promise<string | null | undefined>;
 
@@ -30,6 +32,8 @@ export class TokenRefresh {
   #session: Session | undefined;
   #token: string | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When `#timer` fires (ms since the epoch): the planned refresh of the socket's token. */
+  #dueAt: number | undefined;
   /** The refresh running now, and the socket it runs for. */
   #inFlight: { readonly session: Session | undefined; readonly done: Promise<void> } | undefined;
 
@@ -63,10 +67,31 @@ export class TokenRefresh {
     return flight.done;
   }
 
+  /**
+   * The server's expiry notice (`TOKEN_EXPIRING`) for the token expiring at `expiresAt` (its
+   * `tokenExpiresAt`): a refresh now, unless the notice is about another token than the socket's
+   * (one handed over since: the server notices the new token before it answers the handover), or
+   * the socket's token has a refresh planned that is not overdue (its `exp` read: `leadMs` before
+   * it, at most half its life). The server arms its notice again at every handover, so a token
+   * living less than its notice period (WS_TOKEN_EXPIRY_NOTICE_MS, 60 s by default) was noticed
+   * right after each handover and replaced at once, again and again. A token whose expiry the
+   * client cannot read, or a plan overdue (a throttled background tab), follows the notice.
+   */
+  notice(expiresAt: number | undefined): Promise<void> {
+    const held = this.#token === undefined ? undefined : tokenExpiresAt(this.#token);
+    if (expiresAt !== undefined && held !== undefined) {
+      // The notice says an ISO instant and `exp` is in seconds: the same token within a second.
+      if (Math.abs(held - expiresAt) >= 1000) return Promise.resolve();
+      if (this.#dueAt !== undefined && this.#dueAt > Date.now()) return Promise.resolve();
+    }
+    return this.refresh();
+  }
+
   stop(session?: Session): void {
     if (session !== undefined && session !== this.#session) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#dueAt = undefined;
     this.#session = undefined;
   }
 
@@ -74,6 +99,7 @@ export class TokenRefresh {
     const session = this.#session;
     if (!session) return;
     clearTimeout(this.#timer);
+    this.#dueAt = undefined;
     let token: string | undefined;
     try {
       token = (await this.#options.getToken()) ?? undefined;
@@ -108,9 +134,12 @@ export class TokenRefresh {
   #arm(delay: number | undefined): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#dueAt = undefined;
     if (delay === undefined || this.#session === undefined) return;
     // setTimeout's largest delay is 2³¹−1 ms; a token living longer is looked at again then.
-    this.#timer = setTimeout(() => void this.refresh(), Math.min(delay, 2 ** 31 - 1));
+    const capped = Math.min(delay, 2 ** 31 - 1);
+    this.#dueAt = Date.now() + capped;
+    this.#timer = setTimeout(() => void this.refresh(), capped);
     unref(this.#timer);
   }
 }
@@ -120,7 +149,14 @@ export function unref(timer: ReturnType<typeof setTimeout>): void {
   (timer as { unref?: () => void }).unref?.();
 }
 
-/** The server's ping announcing the socket's token is about to expire (`{ reason: 'TOKEN_EXPIRING' }`). */
+/** The server's ping announcing the socket's token is about to expire (`{ reason: 'TOKEN_EXPIRING', tokenExpiresAt }`). */
 export function isExpiryNotice(payload: unknown): boolean {
   return typeof payload === 'object' && payload !== null && (payload as { reason?: unknown }).reason === 'TOKEN_EXPIRING';
+}
+
+/** The expiry an expiry notice names (`tokenExpiresAt`, ISO 8601) in ms since the epoch; undefined when it names none. */
+export function noticedExpiry(payload: unknown): number | undefined {
+  const at = typeof payload === 'object' && payload !== null ? (payload as { tokenExpiresAt?: unknown }).tokenExpiresAt : undefined;
+  const ms = typeof at === 'string' ? Date.parse(at) : Number.NaN;
+  return Number.isFinite(ms) ? ms : undefined;
 }

@@ -49,12 +49,12 @@ export interface DocumentMutations {
   readonly update: <T extends object = DocumentData>(update: DocumentUpdate<T>, options?: UpdateDocumentOptions) => Promise<StoredDocument<T>>;
 }
 
-/** What the subscription shows (the shared store's value). */
-export interface DocumentState {
+/** What the subscription shows (the shared store's value); `T`: the data type you expect (your promise, not checked). */
+export interface DocumentState<T = unknown> {
   /** The document as last delivered; undefined before the first message. */
-  readonly document: LiveDocument | undefined;
+  readonly document: LiveDocument<T> | undefined;
   /** Its data; null while it does not exist (or after its deletion), undefined before the first message. */
-  readonly data: unknown;
+  readonly data: T | null | undefined;
   /** 0 while the document does not exist; undefined before the first message. */
   readonly revision: number | undefined;
   /** `loading` until the first message (and again after a new login), `ready` after, `error` when the subscription stopped (FORBIDDEN…). */
@@ -67,7 +67,7 @@ export interface DocumentState {
   readonly error: Error | null;
 }
 
-export interface UseDocumentResult extends DocumentState, DocumentMutations {}
+export interface UseDocumentResult<T = unknown> extends DocumentState<T>, DocumentMutations {}
 
 const registries = new WeakMap<TributaryClient, SharedRegistry<ExternalStore<DocumentState>>>();
 
@@ -91,7 +91,8 @@ function openShared(client: TributaryClient, service: string, id: string): Share
   return { value: store, dispose: () => subscription.close() };
 }
 
-export function useDocument(service: string, id: string, options: UseDocumentOptions = {}): UseDocumentResult {
+/** `T`: the document's data type you expect (`useDocument<Board>('boards', id)`), your promise, not checked. */
+export function useDocument<T = unknown>(service: string, id: string, options: UseDocumentOptions = {}): UseDocumentResult<T> {
   const client = useTributaryClient();
   const enabled = options.enabled ?? true;
   const key = JSON.stringify([service, id]);
@@ -107,7 +108,7 @@ export function useDocument(service: string, id: string, options: UseDocumentOpt
     idle: IDLE,
   });
   const mutations = useMemo(() => documentMutations(client, service, id), [client, service, id]);
-  return useMemo(() => ({ ...state, ...mutations }), [state, mutations]);
+  return useMemo(() => ({ ...(state as DocumentState<T>), ...mutations }), [state, mutations]);
 }
 
 function documentMutations(client: TributaryClient, service: string, id: string): DocumentMutations {

@@ -16,13 +16,14 @@ import { useTributaryClient } from './provider.ts';
 import { stableKey, type Shared, type SharedRegistry } from './shared-registry.ts';
 import { useSharedStore } from './use-shared-store.ts';
 
-export interface UseEventsOptions {
+/** `P`: the events' payload type you expect (your promise, not checked). */
+export interface UseEventsOptions<P = unknown> {
   /** The server-side filter (`{ field: 'payload.status', eq: 'paid' }`…). Compared by value. */
   readonly where?: EventWhere;
   /** Start after this cursor (an event's `cursor`). @default the topic's position when subscribing */
   readonly after?: string;
   /** Each event once, in the topic's order; the latest function is called (no resubscription). */
-  readonly onEvent?: (event: TopicEvent) => void;
+  readonly onEvent?: (event: TopicEvent<P>) => void;
   /**
    * The history could not be resumed (or the client's user changed): refetch what you derived from
    * the events. A promise is awaited — with every mounted component's — before the stream goes on,
@@ -35,10 +36,10 @@ export interface UseEventsOptions {
   readonly enabled?: boolean;
 }
 
-export interface UseEventsResult {
+export interface UseEventsResult<P = unknown> {
   /** The last `keep` events, oldest first; the same array until one arrives. */
-  readonly events: readonly TopicEvent[];
-  readonly lastEvent: TopicEvent | undefined;
+  readonly events: readonly TopicEvent<P>[];
+  readonly lastEvent: TopicEvent<P> | undefined;
   /** `listening` while subscribed (before the first event too), `error` when it stopped for good. */
   readonly status: 'idle' | 'listening' | 'error';
   /**
@@ -96,15 +97,17 @@ function openShared(client: TributaryClient, topic: string, options: UseEventsOp
   return { value: { store, callbacks }, dispose: () => subscription.close() };
 }
 
-export function useEvents(topic: string, options: UseEventsOptions = {}): UseEventsResult {
+/** `P`: the events' payload type you expect (`useEvents<OrderStatus>('orders.status')`), your promise, not checked. */
+export function useEvents<P = unknown>(topic: string, options: UseEventsOptions<P> = {}): UseEventsResult<P> {
   const client = useTributaryClient();
   const enabled = options.enabled ?? true;
   const keep = Math.max(1, Math.floor(options.keep ?? 100));
   const key = stableKey([topic, options.where ?? null, options.after ?? null, keep]);
 
-  const callbacks = useRef<Callbacks>(options);
+  // Shared per key: the payload type is each caller's promise about the same events.
+  const callbacks = useRef<Callbacks>(options as Callbacks);
   useInsertionEffect(() => {
-    callbacks.current = options;
+    callbacks.current = options as Callbacks;
   });
 
   return useSharedStore({
@@ -112,7 +115,7 @@ export function useEvents(topic: string, options: UseEventsOptions = {}): UseEve
     client,
     key,
     enabled,
-    open: () => openShared(client, topic, options, keep),
+    open: () => openShared(client, topic, options as UseEventsOptions, keep),
     source: (shared) => shared.store,
     attach: (shared) => {
       shared.callbacks.add(callbacks);
@@ -120,5 +123,5 @@ export function useEvents(topic: string, options: UseEventsOptions = {}): UseEve
     },
     pending: LISTENING,
     idle: IDLE,
-  });
+  }) as UseEventsResult<P>;
 }

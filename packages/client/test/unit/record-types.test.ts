@@ -4,7 +4,8 @@
  * keeps such records.
  */
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import type { LiveModel, LiveModelOptions, TributaryClient } from '@tributary/client';
+import type { LiveModel, LiveModelOptions, ModelChangeEvent, ModelRecord, ModelSubscription, SubscribeModelOptions, TopicEvent, TributaryClient } from '@tributary/client';
+import { subscribeModel } from '@tributary/client';
 import { LiveModelStore } from '../../src/live-model-store.ts';
 
 interface Contact {
@@ -23,5 +24,25 @@ describe('record types', () => {
     const options: LiveModelOptions<Contact> = { onCreated: (record) => expectTypeOf(record).toEqualTypeOf<Contact>() };
     const open = (client: TributaryClient) => client.liveModel<Contact>('contacts', options);
     expectTypeOf(open).returns.toEqualTypeOf<LiveModel<Contact>>();
+  });
+
+  it('takes a record type for subscribeModel, its record `ModelRecord` without one', () => {
+    const options: SubscribeModelOptions<Contact> = {
+      url: 'ws://127.0.0.1:1/graphql',
+      token: 't',
+      model: 'contacts',
+      onChange: (change) => void expectTypeOf(change.record).toEqualTypeOf<Contact | null>(),
+    };
+    const open = () => subscribeModel<Contact>(options);
+    expectTypeOf(open).returns.toEqualTypeOf<ModelSubscription>();
+    expectTypeOf<ModelChangeEvent['record']>().toEqualTypeOf<ModelRecord | null>();
+    expectTypeOf<Parameters<typeof subscribeModel<Contact>>[0]['onChange']>().parameter(0).toEqualTypeOf<ModelChangeEvent<Contact>>();
+    expect(typeof open).toBe('function');
+  });
+
+  it('takes a payload type for a topic event, `unknown` without one', () => {
+    expectTypeOf<TopicEvent<{ orderId: number }>['payload']>().toEqualTypeOf<{ orderId: number }>();
+    expectTypeOf<TopicEvent['payload']>().toEqualTypeOf<unknown>();
+    expectTypeOf<TopicEvent['cursor']>().toEqualTypeOf<string>();
   });
 });

@@ -114,3 +114,48 @@ describe('token refresh with a device clock ahead of the server', () => {
     tokens.stop();
   });
 });
+
+describe('token refresh of a token shorter than the server’s notice period', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('calls getToken once per refresh, at half the token’s life, although the server notices every token handed over at once', async () => {
+    vi.setSystemTime(Date.parse('2026-01-01T12:00:00Z'));
+    const start = Date.now();
+    /** A 20-second token as an identity provider mints it: the same token within one second. */
+    const mint = () => {
+      const iat = Math.floor(Date.now() / 1000);
+      return `h.${Buffer.from(JSON.stringify({ iat, exp: iat + 20 })).toString('base64url')}.s`;
+    };
+    const expiryOf = (token: string) => (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { exp: number }).exp * 1000;
+    const calls: number[] = [];
+    const tokens = new TokenRefresh({ getToken: () => (calls.push(Date.now() - start), mint()), leadMs: 60_000, onError: () => {} });
+    // The server (WS_TOKEN_EXPIRY_NOTICE_MS 60 s) notices a token at once when it lives less than
+    // that: at the acknowledgement, and again after each handover (its ping follows the answer).
+    const notice = (token: string) => setTimeout(() => void tokens.notice(expiryOf(token)), 0);
+    const { session } = fakeSession('A', []);
+    (session as unknown as { execute: (document: unknown, variables: { token: string }) => Promise<unknown> }).execute = (_document, { token }) => {
+      notice(token);
+      return Promise.resolve({ refreshAuth: { expiresAt: null, stoppedSubscriptions: 0 } });
+    };
+    const first = mint();
+    tokens.start(session, first);
+    notice(first);
+    await vi.advanceTimersByTimeAsync(30_000);
+    tokens.stop();
+    expect(calls).toEqual([10_000, 20_000, 30_000]);
+  });
+
+  it('follows a notice about a token whose expiry it cannot read', async () => {
+    let calls = 0;
+    const tokens = new TokenRefresh({ getToken: () => `opaque-${(calls += 1)}`, leadMs: 60_000, onError: () => {} });
+    tokens.start(fakeSession('A', []).session, 'opaque-0');
+    await tokens.notice(Date.now() + 30_000);
+    tokens.stop();
+    expect(calls).toBe(1);
+  });
+});
