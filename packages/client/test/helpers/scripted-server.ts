@@ -30,6 +30,27 @@ export interface Reply {
   readonly socket: WebSocket;
 }
 
+/**
+ * A graphql-transport-ws server on a free port of 127.0.0.1, its sockets terminated and the server
+ * closed when the test finishes; `on('connection')` is the caller's.
+ */
+export function graphqlWsServer(): WebSocketServer {
+  return new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
+}
+
+/** Waits until `server` listens, and closes it (its sockets terminated) when the test finishes; its URL. */
+export async function listenUntilTestEnds(server: WebSocketServer): Promise<string> {
+  await new Promise((resolve) => server.once('listening', resolve));
+  onTestFinished(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const socket of server.clients) socket.terminate();
+        server.close(() => resolve());
+      }),
+  );
+  return `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`;
+}
+
 export interface ScriptedServer {
   readonly url: string;
   /** Every socket opened, in order. */
@@ -48,7 +69,7 @@ export interface ScriptedServerOptions {
 export async function startScriptedServer(onOperation: (operation: Operation, reply: Reply) => void, options: ScriptedServerOptions = {}): Promise<ScriptedServer> {
   const sockets: WebSocket[] = [];
   const operations: Operation[] = [];
-  const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
+  const server = graphqlWsServer();
   server.on('connection', (socket, request) => {
     const index = sockets.push(socket) - 1;
     socket.on('message', (raw: Buffer) => {
@@ -86,15 +107,7 @@ export async function startScriptedServer(onOperation: (operation: Operation, re
       });
     });
   });
-  await new Promise((resolve) => server.once('listening', resolve));
-  onTestFinished(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const socket of server.clients) socket.terminate();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`, sockets, operations };
+  return { url: await listenUntilTestEnds(server), sockets, operations };
 }
 
 /** A `records` page with no rows, at position `cursor` (what a live model's snapshot and subscribeModel's position read take). */

@@ -7,10 +7,10 @@
  * token. Against a `ws` server that refuses the tokens it is told to.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket } from 'ws';
 import { createClient, TokenExpiredError, type ConnectionState } from '@tributary/client';
 import { waitFor } from '../../../../test/helpers/wait-for.ts';
-import { emptyRecords } from '../helpers/scripted-server.ts';
+import { emptyRecords, graphqlWsServer, listenUntilTestEnds } from '../helpers/scripted-server.ts';
 
 /** An unsigned JWT-shaped token of subject `u` (the client reads its claims, never its signature). */
 function token(claims: Record<string, unknown>): string {
@@ -26,7 +26,7 @@ const EXPIRED_REASON = 'Token expired: reconnect with a new token';
  * snapshot (no rows) and keeps its change stream open.
  */
 async function startServer(accepts: (token: string | undefined) => boolean) {
-  const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
+  const server = graphqlWsServer();
   const tokens: (string | undefined)[] = [];
   const sockets: WebSocket[] = [];
   server.on('connection', (socket) => {
@@ -45,15 +45,7 @@ async function startServer(accepts: (token: string | undefined) => boolean) {
       }
     });
   });
-  await new Promise((resolve) => server.once('listening', resolve));
-  onTestFinished(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const socket of server.clients) socket.terminate();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`, tokens, sockets };
+  return { url: await listenUntilTestEnds(server), tokens, sockets };
 }
 
 describe('getToken keeps returning an expired token', () => {

@@ -7,9 +7,10 @@
  * Against a `ws` server that refuses the token it is told to.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket } from 'ws';
 import { createClient, type ConnectionState } from '@tributary/client';
 import { waitFor } from '../../../../test/helpers/wait-for.ts';
+import { graphqlWsServer, listenUntilTestEnds } from '../helpers/scripted-server.ts';
 
 /** An unsigned JWT-shaped token of subject `u` (the client reads its claims, never its signature). */
 function token(claims: Record<string, unknown>): string {
@@ -23,7 +24,7 @@ const now = () => Math.floor(Date.now() / 1000);
  * first). `drop()` ends the first socket without a close frame: the client sees 1006.
  */
 async function startServer(refuses: (token: string | undefined, index: number) => boolean) {
-  const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
+  const server = graphqlWsServer();
   const tokens: (string | undefined)[] = [];
   const sockets: WebSocket[] = [];
   server.on('connection', (socket) => {
@@ -36,15 +37,7 @@ async function startServer(refuses: (token: string | undefined, index: number) =
       socket.send(JSON.stringify({ type: 'connection_ack' }));
     });
   });
-  await new Promise((resolve) => server.once('listening', resolve));
-  onTestFinished(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const socket of server.clients) socket.terminate();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`, tokens, drop: () => sockets[0]!.terminate() };
+  return { url: await listenUntilTestEnds(server), tokens, drop: () => sockets[0]!.terminate() };
 }
 
 /** A client whose first socket is acknowledged, then lost without a close frame. */

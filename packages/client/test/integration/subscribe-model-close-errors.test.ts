@@ -6,9 +6,10 @@
  * another reason (4500) is reported and retried. A `ws` server scripted per connection.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket } from 'ws';
 import { SessionEndedError, subscribeModel } from '@tributary/client';
 import { waitFor } from '../../../../test/helpers/wait-for.ts';
+import { graphqlWsServer, listenUntilTestEnds } from '../helpers/scripted-server.ts';
 
 const INVALID = 'Forbidden: Invalid token: signature verification failed';
 
@@ -18,7 +19,7 @@ const INVALID = 'Forbidden: Invalid token: signature verification failed';
  * Answers the position read (`records`) with a cursor.
  */
 async function startServer(atInit: (index: number) => [number, string] | undefined, afterSubscribe: (index: number) => [number, string] | undefined = () => undefined) {
-  const server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'graphql-transport-ws' });
+  const server = graphqlWsServer();
   let connections = 0;
   server.on('connection', (socket) => {
     const index = (connections += 1) - 1;
@@ -37,15 +38,7 @@ async function startServer(atInit: (index: number) => [number, string] | undefin
       if (close) socket.close(...close);
     });
   });
-  await new Promise((resolve) => server.once('listening', resolve));
-  onTestFinished(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const socket of server.clients) socket.terminate();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`, connections: () => connections };
+  return { url: await listenUntilTestEnds(server), connections: () => connections };
 }
 
 function subscribe(url: string, errors: unknown[]) {
