@@ -11,7 +11,8 @@ import type { Database } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createAlertEvaluator, type AlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
 import type { AlertRule } from '../../src/pipeline/alerts/alert-rule.ts';
-import { alertIdOf, confirmEvaluatorLease, getAlert, listTrackers, takeEvaluatorLease } from '../../src/pipeline/alerts/alert-store.ts';
+import { alertIdOf, getAlert, listTrackers } from '../../src/pipeline/alerts/alert-store.ts';
+import { confirmEvaluatorLease, takeEvaluatorLease } from '../../src/pipeline/alerts/evaluator-lease.ts';
 import { createDeliveryFixture, holdOpen } from '../helpers/delivery-fixture.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { createDocumentCache, leaseId } from '../../src/pipeline/sync/document-cache.ts';
+import { createDocumentCache } from '../../src/pipeline/sync/document-cache.ts';
+import { leaseId } from '../../src/pipeline/sync/document-leases.ts';
 import { createTestDatabase, openTestPool, startPrivateRedis, uniquePrefix } from '../helpers/services.ts';
 import { postGraphQL, startTestServer, type GraphQLResponseBody, type TestServer } from '../helpers/tributary.ts';
 

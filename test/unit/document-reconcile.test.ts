@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { leaseId, parseLeaseId, type CacheLease, type CachedEntry } from '../../src/pipeline/sync/document-cache.ts';
-import { reconcile } from '../../src/pipeline/sync/document-leases.ts';
+import type { CacheLease, CachedEntry } from '../../src/pipeline/sync/document-cache.ts';
+import { leaseId, parseLeaseId, reconcile } from '../../src/pipeline/sync/document-leases.ts';
 
 const at = new Date('2026-01-01T00:00:00Z');
 const row = (revision: number, ceiling: number, cacheEpoch: string | null, data: Record<string, unknown> = { r: revision }) => ({

@@ -30,7 +30,6 @@ import { expire, NO_STREAKS, step, streakLifetimeMs, worthKeeping, type Hysteres
 import { MAX_READINGS_PER_RULE, type AlertRule, type RuleSubject, type Verdict } from './alert-rule.ts';
 import {
   alertIdOf,
-  confirmEvaluatorLease,
   escalateAlert,
   fireAlert,
   listOpenAlerts,
@@ -38,12 +37,12 @@ import {
   refreshAlerts,
   resolveAlert,
   saveTrackers,
-  takeEvaluatorLease,
   type AlertKey,
   type AlertRecord,
   type AlertRefresh,
   type TrackerRecord,
 } from './alert-store.ts';
+import { confirmEvaluatorLease, takeEvaluatorLease } from './evaluator-lease.ts';
 
 export interface AlertEvaluatorOptions {
   readonly db: Database;

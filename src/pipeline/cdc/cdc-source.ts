@@ -12,8 +12,9 @@ import type { EventLog } from '../log/event-log.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { bindingEvents, entityKeysOf, mappedTables, type BindingEventsOptions } from './binding-events.ts';
 import type { CdcBinding } from './cdc-binding.ts';
-import type { CdcStore, RawChangeRow } from './cdc-store.ts';
+import type { CdcStore } from './cdc-store.ts';
 import type { TransactionChunk } from './row-change.ts';
+import type { RawChangeRow } from './raw-change-log.ts';
 import { createRawChangeWriter } from './raw-change-writer.ts';
 import { createChunkBarrier } from './chunk-barrier.ts';
 import { claimSlot, isSlotInUse, notedSlotInUse, startErrorText, UNNAMED_DEPLOYMENT, withApplicationName, type DeploymentNaming } from './deployment-slots.ts';
@@ -372,7 +373,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
   };
 }
 
-/** The platform's table of raw changes (`cdc-store.ts`). */
+/** The platform's table of raw changes (`raw-change-log.ts`). */
 const RAW_CHANGE_TABLE = 'cdc_events';
 
 const RETRY_FIRST_MS = 200;

@@ -2,14 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type { Database } from '../../db/database.ts';
 import { addMinuteCounts, CDC_UNROUTABLE_COUNTS } from '../../db/minute-counts.ts';
 import { parseMapping, type DomainMapping } from './mapping/mapping.ts';
-import type { RowChange } from './row-change.ts';
+import { createRawChangeLog, type RawChangeLog } from './raw-change-log.ts';
 import { createUnroutableTally, type UnroutableNote } from './unroutable-tally.ts';
 import type { OtherSlots } from './wal/other-slots.ts';
 
 /**
  * What CDC keeps in the platform database (migration 0003): each environment's source database,
- * its mappings, the readers' status, the raw changes (bounded retention), the replication slots
- * to drop (migration 0025) and the deployment's id (migration 0036).
+ * its mappings, the readers' status, the replication slots to drop (migration 0025) and the
+ * deployment's id (migration 0036). The raw changes are `raw-change-log.ts`'s: the store carries
+ * that log too, so CDC is handed one store.
  */
 export interface CdcSourceRecord {
   readonly app: string;
@@ -72,14 +73,7 @@ export interface ReaderStatusRecord {
 
 export type { UnroutableNote };
 
-export interface RawChangeRow {
-  readonly source: string;
-  readonly commitLsn: string;
-  readonly xid: number;
-  readonly change: RowChange;
-}
-
-export interface CdcStore {
+export interface CdcStore extends RawChangeLog {
   /** The deployment's id, made (at random) by the first call when there is none yet. */
   deployment(): Promise<CdcDeployment>;
   listSources(): Promise<CdcSourceRecord[]>;
@@ -120,9 +114,6 @@ export interface CdcStore {
   noteSlotLost(source: string): Promise<void>;
   /** Forgets a source's reader status, once its slot is dropped (no environment reads the database any more). */
   forgetReader(source: string): Promise<void>;
-  appendRawChanges(rows: readonly RawChangeRow[]): Promise<void>;
-  /** Deletes raw changes received before `before`, at most `limit`; returns how many. */
-  pruneRawChanges(before: Date, limit: number): Promise<number>;
 }
 
 type SourceRow = { app: string; env: string; database_url: string; slot_name: string | null; publication_name: string | null; updated_at: Date };
@@ -328,50 +319,7 @@ export function createCdcStore(db: Database): CdcStore {
       await db.query('DELETE FROM cdc_unroutable_counts WHERE source = $1', [source]);
     },
 
-    async appendRawChanges(rows) {
-      if (rows.length === 0) return;
-      // One statement per batch: arrays unnested into rows.
-      await db.query(
-        `INSERT INTO cdc_events (source, lsn, commit_lsn, xid, table_name, operation, new_row, old_row)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[], $8::jsonb[])`,
-        [
-          rows.map((row) => row.source),
-          rows.map((row) => row.change.lsn),
-          rows.map((row) => row.commitLsn),
-          rows.map((row) => row.xid),
-          rows.map((row) => `${row.change.table.schema}.${row.change.table.name}`),
-          rows.map((row) => row.change.operation),
-          rows.map((row) => (row.change.new === undefined ? null : JSON.stringify(row.change.new, jsonSafe))),
-          rows.map((row) => (row.change.old === undefined ? null : JSON.stringify(row.change.old, jsonSafe))),
-        ],
-      );
-    },
-
-    async pruneRawChanges(before, limit) {
-      const { rowCount } = await db.query('DELETE FROM cdc_events WHERE id IN (SELECT id FROM cdc_events WHERE received_at < $1 LIMIT $2)', [before, limit]);
-      return rowCount;
-    },
+    ...createRawChangeLog(db),
   };
 }
 
-/**
- * Deletes the raw changes received before `before`, `batch` rows per statement, until a statement
- * deletes fewer (none left) or after `batches` statements (a bounded pass: what is left waits for
- * the next). Resolves with how many were deleted.
- */
-export async function pruneExpiredRawChanges(store: Pick<CdcStore, 'pruneRawChanges'>, before: Date, limits: { batch: number; batches: number }): Promise<number> {
-  let total = 0;
-  for (let statement = 0; statement < limits.batches; statement += 1) {
-    const deleted = await store.pruneRawChanges(before, limits.batch);
-    total += deleted;
-    if (deleted < limits.batch) break;
-  }
-  return total;
-}
-
-/** Column values as JSON: bigints as text, byte arrays as hex. */
-export function jsonSafe(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return value.toString();
-  if (value instanceof Uint8Array) return `\\x${Buffer.from(value).toString('hex')}`;
-  return value;
-}

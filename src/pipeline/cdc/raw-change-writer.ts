@@ -1,5 +1,5 @@
 import type { Logger } from '../../logger.ts';
-import type { CdcStore, RawChangeRow } from './cdc-store.ts';
+import type { RawChangeLog, RawChangeRow } from './raw-change-log.ts';
 
 /**
  * Keeps raw changes in `cdc_events` off the reader's path: rows are written in batches, at most
@@ -14,7 +14,7 @@ export interface RawChangeWriter {
 }
 
 export interface RawChangeWriterOptions {
-  readonly store: CdcStore;
+  readonly store: RawChangeLog;
   readonly logger: Logger;
   /** @default 200 */
   readonly flushIntervalMs?: number;

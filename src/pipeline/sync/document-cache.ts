@@ -153,17 +153,6 @@ export interface DocumentCacheOptions {
   readonly ttlMs: number;
 }
 
-/** How a lease is recorded in Postgres (`sync_documents.cache_epoch`): `epoch.generation`. */
-export function leaseId(lease: CacheLease): string {
-  return `${lease.epoch}.${lease.generation}`;
-}
-
-/** The inverse of `leaseId`; rows written before lease generations hold the epoch alone. */
-export function parseLeaseId(text: string): CacheLease {
-  const dot = text.indexOf('.');
-  return dot < 0 ? { epoch: text, generation: '' } : { epoch: text.slice(0, dot), generation: text.slice(dot + 1) };
-}
-
 const FIELDS = ['ep', 'r', 'd', 'x', 'c', 'u', 'ceil', 'f', 'lg'] as const;
 const SAVED_FIELDS = ['sr', 'sd', 'sx', 'sc', 'su'] as const;
 

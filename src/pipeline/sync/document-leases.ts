@@ -1,6 +1,6 @@
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
-import { leaseId, parseLeaseId, type CacheLease, type CachedEntry, type DocumentCache } from './document-cache.ts';
+import type { CacheLease, CachedEntry, DocumentCache } from './document-cache.ts';
 import { raiseCeiling, releaseCeilings, stateOf, type DocumentRow, type StoredKey } from './document-store.ts';
 import type { DocumentState } from './document-writes.ts';
 import type { DocumentKey } from './documents.ts';
@@ -21,6 +21,17 @@ import type { DocumentKey } from './documents.ts';
  * - writes in sync durability are acknowledged only after Postgres has them: they need no ceiling,
  *   and flushes grant none, so their documents never move.
  */
+
+/** How a lease is recorded in Postgres (`sync_documents.cache_epoch`): `epoch.generation`. */
+export function leaseId(lease: CacheLease): string {
+  return `${lease.epoch}.${lease.generation}`;
+}
+
+/** The inverse of `leaseId`; rows written before lease generations hold the epoch alone. */
+export function parseLeaseId(text: string): CacheLease {
+  const dot = text.indexOf('.');
+  return dot < 0 ? { epoch: text, generation: '' } : { epoch: text.slice(0, dot), generation: text.slice(dot + 1) };
+}
 
 /**
  * The entry to install for a document that is not in the cache (or is, from an older epoch):
