@@ -7,49 +7,25 @@
  * - End to end: a server reading a real source database, a mapping whose topic names a column
  *   that is NULL in the row written.
  */
-import { randomUUID } from 'node:crypto';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
-import { createLogger } from '../../src/logger.ts';
-import { createAlertEvaluator, type AlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
+import { type AlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
 import { alertIdOf, getAlert } from '../../src/pipeline/alerts/alert-store.ts';
-import { cdcRules } from '../../src/pipeline/alerts/rules/cdc-rules.ts';
-import { createCdcStore, type CdcStore } from '../../src/pipeline/cdc/cdc-store.ts';
-import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
-import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
+import { type CdcStore } from '../../src/pipeline/cdc/cdc-store.ts';
 import { CONTACTS_MAPPING, saveMappingOk, setUpCdc } from '../helpers/cdc.ts';
-import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { cdcAlertsFixture, evaluateTimes } from '../helpers/cdc-alerts.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
-const logger = createLogger({ level: 'silent' });
 const SCOPE = { app: 'app', env: 'env', tenant: undefined };
 const ALERT = alertIdOf({ rule: 'cdc.unroutable_rows', subject: 'cdc:src1', scope: SCOPE });
 
 /** A platform database where app/env reads source `src1`, the leader's store, and an evaluator of the CDC rules over 5 minutes. */
 async function cdcFixture(unroutableRowsAllowed = 0): Promise<{ db: Database; store: CdcStore; evaluator: AlertEvaluator }> {
-  const fixture = await createDeliveryFixture();
-  onTestFinished(() => fixture.dispose());
-  const { db } = fixture;
-  const log = createMemoryLog({ retention: { maxEvents: 1_000, maxAgeMs: 3_600_000 }, publish: () => {} });
-  onTestFinished(() => log.close());
-  const evaluator = createAlertEvaluator({
-    db,
-    router: createEventRouter({ log, logger }),
-    rules: cdcRules(db, { maxLagBytes: 1_000, maxRetainedWalBytes: 1_000_000, unroutableRowsAllowed }),
-    policy: { fireAfter: 2, resolveAfter: 3 },
-    windowMs: 300_000,
-    holder: randomUUID(),
-    leaseMs: 60_000,
-    logger,
-  });
-  await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('app', 'env', 'postgres://source.example/app')");
-  return { db, store: createCdcStore(db), evaluator };
+  return cdcAlertsFixture({ maxLagBytes: 1_000, maxRetainedWalBytes: 1_000_000, unroutableRowsAllowed });
 }
 
-async function evaluate(evaluator: AlertEvaluator, times: number): Promise<void> {
-  for (let done = 0; done < times; done += 1) expect(await evaluator.evaluate()).toMatchObject({ evaluated: true });
-}
+const evaluate = evaluateTimes;
 
 /** The leader's status write, as `cdc-source.ts` makes it every few seconds. */
 function report(store: CdcStore): Promise<void> {

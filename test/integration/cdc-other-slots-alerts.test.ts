@@ -4,20 +4,14 @@
  * written where (and as) the CDC leader writes it (`cdc-store.ts`, migration 0038). The end-to-end
  * path (a real slot left on a real source) is `cdc-other-slots.test.ts`.
  */
-import { randomUUID } from 'node:crypto';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
-import { createLogger } from '../../src/logger.ts';
-import { createAlertEvaluator, type AlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
+import { type AlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
 import { alertIdOf, getAlert } from '../../src/pipeline/alerts/alert-store.ts';
-import { cdcRules } from '../../src/pipeline/alerts/rules/cdc-rules.ts';
 import { createCdcStore } from '../../src/pipeline/cdc/cdc-store.ts';
 import type { OtherSlot } from '../../src/pipeline/cdc/wal/other-slots.ts';
-import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
-import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
-import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { cdcAlertsFixture, evaluateTimes } from '../helpers/cdc-alerts.ts';
 
-const logger = createLogger({ level: 'silent' });
 const SCOPE = { app: 'app', env: 'env', tenant: undefined };
 const LIMIT = 1024 * 1024;
 const LEFT_OVER = 'tributary_0123456789abcdef0123_0123456789ab';
@@ -25,28 +19,10 @@ const SLOT_ALERT = alertIdOf({ rule: 'cdc.retained_wal', subject: `cdc:src1/${LE
 const OWN_ALERT = alertIdOf({ rule: 'cdc.retained_wal', subject: 'cdc:src1', scope: SCOPE });
 
 async function cdcFixture(): Promise<{ db: Database; evaluator: AlertEvaluator }> {
-  const fixture = await createDeliveryFixture();
-  onTestFinished(() => fixture.dispose());
-  const { db } = fixture;
-  const log = createMemoryLog({ retention: { maxEvents: 1_000, maxAgeMs: 3_600_000 }, publish: () => {} });
-  onTestFinished(() => log.close());
-  const evaluator = createAlertEvaluator({
-    db,
-    router: createEventRouter({ log, logger }),
-    rules: cdcRules(db, { maxLagBytes: LIMIT, maxRetainedWalBytes: LIMIT }),
-    policy: { fireAfter: 2, resolveAfter: 3 },
-    windowMs: 300_000,
-    holder: randomUUID(),
-    leaseMs: 60_000,
-    logger,
-  });
-  await db.query("INSERT INTO cdc_sources (app, env, database_url) VALUES ('app', 'env', 'postgres://source.example/app')");
-  return { db, evaluator };
+  return cdcAlertsFixture({ maxLagBytes: LIMIT, maxRetainedWalBytes: LIMIT });
 }
 
-async function evaluate(evaluator: AlertEvaluator, times: number): Promise<void> {
-  for (let done = 0; done < times; done += 1) expect(await evaluator.evaluate()).toMatchObject({ evaluated: true });
-}
+const evaluate = evaluateTimes;
 
 /** The leader's status write, its own slot well within the limit. */
 async function report(db: Database, slots: OtherSlot[] | null, leftOut = 0): Promise<void> {
