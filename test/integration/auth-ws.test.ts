@@ -101,7 +101,7 @@ describe('WebSocket authentication with JWT_SECRET', () => {
     expect(closed.reason).toMatch(/expired/i);
     // A notice (the token lives less than WS_TOKEN_EXPIRY_NOTICE_MS: at once), and the subscription
     // got neither a result nor a `complete`: the close is the end.
-    expect(client.pending).toEqual([{ type: 'ping', payload: { reason: 'TOKEN_EXPIRING', tokenExpiresAt: expect.any(String) as unknown } }]);
+    expect(client.pending).toEqual([{ type: 'ping', payload: { reason: 'TOKEN_EXPIRING', tokenExpiresAt: expect.any(String) as unknown, expiresInMs: expect.any(Number) as unknown } }]);
     await waitFor(() => server.stats().channelMembers === 0, { message: 'subscription released after the close' });
   });
 

@@ -16,7 +16,7 @@ import { AuthLosses, EXPIRED_REFUSALS_TOLD } from './auth-losses.ts';
 import { INITIAL_STATUS, nextStatus, type ConnectionEvent, type ConnectionState, type ConnectionStatus } from './connection-state.ts';
 import { Session } from './session.ts';
 import type { SessionUser } from './session-user.ts';
-import { isExpiryNotice, noticedExpiry, TokenRefresh, unref, type GetToken } from './token-refresh.ts';
+import { isExpiryNotice, noticedExpiresIn, noticedExpiry, TokenRefresh, unref, type GetToken } from './token-refresh.ts';
 import { tokenExpiresAt, tokenPrincipal } from './token.ts';
 import { installWakeTriggers, isOnline } from './wake-triggers.ts';
 
@@ -236,7 +236,7 @@ export class Connection {
             attempt.pongTimer = setTimeout(() => attempt.client.terminate(), options.pongTimeoutMs);
             unref(attempt.pongTimer);
           } else if (isExpiryNotice(payload)) {
-            void this.#tokens?.notice(noticedExpiry(payload));
+            void this.#tokens?.notice(noticedExpiry(payload), noticedExpiresIn(payload));
           }
         },
         pong: (received) => {

@@ -27,6 +27,9 @@ export interface TokenRefreshOptions {
 /** When `getToken` still gives the socket's token (or just gave a new one), ask again no sooner than this (ms). */
 const UNCHANGED_RETRY_MS = 5_000;
 
+/** How long before the token's end by the server's clock a planned refresh must come for a notice to be left to it, in ms (a quarter of what is left, when less). */
+const NOTICE_MARGIN_MS = 5_000;
+
 export class TokenRefresh {
   readonly #options: TokenRefreshOptions;
   #session: Session | undefined;
@@ -75,16 +78,26 @@ export class TokenRefresh {
    * it, at most half its life). The server arms its notice again at every handover, so a token
    * living less than its notice period (WS_TOKEN_EXPIRY_NOTICE_MS, 60 s by default) was noticed
    * right after each handover and replaced at once, again and again. A token whose expiry the
-   * client cannot read, or a plan overdue (a throttled background tab), follows the notice.
+   * client cannot read, or a plan overdue (a throttled background tab), follows the notice. So does
+   * a plan that would come too late by the server's clock: `expiresInMs` (the notice's, from a
+   * server that sends it) is how long the token has left as the server counts, which a device
+   * clock behind the server's cannot tell — its plan, made by that clock, may fall after the
+   * server closes the socket.
    */
-  notice(expiresAt: number | undefined): Promise<void> {
+  notice(expiresAt: number | undefined, expiresInMs?: number): Promise<void> {
     const held = this.#token === undefined ? undefined : tokenExpiresAt(this.#token);
     if (expiresAt !== undefined && held !== undefined) {
       // The notice says an ISO instant and `exp` is in seconds: the same token within a second.
       if (Math.abs(held - expiresAt) >= 1000) return Promise.resolve();
-      if (this.#dueAt !== undefined && this.#dueAt > Date.now()) return Promise.resolve();
+      if (this.#dueAt !== undefined && this.#dueAt > Date.now() && this.#plannedInTime(expiresInMs)) return Promise.resolve();
     }
     return this.refresh();
+  }
+
+  /** The planned refresh comes a margin before the token's end as the server counts it (unknown: trusted). */
+  #plannedInTime(expiresInMs: number | undefined): boolean {
+    if (expiresInMs === undefined || this.#dueAt === undefined) return true;
+    return this.#dueAt <= Date.now() + expiresInMs - Math.min(NOTICE_MARGIN_MS, expiresInMs / 4);
   }
 
   stop(session?: Session): void {
@@ -152,6 +165,12 @@ export function unref(timer: ReturnType<typeof setTimeout>): void {
 /** The server's ping announcing the socket's token is about to expire (`{ reason: 'TOKEN_EXPIRING', tokenExpiresAt }`). */
 export function isExpiryNotice(payload: unknown): boolean {
   return typeof payload === 'object' && payload !== null && (payload as { reason?: unknown }).reason === 'TOKEN_EXPIRING';
+}
+
+/** How long the token an expiry notice is about has left by the server's clock (`expiresInMs`); undefined from a server that does not say. */
+export function noticedExpiresIn(payload: unknown): number | undefined {
+  const ms = typeof payload === 'object' && payload !== null ? (payload as { expiresInMs?: unknown }).expiresInMs : undefined;
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
 }
 
 /** The expiry an expiry notice names (`tokenExpiresAt`, ISO 8601) in ms since the epoch; undefined when it names none. */

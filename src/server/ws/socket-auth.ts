@@ -46,7 +46,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * The principal of one socket over its life (issue 13 §2): verified at `connection_init`,
  * replaced by a refreshed token of the same subject, tenant, app and env, and the two timers its
  * expiry sets — a notice `noticeMs` before it (a `ping` whose payload says
- * `{ reason: "TOKEN_EXPIRING", tokenExpiresAt }`), and the close `graceMs` after it.
+ * `{ reason: "TOKEN_EXPIRING", tokenExpiresAt, expiresInMs }`), and the close `graceMs` after it.
  */
 export class SocketAuth {
   readonly #options: SocketAuthOptions;
@@ -178,7 +178,8 @@ export class SocketAuth {
     const { noticeMs, graceMs } = this.#options;
     if (noticeMs > 0 && expiresAt > Date.now()) {
       this.#noticeTimer = this.#at(expiresAt - noticeMs, () => {
-        this.#options.notify({ reason: 'TOKEN_EXPIRING', tokenExpiresAt: new Date(expiresAt).toISOString() });
+        // `expiresInMs` by this server's clock: a client whose clock is behind cannot tell it from `tokenExpiresAt`.
+        this.#options.notify({ reason: 'TOKEN_EXPIRING', tokenExpiresAt: new Date(expiresAt).toISOString(), expiresInMs: Math.max(0, expiresAt - Date.now()) });
       });
     }
     this.#expiryTimer = this.#at(expiresAt + this.#options.verifier.clockToleranceMs + graceMs, () => this.#options.expired());

@@ -150,6 +150,25 @@ describe('token refresh of a token shorter than the server’s notice period', (
     expect(calls).toEqual([10_000, 20_000, 30_000]);
   });
 
+  it('follows the notice when a device clock behind the server has planned the refresh after the server will close', async () => {
+    // The server's time; the device says two minutes earlier.
+    vi.setSystemTime(Date.parse('2026-01-01T12:00:00Z'));
+    const serverNow = () => Date.now() + 120_000;
+    /** A 15-minute token minted 10 minutes ago by the server's clock (an auth library's cached token). */
+    const iat = Math.floor(serverNow() / 1000) - 600;
+    const token = `h.${Buffer.from(JSON.stringify({ iat, exp: iat + 900 })).toString('base64url')}.s`;
+    let calls = 0;
+    const tokens = new TokenRefresh({ getToken: () => ((calls += 1), `fresh-${calls}`), leadMs: 60_000, onError: () => {} });
+    tokens.start(fakeSession('A', []).session, token);
+    // The server notices it 60 s before its exp (4 minutes from now by the server's clock); the
+    // device's plan (60 s before exp by its own clock) would come two minutes after that.
+    await vi.advanceTimersByTimeAsync(240_000);
+    expect(calls).toBe(0);
+    await tokens.notice((iat + 900) * 1000, 60_000);
+    tokens.stop();
+    expect(calls).toBe(1);
+  });
+
   it('follows a notice about a token whose expiry it cannot read', async () => {
     let calls = 0;
     const tokens = new TokenRefresh({ getToken: () => `opaque-${(calls += 1)}`, leadMs: 60_000, onError: () => {} });
