@@ -69,6 +69,8 @@ export function createYogaServer(options: YogaOptions): TributaryYoga {
       return { principal, services, transport: 'http', connectionId: undefined };
     },
     // Authentication first: nothing of a request refused as unauthenticated is parsed or kept.
+    // Parsed documents are shared and compact (`compactDocument`, parse-cache.ts): a plugin must not
+    // change one in place (its empty lists are one frozen array); graphql-js's `visit` copies.
     plugins: [authentication.plugin, usePersistedQueries(options.persistedQueries), useOperationLimits(options.limits), useSubscriptionsOverWebSocketOnly()],
   });
 }
