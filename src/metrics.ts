@@ -1,14 +1,17 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { createAnalyticsMetrics, type AnalyticsMetrics, type AnalyticsSample } from './metrics-analytics.ts';
+import { createClusterMetrics, type ClusterMetrics } from './metrics-cluster.ts';
+import { createOutboxMetrics, type OutboxMetrics, type OutboxSample, type OutboxSourceSample } from './metrics-outbox.ts';
 
 export { HOT_TOPICS_IN_METRICS, type AnalyticsSample } from './metrics-analytics.ts';
+export type { OutboxSample, OutboxSourceSample } from './metrics-outbox.ts';
 
 /**
  * Every metric the server exports, on one registry (scraped at `GET /metrics`). Created once in
  * `main.ts` and injected: components increment the counters they are given, and each subsystem
  * registers the live state it owns with `sample()` when it starts — nothing is bound late.
  */
-export interface Metrics extends AnalyticsMetrics {
+export interface Metrics extends AnalyticsMetrics, ClusterMetrics, OutboxMetrics {
   readonly registry: Registry;
   /**
    * Registers live state read at scrape time. Counts from several samplers add up; readers are
@@ -62,9 +65,6 @@ export interface Metrics extends AnalyticsMetrics {
   readonly outboxDead: Counter<'outbox' | 'reason'>;
   /** Analytics minute rows the database refused for what they hold, set aside by this process's flushes. */
   readonly analyticsRowsSetAside: Counter;
-  /** Outboxes this process polls: rows not routed yet, and the age of the oldest, in s. */
-  readonly outboxPending: Gauge<'outbox'>;
-  readonly outboxOldestPendingSeconds: Gauge<'outbox'>;
   /** Webhook attempts made by this process, by outcome (delivered, failed, gone, throttled, refused, dead; cut: by this process's shutdown, not the receiver's failure). */
   readonly webhookAttempts: Counter<'outcome'>;
   /** How long a webhook attempt took, receiver's answer included, in s. */
@@ -100,6 +100,8 @@ export interface LiveSampler {
   readonly subscriptions?: () => number;
   readonly cdcReaders?: () => readonly CdcReaderSample[];
   readonly outboxes?: () => readonly OutboxSample[];
+  /** Whether the reader of each outbox this process reads could read its database, the last time it tried. */
+  readonly outboxSources?: () => readonly OutboxSourceSample[];
   readonly webhookBacklogs?: () => readonly WebhookBacklogSample[];
   readonly alertsOpen?: () => readonly AlertsOpenSample[];
   readonly analytics?: () => AnalyticsSample;
@@ -131,13 +133,6 @@ export interface WebhookBacklogSample {
   readonly measuredAt?: number;
 }
 
-/** An outbox as its poller last measured it (`outbox` is `app/env`). */
-export interface OutboxSample {
-  readonly outbox: string;
-  readonly pending: number;
-  readonly oldestPendingSeconds: number | null;
-}
-
 export interface MetricsOptions {
   /** Node's process metrics (CPU, memory, event loop lag). @default true */
   readonly processMetrics?: boolean;
@@ -159,6 +154,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const analytics = (): AnalyticsSample[] => [...samplers].flatMap((sampler) => (sampler.analytics ? [sampler.analytics()] : []));
   return {
     ...createAnalyticsMetrics(registry, analytics),
+    ...createClusterMetrics(registry),
+    ...createOutboxMetrics(registry, { outboxes, sources: () => [...samplers].flatMap((sampler) => sampler.outboxSources?.() ?? []), now: Date.now }),
     registry,
     sample(sampler) {
       samplers.add(sampler);
@@ -317,26 +314,6 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'tributary_analytics_rows_set_aside_total',
       help: 'Analytics minute rows the database refused for what they hold (a data error, not an outage): logged and dropped, the flush went on',
       registers: [registry],
-    }),
-    outboxPending: new Gauge({
-      name: 'tributary_outbox_pending',
-      help: 'Outbox rows not routed yet (outboxes this process polls; measured every few seconds)',
-      labelNames: ['outbox'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const outbox of outboxes()) this.set({ outbox: outbox.outbox }, outbox.pending);
-      },
-    }),
-    outboxOldestPendingSeconds: new Gauge({
-      name: 'tributary_outbox_oldest_pending_seconds',
-      help: 'Age of the oldest outbox row not routed yet, in s (outboxes this process polls)',
-      labelNames: ['outbox'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const outbox of outboxes()) if (outbox.oldestPendingSeconds !== null) this.set({ outbox: outbox.outbox }, outbox.oldestPendingSeconds);
-      },
     }),
     webhookAttempts: new Counter({
       name: 'tributary_webhook_attempts_total',

@@ -8,6 +8,7 @@ import type { ClusterFiguresProvider } from '../pipeline/alerts/rules/cluster-ru
 import { createClusterFigures } from '../pipeline/dashboard/cluster-figures.ts';
 import { clusterDashboard, type Dashboard } from '../pipeline/dashboard/cluster-dashboard.ts';
 import { startDashboardReporter, type DashboardReporter } from '../pipeline/dashboard/dashboard-reporter.ts';
+import { GONE_KEPT_MS, instancesByRole, PRESENT_TICKS } from '../pipeline/dashboard/instance-presence.ts';
 import { createMemoryReportStore, createRedisReportStore } from '../pipeline/dashboard/report-store.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { Disposable, StartContext } from './subsystem.ts';
@@ -22,13 +23,12 @@ export interface ClusterDashboard extends Disposable {
 }
 
 /**
- * Reports outlive three missed ticks, then the instance drops out of the list. Its figures count
- * in the cluster's for a tick and a half only (`liveReports`).
+ * An instance that missed three ticks is gone; its report is kept `GONE_KEPT_MS` longer, for the
+ * list to show it gone (`instance-presence.ts`), then it drops out. Its figures count in the
+ * cluster's for a tick and a half only (`liveReports`).
  */
-const TICKS_KEPT = 3;
-
 export function startDashboard({ config, clients, metrics, logger, now }: StartContext, pipeline: Pipeline): ClusterDashboard {
-  const ttlMs = config.dashboardTickMs * TICKS_KEPT;
+  const ttlMs = config.dashboardTickMs * PRESENT_TICKS + GONE_KEPT_MS;
   const store = clients.redis
     ? createRedisReportStore({ redis: clients.redis.command, keyPrefix: config.redisKeyPrefix, ttlMs, now, logger })
     : createMemoryReportStore({ ttlMs, now });
@@ -48,10 +48,15 @@ export function startDashboard({ config, clients, metrics, logger, now }: StartC
     now,
     logger: dashboardLogger,
   });
+  // Every role exports how many instances of each role report: the servers' say when no workers process is left.
+  const stopSampling = metrics.sampleCluster(async () => instancesByRole(await store.all(), now(), config.dashboardTickMs));
   return {
-    read: async () => clusterDashboard(await store.all(), now(), config.dashboardTickMs),
+    read: async () => clusterDashboard(await store.all(), now(), config.dashboardTickMs, { readerRole: config.role }),
     figures: createClusterFigures({ store, now, tickMs: config.dashboardTickMs, logger: dashboardLogger }),
     reporter,
-    dispose: () => reporter.close(),
+    dispose: async () => {
+      stopSampling();
+      await reporter.close();
+    },
   };
 }

@@ -63,8 +63,10 @@ interface Running {
   readonly poller: OutboxPoller;
   /** Rows routed since the last report. */
   readonly counts: { routed: number };
-  /** What the outbox's database last answered (for `/metrics`); kept while it cannot be reached. */
-  last: { readonly pending: number; readonly oldestPendingSeconds: number | null; readonly dead: number } | undefined;
+  /** What the outbox's database last answered, and when (for `/metrics`); kept while it cannot be reached. */
+  last: { readonly pending: number; readonly oldestPendingSeconds: number | null; readonly dead: number; readonly measuredAt: number } | undefined;
+  /** Whether the last measurement worked (undefined before the first ends; a resting one does not change it). */
+  up: boolean | undefined;
   /** `app/env`, the metrics' label. */
   readonly name: string;
   /** Measures the figures, resting after a long count (undefined then). */
@@ -86,7 +88,8 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
   const stopping = new Set<Promise<void>>();
   const stopSampling = options.metrics.sample({
     outboxes: (): OutboxSample[] =>
-      [...running.values()].flatMap(({ name, last }) => (last ? [{ outbox: name, pending: last.pending, oldestPendingSeconds: last.oldestPendingSeconds }] : [])),
+      [...running.values()].flatMap(({ name, last }) => (last ? [{ outbox: name, pending: last.pending, oldestPendingSeconds: last.oldestPendingSeconds, measuredAt: last.measuredAt }] : [])),
+    outboxSources: () => [...running.values()].flatMap(({ name, up }) => (up === undefined ? [] : [{ outbox: name, up }])),
   });
   /** This process, in the rates table: each worker's rate counts once in the outbox's total. */
   const reporter = randomUUID();
@@ -110,13 +113,14 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
       clearTimeout(timer);
     }
     if (measured === 'late') failure = `The outbox's database did not answer the status counts within ${reportIntervalMs} ms`;
+    // For `/metrics`, before the writes below, which need the platform database: what the outbox's own database answered.
+    if (measured !== 'resting') entry.up = typeof measured === 'object';
+    if (typeof measured === 'object') entry.last = { pending: measured.pending, oldestPendingSeconds: measured.oldestPendingSeconds, dead: measured.dead, measuredAt: Date.now() };
     // Whatever the counts did (late, resting, failed): rows die while routing, not while counting.
     // Before the figures, which must not be saved without the rows that died before they were
     // measured; the poller keeps them until this succeeds.
     await writeDeadRowTally(options.db, entry.source.outboxId, entry.poller.deadRows);
     if (typeof measured === 'object') {
-      const { pending, oldestPendingSeconds, dead } = measured;
-      entry.last = { pending, oldestPendingSeconds, dead };
       await saveOutboxReport(options.db, entry.source, measured);
     } else if (measured !== 'resting') {
       // Not measured: only the error is saved. Re-reporting `last` (or nothing) as fresh would keep a
@@ -172,6 +176,7 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
       poller,
       counts,
       last: undefined,
+      up: undefined,
       name,
       measure: pacedTask(() => poller.status(), { restFactor: STATUS_COUNT_REST }),
       measuring: undefined,

@@ -180,7 +180,7 @@ export type ChannelMessage = {
   member: Maybe<ChannelMember>;
 };
 
-/** The cluster as its instances last reported it (each every tick; one silent for three ticks drops out). */
+/** The cluster as its instances last reported it (each every tick; one silent for three ticks is listed as gone for 10 minutes, then drops out). */
 export type Dashboard = {
   __typename?: 'Dashboard';
   at: Scalars['DateTime']['output'];
@@ -188,6 +188,8 @@ export type Dashboard = {
   cluster: DashboardFigures;
   /** Most recently reported first. */
   instances: Array<DashboardInstance>;
+  /** What is wrong with the cluster's make-up, for the operator to act on: no instance running the workers' jobs (outbox routing, webhook delivery, alerts). Empty when nothing is. */
+  warnings: Array<Scalars['String']['output']>;
 };
 
 export type DashboardCdcSource = {
@@ -226,8 +228,11 @@ export type DashboardFigures = {
 export type DashboardInstance = {
   __typename?: 'DashboardInstance';
   figures: DashboardFigures;
+  /** It has not reported for three ticks (killed, frozen or cut off; one that stops cleanly leaves the list at once): its figures are those of its last report. Listed so for 10 minutes. */
+  gone: Scalars['Boolean']['output'];
   /** host:pid:random — one per process. */
   instance: Scalars['String']['output'];
+  /** Its last report. */
   reportedAt: Scalars['DateTime']['output'];
   /** `all`, `server` or `workers`. */
   role: Scalars['String']['output'];
@@ -667,6 +672,8 @@ export type OutboxStatus = {
   requireTenant: Scalars['Boolean']['output'];
   /** Rows routed per second over the last report period, summed over the processes reading the outbox. */
   routedPerSecond: Maybe<Scalars['Float']['output']>;
+  /** The figures were measured more than 30 s ago (six report intervals), or never: nothing measured them since — no workers process is running, none can read the outbox (see `lastError`), or (routedPerSecond still moving) the count of a backlog of millions of rows rests. They are the last ones measured, as of `reportedAt`, not the backlog now. */
+  stale: Scalars['Boolean']['output'];
   table: Scalars['String']['output'];
 };
 

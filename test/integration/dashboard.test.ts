@@ -141,7 +141,7 @@ describe('cluster dashboard', () => {
   it('answers over REST with the GraphQL type’s fields under the same names, times in ms', { timeout: 90_000 }, async () => {
     // A CDC source, so that the figures list a reader (the internal view holds its whole status).
     const setup = await setUpCdc({ env: { OPERATOR_SCOPE: 'shop/prod', DASHBOARD_TICK_SECONDS: '1' } });
-    const query = `{ dashboard { at cluster { ...f } instances { instance role startedAt reportedAt figures { ...f } } } } fragment f on DashboardFigures { ${EVERY_FIGURE} }`;
+    const query = `{ dashboard { at cluster { ...f } instances { instance role startedAt reportedAt gone figures { ...f } } warnings } } fragment f on DashboardFigures { ${EVERY_FIGURE} }`;
     const graphql = await found(
       async () => {
         const body = await gql(setup.server, setup.admin, query);

@@ -7,13 +7,15 @@
  * taken once, from the latest report naming them. Pure.
  *
  * The cluster is made of the live reports only (`liveReports`); the instance list shows every
- * report the store keeps (three ticks). An age measured (the oldest pending webhook delivery) is
+ * report the store keeps: present ones (three ticks), then gone ones (`instance-presence.ts`), marked
+ * so, with their last report time. An age measured (the oldest pending webhook delivery) is
  * shown as of the dashboard's time: the age measured plus the time since the measurement — it ran
  * up to a tick or two behind (a measurement every few seconds, a report every tick, a read later).
  */
 import type { EventSource } from '../events/envelope.ts';
 import { histogramCount, histogramQuantile } from '../../latency-histogram.ts';
 import { addCounts, zeroCounts, type InstanceReport, type ReportCounts, type WebhookBacklog } from './instance-report.ts';
+import { clusterWarnings, isPresent, type PresenceOptions } from './instance-presence.ts';
 
 export interface SourceRate {
   readonly source: EventSource;
@@ -51,6 +53,8 @@ export interface InstanceDashboard {
   readonly startedAt: number;
   /** When it last reported, in ms since the epoch. */
   readonly at: number;
+  /** It has not reported for three ticks (killed, frozen or cut off): `figures` are its last report's. */
+  readonly gone: boolean;
   readonly figures: DashboardFigures;
 }
 
@@ -60,6 +64,8 @@ export interface Dashboard {
   readonly cluster: DashboardFigures;
   /** Newest report first. */
   readonly instances: readonly InstanceDashboard[];
+  /** What is wrong with the cluster's make-up (no instance running the workers' jobs); empty when nothing is. */
+  readonly warnings: readonly string[];
 }
 
 const SOURCES: readonly EventSource[] = ['database', 'sync', 'socket', 'system'];
@@ -124,7 +130,7 @@ export function liveReports<R extends Pick<InstanceReport, 'at'>>(reports: reado
   return reports.filter((report) => at - report.at <= tickMs * LIVE_TICKS);
 }
 
-export function clusterDashboard(reports: readonly InstanceReport[], at: number, tickMs: number): Dashboard {
+export function clusterDashboard(reports: readonly InstanceReport[], at: number, tickMs: number, options: PresenceOptions = {}): Dashboard {
   const instances = [...reports].sort((a, b) => b.at - a.at || a.instance.localeCompare(b.instance));
   const live = liveReports(instances, at, tickMs);
   // The cluster's rate: each instance's interval counts over its own interval, added up.
@@ -138,8 +144,10 @@ export function clusterDashboard(reports: readonly InstanceReport[], at: number,
       role: report.role,
       startedAt: report.startedAt,
       at: report.at,
+      gone: !isPresent(report, at, tickMs),
       figures: figuresOf(report.interval, report.intervalMs, [report], at),
     })),
+    warnings: clusterWarnings(instances, at, tickMs, options),
   };
 }
 

@@ -5,11 +5,13 @@
  * own count over it (`windowed-count.ts`), summed — unknown (null) while any instance does not
  * count them over that window, `ANALYTICS_ENABLED=false` included. Nothing is kept between readings, so the figures
  * are the same whichever process reads them, however long ago it last did. An instance that
- * stopped drops out with its counts once the store lets its report go.
+ * stopped drops out with its counts once it is gone (three ticks, `instance-presence.ts`; the store
+ * keeps its report longer, for the dashboard to show it gone).
  */
 import type { Logger } from '../../logger.ts';
 import type { ClusterFigures, ClusterFiguresProvider } from '../alerts/rules/cluster-rules.ts';
 import { liveReports } from './cluster-dashboard.ts';
+import { presentReports } from './instance-presence.ts';
 import type { ReportStore } from './report-store.ts';
 
 export interface ClusterFiguresOptions {
@@ -26,7 +28,7 @@ export function createClusterFigures(options: ClusterFiguresOptions): ClusterFig
   let uncounted = false;
   return {
     async read(windowMs): Promise<ClusterFigures | undefined> {
-      const reports = await options.store.all();
+      const reports = presentReports(await options.store.all(), options.now(), options.tickMs);
       if (reports.length === 0) return undefined;
       const live = liveReports(reports, options.now(), options.tickMs);
       // A report of an earlier version has no count over a window, one of an instance with

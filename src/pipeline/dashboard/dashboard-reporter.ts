@@ -62,7 +62,7 @@ export function startDashboardReporter(options: DashboardReporterOptions): Dashb
     await store.put(made);
     previous = made;
     if (await store.claimTick(Math.floor(made.at / options.tickMs))) {
-      const dashboard = clusterDashboard(await store.all(), options.now(), options.tickMs);
+      const dashboard = clusterDashboard(await store.all(), options.now(), options.tickMs, { readerRole: options.role });
       await options.router.route(dashboardEvent(options.operatorScope, dashboard));
     }
   };

@@ -1,8 +1,9 @@
 /**
  * Where the instances' reports meet: in Redis when configured (every instance of the cluster), in
  * this process's memory otherwise (the embedded default is one process). A report lives
- * `ttlMs`: an instance that stopped reporting (it died, or its network did) drops out of the
- * cluster view on its own. Each instance keeps only its latest report.
+ * `ttlMs`: an instance that stopped reporting (it died, or its network did) is shown gone until
+ * then (`instance-presence.ts`), and drops out of the cluster view on its own. Each instance keeps
+ * only its latest report.
  */
 import type { Redis } from 'ioredis';
 import { componentLogger, type Logger } from '../../logger.ts';

@@ -83,11 +83,18 @@ export interface OutboxSourceView extends OutboxSourceRecord {
    * Absent until a reader reported once. `reportedAt` is when the figures were measured (null:
    * never), not when the reader last wrote: a reader that cannot measure writes its error alone.
    */
-  readonly report: (OutboxReport & { readonly reportedAt: Date | null; readonly routedPerSecond: number }) | undefined;
+  readonly report: (OutboxReport & { readonly reportedAt: Date | null; readonly routedPerSecond: number; readonly stale: boolean }) | undefined;
 }
 
 /** A rate older than this no longer counts (its process stopped or lost the outbox), in seconds. */
 const RATE_FRESH_SECONDS = 15;
+
+/**
+ * Figures measured longer ago than this are stale (six report intervals), in seconds: no reader
+ * measured them since — every workers process down, or the outbox's database unreadable. Compared
+ * with the database's clock, which wrote `reported_at`.
+ */
+export const OUTBOX_FIGURES_STALE_SECONDS = 30;
 
 type Row = {
   app: string;
@@ -106,12 +113,14 @@ type Row = {
   last_error: string | null;
   reported_at: Date | null;
   routed_per_second: number | null;
+  stale: boolean;
 };
 
 const COLUMNS = `s.app, s.env, s.outbox_id, s.database_url, s.table_name, s.source_identity, s.requested_mode, s.read_mode, s.require_tenant, s.updated_at,
   s.pending, s.oldest_pending_seconds, s.dead, s.last_error, s.reported_at,
   (SELECT sum(r.routed_per_second) FROM outbox_rates r
-    WHERE r.outbox_id = s.outbox_id AND r.reported_at > now() - interval '${RATE_FRESH_SECONDS} seconds')::float8 AS routed_per_second`;
+    WHERE r.outbox_id = s.outbox_id AND r.reported_at > now() - interval '${RATE_FRESH_SECONDS} seconds')::float8 AS routed_per_second,
+  (s.reported_at IS NULL OR s.reported_at < now() - interval '${OUTBOX_FIGURES_STALE_SECONDS} seconds') AS stale`;
 
 function viewOf(row: Row): OutboxSourceView {
   const { reported_at: reportedAt } = row;
@@ -136,6 +145,7 @@ function viewOf(row: Row): OutboxSourceView {
             routedPerSecond: row.routed_per_second ?? 0,
             lastError: row.last_error,
             reportedAt,
+            stale: row.stale,
           },
   };
 }

@@ -64,17 +64,24 @@ const DashboardInstance = builder.objectRef<InstanceDashboard>('DashboardInstanc
     instance: t.exposeString('instance', { description: 'host:pid:random — one per process.' }),
     role: t.exposeString('role', { description: '`all`, `server` or `workers`.' }),
     startedAt: t.field({ type: 'DateTime', resolve: (instance) => epoch(instance.startedAt) }),
-    reportedAt: t.field({ type: 'DateTime', resolve: (instance) => epoch(instance.at) }),
+    reportedAt: t.field({ type: 'DateTime', description: 'Its last report.', resolve: (instance) => epoch(instance.at) }),
+    gone: t.exposeBoolean('gone', {
+      description: 'It has not reported for three ticks (killed, frozen or cut off; one that stops cleanly leaves the list at once): its figures are those of its last report. Listed so for 10 minutes.',
+    }),
     figures: t.field({ type: DashboardFigures, resolve: (instance) => instance.figures }),
   }),
 });
 
 const Dashboard = builder.objectRef<DashboardView>('Dashboard').implement({
-  description: 'The cluster as its instances last reported it (each every tick; one silent for three ticks drops out).',
+  description: 'The cluster as its instances last reported it (each every tick; one silent for three ticks is listed as gone for 10 minutes, then drops out).',
   fields: (t) => ({
     at: t.field({ type: 'DateTime', resolve: (view) => epoch(view.at) }),
     cluster: t.field({ type: DashboardFigures, description: 'Every instance together.', resolve: (view) => view.cluster }),
     instances: t.field({ type: [DashboardInstance], description: 'Most recently reported first.', resolve: (view) => [...view.instances] }),
+    warnings: t.stringList({
+      description: "What is wrong with the cluster's make-up, for the operator to act on: no instance running the workers' jobs (outbox routing, webhook delivery, alerts). Empty when nothing is.",
+      resolve: (view) => [...(view.warnings ?? [])],
+    }),
   }),
 });
 

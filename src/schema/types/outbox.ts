@@ -31,6 +31,11 @@ const OutboxStatus = builder.objectRef<OutboxSourceAnswer>('OutboxStatus').imple
       description: 'When the figures were measured; an outbox that cannot be read keeps its last ones (null: never measured).',
       resolve: (answer) => answer.source.report?.reportedAt ?? null,
     }),
+    stale: t.boolean({
+      description:
+        'The figures were measured more than 30 s ago (six report intervals), or never: nothing measured them since — no workers process is running, none can read the outbox (see `lastError`), or (routedPerSecond still moving) the count of a backlog of millions of rows rests. They are the last ones measured, as of `reportedAt`, not the backlog now.',
+      resolve: (answer) => answer.source.report?.stale ?? true,
+    }),
   }),
 });
 

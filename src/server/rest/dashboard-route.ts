@@ -12,7 +12,7 @@ import type { RestRoute } from './rest-route.ts';
 export const dashboardRoute: RestRoute = async (context) => dashboardJson(await dashboard(context));
 
 function dashboardJson(view: Dashboard) {
-  return { at: view.at, cluster: figuresJson(view.cluster), instances: view.instances.map(instanceJson) };
+  return { at: view.at, cluster: figuresJson(view.cluster), instances: view.instances.map(instanceJson), warnings: [...view.warnings] };
 }
 
 function instanceJson(instance: InstanceDashboard) {
@@ -21,6 +21,7 @@ function instanceJson(instance: InstanceDashboard) {
     role: instance.role,
     startedAt: instance.startedAt,
     reportedAt: instance.at,
+    gone: instance.gone,
     figures: figuresJson(instance.figures),
   };
 }

@@ -21,7 +21,7 @@
  *   outboxes: { outbox: string, pending: number, oldestPendingSeconds: number | null }[],
  *   resyncsPerSecond: number, slowConsumerClosesPerSecond: number }} Figures
  */
-/** @typedef {{ at: number, cluster: Figures, instances: { instance: string, role: string, startedAt: number, reportedAt: number, figures: Figures }[] }} DashboardJson */
+/** @typedef {{ at: number, cluster: Figures, instances: { instance: string, role: string, startedAt: number, reportedAt: number, gone: boolean, figures: Figures }[], warnings: string[] }} DashboardJson */
 /**
  * @typedef {{ topic: string, tenant: string | null, count: number, eventsPerSecond: number, deliveries: number,
  *   deliveriesPerSecond: number, bytes: number, bytesPerSecond: number, latencyP50Ms: number | null,
@@ -181,11 +181,14 @@ async function loadDashboard() {
   const instances = view.instances.length === 0
     ? note('No instance has reported yet: the first report comes within a tick (DASHBOARD_TICK_SECONDS).')
     : table('Instances', ['Instance', 'Role', 'Started', 'Reported', 'Connections', 'Subscriptions', 'Events', 'Deliveries', 'Latency p99'],
-      view.instances.map(({ instance, role, startedAt, reportedAt, figures }) => [
-        instance, role, time(startedAt), time(reportedAt), num(figures.connections), num(figures.subscriptions),
+      view.instances.map(({ instance, role, startedAt, reportedAt, gone, figures }) => [
+        instance, gone ? el('span', {}, [role, ' ', el('span', { class: 'badge severity-warning' }, ['gone'])]) : role,
+        time(startedAt), time(reportedAt), num(figures.connections), num(figures.subscriptions),
         perSecond(figures.eventsPerSecond), perSecond(figures.deliveriesPerSecond), num(figures.latencyP99Ms, ' ms'),
       ]));
   return [
+    // No instance runs the workers' jobs: said first, as every figure below it looks calm.
+    ...(view.warnings ?? []).map((warning) => el('p', { class: 'badge severity-warning' }, [warning])),
     el('div', { class: 'cards' }, [
       table('Cluster', ['Figure', 'Value'], [
         ['Connections', num(cluster.connections)],
