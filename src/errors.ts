@@ -2,7 +2,8 @@
  * One list of error codes for the whole server.
  *
  * Three channels carry them (STYLE §5):
- * - client-facing GraphQL errors, as `extensions.code` (mapped in `src/schema/errors.ts`);
+ * - client-facing GraphQL errors, as `extensions.code` (mapped in `src/schema/errors.ts`), and the
+ *   plain HTTP routes' errors as `{ error, code }` (`src/server/rest/json-response.ts`);
  * - masked internal errors, logged with their cause and shown to clients as INTERNAL_SERVER_ERROR;
  * - WebSocket close codes (`src/server/ws/close-codes.ts`).
  *
@@ -38,6 +39,13 @@ export const ErrorCode = {
   PERSISTED_QUERY_NOT_FOUND: 'PERSISTED_QUERY_NOT_FOUND',
   /** An operation that acts on the WebSocket it arrives on (`refreshAuth`) was sent over HTTP. */
   WEBSOCKET_ONLY: 'WEBSOCKET_ONLY',
+  /**
+   * graphql-yoga's, for a request it cannot take as GraphQL over HTTP (a body that is not JSON, a
+   * parameter it does not know); HTTP 400. Never thrown here: listed as a code clients meet.
+   */
+  BAD_REQUEST: 'BAD_REQUEST',
+  /** graphql-yoga's, for a body over `HTTP_MAX_BODY_BYTES`; HTTP 413. Never thrown here either. */
+  REQUEST_ENTITY_TOO_LARGE: 'REQUEST_ENTITY_TOO_LARGE',
   /** Something failed inside the server; details are logged, never sent. */
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;

@@ -1,7 +1,9 @@
 /**
  * Composition root: configuration → clients → metrics → the subsystems of this process's role.
- * The only place that decides which clients exist (`start/clients.ts` builds them); every
- * subsystem receives `{ config, clients, metrics, logger }` and returns something disposable.
+ * `start/clients.ts` opens the shared clients — the platform database, migrated there before any
+ * subsystem starts, and Redis's command and subscriber connections; every subsystem receives
+ * `{ config, clients, metrics, logger }` and returns something disposable. BullMQ's queue and
+ * worker open Redis connections of their own (blocking commands; see `start/clients.ts`).
  * Run directly (`npm start`, `npm run workers`), it also installs the signal handlers.
  */
 import { ConfigError, loadConfig, SETTING_NAMES, type Config, type Role } from './config.ts';
@@ -64,6 +66,7 @@ export async function startTributary(config: Config, options: StartOptions = {})
   const checkpoint = () => options.signal?.throwIfAborted();
   try {
     checkpoint();
+    // The platform database (its pending migrations applied here), then Redis.
     const clients = await createClients(config, logger);
     undo('clients', ShutdownShare.DATABASE, () => clients.dispose());
     checkpoint();

@@ -9,6 +9,7 @@ import { developmentRefusal, type DevelopmentGuard } from './development-guard.t
 import type { GraphQLPostHandler } from './graphql-post.ts';
 import { readDeclaredBody, type RequestWithBody } from './request-body.ts';
 import { API_PREFIX, type AdminApi } from './rest/admin-api.ts';
+import { sendError, sendJson } from './rest/json-response.ts';
 import type { GraphQLWebSocketServer } from './ws/websocket-server.ts';
 import { GRAPHQL_PATH, type TributaryYoga } from './yoga.ts';
 
@@ -80,7 +81,7 @@ export function createHttpServer(options: HttpServerOptions): Server {
       );
     } else if (path === '/metrics' && isRead(request) && !metricsAllowed(request)) {
       response.setHeader('www-authenticate', 'Bearer');
-      sendJson(response, 401, { error: 'Unauthorized: /metrics needs "Authorization: Bearer <METRICS_TOKEN>"', code: ErrorCode.UNAUTHENTICATED });
+      sendError(response, 401, ErrorCode.UNAUTHENTICATED, 'Unauthorized: /metrics needs "Authorization: Bearer <METRICS_TOKEN>"');
     } else if (path === '/metrics' && isRead(request)) {
       options.metrics.metrics().then(
         (text) => {
@@ -89,7 +90,7 @@ export function createHttpServer(options: HttpServerOptions): Server {
         },
         (error: unknown) => {
           options.logger.error({ err: error }, 'metrics collection failed');
-          sendJson(response, 500, { error: 'metrics unavailable' });
+          sendError(response, 500, ErrorCode.INTERNAL_SERVER_ERROR, 'metrics unavailable');
         },
       );
     } else if (isAdminUiPath(path) && adminUi) {
@@ -104,10 +105,10 @@ export function createHttpServer(options: HttpServerOptions): Server {
       } else if (path === GRAPHQL_PATH && options.graphql) {
         serveGraphQL(options.graphql, request, response, options.logger);
       } else {
-        sendJson(response, 404, { error: 'Not found' });
+        sendError(response, 404, ErrorCode.NOT_FOUND, 'Not found');
       }
     } else {
-      sendJson(response, 404, { error: 'Not found' });
+      sendError(response, 404, ErrorCode.NOT_FOUND, 'Not found');
     }
   });
 
@@ -228,10 +229,4 @@ function pathOf(request: IncomingMessage): string {
 
 function isRead(request: IncomingMessage): boolean {
   return request.method === 'GET' || request.method === 'HEAD';
-}
-
-function sendJson(response: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  response.end(text);
 }

@@ -5,6 +5,7 @@
  * the figures `/metrics` (and a dashboard) read. With `ANALYTICS_ENABLED=false` nothing is counted.
  * The workers flush the store to Postgres (`workers/analytics-flush.ts`).
  */
+import { createCleanupStack } from '../cleanup-stack.ts';
 import { HOT_TOPICS_IN_METRICS } from '../metrics.ts';
 import type { InstanceFigures } from '../pipeline/analytics/instance-figures.ts';
 import { createMemoryMinuteStore } from '../pipeline/analytics/memory-minute-store.ts';
@@ -32,7 +33,10 @@ export function startAnalytics({ config, clients, metrics, logger, now }: StartC
     return { recorder: undefined, figures: disabledFigures(now), store, pushNow: () => Promise.resolve(), dispose: () => Promise.resolve() };
   }
   const recorder = createAnalyticsRecorder({ maxTopicsPerMinute: settings.maxTopicsPerMinute, now });
+  const cleanup = createCleanupStack(logger);
   const pusher = createAnalyticsPusher({ recorder, store, intervalMs: settings.pushIntervalMs, logger });
+  // The last push, after the sampler is gone: it runs even when removing the sampler fails.
+  cleanup.push('analytics pusher', () => pusher.close());
   const stopSampling = metrics.sample({
     analytics() {
       const figures = recorder.figures.snapshot();
@@ -43,14 +47,12 @@ export function startAnalytics({ config, clients, metrics, logger, now }: StartC
       return { ...figures, hotTopics };
     },
   });
+  cleanup.push('analytics sampling', () => Promise.resolve(stopSampling()));
   return {
     recorder,
     figures: recorder.figures,
     store,
     pushNow: () => pusher.pushNow(),
-    async dispose() {
-      stopSampling();
-      await pusher.close();
-    },
+    dispose: () => cleanup.run(),
   };
 }

@@ -3,6 +3,7 @@
  * readers this instance leads (one per source database across all instances, by leader election).
  */
 import { randomUUID } from 'node:crypto';
+import { createCleanupStack } from '../cleanup-stack.ts';
 import { createCdcService, type CdcService, type WalOutboxCatalog } from '../pipeline/cdc/cdc-service.ts';
 import { createCdcStore, type CdcStore } from '../pipeline/cdc/cdc-store.ts';
 import { createSourceConnections } from '../pipeline/cdc/wal/source-connections.ts';
@@ -60,6 +61,8 @@ export async function startCdc({ config, clients, metrics, logger }: StartContex
     metrics,
     outboxes,
   });
+  const cleanup = createCleanupStack(logger);
+  cleanup.push('cdc service', () => cdc.close());
   const stopSampling = metrics.sample({
     cdcReaders: () => cdc.leading(),
     outboxes: () =>
@@ -67,19 +70,12 @@ export async function startCdc({ config, clients, metrics, logger }: StartContex
         pending === undefined ? [] : [{ outbox: `${binding.scope.app}/${binding.scope.env}`, pending, oldestPendingSeconds }],
       ),
   });
+  cleanup.push('cdc sampling', () => Promise.resolve(stopSampling()));
   try {
     await cdc.start();
   } catch (error) {
-    stopSampling();
-    await cdc.close();
+    await cleanup.run();
     throw error;
   }
-  return {
-    cdc,
-    cdcStore,
-    async dispose() {
-      stopSampling();
-      await cdc.close();
-    },
-  };
+  return { cdc, cdcStore, dispose: () => cleanup.run() };
 }

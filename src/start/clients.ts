@@ -1,7 +1,13 @@
 /**
- * Every connection to the platform's backing services, made in one place: the platform database
- * (migrated before anything uses it) and, with REDIS_URL, the Redis command connection and the
- * connection that SUBSCRIBEs. Subsystems receive these; none opens its own.
+ * The shared connections to the platform's backing services: the platform database, which
+ * `createClients` also migrates (every pending migration, before any subsystem uses it), and, with
+ * REDIS_URL, the Redis command connection and the connection that SUBSCRIBEs. Subsystems receive
+ * these. Not every Redis connection is made here: BullMQ's queue and worker open connections of
+ * their own from the same REDIS_URL (`pipeline/webhooks/bullmq-scheduler.ts`, `connect`) — a
+ * worker blocks on its connection, and BullMQ needs its own retry settings — and a leader election
+ * given no shared release signals duplicates its command connection to SUBSCRIBE on
+ * (`leader-election.ts`; the CDC readers are given the subscriber's). The connections to the
+ * operators' own databases (CDC sources, outboxes) belong to those subsystems.
  */
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.ts';

@@ -2,6 +2,7 @@
  * Sync documents: revisioned JSON documents on the platform database, with the Redis hot cache in
  * front of it when Redis is configured (the seed's hybrid service).
  */
+import { createCleanupStack } from '../cleanup-stack.ts';
 import { createCachedDocumentService } from '../pipeline/sync/cached-documents.ts';
 import type { DocumentService } from '../pipeline/sync/documents.ts';
 import { createPostgresDocumentService } from '../pipeline/sync/postgres-documents.ts';
@@ -28,7 +29,9 @@ export function startSync({ config, clients, metrics, logger }: StartContext, { 
   }
   // Watched before the cache serves anything: an eviction policy that loses acknowledged writes is
   // reported as soon as the connection is ready.
+  const cleanup = createCleanupStack(logger);
   const policy = watchEvictionPolicy({ redis: redis.command, durability: config.sync.durability, metrics, logger });
+  cleanup.push('eviction policy watch', () => Promise.resolve(policy.dispose()));
   const documents = createCachedDocumentService({
     db,
     redis: redis.command,
@@ -39,12 +42,10 @@ export function startSync({ config, clients, metrics, logger }: StartContext, { 
     ttlSeconds: config.sync.docTtlSeconds,
     sweepIntervalMs: config.sync.sweepIntervalMs,
   });
+  cleanup.push('documents', () => documents.close());
   return {
     documents,
     readiness: config.sync.durability === 'async' ? [{ name: 'redis-eviction-policy', check: () => policy.check() }] : [],
-    async dispose() {
-      policy.dispose();
-      await documents.close();
-    },
+    dispose: () => cleanup.run(),
   };
 }

@@ -114,7 +114,7 @@ describe('admin UI over HTTP', () => {
       const answer = await raw(server, path);
       expect(answer.status, path).toBe(404);
       expect(answer.headers['x-content-type-options'], path).toBe('nosniff');
-      expect(JSON.parse(answer.body), path).toEqual({ error: 'Not found' });
+      expect(JSON.parse(answer.body), path).toEqual({ error: 'Not found', code: 'NOT_FOUND' });
     }
     // Paths that only look like it are the server's ordinary 404.
     for (const path of ['/adminx', '/ADMIN', '/admin.js']) expect((await raw(server, path)).status, path).toBe(404);

@@ -19,7 +19,7 @@ describe('health and readiness', () => {
     const server = await startTestServer();
     const response = await fetch(`${server.url}/nope`);
     expect(response.status).toBe(404);
-    expect(await response.json()).toEqual({ error: 'Not found' });
+    expect(await response.json()).toEqual({ error: 'Not found', code: 'NOT_FOUND' });
   });
 
   it('serves /metrics to anyone without METRICS_TOKEN', async () => {

@@ -387,6 +387,8 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       await housekeepingPass;
       await Promise.all([...sources.values()].map(({ source }) => source.stop()));
       sources.clear();
+      // Its listeners off the shared subscriber, which the clients close after (a close seen as an outage otherwise).
+      await signals?.close();
       await endpoints.dispose();
       await outboxEndpoints.dispose();
     },

@@ -301,6 +301,9 @@ export function createLeaderElection(options: LeaderElectionOptions): LeaderElec
   async function listen(): Promise<void> {
     let signals = options.signals;
     if (!signals) {
+      // The one Redis connection an election opens itself, with the command connection's settings
+      // (a SUBSCRIBE takes a connection over): only without the process's shared signals, which the
+      // server's CDC readers are given. Closed by stop().
       ownConnection = redis.duplicate();
       // Errors are retried by ioredis and reported by the command connection's failures.
       ownConnection.on('error', () => {});

@@ -13,6 +13,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCode } from '../../errors.ts';
+import { sendError } from '../rest/json-response.ts';
 
 /** The page's path; its files are under `/admin/`. */
 export const ADMIN_UI_PATH = '/admin';
@@ -76,12 +78,12 @@ export function createAdminUi(): AdminUi {
     handle(request, response, path) {
       const file = files.get(path);
       if (file === undefined) {
-        sendJson(response, 404, { error: 'Not found' });
+        sendError(response, 404, ErrorCode.NOT_FOUND, 'Not found');
         return;
       }
       if (request.method !== 'GET' && request.method !== 'HEAD') {
         response.setHeader('allow', 'GET, HEAD');
-        sendJson(response, 405, { error: 'Only GET and HEAD are allowed here' });
+        sendError(response, 405, ErrorCode.BAD_USER_INPUT, 'Only GET and HEAD are allowed here');
         return;
       }
       const headers = {
@@ -113,16 +115,4 @@ function matches(header: string | undefined, etag: string): boolean {
     const trimmed = tag.trim();
     return trimmed === '*' || trimmed.replace(/^W\//, '') === etag;
   });
-}
-
-/** As the rest of the server answers what it does not serve. */
-function sendJson(response: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  response.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'x-content-type-options': 'nosniff',
-    'cache-control': 'no-store',
-  });
-  response.end(text);
 }

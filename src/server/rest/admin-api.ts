@@ -16,6 +16,7 @@ import { MASKED_MESSAGE } from '../../schema/errors.ts';
 import { alertsRoute } from './alerts-route.ts';
 import { dashboardRoute } from './dashboard-route.ts';
 import { hotTopicsRoute } from './hot-topics-route.ts';
+import { sendJson } from './json-response.ts';
 import type { RestRoute } from './rest-route.ts';
 
 /** Every REST route lives under this prefix. */
@@ -90,10 +91,4 @@ export function createAdminApi(options: AdminApiOptions): AdminApi {
 
 function errorBody(error: TributaryError) {
   return { errors: [{ message: error.message, extensions: { code: error.code, ...error.details } }] };
-}
-
-function sendJson(response: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-  response.end(text);
 }
