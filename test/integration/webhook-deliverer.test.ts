@@ -135,7 +135,7 @@ describe('webhook deliverer', () => {
       const { inserted } = await storeDeliveries(fixture.db, [{ ...fixture.delivery('gone'), endpointId: endpoint.id }]);
       const [delivery] = await claimDeliveries(fixture.db, inserted, 30_000);
       await deliverer.deliver(delivery!);
-      expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'dead' });
+      expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'pending', attempts: 1, lastStatus: 410 });
       expect(tries).toHaveLength(3);
       expect(new Set(tries.map((event) => `${event.type} ${event.id}`)).size).toBe(1);
       expect(tries[0]!.type).toBe('endpoint.disabled');
@@ -161,7 +161,7 @@ describe('webhook deliverer', () => {
       const { inserted } = await storeDeliveries(fixture.db, [{ ...fixture.delivery('gone-unrefreshed'), endpointId: endpoint.id }]);
       const [delivery] = await claimDeliveries(fixture.db, inserted, 30_000);
       await deliverer.deliver(delivery!);
-      expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'dead' });
+      expect(await getDelivery(fixture.db, inserted[0]!)).toMatchObject({ state: 'pending', attempts: 1, lastStatus: 410 });
       const line = sink.lines.find((entry) => entry.msg === 'endpoint cache not refreshed after disabling an endpoint; its next refresh sees it');
       expect(line).toMatchObject({ level: 40, endpoint: endpoint.id, err: { message: 'connection terminated unexpectedly' } });
     } finally {

@@ -319,7 +319,8 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     const listed = await gql(server, await admin(), '{ webhookEndpoints { id enabled disabledReason } }');
     expect((listed.data?.['webhookEndpoints'] as { id: string; enabled: boolean }[]).find((endpoint) => endpoint.id === goneEndpoint.id)).toMatchObject({ enabled: false });
     expect(gone.received).toHaveLength(1);
-    expect((await deliveries(server, goneEndpoint.id))[0]).toMatchObject({ state: 'DEAD' });
+    // Held for the endpoint's enable (its lane's head), not dead-lettered.
+    expect((await deliveries(server, goneEndpoint.id))[0]).toMatchObject({ state: 'PENDING', attempts: 1 });
     expect(await attempts(server, goneEndpoint.id)).toMatchObject([{ outcome: 'gone', status: 410 }]);
   });
 
@@ -376,7 +377,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     for (let n = 0; n < 5; n += 1) await publish(server, 'a', 'orders', { n, entity: `order-${n}` });
 
     await allIn;
-    await waitFor(async () => (await deliveries(server, goneEndpoint.id, 'DEAD')).length === 5, { timeoutMs: 10_000, message: 'every 410 recorded' });
+    await waitFor(async () => (await deliveries(server, goneEndpoint.id, 'PENDING')).filter((delivery) => delivery.attempts === 1).length === 5, { timeoutMs: 10_000, message: 'every 410 recorded' });
     // Each attempt tells (or not) right after its record: by the time an event published after the
     // last record reached the watcher, every notice was stored for it — one.
     await publish(server, 'a', 'watch.check', { n: 0 }, 'check');

@@ -21,6 +21,7 @@ import pLimit from 'p-limit';
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
+import { createAttemptFailureLog } from './attempt-failure-log.ts';
 import { settledWithin } from '../coordination/within.ts';
 import {
   CLOSE_TIMEOUT_MS,
@@ -172,7 +173,15 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): BullmqDeliv
     // Not queued (Redis away): the delivery is in Postgres, due; the reconciler queues it.
     if (outcome.nextInLane !== undefined) await nextHeads.submit({ id: outcome.nextInLane, endpointId: delivery.endpointId });
     if (outcome.retryAt !== undefined) await (outcome.waitsForEndpoint ? waiting : retries).submit({ id: delivery.id, endpointId: delivery.endpointId, dueAt: outcome.retryAt });
+    // The receiver is back: its retries made due in Postgres get jobs now (their delayed jobs, at the
+    // old times, find them handled or not due). Not queued (Redis away): the reconciler queues them.
+    if (outcome.caughtUp) {
+      const caughtUp = outcome.caughtUp;
+      await scheduler.scheduleNow(caughtUp).catch((error: unknown) => logger.warn({ err: error, endpoint: delivery.endpointId, heads: caughtUp.length }, 'webhook retries made due not queued; the reconciler queues them'));
+    }
   };
+  /** Attempts that failed here (Postgres or Redis away): logged once an outage, not once a delivery. */
+  const failures = createAttemptFailureLog(logger);
   /** The leases of parked heads whose job named one (to be handed over when they are claimed). */
   const parkedLeases = new Map<string, string>();
   /** A place of the endpoint given back: its parked heads are tried again. */
@@ -235,7 +244,10 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): BullmqDeliv
         // In the slow endpoints' share: its slot goes to the next delivery (its endpoint's place stays taken).
         freeBoth,
       )
-        .catch((error: unknown) => logger.error({ err: error, delivery: delivery.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
+        .then(
+          () => failures.succeeded(),
+          (error: unknown) => failures.failed(error, delivery.id),
+        )
         .finally(() => {
           leaveOnce();
           inFlight.delete(task);

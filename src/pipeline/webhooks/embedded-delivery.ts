@@ -14,6 +14,7 @@
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
+import { createAttemptFailureLog } from './attempt-failure-log.ts';
 import type { LocalWake } from './delivery-scheduler.ts';
 import { claimDeliveries, claimDue, releaseDeliveries, type Delivery } from './delivery-store.ts';
 import { createDueTimer, type DueTimer } from './due-timer.ts';
@@ -117,6 +118,8 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     }
   };
 
+  /** Attempts that failed here (Postgres away): logged once an outage, not once a delivery. */
+  const failures = createAttemptFailureLog(logger);
   const attempt = (delivery: Delivery) => {
     sending += 1;
     sendingTo.set(delivery.endpointId, (sendingTo.get(delivery.endpointId) ?? 0) + 1);
@@ -143,13 +146,16 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     };
     const task: Promise<void> = deliverer
       .deliver(delivery, onSent, onSlow)
-      .then(({ nextInLane, retryAt }) => {
+      .then(({ nextInLane, retryAt, caughtUp }) => {
+        failures.succeeded();
         if (nextInLane !== undefined) void wake.schedule([{ id: nextInLane, endpointId: delivery.endpointId }]);
         // Retried (or put off) by this loop: it looks for it when it comes due, not up to `idleMs` later.
         if (retryAt !== undefined) dueTimer.note(retryAt.getTime());
+        // The receiver is back: the retries made due are claimed by id (past the wake's bound, the look finds them).
+        if (caughtUp) void wake.scheduleNow(caughtUp);
       })
       // The lease runs out and the delivery is due again: nothing is lost.
-      .catch((error: unknown) => logger.error({ err: error, delivery: delivery.id }, 'webhook attempt failed; the delivery is retried when its lease ends'))
+      .catch((error: unknown) => failures.failed(error, delivery.id))
       .finally(() => {
         onSent();
         inFlight.delete(task);

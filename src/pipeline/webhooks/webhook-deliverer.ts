@@ -3,7 +3,10 @@
  * endpoint's gate (concurrency, rate), the signed POST, the attempt recorded, and what comes next —
  * a retry on the seed's curve then a slower tail within the retry window, a dead letter after it,
  * or the lane's next delivery. A `410 Gone` disables the endpoint, as does failing without a
- * success for `disableAfterMs`; either is told as an `endpoint.disabled` event.
+ * success for `disableAfterMs`; either is told as an `endpoint.disabled` event. The delivery a 410
+ * answered stays its lane's head, held until the endpoint is enabled (a dead letter would let its
+ * entity's later events go first). A success after a failing streak makes the endpoint's waiting
+ * retries due at once (`catchUpRetries`).
  */
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
@@ -14,12 +17,13 @@ import { BRIEF_OUTAGE, withRetries } from '../coordination/backoff.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import type { WebhookOutcome } from './attempt-outcome.ts';
 import type { AttemptTallies } from './attempt-tallies.ts';
-import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type HeldDelivery, type RecordedAttempt } from './delivery-store.ts';
+import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type HeldDelivery, type LaneHead, type RecordedAttempt } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
 import type { SlowEndpoints } from './slow-endpoints.ts';
 import { disableEndpoint, recordEndpointOutcome, type SigningEndpoint } from './endpoint-store.ts';
+import { catchUpRetries, resumeHeldIfEnabled } from './endpoint-resume.ts';
 import { createRefusedTargetWarnings } from './refused-target-warnings.ts';
 import { nextAttemptAt, type RetryPolicy } from './retry-schedule.ts';
 import type { WebhookHttpClient } from './webhook-http.ts';
@@ -36,6 +40,11 @@ export interface DeliveryOutcome {
    * bounds the wait (a queue may look at it again together with others waiting alike).
    */
   readonly waitsForEndpoint?: true;
+  /**
+   * This attempt's success ended its endpoint's failing streak, and these lane heads of the
+   * endpoint, waiting out a retry, were made due now (`catchUpRetries`): the caller schedules them.
+   */
+  readonly caughtUp?: readonly LaneHead[];
 }
 
 export interface WebhookDeliverer {
@@ -97,6 +106,8 @@ const RECORD_BATCH = 200;
  */
 const DISABLED_RECHECK_MS = 3_600_000;
 
+const GONE_REASON = 'the endpoint answered 410 Gone';
+
 /** A slow endpoint's delivery waiting for room in the slow share is looked at again after this, in ms. */
 const SLOW_SHARE_RECHECK_MS = 1_000;
 
@@ -140,31 +151,42 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   /** The endpoint-row writes under way, by endpoint and outcome. */
   const noting = new Map<string, Promise<Date | null>>();
 
-  /** Notes an attempt's outcome; returns since when the endpoint has been failing (null: it is not). */
-  const noteOutcome = async (endpointId: string, success: boolean): Promise<Date | null> => {
+  /**
+   * Notes an attempt's outcome; returns since when the endpoint has been failing (null: it is not),
+   * and whether this attempt's write ended a streak (`recovered`: one attempt of all that do, in any process).
+   */
+  const noteOutcome = async (endpointId: string, success: boolean): Promise<{ failingSince: Date | null; recovered: boolean }> => {
     const known = streaks.get(endpointId);
     const now = clock();
     const unchanged = known !== undefined && (known.failingSince === null) === success && now - known.notedAt < NOTE_EVERY_MS;
-    if (unchanged) return known.failingSince;
+    if (unchanged) return { failingSince: known.failingSince, recovered: false };
     // Attempts finishing together with the same news wait for one write instead of each writing it.
     const key = `${endpointId}:${success}`;
-    let writing = noting.get(key);
-    if (!writing) {
-      writing = recordEndpointOutcome(db, endpointId, success)
-        .then((written) => {
-          // Deleted meanwhile: nothing to keep of it.
-          if (written === undefined) {
-            streaks.delete(endpointId);
-            return null;
-          }
-          streaks.set(endpointId, { failingSince: written.failingSince, notedAt: now });
-          return written.failingSince;
-        })
-        .finally(() => noting.delete(key));
-      noting.set(key, writing);
-    }
-    return writing;
+    const joined = noting.get(key);
+    if (joined) return { failingSince: await joined, recovered: false };
+    let recovered = false;
+    const writing = recordEndpointOutcome(db, endpointId, success)
+      .then((written) => {
+        // Deleted meanwhile: nothing to keep of it.
+        if (written === undefined) {
+          streaks.delete(endpointId);
+          return null;
+        }
+        recovered = written.recovered;
+        streaks.set(endpointId, { failingSince: written.failingSince, notedAt: now });
+        return written.failingSince;
+      })
+      .finally(() => noting.delete(key));
+    noting.set(key, writing);
+    return { failingSince: await writing, recovered };
   };
+
+  /** The receiver is back: its endpoint's waiting retries made due now (a failure is logged; they keep their times). */
+  const catchUp = (endpointId: string): Promise<LaneHead[]> =>
+    catchUpRetries(db, endpointId).catch((error: unknown) => {
+      logger.warn({ err: error, endpoint: endpointId }, 'webhook retries not made due after the receiver answered again; they go at their retry times');
+      return [];
+    });
 
   // A disabled endpoint's deliveries are put back together, as attempts are recorded together.
   const waitingForEndpoint = createGroupCommit<HeldDelivery & { dueAt: Date }, undefined>({
@@ -191,18 +213,26 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     return { retryAt: at };
   };
 
-  /** Disables the endpoint and tells it as an `endpoint.disabled` event — unless another attempt did so first. */
-  const disable = async (endpoint: SigningEndpoint, reason: string) => {
+  /**
+   * Disables the endpoint (its row, then this process's cache) — unless another attempt did so
+   * first; returns what to tell then (`tellDisabled`), undefined when there is nothing to tell.
+   */
+  const disableRow = async (endpoint: SigningEndpoint, reason: string) => {
     const disabled = await disableEndpoint(db, endpoint.id, reason);
-    if (!disabled) return;
+    if (!disabled) return undefined;
     logger.warn({ endpoint: endpoint.id, reason }, 'webhook endpoint disabled');
     await options.endpoints.refresh().catch((error: unknown) => logger.warn({ err: error, endpoint: endpoint.id }, 'endpoint cache not refreshed after disabling an endpoint; its next refresh sees it'));
+    return { endpoint, reason, disabledAt: disabled.updatedAt };
+  };
+
+  /** Tells a disable as an `endpoint.disabled` event. */
+  const tellDisabled = async ({ endpoint, reason, disabledAt }: { endpoint: SigningEndpoint; reason: string; disabledAt: Date }) => {
     const notice = endpointDisabledEvent({
       scope: { app: endpoint.app, env: endpoint.env, tenant: endpoint.tenant ?? undefined },
       endpointId: endpoint.id,
       url: endpoint.url,
       reason,
-      disabledAt: disabled.updatedAt,
+      disabledAt,
     });
     // Tried again like a record, at least once as any source's event: a route that failed after the
     // log append (the webhook tap) places it again — subscribers may see it twice, with the same id;
@@ -214,6 +244,11 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       // The endpoint stays disabled (the row says why); after the last try the notice is not sent.
       logger.error({ err: error, endpoint: endpoint.id, event: notice.id }, 'endpoint.disabled could not be routed');
     });
+  };
+
+  const disable = async (endpoint: SigningEndpoint, reason: string) => {
+    const disabled = await disableRow(endpoint, reason);
+    if (disabled) await tellDisabled(disabled);
   };
 
   const attempt = async (delivery: Delivery, sent: () => void, onSlow: () => void): Promise<DeliveryOutcome> => {
@@ -268,8 +303,16 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     // one of the delivery's attempts: recorded as `cut`, it leaves the retry curve and window
     // where they were (migration 0028).
     const cut = result.outcome === 'failed' && result.status === null && options.http.aborted();
-    let next: Date | null = null;
-    if (!delivered && result.outcome !== 'gone') {
+    const gone = result.outcome === 'gone';
+    // A 410 disables the endpoint before the attempt is recorded: every process then finds it
+    // disabled (the row, its cache within the refresh) and claims none of its deliveries to send.
+    const told = gone ? await disableRow(endpoint, GONE_REASON) : undefined;
+    // Held, not dead-lettered: it stays its lane's head, so its entity's later events wait for it,
+    // and goes first after the enable (which makes it due at once: endpoint-resume.ts). A test has
+    // no entity, and is sent even to a disabled endpoint: its 410 dead-letters it, as before.
+    const heldUntil = gone && delivery.trigger !== 'test' ? new Date(now.getTime() + DISABLED_RECHECK_MS) : undefined;
+    let next: Date | null = heldUntil ?? null;
+    if (!delivered && !gone) {
       next = cut
         ? new Date()
         : nextAttemptAt({
@@ -303,10 +346,11 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       // what comes next (a 410 is still the endpoint's answer).
       logger.warn({ endpoint: endpoint.id, delivery: delivery.id, event: delivery.eventId }, 'webhook attempt finished after its lease ran out; logged, the delivery left to its new holder');
       options.metrics?.webhookAttempts.inc({ outcome: result.outcome });
-      if (result.outcome === 'gone') await disable(endpoint, 'the endpoint answered 410 Gone');
+      if (told) await tellDisabled(told);
       return nextInLane === undefined ? {} : { nextInLane };
     }
-    const failingSince = await noteOutcome(endpoint.id, delivered);
+    const { failingSince, recovered } = await noteOutcome(endpoint.id, delivered);
+    const caughtUp = recovered ? await catchUp(endpoint.id) : [];
     // As the attempt log has it: a failure that ends the delivery is `dead`, but a 410 says `gone`.
     const outcome = !delivered && next === null && result.outcome !== 'gone' ? 'dead' : result.outcome;
     options.metrics?.webhookAttempts.inc({ outcome });
@@ -317,15 +361,21 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       logger.warn({ endpoint: endpoint.id, delivery: delivery.id, event: delivery.eventId, status: result.status, error: result.error }, 'webhook delivery dead-lettered');
     }
 
-    if (result.outcome === 'gone') await disable(endpoint, 'the endpoint answered 410 Gone');
-    else if (!delivered && endpoint.enabled && failingSince !== null && now.getTime() - failingSince.getTime() >= options.disableAfterMs) {
+    if (told) await tellDisabled(told);
+    if (heldUntil) {
+      // An enable that came since the disable moved nothing: the record set the hold after it.
+      return (await resumeHeldIfEnabled(db, delivery.id)) ? { retryAt: new Date() } : { retryAt: heldUntil, waitsForEndpoint: true };
+    }
+    if (gone) return nextInLane === undefined ? {} : { nextInLane };
+    if (!delivered && endpoint.enabled && failingSince !== null && now.getTime() - failingSince.getTime() >= options.disableAfterMs) {
       // Another process may have had a success meanwhile: the row decides.
       const current = await options.endpoints.fresh(endpoint.id);
       if (current?.enabled && current.failingSince !== null && now.getTime() - current.failingSince.getTime() >= options.disableAfterMs) {
         await disable(current, `no successful delivery for ${Math.round(options.disableAfterMs / 1000)} s`);
       } else streaks.delete(endpoint.id);
     }
-    return next === null ? (nextInLane === undefined ? {} : { nextInLane }) : { retryAt: next };
+    const after: DeliveryOutcome = next === null ? (nextInLane === undefined ? {} : { nextInLane }) : { retryAt: next };
+    return caughtUp.length === 0 ? after : { ...after, caughtUp };
   };
 
   return {
