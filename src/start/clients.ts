@@ -3,7 +3,7 @@
  * `createClients` also migrates (every pending migration, before any subsystem uses it), and, with
  * REDIS_URL, the Redis command connection and the connection that SUBSCRIBEs. Subsystems receive
  * these. Not every Redis connection is made here: BullMQ's queue and worker open connections of
- * their own from the same REDIS_URL (`pipeline/webhooks/bullmq-scheduler.ts`, `connect`) — a
+ * their own from the same REDIS_URL (`pipeline/webhooks/bullmq-scheduler.ts`, `openBullmqConnection`) — a
  * worker blocks on its connection, and BullMQ needs its own retry settings — and a leader election
  * given no shared release signals duplicates its command connection to SUBSCRIBE on
  * (`leader-election.ts`; the CDC readers are given the subscriber's). The connections to the

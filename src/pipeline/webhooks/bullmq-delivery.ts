@@ -25,9 +25,9 @@ import { createAttemptFailureLog } from './attempt-failure-log.ts';
 import { settledWithin } from '../coordination/within.ts';
 import {
   CLOSE_TIMEOUT_MS,
-  connect,
   headsOf,
   MAX_IDS_PER_JOB,
+  openBullmqConnection,
   outageLogger,
   WEBHOOK_QUEUE,
   type BullmqScheduler,
@@ -97,7 +97,7 @@ export interface BullmqDeliveryWorker extends DeliveryWorker {
 export function startBullmqDelivery(options: BullmqDeliveryOptions): BullmqDeliveryWorker {
   const { db, deliverer, scheduler, logger } = options;
   const now = options.now ?? (() => performance.now());
-  const connection = connect(options.redisUrl, true);
+  const connection = openBullmqConnection(options.redisUrl, true);
   connection.on('error', (error) => logger.debug({ err: error }, 'webhook worker connection error'));
 
   // Deliveries about to be attempted are leased together: one statement for many jobs' deliveries.

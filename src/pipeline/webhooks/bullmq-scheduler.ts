@@ -64,7 +64,7 @@ export interface BullmqScheduler extends DeliveryScheduler {
 }
 
 /** BullMQ's own connections (named, for CLIENT LIST): a command one that fails fast for the producer, a blocking one for the worker. */
-export function connect(redisUrl: string, blocking: boolean): Redis {
+export function openBullmqConnection(redisUrl: string, blocking: boolean): Redis {
   return new Redis(
     redisUrl,
     blocking
@@ -109,7 +109,7 @@ export function outageLogger(connection: Redis, logger: Logger, what: string, no
 }
 
 export function createBullmqScheduler(options: { readonly redisUrl: string; readonly prefix: string; readonly logger: Logger }): BullmqScheduler {
-  const connection = connect(options.redisUrl, false);
+  const connection = openBullmqConnection(options.redisUrl, false);
   connection.on('error', (error) => options.logger.debug({ err: error }, 'webhook queue connection error'));
   const queue = new Queue<DeliveryJob>(WEBHOOK_QUEUE, { connection, prefix: options.prefix });
   queue.on('error', outageLogger(connection, options.logger, 'webhook queue error'));
