@@ -2,10 +2,15 @@
  * A `410 Gone` end to end, in both delivery modes: answering several entities' deliveries in flight
  * at once, it holds each of them as its lane's head (not dead-lettered), so after
  * `setWebhookEndpointEnabled(enabled: true)` every entity's events arrive in order, with no replay.
+ * The events come from an outbox, whose rows carry their entity (a `publish` has none: each of its
+ * events is a lane of its own).
  */
+import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import { describe, expect, it } from 'vitest';
 import { gql } from '../helpers/cdc.ts';
 import { MODES, modeEnv, type PipelineMode } from '../helpers/events.ts';
+import { saveOutboxSourceBeforeStart } from '../helpers/outbox-source.ts';
+import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -20,13 +25,6 @@ async function createEndpoint(server: TestServer, input: Record<string, unknown>
   const body = await gql(server, await admin(), 'mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }', { input });
   expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
   return (body.data?.['createWebhookEndpoint'] as { endpoint: { id: string } }).endpoint.id;
-}
-
-async function publish(server: TestServer, payload: Record<string, unknown>): Promise<string> {
-  const token = await signHs256({ tenant: 'a', permissions: ['orders.publish'] });
-  const body = await gql(server, token, 'mutation($p: JSON!) { publish(topic: "orders", type: "order.updated", payload: $p) { id } }', { p: payload });
-  expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-  return (body.data?.['publish'] as { id: string }).id;
 }
 
 type DeliveryRow = { id: string; eventId: string; state: string; attempts: number; nextAttemptAt: string | null };
@@ -53,7 +51,11 @@ const seqOf = (request: ReceivedWebhook) => (request.json.data as { seq: number 
 
 describe.each(MODES)('webhooks: a 410 Gone and the enable (%s delivery)', (mode: PipelineMode) => {
   it('holds the deliveries in flight that a 410 answered, and sends each entity’s events in order after the enable: nothing dead-lettered, no replay', { timeout: 90_000 }, async () => {
-    const server = await startTestServer({ ...BASE_ENV, ...modeEnv(mode) });
+    const [platform, appDb] = await Promise.all([createTestDatabase({ migrated: true }), createTestDatabase()]);
+    const app = openTestPool(appDb.url, { max: 4 });
+    // Saved before the server starts: its pollers load it at once (outbox-source.ts).
+    expect(await saveOutboxSourceBeforeStart(platform.url, { databaseUrl: appDb.url, createTable: true, mode: 'POLL' })).toMatchObject({ readMode: 'POLL' });
+    const server = await startTestServer({ ...BASE_ENV, ...modeEnv(mode), OUTBOX_POLL_INTERVAL_MS: '50', DATABASE_URL: platform.url });
     const receiver = await startWebhookReceiver();
     const ENTITIES = 4;
     const EVENTS = 3;
@@ -66,7 +68,9 @@ describe.each(MODES)('webhooks: a 410 Gone and the enable (%s delivery)', (mode:
     };
     const endpointId = await createEndpoint(server, { url: receiver.url, events: ['orders'], maxConcurrency: 10 });
     for (let seq = 0; seq < EVENTS; seq += 1) {
-      for (let entity = 0; entity < ENTITIES; entity += 1) await publish(server, { entity: `order-${entity}`, seq });
+      for (let entity = 0; entity < ENTITIES; entity += 1) {
+        await enqueueOutboxEvent(app, { topic: 'orders', type: 'order.updated', payload: { entity: `order-${entity}`, seq }, tenant: 'a', entity: `order-${entity}` });
+      }
     }
 
     await allIn;

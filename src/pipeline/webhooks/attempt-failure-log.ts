@@ -3,9 +3,10 @@
  * Postgres or Redis away — a record, a claim or a job that could not be written), in both modes.
  * Such a failure heals itself: the delivery's lease runs out and it is attempted again, or the
  * reconciler queues what was not. A Redis restart failed every attempt under way at once (135
- * error lines, one per delivery, for one restart); here an outage is logged at `warn` twice — its
- * first failure, then, at the first attempt that ends normally again, how many failed meanwhile —
- * and each failure between at `debug`.
+ * error lines, one per delivery, for one restart); here an outage is logged at `warn` when it
+ * begins, again at most once a minute while it lasts (with how many failed so far, and the last
+ * error: a failure that does not heal — a revoked permission, a bug — must stay in sight), and when
+ * an attempt ends normally again; each failure between at `debug`.
  */
 import type { Logger } from '../../logger.ts';
 
@@ -16,17 +17,26 @@ export interface AttemptFailureLog {
   succeeded(): void;
 }
 
+/** While failures go on, the outage is told again at `warn` this often at most, in ms. */
+export const FAILURE_REMINDER_MS = 60_000;
+
 export function createAttemptFailureLog(logger: Logger, now: () => number = Date.now): AttemptFailureLog {
-  /** The outage under way: since when, and its failures. */
-  let outage: { since: number; failures: number } | undefined;
+  /** The outage under way: since when, its failures, and when it was last told at `warn`. */
+  let outage: { since: number; failures: number; toldAt: number } | undefined;
   return {
     failed(error, deliveryId) {
       if (outage) {
         outage.failures += 1;
-        logger.debug({ err: error, delivery: deliveryId }, 'webhook attempt failed; the delivery is retried when its lease ends');
+        if (now() - outage.toldAt >= FAILURE_REMINDER_MS) {
+          outage.toldAt = now();
+          logger.warn(
+            { err: error, delivery: deliveryId, failures: outage.failures, seconds: Math.round((now() - outage.since) / 1000) },
+            'webhook attempts keep failing; each delivery is retried when its lease ends',
+          );
+        } else logger.debug({ err: error, delivery: deliveryId }, 'webhook attempt failed; the delivery is retried when its lease ends');
         return;
       }
-      outage = { since: now(), failures: 1 };
+      outage = { since: now(), failures: 1, toldAt: now() };
       logger.warn(
         { err: error, delivery: deliveryId },
         'webhook attempt failed; the delivery is retried when its lease ends (further failures are counted until an attempt ends normally again)',

@@ -173,12 +173,6 @@ export function startBullmqDelivery(options: BullmqDeliveryOptions): BullmqDeliv
     // Not queued (Redis away): the delivery is in Postgres, due; the reconciler queues it.
     if (outcome.nextInLane !== undefined) await nextHeads.submit({ id: outcome.nextInLane, endpointId: delivery.endpointId });
     if (outcome.retryAt !== undefined) await (outcome.waitsForEndpoint ? waiting : retries).submit({ id: delivery.id, endpointId: delivery.endpointId, dueAt: outcome.retryAt });
-    // The receiver is back: its retries made due in Postgres get jobs now (their delayed jobs, at the
-    // old times, find them handled or not due). Not queued (Redis away): the reconciler queues them.
-    if (outcome.caughtUp) {
-      const caughtUp = outcome.caughtUp;
-      await scheduler.scheduleNow(caughtUp).catch((error: unknown) => logger.warn({ err: error, endpoint: delivery.endpointId, heads: caughtUp.length }, 'webhook retries made due not queued; the reconciler queues them'));
-    }
   };
   /** Attempts that failed here (Postgres or Redis away): logged once an outage, not once a delivery. */
   const failures = createAttemptFailureLog(logger);

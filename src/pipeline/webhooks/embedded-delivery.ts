@@ -146,13 +146,11 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
     };
     const task: Promise<void> = deliverer
       .deliver(delivery, onSent, onSlow)
-      .then(({ nextInLane, retryAt, caughtUp }) => {
+      .then(({ nextInLane, retryAt }) => {
         failures.succeeded();
         if (nextInLane !== undefined) void wake.schedule([{ id: nextInLane, endpointId: delivery.endpointId }]);
         // Retried (or put off) by this loop: it looks for it when it comes due, not up to `idleMs` later.
         if (retryAt !== undefined) dueTimer.note(retryAt.getTime());
-        // The receiver is back: the retries made due are claimed by id (past the wake's bound, the look finds them).
-        if (caughtUp) void wake.scheduleNow(caughtUp);
       })
       // The lease runs out and the delivery is due again: nothing is lost.
       .catch((error: unknown) => failures.failed(error, delivery.id))

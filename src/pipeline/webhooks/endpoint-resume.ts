@@ -46,11 +46,8 @@ export interface ResumedPage {
  * endpoint is enabled. One statement: the lanes are stepped through with a probe of the index each
  * (a recursive query: a loose index scan), so a page costs its lanes, not their deliveries.
  * A head finished meanwhile is left alone: the update reads its row again once the finish commits.
- * `retriesOnly` (a receiver back after failing: `catchUpRetries`) leaves out the heads not attempted
- * yet and those last answered `429` or `503` (`throttled`): a pause the receiver asked for is
- * waited out (README), whatever another delivery's answer says.
  */
-export async function resumeLanes(db: Queryable, endpointId: string, after: string, limit: number, retriesOnly = false): Promise<ResumedPage> {
+export async function resumeLanes(db: Queryable, endpointId: string, after: string, limit: number): Promise<ResumedPage> {
   const { rows } = await db.query<{ last: string | null; lanes: number; enabled: boolean; heads: string[] }>(
     `WITH RECURSIVE lanes(lane) AS (
        (SELECT d.lane FROM webhook_deliveries d WHERE d.endpoint_id = $1 AND d.state = 'pending' AND d.lane > $2 ORDER BY d.lane LIMIT 1)
@@ -62,32 +59,18 @@ export async function resumeLanes(db: Queryable, endpointId: string, after: stri
        UPDATE webhook_deliveries d SET next_attempt_at = now() FROM page p
         WHERE d.id = (SELECT min(e.id) FROM webhook_deliveries e WHERE e.endpoint_id = $1 AND e.lane = p.lane AND e.state = 'pending')
           AND d.state = 'pending' AND d.next_attempt_at > now()
-          AND ($4::boolean IS NOT TRUE OR (d.attempts > 0 AND (d.last_status IS NULL OR d.last_status NOT IN (429, 503))))
           AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = $1 AND w.enabled)
        RETURNING d.id)
      SELECT (SELECT max(lane) FROM page) AS last, (SELECT count(*)::int FROM page) AS lanes,
             coalesce((SELECT w.enabled FROM webhook_endpoints w WHERE w.id = $1), false) AS enabled,
             coalesce((SELECT array_agg(m.id::text ORDER BY m.id) FROM made m), '{}') AS heads`,
-    [endpointId, after, limit, retriesOnly],
+    [endpointId, after, limit],
   );
   const row = rows[0]!;
   return {
     heads: row.heads.map((id) => laneHeadOf({ id, endpoint_id: endpointId })),
     next: row.enabled && row.lanes >= limit && row.last !== null ? row.last : undefined,
   };
-}
-
-/** Lanes a receiver's return looks at (`catchUpRetries`): one page, the same as an enable's first. */
-export const CATCH_UP_LANES = RESUME_PAGE_LANES;
-
-/**
- * The endpoint's receiver answered again after a failing streak: the retries its deliveries were
- * waiting out (up to a minute on the fast curve, an hour on the tail) are made due now — attempts
- * and retry window as they were — for the first `CATCH_UP_LANES` of its lanes, in one statement.
- * Returns the heads made due, to be scheduled; a lane past the page keeps its retry time.
- */
-export async function catchUpRetries(db: Queryable, endpointId: string, limit = CATCH_UP_LANES): Promise<LaneHead[]> {
-  return (await resumeLanes(db, endpointId, '', limit, true)).heads;
 }
 
 /**

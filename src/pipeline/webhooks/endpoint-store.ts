@@ -261,18 +261,14 @@ export async function deleteEndpoint(db: Queryable, id: string): Promise<boolean
 
 /**
  * After an attempt: a success ends the failure streak, a failure starts it (when not started).
- * Returns the streak's start as it stands (null: not failing), and whether this very write ended a
- * streak (`recovered`): the row is locked before it is read, so of the successes that end one at
- * once, in any process, one is told so.
+ * Returns the streak's start as it stands (null: not failing).
  */
-export async function recordEndpointOutcome(db: Queryable, id: string, success: boolean): Promise<{ failingSince: Date | null; recovered: boolean } | undefined> {
-  const { rows } = await db.query<{ failing_since: Date | null; recovered: boolean }>(
+export async function recordEndpointOutcome(db: Queryable, id: string, success: boolean): Promise<{ failingSince: Date | null } | undefined> {
+  const { rows } = await db.query<{ failing_since: Date | null }>(
     success
-      ? `UPDATE webhook_endpoints w SET failing_since = NULL, last_success_at = now()
-           FROM (SELECT o.id, o.failing_since FROM webhook_endpoints o WHERE o.id = $1 FOR UPDATE) was
-          WHERE w.id = was.id RETURNING w.failing_since, was.failing_since IS NOT NULL AS recovered`
-      : `UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, now()) WHERE id = $1 RETURNING failing_since, false AS recovered`,
+      ? `UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = now() WHERE id = $1 RETURNING failing_since`
+      : `UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, now()) WHERE id = $1 RETURNING failing_since`,
     [id],
   );
-  return rows[0] && { failingSince: rows[0].failing_since, recovered: rows[0].recovered };
+  return rows[0] && { failingSince: rows[0].failing_since };
 }

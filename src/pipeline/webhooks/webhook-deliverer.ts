@@ -5,8 +5,7 @@
  * or the lane's next delivery. A `410 Gone` disables the endpoint, as does failing without a
  * success for `disableAfterMs`; either is told as an `endpoint.disabled` event. The delivery a 410
  * answered stays its lane's head, held until the endpoint is enabled (a dead letter would let its
- * entity's later events go first). A success after a failing streak makes the endpoint's waiting
- * retries due at once (`catchUpRetries`).
+ * entity's later events go first).
  */
 import type { Database } from '../../db/database.ts';
 import type { Logger } from '../../logger.ts';
@@ -17,13 +16,13 @@ import { BRIEF_OUTAGE, withRetries } from '../coordination/backoff.ts';
 import { createGroupCommit } from '../coordination/group-commit.ts';
 import type { WebhookOutcome } from './attempt-outcome.ts';
 import type { AttemptTallies } from './attempt-tallies.ts';
-import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type HeldDelivery, type LaneHead, type RecordedAttempt } from './delivery-store.ts';
+import { postponeDelivery, postponeWhileDisabled, recordAttempts, type AttemptInput, type Delivery, type HeldDelivery, type RecordedAttempt } from './delivery-store.ts';
 import { streamOf } from '../stream.ts';
 import type { EndpointCache } from './endpoint-cache.ts';
 import type { EndpointGate } from './endpoint-gate.ts';
 import type { SlowEndpoints } from './slow-endpoints.ts';
 import { disableEndpoint, recordEndpointOutcome, type SigningEndpoint } from './endpoint-store.ts';
-import { catchUpRetries, resumeHeldIfEnabled } from './endpoint-resume.ts';
+import { resumeHeldIfEnabled } from './endpoint-resume.ts';
 import { createRefusedTargetWarnings } from './refused-target-warnings.ts';
 import { nextAttemptAt, type RetryPolicy } from './retry-schedule.ts';
 import type { WebhookHttpClient } from './webhook-http.ts';
@@ -40,11 +39,6 @@ export interface DeliveryOutcome {
    * bounds the wait (a queue may look at it again together with others waiting alike).
    */
   readonly waitsForEndpoint?: true;
-  /**
-   * This attempt's success ended its endpoint's failing streak, and these lane heads of the
-   * endpoint, waiting out a retry, were made due now (`catchUpRetries`): the caller schedules them.
-   */
-  readonly caughtUp?: readonly LaneHead[];
 }
 
 export interface WebhookDeliverer {
@@ -151,42 +145,31 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   /** The endpoint-row writes under way, by endpoint and outcome. */
   const noting = new Map<string, Promise<Date | null>>();
 
-  /**
-   * Notes an attempt's outcome; returns since when the endpoint has been failing (null: it is not),
-   * and whether this attempt's write ended a streak (`recovered`: one attempt of all that do, in any process).
-   */
-  const noteOutcome = async (endpointId: string, success: boolean): Promise<{ failingSince: Date | null; recovered: boolean }> => {
+  /** Notes an attempt's outcome; returns since when the endpoint has been failing (null: it is not). */
+  const noteOutcome = async (endpointId: string, success: boolean): Promise<Date | null> => {
     const known = streaks.get(endpointId);
     const now = clock();
     const unchanged = known !== undefined && (known.failingSince === null) === success && now - known.notedAt < NOTE_EVERY_MS;
-    if (unchanged) return { failingSince: known.failingSince, recovered: false };
+    if (unchanged) return known.failingSince;
     // Attempts finishing together with the same news wait for one write instead of each writing it.
     const key = `${endpointId}:${success}`;
-    const joined = noting.get(key);
-    if (joined) return { failingSince: await joined, recovered: false };
-    let recovered = false;
-    const writing = recordEndpointOutcome(db, endpointId, success)
-      .then((written) => {
-        // Deleted meanwhile: nothing to keep of it.
-        if (written === undefined) {
-          streaks.delete(endpointId);
-          return null;
-        }
-        recovered = written.recovered;
-        streaks.set(endpointId, { failingSince: written.failingSince, notedAt: now });
-        return written.failingSince;
-      })
-      .finally(() => noting.delete(key));
-    noting.set(key, writing);
-    return { failingSince: await writing, recovered };
+    let writing = noting.get(key);
+    if (!writing) {
+      writing = recordEndpointOutcome(db, endpointId, success)
+        .then((written) => {
+          // Deleted meanwhile: nothing to keep of it.
+          if (written === undefined) {
+            streaks.delete(endpointId);
+            return null;
+          }
+          streaks.set(endpointId, { failingSince: written.failingSince, notedAt: now });
+          return written.failingSince;
+        })
+        .finally(() => noting.delete(key));
+      noting.set(key, writing);
+    }
+    return writing;
   };
-
-  /** The receiver is back: its endpoint's waiting retries made due now (a failure is logged; they keep their times). */
-  const catchUp = (endpointId: string): Promise<LaneHead[]> =>
-    catchUpRetries(db, endpointId).catch((error: unknown) => {
-      logger.warn({ err: error, endpoint: endpointId }, 'webhook retries not made due after the receiver answered again; they go at their retry times');
-      return [];
-    });
 
   // A disabled endpoint's deliveries are put back together, as attempts are recorded together.
   const waitingForEndpoint = createGroupCommit<HeldDelivery & { dueAt: Date }, undefined>({
@@ -349,8 +332,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       if (told) await tellDisabled(told);
       return nextInLane === undefined ? {} : { nextInLane };
     }
-    const { failingSince, recovered } = await noteOutcome(endpoint.id, delivered);
-    const caughtUp = recovered ? await catchUp(endpoint.id) : [];
+    const failingSince = await noteOutcome(endpoint.id, delivered);
     // As the attempt log has it: a failure that ends the delivery is `dead`, but a 410 says `gone`.
     const outcome = !delivered && next === null && result.outcome !== 'gone' ? 'dead' : result.outcome;
     options.metrics?.webhookAttempts.inc({ outcome });
@@ -374,8 +356,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
         await disable(current, `no successful delivery for ${Math.round(options.disableAfterMs / 1000)} s`);
       } else streaks.delete(endpoint.id);
     }
-    const after: DeliveryOutcome = next === null ? (nextInLane === undefined ? {} : { nextInLane }) : { retryAt: next };
-    return caughtUp.length === 0 ? after : { ...after, caughtUp };
+    return next === null ? (nextInLane === undefined ? {} : { nextInLane }) : { retryAt: next };
   };
 
   return {
