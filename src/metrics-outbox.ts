@@ -13,7 +13,7 @@ export interface OutboxSample {
   readonly pending: number;
   /** The oldest pending row's age when measured, in s; null when none was pending. */
   readonly oldestPendingSeconds: number | null;
-  /** When it was measured, in ms since the epoch: the age exported adds the time since. @default as of the scrape */
+  /** When it was measured, in ms since the epoch, given while the outbox's database cannot be read: the age exported then adds the time since. @default as of the scrape */
   readonly measuredAt?: number;
 }
 

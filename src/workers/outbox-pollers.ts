@@ -88,7 +88,11 @@ export function createOutboxPollers(options: OutboxPollersOptions): OutboxPoller
   const stopping = new Set<Promise<void>>();
   const stopSampling = options.metrics.sample({
     outboxes: (): OutboxSample[] =>
-      [...running.values()].flatMap(({ name, last }) => (last ? [{ outbox: name, pending: last.pending, oldestPendingSeconds: last.oldestPendingSeconds, measuredAt: last.measuredAt }] : [])),
+      // The oldest row's age grows from its measurement only while the database cannot be read (not
+      // while a long count rests: the rows are being routed then, the age would be made up).
+      [...running.values()].flatMap(({ name, last, up }) =>
+        last ? [{ outbox: name, pending: last.pending, oldestPendingSeconds: last.oldestPendingSeconds, ...(up === false && { measuredAt: last.measuredAt }) }] : [],
+      ),
     outboxSources: () => [...running.values()].flatMap(({ name, up }) => (up === undefined ? [] : [{ outbox: name, up }])),
   });
   /** This process, in the rates table: each worker's rate counts once in the outbox's total. */

@@ -68,7 +68,7 @@ export function createReleaseSignals(subscriber: Redis, logger: Logger): Release
           tried = subscribe(channel);
         } else {
           // Not connected yet: the 'ready' handler subscribes; wait for it, or for a failure.
-          tried = nextError().then(() => (subscriber.status === 'ready' ? subscribe(channel) : undefined));
+          tried = nextError().then(() => (subscriber.status === 'ready' && !closed ? subscribe(channel) : undefined));
           if (subscriber.status === 'wait') subscriber.connect().catch(() => {}); // errors arrive as 'error' events
         }
       }
