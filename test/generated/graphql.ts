@@ -966,7 +966,7 @@ export type WebhookAttempt = {
   eventType: Scalars['String']['output'];
   id: Scalars['ID']['output'];
   nextAttemptAt: Maybe<Scalars['DateTime']['output']>;
-  /** delivered, failed, gone (410: the delivery is dead-lettered at once), throttled, refused, dead (the last attempt of a delivery dead-lettered after its retries), or cut (still waiting for the receiver when Tributary's process shut down: no failure of the receiver's, not counted in the delivery's attempts, and due again at once; its error says `cut by shutdown`). */
+  /** delivered, failed, gone (410: the endpoint is disabled and the delivery waits, first in its lane, for the enable), throttled, refused, dead (the last attempt of a delivery dead-lettered after its retries), or cut (still waiting for the receiver when Tributary's process shut down: no failure of the receiver's, not counted in the delivery's attempts, and due again at once; its error says `cut by shutdown`). */
   outcome: Scalars['String']['output'];
   /** The start of the receiver's answer (1 KiB at most). */
   responseExcerpt: Maybe<Scalars['String']['output']>;
@@ -1019,7 +1019,7 @@ export type WebhookDeliveryPage = {
 };
 
 export type WebhookDeliveryState =
-  /** Dead-lettered: the retry window ended, or the endpoint answered 410 Gone. Replayable. */
+  /** Dead-lettered: the retry window ended (a `webhook.test` answered 410 Gone too). Replayable. */
   | 'DEAD'
   /** The endpoint answered 2xx. */
   | 'DELIVERED'

@@ -43,7 +43,7 @@ const WebhookDeliveryState = builder.enumType('WebhookDeliveryState', {
   values: {
     PENDING: { value: 'pending', description: 'Not delivered yet: waiting for its turn in its entity lane, or for a retry.' },
     DELIVERED: { value: 'delivered', description: 'The endpoint answered 2xx.' },
-    DEAD: { value: 'dead', description: 'Dead-lettered: the retry window ended, or the endpoint answered 410 Gone. Replayable.' },
+    DEAD: { value: 'dead', description: 'Dead-lettered: the retry window ended (a `webhook.test` answered 410 Gone too). Replayable.' },
   } as const,
 });
 
@@ -107,7 +107,7 @@ const WebhookAttempt = builder.objectRef<AttemptRecord>('WebhookAttempt').implem
     trigger: t.field({ type: WebhookTrigger, resolve: (attempt) => attempt.trigger }),
     outcome: t.exposeString('outcome', {
       description:
-        "delivered, failed, gone (410: the delivery is dead-lettered at once), throttled, refused, dead (the last attempt of a delivery dead-lettered after its retries), or cut (still waiting for the receiver when Tributary's process shut down: no failure of the receiver's, not counted in the delivery's attempts, and due again at once; its error says `cut by shutdown`).",
+        "delivered, failed, gone (410: the endpoint is disabled and the delivery waits, first in its lane, for the enable), throttled, refused, dead (the last attempt of a delivery dead-lettered after its retries), or cut (still waiting for the receiver when Tributary's process shut down: no failure of the receiver's, not counted in the delivery's attempts, and due again at once; its error says `cut by shutdown`).",
     }),
     status: t.exposeInt('status', { nullable: true, description: "The receiver's HTTP status; null when it did not answer." }),
     durationMs: t.exposeInt('durationMs'),
