@@ -46,6 +46,10 @@ export const ErrorCode = {
   BAD_REQUEST: 'BAD_REQUEST',
   /** graphql-yoga's, for a body over `HTTP_MAX_BODY_BYTES`; HTTP 413. Never thrown here either. */
   REQUEST_ENTITY_TOO_LARGE: 'REQUEST_ENTITY_TOO_LARGE',
+  /** graphql-yoga's, for a document the schema does not validate (a field or argument it lacks). Never thrown here. */
+  GRAPHQL_VALIDATION_FAILED: 'GRAPHQL_VALIDATION_FAILED',
+  /** graphql-yoga's, for several operations and no `operationName`. Never thrown here. */
+  OPERATION_RESOLUTION_FAILURE: 'OPERATION_RESOLUTION_FAILURE',
   /** Something failed inside the server; details are logged, never sent. */
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;

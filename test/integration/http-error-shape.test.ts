@@ -62,4 +62,14 @@ describe('HTTP errors outside GraphQL', () => {
   it('lists the codes yoga answers malformed and oversized requests with', () => {
     expect(ErrorCode).toMatchObject({ BAD_REQUEST: 'BAD_REQUEST', REQUEST_ENTITY_TOO_LARGE: 'REQUEST_ENTITY_TOO_LARGE' });
   });
+
+  it('lists the codes a document the schema refuses is answered with, as they are answered', async () => {
+    const server = await startTestServer();
+    const codeOf = async (body: Record<string, unknown>) => {
+      const response = await fetch(server.graphqlUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return ((await response.json()) as { errors?: { extensions?: { code?: string } }[] }).errors?.[0]?.extensions?.code;
+    };
+    const answered = [await codeOf({ query: '{ noSuchField }' }), await codeOf({ query: 'query A { __typename } query B { __typename }' })];
+    expect(answered).toEqual([ErrorCode.GRAPHQL_VALIDATION_FAILED, ErrorCode.OPERATION_RESOLUTION_FAILURE]);
+  });
 });
