@@ -31,7 +31,7 @@ export interface AnalyticsConfig {
 }
 
 /** The longest interval at which an instance pushes its counts (whatever its ANALYTICS_FLUSH_SECONDS), in ms. */
-export const MAX_PUSH_INTERVAL_MS = 5_000;
+const MAX_PUSH_INTERVAL_MS = 5_000;
 
 /** Slack on top of the push interval for a push under way (Redis round trips, a busy event loop), in ms. */
 const PUSH_SLACK_MS = 2_000;

@@ -13,7 +13,7 @@ const MIB = 1024 * 1024;
  * 256 MiB, or a quarter of V8's heap limit where that is less: the budget is estimated from the
  * events' JSON, and a log allowed the whole heap would crash the process it is bounded to protect.
  */
-export const DEFAULT_LOG_MAX_BYTES = Math.min(256 * MIB, Math.floor(getHeapStatistics().heap_size_limit / 4));
+const DEFAULT_LOG_MAX_BYTES = Math.min(256 * MIB, Math.floor(getHeapStatistics().heap_size_limit / 4));
 
 export interface EventsConfig {
   /** Events kept per topic log, at least (the embedded log keeps fewer beyond `logMaxBytes`). @default 10000 */

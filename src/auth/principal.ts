@@ -22,7 +22,7 @@ export interface Principal {
   readonly expiresAt: number | undefined;
 }
 
-export const ADMIN_ROLE = 'admin';
+const ADMIN_ROLE = 'admin';
 
 /** The principal every request acts as in development mode (no JWT configuration). */
 export const DEVELOPMENT_PRINCIPAL: Principal = Object.freeze({

@@ -11,7 +11,7 @@ const FILE_NAME = /^\d{4}_[a-z0-9_]+\.sql$/;
  * The first line of a migration that must run outside a transaction (`CREATE INDEX CONCURRENTLY`,
  * `DROP INDEX CONCURRENTLY`). The rules such a file follows are in `migrations.ts`.
  */
-export const NO_TRANSACTION_MARKER = '-- tributary:no-transaction';
+const NO_TRANSACTION_MARKER = '-- tributary:no-transaction';
 
 /**
  * Where a no-transaction file's statements end: a `;` last on its line. Postgres runs a string of

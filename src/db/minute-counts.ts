@@ -11,7 +11,7 @@ import type { Queryable } from './database.ts';
  * How long counts are kept, in hours: longer than the longest alert window (`ALERTS_WINDOW_SECONDS`,
  * a day), so a window never misses rows.
  */
-export const MINUTE_COUNT_RETENTION_HOURS = 25;
+const MINUTE_COUNT_RETENTION_HOURS = 25;
 
 /** A table of minute counts: its subject column, then the label columns of its primary key (all text). */
 export type MinuteCountTable =

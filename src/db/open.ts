@@ -46,7 +46,7 @@ export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir
  * one's files. It stops at once, without a graceful shutdown (which would write: a last flush,
  * PGlite's close), and says why.
  */
-export function exitOnLostDataDir(logger: Logger, dataDir: string): (error: Error) => void {
+function exitOnLostDataDir(logger: Logger, dataDir: string): (error: Error) => void {
   return (error) => {
     logger.fatal(
       { err: error, dataDir },

@@ -52,9 +52,9 @@ const GRANULARITY_WINDOW: Readonly<Record<Granularity, StatsWindow>> = { minute:
 const GRANULARITY_MS: Readonly<Record<Granularity, number>> = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
 
 /** Windows one `topicStats` answer may hold. */
-export const MAX_STATS_WINDOWS = 1_440;
+const MAX_STATS_WINDOWS = 1_440;
 /** Topics one `hotTopics` answer may hold. */
-export const MAX_HOT_TOPICS = 100;
+const MAX_HOT_TOPICS = 100;
 
 export interface TopicStatsArgs {
   readonly topic: string;

@@ -58,8 +58,8 @@ export async function joinChannel(context: ResolverContext, name: string, presen
 }
 
 /** Members `channelMembers` lists by default, and at most. */
-export const DEFAULT_CHANNEL_MEMBERS = 100;
-export const MAX_CHANNEL_MEMBERS = 1_000;
+const DEFAULT_CHANNEL_MEMBERS = 100;
+const MAX_CHANNEL_MEMBERS = 1_000;
 
 export interface ChannelMembersArgs {
   readonly channel: string;

@@ -29,7 +29,7 @@ export type OperationLimits = Pick<Limits, 'maxDepth' | 'maxAliases' | 'maxToken
 export const MAX_VARIABLE_DEPTH = 100;
 
 /** The message for a document nested past what graphql-js's recursive parser can hold. */
-export const NESTED_TOO_DEEPLY_TO_PARSE = 'Operation nested too deeply to parse';
+const NESTED_TOO_DEEPLY_TO_PARSE = 'Operation nested too deeply to parse';
 
 /**
  * Depth, alias and token limits, and the nesting of variables, as one envelop plugin. It runs
@@ -135,7 +135,7 @@ const literalsChecked = new WeakMap<DocumentNode, GraphQLError | null>();
  * is coerced by the same recursive code as a variable's value, so it gets the same limit. Looked
  * at once per document (yoga caches parsed documents by text), not once per request.
  */
-export function literalsTooDeep(document: DocumentNode): GraphQLError | undefined {
+function literalsTooDeep(document: DocumentNode): GraphQLError | undefined {
   const known = literalsChecked.get(document);
   if (known !== undefined) return known ?? undefined;
   let refused: GraphQLError | null = null;

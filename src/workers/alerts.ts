@@ -44,7 +44,7 @@ export interface AlertEvaluation {
 }
 
 /** Every rule, with the thresholds of the configuration. */
-export function alertRules(config: AlertsConfig, operatorScope: AlertEvaluationOptions['operatorScope'], db: Database, cluster: ClusterFiguresProvider): AlertRule[] {
+function alertRules(config: AlertsConfig, operatorScope: AlertEvaluationOptions['operatorScope'], db: Database, cluster: ClusterFiguresProvider): AlertRule[] {
   return [
     webhookFailureRateRule(db, { minSamples: config.minSamples, criticalRatio: config.webhookFailureCriticalRatio, warningRatio: config.webhookFailureWarningRatio }),
     webhookDeadLettersRule(db, { allowed: config.deadLettersAllowed }),

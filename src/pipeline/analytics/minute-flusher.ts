@@ -68,8 +68,8 @@ const TOPICS_PER_EVENT = 200;
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 
-export const DEFAULT_HOUR_RETENTION_MS = 90 * DAY_MS;
-export const DEFAULT_DAY_RETENTION_MS = 730 * DAY_MS;
+const DEFAULT_HOUR_RETENTION_MS = 90 * DAY_MS;
+const DEFAULT_DAY_RETENTION_MS = 730 * DAY_MS;
 
 export function createMinuteFlusher(options: MinuteFlusherOptions): MinuteFlusher {
   const { db, store } = options;

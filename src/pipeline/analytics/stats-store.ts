@@ -132,7 +132,7 @@ export async function pruneMinutes(db: Queryable, before: Date): Promise<number>
 }
 
 /** Hour or day rows deleted per statement (and so per flush) at most. */
-export const PRUNE_WINDOWS_BATCH = 10_000;
+const PRUNE_WINDOWS_BATCH = 10_000;
 
 /**
  * Deletes hour or day rows that start before `before`, at most `limit` (by their age index,

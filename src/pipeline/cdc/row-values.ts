@@ -76,7 +76,7 @@ export function columnValue(value: unknown, typeOid: number | undefined): unknow
  * The value JSON carries for `value`, Buffers kept; `value` itself when it is in that form already,
  * so a row of strings and numbers costs no allocation. One walk, and none for JSON text.
  */
-export function jsonValue(value: unknown): unknown {
+function jsonValue(value: unknown): unknown {
   switch (typeof value) {
     case 'string':
     case 'boolean':

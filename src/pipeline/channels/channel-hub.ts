@@ -236,7 +236,7 @@ export function createChannelHub(options: ChannelHubOptions = {}): ChannelHub {
 }
 
 /** Channels within one process. */
-export function createMemoryChannelTransport(): ChannelTransport {
+function createMemoryChannelTransport(): ChannelTransport {
   const listeners = new Map<string, Set<(message: ChannelMessage) => void>>();
   return {
     publish(key, message) {

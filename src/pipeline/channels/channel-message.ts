@@ -58,7 +58,7 @@ export function channelKey(scope: Scope, channel: string): string {
 }
 
 /** The channel name of a channel key (a scope key holds no `|`: its parts are percent-encoded). */
-export function channelOfKey(key: string): string {
+function channelOfKey(key: string): string {
   return key.slice(key.indexOf('|') + 1);
 }
 

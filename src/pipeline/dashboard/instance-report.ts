@@ -90,7 +90,7 @@ export function countsOf(figures: InstanceFiguresSnapshot, slowConsumerCloses: n
 }
 
 /** `later − earlier`, field by field (a counter never goes down; a negative difference is 0). */
-export function countsBetween(earlier: ReportCounts | undefined, later: ReportCounts): ReportCounts {
+function countsBetween(earlier: ReportCounts | undefined, later: ReportCounts): ReportCounts {
   if (earlier === undefined) return later;
   const minus = (a: number, b: number) => Math.max(0, a - b);
   const record = <K extends string>(a: Readonly<Record<K, number>>, b: Readonly<Record<K, number>>) =>

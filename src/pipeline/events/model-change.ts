@@ -66,7 +66,7 @@ export type ModelTruncatedPayload = {
   readonly lastUpdatedAt: string;
 };
 
-export const MODEL_TRUNCATED_TYPE = 'database.truncate';
+const MODEL_TRUNCATED_TYPE = 'database.truncate';
 
 /** The marker as the router takes it: no entity, no transaction (so no `changes` subscriber takes it for a row change). */
 export function modelTruncated(input: {

@@ -52,14 +52,14 @@ export interface EventWhere {
 export type EventPredicate = (event: RealtimeEvent) => boolean;
 
 /** Nesting levels of `and`/`or`/`not`, the root being level 1. */
-export const MAX_WHERE_DEPTH = 8;
+const MAX_WHERE_DEPTH = 8;
 /** `EventWhere` nodes in one filter, the root included. */
-export const MAX_WHERE_NODES = 64;
-export const MAX_IN_ITEMS = 100;
+const MAX_WHERE_NODES = 64;
+const MAX_IN_ITEMS = 100;
 /** Keys after `payload` in a path. */
-export const MAX_PAYLOAD_SEGMENTS = 10;
+const MAX_PAYLOAD_SEGMENTS = 10;
 /** Nesting of an `eq`/`ne`/`in`/`nin` operand; keeps the compiled matchers' depth bounded. */
-export const MAX_OPERAND_DEPTH = 16;
+const MAX_OPERAND_DEPTH = 16;
 
 const SCALAR_ROOTS: ReadonlySet<string> = new Set(['id', 'topic', 'source', 'type']);
 const METADATA_KEYS: ReadonlySet<string> = new Set(['timestamp', 'table', 'operation', 'revision', 'entity']);

@@ -57,7 +57,7 @@ export function compareNumbers(a: number | bigint, b: number | bigint): number {
 }
 
 /** A number, a bigint, or a decimal text as its value (integers exactly, as bigint); undefined otherwise. */
-export function numericValue(value: unknown): number | bigint | undefined {
+function numericValue(value: unknown): number | bigint | undefined {
   if (isNumber(value)) return value;
   if (typeof value !== 'string' || !DECIMAL_TEXT.test(value)) return undefined;
   return INTEGER_TEXT.test(value) ? BigInt(value) : Number(value);

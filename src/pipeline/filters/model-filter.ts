@@ -77,8 +77,8 @@ export interface ModelFilter {
 }
 
 export const MAX_FILTER_CLAUSES = 20;
-export const MAX_FILTER_CLAUSE_LENGTH = 500;
-export const MAX_FILTER_IN_ITEMS = 100;
+const MAX_FILTER_CLAUSE_LENGTH = 500;
+const MAX_FILTER_IN_ITEMS = 100;
 
 const COLUMN = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 /** Decimals this long (sign and point included) compare exactly as doubles: no allocation. */

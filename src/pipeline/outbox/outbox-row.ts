@@ -47,7 +47,7 @@ const OPERATIONS: ReadonlySet<string> = new Set<EventOperation>(['insert', 'upda
 export const MAX_PAYLOAD_DEPTH = 100;
 
 /** The reason given for a row whose conversion threw (see `outboxRowOutcome`). */
-export const UNEXPECTED_ROW_REASON = 'row could not be made an event';
+const UNEXPECTED_ROW_REASON = 'row could not be made an event';
 
 /**
  * The row's event, or why the row can never be delivered: a stable, short reason (it goes into

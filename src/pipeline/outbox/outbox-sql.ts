@@ -108,7 +108,7 @@ export async function missingIndexStatements(db: Queryable, table: OutboxTable):
 }
 
 /** The columns every statement here reads or writes: what makes a table an outbox. */
-export const OUTBOX_COLUMNS: readonly string[] = [
+const OUTBOX_COLUMNS: readonly string[] = [
   'id',
   'topic',
   'event_type',

@@ -6,7 +6,7 @@ import { ErrorCode, TributaryError } from '../../errors.ts';
  * UNAVAILABLE because Redis failed a cache command (unreachable, timed out, refused) — not the
  * database: a reader in sync durability can then ask Postgres instead (`cached-documents.ts`).
  */
-export class DocumentCacheUnavailableError extends TributaryError {
+class DocumentCacheUnavailableError extends TributaryError {
   constructor(cause: unknown) {
     super(ErrorCode.UNAVAILABLE, 'The document cache is unavailable right now; retry shortly', { cause });
   }

@@ -15,7 +15,7 @@ import { applyMergePatch } from './merge-patch.ts';
  */
 
 /** What a tombstone (a deleted document) holds as data: nothing. Frozen: it is shared. */
-export const TOMBSTONE_DATA: JsonObject = Object.freeze({});
+const TOMBSTONE_DATA: JsonObject = Object.freeze({});
 
 /** A document as stored, tombstones included (their `data` is TOMBSTONE_DATA, or older content for a row deleted before tombstones were emptied). */
 export interface DocumentState {

@@ -16,13 +16,13 @@ import type { SyncDurability } from './cached-documents.ts';
  */
 export type EvictionRisk = 'none' | 'ttl-keys' | 'any-key';
 
-export function evictionRiskOf(policy: string): EvictionRisk {
+function evictionRiskOf(policy: string): EvictionRisk {
   if (policy === 'noeviction') return 'none';
   return policy.startsWith('volatile-') ? 'ttl-keys' : 'any-key';
 }
 
 /** `maxmemory_policy` from the text of `INFO memory`; undefined when the reply has none (a proxy). */
-export function maxmemoryPolicyOf(info: string): string | undefined {
+function maxmemoryPolicyOf(info: string): string | undefined {
   return /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
 }
 

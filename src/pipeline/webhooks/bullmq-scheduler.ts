@@ -79,7 +79,7 @@ export function openBullmqConnection(redisUrl: string, blocking: boolean): Redis
  */
 export const CLOSE_TIMEOUT_MS = 5_000;
 
-export async function closeWithin(close: Promise<void>, connection: Redis, budgetMs = CLOSE_TIMEOUT_MS): Promise<void> {
+async function closeWithin(close: Promise<void>, connection: Redis, budgetMs = CLOSE_TIMEOUT_MS): Promise<void> {
   await settledWithin(close, budgetMs);
   connection.disconnect();
 }

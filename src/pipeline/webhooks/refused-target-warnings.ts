@@ -29,7 +29,7 @@ const EVERY_MS = 300_000;
  */
 const MAX_ENDPOINTS = 10_000;
 
-export const REFUSED_TARGET_WARNING =
+const REFUSED_TARGET_WARNING =
   'webhook attempt refused: the endpoint\'s address is not public (loopback, private, link-local or metadata); set WEBHOOK_ALLOW_PRIVATE_TARGETS=true on every process that delivers (role all or workers) to allow it in tests and development';
 
 export function createRefusedTargetWarnings(options: RefusedTargetWarningsOptions): RefusedTargetWarnings {

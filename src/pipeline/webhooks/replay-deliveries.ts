@@ -30,9 +30,9 @@ import { laneOf, selects, webhookBody } from './endpoint-selection.ts';
 import type { WebhookEndpoint } from './endpoint-store.ts';
 
 /** Deliveries one page holds at most: one read of the log's and of the deliveries', one insert statement. */
-export const REPLAY_PAGE_ROWS = 500;
+const REPLAY_PAGE_ROWS = 500;
 /** Bodies one page holds at most, in bytes (a page holds one delivery however large, a body being at most WEBHOOK_MAX_BODY_BYTES). */
-export const REPLAY_PAGE_BYTES = 4 * 1024 * 1024;
+const REPLAY_PAGE_BYTES = 4 * 1024 * 1024;
 /** The endpoint's deliveries read per statement while planning, newest first. */
 const STORED_PAGE = 500;
 

@@ -31,7 +31,7 @@ const PUBLIC_ONLY =
   'webhooks go to public addresses only (for tests and development, WEBHOOK_ALLOW_PRIVATE_TARGETS=true allows private ones: set it on this server and on every process that delivers, role all or workers)';
 
 /** Longer URLs are refused; 2048 is what browsers and most proxies keep. */
-export const MAX_WEBHOOK_URL_LENGTH = 2048;
+const MAX_WEBHOOK_URL_LENGTH = 2048;
 
 const RANGE_NAMES: Readonly<Record<string, string>> = {
   unspecified: 'the unspecified address',
@@ -187,7 +187,7 @@ function isDnsName(host: string): boolean {
 }
 
 /** The URL's host without IPv6 brackets or a trailing dot. */
-export function hostOf(url: URL): string {
+function hostOf(url: URL): string {
   const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   return hostname.endsWith('.') ? hostname.slice(0, -1) : hostname;
 }

@@ -170,7 +170,7 @@ export function createWebhookTap(options: WebhookTapOptions): WebhookTap {
  * Deliveries in insert statements of at most `maxRows` rows and `maxBytes` of bodies, in order (one
  * delivery larger than `maxBytes` goes alone).
  */
-export function statementsOf(deliveries: readonly NewDelivery[], maxRows = STATEMENT_ROWS, maxBytes = STATEMENT_BYTES): NewDelivery[][] {
+function statementsOf(deliveries: readonly NewDelivery[], maxRows = STATEMENT_ROWS, maxBytes = STATEMENT_BYTES): NewDelivery[][] {
   const statements: NewDelivery[][] = [];
   let statement: NewDelivery[] = [];
   let statementBytes = 0;

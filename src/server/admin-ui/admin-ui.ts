@@ -17,7 +17,7 @@ import { ErrorCode } from '../../errors.ts';
 import { sendError } from '../rest/json-response.ts';
 
 /** The page's path; its files are under `/admin/`. */
-export const ADMIN_UI_PATH = '/admin';
+const ADMIN_UI_PATH = '/admin';
 
 /** What the page may load and call; `connect-src 'self'` is the REST API beside it. */
 export const ADMIN_UI_CSP = [

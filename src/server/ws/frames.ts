@@ -57,7 +57,7 @@ export function closeReason(reason: string): string {
 }
 
 /** `text` cut to at most `maxBytes` of UTF-8 (a close reason's limit). */
-export function truncateUtf8(text: string, maxBytes: number): string {
+function truncateUtf8(text: string, maxBytes: number): string {
   const bytes = Buffer.from(text);
   if (bytes.length <= maxBytes) return text;
   // Cut on a character boundary: decoding a cut multi-byte sequence would yield U+FFFD (3 bytes).

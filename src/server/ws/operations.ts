@@ -32,7 +32,7 @@ export interface OperationBounds {
  * every active id (and one prefix per dispatched subscription) for the operation's life: without
  * one, 100 operations of megabyte ids would hold 100 MB per socket.
  */
-export const MAX_OPERATION_ID_LENGTH = 128;
+const MAX_OPERATION_ID_LENGTH = 128;
 
 /** Why a `subscribe` may not start: the socket closes, or the operation alone ends with `errors`. */
 export type Refusal =

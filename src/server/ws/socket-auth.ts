@@ -213,7 +213,7 @@ export function expiredFor(principal: Principal, payload: SubscribePayload): Tri
  * `refreshAuth` and `__typename`): what a socket whose token has expired may still run during its
  * grace period. A query it cannot read (unparsable, or a persisted query sent by hash) is not one.
  */
-export function onlyRefreshesAuth(payload: SubscribePayload): boolean {
+function onlyRefreshesAuth(payload: SubscribePayload): boolean {
   let document: DocumentNode;
   try {
     document = parse(payload.query);

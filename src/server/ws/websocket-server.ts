@@ -69,7 +69,7 @@ export interface GraphQLWebSocketServer {
  * GraphiQL and the SDK use), and `/ws`, seed 004's plain WebSocket path (`wss://…/v1/ws` behind
  * its gateway).
  */
-export const WEBSOCKET_PATHS: readonly string[] = Object.freeze([GRAPHQL_PATH, '/ws']);
+const WEBSOCKET_PATHS: readonly string[] = Object.freeze([GRAPHQL_PATH, '/ws']);
 
 /** How long a socket closed to make room has to finish its closing handshake before it is cut, in ms. */
 const EVICTED_CLOSE_MS = 1000;

@@ -182,7 +182,7 @@ async function withCdcSource(db: Queryable, environments: readonly { readonly ap
  * streaming for longer than the window, good while it reports streaming, and in between otherwise
  * (a reconnect, a status a little late): that neither fires nor counts towards resolving. Pure.
  */
-export function judgeReader(figures: Pick<SourceFigures, 'state' | 'lastError' | 'fresh' | 'notStreamingSeconds'>, windowMs: number): Verdict {
+function judgeReader(figures: Pick<SourceFigures, 'state' | 'lastError' | 'fresh' | 'notStreamingSeconds'>, windowMs: number): Verdict {
   const seconds = figures.notStreamingSeconds;
   if (seconds * 1000 > windowMs) {
     const last = figures.lastError === null ? figures.state : `${figures.state}: ${figures.lastError}`;
@@ -261,7 +261,7 @@ export interface CdcThresholds {
 }
 
 /** Judges an environment's row changes matched but not routed in the window: pure. */
-export function judgeUnroutable(figures: UnroutableFigures, windowMs: number, allowed: number): Verdict {
+function judgeUnroutable(figures: UnroutableFigures, windowMs: number, allowed: number): Verdict {
   const rows = figures.unroutableRows;
   const why = figures.unroutableTop === null ? '' : ` (most often ${figures.unroutableTop})`;
   return judgeLimit(rows, allowed, {
@@ -271,7 +271,7 @@ export function judgeUnroutable(figures: UnroutableFigures, windowMs: number, al
 }
 
 /** Judges the WAL another Tributary slot of the database retains: pure. The message says whose it may be and how to drop it. */
-export function judgeOtherSlot(slot: OtherSlot, max: number): Verdict {
+function judgeOtherSlot(slot: OtherSlot, max: number): Verdict {
   const what = `retained WAL of replication slot "${slot.slotName}"`;
   if (slot.retainedWalBytes === null) return { kind: 'good', value: 0, message: `${BACK_WITHIN_LIMIT}: ${what} is none (the slot was invalidated)` };
   const verdict = judgeLimit(slot.retainedWalBytes, max, { severity: 'critical', message: `${what} is ${formatBytes(slot.retainedWalBytes)} (limit ${formatBytes(max)})` });

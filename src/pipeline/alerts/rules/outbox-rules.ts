@@ -37,7 +37,7 @@ export type OutboxFiguresRow = {
 };
 
 /** Judges an outbox's figures, fresh or not, and its reader's error: pure. */
-export function judgeOutbox(row: OutboxFiguresRow, maxSeconds: number): Verdict {
+function judgeOutbox(row: OutboxFiguresRow, maxSeconds: number): Verdict {
   if (row.fresh === true) {
     // A figure of age is a measurement; no figure at all is not one: neither good nor bad.
     if (row.oldest_pending_seconds === null && row.pending === null) return { kind: 'unknown', reason: 'the outbox was not measured' };
@@ -84,7 +84,7 @@ async function removedOutboxes(db: Queryable, subjects: readonly RuleSubject[]):
 }
 
 /** Judges the rows an outbox set aside as dead in the window, and the most frequent reason (null: none): pure. */
-export function judgeDeadRows(deadRows: number, topReason: string | null, windowMs: number, allowed: number): Verdict {
+function judgeDeadRows(deadRows: number, topReason: string | null, windowMs: number, allowed: number): Verdict {
   const why = topReason === null ? '' : ` (most often: ${topReason})`;
   return judgeLimit(deadRows, allowed, {
     severity: 'warning',

@@ -58,7 +58,7 @@ export interface FailureFigures {
 }
 
 /** The message of an endpoint good for having had no attempt in the window, and none waiting. */
-export const NO_ATTEMPTS_NONE_WAITING = 'no webhook attempts in the window, and none waiting';
+const NO_ATTEMPTS_NONE_WAITING = 'no webhook attempts in the window, and none waiting';
 
 /** Judges one endpoint's attempts: pure. */
 export function judgeFailureRate(figures: FailureFigures, thresholds: FailureRateThresholds): Verdict {

@@ -17,11 +17,11 @@ export type Literal = string | number | boolean | null;
 
 export const MAX_CONDITION_DEPTH = 8;
 export const MAX_CONDITION_NODES = 64;
-export const MAX_IN_VALUES = 100;
+const MAX_IN_VALUES = 100;
 export const MAX_PAYLOAD_DEPTH = 8;
-export const MAX_PAYLOAD_NODES = 200;
+const MAX_PAYLOAD_NODES = 200;
 export const MAX_TOPIC_PLACEHOLDERS = 8;
-export const MAX_LITERAL_LENGTH = 1000;
+const MAX_LITERAL_LENGTH = 1000;
 
 export const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 export const IDENTIFIER_TEXT = 'a Postgres identifier: 1–63 letters, digits, _ or $, not starting with a digit';

@@ -30,7 +30,7 @@ export interface OtherSlots {
 }
 
 /** Other slots listed per database at most. */
-export const MAX_OTHER_SLOTS = 20;
+const MAX_OTHER_SLOTS = 20;
 
 const DEPLOYMENT_PART = /^_[0-9a-f]{12}$/;
 

@@ -115,7 +115,7 @@ const VIA_ROOT = 'publish_via_partition_root = true';
  * Makes a publication Tributary created before it set `publish_via_partition_root` publish
  * partitioned tables under their own name (see `ensurePublication`). Needs the publication's owner.
  */
-export async function publishViaPartitionRoot(client: pg.ClientBase, name: string): Promise<void> {
+async function publishViaPartitionRoot(client: pg.ClientBase, name: string): Promise<void> {
   await client.query(`ALTER PUBLICATION ${pg.escapeIdentifier(name)} SET (${VIA_ROOT})`);
 }
 

@@ -17,7 +17,7 @@ export const CONNECT_TIMEOUT_MS = 10_000;
  * entries alive through quiet spells. A silent server is noticed by the session (it asks for a
  * keepalive every status interval), not by this.
  */
-export const REPLICATION_KEEPALIVE_DELAY_MS = 30_000;
+const REPLICATION_KEEPALIVE_DELAY_MS = 30_000;
 
 export interface SourceConnections {
   /** Runs `use` on a pooled connection, released afterwards (destroyed when `use` failed). */
