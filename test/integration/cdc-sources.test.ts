@@ -323,6 +323,15 @@ describe('a source database that does not answer', () => {
     // No mutation waited for the silent host: its first connection attempt is still waiting, and
     // no reload started another.
     expect(sockets.map(({ closed }) => closed)).toEqual([false]);
+    // The reader beside it creates its slot on its own time: a row written before that is not a change.
+    await waitFor(
+      async () => {
+        const body = await gql(server, token, '{ cdcSource { status { state } } }');
+        return (body.data?.['cdcSource'] as { status: { state: string } | null } | null)?.status?.state === 'streaming';
+      },
+      { timeoutMs: 20_000, message: 'the reader of shop/prod streams beside the silent source' },
+    );
+    expect(sockets.map(({ closed }) => closed)).toEqual([false]);
 
     const feed = await subscriber(server, shop, 'crm.contacts.read', 'contacts');
     await db.pool.query(`INSERT INTO contacts (tenant_id, name) VALUES ('a', 'beside a silent source')`);
