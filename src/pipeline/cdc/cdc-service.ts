@@ -47,6 +47,10 @@ export type { WalOutboxCatalog, WalOutboxSource } from './wal-outboxes.ts';
  * old slot is noted in the platform database, and dropped once its reader stopped (`retired-slots.ts`).
  */
 export interface CdcService {
+  /**
+   * The first load of sources and mappings, awaited at startup (a platform database that cannot be
+   * read fails the start). The same as `reload`: the periodic reloads run from creation on.
+   */
   start(): Promise<void>;
   /** Reloads sources and mappings now (after an admin change on this instance). */
   reload(): Promise<void>;

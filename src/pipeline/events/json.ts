@@ -1,6 +1,3 @@
-/** A JSON value as events carry it (what `JSON.parse` can return). */
-export type JsonValue = string | number | boolean | null | readonly JsonValue[] | { readonly [key: string]: JsonValue };
-
 /**
  * A JSON object: every event payload is one. Its values are JSON, but the type does not follow
  * them down (documents and row records are whatever the writer stored).
