@@ -90,6 +90,11 @@ export function setWebhookEndpointEnabled(context: ResolverContext, id: string, 
   return webhooks.setEnabled(scope, id, enabled);
 }
 
+export function retryPendingWebhooks(context: ResolverContext, id: string): Promise<number> {
+  const { scope, webhooks } = admin(context);
+  return webhooks.retryNow(scope, id);
+}
+
 export function rotateWebhookSecret(context: ResolverContext, id: string, overlapSeconds: number): Promise<EndpointWithSecret> {
   const { scope, webhooks } = admin(context);
   return webhooks.rotateSecret(scope, id, overlapSeconds);

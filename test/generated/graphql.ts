@@ -490,6 +490,8 @@ export type Mutation = {
   replaceDocument: Document;
   /** Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its event's `webhook-id` (the same as before: receivers de-duplicate it like a retry); returns how many. Events are taken from the event log within its retention (EVENT_LOG_MAX_EVENTS per topic, EVENT_LOG_MAX_AGE_SECONDS: an hour by default; without Redis the log is in memory and a restart empties it), older ones from the endpoint's own deliveries, which exist only for events it was sent. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out. */
   replayWebhooks: Scalars['Int']['output'];
+  /** Admin: the endpoint's deliveries waiting out a retry's backoff or a receiver's Retry-After go now — after a receiver's outage, say, instead of at each one's next attempt (up to an hour apart in the retry tail). Each entity's deliveries still go in order; their attempt counts and retry window go on. Returns how many were made due at once (of the endpoint's first 1,000 entities with pending deliveries; more are gone through in the background). A disabled endpoint is refused (BAD_USER_INPUT): enabling it sends what waits at once. */
+  retryPendingWebhooks: Scalars['Int']['output'];
   /** Admin: a new secret, shown this once; the old one keeps signing (a second signature) for `overlapSeconds` (default 1 day). */
   rotateWebhookSecret: WebhookEndpointWithSecret;
   /** Admin of the environment (a token without a tenant): creates or replaces a mapping (by name), checked against its table; applies without a restart. */
@@ -595,6 +597,11 @@ export type MutationReplayWebhooksArgs = {
   onlyFailed: InputMaybe<Scalars['Boolean']['input']>;
   since: Scalars['DateTime']['input'];
   until: InputMaybe<Scalars['DateTime']['input']>;
+};
+
+
+export type MutationRetryPendingWebhooksArgs = {
+  endpointId: Scalars['ID']['input'];
 };
 
 

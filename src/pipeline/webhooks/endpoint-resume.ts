@@ -90,12 +90,13 @@ export async function resumeHeldIfEnabled(db: Queryable, deliveryId: string): Pr
 
 export interface EndpointResume {
   /**
-   * The endpoint was just enabled: makes a first page of its waiting heads due and schedules them,
-   * and goes through the rest of its lanes in the background. Never rejects — the enable is made
-   * whatever happens here: a page that fails is logged and left to the background, which tries
-   * again, and whose last failure leaves the rest to come due on its own.
+   * The endpoint was just enabled (or an admin asked for its waiting retries now): makes a first
+   * page of its waiting heads due and schedules them, and goes through the rest of its lanes in the
+   * background. Returns how many heads the first page made due. Never rejects — the enable is made
+   * whatever happens here: a page that fails is logged (0 returned) and left to the background,
+   * which tries again, and whose last failure leaves the rest to come due on its own.
    */
-  resume(endpointId: string): Promise<void>;
+  resume(endpointId: string): Promise<number>;
   /** Stops the background after the page under way, and waits for it (what it did not reach comes due on its own). */
   close(): Promise<void>;
 }
@@ -116,12 +117,13 @@ export function createEndpointResume(options: EndpointResumeOptions): EndpointRe
   const running = new Set<Promise<void>>();
   const closing = new AbortController();
 
-  /** One page made due and its heads scheduled; returns where to go on from. */
-  const page = async (endpointId: string, after: string): Promise<string | undefined> => {
-    const { heads, next } = await resumeLanes(db, endpointId, after, pageLanes);
+  /** One page made due and its heads scheduled: what it made due, and where to go on from. */
+  const page = async (endpointId: string, after: string): Promise<ResumedPage> => {
+    const resumed = await resumeLanes(db, endpointId, after, pageLanes);
+    const { heads } = resumed;
     // Due in Postgres now: heads whose jobs cannot be added (Redis away) are found due all the same.
     await scheduler.scheduleNow(heads).catch((error: unknown) => logger.warn({ err: error, endpoint: endpointId, heads: heads.length }, 'webhook deliveries made due not scheduled; they are found due'));
-    return next;
+    return resumed;
   };
 
   const drain = async (endpointId: string, from: string, signal: AbortSignal) => {
@@ -130,7 +132,7 @@ export function createEndpointResume(options: EndpointResumeOptions): EndpointRe
     const backoff = createBackoff(BRIEF_OUTAGE);
     while (after !== undefined && !signal.aborted) {
       try {
-        after = await page(endpointId, after);
+        after = (await page(endpointId, after)).next;
         backoff.reset();
       } catch (error) {
         if (backoff.failures >= BRIEF_OUTAGE.tries - 1) {
@@ -149,8 +151,11 @@ export function createEndpointResume(options: EndpointResumeOptions): EndpointRe
       const controller = new AbortController();
       draining.set(endpointId, controller);
       let next: string | undefined;
+      let madeDue = 0;
       try {
-        next = await page(endpointId, '');
+        const first = await page(endpointId, '');
+        next = first.next;
+        madeDue = first.heads.length;
       } catch (error) {
         // The enable stands: the background tries again from the first lane.
         logger.warn({ err: error, endpoint: endpointId }, 'webhook deliveries of an enabled endpoint not made due; trying again in the background');
@@ -158,7 +163,7 @@ export function createEndpointResume(options: EndpointResumeOptions): EndpointRe
       }
       if (next === undefined || closing.signal.aborted) {
         if (draining.get(endpointId) === controller) draining.delete(endpointId);
-        return;
+        return madeDue;
       }
       const signal = AbortSignal.any([controller.signal, closing.signal]);
       // Never rejects: a page that fails is logged, and tried again or given up.
@@ -167,6 +172,7 @@ export function createEndpointResume(options: EndpointResumeOptions): EndpointRe
         if (draining.get(endpointId) === controller) draining.delete(endpointId);
       });
       running.add(task);
+      return madeDue;
     },
     async close() {
       closing.abort();

@@ -36,6 +36,7 @@ import {
 } from './endpoint-store.ts';
 import { assertResolvableTarget, assertWebhookUrl } from './target-guard.ts';
 import { createWebhookDns, type WebhookDnsOptions } from './webhook-dns.ts';
+import { CONTROL, DEFAULT_CONCURRENCY, ENDPOINT_ID, MAX_ADMIN_PENDING, MAX_CONCURRENCY, MAX_DESCRIPTION, MAX_ENDPOINTS, MAX_OVERLAP_SECONDS, MAX_RATE, MAX_REPLAY, MAX_TENANT_ENDPOINTS } from './admin-limits.ts';
 import { newWebhookSecret } from './webhook-signature.ts';
 
 export interface EndpointInput {
@@ -60,6 +61,15 @@ export interface WebhookAdmin {
   updateEndpoint(scope: Scope, id: string, input: EndpointUpdate): Promise<WebhookEndpoint>;
   deleteEndpoint(scope: Scope, id: string): Promise<boolean>;
   setEnabled(scope: Scope, id: string, enabled: boolean): Promise<WebhookEndpoint>;
+  /**
+   * The endpoint's deliveries waiting out a retry's backoff or a receiver's Retry-After go now (a
+   * receiver back after an outage need not wait for each one's next attempt, up to an hour in the
+   * retry tail): each lane's head is made due, as an enable does. Their attempts and retry window
+   * go on from where they were. Returns how many were made due at once (of the first 1,000 lanes;
+   * more lanes are gone through in the background).
+   * @throws TributaryError BAD_USER_INPUT (`endpointId`) when the endpoint is disabled: enabling it does this.
+   */
+  retryNow(scope: Scope, id: string): Promise<number>;
   rotateSecret(scope: Scope, id: string, overlapSeconds: number): Promise<EndpointWithSecret>;
   endpoints(scope: Scope): Promise<WebhookEndpoint[]>;
   deliveries(scope: Scope, filter: Omit<DeliveryFilter, 'endpointIds'> & { readonly endpointId?: string | undefined }): Promise<Delivery[]>;
@@ -107,27 +117,6 @@ export interface WebhookAdminOptions {
   /** Where the work an enable leaves in the background tells of its failures. */
   readonly logger: Logger;
 }
-
-const DEFAULT_CONCURRENCY = 10;
-const MAX_CONCURRENCY = 100;
-const MAX_RATE = 10_000;
-const MAX_OVERLAP_SECONDS = 7 * 24 * 3600;
-const MAX_REPLAY = 10_000;
-/**
- * Deliveries made by replays, redeliveries and tests an endpoint may have pending at once: two
- * replays' worth. Past it an admin waits for them to go out, so no loop of admin calls can pile up
- * work without bound (see admin-deliveries.ts).
- */
-const MAX_ADMIN_PENDING = 2 * MAX_REPLAY;
-/** Endpoints of one environment at most: every instance keeps them all in memory and checks each routed event against them. */
-const MAX_ENDPOINTS = 1_000;
-/** Endpoints of one tenant at most: no tenant takes the whole environment's share. */
-const MAX_TENANT_ENDPOINTS = 100;
-const MAX_DESCRIPTION = 1_000;
-/** What `newEndpointId` makes: anything else is no endpoint, and never reaches a query. */
-const ENDPOINT_ID = /^ep_[A-Za-z0-9_-]{16}$/;
-/** Control characters (tab and line breaks aside): Postgres refuses NUL in text, and none belongs in a name or a note. */
-const CONTROL = /[^\P{Cc}\t\n\r]/u;
 
 export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
   const { db } = options;
@@ -284,6 +273,12 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       // answer, the rest in the background (endpoint-resume.ts) — whether the reload above did or not.
       if (enabled) await resume.resume(id);
       return turned;
+    },
+
+    async retryNow(scope, id) {
+      const endpoint = await owned(scope, id, 'endpointId');
+      if (!endpoint.enabled) throw badUserInput('endpointId', 'The webhook endpoint is disabled: enabling it (setWebhookEndpointEnabled) sends what waits for it at once');
+      return resume.resume(id);
     },
 
     async rotateSecret(scope, id, overlapSeconds) {

@@ -243,6 +243,13 @@ builder.mutationFields((t) => ({
     args: { id: t.arg.id({ required: true }), enabled: t.arg.boolean({ required: true }) },
     resolve: (_root, { id, enabled }, context) => resolvers.setWebhookEndpointEnabled(context, id.toString(), enabled),
   }),
+  retryPendingWebhooks: t.field({
+    type: 'Int',
+    description:
+      "Admin: the endpoint's deliveries waiting out a retry's backoff or a receiver's Retry-After go now — after a receiver's outage, say, instead of at each one's next attempt (up to an hour apart in the retry tail). Each entity's deliveries still go in order; their attempt counts and retry window go on. Returns how many were made due at once (of the endpoint's first 1,000 entities with pending deliveries; more are gone through in the background). A disabled endpoint is refused (BAD_USER_INPUT): enabling it sends what waits at once.",
+    args: { endpointId: t.arg.id({ required: true }) },
+    resolve: (_root, { endpointId }, context) => resolvers.retryPendingWebhooks(context, endpointId.toString()),
+  }),
   rotateWebhookSecret: t.field({
     type: WebhookEndpointWithSecret,
     description: 'Admin: a new secret, shown this once; the old one keeps signing (a second signature) for `overlapSeconds` (default 1 day).',
