@@ -13,7 +13,7 @@ import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscr
 import { publishOnce } from '../pipeline/idempotency/keyed-publish.ts';
 import { isValidKey, keyId, MAX_KEY_LENGTH, requestFingerprint } from '../pipeline/idempotency/publish-keys.ts';
 import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
-import { assertName } from '../pipeline/names.ts';
+import { assertName, MAX_ENTITY_BYTES } from '../pipeline/names.ts';
 import { scopeOf, type Scope } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
@@ -24,6 +24,7 @@ export interface PublishInput {
   readonly topic: string;
   readonly type?: string | null;
   readonly payload?: unknown;
+  readonly entity?: string | null;
   readonly idempotencyKey?: string | null;
 }
 
@@ -49,9 +50,10 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
     throw new TributaryError(ErrorCode.BAD_USER_INPUT, 'payload must be a JSON object', { details: { field: 'payload' } });
   }
   jsonWithin('payload', input.payload, services.limits.maxEventPayloadBytes);
+  const entity = input.entity == null ? undefined : assertEntity(input.entity);
   // Counted once the request is valid, a retry under an idempotency key too (it costs a round trip).
   await services.subjectLimits.admitPublishes(principal);
-  const message = publishedMessage({ topic, type, payload: input.payload, scope: scopeOf(principal) });
+  const message = publishedMessage({ topic, type, payload: input.payload, scope: scopeOf(principal), entity });
   if (input.idempotencyKey == null) return services.router.route(message);
   if (!isValidKey(input.idempotencyKey)) {
     throw new TributaryError(ErrorCode.BAD_USER_INPUT, `idempotencyKey must be 1–${MAX_KEY_LENGTH} printable ASCII characters without spaces`, {
@@ -60,9 +62,20 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
   }
   return publishOnce(
     { router: services.router, keys: services.publishKeys, logger: services.logger },
-    { message, keyId: keyId(message.scope, input.idempotencyKey), fingerprint: requestFingerprint(topic, type, input.payload) },
+    { message, keyId: keyId(message.scope, input.idempotencyKey), fingerprint: requestFingerprint(topic, type, input.payload, entity) },
   );
 }
+
+/** A published event's entity: 1–MAX_ENTITY_BYTES bytes of UTF-8 without control characters (it is a webhook lane's key, and reaches log lines). */
+function assertEntity(entity: string): string {
+  if (entity.length === 0 || Buffer.byteLength(entity) > MAX_ENTITY_BYTES || CONTROL.test(entity)) {
+    throw new TributaryError(ErrorCode.BAD_USER_INPUT, `entity must be 1–${MAX_ENTITY_BYTES} bytes (UTF-8) without control characters`, { details: { field: 'entity' } });
+  }
+  return entity;
+}
+
+/** Control characters: none belongs in an entity key. */
+const CONTROL = /\p{Cc}/u;
 
 export interface EventsInput {
   readonly topic: string;

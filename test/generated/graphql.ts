@@ -322,6 +322,8 @@ export type Event = {
 
 export type EventMetadata = {
   __typename?: 'EventMetadata';
+  /** What the event is about: a row's key (database events), a document's id (sync), what `publish` named; webhooks keep one entity's events in order. */
+  entity: Maybe<Scalars['String']['output']>;
   /** Database events: insert, update or delete. */
   operation: Maybe<Scalars['String']['output']>;
   /** Sync events: the document revision after the change. */
@@ -566,6 +568,7 @@ export type MutationMergeDocumentArgs = {
 
 
 export type MutationPublishArgs = {
+  entity: InputMaybe<Scalars['String']['input']>;
   idempotencyKey: InputMaybe<Scalars['String']['input']>;
   payload: Scalars['JSON']['input'];
   topic: Scalars['String']['input'];

@@ -14,6 +14,11 @@ export interface PublishOptions {
   /** The event's `type`. @default 'message' (the server's) */
   readonly type?: string;
   /**
+   * What the event is about (an order's id, say): webhook endpoints receive one entity's events in
+   * the order they were published. 1–1,024 bytes (UTF-8). @default none: delivered side by side
+   */
+  readonly entity?: string;
+  /**
    * The idempotency key (1–255 printable ASCII characters without spaces): pass your own, derived
    * from your data, to retry safely yourself — after `publish` gave up, or after a restart. @default a random UUID
    */
@@ -75,7 +80,7 @@ export async function publishWithRetry(
   if (signal.aborted) throw ended();
   const idempotencyKey = options.idempotencyKey ?? randomKey();
   // Copied once: every try sends the same request, whatever the caller does with its object meanwhile.
-  const variables: TributaryPublishMutationVariables = { topic, type: options.type ?? null, payload: structuredClone(payload), idempotencyKey };
+  const variables: TributaryPublishMutationVariables = { topic, type: options.type ?? null, payload: structuredClone(payload), entity: options.entity ?? null, idempotencyKey };
   for (let attempt = 1; ; attempt += 1) {
     try {
       return (await send(variables)).publish;

@@ -88,8 +88,9 @@ export function keyId(scope: Scope, key: string): string {
 }
 
 /** What makes two publishes the same request: topic, type and payload (its objects' keys in any order). */
-export function requestFingerprint(topic: string, type: string, payload: JsonObject): string {
-  return fingerprintOf([topic, type, payload]);
+export function requestFingerprint(topic: string, type: string, payload: JsonObject, entity?: string): string {
+  // Without an entity, as before there was one: a key stored then still matches its retry.
+  return fingerprintOf(entity === undefined ? [topic, type, payload] : [topic, type, payload, entity]);
 }
 
 /** A request's fingerprint from its parts (JSON values; objects' keys in any order): what two tries of one request share. */

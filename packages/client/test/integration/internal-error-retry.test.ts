@@ -35,7 +35,7 @@ it('subscribes again after an INTERNAL_SERVER_ERROR answer: events, a document a
     const kind = ['events(', 'document(', 'changes('].find((name) => query.includes(name));
     if (kind === undefined) return;
     if (firstRefused(kind)) return reply.error('INTERNAL_SERVER_ERROR', 'Unexpected error.');
-    if (kind === 'events(') reply.next({ events: { id: 'e1', topic: 'orders', source: 'SOCKET', type: 't', payload: {}, cursor: 'e1', metadata: { timestamp: 'x', operation: null, revision: null, table: null } } });
+    if (kind === 'events(') reply.next({ events: { id: 'e1', topic: 'orders', source: 'SOCKET', type: 't', payload: {}, cursor: 'e1', metadata: { timestamp: 'x', operation: null, revision: null, table: null, entity: null } } });
     if (kind === 'document(') reply.next({ document: { service: 's', id: 'd', operation: 'SNAPSHOT', revision: 1, data: {}, cursor: 'x' } });
   });
   const client = createClient({ url: server.url, webSocketImpl: WebSocket });

@@ -13,7 +13,7 @@ import type { Session } from '../../src/session.ts';
 
 const resyncRequired = () => new TributaryRequestError([{ message: 'gone', extensions: { code: 'RESYNC_REQUIRED' } }]);
 
-const event = (id: string): TopicEvent => ({ id, topic: 'orders', source: 'SOCKET', type: 't', payload: {}, cursor: id, metadata: { timestamp: 'x', operation: null, revision: null, table: null } });
+const event = (id: string): TopicEvent => ({ id, topic: 'orders', source: 'SOCKET', type: 't', payload: {}, cursor: id, metadata: { timestamp: 'x', operation: null, revision: null, table: null, entity: null } });
 
 /** How a scripted socket answers a subscription from `after`: RESYNC_REQUIRED, or these events then nothing until it goes. */
 type Answer = 'resync' | readonly string[];

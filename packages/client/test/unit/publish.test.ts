@@ -11,7 +11,7 @@ const EVENT: TributaryPublishMutation['publish'] = {
   type: 'message',
   payload: { n: 1 },
   cursor: 'c1',
-  metadata: { timestamp: '2026-12-03T00:00:00.000Z', operation: null, revision: null, table: null },
+  metadata: { timestamp: '2026-12-03T00:00:00.000Z', operation: null, revision: null, table: null, entity: null },
 };
 const NO_WAIT = { backoff: { initialMs: 0, maxMs: 0 } };
 const unavailable = () => new TributaryRequestError([{ message: 'down', extensions: { code: 'UNAVAILABLE' } }]);
@@ -54,6 +54,15 @@ describe('publishWithRetry', () => {
     const { request, sent } = scripted([unavailable(), unavailable(), last]);
     await expect(publishWithRetry(request, 'orders', { n: 1 }, { ...NO_WAIT, attempts: 3, idempotencyKey: 'mine' }, new AbortController().signal)).rejects.toBe(last);
     expect(sent.map((variables) => variables.idempotencyKey)).toEqual(['mine', 'mine', 'mine']);
+  });
+
+  it('sends the entity it is given on every try, and none when it is not', async () => {
+    const { request, sent } = scripted([unavailable()]);
+    await publishWithRetry(request, 'orders', { n: 1 }, { ...NO_WAIT, entity: 'order-1' }, new AbortController().signal);
+    expect(sent.map((variables) => variables.entity)).toEqual(['order-1', 'order-1']);
+    const plain = scripted([]);
+    await publishWithRetry(plain.request, 'orders', { n: 1 }, NO_WAIT, new AbortController().signal);
+    expect(plain.sent[0]?.entity).toBeNull();
   });
 
   it('does not retry an error a retry would not mend, nor once the client is closed', async () => {
