@@ -71,7 +71,7 @@ export interface Config {
   readonly role: Role;
   readonly port: number;
   /**
-   * @default '0.0.0.0'; '127.0.0.1' in development mode (no JWT_SECRET or JWT_JWKS_URL) in the roles
+   * @default '0.0.0.0'; '127.0.0.1' in development mode (no JWT_SECRET, JWT_SECRETS or JWT_JWKS_URL) in the roles
    * that serve GraphQL (`all`, `server`): the workers role serves only `/health`, `/ready` and
    * `/metrics`, which its probes and Prometheus reach on the pod's address.
    */
@@ -285,7 +285,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
   const jwtConfigured = env.JWT_SECRET !== undefined || env.JWT_SECRETS !== undefined || env.JWT_JWKS_URL !== undefined;
   if (!jwtConfigured && env.NODE_ENV === 'production') {
     throw new ConfigError(
-      'Invalid configuration: JWT_SECRET or JWT_JWKS_URL must be set when NODE_ENV=production (development mode would let anyone act as admin)',
+      'Invalid configuration: JWT_SECRET, JWT_SECRETS or JWT_JWKS_URL must be set when NODE_ENV=production (development mode would let anyone act as admin)',
     );
   }
   if (!jwtConfigured && (env.JWT_ISSUER !== undefined || env.JWT_AUDIENCE !== undefined)) {

@@ -10,14 +10,17 @@ import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
 import { isEnvironmentAdmin, requireAdmin } from './require-admin.ts';
 
-/** An alert as the API shows it, from a stored row or from an alert event's payload. */
+/**
+ * An alert as the API shows it — GraphQL's `Alert` and the REST route's answer, with the same
+ * names — from a stored row or from an alert event's payload (whose `state` is its `status`).
+ */
 export interface AlertView {
   readonly id: string;
   readonly rule: string;
   readonly subject: string;
   readonly tenant: string | null;
   readonly severity: Severity;
-  readonly state: AlertState;
+  readonly status: AlertState;
   readonly count: number;
   readonly value: number | null;
   readonly message: string;
@@ -48,7 +51,7 @@ export function viewOf(alert: AlertRecord): AlertView {
     subject: alert.subject,
     tenant: alert.scope.tenant ?? null,
     severity: alert.severity,
-    state: alert.state,
+    status: alert.state,
     count: alert.count,
     value: alert.lastValue,
     message: alert.message,
@@ -134,7 +137,7 @@ export function alertUpdateOf(event: RealtimeEvent): AlertUpdate {
       subject: alert.subject,
       tenant: alert.tenant,
       severity: alert.severity,
-      state: alert.state,
+      status: alert.state,
       count: alert.count,
       value: alert.value,
       message: alert.message,

@@ -39,10 +39,10 @@ export function developmentRefusal(guard: DevelopmentGuard, logger: Logger): (re
 }
 
 const FOREIGN_ORIGIN_MESSAGE =
-  'Cross-origin requests are refused while every caller is the development principal (no JWT_SECRET or JWT_JWKS_URL); list the origin in CORS_ORIGINS to allow it';
+  'Cross-origin requests are refused while every caller is the development principal (no JWT_SECRET, JWT_SECRETS or JWT_JWKS_URL); list the origin in CORS_ORIGINS to allow it';
 
 const UNKNOWN_HOST_MESSAGE =
-  'Requests addressed to a host name other than localhost or an IP address are refused while every caller is the development principal (no JWT_SECRET or JWT_JWKS_URL): a page whose DNS name points at this server could act as admin. Call it at localhost or an IP address, or allow the name by setting HOST to it or listing an origin with it in CORS_ORIGINS';
+  'Requests addressed to a host name other than localhost or an IP address are refused while every caller is the development principal (no JWT_SECRET, JWT_SECRETS or JWT_JWKS_URL): a page whose DNS name points at this server could act as admin. Call it at localhost or an IP address, or allow the name by setting HOST to it or listing an origin with it in CORS_ORIGINS';
 
 /**
  * Which `Host` headers the development-mode guard lets through: as webpack-dev-server's and Vite's

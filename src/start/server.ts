@@ -75,10 +75,10 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
   try {
     const verifier = createTokenVerifier({ auth: config.auth });
     if (verifier.mode === 'development') {
-      logger.warn('no JWT_SECRET or JWT_JWKS_URL: development mode, every caller acts as an admin of app/env/tenant "default"');
+      logger.warn('no JWT_SECRET, JWT_SECRETS or JWT_JWKS_URL: development mode, every caller acts as an admin of app/env/tenant "default"');
       // HOST defaults to 127.0.0.1 here: one set wider lets the network act as that admin.
       if (!isLoopback(config.host)) {
-        logger.warn({ host: config.host }, 'development mode on a non-loopback HOST: anyone who can reach this port acts as an admin; set JWT_SECRET or JWT_JWKS_URL, or HOST=127.0.0.1');
+        logger.warn({ host: config.host }, 'development mode on a non-loopback HOST: anyone who can reach this port acts as an admin; set JWT_SECRET, JWT_SECRETS or JWT_JWKS_URL, or HOST=127.0.0.1');
       }
     }
     const dispatcher = createDispatcher({ log: pipeline.log, bus: pipeline.bus, logger, metrics, analytics: pipeline.analytics.recorder });

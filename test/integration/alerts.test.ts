@@ -129,7 +129,12 @@ describe('alerts', () => {
       // REST shows it to an admin with the same token.
       const rest = await fetch(`${server.url}/api/alerts?status=firing`, { headers: { authorization: `Bearer ${await admin()}` } });
       expect(rest.status).toBe(200);
-      expect(((await rest.json()) as { alerts: { id: string }[] }).alerts.map((alert) => alert.id)).toEqual([fired.id]);
+      // With GraphQL's names: `status`, as the query parameter says.
+      const { alerts: listed } = (await rest.json()) as { alerts: Record<string, unknown>[] };
+      expect(listed).toEqual([expect.objectContaining({ id: fired.id, rule: 'webhook.failure_rate', status: 'firing', severity: 'critical', count: 1 })]);
+      expect(Object.keys(listed[0]!).sort()).toEqual(
+        ['acknowledgedAt', 'acknowledgedBy', 'count', 'firstFiredAt', 'id', 'lastFiredAt', 'message', 'resolvedAt', 'rule', 'severity', 'status', 'subject', 'tenant', 'value'],
+      );
 
       // Restart the evaluating process: the alert and its streaks are in Postgres.
       await server.dispose();

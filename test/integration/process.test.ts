@@ -194,7 +194,7 @@ describe('the tributary process', () => {
     const [code] = (await once(child, 'exit')) as [number | null];
     expect(code).toBe(1);
     expect(stderr.trim().split('\n')).toEqual([
-      'Invalid configuration: JWT_SECRET or JWT_JWKS_URL must be set when NODE_ENV=production (development mode would let anyone act as admin)',
+      'Invalid configuration: JWT_SECRET, JWT_SECRETS or JWT_JWKS_URL must be set when NODE_ENV=production (development mode would let anyone act as admin)',
     ]);
   });
 

@@ -329,7 +329,7 @@ describe('configuration', () => {
   );
 
   it('refuses to run in production without JWT verification', () => {
-    expect(configError({ NODE_ENV: 'production' })).toContain('JWT_SECRET or JWT_JWKS_URL must be set when NODE_ENV=production');
+    expect(configError({ NODE_ENV: 'production' })).toContain('JWT_SECRET, JWT_SECRETS or JWT_JWKS_URL must be set when NODE_ENV=production');
   });
 
   it('treats empty variables as unset', () => {

@@ -29,7 +29,7 @@ const Alert = builder.objectRef<AlertView>('Alert').implement({
     subject: t.exposeString('subject', { description: 'What it is about: `endpoint:<id>`, `outbox:<app>/<env>`, `cdc:<source>`, `cluster`.' }),
     tenant: t.exposeString('tenant', { nullable: true }),
     severity: t.field({ type: AlertSeverity, resolve: (alert) => alert.severity }),
-    status: t.field({ type: AlertStatus, resolve: (alert) => alert.state }),
+    status: t.field({ type: AlertStatus, resolve: (alert) => alert.status }),
     count: t.exposeInt('count', { description: 'Times it fired, re-openings included.' }),
     value: t.exposeFloat('value', { nullable: true, description: 'The figure at its last change: a failure ratio (0–1), a count, seconds or bytes.' }),
     message: t.exposeString('message', {
