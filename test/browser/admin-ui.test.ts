@@ -83,7 +83,7 @@ interface HotTopicsJson {
 }
 
 interface AlertsJson {
-  alerts: { rule: string; subject: string; severity: string; state: string; value: number | null }[];
+  alerts: { rule: string; subject: string; severity: string; status: string; value: number | null }[];
 }
 
 describe('admin UI (a browser)', () => {

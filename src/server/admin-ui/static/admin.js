@@ -29,7 +29,7 @@
  */
 /** @typedef {{ window: string, by: string, topics: HotTopic[] }} HotTopicsJson */
 /**
- * @typedef {{ id: string, rule: string, subject: string, tenant: string | null, severity: string, state: string,
+ * @typedef {{ id: string, rule: string, subject: string, tenant: string | null, severity: string, status: string,
  *   count: number, value: number | null, message: string, firstFiredAt: string, lastFiredAt: string,
  *   acknowledgedAt: string | null, acknowledgedBy: string | null, resolvedAt: string | null }} Alert
  */
@@ -264,7 +264,7 @@ async function loadAlerts(more) {
   const rows = page.alerts.map((alert) => [
     alert.rule,
     el('span', { class: `badge severity-${alert.severity}` }, [alert.severity]),
-    el('span', { class: `badge state-${alert.state}` }, [alert.state]),
+    el('span', { class: `badge state-${alert.status}` }, [alert.status]),
     alert.subject, alert.tenant ?? '—', alert.message, num(alert.value), num(alert.count),
     time(alert.firstFiredAt), time(alert.lastFiredAt),
     alert.acknowledgedAt === null ? '—' : el('span', {}, [time(alert.acknowledgedAt), alert.acknowledgedBy ? ` by ${alert.acknowledgedBy}` : '']),
