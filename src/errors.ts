@@ -37,7 +37,7 @@ export const ErrorCode = {
   MISCONFIGURED: 'MISCONFIGURED',
   /** An automatic persisted query's hash the server does not know: send the query with it (Apollo's APQ). */
   PERSISTED_QUERY_NOT_FOUND: 'PERSISTED_QUERY_NOT_FOUND',
-  /** An operation that acts on the WebSocket it arrives on (`refreshAuth`) was sent over HTTP. */
+  /** An operation served over the WebSocket only (a subscription; `refreshAuth`, which acts on its socket) was sent over HTTP. */
   WEBSOCKET_ONLY: 'WEBSOCKET_ONLY',
   /**
    * graphql-yoga's, for a request it cannot take as GraphQL over HTTP (a body that is not JSON, a

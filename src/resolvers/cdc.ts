@@ -16,7 +16,7 @@ import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscr
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
-import { parseDatabaseUrl } from './database-url.ts';
+import { databaseLocation, parseDatabaseUrl } from './database-url.ts';
 import { MODEL_NAME } from './model-name.ts';
 import { requireEnvironmentAdmin } from './require-admin.ts';
 
@@ -235,11 +235,8 @@ function recordOf(payload: Readonly<Record<string, unknown>>): Readonly<Record<s
 }
 
 function viewOf(source: CdcSourceRecord, status: CdcSourceStatus | undefined): CdcSourceView {
-  const url = new URL(source.databaseUrl);
   return {
-    host: url.port ? `${url.hostname}:${url.port}` : url.hostname,
-    database: decodeURIComponent(url.pathname.replace(/^\//, '')),
-    user: decodeURIComponent(url.username),
+    ...databaseLocation(new URL(source.databaseUrl)),
     updatedAt: source.updatedAt,
     status,
   };

@@ -50,3 +50,19 @@ export function parseDatabaseUrl(text: string): URL {
 function invalid(message: string, parameter?: string): TributaryError {
   return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: parameter === undefined ? { field: 'databaseUrl' } : { field: 'databaseUrl', parameter } });
 }
+
+/** Where a database URL points, as the admin API shows it (CDC sources, outboxes alike): never the password. */
+export interface DatabaseLocation {
+  /** The host name, with the port when the URL gives one (`db:5433`). */
+  readonly host: string;
+  readonly database: string;
+  readonly user: string;
+}
+
+export function databaseLocation(url: URL): DatabaseLocation {
+  return {
+    host: url.port ? `${url.hostname}:${url.port}` : url.hostname,
+    database: decodeURIComponent(url.pathname.replace(/^\//, '')),
+    user: decodeURIComponent(url.username),
+  };
+}

@@ -1,7 +1,7 @@
 import type { OutboxRequestedMode, OutboxSourceView } from '../pipeline/outbox/outbox-store.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import type { ResolverContext } from './context.ts';
-import { parseDatabaseUrl } from './database-url.ts';
+import { databaseLocation, parseDatabaseUrl } from './database-url.ts';
 import { requireEnvironmentAdmin } from './require-admin.ts';
 
 /** An outbox as the API shows it: where it points (never the password) and what the workers report. */
@@ -48,5 +48,6 @@ export async function outboxStatus(context: ResolverContext): Promise<OutboxSour
 }
 
 function answerOf(url: URL, source: OutboxSourceView): OutboxSourceAnswer {
-  return { host: url.hostname, database: decodeURIComponent(url.pathname.slice(1)), table: source.table, requestedMode: source.requestedMode, source };
+  const { host, database } = databaseLocation(url);
+  return { host, database, table: source.table, requestedMode: source.requestedMode, source };
 }

@@ -114,7 +114,7 @@ function useSubscriptionsOverWebSocketOnly(): Plugin<GraphQLContext> {
       setResultAndStopExecution({
         errors: [
           new GraphQLError(`Subscriptions are served over WebSocket (graphql-transport-ws) at ${GRAPHQL_PATH}`, {
-            extensions: { code: ErrorCode.BAD_USER_INPUT },
+            extensions: { code: ErrorCode.WEBSOCKET_ONLY },
           }),
         ],
       });

@@ -125,7 +125,7 @@ export type CdcReaderStatus = {
   publicationName: Maybe<Scalars['String']['output']>;
   /** WAL the slot keeps on the source server, in bytes. */
   retainedWalBytes: Maybe<Scalars['Float']['output']>;
-  /** The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity + `_` + the deployment's 12 hex digits (without them for a deployment that read CDC before 0036). Null while the database cannot be reached. */
+  /** The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity + `_` + the deployment's 12 hex digits (without them for a deployment that read CDC before slot names held one, which keeps its slots). Null while the database cannot be reached. */
   slotName: Maybe<Scalars['String']['output']>;
   /** starting, streaming, reconnecting, stopped or failed. */
   state: Scalars['String']['output'];
@@ -151,7 +151,7 @@ export type ChangeOperation =
 /** A member of a channel: one `channel` subscription, while it lasts. */
 export type ChannelMember = {
   __typename?: 'ChannelMember';
-  /** The socket it joined on; null for a subscription over HTTP. */
+  /** The socket it joined on (its gateway events' `connectionId`). */
   connectionId: Maybe<Scalars['String']['output']>;
   /** Opaque, unique per membership (one socket may join a channel twice): pairs a `presence.left` with its `presence.joined`. */
   id: Scalars['String']['output'];
@@ -259,7 +259,7 @@ export type DashboardWebhooks = {
   pending: Scalars['Int']['output'];
 };
 
-/** A revisioned JSON document of a sync service (seed 000, "Path 2: Sync Service"). */
+/** A revisioned JSON document of a sync service. `id` is unique within its service only: a client cache should key documents by `service` and `id` together (Apollo's `keyFields: ['service', 'id']`, urql Graphcache's `keys`). */
 export type Document = {
   __typename?: 'Document';
   createdAt: Scalars['DateTime']['output'];
@@ -271,7 +271,7 @@ export type Document = {
   updatedAt: Scalars['DateTime']['output'];
 };
 
-/** One message of a `document` subscription. */
+/** One message of a `document` subscription: a change, not an object to normalise (`service` and `id` name the document, unique together only; `revision` tells its changes apart). */
 export type DocumentChange = {
   __typename?: 'DocumentChange';
   /** A cursor of the document's stream, for `events(topic: "sync.{service}.doc.{id}", after: …)`. */
@@ -394,7 +394,7 @@ export type HotTopic = TopicCounts & {
   topic: Scalars['String']['output'];
   /** Webhook attempts delivered (2xx). */
   webhookDeliveries: Scalars['Float']['output'];
-  /** Webhook attempts not delivered (failed, gone, throttled, refused). */
+  /** Webhook attempts not delivered (failed, gone, throttled, refused, dead). */
   webhookFailures: Scalars['Float']['output'];
 };
 
@@ -413,7 +413,7 @@ export type HotTopicsWindow =
   | 'ONE_HOUR'
   | 'ONE_MINUTE';
 
-/** One change of a model (seed 004): the full record after it — but for the columns `unchangedColumns` lists, which Postgres did not send; for a delete, what the table sends (its key at least). */
+/** One change of a model: the full record after it — but for the columns `unchangedColumns` lists, which Postgres did not send; for a delete, what the table sends (its key at least). A change, not an object to normalise: `model` and `id` name the row (unique together only), and one row has many changes. */
 export type ModelChange = {
   __typename?: 'ModelChange';
   /** Pass as `after` to resume after this change. */
@@ -431,7 +431,7 @@ export type ModelChange = {
   unchangedColumns: Array<Scalars['String']['output']>;
 };
 
-/** One row of a model as it is now, in the shape of a `ModelChange`'s record. */
+/** One row of a model as it is now, in the shape of a `ModelChange`'s record. `id` is unique within its model only: a client cache should key records by `model` and `id` together. */
 export type ModelRecord = {
   __typename?: 'ModelRecord';
   /** The entity key, as `ModelChange.id` carries it. */
@@ -460,7 +460,7 @@ export type ModelRecordsPageInfo = {
 
 export type Mutation = {
   __typename?: 'Mutation';
-  /** Says someone is on a firing alert (admin). BAD_USER_INPUT for an id not shaped like one (`alrt_…`), NOT_FOUND for an unknown one; CONFLICT (`extensions.state = "RESOLVED"`) for a resolved one. */
+  /** Says someone is on a firing alert (admin). BAD_USER_INPUT for an id not shaped like one (`alrt_…`), NOT_FOUND for an unknown one; CONFLICT (`extensions.status = "RESOLVED"`; `extensions.state`, its older name, says the same) for a resolved one. */
   acknowledgeAlert: Alert;
   /** Sends `event` with `data` to the members of `channel` in the caller's scope. Needs the permission `<prefix>.broadcast` for a dot-prefix of the channel (FORBIDDEN otherwise). Events named `presence.…` are Tributary's (BAD_USER_INPUT). */
   broadcast: Scalars['Boolean']['output'];
@@ -500,12 +500,13 @@ export type Mutation = {
   saveCdcMapping: CdcMapping;
   /** Admin: a `webhook.test` event to the endpoint, even when it is disabled. */
   sendTestWebhook: WebhookDelivery;
-  /** Admin of the environment (a token without a tenant): points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION. */
+  /** Admin of the environment (a token without a tenant): points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION (MISCONFIGURED otherwise, saying what to change); UNAVAILABLE for a database it cannot reach right now, BAD_USER_INPUT (`field: databaseUrl`) for one that refuses the connection or a URL it does not take. */
   setCdcSource: CdcSource;
-  /** Admin of the environment (a token without a tenant): the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. */
+  /** Admin of the environment (a token without a tenant): the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. MISCONFIGURED when the database's setup must change first (WAL mode without `wal_level = logical` or REPLICATION; the message says what), UNAVAILABLE for a database it cannot reach right now, BAD_USER_INPUT (with `field`) for a URL, table or mode it does not take. */
   setOutboxSource: OutboxStatus;
   /** Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak; what waited for it goes at once, a large backlog drained in the background). An endpoint already so is left as it is. */
   setWebhookEndpointEnabled: WebhookEndpoint;
+  /** Admin: changes what `input` gives (the rest stays; the tenant never changes), checked as at creation (BAD_USER_INPUT naming the field; a URL that resolves to a private address is refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS). Deliveries already stored keep their body; the new URL and limits apply from the next attempt. NOT_FOUND for an endpoint not in the caller's scope. */
   updateWebhookEndpoint: WebhookEndpoint;
 };
 
@@ -572,7 +573,7 @@ export type MutationPublishArgs = {
   idempotencyKey: InputMaybe<Scalars['String']['input']>;
   payload: Scalars['JSON']['input'];
   topic: Scalars['String']['input'];
-  type: InputMaybe<Scalars['String']['input']>;
+  type?: InputMaybe<Scalars['String']['input']>;
 };
 
 
@@ -818,7 +819,7 @@ export type QueryWebhookEndpointArgs = {
   id: Scalars['ID']['input'];
 };
 
-/** How much of a sync event to deliver (seed 000: `data` and `diff` are stripped per subscriber). Events from other sources are delivered whole. */
+/** How much of a sync event to deliver (`data` and `diff` are left out per subscriber). Events from other sources are delivered whole. */
 export type ReturnMode =
   /** Without `payload.diff`. */
   | 'DATA'
@@ -916,7 +917,7 @@ export type TopicCounts = {
   topic: Scalars['String']['output'];
   /** Webhook attempts delivered (2xx). */
   webhookDeliveries: Scalars['Float']['output'];
-  /** Webhook attempts not delivered (failed, gone, throttled, refused). */
+  /** Webhook attempts not delivered (failed, gone, throttled, refused, dead). */
   webhookFailures: Scalars['Float']['output'];
 };
 
@@ -941,7 +942,7 @@ export type TopicStatsBucket = TopicCounts & {
   topic: Scalars['String']['output'];
   /** Webhook attempts delivered (2xx). */
   webhookDeliveries: Scalars['Float']['output'];
-  /** Webhook attempts not delivered (failed, gone, throttled, refused). */
+  /** Webhook attempts not delivered (failed, gone, throttled, refused, dead). */
   webhookFailures: Scalars['Float']['output'];
   /** 1m, 1h or 1d. */
   window: Scalars['String']['output'];
@@ -959,7 +960,7 @@ export type Viewer = {
   roles: Array<Scalars['String']['output']>;
   /** The token's `sub`. */
   subject: Scalars['String']['output'];
-  /** Absent for application-wide principals. */
+  /** Null for application-wide principals. */
   tenant: Maybe<Scalars['String']['output']>;
 };
 
@@ -972,7 +973,8 @@ export type WebhookAttempt = {
   durationMs: Scalars['Int']['output'];
   endpointId: Scalars['ID']['output'];
   error: Maybe<Scalars['String']['output']>;
-  eventId: Scalars['String']['output'];
+  /** The event it delivered: its `webhook-id`. */
+  eventId: Scalars['ID']['output'];
   eventType: Scalars['String']['output'];
   id: Scalars['ID']['output'];
   nextAttemptAt: Maybe<Scalars['DateTime']['output']>;
@@ -1002,7 +1004,8 @@ export type WebhookDelivery = {
   body: Scalars['String']['output'];
   createdAt: Scalars['DateTime']['output'];
   endpointId: Scalars['ID']['output'];
-  eventId: Scalars['String']['output'];
+  /** The event it delivers: its `webhook-id`. */
+  eventId: Scalars['ID']['output'];
   eventTime: Scalars['DateTime']['output'];
   eventType: Scalars['String']['output'];
   finishedAt: Maybe<Scalars['DateTime']['output']>;

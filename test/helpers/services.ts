@@ -93,7 +93,10 @@ export async function createTestDatabase(options: TestDatabaseOptions = {}): Pro
  */
 export function openTestPool(url: string, options: Omit<pg.PoolConfig, 'connectionString'> = {}): pg.Pool {
   const pool = new pg.Pool({ max: 2, ...options, connectionString: url });
+  // A database dropped at teardown ends its sessions (57P01): an idle client's error reaches the
+  // pool, a checked-out one's (a test holding a transaction open) its client — neither may go unhandled.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   onTestFinished(() => pool.end());
   return pool;
 }

@@ -165,7 +165,7 @@ describe('alerts', () => {
 
       // Acknowledging a resolved alert is a conflict with a stable code.
       const late = await gql(server, await admin(), 'mutation($id: ID!) { acknowledgeAlert(id: $id) { id } }', { id: fired.id });
-      expect(late.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', state: 'RESOLVED' });
+      expect(late.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', status: 'RESOLVED', state: 'RESOLVED' });
 
       // No delivery of any alert event was ever made for the endpoint it is about.
       const loops = await pool.query("SELECT count(*)::int AS n FROM webhook_deliveries WHERE endpoint_id = $1 AND topic = 'system.alerts'", [failingId]);

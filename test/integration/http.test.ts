@@ -71,7 +71,7 @@ describe('HTTP edge', () => {
     const result = await post(JSON.stringify({ query: 'subscription { channel(name: "a") { event } }' }));
     expect(result.body.errors?.[0]).toMatchObject({
       message: 'Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql',
-      extensions: { code: 'BAD_USER_INPUT' },
+      extensions: { code: 'WEBSOCKET_ONLY' },
     });
   });
 

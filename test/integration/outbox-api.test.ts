@@ -34,7 +34,8 @@ describe('the outbox API', () => {
       { url: appDb.url, mode },
     );
     expect(set.errors).toBeUndefined();
-    expect(set.data?.['setOutboxSource']).toMatchObject({ table: 'event_outbox', requestedMode: mode, mode });
+    // The host with its port, as setCdcSource shows one URL.
+    expect(set.data?.['setOutboxSource']).toMatchObject({ host: new URL(appDb.url).host, table: 'event_outbox', requestedMode: mode, mode });
 
     const client = await openAcknowledgedSocket(server.wsUrl, await signHs256({ tenant: 'a', permissions: ['orders.read'] }));
     client.send({ id: 'e', type: 'subscribe', payload: { query: 'subscription { events(topic: "orders.created") { id type payload metadata { table operation } } }' } });

@@ -33,7 +33,7 @@ export interface AlertAdmin {
   list(scope: Scope, query: AlertQuery): Promise<AlertPage>;
   /**
    * Acknowledges a firing alert (`by`: the caller's subject); an acknowledged one is returned as it is.
-   * @throws BAD_USER_INPUT (not an alert id), NOT_FOUND (no such alert in the scope) or CONFLICT with `details.state = "RESOLVED"`
+   * @throws BAD_USER_INPUT (not an alert id), NOT_FOUND (no such alert in the scope) or CONFLICT with `details.status = "RESOLVED"` (and `state`, its older name)
    */
   acknowledge(scope: Scope, id: string, by: string): Promise<AlertRecord>;
 }
@@ -74,12 +74,12 @@ export function createAlertAdmin(options: { readonly db: Database; readonly rout
       }
       const found = await getAlert(db, id);
       if (!visible(scope, found)) throw new TributaryError(ErrorCode.NOT_FOUND, `No alert ${id}`, { details: { field: 'id' } });
-      if (found.state === 'resolved') throw new TributaryError(ErrorCode.CONFLICT, `Alert ${id} is resolved already`, { details: { state: 'RESOLVED' } });
+      if (found.state === 'resolved') throw new TributaryError(ErrorCode.CONFLICT, `Alert ${id} is resolved already`, { details: { status: 'RESOLVED', state: 'RESOLVED' } });
       const acknowledged = await acknowledgeAlert(db, id, by);
       if (!acknowledged) {
         // Acknowledged already, or resolved meanwhile: answer with what it is now.
         const now = (await getAlert(db, id))!;
-        if (now.state === 'resolved') throw new TributaryError(ErrorCode.CONFLICT, `Alert ${id} is resolved already`, { details: { state: 'RESOLVED' } });
+        if (now.state === 'resolved') throw new TributaryError(ErrorCode.CONFLICT, `Alert ${id} is resolved already`, { details: { status: 'RESOLVED', state: 'RESOLVED' } });
         return now;
       }
       await announcePending(db, options.router).catch((error: unknown) =>

@@ -23,7 +23,7 @@ export interface ChannelMember {
   /** Opaque, unique per membership: what pairs a `presence.left` with its `presence.joined`. */
   readonly id: string;
   readonly subject: string;
-  /** The socket it joined on; null for a subscription over HTTP (SSE). */
+  /** The socket it joined on (null only for a member without one: none joins without a socket today). */
   readonly connectionId: string | null;
   /** When it joined, in ms since the epoch. */
   readonly joinedAt: number;

@@ -76,7 +76,7 @@ builder.queryField('alerts', (t) =>
 builder.mutationField('acknowledgeAlert', (t) =>
   t.field({
     type: Alert,
-    description: 'Says someone is on a firing alert (admin). BAD_USER_INPUT for an id not shaped like one (`alrt_…`), NOT_FOUND for an unknown one; CONFLICT (`extensions.state = "RESOLVED"`) for a resolved one.',
+    description: 'Says someone is on a firing alert (admin). BAD_USER_INPUT for an id not shaped like one (`alrt_…`), NOT_FOUND for an unknown one; CONFLICT (`extensions.status = "RESOLVED"`; `extensions.state`, its older name, says the same) for a resolved one.',
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, args, context) => resolvers.acknowledgeAlert(context, String(args.id)),
   }),

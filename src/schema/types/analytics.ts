@@ -46,7 +46,7 @@ const TopicCounts = builder.interfaceRef<Omit<Bucket, 'window'>>('TopicCounts').
     deliveries: t.exposeFloat('deliveries', { description: 'Frames written to subscribers (one event to N subscribers counts N).' }),
     bytes: t.exposeFloat('bytes', { description: 'Payload bytes of those frames.' }),
     webhookDeliveries: t.exposeFloat('webhookDeliveries', { description: 'Webhook attempts delivered (2xx).' }),
-    webhookFailures: t.exposeFloat('webhookFailures', { description: 'Webhook attempts not delivered (failed, gone, throttled, refused).' }),
+    webhookFailures: t.exposeFloat('webhookFailures', { description: 'Webhook attempts not delivered (failed, gone, throttled, refused, dead).' }),
     resyncs: t.exposeFloat('resyncs', { description: 'Subscribers ended with RESYNC_REQUIRED.' }),
     latencyP50Ms: t.exposeFloat('latencyP50Ms', {
       nullable: true,

@@ -22,7 +22,7 @@ const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').im
     leading: t.exposeBoolean('leading', { description: 'This instance reads the slot.' }),
     slotName: t.exposeString('slotName', {
       nullable: true,
-      description: "The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity + `_` + the deployment's 12 hex digits (without them for a deployment that read CDC before 0036). Null while the database cannot be reached.",
+      description: "The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity + `_` + the deployment's 12 hex digits (without them for a deployment that read CDC before slot names held one, which keeps its slots). Null while the database cannot be reached.",
     }),
     publicationName: t.exposeString('publicationName', { nullable: true, description: 'The publication on the source database: the source\'s own, or `tributary_` + a hash of the database\'s identity (one per database, shared by deployments).' }),
     lastAcknowledgedLsn: t.exposeString('lastAcknowledgedLsn', { nullable: true, description: 'Position confirmed to Postgres: everything before it is in the log.' }),
@@ -91,7 +91,7 @@ builder.mutationFields((t) => ({
   setCdcSource: t.field({
     type: CdcSource,
     description:
-      "Admin of the environment (a token without a tenant): points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION.",
+      "Admin of the environment (a token without a tenant): points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION (MISCONFIGURED otherwise, saying what to change); UNAVAILABLE for a database it cannot reach right now, BAD_USER_INPUT (`field: databaseUrl`) for one that refuses the connection or a URL it does not take.",
     args: {
       databaseUrl: t.arg.string({ required: true }),
       slotName: t.arg.string({
@@ -144,7 +144,7 @@ type ModelChangeView = ChangeView & { readonly eventId: string; readonly cursor:
 // Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
 const ModelChange = builder.objectRef<ModelChangeView>('ModelChange').implement({
   description:
-    'One change of a model (seed 004): the full record after it — but for the columns `unchangedColumns` lists, which Postgres did not send; for a delete, what the table sends (its key at least).',
+    'One change of a model: the full record after it — but for the columns `unchangedColumns` lists, which Postgres did not send; for a delete, what the table sends (its key at least). A change, not an object to normalise: `model` and `id` name the row (unique together only), and one row has many changes.',
   fields: (t) => ({
     operation: t.field({ type: ChangeOperation, resolve: (change) => change.operation }),
     model: t.exposeString('model'),

@@ -8,7 +8,7 @@ const ChannelMember = builder.objectRef<ChannelMemberShape>('ChannelMember').imp
   fields: (t) => ({
     id: t.exposeString('id', { description: 'Opaque, unique per membership (one socket may join a channel twice): pairs a `presence.left` with its `presence.joined`.' }),
     subject: t.exposeString('subject', { description: "The member's subject (its token's `sub`)." }),
-    connectionId: t.exposeString('connectionId', { nullable: true, description: 'The socket it joined on; null for a subscription over HTTP.' }),
+    connectionId: t.exposeString('connectionId', { nullable: true, description: "The socket it joined on (its gateway events' `connectionId`)." }),
     joinedAt: t.field({ type: 'DateTime', resolve: (member) => new Date(member.joinedAt) }),
   }),
 });

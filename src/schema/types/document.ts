@@ -7,7 +7,7 @@ import { builder } from '../builder.ts';
 import { ReturnMode } from './event.ts';
 
 const Document = builder.objectRef<SyncDocument>('Document').implement({
-  description: 'A revisioned JSON document of a sync service (seed 000, "Path 2: Sync Service").',
+  description: "A revisioned JSON document of a sync service. `id` is unique within its service only: a client cache should key documents by `service` and `id` together (Apollo's `keyFields: ['service', 'id']`, urql Graphcache's `keys`).",
   fields: (t) => ({
     service: t.exposeString('service'),
     id: t.exposeID('id'),
@@ -143,7 +143,7 @@ type DocumentChangeView = ReturnType<typeof readDocumentChange> & { readonly cur
 
 // Delivered by the dispatcher: fields follow the rule of `pipeline/dispatch/subscription-contract.ts`.
 const DocumentChange = builder.objectRef<DocumentChangeView>('DocumentChange').implement({
-  description: 'One message of a `document` subscription.',
+  description: 'One message of a `document` subscription: a change, not an object to normalise (`service` and `id` name the document, unique together only; `revision` tells its changes apart).',
   fields: (t) => ({
     operation: t.field({ type: DocumentOperation, resolve: (change) => change.type }),
     service: t.string({ resolve: (change) => change.payload.service }),

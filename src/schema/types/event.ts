@@ -23,7 +23,7 @@ const EventSource = builder.enumType('EventSource', {
 
 export const ReturnMode = builder.enumType('ReturnMode', {
   description:
-    'How much of a sync event to deliver (seed 000: `data` and `diff` are stripped per subscriber). Events from other sources are delivered whole.',
+    'How much of a sync event to deliver (`data` and `diff` are left out per subscriber). Events from other sources are delivered whole.',
   values: {
     FULL: { value: 'FULL', description: 'Everything.' },
     DATA: { value: 'DATA', description: 'Without `payload.diff`.' },
@@ -119,7 +119,7 @@ builder.mutationField('publish', (t) =>
       "Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin.",
     args: {
       topic: t.arg.string({ required: true }),
-      type: t.arg.string({ description: '@default "message"' }),
+      type: t.arg.string({ defaultValue: 'message', description: 'The event type (`order.created`, say): subscribers filter on it and webhook endpoints select by it.' }),
       payload: t.arg({ type: 'JSON', required: true }),
       entity: t.arg.string({
         description:

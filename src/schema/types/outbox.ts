@@ -52,7 +52,7 @@ builder.mutationFields((t) => ({
   setOutboxSource: t.field({
     type: OutboxStatus,
     description:
-      "Admin of the environment (a token without a tenant): the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing.",
+      "Admin of the environment (a token without a tenant): the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. MISCONFIGURED when the database's setup must change first (WAL mode without `wal_level = logical` or REPLICATION; the message says what), UNAVAILABLE for a database it cannot reach right now, BAD_USER_INPUT (with `field`) for a URL, table or mode it does not take.",
     args: {
       databaseUrl: t.arg.string({ required: true }),
       table: t.arg.string({ description: '`name` or `schema.name`; default `event_outbox`.' }),

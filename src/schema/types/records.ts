@@ -3,7 +3,7 @@ import * as resolvers from '../../resolvers/records.ts';
 import { builder } from '../builder.ts';
 
 const ModelRecord = builder.objectRef<ModelRecordValue>('ModelRecord').implement({
-  description: "One row of a model as it is now, in the shape of a `ModelChange`'s record.",
+  description: "One row of a model as it is now, in the shape of a `ModelChange`'s record. `id` is unique within its model only: a client cache should key records by `model` and `id` together.",
   fields: (t) => ({
     model: t.exposeString('model'),
     id: t.exposeID('id', { description: 'The entity key, as `ModelChange.id` carries it.' }),

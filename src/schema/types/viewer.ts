@@ -8,7 +8,7 @@ const Viewer = builder.objectRef<Principal>('Viewer').implement({
     subject: t.exposeString('subject', { description: "The token's `sub`." }),
     app: t.exposeString('app'),
     env: t.exposeString('env'),
-    tenant: t.exposeString('tenant', { nullable: true, description: 'Absent for application-wide principals.' }),
+    tenant: t.exposeString('tenant', { nullable: true, description: 'Null for application-wide principals.' }),
     roles: t.exposeStringList('roles'),
     permissions: t.exposeStringList('permissions', { description: 'e.g. `crm.contacts.read`' }),
     expiresAt: t.field({

@@ -62,7 +62,7 @@ const WebhookDelivery = builder.objectRef<Delivery>('WebhookDelivery').implement
   fields: (t) => ({
     id: t.exposeID('id'),
     endpointId: t.exposeID('endpointId'),
-    eventId: t.exposeString('eventId'),
+    eventId: t.exposeID('eventId', { description: 'The event it delivers: its `webhook-id`.' }),
     eventType: t.exposeString('eventType'),
     topic: t.exposeString('topic'),
     body: t.exposeString('body', {
@@ -99,7 +99,7 @@ const WebhookAttempt = builder.objectRef<AttemptRecord>('WebhookAttempt').implem
     id: t.exposeID('id'),
     deliveryId: t.exposeID('deliveryId'),
     endpointId: t.exposeID('endpointId'),
-    eventId: t.exposeString('eventId'),
+    eventId: t.exposeID('eventId', { description: 'The event it delivered: its `webhook-id`.' }),
     eventType: t.exposeString('eventType'),
     attempt: t.exposeInt('attempt', {
       description: 'Which attempt of its delivery this was, from 1. A `cut` one is not counted: it carries the number of the attempt it would have been, and the next attempt carries the same number again.',
@@ -219,6 +219,8 @@ builder.mutationFields((t) => ({
   }),
   updateWebhookEndpoint: t.field({
     type: WebhookEndpoint,
+    description:
+      "Admin: changes what `input` gives (the rest stays; the tenant never changes), checked as at creation (BAD_USER_INPUT naming the field; a URL that resolves to a private address is refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS). Deliveries already stored keep their body; the new URL and limits apply from the next attempt. NOT_FOUND for an endpoint not in the caller's scope.",
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: WebhookEndpointUpdate, required: true }) },
     resolve: (_root, { id, input }, context) =>
       resolvers.updateWebhookEndpoint(context, id.toString(), {
