@@ -23,6 +23,24 @@ const SSL_MODES: ReadonlySet<string> = new Set(['disable', 'prefer', 'require', 
 /** Names echoed in an error are cut: the caller has the URL, the answer only has to point into it. */
 const MAX_NAME = 40;
 
+/** A DNS name or an IPv4 address, or an IPv6 address in brackets (as `URL` gives `hostname`). */
+const HOST = /^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])$/;
+
+/** Control characters, NUL among them: the startup packet cannot carry them, and no name holds one. */
+const CONTROL = /\p{Cc}/u;
+
+/** Postgres keeps 63 bytes of an application name. */
+const MAX_APPLICATION_NAME = 63;
+
+/** A URL part percent-decoded (as pg decodes it); one that does not decode is kept as written. */
+function safeDecode(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 /**
  * A source database URL, as it will be stored (as given, in a text column: no NUL) and parsed:
  * postgres:// or postgresql://, with no query parameter but those above. BAD_USER_INPUT naming
@@ -37,12 +55,21 @@ export function parseDatabaseUrl(text: string): URL {
     throw invalid('databaseUrl must be a postgres:// URL');
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw invalid('databaseUrl must be a postgres:// URL');
+  // pg decodes the host: `%2Ftmp` would connect to a Unix socket on this server's machine, where
+  // logins are often trusted, and no host at all to its default socket. A name or an IP address only.
+  if (!HOST.test(url.hostname)) throw invalid('databaseUrl must name its host: a DNS name or an IP address (no Unix socket path, no percent-encoding)');
+  for (const part of [url.username, url.password, url.pathname]) {
+    if (CONTROL.test(safeDecode(part))) throw invalid('databaseUrl must not hold control characters, encoded or not');
+  }
   for (const [name, value] of url.searchParams) {
     const shown = name.length > MAX_NAME ? `${name.slice(0, MAX_NAME)}…` : name;
     if (!ACCEPTED_PARAMETERS.has(name)) {
       throw invalid(`databaseUrl must not set the connection parameter "${shown}"; it may set only ${[...ACCEPTED_PARAMETERS].join(' and ')}`, shown);
     }
     if (name === 'sslmode' && !SSL_MODES.has(value)) throw invalid(`databaseUrl's sslmode must be one of ${[...SSL_MODES].join(', ')}`, name);
+    if (name === 'application_name' && (CONTROL.test(value) || value.length > MAX_APPLICATION_NAME)) {
+      throw invalid(`databaseUrl's application_name must be at most ${MAX_APPLICATION_NAME} characters without control characters`, name);
+    }
   }
   return url;
 }

@@ -39,6 +39,17 @@ describe('a source database URL', () => {
       }
       const badMode = await gql(server, admin, mutation, { url: withQuery(appDb.url, 'sslmode=sometimes') });
       expect(badMode.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'databaseUrl', parameter: 'sslmode' });
+      const encodedNul = await gql(server, admin, mutation, { url: withQuery(appDb.url, 'application_name=a%00b') });
+      expect(encodedNul.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'databaseUrl', parameter: 'application_name' });
+    }
+    // pg decodes the host: an encoded path is a Unix socket on the server's machine (often a
+    // trusted login), no host its default socket. An encoded NUL in the login is refused too.
+    const { port, pathname } = new URL(appDb.url);
+    for (const url of [`postgres://postgres@%2Ftmp%2Fpg:${port}${pathname}`, `postgres://postgres@${pathname}`, `postgres://post%00gres@127.0.0.1:${port}${pathname}`]) {
+      for (const mutation of [SET_OUTBOX, SET_CDC]) {
+        const body = await gql(server, admin, mutation, { url });
+        expect(body.errors?.[0]?.extensions, `${url} ${mutation}`).toEqual({ code: 'BAD_USER_INPUT', field: 'databaseUrl' });
+      }
     }
     // Nothing saved.
     const status = await gql(server, admin, '{ outboxStatus { host } }');
