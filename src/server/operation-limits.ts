@@ -16,6 +16,7 @@ import {
 } from 'graphql';
 import type { Limits } from '../config.ts';
 import { ErrorCode } from '../errors.ts';
+import { fieldRepeatedTooOften } from './field-repeats.ts';
 import { compactDocument } from './parse-cache.ts';
 
 export type OperationLimits = Pick<Limits, 'maxDepth' | 'maxAliases' | 'maxTokens'>;
@@ -37,7 +38,8 @@ const NESTED_TOO_DEEPLY_TO_PARSE = 'Operation nested too deeply to parse';
  * transport bypasses it (the WebSocket executor makes a subscription's source itself, and calls
  * `variablesTooDeep` for it). A rejected operation gets `extensions.code = QUERY_TOO_COMPLEX`;
  * any other syntax error GRAPHQL_PARSE_FAILED; variables, and literals in the document, nested
- * too deeply BAD_USER_INPUT.
+ * too deeply BAD_USER_INPUT; a field selected too often in one selection set (field-repeats.ts)
+ * QUERY_TOO_COMPLEX.
  */
 export function useOperationLimits(limits: OperationLimits): Plugin {
   // armor's rules throw by default, which yoga would mask as an internal error; report instead.
@@ -90,8 +92,10 @@ export function useOperationLimits(limits: OperationLimits): Plugin {
     },
     onValidate({ params, addValidationRule, setResult }) {
       // Checked before graphql-js's own rules, which are not run on a refused document: they
-      // recurse once per level of a literal too. (envelop types the document loosely.)
-      const refused = literalsTooDeep(params.documentAST as DocumentNode);
+      // recurse once per level of a literal too, and compare a field's repeats pairwise.
+      // (envelop types the document loosely.)
+      const document = params.documentAST as DocumentNode;
+      const refused = literalsTooDeep(document) ?? fieldRepeatedTooOften(document);
       if (refused) setResult([refused]);
       else for (const rule of rules) addValidationRule(rule);
     },
