@@ -266,7 +266,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
 
     let result;
     try {
-      const secrets = endpoint.previousSecretExpiresAt !== null && endpoint.previousSecretExpiresAt > now ? endpoint.secrets : endpoint.secrets.slice(0, 1);
+      const secrets = endpoint.secrets.length === 1 || (endpoint.previousSecretExpiresAt !== null && endpoint.previousSecretExpiresAt > now) ? endpoint.secrets : endpoint.secrets.slice(0, 1);
       const headers = signWebhook({ id: delivery.eventId, timestampSeconds: Math.floor(now.getTime() / 1000), body: delivery.body, secrets });
       result = await options.http.send({ url: endpoint.url, headers, body: delivery.body, timeoutMs: options.timeoutMs });
     } finally {

@@ -106,6 +106,11 @@ export function createWebhookHttpClient(options: WebhookHttpClientOptions): Webh
   const agent = new Agent({
     connections: options.connectionsPerOrigin ?? 32,
     keepAliveTimeout: options.keepAliveTimeoutMs ?? 4000,
+    // The attempt's own timeout (AttemptHandler) is the one limit on the wait for headers and body:
+    // undici's (300 s each) never came first, and each request re-armed its connection's timer
+    // between them and the keep-alive's (a timer made and cleared twice a request).
+    headersTimeout: 0,
+    bodyTimeout: 0,
     connect: options.allowPrivateTargets ? { timeout: CONNECT_TIMEOUT_MS, lookup: lookupWith(dns, false) } : guardedConnector(dns),
   });
   let closing: Promise<void> | undefined;
@@ -276,7 +281,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
 
 function outgoingHeaders(headers: Readonly<Record<string, string>>): Record<string, string> {
   const result: Record<string, string> = { 'content-type': 'application/json', 'user-agent': WEBHOOK_USER_AGENT };
-  for (const [name, value] of Object.entries(headers)) result[name.toLowerCase()] = value;
+  // No array of entries per attempt: the signature's four headers, already lower-case, go as they are.
+  for (const name in headers) result[name.toLowerCase()] = headers[name]!;
   return result;
 }
 

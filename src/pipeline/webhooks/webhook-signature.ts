@@ -67,17 +67,21 @@ export function signWebhook(input: SignWebhookInput): Record<string, string> {
   if (!Number.isSafeInteger(timestampSeconds) || timestampSeconds < 0) {
     throw new InternalError('WEBHOOK_SIGNATURE', `A webhook timestamp must be whole seconds, not ${timestampSeconds}`);
   }
-  const keys = (input.secrets.length === 1 ? input.secrets : [...new Set(input.secrets)]).map(signingKey);
-  if (keys.length === 0) throw new InternalError('WEBHOOK_SIGNATURE', 'A webhook needs at least one secret to sign with');
+  const secrets = input.secrets.length === 1 ? input.secrets : [...new Set(input.secrets)];
+  if (secrets.length === 0) throw new InternalError('WEBHOOK_SIGNATURE', 'A webhook needs at least one secret to sign with');
 
-  const standard = keys.map((key) => `v1,${hmac(key, `${id}.${timestampSeconds}.${body}`, 'base64')}`);
-  const tributary = keys.map((key) => `v1=${hmac(key, `${timestampSeconds}.${body}`, 'hex')}`);
-  return {
-    'webhook-id': id,
-    'webhook-timestamp': String(timestampSeconds),
-    'webhook-signature': standard.join(' '),
-    'x-tributary-signature': [`t=${timestampSeconds}`, ...tributary].join(','),
-  };
+  const timestamp = String(timestampSeconds);
+  // Each content once, whatever the number of secrets (one but during a rotation's overlap).
+  const standardContent = `${id}.${timestamp}.${body}`;
+  const tributaryContent = `${timestamp}.${body}`;
+  let standard = '';
+  let tributary = `t=${timestamp}`;
+  for (const secret of secrets) {
+    const key = signingKey(secret);
+    standard = `${standard === '' ? '' : `${standard} `}v1,${hmac(key, standardContent, 'base64')}`;
+    tributary = `${tributary},v1=${hmac(key, tributaryContent, 'hex')}`;
+  }
+  return { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': standard, 'x-tributary-signature': tributary };
 }
 
 /** Signing keys by secret, decoded once (an endpoint's secrets sign every one of its attempts); cleared past this. */
