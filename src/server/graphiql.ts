@@ -7,11 +7,9 @@ export const GRAPHIQL_EXAMPLE = `# Tributary: every topic is a resumable stream.
 # 1. Run "Watch": it waits for events on the topic.
 # 2. Run "Publish" (from another tab, or any client): the event appears in Watch's results.
 #
-# With JWT_SECRET, JWT_SECRETS or JWT_JWKS_URL set, put your token in Headers below:
+# With JWT_SECRET, JWT_SECRETS or JWT_JWKS_URL set, put your token in Headers below, then
+# fetch the schema again (the circular arrow; until then GraphiQL shows UNAUTHENTICATED):
 #   { "Authorization": "Bearer <token>" }
-# (it is sent as HTTP headers for queries and in connection_init for subscriptions).
-# Until then the results pane shows UNAUTHENTICATED: GraphiQL asked for the schema without a
-# token. Once the header is set, fetch the schema again (the circular-arrow button, bottom left).
 
 subscription Watch {
   events(topic: "demo.greetings") {

@@ -69,7 +69,7 @@ describe('alerts per tenant', () => {
     expect(await tenantsSeenBy(admin(undefined))).toEqual(['acme', 'globex', null]);
 
     const acknowledged = await acknowledgeAlert(as(DEVELOPMENT_PRINCIPAL), environmentWide.id);
-    expect(acknowledged).toMatchObject({ tenant: null, state: 'acknowledged', acknowledgedBy: 'development' });
+    expect(acknowledged).toMatchObject({ tenant: null, status: 'acknowledged', acknowledgedBy: 'development' });
     expect(pushed(DEVELOPMENT_PRINCIPAL, changeOf(routed, environmentWide, 'alert.acknowledged'))).toBe(true);
     expect(pushed(DEVELOPMENT_PRINCIPAL, changeOf(routed, acme, 'alert.fired'))).toBe(true);
   });
@@ -81,7 +81,7 @@ describe('alerts per tenant', () => {
     for (const other of [environmentWide, globex]) {
       await expect(acknowledgeAlert(as(acmeAdmin), other.id)).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
     }
-    expect(await acknowledgeAlert(as(acmeAdmin), acme.id)).toMatchObject({ tenant: 'acme', state: 'acknowledged' });
+    expect(await acknowledgeAlert(as(acmeAdmin), acme.id)).toMatchObject({ tenant: 'acme', status: 'acknowledged' });
 
     expect(pushed(acmeAdmin, changeOf(routed, acme, 'alert.acknowledged'))).toBe(true);
     expect(pushed(acmeAdmin, changeOf(routed, environmentWide, 'alert.fired'))).toBe(false);
