@@ -32,12 +32,12 @@ const CONTROL = /\p{Cc}/u;
 /** Postgres keeps 63 bytes of an application name. */
 const MAX_APPLICATION_NAME = 63;
 
-/** A URL part percent-decoded (as pg decodes it); one that does not decode is kept as written. */
-function safeDecode(part: string): string {
+/** A URL part percent-decoded, as pg decodes it; undefined when its encoding is broken. */
+function percentDecoded(part: string): string | undefined {
   try {
     return decodeURIComponent(part);
   } catch {
-    return part;
+    return undefined;
   }
 }
 
@@ -59,7 +59,12 @@ export function parseDatabaseUrl(text: string): URL {
   // logins are often trusted, and no host at all to its default socket. A name or an IP address only.
   if (!HOST.test(url.hostname)) throw invalid('databaseUrl must name its host: a DNS name or an IP address (no Unix socket path, no percent-encoding)');
   for (const part of [url.username, url.password, url.pathname]) {
-    if (CONTROL.test(safeDecode(part))) throw invalid('databaseUrl must not hold control characters, encoded or not');
+    // pg decodes a part whose encoding is broken differently (it re-encodes it first, and `%00`
+    // comes back a NUL, which ends a name in the startup packet and begins a setting of the
+    // caller's): such a part is refused, not guessed at.
+    const decoded = percentDecoded(part);
+    if (decoded === undefined) throw invalid('databaseUrl has a % not followed by two hexadecimal digits: write a literal % as %25');
+    if (CONTROL.test(decoded)) throw invalid('databaseUrl must not hold control characters, encoded or not');
   }
   for (const [name, value] of url.searchParams) {
     const shown = name.length > MAX_NAME ? `${name.slice(0, MAX_NAME)}…` : name;
@@ -89,7 +94,8 @@ export interface DatabaseLocation {
 export function databaseLocation(url: URL): DatabaseLocation {
   return {
     host: url.port ? `${url.hostname}:${url.port}` : url.hostname,
-    database: decodeURIComponent(url.pathname.replace(/^\//, '')),
-    user: decodeURIComponent(url.username),
+    // Checked by `parseDatabaseUrl` when saved; a URL saved before it is shown as written.
+    database: percentDecoded(url.pathname.replace(/^\//, '')) ?? url.pathname.replace(/^\//, ''),
+    user: percentDecoded(url.username) ?? url.username,
   };
 }

@@ -974,7 +974,7 @@ export type WebhookAttempt = {
   endpointId: Scalars['ID']['output'];
   error: Maybe<Scalars['String']['output']>;
   /** The event it delivered: its `webhook-id`. */
-  eventId: Scalars['ID']['output'];
+  eventId: Scalars['String']['output'];
   eventType: Scalars['String']['output'];
   id: Scalars['ID']['output'];
   nextAttemptAt: Maybe<Scalars['DateTime']['output']>;
@@ -1005,7 +1005,7 @@ export type WebhookDelivery = {
   createdAt: Scalars['DateTime']['output'];
   endpointId: Scalars['ID']['output'];
   /** The event it delivers: its `webhook-id`. */
-  eventId: Scalars['ID']['output'];
+  eventId: Scalars['String']['output'];
   eventTime: Scalars['DateTime']['output'];
   eventType: Scalars['String']['output'];
   finishedAt: Maybe<Scalars['DateTime']['output']>;

@@ -45,7 +45,16 @@ describe('a source database URL', () => {
     // pg decodes the host: an encoded path is a Unix socket on the server's machine (often a
     // trusted login), no host its default socket. An encoded NUL in the login is refused too.
     const { port, pathname } = new URL(appDb.url);
-    for (const url of [`postgres://postgres@%2Ftmp%2Fpg:${port}${pathname}`, `postgres://postgres@${pathname}`, `postgres://post%00gres@127.0.0.1:${port}${pathname}`]) {
+    // A part with a broken % is refused too: pg re-encodes it, and its %00 came back a NUL that
+    // began a startup setting of the caller's (work_mem, options…).
+    for (const url of [
+      `postgres://postgres@%2Ftmp%2Fpg:${port}${pathname}`,
+      `postgres://postgres@${pathname}`,
+      `postgres://post%00gres@127.0.0.1:${port}${pathname}`,
+      `postgres://postgres%00options%00-c%20work_mem%3D7777kB%00x%zz@127.0.0.1:${port}${pathname}`,
+      `postgres://postgres@127.0.0.1:${port}${pathname}%00work_mem%009999kB%00x%00%zz`,
+      `postgres://postgres:pw%00x%zz@127.0.0.1:${port}${pathname}`,
+    ]) {
       for (const mutation of [SET_OUTBOX, SET_CDC]) {
         const body = await gql(server, admin, mutation, { url });
         expect(body.errors?.[0]?.extensions, `${url} ${mutation}`).toEqual({ code: 'BAD_USER_INPUT', field: 'databaseUrl' });

@@ -181,6 +181,9 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
             dueTimer.note(retryAt.getTime());
             wake.poke();
           }
+        } catch (error) {
+          // Logged as the attempt's failure would be, never a rejection nobody awaits.
+          failures.failed(error, delivery.id);
         } finally {
           end();
         }
@@ -260,12 +263,14 @@ export function startEmbeddedDelivery(options: EmbeddedDeliveryOptions): Deliver
       }
       makeReady(deliveries);
       startReady();
+      pokeIfWanted();
       // Taken here: no scheduler needs to hear of them.
       return [];
     },
     release(endpointId, places) {
       reserved -= places;
       for (let place = 0; place < places; place += 1) leave(endpointId);
+      pokeIfWanted();
     },
     // `start` hands no scheduler anything: nothing is kept for a job.
     unscheduled: () => [],

@@ -123,11 +123,11 @@ builder.mutationField('publish', (t) =>
       payload: t.arg({ type: 'JSON', required: true }),
       entity: t.arg.string({
         description:
-          "What the event is about (an order's id, say): webhook endpoints receive one entity's events in the order they were published — each once the one before it was delivered or dead-lettered — where events without one go out side by side. Scoped to the caller's tenant. 1–1,024 bytes (UTF-8), no control characters.",
+          "What the event is about (an order's id, say): webhook endpoints receive one entity's events in the order they were published — each once the one before it was delivered or dead-lettered — where events without one go out side by side. Publish an entity's next event once the last one answered: two sent at the same instant (to two instances, say) have no order. Scoped to the caller's tenant. 1–1,024 bytes (UTF-8), no control characters.",
       }),
       idempotencyKey: t.arg.string({
         description:
-          "Makes a retry safe: a publish with a key used before in the caller's scope (within EVENT_PUBLISH_KEY_TTL_SECONDS, 24 h by default) places nothing and answers the first one's event — finishing its webhook deliveries when the first try failed there. The same key with another topic, type or payload is CONFLICT; so is a retry before the first try has placed its event (`extensions.inFlight: true`: retry shortly). 1–255 printable ASCII characters without spaces (a UUID, say). Kept in Redis when there is one, otherwise in this process's memory (bounded; a restart forgets it); a retry under a key forgotten places the event again, with the same id.",
+          "Makes a retry safe: a publish with a key used before in the caller's scope (within EVENT_PUBLISH_KEY_TTL_SECONDS, 24 h by default) places nothing and answers the first one's event — finishing its webhook deliveries when the first try failed there. The same key with another topic, type, entity or payload is CONFLICT; so is a retry before the first try has placed its event (`extensions.inFlight: true`: retry shortly). 1–255 printable ASCII characters without spaces (a UUID, say). Kept in Redis when there is one, otherwise in this process's memory (bounded; a restart forgets it); a retry under a key forgotten places the event again, with the same id.",
       }),
     },
     resolve: (_root, args, context) => resolvers.publish(context, args),

@@ -62,7 +62,7 @@ const WebhookDelivery = builder.objectRef<Delivery>('WebhookDelivery').implement
   fields: (t) => ({
     id: t.exposeID('id'),
     endpointId: t.exposeID('endpointId'),
-    eventId: t.exposeID('eventId', { description: 'The event it delivers: its `webhook-id`.' }),
+    eventId: t.exposeString('eventId', { description: 'The event it delivers: its `webhook-id`.' }),
     eventType: t.exposeString('eventType'),
     topic: t.exposeString('topic'),
     body: t.exposeString('body', {
@@ -99,7 +99,7 @@ const WebhookAttempt = builder.objectRef<AttemptRecord>('WebhookAttempt').implem
     id: t.exposeID('id'),
     deliveryId: t.exposeID('deliveryId'),
     endpointId: t.exposeID('endpointId'),
-    eventId: t.exposeID('eventId', { description: 'The event it delivered: its `webhook-id`.' }),
+    eventId: t.exposeString('eventId', { description: 'The event it delivered: its `webhook-id`.' }),
     eventType: t.exposeString('eventType'),
     attempt: t.exposeInt('attempt', {
       description: 'Which attempt of its delivery this was, from 1. A `cut` one is not counted: it carries the number of the attempt it would have been, and the next attempt carries the same number again.',
