@@ -6,7 +6,8 @@
  * defeats the parse cache. Real queries repeat a field a few times — colocated fragments each
  * selecting `id`, and `__typename` that Apollo adds to every one — so the bound is well above them
  * and keeps the comparisons to a few thousand. The count itself is linear: each selection set and
- * fragment is counted once, and counting stops at the first name past the bound.
+ * fragment is counted once, a fragment spread many times in one set is merged in once, and
+ * counting stops at the first name past the bound.
  */
 import { GraphQLError, Kind, type DocumentNode, type FragmentDefinitionNode, type SelectionSetNode } from 'graphql';
 import { ErrorCode } from '../errors.ts';
@@ -48,17 +49,19 @@ export function fieldRepeatedTooOften(document: DocumentNode): GraphQLError | un
       if (total > MAX_FIELD_REPEATS) throw new TooOften(name, selectionSet);
       counts.set(name, total);
     };
+    /** Spreads by fragment: one spread many times is merged in once, its counts multiplied. */
+    const spreads = new Map<string, number>();
     for (const selection of selectionSet.selections) {
-      if (selection.kind === Kind.FIELD) {
-        add((selection.alias ?? selection.name).value, 1);
-        // Its own selections are a set of their own, counted too.
-        if (selection.selectionSet) countsOf(selection.selectionSet);
-      } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+      if (selection.kind === Kind.FIELD) add((selection.alias ?? selection.name).value, 1);
+      else if (selection.kind === Kind.INLINE_FRAGMENT) {
         for (const [name, times] of countsOf(selection.selectionSet)) add(name, times);
       } else {
-        for (const [name, times] of spreadCounts(selection.name.value)) add(name, times);
+        spreads.set(selection.name.value, (spreads.get(selection.name.value) ?? 0) + 1);
       }
     }
+    for (const [fragment, spread] of spreads) for (const [name, times] of spreadCounts(fragment)) add(name, times * spread);
+    // A field's own selections are a set of their own, counted once this one passed.
+    for (const selection of selectionSet.selections) if (selection.kind === Kind.FIELD && selection.selectionSet) countsOf(selection.selectionSet);
     counted.set(selectionSet, counts);
     return counts;
   };
