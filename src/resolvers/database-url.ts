@@ -1,5 +1,5 @@
 import { ErrorCode, TributaryError } from '../errors.ts';
-import { assertStorableText } from './json-input.ts';
+import { assertStorableText, hasControlCharacter } from './json-input.ts';
 
 /**
  * The query parameters a database URL given to `setOutboxSource` or `setCdcSource` may carry.
@@ -26,8 +26,6 @@ const MAX_NAME = 40;
 /** A DNS name or an IPv4 address, or an IPv6 address in brackets (as `URL` gives `hostname`). */
 const HOST = /^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])$/;
 
-/** Control characters, NUL among them: the startup packet cannot carry them, and no name holds one. */
-const CONTROL = /\p{Cc}/u;
 
 /** Postgres keeps 63 bytes of an application name. */
 const MAX_APPLICATION_NAME = 63;
@@ -64,7 +62,7 @@ export function parseDatabaseUrl(text: string): URL {
     // caller's): such a part is refused, not guessed at.
     const decoded = percentDecoded(part);
     if (decoded === undefined) throw invalid('databaseUrl has a % not followed by two hexadecimal digits: write a literal % as %25');
-    if (CONTROL.test(decoded)) throw invalid('databaseUrl must not hold control characters, encoded or not');
+    if (hasControlCharacter(decoded)) throw invalid('databaseUrl must not hold control characters, encoded or not');
   }
   for (const [name, value] of url.searchParams) {
     const shown = name.length > MAX_NAME ? `${name.slice(0, MAX_NAME)}…` : name;
@@ -72,7 +70,7 @@ export function parseDatabaseUrl(text: string): URL {
       throw invalid(`databaseUrl must not set the connection parameter "${shown}"; it may set only ${[...ACCEPTED_PARAMETERS].join(' and ')}`, shown);
     }
     if (name === 'sslmode' && !SSL_MODES.has(value)) throw invalid(`databaseUrl's sslmode must be one of ${[...SSL_MODES].join(', ')}`, name);
-    if (name === 'application_name' && (CONTROL.test(value) || value.length > MAX_APPLICATION_NAME)) {
+    if (name === 'application_name' && (hasControlCharacter(value) || value.length > MAX_APPLICATION_NAME)) {
       throw invalid(`databaseUrl's application_name must be at most ${MAX_APPLICATION_NAME} characters without control characters`, name);
     }
   }

@@ -17,7 +17,7 @@ import { assertName, MAX_ENTITY_BYTES } from '../pipeline/names.ts';
 import { scopeOf, type Scope } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
-import { jsonWithin } from './json-input.ts';
+import { hasControlCharacter, jsonWithin } from './json-input.ts';
 import { isEnvironmentAdmin, isOperator } from './require-admin.ts';
 
 export interface PublishInput {
@@ -68,14 +68,11 @@ export async function publish(context: ResolverContext, input: PublishInput): Pr
 
 /** A published event's entity: 1–MAX_ENTITY_BYTES bytes of UTF-8 without control characters (it is a webhook lane's key, and reaches log lines). */
 function assertEntity(entity: string): string {
-  if (entity.length === 0 || Buffer.byteLength(entity) > MAX_ENTITY_BYTES || CONTROL.test(entity)) {
+  if (entity.length === 0 || Buffer.byteLength(entity) > MAX_ENTITY_BYTES || hasControlCharacter(entity)) {
     throw new TributaryError(ErrorCode.BAD_USER_INPUT, `entity must be 1–${MAX_ENTITY_BYTES} bytes (UTF-8) without control characters`, { details: { field: 'entity' } });
   }
   return entity;
 }
-
-/** Control characters: none belongs in an entity key. */
-const CONTROL = /\p{Cc}/u;
 
 export interface EventsInput {
   readonly topic: string;

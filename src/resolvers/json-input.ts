@@ -21,6 +21,13 @@ export function jsonWithin(field: string, value: unknown, maxBytes: number): str
   return json;
 }
 
+const CONTROL_CHARACTER = /\p{Cc}/u;
+
+/** Whether `text` holds a control character (NUL among them): no name, key or label an input gives should. */
+export function hasControlCharacter(text: string): boolean {
+  return CONTROL_CHARACTER.test(text);
+}
+
 /**
  * Refuses — BAD_USER_INPUT naming `field` — a string headed for a `text` column that holds a NUL
  * character (U+0000). GraphQL and JSON strings may carry one; Postgres refuses it (SQLSTATE
