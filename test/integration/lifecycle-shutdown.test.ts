@@ -163,7 +163,9 @@ describe('a graceful stop of role all', () => {
     expect(order.every((index) => index >= 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
     const steps = running.logs.filter((entry) => entry['msg'] === 'shutdown step done').map((entry) => entry['step']);
-    expect(steps).toEqual(['stop accepting', 'workers', 'server', 'cdc', 'sync', 'dashboard', 'pipeline', 'clients']);
+    // Seen once out of order in CI ('clients' third): the shutdown's log lines, to tell why if again.
+    const shutdownLines = running.logs.filter((entry) => typeof entry['msg'] === 'string' && /shutdown|stopped|shutting/.test(entry['msg']));
+    expect(steps, JSON.stringify(shutdownLines)).toEqual(['stop accepting', 'workers', 'server', 'cdc', 'sync', 'dashboard', 'pipeline', 'clients']);
     // The embedded database closed: PGlite shut down, then its DATA_DIR lock was given back.
     expect(existsSync(join(dataDir, 'tributary.lock'))).toBe(false);
   });
