@@ -18,11 +18,13 @@
 --    statements run in one transaction of many pages (admin-deliveries.ts), which would hold live
 --    routing of the endpoint for all of it; one stored at the very moment a routing is may still
 --    go out beside it (README, order and fairness).
--- 2. A lane stuck. A delivery's id (its place in the lane) was drawn before the trigger ran: an
+-- 2. Two firsts. A delivery's id (its place in the lane) was drawn before the trigger ran: an
 --    insert that drew its id, then found a head another transaction had committed meanwhile,
---    waited behind a head with a larger id — first in its lane by id, so nothing else was claimed,
---    and never made due, as only a head's finish makes its follower due. The id is now drawn after
---    the look: a follower's id is always larger than its head's.
+--    stored its delivery waiting ('infinity') yet first in the lane by id. Its insert still named
+--    it a head, so it went out beside the head it should have waited for; had that scheduling been
+--    lost (Redis away, a crash), the reconciler's look for due heads, which skips 'infinity',
+--    found neither, and the lane stuck. The id is now drawn after the look: a follower's id is
+--    always larger than its head's, and the insert names no waiting delivery a head.
 
 CREATE OR REPLACE FUNCTION tributary_webhook_follower_waits() RETURNS trigger
 LANGUAGE plpgsql
@@ -100,3 +102,10 @@ BEGIN
    ORDER BY i.id;
 END
 $$;
+
+-- Lanes already stuck by 2. above: their first pending delivery waits at 'infinity' with no head
+-- before it. Made due now; it goes first, the lane's others after it, as any lane's.
+UPDATE webhook_deliveries d SET next_attempt_at = now()
+ WHERE d.state = 'pending' AND d.next_attempt_at = 'infinity'
+   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                    WHERE e.endpoint_id = d.endpoint_id AND e.lane = d.lane AND e.state = 'pending' AND e.id < d.id);
