@@ -3,8 +3,8 @@
  * entity's events — leave the lane one head, first in it by id (migrations/0040): a routing waits
  * for another routing of the same endpoint to commit, then stores its delivery behind the other's;
  * a delivery's id is drawn after its look at the lane, so one that waits is never first in it by id
- * (which left the lane without a head anyone would claim). Routings of other endpoints, and events
- * without an entity, wait for nothing.
+ * (which sent it beside the head it waited for, or, its scheduling lost, left the lane stuck).
+ * Routings of other endpoints, and events without an entity, wait for nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
@@ -78,7 +78,7 @@ describe('two routings of one entity at once', () => {
     expect((await claimDeliveries(db, [secondId!], LEASE_MS)).map((delivery) => delivery.id)).toEqual([secondId]);
   });
 
-  it('a delivery that drew its id before the lane’s head committed is stored behind it with a larger id: the lane does not stick', async () => {
+  it('a delivery that drew its id before the lane’s head committed is stored behind it with a larger id, and goes after it', async () => {
     const lane = newLane();
     // Holds an insert of an event `paused-…` after its row's defaults (its id among them) were
     // drawn and before the follower trigger runs (BEFORE triggers fire in name order).
@@ -104,8 +104,8 @@ describe('two routings of one entity at once', () => {
         await pause.commit();
       }
       const [lateId] = (await late.promise).inserted;
-      // Before 0040 the waiting delivery kept its earlier id: first in the lane, never due, and the
-      // head behind it never claimed.
+      // Before 0040 the waiting delivery kept its earlier id: first in the lane though not due, and
+      // the head behind it not claimable.
       expect(Number(lateId)).toBeGreaterThan(Number(headId));
       const [head] = await claimDeliveries(db, [headId!], LEASE_MS);
       expect(head?.id).toBe(headId);
