@@ -14,6 +14,8 @@ export const builder = new SchemaBuilder<{
   defaultFieldNullability: false,
 });
 
-builder.queryType({});
-builder.mutationType({});
-builder.subscriptionType({});
+builder.queryType({ description: "Reads, in the caller's scope: the app, env and tenant of its token." });
+builder.mutationType({ description: "Writes, in the caller's scope: the app, env and tenant of its token." });
+builder.subscriptionType({
+  description: "Live streams, in the caller's scope: the app, env and tenant of its token. WebSocket only (graphql-ws); over HTTP: WEBSOCKET_ONLY.",
+});

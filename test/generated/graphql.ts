@@ -22,38 +22,52 @@ export type Scalars = {
 /** One rule about one subject in an environment: a flapping subject stays one alert whose `count` grows. */
 export type Alert = {
   __typename?: 'Alert';
+  /** When it was acknowledged; null while it is not (firing again clears it). */
   acknowledgedAt: Maybe<Scalars['DateTime']['output']>;
   /** The acknowledging token's subject. */
   acknowledgedBy: Maybe<Scalars['String']['output']>;
   /** Times it fired, re-openings included. */
   count: Scalars['Int']['output'];
+  /** When it first fired. */
   firstFiredAt: Scalars['DateTime']['output'];
+  /** `alrt_…`; the same when the alert fires again. */
   id: Scalars['ID']['output'];
+  /** When it last fired (first, or again after it resolved). */
   lastFiredAt: Scalars['DateTime']['output'];
   /** Why the alert is in its state: the bad figure while open; once resolved, the good figure it resolved on ('back within limit: …'), 'back to normal', or why ('… no longer exists'). */
   message: Scalars['String']['output'];
+  /** When it resolved; null while it is open (firing again clears it). */
   resolvedAt: Maybe<Scalars['DateTime']['output']>;
   /** e.g. `webhook.failure_rate`, `webhook.dead_letters`, `outbox.backlog_age`, `outbox.dead_rows`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`, `cdc.unroutable_rows`. */
   rule: Scalars['String']['output'];
+  /** How bad it is now. */
   severity: AlertSeverity;
+  /** Where it is in its lifecycle. */
   status: AlertStatus;
   /** What it is about: `endpoint:<id>`, `outbox:<app>/<env>`, `cdc:<source>`, `cluster`. */
   subject: Scalars['String']['output'];
+  /** The subject's tenant (an endpoint of one tenant); null for the whole environment. */
   tenant: Maybe<Scalars['String']['output']>;
   /** The figure at its last change: a failure ratio (0–1), a count, seconds or bytes. */
   value: Maybe<Scalars['Float']['output']>;
 };
 
+/** A page of alerts, most recently fired first. */
 export type AlertPage = {
   __typename?: 'AlertPage';
   /** Pass as `after` for the next page. */
   endCursor: Maybe<Scalars['String']['output']>;
+  /** More alerts follow: pass `endCursor` as `after` for them. */
   hasNextPage: Scalars['Boolean']['output'];
+  /** The alerts of the page. */
   nodes: Array<Alert>;
 };
 
+/** How bad an alert is. */
 export type AlertSeverity =
+  /** The higher severity; never lowered while the alert is open. */
   | 'CRITICAL'
+  /** The lower severity: an open warning becomes critical (`alert.escalated`) once its rule reads critical long enough. */
   | 'WARNING';
 
 /** Where an alert is in its lifecycle: firing → acknowledged → resolved (a resolved alert that fires again is firing again, count + 1). */
@@ -65,8 +79,10 @@ export type AlertStatus =
   /** Its rule has been good for long enough. */
   | 'RESOLVED';
 
+/** One change of an alert. */
 export type AlertUpdate = {
   __typename?: 'AlertUpdate';
+  /** The alert as the change left it. */
   alert: Alert;
   /** `alert.fired`, `alert.escalated`, `alert.acknowledged` or `alert.resolved`. */
   type: Scalars['String']['output'];
@@ -86,11 +102,17 @@ export type CdcMapping = {
   __typename?: 'CdcMapping';
   /** The mapping as saved (normalized). */
   definition: Scalars['JSON']['output'];
+  /** The model that `changes` and `records` read; readers need `{module}.{model}.read`. */
   model: Scalars['String']['output'];
+  /** The model's module: the model stream is `{module}.{model}`. */
   module: Scalars['String']['output'];
+  /** Its name, unique in the environment: 1–100 letters, digits and _ . -. */
   name: Scalars['String']['output'];
+  /** The table whose row changes it reads, as `schema.table`. */
   table: Scalars['String']['output'];
+  /** Its own topic, plain or a template with `{$row.col}` / `{$old.col}` placeholders. */
   topic: Scalars['String']['output'];
+  /** When it was last saved. */
   updatedAt: Scalars['DateTime']['output'];
   /** What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Today: without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged), on `cdcMappings` read from the table now — null when it cannot be read now. */
   warnings: Maybe<Array<Scalars['String']['output']>>;
@@ -103,6 +125,7 @@ export type CdcOtherSlot = {
   active: Scalars['Boolean']['output'];
   /** WAL the slot keeps on the source server, in bytes; null when Postgres invalidated it (it keeps none). */
   retainedWalBytes: Maybe<Scalars['Float']['output']>;
+  /** The slot's name. */
   slotName: Scalars['String']['output'];
 };
 
@@ -134,18 +157,27 @@ export type CdcReaderStatus = {
 /** An environment's CDC source database (its password is never returned). */
 export type CdcSource = {
   __typename?: 'CdcSource';
+  /** The database's name. */
   database: Scalars['String']['output'];
+  /** The database server's host, with `:port` when the URL names one. */
   host: Scalars['String']['output'];
+  /** Its WAL reader, as last reported (null only when the source was removed meanwhile). */
   status: Maybe<CdcReaderStatus>;
+  /** When the source was last set. */
   updatedAt: Scalars['DateTime']['output'];
+  /** The role Tributary logs in as. */
   user: Scalars['String']['output'];
 };
 
+/** What happened to a row. */
 export type ChangeOperation =
+  /** Inserted, or moved in: its key or tenant changed to this one, or its soft delete was cleared. */
   | 'CREATED'
+  /** Deleted, or moved out: its key or tenant changed to another, or it was soft-deleted. */
   | 'DELETED'
   /** With a `filter` only: the row changed and does not match the filter (any more): drop it if you hold it. `record` is null. */
   | 'LEFT'
+  /** Updated. */
   | 'UPDATED';
 
 /** A member of a channel: one `channel` subscription, while it lasts. */
@@ -155,6 +187,7 @@ export type ChannelMember = {
   connectionId: Maybe<Scalars['String']['output']>;
   /** Opaque, unique per membership (one socket may join a channel twice): pairs a `presence.left` with its `presence.joined`. */
   id: Scalars['String']['output'];
+  /** When it joined. */
   joinedAt: Scalars['DateTime']['output'];
   /** The member's subject (its token's `sub`). */
   subject: Scalars['String']['output'];
@@ -163,6 +196,7 @@ export type ChannelMember = {
 /** Who is in a channel now, on every instance. */
 export type ChannelMembers = {
   __typename?: 'ChannelMembers';
+  /** The channel. */
   channel: Scalars['String']['output'];
   /** Members listed now (a channel lists at most 1,000). */
   count: Scalars['Int']['output'];
@@ -173,8 +207,11 @@ export type ChannelMembers = {
 /** A raw broadcast on a channel: delivered to current members, not logged, not resumable. Or, to a member that joined with `presence: true`, a presence message: event `presence.joined` or `presence.left`, the member in `member` (and in `data`). */
 export type ChannelMessage = {
   __typename?: 'ChannelMessage';
+  /** The channel it was sent on. */
   channel: Scalars['String']['output'];
+  /** What the broadcaster sent (null when it sent none); for a presence message, the member. */
   data: Maybe<Scalars['JSON']['output']>;
+  /** The name the broadcaster gave it, or `presence.joined` / `presence.left`. */
   event: Scalars['String']['output'];
   /** The member who joined or left, for a presence message; null for a broadcast. */
   member: Maybe<ChannelMember>;
@@ -183,6 +220,7 @@ export type ChannelMessage = {
 /** The cluster as its instances last reported it (each every tick; one silent for three ticks is listed as gone for 10 minutes, then drops out). */
 export type Dashboard = {
   __typename?: 'Dashboard';
+  /** When it was put together. */
   at: Scalars['DateTime']['output'];
   /** Every instance together. */
   cluster: DashboardFigures;
@@ -192,9 +230,12 @@ export type Dashboard = {
   warnings: Array<Scalars['String']['output']>;
 };
 
+/** One CDC source database, as the instance leading its reader reports it. */
 export type DashboardCdcSource = {
   __typename?: 'DashboardCdcSource';
+  /** WAL written after the reader's confirmed position, in bytes; null when not measured. */
   lagBytes: Maybe<Scalars['Float']['output']>;
+  /** WAL its slot keeps on the source server, in bytes; null when not measured. */
   retainedWalBytes: Maybe<Scalars['Float']['output']>;
   /** The source database, as `/metrics` names it (a hash of its URL). */
   source: Scalars['String']['output'];
@@ -203,6 +244,7 @@ export type DashboardCdcSource = {
 /** What flows through the cluster or one instance: live state now, rates over the last tick (`DASHBOARD_TICK_SECONDS`). */
 export type DashboardFigures = {
   __typename?: 'DashboardFigures';
+  /** Payload bytes of the frames written to subscribers, per second. */
   bytesPerSecond: Scalars['Float']['output'];
   /** Each CDC source database, as its leader reports it. */
   cdc: Array<DashboardCdcSource>;
@@ -212,21 +254,28 @@ export type DashboardFigures = {
   deliveriesPerSecond: Scalars['Float']['output'];
   /** Events routed, every source. */
   eventsPerSecond: Scalars['Float']['output'];
+  /** `eventsPerSecond` by source. */
   eventsPerSecondBySource: Array<SourceRate>;
   /** Publish → socket over the last tick (a bucket bound: ≤ 25 % above the true value); null without deliveries. */
   latencyP50Ms: Maybe<Scalars['Float']['output']>;
+  /** As `latencyP50Ms`, p99. */
   latencyP99Ms: Maybe<Scalars['Float']['output']>;
+  /** Each outbox's backlog. */
   outboxes: Array<DashboardOutbox>;
   /** Subscribers ended with RESYNC_REQUIRED. */
   resyncsPerSecond: Scalars['Float']['output'];
   /** Sockets closed for falling behind. */
   slowConsumerClosesPerSecond: Scalars['Float']['output'];
+  /** Active subscriptions, channel members included. */
   subscriptions: Scalars['Int']['output'];
+  /** Webhook deliveries. */
   webhooks: DashboardWebhooks;
 };
 
+/** One process of the cluster, as it last reported. */
 export type DashboardInstance = {
   __typename?: 'DashboardInstance';
+  /** Its own figures. */
   figures: DashboardFigures;
   /** It has not reported for three ticks (killed, frozen or cut off; one that stops cleanly leaves the list at once): its figures are those of its last report. Listed so for 10 minutes. */
   gone: Scalars['Boolean']['output'];
@@ -236,24 +285,31 @@ export type DashboardInstance = {
   reportedAt: Scalars['DateTime']['output'];
   /** `all`, `server` or `workers`. */
   role: Scalars['String']['output'];
+  /** When the process started. */
   startedAt: Scalars['DateTime']['output'];
 };
 
+/** One environment's outbox backlog. */
 export type DashboardOutbox = {
   __typename?: 'DashboardOutbox';
+  /** Age of the oldest pending row, in s; null when none is pending. */
   oldestPendingSeconds: Maybe<Scalars['Float']['output']>;
   /** `app/env`. */
   outbox: Scalars['String']['output'];
+  /** Rows not routed yet. */
   pending: Scalars['Int']['output'];
 };
 
+/** Webhook deliveries: rates over the last tick, and the backlog now. */
 export type DashboardWebhooks = {
   __typename?: 'DashboardWebhooks';
+  /** Attempts that delivered (2xx), per second. */
   deliveredPerSecond: Scalars['Float']['output'];
   /** Attempts that did not deliver (failed, throttled, gone, refused, dead). */
   failedPerSecond: Scalars['Float']['output'];
   /** Failed ÷ attempts over the last tick, 0–1; null without attempts. */
   failureRate: Maybe<Scalars['Float']['output']>;
+  /** Age of the oldest pending delivery, in s; null when none is pending. */
   oldestPendingSeconds: Maybe<Scalars['Float']['output']>;
   /** Deliveries not finished yet, every endpoint. */
   pending: Scalars['Int']['output'];
@@ -262,12 +318,17 @@ export type DashboardWebhooks = {
 /** A revisioned JSON document of a sync service. `id` is unique within its service only: a client cache should key documents by `service` and `id` together (Apollo's `keyFields: ['service', 'id']`, urql Graphcache's `keys`). */
 export type Document = {
   __typename?: 'Document';
+  /** When it was created. */
   createdAt: Scalars['DateTime']['output'];
+  /** Its content, a JSON object. */
   data: Scalars['JSON']['output'];
+  /** Its id, unique within its service. */
   id: Scalars['ID']['output'];
   /** Starts at 1; every change adds one. Pass it as `expectedRevision`. */
   revision: Scalars['Int']['output'];
+  /** The sync service it belongs to. */
   service: Scalars['String']['output'];
+  /** When it last changed. */
   updatedAt: Scalars['DateTime']['output'];
 };
 
@@ -280,30 +341,43 @@ export type DocumentChange = {
   data: Maybe<Scalars['JSON']['output']>;
   /** RFC 6902 JSON Patch from the previous revision (updates and deletes). */
   diff: Maybe<Scalars['JSON']['output']>;
+  /** The document's id, unique within its service. */
   id: Scalars['ID']['output'];
+  /** What happened. */
   operation: DocumentOperation;
+  /** The revision after the change; on SNAPSHOT, the revision now (0 for a document that never existed). */
   revision: Scalars['Int']['output'];
+  /** The document's service. */
   service: Scalars['String']['output'];
 };
 
+/** A page of a service's documents, ordered by id (Relay style: `edges`, `pageInfo`). */
 export type DocumentConnection = {
   __typename?: 'DocumentConnection';
+  /** The documents of the page, each with its cursor. */
   edges: Array<DocumentEdge>;
+  /** Where the page ends, and whether more follow. */
   pageInfo: PageInfo;
 };
 
+/** One document of a `documents` page, with its cursor. */
 export type DocumentEdge = {
   __typename?: 'DocumentEdge';
+  /** Pass as `after` for the documents after this one. */
   cursor: Scalars['String']['output'];
+  /** The document. */
   node: Document;
 };
 
+/** What a `document` subscription message tells. */
 export type DocumentOperation =
   /** Created, or created again after a deletion: no diff, and `data` is the new base (with returnMode DIFF too). */
   | 'CREATED'
+  /** Deleted: `data` is null, `diff` from the previous revision. A re-creation comes as CREATED. */
   | 'DELETED'
   /** The first message: the document as it is (no data when it does not exist — revision 0, or the revision of its deletion — or with returnMode MINIMAL). */
   | 'SNAPSHOT'
+  /** Replaced or merged: `diff` from the previous revision, and `data` as `returnMode` keeps it. */
   | 'UPDATED';
 
 /** One event of a topic, in the normalized envelope every source produces. */
@@ -313,13 +387,19 @@ export type Event = {
   cursor: Scalars['String']['output'];
   /** `evt_…`; stable across redeliveries: use it to de-duplicate. */
   id: Scalars['ID']['output'];
+  /** Where and when it was made. */
   metadata: EventMetadata;
+  /** The event's data, a JSON object: what was published, an outbox row's payload, a CDC mapping's payload, or a document change (`{ service, documentId, revision, data, diff }`, trimmed by `returnMode`). */
   payload: Scalars['JSON']['output'];
+  /** Where it came from. */
   source: EventSource;
+  /** The topic it was published on, in the caller's scope. */
   topic: Scalars['String']['output'];
+  /** What happened (`order.created`, `sync.updated`, …): the type `publish`, an outbox row or a CDC mapping gave it, or one of Tributary's own (`alert.*`, `endpoint.*`, `gateway.*`, `sync.*`, …). */
   type: Scalars['String']['output'];
 };
 
+/** Where and when an event was made; a field that does not apply to the event's source is null. */
 export type EventMetadata = {
   __typename?: 'EventMetadata';
   /** What the event is about: a row's key (database events), a document's id (sync), what `publish` named; webhooks keep one entity's events in order. */
@@ -330,6 +410,7 @@ export type EventMetadata = {
   revision: Maybe<Scalars['Int']['output']>;
   /** Database events: the table. */
   table: Maybe<Scalars['String']['output']>;
+  /** When Tributary accepted the event. `where` filters on it in milliseconds since the epoch or as a DateTime. */
   timestamp: Scalars['DateTime']['output'];
 };
 
@@ -344,8 +425,10 @@ export type EventSource =
   /** Told by Tributary itself, e.g. a webhook endpoint disabled (`webhooks.endpoints`). */
   | 'SYSTEM';
 
+/** Events routed from one source. */
 export type EventSourceCount = {
   __typename?: 'EventSourceCount';
+  /** How many (a whole number; Float because a day may exceed 32 bits). */
   count: Scalars['Float']['output'];
   /** database, sync, socket or system. */
   source: Scalars['String']['output'];
@@ -353,34 +436,52 @@ export type EventSourceCount = {
 
 /** A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. On `metadata.timestamp`, operands are milliseconds since the epoch or a DateTime. */
 export type EventWhere = {
+  /** Every one of these holds (an empty list holds). */
   and?: InputMaybe<Array<EventWhere>>;
+  /** Equal, as JSON (`5` is not `"5"`; key order ignored). `eq: null` matches a null value, not a missing one. */
   eq?: InputMaybe<Scalars['JSON']['input']>;
+  /** true: the path holds a value, null included; false: it is missing. */
   exists?: InputMaybe<Scalars['Boolean']['input']>;
+  /** The dot path compared: `id`, `topic`, `source`, `type`, `payload` and up to 10 keys or array indexes below it (`payload.items.0.sku`), or `metadata.timestamp`, `.table`, `.operation`, `.revision`, `.entity`. Needs at least one operator. */
   field?: InputMaybe<Scalars['String']['input']>;
+  /** Greater than: a number against a number, a string against a string (code-unit order); anything else does not match. */
   gt?: InputMaybe<Scalars['JSON']['input']>;
+  /** Greater than or equal, as `gt` compares. */
   gte?: InputMaybe<Scalars['JSON']['input']>;
+  /** Equal to one of these (at most 100), each compared as `eq` does. */
   in?: InputMaybe<Array<Scalars['JSON']['input']>>;
+  /** Less than, as `gt` compares. */
   lt?: InputMaybe<Scalars['JSON']['input']>;
+  /** Less than or equal, as `gt` compares. */
   lte?: InputMaybe<Scalars['JSON']['input']>;
+  /** Not `eq`: true for a missing field too. */
   ne?: InputMaybe<Scalars['JSON']['input']>;
+  /** Not `in`: true for a missing field too. */
   nin?: InputMaybe<Array<Scalars['JSON']['input']>>;
+  /** This does not hold. */
   not?: InputMaybe<EventWhere>;
+  /** At least one of these holds (an empty list never does). */
   or?: InputMaybe<Array<EventWhere>>;
 };
 
 /** A topic over the hot-topics window: from the start of its first minute to now. */
 export type HotTopic = TopicCounts & {
   __typename?: 'HotTopic';
+  /** `count` by source: database, sync, socket and system. */
   bySource: Array<EventSourceCount>;
   /** Payload bytes of those frames. */
   bytes: Scalars['Float']['output'];
+  /** `bytes` per second from `startTime` to `endTime`. */
   bytesPerSecond: Scalars['Float']['output'];
   /** Events routed, every source (a whole number; Float because a day may exceed 32 bits). */
   count: Scalars['Float']['output'];
   /** Frames written to subscribers (one event to N subscribers counts N). */
   deliveries: Scalars['Float']['output'];
+  /** `deliveries` per second from `startTime` to `endTime`. */
   deliveriesPerSecond: Scalars['Float']['output'];
+  /** Where the span ends (excluded): the window's end, or now for a hot topic. */
   endTime: Scalars['DateTime']['output'];
+  /** `count` per second from `startTime` to `endTime`. */
   eventsPerSecond: Scalars['Float']['output'];
   /** Publish → socket latency, p50, in ms: the upper bound of its histogram bucket (at most ~25 % above). Null without live deliveries. */
   latencyP50Ms: Maybe<Scalars['Float']['output']>;
@@ -388,9 +489,11 @@ export type HotTopic = TopicCounts & {
   latencyP99Ms: Maybe<Scalars['Float']['output']>;
   /** Subscribers ended with RESYNC_REQUIRED. */
   resyncs: Scalars['Float']['output'];
+  /** Where the span starts. */
   startTime: Scalars['DateTime']['output'];
   /** Null: application-wide events. */
   tenant: Maybe<Scalars['String']['output']>;
+  /** The topic as counted: a topic's name, `sync.{service}.doc.*` for a service's documents (one document's topic answers the same), `~channel:<name>` for a channel's broadcasts, or `~other` for what a minute counted past its bound of topics. */
   topic: Scalars['String']['output'];
   /** Webhook attempts delivered (2xx). */
   webhookDeliveries: Scalars['Float']['output'];
@@ -398,6 +501,7 @@ export type HotTopic = TopicCounts & {
   webhookFailures: Scalars['Float']['output'];
 };
 
+/** What `hotTopics` ranks topics by, highest first. */
 export type HotTopicsOrder =
   /** Bytes delivered. */
   | 'BYTES'
@@ -408,9 +512,13 @@ export type HotTopicsOrder =
   /** Publish → socket p99 (topics with live deliveries only). */
   | 'LATENCY_P99';
 
+/** How far back `hotTopics` looks: from the start of the window's first minute to now. */
 export type HotTopicsWindow =
+  /** The last 15 minutes. */
   | 'FIFTEEN_MINUTES'
+  /** The last hour. */
   | 'ONE_HOUR'
+  /** The last minute. */
   | 'ONE_MINUTE';
 
 /** One change of a model: the full record after it — but for the columns `unchangedColumns` lists, which Postgres did not send; for a delete, what the table sends (its key at least). A change, not an object to normalise: `model` and `id` name the row (unique together only), and one row has many changes. */
@@ -424,8 +532,11 @@ export type ModelChange = {
   id: Scalars['ID']['output'];
   /** Commit time of the change in the source database. */
   lastUpdatedAt: Scalars['DateTime']['output'];
+  /** The model. */
   model: Scalars['String']['output'];
+  /** What happened to the row. */
   operation: ChangeOperation;
+  /** The row after the change, but for `unchangedColumns`; for a delete, what the table sends (its key at least). Null for LEFT. */
   record: Maybe<Scalars['JSON']['output']>;
   /** Columns `record` lacks because Postgres did not send them: an update that left a large (TOASTed) value unchanged, on a table without REPLICA IDENTITY FULL. Their value is the one you hold: merge `record` into your copy of the row (the SDK's live models do) rather than replace it. On a CREATED (a row an update moved to another id or tenant) you hold no copy: read the row with `records` if you need them. Empty when `record` is the whole row (a delete's record: see `record`). */
   unchangedColumns: Array<Scalars['String']['output']>;
@@ -436,6 +547,7 @@ export type ModelRecord = {
   __typename?: 'ModelRecord';
   /** The entity key, as `ModelChange.id` carries it. */
   id: Scalars['ID']['output'];
+  /** The model it belongs to. */
   model: Scalars['String']['output'];
   /** The full row. */
   record: Scalars['JSON']['output'];
@@ -446,10 +558,13 @@ export type ModelRecords = {
   __typename?: 'ModelRecords';
   /** Pass as `changes(after:)` to receive every change this listing does not contain, and none it already reflects. The same on every page of one listing (pages after the first leave out rows changed since the first: the stream brings them). */
   cursor: Scalars['String']['output'];
+  /** The page's rows, ordered by primary key (or the mapping's `key`). */
   nodes: Array<ModelRecord>;
+  /** Where the page ends, and whether more rows may follow. */
   pageInfo: ModelRecordsPageInfo;
 };
 
+/** Where a `records` page ends, and whether more rows may follow. */
 export type ModelRecordsPageInfo = {
   __typename?: 'ModelRecordsPageInfo';
   /** Pass as `after` for the next page; null when this page read no row. */
@@ -458,6 +573,7 @@ export type ModelRecordsPageInfo = {
   hasNextPage: Scalars['Boolean']['output'];
 };
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type Mutation = {
   __typename?: 'Mutation';
   /** Says someone is on a firing alert (admin). BAD_USER_INPUT for an id not shaped like one (`alrt_…`), NOT_FOUND for an unknown one; CONFLICT (`extensions.status = "RESOLVED"`; `extensions.state`, its older name, says the same) for a resolved one. */
@@ -511,11 +627,13 @@ export type Mutation = {
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationAcknowledgeAlertArgs = {
   id: Scalars['ID']['input'];
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationBroadcastArgs = {
   channel: Scalars['String']['input'];
   data: InputMaybe<Scalars['JSON']['input']>;
@@ -523,6 +641,7 @@ export type MutationBroadcastArgs = {
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationCreateDocumentArgs = {
   data: Scalars['JSON']['input'];
   id: InputMaybe<Scalars['ID']['input']>;
@@ -531,16 +650,19 @@ export type MutationCreateDocumentArgs = {
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationCreateWebhookEndpointArgs = {
   input: WebhookEndpointInput;
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationDeleteCdcMappingArgs = {
   name: Scalars['String']['input'];
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationDeleteDocumentArgs = {
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
   id: Scalars['ID']['input'];
@@ -549,16 +671,19 @@ export type MutationDeleteDocumentArgs = {
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationDeleteWebhookEndpointArgs = {
   id: Scalars['ID']['input'];
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationDropCdcSlotArgs = {
   slotName: Scalars['String']['input'];
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationMergeDocumentArgs = {
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
   id: Scalars['ID']['input'];
@@ -568,6 +693,7 @@ export type MutationMergeDocumentArgs = {
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationPublishArgs = {
   entity: InputMaybe<Scalars['String']['input']>;
   idempotencyKey: InputMaybe<Scalars['String']['input']>;
@@ -577,16 +703,19 @@ export type MutationPublishArgs = {
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationRedeliverWebhookArgs = {
   deliveryId: Scalars['ID']['input'];
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationRefreshAuthArgs = {
   token: Scalars['String']['input'];
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationReplaceDocumentArgs = {
   data: Scalars['JSON']['input'];
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
@@ -596,6 +725,7 @@ export type MutationReplaceDocumentArgs = {
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationReplayWebhooksArgs = {
   endpointId: Scalars['ID']['input'];
   onlyFailed: InputMaybe<Scalars['Boolean']['input']>;
@@ -604,27 +734,32 @@ export type MutationReplayWebhooksArgs = {
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationRetryPendingWebhooksArgs = {
   endpointId: Scalars['ID']['input'];
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationRotateWebhookSecretArgs = {
   id: Scalars['ID']['input'];
   overlapSeconds: InputMaybe<Scalars['Int']['input']>;
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationSaveCdcMappingArgs = {
   mapping: Scalars['JSON']['input'];
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationSendTestWebhookArgs = {
   endpointId: Scalars['ID']['input'];
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationSetCdcSourceArgs = {
   databaseUrl: Scalars['String']['input'];
   publicationName: InputMaybe<Scalars['String']['input']>;
@@ -632,6 +767,7 @@ export type MutationSetCdcSourceArgs = {
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationSetOutboxSourceArgs = {
   createTable: InputMaybe<Scalars['Boolean']['input']>;
   databaseUrl: Scalars['String']['input'];
@@ -641,12 +777,14 @@ export type MutationSetOutboxSourceArgs = {
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationSetWebhookEndpointEnabledArgs = {
   enabled: Scalars['Boolean']['input'];
   id: Scalars['ID']['input'];
 };
 
 
+/** Writes, in the caller's scope: the app, env and tenant of its token. */
 export type MutationUpdateWebhookEndpointArgs = {
   id: Scalars['ID']['input'];
   input: WebhookEndpointUpdate;
@@ -664,9 +802,11 @@ export type OutboxMode =
 /** An environment's outbox table (its password is never returned), how it is read, and what its reader last reported. */
 export type OutboxStatus = {
   __typename?: 'OutboxStatus';
+  /** The database's name. */
   database: Scalars['String']['output'];
   /** Rows set aside (dead_reason) because they can never be routed. */
   dead: Maybe<Scalars['Int']['output']>;
+  /** The database server's host, with `:port` when the URL names one. */
   host: Scalars['String']['output'];
   /** The reader's last error (a poll that failed, an outbox it cannot read); null once it reads again. */
   lastError: Maybe<Scalars['String']['output']>;
@@ -678,6 +818,7 @@ export type OutboxStatus = {
   pending: Maybe<Scalars['Int']['output']>;
   /** When the figures were measured; an outbox that cannot be read keeps its last ones (null: never measured). */
   reportedAt: Maybe<Scalars['DateTime']['output']>;
+  /** The mode asked for by `setOutboxSource` (AUTO by default). */
   requestedMode: OutboxMode;
   /** Rows without a tenant are set aside as dead. */
   requireTenant: Scalars['Boolean']['output'];
@@ -685,15 +826,20 @@ export type OutboxStatus = {
   routedPerSecond: Maybe<Scalars['Float']['output']>;
   /** The figures were measured more than 30 s ago (six report intervals), or never: nothing measured them since — no workers process is running, none can read the outbox (see `lastError`), or (routedPerSecond still moving) the count of a backlog of millions of rows rests. They are the last ones measured, as of `reportedAt`, not the backlog now. */
   stale: Scalars['Boolean']['output'];
+  /** The outbox table's name (default `event_outbox`). */
   table: Scalars['String']['output'];
 };
 
+/** Where a `documents` page ends, and whether more follow. */
 export type PageInfo = {
   __typename?: 'PageInfo';
+  /** The page's last cursor, for `after`; null when the page is empty. */
   endCursor: Maybe<Scalars['String']['output']>;
+  /** More documents follow: pass `endCursor` as `after` for them. */
   hasNextPage: Scalars['Boolean']['output'];
 };
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type Query = {
   __typename?: 'Query';
   /** The environment's alerts, most recently fired first (admin; a token with a tenant sees that tenant's only). */
@@ -733,6 +879,7 @@ export type Query = {
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryAlertsArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   first: InputMaybe<Scalars['Int']['input']>;
@@ -741,18 +888,21 @@ export type QueryAlertsArgs = {
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryChannelMembersArgs = {
   channel: Scalars['String']['input'];
   first: InputMaybe<Scalars['Int']['input']>;
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryDocumentArgs = {
   id: Scalars['ID']['input'];
   service: Scalars['String']['input'];
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryDocumentsArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   first: InputMaybe<Scalars['Int']['input']>;
@@ -760,6 +910,7 @@ export type QueryDocumentsArgs = {
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryHotTopicsArgs = {
   by: HotTopicsOrder;
   limit?: InputMaybe<Scalars['Int']['input']>;
@@ -768,6 +919,7 @@ export type QueryHotTopicsArgs = {
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryRecordsArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   filter: InputMaybe<Scalars['JSON']['input']>;
@@ -776,11 +928,13 @@ export type QueryRecordsArgs = {
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryTopicCursorArgs = {
   topic: Scalars['String']['input'];
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryTopicStatsArgs = {
   from: Scalars['DateTime']['input'];
   granularity: StatsGranularity;
@@ -790,6 +944,7 @@ export type QueryTopicStatsArgs = {
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryWebhookAttemptsArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   deliveryId: InputMaybe<Scalars['ID']['input']>;
@@ -803,6 +958,7 @@ export type QueryWebhookAttemptsArgs = {
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryWebhookDeliveriesArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   endpointId: InputMaybe<Scalars['ID']['input']>;
@@ -815,6 +971,7 @@ export type QueryWebhookDeliveriesArgs = {
 };
 
 
+/** Reads, in the caller's scope: the app, env and tenant of its token. */
 export type QueryWebhookEndpointArgs = {
   id: Scalars['ID']['input'];
 };
@@ -830,13 +987,16 @@ export type ReturnMode =
   /** Without `payload.data` and `payload.diff`: notify only. SNAPSHOT and CREATED lose their data too (an existing document's then looks like a deleted one's): read the `document` when told. */
   | 'MINIMAL';
 
+/** Events routed from one source, per second. */
 export type SourceRate = {
   __typename?: 'SourceRate';
+  /** Events per second over the last tick. */
   perSecond: Scalars['Float']['output'];
   /** `database`, `sync`, `socket` or `system`. */
   source: Scalars['String']['output'];
 };
 
+/** The size of the windows `topicStats` answers. */
 export type StatsGranularity =
   /** Days (UTC), rolled up from the hours. */
   | 'DAY'
@@ -845,6 +1005,7 @@ export type StatsGranularity =
   /** One-minute windows (kept ANALYTICS_RETENTION_DAYS, default 14). */
   | 'MINUTE';
 
+/** Live streams, in the caller's scope: the app, env and tenant of its token. WebSocket only (graphql-ws); over HTTP: WEBSOCKET_ONLY. */
 export type Subscription = {
   __typename?: 'Subscription';
   /** Every alert change of the environment as it happens: fired, escalated, acknowledged, resolved (admin). The same events reach webhook endpoints selecting `system.alerts`. */
@@ -864,6 +1025,7 @@ export type Subscription = {
 };
 
 
+/** Live streams, in the caller's scope: the app, env and tenant of its token. WebSocket only (graphql-ws); over HTTP: WEBSOCKET_ONLY. */
 export type SubscriptionChangesArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   filter: InputMaybe<Scalars['JSON']['input']>;
@@ -871,12 +1033,14 @@ export type SubscriptionChangesArgs = {
 };
 
 
+/** Live streams, in the caller's scope: the app, env and tenant of its token. WebSocket only (graphql-ws); over HTTP: WEBSOCKET_ONLY. */
 export type SubscriptionChannelArgs = {
   name: Scalars['String']['input'];
   presence?: InputMaybe<Scalars['Boolean']['input']>;
 };
 
 
+/** Live streams, in the caller's scope: the app, env and tenant of its token. WebSocket only (graphql-ws); over HTTP: WEBSOCKET_ONLY. */
 export type SubscriptionDocumentArgs = {
   id: Scalars['ID']['input'];
   returnMode?: InputMaybe<ReturnMode>;
@@ -884,6 +1048,7 @@ export type SubscriptionDocumentArgs = {
 };
 
 
+/** Live streams, in the caller's scope: the app, env and tenant of its token. WebSocket only (graphql-ws); over HTTP: WEBSOCKET_ONLY. */
 export type SubscriptionEventsArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   returnMode?: InputMaybe<ReturnMode>;
@@ -892,6 +1057,7 @@ export type SubscriptionEventsArgs = {
 };
 
 
+/** Live streams, in the caller's scope: the app, env and tenant of its token. WebSocket only (graphql-ws); over HTTP: WEBSOCKET_ONLY. */
 export type SubscriptionStatsUpdatesArgs = {
   tenant: InputMaybe<Scalars['String']['input']>;
   topic: Scalars['String']['input'];
@@ -899,6 +1065,7 @@ export type SubscriptionStatsUpdatesArgs = {
 
 /** A topic's counts over a span of time, cluster-wide (every instance's counts summed). */
 export type TopicCounts = {
+  /** `count` by source: database, sync, socket and system. */
   bySource: Array<EventSourceCount>;
   /** Payload bytes of those frames. */
   bytes: Scalars['Float']['output'];
@@ -906,6 +1073,7 @@ export type TopicCounts = {
   count: Scalars['Float']['output'];
   /** Frames written to subscribers (one event to N subscribers counts N). */
   deliveries: Scalars['Float']['output'];
+  /** Where the span ends (excluded): the window's end, or now for a hot topic. */
   endTime: Scalars['DateTime']['output'];
   /** Publish → socket latency, p50, in ms: the upper bound of its histogram bucket (at most ~25 % above). Null without live deliveries. */
   latencyP50Ms: Maybe<Scalars['Float']['output']>;
@@ -913,7 +1081,9 @@ export type TopicCounts = {
   latencyP99Ms: Maybe<Scalars['Float']['output']>;
   /** Subscribers ended with RESYNC_REQUIRED. */
   resyncs: Scalars['Float']['output'];
+  /** Where the span starts. */
   startTime: Scalars['DateTime']['output'];
+  /** The topic as counted: a topic's name, `sync.{service}.doc.*` for a service's documents (one document's topic answers the same), `~channel:<name>` for a channel's broadcasts, or `~other` for what a minute counted past its bound of topics. */
   topic: Scalars['String']['output'];
   /** Webhook attempts delivered (2xx). */
   webhookDeliveries: Scalars['Float']['output'];
@@ -924,6 +1094,7 @@ export type TopicCounts = {
 /** One topic's counts over one window (the seed's `{ topic, window, count, startTime, endTime }`). */
 export type TopicStatsBucket = TopicCounts & {
   __typename?: 'TopicStatsBucket';
+  /** `count` by source: database, sync, socket and system. */
   bySource: Array<EventSourceCount>;
   /** Payload bytes of those frames. */
   bytes: Scalars['Float']['output'];
@@ -931,6 +1102,7 @@ export type TopicStatsBucket = TopicCounts & {
   count: Scalars['Float']['output'];
   /** Frames written to subscribers (one event to N subscribers counts N). */
   deliveries: Scalars['Float']['output'];
+  /** Where the span ends (excluded): the window's end, or now for a hot topic. */
   endTime: Scalars['DateTime']['output'];
   /** Publish → socket latency, p50, in ms: the upper bound of its histogram bucket (at most ~25 % above). Null without live deliveries. */
   latencyP50Ms: Maybe<Scalars['Float']['output']>;
@@ -938,7 +1110,9 @@ export type TopicStatsBucket = TopicCounts & {
   latencyP99Ms: Maybe<Scalars['Float']['output']>;
   /** Subscribers ended with RESYNC_REQUIRED. */
   resyncs: Scalars['Float']['output'];
+  /** Where the span starts. */
   startTime: Scalars['DateTime']['output'];
+  /** The topic as counted: a topic's name, `sync.{service}.doc.*` for a service's documents (one document's topic answers the same), `~channel:<name>` for a channel's broadcasts, or `~other` for what a minute counted past its bound of topics. */
   topic: Scalars['String']['output'];
   /** Webhook attempts delivered (2xx). */
   webhookDeliveries: Scalars['Float']['output'];
@@ -951,12 +1125,15 @@ export type TopicStatsBucket = TopicCounts & {
 /** The caller, as established by its verified token. */
 export type Viewer = {
   __typename?: 'Viewer';
+  /** The application it belongs to (the token's `app`). */
   app: Scalars['String']['output'];
+  /** The application's environment it belongs to (the token's `env`). */
   env: Scalars['String']['output'];
   /** When the token expires; a socket authenticated with it is closed then (4419), unless it is handed a new token with `refreshAuth`. */
   expiresAt: Maybe<Scalars['DateTime']['output']>;
   /** e.g. `crm.contacts.read` */
   permissions: Array<Scalars['String']['output']>;
+  /** The token's roles; `admin` unlocks the admin operations. */
   roles: Array<Scalars['String']['output']>;
   /** The token's `sub`. */
   subject: Scalars['String']['output'];
@@ -964,19 +1141,28 @@ export type Viewer = {
   tenant: Maybe<Scalars['String']['output']>;
 };
 
+/** One attempt of a delivery, as the attempt log keeps it (WEBHOOK_LOG_RETENTION_SECONDS, 30 days by default). */
 export type WebhookAttempt = {
   __typename?: 'WebhookAttempt';
   /** Which attempt of its delivery this was, from 1. A `cut` one is not counted: it carries the number of the attempt it would have been, and the next attempt carries the same number again. */
   attempt: Scalars['Int']['output'];
+  /** When it was logged. */
   createdAt: Scalars['DateTime']['output'];
+  /** The delivery it was an attempt of. */
   deliveryId: Scalars['ID']['output'];
+  /** How long it took, in ms. */
   durationMs: Scalars['Int']['output'];
+  /** The endpoint it was sent to. */
   endpointId: Scalars['ID']['output'];
+  /** What went wrong besides the status: no answer (a timeout, a connection error), a refused target, a redirect (not followed), or `cut by shutdown`; null otherwise. */
   error: Maybe<Scalars['String']['output']>;
   /** The event it delivered: its `webhook-id`. */
   eventId: Scalars['String']['output'];
+  /** The event's type. */
   eventType: Scalars['String']['output'];
+  /** The attempt's id. */
   id: Scalars['ID']['output'];
+  /** When its delivery was to be attempted next after it; null when it finished the delivery (delivered or dead-lettered). */
   nextAttemptAt: Maybe<Scalars['DateTime']['output']>;
   /** delivered, failed, gone (410: the endpoint is disabled and the delivery waits, first in its lane, for the enable), throttled, refused, dead (the last attempt of a delivery dead-lettered after its retries), or cut (still waiting for the receiver when Tributary's process shut down: no failure of the receiver's, not counted in the delivery's attempts, and due again at once; its error says `cut by shutdown`). */
   outcome: Scalars['String']['output'];
@@ -984,14 +1170,18 @@ export type WebhookAttempt = {
   responseExcerpt: Maybe<Scalars['String']['output']>;
   /** The receiver's HTTP status; null when it did not answer. */
   status: Maybe<Scalars['Int']['output']>;
+  /** Its delivery's trigger for a first attempt, RETRY for the ones after. */
   trigger: WebhookTrigger;
 };
 
+/** A page of attempts, newest first. */
 export type WebhookAttemptPage = {
   __typename?: 'WebhookAttemptPage';
   /** Pass as `after` for the next (older) page. */
   endCursor: Maybe<Scalars['String']['output']>;
+  /** More (older) attempts follow: pass `endCursor` as `after` for them. */
   hasNextPage: Scalars['Boolean']['output'];
+  /** The attempts of the page. */
   nodes: Array<WebhookAttempt>;
 };
 
@@ -1002,15 +1192,21 @@ export type WebhookDelivery = {
   attempts: Scalars['Int']['output'];
   /** The exact JSON body signed and sent to the receiver (UTF-8), the same on every attempt: at most WEBHOOK_MAX_BODY_BYTES; an event whose body would be larger is sent without its data (`data: null`, `dataOmitted` saying why). */
   body: Scalars['String']['output'];
+  /** When the delivery was stored. */
   createdAt: Scalars['DateTime']['output'];
+  /** The endpoint it is for. */
   endpointId: Scalars['ID']['output'];
   /** The event it delivers: its `webhook-id`. */
   eventId: Scalars['String']['output'];
+  /** When its event was routed (the event's `metadata.timestamp`). */
   eventTime: Scalars['DateTime']['output'];
+  /** The event's type. */
   eventType: Scalars['String']['output'];
+  /** When it was delivered or dead-lettered; null while pending. */
   finishedAt: Maybe<Scalars['DateTime']['output']>;
   /** When the first counted attempt was made (a cut one is not): the retry window runs from it. */
   firstAttemptAt: Maybe<Scalars['DateTime']['output']>;
+  /** The delivery's id, for `redeliverWebhook` and `webhookAttempts(deliveryId:)`. */
   id: Scalars['ID']['output'];
   /** The last counted attempt's error (a cut one leaves it as it was). */
   lastError: Maybe<Scalars['String']['output']>;
@@ -1018,19 +1214,26 @@ export type WebhookDelivery = {
   lastStatus: Maybe<Scalars['Int']['output']>;
   /** When the delivery is attempted next; null once it is finished, or while it waits for an earlier delivery of its entity to this endpoint (it is due as soon as that one is delivered or dead-lettered). */
   nextAttemptAt: Maybe<Scalars['DateTime']['output']>;
+  /** Where it stands. */
   state: WebhookDeliveryState;
+  /** The event's topic. */
   topic: Scalars['String']['output'];
+  /** What made it (never RETRY). */
   trigger: WebhookTrigger;
 };
 
+/** A page of deliveries, newest first. */
 export type WebhookDeliveryPage = {
   __typename?: 'WebhookDeliveryPage';
   /** Pass as `after` for the next (older) page. */
   endCursor: Maybe<Scalars['String']['output']>;
+  /** More (older) deliveries follow: pass `endCursor` as `after` for them. */
   hasNextPage: Scalars['Boolean']['output'];
+  /** The deliveries of the page. */
   nodes: Array<WebhookDelivery>;
 };
 
+/** Where a delivery stands. */
 export type WebhookDeliveryState =
   /** Dead-lettered: the retry window ended (a `webhook.test` answered 410 Gone too). Replayable. */
   | 'DEAD'
@@ -1044,56 +1247,76 @@ export type WebhookEndpoint = {
   __typename?: 'WebhookEndpoint';
   /** Since when its backlog has been full — more than WEBHOOK_MAX_PENDING deliveries pending — so that no deliveries are stored for it (an `endpoint.backlog_full` event told it); null once it is worked off below nine tenths of that. Replay from then to catch up. */
   backlogFullSince: Maybe<Scalars['DateTime']['output']>;
+  /** When it was created. */
   createdAt: Scalars['DateTime']['output'];
+  /** The admin's note about it; empty when none was given. */
   description: Scalars['String']['output'];
+  /** Why it was disabled (`disabled by an admin`, `the endpoint answered 410 Gone`, `no successful delivery for … s`); null while enabled. */
   disabledReason: Maybe<Scalars['String']['output']>;
+  /** false once disabled — by an admin, for a 410 Gone, or after WEBHOOK_DISABLE_AFTER_SECONDS (5 days) without a success: its deliveries then wait for `setWebhookEndpointEnabled`. */
   enabled: Scalars['Boolean']['output'];
   /** Event types and topic patterns it receives (`orders.*`, `*`). */
   events: Array<Scalars['String']['output']>;
   /** Since when every attempt failed; null after a success. */
   failingSince: Maybe<Scalars['DateTime']['output']>;
+  /** `ep_…`. */
   id: Scalars['ID']['output'];
+  /** When an attempt last delivered; null before the first. */
   lastSuccessAt: Maybe<Scalars['DateTime']['output']>;
+  /** Attempts in flight at once at most. */
   maxConcurrency: Scalars['Int']['output'];
   /** Until then the secret replaced by the last rotation signs too. */
   previousSecretExpiresAt: Maybe<Scalars['DateTime']['output']>;
+  /** Attempts started per second at most; null: no limit. */
   rateLimitPerSecond: Maybe<Scalars['Int']['output']>;
   /** Null: every tenant of the environment. */
   tenant: Maybe<Scalars['String']['output']>;
+  /** When it was last changed. */
   updatedAt: Scalars['DateTime']['output'];
+  /** Where the events are POSTed. */
   url: Scalars['String']['output'];
 };
 
+/** A new endpoint's settings. */
 export type WebhookEndpointInput = {
+  /** A note for people: at most 1,000 characters, without control characters. Default: empty. */
   description?: InputMaybe<Scalars['String']['input']>;
-  /** Event types and topic patterns: `order.created`, `orders.*`, `*` for all. */
+  /** Event types and topic patterns: `order.created`, `orders.*`, `*` for all (1–100 entries of up to 200 characters). */
   events: Array<Scalars['String']['input']>;
-  /** Attempts in flight at once at most (default 10). */
+  /** Attempts in flight at once at most: 1–100 (default 10). */
   maxConcurrency?: InputMaybe<Scalars['Int']['input']>;
-  /** Attempts started per second at most (default: no limit). */
+  /** Attempts started per second at most: 1–10,000 (default: no limit). */
   rateLimitPerSecond?: InputMaybe<Scalars['Int']['input']>;
   /** Only this tenant's events (a caller with a tenant gets its own). */
   tenant?: InputMaybe<Scalars['String']['input']>;
-  /** http(s); loopback, private and link-local targets are refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS=true. */
+  /** http(s), up to 2,048 characters, without credentials; loopback, private and link-local targets are refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS=true. */
   url: Scalars['String']['input'];
 };
 
+/** What to change in an endpoint: a field left out stays as it is. */
 export type WebhookEndpointUpdate = {
+  /** A note for people: at most 1,000 characters, without control characters. */
   description?: InputMaybe<Scalars['String']['input']>;
+  /** Event types and topic patterns: `order.created`, `orders.*`, `*` for all (1–100 entries of up to 200 characters). */
   events?: InputMaybe<Array<Scalars['String']['input']>>;
+  /** Attempts in flight at once at most: 1–100. */
   maxConcurrency?: InputMaybe<Scalars['Int']['input']>;
-  /** null removes the limit. */
+  /** Attempts started per second at most: 1–10,000; null removes the limit. */
   rateLimitPerSecond?: InputMaybe<Scalars['Int']['input']>;
+  /** http(s), up to 2,048 characters, without credentials; loopback, private and link-local targets are refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS=true. */
   url?: InputMaybe<Scalars['String']['input']>;
 };
 
+/** An endpoint and its signing secret, which only `createWebhookEndpoint` and `rotateWebhookSecret` return. */
 export type WebhookEndpointWithSecret = {
   __typename?: 'WebhookEndpointWithSecret';
+  /** The endpoint. */
   endpoint: WebhookEndpoint;
   /** `whsec_…`: shown this once. Receivers verify signatures with it. */
   secret: Scalars['String']['output'];
 };
 
+/** What made a delivery, or an attempt. */
 export type WebhookTrigger =
   /** The event was routed. */
   | 'INITIAL'

@@ -4,19 +4,26 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
+/** What happened to a row. */
 export type ChangeOperation =
+  /** Inserted, or moved in: its key or tenant changed to this one, or its soft delete was cleared. */
   | 'CREATED'
+  /** Deleted, or moved out: its key or tenant changed to another, or it was soft-deleted. */
   | 'DELETED'
   /** With a `filter` only: the row changed and does not match the filter (any more): drop it if you hold it. `record` is null. */
   | 'LEFT'
+  /** Updated. */
   | 'UPDATED';
 
+/** What a `document` subscription message tells. */
 export type DocumentOperation =
   /** Created, or created again after a deletion: no diff, and `data` is the new base (with returnMode DIFF too). */
   | 'CREATED'
+  /** Deleted: `data` is null, `diff` from the previous revision. A re-creation comes as CREATED. */
   | 'DELETED'
   /** The first message: the document as it is (no data when it does not exist — revision 0, or the revision of its deletion — or with returnMode MINIMAL). */
   | 'SNAPSHOT'
+  /** Replaced or merged: `diff` from the previous revision, and `data` as `returnMode` keeps it. */
   | 'UPDATED';
 
 /** Where an event came from. */
@@ -32,18 +39,31 @@ export type EventSource =
 
 /** A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. On `metadata.timestamp`, operands are milliseconds since the epoch or a DateTime. */
 export type EventWhere = {
+  /** Every one of these holds (an empty list holds). */
   and?: Array<EventWhere> | null | undefined;
+  /** Equal, as JSON (`5` is not `"5"`; key order ignored). `eq: null` matches a null value, not a missing one. */
   eq?: unknown;
+  /** true: the path holds a value, null included; false: it is missing. */
   exists?: boolean | null | undefined;
+  /** The dot path compared: `id`, `topic`, `source`, `type`, `payload` and up to 10 keys or array indexes below it (`payload.items.0.sku`), or `metadata.timestamp`, `.table`, `.operation`, `.revision`, `.entity`. Needs at least one operator. */
   field?: string | null | undefined;
+  /** Greater than: a number against a number, a string against a string (code-unit order); anything else does not match. */
   gt?: unknown;
+  /** Greater than or equal, as `gt` compares. */
   gte?: unknown;
+  /** Equal to one of these (at most 100), each compared as `eq` does. */
   in?: Array<unknown> | null | undefined;
+  /** Less than, as `gt` compares. */
   lt?: unknown;
+  /** Less than or equal, as `gt` compares. */
   lte?: unknown;
+  /** Not `eq`: true for a missing field too. */
   ne?: unknown;
+  /** Not `in`: true for a missing field too. */
   nin?: Array<unknown> | null | undefined;
+  /** This does not hold. */
   not?: EventWhere | null | undefined;
+  /** At least one of these holds (an empty list never does). */
   or?: Array<EventWhere> | null | undefined;
 };
 

@@ -5,11 +5,15 @@ import * as resolvers from '../../resolvers/cdc.ts';
 import type { CdcMappingView, CdcSourceView, ChangeView } from '../../resolvers/cdc.ts';
 import { builder } from '../builder.ts';
 
+const modelName = 'The model (`contacts`): 1–63 letters, digits, _ and -, starting with a letter (BAD_USER_INPUT otherwise).';
+const databaseUrlArg =
+  '`postgres://user:password@host:port/database`. The only query parameters taken are `sslmode` and `application_name`; the host must be a DNS name or an IP address.';
+
 const CdcOtherSlot = builder.objectRef<OtherSlot>('CdcOtherSlot').implement({
   description:
     "Another Tributary slot of the source database: named as this database's slots are (`tributary_` + its hash, with or without another deployment's 12 hex digits), not this deployment's own — another deployment's, or one left over by a deployment stopped for good, which retains WAL without bound. `cdc.retained_wal` alerts on it too; `dropCdcSlot` drops it.",
   fields: (t) => ({
-    slotName: t.exposeString('slotName'),
+    slotName: t.exposeString('slotName', { description: "The slot's name." }),
     active: t.exposeBoolean('active', { description: 'Someone streams it now (another deployment\'s reader): it cannot be dropped.' }),
     retainedWalBytes: t.float({ nullable: true, description: 'WAL the slot keeps on the source server, in bytes; null when Postgres invalidated it (it keeps none).', resolve: (slot) => slot.retainedWalBytes }),
   }),
@@ -46,24 +50,32 @@ const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').im
 const CdcSource = builder.objectRef<CdcSourceView>('CdcSource').implement({
   description: "An environment's CDC source database (its password is never returned).",
   fields: (t) => ({
-    host: t.exposeString('host'),
-    database: t.exposeString('database'),
-    user: t.exposeString('user'),
-    updatedAt: t.field({ type: 'DateTime', resolve: (source) => source.updatedAt }),
-    status: t.field({ type: CdcReaderStatus, nullable: true, resolve: (source) => source.status ?? null }),
+    host: t.exposeString('host', { description: "The database server's host, with `:port` when the URL names one." }),
+    database: t.exposeString('database', { description: "The database's name." }),
+    user: t.exposeString('user', { description: 'The role Tributary logs in as.' }),
+    updatedAt: t.field({ type: 'DateTime', description: 'When the source was last set.', resolve: (source) => source.updatedAt }),
+    status: t.field({
+      type: CdcReaderStatus,
+      nullable: true,
+      description: 'Its WAL reader, as last reported (null only when the source was removed meanwhile).',
+      resolve: (source) => source.status ?? null,
+    }),
   }),
 });
 
 const CdcMapping = builder.objectRef<CdcMappingView>('CdcMapping').implement({
   description: 'A domain mapping: which row changes of a table become which events (see the README).',
   fields: (t) => ({
-    name: t.string({ resolve: (stored) => stored.mapping.name }),
-    table: t.string({ resolve: (stored) => stored.mapping.table }),
-    module: t.string({ resolve: (stored) => stored.mapping.module }),
-    model: t.string({ resolve: (stored) => stored.mapping.model }),
-    topic: t.string({ resolve: (stored) => stored.mapping.topic }),
+    name: t.string({ description: 'Its name, unique in the environment: 1–100 letters, digits and _ . -.', resolve: (stored) => stored.mapping.name }),
+    table: t.string({ description: 'The table whose row changes it reads, as `schema.table`.', resolve: (stored) => stored.mapping.table }),
+    module: t.string({ description: "The model's module: the model stream is `{module}.{model}`.", resolve: (stored) => stored.mapping.module }),
+    model: t.string({ description: 'The model that `changes` and `records` read; readers need `{module}.{model}.read`.', resolve: (stored) => stored.mapping.model }),
+    topic: t.string({
+      description: 'Its own topic, plain or a template with `{$row.col}` / `{$old.col}` placeholders.',
+      resolve: (stored) => stored.mapping.topic,
+    }),
     definition: t.field({ type: 'JSON', description: 'The mapping as saved (normalized).', resolve: (stored) => stored.mapping }),
-    updatedAt: t.field({ type: 'DateTime', resolve: (stored) => stored.updatedAt }),
+    updatedAt: t.field({ type: 'DateTime', description: 'When it was last saved.', resolve: (stored) => stored.updatedAt }),
     warnings: t.stringList({
       nullable: true,
       description:
@@ -93,7 +105,7 @@ builder.mutationFields((t) => ({
     description:
       "Admin of the environment (a token without a tenant): points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION (MISCONFIGURED otherwise, saying what to change); UNAVAILABLE for a database it cannot reach right now, BAD_USER_INPUT (`field: databaseUrl`) for one that refuses the connection or a URL it does not take.",
     args: {
-      databaseUrl: t.arg.string({ required: true }),
+      databaseUrl: t.arg.string({ required: true, description: databaseUrlArg }),
       slotName: t.arg.string({
         description:
           "The source's own replication slot (1–63 lower-case letters, digits, _). Default: `tributary_` + a hash of the database's identity + `_` + the deployment's id, one slot per database and deployment however many environments point at it. A slot no longer used after a change of name or database is dropped.",
@@ -110,27 +122,38 @@ builder.mutationFields((t) => ({
   saveCdcMapping: t.field({
     type: CdcMapping,
     description: 'Admin of the environment (a token without a tenant): creates or replaces a mapping (by name), checked against its table; applies without a restart.',
-    args: { mapping: t.arg({ type: 'JSON', required: true }) },
+    args: {
+      mapping: t.arg({
+        type: 'JSON',
+        required: true,
+        description:
+          'The mapping, a JSON object: `name`, `table`, `events`, `module`, `model` and `topic` required; `tenantColumn`, `key`, `when`, `payload`, `softDeleteColumn` and `type` optional (see the README). Unknown fields are refused.',
+      }),
+    },
     resolve: (_root, args, context) => resolvers.saveCdcMapping(context, args.mapping),
   }),
   dropCdcSlot: t.boolean({
     description:
       "Admin of the environment (a token without a tenant): drops another Tributary slot of the caller's environment's source database (one `cdcSource.status.otherSlots` lists), e.g. left over by a deployment stopped for good; false when there is no such slot. Refused: a name that is not one of this database's Tributary slots (BAD_USER_INPUT, `reason` NOT_TRIBUTARY_SLOT), this deployment's own slot (BAD_USER_INPUT, OWN_SLOT), a slot streamed now (CONFLICT, SLOT_ACTIVE). A deployment that still uses the slot finds it lost when it reads again (`cdc.slot_lost`).",
-    args: { slotName: t.arg.string({ required: true }) },
+    args: { slotName: t.arg.string({ required: true, description: 'The slot to drop, as `otherSlots` names it.' }) },
     resolve: (_root, args, context) => resolvers.dropCdcSlot(context, args.slotName),
   }),
   deleteCdcMapping: t.boolean({
     description: 'Admin of the environment (a token without a tenant): removes a mapping; false when there was none.',
-    args: { name: t.arg.string({ required: true }) },
+    args: { name: t.arg.string({ required: true, description: "The mapping's name." }) },
     resolve: (_root, args, context) => resolvers.deleteCdcMapping(context, args.name),
   }),
 }));
 
 const ChangeOperation = builder.enumType('ChangeOperation', {
+  description: 'What happened to a row.',
   values: {
-    CREATED: { value: 'CREATED' },
-    UPDATED: { value: 'UPDATED' },
-    DELETED: { value: 'DELETED' },
+    CREATED: { value: 'CREATED', description: 'Inserted, or moved in: its key or tenant changed to this one, or its soft delete was cleared.' },
+    UPDATED: { value: 'UPDATED', description: 'Updated.' },
+    DELETED: {
+      value: 'DELETED',
+      description: 'Deleted, or moved out: its key or tenant changed to another, or it was soft-deleted.',
+    },
     LEFT: {
       value: 'LEFT',
       description: 'With a `filter` only: the row changed and does not match the filter (any more): drop it if you hold it. `record` is null.',
@@ -146,10 +169,15 @@ const ModelChange = builder.objectRef<ModelChangeView>('ModelChange').implement(
   description:
     'One change of a model: the full record after it — but for the columns `unchangedColumns` lists, which Postgres did not send; for a delete, what the table sends (its key at least). A change, not an object to normalise: `model` and `id` name the row (unique together only), and one row has many changes.',
   fields: (t) => ({
-    operation: t.field({ type: ChangeOperation, resolve: (change) => change.operation }),
-    model: t.exposeString('model'),
+    operation: t.field({ type: ChangeOperation, description: 'What happened to the row.', resolve: (change) => change.operation }),
+    model: t.exposeString('model', { description: 'The model.' }),
     id: t.exposeID('id', { description: 'The entity key.' }),
-    record: t.field({ type: 'JSON', nullable: true, resolve: (change) => change.record }),
+    record: t.field({
+      type: 'JSON',
+      nullable: true,
+      description: 'The row after the change, but for `unchangedColumns`; for a delete, what the table sends (its key at least). Null for LEFT.',
+      resolve: (change) => change.record,
+    }),
     unchangedColumns: t.stringList({
       description:
         "Columns `record` lacks because Postgres did not send them: an update that left a large (TOASTed) value unchanged, on a table without REPLICA IDENTITY FULL. Their value is the one you hold: merge `record` into your copy of the row (the SDK's live models do) rather than replace it. On a CREATED (a row an update moved to another id or tenant) you hold no copy: read the row with `records` if you need them. Empty when `record` is the whole row (a delete's record: see `record`).",
@@ -172,7 +200,14 @@ builder.subscriptionField('changes', (t) =>
     type: ModelChange,
     description:
       "Every change of a model in the caller's tenant, optionally filtered (`{ \"status\": \"eq.active\" }`: eq, neq, gt, gte, lt, lte, in.(a,b), is.null, is.notnull, all combined with AND). Needs `{module}.{model}.read`; without it the subscription stays silent. Resumable with `after`.",
-    args: { model: t.arg.string({ required: true }), filter: t.arg({ type: 'JSON' }), after: t.arg.string() },
+    args: {
+      model: t.arg.string({ required: true, description: modelName }),
+      filter: t.arg({
+        type: 'JSON',
+        description: 'Column filters (`{ "status": "eq.active" }`): only the changes of matching rows, and LEFT for a row that stops matching. BAD_USER_INPUT for a bad one.',
+      }),
+      after: t.arg.string({ description: "A cursor — a change's `cursor`, or `records`' `cursor` — to resume after. Absent: changes from now on." }),
+    },
     subscribe: (_root, args, context) => resolvers.subscribeChanges(context, args),
     resolve: (event: RealtimeEvent, args): ModelChangeView => ({ ...resolvers.changeFor(event, args.filter), eventId: event.id, cursor: event.cursor }),
   }),

@@ -8,35 +8,39 @@ import { builder } from '../builder.ts';
 const epoch = (ms: number) => new Date(ms);
 
 const SourceRate = builder.objectRef<Rate>('SourceRate').implement({
+  description: 'Events routed from one source, per second.',
   fields: (t) => ({
     source: t.exposeString('source', { description: '`database`, `sync`, `socket` or `system`.' }),
-    perSecond: t.exposeFloat('perSecond'),
+    perSecond: t.exposeFloat('perSecond', { description: 'Events per second over the last tick.' }),
   }),
 });
 
 const DashboardWebhooks = builder.objectRef<Figures['webhooks']>('DashboardWebhooks').implement({
+  description: 'Webhook deliveries: rates over the last tick, and the backlog now.',
   fields: (t) => ({
-    deliveredPerSecond: t.exposeFloat('deliveredPerSecond'),
+    deliveredPerSecond: t.exposeFloat('deliveredPerSecond', { description: 'Attempts that delivered (2xx), per second.' }),
     failedPerSecond: t.exposeFloat('failedPerSecond', { description: 'Attempts that did not deliver (failed, throttled, gone, refused, dead).' }),
     failureRate: t.exposeFloat('failureRate', { nullable: true, description: 'Failed ÷ attempts over the last tick, 0–1; null without attempts.' }),
     pending: t.exposeInt('pending', { description: 'Deliveries not finished yet, every endpoint.' }),
-    oldestPendingSeconds: t.exposeFloat('oldestPendingSeconds', { nullable: true }),
+    oldestPendingSeconds: t.exposeFloat('oldestPendingSeconds', { nullable: true, description: 'Age of the oldest pending delivery, in s; null when none is pending.' }),
   }),
 });
 
 const DashboardCdcSource = builder.objectRef<Figures['cdc'][number]>('DashboardCdcSource').implement({
+  description: 'One CDC source database, as the instance leading its reader reports it.',
   fields: (t) => ({
     source: t.exposeString('source', { description: 'The source database, as `/metrics` names it (a hash of its URL).' }),
-    lagBytes: t.exposeFloat('lagBytes', { nullable: true }),
-    retainedWalBytes: t.exposeFloat('retainedWalBytes', { nullable: true }),
+    lagBytes: t.exposeFloat('lagBytes', { nullable: true, description: "WAL written after the reader's confirmed position, in bytes; null when not measured." }),
+    retainedWalBytes: t.exposeFloat('retainedWalBytes', { nullable: true, description: 'WAL its slot keeps on the source server, in bytes; null when not measured.' }),
   }),
 });
 
 const DashboardOutbox = builder.objectRef<Figures['outboxes'][number]>('DashboardOutbox').implement({
+  description: "One environment's outbox backlog.",
   fields: (t) => ({
     outbox: t.exposeString('outbox', { description: '`app/env`.' }),
-    pending: t.exposeInt('pending'),
-    oldestPendingSeconds: t.exposeFloat('oldestPendingSeconds', { nullable: true }),
+    pending: t.exposeInt('pending', { description: 'Rows not routed yet.' }),
+    oldestPendingSeconds: t.exposeFloat('oldestPendingSeconds', { nullable: true, description: 'Age of the oldest pending row, in s; null when none is pending.' }),
   }),
 });
 
@@ -44,38 +48,39 @@ const DashboardFigures = builder.objectRef<Figures>('DashboardFigures').implemen
   description: 'What flows through the cluster or one instance: live state now, rates over the last tick (`DASHBOARD_TICK_SECONDS`).',
   fields: (t) => ({
     connections: t.exposeInt('connections', { description: 'Open graphql-ws sockets.' }),
-    subscriptions: t.exposeInt('subscriptions'),
+    subscriptions: t.exposeInt('subscriptions', { description: 'Active subscriptions, channel members included.' }),
     eventsPerSecond: t.exposeFloat('eventsPerSecond', { description: 'Events routed, every source.' }),
-    eventsPerSecondBySource: t.field({ type: [SourceRate], resolve: (figures) => [...figures.eventsPerSecondBySource] }),
+    eventsPerSecondBySource: t.field({ type: [SourceRate], description: '`eventsPerSecond` by source.', resolve: (figures) => [...figures.eventsPerSecondBySource] }),
     deliveriesPerSecond: t.exposeFloat('deliveriesPerSecond', { description: 'Frames written to subscribers (one event to N subscribers counts N).' }),
-    bytesPerSecond: t.exposeFloat('bytesPerSecond'),
+    bytesPerSecond: t.exposeFloat('bytesPerSecond', { description: 'Payload bytes of the frames written to subscribers, per second.' }),
     latencyP50Ms: t.exposeFloat('latencyP50Ms', { nullable: true, description: 'Publish → socket over the last tick (a bucket bound: ≤ 25 % above the true value); null without deliveries.' }),
-    latencyP99Ms: t.exposeFloat('latencyP99Ms', { nullable: true }),
-    webhooks: t.field({ type: DashboardWebhooks, resolve: (figures) => figures.webhooks }),
+    latencyP99Ms: t.exposeFloat('latencyP99Ms', { nullable: true, description: 'As `latencyP50Ms`, p99.' }),
+    webhooks: t.field({ type: DashboardWebhooks, description: 'Webhook deliveries.', resolve: (figures) => figures.webhooks }),
     cdc: t.field({ type: [DashboardCdcSource], description: 'Each CDC source database, as its leader reports it.', resolve: (figures) => [...figures.cdc] }),
-    outboxes: t.field({ type: [DashboardOutbox], resolve: (figures) => [...figures.outboxes] }),
+    outboxes: t.field({ type: [DashboardOutbox], description: "Each outbox's backlog.", resolve: (figures) => [...figures.outboxes] }),
     resyncsPerSecond: t.exposeFloat('resyncsPerSecond', { description: 'Subscribers ended with RESYNC_REQUIRED.' }),
     slowConsumerClosesPerSecond: t.exposeFloat('slowConsumerClosesPerSecond', { description: 'Sockets closed for falling behind.' }),
   }),
 });
 
 const DashboardInstance = builder.objectRef<InstanceDashboard>('DashboardInstance').implement({
+  description: 'One process of the cluster, as it last reported.',
   fields: (t) => ({
     instance: t.exposeString('instance', { description: 'host:pid:random — one per process.' }),
     role: t.exposeString('role', { description: '`all`, `server` or `workers`.' }),
-    startedAt: t.field({ type: 'DateTime', resolve: (instance) => epoch(instance.startedAt) }),
+    startedAt: t.field({ type: 'DateTime', description: 'When the process started.', resolve: (instance) => epoch(instance.startedAt) }),
     reportedAt: t.field({ type: 'DateTime', description: 'Its last report.', resolve: (instance) => epoch(instance.at) }),
     gone: t.exposeBoolean('gone', {
       description: 'It has not reported for three ticks (killed, frozen or cut off; one that stops cleanly leaves the list at once): its figures are those of its last report. Listed so for 10 minutes.',
     }),
-    figures: t.field({ type: DashboardFigures, resolve: (instance) => instance.figures }),
+    figures: t.field({ type: DashboardFigures, description: 'Its own figures.', resolve: (instance) => instance.figures }),
   }),
 });
 
 const Dashboard = builder.objectRef<DashboardView>('Dashboard').implement({
   description: 'The cluster as its instances last reported it (each every tick; one silent for three ticks is listed as gone for 10 minutes, then drops out).',
   fields: (t) => ({
-    at: t.field({ type: 'DateTime', resolve: (view) => epoch(view.at) }),
+    at: t.field({ type: 'DateTime', description: 'When it was put together.', resolve: (view) => epoch(view.at) }),
     cluster: t.field({ type: DashboardFigures, description: 'Every instance together.', resolve: (view) => view.cluster }),
     instances: t.field({ type: [DashboardInstance], description: 'Most recently reported first.', resolve: (view) => [...view.instances] }),
     warnings: t.stringList({

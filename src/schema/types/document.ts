@@ -9,27 +9,30 @@ import { ReturnMode } from './event.ts';
 const Document = builder.objectRef<SyncDocument>('Document').implement({
   description: "A revisioned JSON document of a sync service. `id` is unique within its service only: a client cache should key documents by `service` and `id` together (Apollo's `keyFields: ['service', 'id']`, urql Graphcache's `keys`).",
   fields: (t) => ({
-    service: t.exposeString('service'),
-    id: t.exposeID('id'),
+    service: t.exposeString('service', { description: 'The sync service it belongs to.' }),
+    id: t.exposeID('id', { description: 'Its id, unique within its service.' }),
     revision: t.exposeInt('revision', { description: 'Starts at 1; every change adds one. Pass it as `expectedRevision`.' }),
-    data: t.field({ type: 'JSON', resolve: (document) => document.data }),
-    createdAt: t.field({ type: 'DateTime', resolve: (document) => document.createdAt }),
-    updatedAt: t.field({ type: 'DateTime', resolve: (document) => document.updatedAt }),
+    data: t.field({ type: 'JSON', description: 'Its content, a JSON object.', resolve: (document) => document.data }),
+    createdAt: t.field({ type: 'DateTime', description: 'When it was created.', resolve: (document) => document.createdAt }),
+    updatedAt: t.field({ type: 'DateTime', description: 'When it last changed.', resolve: (document) => document.updatedAt }),
   }),
 });
 
 const DocumentEdge = builder.objectRef<SyncDocument>('DocumentEdge').implement({
+  description: 'One document of a `documents` page, with its cursor.',
   fields: (t) => ({
-    cursor: t.string({ resolve: (document) => resolvers.pageCursorOf(document) }),
-    node: t.field({ type: Document, resolve: (document) => document }),
+    cursor: t.string({ description: 'Pass as `after` for the documents after this one.', resolve: (document) => resolvers.pageCursorOf(document) }),
+    node: t.field({ type: Document, description: 'The document.', resolve: (document) => document }),
   }),
 });
 
 const PageInfo = builder.objectRef<DocumentPage>('PageInfo').implement({
+  description: 'Where a `documents` page ends, and whether more follow.',
   fields: (t) => ({
-    hasNextPage: t.exposeBoolean('hasNextPage'),
+    hasNextPage: t.exposeBoolean('hasNextPage', { description: 'More documents follow: pass `endCursor` as `after` for them.' }),
     endCursor: t.string({
       nullable: true,
+      description: "The page's last cursor, for `after`; null when the page is empty.",
       resolve: (page) => {
         const last = page.documents.at(-1);
         return last ? resolvers.pageCursorOf(last) : null;
@@ -39,12 +42,14 @@ const PageInfo = builder.objectRef<DocumentPage>('PageInfo').implement({
 });
 
 const DocumentConnection = builder.objectRef<DocumentPage>('DocumentConnection').implement({
+  description: "A page of a service's documents, ordered by id (Relay style: `edges`, `pageInfo`).",
   fields: (t) => ({
-    edges: t.field({ type: [DocumentEdge], resolve: (page) => page.documents }),
-    pageInfo: t.field({ type: PageInfo, resolve: (page) => page }),
+    edges: t.field({ type: [DocumentEdge], description: 'The documents of the page, each with its cursor.', resolve: (page) => page.documents }),
+    pageInfo: t.field({ type: PageInfo, description: 'Where the page ends, and whether more follow.', resolve: (page) => page }),
   }),
 });
 
+const serviceName = 'The sync service: 1–63 lower-case letters, digits, _ and -, starting with a letter (BAD_USER_INPUT otherwise).';
 const expectedRevision = 'Fails with CONFLICT (and `extensions.currentRevision`) unless the document is at this revision.';
 const documentId =
   'Up to 128 letters, digits and _ . : -, and short enough for the topic `sync.{service}.doc.{id}` to fit in 200 characters (any id of up to 127 does); a longer one is BAD_USER_INPUT.';
@@ -60,13 +65,17 @@ builder.queryFields((t) => ({
     type: Document,
     nullable: true,
     description: "A document, or null when there is none. Needs `sync.{service}.read`, or the document's own `sync.{service}.doc.{id}.read`.",
-    args: { service: t.arg.string({ required: true }), id: t.arg.id({ required: true, description: documentId }) },
+    args: { service: t.arg.string({ required: true, description: serviceName }), id: t.arg.id({ required: true, description: documentId }) },
     resolve: (_root, args, context) => resolvers.getDocument(context, { service: args.service, id: String(args.id) }),
   }),
   documents: t.field({
     type: DocumentConnection,
     description: "A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). Needs `sync.{service}.read`.",
-    args: { service: t.arg.string({ required: true }), first: t.arg.int(), after: t.arg.string() },
+    args: {
+      service: t.arg.string({ required: true, description: serviceName }),
+      first: t.arg.int({ description: 'At most this many documents: 1–500, default 50.' }),
+      after: t.arg.string({ description: "The previous page's `pageInfo.endCursor`, for the page after it; absent: the first page." }),
+    },
     resolve: (_root, args, context) => resolvers.listDocuments(context, args),
   }),
 }));
@@ -77,7 +86,7 @@ builder.mutationFields((t) => ({
     description:
       `Creates a document at revision 1 (an id is generated when none is given; a document created again after its deletion continues its revisions). CONFLICT when the id exists. Needs \`sync.{service}.write\` (a per-document permission does not create). A new document is a new topic stream (\`sync.{service}.doc.{id}\`, and \`sync.{service}.created\` for a service's first): each counts in TOPIC_NEW_STREAMS_PER_MINUTE, as \`topicCursor\` on a new topic does (RATE_LIMITED past it, nothing created). ${writeLimits}`,
     args: {
-      service: t.arg.string({ required: true }),
+      service: t.arg.string({ required: true, description: serviceName }),
       id: t.arg.id({ description: documentId }),
       data: t.arg({ type: 'JSON', required: true, description: documentData }),
       idempotencyKey: t.arg.string({ description: idempotencyKey }),
@@ -89,7 +98,7 @@ builder.mutationFields((t) => ({
     type: Document,
     description: `Replaces the data of a document. ${needsDocumentWrite} ${writeLimits}`,
     args: {
-      service: t.arg.string({ required: true }),
+      service: t.arg.string({ required: true, description: serviceName }),
       id: t.arg.id({ required: true, description: documentId }),
       data: t.arg({ type: 'JSON', required: true, description: documentData }),
       expectedRevision: t.arg.int({ description: expectedRevision }),
@@ -101,7 +110,7 @@ builder.mutationFields((t) => ({
     type: Document,
     description: `Deep-merges a JSON Merge Patch (RFC 7396) into a document: \`null\` removes a key. ${needsDocumentWrite} ${writeLimits}`,
     args: {
-      service: t.arg.string({ required: true }),
+      service: t.arg.string({ required: true, description: serviceName }),
       id: t.arg.id({ required: true, description: documentId }),
       patch: t.arg({ type: 'JSON', required: true, description: 'The merged document must fit the limit of `data`; BAD_USER_INPUT on `patch` otherwise.' }),
       expectedRevision: t.arg.int({ description: expectedRevision }),
@@ -113,7 +122,7 @@ builder.mutationFields((t) => ({
     type: Document,
     description: `Deletes a document; returns it as it was, with the revision of the deletion. Only a tombstone stays (its revision and times, not its content). ${needsDocumentWrite} ${writeLimits}`,
     args: {
-      service: t.arg.string({ required: true }),
+      service: t.arg.string({ required: true, description: serviceName }),
       id: t.arg.id({ required: true, description: documentId }),
       expectedRevision: t.arg.int({ description: expectedRevision }),
       idempotencyKey: t.arg.string({ description: idempotencyKey }),
@@ -123,6 +132,7 @@ builder.mutationFields((t) => ({
 }));
 
 const DocumentOperation = builder.enumType('DocumentOperation', {
+  description: 'What a `document` subscription message tells.',
   values: {
     SNAPSHOT: {
       value: 'sync.snapshot',
@@ -133,8 +143,8 @@ const DocumentOperation = builder.enumType('DocumentOperation', {
       value: 'sync.created',
       description: 'Created, or created again after a deletion: no diff, and `data` is the new base (with returnMode DIFF too).',
     },
-    UPDATED: { value: 'sync.updated' },
-    DELETED: { value: 'sync.deleted' },
+    UPDATED: { value: 'sync.updated', description: 'Replaced or merged: `diff` from the previous revision, and `data` as `returnMode` keeps it.' },
+    DELETED: { value: 'sync.deleted', description: 'Deleted: `data` is null, `diff` from the previous revision. A re-creation comes as CREATED.' },
   } as const,
 });
 
@@ -145,10 +155,13 @@ type DocumentChangeView = ReturnType<typeof readDocumentChange> & { readonly cur
 const DocumentChange = builder.objectRef<DocumentChangeView>('DocumentChange').implement({
   description: 'One message of a `document` subscription: a change, not an object to normalise (`service` and `id` name the document, unique together only; `revision` tells its changes apart).',
   fields: (t) => ({
-    operation: t.field({ type: DocumentOperation, resolve: (change) => change.type }),
-    service: t.string({ resolve: (change) => change.payload.service }),
-    id: t.id({ resolve: (change) => change.payload.documentId }),
-    revision: t.int({ resolve: (change) => change.payload.revision }),
+    operation: t.field({ type: DocumentOperation, description: 'What happened.', resolve: (change) => change.type }),
+    service: t.string({ description: "The document's service.", resolve: (change) => change.payload.service }),
+    id: t.id({ description: "The document's id, unique within its service.", resolve: (change) => change.payload.documentId }),
+    revision: t.int({
+      description: 'The revision after the change; on SNAPSHOT, the revision now (0 for a document that never existed).',
+      resolve: (change) => change.payload.revision,
+    }),
     data: t.field({
       type: 'JSON',
       nullable: true,
@@ -172,9 +185,9 @@ builder.subscriptionField('document', (t) =>
     description:
       'A live document: first its snapshot (revision R), then every change after R, in revision order, with nothing lost or repeated in between — even under concurrent writes. Needs `sync.{service}.read`, or the document\'s own `sync.{service}.doc.{id}.read`; without either the subscription stays silent.',
     args: {
-      service: t.arg.string({ required: true }),
+      service: t.arg.string({ required: true, description: serviceName }),
       id: t.arg.id({ required: true, description: documentId }),
-      returnMode: t.arg({ type: ReturnMode, defaultValue: 'FULL' }),
+      returnMode: t.arg({ type: ReturnMode, defaultValue: 'FULL', description: 'How much of each change to deliver.' }),
     },
     subscribe: (_root, args, context) => resolvers.subscribeDocument(context, { service: args.service, id: String(args.id) }),
     resolve: (event: RealtimeEvent, args): DocumentChangeView => {

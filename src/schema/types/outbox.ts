@@ -14,10 +14,10 @@ const OutboxMode = builder.enumType('OutboxMode', {
 const OutboxStatus = builder.objectRef<OutboxSourceAnswer>('OutboxStatus').implement({
   description: "An environment's outbox table (its password is never returned), how it is read, and what its reader last reported.",
   fields: (t) => ({
-    host: t.exposeString('host'),
-    database: t.exposeString('database'),
-    table: t.exposeString('table'),
-    requestedMode: t.field({ type: OutboxMode, resolve: (answer) => answer.requestedMode }),
+    host: t.exposeString('host', { description: "The database server's host, with `:port` when the URL names one." }),
+    database: t.exposeString('database', { description: "The database's name." }),
+    table: t.exposeString('table', { description: "The outbox table's name (default `event_outbox`)." }),
+    requestedMode: t.field({ type: OutboxMode, description: 'The mode asked for by `setOutboxSource` (AUTO by default).', resolve: (answer) => answer.requestedMode }),
     mode: t.field({ type: OutboxMode, description: 'The mode in effect (WAL or POLL; AUTO is settled when the outbox is set).', resolve: (answer) => answer.source.readMode }),
     requireTenant: t.boolean({ description: 'Rows without a tenant are set aside as dead.', resolve: (answer) => answer.source.requireTenant }),
     pending: t.int({ nullable: true, description: 'Rows not routed yet.', resolve: (answer) => answer.source.report?.pending ?? null }),
@@ -54,10 +54,14 @@ builder.mutationFields((t) => ({
     description:
       "Admin of the environment (a token without a tenant): the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. MISCONFIGURED when the database's setup must change first (WAL mode without `wal_level = logical` or REPLICATION; the message says what), UNAVAILABLE for a database it cannot reach right now, BAD_USER_INPUT (with `field`) for a URL, table or mode it does not take.",
     args: {
-      databaseUrl: t.arg.string({ required: true }),
+      databaseUrl: t.arg.string({
+        required: true,
+        description:
+          '`postgres://user:password@host:port/database`. The only query parameters taken are `sslmode` and `application_name`; the host must be a DNS name or an IP address.',
+      }),
       table: t.arg.string({ description: '`name` or `schema.name`; default `event_outbox`.' }),
       mode: t.arg({ type: OutboxMode, description: 'Default AUTO.' }),
-      createTable: t.arg.boolean(),
+      createTable: t.arg.boolean({ description: 'Create the table (with its indexes) when it is missing (default false: a missing table is BAD_USER_INPUT).' }),
       requireTenant: t.arg.boolean({ description: 'Set rows without a tenant aside as dead (default false: such rows are application-wide).' }),
     },
     resolve: (_root, args, context) => resolvers.setOutboxSource(context, args),

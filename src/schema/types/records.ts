@@ -5,13 +5,14 @@ import { builder } from '../builder.ts';
 const ModelRecord = builder.objectRef<ModelRecordValue>('ModelRecord').implement({
   description: "One row of a model as it is now, in the shape of a `ModelChange`'s record. `id` is unique within its model only: a client cache should key records by `model` and `id` together.",
   fields: (t) => ({
-    model: t.exposeString('model'),
+    model: t.exposeString('model', { description: 'The model it belongs to.' }),
     id: t.exposeID('id', { description: 'The entity key, as `ModelChange.id` carries it.' }),
     record: t.field({ type: 'JSON', description: 'The full row.', resolve: (node) => node.record }),
   }),
 });
 
 const ModelRecordsPageInfo = builder.objectRef<ModelRecordsPage>('ModelRecordsPageInfo').implement({
+  description: 'Where a `records` page ends, and whether more rows may follow.',
   fields: (t) => ({
     endCursor: t.exposeString('endCursor', { nullable: true, description: 'Pass as `after` for the next page; null when this page read no row.' }),
     hasNextPage: t.exposeBoolean('hasNextPage', {
@@ -23,8 +24,8 @@ const ModelRecordsPageInfo = builder.objectRef<ModelRecordsPage>('ModelRecordsPa
 const ModelRecords = builder.objectRef<ModelRecordsPage>('ModelRecords').implement({
   description: "A page of a model's rows, and where its stream continues.",
   fields: (t) => ({
-    nodes: t.field({ type: [ModelRecord], resolve: (page) => page.nodes }),
-    pageInfo: t.field({ type: ModelRecordsPageInfo, resolve: (page) => page }),
+    nodes: t.field({ type: [ModelRecord], description: "The page's rows, ordered by primary key (or the mapping's `key`).", resolve: (page) => page.nodes }),
+    pageInfo: t.field({ type: ModelRecordsPageInfo, description: 'Where the page ends, and whether more rows may follow.', resolve: (page) => page }),
     cursor: t.exposeString('cursor', {
       description:
         'Pass as `changes(after:)` to receive every change this listing does not contain, and none it already reflects. The same on every page of one listing (pages after the first leave out rows changed since the first: the stream brings them).',
@@ -37,7 +38,12 @@ builder.queryFields((t) => ({
     type: ModelRecords,
     description:
       "A model's current rows in the caller's tenant (soft-deleted rows left out), ordered by primary key, filtered like `changes` (`{ \"status\": \"eq.active\" }`). `first`: 1–1000, default 100. Needs `{module}.{model}.read`; without it the model is empty. Then subscribe to `changes(model, filter, after: cursor)`.",
-    args: { model: t.arg.string({ required: true }), filter: t.arg({ type: 'JSON' }), first: t.arg.int(), after: t.arg.string() },
+    args: {
+      model: t.arg.string({ required: true, description: 'The model (`contacts`): 1–63 letters, digits, _ and -, starting with a letter (BAD_USER_INPUT otherwise).' }),
+      filter: t.arg({ type: 'JSON', description: 'Column filters, as `changes` takes them (`{ "status": "eq.active" }`); BAD_USER_INPUT for a bad one.' }),
+      first: t.arg.int({ description: 'At most this many rows: 1–1,000, default 100.' }),
+      after: t.arg.string({ description: "The previous page's `pageInfo.endCursor`, for the page after it; absent: the first page." }),
+    },
     resolve: (_root, args, context) => resolvers.listRecords(context, args),
   }),
 }));

@@ -6,10 +6,10 @@ const Viewer = builder.objectRef<Principal>('Viewer').implement({
   description: 'The caller, as established by its verified token.',
   fields: (t) => ({
     subject: t.exposeString('subject', { description: "The token's `sub`." }),
-    app: t.exposeString('app'),
-    env: t.exposeString('env'),
+    app: t.exposeString('app', { description: "The application it belongs to (the token's `app`)." }),
+    env: t.exposeString('env', { description: "The application's environment it belongs to (the token's `env`)." }),
     tenant: t.exposeString('tenant', { nullable: true, description: 'Null for application-wide principals.' }),
-    roles: t.exposeStringList('roles'),
+    roles: t.exposeStringList('roles', { description: "The token's roles; `admin` unlocks the admin operations." }),
     permissions: t.exposeStringList('permissions', { description: 'e.g. `crm.contacts.read`' }),
     expiresAt: t.field({
       type: 'DateTime',
