@@ -35,14 +35,24 @@ end
 
 /**
  * KEYS: entry, epoch, dirty. ARGV: epoch, replaced epoch ('' for none), r, d, x, c, u, ceil, f,
- * key, ttl ms, lease generation of the ceiling ('' for none).
+ * key, ttl ms, lease generation of the ceiling ('' for none). When the state installed dirty is
+ * the replaced entry's own change (same r and u: a change Postgres lacks, kept from a stale
+ * entry), its `pe` goes with it: the flush marks that event unpublished in Postgres, and without
+ * it the change would be saved with no event ever published (its wait, of the old epoch, finds it
+ * committed and publishes only a marked event).
  */
 export const INSTALL = `${MARK_DIRTY}
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'race' end
-if (redis.call('HGET', KEYS[1], 'ep') or '') ~= ARGV[2] then return 'race' end
+local old = redis.call('HMGET', KEYS[1], 'ep', 'r', 'u', 'pe')
+if (old[1] or '') ~= ARGV[2] then return 'race' end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'ep', ARGV[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7], 'ceil', ARGV[8], 'f', ARGV[9], 'k', ARGV[10], 'lg', ARGV[12])
-if tonumber(ARGV[9]) < tonumber(ARGV[3]) then mark_dirty() else redis.call('PEXPIRE', KEYS[1], ARGV[11]) end
+if tonumber(ARGV[9]) < tonumber(ARGV[3]) then
+  mark_dirty()
+  if old[4] and old[2] == ARGV[3] and old[3] == ARGV[7] then redis.call('HSET', KEYS[1], 'pe', old[4]) end
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[11])
+end
 return 'ok'
 `;
 

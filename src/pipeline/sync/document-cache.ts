@@ -98,7 +98,9 @@ export interface DocumentCache {
   dirtyIds(scope: Scope, service: string): Promise<string[]>;
   /**
    * Puts a state loaded from Postgres in place of what was there (`replacing`: the stale entry's
-   * epoch, or undefined for none). Refused when the epoch or the entry changed meanwhile.
+   * epoch, or undefined for none). Refused when the epoch or the entry changed meanwhile. A stale
+   * entry's change that Postgres lacks, installed as it is (`reconcile`), keeps its event for the
+   * flush (`write`'s `pe`).
    */
   install(key: DocumentKey, epoch: string, replacing: string | undefined, entry: Omit<CachedEntry, 'epoch'>): Promise<'ok' | 'race'>;
   /**
