@@ -31,6 +31,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 }
 
 /**
+ * Standard output, each line written as it is logged — the process's destination (`main.ts`). With
+ * pino's buffered default, a write still in flight when `process.exit` came (every way out of the
+ * process ends so) was left behind, and the exit's own flush wrote the lines after it first, or
+ * alone: a shutdown's last steps and `stopped` came out before the steps they followed, or not at
+ * all, when the reader of standard output lagged.
+ */
+export function standardOutput(): pino.DestinationStream {
+  return pino.destination({ dest: 1, sync: true });
+}
+
+/**
  * A module's child logger, named `component`. Under a logger that already names a component, its
  * name goes to `subcomponent` (or adds nothing when it is the same): pino writes a key bound twice
  * twice — `{"component":"cdc",…,"component":"wal-reader"}` — and log shippers keep one of the two,

@@ -9,7 +9,7 @@
 import { ConfigError, loadConfig, SETTING_NAMES, type Config, type Role } from './config.ts';
 import { unknownSettings } from './config-unknown.ts';
 import { createCleanupStack } from './cleanup-stack.ts';
-import { createLogger, type Logger } from './logger.ts';
+import { createLogger, standardOutput, type Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startCdc } from './start/cdc.ts';
 import { createClients } from './start/clients.ts';
@@ -137,7 +137,8 @@ function configOrExit(): Config {
 
 async function main(): Promise<void> {
   const config = configOrExit();
-  const logger = createLogger({ level: config.logLevel });
+  // Each line written as it is logged: the last ones before an exit are never lost or reordered.
+  const logger = createLogger({ level: config.logLevel, destination: standardOutput() });
   for (const { name, suggestion } of unknownSettings(process.env, SETTING_NAMES)) {
     logger.warn({ variable: name, suggestion }, suggestion ? `${name} is not a setting of Tributary's (ignored): did you mean ${suggestion}?` : `${name} is not a setting of Tributary's (ignored)`);
   }
@@ -150,7 +151,6 @@ async function main(): Promise<void> {
     stopped.then(
       () => {
         logger.info('stopped');
-        logger.flush();
         process.exit(0);
       },
       (error: unknown) => {
