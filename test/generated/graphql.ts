@@ -260,8 +260,8 @@ export type DashboardFigures = {
   latencyP50Ms: Maybe<Scalars['Float']['output']>;
   /** As `latencyP50Ms`, p99. */
   latencyP99Ms: Maybe<Scalars['Float']['output']>;
-  /** Each outbox's backlog. */
-  outboxes: Array<DashboardOutbox>;
+  /** Each outbox's backlog; null when no process that measures them — a workers process, or role all — has reported (unknown, not "no outbox"). */
+  outboxes: Maybe<Array<DashboardOutbox>>;
   /** Subscribers ended with RESYNC_REQUIRED. */
   resyncsPerSecond: Scalars['Float']['output'];
   /** Sockets closed for falling behind. */
@@ -309,10 +309,10 @@ export type DashboardWebhooks = {
   failedPerSecond: Scalars['Float']['output'];
   /** Failed ÷ attempts over the last tick, 0–1; null without attempts. */
   failureRate: Maybe<Scalars['Float']['output']>;
-  /** Age of the oldest pending delivery, in s; null when none is pending. */
+  /** Age of the oldest pending delivery, in s; null when none is pending, or when `pending` is null (not measured). */
   oldestPendingSeconds: Maybe<Scalars['Float']['output']>;
-  /** Deliveries not finished yet, every endpoint. */
-  pending: Scalars['Int']['output'];
+  /** Deliveries not finished yet, every endpoint; null when no process that measures it — a workers process, or role all — has reported (unknown, not 0). */
+  pending: Maybe<Scalars['Int']['output']>;
 };
 
 /** A revisioned JSON document of a sync service. `id` is unique within its service only: a client cache should key documents by `service` and `id` together (Apollo's `keyFields: ['service', 'id']`, urql Graphcache's `keys`). */

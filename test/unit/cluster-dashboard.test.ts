@@ -12,6 +12,7 @@ import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
 import { buildReport, zeroCounts, type InstanceReport, type ReportCounts } from '../../src/pipeline/dashboard/instance-report.ts';
 import { createMemoryReportStore } from '../../src/pipeline/dashboard/report-store.ts';
+import { instancesByRole } from '../../src/pipeline/dashboard/instance-presence.ts';
 import type { InstanceFiguresSnapshot } from '../../src/pipeline/analytics/instance-figures.ts';
 
 function counts(overrides: Partial<ReportCounts> & { latencyMs?: number[] } = {}): ReportCounts {
@@ -104,6 +105,89 @@ describe('cluster dashboard', () => {
     );
     expect(view.cluster.webhooks.pending).toBe(4);
     expect(view.cluster.cdc).toEqual([{ source: 's', lagBytes: 9, retainedWalBytes: 9 }]);
+  });
+
+  it('reads the backlogs unknown, not 0, without a live report of a process that measures them — a server’s, a crashed workers process’s past a tick and a half', () => {
+    const backlog = [{ endpoint: 'ep1', pending: 3, oldestPendingSeconds: 7 }];
+    const server = report('s', 10_000, zeroCounts(), { role: 'server' });
+    const unknown = { pending: null, oldestPendingSeconds: null };
+    const alone = clusterDashboard([server], 10_000, TICK_MS);
+    expect(alone.cluster.webhooks).toMatchObject(unknown);
+    expect(alone.cluster.outboxes).toBeNull();
+    expect(alone.instances[0]?.figures.webhooks).toMatchObject(unknown);
+    // A workers process measuring an empty queue: 0 is a measurement.
+    const idle = clusterDashboard([server, report('w', 10_000, zeroCounts(), { role: 'workers' })], 10_000, TICK_MS);
+    expect(idle.cluster.webhooks).toMatchObject({ pending: 0, oldestPendingSeconds: null });
+    expect(idle.cluster.outboxes).toEqual([]);
+    // Killed right after a report: its measurement stands for a tick and a half, then nothing does.
+    const killed = report('w', 10_000, zeroCounts(), { role: 'workers', webhookBacklogs: backlog });
+    expect(clusterDashboard([killed, { ...server, at: 11_500 }], 11_500, TICK_MS).cluster.webhooks.pending).toBe(3);
+    expect(clusterDashboard([killed, { ...server, at: 11_600 }], 11_600, TICK_MS).cluster.webhooks).toMatchObject(unknown);
+  });
+
+  it('keeps the last report of a workers process that stopped cleanly for the warning only: out of the list, the cluster and the present counts', async () => {
+    let now = 100_000;
+    const store = createMemoryReportStore({ ttlMs: 60_000, now: () => now });
+    const log = createMemoryLog({ retention: { maxEvents: 100, maxAgeMs: 3_600_000 }, publish: () => {} });
+    const start = (role: string) =>
+      startDashboardReporter({
+        role,
+        figures: new InstanceTotals(true, () => now),
+        live: () => Promise.resolve({ ...LIVE, webhookBacklogs: [{ endpoint: 'ep1', pending: 2, oldestPendingSeconds: 1 }] }),
+        store,
+        router: createEventRouter({ log, logger }),
+        operatorScope: OPERATORS,
+        tickMs: TICK_MS,
+        resyncWindowMs: WINDOW_MS,
+        now: () => now,
+        logger,
+      });
+    const server = start('server');
+    const workers = start('workers');
+    try {
+      await server.report();
+      await workers.report();
+      expect(clusterDashboard(await store.all(), now, TICK_MS).cluster.webhooks.pending).toBe(2);
+      now += 400;
+      await workers.close();
+      const view = clusterDashboard(await store.all(), now, TICK_MS);
+      expect(view.instances.map((instance) => instance.instance)).toEqual([server.instance]);
+      expect(view.cluster.connections).toBe(3);
+      expect(view.cluster.webhooks.pending).toBeNull();
+      expect(view.warnings).toEqual([`no workers process has reported since ${new Date(100_000).toISOString()}: outbox routing, webhook delivery and alerts are stopped`]);
+      expect(instancesByRole(await store.all(), now, TICK_MS)).toEqual({ server: 1 });
+      expect(await createClusterFigures({ store, now: () => now, tickMs: TICK_MS, logger }).read(WINDOW_MS)).toMatchObject({ connections: 3 });
+      // Kept the store's TTL from its stop, then the warning knows no time.
+      now += 60_001;
+      await server.report();
+      expect(clusterDashboard(await store.all(), now, TICK_MS).warnings).toEqual([
+        'no workers process has reported in the last 10 minutes: outbox routing, webhook delivery and alerts are stopped',
+      ]);
+    } finally {
+      await server.close();
+      await log.close();
+    }
+  });
+
+  it('takes a server’s report away at once when it stops cleanly', async () => {
+    const store = createMemoryReportStore({ ttlMs: 60_000, now: () => 100_000 });
+    const log = createMemoryLog({ retention: { maxEvents: 100, maxAgeMs: 3_600_000 }, publish: () => {} });
+    const server = startDashboardReporter({
+      role: 'server',
+      figures: new InstanceTotals(true, () => 100_000),
+      live: () => Promise.resolve(LIVE),
+      store,
+      router: createEventRouter({ log, logger }),
+      operatorScope: OPERATORS,
+      tickMs: TICK_MS,
+      resyncWindowMs: WINDOW_MS,
+      now: () => 100_000,
+      logger,
+    });
+    await server.report();
+    await server.close();
+    await log.close();
+    expect(await store.all()).toEqual([]);
   });
 
   it('counts a failure rate only when there were attempts', () => {

@@ -6,16 +6,21 @@
  * workers process reads the same table), an outbox, a CDC source (its leader reports it) — are
  * taken once, from the latest report naming them. Pure.
  *
+ * Only the workers roles measure backlogs (`runsWorkersJobs`): with no live report of one, the
+ * backlog figures are unknown — null, not the 0 that summing no measurement gives — while the queue
+ * grows with nothing to work it off (every workers process stopped or killed).
+ *
  * The cluster is made of the live reports only (`liveReports`); the instance list shows every
- * report the store keeps: present ones (three ticks), then gone ones (`instance-presence.ts`), marked
- * so, with their last report time. An age measured (the oldest pending webhook delivery) is
+ * report the store keeps but those of instances that stopped cleanly (kept for the warnings):
+ * present ones (three ticks), then gone ones (`instance-presence.ts`), marked so, with their last
+ * report time. An age measured (the oldest pending webhook delivery) is
  * shown as of the dashboard's time: the age measured plus the time since the measurement — it ran
  * up to a tick or two behind (a measurement every few seconds, a report every tick, a read later).
  */
 import type { EventSource } from '../events/envelope.ts';
 import { histogramCount, histogramQuantile } from '../../latency-histogram.ts';
 import { addCounts, zeroCounts, type InstanceReport, type ReportCounts, type WebhookBacklog } from './instance-report.ts';
-import { clusterWarnings, isPresent, type PresenceOptions } from './instance-presence.ts';
+import { clusterWarnings, isPresent, runsWorkersJobs, type PresenceOptions } from './instance-presence.ts';
 
 export interface SourceRate {
   readonly source: EventSource;
@@ -38,11 +43,14 @@ export interface DashboardFigures {
     readonly failedPerSecond: number;
     /** Failed attempts ÷ attempts over the last interval; null without attempts. */
     readonly failureRate: number | null;
-    readonly pending: number;
+    /** Every endpoint's pending deliveries; null when no report of a process that measures them (`runsWorkersJobs`) counts. */
+    readonly pending: number | null;
+    /** Null when none is pending, or when `pending` is unknown. */
     readonly oldestPendingSeconds: number | null;
   };
   readonly cdc: readonly { readonly source: string; readonly lagBytes: number | null; readonly retainedWalBytes: number | null }[];
-  readonly outboxes: readonly { readonly outbox: string; readonly pending: number; readonly oldestPendingSeconds: number | null }[];
+  /** Null when no report of a process that measures them (`runsWorkersJobs`) counts: not "no outbox". */
+  readonly outboxes: readonly { readonly outbox: string; readonly pending: number; readonly oldestPendingSeconds: number | null }[] | null;
   readonly resyncsPerSecond: number;
   readonly slowConsumerClosesPerSecond: number;
 }
@@ -91,6 +99,8 @@ function figuresOf(counts: ReportCounts, intervalMs: number, reports: readonly I
     for (const report of latest) for (const item of items(report)) if (!seen.has(key(item))) seen.set(key(item), item);
     return [...seen.values()];
   };
+  // The reports of processes that measure the backlogs: a server's empty lists are no measurement.
+  const measured = reports.some((report) => runsWorkersJobs(report.role));
   const backlogs = once((report) => report.webhookBacklogs.map((backlog) => ({ ...backlog, age: backlogAgeAt(backlog, report, at) })), (backlog) => backlog.endpoint);
   const oldest = backlogs.reduce<number | null>((max, backlog) => (backlog.age === null ? max : Math.max(max ?? 0, backlog.age)), null);
   return {
@@ -106,11 +116,11 @@ function figuresOf(counts: ReportCounts, intervalMs: number, reports: readonly I
       deliveredPerSecond: perSecond(counts.webhookAttempts.delivered),
       failedPerSecond: perSecond(failed),
       failureRate: attempts === 0 ? null : failed / attempts,
-      pending: backlogs.reduce((sum, backlog) => sum + backlog.pending, 0),
-      oldestPendingSeconds: oldest,
+      pending: measured ? backlogs.reduce((sum, backlog) => sum + backlog.pending, 0) : null,
+      oldestPendingSeconds: measured ? oldest : null,
     },
     cdc: once((report) => report.cdcReaders, (reader) => reader.source).sort((a, b) => a.source.localeCompare(b.source)),
-    outboxes: once((report) => report.outboxes, (outbox) => outbox.outbox).sort((a, b) => a.outbox.localeCompare(b.outbox)),
+    outboxes: measured ? once((report) => report.outboxes, (outbox) => outbox.outbox).sort((a, b) => a.outbox.localeCompare(b.outbox)) : null,
     resyncsPerSecond: perSecond(counts.resyncs),
     slowConsumerClosesPerSecond: perSecond(counts.slowConsumerCloses),
   };
@@ -124,14 +134,16 @@ const LIVE_TICKS = 1.5;
  * process that died never takes its report out of the store; its clients reconnect to the others,
  * whose reports soon count them, so summing its last report beside theirs would count them twice —
  * for the three ticks the store keeps it, longer than a connections alert needs to fire (two
- * evaluations). Half a tick of slack for a report that is late.
+ * evaluations). Half a tick of slack for a report that is late. One that stopped cleanly counts no
+ * more.
  */
-export function liveReports<R extends Pick<InstanceReport, 'at'>>(reports: readonly R[], at: number, tickMs: number): R[] {
-  return reports.filter((report) => at - report.at <= tickMs * LIVE_TICKS);
+export function liveReports<R extends Pick<InstanceReport, 'at' | 'stoppedAt'>>(reports: readonly R[], at: number, tickMs: number): R[] {
+  return reports.filter((report) => report.stoppedAt === undefined && at - report.at <= tickMs * LIVE_TICKS);
 }
 
 export function clusterDashboard(reports: readonly InstanceReport[], at: number, tickMs: number, options: PresenceOptions = {}): Dashboard {
-  const instances = [...reports].sort((a, b) => b.at - a.at || a.instance.localeCompare(b.instance));
+  const sorted = [...reports].sort((a, b) => b.at - a.at || a.instance.localeCompare(b.instance));
+  const instances = sorted.filter((report) => report.stoppedAt === undefined);
   const live = liveReports(instances, at, tickMs);
   // The cluster's rate: each instance's interval counts over its own interval, added up.
   const rates = live.filter((report) => report.intervalMs > 0);
@@ -147,7 +159,7 @@ export function clusterDashboard(reports: readonly InstanceReport[], at: number,
       gone: !isPresent(report, at, tickMs),
       figures: figuresOf(report.interval, report.intervalMs, [report], at),
     })),
-    warnings: clusterWarnings(instances, at, tickMs, options),
+    warnings: clusterWarnings(sorted, at, tickMs, options),
   };
 }
 

@@ -11,6 +11,7 @@ import type { InstanceFigures } from '../analytics/instance-figures.ts';
 import { dashboardEvent } from '../events/dashboard-event.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { clusterDashboard } from './cluster-dashboard.ts';
+import { runsWorkersJobs } from './instance-presence.ts';
 import { buildReport, type InstanceLiveState, type InstanceReport } from './instance-report.ts';
 import type { ReportStore } from './report-store.ts';
 import { createWindowedCount } from './windowed-count.ts';
@@ -34,7 +35,10 @@ export interface DashboardReporter {
   readonly instance: string;
   /** Reports now (and publishes when this instance claims the tick); the timer does it every tick. */
   report(): Promise<void>;
-  /** Stops reporting and takes this instance's report out of the cluster view. */
+  /**
+   * Stops reporting and takes this instance's report out of the cluster view; a workers one leaves
+   * its last report behind, marked stopped, for the warning to say since when none has reported.
+   */
   close(): Promise<void>;
 }
 
@@ -91,7 +95,10 @@ export function startDashboardReporter(options: DashboardReporterOptions): Dashb
     async close() {
       clearInterval(timer);
       await running;
-      await store.remove(instance).catch(() => undefined);
+      // A clean stop takes the report away, and with it the last time a workers process reported:
+      // with every one stopped, the warning would have no time to quote (`instance-presence.ts`).
+      const last = previous && runsWorkersJobs(options.role) ? { ...previous, stoppedAt: options.now() } : undefined;
+      await store.remove(instance, last).catch(() => undefined);
     },
   };
 }

@@ -68,6 +68,12 @@ export interface InstanceReport {
    * (`windowed-count.ts`). Absent from the reports of earlier versions.
    */
   readonly resyncWindow?: ResyncWindow;
+  /**
+   * When the instance stopped cleanly, in ms since the epoch: this is its last report, kept only
+   * for the warnings to say since when no workers process has reported (`instance-presence.ts`);
+   * it counts nowhere else. Absent while the instance runs (and from an earlier version's reports).
+   */
+  readonly stoppedAt?: number;
 }
 
 export interface ResyncWindow {

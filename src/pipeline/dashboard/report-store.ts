@@ -3,7 +3,8 @@
  * this process's memory otherwise (the embedded default is one process). A report lives
  * `ttlMs`: an instance that stopped reporting (it died, or its network did) is shown gone until
  * then (`instance-presence.ts`), and drops out of the cluster view on its own. Each instance keeps
- * only its latest report.
+ * only its latest report; one that stopped cleanly may leave it behind marked stopped (`stoppedAt`),
+ * for its TTL too.
  */
 import type { Redis } from 'ioredis';
 import { componentLogger, type Logger } from '../../logger.ts';
@@ -13,8 +14,11 @@ export interface ReportStore {
   put(report: InstanceReport): Promise<void>;
   /** The latest report of every instance that reported within the TTL. */
   all(): Promise<InstanceReport[]>;
-  /** An instance stopped: its report goes now rather than at the end of its TTL. */
-  remove(instance: string): Promise<void>;
+  /**
+   * An instance stopped: its report goes now rather than at the end of its TTL — replaced by
+   * `stopped` when given (its last report, `stoppedAt` set), which then stays the TTL from now.
+   */
+  remove(instance: string, stopped?: InstanceReport): Promise<void>;
   /** True for the one instance that claims tick `bucket` first (it publishes that tick's dashboard). */
   claimTick(bucket: number): Promise<boolean>;
 }
@@ -26,7 +30,8 @@ export function createMemoryReportStore(options: { readonly ttlMs: number; reado
   const reports = new Map<string, InstanceReport>();
   const prune = () => {
     const oldest = options.now() - options.ttlMs;
-    for (const [instance, report] of reports) if (report.at < oldest) reports.delete(instance);
+    // A stopped instance's last report is kept the TTL from its stop.
+    for (const [instance, report] of reports) if ((report.stoppedAt ?? report.at) < oldest) reports.delete(instance);
   };
   return {
     put(report) {
@@ -38,8 +43,9 @@ export function createMemoryReportStore(options: { readonly ttlMs: number; reado
       prune();
       return Promise.resolve([...reports.values()]);
     },
-    remove(instance) {
+    remove(instance, stopped) {
       reports.delete(instance);
+      if (stopped) reports.set(instance, stopped);
       return Promise.resolve();
     },
     // One process: it publishes every tick.
@@ -87,8 +93,19 @@ export function createRedisReportStore(options: {
         return [];
       });
     },
-    async remove(instance) {
-      await redis.multi().del(keyOf(instance)).zrem(index, instance).exec();
+    async remove(instance, stopped) {
+      if (stopped === undefined) {
+        await redis.multi().del(keyOf(instance)).zrem(index, instance).exec();
+        return;
+      }
+      // In its place, scored by its stop: `all()` keeps it the TTL from then, as the key lives.
+      const stoppedAt = stopped.stoppedAt ?? stopped.at;
+      await redis
+        .multi()
+        .set(keyOf(instance), JSON.stringify(stopped), 'PX', ttlMs)
+        .zadd(index, stoppedAt, instance)
+        .pexpire(index, ttlMs * 4)
+        .exec();
     },
     async claimTick(bucket) {
       return (await redis.set(`${keyPrefix}dashboard:tick:${bucket}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
@@ -112,7 +129,10 @@ function parseReport(stored: string): InstanceReport | undefined {
   const numbers = ['startedAt', 'at', 'intervalMs', 'connections', 'subscriptions'].every((name) => typeof report[name] === 'number');
   const lists = ['cdcReaders', 'outboxes', 'webhookBacklogs'].every((name) => Array.isArray(report[name]));
   const counts = isCounts(report['interval']) && isCounts(report['totals']);
-  return typeof report['instance'] === 'string' && typeof report['role'] === 'string' && typeof report['countsEnabled'] === 'boolean' && numbers && lists && counts ? (value as InstanceReport) : undefined;
+  const stopped = report['stoppedAt'] === undefined || typeof report['stoppedAt'] === 'number';
+  return typeof report['instance'] === 'string' && typeof report['role'] === 'string' && typeof report['countsEnabled'] === 'boolean' && numbers && lists && counts && stopped
+    ? (value as InstanceReport)
+    : undefined;
 }
 
 /** The fields of `ReportCounts` the cluster view adds and scales. */

@@ -21,8 +21,14 @@ const DashboardWebhooks = builder.objectRef<Figures['webhooks']>('DashboardWebho
     deliveredPerSecond: t.exposeFloat('deliveredPerSecond', { description: 'Attempts that delivered (2xx), per second.' }),
     failedPerSecond: t.exposeFloat('failedPerSecond', { description: 'Attempts that did not deliver (failed, throttled, gone, refused, dead).' }),
     failureRate: t.exposeFloat('failureRate', { nullable: true, description: 'Failed ÷ attempts over the last tick, 0–1; null without attempts.' }),
-    pending: t.exposeInt('pending', { description: 'Deliveries not finished yet, every endpoint.' }),
-    oldestPendingSeconds: t.exposeFloat('oldestPendingSeconds', { nullable: true, description: 'Age of the oldest pending delivery, in s; null when none is pending.' }),
+    pending: t.exposeInt('pending', {
+      nullable: true,
+      description: 'Deliveries not finished yet, every endpoint; null when no process that measures it — a workers process, or role all — has reported (unknown, not 0).',
+    }),
+    oldestPendingSeconds: t.exposeFloat('oldestPendingSeconds', {
+      nullable: true,
+      description: 'Age of the oldest pending delivery, in s; null when none is pending, or when `pending` is null (not measured).',
+    }),
   }),
 });
 
@@ -35,7 +41,7 @@ const DashboardCdcSource = builder.objectRef<Figures['cdc'][number]>('DashboardC
   }),
 });
 
-const DashboardOutbox = builder.objectRef<Figures['outboxes'][number]>('DashboardOutbox').implement({
+const DashboardOutbox = builder.objectRef<NonNullable<Figures['outboxes']>[number]>('DashboardOutbox').implement({
   description: "One environment's outbox backlog.",
   fields: (t) => ({
     outbox: t.exposeString('outbox', { description: '`app/env`.' }),
@@ -57,7 +63,12 @@ const DashboardFigures = builder.objectRef<Figures>('DashboardFigures').implemen
     latencyP99Ms: t.exposeFloat('latencyP99Ms', { nullable: true, description: 'As `latencyP50Ms`, p99.' }),
     webhooks: t.field({ type: DashboardWebhooks, description: 'Webhook deliveries.', resolve: (figures) => figures.webhooks }),
     cdc: t.field({ type: [DashboardCdcSource], description: 'Each CDC source database, as its leader reports it.', resolve: (figures) => [...figures.cdc] }),
-    outboxes: t.field({ type: [DashboardOutbox], description: "Each outbox's backlog.", resolve: (figures) => [...figures.outboxes] }),
+    outboxes: t.field({
+      type: [DashboardOutbox],
+      nullable: true,
+      description: "Each outbox's backlog; null when no process that measures them — a workers process, or role all — has reported (unknown, not \"no outbox\").",
+      resolve: (figures) => (figures.outboxes === null ? null : [...figures.outboxes]),
+    }),
     resyncsPerSecond: t.exposeFloat('resyncsPerSecond', { description: 'Subscribers ended with RESYNC_REQUIRED.' }),
     slowConsumerClosesPerSecond: t.exposeFloat('slowConsumerClosesPerSecond', { description: 'Sockets closed for falling behind.' }),
   }),

@@ -45,7 +45,8 @@ function figuresJson(figures: DashboardFigures) {
       oldestPendingSeconds: webhooks.oldestPendingSeconds,
     },
     cdc: figures.cdc.map(({ source, lagBytes, retainedWalBytes }) => ({ source, lagBytes, retainedWalBytes })),
-    outboxes: figures.outboxes.map(({ outbox, pending, oldestPendingSeconds }) => ({ outbox, pending, oldestPendingSeconds })),
+    // Null (as in GraphQL) when no process that measures the outboxes has reported.
+    outboxes: figures.outboxes?.map(({ outbox, pending, oldestPendingSeconds }) => ({ outbox, pending, oldestPendingSeconds })) ?? null,
     resyncsPerSecond: figures.resyncsPerSecond,
     slowConsumerClosesPerSecond: figures.slowConsumerClosesPerSecond,
   };

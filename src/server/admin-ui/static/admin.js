@@ -16,9 +16,9 @@
  * @typedef {{ connections: number, subscriptions: number, eventsPerSecond: number,
  *   eventsPerSecondBySource: { source: string, perSecond: number }[], deliveriesPerSecond: number, bytesPerSecond: number,
  *   latencyP50Ms: number | null, latencyP99Ms: number | null,
- *   webhooks: { deliveredPerSecond: number, failedPerSecond: number, failureRate: number | null, pending: number, oldestPendingSeconds: number | null },
+ *   webhooks: { deliveredPerSecond: number, failedPerSecond: number, failureRate: number | null, pending: number | null, oldestPendingSeconds: number | null },
  *   cdc: { source: string, lagBytes: number | null, retainedWalBytes: number | null }[],
- *   outboxes: { outbox: string, pending: number, oldestPendingSeconds: number | null }[],
+ *   outboxes: { outbox: string, pending: number, oldestPendingSeconds: number | null }[] | null,
  *   resyncsPerSecond: number, slowConsumerClosesPerSecond: number }} Figures
  */
 /** @typedef {{ at: number, cluster: Figures, instances: { instance: string, role: string, startedAt: number, reportedAt: number, gone: boolean, figures: Figures }[], warnings: string[] }} DashboardJson */
@@ -206,15 +206,16 @@ async function loadDashboard() {
         ['Delivered', perSecond(webhooks.deliveredPerSecond)],
         ['Failed', perSecond(webhooks.failedPerSecond)],
         ['Failure rate', percent(webhooks.failureRate)],
-        ['Pending', num(webhooks.pending)],
-        ['Oldest pending', num(webhooks.oldestPendingSeconds, ' s')],
+        // Null with no workers process reporting: unknown — not 0, nor the "n/a" of "none pending".
+        ['Pending', webhooks.pending === null ? 'unknown' : num(webhooks.pending)],
+        ['Oldest pending', webhooks.pending === null ? 'unknown' : num(webhooks.oldestPendingSeconds, ' s')],
       ]),
     ]),
     cluster.cdc.length === 0
       ? note('No CDC source.')
       : table('CDC sources', ['Source', 'Replication lag', 'Retained WAL'], cluster.cdc.map((cdc) => [cdc.source, bytes(cdc.lagBytes), bytes(cdc.retainedWalBytes)])),
-    cluster.outboxes.length === 0
-      ? note('No outbox.')
+    cluster.outboxes === null || cluster.outboxes.length === 0
+      ? note(cluster.outboxes === null ? 'Outboxes unknown: no workers process reports them.' : 'No outbox.')
       : table('Outboxes', ['Outbox', 'Pending', 'Oldest pending'], cluster.outboxes.map((outbox) => [outbox.outbox, num(outbox.pending), num(outbox.oldestPendingSeconds, ' s')])),
     instances,
   ];
