@@ -12,12 +12,9 @@
  *   not announced is announced after the upgrade.
  */
 import { randomUUID } from 'node:crypto';
-import { copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
-import { migrate, MIGRATIONS_DIR } from '../../src/db/migrations.ts';
+import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createAlertEvaluator, type AlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
@@ -39,6 +36,7 @@ import { insertDeliveries } from '../../src/pipeline/webhooks/delivery-store.ts'
 import { deleteEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { closeRedis, createRedisClient } from '../../src/redis-clients.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { migrateBefore } from '../helpers/migrate-before.ts';
 import { captureLogs } from '../helpers/tributary.ts';
 import { createTestDatabase, startPrivateRedis, uniquePrefix } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -318,10 +316,7 @@ describe('announcing alert changes', () => {
     const database = await createTestDatabase();
     const db = createPostgresDatabase({ url: database.url, logger });
     onTestFinished(() => db.close());
-    const before = await mkdtemp(join(tmpdir(), 'tributary-migrations-'));
-    onTestFinished(() => rm(before, { recursive: true, force: true }));
-    for (const file of await readdir(MIGRATIONS_DIR)) if (file < '0022') await copyFile(join(MIGRATIONS_DIR, file), join(before, file));
-    await migrate(db, { logger, directory: before });
+    await migrateBefore(db, '0022');
     await db.query(
       `INSERT INTO alerts (id, rule, subject, app, env, severity, state, message, last_change, announced) VALUES
          ('alrt_pending', 'webhook.dead_letters', 'endpoint:ep_pending', 'app', 'env', 'warning', 'firing', '3 dead letters', 'fired', false),

@@ -6,17 +6,14 @@
  * deployment set on the first's slot is refused with MISCONFIGURED), and a reader that finds its
  * slot moved on by someone else tells its subscribers to resync rather than skipping silently.
  */
-import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { migrate, MIGRATIONS_DIR } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { sourceIdOf } from '../../src/pipeline/cdc/cdc-source.ts';
 import { defaultReplicationNames, identifyDatabase } from '../../src/pipeline/cdc/wal/replication-names.ts';
 import { CONTACTS_MAPPING, gql, nextChange, sendChanges } from '../helpers/cdc.ts';
+import { migrateBefore } from '../helpers/migrate-before.ts';
 import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
@@ -228,13 +225,10 @@ describe('two deployments reading one source database', () => {
     const logger = createLogger({ level: 'silent' });
     const source = await contactsDatabase();
     const platform = await createTestDatabase();
-    const earlier = await mkdtemp(join(tmpdir(), 'tributary-migrations-'));
-    onTestFinished(() => rm(earlier, { recursive: true, force: true }));
-    // The platform database as the previous version left it: a source, its reader's status, its slot.
-    for (const name of await readdir(MIGRATIONS_DIR)) if (name < '0036') await cp(join(MIGRATIONS_DIR, name), join(earlier, name));
     const db = createPostgresDatabase({ url: platform.url, logger });
     try {
-      await migrate(db, { logger, directory: earlier });
+      // The platform database as the previous version left it: a source, its reader's status, its slot.
+      await migrateBefore(db, '0036');
       const client = await source.pool.connect();
       const identity = await identifyDatabase(client).finally(() => client.release());
       const { slotName } = defaultReplicationNames(identity);

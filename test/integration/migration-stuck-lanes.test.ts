@@ -4,17 +4,15 @@
  * net for a scheduling lost, found nothing in it — is made due; a follower that waits behind its
  * lane's head keeps waiting.
  */
-import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { migrate, MIGRATIONS_DIR } from '../../src/db/migrations.ts';
+import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { dueHeads } from '../../src/pipeline/webhooks/due-heads.ts';
 import { insertEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
 import { newWebhookSecret } from '../../src/pipeline/webhooks/webhook-signature.ts';
 import { createTestDatabase } from '../helpers/index.ts';
+import { migrateBefore } from '../helpers/migrate-before.ts';
 
 const logger = createLogger({ level: 'silent' });
 const MENDING = '0040_webhook_lane_inserts_in_turn.sql';
@@ -23,16 +21,13 @@ describe('migration 0040 (lane inserts in turn)', () => {
   it('makes due the first delivery of a stuck lane, and leaves a waiting follower waiting', async () => {
     const database = await createTestDatabase();
     const db = createPostgresDatabase({ url: database.url, logger });
-    const earlier = await mkdtemp(join(tmpdir(), 'tributary-migrations-'));
     onTestFinished(async () => {
       await db.close();
       await database.dispose();
-      await rm(earlier, { recursive: true, force: true });
     });
     // The schema as it was before the migration, with a stuck lane and a sound one of that time —
     // stored as its follower trigger stored them: 1 found 2 pending and waits, with a smaller id.
-    for (const name of await readdir(MIGRATIONS_DIR)) if (name < MENDING) await cp(join(MIGRATIONS_DIR, name), join(earlier, name));
-    await migrate(db, { logger, directory: earlier });
+    await migrateBefore(db, MENDING);
     const { id: endpointId } = await insertEndpoint(db, {
       app: 'app',
       env: 'env',

@@ -2,14 +2,12 @@
  * Migration 0030: tombstones written before deletions stored no content are cleared of it — the
  * row keeps its revision (a re-creation continues from it), live documents are left as they are.
  */
-import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { migrate, MIGRATIONS_DIR } from '../../src/db/migrations.ts';
+import { migrate } from '../../src/db/migrations.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createTestDatabase } from '../helpers/index.ts';
+import { migrateBefore } from '../helpers/migrate-before.ts';
 
 const logger = createLogger({ level: 'silent' });
 const CLEARING = '0030_sync_tombstones_without_content.sql';
@@ -18,15 +16,12 @@ describe('migration 0030 (tombstones without content)', () => {
   it('clears the content of tombstones written before it, and leaves live documents and revisions alone', async () => {
     const database = await createTestDatabase();
     const db = createPostgresDatabase({ url: database.url, logger });
-    const earlier = await mkdtemp(join(tmpdir(), 'tributary-migrations-'));
     onTestFinished(async () => {
       await db.close();
       await database.dispose();
-      await rm(earlier, { recursive: true, force: true });
     });
     // The schema as it was before the migration, with a tombstone of that time.
-    for (const name of await readdir(MIGRATIONS_DIR)) if (name < CLEARING) await cp(join(MIGRATIONS_DIR, name), join(earlier, name));
-    await migrate(db, { logger, directory: earlier });
+    await migrateBefore(db, CLEARING);
     await db.query(
       `INSERT INTO sync_documents (app, env, tenant, service, id, revision, data, deleted) VALUES
          ('a', 'e', '', 'people', 'gone', 4, '{"ssn": "123-45-6789"}', true),
