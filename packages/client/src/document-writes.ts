@@ -159,15 +159,18 @@ async function untilAnswered<R>(request: () => Promise<R>, ended: AbortSignal): 
     try {
       return await request();
     } catch (error) {
-      // A change the server saved (UNAVAILABLE with `saved: true`) is not made again under its key:
-      // every retry would be answered the same.
-      if (ended.aborted || attempt >= PUBLISH_RETRY.attempts || !isRetryablePublishError(error) || wasSaved(error)) throw error;
+      // A change the server saved (UNAVAILABLE with `saved: true`), or could not tell whether it
+      // saved (`saved: null`), is not made again under its key: every retry would be answered the same.
+      if (ended.aborted || attempt >= PUBLISH_RETRY.attempts || !isRetryablePublishError(error) || savedOrMaybe(error)) throw error;
       await pause(Math.max(backoffDelay(attempt - 1, PUBLISH_RETRY.backoff), retryAfterOf(error) ?? 0), ended);
     }
   }
 }
 
-/** The server saved the change but could not finish it (UNAVAILABLE, `extensions.saved: true`). */
-function wasSaved(error: unknown): boolean {
-  return error instanceof TributaryRequestError && error.errors.some((entry) => entry.extensions?.['saved'] === true);
+/**
+ * The server saved the change but could not finish it (UNAVAILABLE, `extensions.saved: true`), or
+ * cannot tell whether it saved it (`saved: null`: its cache took the write, the answer was lost).
+ */
+function savedOrMaybe(error: unknown): boolean {
+  return error instanceof TributaryRequestError && error.errors.some((entry) => entry.extensions?.['saved'] === true || entry.extensions?.['saved'] === null);
 }

@@ -5,7 +5,7 @@ import { componentLogger, type Logger } from '../../logger.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import type { Scope } from '../scope.ts';
-import { createDocumentCache, isDocumentCacheUnavailable, type CachedEntry, type ReadResult } from './document-cache.ts';
+import { createDocumentCache, isDocumentCacheUnavailable, isWriteOutcomeUnknown, type CachedEntry, type ReadResult, type WriteResult } from './document-cache.ts';
 import { createDocumentCommits } from './document-commits.ts';
 import { createDocumentEventPublisher, documentEventOf } from './document-events.ts';
 import { createDocumentFlusher } from './document-flusher.ts';
@@ -22,6 +22,7 @@ import {
   type DocumentSnapshot,
   type SyncDocument,
 } from './documents.ts';
+import { confirmLostWrite } from './lost-writes.ts';
 import { listDocuments, snapshotOfRow } from './postgres-documents.ts';
 import { createRepublisher } from './republisher.ts';
 import { createPostgresMarks, DEFAULT_REPUBLISH_GRACE_MS, encodeEvent, type DocumentEvent } from './unpublished-events.ts';
@@ -260,12 +261,12 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     const deadline = performance.now() + LOCK_WAIT_MS;
     return inTurn(key, deadline, () =>
       withDocumentLock(cache, cache.entryKey(key), deadline, logger, async () => {
-        const { change, entryKey, epoch, event, earlier } = await decideAndWrite(key, command);
+        const { change, entryKey, epoch, event, earlier, late } = await decideAndWrite(key, command);
         if (acknowledgedFirst) {
           flusher.schedule(entryKey);
-          await events.publish(key, event, { earlier });
+          await events.publish(key, event, { earlier, ifMarked: late });
         } else {
-          await commits.commitAndPublish(key, entryKey, epoch, change, event);
+          await commits.commitAndPublish(key, entryKey, epoch, change, event, late);
         }
         return documentOf(key, change);
       }),
@@ -287,10 +288,20 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
       }
       const change: DocumentChange = decideWrite(key, entry.state, command, maxBytes, new Date());
       const event = documentEventOf(key, change);
-      const result = await cache.write(entryKey, entry.epoch, entry.state.revision, change.after, acknowledgedFirst, encodeEvent(event));
-      if (result === 'ok' || result === 'ok-behind') return { change, entryKey, epoch: entry.epoch, event, earlier: result === 'ok-behind' };
+      let result: WriteResult | 'confirmed';
+      try {
+        result = await cache.write(entryKey, entry.epoch, entry.state.revision, change.after, acknowledgedFirst, encodeEvent(event));
+      } catch (error) {
+        if (!isWriteOutcomeUnknown(error)) throw error;
+        // No reply: it may have run. Answered as what it did (`lost-writes.ts`), or this throws.
+        await confirmLostWrite(cache, { entryKey, epoch: entry.epoch, baseRevision: entry.state.revision, token: error.token, cause: error }, acknowledgedFirst, logger);
+        result = 'confirmed';
+      }
+      if (result === 'ok' || result === 'ok-behind' || result === 'confirmed') {
+        return { change, entryKey, epoch: entry.epoch, event, earlier: result !== 'ok', late: result === 'confirmed' };
+      }
       if (result === 'ceiling') await makeRoom(key, entryKey, entry.epoch, change.after.revision);
-      // 'miss', 'stale', 'race': the entry changed under us (expiry, new epoch, a writer without the lock); read again.
+      // 'miss', 'stale', 'race': the entry changed under us (expiry, new epoch, a writer without the lock); read again. ('void' cannot be this write's.)
     }
     throw contention();
   };
@@ -379,6 +390,8 @@ interface Written {
   readonly epoch: string;
   readonly event: DocumentEvent;
   readonly earlier: boolean;
+  /** Found written after its reply was lost: its event may have gone out already (published only if still marked). */
+  readonly late: boolean;
 }
 
 function documentAt(key: DocumentKey, state: DocumentState): SyncDocument {

@@ -3,9 +3,10 @@
  * in Redis. Entry fields: `ep` epoch, `r` revision, `d` data, `x` deleted, `c`/`u` created/updated
  * (ms), `ceil` ceiling, `f` revision known to be in Postgres, `lg` the lease generation its ceiling
  * was granted under, `k` the document key (JSON), `pe` the event of a change not flushed yet (sync
- * durability: the flush marks it unpublished in Postgres); while a change not acknowledged yet (sync
- * durability) waits for Postgres, `sr`, `sd`, `sx`, `sc`, `su`: the state Postgres has. Beside
- * the entry, such a change has a wait mark (`document-cache.ts`) until its outcome is known.
+ * durability: the flush marks it unpublished in Postgres), `wt` the write token of the change it
+ * holds (`CONFIRM`); while a change not acknowledged yet (sync durability) waits for Postgres, `sr`,
+ * `sd`, `sx`, `sc`, `su`: the state Postgres has. Beside the entry, such a change has a wait mark
+ * (`document-cache.ts`) until its outcome is known.
  */
 
 /** The fields of the state Postgres has, kept beside a change not acknowledged yet. */
@@ -39,17 +40,20 @@ end
  * the replaced entry's own change (same r and u: a change Postgres lacks, kept from a stale
  * entry), its `pe` goes with it: the flush marks that event unpublished in Postgres, and without
  * it the change would be saved with no event ever published (its wait, of the old epoch, finds it
- * committed and publishes only a marked event).
+ * committed and publishes only a marked event). The same change keeps its `wt`, dirty or not: its
+ * writer may still be looking for it (`CONFIRM`).
  */
 export const INSTALL = `${MARK_DIRTY}
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'race' end
-local old = redis.call('HMGET', KEYS[1], 'ep', 'r', 'u', 'pe')
+local old = redis.call('HMGET', KEYS[1], 'ep', 'r', 'u', 'pe', 'wt')
 if (old[1] or '') ~= ARGV[2] then return 'race' end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'ep', ARGV[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7], 'ceil', ARGV[8], 'f', ARGV[9], 'k', ARGV[10], 'lg', ARGV[12])
+local same = old[2] == ARGV[3] and old[3] == ARGV[7]
+if same and old[5] then redis.call('HSET', KEYS[1], 'wt', old[5]) end
 if tonumber(ARGV[9]) < tonumber(ARGV[3]) then
   mark_dirty()
-  if old[4] and old[2] == ARGV[3] and old[3] == ARGV[7] then redis.call('HSET', KEYS[1], 'pe', old[4]) end
+  if same and old[4] then redis.call('HSET', KEYS[1], 'pe', old[4]) end
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[11])
 end
@@ -58,9 +62,11 @@ return 'ok'
 
 /**
  * KEYS: entry, epoch, dirty, lease, the change's wait mark, the document's unpublished events, the
- * set of documents with unpublished events. ARGV: epoch, base revision, r, d, x, c, u, '1' when the
- * write is acknowledged before Postgres has it (it needs the ceiling of the current lease), the
- * wait mark's ttl ms, the change's event ('' for none: nothing marked). Acknowledged first, the event is marked unpublished here
+ * set of documents with unpublished events, the write's fence (`CONFIRM`). ARGV: epoch, base
+ * revision, r, d, x, c, u, '1' when the write is acknowledged before Postgres has it (it needs the
+ * ceiling of the current lease), the wait mark's ttl ms, the change's event ('' for none: nothing
+ * marked), the write token (kept as `wt`). A fenced write — its writer gave up on its reply and
+ * looked for it first — changes nothing ('void'). Acknowledged first, the event is marked unpublished here
  * (its revision's field; the document in the set by Redis time) and the answer is 'ok-behind' when
  * an earlier one is still marked. Otherwise the write is answered once Postgres has it: a clean
  * entry's state is kept as the one Postgres has, for readers until then, the change gets its wait
@@ -71,6 +77,7 @@ local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'ceil', 'lg', 'f')
 if not f[1] then return 'miss' end
 if f[1] ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'stale' end
 if f[2] ~= ARGV[2] then return 'race' end
+if redis.call('EXISTS', KEYS[8]) == 1 then return 'void' end
 local answer = 'ok'
 if ARGV[8] == '1' then
   local lease = redis.call('GET', KEYS[4])
@@ -89,7 +96,7 @@ else
   end
   redis.call('SET', KEYS[5], 1, 'PX', ARGV[9])
 end
-redis.call('HSET', KEYS[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7])
+redis.call('HSET', KEYS[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7], 'wt', ARGV[11])
 mark_dirty()
 return answer
 `;
@@ -134,11 +141,28 @@ export const TAKE_BACK = `
 local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'u')
 if f[1] ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[1] or f[2] ~= ARGV[2] or f[3] ~= ARGV[3] then return 0 end
 redis.call('HSET', KEYS[1], 'r', ARGV[4], 'd', ARGV[5], 'x', ARGV[6], 'c', ARGV[7], 'u', ARGV[8], 'f', ARGV[4])
-redis.call('HDEL', KEYS[1], 'pe', ${SAVED})
+redis.call('HDEL', KEYS[1], 'pe', 'wt', ${SAVED})
 redis.call('ZREM', KEYS[3], KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
 redis.call('DEL', KEYS[4])
 return 1
+`;
+
+/**
+ * KEYS: entry, epoch, the write's fence. ARGV: epoch, base revision, write token, fence ttl ms.
+ * After a WRITE whose reply was lost: fences it first — should it reach Redis only now (a late
+ * packet of a dropped connection), it changes nothing — then tells whether it had run:
+ * - 'landed': the entry holds its change (`wt`);
+ * - 'absent': the entry, of the write's epoch, is still at the base revision without it (it did
+ *   not run, or in sync durability was taken back: not saved either way);
+ * - 'unknown': the entry moved on, or is gone or of another epoch.
+ */
+export const CONFIRM = `
+redis.call('SET', KEYS[3], 1, 'PX', ARGV[4])
+local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'wt')
+if f[3] == ARGV[3] then return 'landed' end
+if f[1] == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[1] and f[2] == ARGV[2] then return 'absent' end
+return 'unknown'
 `;
 
 /**

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { defineScript } from '../redis-script.ts';
-import { EPOCH, FLUSHED, INSTALL, RAISE, READ, RENEW_LEASE, SETTLE, TAKE_BACK, UNLOCK, WRITE } from './document-cache-scripts.ts';
+import { CONFIRM, EPOCH, FLUSHED, INSTALL, RAISE, READ, RENEW_LEASE, SETTLE, TAKE_BACK, UNLOCK, WRITE } from './document-cache-scripts.ts';
 import type { Scope } from '../scope.ts';
 import type { StoredKey } from './document-store.ts';
 import type { DocumentState } from './document-writes.ts';
-import { unavailableOnFailure } from './document-cache-errors.ts';
+import { unavailableOnFailure, writeOnFailure } from './document-cache-errors.ts';
 import type { DocumentKey, JsonObject } from './documents.ts';
 import { unpublishedEventsKey, unpublishedSetKey } from './unpublished-redis.ts';
 
-export { isDocumentCacheUnavailable } from './document-cache-errors.ts';
+export { isDocumentCacheUnavailable, isWriteOutcomeUnknown } from './document-cache-errors.ts';
 
 /**
  * The Redis side of the document hot cache: one hash per document, a set of dirty documents, the
@@ -67,9 +67,12 @@ export type ReadResult =
 /**
  * Outcome of a conditional write: `ok` (`ok-behind`: written, and an earlier change of the document
  * still has its event marked unpublished — async durability), or why it was refused (the caller
- * re-reads and retries).
+ * re-reads and retries; `void`: fenced by `confirm`, which only a write arriving late can meet).
  */
-export type WriteResult = 'ok' | 'ok-behind' | 'miss' | 'stale' | 'race' | 'ceiling';
+export type WriteResult = 'ok' | 'ok-behind' | 'miss' | 'stale' | 'race' | 'ceiling' | 'void';
+
+/** What `confirm` found of a write whose reply was lost (see CONFIRM in `document-cache-scripts.ts`). */
+export type Confirmed = 'landed' | 'absent' | 'unknown';
 
 /** Where a change not acknowledged yet stands (see `settle`). */
 export type Settled = 'committed' | 'pending' | 'gone' | 'lost';
@@ -112,8 +115,12 @@ export interface DocumentCache {
    * (`unpublished-redis.ts`); otherwise kept in the entry (`pe`) for the flush, which marks it in
    * Postgres with the change. Without `event`, nothing is marked: should the change's publish not
    * happen, its `document` subscribers see the gap and resync, and the `sync.*` topics miss it.
+   * @throws `isWriteOutcomeUnknown` (UNAVAILABLE, with the write's token) when Redis may have run it
+   * but no reply came: look for it with `confirm` before answering.
    */
   write(entryKey: string, epoch: string, baseRevision: number, next: DocumentState, acknowledgedFirst?: boolean, event?: string): Promise<WriteResult>;
+  /** After a `write` whose reply was lost (`token`: its error's): fences it (should it reach Redis only now, it changes nothing), and tells whether it ran. */
+  confirm(entryKey: string, epoch: string, baseRevision: number, token: string): Promise<Confirmed>;
   /**
    * Where a change written with its wait mark (`change`, in `epoch`) stands: `pending` while the
    * entry holds it unflushed (its mark kept alive); `committed` once flushed; `gone` once taken
@@ -164,7 +171,8 @@ type SavedFields = [string, string, string, string, string];
 type Args = (string | number)[];
 type ReadCommand = (entry: string, epoch: string, ttlMs: number) => Promise<[ReadResult['status'], ...Fields, ...SavedFields] | null>;
 type InstallCommand = (entry: string, epochKey: string, dirty: string, ...argv: Args) => Promise<'ok' | 'race'>;
-type WriteCommand = (entry: string, epochKey: string, dirty: string, leaseKey: string, mark: string, events: string, unpublished: string, ...argv: Args) => Promise<WriteResult>;
+type WriteCommand = (entry: string, epochKey: string, dirty: string, leaseKey: string, mark: string, events: string, unpublished: string, fence: string, ...argv: Args) => Promise<WriteResult>;
+type ConfirmCommand = (entry: string, epochKey: string, fence: string, ...argv: Args) => Promise<Confirmed>;
 type RaiseCommand = (entry: string, leaseKey: string, epoch: string, ceiling: number, generation: string) => Promise<number>;
 type FlushedCommand = (entry: string, dirty: string, leaseKey: string, ...argv: Args) => Promise<number>;
 type EpochCommand = (epochKey: string, runKey: string, leaseKey: string, runId: string, epoch: string, generation: string) => Promise<[string, string]>;
@@ -183,6 +191,10 @@ const DIRTY_SCAN_COUNT = 5000;
  * as committed.
  */
 const WAIT_MARK_TTL_MS = 15 * 60_000;
+/** Lifetime of a write's fence (`confirm`): longer than a dropped connection's packets can arrive late. */
+const FENCE_TTL_MS = 15 * 60_000;
+/** The fence of one write (`confirm`), by its token. */
+const fence = (entryKey: string, token: string) => `${entryKey}:fence:${token}`;
 
 export function createDocumentCache(options: DocumentCacheOptions): DocumentCache {
   const { redis, ttlMs } = options;
@@ -194,7 +206,8 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
   const unpublishedKey = unpublishedSetKey(options.keyPrefix);
   const readScript = defineScript<ReadCommand>(redis, 'tributaryDocRead', 2, READ);
   const installScript = defineScript<InstallCommand>(redis, 'tributaryDocInstall', 3, INSTALL);
-  const writeScript = defineScript<WriteCommand>(redis, 'tributaryDocWrite', 7, WRITE);
+  const writeScript = defineScript<WriteCommand>(redis, 'tributaryDocWrite', 8, WRITE);
+  const confirmScript = defineScript<ConfirmCommand>(redis, 'tributaryDocConfirm', 3, CONFIRM);
   const raiseScript = defineScript<RaiseCommand>(redis, 'tributaryDocRaise', 2, RAISE);
   const flushedScript = defineScript<FlushedCommand>(redis, 'tributaryDocFlushed', 3, FLUSHED);
   const epochScript = defineScript<EpochCommand>(redis, 'tributaryDocEpoch', 3, EPOCH);
@@ -293,9 +306,13 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
       ),
 
     write: (entryKey, epoch, baseRevision, next, acknowledgedFirst = false, event = '') => {
-      const keys = [entryKey, epochKey, dirtyKey, leaseKey, waitMark(entryKey, epoch, next), unpublishedEventsKey(entryKey), unpublishedKey] as const;
-      return unavailableOnFailure(writeScript(...keys, epoch, baseRevision, ...stateArgs(next), acknowledgedFirst ? 1 : 0, WAIT_MARK_TTL_MS, event));
+      const token = newRandomId();
+      const keys = [entryKey, epochKey, dirtyKey, leaseKey, waitMark(entryKey, epoch, next), unpublishedEventsKey(entryKey), unpublishedKey, fence(entryKey, token)] as const;
+      return writeOnFailure(writeScript(...keys, epoch, baseRevision, ...stateArgs(next), acknowledgedFirst ? 1 : 0, WAIT_MARK_TTL_MS, event, token), token);
     },
+
+    confirm: (entryKey, epoch, baseRevision, token) =>
+      unavailableOnFailure(confirmScript(entryKey, epochKey, fence(entryKey, token), epoch, baseRevision, token, FENCE_TTL_MS)),
 
     settle: (entryKey, epoch, change) =>
       unavailableOnFailure(settleScript(entryKey, epochKey, waitMark(entryKey, epoch, change), epoch, change.revision, change.updatedAt.getTime(), WAIT_MARK_TTL_MS)),

@@ -39,11 +39,12 @@ import type { DocumentEvent } from './unpublished-events.ts';
 export interface DocumentCommits {
   /**
    * Flushes a change written to the cache (entry `entryKey` of `epoch`, with its `event`, which the
-   * flush marks unpublished with it), then publishes the event.
+   * flush marks unpublished with it), then publishes the event. `late`: a write whose reply was lost
+   * (`lost-writes.ts`), whose event a later write may have published already: only if still marked.
    * @throws UNAVAILABLE naming the revision (`savedButUnavailable`) when Postgres did not take the change; CONFLICT with
    * `currentRevision` when another change of the document reached Postgres first.
    */
-  commitAndPublish(key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange, event: DocumentEvent): Promise<void>;
+  commitAndPublish(key: DocumentKey, entryKey: string, epoch: string, change: DocumentChange, event: DocumentEvent, late?: boolean): Promise<void>;
   /**
    * Flushes a change answered UNAVAILABLE earlier (`entry` holds it), or takes it back when
    * Postgres refuses its content, or lost to another change that reached Postgres first.
@@ -209,7 +210,7 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
   };
 
   return {
-    async commitAndPublish(key, entryKey, epoch, change, event) {
+    async commitAndPublish(key, entryKey, epoch, change, event, late = false) {
       // Taken under the document's lock: events leave in revision order even when one waits.
       const slot = publishTurns.reserve([documentEntity(key)]);
       const { revision } = change.after;
@@ -233,7 +234,7 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
         }
         if (settled === 'committed') found = settled;
       }
-      if (found === 'committed') return events.publish(key, event, { slot });
+      if (found === 'committed') return events.publish(key, event, { slot, ifMarked: late });
       if (found !== 'pending') {
         // Gone before it was answered (the document's lock lapsed and another write took it back,
         // or the cache lost it): nothing was saved, and nothing is promised.

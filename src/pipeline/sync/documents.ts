@@ -122,6 +122,20 @@ export function savedRevisionOf(error: unknown): number | undefined {
   return typeof revision === 'number' ? revision : undefined;
 }
 
+/**
+ * UNAVAILABLE for a change whose fate is not known: its write was sent to the cache, no answer came,
+ * and the cache could not be asked in time whether it had run. `details.saved: null` tells it from
+ * both others: the change may be saved (as the next revision) or not — a retry could make it twice.
+ */
+export function outcomeUnknown(message: string, cause?: unknown): TributaryError {
+  return new TributaryError(ErrorCode.UNAVAILABLE, message, { ...(cause !== undefined && { cause }), details: { saved: null } });
+}
+
+/** Whether `error` is an `outcomeUnknown` error. */
+export function isOutcomeUnknown(error: unknown): boolean {
+  return error instanceof TributaryError && error.code === ErrorCode.UNAVAILABLE && error.details['saved'] === null;
+}
+
 /** A document's fields for a log line: its scope, service and id. Not `service`: the root logger binds that (`tributary`). */
 export function documentLogFields(key: DocumentKey): Record<string, string | undefined> {
   return { app: key.scope.app, env: key.scope.env, tenant: key.scope.tenant, documentService: key.service, documentId: key.id };

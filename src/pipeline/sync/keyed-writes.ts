@@ -3,7 +3,7 @@ import { ErrorCode, InternalError, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { JsonObject } from '../events/json.ts';
 import { fingerprintOf, type PublishKeys, type RememberedRecord } from '../idempotency/publish-keys.ts';
-import { savedButUnavailable, savedRevisionOf, type SyncDocument } from './documents.ts';
+import { isOutcomeUnknown, outcomeUnknown, savedButUnavailable, savedRevisionOf, type SyncDocument } from './documents.ts';
 
 /**
  * Document writes under an idempotency key (`createDocument(idempotencyKey:)` and the others):
@@ -17,7 +17,9 @@ import { savedButUnavailable, savedRevisionOf, type SyncDocument } from './docum
  *   `data` as `dataOf` gives it back — the record keeps no data (a key would hold up to a document's
  *   size in Redis for a day, and a deleted document's content must not stay anywhere);
  * - UNAVAILABLE with `saved: true` and the revision, when the first try's change was saved but not
- *   finished (`savedButUnavailable`): the change is there, and goes out when it can.
+ *   finished (`savedButUnavailable`): the change is there, and goes out when it can;
+ * - UNAVAILABLE with `saved: null`, when whether the first try's change was saved could not be told
+ *   (`outcomeUnknown`, `lost-writes.ts`): the key is kept, so that a retry cannot make it twice.
  * A first try that saved nothing (refused, or failed before its change was saved) frees the key:
  * its retry is a first try again. The same key with other arguments is CONFLICT (`field:
  * idempotencyKey`), as is a try while another holds the key (`inFlight: true`: retry shortly).
@@ -31,7 +33,8 @@ import { savedButUnavailable, savedRevisionOf, type SyncDocument } from './docum
 /** What a keyed write answered, as its record keeps it (JSON). */
 type Answer =
   | { readonly outcome: 'written'; readonly service: string; readonly id: string; readonly revision: number; readonly createdAt: string; readonly updatedAt: string }
-  | { readonly outcome: 'saved'; readonly revision: number; readonly message: string };
+  | { readonly outcome: 'saved'; readonly revision: number; readonly message: string }
+  | { readonly outcome: 'unknown'; readonly message: string };
 
 /** The first answer's document as a retry gets it back, without its data. */
 export type AnsweredDocument = Omit<SyncDocument, 'data'>;
@@ -87,6 +90,7 @@ export async function writeOnce(deps: KeyedWriteDeps, keyed: KeyedWrite): Promis
     }
     const answer = answerOf(keyId, record.answer);
     if (answer.outcome === 'saved') throw savedButUnavailable(answer.revision, answer.message);
+    if (answer.outcome === 'unknown') throw outcomeUnknown(answer.message);
     const answered: AnsweredDocument = {
       service: answer.service,
       id: answer.id,
@@ -106,6 +110,9 @@ export async function writeOnce(deps: KeyedWriteDeps, keyed: KeyedWrite): Promis
     const revision = savedRevisionOf(error);
     if (revision !== undefined) {
       await remember(deps, keyId, { state: 'answered', fingerprint, answer: { outcome: 'saved', revision, message: (error as Error).message } });
+    } else if (isOutcomeUnknown(error)) {
+      // Perhaps saved: the key stays taken, answering this, so that a retry cannot save it twice.
+      await remember(deps, keyId, { state: 'answered', fingerprint, answer: { outcome: 'unknown', message: (error as Error).message } });
     } else {
       // Nothing saved: the key is free for the retry.
       await keys.release(keyId, fingerprint, token).catch((releaseError: unknown) => deps.logger.warn({ err: releaseError }, 'document write key not released; it frees itself when its try runs out'));
@@ -123,6 +130,7 @@ async function remember(deps: KeyedWriteDeps, keyId: string, record: RememberedR
 function answerOf(keyId: string, stored: JsonObject): Answer {
   const { outcome, revision } = stored;
   const text = (name: string) => typeof stored[name] === 'string';
+  if (outcome === 'unknown' && text('message')) return stored as unknown as Answer;
   if (typeof revision === 'number') {
     if (outcome === 'saved' && text('message')) return stored as unknown as Answer;
     if (outcome === 'written' && text('service') && text('id') && text('createdAt') && text('updatedAt')) return stored as unknown as Answer;
