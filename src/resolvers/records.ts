@@ -9,6 +9,7 @@ import {
 } from '../pipeline/cdc/model-records.ts';
 import { decodePageCursor, encodeSnapshotCursor } from '../pipeline/cdc/model-snapshot-cursor.ts';
 import { parseModelFilter } from '../pipeline/filters/model-filter.ts';
+import { assertFilterColumns } from '../pipeline/filters/model-filter-columns.ts';
 import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
@@ -26,7 +27,8 @@ export interface RecordsInput {
  * `records(model)`: a page of the model's current rows in the caller's tenant, and the cursor to
  * join `changes` from (see `pipeline/cdc/model-records.ts`). Needs `{module}.{model}.read`, like
  * `changes`; without it — or for a model no mapping defines — the answer is an empty model
- * (no error, no enumeration), logged and counted like a silent subscription.
+ * (no error, no enumeration), logged and counted like a silent subscription. A filter on a column
+ * the model's table does not have is BAD_USER_INPUT, for a caller who may read it only.
  */
 export async function listRecords(context: ResolverContext, input: RecordsInput): Promise<ModelRecordsPage> {
   const { principal, services } = context;
@@ -46,6 +48,14 @@ export async function listRecords(context: ResolverContext, input: RecordsInput)
     throw new TributaryError(ErrorCode.UNAVAILABLE, 'The model\'s source database cannot be reached right now; retry shortly', { cause: error });
   });
   if (!source) return emptyModel();
+  // After the permission check: a caller who may not read the model learns nothing of its columns.
+  await assertFilterColumns({
+    filter,
+    model: input.model,
+    source: () => Promise.resolve(source),
+    mappings: async () => (await services.cdcStore.listMappings(scope)).map((stored) => stored.mapping),
+    logger: services.logger,
+  });
   const stream = streamOf(scope, modelTopic(source.mapping));
   return readModelRecords(
     { source, tenant: principal.tenant, filter, first, after, streamHead: () => services.log.head(stream) },
@@ -56,9 +66,9 @@ export async function listRecords(context: ResolverContext, input: RecordsInput)
 /**
  * What a caller who may not read the model gets: no rows, and a cursor of the same form that
  * resumes nowhere (a stream position of a history that does not exist: RESYNC_REQUIRED if it is
- * ever used where the model becomes readable).
+ * ever used where the model becomes readable). No database was read: its time is the server's.
  */
 function emptyModel(): ModelRecordsPage {
   const cursor = encodeSnapshotCursor({ after: encodeCursor(newEpoch(), '0'), source: '', window: { xmax: 0, inProgress: new Set(), endLsn: 0n } });
-  return { nodes: [], endCursor: null, hasNextPage: false, cursor };
+  return { nodes: [], pending: [], endCursor: null, hasNextPage: false, cursor, readAt: new Date() };
 }

@@ -553,6 +553,15 @@ export type ModelRecord = {
   record: Scalars['JSON']['output'];
 };
 
+/** A row a page after the first left out: its version is newer than the listing's snapshot (it changed, or was created, since the first page was read). `changes(after: cursor)` brings its change. */
+export type ModelRecordPending = {
+  __typename?: 'ModelRecordPending';
+  /** The entity key, as `ModelChange.id` carries it. */
+  id: Scalars['ID']['output'];
+  /** Where the row belongs in key order: before the page's node at this index (the number of nodes: after the last). */
+  index: Scalars['Int']['output'];
+};
+
 /** A page of a model's rows, and where its stream continues. */
 export type ModelRecords = {
   __typename?: 'ModelRecords';
@@ -562,6 +571,10 @@ export type ModelRecords = {
   nodes: Array<ModelRecord>;
   /** Where the page ends, and whether more rows may follow. */
   pageInfo: ModelRecordsPageInfo;
+  /** Rows this page left out because they changed since the first page was read (always empty on the first page): the stream brings each. A client that waits for their changes before it shows the listing shows no row missing, and each in key order. */
+  pending: Array<ModelRecordPending>;
+  /** When this page was read, by the source database's clock (the one `ModelChange.lastUpdatedAt`, a commit time, is read from), to the millisecond. A listing reflects every change committed before its first page's `readAt`; later changes come from `changes(after: cursor)`. For a model the caller may not read (no database read), the server's clock. */
+  readAt: Scalars['DateTime']['output'];
 };
 
 /** Where a `records` page ends, and whether more rows may follow. */

@@ -17,7 +17,7 @@ import { INITIAL_STATUS, nextStatus, type ConnectionEvent, type ConnectionState,
 import { Session } from './session.ts';
 import type { SessionUser } from './session-user.ts';
 import { isExpiryNotice, noticedExpiresIn, noticedExpiry, TokenRefresh, unref, type GetToken } from './token-refresh.ts';
-import { tokenExpiresAt, tokenPrincipal } from './token.ts';
+import { tokenExpiresAt, tokenGrants, tokenPrincipal } from './token.ts';
 import { installWakeTriggers, isOnline } from './wake-triggers.ts';
 
 export type { SessionUser } from './session-user.ts';
@@ -97,6 +97,7 @@ export class Connection {
         onError: options.onError,
         // The server holds the socket's new token: a 4403 after its expiry is judged against it.
         onHandedOver: (session, token) => {
+          session.grants = tokenGrants(token);
           if (this.#attempt?.session === session) this.#attempt.token = token;
         },
       });
@@ -261,6 +262,7 @@ export class Connection {
     attempt.acknowledgedAt = Date.now();
     this.#authLosses.forget();
     const session = new Session(attempt.client, attempt.controller.signal, this.#options.reportHandlerError, this.#options.maxMessageBytes);
+    session.grants = tokenGrants(attempt.token);
     attempt.session = session;
     this.#tokens?.start(session, attempt.token);
     // The users before the state listeners run: one a listener adds (a subscription started on

@@ -9,7 +9,6 @@
  * change listeners told, at most once — so a redelivered older change can never move a row back.
  * Every listener is told even when one throws; what it threw is reported (`onListenerError`).
  */
-import type { ChangeOperation } from './generated.ts';
 import { callEach, handlerErrorReport, type HandlerErrorReport } from './handler-errors.ts';
 import { createRecentIds, type RecentIds } from './recent-ids.ts';
 
@@ -49,7 +48,9 @@ export interface LiveModelSnapshot<R extends object = ModelRecord> {
   readonly isLive: boolean;
   /**
    * How fresh the records are (seed 004's staleness disclosure): the commit time of the last change
-   * applied, or the moment the last snapshot was read, whichever is later (ISO 8601); null before the first.
+   * applied, or when the last snapshot was read (its first page's `readAt`), whichever is later
+   * (ISO 8601); null before the first. Both by the source database's clock, never the device's:
+   * compare it with the device's `Date.now()` only knowing the two clocks may differ.
    */
   readonly lastUpdatedAt: string | null;
   /**
@@ -61,19 +62,12 @@ export interface LiveModelSnapshot<R extends object = ModelRecord> {
   readonly error: Error | null;
 }
 
-/** One change as the stream delivers it. */
-export interface ModelChange<R extends object = ModelRecord> {
+/** What every change carries, whatever its operation. */
+interface ModelChangeFields {
   /** Stable across redeliveries. */
   readonly eventId: string;
-  readonly operation: ChangeOperation;
   /** The entity key. */
   readonly id: string;
-  /**
-   * The record after the change — for a delete, what the table sends (its key at least). As the
-   * server sends it, an update's record lacks the `unchangedColumns`; as a live model hands it to
-   * `onUpdated`, it is merged into the row held, so it has them (their held values).
-   */
-  readonly record: R | null;
   /**
    * Columns the server's record lacks because Postgres did not send them: an update that left a
    * large (TOASTed) value unchanged, on a table without REPLICA IDENTITY FULL. The value is the one
@@ -81,14 +75,48 @@ export interface ModelChange<R extends object = ModelRecord> {
    */
   readonly unchangedColumns: readonly string[];
   readonly cursor: string;
+  /** The change's commit time, by the source database's clock (ISO 8601). */
   readonly lastUpdatedAt: string;
 }
+
+/**
+ * One change as the stream delivers it, by operation:
+ * - `CREATED`, `UPDATED`: the record after the change. As the server sends it, an update's (and a
+ *   row moved to another tenant or key's CREATED) lacks the `unchangedColumns`; as a live model
+ *   hands it to `onUpdated`, it is merged into the row held, so it has them (their held values);
+ * - `DELETED` (a soft delete too): what the table sends — the whole row with REPLICA IDENTITY
+ *   FULL (or a soft delete), else its key columns only;
+ * - `LEFT` (with a filter only): the row no longer matches it; no record.
+ */
+export type ModelChange<R extends object = ModelRecord> =
+  | (ModelChangeFields & { readonly operation: 'CREATED' | 'UPDATED'; readonly record: R })
+  | (ModelChangeFields & { readonly operation: 'DELETED'; readonly record: Partial<R> })
+  | (ModelChangeFields & { readonly operation: 'LEFT'; readonly record: null });
+
+/** A snapshot's row, or where a row it left out belongs (`record` undefined: the stream brings it). */
+export interface SnapshotNode<R extends object = ModelRecord> {
+  readonly id: string;
+  readonly record: R | undefined;
+}
+
+/** A snapshot loaded but not shown yet: what was shown before stays until its left-out rows came. */
+interface Completing<R extends object> {
+  /** The left-out rows not yet brought by a change. */
+  readonly pending: Set<string>;
+  readonly held: Pick<LiveModelSnapshot<R>, 'records' | 'byId'>;
+  readonly lastUpdatedAt: string | null;
+}
+
+/** A left-out row's place in the records' order, kept until its change comes (a Map keeps a key's position when it is set again). */
+const SLOT = Symbol('slot');
 
 /** A change applied, with the record held before it (undefined when there was none). */
 export type ChangeListener<R extends object> = (change: ModelChange<R>, previous: R | undefined) => void;
 
 export class LiveModelStore<R extends object = ModelRecord> {
-  readonly #records = new Map<string, R>();
+  /** In the records' order; a SLOT is a row a snapshot left out, not held yet. */
+  readonly #records = new Map<string, R | typeof SLOT>();
+  #completing: Completing<R> | undefined;
   readonly #listeners = new Set<() => void>();
   readonly #changeListeners = new Set<ChangeListener<R>>();
   #seen: RecentIds;
@@ -116,15 +144,23 @@ export class LiveModelStore<R extends object = ModelRecord> {
 
   /** The current state; the same object until something changes. */
   getSnapshot(): LiveModelSnapshot<R> {
-    this.#held ??= { records: Object.freeze([...this.#records.values()]), byId: new Map(this.#records) };
+    this.#held ??= this.#completing?.held ?? heldOf(this.#records);
     this.#snapshot ??= Object.freeze({
       ...this.#held,
       status: this.#status,
       isLive: this.#status === 'live',
-      lastUpdatedAt: this.#lastUpdatedAt,
+      lastUpdatedAt: this.#completing ? this.#completing.lastUpdatedAt : this.#lastUpdatedAt,
       error: this.#error,
     });
     return this.#snapshot;
+  }
+
+  /**
+   * A snapshot is loaded whose left-out rows (`load`'s slots) the stream has not all brought yet:
+   * what `getSnapshot` shows is still what was shown before it (nothing, at first).
+   */
+  get completing(): boolean {
+    return this.#completing !== undefined;
   }
 
   subscribe(listener: () => void): () => void {
@@ -138,12 +174,26 @@ export class LiveModelStore<R extends object = ModelRecord> {
     return () => this.#changeListeners.delete(listener);
   }
 
-  /** Replaces every record with a snapshot's (`readAt`: when it was read, ISO 8601). */
-  load(nodes: readonly { readonly id: string; readonly record: R }[], readAt: string): void {
+  /**
+   * Replaces every record with a snapshot's (`readAt`: when it was read, by the database's clock,
+   * ISO 8601). A node without a record is a row the snapshot left out (changed since its first
+   * page; the stream brings it): its place is kept, and the snapshot is not shown until a change
+   * of each such row was applied (`completing`) — a first render without rows that existed, and
+   * those appended later at the end (`onUpdated` for rows never shown), is what it avoids. The
+   * changes applied meanwhile go into the snapshot, as what it brings: no change listener is told.
+   */
+  load(nodes: readonly SnapshotNode<R>[], readAt: string): void {
+    const shown = this.#completing ?? { held: this.getSnapshot(), lastUpdatedAt: this.#lastUpdatedAt };
     this.#records.clear();
-    for (const node of nodes) this.#records.set(node.id, node.record);
+    const pending = new Set<string>();
+    for (const node of nodes) {
+      this.#records.set(node.id, node.record ?? SLOT);
+      if (node.record === undefined) pending.add(node.id);
+    }
     this.#lastUpdatedAt = later(this.#lastUpdatedAt, readAt);
-    this.#changed(true);
+    this.#completing = pending.size > 0 ? { pending, held: shown.held, lastUpdatedAt: shown.lastUpdatedAt } : undefined;
+    // Not complete: nothing shown changed.
+    if (this.#completing === undefined) this.#changed(true);
   }
 
   /**
@@ -162,23 +212,36 @@ export class LiveModelStore<R extends object = ModelRecord> {
    */
   apply(change: ModelChange<R>): boolean {
     if (!this.#seen.add(change.eventId)) return false;
-    const previous = this.#records.get(change.id);
-    let applied = change;
-    if (change.operation === 'DELETED' || change.record === null) {
-      if (previous === undefined) return false;
-      this.#records.delete(change.id);
-    } else {
-      const { record } = change;
-      if (change.operation === 'UPDATED') {
-        if (previous === undefined && this.#lacksFilterColumn(record)) return false;
-        if (previous !== undefined) applied = { ...change, record: { ...previous, ...record } };
-      }
-      this.#records.set(change.id, applied.record!);
+    const completing = this.#completing;
+    const held = this.#records.get(change.id);
+    // A left-out row's first change brings it (or takes it out): nothing was held before.
+    const previous = held === SLOT ? undefined : held;
+    const applied = this.#merge(change, previous);
+    // Set again, a Map key keeps its place: a left-out row comes where key order put it.
+    if (applied === undefined) this.#records.delete(change.id);
+    else this.#records.set(change.id, applied.record);
+    if (completing) {
+      completing.pending.delete(change.id);
+      if (held === SLOT || applied !== undefined || previous !== undefined) this.#lastUpdatedAt = later(this.#lastUpdatedAt, change.lastUpdatedAt);
+      if (completing.pending.size > 0) return true;
+      // Every left-out row came: the snapshot is shown, as a snapshot (no change listener).
+      this.#completing = undefined;
+      this.#changed(true);
+      return true;
     }
+    if (applied === undefined && previous === undefined) return false;
     this.#lastUpdatedAt = later(this.#lastUpdatedAt, change.lastUpdatedAt);
     this.#changed(true);
-    callEach(this.#changeListeners, (listener) => listener(applied, previous), this.#report);
+    callEach(this.#changeListeners, (listener) => listener(applied ?? change, previous), this.#report);
     return true;
+  }
+
+  /** The change as held after it (an update merged into the row held), or undefined when it leaves no row. */
+  #merge(change: ModelChange<R>, previous: R | undefined): Extract<ModelChange<R>, { operation: 'CREATED' | 'UPDATED' }> | undefined {
+    if (change.operation === 'DELETED' || change.operation === 'LEFT' || change.record === null) return undefined;
+    if (change.operation !== 'UPDATED') return change;
+    if (previous === undefined) return this.#lacksFilterColumn(change.record) ? undefined : change;
+    return { ...change, record: { ...previous, ...change.record } };
   }
 
   /**
@@ -187,6 +250,7 @@ export class LiveModelStore<R extends object = ModelRecord> {
    */
   reset(): void {
     this.#records.clear();
+    this.#completing = undefined;
     this.#seen = createRecentIds(this.#dedupeWindow);
     this.#lastUpdatedAt = null;
     if (this.#status !== 'error' && this.#status !== 'closed') {
@@ -199,14 +263,14 @@ export class LiveModelStore<R extends object = ModelRecord> {
 
   /** Whether `apply(change)` would add a row not held now (for a limit on the records held). */
   adds(change: ModelChange<R>): boolean {
-    const { record } = change;
-    if (this.#seen.has(change.eventId) || this.#records.has(change.id) || change.operation === 'DELETED' || record === null) return false;
-    return change.operation !== 'UPDATED' || !this.#lacksFilterColumn(record);
+    const held = this.#records.get(change.id);
+    if (this.#seen.has(change.eventId) || (held !== undefined && held !== SLOT) || change.operation === 'DELETED' || change.operation === 'LEFT' || change.record === null) return false;
+    return change.operation !== 'UPDATED' || !this.#lacksFilterColumn(change.record);
   }
 
-  /** Records held now. */
+  /** Records held now (a snapshot being completed: its records). */
   get size(): number {
-    return this.#records.size;
+    return this.#records.size - (this.#completing?.pending.size ?? 0);
   }
 
   setStatus(status: LiveModelStatus, error: Error | null = null): void {
@@ -230,6 +294,13 @@ export class LiveModelStore<R extends object = ModelRecord> {
     if (records) this.#held = undefined;
     callEach(this.#listeners, (listener) => listener(), this.#report);
   }
+}
+
+/** The records and their map, without the places of rows not held yet. */
+function heldOf<R extends object>(records: ReadonlyMap<string, R | typeof SLOT>): Pick<LiveModelSnapshot<R>, 'records' | 'byId'> {
+  const byId = new Map<string, R>();
+  for (const [id, record] of records) if (record !== SLOT) byId.set(id, record);
+  return { records: Object.freeze([...byId.values()]), byId };
 }
 
 /** The later of two ISO 8601 times. */

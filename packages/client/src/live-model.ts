@@ -2,8 +2,10 @@
  * `liveModel(model, { filter })`: a model's records kept current — the snapshot (`records`, every
  * page), then `changes(model, filter, after: <the snapshot's cursor>)`, which delivers every change
  * the snapshot does not hold and none it already reflects (the server's race-free join). On a new
- * socket the stream resumes from the last change's cursor; on RESYNC_REQUIRED the snapshot is read
- * again and the stream joined at its cursor. A new login of another user empties the store at once
+ * socket the stream resumes from the last change's cursor — unless the socket's token grants other
+ * reads (permissions, roles: `tokenGrants`) than the snapshot was read under: the server answers a
+ * stream it may no longer read with silence, so the snapshot is read again (empty when denied). On
+ * RESYNC_REQUIRED the snapshot is read again and the stream joined at its cursor. A new login of another user empties the store at once
  * (status `loading`, no records, no cursor) before the new user's socket is up, and it loads
  * afresh for them: what they may not read comes back empty, never as the previous user's rows.
  *
@@ -27,16 +29,29 @@
 import type { Connection } from './connection.ts';
 import { isPermissionRevoked, isResyncRequired } from './errors.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
-import { LiveModelStore, type LiveModelSnapshot, type LiveModelStatus, type ModelChange, type ModelRecord } from './live-model-store.ts';
+import { LiveModelStore, type LiveModelSnapshot, type LiveModelStatus, type ModelChange, type ModelRecord, type SnapshotNode } from './live-model-store.ts';
 import { createRetryGate, runResumable } from './resumable.ts';
 import type { Session } from './session.ts';
 
-/** The seed's filter: `{ status: 'eq.active', age: ['gte.18', 'lt.65'] }` (see the server's README). */
-export type ModelFilter = Readonly<Record<string, string | readonly string[]>>;
+/**
+ * One filter clause, with the operators the server accepts (PostgREST's): `eq.active`, `gte.18`,
+ * `in.(active,vip)`, `is.null`. The value's text is not checked here (the server's BAD_USER_INPUT).
+ */
+export type ModelFilterClause = `${'eq' | 'neq' | 'gt' | 'gte' | 'lt' | 'lte'}.${string}` | `in.(${string})` | 'is.null' | 'is.notnull';
+
+/**
+ * The seed's filter: `{ status: 'eq.active', age: ['gte.18', 'lt.65'] }` (see the server's
+ * README). With a record type (`liveModel<Contact>`), its columns are the record's and each
+ * clause has an operator the server knows — a misspelt column would otherwise match nothing,
+ * silently. Without one (or a record type with an index signature), any column and any text.
+ */
+export type ModelFilter<R extends object = ModelRecord> = string extends keyof R
+  ? Readonly<Record<string, string | readonly string[]>>
+  : { readonly [K in keyof R & string]?: ModelFilterClause | readonly ModelFilterClause[] };
 
 export interface LiveModelOptions<R extends object = ModelRecord> {
   /** Evaluated on the server, for the snapshot and the changes alike. */
-  readonly filter?: ModelFilter;
+  readonly filter?: ModelFilter<R>;
   /** A record created (each change once, by event id; not for what a snapshot brings). */
   readonly onCreated?: (record: R, change: ModelChange<R>) => void;
   readonly onUpdated?: (record: R, change: ModelChange<R>) => void;
@@ -77,10 +92,11 @@ export class LiveModels {
   }
 
   open<R extends object>(model: string, options: LiveModelOptions<R> = {}): LiveModel<R> {
-    const key = `${model}\u0000${stableJson(options.filter ?? null)}`;
+    const filter = options.filter as ModelFilter | undefined;
+    const key = `${model}\u0000${stableJson(filter ?? null)}`;
     let shared = this.#shared.get(key);
     if (!shared) {
-      const created: SharedModel = new SharedModel(this.#connection, model, options.filter, this.#limits, () => {
+      const created: SharedModel = new SharedModel(this.#connection, model, filter, this.#limits, () => {
         if (this.#shared.get(key) === created) this.#shared.delete(key);
       });
       shared = created;
@@ -111,6 +127,8 @@ class SharedModel {
   #references = 0;
   /** Where the stream continues; undefined until a snapshot was read (and again for a resync). */
   #cursor: string | undefined;
+  /** What the token let the socket read when the snapshot was read (`Session.grants`). */
+  #readUnder: string | undefined;
   /**
    * Stopped for good (status `error`): subscribed on no further socket, but still registered with
    * the connection until released, so that a new login drops its records too.
@@ -144,8 +162,9 @@ class SharedModel {
     this.#references += 1;
     const store = this.store;
     const stopListening = store.onChange((change, previous) => {
-      if (change.operation === 'DELETED') options.onDeleted?.(previous ?? change.record ?? { id: change.id }, change);
-      else if (change.record === null) return;
+      // A delete's record may be its key only (no REPLICA IDENTITY FULL): the row as held, when it was.
+      if (change.operation === 'DELETED') options.onDeleted?.(previous ?? change.record, change);
+      else if (change.operation === 'LEFT' || change.record === null) return;
       else if (change.operation === 'CREATED') options.onCreated?.(change.record, change);
       else options.onUpdated?.(change.record, change);
     });
@@ -243,7 +262,11 @@ class SharedModel {
     void runResumable(this.#connection, session, this.#controller.signal, {
       gate: this.#gate,
       run: async (current, signal, delivered) => {
-        if (this.#cursor === undefined) await this.#loadSnapshot(current, signal);
+        // Read under other grants (the same user's token lost or gained a permission, sent on a new
+        // socket): the server answers a stream it may no longer read with silence, not an error,
+        // so resuming would keep rows the user may not see, `live`, for good. Read again: empty
+        // when denied — as a refresh on the socket drops them (PERMISSION_REVOKED).
+        if (this.#cursor === undefined || this.#readUnder !== current.grants) await this.#loadSnapshot(current, signal);
         // A row the stream adds past maxRecords stops the model, as a snapshot too large does: the
         // stream is cut (what `onData` throws would only be reported) and the error thrown from here.
         const overflow = new AbortController();
@@ -252,7 +275,8 @@ class SharedModel {
         const live = () => {
           if (!running || signal.aborted) return;
           this.#refused = false;
-          if (this.store.status !== 'live') this.store.setStatus('live');
+          // A snapshot still waiting for rows it left out is not shown yet: still loading (resyncing…).
+          if (this.store.status !== 'live' && !this.store.completing) this.store.setStatus('live');
         };
         const streaming = current.stream(
           TributaryChangesDocument,
@@ -267,7 +291,10 @@ class SharedModel {
             }
             this.#cursor = change.cursor;
             live();
+            const completing = this.store.completing;
             this.store.apply(change);
+            // The last row the snapshot left out came: shown now, and live.
+            if (completing) live();
           },
           AbortSignal.any([signal, overflow.signal]),
         );
@@ -307,10 +334,19 @@ class SharedModel {
     });
   }
 
-  /** Every page of `records`, then the store replaced at once; the cursor is the first page's. */
+  /**
+   * Every page of `records`, then the store replaced at once; the cursor is the first page's. Rows
+   * a later page left out (`pending`: changed since the first page) keep their place; the store
+   * shows the snapshot once the stream brought each (`LiveModelStore.load`).
+   */
   async #loadSnapshot(session: Session, signal: AbortSignal): Promise<void> {
-    const nodes: { id: string; record: ModelRecord }[] = [];
+    const { grants } = session;
+    const nodes: SnapshotNode[] = [];
     let cursor: string | undefined;
+    // The first page's: the listing reflects every change committed before it (later pages leave
+    // out what changed since; the stream brings it). The database's clock, as changes' commit
+    // times are — never the device's, which may be minutes off.
+    let readAt: string | undefined;
     for (let after: string | null = null; ; ) {
       const { records }: { records: RecordsPage } = await session.execute(
         TributaryRecordsDocument,
@@ -318,13 +354,20 @@ class SharedModel {
         signal,
       );
       cursor ??= records.cursor;
-      for (const node of records.nodes) nodes.push({ id: node.id, record: node.record as ModelRecord });
+      readAt ??= records.readAt;
+      let slot = 0;
+      for (const [index, node] of records.nodes.entries()) {
+        for (; slot < records.pending.length && records.pending[slot]!.index <= index; slot += 1) nodes.push({ id: records.pending[slot]!.id, record: undefined });
+        nodes.push({ id: node.id, record: node.record as ModelRecord });
+      }
+      for (; slot < records.pending.length; slot += 1) nodes.push({ id: records.pending[slot]!.id, record: undefined });
       if (nodes.length > this.#limits.maxRecords) throw this.#tooMany();
       if (!records.pageInfo.hasNextPage || records.pageInfo.endCursor === null) break;
       after = records.pageInfo.endCursor;
     }
-    this.store.load(nodes, new Date().toISOString());
+    this.store.load(nodes, readAt);
     this.#cursor = cursor;
+    this.#readUnder = grants;
   }
 
   #tooMany(): Error {
@@ -334,7 +377,9 @@ class SharedModel {
 
 interface RecordsPage {
   readonly cursor: string;
+  readonly readAt: string;
   readonly nodes: readonly { readonly id: string; readonly record: unknown }[];
+  readonly pending: readonly { readonly id: string; readonly index: number }[];
   readonly pageInfo: { readonly endCursor: string | null; readonly hasNextPage: boolean };
 }
 

@@ -10,6 +10,7 @@ import type { Client, FormattedExecutionResult } from 'graphql-ws';
 import type { HandlerErrorReport } from './handler-errors.ts';
 import { closeCodeOf, closeReasonOf, isGraphQLErrorList, MESSAGE_TOO_BIG, MessageTooLargeError, SessionEndedError, TributaryRequestError } from './errors.ts';
 import { frameBytes, OversizeWatch } from './oversize-watch.ts';
+import { tokenGrants } from './token.ts';
 
 const printed = new WeakMap<object, string>();
 
@@ -60,6 +61,12 @@ export class Session {
   readonly #oversize = new OversizeWatch();
   /** Aborted when the socket is gone. */
   readonly signal: AbortSignal;
+  /**
+   * What the token the server holds for this socket lets it read (`tokenGrants`): the one of its
+   * `connection_init`, then of each token handed over in-band. A live model compares it with the
+   * grants its snapshot was read under.
+   */
+  grants = tokenGrants(undefined);
 
   constructor(client: Client, signal: AbortSignal, report: HandlerErrorReport, maxMessageBytes = Number.POSITIVE_INFINITY) {
     this.#client = client;

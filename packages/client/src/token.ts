@@ -25,6 +25,27 @@ export function tokenPrincipal(token: string | undefined): string {
   return JSON.stringify(['claims', claims['sub'] ?? null, claims['tenant'] ?? null, claims['app'] ?? null, claims['env'] ?? null]);
 }
 
+/**
+ * What a token lets its holder read, as the server decides it (`permissions`, and `roles`: `admin`
+ * reads everything): a key equal for two tokens that grant the same, whatever their order. Two
+ * tokens of one principal (`tokenPrincipal`) may differ here — a permission removed, then the next
+ * token sent on a new socket — and the server answers a resumed subscription it may no longer read
+ * with silence, so what was read under the other grants must be read again. No token grants
+ * nothing; a token whose claims cannot be read is compared whole.
+ */
+export function tokenGrants(token: string | undefined): string {
+  if (token === undefined) return 'none';
+  const claims = claimsOf(token);
+  if (claims === undefined) return `token:${token}`;
+  return JSON.stringify(['grants', sortedStrings(claims['permissions']), sortedStrings(claims['roles'])]);
+}
+
+/** A claim's strings, sorted and without repeats (a claim that is no array: none). */
+function sortedStrings(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  return [...new Set(value.filter((item): item is string => typeof item === 'string'))].sort();
+}
+
 /** The token's payload (a JWT's second part), or undefined when it cannot be read. */
 function claimsOf(token: string): Readonly<Record<string, unknown>> | undefined {
   const payload = token.split('.')[1];

@@ -14,6 +14,8 @@
  *   row version the first snapshot did not see (its `xmin` committed later) is left out: the
  *   stream delivers that row's changes after the cursor, in order, so the client's list never
  *   shows a version older than one it had (rows changed during paging arrive from the stream).
+ *   The page names such a row (`pending`: its id and place among the nodes) when the caller
+ *   could see its version: a client can wait for its change and show it in key order.
  * - **Keyset pagination** on the primary key (else the mapping's `key`), `first` rows at most.
  *   Filters are evaluated in the process with `changes`' own evaluator (`filters/model-filter.ts`),
  *   so both agree exactly (SQL comparisons differ: collations, numeric text); a page reads at most
@@ -72,13 +74,27 @@ export interface ModelRecord {
   readonly record: Readonly<Record<string, unknown>>;
 }
 
+/** A row a later page left out because its version is newer than the first page's snapshot. */
+export interface PendingRecord {
+  readonly id: string;
+  /** Where it belongs among the page's nodes: before `nodes[index]` (`nodes.length`: after the last). */
+  readonly index: number;
+}
+
 export interface ModelRecordsPage {
   readonly nodes: readonly ModelRecord[];
+  /** Rows left out of this page for a version the first page's snapshot did not see; the stream brings each. */
+  readonly pending: readonly PendingRecord[];
   /** Pass as `after` for the next page; null when the page read no row. */
   readonly endCursor: string | null;
   readonly hasNextPage: boolean;
   /** The snapshot cursor: `changes(after:)` joins the stream here (the same on every page of a listing). */
   readonly cursor: string;
+  /**
+   * The source database's clock when this page was read (its snapshot taken), to ms — the clock
+   * `changes`' `lastUpdatedAt` (commit times) is read from, so a client can compare the two.
+   */
+  readonly readAt: Date;
 }
 
 export const DEFAULT_RECORDS_PAGE = 100;
@@ -157,6 +173,7 @@ async function readPage(client: pg.ClientBase, query: ModelRecordsQuery, options
   // Read before the snapshot: every change the snapshot misses is logged after this position.
   const head = query.after === undefined ? await query.streamHead() : undefined;
   let cursor: string | undefined;
+  let readAt: Date | undefined;
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.trunc(options.statementTimeoutMs))}`);
@@ -167,6 +184,7 @@ async function readPage(client: pg.ClientBase, query: ModelRecordsQuery, options
         await client.query('ROLLBACK');
         return 'retry';
       }
+      readAt = new Date(Number(taken.readAtMs));
       snapshot = { after: head!, source: query.source.sourceId, window: snapshotWindow(taken.snapshot, taken.lsn) };
       if (snapshot.window.inProgress.size > MAX_SNAPSHOT_IN_PROGRESS) {
         throw new TributaryError(ErrorCode.UNAVAILABLE, 'Too many transactions in progress to take a model snapshot; retry', { details: { reason: 'snapshot-too-large' } });
@@ -176,15 +194,15 @@ async function readPage(client: pg.ClientBase, query: ModelRecordsQuery, options
       cursor = query.after.snapshot;
       snapshot = decodeSnapshotCursor(cursor);
     }
-    const currentXmax = query.after === undefined ? snapshot.window.xmax : await snapshotXmax(client);
-    const page = await scan(client, query, options, { snapshot, cursor, currentXmax });
+    const current = query.after === undefined ? { xmax: snapshot.window.xmax, readAt: readAt! } : await pageSnapshot(client);
+    const page = await scan(client, query, options, { snapshot, cursor, currentXmax: current.xmax });
     await client.query('COMMIT');
-    return { ...page, cursor };
+    return { ...page, cursor, readAt: current.readAt };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     // A tenant or key the column's type cannot hold (a tenant id that is no uuid) matches no row.
     const state = sqlStateOf(error);
-    if (cursor !== undefined && state?.startsWith(SqlStateClass.DATA_EXCEPTION)) return { nodes: [], endCursor: null, hasNextPage: false, cursor };
+    if (cursor !== undefined && state?.startsWith(SqlStateClass.DATA_EXCEPTION)) return { nodes: [], pending: [], endCursor: null, hasNextPage: false, cursor, readAt: readAt ?? new Date() };
     if (state === SqlState.QUERY_CANCELED) {
       throw new TributaryError(ErrorCode.UNAVAILABLE, 'Reading the model took too long; retry', { cause: error, details: { reason: 'statement-timeout' } });
     }
@@ -193,21 +211,31 @@ async function readPage(client: pg.ClientBase, query: ModelRecordsQuery, options
 }
 
 /**
- * The snapshot, the WAL position after it, and whether a transaction it lists as in progress is
- * already committed (all in the one statement that takes the snapshot, so the look is immediate).
+ * The database's clock now, in ms since the epoch as text: read as text, whatever type parsers
+ * the source's pool has; truncated to ms, as commit times are (`Date`).
  */
-async function takeSnapshot(client: pg.ClientBase): Promise<{ snapshot: string; lsn: string; unsettled: boolean }> {
-  const { rows } = await client.query<{ snapshot: string; lsn: string; unsettled: boolean }>(
+const CLOCK_MS = `floor(extract(epoch FROM clock_timestamp()) * 1000)::int8::text`;
+
+/**
+ * The snapshot, the WAL position after it, whether a transaction it lists as in progress is
+ * already committed, and the database's clock (all in the one statement that takes the snapshot,
+ * so the look is immediate).
+ */
+async function takeSnapshot(client: pg.ClientBase): Promise<{ snapshot: string; lsn: string; unsettled: boolean; readAtMs: string }> {
+  const { rows } = await client.query<{ snapshot: string; lsn: string; unsettled: boolean; readAtMs: string }>(
     `SELECT pg_current_snapshot()::text AS snapshot, pg_current_wal_insert_lsn()::text AS lsn,
-            EXISTS (SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE pg_xact_status(x) = 'committed') AS unsettled`,
+            EXISTS (SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE pg_xact_status(x) = 'committed') AS unsettled,
+            ${CLOCK_MS} AS "readAtMs"`,
   );
   return rows[0]!;
 }
 
-/** The xmax of this transaction's snapshot, as a 32-bit xid (what a row's `xmin` holds). */
-async function snapshotXmax(client: pg.ClientBase): Promise<number> {
-  const { rows } = await client.query<{ xmax: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax');
-  return Number(BigInt(rows[0]!.xmax) & 0xffff_ffffn);
+/** The xmax of this transaction's snapshot, as a 32-bit xid (what a row's `xmin` holds), and the database's clock. */
+async function pageSnapshot(client: pg.ClientBase): Promise<{ xmax: number; readAt: Date }> {
+  const { rows } = await client.query<{ xmax: string; readAtMs: string }>(
+    `SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax, ${CLOCK_MS} AS "readAtMs"`,
+  );
+  return { xmax: Number(BigInt(rows[0]!.xmax) & 0xffff_ffffn), readAt: new Date(Number(rows[0]!.readAtMs)) };
 }
 
 /** The listing's snapshot and cursor, and the xmax of the snapshot reading this page. */
@@ -217,7 +245,7 @@ interface PageSnapshot {
   readonly currentXmax: number;
 }
 
-async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: ModelRecordsOptions, read: PageSnapshot): Promise<Omit<ModelRecordsPage, 'cursor'>> {
+async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: ModelRecordsOptions, read: PageSnapshot): Promise<Omit<ModelRecordsPage, 'cursor' | 'readAt'>> {
   const { cursor } = read;
   const { mapping } = query.source;
   const table = mappingTable(mapping);
@@ -233,6 +261,7 @@ async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: Mo
   const budget = options.scanLimit ?? Math.min(MAX_SCAN_ROWS, Math.max(query.first * 10, CHUNK_ROWS));
   const laterPage = query.after !== undefined;
   const nodes: ModelRecord[] = [];
+  const pending: PendingRecord[] = [];
   let lastKey = query.after?.key;
   let scanned = 0;
   let more = visible;
@@ -246,15 +275,16 @@ async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: Mo
       const row = rows[i]!;
       scanned += 1;
       lastKey = row[KEY_COLUMN] as string[];
-      const node = nodeOf(query, read, row, types, shape.primaryKey, laterPage);
-      if (node) nodes.push(node);
+      const node = nodeOf(query, row, types, shape.primaryKey);
+      if (node && laterPage && !snapshotSawVersion(read.snapshot.window, Number(row[XMIN_COLUMN]), read.currentXmax)) pending.push({ id: node.id, index: nodes.length });
+      else if (node) nodes.push(node);
       if (nodes.length === query.first) {
         more ||= i < rows.length - 1;
         break;
       }
     }
   }
-  return { nodes, hasNextPage: more, endCursor: lastKey === undefined || lastKey === query.after?.key ? null : encodePageCursor({ model: mapping.model, key: lastKey, snapshot: cursor }) };
+  return { nodes, pending, hasNextPage: more, endCursor: lastKey === undefined || lastKey === query.after?.key ? null : encodePageCursor({ model: mapping.model, key: lastKey, snapshot: cursor }) };
 }
 
 /**
@@ -262,16 +292,8 @@ async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: Mo
  * evaluator sees rows). Its values take the forms the WAL reader gives them (`row-values.ts`:
  * parsed by `ROW_TYPES`, then `columnValue`), for the key, the scope, the filter and the record.
  */
-function nodeOf(
-  query: ModelRecordsQuery,
-  read: PageSnapshot,
-  row: Record<string, unknown>,
-  types: ReadonlyMap<string, number>,
-  primaryKey: readonly string[],
-  laterPage: boolean,
-): ModelRecord | undefined {
+function nodeOf(query: ModelRecordsQuery, row: Record<string, unknown>, types: ReadonlyMap<string, number>, primaryKey: readonly string[]): ModelRecord | undefined {
   const { mapping } = query.source;
-  if (laterPage && !snapshotSawVersion(read.snapshot.window, Number(row[XMIN_COLUMN]), read.currentXmax)) return undefined;
   const decoded: Record<string, unknown> = {};
   for (const column of Object.keys(row)) {
     if (column === KEY_COLUMN || column === XMIN_COLUMN) continue;

@@ -204,7 +204,7 @@ builder.subscriptionField('changes', (t) =>
       model: t.arg.string({ required: true, description: modelName }),
       filter: t.arg({
         type: 'JSON',
-        description: 'Column filters (`{ "status": "eq.active" }`): only the changes of matching rows, and LEFT for a row that stops matching. BAD_USER_INPUT for a bad one.',
+        description: 'Column filters (`{ "status": "eq.active" }`): only the changes of matching rows, and LEFT for a row that stops matching. BAD_USER_INPUT for a bad one, or for a column the model\'s table does not have.',
       }),
       after: t.arg.string({ description: "A cursor — a change's `cursor`, or `records`' `cursor` — to resume after. Absent: changes from now on." }),
     },

@@ -112,5 +112,5 @@ export async function startScriptedServer(onOperation: (operation: Operation, re
 
 /** A `records` page with no rows, at position `cursor` (what a live model's snapshot and subscribeModel's position read take). */
 export function emptyRecords(cursor: string): unknown {
-  return { records: { cursor, nodes: [], pageInfo: { endCursor: null, hasNextPage: false } } };
+  return { records: { cursor, nodes: [], pending: [], pageInfo: { endCursor: null, hasNextPage: false }, readAt: '2026-01-01T00:00:00.000Z' } };
 }

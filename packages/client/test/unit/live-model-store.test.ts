@@ -5,7 +5,7 @@ import { createRecentIds } from '../../src/recent-ids.ts';
 type Contact = { readonly id: number; readonly name: string };
 
 function change(eventId: string, operation: ModelChange['operation'], id: number, name: string | null, at = '2026-01-01T00:00:01.000Z'): ModelChange<Contact> {
-  return { eventId, operation, id: String(id), record: name === null ? null : { id, name }, unchangedColumns: [], cursor: `c-${eventId}`, lastUpdatedAt: at };
+  return { eventId, operation, id: String(id), record: name === null ? null : { id, name }, unchangedColumns: [], cursor: `c-${eventId}`, lastUpdatedAt: at } as ModelChange<Contact>;
 }
 
 describe('live model store', () => {
@@ -106,7 +106,7 @@ describe('live model store', () => {
   it('keeps what a held row had in the columns an update lacks, and leaves out an update of a row not held that lacks a filtered column', () => {
     type Note = { readonly id: number; readonly title?: string; readonly body?: string; readonly status?: string };
     const store = new LiveModelStore<Note>(undefined, undefined, ['body', 'status']);
-    const told: (Note | null)[] = [];
+    const told: (Note | Partial<Note> | null)[] = [];
     store.onChange((applied) => void told.push(applied.record));
     store.load([{ id: '1', record: { id: 1, title: 'a', body: 'long text', status: 'open' } }], '2026-01-01T00:00:00.000Z');
     // The columns the update lacks are the ones it lists as unchanged, as the server sends them.
@@ -153,7 +153,7 @@ describe('live model store', () => {
     store.onChange(() => void (changes += 1));
     const before = store.getSnapshot();
     expect(store.apply(change('e1', 'LEFT', 999, null))).toBe(false);
-    expect(store.apply({ ...change('e2', 'DELETED', 998, null), record: { id: 998 } as Contact })).toBe(false);
+    expect(store.apply({ ...change('e2', 'DELETED', 998, null), record: { id: 998 } } as ModelChange<Contact>)).toBe(false);
     expect({ notified, changes, same: store.getSnapshot() === before }).toEqual({ notified: 0, changes: 0, same: true });
     // A row it holds still leaves: one notification, one change.
     expect(store.apply(change('e3', 'LEFT', 1, null))).toBe(true);
@@ -188,5 +188,76 @@ describe('recent ids', () => {
     failed.setStatus('error', error);
     failed.reset();
     expect(failed.getSnapshot()).toMatchObject({ records: [], status: 'error', error });
+  });
+
+  describe('a snapshot that left rows out (changed since its first page)', () => {
+    const at = (second: number) => `2026-01-01T00:00:0${second}.000Z`;
+
+    it('shows nothing new until the stream brought each, then every row in the snapshot’s order, with no change listener told', () => {
+      const store = new LiveModelStore<Contact>();
+      const told: string[] = [];
+      store.onChange((applied) => void told.push(applied.eventId));
+      let renders = 0;
+      store.subscribe(() => void (renders += 1));
+      store.load(
+        [
+          { id: '1', record: { id: 1, name: 'Ann' } },
+          { id: '2', record: undefined },
+          { id: '3', record: { id: 3, name: 'Cy' } },
+          { id: '4', record: undefined },
+        ],
+        at(1),
+      );
+      expect(store.completing).toBe(true);
+      expect(store.getSnapshot()).toMatchObject({ records: [], lastUpdatedAt: null, status: 'loading' });
+      expect(store.size).toBe(2);
+
+      expect(store.apply(change('e1', 'UPDATED', 4, 'Di', at(2)))).toBe(true);
+      expect(store.apply(change('e2', 'UPDATED', 1, 'Ann 2', at(3)))).toBe(true);
+      expect(store.getSnapshot().records).toEqual([]);
+      expect(renders).toBe(0);
+      expect(store.apply(change('e3', 'UPDATED', 2, 'Bo', at(4)))).toBe(true);
+
+      expect(store.completing).toBe(false);
+      expect(store.getSnapshot()).toMatchObject({ records: [{ id: 1, name: 'Ann 2' }, { id: 2, name: 'Bo' }, { id: 3, name: 'Cy' }, { id: 4, name: 'Di' }], lastUpdatedAt: at(4) });
+      expect(renders).toBe(1);
+      expect(told).toEqual([]);
+      expect(store.apply(change('e4', 'UPDATED', 2, 'Bo 2', at(5)))).toBe(true);
+      expect(told).toEqual(['e4']);
+    });
+
+    it('drops a left-out row its first change takes out (LEFT, DELETED), and keeps what was shown before meanwhile', () => {
+      const store = new LiveModelStore<Contact>();
+      store.load([{ id: '9', record: { id: 9, name: 'Old' } }], at(1));
+      const shown = store.getSnapshot();
+      store.setStatus('resyncing');
+      store.load(
+        [
+          { id: '1', record: undefined },
+          { id: '2', record: undefined },
+          { id: '3', record: { id: 3, name: 'Cy' } },
+        ],
+        at(2),
+      );
+      expect(store.getSnapshot().records).toBe(shown.records);
+      expect(store.getSnapshot().lastUpdatedAt).toBe(at(1));
+      store.apply(change('e1', 'LEFT', 1, null, at(3)));
+      store.apply(change('e2', 'DELETED', 2, 'Bo', at(4)));
+      expect(store.getSnapshot().records).toEqual([{ id: 3, name: 'Cy' }]);
+      expect(store.getSnapshot().lastUpdatedAt).toBe(at(4));
+    });
+
+    it('forgets the places with a new login, and a new snapshot replaces one being completed', () => {
+      const store = new LiveModelStore<Contact>();
+      store.load([{ id: '1', record: undefined }], at(1));
+      store.load([{ id: '2', record: { id: 2, name: 'Bo' } }], at(2));
+      expect(store.completing).toBe(false);
+      expect(store.getSnapshot().records).toEqual([{ id: 2, name: 'Bo' }]);
+      store.load([{ id: '1', record: undefined }], at(3));
+      store.reset();
+      expect(store.completing).toBe(false);
+      expect(store.getSnapshot().records).toEqual([]);
+      expect(store.size).toBe(0);
+    });
   });
 });

@@ -4,7 +4,7 @@
  * keeps such records.
  */
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import type { LiveModel, LiveModelOptions, ModelChangeEvent, ModelRecord, ModelSubscription, SubscribeModelOptions, TopicEvent, TributaryClient } from '@tributary/client';
+import type { LiveModel, LiveModelOptions, ModelChange, ModelChangeEvent, ModelRecord, ModelSubscription, SubscribeModelOptions, TopicEvent, TributaryClient } from '@tributary/client';
 import { subscribeModel } from '@tributary/client';
 import { LiveModelStore } from '../../src/live-model-store.ts';
 
@@ -44,5 +44,31 @@ describe('record types', () => {
     expectTypeOf<TopicEvent<{ orderId: number }>['payload']>().toEqualTypeOf<{ orderId: number }>();
     expectTypeOf<TopicEvent['payload']>().toEqualTypeOf<unknown>();
     expectTypeOf<TopicEvent['cursor']>().toEqualTypeOf<string>();
+  });
+
+  it('types a filter from the record type: its columns, and clauses with an operator the server knows', () => {
+    const open = (client: TributaryClient) => {
+      client.liveModel<Contact>('contacts', { filter: { name: ['neq.', 'in.(Ann,"B, C")'], id: 'gte.10' } });
+      client.liveModel<Contact>('contacts', { filter: { name: 'is.null' } });
+      // @ts-expect-error a misspelt column
+      client.liveModel<Contact>('contacts', { filter: { nmae: 'eq.Ann' } });
+      // @ts-expect-error an operator the server does not know
+      client.liveModel<Contact>('contacts', { filter: { name: 'like.Ann' } });
+      // @ts-expect-error no operator
+      client.liveModel<Contact>('contacts', { filter: { name: 'eq' } });
+      // Untyped: any column, any text (a filter built at run time).
+      const built: Record<string, string> = { status: 'eq.active' };
+      client.liveModel('contacts', { filter: built });
+    };
+    expect(typeof open).toBe('function');
+  });
+
+  it('types a change by its operation: a record with CREATED and UPDATED, part of one with DELETED, none with LEFT', () => {
+    const read = (change: ModelChange<Contact>) => {
+      if (change.operation === 'CREATED' || change.operation === 'UPDATED') expectTypeOf(change.record).toEqualTypeOf<Contact>();
+      else if (change.operation === 'DELETED') expectTypeOf(change.record).toEqualTypeOf<Partial<Contact>>();
+      if (change.operation === 'LEFT') expectTypeOf(change.record).toBeNull();
+    };
+    expect(typeof read).toBe('function');
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { refreshDelay, tokenExpiresAt, tokenPrincipal } from '../../src/token.ts';
+import { refreshDelay, tokenExpiresAt, tokenGrants, tokenPrincipal } from '../../src/token.ts';
 
 function jwt(payload: object): string {
   const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -53,5 +53,25 @@ describe('token principal', () => {
     expect(tokenPrincipal(undefined)).not.toBe(tokenPrincipal(jwt({})));
     expect(tokenPrincipal('opaque-1')).toBe(tokenPrincipal('opaque-1'));
     expect(tokenPrincipal('opaque-1')).not.toBe(tokenPrincipal('opaque-2'));
+  });
+});
+
+describe('what a token lets its holder read', () => {
+  it('is the same for the same permissions and roles in any order, whatever else changed', () => {
+    const ann = { sub: 'ann', tenant: 't', permissions: ['crm.contacts.read', 'orders.read'], roles: ['staff'] };
+    expect(tokenGrants(jwt({ ...ann, exp: 1 }))).toBe(tokenGrants(jwt({ ...ann, exp: 2, permissions: ['orders.read', 'crm.contacts.read', 'orders.read'] })));
+  });
+
+  it('differs when a permission or a role was removed or added', () => {
+    const ann = { sub: 'ann', tenant: 't', permissions: ['crm.contacts.read'], roles: ['admin'] };
+    for (const other of [{ permissions: [] }, { permissions: ['crm.contacts.read', 'orders.read'] }, { roles: [] }, { permissions: undefined }]) {
+      expect(tokenGrants(jwt({ ...ann, ...other }))).not.toBe(tokenGrants(jwt(ann)));
+    }
+  });
+
+  it('tells no token apart from any token, and compares unreadable tokens whole', () => {
+    expect(tokenGrants(undefined)).not.toBe(tokenGrants(jwt({})));
+    expect(tokenGrants('opaque-1')).toBe(tokenGrants('opaque-1'));
+    expect(tokenGrants('opaque-1')).not.toBe(tokenGrants('opaque-2'));
   });
 });

@@ -28,7 +28,7 @@ function render(fake: FakeClient, element: React.ReactNode, strict = true): void
 }
 
 function change(eventId: string, operation: ModelChange['operation'], id: number, name: string): ModelChange {
-  return { eventId, operation, id: String(id), record: { id, name }, unchangedColumns: [], cursor: `c-${eventId}`, lastUpdatedAt: '2026-01-01T00:00:01.000Z' };
+  return { eventId, operation, id: String(id), record: { id, name }, unchangedColumns: [], cursor: `c-${eventId}`, lastUpdatedAt: '2026-01-01T00:00:01.000Z' } as ModelChange;
 }
 
 /** Renders the seed's ContactList and reports every result it rendered with. */
