@@ -10,6 +10,7 @@ import { describeTable } from '../pipeline/cdc/mapping/table-catalog.ts';
 import { isValidSlotName } from '../pipeline/cdc/wal/replication-setup.ts';
 import { decodeSnapshotCursor, isSnapshotCursor, snapshotAdmission, type ModelSnapshot } from '../pipeline/cdc/model-snapshot-cursor.ts';
 import { matchesModelFilter, parseModelFilter, type ModelFilter } from '../pipeline/filters/model-filter.ts';
+import { assertFilterColumns } from '../pipeline/filters/model-filter-columns.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { readModelChange, type ModelChangePayload } from '../pipeline/events/model-change.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
@@ -134,9 +135,11 @@ export interface ChangesInput {
  * `{module}.{model}.read`; without it — or for a model no mapping defines — the subscription is
  * silent, the same as a model without changes, and the refusal is logged and counted. `after`
  * takes an event's cursor, or the `cursor` of `records`: then the changes its snapshot already
- * reflects are skipped (`pipeline/cdc/model-snapshot-cursor.ts`).
+ * reflects are skipped (`pipeline/cdc/model-snapshot-cursor.ts`). A filter on a column the model's
+ * table does not have is refused (BAD_USER_INPUT) once the permission is granted, never before
+ * (`pipeline/filters/model-filter-columns.ts`).
  */
-export function subscribeChanges(context: ResolverContext, input: ChangesInput): DispatchTicket {
+export async function subscribeChanges(context: ResolverContext, input: ChangesInput): Promise<DispatchTicket> {
   const { principal, services } = context;
   if (!MODEL_NAME.test(input.model)) throw badUserInput('model', 'model must be 1–63 letters, digits, _ or -, starting with a letter');
   const filter = parseModelFilter(input.filter ?? null);
@@ -147,6 +150,14 @@ export function subscribeChanges(context: ResolverContext, input: ChangesInput):
   if (denied) {
     services.metrics.subscriptionsDenied.inc({ field: 'changes' });
     services.logger.debug({ subject: principal.subject, tenant: principal.tenant, model: input.model }, 'subscription denied silently');
+  } else {
+    await assertFilterColumns({
+      filter,
+      model: input.model,
+      source: () => services.cdc.modelSource(scope, input.model),
+      mappings: async () => (await services.cdcStore.listMappings(scope)).map((stored) => stored.mapping),
+      logger: services.logger,
+    });
   }
   const snapshot = denied ? undefined : snapshotOf(input.after);
   return dispatchTicket({
