@@ -10,7 +10,7 @@ import { describeTable } from '../pipeline/cdc/mapping/table-catalog.ts';
 import { isValidSlotName } from '../pipeline/cdc/wal/replication-setup.ts';
 import { decodeSnapshotCursor, isSnapshotCursor, snapshotAdmission, type ModelSnapshot } from '../pipeline/cdc/model-snapshot-cursor.ts';
 import { matchesModelFilter, parseModelFilter, type ModelFilter } from '../pipeline/filters/model-filter.ts';
-import { assertFilterColumns } from '../pipeline/filters/model-filter-columns.ts';
+import { assertFilterColumns } from '../pipeline/cdc/model-filter-columns.ts';
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { readModelChange, type ModelChangePayload } from '../pipeline/events/model-change.ts';
 import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscription-contract.ts';
@@ -137,7 +137,7 @@ export interface ChangesInput {
  * takes an event's cursor, or the `cursor` of `records`: then the changes its snapshot already
  * reflects are skipped (`pipeline/cdc/model-snapshot-cursor.ts`). A filter on a column the model's
  * table does not have is refused (BAD_USER_INPUT) once the permission is granted, never before
- * (`pipeline/filters/model-filter-columns.ts`).
+ * (`pipeline/cdc/model-filter-columns.ts`).
  */
 export async function subscribeChanges(context: ResolverContext, input: ChangesInput): Promise<DispatchTicket> {
   const { principal, services } = context;

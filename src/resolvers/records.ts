@@ -9,7 +9,7 @@ import {
 } from '../pipeline/cdc/model-records.ts';
 import { decodePageCursor, encodeSnapshotCursor } from '../pipeline/cdc/model-snapshot-cursor.ts';
 import { parseModelFilter } from '../pipeline/filters/model-filter.ts';
-import { assertFilterColumns } from '../pipeline/filters/model-filter-columns.ts';
+import { assertFilterColumns } from '../pipeline/cdc/model-filter-columns.ts';
 import { encodeCursor, newEpoch } from '../pipeline/log/cursor.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';

@@ -5,7 +5,7 @@ import { isTributaryError } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
 import { parseMapping, type DomainMapping } from '../../src/pipeline/cdc/mapping/mapping.ts';
 import { createSourceConnections, type SourceConnections } from '../../src/pipeline/cdc/wal/source-connections.ts';
-import { assertFilterColumns, closestColumn, type FilterColumnsOptions } from '../../src/pipeline/filters/model-filter-columns.ts';
+import { assertFilterColumns, closestColumn, type FilterColumnsOptions } from '../../src/pipeline/cdc/model-filter-columns.ts';
 import { parseModelFilter } from '../../src/pipeline/filters/model-filter.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 

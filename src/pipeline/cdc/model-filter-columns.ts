@@ -23,13 +23,13 @@
 import { ErrorCode, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { within } from '../coordination/within.ts';
-import type { ModelSource } from '../cdc/cdc-service.ts';
-import { mappingTable, type DomainMapping } from '../cdc/mapping/mapping.ts';
-import { modelTopic } from '../cdc/mapping/mapping-topics.ts';
-import { describeTable } from '../cdc/mapping/table-catalog.ts';
-import type { TableRef } from '../cdc/row-change.ts';
-import type { SourceConnections } from '../cdc/wal/source-connections.ts';
-import type { ModelFilter } from './model-filter.ts';
+import type { ModelSource } from './cdc-service.ts';
+import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
+import { modelTopic } from './mapping/mapping-topics.ts';
+import { describeTable } from './mapping/table-catalog.ts';
+import type { TableRef } from './row-change.ts';
+import type { SourceConnections } from './wal/source-connections.ts';
+import type { ModelFilter } from '../filters/model-filter.ts';
 
 /** A kept column list is trusted this long, in ms (then read again on its next use). */
 export const COLUMNS_TTL_MS = 60_000;
