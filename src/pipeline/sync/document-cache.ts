@@ -191,8 +191,8 @@ const DIRTY_SCAN_COUNT = 5000;
  * as committed.
  */
 const WAIT_MARK_TTL_MS = 15 * 60_000;
-/** Lifetime of a write's fence (`confirm`): longer than a dropped connection's packets can arrive late. */
-const FENCE_TTL_MS = 15 * 60_000;
+/** Lifetime of a write's fence (`confirm`): longer than a dropped connection's packets can arrive late (Linux retransmits for up to ~15.4 min at its default tcp_retries2). */
+const FENCE_TTL_MS = 30 * 60_000;
 /** The fence of one write (`confirm`), by its token. */
 const fence = (entryKey: string, token: string) => `${entryKey}:fence:${token}`;
 
