@@ -37,8 +37,9 @@ DECLARE
   head_state text;
 BEGIN
   IF NEW.trigger = 'initial' THEN
-    -- Held until this transaction ends; taken again by the endpoint's next row at no cost.
-    PERFORM pg_advisory_xact_lock(hashtext('tributary.webhook.lane-inserts'), hashtext(NEW.endpoint_id));
+    -- Held until this transaction ends; taken again by the endpoint's next row at no cost. A 64-bit
+    -- key: two endpoints sharing one would take it out of endpoint order (a deadlock, detected).
+    PERFORM pg_advisory_xact_lock(hashtextextended('tributary.webhook.lane-inserts ' || NEW.endpoint_id, 0));
   END IF;
   LOOP
     SELECT e.id INTO head FROM webhook_deliveries e
