@@ -13,6 +13,9 @@ import { callEach, handlerErrorReport, type HandlerErrorReport } from './handler
 import { createRecentIds, type RecentIds } from './recent-ids.ts';
 
 /** A model's rows are JSON objects; the type parameter is the caller's promise about their shape (not checked). */
+/** How long a live model waits, once its stream runs, for the rows its snapshot left out (`showWithoutPending`). */
+export const PENDING_WAIT_MS = 3_000;
+
 export type ModelRecord = Readonly<Record<string, unknown>>;
 
 /**
@@ -161,6 +164,19 @@ export class LiveModelStore<R extends object = ModelRecord> {
    */
   get completing(): boolean {
     return this.#completing !== undefined;
+  }
+
+  /**
+   * Shows a snapshot still waiting for rows it left out without them: their change may never come
+   * (a mapping that does not announce every update, a table rewritten while it was read). A later
+   * change of one brings it as any change does (its listeners told).
+   */
+  showWithoutPending(): void {
+    const completing = this.#completing;
+    if (!completing) return;
+    for (const id of completing.pending) this.#records.delete(id);
+    this.#completing = undefined;
+    this.#changed(true);
   }
 
   subscribe(listener: () => void): () => void {

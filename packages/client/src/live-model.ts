@@ -29,7 +29,7 @@
 import type { Connection } from './connection.ts';
 import { isPermissionRevoked, isResyncRequired } from './errors.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
-import { LiveModelStore, type LiveModelSnapshot, type LiveModelStatus, type ModelChange, type ModelRecord, type SnapshotNode } from './live-model-store.ts';
+import { LiveModelStore, PENDING_WAIT_MS, type LiveModelSnapshot, type LiveModelStatus, type ModelChange, type ModelRecord, type SnapshotNode } from './live-model-store.ts';
 import { createRetryGate, runResumable } from './resumable.ts';
 import type { Session } from './session.ts';
 
@@ -298,7 +298,9 @@ class SharedModel {
           },
           AbortSignal.any([signal, overflow.signal]),
         );
-        const settled = () => void (running = false);
+        // Left-out rows whose change never comes are given up: the snapshot is shown without them.
+        const giveUp = setTimeout(() => this.store.completing && (this.store.showWithoutPending(), live()), PENDING_WAIT_MS);
+        const settled = () => void ((running = false), clearTimeout(giveUp));
         void streaming.then(settled, settled);
         // The protocol acknowledges no subscription, and `changes` sends nothing until a change.
         // Never refused: live as the subscribe leaves, as one operation — a probe beside every

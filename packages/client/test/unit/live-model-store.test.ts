@@ -247,6 +247,30 @@ describe('recent ids', () => {
       expect(store.getSnapshot().lastUpdatedAt).toBe(at(4));
     });
 
+    it('shows the snapshot without the left-out rows still missing when told to give up on them, and brings a later change of one as a change', () => {
+      const store = new LiveModelStore<Contact>();
+      const told: string[] = [];
+      store.onChange((applied) => void told.push(applied.eventId));
+      store.load(
+        [
+          { id: '1', record: { id: 1, name: 'Ann' } },
+          { id: '2', record: undefined },
+          { id: '3', record: undefined },
+        ],
+        at(1),
+      );
+      store.apply(change('e1', 'UPDATED', 3, 'Cy', at(2)));
+      expect(store.getSnapshot().records).toEqual([]);
+
+      store.showWithoutPending();
+      expect(store.completing).toBe(false);
+      expect(store.getSnapshot().records).toEqual([{ id: 1, name: 'Ann' }, { id: 3, name: 'Cy' }]);
+      expect(told).toEqual([]);
+      expect(store.apply(change('e2', 'UPDATED', 2, 'Bo', at(3)))).toBe(true);
+      expect(told).toEqual(['e2']);
+      expect(store.getSnapshot().records).toEqual([{ id: 1, name: 'Ann' }, { id: 3, name: 'Cy' }, { id: 2, name: 'Bo' }]);
+    });
+
     it('forgets the places with a new login, and a new snapshot replaces one being completed', () => {
       const store = new LiveModelStore<Contact>();
       store.load([{ id: '1', record: undefined }], at(1));
