@@ -106,7 +106,7 @@ export type CdcMapping = {
   model: Scalars['String']['output'];
   /** The model's module: the model stream is `{module}.{model}`. */
   module: Scalars['String']['output'];
-  /** Its name, unique in the environment: 1–100 letters, digits and _ . -. */
+  /** Its name, unique in the environment: 1–100 letters, digits and _ . -, starting with a letter or digit. */
   name: Scalars['String']['output'];
   /** The table whose row changes it reads, as `schema.table`. */
   table: Scalars['String']['output'];

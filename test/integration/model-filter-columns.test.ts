@@ -117,6 +117,28 @@ describe('assertFilterColumns', () => {
     await check(connections, { nosuch: 'eq.1' });
   });
 
+  it('starts another catalog read once one has gone unanswered for long, instead of queueing every caller behind it for good', async () => {
+    const { connections } = await sourceDatabase();
+    let now = 0;
+    let reads = 0;
+    // The first read never answers (a half-open connection TCP has not given up yet).
+    const hanging: SourceConnections = {
+      ...connections,
+      withClient<T>(use: (client: pg.ClientBase) => Promise<T>): Promise<T> {
+        reads += 1;
+        return reads === 1 ? new Promise<T>(() => undefined) : connections.withClient(use);
+      },
+    };
+    const options = { now: () => now, waitMs: 50 };
+    await check(hanging, { nosuch: 'eq.1' }, options);
+    now += 1_000;
+    await check(hanging, { nosuch: 'eq.1' }, options);
+    expect(reads).toBe(1);
+    now += 30_000;
+    expect(await refusal(check(hanging, { nosuch: 'eq.1' }, { now: () => now }))).toMatchObject({ column: 'nosuch' });
+    expect(reads).toBe(2);
+  });
+
   it('suggests the column of the same name in another case, else the nearest within a few edits', () => {
     const columns = ['id', 'tenant_id', 'status', 'created_at', 'Name'];
     expect(closestColumn('Status', columns)).toBe('status');

@@ -35,6 +35,12 @@ import type { ModelFilter } from '../filters/model-filter.ts';
 export const COLUMNS_TTL_MS = 60_000;
 /** Longest a subscription waits for the catalog before it is accepted unchecked, in ms. */
 export const CATALOG_WAIT_MS = 2_000;
+/**
+ * A catalog read still unanswered after this long is no longer waited on (a half-open connection
+ * that TCP has not given up yet): the next caller starts another, instead of every caller queueing
+ * behind it, unchecked, until a restart.
+ */
+const ABANDON_READ_MS = 30_000;
 /** The closest column is suggested within this many edits (fewer for short names). */
 const MAX_SUGGESTION_DISTANCE = 3;
 
@@ -158,6 +164,10 @@ function freshRead(entry: TableColumns, connections: SourceConnections, table: T
     entry.running = { promise, startedAt };
     return promise;
   };
+  if (entry.running !== undefined && now() - entry.running.startedAt > ABANDON_READ_MS) {
+    entry.running = undefined;
+    entry.queued = undefined;
+  }
   const { running } = entry;
   if (running === undefined) return start();
   // A read that started before the caller asked may predate the column it names (an ALTER TABLE just committed).

@@ -66,7 +66,7 @@ const CdcSource = builder.objectRef<CdcSourceView>('CdcSource').implement({
 const CdcMapping = builder.objectRef<CdcMappingView>('CdcMapping').implement({
   description: 'A domain mapping: which row changes of a table become which events (see the README).',
   fields: (t) => ({
-    name: t.string({ description: 'Its name, unique in the environment: 1–100 letters, digits and _ . -.', resolve: (stored) => stored.mapping.name }),
+    name: t.string({ description: 'Its name, unique in the environment: 1–100 letters, digits and _ . -, starting with a letter or digit.', resolve: (stored) => stored.mapping.name }),
     table: t.string({ description: 'The table whose row changes it reads, as `schema.table`.', resolve: (stored) => stored.mapping.table }),
     module: t.string({ description: "The model's module: the model stream is `{module}.{model}`.", resolve: (stored) => stored.mapping.module }),
     model: t.string({ description: 'The model that `changes` and `records` read; readers need `{module}.{model}.read`.', resolve: (stored) => stored.mapping.model }),
