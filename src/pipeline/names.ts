@@ -26,6 +26,17 @@ export { MAX_TENANT_LENGTH };
  */
 export const MAX_ENTITY_BYTES = 1024;
 
+const CONTROL_CHARACTER = /\p{Cc}/u;
+
+/**
+ * Whether `text` holds a control character (NUL among them): no name, key or label an input gives
+ * should — `publish` refuses such an entity (`resolvers/json-input.ts` re-exports this), an outbox
+ * sets such a row aside.
+ */
+export function hasControlCharacter(text: string): boolean {
+  return CONTROL_CHARACTER.test(text);
+}
+
 /**
  * Topics and channels: letters, digits and `_ . : / -`, starting with a letter or digit.
  * No wildcards, whitespace or control characters, so a name is never a pattern and never

@@ -21,12 +21,8 @@ export function jsonWithin(field: string, value: unknown, maxBytes: number): str
   return json;
 }
 
-const CONTROL_CHARACTER = /\p{Cc}/u;
-
-/** Whether `text` holds a control character (NUL among them): no name, key or label an input gives should. */
-export function hasControlCharacter(text: string): boolean {
-  return CONTROL_CHARACTER.test(text);
-}
+// The check lives with the pipeline's name rules: an outbox row's tenant and entity get the same one.
+export { hasControlCharacter } from '../pipeline/names.ts';
 
 /**
  * Refuses — BAD_USER_INPUT naming `field` — a string headed for a `text` column that holds a NUL

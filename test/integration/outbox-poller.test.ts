@@ -10,7 +10,7 @@ import { enqueueOutboxEvent, type OutboxEventInput } from '@tributary/client/out
 import { ErrorCode } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
-import { stableEventId } from '../../src/pipeline/events/event-id.ts';
+import { outboxEventId } from '../../src/pipeline/events/outbox-event.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import { createOutboxPoller, type OutboxPoller, type OutboxPollerOptions } from '../../src/pipeline/outbox/outbox-poller.ts';
 import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
@@ -24,7 +24,15 @@ import { waitFor } from '../helpers/wait-for.ts';
 const logger = createLogger({ level: 'silent' });
 const scope = { app: 'shop', env: 'prod' };
 const OUTBOX_ID = 'outbox-test';
-const eventIdOf = (rowId: string) => stableEventId('outbox', OUTBOX_ID, rowId);
+/** The event ids of rows `rowIds` of `pool`'s outbox: from each row's id and created_at, in epoch ms (read here, not by the poller's SQL). */
+async function eventIdsOf(pool: pg.Pool, rowIds: readonly string[]): Promise<string[]> {
+  const { rows } = await pool.query<{ id: string; ms: string }>(
+    'SELECT id::text AS id, floor(extract(epoch FROM created_at) * 1000)::bigint::text AS ms FROM event_outbox WHERE id = ANY($1::bigint[])',
+    [rowIds],
+  );
+  const created = new Map(rows.map((row) => [row.id, row.ms]));
+  return rowIds.map((id) => outboxEventId(OUTBOX_ID, id, created.get(id) ?? null));
+}
 
 function openPool(url: string, applicationName = 'outbox-test', max = 4): pg.Pool {
   // A test terminates backends under it.
@@ -60,7 +68,8 @@ async function setUp(url?: string) {
   };
   const enqueue = (event: Partial<OutboxEventInput> = {}) =>
     enqueueOutboxEvent(admin, { topic: 'orders', type: 'order.created', payload: {}, ...event });
-  return { db, admin, log, router, appended, counted, poller, enqueue };
+  const eventIds = (rowIds: readonly string[]) => eventIdsOf(admin, rowIds);
+  return { db, admin, log, router, appended, counted, poller, enqueue, eventIds };
 }
 
 /** Hands `observe` the rows each claim (SELECT … FOR UPDATE) on the pool's connections answered: the real statements, watched. */
@@ -85,7 +94,7 @@ function observeClaims(pool: pg.Pool, observe: (rows: readonly { id: string; pay
 
 describe('the outbox poller', () => {
   it('routes a committed write once and nothing from a rolled-back one', async () => {
-    const { admin, appended, poller } = await setUp();
+    const { admin, appended, poller, eventIds } = await setUp();
     const client = await admin.connect();
     let committed: string;
     try {
@@ -112,7 +121,7 @@ describe('the outbox poller', () => {
     expect(await outbox.pollOnce()).toBe(0);
     expect(appended).toHaveLength(1);
     expect(appended[0]).toMatchObject({
-      id: eventIdOf(committed),
+      id: (await eventIds([committed]))[0]!,
       topic: 'orders',
       source: 'database',
       type: 'order.created',
@@ -124,7 +133,7 @@ describe('the outbox poller', () => {
   });
 
   it('3 pollers on one outbox route 5,000 events of 200 entities exactly once, each entity in insert order', { timeout: 120_000 }, async () => {
-    const { db, appended, counted, poller } = await setUp();
+    const { db, appended, counted, poller, eventIds } = await setUp();
     const pollers = [0, 1, 2].map((index) => poller(openPool(db.url, `outbox-poller-${index}`, 2), { intervalMs: 20 }));
     for (const each of pollers) each.start();
 
@@ -165,7 +174,7 @@ describe('the outbox poller', () => {
     for (const [entity, rowIds] of rowIdsOf) {
       const ordered = [...rowIds].sort((a, b) => Number(a) - Number(b));
       const routed = appended.filter((event) => event.metadata.entity === entity).map((event) => event.id);
-      expect(routed, entity).toEqual(ordered.map(eventIdOf));
+      expect(routed, entity).toEqual(await eventIds(ordered));
     }
   });
 
@@ -231,7 +240,7 @@ describe('the outbox poller', () => {
   });
 
   it('sets poison rows aside with their reason and routes the same entity’s later rows', async () => {
-    const { db, admin, appended, counted, poller, enqueue } = await setUp();
+    const { db, admin, appended, counted, poller, enqueue, eventIds } = await setUp();
     // The table's own check would refuse the bad operation; an operator's table may not have it.
     await admin.query('ALTER TABLE event_outbox DROP CONSTRAINT event_outbox_operation_check');
     const raw = async (topic: string, type: string, payload: string, tenant: string | null, operation: string | null = null) => {
@@ -263,7 +272,7 @@ describe('the outbox poller', () => {
     const outbox = poller(pool, { requireTenant: true, maxPayloadBytes: 100 });
     expect(await outbox.pollOnce()).toBe(10);
     expect(payloadsRead.get(huge)).toBeNull();
-    expect(appended.map((event) => event.id)).toEqual([eventIdOf(first), eventIdOf(last)]);
+    expect(appended.map((event) => event.id)).toEqual(await eventIds([first, last]));
     const dead = await admin.query<{ id: string; dead_reason: string }>(
       'SELECT id::text AS id, dead_reason FROM event_outbox WHERE dead_reason IS NOT NULL ORDER BY id',
     );
@@ -273,7 +282,7 @@ describe('the outbox poller', () => {
   });
 
   it('routes the rows again with the same ids after a crash between routing and marking', async () => {
-    const { db, admin, router, appended, poller, enqueue } = await setUp();
+    const { db, admin, router, appended, poller, enqueue, eventIds } = await setUp();
     const rowIds = [await enqueue({ entity: 'order:1' }), await enqueue({ entity: 'order:1' }), await enqueue({ entity: 'order:2' })];
     // The poller's connection dies after the router placed the events, before the rows are marked.
     let crashes = 1;
@@ -294,16 +303,16 @@ describe('the outbox poller', () => {
     };
     const outbox = poller(openPool(db.url, 'outbox-crash', 1), { router: crashing, partitions: 1 });
     await expect(outbox.pollOnce()).rejects.toThrow();
-    expect(appended.map((event) => event.id)).toEqual(rowIds.map(eventIdOf));
+    expect(appended.map((event) => event.id)).toEqual(await eventIds(rowIds));
     expect(await outbox.status()).toMatchObject({ pending: 3 });
 
     expect(await outbox.pollOnce()).toBe(3);
-    expect(appended.map((event) => event.id)).toEqual([...rowIds, ...rowIds].map(eventIdOf));
+    expect(appended.map((event) => event.id)).toEqual(await eventIds([...rowIds, ...rowIds]));
     expect(await outbox.status()).toMatchObject({ pending: 0, dead: 0 });
   });
 
   it('keeps tenants apart: each row lands in its own tenant’s stream, no tenant in the application-wide one', async () => {
-    const { admin, log, appended, poller, enqueue } = await setUp();
+    const { admin, log, appended, poller, enqueue, eventIds } = await setUp();
     const streams = {
       a: streamOf({ ...scope, tenant: 'a' }, 'orders'),
       b: streamOf({ ...scope, tenant: 'b' }, 'orders'),
@@ -320,7 +329,7 @@ describe('the outbox poller', () => {
     await waitFor(() => appended.length === 3);
     for (const key of ['a', 'b', 'none'] as const) {
       const read = await log.readAfter(streams[key], heads[key], 100);
-      expect(read.map((event) => event.id), key).toEqual([eventIdOf(ids[key])]);
+      expect(read.map((event) => event.id), key).toEqual(await eventIds([ids[key]]));
     }
   });
 
@@ -358,7 +367,8 @@ describe('the outbox poller', () => {
     const outbox = poller(admin);
     expect(await outbox.status()).toEqual({ pending: 0, oldestPendingSeconds: null, dead: 0, lastError: null });
     const old = await enqueue();
-    await enqueue({ topic: 'not a topic' });
+    // A raw INSERT: the SDK refuses such a row before writing it; another writer's can still arrive.
+    await admin.query(`INSERT INTO event_outbox (topic, event_type, payload) VALUES ('not a topic', 'order.created', '{}')`);
     await enqueue();
     await admin.query(`UPDATE event_outbox SET created_at = now() - interval '1 hour' WHERE id = $1`, [old]);
     const before = await outbox.status();
@@ -389,7 +399,7 @@ describe('the outbox poller', () => {
 
   it('reconnects after Postgres restarts and loses nothing', { timeout: 90_000 }, async () => {
     const postgres = await startPrivatePostgres();
-    const { appended, poller, enqueue } = await setUp(postgres.url);
+    const { appended, poller, enqueue, eventIds } = await setUp(postgres.url);
     const outbox = poller(openPool(postgres.url, 'outbox-restart', 2), { intervalMs: 20 });
     outbox.start();
     const before = await enqueue({ entity: 'order:1' });
@@ -401,12 +411,12 @@ describe('the outbox poller', () => {
 
     const after = await enqueue({ entity: 'order:1' });
     await waitFor(() => appended.length === 2, { timeoutMs: 30_000, message: 'the row written after the restart was not routed' });
-    expect(appended.map((event) => event.id)).toEqual([before, after].map(eventIdOf));
+    expect(appended.map((event) => event.id)).toEqual(await eventIds([before, after]));
     await waitFor(async () => (await outbox.status()).lastError === null);
   });
 
   it('gives up on statements a silent database never answers, routes on over a new connection, and stops', { timeout: 60_000 }, async () => {
-    const { db, appended, poller, enqueue } = await setUp();
+    const { db, appended, poller, enqueue, eventIds } = await setUp();
     const url = new URL(db.url);
     const proxy = await startTcpProxy(Number(url.port));
     url.port = String(proxy.port);
@@ -422,7 +432,7 @@ describe('the outbox poller', () => {
     proxy.blackhole(true);
     rowIds.push(await enqueue({ entity: 'order:1' }));
     await waitFor(() => appended.length === 2, { timeoutMs: 20_000, message: 'the row written while the connections were silent was not routed' });
-    expect(appended.map((event) => event.id)).toEqual(rowIds.map(eventIdOf));
+    expect(appended.map((event) => event.id)).toEqual(await eventIds(rowIds));
     await outbox.stop();
   });
 

@@ -12,7 +12,7 @@
  */
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { stableEventId } from '../../src/pipeline/events/event-id.ts';
+import { outboxEventId } from '../../src/pipeline/events/outbox-event.ts';
 import { gql } from '../helpers/cdc.ts';
 import { eventOf, range, subscribeEvents, waitForSubscribers, type DeliveredEvent } from '../helpers/events.ts';
 import { startMainProcess } from '../helpers/main-process.ts';
@@ -121,13 +121,13 @@ describe('an outbox worker process killed mid-batch', () => {
       const events = delivered();
 
       // Every row routed once (marked, none set aside), each delivered with the id derived from it.
-      const { rows } = await app.query<{ id: string; payload: RowPayload; processed: boolean; dead_reason: string | null }>(
-        'SELECT id::text AS id, payload, processed_at IS NOT NULL AS processed, dead_reason FROM event_outbox ORDER BY id',
+      const { rows } = await app.query<{ id: string; ms: string; payload: RowPayload; processed: boolean; dead_reason: string | null }>(
+        'SELECT id::text AS id, floor(extract(epoch FROM created_at) * 1000)::bigint::text AS ms, payload, processed_at IS NOT NULL AS processed, dead_reason FROM event_outbox ORDER BY id',
       );
       expect(rows).toHaveLength(TOTAL);
       expect(rows.filter((row) => !row.processed || row.dead_reason !== null)).toEqual([]);
       const outboxId = await outboxIdOf(platform.url);
-      const idOfRow = new Map(rows.map((row) => [keyOf(row.payload), stableEventId('outbox', outboxId, row.id)]));
+      const idOfRow = new Map(rows.map((row) => [keyOf(row.payload), outboxEventId(outboxId, row.id, row.ms)]));
       expect(events.filter((event) => event.id !== idOfRow.get(keyOf(payloadOf(event))))).toEqual([]);
 
       // What the killed worker routed arrived again, once, as the same events (same ids); nothing

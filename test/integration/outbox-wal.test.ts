@@ -17,6 +17,7 @@ import { eventOf, type DeliveredEvent } from '../helpers/events.ts';
 import { createTestDatabase, uniqueName, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
+import { useTimeZone } from '../helpers/time-zone.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts';
 
@@ -207,41 +208,58 @@ describe('the outbox in WAL mode', () => {
     expect((await take(client, 1))[0]).toMatchObject({ type: 'marker' });
   });
 
-  it('turns a row into the same event as POLL mode does: same id, payload, scope and metadata', { timeout: 120_000 }, async () => {
-    const platform = await createTestDatabase();
-    const appDb = await createTestDatabase();
-    const app = openPool(appDb.url);
-    const env = { ...SERVER_ENV, DATABASE_URL: platform.url };
-    const insertRows = () =>
-      app.query(`INSERT INTO event_outbox (id, topic, event_type, payload, entity, table_name, operation) VALUES
-        (101, 'orders', 'order.created', '{"total": 10, "lines": [{"sku": "a", "qty": 2}], "note": null}', 'order:1', 'orders', 'insert'),
-        (102, 'orders', 'order.updated', '{"total": 12.5}', 'order:1', 'orders', 'update'),
-        (103, 'orders', 'order.deleted', '{}', NULL, NULL, NULL)`);
+  it.each(['timestamp with time zone', 'timestamp without time zone'])(
+    'turns a row into the same event as POLL mode does: same id, payload, scope and metadata (created_at %s, a zone of its own)',
+    { timeout: 120_000 },
+    async (createdType) => {
+      const platform = await createTestDatabase();
+      const appDb = await createTestDatabase();
+      const app = openPool(appDb.url);
+      await app.query(outboxTableDdl(outboxTable('event_outbox')));
+      await app.query(`ALTER TABLE event_outbox ALTER COLUMN created_at TYPE ${createdType}`);
+      // The event id includes created_at: neither the sessions' zone (an odd offset, daylight saving
+      // time), nor the process's, nor the microseconds (999: a rounding moves it) may change it.
+      await app.query(`ALTER DATABASE ${appDb.name} SET TimeZone = 'America/St_Johns'`);
+      useTimeZone('Asia/Kathmandu');
+      const env = { ...SERVER_ENV, DATABASE_URL: platform.url };
+      const insertRows = (createdAt: string) =>
+        app.query(`INSERT INTO event_outbox (id, topic, event_type, payload, entity, table_name, operation, created_at) VALUES
+          (101, 'orders', 'order.created', '{"total": 10, "lines": [{"sku": "a", "qty": 2}], "note": null}', 'order:1', 'orders', 'insert', ${createdAt}),
+          (102, 'orders', 'order.updated', '{"total": 12.5}', 'order:1', 'orders', 'update', ${createdAt}),
+          (103, 'orders', 'order.deleted', '{}', NULL, NULL, NULL, ${createdAt})`);
+      const CREATED = "'2024-03-31 01:30:00.123999+00'";
 
-    const polling = await startTestServer(env, { autoDispose: false });
-    expect((await setOutbox(polling, appDb.url, 'POLL')).data).toEqual({ setOutboxSource: { mode: 'POLL' } });
-    const pollClient = await subscribeOrders(polling);
-    await insertRows();
-    const polled = await take(pollClient, 3);
-    // Switched before the next server starts, so its workers never poll this outbox.
-    expect((await setOutbox(polling, appDb.url, 'WAL')).data).toEqual({ setOutboxSource: { mode: 'WAL' } });
-    pollClient.socket.close();
-    await polling.dispose();
+      const polling = await startTestServer(env, { autoDispose: false });
+      expect((await setOutbox(polling, appDb.url, 'POLL')).data).toEqual({ setOutboxSource: { mode: 'POLL' } });
+      const pollClient = await subscribeOrders(polling);
+      await insertRows(CREATED);
+      const polled = await take(pollClient, 3);
+      // Switched before the next server starts, so its workers never poll this outbox.
+      expect((await setOutbox(polling, appDb.url, 'WAL')).data).toEqual({ setOutboxSource: { mode: 'WAL' } });
+      pollClient.socket.close();
+      await polling.dispose();
 
-    // The same rows again (same ids), now read from the WAL: the outbox keeps its id across the mode change.
-    await app.query('DELETE FROM event_outbox');
-    const reading = await startTestServer(env);
-    const walClient = await subscribeOrders(reading);
-    await enqueueOutboxEvent(app, { topic: 'orders', type: 'marker', payload: {} });
-    expect((await take(walClient, 1))[0]).toMatchObject({ type: 'marker' });
-    await insertRows();
-    // Order is kept per entity only (POLL mode routes the entity-less row from another partition).
-    const byType = (events: readonly OutboxEvent[]) => [...events].sort((a, b) => a.type.localeCompare(b.type));
-    const [created, deleted, updated] = byType(polled);
-    expect(byType(await take(walClient, 3))).toEqual([created, deleted, updated]);
-    expect([created, deleted, updated].map((event) => event?.type)).toEqual(['order.created', 'order.deleted', 'order.updated']);
-    expect(created).toMatchObject({ payload: { total: 10, lines: [{ sku: 'a', qty: 2 }], note: null }, metadata: { table: 'orders', operation: 'insert' } });
-  });
+      // The same rows again (same ids, same created_at), now read from the WAL: the outbox keeps its id across the mode change.
+      await app.query('DELETE FROM event_outbox');
+      const reading = await startTestServer(env);
+      const walClient = await subscribeOrders(reading);
+      await enqueueOutboxEvent(app, { topic: 'orders', type: 'marker', payload: {} });
+      expect((await take(walClient, 1))[0]).toMatchObject({ type: 'marker' });
+      await insertRows(CREATED);
+      // Order is kept per entity only (POLL mode routes the entity-less row from another partition).
+      const byType = (events: readonly OutboxEvent[]) => [...events].sort((a, b) => a.type.localeCompare(b.type));
+      const [created, deleted, updated] = byType(polled);
+      expect(byType(await take(walClient, 3))).toEqual([created, deleted, updated]);
+      expect([created, deleted, updated].map((event) => event?.type)).toEqual(['order.created', 'order.deleted', 'order.updated']);
+      expect(created).toMatchObject({ payload: { total: 10, lines: [{ sku: 'a', qty: 2 }], note: null }, metadata: { table: 'orders', operation: 'insert' } });
+
+      // The table's ids restarted: rows with the same ids, created later, are other events.
+      await waitFor(async () => (await app.query('SELECT 1 FROM event_outbox WHERE id >= 101')).rowCount === 0, { message: 'routed rows cleaned up' });
+      await insertRows('now()');
+      const again = await take(walClient, 3);
+      expect(again.map((event) => event.id).filter((id) => polled.some((event) => event.id === id))).toEqual([]);
+    },
+  );
 
   it('shares the slot of the database’s CDC source and adds the table to its custom publication', { timeout: 120_000 }, async () => {
     const appDb = await createTestDatabase();

@@ -78,6 +78,10 @@ describe('the event catalogue', () => {
     expect(outboxEvent(row).id).toBe(event.id);
     expect(outboxEvent({ ...row, rowId: '43' }).id).not.toBe(event.id);
     expect(outboxEvent({ ...row, outbox: 'db2/public.event_outbox' }).id).not.toBe(event.id);
+    // Created at another time: a row that reuses the id after the table's ids restarted.
+    const created = outboxEvent({ ...row, created: '1717237800123' }).id;
+    expect(created).toBe(stableEventId('outbox', 'db1/public.event_outbox', '42', '1717237800123'));
+    expect(outboxEvent({ ...row, created: '1717237800124' }).id).not.toBe(created);
     expect(outboxEvent({ ...row, entity: undefined, table: undefined, operation: undefined })).not.toHaveProperty('table');
   });
 

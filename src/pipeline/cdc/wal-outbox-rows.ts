@@ -22,7 +22,7 @@
  * about one chunk's worth of rows more than the reader did, and the usual pattern — a row changed
  * right after its insert — is folded whatever the transaction's size.
  */
-import type { OutboxRow } from '../outbox/outbox-row.ts';
+import { createdMillis, type OutboxRow } from '../outbox/outbox-row.ts';
 import type { RowChange, RowImage, TableRef, TransactionChunk } from './row-change.ts';
 
 /** Most rows held for one outbox and transaction: one default chunk's worth (`maxChunkChanges`). */
@@ -156,6 +156,7 @@ export function outboxRowOf(image: RowImage): OutboxRow {
   const value = (column: string) => image[column] ?? null;
   return {
     id: String(image['id']),
+    created_ms: createdMillis(image['created_at']),
     topic: value('topic'),
     event_type: value('event_type'),
     payload: value('payload'),

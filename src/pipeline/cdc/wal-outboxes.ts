@@ -35,16 +35,10 @@ import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { outboxRowOutcome, type OutboxRow } from '../outbox/outbox-row.ts';
 import type { DeadRowTally } from '../outbox/outbox-store.ts';
-import {
-  beginCatchUp,
-  deleteProcessed,
-  deleteRows,
-  markDead,
-  outboxCounts,
-  pendingAfter,
-  resolveTable,
-  type OutboxCounts,
-} from '../outbox/outbox-sql.ts';
+import { describeOutboxError } from '../outbox/outbox-errors.ts';
+import { OUTBOX_CONNECTION_LIMITS } from '../outbox/outbox-pool.ts';
+import { deleteProcessed, markDead, outboxCounts, resolveTable, type OutboxCounts } from '../outbox/outbox-sql.ts';
+import { beginCatchUp, deleteRows, limitWaits, pendingAfter } from '../outbox/outbox-wal-sql.ts';
 import type { TransactionChunk } from './row-change.ts';
 import { HELD_ROWS_LIMIT, outboxRowOf } from './wal-outbox-rows.ts';
 import { WalOutbox, type WalOutboxBinding } from './wal-outbox.ts';
@@ -119,7 +113,6 @@ const CLEAN_UP_EVERY_MS = 1_000;
 const CLEAN_UP_BATCH = 1_000;
 const RETENTION_SWEEP_EVERY_MS = 30_000;
 
-
 export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
   const { connections, router } = options;
   const logger = componentLogger(options.logger, 'outbox', { mode: 'WAL' });
@@ -127,6 +120,18 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
   let ready = false;
   let catchingUp: Promise<void> | undefined;
   let cleaning: Promise<void> = Promise.resolve();
+  // Clean-up failures, kept until that clean-up succeeds: the counts after them may work (DELETE
+  // revoked leaves SELECT) and must neither clear them nor, at the next sweep's failure, blame reading.
+  const cleanUpErrors = new WeakMap<WalOutbox, { routed?: string; retention?: string }>();
+  const cleanUpError = (outbox: WalOutbox, kind: 'routed' | 'retention', message: string | undefined) => {
+    const errors = { ...cleanUpErrors.get(outbox), [kind]: message };
+    if (message === undefined) delete errors[kind];
+    cleanUpErrors.set(outbox, errors);
+  };
+  const lastErrorOf = (outbox: WalOutbox): string | null => {
+    const errors = cleanUpErrors.get(outbox);
+    return outbox.lastError ?? errors?.routed ?? errors?.retention ?? null;
+  };
 
   /** Runs `work` after any catch-up in progress; chunks wait for the chain while it is set. */
   const gate = (work: () => Promise<void>): Promise<void> => {
@@ -153,7 +158,9 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
         if ((await connections.withClient((reader) => ensurePublicationIncludes(reader, options.publicationName, resolved))).added) {
           logger.info({ outbox: outbox.name, publication: options.publicationName }, 'outbox table added to the publication');
         }
-        const { snapshot, lsn } = await beginCatchUp(client);
+        // Bounded waits: a row another session holds fails the catch-up (retried at the next
+        // inspection) instead of holding every chunk of the database behind it while it lasts.
+        const { snapshot, lsn } = await beginCatchUp(client, OUTBOX_CONNECTION_LIMITS);
         let total = 0;
         try {
           for (let after = '0'; ; ) {
@@ -181,7 +188,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
       outbox.active = true;
       outbox.lastError = null;
     } catch (error) {
-      outbox.lastError = `catching up failed: ${error instanceof Error ? error.message : String(error)}`;
+      outbox.lastError = describeOutboxError(error, 'catching up failed');
       logger.warn({ err: error, outbox: outbox.name }, 'outbox could not be caught up; retrying at the next inspection');
     }
   };
@@ -218,18 +225,30 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
   const cleanUp = (outbox: WalOutbox): Promise<void> => {
     const run = cleaning.then(async () => {
       const queue = outbox.cleanUpQueue;
+      if (queue.empty) return;
       while (!queue.empty) {
         const batch = queue.take(CLEAN_UP_BATCH);
         try {
           await outbox.binding.connections.withClient(async (client) => {
-            await deleteRows(client, outbox.table, batch.ids);
-            for (const { id, reason } of batch.dead) await markDead(client, outbox.table, id, reason);
+            // One transaction, its waits bounded: a routed row another session holds fails the round
+            // fast (the batch is given back) rather than holding every later round and catch-up.
+            await client.query('BEGIN');
+            try {
+              await limitWaits(client, OUTBOX_CONNECTION_LIMITS);
+              await deleteRows(client, outbox.table, batch.ids);
+              for (const { id, reason } of batch.dead) await markDead(client, outbox.table, id, reason);
+              await client.query('COMMIT');
+            } catch (error) {
+              await client.query('ROLLBACK').catch(() => undefined);
+              throw error;
+            }
           });
         } catch (error) {
           queue.giveBack(batch);
           throw error;
         }
       }
+      cleanUpError(outbox, 'routed', undefined);
     });
     // Kept settled, as the gate is: chained on a rejected round, every later round (and every
     // catch-up, which cleans up first) would fail with its error without running, until a restart.
@@ -240,7 +259,7 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
   const cleanUpAll = async (): Promise<void> => {
     for (const outbox of outboxes.values()) {
       await cleanUp(outbox).catch((error: unknown) => {
-        outbox.lastError = `cleaning up routed rows failed: ${error instanceof Error ? error.message : String(error)}`;
+        cleanUpError(outbox, 'routed', describeOutboxError(error, 'cleaning up routed rows (DELETE FROM the table) failed'));
         logger.warn({ err: error, outbox: outbox.name }, 'outbox clean-up failed; retrying');
       });
     }
@@ -333,17 +352,24 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
           outbox.counts = await outbox.binding.connections.withClient(async (client) => {
             if (Date.now() - outbox.lastSweep >= RETENTION_SWEEP_EVERY_MS) {
               outbox.lastSweep = Date.now();
-              // Within its budget, as the figures wait for it; cut short, the next inspection sweeps on.
-              const { more } = await deleteProcessed(client, outbox.table, options.retentionMs, { batchSize: CLEAN_UP_BATCH });
-              if (more) outbox.lastSweep = 0;
+              try {
+                // Within its budget, as the figures wait for it; cut short, the next inspection sweeps on.
+                const { more } = await deleteProcessed(client, outbox.table, options.retentionMs, { batchSize: CLEAN_UP_BATCH });
+                if (more) outbox.lastSweep = 0;
+                cleanUpError(outbox, 'retention', undefined);
+              } catch (error) {
+                // Said as what failed, kept until a sweep works: tried again at every inspection meanwhile.
+                cleanUpError(outbox, 'retention', describeOutboxError(error, 'the retention clean-up (DELETE of processed rows) failed'));
+                outbox.lastSweep = 0;
+              }
             }
             return outboxCounts(client, outbox.table);
           });
           if (outbox.active) outbox.lastError = null;
         } catch (error) {
-          outbox.lastError = `the outbox cannot be read: ${error instanceof Error ? error.message : String(error)}`;
+          outbox.lastError = describeOutboxError(error, 'the outbox cannot be read');
         }
-        figures.push({ binding: outbox.binding, ...outbox.counts, ...outbox.handOver(), lastError: outbox.lastError });
+        figures.push({ binding: outbox.binding, ...outbox.counts, ...outbox.handOver(), lastError: lastErrorOf(outbox) });
       }
       return figures;
     },

@@ -20,18 +20,20 @@
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { ErrorCode, TributaryError } from '../../errors.ts';
+import { ErrorCode, sqlStateOf, SqlState, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { createBackoff, pause } from '../coordination/backoff.ts';
 import type { RawEventInput } from '../events/envelope.ts';
 import type { EventRouter } from '../router/event-router.ts';
 import { outboxRowOutcome, type OutboxRow, type OutboxRules } from './outbox-row.ts';
+import { describeOutboxError, isLockTimeout } from './outbox-errors.ts';
 import { createDeadRowTally, type DeadRowTally } from './outbox-store.ts';
 import {
   claimBatch,
   deleteProcessed,
   markDead,
   markRouted,
+  missingPrivileges,
   outboxCounts,
   outboxTable,
   tryLockPartitions,
@@ -73,7 +75,7 @@ export interface OutboxPollerOptions {
 }
 
 export interface OutboxPollerStatus extends OutboxCounts {
-  /** The last failure of the loop (cleared by the next successful pass); null when none. */
+  /** The last failure of the loop (cleared by the next successful pass), or a partition waiting on a row lock; null when none. */
   readonly lastError: string | null;
 }
 
@@ -85,7 +87,11 @@ export interface OutboxPoller {
   pollOnce(): Promise<number>;
   /** Deletes rows processed longer than `retentionMs` ago, for at most `RETENTION_SWEEP_BUDGET_MS`; returns how many. */
   sweepRetention(): Promise<number>;
-  /** @throws TributaryError UNAVAILABLE when the outbox's database cannot be read */
+  /**
+   * @throws TributaryError UNAVAILABLE when the outbox's database cannot be read, or its last pass
+   * failed (the rows can be counted but not routed: a privilege revoked) — the outbox is down then
+   * (`tributary_outbox_source_up` 0), not merely reporting an error beside healthy figures.
+   */
   status(): Promise<OutboxPollerStatus>;
   /**
    * Rows this poller set aside as dead and not yet written to the durable counts, by reason (which
@@ -114,6 +120,13 @@ class PartitionedOutboxPoller implements OutboxPoller {
   #abort: AbortController | undefined;
   #loop: Promise<void> | undefined;
   #lastError: string | null = null;
+  /** The last pass failed (`status()` says UNAVAILABLE until one succeeds). */
+  #failing = false;
+  /**
+   * Partitions whose claim waited out `lock_timeout` on a row another session holds: claimed one
+   * per transaction until a claim of theirs succeeds, so that row holds up its own partition only.
+   */
+  readonly #blocked = new Set<number>();
   readonly #deadRows = createDeadRowTally();
   #lastSweep = 0;
   /** Rotates the first partition of a pass, so pollers started together do not all queue on partition 0. */
@@ -171,6 +184,9 @@ class PartitionedOutboxPoller implements OutboxPoller {
   }
 
   async status(): Promise<OutboxPollerStatus> {
+    if (this.#failing) {
+      throw new TributaryError(ErrorCode.UNAVAILABLE, `The outbox ${this.#table.name} cannot be routed: ${this.#lastError ?? 'polling failed'}`);
+    }
     try {
       const counts = await outboxCounts(this.#options.pool, this.#table);
       return { ...counts, lastError: this.#lastError };
@@ -187,18 +203,21 @@ class PartitionedOutboxPoller implements OutboxPoller {
       let full: boolean;
       const started = Date.now();
       try {
-        full = (await this.#pass(signal)).full;
+        const pass = await this.#pass(signal);
+        full = pass.full;
         if (Date.now() - this.#lastSweep >= RETENTION_SWEEP_EVERY_MS) {
           const { deleted, more } = await this.#sweep(signal);
           // Cut short (a large backlog): the next pass sweeps on, after routing a batch in between.
           this.#lastSweep = more ? 0 : Date.now();
           if (deleted > 0) this.#options.logger.debug({ table: this.#table.name, deleted, more }, 'outbox: retention sweep');
         }
-        this.#lastError = null;
+        this.#lastError = pass.blocked;
+        this.#failing = false;
         backoff.reset();
       } catch (error) {
         // A database that is down or restarting: say so in the status and try again later; never crash.
-        this.#lastError = messageOf(error);
+        this.#lastError = await this.#describe(error);
+        this.#failing = true;
         this.#options.logger.warn({ err: error, table: this.#table.name }, 'outbox: poll failed; retrying');
         await pause(backoff.next(), signal);
         continue;
@@ -219,28 +238,60 @@ class PartitionedOutboxPoller implements OutboxPoller {
    * backlog of 300,000 rows in one partition drained at 60 rows/s, each pass reading it 15 times).
    * A partition leaves the backlog when its claim is no longer full.
    */
-  async #pass(signal?: AbortSignal): Promise<{ handled: number; full: boolean }> {
+  async #pass(signal?: AbortSignal): Promise<{ handled: number; full: boolean; blocked: string | null }> {
     let handled = 0;
     let full = false;
+    let blocked: string | null = null;
     const intervalMs = this.#options.intervalMs ?? 1_000;
     if (this.#behind.size === 0 || Date.now() - this.#othersClaimedAt >= intervalMs) {
       this.#othersClaimedAt = Date.now();
-      const others = this.#allPartitions.filter((partition) => !this.#behind.has(partition));
-      const { claimed } = await this.#inTransaction((client) => this.#handlePartitions(client, others));
-      handled += claimed.length;
-      if (claimed.length >= this.#batchSize) {
-        full = true;
-        for (const partition of claimed) this.#behind.add(partition);
+      const others = this.#allPartitions.filter((partition) => !this.#behind.has(partition) && !this.#blocked.has(partition));
+      try {
+        const { claimed } = await this.#inTransaction((client) => this.#handlePartitions(client, others));
+        handled += claimed.length;
+        if (claimed.length >= this.#batchSize) {
+          full = true;
+          for (const partition of claimed) this.#behind.add(partition);
+        }
+      } catch (error) {
+        if (!isLockTimeout(error)) throw error;
+        // Rolled back, its locks freed: which partition the locked row is in is not known, so
+        // each is claimed alone below, and those that are not blocked leave the set at once.
+        for (const partition of others) this.#blocked.add(partition);
       }
     }
-    const behind = [...this.#behind].sort((a, b) => a - b);
+    // Last in the pass: the blocked ones wait out the lock timeout, the others were routed first.
+    for (const partition of [...this.#blocked].sort((a, b) => a - b)) {
+      if (signal?.aborted) break;
+      try {
+        const { claimed } = await this.#inTransaction((client) => this.#handlePartitions(client, [partition]));
+        handled += claimed.length;
+        this.#blocked.delete(partition);
+        if (claimed.length >= this.#batchSize) this.#behind.add(partition);
+      } catch (error) {
+        if (!isLockTimeout(error)) throw error;
+        blocked = describeOutboxError(error, `partition ${partition} of ${this.#partitions}`);
+        this.#options.logger.warn({ table: this.#table.name, partition }, 'outbox: a partition waits on a row lock held by another session');
+      }
+    }
+    const behind = [...this.#behind].filter((partition) => !this.#blocked.has(partition)).sort((a, b) => a - b);
     const start = this.#offset;
     this.#offset += 1;
     for (let step = 0; step < behind.length; step += 1) {
       // Stopping between partitions: the batch in flight has been committed, the rest stays pending.
       if (signal?.aborted) break;
       const partition = behind[(start + step) % behind.length]!;
-      const { locked, claimed } = await this.#inTransaction((client) => this.#handlePartitions(client, [partition]));
+      let outcome: { locked: number[]; claimed: number[] };
+      try {
+        outcome = await this.#inTransaction((client) => this.#handlePartitions(client, [partition]));
+      } catch (error) {
+        if (!isLockTimeout(error)) throw error;
+        // Claimed alone from the next pass on, after the others.
+        this.#blocked.add(partition);
+        blocked = describeOutboxError(error, `partition ${partition} of ${this.#partitions}`);
+        continue;
+      }
+      const { locked, claimed } = outcome;
       handled += claimed.length;
       // Another poller holds it: still behind for all this one knows (dropping it left this poller
       // idle for an interval while the backlog lasted: 2 pollers drained slower than 1).
@@ -249,7 +300,15 @@ class PartitionedOutboxPoller implements OutboxPoller {
       else full = true;
     }
     // No full batch in this pass (every partition behind held by other pollers, or drained): wait.
-    return { handled, full };
+    return { handled, full, blocked };
+  }
+
+  /** A failed pass in words; a privilege missing is named (one more query, on a failure only). */
+  async #describe(error: unknown): Promise<string> {
+    if (sqlStateOf(error) !== SqlState.INSUFFICIENT_PRIVILEGE) return describeOutboxError(error, 'polling failed');
+    const missing = await missingPrivileges(this.#options.pool, this.#table, ['SELECT', 'UPDATE', 'DELETE']).catch(() => []);
+    const lacking = missing.length > 0 ? `; the login lacks ${missing.join(', ')} on ${this.#table.name}` : '';
+    return `${describeOutboxError(error, 'polling failed')}${lacking}`;
   }
 
   async #inTransaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {

@@ -12,6 +12,20 @@ const IDLE_IN_TRANSACTION_MS = 60_000;
  * as long as the kernel keeps the socket (hours). The connection is then discarded.
  */
 const QUERY_TIMEOUT_MS = 30_000;
+/**
+ * Longest a statement waits for a lock on the server, in ms. An outbox row locked by another session
+ * (an operator's UPDATE left open in psql) would otherwise hold the poller's claim (FOR UPDATE), and
+ * with it every partition that claim locked, and the WAL reader's catch-up, for as long as that
+ * session lasts — the client's timeout gives up on the answer, not on the backend, which went on
+ * waiting with the advisory locks of every partition. Failed fast, the claim rolls back, frees
+ * them, and the poller claims the other partitions without the blocked one (`outbox-poller.ts`).
+ */
+const LOCK_TIMEOUT_MS = 5_000;
+/**
+ * Longest a statement runs on the server, in ms: at most the client's wait (`QUERY_TIMEOUT_MS`), so
+ * a statement the client gave up on does not run on, holding its locks, behind its back.
+ */
+const STATEMENT_TIMEOUT_MS = 25_000;
 /** Idle time before TCP keepalive probes start, in ms (Linux's default is two hours). */
 const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
 
@@ -26,6 +40,9 @@ export interface OutboxConnectionLimits {
   readonly idleInTransactionMs: number;
   readonly queryTimeoutMs: number;
   readonly keepAliveInitialDelayMs: number;
+  /** Server-side, per transaction where the connections are not the outbox pool's (`outbox-sql.ts`, `limitWaits`). */
+  readonly lockTimeoutMs: number;
+  readonly statementTimeoutMs: number;
 }
 
 export const OUTBOX_CONNECTION_LIMITS: OutboxConnectionLimits = {
@@ -33,11 +50,15 @@ export const OUTBOX_CONNECTION_LIMITS: OutboxConnectionLimits = {
   idleInTransactionMs: IDLE_IN_TRANSACTION_MS,
   queryTimeoutMs: QUERY_TIMEOUT_MS,
   keepAliveInitialDelayMs: KEEPALIVE_INITIAL_DELAY_MS,
+  lockTimeoutMs: LOCK_TIMEOUT_MS,
+  statementTimeoutMs: STATEMENT_TIMEOUT_MS,
 };
 
 export interface OutboxPoolOptions {
-  /** Longest a statement's answer is waited for, in ms. @default 30000 */
+  /** Longest a statement's answer is waited for, in ms (and longest it runs on the server, up to 25000). @default 30000 */
   readonly queryTimeoutMs?: number;
+  /** Longest a statement waits for a lock on the server, in ms. @default 5000 */
+  readonly lockTimeoutMs?: number;
 }
 
 /**
@@ -46,6 +67,7 @@ export interface OutboxPoolOptions {
  * logged, a checked-out one's statement rejects, and the next query reconnects.
  */
 export function createOutboxPool(databaseUrl: string, logger: Logger, options: OutboxPoolOptions = {}): pg.Pool {
+  const queryTimeoutMs = options.queryTimeoutMs ?? QUERY_TIMEOUT_MS;
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: 2,
@@ -56,7 +78,10 @@ export function createOutboxPool(databaseUrl: string, logger: Logger, options: O
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
     // Client-side: the statement rejects (the poller's transaction is given up and its connection
     // discarded, `outbox-poller.ts`), whether or not the server is still there to cancel it.
-    query_timeout: options.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
+    query_timeout: queryTimeoutMs,
+    // Server-side, sent at connect: a blocked or runaway statement ends on the server, its locks freed.
+    lock_timeout: options.lockTimeoutMs ?? LOCK_TIMEOUT_MS,
+    statement_timeout: Math.min(STATEMENT_TIMEOUT_MS, queryTimeoutMs),
     keepAlive: true,
     keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
   });

@@ -7,12 +7,19 @@ import type { EventOperation, RawEventInput } from '../events/envelope.ts';
 import { isJsonObject } from '../events/json.ts';
 import { outboxEvent } from '../events/outbox-event.ts';
 import { isDocumentTopic, isSystemTopic } from '../events/system-topics.ts';
-import { assertName, MAX_ENTITY_BYTES, MAX_TENANT_LENGTH } from '../names.ts';
+import { assertName, hasControlCharacter, MAX_ENTITY_BYTES, MAX_TENANT_LENGTH } from '../names.ts';
 
 /** A row as read from the table or decoded from the WAL; everything that is validated is untyped. */
 export interface OutboxRow {
   /** The bigserial id, as text. */
   readonly id: string;
+  /**
+   * `created_at` in epoch milliseconds, as text; null when it is NULL or not finite. Event ids
+   * derive from it (`outbox-event.ts`), so both modes compute it alike: from the table
+   * (`outbox-sql.ts`, `CREATED_MS`) and from the WAL's decoded image (`createdMillis`). Absent
+   * is null (a row made up by a test or a benchmark).
+   */
+  readonly created_ms?: string | null;
   readonly topic: unknown;
   readonly event_type: unknown;
   readonly payload: unknown;
@@ -77,9 +84,14 @@ export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInpu
   // its batch's routing on every attempt, and hold up the whole outbox behind it.
   if (tenant !== null && tenant.length > MAX_TENANT_LENGTH) return `tenant over ${MAX_TENANT_LENGTH} characters`;
   if (entity !== null && Buffer.byteLength(entity) > MAX_ENTITY_BYTES) return `entity over ${MAX_ENTITY_BYTES} bytes`;
+  // As `publish` refuses them in an entity, and a token's tenant claim cannot hold one: routed, such
+  // a row would land in a scope no token has, or an ordering lane no publish shares.
+  if (tenant !== null && hasControlCharacter(tenant)) return 'tenant holds a control character';
+  if (entity !== null && hasControlCharacter(entity)) return 'entity holds a control character';
   return outboxEvent({
     outbox: rules.outboxId,
     rowId: row.id,
+    created: row.created_ms ?? null,
     topic: row.topic,
     type,
     payload,
@@ -89,6 +101,18 @@ export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInpu
     table: table ?? undefined,
     operation: (operation as EventOperation | null) ?? undefined,
   });
+}
+
+/**
+ * `created_at` as the WAL's decoding gives it (`cdc/row-values.ts`: a timestamptz as its instant, a
+ * timestamp without time zone as its wall clock read as UTC, both ISO 8601 to the millisecond,
+ * whatever the session's TimeZone) in epoch milliseconds, as text: what `CREATED_MS` computes from
+ * the table. Null for NULL, and for what is no instant (`infinity`, as Postgres prints it).
+ */
+export function createdMillis(value: unknown): string | null {
+  if (typeof value !== 'string') return null;
+  const ms = Date.parse(value);
+  return Number.isFinite(ms) ? String(ms) : null;
 }
 
 /**

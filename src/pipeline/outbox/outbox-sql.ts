@@ -1,6 +1,7 @@
 /**
  * The outbox table's contract: one function per SQL statement (graphile-worker style), so every
- * statement the platform runs against an application's outbox is in this file and nowhere else.
+ * statement the platform runs against an application's outbox is in this file and nowhere else
+ * (but WAL mode's catch-up and clean-up, in `outbox-wal-sql.ts`).
  *
  * The table lives in the application's database and belongs to its operator; the name is theirs to
  * choose (`name` or `schema.name`). It is validated once with a strict pattern and always quoted,
@@ -209,6 +210,17 @@ export function indexName(bare: string, suffix: string): string {
 const partitionOf = `mod(abs(hashtext(coalesce(o.entity, o.id::text))::bigint), $2::int)`;
 
 /**
+ * `created_at` in epoch milliseconds (truncated), as text; NULL when it is NULL or not finite. The
+ * WAL mode's decoding gives the same figure (`outbox-row.ts`, `createdMillis`), and event ids
+ * derive from it: so it depends on neither the session's TimeZone nor its DateStyle (`extract`
+ * counts a timestamp without time zone from 1970-01-01 on its own wall clock, as the decoding
+ * reads it as UTC), and is exact on every version (`extract` returns a float8 before Postgres 14:
+ * whole seconds, and the microseconds of the second apart; no offset has a fraction of a second).
+ */
+export const CREATED_MS = `CASE WHEN isfinite(o.created_at) THEN (extract(epoch FROM date_trunc('second', o.created_at))::bigint * 1000
+            + (extract(microseconds FROM o.created_at)::bigint % 1000000) / 1000)::text END AS created_ms`;
+
+/**
  * Takes the transaction-scoped advisory locks of the `partitions` it can without waiting, and
  * returns those (another poller holding one means it is being handled: skipped). Run inside the
  * transaction that claims the batch; COMMIT releases them.
@@ -240,7 +252,7 @@ export async function claimBatch(
 ): Promise<ClaimedRow[]> {
   const result = await db.query<ClaimedRow>(
     // ORDER BY the column, qualified: a bare `id` would name the output `id::text` and sort as text ('10' < '9').
-    `SELECT o.id::text AS id, o.topic, o.event_type, ${PAYLOAD_COLUMNS}, o.tenant, o.entity, o.table_name, o.operation,
+    `SELECT o.id::text AS id, ${CREATED_MS}, o.topic, o.event_type, ${PAYLOAD_COLUMNS}, o.tenant, o.entity, o.table_name, o.operation,
             ${partitionOf}::int AS partition
        FROM ${table.sql} AS o ${PAYLOAD_SIZE('$4')}
       WHERE o.processed_at IS NULL AND ${partitionOf} = ANY($1::int[])
@@ -259,10 +271,10 @@ export async function claimBatch(
  * text), so the margin keeps `json` columns written with whitespace, and jsonb's own spacing.
  */
 const UNREAD_PAYLOAD_FACTOR = 4;
-const PAYLOAD_SIZE = (param: string) => `CROSS JOIN LATERAL (SELECT octet_length(o.payload::text) > ${param}::int AS over) AS size`;
-const PAYLOAD_COLUMNS = 'CASE WHEN size.over THEN NULL ELSE o.payload END AS payload, size.over AS oversized';
+export const PAYLOAD_SIZE = (param: string) => `CROSS JOIN LATERAL (SELECT octet_length(o.payload::text) > ${param}::int AS over) AS size`;
+export const PAYLOAD_COLUMNS = 'CASE WHEN size.over THEN NULL ELSE o.payload END AS payload, size.over AS oversized';
 
-function unreadPayloadBytes(maxPayloadBytes: number): number {
+export function unreadPayloadBytes(maxPayloadBytes: number): number {
   return Math.min(2 ** 31 - 1, maxPayloadBytes * UNREAD_PAYLOAD_FACTOR);
 }
 
@@ -352,36 +364,4 @@ export async function resolveTable(db: Queryable, table: OutboxTable): Promise<{
     [table.sql],
   );
   return result.rows[0];
-}
-
-/**
- * Opens the catch-up transaction: REPEATABLE READ, so every read sees the one snapshot returned
- * here, with the WAL insert position read after it was taken (every transaction the snapshot sees
- * committed before that position).
- */
-export async function beginCatchUp(db: Queryable): Promise<{ snapshot: string; lsn: string }> {
-  await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-  const result = await db.query<{ snapshot: string; lsn: string }>(
-    'SELECT pg_current_snapshot()::text AS snapshot, pg_current_wal_insert_lsn()::text AS lsn',
-  );
-  return result.rows[0]!;
-}
-
-/** Pending rows after `afterId`, in id order (keyset pages). */
-export async function pendingAfter(db: Queryable, table: OutboxTable, afterId: string, limit: number, maxPayloadBytes: number): Promise<OutboxRow[]> {
-  const result = await db.query<OutboxRow>(
-    `SELECT o.id::text AS id, o.topic, o.event_type, ${PAYLOAD_COLUMNS}, o.tenant, o.entity, o.table_name, o.operation
-       FROM ${table.sql} AS o ${PAYLOAD_SIZE('$3')}
-      WHERE o.processed_at IS NULL AND o.id > $1::bigint
-      ORDER BY o.id
-      LIMIT $2::int`,
-    [afterId, limit, unreadPayloadBytes(maxPayloadBytes)],
-  );
-  return result.rows;
-}
-
-/** Deletes rows by id (WAL mode: a routed row's insert stays in the WAL; the table need not keep it). */
-export async function deleteRows(db: Queryable, table: OutboxTable, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await db.query(`DELETE FROM ${table.sql} WHERE id = ANY($1::bigint[])`, [ids]);
 }
