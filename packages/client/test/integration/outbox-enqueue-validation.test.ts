@@ -8,28 +8,14 @@
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { enqueueOutboxEvent, InvalidOutboxEventError, type OutboxEventInput } from '@tributary/client/outbox';
+import { outboxTable, outboxTableDdl } from '../../../../src/pipeline/outbox/outbox-sql.ts';
 import { createTestDatabase, openTestPool } from '../../../../test/helpers/services.ts';
-
-/** The columns of the table `npm run outbox:sql` creates (indexes left out: nothing here reads by them). */
-const OUTBOX_TABLE = `
-  CREATE TABLE event_outbox (
-    id bigserial PRIMARY KEY,
-    topic text NOT NULL,
-    event_type text NOT NULL,
-    payload jsonb NOT NULL,
-    tenant text,
-    entity text,
-    table_name text,
-    operation text CHECK (operation IS NULL OR operation IN ('insert', 'update', 'delete')),
-    created_at timestamptz NOT NULL DEFAULT now(),
-    processed_at timestamptz,
-    dead_reason text
-  )`;
 
 async function setUp(): Promise<pg.Pool> {
   const database = await createTestDatabase();
   const pool = openTestPool(database.url);
-  await pool.query(OUTBOX_TABLE);
+  // The table `npm run outbox:sql` creates.
+  await pool.query(outboxTableDdl(outboxTable('event_outbox')));
   await pool.query('CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL)');
   await pool.query(`INSERT INTO orders VALUES (1, 'new')`);
   return pool;
