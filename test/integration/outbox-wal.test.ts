@@ -218,8 +218,10 @@ describe('the outbox in WAL mode', () => {
       await app.query(outboxTableDdl(outboxTable('event_outbox')));
       await app.query(`ALTER TABLE event_outbox ALTER COLUMN created_at TYPE ${createdType}`);
       // The event id includes created_at: neither the sessions' zone (an odd offset, daylight saving
-      // time), nor the process's, nor the microseconds (999: a rounding moves it) may change it.
+      // time), nor their date style (pgoutput prints values in the walsender's), nor the process's
+      // zone, nor the microseconds (999: a rounding moves it) may change it.
       await app.query(`ALTER DATABASE ${appDb.name} SET TimeZone = 'America/St_Johns'`);
+      await app.query(`ALTER DATABASE ${appDb.name} SET DateStyle = 'SQL, DMY'`);
       useTimeZone('Asia/Kathmandu');
       const env = { ...SERVER_ENV, DATABASE_URL: platform.url };
       const insertRows = (createdAt: string) =>

@@ -102,6 +102,8 @@ export interface OutboxPoller {
 }
 
 const RETENTION_SWEEP_EVERY_MS = 30_000;
+/** Lock timeout of the claim of a partition found waiting on a row lock, in ms. */
+const BLOCKED_RETRY_LOCK_MS = 200;
 /** Processed rows deleted by one statement of a retention sweep. */
 const RETENTION_BATCH = 1_000;
 
@@ -260,11 +262,15 @@ class PartitionedOutboxPoller implements OutboxPoller {
         for (const partition of others) this.#blocked.add(partition);
       }
     }
-    // Last in the pass: the blocked ones wait out the lock timeout, the others were routed first.
+    // Last in the pass, each alone and with a short lock timeout: a partition still blocked holds up
+    // the pass (and every other partition's next claim) BLOCKED_RETRY_LOCK_MS, not the pool's.
     for (const partition of [...this.#blocked].sort((a, b) => a - b)) {
       if (signal?.aborted) break;
       try {
-        const { claimed } = await this.#inTransaction((client) => this.#handlePartitions(client, [partition]));
+        const { claimed } = await this.#inTransaction(async (client) => {
+          await client.query(`SET LOCAL lock_timeout = ${BLOCKED_RETRY_LOCK_MS}`);
+          return this.#handlePartitions(client, [partition]);
+        });
         handled += claimed.length;
         this.#blocked.delete(partition);
         if (claimed.length >= this.#batchSize) this.#behind.add(partition);

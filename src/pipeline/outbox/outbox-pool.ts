@@ -70,6 +70,8 @@ export function createOutboxPool(databaseUrl: string, logger: Logger, options: O
   const queryTimeoutMs = options.queryTimeoutMs ?? QUERY_TIMEOUT_MS;
   const pool = new pg.Pool({
     connectionString: databaseUrl,
+    // pg parses dates as ISO: whatever the server's or database's DateStyle (as source connections do).
+    options: '-c DateStyle=ISO,MDY',
     max: 2,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     idleTimeoutMillis: 30_000,

@@ -65,6 +65,14 @@ export interface SourceConnectionOptions {
   readonly keepAliveInitialDelayMs?: number;
 }
 
+/**
+ * Every session's date style ISO, whatever the source server's or database's (`SQL, DMY`,
+ * `German`…): pgoutput prints values in the walsender's, and the row values, outbox event ids
+ * included (`created_at`), are read from that text (`row-values.ts`); pg parses dates as ISO too.
+ * Options in the database URL replace these.
+ */
+const SESSION_OPTIONS = '-c DateStyle=ISO,MDY';
+
 export function createSourceConnections(databaseUrl: string, options: SourceConnectionOptions = {}): SourceConnections {
   // Every socket of these connections, so that a dispose can end the ones still waiting for the server's first word.
   const sockets = new Set<Socket>();
@@ -76,6 +84,7 @@ export function createSourceConnections(databaseUrl: string, options: SourceConn
   };
   const pool = new pg.Pool({
     connectionString: databaseUrl,
+    options: SESSION_OPTIONS,
     stream,
     application_name: options.applicationName ?? 'tributary-cdc-setup',
     connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
@@ -116,6 +125,7 @@ export function createSourceConnections(databaseUrl: string, options: SourceConn
     },
     replicationConfig: () => ({
       connectionString: databaseUrl,
+      options: SESSION_OPTIONS,
       application_name: 'tributary-cdc',
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       stream,
