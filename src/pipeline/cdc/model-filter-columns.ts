@@ -155,7 +155,8 @@ function freshRead(entry: TableColumns, connections: SourceConnections, table: T
       .then((shape) => {
         const columns = shape === undefined ? undefined : new Set(shape.columns);
         // A missing table keeps no list: it may be created, and is not asked for often (`records` answers MISCONFIGURED).
-        entry.known = columns === undefined ? undefined : { columns, readAt: startedAt };
+        // An abandoned read that answers after a newer one keeps nothing: its list is the older.
+        if (entry.known === undefined || entry.known.readAt <= startedAt) entry.known = columns === undefined ? undefined : { columns, readAt: startedAt };
         return columns;
       })
       .finally(() => {
