@@ -36,11 +36,11 @@ export const COLUMNS_TTL_MS = 60_000;
 /** Longest a subscription waits for the catalog before it is accepted unchecked, in ms. */
 export const CATALOG_WAIT_MS = 2_000;
 /**
- * A catalog read still unanswered after this long is no longer waited on (a half-open connection
- * that TCP has not given up yet): the next caller starts another, instead of every caller queueing
- * behind it, unchecked, until a restart.
+ * A catalog read still unanswered after this long fails and its connection is dropped (a half-open
+ * one that TCP has not given up yet): the next caller starts another — every caller had queued
+ * behind it, unchecked, until a restart, and the source pool's two connections are shared.
  */
-const ABANDON_READ_MS = 30_000;
+export const CATALOG_READ_TIMEOUT_MS = 30_000;
 /** The closest column is suggested within this many edits (fewer for short names). */
 const MAX_SUGGESTION_DISTANCE = 3;
 
@@ -65,6 +65,8 @@ export interface FilterColumnsOptions {
   readonly ttlMs?: number;
   /** @default CATALOG_WAIT_MS */
   readonly waitMs?: number;
+  /** @default CATALOG_READ_TIMEOUT_MS */
+  readonly readTimeoutMs?: number;
 }
 
 interface TableColumns {
@@ -89,18 +91,18 @@ export async function assertFilterColumns(query: FilterColumnsQuery, options: Fi
   const now = options.now ?? Date.now;
   const askedAt = now();
   const wanted = [...new Set(query.filter.clauses.map((clause) => clause.column))];
-  const ttlMs = options.ttlMs ?? COLUMNS_TTL_MS;
+  const settings = { now, ttlMs: options.ttlMs ?? COLUMNS_TTL_MS, readTimeoutMs: options.readTimeoutMs ?? CATALOG_READ_TIMEOUT_MS };
   const lookup = async (): Promise<ReadonlySet<string> | undefined> => {
     const source = await query.source();
     if (source === undefined) return undefined;
     const { connections, mapping } = source;
-    const first = await columnsOf(connections, mappingTable(mapping), wanted, askedAt, now, ttlMs);
+    const first = await columnsOf(connections, mappingTable(mapping), wanted, askedAt, settings);
     if (first === undefined || wanted.every((column) => first.has(column))) return first;
     const all = new Set(first);
     const topic = modelTopic(mapping);
     for (const other of await query.mappings()) {
       if (other.table === mapping.table || modelTopic(other) !== topic) continue;
-      for (const column of (await columnsOf(connections, mappingTable(other), wanted, askedAt, now, ttlMs)) ?? []) all.add(column);
+      for (const column of (await columnsOf(connections, mappingTable(other), wanted, askedAt, settings)) ?? []) all.add(column);
     }
     return all;
   };
@@ -129,33 +131,32 @@ export async function assertFilterColumns(query: FilterColumnsQuery, options: Fi
  * that started at or after `askedAt`. Undefined when there is no such table. Rejects when the
  * catalog cannot be read.
  */
-function columnsOf(
-  connections: SourceConnections,
-  table: TableRef,
-  wanted: readonly string[],
-  askedAt: number,
-  now: () => number,
-  ttlMs: number,
-): Promise<ReadonlySet<string> | undefined> {
+interface ReadSettings {
+  readonly now: () => number;
+  readonly ttlMs: number;
+  readonly readTimeoutMs: number;
+}
+
+function columnsOf(connections: SourceConnections, table: TableRef, wanted: readonly string[], askedAt: number, settings: ReadSettings): Promise<ReadonlySet<string> | undefined> {
   let tables = kept.get(connections);
   if (tables === undefined) kept.set(connections, (tables = new Map<string, TableColumns>()));
   const key = `${table.schema}.${table.name}`;
   let entry = tables.get(key);
   if (entry === undefined) tables.set(key, (entry = { known: undefined, running: undefined, queued: undefined }));
   const { known } = entry;
-  if (known !== undefined && now() - known.readAt < ttlMs && wanted.every((column) => known.columns.has(column))) return Promise.resolve(known.columns);
-  return freshRead(entry, connections, table, askedAt, now);
+  if (known !== undefined && settings.now() - known.readAt < settings.ttlMs && wanted.every((column) => known.columns.has(column))) return Promise.resolve(known.columns);
+  return freshRead(entry, connections, table, askedAt, settings);
 }
 
-function freshRead(entry: TableColumns, connections: SourceConnections, table: TableRef, askedAt: number, now: () => number): Promise<ReadonlySet<string> | undefined> {
+function freshRead(entry: TableColumns, connections: SourceConnections, table: TableRef, askedAt: number, { now, readTimeoutMs }: ReadSettings): Promise<ReadonlySet<string> | undefined> {
   const start = (): Promise<ReadonlySet<string> | undefined> => {
     const startedAt = now();
     const promise = connections
-      .withClient((client) => describeTable(client, table))
+      // Past its time the read fails, and withClient drops the connection it held.
+      .withClient((client) => within(describeTable(client, table), readTimeoutMs, 'the catalog read did not answer'))
       .then((shape) => {
         const columns = shape === undefined ? undefined : new Set(shape.columns);
         // A missing table keeps no list: it may be created, and is not asked for often (`records` answers MISCONFIGURED).
-        // An abandoned read that answers after a newer one keeps nothing: its list is the older.
         if (entry.known === undefined || entry.known.readAt <= startedAt) entry.known = columns === undefined ? undefined : { columns, readAt: startedAt };
         return columns;
       })
@@ -165,10 +166,6 @@ function freshRead(entry: TableColumns, connections: SourceConnections, table: T
     entry.running = { promise, startedAt };
     return promise;
   };
-  if (entry.running !== undefined && now() - entry.running.startedAt > ABANDON_READ_MS) {
-    entry.running = undefined;
-    entry.queued = undefined;
-  }
   const { running } = entry;
   if (running === undefined) return start();
   // A read that started before the caller asked may predate the column it names (an ALTER TABLE just committed).
