@@ -299,7 +299,7 @@ class SharedModel {
           AbortSignal.any([signal, overflow.signal]),
         );
         // Left-out rows whose change never comes are given up: the snapshot is shown without them.
-        const giveUp = setTimeout(() => this.store.completing && (this.store.showWithoutPending(), live()), PENDING_WAIT_MS);
+        const giveUp = this.store.completing ? setTimeout(() => this.store.completing && (this.store.showWithoutPending(), live()), PENDING_WAIT_MS) : undefined;
         const settled = () => void ((running = false), clearTimeout(giveUp));
         void streaming.then(settled, settled);
         // The protocol acknowledges no subscription, and `changes` sends nothing until a change.
