@@ -298,8 +298,9 @@ class SharedModel {
           },
           AbortSignal.any([signal, overflow.signal]),
         );
-        // Left-out rows whose change never comes are given up: the snapshot is shown without them.
-        const giveUp = this.store.completing ? setTimeout(() => this.store.completing && (this.store.showWithoutPending(), live()), PENDING_WAIT_MS) : undefined;
+        // Left-out rows whose change never comes are given up: the snapshot is shown without them
+        // (live then, unless a refusal's round trip below has not answered yet: that one says so).
+        const giveUp = this.store.completing ? setTimeout(() => this.store.completing && (this.store.showWithoutPending(), this.#refused || live()), PENDING_WAIT_MS) : undefined;
         const settled = () => void ((running = false), clearTimeout(giveUp));
         void streaming.then(settled, settled);
         // The protocol acknowledges no subscription, and `changes` sends nothing until a change.
