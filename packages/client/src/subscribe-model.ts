@@ -32,6 +32,10 @@
  * the server answers RESYNC_REQUIRED, the model's position now is read first (`records`' cursor),
  * then `onResync` runs, and the stream continues from that position: a change committed while
  * `onResync` refetched is delivered, not skipped (one it already saw comes too: at least once).
+ * A reconnect whose token grants other reads (permissions, roles: `tokenGrants`) than the position
+ * was established under (the first position read, or the last resync's) is handled the same way:
+ * the server filters the stream by the token — silence for rows it may no longer read, no past
+ * changes of rows it now may — so resuming from the cursor would leave the consumer's copy stale.
  * Reconnects wait with the client's backoff (full jitter, 1 s to 30 s), which starts again after a
  * connection that delivered a change (a deploy's close after hours of changes waits the first
  * step, not the sixth); a RESYNC_REQUIRED answered again with no change delivered since the last
@@ -60,7 +64,7 @@ import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.
 import { createRecentIds } from './recent-ids.ts';
 import type { ModelRecord } from './live-model-store.ts';
 import { RefetchFailedError } from './resumable.ts';
-import { tokenExpiresAt } from './token.ts';
+import { tokenExpiresAt, tokenGrants } from './token.ts';
 
 /** `LEFT` (with a filter only): the row no longer matches the filter; its record is null. */
 export type ModelOperation = 'CREATED' | 'UPDATED' | 'DELETED' | 'LEFT';
@@ -155,6 +159,8 @@ export function subscribeModel<R extends object = ModelRecord>(options: Subscrib
   const authLosses = new AuthLosses();
   /** The last connection's close was a refusal of its token a retry would meet again: the subscription ends. */
   let refused = false;
+  /** What the token let the connection read when the position was established (`tokenGrants`): the first position read, or the last resync's. */
+  let readUnder: string | undefined;
   const maxBuffered = options.maxBufferedChanges ?? 1_000;
   if (!Number.isInteger(maxBuffered) || maxBuffered < 1) throw new RangeError(`subscribeModel: maxBufferedChanges must be a positive integer, got ${maxBuffered}`);
 
@@ -194,6 +200,9 @@ export function subscribeModel<R extends object = ModelRecord>(options: Subscrib
     /** The token sent in this connection's `connection_init`. */
     let sent: string | undefined;
     let stream: BoundedSubscription<{ changes: ModelChangeEvent<R> }> | undefined;
+    /** Settles once the server acknowledged the connection (`undefined`) or it failed first (why). */
+    let settleReady: (failure?: { readonly error: unknown }) => void = () => {};
+    const ready = new Promise<{ readonly error: unknown } | undefined>((resolve) => (settleReady = resolve));
     // Not lazy: a lazy client closes its socket as soon as the position query completes, and the
     // subscription would wait for a second one. This one lives until disposed; graphql-ws retries
     // nothing (`retryAttempts: 0`), the loop below does, from the cursor.
@@ -205,7 +214,8 @@ export function subscribeModel<R extends object = ModelRecord>(options: Subscrib
       ...(webSocketImpl !== undefined && { webSocketImpl }),
       retryAttempts: 0,
       lazy: false,
-      onNonLazyError: () => {},
+      // A socket that could not even be made (no close event follows): the connection failed.
+      onNonLazyError: (error) => settleReady({ error }),
       keepAlive: options.pingIntervalMs ?? 10_000,
       connectionAckWaitTimeout: options.connectTimeoutMs ?? 10_000,
       on: {
@@ -221,10 +231,12 @@ export function subscribeModel<R extends object = ModelRecord>(options: Subscrib
         connected: () => {
           acknowledged = true;
           authLosses.forget();
+          settleReady();
         },
         closed: (event) => {
           lost ??= { event };
           stream?.fail(event);
+          settleReady({ error: event });
         },
       },
       connectionParams: async () => {
@@ -238,6 +250,15 @@ export function subscribeModel<R extends object = ModelRecord>(options: Subscrib
     };
     controller.signal.addEventListener('abort', stop, { once: true });
     try {
+      // What the token lets this connection read is known once the server took it.
+      const failure = await ready;
+      if (failure) throw failure.error;
+      const grants = tokenGrants(sent);
+      // Read under other grants (the same service's token lost or gained a permission, sent on this
+      // new connection): the server filters the stream by them — silence for what it may no longer
+      // read, rows never seen for what it now may — so resuming from the cursor would leave the
+      // consumer's copy stale for good. Resynced instead, as for RESYNC_REQUIRED.
+      if (readUnder !== undefined && readUnder !== grants) resyncing = true;
       if (resyncing) {
         // Position first, state second: every change after the refetch's state is after the position.
         const position = await readPosition(client);
@@ -248,11 +269,17 @@ export function subscribeModel<R extends object = ModelRecord>(options: Subscrib
           throw new RefetchFailedError(error);
         }
         cursor = position;
+        readUnder = grants;
         resyncing = false;
       }
       // Without a cursor, "after: null" would mean "from now" on every resubscription: a change
       // committed while a connection lost before the first change was down would be skipped.
-      cursor ??= await readPosition(client);
+      if (cursor === undefined) {
+        cursor = await readPosition(client);
+        readUnder = grants;
+      }
+      // `after` given: the caller's position, taken as read under the first connection's grants.
+      readUnder ??= grants;
       // Each pass subscribes from the cursor; one whose queue filled up is dropped once handled,
       // and the next pass has the server replay from where the handler got to.
       for (;;) {
