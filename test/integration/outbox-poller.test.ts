@@ -261,7 +261,7 @@ describe('the outbox poller', () => {
       [await raw('orders', 'order.updated', JSON.stringify({ big: 'x'.repeat(200) }), 'a')]: 'payload over 100 bytes',
       [await raw('orders', 'order.updated', '{}', 'a', 'upsert')]: 'invalid operation',
     };
-    // Far over the limit: set aside without being read.
+    // Over the batch's margin (4× the limit): not read with the batch, but on its own, and judged by its JSON.
     const huge = await raw('orders', 'order.updated', JSON.stringify({ big: 'x'.repeat(1_000) }), 'a');
     poison[huge] = 'payload over 100 bytes';
     const last = await enqueue({ payload: { n: 2 }, tenant: 'a', entity: 'order:1' });

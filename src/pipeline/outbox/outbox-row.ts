@@ -27,8 +27,13 @@ export interface OutboxRow {
   readonly entity: unknown;
   readonly table_name: unknown;
   readonly operation: unknown;
-  /** Read from the table without its payload, far over the limit (see `claimBatch`). */
+  /**
+   * Read from the table without its payload: once through `readSetAside` (`outbox-sql.ts`), its
+   * text is over the hard cap, so over the limit.
+   */
   readonly oversized?: boolean | null;
+  /** Why the payload cannot be routed, judged when it was read on its own and then let go (`readSetAside`). */
+  readonly payload_fault?: string;
 }
 
 /** What the rows of one outbox are checked against and scoped to. */
@@ -63,10 +68,9 @@ const UNEXPECTED_ROW_REASON = 'row could not be made an event';
 export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInput | string {
   const { payload, operation, tenant, entity, table_name: table } = row;
   if (row.oversized === true) return `payload over ${rules.maxPayloadBytes} bytes`;
-  if (!isJsonObject(payload)) return 'payload is not a JSON object';
-  // Before the size: measuring it is the JSON.stringify that throws on such a value.
-  if (nestsDeeperThan(payload, MAX_PAYLOAD_DEPTH)) return `payload nests over ${MAX_PAYLOAD_DEPTH} levels deep`;
-  if (Buffer.byteLength(JSON.stringify(payload)) > rules.maxPayloadBytes) return `payload over ${rules.maxPayloadBytes} bytes`;
+  if (row.payload_fault !== undefined) return row.payload_fault;
+  const fault = payloadFault(payload, rules.maxPayloadBytes);
+  if (fault !== undefined || !isJsonObject(payload)) return fault ?? 'payload is not a JSON object';
   if (typeof row.topic !== 'string' || !isValidName('topic', row.topic)) return 'invalid topic name';
   // As `publish` refuses them: subscribers and webhook endpoints trust what arrives on Tributary's
   // own topics (an env-wide endpoint relaying system.alerts to a pager), so no row may forge one.
@@ -101,6 +105,19 @@ export function outboxRowEvent(row: OutboxRow, rules: OutboxRules): RawEventInpu
     table: table ?? undefined,
     operation: (operation as EventOperation | null) ?? undefined,
   });
+}
+
+/**
+ * Why `payload` can never be routed — not a JSON object, nested too deeply, over
+ * `maxPayloadBytes` of compact JSON (the size the SDK's `enqueueOutboxEvent` checks) — or
+ * undefined when it can be.
+ */
+export function payloadFault(payload: unknown, maxPayloadBytes: number): string | undefined {
+  if (!isJsonObject(payload)) return 'payload is not a JSON object';
+  // Before the size: measuring it is the JSON.stringify that throws on such a value.
+  if (nestsDeeperThan(payload, MAX_PAYLOAD_DEPTH)) return `payload nests over ${MAX_PAYLOAD_DEPTH} levels deep`;
+  if (Buffer.byteLength(JSON.stringify(payload)) > maxPayloadBytes) return `payload over ${maxPayloadBytes} bytes`;
+  return undefined;
 }
 
 /**

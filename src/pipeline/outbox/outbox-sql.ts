@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { ErrorCode, TributaryError } from '../../errors.ts';
-import type { OutboxRow } from './outbox-row.ts';
+import { payloadFault, type OutboxRow } from './outbox-row.ts';
 
 /** What the statements run on: a pool or a checked-out client (inside a transaction). */
 export type Queryable = Pick<pg.ClientBase, 'query'>;
@@ -261,21 +261,54 @@ export async function claimBatch(
       FOR UPDATE OF o`,
     [partitions.indexes, partitions.count, limit, unreadPayloadBytes(maxPayloadBytes)],
   );
-  return result.rows;
+  return readSetAside(db, table, result.rows, maxPayloadBytes);
 }
 
 /**
- * A payload is read only when its JSON text is within a few times the largest routed: one that
- * can only be set aside as dead is not loaded (a batch of 4 MB payloads took a worker's heap from
- * 14 to 164 MB). The exact limit is checked on what is read (`outboxRowEvent`, on the compact JSON
- * text), so the margin keeps `json` columns written with whitespace, and jsonb's own spacing.
+ * A batch reads a payload only when its text is within a few times the largest routed (a batch of
+ * 4 MB payloads took a worker's heap from 14 to 164 MB); the margin keeps `json` columns written
+ * with whitespace, and jsonb's own spacing. A payload over it is not judged by that text — jsonb
+ * prints a number in full: 1,000 × `1e-300` is 7 KB of JSON and 304 KB of jsonb text — but read on
+ * its own (`readSetAside`), unless its text is over the hard cap: `PAYLOAD_CAP_FACTOR` times the
+ * limit (4 MB at the default 64 KB), above which the row is dead as over the limit without being
+ * read. JSON that JavaScript writes is never more than ~47 times longer as jsonb text (`5e-324,`
+ * prints as 326 characters and `, `), so every payload the SDK accepts is read and routed.
  */
 const UNREAD_PAYLOAD_FACTOR = 4;
+const PAYLOAD_CAP_FACTOR = 64;
 export const PAYLOAD_SIZE = (param: string) => `CROSS JOIN LATERAL (SELECT octet_length(o.payload::text) > ${param}::int AS over) AS size`;
 export const PAYLOAD_COLUMNS = 'CASE WHEN size.over THEN NULL ELSE o.payload END AS payload, size.over AS oversized';
 
-export function unreadPayloadBytes(maxPayloadBytes: number): number {
-  return Math.min(2 ** 31 - 1, maxPayloadBytes * UNREAD_PAYLOAD_FACTOR);
+export function unreadPayloadBytes(maxPayloadBytes: number, factor = UNREAD_PAYLOAD_FACTOR): number {
+  return Math.min(2 ** 31 - 1, maxPayloadBytes * factor);
+}
+
+/**
+ * `rows` (of a batch, in its order) with each read without its payload (`oversized`) read again on
+ * its own, in the batch's transaction (locked or in its snapshot: the same row), and judged by its
+ * JSON at once: a payload that cannot be routed is let go (`payload_fault`), so the batch holds at
+ * most one payload over the batch's margin. Over the hard cap, the row stays `oversized` (dead).
+ */
+export async function readSetAside<Row extends OutboxRow>(db: Queryable, table: OutboxTable, rows: readonly Row[], maxPayloadBytes: number): Promise<Row[]> {
+  const read: Row[] = [];
+  for (const row of rows) {
+    if (row.oversized !== true) {
+      read.push(row);
+      continue;
+    }
+    const alone = await db.query<{ payload: unknown; oversized: boolean }>(
+      `SELECT ${PAYLOAD_COLUMNS} FROM ${table.sql} AS o ${PAYLOAD_SIZE('$2')} WHERE o.id = $1::bigint`,
+      [row.id, unreadPayloadBytes(maxPayloadBytes, PAYLOAD_CAP_FACTOR)],
+    );
+    const loaded = alone.rows[0];
+    if (loaded?.oversized !== false) {
+      read.push(row);
+      continue;
+    }
+    const fault = payloadFault(loaded.payload, maxPayloadBytes);
+    read.push(fault === undefined ? { ...row, payload: loaded.payload, oversized: false } : { ...row, oversized: false, payload_fault: fault });
+  }
+  return read;
 }
 
 export async function markRouted(db: Queryable, table: OutboxTable, ids: readonly string[]): Promise<void> {

@@ -3,7 +3,7 @@
  * the WAL; these catch up from the table and clean it up. The rest of the table's contract, and the
  * column expressions shared with the poller's claim, are in `outbox-sql.ts`.
  */
-import { CREATED_MS, PAYLOAD_COLUMNS, PAYLOAD_SIZE, unreadPayloadBytes, type OutboxTable, type Queryable } from './outbox-sql.ts';
+import { CREATED_MS, PAYLOAD_COLUMNS, PAYLOAD_SIZE, readSetAside, unreadPayloadBytes, type OutboxTable, type Queryable } from './outbox-sql.ts';
 import type { OutboxRow } from './outbox-row.ts';
 
 /**
@@ -51,7 +51,8 @@ export async function pendingAfter(db: Queryable, table: OutboxTable, afterId: s
       FOR UPDATE OF o`,
     [afterId, limit, unreadPayloadBytes(maxPayloadBytes)],
   );
-  return result.rows;
+  // A payload over the page's margin is read on its own, in this snapshot, and judged by its JSON.
+  return readSetAside(db, table, result.rows, maxPayloadBytes);
 }
 
 /** Deletes rows by id (WAL mode: a routed row's insert stays in the WAL; the table need not keep it). */
