@@ -4,23 +4,17 @@
  * batch) and in WAL mode (the CDC reader's chunk). Before, its conversion threw: the batch rolled
  * back at every pass, or the CDC session failed at every chunk, the whole outbox held up.
  */
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { createLogger } from '../../src/logger.ts';
-import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
-import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
-import { createOutboxPoller } from '../../src/pipeline/outbox/outbox-poller.ts';
+import { describe, expect, it } from 'vitest';
 import { MAX_PAYLOAD_DEPTH } from '../../src/pipeline/outbox/outbox-row.ts';
-import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
-import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
 import { gql } from '../helpers/cdc.ts';
 import { eventOf } from '../helpers/events.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
+import { startOutboxPoller } from '../helpers/outbox-poller.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 
-const logger = createLogger({ level: 'silent' });
 const DEEP_REASON = `payload nests over ${MAX_PAYLOAD_DEPTH} levels deep`;
 
 /** `{"a":[[…]]}` nested `levels` levels deep, the object itself level 1. */
@@ -37,14 +31,7 @@ describe('an outbox row nested too deeply', () => {
   });
 
   it('is set aside as dead in POLL mode, and the rows around it are routed', async () => {
-    const db = await createTestDatabase();
-    const pool = openTestPool(db.url);
-    await pool.query(outboxTableDdl(outboxTable('event_outbox')));
-    const appended: RealtimeEvent[] = [];
-    const log = createMemoryLog({ retention: { maxEvents: 1_000, maxAgeMs: 3_600_000 }, publish: (_stream, event) => appended.push(event) });
-    onTestFinished(() => log.close());
-    const poller = createOutboxPoller({ pool, outboxId: 'obx-deep', scope: { app: 'shop', env: 'prod' }, router: createEventRouter({ log, logger }), logger });
-    onTestFinished(() => poller.stop());
+    const { pool, poller, appended } = await startOutboxPoller('obx-deep');
 
     await pool.query(INSERT, ['{"n":1}', 'order:1']);
     await pool.query(INSERT, [nested(TOO_DEEP), 'order:2']);

@@ -4,26 +4,12 @@
  * the real poller against a real Postgres: nothing of them reaches the log, so no subscriber or
  * webhook endpoint (an env-wide relay of `system.alerts` to a pager) ever sees them.
  */
-import { expect, it, onTestFinished } from 'vitest';
-import { createLogger } from '../../src/logger.ts';
-import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
-import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
-import { createOutboxPoller } from '../../src/pipeline/outbox/outbox-poller.ts';
-import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
-import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
-import { createTestDatabase, openTestPool } from '../helpers/services.ts';
+import { expect, it } from 'vitest';
+import { startOutboxPoller } from '../helpers/outbox-poller.ts';
 
-const logger = createLogger({ level: 'silent' });
 
 it("sets aside rows on Tributary's own topics and rows whose event_type is not a valid name, and routes the rest", async () => {
-  const db = await createTestDatabase();
-  const pool = openTestPool(db.url);
-  await pool.query(outboxTableDdl(outboxTable('event_outbox')));
-  const appended: RealtimeEvent[] = [];
-  const log = createMemoryLog({ retention: { maxEvents: 1_000, maxAgeMs: 3_600_000 }, publish: (_stream, event) => appended.push(event) });
-  onTestFinished(() => log.close());
-  const poller = createOutboxPoller({ pool, outboxId: 'outbox-forged', scope: { app: 'shop', env: 'prod' }, router: createEventRouter({ log, logger }), logger });
-  onTestFinished(() => poller.stop());
+  const { pool, poller, appended } = await startOutboxPoller('outbox-forged');
   const insert = async (topic: string, type: string) => {
     const forged = { alertId: 'alrt_forged', rule: 'cdc.slot_lost', subject: 'cdc:main', severity: 'critical', state: 'firing', message: 'wake up' };
     const { rows } = await pool.query<{ id: string }>(

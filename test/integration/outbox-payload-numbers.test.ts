@@ -8,22 +8,17 @@
  * with the usual reason.
  */
 import type pg from 'pg';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { createLogger } from '../../src/logger.ts';
-import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
-import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
-import { createOutboxPoller } from '../../src/pipeline/outbox/outbox-poller.ts';
+import { describe, expect, it } from 'vitest';
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
-import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
 import { gql } from '../helpers/cdc.ts';
 import { eventOf, takeUntil } from '../helpers/events.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
+import { startOutboxPoller } from '../helpers/outbox-poller.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 
-const logger = createLogger({ level: 'silent' });
 const LIMIT = 65_536;
 const OVER_REASON = `payload over ${LIMIT} bytes`;
 
@@ -68,23 +63,8 @@ describe('an outbox payload of many tiny numbers', () => {
   });
 
   it('is routed in POLL mode, in its place; one over the hard cap is dead', async () => {
-    const db = await createTestDatabase();
-    const pool = openTestPool(db.url);
-    await pool.query(outboxTableDdl(outboxTable('event_outbox')));
-    const appended: RealtimeEvent[] = [];
-    const log = createMemoryLog({ retention: { maxEvents: 1_000, maxAgeMs: 3_600_000 }, publish: (_stream, event) => appended.push(event) });
-    onTestFinished(() => log.close());
     const dead: string[] = [];
-    const poller = createOutboxPoller({
-      pool,
-      outboxId: 'obx-numbers',
-      scope: { app: 'shop', env: 'prod' },
-      router: createEventRouter({ log, logger }),
-      logger,
-      maxPayloadBytes: LIMIT,
-      metrics: { routed: () => {}, dead: (reason) => dead.push(reason) },
-    });
-    onTestFinished(() => poller.stop());
+    const { pool, poller, appended } = await startOutboxPoller('obx-numbers', { maxPayloadBytes: LIMIT, metrics: { routed: () => {}, dead: (reason) => dead.push(reason) } });
 
     // One entity: its events keep the rows' order.
     await pool.query(INSERT, ['{"seq":1}', 'order:1']);
