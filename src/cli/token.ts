@@ -155,7 +155,9 @@ function readAuth(env: Readonly<Record<string, string | undefined>>): Extract<Au
   if (auth.mode === 'development') {
     throw new TokenCliError(
       'neither JWT_SECRET, JWT_SECRETS nor JWT_JWKS_URL is set: a server with these settings runs in development mode and takes no token (every request acts as app, env and tenant "default", role admin). ' +
-        'To use tokens, give the server and this command the same JWT_SECRET, at least 32 bytes: export JWT_SECRET="$(openssl rand -base64 32)" in the shell of both',
+        // One secret made once: a fresh `openssl rand` in each shell makes two, and the server refuses every token.
+        'To use tokens, give the server and this command the same JWT_SECRET, at least 32 bytes: make it once, in the server\'s shell before npm start — export JWT_SECRET="$(openssl rand -base64 32)" — ' +
+          'and export that same value in this shell (echo "$JWT_SECRET" in the server\'s shows it): another openssl rand here makes another secret, whose tokens the server refuses',
       1,
     );
   }

@@ -93,7 +93,11 @@ describe('npm run token', () => {
   it('refuses settings it cannot sign with, saying what to do', async () => {
     const development = await token(['--tenant', 'acme'], {});
     expect(development).toMatchObject({ code: 1, stdout: '' });
-    expect(development.stderr).toMatch(/^token: neither JWT_SECRET, JWT_SECRETS nor JWT_JWKS_URL is set: a server with these settings runs in development mode and takes no token .*export JWT_SECRET=/);
+    expect(development.stderr).toMatch(/^token: neither JWT_SECRET, JWT_SECRETS nor JWT_JWKS_URL is set: a server with these settings runs in development mode and takes no token /);
+    // One secret, made once: a fresh `openssl rand` in each shell makes two, and the server refuses every token.
+    expect(development.stderr).toContain(
+      'To use tokens, give the server and this command the same JWT_SECRET, at least 32 bytes: make it once, in the server\'s shell before npm start — export JWT_SECRET="$(openssl rand -base64 32)" — and export that same value in this shell (echo "$JWT_SECRET" in the server\'s shows it): another openssl rand here makes another secret, whose tokens the server refuses\n',
+    );
 
     const keySetOnly = await token(['--tenant', 'acme'], { JWT_JWKS_URL: 'https://idp.example/.well-known/jwks.json' });
     expect(keySetOnly).toMatchObject({ code: 1, stdout: '' });

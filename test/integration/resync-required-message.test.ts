@@ -1,7 +1,9 @@
 /**
  * What a subscription ended by RESYNC_REQUIRED tells its client to do. Two recipes are right: a
- * model (`changes`) is refetched with `records`, whose cursor `changes(after:)` joins without a
- * gap; a topic (`events`) is subscribed again without `after`. The message names both.
+ * topic (`events`) is subscribed again without `after`; a model (`changes`) is refetched with
+ * `records`, whose cursor `changes(after:)` joins without a gap. The refusal is made where the
+ * field is not known (the log, the fan-out), so the message names each recipe by its field: a
+ * topic's subscriber is not told to refetch with `records`.
  */
 import { describe, expect, it } from 'vitest';
 import { resyncRequired } from '../../src/pipeline/log/cursor.ts';
@@ -9,10 +11,10 @@ import { subscribeEvents } from '../helpers/events.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 
-const RECIPE = 'refetch the current state — `records` for a model, which gives a cursor — and subscribe again from its cursor, or without "after"';
+const RECIPE = 'refetch your state and subscribe again — for `events`, without "after"; for `changes`, from the cursor a new `records` read gives';
 
 describe('RESYNC_REQUIRED', () => {
-  it('names the records-then-changes recipe as well as a subscription without "after"', () => {
+  it('names each recipe by its field: events without "after", changes from the cursor of records', () => {
     const error = resyncRequired('events after it have expired');
     expect(error.message).toBe(`Cannot resume from this cursor (events after it have expired): ${RECIPE}`);
     expect(error).toMatchObject({ code: 'RESYNC_REQUIRED', details: { reason: 'events after it have expired' } });

@@ -5,7 +5,7 @@
  * A resync, or a new login of another user on the client, empties `events`: they no longer follow on
  * from what comes next (or were the previous user's).
  */
-import { useInsertionEffect, useRef } from 'react';
+import { useInsertionEffect, useRef, useSyncExternalStore } from 'react';
 import { isPermissionRevoked, type SubscribeEventsOptions, type TopicEvent, type TributaryClient } from '@tributary/client';
 
 // Not exported by name from @tributary/client.
@@ -40,7 +40,11 @@ export interface UseEventsResult<P = unknown> {
   /** The last `keep` events, oldest first; the same array until one arrives. */
   readonly events: readonly TopicEvent<P>[];
   readonly lastEvent: TopicEvent<P> | undefined;
-  /** `listening` while subscribed (before the first event too), `error` when it stopped for good. */
+  /**
+   * `listening` while subscribed (before the first event too), `error` when it stopped for good,
+   * `idle` while disabled — and on the server, where nothing is subscribed (and while hydrating
+   * what the server rendered, until the browser subscribes).
+   */
   readonly status: 'idle' | 'listening' | 'error';
   /**
    * Why it stopped (`status: 'error'`); or, while `listening`, why it is not served now while the
@@ -62,6 +66,13 @@ const registries = new WeakMap<TributaryClient, SharedRegistry<SharedEvents>>();
 const EMPTY: readonly TopicEvent[] = Object.freeze([]);
 const LISTENING: UseEventsResult = Object.freeze({ events: EMPTY, lastEvent: undefined, status: 'listening', error: null });
 const IDLE: UseEventsResult = Object.freeze({ ...LISTENING, status: 'idle' });
+
+const noSubscription = () => () => {};
+/**
+ * True on the server, and while hydrating what it rendered (React reads the server snapshot then,
+ * so the hydrating render matches the server's HTML); false in the browser after that.
+ */
+const useServerRender = () => useSyncExternalStore(noSubscription, () => false, () => true);
 
 const clearEvents = (current: UseEventsResult): UseEventsResult => ({ ...current, events: EMPTY, lastEvent: undefined });
 
@@ -110,7 +121,10 @@ export function useEvents<P = unknown>(topic: string, options: UseEventsOptions<
     callbacks.current = options as Callbacks;
   });
 
-  return useSharedStore({
+  // `listening` is the shared store's state before it holds anything; on the server there is no
+  // store to hold (effects never run there): `idle` says what is so.
+  const serverRender = useServerRender();
+  const result = useSharedStore({
     registries,
     client,
     key,
@@ -123,5 +137,6 @@ export function useEvents<P = unknown>(topic: string, options: UseEventsOptions<
     },
     pending: LISTENING,
     idle: IDLE,
-  }) as UseEventsResult<P>;
+  });
+  return (serverRender ? IDLE : result) as UseEventsResult<P>;
 }

@@ -45,15 +45,26 @@ function splitPosition(position: string): [bigint, number] {
 }
 
 /**
- * The refusal of a cursor, for every stream alike (a topic's `events`, a model's `changes`): the
- * message gives both recipes, since the stream is not known here — a model's state is refetched
- * with `records`, whose cursor `changes(after:)` joins without a gap or a duplicate; a topic is
- * subscribed to again without `after` (from now on).
+ * The refusal of a cursor, for every stream alike (a topic's `events`, a model's `changes`, a
+ * `document`). Where it is made (the log, the catch-up, the fan-out) the field subscribed to is
+ * not known, so the message names each recipe by its field: a topic is subscribed to again
+ * without `after` (from now on); a model's state is refetched with `records`, whose cursor
+ * `changes(after:)` joins without a gap or a duplicate.
+ *
+ * A cursor of another topic or tenant cannot be told from one of a replaced history: the cursor
+ * holds only its stream's epoch (random) and a position, and the logs keep no index from epochs
+ * to streams — nor should they answer, for a cursor, whether some other tenant's stream has it.
  */
+/**
+ * A resume whose cursor's epoch is not its stream's: another topic's or tenant's cursor, or one
+ * of a history the stream has since replaced — which of them cannot be told (see above).
+ */
+export const NOT_THIS_HISTORY = "the cursor is not of this stream's current history: another topic's or tenant's, or of a history since replaced";
+
 export function resyncRequired(reason: string): TributaryError {
   return new TributaryError(
     ErrorCode.RESYNC_REQUIRED,
-    `Cannot resume from this cursor (${reason}): refetch the current state — \`records\` for a model, which gives a cursor — and subscribe again from its cursor, or without "after"`,
+    `Cannot resume from this cursor (${reason}): refetch your state and subscribe again — for \`events\`, without "after"; for \`changes\`, from the cursor a new \`records\` read gives`,
     { details: { reason } },
   );
 }

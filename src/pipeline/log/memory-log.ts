@@ -1,7 +1,7 @@
 import type { Logger } from '../../logger.ts';
 import type { RealtimeEvent, UnplacedEvent } from '../events/envelope.ts';
 import type { StreamRef } from '../stream.ts';
-import { decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
+import { decodeCursor, encodeCursor, newEpoch, NOT_THIS_HISTORY, resyncRequired } from './cursor.ts';
 import { mergeOldestFirst, type EventLog, type LogRetention } from './event-log.ts';
 
 export interface MemoryLogOptions {
@@ -251,7 +251,7 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog {
       try {
         const { epoch, position } = decodeCursor(cursor);
         const stream = streams.get(ref.key);
-        if (!stream || stream.epoch !== epoch) throw resyncRequired('the stream has a new history');
+        if (!stream || stream.epoch !== epoch) throw resyncRequired(NOT_THIS_HISTORY);
         if (position.includes('-')) throw resyncRequired('unknown cursor');
         const seq = Number(position);
         if (seq >= stream.nextSeq) throw resyncRequired('unknown cursor');

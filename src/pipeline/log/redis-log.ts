@@ -5,7 +5,7 @@ import { streamKeys } from '../redis-keys.ts';
 import { parseStreamKey, streamOf } from '../stream.ts';
 import type { Scope } from '../scope.ts';
 import { defineScript } from '../redis-script.ts';
-import { comparePositions, decodeCursor, encodeCursor, newEpoch, resyncRequired } from './cursor.ts';
+import { comparePositions, decodeCursor, encodeCursor, newEpoch, NOT_THIS_HISTORY, resyncRequired } from './cursor.ts';
 import { mergeOldestFirst, type EventLog, type LogRetention } from './event-log.ts';
 
 export interface RedisLogOptions {
@@ -256,11 +256,11 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       );
       const [epochReply, infoReply, rangeReply] = replies ?? [];
       const currentEpoch = epochReply?.[1];
-      if (typeof currentEpoch !== 'string' || currentEpoch !== epoch) throw resyncRequired('the stream has a new history');
+      if (typeof currentEpoch !== 'string' || currentEpoch !== epoch) throw resyncRequired(NOT_THIS_HISTORY);
       // An epoch without a log: the stream has had no event yet; only its start is a valid cursor.
       if (infoReply?.[0]) {
         if (comparePositions(position, '0-0') === 0) return [];
-        throw resyncRequired('the stream has a new history');
+        throw resyncRequired(NOT_THIS_HISTORY);
       }
       const info = fieldsOf(infoReply?.[1]);
       if (comparePositions(position, stringField(info, 'last-generated-id')) > 0) throw resyncRequired('unknown cursor');

@@ -43,7 +43,7 @@ describe('server rendering with a real client', () => {
         <Page />
       </TributaryProvider>,
     );
-    expect(html).toBe('<p>connecting<!-- --> <!-- -->loading<!-- --> <!-- -->0<!-- --> <!-- -->listening</p>');
+    expect(html).toBe('<p>connecting<!-- --> <!-- -->loading<!-- --> <!-- -->0<!-- --> <!-- -->idle</p>');
     expect(sockets()).toBe(0);
     client.liveModel('contacts').close();
     expect(sockets()).toBe(1);

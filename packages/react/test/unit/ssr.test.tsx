@@ -25,7 +25,7 @@ describe('server rendering', () => {
         <Page />
       </TributaryProvider>,
     );
-    expect(html).toBe('<p>Reconnecting...<!-- --> <!-- -->loading<!-- --> <!-- -->0<!-- --> <!-- -->loading<!-- --> <!-- -->listening</p>');
+    expect(html).toBe('<p>Reconnecting...<!-- --> <!-- -->loading<!-- --> <!-- -->0<!-- --> <!-- -->loading<!-- --> <!-- -->idle</p>');
     expect(fake.open()).toBe(0);
     expect(fake.models.length + fake.documents.length + fake.events.length).toBe(0);
   });
