@@ -10,6 +10,7 @@ import { ExternalStore } from './external-store.ts';
 import { callEach } from './fan-out.ts';
 import { useTributaryClient } from './provider.ts';
 import type { Shared, SharedRegistry } from './shared-registry.ts';
+import { useServerRender } from './server-render.ts';
 import { useSharedStore } from './use-shared-store.ts';
 
 export interface UseChannelResult {
@@ -49,7 +50,10 @@ export function useChannel<T = unknown>(name: string, onMessage: OnMessage<T>, o
   useInsertionEffect(() => {
     callback.current = onMessage as OnMessage<unknown>;
   });
-  return useSharedStore({
+  // `joined` is the shared store's state before it holds anything; on the server nothing is joined
+  // (effects never run there): `idle` says what is so.
+  const serverRender = useServerRender();
+  const result = useSharedStore({
     registries,
     client,
     key: name,
@@ -63,4 +67,5 @@ export function useChannel<T = unknown>(name: string, onMessage: OnMessage<T>, o
     pending: JOINED,
     idle: IDLE,
   });
+  return serverRender ? IDLE : result;
 }

@@ -5,7 +5,7 @@
  * A resync, or a new login of another user on the client, empties `events`: they no longer follow on
  * from what comes next (or were the previous user's).
  */
-import { useInsertionEffect, useRef, useSyncExternalStore } from 'react';
+import { useInsertionEffect, useRef } from 'react';
 import { isPermissionRevoked, type SubscribeEventsOptions, type TopicEvent, type TributaryClient } from '@tributary/client';
 
 // Not exported by name from @tributary/client.
@@ -14,6 +14,7 @@ import { ExternalStore } from './external-store.ts';
 import { callEach } from './fan-out.ts';
 import { useTributaryClient } from './provider.ts';
 import { stableKey, type Shared, type SharedRegistry } from './shared-registry.ts';
+import { useServerRender } from './server-render.ts';
 import { useSharedStore } from './use-shared-store.ts';
 
 /** `P`: the events' payload type you expect (your promise, not checked). */
@@ -66,13 +67,6 @@ const registries = new WeakMap<TributaryClient, SharedRegistry<SharedEvents>>();
 const EMPTY: readonly TopicEvent[] = Object.freeze([]);
 const LISTENING: UseEventsResult = Object.freeze({ events: EMPTY, lastEvent: undefined, status: 'listening', error: null });
 const IDLE: UseEventsResult = Object.freeze({ ...LISTENING, status: 'idle' });
-
-const noSubscription = () => () => {};
-/**
- * True on the server, and while hydrating what it rendered (React reads the server snapshot then,
- * so the hydrating render matches the server's HTML); false in the browser after that.
- */
-const useServerRender = () => useSyncExternalStore(noSubscription, () => false, () => true);
 
 const clearEvents = (current: UseEventsResult): UseEventsResult => ({ ...current, events: EMPTY, lastEvent: undefined });
 
