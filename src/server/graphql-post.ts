@@ -20,6 +20,7 @@ import type { TokenVerifier } from '../auth/token-verifier.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Principal } from '../auth/principal.ts';
 import { toGraphQLError } from '../schema/errors.ts';
+import { withStatusOfAnswers } from './root-field-answers.ts';
 import { envelopedFor, isClientMistake, type TributaryYoga } from './yoga.ts';
 
 /** Serves the request and resolves true, or resolves false having done nothing (yoga serves it). */
@@ -67,7 +68,8 @@ export function createGraphQLPostHandler(yoga: TributaryYoga, verifier: TokenVer
       variableValues: params.variables,
       contextValue: await contextFactory(),
     });
-    await answer(response, processRegularResult(result, yoga.fetchAPI, mediaType));
+    // Yoga's `onResultProcess` hooks do not run here: the status of a partial answer is set as theirs does.
+    await answer(response, processRegularResult(withStatusOfAnswers(result), yoga.fetchAPI, mediaType));
     metrics.graphqlDirectPosts.inc();
     return true;
   };

@@ -14,6 +14,7 @@ import { useOperationLimits } from './operation-limits.ts';
 import { createParseCaches } from './parse-cache.ts';
 import { usePersistedQueries, type PersistedQueries } from './persisted-queries.ts';
 import { createRequestAuthentication } from './request-authentication.ts';
+import { useRootFieldAnswers } from './root-field-answers.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -71,7 +72,14 @@ export function createYogaServer(options: YogaOptions): TributaryYoga {
     // Authentication first: nothing of a request refused as unauthenticated is parsed or kept.
     // Parsed documents are shared and compact (`compactDocument`, parse-cache.ts): a plugin must not
     // change one in place (its empty lists are one frozen array); graphql-js's `visit` copies.
-    plugins: [authentication.plugin, usePersistedQueries(options.persistedQueries), useOperationLimits(options.limits), useSubscriptionsOverWebSocketOnly()],
+    // A request whose root fields answered in part is HTTP 200 (root-field-answers.ts).
+    plugins: [
+      authentication.plugin,
+      usePersistedQueries(options.persistedQueries),
+      useOperationLimits(options.limits),
+      useSubscriptionsOverWebSocketOnly(),
+      useRootFieldAnswers(),
+    ],
   });
 }
 

@@ -586,67 +586,67 @@ export type ModelRecordsPageInfo = {
   hasNextPage: Scalars['Boolean']['output'];
 };
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type Mutation = {
   __typename?: 'Mutation';
   /** Says someone is on a firing alert (admin). BAD_USER_INPUT for an id not shaped like one (`alrt_…`), NOT_FOUND for an unknown one; CONFLICT (`extensions.status = "RESOLVED"`; `extensions.state`, its older name, says the same) for a resolved one. */
-  acknowledgeAlert: Alert;
+  acknowledgeAlert: Maybe<Alert>;
   /** Sends `event` with `data` to the members of `channel` in the caller's scope. Needs the permission `<prefix>.broadcast` for a dot-prefix of the channel (FORBIDDEN otherwise). Events named `presence.…` are Tributary's (BAD_USER_INPUT). */
-  broadcast: Scalars['Boolean']['output'];
+  broadcast: Maybe<Scalars['Boolean']['output']>;
   /** Creates a document at revision 1 (an id is generated when none is given; a document created again after its deletion continues its revisions). CONFLICT when the id exists. Needs `sync.{service}.write` (a per-document permission does not create). A new document is a new topic stream (`sync.{service}.doc.{id}`, and `sync.{service}.created` for a service's first): each counts in TOPIC_NEW_STREAMS_PER_MINUTE, as `topicCursor` on a new topic does (RATE_LIMITED past it, nothing created). Counts as one of the caller's publishes (PUBLISH_RATE_PER_SECOND, per subject): RATE_LIMITED past it, with `extensions.retryAfterMs`. UNAVAILABLE with `extensions.saved: true` and `extensions.revision` when the change was saved but not finished (its event not published yet, or in sync durability not yet in the database): it goes out when it can; do not retry it as a new change. UNAVAILABLE with `extensions.saved: null` when whether it was saved could not be told (the document cache took the write but its answer was lost, and the cache could not be asked again in time): read the document, or retry with `expectedRevision`. UNAVAILABLE without `saved` saved nothing: retry. */
-  createDocument: Document;
+  createDocument: Maybe<Document>;
   /** Admin: a new endpoint of the caller's environment; the answer carries its secret, shown this once. */
-  createWebhookEndpoint: WebhookEndpointWithSecret;
+  createWebhookEndpoint: Maybe<WebhookEndpointWithSecret>;
   /** Admin of the environment (a token without a tenant): removes a mapping; false when there was none. */
-  deleteCdcMapping: Scalars['Boolean']['output'];
+  deleteCdcMapping: Maybe<Scalars['Boolean']['output']>;
   /** Deletes a document; returns it as it was, with the revision of the deletion. Only a tombstone stays (its revision and times, not its content). Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. Counts as one of the caller's publishes (PUBLISH_RATE_PER_SECOND, per subject): RATE_LIMITED past it, with `extensions.retryAfterMs`. UNAVAILABLE with `extensions.saved: true` and `extensions.revision` when the change was saved but not finished (its event not published yet, or in sync durability not yet in the database): it goes out when it can; do not retry it as a new change. UNAVAILABLE with `extensions.saved: null` when whether it was saved could not be told (the document cache took the write but its answer was lost, and the cache could not be asked again in time): read the document, or retry with `expectedRevision`. UNAVAILABLE without `saved` saved nothing: retry. */
-  deleteDocument: Document;
+  deleteDocument: Maybe<Document>;
   /** Admin: deletes the endpoint and its pending deliveries. */
-  deleteWebhookEndpoint: Scalars['Boolean']['output'];
+  deleteWebhookEndpoint: Maybe<Scalars['Boolean']['output']>;
   /** Admin of the environment (a token without a tenant): drops another Tributary slot of the caller's environment's source database (one `cdcSource.status.otherSlots` lists), e.g. left over by a deployment stopped for good; false when there is no such slot. Refused: a name that is not one of this database's Tributary slots (BAD_USER_INPUT, `reason` NOT_TRIBUTARY_SLOT), this deployment's own slot (BAD_USER_INPUT, OWN_SLOT), a slot streamed now (CONFLICT, SLOT_ACTIVE). A deployment that still uses the slot finds it lost when it reads again (`cdc.slot_lost`). */
-  dropCdcSlot: Scalars['Boolean']['output'];
+  dropCdcSlot: Maybe<Scalars['Boolean']['output']>;
   /** Deep-merges a JSON Merge Patch (RFC 7396) into a document: `null` removes a key. Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. Counts as one of the caller's publishes (PUBLISH_RATE_PER_SECOND, per subject): RATE_LIMITED past it, with `extensions.retryAfterMs`. UNAVAILABLE with `extensions.saved: true` and `extensions.revision` when the change was saved but not finished (its event not published yet, or in sync durability not yet in the database): it goes out when it can; do not retry it as a new change. UNAVAILABLE with `extensions.saved: null` when whether it was saved could not be told (the document cache took the write but its answer was lost, and the cache could not be asked again in time): read the document, or retry with `expectedRevision`. UNAVAILABLE without `saved` saved nothing: retry. */
-  mergeDocument: Document;
+  mergeDocument: Maybe<Document>;
   /** Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin. */
-  publish: Event;
+  publish: Maybe<Event>;
   /** Admin: the delivery's event again, with the same `webhook-id` (the event id: receivers de-duplicate it like a retry). */
-  redeliverWebhook: WebhookDelivery;
+  redeliverWebhook: Maybe<WebhookDelivery>;
   /** WebSocket only: hands the socket this mutation is sent on a new token (`Bearer` optional) of the same subject, tenant, app and env. Its expiry moves, and every subscription is checked against the new permissions (those no longer readable end with FORBIDDEN, `reason: PERMISSION_REVOKED`; the others go on untouched). A token that fails verification is UNAUTHENTICATED (the socket keeps its old token); another subject or tenant closes the socket with 4412. Over HTTP: WEBSOCKET_ONLY. */
-  refreshAuth: AuthRefresh;
+  refreshAuth: Maybe<AuthRefresh>;
   /** Admin of the environment (a token without a tenant): stops reading the caller's environment's source (its mappings stay). When no other environment or WAL-mode outbox reads that database, its replication slot is dropped (so it retains no WAL); the publication stays. */
-  removeCdcSource: Scalars['Boolean']['output'];
+  removeCdcSource: Maybe<Scalars['Boolean']['output']>;
   /** Admin of the environment (a token without a tenant): stops reading the environment's outbox (the table is left as it is); false when there was none. */
-  removeOutboxSource: Scalars['Boolean']['output'];
+  removeOutboxSource: Maybe<Scalars['Boolean']['output']>;
   /** Replaces the data of a document. Needs `sync.{service}.write`, or the document's own `sync.{service}.doc.{id}.write`. Counts as one of the caller's publishes (PUBLISH_RATE_PER_SECOND, per subject): RATE_LIMITED past it, with `extensions.retryAfterMs`. UNAVAILABLE with `extensions.saved: true` and `extensions.revision` when the change was saved but not finished (its event not published yet, or in sync durability not yet in the database): it goes out when it can; do not retry it as a new change. UNAVAILABLE with `extensions.saved: null` when whether it was saved could not be told (the document cache took the write but its answer was lost, and the cache could not be asked again in time): read the document, or retry with `expectedRevision`. UNAVAILABLE without `saved` saved nothing: retry. */
-  replaceDocument: Document;
+  replaceDocument: Maybe<Document>;
   /** Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its event's `webhook-id` (the same as before: receivers de-duplicate it like a retry); returns how many. Events are taken from the event log within its retention (EVENT_LOG_MAX_EVENTS per topic, EVENT_LOG_MAX_AGE_SECONDS: an hour by default; without Redis the log is in memory and a restart empties it), older ones from the endpoint's own deliveries, which exist only for events it was sent. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out. */
-  replayWebhooks: Scalars['Int']['output'];
+  replayWebhooks: Maybe<Scalars['Int']['output']>;
   /** Admin: the endpoint's deliveries waiting out a retry's backoff or a receiver's Retry-After go now — after a receiver's outage, say, instead of at each one's next attempt (up to an hour apart in the retry tail). Each entity's deliveries still go in order; their attempt counts and retry window go on. Returns how many were made due at once (of the endpoint's first 1,000 entities with pending deliveries; more are gone through in the background). A disabled endpoint is refused (BAD_USER_INPUT): enabling it sends what waits at once. */
-  retryPendingWebhooks: Scalars['Int']['output'];
+  retryPendingWebhooks: Maybe<Scalars['Int']['output']>;
   /** Admin: a new secret, shown this once; the old one keeps signing (a second signature) for `overlapSeconds` (default 1 day). */
-  rotateWebhookSecret: WebhookEndpointWithSecret;
+  rotateWebhookSecret: Maybe<WebhookEndpointWithSecret>;
   /** Admin of the environment (a token without a tenant): creates or replaces a mapping (by name), checked against its table; applies without a restart. */
-  saveCdcMapping: CdcMapping;
+  saveCdcMapping: Maybe<CdcMapping>;
   /** Admin: a `webhook.test` event to the endpoint, even when it is disabled. */
-  sendTestWebhook: WebhookDelivery;
+  sendTestWebhook: Maybe<WebhookDelivery>;
   /** Admin of the environment (a token without a tenant): points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION (MISCONFIGURED otherwise, saying what to change); UNAVAILABLE for a database it cannot reach right now, BAD_USER_INPUT (`field: databaseUrl`) for one that refuses the connection or a URL it does not take. */
-  setCdcSource: CdcSource;
+  setCdcSource: Maybe<CdcSource>;
   /** Admin of the environment (a token without a tenant): the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. MISCONFIGURED when the database's setup must change first (WAL mode without `wal_level = logical` or REPLICATION; the message says what), UNAVAILABLE for a database it cannot reach right now, BAD_USER_INPUT (with `field`) for a URL, table or mode it does not take. */
-  setOutboxSource: OutboxStatus;
+  setOutboxSource: Maybe<OutboxStatus>;
   /** Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak; what waited for it goes at once, a large backlog drained in the background). An endpoint already so is left as it is. */
-  setWebhookEndpointEnabled: WebhookEndpoint;
+  setWebhookEndpointEnabled: Maybe<WebhookEndpoint>;
   /** Admin: changes what `input` gives (the rest stays; the tenant never changes), checked as at creation (BAD_USER_INPUT naming the field; a URL that resolves to a private address is refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS). Deliveries already stored keep their body; the new URL and limits apply from the next attempt. NOT_FOUND for an endpoint not in the caller's scope. */
-  updateWebhookEndpoint: WebhookEndpoint;
+  updateWebhookEndpoint: Maybe<WebhookEndpoint>;
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationAcknowledgeAlertArgs = {
   id: Scalars['ID']['input'];
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationBroadcastArgs = {
   channel: Scalars['String']['input'];
   data: InputMaybe<Scalars['JSON']['input']>;
@@ -654,7 +654,7 @@ export type MutationBroadcastArgs = {
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationCreateDocumentArgs = {
   data: Scalars['JSON']['input'];
   id: InputMaybe<Scalars['ID']['input']>;
@@ -663,19 +663,19 @@ export type MutationCreateDocumentArgs = {
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationCreateWebhookEndpointArgs = {
   input: WebhookEndpointInput;
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationDeleteCdcMappingArgs = {
   name: Scalars['String']['input'];
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationDeleteDocumentArgs = {
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
   id: Scalars['ID']['input'];
@@ -684,19 +684,19 @@ export type MutationDeleteDocumentArgs = {
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationDeleteWebhookEndpointArgs = {
   id: Scalars['ID']['input'];
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationDropCdcSlotArgs = {
   slotName: Scalars['String']['input'];
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationMergeDocumentArgs = {
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
   id: Scalars['ID']['input'];
@@ -706,7 +706,7 @@ export type MutationMergeDocumentArgs = {
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationPublishArgs = {
   entity: InputMaybe<Scalars['String']['input']>;
   idempotencyKey: InputMaybe<Scalars['String']['input']>;
@@ -716,19 +716,19 @@ export type MutationPublishArgs = {
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationRedeliverWebhookArgs = {
   deliveryId: Scalars['ID']['input'];
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationRefreshAuthArgs = {
   token: Scalars['String']['input'];
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationReplaceDocumentArgs = {
   data: Scalars['JSON']['input'];
   expectedRevision: InputMaybe<Scalars['Int']['input']>;
@@ -738,7 +738,7 @@ export type MutationReplaceDocumentArgs = {
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationReplayWebhooksArgs = {
   endpointId: Scalars['ID']['input'];
   onlyFailed: InputMaybe<Scalars['Boolean']['input']>;
@@ -747,32 +747,32 @@ export type MutationReplayWebhooksArgs = {
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationRetryPendingWebhooksArgs = {
   endpointId: Scalars['ID']['input'];
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationRotateWebhookSecretArgs = {
   id: Scalars['ID']['input'];
   overlapSeconds: InputMaybe<Scalars['Int']['input']>;
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationSaveCdcMappingArgs = {
   mapping: Scalars['JSON']['input'];
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationSendTestWebhookArgs = {
   endpointId: Scalars['ID']['input'];
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationSetCdcSourceArgs = {
   databaseUrl: Scalars['String']['input'];
   publicationName: InputMaybe<Scalars['String']['input']>;
@@ -780,7 +780,7 @@ export type MutationSetCdcSourceArgs = {
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationSetOutboxSourceArgs = {
   createTable: InputMaybe<Scalars['Boolean']['input']>;
   databaseUrl: Scalars['String']['input'];
@@ -790,14 +790,14 @@ export type MutationSetOutboxSourceArgs = {
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationSetWebhookEndpointEnabledArgs = {
   enabled: Scalars['Boolean']['input'];
   id: Scalars['ID']['input'];
 };
 
 
-/** Writes, in the caller's scope: the app, env and tenant of its token. */
+/** Writes, in the caller's scope: the app, env and tenant of its token. Several in one request run one after another, each on its own: one refused is null, its error in `errors`, and the others keep their answers. */
 export type MutationUpdateWebhookEndpointArgs = {
   id: Scalars['ID']['input'];
   input: WebhookEndpointUpdate;
@@ -1349,7 +1349,7 @@ export type BroadcastMutationVariables = Exact<{
 }>;
 
 
-export type BroadcastMutation = { broadcast: boolean };
+export type BroadcastMutation = { broadcast: boolean | null };
 
 export type ChannelSubscriptionVariables = Exact<{
   name: string;

@@ -24,7 +24,7 @@ import {
   TributaryReplaceDocumentDocument,
   type TributaryStoredDocumentFragment,
 } from './generated.ts';
-import { isRetryablePublishError, PUBLISH_RETRY, randomKey } from './publish.ts';
+import { answerOf, isRetryablePublishError, PUBLISH_RETRY, randomKey } from './publish.ts';
 import type { Variables } from './session.ts';
 
 /** A document's data: a JSON object. */
@@ -110,6 +110,8 @@ export function isRevisionConflict(error: unknown): boolean {
 
 export function documentWrites(withSend: WithSend): DocumentWrites {
   const stored = <T extends object>(document: TributaryStoredDocumentFragment): StoredDocument<T> => document as StoredDocument<T>;
+  /** A write's answer (`answerOf`: null is refused, never returned). */
+  const written = <T extends object>(document: TributaryStoredDocumentFragment | null, field: string): StoredDocument<T> => stored<T>(answerOf(document, field));
 
   return {
     getDocument: <T extends object>(service: string, id: string) =>
@@ -118,13 +120,13 @@ export function documentWrites(withSend: WithSend): DocumentWrites {
         return document === null ? null : stored<T>(document);
       }),
     createDocument: (service, data, options = {}) =>
-      withSend(async (send) => stored((await send(TributaryCreateDocumentDocument, { service, data, id: options.id ?? null, idempotencyKey: options.idempotencyKey ?? null })).createDocument)),
+      withSend(async (send) => written((await send(TributaryCreateDocumentDocument, { service, data, id: options.id ?? null, idempotencyKey: options.idempotencyKey ?? null })).createDocument, 'createDocument')),
     replaceDocument: (service, id, data, options = {}) =>
-      withSend(async (send) => stored((await send(TributaryReplaceDocumentDocument, { service, id, data, ...writeOptions(options) })).replaceDocument)),
+      withSend(async (send) => written((await send(TributaryReplaceDocumentDocument, { service, id, data, ...writeOptions(options) })).replaceDocument, 'replaceDocument')),
     mergeDocument: (service, id, patch, options = {}) =>
-      withSend(async (send) => stored((await send(TributaryMergeDocumentDocument, { service, id, patch, ...writeOptions(options) })).mergeDocument)),
+      withSend(async (send) => written((await send(TributaryMergeDocumentDocument, { service, id, patch, ...writeOptions(options) })).mergeDocument, 'mergeDocument')),
     deleteDocument: (service, id, options = {}) =>
-      withSend(async (send) => stored((await send(TributaryDeleteDocumentDocument, { service, id, ...writeOptions(options) })).deleteDocument)),
+      withSend(async (send) => written((await send(TributaryDeleteDocumentDocument, { service, id, ...writeOptions(options) })).deleteDocument, 'deleteDocument')),
     updateDocument: <T extends object>(service: string, id: string, update: DocumentUpdate<T>, options: UpdateDocumentOptions = {}) =>
       withSend(async (send, ended) => {
         const attempts = Number.isFinite(options.attempts) ? Math.max(1, Math.floor(options.attempts!)) : UPDATE_DOCUMENT_ATTEMPTS;
@@ -136,7 +138,7 @@ export function documentWrites(withSend: WithSend): DocumentWrites {
           // One key per write: sent again with it, a write whose answer was lost is not made twice.
           const variables = { service, id, data, expectedRevision: current.revision, idempotencyKey: randomKey() };
           try {
-            return stored<T>((await untilAnswered(() => send(TributaryReplaceDocumentDocument, variables), ended)).replaceDocument);
+            return written<T>((await untilAnswered(() => send(TributaryReplaceDocumentDocument, variables), ended)).replaceDocument, 'replaceDocument');
           } catch (error) {
             if (attempt >= attempts || !isRevisionConflict(error)) throw error;
           }

@@ -117,7 +117,7 @@ export type TributaryRefreshAuthMutationVariables = Exact<{
 }>;
 
 
-export type TributaryRefreshAuthMutation = { refreshAuth: { expiresAt: string | null, stoppedSubscriptions: number } };
+export type TributaryRefreshAuthMutation = { refreshAuth: { expiresAt: string | null, stoppedSubscriptions: number } | null };
 
 export type TributaryPublishMutationVariables = Exact<{
   topic: string;
@@ -128,7 +128,7 @@ export type TributaryPublishMutationVariables = Exact<{
 }>;
 
 
-export type TributaryPublishMutation = { publish: { id: string, topic: string, source: EventSource, type: string, payload: unknown, cursor: string, metadata: { timestamp: string, operation: string | null, revision: number | null, table: string | null, entity: string | null } } };
+export type TributaryPublishMutation = { publish: { id: string, topic: string, source: EventSource, type: string, payload: unknown, cursor: string, metadata: { timestamp: string, operation: string | null, revision: number | null, table: string | null, entity: string | null } } | null };
 
 export type TributaryChannelSubscriptionVariables = Exact<{
   name: string;
@@ -144,7 +144,7 @@ export type TributaryBroadcastMutationVariables = Exact<{
 }>;
 
 
-export type TributaryBroadcastMutation = { broadcast: boolean };
+export type TributaryBroadcastMutation = { broadcast: boolean | null };
 
 export type TributaryStoredDocumentFragment = { service: string, id: string, revision: number, data: unknown, createdAt: string, updatedAt: string };
 
@@ -164,7 +164,7 @@ export type TributaryCreateDocumentMutationVariables = Exact<{
 }>;
 
 
-export type TributaryCreateDocumentMutation = { createDocument: { service: string, id: string, revision: number, data: unknown, createdAt: string, updatedAt: string } };
+export type TributaryCreateDocumentMutation = { createDocument: { service: string, id: string, revision: number, data: unknown, createdAt: string, updatedAt: string } | null };
 
 export type TributaryReplaceDocumentMutationVariables = Exact<{
   service: string;
@@ -175,7 +175,7 @@ export type TributaryReplaceDocumentMutationVariables = Exact<{
 }>;
 
 
-export type TributaryReplaceDocumentMutation = { replaceDocument: { service: string, id: string, revision: number, data: unknown, createdAt: string, updatedAt: string } };
+export type TributaryReplaceDocumentMutation = { replaceDocument: { service: string, id: string, revision: number, data: unknown, createdAt: string, updatedAt: string } | null };
 
 export type TributaryMergeDocumentMutationVariables = Exact<{
   service: string;
@@ -186,7 +186,7 @@ export type TributaryMergeDocumentMutationVariables = Exact<{
 }>;
 
 
-export type TributaryMergeDocumentMutation = { mergeDocument: { service: string, id: string, revision: number, data: unknown, createdAt: string, updatedAt: string } };
+export type TributaryMergeDocumentMutation = { mergeDocument: { service: string, id: string, revision: number, data: unknown, createdAt: string, updatedAt: string } | null };
 
 export type TributaryDeleteDocumentMutationVariables = Exact<{
   service: string;
@@ -196,7 +196,7 @@ export type TributaryDeleteDocumentMutationVariables = Exact<{
 }>;
 
 
-export type TributaryDeleteDocumentMutation = { deleteDocument: { service: string, id: string, revision: number, data: unknown, createdAt: string, updatedAt: string } };
+export type TributaryDeleteDocumentMutation = { deleteDocument: { service: string, id: string, revision: number, data: unknown, createdAt: string, updatedAt: string } | null };
 
 export const TributaryEventFieldsFragmentDoc = {"kind":"Document","definitions":[{"kind":"FragmentDefinition","name":{"kind":"Name","value":"TributaryEventFields"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"Event"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"topic"}},{"kind":"Field","name":{"kind":"Name","value":"source"}},{"kind":"Field","name":{"kind":"Name","value":"type"}},{"kind":"Field","name":{"kind":"Name","value":"payload"}},{"kind":"Field","name":{"kind":"Name","value":"cursor"}},{"kind":"Field","name":{"kind":"Name","value":"metadata"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"timestamp"}},{"kind":"Field","name":{"kind":"Name","value":"operation"}},{"kind":"Field","name":{"kind":"Name","value":"revision"}},{"kind":"Field","name":{"kind":"Name","value":"table"}},{"kind":"Field","name":{"kind":"Name","value":"entity"}}]}}]}}]} as unknown as DocumentNode<TributaryEventFieldsFragment, unknown>;
 export const TributaryStoredDocumentFragmentDoc = {"kind":"Document","definitions":[{"kind":"FragmentDefinition","name":{"kind":"Name","value":"TributaryStoredDocument"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"Document"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"service"}},{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"revision"}},{"kind":"Field","name":{"kind":"Name","value":"data"}},{"kind":"Field","name":{"kind":"Name","value":"createdAt"}},{"kind":"Field","name":{"kind":"Name","value":"updatedAt"}}]}}]} as unknown as DocumentNode<TributaryStoredDocumentFragment, unknown>;

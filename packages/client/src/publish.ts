@@ -83,7 +83,7 @@ export async function publishWithRetry(
   const variables: TributaryPublishMutationVariables = { topic, type: options.type ?? null, payload: structuredClone(payload), entity: options.entity ?? null, idempotencyKey };
   for (let attempt = 1; ; attempt += 1) {
     try {
-      return (await send(variables)).publish;
+      return answerOf((await send(variables)).publish, 'publish');
     } catch (error) {
       if (signal.aborted) throw ended();
       if (attempt >= attempts || !isRetryablePublishError(error)) throw error;
@@ -93,6 +93,17 @@ export async function publishWithRetry(
       if (signal.aborted) throw ended();
     }
   }
+}
+
+/**
+ * A mutation's answer. Several mutation fields in one request are each nullable: one refused is
+ * null, its error in `errors` — and a result with errors is rejected before it gets here
+ * (TributaryRequestError, `session.ts`). Null without an error is no answer: it is refused as one
+ * too, never handed on as a value.
+ */
+export function answerOf<T>(value: T | null, field: string): T {
+  if (value === null) throw new TributaryRequestError([{ message: `The server sent no answer for ${field}` }]);
+  return value;
 }
 
 /**

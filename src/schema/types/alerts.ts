@@ -79,6 +79,7 @@ builder.queryField('alerts', (t) =>
 builder.mutationField('acknowledgeAlert', (t) =>
   t.field({
     type: Alert,
+    nullable: true,
     description: 'Says someone is on a firing alert (admin). BAD_USER_INPUT for an id not shaped like one (`alrt_…`), NOT_FOUND for an unknown one; CONFLICT (`extensions.status = "RESOLVED"`; `extensions.state`, its older name, says the same) for a resolved one.',
     args: { id: t.arg.id({ required: true, description: "The alert's id (`alrt_…`)." }) },
     resolve: (_root, args, context) => resolvers.acknowledgeAlert(context, String(args.id)),

@@ -102,6 +102,7 @@ builder.queryFields((t) => ({
 builder.mutationFields((t) => ({
   setCdcSource: t.field({
     type: CdcSource,
+    nullable: true,
     description:
       "Admin of the environment (a token without a tenant): points the caller's environment at a Postgres database to read changes from. Checked first: `wal_level = logical` and a role with REPLICATION (MISCONFIGURED otherwise, saying what to change); UNAVAILABLE for a database it cannot reach right now, BAD_USER_INPUT (`field: databaseUrl`) for one that refuses the connection or a URL it does not take.",
     args: {
@@ -115,12 +116,14 @@ builder.mutationFields((t) => ({
     resolve: (_root, args, context) => resolvers.setCdcSource(context, args),
   }),
   removeCdcSource: t.boolean({
+    nullable: true,
     description:
       "Admin of the environment (a token without a tenant): stops reading the caller's environment's source (its mappings stay). When no other environment or WAL-mode outbox reads that database, its replication slot is dropped (so it retains no WAL); the publication stays.",
     resolve: (_root, _args, context) => resolvers.removeCdcSource(context),
   }),
   saveCdcMapping: t.field({
     type: CdcMapping,
+    nullable: true,
     description: 'Admin of the environment (a token without a tenant): creates or replaces a mapping (by name), checked against its table; applies without a restart.',
     args: {
       mapping: t.arg({
@@ -133,12 +136,14 @@ builder.mutationFields((t) => ({
     resolve: (_root, args, context) => resolvers.saveCdcMapping(context, args.mapping),
   }),
   dropCdcSlot: t.boolean({
+    nullable: true,
     description:
       "Admin of the environment (a token without a tenant): drops another Tributary slot of the caller's environment's source database (one `cdcSource.status.otherSlots` lists), e.g. left over by a deployment stopped for good; false when there is no such slot. Refused: a name that is not one of this database's Tributary slots (BAD_USER_INPUT, `reason` NOT_TRIBUTARY_SLOT), this deployment's own slot (BAD_USER_INPUT, OWN_SLOT), a slot streamed now (CONFLICT, SLOT_ACTIVE). A deployment that still uses the slot finds it lost when it reads again (`cdc.slot_lost`).",
     args: { slotName: t.arg.string({ required: true, description: 'The slot to drop, as `otherSlots` names it.' }) },
     resolve: (_root, args, context) => resolvers.dropCdcSlot(context, args.slotName),
   }),
   deleteCdcMapping: t.boolean({
+    nullable: true,
     description: 'Admin of the environment (a token without a tenant): removes a mapping; false when there was none.',
     args: { name: t.arg.string({ required: true, description: "The mapping's name." }) },
     resolve: (_root, args, context) => resolvers.deleteCdcMapping(context, args.name),

@@ -60,6 +60,7 @@ builder.queryField('channelMembers', (t) =>
 
 builder.mutationField('broadcast', (t) =>
   t.boolean({
+    nullable: true,
     description:
       "Sends `event` with `data` to the members of `channel` in the caller's scope. Needs the permission `<prefix>.broadcast` for a dot-prefix of the channel (FORBIDDEN otherwise). Events named `presence.…` are Tributary's (BAD_USER_INPUT).",
     args: {

@@ -83,6 +83,7 @@ builder.queryFields((t) => ({
 builder.mutationFields((t) => ({
   createDocument: t.field({
     type: Document,
+    nullable: true,
     description:
       `Creates a document at revision 1 (an id is generated when none is given; a document created again after its deletion continues its revisions). CONFLICT when the id exists. Needs \`sync.{service}.write\` (a per-document permission does not create). A new document is a new topic stream (\`sync.{service}.doc.{id}\`, and \`sync.{service}.created\` for a service's first): each counts in TOPIC_NEW_STREAMS_PER_MINUTE, as \`topicCursor\` on a new topic does (RATE_LIMITED past it, nothing created). ${writeLimits}`,
     args: {
@@ -96,6 +97,7 @@ builder.mutationFields((t) => ({
   }),
   replaceDocument: t.field({
     type: Document,
+    nullable: true,
     description: `Replaces the data of a document. ${needsDocumentWrite} ${writeLimits}`,
     args: {
       service: t.arg.string({ required: true, description: serviceName }),
@@ -108,6 +110,7 @@ builder.mutationFields((t) => ({
   }),
   mergeDocument: t.field({
     type: Document,
+    nullable: true,
     description: `Deep-merges a JSON Merge Patch (RFC 7396) into a document: \`null\` removes a key. ${needsDocumentWrite} ${writeLimits}`,
     args: {
       service: t.arg.string({ required: true, description: serviceName }),
@@ -120,6 +123,7 @@ builder.mutationFields((t) => ({
   }),
   deleteDocument: t.field({
     type: Document,
+    nullable: true,
     description: `Deletes a document; returns it as it was, with the revision of the deletion. Only a tombstone stays (its revision and times, not its content). ${needsDocumentWrite} ${writeLimits}`,
     args: {
       service: t.arg.string({ required: true, description: serviceName }),

@@ -133,6 +133,7 @@ builder.queryField('topicCursor', (t) =>
 builder.mutationField('publish', (t) =>
   t.field({
     type: Event,
+    nullable: true,
     description:
       "Publishes an event on a topic in the caller's scope: kept in the topic's log (resumable) and delivered to its subscribers. Needs `<prefix>.publish` for a prefix of the topic, or role admin.",
     args: {

@@ -51,6 +51,7 @@ builder.queryFields((t) => ({
 builder.mutationFields((t) => ({
   setOutboxSource: t.field({
     type: OutboxStatus,
+    nullable: true,
     description:
       "Admin of the environment (a token without a tenant): the caller's environment's outbox — a table in its application's database that its services INSERT events into, in the same transaction as their writes. `createTable` creates it when missing. MISCONFIGURED when the database's setup must change first (WAL mode without `wal_level = logical` or REPLICATION; the message says what), UNAVAILABLE for a database it cannot reach right now, BAD_USER_INPUT (with `field`) for a URL, table or mode it does not take.",
     args: {
@@ -68,6 +69,7 @@ builder.mutationFields((t) => ({
   }),
   removeOutboxSource: t.field({
     type: 'Boolean',
+    nullable: true,
     description: "Admin of the environment (a token without a tenant): stops reading the environment's outbox (the table is left as it is); false when there was none.",
     resolve: (_root, _args, context) => resolvers.removeOutboxSource(context),
   }),

@@ -232,6 +232,7 @@ builder.queryFields((t) => ({
 builder.mutationFields((t) => ({
   createWebhookEndpoint: t.field({
     type: WebhookEndpointWithSecret,
+    nullable: true,
     description: "Admin: a new endpoint of the caller's environment; the answer carries its secret, shown this once.",
     args: { input: t.arg({ type: WebhookEndpointInput, required: true, description: "The endpoint's settings." }) },
     resolve: (_root, { input }, context) =>
@@ -246,6 +247,7 @@ builder.mutationFields((t) => ({
   }),
   updateWebhookEndpoint: t.field({
     type: WebhookEndpoint,
+    nullable: true,
     description:
       "Admin: changes what `input` gives (the rest stays; the tenant never changes), checked as at creation (BAD_USER_INPUT naming the field; a URL that resolves to a private address is refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS). Deliveries already stored keep their body; the new URL and limits apply from the next attempt. NOT_FOUND for an endpoint not in the caller's scope.",
     args: {
@@ -264,12 +266,14 @@ builder.mutationFields((t) => ({
   }),
   deleteWebhookEndpoint: t.field({
     type: 'Boolean',
+    nullable: true,
     description: 'Admin: deletes the endpoint and its pending deliveries.',
     args: { id: t.arg.id({ required: true, description: endpointIdArg }) },
     resolve: (_root, { id }, context) => resolvers.deleteWebhookEndpoint(context, id.toString()),
   }),
   setWebhookEndpointEnabled: t.field({
     type: WebhookEndpoint,
+    nullable: true,
     description:
       'Admin: disables (its deliveries wait) or enables an endpoint (clearing its failure streak; what waited for it goes at once, a large backlog drained in the background). An endpoint already so is left as it is.',
     args: {
@@ -280,6 +284,7 @@ builder.mutationFields((t) => ({
   }),
   retryPendingWebhooks: t.field({
     type: 'Int',
+    nullable: true,
     description:
       "Admin: the endpoint's deliveries waiting out a retry's backoff or a receiver's Retry-After go now — after a receiver's outage, say, instead of at each one's next attempt (up to an hour apart in the retry tail). Each entity's deliveries still go in order; their attempt counts and retry window go on. Returns how many were made due at once (of the endpoint's first 1,000 entities with pending deliveries; more are gone through in the background). A disabled endpoint is refused (BAD_USER_INPUT): enabling it sends what waits at once.",
     args: { endpointId: t.arg.id({ required: true, description: endpointIdArg }) },
@@ -287,6 +292,7 @@ builder.mutationFields((t) => ({
   }),
   rotateWebhookSecret: t.field({
     type: WebhookEndpointWithSecret,
+    nullable: true,
     description: 'Admin: a new secret, shown this once; the old one keeps signing (a second signature) for `overlapSeconds` (default 1 day).',
     args: {
       id: t.arg.id({ required: true, description: endpointIdArg }),
@@ -296,12 +302,14 @@ builder.mutationFields((t) => ({
   }),
   redeliverWebhook: t.field({
     type: WebhookDelivery,
+    nullable: true,
     description: "Admin: the delivery's event again, with the same `webhook-id` (the event id: receivers de-duplicate it like a retry).",
     args: { deliveryId: t.arg.id({ required: true, description: "The delivery's id (`WebhookDelivery.id`); NOT_FOUND for one not in the caller's scope." }) },
     resolve: (_root, { deliveryId }, context) => resolvers.redeliverWebhook(context, deliveryId.toString()),
   }),
   replayWebhooks: t.field({
     type: 'Int',
+    nullable: true,
     description: "Admin: delivers again the endpoint's events of a time range (only the dead-lettered ones with `onlyFailed`), oldest first, each with its event's `webhook-id` (the same as before: receivers de-duplicate it like a retry); returns how many. Events are taken from the event log within its retention (EVENT_LOG_MAX_EVENTS per topic, EVENT_LOG_MAX_AGE_SECONDS: an hour by default; without Redis the log is in memory and a restart empties it), older ones from the endpoint's own deliveries, which exist only for events it was sent. At most 10,000: a range with more is refused (BAD_USER_INPUT, `field: until`) and nothing is sent; replay it in parts. An endpoint holds at most 20,000 pending deliveries from replays, redeliveries and tests: a replay (or redelivery, or test) that would pass that is refused (RATE_LIMITED) until they have gone out.",
     args: {
       endpointId: t.arg.id({ required: true, description: endpointIdArg }),
@@ -313,6 +321,7 @@ builder.mutationFields((t) => ({
   }),
   sendTestWebhook: t.field({
     type: WebhookDelivery,
+    nullable: true,
     description: 'Admin: a `webhook.test` event to the endpoint, even when it is disabled.',
     args: { endpointId: t.arg.id({ required: true, description: endpointIdArg }) },
     resolve: (_root, { endpointId }, context) => resolvers.sendTestWebhook(context, endpointId.toString()),
