@@ -34,7 +34,7 @@ function tcpOf(client: RawSocket): Socket {
 }
 
 describe.each(MODES)('slow consumers (%s)', (mode) => {
-  it('closes a client that stops reading with 4008, and a fresh client resumes every later event in order', async () => {
+  it('cuts off a client that stops reading (a slow consumer, 4008), and a fresh client resumes every later event in order', async () => {
     const server = await startModeServer(mode);
     const slow = await openAcknowledgedSocket(server.wsUrl);
     // Many identical subscriptions on one socket: each event queues one ~10 KB frame per subscription,
@@ -57,9 +57,10 @@ describe.each(MODES)('slow consumers (%s)', (mode) => {
     // Events published after the close are for the resuming client too.
     published.push(...(await publishMany(server, 'firehose', seqPayloads(published.length + 1, published.length + 5))));
 
-    // Reading again, the slow client gets what the server had queued, then the close frame.
+    // Reading again, the slow client gets what had reached the kernel before its socket was cut, then
+    // the connection's end: its 4008 close frame was queued behind the buffer dropped with it.
     tcpOf(slow).resume();
-    expect(await slow.closed()).toMatchObject({ code: 4008 });
+    expect(await slow.closed()).toMatchObject({ code: 1006 });
     const received = slow.pending.filter((message) => message.id === '0').map(eventOf);
     expect(received.length).toBeLessThan(published.length);
     expect(seqsOf(received)).toEqual(range(1, received.length));

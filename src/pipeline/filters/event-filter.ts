@@ -30,7 +30,10 @@ export interface EventWhere {
   readonly eq?: unknown;
   /** The negation of `eq`: true for a missing field. */
   readonly ne?: unknown;
-  /** At most {@link MAX_IN_ITEMS} items, deep equality per item. */
+  /**
+   * At most {@link MAX_IN_ITEMS} items, deep equality per item. Each operand (an item here) is at
+   * most {@link MAX_OPERAND_BYTES} as JSON, a filter's all together {@link MAX_FILTER_OPERAND_BYTES}.
+   */
   readonly in?: readonly unknown[] | null;
   /** The negation of `in`: true for a missing field. */
   readonly nin?: readonly unknown[] | null;
@@ -60,6 +63,14 @@ const MAX_IN_ITEMS = 100;
 const MAX_PAYLOAD_SEGMENTS = 10;
 /** Nesting of an `eq`/`ne`/`in`/`nin` operand; keeps the compiled matchers' depth bounded. */
 const MAX_OPERAND_DEPTH = 16;
+/**
+ * Bytes of one operand as JSON (UTF-8): an `eq`, `ne`, `gt`…`lte` value or one `in`/`nin` item.
+ * Matching costs time in proportion to the operands, for every event and subscription: 3,000
+ * subscriptions, each with a 38 KB value that never matched, took ~1 s of the event loop per event.
+ */
+const MAX_OPERAND_BYTES = 4 * 1024;
+/** Bytes of every operand of one filter together, as JSON: what matching one event costs it at most. */
+const MAX_FILTER_OPERAND_BYTES = 16 * 1024;
 
 const SCALAR_ROOTS: ReadonlySet<string> = new Set(['id', 'topic', 'source', 'type']);
 const METADATA_KEYS: ReadonlySet<string> = new Set(['timestamp', 'table', 'operation', 'revision', 'entity']);
@@ -70,21 +81,25 @@ const OPERATORS = ['eq', 'ne', 'in', 'nin', 'gt', 'gte', 'lt', 'lte', 'exists'] 
 const KNOWN_KEYS: ReadonlySet<string> = new Set<string>([...OPERATORS, 'field', 'and', 'or', 'not']);
 
 type Matcher = (value: unknown) => boolean;
+/** What one filter has used of its limits so far. */
+interface Budget {
+  nodes: number;
+  operandBytes: number;
+}
 /** Turns a client's operand into the form the field holds (`at` names it in an error). */
 type Normalize = (value: unknown, at: string) => unknown;
 
 /** `undefined` when there is no filter: every event matches. */
 export function compileEventWhere(where: EventWhere | null | undefined): EventPredicate | undefined {
   if (where === null || where === undefined) return undefined;
-  const budget = { nodes: 0 };
-  return compileNode(where, 'where', 1, budget);
+  return compileNode(where, 'where', 1, { nodes: 0, operandBytes: 0 });
 }
 
 function invalid(message: string): TributaryError {
   return new TributaryError(ErrorCode.BAD_USER_INPUT, message, { details: { field: 'where' } });
 }
 
-function compileNode(node: unknown, at: string, depth: number, budget: { nodes: number }): EventPredicate {
+function compileNode(node: unknown, at: string, depth: number, budget: Budget): EventPredicate {
   if (depth > MAX_WHERE_DEPTH) {
     throw invalid(`${at}: filters may nest at most ${MAX_WHERE_DEPTH} levels deep`);
   }
@@ -106,7 +121,7 @@ function compileNode(node: unknown, at: string, depth: number, budget: { nodes: 
     if (!hasOperator) {
       throw invalid(`${at}: "field" (${JSON.stringify(field)}) needs an operator: one of ${OPERATORS.join(', ')}`);
     }
-    parts.push(compileComparisons(where, field, at));
+    parts.push(compileComparisons(where, field, at, budget));
   } else if (hasOperator) {
     const ops = OPERATORS.filter((op) => given(where, op)).join(', ');
     throw invalid(`${at}: operator ${ops} needs a "field" to compare`);
@@ -172,7 +187,7 @@ function anyOf(parts: readonly EventPredicate[]): EventPredicate {
   };
 }
 
-function compileComparisons(where: EventWhere, path: string, at: string): EventPredicate {
+function compileComparisons(where: EventWhere, path: string, at: string, budget: Budget): EventPredicate {
   const read = compilePath(path, `${at}.field`);
   // Clients write the GraphQL enum names (DATABASE, SYNC, SOCKET); events carry the lower-case
   // wire values. Lower-casing string operands once here keeps the per-event path allocation-free.
@@ -180,18 +195,18 @@ function compileComparisons(where: EventWhere, path: string, at: string): EventP
   const normalize: Normalize = path === 'source' ? lowerStrings : path === 'metadata.timestamp' ? epochMilliseconds : (value) => value;
   const checks: Matcher[] = [];
 
-  if (given(where, 'eq')) checks.push(compileEquals(normalize(where.eq, `${at}.eq`), `${at}.eq`));
+  if (given(where, 'eq')) checks.push(compileEquals(normalize(where.eq, `${at}.eq`), `${at}.eq`, budget));
   if (given(where, 'ne')) {
-    const equals = compileEquals(normalize(where.ne, `${at}.ne`), `${at}.ne`);
+    const equals = compileEquals(normalize(where.ne, `${at}.ne`), `${at}.ne`, budget);
     checks.push((value) => !equals(value));
   }
-  if (given(where, 'in')) checks.push(compileIn(where.in, normalize, `${at}.in`));
+  if (given(where, 'in')) checks.push(compileIn(where.in, normalize, `${at}.in`, budget));
   if (given(where, 'nin')) {
-    const within = compileIn(where.nin, normalize, `${at}.nin`);
+    const within = compileIn(where.nin, normalize, `${at}.nin`, budget);
     checks.push((value) => !within(value));
   }
   for (const op of ['gt', 'gte', 'lt', 'lte'] as const) {
-    if (given(where, op)) checks.push(compileOrder(op, normalize(where[op], `${at}.${op}`), `${at}.${op}`));
+    if (given(where, op)) checks.push(compileOrder(op, normalize(where[op], `${at}.${op}`), `${at}.${op}`, budget));
   }
   if (given(where, 'exists')) {
     if (typeof where.exists !== 'boolean') throw invalid(`${at}.exists: expected true or false`);
@@ -276,9 +291,24 @@ function child(value: unknown, key: string): unknown {
  * A matcher for deep JSON equality with `operand` (`json-compare.ts`, strict: `5` is not `"5"`;
  * key order ignored; keys holding `undefined` do not count). The operand is checked here, once.
  */
-function compileEquals(operand: unknown, at: string): Matcher {
+function compileEquals(operand: unknown, at: string, budget: Budget): Matcher {
   assertJsonOperand(operand, at, 1);
+  chargeOperand(operand, at, budget);
   return (value) => jsonEqual(value, operand);
+}
+
+/**
+ * Counts a checked operand (a JSON value, its depth bounded) against {@link MAX_OPERAND_BYTES} and
+ * the filter's {@link MAX_FILTER_OPERAND_BYTES}, as the filter holds it (a `metadata.timestamp`
+ * date-time as its milliseconds); keys holding `undefined` do not count, as they do not when matching.
+ */
+function chargeOperand(operand: unknown, at: string, budget: Budget): void {
+  const bytes = Buffer.byteLength(JSON.stringify(operand));
+  if (bytes > MAX_OPERAND_BYTES) throw invalid(`${at}: a value may be at most ${MAX_OPERAND_BYTES} bytes as JSON (this one is ${bytes})`);
+  budget.operandBytes += bytes;
+  if (budget.operandBytes > MAX_FILTER_OPERAND_BYTES) {
+    throw invalid(`${at}: a filter's values may be at most ${MAX_FILTER_OPERAND_BYTES} bytes as JSON in all`);
+  }
 }
 
 function assertJsonOperand(operand: unknown, at: string, depth: number): void {
@@ -301,7 +331,7 @@ function assertJsonOperand(operand: unknown, at: string, depth: number): void {
   throw invalid(`${at}: expected a JSON value`);
 }
 
-function compileIn(list: unknown, normalize: Normalize, at: string): Matcher {
+function compileIn(list: unknown, normalize: Normalize, at: string, budget: Budget): Matcher {
   if (!Array.isArray(list)) throw invalid(`${at}: expected a list`);
   if (list.length > MAX_IN_ITEMS) throw invalid(`${at}: a list has at most ${MAX_IN_ITEMS} items (got ${list.length})`);
   // Scalars go in a Set (SameValueZero equals `===` for finite numbers); compound items keep matchers.
@@ -309,7 +339,7 @@ function compileIn(list: unknown, normalize: Normalize, at: string): Matcher {
   const compound: Matcher[] = [];
   for (let i = 0; i < list.length; i++) {
     const item = normalize(list[i], `${at}[${i}]`);
-    const equals = compileEquals(item, `${at}[${i}]`);
+    const equals = compileEquals(item, `${at}[${i}]`, budget);
     if (typeof item === 'object' && item !== null) compound.push(equals);
     else scalars.add(item);
   }
@@ -322,13 +352,14 @@ function compileIn(list: unknown, normalize: Normalize, at: string): Matcher {
   };
 }
 
-function compileOrder(op: 'gt' | 'gte' | 'lt' | 'lte', operand: unknown, at: string): Matcher {
+function compileOrder(op: 'gt' | 'gte' | 'lt' | 'lte', operand: unknown, at: string, budget: Budget): Matcher {
   if (typeof operand === 'number') {
     if (!Number.isFinite(operand)) throw invalid(`${at}: numbers must be finite`);
   } else if (typeof operand !== 'string') {
     const got = operand === null ? 'null' : Array.isArray(operand) ? 'a list' : typeof operand;
     throw invalid(`${at}: expected a number or a string, got ${got}`);
   }
+  chargeOperand(operand, at, budget);
   // Mixed types never compare (`json-compare.ts`): "10" > 9 is false, not coerced.
   switch (op) {
     case 'gt':

@@ -44,6 +44,8 @@ export class GraphQLWsConnection {
   #initReceived = false;
   readonly #auth: SocketAuth;
   #unregister: (() => void) | undefined;
+  /** Gives the principal's place back (`quota`): at the socket's close event, once it holds no memory. */
+  #leave: (() => void) | undefined;
   /** `connection_ack` went out: from here to the close, the socket's gateway events are told. */
   #acknowledged = false;
   #id: string | undefined;
@@ -73,6 +75,7 @@ export class GraphQLWsConnection {
 
     socket.on('close', (code) => {
       this.#release();
+      this.#leave?.();
       if (this.#acknowledged) this.#tell({ type: 'gateway.disconnected', code: this.#closeCode ?? code });
     });
     socket.on('error', (error) => this.#logger.debug({ err: error }, 'socket error'));
@@ -171,11 +174,8 @@ export class GraphQLWsConnection {
         }
         this.#send({ type: MessageType.ConnectionAck });
         this.#acknowledged = true;
-        const unregister = this.#options.sessions?.add(this.#connectionId, (token) => this.#refreshAuth(token));
-        this.#unregister = () => {
-          leave();
-          unregister?.();
-        };
+        this.#leave = leave;
+        this.#unregister = this.#options.sessions?.add(this.#connectionId, (token) => this.#refreshAuth(token));
         this.#tell({ type: 'gateway.connected' });
       },
       (error: unknown) => {

@@ -11,7 +11,8 @@ const MAX_REPLAY_QUEUE_BYTES = 1024 * 1024;
 /**
  * The outbound side of one socket: every message leaves through `send` or `sendFrame`, bounded
  * and batched per tick. A client that does not read is closed instead of growing our memory
- * (`overflow`); it reconnects and resumes after the last cursor it received.
+ * (`overflow`), and its socket cut at once; it reconnects and resumes after the last cursor it
+ * received.
  */
 export class SocketWriter {
   readonly #socket: WebSocket;
@@ -82,6 +83,10 @@ export class SocketWriter {
     if (this.#socket.readyState !== WebSocket.OPEN) return false;
     if (this.#socket.bufferedAmount > this.#maxBufferedBytes) {
       this.#overflow();
+      // The close frame `overflow` queued waits behind all the client did not read: it would come
+      // late or never, and until ws's closing handshake (30 s) or the keep-alive gave up, the socket
+      // would keep its buffer — and its subject's place, which is given back only when it is gone.
+      this.#socket.terminate();
       return false;
     }
     return true;
