@@ -1,8 +1,10 @@
 /**
  * The webhooks section of the configuration (`WEBHOOK_*`): targets, the attempt's timeout, the
  * retry window, when an endpoint is disabled, each endpoint's backlog bound, the process's attempts
- * in flight, the log's retention, the body's size and how soon an endpoint changed elsewhere is
- * seen. Validated with the rest in `config.ts`.
+ * in flight, the log's retention, the body's size, how soon an endpoint changed elsewhere is
+ * seen, the housekeeping's period, the retry curve's first delay, a delivery lease's margin and
+ * how often deliveries no queued job names are looked for.
+ * Validated with the rest in `config.ts`.
  */
 import { z } from 'zod';
 import { integer } from './config-fields.ts';
@@ -38,6 +40,20 @@ export interface WebhooksConfig {
    * URL, `enabled` or limit is not used yet (a rotation's overlap must be longer). @default 2000
    */
   readonly endpointRefreshMs: number;
+  /** How long after one housekeeping run ends the next begins (backlog counts and bounds, log pruning, expired secrets), in ms. @default 5000 */
+  readonly housekeepingIntervalMs: number;
+  /** The retry curve's first delay (it doubles each retry up to 60 s), in ms. @default 1000 */
+  readonly retryBaseMs: number;
+  /**
+   * A delivery a worker claims stays its own for 2 × `timeoutMs` plus this, in ms (room to record
+   * the attempt): a worker that dies mid-attempt leaves it to the others that much later. @default 5000
+   */
+  readonly leaseMarginMs: number;
+  /**
+   * With Redis: how often each worker process looks for due deliveries no BullMQ job names (lost
+   * with Redis's data, or a dead worker's once its lease ran out) and queues them, in ms. @default 5000
+   */
+  readonly reconcileIntervalMs: number;
 }
 
 const MIB = 1024 * 1024;
@@ -52,6 +68,10 @@ export const webhooksEnvironment = {
   WEBHOOK_LOG_RETENTION_SECONDS: integer(60, 365 * 24 * 3600, 30 * 24 * 3600),
   WEBHOOK_MAX_BODY_BYTES: integer(1024, 16 * MIB, 256 * 1024),
   WEBHOOK_ENDPOINT_REFRESH_MS: integer(100, 600_000, 2_000),
+  WEBHOOK_HOUSEKEEPING_INTERVAL_MS: integer(100, 600_000, 5_000),
+  WEBHOOK_RETRY_BASE_MS: integer(10, 60_000, 1_000),
+  WEBHOOK_LEASE_MARGIN_MS: integer(100, 600_000, 5_000),
+  WEBHOOK_RECONCILE_INTERVAL_MS: integer(100, 600_000, 5_000),
 };
 
 type WebhooksEnvironment = z.output<z.ZodObject<typeof webhooksEnvironment>>;
@@ -67,5 +87,9 @@ export function webhooksConfigOf(env: WebhooksEnvironment): WebhooksConfig {
     logRetentionMs: env.WEBHOOK_LOG_RETENTION_SECONDS * 1000,
     maxBodyBytes: env.WEBHOOK_MAX_BODY_BYTES,
     endpointRefreshMs: env.WEBHOOK_ENDPOINT_REFRESH_MS,
+    housekeepingIntervalMs: env.WEBHOOK_HOUSEKEEPING_INTERVAL_MS,
+    retryBaseMs: env.WEBHOOK_RETRY_BASE_MS,
+    leaseMarginMs: env.WEBHOOK_LEASE_MARGIN_MS,
+    reconcileIntervalMs: env.WEBHOOK_RECONCILE_INTERVAL_MS,
   };
 }

@@ -3,10 +3,12 @@ import { alertsConfigOf, alertsEnvironment, type AlertsConfig } from './config-a
 import { jwtSecretField, jwtSecretsField, type JwtSecret } from './config-auth.ts';
 import { analyticsConfigOf, analyticsEnvironment, type AnalyticsConfig } from './config-analytics.ts';
 import { eventsConfigOf, eventsEnvironment, type EventsConfig } from './config-events.ts';
+import { outboxConfigOf, outboxEnvironment, type OutboxConfig } from './config-outbox.ts';
 import { webhooksConfigOf, webhooksEnvironment, type WebhooksConfig } from './config-webhooks.ts';
 import { hostAddress, integer, optionalString } from './config-fields.ts';
 
 export type { EventsConfig } from './config-events.ts';
+export type { OutboxConfig } from './config-outbox.ts';
 
 /**
  * Configuration comes from environment variables only, is validated once at boot and then frozen.
@@ -78,6 +80,8 @@ export interface Config {
   readonly host: string;
   /** Folder of the embedded database, used when `databaseUrl` is not set. */
   readonly dataDir: string;
+  /** A DATA_DIR lock not refreshed this long is a crashed holder's, taken over (`data-dir-lock.ts`), in ms. @default 10000 */
+  readonly dataDirLockStaleMs: number;
   readonly databaseUrl: string | undefined;
   readonly redisUrl: string | undefined;
   /** Prefix of every Redis key and channel, so deployments can share a Redis. @default 'trib:' */
@@ -148,14 +152,6 @@ export interface CdcConfig {
   readonly recordsStatementTimeoutMs: number;
 }
 
-/** The outbox pollers (workers role). */
-export interface OutboxConfig {
-  /** Wait between polls when the last one found less than a full batch, in ms. @default 1000 */
-  readonly pollIntervalMs: number;
-  /** Processed rows are deleted this long after they were routed, in ms. @default 7 days */
-  readonly retentionMs: number;
-}
-
 /** A configuration problem, reported as one line. */
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -192,6 +188,7 @@ const environmentSchema = z.object({
   PORT: integer(0, 65_535, 4000),
   HOST: hostAddress,
   DATA_DIR: optionalString,
+  DATA_DIR_LOCK_STALE_MS: integer(2000, 600_000, 10_000),
   DATABASE_URL: urlWithProtocols(['postgres:', 'postgresql:']),
   REDIS_URL: urlWithProtocols(['redis:', 'rediss:']),
   REDIS_KEY_PREFIX: optionalString.refine((value) => value === undefined || /^[A-Za-z0-9_:.-]{1,64}$/.test(value), {
@@ -210,8 +207,7 @@ const environmentSchema = z.object({
   CDC_LEADER_TTL_MS: integer(500, 120_000, 4000),
   CDC_EVENTS_RETENTION_SECONDS: integer(60, 90 * 24 * 3600, 24 * 3600),
   CDC_RECORDS_STATEMENT_TIMEOUT_MS: integer(100, 600_000, 5000),
-  OUTBOX_POLL_INTERVAL_MS: integer(10, 600_000, 1000),
-  OUTBOX_RETENTION_SECONDS: integer(1, 90 * 24 * 3600, 7 * 24 * 3600),
+  ...outboxEnvironment,
   ...webhooksEnvironment,
   ...alertsEnvironment,
   OPERATOR_SCOPE: optionalString.refine((value) => value === undefined || /^[^/\s]+\/[^/\s]+$/.test(value), {
@@ -328,6 +324,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     // Prometheus reach it on the pod's address.
     host: env.HOST ?? (jwtConfigured || env.TRIBUTARY_ROLE === 'workers' ? '0.0.0.0' : '127.0.0.1'),
     dataDir: env.DATA_DIR ?? '.data',
+    dataDirLockStaleMs: env.DATA_DIR_LOCK_STALE_MS,
     databaseUrl: env.DATABASE_URL,
     redisUrl: env.REDIS_URL,
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'trib:',
@@ -350,7 +347,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       rawRetentionMs: env.CDC_EVENTS_RETENTION_SECONDS * 1000,
       recordsStatementTimeoutMs: env.CDC_RECORDS_STATEMENT_TIMEOUT_MS,
     },
-    outbox: { pollIntervalMs: env.OUTBOX_POLL_INTERVAL_MS, retentionMs: env.OUTBOX_RETENTION_SECONDS * 1000 },
+    outbox: outboxConfigOf(env),
     webhooks: webhooksConfigOf(env),
     alerts: alertsConfigOf(env),
     operatorScope: operatorScopeOf(env.OPERATOR_SCOPE),

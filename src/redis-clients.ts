@@ -43,9 +43,15 @@ const CONNECTION_OPTIONS: Readonly<Record<RedisConnectionKind, RedisOptions>> = 
   subscriber: { enableOfflineQueue: true, maxRetriesPerRequest: null },
 };
 
+export interface RedisClientOptions {
+  /** A `command` connection's wait for each reply, in ms (a test's Redis link that loses replies waits less). @default REDIS_COMMAND_TIMEOUT_MS */
+  readonly commandTimeoutMs?: number;
+}
+
 /** A connection of `kind` named `name` in `CLIENT LIST`; its outages are logged once, not per retry. */
-export function createRedisClient(url: string, name: string, logger: Logger, kind: RedisConnectionKind = 'command'): Redis {
-  const redis = new Redis(url, { ...CONNECTION_OPTIONS[kind], connectionName: name });
+export function createRedisClient(url: string, name: string, logger: Logger, kind: RedisConnectionKind = 'command', options: RedisClientOptions = {}): Redis {
+  const timeout = kind === 'command' && options.commandTimeoutMs !== undefined && { commandTimeout: options.commandTimeoutMs };
+  const redis = new Redis(url, { ...CONNECTION_OPTIONS[kind], ...timeout, connectionName: name });
   let reported = false;
   redis.on('error', (error: Error) => {
     if (!reported) logger.warn({ err: error }, 'redis unavailable; reconnecting');

@@ -13,7 +13,7 @@ export interface DataDirLockOptions {
   /**
    * A lock not refreshed for this long is a dead holder's, in ms (the library's least is 2000).
    * Long enough that a live holder whose event loop stalls (PGlite runs on the main thread, a long
-   * migration) is not taken for dead. @default 10000 (the library's default)
+   * migration) is not taken for dead (`DATA_DIR_LOCK_STALE_MS`). @default 10000 (the library's default)
    */
   readonly staleMs?: number;
   /** How long to wait for the lock before refusing to start, in ms. @default a little over `staleMs` */

@@ -20,7 +20,11 @@ export interface OpenDatabaseOptions {
  * @throws TributaryError when DATABASE_URL cannot be connected to (`databaseConnectFailure`: where
  *   it tried and what to check); MISCONFIGURED when another process has DATA_DIR.
  */
-export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>, logger: Logger, options: OpenDatabaseOptions = {}): Promise<Database> {
+export async function openDatabase(
+  config: Pick<Config, 'databaseUrl' | 'dataDir'> & Partial<Pick<Config, 'dataDirLockStaleMs'>>,
+  logger: Logger,
+  options: OpenDatabaseOptions = {},
+): Promise<Database> {
   if (config.databaseUrl !== undefined) {
     const db = createPostgresDatabase({ url: config.databaseUrl, logger: componentLogger(logger, 'db') });
     // Connected once here, so that a wrong URL is told as such, not as the requests' "retry shortly".
@@ -34,7 +38,10 @@ export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir
   }
   return createEmbeddedDatabase({
     dataDir: config.dataDir,
-    lock: { onLost: options.onDataDirLost ?? exitOnLostDataDir(logger, config.dataDir) },
+    lock: {
+      ...(config.dataDirLockStaleMs !== undefined && { staleMs: config.dataDirLockStaleMs }),
+      onLost: options.onDataDirLost ?? exitOnLostDataDir(logger, config.dataDir),
+    },
     // PGlite's initdb takes 15–40 s and prints nothing: a first start would look hung.
     onCreate: () => logger.info({ dataDir: config.dataDir }, `creating the embedded database in ${resolve(config.dataDir)} (first start; takes a while)`),
   });

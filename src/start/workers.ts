@@ -37,6 +37,7 @@ export async function startWorkers({ config, clients, metrics, logger, now }: St
     metrics,
     pollIntervalMs: config.outbox.pollIntervalMs,
     retentionMs: config.outbox.retentionMs,
+    reportIntervalMs: config.outbox.reportIntervalMs,
     maxPayloadBytes: config.events.maxPayloadBytes,
   });
   // A source that cannot be reached is reported in its status; it never stops the process.

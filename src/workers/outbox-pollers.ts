@@ -31,7 +31,7 @@ export interface OutboxPollersOptions {
   readonly retentionMs: number;
   /**
    * How often sources are reloaded, and each source's figures reported, in ms; a source's figures not
-   * measured within it are reported as an error. @default 5000
+   * measured within it are reported as an error (`OUTBOX_REPORT_INTERVAL_MS`). @default 5000
    */
   readonly reportIntervalMs?: number;
   /** Largest payload routed, in bytes of JSON. */

@@ -52,15 +52,13 @@ const SLOW_AFTER_MS = 2_000;
 /** A disabled endpoint's deliveries taken up at once, to be put back together (as many as a queue job names). */
 const DISABLED_BATCH = MAX_IDS_PER_JOB;
 
-/** Backlog figures, log pruning and expired secrets' clearing run this long after the last run ended, in ms. */
-const HOUSEKEEPING_MS = 5_000;
 /**
  * The backlog count reads every pending delivery (~1 µs a row): a few ms for thousands, seconds for
  * millions — behind a receiver down for a day, say (measured on Postgres 15: 190 ms at 200,000
  * pending, 2.1–2.2 s at 2,000,000). After a count of d ms it waits this many times d before the
- * next (at least the housekeeping's period): at most a twentieth of a backend's time however large
- * the backlog grows. At 2,000,000 pending the figures and the backlog bound are then ~45 s old,
- * against 5 s while the backlog is small.
+ * next (at least the housekeeping's period, `WEBHOOK_HOUSEKEEPING_INTERVAL_MS`): at most a
+ * twentieth of a backend's time however large the backlog grows. At 2,000,000 pending the figures
+ * and the backlog bound are then ~45 s old, against 5 s (the default period) while it is small.
  */
 const BACKLOG_COUNT_REST = 20;
 /** Rows of each log table deleted by one statement. */
@@ -86,8 +84,8 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): WebhookDe
   const { config, db, webhooks } = options;
   const settings = config.webhooks;
   const logger = componentLogger(options.logger, 'webhooks');
-  // A lease outlives the longest attempt, with room for recording it.
-  const leaseMs = settings.timeoutMs * 2 + 5_000;
+  // A lease outlives the longest attempt, with room for recording it (`WEBHOOK_LEASE_MARGIN_MS`).
+  const leaseMs = settings.timeoutMs * 2 + settings.leaseMarginMs;
   // As many connections to one receiver as attempts this process makes at once (each endpoint's gate
   // bounds its own share): a queue inside the HTTP client would only add latency.
   const slow = createSlowEndpoints({ slowAfterMs: Math.min(SLOW_AFTER_MS, settings.timeoutMs / 2), capacity: Math.max(1, Math.ceil(settings.concurrency / 2)) });
@@ -104,7 +102,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): WebhookDe
     http,
     gate,
     router: options.router,
-    policy: { ...DEFAULT_RETRY_POLICY, windowMs: settings.retryWindowMs },
+    policy: { ...DEFAULT_RETRY_POLICY, windowMs: settings.retryWindowMs, fastBaseMs: settings.retryBaseMs },
     timeoutMs: settings.timeoutMs,
     disableAfterMs: settings.disableAfterMs,
     logger,
@@ -132,6 +130,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): WebhookDe
           concurrency: settings.concurrency,
           leaseMs,
           maxConcurrencyOf,
+          reconcileMs: settings.reconcileIntervalMs,
           logger,
         })
       : startEmbeddedDelivery({ db, deliverer, wake: scheduler.wake, concurrency: settings.concurrency, leaseMs, maxConcurrencyOf, logger });
@@ -156,9 +155,10 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): WebhookDe
     const pruned = await pruneWebhookLog(db, settings.logRetentionMs, { batchSize: PRUNE_BATCH, budgetMs: PRUNE_BUDGET_MS, signal: closing.signal });
     if (pruned.deliveries + pruned.attempts > 0) logger.debug(pruned, 'webhook log pruned');
   };
-  // Each run is scheduled once the one before has ended: a slow run (a large log, a busy database)
-  // is never overlapped by the next, which would hold more of the connections that claims and
-  // records need.
+  // Backlog figures, log pruning and expired secrets' clearing: each run is scheduled
+  // `WEBHOOK_HOUSEKEEPING_INTERVAL_MS` after the one before has ended: a slow run (a large log, a
+  // busy database) is never overlapped by the next, which would hold more of the connections that
+  // claims and records need.
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   const schedule = () => {
@@ -169,7 +169,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): WebhookDe
           running = undefined;
           if (!closing.signal.aborted) schedule();
         });
-    }, HOUSEKEEPING_MS);
+    }, settings.housekeepingIntervalMs);
     timer.unref();
   };
   schedule();

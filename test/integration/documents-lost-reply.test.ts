@@ -26,6 +26,13 @@ import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 import { deferred, waitFor } from '../helpers/wait-for.ts';
 
 const key: DocumentKey = { scope: { app: 'a', env: 'e', tenant: undefined }, service: 's', id: 'd' };
+/**
+ * A lost reply is given up on after this, in ms (the server's connections wait 5 s): on loopback a
+ * healthy Redis answers within a millisecond, and every test here waits it out at least once.
+ */
+const COMMAND_TIMEOUT_MS = 1000;
+/** How long the writer then asks the cache what its write did, in ms (5 s in the server): the link is back within ioredis's first reconnect, ~50 ms. */
+const LOST_WRITE_WAIT_MS = 2000;
 const WRITE_SCRIPT = new RegExp(createHash('sha1').update(WRITE).digest('hex'));
 
 /**
@@ -85,14 +92,17 @@ async function sendLate(port: number, request: Buffer): Promise<string> {
   return reply;
 }
 
-/** One instance of the cached document service whose Redis connection (the server's own kind: fails fast, never re-sends) goes to `redisPort`. */
+/**
+ * One instance of the cached document service whose Redis connection (the server's own kind: fails
+ * fast, never re-sends; with shorter waits for a lost reply) goes to `redisPort`.
+ */
 async function start(durability: SyncDurability, redisPort: number) {
   const database = await createTestDatabase({ migrated: true });
   const quiet = createLogger({ level: 'silent' });
   const db = createPostgresDatabase({ url: database.url, logger: quiet });
   onTestFinished(() => db.close());
   const admin = openTestPool(database.url);
-  const redis = createRedisClient(`redis://127.0.0.1:${redisPort}`, 'tributary', quiet);
+  const redis = createRedisClient(`redis://127.0.0.1:${redisPort}`, 'tributary', quiet, 'command', { commandTimeoutMs: COMMAND_TIMEOUT_MS });
   onTestFinished(() => redis.disconnect());
   await waitFor(() => redis.status === 'ready', { message: 'the instance reaches Redis' });
   const published: { topic: string; revision: unknown; data: unknown }[] = [];
@@ -111,6 +121,7 @@ async function start(durability: SyncDurability, redisPort: number) {
     ttlSeconds: 600,
     // Only the write path (and the waits) flush, and no sweep republishes.
     sweepIntervalMs: 3_600_000,
+    lostWriteWaitMs: LOST_WRITE_WAIT_MS,
   });
   onTestFinished(() => service.close());
   // The keys of the resolvers' keyed writes, in this process's memory (Redis is the one cut here).

@@ -23,8 +23,8 @@ describe('the outbox API', () => {
   it.each(['POLL', 'WAL'])('creates the table, routes committed rows to the tenant subscriber, sets a poison row aside and reports it (%s mode)', async (mode) => {
     const appDb = await createTestDatabase();
     const app = openTestPool(appDb.url);
-    // A WAL source is the CDC reader's: picked up within its reload interval (a POLL one within the pollers' 5 s).
-    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50', CDC_RELOAD_INTERVAL_MS: '200' });
+    // A WAL source is the CDC reader's: picked up within its reload interval (a POLL one within the pollers', 2 s here), and reported as often.
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50', CDC_RELOAD_INTERVAL_MS: '200', OUTBOX_REPORT_INTERVAL_MS: '2000' });
     const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
 
     const set = await gql(
@@ -79,7 +79,8 @@ describe('the outbox API', () => {
     async (mode) => {
       const appDb = await createTestDatabase();
       const app = openTestPool(appDb.url);
-      const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50', CDC_RELOAD_INTERVAL_MS: '200', WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' });
+      const env = { OUTBOX_POLL_INTERVAL_MS: '50', CDC_RELOAD_INTERVAL_MS: '200', OUTBOX_REPORT_INTERVAL_MS: '2000', WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' };
+      const server = await startTestServer({ JWT_SECRET: TEST_SECRET, ...env });
       const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
       const receiver = await startWebhookReceiver();
       // An endpoint selecting the topic: each routed row gets a delivery whose lane is `tenant|entity`, an indexed column.
@@ -108,7 +109,7 @@ describe('the outbox API', () => {
       await enqueueOutboxEvent(app, { ...event, payload: { cjk: true }, tenant: 'a', entity: cjk });
       const after = await enqueueOutboxEvent(app, { ...event, payload: { after: true }, tenant: 'a', entity: 'order:2' });
 
-      // Sources are picked up within 5 s; a stalled outbox never gets this far. Each entity is its own lane: any order.
+      // Sources are picked up within 2 s (OUTBOX_REPORT_INTERVAL_MS); a stalled outbox never gets this far. Each entity is its own lane: any order.
       await waitFor(() => receiver.received.length >= 3, { timeoutMs: 20_000, message: 'the long-key rows and the row after the too-long ones are delivered' });
       const delivered = receiver.received.map((request) => request.json);
       expect(delivered).toHaveLength(3);
@@ -172,7 +173,8 @@ describe('the outbox API', () => {
     const postgres = await startPrivatePostgres();
     // The test stops the server under it.
     const app = openTestPool(postgres.url, { max: 1 });
-    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50' });
+    // The figures (and the outage) are reported every 2 s instead of every 5 s.
+    const server = await startTestServer({ JWT_SECRET: TEST_SECRET, OUTBOX_POLL_INTERVAL_MS: '50', OUTBOX_REPORT_INTERVAL_MS: '2000' });
     const admin = await signHs256({ roles: ['admin'], tenant: undefined, permissions: [] });
     const set = 'mutation($url: String!) { setOutboxSource(databaseUrl: $url, createTable: true, mode: POLL) { table } }';
     expect((await gql(server, admin, set, { url: postgres.url })).errors).toBeUndefined();

@@ -216,8 +216,9 @@ describe('embedded storage: one process per data folder', () => {
   it('stops a second server on the same DATA_DIR at start, saying why, while the first goes on', { timeout: 60_000 }, async () => {
     const dataDir = await tempDir('migrated');
     const first = await startMainProcess({ DATA_DIR: dataDir });
+    // The second waits for the lock a little over its stale time (4 s here, 10 s by default) before it gives up.
     const second = spawn(process.execPath, [MAIN_SCRIPT], {
-      env: { PATH: process.env['PATH'] ?? '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir },
+      env: { PATH: process.env['PATH'] ?? '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, DATA_DIR_LOCK_STALE_MS: '4000' },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

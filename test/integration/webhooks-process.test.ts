@@ -181,8 +181,8 @@ describe('webhook delivery by worker processes', () => {
     // The first request is held open: its worker dies while it is in flight.
     receiver.respond = (_request, index) => (index === 0 ? 'hang' : 204);
     const endpointId = await createEndpoint(server.graphqlUrl, { url: receiver.url, events: ['orders.*'] });
-    // Its attempts time out after 2 s: room for the kill to land while the request is in flight.
-    const first = await startMainProcess({ ...shared, ...WORKER_ENV, WEBHOOK_TIMEOUT_MS: '2000' });
+    // Attempts time out after 2 s: room for the kill to land mid-request. The lease ends 5 s after the claim (margin 1 s); a reconciler (500 ms) then queues it.
+    const first = await startMainProcess({ ...shared, ...WORKER_ENV, WEBHOOK_TIMEOUT_MS: '2000', WEBHOOK_LEASE_MARGIN_MS: '1000' });
 
     const token = await signHs256({ tenant: 'tenant-a', permissions: [`${TOPIC}.publish`] });
     const published = await graphql(server.graphqlUrl, 'mutation($p: JSON!) { publish(topic: "orders.updated", type: "order.updated", payload: $p) { id } }', { p: { n: 1 } }, token);
@@ -196,7 +196,7 @@ describe('webhook delivery by worker processes', () => {
     const { rows: killed } = await platform.query('SELECT state, attempts, leased_until IS NOT NULL AS leased FROM webhook_deliveries');
     expect(killed).toEqual([{ state: 'pending', attempts: 0, leased: true }]);
 
-    await startMainProcess({ ...shared, ...WORKER_ENV });
+    await startMainProcess({ ...shared, ...WORKER_ENV, WEBHOOK_RECONCILE_INTERVAL_MS: '500' });
     const [, again] = await receiver.waitForCount(2);
     expect(again!.headers['webhook-id']).toBe(eventId);
     expect(again!.body).toBe(inFlight!.body);
@@ -251,10 +251,10 @@ describe('webhook delivery by worker processes', () => {
     let failing = true;
     const statuses = answerWith(receiver, () => (failing ? 500 : 204));
     await createEndpoint(server.graphqlUrl, { url: receiver.url, events: ['orders.*'] });
-    await startMainProcess({ ...shared, ...WORKER_ENV });
+    await startMainProcess({ ...shared, ...WORKER_ENV, WEBHOOK_RECONCILE_INTERVAL_MS: '500' });
     await insertRows(app, ENTITIES, PER_ENTITY);
 
-    // Every lane's head has failed once: its retry is a delayed job in Redis.
+    // Every lane's head has failed once: its retry is a delayed job in Redis (lost with it; queued again by the reconciler).
     await waitFor(() => new Set(receiver.received.map((request) => payloadOf(request).entity)).size === ENTITIES, {
       timeoutMs: 30_000,
       message: 'every entity’s first event attempted',
@@ -331,8 +331,8 @@ describe('webhook delivery in the embedded mode', () => {
   it('survives a crash (SIGKILL) with deliveries pending: every event acknowledged before it is delivered after the restart', { timeout: 180_000 }, async () => {
     const dataDir = await pgliteDataDir({ migrated: true });
     onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
-    // Attempts time out after 1 s: the leases the crash leaves run out 7 s later (2 × timeout + 5 s).
-    const env = { DATA_DIR: dataDir, JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', WEBHOOK_TIMEOUT_MS: '1000' };
+    // Attempts time out after 1 s: the leases the crash leaves run out 4 s later (2 × timeout + WEBHOOK_LEASE_MARGIN_MS, 2 s here).
+    const env = { DATA_DIR: dataDir, JWT_SECRET: TEST_SECRET, WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true', WEBHOOK_TIMEOUT_MS: '1000', WEBHOOK_LEASE_MARGIN_MS: '2000' };
     const receiver = await startWebhookReceiver();
     let failing = true;
     const statuses = answerWith(receiver, () => (failing ? 500 : 204));

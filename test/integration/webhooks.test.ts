@@ -110,7 +110,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
     const app = openTestPool(appDb.url, { max: 4 });
     // Saved before the server starts: its pollers load it at once (outbox-source.ts).
     expect(await saveOutboxSourceBeforeStart(platform.url, { databaseUrl: appDb.url, createTable: true, mode: 'POLL' })).toMatchObject({ readMode: 'POLL' });
-    const server = await startServer(mode, { OUTBOX_POLL_INTERVAL_MS: '50', DATABASE_URL: platform.url });
+    const server = await startServer(mode, { OUTBOX_POLL_INTERVAL_MS: '50', DATABASE_URL: platform.url, WEBHOOK_RETRY_BASE_MS: '100' });
     const receiver = await startWebhookReceiver();
     // Every third request fails (503) when it first arrives: its entity's later events must wait for its retry.
     const accepted: boolean[] = [];
@@ -122,7 +122,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
       return accepted[index] ? 200 : 503;
     };
     await createEndpoint(server, { url: receiver.url, events: ['orders'], maxConcurrency: 8 });
-    // Five events an entity: each failure holds its entity's later events for its retry (1 s).
+    // Five events an entity: each failure holds its entity's later events for its retry (100 ms: WEBHOOK_RETRY_BASE_MS).
     for (let seq = 0; seq < 5; seq += 1) {
       for (const entity of ['e1', 'e2', 'e3']) await enqueueOutboxEvent(app, { topic: 'orders', type: 'order.updated', payload: { entity, seq }, tenant: 'a', entity });
     }
@@ -205,7 +205,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
   });
 
   it('stores nothing more for an endpoint with more than WEBHOOK_MAX_PENDING pending, tells it once, and stores again once it is worked off', { timeout: 90_000 }, async () => {
-    const server = await startServer(mode, { WEBHOOK_MAX_PENDING: '3' });
+    const server = await startServer(mode, { WEBHOOK_MAX_PENDING: '3', WEBHOOK_HOUSEKEEPING_INTERVAL_MS: '500' });
     const receiver = await startWebhookReceiver();
     let answer = () => {};
     const answered = new Promise<void>((resolve) => (answer = resolve));
@@ -220,7 +220,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
       const listed = await gql(server, await admin(), '{ webhookEndpoints { id backlogFullSince } }');
       return (listed.data?.['webhookEndpoints'] as { id: string; backlogFullSince: string | null }[]).find(({ id }) => id === endpoint.id)!.backlogFullSince;
     };
-    // Four pending (the first held by its receiver), more than 3: the housekeeping finds it full.
+    // Four pending (the first held by its receiver), more than 3: the housekeeping (every 500 ms here) finds it full.
     for (let n = 0; n < 4; n += 1) await publish(server, 'a', 'orders', { n });
     const [notice] = await watcher.waitForCount(1);
     expect(notice!.json).toMatchObject({ type: 'endpoint.backlog_full', topic: 'webhooks.endpoints', data: { endpointId: endpoint.id, pending: 4, limit: 3 } });
@@ -252,11 +252,11 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
   });
 
   it('retries a failing receiver with the same webhook-id, honours Retry-After, and logs every attempt', { timeout: 60_000 }, async () => {
-    const server = await startServer(mode);
+    // The curve starts at 100 ms (WEBHOOK_RETRY_BASE_MS) instead of 1 s: the 429 answers the second
+    // attempt, after which the curve alone would wait 200-240 ms (retry-schedule.ts: 100·2^(2−1)
+    // plus up to 20% jitter): a Retry-After of 3 s is only kept if it is honoured.
+    const server = await startServer(mode, { WEBHOOK_RETRY_BASE_MS: '100' });
     const receiver = await startWebhookReceiver();
-    // The 429 answers the second attempt, after which the curve alone would wait 2-2.4 s
-    // (retry-schedule.ts: 1000·2^(2−1) plus up to 20% jitter): a Retry-After of 3 s is only kept
-    // if it is honoured.
     receiver.respond = (_request, index) => (index === 0 ? 500 : index === 1 ? { status: 429, headers: { 'retry-after': '3' } } : index === 2 ? 'drop' : 200);
     const endpoint = await createEndpoint(server, { url: receiver.url, events: ['*'] });
     const eventId = await publish(server, 'a', 'orders', { n: 1 });
@@ -272,7 +272,7 @@ describe.each(MODES)('webhooks (%s delivery)', (mode) => {
       { attempt: 4, trigger: 'RETRY', outcome: 'delivered', status: 200 },
     ]);
     // The 429's Retry-After (3 s) set the next attempt at least that far out — past anything the
-    // curve alone would (2.4 s) —, and it came no earlier.
+    // curve alone would (240 ms) —, and it came no earlier.
     const throttled = log[1]!;
     expect(Date.parse(throttled.nextAttemptAt!) - Date.parse(throttled.createdAt)).toBeGreaterThanOrEqual(2_900);
     expect(received[2]!.receivedAt - received[1]!.receivedAt).toBeGreaterThanOrEqual(2_900);

@@ -89,6 +89,13 @@ describe('configuration', () => {
     expect(loadConfig({ ANALYTICS_FLUSH_SECONDS: '1' }).analytics).toMatchObject({ flushSeconds: 1, pushIntervalMs: 1000, flushGraceMs: 7000 });
   });
 
+  it('keeps the waits it had before they were settings: the DATA_DIR lock, the outbox reports, webhook housekeeping, retries and leases', () => {
+    const config = loadConfig({});
+    expect(config.dataDirLockStaleMs).toBe(10_000);
+    expect(config.outbox.reportIntervalMs).toBe(5000);
+    expect(config.webhooks).toMatchObject({ housekeepingIntervalMs: 5000, retryBaseMs: 1000, leaseMarginMs: 5000, reconcileIntervalMs: 5000 });
+  });
+
   it('is frozen, limits included', () => {
     const config = loadConfig({});
     expect(Object.isFrozen(config)).toBe(true);
@@ -102,6 +109,7 @@ describe('configuration', () => {
       PORT: '8080',
       HOST: '127.0.0.1',
       DATA_DIR: '/var/lib/tributary',
+      DATA_DIR_LOCK_STALE_MS: '4000',
       DATABASE_URL: 'postgres://u:p@db:5432/platform',
       REDIS_URL: 'redis://cache:6379/0',
       REDIS_KEY_PREFIX: 'shop-prod:',
@@ -122,6 +130,7 @@ describe('configuration', () => {
       CDC_RECORDS_STATEMENT_TIMEOUT_MS: '1500',
       OUTBOX_POLL_INTERVAL_MS: '250',
       OUTBOX_RETENTION_SECONDS: '86400',
+      OUTBOX_REPORT_INTERVAL_MS: '750',
       WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
       WEBHOOK_TIMEOUT_MS: '3000',
       WEBHOOK_RETRY_WINDOW_SECONDS: '7200',
@@ -131,6 +140,10 @@ describe('configuration', () => {
       WEBHOOK_LOG_RETENTION_SECONDS: '600',
       WEBHOOK_MAX_BODY_BYTES: '4096',
       WEBHOOK_ENDPOINT_REFRESH_MS: '60000',
+      WEBHOOK_HOUSEKEEPING_INTERVAL_MS: '400',
+      WEBHOOK_RETRY_BASE_MS: '50',
+      WEBHOOK_LEASE_MARGIN_MS: '300',
+      WEBHOOK_RECONCILE_INTERVAL_MS: '700',
       ALERTS_EVALUATE_SECONDS: '1',
       ALERTS_WINDOW_SECONDS: '60',
       ALERTS_MIN_SAMPLES: '4',
@@ -182,6 +195,7 @@ describe('configuration', () => {
       port: 8080,
       host: '127.0.0.1',
       dataDir: '/var/lib/tributary',
+      dataDirLockStaleMs: 4000,
       databaseUrl: 'postgres://u:p@db:5432/platform',
       redisUrl: 'redis://cache:6379/0',
       redisKeyPrefix: 'shop-prod:',
@@ -193,7 +207,7 @@ describe('configuration', () => {
         rawRetentionMs: 3_600_000,
         recordsStatementTimeoutMs: 1500,
       },
-      outbox: { pollIntervalMs: 250, retentionMs: 86_400_000 },
+      outbox: { pollIntervalMs: 250, retentionMs: 86_400_000, reportIntervalMs: 750 },
       webhooks: {
         allowPrivateTargets: true,
         timeoutMs: 3000,
@@ -204,6 +218,10 @@ describe('configuration', () => {
         logRetentionMs: 600_000,
         maxBodyBytes: 4096,
         endpointRefreshMs: 60_000,
+        housekeepingIntervalMs: 400,
+        retryBaseMs: 50,
+        leaseMarginMs: 300,
+        reconcileIntervalMs: 700,
       },
       alerts: {
         evaluateMs: 1000,
@@ -292,6 +310,12 @@ describe('configuration', () => {
     [{ WS_MAX_SUBSCRIPTIONS: '0' }, 'WS_MAX_SUBSCRIPTIONS must be an integer from 1 to 10000'],
     [{ WS_MAX_CONNECTIONS_PER_SUBJECT: '0' }, 'WS_MAX_CONNECTIONS_PER_SUBJECT must be an integer from 1 to 1000000'],
     [{ OUTBOX_POLL_INTERVAL_MS: '5' }, 'OUTBOX_POLL_INTERVAL_MS must be an integer from 10 to 600000'],
+    [{ OUTBOX_REPORT_INTERVAL_MS: '50' }, 'OUTBOX_REPORT_INTERVAL_MS must be an integer from 100 to 600000'],
+    [{ DATA_DIR_LOCK_STALE_MS: '1000' }, 'DATA_DIR_LOCK_STALE_MS must be an integer from 2000 to 600000'],
+    [{ WEBHOOK_HOUSEKEEPING_INTERVAL_MS: '50' }, 'WEBHOOK_HOUSEKEEPING_INTERVAL_MS must be an integer from 100 to 600000'],
+    [{ WEBHOOK_RETRY_BASE_MS: '5' }, 'WEBHOOK_RETRY_BASE_MS must be an integer from 10 to 60000'],
+    [{ WEBHOOK_LEASE_MARGIN_MS: '50' }, 'WEBHOOK_LEASE_MARGIN_MS must be an integer from 100 to 600000'],
+    [{ WEBHOOK_RECONCILE_INTERVAL_MS: '50' }, 'WEBHOOK_RECONCILE_INTERVAL_MS must be an integer from 100 to 600000'],
     [{ ANALYTICS_FLUSH_SECONDS: '0' }, 'ANALYTICS_FLUSH_SECONDS must be an integer from 1 to 3600'],
     [{ ANALYTICS_ENABLED: 'off' }, 'ANALYTICS_ENABLED must be true or false'],
     [{ JWT_ISSUER: 'https://issuer.example/' }, 'JWT_ISSUER and JWT_AUDIENCE need JWT_SECRET or JWT_JWKS_URL'],

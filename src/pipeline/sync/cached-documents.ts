@@ -62,6 +62,8 @@ export interface CachedDocumentServiceOptions {
   readonly republishGraceMs?: number;
   /** How often that sweep runs. @default sweepIntervalMs */
   readonly republishIntervalMs?: number;
+  /** How long a write whose cache reply was lost asks the cache what it did (`lost-writes.ts`), in ms. @default CONFIRM_WAIT_MS */
+  readonly lostWriteWaitMs?: number;
 }
 
 /** Conditional writes refused by a concurrent writer (another instance) before giving up. */
@@ -256,8 +258,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   };
 
   const write = (key: DocumentKey, command: WriteCommand): Promise<SyncDocument> => {
-    // One writer per document in this instance at a time, then across instances: LOCK_WAIT_MS
-    // for both turns together.
+    // One writer per document in this instance at a time, then across instances: LOCK_WAIT_MS for both turns.
     const deadline = performance.now() + LOCK_WAIT_MS;
     return inTurn(key, deadline, () =>
       withDocumentLock(cache, cache.entryKey(key), deadline, logger, async () => {
@@ -294,7 +295,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
       } catch (error) {
         if (!isWriteOutcomeUnknown(error)) throw error;
         // No reply: it may have run. Answered as what it did (`lost-writes.ts`), or this throws.
-        await confirmLostWrite(cache, { entryKey, epoch: entry.epoch, baseRevision: entry.state.revision, token: error.token, cause: error }, acknowledgedFirst, logger);
+        await confirmLostWrite(cache, { entryKey, epoch: entry.epoch, baseRevision: entry.state.revision, token: error.token, cause: error }, acknowledgedFirst, logger, options.lostWriteWaitMs);
         result = 'confirmed';
       }
       if (result === 'ok' || result === 'ok-behind' || result === 'confirmed') {

@@ -12,10 +12,10 @@ import { outcomeUnknown } from './documents.ts';
  * for its own change, or — under an idempotency key, which a try that saved nothing frees — make
  * it twice.
  *
- * So the writer asks the cache, once it answers again (within CONFIRM_WAIT_MS), whether the write
- * ran (`DocumentCache.confirm`, by the token the write stored in the entry), fencing it in the same
- * script: a write that reaches Redis only after that (a late packet of the dropped connection)
- * changes nothing, so the answer stays true. The write is then answered as if its reply had come:
+ * So the writer asks the cache, once it answers again (within CONFIRM_WAIT_MS, or the service's
+ * `lostWriteWaitMs`), whether the write ran (`DocumentCache.confirm`, by the token the write
+ * stored in the entry), fencing it in the same script: a write that reaches Redis only after that
+ * (a late packet of the dropped connection) changes nothing, so the answer stays true. The write is then answered as if its reply had come:
  * - it ran: as a write that succeeded — its commit (sync) and publish go on, and answer as they do
  *   (success, or UNAVAILABLE `saved: true` with its revision when the rest could not finish);
  * - it did not: UNAVAILABLE without `saved` (retry);
@@ -46,8 +46,8 @@ export interface LostWrite {
  * write is to go on as one that got its reply; `acknowledgedFirst`: async durability.
  * @throws UNAVAILABLE without `saved` when it did not run; `outcomeUnknown` when that cannot be told.
  */
-export async function confirmLostWrite(cache: DocumentCache, lost: LostWrite, acknowledgedFirst: boolean, logger: Logger): Promise<void> {
-  const found = await askCache(cache, lost);
+export async function confirmLostWrite(cache: DocumentCache, lost: LostWrite, acknowledgedFirst: boolean, logger: Logger, waitMs = CONFIRM_WAIT_MS): Promise<void> {
+  const found = await askCache(cache, lost, waitMs);
   logger.warn({ entryKey: lost.entryKey, revision: lost.baseRevision + 1, found, err: lost.cause }, 'a document write got no reply from the cache; what it did was looked up');
   if (found === 'landed' || (found === 'unknown' && !acknowledgedFirst)) return;
   if (found === 'absent') {
@@ -59,9 +59,9 @@ export async function confirmLostWrite(cache: DocumentCache, lost: LostWrite, ac
   );
 }
 
-/** `confirm`, tried until it is answered or CONFIRM_WAIT_MS has passed ('unreachable'). */
-async function askCache(cache: DocumentCache, lost: LostWrite): Promise<Confirmed | 'unreachable'> {
-  const deadline = performance.now() + CONFIRM_WAIT_MS;
+/** `confirm`, tried until it is answered or `waitMs` has passed ('unreachable'). */
+async function askCache(cache: DocumentCache, lost: LostWrite, waitMs: number): Promise<Confirmed | 'unreachable'> {
+  const deadline = performance.now() + waitMs;
   const backoff = createBackoff(CONFIRM_RETRY);
   for (;;) {
     try {

@@ -76,7 +76,7 @@ export interface BullmqDeliveryOptions {
   readonly leaseMs: number;
   /** An endpoint's `maxConcurrency` (undefined: not known yet). */
   readonly maxConcurrencyOf: (endpointId: string) => number | undefined;
-  /** How often due lane heads without a job are looked for, in ms. @default 5000 */
+  /** How often due lane heads without a job are looked for, in ms (`WEBHOOK_RECONCILE_INTERVAL_MS`). @default 5000 */
   readonly reconcileMs?: number;
   /** Due heads read in one page of that look (and queued in a pass at most). @default 1000 */
   readonly reconcilePage?: number;

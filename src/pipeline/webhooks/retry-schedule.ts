@@ -29,6 +29,8 @@ export interface RetryPolicy {
   readonly maxFastDelayMs: number;
   /** The tail's interval, in ms (plus up to 10% jitter). @default 3_600_000 */
   readonly tailIntervalMs: number;
+  /** The fast curve's first delay, in ms (`WEBHOOK_RETRY_BASE_MS`). @default 1000 (the seed's) */
+  readonly fastBaseMs?: number;
 }
 
 export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
@@ -38,7 +40,7 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
   tailIntervalMs: 60 * 60 * 1000,
 });
 
-/** The fast curve's first delay, in ms (the seed's 1000). */
+/** The fast curve's first delay, in ms (the seed's 1000), unless the policy sets its own. */
 const FAST_BASE_MS = 1000;
 /** Jitter: up to this share of the fast delay, and of the tail interval. */
 const FAST_JITTER = 0.2;
@@ -56,7 +58,7 @@ export interface RetryDelayInput {
 
 /**
  * The pause before the next attempt, in ms: retry n (n = attemptsMade) waits
- * `min(1000·2^(n−1) + jitter, maxFastDelayMs)` while n ≤ fastAttempts, then
+ * `min(fastBaseMs·2^(n−1) + jitter, maxFastDelayMs)` while n ≤ fastAttempts, then
  * `tailIntervalMs + jitter`; a Retry-After makes it longer, never shorter.
  */
 export function retryDelayMs(input: RetryDelayInput): number {
@@ -71,7 +73,7 @@ function curveDelayMs(input: RetryDelayInput): number {
   }
   if (attemptsMade <= policy.fastAttempts) {
     // The exponent is capped so 2^n stays a finite number whatever fastAttempts is.
-    const base = FAST_BASE_MS * 2 ** Math.min(attemptsMade - 1, 40);
+    const base = (policy.fastBaseMs ?? FAST_BASE_MS) * 2 ** Math.min(attemptsMade - 1, 40);
     return Math.min(base + random() * FAST_JITTER * base, policy.maxFastDelayMs);
   }
   return policy.tailIntervalMs + random() * TAIL_JITTER * policy.tailIntervalMs;
