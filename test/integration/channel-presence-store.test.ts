@@ -1,18 +1,18 @@
 /**
- * The Redis presence store against a real Redis: its bounds (members per channel, per instance),
- * and an instance taken for dead while alive (its heartbeats did not reach Redis, another swept
+ * The Redis presence store against a real Redis: its bounds (members per channel, per instance,
+ * per subject), and an instance taken for dead while alive (its heartbeats did not reach Redis, another swept
  * it) listing its members again at its next heartbeat, announced as joined again.
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
 import type { ChannelMessage } from '../../src/pipeline/channels/channel-message.ts';
+import type { PresenceBounds } from '../../src/pipeline/channels/presence.ts';
 import { createRedisPresence } from '../../src/pipeline/channels/redis-presence.ts';
 import { testRedisUrl, uniquePrefix, waitFor } from '../helpers/index.ts';
 
-function setUp(bounds: { maxPerChannel?: number; maxPerInstance?: number } = {}) {
+function setUp(bounds: PresenceBounds = {}, keyPrefix = uniquePrefix()) {
   const redis = new Redis(testRedisUrl());
-  const keyPrefix = uniquePrefix();
   const announced: { key: string; message: ChannelMessage }[] = [];
   const presence = createRedisPresence({
     redis,
@@ -67,5 +67,40 @@ describe('redis presence store', () => {
     await presence.remove('app:env:|room', listed!);
     expect((await presence.list('app:env:|room', 10)).count).toBe(0);
     expect(await redis.scard(`${keyPrefix}presence:instance:${instances[0]!}`)).toBe(0);
+  });
+
+  it('lists one subject (within its scope) in at most 100 channels of an instance by default; another subject still is listed; a removal gives the place back', async () => {
+    const { presence, announced } = setUp();
+    const first = await presence.add('app:env:t=m|c0', member('mallory'));
+    expect(first).toBeDefined();
+    for (let n = 1; n < 100; n += 1) expect(await presence.add(`app:env:t=m|c${n}`, member('mallory'))).toBeDefined();
+
+    expect(await presence.add('app:env:t=m|c100', member('mallory'))).toBeUndefined();
+    expect(await presence.add('app:env:t=m|c100', member('victor'))).toMatchObject({ subject: 'victor' });
+    expect(await presence.add('app:env:t=v|c100', member('mallory'))).toMatchObject({ subject: 'mallory' });
+    expect(await presence.list('app:env:t=m|c100', 10)).toMatchObject({ count: 1, members: [{ subject: 'victor' }] });
+    expect(announced.filter(({ key }) => key === 'app:env:t=m|c100').map(({ message }) => message.event)).toEqual(['presence.joined']);
+
+    await presence.remove('app:env:t=m|c0', first!);
+    expect(await presence.add('app:env:t=m|c100', member('mallory'))).toMatchObject({ subject: 'mallory' });
+    expect(await presence.add('app:env:t=m|c101', member('mallory'))).toBeUndefined();
+  });
+
+  it('gives a subject its place back when a member refused by a full channel, or not listed again after a sweep, is not listed', async () => {
+    const { redis, keyPrefix, presence } = setUp({ maxPerChannel: 1, maxPerSubject: 1 });
+    const other = setUp({ maxPerChannel: 1 }, keyPrefix);
+    expect(await other.presence.add('app:env:|full', member('victor'))).toBeDefined();
+    expect(await presence.add('app:env:|full', member('mallory'))).toBeUndefined();
+    const listed = await presence.add('app:env:|room', member('mallory'));
+    expect(listed).toBeDefined();
+    expect(await presence.add('app:env:|hall', member('mallory'))).toBeUndefined();
+
+    // Swept as if dead; victor takes the room's only place before this instance lists mallory again.
+    const instance = (await redis.hget(`${keyPrefix}{app:env:|room}:presence`, listed!.id))!.split(' ')[0]!;
+    await redis.multi().zrem(`${keyPrefix}presence:instances`, instance).hdel(`${keyPrefix}{app:env:|room}:presence`, listed!.id).del(`${keyPrefix}presence:instance:${instance}`).exec();
+    expect(await other.presence.add('app:env:|room', member('victor'))).toBeDefined();
+
+    await waitFor(async () => (await presence.add('app:env:|hall', member('mallory'))) !== undefined, { message: 'mallory was listed in the hall once the room refused it again' });
+    expect(await presence.list('app:env:|room', 10)).toMatchObject({ count: 1, members: [{ subject: 'victor' }] });
   });
 });

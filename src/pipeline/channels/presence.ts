@@ -2,9 +2,11 @@
  * Presence (the seed's Redis row: "presence"): who is in a channel now. A store lists a channel's
  * members and announces their coming and going on the channel itself (`presence.joined`,
  * `presence.left`); in this process's memory without Redis, across instances with it
- * (`redis-presence.ts`). Bounded: a channel lists at most `maxPerChannel` members and an instance
- * at most `maxPerInstance`; a member past either bound is a member all the same — it receives
- * the channel's broadcasts — but is neither listed nor announced.
+ * (`redis-presence.ts`). Bounded: a channel lists at most `maxPerChannel` members, an instance at
+ * most `maxPerInstance` (all tenants together), and an instance at most `maxPerSubject` members of
+ * one user — a subject within its scope — across its channels, so that one user cannot take every
+ * place the instance lists from the others. A member past any bound is a member all the same — it
+ * receives the channel's broadcasts — but is neither listed nor announced.
  */
 import { PRESENCE_JOINED, PRESENCE_LEFT, presenceMessage, type ChannelMember, type ChannelMessage, type MemberInput } from './channel-message.ts';
 
@@ -32,10 +34,43 @@ export interface PresenceBounds {
   readonly maxPerChannel?: number;
   /** Members one instance lists at most, across its channels. @default 10000 */
   readonly maxPerInstance?: number;
+  /** Members of one subject (in one scope) one instance lists at most, across its channels. @default 100 */
+  readonly maxPerSubject?: number;
 }
 
 export const DEFAULT_MAX_PER_CHANNEL = 1_000;
 export const DEFAULT_MAX_PER_INSTANCE = 10_000;
+export const DEFAULT_MAX_PER_SUBJECT = 100;
+
+/** The places each subject holds in an instance's list: one per member listed, taken and given back with it. */
+export interface SubjectPlaces {
+  /** Takes a place for `subject` in the scope of channel `key`; false when it holds `maxPerSubject` already. */
+  take(key: string, subject: string): boolean;
+  give(key: string, subject: string): void;
+  clear(): void;
+}
+
+export function createSubjectPlaces(maxPerSubject: number): SubjectPlaces {
+  const held = new Map<string, number>();
+  // A user is its subject within its scope: the channel key's scope key (which holds no `|`), then the subject.
+  const userOf = (key: string, subject: string) => `${key.slice(0, key.indexOf('|') + 1)}${subject}`;
+  return {
+    take(key, subject) {
+      const user = userOf(key, subject);
+      const count = held.get(user) ?? 0;
+      if (count >= maxPerSubject) return false;
+      held.set(user, count + 1);
+      return true;
+    },
+    give(key, subject) {
+      const user = userOf(key, subject);
+      const count = held.get(user) ?? 0;
+      if (count <= 1) held.delete(user);
+      else held.set(user, count - 1);
+    },
+    clear: () => held.clear(),
+  };
+}
 
 /** Sends a presence message to the members of channel `key` (the channel transport's publish). */
 export type Announce = (key: string, message: ChannelMessage) => Promise<void>;
@@ -50,6 +85,7 @@ export interface MemoryPresenceOptions extends PresenceBounds {
 export function createMemoryPresence(options: MemoryPresenceOptions): PresenceStore {
   const maxPerChannel = options.maxPerChannel ?? DEFAULT_MAX_PER_CHANNEL;
   const maxPerInstance = options.maxPerInstance ?? DEFAULT_MAX_PER_INSTANCE;
+  const places = createSubjectPlaces(options.maxPerSubject ?? DEFAULT_MAX_PER_SUBJECT);
   const now = options.now ?? Date.now;
   /** Members by channel key, each map in the order they joined. */
   const channels = new Map<string, Map<string, ChannelMember>>();
@@ -58,7 +94,7 @@ export function createMemoryPresence(options: MemoryPresenceOptions): PresenceSt
   return {
     async add(key, input) {
       let members = channels.get(key);
-      if (listed >= maxPerInstance || (members?.size ?? 0) >= maxPerChannel) return undefined;
+      if (listed >= maxPerInstance || (members?.size ?? 0) >= maxPerChannel || !places.take(key, input.subject)) return undefined;
       if (!members) channels.set(key, (members = new Map<string, ChannelMember>()));
       sequence += 1;
       const member: ChannelMember = { id: `m${sequence.toString(36)}`, subject: input.subject, connectionId: input.connectionId ?? null, joinedAt: now() };
@@ -71,6 +107,7 @@ export function createMemoryPresence(options: MemoryPresenceOptions): PresenceSt
       const members = channels.get(key);
       if (!members?.delete(member.id)) return;
       listed -= 1;
+      places.give(key, member.subject);
       if (members.size === 0) channels.delete(key);
       await options.announce(key, presenceMessage(key, PRESENCE_LEFT, member));
     },
@@ -81,6 +118,7 @@ export function createMemoryPresence(options: MemoryPresenceOptions): PresenceSt
     close() {
       channels.clear();
       listed = 0;
+      places.clear();
       return Promise.resolve();
     },
   };

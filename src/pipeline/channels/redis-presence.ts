@@ -15,13 +15,26 @@
  * more. An instance taken for dead while alive (its heartbeats did not reach Redis) finds its
  * score gone at its next heartbeat: it carries on under a new instance name and lists again the
  * members the sweep took, announcing them as joined again.
+ *
+ * Bounds: a channel's (`maxPerChannel`) is Redis's, checked as a member is listed; an instance's
+ * (`maxPerInstance`) and a subject's on an instance (`maxPerSubject`) are this instance's, counted
+ * over the members it holds listed (`local`): a member leaving it gives its places back.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { componentLogger, type Logger } from '../../logger.ts';
 import { defineScript } from '../redis-script.ts';
 import { parseMember, PRESENCE_JOINED, PRESENCE_LEFT, presenceMessage, type ChannelMember } from './channel-message.ts';
-import { byJoinOrder, DEFAULT_MAX_PER_CHANNEL, DEFAULT_MAX_PER_INSTANCE, type Announce, type PresenceBounds, type PresenceStore } from './presence.ts';
+import {
+  byJoinOrder,
+  createSubjectPlaces,
+  DEFAULT_MAX_PER_CHANNEL,
+  DEFAULT_MAX_PER_INSTANCE,
+  DEFAULT_MAX_PER_SUBJECT,
+  type Announce,
+  type PresenceBounds,
+  type PresenceStore,
+} from './presence.ts';
 
 export interface RedisPresenceOptions extends PresenceBounds {
   readonly redis: Redis;
@@ -67,6 +80,7 @@ export function createRedisPresence(options: RedisPresenceOptions): PresenceStor
   const expiryMs = options.expiryMs ?? options.heartbeatMs * 3;
   const maxPerChannel = options.maxPerChannel ?? DEFAULT_MAX_PER_CHANNEL;
   const maxPerInstance = options.maxPerInstance ?? DEFAULT_MAX_PER_INSTANCE;
+  const places = createSubjectPlaces(options.maxPerSubject ?? DEFAULT_MAX_PER_SUBJECT);
   const now = options.now ?? Date.now;
   const logger = componentLogger(options.logger, 'presence');
   const add = defineScript<(hash: string, id: string, value: string, max: number) => Promise<number>>(redis, 'tributaryPresenceAdd', 1, ADD);
@@ -81,8 +95,14 @@ export function createRedisPresence(options: RedisPresenceOptions): PresenceStor
   const idPrefix = newInstance().slice(0, 10);
   let instance = newInstance();
   let sequence = 0;
-  /** This instance's listed members, by id. */
+  /** This instance's listed members, by id; each holds a place of its subject's (`places`) until `unlist`. */
   const local = new Map<string, { readonly key: string; readonly member: ChannelMember }>();
+  const unlist = (id: string) => {
+    const entry = local.get(id);
+    if (!entry) return;
+    local.delete(id);
+    places.give(entry.key, entry.member.subject);
+  };
   /** Members whose leaving did not reach Redis, taken off at the next heartbeat (or at close). */
   const leaving = new Map<string, { readonly key: string; readonly member: ChannelMember }>();
   let started: Promise<void> | undefined;
@@ -152,7 +172,7 @@ export function createRedisPresence(options: RedisPresenceOptions): PresenceStor
     for (const [id, { key, member }] of [...local]) {
       if (!local.has(id)) continue;
       const listed = await own(key, member);
-      if (listed === 0) local.delete(id);
+      if (listed === 0) unlist(id);
       if (listed === 1) await tell(key, PRESENCE_JOINED, member);
     }
     await redis.del(entriesOf(previous));
@@ -183,7 +203,7 @@ export function createRedisPresence(options: RedisPresenceOptions): PresenceStor
   };
 
   const takeOff = async (key: string, member: ChannelMember) => {
-    local.delete(member.id);
+    unlist(member.id);
     leaving.delete(member.id);
     let results: [Error | null, unknown][] | null;
     try {
@@ -198,11 +218,18 @@ export function createRedisPresence(options: RedisPresenceOptions): PresenceStor
 
   return {
     async add(key, input) {
-      if (closed || local.size >= maxPerInstance) return undefined;
-      await start();
-      sequence += 1;
-      const member: ChannelMember = { id: `${idPrefix}.${sequence.toString(36)}`, subject: input.subject, connectionId: input.connectionId ?? null, joinedAt: now() };
-      if ((await own(key, member)) === 0) return undefined;
+      // The subject's place is taken before the first await, so that its joins at once do not all pass.
+      if (closed || local.size >= maxPerInstance || !places.take(key, input.subject)) return undefined;
+      let member: ChannelMember | undefined;
+      try {
+        await start();
+        sequence += 1;
+        const joining: ChannelMember = { id: `${idPrefix}.${sequence.toString(36)}`, subject: input.subject, connectionId: input.connectionId ?? null, joinedAt: now() };
+        if ((await own(key, joining)) !== 0) member = joining;
+      } finally {
+        if (!member) places.give(key, input.subject);
+      }
+      if (!member) return undefined;
       local.set(member.id, { key, member });
       await tell(key, PRESENCE_JOINED, member);
       return member;
