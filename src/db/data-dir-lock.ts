@@ -25,6 +25,12 @@ export interface DataDirLockOptions {
    * callback: it must not throw. @default throws the error (an uncaught exception: the process dies)
    */
   readonly onLost?: (error: Error) => void;
+  /**
+   * Called once when the lock is held by another process and this one starts waiting for it (up
+   * to `waitMs`, `waitMs` given): a start that would otherwise say nothing for that long can say
+   * why.
+   */
+  readonly onWait?: (waitMs: number) => void;
 }
 
 /**
@@ -40,13 +46,20 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
     ((error: Error) => {
       throw error;
     });
-  try {
-    return await lockfile.lock(dataDir, {
+  const lock = (retries: number) =>
+    lockfile.lock(dataDir, {
       lockfilePath: join(dataDir, 'tributary.lock'),
       stale: staleMs,
       update: 1_000,
-      retries: { retries: attempts, factor: 1, minTimeout: Math.min(1_000, waitMs), maxTimeout: 1_000 },
+      retries: { retries, factor: 1, minTimeout: Math.min(1_000, waitMs), maxTimeout: 1_000 },
       onCompromised: (error) => onLost(new Error(`The lock of DATA_DIR ${dataDir} was lost: another process has the folder, or it was removed`, { cause: error })),
+    });
+  try {
+    // Once at once, so that a wait is told before it begins.
+    return await lock(0).catch((error: unknown) => {
+      if ((error as { code?: unknown }).code !== 'ELOCKED' || attempts === 0) throw error;
+      options.onWait?.(waitMs);
+      return lock(attempts);
     });
   } catch (error) {
     if ((error as { code?: unknown }).code !== 'ELOCKED') throw error;

@@ -41,6 +41,12 @@ export async function openDatabase(
     lock: {
       ...(config.dataDirLockStaleMs !== undefined && { staleMs: config.dataDirLockStaleMs }),
       onLost: options.onDataDirLost ?? exitOnLostDataDir(logger, config.dataDir),
+      // Else a second `npm start` on the folder says nothing until it gives up, seconds later.
+      onWait: (waitMs) =>
+        logger.info(
+          { dataDir: config.dataDir },
+          `DATA_DIR is locked by another process; waiting up to ${Math.round(waitMs / 1000)} s for it (a crashed holder's lock is taken over, a live one's is not)`,
+        ),
     },
     // PGlite's initdb takes 15–40 s and prints nothing: a first start would look hung.
     onCreate: () => logger.info({ dataDir: config.dataDir }, `creating the embedded database in ${resolve(config.dataDir)} (first start; takes a while)`),

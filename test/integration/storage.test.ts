@@ -219,12 +219,16 @@ describe('embedded storage: one process per data folder', () => {
     // The second waits for the lock a little over its stale time (4 s here, 10 s by default) before it gives up.
     const second = spawn(process.execPath, [MAIN_SCRIPT], {
       env: { PATH: process.env['PATH'] ?? '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, DATA_DIR_LOCK_STALE_MS: '4000' },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
+    let stdout = '';
     let stderr = '';
+    second.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     second.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const [code] = (await once(second, 'exit')) as [number | null];
     expect(code).not.toBe(0);
+    // It said why it waited before it did (not seconds of silence), then why it stopped.
+    expect(stdout).toContain('DATA_DIR is locked by another process; waiting up to 7 s for it');
     expect(stderr).toContain(`DATA_DIR ${dataDir} is in use by another Tributary process`);
     const health = await fetch(`http://127.0.0.1:${first.port}/health`);
     expect(health.status).toBe(200);
