@@ -8,7 +8,7 @@ import { documentSnapshot } from '../pipeline/events/document-change.ts';
 import { scopeOf } from '../pipeline/scope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import { isValidKey, keyId, MAX_KEY_LENGTH } from '../pipeline/idempotency/publish-keys.ts';
-import { documentTopic, type DocumentKey, type DocumentPage, type JsonObject, type SyncDocument } from '../pipeline/sync/documents.ts';
+import { documentTopic, listPage, type DocumentKey, type DocumentPage, type JsonObject, type SyncDocument } from '../pipeline/sync/documents.ts';
 import { writeFingerprint, writeOnce, type KeyedWrite } from '../pipeline/sync/keyed-writes.ts';
 import type { ResolverContext } from './context.ts';
 import { assertStorableJson } from './json-input.ts';
@@ -34,10 +34,14 @@ export async function getDocument(context: ResolverContext, args: DocumentArgs):
   return (await context.services.documents.get(keyFor(context, 'read', args.service, args.id))) ?? null;
 }
 
-/** `documents`: a page of a service's documents, by id; `after` is the previous page's end cursor. */
+/**
+ * `documents`: a page of a service's documents, by id; `after` is the previous page's end cursor.
+ * At most `first` documents, and at most MAX_PAGE_DATA_BYTES of their data (`listPage`).
+ * `withData`: whether the selection asks for the documents' data; without it, none is read.
+ */
 export async function listDocuments(
   context: ResolverContext,
-  args: { service: string; first?: number | null; after?: string | null },
+  args: { service: string; first?: number | null; after?: string | null; withData?: boolean },
 ): Promise<DocumentPage> {
   const { scope, service } = keyFor(context, 'read', args.service, undefined);
   const first = args.first ?? DEFAULT_PAGE;
@@ -45,7 +49,7 @@ export async function listDocuments(
     throw badUserInput('first', `first must be an integer from 1 to ${MAX_PAGE}`);
   }
   const after = args.after == null ? undefined : decodePageCursor(args.after);
-  return context.services.documents.list(scope, service, { first, after });
+  return listPage(context.services.documents, scope, service, { first, after, withData: args.withData ?? true });
 }
 
 /**

@@ -53,7 +53,16 @@ export interface HttpServerOptions {
   readonly logger: Logger;
   /** Time each readiness check may take, in ms. @default 2000 */
   readonly readinessTimeoutMs?: number;
+  /**
+   * How long an answer may wait for its client to take more of it, in ms: a connection whose
+   * response has bytes queued of which the client has taken none for this long is destroyed
+   * (`endUnreadAnswers`). @default UNREAD_ANSWER_TIMEOUT_MS
+   */
+  readonly unreadAnswerTimeoutMs?: number;
 }
+
+/** See `HttpServerOptions.unreadAnswerTimeoutMs`: a slow client is not cut while it takes some of its answer within every such period. */
+export const UNREAD_ANSWER_TIMEOUT_MS = 30_000;
 
 /**
  * Transport only: `/health`, `/ready` and `/metrics` answer here, `/graphql` goes to yoga (HTTP) or the
@@ -65,7 +74,9 @@ export function createHttpServer(options: HttpServerOptions): Server {
   const metricsAllowed = metricsAuthorization(options.metricsToken);
   const refusal = options.originGuard ? developmentRefusal(options.originGuard, options.logger) : () => undefined;
   const adminUi = options.api ? createAdminUi() : undefined;
+  const unreadAnswerTimeoutMs = options.unreadAnswerTimeoutMs ?? UNREAD_ANSWER_TIMEOUT_MS;
   const server = createServer((request, response) => {
+    endUnreadAnswers(response, unreadAnswerTimeoutMs);
     const path = pathOf(request);
     if (path === '/health' && isRead(request)) {
       sendJson(response, 200, { status: 'ok' });
@@ -138,6 +149,24 @@ export function createHttpServer(options: HttpServerOptions): Server {
     socket.end(clientErrorResponse(error.code));
   });
   return server;
+}
+
+/**
+ * Destroys the connection of an answer its client does not take. Node bounds receiving a request
+ * (`headersTimeout`, `requestTimeout`), not sending its answer, and gives sockets no timeout
+ * (`server.timeout` 0): a client that stops reading kept its answer in this process's memory for as
+ * long as it kept the connection open (20 unread `documents` pages: 3.4 GiB). The socket's timeout
+ * counts inactivity — data read, a write completed, and a write in progress that moved on (Node
+ * compares its queue) are activity — so when it passes with bytes still queued, the client took
+ * none of them for that long. A timeout with nothing queued (the answer still being worked out, a
+ * quiet event stream) ends nothing: with this listener Node leaves the socket to it. The next
+ * request on a kept-alive connection sets its own; between requests, `keepAliveTimeout` holds.
+ */
+function endUnreadAnswers(response: ServerResponse, timeoutMs: number): void {
+  response.setTimeout(timeoutMs, () => {
+    const { socket } = response;
+    if (socket !== null && socket.writableLength > 0) socket.destroy();
+  });
 }
 
 /**

@@ -867,7 +867,7 @@ export type Query = {
   dashboard: Dashboard;
   /** A document, or null when there is none. Needs `sync.{service}.read`, or the document's own `sync.{service}.doc.{id}.read`. */
   document: Maybe<Document>;
-  /** A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). Needs `sync.{service}.read`. */
+  /** A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). A page that does not select `data` does not read it. Needs `sync.{service}.read`. */
   documents: DocumentConnection;
   /** Admin: the environment's top topics over the window, cluster-wide (minutes not flushed yet included). Also GET /api/metrics/hot-topics. */
   hotTopics: Array<HotTopic>;

@@ -4,7 +4,6 @@ import { ErrorCode, TributaryError } from '../../errors.ts';
 import { componentLogger, type Logger } from '../../logger.ts';
 import { createKeyedSerial } from '../coordination/keyed-serial.ts';
 import type { EventRouter } from '../router/event-router.ts';
-import type { Scope } from '../scope.ts';
 import { createDocumentCache, isDocumentCacheUnavailable, isWriteOutcomeUnknown, type CachedEntry, type ReadResult, type WriteResult } from './document-cache.ts';
 import { createDocumentCommits } from './document-commits.ts';
 import { createDocumentEventPublisher, documentEventOf } from './document-events.ts';
@@ -17,7 +16,6 @@ import {
   DEFAULT_MAX_DOCUMENT_BYTES,
   documentEntity,
   type DocumentKey,
-  type DocumentPage,
   type DocumentService,
   type DocumentSnapshot,
   type SyncDocument,
@@ -328,7 +326,7 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
   };
 
   /** Documents of a service: Postgres's live rows, shown as the cache has them (see `listed`). */
-  const listThroughCache = async (scope: Scope, service: string, { first, after }: { first: number; after: string | undefined }): Promise<DocumentPage> => {
+  const listThroughCache: DocumentService['list'] = async (scope, service, { first, after, withData = true }) => {
     await epochChecked;
     // Postgres lists the live documents, so deleted ones cost nothing. The cache may hold newer
     // states of them: in sync durability only changes Postgres has (see `readable`); in async
@@ -339,13 +337,13 @@ export function createCachedDocumentService(options: CachedDocumentServiceOption
     const documents: SyncDocument[] = [];
     let cursor = after ?? '';
     for (;;) {
-      const rows = await listLiveDocuments(db, scope, service, cursor, first + 1);
+      const rows = await listLiveDocuments(db, scope, service, cursor, first + 1, withData);
       // Ids up to `end` are all known now (every id after the cursor when the rows stop short).
       const end = rows.length > first ? rows[rows.length - 1]!.id : undefined;
       const byId = new Map(rows.map((row) => [row.id, row]));
       const more = unflushed.filter((id) => id > cursor && (end === undefined || id <= end) && !byId.has(id));
       const ids = [...byId.keys(), ...more].sort();
-      const { epoch, reads } = await cache.peek(ids.map((id) => cache.entryKey({ scope, service, id })));
+      const { epoch, reads } = await cache.peek(ids.map((id) => cache.entryKey({ scope, service, id })), withData);
       for (const [index, id] of ids.entries()) {
         const key = { scope, service, id };
         const state = await listed(key, byId.get(id), reads[index]!, epoch);

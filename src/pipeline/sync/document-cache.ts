@@ -92,11 +92,11 @@ export interface DocumentCache {
   /** Reads an entry; a clean, current one gets its TTL back. */
   read(entryKey: string): Promise<ReadResult>;
   /**
-   * Reads several entries in one round trip (a transaction, so against one epoch), leaving them
-   * as they are: no TTL given back, nothing installed. Answers the current epoch too (undefined
-   * when Redis has none).
+   * Reads several entries in one round trip (a transaction, so against one epoch), leaving them as
+   * they are (no TTL given back, nothing installed), with the current epoch (undefined when Redis
+   * has none). `withData` false: their data (`d`, `sd`) is not read, and is `{}`.
    */
-  peek(entryKeys: readonly string[]): Promise<{ epoch: string | undefined; reads: ReadResult[] }>;
+  peek(entryKeys: readonly string[], withData?: boolean): Promise<{ epoch: string | undefined; reads: ReadResult[] }>;
   /** Ids of the documents of a service with entries in the dirty set (changes Postgres lacks, or lacked). */
   dirtyIds(scope: Scope, service: string): Promise<string[]>;
   /**
@@ -164,6 +164,7 @@ export interface DocumentCacheOptions {
 
 const FIELDS = ['ep', 'r', 'd', 'x', 'c', 'u', 'ceil', 'f', 'lg'] as const;
 const SAVED_FIELDS = ['sr', 'sd', 'sx', 'sc', 'su'] as const;
+const isData = (field: string) => field === 'd' || field === 'sd';
 
 type Fields = [string, string, string, string, string, string, string, string, string];
 /** `sr`, `sd`, `sx`, `sc`, `su`; '' when not set. */
@@ -244,11 +245,11 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
       return { status, entry: entryOf(fields.slice(0, FIELDS.length) as Fields, fields.slice(FIELDS.length) as SavedFields) };
     },
 
-    peek: (entryKeys) =>
+    peek: (entryKeys, withData = true) =>
       unavailableOnFailure(
         (async () => {
           const transaction = redis.multi().get(epochKey);
-          for (const key of entryKeys) transaction.hmget(key, ...FIELDS, ...SAVED_FIELDS);
+          for (const key of entryKeys) transaction.hmget(key, ...[...FIELDS, ...SAVED_FIELDS].filter((field) => withData || !isData(field)));
           const replies = await transaction.exec();
           if (!replies) throw new Error('document cache read aborted');
           const values = replies.map(([error, value]) => {
@@ -257,7 +258,8 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
           });
           const epoch = (values[0] as string | null | undefined) ?? undefined;
           const reads = entryKeys.map((_key, index): ReadResult => {
-            const fields = ((values[index + 1] ?? []) as (string | null)[]).map((value) => value ?? '');
+            const read = ((values[index + 1] ?? []) as (string | null)[]).map((value) => value ?? '');
+            const fields = withData ? read : [...FIELDS, ...SAVED_FIELDS].map((field) => (isData(field) ? '{}' : read.shift()!));
             if (fields[0] === undefined || fields[0] === '') return { status: 'miss' };
             const entry = entryOf(fields.slice(0, FIELDS.length) as Fields, fields.slice(FIELDS.length) as SavedFields);
             return { status: fields[0] === epoch ? 'hit' : 'stale', entry };

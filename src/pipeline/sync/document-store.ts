@@ -58,19 +58,39 @@ export async function lockDocument(tx: Queryable, key: DocumentKey): Promise<Doc
   return rows[0];
 }
 
+/** The statement listing live documents, selecting `columns`. */
+const listLive = (columns: string) => `SELECT ${columns} FROM sync_documents
+      WHERE app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND NOT deleted AND id COLLATE "C" > $5
+      ORDER BY id COLLATE "C" LIMIT $6`;
+
 /**
  * The statement of `listLiveDocuments` (parameters: app, env, tenant, service, after, limit),
  * exported so a test can check its plan. Ids in byte order (`COLLATE "C"`), whatever the
  * database's default collation: the order the cache's ids are merged in. Migration 0029's partial
  * index `sync_documents_live_by_id` serves exactly this filter and order — change one with the other.
  */
-export const LIST_LIVE_DOCUMENTS_SQL = `SELECT ${COLUMNS} FROM sync_documents
-      WHERE app = $1 AND env = $2 AND tenant = $3 AND service = $4 AND NOT deleted AND id COLLATE "C" > $5
-      ORDER BY id COLLATE "C" LIMIT $6`;
+export const LIST_LIVE_DOCUMENTS_SQL = listLive(COLUMNS);
 
-/** Live documents of a service, by id in byte order, after `after`: up to `limit` rows. */
-export async function listLiveDocuments(db: Queryable, scope: Scope, service: string, after: string, limit: number): Promise<DocumentRow[]> {
-  const { rows } = await db.query<DocumentRow>(LIST_LIVE_DOCUMENTS_SQL, [scope.app, scope.env, scope.tenant ?? '', service, after, limit]);
+/**
+ * The same without the documents' data (`{}` in its place): a large document's data is stored
+ * apart from its row (TOAST), and is then not read at all.
+ */
+export const LIST_LIVE_DOCUMENT_HEADS_SQL = listLive(COLUMNS.replace('data', `'{}'::jsonb AS data`));
+
+/**
+ * Live documents of a service, by id in byte order, after `after`: up to `limit` rows; without
+ * `withData`, their `data` is `{}` (not read).
+ */
+export async function listLiveDocuments(
+  db: Queryable,
+  scope: Scope,
+  service: string,
+  after: string,
+  limit: number,
+  withData = true,
+): Promise<DocumentRow[]> {
+  const sql = withData ? LIST_LIVE_DOCUMENTS_SQL : LIST_LIVE_DOCUMENT_HEADS_SQL;
+  const { rows } = await db.query<DocumentRow>(sql, [scope.app, scope.env, scope.tenant ?? '', service, after, limit]);
   return rows;
 }
 

@@ -37,6 +37,19 @@ export interface DocumentPage {
   readonly hasNextPage: boolean;
 }
 
+/** What `DocumentService.list` is asked for. */
+export interface ListOptions {
+  /** At most this many documents. */
+  readonly first: number;
+  /** The id the documents come after; undefined: from the first. */
+  readonly after: string | undefined;
+  /**
+   * False: the documents' data is not read, from the database or the cache, and is `{}` — for a
+   * page that does not select it (ids and revisions). @default true
+   */
+  readonly withData?: boolean;
+}
+
 /** A document as a new `document` subscription starts from. */
 export interface DocumentSnapshot {
   /**
@@ -52,8 +65,8 @@ export interface DocumentService {
   get(key: DocumentKey): Promise<SyncDocument | undefined>;
   /** What `get` reads, with the revision of a deleted document. */
   snapshot(key: DocumentKey): Promise<DocumentSnapshot>;
-  /** Documents of a service ordered by id, after the id `after`. */
-  list(scope: Scope, service: string, options: { first: number; after: string | undefined }): Promise<DocumentPage>;
+  /** Documents of a service ordered by id, after the id `after` (a page of `documents` reads them through `listPage`). */
+  list(scope: Scope, service: string, options: ListOptions): Promise<DocumentPage>;
   /** @throws CONFLICT when the id exists. */
   create(key: DocumentKey, data: JsonObject): Promise<SyncDocument>;
   replace(key: DocumentKey, data: JsonObject, expectedRevision: number | undefined): Promise<SyncDocument>;
@@ -67,6 +80,45 @@ export interface DocumentService {
 
 /** Largest document, in bytes of JSON, unless configured otherwise. */
 export const DEFAULT_MAX_DOCUMENT_BYTES = 256 * 1024;
+
+/** Largest page of `documents`, in bytes of its documents' data as JSON. */
+export const MAX_PAGE_DATA_BYTES = 4 * 1024 * 1024;
+
+/**
+ * A page of `documents`: at most `first` documents and, when their data is read, only as many as
+ * hold `maxBytes` of it (JSON) — the page ends before the document that would take it over, with
+ * `hasNextPage` as a page ended by `first`; a single larger document still makes a page of one.
+ * 500 documents of 256 KiB made one answer of 125 MB, built whole and held for as long as a client
+ * that does not read kept its connection. The documents are read in chunks of as many as could
+ * hold `maxBytes` at the largest size a document may have (16 of 256 KiB in 4 MiB): a page reads
+ * at most about twice what it answers, not `first` documents of the largest size.
+ */
+export async function listPage(
+  documents: Pick<DocumentService, 'list'>,
+  scope: Scope,
+  service: string,
+  options: ListOptions,
+  maxBytes = MAX_PAGE_DATA_BYTES,
+): Promise<DocumentPage> {
+  const { first, withData = true } = options;
+  if (!withData) return documents.list(scope, service, options);
+  const chunk = Math.max(1, Math.floor(maxBytes / DEFAULT_MAX_DOCUMENT_BYTES));
+  const page: SyncDocument[] = [];
+  let bytes = 0;
+  let after = options.after;
+  for (;;) {
+    const read = await documents.list(scope, service, { first: Math.min(chunk, first - page.length), after, withData });
+    for (const document of read.documents) {
+      const size = Buffer.byteLength(JSON.stringify(document.data));
+      if (page.length > 0 && bytes + size > maxBytes) return { documents: page, hasNextPage: true };
+      page.push(document);
+      bytes += size;
+    }
+    const last = read.documents.at(-1);
+    if (!read.hasNextPage || last === undefined || page.length === first) return { documents: page, hasNextPage: read.hasNextPage };
+    after = last.id;
+  }
+}
 
 /** The stream of one document's changes, in revision order (what `document` subscriptions read). */
 export function documentTopic(service: string, id: string): string {

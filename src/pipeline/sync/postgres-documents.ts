@@ -14,6 +14,7 @@ import {
   type DocumentKey,
   type DocumentService,
   type DocumentSnapshot,
+  type ListOptions,
   type SyncDocument,
 } from './documents.ts';
 import { createRepublisher } from './republisher.ts';
@@ -111,9 +112,9 @@ export async function listDocuments(
   db: Database,
   scope: Scope,
   service: string,
-  { first, after }: { first: number; after: string | undefined },
+  { first, after, withData = true }: ListOptions,
 ): Promise<{ documents: SyncDocument[]; hasNextPage: boolean }> {
-  const rows = await listLiveDocuments(db, scope, service, after ?? '', first + 1);
+  const rows = await listLiveDocuments(db, scope, service, after ?? '', first + 1, withData);
   return { documents: rows.slice(0, first).map((row) => toDocument(service, row)), hasNextPage: rows.length > first };
 }
 

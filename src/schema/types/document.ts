@@ -1,3 +1,4 @@
+import { Kind, type GraphQLResolveInfo, type SelectionNode } from 'graphql';
 import { applyReturnMode } from '../../pipeline/dispatch/return-mode.ts';
 import type { RealtimeEvent } from '../../pipeline/events/envelope.ts';
 import { readDocumentChange } from '../../pipeline/events/document-change.ts';
@@ -60,6 +61,21 @@ const writeLimits =
 const idempotencyKey =
   "Makes a retry safe, as `publish`'s: a write with a key used before in the caller's scope (within EVENT_PUBLISH_KEY_TTL_SECONDS, 24 h by default) writes nothing and answers what the first try answered — its document's id, revision and times; its data: for create and replace the data sent, for merge the document's data now (the first answer's unless it changed since), for delete `{}` (a deleted document's content is kept nowhere) — or the first try's UNAVAILABLE with `saved: true`, or its `saved: null` (the key is kept: a retry under it never writes again). A first try that saved nothing (refused, or UNAVAILABLE without `saved`) frees its key. The same key with other arguments (or used by a publish) is CONFLICT; so is a retry while the first try is being made (`extensions.inFlight: true`: retry shortly). 1–255 printable ASCII characters without spaces (a UUID, say). Kept in Redis when there is one, otherwise in this process's memory (bounded; a restart forgets it); a retry under a key forgotten writes again — add `expectedRevision` to have that refused.";
 
+/**
+ * Whether a `documents` selection asks for the documents' `data` (the only field so named under
+ * it), directly or through fragments: a page that does not ask for it reads none.
+ */
+function selectsData(info: GraphQLResolveInfo): boolean {
+  const asks = (selections: readonly SelectionNode[]): boolean =>
+    selections.some((selection) => {
+      if (selection.kind === Kind.FIELD) return selection.name.value === 'data' || asks(selection.selectionSet?.selections ?? []);
+      if (selection.kind === Kind.INLINE_FRAGMENT) return asks(selection.selectionSet.selections);
+      const fragment = info.fragments[selection.name.value];
+      return fragment !== undefined && asks(fragment.selectionSet.selections);
+    });
+  return info.fieldNodes.some((node) => asks(node.selectionSet?.selections ?? []));
+}
+
 builder.queryFields((t) => ({
   document: t.field({
     type: Document,
@@ -70,13 +86,13 @@ builder.queryFields((t) => ({
   }),
   documents: t.field({
     type: DocumentConnection,
-    description: "A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). Needs `sync.{service}.read`.",
+    description: "A page of a service's documents ordered by id (the snapshot a reconnecting client refetches). A page that does not select `data` does not read it. Needs `sync.{service}.read`.",
     args: {
       service: t.arg.string({ required: true, description: serviceName }),
-      first: t.arg.int({ description: 'At most this many documents: 1–500, default 50.' }),
+      first: t.arg.int({ description: 'At most this many documents: 1–500, default 50. A page also ends before 4 MiB of its documents\' `data` (as JSON): `pageInfo.hasNextPage` then says more follow.' }),
       after: t.arg.string({ description: "The previous page's `pageInfo.endCursor`, for the page after it; absent: the first page." }),
     },
-    resolve: (_root, args, context) => resolvers.listDocuments(context, args),
+    resolve: (_root, args, context, info) => resolvers.listDocuments(context, { ...args, withData: selectsData(info) }),
   }),
 }));
 
