@@ -434,7 +434,7 @@ export type EventSourceCount = {
   source: Scalars['String']['output'];
 };
 
-/** A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. On `metadata.timestamp`, operands are milliseconds since the epoch or a DateTime. Bounded: at most 8 levels, 64 conditions, each value (an operand, or one `in` item) at most 4 KiB as JSON and all of a filter's values 16 KiB (BAD_USER_INPUT past them). */
+/** A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. On `metadata.timestamp`, operands are milliseconds since the epoch or a DateTime. Bounded: at most 8 levels, 64 conditions (each `and`, `or` and `not` counting as one too), each value (an operand, or one `in` item) at most 4 KiB as JSON and all of a filter's values 16 KiB (BAD_USER_INPUT past them). */
 export type EventWhere = {
   /** Every one of these holds (an empty list holds). */
   and?: InputMaybe<Array<EventWhere>>;

@@ -5,6 +5,7 @@
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import type { BackoffOptions } from './backoff.ts';
 import { Connection } from './connection.ts';
+import { checkSocketUrl } from './socket-url.ts';
 import type { ConnectionState } from './connection-state.ts';
 import { subscribeDocument, type DocumentSubscription, type SubscribeDocumentOptions } from './document.ts';
 import { documentWrites, type DocumentWrites, type SendRequest } from './document-writes.ts';
@@ -134,6 +135,7 @@ export interface TributaryClient extends DocumentWrites {
 export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_576;
 
 export function createClient(options: ClientOptions): TributaryClient {
+  checkSocketUrl(options.url, 'createClient');
   const connection = new Connection({
     url: options.url,
     getToken: options.getToken,

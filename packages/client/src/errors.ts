@@ -8,15 +8,23 @@ export interface GraphQLErrorLike {
   readonly extensions?: Readonly<Record<string, unknown>>;
 }
 
-/** The server answered an operation with errors. `code` is the first error's `extensions.code`. */
+/**
+ * The server answered an operation with errors. `code` is the first error's `extensions.code`.
+ * `data` is what it answered beside them: in a request of several mutation fields, those that ran
+ * keep their answers (one refused is null) — an event published, an endpoint created with its
+ * once-shown secret — so a caller reads them there instead of sending the request again.
+ */
 export class TributaryRequestError extends Error {
   readonly code: string | undefined;
   readonly errors: readonly GraphQLErrorLike[];
+  /** The answer's `data` beside its errors; undefined when there was none (null or absent). */
+  readonly data: Readonly<Record<string, unknown>> | undefined;
 
-  constructor(errors: readonly GraphQLErrorLike[]) {
+  constructor(errors: readonly GraphQLErrorLike[], data?: Readonly<Record<string, unknown>> | null) {
     super(errors.map((error) => error.message).join('; ') || 'GraphQL error');
     this.name = 'TributaryRequestError';
     this.errors = errors;
+    this.data = data ?? undefined;
     const code = errors[0]?.extensions?.['code'];
     this.code = typeof code === 'string' ? code : undefined;
   }

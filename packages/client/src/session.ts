@@ -153,7 +153,7 @@ export class Session {
             if (settled) return;
             if (result.errors?.length) {
               release();
-              finish(() => reject(new TributaryRequestError(result.errors ?? [])));
+              finish(() => reject(new TributaryRequestError(result.errors ?? [], result.data as Readonly<Record<string, unknown>> | null | undefined)));
               return;
             }
             if (result.data === undefined || result.data === null) return;

@@ -62,6 +62,7 @@ import { closeCodeOf, closeReasonOf, isGraphQLErrorList, isPermanentRefusal, Ses
 import { guardedWebSocket } from './guarded-websocket.ts';
 import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
 import { createRecentIds } from './recent-ids.ts';
+import { checkSocketUrl } from './socket-url.ts';
 import type { ModelRecord } from './live-model-store.ts';
 import { RefetchFailedError } from './resumable.ts';
 import { tokenExpiresAt, tokenGrants } from './token.ts';
@@ -145,6 +146,7 @@ const QUERY = print(TributaryChangesDocument);
 const POSITION_QUERY = print(TributaryRecordsDocument);
 
 export function subscribeModel<R extends object = ModelRecord>(options: SubscribeModelOptions<R>): ModelSubscription {
+  checkSocketUrl(options.url, 'subscribeModel');
   const controller = new AbortController();
   let cursor = options.after;
   const maxDelay = options.maxRetryDelayMs ?? 30_000;
@@ -203,6 +205,8 @@ export function subscribeModel<R extends object = ModelRecord>(options: Subscrib
     /** Settles once the server acknowledged the connection (`undefined`) or it failed first (why). */
     let settleReady: (failure?: { readonly error: unknown }) => void = () => {};
     const ready = new Promise<{ readonly error: unknown } | undefined>((resolve) => (settleReady = resolve));
+    /** Ends a connection not acknowledged within `connectTimeoutMs` of its start (set below). */
+    const connecting: { timer?: ReturnType<typeof setTimeout> } = {};
     // Not lazy: a lazy client closes its socket as soon as the position query completes, and the
     // subscription would wait for a second one. This one lives until disposed; graphql-ws retries
     // nothing (`retryAttempts: 0`), the loop below does, from the cursor.
@@ -214,7 +218,7 @@ export function subscribeModel<R extends object = ModelRecord>(options: Subscrib
       ...(webSocketImpl !== undefined && { webSocketImpl }),
       retryAttempts: 0,
       lazy: false,
-      // A socket that could not even be made (no close event follows): the connection failed.
+      // A connection that failed without a close event (graphql-ws reports it here): it failed.
       onNonLazyError: (error) => settleReady({ error }),
       keepAlive: options.pingIntervalMs ?? 10_000,
       connectionAckWaitTimeout: options.connectTimeoutMs ?? 10_000,
@@ -230,10 +234,12 @@ export function subscribeModel<R extends object = ModelRecord>(options: Subscrib
         },
         connected: () => {
           acknowledged = true;
+          clearTimeout(connecting.timer);
           authLosses.forget();
           settleReady();
         },
         closed: (event) => {
+          clearTimeout(connecting.timer);
           lost ??= { event };
           stream?.fail(event);
           settleReady({ error: event });
@@ -244,7 +250,11 @@ export function subscribeModel<R extends object = ModelRecord>(options: Subscrib
         return { authorization: `Bearer ${sent}` };
       },
     });
+    // graphql-ws times the acknowledgement from the socket's open only: a socket that never opens
+    // (a proxy that takes the TCP connection and never answers the upgrade) would wait for ever.
+    connecting.timer = setTimeout(() => client.terminate(), options.connectTimeoutMs ?? 10_000);
     const stop = () => {
+      clearTimeout(connecting.timer);
       stream?.close();
       client.terminate();
     };

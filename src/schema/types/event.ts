@@ -100,7 +100,7 @@ interface EventWhereInput {
 
 const EventWhere = builder.inputRef<EventWhereInput>('EventWhere').implement({
   description:
-    'A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. On `metadata.timestamp`, operands are milliseconds since the epoch or a DateTime. Bounded: at most 8 levels, 64 conditions, each value (an operand, or one `in` item) at most 4 KiB as JSON and all of a filter\'s values 16 KiB (BAD_USER_INPUT past them).',
+    'A server-side filter. `field` is a dot path into the event (`type`, `source`, `payload.status`, `metadata.operation`, …) compared with one or more operators; `and`, `or` and `not` combine filters. Everything in one filter must hold. On `metadata.timestamp`, operands are milliseconds since the epoch or a DateTime. Bounded: at most 8 levels, 64 conditions (each `and`, `or` and `not` counting as one too), each value (an operand, or one `in` item) at most 4 KiB as JSON and all of a filter\'s values 16 KiB (BAD_USER_INPUT past them).',
   fields: (t) => ({
     field: t.string({
       description:
