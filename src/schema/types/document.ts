@@ -1,10 +1,10 @@
-import { Kind, type GraphQLResolveInfo, type SelectionNode } from 'graphql';
 import { applyReturnMode } from '../../pipeline/dispatch/return-mode.ts';
 import type { RealtimeEvent } from '../../pipeline/events/envelope.ts';
 import { readDocumentChange } from '../../pipeline/events/document-change.ts';
 import type { DocumentPage, SyncDocument } from '../../pipeline/sync/documents.ts';
 import * as resolvers from '../../resolvers/documents.ts';
 import { builder } from '../builder.ts';
+import { selectsField } from '../selection.ts';
 import { ReturnMode } from './event.ts';
 
 const Document = builder.objectRef<SyncDocument>('Document').implement({
@@ -61,21 +61,6 @@ const writeLimits =
 const idempotencyKey =
   "Makes a retry safe, as `publish`'s: a write with a key used before in the caller's scope (within EVENT_PUBLISH_KEY_TTL_SECONDS, 24 h by default) writes nothing and answers what the first try answered — its document's id, revision and times; its data: for create and replace the data sent, for merge the document's data now (the first answer's unless it changed since), for delete `{}` (a deleted document's content is kept nowhere) — or the first try's UNAVAILABLE with `saved: true`, or its `saved: null` (the key is kept: a retry under it never writes again). A first try that saved nothing (refused, or UNAVAILABLE without `saved`) frees its key. The same key with other arguments (or used by a publish) is CONFLICT; so is a retry while the first try is being made (`extensions.inFlight: true`: retry shortly). 1–255 printable ASCII characters without spaces (a UUID, say). Kept in Redis when there is one, otherwise in this process's memory (bounded; a restart forgets it); a retry under a key forgotten writes again — add `expectedRevision` to have that refused.";
 
-/**
- * Whether a `documents` selection asks for the documents' `data` (the only field so named under
- * it), directly or through fragments: a page that does not ask for it reads none.
- */
-function selectsData(info: GraphQLResolveInfo): boolean {
-  const asks = (selections: readonly SelectionNode[]): boolean =>
-    selections.some((selection) => {
-      if (selection.kind === Kind.FIELD) return selection.name.value === 'data' || asks(selection.selectionSet?.selections ?? []);
-      if (selection.kind === Kind.INLINE_FRAGMENT) return asks(selection.selectionSet.selections);
-      const fragment = info.fragments[selection.name.value];
-      return fragment !== undefined && asks(fragment.selectionSet.selections);
-    });
-  return info.fieldNodes.some((node) => asks(node.selectionSet?.selections ?? []));
-}
-
 builder.queryFields((t) => ({
   document: t.field({
     type: Document,
@@ -92,7 +77,7 @@ builder.queryFields((t) => ({
       first: t.arg.int({ description: 'At most this many documents: 1–500, default 50. A page also ends before 4 MiB of its documents\' `data` (as JSON): `pageInfo.hasNextPage` then says more follow.' }),
       after: t.arg.string({ description: "The previous page's `pageInfo.endCursor`, for the page after it; absent: the first page." }),
     },
-    resolve: (_root, args, context, info) => resolvers.listDocuments(context, { ...args, withData: selectsData(info) }),
+    resolve: (_root, args, context, info) => resolvers.listDocuments(context, { ...args, withData: selectsField(info, 'data') }),
   }),
 }));
 
