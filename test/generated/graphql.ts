@@ -837,7 +837,7 @@ export type OutboxStatus = {
   requireTenant: Scalars['Boolean']['output'];
   /** Rows routed per second over the last report period, summed over the processes reading the outbox. */
   routedPerSecond: Maybe<Scalars['Float']['output']>;
-  /** The figures were measured more than 30 s ago (six report intervals), or never: nothing measured them since — no workers process is running, none can read the outbox (see `lastError`), or (routedPerSecond still moving) the count of a backlog of millions of rows rests. They are the last ones measured, as of `reportedAt`, not the backlog now. */
+  /** The figures were measured more than 30 s ago (six report intervals at the default OUTBOX_REPORT_INTERVAL_MS), or never: nothing measured them since — no workers process is running, none can read the outbox (see `lastError`), or (routedPerSecond still moving) the count of a backlog of millions of rows rests. They are the last ones measured, as of `reportedAt`, not the backlog now. */
   stale: Scalars['Boolean']['output'];
   /** The outbox table's name (default `event_outbox`). */
   table: Scalars['String']['output'];

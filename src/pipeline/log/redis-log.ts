@@ -260,7 +260,8 @@ export function createRedisLog(options: RedisLogOptions): EventLog {
       // An epoch without a log: the stream has had no event yet; only its start is a valid cursor.
       if (infoReply?.[0]) {
         if (comparePositions(position, '0-0') === 0) return [];
-        throw resyncRequired(NOT_THIS_HISTORY);
+        // This history's cursor, but its log is gone (evicted, or deleted): what it held is lost.
+        throw resyncRequired("the stream's log was lost");
       }
       const info = fieldsOf(infoReply?.[1]);
       if (comparePositions(position, stringField(info, 'last-generated-id')) > 0) throw resyncRequired('unknown cursor');

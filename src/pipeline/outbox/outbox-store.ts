@@ -90,7 +90,7 @@ export interface OutboxSourceView extends OutboxSourceRecord {
 const RATE_FRESH_SECONDS = 15;
 
 /**
- * Figures measured longer ago than this are stale (six report intervals), in seconds: no reader
+ * Figures measured longer ago than this are stale (six report intervals at the default 5 s), in seconds: no reader
  * measured them since — every workers process down, or the outbox's database unreadable. Compared
  * with the database's clock, which wrote `reported_at`.
  */

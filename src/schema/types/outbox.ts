@@ -33,7 +33,7 @@ const OutboxStatus = builder.objectRef<OutboxSourceAnswer>('OutboxStatus').imple
     }),
     stale: t.boolean({
       description:
-        'The figures were measured more than 30 s ago (six report intervals), or never: nothing measured them since — no workers process is running, none can read the outbox (see `lastError`), or (routedPerSecond still moving) the count of a backlog of millions of rows rests. They are the last ones measured, as of `reportedAt`, not the backlog now.',
+        'The figures were measured more than 30 s ago (six report intervals at the default OUTBOX_REPORT_INTERVAL_MS), or never: nothing measured them since — no workers process is running, none can read the outbox (see `lastError`), or (routedPerSecond still moving) the count of a backlog of millions of rows rests. They are the last ones measured, as of `reportedAt`, not the backlog now.',
       resolve: (answer) => answer.source.report?.stale ?? true,
     }),
   }),
