@@ -75,7 +75,7 @@ export const LIST_LIVE_DOCUMENTS_SQL = listLive(COLUMNS);
  * The same without the documents' data (`{}` in its place): a large document's data is stored
  * apart from its row (TOAST), and is then not read at all.
  */
-export const LIST_LIVE_DOCUMENT_HEADS_SQL = listLive(COLUMNS.replace('data', `'{}'::jsonb AS data`));
+export const LIST_LIVE_DOCUMENT_HEADS_SQL = listLive(COLUMNS.replace(/\bdata\b/, `'{}'::jsonb AS data`));
 
 /**
  * Live documents of a service, by id in byte order, after `after`: up to `limit` rows; without
