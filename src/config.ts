@@ -86,6 +86,8 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** Prefix of every Redis key and channel, so deployments can share a Redis. @default 'trib:' */
   readonly redisKeyPrefix: string;
+  /** How long a command waits for Redis's reply before it fails (UNAVAILABLE), in ms. @default 5000 */
+  readonly redisCommandTimeoutMs: number;
   readonly auth: AuthConfig;
   readonly events: EventsConfig;
   readonly sync: SyncConfig;
@@ -194,6 +196,7 @@ const environmentSchema = z.object({
   REDIS_KEY_PREFIX: optionalString.refine((value) => value === undefined || /^[A-Za-z0-9_:.-]{1,64}$/.test(value), {
     message: 'must be 1–64 characters of letters, digits and _ : . -',
   }),
+  REDIS_COMMAND_TIMEOUT_MS: integer(100, 60_000, 5000),
   ...eventsEnvironment,
   SYNC_DURABILITY: z.enum(['async', 'sync'], { message: 'must be async or sync' }).optional().default('sync'),
   SYNC_DOC_TTL_SECONDS: integer(1, 30 * 24 * 3600, 600),
@@ -328,6 +331,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     databaseUrl: env.DATABASE_URL,
     redisUrl: env.REDIS_URL,
     redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'trib:',
+    redisCommandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS,
     auth,
     events: eventsConfigOf(env),
     sync: {

@@ -12,7 +12,9 @@ import type { Logger } from './logger.ts';
  * stops answering while the connection stays open (a partition, a paused Redis) leaves ioredis
  * `ready`, so nothing else fails the command until TCP gives up (~15 min); its caller answers
  * UNAVAILABLE instead. Nothing on such a connection blocks (no XREAD BLOCK, BLPOP or long
- * scripts; BullMQ has connections of its own), so a healthy Redis answers well within it.
+ * scripts; BullMQ has connections of its own), so a healthy Redis answers well within it. The
+ * server's own command connection takes `REDIS_COMMAND_TIMEOUT_MS` from the configuration (this
+ * default).
  */
 const REDIS_COMMAND_TIMEOUT_MS = 5000;
 

@@ -57,7 +57,7 @@ export async function createClients(config: Config, logger: Logger): Promise<Cli
     const db = await openDatabase(config, logger);
     closers.set('database', () => db.close());
     await migrate(db, { logger });
-    const redis = config.redisUrl === undefined ? undefined : await connectRedis(config.redisUrl, logger, (name, run) => closers.set(name, run));
+    const redis = config.redisUrl === undefined ? undefined : await connectRedis(config.redisUrl, config.redisCommandTimeoutMs, logger, (name, run) => closers.set(name, run));
     if (redis && config.databaseUrl === undefined) {
       // Right for one instance; several would share Redis's events and cache yet each write its
       // documents, sources and endpoints to a database of its own, and drift apart.
@@ -75,11 +75,12 @@ export async function createClients(config: Config, logger: Logger): Promise<Cli
 
 async function connectRedis(
   url: string,
+  commandTimeoutMs: number,
   parentLogger: Logger,
   onDispose: (name: string, run: () => Promise<void>) => void,
 ): Promise<RedisClients> {
   const logger = componentLogger(parentLogger, 'redis');
-  const command = createRedisClient(url, 'tributary', logger);
+  const command = createRedisClient(url, 'tributary', logger, 'command', { commandTimeoutMs });
   const stopWatchingCommand = watchLiveness(command, logger);
   onDispose('redis', () => {
     stopWatchingCommand();

@@ -18,7 +18,8 @@ import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
 async function serverBehindProxy(): Promise<{ server: TestServer; proxy: TcpProxy }> {
   const redis = await startPrivateRedis();
   const proxy = await startTcpProxy(redis.port);
-  const server = await startTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_KEY_PREFIX: uniquePrefix() });
+  // Each silenced command fails after 1 s (REDIS_COMMAND_TIMEOUT_MS; 5 s by default).
+  const server = await startTestServer({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_KEY_PREFIX: uniquePrefix(), REDIS_COMMAND_TIMEOUT_MS: '1000' });
   return { server, proxy };
 }
 

@@ -113,6 +113,7 @@ describe('configuration', () => {
       DATABASE_URL: 'postgres://u:p@db:5432/platform',
       REDIS_URL: 'redis://cache:6379/0',
       REDIS_KEY_PREFIX: 'shop-prod:',
+      REDIS_COMMAND_TIMEOUT_MS: '2500',
       EVENT_LOG_MAX_EVENTS: '500',
       EVENT_LOG_MAX_AGE_SECONDS: '60',
       EVENT_LOG_MAX_BYTES: '2097152',
@@ -199,6 +200,7 @@ describe('configuration', () => {
       databaseUrl: 'postgres://u:p@db:5432/platform',
       redisUrl: 'redis://cache:6379/0',
       redisKeyPrefix: 'shop-prod:',
+      redisCommandTimeoutMs: 2500,
       events: { logMaxEvents: 500, logMaxAgeMs: 60_000, logMaxBytes: 2 * 1024 * 1024, logMaxStreams: 5000, maxPayloadBytes: 1024, publishKeyTtlMs: 600_000, publishRatePerSecond: 2000, topicNewStreamsPerMinute: 120 },
       sync: { durability: 'async', docTtlSeconds: 30, sweepIntervalMs: 250 },
       cdc: {
@@ -291,6 +293,7 @@ describe('configuration', () => {
     [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL must be a URL'],
     [{ REDIS_URL: 'http://localhost' }, 'REDIS_URL must be a URL starting with redis:// or rediss://'],
     [{ REDIS_KEY_PREFIX: 'has space' }, 'REDIS_KEY_PREFIX must be 1–64 characters'],
+    [{ REDIS_COMMAND_TIMEOUT_MS: '50' }, 'REDIS_COMMAND_TIMEOUT_MS must be an integer from 100 to 60000'],
     [{ EVENT_LOG_MAX_EVENTS: '5' }, 'EVENT_LOG_MAX_EVENTS must be an integer from 10 to 10000000'],
     [{ EVENT_LOG_MAX_BYTES: '65536' }, 'EVENT_LOG_MAX_BYTES must be an integer from 1048576 to 1099511627776'],
     [{ EVENT_LOG_MAX_STREAMS: '10' }, 'EVENT_LOG_MAX_STREAMS must be an integer from 100 to 100000000'],
