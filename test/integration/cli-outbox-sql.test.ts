@@ -4,28 +4,14 @@
  * for a table name; an option it does not know, or a second table, is refused with a line that
  * says where the usage is; a table prints its DDL.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runProcess } from '../helpers/run-process.ts';
 
 const SCRIPT = fileURLToPath(new URL('../../src/cli/outbox-sql.ts', import.meta.url));
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
-async function outboxSql(args: readonly string[]): Promise<Run> {
-  const child = spawn(process.execPath, [SCRIPT, ...args], { env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
-}
+const outboxSql = (args: readonly string[]) => runProcess(process.execPath, [SCRIPT, ...args]);
 
 describe('npm run outbox:sql', () => {
   it.each([['--help'], ['-h']])('prints its usage with %s and exits 0', async (flag) => {

@@ -4,36 +4,21 @@
  * with the claims asked for; settings that cannot mint a token, and bad options, are refused with
  * a line that says what to do, nothing on standard output, and a non-zero exit.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { runProcess, type ProcessRun } from '../helpers/run-process.ts';
 import { TEST_SECRET } from '../helpers/tokens.ts';
 import { postGraphQL, startTestServer } from '../helpers/tributary.ts';
 
 const TOKEN_SCRIPT = fileURLToPath(new URL('../../src/cli/token.ts', import.meta.url));
 const OTHER_SECRET = 'another-secret-that-is-at-least-32-bytes!!';
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs the command with `env` alone (and PATH), as a shell would with those variables exported. */
-async function token(args: readonly string[], env: Record<string, string>): Promise<Run> {
-  const child = spawn(process.execPath, [TOKEN_SCRIPT, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
-}
+const token = (args: readonly string[], env: Record<string, string>) => runProcess(process.execPath, [TOKEN_SCRIPT, ...args], { env });
 
 /** The token alone on standard output, one line. */
-function printedToken(run: Run): string {
+function printedToken(run: ProcessRun): string {
   expect(run).toMatchObject({ code: 0, stderr: '' });
   expect(run.stdout).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\n$/);
   return run.stdout.trim();

@@ -5,25 +5,17 @@
  * it adds nothing. The machine's own older Node when it has one (/usr/bin/node), and the version
  * boundary on this Node with its reported version set by a preload before the check.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runProcess } from '../helpers/run-process.ts';
 
 const REPOSITORY = fileURLToPath(new URL('../..', import.meta.url));
 const CHECK = './scripts/require-node.mjs';
 const SYSTEM_NODE = '/usr/bin/node';
 
-async function run(node: string, args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(node, args, { cwd: REPOSITORY, env: { PATH: process.env['PATH'] ?? '', PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
-}
+const run = (node: string, args: readonly string[]) => runProcess(node, args, { cwd: REPOSITORY, env: { PORT: '0' } });
 
 const refusal = (version: string) =>
   `Tributary needs Node 22.18+ or 24.2+ (found ${version}): it runs its TypeScript sources directly, with import.meta.main.\n` +
