@@ -16,7 +16,7 @@ const MIB = 1024 * 1024;
 const DEFAULT_LOG_MAX_BYTES = Math.min(256 * MIB, Math.floor(getHeapStatistics().heap_size_limit / 4));
 
 export interface EventsConfig {
-  /** Events kept per topic log, at least (the embedded log keeps fewer beyond `logMaxBytes`). @default 10000 */
+  /** Events kept per topic log, at least (fewer beyond `logMaxBytes` embedded, `logStreamMaxBytes` with Redis). @default 10000 */
   readonly logMaxEvents: number;
   /** How long events stay resumable, in ms. @default 1 hour */
   readonly logMaxAgeMs: number;
@@ -30,6 +30,11 @@ export interface EventsConfig {
    * it the least recently used one without subscribers is forgotten. @default 100000
    */
   readonly logMaxStreams: number;
+  /**
+   * With Redis: bytes of events' JSON one topic's log keeps; beyond it its oldest events are
+   * dropped, as beyond `logMaxEvents`, except its newest. @default 64 MiB
+   */
+  readonly logStreamMaxBytes: number;
   /** Largest payload `publish` accepts, in bytes of JSON. @default 64 KiB */
   readonly maxPayloadBytes: number;
   /** How long a `publish` idempotency key is remembered, in ms. @default 24 hours */
@@ -48,6 +53,7 @@ export const eventsEnvironment = {
   EVENT_LOG_MAX_AGE_SECONDS: integer(1, 30 * 24 * 3600, 3600),
   EVENT_LOG_MAX_BYTES: integer(MIB, 1024 * 1024 * MIB, DEFAULT_LOG_MAX_BYTES),
   EVENT_LOG_MAX_STREAMS: integer(100, 100_000_000, 100_000),
+  EVENT_LOG_STREAM_MAX_BYTES: integer(MIB, 1024 * 1024 * MIB, 64 * MIB),
   EVENT_MAX_PAYLOAD_BYTES: integer(64, 16 * MIB, 64 * 1024),
   EVENT_PUBLISH_KEY_TTL_SECONDS: integer(60, 30 * 24 * 3600, 24 * 3600),
   PUBLISH_RATE_PER_SECOND: integer(1, 10_000_000, 1000),
@@ -62,6 +68,7 @@ export function eventsConfigOf(env: EventsEnvironment): EventsConfig {
     logMaxAgeMs: env.EVENT_LOG_MAX_AGE_SECONDS * 1000,
     logMaxBytes: env.EVENT_LOG_MAX_BYTES,
     logMaxStreams: env.EVENT_LOG_MAX_STREAMS,
+    logStreamMaxBytes: env.EVENT_LOG_STREAM_MAX_BYTES,
     maxPayloadBytes: env.EVENT_MAX_PAYLOAD_BYTES,
     publishKeyTtlMs: env.EVENT_PUBLISH_KEY_TTL_SECONDS * 1000,
     publishRatePerSecond: env.PUBLISH_RATE_PER_SECOND,

@@ -72,7 +72,7 @@ export async function startPipeline(context: StartContext): Promise<Pipeline> {
       const closing = redisBus;
       // Before the clients close the subscriber connection: its end is then no outage to warn of.
       cleanup.push('live bus', () => closing.close());
-      log = createRedisLog({ redis: command, retention, keyPrefix });
+      log = createRedisLog({ redis: command, retention, keyPrefix, maxStreamBytes: config.events.logStreamMaxBytes });
       bus = redisBus;
     }
     const closingLog = log;

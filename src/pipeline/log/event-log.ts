@@ -72,7 +72,8 @@ export interface HeadOptions {
 export interface LogRetention {
   /**
    * Events kept per stream, at least — but the embedded log keeps fewer when all its streams
-   * together are over its byte budget (`MemoryLogOptions.maxBytes`). @default 10000
+   * together are over its byte budget (`MemoryLogOptions.maxBytes`), and the Redis log when one
+   * stream's events are over its own (`RedisLogOptions.maxStreamBytes`). @default 10000
    */
   readonly maxEvents: number;
   /** How long events are kept, in ms; a stream idle that long (no append, not kept alive) is forgotten with its epoch. @default 1 hour */
