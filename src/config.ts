@@ -51,6 +51,8 @@ export interface Limits {
   readonly maxSubscriptionsPerConnection: number;
   /** Total size of one socket's active subscriptions' `subscribe` messages, in bytes. @default 4 MiB */
   readonly maxSubscriptionBytesPerConnection: number;
+  /** Filters (as JSON) one principal's active subscriptions hold here, across its sockets, in bytes. Not in development mode. @default 256 KiB */
+  readonly maxFilterBytesPerSubject: number;
   /** Largest HTTP request body, in bytes. @default 1 MiB */
   readonly httpMaxBodyBytes: number;
   /** Deepest selection set nesting in an operation. @default 12 */
@@ -235,6 +237,7 @@ const environmentSchema = z.object({
   WS_MAX_CONNECTIONS_PER_SUBJECT: integer(1, 1_000_000, 100),
   WS_MAX_SUBSCRIPTIONS: integer(1, 10_000, 100),
   WS_MAX_SUBSCRIPTION_BYTES: integer(1024, 1024 * MIB, 4 * MIB),
+  WS_MAX_FILTER_BYTES_PER_SUBJECT: integer(1024, 1024 * MIB, 256 * 1024),
   WS_TOKEN_EXPIRY_GRACE_MS: integer(0, 3_600_000, 0),
   WS_TOKEN_EXPIRY_NOTICE_MS: integer(0, 3_600_000, 60_000),
   APQ_MAX_ENTRIES: integer(0, 1_000_000, 1000),
@@ -365,6 +368,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       maxConnectionsPerSubject: env.WS_MAX_CONNECTIONS_PER_SUBJECT,
       maxSubscriptionsPerConnection: env.WS_MAX_SUBSCRIPTIONS,
       maxSubscriptionBytesPerConnection: env.WS_MAX_SUBSCRIPTION_BYTES,
+      maxFilterBytesPerSubject: env.WS_MAX_FILTER_BYTES_PER_SUBJECT,
       httpMaxBodyBytes: env.HTTP_MAX_BODY_BYTES,
       maxDepth: env.GRAPHQL_MAX_DEPTH,
       maxAliases: env.GRAPHQL_MAX_ALIASES,

@@ -4,6 +4,7 @@ import type { Metrics } from '../../metrics.ts';
 import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
 import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
 import type { OperationExecutor } from './executor.ts';
+import type { FilterBudget } from './filter-budget.ts';
 import type { SocketSessionRegistry } from './socket-sessions.ts';
 import type { SubjectQuota } from './subject-quota.ts';
 
@@ -20,6 +21,8 @@ export interface ConnectionOptions {
   readonly sessions: Pick<SocketSessionRegistry, 'add'> | undefined;
   /** The sockets each principal holds on this instance (`WS_MAX_CONNECTIONS_PER_SUBJECT`). */
   readonly quota: SubjectQuota;
+  /** The filter bytes each principal's subscriptions hold on this instance (`WS_MAX_FILTER_BYTES_PER_SUBJECT`). */
+  readonly filterBudget: FilterBudget;
   /** @see Limits.connectionInitTimeoutMs */
   readonly connectionInitTimeoutMs: number;
   /** @see Limits.tokenExpiryGraceMs */

@@ -21,7 +21,7 @@ import { scopeOf } from '../../pipeline/scope.ts';
 import type { OperationOutcome } from './executor.ts';
 import { codedErrors, formatError, formatResult, PERMISSION_REVOKED, type OutgoingMessage } from './format.ts';
 import { closeReason, rawDataToText, rawSocketOf } from './frames.ts';
-import { refusalOf, type ActiveOperation } from './operations.ts';
+import { filterAdmission, refusalOf, type ActiveOperation } from './operations.ts';
 import { expiredFor, SocketAuth } from './socket-auth.ts';
 import type { ConnectionOptions } from './connection-options.ts';
 import { SocketWriter } from './socket-writer.ts';
@@ -268,7 +268,7 @@ export class GraphQLWsConnection {
   }
 
   async #run(id: ID, operation: ActiveOperation, principal: Principal, payload: SubscribePayload): Promise<void> {
-    const outcome = await this.#options.execute(principal, payload, this.#connectionId);
+    const outcome = await this.#options.execute(principal, payload, this.#connectionId, filterAdmission(this.#options.filterBudget, principal, operation));
     if (outcome.kind === 'rejected') {
       this.#finish(id, operation, { id, type: MessageType.Error, payload: outcome.errors.map(formatError) });
       return;
@@ -374,7 +374,9 @@ export class GraphQLWsConnection {
   }
 
   #forget(id: ID, operation: ActiveOperation): void {
-    if (this.#operations.delete(id)) this.#operationBytes -= operation.bytes;
+    if (!this.#operations.delete(id)) return;
+    this.#operationBytes -= operation.bytes;
+    operation.givesBackFilter?.();
   }
 
   /** A gateway event about this socket, in its principal's scope (fire-and-forget: never delays or fails the socket). */

@@ -25,6 +25,8 @@ import { readableByOf } from '../../pipeline/dispatch/guarded-stream.ts';
 import { variablesTooDeep } from '../operation-limits.ts';
 import { envelopedFor, type TributaryYoga } from '../yoga.ts';
 import type { PersistedQueries } from '../persisted-queries.ts';
+import type { FilterAdmission } from './filter-budget.ts';
+import { filterBytesOf, rootFieldOf } from './filter-bytes.ts';
 import { formatResult } from './format.ts';
 
 /** What running one `subscribe` message produced. */
@@ -46,8 +48,12 @@ export type OperationOutcome =
   /** A subscription served by the dispatcher, in a cohort with every identical one. */
   | { readonly kind: 'dispatch'; readonly field: string; readonly ticket: DispatchTicket; readonly cohort: Omit<CohortSpec, 'filter'> };
 
-/** Runs one `subscribe` message for the principal of connection `connectionId`. */
-export type OperationExecutor = (principal: Principal, payload: SubscribePayload, connectionId: string) => Promise<OperationOutcome>;
+/**
+ * Runs one `subscribe` message for the principal of connection `connectionId`. A subscription
+ * with a filter is first admitted with the filter's bytes (`admitFilter`, the principal's
+ * `WS_MAX_FILTER_BYTES_PER_SUBJECT`): refused, it is `rejected` with that error, its resolver not run.
+ */
+export type OperationExecutor = (principal: Principal, payload: SubscribePayload, connectionId: string, admitFilter?: FilterAdmission) => Promise<OperationOutcome>;
 
 export interface OperationExecutorOptions {
   /** Turns errors thrown while setting up a subscription into client-facing ones (yoga's masker). */
@@ -68,7 +74,7 @@ export function createOperationExecutor(yoga: TributaryYoga, options: OperationE
   const mask = (error: GraphQLError) => asGraphQLError(options.maskError(error, 'Unexpected error.'));
   const masked = (result: ExecutionResult): ExecutionResult => (result.errors ? { ...result, errors: result.errors.map(mask) } : result);
   const serialize = (result: ExecutionResult) => JSON.stringify(formatResult(masked(result)));
-  return async (principal, received, connectionId) => {
+  return async (principal, received, connectionId, admitFilter) => {
     const { parse, validate, contextFactory, execute, schema } = envelopedFor(yoga, { principal, connectionId });
 
     let payload: SubscribePayload;
@@ -103,8 +109,13 @@ export function createOperationExecutor(yoga: TributaryYoga, options: OperationE
     const tooDeep = variablesTooDeep(args.variableValues);
     if (tooDeep) return { kind: 'single', result: { errors: [tooDeep] } };
 
+    const root = rootFieldOf(operation, document);
+    const filterBytes = admitFilter ? filterBytesOf(schema, operation, root, args.variableValues) : 0;
+    // Before the resolver runs: a refused subscription costs no stream, no snapshot, no lookup.
+    const refused = filterBytes > 0 ? admitFilter?.(filterBytes) : undefined;
+    if (refused) return { kind: 'rejected', errors: [refused] };
     const source = await createSourceEventStream(args);
-    const field = rootFieldName(operation, document);
+    const field = root?.name.value ?? 'unknown';
     if (isDispatchTicket(source)) {
       return { kind: 'dispatch', field, ticket: source, cohort: { key: cohortKey(source, operation, payload), render: renderer(args, serialize) } };
     }
@@ -159,30 +170,6 @@ function renderer(args: ExecutionArgs, serialize: (result: ExecutionResult) => s
     (event, contextValue) => executeSync({ schema, document, operationName, variableValues, contextValue, rootValue: event }),
     serialize,
   );
-}
-
-/**
- * The subscription's root field (validation allows exactly one), looked up through fragments:
- * `subscription { ...F }` is valid too.
- */
-function rootFieldName(operation: OperationDefinitionNode, document: DocumentNode): string {
-  let selections = operation.selectionSet.selections;
-  // Bounded: each step descends one fragment level; a fragment cycle fails validation first.
-  for (let depth = 0; depth < 100; depth += 1) {
-    const selection = selections[0];
-    if (selection === undefined) break;
-    if (selection.kind === Kind.FIELD) return selection.name.value;
-    if (selection.kind === Kind.INLINE_FRAGMENT) {
-      selections = selection.selectionSet.selections;
-      continue;
-    }
-    const fragment = document.definitions.find(
-      (definition) => definition.kind === Kind.FRAGMENT_DEFINITION && definition.name.value === selection.name.value,
-    );
-    if (fragment?.kind !== Kind.FRAGMENT_DEFINITION) break;
-    selections = fragment.selectionSet.selections;
-  }
-  return 'unknown';
 }
 
 /**

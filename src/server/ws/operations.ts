@@ -4,6 +4,7 @@ import type { Principal } from '../../auth/principal.ts';
 import { ErrorCode } from '../../errors.ts';
 import type { DispatchSubscription } from '../../pipeline/dispatch/dispatcher.ts';
 import { CloseCode } from './close-codes.ts';
+import type { FilterAdmission, FilterBudget } from './filter-budget.ts';
 
 /** An operation started by `subscribe` and not yet finished. */
 export interface ActiveOperation {
@@ -17,6 +18,8 @@ export interface ActiveOperation {
   readableBy: ((principal: Principal) => boolean) | undefined;
   /** Size of its `subscribe` message, in bytes: what the operation may hold for its life. */
   readonly bytes: number;
+  /** Gives its filter's bytes back to its principal's budget (`filterAdmission`): called when the operation is forgotten. */
+  givesBackFilter?: () => void;
 }
 
 /** What one socket's active operations may hold together. */
@@ -60,4 +63,20 @@ export function refusalOf(id: ID, bytes: number, active: ReadonlyMap<ID, ActiveO
     return { kind: 'error', errors: [{ message, extensions: { code: ErrorCode.RATE_LIMITED } }] };
   }
   return undefined;
+}
+
+/**
+ * The admission of `operation`'s filter: its bytes are charged to `principal` in `budget` and kept
+ * in `givesBackFilter` until the operation is forgotten, however it ends. An operation cancelled
+ * while the executor was on its way (the client's `complete`, the socket's close) is not charged:
+ * it was forgotten already, and nobody would give the bytes back.
+ */
+export function filterAdmission(budget: FilterBudget, principal: Principal, operation: ActiveOperation): FilterAdmission {
+  return (bytes) => {
+    if (operation.cancelled) return undefined;
+    const giveBack = budget.take(principal, bytes);
+    if (!giveBack) return budget.refusal(bytes);
+    operation.givesBackFilter = giveBack;
+    return undefined;
+  };
 }

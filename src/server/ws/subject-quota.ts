@@ -10,13 +10,18 @@ export interface SubjectQuota {
   take(principal: Principal): (() => void) | undefined;
 }
 
+/** A principal's key in per-principal bounds: its app, env, tenant and subject. */
+export function subjectKeyOf(principal: Principal): string {
+  return `${principal.app}\u0000${principal.env}\u0000${principal.tenant ?? ''}\u0000${principal.subject}`;
+}
+
 /** `max` undefined: no quota (development mode, where every caller is one principal). */
 export function createSubjectQuota(max: number | undefined): SubjectQuota {
   const held = new Map<string, number>();
   return {
     take(principal) {
       if (max === undefined) return () => {};
-      const key = `${principal.app}\u0000${principal.env}\u0000${principal.tenant ?? ''}\u0000${principal.subject}`;
+      const key = subjectKeyOf(principal);
       const count = held.get(key) ?? 0;
       if (count >= max) return undefined;
       held.set(key, count + 1);

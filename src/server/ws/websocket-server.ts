@@ -9,6 +9,7 @@ import { componentLogger, type Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { CloseCode } from './close-codes.ts';
 import { GraphQLWsConnection } from './connection.ts';
+import { createFilterBudget } from './filter-budget.ts';
 import { GRAPHQL_PATH } from '../yoga.ts';
 import type { Dispatcher } from '../../pipeline/dispatch/dispatcher.ts';
 import type { GatewayEmitter } from '../../pipeline/webhooks/gateway-emitter.ts';
@@ -35,7 +36,9 @@ export interface GraphQLWebSocketServerOptions {
     | 'maxSubscriptionBytesPerConnection'
     | 'tokenExpiryGraceMs'
     | 'tokenExpiryNoticeMs'
-  >;
+  > &
+    /** `maxFilterBytesPerSubject` unset: no budget of filter bytes. */
+    Partial<Pick<Limits, 'maxFilterBytesPerSubject'>>;
   /** Where `refreshAuth` finds the sockets. @default sockets cannot be refreshed (refreshAuth answers UNAUTHENTICATED) */
   readonly sessions?: Pick<SocketSessionRegistry, 'add'>;
   readonly logger: Logger;
@@ -88,6 +91,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
   const connections = new Map<WebSocket, GraphQLWsConnection>();
   // Development mode: every caller is the one development principal, so a quota per subject would be one for the whole server.
   const quota = createSubjectQuota(options.verifier.mode === 'development' ? undefined : options.limits.maxConnectionsPerSubject);
+  const filterBudget = createFilterBudget(options.verifier.mode === 'development' ? undefined : options.limits.maxFilterBytesPerSubject);
   const places = createSocketPlaces<WebSocket>({
     max: options.limits.maxConnections,
     evict: (socket) => {
@@ -133,6 +137,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       metrics: options.metrics,
       sessions: options.sessions,
       quota: acknowledging(socket),
+      filterBudget,
       connectionInitTimeoutMs: options.limits.connectionInitTimeoutMs,
       tokenExpiryGraceMs: options.limits.tokenExpiryGraceMs,
       tokenExpiryNoticeMs: options.limits.tokenExpiryNoticeMs,
