@@ -1,7 +1,9 @@
 /**
  * Model-subscription filters (seed 004 "Subscription with filter", issue 5 §4):
  * `changes(model: "contacts", filter: { "status": "eq.active", "age": "gte.18" })`. Parsed once at
- * subscribe time; matching a record then allocates nothing.
+ * subscribe time, operands in every form they may be compared in; matching a record then reads each
+ * of its values once per clause (a long string once per record, `model-filter-value.ts`), not once
+ * per operand, and allocates nothing (bar numbers of over 15 characters and long strings).
  *
  * Grammar (PostgREST's operators), every clause AND-combined:
  *
@@ -40,8 +42,9 @@
  * - anything else (objects, lists) only satisfies `neq`.
  */
 import { ErrorCode, TributaryError } from '../../errors.ts';
-import { compareDecimals, decimalOf, DECIMAL_NUMBER, type DecimalText } from './decimal-text.ts';
-import { compareNumbers, compareScalars, DECIMAL_TEXT, INTEGER_TEXT } from './json-compare.ts';
+import { compareDecimals, decimalOf, type DecimalText } from './decimal-text.ts';
+import { compareNumbers, compareScalars, INTEGER_TEXT } from './json-compare.ts';
+import { decimalOfValue, ISO_TIME, isShortDecimal, shortNumberOf, timeOfValue, valueFormsOf, type ValueForms } from './model-filter-value.ts';
 
 export type ModelFilterOperator = 'eq' | 'neq' | 'gt' | 'gte' | 'lt' | 'lte' | 'in' | 'is.null' | 'is.notnull';
 
@@ -51,7 +54,7 @@ export interface ModelFilterOperand {
   /** Set when the text is a decimal number, for exact comparisons. */
   readonly decimal: DecimalText | undefined;
   /**
-   * The number when the text is a decimal of at most {@link SHORT_DECIMAL} characters without an
+   * The number when the text is a decimal of at most 15 characters (`SHORT_DECIMAL`) without an
    * exponent (a double tells such numbers apart and keeps their order); NaN otherwise.
    */
   readonly number: number;
@@ -81,15 +84,7 @@ const MAX_FILTER_CLAUSE_LENGTH = 500;
 const MAX_FILTER_IN_ITEMS = 100;
 
 const COLUMN = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
-/** Decimals this long (sign and point included) compare exactly as doubles: no allocation. */
-const SHORT_DECIMAL = 15;
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
 const BYTEA_HEX = /^\\x(?:[0-9a-fA-F]{2})*$/;
-/** Dates and timestamps Postgres prints as these are after and before every other (`row-values.ts`). */
-const INFINITE_TIMES: ReadonlyMap<string, number> = new Map([
-  ['infinity', Infinity],
-  ['-infinity', -Infinity],
-]);
 const OPERATORS_TEXT = 'eq, neq, gt, gte, lt, lte, in, is';
 
 const MATCH_ALL: ModelFilter = Object.freeze({ clauses: Object.freeze([]) });
@@ -119,7 +114,7 @@ export function parseModelFilter(input: unknown): ModelFilter {
   return Object.freeze({ clauses: Object.freeze(clauses) });
 }
 
-/** True when the record matches every clause. Allocation-free (bar numbers of over 15 characters). */
+/** True when the record matches every clause. Allocation-free (bar numbers of over 15 characters and long strings). */
 export function matchesModelFilter(filter: ModelFilter, record: Readonly<Record<string, unknown>>): boolean {
   const clauses = filter.clauses;
   for (let i = 0; i < clauses.length; i++) {
@@ -231,38 +226,46 @@ function matchesClause(clause: ModelFilterClause, record: Readonly<Record<string
       return value !== null;
   }
   if (value === null) return false;
+  const forms = valueFormsOf(record, clause.column, value);
   const operands = clause.operands;
   const operand = operands[0] as ModelFilterOperand;
   switch (clause.operator) {
     case 'eq':
-      return compare(value, operand) === 0;
+      return compare(forms, operand) === 0;
     case 'neq':
       // Incomparable (NaN) counts as unequal.
-      return compare(value, operand) !== 0;
+      return compare(forms, operand) !== 0;
     case 'gt':
-      return compare(value, operand) > 0;
+      return compare(forms, operand) > 0;
     case 'gte':
-      return compare(value, operand) >= 0;
+      return compare(forms, operand) >= 0;
     case 'lt':
-      return compare(value, operand) < 0;
+      return compare(forms, operand) < 0;
     case 'lte':
-      return compare(value, operand) <= 0;
+      return compare(forms, operand) <= 0;
     case 'in':
-      for (let i = 0; i < operands.length; i++) if (compare(value, operands[i] as ModelFilterOperand) === 0) return true;
+      for (let i = 0; i < operands.length; i++) if (compare(forms, operands[i] as ModelFilterOperand) === 0) return true;
       return false;
   }
 }
 
-/** -1, 0 or 1 as the value sorts before, with or after the operand; NaN when incomparable. */
-function compare(value: unknown, operand: ModelFilterOperand): number {
+/**
+ * -1, 0 or 1 as the value sorts before, with or after the operand; NaN when incomparable. The
+ * value's forms are read on first use and kept for the clause's other operands.
+ */
+function compare(forms: ValueForms, operand: ModelFilterOperand): number {
+  const value = forms.value;
   switch (typeof value) {
     case 'string':
-      if (operand.decimal !== undefined && DECIMAL_NUMBER.test(value)) {
-        if (!Number.isNaN(operand.number) && isShortDecimal(value)) return compareNumbers(Number(value), operand.number);
-        return compareDecimals(decimalOf(value) as DecimalText, operand.decimal);
+      if (operand.decimal !== undefined) {
+        // A short decimal is a DECIMAL_NUMBER too; a longer one is read as one only when it is one.
+        const number = shortNumberOf(forms);
+        if (!Number.isNaN(number) && !Number.isNaN(operand.number)) return compareNumbers(number, operand.number);
+        const decimal = decimalOfValue(forms);
+        if (decimal !== undefined) return compareDecimals(decimal, operand.decimal);
       }
       if (!Number.isNaN(operand.time)) {
-        const time = ISO_TIME.test(value) ? Date.parse(value) : (INFINITE_TIMES.get(value) ?? NaN);
+        const time = timeOfValue(forms);
         if (!Number.isNaN(time)) return compareNumbers(time, operand.time);
       }
       return compareScalars(value, operand.text);
@@ -271,10 +274,10 @@ function compare(value: unknown, operand: ModelFilterOperand): number {
       if (operand.integer !== undefined && Number.isInteger(value)) return compareNumbers(value, operand.integer);
       if (!Number.isNaN(operand.number)) return compareNumbers(value, operand.number);
       // The decimal the number prints as (its shortest round trip): 0.1 is `0.1`, not 0.1000000000000000055….
-      return compareDecimals(decimalOf(String(value)) as DecimalText, operand.decimal);
+      return compareDecimals(decimalOfValue(forms) as DecimalText, operand.decimal);
     case 'bigint':
       if (operand.integer !== undefined) return compareNumbers(value, operand.integer);
-      return operand.decimal === undefined ? NaN : compareDecimals(decimalOf(value.toString()) as DecimalText, operand.decimal);
+      return operand.decimal === undefined ? NaN : compareDecimals(decimalOfValue(forms) as DecimalText, operand.decimal);
     case 'boolean':
       return compareScalars(value, operand.boolean);
   }
@@ -301,8 +304,4 @@ function compareByteList(list: readonly unknown[], bytes: Buffer): number {
     if (byte !== bytes[i]) return byte < (bytes[i] as number) ? -1 : 1;
   }
   return Math.sign(list.length - bytes.length);
-}
-
-function isShortDecimal(text: string): boolean {
-  return text.length <= SHORT_DECIMAL && DECIMAL_TEXT.test(text);
 }
