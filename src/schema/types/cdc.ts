@@ -30,8 +30,13 @@ const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').im
     }),
     publicationName: t.exposeString('publicationName', { nullable: true, description: 'The publication on the source database: the source\'s own, or `tributary_` + a hash of the database\'s identity (one per database, shared by deployments).' }),
     lastAcknowledgedLsn: t.exposeString('lastAcknowledgedLsn', { nullable: true, description: 'Position confirmed to Postgres: everything before it is in the log.' }),
-    lagBytes: t.float({ nullable: true, description: 'WAL written after the confirmed position, in bytes.', resolve: (status) => status.lagBytes }),
-    retainedWalBytes: t.float({ nullable: true, description: 'WAL the slot keeps on the source server, in bytes.', resolve: (status) => status.retainedWalBytes }),
+    lagBytes: t.float({
+      nullable: true,
+      description:
+        "WAL written after the confirmed position, in bytes, as the leader read it on the source in the last few seconds; null when unknown — not read yet, the source did not answer the last reading (`lastError` says why), or no reading for 15 s — never the figure of before.",
+      resolve: (status) => status.lagBytes,
+    }),
+    retainedWalBytes: t.float({ nullable: true, description: 'WAL the slot keeps on the source server, in bytes; null when unknown, as `lagBytes`.', resolve: (status) => status.retainedWalBytes }),
     otherSlots: t.field({
       type: [CdcOtherSlot],
       nullable: true,
@@ -42,7 +47,7 @@ const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').im
     lastError: t.exposeString('lastError', {
       nullable: true,
       description:
-        "The last error the reader met since its leader started it — kept once it has recovered (`state` says whether it streams now); while the slot's creation waits for transactions open on the source, which ones.",
+        "What is wrong now, or null: why the stream ended or the last (re)connect failed, until a connect succeeds (an error a reconnect overcame is not kept, so it never reads as current beside `streaming`); else why the last reading of the slot's figures failed; while the slot's creation waits for transactions open on the source, which ones.",
     }),
   }),
 });
@@ -214,6 +219,10 @@ builder.subscriptionField('changes', (t) =>
       after: t.arg.string({ description: "A cursor — a change's `cursor`, or `records`' `cursor` — to resume after. Absent: changes from now on." }),
     },
     subscribe: (_root, args, context) => resolvers.subscribeChanges(context, args),
-    resolve: (event: RealtimeEvent, args): ModelChangeView => ({ ...resolvers.changeFor(event, args.filter), eventId: event.id, cursor: event.cursor }),
+    resolve: (event: RealtimeEvent, args, _context, info): ModelChangeView => ({
+      ...resolvers.changeFor(event, args.filter, resolvers.filterCacheKey(info, args.filter)),
+      eventId: event.id,
+      cursor: event.cursor,
+    }),
   }),
 );
