@@ -132,11 +132,11 @@ export type CdcOtherSlot = {
 /** The WAL reader of a source database, as the instance that leads it last reported. */
 export type CdcReaderStatus = {
   __typename?: 'CdcReaderStatus';
-  /** WAL written after the confirmed position, in bytes. */
+  /** WAL written after the confirmed position, in bytes, as the leader read it on the source in the last few seconds; null when unknown — not read yet, the source did not answer the last reading (`lastError` says why), or no reading for 15 s — never the figure of before. */
   lagBytes: Maybe<Scalars['Float']['output']>;
   /** Position confirmed to Postgres: everything before it is in the log. */
   lastAcknowledgedLsn: Maybe<Scalars['String']['output']>;
-  /** The last error the reader met since its leader started it — kept once it has recovered (`state` says whether it streams now); while the slot's creation waits for transactions open on the source, which ones. */
+  /** What is wrong now, or null: why the stream ended or the last (re)connect failed, until a connect succeeds (an error a reconnect overcame is not kept, so it never reads as current beside `streaming`); else why the last reading of the slot's figures failed; while the slot's creation waits for transactions open on the source, which ones. */
   lastError: Maybe<Scalars['String']['output']>;
   /** This instance reads the slot. */
   leading: Scalars['Boolean']['output'];
@@ -146,7 +146,7 @@ export type CdcReaderStatus = {
   otherSlotsLeftOut: Maybe<Scalars['Int']['output']>;
   /** The publication on the source database: the source's own, or `tributary_` + a hash of the database's identity (one per database, shared by deployments). */
   publicationName: Maybe<Scalars['String']['output']>;
-  /** WAL the slot keeps on the source server, in bytes. */
+  /** WAL the slot keeps on the source server, in bytes; null when unknown, as `lagBytes`. */
   retainedWalBytes: Maybe<Scalars['Float']['output']>;
   /** The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity + `_` + the deployment's 12 hex digits (without them for a deployment that read CDC before slot names held one, which keeps its slots). Null while the database cannot be reached. */
   slotName: Maybe<Scalars['String']['output']>;

@@ -261,7 +261,8 @@ describe('WAL reader', () => {
 
     expect(idsOf(attempts)).toEqual([1, 1, 2]);
     expect(attempts[1]).toEqual(attempts[0]);
-    expect(reader.status().lastError).toBe('publish failed');
+    // Overcome by the reconnect that received it again: not reported beside `streaming` as if current.
+    expect(reader.status().lastError).toBeNull();
     expect(reader.status().state).toBe('streaming');
   });
 
@@ -327,7 +328,8 @@ describe('WAL reader', () => {
       const pid = (await slotRow(sql, slotName))?.active_pid;
       return typeof pid === 'number' && pid !== before;
     });
-    expect(reader.status().lastError).not.toBeNull();
+    // Streaming again (its walsender a new one): the error that ended the stream is not kept.
+    await waitFor(() => reader.status().state === 'streaming' && reader.status().lastError === null, { message: 'streaming again, without the error it overcame' });
   });
 
   it('loses nothing and keeps the order across a Postgres crash and a clean restart', async () => {

@@ -116,7 +116,7 @@ export interface CdcServiceOptions {
   readonly reloadIntervalMs: number;
   /** How long raw changes are kept, in ms. */
   readonly rawRetentionMs: number;
-  /** How often readers are inspected, outbox figures saved and raw changes pruned, in ms. @default 5000 */
+  /** How often readers are inspected (each on a timer of its own, `cdc-source.ts`), outbox figures saved and raw changes pruned, in ms. @default 5000 */
   readonly housekeepingIntervalMs?: number;
   /** Counts rows that matched a mapping but could not be routed safely. @default no metrics */
   readonly metrics?: Pick<Metrics, 'cdcUnroutable' | 'outboxRouted' | 'outboxDead'>;
@@ -229,6 +229,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
         bindings,
         outboxes,
         ...(options.outboxes && { outboxRetentionMs: options.outboxes.retentionMs }),
+        inspectIntervalMs: options.housekeepingIntervalMs ?? HOUSEKEEPING_MS,
       });
       sources.set(key, { url, names, source });
       await source.start();
@@ -265,7 +266,6 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const housekeeping = async () => {
     try {
       await reload();
-      for (const { source } of sources.values()) await source.inspect().catch(() => undefined);
       await reportOutboxes();
     } catch (error) {
       logger.warn({ err: error }, 'CDC housekeeping failed');

@@ -56,7 +56,7 @@ export interface CdcSource {
   /** Replaces the mappings (they apply from the next transaction) and the outboxes read in WAL mode. */
   setBindings(bindings: readonly CdcBinding[], outboxes: readonly WalOutboxBinding[]): void;
   status(): CdcSourceStatus;
-  /** Reader status with the slot's lag and retained WAL read now (leader only). */
+  /** Reader status with the slot's lag and retained WAL read now (leader only), saved for the other instances and the alert rules. */
   inspect(): Promise<CdcSourceStatus>;
   /** The WAL-mode outboxes' figures, measured now; empty unless this instance reads the slot. */
   inspectOutboxes(): Promise<WalOutboxFigures[]>;
@@ -93,6 +93,8 @@ export interface CdcSourceOptions {
   readonly election?: Pick<LeaderElectionOptions, 'ttlMs' | 'heartbeatMs' | 'pollMs'>;
   /** Counts rows that matched a mapping but could not be routed in full (`binding-events.ts`). @default no metrics */
   readonly metrics?: Pick<Metrics, 'cdcUnroutable' | 'outboxRouted' | 'outboxDead'>;
+  /** While this instance reads the slot, it is inspected (`inspect()`) this often, in ms. @default never: the caller inspects */
+  readonly inspectIntervalMs?: number;
 }
 
 /** A source's id: a hash of its database's identity (the same for every URL that reaches it; never a URL, which holds a password). */
@@ -243,9 +245,12 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
         });
         reader = next;
         await next.start();
+        lastStartError = null;
+        // Saved measured: a status saying `streaming` without figures counts towards `cdc.reader_down` (`cdc-store.ts`).
+        const started = await next.inspect().catch(() => next.status());
         // Stopped meanwhile: the next leader's status is not this one's to write.
         if (signal.aborted) return;
-        await store.saveStatus({ ...statusRecord(next.status()), leader });
+        await store.saveStatus({ ...statusRecord(started), leader });
         return;
       } catch (error) {
         const failed = reader;
@@ -305,6 +310,34 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
 
   const idleStatus = (): CdcSourceStatus => ({ ...notLeadingStatus(id, names), state: 'stopped', lastError: lastStartError });
 
+  const inspect = async (): Promise<CdcSourceStatus> => {
+    const current = reader;
+    if (!current) return idleStatus();
+    // Written only while this instance leads the reader: a former leader's word is not the source's state.
+    const save = async (status: WalReaderStatus) => {
+      if (reader === current) await store.saveStatus({ ...statusRecord(status), leader: election?.holderId ?? null }).catch(() => undefined);
+    };
+    // A source out of reach: the status says so (`reconnecting` once the stream ended) and why
+    // (`lastError`), with its figures unknown rather than those measured before, as if current.
+    const status = await current.inspect().catch(async (error: unknown) => {
+      await save(current.status());
+      throw error;
+    });
+    await save(status);
+    return { ...status, source: id, ...names, leading: true };
+  };
+
+  /**
+   * The leader's readings (`inspectIntervalMs`), one at a time, each source's on its own: a source
+   * that stopped answering (each reading bounded, `wal/slot-readings.ts`), or the service's other
+   * housekeeping, holds up no other source's figures and status.
+   */
+  let inspecting: Promise<unknown> | undefined;
+  const inspections = options.inspectIntervalMs === undefined ? undefined : setInterval(() => {
+    if (reader && !inspecting) inspecting = inspect().catch(() => undefined).finally(() => (inspecting = undefined));
+  }, options.inspectIntervalMs);
+  inspections?.unref();
+
   return {
     id,
     async start() {
@@ -331,6 +364,8 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     },
 
     async stop() {
+      clearInterval(inspections);
+      await inspecting;
       await election?.stop();
       await stopReader();
       await outboxes.stop();
@@ -348,22 +383,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
       return reader ? { ...reader.status(), source: id, ...names, leading: true } : idleStatus();
     },
 
-    async inspect() {
-      const current = reader;
-      if (!current) return idleStatus();
-      // Written only while this instance leads the reader: a former leader's word is not the source's state.
-      const save = async (status: WalReaderStatus) => {
-        if (reader === current) await store.saveStatus({ ...statusRecord(status), leader: election?.holderId ?? null }).catch(() => undefined);
-      };
-      // A source out of reach: the status says so (`reconnecting` once the stream ended) and why, rather
-      // than going stale still saying `streaming`; not with the figures measured before, as if current.
-      const status = await current.inspect().catch(async (error: unknown) => {
-        await save({ ...current.status(), lagBytes: null, retainedWalBytes: null, otherSlots: null, lastError: error instanceof Error ? error.message : String(error) });
-        throw error;
-      });
-      await save(status);
-      return { ...status, source: id, ...names, leading: true };
-    },
+    inspect,
 
     async inspectOutboxes() {
       if (reader) return outboxes.inspect();

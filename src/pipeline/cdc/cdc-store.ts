@@ -69,6 +69,8 @@ export interface ReaderStatusRecord {
   /** The environments reading this source (for the alert rules: its status is per database). @default unchanged */
   readonly environments?: readonly { readonly app: string; readonly env: string }[];
   readonly updatedAt: Date;
+  /** How long ago it was written, in ms, by the platform database's clock (as `getStatus` reads it). */
+  readonly ageMs?: number;
 }
 
 export type { UnroutableNote };
@@ -129,6 +131,7 @@ type StatusRow = {
   other_slots: OtherSlots | null;
   last_error: string | null;
   updated_at: Date;
+  age_ms: number;
 };
 
 export function createCdcStore(db: Database): CdcStore {
@@ -263,13 +266,15 @@ export function createCdcStore(db: Database): CdcStore {
       }
       await db.query(
         `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, other_slots, last_error, environments, updated_at, not_streaming_since)
-         VALUES ($1, $2, $3, $4, $5, $6, $9::jsonb, $7, $8::jsonb, now(), CASE WHEN $2 = 'streaming' THEN NULL ELSE now() END)
+         VALUES ($1, $2, $3, $4, $5, $6, $9::jsonb, $7, $8::jsonb, now(), CASE WHEN $2 = 'streaming' AND $5::bigint IS NOT NULL THEN NULL ELSE now() END)
          ON CONFLICT (source) DO UPDATE SET state = excluded.state, leader = excluded.leader,
            last_lsn = coalesce(excluded.last_lsn, cdc_reader_status.last_lsn), lag_bytes = excluded.lag_bytes,
            retained_wal_bytes = excluded.retained_wal_bytes, other_slots = excluded.other_slots, last_error = excluded.last_error,
            environments = coalesce(excluded.environments, cdc_reader_status.environments), updated_at = now(),
-           -- Not streaming since the last report that said it streamed (migration 0027).
-           not_streaming_since = CASE WHEN excluded.state = 'streaming' THEN NULL
+           -- Not streaming since the last report that said it streamed (migration 0027) with its lag
+           -- measured: a reader streaming while its slot cannot be read (its source stopped answering
+           -- the leader's readings) hides a lag that may grow without bound (cdc.reader_down).
+           not_streaming_since = CASE WHEN excluded.state = 'streaming' AND excluded.lag_bytes IS NOT NULL THEN NULL
              ELSE coalesce(cdc_reader_status.not_streaming_since, cdc_reader_status.updated_at) END`,
         [
           status.source,
@@ -287,7 +292,9 @@ export function createCdcStore(db: Database): CdcStore {
 
     async getStatus(source) {
       const { rows } = await db.query<StatusRow>(
-        'SELECT source, state, leader, last_lsn, lag_bytes::text, retained_wal_bytes::text, other_slots, last_error, updated_at FROM cdc_reader_status WHERE source = $1',
+        `SELECT source, state, leader, last_lsn, lag_bytes::text, retained_wal_bytes::text, other_slots, last_error, updated_at,
+                (extract(epoch FROM now() - updated_at) * 1000)::float8 AS age_ms
+           FROM cdc_reader_status WHERE source = $1`,
         [source],
       );
       const row = rows[0];
@@ -302,6 +309,7 @@ export function createCdcStore(db: Database): CdcStore {
           otherSlots: row.other_slots,
           lastError: row.last_error,
           updatedAt: row.updated_at,
+          ageMs: row.age_ms,
         }
       );
     },

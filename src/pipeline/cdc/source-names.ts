@@ -6,6 +6,7 @@ import { badUserInput, ErrorCode, TributaryError } from '../../errors.ts';
 import type { CdcSourceRecord, ReaderStatusRecord } from './cdc-store.ts';
 import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import { isValidPublicationName, isValidSlotName } from './wal/replication-setup.ts';
+import { FIGURES_MAX_AGE_MS } from './wal/slot-readings.ts';
 import type { WalReaderStatus } from './wal/wal-reader.ts';
 
 /** A source's reader status as an instance sees it. */
@@ -89,15 +90,20 @@ export function idleStatus(source: string, names: { slotName: string | null; pub
   };
 }
 
-/** The status of a reader another instance leads: what it last wrote (`stored`), else this instance's last error. */
+/**
+ * The status of a reader another instance leads: what it last wrote (`stored`), else this
+ * instance's last error. Its figures only while the leader writes them on (every few seconds): a
+ * leader gone or stuck leaves them unknown, not as they were (`wal/slot-readings.ts`).
+ */
 export function followerStatus(source: string, names: ReplicationNames, stored: ReaderStatusRecord | undefined, localError: string | null): CdcSourceStatus {
+  const figures = stored !== undefined && (stored.ageMs ?? 0) <= FIGURES_MAX_AGE_MS ? stored : undefined;
   return {
     ...idleStatus(source, names),
     state: stored?.state === undefined ? 'starting' : (stored.state as CdcSourceStatus['state']),
     lastAcknowledgedLsn: stored?.lastLsn ?? null,
-    lagBytes: stored?.lagBytes ?? null,
-    retainedWalBytes: stored?.retainedWalBytes ?? null,
-    otherSlots: stored?.otherSlots ?? null,
+    lagBytes: figures?.lagBytes ?? null,
+    retainedWalBytes: figures?.retainedWalBytes ?? null,
+    otherSlots: figures?.otherSlots ?? null,
     lastError: stored?.lastError ?? localError ?? null,
   };
 }

@@ -3,10 +3,13 @@
  * the figure rules, a status older than the window is unknown: nobody measured it). A source is one
  * database read by every environment pointing at it, so its alerts are raised in each of those
  * environments.
- * - `cdc.reader_down`: the reader has not reported streaming for longer than the window — its
- *   leader cannot reach the source (it reports `reconnecting` or `failed`), or no instance leads
- *   it (the status goes stale) — (critical: nothing is read, and the slot keeps WAL on the source
- *   server without bound, while the figure rules read unknown). It resolves once it streams again.
+ * - `cdc.reader_down`: the reader has not reported streaming, with its slot measured, for longer
+ *   than the window — its leader cannot reach the source (it reports `reconnecting` or `failed`),
+ *   no instance leads it (the status goes stale), or it streams while the source does not answer
+ *   the leader's readings of the slot (its lag unknown) — (critical: nothing is read, or nobody
+ *   knows how far behind it is, and the slot keeps WAL on the source server without bound, while
+ *   the figure rules read unknown). Its message names which. It resolves once it streams again
+ *   with its slot measured.
  * - `cdc.lag`: WAL written after the position the reader confirmed, over a threshold (warning);
  * - `cdc.retained_wal`: WAL the slot keeps on the source server, over a threshold (critical: the
  *   server's disk fills up, or `max_slot_wal_keep_size` drops the slot). Also, under subject
@@ -44,6 +47,7 @@ type StatusRow = {
   slot_lost_recently: boolean;
   fresh: boolean;
   not_streaming_seconds: number;
+  status_age_seconds: number;
 };
 
 /** Row changes matched but not routed within the window, and the mapping and reason of most (null: none). */
@@ -64,8 +68,10 @@ interface SourceFigures {
   readonly slotLostRecently: boolean;
   /** The status was written within the window. */
   readonly fresh: boolean;
-  /** Seconds since the reader last reported streaming (or, never, since its first report). */
+  /** Seconds since the reader last reported streaming with its lag measured (or, never, since its first report). */
   readonly notStreamingSeconds: number;
+  /** Seconds since the status was written. */
+  readonly statusAgeSeconds: number;
   /** Each environment's unroutable rows, by `environmentKey`; an environment without any is absent. */
   readonly unroutable: ReadonlyMap<string, UnroutableFigures>;
 }
@@ -110,7 +116,8 @@ async function readSources(db: Queryable, windowMs: number): Promise<SourceFigur
     `SELECT source, state, last_error, environments, lag_bytes::text, retained_wal_bytes::text, other_slots,
             coalesce(slot_lost_at > now() - make_interval(secs => $1), false) AS slot_lost_recently,
             updated_at > now() - make_interval(secs => $1) AS fresh,
-            extract(epoch FROM now() - coalesce(not_streaming_since, updated_at))::float8 AS not_streaming_seconds
+            extract(epoch FROM now() - coalesce(not_streaming_since, updated_at))::float8 AS not_streaming_seconds,
+            extract(epoch FROM now() - updated_at)::float8 AS status_age_seconds
      FROM cdc_reader_status s
      ORDER BY source LIMIT $2`,
     [windowMs / 1000, MAX_READINGS_PER_RULE],
@@ -127,6 +134,7 @@ async function readSources(db: Queryable, windowMs: number): Promise<SourceFigur
     slotLostRecently: row.slot_lost_recently,
     fresh: row.fresh,
     notStreamingSeconds: row.not_streaming_seconds,
+    statusAgeSeconds: row.status_age_seconds,
     unroutable: unroutable.get(row.source) ?? new Map(),
   }));
 }
@@ -177,18 +185,37 @@ async function withCdcSource(db: Queryable, environments: readonly { readonly ap
   return new Set(rows.map(environmentKey));
 }
 
+type ReaderFigures = Pick<SourceFigures, 'state' | 'lastError' | 'fresh' | 'notStreamingSeconds' | 'statusAgeSeconds' | 'lagBytes'>;
+
 /**
  * Judges whether a source's reader streams (`cdc.reader_down`): bad once it has not reported
- * streaming for longer than the window, good while it reports streaming, and in between otherwise
- * (a reconnect, a status a little late): that neither fires nor counts towards resolving. Pure.
+ * streaming with its slot measured for longer than the window, good while it does, and in between
+ * otherwise (a reconnect, a reading or a status a little late): that neither fires nor counts
+ * towards resolving. Pure.
  */
-function judgeReader(figures: Pick<SourceFigures, 'state' | 'lastError' | 'fresh' | 'notStreamingSeconds'>, windowMs: number): Verdict {
-  const seconds = figures.notStreamingSeconds;
-  if (seconds * 1000 > windowMs) {
+function judgeReader(figures: ReaderFigures, windowMs: number): Verdict {
+  const seconds = Math.round(figures.notStreamingSeconds);
+  if (figures.notStreamingSeconds * 1000 > windowMs) return { kind: 'bad', severity: 'critical', value: seconds, message: readerDownMessage(figures, seconds) };
+  return figures.fresh && figures.state === 'streaming' && figures.lagBytes !== null ? { kind: 'good', value: 0 } : { kind: 'between', value: seconds };
+}
+
+/**
+ * Which cause of `cdc.reader_down` (README, Alerts) applies, as far as the status tells: a stale
+ * status is nobody's (a leader writes it every few seconds, whatever its reader's state); a fresh
+ * one says what its leader meets now — its `lastError` is no older than its last (re)connect.
+ */
+function readerDownMessage(figures: ReaderFigures, seconds: number): string {
+  const why = figures.lastError === null ? '' : ` (${figures.lastError})`;
+  if (!figures.fresh) {
     const last = figures.lastError === null ? figures.state : `${figures.state}: ${figures.lastError}`;
-    return { kind: 'bad', severity: 'critical', value: Math.round(seconds), message: `the CDC reader has not reported streaming for ${Math.round(seconds)} s (last state: ${last})` };
+    return `the CDC reader has not reported streaming for ${seconds} s: no instance leads it (its status was last written ${Math.round(figures.statusAgeSeconds)} s ago, saying ${last})`;
   }
-  return figures.fresh && figures.state === 'streaming' ? { kind: 'good', value: 0 } : { kind: 'between', value: Math.round(seconds) };
+  if (figures.state === 'streaming') return `the CDC reader streams, but its slot has not been measured for ${seconds} s: its lag is unknown${why}`;
+  const cause =
+    figures.state === 'reconnecting' ? 'its leader cannot reach the source database and is reconnecting'
+    : figures.state === 'failed' ? 'its leader cannot start it'
+    : `its leader reports it ${figures.state}`;
+  return `the CDC reader has not reported streaming for ${seconds} s: ${cause}${why}`;
 }
 
 /** A figure rule: a status older than the window is unknown (`cdc.reader_down` says why nobody measures). */
@@ -289,7 +316,7 @@ const NONE_UNROUTABLE: UnroutableFigures = { unroutableRows: 0, unroutableTop: n
 
 export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] {
   return [
-    cdcRule(db, 'cdc.reader_down', 'A CDC reader that has not reported streaming for longer than the window, per source', judgeReader),
+    cdcRule(db, 'cdc.reader_down', 'A CDC reader that has not reported streaming, with its slot measured, for longer than the window, per source', judgeReader),
     cdcRule(db, 'cdc.lag', 'WAL written after the position a CDC reader confirmed, per source', measured((figures) =>
       judgeBytes(figures.lagBytes, thresholds.maxLagBytes, 'warning', 'replication lag'),
     )),

@@ -41,10 +41,10 @@ import {
   dropSlot,
   ensurePublication,
   ensureSlot,
-  readSlotUsage,
   tryPublishViaPartitionRoot,
 } from './replication-setup.ts';
-import { readOtherSlots, type OtherSlots } from './other-slots.ts';
+import type { OtherSlots } from './other-slots.ts';
+import { createSlotReadings, type SlotReadings } from './slot-readings.ts';
 import type { SourceConnections } from './source-connections.ts';
 
 export interface WalReaderOptions {
@@ -128,13 +128,21 @@ export interface WalReaderStatus {
   readonly lastReceivedLsn: string | null;
   /** Position confirmed to Postgres (the slot's confirmed_flush_lsn once it has arrived), or null. */
   readonly lastAcknowledgedLsn: string | null;
-  /** `pg_current_wal_lsn() - confirmed_flush_lsn` at the last `inspect()`, in bytes; null before. */
+  /**
+   * `pg_current_wal_lsn() - confirmed_flush_lsn` at the last `inspect()`, in bytes; null before,
+   * while the last one failed or went unanswered, or once it is older than `FIGURES_MAX_AGE_MS`
+   * (`slot-readings.ts`): never the figure of before, as if current.
+   */
   readonly lagBytes: number | null;
-  /** `pg_current_wal_lsn() - restart_lsn` at the last `inspect()`, in bytes; null before. */
+  /** `pg_current_wal_lsn() - restart_lsn` at the last `inspect()`, in bytes; null like `lagBytes`. */
   readonly retainedWalBytes: number | null;
-  /** The database's other Tributary slots (`slotFamily`) at the last `inspect()`; null before, or without `slotFamily`. */
+  /** The database's other Tributary slots (`slotFamily`) at the last `inspect()`; null like `lagBytes`, or without `slotFamily`. */
   readonly otherSlots: OtherSlots | null;
-  /** The last error; while the slot's creation waits for transactions open on the source, which ones. */
+  /**
+   * What is wrong now, or null: while the slot's creation waits for transactions open on the
+   * source, which ones; else why the stream ended or the last (re)connect failed, until a connect
+   * succeeds (an error a reconnect overcame is not kept); else why the last `inspect()` failed.
+   */
   readonly lastError: string | null;
 }
 
@@ -148,7 +156,10 @@ export interface WalReader {
    */
   stop(): Promise<void>;
   status(): WalReaderStatus;
-  /** Queries the slot's lag and retained WAL over a normal connection, then returns `status()`. */
+  /**
+   * Queries the slot's lag and retained WAL over a normal connection (within `READING_TIMEOUT_MS`,
+   * `slot-readings.ts`), then returns `status()`. Rejects when that fails, the figures then unknown.
+   */
   inspect(): Promise<WalReaderStatus>;
 }
 
@@ -174,7 +185,7 @@ class PostgresWalReader implements WalReader {
   #session: ReplicationSession | undefined;
   #supervisor: Promise<void> | undefined;
   #slotSeen = false;
-  #usage: { lagBytes: number | null; retainedWalBytes: number | null; otherSlots: OtherSlots | null } | undefined;
+  readonly #readings: SlotReadings;
   #lastError: string | null = null;
   /** The backend of the set-up connection while the set-up runs (`stop()` cancels its statement). */
   #setupBackend: number | undefined;
@@ -193,6 +204,7 @@ class PostgresWalReader implements WalReader {
     assertPositiveInteger('maxChunkChanges', this.#maxChunkChanges);
     this.#backoff = createBackoff({ initialMs: options.reconnectInitialDelayMs ?? 100, maxMs: options.reconnectMaxDelayMs ?? 5000 });
     this.#logger = componentLogger(options.logger, 'wal-reader', { slot: this.#slotName });
+    this.#readings = createSlotReadings({ connections: options.connections, slotName: this.#slotName, ...(options.slotFamily !== undefined && { slotFamily: options.slotFamily }) });
   }
 
   async start(): Promise<void> {
@@ -235,27 +247,13 @@ class PostgresWalReader implements WalReader {
       state: this.#state,
       lastReceivedLsn: received === 0n ? null : formatLsn(received),
       lastAcknowledgedLsn: confirmed === 0n ? null : formatLsn(confirmed),
-      lagBytes: this.#usage?.lagBytes ?? null,
-      retainedWalBytes: this.#usage?.retainedWalBytes ?? null,
-      otherSlots: this.#usage?.otherSlots ?? null,
-      lastError: this.#slotWait ?? this.#lastError,
+      ...this.#readings.current(),
+      lastError: this.#slotWait ?? this.#lastError ?? this.#readings.error,
     };
   }
 
   async inspect(): Promise<WalReaderStatus> {
-    const family = this.#options.slotFamily;
-    try {
-      this.#usage = await this.#options.connections.withClient(async (client) => {
-        const usage = await readSlotUsage(client, this.#slotName);
-        const otherSlots = family === undefined ? null : await readOtherSlots(client, family, this.#slotName);
-        return { lagBytes: usage?.lagBytes ?? null, retainedWalBytes: usage?.retainedWalBytes ?? null, otherSlots };
-      });
-    } catch (error) {
-      // Unknown now: the figures of the last reading would go on being reported (the lag gauges,
-      // the dashboard) as if current while the source is out of reach.
-      this.#usage = undefined;
-      throw error;
-    }
+    await this.#readings.read();
     return this.status();
   }
 
@@ -280,6 +278,8 @@ class PostgresWalReader implements WalReader {
       try {
         session = await this.#connect();
         this.#state = 'streaming';
+        // Overcome: a status saying `streaming` beside it would read as if it were still so.
+        this.#lastError = null;
       } catch (error) {
         session = undefined;
         if (this.#stopping) return;
