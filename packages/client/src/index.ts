@@ -21,7 +21,7 @@ export type { DocumentSubscription, LiveDocument, SubscribeDocumentOptions } fro
 export { isRevisionConflict, UPDATE_DOCUMENT_ATTEMPTS } from './document-writes.ts';
 export type { CreateDocumentOptions, DocumentData, DocumentUpdate, DocumentWrites, StoredDocument, UpdateDocumentOptions, WriteDocumentOptions } from './document-writes.ts';
 export { LiveModelStore } from './live-model-store.ts';
-export type { ChangeListener, LiveModelSnapshot, LiveModelStatus, ModelChange, ModelRecord } from './live-model-store.ts';
+export type { AwaitedRow, ChangeListener, LiveModelSnapshot, LiveModelStatus, ModelChange, ModelRecord } from './live-model-store.ts';
 export type { LiveModel, LiveModelOptions, ModelFilter } from './live-model.ts';
 export { subscribeModel } from './subscribe-model.ts';
 export type { ModelChangeEvent, ModelOperation, ModelSubscription, SubscribeModelOptions } from './subscribe-model.ts';

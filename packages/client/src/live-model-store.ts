@@ -8,99 +8,20 @@
  * Changes are de-duplicated by event id (delivery is at least once): each is applied, and its
  * change listeners told, at most once — so a redelivered older change can never move a row back.
  * Every listener is told even when one throws; what it threw is reported (`onListenerError`).
+ *
+ * A row never shows without columns Postgres did not send: a change that would bring in a row not
+ * held while it lacks some (`unchangedColumns`) makes it await a fetch of the whole row
+ * (`rowsToFetch`, `fetched`: `live-model-fetch.ts` reads it), as a snapshot's left-out row awaits
+ * its change.
  */
 import { callEach, handlerErrorReport, type HandlerErrorReport } from './handler-errors.ts';
 import { createRecentIds, type RecentIds } from './recent-ids.ts';
+import type { LiveModelSnapshot, LiveModelStatus, ModelChange, ModelRecord, SnapshotNode } from './live-model-types.ts';
 
-/** A model's rows are JSON objects; the type parameter is the caller's promise about their shape (not checked). */
+export type { LiveModelSnapshot, LiveModelStatus, ModelChange, ModelRecord, SnapshotNode } from './live-model-types.ts';
+
 /** How long a live model waits, once its stream runs, for the rows its snapshot left out (`showWithoutPending`). */
 export const PENDING_WAIT_MS = 3_000;
-
-export type ModelRecord = Readonly<Record<string, unknown>>;
-
-/**
- * - `loading`: the first snapshot is being read;
- * - `live`: the snapshot is loaded and the change stream subscribed on the current socket, no
- *   refusal of it known (after one: once a change came, or a probe sent after the retried
- *   subscribe was answered). A refusal the server decides later (after a Redis round trip) may
- *   still come: `reconnecting` then, with the error;
- * - `reconnecting`: the stream is not served — the socket is gone, or the server refused the
- *   stream for now (RATE_LIMITED…: `error` says so, and it is retried); the records are kept and
- *   the stream resumes from its cursor;
- * - `resyncing`: the server could not resume the stream (RESYNC_REQUIRED): the snapshot is read again;
- * - `unauthorized`: the connection is `unauthorized` — the server refused the token (4403: none,
- *   invalid, expired for good) or a refresh brought another user (4412) — and nothing is tried
- *   until `client.reconnect()` (after a new login): `error` is a SessionEndedError with the close
- *   code and the server's `reason`. Records held are kept (the same user's reconnect resumes from
- *   the cursor; another user's drops them);
- * - `error`: stopped for good (`error` says why);
- * - `closed`: released.
- */
-export type LiveModelStatus = 'loading' | 'live' | 'reconnecting' | 'resyncing' | 'unauthorized' | 'error' | 'closed';
-
-export interface LiveModelSnapshot<R extends object = ModelRecord> {
-  /** The records, in snapshot order (primary key), records created later after them. */
-  readonly records: readonly R[];
-  /** The same records by entity key (`ModelChange.id`). */
-  readonly byId: ReadonlyMap<string, R>;
-  readonly status: LiveModelStatus;
-  /**
-   * `status === 'live'` (seed 004's `isConnected`): the change stream is subscribed with no
-   * refusal of it known — see `LiveModelStatus`.
-   */
-  readonly isLive: boolean;
-  /**
-   * How fresh the records are (seed 004's staleness disclosure): the commit time of the last change
-   * applied, or when the last snapshot was read (its first page's `readAt`), whichever is later
-   * (ISO 8601); null before the first. Both by the source database's clock, never the device's:
-   * compare it with the device's `Date.now()` only knowing the two clocks may differ.
-   */
-  readonly lastUpdatedAt: string | null;
-  /**
-   * Why the model stopped (status `error`), why the connection refused its token (status
-   * `unauthorized`: the server's reason in the message), or why it is not served now while it
-   * retries (a refusal such as RATE_LIMITED: status `loading`, `reconnecting` or `resyncing`);
-   * null once it is live again.
-   */
-  readonly error: Error | null;
-}
-
-/** What every change carries, whatever its operation. */
-interface ModelChangeFields {
-  /** Stable across redeliveries. */
-  readonly eventId: string;
-  /** The entity key. */
-  readonly id: string;
-  /**
-   * Columns the server's record lacks because Postgres did not send them: an update that left a
-   * large (TOASTed) value unchanged, on a table without REPLICA IDENTITY FULL. The value is the one
-   * held — a live model keeps it. Empty when the record is the whole row.
-   */
-  readonly unchangedColumns: readonly string[];
-  readonly cursor: string;
-  /** The change's commit time, by the source database's clock (ISO 8601). */
-  readonly lastUpdatedAt: string;
-}
-
-/**
- * One change as the stream delivers it, by operation:
- * - `CREATED`, `UPDATED`: the record after the change. As the server sends it, an update's (and a
- *   row moved to another tenant or key's CREATED) lacks the `unchangedColumns`; as a live model
- *   hands it to `onUpdated`, it is merged into the row held, so it has them (their held values);
- * - `DELETED` (a soft delete too): what the table sends — the whole row with REPLICA IDENTITY
- *   FULL (or a soft delete), else its key columns only;
- * - `LEFT` (with a filter only): the row no longer matches it; no record.
- */
-export type ModelChange<R extends object = ModelRecord> =
-  | (ModelChangeFields & { readonly operation: 'CREATED' | 'UPDATED'; readonly record: R })
-  | (ModelChangeFields & { readonly operation: 'DELETED'; readonly record: Partial<R> })
-  | (ModelChangeFields & { readonly operation: 'LEFT'; readonly record: null });
-
-/** A snapshot's row, or where a row it left out belongs (`record` undefined: the stream brings it). */
-export interface SnapshotNode<R extends object = ModelRecord> {
-  readonly id: string;
-  readonly record: R | undefined;
-}
 
 /** A snapshot loaded but not shown yet: what was shown before stays until its left-out rows came. */
 interface Completing<R extends object> {
@@ -108,6 +29,25 @@ interface Completing<R extends object> {
   readonly pending: Set<string>;
   readonly held: Pick<LiveModelSnapshot<R>, 'records' | 'byId'>;
   readonly lastUpdatedAt: string | null;
+}
+
+/** A change that brings a record (CREATED, UPDATED). */
+type RecordChange<R extends object> = Extract<ModelChange<R>, { operation: 'CREATED' | 'UPDATED' }>;
+
+/** A row not held that a change lacking columns would bring in: it awaits a fetch of the whole row. */
+export interface AwaitedRow<R extends object = ModelRecord> {
+  readonly id: string;
+  /** The change that would have brought it: the whole row comes as this change, told to listeners. */
+  readonly change: RecordChange<R>;
+}
+
+interface Awaited<R extends object> extends AwaitedRow<R> {
+  /**
+   * Its fetch went: the changes arriving since may be newer than what it reads (applied on top of
+   * it, in order); the ones before it are in what it reads.
+   */
+  sent: boolean;
+  readonly since: ModelChange<R>[];
 }
 
 /** A left-out row's place in the records' order, kept until its change comes (a Map keeps a key's position when it is set again). */
@@ -120,6 +60,8 @@ export class LiveModelStore<R extends object = ModelRecord> {
   /** In the records' order; a SLOT is a row a snapshot left out, not held yet. */
   readonly #records = new Map<string, R | typeof SLOT>();
   #completing: Completing<R> | undefined;
+  /** Rows awaiting a fetch of the whole row, by id (see `AwaitedRow`). */
+  readonly #awaited = new Map<string, Awaited<R>>();
   readonly #listeners = new Set<() => void>();
   readonly #changeListeners = new Set<ChangeListener<R>>();
   #seen: RecentIds;
@@ -201,6 +143,8 @@ export class LiveModelStore<R extends object = ModelRecord> {
   load(nodes: readonly SnapshotNode<R>[], readAt: string): void {
     const shown = this.#completing ?? { held: this.getSnapshot(), lastUpdatedAt: this.#lastUpdatedAt };
     this.#records.clear();
+    // A fetch read before this snapshot could bring back a row it no longer has.
+    this.#awaited.clear();
     const pending = new Set<string>();
     for (const node of nodes) {
       this.#records.set(node.id, node.record ?? SLOT);
@@ -214,7 +158,8 @@ export class LiveModelStore<R extends object = ModelRecord> {
 
   /**
    * Applies a change; false when nothing happens: a duplicate (already applied), a LEFT or DELETED
-   * of a row not held, or an update of a row not held that lacks a column the filter names.
+   * of a row not held, an update of a row not held that lacks a column the filter names, or a
+   * change that leaves a row awaiting its fetch.
    *
    * With a filter the server sends every update outside it as LEFT, and a delete it cannot judge
    * (key only) to every subscriber: about rows not held, these keep the snapshot (and its
@@ -222,12 +167,84 @@ export class LiveModelStore<R extends object = ModelRecord> {
    *
    * Postgres leaves a large (TOASTed) value an update did not change out of the change, so an
    * update may lack columns (`unchangedColumns` lists them): the update is merged into the held
-   * row, which keeps what it had in them, and a row not held stays out —
+   * row, which keeps what it had in them. A row not held that lacks a filtered column stays out —
    * the server could not judge it against the filter, and it cannot have entered the filter by an
-   * update that left the filtered column as it was.
+   * update that left the filtered column as it was. A row not held (or left out by the snapshot)
+   * that such a change would bring in — an update into the filter, a CREATED of a row whose key
+   * or tenant changed — is not brought in partial: it awaits a fetch of the whole row
+   * (`rowsToFetch`). Until the fetch is answered, a change that lacks columns again waits with it,
+   * and one that brings the whole row or takes it out (DELETED, LEFT) is applied and makes the
+   * fetch's answer moot.
    */
   apply(change: ModelChange<R>): boolean {
     if (!this.#seen.add(change.eventId)) return false;
+    const awaited = this.#awaited.get(change.id);
+    if (awaited !== undefined) {
+      // Not sent yet, the fetch will read what this change did; sent, it may read before it.
+      if (lacksColumns(change)) {
+        if (awaited.sent) awaited.since.push(change);
+        return false;
+      }
+      this.#awaited.delete(change.id);
+    } else if (this.#fetchesFirst(change)) {
+      this.#awaited.set(change.id, { id: change.id, change, sent: false, since: [] });
+      return false;
+    }
+    return this.#take(change);
+  }
+
+  /** Rows awaiting a fetch not sent yet, oldest first. */
+  *rowsToFetch(): IterableIterator<AwaitedRow<R>> {
+    for (const row of this.#awaited.values()) if (!row.sent) yield row;
+  }
+
+  /** The fetch of `row` was sent: changes of it arriving from now on go on top of what it reads. */
+  fetching(row: AwaitedRow<R>): void {
+    const awaited = this.#awaited.get(row.id);
+    if (awaited === row) awaited.sent = true;
+  }
+
+  /** The fetch of `row` failed, or its answer left the row out: it awaits a new one (`rowsToFetch`). */
+  refetch(row: AwaitedRow<R>): void {
+    const awaited = this.#awaited.get(row.id);
+    if (awaited !== row) return;
+    // A new fetch reads after every change that came until now.
+    awaited.sent = false;
+    awaited.since.length = 0;
+  }
+
+  /**
+   * The whole row the fetch of `row` read (as `records` lists it), or undefined when it found none
+   * (deleted since, or outside the filter now: nothing comes in). The row comes as the change that
+   * awaited it brings one (its listeners told), then the changes that arrived while the fetch ran
+   * go on top, in order. Ignored when the row awaits no fetch any more (a change brought it whole
+   * or took it out; a snapshot or a new login replaced everything).
+   */
+  fetched(row: AwaitedRow<R>, record: R | undefined): void {
+    const awaited = this.#awaited.get(row.id);
+    if (awaited !== row) return;
+    this.#awaited.delete(row.id);
+    const { change } = awaited;
+    // A left-out row found gone: its place goes, as its LEFT would take it.
+    if (record === undefined) {
+      if (this.#records.get(row.id) === SLOT) this.#take({ ...change, operation: 'LEFT', record: null });
+      return;
+    }
+    this.#take({ ...change, record });
+    for (const since of awaited.since) this.#take(since);
+  }
+
+  /** Whether a change lacking columns would bring in a row not held: it is fetched whole first. */
+  #fetchesFirst(change: ModelChange<R>): change is RecordChange<R> {
+    if (change.operation === 'DELETED' || change.operation === 'LEFT' || !lacksColumns(change)) return false;
+    const held = this.#records.get(change.id);
+    // A left-out row was in the filter: whatever the change lacks, the fetch judges it.
+    if (held === SLOT) return true;
+    return held === undefined && (change.operation === 'CREATED' || !this.#lacksFilterColumn(change.record));
+  }
+
+  /** `apply` past its de-duplication and the rows awaiting a fetch. */
+  #take(change: ModelChange<R>): boolean {
     const completing = this.#completing;
     const held = this.#records.get(change.id);
     // A left-out row's first change brings it (or takes it out): nothing was held before.
@@ -253,10 +270,11 @@ export class LiveModelStore<R extends object = ModelRecord> {
   }
 
   /** The change as held after it (an update merged into the row held), or undefined when it leaves no row. */
-  #merge(change: ModelChange<R>, previous: R | undefined): Extract<ModelChange<R>, { operation: 'CREATED' | 'UPDATED' }> | undefined {
+  #merge(change: ModelChange<R>, previous: R | undefined): RecordChange<R> | undefined {
     if (change.operation === 'DELETED' || change.operation === 'LEFT' || change.record === null) return undefined;
-    if (change.operation !== 'UPDATED') return change;
-    if (previous === undefined) return this.#lacksFilterColumn(change.record) ? undefined : change;
+    if (previous === undefined) return change.operation === 'UPDATED' && this.#lacksFilterColumn(change.record) ? undefined : change;
+    // A CREATED replaces the row held, but for the columns Postgres did not send (their values are the held ones).
+    if (change.operation === 'CREATED' && change.unchangedColumns.length === 0) return change;
     return { ...change, record: { ...previous, ...change.record } };
   }
 
@@ -267,6 +285,7 @@ export class LiveModelStore<R extends object = ModelRecord> {
   reset(): void {
     this.#records.clear();
     this.#completing = undefined;
+    this.#awaited.clear();
     this.#seen = createRecentIds(this.#dedupeWindow);
     this.#lastUpdatedAt = null;
     if (this.#status !== 'error' && this.#status !== 'closed') {
@@ -277,16 +296,20 @@ export class LiveModelStore<R extends object = ModelRecord> {
     this.#changed(true);
   }
 
-  /** Whether `apply(change)` would add a row not held now (for a limit on the records held). */
+  /** Whether `apply(change)` would add to `size` (for a limit on the records held): a row not held, or one it makes await its fetch. */
   adds(change: ModelChange<R>): boolean {
     const held = this.#records.get(change.id);
     if (this.#seen.has(change.eventId) || (held !== undefined && held !== SLOT) || change.operation === 'DELETED' || change.operation === 'LEFT' || change.record === null) return false;
+    // Counted while it awaits its fetch: what the fetch brings adds nothing more.
+    if (this.#awaited.has(change.id)) return false;
+    if (lacksColumns(change)) return this.#fetchesFirst(change);
     return change.operation !== 'UPDATED' || !this.#lacksFilterColumn(change.record);
   }
 
-  /** Records held now (a snapshot being completed: its records). */
+  /** Records held now (a snapshot being completed: its records), and rows awaiting a fetch (each held once it came). */
   get size(): number {
-    return this.#records.size - (this.#completing?.pending.size ?? 0);
+    // A left-out row awaiting its fetch is a place not counted (pending), and counted as awaited.
+    return this.#records.size - (this.#completing?.pending.size ?? 0) + this.#awaited.size;
   }
 
   setStatus(status: LiveModelStatus, error: Error | null = null): void {
@@ -317,6 +340,11 @@ function heldOf<R extends object>(records: ReadonlyMap<string, R | typeof SLOT>)
   const byId = new Map<string, R>();
   for (const [id, record] of records) if (record !== SLOT) byId.set(id, record);
   return { records: Object.freeze([...byId.values()]), byId };
+}
+
+/** A change that would bring a record without columns Postgres did not send. */
+function lacksColumns<R extends object>(change: ModelChange<R>): boolean {
+  return (change.operation === 'CREATED' || change.operation === 'UPDATED') && change.unchangedColumns.length > 0;
 }
 
 /** The later of two ISO 8601 times. */

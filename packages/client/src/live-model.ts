@@ -8,6 +8,8 @@
  * RESYNC_REQUIRED the snapshot is read again and the stream joined at its cursor. A new login of another user empties the store at once
  * (status `loading`, no records, no cursor) before the new user's socket is up, and it loads
  * afresh for them: what they may not read comes back empty, never as the previous user's rows.
+ * A row a change would bring in without the large values Postgres left out of it
+ * (`unchangedColumns`) is read whole first, and held once it came (`live-model-fetch.ts`).
  *
  * `live`: the snapshot is held and the change stream subscribed on the current socket, with no
  * refusal of it known. The protocol acknowledges no subscription, so it is `live` as its subscribe
@@ -28,7 +30,8 @@
  */
 import type { Connection } from './connection.ts';
 import { isPermissionRevoked, isResyncRequired } from './errors.ts';
-import { TributaryChangesDocument, TributaryRecordsDocument } from './generated.ts';
+import { TributaryChangesDocument, TributaryRecordsDocument, type TributaryRecordsQuery } from './generated.ts';
+import { RowFetches } from './live-model-fetch.ts';
 import { LiveModelStore, PENDING_WAIT_MS, type LiveModelSnapshot, type LiveModelStatus, type ModelChange, type ModelRecord, type SnapshotNode } from './live-model-store.ts';
 import { createRetryGate, runResumable } from './resumable.ts';
 import type { Session } from './session.ts';
@@ -267,10 +270,12 @@ class SharedModel {
         // so resuming would keep rows the user may not see, `live`, for good. Read again: empty
         // when denied — as a refresh on the socket drops them (PERMISSION_REVOKED).
         if (this.#cursor === undefined || this.#readUnder !== current.grants) await this.#loadSnapshot(current, signal);
-        // A row the stream adds past maxRecords stops the model, as a snapshot too large does: the
-        // stream is cut (what `onData` throws would only be reported) and the error thrown from here.
+        // A row the stream adds past maxRecords stops the model, as a snapshot too large does, and a
+        // failed fetch of a whole row ends the stream (retried): it is cut (what `onData` throws
+        // would only be reported) and the error thrown from here.
         const overflow = new AbortController();
-        let tooMany: Error | undefined;
+        let stopped: Error | undefined;
+        const stop = (error: Error) => void ((stopped ??= error), overflow.abort());
         let running = true;
         const live = () => {
           if (!running || signal.aborted) return;
@@ -278,26 +283,27 @@ class SharedModel {
           // A snapshot still waiting for rows it left out is not shown yet: still loading (resyncing…).
           if (this.store.status !== 'live' && !this.store.completing) this.store.setStatus('live');
         };
+        // Rows a change would bring in without their TOASTed values are read whole first (live-model-fetch.ts).
+        const fetches = new RowFetches({ session: current, signal: AbortSignal.any([signal, overflow.signal]), store: this.store, model: this.#model, filter: this.#filter, fail: stop, answered: live });
         const streaming = current.stream(
           TributaryChangesDocument,
           { model: this.#model, filter: this.#filter, after: this.#cursor ?? null },
           ({ changes }) => {
             delivered();
             const change = changes as ModelChange;
-            if (this.store.size >= this.#limits.maxRecords && this.store.adds(change)) {
-              tooMany = this.#tooMany();
-              overflow.abort();
-              return;
-            }
+            if (this.store.size >= this.#limits.maxRecords && this.store.adds(change)) return stop(this.#tooMany());
             this.#cursor = change.cursor;
             live();
             const completing = this.store.completing;
             this.store.apply(change);
+            fetches.pump();
             // The last row the snapshot left out came: shown now, and live.
             if (completing) live();
           },
           AbortSignal.any([signal, overflow.signal]),
         );
+        // Rows still awaiting their fetch when an earlier run ended.
+        fetches.pump();
         // Left-out rows whose change never comes are given up: the snapshot is shown without them
         // (live then, unless a refusal's round trip below has not answered yet: that one says so).
         const giveUp = this.store.completing ? setTimeout(() => this.store.completing && (this.store.showWithoutPending(), this.#refused || live()), PENDING_WAIT_MS) : undefined;
@@ -315,7 +321,7 @@ class SharedModel {
         } catch (error) {
           // Not live from here on: the snapshot is read again (after a pause, when it comes again at once).
           if (isResyncRequired(error)) this.store.setStatus('resyncing');
-          throw tooMany ?? error;
+          throw stopped ?? error;
         }
       },
       resync: async (current, signal) => {
@@ -351,7 +357,7 @@ class SharedModel {
     // times are — never the device's, which may be minutes off.
     let readAt: string | undefined;
     for (let after: string | null = null; ; ) {
-      const { records }: { records: RecordsPage } = await session.execute(
+      const { records }: TributaryRecordsQuery = await session.execute(
         TributaryRecordsDocument,
         { model: this.#model, filter: this.#filter, first: this.#limits.pageSize, after },
         signal,
@@ -376,14 +382,6 @@ class SharedModel {
   #tooMany(): Error {
     return new Error(`liveModel(${this.#model}): more than ${this.#limits.maxRecords} records (maxRecords)`);
   }
-}
-
-interface RecordsPage {
-  readonly cursor: string;
-  readonly readAt: string;
-  readonly nodes: readonly { readonly id: string; readonly record: unknown }[];
-  readonly pending: readonly { readonly id: string; readonly index: number }[];
-  readonly pageInfo: { readonly endCursor: string | null; readonly hasNextPage: boolean };
 }
 
 /** JSON with object keys sorted, so equal filters make equal keys whatever their key order. */

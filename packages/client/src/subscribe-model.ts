@@ -3,7 +3,9 @@
  * for Node services, on top of the public GraphQL API — nothing here reaches into the server.
  * Unlike `liveModel` it holds no records: each change is handed to an awaited handler, one at a
  * time, and the stream resumes from the last change the handler finished. One socket per
- * connection, for the position read and the subscription alike. What arrives while the handler
+ * connection, for the position read and the subscription alike. Each change is handed over as
+ * the server sent it (see `ModelChangeEvent.unchangedColumns` for a record without the large values
+ * Postgres left out of it). What arrives while the handler
  * works is held up to `maxBufferedChanges`; past it the subscription is dropped once those are
  * handled and subscribed again from the cursor, so a slow handler makes the server replay at its
  * pace instead of piling the backlog up in memory. After `close()` no further change is handed
@@ -82,7 +84,11 @@ export interface ModelChangeEvent<R extends object = ModelRecord> {
   /**
    * Columns `record` lacks because Postgres did not send them (an update that left a large,
    * TOASTed value unchanged, on a table without REPLICA IDENTITY FULL): keep the value your store
-   * holds — merge `record` into the row rather than replace it. Empty when `record` is the whole row.
+   * holds — merge `record` into the row rather than replace it. A change of a row your store does
+   * not hold (an UPDATED that moved it into the filter, the CREATED of a key or tenant change)
+   * lacks them too, with no value to keep: read the row whole with `records` — the model's filter
+   * and its key columns, `{ ...filter, id: 'eq.11' }` — before you store it (a live model does).
+   * Empty when `record` is the whole row.
    */
   readonly unchangedColumns: readonly string[];
   /** Resume point after this change. */
