@@ -13,6 +13,8 @@ export interface AnalyticsSample {
   readonly bytes: number;
   readonly resyncs: number;
   readonly topicsOverflowed: number;
+  /** Minutes whose counts this instance pushed and the minute store lost before the workers wrote them (absent: 0). */
+  readonly minutesLost?: number;
   readonly latency: {
     /** Live deliveries since the instance started, per bucket of `LATENCY_BOUNDS_MS` (not cumulative), the overflow bucket last. */
     readonly buckets: readonly number[];
@@ -32,6 +34,8 @@ export interface AnalyticsMetrics {
   readonly deliveredBytes: Counter;
   readonly resyncs: Counter;
   readonly analyticsTopicsOverflowed: Counter;
+  /** Minutes of this instance's counts the minute store (Redis) lost before the workers wrote them. */
+  readonly analyticsMinutesLost: Counter;
   /**
    * Publish → socket latency of this instance's live deliveries, a Prometheus histogram in s
    * (`_bucket{le}`, `_sum`, `_count`): windowed percentiles are `histogram_quantile` over `rate()`.
@@ -62,6 +66,11 @@ export function createAnalyticsMetrics(registry: Registry, samples: () => readon
       'tributary_analytics_topics_overflowed_total',
       'Per-topic countings that went to the overflow topic because a minute already held ANALYTICS_MAX_TOPICS topics',
       (sample) => sample.topicsOverflowed,
+    ),
+    analyticsMinutesLost: analyticsCounter(
+      'tributary_analytics_minutes_lost_total',
+      "Minutes whose counts this instance pushed and the minute store lost before the workers wrote them (Redis restarted without persistence, flushed or evicted): those minutes' analytics are short",
+      (sample) => sample.minutesLost ?? 0,
     ),
     publishToSocketSeconds: new CountedHistogram(
       {

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { createAnalyticsMetrics, type AnalyticsMetrics, type AnalyticsSample } from './metrics-analytics.ts';
 import { createClusterMetrics, type ClusterMetrics } from './metrics-cluster.ts';
 import { createOutboxMetrics, type OutboxMetrics, type OutboxSample, type OutboxSourceSample } from './metrics-outbox.ts';
+import { BUILT_IN_RULES } from './pipeline/alerts/rule-names.ts';
 
 export { HOT_TOPICS_IN_METRICS, type AnalyticsSample } from './metrics-analytics.ts';
 export type { OutboxSample, OutboxSourceSample } from './metrics-outbox.ts';
@@ -77,11 +78,14 @@ export interface Metrics extends AnalyticsMetrics, ClusterMetrics, OutboxMetrics
   /**
    * Alerts firing (not acknowledged, not resolved) cluster-wide, by rule and severity: no subject
    * label, so bounded. Kept for dashboards; an acknowledged alert leaves it while its problem lasts.
+   * Exported by the processes that read the open alerts (workers, all): every built-in rule, 0
+   * while none of its alerts is.
    */
   readonly alertsFiring: Gauge<'rule' | 'severity'>;
   /**
    * Alerts open (firing or acknowledged) cluster-wide, by rule, severity and state: what a
-   * Prometheus rule should page on, as acknowledging does not end the problem.
+   * Prometheus rule should page on, as acknowledging does not end the problem. Exported as
+   * `alertsFiring` is, each built-in rule at 0 while none of its alerts is open.
    */
   readonly alertsOpen: Gauge<'rule' | 'severity' | 'state'>;
 }
@@ -133,6 +137,10 @@ export interface WebhookBacklogSample {
   readonly measuredAt?: number;
 }
 
+/** The label values the alert gauges export at 0 for each built-in rule. */
+const ALERT_SEVERITIES = ['warning', 'critical'] as const;
+const OPEN_STATES = ['firing', 'acknowledged'] as const;
+
 export interface MetricsOptions {
   /** Node's process metrics (CPU, memory, event loop lag). @default true */
   readonly processMetrics?: boolean;
@@ -151,6 +159,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const outboxes = (): OutboxSample[] => [...samplers].flatMap((sampler) => sampler.outboxes?.() ?? []);
   const webhookBacklogs = (): WebhookBacklogSample[] => [...samplers].flatMap((sampler) => sampler.webhookBacklogs?.() ?? []);
   const alertsOpen = (): AlertsOpenSample[] => [...samplers].flatMap((sampler) => sampler.alertsOpen?.() ?? []);
+  /**
+   * Whether this process reads the open alerts (a workers or `all` one): it then exports every
+   * built-in rule, at 0 while nothing is open — with no series at all, a rule such as `sum(…) == 0`
+   * or a panel would read "no data" exactly when all is well. A server, which reads none, exports
+   * none rather than claim 0.
+   */
+  const readsAlerts = (): boolean => [...samplers].some((sampler) => sampler.alertsOpen !== undefined);
   const analytics = (): AnalyticsSample[] => [...samplers].flatMap((sampler) => (sampler.analytics ? [sampler.analytics()] : []));
   return {
     ...createAnalyticsMetrics(registry, analytics),
@@ -354,21 +369,25 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     alertsFiring: new Gauge({
       name: 'tributary_alerts_firing',
-      help: 'Alerts firing (not acknowledged, not resolved) across the cluster, by rule and severity; every workers process reports the same figure (aggregate with max). Page on tributary_alerts_open: acknowledging does not end the problem',
+      help: 'Alerts firing (not acknowledged, not resolved) across the cluster, by rule and severity (every built-in rule, 0 when none); exported by workers and all processes only, each the same figure (aggregate with max). Page on tributary_alerts_open: acknowledging does not end the problem',
       labelNames: ['rule', 'severity'],
       registers: [registry],
       collect() {
         this.reset();
+        if (!readsAlerts()) return;
+        for (const rule of BUILT_IN_RULES) for (const severity of ALERT_SEVERITIES) this.set({ rule, severity }, 0);
         for (const sample of alertsOpen()) if (sample.state === 'firing') this.set({ rule: sample.rule, severity: sample.severity }, sample.count);
       },
     }),
     alertsOpen: new Gauge({
       name: 'tributary_alerts_open',
-      help: 'Alerts open (state firing or acknowledged, not resolved) across the cluster, by rule, severity and state; every workers process reports the same figure (aggregate with max per state)',
+      help: 'Alerts open (state firing or acknowledged, not resolved) across the cluster, by rule, severity and state (every built-in rule, 0 when none); exported by workers and all processes only, each the same figure (aggregate with max per state)',
       labelNames: ['rule', 'severity', 'state'],
       registers: [registry],
       collect() {
         this.reset();
+        if (!readsAlerts()) return;
+        for (const rule of BUILT_IN_RULES) for (const severity of ALERT_SEVERITIES) for (const state of OPEN_STATES) this.set({ rule, severity, state }, 0);
         for (const sample of alertsOpen()) this.set({ rule: sample.rule, severity: sample.severity, state: sample.state }, sample.count);
       },
     }),

@@ -12,7 +12,8 @@ import { isEnvironmentAdmin, requireAdmin } from './require-admin.ts';
 
 /**
  * An alert as the API shows it — GraphQL's `Alert` and the REST route's answer, with the same
- * names — from a stored row or from an alert event's payload (whose `state` is its `status`).
+ * names — from a stored row or from an alert event's data (the same, with its app and env;
+ * `readAlertEvent` reads an earlier version's too).
  */
 export interface AlertView {
   readonly id: string;

@@ -16,6 +16,7 @@ import { dispatchTicket, type DispatchTicket } from '../pipeline/dispatch/subscr
 import { assertName, MAX_TENANT_LENGTH } from '../pipeline/names.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
+import { loggedRead } from './read-outage.ts';
 import { isEnvironmentAdmin, requireAdmin } from './require-admin.ts';
 
 export type StatsWindow = '1m' | '1h' | '1d';
@@ -72,14 +73,9 @@ export async function topicStats(context: ResolverContext, args: TopicStatsArgs)
   if ((args.to.getTime() - args.from.getTime()) / GRANULARITY_MS[args.granularity] > MAX_STATS_WINDOWS) {
     throw badUserInput('from', `at most ${MAX_STATS_WINDOWS} windows per request: narrow from/to or use a coarser granularity`);
   }
-  const windows = await context.services.analytics.topicStats({
-    scope: context.principal,
-    tenant,
-    topic,
-    granularity: args.granularity,
-    from: args.from,
-    to: args.to,
-  });
+  const windows = await loggedRead(context, 'topicStats', () =>
+    context.services.analytics.topicStats({ scope: context.principal, tenant, topic, granularity: args.granularity, from: args.from, to: args.to }),
+  );
   return windows.map((window) => bucketOf(topic, GRANULARITY_WINDOW[args.granularity], window.start, window.end, window.counts));
 }
 
@@ -94,13 +90,9 @@ export async function hotTopics(context: ResolverContext, args: HotTopicsArgs): 
   requireAdmin(context.principal);
   const limit = args.limit ?? 10;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_HOT_TOPICS) throw badUserInput('limit', `limit must be from 1 to ${MAX_HOT_TOPICS}`);
-  const hot = await context.services.analytics.hotTopics({
-    scope: context.principal,
-    tenant: tenantOf(context.principal, args.tenant),
-    windowMs: WINDOW_MS[args.window],
-    by: args.by,
-    limit,
-  });
+  const tenant = tenantOf(context.principal, args.tenant);
+  // Redis or Postgres away: UNAVAILABLE (the minute store and the database say so), logged once an outage.
+  const hot = await loggedRead(context, 'hotTopics', () => context.services.analytics.hotTopics({ scope: context.principal, tenant, windowMs: WINDOW_MS[args.window], by: args.by, limit }));
   return hot.map(({ topic, tenant, counts, start, end }) => {
     const seconds = Math.max(1, (end.getTime() - start.getTime()) / 1000);
     const { window: _window, ...bucket } = bucketOf(topic, '1m', start, end, counts);

@@ -11,6 +11,7 @@ import { DASHBOARD_TOPIC, isDashboardEvent } from '../pipeline/events/dashboard-
 import type { RealtimeEvent } from '../pipeline/events/envelope.ts';
 import { streamOf } from '../pipeline/stream.ts';
 import type { ResolverContext } from './context.ts';
+import { loggedRead } from './read-outage.ts';
 import { isOperator, requireAdmin } from './require-admin.ts';
 
 function requireOperator(context: ResolverContext): void {
@@ -35,7 +36,8 @@ function requireOperator(context: ResolverContext): void {
  */
 export async function dashboard(context: ResolverContext): Promise<Dashboard> {
   requireOperator(context);
-  return context.services.dashboard.read();
+  // Redis away: UNAVAILABLE (the report store says so), logged once an outage.
+  return loggedRead(context, 'dashboard', () => context.services.dashboard.read());
 }
 
 /** `dashboardUpdates`: the operators' `system.dashboard` stream, one dashboard per tick. */

@@ -38,6 +38,11 @@ export interface InstanceFiguresSnapshot {
   };
   /** Per-topic countings that went to the minute's overflow topic (more topics than its bound). */
   readonly topicsOverflowed: number;
+  /**
+   * Minutes whose counts this instance pushed and the minute store lost before the workers wrote
+   * them (`pusher.ts`); absent from figures that do not count them (0).
+   */
+  readonly minutesLost?: number;
 }
 
 /** The read side: what a dashboard or `/metrics` may use. */
@@ -57,6 +62,7 @@ export class InstanceTotals implements InstanceFigures {
   bytes = 0;
   resyncs = 0;
   overflowed = 0;
+  minutesLost = 0;
   readonly #enabled: boolean;
   readonly #now: () => number;
 
@@ -84,6 +90,7 @@ export class InstanceTotals implements InstanceFigures {
         sumMs: this.latencySumMs,
       },
       topicsOverflowed: this.overflowed,
+      minutesLost: this.minutesLost,
     };
   }
 }

@@ -1,4 +1,5 @@
 /** The minute store of the embedded mode: the one process's memory. */
+import { randomUUID } from 'node:crypto';
 import type { MinuteStore } from './minute-store.ts';
 import { emptyCounts, environmentKey, mergeCounts, mergeTopics, subtractTopics, type TopicCounts } from './topic-counts.ts';
 
@@ -7,6 +8,8 @@ const MAX_MINUTES = 120;
 
 export function createMemoryMinuteStore(): MinuteStore {
   const minutes = new Map<number, Map<string, TopicCounts>>();
+  // What this store holds dies with the process, and its pusher with it: one generation.
+  const generation = randomUUID();
   return {
     kind: 'memory',
     push(batch) {
@@ -16,7 +19,7 @@ export function createMemoryMinuteStore(): MinuteStore {
         if (minutes.size > MAX_MINUTES) minutes.delete(Math.min(...minutes.keys()));
       }
       mergeTopics(topics, batch.topics);
-      return Promise.resolve();
+      return Promise.resolve({ generation });
     },
     minutes() {
       return Promise.resolve([...minutes.keys()].sort((a, b) => a - b));

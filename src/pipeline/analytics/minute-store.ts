@@ -23,10 +23,20 @@ export interface EnvironmentFilter {
   readonly accept?: (topicKey: string) => boolean;
 }
 
+/** What a push learnt of the store. */
+export interface PushReceipt {
+  /**
+   * The store's generation: the same until the store holds no minute (all written, or lost) — a
+   * pusher that finds another than at its previous push knows that what it pushed since the workers
+   * last wrote may be gone (`pusher.ts`). Undefined when the batch held nothing to push.
+   */
+  readonly generation: string | undefined;
+}
+
 export interface MinuteStore {
   readonly kind: 'redis' | 'memory';
   /** Adds a batch into its minute. */
-  push(batch: PushBatch): Promise<void>;
+  push(batch: PushBatch): Promise<PushReceipt>;
   /** Minutes holding counts, oldest first. */
   minutes(): Promise<number[]>;
   /**

@@ -54,6 +54,11 @@ export interface AnalyticsCollector extends AnalyticsRecorder {
   topTopics(limit: number): { readonly topicKey: string; readonly eventsPerSecond: number }[];
   /** Topic keys held in memory now (for tests of the bound). */
   heldTopics(): number;
+  /**
+   * Minutes whose counts this instance pushed and the minute store lost before the workers wrote
+   * them (the pusher finds it out): counted in the instance's figures (`minutesLost`).
+   */
+  lostMinutes(count: number): void;
 }
 
 export interface AnalyticsRecorderOptions {
@@ -231,6 +236,9 @@ export function createAnalyticsRecorder(options: AnalyticsRecorderOptions = {}):
       if (!lastFull || limit <= 0) return [];
       const top = [...lastFull.admitted].filter(([, events]) => events > 0).sort((a, b) => b[1] - a[1]).slice(0, limit);
       return top.map(([topicKey, events]) => ({ topicKey, eventsPerSecond: events / (MINUTE_MS / 1000) }));
+    },
+    lostMinutes(count) {
+      totals.minutesLost += count;
     },
     heldTopics() {
       let held = current.admitted.size + current.topics.size + (lastFull?.admitted.size ?? 0);

@@ -7,6 +7,7 @@
  * for its TTL too.
  */
 import type { Redis } from 'ioredis';
+import { ErrorCode, isTributaryError, TributaryError } from '../../errors.ts';
 import { componentLogger, type Logger } from '../../logger.ts';
 import type { InstanceReport } from './instance-report.ts';
 
@@ -56,7 +57,9 @@ export function createMemoryReportStore(options: { readonly ttlMs: number; reado
 /**
  * Redis: a key per instance holding its report (expiring after the TTL) and a sorted set of the
  * instances by report time, to find them without SCAN; members older than the TTL are removed as
- * reports are read.
+ * reports are read. A command that fails (Redis away, or refusing) is UNAVAILABLE to the caller,
+ * as a database outage is: the dashboard's readers answer 503 "retry", not a masked 500 — and
+ * who logs it is the caller's choice (once an outage, not once a request).
  */
 export function createRedisReportStore(options: {
   readonly redis: Redis;
@@ -72,19 +75,16 @@ export function createRedisReportStore(options: {
   const keyOf = (instance: string) => `${keyPrefix}dashboard:instance:${instance}`;
   return {
     async put(report) {
-      await redis
-        .multi()
-        .set(keyOf(report.instance), JSON.stringify(report), 'PX', ttlMs)
-        .zadd(index, report.at, report.instance)
-        .pexpire(index, ttlMs * 4)
-        .exec();
+      await unavailableOnFailure(
+        redis.multi().set(keyOf(report.instance), JSON.stringify(report), 'PX', ttlMs).zadd(index, report.at, report.instance).pexpire(index, ttlMs * 4).exec(),
+      );
     },
     async all() {
       const since = options.now() - ttlMs;
-      await redis.zremrangebyscore(index, '-inf', `(${since}`);
-      const instances = await redis.zrevrangebyscore(index, '+inf', since, 'LIMIT', 0, MAX_INSTANCES);
+      await unavailableOnFailure(redis.zremrangebyscore(index, '-inf', `(${since}`));
+      const instances = await unavailableOnFailure(redis.zrevrangebyscore(index, '+inf', since, 'LIMIT', 0, MAX_INSTANCES));
       if (instances.length === 0) return [];
-      const values = await redis.mget(instances.map(keyOf));
+      const values = await unavailableOnFailure(redis.mget(instances.map(keyOf)));
       return values.flatMap((value, at) => {
         if (value === null) return [];
         const report = parseReport(value);
@@ -95,22 +95,29 @@ export function createRedisReportStore(options: {
     },
     async remove(instance, stopped) {
       if (stopped === undefined) {
-        await redis.multi().del(keyOf(instance)).zrem(index, instance).exec();
+        await unavailableOnFailure(redis.multi().del(keyOf(instance)).zrem(index, instance).exec());
         return;
       }
       // In its place, scored by its stop: `all()` keeps it the TTL from then, as the key lives.
       const stoppedAt = stopped.stoppedAt ?? stopped.at;
-      await redis
-        .multi()
-        .set(keyOf(instance), JSON.stringify(stopped), 'PX', ttlMs)
-        .zadd(index, stoppedAt, instance)
-        .pexpire(index, ttlMs * 4)
-        .exec();
+      await unavailableOnFailure(
+        redis.multi().set(keyOf(instance), JSON.stringify(stopped), 'PX', ttlMs).zadd(index, stoppedAt, instance).pexpire(index, ttlMs * 4).exec(),
+      );
     },
     async claimTick(bucket) {
-      return (await redis.set(`${keyPrefix}dashboard:tick:${bucket}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
+      return (await unavailableOnFailure(redis.set(`${keyPrefix}dashboard:tick:${bucket}`, '1', 'PX', ttlMs, 'NX'))) === 'OK';
     },
   };
+}
+
+/** A Redis command's failure as UNAVAILABLE (a client-facing code: the caller may retry). */
+async function unavailableOnFailure<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (isTributaryError(error)) throw error;
+    throw new TributaryError(ErrorCode.UNAVAILABLE, 'The cluster dashboard is unavailable right now; retry shortly', { cause: error });
+  }
 }
 
 /**

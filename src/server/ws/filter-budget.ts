@@ -12,7 +12,7 @@ import { subjectKeyOf } from './subject-quota.ts';
  * (`WS_MAX_CONNECTIONS_PER_SUBJECT`) let one token hold 100 × 100 filters of 16 KiB that never
  * match, ~0.42 s of the event loop per event, every other tenant's events waiting behind it. At
  * the default 256 KiB the costliest filters measured take ~1.1 ms per event (`events(where:)`)
- * and 3–8 ms (`changes(filter:)`, whose dates and long decimals are parsed per operand).
+ * and ~0.4–1.2 ms (`changes(filter:)`, a row value read once per record: model-filter-value.ts).
  */
 export interface FilterBudget {
   /** `bytes` more of `principal`'s filters: the function that gives them back, or undefined when they would take it past the budget. */

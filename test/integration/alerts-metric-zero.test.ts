@@ -1,0 +1,112 @@
+/**
+ * `tributary_alerts_open` and `tributary_alerts_firing` when nothing is open, on a real Postgres:
+ * a process that reads the open alerts (the workers' evaluation) exports every built-in rule at 0,
+ * so a Prometheus rule or panel on them reads 0 — not "no data" — when all is well, and the rule
+ * whose alert fires goes to 1 beside the others' 0. A process that reads no alerts (a server)
+ * exports no sample rather than claim 0. The list of built-in rules is the rules' own names.
+ */
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { alertsConfigOf } from '../../src/config-alerts.ts';
+import type { Queryable } from '../../src/db/database.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { BUILT_IN_RULES } from '../../src/pipeline/alerts/rule-names.ts';
+import { cdcRules } from '../../src/pipeline/alerts/rules/cdc-rules.ts';
+import { clusterRules } from '../../src/pipeline/alerts/rules/cluster-rules.ts';
+import { outboxBacklogRule, outboxDeadRowsRule } from '../../src/pipeline/alerts/rules/outbox-rules.ts';
+import { webhookDeadLettersRule, webhookFailureRateRule } from '../../src/pipeline/alerts/rules/webhook-rules.ts';
+import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
+import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
+import { startAlertEvaluation } from '../../src/workers/alerts.ts';
+import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+
+const logger = createLogger({ level: 'silent' });
+const OPERATORS = { app: 'app', env: 'env' };
+
+/** The samples of `name` in a `/metrics` text, as `labels → value`. */
+function samplesOf(text: string, name: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const match = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (match?.[1] === name) samples.set(match[2] ?? '', Number(match[3]));
+  }
+  return samples;
+}
+
+/** Every built-in rule at 0, as the gauges label them, with `set` on top. */
+function zeros(set: Readonly<Record<string, number>> = {}) {
+  const open = new Map<string, number>();
+  const firing = new Map<string, number>();
+  for (const rule of BUILT_IN_RULES) {
+    for (const severity of ['warning', 'critical']) {
+      firing.set(`{rule="${rule}",severity="${severity}"}`, 0);
+      for (const state of ['firing', 'acknowledged']) open.set(`{rule="${rule}",severity="${severity}",state="${state}"}`, 0);
+    }
+  }
+  for (const [labels, value] of Object.entries(set)) (labels.includes('state=') ? open : firing).set(labels, value);
+  return { open, firing };
+}
+
+describe('alert gauges when nothing is open', () => {
+  it('export every built-in rule at 0 where the alerts are read, the firing one at 1, and nothing where they are not', async () => {
+    const deliveries = await createDeliveryFixture();
+    onTestFinished(() => deliveries.dispose());
+    const { db } = deliveries;
+    const log = createMemoryLog({ retention: { maxEvents: 1_000, maxAgeMs: 3_600_000 }, publish: () => {} });
+    onTestFinished(() => log.close());
+    const router = createEventRouter({ log, logger });
+    let connections = 0;
+    const config = alertsConfigOf({
+      ALERTS_EVALUATE_SECONDS: 3600,
+      ALERTS_WINDOW_SECONDS: 7200,
+      ALERTS_MIN_SAMPLES: 20,
+      ALERTS_FIRE_AFTER: 2,
+      ALERTS_RESOLVE_AFTER: 3,
+      ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT: 50,
+      ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT: 20,
+      ALERTS_DEAD_LETTERS_ALLOWED: 0,
+      ALERTS_OUTBOX_MAX_AGE_SECONDS: 300,
+      ALERTS_OUTBOX_DEAD_ROWS_ALLOWED: 0,
+      ALERTS_CDC_MAX_LAG_BYTES: 1024,
+      ALERTS_CDC_MAX_RETAINED_WAL_BYTES: 1024,
+      ALERTS_CDC_UNROUTABLE_ROWS_ALLOWED: 0,
+      ALERTS_MAX_CONNECTIONS: 3,
+      ALERTS_MAX_RESYNCS: 1000,
+    });
+    const server = createMetrics({ processMetrics: false });
+    const workers = createMetrics({ processMetrics: false });
+    const cluster = { read: () => Promise.resolve({ connections, resyncs: 0 }) };
+    const evaluation = startAlertEvaluation({ config, operatorScope: OPERATORS, db, router, logger, metrics: workers, cluster });
+    onTestFinished(() => evaluation.close());
+    const scrape = async (metrics: typeof workers) => {
+      const text = await metrics.registry.metrics();
+      return { open: samplesOf(text, 'tributary_alerts_open'), firing: samplesOf(text, 'tributary_alerts_firing') };
+    };
+
+    await evaluation.evaluate();
+    expect(await scrape(workers)).toEqual(zeros());
+    expect(await scrape(server)).toEqual({ open: new Map(), firing: new Map() });
+
+    connections = 6;
+    await evaluation.evaluate();
+    await evaluation.evaluate();
+    expect(await scrape(workers)).toEqual(
+      zeros({ '{rule="cluster.connections",severity="warning",state="firing"}': 1, '{rule="cluster.connections",severity="warning"}': 1 }),
+    );
+  });
+
+  it('lists the built-in rules by their own names', () => {
+    // Building a rule reads nothing.
+    const db: Queryable = { query: () => Promise.reject(new Error('not read')), exec: () => Promise.reject(new Error('not run')) };
+    const scope = { ...OPERATORS, tenant: undefined };
+    const rules = [
+      webhookFailureRateRule(db, { minSamples: 20, criticalRatio: 0.5, warningRatio: 0.2 }),
+      webhookDeadLettersRule(db, { allowed: 0 }),
+      outboxBacklogRule(db, { maxAgeSeconds: 300 }),
+      outboxDeadRowsRule(db, { allowed: 0 }),
+      ...cdcRules(db, { maxLagBytes: 1, maxRetainedWalBytes: 1, unroutableRowsAllowed: 0 }),
+      ...clusterRules({ read: () => Promise.resolve(undefined) }, scope, { maxConnections: 1, maxResyncs: 1 }),
+    ];
+    expect(rules.map((rule) => rule.name).sort()).toEqual([...BUILT_IN_RULES].sort());
+  });
+});
