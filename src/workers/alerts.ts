@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AlertsConfig } from '../config-alerts.ts';
-import type { Database } from '../db/database.ts';
+import type { Database, Queryable } from '../db/database.ts';
 import { componentLogger, type Logger } from '../logger.ts';
 import type { AlertsOpenSample, Metrics } from '../metrics.ts';
 import { createAlertEvaluator, type Evaluation } from '../pipeline/alerts/alert-evaluator.ts';
@@ -16,7 +16,7 @@ import { releaseEvaluatorLease } from '../pipeline/alerts/evaluator-lease.ts';
 import { cdcRules } from '../pipeline/alerts/rules/cdc-rules.ts';
 import { clusterRules, NO_CLUSTER_FIGURES, type ClusterFiguresProvider } from '../pipeline/alerts/rules/cluster-rules.ts';
 import { outboxBacklogRule, outboxDeadRowsRule } from '../pipeline/alerts/rules/outbox-rules.ts';
-import { webhookDeadLettersRule, webhookFailureRateRule } from '../pipeline/alerts/rules/webhook-rules.ts';
+import { webhookDeadLettersRule, webhookEndpointDisabledRule, webhookFailureRateRule } from '../pipeline/alerts/rules/webhook-rules.ts';
 import type { EventRouter } from '../pipeline/router/event-router.ts';
 import { settledWithin } from '../pipeline/coordination/within.ts';
 
@@ -43,11 +43,12 @@ export interface AlertEvaluation {
   close(waitMs?: number): Promise<void>;
 }
 
-/** Every rule, with the thresholds of the configuration. */
-function alertRules(config: AlertsConfig, operatorScope: AlertEvaluationOptions['operatorScope'], db: Database, cluster: ClusterFiguresProvider): AlertRule[] {
+/** Every rule, with the thresholds of the configuration (the built-in rules: `rule-names.ts` lists their names). */
+export function alertRules(config: AlertsConfig, operatorScope: AlertEvaluationOptions['operatorScope'], db: Queryable, cluster: ClusterFiguresProvider): AlertRule[] {
   return [
     webhookFailureRateRule(db, { minSamples: config.minSamples, criticalRatio: config.webhookFailureCriticalRatio, warningRatio: config.webhookFailureWarningRatio }),
     webhookDeadLettersRule(db, { allowed: config.deadLettersAllowed }),
+    webhookEndpointDisabledRule(db),
     outboxBacklogRule(db, { maxAgeSeconds: config.outboxMaxAgeSeconds }),
     outboxDeadRowsRule(db, { allowed: config.outboxDeadRowsAllowed }),
     ...cdcRules(db, { maxLagBytes: config.cdcMaxLagBytes, maxRetainedWalBytes: config.cdcMaxRetainedWalBytes, unroutableRowsAllowed: config.cdcUnroutableRowsAllowed }),

@@ -7,17 +7,14 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { alertsConfigOf } from '../../src/config-alerts.ts';
+import { loadConfig } from '../../src/config.ts';
 import type { Queryable } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { BUILT_IN_RULES } from '../../src/pipeline/alerts/rule-names.ts';
-import { cdcRules } from '../../src/pipeline/alerts/rules/cdc-rules.ts';
-import { clusterRules } from '../../src/pipeline/alerts/rules/cluster-rules.ts';
-import { outboxBacklogRule, outboxDeadRowsRule } from '../../src/pipeline/alerts/rules/outbox-rules.ts';
-import { webhookDeadLettersRule, webhookFailureRateRule } from '../../src/pipeline/alerts/rules/webhook-rules.ts';
 import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
 import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
-import { startAlertEvaluation } from '../../src/workers/alerts.ts';
+import { alertRules, startAlertEvaluation } from '../../src/workers/alerts.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
 
 const logger = createLogger({ level: 'silent' });
@@ -98,15 +95,7 @@ describe('alert gauges when nothing is open', () => {
   it('lists the built-in rules by their own names', () => {
     // Building a rule reads nothing.
     const db: Queryable = { query: () => Promise.reject(new Error('not read')), exec: () => Promise.reject(new Error('not run')) };
-    const scope = { ...OPERATORS, tenant: undefined };
-    const rules = [
-      webhookFailureRateRule(db, { minSamples: 20, criticalRatio: 0.5, warningRatio: 0.2 }),
-      webhookDeadLettersRule(db, { allowed: 0 }),
-      outboxBacklogRule(db, { maxAgeSeconds: 300 }),
-      outboxDeadRowsRule(db, { allowed: 0 }),
-      ...cdcRules(db, { maxLagBytes: 1, maxRetainedWalBytes: 1, unroutableRowsAllowed: 0 }),
-      ...clusterRules({ read: () => Promise.resolve(undefined) }, scope, { maxConnections: 1, maxResyncs: 1 }),
-    ];
+    const rules = alertRules(loadConfig({}).alerts, OPERATORS, db, { read: () => Promise.resolve(undefined) });
     expect(rules.map((rule) => rule.name).sort()).toEqual([...BUILT_IN_RULES].sort());
   });
 });

@@ -8,6 +8,7 @@
 export const BUILT_IN_RULES: readonly string[] = [
   'webhook.failure_rate',
   'webhook.dead_letters',
+  'webhook.endpoint_disabled',
   'outbox.backlog_age',
   'outbox.dead_rows',
   'cdc.reader_down',

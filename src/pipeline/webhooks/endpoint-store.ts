@@ -198,6 +198,9 @@ export async function enableEndpoint(db: Queryable, id: string): Promise<Signing
   return rows[0] && endpointOf(rows[0]);
 }
 
+/** The reason an admin's disable gives (`setWebhookEndpointEnabled`): every other reason is the engine's own (410, failing too long). */
+export const ADMIN_DISABLE_REASON = 'disabled by an admin';
+
 /**
  * Disables an enabled endpoint with a reason; undefined when it was disabled already (or is gone),
  * which keeps the reason and time it has: of the attempts that find it failing at once, in any

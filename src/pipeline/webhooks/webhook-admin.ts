@@ -23,6 +23,7 @@ import { createEndpointResume } from './endpoint-resume.ts';
 import { assertEventSelection } from './endpoint-selection.ts';
 import {
   deleteEndpoint,
+  ADMIN_DISABLE_REASON,
   disableEndpoint,
   enableEndpoint,
   lockAndCountEndpoints,
@@ -266,7 +267,7 @@ export function createWebhookAdmin(options: WebhookAdminOptions): WebhookAdmin {
       // script applying its configuration again) leaves it as it is: an enabled endpoint keeps its
       // failure streak, which disables it in time, and its deliveries keep waiting out a receiver's
       // Retry-After or the retry tail; a disabled one keeps why and since when it is disabled.
-      const turned = enabled ? await enableEndpoint(db, id) : await disableEndpoint(db, id, 'disabled by an admin');
+      const turned = enabled ? await enableEndpoint(db, id) : await disableEndpoint(db, id, ADMIN_DISABLE_REASON);
       if (!turned) return stillThere(await getEndpoint(db, id));
       await options.endpoints.changed(id);
       // What waited for the endpoint goes now, not at its next recheck: a page of it before the

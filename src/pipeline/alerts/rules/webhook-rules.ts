@@ -27,6 +27,7 @@
  * disabled. Enabled again, it is read again.
  */
 import type { Queryable } from '../../../db/database.ts';
+import { ADMIN_DISABLE_REASON } from '../../webhooks/endpoint-store.ts';
 import {
   createReadingCursor,
   endpointOfSubject,
@@ -170,4 +171,46 @@ export function webhookDeadLettersRule(db: Queryable, options: { readonly allowe
     },
     gone: (subjects) => goneEndpoints(db, subjects),
   };
+}
+
+/**
+ * `webhook.endpoint_disabled`: an endpoint the engine disabled — its receiver answered 410, or
+ * failed for `WEBHOOK_DISABLE_AFTER_SECONDS` without a success — is critical for as long as it
+ * stays disabled: its deliveries wait, its events pile up, and the two rules above resolve once it
+ * is disabled (nothing is attempted). Without this rule the on-call's page ended exactly when the
+ * receiver was given up on. Enabled again — or disabled by an admin, who decided — it is good;
+ * deleted, gone. (An admin disabling an endpoint the engine disabled keeps the engine's reason:
+ * `disableEndpoint` changes nothing on a disabled one.) Reads the disabled endpoints and the
+ * watched ones: what it reads grows with the trouble.
+ */
+export function webhookEndpointDisabledRule(db: Queryable): AlertRule {
+  const cursor = createReadingCursor();
+  return {
+    name: 'webhook.endpoint_disabled',
+    description: 'Webhook endpoints disabled by the engine (410 Gone, failing too long), until enabled or deleted',
+    async read({ watched }) {
+      const { rows } = await db.query<EndpointRow & { enabled: boolean; disabled_reason: string | null }>(
+        `SELECT e.id AS endpoint_id, e.app, e.env, e.tenant, e.enabled, e.disabled_reason
+           FROM webhook_endpoints e
+          WHERE ((NOT e.enabled AND e.disabled_reason IS DISTINCT FROM $1) OR e.id = ANY($2::text[])) AND e.id > $3
+          ORDER BY e.id LIMIT $4`,
+        [ADMIN_DISABLE_REASON, endpointsOf(watched), cursor.after, MAX_READINGS_PER_RULE],
+      );
+      cursor.advance(rows.map((row) => row.endpoint_id));
+      return rows.map((row): Reading => ({ subject: `endpoint:${row.endpoint_id}`, scope: scopeOfRow(row), verdict: judgeEndpointDisabled(row) }));
+    },
+    // Deleted endpoints only: a disabled one is read above.
+    async gone(subjects) {
+      const { rows } = await db.query<{ id: string }>('SELECT id FROM webhook_endpoints WHERE id = ANY($1::text[])', [endpointsOf(subjects)]);
+      const existing = new Set(rows.map((row) => row.id));
+      return subjects.filter((subject) => !existing.has(endpointOfSubject(subject.subject) ?? '')).map((subject) => ({ subject }));
+    },
+  };
+}
+
+/** Judges an endpoint's state: pure. Disabled for any reason but an admin's: critical. */
+export function judgeEndpointDisabled(endpoint: { readonly enabled: boolean; readonly disabled_reason: string | null }): Verdict {
+  if (endpoint.enabled || endpoint.disabled_reason === ADMIN_DISABLE_REASON) return { kind: 'good', value: 0 };
+  const why = endpoint.disabled_reason === null ? '' : ` (${endpoint.disabled_reason})`;
+  return { kind: 'bad', severity: 'critical', value: 1, message: `disabled${why}; its deliveries wait until it is enabled (setWebhookEndpointEnabled)` };
 }
