@@ -7,6 +7,7 @@ import {
   readModelRecords,
   type ModelRecordsPage,
 } from '../pipeline/cdc/model-records.ts';
+import { MAX_RECORDS_IDS } from '../pipeline/cdc/model-records-by-id.ts';
 import { decodePageCursor, encodeSnapshotCursor } from '../pipeline/cdc/model-snapshot-cursor.ts';
 import { parseModelFilter } from '../pipeline/filters/model-filter.ts';
 import { assertFilterColumns } from '../pipeline/cdc/model-filter-columns.ts';
@@ -21,6 +22,7 @@ export interface RecordsInput {
   readonly filter?: unknown;
   readonly first?: number | null;
   readonly after?: string | null;
+  readonly ids?: readonly (string | number)[] | null;
 }
 
 /**
@@ -28,7 +30,8 @@ export interface RecordsInput {
  * join `changes` from (see `pipeline/cdc/model-records.ts`). Needs `{module}.{model}.read`, like
  * `changes`; without it — or for a model no mapping defines — the answer is an empty model
  * (no error, no enumeration), logged and counted like a silent subscription. A filter on a column
- * the model's table does not have is BAD_USER_INPUT, for a caller who may read it only.
+ * the model's table does not have is BAD_USER_INPUT, for a caller who may read it only. With
+ * `ids`, the rows of those entity keys only, on one page (`pipeline/cdc/model-records-by-id.ts`).
  */
 export async function listRecords(context: ResolverContext, input: RecordsInput): Promise<ModelRecordsPage> {
   const { principal, services } = context;
@@ -37,6 +40,7 @@ export async function listRecords(context: ResolverContext, input: RecordsInput)
   if (!Number.isInteger(first) || first < 1 || first > MAX_RECORDS_PAGE) throw badUserInput('first', `first must be from 1 to ${MAX_RECORDS_PAGE}`);
   const filter = parseModelFilter(input.filter ?? null);
   const after = input.after === undefined || input.after === null ? undefined : decodePageCursor(input.after);
+  const ids = idsOf(input.ids, after !== undefined);
   const scope = scopeOf(principal);
   const mapping = services.cdc.modelMapping(scope, input.model);
   if (!mapping || !canAccessTopic(principal, 'read', modelTopic(mapping))) {
@@ -58,9 +62,17 @@ export async function listRecords(context: ResolverContext, input: RecordsInput)
   });
   const stream = streamOf(scope, modelTopic(source.mapping));
   return readModelRecords(
-    { source, tenant: principal.tenant, filter, first, after, streamHead: () => services.log.head(stream) },
+    { source, tenant: principal.tenant, filter, first, after, ...(ids && { ids }), streamHead: () => services.log.head(stream) },
     { statementTimeoutMs: services.limits.recordsStatementTimeoutMs },
   );
+}
+
+/** `ids`, distinct, checked before anything is read: at most MAX_RECORDS_IDS, and no `after` (one page answers them). */
+function idsOf(ids: RecordsInput['ids'], paging: boolean): string[] | undefined {
+  if (ids === undefined || ids === null) return undefined;
+  if (ids.length > MAX_RECORDS_IDS) throw badUserInput('ids', `ids takes at most ${MAX_RECORDS_IDS} ids (got ${ids.length}); split them into several reads`);
+  if (paging) throw badUserInput('after', 'after does not apply with ids: one page answers every id');
+  return [...new Set(ids.map(String))];
 }
 
 /**

@@ -38,7 +38,7 @@ export type Alert = {
   message: Scalars['String']['output'];
   /** When it resolved; null while it is open (firing again clears it). */
   resolvedAt: Maybe<Scalars['DateTime']['output']>;
-  /** e.g. `webhook.failure_rate`, `webhook.dead_letters`, `outbox.backlog_age`, `outbox.dead_rows`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`, `cdc.unroutable_rows`. */
+  /** e.g. `webhook.failure_rate`, `webhook.dead_letters`, `webhook.endpoint_disabled`, `outbox.backlog_age`, `outbox.dead_rows`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`, `cdc.unroutable_rows`. */
   rule: Scalars['String']['output'];
   /** How bad it is now. */
   severity: AlertSeverity;
@@ -873,7 +873,7 @@ export type Query = {
   hotTopics: Array<HotTopic>;
   /** Admin of the environment (a token without a tenant): the caller's environment's outbox, or null. */
   outboxStatus: Maybe<OutboxStatus>;
-  /** A model's current rows in the caller's tenant (soft-deleted rows left out), ordered by primary key, filtered like `changes` (`{ "status": "eq.active" }`). `first`: 1–1000, default 100. Needs `{module}.{model}.read`; without it the model is empty. Then subscribe to `changes(model, filter, after: cursor)`. */
+  /** A model's current rows in the caller's tenant (soft-deleted rows left out), ordered by primary key, filtered like `changes` (`{ "status": "eq.active" }`). `first`: 1–1000, default 100; `ids`: only the rows of those keys. MISCONFIGURED when the source's role may not read the table (naming the GRANT to run). Needs `{module}.{model}.read`; without it the model is empty. Then subscribe to `changes(model, filter, after: cursor)`. */
   records: ModelRecords;
   /** Where a topic stands now, as a cursor. Subscribe to `events` with `after` set to it to receive every later event — across reconnects too, even before the first event arrives. The pattern for a snapshot without a race: read `topicCursor`, read your state, subscribe with `after`. */
   topicCursor: Scalars['String']['output'];
@@ -937,6 +937,7 @@ export type QueryRecordsArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   filter: InputMaybe<Scalars['JSON']['input']>;
   first: InputMaybe<Scalars['Int']['input']>;
+  ids: InputMaybe<Array<Scalars['ID']['input']>>;
   model: Scalars['String']['input'];
 };
 

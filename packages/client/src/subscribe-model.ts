@@ -86,8 +86,8 @@ export interface ModelChangeEvent<R extends object = ModelRecord> {
    * TOASTed value unchanged, on a table without REPLICA IDENTITY FULL): keep the value your store
    * holds — merge `record` into the row rather than replace it. A change of a row your store does
    * not hold (an UPDATED that moved it into the filter, the CREATED of a key or tenant change)
-   * lacks them too, with no value to keep: read the row whole with `records` — the model's filter
-   * and its key columns, `{ ...filter, id: 'eq.11' }` — before you store it (a live model does).
+   * lacks them too, with no value to keep: read the row whole by its key before you store it (a
+   * live model does) — `records(model, ids: [change.id], filter)`, up to 100 ids a read.
    * Empty when `record` is the whole row.
    */
   readonly unchangedColumns: readonly string[];

@@ -21,6 +21,8 @@
  *   so both agree exactly (SQL comparisons differ: collations, numeric text); a page reads at most
  *   `scanLimit` rows, so a selective filter can answer a short (even empty) page with
  *   `hasNextPage`: follow `endCursor`.
+ * - **By id** (`ids`): the rows of those entity keys, looked up by key in one page read at a snapshot
+ *   of its own, as a first page's (`model-records-by-id.ts`).
  * - **Scope.** Only the caller's tenant (`tenantColumn = tenant`, from the token) and rows not
  *   soft-deleted (`softDeleteColumn` NULL or false), in SQL and checked again on each row as the
  *   mapping evaluator would see it. A principal whose tenancy does not fit the mapping (a tenant
@@ -34,8 +36,10 @@ import type { ModelSource } from './cdc-service.ts';
 import { entityKeyOfRow, UnroutableRowError } from './mapping/mapping-evaluate.ts';
 import { mappingTable } from './mapping/mapping.ts';
 import { quoteIdent } from './mapping/quote-ident.ts';
+import { readRecordsByIds } from './model-records-by-id.ts';
 import { columnValue, ROW_TYPES } from './row-values.ts';
 import { describeTable } from './mapping/table-catalog.ts';
+import type { TableShape } from './mapping/mapping-check.ts';
 import {
   decodeSnapshotCursor,
   encodePageCursor,
@@ -56,6 +60,8 @@ export interface ModelRecordsQuery {
   /** Rows per page, 1 … MAX_RECORDS_PAGE. */
   readonly first: number;
   readonly after: PageCursor | undefined;
+  /** Distinct entity keys (at most MAX_RECORDS_IDS): only their rows, on one page (`first` and `after` do not apply). */
+  readonly ids?: readonly string[];
   /** Reads the model stream's log head (a cursor); called before the first page's snapshot. */
   readonly streamHead: () => Promise<string>;
 }
@@ -195,7 +201,7 @@ async function readPage(client: pg.ClientBase, query: ModelRecordsQuery, options
       snapshot = decodeSnapshotCursor(cursor);
     }
     const current = query.after === undefined ? { xmax: snapshot.window.xmax, readAt: readAt! } : await pageSnapshot(client);
-    const page = await scan(client, query, options, { snapshot, cursor, currentXmax: current.xmax });
+    const page = query.ids === undefined ? await scan(client, query, options, { snapshot, cursor, currentXmax: current.xmax }) : await byIds(client, query, query.ids);
     await client.query('COMMIT');
     return { ...page, cursor, readAt: current.readAt };
   } catch (error) {
@@ -203,6 +209,7 @@ async function readPage(client: pg.ClientBase, query: ModelRecordsQuery, options
     // A tenant or key the column's type cannot hold (a tenant id that is no uuid) matches no row.
     const state = sqlStateOf(error);
     if (cursor !== undefined && state?.startsWith(SqlStateClass.DATA_EXCEPTION)) return { nodes: [], pending: [], endCursor: null, hasNextPage: false, cursor, readAt: readAt ?? new Date() };
+    if (state === SqlState.INSUFFICIENT_PRIVILEGE) throw selectDenied(query.source.mapping, error);
     if (state === SqlState.QUERY_CANCELED) {
       throw new TributaryError(ErrorCode.UNAVAILABLE, 'Reading the model took too long; retry', { cause: error, details: { reason: 'statement-timeout' } });
     }
@@ -245,12 +252,40 @@ interface PageSnapshot {
   readonly currentXmax: number;
 }
 
+/**
+ * MISCONFIGURED for a source role that may not read the table (insufficient_privilege): REPLICATION
+ * streams its changes without SELECT, so only `records` meets it. Names the grant to run, but not
+ * the role: any reader of the model gets this answer, and the source's login is the operators'.
+ */
+function selectDenied(mapping: ModelSource['mapping'], error: unknown): TributaryError {
+  const table = mappingTable(mapping);
+  const grant = `GRANT SELECT ON ${quoteIdent(table.schema)}.${quoteIdent(table.name)} TO <the role of the source's URL>`;
+  return new TributaryError(ErrorCode.MISCONFIGURED, `The role of the model's source database may not read ${mapping.table}; an administrator must run: ${grant}`, {
+    cause: error,
+    details: { reason: 'source-select-denied' },
+  });
+}
+
+/** The model's table, or MISCONFIGURED when it is gone. */
+async function tableShape(client: pg.ClientBase, mapping: ModelSource['mapping']): Promise<TableShape> {
+  const shape = await describeTable(client, mappingTable(mapping));
+  if (!shape) throw new TributaryError(ErrorCode.MISCONFIGURED, `The table ${mapping.table} of model "${mapping.model}" does not exist in its source database`);
+  return shape;
+}
+
+/** The rows of `ids`: no later page, none left out (the page's snapshot is the one it read at). */
+async function byIds(client: pg.ClientBase, query: ModelRecordsQuery, ids: readonly string[]): Promise<Omit<ModelRecordsPage, 'cursor' | 'readAt'>> {
+  const { mapping } = query.source;
+  const visible = (mapping.tenantColumn === undefined) === (query.tenant === undefined);
+  const shape = await tableShape(client, mapping);
+  const nodes = visible ? await readRecordsByIds(client, mapping, shape, query.tenant, ids, (row, types) => nodeOf(query, row, types, shape.primaryKey)) : [];
+  return { nodes, pending: [], endCursor: null, hasNextPage: false };
+}
+
 async function scan(client: pg.ClientBase, query: ModelRecordsQuery, options: ModelRecordsOptions, read: PageSnapshot): Promise<Omit<ModelRecordsPage, 'cursor' | 'readAt'>> {
   const { cursor } = read;
   const { mapping } = query.source;
-  const table = mappingTable(mapping);
-  const shape = await describeTable(client, table);
-  if (!shape) throw new TributaryError(ErrorCode.MISCONFIGURED, `The table ${mapping.table} of model "${mapping.model}" does not exist in its source database`);
+  const shape = await tableShape(client, mapping);
   const order = shape.primaryKey.length > 0 ? shape.primaryKey : (mapping.key ?? []);
   if (order.length === 0) {
     throw new TributaryError(ErrorCode.MISCONFIGURED, `The table ${mapping.table} of model "${mapping.model}" needs a primary key (or the mapping a "key") to be listed`);

@@ -57,12 +57,16 @@ builder.queryFields((t) => ({
   records: t.field({
     type: ModelRecords,
     description:
-      "A model's current rows in the caller's tenant (soft-deleted rows left out), ordered by primary key, filtered like `changes` (`{ \"status\": \"eq.active\" }`). `first`: 1–1000, default 100. Needs `{module}.{model}.read`; without it the model is empty. Then subscribe to `changes(model, filter, after: cursor)`.",
+      "A model's current rows in the caller's tenant (soft-deleted rows left out), ordered by primary key, filtered like `changes` (`{ \"status\": \"eq.active\" }`). `first`: 1–1000, default 100; `ids`: only the rows of those keys. MISCONFIGURED when the source's role may not read the table (naming the GRANT to run). Needs `{module}.{model}.read`; without it the model is empty. Then subscribe to `changes(model, filter, after: cursor)`.",
     args: {
       model: t.arg.string({ required: true, description: 'The model (`contacts`): 1–63 letters, digits, _ and -, starting with a letter (BAD_USER_INPUT otherwise).' }),
       filter: t.arg({ type: 'JSON', description: 'Column filters, as `changes` takes them (`{ "status": "eq.active" }`); BAD_USER_INPUT for a bad one, or for a column the model\'s table does not have.' }),
       first: t.arg.int({ description: 'At most this many rows: 1–1,000, default 100.' }),
-      after: t.arg.string({ description: "The previous page's `pageInfo.endCursor`, for the page after it; absent: the first page." }),
+      after: t.arg.string({ description: "The previous page's `pageInfo.endCursor`, for the page after it; absent: the first page. Not with `ids` (BAD_USER_INPUT)." }),
+      ids: t.arg.idList({
+        description:
+          "Only the rows of these entity keys, as `ModelChange.id` carries them (a composite key's parts percent-encoded and joined by `/`): at most 100 (BAD_USER_INPUT over), looked up by key. The answer holds those that exist, are in the caller's tenant, are not soft-deleted and match `filter` — an id without such a row is simply absent — in key order, all on one page: `first` does not apply, `pageInfo.hasNextPage` is false and `endCursor` null, `pending` empty. Its `cursor` and `readAt` are those of a first page (the read takes a snapshot of its own): `changes(after: cursor)` brings every change of these rows it does not reflect. What to read when a change lists `unchangedColumns` for a row you do not hold (the SDK's live models do).",
+      }),
     },
     resolve: (_root, args, context) => resolvers.listRecords(context, args),
   }),
