@@ -100,6 +100,8 @@ describe('several CDC sources on one Postgres server', () => {
     // Another user, and query parameters: the same database all the same.
     const role = uniqueName('reader');
     await db.pool.query(`CREATE ROLE ${role} LOGIN REPLICATION`);
+    // A mapping's table must be readable by the source's role (`records`): checked on save.
+    await db.pool.query(`GRANT SELECT ON contacts TO ${role}`);
     const otherSpelling = new URL(db.url);
     otherSpelling.username = role;
     otherSpelling.searchParams.set('application_name', 'crm-sync');
@@ -202,6 +204,7 @@ async function sourceWithOwnRole(server: TestServer, scope: Env) {
   const db = await contactsDatabase();
   const role = uniqueName('reader');
   await db.pool.query(`CREATE ROLE ${role} LOGIN REPLICATION`);
+  await db.pool.query(`GRANT SELECT ON contacts TO ${role}`);
   const names = { slotName: uniqueName('slot'), publicationName: uniqueName('pub') };
   await db.pool.query(`CREATE PUBLICATION ${names.publicationName} FOR ALL TABLES`);
   const url = new URL(db.url);

@@ -154,7 +154,7 @@ describe('publicationProblems', () => {
   });
   const m = mapping({ tenantColumn: 'tenant_id' });
 
-  it('finds nothing wrong when the publication streams the table under its name, or does not exist yet (the reader creates it for all tables)', () => {
+  it('finds nothing wrong when the publication streams the table under its name, or does not exist yet (the reader creates it with the mapped tables)', () => {
     expect(publicationProblems(m, 'pub', coverage({ published: true }))).toEqual([]);
     expect(publicationProblems(m, 'pub', coverage({ exists: false }))).toEqual([]);
   });

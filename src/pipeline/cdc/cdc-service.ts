@@ -10,15 +10,16 @@ import type { EventRouter } from '../router/event-router.ts';
 import { createCdcSource, sourceIdOf, type CdcSource, type CdcSourceOptions, type CdcSourceStatus } from './cdc-source.ts';
 import type { CdcSourceRecord, CdcStore, RetiredSlotNote, StoredMapping } from './cdc-store.ts';
 import type { DomainMapping } from './mapping/mapping.ts';
-import { checkSource, type SourceCheck } from './mapping/mapping-source-check.ts';
+import { checkSource } from './mapping/mapping-source-check.ts';
 import { streamConflicts } from './mapping/mapping-topics.ts';
 import { pruneExpiredRawChanges } from './raw-change-log.ts';
 import { assertNamesAgree, checkedNames, followerStatus, idleStatus, namesOf, sameNames } from './source-names.ts';
 import { deploymentNaming, type DeploymentNaming } from './deployment-slots.ts';
-import { defaultReplicationNames, identifyDatabase, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
+import { defaultReplicationNames, identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
 import { assertLogicalReplicationAllowed } from './wal/replication-setup.ts';
 import { createRetiredSlots, knownDatabase, previousDatabase, slotOwner } from './retired-slots.ts';
 import { dropOtherSlot } from './other-slot-drop.ts';
+import { dropUnusedPublication, identifyWarningOfPublication } from './publication-upkeep.ts';
 import { createSourceCatalogs } from './source-catalogs.ts';
 import { createSourceEndpoints, describeMappedTables } from './source-endpoints.ts';
 import { groupByDatabase, IDENTITY_WAIT_MS, type SourceGroup } from './source-groups.ts';
@@ -158,10 +159,10 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
   const connectionsOf = (url: string) => endpoints.connectionsOf(url);
   // Notes are settled by loads only, which read the naming first.
   const derivedNames = (identity: DatabaseIdentity) => (naming ? naming.derived(identity) : defaultReplicationNames(identity));
+  const publicationRemoval = { endpoints, store, outboxes: options.outboxes, logger, namesOf: (identity: DatabaseIdentity, source: CdcSourceRecord) => namesOf(derivedNames(identity), [source]) };
   const retired = createRetiredSlots({ connectionsOf, identityOf: (url) => knownDatabase(endpoints, url), derivedNames, store, logger });
 
   const envKey = (scope: EnvScope) => `${scope.app}/${scope.env}`;
-  const identityOf = (url: string) => endpoints.identityOf(url);
   /** Disposes the connections of URLs no environment, reader or slot still to drop uses. */
   const releaseEndpoints = (inUse: Iterable<string>) => endpoints.release([...inUse, ...[...sources.values()].map((entry) => entry.url), ...retired.urls()]);
   /** Settles the retired slots (only after a load that reached every database: it alone says which are claimed). */
@@ -297,7 +298,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       try {
         identity = await endpoints.connectionsOf(databaseUrl).withClient(async (client) => {
           await assertLogicalReplicationAllowed(client);
-          return identifyDatabase(client);
+          return identifyWarningOfPublication(client, wanted.publicationName, logger, scope);
         });
         endpoints.noteIdentity(databaseUrl, identity);
       } catch (error) {
@@ -315,8 +316,10 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
     },
 
     async removeSource(scope) {
-      const removed = await store.removeSource(scope.app, scope.env, await previousDatabase(endpoints, await store.getSource(scope.app, scope.env)));
+      const source = await store.getSource(scope.app, scope.env);
+      const removed = await store.removeSource(scope.app, scope.env, await previousDatabase(endpoints, source));
       await reload();
+      if (source) await dropUnusedPublication(publicationRemoval, source).catch((error: unknown) => logger.warn({ err: error }, 'the publication of the removed CDC source could not be checked'));
       return removed;
     },
 
@@ -328,7 +331,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       const mapping = environments.get(envKey(scope))?.find((candidate) => candidate.model === model);
       const url = sourceUrls.get(envKey(scope));
       if (!mapping || url === undefined) return undefined;
-      const sourceId = sourceIdOf(await identityOf(url));
+      const sourceId = sourceIdOf(await endpoints.identityOf(url));
       return { mapping, connections: endpoints.connectionsOf(url), sourceId };
     },
 
@@ -343,13 +346,10 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       const problems = streamConflicts(mapping, others);
       // Every environment on one database uses the same names (`setSource` sees to it).
       const publicationOf = (identity: DatabaseIdentity) => namesOf(defaultReplicationNames(identity), [source]).publicationName;
-      let checked: SourceCheck;
-      try {
-        checked = await endpoints.connectionsOf(source.databaseUrl).withClient((client) => checkSource(client, mapping, publicationOf));
-        problems.push(...checked.problems);
-      } catch (error) {
-        throw new TributaryError(ErrorCode.UNAVAILABLE, 'The CDC source database cannot be reached to check the mapping; retry shortly', { cause: error });
-      }
+      const checked = await endpoints.connectionsOf(source.databaseUrl).withClient((client) => checkSource(client, mapping, publicationOf, problems.length === 0)).catch((error: unknown) => {
+        throw isTributaryError(error) ? error : new TributaryError(ErrorCode.UNAVAILABLE, 'The CDC source database cannot be reached to check the mapping; retry shortly', { cause: error });
+      });
+      problems.push(...checked.problems);
       if (problems.length > 0) {
         throw new TributaryError(ErrorCode.BAD_USER_INPUT, `Mapping "${mapping.name}" cannot be saved: ${problems.join('; ')}`, {
           details: { field: 'mapping', problems },
@@ -363,7 +363,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       if (!source) return undefined;
       let identity: DatabaseIdentity;
       try {
-        identity = await identityOf(source.databaseUrl);
+        identity = await endpoints.identityOf(source.databaseUrl);
       } catch (error) {
         return { ...idleStatus('', { slotName: source.slotName, publicationName: source.publicationName }), state: 'failed', lastError: `the source database cannot be reached: ${error instanceof Error ? error.message : String(error)}` };
       }
@@ -375,7 +375,7 @@ export function createCdcService(options: CdcServiceOptions): CdcService {
       return followerStatus(id, local?.names ?? namesOf((await namingOf()).derived(identity), [source]), await store.getStatus(id), localStatus?.lastError ?? null);
     },
 
-    dropSlot: (scope, slotName) => dropOtherSlot({ store, connectionsOf, identityOf, naming: namingOf, logger }, scope, slotName),
+    dropSlot: (scope, slotName) => dropOtherSlot({ store, connectionsOf, identityOf: (url) => endpoints.identityOf(url), naming: namingOf, logger }, scope, slotName),
 
     leading() {
       return [...sources.values()].map(({ source }) => source.status()).filter((status) => status.leading);

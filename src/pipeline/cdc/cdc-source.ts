@@ -103,9 +103,8 @@ export function sourceIdOf(identity: DatabaseIdentity): string {
 }
 
 export function createCdcSource(options: CdcSourceOptions): CdcSource {
-  const { id, names } = options;
+  const { id, names, router, store } = options;
   const logger = options.logger.child({ source: id });
-  const { router, store } = options;
   const deployment = options.deployment ?? UNNAMED_DEPLOYMENT;
   const replicationConnections = withApplicationName(options.connections, deployment.applicationName);
   let bindings = options.bindings;
@@ -167,7 +166,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     const transaction = { source: id, xid: chunk.xid, commitLsn: chunk.commitLsn };
     for (const change of chunk.changes) {
       const table = `${change.table.schema}.${change.table.name}`;
-      // Raw changes of mapped tables only (the publication holds every table), never of the
+      // Raw changes of mapped tables only (the publication may hold others), never of the
       // platform's own raw-change table: were the platform database read as a source, each batch
       // stored would be read and stored again, without end. Recognised by its name, in any schema.
       if (rawTables.has(table) && change.table.name !== RAW_CHANGE_TABLE) raw.push({ source: id, commitLsn: chunk.commitLsn, xid: chunk.xid, change });
@@ -223,6 +222,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
           connections: replicationConnections,
           slotName: names.slotName,
           publicationName: names.publicationName,
+          tables: () => [...rawTables], // a missing publication gets the tables mapped then (`wal/publication.ts`)
           ownsPublication: options.ownsPublication === true,
           ...(options.slotFamily !== undefined && { slotFamily: options.slotFamily }),
           expectExistingSlot: previous?.lastLsn != null,

@@ -7,12 +7,14 @@
  * would be accepted and then never deliver.
  */
 import type pg from 'pg';
+import { ErrorCode, TributaryError } from '../../../errors.ts';
+import type { TableRef } from '../row-change.ts';
 import { identifyDatabase, type DatabaseIdentity } from '../wal/replication-names.ts';
-import { publicationCoverage, type PublicationCoverage } from '../wal/replication-setup.ts';
-import { checkMappingAgainstTable, checkMappingWarnings } from './mapping-check.ts';
+import { allTablesWarning, ensurePublicationIncludes, publicationCoverage, unidentifiedPublishedTables, type PublicationCoverage } from '../wal/publication.ts';
+import { checkMappingAgainstTable, checkMappingWarnings, type TableShape } from './mapping-check.ts';
 import { mappingTable, type DomainMapping } from './mapping.ts';
 import { quoteIdent } from './quote-ident.ts';
-import { describeTable } from './table-catalog.ts';
+import { describePartitions, describeTable } from './table-catalog.ts';
 
 /** The mapping checked against its source database. */
 export interface SourceCheck {
@@ -24,23 +26,95 @@ export interface SourceCheck {
 
 /**
  * The mapping checked against the source `client` is connected to. `publicationOf` names the
- * publication its reader uses on that database.
+ * publication its reader uses on that database. With `publish`, a table the publication leaves
+ * out joins it when the role may (otherwise a problem names the statement): pass it only when
+ * nothing else refuses the mapping. @throws MISCONFIGURED when the role may not read the table.
  */
-export async function checkSource(client: pg.ClientBase, mapping: DomainMapping, publicationOf: (identity: DatabaseIdentity) => string): Promise<SourceCheck> {
+export async function checkSource(
+  client: pg.ClientBase,
+  mapping: DomainMapping,
+  publicationOf: (identity: DatabaseIdentity) => string,
+  publish = true,
+): Promise<SourceCheck> {
   const table = mappingTable(mapping);
   const shape = await describeTable(client, table);
   if (!shape) return { problems: [`table ${mapping.table} does not exist in the source database`], warnings: [] };
+  await assertReadable(client, table);
   const publicationName = publicationOf(await identifyDatabase(client));
   const coverage = await publicationCoverage(client, publicationName, table);
-  return {
-    problems: [...checkMappingAgainstTable(mapping, shape), ...publicationProblems(mapping, publicationName, coverage)],
-    warnings: checkMappingWarnings(mapping, shape),
-  };
+  const partitions = await describePartitions(client, table);
+  const problems = [...checkMappingAgainstTable(mapping, shape), ...partitionProblems(mapping, table, partitions)];
+  const warnings = [...checkMappingWarnings(mapping, shape), ...partitions.flatMap((p) => checkMappingWarnings(asPartition(mapping, p.table), p.shape))];
+  // A table the publication leaves out, and may take, joins it below: no problem of its own unless that fails.
+  if (!isAddable(coverage)) problems.push(...publicationProblems(mapping, publicationName, coverage));
+  // Published, an identity-less table makes Postgres refuse the application's UPDATE and DELETE on it, whatever the
+  // mapping reads (one that maps updates or deletes is refused for it above already).
+  const unidentified = [{ table, shape }, ...partitions].filter((entry) => !hasReplicaIdentity(entry.shape)).map((entry) => `${entry.table.schema}.${entry.table.name}`);
+  const insertsOnly = !mapping.events.includes('update') && !mapping.events.includes('delete');
+  if (!coverage.published && insertsOnly && unidentified.length > 0) {
+    problems.push(
+      `publishing ${unidentified.join(', ')}, which has no replica identity, would make Postgres refuse every UPDATE and DELETE on it. ` +
+        'Fix: add a primary key, or run `ALTER TABLE … REPLICA IDENTITY FULL;`',
+    );
+  }
+  if (coverage.allTables === true) {
+    const warning = allTablesWarning(publicationName, await unidentifiedPublishedTables(client, publicationName));
+    if (warning !== undefined) warnings.push(warning);
+  }
+  if (problems.length === 0 && publish && isAddable(coverage)) {
+    try {
+      await ensurePublicationIncludes(client, publicationName, table);
+    } catch (error) {
+      const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+      const [problem] = publicationProblems(mapping, publicationName, coverage);
+      problems.push(`${problem} (the role may not add it: ${cause}), as the publication's and the table's owner`);
+    }
+  }
+  return { problems: [...new Set(problems)], warnings: [...new Set(warnings)] };
+}
+
+/** `records` and snapshots read the table as the source's role: without SELECT they would fail at every read. */
+async function assertReadable(client: pg.ClientBase, table: TableRef): Promise<void> {
+  const { rows } = await client.query<{ readable: boolean; role: string }>(
+    `SELECT has_table_privilege(format('%I.%I', $1::text, $2::text), 'SELECT') AS readable, current_user AS role`,
+    [table.schema, table.name],
+  );
+  const row = rows[0]!;
+  if (row.readable) return;
+  const grant = `GRANT SELECT ON ${quoteIdent(table.schema)}.${quoteIdent(table.name)} TO ${quoteIdent(row.role)};`;
+  throw new TributaryError(
+    ErrorCode.MISCONFIGURED,
+    `role "${row.role}" may not read ${table.schema}.${table.name}, so \`records\` of its model would fail. Fix: run \`${grant}\` as the table's owner`,
+    { details: { field: 'mapping', reason: 'NO_SELECT_PRIVILEGE', role: row.role } },
+  );
+}
+
+/** Postgres sends each partition's changes with that partition's replica identity: the root's checks, for each. */
+function partitionProblems(mapping: DomainMapping, root: TableRef, partitions: readonly { table: TableRef; shape: TableShape }[]): string[] {
+  const rootName = `${root.schema}.${root.name}`;
+  return partitions.flatMap(({ table, shape }) =>
+    checkMappingAgainstTable(asPartition(mapping, table), shape).map(
+      (problem) => `partition ${table.schema}.${table.name} of ${rootName} (REPLICA IDENTITY is each partition's own, set on every one, future ones too): ${problem}`,
+    ),
+  );
+}
+
+function asPartition(mapping: DomainMapping, table: TableRef): DomainMapping {
+  return { ...mapping, table: `${table.schema}.${table.name}` };
+}
+
+function hasReplicaIdentity(shape: TableShape): boolean {
+  return shape.replicaIdentity === 'full' || (shape.replicaIdentity !== 'nothing' && shape.keyColumns.length > 0);
+}
+
+/** A table the publication leaves out that `ALTER PUBLICATION … ADD TABLE` makes it stream under its own name. */
+function isAddable(coverage: PublicationCoverage): boolean {
+  return coverage.exists && !coverage.published && !(coverage.partitioned && !coverage.viaRoot) && !(coverage.root !== null && coverage.viaRoot);
 }
 
 /** Problems of a mapping whose table `coverage` describes in publication `publication`. */
 export function publicationProblems(mapping: DomainMapping, publication: string, coverage: PublicationCoverage): string[] {
-  // A missing publication is created by the reader FOR ALL TABLES, partitions under their root.
+  // A missing publication is created by the reader with the mapped tables, partitions under their root.
   if (!coverage.exists || coverage.published) return [];
   const ref = mappingTable(mapping);
   const name = `${ref.schema}.${ref.name}`;
@@ -60,4 +134,3 @@ export function publicationProblems(mapping: DomainMapping, publication: string,
   ];
 }
 
-/** Always quoted: exact for any catalog name. */

@@ -31,3 +31,24 @@ export async function describeTable(client: pg.ClientBase, table: TableRef): Pro
     replicaIdentity === 'default' ? row.primary_key : replicaIdentity === 'index' ? row.identity_index : replicaIdentity === 'full' ? row.columns : [];
   return { replicaIdentity, keyColumns, primaryKey: row.primary_key, columns: row.columns, toastableColumns: row.toastable };
 }
+
+/**
+ * The leaf partitions of a partitioned table (none for another table), each with its catalog
+ * entry: Postgres sends a change with the replica identity of the partition that holds the row,
+ * not its root's, and REPLICA IDENTITY set on the root reaches no partition.
+ */
+export async function describePartitions(client: pg.ClientBase, table: TableRef): Promise<{ table: TableRef; shape: TableShape }[]> {
+  const { rows } = await client.query<{ schema: string; name: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name
+       FROM pg_partition_tree(to_regclass(format('%I.%I', $1::text, $2::text))) AS t
+       JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE t.isleaf AND t.level > 0 ORDER BY n.nspname, c.relname`,
+    [table.schema, table.name],
+  );
+  const partitions: { table: TableRef; shape: TableShape }[] = [];
+  for (const partition of rows) {
+    const shape = await describeTable(client, partition);
+    if (shape) partitions.push({ table: partition, shape });
+  }
+  return partitions;
+}

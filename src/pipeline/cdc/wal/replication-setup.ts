@@ -5,8 +5,16 @@
  */
 import pg from 'pg';
 import { ErrorCode, InternalError, SqlState, TributaryError, sqlStateOf } from '../../../errors.ts';
-import type { Logger } from '../../../logger.ts';
 import { normalizeLsn } from './lsn.ts';
+
+/** The publication's statements, in a file of their own. */
+export {
+  ensurePublication,
+  ensurePublicationIncludes,
+  publicationCoverage,
+  tryPublishViaPartitionRoot,
+  type PublicationCoverage,
+} from './publication.ts';
 
 /** Postgres' own rule for slot names. */
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
@@ -75,122 +83,6 @@ export async function assertLogicalReplicationAllowed(client: pg.ClientBase): Pr
       { details: { reason: 'ROLE_CANNOT_REPLICATE', role: row.role } },
     );
   }
-}
-
-/**
- * Creates the publication when missing: FOR ALL TABLES, or for `tables` (`name` or
- * `schema.name`, case-sensitive), publishing a partitioned table's changes under its own name
- * (`publish_via_partition_root`): otherwise pgoutput names each change's partition (`orders_eu`),
- * which a mapping of `orders` never matches. An existing publication is used as it is; `viaRoot`
- * says whether it publishes partitions that way.
- */
-export async function ensurePublication(
-  client: pg.ClientBase,
-  name: string,
-  tables: readonly string[] | undefined,
-): Promise<{ created: boolean; viaRoot: boolean }> {
-  const existing = await client.query<{ via_root: boolean }>('SELECT pubviaroot AS via_root FROM pg_publication WHERE pubname = $1', [name]);
-  const row = existing.rows[0];
-  if (row) return { created: false, viaRoot: row.via_root };
-  const target = `${tables === undefined ? 'ALL TABLES' : `TABLE ${tables.map(quoteTableName).join(', ')}`} WITH (${VIA_ROOT})`;
-  try {
-    await client.query(`CREATE PUBLICATION ${pg.escapeIdentifier(name)} FOR ${target}`);
-    return { created: true, viaRoot: true };
-  } catch (error) {
-    // Another reader created it between our check and our CREATE.
-    if (sqlStateOf(error) === SqlState.DUPLICATE_OBJECT) return { created: false, viaRoot: true };
-    const message = error instanceof Error ? error.message : String(error);
-    throw new TributaryError(
-      ErrorCode.MISCONFIGURED,
-      `could not create publication "${name}" (${message}); create it as a superuser or the tables' owner: ` +
-        `CREATE PUBLICATION ${name} FOR ${target};`,
-      { cause: error },
-    );
-  }
-}
-
-const VIA_ROOT = 'publish_via_partition_root = true';
-
-/**
- * Makes a publication Tributary created before it set `publish_via_partition_root` publish
- * partitioned tables under their own name (see `ensurePublication`). Needs the publication's owner.
- */
-async function publishViaPartitionRoot(client: pg.ClientBase, name: string): Promise<void> {
-  await client.query(`ALTER PUBLICATION ${pg.escapeIdentifier(name)} SET (${VIA_ROOT})`);
-}
-
-/** `publishViaPartitionRoot`, not fatal: only mappings of partitioned tables need it, and saving one says what to run then. */
-export async function tryPublishViaPartitionRoot(client: pg.ClientBase, publication: string, logger: Logger): Promise<void> {
-  try {
-    await publishViaPartitionRoot(client, publication);
-    logger.info({ publication }, 'publication now publishes partitioned tables under their own name');
-  } catch (error) {
-    logger.warn({ err: error, publication }, 'could not set publish_via_partition_root on the publication: changes of partitioned tables keep their partition names');
-  }
-}
-
-/** Whether a publication streams a table's changes under the table's own name. */
-export interface PublicationCoverage {
-  /** The publication exists (a reader creates a missing one FOR ALL TABLES, which covers every table). */
-  readonly exists: boolean;
-  /** Its changes arrive under this table's name (`pg_publication_tables` lists it). */
-  readonly published: boolean;
-  /** It publishes partitions' changes under their root table's name. */
-  readonly viaRoot: boolean;
-  /** The table is partitioned (its rows, and their changes, are in its partitions). */
-  readonly partitioned: boolean;
-  /** `schema.table` of the partitioned table this one is a partition of, or null. */
-  readonly root: string | null;
-}
-
-export async function publicationCoverage(client: pg.ClientBase, name: string, table: { schema: string; name: string }): Promise<PublicationCoverage> {
-  const { rows } = await client.query<{ exists: boolean; published: boolean; via_root: boolean; partitioned: boolean; root: string | null }>(
-    `SELECT p.oid IS NOT NULL AS exists, coalesce(p.pubviaroot, false) AS via_root,
-            EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3) AS published,
-            coalesce(c.relkind = 'p', false) AS partitioned,
-            (SELECT format('%s.%s', rn.nspname, r.relname) FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
-              WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)) AS root
-       FROM (SELECT 1) AS one
-       LEFT JOIN pg_publication p ON p.pubname = $1
-       LEFT JOIN (pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace) ON n.nspname = $2 AND c.relname = $3`,
-    [name, table.schema, table.name],
-  );
-  const row = rows[0]!;
-  return { exists: row.exists, published: row.published, viaRoot: row.via_root, partitioned: row.partitioned, root: row.root };
-}
-
-/**
- * Adds `schema.table` to an existing publication that does not publish it yet (a publication FOR
- * ALL TABLES already does). Changes committed after this are streamed for the table.
- */
-export async function ensurePublicationIncludes(client: pg.ClientBase, name: string, table: { schema: string; name: string }): Promise<{ added: boolean }> {
-  const { rows } = await client.query<{ all_tables: boolean; included: boolean }>(
-    `SELECT p.puballtables AS all_tables,
-            EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = p.pubname AND t.schemaname = $2 AND t.tablename = $3) AS included
-       FROM pg_publication p WHERE p.pubname = $1`,
-    [name, table.schema, table.name],
-  );
-  const row = rows[0];
-  if (!row) throw new InternalError('CDC_SETUP', `publication "${name}" does not exist`);
-  if (row.all_tables || row.included) return { added: false };
-  const target = `${pg.escapeIdentifier(table.schema)}.${pg.escapeIdentifier(table.name)}`;
-  try {
-    await client.query(`ALTER PUBLICATION ${pg.escapeIdentifier(name)} ADD TABLE ${target}`);
-    return { added: true };
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    throw new TributaryError(
-      ErrorCode.MISCONFIGURED,
-      `could not add ${table.schema}.${table.name} to publication "${name}" (${message}); as its owner run: ALTER PUBLICATION ${name} ADD TABLE ${target};`,
-      { cause: error },
-    );
-  }
-}
-
-function quoteTableName(table: string): string {
-  const dot = table.indexOf('.');
-  if (dot < 0) return pg.escapeIdentifier(table);
-  return `${pg.escapeIdentifier(table.slice(0, dot))}.${pg.escapeIdentifier(table.slice(dot + 1))}`;
 }
 
 export interface SlotInfo {

@@ -54,8 +54,8 @@ export interface WalReaderOptions {
   readonly slotName: string;
   /** A lower-case identifier. */
   readonly publicationName: string;
-  /** Tables of a publication the reader creates (`name` or `schema.name`). @default all tables */
-  readonly tables?: readonly string[];
+  /** Tables of a publication the reader creates (`name` or `schema.name`), read at each connect. @default all tables (a source always lists them: `publication.ts`) */
+  readonly tables?: readonly string[] | (() => readonly string[]);
   /**
    * The publication is Tributary's own (its name derived, `replication-names.ts`), so one an
    * earlier version created without `publish_via_partition_root` gets it; someone else's
@@ -329,7 +329,7 @@ class PostgresWalReader implements WalReader {
   /** The server's checks, the publication and the slot, on `client` (whose backend is `#setupBackend`). */
   async #setUp(client: pg.ClientBase): Promise<void> {
     await assertLogicalReplicationAllowed(client);
-    const publication = await ensurePublication(client, this.#publicationName, this.#options.tables);
+    const publication = await ensurePublication(client, this.#publicationName, typeof this.#options.tables === 'function' ? this.#options.tables() : this.#options.tables);
     if (publication.created) this.#logger.info({ publication: this.#publicationName }, 'publication created');
     else if (!publication.viaRoot && this.#options.ownsPublication === true) await tryPublishViaPartitionRoot(client, this.#publicationName, this.#logger);
     const slot = await this.#whileCreatingSlot(ensureSlot(client, this.#slotName, this.#options.expectExistingSlot === true || this.#slotSeen));
