@@ -107,7 +107,8 @@ export interface LiveSampler {
   /** Whether the reader of each outbox this process reads could read its database, the last time it tried. */
   readonly outboxSources?: () => readonly OutboxSourceSample[];
   readonly webhookBacklogs?: () => readonly WebhookBacklogSample[];
-  readonly alertsOpen?: () => readonly AlertsOpenSample[];
+  /** The open alerts' counts; undefined until this process has read them once (nothing exported yet). */
+  readonly alertsOpen?: () => readonly AlertsOpenSample[] | undefined;
   readonly analytics?: () => AnalyticsSample;
 }
 
@@ -163,9 +164,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
    * Whether this process reads the open alerts (a workers or `all` one): it then exports every
    * built-in rule, at 0 while nothing is open — with no series at all, a rule such as `sum(…) == 0`
    * or a panel would read "no data" exactly when all is well. A server, which reads none, exports
-   * none rather than claim 0.
+   * none rather than claim 0; nor does a workers process before its first read (alerts may be open).
    */
-  const readsAlerts = (): boolean => [...samplers].some((sampler) => sampler.alertsOpen !== undefined);
+  const readsAlerts = (): boolean => [...samplers].some((sampler) => sampler.alertsOpen?.() !== undefined);
   const analytics = (): AnalyticsSample[] => [...samplers].flatMap((sampler) => (sampler.analytics ? [sampler.analytics()] : []));
   return {
     ...createAnalyticsMetrics(registry, analytics),

@@ -72,7 +72,8 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
     leaseMs: config.evaluateMs * 3 + 2000,
     logger,
   });
-  let open: AlertsOpenSample[] = [];
+  /** Undefined until the first count: the gauges export nothing rather than 0s for alerts open in the database. */
+  let open: AlertsOpenSample[] | undefined;
   const stopSampling = options.metrics.sample({ alertsOpen: () => open });
 
   let running: Promise<unknown> | undefined;
