@@ -204,21 +204,38 @@ export type ChangeView = Omit<ModelChangePayload, 'operation'> & {
   readonly unchangedColumns: readonly string[];
 };
 
-/** Filters parsed once per filter argument (subscribers of one operation share one). */
+/** Filters parsed once per filter argument or written value (`parsedFilterFor`). */
 const parsedFilters = new WeakMap<object, ModelFilter>();
+/** Per written value holding a variable: its parsed filters by the argument's JSON, a few variable values each. */
+const parsedByValue = new WeakMap<object, Map<string, ModelFilter>>();
+const VALUES_PER_WRITTEN_FILTER = 64;
 
 /**
- * What a `changes` field's parsed filter is kept under: the argument's value as written in the
- * document when it holds no variable — GraphQL builds the argument's object anew from it at every
- * resolve, so keyed by that object a filter written inline was parsed again for every update (a
- * 9 KB filter ~0.25 ms, per cohort and event) — else the argument's object itself, which a
- * variable's value is, the same at every resolve. The written value is shared by every operation
- * of that document text (the parse cache): not when a variable inside it makes the values differ.
+ * A `changes` field's filter, parsed once per operation rather than at every update it judges.
+ * GraphQL builds the argument's object anew at every resolve from a value written in the document
+ * (inline), so that object is no key: a 9 KB filter took ~0.25 ms to parse, per cohort and event.
+ * A written value without variables is the key itself (every operation of that document text
+ * shares it: the parse cache); one with a variable inside (`{status: $s}`) keys its filters by the
+ * argument's JSON, the variables' values differing between operations of the same text; a filter
+ * passed as a variable is its value's object, the same at every resolve.
  */
-export function filterCacheKey(info: Pick<GraphQLResolveInfo, 'fieldNodes'>, filterArgument: unknown): object | undefined {
+export function parsedFilterFor(info: Pick<GraphQLResolveInfo, 'fieldNodes'>, filterArgument: object): ModelFilter {
   const written = info.fieldNodes[0]?.arguments?.find((argument) => argument.name.value === 'filter')?.value;
-  if (written !== undefined && written.kind !== Kind.VARIABLE && !holdsVariable(written)) return written;
-  return typeof filterArgument === 'object' && filterArgument !== null ? filterArgument : undefined;
+  if (written !== undefined && written.kind !== Kind.VARIABLE && holdsVariable(written)) {
+    let byValue = parsedByValue.get(written);
+    if (byValue === undefined) parsedByValue.set(written, (byValue = new Map<string, ModelFilter>()));
+    const json = JSON.stringify(filterArgument);
+    let filter = byValue.get(json);
+    if (filter === undefined) {
+      if (byValue.size >= VALUES_PER_WRITTEN_FILTER) byValue.clear();
+      byValue.set(json, (filter = parseModelFilter(filterArgument)));
+    }
+    return filter;
+  }
+  const key = written !== undefined && written.kind !== Kind.VARIABLE ? written : filterArgument;
+  let filter = parsedFilters.get(key);
+  if (filter === undefined) parsedFilters.set(key, (filter = parseModelFilter(filterArgument)));
+  return filter;
 }
 
 function holdsVariable(node: ValueNode): boolean {
@@ -231,15 +248,13 @@ function holdsVariable(node: ValueNode): boolean {
 /**
  * The change as a `changes(filter)` subscription sees it (rendered once per cohort: synchronous,
  * the event and the field's arguments only): an update whose row is outside the filter is LEFT,
- * without its record — a row that left the filter must leave the subscriber's list. `cacheKey`:
- * what the parsed filter is kept under (`filterCacheKey`; @default the argument's object).
+ * without its record — a row that left the filter must leave the subscriber's list. `info`: the
+ * field's, to find its parsed filter (`parsedFilterFor`); without it the filter is parsed anew.
  */
-export function changeFor(event: RealtimeEvent, filterArgument: unknown, cacheKey?: object): ChangeView {
+export function changeFor(event: RealtimeEvent, filterArgument: unknown, info?: Pick<GraphQLResolveInfo, 'fieldNodes'>): ChangeView {
   const change = { ...readModelChange(event), unchangedColumns: unchangedColumnsOf(event) };
   if (change.operation !== 'UPDATED' || typeof filterArgument !== 'object' || filterArgument === null) return change;
-  const key = cacheKey ?? filterArgument;
-  let filter = parsedFilters.get(key);
-  if (filter === undefined) parsedFilters.set(key, (filter = parseModelFilter(filterArgument)));
+  const filter = info ? parsedFilterFor(info, filterArgument) : parseModelFilter(filterArgument);
   const record = recordOf(event.payload);
   if (matchesModelFilter(filter, record) || !outsideFilter(filter, record)) return change;
   return { ...change, operation: 'LEFT', record: null, unchangedColumns: [] };

@@ -220,7 +220,7 @@ builder.subscriptionField('changes', (t) =>
     },
     subscribe: (_root, args, context) => resolvers.subscribeChanges(context, args),
     resolve: (event: RealtimeEvent, args, _context, info): ModelChangeView => ({
-      ...resolvers.changeFor(event, args.filter, resolvers.filterCacheKey(info, args.filter)),
+      ...resolvers.changeFor(event, args.filter, info),
       eventId: event.id,
       cursor: event.cursor,
     }),
