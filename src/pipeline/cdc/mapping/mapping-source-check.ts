@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { ErrorCode, TributaryError } from '../../../errors.ts';
 import type { TableRef } from '../row-change.ts';
 import { identifyDatabase, type DatabaseIdentity } from '../wal/replication-names.ts';
-import { allTablesWarning, ensurePublicationIncludes, publicationCoverage, unidentifiedPublishedTables, type PublicationCoverage } from '../wal/publication.ts';
+import { allTablesWarning, ensurePublication, ensurePublicationIncludes, publicationCoverage, unidentifiedPublishedTables, type PublicationCoverage } from '../wal/publication.ts';
 import { checkMappingAgainstTable, checkMappingWarnings, type TableShape } from './mapping-check.ts';
 import { mappingTable, type DomainMapping } from './mapping.ts';
 import { quoteIdent } from './quote-ident.ts';
@@ -60,6 +60,15 @@ export async function checkSource(
   if (coverage.allTables === true) {
     const warning = allTablesWarning(publicationName, await unidentifiedPublishedTables(client, publicationName));
     if (warning !== undefined) warnings.push(warning);
+  }
+  // No publication yet: its reader, setting up on its own schedule, would create it with the tables
+  // mapped when it looks — this one is not, until its save is loaded — and then never add it. The
+  // save creates it with this table (or, the reader first, adds the table to the reader's). A role
+  // that may create neither leaves it to the reader, whose status then says what to run.
+  if (problems.length === 0 && publish && !coverage.exists) {
+    await ensurePublication(client, publicationName, [`${table.schema}.${table.name}`])
+      .then(() => ensurePublicationIncludes(client, publicationName, table))
+      .catch(() => undefined);
   }
   if (problems.length === 0 && publish && isAddable(coverage)) {
     try {
