@@ -22,7 +22,7 @@ async function publishedTables(pool: { query: (sql: string) => Promise<{ rows: {
 }
 
 describe('the CDC publication', () => {
-  it("lists only mapped tables, so an unmapped table without a primary key keeps accepting UPDATE and DELETE, and is dropped with the source", async () => {
+  it("lists only mapped tables, so an unmapped table without a primary key keeps accepting UPDATE and DELETE, also once the source is removed", async () => {
     const setup = await setUpCdc();
     await setup.source.query(`CREATE TABLE audit_log (at timestamptz DEFAULT now(), msg text)`);
     await setup.source.query(`INSERT INTO audit_log (msg) VALUES ('a')`);
@@ -39,7 +39,10 @@ describe('the CDC publication', () => {
     await setup.source.query(`DELETE FROM audit_log`);
 
     expect((await gql(setup.server, setup.admin, 'mutation { removeCdcSource }')).data).toEqual({ removeCdcSource: true });
-    expect(await publishedTables(setup.source)).toEqual([]);
+    // Gone, or — while the removed reader's slot is not dropped yet (a source set again would read
+    // on from it, and needs the publication as it was) — left as it was, its mapped tables only.
+    expect((await publishedTables(setup.source)).every((publication) => !publication.all && !publication.tables.includes('audit_log'))).toBe(true);
+    await setup.source.query(`UPDATE audit_log SET msg = 'd'`);
   });
 
   it('refuses an insert-only mapping of a table without a replica identity: publishing it would refuse its UPDATE and DELETE', async () => {

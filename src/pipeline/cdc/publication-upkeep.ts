@@ -55,15 +55,26 @@ export async function dropUnusedPublication(options: PublicationRemovalOptions, 
     const { rows } = await client.query<{ comment: string | null; slots: string[] }>(
       `SELECT obj_description(p.oid, 'pg_publication') AS comment,
               array(SELECT slot_name::text FROM pg_replication_slots
-                     WHERE database = current_database() AND slot_type = 'logical' AND slot_name <> $2 ORDER BY 1) AS slots
+                     WHERE database = current_database() AND slot_type = 'logical' ORDER BY 1) AS slots
          FROM pg_publication p WHERE p.pubname = $1`,
-      [publicationName, slotName],
+      [publicationName],
     );
     const row = rows[0];
     if (!row) return;
-    // Another deployment's slot, or anyone's, may stream it: only its owner can tell.
+    // Another deployment's slot, or anyone's, may stream it: only its owner can tell. So may this
+    // deployment's own, retired but not dropped yet: a source set again on this database claims
+    // it back, and decoding its unread WAL needs the publication as it was (Postgres looks it up
+    // by name as of each change: recreated, it is "another" publication and decoding fails).
     if (row.comment !== OWN_PUBLICATION_COMMENT || row.slots.length > 0 || !complete) {
-      const why = row.comment !== OWN_PUBLICATION_COMMENT ? 'Tributary did not create it' : row.slots.length > 0 ? `other slots of the database may stream it (${row.slots.join(', ')})` : 'some CDC source databases cannot be reached to tell whether they are this one';
+      const own = row.slots.includes(slotName);
+      const why =
+        row.comment !== OWN_PUBLICATION_COMMENT
+          ? 'Tributary did not create it'
+          : own
+            ? `this deployment's slot ${slotName} is not dropped yet, and a source set again on this database would read on from it`
+            : row.slots.length > 0
+              ? `other slots of the database may stream it (${row.slots.join(', ')})`
+              : 'some CDC source databases cannot be reached to tell whether they are this one';
       logger.warn({ publication: publicationName, slots: row.slots, statement: drop }, `the publication of the removed CDC source is left (${why}): once nothing reads it, run ${drop}`);
       return;
     }
