@@ -24,7 +24,6 @@ import type { ModelSource } from './cdc-service.ts';
 import { mappingTable } from './mapping/mapping.ts';
 import { quoteIdent } from './mapping/quote-ident.ts';
 import type { TableShape } from './mapping/mapping-check.ts';
-import type { ModelRecord } from './model-records.ts';
 import { ROW_TYPES } from './row-values.ts';
 
 /** Ids one `records(ids:)` takes at most: one statement's IN list, and the SDK's batch. */
@@ -32,21 +31,21 @@ export const MAX_RECORDS_IDS = 100;
 
 type Mapping = ModelSource['mapping'];
 
-/** A row as a node, or undefined when the caller may not see it (the listing's check). */
-export type ToNode = (row: Record<string, unknown>, types: ReadonlyMap<string, number>) => ModelRecord | undefined;
+/** A row as a node (the listing's `ModelRecord`, with its entity key as `id`), or undefined when the caller may not see it (the listing's check). */
+export type ToNode<N extends { readonly id: string }> = (row: Record<string, unknown>, types: ReadonlyMap<string, number>) => N | undefined;
 
 /**
  * The rows of `ids` (distinct entity keys) the caller may see, in key order, read in the current
  * transaction. @throws MISCONFIGURED for a table without a key.
  */
-export async function readRecordsByIds(
+export async function readRecordsByIds<N extends { readonly id: string }>(
   client: pg.ClientBase,
   mapping: Mapping,
   shape: TableShape,
   tenant: string | undefined,
   ids: readonly string[],
-  toNode: ToNode,
-): Promise<ModelRecord[]> {
+  toNode: ToNode<N>,
+): Promise<N[]> {
   const columns = mapping.key ?? shape.primaryKey;
   if (columns.length === 0) {
     throw new TributaryError(ErrorCode.MISCONFIGURED, `The table ${mapping.table} of model "${mapping.model}" needs a primary key (or the mapping a "key") to be read by id`);
@@ -64,7 +63,7 @@ export async function readRecordsByIds(
     result = await readUnlessRefused(client, byIdsStatement(mapping, columns, tenant, taken));
   }
   const types = new Map((result?.fields ?? []).map((field) => [field.name, field.dataTypeID]));
-  const nodes: ModelRecord[] = [];
+  const nodes: N[] = [];
   for (const row of result?.rows ?? []) {
     const node = toNode(row, types);
     if (node && wanted.has(node.id)) nodes.push(node);
@@ -107,14 +106,7 @@ function byIdsStatement(mapping: Mapping, columns: readonly string[], tenant: st
   const values: unknown[] = [];
   const where: string[] = [];
   const key = columns.map((column) => `t.${quoteIdent(column)}`);
-  if (mapping.tenantColumn !== undefined) {
-    values.push(tenant);
-    where.push(`t.${quoteIdent(mapping.tenantColumn)} = $${values.length}`);
-  }
-  if (mapping.softDeleteColumn !== undefined) {
-    const column = `t.${quoteIdent(mapping.softDeleteColumn)}`;
-    where.push(`(${column} IS NULL OR to_jsonb(${column}) = 'false'::jsonb)`);
-  }
+  where.push(...visibleRowConditions(mapping, tenant, values));
   const tuples = keys.map((parts) => {
     const placeholders = parts.map((part) => {
       values.push(part);
@@ -125,4 +117,22 @@ function byIdsStatement(mapping: Mapping, columns: readonly string[], tenant: st
   where.push(`${key.length === 1 ? key[0]! : `(${key.join(', ')})`} IN (${tuples.join(', ')})`);
   const text = `SELECT t.* FROM ${quoteIdent(table.schema)}.${quoteIdent(table.name)} AS t WHERE ${where.join(' AND ')} ORDER BY ${key.join(', ')}`;
   return { text, values };
+}
+
+/**
+ * The conditions on `t` of a row the caller may list, shared by the listing and the lookup by key:
+ * in the caller's tenant (its value pushed onto `values`), and not soft-deleted — the evaluator's
+ * rule: deleted while neither NULL nor false, whatever the column's type.
+ */
+export function visibleRowConditions(mapping: Pick<Mapping, 'tenantColumn' | 'softDeleteColumn'>, tenant: string | undefined, values: unknown[]): string[] {
+  const where: string[] = [];
+  if (mapping.tenantColumn !== undefined) {
+    values.push(tenant);
+    where.push(`t.${quoteIdent(mapping.tenantColumn)} = $${values.length}`);
+  }
+  if (mapping.softDeleteColumn !== undefined) {
+    const column = `t.${quoteIdent(mapping.softDeleteColumn)}`;
+    where.push(`(${column} IS NULL OR to_jsonb(${column}) = 'false'::jsonb)`);
+  }
+  return where;
 }

@@ -36,7 +36,7 @@ import type { ModelSource } from './cdc-service.ts';
 import { entityKeyOfRow, UnroutableRowError } from './mapping/mapping-evaluate.ts';
 import { mappingTable } from './mapping/mapping.ts';
 import { quoteIdent } from './mapping/quote-ident.ts';
-import { readRecordsByIds } from './model-records-by-id.ts';
+import { readRecordsByIds, visibleRowConditions } from './model-records-by-id.ts';
 import { columnValue, ROW_TYPES } from './row-values.ts';
 import { describeTable } from './mapping/table-catalog.ts';
 import type { TableShape } from './mapping/mapping-check.ts';
@@ -359,15 +359,7 @@ function pageStatement(
   const values: unknown[] = [];
   const where: string[] = [];
   const columns = order.map((column) => `t.${quoteIdent(column)}`);
-  if (mapping.tenantColumn !== undefined) {
-    values.push(tenant);
-    where.push(`t.${quoteIdent(mapping.tenantColumn)} = $${values.length}`);
-  }
-  if (mapping.softDeleteColumn !== undefined) {
-    const column = `t.${quoteIdent(mapping.softDeleteColumn)}`;
-    // The evaluator's rule: deleted while neither NULL nor false, whatever the column's type.
-    where.push(`(${column} IS NULL OR to_jsonb(${column}) = 'false'::jsonb)`);
-  }
+  where.push(...visibleRowConditions(mapping, tenant, values));
   if (after !== undefined) {
     const placeholders = after.map((part) => {
       values.push(part);
