@@ -2,7 +2,6 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { createAnalyticsMetrics, type AnalyticsMetrics, type AnalyticsSample } from './metrics-analytics.ts';
 import { createClusterMetrics, type ClusterMetrics } from './metrics-cluster.ts';
 import { createOutboxMetrics, type OutboxMetrics, type OutboxSample, type OutboxSourceSample } from './metrics-outbox.ts';
-import { BUILT_IN_RULES } from './pipeline/alerts/rule-names.ts';
 
 export { HOT_TOPICS_IN_METRICS, type AnalyticsSample } from './metrics-analytics.ts';
 export type { OutboxSample, OutboxSourceSample } from './metrics-outbox.ts';
@@ -107,8 +106,8 @@ export interface LiveSampler {
   /** Whether the reader of each outbox this process reads could read its database, the last time it tried. */
   readonly outboxSources?: () => readonly OutboxSourceSample[];
   readonly webhookBacklogs?: () => readonly WebhookBacklogSample[];
-  /** The open alerts' counts; undefined until this process has read them once (nothing exported yet). */
-  readonly alertsOpen?: () => readonly AlertsOpenSample[] | undefined;
+  /** The open alerts' counts, each built-in rule's included at 0 (`workers/alerts.ts`); none before the process's first read. */
+  readonly alertsOpen?: () => readonly AlertsOpenSample[];
   readonly analytics?: () => AnalyticsSample;
 }
 
@@ -138,10 +137,6 @@ export interface WebhookBacklogSample {
   readonly measuredAt?: number;
 }
 
-/** The label values the alert gauges export at 0 for each built-in rule. */
-const ALERT_SEVERITIES = ['warning', 'critical'] as const;
-const OPEN_STATES = ['firing', 'acknowledged'] as const;
-
 export interface MetricsOptions {
   /** Node's process metrics (CPU, memory, event loop lag). @default true */
   readonly processMetrics?: boolean;
@@ -160,13 +155,6 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const outboxes = (): OutboxSample[] => [...samplers].flatMap((sampler) => sampler.outboxes?.() ?? []);
   const webhookBacklogs = (): WebhookBacklogSample[] => [...samplers].flatMap((sampler) => sampler.webhookBacklogs?.() ?? []);
   const alertsOpen = (): AlertsOpenSample[] => [...samplers].flatMap((sampler) => sampler.alertsOpen?.() ?? []);
-  /**
-   * Whether this process reads the open alerts (a workers or `all` one): it then exports every
-   * built-in rule, at 0 while nothing is open — with no series at all, a rule such as `sum(…) == 0`
-   * or a panel would read "no data" exactly when all is well. A server, which reads none, exports
-   * none rather than claim 0; nor does a workers process before its first read (alerts may be open).
-   */
-  const readsAlerts = (): boolean => [...samplers].some((sampler) => sampler.alertsOpen?.() !== undefined);
   const analytics = (): AnalyticsSample[] => [...samplers].flatMap((sampler) => (sampler.analytics ? [sampler.analytics()] : []));
   return {
     ...createAnalyticsMetrics(registry, analytics),
@@ -375,8 +363,6 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       registers: [registry],
       collect() {
         this.reset();
-        if (!readsAlerts()) return;
-        for (const rule of BUILT_IN_RULES) for (const severity of ALERT_SEVERITIES) this.set({ rule, severity }, 0);
         for (const sample of alertsOpen()) if (sample.state === 'firing') this.set({ rule: sample.rule, severity: sample.severity }, sample.count);
       },
     }),
@@ -387,8 +373,6 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       registers: [registry],
       collect() {
         this.reset();
-        if (!readsAlerts()) return;
-        for (const rule of BUILT_IN_RULES) for (const severity of ALERT_SEVERITIES) for (const state of OPEN_STATES) this.set({ rule, severity, state }, 0);
         for (const sample of alertsOpen()) this.set({ rule: sample.rule, severity: sample.severity, state: sample.state }, sample.count);
       },
     }),

@@ -12,6 +12,7 @@ import type { AlertsOpenSample, Metrics } from '../metrics.ts';
 import { createAlertEvaluator, type Evaluation } from '../pipeline/alerts/alert-evaluator.ts';
 import type { AlertRule } from '../pipeline/alerts/alert-rule.ts';
 import { openCounts } from '../pipeline/alerts/alert-store.ts';
+import { BUILT_IN_RULES } from '../pipeline/alerts/rule-names.ts';
 import { releaseEvaluatorLease } from '../pipeline/alerts/evaluator-lease.ts';
 import { cdcRules } from '../pipeline/alerts/rules/cdc-rules.ts';
 import { clusterRules, NO_CLUSTER_FIGURES, type ClusterFiguresProvider } from '../pipeline/alerts/rules/cluster-rules.ts';
@@ -72,9 +73,9 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
     leaseMs: config.evaluateMs * 3 + 2000,
     logger,
   });
-  /** Undefined until the first count: the gauges export nothing rather than 0s for alerts open in the database. */
+  /** Undefined until the first count: the gauges export nothing rather than 0s while alerts may be open in the database. */
   let open: AlertsOpenSample[] | undefined;
-  const stopSampling = options.metrics.sample({ alertsOpen: () => open });
+  const stopSampling = options.metrics.sample({ alertsOpen: () => open ?? [] });
 
   let running: Promise<unknown> | undefined;
   // Counted after every evaluation, whoever holds the lease: every workers process exports the
@@ -83,7 +84,7 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
     try {
       return await evaluator.evaluate();
     } finally {
-      open = await openCounts(db);
+      open = withEveryRule(await openCounts(db));
     }
   };
   const timer = setInterval(() => {
@@ -125,4 +126,18 @@ export function startAlertEvaluation(options: AlertEvaluationOptions): AlertEval
       return closing;
     },
   };
+}
+
+/**
+ * The open alerts' counts with every built-in rule (`rule-names.ts`), both severities and both open
+ * states, at 0 where none is open: a Prometheus rule such as `sum(…) == 0`, or a panel, would read
+ * "no data" exactly when all is well if the series came only with an open alert.
+ */
+function withEveryRule(counts: readonly AlertsOpenSample[]): AlertsOpenSample[] {
+  const key = (sample: Pick<AlertsOpenSample, 'rule' | 'severity' | 'state'>) => `${sample.rule} ${sample.severity} ${sample.state}`;
+  const known = new Set(counts.map(key));
+  const zeros = BUILT_IN_RULES.flatMap((rule) =>
+    (['warning', 'critical'] as const).flatMap((severity) => (['firing', 'acknowledged'] as const).map((state) => ({ rule, severity, state, count: 0 }))),
+  ).filter((sample) => !known.has(key(sample)));
+  return [...counts, ...zeros];
 }
