@@ -48,10 +48,9 @@ end
  *
  * The oldest entries go first, a page at a time: those over the count, then — while the total is
  * over the bound, and never the newest, however large — by bytes, then those older than the age.
- * Each drops at most 1,000 an append (the next one drops the rest: a stream an earlier version
- * filled, or a bound lowered, is brought under it over a few appends rather than in one script
- * that holds Redis for seconds); the work is proportional to the entries dropped, each read once
- * for its size (bytes pages of 1, 2, 4… so at most about as many are read as dropped).
+ * Count and age drop at most 1,000 an append (the next one drops the rest), bytes as many as the
+ * total needs; either way the work is proportional to the entries dropped, each read once for its
+ * size (bytes pages of 1, 2, 4… so at most about as many are read as dropped).
  *
  * Retention deletes with XDEL rather than XTRIM: XDEL records the stream's `max-deleted-entry-id`
  * (XTRIM does not, in Redis 7.0), which is how a reader tells a cursor whose successors are gone
@@ -82,7 +81,7 @@ while left > 1 do
   local byBytes = false
   if dropped < byCount then
     entries = redis.call('XRANGE', KEYS[1], after, '+', 'COUNT', byCount - dropped)
-  elseif known + guess > maxBytes and dropped < 1000 + byCount then
+  elseif known + guess > maxBytes then
     byBytes = true
     entries = redis.call('XRANGE', KEYS[1], after, '+', 'COUNT', page)
     page = math.min(page * 2, 128)
@@ -93,9 +92,6 @@ while left > 1 do
   end
   local doomed = {}
   for _, entry in ipairs(entries) do
-    -- Entries come oldest first: one at or after \`since\` means every measured one is gone, and
-    -- so is what \`guess\` held for them (MEMORY USAGE counts more than their JSON).
-    if guess > 0 and not before(entry[1], since) then guess = 0 end
     if left == 1 or (byBytes and known + guess <= maxBytes) then break end
     doomed[#doomed + 1] = entry[1]
     local size = bytesOf(entry)
