@@ -5,21 +5,14 @@
  * exactly when the receiver was given up on, while its deliveries wait. It stays open until the
  * endpoint is enabled again or deleted; an admin's own disable is a decision, not an alert.
  */
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { Database } from '../../src/db/database.ts';
-import { createLogger } from '../../src/logger.ts';
-import { createAlertEvaluator, type AlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
-import type { AlertRule } from '../../src/pipeline/alerts/alert-rule.ts';
 import { alertIdOf, getAlert, openCounts } from '../../src/pipeline/alerts/alert-store.ts';
 import { webhookEndpointDisabledRule } from '../../src/pipeline/alerts/rules/webhook-rules.ts';
 import type { RealtimeEvent } from '../../src/pipeline/events/envelope.ts';
-import { createMemoryLog } from '../../src/pipeline/log/memory-log.ts';
-import { createEventRouter } from '../../src/pipeline/router/event-router.ts';
 import { ADMIN_DISABLE_REASON, deleteEndpoint, disableEndpoint, enableEndpoint } from '../../src/pipeline/webhooks/endpoint-store.ts';
+import { evaluate, evaluatorOn } from '../helpers/alert-evaluation.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
 
-const logger = createLogger({ level: 'silent' });
 const SCOPE = { app: 'app', env: 'env', tenant: undefined };
 const RULE = 'webhook.endpoint_disabled';
 
@@ -27,19 +20,6 @@ async function fixture() {
   const created = await createDeliveryFixture();
   onTestFinished(() => created.dispose());
   return created;
-}
-
-function evaluatorOn(db: Database, rules: AlertRule[]): { evaluator: AlertEvaluator; placed: RealtimeEvent[] } {
-  const placed: RealtimeEvent[] = [];
-  const log = createMemoryLog({ retention: { maxEvents: 1_000, maxAgeMs: 3_600_000 }, publish: () => {} });
-  onTestFinished(() => log.close());
-  const router = createEventRouter({ log, logger, afterPlaced: (events) => (placed.push(...events), Promise.resolve()) });
-  const evaluator = createAlertEvaluator({ db, router, rules, policy: { fireAfter: 2, resolveAfter: 3 }, windowMs: 300_000, holder: randomUUID(), leaseMs: 60_000, logger });
-  return { evaluator, placed };
-}
-
-async function evaluate(evaluator: AlertEvaluator, times: number): Promise<void> {
-  for (let done = 0; done < times; done += 1) expect(await evaluator.evaluate()).toMatchObject({ evaluated: true });
 }
 
 const alertOf = (endpointId: string) => alertIdOf({ rule: RULE, subject: `endpoint:${endpointId}`, scope: SCOPE });
