@@ -4,10 +4,9 @@ import { badUserInput } from '../errors.ts';
 import type { CdcSourceStatus } from '../pipeline/cdc/cdc-source.ts';
 import type { CdcSourceRecord, StoredMapping } from '../pipeline/cdc/cdc-store.ts';
 import { unchangedColumnsOf } from '../pipeline/cdc/mapping/mapped-events.ts';
-import { checkMappingWarnings } from '../pipeline/cdc/mapping/mapping-check.ts';
+import { savedMappingWarnings } from '../pipeline/cdc/mapping/mapping-source-check.ts';
 import { modelTopic } from '../pipeline/cdc/mapping/mapping-topics.ts';
-import { MAPPING_NAME, MAPPING_NAME_TEXT, mappingTable, parseMapping } from '../pipeline/cdc/mapping/mapping.ts';
-import { describeTable } from '../pipeline/cdc/mapping/table-catalog.ts';
+import { MAPPING_NAME, MAPPING_NAME_TEXT, parseMapping } from '../pipeline/cdc/mapping/mapping.ts';
 import { isValidSlotName } from '../pipeline/cdc/wal/replication-setup.ts';
 import { decodeSnapshotCursor, isSnapshotCursor, snapshotAdmission, type ModelSnapshot } from '../pipeline/cdc/model-snapshot-cursor.ts';
 import { matchesModelFilter, parseModelFilter, type ModelFilter } from '../pipeline/filters/model-filter.ts';
@@ -94,8 +93,10 @@ export async function saveCdcMapping(context: ResolverContext, input: unknown): 
 }
 
 /**
- * `CdcMapping.warnings`: those of its save, else read from its table now; null when the table
- * cannot be read now (no source, a source not reached, the model not loaded yet, no such table).
+ * `CdcMapping.warnings`: those of its save, else read from its table now — what its save would
+ * refuse now (the table changed since: a column dropped or renamed, the replica identity lost) and
+ * what it would warn of (`savedMappingWarnings`); null when the table cannot be read now (no source,
+ * a source not reached, the model not loaded yet, no such table).
  */
 export async function mappingWarnings(context: ResolverContext, view: CdcMappingView): Promise<readonly string[] | null> {
   if (view.warnings !== undefined) return view.warnings;
@@ -103,8 +104,7 @@ export async function mappingWarnings(context: ResolverContext, view: CdcMapping
   const source = await context.services.cdc.modelSource(scopeOf(context.principal), mapping.model);
   if (source === undefined) return null;
   try {
-    const shape = await source.connections.withClient((client) => describeTable(client, mappingTable(mapping)));
-    return shape === undefined ? null : checkMappingWarnings(mapping, shape);
+    return (await source.connections.withClient((client) => savedMappingWarnings(client, mapping))) ?? null;
   } catch (error) {
     context.services.logger.debug({ err: error, mapping: mapping.name }, "a mapping's table could not be read for its warnings");
     return null;

@@ -1,9 +1,11 @@
 /**
  * The events one row change becomes under the mappings of one environment reading its database
  * (`cdc-source.ts`), and what becomes of a change a mapping matched but cannot route in full:
- * - no tenant or key that can be routed safely: nothing of it is published, for any stream;
+ * - no tenant or key that can be routed safely, or a column its tenant, key, soft delete or `when`
+ *   reads is gone from the table (`mapping/mapping-drift.ts`): nothing of it is published, for any stream;
  * - a mapping topic this row cannot build (a NULL or empty placeholder value, a topic past the
- *   name rules or one of Tributary's own): only the topic's event is lost. The model stream's
+ *   name rules or one of Tributary's own, a column the topic or payload reads dropped or renamed
+ *   since the mapping was saved): only the topic's event is lost. The model stream's
  *   events need the tenant and the key alone, and were they dropped, `changes` would miss a row
  *   that `records` lists — a client that ignores updates of ids it does not hold would never
  *   show it.
@@ -25,7 +27,7 @@ export interface MappedBinding {
   readonly scope: { readonly app: string; readonly env: string };
   readonly mappings: readonly DomainMapping[];
   /** Catalog entries of the mapped tables, by `schema.table`. */
-  readonly tables: ReadonlyMap<string, Pick<TableShape, 'primaryKey'>>;
+  readonly tables: ReadonlyMap<string, Pick<TableShape, 'primaryKey' | 'generatedColumns'>>;
 }
 
 /** The change and what its events share: the source, its transaction and commit time. */
@@ -55,12 +57,13 @@ export interface BindingEventsOptions {
 export function bindingEvents(binding: MappedBinding, context: BindingChange, options: BindingEventsOptions): RawEventInput[] {
   const { change } = context;
   const table = `${change.table.schema}.${change.table.name}`;
-  const primaryKey = binding.tables.get(table)?.primaryKey ?? change.keyColumns;
+  const shape = binding.tables.get(table);
+  const evaluation = { primaryKey: shape?.primaryKey ?? change.keyColumns, generatedColumns: shape?.generatedColumns };
   const events: RawEventInput[] = [];
   for (const mapping of binding.mappings) {
     let evaluated;
     try {
-      evaluated = evaluateChange(mapping, change, { primaryKey });
+      evaluated = evaluateChange(mapping, change, evaluation);
     } catch (error) {
       if (!(error instanceof UnroutableRowError)) throw error;
       unroutable(options, binding.scope, error, 'row change not routed');

@@ -21,6 +21,15 @@ export interface RowChange {
   /** Names of the table's replica-identity (key) columns, in table order. */
   readonly keyColumns: readonly string[];
   /**
+   * Every column of the table as the stream describes it at this change (the pgoutput relation:
+   * after an `ALTER TABLE`, the table as altered), whatever the images hold — an unchanged
+   * TOASTed column or a delete's key-only old row are still listed. The same array for every change
+   * of the relation until its next description, so it can key caches (`mapping-drift.ts`).
+   * Not enumerable: it describes the stream, not the row (raw changes do not store it). Undefined
+   * when not known (a change built by hand).
+   */
+  readonly relationColumns?: readonly string[];
+  /**
    * The row after the change (insert, update); undefined for delete. Columns whose TOASTed value
    * did not change and was not sent are absent here and listed in `unchangedToastColumns`.
    */

@@ -23,6 +23,12 @@ export interface TableShape {
    * REPLICA IDENTITY FULL. @default none
    */
   readonly toastableColumns?: readonly string[];
+  /**
+   * Generated columns, which pgoutput does not send (before Postgres 18, or without
+   * `publish_generated_columns`): their absence from a change is no schema drift
+   * (`mapping-drift.ts`). @default none
+   */
+  readonly generatedColumns?: readonly string[];
 }
 
 /**

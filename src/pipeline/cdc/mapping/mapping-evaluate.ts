@@ -28,9 +28,11 @@
  *
  * Unroutable rows. A row that matched but cannot be routed safely (tenant or key unavailable,
  * or longer than `names.ts` allows; a model stream that is one of Tributary's own,
- * `events/system-topics.ts`) makes {@link evaluateChange} throw {@link UnroutableRowError}: the
- * caller logs, counts and skips it. A row whose mapping topic alone cannot be built (bad topic
- * value, a topic that is one of Tributary's own) loses only the topic's event: `evaluateChange`
+ * `events/system-topics.ts`; a column its tenant, key, soft delete or `when` reads dropped or
+ * renamed since the mapping was saved, `mapping-drift.ts`) makes {@link evaluateChange} throw
+ * {@link UnroutableRowError}: the caller logs, counts and skips it. A row whose mapping topic alone
+ * cannot be built (bad topic value, a topic that is one of Tributary's own, a column the topic or
+ * payload reads missing) loses only the topic's event: `evaluateChange`
  * returns it without a topic, with the error as `topicProblem` (for the caller to log and count),
  * and its model stream events, which need only the tenant and the key, go out as usual — so
  * `changes` and `records` never disagree about a row because of its topic. Nothing is ever
@@ -40,6 +42,7 @@ import { isReservedTopic } from '../../events/system-topics.ts';
 import { jsonEqual } from '../../filters/json-compare.ts';
 import { type CompiledCondition, compiled, type CompiledOperand, type CompiledPayload } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
+import { columnDrift } from './mapping-drift.ts';
 import { keyFrom, tenantFrom, UNAVAILABLE, UnroutableRowError } from './mapping-identity.ts';
 import { modelTopic } from './mapping-topics.ts';
 import { topicOutcome, type TopicOutcome } from './topic-template.ts';
@@ -95,6 +98,11 @@ export interface EvaluateMappingOptions {
    * @default the change's `keyColumns` (the replica identity)
    */
   readonly primaryKey?: readonly string[];
+  /**
+   * The table's generated columns (`TableShape.generatedColumns`), which Postgres does not send: not
+   * missing from a change (`mapping-drift.ts`). @default none
+   */
+  readonly generatedColumns?: readonly string[];
 }
 
 const OPERATION: Readonly<Record<RowOperation, ModelOperation>> = {
@@ -148,6 +156,12 @@ export function evaluateChange(
   const table = mappingTable(mapping);
   if (change.table.schema !== table.schema || change.table.name !== table.name) return undefined;
   const action = actionOf(mapping, change);
+  // Per relation and mapping, cached: two lookups per change.
+  const drift = columnDrift(mapping, change.relationColumns, options);
+  if (drift.routing !== undefined) {
+    if (mayAnnounce(mapping, change, action, drift.softDeleteMissing)) throw drift.routing();
+    return undefined;
+  }
   if (action === undefined || !mapping.events.includes(action)) return undefined;
   if (plan.when !== undefined && test(plan.when, change) !== true) return undefined;
   // Saving refuses such a mapping (`systemTopicProblems`); one stored before that still routes nothing there.
@@ -160,7 +174,7 @@ export function evaluateChange(
   const entityKey = entityKeyOf(mapping, change, options.primaryKey);
   const former = formerOf(mapping, change, options.primaryKey, entityKey, tenant);
   return {
-    ...topicOutcome(plan, mapping.name, (ref) => resolve({ ref }, change)),
+    ...(drift.topic === undefined ? topicOutcome(plan, mapping.name, (ref) => resolve({ ref }, change)) : { topic: undefined, topicProblem: drift.topic() }),
     type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX[action]}`,
     entityKey,
     tenant,
@@ -227,6 +241,16 @@ function actionOf(mapping: DomainMapping, change: RowChange): RowOperation | und
       return was ? 'insert' : is ? 'delete' : 'update';
     }
   }
+}
+
+/**
+ * Whether the mapping would announce the change (its `when` aside) that a missing column leaves
+ * unroutable: by its action, or — the soft-delete column missing, so a soft delete or restore
+ * cannot be told — by any action the change's operation could announce.
+ */
+function mayAnnounce(mapping: DomainMapping, change: RowChange, action: RowOperation | undefined, softDeleteMissing: boolean): boolean {
+  if (!softDeleteMissing) return action !== undefined && mapping.events.includes(action);
+  return change.operation === 'update' ? mapping.events.length > 0 : mapping.events.includes(change.operation);
 }
 
 /** Soft-deleted: anything but NULL or false (an unavailable value is not known to be set). */

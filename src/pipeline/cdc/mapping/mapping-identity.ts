@@ -16,7 +16,9 @@ export type UnroutableReason =
   | 'key-unavailable'
   | 'key-invalid'
   | 'topic-value-invalid'
-  | 'topic-invalid';
+  | 'topic-invalid'
+  /** The table's changes lack a column the mapping reads: dropped or renamed since its save (`mapping-drift.ts`). */
+  | 'column-missing';
 
 /** A matching row that cannot be routed safely. The message names columns, never row values. */
 export class UnroutableRowError extends Error {

@@ -82,6 +82,23 @@ export async function checkSource(
   return { problems: [...new Set(problems)], warnings: [...new Set(warnings)] };
 }
 
+/** What prefixes a problem found after the save (`savedMappingWarnings`). */
+const TABLE_CHANGED = 'the table changed since the mapping was saved: ';
+
+/**
+ * A saved mapping's warnings read from its table now (`CdcMapping.warnings` after the save): what
+ * its save would refuse now — a column dropped or renamed, a replica identity lost, also on a
+ * partition — each prefixed with {@link TABLE_CHANGED} (a saved mapping had none: the table changed
+ * since), then the warnings of its save (`checkMappingWarnings`). Undefined when there is no such table.
+ */
+export async function savedMappingWarnings(client: pg.ClientBase, mapping: DomainMapping): Promise<string[] | undefined> {
+  const table = mappingTable(mapping);
+  const shape = await describeTable(client, table);
+  if (!shape) return undefined;
+  const problems = [...checkMappingAgainstTable(mapping, shape), ...partitionProblems(mapping, table, await describePartitions(client, table))];
+  return [...new Set([...problems.map((problem) => `${TABLE_CHANGED}${problem}`), ...checkMappingWarnings(mapping, shape)])];
+}
+
 /** `records` and snapshots read the table as the source's role: without SELECT they would fail at every read. */
 async function assertReadable(client: pg.ClientBase, table: TableRef): Promise<void> {
   const { rows } = await client.query<{ readable: boolean; role: string }>(

@@ -4,18 +4,20 @@ import type { TableRef } from '../row-change.ts';
 
 /**
  * What a source database's catalog says about a table: its columns, primary key and replica
- * identity (what Postgres sends for updates and deletes), and which columns may be TOASTed (a
- * variable-length type not stored PLAIN: `attlen = -1`, `attstorage <> 'p'`). Undefined when
- * there is no such table.
+ * identity (what Postgres sends for updates and deletes), which columns may be TOASTed (a
+ * variable-length type not stored PLAIN: `attlen = -1`, `attstorage <> 'p'`) and which are
+ * generated. Undefined when there is no such table.
  */
 export async function describeTable(client: pg.ClientBase, table: TableRef): Promise<TableShape | undefined> {
-  const { rows } = await client.query<{ identity: string; columns: string[]; toastable: string[]; primary_key: string[]; identity_index: string[] }>(
+  const { rows } = await client.query<{ identity: string; columns: string[]; toastable: string[]; generated: string[]; primary_key: string[]; identity_index: string[] }>(
     `SELECT c.relreplident AS identity,
             array(SELECT a.attname::text FROM pg_attribute a
                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns,
             array(SELECT a.attname::text FROM pg_attribute a
                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attlen = -1 AND a.attstorage <> 'p'
                    ORDER BY a.attnum) AS toastable,
+            array(SELECT a.attname::text FROM pg_attribute a
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '' ORDER BY a.attnum) AS generated,
             array(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
                    WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY a.attnum) AS primary_key,
             array(SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
@@ -29,7 +31,7 @@ export async function describeTable(client: pg.ClientBase, table: TableRef): Pro
   const replicaIdentity = ({ d: 'default', f: 'full', n: 'nothing', i: 'index' } as const)[row.identity as 'd' | 'f' | 'n' | 'i'];
   const keyColumns =
     replicaIdentity === 'default' ? row.primary_key : replicaIdentity === 'index' ? row.identity_index : replicaIdentity === 'full' ? row.columns : [];
-  return { replicaIdentity, keyColumns, primaryKey: row.primary_key, columns: row.columns, toastableColumns: row.toastable };
+  return { replicaIdentity, keyColumns, primaryKey: row.primary_key, columns: row.columns, toastableColumns: row.toastable, generatedColumns: row.generated };
 }
 
 /**

@@ -94,6 +94,11 @@ export function toRowChange(message: ChangeMessage, lsn: string, lsnIndex: numbe
     lsn,
     lsnIndex,
   };
+  return withRelationColumns(rowChangeOf(message, base), relation);
+}
+
+function rowChangeOf(message: ChangeMessage, base: Pick<RowChange, 'table' | 'keyColumns' | 'lsn' | 'lsnIndex'>): RowChange {
+  const { relation } = message;
   switch (message.tag) {
     case 'insert': {
       const { image, unchanged } = splitUnchangedToast(message.new, relation);
@@ -106,6 +111,16 @@ export function toRowChange(message: ChangeMessage, lsn: string, lsnIndex: numbe
     case 'delete':
       return { ...base, operation: 'delete', new: undefined, old: oldImage(message), unchangedToastColumns: [] };
   }
+}
+
+/** Column names per relation: one array per relation description (`RowChange.relationColumns`). */
+const relationColumnNames = new WeakMap<Pgoutput.MessageRelation, readonly string[]>();
+
+/** Sets `relationColumns`, not enumerable (see `RowChange.relationColumns`). */
+function withRelationColumns(change: RowChange, relation: Pgoutput.MessageRelation): RowChange {
+  let columns = relationColumnNames.get(relation);
+  if (columns === undefined) relationColumnNames.set(relation, (columns = Object.freeze(relation.columns.map((column) => column.name))));
+  return Object.defineProperty(change, 'relationColumns', { value: columns, enumerable: false });
 }
 
 /** The full old row (REPLICA IDENTITY FULL), the old key (key changed, or a delete), or none. */
