@@ -33,6 +33,8 @@ export interface AlertsConfig {
   readonly cdcMaxRetainedWalBytes: number;
   /** Row changes one CDC source may match but not route in the window before it is a warning. @default 0 */
   readonly cdcUnroutableRowsAllowed: number;
+  /** A CDC slot whose `safe_wal_size` is under this share of the source's `max_slot_wal_keep_size` is critical, in % (`cdc.slot_at_risk`). @default 25 */
+  readonly cdcSlotSafeWalPercent: number;
   /** Open sockets across the cluster beyond which it is a warning. @default 10000 (the seed's) */
   readonly maxConnections: number;
   /** RESYNC_REQUIRED answers across the cluster in the window beyond which it is a storm (warning). @default 1000 */
@@ -55,6 +57,9 @@ export const alertsEnvironment = {
   ALERTS_CDC_MAX_LAG_BYTES: integer(1, 1024 * 1024 * MIB, 100 * MIB),
   ALERTS_CDC_MAX_RETAINED_WAL_BYTES: integer(1, 1024 * 1024 * MIB, 1024 * MIB),
   ALERTS_CDC_UNROUTABLE_ROWS_ALLOWED: integer(0, 1_000_000_000, 0),
+  // A share of the source's setting, not bytes: see SLOT_SAFE_WAL_PERCENT (`cdc-rules.ts`). At most
+  // 90: the alert resolves from this / 0.9 % of the setting up (the dead band), which safe_wal_size reaches.
+  ALERTS_CDC_SLOT_SAFE_WAL_PERCENT: integer(1, 90, 25),
   ALERTS_MAX_CONNECTIONS: integer(1, 100_000_000, 10_000),
   ALERTS_MAX_RESYNCS: integer(1, 100_000_000, 1000),
 };
@@ -91,6 +96,7 @@ export function alertsConfigOf(env: AlertsEnvironment): AlertsConfig {
     cdcMaxLagBytes: env.ALERTS_CDC_MAX_LAG_BYTES,
     cdcMaxRetainedWalBytes: env.ALERTS_CDC_MAX_RETAINED_WAL_BYTES,
     cdcUnroutableRowsAllowed: env.ALERTS_CDC_UNROUTABLE_ROWS_ALLOWED,
+    cdcSlotSafeWalPercent: env.ALERTS_CDC_SLOT_SAFE_WAL_PERCENT,
     maxConnections: env.ALERTS_MAX_CONNECTIONS,
     maxResyncs: env.ALERTS_MAX_RESYNCS,
   };

@@ -59,6 +59,8 @@ export interface Metrics extends AnalyticsMetrics, ClusterMetrics, OutboxMetrics
   readonly cdcLagBytes: Gauge<'source'>;
   readonly cdcRetainedWalBytes: Gauge<'source'>;
   readonly cdcOtherSlotRetainedWalBytes: Gauge<'source' | 'slot'>;
+  /** `safe_wal_size` of a CDC reader's slot: WAL left before the source's `max_slot_wal_keep_size` invalidates it. */
+  readonly cdcSlotSafeWalBytes: Gauge<'source'>;
   /** Outbox rows routed by this process's pollers, by outbox (`app/env`). */
   readonly outboxRouted: Counter<'outbox'>;
   /** Outbox rows set aside because they can never be routed, by outbox and reason. */
@@ -95,6 +97,7 @@ export interface CdcReaderSample {
   readonly lagBytes: number | null;
   readonly retainedWalBytes: number | null;
   readonly otherSlots?: { readonly slots: readonly { readonly slotName: string; readonly retainedWalBytes: number | null }[] } | null;
+  readonly walSafety?: { readonly safeWalBytes: number | null } | null;
 }
 
 /** Live state a subsystem owns, read at scrape time; each field is optional. */
@@ -300,6 +303,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       collect() {
         this.reset();
         for (const { source, otherSlots } of cdcReaders()) for (const slot of otherSlots?.slots ?? []) if (slot.retainedWalBytes !== null) this.set({ source, slot: slot.slotName }, slot.retainedWalBytes);
+      },
+    }),
+    cdcSlotSafeWalBytes: new Gauge({
+      name: 'tributary_cdc_slot_safe_wal_bytes',
+      help: "WAL that can still be written before a CDC reader's slot retains more than its source's max_slot_wal_keep_size, when the next checkpoint invalidates it (safe_wal_size: at or under 0 once wal_status is unreserved; absent without that limit; readers this instance leads)",
+      labelNames: ['source'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { source, walSafety } of cdcReaders()) if (walSafety?.safeWalBytes != null) this.set({ source }, walSafety.safeWalBytes);
       },
     }),
     outboxRouted: new Counter({

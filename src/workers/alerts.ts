@@ -52,7 +52,12 @@ export function alertRules(config: AlertsConfig, operatorScope: AlertEvaluationO
     webhookEndpointDisabledRule(db),
     outboxBacklogRule(db, { maxAgeSeconds: config.outboxMaxAgeSeconds }),
     outboxDeadRowsRule(db, { allowed: config.outboxDeadRowsAllowed }),
-    ...cdcRules(db, { maxLagBytes: config.cdcMaxLagBytes, maxRetainedWalBytes: config.cdcMaxRetainedWalBytes, unroutableRowsAllowed: config.cdcUnroutableRowsAllowed }),
+    ...cdcRules(db, {
+      maxLagBytes: config.cdcMaxLagBytes,
+      maxRetainedWalBytes: config.cdcMaxRetainedWalBytes,
+      unroutableRowsAllowed: config.cdcUnroutableRowsAllowed,
+      slotSafeWalPercent: config.cdcSlotSafeWalPercent,
+    }),
     ...clusterRules(cluster, { ...operatorScope, tenant: undefined }, { maxConnections: config.maxConnections, maxResyncs: config.maxResyncs }),
   ];
 }

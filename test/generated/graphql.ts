@@ -38,7 +38,7 @@ export type Alert = {
   message: Scalars['String']['output'];
   /** When it resolved; null while it is open (firing again clears it). */
   resolvedAt: Maybe<Scalars['DateTime']['output']>;
-  /** e.g. `webhook.failure_rate`, `webhook.dead_letters`, `webhook.endpoint_disabled`, `outbox.backlog_age`, `outbox.dead_rows`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`, `cdc.unroutable_rows`. */
+  /** e.g. `webhook.failure_rate`, `webhook.dead_letters`, `webhook.endpoint_disabled`, `outbox.backlog_age`, `outbox.dead_rows`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_at_risk`, `cdc.slot_lost`, `cdc.unroutable_rows`. */
   rule: Scalars['String']['output'];
   /** How bad it is now. */
   severity: AlertSeverity;
@@ -114,7 +114,7 @@ export type CdcMapping = {
   topic: Scalars['String']['output'];
   /** When it was last saved. */
   updatedAt: Scalars['DateTime']['output'];
-  /** What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Today: without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged), on `cdcMappings` read from the table now — null when it cannot be read now. */
+  /** What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. On `cdcMappings`, read from the table now, also what its save would refuse now, prefixed `the table changed since the mapping was saved:` (a column dropped or renamed, the replica identity lost; such changes are counted as unroutable, `column-missing`). Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged); null when the table cannot be read now. */
   warnings: Maybe<Array<Scalars['String']['output']>>;
 };
 
@@ -140,6 +140,8 @@ export type CdcReaderStatus = {
   lastError: Maybe<Scalars['String']['output']>;
   /** This instance reads the slot. */
   leading: Scalars['Boolean']['output'];
+  /** The source server's `max_slot_wal_keep_size`, in bytes; null when unknown or `-1` (no limit). */
+  maxSlotWalKeepBytes: Maybe<Scalars['Float']['output']>;
   /** The source database's other Tributary slots as the reader last measured them, most retaining first (20 at most: see `otherSlotsLeftOut`); null when not measured. */
   otherSlots: Maybe<Array<CdcOtherSlot>>;
   /** How many more other Tributary slots the database has than `otherSlots` lists (they retain less). */
@@ -148,10 +150,14 @@ export type CdcReaderStatus = {
   publicationName: Maybe<Scalars['String']['output']>;
   /** WAL the slot keeps on the source server, in bytes; null when unknown, as `lagBytes`. */
   retainedWalBytes: Maybe<Scalars['Float']['output']>;
+  /** The slot's `safe_wal_size`: WAL that can still be written before it retains more than `max_slot_wal_keep_size`, in bytes (negative once `unreserved`); null when unknown, without that limit, or once lost. */
+  safeWalBytes: Maybe<Scalars['Float']['output']>;
   /** The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity + `_` + the deployment's 12 hex digits (without them for a deployment that read CDC before slot names held one, which keeps its slots). Null while the database cannot be reached. */
   slotName: Maybe<Scalars['String']['output']>;
   /** starting, streaming, reconnecting, stopped or failed. */
   state: Scalars['String']['output'];
+  /** The slot's `wal_status` on the source server: `reserved`, `extended`, `unreserved` (it retains more than the server's `max_slot_wal_keep_size`: the server's next checkpoint invalidates it, `cdc.slot_at_risk`) or `lost`; null when unknown, as `lagBytes`. */
+  walStatus: Maybe<Scalars['String']['output']>;
 };
 
 /** An environment's CDC source database (its password is never returned). */
@@ -237,6 +243,8 @@ export type DashboardCdcSource = {
   lagBytes: Maybe<Scalars['Float']['output']>;
   /** WAL its slot keeps on the source server, in bytes; null when not measured. */
   retainedWalBytes: Maybe<Scalars['Float']['output']>;
+  /** WAL that can still be written before its slot retains more than the source's `max_slot_wal_keep_size` (`safe_wal_size`; at or under 0: the next checkpoint invalidates it), in bytes; null when not measured or without that limit. */
+  safeWalBytes: Maybe<Scalars['Float']['output']>;
   /** The source database, as `/metrics` names it (a hash of its URL). */
   source: Scalars['String']['output'];
 };

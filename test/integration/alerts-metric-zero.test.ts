@@ -67,6 +67,7 @@ describe('alert gauges when nothing is open', () => {
       ALERTS_CDC_MAX_LAG_BYTES: 1024,
       ALERTS_CDC_MAX_RETAINED_WAL_BYTES: 1024,
       ALERTS_CDC_UNROUTABLE_ROWS_ALLOWED: 0,
+      ALERTS_CDC_SLOT_SAFE_WAL_PERCENT: 25,
       ALERTS_MAX_CONNECTIONS: 3,
       ALERTS_MAX_RESYNCS: 1000,
     });

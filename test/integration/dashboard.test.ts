@@ -57,7 +57,7 @@ const socketRate = (figures: Figures) => figures.eventsPerSecondBySource.find((r
 /** Every field of `DashboardFigures`, for comparing REST with GraphQL. */
 const EVERY_FIGURE = `connections subscriptions eventsPerSecond eventsPerSecondBySource { source perSecond } deliveriesPerSecond bytesPerSecond
   latencyP50Ms latencyP99Ms webhooks { deliveredPerSecond failedPerSecond failureRate pending oldestPendingSeconds }
-  cdc { source lagBytes retainedWalBytes } outboxes { outbox pending oldestPendingSeconds } resyncsPerSecond slowConsumerClosesPerSecond`;
+  cdc { source lagBytes retainedWalBytes safeWalBytes } outboxes { outbox pending oldestPendingSeconds } resyncsPerSecond slowConsumerClosesPerSecond`;
 
 interface GraphQLDashboard {
   cluster: { cdc: unknown[] };

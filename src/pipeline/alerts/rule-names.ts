@@ -14,6 +14,7 @@ export const BUILT_IN_RULES: readonly string[] = [
   'cdc.reader_down',
   'cdc.lag',
   'cdc.retained_wal',
+  'cdc.slot_at_risk',
   'cdc.slot_lost',
   'cdc.unroutable_rows',
   'cluster.connections',

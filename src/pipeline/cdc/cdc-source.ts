@@ -296,7 +296,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     lastLsn: status.lastAcknowledgedLsn,
     lagBytes: status.lagBytes,
     retainedWalBytes: status.retainedWalBytes,
-    otherSlots: status.otherSlots,
+    walSafety: status.walSafety, otherSlots: status.otherSlots,
     lastError: status.lastError,
     environments: environments(),
   });

@@ -5,6 +5,7 @@ import { parseMapping, type DomainMapping } from './mapping/mapping.ts';
 import { createRawChangeLog, type RawChangeLog } from './raw-change-log.ts';
 import { createUnroutableTally, type UnroutableNote } from './unroutable-tally.ts';
 import type { OtherSlots } from './wal/other-slots.ts';
+import type { SlotWalSafety } from './wal/slot-readings.ts';
 
 /**
  * What CDC keeps in the platform database (migration 0003): each environment's source database,
@@ -63,6 +64,8 @@ export interface ReaderStatusRecord {
   readonly lastLsn: string | null;
   readonly lagBytes: number | null;
   readonly retainedWalBytes: number | null;
+  /** The slot's `wal_status` and `safe_wal_size`, as measured with the figures (migration 0041; the `cdc.slot_at_risk` alert). @default null: not measured */
+  readonly walSafety?: SlotWalSafety | null;
   /** The database's other Tributary slots, as measured with the figures (migration 0038; the `cdc.retained_wal` alert). @default null: not measured */
   readonly otherSlots?: OtherSlots | null;
   readonly lastError: string | null;
@@ -129,10 +132,28 @@ type StatusRow = {
   lag_bytes: string | null;
   retained_wal_bytes: string | null;
   other_slots: OtherSlots | null;
+  wal_status: string | null;
+  safe_wal_bytes: string | null;
+  max_slot_wal_keep_bytes: string | null;
   last_error: string | null;
   updated_at: Date;
   age_ms: number;
 };
+
+/**
+ * The status's `wal_status` columns (migration 0041) as read: only those written with the status
+ * itself (`wal_safety_at = updated_at`), not left over from before a previous version's write.
+ */
+export const WAL_SAFETY_COLUMNS = `CASE WHEN wal_safety_at = updated_at THEN wal_status END AS wal_status,
+  CASE WHEN wal_safety_at = updated_at THEN safe_wal_bytes END::text AS safe_wal_bytes,
+  CASE WHEN wal_safety_at = updated_at THEN max_slot_wal_keep_bytes END::text AS max_slot_wal_keep_bytes`;
+
+/** What `WAL_SAFETY_COLUMNS` read: null when not measured (no `wal_status`). */
+export function walSafetyOf(row: { wal_status: string | null; safe_wal_bytes: string | null; max_slot_wal_keep_bytes: string | null }): SlotWalSafety | null {
+  if (row.wal_status === null) return null;
+  const bytes = (value: string | null) => (value === null ? null : Number(value));
+  return { walStatus: row.wal_status, safeWalBytes: bytes(row.safe_wal_bytes), maxSlotWalKeepBytes: bytes(row.max_slot_wal_keep_bytes) };
+}
 
 export function createCdcStore(db: Database): CdcStore {
   const toSource = (row: SourceRow): CdcSourceRecord => ({
@@ -265,11 +286,16 @@ export function createCdcStore(db: Database): CdcStore {
         throw error;
       }
       await db.query(
-        `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, other_slots, last_error, environments, updated_at, not_streaming_since)
-         VALUES ($1, $2, $3, $4, $5, $6, $9::jsonb, $7, $8::jsonb, now(), CASE WHEN $2 = 'streaming' AND $5::bigint IS NOT NULL THEN NULL ELSE now() END)
+        `INSERT INTO cdc_reader_status (source, state, leader, last_lsn, lag_bytes, retained_wal_bytes, other_slots, last_error, environments, updated_at, not_streaming_since,
+                                        wal_status, safe_wal_bytes, max_slot_wal_keep_bytes, wal_safety_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $9::jsonb, $7, $8::jsonb, now(), CASE WHEN $2 = 'streaming' AND $5::bigint IS NOT NULL THEN NULL ELSE now() END,
+                 $10, $11, $12, now())
          ON CONFLICT (source) DO UPDATE SET state = excluded.state, leader = excluded.leader,
            last_lsn = coalesce(excluded.last_lsn, cdc_reader_status.last_lsn), lag_bytes = excluded.lag_bytes,
            retained_wal_bytes = excluded.retained_wal_bytes, other_slots = excluded.other_slots, last_error = excluded.last_error,
+           -- With wal_safety_at = updated_at: what a previous version's leader writes leaves them stale, hence unread (migration 0041).
+           wal_status = excluded.wal_status, safe_wal_bytes = excluded.safe_wal_bytes,
+           max_slot_wal_keep_bytes = excluded.max_slot_wal_keep_bytes, wal_safety_at = now(),
            environments = coalesce(excluded.environments, cdc_reader_status.environments), updated_at = now(),
            -- Not streaming since the last report that said it streamed (migration 0027) with its lag
            -- measured: a reader streaming while its slot cannot be read (its source stopped answering
@@ -286,6 +312,9 @@ export function createCdcStore(db: Database): CdcStore {
           status.lastError,
           status.environments === undefined ? null : JSON.stringify(status.environments),
           status.otherSlots == null ? null : JSON.stringify(status.otherSlots),
+          status.walSafety?.walStatus ?? null,
+          status.walSafety?.safeWalBytes ?? null,
+          status.walSafety?.maxSlotWalKeepBytes ?? null,
         ],
       );
     },
@@ -293,7 +322,7 @@ export function createCdcStore(db: Database): CdcStore {
     async getStatus(source) {
       const { rows } = await db.query<StatusRow>(
         `SELECT source, state, leader, last_lsn, lag_bytes::text, retained_wal_bytes::text, other_slots, last_error, updated_at,
-                (extract(epoch FROM now() - updated_at) * 1000)::float8 AS age_ms
+                (extract(epoch FROM now() - updated_at) * 1000)::float8 AS age_ms, ${WAL_SAFETY_COLUMNS}
            FROM cdc_reader_status WHERE source = $1`,
         [source],
       );
@@ -307,6 +336,7 @@ export function createCdcStore(db: Database): CdcStore {
           lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes),
           retainedWalBytes: row.retained_wal_bytes === null ? null : Number(row.retained_wal_bytes),
           otherSlots: row.other_slots,
+          walSafety: walSafetyOf(row),
           lastError: row.last_error,
           updatedAt: row.updated_at,
           ageMs: row.age_ms,

@@ -85,6 +85,7 @@ export function idleStatus(source: string, names: { slotName: string | null; pub
     lastAcknowledgedLsn: null,
     lagBytes: null,
     retainedWalBytes: null,
+    walSafety: null,
     otherSlots: null,
     lastError: null,
   };
@@ -103,6 +104,7 @@ export function followerStatus(source: string, names: ReplicationNames, stored: 
     lastAcknowledgedLsn: stored?.lastLsn ?? null,
     lagBytes: figures?.lagBytes ?? null,
     retainedWalBytes: figures?.retainedWalBytes ?? null,
+    walSafety: figures?.walSafety ?? null,
     otherSlots: figures?.otherSlots ?? null,
     lastError: stored?.lastError ?? localError ?? null,
   };

@@ -19,7 +19,7 @@
  */
 import type { EventSource } from '../events/envelope.ts';
 import { histogramCount, histogramQuantile } from '../../latency-histogram.ts';
-import { addCounts, zeroCounts, type InstanceReport, type ReportCounts, type WebhookBacklog } from './instance-report.ts';
+import { addCounts, zeroCounts, type InstanceLiveState, type InstanceReport, type ReportCounts, type WebhookBacklog } from './instance-report.ts';
 import { clusterWarnings, isPresent, runsWorkersJobs, type PresenceOptions } from './instance-presence.ts';
 
 export interface SourceRate {
@@ -48,7 +48,7 @@ export interface DashboardFigures {
     /** Null when none is pending, or when `pending` is unknown. */
     readonly oldestPendingSeconds: number | null;
   };
-  readonly cdc: readonly { readonly source: string; readonly lagBytes: number | null; readonly retainedWalBytes: number | null }[];
+  readonly cdc: InstanceLiveState['cdcReaders'];
   /** Null when no report of a process that measures them (`runsWorkersJobs`) counts: not "no outbox". */
   readonly outboxes: readonly { readonly outbox: string; readonly pending: number; readonly oldestPendingSeconds: number | null }[] | null;
   readonly resyncsPerSecond: number;

@@ -16,7 +16,8 @@ export interface InstanceLiveState {
   readonly subscriptions: number;
   /** Sockets closed for falling behind since the instance started. */
   readonly slowConsumerCloses: number;
-  readonly cdcReaders: readonly { readonly source: string; readonly lagBytes: number | null; readonly retainedWalBytes: number | null }[];
+  /** `walSafety`: the slot's `safe_wal_size` (absent from a previous version's report). */
+  readonly cdcReaders: readonly { readonly source: string; readonly lagBytes: number | null; readonly retainedWalBytes: number | null; readonly walSafety?: { readonly safeWalBytes: number | null } | null }[];
   readonly outboxes: readonly { readonly outbox: string; readonly pending: number; readonly oldestPendingSeconds: number | null }[];
   readonly webhookBacklogs: readonly WebhookBacklog[];
 }

@@ -26,7 +26,7 @@ const Alert = builder.objectRef<AlertView>('Alert').implement({
   description: 'One rule about one subject in an environment: a flapping subject stays one alert whose `count` grows.',
   fields: (t) => ({
     id: t.exposeID('id', { description: '`alrt_…`; the same when the alert fires again.' }),
-    rule: t.exposeString('rule', { description: 'e.g. `webhook.failure_rate`, `webhook.dead_letters`, `webhook.endpoint_disabled`, `outbox.backlog_age`, `outbox.dead_rows`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_lost`, `cdc.unroutable_rows`.' }),
+    rule: t.exposeString('rule', { description: 'e.g. `webhook.failure_rate`, `webhook.dead_letters`, `webhook.endpoint_disabled`, `outbox.backlog_age`, `outbox.dead_rows`, `cdc.reader_down`, `cdc.lag`, `cdc.retained_wal`, `cdc.slot_at_risk`, `cdc.slot_lost`, `cdc.unroutable_rows`.' }),
     subject: t.exposeString('subject', { description: 'What it is about: `endpoint:<id>`, `outbox:<app>/<env>`, `cdc:<source>`, `cluster`.' }),
     tenant: t.exposeString('tenant', { nullable: true, description: "The subject's tenant (an endpoint of one tenant); null for the whole environment." }),
     severity: t.field({ type: AlertSeverity, description: 'How bad it is now.', resolve: (alert) => alert.severity }),

@@ -37,6 +37,18 @@ const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').im
       resolve: (status) => status.lagBytes,
     }),
     retainedWalBytes: t.float({ nullable: true, description: 'WAL the slot keeps on the source server, in bytes; null when unknown, as `lagBytes`.', resolve: (status) => status.retainedWalBytes }),
+    walStatus: t.string({
+      nullable: true,
+      description:
+        "The slot's `wal_status` on the source server: `reserved`, `extended`, `unreserved` (it retains more than the server's `max_slot_wal_keep_size`: the server's next checkpoint invalidates it, `cdc.slot_at_risk`) or `lost`; null when unknown, as `lagBytes`.",
+      resolve: (status) => status.walSafety?.walStatus ?? null,
+    }),
+    safeWalBytes: t.float({
+      nullable: true,
+      description: "The slot's `safe_wal_size`: WAL that can still be written before it retains more than `max_slot_wal_keep_size`, in bytes (negative once `unreserved`); null when unknown, without that limit, or once lost.",
+      resolve: (status) => status.walSafety?.safeWalBytes ?? null,
+    }),
+    maxSlotWalKeepBytes: t.float({ nullable: true, description: "The source server's `max_slot_wal_keep_size`, in bytes; null when unknown or `-1` (no limit).", resolve: (status) => status.walSafety?.maxSlotWalKeepBytes ?? null }),
     otherSlots: t.field({
       type: [CdcOtherSlot],
       nullable: true,
@@ -84,7 +96,7 @@ const CdcMapping = builder.objectRef<CdcMappingView>('CdcMapping').implement({
     warnings: t.stringList({
       nullable: true,
       description:
-        "What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Today: without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged), on `cdcMappings` read from the table now — null when it cannot be read now.",
+        "What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. On `cdcMappings`, read from the table now, also what its save would refuse now, prefixed `the table changed since the mapping was saved:` (a column dropped or renamed, the replica identity lost; such changes are counted as unroutable, `column-missing`). Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged); null when the table cannot be read now.",
       resolve: (stored, _args, context) => resolvers.mappingWarnings(context, stored),
     }),
   }),

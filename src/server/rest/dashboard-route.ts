@@ -44,7 +44,7 @@ function figuresJson(figures: DashboardFigures) {
       pending: webhooks.pending,
       oldestPendingSeconds: webhooks.oldestPendingSeconds,
     },
-    cdc: figures.cdc.map(({ source, lagBytes, retainedWalBytes }) => ({ source, lagBytes, retainedWalBytes })),
+    cdc: figures.cdc.map(({ source, lagBytes, retainedWalBytes, walSafety }) => ({ source, lagBytes, retainedWalBytes, safeWalBytes: walSafety?.safeWalBytes ?? null })),
     // Null (as in GraphQL) when no process that measures the outboxes has reported.
     outboxes: figures.outboxes?.map(({ outbox, pending, oldestPendingSeconds }) => ({ outbox, pending, oldestPendingSeconds })) ?? null,
     resyncsPerSecond: figures.resyncsPerSecond,

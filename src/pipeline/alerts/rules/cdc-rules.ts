@@ -17,6 +17,11 @@
  *   own (migration 0038, `wal/other-slots.ts`): another deployment's, or one left over by a
  *   deployment stopped for good, which nobody else alerts on. Gone once a fresh status no longer
  *   lists it (dropped) while listing every other slot (none left out);
+ * - `cdc.slot_at_risk`: the source server is about to invalidate the slot (`max_slot_wal_keep_size`,
+ *   migration 0041): its `wal_status` is `unreserved` (the next checkpoint removes WAL it needs) or
+ *   `lost`, or its `safe_wal_size` is under a share of the setting (critical: once invalidated,
+ *   changes are missed and every subscriber resyncs). It resolves once the slot is back to safe.
+ *   Apart from `cdc.retained_wal`, whose fixed threshold may well be above the setting;
  * - `cdc.slot_lost`: the slot was found lost and recreated within the window (critical: changes
  *   were missed; subscribers resynced). It resolves once the loss is older than the window.
  * - `cdc.unroutable_rows`: row changes a mapping matched but could not route (a tenant or key
@@ -33,8 +38,10 @@
  */
 import type { Queryable } from '../../../db/database.ts';
 import type { OtherSlot, OtherSlots } from '../../cdc/wal/other-slots.ts';
+import { WAL_SAFETY_COLUMNS, walSafetyOf } from '../../cdc/cdc-store.ts';
+import type { SlotWalSafety } from '../../cdc/wal/slot-readings.ts';
 import { scopeKey } from '../../scope.ts';
-import { BACK_WITHIN_LIMIT, judgeLimit, MAX_READINGS_PER_RULE, type AlertRule, type Reading, type RuleSubject, type Verdict } from '../alert-rule.ts';
+import { BACK_WITHIN_LIMIT, judgeLimit, MAX_READINGS_PER_RULE, RESOLVE_FRACTION, type AlertRule, type Reading, type RuleSubject, type Verdict } from '../alert-rule.ts';
 
 type StatusRow = {
   source: string;
@@ -44,6 +51,9 @@ type StatusRow = {
   lag_bytes: string | null;
   retained_wal_bytes: string | null;
   other_slots: unknown;
+  wal_status: string | null;
+  safe_wal_bytes: string | null;
+  max_slot_wal_keep_bytes: string | null;
   slot_lost_recently: boolean;
   fresh: boolean;
   not_streaming_seconds: number;
@@ -65,6 +75,8 @@ interface SourceFigures {
   readonly retainedWalBytes: number | null;
   /** The database's other Tributary slots, as last measured (null: not measured). */
   readonly otherSlots: OtherSlots | null;
+  /** The slot's `wal_status` and `safe_wal_size`, as last measured (null: not measured). */
+  readonly walSafety: SlotWalSafety | null;
   readonly slotLostRecently: boolean;
   /** The status was written within the window. */
   readonly fresh: boolean;
@@ -84,6 +96,34 @@ export function judgeBytes(bytes: number | null, max: number, severity: 'warning
 
 function formatBytes(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${Math.round(bytes / 1024 / 1024)} MiB` : `${bytes} B`;
+}
+
+/**
+ * Judges how far the slot is from being invalidated by the source's `max_slot_wal_keep_size`
+ * (`cdc.slot_at_risk`): pure. Bad once `wal_status` is `unreserved` or `lost`, or while
+ * `safe_wal_size` is under `marginPercent` % of the setting; good from `marginPercent /
+ * RESOLVE_FRACTION` % of it up (the dead band), and while the server sets no limit (`safe_wal_size`
+ * null: nothing invalidates the slot, and `cdc.retained_wal` watches the disk).
+ */
+export function judgeSlotSafety(safety: SlotWalSafety | null, marginPercent: number): Verdict {
+  if (safety === null) return { kind: 'unknown', reason: 'wal_status of the slot not measured yet' };
+  const { walStatus, safeWalBytes: safe, maxSlotWalKeepBytes: keep } = safety;
+  const setting = keep === null ? 'max_slot_wal_keep_size' : `max_slot_wal_keep_size (${formatBytes(keep)})`;
+  const missed = 'changes are then missed and every subscriber resyncs';
+  const why = 'the reader lags or is down, or a transaction open on the source holds the slot back';
+  if (walStatus === 'lost') {
+    return { kind: 'bad', severity: 'critical', value: 0, message: `the source server invalidated the replication slot (wal_status lost, over ${setting}): ${missed}; the reader recreates it (cdc.slot_lost)` };
+  }
+  if (walStatus === 'unreserved') {
+    const over = safe === null ? '' : ` by ${formatBytes(Math.max(0, -safe))}`;
+    const message = `the replication slot retains more WAL than ${setting} allows${over} (wal_status unreserved): the source server's next checkpoint invalidates it and ${missed} (${why})`;
+    return { kind: 'bad', severity: 'critical', value: safe ?? 0, message };
+  }
+  if (safe === null || keep === null) return { kind: 'good', value: safe ?? 0 };
+  const margin = (keep * marginPercent) / 100;
+  const left = `${formatBytes(Math.max(0, safe))} of WAL can still be written (safe_wal_size) before the replication slot retains more than ${setting} and the source server invalidates it`;
+  if (safe < margin) return { kind: 'bad', severity: 'critical', value: safe, message: `only ${left}, under ${marginPercent} % of the setting: ${missed} (${why})` };
+  return safe >= margin / RESOLVE_FRACTION ? { kind: 'good', value: safe, message: `back to safe: ${left}` } : { kind: 'between', value: safe };
 }
 
 function environmentsOf(value: unknown): { app: string; env: string }[] {
@@ -113,7 +153,7 @@ function otherSlotsOf(value: unknown): OtherSlots | null {
 
 async function readSources(db: Queryable, windowMs: number): Promise<SourceFigures[]> {
   const { rows } = await db.query<StatusRow>(
-    `SELECT source, state, last_error, environments, lag_bytes::text, retained_wal_bytes::text, other_slots,
+    `SELECT source, state, last_error, environments, lag_bytes::text, retained_wal_bytes::text, other_slots, ${WAL_SAFETY_COLUMNS},
             coalesce(slot_lost_at > now() - make_interval(secs => $1), false) AS slot_lost_recently,
             updated_at > now() - make_interval(secs => $1) AS fresh,
             extract(epoch FROM now() - coalesce(not_streaming_since, updated_at))::float8 AS not_streaming_seconds,
@@ -131,6 +171,7 @@ async function readSources(db: Queryable, windowMs: number): Promise<SourceFigur
     lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes),
     retainedWalBytes: row.retained_wal_bytes === null ? null : Number(row.retained_wal_bytes),
     otherSlots: otherSlotsOf(row.other_slots),
+    walSafety: walSafetyOf(row),
     slotLostRecently: row.slot_lost_recently,
     fresh: row.fresh,
     notStreamingSeconds: row.not_streaming_seconds,
@@ -285,7 +326,18 @@ export interface CdcThresholds {
   readonly maxRetainedWalBytes: number;
   /** Row changes matched but not routed that one environment may have on a source in the window before it is a warning. @default 0 */
   readonly unroutableRowsAllowed?: number;
+  /** `cdc.slot_at_risk` fires while the slot's `safe_wal_size` is under this share of `max_slot_wal_keep_size`, in %. @default 25 (`SLOT_SAFE_WAL_PERCENT`) */
+  readonly slotSafeWalPercent?: number;
 }
+
+/**
+ * A share of the source's own `max_slot_wal_keep_size` rather than a byte figure: that setting
+ * ranges from a few GiB to terabytes, and a fixed margin would fire all the time under a small one
+ * and leave too little time under a large one. A quarter of it leaves the reader a quarter of the
+ * WAL it may keep to catch up in — what an operator needs to act (restart a reader, end a
+ * transaction) before the source's next checkpoint drops the slot.
+ */
+export const SLOT_SAFE_WAL_PERCENT = 25;
 
 /** Judges an environment's row changes matched but not routed in the window: pure. */
 function judgeUnroutable(figures: UnroutableFigures, windowMs: number, allowed: number): Verdict {
@@ -327,6 +379,9 @@ export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] 
       measured((figures) => judgeBytes(figures.retainedWalBytes, thresholds.maxRetainedWalBytes, 'critical', 'retained WAL')),
       (slot) => judgeOtherSlot(slot, thresholds.maxRetainedWalBytes),
     ),
+    cdcRule(db, 'cdc.slot_at_risk', "A CDC reader's slot close to or over the source's max_slot_wal_keep_size (about to be invalidated), per source", measured((figures) =>
+      judgeSlotSafety(figures.walSafety, thresholds.slotSafeWalPercent ?? SLOT_SAFE_WAL_PERCENT),
+    )),
     cdcRule(db, 'cdc.slot_lost', 'A replication slot found lost and recreated (changes missed), per source', measured((figures) =>
       figures.slotLostRecently
         ? { kind: 'bad', severity: 'critical', value: 1, message: 'the replication slot was lost and recreated: changes were missed, subscribers resynced' }

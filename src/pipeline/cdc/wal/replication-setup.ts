@@ -174,27 +174,49 @@ export async function dropSlot(client: pg.ClientBase, name: string): Promise<voi
 export interface SlotUsage {
   /** WAL written since the last acknowledged position (`pg_current_wal_lsn() - confirmed_flush_lsn`), in bytes. */
   readonly lagBytes: number;
-  /** WAL the slot keeps from being removed (`pg_current_wal_lsn() - restart_lsn`), in bytes. */
-  readonly retainedWalBytes: number;
+  /** WAL the slot keeps from being removed (`pg_current_wal_lsn() - restart_lsn`), in bytes; null once Postgres invalidated the slot (it keeps none). */
+  readonly retainedWalBytes: number | null;
   readonly confirmedFlushLsn: string;
-  readonly restartLsn: string;
+  /** null once Postgres invalidated the slot. */
+  readonly restartLsn: string | null;
+  /**
+   * `wal_status`: `reserved` (within `max_wal_size`), `extended` (beyond it, within
+   * `max_slot_wal_keep_size`), `unreserved` (beyond that too: the next checkpoint removes its WAL
+   * and the slot is lost) or `lost`; null for a slot that reserves no WAL (not for a logical one).
+   */
+  readonly walStatus: string | null;
+  /**
+   * `safe_wal_size`: WAL that can still be written before the slot retains more than
+   * `max_slot_wal_keep_size`, in bytes (negative once `unreserved`); null without that limit
+   * (`-1`), or once lost.
+   */
+  readonly safeWalBytes: number | null;
+  /** `max_slot_wal_keep_size`, in bytes; null when `-1` (no limit). */
+  readonly maxSlotWalKeepBytes: number | null;
 }
 
-/** The slot's lag and retained WAL, or undefined when it does not exist. */
+type SlotUsageRow = { lag: string; retained: string | null; confirmed: string; restart: string | null; wal_status: string | null; safe: string | null; keep: string };
+
+/** The slot's lag, retained WAL and how far it is from `max_slot_wal_keep_size`, in one statement; undefined when it does not exist. */
 export async function readSlotUsage(client: pg.ClientBase, name: string): Promise<SlotUsage | undefined> {
-  const { rows } = await client.query<{ lag: string; retained: string; confirmed: string; restart: string }>(
+  const { rows } = await client.query<SlotUsageRow>(
     `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag,
             pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained,
-            confirmed_flush_lsn::text AS confirmed, restart_lsn::text AS restart
+            confirmed_flush_lsn::text AS confirmed, restart_lsn::text AS restart,
+            wal_status, safe_wal_size::text AS safe, pg_size_bytes(current_setting('max_slot_wal_keep_size'))::text AS keep
        FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL`,
     [name],
   );
   const row = rows[0];
   if (!row) return undefined;
+  const keep = Number(row.keep);
   return {
     lagBytes: Number(row.lag),
-    retainedWalBytes: Number(row.retained),
+    retainedWalBytes: row.retained === null ? null : Number(row.retained),
     confirmedFlushLsn: normalizeLsn(row.confirmed),
-    restartLsn: normalizeLsn(row.restart),
+    restartLsn: row.restart === null ? null : normalizeLsn(row.restart),
+    walStatus: row.wal_status,
+    safeWalBytes: row.safe === null ? null : Number(row.safe),
+    maxSlotWalKeepBytes: keep < 0 ? null : keep,
   };
 }

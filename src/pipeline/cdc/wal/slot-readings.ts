@@ -1,6 +1,6 @@
 /**
  * What the WAL reader says of its slot — the WAL written after its confirmed position, the WAL it
- * retains, the database's other Tributary slots — read over a pooled connection at each
+ * retains, how far it is from `max_slot_wal_keep_size`, the database's other Tributary slots — read over a pooled connection at each
  * `inspect()`, and for how long such a reading may be reported.
  *
  * A figure is reported only as the source said it lately, never as the last value it had: the
@@ -27,11 +27,27 @@ export const READING_TIMEOUT_MS = 3000;
 /** A reading older than this is not reported, in ms: three readings in a row did not come. */
 export const FIGURES_MAX_AGE_MS = 15_000;
 
+/**
+ * How far the slot is from being invalidated by the source's `max_slot_wal_keep_size` (its
+ * `pg_replication_slots` row): past that limit the next checkpoint removes the WAL it still needs,
+ * and the changes in it are missed. The `cdc.slot_at_risk` alert.
+ */
+export interface SlotWalSafety {
+  /** `wal_status`: `reserved`, `extended`, `unreserved` (the next checkpoint invalidates it) or `lost`; null when Postgres gives none. */
+  readonly walStatus: string | null;
+  /** `safe_wal_size`: WAL that can still be written before the slot retains more than the limit, in bytes (negative once `unreserved`); null without a limit, or once lost. */
+  readonly safeWalBytes: number | null;
+  /** `max_slot_wal_keep_size`, in bytes; null when `-1` (no limit). */
+  readonly maxSlotWalKeepBytes: number | null;
+}
+
 export interface SlotFigures {
   /** `pg_current_wal_lsn() - confirmed_flush_lsn`, in bytes; null when unknown (or no such slot). */
   readonly lagBytes: number | null;
   /** `pg_current_wal_lsn() - restart_lsn`, in bytes; null when unknown (or no such slot). */
   readonly retainedWalBytes: number | null;
+  /** Its `wal_status` and `safe_wal_size`, read with the above; null when unknown (or no such slot). */
+  readonly walSafety: SlotWalSafety | null;
   /** The database's other Tributary slots (`slotFamily`); null when unknown, or without `slotFamily`. */
   readonly otherSlots: OtherSlots | null;
 }
@@ -58,7 +74,7 @@ export interface SlotReadingsOptions {
   readonly now?: () => number;
 }
 
-const UNKNOWN: SlotFigures = { lagBytes: null, retainedWalBytes: null, otherSlots: null };
+const UNKNOWN: SlotFigures = { lagBytes: null, retainedWalBytes: null, walSafety: null, otherSlots: null };
 
 export function createSlotReadings(options: SlotReadingsOptions): SlotReadings {
   const { connections, slotName, slotFamily } = options;
@@ -79,7 +95,8 @@ export function createSlotReadings(options: SlotReadingsOptions): SlotReadings {
             (async (): Promise<SlotFigures> => {
               const usage = await readSlotUsage(client, slotName);
               const otherSlots = slotFamily === undefined ? null : await readOtherSlots(client, slotFamily, slotName);
-              return { lagBytes: usage?.lagBytes ?? null, retainedWalBytes: usage?.retainedWalBytes ?? null, otherSlots };
+              const walSafety = usage && { walStatus: usage.walStatus, safeWalBytes: usage.safeWalBytes, maxSlotWalKeepBytes: usage.maxSlotWalKeepBytes };
+              return { lagBytes: usage?.lagBytes ?? null, retainedWalBytes: usage?.retainedWalBytes ?? null, walSafety: walSafety ?? null, otherSlots };
             })(),
             timeoutMs,
             unanswered,

@@ -43,8 +43,7 @@ import {
   ensureSlot,
   tryPublishViaPartitionRoot,
 } from './replication-setup.ts';
-import type { OtherSlots } from './other-slots.ts';
-import { createSlotReadings, type SlotReadings } from './slot-readings.ts';
+import { createSlotReadings, type SlotFigures, type SlotReadings } from './slot-readings.ts';
 import type { SourceConnections } from './source-connections.ts';
 
 export interface WalReaderOptions {
@@ -122,22 +121,17 @@ export type { ChunkSession };
 
 export type WalReaderState = 'starting' | 'streaming' | 'reconnecting' | 'stopped' | 'failed';
 
-export interface WalReaderStatus {
+/**
+ * The slot's figures (`SlotFigures`: lag, retained WAL, `wal_status`, other slots) are those of
+ * the last `inspect()`, each null before, while the last one failed or went unanswered, or once it
+ * is older than `FIGURES_MAX_AGE_MS` (`slot-readings.ts`): never the figure of before, as if current.
+ */
+export interface WalReaderStatus extends SlotFigures {
   readonly state: WalReaderState;
   /** Highest WAL position received from the server (change, commit or keepalive), or null. */
   readonly lastReceivedLsn: string | null;
   /** Position confirmed to Postgres (the slot's confirmed_flush_lsn once it has arrived), or null. */
   readonly lastAcknowledgedLsn: string | null;
-  /**
-   * `pg_current_wal_lsn() - confirmed_flush_lsn` at the last `inspect()`, in bytes; null before,
-   * while the last one failed or went unanswered, or once it is older than `FIGURES_MAX_AGE_MS`
-   * (`slot-readings.ts`): never the figure of before, as if current.
-   */
-  readonly lagBytes: number | null;
-  /** `pg_current_wal_lsn() - restart_lsn` at the last `inspect()`, in bytes; null like `lagBytes`. */
-  readonly retainedWalBytes: number | null;
-  /** The database's other Tributary slots (`slotFamily`) at the last `inspect()`; null like `lagBytes`, or without `slotFamily`. */
-  readonly otherSlots: OtherSlots | null;
   /**
    * What is wrong now, or null: while the slot's creation waits for transactions open on the
    * source, which ones; else why the stream ended or the last (re)connect failed, until a connect

@@ -17,7 +17,7 @@
  *   eventsPerSecondBySource: { source: string, perSecond: number }[], deliveriesPerSecond: number, bytesPerSecond: number,
  *   latencyP50Ms: number | null, latencyP99Ms: number | null,
  *   webhooks: { deliveredPerSecond: number, failedPerSecond: number, failureRate: number | null, pending: number | null, oldestPendingSeconds: number | null },
- *   cdc: { source: string, lagBytes: number | null, retainedWalBytes: number | null }[],
+ *   cdc: { source: string, lagBytes: number | null, retainedWalBytes: number | null, safeWalBytes?: number | null }[],
  *   outboxes: { outbox: string, pending: number, oldestPendingSeconds: number | null }[] | null,
  *   resyncsPerSecond: number, slowConsumerClosesPerSecond: number }} Figures
  */
@@ -213,7 +213,7 @@ async function loadDashboard() {
     ]),
     cluster.cdc.length === 0
       ? note('No CDC source.')
-      : table('CDC sources', ['Source', 'Replication lag', 'Retained WAL'], cluster.cdc.map((cdc) => [cdc.source, bytes(cdc.lagBytes), bytes(cdc.retainedWalBytes)])),
+      : table('CDC sources', ['Source', 'Replication lag', 'Retained WAL', 'WAL left before max_slot_wal_keep_size'], cluster.cdc.map((cdc) => [cdc.source, bytes(cdc.lagBytes), bytes(cdc.retainedWalBytes), bytes(cdc.safeWalBytes ?? null)])),
     cluster.outboxes === null || cluster.outboxes.length === 0
       ? note(cluster.outboxes === null ? 'Outboxes unknown: no workers process reports them.' : 'No outbox.')
       : table('Outboxes', ['Outbox', 'Pending', 'Oldest pending'], cluster.outboxes.map((outbox) => [outbox.outbox, num(outbox.pending), num(outbox.oldestPendingSeconds, ' s')])),
