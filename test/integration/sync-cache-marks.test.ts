@@ -189,7 +189,9 @@ describe('a flush whose markFlushed fails after the database committed', () => {
     await faulted.promise;
     expect(await stored()).toEqual(change(2, 2));
     if (durability === 'async') {
-      await waitFor(() => A.logs.lines.some((line) => line.msg === 'document flush failed; the sweep retries it'), { message: "A's flush failed" });
+      // The flush fails once the client gives the command up (its one retry after a reconnect
+      // attempt): seconds on a loaded machine, as A's reconnect below.
+      await waitFor(() => A.logs.lines.some((line) => line.msg === 'document flush failed; the sweep retries it'), { timeoutMs: 20_000, message: "A's flush failed" });
     }
     A.redisLink.refuse(false);
     await waitFor(() => A.redis.status === 'ready', { timeoutMs: 20_000, message: 'A reaches Redis again' });
