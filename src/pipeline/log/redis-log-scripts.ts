@@ -41,6 +41,9 @@ if length == 0 or not (known and guess and since and state[4]) or tonumber(state
 end
 `;
 
+/** The entries an append's TRIM drops at most, by count, bytes and age together. */
+const TRIM_LIMIT = 1000;
+
 /**
  * Retention by count and age (ARGV[2], ARGV[3]) and bytes (ARGV[5]), and the stream's lifetime;
  * shared by the append scripts, after BYTES_LOAD and the XADDs (which set `since` and `last`, and
@@ -48,9 +51,15 @@ end
  *
  * The oldest entries go first, a page at a time: those over the count, then — while the total is
  * over the bound, and never the newest, however large — by bytes, then those older than the age.
- * Count and age drop at most 1,000 an append (the next one drops the rest), bytes as many as the
- * total needs; either way the work is proportional to the entries dropped, each read once for its
- * size (bytes pages of 1, 2, 4… so at most about as many are read as dropped).
+ * An append drops at most 1,000 entries (`TRIM_LIMIT`), whichever bound drops them: the next ones
+ * drop the rest, so a stream far over its bound (filled by an earlier version, which kept no byte
+ * total, or its bound lowered) comes under it over a few appends rather than in one script holding
+ * Redis. The work is proportional to the entries dropped, each read once for its size (bytes pages
+ * of 1, 2, 4…, within what is left of the limit, so at most about as many are read as dropped).
+ *
+ * Entries come oldest first: the first one from `since` on means every measured entry is gone, and
+ * with them what `guess` held beyond their JSON (MEMORY USAGE's surplus) — `guess` is 0 from there,
+ * so the surplus never drops an exactly counted entry.
  *
  * Retention deletes with XDEL rather than XTRIM: XDEL records the stream's `max-deleted-entry-id`
  * (XTRIM does not, in Redis 7.0), which is how a reader tells a cursor whose successors are gone
@@ -69,29 +78,31 @@ local function before(a, b)
   if am ~= bm then return tonumber(am) < tonumber(bm) end
   return tonumber(as) < tonumber(bs)
 end
+local limit = ${TRIM_LIMIT}
 local left = redis.call('XLEN', KEYS[1])
-local byCount = math.min(math.max(left - tonumber(ARGV[2]), 0), 1000)
+local byCount = math.min(math.max(left - tonumber(ARGV[2]), 0), limit)
 local maxBytes = tonumber(ARGV[5])
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
 local expired = oldest > 0 and '(' .. string.format('%d', oldest) .. '-0'
 local dropped, after, page = 0, '-', 1
-while left > 1 do
+while left > 1 and dropped < limit do
   local entries
   local byBytes = false
   if dropped < byCount then
     entries = redis.call('XRANGE', KEYS[1], after, '+', 'COUNT', byCount - dropped)
   elseif known + guess > maxBytes then
     byBytes = true
-    entries = redis.call('XRANGE', KEYS[1], after, '+', 'COUNT', page)
+    entries = redis.call('XRANGE', KEYS[1], after, '+', 'COUNT', math.min(page, limit - dropped))
     page = math.min(page * 2, 128)
-  elseif expired and dropped < 1000 then
-    entries = redis.call('XRANGE', KEYS[1], after, expired, 'COUNT', 1000 - dropped)
+  elseif expired then
+    entries = redis.call('XRANGE', KEYS[1], after, expired, 'COUNT', limit - dropped)
   else
     break
   end
   local doomed = {}
   for _, entry in ipairs(entries) do
+    if guess > 0 and not before(entry[1], since) then guess = 0 end
     if left == 1 or (byBytes and known + guess <= maxBytes) then break end
     doomed[#doomed + 1] = entry[1]
     local size = bytesOf(entry)
