@@ -307,7 +307,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     cdcSlotSafeWalBytes: new Gauge({
       name: 'tributary_cdc_slot_safe_wal_bytes',
-      help: "WAL that can still be written before a CDC reader's slot retains more than its source's max_slot_wal_keep_size, when the next checkpoint invalidates it (safe_wal_size: at or under 0 once wal_status is unreserved; absent without that limit; readers this instance leads)",
+      help: "WAL that can still be written before a CDC reader's slot retains more than its source's max_slot_wal_keep_size (or wal_keep_size, the larger), when the next checkpoint invalidates it (safe_wal_size: at or under 0 once wal_status is unreserved; absent without that limit; readers this instance leads)",
       labelNames: ['source'],
       registers: [registry],
       collect() {

@@ -114,7 +114,7 @@ export type CdcMapping = {
   topic: Scalars['String']['output'];
   /** When it was last saved. */
   updatedAt: Scalars['DateTime']['output'];
-  /** What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. On `cdcMappings`, read from the table now, also what its save would refuse now, prefixed `the table changed since the mapping was saved:` (a column dropped or renamed, the replica identity lost; such changes are counted as unroutable, `column-missing`). Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged); null when the table cannot be read now. */
+  /** What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. On `cdcMappings`, read from the table now, also what of its save's table checks fails now, prefixed `the table changed since the mapping was saved:` — a column dropped or renamed, the replica identity lost (a change whose tenant, key, soft-delete column or `when` reads a missing column is counted as unroutable, `column-missing`); the publication's column list is not looked at. Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged); null when the table cannot be read now. */
   warnings: Maybe<Array<Scalars['String']['output']>>;
 };
 
@@ -140,7 +140,7 @@ export type CdcReaderStatus = {
   lastError: Maybe<Scalars['String']['output']>;
   /** This instance reads the slot. */
   leading: Scalars['Boolean']['output'];
-  /** The source server's `max_slot_wal_keep_size`, in bytes; null when unknown or `-1` (no limit). */
+  /** The WAL the source server keeps for the slot at most, in bytes — what `safeWalBytes` counts down from: its `max_slot_wal_keep_size`, or its `wal_keep_size` when larger (Postgres keeps that much anyway); null when unknown, when `max_slot_wal_keep_size` is `-1` (no limit), or on a server without it (Postgres 12). */
   maxSlotWalKeepBytes: Maybe<Scalars['Float']['output']>;
   /** The source database's other Tributary slots as the reader last measured them, most retaining first (20 at most: see `otherSlotsLeftOut`); null when not measured. */
   otherSlots: Maybe<Array<CdcOtherSlot>>;
@@ -150,7 +150,7 @@ export type CdcReaderStatus = {
   publicationName: Maybe<Scalars['String']['output']>;
   /** WAL the slot keeps on the source server, in bytes; null when unknown, as `lagBytes`. */
   retainedWalBytes: Maybe<Scalars['Float']['output']>;
-  /** The slot's `safe_wal_size`: WAL that can still be written before it retains more than `max_slot_wal_keep_size`, in bytes (negative once `unreserved`); null when unknown, without that limit, or once lost. */
+  /** The slot's `safe_wal_size`: WAL that can still be written before it retains more than `max_slot_wal_keep_size` (or `wal_keep_size` when larger), in bytes (negative once `unreserved`); null when unknown, without that limit, or once lost. */
   safeWalBytes: Maybe<Scalars['Float']['output']>;
   /** The replication slot on the source database: the source's own, or `tributary_` + a hash of the database's identity + `_` + the deployment's 12 hex digits (without them for a deployment that read CDC before slot names held one, which keeps its slots). Null while the database cannot be reached. */
   slotName: Maybe<Scalars['String']['output']>;
@@ -243,7 +243,7 @@ export type DashboardCdcSource = {
   lagBytes: Maybe<Scalars['Float']['output']>;
   /** WAL its slot keeps on the source server, in bytes; null when not measured. */
   retainedWalBytes: Maybe<Scalars['Float']['output']>;
-  /** WAL that can still be written before its slot retains more than the source's `max_slot_wal_keep_size` (`safe_wal_size`; at or under 0: the next checkpoint invalidates it), in bytes; null when not measured or without that limit. */
+  /** WAL that can still be written before its slot retains more than the source's `max_slot_wal_keep_size` or `wal_keep_size`, the larger (`safe_wal_size`; at or under 0: the next checkpoint invalidates it), in bytes; null when not measured or without that limit. */
   safeWalBytes: Maybe<Scalars['Float']['output']>;
   /** The source database, as `/metrics` names it (a hash of its URL). */
   source: Scalars['String']['output'];

@@ -52,14 +52,14 @@ describe('cdc.slot_at_risk', () => {
     const fired = await getAlert(db, ALERT);
     expect(fired).toMatchObject({ state: 'firing', severity: 'critical', lastValue: 3 * MIB });
     expect(fired?.message).toContain('only 3 MiB of WAL can still be written (safe_wal_size)');
-    expect(fired?.message).toContain('max_slot_wal_keep_size (16 MiB)');
+    expect(fired?.message).toContain('16 MiB (max_slot_wal_keep_size, or wal_keep_size when larger)');
 
     await report(store, { walStatus: 'unreserved', safeWalBytes: -2 * MIB, maxSlotWalKeepBytes: KEEP });
     await evaluateTimes(evaluator, 1);
     const unreserved = await getAlert(db, ALERT);
     expect(unreserved).toMatchObject({ state: 'firing', lastValue: -2 * MIB });
     expect(unreserved?.message).toContain('wal_status unreserved');
-    expect(unreserved?.message).toContain('allows by 2 MiB');
+    expect(unreserved?.message).toContain('retains 2 MiB more WAL than the source server keeps for it');
 
     await report(store, { walStatus: 'reserved', safeWalBytes: 24 * MIB, maxSlotWalKeepBytes: KEEP });
     await evaluateTimes(evaluator, 3);

@@ -1,11 +1,17 @@
 /**
  * Schema drift (`mapping-drift.ts`): a change whose table, as Postgres describes it in the stream
- * (`RowChange.relationColumns`), lacks a column its mapping reads — dropped or renamed since the
- * mapping was saved — is unroutable (`column-missing`), never silently skipped; an absent unchanged
- * TOASTed value, a delete's key-only old row or a generated column are no drift.
+ * (`RowChange.relationColumns`), lacks a column its mapping's tenant, key, soft delete or `when`
+ * reads — dropped or renamed since the mapping was saved, or added after the change was committed —
+ * is unroutable (`column-missing`), never silently skipped, and logged at warn at most once a minute
+ * per relation description and mapping while every such change is counted. A column only the topic
+ * template or the payload reads is no drift (the payload leaves it out); an absent unchanged TOASTed
+ * value, a delete's key-only old row or a generated column are none either.
  */
 import type { Pgoutput } from 'pg-logical-replication';
 import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/logger.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { bindingEvents, type MappedBinding } from '../../src/pipeline/cdc/binding-events.ts';
 import { columnDrift } from '../../src/pipeline/cdc/mapping/mapping-drift.ts';
 import { evaluateChange, UnroutableRowError } from '../../src/pipeline/cdc/mapping/mapping-evaluate.ts';
 import type { RowChange, RowImage } from '../../src/pipeline/cdc/row-change.ts';
@@ -84,15 +90,21 @@ describe('a mapping whose table changed since its save', () => {
     expect(error.message).toContain('columns "tenant_id" (used at tenantColumn), "status" (used at when.and[0].changed), "name" (used at when.and[1].eq[0]) of crm.contacts are not');
   });
 
-  it('loses only the mapping topic event when the topic or the payload reads a missing column: the model stream part goes on', () => {
+  it('publishes the mapping topic event of a change whose payload alone reads a missing column, the field left out, nothing unroutable', () => {
     const columns = altered('name');
     const row = without(ROW, 'name');
-    for (const m of [mapping({ tenantColumn: 'tenant_id', payload: { who: '$row.name' } }), mapping({ tenantColumn: 'tenant_id', topic: 'crm.contacts.{$row.name}' })]) {
-      const evaluated = evaluateChange(m, change({ operation: 'insert', new: row }, columns), { primaryKey: ['id'] });
-      expect(evaluated).toMatchObject({ topic: undefined, entityKey: '7', tenant: 't1', operation: 'CREATED', record: row });
-      expect(evaluated && 'topicProblem' in evaluated && evaluated.topicProblem).toMatchObject({ reason: 'column-missing', mapping: 'contacts' });
-      expect(evaluated && 'topicProblem' in evaluated && evaluated.topicProblem.message).toContain('column "name" (used at ');
-    }
+    const m = mapping({ tenantColumn: 'tenant_id', payload: { who: '$row.name', status: '$row.status' } });
+    const evaluated = evaluateChange(m, change({ operation: 'insert', new: row }, columns), { primaryKey: ['id'] });
+    expect(evaluated).toMatchObject({ topic: 'crm.contacts', entityKey: '7', tenant: 't1', operation: 'CREATED', record: row });
+    expect(evaluated?.payload).toEqual({ status: 'active' });
+    expect(evaluated && 'topicProblem' in evaluated).toBe(false);
+  });
+
+  it('loses the topic event of a change whose topic placeholder reads a missing column as a placeholder without a value, not as drift', () => {
+    const m = mapping({ tenantColumn: 'tenant_id', topic: 'crm.contacts.{$row.name}' });
+    const evaluated = evaluateChange(m, change({ operation: 'insert', new: without(ROW, 'name') }, altered('name')), { primaryKey: ['id'] });
+    expect(evaluated).toMatchObject({ topic: undefined, entityKey: '7', tenant: 't1', operation: 'CREATED' });
+    expect(evaluated && 'topicProblem' in evaluated && evaluated.topicProblem).toMatchObject({ reason: 'topic-value-invalid', mapping: 'contacts' });
   });
 
   it('counts only changes the mapping would announce: not an operation it does not map', () => {
@@ -128,7 +140,7 @@ describe('a mapping whose table changed since its save', () => {
     expect(evaluated?.payload).toEqual({});
   });
 
-  it('works a relation and mapping out once, and again for a new relation description', () => {
+  it('works a relation and mapping out once, its error built once, and again for a new relation description', () => {
     const m = mapping({ when: { eq: ['$row.status', 'active'] } });
     const context = { primaryKey: ['id'] };
     const before = columnDrift(m, COLUMNS, context);
@@ -138,6 +150,59 @@ describe('a mapping whose table changed since its save', () => {
     expect(drift.routing).toBeDefined();
     expect(columnDrift(m, columns, context)).toBe(drift);
     expect(columnDrift(m, undefined, context).routing).toBeUndefined();
+    const first = unroutable(() => evaluateChange(m, change({ operation: 'insert', new: without(ROW, 'status') }, columns), context));
+    const second = unroutable(() => evaluateChange(m, change({ operation: 'insert', new: { ...without(ROW, 'status'), id: 8 } }, columns), context));
+    expect(second).toBe(first);
+  });
+});
+
+describe('the log of changes a drifted relation leaves unroutable', () => {
+  type Line = { level: number; msg: string; mapping?: string; reason?: string; unlogged?: number; err?: { message: string } };
+
+  function drifted() {
+    const lines: Line[] = [];
+    const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Line) } });
+    const metrics = createMetrics({ processMetrics: false });
+    const noted: string[] = [];
+    let now = 0;
+    const m = mapping({ tenantColumn: 'tenant_id', when: { eq: ['$row.status', 'active'] } });
+    const binding: MappedBinding = { scope: { app: 'shop', env: 'prod' }, mappings: [m], tables: new Map([['crm.contacts', { primaryKey: ['id'] }]]) };
+    const columns = altered('status');
+    const options = { logger, metrics, now: () => now, onUnroutable: (error: UnroutableRowError) => void noted.push(error.reason) };
+    const apply = (count: number) => {
+      for (let i = 0; i < count; i++) {
+        const rowChange = change({ operation: 'insert', new: { ...without(ROW, 'status'), id: i } }, columns);
+        const events = bindingEvents(binding, { source: 's', change: rowChange, transaction: { source: 's', xid: 1, commitLsn: '0/1' }, lastUpdatedAt: '2026-01-01T00:00:00Z' }, options);
+        expect(events).toEqual([]);
+      }
+    };
+    const counted = async () => (await metrics.cdcUnroutable.get()).values[0]?.value ?? 0;
+    const warns = () => lines.filter((line) => line.level === 40);
+    return { lines, noted, apply, counted, warns, advance: (ms: number) => void (now += ms) };
+  }
+
+  it('warns once for many changes of the relation and mapping, the rest at debug, while counting every change', async () => {
+    const log = drifted();
+    log.apply(1_000);
+    expect(log.warns()).toHaveLength(1);
+    expect(log.warns()[0]).toMatchObject({ msg: 'row change not routed', mapping: 'contacts', reason: 'column-missing' });
+    expect(log.warns()[0]?.err?.message).toContain('column "status" (used at when.eq[0])');
+    expect(log.lines.filter((line) => line.level === 20)).toHaveLength(999);
+    expect(log.noted).toHaveLength(1_000);
+    expect(await log.counted()).toBe(1_000);
+  });
+
+  it('warns again a minute later, saying how many changes it did not log at warn since', async () => {
+    const log = drifted();
+    log.apply(10);
+    log.advance(59_999);
+    log.apply(5);
+    expect(log.warns()).toHaveLength(1);
+    log.advance(1);
+    log.apply(3);
+    expect(log.warns()).toHaveLength(2);
+    expect(log.warns()[1]).toMatchObject({ reason: 'column-missing', unlogged: 14 });
+    expect(await log.counted()).toBe(18);
   });
 });
 
@@ -165,5 +230,18 @@ describe('the relation a decoded change carries', () => {
     expect(redescribed.relationColumns).toEqual(['id', 'tenant']);
     const error = unroutable(() => evaluateChange(mapping({ tenantColumn: 'tenant_id' }), redescribed));
     expect(error.reason).toBe('column-missing');
+  });
+
+  it('publishes a change committed before a column was added under a mapping saved since whose payload reads it; one whose `when` reads it is column-missing', () => {
+    // A lagging reader, a replay: the change carries the relation as it was before `ADD COLUMN region`.
+    const before = toRowChange({ tag: 'insert', relation: relationOf(['id', 'tenant_id', 'name']), new: { id: '1', tenant_id: 't1', name: 'Ada' } }, '00000000/00001000', 0);
+    const payload = mapping({ tenantColumn: 'tenant_id', payload: { name: '$row.name', region: '$row.region' } });
+    const evaluated = evaluateChange(payload, before, { primaryKey: ['id'] });
+    expect(evaluated).toMatchObject({ topic: 'crm.contacts', tenant: 't1', payload: { name: 'Ada' } });
+    expect(evaluated?.payload).not.toHaveProperty('region');
+    const when = mapping({ tenantColumn: 'tenant_id', when: { eq: ['$row.region', 'eu'] } });
+    const error = unroutable(() => evaluateChange(when, before, { primaryKey: ['id'] }));
+    expect(error.reason).toBe('column-missing');
+    expect(error.message).toContain('or the change was committed before the column was added');
   });
 });

@@ -29,17 +29,19 @@ describe('judgeSlotSafety', () => {
     expect(verdict).toMatchObject({ kind: 'bad', severity: 'critical', value: -3 * MIB });
     const message = verdict.kind === 'bad' ? verdict.message : '';
     expect(message).toContain('wal_status unreserved');
-    expect(message).toContain('more WAL than max_slot_wal_keep_size (16 MiB) allows by 3 MiB');
+    expect(message).toContain('retains 3 MiB more WAL than the source server keeps for it, 16 MiB (max_slot_wal_keep_size, or wal_keep_size when larger)');
     expect(message).toContain("the source server's next checkpoint invalidates it");
     // Unreserved whatever safe_wal_size reads: it is Postgres' own word that the WAL is no longer kept.
     expect(judgeSlotSafety({ walStatus: 'unreserved', safeWalBytes: null, maxSlotWalKeepBytes: KEEP }, 25)).toMatchObject({ kind: 'bad', severity: 'critical' });
     expect(judgeSlotSafety({ walStatus: 'unreserved', safeWalBytes: 10 * MIB, maxSlotWalKeepBytes: KEEP }, 25)).toMatchObject({ kind: 'bad' });
   });
 
-  it('is critical for a slot the server invalidated (lost)', () => {
+  it('is critical for a slot the server invalidated (lost), without naming a cause: from Postgres 16 there are others than its WAL', () => {
     const verdict = judgeSlotSafety({ walStatus: 'lost', safeWalBytes: null, maxSlotWalKeepBytes: KEEP }, 25);
     expect(verdict).toMatchObject({ kind: 'bad', severity: 'critical' });
-    expect(verdict.kind === 'bad' && verdict.message).toContain('invalidated the replication slot (wal_status lost');
+    const message = verdict.kind === 'bad' ? verdict.message : '';
+    expect(message).toMatch(/^the source server invalidated the replication slot \(wal_status lost\): /);
+    expect(message).not.toContain('keep_size');
   });
 
   it('is critical while safe_wal_size is under the margin, naming the bytes left and the setting', () => {
@@ -47,8 +49,8 @@ describe('judgeSlotSafety', () => {
     expect(verdict).toMatchObject({ kind: 'bad', severity: 'critical', value: 3 * MIB });
     const message = verdict.kind === 'bad' ? verdict.message : '';
     expect(message).toContain('only 3 MiB of WAL can still be written (safe_wal_size)');
-    expect(message).toContain('max_slot_wal_keep_size (16 MiB)');
-    expect(message).toContain('under 25 % of the setting');
+    expect(message).toContain('retains more than 16 MiB (max_slot_wal_keep_size, or wal_keep_size when larger)');
+    expect(message).toContain('under 25 % of those 16 MiB');
     expect(judgeSlotSafety({ walStatus: 'extended', safeWalBytes: 0, maxSlotWalKeepBytes: KEEP }, 25)).toMatchObject({ kind: 'bad' });
     // The margin is the configured share.
     expect(judgeSlotSafety({ walStatus: 'reserved', safeWalBytes: 3 * MIB, maxSlotWalKeepBytes: KEEP }, 10)).toMatchObject({ kind: 'good' });
@@ -62,7 +64,19 @@ describe('judgeSlotSafety', () => {
     expect(judgeSlotSafety({ walStatus: 'reserved', safeWalBytes: back - 1, maxSlotWalKeepBytes: KEEP }, 25)).toMatchObject({ kind: 'between' });
     const good = judgeSlotSafety({ walStatus: 'reserved', safeWalBytes: back, maxSlotWalKeepBytes: KEEP }, 25);
     expect(good).toMatchObject({ kind: 'good', value: back });
-    expect(good.kind === 'good' && good.message).toMatch(/^back to safe: 4 MiB of WAL can still be written .* max_slot_wal_keep_size \(16 MiB\)/);
+    expect(good.kind === 'good' && good.message).toMatch(/^back to safe: 4 MiB of WAL can still be written .* 16 MiB \(max_slot_wal_keep_size, or wal_keep_size when larger\)/);
+  });
+
+  it('takes its share of the budget safe_wal_size counts down from — wal_keep_size when larger than max_slot_wal_keep_size — and names it', () => {
+    // max_slot_wal_keep_size 64 MiB, wal_keep_size 512 MiB: readSlotUsage reports 512 MiB, and Postgres
+    // counts safe_wal_size from those 512 MiB (the slot is invalidated only past them).
+    const budget = 512 * MIB;
+    const atRisk = judgeSlotSafety({ walStatus: 'reserved', safeWalBytes: 100 * MIB, maxSlotWalKeepBytes: budget }, 25);
+    expect(atRisk).toMatchObject({ kind: 'bad', severity: 'critical', value: 100 * MIB });
+    const message = atRisk.kind === 'bad' ? atRisk.message : '';
+    expect(message).toContain('only 100 MiB of WAL can still be written (safe_wal_size) before the replication slot retains more than 512 MiB (max_slot_wal_keep_size, or wal_keep_size when larger)');
+    expect(message).toContain('under 25 % of those 512 MiB');
+    expect(judgeSlotSafety({ walStatus: 'reserved', safeWalBytes: 200 * MIB, maxSlotWalKeepBytes: budget }, 25)).toMatchObject({ kind: 'good' });
   });
 });
 

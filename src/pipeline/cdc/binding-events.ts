@@ -2,21 +2,25 @@
  * The events one row change becomes under the mappings of one environment reading its database
  * (`cdc-source.ts`), and what becomes of a change a mapping matched but cannot route in full:
  * - no tenant or key that can be routed safely, or a column its tenant, key, soft delete or `when`
- *   reads is gone from the table (`mapping/mapping-drift.ts`): nothing of it is published, for any stream;
- * - a mapping topic this row cannot build (a NULL or empty placeholder value, a topic past the
- *   name rules or one of Tributary's own, a column the topic or payload reads dropped or renamed
- *   since the mapping was saved): only the topic's event is lost. The model stream's
+ *   reads missing from the change's relation — dropped or renamed since the mapping was saved,
+ *   added after the change was committed, left out of the publication's column list
+ *   (`mapping/mapping-drift.ts`): nothing of it is published, for any stream;
+ * - a mapping topic this row cannot build (a NULL, empty or unsent placeholder value, a topic past
+ *   the name rules or one of Tributary's own): only the topic's event is lost. The model stream's
  *   events need the tenant and the key alone, and were they dropped, `changes` would miss a row
  *   that `records` lists — a client that ignores updates of ids it does not hold would never
  *   show it.
- * Either way the change is logged at warn with the mapping and the reason, and counted in
- * `tributary_cdc_unroutable_rows_total`.
+ * Either way the change is counted in `tributary_cdc_unroutable_rows_total` and logged at warn with
+ * the mapping and the reason — a missing column (`column-missing`) at most once a minute per
+ * relation description and mapping, saying how many changes were not logged at warn since (those at
+ * debug): until the mapping is saved again it is every change of the table.
  */
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { RawEventInput, WalTransaction } from '../events/envelope.ts';
 import { scopeKey } from '../scope.ts';
 import type { TableShape } from './mapping/mapping-check.ts';
+import { driftWarning } from './mapping/mapping-drift.ts';
 import { evaluateChange, UnroutableRowError } from './mapping/mapping-evaluate.ts';
 import { mappedChangeEvents } from './mapping/mapped-events.ts';
 import { mappingTable, type DomainMapping } from './mapping/mapping.ts';
@@ -51,6 +55,8 @@ export interface BindingEventsOptions {
    * every environment reading the source. @default none
    */
   readonly onUnroutable?: (error: UnroutableRowError, scope: MappedBinding['scope']) => void;
+  /** The clock pacing the warn lines of a missing column, in ms. @default Date.now */
+  readonly now?: () => number;
 }
 
 /** The events of a change under each of the binding's mappings, in mapping order. */
@@ -77,8 +83,11 @@ export function bindingEvents(binding: MappedBinding, context: BindingChange, op
 }
 
 function unroutable(options: BindingEventsOptions, scope: MappedBinding['scope'], error: UnroutableRowError, message: string): void {
+  const fields = { app: scope.app, env: scope.env, mapping: error.mapping, reason: error.reason };
+  const unlogged = driftWarning(error, (options.now ?? Date.now)());
   // The error's message names columns, never row values (`mapping-identity.ts`): safe to log.
-  options.logger.warn({ app: scope.app, env: scope.env, mapping: error.mapping, reason: error.reason, err: error }, message);
+  if (unlogged === undefined) options.logger.debug(fields, message);
+  else options.logger.warn({ ...fields, ...(unlogged > 0 && { unlogged }), err: error }, message);
   options.metrics?.cdcUnroutable.inc();
   options.onUnroutable?.(error, scope);
 }

@@ -45,10 +45,15 @@ const CdcReaderStatus = builder.objectRef<CdcSourceStatus>('CdcReaderStatus').im
     }),
     safeWalBytes: t.float({
       nullable: true,
-      description: "The slot's `safe_wal_size`: WAL that can still be written before it retains more than `max_slot_wal_keep_size`, in bytes (negative once `unreserved`); null when unknown, without that limit, or once lost.",
+      description: "The slot's `safe_wal_size`: WAL that can still be written before it retains more than `max_slot_wal_keep_size` (or `wal_keep_size` when larger), in bytes (negative once `unreserved`); null when unknown, without that limit, or once lost.",
       resolve: (status) => status.walSafety?.safeWalBytes ?? null,
     }),
-    maxSlotWalKeepBytes: t.float({ nullable: true, description: "The source server's `max_slot_wal_keep_size`, in bytes; null when unknown or `-1` (no limit).", resolve: (status) => status.walSafety?.maxSlotWalKeepBytes ?? null }),
+    maxSlotWalKeepBytes: t.float({
+      nullable: true,
+      description:
+        "The WAL the source server keeps for the slot at most, in bytes — what `safeWalBytes` counts down from: its `max_slot_wal_keep_size`, or its `wal_keep_size` when larger (Postgres keeps that much anyway); null when unknown, when `max_slot_wal_keep_size` is `-1` (no limit), or on a server without it (Postgres 12).",
+      resolve: (status) => status.walSafety?.maxSlotWalKeepBytes ?? null,
+    }),
     otherSlots: t.field({
       type: [CdcOtherSlot],
       nullable: true,
@@ -96,7 +101,7 @@ const CdcMapping = builder.objectRef<CdcMappingView>('CdcMapping').implement({
     warnings: t.stringList({
       nullable: true,
       description:
-        "What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. On `cdcMappings`, read from the table now, also what its save would refuse now, prefixed `the table changed since the mapping was saved:` (a column dropped or renamed, the replica identity lost; such changes are counted as unroutable, `column-missing`). Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged); null when the table cannot be read now.",
+        "What the mapping will do on its table that you may not expect — saved anyway (refusals are errors). Without REPLICA IDENTITY FULL, an update that leaves a large (TOASTed) value unchanged does not send it, so the change's `record` lacks the column and lists it in `unchangedColumns`. On `cdcMappings`, read from the table now, also what of its save's table checks fails now, prefixed `the table changed since the mapping was saved:` — a column dropped or renamed, the replica identity lost (a change whose tenant, key, soft-delete column or `when` reads a missing column is counted as unroutable, `column-missing`); the publication's column list is not looked at. Empty when there is nothing to say; on `saveCdcMapping` what the save found (also logged); null when the table cannot be read now.",
       resolve: (stored, _args, context) => resolvers.mappingWarnings(context, stored),
     }),
   }),

@@ -40,7 +40,7 @@ const DashboardCdcSource = builder.objectRef<Figures['cdc'][number]>('DashboardC
     retainedWalBytes: t.exposeFloat('retainedWalBytes', { nullable: true, description: 'WAL its slot keeps on the source server, in bytes; null when not measured.' }),
     safeWalBytes: t.float({
       nullable: true,
-      description: "WAL that can still be written before its slot retains more than the source's `max_slot_wal_keep_size` (`safe_wal_size`; at or under 0: the next checkpoint invalidates it), in bytes; null when not measured or without that limit.",
+      description: "WAL that can still be written before its slot retains more than the source's `max_slot_wal_keep_size` or `wal_keep_size`, the larger (`safe_wal_size`; at or under 0: the next checkpoint invalidates it), in bytes; null when not measured or without that limit.",
       resolve: (cdc) => cdc.walSafety?.safeWalBytes ?? null,
     }),
   }),

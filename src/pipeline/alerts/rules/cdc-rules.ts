@@ -19,9 +19,9 @@
  *   lists it (dropped) while listing every other slot (none left out);
  * - `cdc.slot_at_risk`: the source server is about to invalidate the slot (`max_slot_wal_keep_size`,
  *   migration 0041): its `wal_status` is `unreserved` (the next checkpoint removes WAL it needs) or
- *   `lost`, or its `safe_wal_size` is under a share of the setting (critical: once invalidated,
- *   changes are missed and every subscriber resyncs). It resolves once the slot is back to safe.
- *   Apart from `cdc.retained_wal`, whose fixed threshold may well be above the setting;
+ *   `lost`, or its `safe_wal_size` is under a share of that setting — or of `wal_keep_size` when
+ *   larger (critical: once invalidated, changes are missed and every subscriber resyncs). It
+ *   resolves once back to safe. Apart from `cdc.retained_wal`, whose threshold may be above them;
  * - `cdc.slot_lost`: the slot was found lost and recreated within the window (critical: changes
  *   were missed; subscribers resynced). It resolves once the loss is older than the window.
  * - `cdc.unroutable_rows`: row changes a mapping matched but could not route (a tenant or key
@@ -99,30 +99,33 @@ function formatBytes(bytes: number): string {
 }
 
 /**
- * Judges how far the slot is from being invalidated by the source's `max_slot_wal_keep_size`
- * (`cdc.slot_at_risk`): pure. Bad once `wal_status` is `unreserved` or `lost`, or while
- * `safe_wal_size` is under `marginPercent` % of the setting; good from `marginPercent /
- * RESOLVE_FRACTION` % of it up (the dead band), and while the server sets no limit (`safe_wal_size`
- * null: nothing invalidates the slot, and `cdc.retained_wal` watches the disk).
+ * Judges how far the slot is from being invalidated by its source server (`cdc.slot_at_risk`):
+ * pure. Bad once `wal_status` is `unreserved` or `lost`, or while `safe_wal_size` is under
+ * `marginPercent` % of `maxSlotWalKeepBytes` (`max_slot_wal_keep_size`, or `wal_keep_size` when
+ * larger: what `safe_wal_size` counts down from); good from `marginPercent / RESOLVE_FRACTION` % of
+ * it up (the dead band), and while the server sets no limit (`safe_wal_size` null: nothing
+ * invalidates the slot for its WAL, and `cdc.retained_wal` watches the disk).
  */
 export function judgeSlotSafety(safety: SlotWalSafety | null, marginPercent: number): Verdict {
   if (safety === null) return { kind: 'unknown', reason: 'wal_status of the slot not measured yet' };
   const { walStatus, safeWalBytes: safe, maxSlotWalKeepBytes: keep } = safety;
-  const setting = keep === null ? 'max_slot_wal_keep_size' : `max_slot_wal_keep_size (${formatBytes(keep)})`;
+  const settings = 'max_slot_wal_keep_size, or wal_keep_size when larger';
+  const limit = keep === null ? settings : `${formatBytes(keep)} (${settings})`;
   const missed = 'changes are then missed and every subscriber resyncs';
   const why = 'the reader lags or is down, or a transaction open on the source holds the slot back';
   if (walStatus === 'lost') {
-    return { kind: 'bad', severity: 'critical', value: 0, message: `the source server invalidated the replication slot (wal_status lost, over ${setting}): ${missed}; the reader recreates it (cdc.slot_lost)` };
+    // Not only for its WAL: from Postgres 16 a server also invalidates a slot for other causes.
+    return { kind: 'bad', severity: 'critical', value: 0, message: 'the source server invalidated the replication slot (wal_status lost): changes are missed and every subscriber resyncs; the reader recreates it (cdc.slot_lost)' };
   }
   if (walStatus === 'unreserved') {
-    const over = safe === null ? '' : ` by ${formatBytes(Math.max(0, -safe))}`;
-    const message = `the replication slot retains more WAL than ${setting} allows${over} (wal_status unreserved): the source server's next checkpoint invalidates it and ${missed} (${why})`;
+    const over = safe === null ? '' : `${formatBytes(Math.max(0, -safe))} `;
+    const message = `the replication slot retains ${over}more WAL than the source server keeps for it, ${limit}: wal_status unreserved, the source server's next checkpoint invalidates it and ${missed} (${why})`;
     return { kind: 'bad', severity: 'critical', value: safe ?? 0, message };
   }
   if (safe === null || keep === null) return { kind: 'good', value: safe ?? 0 };
   const margin = (keep * marginPercent) / 100;
-  const left = `${formatBytes(Math.max(0, safe))} of WAL can still be written (safe_wal_size) before the replication slot retains more than ${setting} and the source server invalidates it`;
-  if (safe < margin) return { kind: 'bad', severity: 'critical', value: safe, message: `only ${left}, under ${marginPercent} % of the setting: ${missed} (${why})` };
+  const left = `${formatBytes(Math.max(0, safe))} of WAL can still be written (safe_wal_size) before the replication slot retains more than ${limit} and the source server invalidates it`;
+  if (safe < margin) return { kind: 'bad', severity: 'critical', value: safe, message: `only ${left}, under ${marginPercent} % of those ${formatBytes(keep)}: ${missed} (${why})` };
   return safe >= margin / RESOLVE_FRACTION ? { kind: 'good', value: safe, message: `back to safe: ${left}` } : { kind: 'between', value: safe };
 }
 
@@ -326,12 +329,12 @@ export interface CdcThresholds {
   readonly maxRetainedWalBytes: number;
   /** Row changes matched but not routed that one environment may have on a source in the window before it is a warning. @default 0 */
   readonly unroutableRowsAllowed?: number;
-  /** `cdc.slot_at_risk` fires while the slot's `safe_wal_size` is under this share of `max_slot_wal_keep_size`, in %. @default 25 (`SLOT_SAFE_WAL_PERCENT`) */
+  /** `cdc.slot_at_risk` fires while the slot's `safe_wal_size` is under this share of `max_slot_wal_keep_size` (or `wal_keep_size` when larger), in %. @default 25 (`SLOT_SAFE_WAL_PERCENT`) */
   readonly slotSafeWalPercent?: number;
 }
 
 /**
- * A share of the source's own `max_slot_wal_keep_size` rather than a byte figure: that setting
+ * A share of the source's own `max_slot_wal_keep_size` (`wal_keep_size` when larger) rather than a byte figure: that setting
  * ranges from a few GiB to terabytes, and a fixed margin would fire all the time under a small one
  * and leave too little time under a large one. A quarter of it leaves the reader a quarter of the
  * WAL it may keep to catch up in — what an operator needs to act (restart a reader, end a
@@ -379,7 +382,7 @@ export function cdcRules(db: Queryable, thresholds: CdcThresholds): AlertRule[] 
       measured((figures) => judgeBytes(figures.retainedWalBytes, thresholds.maxRetainedWalBytes, 'critical', 'retained WAL')),
       (slot) => judgeOtherSlot(slot, thresholds.maxRetainedWalBytes),
     ),
-    cdcRule(db, 'cdc.slot_at_risk', "A CDC reader's slot close to or over the source's max_slot_wal_keep_size (about to be invalidated), per source", measured((figures) =>
+    cdcRule(db, 'cdc.slot_at_risk', "A CDC reader's slot close to or over the WAL its source keeps for it (max_slot_wal_keep_size, or wal_keep_size when larger): about to be invalidated, per source", measured((figures) =>
       judgeSlotSafety(figures.walSafety, thresholds.slotSafeWalPercent ?? SLOT_SAFE_WAL_PERCENT),
     )),
     cdcRule(db, 'cdc.slot_lost', 'A replication slot found lost and recreated (changes missed), per source', measured((figures) =>

@@ -1,21 +1,25 @@
 /**
- * Schema drift: the table changed after its mapping was saved — a column the mapping reads was
- * dropped or renamed. Postgres describes a table's columns in the stream (the pgoutput relation,
- * sent again after an `ALTER TABLE`: `RowChange.relationColumns`); a column the mapping reads that
- * is not among them would read as unavailable, and a `when` on it as unknown — the mapping would
- * emit nothing for every change, silently. Instead such a change is unroutable, `column-missing`
- * (`mapping-evaluate.ts`), logged, counted and alerted as the other reasons (`binding-events.ts`):
- * - a column that decides whether and where the change goes (`tenantColumn`, `key` — else the
- *   table's primary key —, `softDeleteColumn`, `when`): nothing of the change is published;
- * - a column only the mapping topic's event reads (topic template, payload): that event alone is
- *   lost, as with any topic the row cannot build; the model stream's events need only the tenant
- *   and the key.
- * An unchanged TOASTed column and a delete's key-only old row are not drift: the relation lists
- * every column whatever the images hold. Neither is a generated column, which pgoutput does not
+ * Schema drift: the change's relation lacks a column the mapping reads to route or judge it — the
+ * column was dropped or renamed since the mapping was saved, the change was committed before the
+ * column was added (a lagging reader, a replay: its relation is described as it was then), or the
+ * publication's column list leaves it out. Postgres describes a table's columns in the stream (the
+ * pgoutput relation, sent again after an `ALTER TABLE`: `RowChange.relationColumns`); such a
+ * column would read as unavailable, and a `when` on it as unknown — the mapping would emit nothing
+ * for every change, silently. Instead a change that reads it in its `tenantColumn`, `key` (else the
+ * table's primary key), `softDeleteColumn` or `when` is unroutable, `column-missing`
+ * (`mapping-evaluate.ts`): nothing of it is published; it is counted and alerted as the other
+ * reasons, and logged at warn at most once a minute per relation description and mapping
+ * ({@link driftWarning}, `binding-events.ts`) — every change of the table is one until the mapping
+ * is saved again.
+ * A column only the topic template or the payload reads is no drift: the payload leaves it out (as
+ * any value Postgres did not send), a topic placeholder without a value costs the topic's event
+ * (`topic-template.ts`) — a change committed before the column was added must not lose its event.
+ * An unchanged TOASTed column and a delete's key-only old row are not drift either: the relation
+ * lists every column whatever the images hold. Nor is a generated column, which pgoutput does not
  * send (`TableShape.generatedColumns`).
  *
  * Worked out once per relation description and mapping (both objects stay the same until the
- * table is described again or the mapping is saved), not per row.
+ * table is described again or the mapping is saved), not per row; its error is built once too.
  */
 import { compiled } from './mapping-compile.ts';
 import { type DomainMapping, mappingTable } from './mapping.ts';
@@ -28,17 +32,42 @@ export interface DriftContext {
   readonly generatedColumns?: readonly string[] | undefined;
 }
 
-/** What of a mapping the change's relation cannot serve; each error message names the columns, never values. */
+/** What of a mapping the change's relation cannot serve. */
 export interface ColumnDrift {
-  /** Set when a column deciding whether and where the change goes is missing. */
-  readonly routing: (() => UnroutableRowError) | undefined;
-  /** Set when a column only the mapping topic's event reads is missing. */
-  readonly topic: (() => UnroutableRowError) | undefined;
+  /**
+   * Set when a column deciding whether and where the change goes is missing: the error of every
+   * such change of the relation description (its message names the columns, never values).
+   */
+  readonly routing: UnroutableRowError | undefined;
   /** The soft-delete column is missing: whether a change is a soft delete or restore cannot be told. */
   readonly softDeleteMissing: boolean;
 }
 
-const NO_DRIFT: ColumnDrift = { routing: undefined, topic: undefined, softDeleteMissing: false };
+const NO_DRIFT: ColumnDrift = { routing: undefined, softDeleteMissing: false };
+
+/** A drift error is logged at warn at most this often, in ms (`driftWarning`). */
+export const DRIFT_WARN_INTERVAL_MS = 60_000;
+
+/** By drift error (one per relation description and mapping): when it was last logged at warn, and the changes not logged at warn since. */
+const warned = new WeakMap<UnroutableRowError, { at: number; unlogged: number }>();
+
+/**
+ * Whether a change unroutable for `error` is to be logged at warn at `now` (ms): for a drift error,
+ * once per {@link DRIFT_WARN_INTERVAL_MS} — then the number of its changes not logged at warn
+ * since, else undefined (the change is counted, and logged at debug); for any other error, always (0).
+ */
+export function driftWarning(error: UnroutableRowError, now: number): number | undefined {
+  const state = warned.get(error);
+  if (state === undefined) return 0;
+  if (now - state.at < DRIFT_WARN_INTERVAL_MS) {
+    state.unlogged += 1;
+    return undefined;
+  }
+  const { unlogged } = state;
+  state.at = now;
+  state.unlogged = 0;
+  return unlogged;
+}
 
 interface Entry extends DriftContext {
   readonly drift: ColumnDrift;
@@ -63,31 +92,26 @@ export function columnDrift(mapping: DomainMapping, relationColumns: readonly st
 
 function driftOf(mapping: DomainMapping, relationColumns: readonly string[], context: DriftContext): ColumnDrift {
   const present = new Set([...relationColumns, ...(context.generatedColumns ?? [])]);
-  const routing = new Map<string, string[]>();
-  const topic = new Map<string, string[]>();
-  const note = (uses: Map<string, string[]>, column: string, path: string) => {
+  const uses = new Map<string, string[]>();
+  const note = (column: string, path: string) => {
     if (!present.has(column)) uses.set(column, [...(uses.get(column) ?? []), path]);
   };
-  if (mapping.tenantColumn !== undefined) note(routing, mapping.tenantColumn, 'tenantColumn');
-  if (mapping.softDeleteColumn !== undefined) note(routing, mapping.softDeleteColumn, 'softDeleteColumn');
-  if (mapping.key !== undefined) mapping.key.forEach((column, i) => note(routing, column, `key[${i}]`));
-  else for (const column of context.primaryKey ?? []) note(routing, column, 'the primary key');
-  for (const use of compiled(mapping).uses) note(use.in === 'when' ? routing : topic, use.column, use.path);
-  if (routing.size === 0 && topic.size === 0) return NO_DRIFT;
+  if (mapping.tenantColumn !== undefined) note(mapping.tenantColumn, 'tenantColumn');
+  if (mapping.softDeleteColumn !== undefined) note(mapping.softDeleteColumn, 'softDeleteColumn');
+  if (mapping.key !== undefined) mapping.key.forEach((column, i) => note(column, `key[${i}]`));
+  else for (const column of context.primaryKey ?? []) note(column, 'the primary key');
+  // The topic template and the payload read a missing column as any value not sent: no drift.
+  for (const use of compiled(mapping).uses) if (use.in === 'when') note(use.column, use.path);
+  if (uses.size === 0) return NO_DRIFT;
   const ref = mappingTable(mapping);
-  const table = `${ref.schema}.${ref.name}`;
-  const error = (uses: Map<string, string[]>, effect: string) => {
-    if (uses.size === 0) return undefined;
-    const listed = [...uses].map(([column, paths]) => `"${column}" (used at ${paths.join(', ')})`).join(', ');
-    const message =
-      `${uses.size === 1 ? 'column' : 'columns'} ${listed} of ${table} ${uses.size === 1 ? 'is' : 'are'} not in its changes as Postgres sends them ` +
-      `(dropped or renamed since the mapping was saved, or left out of the publication's column list): ${effect}. ` +
-      'Fix: save the mapping again with the columns the table has now';
-    return () => new UnroutableRowError('column-missing', mapping.name, message);
-  };
-  return {
-    softDeleteMissing: mapping.softDeleteColumn !== undefined && !present.has(mapping.softDeleteColumn),
-    routing: error(routing, 'nothing of the change is published'),
-    topic: error(topic, "the mapping topic's event is not published"),
-  };
+  const listed = [...uses].map(([column, paths]) => `"${column}" (used at ${paths.join(', ')})`).join(', ');
+  const message =
+    `${uses.size === 1 ? 'column' : 'columns'} ${listed} of ${ref.schema}.${ref.name} ${uses.size === 1 ? 'is' : 'are'} not in its changes as Postgres sends them ` +
+    '(dropped or renamed since the mapping was saved, or the change was committed before the column was added, ' +
+    "or the column is left out of the publication's column list): nothing of the change is published. " +
+    "Fix: save the mapping again with the columns the table has now, or add the column to the publication's column list " +
+    '(a change committed before the column was added stays unroutable)';
+  const routing = new UnroutableRowError('column-missing', mapping.name, message);
+  warned.set(routing, { at: -Infinity, unlogged: 0 });
+  return { routing, softDeleteMissing: mapping.softDeleteColumn !== undefined && !present.has(mapping.softDeleteColumn) };
 }

@@ -28,11 +28,13 @@
  *
  * Unroutable rows. A row that matched but cannot be routed safely (tenant or key unavailable,
  * or longer than `names.ts` allows; a model stream that is one of Tributary's own,
- * `events/system-topics.ts`; a column its tenant, key, soft delete or `when` reads dropped or
- * renamed since the mapping was saved, `mapping-drift.ts`) makes {@link evaluateChange} throw
- * {@link UnroutableRowError}: the caller logs, counts and skips it. A row whose mapping topic alone
- * cannot be built (bad topic value, a topic that is one of Tributary's own, a column the topic or
- * payload reads missing) loses only the topic's event: `evaluateChange`
+ * `events/system-topics.ts`; a column its tenant, key, soft delete or `when` reads missing from the
+ * change's relation — dropped or renamed since the mapping was saved, added after the change was
+ * committed, left out of the publication's column list: `mapping-drift.ts`) makes
+ * {@link evaluateChange} throw {@link UnroutableRowError}: the caller logs, counts and skips it. A
+ * column only the topic template or the payload reads is no such case: it is a value not sent, as
+ * above. A row whose mapping topic alone cannot be built (bad topic value, a topic that is one of
+ * Tributary's own) loses only the topic's event: `evaluateChange`
  * returns it without a topic, with the error as `topicProblem` (for the caller to log and count),
  * and its model stream events, which need only the tenant and the key, go out as usual — so
  * `changes` and `records` never disagree about a row because of its topic. Nothing is ever
@@ -159,7 +161,7 @@ export function evaluateChange(
   // Per relation and mapping, cached: two lookups per change.
   const drift = columnDrift(mapping, change.relationColumns, options);
   if (drift.routing !== undefined) {
-    if (mayAnnounce(mapping, change, action, drift.softDeleteMissing)) throw drift.routing();
+    if (mayAnnounce(mapping, change, action, drift.softDeleteMissing)) throw drift.routing;
     return undefined;
   }
   if (action === undefined || !mapping.events.includes(action)) return undefined;
@@ -174,7 +176,7 @@ export function evaluateChange(
   const entityKey = entityKeyOf(mapping, change, options.primaryKey);
   const former = formerOf(mapping, change, options.primaryKey, entityKey, tenant);
   return {
-    ...(drift.topic === undefined ? topicOutcome(plan, mapping.name, (ref) => resolve({ ref }, change)) : { topic: undefined, topicProblem: drift.topic() }),
+    ...topicOutcome(plan, mapping.name, (ref) => resolve({ ref }, change)),
     type: mapping.type ?? `${mapping.model}.${TYPE_SUFFIX[action]}`,
     entityKey,
     tenant,

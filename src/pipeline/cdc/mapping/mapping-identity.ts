@@ -17,7 +17,7 @@ export type UnroutableReason =
   | 'key-invalid'
   | 'topic-value-invalid'
   | 'topic-invalid'
-  /** The table's changes lack a column the mapping reads: dropped or renamed since its save (`mapping-drift.ts`). */
+  /** The change lacks a column the mapping routes or judges it by: dropped or renamed since its save, added after the change was committed, or left out of the publication (`mapping-drift.ts`). */
   | 'column-missing';
 
 /** A matching row that cannot be routed safely. The message names columns, never row values. */

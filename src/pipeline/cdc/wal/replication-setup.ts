@@ -108,8 +108,9 @@ interface SlotRow {
  */
 export async function ensureSlot(client: pg.ClientBase, name: string, expectExisting: boolean): Promise<SlotInfo> {
   const { rows } = await client.query<SlotRow>(
-    `SELECT plugin, slot_type, database, confirmed_flush_lsn::text, wal_status, current_database() AS current_db
-       FROM pg_replication_slots WHERE slot_name = $1`,
+    // wal_status through to_jsonb: null from a server without it (Postgres 12), as in readSlotUsage.
+    `SELECT plugin, slot_type, database, confirmed_flush_lsn::text, to_jsonb(s) ->> 'wal_status' AS wal_status, current_database() AS current_db
+       FROM pg_replication_slots s WHERE slot_name = $1`,
     [name],
   );
   const slot = rows[0];
@@ -180,36 +181,59 @@ export interface SlotUsage {
   /** null once Postgres invalidated the slot. */
   readonly restartLsn: string | null;
   /**
-   * `wal_status`: `reserved` (within `max_wal_size`), `extended` (beyond it, within
-   * `max_slot_wal_keep_size`), `unreserved` (beyond that too: the next checkpoint removes its WAL
-   * and the slot is lost) or `lost`; null for a slot that reserves no WAL (not for a logical one).
+   * `wal_status`: `reserved` (within `max_wal_size`), `extended` (beyond it, within the WAL kept for
+   * slots), `unreserved` (beyond that too: the next checkpoint removes its WAL and the slot is lost)
+   * or `lost`; null for a slot that reserves no WAL (not for a logical one), or from a server
+   * without the column (Postgres 12).
    */
   readonly walStatus: string | null;
   /**
    * `safe_wal_size`: WAL that can still be written before the slot retains more than
-   * `max_slot_wal_keep_size`, in bytes (negative once `unreserved`); null without that limit
-   * (`-1`), or once lost.
+   * `maxSlotWalKeepBytes`, in bytes (negative once `unreserved`); null without that limit (`-1`),
+   * once lost, or from a server without the column (Postgres 12).
    */
   readonly safeWalBytes: number | null;
-  /** `max_slot_wal_keep_size`, in bytes; null when `-1` (no limit). */
+  /**
+   * The WAL the server keeps for the slot at most, in bytes — what `safe_wal_size` counts down
+   * from: `max_slot_wal_keep_size`, or `wal_keep_size` when larger (Postgres keeps that much
+   * whatever the slots); null when `max_slot_wal_keep_size` is `-1` (no limit), or on a server
+   * without it (Postgres 12).
+   */
   readonly maxSlotWalKeepBytes: number | null;
 }
 
-type SlotUsageRow = { lag: string; retained: string | null; confirmed: string; restart: string | null; wal_status: string | null; safe: string | null; keep: string };
+type SlotUsageRow = {
+  lag: string;
+  retained: string | null;
+  confirmed: string;
+  restart: string | null;
+  wal_status: string | null;
+  safe: string | null;
+  keep: string | null;
+  wal_keep: string | null;
+};
 
-/** The slot's lag, retained WAL and how far it is from `max_slot_wal_keep_size`, in one statement; undefined when it does not exist. */
+/**
+ * The slot's lag, retained WAL and how far it is from being invalidated, in one statement;
+ * undefined when it does not exist. `wal_status`, `safe_wal_size`, `max_slot_wal_keep_size` and
+ * `wal_keep_size` are new in Postgres 13: read through `to_jsonb` and `current_setting(…, true)`, a
+ * server without them gives null for those alone, and the lag and retained WAL are still read.
+ */
 export async function readSlotUsage(client: pg.ClientBase, name: string): Promise<SlotUsage | undefined> {
   const { rows } = await client.query<SlotUsageRow>(
-    `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag,
-            pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained,
-            confirmed_flush_lsn::text AS confirmed, restart_lsn::text AS restart,
-            wal_status, safe_wal_size::text AS safe, pg_size_bytes(current_setting('max_slot_wal_keep_size'))::text AS keep
-       FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL`,
+    `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::text AS lag,
+            pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::text AS retained,
+            s.confirmed_flush_lsn::text AS confirmed, s.restart_lsn::text AS restart,
+            to_jsonb(s) ->> 'wal_status' AS wal_status, to_jsonb(s) ->> 'safe_wal_size' AS safe,
+            pg_size_bytes(current_setting('max_slot_wal_keep_size', true))::text AS keep,
+            pg_size_bytes(current_setting('wal_keep_size', true))::text AS wal_keep
+       FROM pg_replication_slots s WHERE s.slot_name = $1 AND s.confirmed_flush_lsn IS NOT NULL`,
     [name],
   );
   const row = rows[0];
   if (!row) return undefined;
-  const keep = Number(row.keep);
+  const keep = row.keep === null ? -1 : Number(row.keep);
+  const walKeep = row.wal_keep === null ? 0 : Number(row.wal_keep);
   return {
     lagBytes: Number(row.lag),
     retainedWalBytes: row.retained === null ? null : Number(row.retained),
@@ -217,6 +241,7 @@ export async function readSlotUsage(client: pg.ClientBase, name: string): Promis
     restartLsn: row.restart === null ? null : normalizeLsn(row.restart),
     walStatus: row.wal_status,
     safeWalBytes: row.safe === null ? null : Number(row.safe),
-    maxSlotWalKeepBytes: keep < 0 ? null : keep,
+    // As Postgres computes safe_wal_size (slotfuncs.c): from the larger of the two.
+    maxSlotWalKeepBytes: keep < 0 ? null : Math.max(keep, walKeep),
   };
 }

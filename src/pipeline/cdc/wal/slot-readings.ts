@@ -29,15 +29,21 @@ export const FIGURES_MAX_AGE_MS = 15_000;
 
 /**
  * How far the slot is from being invalidated by the source's `max_slot_wal_keep_size` (its
- * `pg_replication_slots` row): past that limit the next checkpoint removes the WAL it still needs,
- * and the changes in it are missed. The `cdc.slot_at_risk` alert.
+ * `pg_replication_slots` row): past that limit (or `wal_keep_size`, when larger) the next checkpoint
+ * removes the WAL it still needs, and the changes in it are missed. The `cdc.slot_at_risk` alert.
+ * On Postgres 12 (none of these) all three are null — stored, that reads as not measured
+ * (`walSafetyOf`, `cdc-store.ts`) — and the slot's other figures are read all the same.
  */
 export interface SlotWalSafety {
-  /** `wal_status`: `reserved`, `extended`, `unreserved` (the next checkpoint invalidates it) or `lost`; null when Postgres gives none. */
+  /** `wal_status`: `reserved`, `extended`, `unreserved` (the next checkpoint invalidates it) or `lost`; null when Postgres gives none (Postgres 12 has no such column). */
   readonly walStatus: string | null;
-  /** `safe_wal_size`: WAL that can still be written before the slot retains more than the limit, in bytes (negative once `unreserved`); null without a limit, or once lost. */
+  /** `safe_wal_size`: WAL that can still be written before the slot retains more than `maxSlotWalKeepBytes`, in bytes (negative once `unreserved`); null without a limit, once lost, or on Postgres 12. */
   readonly safeWalBytes: number | null;
-  /** `max_slot_wal_keep_size`, in bytes; null when `-1` (no limit). */
+  /**
+   * The WAL the server keeps for the slot at most, in bytes — what `safe_wal_size` counts down from:
+   * `max_slot_wal_keep_size`, or `wal_keep_size` when larger (Postgres keeps that much anyway);
+   * null when `max_slot_wal_keep_size` is `-1` (no limit), or on Postgres 12 (no such setting).
+   */
   readonly maxSlotWalKeepBytes: number | null;
 }
 
