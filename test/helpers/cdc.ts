@@ -62,16 +62,7 @@ export async function setUpCdc(options: CdcSetupOptions = {}): Promise<CdcSetup>
   const admin = await signHs256({ roles: ['admin'], permissions: [], tenant: undefined });
   const url = new URL(database.url);
   if (options.password !== undefined) url.password = options.password;
-  const set = await gql(server, admin, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host database } }', { url: url.toString() });
-  expect(set.errors).toBeUndefined();
-  // Changes are captured from the moment the slot exists: wait until the reader streams.
-  await waitFor(
-    async () => {
-      const body = await gql(server, admin, '{ cdcSource { status { state } } }');
-      return (body.data?.['cdcSource'] as { status: { state: string } | null } | null)?.status?.state === 'streaming';
-    },
-    { message: 'the CDC reader streams' },
-  );
+  await setSourceStreaming(server, admin, url.toString());
   return { server, source, sourceUrl: url.toString(), admin };
 }
 
@@ -196,4 +187,20 @@ export async function metricSample(server: TestServer, name: string, labels: Rec
 /** `changes` subscriptions refused silently so far (no permission, or no such model). */
 export function deniedChanges(server: TestServer): Promise<number> {
   return metricSample(server, 'tributary_subscriptions_denied_total', { field: 'changes' });
+}
+
+/**
+ * Points the server's environment at `url` (`setCdcSource`) and waits until its reader streams:
+ * changes are captured from the moment the slot exists.
+ */
+export async function setSourceStreaming(server: TestServer, admin: string, url: string): Promise<void> {
+  const set = await gql(server, admin, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host database } }', { url });
+  expect(set.errors).toBeUndefined();
+  await waitFor(
+    async () => {
+      const body = await gql(server, admin, '{ cdcSource { status { state } } }');
+      return (body.data?.['cdcSource'] as { status: { state: string } | null } | null)?.status?.state === 'streaming';
+    },
+    { message: 'the CDC reader streams' },
+  );
 }

@@ -9,7 +9,7 @@
  */
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { CONTACTS_MAPPING, changeOf, gql, metricSample, saveMappingOk, socketFor, sendChanges, takeMessages, type CdcSetup } from '../helpers/cdc.ts';
+import { CONTACTS_MAPPING, changeOf, gql, metricSample, saveMappingOk, setSourceStreaming, socketFor, sendChanges, takeMessages, type CdcSetup } from '../helpers/cdc.ts';
 import { eventOf, messagesBeforePong, subscribeEvents, waitForSubscribers } from '../helpers/events.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
@@ -38,15 +38,7 @@ async function setUp(): Promise<DriftSetup> {
     { logDestination: sink },
   );
   const admin = await signHs256({ roles: ['admin'], permissions: [], tenant: undefined });
-  const set = await gql(server, admin, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: database.url });
-  expect(set.errors).toBeUndefined();
-  await waitFor(
-    async () => {
-      const body = await gql(server, admin, '{ cdcSource { status { state } } }');
-      return (body.data?.['cdcSource'] as { status: { state: string } | null } | null)?.status?.state === 'streaming';
-    },
-    { message: 'the CDC reader streams' },
-  );
+  await setSourceStreaming(server, admin, database.url);
   return { server, source, sourceUrl: database.url, admin, logs: sink.lines, platform: openTestPool(platformDatabase.url) };
 }
 

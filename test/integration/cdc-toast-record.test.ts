@@ -8,7 +8,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createApolloClient, watchContacts as watchWithApollo, type Contact } from '../../examples/apollo/contacts.ts';
 import { createUrqlClient, watchContacts as watchWithUrql } from '../../examples/urql/contacts.ts';
-import { CONTACTS_MAPPING, gql, socketFor, type CdcSetup } from '../helpers/cdc.ts';
+import { CONTACTS_MAPPING, gql, setSourceStreaming, socketFor, type CdcSetup } from '../helpers/cdc.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { captureLogs, startTestServer, type LogLine } from '../helpers/tributary.ts';
@@ -34,15 +34,7 @@ async function setUp(identity: 'DEFAULT' | 'FULL'): Promise<ToastSetup> {
   const sink = captureLogs();
   const server = await startTestServer({ JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200', LOG_LEVEL: 'info' }, { logDestination: sink });
   const admin = await signHs256({ roles: ['admin'], permissions: [], tenant: undefined });
-  const set = await gql(server, admin, 'mutation($url: String!) { setCdcSource(databaseUrl: $url) { host } }', { url: database.url });
-  expect(set.errors).toBeUndefined();
-  await waitFor(
-    async () => {
-      const body = await gql(server, admin, '{ cdcSource { status { state } } }');
-      return (body.data?.['cdcSource'] as { status: { state: string } | null } | null)?.status?.state === 'streaming';
-    },
-    { message: 'the CDC reader streams' },
-  );
+  await setSourceStreaming(server, admin, database.url);
   return { server, source, sourceUrl: database.url, admin, logs: sink.lines };
 }
 
