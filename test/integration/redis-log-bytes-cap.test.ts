@@ -3,8 +3,9 @@
  * (`EVENT_LOG_STREAM_MAX_BYTES`, TRIM in `redis-log-scripts.ts`):
  * - a stream far over its bound (filled by an earlier version, or the bound lowered) was trimmed
  *   whole by the next append — thousands of entries read and deleted in one script, holding Redis.
- *   Bytes now share the 1,000 entries an append count and age drop: the stream comes under its
- *   bound over a few appends, its newest event always kept, lost cursors told as before.
+ *   Bytes now share the entries an append count and age drop — 1,000 more than it added: the
+ *   stream comes under its bound over a few appends, its newest event always kept, lost cursors
+ *   told as before; a batch of more than 1,000 events leaves it no further over than it was.
  * - a byte total measured again (MEMORY USAGE, more than the JSON) kept its surplus once the
  *   measured entries were gone within an append, and went on dropping exactly counted newer events.
  */
@@ -19,7 +20,7 @@ import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 const scope = { app: 'shop', env: 'prod', tenant: 'a' };
 const hour: LogRetention = { maxEvents: 10_000, maxAgeMs: 3_600_000 };
 const MAX_BYTES = 10_000;
-/** The entries one append drops at most, whichever bound drops them. */
+/** The entries one append drops at most beyond those it added, whichever bound drops them. */
 const PER_APPEND = 1_000;
 const orders = streamOf(scope, 'orders');
 
@@ -56,7 +57,7 @@ function opened() {
 const expired = (log: EventLog, after: RealtimeEvent) => log.readAfter(orders, after.cursor, 10).catch((error: unknown) => error);
 
 describe('a stream far over its byte bound', () => {
-  it('is brought under it over several appends, each dropping at most 1,000 of its oldest events, the newest kept', { timeout: 60_000 }, async () => {
+  it('is brought under it over several appends, each dropping at most 1,000 of its oldest events more than it added, the newest kept', { timeout: 60_000 }, async () => {
     const log = opened();
     // 3,500 events of 200 bytes (700 KB), kept by a bound of 10 MB; then the bound is lowered.
     const filling = log.log(10_000_000);
@@ -73,7 +74,7 @@ describe('a stream far over its byte bound', () => {
       expect(n).toBeLessThan(3_510);
       await lowered.append(orders, sized(n, 200));
       const after = await log.redis.xlen(log.key('log'));
-      expect(length + 1 - after).toBeLessThanOrEqual(PER_APPEND);
+      expect(length + 1 - after).toBeLessThanOrEqual(PER_APPEND + 1);
       lengths.push((length = after));
       const { ids, bytes } = await log.held();
       expect(ids.at(-1)).toBe(`evt_${n}`);
@@ -83,8 +84,8 @@ describe('a stream far over its byte bound', () => {
       expect((await lowered.readAfter(orders, placed[oldest - 2]!.cursor, 1))[0]?.id).toBe(ids[0]);
       expect(await expired(lowered, placed[oldest - 3]!)).toMatchObject({ code: 'RESYNC_REQUIRED', details: { reason: 'events after it have expired' } });
     }
-    // 1,000 a time, then the rest: 50 events of 200 bytes fit in 10,000.
-    expect(lengths).toEqual([2_501, 1_502, 503, 50]);
+    // 1,001 a time (1,000 more than the append added), then the rest: 50 events of 200 bytes fit in 10,000.
+    expect(lengths).toEqual([2_500, 1_500, 500, 50]);
     expect((await log.held()).ids).toEqual(Array.from({ length: 50 }, (_unused, index) => `evt_${3_455 + index}`));
   });
 
@@ -102,7 +103,7 @@ describe('a stream far over its byte bound', () => {
       expect((appends += 1)).toBeLessThan(10);
       await lowered.append(orders, sized(n, 1_100));
       const after = await log.redis.xlen(log.key('log'));
-      expect(length + 1 - after).toBeLessThanOrEqual(PER_APPEND);
+      expect(length + 1 - after).toBeLessThanOrEqual(PER_APPEND + 1);
       length = after;
       const { ids, bytes } = await log.held();
       expect(ids.at(-1)).toBe(`evt_${n}`);
@@ -110,6 +111,20 @@ describe('a stream far over its byte bound', () => {
     }
     // 3.3 MB, at most 1,000 events of 1,100 bytes an append.
     expect(appends).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('a batch of more than 1,000 events', () => {
+  it('leaves the stream within its byte bound, as a smaller batch does', { timeout: 60_000 }, async () => {
+    const log = opened();
+    const bounded = log.log(MAX_BYTES);
+    for (const [first, count] of [[1, 1_500], [1_501, 2_000]] as const) {
+      await bounded.appendMany(orders, Array.from({ length: count }, (_unused, index) => sized(first + index, 200)));
+      const { ids, bytes } = await log.held();
+      expect(bytes).toBeLessThanOrEqual(MAX_BYTES);
+      expect(ids.at(-1)).toBe(`evt_${first + count - 1}`);
+      expect(await log.total()).toBe(bytes);
+    }
   });
 });
 

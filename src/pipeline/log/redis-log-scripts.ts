@@ -51,10 +51,11 @@ const TRIM_LIMIT = 1000;
  *
  * The oldest entries go first, a page at a time: those over the count, then — while the total is
  * over the bound, and never the newest, however large — by bytes, then those older than the age.
- * An append drops at most 1,000 entries (`TRIM_LIMIT`), whichever bound drops them: the next ones
- * drop the rest, so a stream far over its bound (filled by an earlier version, which kept no byte
- * total, or its bound lowered) comes under it over a few appends rather than in one script holding
- * Redis. The work is proportional to the entries dropped, each read once for its size (bytes pages
+ * An append drops at most 1,000 entries (`TRIM_LIMIT`) more than it added (`added`, set by the
+ * append scripts), whichever bound drops them: the next ones drop the rest, so a stream far over
+ * its bound (filled by an earlier version, which kept no byte total, or its bound lowered) comes
+ * under it over a few appends rather than in one script holding Redis — and a batch of more than
+ * 1,000 events never leaves a stream further over than it found it. The work is proportional to the entries dropped, each read once for its size (bytes pages
  * of 1, 2, 4…, within what is left of the limit, so at most about as many are read as dropped).
  *
  * Entries come oldest first: the first one from `since` on means every measured entry is gone, and
@@ -78,7 +79,7 @@ local function before(a, b)
   if am ~= bm then return tonumber(am) < tonumber(bm) end
   return tonumber(as) < tonumber(bs)
 end
-local limit = ${TRIM_LIMIT}
+local limit = ${TRIM_LIMIT} + added
 local left = redis.call('XLEN', KEYS[1])
 local byCount = math.min(math.max(left - tonumber(ARGV[2]), 0), limit)
 local maxBytes = tonumber(ARGV[5])
@@ -169,7 +170,7 @@ redis.call('SET', KEYS[3], '1')
 export const APPEND = `
 ${APPEND_EPOCH}
 local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[6])
-local last = id
+local last, added = id, 1
 since = since or id
 known = known + #ARGV[6]
 ${STORE_EPOCH}
@@ -187,6 +188,7 @@ export const APPEND_MANY = `
 ${APPEND_EPOCH}
 local result = {epoch}
 local last
+local added = #ARGV - 5
 for i = 6, #ARGV do
   last = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
   since = since or last
