@@ -110,7 +110,9 @@ return answer
  *   deletes the mark);
  * - 'gone': taken back (the entry is back at or below its revision, with other content, or moved
  *   on without its mark);
- * - 'lost': the entry is gone or of another epoch; only Postgres's row can tell.
+ * - 'moved': the entry is of another epoch (Redis restarted with its data, and an instance
+ *   reloaded it there) and holds it, not flushed: it reaches Postgres at that entry's flush;
+ * - 'lost': the entry is gone, or of another epoch without it unflushed; only Postgres's row can tell.
  * Once known, the mark is deleted.
  */
 export const SETTLE = `
@@ -118,6 +120,7 @@ local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'u', 'f')
 local verdict = 'gone'
 if not f[1] or f[1] ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[1] then
   verdict = 'lost'
+  if f[1] and f[2] == ARGV[2] and f[3] == ARGV[3] and (tonumber(f[4]) or 0) < tonumber(f[2]) then verdict = 'moved' end
 elseif f[2] == ARGV[2] and f[3] == ARGV[3] then
   if tonumber(f[4]) < tonumber(f[2]) then
     redis.call('SET', KEYS[3], 1, 'PX', ARGV[4])

@@ -75,7 +75,7 @@ export type WriteResult = 'ok' | 'ok-behind' | 'miss' | 'stale' | 'race' | 'ceil
 export type Confirmed = 'landed' | 'absent' | 'unknown';
 
 /** Where a change not acknowledged yet stands (see `settle`). */
-export type Settled = 'committed' | 'pending' | 'gone' | 'lost';
+export type Settled = 'committed' | 'pending' | 'gone' | 'moved' | 'lost';
 
 export interface DocumentCache {
   /** The Redis key of a document's entry (also its member in the dirty set). */
@@ -124,8 +124,8 @@ export interface DocumentCache {
   /**
    * Where a change written with its wait mark (`change`, in `epoch`) stands: `pending` while the
    * entry holds it unflushed (its mark kept alive); `committed` once flushed; `gone` once taken
-   * back; `lost` when the entry is gone or of another epoch (only Postgres's row can tell). The
-   * mark is deleted once the answer is other than `pending`.
+   * back; `moved` when an entry of another epoch holds it unflushed; `lost` when the entry is gone
+   * or of another epoch without it (only Postgres's row can tell). The mark goes unless `pending`.
    */
   settle(entryKey: string, epoch: string, change: DocumentState): Promise<Settled>;
   /**

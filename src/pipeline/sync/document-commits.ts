@@ -112,12 +112,12 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
    * Flushes the entry, then tells whether Postgres has the change. While the entry lives on in the
    * epoch it was written in, the cache says (`settle`: the entry's state and flushed mark, and the
    * change's wait mark, which a take-back on any instance deletes); once the cache lost it, only
-   * Postgres's row can confirm it. A failed flush counts only while the change is still pending —
-   * another instance may have settled it meanwhile —, when another change reached Postgres first
-   * unless this one is committed after all, or when the cache no longer holds the entry in its
-   * epoch: Redis restarted with its data, so the entry may live on in a new epoch (another instance
-   * reloads it there) and reach Postgres at its next flush — the row read now would call it
-   * unconfirmed, and its event would wait for the sweep. @throws the flush's error then.
+   * Postgres's row can confirm it — unless the entry moved to another epoch still holding the
+   * change unflushed (Redis restarted with its data, and an instance reloaded it there): the change
+   * is pending there, and reaches Postgres at that entry's flush (read now, the row would call it
+   * unconfirmed and its event would wait for the sweep). A failed flush counts only while the change
+   * is pending so — another instance may have settled it meanwhile — or, when another change
+   * reached Postgres first, unless this one is committed after all. @throws the flush's error then.
    */
   const outcome = async (key: DocumentKey, entryKey: string, epoch: string, { after }: DocumentChange): Promise<Outcome> => {
     const failed = await flusher.flush(entryKey).then(
@@ -125,7 +125,9 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
       (error: unknown) => ({ error }),
     );
     const seen = await cache.settle(entryKey, epoch, after);
-    if (failed && (seen === 'pending' || seen === 'lost' || (seen !== 'committed' && isLostFlush(failed.error)))) throw failed.error;
+    const pending = seen === 'pending' || seen === 'moved';
+    if (failed && (pending || (seen !== 'committed' && isLostFlush(failed.error)))) throw failed.error;
+    if (seen === 'moved') return 'pending';
     if (seen !== 'lost') return seen;
     const row = await selectDocument(db, key);
     return row && rowHolds(row, after) ? 'committed' : 'unconfirmed';
