@@ -110,6 +110,8 @@ describe('setOutboxSource checks the table', () => {
     expect(await outbox.getSource(SCOPE)).toBeUndefined();
 
     await app.query(`GRANT UPDATE, DELETE ON event_outbox TO ${role}`);
+    // WAL mode also has the reader create its publication and add the table (outbox-wal-privileges.test.ts).
+    if (mode === 'WAL') await app.query(`GRANT CREATE ON DATABASE "${appDb.name}" TO ${role}; ALTER TABLE event_outbox OWNER TO ${role}`);
     expect(await set({ databaseUrl: url.toString(), mode })).toEqual({ saved: `event_outbox ${mode}` });
   });
 });

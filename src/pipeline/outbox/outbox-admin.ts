@@ -13,6 +13,7 @@ import type { Scope } from '../scope.ts';
 import { outboxIdentity, sameDatabaseLocation } from './outbox-identity.ts';
 import { DEFAULT_OUTBOX_TABLE, missingColumns, missingIndexStatements, missingPrivileges, mistypedColumns, outboxTable, outboxTableDdl, tableExists, type OutboxTable } from './outbox-sql.ts';
 import { getOutboxSource, removeOutboxSource, saveOutboxSource, type OutboxReadMode, type OutboxRequestedMode, type OutboxSourceView } from './outbox-store.ts';
+import { assertWalPublicationPossible } from './outbox-wal-setup.ts';
 
 /** Opens a pool on an application's database; the caller ends it. */
 export type OutboxPoolFactory = (databaseUrl: string) => pg.Pool;
@@ -82,6 +83,7 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
         // In either mode the reader works on the table with this URL's login: the pollers, or the WAL
         // reader's catch-up, clean-up and retention sweep.
         await assertReaderPrivileges(pool, table, readMode);
+        if (readMode === 'WAL') readMode = await settlePublication(pool, table, requestedMode, options.logger);
       } catch (error) {
         if (isTributaryError(error)) throw error;
         const message = error instanceof Error ? error.message : String(error);
@@ -166,13 +168,31 @@ async function assertReaderPrivileges(pool: pg.Pool, table: OutboxTable, mode: O
 /** AUTO is WAL when the database lets this role replicate, POLL otherwise; WAL asked for and impossible says why. */
 async function resolveMode(pool: pg.Pool, requested: OutboxRequestedMode, check: ReplicationCheck): Promise<OutboxReadMode> {
   if (requested === 'POLL') return 'POLL';
+  return settle(pool, requested, undefined, (client) => check(client));
+}
+
+/**
+ * WAL mode, once the role may replicate: its reader must also set up the database's publication
+ * (`outbox-wal-setup.ts`) with this login; when it could not, AUTO is POLL (logged, with why) and
+ * WAL asked for is refused, naming the statements to run.
+ */
+function settlePublication(pool: pg.Pool, table: OutboxTable, requested: OutboxRequestedMode, logger: Logger | undefined): Promise<OutboxReadMode> {
+  const onPoll = (reason: string) => logger?.info({ table: table.name, reason }, `outbox mode AUTO settled on POLL: WAL mode is not possible on this database: ${reason}`);
+  return settle(pool, requested, onPoll, (client) => assertWalPublicationPossible(client, table));
+}
+
+/** WAL when `check` passes; when it rejects with a TributaryError, POLL for AUTO (`onPoll` told why), else that error said for the field `mode`. */
+async function settle(pool: pg.Pool, requested: OutboxRequestedMode, onPoll: ((reason: string) => void) | undefined, check: (client: pg.PoolClient) => Promise<void>): Promise<OutboxReadMode> {
   const client = await pool.connect();
   try {
     await check(client);
     return 'WAL';
   } catch (error) {
     if (!isTributaryError(error)) throw error;
-    if (requested === 'AUTO') return 'POLL';
+    if (requested === 'AUTO') {
+      onPoll?.(error.message);
+      return 'POLL';
+    }
     throw new TributaryError(error.code, `WAL mode is not possible on this database: ${error.message}; or use mode POLL`, {
       cause: error,
       details: { ...error.details, field: 'mode' },

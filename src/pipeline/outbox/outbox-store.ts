@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Database } from '../../db/database.ts';
 import { addMinuteCounts, OUTBOX_DEAD_COUNTS } from '../../db/minute-counts.ts';
+import { badUserInput } from '../../errors.ts';
 
 /**
  * What the platform database keeps of the outboxes (migrations 0005, 0006, 0026): each environment's
@@ -175,32 +176,61 @@ export interface OutboxSourceInput extends Omit<OutboxSourceRecord, 'updatedAt' 
 /**
  * Saves the environment's outbox. The outbox id is kept while the URL reaches the same table
  * (whatever its text), new otherwise; any change starts without a report.
+ *
+ * One table per environment: a table another environment's outbox reads (the same identity) is
+ * refused, BAD_USER_INPUT on the field `table` — each outbox has its own readers, and each row
+ * would be routed by one of them only, to its environment. Checked under a lock on the identity,
+ * so two saves at once cannot both pass. A unique index would not do: databases where two
+ * environments already share a table could not build it (the migration would fail); theirs is
+ * refused at its next save. Outboxes saved by an earlier version (no identity) are not compared.
  */
 export async function saveOutboxSource(db: Database, source: OutboxSourceInput): Promise<OutboxSourceView> {
-  await db.query(
-    `INSERT INTO outbox_sources (app, env, outbox_id, database_url, table_name, requested_mode, read_mode, require_tenant, source_identity)
-     VALUES ($1, $2, $6, $3, $4, $5, $7, $8, $9)
-     ON CONFLICT (app, env) DO UPDATE SET
-       outbox_id = CASE WHEN outbox_sources.source_identity = excluded.source_identity
-                          OR (outbox_sources.source_identity IS NULL AND outbox_sources.database_url = $10 AND outbox_sources.table_name = excluded.table_name)
-                        THEN outbox_sources.outbox_id ELSE excluded.outbox_id END,
-       database_url = excluded.database_url, table_name = excluded.table_name, source_identity = excluded.source_identity,
-       requested_mode = excluded.requested_mode, read_mode = excluded.read_mode, require_tenant = excluded.require_tenant, updated_at = now(),
-       pending = NULL, oldest_pending_seconds = NULL, dead = NULL, last_error = NULL, reported_at = NULL`,
-    [
-      source.app,
-      source.env,
-      source.databaseUrl,
-      source.table,
-      source.requestedMode,
-      `obx_${randomBytes(12).toString('base64url')}`,
-      source.readMode,
-      source.requireTenant,
-      source.identity,
-      source.legacyUrl ?? null,
-    ],
-  );
+  await db.transaction(async (tx) => {
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtext('tributary.outbox.sources'), hashtext($1))`, [source.identity]);
+    // The same app's first: it may be named; another app's may not (its admin is someone else).
+    const { rows } = await tx.query<{ app: string; env: string }>(
+      `SELECT app, env FROM outbox_sources WHERE source_identity = $1 AND NOT (app = $2 AND env = $3)
+        ORDER BY (app = $2) DESC, env LIMIT 1`,
+      [source.identity, source.app, source.env],
+    );
+    const other = rows[0];
+    if (other) throw sharedTableError(source, other);
+    await tx.query(
+      `INSERT INTO outbox_sources (app, env, outbox_id, database_url, table_name, requested_mode, read_mode, require_tenant, source_identity)
+       VALUES ($1, $2, $6, $3, $4, $5, $7, $8, $9)
+       ON CONFLICT (app, env) DO UPDATE SET
+         outbox_id = CASE WHEN outbox_sources.source_identity = excluded.source_identity
+                            OR (outbox_sources.source_identity IS NULL AND outbox_sources.database_url = $10 AND outbox_sources.table_name = excluded.table_name)
+                          THEN outbox_sources.outbox_id ELSE excluded.outbox_id END,
+         database_url = excluded.database_url, table_name = excluded.table_name, source_identity = excluded.source_identity,
+         requested_mode = excluded.requested_mode, read_mode = excluded.read_mode, require_tenant = excluded.require_tenant, updated_at = now(),
+         pending = NULL, oldest_pending_seconds = NULL, dead = NULL, last_error = NULL, reported_at = NULL`,
+      [
+        source.app,
+        source.env,
+        source.databaseUrl,
+        source.table,
+        source.requestedMode,
+        `obx_${randomBytes(12).toString('base64url')}`,
+        source.readMode,
+        source.requireTenant,
+        source.identity,
+        source.legacyUrl ?? null,
+      ],
+    );
+  });
   return (await getOutboxSource(db, source.app, source.env))!;
+}
+
+/** The table is `other`'s outbox already: named when it is the same app's environment, not otherwise. */
+function sharedTableError(source: Pick<OutboxSourceInput, 'app' | 'table'>, other: { app: string; env: string }): Error {
+  const reader = other.app === source.app ? `the outbox of environment "${other.env}" of this app` : "another environment's outbox";
+  return badUserInput(
+    'table',
+    `The table ${source.table} in that database is read by ${reader}: two outboxes on one table would each route only some of its rows. ` +
+      'Use one table per environment: create another (npm run outbox:sql -- schema.name prints its DDL, or pass createTable: true) and set it as table',
+    { reason: 'OUTBOX_TABLE_SHARED' },
+  );
 }
 
 export async function removeOutboxSource(db: Database, app: string, env: string): Promise<boolean> {
