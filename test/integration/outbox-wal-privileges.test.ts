@@ -55,7 +55,7 @@ async function setUp() {
       return { refused: error as Error & { code?: string; details?: Record<string, unknown> } };
     }
   };
-  return { appDb, owner, role, url: url.toString(), outbox, set, lines };
+  return { appDb, owner, role, url: url.toString(), outbox, set, lines, db: fixture.db };
 }
 
 describe('setOutboxSource WAL mode checks the publication its reader needs', () => {
@@ -68,6 +68,7 @@ describe('setOutboxSource WAL mode checks the publication its reader needs', () 
     expect(message).toMatch(/^WAL mode is not possible on this database: the WAL reader reads the outbox through publication "tributary_[0-9a-f]{20}", which does not exist/);
     expect(message).toContain(`role "${role}" lacks CREATE on database "${appDb.name}" (to create the publication) and ownership of public.event_outbox`);
     expect(message).toContain(`GRANT CREATE ON DATABASE "${appDb.name}" TO "${role}";`);
+    // The table's owner is a superuser here: its role is never suggested, the table's ownership is.
     expect(message).toContain(`ALTER TABLE "public"."event_outbox" OWNER TO "${role}";`);
     expect(message).toMatch(/; or use mode POLL$/);
     expect(await outbox.getSource(SCOPE)).toBeUndefined();
@@ -93,6 +94,13 @@ describe('setOutboxSource WAL mode checks the publication its reader needs', () 
     expect(refused!.message).not.toContain('GRANT CREATE ON DATABASE');
 
     await owner.query(`ALTER TABLE event_outbox OWNER TO ${role}`);
+    expect(await set({ mode: 'WAL' })).toEqual({ saved: 'WAL' });
+  });
+
+  it("leaves the publication to the database's CDC source: its reader reads the outbox with that source's login and publication", async () => {
+    const { appDb, db, set } = await setUp();
+    // A CDC source on the same database (its URL the superuser's, which may create and alter the publication).
+    await db.query('INSERT INTO cdc_sources (app, env, database_url) VALUES ($1, $2, $3)', ['app', 'cdc-env', appDb.url]);
     expect(await set({ mode: 'WAL' })).toEqual({ saved: 'WAL' });
   });
 

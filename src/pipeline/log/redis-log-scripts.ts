@@ -55,7 +55,9 @@ const TRIM_LIMIT = 1000;
  * append scripts), whichever bound drops them: the next ones drop the rest, so a stream far over
  * its bound (filled by an earlier version, which kept no byte total, or its bound lowered) comes
  * under it over a few appends rather than in one script holding Redis — and a batch of more than
- * 1,000 events never leaves a stream further over than it found it. The work is proportional to the entries dropped, each read once for its size (bytes pages
+ * 1,000 events may drop as many entries as it added: a stream of events of like sizes is left
+ * within its bound (a batch of events far larger than the oldest can leave it over, until later
+ * appends drop the rest). The work is proportional to the entries dropped, each read once for its size (bytes pages
  * of 1, 2, 4…, within what is left of the limit, so at most about as many are read as dropped).
  *
  * Entries come oldest first: the first one from `since` on means every measured entry is gone, and

@@ -83,7 +83,8 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
         // In either mode the reader works on the table with this URL's login: the pollers, or the WAL
         // reader's catch-up, clean-up and retention sweep.
         await assertReaderPrivileges(pool, table, readMode);
-        if (readMode === 'WAL') readMode = await settlePublication(pool, table, requestedMode, options.logger);
+        // A CDC source on the same database lends the WAL reader its login and publication: not this one's to check.
+        if (readMode === 'WAL' && !(await cdcReadsDatabase(db, input.databaseUrl))) readMode = await settlePublication(pool, table, requestedMode, options.logger);
       } catch (error) {
         if (isTributaryError(error)) throw error;
         const message = error instanceof Error ? error.message : String(error);
@@ -169,6 +170,17 @@ async function assertReaderPrivileges(pool: pg.Pool, table: OutboxTable, mode: O
 async function resolveMode(pool: pg.Pool, requested: OutboxRequestedMode, check: ReplicationCheck): Promise<OutboxReadMode> {
   if (requested === 'POLL') return 'POLL';
   return settle(pool, requested, undefined, (client) => check(client));
+}
+
+/**
+ * Whether a CDC source names the same host, port and database as `url`: its reader reads the
+ * database's outboxes too, with that source's login and publication (`cdc-service.ts`), so what the
+ * outbox's login may do to the publication does not matter. (A source reaching the database under
+ * another host name is not recognised: the check then runs, with the outbox's login.)
+ */
+async function cdcReadsDatabase(db: Database, url: string): Promise<boolean> {
+  const { rows } = await db.query<{ database_url: string }>('SELECT database_url FROM cdc_sources');
+  return rows.some((row) => sameDatabaseLocation(row.database_url, url));
 }
 
 /**

@@ -6,9 +6,8 @@
  * it when missing (`ensurePublication`: CREATE on the database), then adds the outbox table to it
  * (`ensurePublicationIncludes`: owning the publication and the table). A role with REPLICATION
  * alone would be accepted and its reader would never start — nothing routed, the poller stopped,
- * the cause in `outboxStatus.lastError` only. Not checked: a CDC source of the same database that
- * names a publication of its own (`setCdcSource(publicationName:)`), or whose login differs: its
- * reader uses its names and its login.
+ * the cause in `outboxStatus.lastError` only. Not checked when a CDC source names the same database
+ * (`outbox-admin.ts`): the reader then uses that source's login and publication.
  */
 import pg from 'pg';
 import { ErrorCode, TributaryError } from '../../errors.ts';
@@ -25,6 +24,7 @@ interface SetupRow {
   owns_publication: boolean;
   owns_table: boolean;
   table_owner: string;
+  owner_is_superuser: boolean;
 }
 
 /**
@@ -42,7 +42,8 @@ export async function assertWalPublicationPossible(client: pg.ClientBase, table:
             p.oid IS NOT NULL AS exists, coalesce(p.puballtables, false) AS all_tables,
             EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3) AS published,
             coalesce(pg_has_role(p.pubowner, 'USAGE'), false) AS owns_publication,
-            pg_has_role(c.relowner, 'USAGE') AS owns_table, pg_get_userbyid(c.relowner) AS table_owner
+            pg_has_role(c.relowner, 'USAGE') AS owns_table, pg_get_userbyid(c.relowner) AS table_owner,
+            coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = c.relowner), false) AS owner_is_superuser
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_publication p ON p.pubname = $1
       WHERE n.nspname = $2 AND c.relname = $3`,
@@ -82,7 +83,12 @@ function publicationProblem(row: SetupRow, publication: string, table: { schema:
   ].filter(Boolean);
   const grants = [
     !row.can_create && `GRANT CREATE ON DATABASE ${pg.escapeIdentifier(row.database)} TO ${pg.escapeIdentifier(row.role)};`,
-    !row.owns_table && `ALTER TABLE ${quotedTable} OWNER TO ${pg.escapeIdentifier(row.role)};`,
+    // Membership in the owner's role keeps the writers' rights as they are (the table is not given
+    // away); never a superuser's role, whose membership would hand over every object it owns.
+    !row.owns_table &&
+      (row.owner_is_superuser
+        ? `ALTER TABLE ${quotedTable} OWNER TO ${pg.escapeIdentifier(row.role)}; (then GRANT INSERT on it, and USAGE on its id sequence, to the roles that write it)`
+        : `GRANT ${pg.escapeIdentifier(row.table_owner)} TO ${pg.escapeIdentifier(row.role)};`),
   ].filter(Boolean);
   return {
     reason: 'PUBLICATION_CREATE_NOT_PERMITTED',
