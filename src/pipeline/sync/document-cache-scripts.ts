@@ -110,8 +110,9 @@ return answer
  *   deletes the mark);
  * - 'gone': taken back (the entry is back at or below its revision, with other content, or moved
  *   on without its mark);
- * - 'moved': the entry is of another epoch (Redis restarted with its data, and an instance
- *   reloaded it there) and holds it, not flushed: it reaches Postgres at that entry's flush;
+ * - 'moved': its epoch ended (Redis restarted with its data) and the entry — left in that epoch,
+ *   or reloaded into the new one by an instance — holds it, not flushed: it reaches Postgres at
+ *   that entry's flush (or the sweep's);
  * - 'lost': the entry is gone, or of another epoch without it unflushed; only Postgres's row can tell.
  * Once known, the mark is deleted.
  */

@@ -124,7 +124,7 @@ export interface DocumentCache {
   /**
    * Where a change written with its wait mark (`change`, in `epoch`) stands: `pending` while the
    * entry holds it unflushed (its mark kept alive); `committed` once flushed; `gone` once taken
-   * back; `moved` when an entry of another epoch holds it unflushed; `lost` when the entry is gone
+   * back; `moved` when its epoch ended and the entry holds it unflushed; `lost` when the entry is gone
    * or of another epoch without it (only Postgres's row can tell). The mark goes unless `pending`.
    */
   settle(entryKey: string, epoch: string, change: DocumentState): Promise<Settled>;

@@ -112,9 +112,9 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
    * Flushes the entry, then tells whether Postgres has the change. While the entry lives on in the
    * epoch it was written in, the cache says (`settle`: the entry's state and flushed mark, and the
    * change's wait mark, which a take-back on any instance deletes); once the cache lost it, only
-   * Postgres's row can confirm it — unless the entry moved to another epoch still holding the
-   * change unflushed (Redis restarted with its data, and an instance reloaded it there): the change
-   * is pending there, and reaches Postgres at that entry's flush (read now, the row would call it
+   * Postgres's row can confirm it — unless the epoch ended with the entry still holding the change
+   * unflushed (Redis restarted with its data: the entry left in that epoch, or reloaded into the new
+   * one by an instance): the change is pending, and reaches Postgres at that entry's flush (read now, the row would call it
    * unconfirmed and its event would wait for the sweep). A failed flush counts only while the change
    * is pending so — another instance may have settled it meanwhile — or, when another change
    * reached Postgres first, unless this one is committed after all. @throws the flush's error then.
