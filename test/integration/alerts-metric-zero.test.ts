@@ -6,7 +6,6 @@
  * exports no sample rather than claim 0. The list of built-in rules is the rules' own names.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { alertsConfigOf } from '../../src/config-alerts.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Queryable } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -53,24 +52,8 @@ describe('alert gauges when nothing is open', () => {
     onTestFinished(() => log.close());
     const router = createEventRouter({ log, logger });
     let connections = 0;
-    const config = alertsConfigOf({
-      ALERTS_EVALUATE_SECONDS: 3600,
-      ALERTS_WINDOW_SECONDS: 7200,
-      ALERTS_MIN_SAMPLES: 20,
-      ALERTS_FIRE_AFTER: 2,
-      ALERTS_RESOLVE_AFTER: 3,
-      ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT: 50,
-      ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT: 20,
-      ALERTS_DEAD_LETTERS_ALLOWED: 0,
-      ALERTS_OUTBOX_MAX_AGE_SECONDS: 300,
-      ALERTS_OUTBOX_DEAD_ROWS_ALLOWED: 0,
-      ALERTS_CDC_MAX_LAG_BYTES: 1024,
-      ALERTS_CDC_MAX_RETAINED_WAL_BYTES: 1024,
-      ALERTS_CDC_UNROUTABLE_ROWS_ALLOWED: 0,
-      ALERTS_CDC_SLOT_SAFE_WAL_PERCENT: 25,
-      ALERTS_MAX_CONNECTIONS: 3,
-      ALERTS_MAX_RESYNCS: 1000,
-    });
+    // The defaults but for these (loadConfig parses them as the process does).
+    const config = loadConfig({ ALERTS_EVALUATE_SECONDS: '3600', ALERTS_WINDOW_SECONDS: '7200', ALERTS_CDC_MAX_LAG_BYTES: '1024', ALERTS_CDC_MAX_RETAINED_WAL_BYTES: '1024', ALERTS_MAX_CONNECTIONS: '3' }).alerts;
     const server = createMetrics({ processMetrics: false });
     const workers = createMetrics({ processMetrics: false });
     const cluster = { read: () => Promise.resolve({ connections, resyncs: 0 }) };

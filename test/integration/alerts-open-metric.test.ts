@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { alertsConfigOf } from '../../src/config-alerts.ts';
+import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { createAlertEvaluator } from '../../src/pipeline/alerts/alert-evaluator.ts';
@@ -48,24 +48,8 @@ describe('tributary_alerts_open', () => {
   it('counts an acknowledged alert as open until its figure is good again, which resolves it saying so', async () => {
     const { db, router, placed } = await fixture();
     let connections = 6;
-    const config = alertsConfigOf({
-      ALERTS_EVALUATE_SECONDS: 3600,
-      ALERTS_WINDOW_SECONDS: 300,
-      ALERTS_MIN_SAMPLES: 20,
-      ALERTS_FIRE_AFTER: 2,
-      ALERTS_RESOLVE_AFTER: 3,
-      ALERTS_WEBHOOK_FAILURE_CRITICAL_PERCENT: 50,
-      ALERTS_WEBHOOK_FAILURE_WARNING_PERCENT: 20,
-      ALERTS_DEAD_LETTERS_ALLOWED: 0,
-      ALERTS_OUTBOX_MAX_AGE_SECONDS: 300,
-      ALERTS_OUTBOX_DEAD_ROWS_ALLOWED: 0,
-      ALERTS_CDC_MAX_LAG_BYTES: 1024,
-      ALERTS_CDC_MAX_RETAINED_WAL_BYTES: 1024,
-      ALERTS_CDC_UNROUTABLE_ROWS_ALLOWED: 0,
-      ALERTS_CDC_SLOT_SAFE_WAL_PERCENT: 25,
-      ALERTS_MAX_CONNECTIONS: 3,
-      ALERTS_MAX_RESYNCS: 1000,
-    });
+    // The defaults but for these (loadConfig parses them as the process does).
+    const config = loadConfig({ ALERTS_EVALUATE_SECONDS: '3600', ALERTS_WINDOW_SECONDS: '300', ALERTS_CDC_MAX_LAG_BYTES: '1024', ALERTS_CDC_MAX_RETAINED_WAL_BYTES: '1024', ALERTS_MAX_CONNECTIONS: '3' }).alerts;
     const metrics = createMetrics({ processMetrics: false });
     const cluster = { read: () => Promise.resolve({ connections, resyncs: 0 }) };
     const evaluation = startAlertEvaluation({ config, operatorScope: OPERATORS, db, router, logger, metrics, cluster });
