@@ -4,6 +4,10 @@
  * change unflushed — `moved`, pending there (its wait retries the flush, and a client is told
  * the change is saved); `lost` only when no entry holds it unflushed (only Postgres's row can
  * tell). The entry is written as the cache's scripts keep it (`ep`, `r`, `u`, `f`).
+ *
+ * `takeBack` of such a change (Postgres refused its content) reaches it in either entry: it refused
+ * any entry of an ended epoch, so the writer was told the change was taken back while the entry
+ * stayed dirty and a later flush or the sweep could still save it (once the refusal cleared).
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -31,5 +35,48 @@ describe('document cache: settle of a change whose epoch ended', () => {
     if (entry !== undefined) await redis.hset(entryKey, { ep: 'new', ...entry });
 
     expect(await cache.settle(entryKey, 'old', change)).toBe(verdict);
+  });
+});
+
+describe('document cache: take-back of a change whose epoch ended', () => {
+  const stored = { revision: 1, data: { v: 1 }, deleted: false, createdAt: updatedAt, updatedAt: new Date(updatedAt.getTime() - 1000) };
+
+  it.each([
+    ['left in its own epoch, holding it unflushed', { ep: 'old', r: '2', u: String(updatedAt.getTime()), f: '1' }, true],
+    ['reloaded into the new epoch, holding it unflushed', { ep: 'new', r: '2', u: String(updatedAt.getTime()), f: '1' }, true],
+    ['holding it flushed', { ep: 'new', r: '2', u: String(updatedAt.getTime()), f: '2' }, false],
+    ['holding another change of its revision', { ep: 'old', r: '2', u: String(updatedAt.getTime() + 1), f: '1' }, false],
+    ['moved past it', { ep: 'new', r: '3', u: String(updatedAt.getTime() + 5), f: '1' }, false],
+  ] as const)('an entry %s: taken back %s', async (_case, entry, takenBack) => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => void (await redis.quit()));
+    const keyPrefix = uniquePrefix();
+    const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
+    const entryKey = cache.entryKey({ scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' });
+    await redis.set(`${keyPrefix}doc:epoch`, 'new');
+    await redis.hset(entryKey, { ...entry, d: '{"v":2}', x: '0', c: String(updatedAt.getTime()) });
+    await redis.zadd(`${keyPrefix}doc:dirty`, 1, entryKey);
+
+    expect(await cache.takeBack(entryKey, 'old', change, stored)).toBe(takenBack);
+    const after = await redis.hgetall(entryKey);
+    const dirty = await redis.zscore(`${keyPrefix}doc:dirty`, entryKey);
+    if (takenBack) {
+      // Back at what Postgres has, clean: no flush or sweep writes the refused change later.
+      expect({ r: after['r'], d: after['d'], f: after['f'], dirty }).toEqual({ r: '1', d: '{"v":1}', f: '1', dirty: null });
+    } else {
+      expect({ r: after['r'], u: after['u'], f: after['f'], dirty }).toEqual({ r: entry.r, u: entry.u, f: entry.f, dirty: '1' });
+    }
+  });
+
+  it('does not create an entry that is gone', async () => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => void (await redis.quit()));
+    const keyPrefix = uniquePrefix();
+    const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
+    const entryKey = cache.entryKey({ scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' });
+    await redis.set(`${keyPrefix}doc:epoch`, 'new');
+
+    expect(await cache.takeBack(entryKey, 'old', change, stored)).toBe(false);
+    expect(await redis.exists(entryKey)).toBe(0);
   });
 });

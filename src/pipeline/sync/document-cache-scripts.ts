@@ -136,19 +136,23 @@ return verdict
 `;
 
 /**
- * KEYS: entry, epoch, dirty, the change's wait mark. ARGV: epoch, r and u of the change, then the
- * state Postgres has (r, d, x, c, u), ttl ms. Puts the entry back to the state Postgres has, clean,
- * if it still holds exactly that change (a later change of the same revision is left alone), and
- * deletes the change's mark, so that its wait on any instance sees it gone. Returns 1 if taken back.
+ * KEYS: entry, dirty, the change's wait mark. ARGV: r and u of the change, then the state Postgres
+ * has (r, d, x, c, u), ttl ms. Puts the entry back to the state Postgres has, clean, if it still
+ * holds exactly that change unflushed (a later change of the same revision, or the change once
+ * flushed, is left alone), and deletes the change's mark, so that its wait on any instance sees it
+ * gone. Whatever the entry's epoch: a change whose epoch ended (Redis restarted with its data) is
+ * still in the entry left in that epoch, or in the one an instance reloaded into the new epoch, and
+ * either would flush it later — though Postgres refused it and its writer was told so. Returns 1 if
+ * taken back.
  */
 export const TAKE_BACK = `
-local f = redis.call('HMGET', KEYS[1], 'ep', 'r', 'u')
-if f[1] ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[1] or f[2] ~= ARGV[2] or f[3] ~= ARGV[3] then return 0 end
-redis.call('HSET', KEYS[1], 'r', ARGV[4], 'd', ARGV[5], 'x', ARGV[6], 'c', ARGV[7], 'u', ARGV[8], 'f', ARGV[4])
+local f = redis.call('HMGET', KEYS[1], 'r', 'u', 'f')
+if f[1] ~= ARGV[1] or f[2] ~= ARGV[2] or (tonumber(f[3]) or 0) >= tonumber(f[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7], 'f', ARGV[3])
 redis.call('HDEL', KEYS[1], 'pe', 'wt', ${SAVED})
-redis.call('ZREM', KEYS[3], KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[9])
-redis.call('DEL', KEYS[4])
+redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+redis.call('DEL', KEYS[3])
 return 1
 `;
 

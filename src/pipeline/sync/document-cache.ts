@@ -130,7 +130,7 @@ export interface DocumentCache {
   settle(entryKey: string, epoch: string, change: DocumentState): Promise<Settled>;
   /**
    * Puts the entry back to `stored` (the state Postgres has), clean, if it still holds exactly
-   * `change` of `epoch`, and deletes the change's wait mark. Answers whether it did.
+   * `change` unflushed (of any epoch), and deletes the change's wait mark. Answers whether it did.
    */
   takeBack(entryKey: string, epoch: string, change: DocumentState, stored: DocumentState): Promise<boolean>;
   /** Takes the ceiling Postgres granted under `lease`. */
@@ -180,7 +180,7 @@ type EpochCommand = (epochKey: string, runKey: string, leaseKey: string, runId: 
 type RenewCommand = (epochKey: string, leaseKey: string, generation: string) => Promise<[string, string] | null>;
 type UnlockCommand = (lock: string, token: string) => Promise<number>;
 type SettleCommand = (entry: string, epochKey: string, mark: string, ...argv: Args) => Promise<Settled>;
-type TakeBackCommand = (entry: string, epochKey: string, dirty: string, mark: string, ...argv: Args) => Promise<number>;
+type TakeBackCommand = (entry: string, dirty: string, mark: string, ...argv: Args) => Promise<number>;
 
 /** Dirty-set entries Redis looks at per ZSCAN call of `dirtyIds` (it sends back only the matching ones). */
 const DIRTY_SCAN_COUNT = 5000;
@@ -215,7 +215,7 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
   const renewScript = defineScript<RenewCommand>(redis, 'tributaryDocRenewLease', 2, RENEW_LEASE);
   const unlockScript = defineScript<UnlockCommand>(redis, 'tributaryDocUnlock', 1, UNLOCK);
   const settleScript = defineScript<SettleCommand>(redis, 'tributaryDocSettle', 3, SETTLE);
-  const takeBackScript = defineScript<TakeBackCommand>(redis, 'tributaryDocTakeBack', 4, TAKE_BACK);
+  const takeBackScript = defineScript<TakeBackCommand>(redis, 'tributaryDocTakeBack', 3, TAKE_BACK);
   const entryKey = (key: DocumentKey) => `${prefix}${keyParts(key).map(encodeURIComponent).join(':')}`;
   const ensureEpoch = async (runId: string): Promise<CacheLease> => {
     const [epoch, generation] = await unavailableOnFailure(epochScript(epochKey, runKey, leaseKey, runId, newRandomId(), newRandomId()));
@@ -321,8 +321,8 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
 
     async takeBack(entryKey, epoch, change, stored) {
       const mark = waitMark(entryKey, epoch, change);
-      const argv = [epoch, change.revision, change.updatedAt.getTime(), ...stateArgs(stored), ttlMs];
-      return (await unavailableOnFailure(takeBackScript(entryKey, epochKey, dirtyKey, mark, ...argv))) === 1;
+      const argv = [change.revision, change.updatedAt.getTime(), ...stateArgs(stored), ttlMs];
+      return (await unavailableOnFailure(takeBackScript(entryKey, dirtyKey, mark, ...argv))) === 1;
     },
 
     async raiseCeiling(entryKey, lease, ceiling) {

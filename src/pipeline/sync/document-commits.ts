@@ -145,8 +145,11 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
       return 'committed';
     }
     const stored = row ? stateOf(row) : ABSENT;
-    if (stored.revision < state.revision) await cache.takeBack(entryKey, epoch, state, stored);
-    return 'taken back';
+    if (stored.revision >= state.revision || (await cache.takeBack(entryKey, epoch, state, stored))) return 'taken back';
+    // The entry no longer holds the change unflushed: flushed since the row was read (Postgres has
+    // it after all), or moved on without it or gone (nothing of it is saved).
+    const again = await selectDocument(db, key);
+    return again && rowHolds(again, state) ? 'committed' : 'taken back';
   };
 
   /**
