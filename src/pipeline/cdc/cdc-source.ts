@@ -1,31 +1,3 @@
-import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
-import type { Logger } from '../../logger.ts';
-import type { Metrics } from '../../metrics.ts';
-import { ErrorCode, TributaryError } from '../../errors.ts';
-import { createBackoff, pause } from '../coordination/backoff.ts';
-import { createKeyedSerial } from '../coordination/keyed-serial.ts';
-import { createLeaderElection, type LeaderElection, type LeaderElectionOptions, type LeaderLease } from '../coordination/leader-election.ts';
-import type { ReleaseSignals } from '../coordination/release-signals.ts';
-import type { RawEventInput } from '../events/envelope.ts';
-import type { EventLog } from '../log/event-log.ts';
-import type { EventRouter } from '../router/event-router.ts';
-import { bindingEvents, entityKeysOf, mappedTables, type BindingEventsOptions } from './binding-events.ts';
-import type { CdcBinding } from './cdc-binding.ts';
-import type { CdcStore } from './cdc-store.ts';
-import type { TransactionChunk } from './row-change.ts';
-import type { RawChangeRow } from './raw-change-log.ts';
-import { createRawChangeWriter } from './raw-change-writer.ts';
-import { createChunkBarrier } from './chunk-barrier.ts';
-import { claimSlot, isSlotInUse, notedSlotInUse, startErrorText, UNNAMED_DEPLOYMENT, withApplicationName, type DeploymentNaming } from './deployment-slots.ts';
-import { endTruncatedHistories, truncatedModels, type TruncatedModel } from './model-truncates.ts';
-import { renewSourceEpochs, type HistoryBreak } from './source-epochs.ts';
-import { idleStatus as notLeadingStatus, type CdcSourceStatus } from './source-names.ts';
-import { createWalOutboxes, type WalOutboxBinding, type WalOutboxFigures } from './wal-outboxes.ts';
-import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
-import type { SourceConnections } from './wal/source-connections.ts';
-import { createWalReader, type ChunkSession, type WalReader, type WalReaderStatus } from './wal/wal-reader.ts';
-
 /**
  * One source database: its WAL is read once (by the elected instance when Redis coordinates
  * several) and every change is turned, by the mappings of each environment that points at this
@@ -39,12 +11,43 @@ import { createWalReader, type ChunkSession, type WalReader, type WalReaderStatu
  * crash is published again with the same id (delivery is at least once). An update that moves a
  * row to another key or tenant is preceded, on the model stream, by a DELETED of the row where it
  * was (`MappedEvent.former`), under an id derived from the change's.
- * The slot position is confirmed only after the events are in the log (see `wal-reader.ts`), and
- * once a transaction fails, nothing later of the same replication session is routed: the session
- * reconnects and receives them again, in order.
  * The inserts into the outbox tables read in WAL mode are routed with them (`wal-outboxes.ts`).
- * A TRUNCATE of mapped tables ends their model streams' history (`model-truncates.ts`).
+ *
+ * This file is the reader's lifecycle: who reads (the election), the start retried until the
+ * reader streams, the stop, and the readings while it leads. How each transaction is routed — in
+ * commit order, a TRUNCATE as a barrier, nothing after a failed one — is `chunk-routing.ts`; the
+ * status it reports and saves is built in `reader-status.ts`.
  */
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import { ErrorCode, TributaryError } from '../../errors.ts';
+import { createBackoff, pause } from '../coordination/backoff.ts';
+import { createLeaderElection, type LeaderElection, type LeaderElectionOptions, type LeaderLease } from '../coordination/leader-election.ts';
+import type { ReleaseSignals } from '../coordination/release-signals.ts';
+import type { EventLog } from '../log/event-log.ts';
+import type { EventRouter } from '../router/event-router.ts';
+import type { CdcBinding } from './cdc-binding.ts';
+import type { CdcStore } from './cdc-store.ts';
+import { createChunkRouting } from './chunk-routing.ts';
+import {
+  claimSlot,
+  isSlotInUse,
+  notedSlotInUse,
+  startErrorText,
+  UNNAMED_DEPLOYMENT,
+  withApplicationName,
+  type DeploymentNaming,
+} from './deployment-slots.ts';
+import { environmentsOf, leadingStatus, statusRecord, stoppedStatus } from './reader-status.ts';
+import { renewSourceEpochs, type HistoryBreak } from './source-epochs.ts';
+import type { CdcSourceStatus } from './source-names.ts';
+import { createWalOutboxes, type WalOutboxBinding, type WalOutboxFigures } from './wal-outboxes.ts';
+import { identityKey, type DatabaseIdentity, type ReplicationNames } from './wal/replication-names.ts';
+import type { SourceConnections } from './wal/source-connections.ts';
+import { createWalReader, type WalReader, type WalReaderStatus } from './wal/wal-reader.ts';
+
 export type { CdcBinding };
 
 export type { CdcSourceStatus } from './source-names.ts';
@@ -103,104 +106,44 @@ export function sourceIdOf(identity: DatabaseIdentity): string {
 }
 
 export function createCdcSource(options: CdcSourceOptions): CdcSource {
-  const { id, names, router, store } = options;
+  const { id, names, store } = options;
   const logger = options.logger.child({ source: id });
   const deployment = options.deployment ?? UNNAMED_DEPLOYMENT;
   const replicationConnections = withApplicationName(options.connections, deployment.applicationName);
-  let bindings = options.bindings;
-  let rawTables = mappedTables(bindings);
   let outboxBindings = options.outboxes ?? [];
-  let reader: WalReader | undefined;
-  let election: LeaderElection | undefined;
-  const rawChanges = createRawChangeWriter({ store, logger });
-  const eventOptions: BindingEventsOptions = {
-    logger,
-    ...(options.metrics && { metrics: options.metrics }),
-    onUnroutable: (error, scope) => store.noteUnroutable(id, { app: scope.app, env: scope.env, mapping: error.mapping, reason: error.reason }),
-  };
   const outboxes = createWalOutboxes({
     connections: options.connections,
     publicationName: names.publicationName,
-    router,
+    router: options.router,
     logger,
     retentionMs: options.outboxRetentionMs ?? 7 * 24 * 3_600_000,
     ...(options.metrics && { metrics: options.metrics }),
   });
   outboxes.set(options.outboxes ?? []);
+  const routing = createChunkRouting({
+    source: id,
+    bindings: options.bindings,
+    outboxes,
+    router: options.router,
+    log: options.log,
+    store,
+    logger,
+    ...(options.metrics && { metrics: options.metrics }),
+  });
 
-  /**
-   * Each entity's transactions in commit order, as the router keeps them too; here, so that the
-   * session can be checked after the previous transaction of the same rows settled and right
-   * before this one is placed.
-   */
-  const ordered = createKeyedSerial();
-
-  const handle = async (chunk: TransactionChunk, session: ChunkSession): Promise<void> => {
-    try {
-      // A TRUNCATE of mapped tables concerns all their rows: a barrier (`model-truncates.ts`).
-      const truncated = chunk.truncate ? truncatedModels(bindings, chunk.truncate) : [];
-      if (truncated.length === 0) await barrier.run(() => route(chunk, session));
-      else await barrier.runAlone(() => routeTruncating(chunk, truncated, session));
-    } catch (error) {
-      // Failing the session at once (a rejection reaches it only later) stops every later transaction.
-      session.fail(error);
-      throw error;
-    }
-  };
-
-  const barrier = createChunkBarrier();
-  const truncates = { source: id, log: options.log, router, logger };
-  const routeTruncating = async (chunk: TransactionChunk, models: TruncatedModel[], session: ChunkSession): Promise<void> => {
-    await route(chunk, session);
-    if (session.signal.aborted) throw new TributaryError(ErrorCode.UNAVAILABLE, 'TRUNCATE not applied: the replication session ended before it; it is received again');
-    await endTruncatedHistories(truncates, models, { truncate: chunk.truncate!, lastUpdatedAt: chunk.commitTime.toISOString() });
-  };
-
-  const route = async (chunk: TransactionChunk, session: ChunkSession): Promise<void> => {
-    // An outbox being caught up from its table: its rows in this chunk come after the catch-up's.
-    const catchingUp = outboxes.catchingUp;
-    if (catchingUp) await catchingUp;
-    const routed: RawEventInput[] = [];
-    const raw: RawChangeRow[] = [];
-    const lastUpdatedAt = chunk.commitTime.toISOString();
-    const transaction = { source: id, xid: chunk.xid, commitLsn: chunk.commitLsn };
-    for (const change of chunk.changes) {
-      const table = `${change.table.schema}.${change.table.name}`;
-      // Raw changes of mapped tables only (the publication may hold others), never of the
-      // platform's own raw-change table: were the platform database read as a source, each batch
-      // stored would be read and stored again, without end. Recognised by its name, in any schema.
-      if (rawTables.has(table) && change.table.name !== RAW_CHANGE_TABLE) raw.push({ source: id, commitLsn: chunk.commitLsn, xid: chunk.xid, change });
-      for (const binding of bindings) {
-        if (binding.unread?.has(table)) {
-          throw new TributaryError(ErrorCode.UNAVAILABLE, `the catalog entry of ${table} could not be read from the source yet: its changes wait until it is`);
-        }
-        routed.push(...bindingEvents(binding, { source: id, change, transaction, lastUpdatedAt }, eventOptions));
-      }
-    }
-    const outboxPart = outboxes.take(chunk);
-    routed.push(...outboxPart.events);
-    await ordered.run(entityKeysOf(routed), async () => {
-      // Right before placing: once an earlier transaction of this session failed, it is received
-      // again after the reconnect, and this one after it; placed now, this one would come first.
-      if (session.signal.aborted) throw new TributaryError(ErrorCode.UNAVAILABLE, 'not routed: the replication session ended before it; it is received again');
-      try {
-        // The whole chunk in one step: one log append per stream, in commit order.
-        await router.routeMany(routed);
-      } catch (error) {
-        // Before this slot ends: the next transaction of these rows must find the session failed.
-        session.fail(error);
-        throw error;
-      }
-    });
-    outboxPart.routed();
-    await rawChanges.add(raw);
-  };
+  let election: LeaderElection | undefined;
+  /** The reader this instance leads, once created (it may still be starting); undefined while not leading. */
+  let reader: WalReader | undefined;
+  /** The start loop of the reader this instance leads (`runReader`), until it is stopped. */
+  let running: { controller: AbortController; done: Promise<void> } | undefined;
+  /** Why the reader's last start failed; null once it streams. */
+  let lastStartError: string | null = null;
+  /** Another reader streamed the slot when this one was to start (`claimSlot`): it may have confirmed changes meanwhile. */
+  let slotWasTaken = false;
 
   /** A new history for this source's streams (`source-epochs.ts`). */
   const epochs = { source: id, slotName: names.slotName, log: options.log, store, logger };
-  const renewEpochs = (why: HistoryBreak) => renewSourceEpochs(epochs, bindings, why);
-  /** Another reader streamed the slot when this one was to start (`claimSlot`): it may have confirmed changes meanwhile. */
-  let slotWasTaken = false;
+  const renewEpochs = (why: HistoryBreak) => renewSourceEpochs(epochs, routing.bindings, why);
 
   /**
    * Starts the reader, retrying with a capped backoff until it streams or `signal` aborts (this
@@ -222,12 +165,12 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
           connections: replicationConnections,
           slotName: names.slotName,
           publicationName: names.publicationName,
-          tables: () => [...rawTables], // a missing publication gets the tables mapped then (`wal/publication.ts`)
+          tables: () => routing.mappedTables(), // a missing publication gets the tables mapped then (`wal/publication.ts`)
           ownsPublication: options.ownsPublication === true,
           ...(options.slotFamily !== undefined && { slotFamily: options.slotFamily }),
           expectExistingSlot: previous?.lastLsn != null,
           logger,
-          handle,
+          handle: routing.handle,
           onSlotCreated: async ({ recreated }) => {
             await renewEpochs(recreated ? 'recreated' : 'created');
             slotWasTaken = false;
@@ -250,7 +193,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
         const started = await next.inspect().catch(() => next.status());
         // Stopped meanwhile: the next leader's status is not this one's to write.
         if (signal.aborted) return;
-        await store.saveStatus({ ...statusRecord(started), leader });
+        await store.saveStatus({ ...record(started), leader });
         return;
       } catch (error) {
         const failed = reader;
@@ -258,17 +201,17 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
         await failed?.stop();
         const told = lastStartError;
         lastStartError = startErrorText(error);
-        if (!isSlotInUse(error)) logger.error({ err: error, attempt: backoff.failures }, 'CDC reader could not start; retrying');
-        else if (lastStartError !== told) logger.warn({ err: error, slot: names.slotName }, 'the replication slot is streamed by another reader: not taking it (MISCONFIGURED); retrying');
+        if (!isSlotInUse(error)) {
+          logger.error({ err: error, attempt: backoff.failures }, 'CDC reader could not start; retrying');
+        } else if (lastStartError !== told) {
+          logger.warn({ err: error, slot: names.slotName }, 'the replication slot is streamed by another reader: not taking it (MISCONFIGURED); retrying');
+        }
         slotWasTaken ||= isSlotInUse(error);
-        await store.saveStatus({ ...statusRecord(idleStatus()), state: 'failed', lastError: lastStartError, leader }).catch(() => undefined);
+        await store.saveStatus({ ...record(idleStatus()), state: 'failed', lastError: lastStartError, leader }).catch(() => undefined);
         await pause(backoff.next(), signal);
       }
     }
   };
-
-  let running: { controller: AbortController; done: Promise<void> } | undefined;
-  let lastStartError: string | null = null;
 
   const startReader = (leader: string | null, lease?: Pick<LeaderLease, 'signal' | 'isValid'>) => {
     const controller = new AbortController();
@@ -289,33 +232,17 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     await outboxes.suspend();
   };
 
-  const statusRecord = (status: WalReaderStatus) => ({
-    source: id,
-    state: status.state,
-    leader: null,
-    lastLsn: status.lastAcknowledgedLsn,
-    lagBytes: status.lagBytes,
-    retainedWalBytes: status.retainedWalBytes,
-    walSafety: status.walSafety, otherSlots: status.otherSlots,
-    lastError: status.lastError,
-    environments: environments(),
-  });
+  /** The status record saved for the others, naming every environment reading this database now. */
+  const record = (status: WalReaderStatus) => statusRecord(id, status, environmentsOf([...routing.bindings, ...outboxBindings]));
 
-  /** Every environment reading this database (mappings and WAL-mode outboxes), once each. */
-  const environments = () => {
-    const seen = new Map<string, { app: string; env: string }>();
-    for (const { scope } of [...bindings, ...outboxBindings]) seen.set(`${scope.app}\u0000${scope.env}`, { app: scope.app, env: scope.env });
-    return [...seen.values()];
-  };
-
-  const idleStatus = (): CdcSourceStatus => ({ ...notLeadingStatus(id, names), state: 'stopped', lastError: lastStartError });
+  const idleStatus = (): CdcSourceStatus => stoppedStatus(id, names, lastStartError);
 
   const inspect = async (): Promise<CdcSourceStatus> => {
     const current = reader;
     if (!current) return idleStatus();
     // Written only while this instance leads the reader: a former leader's word is not the source's state.
     const save = async (status: WalReaderStatus) => {
-      if (reader === current) await store.saveStatus({ ...statusRecord(status), leader: election?.holderId ?? null }).catch(() => undefined);
+      if (reader === current) await store.saveStatus({ ...record(status), leader: election?.holderId ?? null }).catch(() => undefined);
     };
     // A source out of reach: the status says so (`reconnecting` once the stream ended) and why
     // (`lastError`), with its figures unknown rather than those measured before, as if current.
@@ -324,7 +251,7 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
       throw error;
     });
     await save(status);
-    return { ...status, source: id, ...names, leading: true };
+    return leadingStatus(id, names, status);
   };
 
   /**
@@ -369,18 +296,17 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
       await election?.stop();
       await stopReader();
       await outboxes.stop();
-      await rawChanges.close();
+      await routing.close();
     },
 
     setBindings(next, nextOutboxes) {
-      bindings = next;
-      rawTables = mappedTables(next);
+      routing.setBindings(next);
       outboxBindings = nextOutboxes;
       outboxes.set(nextOutboxes);
     },
 
     status() {
-      return reader ? { ...reader.status(), source: id, ...names, leading: true } : idleStatus();
+      return reader ? leadingStatus(id, names, reader.status()) : idleStatus();
     },
 
     inspect,
@@ -392,9 +318,6 @@ export function createCdcSource(options: CdcSourceOptions): CdcSource {
     },
   };
 }
-
-/** The platform's table of raw changes (`raw-change-log.ts`). */
-const RAW_CHANGE_TABLE = 'cdc_events';
 
 const RETRY_FIRST_MS = 200;
 const RETRY_MAX_MS = 5000;
