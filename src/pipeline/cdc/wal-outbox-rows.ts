@@ -16,17 +16,24 @@
  * An UPDATE or DELETE of a row inserted by an earlier transaction matches nothing held and changes
  * nothing: that row was routed as its own transaction committed it.
  *
- * Bounded: a transaction arrives in chunks so that a large one is never held whole (the reader's
- * `maxChunkChanges`). Past `HELD_ROWS_LIMIT` rows held, the oldest is routed at once, as it stands;
- * a later UPDATE or DELETE of it in the transaction is then not seen. So an outbox holds at most
- * about one chunk's worth of rows more than the reader did, and the usual pattern — a row changed
- * right after its insert — is folded whatever the transaction's size.
+ * Bounded by count and by bytes: a transaction arrives in chunks so that a large one is never held
+ * whole (the reader's `maxChunkChanges`, `maxChunkBytes`). Past `HELD_ROWS_LIMIT` rows held, or
+ * past `HELD_BYTES_LIMIT` bytes of them (`imageBytes`) with more than one held, the oldest is routed
+ * at once, as it stands; a later UPDATE or DELETE of it in the transaction is then not seen. So an
+ * outbox holds at most about one chunk's worth of rows more than the reader did (by count, and by
+ * bytes plus one row: a single row larger than the bound stays held, folded until the end), and
+ * the usual pattern — a row changed right after its insert — is folded whatever the transaction's
+ * size. An UPDATE that makes the rows held larger than the bound routes the oldest too.
  */
 import { createdMillis, type OutboxRow } from '../outbox/outbox-row.ts';
 import type { RowChange, RowImage, TableRef, TransactionChunk } from './row-change.ts';
+import { DEFAULT_MAX_CHUNK_BYTES } from './wal/wal-reader-options.ts';
 
 /** Most rows held for one outbox and transaction: one default chunk's worth (`maxChunkChanges`). */
 export const HELD_ROWS_LIMIT = 1_000;
+
+/** Most bytes (`imageBytes`) of rows held for one outbox and transaction: one default chunk's worth (`maxChunkBytes`). */
+export const HELD_BYTES_LIMIT = DEFAULT_MAX_CHUNK_BYTES;
 
 export interface FoldedRows {
   /** Row images to route with this chunk, in the order their transaction inserted them. */
@@ -52,14 +59,18 @@ interface HeldRow {
   /** The row's key (`keyOf`), or undefined when the table gives none: nothing can change the row then. */
   key: string | undefined;
   image: RowImage;
+  /** `imageBytes(image)`. */
+  bytes: number;
 }
 
-export function createTransactionRows(limit = HELD_ROWS_LIMIT): TransactionRows {
+/** `limit`: most rows held; `byteLimit`: most bytes of them (`imageBytes`), but for a single row. */
+export function createTransactionRows(limit = HELD_ROWS_LIMIT, byteLimit = HELD_BYTES_LIMIT): TransactionRows {
   let transaction: { readonly xid: number; readonly commitLsn: string } | undefined;
   /** Held rows by insertion number: a Map keeps insertion order, so the oldest is its first entry. */
   const held = new Map<number, HeldRow>();
   /** Insertion number by key: an UPDATE may change the key and keep the row's place. */
   const byKey = new Map<string, number>();
+  let heldBytes = 0;
   let inserted = 0;
   let routedEarly = false;
 
@@ -67,22 +78,33 @@ export function createTransactionRows(limit = HELD_ROWS_LIMIT): TransactionRows 
     transaction = undefined;
     held.clear();
     byKey.clear();
+    heldBytes = 0;
     inserted = 0;
     routedEarly = false;
   };
 
-  const insert = (change: RowChange, out: RowImage[]): number => {
-    if (!change.new) return 0;
+  /** Routes the oldest rows held (into `out`) while past a bound; returns how many. */
+  const routeEarly = (out: RowImage[]): number => {
+    let routed = 0;
+    while (held.size > limit || (heldBytes > byteLimit && held.size > 1)) {
+      const [oldest, row] = held.entries().next().value!;
+      held.delete(oldest);
+      heldBytes -= row.bytes;
+      if (row.key !== undefined) byKey.delete(row.key);
+      out.push(row.image);
+      routed += 1;
+    }
+    return routed;
+  };
+
+  const insert = (change: RowChange) => {
+    if (!change.new) return;
     const seq = inserted++;
     const key = keyOf(change.new, change.keyColumns);
-    held.set(seq, { key, image: change.new });
+    const bytes = imageBytes(change.new);
+    held.set(seq, { key, image: change.new, bytes });
+    heldBytes += bytes;
     if (key !== undefined) byKey.set(key, seq);
-    if (held.size <= limit) return 0;
-    const [oldest, row] = held.entries().next().value!;
-    held.delete(oldest);
-    if (row.key !== undefined) byKey.delete(row.key);
-    out.push(row.image);
-    return 1;
   };
 
   const update = (change: RowChange) => {
@@ -97,15 +119,19 @@ export function createTransactionRows(limit = HELD_ROWS_LIMIT): TransactionRows 
     const next = keyOf(image, change.keyColumns);
     byKey.delete(key!);
     if (next !== undefined) byKey.set(next, seq);
-    held.set(seq, { key: next, image });
+    const bytes = imageBytes(image);
+    heldBytes += bytes - row.bytes;
+    held.set(seq, { key: next, image, bytes });
   };
 
   const remove = (change: RowChange) => {
     const key = change.old && keyOf(change.old, change.keyColumns);
     const seq = key === undefined ? undefined : byKey.get(key);
-    if (seq === undefined) return;
+    const row = seq === undefined ? undefined : held.get(seq);
+    if (seq === undefined || row === undefined) return;
     byKey.delete(key!);
     held.delete(seq);
+    heldBytes -= row.bytes;
   };
 
   return {
@@ -118,9 +144,10 @@ export function createTransactionRows(limit = HELD_ROWS_LIMIT): TransactionRows 
       let early = 0;
       for (const change of chunk.changes) {
         if (!isOutbox(change.table)) continue;
-        if (change.operation === 'insert') early += insert(change, rows);
+        if (change.operation === 'insert') insert(change);
         else if (change.operation === 'update') update(change);
         else remove(change);
+        early += routeEarly(rows);
       }
       const firstEarly = early > 0 && !routedEarly;
       if (early > 0) routedEarly = true;
@@ -149,6 +176,35 @@ function keyOf(image: RowImage, keyColumns: readonly string[]): string | undefin
     // A value JSON cannot write (nested too deep): the row cannot be told apart, so nothing changes it.
     return undefined;
   }
+}
+
+/** What a value costs per key, number, boolean or null (and per array): a word, about. */
+const SCALAR_BYTES = 8;
+
+/**
+ * An estimate of a row image's size, cheap enough for every outbox row: text and bytes by their
+ * length, a word for any other scalar and each key (plus its name); a json/jsonb value is walked
+ * (once per INSERT or UPDATE, as its routing serializes it again anyway), iteratively, since a
+ * payload may nest deeper than the stack goes.
+ */
+export function imageBytes(image: RowImage): number {
+  let bytes = 0;
+  const stack: unknown[] = [image];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (typeof value === 'string') bytes += value.length;
+    else if (ArrayBuffer.isView(value)) bytes += value.byteLength;
+    else if (Array.isArray(value)) {
+      bytes += SCALAR_BYTES;
+      for (const item of value) stack.push(item);
+    } else if (typeof value === 'object' && value !== null) {
+      for (const [key, item] of Object.entries(value)) {
+        bytes += SCALAR_BYTES + key.length;
+        stack.push(item);
+      }
+    } else bytes += SCALAR_BYTES;
+  }
+  return bytes;
 }
 
 /** A row image as the poller's row: the id as text, everything validated is left as decoded. */

@@ -40,7 +40,7 @@ import { OUTBOX_CONNECTION_LIMITS } from '../outbox/outbox-pool.ts';
 import { deleteProcessed, markDead, outboxCounts, resolveTable, type OutboxCounts } from '../outbox/outbox-sql.ts';
 import { beginCatchUp, deleteRows, limitWaits, pendingAfter } from '../outbox/outbox-wal-sql.ts';
 import type { TransactionChunk } from './row-change.ts';
-import { HELD_ROWS_LIMIT, outboxRowOf } from './wal-outbox-rows.ts';
+import { HELD_BYTES_LIMIT, HELD_ROWS_LIMIT, outboxRowOf } from './wal-outbox-rows.ts';
 import { WalOutbox, type WalOutboxBinding } from './wal-outbox.ts';
 import type { DeadRow } from './wal-outbox-cleanup.ts';
 import { snapshotWindow } from './wal/snapshot-window.ts';
@@ -323,8 +323,8 @@ export function createWalOutboxes(options: WalOutboxesOptions): WalOutboxes {
         const folded = outbox.transactionRows.fold(chunk, (table) => table.name === resolved.name && table.schema === resolved.schema);
         if (folded.firstEarly) {
           logger.warn(
-            { outbox: outbox.name, xid: chunk.xid, limit: HELD_ROWS_LIMIT },
-            'a transaction inserts more outbox rows than are held until its end: the oldest are routed as they stand, a later change of them in it is not seen',
+            { outbox: outbox.name, xid: chunk.xid, limit: HELD_ROWS_LIMIT, byteLimit: HELD_BYTES_LIMIT },
+            'a transaction inserts more outbox rows (or bytes of them) than are held until its end: the oldest are routed as they stand, a later change of them in it is not seen',
           );
         }
         if (folded.rows.length === 0) continue;

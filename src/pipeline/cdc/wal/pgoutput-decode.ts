@@ -1,6 +1,6 @@
 /**
  * Decoding `pgoutput` messages (as pg-logical-replication parses them) into the reader's row
- * changes. Pure, apart from the plugin's message counter; the reader decides what to do with them.
+ * changes. Pure, apart from the plugin's message counter and sizes; the reader decides what to do with them.
  */
 import { PgoutputPlugin } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
@@ -9,10 +9,15 @@ import { columnParser, columnValue } from '../row-values.ts';
 import type { RowChange, RowImage } from '../row-change.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
 
-/** Counts messages as they arrive, before the library queues them (flow control). */
+/**
+ * Counts messages as they arrive, before the library queues them (flow control), and keeps the
+ * size of each row change: see {@link ObservedPgoutputPlugin.sizeOf}.
+ */
 export class ObservedPgoutputPlugin extends PgoutputPlugin {
   received = 0;
   readonly #onParseError: (error: unknown) => void;
+  /** Bytes each insert, update or delete message took on the wire; gone with the message. */
+  readonly #sizes = new WeakMap<Pgoutput.Message, number>();
 
   constructor(options: Pgoutput.Options, onParseError: (error: unknown) => void) {
     super(options);
@@ -26,6 +31,7 @@ export class ObservedPgoutputPlugin extends PgoutputPlugin {
       // The library keeps this relation and parses its rows with these: dates and timestamps from
       // Postgres's text, as `records` reads them (`row-values.ts`), not as pg's local-time Dates.
       if (message.tag === 'relation') for (const column of message.columns) column.parser = columnParser(column.typeOid);
+      else if (message.tag === 'insert' || message.tag === 'update' || message.tag === 'delete') this.#sizes.set(message, buffer.length);
       return message;
     } catch (error) {
       // Thrown here, the error would escape from the socket's data event and crash the process.
@@ -33,6 +39,19 @@ export class ObservedPgoutputPlugin extends PgoutputPlugin {
       this.#onParseError(error);
       return { tag: 'origin', originLsn: null, originName: '' };
     }
+  }
+
+  /**
+   * A row change's size, for the reader's byte bounds (`maxChunkBytes`, `maxPendingBytes`): the
+   * bytes its message took on the wire. pgoutput sends each column value as its text (or raw bytes)
+   * with a few bytes of framing, so this is about the sum of the values' lengths as they arrived,
+   * old and new row images both, known without walking the decoded values. Decoded, text takes
+   * about as much (twice, when not Latin-1), bytea half (it arrives as hex), parsed json some
+   * times more: an estimate, as cheap as a bound checked on every change must be. 0 for a message
+   * this plugin did not parse.
+   */
+  sizeOf(message: Pgoutput.Message): number {
+    return this.#sizes.get(message) ?? 0;
   }
 }
 

@@ -1,8 +1,9 @@
 /**
  * One replication connection of the WAL reader (`wal-reader.ts` owns the rules; this file keeps
  * them for one connection): it assembles transactions from the decoded messages, hands them to
- * `handle` in commit order, and confirms each transaction's end once it and every earlier one are
- * handled. After the session is closed nothing of it may call `handle` or confirm.
+ * `handle` in commit order, in chunks bounded by count and bytes, stops reading while the chunks in
+ * `handle` are at their bounds, and confirms each transaction's end once it and every earlier one
+ * are handled. After the session is closed nothing of it may call `handle` or confirm.
  */
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
@@ -43,7 +44,11 @@ export interface SessionSettings {
   readonly publicationName: string;
   readonly handle: (chunk: TransactionChunk, session: ChunkSession) => Promise<void>;
   readonly maxChunkChanges: number;
+  /** In bytes, as `ObservedPgoutputPlugin.sizeOf` estimates them (see `WalReaderOptions`). */
+  readonly maxChunkBytes: number;
   readonly maxPendingTransactions: number;
+  /** In bytes, likewise: the chunks handed to `handle` and not yet settled. */
+  readonly maxPendingBytes: number;
   /** In ms. */
   readonly statusIntervalMs: number;
   readonly logger: Logger;
@@ -87,6 +92,10 @@ export class ReplicationSession {
   #inFlight: Promise<void> | undefined;
   /** Committed transactions handed to `handle` and not yet confirmed, oldest first. */
   #pending: PendingTransaction[] = [];
+  /** The size of the open transaction's changes not yet handed on (`sizeOf`). */
+  #chunkBytes = 0;
+  /** The size of the chunks handed to `handle` whose promise has not settled. */
+  #handlingBytes = 0;
   #statusTimer: NodeJS.Timeout | undefined;
   /** Something (data or keepalive) arrived since the last status tick. */
   #heard = false;
@@ -184,10 +193,14 @@ export class ReplicationSession {
       case 'delete': {
         const transaction = this.#transaction;
         if (!transaction) throw protocolError(`${message.tag} outside a transaction`);
-        // Hand on a full chunk only when another change follows, so the final chunk is never empty
-        // (but after a TRUNCATE, which ends a chunk of its own).
-        if (transaction.changes.length >= this.#settings.maxChunkChanges) await this.#deliver(transaction, false);
+        // The changes so far are handed on before the one that would take them past either bound:
+        // only when another change follows, so the final chunk is never empty (but after a
+        // TRUNCATE, which ends a chunk of its own). A change larger than maxChunkBytes goes alone.
+        const size = this.#plugin.sizeOf(message);
+        const count = transaction.changes.length;
+        if (count >= this.#settings.maxChunkChanges || (count > 0 && this.#chunkBytes + size > this.#settings.maxChunkBytes)) await this.#deliver(transaction, false);
         addChange(transaction, message, formatLsn(lsn));
+        this.#chunkBytes += size;
         return;
       }
       case 'truncate': {
@@ -206,9 +219,11 @@ export class ReplicationSession {
         const handled = transaction.changes.length > 0 || transaction.truncated ? this.#deliver(transaction, true) : Promise.resolve();
         this.#transaction = undefined;
         this.#track(parseLsn(message.commitEndLsn), handled);
-        // Backpressure: at most so many transactions in the handler at once.
-        const oldest = this.#pending[0];
-        if (this.#pending.length >= this.#settings.maxPendingTransactions && oldest) await oldest.settled;
+        // Backpressure: at most so many transactions, and so many bytes of chunks, in the handler at
+        // once. Nothing more is read (the library pauses the socket) until the oldest settles; its
+        // settling shifts every handled one off the head, so pending[0] is always one still running
+        // (or the session failed: closed).
+        while (!this.closed && this.#overPending()) await this.#pending[0]!.settled;
         return;
       }
       default:
@@ -217,12 +232,25 @@ export class ReplicationSession {
     }
   }
 
+  #overPending(): boolean {
+    const { maxPendingTransactions, maxPendingBytes } = this.#settings;
+    return this.#pending.length > 0 && (this.#pending.length >= maxPendingTransactions || this.#handlingBytes >= maxPendingBytes);
+  }
+
   /** Hands on the changes decoded so far (and the TRUNCATE that ends them, if one does). */
   async #deliver(transaction: OpenTransaction, final: boolean, truncate?: TableTruncate): Promise<void> {
     if (this.closed) throw new TributaryError(ErrorCode.UNAVAILABLE, 'the replication stream was closed');
     const { xid, commitLsn, commitTime, changes } = transaction;
+    const bytes = this.#chunkBytes;
     transaction.changes = [];
-    await this.#settings.handle({ xid, commitLsn, commitTime, changes, ...(truncate && { truncate }), final }, this.#chunkSession);
+    this.#chunkBytes = 0;
+    // Counted synchronously, before the commit's back-pressure check looks.
+    this.#handlingBytes += bytes;
+    try {
+      await this.#settings.handle({ xid, commitLsn, commitTime, changes, ...(truncate && { truncate }), final }, this.#chunkSession);
+    } finally {
+      this.#handlingBytes -= bytes;
+    }
   }
 
   /** Confirms a transaction's end once it and every earlier one are handled; a failure ends the session. */

@@ -2,8 +2,9 @@
  * The WAL reader: streams committed transactions of one database from a `pgoutput` logical
  * replication slot and hands them to `handle` as `TransactionChunk`s, in commit order. `handle` is
  * called for the next transaction while earlier ones may still be in it (up to
- * `maxPendingTransactions`), so its calls must start their work in call order; the chunks of one
- * large transaction wait for each other.
+ * `maxPendingTransactions` and `maxPendingBytes`), so its calls must start their work in call
+ * order; the chunks of one large transaction (each within `maxChunkChanges` and `maxChunkBytes`)
+ * wait for each other. The bounds: `wal-reader-options.ts`.
  *
  * The acknowledgement rule (ARCHITECTURE §6): Postgres may discard WAL and will never resend a
  * transaction once its position is confirmed, so a position is confirmed only when everything
@@ -27,12 +28,10 @@ import type pg from 'pg';
 import { ErrorCode, InternalError, TributaryError } from '../../../errors.ts';
 import { componentLogger, type Logger } from '../../../logger.ts';
 import { createBackoff, pause } from '../../coordination/backoff.ts';
-import type { TransactionChunk } from '../row-change.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
 import { ReplicationSession, type ChunkSession, type ReaderPositions } from './replication-session.ts';
 import {
   assertLogicalReplicationAllowed,
-  assertPositiveInteger,
   assertPublicationName,
   assertSlotName,
   backendPid,
@@ -44,80 +43,9 @@ import {
   tryPublishViaPartitionRoot,
 } from './replication-setup.ts';
 import { createSlotReadings, type SlotFigures, type SlotReadings } from './slot-readings.ts';
-import type { SourceConnections } from './source-connections.ts';
+import { readerLimits, type ReaderLimits, type WalReaderOptions } from './wal-reader-options.ts';
 
-export interface WalReaderOptions {
-  /** The database to read (one pool and the replication settings); its role needs REPLICATION (or superuser). Not disposed by the reader. */
-  readonly connections: SourceConnections;
-  /** 1–63 lower-case letters, digits and `_` (see `replication-names.ts` for how sources name it). */
-  readonly slotName: string;
-  /** A lower-case identifier. */
-  readonly publicationName: string;
-  /** Tables of a publication the reader creates (`name` or `schema.name`), read at each connect. @default all tables (a source always lists them: `publication.ts`) */
-  readonly tables?: readonly string[] | (() => readonly string[]);
-  /**
-   * The publication is Tributary's own (its name derived, `replication-names.ts`), so one an
-   * earlier version created without `publish_via_partition_root` gets it; someone else's
-   * publication is left as it is (others may read it). @default false
-   */
-  readonly ownsPublication?: boolean;
-  /** The database's base slot name (`replication-names.ts`): `inspect` also reads its other slots so named (`other-slots.ts`). @default none read */
-  readonly slotFamily?: string;
-  /**
-   * The caller already had a position on this slot (e.g. it stored events from it): a missing
-   * slot then means it was lost, and `onSlotCreated` says `recreated: true`.
-   * @default false
-   */
-  readonly expectExistingSlot?: boolean;
-  readonly logger: Logger;
-  /**
-   * Receives the chunks in commit order (see `maxPendingTransactions`). A transaction is confirmed
-   * after the promise of its final chunk, and of every earlier transaction, resolves; a rejection
-   * drops the connection and everything not confirmed is received again after the reconnect delay.
-   * `session` tells when that happened (see {@link ChunkSession}): a handler routes nothing once
-   * its session ended, so that the redelivery keeps each row's order.
-   */
-  readonly handle: (chunk: TransactionChunk, session: ChunkSession) => Promise<void>;
-  /** Most changes in one chunk; a larger transaction arrives in several. @default 1000 */
-  readonly maxChunkChanges?: number;
-  /**
-   * Committed transactions whose `handle` may still be running while later ones are handed over
-   * (in order). Positions are confirmed in commit order, each once it and everything before it
-   * are handled. 1 hands over one transaction at a time. @default 256
-   */
-  readonly maxPendingTransactions?: number;
-  /** First reconnect delay, in ms; doubles per failed attempt. @default 100 */
-  readonly reconnectInitialDelayMs?: number;
-  /** Longest reconnect delay, in ms. @default 5000 */
-  readonly reconnectMaxDelayMs?: number;
-  /**
-   * How often the reader reports its confirmed position and asks Postgres for a keepalive, in
-   * ms; keeps the connection alive while `handle` is slow and lets idle WAL be confirmed. A
-   * connection that brings nothing for `SILENT_STATUS_INTERVALS` (3) of these is dropped and
-   * reopened. @default 10000
-   */
-  readonly statusIntervalMs?: number;
-  /**
-   * Called after the reader created the slot, before any chunk from it. `recreated: true` when
-   * the slot existed before (lost, dropped, or `expectExistingSlot`): changes were missed, start
-   * a new epoch. If it throws, the new slot is dropped again so the next attempt reports it again.
-   */
-  readonly onSlotCreated?: (info: { recreated: boolean }) => void | Promise<void>;
-  /**
-   * Called at a reconnect, before any chunk, when the slot's confirmed position is ahead of the
-   * reader's own: another reader confirmed changes on it meanwhile, which this one never gets.
-   * If it throws, the connect fails (and is retried: it is called again).
-   */
-  readonly onSlotTaken?: () => void | Promise<void>;
-  /**
-   * Called on every (re)connect once the publication and slot exist, before the stream opens, with
-   * no `handle` running (an earlier session's have settled). A rejection fails the connect, which
-   * is retried like any other.
-   */
-  readonly onReady?: () => Promise<void>;
-}
-
-export type { ChunkSession };
+export type { ChunkSession, WalReaderOptions };
 
 export type WalReaderState = 'starting' | 'streaming' | 'reconnecting' | 'stopped' | 'failed';
 
@@ -165,8 +93,7 @@ class PostgresWalReader implements WalReader {
   readonly #options: WalReaderOptions;
   readonly #slotName: string;
   readonly #publicationName: string;
-  readonly #maxChunkChanges: number;
-  readonly #maxPendingTransactions: number;
+  readonly #limits: ReaderLimits;
   readonly #logger: Logger;
   readonly #backoff;
   readonly #positions: ReaderPositions = { confirmed: 0n, received: 0n };
@@ -190,12 +117,9 @@ class PostgresWalReader implements WalReader {
     this.#options = options;
     this.#slotName = options.slotName;
     this.#publicationName = options.publicationName;
-    this.#maxChunkChanges = options.maxChunkChanges ?? 1000;
-    this.#maxPendingTransactions = options.maxPendingTransactions ?? 256;
     assertSlotName(this.#slotName);
     assertPublicationName(this.#publicationName);
-    assertPositiveInteger('maxPendingTransactions', this.#maxPendingTransactions);
-    assertPositiveInteger('maxChunkChanges', this.#maxChunkChanges);
+    this.#limits = readerLimits(options);
     this.#backoff = createBackoff({ initialMs: options.reconnectInitialDelayMs ?? 100, maxMs: options.reconnectMaxDelayMs ?? 5000 });
     this.#logger = componentLogger(options.logger, 'wal-reader', { slot: this.#slotName });
     this.#readings = createSlotReadings({ connections: options.connections, slotName: this.#slotName, ...(options.slotFamily !== undefined && { slotFamily: options.slotFamily }) });
@@ -304,8 +228,7 @@ class PostgresWalReader implements WalReader {
       slotName: this.#slotName,
       publicationName: this.#publicationName,
       handle: this.#options.handle,
-      maxChunkChanges: this.#maxChunkChanges,
-      maxPendingTransactions: this.#maxPendingTransactions,
+      ...this.#limits,
       statusIntervalMs: this.#options.statusIntervalMs ?? 10_000,
       logger: this.#logger,
       positions: this.#positions,
