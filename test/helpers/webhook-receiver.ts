@@ -27,6 +27,8 @@ export interface WebhookReceiver {
   respond: (request: ReceivedWebhook, index: number) => Reply | Promise<Reply>;
   /** Resolves once `count` requests in all have arrived. */
   waitForCount(count: number): Promise<readonly ReceivedWebhook[]>;
+  /** Connections open now: once a sender's are all closed, everything it sent has been read (and recorded). */
+  openConnections(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -49,6 +51,7 @@ export async function startWebhookReceiver(path = '/hook'): Promise<WebhookRecei
       }
       return received;
     },
+    openConnections: () => new Promise<number>((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count)))),
     close: async () => {
       for (const response of hanging) response.destroy();
       server.closeAllConnections();

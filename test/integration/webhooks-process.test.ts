@@ -349,6 +349,10 @@ describe('webhook delivery in the embedded mode', () => {
     }
     first.child.kill('SIGKILL');
     expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    // What the dead process sent before the kill may still be unread by the receiver; read once its
+    // connections are closed (by the kernel, as the process died), else such a request would be
+    // answered after the restart and counted as the second process's.
+    await waitFor(async () => (await receiver.openConnections()) === 0, { message: "the dead process's connections closed at the receiver" });
     const beforeRestart = receiver.received.length;
     // The crash left its DATA_DIR lock behind: the next start takes it over once it is stale, 10 s
     // after its last refresh (storage.test.ts). Aged as those seconds would age it, so the restart
