@@ -74,8 +74,8 @@ export interface Metrics extends AnalyticsMetrics, ClusterMetrics, OutboxMetrics
   /** Webhook deliveries dead-lettered (window over, or 410 Gone) by this process. */
   readonly webhookDeadLetters: Counter;
   /** Webhook deliveries not finished yet, and the age of the oldest, by endpoint id (measured every few seconds; less often while a count takes long). */
-  readonly webhookPending: Gauge<'endpoint'>;
-  readonly webhookOldestPendingSeconds: Gauge<'endpoint'>;
+  readonly webhookPending: Gauge<'app' | 'env' | 'endpoint'>;
+  readonly webhookOldestPendingSeconds: Gauge<'app' | 'env' | 'endpoint'>;
   /**
    * Alerts firing (not acknowledged, not resolved) cluster-wide, by rule and severity: no subject
    * label, so bounded. Kept for dashboards; an acknowledged alert leaves it while its problem lasts.
@@ -134,6 +134,9 @@ export interface AlertsOpenSample {
 /** An endpoint's queue as last measured. */
 export interface WebhookBacklogSample {
   readonly endpoint: string;
+  /** The endpoint's environment: an operator reading the metrics can tell whose backlog it is. */
+  readonly app: string;
+  readonly env: string;
   readonly pending: number;
   readonly oldestPendingSeconds: number | null;
   /** When it was measured (ms since the epoch): the dashboard adds the time since. */
@@ -144,6 +147,8 @@ export interface MetricsOptions {
   /** Node's process metrics (CPU, memory, event loop lag). @default true */
   readonly processMetrics?: boolean;
 }
+
+const backlogLabels = ({ app, env, endpoint }: WebhookBacklogSample) => ({ app, env, endpoint });
 
 export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
@@ -351,22 +356,22 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     webhookPending: new Gauge({
       name: 'tributary_webhook_pending',
-      help: 'Webhook deliveries not finished yet, by endpoint (measured every few seconds by the workers)',
-      labelNames: ['endpoint'],
+      help: 'Webhook deliveries not finished yet, by endpoint and its app and env (measured every few seconds by the workers)',
+      labelNames: ['app', 'env', 'endpoint'],
       registers: [registry],
       collect() {
         this.reset();
-        for (const backlog of webhookBacklogs()) this.set({ endpoint: backlog.endpoint }, backlog.pending);
+        for (const backlog of webhookBacklogs()) this.set(backlogLabels(backlog), backlog.pending);
       },
     }),
     webhookOldestPendingSeconds: new Gauge({
       name: 'tributary_webhook_oldest_pending_seconds',
-      help: 'Age of the oldest unfinished webhook delivery, by endpoint, in s',
-      labelNames: ['endpoint'],
+      help: 'Age of the oldest unfinished webhook delivery, by endpoint and its app and env, in s',
+      labelNames: ['app', 'env', 'endpoint'],
       registers: [registry],
       collect() {
         this.reset();
-        for (const backlog of webhookBacklogs()) if (backlog.oldestPendingSeconds !== null) this.set({ endpoint: backlog.endpoint }, backlog.oldestPendingSeconds);
+        for (const backlog of webhookBacklogs()) if (backlog.oldestPendingSeconds !== null) this.set(backlogLabels(backlog), backlog.oldestPendingSeconds);
       },
     }),
     alertsFiring: new Gauge({

@@ -145,7 +145,7 @@ export function startWebhookDelivery(options: WebhookDeliveryOptions): WebhookDe
     const found = await countBacklogs();
     if (found) {
       const measuredAt = Date.now();
-      backlogs = found.map(({ endpointId, pending, oldestPendingSeconds }) => ({ endpoint: endpointId, pending, oldestPendingSeconds, measuredAt }));
+      backlogs = found.map(({ endpointId, app, env, pending, oldestPendingSeconds }) => ({ endpoint: endpointId, app, env, pending, oldestPendingSeconds, measuredAt }));
       await boundBacklogs({ db, endpoints: webhooks.endpoints, router: options.router, maxPending: settings.maxPendingPerEndpoint, logger }, found);
     }
     // One statement over the endpoints (rows an admin adds: few), before the longer pruning; it

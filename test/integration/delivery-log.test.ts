@@ -74,12 +74,13 @@ describe('webhook backlog figures', () => {
     await age(await finished(busy, 2), 2 * HOUR_MS);
 
     const backlog = new Map((await endpointBacklog(db)).map((each) => [each.endpointId, each]));
-    expect(backlog.get(busy)).toMatchObject({ pending: 3 });
+    // Each with its environment, for the metrics' labels.
+    expect(backlog.get(busy)).toMatchObject({ app: 'app', env: 'env', pending: 3 });
     expect(backlog.get(busy)!.oldestPendingSeconds).toBeGreaterThanOrEqual(3_600);
     expect(backlog.get(busy)!.oldestPendingSeconds).toBeLessThan(2 * 3_600);
     // Worked off, or never used: 0 pending, no age.
-    expect(backlog.get(drained)).toEqual({ endpointId: drained, pending: 0, oldestPendingSeconds: null });
-    expect(backlog.get(idle)).toEqual({ endpointId: idle, pending: 0, oldestPendingSeconds: null });
+    expect(backlog.get(drained)).toEqual({ endpointId: drained, app: 'app', env: 'env', pending: 0, oldestPendingSeconds: null });
+    expect(backlog.get(idle)).toEqual({ endpointId: idle, app: 'app', env: 'env', pending: 0, oldestPendingSeconds: null });
   });
 
   it('reads the pending deliveries through the lane index only, with statistics taken while most of the table was pending', async () => {

@@ -101,13 +101,13 @@ describe.each(MODES)('webhook metrics (%s delivery)', (mode) => {
     expect(disabled.errors).toBeUndefined();
     const publishedAt = Date.now();
     await publish(server, 'refunds');
-    const measured = await scrapeUntil(server, (samples) => samples.get(`tributary_webhook_pending{endpoint="${waitingEndpoint}"}`) === 1, 'the pending delivery measured');
+    const measured = await scrapeUntil(server, (samples) => samples.get(`tributary_webhook_pending{app="shop",env="prod",endpoint="${waitingEndpoint}"}`) === 1, 'the pending delivery measured');
     // The same run measured the finished endpoints: nothing pending, so no oldest age either.
-    expect(measured.get(`tributary_webhook_pending{endpoint="${okEndpoint}"}`)).toBe(0);
-    expect(measured.get(`tributary_webhook_pending{endpoint="${failingEndpoint}"}`)).toBe(0);
-    expect(measured.has(`tributary_webhook_oldest_pending_seconds{endpoint="${okEndpoint}"}`)).toBe(false);
+    expect(measured.get(`tributary_webhook_pending{app="shop",env="prod",endpoint="${okEndpoint}"}`)).toBe(0);
+    expect(measured.get(`tributary_webhook_pending{app="shop",env="prod",endpoint="${failingEndpoint}"}`)).toBe(0);
+    expect(measured.has(`tributary_webhook_oldest_pending_seconds{app="shop",env="prod",endpoint="${okEndpoint}"}`)).toBe(false);
     // An age in seconds: no older than the time since the event was published.
-    const age = measured.get(`tributary_webhook_oldest_pending_seconds{endpoint="${waitingEndpoint}"}`);
+    const age = measured.get(`tributary_webhook_oldest_pending_seconds{app="shop",env="prod",endpoint="${waitingEndpoint}"}`);
     expect(age).toBeGreaterThanOrEqual(0);
     expect(age).toBeLessThanOrEqual((Date.now() - publishedAt) / 1000);
     expect(waiting.received).toHaveLength(0);

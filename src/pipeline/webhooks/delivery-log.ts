@@ -151,6 +151,9 @@ export async function listAttempts(db: Queryable, filter: AttemptFilter): Promis
 /** One endpoint's queue: its pending deliveries and the oldest one's age (null when none is pending). */
 export interface EndpointBacklog {
   readonly endpointId: string;
+  /** The endpoint's environment: an operator reading the metrics can tell whose backlog it is. */
+  readonly app: string;
+  readonly env: string;
   readonly pending: number;
   readonly oldestPendingSeconds: number | null;
 }
@@ -175,14 +178,14 @@ export async function endpointBacklog(db: Pick<Database, 'transaction'>): Promis
     // the next run skips them; a bitmap scan visits their rows again each time.
     await tx.query('SET LOCAL enable_bitmapscan = off');
     // Every endpoint, so one whose backlog was worked off reads 0, not nothing.
-    const { rows } = await tx.query<{ endpoint_id: string; pending: number; oldest: number | null }>(
-      `SELECT e.id AS endpoint_id, coalesce(p.pending, 0)::int AS pending, extract(epoch FROM now() - p.oldest)::float8 AS oldest
+    const { rows } = await tx.query<{ endpoint_id: string; app: string; env: string; pending: number; oldest: number | null }>(
+      `SELECT e.id AS endpoint_id, e.app, e.env, coalesce(p.pending, 0)::int AS pending, extract(epoch FROM now() - p.oldest)::float8 AS oldest
          FROM webhook_endpoints e
          LEFT JOIN (SELECT d.endpoint_id, count(*) AS pending, min(d.created_at) AS oldest
                       FROM webhook_deliveries d WHERE d.state = 'pending' GROUP BY d.endpoint_id) p ON p.endpoint_id = e.id
         ORDER BY e.id`,
     );
-    return rows.map((row) => ({ endpointId: row.endpoint_id, pending: row.pending, oldestPendingSeconds: row.oldest }));
+    return rows.map((row) => ({ endpointId: row.endpoint_id, app: row.app, env: row.env, pending: row.pending, oldestPendingSeconds: row.oldest }));
   });
 }
 
