@@ -90,21 +90,38 @@ export function columnDrift(mapping: DomainMapping, relationColumns: readonly st
   return drift;
 }
 
-function driftOf(mapping: DomainMapping, relationColumns: readonly string[], context: DriftContext): ColumnDrift {
-  const present = new Set([...relationColumns, ...(context.generatedColumns ?? [])]);
+/**
+ * The columns deciding whether and where a change of the mapping goes (tenant, key — else the
+ * primary key —, soft delete, `when`) that `columns` lacks, each with where the mapping uses it;
+ * or, with `routing` false, the columns only the topic template or the payload read. Generated
+ * columns count as present (pgoutput never sends them).
+ */
+export function missingColumns(mapping: DomainMapping, columns: readonly string[], context: DriftContext, routing = true): Map<string, string[]> {
+  const present = new Set([...columns, ...(context.generatedColumns ?? [])]);
   const uses = new Map<string, string[]>();
   const note = (column: string, path: string) => {
     if (!present.has(column)) uses.set(column, [...(uses.get(column) ?? []), path]);
   };
-  if (mapping.tenantColumn !== undefined) note(mapping.tenantColumn, 'tenantColumn');
-  if (mapping.softDeleteColumn !== undefined) note(mapping.softDeleteColumn, 'softDeleteColumn');
-  if (mapping.key !== undefined) mapping.key.forEach((column, i) => note(column, `key[${i}]`));
-  else for (const column of context.primaryKey ?? []) note(column, 'the primary key');
+  if (routing) {
+    if (mapping.tenantColumn !== undefined) note(mapping.tenantColumn, 'tenantColumn');
+    if (mapping.softDeleteColumn !== undefined) note(mapping.softDeleteColumn, 'softDeleteColumn');
+    if (mapping.key !== undefined) mapping.key.forEach((column, i) => note(column, `key[${i}]`));
+    else for (const column of context.primaryKey ?? []) note(column, 'the primary key');
+  }
   // The topic template and the payload read a missing column as any value not sent: no drift.
-  for (const use of compiled(mapping).uses) if (use.in === 'when') note(use.column, use.path);
+  for (const use of compiled(mapping).uses) if ((use.in === 'when') === routing) note(use.column, use.path);
+  return uses;
+}
+
+/** `uses` (`missingColumns`) as a message lists them. */
+export const listColumns = (uses: ReadonlyMap<string, readonly string[]>): string => [...uses].map(([column, paths]) => `"${column}" (used at ${paths.join(', ')})`).join(', ');
+
+function driftOf(mapping: DomainMapping, relationColumns: readonly string[], context: DriftContext): ColumnDrift {
+  const uses = missingColumns(mapping, relationColumns, context);
   if (uses.size === 0) return NO_DRIFT;
   const ref = mappingTable(mapping);
-  const listed = [...uses].map(([column, paths]) => `"${column}" (used at ${paths.join(', ')})`).join(', ');
+  const listed = listColumns(uses);
+  const present = new Set([...relationColumns, ...(context.generatedColumns ?? [])]);
   const message =
     `${uses.size === 1 ? 'column' : 'columns'} ${listed} of ${ref.schema}.${ref.name} ${uses.size === 1 ? 'is' : 'are'} not in its changes as Postgres sends them ` +
     '(dropped or renamed since the mapping was saved, or the change was committed before the column was added, ' +

@@ -12,6 +12,7 @@ import type { TableRef } from '../row-change.ts';
 import { identifyDatabase, type DatabaseIdentity } from '../wal/replication-names.ts';
 import { allTablesWarning, ensurePublication, ensurePublicationIncludes, publicationCoverage, unidentifiedPublishedTables, type PublicationCoverage } from '../wal/publication.ts';
 import { checkMappingAgainstTable, checkMappingWarnings, type TableShape } from './mapping-check.ts';
+import { listColumns, missingColumns } from './mapping-drift.ts';
 import { mappingTable, type DomainMapping } from './mapping.ts';
 import { quoteIdent } from './quote-ident.ts';
 import { describePartitions, describeTable } from './table-catalog.ts';
@@ -57,6 +58,8 @@ export async function checkSource(
         'Fix: add a primary key, or run `ALTER TABLE … REPLICA IDENTITY FULL;`',
     );
   }
+  problems.push(...columnListProblems(mapping, publicationName, coverage, shape));
+  warnings.push(...columnListWarnings(mapping, publicationName, coverage, shape));
   if (coverage.allTables === true) {
     const warning = allTablesWarning(publicationName, await unidentifiedPublishedTables(client, publicationName));
     if (warning !== undefined) warnings.push(warning);
@@ -113,6 +116,36 @@ async function assertReadable(client: pg.ClientBase, table: TableRef): Promise<v
     `role "${row.role}" may not read ${table.schema}.${table.name}, so \`records\` of its model would fail. Fix: run \`${grant}\` as the table's owner`,
     { details: { field: 'mapping', reason: 'NO_SELECT_PRIVILEGE', role: row.role } },
   );
+}
+
+/**
+ * A publication's column list (Postgres 15+) that leaves out a column the mapping routes or judges
+ * a change by: every change would be unroutable (`column-missing`, `mapping-drift.ts`), so nothing
+ * of the mapping would ever be delivered.
+ */
+function columnListProblems(mapping: DomainMapping, publication: string, coverage: PublicationCoverage, shape: TableShape): string[] {
+  if (!coverage.published || !coverage.columns) return [];
+  const missing = missingColumns(mapping, coverage.columns, shape);
+  if (missing.size === 0) return [];
+  const ref = mappingTable(mapping);
+  return [
+    `publication "${publication}" publishes ${ref.schema}.${ref.name} with a column list that leaves out ${listColumns(missing)}, ` +
+      'so every change would be unroutable (column-missing) and none delivered. ' +
+      `Fix: add ${missing.size === 1 ? 'the column' : 'the columns'} to the publication's column list of the table ` +
+      `(\`ALTER PUBLICATION ${quoteIdent(publication)} DROP TABLE …;\` then \`ADD TABLE … (columns);\`), or publish the table without one`,
+  ];
+}
+
+/** The columns only the topic template or the payload read that a column list leaves out: they never have a value. */
+function columnListWarnings(mapping: DomainMapping, publication: string, coverage: PublicationCoverage, shape: TableShape): string[] {
+  if (!coverage.published || !coverage.columns) return [];
+  const missing = missingColumns(mapping, coverage.columns, shape, false);
+  if (missing.size === 0) return [];
+  const ref = mappingTable(mapping);
+  return [
+    `publication "${publication}" publishes ${ref.schema}.${ref.name} with a column list that leaves out ${listColumns(missing)}: ` +
+      "no change carries its value (the payload leaves it out; a topic placeholder without a value costs that change's event)",
+  ];
 }
 
 /** Postgres sends each partition's changes with that partition's replica identity: the root's checks, for each. */

@@ -88,12 +88,28 @@ export interface PublicationCoverage {
   readonly root: string | null;
   /** The publication is FOR ALL TABLES (an earlier version's, or a DBA's). @default false */
   readonly allTables?: boolean;
+  /**
+   * The columns whose values its changes carry (`pg_publication_tables.attnames`, Postgres 15+: a
+   * column list leaves the others out, and pgoutput sends the table as if it had only these); null
+   * when not published, or before Postgres 15 (every column). @default null
+   */
+  readonly columns?: readonly string[] | null;
 }
 
 export async function publicationCoverage(client: pg.ClientBase, name: string, table: { schema: string; name: string }): Promise<PublicationCoverage> {
-  const { rows } = await client.query<{ exists: boolean; published: boolean; via_root: boolean; partitioned: boolean; root: string | null; all_tables: boolean }>(
+  const { rows } = await client.query<{
+    exists: boolean;
+    published: boolean;
+    via_root: boolean;
+    partitioned: boolean;
+    root: string | null;
+    all_tables: boolean;
+    columns: string[] | null;
+  }>(
+    // attnames through to_jsonb: the column is new in Postgres 15, and naming it would fail before.
     `SELECT p.oid IS NOT NULL AS exists, coalesce(p.pubviaroot, false) AS via_root, coalesce(p.puballtables, false) AS all_tables,
             EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3) AS published,
+            (SELECT to_jsonb(t) -> 'attnames' FROM pg_publication_tables t WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3) AS columns,
             coalesce(c.relkind = 'p', false) AS partitioned,
             (SELECT format('%s.%s', rn.nspname, r.relname) FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
               WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)) AS root
@@ -103,7 +119,7 @@ export async function publicationCoverage(client: pg.ClientBase, name: string, t
     [name, table.schema, table.name],
   );
   const row = rows[0]!;
-  return { exists: row.exists, published: row.published, viaRoot: row.via_root, partitioned: row.partitioned, root: row.root, allTables: row.all_tables };
+  return { exists: row.exists, published: row.published, viaRoot: row.via_root, partitioned: row.partitioned, root: row.root, allTables: row.all_tables, columns: row.columns };
 }
 
 /**
