@@ -22,8 +22,10 @@ export default defineConfig({
     // file (imports were 13 % of the run's time, ~38 % for the short files). No test mocks modules
     // or leaves globals changed behind (fake timers and TZ are restored in each test's teardown).
     isolate: false,
-    // Integration tests start real servers; on a 2-core CI machine more workers only thrash.
-    maxWorkers: 2,
+    // Integration tests start real servers and wait on them (timers, child processes, sockets):
+    // with 2 workers the 2-core CI machine was 65–92 % busy; a third fills those waits (the whole
+    // suite 808 s against 962–975 s, the cores 97–100 % busy). More would only thrash.
+    maxWorkers: 3,
     testTimeout: 30_000,
     hookTimeout: 60_000,
     teardownTimeout: 60_000,
