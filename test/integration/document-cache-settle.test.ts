@@ -7,7 +7,13 @@
  *
  * `takeBack` of such a change (Postgres refused its content) reaches it in either entry: it refused
  * any entry of an ended epoch, so the writer was told the change was taken back while the entry
- * stayed dirty and a later flush or the sweep could still save it (once the refusal cleared).
+ * stayed dirty and a later flush or the sweep could still save it (once the refusal cleared). An
+ * entry left in the ended epoch is deleted, so that a reload in flight cannot put the change back.
+ *
+ * `markFlushed` of a change whose entry was taken back meanwhile (the flush committed it while a
+ * take-back, having read the row before, put the entry back): the entry, behind Postgres, is
+ * deleted — kept, it served the older state, and the next change on it counted as flushed without
+ * reaching Postgres.
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -60,7 +66,18 @@ describe('document cache: take-back of a change whose epoch ended', () => {
     expect(await cache.takeBack(entryKey, 'old', change, stored)).toBe(takenBack);
     const after = await redis.hgetall(entryKey);
     const dirty = await redis.zscore(`${keyPrefix}doc:dirty`, entryKey);
-    if (takenBack) {
+    if (takenBack && entry.ep === 'old') {
+      // Deleted: no flush or sweep writes the refused change later, and an instance reloading the
+      // stale entry with the change as it read it finds it replaced (INSTALL answers 'race').
+      expect({ after, dirty }).toEqual({ after: {}, dirty: null });
+      const reload = await cache.install(
+        { scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' },
+        'new',
+        'old',
+        { state: change, ceiling: 0, flushed: 1, lease: '' },
+      );
+      expect(reload).toBe('race');
+    } else if (takenBack) {
       // Back at what Postgres has, clean: no flush or sweep writes the refused change later.
       expect({ r: after['r'], d: after['d'], f: after['f'], dirty }).toEqual({ r: '1', d: '{"v":1}', f: '1', dirty: null });
     } else {
@@ -78,5 +95,40 @@ describe('document cache: take-back of a change whose epoch ended', () => {
 
     expect(await cache.takeBack(entryKey, 'old', change, stored)).toBe(false);
     expect(await redis.exists(entryKey)).toBe(0);
+  });
+});
+
+describe('document cache: a flush that committed a change taken back meanwhile', () => {
+  it.each([
+    ['behind the flushed revision', { r: '1', u: String(updatedAt.getTime() - 1000), f: '1' }],
+    ['holding another change of the flushed revision', { r: '2', u: String(updatedAt.getTime() + 7), f: '1' }],
+  ] as const)('deletes an entry %s, to be loaded again from the row', async (_case, entry) => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => void (await redis.quit()));
+    const keyPrefix = uniquePrefix();
+    const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
+    const entryKey = cache.entryKey({ scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' });
+    await redis.set(`${keyPrefix}doc:epoch`, 'new');
+    await redis.hset(entryKey, { ep: 'new', ...entry, d: '{"v":0}', x: '0', c: String(updatedAt.getTime()) });
+    await redis.zadd(`${keyPrefix}doc:dirty`, 1, entryKey);
+
+    expect(await cache.markFlushed(entryKey, 'new', 2, undefined, change)).toBe(true);
+    expect(await redis.exists(entryKey)).toBe(0);
+    expect(await redis.zscore(`${keyPrefix}doc:dirty`, entryKey)).toBeNull();
+  });
+
+  it('marks an entry holding the flushed change clean', async () => {
+    const redis = new Redis(testRedisUrl());
+    onTestFinished(async () => void (await redis.quit()));
+    const keyPrefix = uniquePrefix();
+    const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
+    const entryKey = cache.entryKey({ scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' });
+    await redis.set(`${keyPrefix}doc:epoch`, 'new');
+    await redis.hset(entryKey, { ep: 'new', r: '2', u: String(updatedAt.getTime()), f: '1', d: '{"v":2}', x: '0', c: String(updatedAt.getTime()) });
+    await redis.zadd(`${keyPrefix}doc:dirty`, 1, entryKey);
+
+    expect(await cache.markFlushed(entryKey, 'new', 2, undefined, change)).toBe(true);
+    expect(await redis.hget(entryKey, 'f')).toBe('2');
+    expect(await redis.zscore(`${keyPrefix}doc:dirty`, entryKey)).toBeNull();
   });
 });

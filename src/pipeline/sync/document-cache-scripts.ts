@@ -136,23 +136,29 @@ return verdict
 `;
 
 /**
- * KEYS: entry, dirty, the change's wait mark. ARGV: r and u of the change, then the state Postgres
- * has (r, d, x, c, u), ttl ms. Puts the entry back to the state Postgres has, clean, if it still
- * holds exactly that change unflushed (a later change of the same revision, or the change once
- * flushed, is left alone), and deletes the change's mark, so that its wait on any instance sees it
- * gone. Whatever the entry's epoch: a change whose epoch ended (Redis restarted with its data) is
- * still in the entry left in that epoch, or in the one an instance reloaded into the new epoch, and
- * either would flush it later — though Postgres refused it and its writer was told so. Returns 1 if
+ * KEYS: entry, epoch, dirty, the change's wait mark. ARGV: r and u of the change, then the state
+ * Postgres has (r, d, x, c, u), ttl ms. Puts the entry back to the state Postgres has, clean, if it
+ * still holds exactly that change unflushed (a later change of the same revision, or the change
+ * once flushed, is left alone), and deletes the change's mark, so that its wait on any instance
+ * sees it gone. Whatever the entry's epoch: a change whose epoch ended (Redis restarted with its
+ * data) is still in the entry left in that epoch, or in the one an instance reloaded into the new
+ * epoch, and either would flush it later — though Postgres refused it and its writer was told so.
+ * An entry left in an ended epoch is deleted rather than put back: an instance reloading it
+ * (`INSTALL`, with the change as it read it) then finds it replaced and reads again. Returns 1 if
  * taken back.
  */
 export const TAKE_BACK = `
-local f = redis.call('HMGET', KEYS[1], 'r', 'u', 'f')
+local f = redis.call('HMGET', KEYS[1], 'r', 'u', 'f', 'ep')
 if f[1] ~= ARGV[1] or f[2] ~= ARGV[2] or (tonumber(f[3]) or 0) >= tonumber(f[1]) then return 0 end
+redis.call('ZREM', KEYS[3], KEYS[1])
+redis.call('DEL', KEYS[4])
+if f[4] ~= redis.call('GET', KEYS[2]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
 redis.call('HSET', KEYS[1], 'r', ARGV[3], 'd', ARGV[4], 'x', ARGV[5], 'c', ARGV[6], 'u', ARGV[7], 'f', ARGV[3])
 redis.call('HDEL', KEYS[1], 'pe', 'wt', ${SAVED})
-redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
-redis.call('DEL', KEYS[3])
 return 1
 `;
 
@@ -195,13 +201,22 @@ return 0
 
 /**
  * KEYS: entry, dirty, lease. ARGV: epoch, flushed revision, ceiling, its lease generation ('' when
- * Postgres granted none), ttl ms. Returns -1 when the entry is gone but was still listed as dirty
- * (its unflushed changes are lost), 0 or 1 otherwise.
+ * Postgres granted none), ttl ms, u of the flushed change ('' when not known). Returns -1 when the
+ * entry is gone but was still listed as dirty (its unflushed changes are lost), 0 or 1 otherwise.
+ * An entry behind the flushed revision, or holding another change of it, was taken back (or
+ * written again after a take-back) while the flush committed: it disagrees with Postgres, and is
+ * deleted, to be loaded again from the row — kept, it would serve a state Postgres no longer has,
+ * and a later change on it would be counted flushed without reaching Postgres.
  */
 export const FLUSHED = `${TAKE_CEILING}
-local f = redis.call('HMGET', KEYS[1], 'ep', 'ceil', 'lg', 'r', 'f')
+local f = redis.call('HMGET', KEYS[1], 'ep', 'ceil', 'lg', 'r', 'f', 'u')
 if not f[1] then return -redis.call('ZREM', KEYS[2], KEYS[1]) end
 if f[1] ~= ARGV[1] then return 0 end
+if tonumber(f[4]) < tonumber(ARGV[2]) or (tonumber(f[4]) == tonumber(ARGV[2]) and ARGV[6] ~= '' and f[6] ~= ARGV[6]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  return 1
+end
 local flushed = math.max(tonumber(f[5]), tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], 'f', flushed)
 take_ceiling(ARGV[1], ARGV[3], ARGV[4], f)

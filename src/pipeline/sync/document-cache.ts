@@ -141,10 +141,11 @@ export interface DocumentCache {
    */
   dirtyEntry(entryKey: string): Promise<{ key: StoredKey; entry: CachedEntry; event: string | undefined } | undefined>;
   /**
-   * Records that Postgres holds `revision` (and granted `grant`, if any); a clean entry leaves the
-   * dirty set and gets its TTL. Answers false when the entry is gone although it was still listed as dirty.
+   * Records that Postgres holds `revision` (`change`, when known; and granted `grant`, if any); a clean
+   * entry leaves the dirty set and gets its TTL; one that disagrees with it is deleted (`FLUSHED`).
+   * Answers false when the entry is gone although it was still listed as dirty.
    */
-  markFlushed(entryKey: string, epoch: string, revision: number, grant: { ceiling: number; generation: string } | undefined): Promise<boolean>;
+  markFlushed(entryKey: string, epoch: string, revision: number, grant: { ceiling: number; generation: string } | undefined, change?: DocumentState): Promise<boolean>;
   /** Dirty entries marked before `olderThanMs` ago (by Redis's clock), at most `limit`. */
   dirtySince(olderThanMs: number, limit: number): Promise<string[]>;
   /**
@@ -180,7 +181,7 @@ type EpochCommand = (epochKey: string, runKey: string, leaseKey: string, runId: 
 type RenewCommand = (epochKey: string, leaseKey: string, generation: string) => Promise<[string, string] | null>;
 type UnlockCommand = (lock: string, token: string) => Promise<number>;
 type SettleCommand = (entry: string, epochKey: string, mark: string, ...argv: Args) => Promise<Settled>;
-type TakeBackCommand = (entry: string, dirty: string, mark: string, ...argv: Args) => Promise<number>;
+type TakeBackCommand = (entry: string, epochKey: string, dirty: string, mark: string, ...argv: Args) => Promise<number>;
 
 /** Dirty-set entries Redis looks at per ZSCAN call of `dirtyIds` (it sends back only the matching ones). */
 const DIRTY_SCAN_COUNT = 5000;
@@ -215,7 +216,7 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
   const renewScript = defineScript<RenewCommand>(redis, 'tributaryDocRenewLease', 2, RENEW_LEASE);
   const unlockScript = defineScript<UnlockCommand>(redis, 'tributaryDocUnlock', 1, UNLOCK);
   const settleScript = defineScript<SettleCommand>(redis, 'tributaryDocSettle', 3, SETTLE);
-  const takeBackScript = defineScript<TakeBackCommand>(redis, 'tributaryDocTakeBack', 3, TAKE_BACK);
+  const takeBackScript = defineScript<TakeBackCommand>(redis, 'tributaryDocTakeBack', 4, TAKE_BACK);
   const entryKey = (key: DocumentKey) => `${prefix}${keyParts(key).map(encodeURIComponent).join(':')}`;
   const ensureEpoch = async (runId: string): Promise<CacheLease> => {
     const [epoch, generation] = await unavailableOnFailure(epochScript(epochKey, runKey, leaseKey, runId, newRandomId(), newRandomId()));
@@ -322,7 +323,7 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
     async takeBack(entryKey, epoch, change, stored) {
       const mark = waitMark(entryKey, epoch, change);
       const argv = [change.revision, change.updatedAt.getTime(), ...stateArgs(stored), ttlMs];
-      return (await unavailableOnFailure(takeBackScript(entryKey, dirtyKey, mark, ...argv))) === 1;
+      return (await unavailableOnFailure(takeBackScript(entryKey, epochKey, dirtyKey, mark, ...argv))) === 1;
     },
 
     async raiseCeiling(entryKey, lease, ceiling) {
@@ -338,11 +339,9 @@ export function createDocumentCache(options: DocumentCacheOptions): DocumentCach
       return { key: { app, env, tenant, service, id }, entry, event: values[FIELDS.length + 1] || undefined };
     },
 
-    async markFlushed(entryKey, epoch, revision, grant) {
-      const reply = await unavailableOnFailure(
-        flushedScript(entryKey, dirtyKey, leaseKey, epoch, revision, grant?.ceiling ?? 0, grant?.generation ?? '', ttlMs),
-      );
-      return reply !== -1;
+    async markFlushed(entryKey, epoch, revision, grant, change) {
+      const updatedAt = change?.updatedAt.getTime() ?? '';
+      return (await unavailableOnFailure(flushedScript(entryKey, dirtyKey, leaseKey, epoch, revision, grant?.ceiling ?? 0, grant?.generation ?? '', ttlMs, updatedAt))) !== -1;
     },
 
     async dirtySince(olderThanMs, limit) {

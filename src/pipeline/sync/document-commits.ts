@@ -141,15 +141,19 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
   const takeBack = async (key: DocumentKey, entryKey: string, epoch: string, state: DocumentState): Promise<'committed' | 'taken back'> => {
     const row = await selectDocument(db, key);
     if (row && rowHolds(row, state)) {
-      await cache.markFlushed(entryKey, epoch, state.revision, undefined);
+      await cache.markFlushed(entryKey, epoch, state.revision, undefined, state);
       return 'committed';
     }
     const stored = row ? stateOf(row) : ABSENT;
-    if (stored.revision >= state.revision || (await cache.takeBack(entryKey, epoch, state, stored))) return 'taken back';
-    // The entry no longer holds the change unflushed: flushed since the row was read (Postgres has
-    // it after all), or moved on without it or gone (nothing of it is saved).
+    if (stored.revision >= state.revision) return 'taken back';
+    await cache.takeBack(entryKey, epoch, state, stored);
+    // Whether or not it took the change back, a flush of it elsewhere (the sweep, once a refusal
+    // cleared) may have committed it since the row was read: Postgres has it after all. Marked
+    // flushed, an entry taken back behind it is deleted, to be loaded again from the row.
     const again = await selectDocument(db, key);
-    return again && rowHolds(again, state) ? 'committed' : 'taken back';
+    if (!again || !rowHolds(again, state)) return 'taken back';
+    await cache.markFlushed(entryKey, epoch, state.revision, undefined, state);
+    return 'committed';
   };
 
   /**

@@ -120,7 +120,7 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
     // Nothing written: Postgres already had this revision or a later one — this very change
     // (another flush of it won), or, with compareAndSet, possibly another one.
     if (ceiling === undefined && compareAndSet) return settleRefused(entryKey, key, entry);
-    await cache.markFlushed(entryKey, entry.epoch, state.revision, ceiling === undefined ? undefined : { ceiling, generation });
+    await cache.markFlushed(entryKey, entry.epoch, state.revision, ceiling === undefined ? undefined : { ceiling, generation }, state);
   };
 
   /**
@@ -132,7 +132,7 @@ export function createDocumentFlusher(options: DocumentFlusherOptions): Document
     const { state } = entry;
     const row = await selectDocument(db, key);
     if (row && rowHolds(row, state)) {
-      await cache.markFlushed(entryKey, entry.epoch, state.revision, undefined);
+      await cache.markFlushed(entryKey, entry.epoch, state.revision, undefined, state);
       return;
     }
     // Not written although nothing else was: the row moved past `flushed` (a row is never removed).
