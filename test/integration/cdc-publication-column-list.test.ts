@@ -1,35 +1,55 @@
 /**
- * A mapping saved against a publication whose column list (Postgres 15+) leaves out columns it
- * reads, through a real source Postgres (logical WAL) and the admin API. pgoutput sends such a
- * table as if it had only the listed columns: a mapping routed by a column left out was saved and
- * then found every change unroutable (`column-missing`), delivering nothing. Its save is refused
- * now, naming the columns and the fix; a column only the payload reads is a warning.
+ * A mapping saved against a publication whose column list (Postgres 15+) leaves out columns,
+ * through a real source Postgres (logical WAL) and the admin API. pgoutput sends such a table as if
+ * it had only the listed columns, and Postgres refuses UPDATE and DELETE on a table whose list
+ * lacks a replica identity column. A mapping routed by a column left out was saved and then found
+ * every change unroutable (`column-missing`), delivering nothing. Its save is refused now, naming
+ * the columns and one transaction that fixes the list (run here as given); a column only the
+ * payload reads is a warning.
  */
 import { describe, expect, it } from 'vitest';
-import { CONTACTS_MAPPING, errorOf, gql, saveMapping, setUpCdc } from '../helpers/cdc.ts';
+import { CONTACTS_MAPPING, errorOf, gql, saveMapping, setUpCdc, type CdcSetup } from '../helpers/cdc.ts';
+
+async function publicationOf(setup: CdcSetup): Promise<string> {
+  const status = await gql(setup.server, setup.admin, '{ cdcSource { status { publicationName } } }');
+  return (status.data?.['cdcSource'] as { status: { publicationName: string } }).status.publicationName;
+}
 
 describe('CDC mapping save: a publication column list', () => {
-  it('refuses a mapping whose tenant column the list leaves out, and warns of a payload column it leaves out', async () => {
+  it('refuses a list without the tenant column (nor, in REPLICA IDENTITY FULL, every column) with one transaction that fixes it', async () => {
     const setup = await setUpCdc();
-    const status = await gql(setup.server, setup.admin, '{ cdcSource { status { publicationName } } }');
-    const publication = (status.data?.['cdcSource'] as { status: { publicationName: string } }).status.publicationName;
+    const publication = await publicationOf(setup);
     await setup.source.query(`ALTER PUBLICATION ${publication} ADD TABLE contacts (id, status, name)`);
 
-    const refused = await saveMapping(setup, CONTACTS_MAPPING);
-    expect(errorOf(refused)?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'mapping' });
-    expect(errorOf(refused)?.message).toContain(`publication "${publication}" publishes public.contacts with a column list that leaves out "tenant_id" (used at tenantColumn)`);
-    expect(errorOf(refused)?.message).toContain('every change would be unroutable (column-missing)');
+    const refused = errorOf(await saveMapping(setup, CONTACTS_MAPPING));
+    expect(refused?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'mapping' });
+    const leaves = `publication "${publication}" publishes public.contacts with a column list that leaves out`;
+    expect(refused?.message).toContain(`${leaves} "tenant_id" of its replica identity (REPLICA IDENTITY FULL: every column is), so Postgres refuses every UPDATE and DELETE on the table.`);
+    expect(refused?.message).toContain(`${leaves} "tenant_id" (used at tenantColumn), so every change would be unroutable (column-missing) and none delivered.`);
+    const fix = `BEGIN; ALTER PUBLICATION "${publication}" DROP TABLE "public"."contacts"; ALTER PUBLICATION "${publication}" ADD TABLE "public"."contacts" ("id", "tenant_id", "status", "name"); COMMIT;`;
+    expect(refused?.message).toContain(`Fix: run \`${fix}\``);
 
-    await setup.source.query(`ALTER PUBLICATION ${publication} DROP TABLE contacts`);
+    await setup.source.query(fix);
+    expect((await saveMapping(setup, CONTACTS_MAPPING)).errors).toBeUndefined();
+  });
+
+  it('refuses a list without a topic column, and saves one without a payload column with a warning', async () => {
+    const setup = await setUpCdc();
+    const publication = await publicationOf(setup);
+    await setup.source.query('ALTER TABLE contacts REPLICA IDENTITY DEFAULT');
     await setup.source.query(`ALTER PUBLICATION ${publication} ADD TABLE contacts (id, tenant_id, status)`);
+    const inserts = { ...CONTACTS_MAPPING, events: ['insert'] };
+
+    const topic = errorOf(await saveMapping(setup, { ...inserts, topic: 'crm.contacts.{$row.name}' }));
+    expect(topic?.message).toContain(`leaves out "name" (used at topic), so no change could build its topic and none would be published on it.`);
+
     const saved = await gql(setup.server, setup.admin, 'mutation($m: JSON!) { saveCdcMapping(mapping: $m) { name warnings } }', {
-      m: { ...CONTACTS_MAPPING, payload: { who: '$row.name', status: '$row.status' } },
+      m: { ...inserts, payload: { who: '$row.name', status: '$row.status' } },
     });
     expect(saved.errors).toBeUndefined();
     const { warnings } = saved.data?.['saveCdcMapping'] as { warnings: string[] };
     expect(warnings.filter((warning) => warning.includes('column list'))).toEqual([
-      `publication "${publication}" publishes public.contacts with a column list that leaves out "name" (used at payload.who): ` +
-        "no change carries its value (the payload leaves it out; a topic placeholder without a value costs that change's event)",
+      `publication "${publication}" publishes public.contacts with a column list that leaves out "name" (used at payload.who): no change carries its value, and the payload leaves it out`,
     ]);
   });
 });

@@ -91,25 +91,25 @@ export function columnDrift(mapping: DomainMapping, relationColumns: readonly st
 }
 
 /**
- * The columns deciding whether and where a change of the mapping goes (tenant, key — else the
- * primary key —, soft delete, `when`) that `columns` lacks, each with where the mapping uses it;
- * or, with `routing` false, the columns only the topic template or the payload read. Generated
- * columns count as present (pgoutput never sends them).
+ * The columns of the mapping's `part` that `columns` lacks, each with where the mapping uses it:
+ * `routing`, those deciding whether and where a change goes (tenant, key — else the primary key —,
+ * soft delete, `when`); `topic` and `payload`, those the topic template or the payload read.
+ * Generated columns count as present (pgoutput never sends them).
  */
-export function missingColumns(mapping: DomainMapping, columns: readonly string[], context: DriftContext, routing = true): Map<string, string[]> {
+export function missingColumns(mapping: DomainMapping, columns: readonly string[], context: DriftContext, part: 'routing' | 'topic' | 'payload' = 'routing'): Map<string, string[]> {
   const present = new Set([...columns, ...(context.generatedColumns ?? [])]);
   const uses = new Map<string, string[]>();
   const note = (column: string, path: string) => {
     if (!present.has(column)) uses.set(column, [...(uses.get(column) ?? []), path]);
   };
-  if (routing) {
+  if (part === 'routing') {
     if (mapping.tenantColumn !== undefined) note(mapping.tenantColumn, 'tenantColumn');
     if (mapping.softDeleteColumn !== undefined) note(mapping.softDeleteColumn, 'softDeleteColumn');
     if (mapping.key !== undefined) mapping.key.forEach((column, i) => note(column, `key[${i}]`));
     else for (const column of context.primaryKey ?? []) note(column, 'the primary key');
   }
   // The topic template and the payload read a missing column as any value not sent: no drift.
-  for (const use of compiled(mapping).uses) if ((use.in === 'when') === routing) note(use.column, use.path);
+  for (const use of compiled(mapping).uses) if (use.in === (part === 'routing' ? 'when' : part)) note(use.column, use.path);
   return uses;
 }
 

@@ -119,33 +119,52 @@ async function assertReadable(client: pg.ClientBase, table: TableRef): Promise<v
 }
 
 /**
- * A publication's column list (Postgres 15+) that leaves out a column the mapping routes or judges
- * a change by: every change would be unroutable (`column-missing`, `mapping-drift.ts`), so nothing
- * of the mapping would ever be delivered.
+ * A publication's column list (Postgres 15+) that leaves out a column Postgres or the mapping needs:
+ * a replica identity column — Postgres then refuses every UPDATE and DELETE on the table (with
+ * REPLICA IDENTITY FULL, every column is one) —, or one the mapping routes or judges a change by,
+ * or builds its topic from — every change would be unroutable (`column-missing`,
+ * `mapping-drift.ts`), or lose its topic's event. Each with the statements that list them all.
  */
 function columnListProblems(mapping: DomainMapping, publication: string, coverage: PublicationCoverage, shape: TableShape): string[] {
-  if (!coverage.published || !coverage.columns) return [];
-  const missing = missingColumns(mapping, coverage.columns, shape);
-  if (missing.size === 0) return [];
+  const listed = coverage.published ? coverage.columns : undefined;
+  if (!listed) return [];
+  const present = new Set([...listed, ...(shape.generatedColumns ?? [])]);
+  const identity = (shape.replicaIdentity === 'full' ? shape.columns : shape.replicaIdentity === 'nothing' ? [] : shape.keyColumns).filter((column) => !present.has(column));
+  const routing = missingColumns(mapping, listed, shape);
+  const topic = missingColumns(mapping, listed, shape, 'topic');
+  if (identity.length + routing.size + topic.size === 0) return [];
   const ref = mappingTable(mapping);
-  return [
-    `publication "${publication}" publishes ${ref.schema}.${ref.name} with a column list that leaves out ${listColumns(missing)}, ` +
-      'so every change would be unroutable (column-missing) and none delivered. ' +
-      `Fix: add ${missing.size === 1 ? 'the column' : 'the columns'} to the publication's column list of the table ` +
-      `(\`ALTER PUBLICATION ${quoteIdent(publication)} DROP TABLE …;\` then \`ADD TABLE … (columns);\`), or publish the table without one`,
-  ];
+  const name = `${ref.schema}.${ref.name}`;
+  const needed = new Set([...listed, ...identity, ...routing.keys(), ...topic.keys()]);
+  const fix = columnListFix(publication, ref, shape.columns.filter((column) => needed.has(column)));
+  const leaves = `publication "${publication}" publishes ${name} with a column list that leaves out`;
+  const problems: string[] = [];
+  if (identity.length > 0) {
+    const full = shape.replicaIdentity === 'full' ? ' (REPLICA IDENTITY FULL: every column is)' : '';
+    problems.push(`${leaves} ${identity.map((column) => `"${column}"`).join(', ')} of its replica identity${full}, so Postgres refuses every UPDATE and DELETE on the table. ${fix}`);
+  }
+  if (routing.size > 0) problems.push(`${leaves} ${listColumns(routing)}, so every change would be unroutable (column-missing) and none delivered. ${fix}`);
+  if (topic.size > 0) problems.push(`${leaves} ${listColumns(topic)}, so no change could build its topic and none would be published on it. ${fix}`);
+  return problems;
 }
 
-/** The columns only the topic template or the payload read that a column list leaves out: they never have a value. */
+/** The fix of a column list that lacks columns: one transaction, so that no change is committed while the table is out of the publication. */
+function columnListFix(publication: string, table: TableRef, columns: readonly string[]): string {
+  const target = `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+  return (
+    `Fix: run \`BEGIN; ALTER PUBLICATION ${quoteIdent(publication)} DROP TABLE ${target}; ` +
+    `ALTER PUBLICATION ${quoteIdent(publication)} ADD TABLE ${target} (${columns.map(quoteIdent).join(', ')}); COMMIT;\`` +
+    ' (or add the table back without a column list)'
+  );
+}
+
+/** The columns only the payload reads that a column list leaves out: the payload never has them. */
 function columnListWarnings(mapping: DomainMapping, publication: string, coverage: PublicationCoverage, shape: TableShape): string[] {
   if (!coverage.published || !coverage.columns) return [];
-  const missing = missingColumns(mapping, coverage.columns, shape, false);
+  const missing = missingColumns(mapping, coverage.columns, shape, 'payload');
   if (missing.size === 0) return [];
   const ref = mappingTable(mapping);
-  return [
-    `publication "${publication}" publishes ${ref.schema}.${ref.name} with a column list that leaves out ${listColumns(missing)}: ` +
-      "no change carries its value (the payload leaves it out; a topic placeholder without a value costs that change's event)",
-  ];
+  return [`publication "${publication}" publishes ${ref.schema}.${ref.name} with a column list that leaves out ${listColumns(missing)}: no change carries its value, and the payload leaves it out`];
 }
 
 /** Postgres sends each partition's changes with that partition's replica identity: the root's checks, for each. */
