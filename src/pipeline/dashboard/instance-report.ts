@@ -25,6 +25,9 @@ export interface InstanceLiveState {
 /** An endpoint's queue as last measured. */
 export interface WebhookBacklog {
   readonly endpoint: string;
+  /** The endpoint's environment (absent in the reports of earlier versions). */
+  readonly app?: string;
+  readonly env?: string;
   readonly pending: number;
   /** The oldest pending delivery's age when measured, in s; null when none is pending. */
   readonly oldestPendingSeconds: number | null;
