@@ -26,7 +26,7 @@ import { CloseCode } from '../server/ws/close-codes.ts';
 import { createPersistedQueries } from '../server/persisted-queries.ts';
 import { createOperationExecutor } from '../server/ws/executor.ts';
 import { createSocketSessions } from '../server/ws/socket-sessions.ts';
-import { createGraphQLWebSocketServer } from '../server/ws/websocket-server.ts';
+import { createGraphQLWebSocketServer, outboundBufferBytes } from '../server/ws/websocket-server.ts';
 import { createYogaServer } from '../server/yoga.ts';
 import type { Cdc } from './cdc.ts';
 import { listen, readinessChecks, type Listening } from './listen.ts';
@@ -143,6 +143,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       sessions: sockets,
       metrics,
       limits: config.limits,
+      maxBufferedBytes: outboundBufferBytes(config.events.maxPayloadBytes),
       logger,
     });
     const stopSampling = metrics.sample({ connections: () => webSocket.connectionCount, subscriptions: () => dispatcher.stats().subscribers });

@@ -42,7 +42,7 @@ export interface GraphQLWebSocketServerOptions {
   /** Where `refreshAuth` finds the sockets. @default sockets cannot be refreshed (refreshAuth answers UNAUTHENTICATED) */
   readonly sessions?: Pick<SocketSessionRegistry, 'add'>;
   readonly logger: Logger;
-  /** Outbound bytes a socket may have queued before it is closed as a slow consumer. @default 8 MiB */
+  /** Outbound bytes a socket may have queued before it is closed as a slow consumer (`outboundBufferBytes`). @default 8 MiB */
   readonly maxBufferedBytes?: number;
   /**
    * Write dispatched `next` frames, prebuilt, straight to the TCP socket under ws (one copy, one
@@ -55,6 +55,17 @@ export interface GraphQLWebSocketServerOptions {
    * is terminated, so vanished clients do not hold resources. `0` disables. @default 12000
    */
   readonly keepAliveMs?: number;
+}
+
+const MIN_OUTBOUND_BUFFER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Outbound bytes a socket may queue before it is closed as a slow consumer: 8 MiB, or room for four
+ * of the largest events (`EVENT_MAX_PAYLOAD_BYTES`, up to 16 MiB) when that is more — a fixed 8 MiB
+ * closed every subscriber at the first frame after an event over it, and again after each resume.
+ */
+export function outboundBufferBytes(maxEventPayloadBytes: number): number {
+  return Math.max(MIN_OUTBOUND_BUFFER_BYTES, 4 * maxEventPayloadBytes);
 }
 
 export interface GraphQLWebSocketServer {
@@ -143,7 +154,7 @@ export function createGraphQLWebSocketServer(options: GraphQLWebSocketServerOpti
       tokenExpiryNoticeMs: options.limits.tokenExpiryNoticeMs,
       maxOperations: options.limits.maxSubscriptionsPerConnection,
       maxOperationBytes: options.limits.maxSubscriptionBytesPerConnection,
-      maxBufferedBytes: options.maxBufferedBytes ?? 8 * 1024 * 1024,
+      maxBufferedBytes: options.maxBufferedBytes ?? MIN_OUTBOUND_BUFFER_BYTES,
       rawFrames: options.rawFrames ?? true,
       logger,
     });
