@@ -26,7 +26,9 @@ export default defineConfig({
     // with 2 workers the 2-core CI machine was 65–92 % busy; a third fills those waits (the whole
     // suite 808 s against 962–975 s, the cores 97–100 % busy). More would only thrash.
     maxWorkers: 3,
-    testTimeout: 30_000,
+    // A guard against a hang, not a measure: with three workers a test that starts processes (each
+    // ~7 s of CPU) on a busy 2-core machine took over 30 s.
+    testTimeout: 60_000,
     hookTimeout: 60_000,
     teardownTimeout: 60_000,
   },

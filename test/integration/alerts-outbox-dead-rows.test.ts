@@ -128,7 +128,7 @@ describe('outbox.dead_rows', () => {
     // Counted once: the reports after it add nothing.
     for (let reports = 0; reports < 2; reports += 1) {
       const before = (await getOutboxSource(db, 'app', 'env'))?.report?.reportedAt?.getTime() ?? 0;
-      await waitFor(async () => ((await getOutboxSource(db, 'app', 'env'))?.report?.reportedAt?.getTime() ?? 0) > before, { message: 'another report is saved' });
+      await waitFor(async () => ((await getOutboxSource(db, 'app', 'env'))?.report?.reportedAt?.getTime() ?? 0) > before, { timeoutMs: 20_000, message: 'another report is saved' });
     }
     expect(await deadCounted(db)).toBe(2);
   });

@@ -374,7 +374,10 @@ describe('webhook delivery in the embedded mode', () => {
       return stored.length === eventIds.length && stored.every((delivery) => delivery.state === 'DELIVERED');
     }, { timeoutMs: 90_000, intervalMs: 250, message: 'every acknowledged event delivered after the crash' });
     const accepted = receiver.received.slice(beforeRestart).filter((_request, index) => isAccepted(statuses[beforeRestart + index]!));
-    expect(accepted.map((request) => request.headers['webhook-id']).sort()).toEqual([...eventIds].sort());
+    // At least once: on a busy machine an attempt cut by its 1 s timeout, or recorded only after its
+    // lease ran out, is made again though the receiver took it (two loaded runs saw 3 and 4 copies of
+    // 20, each with its event's webhook-id, which receivers de-duplicate by).
+    expect([...new Set(accepted.map((request) => request.headers['webhook-id']))].sort()).toEqual([...eventIds].sort());
   });
 
   it('stops within SHUTDOWN_TIMEOUT_MS while a receiver hangs: the cut attempt is logged as cut and delivered after the restart, under the same attempt number', { timeout: 120_000 }, async () => {
