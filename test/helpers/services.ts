@@ -134,6 +134,15 @@ async function withTeardown<T extends { dispose(): Promise<void> }>(
   return created.instance;
 }
 
+/** A client of its own on `url`, ended when the test ends; an error on it (a dropped database, a cut link) is left to the query in progress. */
+export async function openTestClient(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  client.on('error', () => {});
+  await client.connect();
+  onTestFinished(() => client.end());
+  return client;
+}
+
 /** Runs `use` on a connection of its own to `url`, closed after. */
 export async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });

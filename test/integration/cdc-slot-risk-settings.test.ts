@@ -10,25 +10,18 @@
  *   and whose `current_setting` does not know the settings. Those read null; the lag and retained
  *   WAL are read as on any server, and the reader streams, measured.
  */
-import pg from 'pg';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { judgeSlotSafety } from '../../src/pipeline/alerts/rules/cdc-rules.ts';
 import { ensureSlot, readSlotUsage } from '../../src/pipeline/cdc/wal/replication-setup.ts';
 import { gql } from '../helpers/cdc.ts';
-import { openTestPool, startPrivatePostgres } from '../helpers/services.ts';
+import { openTestClient, openTestPool, startPrivatePostgres } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const MIB = 1024 * 1024;
 
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  client.on('error', () => {});
-  await client.connect();
-  onTestFinished(() => client.end());
-  return client;
-}
 
 /** Schema `shadow`: Postgres 12's `pg_replication_slots` columns, and a `current_setting` without the settings of Postgres 13. */
 async function createPostgres12Shadow(db: pg.ClientBase | pg.Pool): Promise<void> {
@@ -60,7 +53,7 @@ async function expectPostgres12(client: pg.ClientBase): Promise<void> {
 describe('readSlotUsage: the WAL the source server keeps for the slot', () => {
   it('is wal_keep_size when larger than max_slot_wal_keep_size, as Postgres counts safe_wal_size and invalidates the slot', async () => {
     const postgres = await startPrivatePostgres({ settings: { max_slot_wal_keep_size: '16MB', wal_keep_size: '64MB', checkpoint_timeout: '1d', max_wal_size: '1GB' } });
-    const client = await connect(postgres.url);
+    const client = await openTestClient(postgres.url);
     await client.query("SELECT pg_create_logical_replication_slot('kept', 'pgoutput')");
     expect(await readSlotUsage(client, 'kept')).toMatchObject({ walStatus: 'reserved', maxSlotWalKeepBytes: 64 * MIB });
 
@@ -86,7 +79,7 @@ describe('readSlotUsage: the WAL the source server keeps for the slot', () => {
 describe('a Postgres 12 source (no wal_status, safe_wal_size or max_slot_wal_keep_size)', () => {
   it('has the lag and retained WAL of its slot read, wal_status, safe_wal_size and the budget null, and the slot found', async () => {
     const postgres = await startPrivatePostgres({ settings: { max_slot_wal_keep_size: '16MB' } });
-    const client = await connect(postgres.url);
+    const client = await openTestClient(postgres.url);
     await client.query("SELECT pg_create_logical_replication_slot('old', 'pgoutput')");
     await createPostgres12Shadow(client);
     await client.query('SET search_path = shadow, pg_catalog');
@@ -107,7 +100,7 @@ describe('a Postgres 12 source (no wal_status, safe_wal_size or max_slot_wal_kee
     await source.query('CREATE ROLE pg12 LOGIN SUPERUSER');
     await source.query('ALTER ROLE pg12 SET search_path = shadow, pg_catalog, public');
     const url = postgres.url.replace('postgres@', 'pg12@');
-    await expectPostgres12(await connect(url));
+    await expectPostgres12(await openTestClient(url));
 
     const server = await startTestServer({ JWT_SECRET: TEST_SECRET, CDC_RELOAD_INTERVAL_MS: '200' });
     const admin = await signHs256({ roles: ['admin'], permissions: [], tenant: undefined });

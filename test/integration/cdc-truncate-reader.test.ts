@@ -4,24 +4,16 @@
  * CASCADE and partitioned roots name the tables as the publication sends them, and a transaction
  * whose TRUNCATE failed in the handler comes again, from its first chunk, until it is handled.
  */
-import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
 import type { TransactionChunk } from '../../src/pipeline/cdc/row-change.ts';
 import { createSourceConnections } from '../../src/pipeline/cdc/wal/source-connections.ts';
 import { createWalReader, type WalReaderOptions } from '../../src/pipeline/cdc/wal/wal-reader.ts';
-import { createTestDatabase, uniqueName } from '../helpers/services.ts';
+import { createTestDatabase, openTestClient, uniqueName } from '../helpers/services.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
 
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  client.on('error', () => {});
-  await client.connect();
-  onTestFinished(() => client.end());
-  return client;
-}
 
 /** A reader with a slot and publication of its own; `handle` defaults to recording the chunks. */
 async function startReader(url: string, handle?: WalReaderOptions['handle']) {
@@ -62,7 +54,7 @@ function shapeOf(chunk: TransactionChunk) {
 describe('WAL reader: TRUNCATE', () => {
   it('ends the chunk at the TRUNCATE and hands on the rest of the transaction in a final chunk, empty or not', async () => {
     const db = await createTestDatabase();
-    const sql = await connect(db.url);
+    const sql = await openTestClient(db.url);
     await sql.query('CREATE TABLE items (id int PRIMARY KEY)');
     const { chunks } = await startReader(db.url);
 
@@ -89,7 +81,7 @@ describe('WAL reader: TRUNCATE', () => {
 
   it('names every table a CASCADE emptied, and a partitioned table by its root', async () => {
     const db = await createTestDatabase();
-    const sql = await connect(db.url);
+    const sql = await openTestClient(db.url);
     await sql.query('CREATE TABLE accounts (id int PRIMARY KEY)');
     await sql.query('CREATE TABLE contacts (id int PRIMARY KEY, account_id int REFERENCES accounts (id))');
     await sql.query('CREATE TABLE orders (id int, region text, PRIMARY KEY (region, id)) PARTITION BY LIST (region)');
@@ -106,7 +98,7 @@ describe('WAL reader: TRUNCATE', () => {
 
   it('receives a transaction whose TRUNCATE failed in the handler again, from its first chunk, and confirms it once handled', async () => {
     const db = await createTestDatabase();
-    const sql = await connect(db.url);
+    const sql = await openTestClient(db.url);
     await sql.query('CREATE TABLE items (id int PRIMARY KEY)');
     const chunks: TransactionChunk[] = [];
     let failures = 0;

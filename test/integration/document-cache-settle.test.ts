@@ -23,6 +23,15 @@ import { testRedisUrl, uniquePrefix } from '../helpers/services.ts';
 const updatedAt = new Date('2026-12-06T12:00:00.000Z');
 const change = { revision: 2, data: { v: 2 }, deleted: false, createdAt: updatedAt, updatedAt };
 
+/** A cache of its own on the shared Redis, and the entry key of the document the tests look at. */
+function openCache() {
+  const redis = new Redis(testRedisUrl());
+  onTestFinished(async () => void (await redis.quit()));
+  const keyPrefix = uniquePrefix();
+  const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
+  return { redis, keyPrefix, cache, entryKey: cache.entryKey({ scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' }) };
+}
+
 describe('document cache: settle of a change whose epoch ended', () => {
   it.each([
     ['holds it unflushed', { r: '2', u: String(updatedAt.getTime()), f: '1' }, 'moved'],
@@ -31,11 +40,7 @@ describe('document cache: settle of a change whose epoch ended', () => {
     ['has moved past it', { r: '3', u: String(updatedAt.getTime() + 5), f: '1' }, 'lost'],
     ['is gone', undefined, 'lost'],
   ] as const)('answers %s in the new epoch: %s', async (_case, entry, verdict) => {
-    const redis = new Redis(testRedisUrl());
-    onTestFinished(async () => void (await redis.quit()));
-    const keyPrefix = uniquePrefix();
-    const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
-    const entryKey = cache.entryKey({ scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' });
+    const { redis, keyPrefix, cache, entryKey } = openCache();
     // The change was written in epoch `old`; Redis restarted and the epoch is now `new`.
     await redis.set(`${keyPrefix}doc:epoch`, 'new');
     if (entry !== undefined) await redis.hset(entryKey, { ep: 'new', ...entry });
@@ -54,11 +59,7 @@ describe('document cache: take-back of a change whose epoch ended', () => {
     ['holding another change of its revision', { ep: 'old', r: '2', u: String(updatedAt.getTime() + 1), f: '1' }, false],
     ['moved past it', { ep: 'new', r: '3', u: String(updatedAt.getTime() + 5), f: '1' }, false],
   ] as const)('an entry %s: taken back %s', async (_case, entry, takenBack) => {
-    const redis = new Redis(testRedisUrl());
-    onTestFinished(async () => void (await redis.quit()));
-    const keyPrefix = uniquePrefix();
-    const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
-    const entryKey = cache.entryKey({ scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' });
+    const { redis, keyPrefix, cache, entryKey } = openCache();
     await redis.set(`${keyPrefix}doc:epoch`, 'new');
     await redis.hset(entryKey, { ...entry, d: '{"v":2}', x: '0', c: String(updatedAt.getTime()) });
     await redis.zadd(`${keyPrefix}doc:dirty`, 1, entryKey);
@@ -86,11 +87,7 @@ describe('document cache: take-back of a change whose epoch ended', () => {
   });
 
   it('does not create an entry that is gone', async () => {
-    const redis = new Redis(testRedisUrl());
-    onTestFinished(async () => void (await redis.quit()));
-    const keyPrefix = uniquePrefix();
-    const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
-    const entryKey = cache.entryKey({ scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' });
+    const { redis, keyPrefix, cache, entryKey } = openCache();
     await redis.set(`${keyPrefix}doc:epoch`, 'new');
 
     expect(await cache.takeBack(entryKey, 'old', change, stored)).toBe(false);
@@ -103,11 +100,7 @@ describe('document cache: a flush that committed a change taken back meanwhile',
     ['behind the flushed revision', { r: '1', u: String(updatedAt.getTime() - 1000), f: '1' }],
     ['holding another change of the flushed revision', { r: '2', u: String(updatedAt.getTime() + 7), f: '1' }],
   ] as const)('deletes an entry %s, to be loaded again from the row', async (_case, entry) => {
-    const redis = new Redis(testRedisUrl());
-    onTestFinished(async () => void (await redis.quit()));
-    const keyPrefix = uniquePrefix();
-    const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
-    const entryKey = cache.entryKey({ scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' });
+    const { redis, keyPrefix, cache, entryKey } = openCache();
     await redis.set(`${keyPrefix}doc:epoch`, 'new');
     await redis.hset(entryKey, { ep: 'new', ...entry, d: '{"v":0}', x: '0', c: String(updatedAt.getTime()) });
     await redis.zadd(`${keyPrefix}doc:dirty`, 1, entryKey);
@@ -118,11 +111,7 @@ describe('document cache: a flush that committed a change taken back meanwhile',
   });
 
   it('marks an entry holding the flushed change clean', async () => {
-    const redis = new Redis(testRedisUrl());
-    onTestFinished(async () => void (await redis.quit()));
-    const keyPrefix = uniquePrefix();
-    const cache = createDocumentCache({ redis, keyPrefix, ttlMs: 60_000 });
-    const entryKey = cache.entryKey({ scope: { app: 'a', env: 'e', tenant: 't' }, service: 'notes', id: 'n1' });
+    const { redis, keyPrefix, cache, entryKey } = openCache();
     await redis.set(`${keyPrefix}doc:epoch`, 'new');
     await redis.hset(entryKey, { ep: 'new', r: '2', u: String(updatedAt.getTime()), f: '1', d: '{"v":2}', x: '0', c: String(updatedAt.getTime()) });
     await redis.zadd(`${keyPrefix}doc:dirty`, 1, entryKey);

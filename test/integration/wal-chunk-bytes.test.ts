@@ -4,26 +4,18 @@
  * `handle` and not yet handled are bounded by their size as well as by their transactions' count
  * (`maxPendingBytes`): past it the reader stops reading until they are handled, dropping nothing.
  */
-import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ErrorCode } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
 import type { TransactionChunk } from '../../src/pipeline/cdc/row-change.ts';
 import { createSourceConnections } from '../../src/pipeline/cdc/wal/source-connections.ts';
 import { createWalReader, type WalReaderOptions } from '../../src/pipeline/cdc/wal/wal-reader.ts';
-import { createTestDatabase, uniqueName } from '../helpers/services.ts';
+import { createTestDatabase, openTestClient, uniqueName } from '../helpers/services.ts';
 import { deferred, waitFor, type Deferred } from '../helpers/wait-for.ts';
 
 const logger = createLogger({ level: 'silent' });
 const KiB = 1024;
 
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  client.on('error', () => {});
-  await client.connect();
-  onTestFinished(() => client.end());
-  return client;
-}
 
 /** A reader with a slot and publication of its own, stopped when the test ends; records the chunks by default. */
 function openReader(url: string, options: Partial<WalReaderOptions> = {}) {
@@ -55,7 +47,7 @@ const bodyBytes = (chunk: TransactionChunk): number => chunk.changes.reduce((sum
 describe('WAL reader byte bounds', () => {
   it('hands a transaction of large rows over in chunks within maxChunkBytes, a row larger than it alone, every row once and in order', async () => {
     const db = await createTestDatabase();
-    const sql = await connect(db.url);
+    const sql = await openTestClient(db.url);
     await sql.query('CREATE TABLE items (id int PRIMARY KEY, body text)');
     const { reader, chunks } = openReader(db.url, { maxChunkBytes: 64 * KiB });
     await reader.start();
@@ -76,7 +68,7 @@ describe('WAL reader byte bounds', () => {
 
   it('stops reading while the chunks handed over and not yet handled reach maxPendingBytes, and reads on as they are handled', async () => {
     const db = await createTestDatabase();
-    const sql = await connect(db.url);
+    const sql = await openTestClient(db.url);
     await sql.query('CREATE TABLE items (id int PRIMARY KEY, body text)');
     const held: Deferred<void>[] = [];
     const ids: number[] = [];
