@@ -6,6 +6,7 @@
 import ipaddr from 'ipaddr.js';
 import { createTokenVerifier } from '../auth/token-verifier.ts';
 import { createCleanupStack } from '../cleanup-stack.ts';
+import { defaultPublicationName } from '../pipeline/cdc/wal/replication-names.ts';
 import { assertLogicalReplicationAllowed } from '../pipeline/cdc/wal/replication-setup.ts';
 import { createAlertAdmin } from '../pipeline/alerts/alert-admin.ts';
 import { createAnalyticsReader } from '../pipeline/analytics/analytics-reader.ts';
@@ -119,7 +120,7 @@ export async function startServer(context: StartContext, parts: ServerParts): Pr
       documents: parts.sync.documents,
       cdc: parts.cdc.cdc,
       cdcStore: parts.cdc.cdcStore,
-      outbox: createOutboxAdmin({ db: context.clients.db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed, logger }),
+      outbox: createOutboxAdmin({ db: context.clients.db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed, publicationOf: defaultPublicationName, logger }),
       webhooks,
       alerts: createAlertAdmin({ db: context.clients.db, router: pipeline.router, logger }),
       gateway: pipeline.gateway,

@@ -12,6 +12,7 @@ import { createOutboxAdmin, type SetOutboxSourceInput } from '../../src/pipeline
 import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
 import type { OutboxSourceView } from '../../src/pipeline/outbox/outbox-store.ts';
 import { DEFAULT_CLAIMS } from './tokens.ts';
+import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
 /**
  * Saves the outbox of the test tokens' environment (`DEFAULT_CLAIMS`: app `shop`, env `prod`) in
@@ -21,7 +22,7 @@ export async function saveOutboxSourceBeforeStart(platformUrl: string, input: Se
   const logger = createLogger({ level: 'silent' });
   const db = createPostgresDatabase({ url: platformUrl, logger });
   try {
-    const admin = createOutboxAdmin({ db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed, logger });
+    const admin = createOutboxAdmin({ db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed, publicationOf: defaultPublicationName, logger });
     return await admin.setSource({ app: DEFAULT_CLAIMS.app!, env: DEFAULT_CLAIMS.env!, tenant: undefined }, input);
   } finally {
     await db.close();

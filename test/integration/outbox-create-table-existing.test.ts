@@ -12,6 +12,7 @@ import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
+import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
 const SCOPE = { app: 'shop', env: 'prod', tenant: undefined };
 
@@ -28,7 +29,7 @@ async function setUp() {
   await app.query(outboxTableDdl(outboxTable('event_outbox')));
   const lines: LogLine[] = [];
   const logger = createLogger({ level: 'warn', destination: { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) } });
-  const outbox = createOutboxAdmin({ db: fixture.db, connect: (url) => createOutboxPool(url, logger), checkReplication: async () => {}, logger });
+  const outbox = createOutboxAdmin({ db: fixture.db, connect: (url) => createOutboxPool(url, logger), checkReplication: async () => {}, publicationOf: defaultPublicationName, logger });
   const set = () => outbox.setSource(SCOPE, { databaseUrl: appDb.url, mode: 'POLL', createTable: true });
   return { appDb, app, lines, set };
 }

@@ -14,6 +14,7 @@ import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
+import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
 const logger = createLogger({ level: 'silent' });
 const SCOPE = { app: 'app', env: 'env', tenant: undefined };
@@ -23,7 +24,7 @@ async function setUp() {
   onTestFinished(() => fixture.dispose());
   const appDb = await createTestDatabase();
   const app = openTestPool(appDb.url);
-  const outbox = createOutboxAdmin({ db: fixture.db, connect: (url) => createOutboxPool(url, logger), checkReplication: async () => {} });
+  const outbox = createOutboxAdmin({ db: fixture.db, connect: (url) => createOutboxPool(url, logger), checkReplication: async () => {}, publicationOf: defaultPublicationName });
   /** What `setSource` rejects with, or the saved source's table and mode. */
   const set = async (input: SetOutboxSourceInput) => {
     try {

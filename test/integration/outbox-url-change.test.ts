@@ -26,6 +26,7 @@ import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts';
+import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
 const logger = createLogger({ level: 'silent' });
 const SCOPE = { app: 'shop', env: 'prod', tenant: undefined };
@@ -74,7 +75,7 @@ async function setUpAdmin(platform: Platform = 'postgres') {
   const appDb = await createTestDatabase();
   const owner = openTestPool(appDb.url);
   const routes = new Map<string, string>();
-  const outbox = createOutboxAdmin({ db, connect: (url) => createOutboxPool(routes.get(url) ?? url, logger), checkReplication: async () => {} });
+  const outbox = createOutboxAdmin({ db, connect: (url) => createOutboxPool(routes.get(url) ?? url, logger), checkReplication: async () => {}, publicationOf: defaultPublicationName });
   const idOf = async (input: SetOutboxSourceInput) => (await outbox.setSource(SCOPE, { mode: 'POLL', createTable: true, ...input })).outboxId;
   return { db, appDb, owner, routes, idOf };
 }

@@ -23,6 +23,7 @@ import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
+import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
 const SCOPE = { app: 'app', env: 'env', tenant: undefined };
 
@@ -46,7 +47,7 @@ async function setUp() {
   url.password = 'pw';
   const lines: string[] = [];
   const logger = createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(line) } });
-  const outbox = createOutboxAdmin({ db: fixture.db, connect: (databaseUrl) => createOutboxPool(databaseUrl, logger), checkReplication: assertLogicalReplicationAllowed, logger });
+  const outbox = createOutboxAdmin({ db: fixture.db, connect: (databaseUrl) => createOutboxPool(databaseUrl, logger), checkReplication: assertLogicalReplicationAllowed, publicationOf: defaultPublicationName, logger });
   const set = async (input: Partial<SetOutboxSourceInput>) => {
     try {
       const saved = await outbox.setSource(SCOPE, { databaseUrl: url.toString(), ...input });

@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import type { Database } from '../../db/database.ts';
+import type { DatabaseIdentity } from '../../db/database-identity.ts';
 import { ErrorCode, isTributaryError, SqlState, sqlStateOf, TributaryError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
 import { isDatabaseUnreachable } from '../connection-errors.ts';
@@ -45,6 +46,8 @@ export interface OutboxAdminOptions {
   readonly connect: OutboxPoolFactory;
   /** Whether WAL mode is possible (the CDC reader's own check). */
   readonly checkReplication: ReplicationCheck;
+  /** The publication a WAL reader of the database streams (CDC derives it from the database's identity). */
+  readonly publicationOf: (identity: DatabaseIdentity) => string;
   /** Where an existing table's missing indexes are reported. @default not reported */
   readonly logger?: Logger;
 }
@@ -84,7 +87,7 @@ export function createOutboxAdmin(options: OutboxAdminOptions): OutboxAdmin {
         // reader's catch-up, clean-up and retention sweep.
         await assertReaderPrivileges(pool, table, readMode);
         // A CDC source on the same database lends the WAL reader its login and publication: not this one's to check.
-        if (readMode === 'WAL' && !(await cdcReadsDatabase(db, input.databaseUrl))) readMode = await settlePublication(pool, table, requestedMode, options.logger);
+        if (readMode === 'WAL' && !(await cdcReadsDatabase(db, input.databaseUrl))) readMode = await settlePublication(pool, table, requestedMode, options);
       } catch (error) {
         if (isTributaryError(error)) throw error;
         const message = error instanceof Error ? error.message : String(error);
@@ -188,9 +191,9 @@ async function cdcReadsDatabase(db: Database, url: string): Promise<boolean> {
  * (`outbox-wal-setup.ts`) with this login; when it could not, AUTO is POLL (logged, with why) and
  * WAL asked for is refused, naming the statements to run.
  */
-function settlePublication(pool: pg.Pool, table: OutboxTable, requested: OutboxRequestedMode, logger: Logger | undefined): Promise<OutboxReadMode> {
-  const onPoll = (reason: string) => logger?.info({ table: table.name, reason }, `outbox mode AUTO settled on POLL: WAL mode is not possible on this database: ${reason}`);
-  return settle(pool, requested, onPoll, (client) => assertWalPublicationPossible(client, table));
+function settlePublication(pool: pg.Pool, table: OutboxTable, requested: OutboxRequestedMode, options: Pick<OutboxAdminOptions, 'logger' | 'publicationOf'>): Promise<OutboxReadMode> {
+  const onPoll = (reason: string) => options.logger?.info({ table: table.name, reason }, `outbox mode AUTO settled on POLL: WAL mode is not possible on this database: ${reason}`);
+  return settle(pool, requested, onPoll, (client) => assertWalPublicationPossible(client, table, options.publicationOf));
 }
 
 /** WAL when `check` passes; when it rejects with a TributaryError, POLL for AUTO (`onPoll` told why), else that error said for the field `mode`. */

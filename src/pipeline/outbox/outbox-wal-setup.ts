@@ -2,7 +2,7 @@
  * What the WAL reader of an outbox will do to its database's publication, checked when the outbox
  * is set (`outbox-admin.ts`), with the login of the outbox's URL, which the reader of a database
  * that has no CDC source connects with (`cdc/cdc-service.ts`). The reader streams the publication
- * `tributary_…` derived from the database's identity (`cdc/wal/replication-names.ts`): it creates
+ * `tributary_…` derived from the database's identity (`publicationOf`, handed in: CDC names it): it creates
  * it when missing (`ensurePublication`: CREATE on the database), then adds the outbox table to it
  * (`ensurePublicationIncludes`: owning the publication and the table). A role with REPLICATION
  * alone would be accepted and its reader would never start — nothing routed, the poller stopped,
@@ -11,7 +11,7 @@
  */
 import pg from 'pg';
 import { ErrorCode, TributaryError } from '../../errors.ts';
-import { defaultReplicationNames, identifyDatabase } from '../cdc/wal/replication-names.ts';
+import { identifyDatabase, type DatabaseIdentity } from '../../db/database-identity.ts';
 import { resolveTable, type OutboxTable } from './outbox-sql.ts';
 
 interface SetupRow {
@@ -32,8 +32,8 @@ interface SetupRow {
  * not create the publication or add the table to it; resolves when the publication publishes the
  * table already, or the login may make it do so.
  */
-export async function assertWalPublicationPossible(client: pg.ClientBase, table: OutboxTable): Promise<void> {
-  const { publicationName } = defaultReplicationNames(await identifyDatabase(client));
+export async function assertWalPublicationPossible(client: pg.ClientBase, table: OutboxTable, publicationOf: (identity: DatabaseIdentity) => string): Promise<void> {
+  const publicationName = publicationOf(await identifyDatabase(client));
   const resolved = await resolveTable(client, table);
   if (!resolved) throw new Error(`the table ${table.name} does not exist`);
   const { rows } = await client.query<SetupRow>(

@@ -37,3 +37,6 @@ export function defaultReplicationNames(identity: DatabaseIdentity, deploymentTa
   const name = `tributary_${createHash('sha256').update(identityKey(identity)).digest('hex').slice(0, 20)}`;
   return { slotName: deploymentTag === undefined ? name : `${name}_${deploymentTag}`, publicationName: name };
 }
+
+/** The publication a reader of the database streams when its source names none (an outbox's reader's). */
+export const defaultPublicationName = (identity: DatabaseIdentity): string => defaultReplicationNames(identity).publicationName;
