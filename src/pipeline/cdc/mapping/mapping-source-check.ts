@@ -58,7 +58,7 @@ export async function checkSource(
         'Fix: add a primary key, or run `ALTER TABLE … REPLICA IDENTITY FULL;`',
     );
   }
-  problems.push(...columnListProblems(mapping, publicationName, coverage, shape));
+  problems.push(...columnListProblems(mapping, publicationName, coverage, partitions.length > 0 ? partitions.map((p) => p.shape) : [shape]));
   warnings.push(...columnListWarnings(mapping, publicationName, coverage, shape));
   if (coverage.allTables === true) {
     const warning = allTablesWarning(publicationName, await unidentifiedPublishedTables(client, publicationName));
@@ -120,41 +120,56 @@ async function assertReadable(client: pg.ClientBase, table: TableRef): Promise<v
 
 /**
  * A publication's column list (Postgres 15+) that leaves out a column Postgres or the mapping needs:
- * a replica identity column — Postgres then refuses every UPDATE and DELETE on the table (with
- * REPLICA IDENTITY FULL, every column is one) —, or one the mapping routes or judges a change by,
- * or builds its topic from — every change would be unroutable (`column-missing`,
- * `mapping-drift.ts`), or lose its topic's event. Each with the statements that list them all.
+ * a replica identity column of a table whose rows it publishes (a partitioned table's partitions,
+ * each with its own identity) — Postgres then refuses every UPDATE and DELETE there; with REPLICA
+ * IDENTITY FULL every column is one, and a generated column, which no list may name, leaves only
+ * publishing the table without one —, or a column the mapping routes or judges a change by, or
+ * builds its topic from — every change would be unroutable (`column-missing`, `mapping-drift.ts`),
+ * or lose its topic's event. Each with the statements that fix the list, its row filter kept.
  */
-function columnListProblems(mapping: DomainMapping, publication: string, coverage: PublicationCoverage, shape: TableShape): string[] {
+function columnListProblems(mapping: DomainMapping, publication: string, coverage: PublicationCoverage, rowTables: readonly TableShape[]): string[] {
   const listed = coverage.published ? coverage.columns : undefined;
   if (!listed) return [];
+  const [shape] = rowTables;
+  if (!shape) return [];
   const present = new Set([...listed, ...(shape.generatedColumns ?? [])]);
-  const identity = (shape.replicaIdentity === 'full' ? shape.columns : shape.replicaIdentity === 'nothing' ? [] : shape.keyColumns).filter((column) => !present.has(column));
+  const identityOf = (table: TableShape) => (table.replicaIdentity === 'full' ? table.columns : table.replicaIdentity === 'nothing' ? [] : table.keyColumns);
+  const unlistable = rowTables.some((table) => table.replicaIdentity === 'full' && (table.generatedColumns ?? []).length > 0);
+  const identity = [...new Set(rowTables.flatMap((table) => identityOf(table).filter((column) => !present.has(column))))];
   const routing = missingColumns(mapping, listed, shape);
   const topic = missingColumns(mapping, listed, shape, 'topic');
-  if (identity.length + routing.size + topic.size === 0) return [];
+  if (!unlistable && identity.length + routing.size + topic.size === 0) return [];
   const ref = mappingTable(mapping);
-  const name = `${ref.schema}.${ref.name}`;
   const needed = new Set([...listed, ...identity, ...routing.keys(), ...topic.keys()]);
-  const fix = columnListFix(publication, ref, shape.columns.filter((column) => needed.has(column)));
-  const leaves = `publication "${publication}" publishes ${name} with a column list that leaves out`;
+  const fix = columnListFix(publication, ref, unlistable ? undefined : shape.columns.filter((column) => needed.has(column)), coverage.rowFilter ?? null);
+  const leaves = `publication "${publication}" publishes ${ref.schema}.${ref.name} with a column list that leaves out`;
   const problems: string[] = [];
-  if (identity.length > 0) {
-    const full = shape.replicaIdentity === 'full' ? ' (REPLICA IDENTITY FULL: every column is)' : '';
-    problems.push(`${leaves} ${identity.map((column) => `"${column}"`).join(', ')} of its replica identity${full}, so Postgres refuses every UPDATE and DELETE on the table. ${fix}`);
+  if (unlistable) {
+    problems.push(
+      `publication "${publication}" publishes ${ref.schema}.${ref.name} with a column list, and REPLICA IDENTITY FULL of a table with generated columns ` +
+        `needs every column, which no list may name: Postgres refuses every UPDATE and DELETE on the table. ${fix}`,
+    );
+  } else if (identity.length > 0) {
+    problems.push(`${leaves} ${identity.map((column) => `"${column}"`).join(', ')} of its rows' replica identity, so Postgres refuses every UPDATE and DELETE on them. ${fix}`);
   }
   if (routing.size > 0) problems.push(`${leaves} ${listColumns(routing)}, so every change would be unroutable (column-missing) and none delivered. ${fix}`);
   if (topic.size > 0) problems.push(`${leaves} ${listColumns(topic)}, so no change could build its topic and none would be published on it. ${fix}`);
   return problems;
 }
 
-/** The fix of a column list that lacks columns: one transaction, so that no change is committed while the table is out of the publication. */
-function columnListFix(publication: string, table: TableRef, columns: readonly string[]): string {
+/**
+ * The fix of a column list: one transaction, so that no change is committed while the table is out
+ * of the publication, with `columns` (none: without a list) and the row filter it had.
+ */
+function columnListFix(publication: string, table: TableRef, columns: readonly string[] | undefined, rowFilter: string | null): string {
   const target = `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+  const list = columns === undefined ? '' : ` (${columns.map(quoteIdent).join(', ')})`;
+  const where = rowFilter === null ? '' : ` WHERE (${rowFilter})`;
+  const added = columns === undefined ? 'without a column list' : '(or add the table back without a column list)';
   return (
     `Fix: run \`BEGIN; ALTER PUBLICATION ${quoteIdent(publication)} DROP TABLE ${target}; ` +
-    `ALTER PUBLICATION ${quoteIdent(publication)} ADD TABLE ${target} (${columns.map(quoteIdent).join(', ')}); COMMIT;\`` +
-    ' (or add the table back without a column list)'
+    `ALTER PUBLICATION ${quoteIdent(publication)} ADD TABLE ${target}${list}${where}; COMMIT;\`` +
+    (columns === undefined ? ` (the table ${added})` : ` ${added}`)
   );
 }
 

@@ -89,11 +89,13 @@ export interface PublicationCoverage {
   /** The publication is FOR ALL TABLES (an earlier version's, or a DBA's). @default false */
   readonly allTables?: boolean;
   /**
-   * The columns whose values its changes carry (`pg_publication_tables.attnames`, Postgres 15+: a
-   * column list leaves the others out, and pgoutput sends the table as if it had only these); null
-   * when not published, or before Postgres 15 (every column). @default null
+   * The columns its column list names (`pg_publication_tables.attnames`, Postgres 15+: pgoutput
+   * sends the table as if it had only these); null when it publishes the table without a list, does
+   * not publish it, or before Postgres 15. @default null
    */
   readonly columns?: readonly string[] | null;
+  /** Its row filter of the table (`pg_publication_tables.rowfilter`, Postgres 15+), or null. @default null */
+  readonly rowFilter?: string | null;
 }
 
 export async function publicationCoverage(client: pg.ClientBase, name: string, table: { schema: string; name: string }): Promise<PublicationCoverage> {
@@ -105,11 +107,15 @@ export async function publicationCoverage(client: pg.ClientBase, name: string, t
     root: string | null;
     all_tables: boolean;
     columns: string[] | null;
+    row_filter: string | null;
   }>(
     // attnames through to_jsonb: the column is new in Postgres 15, and naming it would fail before.
     `SELECT p.oid IS NOT NULL AS exists, coalesce(p.pubviaroot, false) AS via_root, coalesce(p.puballtables, false) AS all_tables,
             EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3) AS published,
-            (SELECT to_jsonb(t) -> 'attnames' FROM pg_publication_tables t WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3) AS columns,
+            -- attnames names the published columns with a list or without one; prattrs is set only with one.
+            CASE WHEN EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prrelid = c.oid AND jsonb_typeof(to_jsonb(pr) -> 'prattrs') = 'array')
+              THEN (SELECT to_jsonb(t) -> 'attnames' FROM pg_publication_tables t WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3) END AS columns,
+            (SELECT to_jsonb(t) ->> 'rowfilter' FROM pg_publication_tables t WHERE t.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3) AS row_filter,
             coalesce(c.relkind = 'p', false) AS partitioned,
             (SELECT format('%s.%s', rn.nspname, r.relname) FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
               WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)) AS root
@@ -119,7 +125,7 @@ export async function publicationCoverage(client: pg.ClientBase, name: string, t
     [name, table.schema, table.name],
   );
   const row = rows[0]!;
-  return { exists: row.exists, published: row.published, viaRoot: row.via_root, partitioned: row.partitioned, root: row.root, allTables: row.all_tables, columns: row.columns };
+  return { exists: row.exists, published: row.published, viaRoot: row.via_root, partitioned: row.partitioned, root: row.root, allTables: row.all_tables, columns: row.columns, rowFilter: row.row_filter };
 }
 
 /**
