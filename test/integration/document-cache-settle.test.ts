@@ -110,6 +110,15 @@ describe('document cache: a flush that committed a change taken back meanwhile',
     expect(await redis.zscore(`${keyPrefix}doc:dirty`, entryKey)).toBeNull();
   });
 
+  it('deletes a clean entry of another epoch behind the flushed revision (reloaded after a take-back deleted the one the flush read)', async () => {
+    const { redis, keyPrefix, cache, entryKey } = openCache();
+    await redis.set(`${keyPrefix}doc:epoch`, 'new');
+    await redis.hset(entryKey, { ep: 'new', r: '1', u: String(updatedAt.getTime() - 1000), f: '1', d: '{"v":1}', x: '0', c: String(updatedAt.getTime()) });
+
+    expect(await cache.markFlushed(entryKey, 'old', 2, undefined, change)).toBe(true);
+    expect(await redis.exists(entryKey)).toBe(0);
+  });
+
   it('marks an entry holding the flushed change clean', async () => {
     const { redis, keyPrefix, cache, entryKey } = openCache();
     await redis.set(`${keyPrefix}doc:epoch`, 'new');

@@ -206,12 +206,16 @@ return 0
  * An entry behind the flushed revision, or holding another change of it, was taken back (or
  * written again after a take-back) while the flush committed: it disagrees with Postgres, and is
  * deleted, to be loaded again from the row — kept, it would serve a state Postgres no longer has,
- * and a later change on it would be counted flushed without reaching Postgres.
+ * and a later change on it would be counted flushed without reaching Postgres. So is a clean entry
+ * of another epoch behind it (reloaded from the row after a take-back deleted the flush's entry).
  */
 export const FLUSHED = `${TAKE_CEILING}
 local f = redis.call('HMGET', KEYS[1], 'ep', 'ceil', 'lg', 'r', 'f', 'u')
 if not f[1] then return -redis.call('ZREM', KEYS[2], KEYS[1]) end
-if f[1] ~= ARGV[1] then return 0 end
+if f[1] ~= ARGV[1] then
+  if tonumber(f[5]) >= tonumber(f[4]) and tonumber(f[4]) < tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]) end
+  return 0
+end
 if tonumber(f[4]) < tonumber(ARGV[2]) or (tonumber(f[4]) == tonumber(ARGV[2]) and ARGV[6] ~= '' and f[6] ~= ARGV[6]) then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], KEYS[1])

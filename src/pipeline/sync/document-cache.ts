@@ -129,8 +129,8 @@ export interface DocumentCache {
    */
   settle(entryKey: string, epoch: string, change: DocumentState): Promise<Settled>;
   /**
-   * Puts the entry back to `stored` (the state Postgres has), clean, if it still holds exactly
-   * `change` unflushed (of any epoch), and deletes the change's wait mark. Answers whether it did.
+   * Puts the entry back to `stored` (the state Postgres has), clean — or deletes it, left in an
+   * ended epoch — if it holds exactly `change` unflushed, and deletes the change's wait mark. Answers whether it did.
    */
   takeBack(entryKey: string, epoch: string, change: DocumentState, stored: DocumentState): Promise<boolean>;
   /** Takes the ceiling Postgres granted under `lease`. */

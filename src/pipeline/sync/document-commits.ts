@@ -135,8 +135,9 @@ export function createDocumentCommits(options: DocumentCommitsOptions): Document
 
   /**
    * Takes back a change (`state`, written in `epoch`) Postgres refused: the entry returns to the
-   * state Postgres has, if it still holds exactly this change (else it is gone already). Answers
-   * 'committed' when Postgres has the change after all (another flush of it got through).
+   * state Postgres has (or, left in an ended epoch, is deleted), if it still holds exactly this
+   * change unflushed. Answers 'committed' when Postgres has the change after all (another flush of
+   * it got through, before or during the take-back).
    */
   const takeBack = async (key: DocumentKey, entryKey: string, epoch: string, state: DocumentState): Promise<'committed' | 'taken back'> => {
     const row = await selectDocument(db, key);
