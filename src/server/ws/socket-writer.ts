@@ -12,7 +12,10 @@ const MAX_REPLAY_QUEUE_BYTES = 1024 * 1024;
  * The outbound side of one socket: every message leaves through `send` or `sendFrame`, bounded
  * and batched per tick. A client that does not read is closed instead of growing our memory
  * (`overflow`), and its socket cut at once; it reconnects and resumes after the last cursor it
- * received.
+ * received. The bound leaves room for the largest message the socket was sent on top: a message
+ * larger than the bound alone (a CDC row, a document's diff: no payload limit sizes them) is
+ * written whole, and the next one would otherwise cut a client that reads — and, resumed, be cut
+ * again at the same message.
  */
 export class SocketWriter {
   readonly #socket: WebSocket;
@@ -24,6 +27,8 @@ export class SocketWriter {
   readonly #replayQueueBytes: number;
   readonly #overflow: () => void;
   #drained: Promise<void> | undefined;
+  /** The largest message sent on the socket so far, in bytes (of a string: its length). */
+  #largest = 0;
 
   constructor(socket: WebSocket, raw: Socket | undefined, maxBufferedBytes: number, overflow: () => void) {
     this.#socket = socket;
@@ -36,6 +41,7 @@ export class SocketWriter {
 
   send(message: string): void {
     if (!this.#writable()) return;
+    if (message.length > this.#largest) this.#largest = message.length;
     if (this.#raw) corkForThisTick(this.#raw);
     this.#socket.send(message);
   }
@@ -43,6 +49,8 @@ export class SocketWriter {
   /** A dispatched `next`: its frame built from this subscriber's prefix and the cohort's payload. */
   sendFrame(head: Buffer, payload: Buffer): void {
     if (!this.#writable()) return;
+    const size = head.length + payload.length + 1;
+    if (size > this.#largest) this.#largest = size;
     const raw = this.#raw;
     if (!raw) {
       this.#socket.send(Buffer.concat([head, payload, CLOSING_BRACE]), { binary: false });
@@ -81,7 +89,7 @@ export class SocketWriter {
 
   #writable(): boolean {
     if (this.#socket.readyState !== WebSocket.OPEN) return false;
-    if (this.#socket.bufferedAmount > this.#maxBufferedBytes) {
+    if (this.#socket.bufferedAmount > this.#maxBufferedBytes + this.#largest) {
       this.#overflow();
       // The close frame `overflow` queued waits behind all the client did not read: it would come
       // late or never, and until ws's closing handshake (30 s) or the keep-alive gave up, the socket
