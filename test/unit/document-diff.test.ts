@@ -104,3 +104,23 @@ describe('documentDiff', () => {
     expect(expectPatchFrom(before, after)).toEqual([{ op: 'add', path: '/list/50000', value: { index: 'new' } }]);
   });
 });
+
+describe('documentDiff of long keys nested deep', () => {
+  it('answers one replace of the whole document when the paths alone would outweigh it', () => {
+    // 40 levels of 200-character keys, with 50 leaves changed at the bottom: each operation's path
+    // is ~8 KB, the patch ~400 KB for a ~9 KB document.
+    const key = (level: number) => `${'k'.repeat(199)}${level % 10}`;
+    const nest = (leaves: Record<string, number>): unknown => {
+      let node: unknown = leaves;
+      for (let level = 0; level < 40; level += 1) node = { [key(level)]: node };
+      return node;
+    };
+    const leaves = (n: number) => Object.fromEntries(Array.from({ length: 50 }, (_, index) => [`leaf${index}`, n + index]));
+    const before = nest(leaves(0));
+    const after = nest(leaves(1));
+
+    const patch = expectPatchFrom(before, after);
+    expect(patch).toEqual([{ op: 'replace', path: '', value: after }]);
+    expect(JSON.stringify(patch).length).toBeLessThan(2 * JSON.stringify(after).length);
+  });
+});

@@ -11,10 +11,18 @@ import type { Pointer } from 'rfc6902/pointer.js';
  * lock. Here every node of either document is compared a bounded number of times per level of
  * nesting (at most 100 levels: `MAX_VARIABLE_DEPTH`), so the work is linear in the documents' size
  * times their depth. The price: a patch that is correct but not always the shortest (an element
- * moved within an array is a removal and an addition, or a whole-array `replace`).
+ * moved within an array is a removal and an addition, or a whole-array `replace`). A patch whose
+ * paths alone outweigh the new document is one `replace` of the whole document (path '').
  */
 export function documentDiff(before: unknown, after: unknown): Operation[] {
-  return createPatch(before, after, diffValue);
+  const patch = createPatch(before, after, diffValue);
+  if (patch.length < 2) return patch;
+  // Each operation names its whole path: long keys nested deep made a 54 KB document's patch a
+  // 30 MB event (every subscriber's frame, the log). Past the document's own size, one replace of
+  // the whole document says the same in fewer bytes.
+  let pathBytes = 0;
+  for (const operation of patch) pathBytes += operation.path.length + ('from' in operation ? operation.from.length : 0);
+  return pathBytes > JSON.stringify(after ?? null).length ? [{ op: 'replace', path: '', value: after }] : patch;
 }
 
 /** rfc6902's walk, with arrays diffed by `diffArray`; always answers, so rfc6902 never falls back to its own. */
