@@ -14,6 +14,9 @@ import type { Pointer } from 'rfc6902/pointer.js';
  * moved within an array is a removal and an addition, or a whole-array `replace`). A patch whose
  * paths alone outweigh the new document is one `replace` of the whole document (path '').
  */
+/** Paths of a patch that are never weighed against the document (bytes). */
+const SHORT_PATHS_BYTES = 4096;
+
 export function documentDiff(before: unknown, after: unknown): Operation[] {
   const patch = createPatch(before, after, diffValue);
   if (patch.length < 2) return patch;
@@ -22,6 +25,8 @@ export function documentDiff(before: unknown, after: unknown): Operation[] {
   // the whole document says the same in fewer bytes.
   let pathBytes = 0;
   for (const operation of patch) pathBytes += operation.path.length + ('from' in operation ? operation.from.length : 0);
+  // Paths this short cost nothing worth a second serialization of the document on every write.
+  if (pathBytes <= SHORT_PATHS_BYTES) return patch;
   return pathBytes > JSON.stringify(after ?? null).length ? [{ op: 'replace', path: '', value: after }] : patch;
 }
 
