@@ -8,11 +8,22 @@
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
 import { createLogger } from '../../src/logger.ts';
 import { assertLogicalReplicationAllowed } from '../../src/pipeline/cdc/wal/replication-setup.ts';
-import { createOutboxAdmin, type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
+import type { Database } from '../../src/db/database.ts';
+import { createOutboxAdmin, type OutboxAdmin, type OutboxAdminOptions, type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
 import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
 import type { OutboxSourceView } from '../../src/pipeline/outbox/outbox-store.ts';
-import { DEFAULT_CLAIMS } from './tokens.ts';
 import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
+import { DEFAULT_CLAIMS } from './tokens.ts';
+
+/**
+ * The outbox admin as the server wires it (start/server.ts) on the platform database `db`, silent
+ * unless `overrides` give a logger; `overrides` replace its parts (a replication check skipped, a
+ * pool factory that reroutes URLs).
+ */
+export function testOutboxAdmin(db: Database, overrides: Partial<Omit<OutboxAdminOptions, 'db'>> = {}): OutboxAdmin {
+  const logger = overrides.logger ?? createLogger({ level: 'silent' });
+  return createOutboxAdmin({ db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed, publicationOf: defaultPublicationName, logger, ...overrides });
+}
 
 /**
  * Saves the outbox of the test tokens' environment (`DEFAULT_CLAIMS`: app `shop`, env `prod`) in
@@ -22,7 +33,7 @@ export async function saveOutboxSourceBeforeStart(platformUrl: string, input: Se
   const logger = createLogger({ level: 'silent' });
   const db = createPostgresDatabase({ url: platformUrl, logger });
   try {
-    const admin = createOutboxAdmin({ db, connect: (url) => createOutboxPool(url, logger), checkReplication: assertLogicalReplicationAllowed, publicationOf: defaultPublicationName, logger });
+    const admin = testOutboxAdmin(db, { logger });
     return await admin.setSource({ app: DEFAULT_CLAIMS.app!, env: DEFAULT_CLAIMS.env!, tenant: undefined }, input);
   } finally {
     await db.close();

@@ -7,12 +7,10 @@
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
-import { createOutboxAdmin } from '../../src/pipeline/outbox/outbox-admin.ts';
-import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { testOutboxAdmin } from '../helpers/outbox-source.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
-import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
 const SCOPE = { app: 'shop', env: 'prod', tenant: undefined };
 
@@ -29,7 +27,7 @@ async function setUp() {
   await app.query(outboxTableDdl(outboxTable('event_outbox')));
   const lines: LogLine[] = [];
   const logger = createLogger({ level: 'warn', destination: { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) } });
-  const outbox = createOutboxAdmin({ db: fixture.db, connect: (url) => createOutboxPool(url, logger), checkReplication: async () => {}, publicationOf: defaultPublicationName, logger });
+  const outbox = testOutboxAdmin(fixture.db, { checkReplication: async () => {}, logger });
   const set = () => outbox.setSource(SCOPE, { databaseUrl: appDb.url, mode: 'POLL', createTable: true });
   return { appDb, app, lines, set };
 }

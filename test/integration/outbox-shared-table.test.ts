@@ -7,15 +7,12 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ErrorCode } from '../../src/errors.ts';
-import { createLogger } from '../../src/logger.ts';
-import { createOutboxAdmin, type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
-import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
+import { type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { testOutboxAdmin } from '../helpers/outbox-source.ts';
 import { createTestDatabase, openTestPool } from '../helpers/services.ts';
-import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
-const logger = createLogger({ level: 'silent' });
 const scope = (app: string, env: string) => ({ app, env, tenant: undefined });
 
 async function setUp() {
@@ -24,7 +21,7 @@ async function setUp() {
   const appDb = await createTestDatabase();
   const app = openTestPool(appDb.url);
   await app.query(outboxTableDdl(outboxTable('event_outbox')));
-  const outbox = createOutboxAdmin({ db: fixture.db, connect: (url) => createOutboxPool(url, logger), checkReplication: async () => {}, publicationOf: defaultPublicationName });
+  const outbox = testOutboxAdmin(fixture.db, { checkReplication: async () => {} });
   const set = async (app: string, env: string, input: Partial<SetOutboxSourceInput> = {}) => {
     try {
       const saved = await outbox.setSource(scope(app, env), { databaseUrl: appDb.url, mode: 'POLL', ...input });

@@ -8,15 +8,12 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ErrorCode } from '../../src/errors.ts';
-import { createLogger } from '../../src/logger.ts';
-import { createOutboxAdmin, type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
-import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
+import { type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { testOutboxAdmin } from '../helpers/outbox-source.ts';
 import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
-import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
-const logger = createLogger({ level: 'silent' });
 const SCOPE = { app: 'app', env: 'env', tenant: undefined };
 
 async function setUp() {
@@ -24,7 +21,7 @@ async function setUp() {
   onTestFinished(() => fixture.dispose());
   const appDb = await createTestDatabase();
   const app = openTestPool(appDb.url);
-  const outbox = createOutboxAdmin({ db: fixture.db, connect: (url) => createOutboxPool(url, logger), checkReplication: async () => {}, publicationOf: defaultPublicationName });
+  const outbox = testOutboxAdmin(fixture.db, { checkReplication: async () => {} });
   /** What `setSource` rejects with, or the saved source's table and mode. */
   const set = async (input: SetOutboxSourceInput) => {
     try {

@@ -7,14 +7,10 @@
 import { createServer } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ErrorCode, TributaryError } from '../../src/errors.ts';
-import { createLogger } from '../../src/logger.ts';
-import { createOutboxAdmin } from '../../src/pipeline/outbox/outbox-admin.ts';
-import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
+import { testOutboxAdmin } from '../helpers/outbox-source.ts';
 import { createTestDatabase } from '../helpers/services.ts';
-import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
-const logger = createLogger({ level: 'silent' });
 const SCOPE = { app: 'shop', env: 'prod', tenant: undefined };
 
 /** A local port nothing listens on (bound, then released). */
@@ -30,7 +26,7 @@ describe('setOutboxSource on a database it cannot use', () => {
   it('answers UNAVAILABLE when nothing listens there, BAD_USER_INPUT when the database refuses', async () => {
     const fixture = await createDeliveryFixture();
     onTestFinished(() => fixture.dispose());
-    const outbox = createOutboxAdmin({ db: fixture.db, connect: (url) => createOutboxPool(url, logger), checkReplication: async () => {}, publicationOf: defaultPublicationName });
+    const outbox = testOutboxAdmin(fixture.db, { checkReplication: async () => {} });
     const refusal = (databaseUrl: string) => outbox.setSource(SCOPE, { databaseUrl, mode: 'POLL', createTable: true }).then(() => undefined, (error: unknown) => error);
 
     const down = await refusal(`postgres://u:p@127.0.0.1:${await closedPort()}/shop`);

@@ -14,19 +14,18 @@ import { enqueueOutboxEvent } from '@tributary/client/outbox';
 import type { Database } from '../../src/db/database.ts';
 import { createEmbeddedDatabase } from '../../src/db/embedded.ts';
 import { createLogger } from '../../src/logger.ts';
-import { createOutboxAdmin, type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
+import type { SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
 import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
 import { gql } from '../helpers/cdc.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { eventOf, type DeliveredEvent } from '../helpers/events.ts';
-import { saveOutboxSourceBeforeStart } from '../helpers/outbox-source.ts';
+import { saveOutboxSourceBeforeStart, testOutboxAdmin } from '../helpers/outbox-source.ts';
 import { pgliteDataDir } from '../helpers/pglite-template.ts';
 import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer, type TestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { openAcknowledgedSocket, type RawSocket } from '../helpers/ws-client.ts';
-import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
 const logger = createLogger({ level: 'silent' });
 const SCOPE = { app: 'shop', env: 'prod', tenant: undefined };
@@ -75,7 +74,7 @@ async function setUpAdmin(platform: Platform = 'postgres') {
   const appDb = await createTestDatabase();
   const owner = openTestPool(appDb.url);
   const routes = new Map<string, string>();
-  const outbox = createOutboxAdmin({ db, connect: (url) => createOutboxPool(routes.get(url) ?? url, logger), checkReplication: async () => {}, publicationOf: defaultPublicationName });
+  const outbox = testOutboxAdmin(db, { connect: (url) => createOutboxPool(routes.get(url) ?? url, logger), checkReplication: async () => {} });
   const idOf = async (input: SetOutboxSourceInput) => (await outbox.setSource(SCOPE, { mode: 'POLL', createTable: true, ...input })).outboxId;
   return { db, appDb, owner, routes, idOf };
 }

@@ -11,19 +11,17 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ErrorCode } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
-import { assertLogicalReplicationAllowed } from '../../src/pipeline/cdc/wal/replication-setup.ts';
-import { createOutboxAdmin, type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
-import { createOutboxPool } from '../../src/pipeline/outbox/outbox-pool.ts';
+import { type SetOutboxSourceInput } from '../../src/pipeline/outbox/outbox-admin.ts';
 import { outboxTable, outboxTableDdl } from '../../src/pipeline/outbox/outbox-sql.ts';
 import { gql } from '../helpers/cdc.ts';
 import { createDeliveryFixture } from '../helpers/delivery-fixture.ts';
 import { eventOf } from '../helpers/events.ts';
+import { testOutboxAdmin } from '../helpers/outbox-source.ts';
 import { createTestDatabase, openTestPool, uniqueName } from '../helpers/services.ts';
 import { signHs256, TEST_SECRET } from '../helpers/tokens.ts';
 import { startTestServer } from '../helpers/tributary.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { openAcknowledgedSocket } from '../helpers/ws-client.ts';
-import { defaultPublicationName } from '../../src/pipeline/cdc/wal/replication-names.ts';
 
 const SCOPE = { app: 'app', env: 'env', tenant: undefined };
 
@@ -47,7 +45,7 @@ async function setUp() {
   url.password = 'pw';
   const lines: string[] = [];
   const logger = createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(line) } });
-  const outbox = createOutboxAdmin({ db: fixture.db, connect: (databaseUrl) => createOutboxPool(databaseUrl, logger), checkReplication: assertLogicalReplicationAllowed, publicationOf: defaultPublicationName, logger });
+  const outbox = testOutboxAdmin(fixture.db, { logger });
   const set = async (input: Partial<SetOutboxSourceInput>) => {
     try {
       const saved = await outbox.setSource(SCOPE, { databaseUrl: url.toString(), ...input });
